@@ -1,0 +1,132 @@
+/* crypto.c — randomness, hashing and encoding helpers over OpenSSL. */
+#include "crypto.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+int crypto_random(void *buf, size_t n)
+{
+    if (n > (size_t)0x7fffffff)
+        return -1;
+    return RAND_bytes(buf, (int)n) == 1 ? 0 : -1;
+}
+
+void crypto_sha256(const void *data, size_t n, unsigned char out[32])
+{
+    unsigned int len = 32;
+    EVP_Digest(data, n, out, &len, EVP_sha256(), NULL);
+}
+
+void crypto_hex(const void *data, size_t n, char *out)
+{
+    static const char hx[] = "0123456789abcdef";
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hx[p[i] >> 4];
+        out[2 * i + 1] = hx[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void crypto_sha256_hex(const void *data, size_t n, char out[65])
+{
+    unsigned char md[32];
+    crypto_sha256(data, n, md);
+    crypto_hex(md, 32, out);
+}
+
+static size_t b64_core(const void *in, size_t n, char *out, size_t outcap, const char *alpha,
+                       int pad)
+{
+    const unsigned char *p = in;
+    size_t need = ((n + 2) / 3) * 4 + 1;
+    if (outcap < need)
+        return 0;
+    size_t o = 0, i = 0;
+    for (; i + 2 < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8 | p[i + 2];
+        out[o++] = alpha[v >> 18 & 63];
+        out[o++] = alpha[v >> 12 & 63];
+        out[o++] = alpha[v >> 6 & 63];
+        out[o++] = alpha[v & 63];
+    }
+    if (i < n) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0);
+        out[o++] = alpha[v >> 18 & 63];
+        out[o++] = alpha[v >> 12 & 63];
+        if (i + 1 < n)
+            out[o++] = alpha[v >> 6 & 63];
+        else if (pad)
+            out[o++] = '=';
+        if (pad)
+            out[o++] = '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+size_t crypto_base64url(const void *in, size_t n, char *out, size_t outcap)
+{
+    return b64_core(in, n, out, outcap,
+                    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 0);
+}
+
+char *crypto_base64(const void *in, size_t n)
+{
+    size_t cap = ((n + 2) / 3) * 4 + 1;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    b64_core(in, n, out, cap,
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 1);
+    return out;
+}
+
+static int b64_val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+}
+
+unsigned char *crypto_base64_decode(const char *in, size_t inlen, size_t *outlen)
+{
+    while (inlen && in[inlen - 1] == '=')
+        inlen--;
+    if (inlen % 4 == 1)
+        return NULL;
+    unsigned char *out = malloc(inlen / 4 * 3 + 3);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < inlen; i++) {
+        int v = b64_val((unsigned char)in[i]);
+        if (v < 0) {
+            free(out);
+            return NULL;
+        }
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    *outlen = o;
+    return out;
+}
+
+int crypto_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (alen != blen)
+        return 0;
+    return CRYPTO_memcmp(a, b, alen) == 0;
+}

@@ -1,0 +1,109 @@
+/* log.c — leveled one-line logging as text or JSON; see log.h. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static int g_level = LOG_INFO;
+static int g_json = 0;
+static char g_component[32] = "aurora";
+
+static const char *level_names[] = { "debug", "info", "warn", "error" };
+
+int log_level_from_name(const char *name)
+{
+    if (!name)
+        return -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcasecmp(name, level_names[i]))
+            return i;
+    if (!strcasecmp(name, "warning"))
+        return LOG_WARN;
+    return -1;
+}
+
+int log_setup(const char *component, const char *level, const char *format)
+{
+    if (component)
+        snprintf(g_component, sizeof(g_component), "%s", component);
+    if (level) {
+        int l = log_level_from_name(level);
+        if (l < 0)
+            return -1;
+        g_level = l;
+    }
+    if (format) {
+        if (!strcasecmp(format, "json"))
+            g_json = 1;
+        else if (!strcasecmp(format, "text"))
+            g_json = 0;
+        else
+            return -1;
+    }
+    return 0;
+}
+
+int log_enabled(enum log_level lvl) { return (int)lvl >= g_level; }
+
+/* Appends s JSON-escaped into out[*pos..cap). */
+static void json_escape_into(char *out, size_t cap, size_t *pos, const char *s)
+{
+    for (; *s && *pos + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[(*pos)++] = '\\';
+            out[(*pos)++] = (char)c;
+        } else if (c < 0x20) {
+            *pos += (size_t)snprintf(out + *pos, cap - *pos, "\\u%04x", c);
+        } else {
+            out[(*pos)++] = (char)c;
+        }
+    }
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+    if (!log_enabled(lvl))
+        return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    /* A message is one line whatever it contains. */
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[40];
+    size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
+
+    char line[4096];
+    size_t pos = 0;
+    if (g_json) {
+        pos = (size_t)snprintf(line, sizeof(line),
+                               "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"%s\",\"msg\":\"",
+                               ts, level_names[lvl], g_component);
+        json_escape_into(line, sizeof(line) - 3, &pos, msg);
+        line[pos++] = '"';
+        line[pos++] = '}';
+    } else {
+        pos = (size_t)snprintf(line, sizeof(line), "%s %-5s %s: %s", ts, level_names[lvl],
+                               g_component, msg);
+        if (pos > sizeof(line) - 2)
+            pos = sizeof(line) - 2;
+    }
+    line[pos++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, pos);
+    (void)w;
+}

@@ -1,0 +1,21 @@
+/* log.h — one line per event on stderr, as text or JSON, with a level filter.
+ * Thread-safe: each line is formatted into a local buffer and written with a
+ * single write(2).  Never pass secrets (tokens, keys, credentials, command
+ * environment) to these functions. */
+#ifndef AURORA_LOG_H
+#define AURORA_LOG_H
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* level: "debug"|"info"|"warn"|"error"; format: "text"|"json". Returns -1 on bad names. */
+int log_setup(const char *component, const char *level, const char *format);
+int log_level_from_name(const char *name);
+void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int log_enabled(enum log_level lvl);
+
+#define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+#endif

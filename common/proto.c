@@ -1,0 +1,386 @@
+/* proto.c — JSON control messages and binary data frames; see proto.h and
+ * docs/protocol.md. */
+#include "proto.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utf8.h"
+
+static const struct {
+    const char *name;
+    proto_type type;
+} type_names[] = {
+    { "connected", MSG_CONNECTED },
+    { "register", MSG_REGISTER },
+    { "heartbeat", MSG_HEARTBEAT },
+    { "heartbeat_ack", MSG_HEARTBEAT_ACK },
+    { "kubectl_command", MSG_KUBECTL_COMMAND },
+    { "command_response", MSG_COMMAND_RESPONSE },
+    { "exec", MSG_EXEC },
+    { "exec_end", MSG_EXEC_END },
+    { "cancel", MSG_CANCEL },
+    { "credit", MSG_CREDIT },
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, const char *arg)
+{
+    if (err && errlen)
+        snprintf(err, errlen, fmt, arg);
+}
+
+/* Copies a string field; numbers are accepted and rendered (legacy ids). */
+static char *dup_field(const cJSON *o, const char *key)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsString(it) && it->valuestring)
+        return strdup(it->valuestring);
+    if (cJSON_IsNumber(it)) {
+        char tmp[32];
+        snprintf(tmp, sizeof(tmp), "%.0f", it->valuedouble);
+        return strdup(tmp);
+    }
+    return NULL;
+}
+
+static int num_field(const cJSON *o, const char *key, double *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
+        return 0;
+    *out = it->valuedouble;
+    return 1;
+}
+
+static int bool_field(const cJSON *o, const char *key)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsBool(it))
+        return cJSON_IsTrue(it) ? 1 : 0;
+    return -1;
+}
+
+static int id_field(const cJSON *o, uint32_t *id)
+{
+    double d;
+    if (!num_field(o, "id", &d) || d < 1 || d > 4294967295.0 || d != floor(d))
+        return -1;
+    *id = (uint32_t)d;
+    return 0;
+}
+
+void proto_msg_free(proto_msg *m)
+{
+    free(m->type_name);
+    free(m->cluster_id);
+    free(m->cluster_name);
+    free(m->agent_version);
+    free(m->command_id);
+    free(m->command);
+    free(m->output);
+    free(m->error);
+    free(m->error_code);
+    free(m->kind);
+    argv_free(&m->argv);
+    memset(m, 0, sizeof(*m));
+}
+
+int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof(*m));
+    m->success = -1;
+    m->return_code = -1;
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root) {
+        set_err(err, errlen, "%s", "frame is not valid JSON");
+        return -1;
+    }
+    int rc = -1;
+    if (!cJSON_IsObject(root)) {
+        set_err(err, errlen, "%s", "frame is not a JSON object");
+        goto out;
+    }
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "type");
+    if (!cJSON_IsString(t) || !t->valuestring) {
+        set_err(err, errlen, "%s", "message has no string 'type'");
+        goto out;
+    }
+    m->type_name = strdup(t->valuestring);
+    if (!m->type_name)
+        goto oom;
+    for (size_t i = 0; i < sizeof(type_names) / sizeof(type_names[0]); i++)
+        if (!strcmp(type_names[i].name, t->valuestring))
+            m->type = type_names[i].type;
+
+    m->cluster_id = dup_field(root, "cluster_id");
+    m->cluster_name = dup_field(root, "cluster_name");
+    m->agent_version = dup_field(root, "agent_version");
+    m->command_id = dup_field(root, "command_id");
+    m->command = dup_field(root, "command");
+    m->error = dup_field(root, "error");
+    m->error_code = dup_field(root, "error_code");
+    m->kind = dup_field(root, "kind");
+    const cJSON *out = cJSON_GetObjectItemCaseSensitive(root, "output");
+    if (cJSON_IsString(out) && out->valuestring) {
+        m->output_len = strlen(out->valuestring);
+        m->output = strdup(out->valuestring);
+        if (!m->output)
+            goto oom;
+    }
+    m->success = bool_field(root, "success");
+    m->truncated = bool_field(root, "truncated") == 1;
+    double d;
+    if (num_field(root, "return_code", &d) && d >= -1000000 && d <= 1000000)
+        m->return_code = (int)d;
+    if (num_field(root, "protocol", &d) && d >= 0 && d <= 1000)
+        m->protocol = (int)d;
+    if (num_field(root, "timeout", &d) && d > 0 && d < 1e7)
+        m->timeout = d;
+    if (num_field(root, "max_output", &d) && d > 0 && d < 9e15)
+        m->max_output = (int64_t)d;
+    if (num_field(root, "bytes", &d) && d >= 0 && d < 9e15)
+        m->bytes = (int64_t)d;
+    if (num_field(root, "bytes_out", &d) && d >= 0 && d < 9e15)
+        m->bytes = (int64_t)d;
+    if (num_field(root, "window", &d) && d > 0 && d < 9e15)
+        m->window = (int64_t)d;
+    if (num_field(root, "duration_ms", &d) && d >= 0 && d < 9e15)
+        m->duration_ms = (int64_t)d;
+    if (num_field(root, "max_concurrent", &d) && d >= 0 && d <= 100000)
+        m->max_concurrent = (int)d;
+
+    switch (m->type) {
+    case MSG_COMMAND_RESPONSE:
+        if (!m->command_id) {
+            set_err(err, errlen, "%s", "command_response without command_id");
+            goto out;
+        }
+        break;
+    case MSG_KUBECTL_COMMAND:
+        if (!m->command_id || !m->command) {
+            set_err(err, errlen, "%s", "kubectl_command without command_id or command");
+            goto out;
+        }
+        break;
+    case MSG_EXEC: {
+        if (id_field(root, &m->id) < 0) {
+            set_err(err, errlen, "%s", "exec without a valid id");
+            goto out;
+        }
+        const cJSON *av = cJSON_GetObjectItemCaseSensitive(root, "argv");
+        int n = cJSON_IsArray(av) ? cJSON_GetArraySize(av) : -1;
+        if (n < 0 || n > ARGV_MAX_ARGS) {
+            set_err(err, errlen, "%s", "exec argv must be an array of at most 256 strings");
+            goto out;
+        }
+        const char **strs = calloc((size_t)n + 1, sizeof(char *));
+        if (!strs)
+            goto oom;
+        int i = 0;
+        const cJSON *el;
+        cJSON_ArrayForEach(el, av) strs[i++] = cJSON_IsString(el) ? el->valuestring : NULL;
+        char aerr[128] = "";
+        /* An empty argv is legal here (plain `kubectl`); argv_from_strings wants >0. */
+        int arc = n == 0 ? 0 : argv_from_strings(strs, n, &m->argv, aerr, sizeof(aerr));
+        free(strs);
+        if (arc < 0) {
+            set_err(err, errlen, "exec argv: %s", aerr);
+            goto out;
+        }
+        break;
+    }
+    case MSG_EXEC_END:
+    case MSG_CANCEL:
+    case MSG_CREDIT:
+        if (id_field(root, &m->id) < 0) {
+            set_err(err, errlen, "%s message without a valid id", m->type_name);
+            goto out;
+        }
+        break;
+    default:
+        break;
+    }
+    rc = 0;
+    goto out;
+oom:
+    set_err(err, errlen, "%s", "out of memory");
+out:
+    cJSON_Delete(root);
+    if (rc < 0)
+        proto_msg_free(m);
+    return rc;
+}
+
+/* ---- encoders ------------------------------------------------------------ */
+
+static char *finish(cJSON *o)
+{
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return s;
+}
+
+static cJSON *typed(const char *type)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o)
+        cJSON_AddStringToObject(o, "type", type);
+    return o;
+}
+
+char *proto_enc_connected(const char *cluster_id, const char *cluster_name, int protocol,
+                          int64_t window)
+{
+    cJSON *o = typed("connected");
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "cluster_id", cluster_id);
+    cJSON_AddStringToObject(o, "cluster_name", cluster_name ? cluster_name : "");
+    if (protocol >= 2) {
+        cJSON_AddNumberToObject(o, "protocol", protocol);
+        cJSON_AddNumberToObject(o, "window", (double)window);
+    }
+    return finish(o);
+}
+
+char *proto_enc_register(const char *cluster_id, const char *agent_version, int protocol,
+                         int max_concurrent)
+{
+    cJSON *o = typed("register");
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "cluster_id", cluster_id);
+    cJSON_AddStringToObject(o, "agent_version", agent_version ? agent_version : "");
+    if (protocol >= 2) {
+        cJSON_AddNumberToObject(o, "protocol", protocol);
+        cJSON_AddNumberToObject(o, "max_concurrent", max_concurrent);
+    }
+    return finish(o);
+}
+
+char *proto_enc_heartbeat(const char *cluster_id)
+{
+    cJSON *o = typed("heartbeat");
+    if (o)
+        cJSON_AddStringToObject(o, "cluster_id", cluster_id);
+    return finish(o);
+}
+
+char *proto_enc_heartbeat_ack(void) { return finish(typed("heartbeat_ack")); }
+
+char *proto_enc_kubectl_command(const char *command_id, const char *command, double timeout)
+{
+    cJSON *o = typed("kubectl_command");
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "command_id", command_id);
+    cJSON_AddStringToObject(o, "command", command);
+    cJSON_AddNumberToObject(o, "timeout", timeout);
+    return finish(o);
+}
+
+char *proto_enc_command_response(const char *command_id, int success, const char *output,
+                                 size_t output_len, const char *error, int return_code)
+{
+    cJSON *o = typed("command_response");
+    if (!o)
+        return NULL;
+    char *clean = utf8_sanitize(output ? output : "", output ? output_len : 0, NULL);
+    if (!clean) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON_AddStringToObject(o, "command_id", command_id);
+    cJSON_AddBoolToObject(o, "success", success);
+    cJSON_AddStringToObject(o, "output", clean);
+    cJSON_AddStringToObject(o, "error", error ? error : "");
+    cJSON_AddNumberToObject(o, "return_code", return_code);
+    free(clean);
+    return finish(o);
+}
+
+char *proto_enc_exec(uint32_t id, const char *kind, const argv_t *argv, double timeout,
+                     int64_t max_output)
+{
+    cJSON *o = typed("exec");
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "kind", kind);
+    cJSON *arr = cJSON_AddArrayToObject(o, "argv");
+    for (int i = 0; arr && i < argv->c; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(argv->v[i]));
+    cJSON_AddNumberToObject(o, "timeout", timeout);
+    cJSON_AddNumberToObject(o, "max_output", (double)max_output);
+    return finish(o);
+}
+
+char *proto_enc_exec_end(uint32_t id, int return_code, const char *error,
+                         const char *error_code, int truncated, int64_t duration_ms,
+                         int64_t bytes_out)
+{
+    cJSON *o = typed("exec_end");
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "id", id);
+    cJSON_AddNumberToObject(o, "return_code", return_code);
+    cJSON_AddStringToObject(o, "error", error ? error : "");
+    if (error_code && *error_code)
+        cJSON_AddStringToObject(o, "error_code", error_code);
+    else
+        cJSON_AddNullToObject(o, "error_code");
+    cJSON_AddBoolToObject(o, "truncated", truncated);
+    cJSON_AddNumberToObject(o, "duration_ms", (double)duration_ms);
+    cJSON_AddNumberToObject(o, "bytes_out", (double)bytes_out);
+    return finish(o);
+}
+
+char *proto_enc_cancel(uint32_t id)
+{
+    cJSON *o = typed("cancel");
+    if (o)
+        cJSON_AddNumberToObject(o, "id", id);
+    return finish(o);
+}
+
+char *proto_enc_credit(uint32_t id, int64_t bytes)
+{
+    cJSON *o = typed("credit");
+    if (o) {
+        cJSON_AddNumberToObject(o, "id", id);
+        cJSON_AddNumberToObject(o, "bytes", (double)bytes);
+    }
+    return finish(o);
+}
+
+/* ---- binary data frames -------------------------------------------------- */
+
+void proto_data_header(unsigned char hdr[PROTO_DATA_HDR], int channel, uint32_t id)
+{
+    hdr[0] = (unsigned char)channel;
+    hdr[1] = (unsigned char)(id >> 24);
+    hdr[2] = (unsigned char)(id >> 16);
+    hdr[3] = (unsigned char)(id >> 8);
+    hdr[4] = (unsigned char)id;
+}
+
+int proto_data_parse(const unsigned char *frame, size_t len, int *channel, uint32_t *id,
+                     const unsigned char **payload, size_t *plen)
+{
+    if (len < PROTO_DATA_HDR || len > PROTO_DATA_HDR + PROTO_MAX_CHUNK)
+        return -1;
+    if (frame[0] != PROTO_CHAN_STDOUT && frame[0] != PROTO_CHAN_STDERR)
+        return -1;
+    uint32_t v = (uint32_t)frame[1] << 24 | (uint32_t)frame[2] << 16 | (uint32_t)frame[3] << 8 |
+                 frame[4];
+    if (v == 0)
+        return -1;
+    *channel = frame[0];
+    *id = v;
+    *payload = frame + PROTO_DATA_HDR;
+    *plen = len - PROTO_DATA_HDR;
+    return 0;
+}

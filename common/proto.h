@@ -1,0 +1,120 @@
+/* proto.h — the agent <-> server wire protocol (see docs/protocol.md).
+ *
+ * Two dialects over one WebSocket endpoint (/kubectl-agent):
+ *  - legacy: what the deployed Python agent speaks (no subprotocol header).
+ *    Text frames, one JSON object each, `type` names the message.
+ *  - v2 ("aurora-tunnel.v2" subprotocol): same JSON control messages plus
+ *    exec/exec_end/cancel/credit, and binary data frames carrying output:
+ *        byte 0      channel (1 = stdout, 2 = stderr)
+ *        bytes 1..4  request id, big-endian uint32 (never 0)
+ *        bytes 5..   payload (at most PROTO_MAX_CHUNK bytes)
+ *    Per-request credit-based flow control: the agent may have at most
+ *    `window` payload bytes outstanding per request; the server returns
+ *    credit as it consumes output.
+ */
+#ifndef AURORA_PROTO_H
+#define AURORA_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "argv.h"
+
+#define PROTO_SUBPROTOCOL_V2 "aurora-tunnel.v2"
+#define PROTO_PATH "/kubectl-agent"
+#define PROTO_CHAN_STDOUT 1
+#define PROTO_CHAN_STDERR 2
+#define PROTO_DATA_HDR 5
+#define PROTO_MAX_CHUNK (32 * 1024)
+#define PROTO_DEFAULT_WINDOW (256 * 1024)
+#define PROTO_MAX_CONTROL (1024 * 1024) /* largest v2 JSON control message */
+
+/* WebSocket close codes/reasons the existing agents know. */
+#define PROTO_CLOSE_POLICY 1008
+#define PROTO_REASON_INVALID "Invalid token"
+#define PROTO_REASON_REVOKED "Token revoked"
+#define PROTO_REASON_EXPIRED "Token expired"
+
+typedef enum {
+    MSG_UNKNOWN = 0,
+    MSG_CONNECTED,        /* S->A */
+    MSG_REGISTER,         /* A->S */
+    MSG_HEARTBEAT,        /* A->S */
+    MSG_HEARTBEAT_ACK,    /* S->A */
+    MSG_KUBECTL_COMMAND,  /* S->A legacy */
+    MSG_COMMAND_RESPONSE, /* A->S legacy */
+    MSG_EXEC,             /* S->A v2 */
+    MSG_EXEC_END,         /* A->S v2 */
+    MSG_CANCEL,           /* S->A v2 */
+    MSG_CREDIT,           /* S->A v2 */
+} proto_type;
+
+/* Error codes carried in exec_end.error_code and in API results. */
+#define EC_TIMEOUT "TIMEOUT"
+#define EC_OUTPUT_LIMIT "OUTPUT_LIMIT"
+#define EC_CANCELLED "CANCELLED"
+#define EC_SPAWN_FAILED "SPAWN_FAILED"
+#define EC_BUSY "AGENT_BUSY"
+#define EC_SHUTTING_DOWN "AGENT_SHUTTING_DOWN"
+#define EC_BAD_REQUEST "BAD_REQUEST"
+
+/* A decoded JSON control message.  Absent fields are NULL / 0 / -1 as noted.
+ * Strings are owned by the message (proto_msg_free). */
+typedef struct {
+    proto_type type;
+    char *type_name;     /* as received, for "unknown type" errors */
+    char *cluster_id;
+    char *cluster_name;
+    char *agent_version;
+    char *command_id;    /* legacy */
+    char *command;       /* legacy: kubectl args as one string */
+    char *output;        /* legacy command_response */
+    size_t output_len;
+    char *error;
+    char *error_code;
+    char *kind;          /* v2 exec: "kubectl" */
+    argv_t argv;         /* v2 exec */
+    int success;         /* -1 if absent */
+    int return_code;     /* -1 if absent */
+    int truncated;
+    int protocol;        /* connected: 1 legacy, 2 v2; 0 if absent */
+    uint32_t id;         /* v2 request id; 0 if absent */
+    double timeout;      /* seconds; 0 if absent */
+    int64_t max_output;  /* bytes; 0 if absent */
+    int64_t bytes;       /* credit bytes / exec_end bytes_out */
+    int64_t window;      /* connected: initial window */
+    int64_t duration_ms;
+    int max_concurrent;  /* register */
+} proto_msg;
+
+/* Parses one text frame.  0 on success (type may be MSG_UNKNOWN: check it);
+ * -1 with a message in err for non-JSON, non-object, missing/ill-typed fields
+ * required by the known type. */
+int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t errlen);
+void proto_msg_free(proto_msg *m);
+
+/* Encoders return a malloc'd NUL-terminated JSON text, NULL on OOM. */
+char *proto_enc_connected(const char *cluster_id, const char *cluster_name, int protocol,
+                          int64_t window);
+char *proto_enc_register(const char *cluster_id, const char *agent_version, int protocol,
+                         int max_concurrent);
+char *proto_enc_heartbeat(const char *cluster_id);
+char *proto_enc_heartbeat_ack(void);
+char *proto_enc_kubectl_command(const char *command_id, const char *command, double timeout);
+/* output may hold any bytes: it is made valid UTF-8 (lossy) for the legacy dialect. */
+char *proto_enc_command_response(const char *command_id, int success, const char *output,
+                                 size_t output_len, const char *error, int return_code);
+char *proto_enc_exec(uint32_t id, const char *kind, const argv_t *argv, double timeout,
+                     int64_t max_output);
+char *proto_enc_exec_end(uint32_t id, int return_code, const char *error,
+                         const char *error_code, int truncated, int64_t duration_ms,
+                         int64_t bytes_out);
+char *proto_enc_cancel(uint32_t id);
+char *proto_enc_credit(uint32_t id, int64_t bytes);
+
+/* Binary data frames. */
+void proto_data_header(unsigned char hdr[PROTO_DATA_HDR], int channel, uint32_t id);
+/* 0 and fills the out-params if frame is a well-formed data frame, else -1. */
+int proto_data_parse(const unsigned char *frame, size_t len, int *channel, uint32_t *id,
+                     const unsigned char **payload, size_t *plen);
+
+#endif

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, tests and benchmarks need.
+# Idempotent: when everything is present it does no work and touches no network.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config
+  libwebsockets-dev libssl-dev libcurl4-openssl-dev libcjson-dev libyaml-dev
+  libsqlite3-dev libpq-dev libhiredis-dev libseccomp-dev libcmocka-dev
+  openssl ca-certificates procps psmisc
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Test peers from npm (ws for the legacy-agent client), installed project-locally.
+if [ "${1:-}" = "--test" ]; then
+  command -v node >/dev/null || { echo "install-deps: node is required for the integration tests" >&2; exit 1; }
+  if [ ! -f tests/node_modules/.installed ] || [ tests/package.json -nt tests/node_modules/.installed ]; then
+    (cd tests && npm install --no-audit --no-fund --silent) && touch tests/node_modules/.installed
+  fi
+fi

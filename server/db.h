@@ -1,0 +1,55 @@
+/* db.h — the small SQL engine interface the store is written against.
+ *
+ * SQL text uses '?' placeholders; an engine that numbers them ($1, $2 …)
+ * rewrites them.  Results are materialized (small row sets only: the store
+ * never selects unbounded data).  A db_t is used by one thread at a time.
+ */
+#ifndef AURORA_DB_H
+#define AURORA_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct db db_t;
+
+typedef enum { DB_NULL, DB_TEXT, DB_INT } db_type;
+typedef struct {
+    db_type type;
+    const char *text; /* DB_TEXT */
+    int64_t i;        /* DB_INT */
+} db_param;
+
+#define DB_P_TEXT(s) ((db_param){ .type = (s) ? DB_TEXT : DB_NULL, .text = (s) })
+#define DB_P_INT(v)  ((db_param){ .type = DB_INT, .i = (int64_t)(v) })
+
+typedef struct {
+    size_t nrows, ncols;
+    char **cells; /* nrows*ncols, row-major; NULL for SQL NULL */
+} db_result;
+
+/* Error kinds an engine maps its native codes to. */
+enum { DB_OK = 0, DB_E_CONSTRAINT = -2, DB_E_BUSY = -3, DB_E_CONN = -4, DB_E_OTHER = -1 };
+
+typedef struct db_engine {
+    const char *name;                 /* "sqlite", "postgres" */
+    int (*accepts)(const char *url);  /* 1 if this engine handles the url */
+    int (*open)(const char *url, db_t **out, char *err, size_t errlen);
+    void (*close)(db_t *db);
+    /* Statement without result rows; *changes (may be NULL) gets affected rows. */
+    int (*exec)(db_t *db, const char *sql, const db_param *p, size_t np, int64_t *changes);
+    /* Statement with result rows into *res (free with db_result_free). */
+    int (*query)(db_t *db, const char *sql, const db_param *p, size_t np, db_result *res);
+    const char *(*errmsg)(db_t *db);
+} db_engine;
+
+extern const db_engine db_engine_sqlite;
+
+/* Picks the engine for a url (NULL if none). */
+const db_engine *db_engine_for(const char *url);
+void db_result_free(db_result *r);
+static inline const char *db_cell(const db_result *r, size_t row, size_t col)
+{
+    return r->cells[row * r->ncols + col];
+}
+
+#endif
