@@ -76,6 +76,7 @@ int argv_tokenize(const char *s, argv_t *out, char *err, size_t errlen)
                 break;
             continue;
         }
+        int was_in_word = in_word;
         in_word = 1;
         if (c == '\'') {
             const char *end = strchr(p + 1, '\'');
@@ -108,8 +109,10 @@ int argv_tokenize(const char *s, argv_t *out, char *err, size_t errlen)
                 goto fail;
             }
             p++;
-            if (*p == '\n') /* line continuation joins words */
+            if (*p == '\n') { /* line continuation: removed, starts no word */
+                in_word = was_in_word;
                 continue;
+            }
             if (buf_append(&w, p, 1) < 0)
                 goto oom;
         } else {
@@ -147,10 +150,12 @@ int argv_from_strings(const char *const *strs, int n, argv_t *out, char *err, si
             set_err(err, errlen, "argument is not a string");
             goto fail;
         }
-        if (buf_append_str(&w, strs[i]) < 0 || push(&a, &w, &total, err, errlen) < 0) {
+        if (buf_append_str(&w, strs[i]) < 0) {
+            set_err(err, errlen, "out of memory");
+            goto fail;
+        }
+        if (push(&a, &w, &total, err, errlen) < 0) { /* push set err */
             buf_free(&w);
-            if (err && errlen && !err[0])
-                set_err(err, errlen, "out of memory");
             goto fail;
         }
     }
@@ -172,6 +177,8 @@ int argv_prepend(argv_t *a, const char *first)
         return -1;
     }
     a->v = nv;
+    if (a->c == 0)
+        a->v[0] = NULL; /* an empty argv_t may have no array (and so no terminator) yet */
     memmove(a->v + 1, a->v, sizeof(char *) * (size_t)(a->c + 1));
     a->v[0] = s;
     a->c++;

@@ -22,6 +22,8 @@ void buf_reset(buf_t *b)
 
 int buf_reserve(buf_t *b, size_t extra)
 {
+    if (extra > ((size_t)-1) - b->len - 1) /* len + extra + 1 would overflow */
+        return -1;
     if (b->len + extra + 1 <= b->cap)
         return 0;
     /* Reclaim consumed space first: streaming users append and consume in turn. */
@@ -33,8 +35,6 @@ int buf_reserve(buf_t *b, size_t extra)
         return 0;
     }
     size_t need = b->len + extra + 1;
-    if (need < extra) /* overflow */
-        return -1;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need) {
         if (cap > ((size_t)-1) / 2)
@@ -46,6 +46,7 @@ int buf_reserve(buf_t *b, size_t extra)
         return -1;
     b->data = p;
     b->cap = cap;
+    b->data[b->len] = '\0'; /* a fresh allocation must be a valid (empty) string too */
     return 0;
 }
 

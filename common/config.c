@@ -70,6 +70,12 @@ static int load_yaml(const char *path, kv_list *out, char *err, size_t errlen)
         }
         switch (ev.type) {
         case YAML_MAPPING_START_EVENT:
+            if (depth > 0 && want_key[depth]) {
+                snprintf(err, errlen, "%s line %lu: mapping keys must be plain scalars", path,
+                         (unsigned long)ev.start_mark.line + 1);
+                yaml_event_delete(&ev);
+                goto out;
+            }
             if (depth >= YAML_MAX_DEPTH) {
                 snprintf(err, errlen, "%s: nesting too deep", path);
                 yaml_event_delete(&ev);
@@ -90,6 +96,12 @@ static int load_yaml(const char *path, kv_list *out, char *err, size_t errlen)
                 }
             }
             break;
+        case YAML_ALIAS_EVENT:
+            /* Skipping it would shift every following key/value pair. */
+            snprintf(err, errlen, "%s line %lu: aliases are not supported in the config file",
+                     path, (unsigned long)ev.start_mark.line + 1);
+            yaml_event_delete(&ev);
+            goto out;
         case YAML_SEQUENCE_START_EVENT:
             snprintf(err, errlen, "%s: lists are not supported in the config file", path);
             yaml_event_delete(&ev);
@@ -172,6 +184,8 @@ int config_load(config_t *c, const config_def *defs, size_t n, const char *yaml_
         goto fail;
     for (size_t i = 0; i < n; i++) {
         const char *v = getenv(defs[i].env);
+        if (v && !*v && defs[i].type != CFG_STRING)
+            v = NULL; /* an empty number/bool (e.g. from a Helm template) means unset */
         const char *src = "env";
         if (!v && defs[i].yaml) {
             for (size_t k = 0; k < file.n; k++)

@@ -93,12 +93,19 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
     memset(m, 0, sizeof(*m));
     m->success = -1;
     m->return_code = -1;
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) {
         set_err(err, errlen, "%s", "frame is not valid JSON");
         return -1;
     }
     int rc = -1;
+    /* One frame, one object: anything but whitespace after it is malformed. */
+    for (; end && end < json + len; end++)
+        if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n') {
+            set_err(err, errlen, "%s", "trailing data after the JSON object");
+            goto out;
+        }
     if (!cJSON_IsObject(root)) {
         set_err(err, errlen, "%s", "frame is not a JSON object");
         goto out;

@@ -54,8 +54,13 @@ int token_new_api_key(char out[API_KEY_LEN + 1])
 void token_preview(const char *token, char out[TOKEN_PREVIEW_LEN])
 {
     size_t n = strlen(token);
-    const char *us = strrchr(token, '_');
-    size_t prefix = us ? (size_t)(us - token) + 1 : 0;
+    /* Only a known, fixed prefix is shown whole: the random part is base64url
+     * and may itself contain '_', so "up to the last '_'" would leak it. */
+    size_t prefix = 0;
+    if (!strncmp(token, AGENT_TOKEN_PREFIX, AGENT_TOKEN_PREFIX_LEN))
+        prefix = AGENT_TOKEN_PREFIX_LEN;
+    else if (!strncmp(token, API_KEY_PREFIX, strlen(API_KEY_PREFIX)))
+        prefix = strlen(API_KEY_PREFIX);
     if (n < prefix + 12) { /* too short to show anything safely */
         snprintf(out, TOKEN_PREVIEW_LEN, "%.*s...", (int)(prefix < 20 ? prefix : 20), token);
         return;

@@ -1,0 +1,191 @@
+/* test_common_log.c — leveled one-line logging (common/log.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Captures what the logger writes to stderr. */
+static int saved_fd = -1;
+static int pipe_rd = -1;
+
+static void capture_start(void)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    saved_fd = dup(STDERR_FILENO);
+    assert_true(saved_fd >= 0);
+    assert_true(dup2(p[1], STDERR_FILENO) >= 0);
+    close(p[1]);
+    pipe_rd = p[0];
+}
+
+/* Returns the captured text (malloc'd). */
+static char *capture_end(void)
+{
+    dup2(saved_fd, STDERR_FILENO);
+    close(saved_fd);
+    char *out = calloc(1, 65536 + 1);
+    assert_non_null(out);
+    ssize_t n = read(pipe_rd, out, 65536);
+    close(pipe_rd);
+    if (n < 0)
+        n = 0;
+    out[n] = '\0';
+    return out;
+}
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static int setup(void **state)
+{
+    return log_setup("ut", "info", "text");
+}
+
+static void test_level_names(void **state)
+{
+    assert_int_equal(log_level_from_name("debug"), LOG_DEBUG);
+    assert_int_equal(log_level_from_name("INFO"), LOG_INFO);
+    assert_int_equal(log_level_from_name("warn"), LOG_WARN);
+    assert_int_equal(log_level_from_name("warning"), LOG_WARN);
+    assert_int_equal(log_level_from_name("Error"), LOG_ERROR);
+    assert_int_equal(log_level_from_name("trace"), -1);
+    assert_int_equal(log_level_from_name(""), -1);
+    assert_int_equal(log_level_from_name(NULL), -1);
+    assert_int_equal(log_setup(NULL, "loud", NULL), -1);
+    assert_int_equal(log_setup(NULL, NULL, "xml"), -1);
+    assert_int_equal(log_setup(NULL, NULL, NULL), 0);
+}
+
+static void test_level_filter(void **state)
+{
+    assert_int_equal(log_setup("ut", "warn", "text"), 0);
+    assert_false(log_enabled(LOG_DEBUG));
+    assert_false(log_enabled(LOG_INFO));
+    assert_true(log_enabled(LOG_WARN));
+    assert_true(log_enabled(LOG_ERROR));
+    capture_start();
+    log_debug("dbg %d", 1);
+    log_info("inf %d", 2);
+    log_warn("wrn %d", 3);
+    log_error("err %d", 4);
+    char *out = capture_end();
+    assert_null(strstr(out, "dbg"));
+    assert_null(strstr(out, "inf 2"));
+    assert_non_null(strstr(out, "wrn 3"));
+    assert_non_null(strstr(out, "err 4"));
+    assert_int_equal(count_lines(out), 2);
+    free(out);
+
+    assert_int_equal(log_setup(NULL, "debug", NULL), 0);
+    capture_start();
+    log_debug("dbg %s", "on");
+    out = capture_end();
+    assert_non_null(strstr(out, "dbg on"));
+    free(out);
+}
+
+static void test_text_format(void **state)
+{
+    assert_int_equal(log_setup("agent", "info", "text"), 0);
+    capture_start();
+    log_info("hello\nworld\r!");
+    char *out = capture_end();
+    /* One line: "<ts> info  agent: hello world !" */
+    assert_int_equal(count_lines(out), 1);
+    assert_non_null(strstr(out, " info "));
+    assert_non_null(strstr(out, "agent: hello world !\n"));
+    assert_int_equal(out[4], '-');
+    assert_int_equal(out[10], 'T');
+    assert_non_null(strchr(out, 'Z'));
+    free(out);
+}
+
+static void test_json_format(void **state)
+{
+    assert_int_equal(log_setup("server", "info", "json"), 0);
+    capture_start();
+    log_warn("quote \" backslash \\ tab \t ctl \x01 nl \n end");
+    char *out = capture_end();
+    assert_int_equal(count_lines(out), 1);
+    cJSON *o = cJSON_Parse(out);
+    if (!o)
+        fail_msg("not JSON: %s", out);
+    assert_string_equal(cJSON_GetObjectItem(o, "level")->valuestring, "warn");
+    assert_string_equal(cJSON_GetObjectItem(o, "component")->valuestring, "server");
+    assert_string_equal(cJSON_GetObjectItem(o, "msg")->valuestring,
+                        "quote \" backslash \\ tab \t ctl \x01 nl   end");
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(o, "ts")));
+    cJSON_Delete(o);
+    free(out);
+    log_setup(NULL, NULL, "text");
+}
+
+static void test_long_messages(void **state)
+{
+    char *big = malloc(10000);
+    assert_non_null(big);
+    /* Every char needs escaping: the line is cut but stays valid JSON. */
+    memset(big, '"', 9999);
+    big[9999] = '\0';
+    assert_int_equal(log_setup(NULL, "info", "json"), 0);
+    capture_start();
+    log_info("%s", big);
+    char *out = capture_end();
+    assert_int_equal(count_lines(out), 1);
+    cJSON *o = cJSON_Parse(out);
+    if (!o)
+        fail_msg("long line is not JSON (%zu bytes)", strlen(out));
+    const char *msg = cJSON_GetObjectItem(o, "msg")->valuestring;
+    assert_true(strlen(msg) > 1000);
+    cJSON_Delete(o);
+    free(out);
+
+    memset(big, 1, 9999);
+    capture_start();
+    log_info("%s", big);
+    out = capture_end();
+    o = cJSON_Parse(out);
+    assert_non_null(o);
+    cJSON_Delete(o);
+    free(out);
+
+    /* Text mode: cut, still one line. */
+    log_setup(NULL, NULL, "text");
+    memset(big, 'x', 9999);
+    capture_start();
+    log_error("%s", big);
+    out = capture_end();
+    assert_int_equal(count_lines(out), 1);
+    assert_true(strlen(out) < 4096);
+    free(out);
+    free(big);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_level_names, setup),
+        cmocka_unit_test_setup(test_level_filter, setup),
+        cmocka_unit_test_setup(test_text_format, setup),
+        cmocka_unit_test_setup(test_json_format, setup),
+        cmocka_unit_test_setup(test_long_messages, setup),
+    };
+    return cmocka_run_group_tests_name("common_log", tests, NULL, NULL);
+}

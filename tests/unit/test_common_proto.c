@@ -1,0 +1,642 @@
+/* test_common_proto.c — wire protocol codec (common/proto.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+#include "utf8.h"
+
+/* Decodes s from an exactly-sized heap copy (no NUL after it) so that ASan
+ * catches any read past the frame. */
+static int decode_exact(const char *s, size_t len, proto_msg *m, char *err, size_t errlen)
+{
+    char *copy = malloc(len ? len : 1);
+    assert_non_null(copy);
+    memcpy(copy, s, len);
+    int rc = proto_decode(copy, len, m, err, errlen);
+    free(copy);
+    return rc;
+}
+
+static void decode_ok(const char *s, proto_msg *m)
+{
+    char err[256] = "";
+    int rc = decode_exact(s, strlen(s), m, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("decode of %s failed: %s", s, err);
+}
+
+static void decode_fails(const char *s, const char *needle)
+{
+    proto_msg m;
+    char err[256];
+    memset(err, 0, sizeof(err));
+    int rc = decode_exact(s, strlen(s), &m, err, sizeof(err));
+    if (rc != -1)
+        fail_msg("decode of %s succeeded, expected failure", s);
+    assert_true(strlen(err) > 0);
+    if (needle && !strstr(err, needle))
+        fail_msg("decode of %s: error '%s' does not mention '%s'", s, err, needle);
+    /* The message is left empty (safe to free again). */
+    assert_null(m.type_name);
+    assert_null(m.argv.v);
+    proto_msg_free(&m);
+}
+
+/* Checks the text is a JSON object whose "type" is type, and returns it parsed. */
+static cJSON *parse_obj(const char *s, const char *type)
+{
+    assert_non_null(s);
+    cJSON *o = cJSON_Parse(s);
+    assert_non_null(o);
+    assert_true(cJSON_IsObject(o));
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+    assert_true(cJSON_IsString(t));
+    assert_string_equal(t->valuestring, type);
+    return o;
+}
+
+static void test_connected_v1(void **state)
+{
+    char *s = proto_enc_connected("cluster-0123456789abcdef", "prod-eu", 1, 65536);
+    cJSON *o = parse_obj(s, "connected");
+    assert_null(cJSON_GetObjectItem(o, "protocol"));
+    assert_null(cJSON_GetObjectItem(o, "window"));
+    assert_int_equal(cJSON_GetArraySize(o), 3);
+    cJSON_Delete(o);
+
+    proto_msg m;
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_CONNECTED);
+    assert_string_equal(m.type_name, "connected");
+    assert_string_equal(m.cluster_id, "cluster-0123456789abcdef");
+    assert_string_equal(m.cluster_name, "prod-eu");
+    assert_int_equal(m.protocol, 0);
+    assert_int_equal(m.window, 0);
+    proto_msg_free(&m);
+    free(s);
+
+    /* NULL cluster name is sent as "". */
+    s = proto_enc_connected("cluster-x", NULL, 0, 0);
+    decode_ok(s, &m);
+    assert_string_equal(m.cluster_name, "");
+    proto_msg_free(&m);
+    free(s);
+}
+
+static void test_connected_v2(void **state)
+{
+    char *s = proto_enc_connected("cluster-0123456789abcdef", "prod \"eu\"", 2,
+                                  PROTO_DEFAULT_WINDOW);
+    cJSON *o = parse_obj(s, "connected");
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItem(o, "protocol")));
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItem(o, "window")));
+    cJSON_Delete(o);
+    proto_msg m;
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_CONNECTED);
+    assert_string_equal(m.cluster_id, "cluster-0123456789abcdef");
+    assert_string_equal(m.cluster_name, "prod \"eu\"");
+    assert_int_equal(m.protocol, 2);
+    assert_int_equal(m.window, PROTO_DEFAULT_WINDOW);
+    proto_msg_free(&m);
+    free(s);
+}
+
+static void test_register(void **state)
+{
+    proto_msg m;
+    char *s = proto_enc_register("cluster-abc", "1.2.3", 1, 10);
+    cJSON *o = parse_obj(s, "register");
+    assert_null(cJSON_GetObjectItem(o, "protocol"));
+    assert_null(cJSON_GetObjectItem(o, "max_concurrent"));
+    cJSON_Delete(o);
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_REGISTER);
+    assert_string_equal(m.cluster_id, "cluster-abc");
+    assert_string_equal(m.agent_version, "1.2.3");
+    assert_int_equal(m.protocol, 0);
+    assert_int_equal(m.max_concurrent, 0);
+    proto_msg_free(&m);
+    free(s);
+
+    s = proto_enc_register("cluster-abc", "2.0.0", 2, 32);
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_REGISTER);
+    assert_string_equal(m.agent_version, "2.0.0");
+    assert_int_equal(m.protocol, 2);
+    assert_int_equal(m.max_concurrent, 32);
+    proto_msg_free(&m);
+    free(s);
+
+    /* What the Python agent sends. */
+    decode_ok("{\"type\": \"register\", \"cluster_id\": \"cluster-1\", \"agent_version\": "
+              "\"1.0.0\"}",
+              &m);
+    assert_int_equal(m.type, MSG_REGISTER);
+    assert_int_equal(m.protocol, 0);
+    assert_string_equal(m.agent_version, "1.0.0");
+    proto_msg_free(&m);
+}
+
+static void test_heartbeat(void **state)
+{
+    proto_msg m;
+    char *s = proto_enc_heartbeat("cluster-abc");
+    cJSON_Delete(parse_obj(s, "heartbeat"));
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_HEARTBEAT);
+    assert_string_equal(m.cluster_id, "cluster-abc");
+    proto_msg_free(&m);
+    free(s);
+
+    s = proto_enc_heartbeat_ack();
+    assert_string_equal(s, "{\"type\":\"heartbeat_ack\"}");
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_HEARTBEAT_ACK);
+    assert_null(m.cluster_id);
+    assert_int_equal(m.success, -1);
+    assert_int_equal(m.return_code, -1);
+    assert_int_equal(m.id, 0);
+    proto_msg_free(&m);
+    free(s);
+}
+
+static void test_kubectl_command(void **state)
+{
+    proto_msg m;
+    const char *cmd = "get pods -n prod -l 'app=caf\xc3\xa9' -o \"json\"";
+    char *s = proto_enc_kubectl_command("cmd-42", cmd, 30);
+    cJSON_Delete(parse_obj(s, "kubectl_command"));
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_KUBECTL_COMMAND);
+    assert_string_equal(m.command_id, "cmd-42");
+    assert_string_equal(m.command, cmd);
+    assert_true(m.timeout == 30.0);
+    proto_msg_free(&m);
+    free(s);
+
+    s = proto_enc_kubectl_command("c", "version", 2.5);
+    decode_ok(s, &m);
+    assert_true(m.timeout == 2.5);
+    proto_msg_free(&m);
+    free(s);
+
+    decode_fails("{\"type\":\"kubectl_command\",\"command_id\":\"x\"}", "kubectl_command");
+    decode_fails("{\"type\":\"kubectl_command\",\"command\":\"get pods\"}", "kubectl_command");
+}
+
+static void test_command_response(void **state)
+{
+    proto_msg m;
+    const char out[] = "NAME   READY\nweb-1  1/1\n\ttab \"q\" \\ caf\xc3\xa9";
+    char *s = proto_enc_command_response("cmd-1", 1, out, sizeof(out) - 1, NULL, 0);
+    cJSON *o = parse_obj(s, "command_response");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "success")));
+    assert_string_equal(cJSON_GetObjectItem(o, "error")->valuestring, "");
+    cJSON_Delete(o);
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_COMMAND_RESPONSE);
+    assert_string_equal(m.command_id, "cmd-1");
+    assert_int_equal(m.success, 1);
+    assert_string_equal(m.output, out);
+    assert_int_equal(m.output_len, sizeof(out) - 1);
+    assert_string_equal(m.error, "");
+    assert_int_equal(m.return_code, 0);
+    proto_msg_free(&m);
+    free(s);
+
+    s = proto_enc_command_response("cmd-2", 0, NULL, 0, "timed out", 124);
+    decode_ok(s, &m);
+    assert_int_equal(m.success, 0);
+    assert_string_equal(m.output, "");
+    assert_int_equal(m.output_len, 0);
+    assert_string_equal(m.error, "timed out");
+    assert_int_equal(m.return_code, 124);
+    proto_msg_free(&m);
+    free(s);
+}
+
+static void test_command_response_binary_output(void **state)
+{
+    /* Invalid UTF-8, a NUL byte, a lone continuation byte, a cut sequence. */
+    const char raw[] = { 'o', 'k', '\0', 'x', (char)0xff, 'y', (char)0x80, 'z', (char)0xe2,
+                         (char)0x82 };
+    char *s = proto_enc_command_response("cmd-3", 1, raw, sizeof(raw), "", 1);
+    assert_non_null(s);
+    /* The frame is valid UTF-8 text and valid JSON. */
+    assert_true(utf8_valid(s, strlen(s)));
+    cJSON_Delete(parse_obj(s, "command_response"));
+    proto_msg m;
+    decode_ok(s, &m);
+    assert_int_equal(m.return_code, 1);
+    assert_non_null(m.output);
+    assert_true(utf8_valid(m.output, m.output_len));
+    assert_int_equal(m.output_len, strlen(m.output));
+    const char *want = "ok\xef\xbf\xbdx\xef\xbf\xbdy\xef\xbf\xbdz\xef\xbf\xbd\xef\xbf\xbd";
+    assert_string_equal(m.output, want);
+    proto_msg_free(&m);
+    free(s);
+
+    /* Binary-only output, 4 KiB of every byte value. */
+    char big[4096];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (char)(i & 0xff);
+    s = proto_enc_command_response("cmd-4", 1, big, sizeof(big), NULL, 0);
+    assert_non_null(s);
+    assert_true(utf8_valid(s, strlen(s)));
+    decode_ok(s, &m);
+    assert_true(utf8_valid(m.output, m.output_len));
+    assert_true(m.output_len >= sizeof(big) / 2);
+    proto_msg_free(&m);
+    free(s);
+}
+
+static void test_command_id_numeric(void **state)
+{
+    proto_msg m;
+    decode_ok("{\"type\":\"command_response\",\"command_id\":12345,\"success\":true,"
+              "\"output\":\"x\",\"error\":\"\",\"return_code\":0}",
+              &m);
+    assert_int_equal(m.type, MSG_COMMAND_RESPONSE);
+    assert_string_equal(m.command_id, "12345");
+    proto_msg_free(&m);
+
+    decode_ok("{\"type\":\"kubectl_command\",\"command_id\":7,\"command\":\"get ns\","
+              "\"timeout\":60}",
+              &m);
+    assert_string_equal(m.command_id, "7");
+    assert_true(m.timeout == 60.0);
+    proto_msg_free(&m);
+}
+
+static void test_exec(void **state)
+{
+    const char *args[] = { "get", "pods", "-l", "a='b' \"c\"", "caf\xc3\xa9 \xf0\x9f\x98\x80",
+                           "", "$(id)", "back\\slash", "tab\tnl\n" };
+    int n = (int)(sizeof(args) / sizeof(args[0]));
+    argv_t av = { 0 };
+    char err[128];
+    assert_int_equal(argv_from_strings(args, n, &av, err, sizeof(err)), 0);
+    char *s = proto_enc_exec(0xFFFFFFFFu, "kubectl", &av, 45, 10 * 1024 * 1024);
+    cJSON_Delete(parse_obj(s, "exec"));
+    proto_msg m;
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_EXEC);
+    assert_int_equal(m.id, 0xFFFFFFFFu);
+    assert_string_equal(m.kind, "kubectl");
+    assert_int_equal(m.argv.c, n);
+    for (int i = 0; i < n; i++)
+        assert_string_equal(m.argv.v[i], args[i]);
+    assert_null(m.argv.v[n]);
+    assert_true(m.timeout == 45.0);
+    assert_int_equal(m.max_output, 10 * 1024 * 1024);
+    proto_msg_free(&m);
+    free(s);
+    argv_free(&av);
+
+    /* Empty argv (plain `kubectl`) is legal. */
+    argv_t empty = { 0 };
+    s = proto_enc_exec(1, "kubectl", &empty, 1, 1);
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_EXEC);
+    assert_int_equal(m.id, 1);
+    assert_int_equal(m.argv.c, 0);
+    /* ... and the agent can put the program name in front of it. */
+    assert_int_equal(argv_prepend(&m.argv, "kubectl"), 0);
+    assert_int_equal(m.argv.c, 1);
+    assert_string_equal(m.argv.v[0], "kubectl");
+    assert_null(m.argv.v[1]);
+    proto_msg_free(&m);
+    free(s);
+
+    /* 256 args is the limit, and is accepted. */
+    const char **many = calloc(ARGV_MAX_ARGS, sizeof(char *));
+    assert_non_null(many);
+    for (int i = 0; i < ARGV_MAX_ARGS; i++)
+        many[i] = "x";
+    assert_int_equal(argv_from_strings(many, ARGV_MAX_ARGS, &av, err, sizeof(err)), 0);
+    s = proto_enc_exec(7, "kubectl", &av, 1, 1);
+    decode_ok(s, &m);
+    assert_int_equal(m.argv.c, ARGV_MAX_ARGS);
+    proto_msg_free(&m);
+    free(s);
+    argv_free(&av);
+    free(many);
+}
+
+static void test_exec_end(void **state)
+{
+    proto_msg m;
+    char *s = proto_enc_exec_end(9, 0, NULL, NULL, 0, 1234, 5678);
+    cJSON *o = parse_obj(s, "exec_end");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(o, "error_code")));
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(o, "truncated")));
+    cJSON_Delete(o);
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_EXEC_END);
+    assert_int_equal(m.id, 9);
+    assert_int_equal(m.return_code, 0);
+    assert_string_equal(m.error, "");
+    assert_null(m.error_code);
+    assert_int_equal(m.truncated, 0);
+    assert_int_equal(m.duration_ms, 1234);
+    assert_int_equal(m.bytes, 5678);
+    proto_msg_free(&m);
+    free(s);
+
+    /* "" error_code is also sent as null. */
+    s = proto_enc_exec_end(9, 0, "", "", 0, 0, 0);
+    o = parse_obj(s, "exec_end");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(o, "error_code")));
+    cJSON_Delete(o);
+    free(s);
+
+    s = proto_enc_exec_end(0x01020304u, 124, "command timed out after 30s", EC_TIMEOUT, 1,
+                           30001, (int64_t)5 << 30);
+    decode_ok(s, &m);
+    assert_int_equal(m.id, 0x01020304u);
+    assert_int_equal(m.return_code, 124);
+    assert_string_equal(m.error, "command timed out after 30s");
+    assert_string_equal(m.error_code, "TIMEOUT");
+    assert_int_equal(m.truncated, 1);
+    assert_int_equal(m.duration_ms, 30001);
+    assert_int_equal(m.bytes, (int64_t)5 << 30);
+    proto_msg_free(&m);
+    free(s);
+
+    s = proto_enc_exec_end(3, 130, "cancelled", EC_CANCELLED, 0, 1, 0);
+    decode_ok(s, &m);
+    assert_int_equal(m.return_code, 130);
+    assert_string_equal(m.error_code, "CANCELLED");
+    proto_msg_free(&m);
+    free(s);
+}
+
+static void test_cancel_credit(void **state)
+{
+    proto_msg m;
+    char *s = proto_enc_cancel(77);
+    assert_string_equal(s, "{\"type\":\"cancel\",\"id\":77}");
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_CANCEL);
+    assert_int_equal(m.id, 77);
+    proto_msg_free(&m);
+    free(s);
+
+    s = proto_enc_credit(0xFFFFFFFFu, 32768);
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_CREDIT);
+    assert_int_equal(m.id, 0xFFFFFFFFu);
+    assert_int_equal(m.bytes, 32768);
+    proto_msg_free(&m);
+    free(s);
+
+    s = proto_enc_credit(1, 0);
+    decode_ok(s, &m);
+    assert_int_equal(m.bytes, 0);
+    proto_msg_free(&m);
+    free(s);
+}
+
+static void test_decode_errors(void **state)
+{
+    decode_fails("", "JSON");
+    decode_fails("not json", "JSON");
+    decode_fails("{\"type\":\"heartbeat\"", "JSON");     /* truncated */
+    decode_fails("{\"type\":\"heartb", "JSON");          /* truncated in a string */
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"argv\":[\"a\"", "JSON");
+    decode_fails("[]", "object");
+    decode_fails("[{\"type\":\"heartbeat\"}]", "object");
+    decode_fails("\"heartbeat\"", "object");
+    decode_fails("42", "object");
+    decode_fails("null", "object");
+    decode_fails("{}", "type");
+    decode_fails("{\"cluster_id\":\"x\"}", "type");
+    decode_fails("{\"type\":1}", "type");
+    decode_fails("{\"type\":null}", "type");
+    decode_fails("{\"type\":[\"exec\"]}", "type");
+    decode_fails("{\"type\":{}}", "type");
+}
+
+static void test_decode_exec_errors(void **state)
+{
+    decode_fails("{\"type\":\"exec\",\"kind\":\"kubectl\",\"argv\":[]}", "id");
+    decode_fails("{\"type\":\"exec\",\"id\":0,\"argv\":[]}", "id");
+    decode_fails("{\"type\":\"exec\",\"id\":-1,\"argv\":[]}", "id");
+    decode_fails("{\"type\":\"exec\",\"id\":4294967296,\"argv\":[]}", "id");
+    decode_fails("{\"type\":\"exec\",\"id\":1e300,\"argv\":[]}", "id");
+    decode_fails("{\"type\":\"exec\",\"id\":1.5,\"argv\":[]}", "id");
+    decode_fails("{\"type\":\"exec\",\"id\":\"1\",\"argv\":[]}", "id");
+    decode_fails("{\"type\":\"exec\",\"id\":null,\"argv\":[]}", "id");
+    decode_fails("{\"type\":\"exec\",\"id\":1}", "argv");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"argv\":\"get pods\"}", "argv");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"argv\":{\"0\":\"get\"}}", "argv");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\",1]}", "argv");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\",null]}", "argv");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\",[\"x\"]]}", "argv");
+
+    /* 257 args. */
+    char *s = malloc(16 + 32 + 4 * (ARGV_MAX_ARGS + 1));
+    assert_non_null(s);
+    strcpy(s, "{\"type\":\"exec\",\"id\":1,\"argv\":[");
+    for (int i = 0; i <= ARGV_MAX_ARGS; i++)
+        strcat(s, i ? ",\"a\"" : "\"a\"");
+    strcat(s, "]}");
+    decode_fails(s, "argv");
+    free(s);
+
+    /* A huge argv element goes over the total limit. */
+    size_t big = ARGV_MAX_TOTAL + 10;
+    s = malloc(big + 64);
+    assert_non_null(s);
+    strcpy(s, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"");
+    size_t o = strlen(s);
+    memset(s + o, 'a', big);
+    strcpy(s + o + big, "\"]}");
+    decode_fails(s, "argv");
+    free(s);
+}
+
+static void test_decode_other_errors(void **state)
+{
+    decode_fails("{\"type\":\"command_response\",\"success\":true,\"output\":\"x\"}",
+                 "command_id");
+    decode_fails("{\"type\":\"command_response\",\"command_id\":null}", "command_id");
+    decode_fails("{\"type\":\"credit\",\"bytes\":100}", "id");
+    decode_fails("{\"type\":\"credit\",\"id\":0,\"bytes\":100}", "id");
+    decode_fails("{\"type\":\"cancel\"}", "id");
+    decode_fails("{\"type\":\"exec_end\",\"return_code\":0}", "id");
+}
+
+static void test_unknown_type(void **state)
+{
+    proto_msg m;
+    decode_ok("{\"type\":\"future_thing\",\"x\":[1,2,{\"y\":null}],\"id\":\"weird\"}", &m);
+    assert_int_equal(m.type, MSG_UNKNOWN);
+    assert_string_equal(m.type_name, "future_thing");
+    assert_int_equal(m.id, 0);
+    proto_msg_free(&m);
+
+    decode_ok("{\"type\":\"\"}", &m);
+    assert_int_equal(m.type, MSG_UNKNOWN);
+    assert_string_equal(m.type_name, "");
+    proto_msg_free(&m);
+
+    /* Type names are case-sensitive. */
+    decode_ok("{\"type\":\"EXEC\"}", &m);
+    assert_int_equal(m.type, MSG_UNKNOWN);
+    proto_msg_free(&m);
+}
+
+static void test_decode_ill_typed_optional_fields(void **state)
+{
+    proto_msg m;
+    /* Optional fields of the wrong type read as absent instead of failing. */
+    decode_ok("{\"type\":\"exec_end\",\"id\":5,\"return_code\":\"0\",\"truncated\":1,"
+              "\"error\":7,\"error_code\":null,\"duration_ms\":-5,\"bytes_out\":\"9\"}",
+              &m);
+    assert_int_equal(m.id, 5);
+    assert_int_equal(m.return_code, -1);
+    assert_int_equal(m.truncated, 0);
+    assert_string_equal(m.error, "7"); /* numbers render as strings */
+    assert_null(m.error_code);
+    assert_int_equal(m.duration_ms, 0);
+    assert_int_equal(m.bytes, 0);
+    proto_msg_free(&m);
+
+    decode_ok("{\"type\":\"connected\",\"cluster_id\":\"c\",\"protocol\":1e9,"
+              "\"window\":-1}",
+              &m);
+    assert_int_equal(m.protocol, 0);
+    assert_int_equal(m.window, 0);
+    proto_msg_free(&m);
+
+    /* Freeing twice is harmless (the struct is zeroed). */
+    proto_msg_free(&m);
+}
+
+static void test_decode_length_bounded(void **state)
+{
+    /* Only len bytes are read; what follows is not part of the frame. */
+    const char *s = "{\"type\":\"cancel\",\"id\":12}GARBAGE";
+    proto_msg m;
+    char err[128];
+    assert_int_equal(decode_exact(s, strlen("{\"type\":\"cancel\",\"id\":12}"), &m, err,
+                                  sizeof(err)),
+                     0);
+    assert_int_equal(m.type, MSG_CANCEL);
+    assert_int_equal(m.id, 12);
+    proto_msg_free(&m);
+    /* A frame cut short is an error. */
+    assert_int_equal(decode_exact(s, 10, &m, err, sizeof(err)), -1);
+}
+
+static void test_data_frames(void **state)
+{
+    const uint32_t ids[] = { 1, 0x01020304u, 0xFFFFFFFFu, 256, 0x80000000u };
+    for (size_t k = 0; k < sizeof(ids) / sizeof(ids[0]); k++) {
+        for (int ch = PROTO_CHAN_STDOUT; ch <= PROTO_CHAN_STDERR; ch++) {
+            unsigned char frame[PROTO_DATA_HDR + 3];
+            proto_data_header(frame, ch, ids[k]);
+            memcpy(frame + PROTO_DATA_HDR, "a\0b", 3);
+            int gch = 0;
+            uint32_t gid = 0;
+            const unsigned char *pl = NULL;
+            size_t plen = 0;
+            assert_int_equal(proto_data_parse(frame, sizeof(frame), &gch, &gid, &pl, &plen), 0);
+            assert_int_equal(gch, ch);
+            assert_int_equal(gid, ids[k]);
+            assert_ptr_equal(pl, frame + PROTO_DATA_HDR);
+            assert_int_equal(plen, 3);
+            assert_memory_equal(pl, "a\0b", 3);
+        }
+    }
+    /* Big-endian on the wire. */
+    unsigned char hdr[PROTO_DATA_HDR];
+    proto_data_header(hdr, PROTO_CHAN_STDERR, 0x01020304u);
+    const unsigned char want[] = { 2, 1, 2, 3, 4 };
+    assert_memory_equal(hdr, want, 5);
+    proto_data_header(hdr, PROTO_CHAN_STDOUT, 0xFFFFFFFFu);
+    const unsigned char want2[] = { 1, 0xff, 0xff, 0xff, 0xff };
+    assert_memory_equal(hdr, want2, 5);
+}
+
+static void test_data_frame_errors(void **state)
+{
+    int ch;
+    uint32_t id;
+    const unsigned char *pl;
+    size_t plen;
+    unsigned char *f = calloc(1, PROTO_DATA_HDR + PROTO_MAX_CHUNK + 1);
+    assert_non_null(f);
+    proto_data_header(f, PROTO_CHAN_STDOUT, 5);
+    for (size_t len = 0; len < PROTO_DATA_HDR; len++)
+        assert_int_equal(proto_data_parse(f, len, &ch, &id, &pl, &plen), -1);
+    /* Zero-length payload is fine. */
+    assert_int_equal(proto_data_parse(f, PROTO_DATA_HDR, &ch, &id, &pl, &plen), 0);
+    assert_int_equal(plen, 0);
+    assert_int_equal(id, 5);
+    /* Largest chunk is fine, one more byte is not. */
+    assert_int_equal(proto_data_parse(f, PROTO_DATA_HDR + PROTO_MAX_CHUNK, &ch, &id, &pl, &plen),
+                     0);
+    assert_int_equal(plen, PROTO_MAX_CHUNK);
+    assert_int_equal(
+        proto_data_parse(f, PROTO_DATA_HDR + PROTO_MAX_CHUNK + 1, &ch, &id, &pl, &plen), -1);
+    /* id 0. */
+    proto_data_header(f, PROTO_CHAN_STDOUT, 0);
+    assert_int_equal(proto_data_parse(f, PROTO_DATA_HDR + 1, &ch, &id, &pl, &plen), -1);
+    /* Bad channels. */
+    const int bad[] = { 0, 3, 255, 'x' };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        proto_data_header(f, bad[i], 9);
+        assert_int_equal(proto_data_parse(f, PROTO_DATA_HDR + 1, &ch, &id, &pl, &plen), -1);
+    }
+    free(f);
+}
+
+static void test_encoders_escape(void **state)
+{
+    /* Strings with JSON metacharacters survive intact. */
+    const char *nasty = "a\"b\\c\n\r\t\x01/</script>";
+    char *s = proto_enc_heartbeat(nasty);
+    proto_msg m;
+    decode_ok(s, &m);
+    assert_string_equal(m.cluster_id, nasty);
+    proto_msg_free(&m);
+    free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_connected_v1),
+        cmocka_unit_test(test_connected_v2),
+        cmocka_unit_test(test_register),
+        cmocka_unit_test(test_heartbeat),
+        cmocka_unit_test(test_kubectl_command),
+        cmocka_unit_test(test_command_response),
+        cmocka_unit_test(test_command_response_binary_output),
+        cmocka_unit_test(test_command_id_numeric),
+        cmocka_unit_test(test_exec),
+        cmocka_unit_test(test_exec_end),
+        cmocka_unit_test(test_cancel_credit),
+        cmocka_unit_test(test_decode_errors),
+        cmocka_unit_test(test_decode_exec_errors),
+        cmocka_unit_test(test_decode_other_errors),
+        cmocka_unit_test(test_unknown_type),
+        cmocka_unit_test(test_decode_ill_typed_optional_fields),
+        cmocka_unit_test(test_decode_length_bounded),
+        cmocka_unit_test(test_data_frames),
+        cmocka_unit_test(test_data_frame_errors),
+        cmocka_unit_test(test_encoders_escape),
+    };
+    return cmocka_run_group_tests_name("common_proto", tests, NULL, NULL);
+}
