@@ -105,6 +105,12 @@ int store_agent_token_revoke_cluster(store_t *s, const char *org_id, const char 
 /* Tokens created by user_id at or after `since` (rate limiting). */
 int store_agent_token_count_since(store_t *s, const char *user_id, int64_t since, int64_t *count);
 
+/* Operator override (admin subcommand, tests): sets expires_at of a token in any org. */
+int store_agent_token_set_expiry(store_t *s, const char *id, int64_t expires_at);
+/* The org that owns cluster_id (via its connection row, else its newest
+ * token), for the trusted backend's org-less route.  org_id has STORE_ID_LEN. */
+int store_cluster_org(store_t *s, const char *cluster_id, char *org_id);
+
 /* ---- cluster connections ------------------------------------------------- */
 typedef struct {
     char cluster_id[STORE_CLUSTER_ID_LEN];

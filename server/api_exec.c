@@ -1,0 +1,181 @@
+/* api_exec.c — run kubectl through a cluster's tunnel:
+ *   POST /api/clusters/{cluster_id}/kubectl   (API key or internal secret)
+ *   POST /internal/kubectl/execute            (the existing backend's route)
+ * Validation and tenancy happen here on a worker; exec.c runs the command. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api_util.h"
+#include "exec.h"
+#include "log.h"
+#include "router.h"
+
+static int wants_sse(const http_request *req)
+{
+    const char *acc = http_header_get(req, "accept");
+    return acc && strcasestr(acc, "text/event-stream") != NULL;
+}
+
+/* Fills spec->argv/timeout/max_output from the body; 400 into resp on error. */
+static int parse_exec_body(worker_ctx *w, const cJSON *body, exec_spec *e, http_response *resp,
+                           const char *command_key)
+{
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(body, "args");
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(body, command_key);
+    char err[160] = "";
+    if (args && cmd) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "give either args or %s, not both", command_key);
+        return -1;
+    }
+    if (args) {
+        int n = cJSON_IsArray(args) ? cJSON_GetArraySize(args) : -1;
+        if (n <= 0 || n > ARGV_MAX_ARGS) {
+            http_resp_error(resp, 400, "BAD_REQUEST",
+                            "args must be a non-empty array of at most %d strings", ARGV_MAX_ARGS);
+            return -1;
+        }
+        const char **strs = calloc((size_t)n, sizeof(char *));
+        if (!strs) {
+            http_resp_error(resp, 500, "INTERNAL", "out of memory");
+            return -1;
+        }
+        int i = 0;
+        const cJSON *el;
+        cJSON_ArrayForEach(el, args) strs[i++] = cJSON_IsString(el) ? el->valuestring : NULL;
+        int rc = argv_from_strings(strs, n, &e->argv, err, sizeof(err));
+        free(strs);
+        if (rc < 0) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "args: %s", err);
+            return -1;
+        }
+    } else if (cJSON_IsString(cmd)) {
+        if (argv_tokenize(cmd->valuestring, &e->argv, err, sizeof(err)) < 0) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "%s: %s", command_key, err);
+            return -1;
+        }
+    } else {
+        http_resp_error(resp, 400, "BAD_REQUEST", "args (array) or %s (string) is required",
+                        command_key);
+        return -1;
+    }
+    argv_strip_leading(&e->argv, "kubectl");
+    if (e->argv.c == 0) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "no kubectl arguments given");
+        return -1;
+    }
+    for (int i = 0; i < e->argv.c; i++)
+        if (!*e->argv.v[i] && i == 0) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "the first argument must not be empty");
+            return -1;
+        }
+
+    const server_config *cfg = w->cfg;
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(body, "timeout");
+    e->timeout = cfg->default_timeout;
+    if (to && !cJSON_IsNull(to)) {
+        if (!cJSON_IsNumber(to) || !isfinite(to->valuedouble) || to->valuedouble <= 0 ||
+            to->valuedouble > cfg->max_timeout) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "timeout must be a number of seconds in (0, %d]",
+                            cfg->max_timeout);
+            return -1;
+        }
+        e->timeout = to->valuedouble;
+    }
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(body, "max_output");
+    int64_t cap = e->stream ? cfg->max_output_stream : cfg->max_output_json;
+    e->max_output = cfg->default_max_output;
+    if (mo && !cJSON_IsNull(mo)) {
+        if (!cJSON_IsNumber(mo) || mo->valuedouble < 1 || mo->valuedouble > (double)cap) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "max_output must be between 1 and %lld bytes",
+                            (long long)cap);
+            return -1;
+        }
+        e->max_output = (int64_t)mo->valuedouble;
+    }
+    return 0;
+}
+
+static void run_exec(worker_ctx *w, http_request *req, http_response *resp, const char *org_id,
+                     const char *cluster_id, const cJSON *body, const char *command_key)
+{
+    exec_spec *e = calloc(1, sizeof(*e));
+    if (!e) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        return;
+    }
+    snprintf(e->kind, sizeof(e->kind), "kubectl");
+    snprintf(e->org_id, sizeof(e->org_id), "%s", org_id);
+    snprintf(e->user_id, sizeof(e->user_id), "%s", req->auth.user_id);
+    e->stream = wants_sse(req);
+    if (parse_exec_body(w, body, e, resp, command_key) < 0) {
+        exec_spec_free(e);
+        return;
+    }
+    int known = api_cluster_known(w, org_id, cluster_id, NULL, 0);
+    if (known < 0) {
+        exec_spec_free(e);
+        api_store_error(w, resp);
+        return;
+    }
+    if (!known) {
+        /* Another org's cluster gets exactly this answer too. */
+        exec_spec_free(e);
+        http_resp_error(resp, 404, "CLUSTER_NOT_FOUND", "cluster not found");
+        return;
+    }
+    snprintf(e->cluster_id, sizeof(e->cluster_id), "%s", cluster_id);
+    resp->exec = e;
+}
+
+static void cluster_kubectl(worker_ctx *w, http_request *req, http_response *resp)
+{
+    cJSON *body = http_json_body(req, resp);
+    if (!body)
+        return;
+    run_exec(w, req, resp, req->auth.org_id, http_param(req, "cluster_id"), body, "command");
+    cJSON_Delete(body);
+}
+
+static void internal_execute(worker_ctx *w, http_request *req, http_response *resp)
+{
+    cJSON *body = http_json_body(req, resp);
+    if (!body)
+        return;
+    const char *cluster = api_json_str(body, "cluster_id");
+    const char *user = api_json_str(body, "user_id");
+    char org[STORE_ID_LEN] = "";
+    if (!cluster) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "cluster_id is required");
+        goto out;
+    }
+    if (user && !req->auth.user_id[0])
+        snprintf(req->auth.user_id, sizeof(req->auth.user_id), "%.*s",
+                 (int)sizeof(req->auth.user_id) - 1, user);
+    if (req->auth.org_id[0]) {
+        snprintf(org, sizeof(org), "%s", req->auth.org_id);
+    } else {
+        /* The existing backend sends no org: the trusted caller may reach any
+         * cluster, so the cluster's own org is used. */
+        int rc = store_cluster_org(w->store, cluster, org);
+        if (rc == STORE_ERR) {
+            api_store_error(w, resp);
+            goto out;
+        }
+        if (rc != STORE_OK) {
+            http_resp_error(resp, 404, "CLUSTER_NOT_FOUND", "cluster not found");
+            goto out;
+        }
+    }
+    run_exec(w, req, resp, org, cluster, body, "command");
+out:
+    cJSON_Delete(body);
+}
+
+void api_exec_register(void)
+{
+    router_add(HTTP_POST, "/api/clusters/{cluster_id}/kubectl", ROUTE_AUTH_API, cluster_kubectl);
+    router_add(HTTP_POST, "/internal/kubectl/execute", ROUTE_AUTH_INTERNAL, internal_execute);
+}

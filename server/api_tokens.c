@@ -1,0 +1,249 @@
+/* api_tokens.c — agent tokens: create (shown once), list (preview only),
+ * revoke (closes the live tunnel at once). */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_util.h"
+#include "log.h"
+#include "router.h"
+#include "token.h"
+#include "tunnel.h"
+
+#define UNINSTALL_HINT "helm uninstall aurora-kubectl-agent --namespace aurora"
+
+static const char *token_status(const store_agent_token *t, int64_t now)
+{
+    if (t->revoked_at)
+        return "revoked";
+    if (t->expires_at && t->expires_at <= now)
+        return "expired";
+    return "active";
+}
+
+static void create_token(worker_ctx *w, http_request *req, http_response *resp)
+{
+    if (!req->auth.user_id[0]) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "a user is required to create tokens");
+        return;
+    }
+    cJSON *body = http_json_body(req, resp);
+    if (!body)
+        return;
+    store_agent_token t;
+    memset(&t, 0, sizeof(t));
+    const char *name = api_json_str(body, "cluster_name");
+    const char *notes = api_json_str(body, "notes");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(body, "expires_days");
+    char err[160];
+    if (api_check_text(name, "cluster_name", 1, 100, err, sizeof(err)) < 0 ||
+        (notes && api_check_text(notes, "notes", 0, 500, err, sizeof(err)) < 0)) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "%s", err);
+        goto out;
+    }
+    if (exp && !cJSON_IsNull(exp) &&
+        (!cJSON_IsNumber(exp) || exp->valuedouble < 1 || exp->valuedouble > 3650 ||
+         exp->valuedouble != (double)(int)exp->valuedouble)) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "expires_days must be a whole number from 1 to 3650");
+        goto out;
+    }
+    int64_t now = (int64_t)time(NULL), count = 0;
+    if (store_agent_token_count_since(w->store, req->auth.user_id, now - 3600, &count) != STORE_OK) {
+        api_store_error(w, resp);
+        goto out;
+    }
+    if (count >= w->cfg->token_rate_limit) {
+        http_resp_add_header(resp, "retry-after", "3600");
+        http_resp_error(resp, 429, "RATE_LIMITED",
+                        "too many agent tokens created (limit %d per hour); try again later",
+                        w->cfg->token_rate_limit);
+        goto out;
+    }
+    char tok[AGENT_TOKEN_LEN + 1], hash[65];
+    if (token_new_agent(tok) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "random number generator failed");
+        goto out;
+    }
+    token_hash(tok, hash);
+    snprintf(t.org_id, sizeof(t.org_id), "%s", req->auth.org_id);
+    snprintf(t.created_by, sizeof(t.created_by), "%s", req->auth.user_id);
+    token_cluster_id(tok, t.cluster_id);
+    snprintf(t.cluster_name, sizeof(t.cluster_name), "%s", name);
+    snprintf(t.notes, sizeof(t.notes), "%s", notes ? notes : "");
+    token_preview(tok, t.preview);
+    t.expires_at = (exp && cJSON_IsNumber(exp)) ? now + (int64_t)exp->valuedouble * 86400 : 0;
+    if (store_agent_token_create(w->store, &t, hash) != STORE_OK) {
+        api_store_error(w, resp);
+        goto out;
+    }
+    log_info("agent token %s created for cluster %s by %s", t.id, t.cluster_id, t.created_by);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "token", tok);
+    cJSON_AddStringToObject(o, "token_id", t.id);
+    cJSON_AddStringToObject(o, "cluster_id", t.cluster_id);
+    cJSON_AddStringToObject(o, "cluster_name", t.cluster_name);
+    cJSON_AddStringToObject(o, "preview", t.preview);
+    cJSON_AddNumberToObject(o, "created_at", (double)t.created_at);
+    api_add_time(o, "expires_at", t.expires_at);
+    cJSON_AddStringToObject(o, "note", "This token is shown once; store it in the agent's Secret.");
+    memset(tok, 0, sizeof(tok));
+    http_resp_json(resp, 201, o);
+out:
+    cJSON_Delete(body);
+}
+
+static void list_tokens(worker_ctx *w, http_request *req, http_response *resp)
+{
+    store_agent_token *list = NULL;
+    size_t n = 0;
+    if (store_agent_token_list(w->store, req->auth.org_id, &list, &n) != STORE_OK) {
+        api_store_error(w, resp);
+        return;
+    }
+    int64_t now = (int64_t)time(NULL);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
+    for (size_t i = 0; i < n; i++) {
+        const store_agent_token *t = &list[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "id", t->id);
+        cJSON_AddStringToObject(e, "cluster_id", t->cluster_id);
+        cJSON_AddStringToObject(e, "cluster_name", t->cluster_name);
+        cJSON_AddStringToObject(e, "notes", t->notes);
+        cJSON_AddStringToObject(e, "preview", t->preview);
+        cJSON_AddStringToObject(e, "created_by", t->created_by);
+        cJSON_AddNumberToObject(e, "created_at", (double)t->created_at);
+        api_add_time(e, "expires_at", t->expires_at);
+        api_add_time(e, "revoked_at", t->revoked_at);
+        cJSON_AddStringToObject(e, "status", token_status(t, now));
+        cJSON_AddItemToArray(arr, e);
+    }
+    free(list);
+    http_resp_json(resp, 200, o);
+}
+
+/* Runs on the loop after the revocation is committed: close live tunnels. */
+typedef struct {
+    char org_id[STORE_ID_LEN], cluster_id[STORE_CLUSTER_ID_LEN], token_id[STORE_ID_LEN];
+    int whole_cluster;
+} close_arg;
+
+static void close_on_loop(http_response *resp, void *arg)
+{
+    close_arg *c = arg;
+    tunnel_note_revocation();
+    int n = tunnel_close_sessions(c->org_id, c->cluster_id, c->whole_cluster ? NULL : c->token_id,
+                                  "Token revoked");
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, c->whole_cluster ? "deleted" : "revoked", 1);
+    if (!c->whole_cluster)
+        cJSON_AddStringToObject(o, "token_id", c->token_id);
+    cJSON_AddStringToObject(o, "cluster_id", c->cluster_id);
+    cJSON_AddNumberToObject(o, "disconnected", n);
+    cJSON_AddStringToObject(o, "uninstall_hint", UNINSTALL_HINT);
+    http_resp_json(resp, 200, o);
+    free(c);
+}
+
+static int schedule_close(http_response *resp, const char *org, const char *cluster,
+                          const char *token_id)
+{
+    close_arg *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -1;
+    snprintf(c->org_id, sizeof(c->org_id), "%s", org);
+    snprintf(c->cluster_id, sizeof(c->cluster_id), "%s", cluster);
+    if (token_id)
+        snprintf(c->token_id, sizeof(c->token_id), "%s", token_id);
+    c->whole_cluster = token_id == NULL;
+    resp->on_loop = close_on_loop;
+    resp->on_loop_arg = c;
+    resp->status = 200;
+    return 0;
+}
+
+static void revoke_token(worker_ctx *w, http_request *req, http_response *resp)
+{
+    const char *id = http_param(req, "token_id");
+    store_agent_token t;
+    int rc = store_agent_token_get(w->store, req->auth.org_id, id, &t);
+    if (rc == STORE_NOT_FOUND) {
+        http_resp_error(resp, 404, "TOKEN_NOT_FOUND", "agent token not found");
+        return;
+    }
+    if (rc != STORE_OK ||
+        (rc = store_agent_token_revoke(w->store, req->auth.org_id, id, (int64_t)time(NULL))) ==
+            STORE_ERR) {
+        api_store_error(w, resp);
+        return;
+    }
+    log_info("agent token %s (cluster %s) revoked", t.id, t.cluster_id);
+    if (schedule_close(resp, req->auth.org_id, t.cluster_id, t.id) < 0)
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+}
+
+static void list_connections(worker_ctx *w, http_request *req, http_response *resp)
+{
+    store_connection *list = NULL;
+    size_t n = 0;
+    if (store_connection_list(w->store, req->auth.org_id, &list, &n) != STORE_OK) {
+        api_store_error(w, resp);
+        return;
+    }
+    int64_t now = (int64_t)time(NULL);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(o, "connections");
+    for (size_t i = 0; i < n; i++) {
+        const store_connection *c = &list[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "cluster_id", c->cluster_id);
+        cJSON_AddStringToObject(e, "cluster_name", c->cluster_name);
+        cJSON_AddStringToObject(e, "agent_version", c->agent_version);
+        cJSON_AddStringToObject(e, "protocol", c->protocol);
+        cJSON_AddNumberToObject(e, "connected_at", (double)c->connected_at);
+        cJSON_AddNumberToObject(e, "last_heartbeat", (double)c->last_heartbeat);
+        api_add_time(e, "disconnected_at", c->disconnected_at);
+        cJSON_AddNumberToObject(e, "agents", c->connected);
+        const char *status = c->connected <= 0 ? "disconnected"
+                           : now - c->last_heartbeat > w->cfg->stale_after ? "stale" : "active";
+        cJSON_AddStringToObject(e, "status", status);
+        cJSON_AddItemToArray(arr, e);
+    }
+    free(list);
+    http_resp_json(resp, 200, o);
+}
+
+static void delete_connection(worker_ctx *w, http_request *req, http_response *resp)
+{
+    const char *cluster = http_param(req, "cluster_id");
+    int known = api_cluster_known(w, req->auth.org_id, cluster, NULL, 0);
+    if (known < 0) {
+        api_store_error(w, resp);
+        return;
+    }
+    if (!known) {
+        http_resp_error(resp, 404, "CLUSTER_NOT_FOUND", "cluster %s not found", cluster);
+        return;
+    }
+    int n = 0;
+    if (store_agent_token_revoke_cluster(w->store, req->auth.org_id, cluster, (int64_t)time(NULL),
+                                         &n) == STORE_ERR ||
+        store_connection_delete(w->store, req->auth.org_id, cluster) == STORE_ERR) {
+        api_store_error(w, resp);
+        return;
+    }
+    log_info("connection %s deleted, %d token(s) revoked", cluster, n);
+    if (schedule_close(resp, req->auth.org_id, cluster, NULL) < 0)
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+}
+
+void api_tokens_register(void)
+{
+    router_add(HTTP_POST, "/api/kubectl/tokens", ROUTE_AUTH_API, create_token);
+    router_add(HTTP_GET, "/api/kubectl/tokens", ROUTE_AUTH_API, list_tokens);
+    router_add(HTTP_DELETE, "/api/kubectl/tokens/{token_id}", ROUTE_AUTH_API, revoke_token);
+    router_add(HTTP_GET, "/api/kubectl/connections", ROUTE_AUTH_API, list_connections);
+    router_add(HTTP_DELETE, "/api/kubectl/connections/{cluster_id}", ROUTE_AUTH_API,
+               delete_connection);
+}

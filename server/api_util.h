@@ -1,0 +1,27 @@
+/* api_util.h — small helpers shared by the API handlers. */
+#ifndef AURORA_API_UTIL_H
+#define AURORA_API_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+#include "worker.h"
+
+struct cJSON;
+
+/* String member or NULL (wrong type counts as absent). */
+const char *api_json_str(const struct cJSON *o, const char *key);
+/* Length in [min,max] and no control characters; -1 with err. */
+int api_check_text(const char *s, const char *field, size_t min, size_t max, char *err,
+                   size_t errlen);
+/* 503 with a message that names the store but leaks nothing else. */
+void api_store_error(worker_ctx *w, http_response *resp);
+/* Adds key: t, or null when t == 0. */
+void api_add_time(struct cJSON *o, const char *key, int64_t t);
+/* 1 if the cluster belongs to org (a connection or a token names it), 0 if
+ * not, -1 on store error.  name (may be NULL) gets the cluster name. */
+int api_cluster_known(worker_ctx *w, const char *org_id, const char *cluster_id, char *name,
+                      size_t namecap);
+
+#endif

@@ -1,0 +1,89 @@
+/* auth.c — API key (Authorization: Bearer) and internal-secret authentication. */
+#include "auth.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "crypto.h"
+#include "log.h"
+#include "token.h"
+
+static int copy_id(char *dst, size_t cap, const char *src)
+{
+    if (!src || !*src || strlen(src) >= cap)
+        return -1;
+    for (const char *p = src; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-' || *p == '.' || *p == '@'))
+            return -1;
+    strcpy(dst, src);
+    return 0;
+}
+
+int auth_authenticate(worker_ctx *w, http_request *req, int internal_only, http_response *resp)
+{
+    auth_ctx *a = &req->auth;
+    memset(a, 0, sizeof(*a));
+    const char *secret = http_header_get(req, "x-internal-secret");
+    if (secret) {
+        const char *want = w->cfg->internal_secret;
+        if (!want || !*want || !crypto_ct_equal(secret, strlen(secret), want, strlen(want))) {
+            log_warn("rejected request with a wrong X-Internal-Secret from %s", req->peer);
+            http_resp_error(resp, 401, "UNAUTHORIZED", "invalid internal secret");
+            return -1;
+        }
+        const char *uid = http_header_get(req, "x-user-id");
+        const char *oid = http_header_get(req, "x-org-id");
+        if ((uid && copy_id(a->user_id, sizeof(a->user_id), uid) < 0) ||
+            (oid && copy_id(a->org_id, sizeof(a->org_id), oid) < 0)) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "malformed X-User-ID or X-Org-ID");
+            return -1;
+        }
+        if (!internal_only && (!uid || !oid)) {
+            http_resp_error(resp, 401, "UNAUTHORIZED",
+                            "X-Internal-Secret requires X-User-ID and X-Org-ID");
+            return -1;
+        }
+        a->internal = 1;
+        a->authenticated = 1;
+        return 0;
+    }
+    if (internal_only) {
+        http_resp_error(resp, 401, "UNAUTHORIZED", "missing X-Internal-Secret");
+        return -1;
+    }
+    const char *authz = http_header_get(req, "authorization");
+    if (!authz || strncasecmp(authz, "Bearer ", 7) != 0 || !authz[7]) {
+        http_resp_error(resp, 401, "UNAUTHORIZED", "missing or invalid API key");
+        return -1;
+    }
+    const char *key = authz + 7;
+    while (*key == ' ')
+        key++;
+    char hash[65];
+    token_hash(key, hash);
+    store_api_key k;
+    int rc = store_api_key_lookup(w->store, hash, &k);
+    if (rc == STORE_ERR) {
+        log_error("api key lookup failed: %s", store_errmsg(w->store));
+        http_resp_error(resp, 503, "STORE_UNAVAILABLE", "state store unavailable, retry later");
+        return -1;
+    }
+    if (rc != STORE_OK) {
+        http_resp_error(resp, 401, "UNAUTHORIZED", "missing or invalid API key");
+        return -1;
+    }
+    snprintf(a->org_id, sizeof(a->org_id), "%s", k.org_id);
+    snprintf(a->user_id, sizeof(a->user_id), "%s", k.user_id);
+    snprintf(a->key_id, sizeof(a->key_id), "%s", k.id);
+    a->authenticated = 1;
+    return 0;
+}
+
+void auth_register(void)
+{
+    /* Non-standard headers must be captured explicitly (lws keeps them raw). */
+    http_capture_header("x-internal-secret");
+    http_capture_header("x-user-id");
+    http_capture_header("x-org-id");
+}

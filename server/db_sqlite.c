@@ -1,0 +1,386 @@
+/* db_sqlite.c — the SQLite engine behind db.h (the embedded default).
+ *
+ * One db_t wraps one sqlite3 connection.  db.h promises that a db_t is used
+ * by one thread at a time (every worker opens its own store), so the handle
+ * is opened with SQLITE_OPEN_NOMUTEX: SQLite's per-call mutex would only cost
+ * time.  Concurrency between handles (threads or processes) goes through the
+ * file locks, softened by WAL and a 5 s busy timeout.
+ */
+#include "db.h"
+
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define SQLITE_BUSY_TIMEOUT_MS 5000
+
+struct db {
+    sqlite3 *h;
+    /* Copied at failure time: sqlite3_errmsg() is overwritten by the next
+     * call (even sqlite3_finalize), so it cannot be read lazily. */
+    char err[512];
+};
+
+static void set_err(db_t *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(db_t *db, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(db->err, sizeof(db->err), fmt, ap);
+    va_end(ap);
+}
+
+/* Native result code -> db.h error kind.  Extended codes are enabled, so the
+ * primary code is the low byte. */
+static int map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return DB_OK;
+    case SQLITE_CONSTRAINT:
+        return DB_E_CONSTRAINT;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return DB_E_BUSY;
+    case SQLITE_CANTOPEN:
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+    case SQLITE_IOERR:
+        /* The database itself is unusable: the closest kind is "connection". */
+        return DB_E_CONN;
+    default:
+        return DB_E_OTHER;
+    }
+}
+
+static int fail_rc(db_t *db, int rc, const char *what)
+{
+    set_err(db, "sqlite %s: %s (%d)", what, sqlite3_errmsg(db->h), rc);
+    return map_rc(rc);
+}
+
+/* ---- url --------------------------------------------------------------- */
+
+static int has_prefix(const char *s, const char *p)
+{
+    return strncasecmp(s, p, strlen(p)) == 0;
+}
+
+/* "sqlite:///abs" -> "/abs", "sqlite://rel" -> "rel", "sqlite:x" -> "x",
+ * anything else (bare path, ":memory:") as is.  NULL if nothing is left. */
+static const char *url_path(const char *url)
+{
+    const char *p = url;
+    if (has_prefix(p, "sqlite://"))
+        p += 9;
+    else if (has_prefix(p, "sqlite:"))
+        p += 7;
+    return *p ? p : NULL;
+}
+
+static int sqlite_accepts(const char *url)
+{
+    if (!url || !*url)
+        return 0;
+    if (has_prefix(url, "sqlite:"))
+        return 1;
+    /* A bare path is ours; any other scheme ("postgres://", …) is not. */
+    return strstr(url, "://") == NULL;
+}
+
+/* ---- statements --------------------------------------------------------- */
+
+static int only_space(const char *s)
+{
+    for (; s && *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != ';')
+            return 0;
+    return 1;
+}
+
+/* Every transaction the store opens writes.  A deferred BEGIN that later
+ * upgrades from read to write fails at once with SQLITE_BUSY when another
+ * connection got the write lock first (the busy handler cannot help, it would
+ * deadlock), so a plain portable "BEGIN" is taken as BEGIN IMMEDIATE: the
+ * write lock is acquired up front, where busy_timeout does apply. */
+static const char *rewrite_begin(const char *sql)
+{
+    const char *p = sql;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    if (strncasecmp(p, "BEGIN", 5) == 0 && only_space(p + 5))
+        return "BEGIN IMMEDIATE";
+    return sql;
+}
+
+static int prepare(db_t *db, const char *sql, const db_param *p, size_t np, sqlite3_stmt **out)
+{
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    *out = NULL;
+    if (!sql)
+        return set_err(db, "sqlite: NULL statement"), DB_E_OTHER;
+    int rc = sqlite3_prepare_v2(db->h, rewrite_begin(sql), -1, &st, &tail);
+    if (rc != SQLITE_OK)
+        return fail_rc(db, rc, "prepare");
+    if (!st) /* only whitespace/comments */
+        return set_err(db, "sqlite: empty statement"), DB_E_OTHER;
+    /* One statement per call: trailing SQL would be silently ignored. */
+    if (!only_space(tail)) {
+        sqlite3_finalize(st);
+        return set_err(db, "sqlite: more than one statement in one call"), DB_E_OTHER;
+    }
+    if ((size_t)sqlite3_bind_parameter_count(st) != np) {
+        set_err(db, "sqlite: statement has %d placeholders, %zu values given",
+                sqlite3_bind_parameter_count(st), np);
+        sqlite3_finalize(st);
+        return DB_E_OTHER;
+    }
+    for (size_t i = 0; i < np; i++) {
+        int idx = (int)i + 1;
+        switch (p[i].type) {
+        case DB_NULL:
+            rc = sqlite3_bind_null(st, idx);
+            break;
+        case DB_TEXT:
+            /* The caller's strings outlive the statement (finalized before
+             * we return), so SQLITE_STATIC spares a copy. */
+            rc = p[i].text ? sqlite3_bind_text(st, idx, p[i].text, -1, SQLITE_STATIC)
+                           : sqlite3_bind_null(st, idx);
+            break;
+        case DB_INT:
+            rc = sqlite3_bind_int64(st, idx, (sqlite3_int64)p[i].i);
+            break;
+        default:
+            sqlite3_finalize(st);
+            set_err(db, "sqlite: bad parameter type %d at %zu", (int)p[i].type, i + 1);
+            return DB_E_OTHER;
+        }
+        if (rc != SQLITE_OK) {
+            int e = fail_rc(db, rc, "bind");
+            sqlite3_finalize(st);
+            return e;
+        }
+    }
+    *out = st;
+    return DB_OK;
+}
+
+/* Finalizes st; on a failed step the error is taken before finalizing. */
+static int finish(db_t *db, sqlite3_stmt *st, int rc, const char *what)
+{
+    int e = DB_OK;
+    if (rc != SQLITE_DONE)
+        e = fail_rc(db, rc, what);
+    sqlite3_finalize(st);
+    return e;
+}
+
+static int sqlite_exec(db_t *db, const char *sql, const db_param *p, size_t np, int64_t *changes)
+{
+    sqlite3_stmt *st;
+    if (changes)
+        *changes = 0;
+    int e = prepare(db, sql, p, np, &st);
+    if (e != DB_OK)
+        return e;
+    int rc;
+    /* sqlite3_changes64() keeps the count of the last INSERT/UPDATE/DELETE
+     * across other statements (BEGIN, DDL, …); the total tells whether this
+     * statement changed anything at all. */
+    sqlite3_int64 before = sqlite3_total_changes64(db->h);
+    /* Rows (e.g. from a PRAGMA) are not wanted here: step past them. */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    e = finish(db, st, rc, "exec");
+    if (e == DB_OK && changes && sqlite3_total_changes64(db->h) != before)
+        *changes = (int64_t)sqlite3_changes64(db->h);
+    return e;
+}
+
+static void free_cells(char **cells, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(cells[i]);
+    free(cells);
+}
+
+static int sqlite_query(db_t *db, const char *sql, const db_param *p, size_t np, db_result *res)
+{
+    sqlite3_stmt *st;
+    memset(res, 0, sizeof(*res));
+    int e = prepare(db, sql, p, np, &st);
+    if (e != DB_OK)
+        return e;
+
+    size_t ncols = (size_t)sqlite3_column_count(st);
+    size_t nrows = 0, ncells = 0, cap = 0;
+    char **cells = NULL;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (ncols == 0) {
+            nrows++;
+            continue;
+        }
+        if (ncells + ncols > cap) {
+            size_t ncap = cap ? cap * 2 : ncols * 8;
+            while (ncap < ncells + ncols)
+                ncap *= 2;
+            if (ncap > SIZE_MAX / sizeof(char *))
+                goto oom;
+            char **nc = realloc(cells, ncap * sizeof(char *));
+            if (!nc)
+                goto oom;
+            cells = nc;
+            cap = ncap;
+        }
+        for (size_t c = 0; c < ncols; c++) {
+            int col = (int)c;
+            if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+                cells[ncells++] = NULL;
+                continue;
+            }
+            /* Integers are rendered as text by SQLite itself ("42"). */
+            const unsigned char *t = sqlite3_column_text(st, col);
+            int len = sqlite3_column_bytes(st, col);
+            if (!t) {
+                /* NULL for a non-NULL value is out of memory, or an empty
+                 * BLOB (which the store never writes, but read it as ""). */
+                if (sqlite3_errcode(db->h) == SQLITE_NOMEM)
+                    goto oom;
+                t = (const unsigned char *)"";
+                len = 0;
+            }
+            char *cell = malloc((size_t)len + 1);
+            if (!cell)
+                goto oom;
+            memcpy(cell, t, (size_t)len);
+            cell[len] = '\0';
+            cells[ncells++] = cell;
+        }
+        nrows++;
+    }
+    e = finish(db, st, rc, "query");
+    if (e != DB_OK) {
+        free_cells(cells, ncells);
+        return e;
+    }
+    res->nrows = nrows;
+    res->ncols = ncols;
+    res->cells = cells;
+    return DB_OK;
+
+oom:
+    sqlite3_finalize(st);
+    free_cells(cells, ncells);
+    set_err(db, "sqlite query: out of memory");
+    return DB_E_OTHER;
+}
+
+/* ---- open / close --------------------------------------------------------- */
+
+/* Runs a PRAGMA that answers with one value and returns it in buf. */
+static int pragma_value(db_t *db, const char *sql, char *buf, size_t cap)
+{
+    db_result r;
+    int e = sqlite_query(db, sql, NULL, 0, &r);
+    if (e != DB_OK)
+        return e;
+    if (r.nrows != 1 || r.ncols < 1 || !r.cells[0]) {
+        db_result_free(&r);
+        set_err(db, "sqlite: unexpected answer to \"%s\"", sql);
+        return DB_E_OTHER;
+    }
+    snprintf(buf, cap, "%s", r.cells[0]);
+    db_result_free(&r);
+    return DB_OK;
+}
+
+static int sqlite_open(const char *url, db_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    const char *path = url ? url_path(url) : NULL;
+    if (!path || !sqlite_accepts(url)) {
+        snprintf(err, errlen, "sqlite: bad database url");
+        return DB_E_CONN;
+    }
+    int memory = strcmp(path, ":memory:") == 0;
+
+    db_t *db = calloc(1, sizeof(*db));
+    if (!db) {
+        snprintf(err, errlen, "sqlite: out of memory");
+        return DB_E_OTHER;
+    }
+    /* No SQLITE_OPEN_URI: the path is a file name, never "file:…?opts". */
+    int rc = sqlite3_open_v2(
+        path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite open %s: %s", path,
+                 db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
+        sqlite3_close(db->h); /* a handle is returned even on failure */
+        free(db);
+        return map_rc(rc) == DB_E_OTHER ? DB_E_CONN : map_rc(rc);
+    }
+    sqlite3_extended_result_codes(db->h, 1);
+
+    char val[32];
+    int e = DB_OK;
+    /* busy_timeout first: the PRAGMAs below may already need a lock. */
+    rc = sqlite3_busy_timeout(db->h, SQLITE_BUSY_TIMEOUT_MS);
+    if (rc != SQLITE_OK)
+        e = fail_rc(db, rc, "busy_timeout");
+    if (e == DB_OK)
+        e = sqlite_exec(db, "PRAGMA foreign_keys = ON", NULL, 0, NULL);
+    /* A build without foreign-key support ignores the PRAGMA silently. */
+    if (e == DB_OK && (e = pragma_value(db, "PRAGMA foreign_keys", val, sizeof(val))) == DB_OK &&
+        strcmp(val, "1") != 0) {
+        set_err(db, "sqlite: foreign keys cannot be enabled");
+        e = DB_E_OTHER;
+    }
+    /* WAL lets readers run beside the writer; also the first real read of
+     * the file, so a file that is not a database fails here. */
+    if (e == DB_OK && !memory &&
+        (e = pragma_value(db, "PRAGMA journal_mode = WAL", val, sizeof(val))) == DB_OK &&
+        strcasecmp(val, "wal") != 0) {
+        set_err(db, "sqlite: cannot enable WAL journal (got \"%s\")", val);
+        e = DB_E_OTHER;
+    }
+    if (e != DB_OK) {
+        snprintf(err, errlen, "sqlite open %s: %s", path, db->err);
+        sqlite3_close(db->h);
+        free(db);
+        return e;
+    }
+    *out = db;
+    return DB_OK;
+}
+
+static void sqlite_close(db_t *db)
+{
+    if (!db)
+        return;
+    /* Every statement is finalized before its call returns, so close cannot
+     * be refused for pending statements; close_v2 just to be safe. */
+    sqlite3_close_v2(db->h);
+    free(db);
+}
+
+static const char *sqlite_errmsg(db_t *db)
+{
+    return db ? db->err : "no database";
+}
+
+const db_engine db_engine_sqlite = {
+    .name = "sqlite",
+    .accepts = sqlite_accepts,
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .exec = sqlite_exec,
+    .query = sqlite_query,
+    .errmsg = sqlite_errmsg,
+};

@@ -1,0 +1,634 @@
+/* http.c — request assembly, asynchronous dispatch and response writing on
+ * the lws event loop; see http.h. */
+#include "http.h"
+
+#include <ctype.h>
+#include <cjson/cJSON.h>
+#include <libwebsockets.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "router.h"
+#include "worker.h"
+
+#define WRITE_CHUNK (32 * 1024)
+#define MAX_CAPTURED 32
+#define HEADER_VALUE_MAX 8192
+
+struct exec_spec;
+void exec_spec_free(struct exec_spec *e);                    /* exec.c */
+int exec_start(http_txn *t, struct exec_spec *e);           /* exec.c */
+
+enum txn_state { TXN_RECEIVING, TXN_PROCESSING, TXN_WRITING, TXN_STREAMING, TXN_DONE };
+
+struct http_txn {
+    struct lws *wsi; /* NULL once the connection is gone */
+    enum txn_state state;
+    int job_pending;
+    http_request req;
+    http_response resp;
+    int headers_sent;
+    int too_large;
+    int stream_ended;
+    int final_chunk_sent;
+    const char *stream_ctype;
+    int stream_status;
+    buf_t out;
+    const http_stream_ops *ops;
+    void *ops_ctx;
+};
+
+static int64_t g_max_body = 1 << 20;
+static char *g_captured[MAX_CAPTURED];
+static int g_ncaptured;
+
+void http_set_limits(int64_t max_body) { g_max_body = max_body; }
+
+int http_capture_header(const char *name)
+{
+    for (int i = 0; i < g_ncaptured; i++)
+        if (!strcasecmp(g_captured[i], name))
+            return 0;
+    if (g_ncaptured >= MAX_CAPTURED)
+        return -1;
+    char *s = strdup(name);
+    if (!s)
+        return -1;
+    for (char *p = s; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    g_captured[g_ncaptured++] = s;
+    return 0;
+}
+
+void http_module_cleanup(void)
+{
+    for (int i = 0; i < g_ncaptured; i++)
+        free(g_captured[i]);
+    g_ncaptured = 0;
+}
+
+/* ---- request accessors ---------------------------------------------------- */
+
+const char *http_header_get(const http_request *r, const char *name)
+{
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (!strcasecmp(r->headers[i].name, name))
+            return r->headers[i].value;
+    return NULL;
+}
+
+const char *http_param(const http_request *r, const char *name)
+{
+    /* param_names hold the pattern segment, "{name}". */
+    size_t nl = strlen(name);
+    for (int i = 0; i < r->nparams; i++) {
+        const char *pn = r->param_names[i];
+        if (pn[0] == '{' && !strncmp(pn + 1, name, nl) && pn[nl + 1] == '}' && !pn[nl + 2])
+            return r->params[i];
+    }
+    return NULL;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int http_query_get(const http_request *r, const char *name, char *out, size_t cap)
+{
+    if (!r->query || !cap)
+        return 0;
+    size_t nl = strlen(name);
+    const char *p = r->query;
+    while (*p) {
+        const char *amp = strchr(p, '&');
+        size_t seg = amp ? (size_t)(amp - p) : strlen(p);
+        if (seg > nl && !strncmp(p, name, nl) && p[nl] == '=') {
+            size_t o = 0;
+            for (const char *q = p + nl + 1; q < p + seg && o + 1 < cap; q++) {
+                if (*q == '+')
+                    out[o++] = ' ';
+                else if (*q == '%' && q + 2 < p + seg + 1 && hexval(q[1]) >= 0 && hexval(q[2]) >= 0) {
+                    out[o++] = (char)(hexval(q[1]) * 16 + hexval(q[2]));
+                    q += 2;
+                } else
+                    out[o++] = *q;
+            }
+            out[o] = '\0';
+            return 1;
+        }
+        p += seg + (amp ? 1 : 0);
+        if (!amp)
+            break;
+    }
+    return 0;
+}
+
+const char *http_method_name(http_method m)
+{
+    static const char *n[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "OTHER" };
+    return n[m];
+}
+
+/* ---- response helpers ----------------------------------------------------- */
+
+void http_resp_json(http_response *resp, int status, cJSON *obj)
+{
+    buf_reset(&resp->body);
+    resp->status = status;
+    resp->content_type = "application/json";
+    char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    if (!s) {
+        resp->status = 500;
+        buf_append_str(&resp->body, "{\"error\":\"out of memory\",\"error_code\":\"INTERNAL\"}");
+        return;
+    }
+    buf_append_str(&resp->body, s);
+    free(s);
+}
+
+void http_resp_error(http_response *resp, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddStringToObject(o, "error", msg);
+        cJSON_AddStringToObject(o, "error_code", code);
+    }
+    http_resp_json(resp, status, o);
+}
+
+int http_resp_add_header(http_response *resp, const char *name, const char *value)
+{
+    if (resp->nextra >= (int)(sizeof(resp->extra) / sizeof(resp->extra[0])))
+        return -1;
+    http_header *h = &resp->extra[resp->nextra];
+    h->name = strdup(name);
+    h->value = strdup(value);
+    if (!h->name || !h->value) {
+        free(h->name);
+        free(h->value);
+        return -1;
+    }
+    resp->nextra++;
+    return 0;
+}
+
+cJSON *http_json_body(const http_request *req, http_response *resp)
+{
+    if (buf_pending(&req->body) == 0) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "request body must be a JSON object");
+        return NULL;
+    }
+    cJSON *o = cJSON_ParseWithLength(buf_head(&req->body), buf_pending(&req->body));
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        http_resp_error(resp, 400, "BAD_REQUEST", "request body is not a valid JSON object");
+        return NULL;
+    }
+    return o;
+}
+
+/* ---- transaction lifetime ------------------------------------------------- */
+
+http_request *http_txn_request(http_txn *t) { return &t->req; }
+http_response *http_txn_response(http_txn *t) { return &t->resp; }
+
+static void txn_free(http_txn *t)
+{
+    http_request *r = &t->req;
+    free(r->path);
+    free(r->query);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        free(r->headers[i].name);
+        free(r->headers[i].value);
+    }
+    free(r->headers);
+    for (int i = 0; i < r->nparams; i++)
+        free(r->params[i]);
+    buf_free(&r->body);
+    buf_free(&t->resp.body);
+    for (int i = 0; i < t->resp.nextra; i++) {
+        free(t->resp.extra[i].name);
+        free(t->resp.extra[i].value);
+    }
+    if (t->resp.exec)
+        exec_spec_free(t->resp.exec);
+    buf_free(&t->out);
+    free(t);
+}
+
+/* Frees the txn once neither the connection, a job nor an exec refers to it. */
+static void txn_maybe_free(http_txn *t)
+{
+    if (!t->wsi && !t->job_pending && !t->ops)
+        txn_free(t);
+}
+
+static int add_header(http_request *r, const char *name, const char *value)
+{
+    http_header *n = realloc(r->headers, sizeof(http_header) * (r->nheaders + 1));
+    if (!n)
+        return -1;
+    r->headers = n;
+    n[r->nheaders].name = strdup(name);
+    n[r->nheaders].value = strdup(value);
+    if (!n[r->nheaders].name || !n[r->nheaders].value) {
+        free(n[r->nheaders].name);
+        free(n[r->nheaders].value);
+        return -1;
+    }
+    for (char *p = n[r->nheaders].name; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    r->nheaders++;
+    return 0;
+}
+
+/* Copies every standard header lws parsed plus the registered custom ones.
+ * Header values longer than HEADER_VALUE_MAX are dropped (lws itself limits
+ * total header size via max_http_header_data). */
+static int copy_headers(struct lws *wsi, http_request *r)
+{
+    char *val = malloc(HEADER_VALUE_MAX);
+    if (!val)
+        return -1;
+    int rc = 0;
+    for (int tok = 0; tok < WSI_TOKEN_COUNT && rc == 0; tok++) {
+        const unsigned char *nm = lws_token_to_string((enum lws_token_indexes)tok);
+        if (!nm || !*nm || nm[0] == ':' || tok == WSI_TOKEN_HTTP_URI_ARGS)
+            continue;
+        int len = lws_hdr_total_length(wsi, (enum lws_token_indexes)tok);
+        if (len <= 0 || len >= HEADER_VALUE_MAX)
+            continue;
+        if (lws_hdr_copy(wsi, val, HEADER_VALUE_MAX, (enum lws_token_indexes)tok) < 0)
+            continue;
+        char name[64];
+        snprintf(name, sizeof(name), "%s", (const char *)nm);
+        size_t nl = strlen(name);
+        if (nl && name[nl - 1] == ':')
+            name[nl - 1] = '\0';
+        if (!name[0] || strchr(name, ' '))
+            continue; /* method tokens like "get " are not headers */
+        rc = add_header(r, name, val);
+    }
+    for (int i = 0; i < g_ncaptured && rc == 0; i++) {
+        char cname[80];
+        snprintf(cname, sizeof(cname), "%s:", g_captured[i]);
+        int nlen = (int)strlen(cname);
+        int len = lws_hdr_custom_length(wsi, cname, nlen);
+        if (len <= 0 || len >= HEADER_VALUE_MAX)
+            continue;
+        if (lws_hdr_custom_copy(wsi, val, HEADER_VALUE_MAX, cname, nlen) < 0)
+            continue;
+        rc = add_header(r, g_captured[i], val);
+    }
+    free(val);
+    return rc;
+}
+
+static http_method method_of(int m)
+{
+    switch (m) {
+    case LWSHUMETH_GET: return HTTP_GET;
+    case LWSHUMETH_POST: return HTTP_POST;
+    case LWSHUMETH_PUT: return HTTP_PUT;
+    case LWSHUMETH_PATCH: return HTTP_PATCH;
+    case LWSHUMETH_DELETE: return HTTP_DELETE;
+    case LWSHUMETH_OPTIONS: return HTTP_OPTIONS;
+    case LWSHUMETH_HEAD: return HTTP_HEAD;
+    default: return HTTP_OTHER;
+    }
+}
+
+/* ---- dispatch to the worker pool ------------------------------------------- */
+
+static void job_run(worker_ctx *w, void *arg)
+{
+    http_txn *t = arg;
+    router_dispatch(w, &t->req, &t->resp);
+}
+
+static void respond_now(http_txn *t)
+{
+    t->state = TXN_WRITING;
+    if (t->wsi)
+        lws_callback_on_writable(t->wsi);
+}
+
+static void job_done(void *arg)
+{
+    http_txn *t = arg;
+    t->job_pending = 0;
+    if (t->resp.on_loop)
+        t->resp.on_loop(&t->resp, t->resp.on_loop_arg);
+    if (!t->wsi) {
+        txn_maybe_free(t);
+        return;
+    }
+    if (t->resp.exec) {
+        struct exec_spec *e = t->resp.exec;
+        t->resp.exec = NULL;
+        if (exec_start(t, e) == 0)
+            return; /* exec.c now drives the response */
+        /* exec_start filled t->resp with the error */
+    }
+    respond_now(t);
+}
+
+static void dispatch(http_txn *t)
+{
+    t->state = TXN_PROCESSING;
+    /* Our own timers (exec deadlines) govern from here; lws must not drop the
+     * connection while a worker or the agent is busy. */
+    lws_set_timeout(t->wsi, NO_PENDING_TIMEOUT, 0);
+    if (workers_submit(job_run, job_done, t) < 0) {
+        http_resp_error(&t->resp, 503, "SERVER_BUSY", "server is overloaded, retry later");
+        respond_now(t);
+        return;
+    }
+    t->job_pending = 1;
+}
+
+int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
+{
+    if (c->txn) { /* a previous transaction never finished: refuse pipelining */
+        return -1;
+    }
+    http_txn *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -1;
+    c->txn = t;
+    t->wsi = wsi;
+    char *uriptr = NULL;
+    int urilen = 0;
+    int m = lws_http_get_uri_and_method(wsi, &uriptr, &urilen);
+    t->req.method = method_of(m);
+    t->req.path = strdup(uri ? uri : "/");
+    lws_get_peer_simple(wsi, t->req.peer, sizeof(t->req.peer));
+    int qlen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    if (qlen > 0 && qlen < 16384) {
+        t->req.query = malloc((size_t)qlen + 1);
+        if (t->req.query && lws_hdr_copy(wsi, t->req.query, qlen + 1, WSI_TOKEN_HTTP_URI_ARGS) < 0) {
+            free(t->req.query);
+            t->req.query = NULL;
+        }
+    }
+    if (!t->req.path || copy_headers(wsi, &t->req) < 0) {
+        http_resp_error(&t->resp, 500, "INTERNAL", "out of memory");
+        respond_now(t);
+        return 0;
+    }
+    const char *cl = http_header_get(&t->req, "content-length");
+    const char *te = http_header_get(&t->req, "transfer-encoding");
+    long long clen = cl ? strtoll(cl, NULL, 10) : 0;
+    if (clen > g_max_body) {
+        t->too_large = 1;
+        http_resp_error(&t->resp, 413, "BODY_TOO_LARGE", "request body exceeds %lld bytes",
+                        (long long)g_max_body);
+        respond_now(t);
+        return 0;
+    }
+    if (clen > 0 || (te && strcasestr(te, "chunked"))) {
+        t->state = TXN_RECEIVING;
+        return 0; /* wait for the body */
+    }
+    dispatch(t);
+    return 0;
+}
+
+int http_on_body(struct lws *wsi, struct http_conn *c, const void *in, size_t len)
+{
+    http_txn *t = c->txn;
+    if (!t || t->state != TXN_RECEIVING)
+        return 0; /* body of a request already answered (413): discard */
+    if ((int64_t)(buf_pending(&t->req.body) + len) > g_max_body) {
+        t->too_large = 1;
+        http_resp_error(&t->resp, 413, "BODY_TOO_LARGE", "request body exceeds %lld bytes",
+                        (long long)g_max_body);
+        respond_now(t);
+        return 0;
+    }
+    if (buf_append(&t->req.body, in, len) < 0) {
+        http_resp_error(&t->resp, 500, "INTERNAL", "out of memory");
+        respond_now(t);
+    }
+    return 0;
+}
+
+int http_on_body_done(struct lws *wsi, struct http_conn *c)
+{
+    http_txn *t = c->txn;
+    if (t && t->state == TXN_RECEIVING)
+        dispatch(t);
+    return 0;
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+static unsigned char g_wbuf[LWS_PRE + WRITE_CHUNK + 64];
+
+static int write_headers(struct lws *wsi, http_txn *t, int status, const char *ctype,
+                         lws_filepos_t clen, int chunked)
+{
+    unsigned char *start = g_wbuf + LWS_PRE, *p = start, *end = g_wbuf + sizeof(g_wbuf) - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned int)status, ctype, clen, &p, end))
+        return -1;
+    if (chunked) {
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)"transfer-encoding:",
+                                        (const unsigned char *)"chunked", 7, &p, end) ||
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                        (const unsigned char *)"no-cache", 8, &p, end) ||
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"x-accel-buffering:",
+                                        (const unsigned char *)"no", 2, &p, end))
+            return -1;
+    }
+    if (t->too_large &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                    (const unsigned char *)"close", 5, &p, end))
+        return -1;
+    for (int i = 0; i < t->resp.nextra; i++) {
+        char nm[96];
+        snprintf(nm, sizeof(nm), "%s:", t->resp.extra[i].name);
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)nm,
+                                        (const unsigned char *)t->resp.extra[i].value,
+                                        (int)strlen(t->resp.extra[i].value), &p, end))
+            return -1;
+    }
+    if (lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    t->headers_sent = 1;
+    return 0;
+}
+
+/* Finishes the transaction; returns what the lws callback must return. */
+static int finish(struct lws *wsi, struct http_conn *c, http_txn *t)
+{
+    int close_conn = t->too_large;
+    c->txn = NULL;
+    t->wsi = NULL;
+    t->state = TXN_DONE;
+    if (t->ops) { /* exec is done with us by now; make sure */
+        t->ops = NULL;
+    }
+    txn_maybe_free(t);
+    if (close_conn)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int write_fixed(struct lws *wsi, struct http_conn *c, http_txn *t)
+{
+    http_response *r = &t->resp;
+    if (!t->headers_sent) {
+        if (!r->status)
+            r->status = 500;
+        if (write_headers(wsi, t, r->status, r->content_type ? r->content_type : "application/json",
+                          (lws_filepos_t)buf_pending(&r->body), 0) < 0)
+            return -1;
+        if (buf_pending(&r->body) == 0)
+            return finish(wsi, c, t);
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    size_t n = buf_pending(&r->body);
+    if (n > WRITE_CHUNK)
+        n = WRITE_CHUNK;
+    memcpy(g_wbuf + LWS_PRE, buf_head(&r->body), n);
+    int last = n == buf_pending(&r->body);
+    if (lws_write(wsi, g_wbuf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < (int)n)
+        return -1;
+    buf_consume(&r->body, n);
+    if (last)
+        return finish(wsi, c, t);
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int write_stream(struct lws *wsi, struct http_conn *c, http_txn *t)
+{
+    if (!t->headers_sent) {
+        if (write_headers(wsi, t, t->stream_status, t->stream_ctype, LWS_ILLEGAL_HTTP_CONTENT_LEN,
+                          1) < 0)
+            return -1;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    size_t n = buf_pending(&t->out);
+    if (n) {
+        if (n > WRITE_CHUNK)
+            n = WRITE_CHUNK;
+        /* One HTTP/1.1 chunk per write: "<hex>\r\n<data>\r\n". */
+        unsigned char *p = g_wbuf + LWS_PRE;
+        int hl = sprintf((char *)p, "%zx\r\n", n);
+        memcpy(p + hl, buf_head(&t->out), n);
+        memcpy(p + hl + n, "\r\n", 2);
+        size_t total = (size_t)hl + n + 2;
+        if (lws_write(wsi, p, total, LWS_WRITE_HTTP) < (int)total)
+            return -1;
+        buf_consume(&t->out, n);
+        if (t->ops && t->ops->on_drain)
+            t->ops->on_drain(t->ops_ctx, buf_pending(&t->out));
+        if (buf_pending(&t->out) || t->stream_ended)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (t->stream_ended && !t->final_chunk_sent) {
+        memcpy(g_wbuf + LWS_PRE, "0\r\n\r\n", 5);
+        if (lws_write(wsi, g_wbuf + LWS_PRE, 5, LWS_WRITE_HTTP_FINAL) < 5)
+            return -1;
+        t->final_chunk_sent = 1;
+        return finish(wsi, c, t);
+    }
+    return 0;
+}
+
+int http_on_writeable(struct lws *wsi, struct http_conn *c)
+{
+    http_txn *t = c->txn;
+    if (!t)
+        return 0;
+    if (t->state == TXN_WRITING)
+        return write_fixed(wsi, c, t);
+    if (t->state == TXN_STREAMING)
+        return write_stream(wsi, c, t);
+    return 0;
+}
+
+void http_on_closed(struct lws *wsi, struct http_conn *c)
+{
+    http_txn *t = c->txn;
+    if (!t)
+        return;
+    c->txn = NULL;
+    t->wsi = NULL;
+    if (t->ops && t->ops->on_close) {
+        const http_stream_ops *ops = t->ops;
+        t->ops = NULL;
+        ops->on_close(t->ops_ctx);
+    }
+    txn_maybe_free(t);
+}
+
+/* ---- used by exec.c --------------------------------------------------------- */
+
+void http_txn_attach(http_txn *t, const http_stream_ops *ops, void *ctx)
+{
+    t->ops = ops;
+    t->ops_ctx = ctx;
+}
+
+void http_txn_detach(http_txn *t)
+{
+    t->ops = NULL;
+    t->ops_ctx = NULL;
+    txn_maybe_free(t);
+}
+
+void http_txn_respond(http_txn *t)
+{
+    if (!t->wsi) {
+        txn_maybe_free(t);
+        return;
+    }
+    respond_now(t);
+}
+
+int http_txn_stream_begin(http_txn *t, int status, const char *content_type,
+                          const http_stream_ops *ops, void *ctx)
+{
+    t->state = TXN_STREAMING;
+    t->stream_status = status;
+    t->stream_ctype = content_type;
+    http_txn_attach(t, ops, ctx);
+    if (t->wsi)
+        lws_callback_on_writable(t->wsi);
+    return 0;
+}
+
+int http_txn_stream_write(http_txn *t, const void *p, size_t n)
+{
+    if (!t->wsi || buf_append(&t->out, p, n) < 0)
+        return -1;
+    lws_callback_on_writable(t->wsi);
+    return 0;
+}
+
+size_t http_txn_stream_pending(const http_txn *t) { return buf_pending(&t->out); }
+
+void http_txn_stream_end(http_txn *t)
+{
+    t->stream_ended = 1;
+    if (t->wsi)
+        lws_callback_on_writable(t->wsi);
+}

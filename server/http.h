@@ -1,0 +1,133 @@
+/* http.h — HTTP requests and responses as handlers see them, and the
+ * transaction object that ties one request on an lws connection to its
+ * asynchronous processing.
+ *
+ * Life of a request: the event loop assembles it (headers, bounded body) into
+ * an http_txn, hands it to a worker thread (route match, auth, handler fill an
+ * http_response), then back on the loop either writes the response or, for
+ * commands, lets exec.c stream into the transaction.  A transaction outlives
+ * its connection until no job or exec refers to it. */
+#ifndef AURORA_HTTP_H
+#define AURORA_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "store.h"
+
+struct lws;
+struct cJSON;
+
+typedef enum {
+    HTTP_GET,
+    HTTP_POST,
+    HTTP_PUT,
+    HTTP_PATCH,
+    HTTP_DELETE,
+    HTTP_OPTIONS,
+    HTTP_HEAD,
+    HTTP_OTHER
+} http_method;
+
+#define HTTP_MAX_PARAMS 6
+
+typedef struct {
+    char *name; /* lowercase */
+    char *value;
+} http_header;
+
+/* Who is calling, filled by auth before the handler runs. */
+typedef struct {
+    int authenticated;
+    int internal; /* trusted backend via X-Internal-Secret */
+    char org_id[STORE_ID_LEN];
+    char user_id[STORE_ID_LEN];
+    char key_id[STORE_ID_LEN];
+} auth_ctx;
+
+typedef struct {
+    http_method method;
+    char *path;  /* as received (lws already %-decoded it) */
+    char *query; /* raw "a=1&b=2" or NULL */
+    http_header *headers;
+    size_t nheaders;
+    buf_t body;
+    const char *param_names[HTTP_MAX_PARAMS];
+    char *params[HTTP_MAX_PARAMS];
+    int nparams;
+    char peer[64];
+    auth_ctx auth;
+} http_request;
+
+struct exec_spec;
+
+typedef struct http_response {
+    int status;
+    const char *content_type; /* static string */
+    buf_t body;
+    http_header extra[4];
+    int nextra;
+    /* Deferred command execution (exec.c runs it on the loop). */
+    struct exec_spec *exec;
+    /* Runs on the loop thread before the response is written (e.g. close the
+     * tunnels of a revoked token, then patch the body with the count). */
+    void (*on_loop)(struct http_response *resp, void *arg);
+    void *on_loop_arg;
+} http_response;
+
+/* Header value by lowercase name, NULL if absent. */
+const char *http_header_get(const http_request *r, const char *name);
+const char *http_param(const http_request *r, const char *name);
+/* URL-decoded query argument into out; 1 if found. */
+int http_query_get(const http_request *r, const char *name, char *out, size_t cap);
+const char *http_method_name(http_method m);
+
+/* Response helpers (take ownership of obj). */
+void http_resp_json(http_response *resp, int status, struct cJSON *obj);
+void http_resp_error(http_response *resp, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int http_resp_add_header(http_response *resp, const char *name, const char *value);
+
+/* Parses the request body as a JSON object; on failure fills resp with 400. */
+struct cJSON *http_json_body(const http_request *req, http_response *resp);
+
+/* ---- transaction (event-loop thread only) -------------------------------- */
+typedef struct http_txn http_txn;
+
+typedef struct {
+    /* Output was written to the socket; `pending` bytes are still buffered. */
+    void (*on_drain)(void *ctx, size_t pending);
+    /* The client went away; the txn must not be used after this returns. */
+    void (*on_close)(void *ctx);
+} http_stream_ops;
+
+http_request *http_txn_request(http_txn *t);
+http_response *http_txn_response(http_txn *t);
+/* Write resp as a complete response (Content-Length). */
+void http_txn_respond(http_txn *t);
+/* Chunked streaming response. */
+int http_txn_stream_begin(http_txn *t, int status, const char *content_type,
+                          const http_stream_ops *ops, void *ctx);
+int http_txn_stream_write(http_txn *t, const void *p, size_t n);
+size_t http_txn_stream_pending(const http_txn *t);
+void http_txn_stream_end(http_txn *t);
+/* exec.c attaches/detaches itself so a closing client can be told. */
+void http_txn_attach(http_txn *t, const http_stream_ops *ops, void *ctx);
+void http_txn_detach(http_txn *t);
+
+/* ---- lws glue (server.c dispatches these reasons) ------------------------ */
+struct http_conn {
+    http_txn *txn;
+};
+int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri);
+int http_on_body(struct lws *wsi, struct http_conn *c, const void *in, size_t len);
+int http_on_body_done(struct lws *wsi, struct http_conn *c);
+int http_on_writeable(struct lws *wsi, struct http_conn *c);
+void http_on_closed(struct lws *wsi, struct http_conn *c);
+/* Headers captured beyond the standard ones (lowercase, e.g. "x-hub-signature-256"). */
+int http_capture_header(const char *name);
+void http_set_limits(int64_t max_body);
+void http_module_cleanup(void);
+
+#endif

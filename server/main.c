@@ -1,0 +1,65 @@
+/* main.c — aurora-server entry point: serve (default), admin, --help. */
+#include <stdio.h>
+#include <string.h>
+
+#include "admin.h"
+#include "log.h"
+#include "server.h"
+#include "server_config.h"
+
+#ifndef AURORA_VERSION
+#define AURORA_VERSION "0.1.0"
+#endif
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "aurora-server " AURORA_VERSION " — Aurora tunnel server\n\n"
+            "Usage:\n"
+            "  aurora-server [serve]        run the server (HTTPS API, connectors, /kubectl-agent)\n"
+            "  aurora-server admin ...      operator subcommands (below)\n"
+            "  aurora-server --help | --version\n\n");
+    admin_usage(f);
+    fputc('\n', f);
+    server_config_help(f);
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "serve";
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("aurora-server %s\n", AURORA_VERSION);
+        return 0;
+    }
+    server_config cfg;
+    char err[512];
+    if (server_config_load(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "aurora-server: configuration error: %s\n", err);
+        return 2;
+    }
+    if (log_setup("aurora-server", cfg.log_level, cfg.log_format) < 0) {
+        fprintf(stderr, "aurora-server: AURORA_LOG_LEVEL/AURORA_LOG_FORMAT invalid\n");
+        server_config_free(&cfg);
+        return 2;
+    }
+    int rc;
+    if (!strcmp(cmd, "admin")) {
+        rc = admin_main(&cfg, argc - 2, argv + 2);
+    } else if (!strcmp(cmd, "serve")) {
+        if (server_config_check_production(&cfg, err, sizeof(err)) < 0) {
+            log_error("refusing to start: %s", err);
+            rc = 2;
+        } else {
+            rc = server_run(&cfg);
+        }
+    } else {
+        usage(stderr);
+        rc = 2;
+    }
+    server_config_free(&cfg);
+    return rc;
+}

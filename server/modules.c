@@ -1,0 +1,21 @@
+/* modules.c — every module that serves routes registers here.  Adding an API
+ * module or a connector is one declaration and one line in the table. */
+#include "router.h"
+
+void auth_register(void);
+void api_health_register(void);
+void api_tokens_register(void);
+void api_exec_register(void);
+
+static void (*const modules[])(void) = {
+    auth_register,
+    api_health_register,
+    api_tokens_register,
+    api_exec_register,
+};
+
+void modules_register_all(void)
+{
+    for (size_t i = 0; i < sizeof(modules) / sizeof(modules[0]); i++)
+        modules[i]();
+}

@@ -1,0 +1,143 @@
+/* router.c — route table, matching with {params}, auth, dispatch. */
+#include "router.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "log.h"
+
+#define MAX_ROUTES 256
+#define MAX_SEGS 12
+
+typedef struct {
+    http_method method;
+    char *pattern;
+    char *work; /* strdup'd pattern the segs point into */
+    char *segs[MAX_SEGS];
+    int nsegs;
+    route_auth auth;
+    route_handler handler;
+} route;
+
+static route g_routes[MAX_ROUTES];
+static int g_nroutes;
+
+static int split(char *s, char **segs, int max)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(s, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+        if (n >= max)
+            return -1;
+        segs[n++] = tok;
+    }
+    return n;
+}
+
+int router_add(http_method m, const char *pattern, route_auth auth, route_handler h)
+{
+    if (g_nroutes >= MAX_ROUTES || pattern[0] != '/')
+        return -1;
+    route *r = &g_routes[g_nroutes];
+    r->pattern = strdup(pattern);
+    char *work = strdup(pattern);
+    if (!r->pattern || !work) {
+        free(r->pattern);
+        free(work);
+        return -1;
+    }
+    r->work = work;
+    int n = split(work, r->segs, MAX_SEGS);
+    int nparams = 0;
+    for (int i = 0; i < n; i++)
+        if (r->segs[i][0] == '{')
+            nparams++;
+    if (n < 0 || nparams > HTTP_MAX_PARAMS) {
+        free(r->pattern);
+        free(work);
+        return -1;
+    }
+    r->nsegs = n;
+    r->method = m;
+    r->auth = auth;
+    r->handler = h;
+    g_nroutes++;
+    return 0;
+}
+
+void router_reset(void)
+{
+    for (int i = 0; i < g_nroutes; i++) {
+        free(g_routes[i].pattern);
+        free(g_routes[i].work);
+    }
+    g_nroutes = 0;
+}
+
+static int match(const route *r, char **segs, int n, http_request *req)
+{
+    if (r->nsegs != n)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (r->segs[i][0] != '{' && strcmp(r->segs[i], segs[i]))
+            return 0;
+    for (int i = 0; i < n; i++) {
+        if (r->segs[i][0] != '{')
+            continue;
+        req->param_names[req->nparams] = r->segs[i]; /* "{name}" form; see http_param */
+        req->params[req->nparams] = strdup(segs[i]);
+        if (!req->params[req->nparams])
+            return -1;
+        req->nparams++;
+    }
+    return 1;
+}
+
+void router_dispatch(worker_ctx *w, http_request *req, http_response *resp)
+{
+    char *path = strdup(req->path);
+    char *segs[MAX_SEGS + 1];
+    if (!path) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        return;
+    }
+    int n = split(path, segs, MAX_SEGS);
+    int path_known = 0;
+    const route *found = NULL;
+    for (int i = 0; n >= 0 && i < g_nroutes && !found; i++) {
+        const route *r = &g_routes[i];
+        int saved = req->nparams;
+        int m = match(r, segs, n, req);
+        if (m < 0) {
+            free(path);
+            http_resp_error(resp, 500, "INTERNAL", "out of memory");
+            return;
+        }
+        if (!m)
+            continue;
+        if (r->method != req->method) {
+            path_known = 1;
+            for (int k = saved; k < req->nparams; k++)
+                free(req->params[k]);
+            req->nparams = saved;
+            continue;
+        }
+        found = r;
+    }
+    free(path);
+    if (!found) {
+        if (path_known)
+            http_resp_error(resp, 405, "METHOD_NOT_ALLOWED", "method %s not allowed on %s",
+                            http_method_name(req->method), req->path);
+        else
+            http_resp_error(resp, 404, "NOT_FOUND", "no such route");
+        return;
+    }
+    if (found->auth != ROUTE_PUBLIC &&
+        auth_authenticate(w, req, found->auth == ROUTE_AUTH_INTERNAL, resp) < 0)
+        return;
+    found->handler(w, req, resp);
+    log_info("%s %s -> %d (%s)", http_method_name(req->method), found->pattern,
+             resp->exec ? 0 : resp->status, req->auth.org_id[0] ? req->auth.org_id : "-");
+}

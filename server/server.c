@@ -1,0 +1,188 @@
+/* server.c — one libwebsockets context: HTTPS API + connectors and the WSS
+ * agent tunnel on the same port, a worker pool beside it, clean shutdown. */
+#include "server.h"
+
+#include <libwebsockets.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+#include "log.h"
+#include "proto.h"
+#include "router.h"
+#include "store.h"
+#include "tls_selfsigned.h"
+#include "tunnel.h"
+#include "worker.h"
+
+struct pss {
+    struct http_conn http;
+    struct tunnel_conn tun;
+};
+
+static volatile sig_atomic_t g_stop;
+static struct lws_context *g_ctx;
+
+static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                           void *in, size_t len);
+
+static struct lws_protocols g_protocols[] = {
+    /* Index 0 serves HTTP and agents that ask for no subprotocol (legacy). */
+    { "http", server_callback, sizeof(struct pss), 65536, 0, NULL, 0 },
+    { PROTO_SUBPROTOCOL_V2, server_callback, sizeof(struct pss), 65536, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+/* lws binds the vhost's copy of the protocol table: compare names. */
+static int is_v2(struct lws *wsi)
+{
+    const struct lws_protocols *p = lws_get_protocol(wsi);
+    return p && p->name && !strcmp(p->name, PROTO_SUBPROTOCOL_V2);
+}
+
+static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                           void *in, size_t len)
+{
+    struct pss *p = user;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        char uri[64] = "";
+        if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, PROTO_PATH))
+            return 1; /* WebSocket only on the agent endpoint */
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED:
+        return tunnel_on_established(wsi, &p->tun, is_v2(wsi));
+    case LWS_CALLBACK_RECEIVE:
+        return tunnel_on_receive(wsi, &p->tun, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return tunnel_on_writeable(wsi, &p->tun);
+    case LWS_CALLBACK_CLOSED:
+        tunnel_on_closed(wsi, &p->tun);
+        return 0;
+
+    case LWS_CALLBACK_HTTP:
+        return http_on_request(wsi, &p->http, in);
+    case LWS_CALLBACK_HTTP_BODY:
+        return http_on_body(wsi, &p->http, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return http_on_body_done(wsi, &p->http);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return http_on_writeable(wsi, &p->http);
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (p)
+            http_on_closed(wsi, &p->http);
+        return 0;
+
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        workers_drain_completions();
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+    if (g_ctx)
+        lws_cancel_service(g_ctx);
+}
+
+static void lws_log_emit(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    log_msg(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "lws: %.*s", (int)n, line);
+}
+
+int server_run(server_config *cfg)
+{
+    char err[512];
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+    if (!cfg->plain_http && !getenv("AURORA_TLS_CERT")) {
+        int rc = tls_ensure_selfsigned(cfg->tls_cert, cfg->tls_key, NULL, err, sizeof(err));
+        if (rc < 0) {
+            log_error("%s", err);
+            return 1;
+        }
+        if (rc == 1)
+            log_info("created self-signed TLS certificate %s", cfg->tls_cert);
+    }
+
+    /* Nothing is connected to a process that is just starting. */
+    store_t *st = NULL;
+    if (store_open(cfg->database_url, &st, err, sizeof(err)) != STORE_OK) {
+        log_error("cannot open the state store: %s", err);
+        return 1;
+    }
+    store_connection_reset_all(st, (int64_t)time(NULL));
+    log_info("state store ready (schema version %d)", store_schema_version(st));
+    store_close(st);
+
+    http_set_limits(cfg->max_body);
+    router_reset();
+    modules_register_all();
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.port = cfg->port;
+    info.iface = cfg->bind;
+    info.protocols = g_protocols;
+    info.alpn = "http/1.1";
+    info.timeout_secs = 30;
+    info.max_http_header_data = 16384;
+    info.max_http_header_pool = 1024;
+    info.ka_time = 60;
+    info.ka_probes = 3;
+    info.ka_interval = 10;
+    if (!cfg->plain_http) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+    }
+    g_ctx = lws_create_context(&info);
+    if (!g_ctx) {
+        log_error("cannot start the listener on %s:%d (port in use, or bad TLS files %s / %s)",
+                  cfg->bind, cfg->port, cfg->tls_cert, cfg->tls_key);
+        router_reset();
+        return 1;
+    }
+    tunnel_module_init(cfg, g_ctx);
+    if (workers_start(cfg, g_ctx, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        lws_context_destroy(g_ctx);
+        router_reset();
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    log_info("aurora-server listening on %s://%s:%d (%s)", cfg->plain_http ? "http" : "https",
+             cfg->bind, cfg->port, cfg->env);
+
+    while (!g_stop)
+        if (lws_service(g_ctx, 0) < 0)
+            break;
+
+    log_info("shutting down: closing %zu agent session(s)", tunnel_session_count());
+    tunnel_shutdown();
+    /* Let the close frames go out, bounded. */
+    for (int i = 0; i < 50 && tunnel_session_count(); i++)
+        lws_service(g_ctx, 20);
+    workers_stop();
+    lws_context_destroy(g_ctx);
+    g_ctx = NULL;
+    router_reset();
+    http_module_cleanup();
+    log_info("stopped");
+    return 0;
+}

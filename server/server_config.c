@@ -1,0 +1,151 @@
+/* server_config.c — settings table, resolution and the production check. */
+#include "server_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const config_def server_defs[] = {
+    { "AURORA_ENV", "env", CFG_STRING, "development", "development | production (enables the startup check)", 0 },
+    { "AURORA_DATA_DIR", "server.data_dir", CFG_STRING, "./data", "directory for the SQLite file, TLS material and keys", 0 },
+    { "AURORA_BIND", "server.bind", CFG_STRING, "0.0.0.0", "listen address", 0 },
+    { "AURORA_PORT", "server.port", CFG_INT, "5080", "HTTPS + WSS port (API, connectors, /kubectl-agent)", 0 },
+    { "DATABASE_URL", "database.url", CFG_STRING, NULL, "state store; default sqlite://<data_dir>/aurora.db", 1 },
+    { "AURORA_TLS_CERT", "tls.cert", CFG_STRING, NULL, "PEM certificate; default: self-signed, created on first run", 0 },
+    { "AURORA_TLS_KEY", "tls.key", CFG_STRING, NULL, "PEM private key for AURORA_TLS_CERT", 0 },
+    { "AURORA_PLAIN_HTTP", "tls.plain_http", CFG_BOOL, "false", "serve plain HTTP/WS (only behind a TLS-terminating ingress)", 0 },
+    { "AURORA_TLS_TERMINATED_BY_PROXY", "tls.terminated_by_proxy", CFG_BOOL, "false", "states that a proxy terminates TLS (required for plain HTTP in production)", 0 },
+    { "INTERNAL_API_SECRET", "internal_api_secret", CFG_STRING, DEV_INTERNAL_SECRET, "shared secret of the trusted backend (X-Internal-Secret)", 1 },
+    { "FRONTEND_URL", "frontend_url", CFG_STRING, "http://localhost:3000", "user-facing Aurora URL", 0 },
+    { "AURORA_WORKERS", "server.workers", CFG_INT, "4", "worker threads for store and provider calls", 0 },
+    { "AURORA_MAX_BODY", "server.max_body", CFG_INT, "1048576", "largest accepted HTTP request body (bytes)", 0 },
+    { "AURORA_LEGACY_MAX_FRAME", "tunnel.legacy_max_frame", CFG_INT, "33554432", "largest frame from a legacy agent (bytes)", 0 },
+    { "AURORA_EXEC_DEFAULT_TIMEOUT", "exec.default_timeout", CFG_INT, "60", "command timeout when the caller gives none (s)", 0 },
+    { "AURORA_EXEC_MAX_TIMEOUT", "exec.max_timeout", CFG_INT, "3600", "largest timeout a caller may ask (s)", 0 },
+    { "AURORA_EXEC_DEFAULT_MAX_OUTPUT", "exec.default_max_output", CFG_INT, "10485760", "output cap when the caller gives none (bytes)", 0 },
+    { "AURORA_EXEC_MAX_OUTPUT_JSON", "exec.max_output_json", CFG_INT, "67108864", "largest output cap for a buffered JSON result (bytes)", 0 },
+    { "AURORA_EXEC_MAX_OUTPUT_STREAM", "exec.max_output_stream", CFG_INT, "1073741824", "largest output cap for a streamed (SSE) result (bytes)", 0 },
+    { "AURORA_STREAM_WINDOW", "tunnel.window", CFG_INT, "262144", "per-command flow-control window (bytes)", 0 },
+    { "AURORA_TOKEN_RATE_LIMIT", "tokens.rate_limit_per_hour", CFG_INT, "20", "agent tokens a user may create per hour", 0 },
+    { "AURORA_STALE_AFTER", "tunnel.stale_after", CFG_INT, "180", "seconds without heartbeat before a connection is 'stale'", 0 },
+    { "AURORA_AGENT_IDLE_TIMEOUT", "tunnel.idle_timeout", CFG_INT, "200", "drop an agent that sent nothing for this long (s)", 0 },
+    { "AURORA_LOG_LEVEL", "log.level", CFG_STRING, "info", "debug | info | warn | error", 0 },
+    { "AURORA_LOG_FORMAT", "log.format", CFG_STRING, "text", "text | json", 0 },
+};
+#define NDEFS (sizeof(server_defs) / sizeof(server_defs[0]))
+
+void server_config_help(FILE *f)
+{
+    fprintf(f, "Settings (environment variable, YAML key via AURORA_CONFIG=<file>, default):\n");
+    config_print_help(f, server_defs, NDEFS);
+}
+
+static int in_range(char *err, size_t errlen, const char *name, int64_t v, int64_t lo, int64_t hi)
+{
+    if (v < lo || v > hi) {
+        snprintf(err, errlen, "%s must be between %lld and %lld", name, (long long)lo,
+                 (long long)hi);
+        return 0;
+    }
+    return 1;
+}
+
+int server_config_load(server_config *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    if (config_load(&c->raw, server_defs, NDEFS, getenv("AURORA_CONFIG"), err, errlen) < 0)
+        return -1;
+    config_t *r = &c->raw;
+    c->env = config_str(r, "AURORA_ENV");
+    c->data_dir = config_str(r, "AURORA_DATA_DIR");
+    c->bind = config_str(r, "AURORA_BIND");
+    c->port = (int)config_int(r, "AURORA_PORT");
+    c->plain_http = config_bool(r, "AURORA_PLAIN_HTTP");
+    c->tls_terminated_by_proxy = config_bool(r, "AURORA_TLS_TERMINATED_BY_PROXY");
+    c->internal_secret = config_str(r, "INTERNAL_API_SECRET");
+    c->frontend_url = config_str(r, "FRONTEND_URL");
+    c->workers = (int)config_int(r, "AURORA_WORKERS");
+    c->max_body = config_int(r, "AURORA_MAX_BODY");
+    c->legacy_max_frame = config_int(r, "AURORA_LEGACY_MAX_FRAME");
+    c->default_timeout = (int)config_int(r, "AURORA_EXEC_DEFAULT_TIMEOUT");
+    c->max_timeout = (int)config_int(r, "AURORA_EXEC_MAX_TIMEOUT");
+    c->default_max_output = config_int(r, "AURORA_EXEC_DEFAULT_MAX_OUTPUT");
+    c->max_output_json = config_int(r, "AURORA_EXEC_MAX_OUTPUT_JSON");
+    c->max_output_stream = config_int(r, "AURORA_EXEC_MAX_OUTPUT_STREAM");
+    c->stream_window = config_int(r, "AURORA_STREAM_WINDOW");
+    c->token_rate_limit = (int)config_int(r, "AURORA_TOKEN_RATE_LIMIT");
+    c->stale_after = (int)config_int(r, "AURORA_STALE_AFTER");
+    c->agent_idle_timeout = (int)config_int(r, "AURORA_AGENT_IDLE_TIMEOUT");
+    c->log_level = config_str(r, "AURORA_LOG_LEVEL");
+    c->log_format = config_str(r, "AURORA_LOG_FORMAT");
+
+    if (strcmp(c->env, "development") && strcmp(c->env, "production")) {
+        snprintf(err, errlen, "AURORA_ENV must be 'development' or 'production'");
+        goto fail;
+    }
+    if (!in_range(err, errlen, "AURORA_PORT", c->port, 0, 65535) ||
+        !in_range(err, errlen, "AURORA_WORKERS", c->workers, 1, 256) ||
+        !in_range(err, errlen, "AURORA_MAX_BODY", c->max_body, 1024, 1 << 30) ||
+        !in_range(err, errlen, "AURORA_LEGACY_MAX_FRAME", c->legacy_max_frame, 65536, 1 << 30) ||
+        !in_range(err, errlen, "AURORA_EXEC_MAX_TIMEOUT", c->max_timeout, 1, 86400) ||
+        !in_range(err, errlen, "AURORA_EXEC_DEFAULT_TIMEOUT", c->default_timeout, 1, c->max_timeout) ||
+        !in_range(err, errlen, "AURORA_EXEC_MAX_OUTPUT_JSON", c->max_output_json, 1024, 1LL << 32) ||
+        !in_range(err, errlen, "AURORA_EXEC_MAX_OUTPUT_STREAM", c->max_output_stream, 1024, 1LL << 40) ||
+        !in_range(err, errlen, "AURORA_EXEC_DEFAULT_MAX_OUTPUT", c->default_max_output, 1024, c->max_output_json) ||
+        !in_range(err, errlen, "AURORA_STREAM_WINDOW", c->stream_window, 65536, 64 << 20) ||
+        !in_range(err, errlen, "AURORA_TOKEN_RATE_LIMIT", c->token_rate_limit, 1, 100000) ||
+        !in_range(err, errlen, "AURORA_STALE_AFTER", c->stale_after, 10, 86400) ||
+        !in_range(err, errlen, "AURORA_AGENT_IDLE_TIMEOUT", c->agent_idle_timeout, 10, 86400))
+        goto fail;
+
+    const char *db = config_str(r, "DATABASE_URL");
+    if (db && *db)
+        snprintf(c->db_url_buf, sizeof(c->db_url_buf), "%s", db);
+    else
+        snprintf(c->db_url_buf, sizeof(c->db_url_buf), "sqlite://%s/aurora.db", c->data_dir);
+    c->database_url = c->db_url_buf;
+
+    const char *cert = config_str(r, "AURORA_TLS_CERT"), *key = config_str(r, "AURORA_TLS_KEY");
+    if ((cert && !key) || (!cert && key)) {
+        snprintf(err, errlen, "AURORA_TLS_CERT and AURORA_TLS_KEY must be given together");
+        goto fail;
+    }
+    if (cert) {
+        snprintf(c->cert_buf, sizeof(c->cert_buf), "%s", cert);
+        snprintf(c->key_buf, sizeof(c->key_buf), "%s", key);
+    } else {
+        snprintf(c->cert_buf, sizeof(c->cert_buf), "%s/tls/server.crt", c->data_dir);
+        snprintf(c->key_buf, sizeof(c->key_buf), "%s/tls/server.key", c->data_dir);
+    }
+    c->tls_cert = c->cert_buf;
+    c->tls_key = c->key_buf;
+    return 0;
+fail:
+    config_free(&c->raw);
+    return -1;
+}
+
+int server_config_check_production(const server_config *c, char *err, size_t errlen)
+{
+    if (strcmp(c->env, "production") != 0)
+        return 0;
+    const char *s = c->internal_secret;
+    if (!s || !*s || !strcmp(s, DEV_INTERNAL_SECRET)) {
+        snprintf(err, errlen, "AURORA_ENV=production: INTERNAL_API_SECRET is missing or left at "
+                              "the development default; set a rotated secret");
+        return -1;
+    }
+    if (strlen(s) < 32) {
+        snprintf(err, errlen, "AURORA_ENV=production: INTERNAL_API_SECRET is too short "
+                              "(at least 32 characters, e.g. openssl rand -hex 32)");
+        return -1;
+    }
+    if (c->plain_http && !c->tls_terminated_by_proxy) {
+        snprintf(err, errlen, "AURORA_ENV=production: TLS is off (AURORA_PLAIN_HTTP=true); set "
+                              "AURORA_TLS_TERMINATED_BY_PROXY=true if an ingress terminates TLS");
+        return -1;
+    }
+    return 0;
+}
+
+void server_config_free(server_config *c) { config_free(&c->raw); }

@@ -1,0 +1,54 @@
+/* server_config.h — the server's settings (environment > YAML > defaults). */
+#ifndef AURORA_SERVER_CONFIG_H
+#define AURORA_SERVER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+
+typedef struct {
+    config_t raw;
+    const char *env;          /* AURORA_ENV: development | production */
+    const char *data_dir;
+    const char *bind;
+    int port;
+    const char *database_url; /* resolved: default sqlite file in data_dir */
+    const char *tls_cert;
+    const char *tls_key;
+    int plain_http;           /* serve without TLS (behind a TLS-terminating proxy) */
+    int tls_terminated_by_proxy;
+    const char *internal_secret;
+    const char *frontend_url;
+    int workers;
+    int64_t max_body;
+    int64_t legacy_max_frame;
+    int default_timeout;
+    int max_timeout;
+    int64_t default_max_output;
+    int64_t max_output_json;
+    int64_t max_output_stream;
+    int64_t stream_window;
+    int token_rate_limit;     /* agent tokens per user per hour */
+    int stale_after;          /* seconds without heartbeat before "stale" */
+    int agent_idle_timeout;   /* drop an agent silent for this long */
+    const char *log_level;
+    const char *log_format;
+    char db_url_buf[1024];
+    char cert_buf[1024];
+    char key_buf[1024];
+} server_config;
+
+#define DEV_INTERNAL_SECRET "dev-internal-secret-change-me"
+
+/* Loads and validates.  Returns 0, or -1 with a message in err. */
+int server_config_load(server_config *c, char *err, size_t errlen);
+/* The production startup check: -1 with err when AURORA_ENV=production and the
+ * internal secret is missing/default/short, or TLS is off without
+ * AURORA_TLS_TERMINATED_BY_PROXY=true. */
+int server_config_check_production(const server_config *c, char *err, size_t errlen);
+void server_config_free(server_config *c);
+void server_config_help(FILE *f);
+
+#endif

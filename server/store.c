@@ -1,0 +1,1084 @@
+/* store.c — the queries behind store.h, written once in portable SQL over
+ * the engine interface of db.h (SQLite today, PostgreSQL later).
+ *
+ * Portability rules kept here: '?' placeholders, TEXT/BIGINT values only,
+ * ids and ordering keys generated in code, INSERT … ON CONFLICT … DO UPDATE
+ * for upserts, LIMIT for bounded reads, no engine-specific functions.
+ *
+ * Validation happens before SQL: text must fit the fixed-size field it will
+ * be read back into and be valid UTF-8 (PostgreSQL rejects anything else, so
+ * both engines accept exactly the same inputs), hashes must look like SHA-256
+ * hex (a raw token passed by mistake is refused rather than stored).  A
+ * stored value that no longer fits its field on the way out is reported as an
+ * error, never truncated: a cut id would silently name another row.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crypto.h"
+#include "db.h"
+#include "store_migrations.h"
+#include "token.h"
+#include "utf8.h"
+
+/* audit_list reads at most this many rows; limit <= 0 means the default. */
+#define AUDIT_LIST_DEFAULT 100
+#define AUDIT_LIST_MAX 1000
+/* One command's argv as JSON; anything larger is not a command line. */
+#define AUDIT_ARGV_JSON_MAX (1024 * 1024)
+/* Attempts at a fresh audit id when one collides (another replica, same µs). */
+#define AUDIT_ID_TRIES 4
+
+struct store {
+    const db_engine *eng;
+    db_t *db;
+    char err[512];
+};
+
+/* DB_P_TEXT as a function: the macro tests its argument for NULL, which
+ * gcc's -Waddress rejects when the argument is a char array (always true). */
+static inline db_param p_text(const char *v)
+{
+    return DB_P_TEXT(v);
+}
+
+/* ---- errors ---------------------------------------------------------------- */
+
+static int serr(store_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int serr(store_t *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof(s->err), fmt, ap);
+    va_end(ap);
+    return STORE_ERR;
+}
+
+/* Engine error -> store result.  Engine messages name columns and
+ * constraints, never bound values, so they are safe to pass on. */
+static int dberr(store_t *s, int e, const char *what)
+{
+    snprintf(s->err, sizeof(s->err), "%s: %s", what, s->eng->errmsg(s->db));
+    return e == DB_E_CONSTRAINT ? STORE_CONFLICT : STORE_ERR;
+}
+
+static int run_exec(store_t *s, const char *what, const char *sql, const db_param *p, size_t np,
+                    int64_t *changes)
+{
+    int e = s->eng->exec(s->db, sql, p, np, changes);
+    return e == DB_OK ? STORE_OK : dberr(s, e, what);
+}
+
+static int run_query(store_t *s, const char *what, const char *sql, const db_param *p, size_t np,
+                     db_result *r)
+{
+    int e = s->eng->query(s->db, sql, p, np, r);
+    if (e != DB_OK) {
+        dberr(s, e, what);
+        return STORE_ERR; /* a read cannot conflict */
+    }
+    return STORE_OK;
+}
+
+/* ---- input checks ------------------------------------------------------------ */
+
+/* v must be non-NULL (and non-empty when required), shorter than cap (the
+ * size of the struct field it is read back into) and valid UTF-8. */
+static int check_text(store_t *s, const char *field, const char *v, size_t cap, int required)
+{
+    if (!v)
+        return serr(s, "%s is missing", field);
+    size_t n = strlen(v);
+    if (required && n == 0)
+        return serr(s, "%s is empty", field);
+    if (n >= cap)
+        return serr(s, "%s too long (max %zu bytes)", field, cap - 1);
+    if (!utf8_valid(v, n))
+        return serr(s, "%s is not valid UTF-8", field);
+    return STORE_OK;
+}
+
+/* SHA-256 as 64 lowercase hex characters: the only form of a secret stored. */
+static int check_hash(store_t *s, const char *field, const char *h)
+{
+    if (!h)
+        return serr(s, "%s is missing", field);
+    size_t n = 0;
+    for (; h[n]; n++)
+        if (!((h[n] >= '0' && h[n] <= '9') || (h[n] >= 'a' && h[n] <= 'f')) || n >= 64)
+            return serr(s, "%s is not a SHA-256 hex digest", field);
+    if (n != 64)
+        return serr(s, "%s is not a SHA-256 hex digest", field);
+    return STORE_OK;
+}
+
+static int check_time(store_t *s, const char *field, int64_t t)
+{
+    return t < 0 ? serr(s, "%s is negative", field) : STORE_OK;
+}
+
+/* 0 means "not set" in every time column, so a revocation or disconnect
+ * stamped 0 would be lost: such a `now` is taken as the current time. */
+static int64_t now_or_clock(int64_t now)
+{
+    return now > 0 ? now : (int64_t)time(NULL);
+}
+
+/* ---- ordering keys ---------------------------------------------------------------- */
+
+/* Microseconds since the epoch, strictly increasing within the process (also
+ * across threads and when the wall clock steps back).  Orders rows created
+ * in the same second, where created_at alone would tie. */
+static int64_t next_seq(void)
+{
+    static _Atomic int64_t last;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    int64_t prev = atomic_load(&last);
+    for (;;) {
+        int64_t next = us > prev ? us : prev + 1;
+        if (atomic_compare_exchange_weak(&last, &prev, next))
+            return next;
+    }
+}
+
+/* Audit ids: time-ordered (so id breaks ties of `at`) with 10 random low
+ * bits so replicas writing the same database in the same microsecond almost
+ * never collide; a collision is retried.  Fits int64 until the year ~2250. */
+static int audit_id(int64_t *id)
+{
+    uint16_t r;
+    if (crypto_random(&r, sizeof(r)) != 0)
+        return -1;
+    int64_t seq = next_seq();
+    if (seq > (INT64_MAX - 1023) / 1024) /* a clock centuries ahead */
+        return -1;
+    *id = seq * 1024 + (r & 1023);
+    return 0;
+}
+
+/* ---- output decoding ------------------------------------------------------------------ */
+
+static int cell_str(store_t *s, const db_result *r, size_t row, size_t col, char *dst, size_t cap,
+                    const char *field)
+{
+    const char *v = db_cell(r, row, col);
+    if (!v)
+        v = "";
+    size_t n = strlen(v);
+    if (n >= cap)
+        return serr(s, "stored %s too long (%zu bytes, max %zu)", field, n, cap - 1);
+    memcpy(dst, v, n + 1);
+    return STORE_OK;
+}
+
+static int cell_i64(store_t *s, const db_result *r, size_t row, size_t col, int64_t *out,
+                    const char *field)
+{
+    const char *v = db_cell(r, row, col);
+    if (!v) {
+        *out = 0;
+        return STORE_OK;
+    }
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end)
+        return serr(s, "stored %s is not an integer", field);
+    *out = x;
+    return STORE_OK;
+}
+
+static int cell_int(store_t *s, const db_result *r, size_t row, size_t col, int *out,
+                    const char *field)
+{
+    int64_t v;
+    if (cell_i64(s, r, row, col, &v, field) != STORE_OK)
+        return STORE_ERR;
+    if (v < INT_MIN || v > INT_MAX)
+        return serr(s, "stored %s out of range", field);
+    *out = (int)v;
+    return STORE_OK;
+}
+
+/* Decodes the single row of r, or NOT_FOUND; frees r either way. */
+typedef int (*row_fn)(store_t *s, const db_result *r, size_t row, void *out);
+
+static int one_row(store_t *s, db_result *r, row_fn fn, void *out)
+{
+    int rc = r->nrows == 0 ? STORE_NOT_FOUND : fn(s, r, 0, out);
+    db_result_free(r);
+    return rc;
+}
+
+/* Decodes every row of r into a malloc'd array of elem-sized items; frees r. */
+static int all_rows(store_t *s, db_result *r, row_fn fn, size_t elem, void **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (r->nrows == 0) {
+        db_result_free(r);
+        return STORE_OK;
+    }
+    char *arr = calloc(r->nrows, elem);
+    if (!arr) {
+        db_result_free(r);
+        return serr(s, "out of memory");
+    }
+    for (size_t i = 0; i < r->nrows; i++) {
+        if (fn(s, r, i, arr + i * elem) != STORE_OK) {
+            free(arr);
+            db_result_free(r);
+            return STORE_ERR;
+        }
+    }
+    *out = arr;
+    *n = r->nrows;
+    db_result_free(r);
+    return STORE_OK;
+}
+
+/* 1 if the query returns a row, 0 if not, STORE_ERR on failure. */
+static int exists(store_t *s, const char *what, const char *sql, const db_param *p, size_t np)
+{
+    db_result r;
+    if (run_query(s, what, sql, p, np, &r) != STORE_OK)
+        return STORE_ERR;
+    int found = r.nrows > 0;
+    db_result_free(&r);
+    return found;
+}
+
+static int org_exists(store_t *s, const char *org_id)
+{
+    db_param p[] = { p_text(org_id) };
+    return exists(s, "looking up organization", "SELECT id FROM orgs WHERE id = ?", p, 1);
+}
+
+/* A constraint failure on an insert into a tenant table is either the
+ * documented CONFLICT (a unique key, described by conflict_msg) or the
+ * foreign key to an organization that does not exist: NOT_FOUND. */
+static int on_constraint(store_t *s, const char *org_id, const char *conflict_msg)
+{
+    int e = org_exists(s, org_id);
+    if (e == STORE_ERR)
+        return STORE_ERR;
+    if (e == 0) {
+        serr(s, "organization not found");
+        return STORE_NOT_FOUND;
+    }
+    serr(s, "%s", conflict_msg);
+    return STORE_CONFLICT;
+}
+
+/* ---- open / close -------------------------------------------------------------------- */
+
+int store_open(const char *url, store_t **out, char *err, size_t errlen)
+{
+    char msg[512] = "";
+    if (out)
+        *out = NULL;
+    if (!url || !*url || !out) {
+        snprintf(err, errlen, "store: no database url");
+        return STORE_ERR;
+    }
+    /* The url is never echoed: a PostgreSQL url may carry a password. */
+    const db_engine *eng = db_engine_for(url);
+    if (!eng) {
+        snprintf(err, errlen, "store: no database engine for this url");
+        return STORE_ERR;
+    }
+    store_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "store: out of memory");
+        return STORE_ERR;
+    }
+    s->eng = eng;
+    if (eng->open(url, &s->db, msg, sizeof(msg)) != DB_OK) {
+        snprintf(err, errlen, "store: %s", msg);
+        free(s);
+        return STORE_ERR;
+    }
+    if (store_migrate(eng, s->db, msg, sizeof(msg)) < 0) {
+        snprintf(err, errlen, "store: %s", msg);
+        eng->close(s->db);
+        free(s);
+        return STORE_ERR;
+    }
+    *out = s;
+    return STORE_OK;
+}
+
+void store_close(store_t *s)
+{
+    if (!s)
+        return;
+    s->eng->close(s->db);
+    free(s);
+}
+
+const char *store_errmsg(store_t *s)
+{
+    return s ? s->err : "no store";
+}
+
+int store_schema_version(store_t *s)
+{
+    int64_t v;
+    if (!s)
+        return -1;
+    if (store_migrations_version(s->eng, s->db, &v, s->err, sizeof(s->err)) < 0)
+        return -1;
+    return v > INT_MAX ? -1 : (int)v;
+}
+
+/* ---- organizations and users ----------------------------------------------------------- */
+
+#define ORG_COLS "id, name, created_at"
+
+static int org_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_org *o = out;
+    if (cell_str(s, r, i, 0, o->id, sizeof(o->id), "org id") ||
+        cell_str(s, r, i, 1, o->name, sizeof(o->name), "org name") ||
+        cell_i64(s, r, i, 2, &o->created_at, "org created_at"))
+        return STORE_ERR;
+    return STORE_OK;
+}
+
+int store_org_create(store_t *s, const char *name, store_org *out)
+{
+    if (!s)
+        return STORE_ERR;
+    store_org o = { 0 };
+    if (check_text(s, "organization name", name, sizeof(o.name), 1))
+        return STORE_ERR;
+    if (id_generate("org_", o.id, sizeof(o.id)) < 0)
+        return serr(s, "cannot generate an id");
+    memcpy(o.name, name, strlen(name) + 1);
+    o.created_at = time(NULL);
+    db_param p[] = { p_text(o.id), p_text(o.name), DB_P_INT(o.created_at), DB_P_INT(next_seq()) };
+    int rc = run_exec(s, "creating organization",
+                      "INSERT INTO orgs (id, name, created_at, created_seq) VALUES (?, ?, ?, ?)", p,
+                      4, NULL);
+    if (rc != STORE_OK)
+        return STORE_ERR; /* a 96-bit random id does not collide: not a CONFLICT */
+    if (out)
+        *out = o;
+    return STORE_OK;
+}
+
+int store_org_get(store_t *s, const char *id, store_org *out)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!id || !out)
+        return serr(s, "store_org_get: missing argument");
+    db_param p[] = { p_text(id) };
+    if (run_query(s, "reading organization", "SELECT " ORG_COLS " FROM orgs WHERE id = ?", p, 1,
+                  &r))
+        return STORE_ERR;
+    return one_row(s, &r, org_row, out);
+}
+
+int store_org_first(store_t *s, store_org *out)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!out)
+        return serr(s, "store_org_first: missing argument");
+    if (run_query(s, "reading organizations",
+                  "SELECT " ORG_COLS " FROM orgs ORDER BY created_at, created_seq, id LIMIT 1",
+                  NULL, 0, &r))
+        return STORE_ERR;
+    return one_row(s, &r, org_row, out);
+}
+
+#define USER_COLS "id, org_id, email, role, created_at"
+
+static int user_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_user *u = out;
+    if (cell_str(s, r, i, 0, u->id, sizeof(u->id), "user id") ||
+        cell_str(s, r, i, 1, u->org_id, sizeof(u->org_id), "user org_id") ||
+        cell_str(s, r, i, 2, u->email, sizeof(u->email), "user email") ||
+        cell_str(s, r, i, 3, u->role, sizeof(u->role), "user role") ||
+        cell_i64(s, r, i, 4, &u->created_at, "user created_at"))
+        return STORE_ERR;
+    return STORE_OK;
+}
+
+int store_user_create(store_t *s, const char *org_id, const char *email, const char *role,
+                      store_user *out)
+{
+    if (!s)
+        return STORE_ERR;
+    store_user u = { 0 };
+    if (check_text(s, "org_id", org_id, sizeof(u.org_id), 1) ||
+        check_text(s, "email", email, sizeof(u.email), 1) ||
+        check_text(s, "role", role, sizeof(u.role), 1))
+        return STORE_ERR;
+    if (strcmp(role, "admin") != 0 && strcmp(role, "member") != 0)
+        return serr(s, "role must be \"admin\" or \"member\"");
+    if (id_generate("usr_", u.id, sizeof(u.id)) < 0)
+        return serr(s, "cannot generate an id");
+    memcpy(u.org_id, org_id, strlen(org_id) + 1);
+    memcpy(u.email, email, strlen(email) + 1);
+    memcpy(u.role, role, strlen(role) + 1);
+    u.created_at = time(NULL);
+    db_param p[] = { p_text(u.id), p_text(u.org_id), p_text(u.email), p_text(u.role),
+                     DB_P_INT(u.created_at) };
+    int rc = run_exec(s, "creating user",
+                      "INSERT INTO users (" USER_COLS ") VALUES (?, ?, ?, ?, ?)", p, 5, NULL);
+    if (rc == STORE_CONFLICT)
+        return on_constraint(s, org_id, "a user with this email exists in the organization");
+    if (rc != STORE_OK)
+        return rc;
+    if (out)
+        *out = u;
+    return STORE_OK;
+}
+
+int store_user_get(store_t *s, const char *org_id, const char *id, store_user *out)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!org_id || !id || !out)
+        return serr(s, "store_user_get: missing argument");
+    db_param p[] = { p_text(org_id), p_text(id) };
+    if (run_query(s, "reading user", "SELECT " USER_COLS " FROM users WHERE org_id = ? AND id = ?",
+                  p, 2, &r))
+        return STORE_ERR;
+    return one_row(s, &r, user_row, out);
+}
+
+/* ---- API keys ------------------------------------------------------------------------------ */
+
+/* key_hash is deliberately not among the columns read back. */
+#define API_KEY_COLS "id, org_id, user_id, name, preview, created_at, revoked_at"
+
+static int api_key_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_api_key *k = out;
+    if (cell_str(s, r, i, 0, k->id, sizeof(k->id), "api key id") ||
+        cell_str(s, r, i, 1, k->org_id, sizeof(k->org_id), "api key org_id") ||
+        cell_str(s, r, i, 2, k->user_id, sizeof(k->user_id), "api key user_id") ||
+        cell_str(s, r, i, 3, k->name, sizeof(k->name), "api key name") ||
+        cell_str(s, r, i, 4, k->preview, sizeof(k->preview), "api key preview") ||
+        cell_i64(s, r, i, 5, &k->created_at, "api key created_at") ||
+        cell_i64(s, r, i, 6, &k->revoked_at, "api key revoked_at"))
+        return STORE_ERR;
+    return STORE_OK;
+}
+
+int store_api_key_create(store_t *s, const char *org_id, const char *user_id, const char *name,
+                         const char *key_hash, const char *preview, store_api_key *out)
+{
+    if (!s)
+        return STORE_ERR;
+    store_api_key k = { 0 };
+    if (check_text(s, "org_id", org_id, sizeof(k.org_id), 1) ||
+        check_text(s, "user_id", user_id, sizeof(k.user_id), 1) ||
+        check_text(s, "api key name", name, sizeof(k.name), 0) ||
+        check_text(s, "api key preview", preview, sizeof(k.preview), 0) ||
+        check_hash(s, "key_hash", key_hash))
+        return STORE_ERR;
+    /* The key acts as its user, so the user must belong to the key's org
+     * (the foreign key alone would accept another org's user). */
+    db_param pu[] = { p_text(org_id), p_text(user_id) };
+    int e = exists(s, "looking up user", "SELECT id FROM users WHERE org_id = ? AND id = ?", pu, 2);
+    if (e == STORE_ERR)
+        return STORE_ERR;
+    if (e == 0) {
+        serr(s, "user not found in organization");
+        return STORE_NOT_FOUND;
+    }
+    if (id_generate("key_", k.id, sizeof(k.id)) < 0)
+        return serr(s, "cannot generate an id");
+    memcpy(k.org_id, org_id, strlen(org_id) + 1);
+    memcpy(k.user_id, user_id, strlen(user_id) + 1);
+    memcpy(k.name, name, strlen(name) + 1);
+    memcpy(k.preview, preview, strlen(preview) + 1);
+    k.created_at = time(NULL);
+    db_param p[] = { p_text(k.id),     p_text(k.org_id),  p_text(k.user_id),     p_text(k.name),
+                     p_text(key_hash), p_text(k.preview), DB_P_INT(k.created_at) };
+    int rc = run_exec(s, "creating api key",
+                      "INSERT INTO api_keys (id, org_id, user_id, name, key_hash, preview,"
+                      " created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                      p, 7, NULL);
+    if (rc == STORE_CONFLICT)
+        return on_constraint(s, org_id, "an api key with this hash exists");
+    if (rc != STORE_OK)
+        return rc;
+    if (out)
+        *out = k;
+    return STORE_OK;
+}
+
+int store_api_key_lookup(store_t *s, const char *key_hash, store_api_key *out)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!key_hash || !out)
+        return serr(s, "store_api_key_lookup: missing argument");
+    db_param p[] = { p_text(key_hash) };
+    if (run_query(s, "looking up api key",
+                  "SELECT " API_KEY_COLS " FROM api_keys WHERE key_hash = ? AND revoked_at = 0", p,
+                  1, &r))
+        return STORE_ERR;
+    return one_row(s, &r, api_key_row, out);
+}
+
+/* Shared by keys and tokens: stamps revoked_at once (a second revoke keeps
+ * the first time and still succeeds); NOT_FOUND outside the org.  The CASE
+ * keeps the row matched even when already revoked, so the affected-row count
+ * tells "exists" apart from "missing" in a single statement. */
+static int revoke_by_id(store_t *s, const char *table_sql, const char *org_id, const char *id,
+                        int64_t now)
+{
+    int64_t changes = 0;
+    if (!org_id || !id)
+        return serr(s, "revoke: missing argument");
+    db_param p[] = { DB_P_INT(now_or_clock(now)), p_text(org_id), p_text(id) };
+    int rc = run_exec(s, "revoking", table_sql, p, 3, &changes);
+    if (rc != STORE_OK)
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+int store_api_key_revoke(store_t *s, const char *org_id, const char *id, int64_t now)
+{
+    if (!s)
+        return STORE_ERR;
+    return revoke_by_id(s,
+                        "UPDATE api_keys SET revoked_at ="
+                        " CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END"
+                        " WHERE org_id = ? AND id = ?",
+                        org_id, id, now);
+}
+
+/* ---- agent tokens ------------------------------------------------------------------------ */
+
+/* token_hash is deliberately not among the columns read back. */
+#define TOKEN_COLS                                                                                 \
+    "id, org_id, created_by, cluster_id, cluster_name, notes, preview, created_at, expires_at,"    \
+    " revoked_at"
+
+static int token_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_agent_token *t = out;
+    if (cell_str(s, r, i, 0, t->id, sizeof(t->id), "token id") ||
+        cell_str(s, r, i, 1, t->org_id, sizeof(t->org_id), "token org_id") ||
+        cell_str(s, r, i, 2, t->created_by, sizeof(t->created_by), "token created_by") ||
+        cell_str(s, r, i, 3, t->cluster_id, sizeof(t->cluster_id), "token cluster_id") ||
+        cell_str(s, r, i, 4, t->cluster_name, sizeof(t->cluster_name), "token cluster_name") ||
+        cell_str(s, r, i, 5, t->notes, sizeof(t->notes), "token notes") ||
+        cell_str(s, r, i, 6, t->preview, sizeof(t->preview), "token preview") ||
+        cell_i64(s, r, i, 7, &t->created_at, "token created_at") ||
+        cell_i64(s, r, i, 8, &t->expires_at, "token expires_at") ||
+        cell_i64(s, r, i, 9, &t->revoked_at, "token revoked_at"))
+        return STORE_ERR;
+    return STORE_OK;
+}
+
+/* The struct's fields are fixed arrays: a missing NUL is caught by bounding
+ * the length check with memchr before anything reads them as strings. */
+static int check_field(store_t *s, const char *field, const char *v, size_t cap, int required)
+{
+    if (!memchr(v, '\0', cap))
+        return serr(s, "%s is not terminated", field);
+    return check_text(s, field, v, cap, required);
+}
+
+int store_agent_token_create(store_t *s, store_agent_token *t, const char *token_hash)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!t)
+        return serr(s, "store_agent_token_create: missing argument");
+    if (check_field(s, "org_id", t->org_id, sizeof(t->org_id), 1) ||
+        check_field(s, "created_by", t->created_by, sizeof(t->created_by), 0) ||
+        check_field(s, "cluster_id", t->cluster_id, sizeof(t->cluster_id), 1) ||
+        check_field(s, "cluster_name", t->cluster_name, sizeof(t->cluster_name), 0) ||
+        check_field(s, "notes", t->notes, sizeof(t->notes), 0) ||
+        check_field(s, "preview", t->preview, sizeof(t->preview), 0) ||
+        check_time(s, "expires_at", t->expires_at) || check_time(s, "revoked_at", t->revoked_at) ||
+        check_hash(s, "token_hash", token_hash))
+        return STORE_ERR;
+    char id[STORE_ID_LEN];
+    if (id_generate("tok_", id, sizeof(id)) < 0)
+        return serr(s, "cannot generate an id");
+    int64_t created_at = time(NULL);
+    db_param p[] = {
+        p_text(id),
+        p_text(t->org_id),
+        p_text(t->created_by),
+        p_text(t->cluster_id),
+        p_text(t->cluster_name),
+        p_text(t->notes),
+        p_text(t->preview),
+        p_text(token_hash),
+        DB_P_INT(created_at),
+        DB_P_INT(next_seq()),
+        DB_P_INT(t->expires_at),
+        DB_P_INT(t->revoked_at),
+    };
+    int rc = run_exec(s, "creating agent token",
+                      "INSERT INTO agent_tokens (id, org_id, created_by, cluster_id, cluster_name,"
+                      " notes, preview, token_hash, created_at, created_seq, expires_at,"
+                      " revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      p, 12, NULL);
+    if (rc == STORE_CONFLICT)
+        return on_constraint(s, t->org_id, "an agent token with this hash exists");
+    if (rc != STORE_OK)
+        return rc;
+    memcpy(t->id, id, sizeof(id));
+    t->created_at = created_at;
+    return STORE_OK;
+}
+
+int store_agent_token_lookup_hash(store_t *s, const char *token_hash, store_agent_token *out)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!token_hash || !out)
+        return serr(s, "store_agent_token_lookup_hash: missing argument");
+    db_param p[] = { p_text(token_hash) };
+    if (run_query(s, "looking up agent token",
+                  "SELECT " TOKEN_COLS " FROM agent_tokens WHERE token_hash = ?", p, 1, &r))
+        return STORE_ERR;
+    return one_row(s, &r, token_row, out);
+}
+
+int store_agent_token_get(store_t *s, const char *org_id, const char *id, store_agent_token *out)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!org_id || !id || !out)
+        return serr(s, "store_agent_token_get: missing argument");
+    db_param p[] = { p_text(org_id), p_text(id) };
+    if (run_query(s, "reading agent token",
+                  "SELECT " TOKEN_COLS " FROM agent_tokens WHERE org_id = ? AND id = ?", p, 2, &r))
+        return STORE_ERR;
+    return one_row(s, &r, token_row, out);
+}
+
+int store_agent_token_list(store_t *s, const char *org_id, store_agent_token **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!org_id || !out || !n)
+        return serr(s, "store_agent_token_list: missing argument");
+    *out = NULL;
+    *n = 0;
+    /* Unbounded per org on purpose: a listing that silently dropped tokens
+     * would hide live credentials; creation is rate limited per user. */
+    db_param p[] = { p_text(org_id) };
+    if (run_query(s, "listing agent tokens",
+                  "SELECT " TOKEN_COLS " FROM agent_tokens WHERE org_id = ?"
+                  " ORDER BY created_at DESC, created_seq DESC, id DESC",
+                  p, 1, &r))
+        return STORE_ERR;
+    void *arr;
+    int rc = all_rows(s, &r, token_row, sizeof(**out), &arr, n);
+    *out = arr;
+    return rc;
+}
+
+int store_agent_token_revoke(store_t *s, const char *org_id, const char *id, int64_t now)
+{
+    if (!s)
+        return STORE_ERR;
+    return revoke_by_id(s,
+                        "UPDATE agent_tokens SET revoked_at ="
+                        " CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END"
+                        " WHERE org_id = ? AND id = ?",
+                        org_id, id, now);
+}
+
+int store_agent_token_revoke_cluster(store_t *s, const char *org_id, const char *cluster_id,
+                                     int64_t now, int *n_revoked)
+{
+    if (!s)
+        return STORE_ERR;
+    int64_t changes = 0;
+    if (n_revoked)
+        *n_revoked = 0;
+    if (!org_id || !cluster_id)
+        return serr(s, "store_agent_token_revoke_cluster: missing argument");
+    /* Already revoked tokens keep their first revocation time. */
+    db_param p[] = { DB_P_INT(now_or_clock(now)), p_text(org_id), p_text(cluster_id) };
+    if (run_exec(s, "revoking cluster tokens",
+                 "UPDATE agent_tokens SET revoked_at = ?"
+                 " WHERE org_id = ? AND cluster_id = ? AND revoked_at = 0",
+                 p, 3, &changes))
+        return STORE_ERR;
+    if (n_revoked)
+        *n_revoked = changes > INT_MAX ? INT_MAX : (int)changes;
+    return STORE_OK;
+}
+
+int store_agent_token_count_since(store_t *s, const char *user_id, int64_t since, int64_t *count)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!user_id || !count)
+        return serr(s, "store_agent_token_count_since: missing argument");
+    *count = 0;
+    db_param p[] = { p_text(user_id), DB_P_INT(since) };
+    if (run_query(s, "counting agent tokens",
+                  "SELECT COUNT(*) FROM agent_tokens WHERE created_by = ? AND created_at >= ?", p,
+                  2, &r))
+        return STORE_ERR;
+    int rc = r.nrows == 1 && r.ncols == 1 ? cell_i64(s, &r, 0, 0, count, "token count")
+                                          : serr(s, "counting agent tokens: unexpected result");
+    db_result_free(&r);
+    return rc;
+}
+
+/* ---- cluster connections -------------------------------------------------------------------- */
+
+#define CONN_COLS                                                                                  \
+    "cluster_id, org_id, token_id, cluster_name, agent_version, protocol, connected_at,"           \
+    " last_heartbeat, disconnected_at, connected"
+
+static int conn_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_connection *c = out;
+    if (cell_str(s, r, i, 0, c->cluster_id, sizeof(c->cluster_id), "connection cluster_id") ||
+        cell_str(s, r, i, 1, c->org_id, sizeof(c->org_id), "connection org_id") ||
+        cell_str(s, r, i, 2, c->token_id, sizeof(c->token_id), "connection token_id") ||
+        cell_str(s, r, i, 3, c->cluster_name, sizeof(c->cluster_name), "connection cluster_name") ||
+        cell_str(s, r, i, 4, c->agent_version, sizeof(c->agent_version),
+                 "connection agent_version") ||
+        cell_str(s, r, i, 5, c->protocol, sizeof(c->protocol), "connection protocol") ||
+        cell_i64(s, r, i, 6, &c->connected_at, "connection connected_at") ||
+        cell_i64(s, r, i, 7, &c->last_heartbeat, "connection last_heartbeat") ||
+        cell_i64(s, r, i, 8, &c->disconnected_at, "connection disconnected_at") ||
+        cell_int(s, r, i, 9, &c->connected, "connection counter"))
+        return STORE_ERR;
+    return STORE_OK;
+}
+
+int store_connection_connected(store_t *s, const store_connection *c)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!c)
+        return serr(s, "store_connection_connected: missing argument");
+    if (check_field(s, "cluster_id", c->cluster_id, sizeof(c->cluster_id), 1) ||
+        check_field(s, "org_id", c->org_id, sizeof(c->org_id), 1) ||
+        check_field(s, "token_id", c->token_id, sizeof(c->token_id), 0) ||
+        check_field(s, "cluster_name", c->cluster_name, sizeof(c->cluster_name), 0) ||
+        check_field(s, "agent_version", c->agent_version, sizeof(c->agent_version), 0) ||
+        check_field(s, "protocol", c->protocol, sizeof(c->protocol), 0) ||
+        check_time(s, "connected_at", c->connected_at))
+        return STORE_ERR;
+    int64_t at = now_or_clock(c->connected_at);
+    db_param p[] = {
+        p_text(c->cluster_id),    p_text(c->org_id),   p_text(c->token_id), p_text(c->cluster_name),
+        p_text(c->agent_version), p_text(c->protocol), DB_P_INT(at),        DB_P_INT(at)
+    };
+    /* The counter only carries over within one org: a row that somehow
+     * belonged to another org (a cluster id is a 64-bit hash prefix) starts
+     * over rather than inheriting foreign sessions. */
+    int rc = run_exec(s, "recording connection",
+                      "INSERT INTO connections (" CONN_COLS ")"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 1)"
+                      " ON CONFLICT (cluster_id) DO UPDATE SET"
+                      " connected = CASE WHEN connections.org_id = excluded.org_id"
+                      " THEN connections.connected + 1 ELSE 1 END,"
+                      " org_id = excluded.org_id,"
+                      " token_id = excluded.token_id,"
+                      " cluster_name = excluded.cluster_name,"
+                      " agent_version = excluded.agent_version,"
+                      " protocol = excluded.protocol,"
+                      " connected_at = excluded.connected_at,"
+                      " last_heartbeat = excluded.last_heartbeat,"
+                      " disconnected_at = 0",
+                      p, 8, NULL);
+    if (rc == STORE_CONFLICT)
+        return on_constraint(s, c->org_id, "connection violates a constraint");
+    return rc;
+}
+
+int store_connection_heartbeat(store_t *s, const char *cluster_id, int64_t now)
+{
+    if (!s)
+        return STORE_ERR;
+    int64_t changes = 0;
+    if (!cluster_id)
+        return serr(s, "store_connection_heartbeat: missing argument");
+    db_param p[] = { DB_P_INT(now_or_clock(now)), p_text(cluster_id) };
+    if (run_exec(s, "recording heartbeat",
+                 "UPDATE connections SET last_heartbeat = ? WHERE cluster_id = ?", p, 2, &changes))
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+int store_connection_disconnected(store_t *s, const char *cluster_id, int64_t now)
+{
+    if (!s)
+        return STORE_ERR;
+    int64_t changes = 0;
+    if (!cluster_id)
+        return serr(s, "store_connection_disconnected: missing argument");
+    /* Both SET expressions see the old row: disconnected_at is stamped by
+     * the session that takes the counter from 1 to 0 (or repaired if the row
+     * says 0 sessions but was never stamped), and kept otherwise. */
+    db_param p[] = { DB_P_INT(now_or_clock(now)), p_text(cluster_id) };
+    if (run_exec(s, "recording disconnect",
+                 "UPDATE connections SET"
+                 " disconnected_at = CASE WHEN connected = 1"
+                 " OR (connected <= 0 AND disconnected_at = 0) THEN ? ELSE disconnected_at END,"
+                 " connected = CASE WHEN connected > 0 THEN connected - 1 ELSE 0 END"
+                 " WHERE cluster_id = ?",
+                 p, 2, &changes))
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+int store_connection_reset_all(store_t *s, int64_t now)
+{
+    if (!s)
+        return STORE_ERR;
+    db_param p[] = { DB_P_INT(now_or_clock(now)) };
+    return run_exec(s, "resetting connections",
+                    "UPDATE connections SET connected = 0, disconnected_at = ?"
+                    " WHERE connected <> 0 OR disconnected_at = 0",
+                    p, 1, NULL) == STORE_OK
+               ? STORE_OK
+               : STORE_ERR;
+}
+
+int store_connection_get(store_t *s, const char *org_id, const char *cluster_id,
+                         store_connection *out)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!org_id || !cluster_id || !out)
+        return serr(s, "store_connection_get: missing argument");
+    db_param p[] = { p_text(org_id), p_text(cluster_id) };
+    if (run_query(s, "reading connection",
+                  "SELECT " CONN_COLS " FROM connections WHERE org_id = ? AND cluster_id = ?", p, 2,
+                  &r))
+        return STORE_ERR;
+    return one_row(s, &r, conn_row, out);
+}
+
+int store_connection_list(store_t *s, const char *org_id, store_connection **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!org_id || !out || !n)
+        return serr(s, "store_connection_list: missing argument");
+    *out = NULL;
+    *n = 0;
+    db_param p[] = { p_text(org_id) };
+    if (run_query(s, "listing connections",
+                  "SELECT " CONN_COLS " FROM connections WHERE org_id = ?"
+                  " ORDER BY cluster_name, cluster_id",
+                  p, 1, &r))
+        return STORE_ERR;
+    void *arr;
+    int rc = all_rows(s, &r, conn_row, sizeof(**out), &arr, n);
+    *out = arr;
+    return rc;
+}
+
+int store_connection_delete(store_t *s, const char *org_id, const char *cluster_id)
+{
+    if (!s)
+        return STORE_ERR;
+    int64_t changes = 0;
+    if (!org_id || !cluster_id)
+        return serr(s, "store_connection_delete: missing argument");
+    db_param p[] = { p_text(org_id), p_text(cluster_id) };
+    if (run_exec(s, "deleting connection",
+                 "DELETE FROM connections WHERE org_id = ? AND cluster_id = ?", p, 2, &changes))
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+/* ---- audit log ------------------------------------------------------------------------------ */
+
+#define AUDIT_COLS                                                                                 \
+    "id, org_id, user_id, cluster_id, kind, argv_json, return_code, bytes_out, duration_ms,"       \
+    " outcome, at"
+
+static int audit_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_audit *a = out;
+    if (cell_i64(s, r, i, 0, &a->id, "audit id") ||
+        cell_str(s, r, i, 1, a->org_id, sizeof(a->org_id), "audit org_id") ||
+        cell_str(s, r, i, 2, a->user_id, sizeof(a->user_id), "audit user_id") ||
+        cell_str(s, r, i, 3, a->cluster_id, sizeof(a->cluster_id), "audit cluster_id") ||
+        cell_str(s, r, i, 4, a->kind, sizeof(a->kind), "audit kind") ||
+        cell_int(s, r, i, 6, &a->return_code, "audit return_code") ||
+        cell_i64(s, r, i, 7, &a->bytes_out, "audit bytes_out") ||
+        cell_i64(s, r, i, 8, &a->duration_ms, "audit duration_ms") ||
+        cell_str(s, r, i, 9, a->outcome, sizeof(a->outcome), "audit outcome") ||
+        cell_i64(s, r, i, 10, &a->at, "audit at"))
+        return STORE_ERR;
+    const char *argv = db_cell(r, i, 5);
+    a->argv_json = strdup(argv ? argv : "[]");
+    if (!a->argv_json)
+        return serr(s, "out of memory");
+    return STORE_OK;
+}
+
+int store_audit_insert(store_t *s, const store_audit *a)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!a)
+        return serr(s, "store_audit_insert: missing argument");
+    if (check_field(s, "org_id", a->org_id, sizeof(a->org_id), 1) ||
+        check_field(s, "user_id", a->user_id, sizeof(a->user_id), 0) ||
+        check_field(s, "cluster_id", a->cluster_id, sizeof(a->cluster_id), 0) ||
+        check_field(s, "kind", a->kind, sizeof(a->kind), 1) ||
+        check_field(s, "outcome", a->outcome, sizeof(a->outcome), 0) ||
+        check_text(s, "argv_json", a->argv_json, AUDIT_ARGV_JSON_MAX, 1) ||
+        check_time(s, "at", a->at))
+        return STORE_ERR;
+    int64_t at = now_or_clock(a->at);
+    for (int attempt = 0;; attempt++) {
+        int64_t id;
+        if (audit_id(&id) < 0)
+            return serr(s, "cannot generate an audit id");
+        db_param p[] = { DB_P_INT(id),
+                         p_text(a->org_id),
+                         p_text(a->user_id),
+                         p_text(a->cluster_id),
+                         p_text(a->kind),
+                         p_text(a->argv_json),
+                         DB_P_INT(a->return_code),
+                         DB_P_INT(a->bytes_out),
+                         DB_P_INT(a->duration_ms),
+                         p_text(a->outcome),
+                         DB_P_INT(at) };
+        int rc = run_exec(s, "writing audit record",
+                          "INSERT INTO audit_log (" AUDIT_COLS ")"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          p, 11, NULL);
+        if (rc != STORE_CONFLICT)
+            return rc;
+        /* Either the org is missing (NOT_FOUND) or the id collided: retry. */
+        int e = on_constraint(s, a->org_id, "audit id collision");
+        if (e != STORE_CONFLICT || attempt + 1 >= AUDIT_ID_TRIES)
+            return e == STORE_CONFLICT ? STORE_ERR : e;
+    }
+}
+
+int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!org_id || !out || !n)
+        return serr(s, "store_audit_list: missing argument");
+    *out = NULL;
+    *n = 0;
+    if (limit <= 0)
+        limit = AUDIT_LIST_DEFAULT;
+    if (limit > AUDIT_LIST_MAX)
+        limit = AUDIT_LIST_MAX;
+    db_param p[] = { p_text(org_id), DB_P_INT(limit) };
+    if (run_query(s, "listing audit records",
+                  "SELECT " AUDIT_COLS " FROM audit_log WHERE org_id = ?"
+                  " ORDER BY at DESC, id DESC LIMIT ?",
+                  p, 2, &r))
+        return STORE_ERR;
+    /* all_rows frees a half-decoded array without its strings: decode here
+     * so every argv_json already copied is released on failure. */
+    if (r.nrows == 0) {
+        db_result_free(&r);
+        return STORE_OK;
+    }
+    store_audit *arr = calloc(r.nrows, sizeof(*arr));
+    if (!arr) {
+        db_result_free(&r);
+        return serr(s, "out of memory");
+    }
+    for (size_t i = 0; i < r.nrows; i++) {
+        if (audit_row(s, &r, i, &arr[i]) != STORE_OK) {
+            store_audit_list_free(arr, i + 1); /* row i may hold nothing: calloc'd */
+            db_result_free(&r);
+            return STORE_ERR;
+        }
+    }
+    *out = arr;
+    *n = r.nrows;
+    db_result_free(&r);
+    return STORE_OK;
+}
+
+void store_audit_list_free(store_audit *a, size_t n)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(a[i].argv_json);
+    free(a);
+}
+
+/* ---- operator helpers ------------------------------------------------------------ */
+
+int store_agent_token_set_expiry(store_t *s, const char *id, int64_t expires_at)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!id || check_time(s, "expires_at", expires_at) != STORE_OK)
+        return serr(s, "store_agent_token_set_expiry: bad argument");
+    int64_t changes = 0;
+    db_param p[] = { DB_P_INT(expires_at), p_text(id) };
+    if (run_exec(s, "setting token expiry", "UPDATE agent_tokens SET expires_at = ? WHERE id = ?",
+                 p, 2, &changes) != STORE_OK)
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+int store_cluster_org(store_t *s, const char *cluster_id, char *org_id)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!cluster_id || !org_id)
+        return serr(s, "store_cluster_org: missing argument");
+    static const char *const queries[] = {
+        "SELECT org_id FROM connections WHERE cluster_id = ?",
+        "SELECT org_id FROM agent_tokens WHERE cluster_id = ? ORDER BY created_at DESC LIMIT 1",
+    };
+    for (size_t q = 0; q < sizeof(queries) / sizeof(queries[0]); q++) {
+        db_result r;
+        db_param p[] = { p_text(cluster_id) };
+        if (run_query(s, "finding the cluster's organization", queries[q], p, 1, &r) != STORE_OK)
+            return STORE_ERR;
+        int found = r.nrows > 0 && db_cell(&r, 0, 0);
+        int rc = found ? cell_str(s, &r, 0, 0, org_id, STORE_ID_LEN, "org_id") : STORE_OK;
+        db_result_free(&r);
+        if (rc != STORE_OK)
+            return rc;
+        if (found)
+            return STORE_OK;
+    }
+    return STORE_NOT_FOUND;
+}

@@ -1,0 +1,253 @@
+/* store_migrations.c — the store's schema, as an ordered list of migrations.
+ *
+ * Rules for this file:
+ *  - a released migration is never edited: a schema change is a new entry
+ *    with the next version number at the end of the array;
+ *  - one SQL statement per string (engines run one statement per call);
+ *  - portable SQL only (SQLite 3.40 and PostgreSQL 15): TEXT and BIGINT
+ *    columns, no AUTOINCREMENT/SERIAL (ids are generated in code), no
+ *    engine-specific functions;
+ *  - secret material is never stored: key_hash/token_hash hold SHA-256 hex.
+ */
+#include "store_migrations.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+typedef struct {
+    int64_t version;
+    const char *const *stmts; /* NULL-terminated */
+} migration;
+
+static const char *const m1_initial[] = {
+    "CREATE TABLE orgs ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    /* created_at is in seconds; created_seq (microseconds, strictly
+     * increasing per process) orders rows created within the same second. */
+    " created_seq BIGINT NOT NULL DEFAULT 0)",
+    "CREATE INDEX orgs_created_idx ON orgs (created_at, created_seq)",
+
+    "CREATE TABLE users ("
+    " id TEXT PRIMARY KEY,"
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " email TEXT NOT NULL,"
+    " role TEXT NOT NULL CHECK (role IN ('admin', 'member')),"
+    " created_at BIGINT NOT NULL,"
+    " UNIQUE (org_id, email))",
+
+    "CREATE TABLE api_keys ("
+    " id TEXT PRIMARY KEY,"
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " user_id TEXT NOT NULL REFERENCES users (id),"
+    " name TEXT NOT NULL,"
+    " key_hash TEXT NOT NULL UNIQUE,"
+    " preview TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " revoked_at BIGINT NOT NULL DEFAULT 0)",
+    "CREATE INDEX api_keys_org_idx ON api_keys (org_id)",
+
+    /* created_by is not a foreign key: tokens may be issued on behalf of a
+     * caller that is not a row in users (e.g. an operator bootstrap). */
+    "CREATE TABLE agent_tokens ("
+    " id TEXT PRIMARY KEY,"
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " created_by TEXT NOT NULL,"
+    " cluster_id TEXT NOT NULL,"
+    " cluster_name TEXT NOT NULL,"
+    " notes TEXT NOT NULL DEFAULT '',"
+    " preview TEXT NOT NULL,"
+    " token_hash TEXT NOT NULL UNIQUE,"
+    " created_at BIGINT NOT NULL,"
+    " created_seq BIGINT NOT NULL DEFAULT 0,"
+    " expires_at BIGINT NOT NULL DEFAULT 0,"
+    " revoked_at BIGINT NOT NULL DEFAULT 0)",
+    /* Leads with org_id (tenant listings) and also serves revoke_cluster. */
+    "CREATE INDEX agent_tokens_org_idx ON agent_tokens (org_id, cluster_id)",
+    /* Rate limiting: tokens created by one user since a time. */
+    "CREATE INDEX agent_tokens_creator_idx ON agent_tokens (created_by, created_at)",
+
+    /* One row per cluster; `connected` counts live agent sessions, so a
+     * replaced agent overlapping its predecessor does not flap the status. */
+    "CREATE TABLE connections ("
+    " cluster_id TEXT PRIMARY KEY,"
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " token_id TEXT NOT NULL,"
+    " cluster_name TEXT NOT NULL,"
+    " agent_version TEXT NOT NULL,"
+    " protocol TEXT NOT NULL,"
+    " connected_at BIGINT NOT NULL DEFAULT 0,"
+    " last_heartbeat BIGINT NOT NULL DEFAULT 0,"
+    " disconnected_at BIGINT NOT NULL DEFAULT 0,"
+    " connected BIGINT NOT NULL DEFAULT 0)",
+    "CREATE INDEX connections_org_idx ON connections (org_id)",
+
+    /* id: generated in code (time-ordered, see store.c), not AUTOINCREMENT. */
+    "CREATE TABLE audit_log ("
+    " id BIGINT PRIMARY KEY,"
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " user_id TEXT NOT NULL,"
+    " cluster_id TEXT NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " argv_json TEXT NOT NULL,"
+    " return_code BIGINT NOT NULL,"
+    " bytes_out BIGINT NOT NULL,"
+    " duration_ms BIGINT NOT NULL,"
+    " outcome TEXT NOT NULL,"
+    " at BIGINT NOT NULL)",
+    "CREATE INDEX audit_log_org_at_idx ON audit_log (org_id, at)",
+    NULL,
+};
+
+/* Append only; versions strictly increasing. */
+static const migration migrations[] = {
+    { 1, m1_initial },
+};
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+int64_t store_migrations_latest(void)
+{
+    return migrations[N_MIGRATIONS - 1].version;
+}
+
+static int fail(const db_engine *eng, db_t *db, char *err, size_t errlen, const char *what)
+{
+    snprintf(err, errlen, "%s: %s", what, eng->errmsg(db));
+    return -1;
+}
+
+static int parse_i64(const char *s, int64_t *out)
+{
+    if (!s) {
+        *out = 0;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int store_migrations_version(const db_engine *eng, db_t *db, int64_t *version, char *err,
+                             size_t errlen)
+{
+    db_result r;
+    *version = 0;
+    if (eng->query(db, "SELECT MAX(version) FROM schema_migrations", NULL, 0, &r) != DB_OK)
+        return fail(eng, db, err, errlen, "reading schema version");
+    int rc = 0;
+    /* MAX over no rows is NULL: an empty database is version 0. */
+    if (r.nrows != 1 || r.ncols != 1 || parse_i64(db_cell(&r, 0, 0), version) < 0) {
+        snprintf(err, errlen, "reading schema version: unexpected result");
+        rc = -1;
+    }
+    db_result_free(&r);
+    return rc;
+}
+
+/* 1 if version is recorded, 0 if not, -1 on error. */
+static int is_applied(const db_engine *eng, db_t *db, int64_t version, char *err, size_t errlen)
+{
+    db_result r;
+    db_param p[] = { DB_P_INT(version) };
+    if (eng->query(db, "SELECT version FROM schema_migrations WHERE version = ?", p, 1, &r) !=
+        DB_OK)
+        return fail(eng, db, err, errlen, "reading schema_migrations");
+    int applied = r.nrows > 0;
+    db_result_free(&r);
+    return applied;
+}
+
+static void rollback(const db_engine *eng, db_t *db)
+{
+    /* Best effort: the error that got us here is the one to report. */
+    (void)eng->exec(db, "ROLLBACK", NULL, 0, NULL);
+}
+
+/* Applies one migration in a transaction; a concurrent migrator that got
+ * there first is detected by the re-check under the transaction's lock (or
+ * by the primary key on schema_migrations) and is not an error. */
+static int apply_one(const db_engine *eng, db_t *db, const migration *m, char *err, size_t errlen)
+{
+    char what[96];
+    if (eng->exec(db, "BEGIN", NULL, 0, NULL) != DB_OK)
+        return fail(eng, db, err, errlen, "migration: BEGIN");
+    int applied = is_applied(eng, db, m->version, err, errlen);
+    if (applied != 0) {
+        rollback(eng, db);
+        return applied < 0 ? -1 : 0;
+    }
+    for (size_t i = 0; m->stmts[i]; i++) {
+        if (eng->exec(db, m->stmts[i], NULL, 0, NULL) != DB_OK) {
+            snprintf(what, sizeof(what), "migration %" PRId64 " statement %zu", m->version, i + 1);
+            fail(eng, db, err, errlen, what);
+            rollback(eng, db);
+            /* An engine without a table lock for the re-check (PostgreSQL)
+             * fails here when a concurrent migrator committed first. */
+            char ignored[8];
+            return is_applied(eng, db, m->version, ignored, sizeof(ignored)) == 1 ? 0 : -1;
+        }
+    }
+    db_param p[] = { DB_P_INT(m->version), DB_P_INT(time(NULL)) };
+    int e = eng->exec(db, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", p, 2,
+                      NULL);
+    if (e != DB_OK) {
+        snprintf(what, sizeof(what), "migration %" PRId64 ": recording", m->version);
+        fail(eng, db, err, errlen, what);
+        rollback(eng, db);
+        return e == DB_E_CONSTRAINT ? 0 : -1;
+    }
+    if (eng->exec(db, "COMMIT", NULL, 0, NULL) != DB_OK) {
+        snprintf(what, sizeof(what), "migration %" PRId64 ": COMMIT", m->version);
+        fail(eng, db, err, errlen, what);
+        rollback(eng, db);
+        return -1;
+    }
+    return 0;
+}
+
+int store_migrate(const db_engine *eng, db_t *db, char *err, size_t errlen)
+{
+    if (eng->exec(db,
+                  "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                  " version BIGINT PRIMARY KEY,"
+                  " applied_at BIGINT NOT NULL)",
+                  NULL, 0, NULL) != DB_OK)
+        return fail(eng, db, err, errlen, "creating schema_migrations");
+
+    int64_t current;
+    if (store_migrations_version(eng, db, &current, err, errlen) < 0)
+        return -1;
+    int64_t latest = store_migrations_latest();
+    /* An older binary must not write into a schema it does not know. */
+    if (current > latest) {
+        snprintf(err, errlen,
+                 "database schema version %" PRId64 " is newer than this server's (%" PRId64 ")",
+                 current, latest);
+        return -1;
+    }
+
+    int64_t prev = 0;
+    for (size_t i = 0; i < N_MIGRATIONS; i++) {
+        const migration *m = &migrations[i];
+        if (m->version <= prev) { /* a programming error in the table above */
+            snprintf(err, errlen, "migration table out of order at version %" PRId64, m->version);
+            return -1;
+        }
+        prev = m->version;
+        /* Fast path without a write transaction: already applied. */
+        int applied = is_applied(eng, db, m->version, err, errlen);
+        if (applied < 0)
+            return -1;
+        if (!applied && apply_one(eng, db, m, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,701 @@
+/* tunnel.c — agent sessions: authentication off the loop, both protocol
+ * dialects, request multiplexing, flow control, deadlines; see tunnel.h and
+ * docs/protocol.md. */
+#include "tunnel.h"
+
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "buf.h"
+#include "log.h"
+#include "proto.h"
+#include "store.h"
+#include "token.h"
+#include "worker.h"
+
+#define MAX_PENDING_BEFORE_AUTH 16
+#define MAX_SESSIONS_PER_CLUSTER 16
+#define DEADLINE_GRACE_S 15
+#define HEARTBEAT_DB_EVERY_S 20
+#define OUTQ_MAX_BYTES (8 * 1024 * 1024)
+
+enum sess_state { SESS_AUTHENTICATING, SESS_READY, SESS_CLOSING };
+
+typedef struct out_frame {
+    struct out_frame *next;
+    int binary;
+    size_t len;
+    unsigned char data[]; /* LWS_PRE + payload */
+} out_frame;
+
+typedef struct tunnel_session {
+    struct lws *wsi; /* NULL once closed */
+    int v2;
+    enum sess_state state;
+    int pending_jobs;
+    unsigned auth_epoch;
+    char token_hash[65];
+    char header_cluster_id[64];
+    char cluster_id[STORE_CLUSTER_ID_LEN];
+    char org_id[STORE_ID_LEN];
+    char token_id[STORE_ID_LEN];
+    char cluster_name[STORE_NAME_LEN];
+    char agent_version[64];
+    int registered_db; /* counted in the connections table */
+    time_t last_hb_db;
+    /* frame assembly */
+    buf_t rx;
+    int rx_binary;
+    int rx_too_big;
+    /* frames that arrived before authentication finished */
+    char *early[MAX_PENDING_BEFORE_AUTH];
+    size_t early_len[MAX_PENDING_BEFORE_AUTH];
+    int nearly;
+    /* outgoing */
+    out_frame *oq_head, *oq_tail;
+    size_t oq_bytes;
+    int close_code;
+    char close_reason[64];
+    /* requests */
+    struct tunnel_req *reqs;
+    int inflight;
+    uint32_t next_id;
+    struct tunnel_session *prev, *next;
+} tunnel_session;
+
+struct tunnel_req {
+    tunnel_session *s;
+    uint32_t id;
+    char legacy_id[24];
+    const tunnel_sink *sink;
+    void *ctx;
+    int64_t window, consumed, credited;
+    int64_t received;
+    int over_window_logged;
+    lws_sorted_usec_list_t sul; /* deadline */
+    double timeout;
+    struct tunnel_req *next;
+};
+
+static struct {
+    const server_config *cfg;
+    struct lws_context *ctx;
+    tunnel_session *sessions;
+    size_t nsessions;
+    unsigned revocation_epoch;
+    uint64_t legacy_seq;
+} T;
+
+void tunnel_module_init(const server_config *cfg, struct lws_context *ctx)
+{
+    T.cfg = cfg;
+    T.ctx = ctx;
+}
+
+size_t tunnel_session_count(void) { return T.nsessions; }
+
+/* ---- outgoing frames ------------------------------------------------------ */
+
+static int enqueue(tunnel_session *s, const void *p, size_t n, int binary)
+{
+    if (!s->wsi || s->state == SESS_CLOSING)
+        return -1;
+    if (s->oq_bytes + n > OUTQ_MAX_BYTES) {
+        log_warn("agent %s: outgoing queue full, closing", s->cluster_id);
+        return -1;
+    }
+    out_frame *f = malloc(sizeof(*f) + LWS_PRE + n);
+    if (!f)
+        return -1;
+    f->next = NULL;
+    f->binary = binary;
+    f->len = n;
+    memcpy(f->data + LWS_PRE, p, n);
+    if (s->oq_tail)
+        s->oq_tail->next = f;
+    else
+        s->oq_head = f;
+    s->oq_tail = f;
+    s->oq_bytes += n;
+    lws_callback_on_writable(s->wsi);
+    return 0;
+}
+
+static int send_json(tunnel_session *s, char *json)
+{
+    if (!json)
+        return -1;
+    int rc = enqueue(s, json, strlen(json), 0);
+    free(json);
+    return rc;
+}
+
+static void start_close(tunnel_session *s, int code, const char *reason)
+{
+    if (!s->wsi || s->close_code)
+        return;
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+    s->state = SESS_CLOSING;
+    lws_callback_on_writable(s->wsi);
+}
+
+/* ---- requests -------------------------------------------------------------- */
+
+static void req_unlink(tunnel_req *r)
+{
+    tunnel_session *s = r->s;
+    for (tunnel_req **pp = &s->reqs; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    s->inflight--;
+    lws_sul_cancel(&r->sul);
+}
+
+static void req_finish(tunnel_req *r, const tunnel_result *res)
+{
+    req_unlink(r);
+    const tunnel_sink *sink = r->sink;
+    void *ctx = r->ctx;
+    free(r);
+    if (sink)
+        sink->on_end(ctx, res);
+}
+
+static void req_fail(tunnel_req *r, int status, const char *code, const char *msg)
+{
+    tunnel_result res = { .failed = 1, .http_status = status, .return_code = -1,
+                          .error = msg, .error_code = code, .bytes = r->received };
+    req_finish(r, &res);
+}
+
+static void req_deadline(lws_sorted_usec_list_t *sul)
+{
+    tunnel_req *r = lws_container_of(sul, tunnel_req, sul);
+    char msg[128];
+    snprintf(msg, sizeof(msg), "agent did not answer within %.0f s", r->timeout + DEADLINE_GRACE_S);
+    log_warn("agent %s: request %u timed out at the server", r->s->cluster_id, r->id);
+    if (r->s->v2)
+        send_json(r->s, proto_enc_cancel(r->id));
+    req_fail(r, 504, EC_TIMEOUT, msg);
+}
+
+static tunnel_req *find_req_v2(tunnel_session *s, uint32_t id)
+{
+    for (tunnel_req *r = s->reqs; r; r = r->next)
+        if (r->id == id)
+            return r;
+    return NULL;
+}
+
+static tunnel_req *find_req_legacy(tunnel_session *s, const char *cid)
+{
+    for (tunnel_req *r = s->reqs; r; r = r->next)
+        if (!strcmp(r->legacy_id, cid))
+            return r;
+    return NULL;
+}
+
+tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, void *ctx,
+                        char *err, size_t errlen)
+{
+    tunnel_session *best = NULL;
+    for (tunnel_session *s = T.sessions; s; s = s->next)
+        if (s->state == SESS_READY && s->wsi && !strcmp(s->cluster_id, p->cluster_id) &&
+            !strcmp(s->org_id, p->org_id) && (!best || s->inflight < best->inflight))
+            best = s;
+    if (!best) {
+        snprintf(err, errlen, "the agent for cluster %s is not connected", p->cluster_id);
+        return NULL;
+    }
+    tunnel_req *r = calloc(1, sizeof(*r));
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->s = best;
+    r->sink = sink;
+    r->ctx = ctx;
+    r->timeout = p->timeout;
+    r->window = T.cfg->stream_window;
+    char *msg;
+    if (best->v2) {
+        do {
+            r->id = ++best->next_id;
+        } while (r->id == 0 || find_req_v2(best, r->id));
+        msg = proto_enc_exec(r->id, p->kind, p->argv, p->timeout, p->max_output);
+    } else {
+        /* The legacy agent splits `command` itself: quote so it splits back
+         * into exactly this argv. */
+        snprintf(r->legacy_id, sizeof(r->legacy_id), "cmd-%llu",
+                 (unsigned long long)++T.legacy_seq);
+        char *cmd = argv_display(p->argv);
+        msg = cmd ? proto_enc_kubectl_command(r->legacy_id, cmd, p->timeout) : NULL;
+        free(cmd);
+    }
+    if (send_json(best, msg) < 0) {
+        free(r);
+        snprintf(err, errlen, "the agent for cluster %s is not accepting commands", p->cluster_id);
+        return NULL;
+    }
+    r->next = best->reqs;
+    best->reqs = r;
+    best->inflight++;
+    lws_sul_schedule(T.ctx, 0, &r->sul, req_deadline,
+                     (lws_usec_t)((p->timeout + DEADLINE_GRACE_S) * LWS_USEC_PER_SEC));
+    return r;
+}
+
+void tunnel_req_consumed(tunnel_req *r, size_t n)
+{
+    r->consumed += (int64_t)n;
+    int64_t owed = r->consumed - r->credited;
+    if (r->s->v2 && owed >= r->window / 2) {
+        if (send_json(r->s, proto_enc_credit(r->id, owed)) == 0)
+            r->credited = r->consumed;
+    }
+}
+
+void tunnel_req_abandon(tunnel_req *r)
+{
+    if (r->s->v2)
+        send_json(r->s, proto_enc_cancel(r->id));
+    req_unlink(r);
+    free(r);
+}
+
+/* ---- sessions: registry and auth ------------------------------------------ */
+
+static void session_link(tunnel_session *s)
+{
+    s->next = T.sessions;
+    if (T.sessions)
+        T.sessions->prev = s;
+    T.sessions = s;
+    T.nsessions++;
+}
+
+static void session_unlink(tunnel_session *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (T.sessions == s)
+        T.sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    T.nsessions--;
+}
+
+static void session_free(tunnel_session *s)
+{
+    buf_free(&s->rx);
+    for (int i = 0; i < s->nearly; i++)
+        free(s->early[i]);
+    out_frame *f = s->oq_head;
+    while (f) {
+        out_frame *n = f->next;
+        free(f);
+        f = n;
+    }
+    free(s);
+}
+
+static void session_maybe_free(tunnel_session *s)
+{
+    if (!s->wsi && !s->pending_jobs)
+        session_free(s);
+}
+
+/* Fire-and-forget connection bookkeeping. */
+typedef struct {
+    enum { CONN_UP, CONN_HEARTBEAT, CONN_DOWN } what;
+    store_connection c;
+} conn_job;
+
+static void conn_job_run(worker_ctx *w, void *arg)
+{
+    conn_job *j = arg;
+    int rc = STORE_OK;
+    int64_t now = (int64_t)time(NULL);
+    switch (j->what) {
+    case CONN_UP: rc = store_connection_connected(w->store, &j->c); break;
+    case CONN_HEARTBEAT: rc = store_connection_heartbeat(w->store, j->c.cluster_id, now); break;
+    case CONN_DOWN: rc = store_connection_disconnected(w->store, j->c.cluster_id, now); break;
+    }
+    if (rc == STORE_ERR)
+        log_error("connection bookkeeping for %s failed: %s", j->c.cluster_id,
+                  store_errmsg(w->store));
+}
+
+static void conn_job_done(void *arg) { free(arg); }
+
+static void submit_conn(tunnel_session *s, int what)
+{
+    conn_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return;
+    j->what = what;
+    snprintf(j->c.cluster_id, sizeof(j->c.cluster_id), "%s", s->cluster_id);
+    snprintf(j->c.org_id, sizeof(j->c.org_id), "%s", s->org_id);
+    snprintf(j->c.token_id, sizeof(j->c.token_id), "%s", s->token_id);
+    snprintf(j->c.cluster_name, sizeof(j->c.cluster_name), "%s", s->cluster_name);
+    snprintf(j->c.agent_version, sizeof(j->c.agent_version), "%s", s->agent_version);
+    snprintf(j->c.protocol, sizeof(j->c.protocol), "%s", s->v2 ? PROTO_SUBPROTOCOL_V2 : "legacy");
+    j->c.connected_at = j->c.last_heartbeat = (int64_t)time(NULL);
+    if (workers_submit(conn_job_run, conn_job_done, j) < 0) {
+        log_warn("connection bookkeeping for %s dropped: worker queue full", s->cluster_id);
+        free(j);
+    }
+}
+
+typedef struct {
+    tunnel_session *s;
+    unsigned epoch;
+    int rc;
+    store_agent_token tok;
+} auth_job;
+
+static void process_message(tunnel_session *s, const char *p, size_t n);
+static void submit_auth(tunnel_session *s);
+
+static void auth_run(worker_ctx *w, void *arg)
+{
+    auth_job *j = arg;
+    j->rc = store_agent_token_lookup_hash(w->store, j->s->token_hash, &j->tok);
+    if (j->rc == STORE_ERR)
+        log_error("token lookup failed: %s", store_errmsg(w->store));
+}
+
+static void auth_done(void *arg)
+{
+    auth_job *j = arg;
+    tunnel_session *s = j->s;
+    s->pending_jobs--;
+    if (!s->wsi || s->state != SESS_AUTHENTICATING) {
+        free(j);
+        session_maybe_free(s);
+        return;
+    }
+    if (j->epoch != T.revocation_epoch) { /* a token was revoked meanwhile: look again */
+        free(j);
+        submit_auth(s);
+        return;
+    }
+    const char *reject = NULL;
+    if (j->rc == STORE_ERR) {
+        /* Not the agent's fault: 1011 lets it retry with backoff. */
+        free(j);
+        start_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "Server unavailable");
+        return;
+    }
+    if (j->rc != STORE_OK)
+        reject = PROTO_REASON_INVALID;
+    else if (j->tok.revoked_at)
+        reject = PROTO_REASON_REVOKED;
+    else if (j->tok.expires_at && j->tok.expires_at <= (int64_t)time(NULL))
+        reject = PROTO_REASON_EXPIRED;
+    else if (s->header_cluster_id[0] && strcmp(s->header_cluster_id, j->tok.cluster_id))
+        reject = PROTO_REASON_INVALID;
+    if (!reject) {
+        int same = 0;
+        for (tunnel_session *o = T.sessions; o; o = o->next)
+            if (o != s && o->state == SESS_READY && !strcmp(o->cluster_id, j->tok.cluster_id))
+                same++;
+        if (same >= MAX_SESSIONS_PER_CLUSTER)
+            reject = "Too many connections";
+    }
+    if (reject) {
+        log_warn("agent connection rejected: %s (cluster header %s)", reject,
+                 s->header_cluster_id[0] ? s->header_cluster_id : "-");
+        free(j);
+        start_close(s, PROTO_CLOSE_POLICY, reject);
+        return;
+    }
+    snprintf(s->cluster_id, sizeof(s->cluster_id), "%s", j->tok.cluster_id);
+    snprintf(s->org_id, sizeof(s->org_id), "%s", j->tok.org_id);
+    snprintf(s->token_id, sizeof(s->token_id), "%s", j->tok.id);
+    snprintf(s->cluster_name, sizeof(s->cluster_name), "%s", j->tok.cluster_name);
+    free(j);
+    s->state = SESS_READY;
+    log_info("agent connected: cluster %s (%s), %s dialect", s->cluster_id, s->cluster_name,
+             s->v2 ? "v2" : "legacy");
+    send_json(s, proto_enc_connected(s->cluster_id, s->cluster_name, s->v2 ? 2 : 1,
+                                     T.cfg->stream_window));
+    for (int i = 0; i < s->nearly; i++) {
+        if (s->state == SESS_READY)
+            process_message(s, s->early[i], s->early_len[i]);
+        free(s->early[i]);
+    }
+    s->nearly = 0;
+}
+
+static void submit_auth(tunnel_session *s)
+{
+    auth_job *j = calloc(1, sizeof(*j));
+    if (j) {
+        j->s = s;
+        j->epoch = T.revocation_epoch;
+    }
+    if (!j || workers_submit(auth_run, auth_done, j) < 0) {
+        free(j);
+        start_close(s, (enum lws_close_status)1013, "Server busy");
+        return;
+    }
+    s->pending_jobs++;
+}
+
+void tunnel_note_revocation(void) { T.revocation_epoch++; }
+
+int tunnel_close_sessions(const char *org_id, const char *cluster_id, const char *token_id,
+                          const char *reason)
+{
+    int n = 0;
+    for (tunnel_session *s = T.sessions; s; s = s->next) {
+        if (s->state != SESS_READY || strcmp(s->org_id, org_id) || strcmp(s->cluster_id, cluster_id))
+            continue;
+        if (token_id && strcmp(s->token_id, token_id))
+            continue;
+        start_close(s, PROTO_CLOSE_POLICY, reason);
+        n++;
+    }
+    return n;
+}
+
+/* ---- lws callbacks -------------------------------------------------------- */
+
+int tunnel_on_established(struct lws *wsi, struct tunnel_conn *c, int v2)
+{
+    tunnel_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -1;
+    c->s = s;
+    s->wsi = wsi;
+    s->v2 = v2;
+    s->state = SESS_AUTHENTICATING;
+    session_link(s);
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, T.cfg->agent_idle_timeout);
+
+    char authz[512] = "";
+    int alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (alen > 0 && alen < (int)sizeof(authz))
+        lws_hdr_copy(wsi, authz, sizeof(authz), WSI_TOKEN_HTTP_AUTHORIZATION);
+    int clen = lws_hdr_custom_length(wsi, "x-cluster-id:", 13);
+    if (clen > 0 && clen < (int)sizeof(s->header_cluster_id))
+        lws_hdr_custom_copy(wsi, s->header_cluster_id, sizeof(s->header_cluster_id),
+                            "x-cluster-id:", 13);
+    const char *tok = NULL;
+    if (!strncasecmp(authz, "Bearer ", 7)) {
+        tok = authz + 7;
+        while (*tok == ' ')
+            tok++;
+    }
+    if (!tok || !token_agent_well_formed(tok)) {
+        log_warn("agent connection rejected: %s", tok ? "malformed token" : "no bearer token");
+        start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
+        return 0;
+    }
+    token_hash(tok, s->token_hash);
+    memset(authz, 0, sizeof(authz));
+    submit_auth(s);
+    return 0;
+}
+
+static void handle_data_frame(tunnel_session *s, const unsigned char *p, size_t n)
+{
+    int chan;
+    uint32_t id;
+    const unsigned char *payload;
+    size_t plen;
+    if (!s->v2 || proto_data_parse(p, n, &chan, &id, &payload, &plen) < 0) {
+        log_warn("agent %s: malformed binary frame (%zu bytes) dropped", s->cluster_id, n);
+        return;
+    }
+    tunnel_req *r = find_req_v2(s, id);
+    if (!r) {
+        log_debug("agent %s: data for unknown request %u dropped", s->cluster_id, id);
+        return;
+    }
+    if (r->received + (int64_t)plen > r->window + r->credited) {
+        if (!r->over_window_logged)
+            log_warn("agent %s: request %u exceeded its flow-control window; data dropped",
+                     s->cluster_id, id);
+        r->over_window_logged = 1;
+        return;
+    }
+    r->received += (int64_t)plen;
+    if (r->sink && plen)
+        r->sink->on_data(r->ctx, chan, payload, plen);
+}
+
+static void process_message(tunnel_session *s, const char *p, size_t n)
+{
+    proto_msg m;
+    char err[160];
+    if (proto_decode(p, n, &m, err, sizeof(err)) < 0) {
+        log_warn("agent %s: bad frame dropped: %s", s->cluster_id[0] ? s->cluster_id : "?", err);
+        return;
+    }
+    switch (m.type) {
+    case MSG_REGISTER:
+        snprintf(s->agent_version, sizeof(s->agent_version), "%s",
+                 m.agent_version ? m.agent_version : "unknown");
+        log_info("agent %s registered, version %s", s->cluster_id, s->agent_version);
+        if (!s->registered_db) {
+            s->registered_db = 1;
+            s->last_hb_db = time(NULL);
+            submit_conn(s, CONN_UP);
+        }
+        break;
+    case MSG_HEARTBEAT:
+        send_json(s, proto_enc_heartbeat_ack());
+        if (s->registered_db && time(NULL) - s->last_hb_db >= HEARTBEAT_DB_EVERY_S) {
+            s->last_hb_db = time(NULL);
+            submit_conn(s, CONN_HEARTBEAT);
+        }
+        break;
+    case MSG_COMMAND_RESPONSE: {
+        tunnel_req *r = find_req_legacy(s, m.command_id);
+        if (!r) {
+            log_debug("agent %s: response for unknown command %s dropped", s->cluster_id,
+                      m.command_id);
+            break;
+        }
+        if (m.output_len && r->sink)
+            r->sink->on_data(r->ctx, PROTO_CHAN_STDOUT, (const unsigned char *)m.output,
+                             m.output_len);
+        int rc = m.return_code;
+        if (rc < 0)
+            rc = m.success == 1 ? 0 : 1;
+        tunnel_result res = { .return_code = rc, .bytes = (int64_t)m.output_len,
+                              .error = m.error ? m.error : "",
+                              .error_code = rc == 124 ? EC_TIMEOUT : NULL };
+        req_finish(r, &res);
+        break;
+    }
+    case MSG_EXEC_END: {
+        tunnel_req *r = find_req_v2(s, m.id);
+        if (!r) {
+            log_debug("agent %s: exec_end for unknown request %u dropped", s->cluster_id, m.id);
+            break;
+        }
+        tunnel_result res = { .return_code = m.return_code, .truncated = m.truncated,
+                              .duration_ms = m.duration_ms, .bytes = r->received,
+                              .error = m.error ? m.error : "",
+                              .error_code = m.error_code && *m.error_code ? m.error_code : NULL };
+        req_finish(r, &res);
+        break;
+    }
+    default:
+        log_debug("agent %s: ignoring message type '%s'", s->cluster_id, m.type_name);
+        break;
+    }
+    proto_msg_free(&m);
+}
+
+int tunnel_on_receive(struct lws *wsi, struct tunnel_conn *c, const void *in, size_t len)
+{
+    tunnel_session *s = c->s;
+    if (!s)
+        return -1;
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, T.cfg->agent_idle_timeout);
+    if (lws_is_first_fragment(wsi) && !s->rx_too_big) {
+        buf_reset(&s->rx);
+        s->rx_binary = lws_frame_is_binary(wsi);
+    }
+    size_t limit = !s->v2 ? (size_t)T.cfg->legacy_max_frame
+                  : s->rx_binary ? PROTO_DATA_HDR + PROTO_MAX_CHUNK : PROTO_MAX_CONTROL;
+    if (buf_pending(&s->rx) + len > limit) {
+        if (!s->rx_too_big)
+            log_warn("agent %s: message larger than %zu bytes, closing",
+                     s->cluster_id[0] ? s->cluster_id : "?", limit);
+        s->rx_too_big = 1;
+        buf_free(&s->rx);
+        start_close(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
+        return 0;
+    }
+    if (buf_append(&s->rx, in, len) < 0)
+        return -1;
+    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+        return 0;
+    if (s->state == SESS_CLOSING) {
+        buf_reset(&s->rx);
+        return 0;
+    }
+    if (s->state == SESS_AUTHENTICATING) {
+        if (s->nearly < MAX_PENDING_BEFORE_AUTH && !s->rx_binary) {
+            size_t n;
+            s->early[s->nearly] = buf_detach(&s->rx, &n);
+            s->early_len[s->nearly++] = n;
+        } else {
+            buf_reset(&s->rx);
+        }
+        return 0;
+    }
+    if (s->rx_binary)
+        handle_data_frame(s, (const unsigned char *)buf_head(&s->rx), buf_pending(&s->rx));
+    else
+        process_message(s, buf_head(&s->rx), buf_pending(&s->rx));
+    buf_reset(&s->rx);
+    return 0;
+}
+
+int tunnel_on_writeable(struct lws *wsi, struct tunnel_conn *c)
+{
+    tunnel_session *s = c->s;
+    if (!s)
+        return -1;
+    out_frame *f = s->oq_head;
+    if (f) {
+        s->oq_head = f->next;
+        if (!s->oq_head)
+            s->oq_tail = NULL;
+        s->oq_bytes -= f->len;
+        int rc = lws_write(wsi, f->data + LWS_PRE, f->len, f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+        free(f);
+        if (rc < 0)
+            return -1;
+        if (s->oq_head || s->close_code)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (s->close_code) {
+        lws_close_reason(wsi, (enum lws_close_status)s->close_code,
+                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+        return -1;
+    }
+    return 0;
+}
+
+void tunnel_on_closed(struct lws *wsi, struct tunnel_conn *c)
+{
+    tunnel_session *s = c->s;
+    if (!s)
+        return;
+    c->s = NULL;
+    s->wsi = NULL;
+    if (s->state == SESS_READY || s->registered_db)
+        log_info("agent disconnected: cluster %s", s->cluster_id);
+    s->state = SESS_CLOSING;
+    while (s->reqs)
+        req_fail(s->reqs, 502, EC_AGENT_DISCONNECTED, "agent disconnected mid-command");
+    if (s->registered_db)
+        submit_conn(s, CONN_DOWN);
+    session_unlink(s);
+    session_maybe_free(s);
+}
+
+void tunnel_shutdown(void)
+{
+    for (tunnel_session *s = T.sessions; s; s = s->next) {
+        while (s->reqs)
+            req_fail(s->reqs, 503, "SERVER_SHUTTING_DOWN", "server is shutting down");
+        start_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "Server shutting down");
+    }
+}

@@ -1,0 +1,173 @@
+/* worker.c — bounded job queue, N threads, completion queue back to the loop. */
+#include "worker.h"
+
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+typedef struct job {
+    job_run_fn run;
+    job_done_fn done;
+    void *arg;
+    struct job *next;
+} job;
+
+typedef struct {
+    job *head, *tail;
+    size_t n;
+} job_list;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job_list todo, finished;
+    size_t running;
+    int stopping;
+    pthread_t *threads;
+    worker_ctx *ctxs;
+    int nthreads;
+    struct lws_context *lws;
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static void list_push(job_list *l, job *j)
+{
+    j->next = NULL;
+    if (l->tail)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+    l->n++;
+}
+
+static job *list_pop(job_list *l)
+{
+    job *j = l->head;
+    if (j) {
+        l->head = j->next;
+        if (!l->head)
+            l->tail = NULL;
+        l->n--;
+    }
+    return j;
+}
+
+static void *worker_main(void *p)
+{
+    worker_ctx *w = p;
+    pthread_mutex_lock(&W.mu);
+    for (;;) {
+        while (!W.todo.head && !W.stopping)
+            pthread_cond_wait(&W.cv, &W.mu);
+        job *j = list_pop(&W.todo);
+        if (!j)
+            break; /* stopping and nothing left */
+        W.running++;
+        pthread_mutex_unlock(&W.mu);
+        j->run(w, j->arg);
+        pthread_mutex_lock(&W.mu);
+        W.running--;
+        list_push(&W.finished, j);
+        if (W.lws)
+            lws_cancel_service(W.lws);
+    }
+    pthread_mutex_unlock(&W.mu);
+    return NULL;
+}
+
+int workers_start(const server_config *cfg, struct lws_context *ctx, char *err, size_t errlen)
+{
+    W.lws = ctx;
+    W.nthreads = cfg->workers;
+    W.threads = calloc((size_t)W.nthreads, sizeof(pthread_t));
+    W.ctxs = calloc((size_t)W.nthreads, sizeof(worker_ctx));
+    if (!W.threads || !W.ctxs) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < W.nthreads; i++) {
+        W.ctxs[i].cfg = cfg;
+        W.ctxs[i].index = i;
+        char serr[256] = "";
+        if (store_open(cfg->database_url, &W.ctxs[i].store, serr, sizeof(serr)) != STORE_OK) {
+            snprintf(err, errlen, "worker %d: cannot open store: %s", i, serr);
+            W.nthreads = i;
+            workers_stop();
+            return -1;
+        }
+    }
+    for (int i = 0; i < W.nthreads; i++) {
+        if (pthread_create(&W.threads[i], NULL, worker_main, &W.ctxs[i]) != 0) {
+            snprintf(err, errlen, "cannot start worker thread");
+            for (int k = i; k < W.nthreads; k++)
+                store_close(W.ctxs[k].store);
+            W.nthreads = i;
+            workers_stop();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int workers_submit(job_run_fn run, job_done_fn done, void *arg)
+{
+    job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return -1;
+    j->run = run;
+    j->done = done;
+    j->arg = arg;
+    pthread_mutex_lock(&W.mu);
+    if (W.stopping || W.todo.n >= WORKER_QUEUE_MAX || W.nthreads == 0) {
+        pthread_mutex_unlock(&W.mu);
+        free(j);
+        return -1;
+    }
+    list_push(&W.todo, j);
+    pthread_cond_signal(&W.cv);
+    pthread_mutex_unlock(&W.mu);
+    return 0;
+}
+
+void workers_drain_completions(void)
+{
+    pthread_mutex_lock(&W.mu);
+    job_list done = W.finished;
+    memset(&W.finished, 0, sizeof(W.finished));
+    pthread_mutex_unlock(&W.mu);
+    job *j;
+    while ((j = list_pop(&done))) {
+        if (j->done)
+            j->done(j->arg);
+        free(j);
+    }
+}
+
+size_t workers_backlog(void)
+{
+    pthread_mutex_lock(&W.mu);
+    size_t n = W.todo.n + W.running;
+    pthread_mutex_unlock(&W.mu);
+    return n;
+}
+
+void workers_stop(void)
+{
+    pthread_mutex_lock(&W.mu);
+    W.stopping = 1;
+    pthread_cond_broadcast(&W.cv);
+    pthread_mutex_unlock(&W.mu);
+    for (int i = 0; i < W.nthreads; i++)
+        pthread_join(W.threads[i], NULL);
+    for (int i = 0; i < W.nthreads; i++)
+        store_close(W.ctxs[i].store);
+    workers_drain_completions();
+    free(W.threads);
+    free(W.ctxs);
+    W.threads = NULL;
+    W.ctxs = NULL;
+    W.nthreads = 0;
+}

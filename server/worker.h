@@ -1,0 +1,38 @@
+/* worker.h — the thread pool that keeps blocking work off the event loop.
+ *
+ * The event loop submits jobs; a worker thread runs job->run() with its own
+ * store handle; then job->done() runs back on the event-loop thread (woken
+ * with lws_cancel_service), where it may touch lws objects.  The queue is
+ * bounded: submit fails when it is full and the caller answers "busy". */
+#ifndef AURORA_WORKER_H
+#define AURORA_WORKER_H
+
+#include <stddef.h>
+
+#include "server_config.h"
+#include "store.h"
+
+struct lws_context;
+
+typedef struct {
+    store_t *store;
+    const server_config *cfg;
+    int index;
+} worker_ctx;
+
+typedef void (*job_run_fn)(worker_ctx *w, void *arg);
+typedef void (*job_done_fn)(void *arg);
+
+#define WORKER_QUEUE_MAX 20000
+
+int workers_start(const server_config *cfg, struct lws_context *ctx, char *err, size_t errlen);
+/* Loop thread only.  0 on success, -1 when the queue is full or stopping. */
+int workers_submit(job_run_fn run, job_done_fn done, void *arg);
+/* Loop thread: run the done() of every finished job. */
+void workers_drain_completions(void);
+/* Finishes queued jobs, joins the threads, runs remaining done() callbacks. */
+void workers_stop(void);
+/* Jobs queued or running (diagnostics). */
+size_t workers_backlog(void);
+
+#endif

@@ -1,0 +1,998 @@
+/* test_store.c — the storage layer (server/store.c over server/db_sqlite.c).
+ *
+ * The functional tests run twice: against ":memory:" and against a fresh
+ * database file in a temporary directory (WAL, real locking).  File-only
+ * tests cover migrations across reopen, url forms, corrupt files, a schema
+ * from a newer server, over-long stored values and concurrent handles; those
+ * inspect the file with sqlite3 directly so they check what is really on
+ * disk, not just what the store reports. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "token.h"
+
+/* ---- fixtures ---------------------------------------------------------------- */
+
+typedef struct {
+    store_t *s;
+    char dir[64];   /* "" for :memory: */
+    char path[128]; /* database file inside dir */
+} fixture;
+
+static int make_tmpdir(char *dir, size_t cap)
+{
+    snprintf(dir, cap, "/tmp/aurora-store-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+/* Removes the database file, its WAL companions and the directory. */
+static void remove_tmpdir(const char *dir)
+{
+    static const char *const names[] = { "store.db", "store.db-wal", "store.db-shm",
+                                         "rel.db",   "rel.db-wal",   "rel.db-shm",
+                                         "junk.db",  "junk.db-wal",  "junk.db-shm" };
+    char p[256];
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        unlink(p);
+    }
+    assert_int_equal(rmdir(dir), 0); /* fails if a file was left behind */
+}
+
+static store_t *open_ok(const char *url)
+{
+    store_t *s = NULL;
+    char err[256] = "";
+    int rc = store_open(url, &s, err, sizeof(err));
+    if (rc != STORE_OK)
+        fail_msg("store_open(%s): %s", url, err);
+    assert_non_null(s);
+    return s;
+}
+
+static int setup_memory(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->s = open_ok(":memory:");
+    *state = f;
+    return 0;
+}
+
+static int setup_file(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    assert_int_equal(make_tmpdir(f->dir, sizeof(f->dir)), 0);
+    snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
+    char url[160];
+    snprintf(url, sizeof(url), "sqlite://%s", f->path); /* "sqlite:///tmp/…" */
+    f->s = open_ok(url);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    if (f->dir[0])
+        remove_tmpdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static store_org new_org(store_t *s, const char *name)
+{
+    store_org o;
+    memset(&o, 0xAA, sizeof(o));
+    int rc = store_org_create(s, name, &o);
+    if (rc != STORE_OK)
+        fail_msg("org_create: %s", store_errmsg(s));
+    assert_int_equal(strncmp(o.id, "org_", 4), 0);
+    assert_int_equal(strlen(o.id), 4 + 24);
+    return o;
+}
+
+static store_user new_user(store_t *s, const char *org_id, const char *email)
+{
+    store_user u;
+    int rc = store_user_create(s, org_id, email, "admin", &u);
+    if (rc != STORE_OK)
+        fail_msg("user_create: %s", store_errmsg(s));
+    return u;
+}
+
+/* A real agent token, its hash and derived cluster id, as the API makes them. */
+typedef struct {
+    char token[AGENT_TOKEN_LEN + 1];
+    char hash[65];
+    store_agent_token t;
+} made_token;
+
+static made_token new_token(store_t *s, const char *org_id, const char *user_id,
+                            const char *cluster_id, const char *name)
+{
+    made_token m;
+    memset(&m, 0, sizeof(m));
+    assert_int_equal(token_new_agent(m.token), 0);
+    token_hash(m.token, m.hash);
+    snprintf(m.t.org_id, sizeof(m.t.org_id), "%s", org_id);
+    snprintf(m.t.created_by, sizeof(m.t.created_by), "%s", user_id);
+    if (cluster_id)
+        snprintf(m.t.cluster_id, sizeof(m.t.cluster_id), "%s", cluster_id);
+    else
+        token_cluster_id(m.token, m.t.cluster_id);
+    snprintf(m.t.cluster_name, sizeof(m.t.cluster_name), "%s", name);
+    snprintf(m.t.notes, sizeof(m.t.notes), "notes for %s", name);
+    token_preview(m.token, m.t.preview);
+    int rc = store_agent_token_create(s, &m.t, m.hash);
+    if (rc != STORE_OK)
+        fail_msg("agent_token_create: %s", store_errmsg(s));
+    assert_int_equal(strncmp(m.t.id, "tok_", 4), 0);
+    return m;
+}
+
+static store_connection conn_for(const char *org_id, const char *cluster_id, int64_t at)
+{
+    store_connection c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.cluster_id, sizeof(c.cluster_id), "%s", cluster_id);
+    snprintf(c.org_id, sizeof(c.org_id), "%s", org_id);
+    snprintf(c.token_id, sizeof(c.token_id), "tok_0123456789abcdef01234567");
+    snprintf(c.cluster_name, sizeof(c.cluster_name), "name-%s", cluster_id);
+    snprintf(c.agent_version, sizeof(c.agent_version), "1.2.3");
+    snprintf(c.protocol, sizeof(c.protocol), "aurora-tunnel.v2");
+    c.connected_at = at;
+    return c;
+}
+
+static store_audit audit_for(const char *org_id, const char *argv_json, int64_t at)
+{
+    store_audit a;
+    memset(&a, 0, sizeof(a));
+    snprintf(a.org_id, sizeof(a.org_id), "%s", org_id);
+    snprintf(a.user_id, sizeof(a.user_id), "usr_x");
+    snprintf(a.cluster_id, sizeof(a.cluster_id), "cluster-0011223344556677");
+    snprintf(a.kind, sizeof(a.kind), "kubectl");
+    a.argv_json = (char *)argv_json;
+    a.return_code = 0;
+    a.bytes_out = 1234;
+    a.duration_ms = 56;
+    snprintf(a.outcome, sizeof(a.outcome), "ok");
+    a.at = at;
+    return a;
+}
+
+/* ---- schema ------------------------------------------------------------------- */
+
+static void test_schema_version(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(store_schema_version(f->s), 1);
+}
+
+/* ---- organizations and users ------------------------------------------------------ */
+
+static void test_org_create_get_first(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org none;
+    assert_int_equal(store_org_first(s, &none), STORE_NOT_FOUND);
+
+    int64_t before = time(NULL);
+    store_org a = new_org(s, "Acme Ünïcode 株式会社");
+    store_org b = new_org(s, "Beta");
+    assert_string_not_equal(a.id, b.id);
+    assert_true(a.created_at >= before && a.created_at <= time(NULL));
+
+    store_org got;
+    assert_int_equal(store_org_get(s, a.id, &got), STORE_OK);
+    assert_string_equal(got.id, a.id);
+    assert_string_equal(got.name, "Acme Ünïcode 株式会社");
+    assert_int_equal(got.created_at, a.created_at);
+
+    /* Same second: creation order still decides which is first. */
+    assert_int_equal(store_org_first(s, &got), STORE_OK);
+    assert_string_equal(got.id, a.id);
+
+    assert_int_equal(store_org_get(s, "org_000000000000000000000000", &got), STORE_NOT_FOUND);
+
+    /* Names must fit the struct they are read back into. */
+    char longname[STORE_NAME_LEN + 1];
+    memset(longname, 'n', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    assert_int_equal(store_org_create(s, longname, &got), STORE_ERR);
+    assert_non_null(strstr(store_errmsg(s), "too long"));
+    longname[STORE_NAME_LEN - 1] = '\0'; /* exactly the maximum */
+    assert_int_equal(store_org_create(s, longname, &got), STORE_OK);
+    assert_int_equal(strlen(got.name), STORE_NAME_LEN - 1);
+    assert_int_equal(store_org_create(s, "", &got), STORE_ERR);
+    assert_int_equal(store_org_create(s, "bad \xff utf8", &got), STORE_ERR);
+    assert_non_null(strstr(store_errmsg(s), "UTF-8"));
+}
+
+static void test_users(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A");
+    store_org b = new_org(s, "B");
+
+    store_user u;
+    assert_int_equal(store_user_create(s, a.id, "alice@example.com", "member", &u), STORE_OK);
+    assert_int_equal(strncmp(u.id, "usr_", 4), 0);
+    assert_string_equal(u.org_id, a.id);
+
+    store_user got;
+    assert_int_equal(store_user_get(s, a.id, u.id, &got), STORE_OK);
+    assert_string_equal(got.id, u.id);
+    assert_string_equal(got.org_id, a.id);
+    assert_string_equal(got.email, "alice@example.com");
+    assert_string_equal(got.role, "member");
+    assert_int_equal(got.created_at, u.created_at);
+
+    /* Another org cannot see the user. */
+    assert_int_equal(store_user_get(s, b.id, u.id, &got), STORE_NOT_FOUND);
+
+    /* Duplicate email within the org: CONFLICT; in another org: fine. */
+    store_user dup;
+    assert_int_equal(store_user_create(s, a.id, "alice@example.com", "admin", &dup),
+                     STORE_CONFLICT);
+    assert_non_null(strstr(store_errmsg(s), "email"));
+    assert_int_equal(store_user_create(s, b.id, "alice@example.com", "admin", &dup), STORE_OK);
+    assert_string_not_equal(dup.id, u.id);
+
+    /* Bad role, unknown org. */
+    assert_int_equal(store_user_create(s, a.id, "bob@example.com", "root", &dup), STORE_ERR);
+    assert_non_null(strstr(store_errmsg(s), "role"));
+    assert_int_equal(
+        store_user_create(s, "org_ffffffffffffffffffffffff", "bob@example.com", "admin", &dup),
+        STORE_NOT_FOUND);
+    /* The failed attempts left nothing behind. */
+    assert_int_equal(store_user_create(s, a.id, "bob@example.com", "admin", &dup), STORE_OK);
+}
+
+/* ---- API keys ------------------------------------------------------------------------ */
+
+static void test_api_keys(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A");
+    store_org b = new_org(s, "B");
+    store_user ua = new_user(s, a.id, "a@example.com");
+    store_user ub = new_user(s, b.id, "b@example.com");
+
+    char key[API_KEY_LEN + 1], hash[65], preview[TOKEN_PREVIEW_LEN];
+    assert_int_equal(token_new_api_key(key), 0);
+    token_hash(key, hash);
+    token_preview(key, preview);
+
+    store_api_key k;
+    assert_int_equal(store_api_key_create(s, a.id, ua.id, "ci key", hash, preview, &k), STORE_OK);
+    assert_int_equal(strncmp(k.id, "key_", 4), 0);
+
+    store_api_key got;
+    assert_int_equal(store_api_key_lookup(s, hash, &got), STORE_OK);
+    assert_string_equal(got.id, k.id);
+    assert_string_equal(got.org_id, a.id);
+    assert_string_equal(got.user_id, ua.id);
+    assert_string_equal(got.name, "ci key");
+    assert_string_equal(got.preview, preview);
+    assert_int_equal(got.created_at, k.created_at);
+    assert_int_equal(got.revoked_at, 0);
+
+    /* The raw key is not a lookup key, and is refused as a hash. */
+    assert_int_equal(store_api_key_lookup(s, key, &got), STORE_NOT_FOUND);
+    assert_int_equal(store_api_key_create(s, a.id, ua.id, "raw", key, preview, &got), STORE_ERR);
+    assert_non_null(strstr(store_errmsg(s), "SHA-256"));
+
+    /* Same hash twice: CONFLICT.  Another org's user: NOT_FOUND. */
+    assert_int_equal(store_api_key_create(s, a.id, ua.id, "again", hash, preview, &got),
+                     STORE_CONFLICT);
+    char hash2[65];
+    token_hash("another key", hash2);
+    assert_int_equal(store_api_key_create(s, a.id, ub.id, "x", hash2, "p", &got), STORE_NOT_FOUND);
+
+    /* Revoking from another org does nothing. */
+    assert_int_equal(store_api_key_revoke(s, b.id, k.id, 1000), STORE_NOT_FOUND);
+    assert_int_equal(store_api_key_lookup(s, hash, &got), STORE_OK);
+
+    /* Revoked keys are not found; revoking again is fine. */
+    assert_int_equal(store_api_key_revoke(s, a.id, k.id, 1000), STORE_OK);
+    assert_int_equal(store_api_key_lookup(s, hash, &got), STORE_NOT_FOUND);
+    assert_int_equal(store_api_key_revoke(s, a.id, k.id, 2000), STORE_OK);
+    assert_int_equal(store_api_key_revoke(s, a.id, "key_nope", 2000), STORE_NOT_FOUND);
+}
+
+/* ---- agent tokens ---------------------------------------------------------------------- */
+
+static void test_agent_tokens(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A");
+    store_user u = new_user(s, a.id, "a@example.com");
+
+    int64_t before = time(NULL);
+    made_token t1 = new_token(s, a.id, u.id, NULL, "prod");
+    made_token t2 = new_token(s, a.id, u.id, NULL, "staging");
+    made_token t3 = new_token(s, a.id, u.id, NULL, "dev");
+    assert_true(t1.t.created_at >= before && t3.t.created_at <= time(NULL));
+
+    /* lookup_hash returns every field but the hash. */
+    store_agent_token got;
+    assert_int_equal(store_agent_token_lookup_hash(s, t2.hash, &got), STORE_OK);
+    assert_string_equal(got.id, t2.t.id);
+    assert_string_equal(got.org_id, a.id);
+    assert_string_equal(got.created_by, u.id);
+    assert_string_equal(got.cluster_id, t2.t.cluster_id);
+    assert_int_equal(strncmp(got.cluster_id, "cluster-", 8), 0);
+    assert_string_equal(got.cluster_name, "staging");
+    assert_string_equal(got.notes, "notes for staging");
+    assert_string_equal(got.preview, t2.t.preview);
+    assert_int_equal(got.created_at, t2.t.created_at);
+    assert_int_equal(got.expires_at, 0);
+    assert_int_equal(got.revoked_at, 0);
+    assert_int_equal(store_agent_token_lookup_hash(s, t2.token, &got), STORE_NOT_FOUND);
+
+    /* Newest first, even within one second. */
+    store_agent_token *list = NULL;
+    size_t n = 99;
+    assert_int_equal(store_agent_token_list(s, a.id, &list, &n), STORE_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].id, t3.t.id);
+    assert_string_equal(list[1].id, t2.t.id);
+    assert_string_equal(list[2].id, t1.t.id);
+    assert_string_equal(list[0].cluster_name, "dev");
+    free(list);
+
+    assert_int_equal(store_agent_token_get(s, a.id, t1.t.id, &got), STORE_OK);
+    assert_string_equal(got.cluster_name, "prod");
+    assert_int_equal(store_agent_token_get(s, a.id, "tok_missing", &got), STORE_NOT_FOUND);
+
+    /* Revoke sets revoked_at once; a second revoke keeps the first time. */
+    assert_int_equal(store_agent_token_revoke(s, a.id, t1.t.id, 5000), STORE_OK);
+    assert_int_equal(store_agent_token_get(s, a.id, t1.t.id, &got), STORE_OK);
+    assert_int_equal(got.revoked_at, 5000);
+    assert_int_equal(store_agent_token_revoke(s, a.id, t1.t.id, 6000), STORE_OK);
+    assert_int_equal(store_agent_token_get(s, a.id, t1.t.id, &got), STORE_OK);
+    assert_int_equal(got.revoked_at, 5000);
+    /* lookup_hash still finds it: the caller reports "Token revoked". */
+    assert_int_equal(store_agent_token_lookup_hash(s, t1.hash, &got), STORE_OK);
+    assert_int_equal(got.revoked_at, 5000);
+    assert_int_equal(store_agent_token_revoke(s, a.id, "tok_missing", 6000), STORE_NOT_FOUND);
+
+    /* Duplicate hash: CONFLICT, and the caller's struct keeps its id. */
+    store_agent_token dup = t2.t;
+    assert_int_equal(store_agent_token_create(s, &dup, t2.hash), STORE_CONFLICT);
+    /* A raw token instead of its hash is refused. */
+    dup = t2.t;
+    assert_int_equal(store_agent_token_create(s, &dup, t2.token), STORE_ERR);
+    /* Unknown org. */
+    dup = t2.t;
+    snprintf(dup.org_id, sizeof(dup.org_id), "org_ffffffffffffffffffffffff");
+    char h[65];
+    token_hash("unique", h);
+    assert_int_equal(store_agent_token_create(s, &dup, h), STORE_NOT_FOUND);
+
+    /* count_since counts this user's tokens from a time on. */
+    int64_t count = -1;
+    assert_int_equal(store_agent_token_count_since(s, u.id, before, &count), STORE_OK);
+    assert_int_equal(count, 3);
+    assert_int_equal(store_agent_token_count_since(s, u.id, time(NULL) + 10, &count), STORE_OK);
+    assert_int_equal(count, 0);
+    assert_int_equal(store_agent_token_count_since(s, "usr_other", 0, &count), STORE_OK);
+    assert_int_equal(count, 0);
+}
+
+static void test_agent_token_fields(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A");
+
+    /* Expiry, an empty creator and long non-ASCII notes round-trip. */
+    store_agent_token t;
+    memset(&t, 0, sizeof(t));
+    snprintf(t.org_id, sizeof(t.org_id), "%s", a.id);
+    snprintf(t.cluster_id, sizeof(t.cluster_id), "cluster-aaaaaaaaaaaaaaaa");
+    snprintf(t.cluster_name, sizeof(t.cluster_name), "クラスター");
+    memset(t.notes, 'x', sizeof(t.notes) - 1);
+    memcpy(t.notes, "é", 2);
+    snprintf(t.preview, sizeof(t.preview), "aurora_kubectl_abcd...wxyz");
+    t.expires_at = 1900000000;
+    char h[65];
+    token_hash("some token", h);
+    assert_int_equal(store_agent_token_create(s, &t, h), STORE_OK);
+
+    store_agent_token got;
+    assert_int_equal(store_agent_token_get(s, a.id, t.id, &got), STORE_OK);
+    assert_string_equal(got.created_by, "");
+    assert_string_equal(got.cluster_name, "クラスター");
+    assert_int_equal(strlen(got.notes), sizeof(t.notes) - 1);
+    assert_memory_equal(got.notes, "é", 2);
+    assert_int_equal(got.expires_at, 1900000000);
+
+    /* An unterminated field is refused, not overread. */
+    store_agent_token bad = t;
+    memset(bad.cluster_name, 'y', sizeof(bad.cluster_name));
+    token_hash("another", h);
+    assert_int_equal(store_agent_token_create(s, &bad, h), STORE_ERR);
+    /* A missing cluster id is refused. */
+    bad = t;
+    bad.cluster_id[0] = '\0';
+    assert_int_equal(store_agent_token_create(s, &bad, h), STORE_ERR);
+}
+
+static void test_revoke_cluster(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A");
+    store_org b = new_org(s, "B");
+    made_token t1 = new_token(s, a.id, "usr_1", "cluster-1111111111111111", "c1");
+    made_token t2 = new_token(s, a.id, "usr_1", "cluster-1111111111111111", "c1");
+    made_token t3 = new_token(s, a.id, "usr_1", "cluster-2222222222222222", "c2");
+    /* B happens to hold a token for the same cluster id: untouched. */
+    made_token tb = new_token(s, b.id, "usr_2", "cluster-1111111111111111", "b1");
+
+    assert_int_equal(store_agent_token_revoke(s, a.id, t1.t.id, 100), STORE_OK);
+    int n = -1;
+    assert_int_equal(store_agent_token_revoke_cluster(s, a.id, "cluster-1111111111111111", 200, &n),
+                     STORE_OK);
+    assert_int_equal(n, 1); /* t1 was already revoked */
+
+    store_agent_token got;
+    assert_int_equal(store_agent_token_get(s, a.id, t1.t.id, &got), STORE_OK);
+    assert_int_equal(got.revoked_at, 100);
+    assert_int_equal(store_agent_token_get(s, a.id, t2.t.id, &got), STORE_OK);
+    assert_int_equal(got.revoked_at, 200);
+    assert_int_equal(store_agent_token_get(s, a.id, t3.t.id, &got), STORE_OK);
+    assert_int_equal(got.revoked_at, 0);
+    assert_int_equal(store_agent_token_get(s, b.id, tb.t.id, &got), STORE_OK);
+    assert_int_equal(got.revoked_at, 0);
+
+    /* Again: nothing left to revoke; NULL count allowed. */
+    assert_int_equal(store_agent_token_revoke_cluster(s, a.id, "cluster-1111111111111111", 300, &n),
+                     STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(
+        store_agent_token_revoke_cluster(s, a.id, "cluster-2222222222222222", 300, NULL), STORE_OK);
+    assert_int_equal(store_agent_token_get(s, a.id, t3.t.id, &got), STORE_OK);
+    assert_int_equal(got.revoked_at, 300);
+}
+
+/* ---- tenant scoping ---------------------------------------------------------------------- */
+
+static void test_tenant_scoping(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A");
+    store_org b = new_org(s, "B");
+    made_token ta = new_token(s, a.id, "usr_a", NULL, "a-cluster");
+    store_connection ca = conn_for(a.id, ta.t.cluster_id, 1000);
+    assert_int_equal(store_connection_connected(s, &ca), STORE_OK);
+    store_audit au = audit_for(a.id, "[\"get\",\"pods\"]", 1000);
+    assert_int_equal(store_audit_insert(s, &au), STORE_OK);
+
+    /* B sees none of it ... */
+    store_agent_token t;
+    assert_int_equal(store_agent_token_get(s, b.id, ta.t.id, &t), STORE_NOT_FOUND);
+    store_agent_token *tl = NULL;
+    size_t n = 99;
+    assert_int_equal(store_agent_token_list(s, b.id, &tl, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_null(tl);
+    store_connection c;
+    assert_int_equal(store_connection_get(s, b.id, ta.t.cluster_id, &c), STORE_NOT_FOUND);
+    store_connection *cl = NULL;
+    n = 99;
+    assert_int_equal(store_connection_list(s, b.id, &cl, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_null(cl);
+    store_audit *al = NULL;
+    n = 99;
+    assert_int_equal(store_audit_list(s, b.id, 10, &al, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_null(al);
+
+    /* ... and can change none of it. */
+    assert_int_equal(store_agent_token_revoke(s, b.id, ta.t.id, 50), STORE_NOT_FOUND);
+    int nrev = -1;
+    assert_int_equal(store_agent_token_revoke_cluster(s, b.id, ta.t.cluster_id, 50, &nrev),
+                     STORE_OK);
+    assert_int_equal(nrev, 0);
+    assert_int_equal(store_connection_delete(s, b.id, ta.t.cluster_id), STORE_NOT_FOUND);
+
+    /* A still has everything, unrevoked. */
+    assert_int_equal(store_agent_token_get(s, a.id, ta.t.id, &t), STORE_OK);
+    assert_int_equal(t.revoked_at, 0);
+    assert_int_equal(store_connection_get(s, a.id, ta.t.cluster_id, &c), STORE_OK);
+    assert_int_equal(c.connected, 1);
+    assert_int_equal(store_audit_list(s, a.id, 10, &al, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(al[0].argv_json, "[\"get\",\"pods\"]");
+    store_audit_list_free(al, n);
+}
+
+/* ---- connections --------------------------------------------------------------------------- */
+
+static void test_connection_counter(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A");
+    const char *cid = "cluster-00112233aabbccdd";
+
+    /* Unknown cluster. */
+    assert_int_equal(store_connection_heartbeat(s, cid, 5), STORE_NOT_FOUND);
+    assert_int_equal(store_connection_disconnected(s, cid, 5), STORE_NOT_FOUND);
+
+    store_connection c1 = conn_for(a.id, cid, 1000);
+    assert_int_equal(store_connection_connected(s, &c1), STORE_OK);
+    store_connection got;
+    assert_int_equal(store_connection_get(s, a.id, cid, &got), STORE_OK);
+    assert_string_equal(got.cluster_id, cid);
+    assert_string_equal(got.org_id, a.id);
+    assert_string_equal(got.token_id, c1.token_id);
+    assert_string_equal(got.cluster_name, c1.cluster_name);
+    assert_string_equal(got.agent_version, "1.2.3");
+    assert_string_equal(got.protocol, "aurora-tunnel.v2");
+    assert_int_equal(got.connected_at, 1000);
+    assert_int_equal(got.last_heartbeat, 1000);
+    assert_int_equal(got.disconnected_at, 0);
+    assert_int_equal(got.connected, 1);
+
+    assert_int_equal(store_connection_heartbeat(s, cid, 1060), STORE_OK);
+    assert_int_equal(store_connection_get(s, a.id, cid, &got), STORE_OK);
+    assert_int_equal(got.last_heartbeat, 1060);
+    assert_int_equal(got.connected_at, 1000);
+
+    /* A second session (replacement agent, legacy protocol) overlaps. */
+    store_connection c2 = conn_for(a.id, cid, 1100);
+    snprintf(c2.protocol, sizeof(c2.protocol), "legacy");
+    snprintf(c2.agent_version, sizeof(c2.agent_version), "0.9");
+    assert_int_equal(store_connection_connected(s, &c2), STORE_OK);
+    assert_int_equal(store_connection_get(s, a.id, cid, &got), STORE_OK);
+    assert_int_equal(got.connected, 2);
+    assert_int_equal(got.connected_at, 1100);
+    assert_int_equal(got.last_heartbeat, 1100);
+    assert_string_equal(got.protocol, "legacy");
+    assert_string_equal(got.agent_version, "0.9");
+
+    /* The old session leaves: still connected. */
+    assert_int_equal(store_connection_disconnected(s, cid, 1200), STORE_OK);
+    assert_int_equal(store_connection_get(s, a.id, cid, &got), STORE_OK);
+    assert_int_equal(got.connected, 1);
+    assert_int_equal(got.disconnected_at, 0);
+
+    /* The last one leaves: disconnected at that time. */
+    assert_int_equal(store_connection_disconnected(s, cid, 1300), STORE_OK);
+    assert_int_equal(store_connection_get(s, a.id, cid, &got), STORE_OK);
+    assert_int_equal(got.connected, 0);
+    assert_int_equal(got.disconnected_at, 1300);
+
+    /* A stray extra disconnect neither goes negative nor moves the time. */
+    assert_int_equal(store_connection_disconnected(s, cid, 1400), STORE_OK);
+    assert_int_equal(store_connection_get(s, a.id, cid, &got), STORE_OK);
+    assert_int_equal(got.connected, 0);
+    assert_int_equal(got.disconnected_at, 1300);
+
+    /* Reconnecting clears disconnected_at. */
+    store_connection c3 = conn_for(a.id, cid, 1500);
+    assert_int_equal(store_connection_connected(s, &c3), STORE_OK);
+    assert_int_equal(store_connection_get(s, a.id, cid, &got), STORE_OK);
+    assert_int_equal(got.connected, 1);
+    assert_int_equal(got.disconnected_at, 0);
+    assert_int_equal(got.connected_at, 1500);
+
+    /* A connection for an org that does not exist. */
+    store_connection bad = conn_for("org_ffffffffffffffffffffffff", "cluster-ffff", 1);
+    assert_int_equal(store_connection_connected(s, &bad), STORE_NOT_FOUND);
+}
+
+static void test_connection_reset_list_delete(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A");
+    store_connection c1 = conn_for(a.id, "cluster-bbbb000000000000", 100);
+    store_connection c2 = conn_for(a.id, "cluster-aaaa000000000000", 100);
+    assert_int_equal(store_connection_connected(s, &c1), STORE_OK);
+    assert_int_equal(store_connection_connected(s, &c1), STORE_OK);
+    assert_int_equal(store_connection_connected(s, &c2), STORE_OK);
+    /* c3 disconnected earlier: reset keeps its time. */
+    store_connection c3 = conn_for(a.id, "cluster-cccc000000000000", 100);
+    assert_int_equal(store_connection_connected(s, &c3), STORE_OK);
+    assert_int_equal(store_connection_disconnected(s, c3.cluster_id, 150), STORE_OK);
+
+    assert_int_equal(store_connection_reset_all(s, 900), STORE_OK);
+
+    store_connection *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_connection_list(s, a.id, &list, &n), STORE_OK);
+    assert_int_equal(n, 3);
+    /* Ordered by name ("name-cluster-aaaa…" first). */
+    assert_string_equal(list[0].cluster_id, "cluster-aaaa000000000000");
+    assert_string_equal(list[1].cluster_id, "cluster-bbbb000000000000");
+    assert_string_equal(list[2].cluster_id, "cluster-cccc000000000000");
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(list[i].connected, 0);
+    assert_int_equal(list[0].disconnected_at, 900);
+    assert_int_equal(list[1].disconnected_at, 900);
+    assert_int_equal(list[2].disconnected_at, 150);
+    free(list);
+
+    assert_int_equal(store_connection_delete(s, a.id, "cluster-aaaa000000000000"), STORE_OK);
+    store_connection got;
+    assert_int_equal(store_connection_get(s, a.id, "cluster-aaaa000000000000", &got),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_connection_delete(s, a.id, "cluster-aaaa000000000000"), STORE_NOT_FOUND);
+    assert_int_equal(store_connection_list(s, a.id, &list, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    free(list);
+}
+
+/* ---- audit log ----------------------------------------------------------------------------- */
+
+static void test_audit(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A");
+
+    const char *argv1 = "[\"get\",\"pods\",\"-n\",\"prod\"]";
+    /* Quotes, backslashes, non-ASCII and an apostrophe (SQL quoting). */
+    const char *argv2 = "[\"annotate\",\"pod\",\"x\",\"note=\\\"it's ünïcødé — 日本語 🚀\\\"\"]";
+    store_audit a1 = audit_for(a.id, argv1, 2000);
+    store_audit a2 = audit_for(a.id, argv2, 2000); /* same second: id orders */
+    store_audit a3 = audit_for(a.id, "[\"version\"]", 1000);
+    a2.return_code = -1;
+    snprintf(a2.outcome, sizeof(a2.outcome), "agent_disconnected");
+    a2.bytes_out = 0;
+    a2.duration_ms = 30000;
+    assert_int_equal(store_audit_insert(s, &a1), STORE_OK);
+    assert_int_equal(store_audit_insert(s, &a2), STORE_OK);
+    assert_int_equal(store_audit_insert(s, &a3), STORE_OK);
+
+    store_audit *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_audit_list(s, a.id, 10, &list, &n), STORE_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].argv_json, argv2);
+    assert_string_equal(list[1].argv_json, argv1);
+    assert_string_equal(list[2].argv_json, "[\"version\"]");
+    assert_true(list[0].id > list[1].id);
+    assert_true(list[0].id != list[2].id && list[1].id != list[2].id);
+    assert_string_equal(list[0].org_id, a.id);
+    assert_string_equal(list[0].user_id, "usr_x");
+    assert_string_equal(list[0].cluster_id, "cluster-0011223344556677");
+    assert_string_equal(list[0].kind, "kubectl");
+    assert_int_equal(list[0].return_code, -1);
+    assert_string_equal(list[0].outcome, "agent_disconnected");
+    assert_int_equal(list[0].bytes_out, 0);
+    assert_int_equal(list[0].duration_ms, 30000);
+    assert_int_equal(list[0].at, 2000);
+    assert_int_equal(list[1].bytes_out, 1234);
+    assert_int_equal(list[1].duration_ms, 56);
+    assert_int_equal(list[1].return_code, 0);
+    assert_string_equal(list[1].outcome, "ok");
+    assert_int_equal(list[2].at, 1000);
+    store_audit_list_free(list, n);
+
+    /* limit */
+    assert_int_equal(store_audit_list(s, a.id, 2, &list, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].argv_json, argv2);
+    assert_string_equal(list[1].argv_json, argv1);
+    store_audit_list_free(list, n);
+    store_audit_list_free(NULL, 0);
+
+    /* at = 0: stamped with the current time. */
+    int64_t before = time(NULL);
+    store_audit a4 = audit_for(a.id, "[]", 0);
+    assert_int_equal(store_audit_insert(s, &a4), STORE_OK);
+    assert_int_equal(store_audit_list(s, a.id, 1, &list, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_true(list[0].at >= before && list[0].at <= time(NULL));
+    assert_string_equal(list[0].argv_json, "[]");
+    store_audit_list_free(list, n);
+
+    /* Refused: invalid UTF-8, no argv, unknown org. */
+    store_audit bad = audit_for(a.id, "[\"\xc3\x28\"]", 1);
+    assert_int_equal(store_audit_insert(s, &bad), STORE_ERR);
+    bad = audit_for(a.id, NULL, 1);
+    assert_int_equal(store_audit_insert(s, &bad), STORE_ERR);
+    bad = audit_for("org_ffffffffffffffffffffffff", "[]", 1);
+    assert_int_equal(store_audit_insert(s, &bad), STORE_NOT_FOUND);
+    assert_int_equal(store_audit_list(s, a.id, 100, &list, &n), STORE_OK);
+    assert_int_equal(n, 4);
+    store_audit_list_free(list, n);
+}
+
+/* ---- file-only tests ------------------------------------------------------------------------- */
+
+/* Runs a one-value query directly against the file. */
+static int64_t sql_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void sql_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : "?");
+    sqlite3_close(db);
+}
+
+static void test_migrations_reopen(void **state)
+{
+    (void)state;
+    char dir[64], path[128], url[160];
+    assert_int_equal(make_tmpdir(dir, sizeof(dir)), 0);
+    snprintf(path, sizeof(path), "%s/store.db", dir);
+    snprintf(url, sizeof(url), "sqlite://%s", path);
+
+    store_t *s = open_ok(url);
+    assert_int_equal(store_schema_version(s), 1);
+    store_org o = new_org(s, "Persisted");
+    store_user u = new_user(s, o.id, "p@example.com");
+    /* WAL mode: the -wal file exists while a writer has the database open. */
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    assert_int_equal(access(wal, F_OK), 0);
+    store_close(s);
+
+    assert_int_equal(sql_int(path, "SELECT COUNT(*) FROM schema_migrations"), 1);
+    int64_t applied_at = sql_int(path, "SELECT applied_at FROM schema_migrations");
+    assert_true(applied_at > 0);
+
+    /* Reopen twice (bare path this time): nothing re-applied, data kept. */
+    for (int i = 0; i < 2; i++) {
+        s = open_ok(path);
+        assert_int_equal(store_schema_version(s), 1);
+        store_org got;
+        assert_int_equal(store_org_get(s, o.id, &got), STORE_OK);
+        assert_string_equal(got.name, "Persisted");
+        store_user ug;
+        assert_int_equal(store_user_get(s, o.id, u.id, &ug), STORE_OK);
+        assert_string_equal(ug.email, "p@example.com");
+        store_close(s);
+    }
+    assert_int_equal(sql_int(path, "SELECT COUNT(*) FROM schema_migrations"), 1);
+    assert_int_equal(sql_int(path, "SELECT applied_at FROM schema_migrations"), applied_at);
+    assert_int_equal(sql_int(path, "SELECT COUNT(*) FROM orgs"), 1);
+    /* journal_mode=WAL is persistent in the file. */
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* The stored hash is the hash: the raw token is nowhere in the file. */
+    s = open_ok(path);
+    made_token t = new_token(s, o.id, u.id, NULL, "c");
+    store_close(s);
+    char q[256];
+    snprintf(q, sizeof(q), "SELECT COUNT(*) FROM agent_tokens WHERE token_hash = '%s'", t.hash);
+    assert_int_equal(sql_int(path, q), 1);
+    snprintf(q, sizeof(q), "SELECT COUNT(*) FROM agent_tokens WHERE token_hash = '%s'", t.token);
+    assert_int_equal(sql_int(path, q), 0);
+
+    remove_tmpdir(dir);
+}
+
+static void test_relative_url(void **state)
+{
+    (void)state;
+    char dir[64], cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(make_tmpdir(dir, sizeof(dir)), 0);
+    assert_int_equal(chdir(dir), 0);
+    store_t *s = open_ok("sqlite://rel.db");
+    store_org o = new_org(s, "rel");
+    store_close(s);
+    assert_int_equal(chdir(cwd), 0);
+
+    char path[128];
+    snprintf(path, sizeof(path), "%s/rel.db", dir);
+    struct stat stt;
+    assert_int_equal(stat(path, &stt), 0);
+    s = open_ok(path);
+    store_org got;
+    assert_int_equal(store_org_get(s, o.id, &got), STORE_OK);
+    assert_string_equal(got.name, "rel");
+    store_close(s);
+    remove_tmpdir(dir);
+}
+
+static void expect_open_error(const char *url, const char *needle)
+{
+    store_t *s = (store_t *)(uintptr_t)1; /* must be reset to NULL */
+    char err[256] = "";
+    assert_int_equal(store_open(url, &s, err, sizeof(err)), STORE_ERR);
+    assert_null(s);
+    assert_true(err[0] != '\0');
+    if (needle && !strstr(err, needle))
+        fail_msg("store_open(%s) error \"%s\" lacks \"%s\"", url ? url : "NULL", err, needle);
+}
+
+static void test_open_errors(void **state)
+{
+    (void)state;
+    char dir[64], path[128];
+    assert_int_equal(make_tmpdir(dir, sizeof(dir)), 0);
+    snprintf(path, sizeof(path), "%s/junk.db", dir);
+
+    /* Garbage bytes where a database should be. */
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    for (int i = 0; i < 512; i++)
+        fputs("this is not an SQLite database\n", fp);
+    assert_int_equal(fclose(fp), 0);
+    expect_open_error(path, "not a database");
+
+    /* A truncated header that starts like a real one. */
+    fp = fopen(path, "wb");
+    assert_non_null(fp);
+    fputs("SQLite format 3", fp);
+    fputc('\0', fp);
+    for (int i = 0; i < 200; i++)
+        fputc((i * 37) & 0xff, fp);
+    assert_int_equal(fclose(fp), 0);
+    expect_open_error(path, NULL);
+
+    /* A directory that does not exist, a url no engine takes, no url. */
+    char missing[160];
+    snprintf(missing, sizeof(missing), "%s/no/such/dir/x.db", dir);
+    expect_open_error(missing, "unable to open");
+    expect_open_error("nosuchengine://host/db", "no database engine");
+    expect_open_error("", NULL);
+    expect_open_error(NULL, NULL);
+    expect_open_error("sqlite://", NULL);
+
+    remove_tmpdir(dir);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    sql_exec(f->path, "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 1)");
+    expect_open_error(f->path, "newer");
+    /* Once the foreign version is gone the file opens again. */
+    sql_exec(f->path, "DELETE FROM schema_migrations WHERE version = 999");
+    f->s = open_ok(f->path);
+    assert_int_equal(store_schema_version(f->s), 1);
+}
+
+static void test_overlong_stored_value(void **state)
+{
+    fixture *f = *state;
+    store_org o = new_org(f->s, "short");
+    /* Another writer (a newer server, a manual edit) stored a name longer
+     * than the struct holds: reported as an error, never overflowed. */
+    char q[512];
+    snprintf(q, sizeof(q), "UPDATE orgs SET name = '%0300d' WHERE id = '%s'", 7, o.id);
+    sql_exec(f->path, q);
+    store_org got;
+    memset(&got, 0, sizeof(got));
+    assert_int_equal(store_org_get(f->s, o.id, &got), STORE_ERR);
+    assert_non_null(strstr(store_errmsg(f->s), "too long"));
+    /* A non-integer where a time belongs is an error as well. */
+    snprintf(q, sizeof(q), "UPDATE orgs SET name = 'ok', created_at = 'soon' WHERE id = '%s'",
+             o.id);
+    sql_exec(f->path, q);
+    assert_int_equal(store_org_get(f->s, o.id, &got), STORE_ERR);
+    assert_non_null(strstr(store_errmsg(f->s), "integer"));
+}
+
+/* Each thread opens its own handle on one file, as worker threads do. */
+typedef struct {
+    const char *path;
+    const char *org_id;
+    int ok;
+} worker_arg;
+
+#define WORKERS 4
+#define WORKER_INSERTS 40
+
+static void *worker(void *p)
+{
+    worker_arg *w = p;
+    store_t *s = NULL;
+    char err[256];
+    if (store_open(w->path, &s, err, sizeof(err)) != STORE_OK)
+        return NULL;
+    for (int i = 0; i < WORKER_INSERTS; i++) {
+        store_audit a = audit_for(w->org_id, "[\"get\",\"ns\"]", 0);
+        if (store_audit_insert(s, &a) == STORE_OK)
+            w->ok++;
+    }
+    store_close(s);
+    return NULL;
+}
+
+static void test_concurrent_handles(void **state)
+{
+    fixture *f = *state;
+    store_org o = new_org(f->s, "busy");
+    pthread_t th[WORKERS];
+    worker_arg args[WORKERS];
+    for (int i = 0; i < WORKERS; i++) {
+        args[i] = (worker_arg){ .path = f->path, .org_id = o.id, .ok = 0 };
+        assert_int_equal(pthread_create(&th[i], NULL, worker, &args[i]), 0);
+    }
+    for (int i = 0; i < WORKERS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(args[i].ok, WORKER_INSERTS);
+    }
+    /* The fixture's own handle sees every row the others wrote. */
+    store_audit *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_audit_list(f->s, o.id, 1000, &list, &n), STORE_OK);
+    assert_int_equal(n, WORKERS * WORKER_INSERTS);
+    for (size_t i = 1; i < n; i++)
+        assert_true(list[i - 1].id != list[i].id);
+    store_audit_list_free(list, n);
+}
+
+/* ---- main -------------------------------------------------------------------------------------
+ */
+
+/* Each functional test once per backing: "memory/…" and "file/…". */
+#define BOTH(t)                                                                                    \
+    { "memory/" #t, t, setup_memory, teardown, NULL },                                             \
+    {                                                                                              \
+        "file/" #t, t, setup_file, teardown, NULL                                                  \
+    }
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        BOTH(test_schema_version),
+        BOTH(test_org_create_get_first),
+        BOTH(test_users),
+        BOTH(test_api_keys),
+        BOTH(test_agent_tokens),
+        BOTH(test_agent_token_fields),
+        BOTH(test_revoke_cluster),
+        BOTH(test_tenant_scoping),
+        BOTH(test_connection_counter),
+        BOTH(test_connection_reset_list_delete),
+        BOTH(test_audit),
+        cmocka_unit_test(test_migrations_reopen),
+        cmocka_unit_test(test_relative_url),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup_file, teardown),
+        cmocka_unit_test_setup_teardown(test_overlong_stored_value, setup_file, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_handles, setup_file, teardown),
+    };
+    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
