@@ -66,12 +66,13 @@ $(1)/aurora-agent: build/$(2)/agent/main.o $(1)/libagent.a $(1)/libcommon.a
 	$$(CC) $(3) $$^ -o $$@ $(AGENT_LIBS)
 endef
 $(eval $(call variant,$(REL),rel,))
-$(eval $(call variant,$(ASAN),asan,-fsanitize=address,undefined))
+ASAN_LD := -fsanitize=address,undefined
+$(eval $(call variant,$(ASAN),asan,$$(ASAN_LD)))
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(ASAN)/tests/%,$(UNIT_SRC))
 $(ASAN)/tests/%: build/asan/tests/unit/%.o $(ASAN)/libserver.a $(ASAN)/libagent.a $(ASAN)/libcommon.a
 	@mkdir -p $(dir $@)
-	$(CC) -fsanitize=address,undefined $^ -o $@ $(TEST_LIBS)
+	$(CC) $(ASAN_LD) $^ -o $@ $(TEST_LIBS)
 
 # ---- the two commands -------------------------------------------------------
 run: deps
