@@ -22,6 +22,7 @@
 #define DEADLINE_GRACE_S 15
 #define HEARTBEAT_DB_EVERY_S 20
 #define OUTQ_MAX_BYTES (8 * 1024 * 1024)
+#define MAX_WAITING_PER_SESSION 4096
 
 enum sess_state { SESS_AUTHENTICATING, SESS_READY, SESS_CLOSING };
 
@@ -61,8 +62,11 @@ typedef struct tunnel_session {
     int close_code;
     char close_reason[64];
     /* requests */
-    struct tunnel_req *reqs;
-    int inflight;
+    struct tunnel_req *reqs; /* started and waiting */
+    int inflight;            /* started at the agent */
+    int waiting;             /* queued here until the agent has a free slot */
+    int max_concurrent;      /* from register (v2); 0 = no limit known */
+    uint64_t req_seq;
     uint32_t next_id;
     struct tunnel_session *prev, *next;
 } tunnel_session;
@@ -78,6 +82,9 @@ struct tunnel_req {
     int over_window_logged;
     lws_sorted_usec_list_t sul; /* deadline */
     double timeout;
+    int started;
+    uint64_t seq;     /* FIFO order among waiting requests */
+    char *pending;    /* encoded exec, sent when a slot frees up */
     struct tunnel_req *next;
 };
 
@@ -154,18 +161,47 @@ static void req_unlink(tunnel_req *r)
             *pp = r->next;
             break;
         }
-    s->inflight--;
+    if (r->started)
+        s->inflight--;
+    else
+        s->waiting--;
+    free(r->pending);
+    r->pending = NULL;
     lws_sul_cancel(&r->sul);
+}
+
+static int send_json(tunnel_session *s, char *json);
+
+/* Starts waiting requests, oldest first, while the agent has free slots. */
+static void pump(tunnel_session *s)
+{
+    while (s->waiting && s->wsi && s->state == SESS_READY &&
+           (!s->max_concurrent || s->inflight < s->max_concurrent)) {
+        tunnel_req *oldest = NULL;
+        for (tunnel_req *r = s->reqs; r; r = r->next)
+            if (!r->started && (!oldest || r->seq < oldest->seq))
+                oldest = r;
+        if (!oldest)
+            break;
+        char *msg = oldest->pending;
+        oldest->pending = NULL;
+        oldest->started = 1;
+        s->waiting--;
+        s->inflight++;
+        send_json(s, msg);
+    }
 }
 
 static void req_finish(tunnel_req *r, const tunnel_result *res)
 {
+    tunnel_session *s = r->s;
     req_unlink(r);
     const tunnel_sink *sink = r->sink;
     void *ctx = r->ctx;
     free(r);
     if (sink)
         sink->on_end(ctx, res);
+    pump(s);
 }
 
 static void req_fail(tunnel_req *r, int status, const char *code, const char *msg)
@@ -181,7 +217,7 @@ static void req_deadline(lws_sorted_usec_list_t *sul)
     char msg[128];
     snprintf(msg, sizeof(msg), "agent did not answer within %.0f s", r->timeout + DEADLINE_GRACE_S);
     log_warn("agent %s: request %u timed out at the server", r->s->cluster_id, r->id);
-    if (r->s->v2)
+    if (r->s->v2 && r->started)
         send_json(r->s, proto_enc_cancel(r->id));
     req_fail(r, 504, EC_TIMEOUT, msg);
 }
@@ -208,7 +244,8 @@ tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, vo
     tunnel_session *best = NULL;
     for (tunnel_session *s = T.sessions; s; s = s->next)
         if (s->state == SESS_READY && s->wsi && !strcmp(s->cluster_id, p->cluster_id) &&
-            !strcmp(s->org_id, p->org_id) && (!best || s->inflight < best->inflight))
+            !strcmp(s->org_id, p->org_id) &&
+            (!best || s->inflight + s->waiting < best->inflight + best->waiting))
             best = s;
     if (!best) {
         snprintf(err, errlen, "the agent for cluster %s is not connected", p->cluster_id);
@@ -239,14 +276,35 @@ tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, vo
         msg = cmd ? proto_enc_kubectl_command(r->legacy_id, cmd, p->timeout) : NULL;
         free(cmd);
     }
-    if (send_json(best, msg) < 0) {
+    if (!msg) {
         free(r);
-        snprintf(err, errlen, "the agent for cluster %s is not accepting commands", p->cluster_id);
+        snprintf(err, errlen, "out of memory");
         return NULL;
+    }
+    if (best->max_concurrent && best->inflight >= best->max_concurrent) {
+        /* The agent refuses work beyond its limit: hold it here instead. */
+        if (best->waiting >= MAX_WAITING_PER_SESSION) {
+            free(msg);
+            free(r);
+            snprintf(err, errlen, "the agent for cluster %s has %d commands queued; retry later",
+                     p->cluster_id, best->waiting);
+            return NULL;
+        }
+        r->pending = msg;
+        r->seq = ++best->req_seq;
+        best->waiting++;
+    } else {
+        if (send_json(best, msg) < 0) {
+            free(r);
+            snprintf(err, errlen, "the agent for cluster %s is not accepting commands",
+                     p->cluster_id);
+            return NULL;
+        }
+        r->started = 1;
+        best->inflight++;
     }
     r->next = best->reqs;
     best->reqs = r;
-    best->inflight++;
     lws_sul_schedule(T.ctx, 0, &r->sul, req_deadline,
                      (lws_usec_t)((p->timeout + DEADLINE_GRACE_S) * LWS_USEC_PER_SEC));
     return r;
@@ -264,10 +322,18 @@ void tunnel_req_consumed(tunnel_req *r, size_t n)
 
 void tunnel_req_abandon(tunnel_req *r)
 {
-    if (r->s->v2)
-        send_json(r->s, proto_enc_cancel(r->id));
-    req_unlink(r);
-    free(r);
+    tunnel_session *s = r->s;
+    if (!r->started) {
+        req_unlink(r);
+        free(r);
+        return;
+    }
+    /* A started command holds an agent slot until its exec_end (or deadline)
+     * arrives: keep it, mute it, and ask the agent to stop it. */
+    r->sink = NULL;
+    r->ctx = NULL;
+    if (s->v2)
+        send_json(s, proto_enc_cancel(r->id));
 }
 
 /* ---- sessions: registry and auth ------------------------------------------ */
@@ -546,6 +612,8 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
     case MSG_REGISTER:
         snprintf(s->agent_version, sizeof(s->agent_version), "%s",
                  m.agent_version ? m.agent_version : "unknown");
+        if (s->v2 && m.max_concurrent > 0)
+            s->max_concurrent = m.max_concurrent;
         log_info("agent %s registered, version %s", s->cluster_id, s->agent_version);
         if (!s->registered_db) {
             s->registered_db = 1;

@@ -1,0 +1,284 @@
+/* agent_config.c — the aurora-agent settings table, loading and validation. */
+#include "agent_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "proto.h"
+
+static const config_def defs[] = {
+    {"AURORA_AGENT_CONFIG", NULL, CFG_STRING, NULL,
+     "Path of an optional YAML file with these settings (environment wins)", 0},
+    {"NEXT_PUBLIC_WEBSOCKET_URL", "server.url", CFG_STRING, NULL,
+     "Tunnel endpoint, wss://host:port/kubectl-agent (required)", 0},
+    {"AURORA_AGENT_TOKEN", "agent.token", CFG_STRING, NULL,
+     "Agent token aurora_kubectl_... (required, secret)", 1},
+    {"AGENT_VERSION", "agent.version", CFG_STRING, AGENT_DEFAULT_VERSION,
+     "Version string sent in register", 0},
+    {"AURORA_ALLOW_INSECURE_WS", "server.allow_insecure_ws", CFG_BOOL, "false",
+     "Allow a plain ws:// URL (development only)", 0},
+    {"AURORA_CA_FILE", "tls.ca_file", CFG_STRING, NULL,
+     "PEM bundle used to verify the server certificate (default: system store)", 0},
+    {"AURORA_TLS_INSECURE_SKIP_VERIFY", "tls.insecure_skip_verify", CFG_BOOL, "false",
+     "Do not verify the server certificate (insecure)", 0},
+    {"AURORA_KUBECTL_PATH", "exec.kubectl_path", CFG_STRING, "kubectl",
+     "kubectl program, resolved via PATH at exec time", 0},
+    {"AURORA_MAX_CONCURRENT", "exec.max_concurrent", CFG_INT, "16",
+     "Most commands running at once; beyond it requests get AGENT_BUSY", 0},
+    {"AURORA_COMMAND_TIMEOUT_MAX", "exec.command_timeout_max", CFG_INT, "300",
+     "Upper bound in seconds on a command's timeout", 0},
+    {"AURORA_MAX_OUTPUT", "exec.max_output", CFG_INT, "10485760",
+     "Upper bound in bytes on one command's output (stdout+stderr)", 0},
+    {"AURORA_HEARTBEAT_INTERVAL", "network.heartbeat_interval", CFG_INT, "30",
+     "Seconds between heartbeats; 3 silent intervals drop the tunnel", 0},
+    {"AURORA_RECONNECT_MAX", "network.reconnect_max", CFG_INT, "30",
+     "Cap in seconds on the reconnect backoff", 0},
+    {"AURORA_HEALTH_PORT", "health.port", CFG_INT, "8080",
+     "Port of the /health and /ready HTTP endpoint (0 disables)", 0},
+    {"AURORA_HEALTH_BIND", "health.bind", CFG_STRING, "0.0.0.0",
+     "Address the health endpoint binds to", 0},
+    {"AURORA_SHUTDOWN_GRACE", "agent.shutdown_grace", CFG_INT, "20",
+     "Seconds running commands get to finish on SIGTERM", 0},
+    {"AURORA_LOG_LEVEL", "log.level", CFG_STRING, "info", "debug|info|warn|error", 0},
+    {"AURORA_LOG_FORMAT", "log.format", CFG_STRING, "text", "text|json", 0},
+};
+#define NDEFS (sizeof(defs) / sizeof(defs[0]))
+
+void agent_config_help(FILE *f)
+{
+    fprintf(f, "Usage: aurora-agent [--help]\n\n"
+               "Keeps an outbound WebSocket tunnel to the Aurora server and runs the\n"
+               "kubectl commands it sends. Settings (environment variables; YAML keys\n"
+               "in the file named by AURORA_AGENT_CONFIG):\n\n");
+    config_print_help(f, defs, NDEFS);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return (s && *s) ? strdup(s) : NULL;
+}
+
+/* Splits ws[s]://host[:port][/path] into the config. */
+static int parse_url(agent_config *ac, const char *url, char *err, size_t errlen)
+{
+    const char *p;
+    if (!strncmp(url, "wss://", 6)) {
+        ac->secure = 1;
+        p = url + 6;
+    } else if (!strncmp(url, "ws://", 5)) {
+        ac->secure = 0;
+        p = url + 5;
+    } else {
+        snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL must start with wss:// (got a %s URL)",
+                 strchr(url, ':') ? "non-WebSocket" : "scheme-less");
+        return -1;
+    }
+    const char *host_start = p, *host_end;
+    if (*p == '[') { /* IPv6 literal */
+        const char *rb = strchr(p, ']');
+        if (!rb) {
+            snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL: unterminated [IPv6] host");
+            return -1;
+        }
+        host_start = p + 1;
+        host_end = rb;
+        p = rb + 1;
+    } else {
+        while (*p && *p != ':' && *p != '/' && *p != '?')
+            p++;
+        host_end = p;
+    }
+    size_t hl = (size_t)(host_end - host_start);
+    if (hl == 0 || hl >= sizeof(ac->host)) {
+        snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL: missing or too long host");
+        return -1;
+    }
+    memcpy(ac->host, host_start, hl);
+    ac->host[hl] = '\0';
+    for (size_t i = 0; i < hl; i++) {
+        unsigned char c = (unsigned char)ac->host[i];
+        if (c <= 0x20 || c == '@' || c == '#' || c >= 0x7f) {
+            snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL: invalid character in host");
+            return -1;
+        }
+    }
+    ac->port = ac->secure ? 443 : 80;
+    if (*p == ':') {
+        p++;
+        char *endp;
+        long port = strtol(p, &endp, 10);
+        if (endp == p || port < 1 || port > 65535) {
+            snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL: invalid port");
+            return -1;
+        }
+        ac->port = (int)port;
+        p = endp;
+    }
+    if (*p == '\0' || !strcmp(p, "/")) {
+        snprintf(ac->path, sizeof(ac->path), "%s", PROTO_PATH);
+    } else if (*p == '/') {
+        if (strlen(p) >= sizeof(ac->path)) {
+            snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL: path too long");
+            return -1;
+        }
+        snprintf(ac->path, sizeof(ac->path), "%s", p);
+    } else if (*p == '?') {
+        snprintf(ac->path, sizeof(ac->path), "%s%s", PROTO_PATH, p);
+    } else {
+        snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL: unexpected text after host");
+        return -1;
+    }
+    for (const char *q = ac->path; *q; q++) {
+        if ((unsigned char)*q <= 0x20 || (unsigned char)*q == 0x7f) {
+            snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL: invalid character in path");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int int_setting(const config_t *c, const char *env, int64_t lo, int64_t hi, int64_t *out,
+                       char *err, size_t errlen)
+{
+    int64_t v = config_int(c, env);
+    if (v < lo || v > hi) {
+        snprintf(err, errlen, "%s must be between %lld and %lld", env, (long long)lo,
+                 (long long)hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int agent_config_load(agent_config *ac, char *err, size_t errlen)
+{
+    memset(ac, 0, sizeof(*ac));
+    const char *yaml = getenv("AURORA_AGENT_CONFIG");
+    if (yaml && !*yaml)
+        yaml = NULL;
+
+    config_t c;
+    memset(&c, 0, sizeof(c));
+    if (config_load(&c, defs, NDEFS, yaml, err, errlen) != 0)
+        return -1;
+
+    int rc = -1;
+    int64_t v;
+    const char *s = config_str(&c, "NEXT_PUBLIC_WEBSOCKET_URL");
+    if (!s || !*s) {
+        snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL is required (wss://host:port%s)",
+                 PROTO_PATH);
+        goto out;
+    }
+    ac->url = strdup(s);
+    ac->allow_insecure_ws = config_bool(&c, "AURORA_ALLOW_INSECURE_WS");
+    if (!ac->url || parse_url(ac, ac->url, err, errlen) != 0)
+        goto out;
+    if (!ac->secure && !ac->allow_insecure_ws) {
+        snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL uses plain ws://; use wss:// or set "
+                              "AURORA_ALLOW_INSECURE_WS=true (development only)");
+        goto out;
+    }
+
+    s = config_str(&c, "AURORA_AGENT_TOKEN");
+    if (!s || !*s) {
+        snprintf(err, errlen, "AURORA_AGENT_TOKEN is required");
+        goto out;
+    }
+    for (const char *q = s; *q; q++) {
+        if ((unsigned char)*q < 0x21 || (unsigned char)*q > 0x7e) {
+            snprintf(err, errlen, "AURORA_AGENT_TOKEN contains invalid characters");
+            goto out;
+        }
+    }
+    if (strlen(s) > 512) {
+        snprintf(err, errlen, "AURORA_AGENT_TOKEN is too long");
+        goto out;
+    }
+    ac->token = strdup(s);
+    if (!ac->token)
+        goto oom;
+    token_cluster_id(ac->token, ac->cluster_id);
+
+    ac->version = dup_or_null(config_str(&c, "AGENT_VERSION"));
+    if (!ac->version)
+        ac->version = strdup(AGENT_DEFAULT_VERSION);
+    ac->ca_file = dup_or_null(config_str(&c, "AURORA_CA_FILE"));
+    ac->tls_skip_verify = config_bool(&c, "AURORA_TLS_INSECURE_SKIP_VERIFY");
+    if (ac->ca_file) {
+        FILE *f = fopen(ac->ca_file, "r");
+        if (!f) {
+            snprintf(err, errlen, "AURORA_CA_FILE %s cannot be read", ac->ca_file);
+            goto out;
+        }
+        fclose(f);
+    }
+    ac->kubectl_path = dup_or_null(config_str(&c, "AURORA_KUBECTL_PATH"));
+    if (!ac->kubectl_path)
+        ac->kubectl_path = strdup("kubectl");
+
+    if (int_setting(&c, "AURORA_MAX_CONCURRENT", 1, 4096, &v, err, errlen))
+        goto out;
+    ac->max_concurrent = (int)v;
+    if (int_setting(&c, "AURORA_COMMAND_TIMEOUT_MAX", 1, 7 * 86400, &v, err, errlen))
+        goto out;
+    ac->command_timeout_max = (int)v;
+    if (int_setting(&c, "AURORA_MAX_OUTPUT", 1, (int64_t)1 << 40, &v, err, errlen))
+        goto out;
+    ac->max_output = v;
+    if (int_setting(&c, "AURORA_HEARTBEAT_INTERVAL", 1, 3600, &v, err, errlen))
+        goto out;
+    ac->heartbeat_interval = (int)v;
+    if (int_setting(&c, "AURORA_RECONNECT_MAX", 1, 3600, &v, err, errlen))
+        goto out;
+    ac->reconnect_max = (int)v;
+    if (int_setting(&c, "AURORA_HEALTH_PORT", 0, 65535, &v, err, errlen))
+        goto out;
+    ac->health_port = (int)v;
+    if (int_setting(&c, "AURORA_SHUTDOWN_GRACE", 0, 3600, &v, err, errlen))
+        goto out;
+    ac->shutdown_grace = (int)v;
+    ac->health_bind = dup_or_null(config_str(&c, "AURORA_HEALTH_BIND"));
+    if (!ac->health_bind)
+        ac->health_bind = strdup("0.0.0.0");
+
+    ac->log_level = dup_or_null(config_str(&c, "AURORA_LOG_LEVEL"));
+    if (!ac->log_level)
+        ac->log_level = strdup("info");
+    ac->log_format = dup_or_null(config_str(&c, "AURORA_LOG_FORMAT"));
+    if (!ac->log_format)
+        ac->log_format = strdup("text");
+
+    if (!ac->version || !ac->kubectl_path || !ac->health_bind || !ac->log_level ||
+        !ac->log_format)
+        goto oom;
+    rc = 0;
+    goto out;
+oom:
+    snprintf(err, errlen, "out of memory");
+out:
+    config_free(&c);
+    if (rc != 0)
+        agent_config_free(ac);
+    return rc;
+}
+
+void agent_config_free(agent_config *ac)
+{
+    free(ac->url);
+    if (ac->token) {
+        /* scrub the secret before giving the memory back */
+        volatile char *t = ac->token;
+        while (*t)
+            *t++ = 0;
+        free(ac->token);
+    }
+    free(ac->version);
+    free(ac->ca_file);
+    free(ac->kubectl_path);
+    free(ac->health_bind);
+    free(ac->log_level);
+    free(ac->log_format);
+    memset(ac, 0, sizeof(*ac));
+}

@@ -1,0 +1,215 @@
+/* main.c — aurora-agent: configuration, signals, the event loop, teardown. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent_config.h"
+#include "health.h"
+#include "log.h"
+#include "outq.h"
+#include "runner.h"
+#include "tunnel.h"
+
+#define OUTQ_CAP (4u * 1024 * 1024)
+
+static struct lws_context *g_ctx;
+
+/* ---- signals: a dedicated thread sigwait()s, so no handler runs at all ---- */
+
+static pthread_t sig_thread;
+static int sig_thread_started;
+
+static void *signal_main(void *arg)
+{
+    sigset_t *set = arg;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(set, &sig) != 0)
+            continue;
+        if (sig == SIGUSR2) /* our own "stop listening" */
+            break;
+        if (sig == SIGHUP) {
+            log_info("SIGHUP ignored (restart the agent to reload settings)");
+            continue;
+        }
+        log_info("received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        agent_tunnel_request_stop();
+    }
+    return NULL;
+}
+
+static sigset_t handled_signals;
+
+static void signals_block(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&handled_signals);
+    sigaddset(&handled_signals, SIGTERM);
+    sigaddset(&handled_signals, SIGINT);
+    sigaddset(&handled_signals, SIGHUP);
+    sigaddset(&handled_signals, SIGUSR2);
+    /* blocked in every thread created from here on; children get a clean mask */
+    pthread_sigmask(SIG_BLOCK, &handled_signals, NULL);
+}
+
+static int signals_start(void)
+{
+    if (pthread_create(&sig_thread, NULL, signal_main, &handled_signals) != 0)
+        return -1;
+    sig_thread_started = 1;
+    return 0;
+}
+
+static void signals_stop(void)
+{
+    if (!sig_thread_started)
+        return;
+    pthread_kill(sig_thread, SIGUSR2);
+    pthread_join(sig_thread, NULL);
+    sig_thread_started = 0;
+}
+
+/* ---- glue ------------------------------------------------------------------ */
+
+static void wake_loop(void)
+{
+    agent_tunnel_wake();
+}
+
+static void lws_log_to_ours(int level, const char *line)
+{
+    char buf[512];
+    size_t n = strlen(line);
+    if (n >= sizeof(buf))
+        n = sizeof(buf) - 1;
+    memcpy(buf, line, n);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
+    if (level & LLL_ERR)
+        log_warn("lws: %s", buf);
+    else if (level & LLL_WARN)
+        log_info("lws: %s", buf);
+    else
+        log_debug("lws: %s", buf);
+}
+
+/* 0, 1 and 2 must be open so that no pipe or socket ends up as a child's stdio. */
+static void ensure_std_fds(void)
+{
+    for (int fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            int n = open("/dev/null", O_RDWR);
+            if (n >= 0 && n != fd) {
+                dup2(n, fd);
+                close(n);
+            }
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            agent_config_help(stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--version")) {
+            const char *v = getenv("AGENT_VERSION");
+            printf("%s\n", v && *v ? v : AGENT_DEFAULT_VERSION);
+            return 0;
+        }
+        fprintf(stderr, "aurora-agent: unknown argument %s (try --help)\n", argv[i]);
+        return 2;
+    }
+    ensure_std_fds();
+
+    const char *lvl = getenv("AURORA_LOG_LEVEL"), *fmt = getenv("AURORA_LOG_FORMAT");
+    if (log_setup("agent", lvl && *lvl ? lvl : "info", fmt && *fmt ? fmt : "text") != 0)
+        log_setup("agent", "info", "text");
+
+    agent_config cfg;
+    char err[512];
+    if (agent_config_load(&cfg, err, sizeof(err)) != 0) {
+        log_error("config: %s", err);
+        return 2;
+    }
+    if (log_setup("agent", cfg.log_level, cfg.log_format) != 0) {
+        log_error("config: AURORA_LOG_LEVEL must be debug|info|warn|error and "
+                  "AURORA_LOG_FORMAT text|json");
+        agent_config_free(&cfg);
+        return 2;
+    }
+    log_info("%s starting, cluster %s, max_concurrent %d, timeout_max %ds, "
+             "max_output %lld",
+             cfg.version, cfg.cluster_id, cfg.max_concurrent, cfg.command_timeout_max,
+             (long long)cfg.max_output);
+
+    signals_block();
+    int level = LLL_ERR | LLL_WARN;
+    if (log_enabled(LOG_DEBUG))
+        level |= LLL_NOTICE;
+    lws_set_log_level(level, lws_log_to_ours);
+
+    int rc = 1;
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.gid = -1;
+    info.uid = -1;
+    g_ctx = lws_create_context(&info);
+    if (!g_ctx) {
+        log_error("cannot create the libwebsockets context");
+        agent_config_free(&cfg);
+        return 1;
+    }
+
+    agent_runner_opts ro = {
+        .kubectl_path = cfg.kubectl_path,
+        .max_concurrent = cfg.max_concurrent,
+        .timeout_max = cfg.command_timeout_max,
+        .max_output = cfg.max_output,
+        .notify = wake_loop,
+    };
+    agent_outq_init(OUTQ_CAP, wake_loop, agent_runner_wake_room);
+    if (agent_runner_init(&ro) != 0) {
+        log_error("out of memory");
+        goto out;
+    }
+    if (cfg.health_port > 0 &&
+        agent_health_start(g_ctx, cfg.health_bind, cfg.health_port, agent_tunnel_ready) != 0)
+        goto out;
+    if (agent_tunnel_start(g_ctx, &cfg) != 0)
+        goto out;
+    if (signals_start() != 0) {
+        log_error("cannot start the signal thread");
+        goto out;
+    }
+
+    while (!agent_tunnel_done()) {
+        if (lws_service(g_ctx, 0) < 0) {
+            log_error("event loop failed");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    agent_runner_destroy(); /* kills anything left, joins every job thread */
+    signals_stop();
+    agent_tunnel_teardown();
+    lws_context_destroy(g_ctx);
+    g_ctx = NULL;
+    agent_tunnel_free();
+    agent_outq_destroy();
+    log_info("stopped");
+    agent_config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,45 @@
+/* outq.h — the queue of frames waiting to go out on the tunnel.
+ *
+ * Worker threads push; the libwebsockets thread pops one frame per
+ * WRITEABLE callback.  Frames carry LWS_PRE bytes of headroom.  Two lanes:
+ * control (register, heartbeat, immediate refusals) goes before data (output
+ * frames and the exec_end that closes each request, kept in order).
+ *
+ * Frames are tagged with the connection generation they belong to; a push for
+ * another generation than the current one is discarded, so nothing from a
+ * dropped tunnel leaks onto the next connection.  The data lane is bounded by
+ * a byte cap that producers check (agent_outq_has_room) before reading more. */
+#ifndef AURORA_AGENT_OUTQ_H
+#define AURORA_AGENT_OUTQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct agent_frame {
+    struct agent_frame *next;
+    int binary;
+    size_t len;              /* payload length (after the headroom) */
+    unsigned char mem[];     /* LWS_PRE headroom + payload */
+} agent_frame;
+
+unsigned char *agent_frame_data(agent_frame *f);
+agent_frame *agent_frame_new(int binary, size_t len);
+/* Text frame holding a copy of the NUL-terminated string s. */
+agent_frame *agent_frame_text(const char *s);
+void agent_frame_free(agent_frame *f);
+
+/* on_push runs (any thread, no lock held) after each accepted push;
+ * on_room runs (lws thread) after a pop left the data lane below its cap. */
+void agent_outq_init(size_t cap, void (*on_push)(void), void (*on_room)(void));
+void agent_outq_destroy(void);
+/* Takes f. 0 if queued, -1 if discarded (stale generation or closed). */
+int agent_outq_push(agent_frame *f, uint64_t gen, int control);
+/* Convenience: queues a text frame with a copy of json (NULL json → -1). */
+int agent_outq_push_text(const char *json, uint64_t gen, int control);
+agent_frame *agent_outq_pop(void);
+int agent_outq_empty(void);
+int agent_outq_has_room(void);
+/* Drops every queued frame and starts accepting frames of gen only. */
+void agent_outq_reset(uint64_t gen);
+
+#endif

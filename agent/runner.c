@@ -1,0 +1,832 @@
+/* runner.c — process execution for the agent: spawn, supervise, stream. */
+#include "runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "outq.h"
+#include "proto.h"
+#include "utf8.h"
+
+extern char **environ;
+
+#define KILL_GRACE_MS 2000   /* SIGTERM → SIGKILL */
+#define ESCAPE_GRACE_MS 3000 /* after SIGKILL: stop waiting for pipes held outside the group */
+#define NOPIDFD_POLL_MS 50
+
+enum { REQ_NONE = 0, REQ_CANCEL, REQ_SHUTDOWN, REQ_DROP };
+enum { END_NONE = 0, END_TIMEOUT, END_CANCEL, END_SHUTDOWN, END_DROP };
+
+typedef struct job {
+    struct job *next;
+    uint64_t gen;
+    uint32_t id;          /* v2; 0 for legacy */
+    char *command_id;     /* legacy; NULL for v2 */
+    argv_t argv;          /* argv[0] = program */
+    int64_t timeout_ms;
+    int timeout_s;
+    int64_t limit;        /* output cap for this job */
+    /* guarded by R.mu */
+    int64_t window;
+    int request;          /* REQ_* */
+    int waiting_room;
+    int done;
+    int efd;              /* eventfd: wakes the job thread */
+    pthread_t thr;
+} job;
+
+static struct {
+    pthread_mutex_t mu;
+    job *jobs;
+    int shutting_down;
+    agent_runner_opts o;
+    char *kubectl_path;
+    char **env;           /* environment for children (agent secrets removed) */
+} R = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void wake(job *j)
+{
+    uint64_t one = 1;
+    ssize_t r = write(j->efd, &one, sizeof(one));
+    (void)r;
+}
+
+/* ---- child environment ----------------------------------------------------- */
+
+static int env_secret(const char *kv)
+{
+    static const char *const hidden[] = {"AURORA_AGENT_TOKEN=", NULL};
+    for (int i = 0; hidden[i]; i++)
+        if (!strncmp(kv, hidden[i], strlen(hidden[i])))
+            return 1;
+    return 0;
+}
+
+static char **env_build(void)
+{
+    size_t n = 0;
+    for (char **e = environ; e && *e; e++)
+        n++;
+    char **env = calloc(n + 1, sizeof(char *));
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    for (char **e = environ; e && *e; e++) {
+        if (env_secret(*e))
+            continue;
+        env[k] = strdup(*e);
+        if (!env[k]) {
+            for (size_t i = 0; i < k; i++)
+                free(env[i]);
+            free(env);
+            return NULL;
+        }
+        k++;
+    }
+    env[k] = NULL;
+    return env;
+}
+
+static void env_free(char **env)
+{
+    if (!env)
+        return;
+    for (char **e = env; *e; e++)
+        free(*e);
+    free(env);
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+int agent_runner_init(const agent_runner_opts *o)
+{
+    pthread_mutex_lock(&R.mu);
+    R.o = *o;
+    R.kubectl_path = strdup(o->kubectl_path ? o->kubectl_path : "kubectl");
+    R.o.kubectl_path = R.kubectl_path;
+    R.env = env_build();
+    R.shutting_down = 0;
+    R.jobs = NULL;
+    int ok = R.kubectl_path && R.env;
+    pthread_mutex_unlock(&R.mu);
+    return ok ? 0 : -1;
+}
+
+static void job_free(job *j)
+{
+    argv_free(&j->argv);
+    free(j->command_id);
+    if (j->efd >= 0)
+        close(j->efd);
+    free(j);
+}
+
+void agent_runner_destroy(void)
+{
+    pthread_mutex_lock(&R.mu);
+    R.shutting_down = 1;
+    for (job *j = R.jobs; j; j = j->next) {
+        j->request = REQ_DROP;
+        wake(j);
+    }
+    job *list = R.jobs;
+    R.jobs = NULL;
+    pthread_mutex_unlock(&R.mu);
+    while (list) {
+        job *n = list->next;
+        pthread_join(list->thr, NULL);
+        job_free(list);
+        list = n;
+    }
+    pthread_mutex_lock(&R.mu);
+    env_free(R.env);
+    R.env = NULL;
+    free(R.kubectl_path);
+    R.kubectl_path = NULL;
+    pthread_mutex_unlock(&R.mu);
+}
+
+void agent_runner_reap(void)
+{
+    job *finished = NULL;
+    pthread_mutex_lock(&R.mu);
+    job **pp = &R.jobs;
+    while (*pp) {
+        job *j = *pp;
+        if (j->done) {
+            *pp = j->next;
+            j->next = finished;
+            finished = j;
+        } else {
+            pp = &j->next;
+        }
+    }
+    pthread_mutex_unlock(&R.mu);
+    while (finished) {
+        job *n = finished->next;
+        pthread_join(finished->thr, NULL);
+        job_free(finished);
+        finished = n;
+    }
+}
+
+int agent_runner_active(void)
+{
+    int n = 0;
+    pthread_mutex_lock(&R.mu);
+    for (job *j = R.jobs; j; j = j->next)
+        if (!j->done)
+            n++;
+    pthread_mutex_unlock(&R.mu);
+    return n;
+}
+
+void agent_runner_set_shutting_down(void)
+{
+    pthread_mutex_lock(&R.mu);
+    R.shutting_down = 1;
+    pthread_mutex_unlock(&R.mu);
+}
+
+static job *find_locked(uint64_t gen, uint32_t id)
+{
+    for (job *j = R.jobs; j; j = j->next)
+        if (!j->done && j->gen == gen && j->id == id && !j->command_id)
+            return j;
+    return NULL;
+}
+
+int agent_runner_credit(uint64_t gen, uint32_t id, int64_t bytes)
+{
+    int rc = -1;
+    pthread_mutex_lock(&R.mu);
+    job *j = find_locked(gen, id);
+    if (j) {
+        rc = 0;
+        if (bytes > 0) {
+            int was_empty = j->window <= 0;
+            if (j->window > INT64_MAX / 2 || bytes > INT64_MAX / 2)
+                j->window = INT64_MAX / 2;
+            else
+                j->window += bytes;
+            if (was_empty && j->window > 0)
+                wake(j);
+        }
+    }
+    pthread_mutex_unlock(&R.mu);
+    return rc;
+}
+
+int agent_runner_cancel(uint64_t gen, uint32_t id)
+{
+    int rc = -1;
+    pthread_mutex_lock(&R.mu);
+    job *j = find_locked(gen, id);
+    if (j) {
+        rc = 0;
+        if (j->request == REQ_NONE)
+            j->request = REQ_CANCEL;
+        wake(j);
+    }
+    pthread_mutex_unlock(&R.mu);
+    return rc;
+}
+
+void agent_runner_drop(uint64_t gen)
+{
+    pthread_mutex_lock(&R.mu);
+    for (job *j = R.jobs; j; j = j->next) {
+        if (j->gen == gen && !j->done) {
+            j->request = REQ_DROP;
+            wake(j);
+        }
+    }
+    pthread_mutex_unlock(&R.mu);
+}
+
+void agent_runner_cancel_all(void)
+{
+    pthread_mutex_lock(&R.mu);
+    for (job *j = R.jobs; j; j = j->next) {
+        if (!j->done && j->request == REQ_NONE) {
+            j->request = REQ_SHUTDOWN;
+            wake(j);
+        }
+    }
+    pthread_mutex_unlock(&R.mu);
+}
+
+void agent_runner_wake_room(void)
+{
+    pthread_mutex_lock(&R.mu);
+    for (job *j = R.jobs; j; j = j->next) {
+        if (j->waiting_room) {
+            j->waiting_room = 0;
+            wake(j);
+        }
+    }
+    pthread_mutex_unlock(&R.mu);
+}
+
+/* ---- the job thread -------------------------------------------------------- */
+
+typedef struct {
+    job *j;
+    pid_t pid;
+    int pidfd;
+    int fd[2];            /* stdout, stderr read ends; -1 when closed */
+    int exited, reaped;
+    int status;
+    int64_t sent;         /* payload bytes forwarded / kept */
+    int truncated;
+    buf_t cap[2];         /* legacy: collected stdout, stderr */
+    unsigned char scratch[PROTO_MAX_CHUNK];
+} run_state;
+
+static int spawn_child(run_state *st, char *err, size_t errlen)
+{
+    job *j = st->j;
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    int rc;
+
+    if (pipe2(outp, O_CLOEXEC) != 0 || pipe2(errp, O_CLOEXEC) != 0) {
+        rc = errno;
+        snprintf(err, errlen, "cannot create pipes: %s", strerror(rc));
+        goto fail_pipes;
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    sigdelset(&all, SIGKILL);
+    sigdelset(&all, SIGSTOP);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &all);
+    posix_spawnattr_setpgroup(&at, 0);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_SETSIGDEF);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+
+    rc = posix_spawnp(&st->pid, R.o.kubectl_path, &fa, &at, j->argv.v, R.env);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    close(outp[1]);
+    close(errp[1]);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot run %s: %s", R.o.kubectl_path, strerror(rc));
+        close(outp[0]);
+        close(errp[0]);
+        return -1;
+    }
+    st->fd[0] = outp[0];
+    st->fd[1] = errp[0];
+    fcntl(st->fd[0], F_SETFL, fcntl(st->fd[0], F_GETFL) | O_NONBLOCK);
+    fcntl(st->fd[1], F_SETFL, fcntl(st->fd[1], F_GETFL) | O_NONBLOCK);
+#ifdef SYS_pidfd_open
+    st->pidfd = (int)syscall(SYS_pidfd_open, st->pid, 0);
+#else
+    st->pidfd = -1;
+#endif
+    return 0;
+
+fail_pipes:
+    for (int i = 0; i < 2; i++) {
+        if (outp[i] >= 0)
+            close(outp[i]);
+        if (errp[i] >= 0)
+            close(errp[i]);
+    }
+    return -1;
+}
+
+/* Signals the child's process group, only while the leader is not reaped (so
+ * its pid, and with it the group id, cannot have been reused). */
+static void signal_group(run_state *st, int sig)
+{
+    if (st->reaped)
+        return;
+    if (kill(-st->pid, sig) != 0 && errno != ESRCH)
+        log_warn("exec: kill process group %d: %s", (int)st->pid, strerror(errno));
+}
+
+/* The leader has exited (still a zombie): kill anything left in its group,
+ * then reap it. */
+static void check_exit(run_state *st)
+{
+    if (st->exited)
+        return;
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)st->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0)
+        return;
+    st->exited = 1;
+    signal_group(st, SIGKILL);
+    int status = 0;
+    while (waitpid(st->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    st->status = status;
+    st->reaped = 1;
+}
+
+static void close_fd(run_state *st, int i)
+{
+    if (st->fd[i] >= 0) {
+        close(st->fd[i]);
+        st->fd[i] = -1;
+    }
+}
+
+/* One read from pipe i.  forward: within window/limit, else the bytes are dropped. */
+static void read_pipe(run_state *st, int i, int forward, int64_t window)
+{
+    job *j = st->j;
+    int64_t room_limit = j->limit - st->sent;
+    if (forward && room_limit <= 0)
+        forward = 0;
+    if (!forward) {
+        ssize_t r = read(st->fd[i], st->scratch, sizeof(st->scratch));
+        if (r > 0) {
+            st->truncated = 1;
+        } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+            close_fd(st, i);
+        }
+        return;
+    }
+    if (j->command_id) { /* legacy: collect */
+        size_t n = sizeof(st->scratch);
+        if ((int64_t)n > room_limit)
+            n = (size_t)room_limit;
+        ssize_t r = read(st->fd[i], st->scratch, n);
+        if (r > 0) {
+            if (buf_append(&st->cap[i], st->scratch, (size_t)r) != 0)
+                st->truncated = 1;
+            else
+                st->sent += r;
+        } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+            close_fd(st, i);
+        }
+        return;
+    }
+    int64_t n = PROTO_MAX_CHUNK;
+    if (n > window)
+        n = window;
+    if (n > room_limit)
+        n = room_limit;
+    agent_frame *f = agent_frame_new(1, PROTO_DATA_HDR + (size_t)n);
+    if (!f) {
+        log_error("exec id=%u: out of memory", j->id);
+        return;
+    }
+    unsigned char *d = agent_frame_data(f);
+    ssize_t r = read(st->fd[i], d + PROTO_DATA_HDR, (size_t)n);
+    if (r <= 0) {
+        agent_frame_free(f);
+        if (r == 0 || (errno != EAGAIN && errno != EINTR))
+            close_fd(st, i);
+        return;
+    }
+    proto_data_header(d, i == 0 ? PROTO_CHAN_STDOUT : PROTO_CHAN_STDERR, j->id);
+    f->len = PROTO_DATA_HDR + (size_t)r;
+    pthread_mutex_lock(&R.mu);
+    j->window -= r;
+    pthread_mutex_unlock(&R.mu);
+    st->sent += r;
+    agent_outq_push(f, j->gen, 0);
+}
+
+static const char *verb_of(const job *j)
+{
+    return j->argv.c > 1 ? j->argv.v[1] : "";
+}
+
+static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_err,
+                    int64_t duration)
+{
+    job *j = st->j;
+    int rc;
+    const char *code = NULL;
+    char msg[512];
+    msg[0] = '\0';
+
+    if (spawn_failed) {
+        rc = 127;
+        code = EC_SPAWN_FAILED;
+        snprintf(msg, sizeof(msg), "%s", spawn_err);
+    } else if (end == END_TIMEOUT) {
+        rc = 124;
+        code = EC_TIMEOUT;
+        snprintf(msg, sizeof(msg), "command timed out after %ds", j->timeout_s);
+    } else if (end == END_CANCEL) {
+        rc = 130;
+        code = EC_CANCELLED;
+        snprintf(msg, sizeof(msg), "command cancelled");
+    } else if (end == END_SHUTDOWN) {
+        rc = 130;
+        code = EC_CANCELLED;
+        snprintf(msg, sizeof(msg), "command cancelled: agent shutting down");
+    } else {
+        if (WIFEXITED(st->status))
+            rc = WEXITSTATUS(st->status);
+        else if (WIFSIGNALED(st->status))
+            rc = 128 + WTERMSIG(st->status);
+        else
+            rc = 1;
+        if (st->truncated) {
+            code = EC_OUTPUT_LIMIT;
+            snprintf(msg, sizeof(msg), "output exceeded %lld bytes and was truncated",
+                     (long long)j->limit);
+        }
+    }
+
+    if (end == END_DROP) {
+        log_info("exec id=%u dropped with its connection (return_code=%d)", j->id, rc);
+        return;
+    }
+    if (j->command_id) {
+        /* legacy: one command_response with the whole output */
+        const char *errtext = msg;
+        char *stderr_text = NULL;
+        if (!code || !strcmp(code, EC_OUTPUT_LIMIT)) {
+            size_t sl = 0;
+            stderr_text = utf8_sanitize(buf_head(&st->cap[1]), buf_pending(&st->cap[1]), &sl);
+            errtext = stderr_text ? stderr_text : "";
+        } else if (end == END_TIMEOUT) {
+            snprintf(msg, sizeof(msg), "Command timed out after %d seconds", j->timeout_s);
+        }
+        /* truncated output alone does not make a legacy command fail */
+        int success = (!code || !strcmp(code, EC_OUTPUT_LIMIT)) && rc == 0;
+        char *json = proto_enc_command_response(j->command_id, success, buf_head(&st->cap[0]),
+                                                buf_pending(&st->cap[0]), errtext, rc);
+        free(stderr_text);
+        if (!json || agent_outq_push_text(json, j->gen, 0) != 0)
+            log_warn("command %s: response not delivered (connection gone)", j->command_id);
+        free(json);
+        log_info("command %s ended return_code=%d%s%s bytes=%lld duration_ms=%lld",
+                 j->command_id, rc, code ? " error_code=" : "", code ? code : "",
+                 (long long)st->sent, (long long)duration);
+        return;
+    }
+    char *json = proto_enc_exec_end(j->id, rc, msg[0] ? msg : NULL, code, st->truncated,
+                                    duration, st->sent);
+    if (!json || agent_outq_push_text(json, j->gen, 0) != 0)
+        log_warn("exec id=%u: exec_end not delivered (connection gone)", j->id);
+    free(json);
+    log_info("exec id=%u ended return_code=%d%s%s truncated=%d bytes_out=%lld duration_ms=%lld",
+             j->id, rc, code ? " error_code=" : "", code ? code : "", st->truncated,
+             (long long)st->sent, (long long)duration);
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static void *job_main(void *arg)
+{
+    job *j = arg;
+    run_state *st = calloc(1, sizeof(*st));
+    int64_t t0 = now_ms();
+    char err[300];
+    int end = END_NONE;
+
+    if (!st) {
+        log_error("exec: out of memory");
+        goto finish_nostate;
+    }
+    st->j = j;
+    st->fd[0] = st->fd[1] = st->pidfd = -1;
+    buf_init(&st->cap[0]);
+    buf_init(&st->cap[1]);
+
+    if (spawn_child(st, err, sizeof(err)) != 0) {
+        log_warn("exec %s%u: %s", j->command_id ? "legacy " : "id=", j->id, err);
+        pthread_mutex_lock(&R.mu);
+        if (j->request == REQ_DROP)
+            end = END_DROP;
+        pthread_mutex_unlock(&R.mu);
+        deliver(st, end, 1, err, now_ms() - t0);
+        goto finish;
+    }
+    if (j->command_id)
+        log_info("command %s started pid=%d verb=%s timeout=%ds", j->command_id, (int)st->pid,
+                 verb_of(j), j->timeout_s);
+    else
+        log_info("exec id=%u started pid=%d verb=%s argc=%d timeout=%ds limit=%lld", j->id,
+                 (int)st->pid, verb_of(j), j->argv.c - 1, j->timeout_s, (long long)j->limit);
+
+    char label[160];
+    if (j->command_id)
+        snprintf(label, sizeof(label), "command %.120s", j->command_id);
+    else
+        snprintf(label, sizeof(label), "exec id=%u", j->id);
+    int64_t deadline = t0 + j->timeout_ms;
+    int64_t term_at = 0;
+    int killed = 0;
+    for (;;) {
+        int64_t now = now_ms();
+        pthread_mutex_lock(&R.mu);
+        int req = j->request;
+        int64_t window = j->window;
+        pthread_mutex_unlock(&R.mu);
+
+        if (end == END_NONE && req != REQ_NONE)
+            end = req == REQ_CANCEL ? END_CANCEL : req == REQ_SHUTDOWN ? END_SHUTDOWN : END_DROP;
+        else if (end != END_DROP && req == REQ_DROP)
+            end = END_DROP; /* connection gone: deliver nothing, whatever came first */
+        if (end == END_NONE && now >= deadline)
+            end = END_TIMEOUT;
+        if (end != END_NONE && !term_at) {
+            term_at = now;
+            if (!st->reaped)
+                log_info("%s: %s, terminating process group %d", label,
+                         end == END_TIMEOUT  ? "timed out"
+                         : end == END_DROP ? "connection lost"
+                                           : "cancelled",
+                         (int)st->pid);
+            signal_group(st, SIGTERM);
+        }
+        if (term_at && !killed && now >= term_at + KILL_GRACE_MS) {
+            signal_group(st, SIGKILL);
+            killed = 1;
+        }
+        if (!st->reaped)
+            check_exit(st);
+        if (st->reaped && st->fd[0] < 0 && st->fd[1] < 0)
+            break;
+        if (st->reaped && term_at && now >= term_at + KILL_GRACE_MS + ESCAPE_GRACE_MS)
+            break; /* a process outside the group holds the pipes */
+
+        /* May we read the pipes, and will the bytes be forwarded? */
+        int legacy = j->command_id != NULL;
+        int over = st->sent >= j->limit;
+        int forward = 0, readable = 0;
+        if (end == END_DROP || over) {
+            readable = 1; /* drain and drop */
+        } else if (legacy) {
+            readable = forward = 1;
+        } else if (window > 0) {
+            int room = agent_outq_has_room();
+            if (!room) {
+                pthread_mutex_lock(&R.mu);
+                j->waiting_room = 1;
+                pthread_mutex_unlock(&R.mu);
+                room = agent_outq_has_room();
+                if (room) {
+                    pthread_mutex_lock(&R.mu);
+                    j->waiting_room = 0;
+                    pthread_mutex_unlock(&R.mu);
+                }
+            }
+            readable = forward = room;
+        }
+        if (!readable && end != END_NONE && (killed || st->reaped))
+            readable = 1; /* ending and no window: drop the rest rather than wait */
+
+        struct pollfd pfd[4];
+        int np = 0, ip_efd, ip_pid = -1, ip_fd[2] = {-1, -1};
+        pfd[np].fd = j->efd;
+        pfd[np].events = POLLIN;
+        ip_efd = np++;
+        if (!st->exited && st->pidfd >= 0) {
+            pfd[np].fd = st->pidfd;
+            pfd[np].events = POLLIN;
+            ip_pid = np++;
+        }
+        if (readable) {
+            for (int i = 0; i < 2; i++) {
+                if (st->fd[i] >= 0) {
+                    pfd[np].fd = st->fd[i];
+                    pfd[np].events = POLLIN;
+                    ip_fd[i] = np++;
+                }
+            }
+        }
+        int64_t wait = -1;
+        if (end == END_NONE)
+            wait = deadline - now;
+        if (term_at && !killed)
+            wait = wait < 0 ? term_at + KILL_GRACE_MS - now
+                            : min64(wait, term_at + KILL_GRACE_MS - now);
+        if (term_at && st->reaped) {
+            int64_t w = term_at + KILL_GRACE_MS + ESCAPE_GRACE_MS - now;
+            wait = wait < 0 ? w : min64(wait, w);
+        }
+        if (!st->exited && st->pidfd < 0)
+            wait = wait < 0 ? NOPIDFD_POLL_MS : min64(wait, NOPIDFD_POLL_MS);
+        if (wait < 0 && wait != -1)
+            wait = 0;
+        if (wait > 60000)
+            wait = 60000;
+        int pr = poll(pfd, (nfds_t)np, (int)wait);
+        if (pr < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("exec: poll: %s", strerror(errno));
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (pfd[ip_efd].revents) {
+            uint64_t v;
+            ssize_t r = read(j->efd, &v, sizeof(v));
+            (void)r;
+        }
+        if (ip_pid >= 0 && pfd[ip_pid].revents)
+            check_exit(st);
+        for (int i = 0; i < 2; i++) {
+            if (ip_fd[i] >= 0 && st->fd[i] >= 0 && pfd[ip_fd[i]].revents) {
+                int64_t w = window;
+                if (forward && !legacy) {
+                    pthread_mutex_lock(&R.mu);
+                    w = j->window;
+                    pthread_mutex_unlock(&R.mu);
+                    if (w <= 0)
+                        continue;
+                }
+                read_pipe(st, i, forward && end != END_DROP, w);
+            }
+        }
+    }
+    if (!st->reaped) {
+        /* only reachable if the loop broke early: make sure nothing is left */
+        signal_group(st, SIGKILL);
+        while (waitpid(st->pid, &st->status, 0) < 0 && errno == EINTR)
+            ;
+        st->reaped = 1;
+    }
+    pthread_mutex_lock(&R.mu);
+    if (j->request == REQ_DROP)
+        end = END_DROP;
+    pthread_mutex_unlock(&R.mu);
+    deliver(st, end, 0, NULL, now_ms() - t0);
+
+finish:
+    close_fd(st, 0);
+    close_fd(st, 1);
+    if (st->pidfd >= 0)
+        close(st->pidfd);
+    buf_free(&st->cap[0]);
+    buf_free(&st->cap[1]);
+    free(st);
+finish_nostate:
+    pthread_mutex_lock(&R.mu);
+    j->done = 1;
+    pthread_mutex_unlock(&R.mu);
+    if (R.o.notify)
+        R.o.notify();
+    return NULL;
+}
+
+/* ---- starting jobs --------------------------------------------------------- */
+
+static agent_run_result start_job(uint64_t gen, uint32_t id, const char *command_id,
+                                  argv_t *argv, double timeout, int64_t max_output,
+                                  int64_t window)
+{
+    pthread_mutex_lock(&R.mu);
+    if (R.shutting_down) {
+        pthread_mutex_unlock(&R.mu);
+        return RUN_SHUTTING_DOWN;
+    }
+    int running = 0;
+    for (job *j = R.jobs; j; j = j->next) {
+        if (j->done || j->gen != gen)
+            continue;
+        running++;
+        if (!command_id && !j->command_id && j->id == id) {
+            pthread_mutex_unlock(&R.mu);
+            return RUN_DUPLICATE;
+        }
+    }
+    if (running >= R.o.max_concurrent) {
+        pthread_mutex_unlock(&R.mu);
+        return RUN_BUSY;
+    }
+    job *j = calloc(1, sizeof(*j));
+    if (!j)
+        goto fail;
+    j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (j->efd < 0) {
+        free(j);
+        j = NULL;
+        goto fail;
+    }
+    if (command_id && !(j->command_id = strdup(command_id)))
+        goto fail;
+    if (argv_prepend(argv, R.o.kubectl_path) != 0)
+        goto fail;
+    j->argv = *argv;
+    memset(argv, 0, sizeof(*argv));
+    j->gen = gen;
+    j->id = id;
+    int tmax = R.o.timeout_max;
+    if (!(timeout > 0) || timeout > tmax)
+        timeout = tmax;
+    j->timeout_ms = (int64_t)(timeout * 1000.0);
+    if (j->timeout_ms < 1)
+        j->timeout_ms = 1;
+    j->timeout_s = (int)(timeout + 0.5);
+    if (j->timeout_s < 1)
+        j->timeout_s = 1;
+    j->limit = R.o.max_output;
+    if (max_output > 0 && max_output < j->limit)
+        j->limit = max_output;
+    j->window = window;
+    if (pthread_create(&j->thr, NULL, job_main, j) != 0) {
+        /* give argv back so the caller still owns it */
+        *argv = j->argv;
+        memset(&j->argv, 0, sizeof(j->argv));
+        argv_strip_leading(argv, R.o.kubectl_path);
+        goto fail;
+    }
+    j->next = R.jobs;
+    R.jobs = j;
+    pthread_mutex_unlock(&R.mu);
+    return RUN_STARTED;
+fail:
+    pthread_mutex_unlock(&R.mu);
+    if (j)
+        job_free(j);
+    log_error("exec: cannot start job: %s", strerror(errno ? errno : ENOMEM));
+    return RUN_FAILED;
+}
+
+agent_run_result agent_runner_exec(uint64_t gen, uint32_t id, argv_t *argv, double timeout,
+                                   int64_t max_output, int64_t window)
+{
+    return start_job(gen, id, NULL, argv, timeout, max_output, window);
+}
+
+agent_run_result agent_runner_legacy(uint64_t gen, const char *command_id, argv_t *argv,
+                                     double timeout)
+{
+    return start_job(gen, 0, command_id, argv, timeout, 0, 0);
+}

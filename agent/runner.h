@@ -1,0 +1,64 @@
+/* runner.h — runs the commands the server sends, one supervising thread each.
+ *
+ * The program (AURORA_KUBECTL_PATH) is started with posix_spawnp — never a
+ * shell — in its own process group, stdin from /dev/null, stdout and stderr
+ * on separate pipes, every other descriptor closed.  The thread reads the
+ * pipes, honours the request's flow-control window and output cap, enforces
+ * the timeout (SIGTERM to the group, SIGKILL 2 s later), reaps the child and
+ * queues the output frames then exactly one exec_end (or, for the legacy
+ * dialect, one command_response) on the outgoing queue (outq.h).
+ *
+ * Every job belongs to a connection generation; when that connection drops
+ * its jobs are killed and their results discarded. */
+#ifndef AURORA_AGENT_RUNNER_H
+#define AURORA_AGENT_RUNNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "argv.h"
+
+typedef struct {
+    const char *kubectl_path;
+    int max_concurrent;
+    int timeout_max;        /* seconds */
+    int64_t max_output;     /* bytes */
+    void (*notify)(void);   /* any thread: a job finished (wake the event loop) */
+} agent_runner_opts;
+
+typedef enum {
+    RUN_STARTED = 0,
+    RUN_BUSY,          /* AGENT_BUSY */
+    RUN_SHUTTING_DOWN, /* AGENT_SHUTTING_DOWN */
+    RUN_DUPLICATE,     /* id already running on this connection */
+    RUN_FAILED,        /* could not start a thread */
+} agent_run_result;
+
+int agent_runner_init(const agent_runner_opts *o);
+/* Kills whatever still runs, joins every thread, frees everything. */
+void agent_runner_destroy(void);
+
+/* v2 exec.  On RUN_STARTED argv has been taken over (left empty).  timeout <= 0
+ * or above the maximum means the maximum; max_output <= 0 means the agent's cap. */
+agent_run_result agent_runner_exec(uint64_t gen, uint32_t id, argv_t *argv, double timeout,
+                                   int64_t max_output, int64_t window);
+/* Legacy kubectl_command: the output is collected and sent as one command_response. */
+agent_run_result agent_runner_legacy(uint64_t gen, const char *command_id, argv_t *argv,
+                                     double timeout);
+/* 0, or -1 if no such running request on this connection. */
+int agent_runner_credit(uint64_t gen, uint32_t id, int64_t bytes);
+int agent_runner_cancel(uint64_t gen, uint32_t id);
+/* The connection of generation gen is gone: kill its jobs, deliver nothing. */
+void agent_runner_drop(uint64_t gen);
+/* Shutdown grace over: cancel every job, each still sends its exec_end. */
+void agent_runner_cancel_all(void);
+/* From now on exec/legacy answer RUN_SHUTTING_DOWN. */
+void agent_runner_set_shutting_down(void);
+/* Jobs whose thread has not finished yet. */
+int agent_runner_active(void);
+/* Joins and frees finished jobs (call from the event loop). */
+void agent_runner_reap(void);
+/* outq callback: the outgoing queue has room again. */
+void agent_runner_wake_room(void);
+
+#endif

@@ -1,0 +1,682 @@
+/* tunnel.c — the agent's WebSocket client and protocol state machine. */
+#include "tunnel.h"
+
+#include <cjson/cJSON.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backoff.h"
+#include "buf.h"
+#include "log.h"
+#include "outq.h"
+#include "proto.h"
+#include "runner.h"
+
+#define STABLE_MS 10000      /* a connection up this long resets the backoff */
+#define TICK_MS 1000
+#define TICK_SHUTDOWN_MS 100
+#define CLOSE_WAIT_MS 5000   /* after sending our close frame */
+#define SHUTDOWN_SLACK_MS 10000 /* beyond the grace: cancelled jobs' exec_end must be out */
+#define RX_BUFFER 65536
+
+static struct {
+    const agent_config *cfg;
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    struct lws *wsi;
+    int connecting;          /* an attempt or a connection is live (wsi may be set) */
+    int established;         /* WebSocket handshake done */
+    int got_connected;       /* server's `connected` received */
+    int v2;
+    int64_t window;          /* initial per-request window */
+    uint64_t gen, gen_counter;
+    int64_t last_rx, next_hb, connected_at;
+    int close_code;
+    char close_reason[128];
+    agent_backoff bo;
+    lws_sorted_usec_list_t sul_connect, sul_tick;
+    buf_t rx;
+    int rx_binary, rx_skip;
+    int close_1009;          /* oversized message: close from WRITEABLE */
+
+    atomic_int stop_req;     /* signals seen */
+    int shutting;
+    int64_t shutdown_at;
+    int cancelled_all;
+    int closing;
+    int64_t closing_at;
+    int killing;
+    int done;
+} T;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void request_write(void)
+{
+    if (T.wsi && T.established)
+        lws_callback_on_writable(T.wsi);
+}
+
+static void send_control(char *json)
+{
+    if (!json) {
+        log_error("tunnel: out of memory encoding a message");
+        return;
+    }
+    agent_outq_push_text(json, T.gen, 1);
+    free(json);
+    request_write();
+}
+
+/* Drops the live connection from the event loop without waiting for it. */
+static void kill_connection(void)
+{
+    if (T.wsi && !T.killing) {
+        T.killing = 1;
+        lws_set_timeout(T.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+}
+
+/* ---- connect / disconnect -------------------------------------------------- */
+
+static void connect_now(lws_sorted_usec_list_t *sul);
+
+static void schedule_connect(int64_t delay_ms)
+{
+    lws_sul_schedule(T.ctx, 0, &T.sul_connect, connect_now, (lws_usec_t)delay_ms * 1000);
+}
+
+static void on_disconnect(const char *why)
+{
+    if (!T.connecting)
+        return;
+    int64_t now = now_ms();
+    int was_up = T.got_connected;
+    int64_t up_ms = T.connected_at ? now - T.connected_at : 0;
+
+    T.connecting = 0;
+    T.wsi = NULL;
+    T.established = 0;
+    T.got_connected = 0;
+    T.killing = 0;
+    T.closing = 0;
+    buf_reset(&T.rx);
+    agent_runner_drop(T.gen);
+    agent_outq_reset(0); /* nothing is accepted until the next connection */
+
+    if (T.shutting) {
+        log_info("tunnel: closed (%s)", why);
+        T.done = 1;
+        return;
+    }
+    int64_t delay;
+    if (T.close_code == PROTO_CLOSE_POLICY) {
+        delay = agent_backoff_cap_ms(&T.bo);
+        log_error("tunnel: server refused the agent token (1008 %s); retrying in %.1fs",
+                  T.close_reason[0] ? T.close_reason : "policy violation", delay / 1000.0);
+    } else {
+        if (was_up && up_ms >= STABLE_MS)
+            agent_backoff_reset(&T.bo);
+        delay = agent_backoff_next_ms(&T.bo);
+        if (T.close_code)
+            log_warn("tunnel: closed by server (%d%s%s); reconnecting in %.1fs", T.close_code,
+                     T.close_reason[0] ? " " : "", T.close_reason, delay / 1000.0);
+        else
+            log_warn("tunnel: %s; reconnecting in %.1fs", why, delay / 1000.0);
+    }
+    T.connected_at = 0;
+    T.close_code = 0;
+    T.close_reason[0] = '\0';
+    schedule_connect(delay);
+}
+
+static void connect_now(lws_sorted_usec_list_t *sul)
+{
+    (void)sul;
+    if (T.shutting || T.connecting)
+        return;
+    const agent_config *c = T.cfg;
+    char hosthdr[300];
+    int default_port = c->port == (c->secure ? 443 : 80);
+    if (default_port || strchr(c->host, ':'))
+        snprintf(hosthdr, sizeof(hosthdr), "%s", c->host);
+    else
+        snprintf(hosthdr, sizeof(hosthdr), "%s:%d", c->host, c->port);
+
+    T.gen = ++T.gen_counter;
+    agent_outq_reset(T.gen);
+    T.close_code = 0;
+    T.close_reason[0] = '\0';
+    T.established = T.got_connected = T.killing = T.closing = T.close_1009 = 0;
+    T.v2 = 0;
+    T.window = PROTO_DEFAULT_WINDOW;
+
+    struct lws_client_connect_info i;
+    memset(&i, 0, sizeof(i));
+    i.context = T.ctx;
+    i.vhost = T.vh;
+    i.address = c->host;
+    i.port = c->port;
+    i.path = c->path;
+    i.host = hosthdr;
+    i.origin = NULL;
+    i.protocol = PROTO_SUBPROTOCOL_V2;
+    i.local_protocol_name = PROTO_SUBPROTOCOL_V2;
+    i.alpn = "http/1.1";
+    i.pwsi = &T.wsi;
+    if (c->secure) {
+        i.ssl_connection = LCCSCF_USE_SSL;
+        if (c->tls_skip_verify)
+            i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+                                LCCSCF_ALLOW_INSECURE | LCCSCF_ALLOW_EXPIRED;
+    }
+    log_info("tunnel: connecting to %s://%s:%d%s", c->secure ? "wss" : "ws", c->host, c->port,
+             c->path);
+    T.connecting = 1;
+    T.last_rx = now_ms();
+    if (!lws_client_connect_via_info(&i))
+        on_disconnect("connection attempt failed");
+}
+
+/* ---- incoming messages ----------------------------------------------------- */
+
+static void reply_exec_end(uint32_t id, int rc, const char *error, const char *code)
+{
+    send_control(proto_enc_exec_end(id, rc, error, code, 0, 0, 0));
+}
+
+static void reply_legacy(const char *command_id, const char *error)
+{
+    char *json = proto_enc_command_response(command_id, 0, "", 0, error, 1);
+    if (json) {
+        agent_outq_push_text(json, T.gen, 0);
+        free(json);
+        request_write();
+    }
+}
+
+static void handle_exec(proto_msg *m)
+{
+    if (m->id == 0) {
+        log_warn("tunnel: exec without an id dropped");
+        return;
+    }
+    if (m->kind && strcmp(m->kind, "kubectl") != 0) { /* absent kind means kubectl */
+        char err[128];
+        snprintf(err, sizeof(err), "unsupported kind \"%.60s\"", m->kind ? m->kind : "");
+        log_warn("exec id=%u refused: %s", m->id, err);
+        reply_exec_end(m->id, 1, err, EC_BAD_REQUEST);
+        return;
+    }
+    agent_run_result r = agent_runner_exec(T.gen, m->id, &m->argv, m->timeout, m->max_output,
+                                           T.window);
+    switch (r) {
+    case RUN_STARTED:
+        break;
+    case RUN_BUSY: {
+        char err[96];
+        snprintf(err, sizeof(err), "agent busy: %d commands already running",
+                 T.cfg->max_concurrent);
+        log_warn("exec id=%u refused: %s", m->id, err);
+        reply_exec_end(m->id, 1, err, EC_BUSY);
+        break;
+    }
+    case RUN_SHUTTING_DOWN:
+        log_info("exec id=%u refused: agent shutting down", m->id);
+        reply_exec_end(m->id, 1, "agent shutting down", EC_SHUTTING_DOWN);
+        break;
+    case RUN_DUPLICATE:
+        log_warn("exec id=%u ignored: that id is already running", m->id);
+        break;
+    case RUN_FAILED:
+        reply_exec_end(m->id, 127, "agent could not start the command", EC_SPAWN_FAILED);
+        break;
+    }
+}
+
+static void handle_legacy(proto_msg *m)
+{
+    const char *cid = m->command_id ? m->command_id : "";
+    char err[256];
+    argv_t a;
+    memset(&a, 0, sizeof(a));
+    if (!m->command || argv_tokenize(m->command, &a, err, sizeof(err)) != 0) {
+        if (!m->command)
+            snprintf(err, sizeof(err), "missing command");
+        log_warn("command %s refused: %s", cid, err);
+        reply_legacy(cid, err);
+        return;
+    }
+    argv_strip_leading(&a, "kubectl");
+    agent_run_result r = agent_runner_legacy(T.gen, cid, &a, m->timeout);
+    if (r == RUN_BUSY) {
+        log_warn("command %s refused: agent busy", cid);
+        reply_legacy(cid, "agent busy: too many commands running");
+    } else if (r == RUN_SHUTTING_DOWN) {
+        reply_legacy(cid, "agent shutting down");
+    } else if (r != RUN_STARTED) {
+        reply_legacy(cid, "agent could not start the command");
+    }
+    argv_free(&a);
+}
+
+static void handle_connected(proto_msg *m, struct lws *wsi)
+{
+    if (T.got_connected) {
+        log_info("tunnel: repeated connected message ignored");
+        return;
+    }
+    T.got_connected = 1;
+    T.connected_at = now_ms();
+    if (m->protocol == 2)
+        T.v2 = 1;
+    if (m->window > 0)
+        T.window = m->window;
+    log_info("tunnel: connected as %s (%s), dialect %s, window %lld",
+             m->cluster_id ? m->cluster_id : T.cfg->cluster_id,
+             m->cluster_name ? m->cluster_name : "unnamed", T.v2 ? "v2" : "legacy",
+             (long long)T.window);
+    if (m->cluster_id && strcmp(m->cluster_id, T.cfg->cluster_id) != 0)
+        log_warn("tunnel: server calls this cluster %s, token says %s", m->cluster_id,
+                 T.cfg->cluster_id);
+    send_control(proto_enc_register(T.cfg->cluster_id, T.cfg->version, T.v2 ? 2 : 1,
+                                    T.cfg->max_concurrent));
+    T.next_hb = now_ms() + (int64_t)T.cfg->heartbeat_interval * 1000;
+    (void)wsi;
+}
+
+/* A malformed exec that still names a usable id gets BAD_REQUEST; anything
+ * else malformed is only logged (the decoder keeps nothing on failure, so the
+ * id is looked up here). */
+static void handle_malformed(const char *data, size_t len, const char *err)
+{
+    uint32_t id = 0;
+    cJSON *root = cJSON_ParseWithLength(data, len);
+    const cJSON *t = root ? cJSON_GetObjectItemCaseSensitive(root, "type") : NULL;
+    const cJSON *idj = root ? cJSON_GetObjectItemCaseSensitive(root, "id") : NULL;
+    if (cJSON_IsString(t) && t->valuestring && !strcmp(t->valuestring, "exec") &&
+        cJSON_IsNumber(idj) && idj->valuedouble >= 1 && idj->valuedouble <= 4294967295.0 &&
+        idj->valuedouble == (double)(uint32_t)idj->valuedouble)
+        id = (uint32_t)idj->valuedouble;
+    cJSON_Delete(root);
+    if (id) {
+        log_warn("exec id=%u malformed: %s", id, err);
+        reply_exec_end(id, 1, err, EC_BAD_REQUEST);
+        return;
+    }
+    log_warn("tunnel: malformed message dropped: %s", err);
+}
+
+static void handle_text(struct lws *wsi, const char *data, size_t len)
+{
+    proto_msg m;
+    char err[256];
+    memset(&m, 0, sizeof(m));
+    if (proto_decode(data, len, &m, err, sizeof(err)) != 0) {
+        handle_malformed(data, len, err);
+        return;
+    }
+    switch (m.type) {
+    case MSG_CONNECTED:
+        handle_connected(&m, wsi);
+        break;
+    case MSG_HEARTBEAT_ACK:
+        log_debug("tunnel: heartbeat_ack");
+        break;
+    case MSG_EXEC:
+        handle_exec(&m);
+        break;
+    case MSG_CANCEL:
+        if (agent_runner_cancel(T.gen, m.id) == 0)
+            log_info("exec id=%u: cancel requested", m.id);
+        else
+            log_info("tunnel: cancel for id %u that is not running (ignored)", m.id);
+        break;
+    case MSG_CREDIT:
+        if (agent_runner_credit(T.gen, m.id, m.bytes) != 0)
+            log_debug("tunnel: credit for id %u that is not running (ignored)", m.id);
+        break;
+    case MSG_KUBECTL_COMMAND:
+        handle_legacy(&m);
+        break;
+    default:
+        log_info("tunnel: ignoring message of type \"%.60s\"",
+                 m.type_name ? m.type_name : "?");
+        break;
+    }
+    proto_msg_free(&m);
+}
+
+/* ---- shutdown, timers ------------------------------------------------------ */
+
+static void tick(lws_sorted_usec_list_t *sul);
+
+static void begin_shutdown(void)
+{
+    T.shutting = 1;
+    T.shutdown_at = now_ms();
+    agent_runner_set_shutting_down();
+    lws_sul_cancel(&T.sul_connect);
+    int active = agent_runner_active();
+    log_info("shutdown requested; %d command%s running, grace %ds", active,
+             active == 1 ? "" : "s", T.cfg->shutdown_grace);
+    if (!T.connecting || !T.established) {
+        /* nothing can be delivered: stop now (jobs are dropped on close) */
+        if (T.wsi)
+            kill_connection();
+        else
+            T.connecting = 0;
+        T.done = 1;
+        return;
+    }
+    lws_sul_schedule(T.ctx, 0, &T.sul_tick, tick, (lws_usec_t)TICK_SHUTDOWN_MS * 1000);
+}
+
+static void shutdown_step(int64_t now)
+{
+    if (!T.wsi || !T.established) {
+        T.done = 1;
+        return;
+    }
+    int64_t grace_end = T.shutdown_at + (int64_t)T.cfg->shutdown_grace * 1000;
+    int active = agent_runner_active();
+    if (active > 0 && !T.cancelled_all && (now >= grace_end || atomic_load(&T.stop_req) > 1)) {
+        log_warn("%s, cancelling %d running command%s",
+                 now >= grace_end ? "shutdown grace over" : "second stop signal", active,
+                 active == 1 ? "" : "s");
+        agent_runner_cancel_all();
+        T.cancelled_all = 1;
+    }
+    if (active == 0 && agent_outq_empty() && !T.closing) {
+        log_info("all commands finished; closing the tunnel");
+        T.closing = 1;
+        T.closing_at = now;
+        request_write();
+    }
+    if ((T.closing && now >= T.closing_at + CLOSE_WAIT_MS) ||
+        now >= grace_end + SHUTDOWN_SLACK_MS) {
+        log_warn("tunnel did not close in time; dropping it");
+        kill_connection();
+    }
+}
+
+static void tick(lws_sorted_usec_list_t *sul)
+{
+    (void)sul;
+    int64_t now = now_ms();
+    agent_runner_reap();
+    if (T.wsi && T.established) {
+        int64_t silence = (int64_t)T.cfg->heartbeat_interval * 3 * 1000;
+        if (now - T.last_rx > silence && !T.killing) {
+            log_warn("tunnel: nothing heard from the server for %ds; reconnecting",
+                     T.cfg->heartbeat_interval * 3);
+            kill_connection();
+        } else if (T.got_connected && now >= T.next_hb) {
+            send_control(proto_enc_heartbeat(T.cfg->cluster_id));
+            log_debug("tunnel: heartbeat sent");
+            T.next_hb = now + (int64_t)T.cfg->heartbeat_interval * 1000;
+        }
+    }
+    if (T.shutting)
+        shutdown_step(now);
+    if (!T.done)
+        lws_sul_schedule(T.ctx, 0, &T.sul_tick, tick,
+                         (lws_usec_t)(T.shutting ? TICK_SHUTDOWN_MS : TICK_MS) * 1000);
+}
+
+/* Event-loop side of agent_tunnel_wake / request_stop. */
+static void on_wakeup(void)
+{
+    agent_runner_reap();
+    int stops = atomic_load(&T.stop_req);
+    if (stops > 0 && !T.shutting)
+        begin_shutdown();
+    else if (stops > 1 && T.shutting && !T.done)
+        shutdown_step(now_ms());
+    if (!agent_outq_empty())
+        request_write();
+}
+
+/* ---- the libwebsockets protocol callback ---------------------------------- */
+
+static int add_header(struct lws *wsi, const char *name, const char *value, unsigned char **p,
+                      unsigned char *end)
+{
+    return lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+                                       (const unsigned char *)value, (int)strlen(value), p, end);
+}
+
+static int on_writeable(struct lws *wsi)
+{
+    if (wsi != T.wsi)
+        return 0;
+    if (T.close_1009) {
+        static const char reason[] = "message too big";
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
+                         sizeof(reason) - 1);
+        return -1;
+    }
+    agent_frame *f = agent_outq_pop();
+    if (f) {
+        int n = lws_write(wsi, agent_frame_data(f), f->len,
+                          f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+        size_t flen = f->len;
+        agent_frame_free(f);
+        if (n < (int)flen) {
+            log_warn("tunnel: write failed");
+            return -1;
+        }
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (T.closing) {
+        static const char reason[] = "agent shutting down";
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)reason,
+                         sizeof(reason) - 1);
+        return -1;
+    }
+    return 0;
+}
+
+static int on_receive(struct lws *wsi, const void *in, size_t len)
+{
+    T.last_rx = now_ms();
+    if (lws_is_first_fragment(wsi)) {
+        buf_reset(&T.rx);
+        T.rx_binary = lws_frame_is_binary(wsi);
+        T.rx_skip = 0;
+    }
+    if (!T.rx_binary && !T.rx_skip) {
+        if (buf_pending(&T.rx) + len > PROTO_MAX_CONTROL) {
+            /* Closing from inside RECEIVE (returning -1) crashes lws 4.1's
+             * client parser mid-message, so drop the rest of the message and
+             * close from the next WRITEABLE instead. */
+            log_warn("tunnel: message larger than %d bytes; closing with 1009",
+                     PROTO_MAX_CONTROL);
+            buf_reset(&T.rx);
+            T.rx_skip = 1;
+            T.close_1009 = 1;
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+        if (buf_append(&T.rx, in, len) != 0) {
+            log_error("tunnel: out of memory receiving a message; dropped");
+            buf_reset(&T.rx);
+            T.rx_skip = 1;
+        }
+    }
+    if (!lws_is_final_fragment(wsi))
+        return 0;
+    if (T.rx_binary)
+        log_info("tunnel: binary frame from the server ignored");
+    else if (!T.rx_skip)
+        handle_text(wsi, buf_head(&T.rx), buf_pending(&T.rx));
+    buf_reset(&T.rx);
+    return 0;
+}
+
+static int tunnel_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+        unsigned char **p = (unsigned char **)in, *end = (*p) + len;
+        char auth[600];
+        snprintf(auth, sizeof(auth), "Bearer %s", T.cfg->token);
+        int bad = add_header(wsi, "authorization:", auth, p, end) ||
+                  add_header(wsi, "x-cluster-id:", T.cfg->cluster_id, p, end);
+        memset(auth, 0, sizeof(auth));
+        if (bad) {
+            log_error("tunnel: handshake headers do not fit");
+            return -1;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH: {
+        /* the response headers are still available here (not at ESTABLISHED) */
+        char proto[64] = "";
+        if (lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL) > 0 &&
+            !strcmp(proto, PROTO_SUBPROTOCOL_V2))
+            T.v2 = 1;
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_ESTABLISHED: {
+        if (wsi != T.wsi && T.wsi)
+            return 0;
+        T.wsi = wsi;
+        T.established = 1;
+        T.last_rx = now_ms();
+        log_info("tunnel: WebSocket established (%s); waiting for connected",
+                 T.v2 ? PROTO_SUBPROTOCOL_V2 : "no subprotocol: legacy");
+        if (!agent_outq_empty())
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        if (wsi != T.wsi)
+            return 0;
+        return on_receive(wsi, in, len);
+    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+        T.last_rx = now_ms();
+        return 0;
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        return on_writeable(wsi);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+        const unsigned char *b = in;
+        if (wsi == T.wsi && len >= 2) {
+            T.close_code = (b[0] << 8) | b[1];
+            size_t rl = len - 2, k = 0;
+            for (size_t x = 0; x < rl && k + 1 < sizeof(T.close_reason); x++) {
+                unsigned char ch = b[2 + x];
+                T.close_reason[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+            }
+            T.close_reason[k] = '\0';
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+        char why[200];
+        snprintf(why, sizeof(why), "connection failed: %.160s",
+                 in ? (const char *)in : "unknown error");
+        on_disconnect(why);
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        on_disconnect("connection closed");
+        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        on_wakeup();
+        return 0;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static const struct lws_protocols tunnel_protocols[] = {
+    {PROTO_SUBPROTOCOL_V2, tunnel_cb, 0, RX_BUFFER, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* ---- public ---------------------------------------------------------------- */
+
+int agent_tunnel_start(struct lws_context *ctx, const agent_config *cfg)
+{
+    T.cfg = cfg;
+    T.ctx = ctx;
+    buf_init(&T.rx);
+    agent_backoff_init(&T.bo, cfg->reconnect_max);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.vhost_name = "tunnel";
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = tunnel_protocols;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    if (cfg->ca_file)
+        info.client_ssl_ca_filepath = cfg->ca_file;
+    T.vh = lws_create_vhost(ctx, &info);
+    if (!T.vh) {
+        log_error("tunnel: cannot create the client vhost (TLS setup failed?)");
+        return -1;
+    }
+    if (cfg->secure && cfg->tls_skip_verify)
+        log_warn("tunnel: AURORA_TLS_INSECURE_SKIP_VERIFY=true: the server certificate is NOT "
+                 "verified; anyone on the path can impersonate the server and run commands "
+                 "in this cluster");
+    if (!cfg->secure)
+        log_warn("tunnel: plain ws:// (AURORA_ALLOW_INSECURE_WS=true): the token and all "
+                 "traffic travel unencrypted");
+    schedule_connect(0);
+    lws_sul_schedule(ctx, 0, &T.sul_tick, tick, (lws_usec_t)TICK_MS * 1000);
+    return 0;
+}
+
+void agent_tunnel_request_stop(void)
+{
+    atomic_fetch_add(&T.stop_req, 1);
+    if (T.ctx)
+        lws_cancel_service(T.ctx);
+}
+
+void agent_tunnel_wake(void)
+{
+    if (T.ctx)
+        lws_cancel_service(T.ctx);
+}
+
+int agent_tunnel_done(void)
+{
+    return T.done;
+}
+
+int agent_tunnel_ready(void)
+{
+    return T.wsi && T.established && T.got_connected && !T.shutting;
+}
+
+void agent_tunnel_teardown(void)
+{
+    T.shutting = 1;
+    T.done = 1;
+    if (T.ctx) {
+        lws_sul_cancel(&T.sul_connect);
+        lws_sul_cancel(&T.sul_tick);
+    }
+}
+
+void agent_tunnel_free(void)
+{
+    buf_free(&T.rx);
+    T.ctx = NULL;
+    T.vh = NULL;
+    T.wsi = NULL;
+}
