@@ -46,6 +46,7 @@ typedef struct job {
     int request;          /* REQ_* */
     int waiting_room;
     int done;
+    int slot_free; /* child reaped: no longer counts against max_concurrent */
     int efd;              /* eventfd: wakes the job thread */
     pthread_t thr;
 } job;
@@ -476,6 +477,12 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
     char msg[512];
     msg[0] = '\0';
 
+    /* The child is gone: free the concurrency slot before exec_end goes out,
+     * or the server's next command (sent on exec_end) could find us busy. */
+    pthread_mutex_lock(&R.mu);
+    j->slot_free = 1;
+    pthread_mutex_unlock(&R.mu);
+
     if (spawn_failed) {
         rc = 127;
         code = EC_SPAWN_FAILED;
@@ -760,7 +767,8 @@ static agent_run_result start_job(uint64_t gen, uint32_t id, const char *command
     for (job *j = R.jobs; j; j = j->next) {
         if (j->done || j->gen != gen)
             continue;
-        running++;
+        if (!j->slot_free)
+            running++;
         if (!command_id && !j->command_id && j->id == id) {
             pthread_mutex_unlock(&R.mu);
             return RUN_DUPLICATE;

@@ -56,6 +56,18 @@ static int parse_exec_body(worker_ctx *w, const cJSON *body, exec_spec *e, http_
             http_resp_error(resp, 400, "BAD_REQUEST", "%s: %s", command_key, err);
             return -1;
         }
+        /* Kept verbatim (minus a leading "kubectl") for legacy agents. */
+        const char *c = cmd->valuestring;
+        while (*c == ' ' || *c == '\t')
+            c++;
+        if (!strncmp(c, "kubectl", 7) && (c[7] == ' ' || c[7] == '\t' || !c[7]))
+            for (c += 7; *c == ' ' || *c == '\t'; c++)
+                ;
+        e->command = strdup(c);
+        if (!e->command) {
+            http_resp_error(resp, 500, "INTERNAL", "out of memory");
+            return -1;
+        }
     } else {
         http_resp_error(resp, 400, "BAD_REQUEST", "args (array) or %s (string) is required",
                         command_key);

@@ -37,6 +37,7 @@ void exec_spec_free(exec_spec *e)
     if (!e)
         return;
     argv_free(&e->argv);
+    free(e->command);
     free(e);
 }
 
@@ -342,7 +343,8 @@ int exec_start(http_txn *t, exec_spec *e)
     x->spec = e;
     x->started_ms = now_ms();
     tunnel_exec_params p = { .org_id = e->org_id, .cluster_id = e->cluster_id, .kind = e->kind,
-                             .argv = &e->argv, .timeout = e->timeout, .max_output = e->max_output };
+                             .argv = &e->argv, .legacy_command = e->command,
+                             .timeout = e->timeout, .max_output = e->max_output };
     char err[256];
     /* Attach before sending so every callback finds the txn wired up. */
     if (e->stream)

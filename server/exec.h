@@ -16,6 +16,8 @@ typedef struct exec_spec {
     char cluster_id[STORE_CLUSTER_ID_LEN];
     char kind[16];   /* "kubectl" */
     argv_t argv;     /* without the program name */
+    char *command;   /* the caller's command string (without "kubectl"), if given:
+                        legacy agents receive it verbatim */
     double timeout;  /* seconds */
     int64_t max_output;
     int stream;      /* text/event-stream */

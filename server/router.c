@@ -138,6 +138,10 @@ void router_dispatch(worker_ctx *w, http_request *req, http_response *resp)
         auth_authenticate(w, req, found->auth == ROUTE_AUTH_INTERNAL, resp) < 0)
         return;
     found->handler(w, req, resp);
-    log_info("%s %s -> %d (%s)", http_method_name(req->method), found->pattern,
-             resp->exec ? 0 : resp->status, req->auth.org_id[0] ? req->auth.org_id : "-");
+    if (resp->exec)
+        log_info("%s %s -> exec (%s)", http_method_name(req->method), found->pattern,
+                 req->auth.org_id[0] ? req->auth.org_id : "-");
+    else
+        log_info("%s %s -> %d (%s)", http_method_name(req->method), found->pattern, resp->status,
+                 req->auth.org_id[0] ? req->auth.org_id : "-");
 }

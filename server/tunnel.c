@@ -238,6 +238,31 @@ static tunnel_req *find_req_legacy(tunnel_session *s, const char *cid)
     return NULL;
 }
 
+/* argv as one string for a legacy agent.  Deployed agents split on
+ * whitespace (some honour quotes), so only arguments that need it are quoted:
+ * a plain path with '?' or '&' must reach kubectl unchanged. */
+static char *legacy_join(const argv_t *a)
+{
+    buf_t b = BUF_INIT;
+    for (int i = 0; i < a->c; i++) {
+        const char *v = a->v[i];
+        if (i)
+            buf_append(&b, " ", 1);
+        if (*v && !strpbrk(v, " \t\n\r'\"\\")) {
+            buf_append_str(&b, v);
+            continue;
+        }
+        buf_append(&b, "'", 1);
+        for (; *v; v++)
+            if (*v == '\'')
+                buf_append_str(&b, "'\\''");
+            else
+                buf_append(&b, v, 1);
+        buf_append(&b, "'", 1);
+    }
+    return buf_detach(&b, NULL);
+}
+
 tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, void *ctx,
                         char *err, size_t errlen)
 {
@@ -272,7 +297,7 @@ tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, vo
          * into exactly this argv. */
         snprintf(r->legacy_id, sizeof(r->legacy_id), "cmd-%llu",
                  (unsigned long long)++T.legacy_seq);
-        char *cmd = argv_display(p->argv);
+        char *cmd = p->legacy_command ? strdup(p->legacy_command) : legacy_join(p->argv);
         msg = cmd ? proto_enc_kubectl_command(r->legacy_id, cmd, p->timeout) : NULL;
         free(cmd);
     }

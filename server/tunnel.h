@@ -37,6 +37,7 @@ typedef struct {
     const char *cluster_id;
     const char *kind; /* "kubectl" */
     const argv_t *argv;
+    const char *legacy_command; /* sent verbatim to legacy agents when not NULL */
     double timeout;   /* seconds the command may run */
     int64_t max_output;
 } tunnel_exec_params;

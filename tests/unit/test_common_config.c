@@ -437,7 +437,7 @@ static void test_int_validation(void **state)
     unset_basic();
     config_t c;
     char err[256];
-    const char *bad[] = { "abc", "12abc", "1.5", "", "0x10", "99999999999999999999", "5 ", "-" };
+    const char *bad[] = { "abc", "12abc", "1.5", "0x10", "99999999999999999999", "5 ", "-" };
     for (size_t i = 0; i < N(bad); i++) {
         setenv("AURORA_UT_CFG_PORT", bad[i], 1);
         memset(err, 0, sizeof(err));
@@ -446,6 +446,12 @@ static void test_int_validation(void **state)
         assert_non_null(strstr(err, "integer"));
         assert_null(c.values);
     }
+    /* Set but empty (as a Helm template renders an unset value) means "use the default". */
+    setenv("AURORA_UT_CFG_PORT", "", 1);
+    assert_int_equal(config_load(&c, basic_defs, N(basic_defs), NULL, err, sizeof(err)), 0);
+    assert_int_equal(config_int(&c, "AURORA_UT_CFG_PORT"), 5080);
+    assert_string_equal(c.source[0], "default");
+    config_free(&c);
     unsetenv("AURORA_UT_CFG_PORT");
     /* From the file too. */
     memset(err, 0, sizeof(err));
@@ -489,7 +495,7 @@ static void test_bool_parsing(void **state)
         assert_int_equal(config_bool(&c, "AURORA_UT_CFG_TLS"), 0);
         config_free(&c);
     }
-    const char *bad[] = { "maybe", "", "2", "tru", "yes please", "-1" };
+    const char *bad[] = { "maybe", "2", "tru", "yes please", "-1" };
     for (size_t i = 0; i < N(bad); i++) {
         setenv("AURORA_UT_CFG_TLS", bad[i], 1);
         memset(err, 0, sizeof(err));
@@ -497,6 +503,9 @@ static void test_bool_parsing(void **state)
         assert_non_null(strstr(err, "AURORA_UT_CFG_TLS"));
         assert_non_null(strstr(err, "boolean"));
     }
+    setenv("AURORA_UT_CFG_TLS", "", 1);
+    assert_int_equal(config_load(&c, basic_defs, N(basic_defs), NULL, err, sizeof(err)), 0);
+    config_free(&c);
     unsetenv("AURORA_UT_CFG_TLS");
     /* YAML booleans in the file. */
     assert_int_equal(load_text(&c, basic_defs, N(basic_defs), "server: {tls: false}\n", err,

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Legacy-dialect tests: tests/fixtures/legacy_agent.js (the deployed Python agent's
+message set, written with the independent `ws` client, no subprotocol) must be
+served by the new server: connected → register → heartbeat/heartbeat_ack →
+kubectl_command/command_response round trips → revoke closes with 1008
+"Token revoked"."""
+
+import re
+import time
+
+from harness import (check, contains, eq, main, rand_tag, suite_world, test,
+                     wait_until)
+
+STATE = {}
+
+
+def legacy():
+    """The suite server plus one connected legacy agent (owned by the suite)."""
+    w = suite_world()
+    if "agent" not in STATE:
+        tok = w.create_token("it-legacy")
+        a = w.legacy_agent(tok["token"], ["--heartbeat", "1", "--agent-version", "legacy-python-1.0.0"],
+                           name="legacy-shared", owner=w.t)
+        a.wait_event("connected", 10)
+        w.wait_connection(tok["cluster_id"])
+        STATE.update(tok=tok, agent=a)
+    return w, STATE["tok"], STATE["agent"]
+
+
+@test
+def legacy_connects_without_subprotocol(t):
+    w, tok, a = legacy()
+    up = a.wait_event("upgrade", 5)
+    eq(up.get("status"), 101, "upgrade status")
+    eq(up.get("protocol"), None, "no subprotocol is selected for a legacy agent")
+    c = a.wait_event("connected", 5)
+    eq(c.get("cluster_id"), tok["cluster_id"], "connected.cluster_id")
+    eq(c.get("cluster_name"), "it-legacy", "connected.cluster_name")
+    check(c.get("protocol") in (None, 1), "a legacy agent must not be told protocol 2", c)
+    conn = w.wait_connection(tok["cluster_id"])
+    eq(conn.get("agent_version"), "legacy-python-1.0.0", "agent_version from register")
+    check(conn.get("protocol") in (1, "1", "legacy", "v1"), "protocol of a legacy connection", conn)
+
+
+@test
+def legacy_heartbeat_ack(t):
+    w, tok, a = legacy()
+    n0 = sum(1 for e in list(a.events) if e.get("event") == "heartbeat_ack")
+    a.op(op="heartbeat")
+    wait_until(lambda: sum(1 for e in list(a.events) if e.get("event") == "heartbeat_ack") > n0,
+               3.0, 0.05, "heartbeat_ack")
+    c = w.connection(tok["cluster_id"])
+    eq(c.get("status"), "active", "status after heartbeats")
+    check(c.get("last_heartbeat"), "last_heartbeat must be set after heartbeats", c)
+
+
+@test
+def legacy_exec_command_string(t):
+    w, tok, a = legacy()
+    r = w.kubectl(tok["cluster_id"], command="get pods -n default")
+    eq(r.status, 200, "status (%r)" % r)
+    eq(r.get("return_code"), 0, "return_code (error: %s)" % r.get("error"))
+    eq(r.get("success"), True, "success")
+    check(re.match(r"^NAME\s+READY\s+STATUS", r.get("output") or ""), "table header", r)
+    contains(r.get("output"), "nginx-7c5ddbdf54-x8f2k", "output")
+    # the server sent the legacy kubectl_command message, with the arguments as one string
+    ev = a.wait_event(lambda e: e.get("event") == "command" and e.get("command") == "get pods -n default",
+                      3, "kubectl_command 'get pods -n default'")
+    check(ev.get("command_id"), "command_id must be set", ev)
+    check(isinstance(ev.get("timeout"), (int, float)) and ev["timeout"] > 0, "timeout must be positive", ev)
+
+
+@test
+def legacy_exec_internal_and_failure(t):
+    w, tok, a = legacy()
+    r = w.internal({"user_id": w.user_id, "cluster_id": tok["cluster_id"],
+                    "command": "get pods -n prod", "timeout": 30})
+    eq(r.status, 200, "internal execute (%r)" % r)
+    contains(r.get("output"), "api-5d9f8b7c6-m7n8p", "output")
+    r = w.kubectl(tok["cluster_id"], command="get --raw /fixture/status/503")
+    eq(r.status, 200, "failing command status (%r)" % r)
+    eq(r.get("return_code"), 1, "return_code of a failing command")
+    eq(r.get("success"), False, "success")
+    contains(r.get("error"), "fixture error 503", "error")
+
+
+@test
+def legacy_exec_command_string_verbatim(t):
+    """A `command` that a whitespace split handles must reach the old agent unchanged."""
+    w, tok, a = legacy()
+    text = "legacy-" + rand_tag(5)
+    cmd = "get --raw /fixture/echo?text=%s" % text
+    r = w.kubectl(tok["cluster_id"], command=cmd)
+    eq(r.status, 200, "status (%r)" % r)
+    ev = a.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""), 3,
+                      "kubectl_command carrying the text")
+    eq(ev.get("command"), cmd, "kubectl_command.command as sent to the legacy agent")
+    eq(r.get("output"), text, "output")
+
+
+@test
+def legacy_exec_args_as_one_string(t):
+    """args → the legacy one-string form: an argument without whitespace or quotes must
+    not be shell-quoted, or an agent that splits on whitespace runs kubectl with the
+    quote characters inside its arguments."""
+    w, tok, a = legacy()
+    text = "legacy-" + rand_tag(5)
+    r = w.kubectl(tok["cluster_id"], args=["get", "--raw", "/fixture/echo?text=%s" % text])
+    eq(r.status, 200, "status (%r)" % r)
+    ev = a.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""), 3,
+                      "kubectl_command carrying the args as one string")
+    eq(ev.get("command"), "get --raw /fixture/echo?text=%s" % text,
+       "kubectl_command.command built from args")
+    eq(r.get("output"), text, "output")
+
+
+@test(timeout=60)
+def legacy_concurrent_commands(t):
+    from concurrent.futures import ThreadPoolExecutor
+    w, tok, a = legacy()
+    texts = ["l%02d-%s" % (i, rand_tag(4)) for i in range(10)]
+    with ThreadPoolExecutor(10) as ex:
+        rs = list(ex.map(lambda x: w.kubectl(tok["cluster_id"],
+                                             command="get --raw /fixture/echo/%s" % x), texts))
+    bad = [(x, r) for x, r in zip(texts, rs) if r.status != 200 or r.get("output") != x]
+    check(not bad, "%d of 10 concurrent legacy commands got the wrong answer" % len(bad), *bad[:3])
+
+
+@test(timeout=60)
+def legacy_revoke_closes_1008(t):
+    w = suite_world()
+    tok = w.create_token("it-legacy-revoke")
+    a = w.legacy_agent(tok["token"], ["--heartbeat", "1"])
+    a.wait_event("connected", 10)
+    w.wait_connection(tok["cluster_id"])
+    r = w.kubectl(tok["cluster_id"], command="get --raw /fixture/echo/pre")
+    eq(r.get("output"), "pre", "output before revoke (%r)" % r)
+    t0 = time.monotonic()
+    r = w.revoke_token(tok["token_id"])
+    eq(r.status, 200, "revoke status (%r)" % r)
+    eq(r.get("disconnected"), 1, "disconnected")
+    c = a.wait_close(2.0)
+    eq(c.get("code"), 1008, "close code")
+    eq(c.get("reason"), "Token revoked", "close reason")
+    t.note("closed %.2fs after revoke" % (time.monotonic() - t0))
+    r = w.kubectl(tok["cluster_id"], args=["version", "--client"])
+    eq(r.status, 503, "exec after revoke (%r)" % r)
+    eq(r.error_code, "AGENT_NOT_CONNECTED", "error_code")
+    # reconnecting with the revoked token is refused with the same reason
+    b = w.legacy_agent(tok["token"])
+    c = b.wait_close(10)
+    eq((c.get("code"), c.get("reason")), (1008, "Token revoked"), "close on reconnect")
+    check(not b.has_event("connected"), "a revoked token must not get `connected`")
+
+
+@test(timeout=60)
+def legacy_agent_dropping_mid_command(t):
+    """The agent's connection goes away while a command runs → 502 AGENT_DISCONNECTED."""
+    w = suite_world()
+    tok = w.create_token("it-legacy-drop")
+    a = w.legacy_agent(tok["token"])
+    a.wait_event("connected", 10)
+    w.wait_connection(tok["cluster_id"])
+    import threading
+    box = {}
+    th = threading.Thread(target=lambda: box.update(r=w.kubectl(
+        tok["cluster_id"], command="get --raw /fixture/sleep/20/" + rand_tag(4), timeout=30)))
+    th.start()
+    a.wait_event("command", 5)
+    a.op(op="close", code=1001)
+    th.join(15)
+    check(not th.is_alive(), "the API call must end when the agent disconnects")
+    r = box["r"]
+    eq(r.status, 502, "status (%r)" % r)
+    eq(r.error_code, "AGENT_DISCONNECTED", "error_code")
+
+
+@test(timeout=90)
+def legacy_agent_never_answers(t):
+    """An agent that takes the command and never answers → 504 TIMEOUT, and the
+    connection stays usable for the server's other work."""
+    w = suite_world()
+    tok = w.create_token("it-legacy-hung")
+    a = w.legacy_agent(tok["token"], ["--ignore-commands"])
+    a.wait_event("connected", 10)
+    w.wait_connection(tok["cluster_id"])
+    t0 = time.monotonic()
+    r = w.kubectl(tok["cluster_id"], command="get pods -n default", timeout=2, http_timeout=60)
+    elapsed = time.monotonic() - t0
+    a.wait_event("ignored", 1, "the command to have reached the agent")
+    eq(r.status, 504, "status (%r)" % r)
+    eq(r.error_code, "TIMEOUT", "error_code")
+    check(elapsed < 40, "the server must give up soon after the command's timeout (took %.1fs)" % elapsed)
+    t.note("504 after %.1fs for a 2 s timeout" % elapsed)
+    eq(w.get("/health", auth=False).status, 200, "health afterwards")
+
+
+if __name__ == "__main__":
+    main()
