@@ -29,9 +29,11 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
                            void *in, size_t len);
 
 static struct lws_protocols g_protocols[] = {
-    /* Index 0 serves HTTP and agents that ask for no subprotocol (legacy). */
-    { "http", server_callback, sizeof(struct pss), 65536, 0, NULL, 0 },
-    { PROTO_SUBPROTOCOL_V2, server_callback, sizeof(struct pss), 65536, 0, NULL, 0 },
+    /* Index 0 serves HTTP and agents that ask for no subprotocol (legacy).
+     * rx_buffer_size is paid by every idle agent: 16 KiB, and tunnel.c
+     * reassembles larger messages from the pieces. */
+    { "http", server_callback, sizeof(struct pss), 16384, 0, NULL, 0 },
+    { PROTO_SUBPROTOCOL_V2, server_callback, sizeof(struct pss), 16384, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 

@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""tunnel_bench.py — latency/throughput of commands run through the tunnel vs
+the same program run directly by this client (Python 3.11 stdlib only).
+
+Tunnel mode: POST {base}/api/clusters/{cluster}/kubectl {"args":["bench","<i>"]}
+with an API key, over one kept-alive HTTPS connection per client thread; the
+agent runs AURORA_KUBECTL_PATH (=/bin/echo) with those args, so the expected
+output is exactly "bench <i>\\n".
+Direct mode: the same program, same args, run with subprocess by the same kind
+of client thread.
+
+Every result is checked (success, return_code 0, not truncated, exact output);
+each mismatch is an error and is printed.  Exit status 1 if any error.
+"""
+
+import argparse
+import http.client
+import json
+import math
+import os
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+
+def pct(sorted_ms, p):
+    """Nearest-rank percentile of a sorted list."""
+    if not sorted_ms:
+        return float("nan")
+    k = max(1, math.ceil(p / 100.0 * len(sorted_ms)))
+    return sorted_ms[k - 1]
+
+
+class Run:
+    def __init__(self, mode, conc, count):
+        self.mode, self.conc, self.count = mode, conc, count
+        self.lat_ms = []
+        self.errors = []  # (i, description)
+        self.lock = threading.Lock()
+        self.next_i = 0
+        self.wall = 0.0
+
+    def take(self):
+        with self.lock:
+            if self.next_i >= self.count:
+                return None
+            i = self.next_i
+            self.next_i += 1
+            return i
+
+    def ok(self, ms):
+        with self.lock:
+            self.lat_ms.append(ms)
+
+    def err(self, i, what):
+        with self.lock:
+            self.errors.append((i, what))
+
+
+def tunnel_worker(args, run, ctx, tag):
+    host, port = args.host, args.port
+    conn = None
+    path = f"/api/clusters/{args.cluster}/kubectl"
+    headers = {"Authorization": f"Bearer {args.key}", "Content-Type": "application/json"}
+    while True:
+        i = run.take()
+        if i is None:
+            break
+        word = f"{tag}{i}"
+        body = json.dumps({"args": ["bench", word]})
+        expect = f"bench {word}\n"
+        t0 = time.perf_counter()
+        try:
+            if conn is None:
+                conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=30)
+            conn.request("POST", path, body=body, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+            ms = (time.perf_counter() - t0) * 1000.0
+            if resp.getheader("connection", "").lower() == "close":
+                conn.close()
+                conn = None
+        except Exception as e:  # noqa: BLE001 — every failure is reported
+            run.err(i, f"transport: {type(e).__name__}: {e}")
+            if conn is not None:
+                conn.close()
+            conn = None
+            continue
+        if resp.status != 200:
+            run.err(i, f"HTTP {resp.status}: {raw[:300]!r}")
+            continue
+        try:
+            r = json.loads(raw)
+        except ValueError:
+            run.err(i, f"non-JSON body: {raw[:300]!r}")
+            continue
+        problems = []
+        if r.get("success") is not True:
+            problems.append(f"success={r.get('success')!r}")
+        if r.get("return_code") != 0:
+            problems.append(f"return_code={r.get('return_code')!r}")
+        if r.get("truncated"):
+            problems.append("truncated")
+        if r.get("output") != expect:
+            problems.append(f"output={r.get('output')!r} expected {expect!r}")
+        if problems:
+            run.err(i, "; ".join(problems) + f" (error={r.get('error')!r}, "
+                    f"error_code={r.get('error_code')!r})")
+            continue
+        run.ok(ms)
+    if conn is not None:
+        conn.close()
+
+
+def direct_worker(args, run, ctx, tag):
+    while True:
+        i = run.take()
+        if i is None:
+            break
+        word = f"{tag}{i}"
+        expect = f"bench {word}\n".encode()
+        t0 = time.perf_counter()
+        try:
+            p = subprocess.run([args.program, "bench", word], capture_output=True, timeout=30)
+        except Exception as e:  # noqa: BLE001
+            run.err(i, f"spawn: {type(e).__name__}: {e}")
+            continue
+        ms = (time.perf_counter() - t0) * 1000.0
+        if p.returncode != 0 or p.stdout != expect:
+            run.err(i, f"rc={p.returncode} stdout={p.stdout!r} expected {expect!r}")
+            continue
+        run.ok(ms)
+
+
+def do_run(args, mode, conc, count, ctx, tag, run=None):
+    """Runs `count` commands at `conc` in flight; appends to `run` if given."""
+    if run is None:
+        run = Run(mode, conc, 0)
+    run.count += count
+    fn = tunnel_worker if mode == "tunnel" else direct_worker
+    threads = [threading.Thread(target=fn, args=(args, run, ctx, tag)) for _ in range(conc)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run.wall += time.perf_counter() - t0
+    return run
+
+
+def cpu_ticks(pid):
+    """utime+stime of a process, in clock ticks (0 if unknown)."""
+    if not pid:
+        return 0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tunnel_check(args, ctx, concs):
+    bad = 0
+    for conc in concs:
+        r = do_run(args, "tunnel", conc, args.count, ctx, f"q{conc}-")
+        s = sorted(r.lat_ms)
+        kinds = {}
+        for _, e in r.errors:
+            k = e.split("error_code=")[-1].rstrip(")") if "error_code=" in e else e[:60]
+            kinds[k] = kinds.get(k, 0) + 1
+        print(f"  concurrency {conc}: {len(r.lat_ms)} ok, {len(r.errors)} errors"
+              + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())) + ")"
+                 if kinds else "")
+              + f"; p50 {pct(s, 50):.2f} ms, p99 {pct(s, 99):.2f} ms, "
+              f"{len(r.lat_ms) / r.wall:.1f} cmd/s")
+        for i, e in r.errors[:5]:
+            print(f"    ERROR #{i}: {e}")
+        bad += len(r.errors)
+    sys.stdout.flush()
+    return 1 if bad else 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--ca", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--cluster", required=True)
+    ap.add_argument("--program", default="/bin/echo")
+    ap.add_argument("--count", type=int, default=200)
+    ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="split each row's count into this many batches, tunnel and direct "
+                         "alternating, so background load hits both modes alike")
+    ap.add_argument("--tunnel-only", action="store_true",
+                    help="a correctness check: tunnel mode only, one summary line per "
+                         "concurrency, errors grouped by error_code")
+    ap.add_argument("--server-pid", type=int, default=0)
+    ap.add_argument("--agent-pid", type=int, default=0)
+    args = ap.parse_args()
+
+    ctx = ssl.create_default_context(cafile=args.ca)
+    hz = os.sysconf("SC_CLK_TCK")
+
+    concs = [int(c) for c in args.concurrency.split(",")]
+    if args.tunnel_only:
+        return tunnel_check(args, ctx, concs)
+    rounds = max(1, min(args.rounds, args.count))
+    by = {}
+    cpu = {}  # conc -> (server ticks, agent ticks) spent during tunnel batches
+    all_errors = []
+    for conc in concs:
+        for mode in ("tunnel", "direct"):
+            # warm-up (connections, caches): checked, not timed
+            w = do_run(args, mode, conc, max(args.warmup, conc), ctx, f"w{conc}-")
+            for i, e in w.errors:
+                all_errors.append((mode, conc, "warmup", i, e))
+        runs = {m: Run(m, conc, 0) for m in ("tunnel", "direct")}
+        sc = ac = 0
+        for rnd in range(rounds):
+            n = args.count // rounds + (1 if rnd < args.count % rounds else 0)
+            order = ("tunnel", "direct") if rnd % 2 == 0 else ("direct", "tunnel")
+            for mode in order:
+                r = runs[mode]  # indices continue across rounds: one distinct word per command
+                if mode == "tunnel":
+                    s0, a0 = cpu_ticks(args.server_pid), cpu_ticks(args.agent_pid)
+                do_run(args, mode, conc, n, ctx, "", r)
+                if mode == "tunnel":
+                    sc += cpu_ticks(args.server_pid) - s0
+                    ac += cpu_ticks(args.agent_pid) - a0
+        cpu[conc] = (sc, ac)
+        for mode, r in runs.items():
+            for i, e in r.errors:
+                all_errors.append((mode, conc, "measured", i, e))
+            by[(mode, conc)] = r
+            print(f"  {mode:6s} c={conc:<3d} done: {len(r.lat_ms)} ok, {len(r.errors)} errors, "
+                  f"{r.wall:.2f} s", file=sys.stderr, flush=True)
+
+    def stats(r):
+        s = sorted(r.lat_ms)
+        thr = len(r.lat_ms) / r.wall if r.wall > 0 else float("nan")
+        return pct(s, 50), pct(s, 99), thr
+
+    def ratio(a, b):
+        return a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
+
+    print(f"{args.count} commands per row: {args.program} bench <i>, in {rounds} batches "
+          "alternating tunnel/direct, after an unmeasured warm-up")
+    print("client: Python threads; tunnel = one kept-alive HTTPS connection per thread, "
+          "direct = subprocess.run")
+    hdr = (f"{'mode':<7} {'conc':>4} {'ok':>4} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} "
+           f"{'cmd/s':>8} | {'p50 x':>6} {'p99 x':>6} {'thru x':>6} | {'srv+agt CPU ms/cmd':>18}")
+    print(hdr)
+    print("-" * len(hdr))
+    for conc in concs:
+        t, d = by[("tunnel", conc)], by[("direct", conc)]
+        tp50, tp99, tthr = stats(t)
+        dp50, dp99, dthr = stats(d)
+        print(f"{'direct':<7} {conc:>4} {len(d.lat_ms):>4} {len(d.errors):>4} {dp50:>8.2f} "
+              f"{dp99:>8.2f} {dthr:>8.1f} | {'':>6} {'':>6} {'':>6} |")
+        sc, ac = cpu[conc]
+        n = max(1, t.count)
+        cpu_s = (f"{1000.0 * sc / hz / n:.2f}+{1000.0 * ac / hz / n:.2f}"
+                 if args.server_pid and args.agent_pid else "-")
+        print(f"{'tunnel':<7} {conc:>4} {len(t.lat_ms):>4} {len(t.errors):>4} {tp50:>8.2f} "
+              f"{tp99:>8.2f} {tthr:>8.1f} | {ratio(tp50, dp50):>6.2f} {ratio(tp99, dp99):>6.2f} "
+              f"{ratio(tthr, dthr):>6.2f} | {cpu_s:>18}")
+    print("ratios are tunnel/direct (p50 x, p99 x: >1 = slower; thru x: <1 = fewer cmd/s); "
+          "p99 = nearest rank")
+    print(f"errors: {len(all_errors)}")
+    for mode, conc, phase, i, e in all_errors[:40]:
+        print(f"  ERROR {mode} c={conc} {phase} #{i}: {e}")
+    if len(all_errors) > 40:
+        print(f"  ... {len(all_errors) - 40} more")
+    sys.stdout.flush()
+    return 1 if all_errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
