@@ -8,6 +8,9 @@ PKGS=(
   libwebsockets-dev libssl-dev libcurl4-openssl-dev libcjson-dev libyaml-dev
   libsqlite3-dev libpq-dev libhiredis-dev libseccomp-dev libcmocka-dev
   openssl ca-certificates procps psmisc
+  tinyproxy strace
+  postgresql python3
+  golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev golang-github-xeipuuv-gojsonschema-dev
 )
 
 missing=()

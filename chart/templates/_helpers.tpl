@@ -1,0 +1,226 @@
+{{/*
+Named templates of the aurora-kubectl-agent chart.
+*/}}
+
+{{/* Chart name, or nameOverride. Also the value of the `app` label. */}}
+{{- define "aurora-agent.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the objects: fullnameOverride, else the release name when it already contains
+the chart name (helm install aurora-kubectl-agent ... gives "aurora-kubectl-agent"), else
+<release>-<name>. Truncated to 63 characters (DNS label).
+*/}}
+{{- define "aurora-agent.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "aurora-agent.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of the pod selector (immutable once installed). */}}
+{{- define "aurora-agent.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "aurora-agent.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Labels of every object. `app` is what the connector guide selects on:
+  kubectl get pods -n aurora -l app=aurora-kubectl-agent
+*/}}
+{{- define "aurora-agent.labels" -}}
+helm.sh/chart: {{ include "aurora-agent.chart" . }}
+{{ include "aurora-agent.selectorLabels" . }}
+app: {{ include "aurora-agent.name" . }}
+app.kubernetes.io/version: {{ .Values.agent.image.tag | default .Chart.AppVersion | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: agent
+app.kubernetes.io/part-of: aurora
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "aurora-agent.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "aurora-agent.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the Secret holding the token: existingSecret, or the one this chart creates. */}}
+{{- define "aurora-agent.secretName" -}}
+{{- if .Values.aurora.existingSecret }}
+{{- .Values.aurora.existingSecret }}
+{{- else }}
+{{- printf "%s-token" (include "aurora-agent.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "aurora-agent.secretKey" -}}
+{{- if .Values.aurora.existingSecret }}
+{{- .Values.aurora.existingSecretKey | default "token" }}
+{{- else }}
+{{- "token" }}
+{{- end }}
+{{- end }}
+
+{{- define "aurora-agent.caConfigMapName" -}}
+{{- printf "%s-ca" (include "aurora-agent.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* "true" when a CA bundle is mounted (from any of the three sources). */}}
+{{- define "aurora-agent.hasCa" -}}
+{{- if or .Values.aurora.caBundle .Values.aurora.existingCaConfigMap .Values.aurora.existingCaSecret }}true{{ end }}
+{{- end }}
+
+{{- define "aurora-agent.image" -}}
+{{- $img := .Values.agent.image }}
+{{- $repo := $img.repository }}
+{{- if $img.registry }}
+{{- $repo = printf "%s/%s" (trimSuffix "/" $img.registry) $repo }}
+{{- end }}
+{{- if $img.digest }}
+{{- printf "%s@%s" $repo $img.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (toString ($img.tag | default .Chart.AppVersion)) }}
+{{- end }}
+{{- end }}
+
+{{/* Joins a list of policy entries with commas (entries may not contain commas). */}}
+{{- define "aurora-agent.joinList" -}}
+{{- $out := list }}
+{{- range . }}
+{{- if contains "," (toString .) }}
+{{- fail (printf "policy entry %q contains a comma; the agent receives the list comma-joined" (toString .)) }}
+{{- end }}
+{{- $out = append $out (toString .) }}
+{{- end }}
+{{- join "," $out }}
+{{- end }}
+
+{{/*
+Environment variable names the chart sets itself; agent.env / agent.extraEnv may not set
+them (a duplicate would silently override or be overridden).
+*/}}
+{{- define "aurora-agent.reservedEnv" -}}
+NEXT_PUBLIC_WEBSOCKET_URL AURORA_AGENT_TOKEN AGENT_VERSION AURORA_CA_FILE AURORA_TLS_INSECURE_SKIP_VERIFY AURORA_ALLOW_INSECURE_WS AURORA_HEALTH_PORT AURORA_METRICS_PORT AURORA_RECONNECT_INTERVAL AURORA_RECONNECT_MAX AURORA_HEARTBEAT_INTERVAL AURORA_COMMAND_TIMEOUT_MAX AURORA_LOG_LEVEL AURORA_LOG_FORMAT AURORA_POLICY_MODE AURORA_POLICY_ALLOW AURORA_POLICY_DENY AURORA_MAX_CONCURRENT AURORA_MAX_OUTPUT AURORA_SHUTDOWN_GRACE HOME TMPDIR
+{{- end }}
+
+{{/*
+Checks the values that templates cannot express in values.schema.json; fails the render
+with a message naming the value to set.
+*/}}
+{{- define "aurora-agent.validate" -}}
+{{- $a := .Values.aurora }}
+{{- $ws := required "aurora.wsEndpoint is required: the Aurora tunnel endpoint, e.g. --set aurora.wsEndpoint=wss://your-aurora-instance.com/kubectl-agent" $a.wsEndpoint }}
+{{- if not (regexMatch "^wss?://[^/?#\\s]+" $ws) }}
+{{- fail (printf "aurora.wsEndpoint must be a wss:// URL such as wss://your-aurora-instance.com/kubectl-agent (got %q)" $ws) }}
+{{- end }}
+{{- if and (hasPrefix "ws://" $ws) (not $a.allowInsecureWs) }}
+{{- fail "aurora.wsEndpoint is a plain ws:// URL: use wss://, or set aurora.allowInsecureWs=true (development only)" }}
+{{- end }}
+{{- if and $a.agentToken $a.existingSecret }}
+{{- fail "set only one of aurora.agentToken and aurora.existingSecret" }}
+{{- end }}
+{{- if not $a.existingSecret }}
+{{- $_ := required "aurora.agentToken is required (the token from Aurora > Connectors > Kubernetes > Add Cluster), or set aurora.existingSecret to a Secret that holds it" $a.agentToken }}
+{{- end }}
+{{- $caSources := 0 }}
+{{- range (list $a.caBundle $a.existingCaConfigMap $a.existingCaSecret) }}
+{{- if . }}{{ $caSources = add1 $caSources }}{{ end }}
+{{- end }}
+{{- if gt $caSources 1 }}
+{{- fail "set only one of aurora.caBundle, aurora.existingCaConfigMap and aurora.existingCaSecret" }}
+{{- end }}
+{{- if and (eq .Values.policy.mode "custom") (empty .Values.policy.allow) }}
+{{- fail "policy.mode custom runs only what policy.allow lists: policy.allow must not be empty" }}
+{{- end }}
+{{- if and (ne .Values.policy.mode "custom") (not (empty .Values.policy.allow)) }}
+{{- fail (printf "policy.allow is only used with policy.mode custom (mode is %s): remove it, or use custom with \"@readonly\" plus the extra entries" .Values.policy.mode) }}
+{{- end }}
+{{- $reserved := splitList " " (include "aurora-agent.reservedEnv" .) }}
+{{- range $name, $_ := .Values.agent.env }}
+{{- if has $name $reserved }}
+{{- fail (printf "agent.env.%s is set by the chart (from aurora.*, network.*, monitoring.*, policy.* or agent.* values; the token only through its Secret): set that value instead" $name) }}
+{{- end }}
+{{- end }}
+{{- range .Values.agent.extraEnv }}
+{{- if has .name $reserved }}
+{{- fail (printf "agent.extraEnv %s is set by the chart (from aurora.*, network.*, monitoring.*, policy.* or agent.* values; the token only through its Secret): set that value instead" .name) }}
+{{- end }}
+{{- end }}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if and $pdb.enabled (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) }}
+{{- fail "podDisruptionBudget: set only one of minAvailable and maxUnavailable (set the other to null)" }}
+{{- end }}
+{{- if and $pdb.enabled (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable" }}
+{{- end }}
+{{- if and (eq .Values.agent.serviceAccountToken.mode "projected") (lt (int .Values.agent.serviceAccountToken.expirationSeconds) 600) }}
+{{- fail "agent.serviceAccountToken.expirationSeconds must be at least 600 (Kubernetes minimum)" }}
+{{- end }}
+{{- end }}
+
+{{/* initialDelaySeconds, periodSeconds, ... of a probe value block (without "enabled"). */}}
+{{- define "aurora-agent.probeTimings" -}}
+{{- $out := dict }}
+{{- range $k := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" "successThreshold" }}
+{{- if hasKey $ $k }}
+{{- $_ := set $out $k (int64 (get $ $k)) }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/*
+HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the proxy block, in upper and lower case (curl and
+Go programs differ in which they read). NO_PROXY gets the in-cluster API server address
+($(KUBERNETES_SERVICE_HOST), expanded by the kubelet) and cluster-local names appended so
+kubectl does not send API calls through the proxy.
+*/}}
+{{- define "aurora-agent.proxyEnv" -}}
+{{- $p := .Values.proxy }}
+{{- if or $p.httpsProxy $p.httpProxy $p.noProxy }}
+{{- $no := list }}
+{{- with $p.noProxy }}{{ $no = append $no . }}{{ end }}
+{{- if and $p.noProxyDefaults (or $p.httpsProxy $p.httpProxy) }}
+{{- $no = append $no "$(KUBERNETES_SERVICE_HOST),kubernetes.default.svc,.svc,.cluster.local,localhost,127.0.0.1" }}
+{{- end }}
+{{- range $name := list "HTTPS_PROXY" "https_proxy" }}
+{{- with $p.httpsProxy }}
+- name: {{ $name }}
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- range $name := list "HTTP_PROXY" "http_proxy" }}
+{{- with $p.httpProxy }}
+- name: {{ $name }}
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- if $no }}
+{{- range $name := list "NO_PROXY" "no_proxy" }}
+- name: {{ $name }}
+  value: {{ join "," $no | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A number (printed as an integer) or a quoted string such as "50%". */}}
+{{- define "aurora-agent.intOrString" -}}
+{{- if kindIs "string" . }}{{ . | quote }}{{ else }}{{ int64 . }}{{ end }}
+{{- end }}
