@@ -9,7 +9,7 @@ CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers
 INCS    := -Icommon -Iserver -Iagent
 
-SERVER_PKGS := libwebsockets libcjson libcurl yaml-0.1 sqlite3 openssl
+SERVER_PKGS := libwebsockets libcjson libcurl yaml-0.1 sqlite3 openssl libpq
 AGENT_PKGS  := libwebsockets libcjson yaml-0.1 openssl
 PKG_CFLAGS  := $(shell pkg-config --cflags $(SERVER_PKGS) 2>/dev/null)
 SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -lpthread
@@ -96,4 +96,9 @@ bench: deps test-deps
 clean:
 	rm -rf build
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -type f -name '*.d' 2>/dev/null)
+
+# ---- fully static agent (scripts/build-static-agent.sh; Dockerfile.agent runs the same) ----
+.PHONY: static-agent
+static-agent:
+	@scripts/build-static-agent.sh build/static/aurora-agent

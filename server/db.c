@@ -7,6 +7,7 @@
  * wins.  A new engine is one line here.  SQLite stays last: it takes any bare
  * path, so an engine with its own url forms must be asked before it. */
 static const db_engine *const engines[] = {
+    &db_engine_postgres,
     &db_engine_sqlite,
 };
 

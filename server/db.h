@@ -43,6 +43,7 @@ typedef struct db_engine {
 } db_engine;
 
 extern const db_engine db_engine_sqlite;
+extern const db_engine db_engine_postgres;
 
 /* Picks the engine for a url (NULL if none). */
 const db_engine *db_engine_for(const char *url);

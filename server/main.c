@@ -4,6 +4,7 @@
 
 #include "admin.h"
 #include "log.h"
+#include "secrets_cli.h"
 #include "server.h"
 #include "server_config.h"
 
@@ -49,6 +50,8 @@ int main(int argc, char **argv)
     int rc;
     if (!strcmp(cmd, "admin")) {
         rc = admin_main(&cfg, argc - 2, argv + 2);
+    } else if (!strcmp(cmd, "secrets")) {
+        rc = secrets_cli_main(&cfg, argc - 2, argv + 2);
     } else if (!strcmp(cmd, "serve")) {
         if (server_config_check_production(&cfg, err, sizeof(err)) < 0) {
             log_error("refusing to start: %s", err);

@@ -31,6 +31,22 @@ static const config_def server_defs[] = {
     { "AURORA_AGENT_IDLE_TIMEOUT", "tunnel.idle_timeout", CFG_INT, "200", "drop an agent that sent nothing for this long (s)", 0 },
     { "AURORA_LOG_LEVEL", "log.level", CFG_STRING, "info", "debug | info | warn | error", 0 },
     { "AURORA_LOG_FORMAT", "log.format", CFG_STRING, "text", "text | json", 0 },
+    { "SECRETS_BACKEND", "secrets.backend", CFG_STRING, "local", "where connector credentials live: local | vault | aws_secrets_manager", 0 },
+    { "AURORA_MASTER_KEY", NULL, CFG_STRING, NULL, "local backend: AES-256 master key (64 hex chars or base64); else the key file", 1 },
+    { "AURORA_MASTER_KEY_FILE", "secrets.master_key_file", CFG_STRING, NULL, "local backend: master key file, created 0600 on first run; default <data_dir>/master.key", 0 },
+    { "VAULT_ADDR", "secrets.vault.addr", CFG_STRING, NULL, "vault backend: https://vault.example:8200", 0 },
+    { "VAULT_TOKEN", NULL, CFG_STRING, NULL, "vault backend: token (VAULT_AUTH_METHOD=token)", 1 },
+    { "VAULT_AUTH_METHOD", "secrets.vault.auth_method", CFG_STRING, "token", "vault backend: token | kubernetes", 0 },
+    { "VAULT_K8S_ROLE", "secrets.vault.k8s_role", CFG_STRING, NULL, "vault backend: Kubernetes auth role", 0 },
+    { "VAULT_K8S_JWT_PATH", "secrets.vault.k8s_jwt_path", CFG_STRING, "/var/run/secrets/kubernetes.io/serviceaccount/token", "vault backend: service-account JWT for Kubernetes auth", 0 },
+    { "VAULT_KV_MOUNT", "secrets.vault.kv_mount", CFG_STRING, "aurora", "vault backend: KV v2 mount (aurora/<path> is read at <mount>/data/<prefix><path>)", 0 },
+    { "VAULT_PREFIX", "secrets.vault.prefix", CFG_STRING, NULL, "vault backend: folder inside the mount", 0 },
+    { "VAULT_CACERT", "secrets.vault.cacert", CFG_STRING, NULL, "vault backend: CA bundle for VAULT_ADDR", 0 },
+    { "AWS_SM_REGION", "secrets.aws.region", CFG_STRING, NULL, "aws_secrets_manager backend: region", 0 },
+    { "AWS_SM_ENDPOINT", "secrets.aws.endpoint", CFG_STRING, NULL, "aws_secrets_manager backend: endpoint override (default https://secretsmanager.<region>.amazonaws.com)", 0 },
+    { "AWS_ACCESS_KEY_ID", NULL, CFG_STRING, NULL, "aws_secrets_manager backend: access key id", 1 },
+    { "AWS_SECRET_ACCESS_KEY", NULL, CFG_STRING, NULL, "aws_secrets_manager backend: secret access key", 1 },
+    { "AWS_SESSION_TOKEN", NULL, CFG_STRING, NULL, "aws_secrets_manager backend: session token of temporary credentials", 1 },
 };
 #define NDEFS (sizeof(server_defs) / sizeof(server_defs[0]))
 
@@ -78,6 +94,22 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     c->agent_idle_timeout = (int)config_int(r, "AURORA_AGENT_IDLE_TIMEOUT");
     c->log_level = config_str(r, "AURORA_LOG_LEVEL");
     c->log_format = config_str(r, "AURORA_LOG_FORMAT");
+    c->secrets_backend = config_str(r, "SECRETS_BACKEND");
+    c->master_key = config_str(r, "AURORA_MASTER_KEY");
+    c->master_key_file = config_str(r, "AURORA_MASTER_KEY_FILE");
+    c->vault_addr = config_str(r, "VAULT_ADDR");
+    c->vault_token = config_str(r, "VAULT_TOKEN");
+    c->vault_auth_method = config_str(r, "VAULT_AUTH_METHOD");
+    c->vault_k8s_role = config_str(r, "VAULT_K8S_ROLE");
+    c->vault_k8s_jwt_path = config_str(r, "VAULT_K8S_JWT_PATH");
+    c->vault_kv_mount = config_str(r, "VAULT_KV_MOUNT");
+    c->vault_prefix = config_str(r, "VAULT_PREFIX");
+    c->vault_cacert = config_str(r, "VAULT_CACERT");
+    c->aws_sm_region = config_str(r, "AWS_SM_REGION");
+    c->aws_sm_endpoint = config_str(r, "AWS_SM_ENDPOINT");
+    c->aws_access_key_id = config_str(r, "AWS_ACCESS_KEY_ID");
+    c->aws_secret_access_key = config_str(r, "AWS_SECRET_ACCESS_KEY");
+    c->aws_session_token = config_str(r, "AWS_SESSION_TOKEN");
 
     if (strcmp(c->env, "development") && strcmp(c->env, "production")) {
         snprintf(err, errlen, "AURORA_ENV must be 'development' or 'production'");

@@ -35,6 +35,23 @@ typedef struct {
     int agent_idle_timeout;   /* drop an agent silent for this long */
     const char *log_level;
     const char *log_format;
+    /* secrets backend (secrets.h; mapped by secrets_config_from_server) */
+    const char *secrets_backend;      /* SECRETS_BACKEND: local | vault | aws_secrets_manager */
+    const char *master_key;           /* AURORA_MASTER_KEY (secret) */
+    const char *master_key_file;      /* AURORA_MASTER_KEY_FILE; NULL: <data_dir>/master.key */
+    const char *vault_addr;
+    const char *vault_token;          /* secret */
+    const char *vault_auth_method;    /* token | kubernetes */
+    const char *vault_k8s_role;
+    const char *vault_k8s_jwt_path;
+    const char *vault_kv_mount;
+    const char *vault_prefix;
+    const char *vault_cacert;
+    const char *aws_sm_region;
+    const char *aws_sm_endpoint;
+    const char *aws_access_key_id;     /* secret */
+    const char *aws_secret_access_key; /* secret */
+    const char *aws_session_token;     /* secret */
     char db_url_buf[1024];
     char cert_buf[1024];
     char key_buf[1024];

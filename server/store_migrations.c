@@ -215,11 +215,14 @@ static int apply_one(const db_engine *eng, db_t *db, const migration *m, char *e
 
 int store_migrate(const db_engine *eng, db_t *db, char *err, size_t errlen)
 {
-    if (eng->exec(db,
-                  "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                  " version BIGINT PRIMARY KEY,"
-                  " applied_at BIGINT NOT NULL)",
-                  NULL, 0, NULL) != DB_OK)
+    /* On PostgreSQL, IF NOT EXISTS does not cover a concurrent creator: the
+     * handle that loses the race fails on the catalog's unique index once the
+     * winner commits.  The table exists then, so a second attempt skips. */
+    static const char create_sql[] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                     " version BIGINT PRIMARY KEY,"
+                                     " applied_at BIGINT NOT NULL)";
+    if (eng->exec(db, create_sql, NULL, 0, NULL) != DB_OK &&
+        eng->exec(db, create_sql, NULL, 0, NULL) != DB_OK)
         return fail(eng, db, err, errlen, "creating schema_migrations");
 
     int64_t current;

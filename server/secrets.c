@@ -1,0 +1,392 @@
+/* secrets.c — backend selection and the checks every backend shares: path
+ * and size validation, error messages that name backend and path (and never
+ * the value), sorted de-duplicated listings, wiping of returned values. */
+#include "secrets.h"
+
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct secrets {
+    const secrets_backend *be;
+    void *impl;
+};
+
+/* A new backend is one line here. */
+static const secrets_backend *const backends[] = {
+    &secrets_backend_local,
+    &secrets_backend_vault,
+    &secrets_backend_aws,
+};
+#define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
+
+static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+const char *secrets_strerror(int rc)
+{
+    switch (rc) {
+    case SECRETS_OK:
+        return "ok";
+    case SECRETS_NOT_FOUND:
+        return "not found";
+    case SECRETS_E_INVALID:
+        return "invalid request";
+    case SECRETS_E_UNAVAILABLE:
+        return "backend unavailable";
+    case SECRETS_E_DENIED:
+        return "access denied";
+    case SECRETS_E_INTEGRITY:
+        return "integrity check failed";
+    default:
+        return "error";
+    }
+}
+
+/* ---- paths ------------------------------------------------------------------ */
+
+static int path_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' ||
+           c == '_' || c == '+' || c == '=' || c == '.' || c == '@' || c == '-';
+}
+
+int secrets_path_valid(const char *path)
+{
+    if (!path)
+        return 0;
+    size_t n = strlen(path);
+    if (n <= strlen(SECRETS_ROOT) || n > SECRETS_MAX_PATH ||
+        strncmp(path, SECRETS_ROOT, strlen(SECRETS_ROOT)) != 0 || path[n - 1] == '/')
+        return 0;
+    /* Segments: non-empty, not "." or ".." (a Vault URL or a file name must
+     * never climb out of its place). */
+    const char *seg = path;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && !path_char(path[i]))
+            return 0;
+        if (i == n || path[i] == '/') {
+            size_t len = (size_t)(path + i - seg);
+            if (len == 0 || (len == 1 && seg[0] == '.') ||
+                (len == 2 && seg[0] == '.' && seg[1] == '.'))
+                return 0;
+            seg = path + i + 1;
+        }
+    }
+    return 1;
+}
+
+/* A list prefix: any leading part of a valid path ("" and "aur" included). */
+static int prefix_valid(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (n > SECRETS_MAX_PATH)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!path_char(prefix[i]))
+            return 0;
+    return strstr(prefix, "//") == NULL && strstr(prefix, "/../") == NULL &&
+           strstr(prefix, "/./") == NULL;
+}
+
+int secrets_user_path(char *out, size_t cap, const char *user_id, const char *connector,
+                      const char *field)
+{
+    if (!out || !cap || !user_id || !connector || !field)
+        return -1;
+    /* Each part is one segment: a '/' inside would address another user's
+     * or connector's secrets. */
+    if (strchr(user_id, '/') || strchr(connector, '/') || strchr(field, '/'))
+        return -1;
+    int n = snprintf(out, cap, SECRETS_ROOT "users/%s/%s/%s", user_id, connector, field);
+    if (n < 0 || (size_t)n >= cap || !secrets_path_valid(out)) {
+        out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+int secrets_ref(const secrets_t *s, const char *path, char *out, size_t cap)
+{
+    if (!s || !out || !secrets_path_valid(path))
+        return -1;
+    int n = snprintf(out, cap, "%s:%s", s->be->name, path);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+int secrets_ref_parse(const char *ref, char *backend, size_t bcap, const char **path)
+{
+    const char *colon = ref ? strchr(ref, ':') : NULL;
+    if (!colon || colon == ref || (size_t)(colon - ref) >= bcap || !secrets_path_valid(colon + 1))
+        return -1;
+    memcpy(backend, ref, (size_t)(colon - ref));
+    backend[colon - ref] = '\0';
+    *path = colon + 1;
+    return 0;
+}
+
+/* ---- open / close ------------------------------------------------------------ */
+
+int secrets_open(const secrets_config *cfg, secrets_t **out, char *err, size_t errlen)
+{
+    if (out)
+        *out = NULL;
+    if (!cfg || !out) {
+        say(err, errlen, "secrets: missing configuration");
+        return SECRETS_E_INVALID;
+    }
+    const char *name = cfg->backend && *cfg->backend ? cfg->backend : "local";
+    const secrets_backend *be = NULL;
+    for (size_t i = 0; i < NBACKENDS; i++)
+        if (!strcmp(backends[i]->name, name))
+            be = backends[i];
+    if (!be) {
+        say(err, errlen, "SECRETS_BACKEND must be local, vault or aws_secrets_manager (got \"%.40s\")",
+            name);
+        return SECRETS_E_INVALID;
+    }
+    secrets_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        say(err, errlen, "secrets: out of memory");
+        return SECRETS_E_OTHER;
+    }
+    char detail[384] = "";
+    s->be = be;
+    int rc = be->open(cfg, &s->impl, detail, sizeof(detail));
+    if (rc != SECRETS_OK) {
+        say(err, errlen, "secrets backend %s: %s", be->name, detail);
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return SECRETS_OK;
+}
+
+void secrets_close(secrets_t *s)
+{
+    if (!s)
+        return;
+    s->be->close(s->impl);
+    free(s);
+}
+
+const char *secrets_backend_name(const secrets_t *s)
+{
+    return s ? s->be->name : "none";
+}
+
+void *secrets_impl(secrets_t *s)
+{
+    return s ? s->impl : NULL;
+}
+
+void secrets_free(unsigned char *val, size_t len)
+{
+    if (!val)
+        return;
+    OPENSSL_cleanse(val, len);
+    free(val);
+}
+
+/* ---- operations --------------------------------------------------------------- */
+
+/* "secrets backend vault: get aurora/x: <detail>" */
+static int fail(const secrets_t *s, int rc, const char *op, const char *path, const char *detail,
+                char *err, size_t errlen)
+{
+    say(err, errlen, "secrets backend %s: %s %s: %s", s->be->name, op, path ? path : "(none)",
+        detail && *detail ? detail : secrets_strerror(rc));
+    return rc;
+}
+
+static int check_path(const secrets_t *s, const char *op, const char *path, char *err,
+                      size_t errlen)
+{
+    if (secrets_path_valid(path))
+        return SECRETS_OK;
+    /* An invalid path is still safe to name: it is only ever echoed in a
+     * bounded, printable form. */
+    char shown[80];
+    size_t n = 0;
+    for (const char *p = path ? path : ""; *p && n + 1 < sizeof(shown); p++)
+        shown[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+    shown[n] = '\0';
+    say(err, errlen,
+        "secrets backend %s: %s \"%s\": invalid path (must start with " SECRETS_ROOT
+        ", at most %d characters of A-Z a-z 0-9 / _ + = . @ -, no empty or dot segments)",
+        s->be->name, op, shown, SECRETS_MAX_PATH);
+    return SECRETS_E_INVALID;
+}
+
+int secrets_put(secrets_t *s, const char *path, const void *val, size_t len, char *err,
+                size_t errlen)
+{
+    if (!s) {
+        say(err, errlen, "secrets: not configured");
+        return SECRETS_E_INVALID;
+    }
+    int rc = check_path(s, "put", path, err, errlen);
+    if (rc != SECRETS_OK)
+        return rc;
+    if (!val || len == 0)
+        return fail(s, SECRETS_E_INVALID, "put", path, "empty value", err, errlen);
+    if (len > SECRETS_MAX_VALUE) {
+        char d[96];
+        snprintf(d, sizeof(d), "value too large (%zu bytes, max %d)", len, SECRETS_MAX_VALUE);
+        return fail(s, SECRETS_E_INVALID, "put", path, d, err, errlen);
+    }
+    char detail[384] = "";
+    rc = s->be->put(s->impl, path, val, len, detail, sizeof(detail));
+    if (rc == SECRETS_OK)
+        return SECRETS_OK;
+    /* A backend's answer is passed on only if it does not quote the value
+     * (a validation message echoing its input would leak it). */
+    if (len >= 4 && memmem(detail, strlen(detail), val, len < 16 ? len : 16))
+        snprintf(detail, sizeof(detail), "%s (the backend's message is withheld: it quoted the "
+                                         "value)", secrets_strerror(rc));
+    return fail(s, rc, "put", path, detail, err, errlen);
+}
+
+int secrets_get(secrets_t *s, const char *path, unsigned char **val, size_t *len, char *err,
+                size_t errlen)
+{
+    if (val)
+        *val = NULL;
+    if (len)
+        *len = 0;
+    if (!s || !val || !len) {
+        say(err, errlen, "secrets: not configured");
+        return SECRETS_E_INVALID;
+    }
+    int rc = check_path(s, "get", path, err, errlen);
+    if (rc != SECRETS_OK)
+        return rc;
+    char detail[384] = "";
+    rc = s->be->get(s->impl, path, val, len, detail, sizeof(detail));
+    if (rc == SECRETS_OK && *len > SECRETS_MAX_VALUE) {
+        /* Written by someone else (the vault CLI, the AWS console): still
+         * returned, but nothing larger than this process accepts to write. */
+        secrets_free(*val, *len);
+        *val = NULL;
+        *len = 0;
+        snprintf(detail, sizeof(detail), "stored value exceeds %d bytes", SECRETS_MAX_VALUE);
+        rc = SECRETS_E_INVALID;
+    }
+    if (rc == SECRETS_OK)
+        return SECRETS_OK;
+    *val = NULL;
+    *len = 0;
+    return fail(s, rc, "get", path, detail, err, errlen);
+}
+
+int secrets_delete(secrets_t *s, const char *path, char *err, size_t errlen)
+{
+    if (!s) {
+        say(err, errlen, "secrets: not configured");
+        return SECRETS_E_INVALID;
+    }
+    int rc = check_path(s, "delete", path, err, errlen);
+    if (rc != SECRETS_OK)
+        return rc;
+    char detail[384] = "";
+    rc = s->be->del(s->impl, path, detail, sizeof(detail));
+    if (rc == SECRETS_NOT_FOUND)
+        rc = SECRETS_OK;
+    return rc == SECRETS_OK ? rc : fail(s, rc, "delete", path, detail, err, errlen);
+}
+
+/* ---- listing ------------------------------------------------------------------- */
+
+typedef struct {
+    const char *prefix;
+    size_t plen;
+    char **v;
+    size_t n, cap;
+} collector;
+
+static int collect(void *ctx, const char *path)
+{
+    collector *c = ctx;
+    /* Backends list folders; only real, valid paths under the prefix count. */
+    if (strncmp(path, c->prefix, c->plen) != 0 || !secrets_path_valid(path))
+        return 0;
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 32;
+        char **nv = realloc(c->v, ncap * sizeof(char *));
+        if (!nv)
+            return -1;
+        c->v = nv;
+        c->cap = ncap;
+    }
+    if (!(c->v[c->n] = strdup(path)))
+        return -1;
+    c->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void secrets_list_free(char **paths, size_t n)
+{
+    if (!paths)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+}
+
+int secrets_list(secrets_t *s, const char *prefix, char ***paths, size_t *n, char *err,
+                 size_t errlen)
+{
+    if (paths)
+        *paths = NULL;
+    if (n)
+        *n = 0;
+    if (!s || !paths || !n) {
+        say(err, errlen, "secrets: not configured");
+        return SECRETS_E_INVALID;
+    }
+    if (!prefix)
+        prefix = "";
+    if (!prefix_valid(prefix))
+        return fail(s, SECRETS_E_INVALID, "list", "(prefix)", "invalid prefix", err, errlen);
+    /* Everything lives under aurora/: a shorter prefix lists all of it. */
+    const char *be_prefix =
+        strncmp(prefix, SECRETS_ROOT, strlen(SECRETS_ROOT)) == 0 ? prefix : SECRETS_ROOT;
+    if (be_prefix != prefix && strncmp(SECRETS_ROOT, prefix, strlen(prefix)) != 0)
+        return SECRETS_OK; /* a prefix outside aurora/ matches nothing */
+    collector c = { .prefix = prefix, .plen = strlen(prefix) };
+    char detail[384] = "";
+    int rc = s->be->list(s->impl, be_prefix, collect, &c, detail, sizeof(detail));
+    if (rc != SECRETS_OK) {
+        secrets_list_free(c.v, c.n);
+        return fail(s, rc, "list", be_prefix, detail, err, errlen);
+    }
+    if (c.n > 1) {
+        qsort(c.v, c.n, sizeof(char *), cmp_str);
+        size_t w = 1;
+        for (size_t i = 1; i < c.n; i++) {
+            if (strcmp(c.v[i], c.v[w - 1]) == 0)
+                free(c.v[i]);
+            else
+                c.v[w++] = c.v[i];
+        }
+        c.n = w;
+    }
+    *paths = c.v;
+    *n = c.n;
+    return SECRETS_OK;
+}

@@ -1,0 +1,149 @@
+/* secrets.h — where connector credentials and system keys live.
+ *
+ * One interface over interchangeable backends, chosen by SECRETS_BACKEND:
+ *   local                AES-256-GCM encrypted file store under AURORA_DATA_DIR
+ *                        (the embedded default; secrets_local.c)
+ *   vault                HashiCorp Vault KV v2 over HTTPS (secrets_vault.c)
+ *   aws_secrets_manager  AWS Secrets Manager, SigV4-signed (secrets_aws.c)
+ *
+ * The state database never holds a secret value, only a reference (backend
+ * and path, see secrets_ref()).  Values are bytes: a multi-line PEM comes
+ * back byte-identical, binary values (NUL bytes, invalid UTF-8) round-trip
+ * too.
+ *
+ * Paths are the connector guide's logical paths, identical in every backend:
+ *   aurora/system/github-app/private-key, aurora/system/github-app/webhook-secret,
+ *   aurora/users/<user id>/<connector>/<field>   (secrets_user_path())
+ * Every path starts with "aurora/", is at most SECRETS_MAX_PATH bytes of
+ * [A-Za-z0-9/_+=.@-] (the characters AWS allows in a secret name), has no
+ * empty, "." or ".." segment and does not end in '/'.
+ *
+ * Errors: every function returns a SECRETS_* code and, unless OK, writes a
+ * message to err that names the backend, the operation and the path — never
+ * the value (a backend answer that quotes the value being written is
+ * withheld).  A backend that is down answers SECRETS_E_UNAVAILABLE within
+ * the configured timeout; opening a remote backend does no network I/O, so
+ * the server starts and serves everything else while it is down.
+ *
+ * Thread safety: a secrets_t may be shared by threads (each backend
+ * serializes what it must).
+ */
+#ifndef AURORA_SECRETS_H
+#define AURORA_SECRETS_H
+
+#include <stddef.h>
+
+/* Largest value accepted by every backend: 64 KiB (AWS Secrets Manager's own
+ * limit for a SecretString is 65536 bytes). */
+#define SECRETS_MAX_VALUE (64 * 1024)
+#define SECRETS_MAX_PATH 256
+#define SECRETS_ROOT "aurora/"
+
+#define SECRETS_PATH_GITHUB_APP_PRIVATE_KEY "aurora/system/github-app/private-key"
+#define SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET "aurora/system/github-app/webhook-secret"
+
+enum {
+    SECRETS_OK = 0,
+    SECRETS_NOT_FOUND = 1,
+    SECRETS_E_INVALID = -1,     /* bad path, empty or oversized value, bad config */
+    SECRETS_E_UNAVAILABLE = -2, /* unreachable, timed out, 5xx, throttled, sealed */
+    SECRETS_E_DENIED = -3,      /* authentication or authorization refused */
+    SECRETS_E_INTEGRITY = -4,   /* stored data fails verification: tampered, wrong key, corrupt */
+    SECRETS_E_OTHER = -5,       /* unexpected answer, out of memory, I/O */
+};
+
+typedef struct {
+    const char *backend; /* "local" (default when NULL), "vault", "aws_secrets_manager" */
+    /* local */
+    const char *data_dir;        /* the store is <data_dir>/secrets.db */
+    const char *master_key;      /* AURORA_MASTER_KEY: 32 bytes as 64 hex chars or base64 */
+    const char *master_key_file; /* AURORA_MASTER_KEY_FILE; default <data_dir>/master.key */
+    /* vault */
+    const char *vault_addr;        /* https://vault.example:8200 */
+    const char *vault_token;       /* token auth */
+    const char *vault_auth_method; /* "token" (default) | "kubernetes" */
+    const char *vault_k8s_role;
+    const char *vault_k8s_jwt_path; /* default: the pod's service-account token */
+    const char *vault_kv_mount;     /* default "aurora" */
+    const char *vault_prefix;       /* folder inside the mount; default none */
+    const char *vault_cacert;       /* CA bundle for VAULT_ADDR */
+    /* aws_secrets_manager */
+    const char *aws_region;   /* AWS_SM_REGION */
+    const char *aws_endpoint; /* AWS_SM_ENDPOINT; default https://secretsmanager.<region>.amazonaws.com */
+    const char *aws_access_key_id;
+    const char *aws_secret_access_key;
+    const char *aws_session_token; /* optional (temporary credentials) */
+    /* every network request; 0 = SECRETS_DEFAULT_TIMEOUT_MS */
+    long timeout_ms;
+} secrets_config;
+
+#define SECRETS_DEFAULT_TIMEOUT_MS 10000
+
+typedef struct secrets secrets_t;
+
+/* Opens the configured backend.  Local: opens (or creates) the store and
+ * its key, and refuses a key that does not match the store.  Remote: checks
+ * the configuration only. */
+int secrets_open(const secrets_config *cfg, secrets_t **out, char *err, size_t errlen);
+void secrets_close(secrets_t *s);
+/* "local", "vault", "aws_secrets_manager". */
+const char *secrets_backend_name(const secrets_t *s);
+
+/* Creates or replaces the value at path (1..SECRETS_MAX_VALUE bytes). */
+int secrets_put(secrets_t *s, const char *path, const void *val, size_t len, char *err,
+                size_t errlen);
+/* *val is malloc'd (NUL-terminated after len bytes, for text use); release
+ * it with secrets_free(), which wipes it.  NOT_FOUND if nothing is there. */
+int secrets_get(secrets_t *s, const char *path, unsigned char **val, size_t *len, char *err,
+                size_t errlen);
+/* Deletes the value and every version of it.  Deleting what is not there
+ * succeeds (the end state is the same). */
+int secrets_delete(secrets_t *s, const char *path, char *err, size_t errlen);
+/* Every path that starts with prefix ("" or "aurora/" for all), sorted,
+ * each once.  *paths is malloc'd; free with secrets_list_free(). */
+int secrets_list(secrets_t *s, const char *prefix, char ***paths, size_t *n, char *err,
+                 size_t errlen);
+void secrets_list_free(char **paths, size_t n);
+void secrets_free(unsigned char *val, size_t len);
+
+/* 1 if path is a valid secret path (rules above). */
+int secrets_path_valid(const char *path);
+/* aurora/users/<user_id>/<connector>/<field>; 0, or -1 if it is not a valid path. */
+int secrets_user_path(char *out, size_t cap, const char *user_id, const char *connector,
+                      const char *field);
+/* The reference the state database stores instead of a value:
+ * "<backend>:<path>" (e.g. "vault:aurora/users/usr_1/github/token").
+ * 0, or -1 if path is invalid or out is too small. */
+int secrets_ref(const secrets_t *s, const char *path, char *out, size_t cap);
+/* Splits a reference; *path points into ref.  0, or -1 if malformed. */
+int secrets_ref_parse(const char *ref, char *backend, size_t bcap, const char **path);
+/* Short name of a result code ("not found", "backend unavailable", …). */
+const char *secrets_strerror(int rc);
+
+/* ---- for backend implementations ------------------------------------------ */
+
+typedef struct {
+    const char *name;
+    int (*open)(const secrets_config *cfg, void **impl, char *err, size_t errlen);
+    void (*close)(void *impl);
+    /* err gets the detail only; the caller adds backend, operation and path. */
+    int (*put)(void *impl, const char *path, const unsigned char *val, size_t len, char *err,
+               size_t errlen);
+    int (*get)(void *impl, const char *path, unsigned char **val, size_t *len, char *err,
+               size_t errlen);
+    int (*del)(void *impl, const char *path, char *err, size_t errlen);
+    /* Calls add(ctx, path) for candidate paths under prefix (duplicates and
+     * paths outside the prefix are tolerated: the caller filters); add
+     * returns -1 on out of memory, which the backend passes on. */
+    int (*list)(void *impl, const char *prefix, int (*add)(void *ctx, const char *path),
+                void *ctx, char *err, size_t errlen);
+} secrets_backend;
+
+extern const secrets_backend secrets_backend_local;
+extern const secrets_backend secrets_backend_vault;
+extern const secrets_backend secrets_backend_aws;
+
+/* The backend's own state, for backend-specific operations (rotate-key). */
+void *secrets_impl(secrets_t *s);
+
+#endif

@@ -1,0 +1,511 @@
+/* secrets_aws.c — AWS Secrets Manager as a secrets backend.
+ *
+ * JSON 1.1 protocol: POST / to https://secretsmanager.<AWS_SM_REGION>.amazonaws.com
+ * (or AWS_SM_ENDPOINT) with X-Amz-Target: secretsmanager.<Action>, signed
+ * with SigV4 by libcurl (CURLOPT_AWS_SIGV4 "aws:amz:<region>:secretsmanager").
+ * Actions: PutSecretValue (falling back to CreateSecret for a new name),
+ * GetSecretValue, DeleteSecret with ForceDeleteWithoutRecovery, ListSecrets
+ * with a "name" prefix filter.
+ *
+ * The secret's name is the logical path (aurora/system/github-app/…), as
+ * in the guide's `aws secretsmanager create-secret --name …`.  UTF-8 text is
+ * a SecretString (what `--secret-string file://key.pem` stores, newlines
+ * and all); other bytes are a SecretBinary.
+ *
+ * Throttling (ThrottlingException and friends), 5xx answers and transport
+ * errors are retried with exponential backoff and jitter; every attempt of
+ * one put carries the same ClientRequestToken, so a retried write is applied
+ * once.  The error type (__type) and AWS's message are passed on: they name
+ * the secret and the denied action, never the value.
+ */
+#include "secrets.h"
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "crypto.h"
+#include "secrets_http.h"
+#include "utf8.h"
+
+#define AWS_ATTEMPTS 4
+#define LIST_PAGES_MAX 1000
+
+typedef struct {
+    char endpoint[512];
+    char sigv4[128];   /* "aws:amz:<region>:secretsmanager" */
+    char userpwd[512]; /* "<key id>:<secret key>" */
+    char session_token[2048];
+    long timeout_ms;
+} aws_t;
+
+static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void aws_close(void *impl)
+{
+    aws_t *a = impl;
+    if (!a)
+        return;
+    OPENSSL_cleanse(a, sizeof(*a));
+    free(a);
+}
+
+static int region_ok(const char *r)
+{
+    if (!r || !*r || strlen(r) > 40)
+        return 0;
+    for (; *r; r++)
+        if (!((*r >= 'a' && *r <= 'z') || (*r >= '0' && *r <= '9') || *r == '-'))
+            return 0;
+    return 1;
+}
+
+static int aws_open(const secrets_config *cfg, void **impl, char *err, size_t errlen)
+{
+    *impl = NULL;
+    if (!region_ok(cfg->aws_region)) {
+        say(err, errlen, "AWS_SM_REGION must be set to an AWS region (e.g. us-east-1)");
+        return SECRETS_E_INVALID;
+    }
+    const char *id = cfg->aws_access_key_id, *key = cfg->aws_secret_access_key;
+    if (!id || !*id || !key || !*key) {
+        say(err, errlen, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set");
+        return SECRETS_E_INVALID;
+    }
+    /* libcurl splits USERPWD at the first ':'; an id never holds one. */
+    if (strchr(id, ':')) {
+        say(err, errlen, "AWS_ACCESS_KEY_ID is malformed");
+        return SECRETS_E_INVALID;
+    }
+    const char *ep = cfg->aws_endpoint;
+    if (ep && *ep && strncasecmp(ep, "https://", 8) && strncasecmp(ep, "http://", 7)) {
+        say(err, errlen, "AWS_SM_ENDPOINT must be an http:// or https:// url");
+        return SECRETS_E_INVALID;
+    }
+    aws_t *a = calloc(1, sizeof(*a));
+    if (!a) {
+        say(err, errlen, "out of memory");
+        return SECRETS_E_OTHER;
+    }
+    int n1 = ep && *ep ? snprintf(a->endpoint, sizeof(a->endpoint), "%s", ep)
+                       : snprintf(a->endpoint, sizeof(a->endpoint),
+                                  "https://secretsmanager.%s.amazonaws.com", cfg->aws_region);
+    int n2 = snprintf(a->userpwd, sizeof(a->userpwd), "%s:%s", id, key);
+    int n3 = snprintf(a->session_token, sizeof(a->session_token), "%s",
+                      cfg->aws_session_token ? cfg->aws_session_token : "");
+    snprintf(a->sigv4, sizeof(a->sigv4), "aws:amz:%s:secretsmanager", cfg->aws_region);
+    if (n1 < 0 || (size_t)n1 >= sizeof(a->endpoint) || n2 < 0 || (size_t)n2 >= sizeof(a->userpwd) ||
+        n3 < 0 || (size_t)n3 >= sizeof(a->session_token)) {
+        aws_close(a);
+        say(err, errlen, "AWS settings too long");
+        return SECRETS_E_INVALID;
+    }
+    a->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : SECRETS_DEFAULT_TIMEOUT_MS;
+    *impl = a;
+    return SECRETS_OK;
+}
+
+/* ---- calls -------------------------------------------------------------------- */
+
+typedef struct {
+    char type[96]; /* error __type without its namespace, "" on success */
+    char message[200];
+} aws_error;
+
+/* The text between <tag> and </tag> in an XML error body (signature and
+ * credential errors come back in the query protocol's XML). */
+static void xml_field(const char *body, const char *tag, char *out, size_t cap)
+{
+    char open[32], close[32];
+    snprintf(open, sizeof(open), "<%s>", tag);
+    snprintf(close, sizeof(close), "</%s>", tag);
+    const char *a = body ? strstr(body, open) : NULL;
+    const char *b = a ? strstr(a, close) : NULL;
+    if (!a || !b)
+        return;
+    a += strlen(open);
+    snprintf(out, cap, "%.*s", (int)(b - a), a);
+}
+
+static void parse_error(const shttp_resp *r, aws_error *e)
+{
+    if (r->body && r->body[0] == '<') {
+        xml_field(r->body, "Code", e->type, sizeof(e->type));
+        xml_field(r->body, "Message", e->message, sizeof(e->message));
+        for (char *p = e->message; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = ' ';
+        return;
+    }
+    cJSON *j = r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL;
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "__type");
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
+    if (!cJSON_IsString(m))
+        m = cJSON_GetObjectItemCaseSensitive(j, "Message");
+    const char *type = cJSON_IsString(t) ? t->valuestring : "";
+    const char *hash = strrchr(type, '#'); /* "com.amazonaws…#ThrottlingException" */
+    snprintf(e->type, sizeof(e->type), "%s", hash ? hash + 1 : type);
+    snprintf(e->message, sizeof(e->message), "%s", cJSON_IsString(m) ? m->valuestring : "");
+    for (char *p = e->message; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    cJSON_Delete(j);
+}
+
+static int is_throttle(const char *type)
+{
+    return !strcmp(type, "ThrottlingException") || !strcmp(type, "TooManyRequestsException") ||
+           !strcmp(type, "RequestLimitExceeded") || !strcmp(type, "LimitExceededException") ||
+           !strcmp(type, "RequestThrottled") || !strcmp(type, "ServiceUnavailable");
+}
+
+static int map_error(long status, const char *type)
+{
+    if (!strcmp(type, "ResourceNotFoundException"))
+        return SECRETS_NOT_FOUND;
+    if (is_throttle(type) || status >= 500 || !strcmp(type, "InternalServiceError"))
+        return SECRETS_E_UNAVAILABLE;
+    if (status == 401 || status == 403 || !strcmp(type, "AccessDeniedException") ||
+        !strcmp(type, "UnrecognizedClientException") ||
+        !strcmp(type, "InvalidSignatureException") || !strcmp(type, "IncompleteSignature") ||
+        !strcmp(type, "ExpiredTokenException") || !strcmp(type, "MissingAuthenticationToken") ||
+        !strcmp(type, "InvalidClientTokenId") || !strcmp(type, "SignatureDoesNotMatch"))
+        return SECRETS_E_DENIED;
+    if (!strcmp(type, "DecryptionFailure"))
+        return SECRETS_E_INTEGRITY;
+    return SECRETS_E_OTHER;
+}
+
+/* One action, with retries.  SECRETS_OK with *resp filled on HTTP 200;
+ * otherwise e (may be NULL) gets AWS's error type. */
+static int call(aws_t *a, const char *action, const char *body, shttp_resp *resp, aws_error *e,
+                char *err, size_t errlen)
+{
+    char target[96], tokhdr[2100];
+    snprintf(target, sizeof(target), "X-Amz-Target: secretsmanager.%s", action);
+    const char *hdrs[4] = { "Content-Type: application/x-amz-json-1.1", target, NULL, NULL };
+    if (a->session_token[0]) {
+        snprintf(tokhdr, sizeof(tokhdr), "X-Amz-Security-Token: %s", a->session_token);
+        hdrs[2] = tokhdr;
+    }
+    shttp_req req = { .method = "POST",
+                      .url = a->endpoint,
+                      .headers = hdrs,
+                      .body = body,
+                      .body_len = strlen(body),
+                      .timeout_ms = a->timeout_ms,
+                      .aws_sigv4 = a->sigv4,
+                      .userpwd = a->userpwd };
+    aws_error local;
+    if (!e)
+        e = &local;
+    int rc = SECRETS_E_UNAVAILABLE;
+    for (int attempt = 1; attempt <= AWS_ATTEMPTS; attempt++) {
+        memset(e, 0, sizeof(*e));
+        if (attempt > 1)
+            shttp_sleep_ms(shttp_backoff_ms(attempt - 1));
+        if (shttp_do(&req, resp) < 0) {
+            say(err, errlen, "AWS Secrets Manager at %s unreachable: %s", a->endpoint, resp->err);
+            rc = SECRETS_E_UNAVAILABLE;
+            if (resp->timed_out) /* one timeout is the most a caller waits */
+                break;
+            continue;
+        }
+        if (resp->status == 200) {
+            rc = SECRETS_OK;
+            break;
+        }
+        parse_error(resp, e);
+        rc = map_error(resp->status, e->type);
+        say(err, errlen, "%s: HTTP %ld %s%s%s%s", action, resp->status,
+            e->type[0] ? e->type : "error", e->message[0] ? " (" : "", e->message,
+            e->message[0] ? ")" : "");
+        shttp_resp_free(resp);
+        if (rc != SECRETS_E_UNAVAILABLE)
+            break;
+        if (is_throttle(e->type) && attempt == AWS_ATTEMPTS)
+            say(err, errlen, "%s: throttled by AWS (%s) after %d attempts", action, e->type,
+                AWS_ATTEMPTS);
+    }
+    if (a->session_token[0])
+        OPENSSL_cleanse(tokhdr, sizeof(tokhdr));
+    return rc;
+}
+
+/* A version-4 UUID (ClientRequestToken: 32-64 characters). */
+static int uuid4(char out[37])
+{
+    unsigned char b[16];
+    if (crypto_random(b, sizeof(b)) != 0)
+        return -1;
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    char hex[33];
+    crypto_hex(b, sizeof(b), hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+    return 0;
+}
+
+/* The JSON body of PutSecretValue / CreateSecret.  Wiped by the caller. */
+static char *value_body(const char *id_field, const char *path, const char *token,
+                        const unsigned char *val, size_t len)
+{
+    int text = utf8_valid((const char *)val, len);
+    char *value = NULL;
+    if (text) {
+        value = malloc(len + 1);
+        if (value) {
+            memcpy(value, val, len);
+            value[len] = '\0';
+        }
+    } else {
+        value = crypto_base64(val, len); /* blob members travel base64-encoded */
+    }
+    if (!value)
+        return NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *item = NULL;
+    char *body = NULL;
+    if (o && cJSON_AddStringToObject(o, id_field, path) &&
+        cJSON_AddStringToObject(o, "ClientRequestToken", token) &&
+        (item = cJSON_AddStringToObject(o, text ? "SecretString" : "SecretBinary", value)))
+        body = cJSON_PrintUnformatted(o);
+    if (item && item->valuestring)
+        OPENSSL_cleanse(item->valuestring, strlen(item->valuestring));
+    cJSON_Delete(o);
+    OPENSSL_cleanse(value, strlen(value));
+    free(value);
+    return body;
+}
+
+static void free_body(char *body)
+{
+    if (body) {
+        OPENSSL_cleanse(body, strlen(body));
+        free(body);
+    }
+}
+
+static int aws_put(void *impl, const char *path, const unsigned char *val, size_t len, char *err,
+                   size_t errlen)
+{
+    aws_t *a = impl;
+    char token[37];
+    if (uuid4(token) < 0) {
+        say(err, errlen, "no randomness");
+        return SECRETS_E_OTHER;
+    }
+    /* Updating is the common case; a new name falls back to creating it,
+     * and a creator that lost a race to another creator updates after all. */
+    for (int round = 0; round < 2; round++) {
+        char *body = value_body("SecretId", path, token, val, len);
+        if (!body) {
+            say(err, errlen, "out of memory");
+            return SECRETS_E_OTHER;
+        }
+        shttp_resp r;
+        aws_error e;
+        int rc = call(a, "PutSecretValue", body, &r, &e, err, errlen);
+        free_body(body);
+        if (rc == SECRETS_OK) {
+            shttp_resp_free(&r);
+            return SECRETS_OK;
+        }
+        if (rc != SECRETS_NOT_FOUND)
+            return rc;
+        body = value_body("Name", path, token, val, len);
+        if (!body) {
+            say(err, errlen, "out of memory");
+            return SECRETS_E_OTHER;
+        }
+        rc = call(a, "CreateSecret", body, &r, &e, err, errlen);
+        free_body(body);
+        if (rc == SECRETS_OK) {
+            shttp_resp_free(&r);
+            return SECRETS_OK;
+        }
+        if (strcmp(e.type, "ResourceExistsException") != 0)
+            return rc;
+    }
+    return SECRETS_E_OTHER;
+}
+
+static int aws_get(void *impl, const char *path, unsigned char **val, size_t *len, char *err,
+                   size_t errlen)
+{
+    aws_t *a = impl;
+    cJSON *req = cJSON_CreateObject();
+    char *body = req && cJSON_AddStringToObject(req, "SecretId", path) ? cJSON_PrintUnformatted(req)
+                                                                         : NULL;
+    cJSON_Delete(req);
+    if (!body) {
+        say(err, errlen, "out of memory");
+        return SECRETS_E_OTHER;
+    }
+    shttp_resp r;
+    int rc = call(a, "GetSecretValue", body, &r, NULL, err, errlen);
+    free(body);
+    if (rc != SECRETS_OK)
+        return rc;
+    cJSON *j = cJSON_ParseWithLength(r.body, r.len);
+    cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "SecretString");
+    cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "SecretBinary");
+    unsigned char *out = NULL;
+    size_t n = 0;
+    if (cJSON_IsString(s)) {
+        n = strlen(s->valuestring);
+        if ((out = malloc(n + 1)))
+            memcpy(out, s->valuestring, n + 1);
+    } else if (cJSON_IsString(b)) {
+        unsigned char *raw = crypto_base64_decode(b->valuestring, strlen(b->valuestring), &n);
+        if (raw && (out = malloc(n + 1))) {
+            memcpy(out, raw, n);
+            out[n] = '\0';
+        }
+        if (raw) {
+            OPENSSL_cleanse(raw, n);
+            free(raw);
+        } else {
+            say(err, errlen, "SecretBinary is not base64");
+            rc = SECRETS_E_OTHER;
+        }
+    } else {
+        say(err, errlen, "answer holds neither SecretString nor SecretBinary");
+        rc = SECRETS_E_OTHER;
+    }
+    if (rc == SECRETS_OK && !out) {
+        say(err, errlen, "out of memory");
+        rc = SECRETS_E_OTHER;
+    }
+    if (rc == SECRETS_OK) {
+        *val = out;
+        *len = n;
+    }
+    if (cJSON_IsString(s))
+        OPENSSL_cleanse(s->valuestring, strlen(s->valuestring));
+    if (cJSON_IsString(b))
+        OPENSSL_cleanse(b->valuestring, strlen(b->valuestring));
+    cJSON_Delete(j);
+    shttp_resp_free(&r);
+    return rc;
+}
+
+static int aws_del(void *impl, const char *path, char *err, size_t errlen)
+{
+    aws_t *a = impl;
+    cJSON *req = cJSON_CreateObject();
+    char *body = NULL;
+    /* Without recovery window: a deleted credential must not linger for
+     * 7-30 days, and the name must be reusable at once. */
+    if (req && cJSON_AddStringToObject(req, "SecretId", path) &&
+        cJSON_AddTrueToObject(req, "ForceDeleteWithoutRecovery"))
+        body = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    if (!body) {
+        say(err, errlen, "out of memory");
+        return SECRETS_E_OTHER;
+    }
+    shttp_resp r;
+    int rc = call(a, "DeleteSecret", body, &r, NULL, err, errlen);
+    free(body);
+    if (rc == SECRETS_OK)
+        shttp_resp_free(&r);
+    return rc;
+}
+
+static int aws_list(void *impl, const char *prefix, int (*add)(void *, const char *), void *ctx,
+                    char *err, size_t errlen)
+{
+    aws_t *a = impl;
+    char *next = NULL;
+    for (int page = 0; page < LIST_PAGES_MAX; page++) {
+        cJSON *req = cJSON_CreateObject();
+        cJSON *filters = NULL, *f = NULL, *vals = NULL;
+        char *body = NULL;
+        int ok = req && cJSON_AddNumberToObject(req, "MaxResults", 100) != NULL;
+        /* "name" filters match a case-sensitive prefix of the name. */
+        if (ok && *prefix) {
+            ok = (filters = cJSON_AddArrayToObject(req, "Filters")) && (f = cJSON_CreateObject());
+            if (ok) {
+                cJSON_AddItemToArray(filters, f);
+                ok = cJSON_AddStringToObject(f, "Key", "name") &&
+                     (vals = cJSON_AddArrayToObject(f, "Values"));
+            }
+            if (ok) {
+                cJSON *pv = cJSON_CreateString(prefix);
+                ok = pv != NULL;
+                if (ok)
+                    cJSON_AddItemToArray(vals, pv);
+            }
+        }
+        if (ok && next)
+            ok = cJSON_AddStringToObject(req, "NextToken", next) != NULL;
+        if (ok)
+            body = cJSON_PrintUnformatted(req);
+        cJSON_Delete(req);
+        free(next);
+        next = NULL;
+        if (!body) {
+            say(err, errlen, "out of memory");
+            return SECRETS_E_OTHER;
+        }
+        shttp_resp r;
+        int rc = call(a, "ListSecrets", body, &r, NULL, err, errlen);
+        free(body);
+        if (rc != SECRETS_OK)
+            return rc;
+        cJSON *j = cJSON_ParseWithLength(r.body, r.len);
+        shttp_resp_free(&r);
+        cJSON *list = cJSON_GetObjectItemCaseSensitive(j, "SecretList");
+        cJSON *nt = cJSON_GetObjectItemCaseSensitive(j, "NextToken");
+        if (!j || (list && !cJSON_IsArray(list))) {
+            cJSON_Delete(j);
+            say(err, errlen, "unexpected ListSecrets answer");
+            return SECRETS_E_OTHER;
+        }
+        cJSON *e;
+        cJSON_ArrayForEach(e, list)
+        {
+            cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "Name");
+            if (cJSON_IsString(name) && add(ctx, name->valuestring) < 0) {
+                cJSON_Delete(j);
+                say(err, errlen, "out of memory");
+                return SECRETS_E_OTHER;
+            }
+        }
+        int more = cJSON_IsString(nt) && nt->valuestring[0];
+        if (more)
+            next = strdup(nt->valuestring);
+        cJSON_Delete(j);
+        if (more && !next) {
+            say(err, errlen, "out of memory");
+            return SECRETS_E_OTHER;
+        }
+        if (!more)
+            return SECRETS_OK;
+    }
+    free(next);
+    say(err, errlen, "more than %d pages of secrets", LIST_PAGES_MAX);
+    return SECRETS_E_OTHER;
+}
+
+const secrets_backend secrets_backend_aws = {
+    .name = "aws_secrets_manager",
+    .open = aws_open,
+    .close = aws_close,
+    .put = aws_put,
+    .get = aws_get,
+    .del = aws_del,
+    .list = aws_list,
+};

@@ -1,0 +1,27 @@
+/* secrets_config.c — server_config -> secrets_config. */
+#include "secrets_config.h"
+
+#include <string.h>
+
+void secrets_config_from_server(const server_config *c, secrets_config *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->backend = c->secrets_backend;
+    out->data_dir = c->data_dir;
+    out->master_key = c->master_key;
+    out->master_key_file = c->master_key_file;
+    out->vault_addr = c->vault_addr;
+    out->vault_token = c->vault_token;
+    out->vault_auth_method = c->vault_auth_method;
+    out->vault_k8s_role = c->vault_k8s_role;
+    out->vault_k8s_jwt_path = c->vault_k8s_jwt_path;
+    out->vault_kv_mount = c->vault_kv_mount;
+    out->vault_prefix = c->vault_prefix;
+    out->vault_cacert = c->vault_cacert;
+    out->aws_region = c->aws_sm_region;
+    out->aws_endpoint = c->aws_sm_endpoint;
+    out->aws_access_key_id = c->aws_access_key_id;
+    out->aws_secret_access_key = c->aws_secret_access_key;
+    out->aws_session_token = c->aws_session_token;
+    out->timeout_ms = SECRETS_DEFAULT_TIMEOUT_MS;
+}

@@ -1,0 +1,635 @@
+/* secrets_vault.c — HashiCorp Vault KV version 2 as a secrets backend.
+ *
+ * HTTP API used (Vault's documented endpoints):
+ *   POST   /v1/<mount>/data/<path>      {"data":{"value":…}}   create or update
+ *   GET    /v1/<mount>/data/<path>                              read latest version
+ *   DELETE /v1/<mount>/metadata/<path>                          delete every version
+ *   LIST   /v1/<mount>/metadata/<dir>/                          keys ("x", "sub/")
+ *   POST   /v1/auth/kubernetes/login    {"role","jwt"}          Kubernetes auth
+ * with the token in X-Vault-Token.
+ *
+ * Path mapping: the logical path aurora/<rest> lives at <VAULT_PREFIX><rest>
+ * inside the KV mount VAULT_KV_MOUNT (default "aurora", prefix empty), which
+ * is exactly where the guide's `vault kv put aurora/system/github-app/…`
+ * writes.  The value is the field "value" of the secret, as `vault kv put
+ * <path> value=@file.pem` stores it; bytes that are not UTF-8 text are
+ * stored base64-encoded with "encoding":"base64" beside them, so a PEM stays
+ * readable in Vault's UI and CLI.
+ *
+ * Auth: VAULT_TOKEN, or Kubernetes (the pod's service-account JWT exchanged
+ * for a token at login, renewed by logging in again when its lease is near
+ * its end or Vault answers 403).
+ *
+ * Failures: 403 → DENIED, 404 → NOT_FOUND, 429/5xx and transport errors →
+ * UNAVAILABLE after two retries with backoff (a timeout is not retried: the
+ * caller waits at most one timeout).  Vault's error strings are
+ * passed on (they name paths and policies, never values).
+ */
+#include "secrets.h"
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "crypto.h"
+#include "secrets_http.h"
+#include "utf8.h"
+
+#define VAULT_ATTEMPTS 3
+#define JWT_MAX 16384
+#define LIST_MAX_DEPTH 16
+#define DEFAULT_JWT_PATH "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+typedef struct {
+    pthread_mutex_t mu; /* guards token and token_expiry */
+    char addr[512];
+    char mount[128];
+    char prefix[260]; /* "" or "folder/…/" */
+    char cacert[1024];
+    int k8s;
+    char role[128];
+    char jwt_path[1024];
+    char token[2048];
+    time_t token_expiry; /* 0: does not expire (or unknown) */
+    long timeout_ms;
+} vault_t;
+
+static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Copies s without leading/trailing slashes into out. */
+static int trim_slashes(const char *s, char *out, size_t cap)
+{
+    while (s && *s == '/')
+        s++;
+    size_t n = s ? strlen(s) : 0;
+    while (n && s[n - 1] == '/')
+        n--;
+    if (n >= cap)
+        return -1;
+    memcpy(out, s ? s : "", n);
+    out[n] = '\0';
+    return 0;
+}
+
+static int seg_chars_ok(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '/' || *s == '_' || *s == '-' || *s == '.'))
+            return 0;
+    return 1;
+}
+
+static void vault_close(void *impl)
+{
+    vault_t *v = impl;
+    if (!v)
+        return;
+    OPENSSL_cleanse(v->token, sizeof(v->token));
+    pthread_mutex_destroy(&v->mu);
+    free(v);
+}
+
+static int vault_open(const secrets_config *cfg, void **impl, char *err, size_t errlen)
+{
+    *impl = NULL;
+    const char *addr = cfg->vault_addr;
+    if (!addr || !*addr) {
+        say(err, errlen, "VAULT_ADDR is not set");
+        return SECRETS_E_INVALID;
+    }
+    if (strncasecmp(addr, "https://", 8) && strncasecmp(addr, "http://", 7)) {
+        say(err, errlen, "VAULT_ADDR must be an http:// or https:// url");
+        return SECRETS_E_INVALID;
+    }
+    vault_t *v = calloc(1, sizeof(*v));
+    if (!v) {
+        say(err, errlen, "out of memory");
+        return SECRETS_E_OTHER;
+    }
+    pthread_mutex_init(&v->mu, NULL);
+    int rc = SECRETS_OK;
+    size_t alen = strlen(addr);
+    while (alen && addr[alen - 1] == '/')
+        alen--;
+    char prefix[256];
+    if (alen >= sizeof(v->addr)) {
+        say(err, errlen, "VAULT_ADDR is too long");
+        rc = SECRETS_E_INVALID;
+    } else if (trim_slashes(cfg->vault_kv_mount && *cfg->vault_kv_mount ? cfg->vault_kv_mount
+                                                                         : "aurora",
+                            v->mount, sizeof(v->mount)) < 0 ||
+               !v->mount[0] || !seg_chars_ok(v->mount) || strstr(v->mount, "..")) {
+        say(err, errlen, "VAULT_KV_MOUNT must be a mount path of A-Z a-z 0-9 / _ - .");
+        rc = SECRETS_E_INVALID;
+    } else if (cfg->vault_cacert && strlen(cfg->vault_cacert) >= sizeof(v->cacert)) {
+        say(err, errlen, "VAULT_CACERT is too long");
+        rc = SECRETS_E_INVALID;
+    } else if (trim_slashes(cfg->vault_prefix, prefix, sizeof(prefix)) < 0 ||
+               !seg_chars_ok(prefix) || strstr(prefix, "..") || strstr(prefix, "//")) {
+        say(err, errlen, "VAULT_PREFIX must be a folder path of A-Z a-z 0-9 / _ - .");
+        rc = SECRETS_E_INVALID;
+    }
+    if (rc == SECRETS_OK) {
+        memcpy(v->addr, addr, alen);
+        v->addr[alen] = '\0';
+        snprintf(v->prefix, sizeof(v->prefix), "%s%s", prefix, prefix[0] ? "/" : "");
+        snprintf(v->cacert, sizeof(v->cacert), "%s", cfg->vault_cacert ? cfg->vault_cacert : "");
+        v->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : SECRETS_DEFAULT_TIMEOUT_MS;
+        const char *method = cfg->vault_auth_method && *cfg->vault_auth_method
+                                 ? cfg->vault_auth_method
+                                 : "token";
+        if (!strcmp(method, "kubernetes")) {
+            v->k8s = 1;
+            if (!cfg->vault_k8s_role || !*cfg->vault_k8s_role ||
+                strlen(cfg->vault_k8s_role) >= sizeof(v->role)) {
+                say(err, errlen, "VAULT_AUTH_METHOD=kubernetes needs VAULT_K8S_ROLE");
+                rc = SECRETS_E_INVALID;
+            } else {
+                snprintf(v->role, sizeof(v->role), "%s", cfg->vault_k8s_role);
+                snprintf(v->jwt_path, sizeof(v->jwt_path), "%s",
+                         cfg->vault_k8s_jwt_path && *cfg->vault_k8s_jwt_path
+                             ? cfg->vault_k8s_jwt_path
+                             : DEFAULT_JWT_PATH);
+            }
+        } else if (!strcmp(method, "token")) {
+            if (!cfg->vault_token || !*cfg->vault_token ||
+                strlen(cfg->vault_token) >= sizeof(v->token)) {
+                say(err, errlen, "VAULT_AUTH_METHOD=token needs VAULT_TOKEN");
+                rc = SECRETS_E_INVALID;
+            } else {
+                snprintf(v->token, sizeof(v->token), "%s", cfg->vault_token);
+            }
+        } else {
+            say(err, errlen, "VAULT_AUTH_METHOD must be token or kubernetes");
+            rc = SECRETS_E_INVALID;
+        }
+    }
+    if (rc != SECRETS_OK) {
+        vault_close(v);
+        return rc;
+    }
+    *impl = v;
+    return SECRETS_OK;
+}
+
+/* ---- HTTP ------------------------------------------------------------------ */
+
+/* "HTTP 403: permission denied" from Vault's {"errors":[…]}. */
+static void describe(const shttp_resp *r, char *err, size_t errlen)
+{
+    char msg[200] = "";
+    cJSON *j = r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL;
+    cJSON *errs = cJSON_GetObjectItemCaseSensitive(j, "errors");
+    cJSON *e;
+    size_t o = 0;
+    cJSON_ArrayForEach(e, errs)
+    {
+        if (cJSON_IsString(e) && o + 3 < sizeof(msg)) {
+            int n = snprintf(msg + o, sizeof(msg) - o, "%s%s", o ? "; " : "", e->valuestring);
+            o = n < 0 ? o : (o + (size_t)n < sizeof(msg) ? o + (size_t)n : sizeof(msg) - 1);
+        }
+    }
+    cJSON_Delete(j);
+    /* Printable only: the answer comes from the network. */
+    for (char *p = msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    say(err, errlen, "Vault answered HTTP %ld%s%s", r->status, msg[0] ? ": " : "", msg);
+}
+
+static int map_status(long status)
+{
+    if (status >= 200 && status < 300)
+        return SECRETS_OK;
+    if (status == 404)
+        return SECRETS_NOT_FOUND;
+    if (status == 401 || status == 403)
+        return SECRETS_E_DENIED;
+    if (status == 429 || status >= 500)
+        return SECRETS_E_UNAVAILABLE;
+    return SECRETS_E_OTHER;
+}
+
+/* One request with retries of what may pass (429, 5xx, transport).
+ * SECRETS_OK with *resp filled for 2xx; the body is released otherwise. */
+static int send_with_retries(vault_t *v, const char *method, const char *url, const char *token,
+                             const char *body, size_t body_len, shttp_resp *resp, char *err,
+                             size_t errlen)
+{
+    char tokhdr[2100];
+    const char *hdrs[3] = { "Content-Type: application/json", NULL, NULL };
+    if (token) {
+        snprintf(tokhdr, sizeof(tokhdr), "X-Vault-Token: %s", token);
+        hdrs[1] = tokhdr;
+    }
+    shttp_req req = { .method = method,
+                      .url = url,
+                      .headers = hdrs,
+                      .body = body,
+                      .body_len = body_len,
+                      .timeout_ms = v->timeout_ms,
+                      .cacert = v->cacert[0] ? v->cacert : NULL };
+    int rc = SECRETS_E_UNAVAILABLE;
+    for (int attempt = 1; attempt <= VAULT_ATTEMPTS; attempt++) {
+        if (attempt > 1)
+            shttp_sleep_ms(shttp_backoff_ms(attempt - 1));
+        if (shttp_do(&req, resp) < 0) {
+            say(err, errlen, "Vault at %s unreachable: %s", v->addr, resp->err);
+            rc = SECRETS_E_UNAVAILABLE;
+            if (resp->timed_out)
+                break;
+            continue;
+        }
+        rc = map_status(resp->status);
+        if (rc == SECRETS_OK)
+            break;
+        describe(resp, err, errlen);
+        shttp_resp_free(resp);
+        if (rc != SECRETS_E_UNAVAILABLE)
+            break;
+    }
+    OPENSSL_cleanse(tokhdr, sizeof(tokhdr));
+    return rc;
+}
+
+/* Kubernetes auth: exchanges the service-account JWT for a Vault token.
+ * Called with v->mu held. */
+static int k8s_login(vault_t *v, char *err, size_t errlen)
+{
+    FILE *f = fopen(v->jwt_path, "rb");
+    if (!f) {
+        say(err, errlen, "Kubernetes auth: cannot read the service-account token %s", v->jwt_path);
+        return SECRETS_E_DENIED;
+    }
+    char *jwt = malloc(JWT_MAX + 1);
+    size_t n = jwt ? fread(jwt, 1, JWT_MAX + 1, f) : 0;
+    fclose(f);
+    if (!jwt) {
+        say(err, errlen, "out of memory");
+        return SECRETS_E_OTHER;
+    }
+    while (n && (jwt[n - 1] == '\n' || jwt[n - 1] == '\r' || jwt[n - 1] == ' '))
+        n--;
+    jwt[n] = '\0';
+    if (n == 0 || n > JWT_MAX) {
+        OPENSSL_cleanse(jwt, JWT_MAX + 1);
+        free(jwt);
+        say(err, errlen, "Kubernetes auth: service-account token %s is empty or too large",
+            v->jwt_path);
+        return SECRETS_E_DENIED;
+    }
+    cJSON *body = cJSON_CreateObject();
+    char *text = NULL;
+    if (body && cJSON_AddStringToObject(body, "role", v->role) &&
+        cJSON_AddStringToObject(body, "jwt", jwt))
+        text = cJSON_PrintUnformatted(body);
+    /* The JWT is a credential: wiped from every copy made here. */
+    cJSON *jw = cJSON_GetObjectItemCaseSensitive(body, "jwt");
+    if (jw && jw->valuestring)
+        OPENSSL_cleanse(jw->valuestring, strlen(jw->valuestring));
+    cJSON_Delete(body);
+    OPENSSL_cleanse(jwt, JWT_MAX + 1);
+    free(jwt);
+    if (!text) {
+        say(err, errlen, "out of memory");
+        return SECRETS_E_OTHER;
+    }
+    char url[700];
+    snprintf(url, sizeof(url), "%s/v1/auth/kubernetes/login", v->addr);
+    shttp_resp r;
+    char detail[300];
+    int rc = send_with_retries(v, "POST", url, NULL, text, strlen(text), &r, detail,
+                               sizeof(detail));
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    if (rc != SECRETS_OK) {
+        /* Vault answers a bad role or JWT with 400 or 403. */
+        say(err, errlen, "Kubernetes auth login (role %s) failed: %s", v->role, detail);
+        return rc == SECRETS_E_OTHER ? SECRETS_E_DENIED : rc;
+    }
+    cJSON *j = cJSON_ParseWithLength(r.body, r.len);
+    cJSON *auth = cJSON_GetObjectItemCaseSensitive(j, "auth");
+    cJSON *tok = cJSON_GetObjectItemCaseSensitive(auth, "client_token");
+    cJSON *lease = cJSON_GetObjectItemCaseSensitive(auth, "lease_duration");
+    if (cJSON_IsString(tok) && tok->valuestring[0] &&
+        strlen(tok->valuestring) < sizeof(v->token)) {
+        snprintf(v->token, sizeof(v->token), "%s", tok->valuestring);
+        double secs = cJSON_IsNumber(lease) ? lease->valuedouble : 0;
+        /* Log in again at 90 % of the lease rather than at its edge. */
+        v->token_expiry = secs > 0 ? time(NULL) + (time_t)(secs * 0.9) : 0;
+        OPENSSL_cleanse(tok->valuestring, strlen(tok->valuestring));
+    } else {
+        say(err, errlen, "Kubernetes auth login: answer without auth.client_token");
+        rc = SECRETS_E_OTHER;
+    }
+    cJSON_Delete(j);
+    shttp_resp_free(&r);
+    return rc;
+}
+
+/* Copies the current token (logging in first when needed) into tok. */
+static int current_token(vault_t *v, char *tok, size_t cap, int force_login, char *err,
+                         size_t errlen)
+{
+    int rc = SECRETS_OK;
+    pthread_mutex_lock(&v->mu);
+    if (v->k8s &&
+        (force_login || !v->token[0] || (v->token_expiry && time(NULL) >= v->token_expiry))) {
+        OPENSSL_cleanse(v->token, sizeof(v->token));
+        v->token[0] = '\0';
+        rc = k8s_login(v, err, errlen);
+    }
+    if (rc == SECRETS_OK)
+        snprintf(tok, cap, "%s", v->token);
+    pthread_mutex_unlock(&v->mu);
+    return rc;
+}
+
+/* An authenticated KV call on /v1/<mount>/<kind>/<inside path>. */
+static int kv_call(vault_t *v, const char *method, const char *kind, const char *inside,
+                   const char *body, size_t body_len, shttp_resp *resp, char *err, size_t errlen)
+{
+    char url[1200], tok[2048];
+    int n = snprintf(url, sizeof(url), "%s/v1/%s/%s/%s", v->addr, v->mount, kind, inside);
+    if (n < 0 || (size_t)n >= sizeof(url)) {
+        say(err, errlen, "url too long");
+        return SECRETS_E_INVALID;
+    }
+    int rc = current_token(v, tok, sizeof(tok), 0, err, errlen);
+    if (rc == SECRETS_OK)
+        rc = send_with_retries(v, method, url, tok, body, body_len, resp, err, errlen);
+    /* A Kubernetes-auth token may have been revoked or expired early: one
+     * fresh login, one more try. */
+    if (rc == SECRETS_E_DENIED && v->k8s) {
+        char e2[300];
+        if (current_token(v, tok, sizeof(tok), 1, e2, sizeof(e2)) == SECRETS_OK)
+            rc = send_with_retries(v, method, url, tok, body, body_len, resp, err, errlen);
+    }
+    OPENSSL_cleanse(tok, sizeof(tok));
+    return rc;
+}
+
+/* aurora/<rest> -> <prefix><rest> */
+static int inside_path(const vault_t *v, const char *path, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s%s", v->prefix, path + strlen(SECRETS_ROOT));
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* ---- operations --------------------------------------------------------------- */
+
+static int vault_put(void *impl, const char *path, const unsigned char *val, size_t len, char *err,
+                     size_t errlen)
+{
+    vault_t *v = impl;
+    char inside[600];
+    if (inside_path(v, path, inside, sizeof(inside)) < 0) {
+        say(err, errlen, "path too long");
+        return SECRETS_E_INVALID;
+    }
+    int text = utf8_valid((const char *)val, len);
+    char *b64 = NULL, *copy = NULL;
+    const char *value;
+    if (text) {
+        /* Not NUL-terminated by the caller: a terminated copy for cJSON. */
+        copy = malloc(len + 1);
+        if (copy) {
+            memcpy(copy, val, len);
+            copy[len] = '\0';
+        }
+        value = copy;
+    } else {
+        value = b64 = crypto_base64(val, len);
+    }
+    cJSON *root = cJSON_CreateObject(), *data = cJSON_CreateObject(), *item = NULL;
+    char *body = NULL;
+    if (value && root && data) {
+        cJSON_AddItemToObject(root, "data", data);
+        data = NULL;
+        cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "data");
+        item = cJSON_AddStringToObject(d, "value", value);
+        if (item && (text || cJSON_AddStringToObject(d, "encoding", "base64")))
+            body = cJSON_PrintUnformatted(root);
+    }
+    if (item && item->valuestring)
+        OPENSSL_cleanse(item->valuestring, strlen(item->valuestring));
+    cJSON_Delete(root);
+    cJSON_Delete(data);
+    if (copy) {
+        OPENSSL_cleanse(copy, len);
+        free(copy);
+    }
+    if (b64) {
+        OPENSSL_cleanse(b64, strlen(b64));
+        free(b64);
+    }
+    if (!body) {
+        say(err, errlen, "out of memory");
+        return SECRETS_E_OTHER;
+    }
+    shttp_resp r;
+    size_t blen = strlen(body);
+    int rc = kv_call(v, "POST", "data", inside, body, blen, &r, err, errlen);
+    OPENSSL_cleanse(body, blen);
+    free(body);
+    if (rc == SECRETS_OK)
+        shttp_resp_free(&r);
+    /* NOT_FOUND on a write: the mount does not exist. */
+    if (rc == SECRETS_NOT_FOUND) {
+        say(err, errlen, "Vault has no KV v2 mount \"%s\" (HTTP 404)", v->mount);
+        rc = SECRETS_E_OTHER;
+    }
+    return rc;
+}
+
+static int vault_get(void *impl, const char *path, unsigned char **val, size_t *len, char *err,
+                     size_t errlen)
+{
+    vault_t *v = impl;
+    char inside[600];
+    if (inside_path(v, path, inside, sizeof(inside)) < 0) {
+        say(err, errlen, "path too long");
+        return SECRETS_E_INVALID;
+    }
+    shttp_resp r;
+    int rc = kv_call(v, "GET", "data", inside, NULL, 0, &r, err, errlen);
+    if (rc != SECRETS_OK) {
+        if (rc == SECRETS_NOT_FOUND)
+            say(err, errlen, "no secret at this path (never written, or its latest version "
+                             "deleted)");
+        return rc;
+    }
+    cJSON *j = cJSON_ParseWithLength(r.body, r.len);
+    cJSON *outer = cJSON_GetObjectItemCaseSensitive(j, "data");
+    cJSON *data = cJSON_GetObjectItemCaseSensitive(outer, "data");
+    cJSON *value = cJSON_GetObjectItemCaseSensitive(data, "value");
+    cJSON *enc = cJSON_GetObjectItemCaseSensitive(data, "encoding");
+    if (!j || !cJSON_IsObject(outer)) {
+        say(err, errlen, "unexpected answer from Vault");
+        rc = SECRETS_E_OTHER;
+    } else if (!data || cJSON_IsNull(data)) {
+        /* The latest version was deleted (soft delete): nothing to read. */
+        say(err, errlen, "the latest version was deleted");
+        rc = SECRETS_NOT_FOUND;
+    } else if (!cJSON_IsString(value)) {
+        say(err, errlen, "the secret has no string field \"value\" (write it with "
+                         "`vault kv put <path> value=@file`)");
+        rc = SECRETS_E_OTHER;
+    } else if (cJSON_IsString(enc) && !strcmp(enc->valuestring, "base64")) {
+        size_t n = 0;
+        unsigned char *raw =
+            crypto_base64_decode(value->valuestring, strlen(value->valuestring), &n);
+        if (!raw) {
+            say(err, errlen, "field \"value\" is marked base64 but is not");
+            rc = SECRETS_E_OTHER;
+        } else {
+            unsigned char *out = malloc(n + 1);
+            if (out) {
+                memcpy(out, raw, n);
+                out[n] = '\0';
+                *val = out;
+                *len = n;
+            } else {
+                say(err, errlen, "out of memory");
+                rc = SECRETS_E_OTHER;
+            }
+            OPENSSL_cleanse(raw, n);
+            free(raw);
+        }
+    } else {
+        size_t n = strlen(value->valuestring);
+        unsigned char *out = malloc(n + 1);
+        if (out) {
+            memcpy(out, value->valuestring, n + 1);
+            *val = out;
+            *len = n;
+        } else {
+            say(err, errlen, "out of memory");
+            rc = SECRETS_E_OTHER;
+        }
+    }
+    if (cJSON_IsString(value))
+        OPENSSL_cleanse(value->valuestring, strlen(value->valuestring));
+    cJSON_Delete(j);
+    shttp_resp_free(&r);
+    return rc;
+}
+
+static int vault_del(void *impl, const char *path, char *err, size_t errlen)
+{
+    vault_t *v = impl;
+    char inside[600];
+    if (inside_path(v, path, inside, sizeof(inside)) < 0) {
+        say(err, errlen, "path too long");
+        return SECRETS_E_INVALID;
+    }
+    shttp_resp r;
+    int rc = kv_call(v, "DELETE", "metadata", inside, NULL, 0, &r, err, errlen);
+    if (rc == SECRETS_OK)
+        shttp_resp_free(&r);
+    return rc;
+}
+
+typedef struct {
+    vault_t *v;
+    int (*add)(void *, const char *);
+    void *ctx;
+    size_t count;
+} lister;
+
+/* LISTs the folder dir ("" or "a/b/") and everything below it whose name
+ * starts with partial (only filtered at the top level). */
+static int list_dir(lister *ls, const char *dir, const char *partial, int depth, char *err,
+                    size_t errlen)
+{
+    if (depth > LIST_MAX_DEPTH) {
+        say(err, errlen, "folders nested too deep under %s", dir);
+        return SECRETS_E_OTHER;
+    }
+    shttp_resp r;
+    int rc = kv_call(ls->v, "LIST", "metadata", dir, NULL, 0, &r, err, errlen);
+    if (rc == SECRETS_NOT_FOUND) /* an empty folder does not exist in Vault */
+        return SECRETS_OK;
+    if (rc != SECRETS_OK)
+        return rc;
+    cJSON *j = cJSON_ParseWithLength(r.body, r.len);
+    shttp_resp_free(&r);
+    cJSON *keys = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "data"),
+                                                   "keys");
+    if (!cJSON_IsArray(keys)) {
+        cJSON_Delete(j);
+        say(err, errlen, "unexpected LIST answer from Vault");
+        return SECRETS_E_OTHER;
+    }
+    size_t plen = strlen(ls->v->prefix);
+    cJSON *k;
+    cJSON_ArrayForEach(k, keys)
+    {
+        if (!cJSON_IsString(k) || strncmp(k->valuestring, partial, strlen(partial)) != 0)
+            continue;
+        char child[700];
+        int n = snprintf(child, sizeof(child), "%s%s", dir, k->valuestring);
+        if (n < 0 || (size_t)n >= sizeof(child) || strstr(k->valuestring, ".."))
+            continue;
+        size_t klen = strlen(k->valuestring);
+        if (klen && k->valuestring[klen - 1] == '/') {
+            rc = list_dir(ls, child, "", depth + 1, err, errlen);
+        } else if (!strncmp(child, ls->v->prefix, plen)) {
+            char logical[800];
+            snprintf(logical, sizeof(logical), SECRETS_ROOT "%s", child + plen);
+            if (ls->add(ls->ctx, logical) < 0) {
+                say(err, errlen, "out of memory");
+                rc = SECRETS_E_OTHER;
+            }
+        }
+        if (rc != SECRETS_OK)
+            break;
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
+static int vault_list(void *impl, const char *prefix, int (*add)(void *, const char *), void *ctx,
+                      char *err, size_t errlen)
+{
+    vault_t *v = impl;
+    char inside[600];
+    int n = snprintf(inside, sizeof(inside), "%s%s", v->prefix, prefix + strlen(SECRETS_ROOT));
+    if (n < 0 || (size_t)n >= sizeof(inside)) {
+        say(err, errlen, "prefix too long");
+        return SECRETS_E_INVALID;
+    }
+    /* Folder part (LISTed) and the start of a name within it (filtered). */
+    char *slash = strrchr(inside, '/');
+    char dir[600], partial[600];
+    size_t dlen = slash ? (size_t)(slash - inside) + 1 : 0;
+    memcpy(dir, inside, dlen);
+    dir[dlen] = '\0';
+    snprintf(partial, sizeof(partial), "%s", inside + dlen);
+    lister ls = { .v = v, .add = add, .ctx = ctx };
+    return list_dir(&ls, dir, partial, 0, err, errlen);
+}
+
+const secrets_backend secrets_backend_vault = {
+    .name = "vault",
+    .open = vault_open,
+    .close = vault_close,
+    .put = vault_put,
+    .get = vault_get,
+    .del = vault_del,
+    .list = vault_list,
+};

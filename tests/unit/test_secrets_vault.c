@@ -1,0 +1,581 @@
+/* test_secrets_vault.c — the Vault KV v2 secrets backend (server/secrets_vault.c).
+ *
+ * No Vault server is installable on the test machines, so these tests run
+ * against tests/fixtures/vault_fixture.py, a local stand-in that follows
+ * Vault's documented HTTP API for exactly the calls the backend makes (KV v2
+ * data/metadata read, write, delete and LIST; Kubernetes auth login; token
+ * checks; Vault's status codes and JSON shapes), plus fault injection
+ * (403/404/500/503, delays, token revocation).  It listens on 127.0.0.1
+ * only, over plain HTTP. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proc_harness.h"
+#include "secrets.h"
+
+#define ROOT_TOKEN "root-token-for-tests"
+#define K8S_ROLE "aurora-server"
+#define K8S_JWT "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6YXVyb3JhIn0.c2ln"
+
+static const char PEM[] = "-----BEGIN RSA PRIVATE KEY-----\n"
+                          "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
+                          "VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n"
+                          "-----END RSA PRIVATE KEY-----\n";
+
+typedef struct {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char addr[64];
+    char jwt_path[128];
+} fixture;
+
+static fixture F;
+
+/* Starts the fixture (on `port`, or a free one when 0). */
+static int start_fixture(int port, int lease)
+{
+    char script[1024], portarg[16], leasearg[16], log[128];
+    if (ph_fixture_path("vault_fixture.py", script, sizeof(script)) < 0)
+        return -1;
+    snprintf(portarg, sizeof(portarg), "%d", port);
+    snprintf(leasearg, sizeof(leasearg), "%d", lease);
+    snprintf(log, sizeof(log), "%s/fixture.log", F.dir);
+    const char *argv[] = { ph_python(),  script,   "--port",    portarg, "--token",
+                           ROOT_TOKEN,   "--k8s-role", K8S_ROLE, "--k8s-jwt", K8S_JWT,
+                           "--lease",    leasearg, NULL };
+    F.pid = ph_start_port_fixture(argv, log, &F.port);
+    if (F.pid < 0)
+        return -1;
+    snprintf(F.addr, sizeof(F.addr), "http://127.0.0.1:%d", F.port);
+    return 0;
+}
+
+static void stop_fixture(void)
+{
+    if (F.pid > 0)
+        ph_stop(F.pid, SIGTERM, 5000);
+    F.pid = -1;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    snprintf(F.dir, sizeof(F.dir), "/tmp/aurora-vault-XXXXXX");
+    if (!mkdtemp(F.dir))
+        return -1;
+    snprintf(F.jwt_path, sizeof(F.jwt_path), "%s/token", F.dir);
+    FILE *f = fopen(F.jwt_path, "w");
+    if (!f)
+        return -1;
+    fputs(K8S_JWT "\n", f);
+    fclose(f);
+    return start_fixture(0, 3600);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    stop_fixture();
+    ph_rmtree(F.dir);
+    curl_global_cleanup();
+    return 0;
+}
+
+/* A fresh fixture per test: no state leaks from one test to the next. */
+static int setup(void **state)
+{
+    (void)state;
+    stop_fixture();
+    return start_fixture(0, 3600);
+}
+
+/* ---- talking to the fixture directly -------------------------------------------- */
+
+typedef struct {
+    char *data;
+    size_t len;
+} body_t;
+
+static size_t grab(char *p, size_t sz, size_t n, void *ud)
+{
+    body_t *b = ud;
+    char *nd = realloc(b->data, b->len + sz * n + 1);
+    if (!nd)
+        return 0;
+    b->data = nd;
+    memcpy(b->data + b->len, p, sz * n);
+    b->len += sz * n;
+    b->data[b->len] = '\0';
+    return sz * n;
+}
+
+/* method + path on the fixture; returns the status, *json the parsed body. */
+static long raw_call(const char *method, const char *path, const char *token, const char *body,
+                     cJSON **json)
+{
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    char url[512], hdr[128];
+    snprintf(url, sizeof(url), "%s%s", F.addr, path);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (token) {
+        snprintf(hdr, sizeof(hdr), "X-Vault-Token: %s", token);
+        h = curl_slist_append(h, hdr);
+    }
+    body_t b = { 0 };
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, grab);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (json)
+        *json = b.data ? cJSON_Parse(b.data) : NULL;
+    free(b.data);
+    return status;
+}
+
+static void inject(int status, int count, const char *match)
+{
+    char body[256];
+    snprintf(body, sizeof(body), "{\"status\":%d,\"count\":%d,\"match\":\"%s\"}", status, count,
+             match);
+    assert_int_equal(raw_call("POST", "/_fixture/fail", NULL, body, NULL), 200);
+}
+
+static int stat_of(const char *key)
+{
+    cJSON *j = NULL;
+    assert_int_equal(raw_call("GET", "/_fixture/stats", NULL, NULL, &j), 200);
+    int v = cJSON_GetObjectItem(j, key)->valueint;
+    cJSON_Delete(j);
+    return v;
+}
+
+/* The data stored at mount/path, as the fixture holds it. */
+static cJSON *raw_data(const char *mount, const char *path)
+{
+    char q[512];
+    snprintf(q, sizeof(q), "/_fixture/raw?mount=%s&path=%s", mount, path);
+    cJSON *j = NULL;
+    if (raw_call("GET", q, NULL, NULL, &j) != 200) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* ---- backend helpers ------------------------------------------------------------------ */
+
+static secrets_config token_cfg(void)
+{
+    secrets_config c = { .backend = "vault", .vault_addr = F.addr, .vault_token = ROOT_TOKEN,
+                         .timeout_ms = 3000 };
+    return c;
+}
+
+static secrets_t *open_ok(const secrets_config *c)
+{
+    secrets_t *s = NULL;
+    char err[512] = "";
+    if (secrets_open(c, &s, err, sizeof(err)) != SECRETS_OK)
+        fail_msg("open: %s", err);
+    return s;
+}
+
+static void put_ok(secrets_t *s, const char *path, const void *v, size_t n)
+{
+    char err[512];
+    if (secrets_put(s, path, v, n, err, sizeof(err)) != SECRETS_OK)
+        fail_msg("put %s: %s", path, err);
+}
+
+static void expect_secret(secrets_t *s, const char *path, const void *v, size_t n)
+{
+    unsigned char *got = NULL;
+    size_t len = 0;
+    char err[512];
+    if (secrets_get(s, path, &got, &len, err, sizeof(err)) != SECRETS_OK)
+        fail_msg("get %s: %s", path, err);
+    assert_int_equal(len, n);
+    assert_memory_equal(got, v, n);
+    secrets_free(got, len);
+}
+
+static void expect_get_error(secrets_t *s, const char *path, int rc, const char *needle)
+{
+    unsigned char *got = NULL;
+    size_t len = 0;
+    char err[512] = "";
+    int got_rc = secrets_get(s, path, &got, &len, err, sizeof(err));
+    if (got_rc != rc)
+        fail_msg("get %s: rc %d (%s), wanted %d", path, got_rc, err, rc);
+    assert_null(got);
+    assert_non_null(strstr(err, "vault"));
+    assert_non_null(strstr(err, path));
+    if (needle && !strstr(err, needle))
+        fail_msg("error \"%s\" lacks \"%s\"", err, needle);
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+static void test_token_auth_roundtrip(void **state)
+{
+    (void)state;
+    secrets_config c = token_cfg();
+    secrets_t *s = open_ok(&c);
+    put_ok(s, SECRETS_PATH_GITHUB_APP_PRIVATE_KEY, PEM, strlen(PEM));
+    expect_secret(s, SECRETS_PATH_GITHUB_APP_PRIVATE_KEY, PEM, strlen(PEM));
+    /* Stored where `vault kv put aurora/system/github-app/private-key
+     * value=@key.pem` puts it: mount "aurora", field "value", plain text. */
+    cJSON *raw = raw_data("aurora", "system/github-app/private-key");
+    assert_non_null(raw);
+    cJSON *d = cJSON_GetObjectItem(raw, "data");
+    assert_string_equal(cJSON_GetObjectItem(d, "value")->valuestring, PEM);
+    assert_null(cJSON_GetObjectItem(d, "encoding"));
+    cJSON_Delete(raw);
+
+    /* Binary bytes travel base64 and are marked so. */
+    const unsigned char bin[] = { 0x00, 0xff, 0x10, 0x00, 0xc3, 0x28 };
+    put_ok(s, "aurora/users/usr_1/pagerduty/blob", bin, sizeof(bin));
+    expect_secret(s, "aurora/users/usr_1/pagerduty/blob", bin, sizeof(bin));
+    raw = raw_data("aurora", "users/usr_1/pagerduty/blob");
+    d = cJSON_GetObjectItem(raw, "data");
+    assert_string_equal(cJSON_GetObjectItem(d, "encoding")->valuestring, "base64");
+    assert_string_equal(cJSON_GetObjectItem(d, "value")->valuestring, "AP8QAMMo");
+    cJSON_Delete(raw);
+
+    /* A new version replaces the value. */
+    put_ok(s, SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET, "v1", 2);
+    put_ok(s, SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET, "v2-secret", 9);
+    expect_secret(s, SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET, "v2-secret", 9);
+
+    /* List by prefix walks folders; delete removes every version. */
+    put_ok(s, "aurora/users/usr_1/github/token", "t", 1);
+    put_ok(s, "aurora/users/usr_2/github/token", "t", 1);
+    char **l = NULL;
+    size_t n = 0;
+    char err[512];
+    assert_int_equal(secrets_list(s, "aurora/users/", &l, &n, err, sizeof(err)), SECRETS_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(l[0], "aurora/users/usr_1/github/token");
+    assert_string_equal(l[1], "aurora/users/usr_1/pagerduty/blob");
+    assert_string_equal(l[2], "aurora/users/usr_2/github/token");
+    secrets_list_free(l, n);
+    assert_int_equal(secrets_list(s, "aurora/users/usr_1/g", &l, &n, err, sizeof(err)), SECRETS_OK);
+    assert_int_equal(n, 1);
+    secrets_list_free(l, n);
+    assert_int_equal(secrets_list(s, "", &l, &n, err, sizeof(err)), SECRETS_OK);
+    assert_int_equal(n, 5);
+    secrets_list_free(l, n);
+    assert_int_equal(secrets_list(s, "aurora/none/", &l, &n, err, sizeof(err)), SECRETS_OK);
+    assert_int_equal(n, 0);
+
+    assert_int_equal(secrets_delete(s, "aurora/users/usr_1/github/token", err, sizeof(err)),
+                     SECRETS_OK);
+    assert_null(raw_data("aurora", "users/usr_1/github/token"));
+    expect_get_error(s, "aurora/users/usr_1/github/token", SECRETS_NOT_FOUND, "no secret");
+    assert_int_equal(secrets_delete(s, "aurora/users/usr_1/github/token", err, sizeof(err)),
+                     SECRETS_OK);
+    secrets_close(s);
+}
+
+/* What the operator wrote with the vault CLI, as the guide tells them. */
+static void test_guide_paths_written_by_cli(void **state)
+{
+    (void)state;
+    cJSON *body = cJSON_CreateObject();
+    cJSON *data = cJSON_AddObjectToObject(body, "data");
+    cJSON_AddStringToObject(data, "value", PEM);
+    char *text = cJSON_PrintUnformatted(body);
+    /* vault kv put aurora/system/github-app/private-key value=@key.pem */
+    assert_int_equal(raw_call("POST", "/v1/aurora/data/system/github-app/private-key", ROOT_TOKEN,
+                              text, NULL),
+                     200);
+    free(text);
+    cJSON_Delete(body);
+    /* vault kv put aurora/system/github-app/webhook-secret value=<hex> */
+    assert_int_equal(raw_call("POST", "/v1/aurora/data/system/github-app/webhook-secret",
+                              ROOT_TOKEN, "{\"data\":{\"value\":\"8f2e0c1d\"}}", NULL),
+                     200);
+    /* A secret written with another field name. */
+    assert_int_equal(raw_call("POST", "/v1/aurora/data/system/other", ROOT_TOKEN,
+                              "{\"data\":{\"password\":\"x\"}}", NULL),
+                     200);
+    secrets_config c = token_cfg();
+    secrets_t *s = open_ok(&c);
+    expect_secret(s, SECRETS_PATH_GITHUB_APP_PRIVATE_KEY, PEM, strlen(PEM));
+    expect_secret(s, SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET, "8f2e0c1d", 8);
+    expect_get_error(s, "aurora/system/other", SECRETS_E_OTHER, "\"value\"");
+    /* Soft-deleted latest version (vault kv delete): not found. */
+    assert_int_equal(raw_call("DELETE", "/v1/aurora/data/system/github-app/webhook-secret",
+                              ROOT_TOKEN, NULL, NULL),
+                     204);
+    expect_get_error(s, SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET, SECRETS_NOT_FOUND, "deleted");
+    secrets_close(s);
+}
+
+static void test_mount_and_prefix(void **state)
+{
+    (void)state;
+    secrets_config c = token_cfg();
+    c.vault_kv_mount = "/secret/";
+    c.vault_prefix = "teams/aurora/";
+    secrets_t *s = open_ok(&c);
+    put_ok(s, "aurora/users/u9/jira/token", "jt", 2);
+    cJSON *raw = raw_data("secret", "teams/aurora/users/u9/jira/token");
+    assert_non_null(raw);
+    cJSON_Delete(raw);
+    assert_null(raw_data("aurora", "users/u9/jira/token"));
+    char **l = NULL;
+    size_t n = 0;
+    char err[512];
+    assert_int_equal(secrets_list(s, "aurora/", &l, &n, err, sizeof(err)), SECRETS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(l[0], "aurora/users/u9/jira/token");
+    secrets_list_free(l, n);
+    expect_secret(s, "aurora/users/u9/jira/token", "jt", 2);
+    secrets_close(s);
+
+    /* A mount that does not exist: a clear error naming it. */
+    c.vault_kv_mount = "kv-missing";
+    c.vault_prefix = NULL;
+    s = open_ok(&c);
+    assert_int_equal(secrets_put(s, "aurora/x", "v", 1, err, sizeof(err)), SECRETS_E_OTHER);
+    assert_non_null(strstr(err, "kv-missing"));
+    expect_get_error(s, "aurora/x", SECRETS_NOT_FOUND, NULL);
+    secrets_close(s);
+
+    /* Bad settings are refused at open. */
+    secrets_config bad = token_cfg();
+    bad.vault_kv_mount = "../sys";
+    assert_int_equal(secrets_open(&bad, &s, err, sizeof(err)), SECRETS_E_INVALID);
+    bad = token_cfg();
+    bad.vault_addr = "vault:8200";
+    assert_int_equal(secrets_open(&bad, &s, err, sizeof(err)), SECRETS_E_INVALID);
+    bad = token_cfg();
+    bad.vault_addr = NULL;
+    assert_int_equal(secrets_open(&bad, &s, err, sizeof(err)), SECRETS_E_INVALID);
+    assert_non_null(strstr(err, "VAULT_ADDR"));
+    bad = token_cfg();
+    bad.vault_token = NULL;
+    assert_int_equal(secrets_open(&bad, &s, err, sizeof(err)), SECRETS_E_INVALID);
+    assert_non_null(strstr(err, "VAULT_TOKEN"));
+    bad = token_cfg();
+    bad.vault_auth_method = "ldap";
+    assert_int_equal(secrets_open(&bad, &s, err, sizeof(err)), SECRETS_E_INVALID);
+}
+
+static void test_kubernetes_auth(void **state)
+{
+    (void)state;
+    secrets_config c = { .backend = "vault", .vault_addr = F.addr,
+                         .vault_auth_method = "kubernetes", .vault_k8s_role = K8S_ROLE,
+                         .vault_k8s_jwt_path = F.jwt_path, .timeout_ms = 3000 };
+    secrets_t *s = open_ok(&c);
+    assert_int_equal(stat_of("logins"), 0); /* open does no I/O */
+    put_ok(s, "aurora/users/u1/slack/token", "xoxb-1", 6);
+    expect_secret(s, "aurora/users/u1/slack/token", "xoxb-1", 6);
+    put_ok(s, "aurora/users/u1/slack/other", "x", 1);
+    assert_int_equal(stat_of("logins"), 1); /* one login serves many calls */
+
+    /* Vault revokes the token: the next call logs in again by itself. */
+    assert_int_equal(raw_call("POST", "/_fixture/revoke", NULL, "{}", NULL), 200);
+    expect_secret(s, "aurora/users/u1/slack/token", "xoxb-1", 6);
+    assert_int_equal(stat_of("logins"), 2);
+    secrets_close(s);
+
+    /* A wrong role, a JWT Vault does not accept, no JWT file: DENIED. */
+    char err[512];
+    secrets_config bad = c;
+    bad.vault_k8s_role = "intruder";
+    s = open_ok(&bad);
+    expect_get_error(s, "aurora/users/u1/slack/token", SECRETS_E_DENIED, "invalid role");
+    secrets_close(s);
+    char other_jwt[160];
+    snprintf(other_jwt, sizeof(other_jwt), "%s/other-token", F.dir);
+    FILE *f = fopen(other_jwt, "w");
+    assert_non_null(f);
+    fputs("not.the.jwt", f);
+    fclose(f);
+    bad = c;
+    bad.vault_k8s_jwt_path = other_jwt;
+    s = open_ok(&bad);
+    expect_get_error(s, "aurora/users/u1/slack/token", SECRETS_E_DENIED, "Kubernetes auth");
+    secrets_close(s);
+    bad.vault_k8s_jwt_path = "/nonexistent/token";
+    s = open_ok(&bad);
+    expect_get_error(s, "aurora/users/u1/slack/token", SECRETS_E_DENIED, "/nonexistent/token");
+    secrets_close(s);
+    bad = c;
+    bad.vault_k8s_role = NULL;
+    assert_int_equal(secrets_open(&bad, &s, err, sizeof(err)), SECRETS_E_INVALID);
+    assert_non_null(strstr(err, "VAULT_K8S_ROLE"));
+}
+
+/* A short lease: the backend logs in again before using an expired token. */
+static void test_kubernetes_lease_expiry(void **state)
+{
+    (void)state;
+    stop_fixture();
+    assert_int_equal(start_fixture(0, 1), 0);
+    secrets_config c = { .backend = "vault", .vault_addr = F.addr,
+                         .vault_auth_method = "kubernetes", .vault_k8s_role = K8S_ROLE,
+                         .vault_k8s_jwt_path = F.jwt_path, .timeout_ms = 3000 };
+    secrets_t *s = open_ok(&c);
+    put_ok(s, "aurora/l/1", "a", 1);
+    assert_int_equal(stat_of("logins"), 1);
+    ph_sleep_ms(1100);
+    expect_secret(s, "aurora/l/1", "a", 1);
+    assert_int_equal(stat_of("logins"), 2);
+    secrets_close(s);
+}
+
+static void test_denied_and_not_found(void **state)
+{
+    (void)state;
+    secrets_config c = token_cfg();
+    c.vault_token = "wrong-token";
+    secrets_t *s = open_ok(&c);
+    char err[512] = "";
+    const char *value = "SUPER-SECRET-VALUE-403";
+    assert_int_equal(secrets_put(s, "aurora/d/1", value, strlen(value), err, sizeof(err)),
+                     SECRETS_E_DENIED);
+    assert_non_null(strstr(err, "HTTP 403"));
+    assert_non_null(strstr(err, "permission denied"));
+    assert_non_null(strstr(err, "aurora/d/1"));
+    assert_null(strstr(err, value));
+    expect_get_error(s, "aurora/d/1", SECRETS_E_DENIED, "403");
+    char **l = NULL;
+    size_t n = 0;
+    assert_int_equal(secrets_list(s, "aurora/", &l, &n, err, sizeof(err)), SECRETS_E_DENIED);
+    assert_int_equal(secrets_delete(s, "aurora/d/1", err, sizeof(err)), SECRETS_E_DENIED);
+    secrets_close(s);
+
+    /* A 403 injected for one path only: the others are unaffected. */
+    c = token_cfg();
+    s = open_ok(&c);
+    put_ok(s, "aurora/d/ok", "fine", 4);
+    inject(403, 1, "/v1/aurora/data/d/blocked");
+    expect_get_error(s, "aurora/d/blocked", SECRETS_E_DENIED, "403");
+    expect_secret(s, "aurora/d/ok", "fine", 4);
+    expect_get_error(s, "aurora/d/missing", SECRETS_NOT_FOUND, "no secret");
+    secrets_close(s);
+}
+
+static void test_server_errors_retried(void **state)
+{
+    (void)state;
+    secrets_config c = token_cfg();
+    secrets_t *s = open_ok(&c);
+    put_ok(s, "aurora/e/kept", "kept-value", 10);
+
+    /* One 500 is retried away. */
+    inject(500, 1, "/v1/aurora/data/e/");
+    put_ok(s, "aurora/e/one", "after-500", 9);
+    expect_secret(s, "aurora/e/one", "after-500", 9);
+
+    /* 500 on every attempt: a clear error, the value is not in it, and what
+     * was stored before is untouched. */
+    inject(500, 3, "/v1/aurora/data/e/");
+    char err[512] = "";
+    const char *value = "VALUE-THAT-MUST-NOT-LEAK";
+    assert_int_equal(secrets_put(s, "aurora/e/kept", value, strlen(value), err, sizeof(err)),
+                     SECRETS_E_UNAVAILABLE);
+    assert_non_null(strstr(err, "HTTP 500"));
+    assert_non_null(strstr(err, "vault"));
+    assert_non_null(strstr(err, "aurora/e/kept"));
+    assert_null(strstr(err, value));
+    expect_secret(s, "aurora/e/kept", "kept-value", 10);
+
+    /* Sealed (503) and rate limited (429) are "unavailable" too. */
+    inject(503, 3, "/v1/aurora/data/e/");
+    expect_get_error(s, "aurora/e/kept", SECRETS_E_UNAVAILABLE, "sealed");
+    inject(429, 3, "/v1/aurora/data/e/");
+    expect_get_error(s, "aurora/e/kept", SECRETS_E_UNAVAILABLE, "429");
+    expect_secret(s, "aurora/e/kept", "kept-value", 10);
+    secrets_close(s);
+}
+
+/* Vault down: clear and quick errors; the same handle works again once it
+ * is back (nothing to reconfigure, nothing lost). */
+static void test_down_backend(void **state)
+{
+    (void)state;
+    secrets_config c = token_cfg();
+    c.timeout_ms = 1000;
+    secrets_t *s = open_ok(&c);
+    put_ok(s, "aurora/down/1", "before", 6);
+    int port = F.port;
+    stop_fixture();
+    long long t0 = ph_now_ms();
+    expect_get_error(s, "aurora/down/1", SECRETS_E_UNAVAILABLE, "unreachable");
+    char err[512];
+    assert_int_equal(secrets_put(s, "aurora/down/2", "x", 1, err, sizeof(err)),
+                     SECRETS_E_UNAVAILABLE);
+    assert_true(ph_now_ms() - t0 < 4000);
+    /* Back on the same address (a fresh, empty Vault here). */
+    assert_int_equal(start_fixture(port, 3600), 0);
+    put_ok(s, "aurora/down/1", "after", 5);
+    expect_secret(s, "aurora/down/1", "after", 5);
+    secrets_close(s);
+
+    /* Opening needs no reachable Vault: the server starts regardless. */
+    secrets_config none = token_cfg();
+    char addr[64];
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", ph_free_port());
+    none.vault_addr = addr;
+    s = open_ok(&none);
+    expect_get_error(s, "aurora/down/1", SECRETS_E_UNAVAILABLE, "unreachable");
+    secrets_close(s);
+}
+
+static void test_timeout(void **state)
+{
+    (void)state;
+    secrets_config c = token_cfg();
+    c.timeout_ms = 300;
+    secrets_t *s = open_ok(&c);
+    assert_int_equal(raw_call("POST", "/_fixture/delay", NULL, "{\"seconds\":1.5,\"count\":3}",
+                              NULL),
+                     200);
+    long long t0 = ph_now_ms();
+    expect_get_error(s, "aurora/slow", SECRETS_E_UNAVAILABLE, "timed out");
+    /* One timeout, not one per retry. */
+    assert_true(ph_now_ms() - t0 < 1200);
+    secrets_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_token_auth_roundtrip, setup),
+        cmocka_unit_test_setup(test_guide_paths_written_by_cli, setup),
+        cmocka_unit_test_setup(test_mount_and_prefix, setup),
+        cmocka_unit_test_setup(test_kubernetes_auth, setup),
+        cmocka_unit_test_setup(test_kubernetes_lease_expiry, setup),
+        cmocka_unit_test_setup(test_denied_and_not_found, setup),
+        cmocka_unit_test_setup(test_server_errors_retried, setup),
+        cmocka_unit_test_setup(test_down_backend, setup),
+        cmocka_unit_test_setup(test_timeout, setup),
+    };
+    return cmocka_run_group_tests_name("secrets_vault", tests, group_setup, group_teardown);
+}
