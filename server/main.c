@@ -19,8 +19,11 @@ static void usage(FILE *f)
             "Usage:\n"
             "  aurora-server [serve]        run the server (HTTPS API, connectors, /kubectl-agent)\n"
             "  aurora-server admin ...      operator subcommands (below)\n"
+            "  aurora-server secrets ...    secrets backend subcommands (below)\n"
             "  aurora-server --help | --version\n\n");
     admin_usage(f);
+    fputc('\n', f);
+    secrets_cli_usage(f);
     fputc('\n', f);
     server_config_help(f);
 }

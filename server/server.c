@@ -12,6 +12,7 @@
 #include "log.h"
 #include "proto.h"
 #include "router.h"
+#include "secrets_config.h"
 #include "store.h"
 #include "tls_selfsigned.h"
 #include "tunnel.h"
@@ -156,9 +157,20 @@ int server_run(server_config *cfg)
         return 1;
     }
     tunnel_module_init(cfg, g_ctx);
-    if (workers_start(cfg, g_ctx, err, sizeof(err)) < 0) {
+    /* A secrets backend that cannot be opened only disables what needs it. */
+    secrets_config sc;
+    secrets_t *secrets = NULL;
+    secrets_config_from_server(cfg, &sc);
+    if (secrets_open(&sc, &secrets, err, sizeof(err)) != SECRETS_OK) {
+        log_error("secrets backend unavailable, connector credentials cannot be used: %s", err);
+        secrets = NULL;
+    } else {
+        log_info("secrets backend: %s", secrets_backend_name(secrets));
+    }
+    if (workers_start(cfg, secrets, g_ctx, err, sizeof(err)) < 0) {
         log_error("%s", err);
         lws_context_destroy(g_ctx);
+        secrets_close(secrets);
         router_reset();
         return 1;
     }
@@ -181,6 +193,7 @@ int server_run(server_config *cfg)
     for (int i = 0; i < 50 && tunnel_session_count(); i++)
         lws_service(g_ctx, 20);
     workers_stop();
+    secrets_close(secrets);
     lws_context_destroy(g_ctx);
     g_ctx = NULL;
     router_reset();

@@ -78,7 +78,8 @@ static void *worker_main(void *p)
     return NULL;
 }
 
-int workers_start(const server_config *cfg, struct lws_context *ctx, char *err, size_t errlen)
+int workers_start(const server_config *cfg, secrets_t *secrets, struct lws_context *ctx,
+                  char *err, size_t errlen)
 {
     W.lws = ctx;
     W.nthreads = cfg->workers;
@@ -90,6 +91,7 @@ int workers_start(const server_config *cfg, struct lws_context *ctx, char *err, 
     }
     for (int i = 0; i < W.nthreads; i++) {
         W.ctxs[i].cfg = cfg;
+        W.ctxs[i].secrets = secrets;
         W.ctxs[i].index = i;
         char serr[256] = "";
         if (store_open(cfg->database_url, &W.ctxs[i].store, serr, sizeof(serr)) != STORE_OK) {

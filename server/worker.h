@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+#include "secrets.h"
 #include "server_config.h"
 #include "store.h"
 
@@ -16,6 +17,7 @@ struct lws_context;
 
 typedef struct {
     store_t *store;
+    secrets_t *secrets; /* shared by all workers; NULL when the backend failed to open */
     const server_config *cfg;
     int index;
 } worker_ctx;
@@ -25,7 +27,8 @@ typedef void (*job_done_fn)(void *arg);
 
 #define WORKER_QUEUE_MAX 20000
 
-int workers_start(const server_config *cfg, struct lws_context *ctx, char *err, size_t errlen);
+int workers_start(const server_config *cfg, secrets_t *secrets, struct lws_context *ctx,
+                  char *err, size_t errlen);
 /* Loop thread only.  0 on success, -1 when the queue is full or stopping. */
 int workers_submit(job_run_fn run, job_done_fn done, void *arg);
 /* Loop thread: run the done() of every finished job. */
