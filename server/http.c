@@ -30,6 +30,7 @@ struct http_txn {
     int job_pending;
     http_request req;
     http_response resp;
+    const struct route *route;
     int headers_sent;
     int too_large;
     int stream_ended;
@@ -316,7 +317,7 @@ static http_method method_of(int m)
 static void job_run(worker_ctx *w, void *arg)
 {
     http_txn *t = arg;
-    router_dispatch(w, &t->req, &t->resp);
+    router_run(w, t->route, &t->req, &t->resp);
 }
 
 static void respond_now(http_txn *t)
@@ -352,7 +353,12 @@ static void dispatch(http_txn *t)
     /* Our own timers (exec deadlines) govern from here; lws must not drop the
      * connection while a worker or the agent is busy. */
     lws_set_timeout(t->wsi, NO_PENDING_TIMEOUT, 0);
-    if (workers_submit(job_run, job_done, t) < 0) {
+    t->route = router_match(&t->req, &t->resp);
+    if (!t->route) {
+        respond_now(t);
+        return;
+    }
+    if (workers_submit_pool(router_pool(t->route), job_run, job_done, t) < 0) {
         http_resp_error(&t->resp, 503, "SERVER_BUSY", "server is overloaded, retry later");
         respond_now(t);
         return;

@@ -10,15 +10,16 @@
 #define MAX_ROUTES 256
 #define MAX_SEGS 12
 
-typedef struct {
+struct route {
     http_method method;
+    worker_pool pool;
     char *pattern;
     char *work; /* strdup'd pattern the segs point into */
     char *segs[MAX_SEGS];
     int nsegs;
     route_auth auth;
     route_handler handler;
-} route;
+};
 
 static route g_routes[MAX_ROUTES];
 static int g_nroutes;
@@ -35,7 +36,8 @@ static int split(char *s, char **segs, int max)
     return n;
 }
 
-int router_add(http_method m, const char *pattern, route_auth auth, route_handler h)
+static int add(http_method m, const char *pattern, route_auth auth, route_handler h,
+               worker_pool pool)
 {
     if (g_nroutes >= MAX_ROUTES || pattern[0] != '/')
         return -1;
@@ -62,9 +64,22 @@ int router_add(http_method m, const char *pattern, route_auth auth, route_handle
     r->method = m;
     r->auth = auth;
     r->handler = h;
+    r->pool = pool;
     g_nroutes++;
     return 0;
 }
+
+int router_add(http_method m, const char *pattern, route_auth auth, route_handler h)
+{
+    return add(m, pattern, auth, h, WORKER_POOL_STORE);
+}
+
+int router_add_outbound(http_method m, const char *pattern, route_auth auth, route_handler h)
+{
+    return add(m, pattern, auth, h, WORKER_POOL_OUTBOUND);
+}
+
+worker_pool router_pool(const route *r) { return r->pool; }
 
 void router_reset(void)
 {
@@ -94,13 +109,13 @@ static int match(const route *r, char **segs, int n, http_request *req)
     return 1;
 }
 
-void router_dispatch(worker_ctx *w, http_request *req, http_response *resp)
+const route *router_match(http_request *req, http_response *resp)
 {
     char *path = strdup(req->path);
     char *segs[MAX_SEGS + 1];
     if (!path) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        return;
+        return NULL;
     }
     int n = split(path, segs, MAX_SEGS);
     int path_known = 0;
@@ -112,7 +127,7 @@ void router_dispatch(worker_ctx *w, http_request *req, http_response *resp)
         if (m < 0) {
             free(path);
             http_resp_error(resp, 500, "INTERNAL", "out of memory");
-            return;
+            return NULL;
         }
         if (!m)
             continue;
@@ -132,8 +147,12 @@ void router_dispatch(worker_ctx *w, http_request *req, http_response *resp)
                             http_method_name(req->method), req->path);
         else
             http_resp_error(resp, 404, "NOT_FOUND", "no such route");
-        return;
     }
+    return found;
+}
+
+void router_run(worker_ctx *w, const route *found, http_request *req, http_response *resp)
+{
     if (found->auth != ROUTE_PUBLIC &&
         auth_authenticate(w, req, found->auth == ROUTE_AUTH_INTERNAL, resp) < 0)
         return;

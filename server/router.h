@@ -15,12 +15,20 @@ typedef enum {
 
 typedef void (*route_handler)(worker_ctx *w, http_request *req, http_response *resp);
 
-/* Pattern: "/api/clusters/{cluster_id}/kubectl".  Returns -1 on a bad pattern
- * or when the table is full. */
-int router_add(http_method m, const char *pattern, route_auth auth, route_handler h);
+typedef struct route route;
 
-/* Worker thread: match, authenticate, run the handler (or fill 401/404/405). */
-void router_dispatch(worker_ctx *w, http_request *req, http_response *resp);
+/* Pattern: "/api/clusters/{cluster_id}/kubectl".  Returns -1 on a bad pattern
+ * or when the table is full.  The handler runs in the store pool. */
+int router_add(http_method m, const char *pattern, route_auth auth, route_handler h);
+/* Same, for handlers that call providers over the network (outbound pool). */
+int router_add_outbound(http_method m, const char *pattern, route_auth auth, route_handler h);
+
+/* Loop thread (pure, no I/O): finds the route and fills req's params; NULL
+ * with resp filled (404/405) when none matches. */
+const route *router_match(http_request *req, http_response *resp);
+worker_pool router_pool(const route *r);
+/* Worker thread: authenticate, then run the handler (or fill 401). */
+void router_run(worker_ctx *w, const route *r, http_request *req, http_response *resp);
 
 /* Every module that has routes lists its registration function in
  * server/modules.c; adding a module is one line there. */

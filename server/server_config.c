@@ -17,7 +17,8 @@ static const config_def server_defs[] = {
     { "AURORA_TLS_TERMINATED_BY_PROXY", "tls.terminated_by_proxy", CFG_BOOL, "false", "states that a proxy terminates TLS (required for plain HTTP in production)", 0 },
     { "INTERNAL_API_SECRET", "internal_api_secret", CFG_STRING, DEV_INTERNAL_SECRET, "shared secret of the trusted backend (X-Internal-Secret)", 1 },
     { "FRONTEND_URL", "frontend_url", CFG_STRING, "http://localhost:3000", "user-facing Aurora URL", 0 },
-    { "AURORA_WORKERS", "server.workers", CFG_INT, "4", "worker threads for store and provider calls", 0 },
+    { "AURORA_WORKERS", "server.workers", CFG_INT, "4", "worker threads for state-store work", 0 },
+    { "AURORA_OUTBOUND_WORKERS", "server.outbound_workers", CFG_INT, "8", "worker threads for calls to providers (OAuth, token exchange)", 0 },
     { "AURORA_MAX_BODY", "server.max_body", CFG_INT, "1048576", "largest accepted HTTP request body (bytes)", 0 },
     { "AURORA_LEGACY_MAX_FRAME", "tunnel.legacy_max_frame", CFG_INT, "33554432", "largest frame from a legacy agent (bytes)", 0 },
     { "AURORA_EXEC_DEFAULT_TIMEOUT", "exec.default_timeout", CFG_INT, "60", "command timeout when the caller gives none (s)", 0 },
@@ -81,6 +82,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     c->internal_secret = config_str(r, "INTERNAL_API_SECRET");
     c->frontend_url = config_str(r, "FRONTEND_URL");
     c->workers = (int)config_int(r, "AURORA_WORKERS");
+    c->outbound_workers = (int)config_int(r, "AURORA_OUTBOUND_WORKERS");
     c->max_body = config_int(r, "AURORA_MAX_BODY");
     c->legacy_max_frame = config_int(r, "AURORA_LEGACY_MAX_FRAME");
     c->default_timeout = (int)config_int(r, "AURORA_EXEC_DEFAULT_TIMEOUT");
@@ -117,6 +119,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     }
     if (!in_range(err, errlen, "AURORA_PORT", c->port, 0, 65535) ||
         !in_range(err, errlen, "AURORA_WORKERS", c->workers, 1, 256) ||
+        !in_range(err, errlen, "AURORA_OUTBOUND_WORKERS", c->outbound_workers, 1, 256) ||
         !in_range(err, errlen, "AURORA_MAX_BODY", c->max_body, 1024, 1 << 30) ||
         !in_range(err, errlen, "AURORA_LEGACY_MAX_FRAME", c->legacy_max_frame, 65536, 1 << 30) ||
         !in_range(err, errlen, "AURORA_EXEC_MAX_TIMEOUT", c->max_timeout, 1, 86400) ||

@@ -22,6 +22,7 @@ typedef struct {
     const char *internal_secret;
     const char *frontend_url;
     int workers;
+    int outbound_workers;
     int64_t max_body;
     int64_t legacy_max_frame;
     int default_timeout;

@@ -1,4 +1,5 @@
-/* worker.c — bounded job queue, N threads, completion queue back to the loop. */
+/* worker.c — bounded job queues, a pool of threads per queue, one completion
+ * queue back to the loop. */
 #include "worker.h"
 
 #include <libwebsockets.h>
@@ -22,15 +23,16 @@ typedef struct {
 
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    job_list todo, finished;
+    pthread_cond_t cv[WORKER_POOLS];
+    job_list todo[WORKER_POOLS], finished;
     size_t running;
     int stopping;
     pthread_t *threads;
     worker_ctx *ctxs;
     int nthreads;
     struct lws_context *lws;
-} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER,
+        .cv = { PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER } };
 
 static void list_push(job_list *l, job *j)
 {
@@ -60,9 +62,9 @@ static void *worker_main(void *p)
     worker_ctx *w = p;
     pthread_mutex_lock(&W.mu);
     for (;;) {
-        while (!W.todo.head && !W.stopping)
-            pthread_cond_wait(&W.cv, &W.mu);
-        job *j = list_pop(&W.todo);
+        while (!W.todo[w->pool].head && !W.stopping)
+            pthread_cond_wait(&W.cv[w->pool], &W.mu);
+        job *j = list_pop(&W.todo[w->pool]);
         if (!j)
             break; /* stopping and nothing left */
         W.running++;
@@ -82,7 +84,7 @@ int workers_start(const server_config *cfg, secrets_t *secrets, struct lws_conte
                   char *err, size_t errlen)
 {
     W.lws = ctx;
-    W.nthreads = cfg->workers;
+    W.nthreads = cfg->workers + cfg->outbound_workers;
     W.threads = calloc((size_t)W.nthreads, sizeof(pthread_t));
     W.ctxs = calloc((size_t)W.nthreads, sizeof(worker_ctx));
     if (!W.threads || !W.ctxs) {
@@ -93,6 +95,7 @@ int workers_start(const server_config *cfg, secrets_t *secrets, struct lws_conte
         W.ctxs[i].cfg = cfg;
         W.ctxs[i].secrets = secrets;
         W.ctxs[i].index = i;
+        W.ctxs[i].pool = i < cfg->workers ? WORKER_POOL_STORE : WORKER_POOL_OUTBOUND;
         char serr[256] = "";
         if (store_open(cfg->database_url, &W.ctxs[i].store, serr, sizeof(serr)) != STORE_OK) {
             snprintf(err, errlen, "worker %d: cannot open store: %s", i, serr);
@@ -116,6 +119,11 @@ int workers_start(const server_config *cfg, secrets_t *secrets, struct lws_conte
 
 int workers_submit(job_run_fn run, job_done_fn done, void *arg)
 {
+    return workers_submit_pool(WORKER_POOL_STORE, run, done, arg);
+}
+
+int workers_submit_pool(worker_pool pool, job_run_fn run, job_done_fn done, void *arg)
+{
     job *j = calloc(1, sizeof(*j));
     if (!j)
         return -1;
@@ -123,13 +131,13 @@ int workers_submit(job_run_fn run, job_done_fn done, void *arg)
     j->done = done;
     j->arg = arg;
     pthread_mutex_lock(&W.mu);
-    if (W.stopping || W.todo.n >= WORKER_QUEUE_MAX || W.nthreads == 0) {
+    if (W.stopping || W.todo[pool].n >= WORKER_QUEUE_MAX || W.nthreads == 0) {
         pthread_mutex_unlock(&W.mu);
         free(j);
         return -1;
     }
-    list_push(&W.todo, j);
-    pthread_cond_signal(&W.cv);
+    list_push(&W.todo[pool], j);
+    pthread_cond_signal(&W.cv[pool]);
     pthread_mutex_unlock(&W.mu);
     return 0;
 }
@@ -151,7 +159,7 @@ void workers_drain_completions(void)
 size_t workers_backlog(void)
 {
     pthread_mutex_lock(&W.mu);
-    size_t n = W.todo.n + W.running;
+    size_t n = W.todo[0].n + W.todo[1].n + W.running;
     pthread_mutex_unlock(&W.mu);
     return n;
 }
@@ -160,7 +168,8 @@ void workers_stop(void)
 {
     pthread_mutex_lock(&W.mu);
     W.stopping = 1;
-    pthread_cond_broadcast(&W.cv);
+    for (int p = 0; p < WORKER_POOLS; p++)
+        pthread_cond_broadcast(&W.cv[p]);
     pthread_mutex_unlock(&W.mu);
     for (int i = 0; i < W.nthreads; i++)
         pthread_join(W.threads[i], NULL);

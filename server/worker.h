@@ -1,4 +1,9 @@
-/* worker.h — the thread pool that keeps blocking work off the event loop.
+/* worker.h — the thread pools that keep blocking work off the event loop.
+ *
+ * Two pools: WORKER_POOL_STORE for work bounded by the state store, and
+ * WORKER_POOL_OUTBOUND for calls to providers (OAuth, token exchange,
+ * project listing), which can take seconds: a provider that never answers
+ * then ties up only outbound workers, never token or exec requests.
  *
  * The event loop submits jobs; a worker thread runs job->run() with its own
  * store handle; then job->done() runs back on the event-loop thread (woken
@@ -15,11 +20,14 @@
 
 struct lws_context;
 
+typedef enum { WORKER_POOL_STORE = 0, WORKER_POOL_OUTBOUND = 1, WORKER_POOLS } worker_pool;
+
 typedef struct {
     store_t *store;
     secrets_t *secrets; /* shared by all workers; NULL when the backend failed to open */
     const server_config *cfg;
     int index;
+    worker_pool pool;
 } worker_ctx;
 
 typedef void (*job_run_fn)(worker_ctx *w, void *arg);
@@ -31,6 +39,7 @@ int workers_start(const server_config *cfg, secrets_t *secrets, struct lws_conte
                   char *err, size_t errlen);
 /* Loop thread only.  0 on success, -1 when the queue is full or stopping. */
 int workers_submit(job_run_fn run, job_done_fn done, void *arg);
+int workers_submit_pool(worker_pool pool, job_run_fn run, job_done_fn done, void *arg);
 /* Loop thread: run the done() of every finished job. */
 void workers_drain_completions(void);
 /* Finishes queued jobs, joins the threads, runs remaining done() callbacks. */
