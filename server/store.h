@@ -139,6 +139,55 @@ int store_connection_get(store_t *s, const char *org_id, const char *cluster_id,
 int store_connection_list(store_t *s, const char *org_id, store_connection **out, size_t *n);
 int store_connection_delete(store_t *s, const char *org_id, const char *cluster_id);
 
+/* ---- connectors -------------------------------------------------------------
+ * One row per (org, user, connector).  Credentials live in the secrets
+ * backend; the row holds only secret_ref ("backend:path") and non-secret
+ * metadata (a JSON object the connector owns, e.g. GCP projects). */
+typedef struct {
+    char org_id[STORE_ID_LEN];
+    char user_id[STORE_ID_LEN];
+    char connector[32];
+    char account[256];    /* what was connected: SA email, role ARN, tenant, … */
+    char secret_ref[512];
+    char status[16];      /* "active", "disabled" */
+    char *metadata_json;  /* malloc'd; "{}" when empty */
+    int64_t created_at;
+    int64_t updated_at;
+} store_connector;
+
+int store_connector_upsert(store_t *s, const store_connector *c);
+int store_connector_get(store_t *s, const char *org_id, const char *user_id,
+                        const char *connector, store_connector *out);
+/* Every connector row of the org (all users), oldest first. */
+int store_connector_list(store_t *s, const char *org_id, store_connector **out, size_t *n);
+int store_connector_delete(store_t *s, const char *org_id, const char *user_id,
+                           const char *connector);
+void store_connector_free(store_connector *c);             /* frees metadata_json */
+void store_connector_list_free(store_connector *c, size_t n);
+
+/* ---- OAuth state (hash of the state value only) ---------------------------- */
+typedef struct {
+    char org_id[STORE_ID_LEN];
+    char user_id[STORE_ID_LEN];
+    char provider[32];
+    char redirect_uri[512];
+    char extra[512];
+    int64_t expires_at;
+} store_oauth_state;
+
+int store_oauth_state_create(store_t *s, const char *state_hash, const store_oauth_state *st);
+/* Atomically marks the state used and returns it; NOT_FOUND when unknown,
+ * already used, or expired at `now`. */
+int store_oauth_state_consume(store_t *s, const char *state_hash, int64_t now,
+                              store_oauth_state *out);
+
+/* ---- per-organization settings (e.g. the AWS External ID) ------------------ */
+int store_org_setting_get(store_t *s, const char *org_id, const char *key, char *value,
+                          size_t cap);
+/* Inserts if absent; returns CONFLICT (and leaves the old value) if present,
+ * so two replicas racing to create an External ID agree on one. */
+int store_org_setting_create(store_t *s, const char *org_id, const char *key, const char *value);
+
 /* ---- audit log ------------------------------------------------------------ */
 typedef struct {
     int64_t id;             /* set by the store on list */
