@@ -5,8 +5,37 @@
 #include <string.h>
 
 #include "config.h"
+#include "log.h"
 #include "proto.h"
 
+/* Helm values ↔ settings.  The chart (chart/) passes these as environment
+ * variables; the same keys may also come from the YAML file named by
+ * AURORA_AGENT_CONFIG (environment wins).
+ *
+ *   Helm value                        environment variable          YAML key
+ *   --------------------------------  ----------------------------  ---------------------------
+ *   (server URL)                      NEXT_PUBLIC_WEBSOCKET_URL     server.url
+ *   (token secret)                    AURORA_AGENT_TOKEN            agent.token
+ *   network.reconnectInterval         AURORA_RECONNECT_INTERVAL     network.reconnect_interval
+ *     seconds before the first reconnect; doubles (with jitter) per failed
+ *     attempt up to AURORA_RECONNECT_MAX (raised to it if smaller)
+ *   network.heartbeatInterval         AURORA_HEARTBEAT_INTERVAL     network.heartbeat_interval
+ *   network.commandTimeout            AURORA_COMMAND_TIMEOUT_MAX    exec.command_timeout_max
+ *     seconds; every command is killed after this long (the server's own
+ *     timeout, when shorter, applies first); also the timeout of a command
+ *     that arrives without one
+ *   monitoring.logging.level          AURORA_LOG_LEVEL              log.level
+ *   monitoring.logging.format         AURORA_LOG_FORMAT             log.format
+ *   monitoring.metrics.port           AURORA_METRICS_PORT           metrics.port
+ *     /metrics listener; unset = the health port (one listener); 0 = off
+ *   (health probe port)               AURORA_HEALTH_PORT            health.port
+ *   policy.mode                       AURORA_POLICY_MODE            policy.mode
+ *   policy.allow  (list → "a,b")      AURORA_POLICY_ALLOW           policy.allow
+ *   policy.deny   (list → "a,b")      AURORA_POLICY_DENY            policy.deny
+ *   proxy.https / proxy.http / proxy.noProxy
+ *                                     HTTPS_PROXY / HTTP_PROXY / NO_PROXY (standard
+ *                                     variables, no YAML key; see proxy.h)
+ */
 static const config_def defs[] = {
     {"AURORA_AGENT_CONFIG", NULL, CFG_STRING, NULL,
      "Path of an optional YAML file with these settings (environment wins)", 0},
@@ -32,10 +61,21 @@ static const config_def defs[] = {
      "Upper bound in bytes on one command's output (stdout+stderr)", 0},
     {"AURORA_HEARTBEAT_INTERVAL", "network.heartbeat_interval", CFG_INT, "30",
      "Seconds between heartbeats; 3 silent intervals drop the tunnel", 0},
+    {"AURORA_RECONNECT_INTERVAL", "network.reconnect_interval", CFG_INT, "1",
+     "Seconds before the first reconnect; doubles per failed attempt (with jitter)", 0},
     {"AURORA_RECONNECT_MAX", "network.reconnect_max", CFG_INT, "30",
      "Cap in seconds on the reconnect backoff", 0},
+    {"AURORA_POLICY_MODE", "policy.mode", CFG_STRING, "readonly",
+     "Commands the server may run: readonly | readwrite | custom", 0},
+    {"AURORA_POLICY_ALLOW", "policy.allow", CFG_STRING, NULL,
+     "custom mode: comma-separated \"verb\" / \"verb subcommand\" entries, \"*\", \"@readonly\"",
+     0},
+    {"AURORA_POLICY_DENY", "policy.deny", CFG_STRING, NULL,
+     "Comma-separated verbs / \"verb subcommand\" always refused (every mode)", 0},
     {"AURORA_HEALTH_PORT", "health.port", CFG_INT, "8080",
      "Port of the /health and /ready HTTP endpoint (0 disables)", 0},
+    {"AURORA_METRICS_PORT", "metrics.port", CFG_INT, NULL,
+     "Port of the Prometheus /metrics endpoint (default: the health port; 0 disables)", 0},
     {"AURORA_HEALTH_BIND", "health.bind", CFG_STRING, "0.0.0.0",
      "Address the health endpoint binds to", 0},
     {"AURORA_SHUTDOWN_GRACE", "agent.shutdown_grace", CFG_INT, "20",
@@ -230,12 +270,31 @@ int agent_config_load(agent_config *ac, char *err, size_t errlen)
     if (int_setting(&c, "AURORA_HEARTBEAT_INTERVAL", 1, 3600, &v, err, errlen))
         goto out;
     ac->heartbeat_interval = (int)v;
+    if (int_setting(&c, "AURORA_RECONNECT_INTERVAL", 1, 3600, &v, err, errlen))
+        goto out;
+    ac->reconnect_interval = (int)v;
     if (int_setting(&c, "AURORA_RECONNECT_MAX", 1, 3600, &v, err, errlen))
         goto out;
     ac->reconnect_max = (int)v;
+    if (ac->reconnect_max < ac->reconnect_interval)
+        ac->reconnect_max = ac->reconnect_interval;
     if (int_setting(&c, "AURORA_HEALTH_PORT", 0, 65535, &v, err, errlen))
         goto out;
     ac->health_port = (int)v;
+    if (config_str(&c, "AURORA_METRICS_PORT")) {
+        if (int_setting(&c, "AURORA_METRICS_PORT", 0, 65535, &v, err, errlen))
+            goto out;
+        ac->metrics_port = (int)v;
+    } else {
+        ac->metrics_port = ac->health_port;
+    }
+    if (agent_policy_init(&ac->policy, config_str(&c, "AURORA_POLICY_MODE"),
+                          config_str(&c, "AURORA_POLICY_ALLOW"),
+                          config_str(&c, "AURORA_POLICY_DENY"), err, errlen) != 0)
+        goto out;
+    if (ac->policy.mode != POLICY_CUSTOM && ac->policy.nallow > 0)
+        log_warn("config: AURORA_POLICY_ALLOW is ignored: it is only used with "
+                 "AURORA_POLICY_MODE=custom (mode is %s)", agent_policy_mode_name(ac->policy.mode));
     if (int_setting(&c, "AURORA_SHUTDOWN_GRACE", 0, 3600, &v, err, errlen))
         goto out;
     ac->shutdown_grace = (int)v;
@@ -280,5 +339,6 @@ void agent_config_free(agent_config *ac)
     free(ac->health_bind);
     free(ac->log_level);
     free(ac->log_format);
+    agent_policy_free(&ac->policy);
     memset(ac, 0, sizeof(*ac));
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "policy.h"
 #include "token.h"
 
 #define AGENT_DEFAULT_VERSION "aurora-agent-c/0.1.0"
@@ -34,9 +35,13 @@ typedef struct {
     int64_t max_output;      /* bytes */
 
     int heartbeat_interval;  /* seconds */
+    int reconnect_interval;  /* seconds: first reconnect delay (doubles up to reconnect_max) */
     int reconnect_max;       /* seconds */
 
+    agent_policy policy;     /* what the server may run (policy.h) */
+
     int health_port;         /* 0 = disabled */
+    int metrics_port;        /* /metrics: == health_port → same listener; 0 = disabled */
     char *health_bind;
     int shutdown_grace;      /* seconds */
 

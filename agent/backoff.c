@@ -6,8 +6,6 @@
 
 #include "crypto.h"
 
-#define BACKOFF_BASE_MS 1000
-
 static uint64_t rng_next(agent_backoff *b)
 {
     uint64_t x = b->rng;
@@ -26,10 +24,13 @@ static int64_t jitter(agent_backoff *b, int64_t lo, int64_t hi)
     return lo + (int64_t)(rng_next(b) % (uint64_t)(hi - lo + 1));
 }
 
-void agent_backoff_init(agent_backoff *b, int cap_seconds)
+void agent_backoff_init(agent_backoff *b, int base_seconds, int cap_seconds)
 {
     b->attempt = 0;
+    b->base_ms = (int64_t)(base_seconds > 0 ? base_seconds : 1) * 1000;
     b->cap_ms = (int64_t)(cap_seconds > 0 ? cap_seconds : 1) * 1000;
+    if (b->cap_ms < b->base_ms)
+        b->cap_ms = b->base_ms;
     if (crypto_random(&b->rng, sizeof(b->rng)) != 0 || b->rng == 0) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -41,7 +42,7 @@ void agent_backoff_init(agent_backoff *b, int cap_seconds)
 
 int64_t agent_backoff_next_ms(agent_backoff *b)
 {
-    int64_t base = BACKOFF_BASE_MS;
+    int64_t base = b->base_ms;
     for (int i = 0; i < b->attempt && base < b->cap_ms; i++)
         base *= 2;
     if (base > b->cap_ms)

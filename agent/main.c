@@ -12,6 +12,7 @@
 #include "agent_config.h"
 #include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "outq.h"
 #include "runner.h"
 #include "tunnel.h"
@@ -148,9 +149,13 @@ int main(int argc, char **argv)
         return 2;
     }
     log_info("%s starting, cluster %s, max_concurrent %d, timeout_max %ds, "
-             "max_output %lld",
+             "max_output %lld, policy %s",
              cfg.version, cfg.cluster_id, cfg.max_concurrent, cfg.command_timeout_max,
-             (long long)cfg.max_output);
+             (long long)cfg.max_output, agent_policy_mode_name(cfg.policy.mode));
+    if (cfg.policy.mode == POLICY_CUSTOM && cfg.policy.nallow == 0)
+        log_warn("config: custom policy with an empty AURORA_POLICY_ALLOW: every command will "
+                 "be refused");
+    metrics_init(cfg.version, agent_policy_mode_name(cfg.policy.mode));
 
     signals_block();
     int level = LLL_ERR | LLL_WARN;
@@ -185,7 +190,14 @@ int main(int argc, char **argv)
         goto out;
     }
     if (cfg.health_port > 0 &&
-        agent_health_start(g_ctx, cfg.health_bind, cfg.health_port, agent_tunnel_ready) != 0)
+        agent_health_start(g_ctx, cfg.health_bind, cfg.health_port,
+                           HEALTH_SERVE_PROBES |
+                               (cfg.metrics_port == cfg.health_port ? HEALTH_SERVE_METRICS : 0),
+                           agent_tunnel_ready) != 0)
+        goto out;
+    if (cfg.metrics_port > 0 && cfg.metrics_port != cfg.health_port &&
+        agent_health_start(g_ctx, cfg.health_bind, cfg.metrics_port, HEALTH_SERVE_METRICS,
+                           agent_tunnel_ready) != 0)
         goto out;
     if (agent_tunnel_start(g_ctx, &cfg) != 0)
         goto out;

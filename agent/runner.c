@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "outq.h"
 #include "proto.h"
 #include "utf8.h"
@@ -427,10 +428,12 @@ static void read_pipe(run_state *st, int i, int forward, int64_t window)
             n = (size_t)room_limit;
         ssize_t r = read(st->fd[i], st->scratch, n);
         if (r > 0) {
-            if (buf_append(&st->cap[i], st->scratch, (size_t)r) != 0)
+            if (buf_append(&st->cap[i], st->scratch, (size_t)r) != 0) {
                 st->truncated = 1;
-            else
+            } else {
                 st->sent += r;
+                metrics_bytes(i + 1, r);
+            }
         } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
             close_fd(st, i);
         }
@@ -460,12 +463,21 @@ static void read_pipe(run_state *st, int i, int forward, int64_t window)
     j->window -= r;
     pthread_mutex_unlock(&R.mu);
     st->sent += r;
+    metrics_bytes(i + 1, r);
     agent_outq_push(f, j->gen, 0);
 }
 
+/* For the log: the first argument when it is a plain word (flags and their
+ * values stay out of the log: they could carry credentials). */
 static const char *verb_of(const job *j)
 {
-    return j->argv.c > 1 ? j->argv.v[1] : "";
+    const char *v = j->argv.c > 1 ? j->argv.v[1] : "";
+    if (*v == '-')
+        return "(flags first)";
+    for (const char *c = v; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
+            return "(unusual)";
+    return strlen(v) > 40 ? "(long)" : v;
 }
 
 static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_err,
@@ -513,6 +525,8 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
         }
     }
 
+    metrics_command(MK_KUBECTL, end == END_DROP ? MR_DROPPED : metrics_result_of(code, rc),
+                    spawn_failed ? -1 : duration);
     if (end == END_DROP) {
         log_info("exec id=%u dropped with its connection (return_code=%d)", j->id, rc);
         return;
@@ -744,6 +758,7 @@ finish:
     buf_free(&st->cap[1]);
     free(st);
 finish_nostate:
+    metrics_in_flight(-1);
     pthread_mutex_lock(&R.mu);
     j->done = 1;
     pthread_mutex_unlock(&R.mu);
@@ -817,6 +832,7 @@ static agent_run_result start_job(uint64_t gen, uint32_t id, const char *command
     }
     j->next = R.jobs;
     R.jobs = j;
+    metrics_in_flight(1);
     pthread_mutex_unlock(&R.mu);
     return RUN_STARTED;
 fail:

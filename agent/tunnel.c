@@ -1,7 +1,9 @@
 /* tunnel.c — the agent's WebSocket client and protocol state machine. */
 #include "tunnel.h"
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +13,12 @@
 #include "backoff.h"
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "outq.h"
+#include "policy.h"
 #include "proto.h"
+#include "proxy.h"
+#include "resolve.h"
 #include "runner.h"
 
 #define STABLE_MS 10000      /* a connection up this long resets the backoff */
@@ -50,7 +56,23 @@ static struct {
     int64_t closing_at;
     int killing;
     int done;
+
+    agent_proxy proxy;       /* egress proxy decision (proxy.h) */
+    int resolving;           /* a resolver thread runs for this attempt */
+    unsigned addr_rr;        /* rotates through the resolved addresses */
 } T;
+
+/* Host name resolution runs on its own thread (resolve.h is blocking). */
+static struct {
+    pthread_t thr;
+    int started;
+    atomic_int done;
+    atomic_int cancel;
+    char name[256];
+    resolve_addr addrs[RESOLVE_MAX_ADDRS];
+    int n;
+    char err[256];
+} RS;
 
 static int64_t now_ms(void)
 {
@@ -106,6 +128,7 @@ static void on_disconnect(const char *why)
     T.wsi = NULL;
     T.established = 0;
     T.got_connected = 0;
+    metrics_state_set(MS_DISCONNECTED);
     T.killing = 0;
     T.closing = 0;
     buf_reset(&T.rx);
@@ -135,14 +158,14 @@ static void on_disconnect(const char *why)
     T.connected_at = 0;
     T.close_code = 0;
     T.close_reason[0] = '\0';
+    metrics_reconnect();
     schedule_connect(delay);
 }
 
-static void connect_now(lws_sorted_usec_list_t *sul)
+/* Opens the WebSocket to ip (the server's address, or the proxy's when one is
+ * used: the proxy then resolves the server's name itself). */
+static void connect_to(const char *ip)
 {
-    (void)sul;
-    if (T.shutting || T.connecting)
-        return;
     const agent_config *c = T.cfg;
     char hosthdr[300];
     int default_port = c->port == (c->secure ? 443 : 80);
@@ -151,19 +174,14 @@ static void connect_now(lws_sorted_usec_list_t *sul)
     else
         snprintf(hosthdr, sizeof(hosthdr), "%s:%d", c->host, c->port);
 
-    T.gen = ++T.gen_counter;
-    agent_outq_reset(T.gen);
-    T.close_code = 0;
-    T.close_reason[0] = '\0';
-    T.established = T.got_connected = T.killing = T.closing = T.close_1009 = 0;
-    T.v2 = 0;
-    T.window = PROTO_DEFAULT_WINDOW;
-
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof(i));
     i.context = T.ctx;
     i.vhost = T.vh;
-    i.address = c->host;
+    /* The numeric address goes to the socket (no name lookup inside lws, so
+     * no NSS in a static binary); the name stays in Host, SNI and the
+     * certificate check (lws takes those from i.host). */
+    i.address = T.proxy.use ? c->host : ip;
     i.port = c->port;
     i.path = c->path;
     i.host = hosthdr;
@@ -178,12 +196,111 @@ static void connect_now(lws_sorted_usec_list_t *sul)
             i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
                                 LCCSCF_ALLOW_INSECURE | LCCSCF_ALLOW_EXPIRED;
     }
-    log_info("tunnel: connecting to %s://%s:%d%s", c->secure ? "wss" : "ws", c->host, c->port,
-             c->path);
-    T.connecting = 1;
+    if (T.proxy.use) {
+        /* "user:pass@ip:port" (lws sends Proxy-Authorization: basic …) */
+        char spec[400];
+        const char *ui = T.proxy.userinfo ? T.proxy.userinfo : "";
+        if (strchr(ip, ':'))
+            snprintf(spec, sizeof(spec), "%s%s[%s]:%d", ui, *ui ? "@" : "", ip, T.proxy.port);
+        else
+            snprintf(spec, sizeof(spec), "%s%s%s:%d", ui, *ui ? "@" : "", ip, T.proxy.port);
+        int bad = lws_set_proxy(T.vh, spec) != 0;
+        memset(spec, 0, sizeof(spec));
+        if (bad) {
+            on_disconnect("the proxy setting was refused by libwebsockets");
+            return;
+        }
+        log_info("tunnel: connecting to %s://%s:%d%s through the proxy %s (%s)",
+                 c->secure ? "wss" : "ws", c->host, c->port, c->path, T.proxy.display, ip);
+    } else if (strcmp(ip, c->host)) {
+        log_info("tunnel: connecting to %s://%s:%d%s (%s)", c->secure ? "wss" : "ws", c->host,
+                 c->port, c->path, ip);
+    } else {
+        log_info("tunnel: connecting to %s://%s:%d%s", c->secure ? "wss" : "ws", c->host,
+                 c->port, c->path);
+    }
+    metrics_state_set(MS_CONNECTING);
     T.last_rx = now_ms();
     if (!lws_client_connect_via_info(&i))
         on_disconnect("connection attempt failed");
+}
+
+static void *resolve_main(void *arg)
+{
+    (void)arg;
+    resolve_opts o;
+    memset(&o, 0, sizeof(o));
+    o.cancel = &RS.cancel;
+    RS.n = agent_resolve(RS.name, &o, RS.addrs, RESOLVE_MAX_ADDRS, RS.err, sizeof(RS.err));
+    atomic_store(&RS.done, 1);
+    if (T.ctx)
+        lws_cancel_service(T.ctx);
+    return NULL;
+}
+
+static void resolve_join(void)
+{
+    if (RS.started) {
+        pthread_join(RS.thr, NULL);
+        RS.started = 0;
+    }
+}
+
+/* On the loop: the resolver finished → connect, or fail this attempt. */
+static void check_resolution(void)
+{
+    if (!T.resolving || !atomic_load(&RS.done))
+        return;
+    resolve_join();
+    T.resolving = 0;
+    if (T.shutting)
+        return;
+    if (RS.n <= 0) {
+        char why[320];
+        snprintf(why, sizeof(why), "%s", RS.err[0] ? RS.err : "cannot resolve the host name");
+        on_disconnect(why);
+        return;
+    }
+    const resolve_addr *a = &RS.addrs[T.addr_rr++ % (unsigned)RS.n];
+    log_debug("tunnel: %s resolved to %d address%s, using %s", RS.name, RS.n,
+              RS.n == 1 ? "" : "es", a->ip);
+    connect_to(a->ip);
+}
+
+static void connect_now(lws_sorted_usec_list_t *sul)
+{
+    (void)sul;
+    if (T.shutting || T.connecting)
+        return;
+    T.gen = ++T.gen_counter;
+    agent_outq_reset(T.gen);
+    T.close_code = 0;
+    T.close_reason[0] = '\0';
+    T.established = T.got_connected = T.killing = T.closing = T.close_1009 = 0;
+    T.v2 = 0;
+    T.window = PROTO_DEFAULT_WINDOW;
+    T.connecting = 1;
+    T.last_rx = now_ms();
+
+    /* the name to resolve: the proxy's when one is used, else the server's */
+    const char *name = T.proxy.use ? T.proxy.host : T.cfg->host;
+    unsigned char bin[16];
+    if (inet_pton(AF_INET, name, bin) == 1 || inet_pton(AF_INET6, name, bin) == 1) {
+        connect_to(name);
+        return;
+    }
+    snprintf(RS.name, sizeof(RS.name), "%s", name);
+    RS.n = 0;
+    RS.err[0] = '\0';
+    atomic_store(&RS.done, 0);
+    atomic_store(&RS.cancel, 0);
+    metrics_state_set(MS_RESOLVING);
+    if (pthread_create(&RS.thr, NULL, resolve_main, NULL) != 0) {
+        on_disconnect("cannot start the resolver thread");
+        return;
+    }
+    RS.started = 1;
+    T.resolving = 1;
 }
 
 /* ---- incoming messages ----------------------------------------------------- */
@@ -193,9 +310,9 @@ static void reply_exec_end(uint32_t id, int rc, const char *error, const char *c
     send_control(proto_enc_exec_end(id, rc, error, code, 0, 0, 0));
 }
 
-static void reply_legacy(const char *command_id, const char *error)
+static void reply_legacy(const char *command_id, const char *error, int rc)
 {
-    char *json = proto_enc_command_response(command_id, 0, "", 0, error, 1);
+    char *json = proto_enc_command_response(command_id, 0, "", 0, error, rc);
     if (json) {
         agent_outq_push_text(json, T.gen, 0);
         free(json);
@@ -213,7 +330,17 @@ static void handle_exec(proto_msg *m)
         char err[128];
         snprintf(err, sizeof(err), "unsupported kind \"%.60s\"", m->kind ? m->kind : "");
         log_warn("exec id=%u refused: %s", m->id, err);
+        metrics_command(metrics_kind_of(m->kind), MR_BAD_REQUEST, -1);
         reply_exec_end(m->id, 1, err, EC_BAD_REQUEST);
+        return;
+    }
+    agent_policy_decision d;
+    if (!agent_policy_check(&T.cfg->policy, m->argv.c, (const char *const *)m->argv.v, &d)) {
+        log_warn("exec id=%u refused by the %s policy: %s", m->id,
+                 agent_policy_mode_name(T.cfg->policy.mode), d.reason);
+        metrics_policy_denial();
+        metrics_command(MK_KUBECTL, MR_POLICY_DENIED, -1);
+        reply_exec_end(m->id, POLICY_DENIED_RC, d.reason, EC_POLICY_DENIED);
         return;
     }
     agent_run_result r = agent_runner_exec(T.gen, m->id, &m->argv, m->timeout, m->max_output,
@@ -226,17 +353,20 @@ static void handle_exec(proto_msg *m)
         snprintf(err, sizeof(err), "agent busy: %d commands already running",
                  T.cfg->max_concurrent);
         log_warn("exec id=%u refused: %s", m->id, err);
+        metrics_command(MK_KUBECTL, MR_BUSY, -1);
         reply_exec_end(m->id, 1, err, EC_BUSY);
         break;
     }
     case RUN_SHUTTING_DOWN:
         log_info("exec id=%u refused: agent shutting down", m->id);
+        metrics_command(MK_KUBECTL, MR_SHUTTING_DOWN, -1);
         reply_exec_end(m->id, 1, "agent shutting down", EC_SHUTTING_DOWN);
         break;
     case RUN_DUPLICATE:
         log_warn("exec id=%u ignored: that id is already running", m->id);
         break;
     case RUN_FAILED:
+        metrics_command(MK_KUBECTL, MR_SPAWN_FAILED, -1);
         reply_exec_end(m->id, 127, "agent could not start the command", EC_SPAWN_FAILED);
         break;
     }
@@ -252,20 +382,58 @@ static void handle_legacy(proto_msg *m)
         if (!m->command)
             snprintf(err, sizeof(err), "missing command");
         log_warn("command %s refused: %s", cid, err);
-        reply_legacy(cid, err);
+        reply_legacy(cid, err, 1);
+        metrics_command(MK_KUBECTL, MR_BAD_REQUEST, -1);
         return;
     }
     argv_strip_leading(&a, "kubectl");
+    agent_policy_decision d;
+    if (!agent_policy_check(&T.cfg->policy, a.c, (const char *const *)a.v, &d)) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%s: %s", EC_POLICY_DENIED, d.reason);
+        log_warn("command %s refused by the %s policy: %s", cid,
+                 agent_policy_mode_name(T.cfg->policy.mode), d.reason);
+        metrics_policy_denial();
+        metrics_command(MK_KUBECTL, MR_POLICY_DENIED, -1);
+        reply_legacy(cid, msg, POLICY_DENIED_RC);
+        argv_free(&a);
+        return;
+    }
     agent_run_result r = agent_runner_legacy(T.gen, cid, &a, m->timeout);
     if (r == RUN_BUSY) {
         log_warn("command %s refused: agent busy", cid);
-        reply_legacy(cid, "agent busy: too many commands running");
+        metrics_command(MK_KUBECTL, MR_BUSY, -1);
+        reply_legacy(cid, "agent busy: too many commands running", 1);
     } else if (r == RUN_SHUTTING_DOWN) {
-        reply_legacy(cid, "agent shutting down");
+        metrics_command(MK_KUBECTL, MR_SHUTTING_DOWN, -1);
+        reply_legacy(cid, "agent shutting down", 1);
     } else if (r != RUN_STARTED) {
-        reply_legacy(cid, "agent could not start the command");
+        metrics_command(MK_KUBECTL, MR_SPAWN_FAILED, -1);
+        reply_legacy(cid, "agent could not start the command", 1);
     }
     argv_free(&a);
+}
+
+/* register, plus the agent's command policy so the server can show it */
+static char *encode_register(void)
+{
+    char *base = proto_enc_register(T.cfg->cluster_id, T.cfg->version, T.v2 ? 2 : 1,
+                                    T.cfg->max_concurrent);
+    if (!base)
+        return NULL;
+    cJSON *o = cJSON_Parse(base);
+    cJSON *pol = agent_policy_json(&T.cfg->policy);
+    char *out = NULL;
+    if (o && pol && cJSON_AddItemToObject(o, "policy", pol)) {
+        pol = NULL;
+        out = cJSON_PrintUnformatted(o);
+    }
+    cJSON_Delete(pol);
+    cJSON_Delete(o);
+    if (!out)
+        return base;
+    free(base);
+    return out;
 }
 
 static void handle_connected(proto_msg *m, struct lws *wsi)
@@ -287,8 +455,9 @@ static void handle_connected(proto_msg *m, struct lws *wsi)
     if (m->cluster_id && strcmp(m->cluster_id, T.cfg->cluster_id) != 0)
         log_warn("tunnel: server calls this cluster %s, token says %s", m->cluster_id,
                  T.cfg->cluster_id);
-    send_control(proto_enc_register(T.cfg->cluster_id, T.cfg->version, T.v2 ? 2 : 1,
-                                    T.cfg->max_concurrent));
+    send_control(encode_register());
+    metrics_connected();
+    metrics_state_set(MS_CONNECTED);
     T.next_hb = now_ms() + (int64_t)T.cfg->heartbeat_interval * 1000;
     (void)wsi;
 }
@@ -370,6 +539,7 @@ static void begin_shutdown(void)
              active == 1 ? "" : "s", T.cfg->shutdown_grace);
     if (!T.connecting || !T.established) {
         /* nothing can be delivered: stop now (jobs are dropped on close) */
+        atomic_store(&RS.cancel, 1);
         if (T.wsi)
             kill_connection();
         else
@@ -413,6 +583,7 @@ static void tick(lws_sorted_usec_list_t *sul)
     (void)sul;
     int64_t now = now_ms();
     agent_runner_reap();
+    check_resolution();
     if (T.wsi && T.established) {
         int64_t silence = (int64_t)T.cfg->heartbeat_interval * 3 * 1000;
         if (now - T.last_rx > silence && !T.killing) {
@@ -436,6 +607,7 @@ static void tick(lws_sorted_usec_list_t *sul)
 static void on_wakeup(void)
 {
     agent_runner_reap();
+    check_resolution();
     int stops = atomic_load(&T.stop_req);
     if (stops > 0 && !T.shutting)
         begin_shutdown();
@@ -613,7 +785,20 @@ int agent_tunnel_start(struct lws_context *ctx, const agent_config *cfg)
     T.cfg = cfg;
     T.ctx = ctx;
     buf_init(&T.rx);
-    agent_backoff_init(&T.bo, cfg->reconnect_max);
+    agent_backoff_init(&T.bo, cfg->reconnect_interval, cfg->reconnect_max);
+    metrics_state_set(MS_DISCONNECTED);
+
+    char err[300];
+    if (agent_proxy_from_env(&T.proxy, cfg->host, cfg->port, cfg->secure, err, sizeof(err))) {
+        log_error("tunnel: %s", err);
+        return -1;
+    }
+    if (T.proxy.use)
+        log_info("tunnel: egress proxy %s from %s%s", T.proxy.display, T.proxy.source,
+                 T.proxy.userinfo ? " (with basic authentication)" : "");
+    else if (T.proxy.bypass)
+        log_info("tunnel: %s is set but %s lists %s: connecting directly", T.proxy.source,
+                 T.proxy.bypass, cfg->host);
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
@@ -623,7 +808,18 @@ int agent_tunnel_start(struct lws_context *ctx, const agent_config *cfg)
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     if (cfg->ca_file)
         info.client_ssl_ca_filepath = cfg->ca_file;
+    /* libwebsockets would take a proxy from http_proxy by itself, ignoring
+     * NO_PROXY: hide it while the vhost is created (the proxy is set per
+     * connection with lws_set_proxy; children already have their environment). */
+    char *saved = getenv("http_proxy");
+    saved = saved ? strdup(saved) : NULL;
+    unsetenv("http_proxy");
     T.vh = lws_create_vhost(ctx, &info);
+    if (saved) {
+        setenv("http_proxy", saved, 1);
+        memset(saved, 0, strlen(saved));
+        free(saved);
+    }
     if (!T.vh) {
         log_error("tunnel: cannot create the client vhost (TLS setup failed?)");
         return -1;
@@ -667,6 +863,9 @@ void agent_tunnel_teardown(void)
 {
     T.shutting = 1;
     T.done = 1;
+    atomic_store(&RS.cancel, 1);
+    resolve_join();
+    T.resolving = 0;
     if (T.ctx) {
         lws_sul_cancel(&T.sul_connect);
         lws_sul_cancel(&T.sul_tick);
@@ -676,6 +875,7 @@ void agent_tunnel_teardown(void)
 void agent_tunnel_free(void)
 {
     buf_free(&T.rx);
+    agent_proxy_free(&T.proxy);
     T.ctx = NULL;
     T.vh = NULL;
     T.wsi = NULL;

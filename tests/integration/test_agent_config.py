@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""The agent settings the Helm chart sets actually take effect:
+network.commandTimeout (AURORA_COMMAND_TIMEOUT_MAX), network.heartbeatInterval
+(AURORA_HEARTBEAT_INTERVAL), network.reconnectInterval
+(AURORA_RECONNECT_INTERVAL), monitoring.metrics.port (AURORA_METRICS_PORT: own
+listener, shared with the health port, or off), and the same keys from the
+YAML file named by AURORA_AGENT_CONFIG (environment wins).
+
+Real peers: build/asan/aurora-server and aurora-agent, /usr/bin/kubectl against
+the kube API fixture."""
+
+import http.client
+import os
+import re
+import time
+
+from harness import check, contains, eq, free_port, main, suite_world, test, wait_until
+
+
+def get(port, path):
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, body.decode(errors="replace")
+    except OSError:
+        return None, ""
+
+
+@test(timeout=60)
+def command_timeout_caps_every_command(t):
+    w = suite_world()
+    tok = w.create_token("cfg-timeout")
+    w.start_agent(tok["token"], name="timeout", extra_env={"AURORA_COMMAND_TIMEOUT_MAX": "2"})
+    w.wait_connection(tok["cluster_id"])
+    t0 = time.monotonic()
+    r = w.kubectl(tok["cluster_id"], args=["get", "--raw", "/fixture/sleep/10/cfg"], timeout=30)
+    took = time.monotonic() - t0
+    eq(r.json.get("error_code"), "TIMEOUT", "a command beyond the agent's cap (%r)" % r)
+    eq(r.json.get("return_code"), 124, "return code")
+    check(took < 6, "killed after about 2 s, not the server's 30 s (took %.1fs)" % took)
+
+
+@test(timeout=60)
+def heartbeat_interval(t):
+    w = suite_world()
+    tok = w.create_token("cfg-heartbeat")
+    a = w.start_agent(tok["token"], name="heartbeat",
+                      extra_env={"AURORA_HEARTBEAT_INTERVAL": "1", "AURORA_LOG_LEVEL": "debug"})
+    w.wait_connection(tok["cluster_id"])
+    wait_until(lambda: a.log().count("tunnel: heartbeat sent") >= 3, 6, 0.1,
+               "three heartbeats within 6 s")
+    stamps = re.findall(r"T\d\d:\d\d:(\d\d\.\d{3})Z debug agent: tunnel: heartbeat sent", a.log())
+    gaps = [(float(b) - float(x)) % 60 for x, b in zip(stamps, stamps[1:])]
+    check(gaps and all(0.8 <= g <= 1.6 for g in gaps), "heartbeats about 1 s apart", gaps)
+    check(a.log().count("tunnel: heartbeat_ack") >= 2, "the server acknowledges them")
+
+
+@test(timeout=60)
+def reconnect_interval(t):
+    w = t.world()
+    tok = w.create_token("cfg-reconnect")
+    a = w.start_agent(tok["token"], name="reconnect", extra_env={"AURORA_RECONNECT_INTERVAL": "4",
+                                                                   "AURORA_RECONNECT_MAX": "8"})
+    w.wait_connection(tok["cluster_id"])
+    w.kill9()
+    wait_until(lambda: "reconnecting in" in a.log(), 10, 0.1, "the agent to notice")
+    delays = [float(x) for x in re.findall(r"reconnecting in ([0-9.]+)s", a.log())]
+    check(2.0 <= delays[0] <= 4.0, "first delay within [base/2, base] = [2, 4] s", delays)
+    w.restart()
+    wait_until(lambda: a.health("/ready")[0] == 200, 20, 0.1, "the agent to come back")
+
+
+@test(timeout=60)
+def metrics_port_settings(t):
+    w = suite_world()
+    # own listener
+    tok = w.create_token("cfg-metrics")
+    mport = free_port()
+    a = w.start_agent(tok["token"], name="metrics-own", extra_env={"AURORA_METRICS_PORT": str(mport)})
+    st, body = get(mport, "/metrics")
+    eq(st, 200, "/metrics on AURORA_METRICS_PORT")
+    contains(body, "# TYPE aurora_agent_commands_total counter", "exposition")
+    contains(body, "aurora_agent_connected 1", "connected gauge")
+    eq(get(mport, "/ready")[0], 404, "the metrics listener serves only /metrics")
+    eq(a.health("/metrics")[0], 404, "the health port no longer serves /metrics")
+    eq(a.health("/ready")[0], 200, "the health port still serves /ready")
+    # off
+    tok2 = w.create_token("cfg-metrics-off")
+    b = w.start_agent(tok2["token"], name="metrics-off", extra_env={"AURORA_METRICS_PORT": "0"})
+    eq(b.health("/metrics")[0], 404, "AURORA_METRICS_PORT=0 disables /metrics")
+    # default: the health port
+    tok3 = w.create_token("cfg-metrics-default")
+    c = w.start_agent(tok3["token"], name="metrics-default")
+    st, body = c.health("/metrics")
+    eq(st, 200, "/metrics on the health port by default")
+    check(body.startswith(b"# HELP "), "text exposition", body[:200])
+
+
+@test(timeout=60)
+def yaml_file_settings(t):
+    w = suite_world()
+    tok = w.create_token("cfg-yaml")
+    path = os.path.join(t.tmp, "agent.yaml")
+    with open(path, "w") as f:
+        f.write("policy:\n  mode: custom\n  allow: \"get, version\"\n  deny: describe\n"
+                "network:\n  heartbeat_interval: 7\n  reconnect_interval: 2\n"
+                "exec:\n  command_timeout_max: 3\n"
+                "log:\n  level: debug\n  format: json\n")
+    a = w.start_agent(tok["token"], name="yaml", extra_env={
+        "AURORA_AGENT_CONFIG": path,
+        "AURORA_POLICY_DENY": "logs"})  # the environment wins over the file
+    cid = tok["cluster_id"]
+    w.wait_connection(cid)
+    r = w.kubectl(cid, args=["describe", "pod", "x"])
+    eq(r.json.get("error_code"), "POLICY_DENIED", "describe is outside the file's allow list")
+    r = w.kubectl(cid, args=["version", "--client"])
+    eq(r.json.get("return_code"), 0, "version is allowed by the file (%r)" % r)
+    r = w.kubectl(cid, args=["logs", "x"])
+    contains(r.json.get("error"), "deny list", "logs refused by the environment's deny list")
+    r = w.kubectl(cid, args=["get", "--raw", "/fixture/sleep/10/yaml"], timeout=30)
+    eq(r.json.get("error_code"), "TIMEOUT", "exec.command_timeout_max from the file")
+    first = a.log().splitlines()[0]
+    check(first.startswith("{") and '"level":"info"' in first, "log.format json from the file", first)
+    check('"level":"debug"' not in a.log(), "AURORA_LOG_LEVEL=info (environment) beats the file")
+
+
+if __name__ == "__main__":
+    main()
