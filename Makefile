@@ -92,6 +92,7 @@ integration: $(ASAN)/aurora-server $(ASAN)/aurora-agent
 bench: deps test-deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
+	@bench/agent_bench.sh | tee build/bench-agent-latest.txt
 
 clean:
 	rm -rf build

@@ -135,6 +135,7 @@ start_agent() { # $1 token, $2 AURORA_MAX_CONCURRENT ('' = default), $3 log file
     AURORA_AGENT_TOKEN="$1" AURORA_CA_FILE="$CA" \
     AURORA_HEALTH_PORT=$HEALTH_PORT AURORA_HEALTH_BIND=127.0.0.1 \
     AURORA_KUBECTL_PATH=/bin/echo \
+    AURORA_POLICY_MODE=custom AURORA_POLICY_ALLOW=bench \
       exec "$BIN/aurora-agent"
   ) >"$3" 2>&1 &
   AGENT_PID=$!
