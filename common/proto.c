@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,39 @@ static const struct {
     { "cancel", MSG_CANCEL },
     { "credit", MSG_CREDIT },
 };
+
+int proto_env_name_ok(const char *name, size_t len)
+{
+    if (!name || len == 0 || len > PROTO_MAX_ENV_NAME || (name[0] >= '0' && name[0] <= '9'))
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((name[i] >= 'A' && name[i] <= 'Z') || (name[i] >= '0' && name[i] <= '9') ||
+              name[i] == '_'))
+            return 0;
+    return 1;
+}
+
+int proto_program_ok(const char *p)
+{
+    size_t n = p ? strlen(p) : 0;
+    if (n == 0 || n > PROTO_MAX_PROGRAM || p[0] == '.' || p[0] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
+              (p[i] >= '0' && p[i] <= '9') || p[i] == '.' || p[i] == '_' || p[i] == '-'))
+            return 0;
+    return 1;
+}
+
+void proto_free_secret(char *json)
+{
+    if (!json)
+        return;
+    OPENSSL_cleanse(json, strlen(json));
+    free(json);
+}
+
+static void wipe_strings(cJSON *o);
 
 static void set_err(char *err, size_t errlen, const char *fmt, const char *arg)
 {
@@ -84,6 +118,13 @@ void proto_msg_free(proto_msg *m)
     free(m->error);
     free(m->error_code);
     free(m->kind);
+    free(m->policy_json);
+    free(m->program);
+    for (int i = 0; m->env && i < m->nenv; i++) {
+        OPENSSL_cleanse(m->env[i], strlen(m->env[i]));
+        free(m->env[i]);
+    }
+    free(m->env);
     argv_free(&m->argv);
     memset(m, 0, sizeof(*m));
 }
@@ -130,6 +171,14 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
     m->error = dup_field(root, "error");
     m->error_code = dup_field(root, "error_code");
     m->kind = dup_field(root, "kind");
+    const cJSON *pol = cJSON_GetObjectItemCaseSensitive(root, "policy");
+    if (cJSON_IsObject(pol)) {
+        m->policy_json = cJSON_PrintUnformatted(pol);
+        if (m->policy_json && strlen(m->policy_json) > 4096) {
+            free(m->policy_json);
+            m->policy_json = NULL;
+        }
+    }
     const cJSON *out = cJSON_GetObjectItemCaseSensitive(root, "output");
     if (cJSON_IsString(out) && out->valuestring) {
         m->output_len = strlen(out->valuestring);
@@ -197,6 +246,56 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
             set_err(err, errlen, "exec argv: %s", aerr);
             goto out;
         }
+        const cJSON *prog = cJSON_GetObjectItemCaseSensitive(root, "program");
+        if (prog && !cJSON_IsNull(prog)) {
+            if (!cJSON_IsString(prog) || !proto_program_ok(prog->valuestring)) {
+                set_err(err, errlen, "%s", "exec program must be a bare executable name");
+                goto out;
+            }
+            m->program = strdup(prog->valuestring);
+            if (!m->program)
+                goto oom;
+        }
+        if (m->kind && !strcmp(m->kind, PROTO_KIND_CLOUD_EXEC) && !m->program) {
+            set_err(err, errlen, "%s", "cloud_exec without program");
+            goto out;
+        }
+        const cJSON *env = cJSON_GetObjectItemCaseSensitive(root, "env");
+        if (env && !cJSON_IsNull(env)) {
+            int ne = cJSON_IsObject(env) ? cJSON_GetArraySize(env) : -1;
+            if (ne < 0 || ne > PROTO_MAX_ENV) {
+                set_err(err, errlen, "%s", "exec env must be an object of at most 32 strings");
+                goto out;
+            }
+            m->env = calloc((size_t)ne + 1, sizeof(char *));
+            if (!m->env)
+                goto oom;
+            const cJSON *ev;
+            cJSON_ArrayForEach(ev, env)
+            {
+                const char *name = ev->string;
+                if (!name || !proto_env_name_ok(name, strlen(name))) {
+                    set_err(err, errlen, "%s", "exec env names must be [A-Z0-9_]");
+                    goto out;
+                }
+                if (!cJSON_IsString(ev) || !ev->valuestring ||
+                    strlen(ev->valuestring) > PROTO_MAX_ENV_VALUE) {
+                    set_err(err, errlen, "exec env %s must be a string of at most 8 KiB", name);
+                    goto out;
+                }
+                for (int k = 0; k < m->nenv; k++)
+                    if (!strncmp(m->env[k], name, strlen(name)) && m->env[k][strlen(name)] == '=') {
+                        set_err(err, errlen, "exec env %s given twice", name);
+                        goto out;
+                    }
+                size_t kvlen = strlen(name) + strlen(ev->valuestring) + 2;
+                char *kv = malloc(kvlen);
+                if (!kv)
+                    goto oom;
+                snprintf(kv, kvlen, "%s=%s", name, ev->valuestring);
+                m->env[m->nenv++] = kv;
+            }
+        }
         break;
     }
     case MSG_EXEC_END:
@@ -215,6 +314,8 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
 oom:
     set_err(err, errlen, "%s", "out of memory");
 out:
+    if (m->type == MSG_EXEC)
+        wipe_strings(root); /* env values are credentials */
     cJSON_Delete(root);
     if (rc < 0)
         proto_msg_free(m);
@@ -312,17 +413,67 @@ char *proto_enc_command_response(const char *command_id, int success, const char
 char *proto_enc_exec(uint32_t id, const char *kind, const argv_t *argv, double timeout,
                      int64_t max_output)
 {
+    return proto_enc_exec_env(id, kind, NULL, argv, NULL, 0, timeout, max_output);
+}
+
+static void wipe_strings(cJSON *o)
+{
+    for (cJSON *it = o ? o->child : NULL; it; it = it->next) {
+        if (cJSON_IsString(it) && it->valuestring)
+            OPENSSL_cleanse(it->valuestring, strlen(it->valuestring));
+        else
+            wipe_strings(it);
+    }
+}
+
+/* Frees a message tree after wiping its strings (env values). */
+static void wipe_delete(cJSON *o)
+{
+    wipe_strings(o);
+    cJSON_Delete(o);
+}
+
+char *proto_enc_exec_env(uint32_t id, const char *kind, const char *program, const argv_t *argv,
+                         const char *const *env, int nenv, double timeout, int64_t max_output)
+{
+    if ((program && !proto_program_ok(program)) || nenv < 0 || nenv > PROTO_MAX_ENV ||
+        (nenv && !env))
+        return NULL;
     cJSON *o = typed("exec");
     if (!o)
         return NULL;
     cJSON_AddNumberToObject(o, "id", id);
     cJSON_AddStringToObject(o, "kind", kind);
+    if (program)
+        cJSON_AddStringToObject(o, "program", program);
     cJSON *arr = cJSON_AddArrayToObject(o, "argv");
     for (int i = 0; arr && i < argv->c; i++)
         cJSON_AddItemToArray(arr, cJSON_CreateString(argv->v[i]));
+    if (nenv) {
+        cJSON *eo = cJSON_AddObjectToObject(o, "env");
+        for (int i = 0; i < nenv; i++) {
+            const char *eq = env[i] ? strchr(env[i], '=') : NULL;
+            size_t nl = eq ? (size_t)(eq - env[i]) : 0;
+            char name[PROTO_MAX_ENV_NAME + 1];
+            if (!eo || !eq || !proto_env_name_ok(env[i], nl) ||
+                strlen(eq + 1) > PROTO_MAX_ENV_VALUE) {
+                wipe_delete(o);
+                return NULL;
+            }
+            memcpy(name, env[i], nl);
+            name[nl] = '\0';
+            if (cJSON_GetObjectItemCaseSensitive(eo, name)) {
+                wipe_delete(o);
+                return NULL;
+            }
+            cJSON_AddStringToObject(eo, name, eq + 1);
+        }
+    }
     cJSON_AddNumberToObject(o, "timeout", timeout);
     cJSON_AddNumberToObject(o, "max_output", (double)max_output);
-    return finish(o);
+    char *s = cJSON_PrintUnformatted(o);
+    wipe_delete(o);
+    return s;
 }
 
 char *proto_enc_exec_end(uint32_t id, int return_code, const char *error,

@@ -27,6 +27,16 @@
 #define PROTO_MAX_CHUNK (32 * 1024)
 #define PROTO_DEFAULT_WINDOW (256 * 1024)
 #define PROTO_MAX_CONTROL (1024 * 1024) /* largest v2 JSON control message */
+/* exec "env" (cloud_exec credentials): at most PROTO_MAX_ENV variables,
+ * names [A-Z0-9_] (not starting with a digit, at most PROTO_MAX_ENV_NAME
+ * bytes), values strings of at most PROTO_MAX_ENV_VALUE bytes. */
+#define PROTO_MAX_ENV 32
+#define PROTO_MAX_ENV_NAME 128
+#define PROTO_MAX_ENV_VALUE (8 * 1024)
+/* exec "program": a bare executable name ([A-Za-z0-9._-], no '/'). */
+#define PROTO_MAX_PROGRAM 64
+#define PROTO_KIND_KUBECTL "kubectl"
+#define PROTO_KIND_CLOUD_EXEC "cloud_exec"
 
 /* WebSocket close codes/reasons the existing agents know. */
 #define PROTO_CLOSE_POLICY 1008
@@ -71,7 +81,11 @@ typedef struct {
     size_t output_len;
     char *error;
     char *error_code;
-    char *kind;          /* v2 exec: "kubectl" */
+    char *kind;          /* v2 exec: "kubectl" (also when absent) or "cloud_exec" */
+    char *program;       /* v2 exec: executable name; required for cloud_exec, NULL if absent */
+    char **env;          /* v2 exec: "NAME=value" strings (NULL-terminated), NULL if none;
+                            values are credentials: proto_msg_free wipes them */
+    int nenv;
     argv_t argv;         /* v2 exec */
     int success;         /* -1 if absent */
     int return_code;     /* -1 if absent */
@@ -84,6 +98,8 @@ typedef struct {
     int64_t window;      /* connected: initial window */
     int64_t duration_ms;
     int max_concurrent;  /* register */
+    char *policy_json;   /* register: the agent's command policy object, compact JSON
+                            (NULL if absent, not an object, or over 4 KiB) */
 } proto_msg;
 
 /* Parses one text frame.  0 on success (type may be MSG_UNKNOWN: check it);
@@ -105,6 +121,17 @@ char *proto_enc_command_response(const char *command_id, int success, const char
                                  size_t output_len, const char *error, int return_code);
 char *proto_enc_exec(uint32_t id, const char *kind, const argv_t *argv, double timeout,
                      int64_t max_output);
+/* exec with a program and environment (cloud_exec).  env: nenv "NAME=value"
+ * strings (may be NULL/0); program may be NULL (kubectl).  NULL on OOM or
+ * when program/env break the limits above.  The text carries credentials:
+ * release it with proto_free_secret. */
+char *proto_enc_exec_env(uint32_t id, const char *kind, const char *program, const argv_t *argv,
+                         const char *const *env, int nenv, double timeout, int64_t max_output);
+/* Wipes and frees an encoded message. */
+void proto_free_secret(char *json);
+/* 1 if name is a valid exec env name / program is a valid program name. */
+int proto_env_name_ok(const char *name, size_t len);
+int proto_program_ok(const char *program);
 char *proto_enc_exec_end(uint32_t id, int return_code, const char *error,
                          const char *error_code, int truncated, int64_t duration_ms,
                          int64_t bytes_out);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "crypto.h"
 #include "store.h"
 #include "token.h"
 
@@ -19,7 +20,8 @@ void admin_usage(FILE *f)
             "  admin create-user --org ORG_ID --email E [--role admin|member]\n"
             "  admin create-key --org ORG_ID --user USER_ID [--name N]\n"
             "  admin create-agent-token --org ORG_ID --user USER_ID --cluster-name N [--expires-days D]\n"
-            "  admin expire-token --id TOKEN_ID             mark an agent token expired now\n");
+            "  admin expire-token --id TOKEN_ID             mark an agent token expired now\n"
+            "  admin expire-oauth-state --state STATE       make a pending OAuth state expire now\n");
 }
 
 static const char *opt(int argc, char **argv, const char *name)
@@ -184,6 +186,22 @@ int admin_main(const server_config *cfg, int argc, char **argv)
             rc = fail("no such token: %s", id);
         else if (r != STORE_OK)
             rc = fail("expire-token failed: %s", store_errmsg(st));
+        else
+            cJSON_AddBoolToObject(o, "expired", 1);
+    } else if (!strcmp(cmd, "expire-oauth-state")) {
+        const char *state = opt(argc, argv, "--state");
+        char hash[65];
+        int r = STORE_ERR;
+        if (state) {
+            crypto_sha256_hex(state, strlen(state), hash);
+            r = store_oauth_state_set_expiry(st, hash, (int64_t)time(NULL) - 1);
+        }
+        if (!state)
+            rc = fail("expire-oauth-state needs --state%s", NULL);
+        else if (r == STORE_NOT_FOUND)
+            rc = fail("no such OAuth state%s", "");
+        else if (r != STORE_OK)
+            rc = fail("expire-oauth-state failed: %s", store_errmsg(st));
         else
             cJSON_AddBoolToObject(o, "expired", 1);
     } else {

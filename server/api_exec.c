@@ -13,7 +13,7 @@
 #include "log.h"
 #include "router.h"
 
-static int wants_sse(const http_request *req)
+int api_exec_wants_sse(const http_request *req)
 {
     const char *acc = http_header_get(req, "accept");
     return acc && strcasestr(acc, "text/event-stream") != NULL;
@@ -84,6 +84,11 @@ static int parse_exec_body(worker_ctx *w, const cJSON *body, exec_spec *e, http_
             return -1;
         }
 
+    return api_exec_parse_limits(w, body, e, resp);
+}
+
+int api_exec_parse_limits(worker_ctx *w, const cJSON *body, exec_spec *e, http_response *resp)
+{
     const server_config *cfg = w->cfg;
     const cJSON *to = cJSON_GetObjectItemCaseSensitive(body, "timeout");
     e->timeout = cfg->default_timeout;
@@ -121,7 +126,7 @@ static void run_exec(worker_ctx *w, http_request *req, http_response *resp, cons
     snprintf(e->kind, sizeof(e->kind), "kubectl");
     snprintf(e->org_id, sizeof(e->org_id), "%s", org_id);
     snprintf(e->user_id, sizeof(e->user_id), "%s", req->auth.user_id);
-    e->stream = wants_sse(req);
+    e->stream = api_exec_wants_sse(req);
     if (parse_exec_body(w, body, e, resp, command_key) < 0) {
         exec_spec_free(e);
         return;

@@ -183,6 +183,22 @@ static void revoke_token(worker_ctx *w, http_request *req, http_response *resp)
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
 }
 
+static void connections_add_sessions(http_response *resp, void *arg)
+{
+    cJSON *o = arg;
+    const char *org = cJSON_GetStringValue(cJSON_GetObjectItem(o, "org_id"));
+    cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "connections"))
+    {
+        cJSON *sessions = cJSON_AddArrayToObject(c, "sessions");
+        const char *cluster = cJSON_GetStringValue(cJSON_GetObjectItem(c, "cluster_id"));
+        if (sessions && org && cluster)
+            tunnel_describe_sessions(org, cluster, sessions);
+    }
+    cJSON_DeleteItemFromObject(o, "org_id");
+    http_resp_json(resp, 200, o);
+}
+
 static void list_connections(worker_ctx *w, http_request *req, http_response *resp)
 {
     store_connection *list = NULL;
@@ -193,6 +209,7 @@ static void list_connections(worker_ctx *w, http_request *req, http_response *re
     }
     int64_t now = (int64_t)time(NULL);
     cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "org_id", req->auth.org_id); /* removed on the loop */
     cJSON *arr = cJSON_AddArrayToObject(o, "connections");
     for (size_t i = 0; i < n; i++) {
         const store_connection *c = &list[i];
@@ -211,7 +228,11 @@ static void list_connections(worker_ctx *w, http_request *req, http_response *re
         cJSON_AddItemToArray(arr, e);
     }
     free(list);
-    http_resp_json(resp, 200, o);
+    /* The live sessions (replicas, their policy and load) are known only to
+     * the event loop: finish the body there. */
+    resp->status = 200;
+    resp->on_loop = connections_add_sessions;
+    resp->on_loop_arg = o;
 }
 
 static void delete_connection(worker_ctx *w, http_request *req, http_response *resp)

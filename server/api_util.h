@@ -24,4 +24,13 @@ void api_add_time(struct cJSON *o, const char *key, int64_t t);
 int api_cluster_known(worker_ctx *w, const char *org_id, const char *cluster_id, char *name,
                       size_t namecap);
 
+/* api_exec.c, shared with api_cloud_exec.c: the request's timeout and
+ * max_output into e (defaults when absent); -1 with a 400 in resp.
+ * e->stream must be set first (it selects the output cap). */
+struct exec_spec;
+int api_exec_parse_limits(worker_ctx *w, const struct cJSON *body, struct exec_spec *e,
+                          http_response *resp);
+/* 1 if the caller asked for Server-Sent Events (Accept: text/event-stream). */
+int api_exec_wants_sse(const http_request *req);
+
 #endif

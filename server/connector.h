@@ -13,6 +13,8 @@
 struct cJSON;
 
 #define CLOUD_MAX_ENV 16
+#define CLOUD_MAX_ENV_NAME 128        /* [A-Z0-9_], not starting with a digit */
+#define CLOUD_MAX_ENV_VALUE (8 * 1024) /* the wire protocol's limit per value */
 
 /* Short-lived credentials for one cloud command, handed to the agent as that
  * command's environment.  Values are secrets: cloud_creds_clear wipes them. */
@@ -22,8 +24,13 @@ typedef struct {
     char target[256];         /* project / account / subscription acted on */
 } cloud_creds;
 
+/* 0, or -1 when the name is not [A-Z0-9_]+, the value is over
+ * CLOUD_MAX_ENV_VALUE, the name is already set or the table is full. */
 int cloud_creds_add(cloud_creds *c, const char *name, const char *value);
+/* Wipes and frees every value (call it on every path, success or not). */
 void cloud_creds_clear(cloud_creds *c);
+/* 1 if name is a valid environment variable name for a cloud command. */
+int cloud_env_name_ok(const char *name);
 
 typedef struct cloud_provider {
     const char *program; /* "gcloud", "aws", "az", "openstack" */
@@ -40,15 +47,35 @@ typedef struct connector {
     const char *id;   /* stable: stored in the database, used in routes */
     const char *name; /* for people */
     void (*register_routes)(void);
-    /* Adds what `who` has connected to `out` (an object), never a secret. */
+    /* Adds what `who` has connected to `out` (an object), never a secret.
+     * `out` is this connector's own object in GET /api/connectors/status
+     * ({"connectors":{"<id>":{…}}}); it runs in the store pool, so it reads
+     * the store only (no provider or secrets calls).  Set "connected"
+     * (bool); when absent it is reported as false. */
     void (*status)(worker_ctx *w, const auth_ctx *who, struct cJSON *out);
     const cloud_provider *cloud; /* NULL: no cloud_exec */
+    /* Optional: after DELETE /api/connectors/{id} removed the row and every
+     * secret under aurora/users/<user>/<id>/ (e.g. drop cached tokens). */
+    void (*disconnected)(worker_ctx *w, const auth_ctx *who);
 } connector;
 
 /* The table, defined in connectors.c. */
 const connector *connector_find(const char *id);
 size_t connector_count(void);
 const connector *connector_at(size_t i);
+/* Registers GET /api/connectors/status, DELETE /api/connectors/{connector}
+ * and every connector's routes (called from modules.c). */
 void connectors_register(void);
+
+/* ---- helpers for connector handlers ---------------------------------------- */
+
+/* -1 with a 400 in resp when the caller has no user (internal secret
+ * without X-User-ID): connectors belong to a user. */
+int connector_require_user(const auth_ctx *who, http_response *resp);
+/* -1 with a 503 SECRETS_UNAVAILABLE when the server has no secrets backend. */
+int connector_secrets_ready(worker_ctx *w, http_response *resp);
+/* Logs err (it names backend, operation and path, never a value) and fills
+ * resp with a 503 SECRETS_UNAVAILABLE that does not echo it. */
+void connector_secrets_error(int rc, const char *err, http_response *resp);
 
 #endif

@@ -2,6 +2,7 @@
 #include "exec.h"
 
 #include <cjson/cJSON.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -32,10 +33,24 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void exec_spec_wipe_env(exec_spec *e)
+{
+    for (int i = 0; e->env && i < e->nenv; i++) {
+        if (e->env[i]) {
+            OPENSSL_cleanse(e->env[i], strlen(e->env[i]));
+            free(e->env[i]);
+        }
+    }
+    free(e->env);
+    e->env = NULL;
+    e->nenv = 0;
+}
+
 void exec_spec_free(exec_spec *e)
 {
     if (!e)
         return;
+    exec_spec_wipe_env(e);
     argv_free(&e->argv);
     free(e->command);
     free(e);
@@ -48,7 +63,8 @@ static char *argv_json(const exec_spec *e)
     cJSON *a = cJSON_CreateArray();
     if (!a)
         return NULL;
-    cJSON_AddItemToArray(a, cJSON_CreateString(e->kind));
+    /* The program run ("kubectl", "gcloud", …); never the environment. */
+    cJSON_AddItemToArray(a, cJSON_CreateString(e->program[0] ? e->program : e->kind));
     for (int i = 0; i < e->argv.c; i++) {
         char *clean = utf8_sanitize(e->argv.v[i], strlen(e->argv.v[i]), NULL);
         cJSON_AddItemToArray(a, cJSON_CreateString(clean ? clean : ""));
@@ -344,14 +360,31 @@ int exec_start(http_txn *t, exec_spec *e)
     x->started_ms = now_ms();
     tunnel_exec_params p = { .org_id = e->org_id, .cluster_id = e->cluster_id, .kind = e->kind,
                              .argv = &e->argv, .legacy_command = e->command,
-                             .timeout = e->timeout, .max_output = e->max_output };
+                             .timeout = e->timeout, .max_output = e->max_output,
+                             .program = e->program[0] ? e->program : NULL,
+                             .env = (const char *const *)e->env, .nenv = e->nenv };
     char err[256];
+    if (strcmp(e->kind, "kubectl") != 0 &&
+        tunnel_cluster_supports(e->org_id, e->cluster_id, e->kind) == TUNNEL_UNSUPPORTED) {
+        /* Only legacy agents are connected: they run kubectl and nothing else. */
+        audit_submit(e, "agent_unsupported", -1, 0, 0);
+        http_resp_error(http_txn_response(t), 409, "AGENT_UNSUPPORTED",
+                        "the agent of cluster %s is too old to run %s commands; upgrade it to the "
+                        "aurora-tunnel.v2 agent",
+                        e->cluster_id, e->kind);
+        x->spec = NULL;
+        free(x);
+        exec_spec_free(e);
+        return -1;
+    }
     /* Attach before sending so every callback finds the txn wired up. */
     if (e->stream)
         http_txn_attach(t, &sse_http_ops, x);
     else
         http_txn_attach(t, &json_http_ops, x);
     x->req = tunnel_exec(&p, e->stream ? &sse_sink : &json_sink, x, err, sizeof(err));
+    /* The frame (or the tunnel's own copy of it) now holds the credentials. */
+    exec_spec_wipe_env(e);
     if (!x->req) {
         http_txn_detach(t);
         audit_submit(e, "agent_not_connected", -1, 0, 0);
@@ -361,6 +394,7 @@ int exec_start(http_txn *t, exec_spec *e)
     }
     if (e->stream)
         http_txn_stream_begin(t, 200, "text/event-stream", &sse_http_ops, x);
-    log_info("exec %s on %s for org %s (%d args)", e->kind, e->cluster_id, e->org_id, e->argv.c);
+    log_info("exec %s%s%s on %s for org %s (%d args)", e->kind, e->program[0] ? " " : "",
+             e->program, e->cluster_id, e->org_id, e->argv.c);
     return 0;
 }

@@ -14,7 +14,12 @@ typedef struct exec_spec {
     char org_id[STORE_ID_LEN];
     char user_id[STORE_ID_LEN];
     char cluster_id[STORE_CLUSTER_ID_LEN];
-    char kind[16];   /* "kubectl" */
+    char kind[16];   /* "kubectl" or "cloud_exec" */
+    char program[72]; /* cloud_exec: "gcloud", "aws", …; "" for kubectl */
+    char **env;      /* cloud_exec: nenv "NAME=value" credentials, malloc'd; wiped
+                        (exec_spec_wipe_env) as soon as the exec frame is queued,
+                        never logged or audited */
+    int nenv;
     argv_t argv;     /* without the program name */
     char *command;   /* the caller's command string (without "kubectl"), if given:
                         legacy agents receive it verbatim */
@@ -24,6 +29,8 @@ typedef struct exec_spec {
 } exec_spec;
 
 void exec_spec_free(exec_spec *e);
+/* Wipes and frees e->env. */
+void exec_spec_wipe_env(exec_spec *e);
 /* Loop thread.  Takes ownership of e.  0: exec.c now owns the response;
  * -1: the txn's response holds an error to send. */
 int exec_start(http_txn *t, exec_spec *e);

@@ -382,12 +382,28 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
     t->req.method = method_of(m);
     t->req.path = strdup(uri ? uri : "/");
     lws_get_peer_simple(wsi, t->req.peer, sizeof(t->req.peer));
+    /* lws keeps each "name=value" of the query as a fragment: join them
+     * with '&' again (lws_hdr_copy's total length leaves no room for the
+     * separators, so a query of several arguments would be lost). */
     int qlen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
     if (qlen > 0 && qlen < 16384) {
-        t->req.query = malloc((size_t)qlen + 1);
-        if (t->req.query && lws_hdr_copy(wsi, t->req.query, qlen + 1, WSI_TOKEN_HTTP_URI_ARGS) < 0) {
-            free(t->req.query);
-            t->req.query = NULL;
+        size_t cap = (size_t)qlen * 2 + 64, used = 0;
+        t->req.query = malloc(cap);
+        for (int i = 0; t->req.query; i++) {
+            int fl = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+            if (fl <= 0)
+                break;
+            if (used + (size_t)fl + 2 > cap ||
+                lws_hdr_copy_fragment(wsi, t->req.query + used + (used ? 1 : 0),
+                                      (int)(cap - used - 1), WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+                free(t->req.query);
+                t->req.query = NULL;
+                break;
+            }
+            if (used)
+                t->req.query[used] = '&';
+            used += (size_t)fl + (used ? 1 : 0);
+            t->req.query[used] = '\0';
         }
     }
     if (!t->req.path || copy_headers(wsi, &t->req) < 0) {

@@ -6,12 +6,16 @@ void auth_register(void);
 void api_health_register(void);
 void api_tokens_register(void);
 void api_exec_register(void);
+void api_cloud_exec_register(void);
+void connectors_register(void);
 
 static void (*const modules[])(void) = {
     auth_register,
     api_health_register,
     api_tokens_register,
     api_exec_register,
+    api_cloud_exec_register,
+    connectors_register,
 };
 
 void modules_register_all(void)

@@ -7,9 +7,10 @@
 #include <stddef.h>
 
 #include "http.h"
+#include "http_client.h"
 #include "worker.h"
 
-#define OAUTH_STATE_TTL 600 /* seconds */
+#define OAUTH_STATE_TTL 600 /* seconds; AURORA_OAUTH_STATE_TTL overrides */
 
 typedef struct {
     char org_id[STORE_ID_LEN];
@@ -30,5 +31,40 @@ int oauth_state_new(worker_ctx *w, const auth_ctx *who, const char *provider,
  * without revealing anything.  Single use even under concurrent callbacks. */
 int oauth_state_take(worker_ctx *w, const http_request *req, const char *provider,
                      oauth_state_info *out, http_response *resp);
+/* For a callback route registered ROUTE_PUBLIC (the provider redirects a
+ * browser there): when the request carries credentials anyway (API key or
+ * internal secret), authenticate them so oauth_state_take can check the
+ * user.  0 (authenticated or no credentials), -1 with a 401 in resp. */
+int oauth_callback_auth(worker_ctx *w, http_request *req, http_response *resp);
+
+/* ---- token endpoint (outbound pool only: these block) ----------------------- */
+
+typedef struct {
+    long status;      /* HTTP status of the token endpoint; 0 if none */
+    int timed_out;    /* the provider did not answer in AURORA_PROVIDER_TIMEOUT_MS */
+    char error[128];  /* the OAuth "error" field, e.g. "invalid_grant", "redirect_uri_mismatch" */
+    char err[384];    /* one line for logs and messages; never a token or secret */
+} oauth_result;
+
+/* POSTs form (NULL-terminated name/value pairs; NULL values skipped),
+ * form-encoded, to token_url; basic_auth "id:secret" adds HTTP Basic auth
+ * (else NULL).  Returns the 2xx JSON object (free with
+ * oauth_json_wipe_free), or NULL with res filled. */
+struct cJSON *oauth_token_post(worker_ctx *w, const char *token_url, const char *const *form,
+                               const char *basic_auth, oauth_result *res);
+
+typedef struct {
+    const char *token_url;
+    const char *client_id;
+    const char *client_secret;
+    const char *code;
+    const char *redirect_uri;  /* must equal the one sent to the authorization URL */
+    const char *code_verifier; /* PKCE, or NULL */
+} oauth_code_exchange;
+
+/* grant_type=authorization_code with client_id/client_secret in the body. */
+struct cJSON *oauth_exchange_code(worker_ctx *w, const oauth_code_exchange *x, oauth_result *res);
+/* Wipes every string of a token response, then frees it. */
+void oauth_json_wipe_free(struct cJSON *j);
 
 #endif

@@ -29,7 +29,7 @@
 #include <strings.h>
 
 #include "crypto.h"
-#include "secrets_http.h"
+#include "http_client.h"
 #include "utf8.h"
 
 #define AWS_ATTEMPTS 4
@@ -138,7 +138,7 @@ static void xml_field(const char *body, const char *tag, char *out, size_t cap)
     snprintf(out, cap, "%.*s", (int)(b - a), a);
 }
 
-static void parse_error(const shttp_resp *r, aws_error *e)
+static void parse_error(const http_client_resp *r, aws_error *e)
 {
     if (r->body && r->body[0] == '<') {
         xml_field(r->body, "Code", e->type, sizeof(e->type));
@@ -189,7 +189,7 @@ static int map_error(long status, const char *type)
 
 /* One action, with retries.  SECRETS_OK with *resp filled on HTTP 200;
  * otherwise e (may be NULL) gets AWS's error type. */
-static int call(aws_t *a, const char *action, const char *body, shttp_resp *resp, aws_error *e,
+static int call(aws_t *a, const char *action, const char *body, http_client_resp *resp, aws_error *e,
                 char *err, size_t errlen)
 {
     char target[96], tokhdr[2100];
@@ -199,7 +199,7 @@ static int call(aws_t *a, const char *action, const char *body, shttp_resp *resp
         snprintf(tokhdr, sizeof(tokhdr), "X-Amz-Security-Token: %s", a->session_token);
         hdrs[2] = tokhdr;
     }
-    shttp_req req = { .method = "POST",
+    http_client_req req = { .method = "POST",
                       .url = a->endpoint,
                       .headers = hdrs,
                       .body = body,
@@ -214,8 +214,8 @@ static int call(aws_t *a, const char *action, const char *body, shttp_resp *resp
     for (int attempt = 1; attempt <= AWS_ATTEMPTS; attempt++) {
         memset(e, 0, sizeof(*e));
         if (attempt > 1)
-            shttp_sleep_ms(shttp_backoff_ms(attempt - 1));
-        if (shttp_do(&req, resp) < 0) {
+            http_client_sleep_ms(http_client_backoff_ms(attempt - 1));
+        if (http_client_do(&req, resp) < 0) {
             say(err, errlen, "AWS Secrets Manager at %s unreachable: %s", a->endpoint, resp->err);
             rc = SECRETS_E_UNAVAILABLE;
             if (resp->timed_out) /* one timeout is the most a caller waits */
@@ -231,7 +231,7 @@ static int call(aws_t *a, const char *action, const char *body, shttp_resp *resp
         say(err, errlen, "%s: HTTP %ld %s%s%s%s", action, resp->status,
             e->type[0] ? e->type : "error", e->message[0] ? " (" : "", e->message,
             e->message[0] ? ")" : "");
-        shttp_resp_free(resp);
+        http_client_resp_free(resp);
         if (rc != SECRETS_E_UNAVAILABLE)
             break;
         if (is_throttle(e->type) && attempt == AWS_ATTEMPTS)
@@ -314,12 +314,12 @@ static int aws_put(void *impl, const char *path, const unsigned char *val, size_
             say(err, errlen, "out of memory");
             return SECRETS_E_OTHER;
         }
-        shttp_resp r;
+        http_client_resp r;
         aws_error e;
         int rc = call(a, "PutSecretValue", body, &r, &e, err, errlen);
         free_body(body);
         if (rc == SECRETS_OK) {
-            shttp_resp_free(&r);
+            http_client_resp_free(&r);
             return SECRETS_OK;
         }
         if (rc != SECRETS_NOT_FOUND)
@@ -332,7 +332,7 @@ static int aws_put(void *impl, const char *path, const unsigned char *val, size_
         rc = call(a, "CreateSecret", body, &r, &e, err, errlen);
         free_body(body);
         if (rc == SECRETS_OK) {
-            shttp_resp_free(&r);
+            http_client_resp_free(&r);
             return SECRETS_OK;
         }
         if (strcmp(e.type, "ResourceExistsException") != 0)
@@ -353,7 +353,7 @@ static int aws_get(void *impl, const char *path, unsigned char **val, size_t *le
         say(err, errlen, "out of memory");
         return SECRETS_E_OTHER;
     }
-    shttp_resp r;
+    http_client_resp r;
     int rc = call(a, "GetSecretValue", body, &r, NULL, err, errlen);
     free(body);
     if (rc != SECRETS_OK)
@@ -397,7 +397,7 @@ static int aws_get(void *impl, const char *path, unsigned char **val, size_t *le
     if (cJSON_IsString(b))
         OPENSSL_cleanse(b->valuestring, strlen(b->valuestring));
     cJSON_Delete(j);
-    shttp_resp_free(&r);
+    http_client_resp_free(&r);
     return rc;
 }
 
@@ -416,11 +416,11 @@ static int aws_del(void *impl, const char *path, char *err, size_t errlen)
         say(err, errlen, "out of memory");
         return SECRETS_E_OTHER;
     }
-    shttp_resp r;
+    http_client_resp r;
     int rc = call(a, "DeleteSecret", body, &r, NULL, err, errlen);
     free(body);
     if (rc == SECRETS_OK)
-        shttp_resp_free(&r);
+        http_client_resp_free(&r);
     return rc;
 }
 
@@ -460,13 +460,13 @@ static int aws_list(void *impl, const char *prefix, int (*add)(void *, const cha
             say(err, errlen, "out of memory");
             return SECRETS_E_OTHER;
         }
-        shttp_resp r;
+        http_client_resp r;
         int rc = call(a, "ListSecrets", body, &r, NULL, err, errlen);
         free(body);
         if (rc != SECRETS_OK)
             return rc;
         cJSON *j = cJSON_ParseWithLength(r.body, r.len);
-        shttp_resp_free(&r);
+        http_client_resp_free(&r);
         cJSON *list = cJSON_GetObjectItemCaseSensitive(j, "SecretList");
         cJSON *nt = cJSON_GetObjectItemCaseSensitive(j, "NextToken");
         if (!j || (list && !cJSON_IsArray(list))) {

@@ -38,7 +38,7 @@
 #include <time.h>
 
 #include "crypto.h"
-#include "secrets_http.h"
+#include "http_client.h"
 #include "utf8.h"
 
 #define VAULT_ATTEMPTS 3
@@ -189,7 +189,7 @@ static int vault_open(const secrets_config *cfg, void **impl, char *err, size_t 
 /* ---- HTTP ------------------------------------------------------------------ */
 
 /* "HTTP 403: permission denied" from Vault's {"errors":[…]}. */
-static void describe(const shttp_resp *r, char *err, size_t errlen)
+static void describe(const http_client_resp *r, char *err, size_t errlen)
 {
     char msg[200] = "";
     cJSON *j = r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL;
@@ -227,7 +227,7 @@ static int map_status(long status)
 /* One request with retries of what may pass (429, 5xx, transport).
  * SECRETS_OK with *resp filled for 2xx; the body is released otherwise. */
 static int send_with_retries(vault_t *v, const char *method, const char *url, const char *token,
-                             const char *body, size_t body_len, shttp_resp *resp, char *err,
+                             const char *body, size_t body_len, http_client_resp *resp, char *err,
                              size_t errlen)
 {
     char tokhdr[2100];
@@ -236,7 +236,7 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
         snprintf(tokhdr, sizeof(tokhdr), "X-Vault-Token: %s", token);
         hdrs[1] = tokhdr;
     }
-    shttp_req req = { .method = method,
+    http_client_req req = { .method = method,
                       .url = url,
                       .headers = hdrs,
                       .body = body,
@@ -246,8 +246,8 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
     int rc = SECRETS_E_UNAVAILABLE;
     for (int attempt = 1; attempt <= VAULT_ATTEMPTS; attempt++) {
         if (attempt > 1)
-            shttp_sleep_ms(shttp_backoff_ms(attempt - 1));
-        if (shttp_do(&req, resp) < 0) {
+            http_client_sleep_ms(http_client_backoff_ms(attempt - 1));
+        if (http_client_do(&req, resp) < 0) {
             say(err, errlen, "Vault at %s unreachable: %s", v->addr, resp->err);
             rc = SECRETS_E_UNAVAILABLE;
             if (resp->timed_out)
@@ -258,7 +258,7 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
         if (rc == SECRETS_OK)
             break;
         describe(resp, err, errlen);
-        shttp_resp_free(resp);
+        http_client_resp_free(resp);
         if (rc != SECRETS_E_UNAVAILABLE)
             break;
     }
@@ -310,7 +310,7 @@ static int k8s_login(vault_t *v, char *err, size_t errlen)
     }
     char url[700];
     snprintf(url, sizeof(url), "%s/v1/auth/kubernetes/login", v->addr);
-    shttp_resp r;
+    http_client_resp r;
     char detail[300];
     int rc = send_with_retries(v, "POST", url, NULL, text, strlen(text), &r, detail,
                                sizeof(detail));
@@ -337,7 +337,7 @@ static int k8s_login(vault_t *v, char *err, size_t errlen)
         rc = SECRETS_E_OTHER;
     }
     cJSON_Delete(j);
-    shttp_resp_free(&r);
+    http_client_resp_free(&r);
     return rc;
 }
 
@@ -361,7 +361,7 @@ static int current_token(vault_t *v, char *tok, size_t cap, int force_login, cha
 
 /* An authenticated KV call on /v1/<mount>/<kind>/<inside path>. */
 static int kv_call(vault_t *v, const char *method, const char *kind, const char *inside,
-                   const char *body, size_t body_len, shttp_resp *resp, char *err, size_t errlen)
+                   const char *body, size_t body_len, http_client_resp *resp, char *err, size_t errlen)
 {
     char url[1200], tok[2048];
     int n = snprintf(url, sizeof(url), "%s/v1/%s/%s/%s", v->addr, v->mount, kind, inside);
@@ -441,13 +441,13 @@ static int vault_put(void *impl, const char *path, const unsigned char *val, siz
         say(err, errlen, "out of memory");
         return SECRETS_E_OTHER;
     }
-    shttp_resp r;
+    http_client_resp r;
     size_t blen = strlen(body);
     int rc = kv_call(v, "POST", "data", inside, body, blen, &r, err, errlen);
     OPENSSL_cleanse(body, blen);
     free(body);
     if (rc == SECRETS_OK)
-        shttp_resp_free(&r);
+        http_client_resp_free(&r);
     /* NOT_FOUND on a write: the mount does not exist. */
     if (rc == SECRETS_NOT_FOUND) {
         say(err, errlen, "Vault has no KV v2 mount \"%s\" (HTTP 404)", v->mount);
@@ -465,7 +465,7 @@ static int vault_get(void *impl, const char *path, unsigned char **val, size_t *
         say(err, errlen, "path too long");
         return SECRETS_E_INVALID;
     }
-    shttp_resp r;
+    http_client_resp r;
     int rc = kv_call(v, "GET", "data", inside, NULL, 0, &r, err, errlen);
     if (rc != SECRETS_OK) {
         if (rc == SECRETS_NOT_FOUND)
@@ -525,7 +525,7 @@ static int vault_get(void *impl, const char *path, unsigned char **val, size_t *
     if (cJSON_IsString(value))
         OPENSSL_cleanse(value->valuestring, strlen(value->valuestring));
     cJSON_Delete(j);
-    shttp_resp_free(&r);
+    http_client_resp_free(&r);
     return rc;
 }
 
@@ -537,10 +537,10 @@ static int vault_del(void *impl, const char *path, char *err, size_t errlen)
         say(err, errlen, "path too long");
         return SECRETS_E_INVALID;
     }
-    shttp_resp r;
+    http_client_resp r;
     int rc = kv_call(v, "DELETE", "metadata", inside, NULL, 0, &r, err, errlen);
     if (rc == SECRETS_OK)
-        shttp_resp_free(&r);
+        http_client_resp_free(&r);
     return rc;
 }
 
@@ -560,14 +560,14 @@ static int list_dir(lister *ls, const char *dir, const char *partial, int depth,
         say(err, errlen, "folders nested too deep under %s", dir);
         return SECRETS_E_OTHER;
     }
-    shttp_resp r;
+    http_client_resp r;
     int rc = kv_call(ls->v, "LIST", "metadata", dir, NULL, 0, &r, err, errlen);
     if (rc == SECRETS_NOT_FOUND) /* an empty folder does not exist in Vault */
         return SECRETS_OK;
     if (rc != SECRETS_OK)
         return rc;
     cJSON *j = cJSON_ParseWithLength(r.body, r.len);
-    shttp_resp_free(&r);
+    http_client_resp_free(&r);
     cJSON *keys = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "data"),
                                                    "keys");
     if (!cJSON_IsArray(keys)) {

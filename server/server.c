@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "http.h"
+#include "http_client.h"
 #include "log.h"
 #include "proto.h"
 #include "router.h"
@@ -167,8 +168,10 @@ int server_run(server_config *cfg)
     } else {
         log_info("secrets backend: %s", secrets_backend_name(secrets));
     }
+    http_client_set_default_ca(server_setting(cfg, "AURORA_OUTBOUND_CA_FILE"));
     if (workers_start(cfg, secrets, g_ctx, err, sizeof(err)) < 0) {
         log_error("%s", err);
+        http_client_set_default_ca(NULL);
         lws_context_destroy(g_ctx);
         secrets_close(secrets);
         router_reset();
@@ -198,6 +201,7 @@ int server_run(server_config *cfg)
     g_ctx = NULL;
     router_reset();
     http_module_cleanup();
+    http_client_set_default_ca(NULL);
     log_info("stopped");
     return 0;
 }

@@ -67,6 +67,10 @@ int server_config_load(server_config *c, char *err, size_t errlen);
  * AURORA_TLS_TERMINATED_BY_PROXY=true. */
 int server_config_check_production(const server_config *c, char *err, size_t errlen);
 void server_config_free(server_config *c);
+/* Any setting of the table by its environment name (connectors read their
+ * own settings this way): NULL when unset or empty. */
+const char *server_setting(const server_config *c, const char *env);
+int64_t server_setting_int(const server_config *c, const char *env);
 void server_config_help(FILE *f);
 
 #endif

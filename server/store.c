@@ -1041,6 +1041,325 @@ void store_audit_list_free(store_audit *a, size_t n)
     free(a);
 }
 
+/* ---- connectors ------------------------------------------------------------------------------ */
+
+/* The connector's non-secret metadata (a JSON object); GCP keeps one entry
+ * per accessible project, so this is generous, but bounded. */
+#define CONNECTOR_METADATA_MAX (2 * 1024 * 1024)
+
+#define CONNECTOR_COLS                                                                             \
+    "org_id, user_id, connector, account, secret_ref, status, metadata_json, created_at,"          \
+    " updated_at"
+
+void store_connector_free(store_connector *c)
+{
+    if (!c)
+        return;
+    free(c->metadata_json);
+    c->metadata_json = NULL;
+}
+
+void store_connector_list_free(store_connector *c, size_t n)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(c[i].metadata_json);
+    free(c);
+}
+
+static int connector_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_connector *c = out;
+    c->metadata_json = NULL;
+    if (cell_str(s, r, i, 0, c->org_id, sizeof(c->org_id), "connector org_id") ||
+        cell_str(s, r, i, 1, c->user_id, sizeof(c->user_id), "connector user_id") ||
+        cell_str(s, r, i, 2, c->connector, sizeof(c->connector), "connector name") ||
+        cell_str(s, r, i, 3, c->account, sizeof(c->account), "connector account") ||
+        cell_str(s, r, i, 4, c->secret_ref, sizeof(c->secret_ref), "connector secret_ref") ||
+        cell_str(s, r, i, 5, c->status, sizeof(c->status), "connector status") ||
+        cell_i64(s, r, i, 7, &c->created_at, "connector created_at") ||
+        cell_i64(s, r, i, 8, &c->updated_at, "connector updated_at"))
+        return STORE_ERR;
+    const char *m = db_cell(r, i, 6);
+    c->metadata_json = strdup(m && *m ? m : "{}");
+    if (!c->metadata_json)
+        return serr(s, "out of memory");
+    return STORE_OK;
+}
+
+int store_connector_upsert(store_t *s, const store_connector *c)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!c)
+        return serr(s, "store_connector_upsert: missing argument");
+    const char *meta = c->metadata_json && *c->metadata_json ? c->metadata_json : "{}";
+    if (check_field(s, "org_id", c->org_id, sizeof(c->org_id), 1) ||
+        check_field(s, "user_id", c->user_id, sizeof(c->user_id), 1) ||
+        check_field(s, "connector", c->connector, sizeof(c->connector), 1) ||
+        check_field(s, "account", c->account, sizeof(c->account), 0) ||
+        check_field(s, "secret_ref", c->secret_ref, sizeof(c->secret_ref), 0) ||
+        check_field(s, "status", c->status, sizeof(c->status), 0) ||
+        check_text(s, "metadata_json", meta, CONNECTOR_METADATA_MAX, 1))
+        return STORE_ERR;
+    const char *status = c->status[0] ? c->status : "active";
+    int64_t now = (int64_t)time(NULL);
+    db_param p[] = { p_text(c->org_id),     p_text(c->user_id), p_text(c->connector),
+                     p_text(c->account),    p_text(c->secret_ref), p_text(status),
+                     p_text(meta),          DB_P_INT(now),      DB_P_INT(next_seq()),
+                     DB_P_INT(now) };
+    int rc = run_exec(s, "saving connector",
+                      "INSERT INTO connectors (org_id, user_id, connector, account, secret_ref,"
+                      " status, metadata_json, created_at, created_seq, updated_at)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                      " ON CONFLICT (org_id, user_id, connector) DO UPDATE SET"
+                      " account = excluded.account,"
+                      " secret_ref = excluded.secret_ref,"
+                      " status = excluded.status,"
+                      " metadata_json = excluded.metadata_json,"
+                      " updated_at = excluded.updated_at",
+                      p, 10, NULL);
+    if (rc == STORE_CONFLICT)
+        return on_constraint(s, c->org_id, "connector violates a constraint");
+    return rc;
+}
+
+int store_connector_get(store_t *s, const char *org_id, const char *user_id,
+                        const char *connector, store_connector *out)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!org_id || !user_id || !connector || !out)
+        return serr(s, "store_connector_get: missing argument");
+    memset(out, 0, sizeof(*out));
+    db_param p[] = { p_text(org_id), p_text(user_id), p_text(connector) };
+    if (run_query(s, "reading connector",
+                  "SELECT " CONNECTOR_COLS " FROM connectors"
+                  " WHERE org_id = ? AND user_id = ? AND connector = ?",
+                  p, 3, &r))
+        return STORE_ERR;
+    int rc = one_row(s, &r, connector_row, out);
+    if (rc != STORE_OK)
+        store_connector_free(out);
+    return rc;
+}
+
+int store_connector_list(store_t *s, const char *org_id, store_connector **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!org_id || !out || !n)
+        return serr(s, "store_connector_list: missing argument");
+    *out = NULL;
+    *n = 0;
+    db_param p[] = { p_text(org_id) };
+    if (run_query(s, "listing connectors",
+                  "SELECT " CONNECTOR_COLS " FROM connectors WHERE org_id = ?"
+                  " ORDER BY created_at, created_seq, user_id, connector",
+                  p, 1, &r))
+        return STORE_ERR;
+    if (r.nrows == 0) {
+        db_result_free(&r);
+        return STORE_OK;
+    }
+    store_connector *arr = calloc(r.nrows, sizeof(*arr));
+    if (!arr) {
+        db_result_free(&r);
+        return serr(s, "out of memory");
+    }
+    for (size_t i = 0; i < r.nrows; i++) {
+        if (connector_row(s, &r, i, &arr[i]) != STORE_OK) {
+            store_connector_list_free(arr, i + 1);
+            db_result_free(&r);
+            return STORE_ERR;
+        }
+    }
+    *out = arr;
+    *n = r.nrows;
+    db_result_free(&r);
+    return STORE_OK;
+}
+
+int store_connector_delete(store_t *s, const char *org_id, const char *user_id,
+                           const char *connector)
+{
+    if (!s)
+        return STORE_ERR;
+    int64_t changes = 0;
+    if (!org_id || !user_id || !connector)
+        return serr(s, "store_connector_delete: missing argument");
+    db_param p[] = { p_text(org_id), p_text(user_id), p_text(connector) };
+    if (run_exec(s, "deleting connector",
+                 "DELETE FROM connectors WHERE org_id = ? AND user_id = ? AND connector = ?", p, 3,
+                 &changes))
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+/* ---- OAuth state -------------------------------------------------------------------------------- */
+
+/* Rows this long past their expiry are removed when new states are made. */
+#define OAUTH_STATE_KEEP_EXPIRED 86400
+
+int store_oauth_state_create(store_t *s, const char *state_hash, const store_oauth_state *st)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!st)
+        return serr(s, "store_oauth_state_create: missing argument");
+    if (check_hash(s, "state_hash", state_hash) ||
+        check_field(s, "org_id", st->org_id, sizeof(st->org_id), 1) ||
+        check_field(s, "user_id", st->user_id, sizeof(st->user_id), 1) ||
+        check_field(s, "provider", st->provider, sizeof(st->provider), 1) ||
+        check_field(s, "redirect_uri", st->redirect_uri, sizeof(st->redirect_uri), 0) ||
+        check_field(s, "extra", st->extra, sizeof(st->extra), 0) ||
+        check_time(s, "expires_at", st->expires_at))
+        return STORE_ERR;
+    int64_t now = (int64_t)time(NULL);
+    /* Housekeeping first (best effort): long-expired states serve nobody. */
+    db_param pd[] = { DB_P_INT(now - OAUTH_STATE_KEEP_EXPIRED) };
+    (void)run_exec(s, "removing old OAuth states", "DELETE FROM oauth_states WHERE expires_at < ?",
+                   pd, 1, NULL);
+    db_param p[] = { p_text(state_hash),      p_text(st->org_id),   p_text(st->user_id),
+                     p_text(st->provider),    p_text(st->redirect_uri), p_text(st->extra),
+                     DB_P_INT(now),           DB_P_INT(st->expires_at) };
+    int rc = run_exec(s, "creating OAuth state",
+                      "INSERT INTO oauth_states (state_hash, org_id, user_id, provider,"
+                      " redirect_uri, extra, created_at, expires_at, used_at)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                      p, 8, NULL);
+    if (rc == STORE_CONFLICT)
+        return on_constraint(s, st->org_id, "this OAuth state exists");
+    return rc;
+}
+
+static int oauth_state_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_oauth_state *o = out;
+    if (cell_str(s, r, i, 0, o->org_id, sizeof(o->org_id), "state org_id") ||
+        cell_str(s, r, i, 1, o->user_id, sizeof(o->user_id), "state user_id") ||
+        cell_str(s, r, i, 2, o->provider, sizeof(o->provider), "state provider") ||
+        cell_str(s, r, i, 3, o->redirect_uri, sizeof(o->redirect_uri), "state redirect_uri") ||
+        cell_str(s, r, i, 4, o->extra, sizeof(o->extra), "state extra") ||
+        cell_i64(s, r, i, 5, &o->expires_at, "state expires_at"))
+        return STORE_ERR;
+    return STORE_OK;
+}
+
+int store_oauth_state_consume(store_t *s, const char *state_hash, int64_t now,
+                              store_oauth_state *out)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!out)
+        return serr(s, "store_oauth_state_consume: missing argument");
+    if (check_hash(s, "state_hash", state_hash))
+        return STORE_ERR;
+    now = now_or_clock(now);
+    /* The claim is one conditional UPDATE: of two concurrent callers (two
+     * handles, two replicas) exactly one changes the row. */
+    int64_t changes = 0;
+    db_param p[] = { DB_P_INT(now), p_text(state_hash), DB_P_INT(now) };
+    if (run_exec(s, "consuming OAuth state",
+                 "UPDATE oauth_states SET used_at = ?"
+                 " WHERE state_hash = ? AND used_at = 0 AND expires_at > ?",
+                 p, 3, &changes))
+        return STORE_ERR;
+    if (changes == 0)
+        return STORE_NOT_FOUND;
+    db_result r;
+    db_param pq[] = { p_text(state_hash) };
+    if (run_query(s, "reading OAuth state",
+                  "SELECT org_id, user_id, provider, redirect_uri, extra, expires_at"
+                  " FROM oauth_states WHERE state_hash = ?",
+                  pq, 1, &r))
+        return STORE_ERR;
+    return one_row(s, &r, oauth_state_row, out);
+}
+
+int store_oauth_state_status(store_t *s, const char *state_hash, int64_t *used_at,
+                             int64_t *expires_at)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!used_at || !expires_at)
+        return serr(s, "store_oauth_state_status: missing argument");
+    if (check_hash(s, "state_hash", state_hash))
+        return STORE_ERR;
+    db_result r;
+    db_param p[] = { p_text(state_hash) };
+    if (run_query(s, "reading OAuth state",
+                  "SELECT used_at, expires_at FROM oauth_states WHERE state_hash = ?", p, 1, &r))
+        return STORE_ERR;
+    int rc = STORE_NOT_FOUND;
+    if (r.nrows > 0)
+        rc = cell_i64(s, &r, 0, 0, used_at, "state used_at") ||
+                     cell_i64(s, &r, 0, 1, expires_at, "state expires_at")
+                 ? STORE_ERR
+                 : STORE_OK;
+    db_result_free(&r);
+    return rc;
+}
+
+int store_oauth_state_set_expiry(store_t *s, const char *state_hash, int64_t expires_at)
+{
+    if (!s)
+        return STORE_ERR;
+    if (check_hash(s, "state_hash", state_hash) || check_time(s, "expires_at", expires_at))
+        return STORE_ERR;
+    int64_t changes = 0;
+    db_param p[] = { DB_P_INT(expires_at), p_text(state_hash) };
+    if (run_exec(s, "setting OAuth state expiry",
+                 "UPDATE oauth_states SET expires_at = ? WHERE state_hash = ?", p, 2, &changes))
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+/* ---- per-organization settings ------------------------------------------------------------------ */
+
+#define ORG_SETTING_KEY_MAX 128
+#define ORG_SETTING_VALUE_MAX 4096
+
+int store_org_setting_get(store_t *s, const char *org_id, const char *key, char *value,
+                          size_t cap)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id || !key || !value || !cap)
+        return serr(s, "store_org_setting_get: missing argument");
+    db_result r;
+    db_param p[] = { p_text(org_id), p_text(key) };
+    if (run_query(s, "reading organization setting",
+                  "SELECT setting_value FROM org_settings WHERE org_id = ? AND setting_key = ?", p,
+                  2, &r))
+        return STORE_ERR;
+    int rc = r.nrows == 0 ? STORE_NOT_FOUND
+                          : cell_str(s, &r, 0, 0, value, cap, "organization setting");
+    db_result_free(&r);
+    return rc;
+}
+
+int store_org_setting_create(store_t *s, const char *org_id, const char *key, const char *value)
+{
+    if (!s)
+        return STORE_ERR;
+    if (check_text(s, "org_id", org_id, STORE_ID_LEN, 1) ||
+        check_text(s, "setting key", key, ORG_SETTING_KEY_MAX, 1) ||
+        check_text(s, "setting value", value, ORG_SETTING_VALUE_MAX, 0))
+        return STORE_ERR;
+    db_param p[] = { p_text(org_id), p_text(key), p_text(value), DB_P_INT(time(NULL)) };
+    int rc = run_exec(s, "creating organization setting",
+                      "INSERT INTO org_settings (org_id, setting_key, setting_value, created_at)"
+                      " VALUES (?, ?, ?, ?)",
+                      p, 4, NULL);
+    if (rc == STORE_CONFLICT)
+        return on_constraint(s, org_id, "this organization setting exists");
+    return rc;
+}
+
 /* ---- operator helpers ------------------------------------------------------------ */
 
 int store_agent_token_set_expiry(store_t *s, const char *id, int64_t expires_at)

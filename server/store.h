@@ -180,8 +180,15 @@ int store_oauth_state_create(store_t *s, const char *state_hash, const store_oau
  * already used, or expired at `now`. */
 int store_oauth_state_consume(store_t *s, const char *state_hash, int64_t now,
                               store_oauth_state *out);
+/* After a refused consume, tells why (for a precise error message): OK with
+ * used_at (0 = never used) and expires_at, or NOT_FOUND for an unknown state. */
+int store_oauth_state_status(store_t *s, const char *state_hash, int64_t *used_at,
+                             int64_t *expires_at);
+/* Operator/test override: sets expires_at of a state. */
+int store_oauth_state_set_expiry(store_t *s, const char *state_hash, int64_t expires_at);
 
 /* ---- per-organization settings (e.g. the AWS External ID) ------------------ */
+/* NOT_FOUND if unset; STORE_ERR (never a cut value) if it does not fit cap. */
 int store_org_setting_get(store_t *s, const char *org_id, const char *key, char *value,
                           size_t cap);
 /* Inserts if absent; returns CONFLICT (and leaves the old value) if present,

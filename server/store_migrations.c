@@ -103,9 +103,52 @@ static const char *const m1_initial[] = {
     NULL,
 };
 
+/* Connectors, OAuth state and per-organization settings (issue 5). */
+static const char *const m2_connectors[] = {
+    /* One row per (org, user, connector).  secret_ref names the secrets
+     * backend entry ("backend:path"); metadata_json is the connector's own
+     * non-secret data (e.g. GCP projects). */
+    "CREATE TABLE connectors ("
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " user_id TEXT NOT NULL,"
+    " connector TEXT NOT NULL,"
+    " account TEXT NOT NULL DEFAULT '',"
+    " secret_ref TEXT NOT NULL DEFAULT '',"
+    " status TEXT NOT NULL DEFAULT 'active',"
+    " metadata_json TEXT NOT NULL DEFAULT '{}',"
+    " created_at BIGINT NOT NULL,"
+    " created_seq BIGINT NOT NULL DEFAULT 0,"
+    " updated_at BIGINT NOT NULL,"
+    " PRIMARY KEY (org_id, user_id, connector))",
+
+    /* Only the SHA-256 of an OAuth state value is stored; used_at makes it
+     * single-use (an UPDATE … WHERE used_at = 0 claims it atomically). */
+    "CREATE TABLE oauth_states ("
+    " state_hash TEXT PRIMARY KEY,"
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " user_id TEXT NOT NULL,"
+    " provider TEXT NOT NULL,"
+    " redirect_uri TEXT NOT NULL DEFAULT '',"
+    " extra TEXT NOT NULL DEFAULT '',"
+    " created_at BIGINT NOT NULL,"
+    " expires_at BIGINT NOT NULL,"
+    " used_at BIGINT NOT NULL DEFAULT 0)",
+    "CREATE INDEX oauth_states_expires_idx ON oauth_states (expires_at)",
+
+    /* Create-once settings (e.g. the AWS External ID of an org). */
+    "CREATE TABLE org_settings ("
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " setting_key TEXT NOT NULL,"
+    " setting_value TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " PRIMARY KEY (org_id, setting_key))",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
+    { 2, m2_connectors },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -3,7 +3,9 @@
  * docs/protocol.md. */
 #include "tunnel.h"
 
+#include <cjson/cJSON.h>
 #include <libwebsockets.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@ enum sess_state { SESS_AUTHENTICATING, SESS_READY, SESS_CLOSING };
 typedef struct out_frame {
     struct out_frame *next;
     int binary;
+    int secret; /* carries credentials (cloud_exec env): wiped when released */
     size_t len;
     unsigned char data[]; /* LWS_PRE + payload */
 } out_frame;
@@ -46,6 +49,9 @@ typedef struct tunnel_session {
     char token_id[STORE_ID_LEN];
     char cluster_name[STORE_NAME_LEN];
     char agent_version[64];
+    char *policy_json; /* as reported in register; NULL for agents that report none */
+    int64_t connected_at;
+    uint64_t picks;    /* commands routed here: breaks ties between replicas */
     int registered_db; /* counted in the connections table */
     time_t last_hb_db;
     /* frame assembly */
@@ -107,7 +113,14 @@ size_t tunnel_session_count(void) { return T.nsessions; }
 
 /* ---- outgoing frames ------------------------------------------------------ */
 
-static int enqueue(tunnel_session *s, const void *p, size_t n, int binary)
+static void frame_free(out_frame *f)
+{
+    if (f->secret)
+        OPENSSL_cleanse(f->data + LWS_PRE, f->len);
+    free(f);
+}
+
+static int enqueue_ex(tunnel_session *s, const void *p, size_t n, int binary, int secret)
 {
     if (!s->wsi || s->state == SESS_CLOSING)
         return -1;
@@ -120,6 +133,7 @@ static int enqueue(tunnel_session *s, const void *p, size_t n, int binary)
         return -1;
     f->next = NULL;
     f->binary = binary;
+    f->secret = secret;
     f->len = n;
     memcpy(f->data + LWS_PRE, p, n);
     if (s->oq_tail)
@@ -132,12 +146,27 @@ static int enqueue(tunnel_session *s, const void *p, size_t n, int binary)
     return 0;
 }
 
+static int enqueue(tunnel_session *s, const void *p, size_t n, int binary)
+{
+    return enqueue_ex(s, p, n, binary, 0);
+}
+
 static int send_json(tunnel_session *s, char *json)
 {
     if (!json)
         return -1;
     int rc = enqueue(s, json, strlen(json), 0);
     free(json);
+    return rc;
+}
+
+/* A message that carries credentials: every copy is wiped when released. */
+static int send_json_secret(tunnel_session *s, char *json)
+{
+    if (!json)
+        return -1;
+    int rc = enqueue_ex(s, json, strlen(json), 0, 1);
+    proto_free_secret(json);
     return rc;
 }
 
@@ -165,7 +194,7 @@ static void req_unlink(tunnel_req *r)
         s->inflight--;
     else
         s->waiting--;
-    free(r->pending);
+    proto_free_secret(r->pending);
     r->pending = NULL;
     lws_sul_cancel(&r->sul);
 }
@@ -188,7 +217,7 @@ static void pump(tunnel_session *s)
         oldest->started = 1;
         s->waiting--;
         s->inflight++;
-        send_json(s, msg);
+        send_json_secret(s, msg);
     }
 }
 
@@ -267,10 +296,12 @@ tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, vo
                         char *err, size_t errlen)
 {
     tunnel_session *best = NULL;
+    int kubectl = !p->kind || !strcmp(p->kind, PROTO_KIND_KUBECTL);
     for (tunnel_session *s = T.sessions; s; s = s->next)
         if (s->state == SESS_READY && s->wsi && !strcmp(s->cluster_id, p->cluster_id) &&
-            !strcmp(s->org_id, p->org_id) &&
-            (!best || s->inflight + s->waiting < best->inflight + best->waiting))
+            !strcmp(s->org_id, p->org_id) && (kubectl || s->v2) &&
+            (!best || s->inflight + s->waiting < best->inflight + best->waiting ||
+             (s->inflight + s->waiting == best->inflight + best->waiting && s->picks < best->picks)))
             best = s;
     if (!best) {
         snprintf(err, errlen, "the agent for cluster %s is not connected", p->cluster_id);
@@ -282,6 +313,7 @@ tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, vo
         return NULL;
     }
     r->s = best;
+    best->picks++;
     r->sink = sink;
     r->ctx = ctx;
     r->timeout = p->timeout;
@@ -291,7 +323,8 @@ tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, vo
         do {
             r->id = ++best->next_id;
         } while (r->id == 0 || find_req_v2(best, r->id));
-        msg = proto_enc_exec(r->id, p->kind, p->argv, p->timeout, p->max_output);
+        msg = proto_enc_exec_env(r->id, p->kind, p->program, p->argv, p->env, p->nenv,
+                                 p->timeout, p->max_output);
     } else {
         /* The legacy agent splits `command` itself: quote so it splits back
          * into exactly this argv. */
@@ -303,13 +336,13 @@ tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, vo
     }
     if (!msg) {
         free(r);
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "cannot encode the command (out of memory or invalid environment)");
         return NULL;
     }
     if (best->max_concurrent && best->inflight >= best->max_concurrent) {
         /* The agent refuses work beyond its limit: hold it here instead. */
         if (best->waiting >= MAX_WAITING_PER_SESSION) {
-            free(msg);
+            proto_free_secret(msg);
             free(r);
             snprintf(err, errlen, "the agent for cluster %s has %d commands queued; retry later",
                      p->cluster_id, best->waiting);
@@ -319,7 +352,7 @@ tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, vo
         r->seq = ++best->req_seq;
         best->waiting++;
     } else {
-        if (send_json(best, msg) < 0) {
+        if (send_json_secret(best, msg) < 0) {
             free(r);
             snprintf(err, errlen, "the agent for cluster %s is not accepting commands",
                      p->cluster_id);
@@ -386,13 +419,14 @@ static void session_unlink(tunnel_session *s)
 
 static void session_free(tunnel_session *s)
 {
+    free(s->policy_json);
     buf_free(&s->rx);
     for (int i = 0; i < s->nearly; i++)
         free(s->early[i]);
     out_frame *f = s->oq_head;
     while (f) {
         out_frame *n = f->next;
-        free(f);
+        frame_free(f);
         f = n;
     }
     free(s);
@@ -515,6 +549,7 @@ static void auth_done(void *arg)
     snprintf(s->cluster_name, sizeof(s->cluster_name), "%s", j->tok.cluster_name);
     free(j);
     s->state = SESS_READY;
+    s->connected_at = (int64_t)time(NULL);
     log_info("agent connected: cluster %s (%s), %s dialect", s->cluster_id, s->cluster_name,
              s->v2 ? "v2" : "legacy");
     send_json(s, proto_enc_connected(s->cluster_id, s->cluster_name, s->v2 ? 2 : 1,
@@ -543,6 +578,21 @@ static void submit_auth(tunnel_session *s)
 }
 
 void tunnel_note_revocation(void) { T.revocation_epoch++; }
+
+int tunnel_cluster_supports(const char *org_id, const char *cluster_id, const char *kind)
+{
+    int kubectl = !kind || !strcmp(kind, PROTO_KIND_KUBECTL);
+    int any = 0;
+    for (tunnel_session *s = T.sessions; s; s = s->next) {
+        if (s->state != SESS_READY || !s->wsi || strcmp(s->cluster_id, cluster_id) ||
+            strcmp(s->org_id, org_id))
+            continue;
+        if (kubectl || s->v2)
+            return TUNNEL_SUPPORTED;
+        any = 1;
+    }
+    return any ? TUNNEL_UNSUPPORTED : TUNNEL_NOT_CONNECTED;
+}
 
 int tunnel_close_sessions(const char *org_id, const char *cluster_id, const char *token_id,
                           const char *reason)
@@ -637,6 +687,9 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
     case MSG_REGISTER:
         snprintf(s->agent_version, sizeof(s->agent_version), "%s",
                  m.agent_version ? m.agent_version : "unknown");
+        free(s->policy_json);
+        s->policy_json = m.policy_json;
+        m.policy_json = NULL;
         if (s->v2 && m.max_concurrent > 0)
             s->max_concurrent = m.max_concurrent;
         log_info("agent %s registered, version %s", s->cluster_id, s->agent_version);
@@ -751,7 +804,7 @@ int tunnel_on_writeable(struct lws *wsi, struct tunnel_conn *c)
             s->oq_tail = NULL;
         s->oq_bytes -= f->len;
         int rc = lws_write(wsi, f->data + LWS_PRE, f->len, f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-        free(f);
+        frame_free(f);
         if (rc < 0)
             return -1;
         if (s->oq_head || s->close_code)
@@ -790,5 +843,27 @@ void tunnel_shutdown(void)
         while (s->reqs)
             req_fail(s->reqs, 503, "SERVER_SHUTTING_DOWN", "server is shutting down");
         start_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "Server shutting down");
+    }
+}
+
+void tunnel_describe_sessions(const char *org_id, const char *cluster_id, cJSON *arr)
+{
+    for (tunnel_session *s = T.sessions; s; s = s->next) {
+        if (s->state != SESS_READY || strcmp(s->org_id, org_id) || strcmp(s->cluster_id, cluster_id))
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            return;
+        cJSON_AddStringToObject(o, "agent_version", s->agent_version);
+        cJSON_AddStringToObject(o, "protocol", s->v2 ? PROTO_SUBPROTOCOL_V2 : "legacy");
+        cJSON_AddNumberToObject(o, "connected_at", (double)s->connected_at);
+        cJSON_AddNumberToObject(o, "inflight", s->inflight);
+        cJSON_AddNumberToObject(o, "queued", s->waiting);
+        cJSON *pol = s->policy_json ? cJSON_Parse(s->policy_json) : NULL;
+        if (pol)
+            cJSON_AddItemToObject(o, "policy", pol);
+        else
+            cJSON_AddNullToObject(o, "policy");
+        cJSON_AddItemToArray(arr, o);
     }
 }

@@ -35,12 +35,21 @@ typedef struct {
 typedef struct {
     const char *org_id;
     const char *cluster_id;
-    const char *kind; /* "kubectl" */
+    const char *kind; /* "kubectl" or "cloud_exec" (v2 agents only) */
     const argv_t *argv;
     const char *legacy_command; /* sent verbatim to legacy agents when not NULL */
     double timeout;   /* seconds the command may run */
     int64_t max_output;
+    const char *program;      /* cloud_exec: the executable ("gcloud"); NULL for kubectl */
+    const char *const *env;   /* cloud_exec: nenv "NAME=value" strings; the encoded
+                                 frame is wiped once written (the caller wipes its own) */
+    int nenv;
 } tunnel_exec_params;
+
+enum { TUNNEL_NOT_CONNECTED = -1, TUNNEL_UNSUPPORTED = 0, TUNNEL_SUPPORTED = 1 };
+/* Whether a ready session of org/cluster can run `kind`: legacy agents run
+ * kubectl only.  TUNNEL_UNSUPPORTED when only such sessions are connected. */
+int tunnel_cluster_supports(const char *org_id, const char *cluster_id, const char *kind);
 
 #define EC_AGENT_NOT_CONNECTED "AGENT_NOT_CONNECTED"
 #define EC_AGENT_DISCONNECTED "AGENT_DISCONNECTED"
@@ -61,6 +70,10 @@ int tunnel_close_sessions(const char *org_id, const char *cluster_id, const char
 /* Any session authenticating right now re-checks its token (revocation race). */
 void tunnel_note_revocation(void);
 size_t tunnel_session_count(void);
+/* Appends one object per live session of that cluster (agent version,
+ * protocol, connected_at, inflight, queued, policy) to the JSON array. */
+struct cJSON;
+void tunnel_describe_sessions(const char *org_id, const char *cluster_id, struct cJSON *arr);
 
 /* ---- lws glue ----------------------------------------------------------- */
 struct tunnel_conn {

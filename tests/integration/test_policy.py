@@ -128,6 +128,13 @@ def custom_allows_only_its_list(t):
                                                  "AURORA_POLICY_DENY": ""})
     res = expect_denied(w, cid, klog, "describe under allow=get", args=["describe", "pod", "x"])
     contains(res["error"], "allow list", "the refusal names the allow list")
+    # the server shows the policy the agent reported, per live session
+    conns = [c for c in w.connections() if c["cluster_id"] == cid]
+    eq(len(conns), 1, "connection listed")
+    sessions = conns[0].get("sessions")
+    eq(len(sessions or []), 1, "one live session")
+    eq(sessions[0].get("policy"), {"mode": "custom", "allow": ["get"], "deny": []},
+       "policy shown on the connection")
     expect_denied(w, cid, klog, "version under allow=get", args=["version", "--client"])
     res = result(w.kubectl(cid, args=["get", "--raw", "/fixture/echo/custom-ok"]), "get")
     eq(res.get("output"), "custom-ok", "get output")

@@ -332,6 +332,154 @@ static void test_exec(void **state)
     free(many);
 }
 
+static void test_exec_cloud(void **state)
+{
+    const char *args[] = { "compute", "instances", "list", "--filter=name~'a;b|c'", "$(id)" };
+    argv_t av = { 0 };
+    char err[128];
+    assert_int_equal(argv_from_strings(args, 5, &av, err, sizeof(err)), 0);
+    char big[PROTO_MAX_ENV_VALUE + 16];
+    memset(big, 'v', sizeof(big));
+    snprintf(big, sizeof(big), "TOKEN_VALUE=");
+    big[strlen("TOKEN_VALUE=")] = 'v';
+    big[strlen("TOKEN_VALUE=") + PROTO_MAX_ENV_VALUE] = '\0'; /* value exactly 8 KiB */
+    const char *env[] = { "CLOUDSDK_AUTH_ACCESS_TOKEN=ya29.secret=with=equals",
+                          "CLOUDSDK_CORE_PROJECT=proj-1", "EMPTY=", big };
+    char *s = proto_enc_exec_env(42, PROTO_KIND_CLOUD_EXEC, "gcloud", &av, env, 4, 30, 1024);
+    cJSON *o = parse_obj(s, "exec");
+    assert_string_equal(cJSON_GetObjectItem(o, "program")->valuestring, "gcloud");
+    assert_string_equal(cJSON_GetObjectItem(o, "kind")->valuestring, "cloud_exec");
+    const cJSON *eo = cJSON_GetObjectItem(o, "env");
+    assert_true(cJSON_IsObject(eo));
+    assert_string_equal(cJSON_GetObjectItem(eo, "CLOUDSDK_AUTH_ACCESS_TOKEN")->valuestring,
+                        "ya29.secret=with=equals");
+    cJSON_Delete(o);
+
+    proto_msg m;
+    decode_ok(s, &m);
+    assert_int_equal(m.type, MSG_EXEC);
+    assert_int_equal(m.id, 42);
+    assert_string_equal(m.kind, "cloud_exec");
+    assert_string_equal(m.program, "gcloud");
+    assert_int_equal(m.argv.c, 5);
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(m.argv.v[i], args[i]);
+    assert_int_equal(m.nenv, 4);
+    assert_non_null(m.env);
+    assert_null(m.env[4]);
+    assert_string_equal(m.env[0], "CLOUDSDK_AUTH_ACCESS_TOKEN=ya29.secret=with=equals");
+    assert_string_equal(m.env[1], "CLOUDSDK_CORE_PROJECT=proj-1");
+    assert_string_equal(m.env[2], "EMPTY=");
+    assert_string_equal(m.env[3], big);
+    proto_msg_free(&m);
+    assert_null(m.env);
+    assert_null(m.program);
+    proto_free_secret(s);
+
+    /* A kubectl exec has neither (old encoder unchanged). */
+    s = proto_enc_exec(1, "kubectl", &av, 1, 1);
+    assert_null(strstr(s, "program"));
+    assert_null(strstr(s, "env"));
+    decode_ok(s, &m);
+    assert_null(m.program);
+    assert_null(m.env);
+    assert_int_equal(m.nenv, 0);
+    proto_msg_free(&m);
+    free(s);
+
+    /* 32 variables is the limit. */
+    char names[PROTO_MAX_ENV + 1][32];
+    const char *many[PROTO_MAX_ENV + 1];
+    for (int i = 0; i <= PROTO_MAX_ENV; i++) {
+        snprintf(names[i], sizeof(names[i]), "V_%d=x", i);
+        many[i] = names[i];
+    }
+    s = proto_enc_exec_env(2, "cloud_exec", "aws", &av, many, PROTO_MAX_ENV, 1, 1);
+    decode_ok(s, &m);
+    assert_int_equal(m.nenv, PROTO_MAX_ENV);
+    proto_msg_free(&m);
+    proto_free_secret(s);
+
+    /* The encoder refuses what the decoder would refuse. */
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, many, PROTO_MAX_ENV + 1, 1, 1));
+    const char *bad_name[] = { "lower=x" };
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, bad_name, 1, 1, 1));
+    const char *no_eq[] = { "NOEQUALS" };
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, no_eq, 1, 1, 1));
+    const char *dup[] = { "A=1", "A=2" };
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, dup, 2, 1, 1));
+    big[strlen(big)] = 'v'; /* now one byte over */
+    big[strlen("TOKEN_VALUE=") + PROTO_MAX_ENV_VALUE + 1] = '\0';
+    const char *too_big[] = { big };
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, too_big, 1, 1, 1));
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "/usr/bin/aws", &av, NULL, 0, 1, 1));
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "../aws", &av, NULL, 0, 1, 1));
+    argv_free(&av);
+}
+
+static void test_decode_exec_env_errors(void **state)
+{
+    /* cloud_exec needs a program */
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"kind\":\"cloud_exec\",\"argv\":[\"x\"]}", "program");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"kind\":\"cloud_exec\",\"program\":\"\",\"argv\":[]}",
+                 "program");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"kind\":\"cloud_exec\",\"program\":\"/bin/sh\","
+                 "\"argv\":[]}",
+                 "program");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"kind\":\"cloud_exec\",\"program\":7,\"argv\":[]}",
+                 "program");
+    /* env must be an object of strings with [A-Z0-9_] names */
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"program\":\"gcloud\",\"argv\":[],\"env\":[\"A=1\"]}",
+                 "env");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"program\":\"gcloud\",\"argv\":[],\"env\":\"A=1\"}",
+                 "env");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"program\":\"gcloud\",\"argv\":[],"
+                 "\"env\":{\"lower\":\"x\"}}",
+                 "env");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"program\":\"gcloud\",\"argv\":[],"
+                 "\"env\":{\"A-B\":\"x\"}}",
+                 "env");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"program\":\"gcloud\",\"argv\":[],"
+                 "\"env\":{\"\":\"x\"}}",
+                 "env");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"program\":\"gcloud\",\"argv\":[],"
+                 "\"env\":{\"1A\":\"x\"}}",
+                 "env");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"program\":\"gcloud\",\"argv\":[],"
+                 "\"env\":{\"A\":1}}",
+                 "env");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"program\":\"gcloud\",\"argv\":[],"
+                 "\"env\":{\"A\":null}}",
+                 "env");
+    decode_fails("{\"type\":\"exec\",\"id\":1,\"program\":\"gcloud\",\"argv\":[],"
+                 "\"env\":{\"A\":\"1\",\"A\":\"2\"}}",
+                 "twice");
+    /* 33 variables */
+    char s[4096];
+    int k = snprintf(s, sizeof(s), "{\"type\":\"exec\",\"id\":1,\"program\":\"gcloud\",\"argv\":[],\"env\":{");
+    for (int i = 0; i <= PROTO_MAX_ENV; i++)
+        k += snprintf(s + k, sizeof(s) - (size_t)k, "%s\"V%d\":\"x\"", i ? "," : "", i);
+    snprintf(s + k, sizeof(s) - (size_t)k, "}}");
+    decode_fails(s, "32");
+    /* a value over 8 KiB */
+    size_t cap = PROTO_MAX_ENV_VALUE + 200;
+    char *big = malloc(cap);
+    assert_non_null(big);
+    k = snprintf(big, cap, "{\"type\":\"exec\",\"id\":1,\"program\":\"gcloud\",\"argv\":[],\"env\":{\"T\":\"");
+    memset(big + k, 'a', PROTO_MAX_ENV_VALUE + 1);
+    snprintf(big + k + PROTO_MAX_ENV_VALUE + 1, cap - (size_t)k - PROTO_MAX_ENV_VALUE - 1, "\"}}");
+    decode_fails(big, "8 KiB");
+    free(big);
+    /* null program/env count as absent for kubectl */
+    proto_msg m;
+    decode_ok("{\"type\":\"exec\",\"id\":1,\"kind\":\"kubectl\",\"program\":null,\"env\":null,"
+              "\"argv\":[\"get\"]}",
+              &m);
+    assert_null(m.program);
+    assert_null(m.env);
+    proto_msg_free(&m);
+}
+
 static void test_exec_end(void **state)
 {
     proto_msg m;
@@ -627,6 +775,8 @@ int main(void)
         cmocka_unit_test(test_command_id_numeric),
         cmocka_unit_test(test_exec),
         cmocka_unit_test(test_exec_end),
+        cmocka_unit_test(test_exec_cloud),
+        cmocka_unit_test(test_decode_exec_env_errors),
         cmocka_unit_test(test_cancel_credit),
         cmocka_unit_test(test_decode_errors),
         cmocka_unit_test(test_decode_exec_errors),

@@ -1,0 +1,196 @@
+/* api_cloud_exec.c — run a cloud CLI (gcloud, aws, az, …) through a
+ * cluster's tunnel with the caller's connector credentials:
+ *
+ *   POST /api/cloud_exec {provider, command | args, cluster_id,
+ *                         project | account | subscription?, timeout?, max_output?}
+ *
+ * On an outbound worker (credentials may need a provider round trip): auth,
+ * the cluster must belong to the caller's org, the provider must be a
+ * connector with a cloud side that the caller has connected; the
+ * connector's prepare() applies its policy (e.g. GCP_PROJECT_DISABLED),
+ * rewrites argv and returns short-lived credentials as environment
+ * variables.  Then exec.c runs it like kubectl ("cloud_exec" kind, v2
+ * agents only: a legacy agent gets 409 AGENT_UNSUPPORTED) and the result or
+ * the event stream is exactly kubectl's.  The audit row records argv, never
+ * the environment. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_util.h"
+#include "connector.h"
+#include "exec.h"
+#include "log.h"
+#include "router.h"
+
+static int parse_argv(const cJSON *body, const char *program, exec_spec *e, http_response *resp)
+{
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(body, "args");
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(body, "command");
+    char err[160] = "";
+    if (args && cmd) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "give either args or command, not both");
+        return -1;
+    }
+    if (args) {
+        int n = cJSON_IsArray(args) ? cJSON_GetArraySize(args) : -1;
+        if (n <= 0 || n > ARGV_MAX_ARGS) {
+            http_resp_error(resp, 400, "BAD_REQUEST",
+                            "args must be a non-empty array of at most %d strings", ARGV_MAX_ARGS);
+            return -1;
+        }
+        const char **strs = calloc((size_t)n, sizeof(char *));
+        if (!strs) {
+            http_resp_error(resp, 500, "INTERNAL", "out of memory");
+            return -1;
+        }
+        int i = 0;
+        const cJSON *el;
+        cJSON_ArrayForEach(el, args) strs[i++] = cJSON_IsString(el) ? el->valuestring : NULL;
+        int rc = argv_from_strings(strs, n, &e->argv, err, sizeof(err));
+        free(strs);
+        if (rc < 0) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "args: %s", err);
+            return -1;
+        }
+    } else if (cJSON_IsString(cmd)) {
+        /* Split like a shell splits words, without a shell: metacharacters
+         * stay literal characters inside arguments. */
+        if (argv_tokenize(cmd->valuestring, &e->argv, err, sizeof(err)) < 0) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "command: %s", err);
+            return -1;
+        }
+    } else {
+        http_resp_error(resp, 400, "BAD_REQUEST", "args (array) or command (string) is required");
+        return -1;
+    }
+    argv_strip_leading(&e->argv, program);
+    if (e->argv.c == 0) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "no %s arguments given", program);
+        return -1;
+    }
+    if (!*e->argv.v[0]) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "the first argument must not be empty");
+        return -1;
+    }
+    return 0;
+}
+
+/* The caller's project / account / subscription, if any (one of them). */
+static int parse_target(const cJSON *body, const char **target, http_response *resp)
+{
+    static const char *const keys[] = { "project", "account", "subscription" };
+    *target = NULL;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, keys[i]);
+        if (!it || cJSON_IsNull(it))
+            continue;
+        char err[160];
+        if (!cJSON_IsString(it) ||
+            api_check_text(it->valuestring, keys[i], 1, 255, err, sizeof(err)) < 0) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "%s must be a string of 1 to 255 characters",
+                            keys[i]);
+            return -1;
+        }
+        if (*target) {
+            http_resp_error(resp, 400, "BAD_REQUEST",
+                            "give one of project, account or subscription");
+            return -1;
+        }
+        *target = it->valuestring;
+    }
+    return 0;
+}
+
+static void cloud_exec(worker_ctx *w, http_request *req, http_response *resp)
+{
+    cJSON *body = http_json_body(req, resp);
+    if (!body)
+        return;
+    exec_spec *e = NULL;
+    cloud_creds creds = { 0 };
+    const char *pname = api_json_str(body, "provider");
+    const connector *c = connector_find(pname);
+    if (!pname || !*pname) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "provider is required");
+        goto out;
+    }
+    if (!c || !c->cloud || !c->cloud->prepare) {
+        http_resp_error(resp, 400, "UNKNOWN_PROVIDER", "unknown provider");
+        goto out;
+    }
+    if (connector_require_user(&req->auth, resp) < 0)
+        goto out;
+    const char *cluster_id = api_json_str(body, "cluster_id");
+    if (!cluster_id) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "cluster_id is required");
+        goto out;
+    }
+    e = calloc(1, sizeof(*e));
+    if (!e) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        goto out;
+    }
+    snprintf(e->kind, sizeof(e->kind), "cloud_exec");
+    snprintf(e->program, sizeof(e->program), "%s", c->cloud->program);
+    snprintf(e->org_id, sizeof(e->org_id), "%s", req->auth.org_id);
+    snprintf(e->user_id, sizeof(e->user_id), "%s", req->auth.user_id);
+    e->stream = api_exec_wants_sse(req);
+    const char *target;
+    if (parse_argv(body, c->cloud->program, e, resp) < 0 || parse_target(body, &target, resp) < 0 ||
+        api_exec_parse_limits(w, body, e, resp) < 0)
+        goto out;
+    int known = api_cluster_known(w, req->auth.org_id, cluster_id, NULL, 0);
+    if (known < 0) {
+        api_store_error(w, resp);
+        goto out;
+    }
+    if (!known) {
+        http_resp_error(resp, 404, "CLUSTER_NOT_FOUND", "cluster not found");
+        goto out;
+    }
+    snprintf(e->cluster_id, sizeof(e->cluster_id), "%s", cluster_id);
+
+    store_connector row;
+    int rc = store_connector_get(w->store, req->auth.org_id, req->auth.user_id, c->id, &row);
+    store_connector_free(&row);
+    if (rc == STORE_ERR) {
+        api_store_error(w, resp);
+        goto out;
+    }
+    if (rc != STORE_OK) {
+        http_resp_error(resp, 404, "MISSING_CONNECTOR", "%s is not connected", c->id);
+        goto out;
+    }
+    if (c->cloud->prepare(w, &req->auth, target, &e->argv, &creds, resp) < 0) {
+        /* Refused by the connector's policy or no credentials: audited too. */
+        exec_audit_now(w->store, e, "refused");
+        goto out;
+    }
+    if (creds.nenv > 0) {
+        e->env = calloc((size_t)creds.nenv + 1, sizeof(char *));
+        if (!e->env) {
+            http_resp_error(resp, 500, "INTERNAL", "out of memory");
+            goto out;
+        }
+        for (int i = 0; i < creds.nenv; i++) {
+            e->env[i] = creds.env[i]; /* ownership moves: exec.c wipes them */
+            creds.env[i] = NULL;
+        }
+        e->nenv = creds.nenv;
+        creds.nenv = 0;
+    }
+    log_info("cloud_exec %s for user %s on %s (target %s, %d args)", c->cloud->program,
+             req->auth.user_id, e->cluster_id, creds.target[0] ? creds.target : "-", e->argv.c);
+    resp->exec = e;
+    e = NULL;
+out:
+    cloud_creds_clear(&creds);
+    exec_spec_free(e);
+    cJSON_Delete(body);
+}
+
+void api_cloud_exec_register(void)
+{
+    router_add_outbound(HTTP_POST, "/api/cloud_exec", ROUTE_AUTH_API, cloud_exec);
+}

@@ -1,0 +1,865 @@
+/* connector_aws.c — AWS: IAM role with External ID, assumed over STS.
+ *
+ * Aurora's own credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+ * optionally AWS_SESSION_TOKEN) sign every STS call (SigV4, service "sts",
+ * region AWS_DEFAULT_REGION, endpoint AWS_STS_ENDPOINT or
+ * https://sts.<region>.amazonaws.com).
+ *
+ *   GET  /aws/onboarding   Aurora's account id (STS GetCallerIdentity), the
+ *                          organization's External ID (created once, shared by
+ *                          every replica through store_org_setting_create) and
+ *                          the trust policy to paste into the customer's role
+ *   POST /aws/connect      {role_arn, region?}: AssumeRole once to prove the
+ *                          trust policy works, then store the connection
+ * Status and disconnect are the generic GET /api/connectors/status and
+ * DELETE /api/connectors/aws (which also drops the cached credentials).
+ *
+ * cloud_exec for `aws`: prepare() hands the agent short-lived credentials of
+ * the assumed role (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ * AWS_SESSION_TOKEN, AWS_DEFAULT_REGION, AWS_EC2_METADATA_DISABLED=true,
+ * AWS_PAGER=).  Assumed-role credentials are cached per (org, user, role)
+ * until 5 minutes before they expire; the cache is shared by the outbound
+ * workers (mutex) and wiped when entries are dropped and at exit.
+ *
+ * Nothing here stores a secret: the role ARN and the External ID are not
+ * secrets (the customer pastes both into IAM), the temporary credentials live
+ * only in memory. */
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_util.h"
+#include "connector.h"
+#include "crypto.h"
+#include "http_client.h"
+#include "log.h"
+#include "router.h"
+
+#define AWS_ID "aws"
+#define AWS_EXTERNAL_ID_KEY "aws_external_id"
+#define AWS_SESSION_SECONDS 3600
+#define AWS_REFRESH_MARGIN 300 /* seconds before expiry a cached credential is dropped */
+#define AWS_CACHE_MAX 4096
+#define MSG_NO_ACCOUNT "Unable to determine Aurora's AWS account ID"
+#define MSG_CANNOT_ASSUME "Aurora cannot assume this role"
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static long timeout_ms(const worker_ctx *w)
+{
+    int64_t t = server_setting_int(w->cfg, "AURORA_PROVIDER_TIMEOUT_MS");
+    return t > 0 ? (long)t : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
+}
+
+static int have_creds(const server_config *c)
+{
+    return c->aws_access_key_id && *c->aws_access_key_id && c->aws_secret_access_key &&
+           *c->aws_secret_access_key;
+}
+
+static const char *region_of(const server_config *c)
+{
+    const char *r = server_setting(c, "AWS_DEFAULT_REGION");
+    return r ? r : "us-east-1";
+}
+
+static int region_valid(const char *r)
+{
+    size_t n = strlen(r);
+    if (n < 2 || n > 32)
+        return 0;
+    for (const char *p = r; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+            return 0;
+    return 1;
+}
+
+static void sts_url(const server_config *c, char *out, size_t cap)
+{
+    const char *e = server_setting(c, "AWS_STS_ENDPOINT");
+    if (e)
+        snprintf(out, cap, "%s", e);
+    else
+        snprintf(out, cap, "https://sts.%s.amazonaws.com/", region_of(c));
+}
+
+/* Text of the first <tag>…</tag> in xml (entities &amp; &lt; &gt; &quot;
+ * &apos; decoded) into out; 1 if found. */
+static int xml_text(const char *xml, const char *tag, char *out, size_t cap)
+{
+    char open[64], close[64];
+    snprintf(open, sizeof(open), "<%s>", tag);
+    snprintf(close, sizeof(close), "</%s>", tag);
+    const char *a = xml ? strstr(xml, open) : NULL;
+    if (!a || !cap)
+        return 0;
+    a += strlen(open);
+    const char *b = strstr(a, close);
+    if (!b)
+        return 0;
+    size_t o = 0;
+    static const struct { const char *ent; char c; } ents[] = {
+        { "&amp;", '&' }, { "&lt;", '<' }, { "&gt;", '>' }, { "&quot;", '"' }, { "&apos;", '\'' }
+    };
+    while (a < b) {
+        char ch = *a;
+        size_t adv = 1;
+        if (ch == '&')
+            for (size_t i = 0; i < sizeof(ents) / sizeof(ents[0]); i++) {
+                size_t l = strlen(ents[i].ent);
+                if ((size_t)(b - a) >= l && !strncmp(a, ents[i].ent, l)) {
+                    ch = ents[i].c;
+                    adv = l;
+                    break;
+                }
+            }
+        if (o + 1 >= cap) {
+            out[0] = '\0';
+            return 0; /* never a cut value */
+        }
+        out[o++] = ch;
+        a += adv;
+    }
+    out[o] = '\0';
+    return 1;
+}
+
+/* "2026-11-29T02:46:25.576635Z" / "…:25Z" -> Unix seconds, 0 if unparseable. */
+static int64_t parse_iso8601(const char *s)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    int y, mo, d, h, mi, se;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &se) != 6)
+        return 0;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = se;
+    time_t t = timegm(&tm);
+    return t == (time_t)-1 ? 0 : (int64_t)t;
+}
+
+/* Printable ASCII from a provider answer, bounded (error codes, not bodies). */
+static void clean_code(const char *in, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = in; p && *p && o + 1 < cap; p++)
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '.' || *p == '_' || *p == '-')
+            out[o++] = *p;
+    out[o] = '\0';
+}
+
+/* ---- STS ------------------------------------------------------------------- */
+
+enum { STS_OK = 0, STS_NOCREDS, STS_TIMEOUT, STS_UNREACHABLE, STS_HTTP };
+
+typedef struct {
+    int kind;
+    long status;
+    char code[64];   /* AWS error code ("AccessDenied", …) */
+    char detail[256]; /* transport error (host and port at most) */
+} sts_result;
+
+static void parse_sts_error(const http_client_resp *r, sts_result *res)
+{
+    char code[128] = "";
+    if (r->body && xml_text(r->body, "Code", code, sizeof(code))) {
+        clean_code(code, res->code, sizeof(res->code));
+        return;
+    }
+    /* The AWS JSON protocol shape: {"__type": "[ns#]AccessDenied", "message": …}. */
+    cJSON *j = http_client_json(r);
+    const char *t = j ? api_json_str(j, "__type") : NULL;
+    if (!t && j)
+        t = api_json_str(j, "code");
+    if (t) {
+        const char *hash = strrchr(t, '#');
+        clean_code(hash ? hash + 1 : t, res->code, sizeof(res->code));
+    }
+    cJSON_Delete(j);
+    if (!res->code[0])
+        snprintf(res->code, sizeof(res->code), "HTTP%ld", r->status);
+}
+
+static int retryable(const sts_result *res)
+{
+    return res->kind == STS_HTTP &&
+           (res->status >= 500 || !strcmp(res->code, "Throttling") ||
+            !strcmp(res->code, "ThrottlingException") || !strcmp(res->code, "RequestLimitExceeded"));
+}
+
+/* One STS Query API call signed with Aurora's credentials.  On STS_OK, resp
+ * holds the 2xx answer (caller frees). */
+static int sts_call(worker_ctx *w, const char *const *pairs, http_client_resp *resp,
+                    sts_result *res)
+{
+    const server_config *c = w->cfg;
+    memset(res, 0, sizeof(*res));
+    memset(resp, 0, sizeof(*resp));
+    if (!have_creds(c))
+        return res->kind = STS_NOCREDS;
+    char url[512], sigv4[128], *tokhdr = NULL;
+    size_t tokl = 0;
+    sts_url(c, url, sizeof(url));
+    snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:sts", region_of(c));
+    size_t upl = strlen(c->aws_access_key_id) + strlen(c->aws_secret_access_key) + 2;
+    char *userpwd = malloc(upl);
+    char *body = http_client_form(pairs);
+    if (c->aws_session_token && *c->aws_session_token) {
+        tokl = strlen(c->aws_session_token) + 32;
+        tokhdr = malloc(tokl);
+    }
+    if (!userpwd || !body || (tokl && !tokhdr)) {
+        free(userpwd);
+        free(tokhdr);
+        http_client_free_secret(body);
+        snprintf(res->detail, sizeof(res->detail), "out of memory");
+        return res->kind = STS_UNREACHABLE;
+    }
+    snprintf(userpwd, upl, "%s:%s", c->aws_access_key_id, c->aws_secret_access_key);
+    const char *headers[4];
+    int nh = 0;
+    headers[nh++] = "Content-Type: application/x-www-form-urlencoded; charset=utf-8";
+    headers[nh++] = "Accept: text/xml";
+    if (tokhdr) {
+        snprintf(tokhdr, tokl, "X-Amz-Security-Token: %s", c->aws_session_token);
+        headers[nh++] = tokhdr;
+    }
+    headers[nh] = NULL;
+    http_client_req req = { .method = "POST",
+                            .url = url,
+                            .headers = headers,
+                            .body = body,
+                            .body_len = strlen(body),
+                            .timeout_ms = timeout_ms(w),
+                            .aws_sigv4 = sigv4,
+                            .userpwd = userpwd };
+    for (int attempt = 1; attempt <= 2; attempt++) {
+        if (attempt > 1)
+            http_client_sleep_ms(http_client_backoff_ms(attempt - 1));
+        memset(res, 0, sizeof(*res));
+        if (http_client_do(&req, resp) < 0) {
+            res->kind = resp->timed_out ? STS_TIMEOUT : STS_UNREACHABLE;
+            snprintf(res->detail, sizeof(res->detail), "%s", resp->err);
+            break; /* a timeout retried only doubles the wait */
+        }
+        res->status = resp->status;
+        if (resp->status >= 200 && resp->status < 300) {
+            res->kind = STS_OK;
+            break;
+        }
+        res->kind = STS_HTTP;
+        parse_sts_error(resp, res);
+        http_client_resp_free(resp);
+        if (!retryable(res))
+            break;
+    }
+    OPENSSL_cleanse(userpwd, upl);
+    free(userpwd);
+    if (tokhdr) {
+        OPENSSL_cleanse(tokhdr, tokl);
+        free(tokhdr);
+    }
+    http_client_free_secret(body);
+    return res->kind;
+}
+
+/* Fills resp for a failed STS call; `what` is the guide's message. */
+static void sts_error(worker_ctx *w, http_response *resp, const sts_result *res, const char *what)
+{
+    switch (res->kind) {
+    case STS_NOCREDS:
+        http_resp_error(resp, 503, "AWS_NOT_CONFIGURED",
+                        "%s: Aurora's AWS credentials are not configured (set AWS_ACCESS_KEY_ID "
+                        "and AWS_SECRET_ACCESS_KEY)", what);
+        return;
+    case STS_TIMEOUT:
+        http_resp_error(resp, 504, "AWS_STS_TIMEOUT", "%s: AWS STS did not answer within %ld s",
+                        what, (timeout_ms(w) + 999) / 1000);
+        return;
+    case STS_UNREACHABLE:
+        http_resp_error(resp, 502, "AWS_STS_UNREACHABLE", "%s: AWS STS is unreachable (%s)", what,
+                        res->detail);
+        return;
+    default:
+        break;
+    }
+    if (!strcmp(res->code, "AccessDenied") || !strcmp(res->code, "AccessDeniedException"))
+        http_resp_error(resp, 400, "AWS_ASSUME_ROLE_DENIED",
+                        "%s: AWS STS answered AccessDenied. Verify trust policy has correct "
+                        "Aurora Account ID and External ID", what);
+    else if (!strcmp(res->code, "InvalidClientTokenId") ||
+             !strcmp(res->code, "SignatureDoesNotMatch") || !strcmp(res->code, "ExpiredToken") ||
+             !strcmp(res->code, "UnrecognizedClientException"))
+        http_resp_error(resp, 502, "AWS_CREDENTIALS_INVALID",
+                        "%s: AWS STS rejected Aurora's own credentials (%s); check "
+                        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", what, res->code);
+    else
+        http_resp_error(resp, 502, "AWS_STS_ERROR", "%s: AWS STS answered HTTP %ld (%s)", what,
+                        res->status, res->code);
+}
+
+/* ---- Aurora's own account id (cached for the process) ----------------------- */
+
+static pthread_mutex_t g_acct_mu = PTHREAD_MUTEX_INITIALIZER;
+static char g_acct[16];
+static char g_acct_key[160]; /* the access key id it belongs to */
+
+static int account_id(worker_ctx *w, char out[16], http_response *resp)
+{
+    const server_config *c = w->cfg;
+    if (have_creds(c)) {
+        pthread_mutex_lock(&g_acct_mu);
+        int hit = g_acct[0] && !strcmp(g_acct_key, c->aws_access_key_id);
+        if (hit)
+            memcpy(out, g_acct, 16);
+        pthread_mutex_unlock(&g_acct_mu);
+        if (hit)
+            return 0;
+    }
+    const char *pairs[] = { "Action", "GetCallerIdentity", "Version", "2011-06-15", NULL };
+    http_client_resp r;
+    sts_result res;
+    if (sts_call(w, pairs, &r, &res) != STS_OK) {
+        log_warn("aws: GetCallerIdentity failed (kind %d, HTTP %ld, %s%s)", res.kind, res.status,
+                 res.code, res.detail);
+        sts_error(w, resp, &res, MSG_NO_ACCOUNT);
+        if (res.kind == STS_HTTP && resp->status == 400) /* AccessDenied on our own identity */
+            http_resp_error(resp, 502, "AWS_ACCOUNT_ID_UNAVAILABLE",
+                            MSG_NO_ACCOUNT ": AWS STS answered %s", res.code);
+        return -1;
+    }
+    char acct[64] = "";
+    int ok = xml_text(r.body, "Account", acct, sizeof(acct)) && strlen(acct) == 12 &&
+             strspn(acct, "0123456789") == 12;
+    http_client_resp_free(&r);
+    if (!ok) {
+        http_resp_error(resp, 502, "AWS_ACCOUNT_ID_UNAVAILABLE",
+                        MSG_NO_ACCOUNT ": AWS STS answer has no account id");
+        return -1;
+    }
+    memcpy(out, acct, 13);
+    pthread_mutex_lock(&g_acct_mu);
+    memcpy(g_acct, acct, 13);
+    snprintf(g_acct_key, sizeof(g_acct_key), "%s", c->aws_access_key_id);
+    pthread_mutex_unlock(&g_acct_mu);
+    return 0;
+}
+
+/* ---- the organization's External ID ----------------------------------------- */
+
+static int external_id(worker_ctx *w, const char *org_id, char *out, size_t cap,
+                       http_response *resp)
+{
+    int rc = store_org_setting_get(w->store, org_id, AWS_EXTERNAL_ID_KEY, out, cap);
+    if (rc == STORE_OK)
+        return 0;
+    if (rc != STORE_NOT_FOUND) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    unsigned char rnd[20];
+    char hex[41];
+    if (crypto_random(rnd, sizeof(rnd)) != 0) {
+        http_resp_error(resp, 500, "INTERNAL", "random number generator failed");
+        return -1;
+    }
+    crypto_hex(rnd, sizeof(rnd), hex);
+    rc = store_org_setting_create(w->store, org_id, AWS_EXTERNAL_ID_KEY, hex);
+    if (rc != STORE_OK && rc != STORE_CONFLICT) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    /* CONFLICT: another request or replica created one first; use theirs. */
+    if (store_org_setting_get(w->store, org_id, AWS_EXTERNAL_ID_KEY, out, cap) != STORE_OK) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    if (rc == STORE_OK)
+        log_info("aws: External ID created for organization %s", org_id);
+    return 0;
+}
+
+/* ---- role ARNs ------------------------------------------------------------------ */
+
+/* arn:<partition>:iam::<12 digits>:role/<path/>name; account gets the digits. */
+static int role_arn_valid(const char *arn, char account[13])
+{
+    static const char *const parts[] = { "arn:aws:iam::", "arn:aws-cn:iam::",
+                                         "arn:aws-us-gov:iam::" };
+    size_t n = strlen(arn);
+    if (n > 2048)
+        return 0;
+    const char *p = NULL;
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]) && !p; i++)
+        if (!strncmp(arn, parts[i], strlen(parts[i])))
+            p = arn + strlen(parts[i]);
+    if (!p || strspn(p, "0123456789") != 12 || strncmp(p + 12, ":role/", 6))
+        return 0;
+    memcpy(account, p, 12);
+    account[12] = '\0';
+    const char *rest = p + 18, *name = strrchr(rest, '/');
+    name = name ? name + 1 : rest;
+    size_t nl = strlen(name);
+    if (nl < 1 || nl > 64)
+        return 0;
+    const char *prev = NULL;
+    for (const char *q = rest; *q; q++) {
+        char ch = *q;
+        int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                 strchr("+=,.@_-/", ch) != NULL;
+        if (!ok || (ch == '/' && (q == rest || (prev && *prev == '/'))))
+            return 0;
+        prev = q;
+    }
+    return 1;
+}
+
+/* RoleSessionName: aurora-<user> in [\w+=,.@-], 2..64 chars. */
+static void session_name(const char *user_id, char out[65])
+{
+    int o = snprintf(out, 65, "aurora-");
+    for (const char *p = user_id; *p && o < 64; p++) {
+        char ch = *p;
+        int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                 strchr("+=,.@_-", ch) != NULL;
+        out[o++] = ok ? ch : '-';
+    }
+    out[o] = '\0';
+}
+
+/* ---- assumed-role credential cache ---------------------------------------------- */
+
+typedef struct aws_creds {
+    char akid[256];
+    char secret[256];
+    char *token; /* malloc'd */
+    int64_t expires_at;
+} aws_creds;
+
+typedef struct cache_entry {
+    char key[STORE_ID_LEN * 2 + 2100];
+    aws_creds c;
+    struct cache_entry *next;
+} cache_entry;
+
+static pthread_mutex_t g_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static cache_entry *g_cache;
+static size_t g_cache_n;
+static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
+
+static void creds_wipe(aws_creds *c)
+{
+    if (c->token) {
+        OPENSSL_cleanse(c->token, strlen(c->token));
+        free(c->token);
+    }
+    OPENSSL_cleanse(c, sizeof(*c));
+}
+
+static void entry_free(cache_entry *e)
+{
+    creds_wipe(&e->c);
+    OPENSSL_cleanse(e->key, sizeof(e->key));
+    free(e);
+}
+
+static void cache_wipe_all(void)
+{
+    pthread_mutex_lock(&g_cache_mu);
+    while (g_cache) {
+        cache_entry *n = g_cache->next;
+        entry_free(g_cache);
+        g_cache = n;
+    }
+    g_cache_n = 0;
+    pthread_mutex_unlock(&g_cache_mu);
+}
+
+static void cache_init(void) { atexit(cache_wipe_all); }
+
+static void cache_key(char *out, size_t cap, const char *org, const char *user, const char *role)
+{
+    snprintf(out, cap, "%s\n%s\n%s", org, user, role);
+}
+
+/* Copies a still-fresh entry into *out (token malloc'd); 1 on a hit. */
+static int cache_get(const char *key, int64_t now, aws_creds *out)
+{
+    int hit = 0;
+    pthread_mutex_lock(&g_cache_mu);
+    for (cache_entry *e = g_cache; e; e = e->next)
+        if (!strcmp(e->key, key)) {
+            if (e->c.expires_at - AWS_REFRESH_MARGIN > now) {
+                *out = e->c;
+                out->token = strdup(e->c.token);
+                hit = out->token != NULL;
+            }
+            break;
+        }
+    pthread_mutex_unlock(&g_cache_mu);
+    return hit;
+}
+
+static void cache_put(const char *key, const aws_creds *c, int64_t now)
+{
+    pthread_once(&g_cache_once, cache_init);
+    cache_entry *ne = calloc(1, sizeof(*ne));
+    if (!ne)
+        return;
+    snprintf(ne->key, sizeof(ne->key), "%s", key);
+    ne->c = *c;
+    ne->c.token = strdup(c->token);
+    if (!ne->c.token) {
+        free(ne);
+        return;
+    }
+    pthread_mutex_lock(&g_cache_mu);
+    /* Drop the old entry for this key and everything stale. */
+    for (cache_entry **pp = &g_cache; *pp;) {
+        cache_entry *e = *pp;
+        if (!strcmp(e->key, key) || e->c.expires_at - AWS_REFRESH_MARGIN <= now) {
+            *pp = e->next;
+            entry_free(e);
+            g_cache_n--;
+        } else
+            pp = &e->next;
+    }
+    /* Bounded: past the cap, the oldest entries (at the tail) go. */
+    while (g_cache_n >= AWS_CACHE_MAX && g_cache) {
+        cache_entry **pp = &g_cache;
+        while ((*pp)->next)
+            pp = &(*pp)->next;
+        entry_free(*pp);
+        *pp = NULL;
+        g_cache_n--;
+    }
+    ne->next = g_cache;
+    g_cache = ne;
+    g_cache_n++;
+    pthread_mutex_unlock(&g_cache_mu);
+}
+
+/* Drops every cached credential of (org, user). */
+static void cache_forget(const char *org, const char *user)
+{
+    char prefix[STORE_ID_LEN * 2 + 4];
+    snprintf(prefix, sizeof(prefix), "%s\n%s\n", org, user);
+    size_t pl = strlen(prefix);
+    pthread_mutex_lock(&g_cache_mu);
+    for (cache_entry **pp = &g_cache; *pp;) {
+        cache_entry *e = *pp;
+        if (!strncmp(e->key, prefix, pl)) {
+            *pp = e->next;
+            entry_free(e);
+            g_cache_n--;
+        } else
+            pp = &e->next;
+    }
+    pthread_mutex_unlock(&g_cache_mu);
+}
+
+/* AssumeRole; on success *out holds the credentials (caller wipes). */
+static int assume_role(worker_ctx *w, const char *user_id, const char *role_arn, const char *ext,
+                       aws_creds *out, char *assumed_arn, size_t acap, http_response *resp)
+{
+    char sess[65], dur[16];
+    session_name(user_id, sess);
+    snprintf(dur, sizeof(dur), "%d", AWS_SESSION_SECONDS);
+    const char *pairs[] = { "Action", "AssumeRole", "Version", "2011-06-15", "RoleArn", role_arn,
+                            "RoleSessionName", sess, "ExternalId", ext, "DurationSeconds", dur,
+                            NULL };
+    http_client_resp r;
+    sts_result res;
+    memset(out, 0, sizeof(*out));
+    if (sts_call(w, pairs, &r, &res) != STS_OK) {
+        log_warn("aws: AssumeRole of %s failed (kind %d, HTTP %ld, %s%s)", role_arn, res.kind,
+                 res.status, res.code, res.detail);
+        sts_error(w, resp, &res, MSG_CANNOT_ASSUME);
+        return -1;
+    }
+    char exp[64] = "";
+    size_t tcap = r.len + 1;
+    out->token = malloc(tcap);
+    int ok = out->token && xml_text(r.body, "AccessKeyId", out->akid, sizeof(out->akid)) &&
+             xml_text(r.body, "SecretAccessKey", out->secret, sizeof(out->secret)) &&
+             xml_text(r.body, "SessionToken", out->token, tcap) &&
+             xml_text(r.body, "Expiration", exp, sizeof(exp)) && out->akid[0] && out->secret[0] &&
+             out->token[0];
+    if (assumed_arn && !xml_text(r.body, "Arn", assumed_arn, acap))
+        assumed_arn[0] = '\0';
+    http_client_resp_free(&r);
+    if (!ok) {
+        creds_wipe(out);
+        http_resp_error(resp, 502, "AWS_STS_ERROR",
+                        MSG_CANNOT_ASSUME ": AWS STS answer has no credentials");
+        return -1;
+    }
+    int64_t now = (int64_t)time(NULL), e = parse_iso8601(exp);
+    /* Unparseable or absurd expiry: assume the shortest session AWS grants. */
+    out->expires_at = (e > now && e <= now + 43200) ? e : now + 900;
+    return 0;
+}
+
+/* ---- routes ------------------------------------------------------------------------ */
+
+static cJSON *trust_policy(const char *account, const char *ext)
+{
+    char principal[64];
+    snprintf(principal, sizeof(principal), "arn:aws:iam::%s:root", account);
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "Version", "2012-10-17");
+    cJSON *stmts = cJSON_AddArrayToObject(doc, "Statement");
+    cJSON *st = cJSON_CreateObject();
+    cJSON_AddStringToObject(st, "Effect", "Allow");
+    cJSON *pr = cJSON_AddObjectToObject(st, "Principal");
+    cJSON_AddStringToObject(pr, "AWS", principal);
+    cJSON_AddStringToObject(st, "Action", "sts:AssumeRole");
+    cJSON *cond = cJSON_AddObjectToObject(st, "Condition");
+    cJSON *se = cJSON_AddObjectToObject(cond, "StringEquals");
+    cJSON_AddStringToObject(se, "sts:ExternalId", ext);
+    cJSON_AddItemToArray(stmts, st);
+    return doc;
+}
+
+static void onboarding(worker_ctx *w, http_request *req, http_response *resp)
+{
+    if (!req->auth.org_id[0]) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "an organization is required (X-Org-ID)");
+        return;
+    }
+    char acct[16], ext[128];
+    if (account_id(w, acct, resp) < 0)
+        return;
+    if (external_id(w, req->auth.org_id, ext, sizeof(ext), resp) < 0)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "aurora_account_id", acct);
+    cJSON_AddStringToObject(o, "external_id", ext);
+    cJSON_AddItemToObject(o, "trust_policy", trust_policy(acct, ext));
+    cJSON_AddStringToObject(o, "role_name", "AuroraRole");
+    cJSON_AddStringToObject(o, "region", region_of(w->cfg));
+    http_resp_json(resp, 200, o);
+}
+
+static void connect_role(worker_ctx *w, http_request *req, http_response *resp)
+{
+    if (connector_require_user(&req->auth, resp) < 0)
+        return;
+    cJSON *body = http_json_body(req, resp);
+    if (!body)
+        return;
+    const char *arn = api_json_str(body, "role_arn");
+    const char *region = api_json_str(body, "region");
+    char acct[13], err[160], ext[128], assumed[512] = "";
+    aws_creds cr;
+    memset(&cr, 0, sizeof(cr));
+    if (api_check_text(arn, "role_arn", 1, 2048, err, sizeof(err)) < 0) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "%s", err);
+        goto out;
+    }
+    if (!role_arn_valid(arn, acct)) {
+        http_resp_error(resp, 400, "AWS_INVALID_ROLE_ARN",
+                        "role_arn must look like arn:aws:iam::<12-digit account id>:role/<name>");
+        goto out;
+    }
+    if (region && !region_valid(region)) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "region must look like us-east-1");
+        goto out;
+    }
+    if (external_id(w, req->auth.org_id, ext, sizeof(ext), resp) < 0)
+        goto out;
+    if (assume_role(w, req->auth.user_id, arn, ext, &cr, assumed, sizeof(assumed), resp) < 0)
+        goto out;
+
+    store_connector c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.org_id, sizeof(c.org_id), "%s", req->auth.org_id);
+    snprintf(c.user_id, sizeof(c.user_id), "%s", req->auth.user_id);
+    snprintf(c.connector, sizeof(c.connector), "%s", AWS_ID);
+    if (strlen(arn) >= sizeof(c.account)) {
+        http_resp_error(resp, 400, "AWS_INVALID_ROLE_ARN", "role_arn is longer than %zu characters",
+                        sizeof(c.account) - 1);
+        goto out;
+    }
+    snprintf(c.account, sizeof(c.account), "%s", arn);
+    snprintf(c.status, sizeof(c.status), "active");
+    cJSON *md = cJSON_CreateObject();
+    cJSON_AddStringToObject(md, "role_arn", arn);
+    cJSON_AddStringToObject(md, "account_id", acct);
+    cJSON_AddStringToObject(md, "region", region ? region : region_of(w->cfg));
+    cJSON_AddStringToObject(md, "external_id_setting", AWS_EXTERNAL_ID_KEY);
+    if (assumed[0])
+        cJSON_AddStringToObject(md, "assumed_role_arn", assumed);
+    c.metadata_json = cJSON_PrintUnformatted(md);
+    cJSON_Delete(md);
+    if (!c.metadata_json) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        goto out;
+    }
+    int64_t now = (int64_t)time(NULL);
+    c.created_at = c.updated_at = now;
+    int rc = store_connector_upsert(w->store, &c);
+    free(c.metadata_json);
+    if (rc != STORE_OK) {
+        api_store_error(w, resp);
+        goto out;
+    }
+    /* The proof-of-access credentials serve the first command too. */
+    char key[sizeof(((cache_entry *)0)->key)];
+    cache_forget(req->auth.org_id, req->auth.user_id);
+    cache_key(key, sizeof(key), req->auth.org_id, req->auth.user_id, arn);
+    cache_put(key, &cr, now);
+    log_info("aws: user %s of %s connected role in account %s", req->auth.user_id,
+             req->auth.org_id, acct);
+
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "connected", 1);
+    cJSON_AddStringToObject(o, "provider", AWS_ID);
+    cJSON_AddStringToObject(o, "role_arn", arn);
+    cJSON_AddStringToObject(o, "account_id", acct);
+    cJSON_AddStringToObject(o, "region", region ? region : region_of(w->cfg));
+    if (assumed[0])
+        cJSON_AddStringToObject(o, "assumed_role_arn", assumed);
+    http_resp_json(resp, 200, o);
+out:
+    creds_wipe(&cr);
+    cJSON_Delete(body);
+}
+
+/* After DELETE /api/connectors/aws: the role's cached credentials go too. */
+static void aws_disconnected(worker_ctx *w, const auth_ctx *who)
+{
+    (void)w;
+    cache_forget(who->org_id, who->user_id);
+}
+
+static void aws_register(void)
+{
+    router_add_outbound(HTTP_GET, "/aws/onboarding", ROUTE_AUTH_API, onboarding);
+    router_add_outbound(HTTP_POST, "/aws/connect", ROUTE_AUTH_API, connect_role);
+}
+
+/* ---- status ---------------------------------------------------------------------- */
+
+static void aws_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
+{
+    store_connector c;
+    memset(&c, 0, sizeof(c));
+    int rc = store_connector_get(w->store, who->org_id, who->user_id, AWS_ID, &c);
+    if (rc == STORE_NOT_FOUND || rc == STORE_OK) {
+        cJSON_AddBoolToObject(out, "connected", rc == STORE_OK && !strcmp(c.status, "active"));
+        if (rc == STORE_OK) {
+            cJSON_AddStringToObject(out, "account", c.account);
+            cJSON_AddStringToObject(out, "status", c.status);
+            cJSON *md = c.metadata_json ? cJSON_Parse(c.metadata_json) : NULL;
+            if (md) {
+                const char *keys[] = { "account_id", "region", "assumed_role_arn" };
+                for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                    const char *v = api_json_str(md, keys[i]);
+                    if (v)
+                        cJSON_AddStringToObject(out, keys[i], v);
+                }
+                cJSON_Delete(md);
+            }
+            api_add_time(out, "connected_at", c.created_at);
+            api_add_time(out, "updated_at", c.updated_at);
+            store_connector_free(&c);
+        }
+    } else {
+        cJSON_AddBoolToObject(out, "connected", 0);
+        cJSON_AddStringToObject(out, "error", "state store unavailable");
+        log_error("aws status: %s", store_errmsg(w->store));
+    }
+}
+
+/* ---- cloud_exec -------------------------------------------------------------------- */
+
+static int aws_prepare(worker_ctx *w, const auth_ctx *who, const char *target, argv_t *argv,
+                       cloud_creds *out, http_response *resp)
+{
+    (void)argv;
+    store_connector c;
+    memset(&c, 0, sizeof(c));
+    int rc = store_connector_get(w->store, who->org_id, who->user_id, AWS_ID, &c);
+    if (rc == STORE_NOT_FOUND || (rc == STORE_OK && strcmp(c.status, "active"))) {
+        if (rc == STORE_OK)
+            store_connector_free(&c);
+        http_resp_error(resp, 404, "MISSING_CONNECTOR",
+                        "aws is not connected for this user: connect an IAM role first "
+                        "(POST /aws/connect)");
+        return -1;
+    }
+    if (rc != STORE_OK) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    char acct[13] = "", region[40] = "", ext[128];
+    int ret = -1;
+    aws_creds cr;
+    memset(&cr, 0, sizeof(cr));
+    if (!role_arn_valid(c.account, acct)) {
+        http_resp_error(resp, 500, "AWS_CONNECTION_CORRUPT",
+                        "the stored AWS connection is invalid; connect the role again");
+        goto out;
+    }
+    cJSON *md = c.metadata_json ? cJSON_Parse(c.metadata_json) : NULL;
+    const char *r = md ? api_json_str(md, "region") : NULL;
+    snprintf(region, sizeof(region), "%s", r && region_valid(r) ? r : region_of(w->cfg));
+    cJSON_Delete(md);
+    if (target && *target && strcmp(target, acct) != 0) {
+        http_resp_error(resp, 403, "AWS_ACCOUNT_NOT_CONNECTED",
+                        "AWS account %.64s is not connected: the connected role (%s) belongs to "
+                        "account %s", target, c.account, acct);
+        goto out;
+    }
+    int64_t now = (int64_t)time(NULL);
+    char key[sizeof(((cache_entry *)0)->key)];
+    cache_key(key, sizeof(key), who->org_id, who->user_id, c.account);
+    if (!cache_get(key, now, &cr)) {
+        if (external_id(w, who->org_id, ext, sizeof(ext), resp) < 0)
+            goto out;
+        if (assume_role(w, who->user_id, c.account, ext, &cr, NULL, 0, resp) < 0)
+            goto out;
+        cache_put(key, &cr, now);
+    }
+    if (cloud_creds_add(out, "AWS_ACCESS_KEY_ID", cr.akid) < 0 ||
+        cloud_creds_add(out, "AWS_SECRET_ACCESS_KEY", cr.secret) < 0 ||
+        cloud_creds_add(out, "AWS_SESSION_TOKEN", cr.token) < 0 ||
+        cloud_creds_add(out, "AWS_DEFAULT_REGION", region) < 0 ||
+        cloud_creds_add(out, "AWS_REGION", region) < 0 ||
+        cloud_creds_add(out, "AWS_EC2_METADATA_DISABLED", "true") < 0 ||
+        cloud_creds_add(out, "AWS_PAGER", "") < 0) {
+        cloud_creds_clear(out);
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        goto out;
+    }
+    snprintf(out->target, sizeof(out->target), "%s", acct);
+    ret = 0;
+out:
+    creds_wipe(&cr);
+    store_connector_free(&c);
+    return ret;
+}
+
+static const cloud_provider aws_cloud = {
+    .program = "aws",
+    .prepare = aws_prepare,
+};
+
+const connector connector_aws = {
+    .id = AWS_ID,
+    .name = "Amazon Web Services",
+    .register_routes = aws_register,
+    .status = aws_status,
+    .cloud = &aws_cloud,
+    .disconnected = aws_disconnected,
+};

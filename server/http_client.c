@@ -1,0 +1,311 @@
+/* http_client.c — blocking HTTP(S) requests over libcurl; see http_client.h.
+ * Runs on worker threads, never on the event loop: every request has a
+ * total timeout and a response size cap. */
+#include "http_client.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "crypto.h"
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_ok;
+static char *g_default_ca;
+
+/* curl_global_init is not thread-safe: once, whichever thread comes first. */
+static void init_curl(void)
+{
+    curl_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+}
+
+void http_client_set_default_ca(const char *cafile)
+{
+    free(g_default_ca);
+    g_default_ca = cafile && *cafile ? strdup(cafile) : NULL;
+}
+
+typedef struct {
+    char *data;
+    size_t len, cap, max;
+    int overflow;
+} sink;
+
+static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
+{
+    sink *s = ud;
+    size_t n = size * nmemb;
+    if (s->len + n > s->max) {
+        s->overflow = 1;
+        return 0; /* aborts the transfer */
+    }
+    if (s->len + n + 1 > s->cap) {
+        size_t ncap = s->cap ? s->cap : 4096;
+        while (ncap < s->len + n + 1)
+            ncap *= 2;
+        char *nd = malloc(ncap);
+        if (!nd)
+            return 0;
+        /* Grown by copy-and-wipe rather than realloc, which could leave a
+         * copy of a secret behind in freed memory. */
+        if (s->data) {
+            memcpy(nd, s->data, s->len);
+            OPENSSL_cleanse(s->data, s->cap);
+            free(s->data);
+        }
+        s->data = nd;
+        s->cap = ncap;
+    }
+    memcpy(s->data + s->len, p, n);
+    s->len += n;
+    s->data[s->len] = '\0';
+    return n;
+}
+
+int http_client_url_ok(const char *url, int https_only)
+{
+    if (!url)
+        return 0;
+    const char *rest;
+    if (!strncasecmp(url, "https://", 8))
+        rest = url + 8;
+    else if (!https_only && !strncasecmp(url, "http://", 7))
+        rest = url + 7;
+    else
+        return 0;
+    if (!*rest || *rest == '/' || *rest == ':' || *rest == '?' || *rest == '#')
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)url; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+int http_client_url_host(const char *url, char *out, size_t cap)
+{
+    if (!http_client_url_ok(url, 0) || !cap)
+        return -1;
+    const char *h = strstr(url, "://") + 3;
+    /* userinfo@ is skipped (and never used by the callers) */
+    const char *end = h + strcspn(h, "/?#");
+    const char *at = memchr(h, '@', (size_t)(end - h));
+    while (at) {
+        h = at + 1;
+        at = memchr(h, '@', (size_t)(end - h));
+    }
+    const char *hend;
+    if (*h == '[') {
+        h++;
+        hend = memchr(h, ']', (size_t)(end - h));
+        if (!hend)
+            return -1;
+    } else {
+        hend = memchr(h, ':', (size_t)(end - h));
+        if (!hend)
+            hend = end;
+    }
+    size_t n = (size_t)(hend - h);
+    if (n == 0 || n >= cap)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)tolower((unsigned char)h[i]);
+    out[n] = '\0';
+    return 0;
+}
+
+int http_client_do(const http_client_req *req, http_client_resp *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!http_client_url_ok(req->url, req->https_only)) {
+        snprintf(out->err, sizeof(out->err), "%s", req->https_only ? "URL must be https://"
+                                                                   : "URL must be http:// or https://");
+        return -1;
+    }
+    pthread_once(&curl_once, init_curl);
+    if (!curl_ok) {
+        snprintf(out->err, sizeof(out->err), "libcurl initialization failed");
+        return -1;
+    }
+    CURL *c = curl_easy_init();
+    if (!c) {
+        snprintf(out->err, sizeof(out->err), "out of memory");
+        return -1;
+    }
+    sink sk = { .max = req->max_response ? req->max_response : HTTP_CLIENT_MAX_RESPONSE };
+    char curl_err[CURL_ERROR_SIZE] = "";
+    struct curl_slist *hdrs = NULL, *h2;
+    int ok = 1;
+    for (size_t i = 0; req->headers && req->headers[i] && ok; i++) {
+        if ((h2 = curl_slist_append(hdrs, req->headers[i])))
+            hdrs = h2;
+        else
+            ok = 0;
+    }
+    /* No "Expect:" removal header: libcurl 7.88 lists it among the SigV4
+     * signed headers without sending it, and AWS rejects the signature.
+     * (libcurl only sends Expect: 100-continue above 1 MiB anyway.) */
+    if (!ok) {
+        curl_slist_free_all(hdrs);
+        curl_easy_cleanup(c);
+        snprintf(out->err, sizeof(out->err), "out of memory");
+        return -1;
+    }
+    long timeout = req->timeout_ms > 0 ? req->timeout_ms : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
+    const char *ca = req->cacert && *req->cacert ? req->cacert : g_default_ca;
+    curl_easy_setopt(c, CURLOPT_URL, req->url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for DNS timeouts */
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, req->https_only ? "https" : "http,https");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout < 5000 ? timeout : 5000L);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "aurora-server");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &sk);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+    if (ca)
+        curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    if (req->body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    }
+    if (req->method && strcmp(req->method, req->body ? "POST" : "GET") != 0)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
+    if (req->aws_sigv4) {
+        curl_easy_setopt(c, CURLOPT_AWS_SIGV4, req->aws_sigv4);
+        curl_easy_setopt(c, CURLOPT_USERPWD, req->userpwd);
+    }
+
+    CURLcode rc = curl_easy_perform(c);
+    int result = 0;
+    if (rc != CURLE_OK) {
+        /* curl's messages name host and port, never headers or bodies. */
+        if (sk.overflow)
+            snprintf(out->err, sizeof(out->err), "response larger than %zu bytes", sk.max);
+        else
+            snprintf(out->err, sizeof(out->err), "%s",
+                     curl_err[0] ? curl_err : curl_easy_strerror(rc));
+        result = -1;
+        out->timed_out = rc == CURLE_OPERATION_TIMEDOUT;
+        if (sk.data) {
+            OPENSSL_cleanse(sk.data, sk.cap);
+            free(sk.data);
+        }
+    } else {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+        out->body = sk.data;
+        out->len = sk.len;
+    }
+    /* The USERPWD copy inside the handle is libcurl's; the handle is freed. */
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    return result;
+}
+
+void http_client_resp_free(http_client_resp *r)
+{
+    if (!r)
+        return;
+    if (r->body) {
+        OPENSSL_cleanse(r->body, r->len);
+        free(r->body);
+    }
+    r->body = NULL;
+    r->len = 0;
+}
+
+cJSON *http_client_json(const http_client_resp *r)
+{
+    if (!r || !r->body || !r->len)
+        return NULL;
+    cJSON *o = cJSON_ParseWithLength(r->body, r->len);
+    if (o && !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+long http_client_backoff_ms(int attempt)
+{
+    long base = 100L << (attempt > 5 ? 5 : attempt - 1);
+    unsigned short r = 0;
+    (void)crypto_random(&r, sizeof(r));
+    return base / 2 + (long)(r % (unsigned)(base / 2 + 1)); /* [base/2, base] */
+}
+
+void http_client_sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+char *http_client_escape(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    char *o = malloc(n * 3 + 1);
+    if (!o)
+        return NULL;
+    size_t k = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            o[k++] = (char)*p;
+        } else {
+            o[k++] = '%';
+            o[k++] = hex[*p >> 4];
+            o[k++] = hex[*p & 15];
+        }
+    }
+    o[k] = '\0';
+    return o;
+}
+
+void http_client_free_secret(char *s)
+{
+    if (!s)
+        return;
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
+}
+
+char *http_client_form(const char *const *pairs)
+{
+    /* Sized up front and filled in place: values are often secrets, and a
+     * growing buffer would leave copies of them in freed memory. */
+    size_t total = 1;
+    for (size_t i = 0; pairs[i]; i += 2)
+        if (pairs[i + 1])
+            total += 3 * (strlen(pairs[i]) + strlen(pairs[i + 1])) + 2;
+    char *out = malloc(total);
+    if (!out)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; pairs[i]; i += 2) {
+        if (!pairs[i + 1])
+            continue;
+        char *ek = http_client_escape(pairs[i]), *ev = http_client_escape(pairs[i + 1]);
+        if (!ek || !ev) {
+            free(ek);
+            http_client_free_secret(ev);
+            OPENSSL_cleanse(out, k);
+            free(out);
+            return NULL;
+        }
+        k += (size_t)snprintf(out + k, total - k, "%s%s=%s", k ? "&" : "", ek, ev);
+        free(ek);
+        http_client_free_secret(ev);
+    }
+    out[k] = '\0';
+    return out;
+}

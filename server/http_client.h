@@ -1,0 +1,81 @@
+/* http_client.h — blocking outbound HTTP(S) for everything the server calls
+ * (secrets backends, connectors talking to providers), over libcurl.
+ *
+ * Runs on worker threads only (the outbound pool for provider calls), never
+ * on the event loop.  Every request is bounded: a total timeout (connect
+ * included), a response size cap, only http:// and https:// URLs, no
+ * redirects followed.  Nothing here logs: request and response bodies may
+ * carry credentials, so response buffers are wiped when released.
+ *
+ * Base URLs of providers are settings (server_config.h: GCP_*_URL, …) so a
+ * test points a connector at a local fixture; connectors build their URLs
+ * from those, never from hard-coded hosts. */
+#ifndef AURORA_HTTP_CLIENT_H
+#define AURORA_HTTP_CLIENT_H
+
+#include <stddef.h>
+
+struct cJSON;
+
+/* Default cap on a response body (a Vault or AWS answer for one 64 KiB
+ * value, a page of projects, a token response are far below this). */
+#define HTTP_CLIENT_MAX_RESPONSE (1024 * 1024)
+#define HTTP_CLIENT_DEFAULT_TIMEOUT_MS 10000
+
+typedef struct {
+    const char *method;         /* "GET", "POST", "DELETE", "LIST", …; NULL: GET, or POST with a body */
+    const char *url;
+    const char *const *headers; /* "Name: value", NULL-terminated; may be NULL */
+    const char *body;           /* NULL: no body */
+    size_t body_len;
+    long timeout_ms;            /* whole request, connect included; 0: default */
+    const char *cacert;         /* CA bundle file; NULL: http_client_set_default_ca() or system store */
+    const char *aws_sigv4;      /* "aws:amz:<region>:<service>" to sign, else NULL */
+    const char *userpwd;        /* "<access key id>:<secret key>" with aws_sigv4 */
+    size_t max_response;        /* 0: HTTP_CLIENT_MAX_RESPONSE */
+    int https_only;             /* refuse http:// (credentials on the wire) */
+} http_client_req;
+
+typedef struct {
+    long status;   /* HTTP status; 0 when no answer came back */
+    char *body;    /* NUL-terminated, malloc'd (or NULL) */
+    size_t len;
+    char err[256]; /* transport error when http_client_do() returns -1 */
+    int timed_out; /* the transport error was the timeout: retrying would
+                      only multiply the wait */
+} http_client_resp;
+
+/* 0 when the server answered (any status), -1 on a transport failure
+ * (bad URL or scheme, refused, timed out, TLS, oversized answer) with
+ * out->err set.  The message names host and port at most, never a body. */
+int http_client_do(const http_client_req *req, http_client_resp *out);
+void http_client_resp_free(http_client_resp *r);
+
+/* The response body as a JSON object (NULL if it is not one). */
+struct cJSON *http_client_json(const http_client_resp *r);
+
+/* CA bundle used when a request names none (AURORA_OUTBOUND_CA_FILE);
+ * call once at startup, before workers run.  NULL: the system store. */
+void http_client_set_default_ca(const char *cafile);
+
+/* Milliseconds to sleep before retry number `attempt` (1, 2, …): exponential
+ * with jitter, as the AWS SDKs do. */
+long http_client_backoff_ms(int attempt);
+void http_client_sleep_ms(long ms);
+
+/* ---- URL helpers ------------------------------------------------------------ */
+
+/* 1 if url is http:// or https:// with a host (https only when https_only). */
+int http_client_url_ok(const char *url, int https_only);
+/* Lowercase host (no port, no brackets) of an http(s) URL into out; 0 or -1. */
+int http_client_url_host(const char *url, char *out, size_t cap);
+/* Percent-encodes s (RFC 3986 unreserved kept); malloc'd, NULL on OOM. */
+char *http_client_escape(const char *s);
+/* "k1=v1&k2=v2" from NULL-terminated pairs {k1, v1, k2, v2, NULL}; values
+ * that are NULL are skipped.  malloc'd; release with http_client_free_secret
+ * when it may carry a secret. */
+char *http_client_form(const char *const *pairs);
+/* Wipes and frees a NUL-terminated string. */
+void http_client_free_secret(char *s);
+
+#endif

@@ -1,0 +1,233 @@
+/* oauth.c — OAuth state values and the authorization-code exchange; see
+ * oauth.h.  A state is 32 random bytes, base64url (43 chars); only its
+ * SHA-256 is stored, with who asked, for which provider and redirect URI,
+ * and an expiry.  Taking it is one conditional UPDATE in the store, so it is
+ * single-use even when two callbacks (or two replicas) race. */
+#include "oauth.h"
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_util.h"
+#include "auth.h"
+#include "crypto.h"
+#include "log.h"
+
+#define STATE_LEN 43
+#define EC_STATE "OAUTH_STATE_INVALID"
+
+static int64_t state_ttl(const worker_ctx *w)
+{
+    int64_t ttl = w->cfg ? server_setting_int(w->cfg, "AURORA_OAUTH_STATE_TTL") : 0;
+    return ttl > 0 ? ttl : OAUTH_STATE_TTL;
+}
+
+int oauth_state_new(worker_ctx *w, const auth_ctx *who, const char *provider,
+                    const char *redirect_uri, const char *extra, char out[64],
+                    http_response *resp)
+{
+    unsigned char raw[32];
+    out[0] = '\0';
+    if (!who->org_id[0] || !who->user_id[0]) {
+        http_resp_error(resp, 400, "BAD_REQUEST",
+                        "an OAuth connection belongs to a user: send X-User-ID and X-Org-ID");
+        return -1;
+    }
+    if (crypto_random(raw, sizeof(raw)) != 0 ||
+        crypto_base64url(raw, sizeof(raw), out, 64) != STATE_LEN) {
+        OPENSSL_cleanse(raw, sizeof(raw));
+        http_resp_error(resp, 500, "INTERNAL", "cannot generate an OAuth state");
+        return -1;
+    }
+    OPENSSL_cleanse(raw, sizeof(raw));
+    char hash[65];
+    crypto_sha256_hex(out, STATE_LEN, hash);
+    store_oauth_state st;
+    memset(&st, 0, sizeof(st));
+    snprintf(st.org_id, sizeof(st.org_id), "%s", who->org_id);
+    snprintf(st.user_id, sizeof(st.user_id), "%s", who->user_id);
+    if (snprintf(st.provider, sizeof(st.provider), "%s", provider) >= (int)sizeof(st.provider) ||
+        snprintf(st.redirect_uri, sizeof(st.redirect_uri), "%s", redirect_uri ? redirect_uri : "") >=
+            (int)sizeof(st.redirect_uri) ||
+        snprintf(st.extra, sizeof(st.extra), "%s", extra ? extra : "") >= (int)sizeof(st.extra)) {
+        http_resp_error(resp, 500, "INTERNAL", "OAuth state data too long");
+        out[0] = '\0';
+        return -1;
+    }
+    st.expires_at = (int64_t)time(NULL) + state_ttl(w);
+    int rc = store_oauth_state_create(w->store, hash, &st);
+    if (rc == STORE_NOT_FOUND) {
+        http_resp_error(resp, 404, "ORG_NOT_FOUND", "organization not found");
+        out[0] = '\0';
+        return -1;
+    }
+    if (rc != STORE_OK) {
+        api_store_error(w, resp);
+        out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+static int state_well_formed(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return 0;
+        if (n > STATE_LEN)
+            return 0;
+    }
+    return n == STATE_LEN;
+}
+
+static int bad_state(http_response *resp, const char *msg)
+{
+    http_resp_error(resp, 400, EC_STATE, "%s", msg);
+    return -1;
+}
+
+int oauth_state_take(worker_ctx *w, const http_request *req, const char *provider,
+                     oauth_state_info *out, http_response *resp)
+{
+    memset(out, 0, sizeof(*out));
+    char state[128] = "";
+    if (!http_query_get(req, "state", state, sizeof(state)) || !state[0])
+        return bad_state(resp, "OAuth state is missing");
+    if (!state_well_formed(state))
+        return bad_state(resp, "OAuth state is malformed");
+    char hash[65];
+    crypto_sha256_hex(state, strlen(state), hash);
+    int64_t now = (int64_t)time(NULL);
+    store_oauth_state st;
+    int rc = store_oauth_state_consume(w->store, hash, now, &st);
+    if (rc == STORE_ERR) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    if (rc == STORE_NOT_FOUND) {
+        int64_t used_at = 0, expires_at = 0;
+        rc = store_oauth_state_status(w->store, hash, &used_at, &expires_at);
+        if (rc == STORE_ERR) {
+            api_store_error(w, resp);
+            return -1;
+        }
+        if (rc == STORE_NOT_FOUND)
+            return bad_state(resp, "OAuth state is unknown; start the connection again");
+        if (used_at)
+            return bad_state(resp, "OAuth state was already used; start the connection again");
+        return bad_state(resp, "OAuth state has expired; start the connection again");
+    }
+    if (strcmp(st.provider, provider) != 0)
+        return bad_state(resp, "OAuth state was issued for another provider");
+    if (req->auth.authenticated &&
+        (strcmp(req->auth.org_id, st.org_id) || strcmp(req->auth.user_id, st.user_id))) {
+        log_warn("OAuth callback for %s with a state issued to another user", provider);
+        return bad_state(resp, "OAuth state was issued to another user");
+    }
+    snprintf(out->org_id, sizeof(out->org_id), "%s", st.org_id);
+    snprintf(out->user_id, sizeof(out->user_id), "%s", st.user_id);
+    snprintf(out->provider, sizeof(out->provider), "%s", st.provider);
+    snprintf(out->redirect_uri, sizeof(out->redirect_uri), "%s", st.redirect_uri);
+    snprintf(out->extra, sizeof(out->extra), "%s", st.extra);
+    return 0;
+}
+
+int oauth_callback_auth(worker_ctx *w, http_request *req, http_response *resp)
+{
+    if (!http_header_get(req, "authorization") && !http_header_get(req, "x-internal-secret"))
+        return 0;
+    return auth_authenticate(w, req, 0, resp);
+}
+
+/* ---- token endpoint -------------------------------------------------------------------- */
+
+cJSON *oauth_token_post(worker_ctx *w, const char *token_url, const char *const *form,
+                        const char *basic_auth, oauth_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    char *body = http_client_form(form);
+    if (!body) {
+        snprintf(res->err, sizeof(res->err), "out of memory");
+        return NULL;
+    }
+    char authz[1024] = "";
+    const char *headers[4] = { "Content-Type: application/x-www-form-urlencoded",
+                               "Accept: application/json", NULL, NULL };
+    if (basic_auth) {
+        char *b64 = crypto_base64(basic_auth, strlen(basic_auth));
+        if (b64 && snprintf(authz, sizeof(authz), "Authorization: Basic %s", b64) < (int)sizeof(authz))
+            headers[2] = authz;
+        if (b64) {
+            OPENSSL_cleanse(b64, strlen(b64));
+            free(b64);
+        }
+    }
+    long timeout = w && w->cfg ? (long)server_setting_int(w->cfg, "AURORA_PROVIDER_TIMEOUT_MS") : 0;
+    http_client_req rq = { .method = "POST", .url = token_url, .headers = headers, .body = body,
+                           .body_len = strlen(body), .timeout_ms = timeout,
+                           .max_response = 256 * 1024 };
+    http_client_resp rp;
+    int rc = http_client_do(&rq, &rp);
+    http_client_free_secret(body);
+    OPENSSL_cleanse(authz, sizeof(authz));
+    if (rc < 0) {
+        res->timed_out = rp.timed_out;
+        snprintf(res->err, sizeof(res->err), "%s", rp.err);
+        return NULL;
+    }
+    res->status = rp.status;
+    cJSON *j = http_client_json(&rp);
+    http_client_resp_free(&rp);
+    if (j) {
+        const char *e = api_json_str(j, "error");
+        if (e)
+            snprintf(res->error, sizeof(res->error), "%.*s", (int)sizeof(res->error) - 1, e);
+    }
+    if (rp.status < 200 || rp.status > 299) {
+        snprintf(res->err, sizeof(res->err), "token endpoint answered HTTP %ld%s%s", rp.status,
+                 res->error[0] ? ": " : "", res->error);
+        cJSON_Delete(j);
+        return NULL;
+    }
+    if (!j) {
+        snprintf(res->err, sizeof(res->err), "token endpoint answer is not a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+cJSON *oauth_exchange_code(worker_ctx *w, const oauth_code_exchange *x, oauth_result *res)
+{
+    const char *form[] = { "grant_type",    "authorization_code",
+                           "code",          x->code,
+                           "redirect_uri",  x->redirect_uri,
+                           "client_id",     x->client_id,
+                           "client_secret", x->client_secret,
+                           "code_verifier", x->code_verifier,
+                           NULL };
+    return oauth_token_post(w, x->token_url, form, NULL, res);
+}
+
+static void wipe(cJSON *j)
+{
+    for (cJSON *it = j ? j->child : NULL; it; it = it->next) {
+        if (cJSON_IsString(it) && it->valuestring)
+            OPENSSL_cleanse(it->valuestring, strlen(it->valuestring));
+        else
+            wipe(it);
+    }
+}
+
+void oauth_json_wipe_free(cJSON *j)
+{
+    /* Token responses hold secrets: wipe every string before freeing. */
+    wipe(j);
+    cJSON_Delete(j);
+}

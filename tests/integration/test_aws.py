@@ -1,0 +1,545 @@
+#!/usr/bin/env python3
+"""test_aws.py — the AWS connector (connector guide: Cloud Providers > AWS)
+against a real moto_server.
+
+Peers: moto_server (STS GetCallerIdentity / AssumeRole, IAM), the real `aws`
+CLI (creates the customer's role in moto with the trust policy Aurora shows),
+and tests/fixtures/aws_sts_proxy.py in front of moto.  moto's AssumeRole does
+not evaluate trust policies (any role, any ExternalId succeeds), so the proxy
+evaluates the role's trust policy as AWS does and answers AccessDenied in
+AWS's XML when it does not let Aurora in; it also counts STS calls, injects
+5xx answers or a hang, and can shorten the credentials' stated expiry.
+cloud_exec goes through tests/fixtures/v2_agent.js (an independent `ws`
+client of the v2 dialect that reports each exec's env); the credentials it
+received are then used with the real `aws` CLI against moto.
+"""
+import atexit
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (FIXTURES, NODE, check, contains, eq, free_port, main, rand_tag,  # noqa: E402
+                     suite_world, test, wait_until)
+
+MOTO = shutil.which("moto_server") or "/root/.pyenv/shims/moto_server"
+AWS_CLI = shutil.which("aws") or "/root/.pyenv/shims/aws"
+MOTO_ACCOUNT = "123456789012"  # moto's fixed account
+SERVER_KEY_ID = "AKIAAURORASERVER0001"
+SERVER_SECRET = "aurora-server-secret-" + rand_tag(12)
+GUIDE_MSG_ACCOUNT = "Unable to determine Aurora's AWS account ID"
+GUIDE_MSG_ASSUME = "Aurora cannot assume this role"
+
+_peers = {}
+
+
+def _stop_peers():
+    for name in ("proxy", "moto"):
+        p = _peers.get(name)
+        if p and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    if _peers.get("dir"):
+        shutil.rmtree(_peers["dir"], ignore_errors=True)
+
+
+def peers():
+    """(moto url, proxy url); started once for the program."""
+    if "proxy_url" in _peers:
+        return _peers["moto_url"], _peers["proxy_url"]
+    import tempfile
+    d = tempfile.mkdtemp(prefix="aurora-moto-")
+    _peers["dir"] = d
+    atexit.register(_stop_peers)
+    port = free_port()
+    _peers["moto"] = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)],
+                                      stdout=open(os.path.join(d, "moto.log"), "wb"),
+                                      stderr=subprocess.STDOUT)
+
+    def up():
+        check(_peers["moto"].poll() is None, "moto_server exited", open(os.path.join(d, "moto.log")).read())
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            return False
+    wait_until(up, 30, 0.1, "moto_server on port %d" % port)
+    moto_url = "http://127.0.0.1:%d" % port
+    _peers["proxy"] = subprocess.Popen([sys.executable, os.path.join(FIXTURES, "aws_sts_proxy.py"),
+                                        "--upstream", moto_url], stdout=subprocess.PIPE,
+                                       stderr=open(os.path.join(d, "proxy.log"), "wb"))
+    line = _peers["proxy"].stdout.readline().decode()
+    check(line.startswith("PORT "), "aws_sts_proxy did not start", line)
+    _peers["moto_url"] = moto_url
+    _peers["proxy_url"] = "http://127.0.0.1:%d" % int(line.split()[1])
+    return _peers["moto_url"], _peers["proxy_url"]
+
+
+def proxy(path, body=None):
+    import urllib.request
+    _, url = peers()
+    req = urllib.request.Request(url + path, data=json.dumps(body or {}).encode() if body is not None else None,
+                                 method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def sts_count(action):
+    return proxy("/_fixture/stats")["actions"].get(action, 0)
+
+
+def aws_cli(*args, env=None):
+    """The real aws CLI against moto (the customer creating the role, or a
+    command run with the environment cloud_exec handed an agent)."""
+    moto_url, _ = peers()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = dict(base, **(env or {"AWS_ACCESS_KEY_ID": "AKIACUSTOMER00000001", "AWS_SECRET_ACCESS_KEY": "customer",
+                                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_PAGER": "",
+                                 "AWS_EC2_METADATA_DISABLED": "true"}))
+    r = subprocess.run([AWS_CLI, "--endpoint-url", moto_url, "--output", "json"] + list(args),
+                       env=env, capture_output=True, timeout=60)
+    check(r.returncode == 0, "aws %s failed" % " ".join(args[:2]), r.stdout, r.stderr)
+    return json.loads(r.stdout or b"{}")
+
+
+def create_role(trust_policy, name=None):
+    name = name or "AuroraRole-" + rand_tag(4)
+    out = aws_cli("iam", "create-role", "--role-name", name,
+                  "--assume-role-policy-document", json.dumps(trust_policy))
+    return out["Role"]["Arn"]
+
+
+def server_env(**over):
+    _, purl = peers()
+    env = {"AWS_ACCESS_KEY_ID": SERVER_KEY_ID, "AWS_SECRET_ACCESS_KEY": SERVER_SECRET,
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_STS_ENDPOINT": purl + "/",
+           "AURORA_PROVIDER_TIMEOUT_MS": "2500"}
+    env.update(over)
+    return env
+
+
+def world():
+    return suite_world(extra_env=server_env())
+
+
+def onboarding(w, key=None):
+    r = w.get("/aws/onboarding", key=key)
+    eq(r.status, 200, "GET /aws/onboarding (%r)" % r)
+    return r.json
+
+
+def status(w, key=None):
+    r = w.get("/api/connectors/status", key=key)
+    eq(r.status, 200, "GET /api/connectors/status (%r)" % r)
+    return r.json["connectors"]["aws"]
+
+
+def no_secret_in(text, what):
+    check(SERVER_SECRET not in text, "%s contains Aurora's AWS secret key" % what)
+
+
+def connected_user(w):
+    """A fresh user (own org) with a connected role; returns (key, user_id, arn, ext)."""
+    org, user, key = w.new_org()
+    ob = onboarding(w, key)
+    arn = create_role(ob["trust_policy"])
+    r = w.post("/aws/connect", {"role_arn": arn}, key=key)
+    eq(r.status, 200, "POST /aws/connect (%r)" % r)
+    return key, user, arn, ob["external_id"]
+
+
+# ---------------------------------------------------------------------------
+@test
+def test_onboarding_shows_account_external_id_and_trust_policy(t):
+    w = world()
+    ob = onboarding(w)
+    eq(ob.get("aurora_account_id"), MOTO_ACCOUNT, "aurora_account_id (moto's GetCallerIdentity)")
+    ext = ob.get("external_id")
+    check(isinstance(ext, str) and len(ext) >= 32, "external_id looks random", ob)
+    # exactly the guide's trust policy, with the values filled in
+    eq(ob.get("trust_policy"), {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::%s:root" % MOTO_ACCOUNT},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": ext}},
+        }],
+    }, "trust_policy")
+    # the call was SigV4-signed with Aurora's key for STS in AWS_DEFAULT_REGION
+    last = proxy("/_fixture/stats")["last"].get("GetCallerIdentity", {})
+    check(last.get("authorization_scope", "").startswith(SERVER_KEY_ID + "/")
+          and last["authorization_scope"].endswith("/us-east-1/sts/aws4_request"),
+          "GetCallerIdentity signed for sts/us-east-1 with Aurora's key", last)
+    # created once: same value on every call; the account id is not fetched again
+    n = sts_count("GetCallerIdentity")
+    eq(onboarding(w)["external_id"], ext, "external_id on a second call")
+    eq(sts_count("GetCallerIdentity"), n, "GetCallerIdentity calls after the first onboarding")
+    no_secret_in(json.dumps(ob), "onboarding response")
+
+
+@test
+def test_external_id_is_per_org_and_created_once_under_concurrency(t):
+    w = world()
+    org, user, key = w.new_org()
+    results = []
+
+    def one():
+        r = w.get("/aws/onboarding", key=key)
+        results.append((r.status, r.get("external_id")))
+    ths = [threading.Thread(target=one) for _ in range(8)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    eq({s for s, _ in results}, {200}, "statuses of 8 concurrent onboarding calls")
+    ids = {e for _, e in results}
+    eq(len(ids), 1, "distinct External IDs handed out to one org under concurrency (%s)" % ids)
+    check(ids != {onboarding(w)["external_id"]}, "two organizations share an External ID")
+    # another user of the same org sees the org's External ID
+    _, key2 = w.new_user(org_id=org)
+    eq(onboarding(w, key2)["external_id"], ids.pop(), "External ID for a second user of the org")
+
+
+@test
+def test_connect_assumes_role_with_external_id(t):
+    w = world()
+    org, user, key = w.new_org()
+    ob = onboarding(w, key)
+    arn = create_role(ob["trust_policy"])
+    n = sts_count("AssumeRole")
+    r = w.post("/aws/connect", {"role_arn": arn}, key=key)
+    eq(r.status, 200, "POST /aws/connect (%r)" % r)
+    eq(r.get("connected"), True, "connected")
+    eq(r.get("account_id"), MOTO_ACCOUNT, "account_id from the ARN")
+    contains(r.get("assumed_role_arn"), ":assumed-role/%s/aurora-" % arn.split("/")[-1], "assumed_role_arn")
+    eq(sts_count("AssumeRole"), n + 1, "AssumeRole calls")
+    last = proxy("/_fixture/stats")["last"]["AssumeRole"]
+    eq(last.get("RoleArn"), arn, "RoleArn sent")
+    eq(last.get("ExternalId"), ob["external_id"], "ExternalId sent (the org's)")
+    eq(last.get("RoleSessionName"), "aurora-" + user, "RoleSessionName")
+    eq(last.get("DurationSeconds"), "3600", "DurationSeconds")
+    eq(last.get("Version"), "2011-06-15", "STS API version")
+    check(last.get("authorization_scope", "").startswith(SERVER_KEY_ID + "/"), "signed with Aurora's key", last)
+    # nothing secret comes back: no temporary credentials, not our key
+    body = r.body.decode()
+    for needle in ("SecretAccessKey", "SessionToken", "ASIA", SERVER_SECRET):
+        check(needle not in body, "connect response contains %s" % needle, body)
+    st = status(w, key)
+    eq(st.get("connected"), True, "status connected")
+    eq(st.get("account"), arn, "status account (the role ARN)")
+    eq(st.get("account_id"), MOTO_ACCOUNT, "status account_id")
+    eq(st.get("region"), "us-east-1", "status region")
+    for needle in ("SecretAccessKey", "SessionToken", "ASIA", SERVER_SECRET, "secret_ref"):
+        check(needle not in json.dumps(st), "status contains %s" % needle, st)
+    # another user of the same org, and a user of another org, see nothing
+    _, key2 = w.new_user(org_id=org)
+    eq(status(w, key2).get("connected"), False, "connected for another user of the org")
+    _, _, key3 = w.new_org()
+    eq(status(w, key3).get("connected"), False, "connected for another org")
+
+
+@test
+def test_connect_rejects_malformed_role_arns_without_calling_aws(t):
+    w = world()
+    n = sts_count("AssumeRole")
+    bad = ["", "AuroraRole", "arn:aws:iam::12345678901:role/AuroraRole",
+           "arn:aws:iam::1234567890123:role/AuroraRole", "arn:aws:iam::12345678901a:role/x",
+           "arn:aws:iam::123456789012:user/AuroraRole", "arn:aws:iam::123456789012:role/",
+           "arn:aws:s3:::bucket", "arn:aws:iam::123456789012:role/bad name",
+           "arn:aws:iam::123456789012:role/" + "x" * 65, "arn:aws:iam::123456789012:role//x"]
+    for arn in bad:
+        r = w.post("/aws/connect", {"role_arn": arn})
+        eq(r.status, 400, "POST /aws/connect %r (%r)" % (arn, r))
+        check(r.error_code in ("AWS_INVALID_ROLE_ARN", "BAD_REQUEST"), "error_code for %r" % arn, r)
+    r = w.post("/aws/connect", {})
+    eq(r.status, 400, "POST /aws/connect without role_arn")
+    r = w.post("/aws/connect", "{not json")
+    eq(r.status, 400, "POST /aws/connect with malformed JSON")
+    eq(sts_count("AssumeRole"), n, "AssumeRole calls for malformed input")
+    # a role path is part of a valid ARN
+    ob = onboarding(w)
+    arn = aws_cli("iam", "create-role", "--role-name", "PathRole-" + rand_tag(3), "--path", "/aurora/team/",
+                  "--assume-role-policy-document", json.dumps(ob["trust_policy"]))["Role"]["Arn"]
+    contains(arn, ":role/aurora/team/", "moto role ARN with a path")
+    r = w.post("/aws/connect", {"role_arn": arn})
+    eq(r.status, 200, "POST /aws/connect with a role path (%r)" % r)
+
+
+@test
+def test_wrong_external_id_or_missing_role_is_refused_with_guide_message(t):
+    w = world()
+    org, user, key = w.new_org()
+    ob = onboarding(w, key)
+    wrong = json.loads(json.dumps(ob["trust_policy"]))
+    wrong["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"] = "not-" + ob["external_id"]
+    foreign = json.loads(json.dumps(ob["trust_policy"]))
+    foreign["Statement"][0]["Principal"]["AWS"] = "arn:aws:iam::999999999999:root"
+    for policy, what in ((wrong, "trust policy with another External ID"),
+                         (foreign, "trust policy for another account")):
+        arn = create_role(policy)
+        r = w.post("/aws/connect", {"role_arn": arn}, key=key)
+        eq(r.status, 400, "connect with %s (%r)" % (what, r))
+        eq(r.error_code, "AWS_ASSUME_ROLE_DENIED", "error_code (%s)" % what)
+        contains(r.get("error"), GUIDE_MSG_ASSUME, "error (%s)" % what)
+        contains(r.get("error"), "External ID", "error names what to check")
+    r = w.post("/aws/connect", {"role_arn": "arn:aws:iam::%s:role/NoSuchRole-%s" % (MOTO_ACCOUNT, rand_tag(3))},
+               key=key)
+    eq(r.status, 400, "connect to a role that does not exist (%r)" % r)
+    contains(r.get("error"), GUIDE_MSG_ASSUME, "error for a missing role")
+    eq(status(w, key).get("connected"), False, "connected after refusals")
+    no_secret_in(w.server.log_text(), "server log")
+
+
+@test
+def test_account_id_missing_credentials_gives_guide_message(t):
+    w = t.world(extra_env=server_env(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY=""))
+    r = w.get("/aws/onboarding")
+    eq(r.status, 503, "onboarding without Aurora's AWS credentials (%r)" % r)
+    eq(r.error_code, "AWS_NOT_CONFIGURED", "error_code")
+    contains(r.get("error"), GUIDE_MSG_ACCOUNT, "error")
+    contains(r.get("error"), "AWS_ACCESS_KEY_ID", "error names the setting")
+    r = w.post("/aws/connect", {"role_arn": "arn:aws:iam::%s:role/AuroraRole" % MOTO_ACCOUNT})
+    eq(r.status, 503, "connect without Aurora's AWS credentials (%r)" % r)
+    contains(r.get("error"), GUIDE_MSG_ASSUME, "connect error")
+
+
+@test
+def test_temporary_server_credentials_send_their_session_token(t):
+    w = t.world(extra_env=server_env(AWS_SESSION_TOKEN="FwoGZXIvYXdzEXAMPLE" + "x" * 3000))
+    eq(onboarding(w).get("aurora_account_id"), MOTO_ACCOUNT, "account id with temporary server credentials")
+    eq(proxy("/_fixture/stats")["last"]["GetCallerIdentity"].get("security_token"), True,
+       "X-Amz-Security-Token sent")
+
+
+@test
+def test_account_id_sts_refusal_gives_guide_message(t):
+    w = t.world(extra_env=server_env())
+    proxy("/_fixture/fail", {"status": 403, "code": "InvalidClientTokenId", "count": 1,
+                             "action": "GetCallerIdentity"})
+    r = w.get("/aws/onboarding")
+    check(r.status in (502,), "onboarding when STS refuses Aurora's key: 502 (%r)" % r)
+    contains(r.get("error"), GUIDE_MSG_ACCOUNT, "error")
+    eq(r.error_code, "AWS_CREDENTIALS_INVALID", "error_code")
+    # the next call (no fault) works: failures are not cached
+    eq(onboarding(w).get("aurora_account_id"), MOTO_ACCOUNT, "account id after the fault")
+
+
+@test(timeout=60)
+def test_sts_errors_timeouts_and_unreachable_keep_server_serving(t):
+    w = world()
+    org, user, key = w.new_org()
+    ob = onboarding(w, key)
+    arn = create_role(ob["trust_policy"])
+    # 5xx: retried once, then a clear 502
+    n = sts_count("AssumeRole")
+    proxy("/_fixture/fail", {"status": 500, "code": "InternalFailure", "count": 2, "action": "AssumeRole"})
+    r = w.post("/aws/connect", {"role_arn": arn}, key=key)
+    eq(r.status, 502, "connect when STS answers 500 twice (%r)" % r)
+    eq(r.error_code, "AWS_STS_ERROR", "error_code")
+    contains(r.get("error"), GUIDE_MSG_ASSUME, "error")
+    eq(sts_count("AssumeRole") - n, 2, "attempts for a 5xx (one retry)")
+    # one 503 then success: the retry hides a blip
+    proxy("/_fixture/fail", {"status": 503, "code": "ServiceUnavailable", "count": 1, "action": "AssumeRole"})
+    r = w.post("/aws/connect", {"role_arn": arn}, key=key)
+    eq(r.status, 200, "connect after one 503 (%r)" % r)
+    # a provider that never answers: 504 within the timeout, while the server keeps serving
+    proxy("/_fixture/fail", {"hang": True, "count": 1, "action": "AssumeRole"})
+    res = {}
+
+    def hung():
+        t0 = time.monotonic()
+        res["r"] = w.post("/aws/connect", {"role_arn": arn}, key=key, timeout=30)
+        res["dt"] = time.monotonic() - t0
+    th = threading.Thread(target=hung)
+    th.start()
+    wait_until(lambda: proxy("/_fixture/stats")["faults"] and not th.join(0) and th.is_alive(), 10, 0.05,
+               "the hanging STS call to start")
+    for path in ("/api/kubectl/tokens", "/api/connectors/status", "/health"):
+        t0 = time.monotonic()
+        r = w.get(path, key=key)
+        dt = time.monotonic() - t0
+        eq(r.status, 200, "GET %s while STS hangs" % path)
+        check(dt < 1.0, "GET %s took %.2fs while an STS call hangs" % (path, dt))
+    # another outbound call (validation only) is not stuck behind the hung one either
+    t0 = time.monotonic()
+    r = w.post("/aws/connect", {"role_arn": "nope"}, key=key)
+    eq(r.status, 400, "a second outbound request while STS hangs")
+    check(time.monotonic() - t0 < 1.0, "outbound pool blocked by one hung STS call")
+    check(th.is_alive(), "the hung call returned too early")
+    th.join(20)
+    r = res["r"]
+    eq(r.status, 504, "connect when STS never answers (%r)" % r)
+    eq(r.error_code, "AWS_STS_TIMEOUT", "error_code")
+    contains(r.get("error"), GUIDE_MSG_ASSUME, "error")
+    check(2.0 <= res["dt"] < 8.0, "timed out after AURORA_PROVIDER_TIMEOUT_MS (took %.1fs)" % res["dt"])
+    eq(w.get("/health").status, 200, "health after the timeout")
+
+
+@test
+def test_sts_unreachable(t):
+    dead = free_port()  # nothing listens there
+    w = t.world(extra_env=server_env(AWS_STS_ENDPOINT="http://127.0.0.1:%d/" % dead))
+    r = w.get("/aws/onboarding")
+    eq(r.status, 502, "onboarding with STS unreachable (%r)" % r)
+    eq(r.error_code, "AWS_STS_UNREACHABLE", "error_code")
+    contains(r.get("error"), GUIDE_MSG_ACCOUNT, "error")
+    r = w.post("/aws/connect", {"role_arn": "arn:aws:iam::%s:role/AuroraRole" % MOTO_ACCOUNT})
+    eq(r.status, 502, "connect with STS unreachable (%r)" % r)
+    eq(r.error_code, "AWS_STS_UNREACHABLE", "error_code")
+    contains(r.get("error"), GUIDE_MSG_ASSUME, "error")
+
+
+class V2Agent:
+    """tests/fixtures/v2_agent.js: reports every exec (kind, program, argv, env) it receives."""
+
+    def __init__(self, w, token, owner):
+        self.events = []
+        self.cv = threading.Condition()
+        d = os.path.join(owner.tmp, "v2-%s" % rand_tag(3))
+        os.makedirs(d, exist_ok=True)
+        self.proc = owner.spawn("v2agent", [NODE, os.path.join(FIXTURES, "v2_agent.js"), "--url", w.ws_url(),
+                                            "--token", token, "--ca", w.ca],
+                                dict(os.environ), os.path.join(d, "v2.log"), os.path.join(d, "san"),
+                                cwd=os.path.dirname(FIXTURES), stdout=subprocess.PIPE)
+        self.proc.tolerate_exit = True
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.p.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            with self.cv:
+                self.events.append(ev)
+                self.cv.notify_all()
+
+    def execs(self):
+        with self.cv:
+            return [e for e in self.events if e.get("event") == "exec"]
+
+
+def exec_setup(t, w):
+    """A user with a connected role, a cluster of its org and a v2 agent on it."""
+    key, user, arn, ext = connected_user(w)
+    tok = w.create_token("it-aws-" + rand_tag(3), key=key)
+    a = V2Agent(w, tok["token"], t)
+    w.wait_connection(tok["cluster_id"], key=key)
+    return key, user, arn, tok["cluster_id"], a
+
+
+def cloud_exec(w, key, cid, **body):
+    body.update(provider="aws", cluster_id=cid)
+    if "command" not in body:
+        body.setdefault("args", ["sts", "get-caller-identity"])
+    return w.post("/api/cloud_exec", body, key=key)
+
+
+@test
+def test_cloud_exec_hands_the_agent_assumed_role_credentials(t):
+    w = world()
+    key, user, arn, cid, a = exec_setup(t, w)
+    n = sts_count("AssumeRole")
+    r = cloud_exec(w, key, cid, command="aws sts get-caller-identity --output json")
+    eq(r.status, 200, "cloud_exec (%r)" % r)
+    eq(r.get("return_code"), 0, "return code")
+    ex = wait_until(lambda: a.execs() and a.execs()[-1], 5, 0.02, "exec frame at the agent")
+    eq((ex["kind"], ex["program"], ex["argv"]), ("cloud_exec", "aws", ["sts", "get-caller-identity", "--output", "json"]),
+       "kind/program/argv")
+    env = ex["env"]
+    eq(sorted(env), sorted(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
+                            "AWS_REGION", "AWS_EC2_METADATA_DISABLED", "AWS_PAGER"]), "env names")
+    eq((env["AWS_DEFAULT_REGION"], env["AWS_EC2_METADATA_DISABLED"], env["AWS_PAGER"]),
+       ("us-east-1", "true", ""), "env settings")
+    check(env["AWS_ACCESS_KEY_ID"] != SERVER_KEY_ID and env["AWS_SECRET_ACCESS_KEY"] != SERVER_SECRET,
+          "the agent got Aurora's own credentials")
+    check(env["AWS_SESSION_TOKEN"], "session token", env.keys())
+    # the credentials from connect served the first command: no STS call
+    eq(sts_count("AssumeRole"), n, "AssumeRole calls for the first command after connect")
+    # they are the assumed role's: the real aws CLI with exactly this environment
+    who = aws_cli("sts", "get-caller-identity", env=env)
+    eq(who.get("Arn"), "arn:aws:sts::%s:assumed-role/%s/aurora-%s" % (MOTO_ACCOUNT, arn.split("/")[-1], user),
+       "identity of the credentials handed to the agent")
+    # cached: more commands within the expiry make no STS call and reuse them
+    for target in (None, MOTO_ACCOUNT):
+        r = cloud_exec(w, key, cid, **({"account": target} if target else {}))
+        eq(r.status, 200, "cloud_exec again (account %s) (%r)" % (target, r))
+    eq(sts_count("AssumeRole"), n, "AssumeRole calls for cached credentials")
+    eq(a.execs()[-1]["env"]["AWS_ACCESS_KEY_ID"], env["AWS_ACCESS_KEY_ID"], "same cached key")
+    # another account than the role's: refused before anything runs
+    k = len(a.execs())
+    r = cloud_exec(w, key, cid, account="111111111111")
+    eq((r.status, r.error_code), (403, "AWS_ACCOUNT_NOT_CONNECTED"), "foreign account (%r)" % r)
+    contains(r.get("error"), "111111111111", "error names the account")
+    contains(r.get("error"), MOTO_ACCOUNT, "error names the connected account")
+    eq(len(a.execs()), k, "execs sent for a refused command")
+    # nothing secret in the server's log, the API answers or the audit
+    log = w.server.log_text()
+    for v in (env["AWS_SECRET_ACCESS_KEY"], env["AWS_SESSION_TOKEN"], SERVER_SECRET):
+        check(v not in log, "server log holds a credential")
+        check(v not in r.body.decode(), "API answer holds a credential")
+
+
+@test
+def test_cloud_exec_refreshes_credentials_5_minutes_before_expiry(t):
+    w = world()
+    proxy("/_fixture/expiration", {"seconds": 240})  # inside the 5-minute margin
+    try:
+        key, user, arn, cid, a = exec_setup(t, w)
+        n = sts_count("AssumeRole")
+        for i in range(2):
+            eq(cloud_exec(w, key, cid).status, 200, "cloud_exec %d" % i)
+        eq(sts_count("AssumeRole") - n, 2, "AssumeRole calls when credentials expire within 5 minutes")
+        k1, k2 = a.execs()[-2]["env"]["AWS_ACCESS_KEY_ID"], a.execs()[-1]["env"]["AWS_ACCESS_KEY_ID"]
+        check(k1 != k2, "fresh credentials each time")
+        # a refusal during a refresh (the customer changed the trust policy) is reported
+        proxy("/_fixture/fail", {"status": 403, "code": "AccessDenied", "count": 1, "action": "AssumeRole"})
+        k = len(a.execs())
+        r = cloud_exec(w, key, cid)
+        eq((r.status, r.error_code), (400, "AWS_ASSUME_ROLE_DENIED"), "refresh refused (%r)" % r)
+        contains(r.get("error"), GUIDE_MSG_ASSUME, "error")
+        eq(len(a.execs()), k, "execs sent without credentials")
+        proxy("/_fixture/expiration", {"seconds": 3600})
+        n = sts_count("AssumeRole")
+        for i in range(3):
+            eq(cloud_exec(w, key, cid).status, 200, "cloud_exec with 1 h credentials %d" % i)
+        eq(sts_count("AssumeRole") - n, 1, "AssumeRole calls for three commands with 1 h credentials")
+    finally:
+        proxy("/_fixture/expiration", {"seconds": None})
+
+
+@test
+def test_cloud_exec_without_a_connection(t):
+    w = world()
+    org, user, key = w.new_org()
+    tok = w.create_token("it-aws-none", key=key)
+    r = cloud_exec(w, key, tok["cluster_id"])
+    eq((r.status, r.error_code), (404, "MISSING_CONNECTOR"), "cloud_exec without AWS connected (%r)" % r)
+
+
+@test
+def test_disconnect(t):
+    w = world()
+    key, user, arn, _ = connected_user(w)
+    eq(status(w, key).get("connected"), True, "connected before")
+    tok = w.create_token("it-aws-dc", key=key)
+    r = w.delete("/api/connectors/aws", key=key)
+    eq(r.status, 200, "DELETE /api/connectors/aws (%r)" % r)
+    eq(status(w, key).get("connected"), False, "connected after disconnect")
+    # the cached credentials went with it
+    r = cloud_exec(w, key, tok["cluster_id"])
+    eq((r.status, r.error_code), (404, "MISSING_CONNECTOR"), "cloud_exec after disconnect (%r)" % r)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,731 @@
+#!/usr/bin/env python3
+"""GCP connector (connector guide, Cloud Providers > GCP) and cloud_exec, end to end.
+
+Peers, none of them this project's code:
+  tests/fixtures/gcp_fixture.py   Google's token endpoint (verifies the RS256 JWT
+                                  assertion with the key's public key) and Cloud
+                                  Resource Manager v1 projects.list (3 pages)
+  tests/fixtures/oauth_google.js  `oauth2-mock-server` (npm) playing Google's OAuth
+  tests/fixtures/verify_jwt.js    `jose` (npm) verifies the server's JWT independently
+  tests/fixtures/v2_agent.js      a `ws` agent speaking aurora-tunnel.v2 that records
+                                  the exec frames it receives
+  tests/fixtures/legacy_agent.js  the deployed agent's dialect (cannot run cloud_exec)
+Service account keys are made with the openssl CLI."""
+
+import atexit
+import http.client
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+from harness import (_SUITE, FIXTURES, NODE, T, World, check, contains, eq, main, rand_tag, test,
+                     wait_until)
+
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+CLIENT_ID = "1234-aurora-test.apps.googleusercontent.com"
+CLIENT_SECRET = "GOCSPX-test-" + rand_tag(8)
+TIMEOUT_MS = 1500
+SHARED = {}
+_TMP = tempfile.mkdtemp(prefix="aurora-gcp-")
+_PROCS = []
+
+
+def _cleanup():
+    for p in _PROCS:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    shutil.rmtree(_TMP, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+
+
+# ---------------------------------------------------------------------------
+# peers
+# ---------------------------------------------------------------------------
+def fixture():
+    """(port) of the shared gcp_fixture.py."""
+    if "fx_port" not in SHARED:
+        p = subprocess.Popen([sys.executable, os.path.join(FIXTURES, "gcp_fixture.py")],
+                             stdout=subprocess.PIPE, stderr=open(os.path.join(_TMP, "gcp_fixture.log"), "wb"))
+        _PROCS.append(p)
+        line = p.stdout.readline()
+        check(line.strip().isdigit(), "gcp_fixture did not print its port", line)
+        SHARED["fx_port"] = int(line)
+    return SHARED["fx_port"]
+
+
+def fx(method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", fixture(), timeout=10)
+    c.request(method, path, json.dumps(body) if body is not None else None,
+              {"Content-Type": "application/json"} if body is not None else {})
+    r = c.getresponse()
+    data = json.loads(r.read() or b"{}")
+    c.close()
+    return data
+
+
+def fx_mode(**kw):
+    fx("POST", "/_control", kw)
+
+
+def fx_state():
+    return fx("GET", "/_control/state")
+
+
+class OAuthMock:
+    """tests/fixtures/oauth_google.js; events are JSON lines."""
+
+    def __init__(self, redirect_uri):
+        self.events = []
+        self.cv = threading.Condition()
+        self.p = subprocess.Popen([NODE, os.path.join(FIXTURES, "oauth_google.js"),
+                                   "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
+                                   "--redirect-uri", redirect_uri],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=open(os.path.join(_TMP, "oauth_google.log"), "ab"),
+                                  cwd=os.path.dirname(FIXTURES))
+        _PROCS.append(self.p)
+        first = json.loads(self.p.stdout.readline())
+        self.issuer = first["issuer"].rstrip("/")
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            with self.cv:
+                self.events.append(ev)
+                self.cv.notify_all()
+
+    def op(self, **o):
+        n = len([e for e in self.events if e.get("event") == "ack"])
+        self.p.stdin.write((json.dumps(o) + "\n").encode())
+        self.p.stdin.flush()
+        wait_until(lambda: len([e for e in self.events if e.get("event") == "ack"]) > n, 5, 0.02,
+                   "oauth mock ack")
+
+
+def make_key(email=None, project_id="proj-alpha"):
+    """A service account key file (dict) with a fresh RSA key, and its public PEM."""
+    d = tempfile.mkdtemp(dir=_TMP)
+    priv, pub = os.path.join(d, "k.pem"), os.path.join(d, "pub.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                    "-out", priv], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", priv, "-pubout", "-out", pub], check=True,
+                   capture_output=True)
+    email = email or "aurora-%s@%s.iam.gserviceaccount.com" % (rand_tag(3), project_id)
+    key = {
+        "type": "service_account", "project_id": project_id, "private_key_id": rand_tag(20),
+        "private_key": open(priv).read(), "client_email": email, "client_id": "1" + rand_tag(10),
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": GOOGLE_TOKEN_URI,
+    }
+    pub_pem = open(pub).read()
+    fx_mode(pubkeys={email: pub_pem}, expected_aud=GOOGLE_TOKEN_URI)
+    return key, pub_pem, pub
+
+
+def world():
+    """The shared server (the suite world), configured for the fixtures, and the OAuth mock."""
+    port = fixture()
+    if "world" in SHARED:
+        return SHARED["world"], SHARED["oauth"]
+    # The redirect URI names the server's own port, known only once it is chosen:
+    # make the world without starting it, then start it.
+    if _SUITE["t"] is None:
+        _SUITE["t"] = T(_SUITE["root"], "suite")
+    w = World(_SUITE["t"], "suite-server", start=False)
+    redirect = "https://127.0.0.1:%d/callback" % w.port
+    oauth = OAuthMock(redirect)
+    w.extra_env.update({
+        "GCP_TOKEN_URI_OVERRIDE": "http://127.0.0.1:%d/token" % port,
+        "GCP_CRM_URL": "http://127.0.0.1:%d" % port,
+        "AURORA_PROVIDER_TIMEOUT_MS": str(TIMEOUT_MS),
+        "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET,
+        "GCP_REDIRECT_URI": redirect,
+        "GCP_AUTH_URL": oauth.issuer + "/authorize",
+        "GCP_TOKEN_URL": oauth.issuer + "/token",
+    })
+    w.start()
+    w.bootstrap()
+    _SUITE["world"] = w
+    SHARED.update(world=w, oauth=oauth, redirect=redirect)
+    return w, oauth
+
+
+def connect_sa(w, key, body=None, user_key=None):
+    return w.post("/gcp/service-account", body if body is not None else key, key=user_key)
+
+
+def fresh_user(w):
+    """A new user of the bootstrap org: (user_id, api key)."""
+    return w.new_user()
+
+
+# ---------------------------------------------------------------------------
+# service account keys
+# ---------------------------------------------------------------------------
+@test
+def malformed_keys_are_refused(t):
+    w, _ = world()
+    _, k = fresh_user(w)
+    key, _, _ = make_key()
+    text = json.dumps(key)
+    bad_pem = dict(key, private_key="-----BEGIN PRIVATE KEY-----\nAAAAnotakey\n-----END PRIVATE KEY-----\n")
+    cases = {
+        "truncated JSON": text[: len(text) // 2],
+        "bad PEM": bad_pem,
+        "no client_email": {x: v for x, v in key.items() if x != "client_email"},
+        "no private_key": {x: v for x, v in key.items() if x != "private_key"},
+        "wrong type": dict(key, type="authorized_user"),
+        "not an object": [1, 2],
+        "empty": "",
+        "wrapped truncated": {"key": text[:-10]},
+    }
+    for what, body in cases.items():
+        r = w.post("/gcp/service-account", body, key=k)
+        eq(r.status, 400, "%s: status (%r)" % (what, r))
+        contains(r.get("error"), "Service account key is malformed", what)
+        check(key["private_key"][40:80] not in r.body.decode(), "%s: the key is echoed" % what)
+    # nothing was connected
+    s = w.get("/api/connectors/status", key=k)
+    eq(s.json["connectors"]["gcp"]["connected"], False, "gcp connected after bad keys")
+
+
+@test
+def token_uri_must_be_an_allowed_google_host(t):
+    """An uploaded key must not make the server POST to arbitrary URLs (SSRF)."""
+    # A separate server without the test override: only Google's hosts are allowed.
+    port = fixture()
+    w = t.world("strict", extra_env={"GCP_CRM_URL": "http://127.0.0.1:%d" % port,
+                                     "AURORA_PROVIDER_TIMEOUT_MS": str(TIMEOUT_MS)})
+    key, _, _ = make_key()
+    before = fx_state()["token_requests"]
+    for uri in ("http://127.0.0.1:%d/token" % port, "https://169.254.169.254/token",
+                "https://oauth2.googleapis.com.evil.example/token", "file:///etc/passwd",
+                "http://oauth2.googleapis.com/token"):
+        r = w.post("/gcp/service-account", dict(key, token_uri=uri))
+        eq(r.status, 400, "token_uri %s (%r)" % (uri, r))
+        contains(r.get("error"), "Service account key is malformed", "token_uri %s" % uri)
+        contains(r.get("error"), "token_uri", "token_uri %s" % uri)
+    eq(fx_state()["token_requests"], before, "the fixture was never called")
+
+
+@test
+def good_key_lists_every_page_and_jwt_verifies_with_jose(t):
+    w, _ = world()
+    uid, k = fresh_user(w)
+    key, pub_pem, pub_path = make_key()
+    r = connect_sa(w, key, user_key=k)
+    eq(r.status, 200, "connect (%r)" % r)
+    ids = [p["id"] for p in r.json["projects"]]
+    eq(ids, ["proj-alpha", "proj-beta", "proj-gamma", "proj-delta"], "projects of all 3 pages")
+    check(all(p["enabled"] is True for p in r.json["projects"]), "all enabled", r.json)
+    eq(r.json["default_project"], "proj-alpha", "default project = key.project_id")
+    eq(r.json["root"], None, "no root yet")
+    eq(r.json["account"], key["client_email"], "account")
+    st = fx_state()
+    eq(st["failures"], [], "fixture assertion checks")
+    # The JWT as the fixture received it, verified by jose.
+    jwt_path = os.path.join(t.tmp, "assertion.jwt")
+    with open(jwt_path, "w") as f:
+        f.write(st["assertions"][-1])
+    out = subprocess.run([NODE, os.path.join(FIXTURES, "verify_jwt.js"), "--jwt", jwt_path,
+                          "--pubkey", pub_path, "--iss", key["client_email"], "--aud", GOOGLE_TOKEN_URI],
+                         capture_output=True, cwd=os.path.dirname(FIXTURES), timeout=30)
+    v = json.loads(out.stdout.decode() or "{}")
+    check(v.get("ok"), "jose rejects the server's JWT", v, out.stderr)
+    eq(v["header"]["alg"], "RS256", "alg")
+    eq(v["header"].get("kid"), key["private_key_id"], "kid")
+    eq(v["payload"]["scope"], "https://www.googleapis.com/auth/cloud-platform", "scope")
+    eq(v["payload"]["exp"] - v["payload"]["iat"], 3600, "exp = iat + 3600")
+    # status shows it, never a secret
+    s = w.get("/api/connectors/status", key=k)
+    g = s.json["connectors"]["gcp"]
+    eq((g["connected"], g["account"], g["projects"]), (True, key["client_email"], 4), "status")
+    check("aws" in s.json["connectors"], "every connector is listed", s.json)
+    check(key["private_key"][30:90] not in s.body.decode(), "status leaks the key")
+    # the {"key": {...}} form works too (re-upload keeps the same account)
+    r = connect_sa(w, key, body={"key": key}, user_key=k)
+    eq(r.status, 200, "wrapped key (%r)" % r)
+    SHARED["sa_user"] = (uid, k, key)
+
+
+@test
+def refresh_failure_and_no_projects(t):
+    w, _ = world()
+    _, k = fresh_user(w)
+    key, _, _ = make_key()
+    try:
+        fx_mode(token_mode="401")
+        r = connect_sa(w, key, user_key=k)
+        eq(r.status, 400, "token 401 (%r)" % r)
+        contains(r.get("error"), "Credential refresh failed", "token 401")
+        fx_mode(token_mode="ok", projects_mode="empty")
+        r = connect_sa(w, key, user_key=k)
+        eq(r.status, 400, "no projects (%r)" % r)
+        contains(r.get("error"), "No accessible projects", "no projects")
+        fx_mode(projects_mode="403")
+        r = connect_sa(w, key, user_key=k)
+        eq(r.status, 400, "projects 403 (%r)" % r)
+        contains(r.get("error"), "No accessible projects", "projects 403")
+    finally:
+        fx_mode(token_mode="ok", projects_mode="ok")
+    s = w.get("/api/connectors/status", key=k)
+    eq(s.json["connectors"]["gcp"]["connected"], False, "nothing connected after failures")
+
+
+@test
+def hung_provider_gives_a_clear_error_and_blocks_nothing_else(t):
+    w, _ = world()
+    _, k = fresh_user(w)
+    key, _, _ = make_key()
+    fx_mode(token_mode="sleep", sleep_s=TIMEOUT_MS / 1000.0 + 2.5)
+    res = {}
+
+    def slow():
+        t0 = time.monotonic()
+        res["r"] = connect_sa(w, key, user_key=k)
+        res["dt"] = time.monotonic() - t0
+
+    th = threading.Thread(target=slow)
+    try:
+        th.start()
+        time.sleep(0.2)
+        worst = 0.0
+        for _ in range(8):
+            t0 = time.monotonic()
+            r = w.get("/api/kubectl/tokens", key=k)
+            worst = max(worst, time.monotonic() - t0)
+            eq(r.status, 200, "tokens while the provider hangs")
+            time.sleep(0.05)
+        th.join(15)
+    finally:
+        fx_mode(token_mode="ok")
+    check(worst < 0.5, "GET /api/kubectl/tokens took %.2fs while a provider hung" % worst)
+    r = res["r"]
+    eq(r.status, 504, "hung token endpoint (%r)" % r)
+    contains(r.get("error"), "Credential refresh failed", "hung provider")
+    contains(r.get("error"), "did not answer", "hung provider")
+    check(res["dt"] < TIMEOUT_MS / 1000.0 + 2.0, "the call took %.1fs" % res["dt"])
+    t.note("provider timeout after %.2fs; other API calls at most %.0f ms" % (res["dt"], worst * 1000))
+
+
+# ---------------------------------------------------------------------------
+# project management
+# ---------------------------------------------------------------------------
+def sa_user(w):
+    if "sa_user" not in SHARED:
+        uid, k = fresh_user(w)
+        key, _, _ = make_key()
+        r = connect_sa(w, key, user_key=k)
+        eq(r.status, 200, "connect (%r)" % r)
+        SHARED["sa_user"] = (uid, k, key)
+    return SHARED["sa_user"]
+
+
+@test
+def project_enable_disable_root(t):
+    w, _ = world()
+    _, k = fresh_user(w)
+    key, _, _ = make_key()
+    eq(connect_sa(w, key, user_key=k).status, 200, "connect")
+    r = w.post("/gcp/projects/proj-beta/disable", key=k)
+    eq(r.status, 200, "disable (%r)" % r)
+    eq({p["id"]: p["enabled"] for p in r.json["projects"]}["proj-beta"], False, "beta disabled")
+    r = w.post("/gcp/projects/proj-beta/root", key=k)
+    eq((r.status, r.error_code), (409, "GCP_PROJECT_DISABLED"), "root on a disabled project (%r)" % r)
+    r = w.post("/gcp/projects/proj-gamma/root", key=k)
+    eq((r.status, r.json.get("root")), (200, "proj-gamma"), "pin root (%r)" % r)
+    r = w.post("/gcp/projects/proj-nope/enable", key=k)
+    eq((r.status, r.error_code), (404, "PROJECT_NOT_FOUND"), "unknown project")
+    r = w.get("/gcp/projects", key=k)
+    eq(r.json["root"], "proj-gamma", "root persists")
+    # disabling the root unpins it
+    r = w.post("/gcp/projects/proj-gamma/disable", key=k)
+    eq(r.json["root"], None, "disabling the root unpins it")
+    r = w.post("/gcp/projects/proj-beta/enable", key=k)
+    eq({p["id"]: p["enabled"] for p in r.json["projects"]}["proj-beta"], True, "beta enabled again")
+    # re-uploading the key keeps the choices
+    r = connect_sa(w, key, user_key=k)
+    eq({p["id"]: p["enabled"] for p in r.json["projects"]}["proj-gamma"], False, "kept across re-upload")
+    # another org sees nothing of it
+    _, _, other = w.new_org()
+    eq(w.get("/gcp/projects", key=other).error_code, "MISSING_CONNECTOR", "other org")
+    # disconnect deletes row and secret
+    r = w.delete("/api/connectors/gcp", key=k)
+    eq((r.status, r.json.get("deleted")), (200, True), "delete (%r)" % r)
+    eq(w.get("/gcp/projects", key=k).status, 404, "projects after delete")
+    eq(w.get("/api/connectors/status", key=k).json["connectors"]["gcp"]["connected"], False,
+       "status after delete")
+
+
+# ---------------------------------------------------------------------------
+# OAuth (oauth2-mock-server playing Google)
+# ---------------------------------------------------------------------------
+def https_get(w, url, key=None, headers=None):
+    u = urllib.parse.urlsplit(url)
+    path = u.path + ("?" + u.query if u.query else "")
+    return w.request("GET", path, key=key, auth=key is not None, headers=headers)
+
+
+def start_login(w, k):
+    r = w.get("/login", key=k)
+    eq(r.status, 302, "/login (%r)" % r)
+    loc = r.headers.get("location")
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query)
+    return loc, q
+
+
+def follow_authorize(loc):
+    """The mock's /authorize auto-approves and 302s back to the redirect URI."""
+    u = urllib.parse.urlsplit(loc)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    c.request("GET", u.path + "?" + u.query)
+    r = c.getresponse()
+    r.read()
+    c.close()
+    eq(r.status, 302, "mock authorize")
+    return r.getheader("Location")
+
+
+@test
+def oauth_flow_end_to_end(t):
+    w, oauth = world()
+    uid, k = fresh_user(w)
+    loc, q = start_login(w, k)
+    check(loc.startswith(oauth.issuer + "/authorize?"), "redirects to GCP_AUTH_URL", loc)
+    eq(q["client_id"], [CLIENT_ID], "client_id")
+    eq(q["redirect_uri"], [SHARED["redirect"]], "redirect_uri")
+    eq(q["access_type"], ["offline"], "access_type")
+    eq(q["response_type"], ["code"], "response_type")
+    contains(q["scope"][0], "https://www.googleapis.com/auth/cloud-platform", "scope")
+    eq(len(q["state"][0]), 43, "state is base64url of 32 bytes")
+    back = follow_authorize(loc)
+    check(back.startswith(SHARED["redirect"] + "?"), "mock redirects back", back)
+    r = https_get(w, back)
+    eq(r.status, 302, "/callback (%r)" % r)
+    contains(r.headers.get("location"), "status=connected", "callback redirects to the frontend")
+    s = w.get("/api/connectors/status", key=k).json["connectors"]["gcp"]
+    eq((s["connected"], s["auth"], s["account"]), (True, "oauth", "operator@example.com"), "status")
+    tok_ev = [e for e in oauth.events if e.get("event") == "token" and e.get("status") == 200]
+    check(tok_ev, "the mock issued tokens", oauth.events)
+    eq(tok_ev[-1]["client_id"], CLIENT_ID, "client_id at the token endpoint")
+    SHARED.setdefault("oauth_secrets", []).extend([tok_ev[-1]["refresh_token"], tok_ev[-1]["access_token"]])
+    # replay the same callback: the state was used
+    r = https_get(w, back)
+    eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "replayed state (%r)" % r)
+    contains(r.get("error"), "already used", "replayed state")
+    SHARED["oauth_user"] = (uid, k)
+
+
+@test
+def oauth_state_failures(t):
+    w, oauth = world()
+    uid, k = fresh_user(w)
+    # missing, malformed, unknown
+    r = w.request("GET", "/callback?code=abc", auth=False)
+    eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "missing state")
+    contains(r.get("error"), "missing", "missing state")
+    r = w.request("GET", "/callback?code=abc&state=short", auth=False)
+    contains(r.get("error"), "malformed", "malformed state")
+    r = w.request("GET", "/callback?code=abc&state=" + "A" * 43, auth=False)
+    eq(r.status, 400, "unknown state")
+    contains(r.get("error"), "unknown", "unknown state")
+    # expired
+    loc, q = start_login(w, k)
+    w.admin("expire-oauth-state", "--state", q["state"][0])
+    back = follow_authorize(loc)
+    r = https_get(w, back)
+    eq(r.status, 400, "expired state (%r)" % r)
+    contains(r.get("error"), "expired", "expired state")
+    # issued to another user: the callback carries that user's credentials
+    _, k2 = fresh_user(w)
+    loc, q = start_login(w, k)
+    back = follow_authorize(loc)
+    r = https_get(w, back, key=k2)
+    eq(r.status, 400, "state of another user (%r)" % r)
+    contains(r.get("error"), "another user", "state of another user")
+    # …and it is burnt: the rightful user cannot reuse it either
+    r = https_get(w, back, key=k)
+    contains(r.get("error"), "already used", "burnt state")
+    # two callbacks at once with one state: exactly one gets past the state check
+    loc, q = start_login(w, k)
+    back = follow_authorize(loc)
+    results = []
+    ths = [threading.Thread(target=lambda: results.append(https_get(w, back))) for _ in range(2)]
+    [x.start() for x in ths]
+    [x.join(20) for x in ths]
+    codes = sorted(r.status for r in results)
+    eq(codes, [302, 400], "concurrent callbacks with one state (%r)" % results)
+    s = w.get("/api/connectors/status", key=k2).json["connectors"]["gcp"]
+    eq(s["connected"], False, "the other user got nothing")
+
+
+@test
+def oauth_redirect_uri_mismatch(t):
+    w, oauth = world()
+    _, k = fresh_user(w)
+    oauth.op(op="register", redirect_uri="http://localhost:5080/callback")
+    try:
+        loc, _ = start_login(w, k)
+        r = https_get(w, follow_authorize(loc))
+    finally:
+        oauth.op(op="register", redirect_uri=SHARED["redirect"])
+    eq((r.status, r.error_code), (400, "REDIRECT_URI_MISMATCH"), "mismatch (%r)" % r)
+    contains(r.get("error"), "Redirect URI mismatch", "mismatch")
+    contains(r.get("error"), SHARED["redirect"], "names the URI to register")
+
+
+@test
+def oauth_without_client_id_is_a_clear_error(t):
+    w = t.world("noclient")
+    r = w.get("/login")
+    eq((r.status, r.error_code), (503, "OAUTH_NOT_CONFIGURED"), "no CLIENT_ID (%r)" % r)
+    contains(r.get("error"), "CLIENT_ID", "no CLIENT_ID")
+
+
+# ---------------------------------------------------------------------------
+# cloud_exec through the tunnel (v2 test agent)
+# ---------------------------------------------------------------------------
+class V2Agent:
+    def __init__(self, w, token, owner):
+        self.events = []
+        self.cv = threading.Condition()
+        d = os.path.join(owner.tmp, "v2-%s" % rand_tag(3))
+        os.makedirs(d, exist_ok=True)
+        self.proc = owner.spawn("v2agent", [NODE, os.path.join(FIXTURES, "v2_agent.js"), "--url", w.ws_url(),
+                                            "--token", token, "--ca", w.ca],
+                                dict(os.environ), os.path.join(d, "v2.log"), os.path.join(d, "san"),
+                                cwd=os.path.dirname(FIXTURES), stdout=subprocess.PIPE)
+        self.proc.tolerate_exit = True
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.p.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            with self.cv:
+                self.events.append(ev)
+                self.cv.notify_all()
+
+    def execs(self):
+        return [e for e in list(self.events) if e.get("event") == "exec"]
+
+
+def exec_env(w):
+    """SA-connected user + a v2 agent on a cluster of the bootstrap org."""
+    if "exec" not in SHARED:
+        uid, k, key = sa_user(w)
+        tok = w.create_token("it-gcp-v2", key=k)
+        a = V2Agent(w, tok["token"], w.t)
+        w.wait_connection(tok["cluster_id"], key=k)
+        SHARED["exec"] = (uid, k, key, tok, a)
+    return SHARED["exec"]
+
+
+def cloud_exec(w, k, **body):
+    return w.post("/api/cloud_exec", body, key=k)
+
+
+@test
+def cloud_exec_injects_project_and_token(t):
+    w, _ = world()
+    uid, k, key, tok, a = exec_env(w)
+    cid = tok["cluster_id"]
+    cmd = "gcloud compute instances list --filter='name~a;b|c' $(id) `uname` && echo x"
+    n0 = len(a.execs())
+    r = cloud_exec(w, k, provider="gcp", cluster_id=cid, command=cmd)
+    eq(r.status, 200, "cloud_exec (%r)" % r)
+    eq((r.get("success"), r.get("return_code")), (True, 0), "result")
+    contains(r.get("output"), "ran gcloud", "output streamed back")
+    ex = wait_until(lambda: a.execs()[n0:] and a.execs()[-1], 5, 0.02, "exec frame")
+    eq((ex["kind"], ex["program"]), ("cloud_exec", "gcloud"), "kind/program")
+    eq(ex["argv"], ["compute", "instances", "list", "--filter=name~a;b|c", "$(id)", "`uname`", "&&",
+                    "echo", "x", "--project=proj-alpha"], "literal argv + default project")
+    env = ex["env"]
+    check(env["CLOUDSDK_AUTH_ACCESS_TOKEN"] in fx_state()["tokens"], "token minted by the fixture", env)
+    eq(env["CLOUDSDK_CORE_PROJECT"], "proj-alpha", "CLOUDSDK_CORE_PROJECT")
+    eq(env.get("CLOUDSDK_CORE_DISABLE_PROMPTS"), "1", "prompts disabled")
+    SHARED.setdefault("exec_tokens", []).append(env["CLOUDSDK_AUTH_ACCESS_TOKEN"])
+    # cached: a second command mints no new token
+    before = fx_state()["token_requests"]
+    r = cloud_exec(w, k, provider="gcp", cluster_id=cid, args=["gcloud", "projects", "list"])
+    eq(r.status, 200, "second cloud_exec")
+    eq(fx_state()["token_requests"], before, "token reused from the cache")
+    eq(a.execs()[-1]["argv"], ["projects", "list", "--project=proj-alpha"], "leading program stripped")
+    # the audit row has the argv and no token
+    db = os.path.join(w.data, "aurora.db")
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=5)
+    rows = wait_until(lambda: con.execute("SELECT kind, argv_json FROM audit_log WHERE kind='cloud_exec'").fetchall(),
+                      5, 0.05, "audit rows")
+    con.close()
+    check(any('"$(id)"' in r[1] and r[1].startswith('["gcloud"') for r in rows), "audit argv", rows)
+    check(not any(env["CLOUDSDK_AUTH_ACCESS_TOKEN"] in r[1] for r in rows), "token in the audit", rows)
+
+
+@test
+def cloud_exec_project_lookup_order_and_disabled(t):
+    w, _ = world()
+    uid, k, key, tok, a = exec_env(w)
+    cid = tok["cluster_id"]
+
+    def argv_of(**extra):
+        r = cloud_exec(w, k, provider="gcp", cluster_id=cid, args=["compute", "zones", "list"], **extra)
+        eq(r.status, 200, "cloud_exec %r (%r)" % (extra, r))
+        return a.execs()[-1]
+
+    try:
+        eq(w.post("/gcp/projects/proj-gamma/root", key=k).status, 200, "pin root")
+        ex = argv_of()
+        eq(ex["argv"][-1], "--project=proj-gamma", "root wins over the key's project")
+        eq(ex["env"]["CLOUDSDK_CORE_PROJECT"], "proj-gamma", "env project")
+        ex = argv_of(project="proj-beta")
+        eq(ex["argv"][-1], "--project=proj-beta", "per-call override wins over root")
+        r = cloud_exec(w, k, provider="gcp", cluster_id=cid,
+                       args=["compute", "zones", "list", "--project", "proj-delta"])
+        eq(r.status, 200, "explicit --project")
+        eq(a.execs()[-1]["argv"], ["compute", "zones", "list", "--project", "proj-delta"], "not injected twice")
+        # disabled targets are refused
+        eq(w.post("/gcp/projects/proj-beta/disable", key=k).status, 200, "disable beta")
+        n = len(a.execs())
+        r = cloud_exec(w, k, provider="gcp", cluster_id=cid, args=["compute", "zones", "list"], project="proj-beta")
+        eq((r.status, r.error_code), (403, "GCP_PROJECT_DISABLED"), "override to a disabled project (%r)" % r)
+        r = cloud_exec(w, k, provider="gcp", cluster_id=cid, command="compute zones list --project=proj-beta")
+        eq((r.status, r.error_code), (403, "GCP_PROJECT_DISABLED"), "--project= a disabled project")
+        # the key's default project disabled, no root: refused, with a hint to pin one
+        eq(w.post("/gcp/projects/proj-gamma/disable", key=k).json["root"], None, "root unpinned")
+        eq(w.post("/gcp/projects/proj-alpha/disable", key=k).status, 200, "disable default")
+        r = cloud_exec(w, k, provider="gcp", cluster_id=cid, args=["compute", "zones", "list"])
+        eq((r.status, r.error_code), (403, "GCP_PROJECT_DISABLED"), "disabled default, no root (%r)" % r)
+        contains(r.get("error"), "pin", "tells the user to pin a root")
+        eq(len(a.execs()), n, "nothing reached the agent")
+        eq(w.post("/gcp/projects/proj-delta/root", key=k).status, 200, "pin delta")
+        eq(argv_of()["argv"][-1], "--project=proj-delta", "lands on the pinned root")
+    finally:
+        for p in ("proj-alpha", "proj-beta", "proj-gamma"):
+            w.post("/gcp/projects/%s/enable" % p, key=k)
+        r = w.get("/gcp/projects", key=k)
+        if r.json.get("root"):
+            # unpin by disabling/enabling the root
+            w.post("/gcp/projects/%s/disable" % r.json["root"], key=k)
+            w.post("/gcp/projects/%s/enable" % r.json["root"], key=k)
+
+
+@test
+def cloud_exec_errors(t):
+    w, _ = world()
+    uid, k, key, tok, a = exec_env(w)
+    cid = tok["cluster_id"]
+    r = cloud_exec(w, k, provider="nosuch", cluster_id=cid, command="x")
+    eq((r.status, r.error_code), (400, "UNKNOWN_PROVIDER"), "unknown provider (%r)" % r)
+    contains(r.get("error"), "unknown provider", "unknown provider")
+    r = cloud_exec(w, k, provider="aws", cluster_id=cid, command="aws s3 ls")
+    eq((r.status, r.error_code), (404, "MISSING_CONNECTOR"), "aws not connected (%r)" % r)
+    eq(r.get("error"), "aws is not connected", "message")
+    _, k2 = fresh_user(w)
+    r = cloud_exec(w, k2, provider="gcp", cluster_id=cid, command="projects list")
+    eq((r.status, r.error_code), (404, "MISSING_CONNECTOR"), "gcp not connected for this user")
+    r = cloud_exec(w, k, provider="gcp", cluster_id="cluster-00000000deadbeef", command="projects list")
+    eq((r.status, r.error_code), (404, "CLUSTER_NOT_FOUND"), "unknown cluster")
+    _, _, other = w.new_org()
+    r = cloud_exec(w, other, provider="gcp", cluster_id=cid, command="projects list")
+    eq(r.status, 404, "another org's cluster")
+    r = cloud_exec(w, k, provider="gcp", cluster_id=cid, command="gcloud")
+    eq(r.status, 400, "no arguments")
+    r = cloud_exec(w, k, provider="gcp", cluster_id=cid, command="'unterminated")
+    eq(r.status, 400, "bad quoting")
+    # a legacy agent cannot run cloud_exec
+    lt = w.create_token("it-gcp-legacy", key=k)
+    la = w.legacy_agent(lt["token"], name="legacy-gcp")
+    la.wait_event("connected", 10)
+    w.wait_connection(lt["cluster_id"], key=k)
+    r = cloud_exec(w, k, provider="gcp", cluster_id=lt["cluster_id"], command="projects list")
+    eq((r.status, r.error_code), (409, "AGENT_UNSUPPORTED"), "legacy agent (%r)" % r)
+    check(not la.has_event("command"), "the legacy agent received nothing")
+
+
+@test
+def cloud_exec_with_oauth_connection(t):
+    """An OAuth connection mints access tokens with the refresh token (refresh grant)."""
+    w, oauth = world()
+    uid, k = fresh_user(w)
+    loc, _ = start_login(w, k)
+    eq(https_get(w, follow_authorize(loc)).status, 302, "connect")
+    _, _, _, tok, a = exec_env(w)  # a cluster of the same org
+    r = cloud_exec(w, k, provider="gcp", cluster_id=tok["cluster_id"], command="projects list")
+    # the mock's tokens open no Cloud Resource Manager: no project known, none pinned
+    eq((r.status, r.error_code), (400, "GCP_NO_PROJECT"), "no project (%r)" % r)
+    r = cloud_exec(w, k, provider="gcp", cluster_id=tok["cluster_id"], command="projects list",
+                   project="proj-oauth")
+    eq(r.status, 200, "with a project (%r)" % r)
+    ex = a.execs()[-1]
+    refreshed = [e for e in oauth.events if e.get("event") == "token" and e.get("grant_type") == "refresh_token"]
+    check(refreshed and refreshed[-1]["status"] == 200, "refresh grant at the mock", oauth.events[-3:])
+    eq(ex["env"]["CLOUDSDK_AUTH_ACCESS_TOKEN"], refreshed[-1]["access_token"], "token from the refresh grant")
+    eq(ex["argv"][-1], "--project=proj-oauth", "project")
+    SHARED.setdefault("oauth_secrets", []).append(refreshed[-1]["access_token"])
+
+
+@test
+def cloud_exec_streams_like_kubectl(t):
+    w, _ = world()
+    uid, k, key, tok, a = exec_env(w)
+    conn = http.client.HTTPSConnection("127.0.0.1", w.port, context=w.ctx, timeout=20)
+    conn.request("POST", "/api/cloud_exec", json.dumps({"provider": "gcp", "cluster_id": tok["cluster_id"],
+                                                        "command": "projects list"}),
+                 {"Authorization": "Bearer " + k, "Content-Type": "application/json",
+                  "Accept": "text/event-stream"})
+    r = conn.getresponse()
+    body = r.read().decode()
+    conn.close()
+    eq(r.status, 200, "SSE status")
+    contains(body, "event: output", "output event")
+    contains(body, "event: result", "result event")
+
+
+@test
+def secrets_never_leak(t):
+    """Keys, access and refresh tokens: not in logs, responses or the database."""
+    w, _ = world()
+    uid, k, key = sa_user(w)
+    exec_env(w)
+    secrets_ = [key["private_key"].splitlines()[3], key["private_key"].splitlines()[10]]
+    secrets_ += SHARED.get("exec_tokens", []) + fx_state()["tokens"][-3:]
+    secrets_ += SHARED.get("oauth_secrets", [])
+    secrets_ += [CLIENT_SECRET]
+    check(len(secrets_) >= 5, "collected secrets to look for", secrets_)
+    blobs = {"server log": w.server.log_text().encode()}
+    for name in ("aurora.db", "aurora.db-wal"):
+        p = os.path.join(w.data, name)
+        if os.path.exists(p):
+            blobs[name] = open(p, "rb").read()
+    for resp in (w.get("/api/connectors/status", key=k), w.get("/gcp/projects", key=k)):
+        blobs["response %s" % resp.status] = resp.body
+    for where, blob in blobs.items():
+        for s in secrets_:
+            check(s.encode() not in blob, "a secret (%s…) appears in %s" % (s[:12], where))
+    # the database holds the reference only
+    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(w.data, "aurora.db"), uri=True, timeout=5)
+    refs = con.execute("SELECT secret_ref FROM connectors WHERE connector='gcp' AND user_id=?", (uid,)).fetchall()
+    con.close()
+    eq(refs, [("local:aurora/users/%s/gcp/service-account-key" % uid,)], "secret_ref")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+/* test_connectors.c — what connectors share: server/http_client.c (URL
+ * rules, form encoding, bounded requests), server/jwt.c (RS256 signatures
+ * checked with OpenSSL's verifier, service account key validation),
+ * server/oauth.c (state values: single use, expiry, provider and user
+ * binding) and cloud_creds (connectors.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "connector.h"
+#include "crypto.h"
+#include "http_client.h"
+#include "jwt.h"
+#include "oauth.h"
+#include "store.h"
+
+/* ---- http_client ------------------------------------------------------------------ */
+
+static void test_url_rules(void **state)
+{
+    assert_true(http_client_url_ok("https://oauth2.googleapis.com/token", 1));
+    assert_true(http_client_url_ok("http://127.0.0.1:8080/x", 0));
+    assert_false(http_client_url_ok("http://127.0.0.1:8080/x", 1));
+    assert_false(http_client_url_ok("file:///etc/passwd", 0));
+    assert_false(http_client_url_ok("gopher://x/", 0));
+    assert_false(http_client_url_ok("https://", 0));
+    assert_false(http_client_url_ok("https:///path", 0));
+    assert_false(http_client_url_ok("https://a b/", 0));
+    assert_false(http_client_url_ok(NULL, 0));
+    char host[64];
+    assert_int_equal(http_client_url_host("https://OAuth2.GoogleAPIs.com:443/token", host, sizeof(host)), 0);
+    assert_string_equal(host, "oauth2.googleapis.com");
+    assert_int_equal(http_client_url_host("https://user@evil.example@oauth2.googleapis.com/x", host,
+                                          sizeof(host)),
+                     0);
+    assert_string_equal(host, "oauth2.googleapis.com");
+    assert_int_equal(http_client_url_host("http://[::1]:5080/", host, sizeof(host)), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(http_client_url_host("https://oauth2.googleapis.com.evil.example/", host,
+                                          sizeof(host)),
+                     0);
+    assert_string_equal(host, "oauth2.googleapis.com.evil.example");
+    assert_int_equal(http_client_url_host("ftp://x/", host, sizeof(host)), -1);
+}
+
+static void test_form_and_escape(void **state)
+{
+    char *e = http_client_escape("a b&c=d/é~");
+    assert_string_equal(e, "a%20b%26c%3Dd%2F%C3%A9~");
+    free(e);
+    const char *pairs[] = { "grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                            "skipped", NULL, "assertion", "x.y+z", NULL };
+    char *f = http_client_form(pairs);
+    assert_string_equal(f, "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+                           "&assertion=x.y%2Bz");
+    http_client_free_secret(f);
+    const char *none[] = { NULL };
+    f = http_client_form(none);
+    assert_string_equal(f, "");
+    free(f);
+}
+
+static void test_request_failures(void **state)
+{
+    /* A refused connection and a refused scheme are transport errors. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t al = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    close(fd); /* nothing listens there now */
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", ntohs(a.sin_port));
+    http_client_req rq = { .url = url, .timeout_ms = 2000 };
+    http_client_resp rp;
+    assert_int_equal(http_client_do(&rq, &rp), -1);
+    assert_int_equal(rp.status, 0);
+    assert_true(rp.err[0] != '\0');
+    assert_null(rp.body);
+    rq.https_only = 1;
+    assert_int_equal(http_client_do(&rq, &rp), -1);
+    assert_non_null(strstr(rp.err, "https"));
+    rq.url = "file:///etc/passwd";
+    rq.https_only = 0;
+    assert_int_equal(http_client_do(&rq, &rp), -1);
+
+    /* A server that accepts and never answers: the timeout holds. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    a.sin_port = 0;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    al = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", ntohs(a.sin_port));
+    rq.url = url;
+    rq.timeout_ms = 300;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(http_client_do(&rq, &rp), -1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_true(rp.timed_out);
+    assert_true(dt < 2.0);
+    close(fd);
+}
+
+/* ---- jwt ----------------------------------------------------------------------------- */
+
+static char *make_rsa_pem(EVP_PKEY **pub_out)
+{
+    EVP_PKEY *k = EVP_RSA_gen(2048);
+    assert_non_null(k);
+    BIO *b = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL), 1);
+    char *data;
+    long n = BIO_get_mem_data(b, &data);
+    char *pem = malloc((size_t)n + 1);
+    memcpy(pem, data, (size_t)n);
+    pem[n] = '\0';
+    BIO_free(b);
+    *pub_out = k;
+    return pem;
+}
+
+static unsigned char *b64url_dec(const char *s, size_t n, size_t *outlen)
+{
+    return crypto_base64_decode(s, n, outlen);
+}
+
+static void test_jwt_rs256(void **state)
+{
+    EVP_PKEY *key;
+    char *pem = make_rsa_pem(&key);
+    cJSON *claims = cJSON_CreateObject();
+    cJSON_AddStringToObject(claims, "iss", "sa@p.iam.gserviceaccount.com");
+    cJSON_AddStringToObject(claims, "aud", "https://oauth2.googleapis.com/token");
+    cJSON_AddNumberToObject(claims, "iat", 1700000000);
+    char err[128];
+    char *jwt = jwt_sign_rs256(claims, pem, "kid-1", err, sizeof(err));
+    assert_non_null(jwt);
+    const char *d1 = strchr(jwt, '.'), *d2 = strrchr(jwt, '.');
+    assert_true(d1 && d2 && d1 != d2);
+    assert_null(strchr(jwt, '=')); /* no padding */
+    /* header */
+    size_t hl;
+    unsigned char *h = b64url_dec(jwt, (size_t)(d1 - jwt), &hl);
+    cJSON *hj = cJSON_ParseWithLength((char *)h, hl);
+    assert_string_equal(cJSON_GetObjectItem(hj, "alg")->valuestring, "RS256");
+    assert_string_equal(cJSON_GetObjectItem(hj, "kid")->valuestring, "kid-1");
+    cJSON_Delete(hj);
+    free(h);
+    /* the signature verifies with OpenSSL's verifier over "header.claims" */
+    size_t sl;
+    unsigned char *sig = b64url_dec(d2 + 1, strlen(d2 + 1), &sl);
+    assert_int_equal(sl, 256);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    assert_int_equal(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key), 1);
+    assert_int_equal(EVP_DigestVerify(md, sig, sl, (const unsigned char *)jwt, (size_t)(d2 - jwt)), 1);
+    /* a changed claim does not */
+    jwt[(d1 - jwt) + 3] ^= 1;
+    assert_int_equal(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key), 1);
+    assert_int_not_equal(EVP_DigestVerify(md, sig, sl, (const unsigned char *)jwt, (size_t)(d2 - jwt)), 1);
+    EVP_MD_CTX_free(md);
+    free(sig);
+    free(jwt);
+    /* not a key */
+    assert_null(jwt_sign_rs256(claims, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                               NULL, err, sizeof(err)));
+    assert_false(jwt_pem_rsa_ok("garbage"));
+    assert_true(jwt_pem_rsa_ok(pem));
+    /* an EC key is not RS256 material */
+    EVP_PKEY *ec = EVP_EC_gen("P-256");
+    BIO *b = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(b, ec, NULL, NULL, 0, NULL, NULL);
+    char *ecd;
+    long en = BIO_get_mem_data(b, &ecd);
+    char *ecpem = strndup(ecd, (size_t)en);
+    assert_false(jwt_pem_rsa_ok(ecpem));
+    free(ecpem);
+    BIO_free(b);
+    EVP_PKEY_free(ec);
+    cJSON_Delete(claims);
+    EVP_PKEY_free(key);
+    free(pem);
+}
+
+static void test_sa_key_parse(void **state)
+{
+    EVP_PKEY *key;
+    char *pem = make_rsa_pem(&key);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "service_account");
+    cJSON_AddStringToObject(o, "project_id", "proj-1");
+    cJSON_AddStringToObject(o, "private_key_id", "abc");
+    cJSON_AddStringToObject(o, "private_key", pem);
+    cJSON_AddStringToObject(o, "client_email", "sa@proj-1.iam.gserviceaccount.com");
+    cJSON_AddStringToObject(o, "token_uri", "https://oauth2.googleapis.com/token");
+    char *good = cJSON_PrintUnformatted(o);
+    jwt_sa_key k;
+    char err[160];
+    assert_int_equal(jwt_sa_key_parse(good, strlen(good), &k, err, sizeof(err)), 0);
+    assert_string_equal(k.client_email, "sa@proj-1.iam.gserviceaccount.com");
+    assert_string_equal(k.project_id, "proj-1");
+    assert_string_equal(k.private_key_id, "abc");
+    assert_string_equal(k.token_uri, "https://oauth2.googleapis.com/token");
+    jwt_sa_key_free(&k);
+    /* truncated, trailing garbage, wrong type, missing fields, bad PEM */
+    assert_int_equal(jwt_sa_key_parse(good, strlen(good) / 2, &k, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "complete"));
+    char *trail = malloc(strlen(good) + 4);
+    sprintf(trail, "%s}x", good);
+    assert_int_equal(jwt_sa_key_parse(trail, strlen(trail), &k, err, sizeof(err)), -1);
+    free(trail);
+    static const char *const drop[] = { "type", "client_email", "private_key" };
+    for (size_t i = 0; i < 3; i++) {
+        cJSON *c = cJSON_Duplicate(o, 1);
+        cJSON_DeleteItemFromObject(c, drop[i]);
+        char *s = cJSON_PrintUnformatted(c);
+        assert_int_equal(jwt_sa_key_parse(s, strlen(s), &k, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, drop[i]));
+        assert_null(strstr(err, "BEGIN")); /* never quotes the key */
+        free(s);
+        cJSON_Delete(c);
+    }
+    cJSON_ReplaceItemInObject(o, "private_key", cJSON_CreateString("-----BEGIN PRIVATE KEY-----\nnope\n"));
+    char *bad = cJSON_PrintUnformatted(o);
+    assert_int_equal(jwt_sa_key_parse(bad, strlen(bad), &k, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "PEM"));
+    free(bad);
+    free(good);
+    cJSON_Delete(o);
+    EVP_PKEY_free(key);
+    free(pem);
+}
+
+/* ---- oauth state -------------------------------------------------------------------- */
+
+typedef struct {
+    store_t *st;
+    worker_ctx w;
+    store_org org;
+    store_user u1, u2;
+} oauth_fx;
+
+static int oauth_setup(void **state)
+{
+    oauth_fx *f = calloc(1, sizeof(*f));
+    char err[256];
+    assert_int_equal(store_open(":memory:", &f->st, err, sizeof(err)), STORE_OK);
+    f->w.store = f->st;
+    assert_int_equal(store_org_create(f->st, "o", &f->org), STORE_OK);
+    assert_int_equal(store_user_create(f->st, f->org.id, "a@x", "admin", &f->u1), STORE_OK);
+    assert_int_equal(store_user_create(f->st, f->org.id, "b@x", "member", &f->u2), STORE_OK);
+    *state = f;
+    return 0;
+}
+
+static int oauth_teardown(void **state)
+{
+    oauth_fx *f = *state;
+    store_close(f->st);
+    free(f);
+    return 0;
+}
+
+static auth_ctx who_of(const oauth_fx *f, const store_user *u)
+{
+    auth_ctx a = { .authenticated = 1 };
+    snprintf(a.org_id, sizeof(a.org_id), "%s", f->org.id);
+    snprintf(a.user_id, sizeof(a.user_id), "%s", u->id);
+    return a;
+}
+
+/* A callback request "?state=<s>" (optionally authenticated as who). */
+static int take(oauth_fx *f, const char *query, const auth_ctx *who, const char *provider,
+                oauth_state_info *info, char *msg, size_t cap)
+{
+    http_request req;
+    memset(&req, 0, sizeof(req));
+    req.query = (char *)query;
+    if (who)
+        req.auth = *who;
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    int rc = oauth_state_take(&f->w, &req, provider, info, &resp);
+    snprintf(msg, cap, "%.*s", (int)buf_pending(&resp.body), buf_head(&resp.body));
+    if (rc < 0)
+        assert_int_equal(resp.status, 400);
+    buf_free(&resp.body);
+    return rc;
+}
+
+static void new_state(oauth_fx *f, const store_user *u, const char *provider, char out[64])
+{
+    auth_ctx a = who_of(f, u);
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(oauth_state_new(&f->w, &a, provider, "http://localhost:5080/callback", "eu", out,
+                                     &resp),
+                     0);
+    buf_free(&resp.body);
+    assert_int_equal(strlen(out), 43);
+}
+
+static void test_oauth_state(void **state)
+{
+    oauth_fx *f = *state;
+    char s1[64], q[128], msg[512];
+    oauth_state_info info;
+    new_state(f, &f->u1, "gcp", s1);
+    /* only the hash is stored */
+    char h[65];
+    crypto_sha256_hex(s1, strlen(s1), h);
+    int64_t used, exp;
+    assert_int_equal(store_oauth_state_status(f->st, h, &used, &exp), STORE_OK);
+    assert_true(exp > time(NULL) + OAUTH_STATE_TTL - 5);
+
+    snprintf(q, sizeof(q), "code=x&state=%s", s1);
+    assert_int_equal(take(f, q, NULL, "gcp", &info, msg, sizeof(msg)), 0);
+    assert_string_equal(info.user_id, f->u1.id);
+    assert_string_equal(info.provider, "gcp");
+    assert_string_equal(info.redirect_uri, "http://localhost:5080/callback");
+    assert_string_equal(info.extra, "eu");
+    assert_int_equal(take(f, q, NULL, "gcp", &info, msg, sizeof(msg)), -1);
+    assert_non_null(strstr(msg, "already used"));
+
+    assert_int_equal(take(f, "code=x", NULL, "gcp", &info, msg, sizeof(msg)), -1);
+    assert_non_null(strstr(msg, "missing"));
+    assert_int_equal(take(f, "state=abc", NULL, "gcp", &info, msg, sizeof(msg)), -1);
+    assert_non_null(strstr(msg, "malformed"));
+    assert_int_equal(take(f, "state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", NULL, "gcp", &info,
+                          msg, sizeof(msg)),
+                     -1);
+    assert_non_null(strstr(msg, "unknown"));
+
+    /* another provider's callback */
+    new_state(f, &f->u1, "azure", s1);
+    snprintf(q, sizeof(q), "state=%s", s1);
+    assert_int_equal(take(f, q, NULL, "gcp", &info, msg, sizeof(msg)), -1);
+    assert_non_null(strstr(msg, "another provider"));
+
+    /* another user's authenticated callback */
+    new_state(f, &f->u1, "gcp", s1);
+    snprintf(q, sizeof(q), "state=%s", s1);
+    auth_ctx b = who_of(f, &f->u2);
+    assert_int_equal(take(f, q, &b, "gcp", &info, msg, sizeof(msg)), -1);
+    assert_non_null(strstr(msg, "another user"));
+
+    /* expired */
+    new_state(f, &f->u1, "gcp", s1);
+    crypto_sha256_hex(s1, strlen(s1), h);
+    assert_int_equal(store_oauth_state_set_expiry(f->st, h, time(NULL) - 1), STORE_OK);
+    snprintf(q, sizeof(q), "state=%s", s1);
+    assert_int_equal(take(f, q, NULL, "gcp", &info, msg, sizeof(msg)), -1);
+    assert_non_null(strstr(msg, "expired"));
+    /* the state value itself is never in a message */
+    assert_null(strstr(msg, s1));
+
+    /* no user: refused before anything is stored */
+    auth_ctx none = { .authenticated = 1 };
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(oauth_state_new(&f->w, &none, "gcp", "", NULL, s1, &resp), -1);
+    assert_int_equal(resp.status, 400);
+    buf_free(&resp.body);
+}
+
+/* ---- cloud_creds ---------------------------------------------------------------------- */
+
+static void test_cloud_creds(void **state)
+{
+    cloud_creds c = { 0 };
+    assert_int_equal(cloud_creds_add(&c, "CLOUDSDK_AUTH_ACCESS_TOKEN", "ya29.x"), 0);
+    assert_int_equal(cloud_creds_add(&c, "CLOUDSDK_AUTH_ACCESS_TOKEN", "again"), -1);
+    assert_int_equal(cloud_creds_add(&c, "lower", "x"), -1);
+    assert_int_equal(cloud_creds_add(&c, "1ABC", "x"), -1);
+    assert_int_equal(cloud_creds_add(&c, "", "x"), -1);
+    char *big = malloc(CLOUD_MAX_ENV_VALUE + 2);
+    memset(big, 'a', CLOUD_MAX_ENV_VALUE + 1);
+    big[CLOUD_MAX_ENV_VALUE + 1] = '\0';
+    assert_int_equal(cloud_creds_add(&c, "BIG", big), -1);
+    big[CLOUD_MAX_ENV_VALUE] = '\0';
+    assert_int_equal(cloud_creds_add(&c, "BIG", big), 0);
+    free(big);
+    assert_string_equal(c.env[0], "CLOUDSDK_AUTH_ACCESS_TOKEN=ya29.x");
+    for (int i = c.nenv; i < CLOUD_MAX_ENV; i++) {
+        char n[16];
+        snprintf(n, sizeof(n), "V%d", i);
+        assert_int_equal(cloud_creds_add(&c, n, "v"), 0);
+    }
+    assert_int_equal(cloud_creds_add(&c, "ONE_TOO_MANY", "v"), -1);
+    snprintf(c.target, sizeof(c.target), "proj");
+    cloud_creds_clear(&c);
+    assert_int_equal(c.nenv, 0);
+    assert_null(c.env[0]);
+    assert_string_equal(c.target, "");
+    /* the table names each connector once */
+    assert_true(connector_count() >= 1);
+    assert_non_null(connector_find("gcp"));
+    assert_null(connector_find("nope"));
+    assert_null(connector_find(NULL));
+    for (size_t i = 0; i < connector_count(); i++)
+        for (size_t j = i + 1; j < connector_count(); j++)
+            assert_string_not_equal(connector_at(i)->id, connector_at(j)->id);
+    assert_string_equal(connector_find("gcp")->cloud->program, "gcloud");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_url_rules),
+        cmocka_unit_test(test_form_and_escape),
+        cmocka_unit_test(test_request_failures),
+        cmocka_unit_test(test_jwt_rs256),
+        cmocka_unit_test(test_sa_key_parse),
+        cmocka_unit_test_setup_teardown(test_oauth_state, oauth_setup, oauth_teardown),
+        cmocka_unit_test(test_cloud_creds),
+    };
+    return cmocka_run_group_tests_name("connectors", tests, NULL, NULL);
+}
