@@ -23,59 +23,6 @@
 #include "log.h"
 #include "router.h"
 
-static int parse_argv(const cJSON *body, const char *program, exec_spec *e, http_response *resp)
-{
-    const cJSON *args = cJSON_GetObjectItemCaseSensitive(body, "args");
-    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(body, "command");
-    char err[160] = "";
-    if (args && cmd) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "give either args or command, not both");
-        return -1;
-    }
-    if (args) {
-        int n = cJSON_IsArray(args) ? cJSON_GetArraySize(args) : -1;
-        if (n <= 0 || n > ARGV_MAX_ARGS) {
-            http_resp_error(resp, 400, "BAD_REQUEST",
-                            "args must be a non-empty array of at most %d strings", ARGV_MAX_ARGS);
-            return -1;
-        }
-        const char **strs = calloc((size_t)n, sizeof(char *));
-        if (!strs) {
-            http_resp_error(resp, 500, "INTERNAL", "out of memory");
-            return -1;
-        }
-        int i = 0;
-        const cJSON *el;
-        cJSON_ArrayForEach(el, args) strs[i++] = cJSON_IsString(el) ? el->valuestring : NULL;
-        int rc = argv_from_strings(strs, n, &e->argv, err, sizeof(err));
-        free(strs);
-        if (rc < 0) {
-            http_resp_error(resp, 400, "BAD_REQUEST", "args: %s", err);
-            return -1;
-        }
-    } else if (cJSON_IsString(cmd)) {
-        /* Split like a shell splits words, without a shell: metacharacters
-         * stay literal characters inside arguments. */
-        if (argv_tokenize(cmd->valuestring, &e->argv, err, sizeof(err)) < 0) {
-            http_resp_error(resp, 400, "BAD_REQUEST", "command: %s", err);
-            return -1;
-        }
-    } else {
-        http_resp_error(resp, 400, "BAD_REQUEST", "args (array) or command (string) is required");
-        return -1;
-    }
-    argv_strip_leading(&e->argv, program);
-    if (e->argv.c == 0) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "no %s arguments given", program);
-        return -1;
-    }
-    if (!*e->argv.v[0]) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "the first argument must not be empty");
-        return -1;
-    }
-    return 0;
-}
-
 /* The caller's project / account / subscription, if any (one of them). */
 static int parse_target(const cJSON *body, const char **target, http_response *resp)
 {
@@ -137,7 +84,7 @@ static void cloud_exec(worker_ctx *w, http_request *req, http_response *resp)
     snprintf(e->user_id, sizeof(e->user_id), "%s", req->auth.user_id);
     e->stream = api_exec_wants_sse(req);
     const char *target;
-    if (parse_argv(body, c->cloud->program, e, resp) < 0 || parse_target(body, &target, resp) < 0 ||
+    if (api_parse_command(body, c->cloud->program, "command", &e->argv, NULL, resp) < 0 || parse_target(body, &target, resp) < 0 ||
         api_exec_parse_limits(w, body, e, resp) < 0)
         goto out;
     int known = api_cluster_known(w, req->auth.org_id, cluster_id, NULL, 0);

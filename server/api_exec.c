@@ -23,67 +23,8 @@ int api_exec_wants_sse(const http_request *req)
 static int parse_exec_body(worker_ctx *w, const cJSON *body, exec_spec *e, http_response *resp,
                            const char *command_key)
 {
-    const cJSON *args = cJSON_GetObjectItemCaseSensitive(body, "args");
-    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(body, command_key);
-    char err[160] = "";
-    if (args && cmd) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "give either args or %s, not both", command_key);
+    if (api_parse_command(body, "kubectl", command_key, &e->argv, &e->command, resp) < 0)
         return -1;
-    }
-    if (args) {
-        int n = cJSON_IsArray(args) ? cJSON_GetArraySize(args) : -1;
-        if (n <= 0 || n > ARGV_MAX_ARGS) {
-            http_resp_error(resp, 400, "BAD_REQUEST",
-                            "args must be a non-empty array of at most %d strings", ARGV_MAX_ARGS);
-            return -1;
-        }
-        const char **strs = calloc((size_t)n, sizeof(char *));
-        if (!strs) {
-            http_resp_error(resp, 500, "INTERNAL", "out of memory");
-            return -1;
-        }
-        int i = 0;
-        const cJSON *el;
-        cJSON_ArrayForEach(el, args) strs[i++] = cJSON_IsString(el) ? el->valuestring : NULL;
-        int rc = argv_from_strings(strs, n, &e->argv, err, sizeof(err));
-        free(strs);
-        if (rc < 0) {
-            http_resp_error(resp, 400, "BAD_REQUEST", "args: %s", err);
-            return -1;
-        }
-    } else if (cJSON_IsString(cmd)) {
-        if (argv_tokenize(cmd->valuestring, &e->argv, err, sizeof(err)) < 0) {
-            http_resp_error(resp, 400, "BAD_REQUEST", "%s: %s", command_key, err);
-            return -1;
-        }
-        /* Kept verbatim (minus a leading "kubectl") for legacy agents. */
-        const char *c = cmd->valuestring;
-        while (*c == ' ' || *c == '\t')
-            c++;
-        if (!strncmp(c, "kubectl", 7) && (c[7] == ' ' || c[7] == '\t' || !c[7]))
-            for (c += 7; *c == ' ' || *c == '\t'; c++)
-                ;
-        e->command = strdup(c);
-        if (!e->command) {
-            http_resp_error(resp, 500, "INTERNAL", "out of memory");
-            return -1;
-        }
-    } else {
-        http_resp_error(resp, 400, "BAD_REQUEST", "args (array) or %s (string) is required",
-                        command_key);
-        return -1;
-    }
-    argv_strip_leading(&e->argv, "kubectl");
-    if (e->argv.c == 0) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "no kubectl arguments given");
-        return -1;
-    }
-    for (int i = 0; i < e->argv.c; i++)
-        if (!*e->argv.v[i] && i == 0) {
-            http_resp_error(resp, 400, "BAD_REQUEST", "the first argument must not be empty");
-            return -1;
-        }
-
     return api_exec_parse_limits(w, body, e, resp);
 }
 

@@ -81,3 +81,71 @@ int api_cluster_known(worker_ctx *w, const char *org_id, const char *cluster_id,
     free(list);
     return found;
 }
+
+int api_parse_command(const cJSON *body, const char *program, const char *command_key,
+                      argv_t *argv, char **command, http_response *resp)
+{
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(body, "args");
+    const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(body, command_key);
+    char err[160] = "";
+    if (args && cmd) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "give either args or %s, not both", command_key);
+        return -1;
+    }
+    if (args) {
+        int n = cJSON_IsArray(args) ? cJSON_GetArraySize(args) : -1;
+        if (n <= 0 || n > ARGV_MAX_ARGS) {
+            http_resp_error(resp, 400, "BAD_REQUEST",
+                            "args must be a non-empty array of at most %d strings", ARGV_MAX_ARGS);
+            return -1;
+        }
+        const char **strs = calloc((size_t)n, sizeof(char *));
+        if (!strs) {
+            http_resp_error(resp, 500, "INTERNAL", "out of memory");
+            return -1;
+        }
+        int i = 0;
+        const cJSON *el;
+        cJSON_ArrayForEach(el, args) strs[i++] = cJSON_IsString(el) ? el->valuestring : NULL;
+        int rc = argv_from_strings(strs, n, argv, err, sizeof(err));
+        free(strs);
+        if (rc < 0) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "args: %s", err);
+            return -1;
+        }
+    } else if (cJSON_IsString(cmd)) {
+        if (argv_tokenize(cmd->valuestring, argv, err, sizeof(err)) < 0) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "%s: %s", command_key, err);
+            return -1;
+        }
+        if (command) {
+            const char *c = cmd->valuestring;
+            size_t pl = strlen(program);
+            while (*c == ' ' || *c == '\t')
+                c++;
+            if (!strncmp(c, program, pl) && (c[pl] == ' ' || c[pl] == '\t' || !c[pl]))
+                for (c += pl; *c == ' ' || *c == '\t'; c++)
+                    ;
+            *command = strdup(c);
+            if (!*command) {
+                argv_free(argv);
+                http_resp_error(resp, 500, "INTERNAL", "out of memory");
+                return -1;
+            }
+        }
+    } else {
+        http_resp_error(resp, 400, "BAD_REQUEST", "args (array) or %s (string) is required",
+                        command_key);
+        return -1;
+    }
+    argv_strip_leading(argv, program);
+    if (argv->c == 0) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "no %s arguments given", program);
+        return -1;
+    }
+    if (!*argv->v[0]) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "the first argument must not be empty");
+        return -1;
+    }
+    return 0;
+}

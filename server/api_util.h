@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "argv.h"
 #include "http.h"
 #include "worker.h"
 
@@ -32,5 +33,13 @@ int api_exec_parse_limits(worker_ctx *w, const struct cJSON *body, struct exec_s
                           http_response *resp);
 /* 1 if the caller asked for Server-Sent Events (Accept: text/event-stream). */
 int api_exec_wants_sse(const http_request *req);
+
+/* The command of an exec request: `args` (array of strings) or `command_key`
+ * (a string split like a shell splits words, without a shell: metacharacters
+ * stay literal).  A leading `program` word is dropped.  When `command` is not
+ * NULL and a string was given, *command gets it verbatim (minus `program`)
+ * for agents that take one string.  -1 with a 400 in resp on bad input. */
+int api_parse_command(const struct cJSON *body, const char *program, const char *command_key,
+                      argv_t *argv, char **command, http_response *resp);
 
 #endif
