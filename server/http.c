@@ -218,6 +218,9 @@ static void txn_free(http_txn *t)
     free(r->headers);
     for (int i = 0; i < r->nparams; i++)
         free(r->params[i]);
+    /* Bodies carry client secrets, keys and tokens: leave nothing behind. */
+    if (r->body.data)
+        explicit_bzero(r->body.data, r->body.cap);
     buf_free(&r->body);
     buf_free(&t->resp.body);
     for (int i = 0; i < t->resp.nextra; i++) {
