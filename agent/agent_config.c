@@ -32,6 +32,18 @@
  *   policy.mode                       AURORA_POLICY_MODE            policy.mode
  *   policy.allow  (list → "a,b")      AURORA_POLICY_ALLOW           policy.allow
  *   policy.deny   (list → "a,b")      AURORA_POLICY_DENY            policy.deny
+ *   cloudExec.enabled                 AURORA_CLOUD_EXEC             cloud_exec.enabled
+ *   cloudExec.programs (list)         AURORA_CLOUD_PROGRAMS         cloud_exec.programs
+ *   sandbox.dir                       AURORA_SANDBOX_DIR            sandbox.dir
+ *   sandbox.path                      AURORA_SANDBOX_PATH           sandbox.path
+ *   sandbox.uidRange                  AURORA_SANDBOX_UID_RANGE      sandbox.uid_range
+ *   sandbox.envPassthrough (list)     AURORA_SANDBOX_ENV_PASSTHROUGH sandbox.env_passthrough
+ *   sandbox.limits.cpuSeconds         AURORA_SANDBOX_CPU_SECONDS    sandbox.cpu_seconds
+ *   sandbox.limits.memoryMB           AURORA_SANDBOX_MEMORY_MB      sandbox.memory_mb
+ *   sandbox.limits.openFiles          AURORA_SANDBOX_NOFILE         sandbox.nofile
+ *   sandbox.limits.processes          AURORA_SANDBOX_NPROC          sandbox.nproc
+ *   sandbox.limits.fileSizeMB         AURORA_SANDBOX_FSIZE_MB       sandbox.fsize_mb
+ *     (these chart keys do not exist yet: the chart passes them through agent.env)
  *   proxy.https / proxy.http / proxy.noProxy
  *                                     HTTPS_PROXY / HTTP_PROXY / NO_PROXY (standard
  *                                     variables, no YAML key; see proxy.h)
@@ -72,6 +84,32 @@ static const config_def defs[] = {
      0},
     {"AURORA_POLICY_DENY", "policy.deny", CFG_STRING, NULL,
      "Comma-separated verbs / \"verb subcommand\" always refused (every mode)", 0},
+    {"AURORA_CLOUD_EXEC", "cloud_exec.enabled", CFG_STRING, "enabled",
+     "cloud_exec (gcloud/aws/az with the server's short-lived credentials): enabled | disabled",
+     0},
+    {"AURORA_CLOUD_PROGRAMS", "cloud_exec.programs", CFG_STRING, "gcloud,aws,az",
+     "Cloud CLIs the server may run: names looked up in AURORA_SANDBOX_PATH, or name=/abs/path",
+     0},
+    {"AURORA_SANDBOX_DIR", "sandbox.dir", CFG_STRING, NULL,
+     "Where each cloud command's private HOME/TMPDIR is made (default $TMPDIR, else /tmp)", 0},
+    {"AURORA_SANDBOX_PATH", "sandbox.path", CFG_STRING, SANDBOX_DEFAULT_PATH,
+     "PATH of cloud commands (absolute entries only)", 0},
+    {"AURORA_SANDBOX_UID_RANGE", "sandbox.uid_range", CFG_STRING, SANDBOX_DEFAULT_UID_RANGE,
+     "Agent running as root: each cloud command runs as its own uid from lo-hi (\"off\": as "
+     "the agent's uid)", 0},
+    {"AURORA_SANDBOX_ENV_PASSTHROUGH", "sandbox.env_passthrough", CFG_STRING, NULL,
+     "Extra agent environment variables cloud commands inherit (comma-separated names)", 0},
+    {"AURORA_SANDBOX_CPU_SECONDS", "sandbox.cpu_seconds", CFG_INT, "120",
+     "RLIMIT_CPU of a cloud command, seconds (0 = unlimited)", 0},
+    {"AURORA_SANDBOX_MEMORY_MB", "sandbox.memory_mb", CFG_INT, "2048",
+     "RLIMIT_AS (address space) of a cloud command, MiB (0 = unlimited)", 0},
+    {"AURORA_SANDBOX_NOFILE", "sandbox.nofile", CFG_INT, "256",
+     "RLIMIT_NOFILE of a cloud command", 0},
+    {"AURORA_SANDBOX_NPROC", "sandbox.nproc", CFG_INT, NULL,
+     "RLIMIT_NPROC of a cloud command (counts per uid: default 128 with a uid per command, "
+     "4096 when commands share the agent's uid; 0 = unlimited)", 0},
+    {"AURORA_SANDBOX_FSIZE_MB", "sandbox.fsize_mb", CFG_INT, "64",
+     "RLIMIT_FSIZE (largest file a cloud command may write), MiB (0 = unlimited)", 0},
     {"AURORA_HEALTH_PORT", "health.port", CFG_INT, "8080",
      "Port of the /health and /ready HTTP endpoint (0 disables)", 0},
     {"AURORA_METRICS_PORT", "metrics.port", CFG_INT, NULL,
@@ -89,7 +127,7 @@ void agent_config_help(FILE *f)
 {
     fprintf(f, "Usage: aurora-agent [--help]\n\n"
                "Keeps an outbound WebSocket tunnel to the Aurora server and runs the\n"
-               "kubectl commands it sends. Settings (environment variables; YAML keys\n"
+               "kubectl and cloud_exec commands it sends. Settings (environment variables; YAML keys\n"
                "in the file named by AURORA_AGENT_CONFIG):\n\n");
     config_print_help(f, defs, NDEFS);
 }
@@ -295,6 +333,40 @@ int agent_config_load(agent_config *ac, char *err, size_t errlen)
     if (ac->policy.mode != POLICY_CUSTOM && ac->policy.nallow > 0)
         log_warn("config: AURORA_POLICY_ALLOW is ignored: it is only used with "
                  "AURORA_POLICY_MODE=custom (mode is %s)", agent_policy_mode_name(ac->policy.mode));
+    ac->sandbox_dir = dup_or_null(config_str(&c, "AURORA_SANDBOX_DIR"));
+    ac->sandbox_path = dup_or_null(config_str(&c, "AURORA_SANDBOX_PATH"));
+    ac->sandbox_uid_range = dup_or_null(config_str(&c, "AURORA_SANDBOX_UID_RANGE"));
+    ac->sandbox_passthrough = dup_or_null(config_str(&c, "AURORA_SANDBOX_ENV_PASSTHROUGH"));
+    ac->sandbox.dir = ac->sandbox_dir;
+    ac->sandbox.path = ac->sandbox_path;
+    ac->sandbox.uid_range = ac->sandbox_uid_range;
+    ac->sandbox.passthrough = ac->sandbox_passthrough;
+    if (int_setting(&c, "AURORA_SANDBOX_CPU_SECONDS", 0, 86400, &v, err, errlen))
+        goto out;
+    ac->sandbox.cpu_seconds = v;
+    if (int_setting(&c, "AURORA_SANDBOX_MEMORY_MB", 0, 1 << 20, &v, err, errlen))
+        goto out;
+    if (v > 0 && v < 64) {
+        snprintf(err, errlen, "AURORA_SANDBOX_MEMORY_MB must be 0 (unlimited) or at least 64");
+        goto out;
+    }
+    ac->sandbox.memory_mb = v;
+    if (int_setting(&c, "AURORA_SANDBOX_NOFILE", 16, 1 << 20, &v, err, errlen))
+        goto out;
+    ac->sandbox.nofile = v;
+    ac->sandbox.nproc = -1;
+    if (config_str(&c, "AURORA_SANDBOX_NPROC")) {
+        if (int_setting(&c, "AURORA_SANDBOX_NPROC", 0, 1 << 22, &v, err, errlen))
+            goto out;
+        ac->sandbox.nproc = v;
+    }
+    if (int_setting(&c, "AURORA_SANDBOX_FSIZE_MB", 0, 1 << 20, &v, err, errlen))
+        goto out;
+    ac->sandbox.fsize_mb = v;
+    if (agent_cloud_init(&ac->cloud, config_str(&c, "AURORA_CLOUD_EXEC"),
+                         config_str(&c, "AURORA_CLOUD_PROGRAMS"), ac->sandbox_path, err,
+                         errlen) != 0)
+        goto out;
     if (int_setting(&c, "AURORA_SHUTDOWN_GRACE", 0, 3600, &v, err, errlen))
         goto out;
     ac->shutdown_grace = (int)v;
@@ -340,5 +412,10 @@ void agent_config_free(agent_config *ac)
     free(ac->log_level);
     free(ac->log_format);
     agent_policy_free(&ac->policy);
+    agent_cloud_free(&ac->cloud);
+    free(ac->sandbox_dir);
+    free(ac->sandbox_path);
+    free(ac->sandbox_uid_range);
+    free(ac->sandbox_passthrough);
     memset(ac, 0, sizeof(*ac));
 }

@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cloud.h"
 #include "policy.h"
+#include "sandbox.h"
 #include "token.h"
 
 #define AGENT_DEFAULT_VERSION "aurora-agent-c/0.1.0"
@@ -39,6 +41,9 @@ typedef struct {
     int reconnect_max;       /* seconds */
 
     agent_policy policy;     /* what the server may run (policy.h) */
+    agent_cloud cloud;       /* cloud_exec: enabled, programs (cloud.h) */
+    sandbox_config sandbox;  /* cloud_exec sandbox (sandbox.h); strings below */
+    char *sandbox_dir, *sandbox_path, *sandbox_uid_range, *sandbox_passthrough;
 
     int health_port;         /* 0 = disabled */
     int metrics_port;        /* /metrics: == health_port → same listener; 0 = disabled */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "agent_config.h"
@@ -15,6 +16,7 @@
 #include "metrics.h"
 #include "outq.h"
 #include "runner.h"
+#include "sandbox.h"
 #include "tunnel.h"
 
 #define OUTQ_CAP (4u * 1024 * 1024)
@@ -157,6 +159,38 @@ int main(int argc, char **argv)
                  "be refused");
     metrics_init(cfg.version, agent_policy_mode_name(cfg.policy.mode));
 
+    /* Children of the same uid (kubectl; cloud commands without uid
+     * separation) must not read the token from /proc/<agent>/environ or
+     * /proc/<agent>/mem: a non-dumpable process's /proc files belong to root. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        log_warn("cannot mark the agent non-dumpable: %s", strerror(errno));
+    if (cfg.cloud.enabled) {
+        char serr[512], desc[400];
+        if (sandbox_init(&cfg.sandbox, serr, sizeof(serr)) != 0) {
+            log_error("cloud_exec sandbox: %s; cloud_exec commands will fail with SPAWN_FAILED "
+                      "until this is fixed (kubectl is not affected)", serr);
+            sandbox_set_unavailable(serr);
+        } else {
+            sandbox_describe(desc, sizeof(desc));
+            log_info("cloud_exec enabled: %d program%s, sandbox %s", cfg.cloud.nprogs,
+                     cfg.cloud.nprogs == 1 ? "" : "s", desc);
+            for (int i = 0; i < cfg.cloud.nprogs; i++)
+                log_info("cloud_exec program %s: %s", cfg.cloud.progs[i].name,
+                         cfg.cloud.progs[i].path ? cfg.cloud.progs[i].path : "not installed");
+            if (sandbox_uid_separation() && sandbox_uid_count() < cfg.max_concurrent)
+                log_warn("cloud_exec: AURORA_SANDBOX_UID_RANGE has %ld uids, fewer than "
+                         "AURORA_MAX_CONCURRENT (%d): cloud commands beyond it fail",
+                         sandbox_uid_count(), cfg.max_concurrent);
+            if (!sandbox_uid_separation())
+                log_warn("cloud_exec: commands run as the agent's own uid %u (uid separation "
+                         "needs the agent to run as root): concurrent cloud commands are not "
+                         "isolated from each other (see agent/sandbox.h)",
+                         (unsigned)geteuid());
+        }
+    } else {
+        log_info("cloud_exec disabled (AURORA_CLOUD_EXEC=disabled)");
+    }
+
     signals_block();
     int level = LLL_ERR | LLL_WARN;
     if (log_enabled(LOG_DEBUG))
@@ -221,6 +255,7 @@ out:
     g_ctx = NULL;
     agent_tunnel_free();
     agent_outq_destroy();
+    sandbox_shutdown();
     log_info("stopped");
     agent_config_free(&cfg);
     return rc;

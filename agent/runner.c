@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "outq.h"
 #include "proto.h"
+#include "sandbox.h"
 #include "utf8.h"
 
 extern char **environ;
@@ -38,7 +39,11 @@ typedef struct job {
     uint64_t gen;
     uint32_t id;          /* v2; 0 for legacy */
     char *command_id;     /* legacy; NULL for v2 */
-    argv_t argv;          /* argv[0] = program */
+    int kind;             /* MK_KUBECTL or MK_CLOUD_EXEC (metrics.h) */
+    argv_t argv;          /* argv[0] = program (cloud_exec: its absolute path) */
+    char **env;           /* cloud_exec: the server's NAME=value (credentials), wiped once
+                             the child is started */
+    int nenv;
     int64_t timeout_ms;
     int timeout_s;
     int64_t limit;        /* output cap for this job */
@@ -136,8 +141,22 @@ int agent_runner_init(const agent_runner_opts *o)
     return ok ? 0 : -1;
 }
 
+static void env_wipe(job *j)
+{
+    for (int i = 0; j->env && i < j->nenv; i++) {
+        if (j->env[i]) {
+            explicit_bzero(j->env[i], strlen(j->env[i]));
+            free(j->env[i]);
+        }
+    }
+    free(j->env);
+    j->env = NULL;
+    j->nenv = 0;
+}
+
 static void job_free(job *j)
 {
+    env_wipe(j);
     argv_free(&j->argv);
     free(j->command_id);
     if (j->efd >= 0)
@@ -172,6 +191,12 @@ void agent_runner_destroy(void)
 
 void agent_runner_reap(void)
 {
+    static int64_t next_orphan_scan;
+    int64_t now = now_ms();
+    if (now >= next_orphan_scan) {
+        next_orphan_scan = now + 5000;
+        sandbox_reap_orphans();
+    }
     job *finished = NULL;
     pthread_mutex_lock(&R.mu);
     job **pp = &R.jobs;
@@ -304,12 +329,65 @@ typedef struct {
     int64_t sent;         /* payload bytes forwarded / kept */
     int truncated;
     buf_t cap[2];         /* legacy: collected stdout, stderr */
+    sandbox *sb;          /* cloud_exec */
     unsigned char scratch[PROTO_MAX_CHUNK];
 } run_state;
+
+static void pipes_ready(run_state *st, int out_rd, int err_rd)
+{
+    st->fd[0] = out_rd;
+    st->fd[1] = err_rd;
+    fcntl(st->fd[0], F_SETFL, fcntl(st->fd[0], F_GETFL) | O_NONBLOCK);
+    fcntl(st->fd[1], F_SETFL, fcntl(st->fd[1], F_GETFL) | O_NONBLOCK);
+#ifdef SYS_pidfd_open
+    st->pidfd = (int)syscall(SYS_pidfd_open, st->pid, 0);
+#else
+    st->pidfd = -1;
+#endif
+}
+
+/* cloud_exec: a fresh sandbox (sandbox.h); the credentials are wiped from
+ * the job as soon as the child has them (or could not start). */
+static int spawn_cloud(run_state *st, char *err, size_t errlen)
+{
+    job *j = st->j;
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1};
+    if (pipe2(outp, O_CLOEXEC) != 0 || pipe2(errp, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
+        env_wipe(j);
+        for (int i = 0; i < 2; i++) {
+            if (outp[i] >= 0)
+                close(outp[i]);
+            if (errp[i] >= 0)
+                close(errp[i]);
+        }
+        return -1;
+    }
+    st->sb = sandbox_create(err, errlen);
+    pid_t pid = -1;
+    if (st->sb)
+        pid = sandbox_spawn(st->sb, j->argv.v[0], j->argv.v, j->env, j->nenv, outp[1], errp[1],
+                            err, errlen);
+    env_wipe(j);
+    close(outp[1]);
+    close(errp[1]);
+    if (pid < 0) {
+        close(outp[0]);
+        close(errp[0]);
+        sandbox_destroy(st->sb);
+        st->sb = NULL;
+        return -1;
+    }
+    st->pid = pid;
+    pipes_ready(st, outp[0], errp[0]);
+    return 0;
+}
 
 static int spawn_child(run_state *st, char *err, size_t errlen)
 {
     job *j = st->j;
+    if (j->kind == MK_CLOUD_EXEC)
+        return spawn_cloud(st, err, errlen);
     int outp[2] = {-1, -1}, errp[2] = {-1, -1};
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
@@ -348,15 +426,7 @@ static int spawn_child(run_state *st, char *err, size_t errlen)
         close(errp[0]);
         return -1;
     }
-    st->fd[0] = outp[0];
-    st->fd[1] = errp[0];
-    fcntl(st->fd[0], F_SETFL, fcntl(st->fd[0], F_GETFL) | O_NONBLOCK);
-    fcntl(st->fd[1], F_SETFL, fcntl(st->fd[1], F_GETFL) | O_NONBLOCK);
-#ifdef SYS_pidfd_open
-    st->pidfd = (int)syscall(SYS_pidfd_open, st->pid, 0);
-#else
-    st->pidfd = -1;
-#endif
+    pipes_ready(st, outp[0], errp[0]);
     return 0;
 
 fail_pipes:
@@ -396,6 +466,9 @@ static void check_exit(run_state *st)
         ;
     st->status = status;
     st->reaped = 1;
+    /* processes that left the group still hold the sandbox uid */
+    if (st->sb)
+        sandbox_kill_all(st->sb);
 }
 
 static void close_fd(run_state *st, int i)
@@ -525,7 +598,8 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
         }
     }
 
-    metrics_command(MK_KUBECTL, end == END_DROP ? MR_DROPPED : metrics_result_of(code, rc),
+    metrics_command((metrics_kind)j->kind,
+                    end == END_DROP ? MR_DROPPED : metrics_result_of(code, rc),
                     spawn_failed ? -1 : duration);
     if (end == END_DROP) {
         log_info("exec id=%u dropped with its connection (return_code=%d)", j->id, rc);
@@ -599,6 +673,12 @@ static void *job_main(void *arg)
     if (j->command_id)
         log_info("command %s started pid=%d verb=%s timeout=%ds", j->command_id, (int)st->pid,
                  verb_of(j), j->timeout_s);
+    else if (st->sb)
+        log_info("exec id=%u started cloud_exec program=%s pid=%d uid=%u verb=%s argc=%d "
+                 "timeout=%ds limit=%lld",
+                 j->id, strrchr(j->argv.v[0], '/') ? strrchr(j->argv.v[0], '/') + 1 : j->argv.v[0],
+                 (int)st->pid, (unsigned)sandbox_uid(st->sb), verb_of(j), j->argv.c - 1,
+                 j->timeout_s, (long long)j->limit);
     else
         log_info("exec id=%u started pid=%d verb=%s argc=%d timeout=%ds limit=%lld", j->id,
                  (int)st->pid, verb_of(j), j->argv.c - 1, j->timeout_s, (long long)j->limit);
@@ -743,6 +823,12 @@ static void *job_main(void *arg)
             ;
         st->reaped = 1;
     }
+    if (st->sb) {
+        /* before exec_end: when the caller has the result, nothing of the
+         * command is left (processes, HOME, TMPDIR, its uid) */
+        sandbox_destroy(st->sb);
+        st->sb = NULL;
+    }
     pthread_mutex_lock(&R.mu);
     if (j->request == REQ_DROP)
         end = END_DROP;
@@ -770,8 +856,8 @@ finish_nostate:
 /* ---- starting jobs --------------------------------------------------------- */
 
 static agent_run_result start_job(uint64_t gen, uint32_t id, const char *command_id,
-                                  argv_t *argv, double timeout, int64_t max_output,
-                                  int64_t window)
+                                  int kind, const char *program, argv_t *argv, char *const *env,
+                                  int nenv, double timeout, int64_t max_output, int64_t window)
 {
     pthread_mutex_lock(&R.mu);
     if (R.shutting_down) {
@@ -804,7 +890,18 @@ static agent_run_result start_job(uint64_t gen, uint32_t id, const char *command
     }
     if (command_id && !(j->command_id = strdup(command_id)))
         goto fail;
-    if (argv_prepend(argv, R.o.kubectl_path) != 0)
+    j->kind = kind;
+    if (nenv > 0) {
+        j->env = calloc((size_t)nenv + 1, sizeof(char *));
+        if (!j->env)
+            goto fail;
+        for (int i = 0; i < nenv; i++) {
+            if (!(j->env[i] = strdup(env[i])))
+                goto fail;
+            j->nenv = i + 1;
+        }
+    }
+    if (argv_prepend(argv, program) != 0)
         goto fail;
     j->argv = *argv;
     memset(argv, 0, sizeof(*argv));
@@ -827,7 +924,7 @@ static agent_run_result start_job(uint64_t gen, uint32_t id, const char *command
         /* give argv back so the caller still owns it */
         *argv = j->argv;
         memset(&j->argv, 0, sizeof(j->argv));
-        argv_strip_leading(argv, R.o.kubectl_path);
+        argv_strip_leading(argv, program);
         goto fail;
     }
     j->next = R.jobs;
@@ -846,11 +943,23 @@ fail:
 agent_run_result agent_runner_exec(uint64_t gen, uint32_t id, argv_t *argv, double timeout,
                                    int64_t max_output, int64_t window)
 {
-    return start_job(gen, id, NULL, argv, timeout, max_output, window);
+    return start_job(gen, id, NULL, MK_KUBECTL, R.o.kubectl_path, argv, NULL, 0, timeout,
+                     max_output, window);
+}
+
+agent_run_result agent_runner_exec_cloud(uint64_t gen, uint32_t id, const char *path,
+                                         argv_t *argv, char *const *env, int nenv,
+                                         double timeout, int64_t max_output, int64_t window)
+{
+    if (!path || path[0] != '/' || nenv < 0 || (nenv && !env))
+        return RUN_FAILED;
+    return start_job(gen, id, NULL, MK_CLOUD_EXEC, path, argv, env, nenv, timeout, max_output,
+                     window);
 }
 
 agent_run_result agent_runner_legacy(uint64_t gen, const char *command_id, argv_t *argv,
                                      double timeout)
 {
-    return start_job(gen, 0, command_id, argv, timeout, 0, 0);
+    return start_job(gen, 0, command_id, MK_KUBECTL, R.o.kubectl_path, argv, NULL, 0, timeout,
+                     0, 0);
 }

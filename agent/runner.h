@@ -1,7 +1,7 @@
 /* runner.h — runs the commands the server sends, one supervising thread each.
  *
- * The program (AURORA_KUBECTL_PATH) is started with posix_spawnp — never a
- * shell — in its own process group, stdin from /dev/null, stdout and stderr
+ * kubectl (AURORA_KUBECTL_PATH) is started with posix_spawnp, a cloud_exec
+ * program in the sandbox of sandbox.h — never a shell — in its own process group, stdin from /dev/null, stdout and stderr
  * on separate pipes, every other descriptor closed.  The thread reads the
  * pipes, honours the request's flow-control window and output cap, enforces
  * the timeout (SIGTERM to the group, SIGKILL 2 s later), reaps the child and
@@ -42,6 +42,14 @@ void agent_runner_destroy(void);
  * or above the maximum means the maximum; max_output <= 0 means the agent's cap. */
 agent_run_result agent_runner_exec(uint64_t gen, uint32_t id, argv_t *argv, double timeout,
                                    int64_t max_output, int64_t window);
+/* v2 exec of kind cloud_exec: path (absolute, resolved by the agent) runs in
+ * a fresh sandbox (sandbox.h) with env[0..nenv) ("NAME=value", checked by the
+ * caller) added to its environment.  The job keeps its own copy of env and
+ * wipes it once the child has started; the caller wipes its own.  Output,
+ * flow control, timeout, cancel and exec_end as for kubectl. */
+agent_run_result agent_runner_exec_cloud(uint64_t gen, uint32_t id, const char *path,
+                                         argv_t *argv, char *const *env, int nenv,
+                                         double timeout, int64_t max_output, int64_t window);
 /* Legacy kubectl_command: the output is collected and sent as one command_response. */
 agent_run_result agent_runner_legacy(uint64_t gen, const char *command_id, argv_t *argv,
                                      double timeout);

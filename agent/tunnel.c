@@ -12,6 +12,7 @@
 
 #include "backoff.h"
 #include "buf.h"
+#include "cloud.h"
 #include "log.h"
 #include "metrics.h"
 #include "outq.h"
@@ -74,6 +75,8 @@ static struct {
     char err[256];
 } RS;
 
+static void rx_wipe(void);
+
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -131,7 +134,7 @@ static void on_disconnect(const char *why)
     metrics_state_set(MS_DISCONNECTED);
     T.killing = 0;
     T.closing = 0;
-    buf_reset(&T.rx);
+    rx_wipe();
     agent_runner_drop(T.gen);
     agent_outq_reset(0); /* nothing is accepted until the next connection */
 
@@ -320,10 +323,73 @@ static void reply_legacy(const char *command_id, const char *error, int rc)
     }
 }
 
+static void reply_run_result(uint32_t id, metrics_kind k, agent_run_result r)
+{
+    switch (r) {
+    case RUN_STARTED:
+        break;
+    case RUN_BUSY: {
+        char err[96];
+        snprintf(err, sizeof(err), "agent busy: %d commands already running",
+                 T.cfg->max_concurrent);
+        log_warn("exec id=%u refused: %s", id, err);
+        metrics_command(k, MR_BUSY, -1);
+        reply_exec_end(id, 1, err, EC_BUSY);
+        break;
+    }
+    case RUN_SHUTTING_DOWN:
+        log_info("exec id=%u refused: agent shutting down", id);
+        metrics_command(k, MR_SHUTTING_DOWN, -1);
+        reply_exec_end(id, 1, "agent shutting down", EC_SHUTTING_DOWN);
+        break;
+    case RUN_DUPLICATE:
+        log_warn("exec id=%u ignored: that id is already running", id);
+        break;
+    case RUN_FAILED:
+        metrics_command(k, MR_SPAWN_FAILED, -1);
+        reply_exec_end(id, 127, "agent could not start the command", EC_SPAWN_FAILED);
+        break;
+    }
+}
+
+/* kind cloud_exec: the agent's cloud policy (cloud.h), then the sandbox.
+ * Never logs env values; only the program, the verb and variable names. */
+static void handle_cloud_exec(proto_msg *m)
+{
+    const agent_cloud *c = &T.cfg->cloud;
+    agent_policy_decision d;
+    if (!agent_cloud_check(c, m->program, m->argv.c, (const char *const *)m->argv.v, m->env,
+                           m->nenv, &d)) {
+        log_warn("exec id=%u cloud_exec refused: %s", m->id, d.reason);
+        metrics_policy_denial();
+        metrics_command(MK_CLOUD_EXEC, MR_POLICY_DENIED, -1);
+        reply_exec_end(m->id, POLICY_DENIED_RC, d.reason, EC_POLICY_DENIED);
+        return;
+    }
+    char *path = agent_cloud_path(c, m->program);
+    if (!path) {
+        char err[200];
+        snprintf(err, sizeof(err), "%s is not installed on this agent (not found in %.100s)",
+                 m->program, c->search_path ? c->search_path : "");
+        log_warn("exec id=%u cloud_exec: %s", m->id, err);
+        metrics_command(MK_CLOUD_EXEC, MR_SPAWN_FAILED, -1);
+        reply_exec_end(m->id, 127, err, EC_SPAWN_FAILED);
+        return;
+    }
+    agent_run_result r = agent_runner_exec_cloud(T.gen, m->id, path, &m->argv, m->env, m->nenv,
+                                                 m->timeout, m->max_output, T.window);
+    free(path);
+    reply_run_result(m->id, MK_CLOUD_EXEC, r);
+}
+
 static void handle_exec(proto_msg *m)
 {
     if (m->id == 0) {
         log_warn("tunnel: exec without an id dropped");
+        return;
+    }
+    if (m->kind && !strcmp(m->kind, PROTO_KIND_CLOUD_EXEC)) {
+        handle_cloud_exec(m);
         return;
     }
     if (m->kind && strcmp(m->kind, "kubectl") != 0) { /* absent kind means kubectl */
@@ -345,31 +411,7 @@ static void handle_exec(proto_msg *m)
     }
     agent_run_result r = agent_runner_exec(T.gen, m->id, &m->argv, m->timeout, m->max_output,
                                            T.window);
-    switch (r) {
-    case RUN_STARTED:
-        break;
-    case RUN_BUSY: {
-        char err[96];
-        snprintf(err, sizeof(err), "agent busy: %d commands already running",
-                 T.cfg->max_concurrent);
-        log_warn("exec id=%u refused: %s", m->id, err);
-        metrics_command(MK_KUBECTL, MR_BUSY, -1);
-        reply_exec_end(m->id, 1, err, EC_BUSY);
-        break;
-    }
-    case RUN_SHUTTING_DOWN:
-        log_info("exec id=%u refused: agent shutting down", m->id);
-        metrics_command(MK_KUBECTL, MR_SHUTTING_DOWN, -1);
-        reply_exec_end(m->id, 1, "agent shutting down", EC_SHUTTING_DOWN);
-        break;
-    case RUN_DUPLICATE:
-        log_warn("exec id=%u ignored: that id is already running", m->id);
-        break;
-    case RUN_FAILED:
-        metrics_command(MK_KUBECTL, MR_SPAWN_FAILED, -1);
-        reply_exec_end(m->id, 127, "agent could not start the command", EC_SPAWN_FAILED);
-        break;
-    }
+    reply_run_result(m->id, MK_KUBECTL, r);
 }
 
 static void handle_legacy(proto_msg *m)
@@ -414,7 +456,8 @@ static void handle_legacy(proto_msg *m)
     argv_free(&a);
 }
 
-/* register, plus the agent's command policy so the server can show it */
+/* register, plus the agent's command policy and cloud_exec settings so the
+ * server can show them (servers ignore keys they do not know) */
 static char *encode_register(void)
 {
     char *base = proto_enc_register(T.cfg->cluster_id, T.cfg->version, T.v2 ? 2 : 1,
@@ -423,11 +466,16 @@ static char *encode_register(void)
         return NULL;
     cJSON *o = cJSON_Parse(base);
     cJSON *pol = agent_policy_json(&T.cfg->policy);
+    cJSON *cloud = agent_cloud_json(&T.cfg->cloud);
     char *out = NULL;
     if (o && pol && cJSON_AddItemToObject(o, "policy", pol)) {
         pol = NULL;
+        /* what cloud_exec this agent runs: {"enabled","programs","uid_separation"} */
+        if (cloud && cJSON_AddItemToObject(o, "cloud_exec", cloud))
+            cloud = NULL;
         out = cJSON_PrintUnformatted(o);
     }
+    cJSON_Delete(cloud);
     cJSON_Delete(pol);
     cJSON_Delete(o);
     if (!out)
@@ -462,6 +510,16 @@ static void handle_connected(proto_msg *m, struct lws *wsi)
     (void)wsi;
 }
 
+static void wipe_json(cJSON *o)
+{
+    for (cJSON *it = o ? o->child : NULL; it; it = it->next) {
+        if (cJSON_IsString(it) && it->valuestring)
+            explicit_bzero(it->valuestring, strlen(it->valuestring));
+        else
+            wipe_json(it);
+    }
+}
+
 /* A malformed exec that still names a usable id gets BAD_REQUEST; anything
  * else malformed is only logged (the decoder keeps nothing on failure, so the
  * id is looked up here). */
@@ -475,6 +533,7 @@ static void handle_malformed(const char *data, size_t len, const char *err)
         cJSON_IsNumber(idj) && idj->valuedouble >= 1 && idj->valuedouble <= 4294967295.0 &&
         idj->valuedouble == (double)(uint32_t)idj->valuedouble)
         id = (uint32_t)idj->valuedouble;
+    wipe_json(root); /* a malformed exec may still carry credentials */
     cJSON_Delete(root);
     if (id) {
         log_warn("exec id=%u malformed: %s", id, err);
@@ -658,11 +717,22 @@ static int on_writeable(struct lws *wsi)
     return 0;
 }
 
+/* Control messages may carry cloud_exec credentials (exec env): the receive
+ * buffer is zeroed, not just reset, once a message is handled. */
+static void rx_wipe(void)
+{
+    /* the buffer is reserved once for the largest message (agent_tunnel_start),
+     * so it never moves: what was written is [0, len) */
+    if (T.rx.data && T.rx.len)
+        explicit_bzero(T.rx.data, T.rx.len);
+    buf_reset(&T.rx);
+}
+
 static int on_receive(struct lws *wsi, const void *in, size_t len)
 {
     T.last_rx = now_ms();
     if (lws_is_first_fragment(wsi)) {
-        buf_reset(&T.rx);
+        rx_wipe();
         T.rx_binary = lws_frame_is_binary(wsi);
         T.rx_skip = 0;
     }
@@ -673,7 +743,7 @@ static int on_receive(struct lws *wsi, const void *in, size_t len)
              * close from the next WRITEABLE instead. */
             log_warn("tunnel: message larger than %d bytes; closing with 1009",
                      PROTO_MAX_CONTROL);
-            buf_reset(&T.rx);
+            rx_wipe();
             T.rx_skip = 1;
             T.close_1009 = 1;
             lws_callback_on_writable(wsi);
@@ -681,9 +751,11 @@ static int on_receive(struct lws *wsi, const void *in, size_t len)
         }
         if (buf_append(&T.rx, in, len) != 0) {
             log_error("tunnel: out of memory receiving a message; dropped");
-            buf_reset(&T.rx);
+            rx_wipe();
             T.rx_skip = 1;
         }
+        /* the text may carry cloud_exec credentials: keep one copy only */
+        explicit_bzero((void *)in, len);
     }
     if (!lws_is_final_fragment(wsi))
         return 0;
@@ -691,7 +763,7 @@ static int on_receive(struct lws *wsi, const void *in, size_t len)
         log_info("tunnel: binary frame from the server ignored");
     else if (!T.rx_skip)
         handle_text(wsi, buf_head(&T.rx), buf_pending(&T.rx));
-    buf_reset(&T.rx);
+    rx_wipe();
     return 0;
 }
 
@@ -785,6 +857,10 @@ int agent_tunnel_start(struct lws_context *ctx, const agent_config *cfg)
     T.cfg = cfg;
     T.ctx = ctx;
     buf_init(&T.rx);
+    if (buf_reserve(&T.rx, PROTO_MAX_CONTROL + 1) != 0) {
+        log_error("tunnel: out of memory");
+        return -1;
+    }
     agent_backoff_init(&T.bo, cfg->reconnect_interval, cfg->reconnect_max);
     metrics_state_set(MS_DISCONNECTED);
 
@@ -874,6 +950,7 @@ void agent_tunnel_teardown(void)
 
 void agent_tunnel_free(void)
 {
+    rx_wipe();
     buf_free(&T.rx);
     agent_proxy_free(&T.proxy);
     T.ctx = NULL;

@@ -5,7 +5,8 @@
 #
 # Every library comes from Debian 12 (bookworm):
 #   libwebsockets.a (libwebsockets-dev), libssl.a + libcrypto.a (libssl-dev),
-#   libyaml.a (libyaml-dev), libcap.a (libcap-dev), libz.a (zlib1g-dev), and
+#   libyaml.a (libyaml-dev), libcap.a (libcap-dev), libz.a (zlib1g-dev),
+#   libseccomp.a (libseccomp-dev: the cloud_exec sandbox's syscall filter), and
 #   glibc's libc.a (libc6-dev).
 #   cJSON ships no static library, so libcjson.a is compiled here from
 #   Debian's own source package `cjson` (the version of the installed
@@ -31,7 +32,7 @@ say() { echo "static-agent: $*"; }
 
 # ---- 1. Debian packages ------------------------------------------------------
 PKGS=(build-essential pkg-config dpkg-dev file ca-certificates
-      libwebsockets-dev libssl-dev libyaml-dev libcap-dev zlib1g-dev libcjson-dev)
+      libwebsockets-dev libssl-dev libyaml-dev libcap-dev zlib1g-dev libcjson-dev libseccomp-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -44,7 +45,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 LIBDIR=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -dumpmachine)
-for a in libwebsockets.a libssl.a libcrypto.a libyaml.a libcap.a libz.a; do
+for a in libwebsockets.a libssl.a libcrypto.a libyaml.a libcap.a libz.a libseccomp.a; do
   [ -f "$LIBDIR/$a" ] || { say "missing $LIBDIR/$a (its Debian -dev package ships it)"; exit 1; }
 done
 
@@ -112,7 +113,7 @@ mkdir -p "$(dirname "$OUT")"
 link_log="$B/link.log"
 if ! $CC -static -o "$OUT.unstripped" "${objs[@]}" -Wl,--gc-sections \
       -L"$CJ" -L"$LIBDIR" \
-      -Wl,--start-group -lwebsockets -lssl -lcrypto -lcap -lz -lyaml -lcjson -Wl,--end-group \
+      -Wl,--start-group -lwebsockets -lssl -lcrypto -lcap -lz -lyaml -lcjson -lseccomp -Wl,--end-group \
       -lpthread -ldl -lm 2>"$link_log"; then
   cat "$link_log" >&2
   exit 1

@@ -1,0 +1,620 @@
+#!/usr/bin/env python3
+"""test_cloud_exec.py — cloud_exec end to end with the real agent (build/asan
+aurora-agent) and the real cloud CLIs, in the agent's sandbox (agent/sandbox.h).
+
+Peers, none of them this project's code:
+  moto_server                        AWS STS + IAM; the server's AWS connector
+                                     assumes the customer's role there, and the
+                                     agent runs the real `aws` CLI with the
+                                     assumed role's credentials against it
+  /usr/bin/gcloud                    the real Google Cloud CLI, pointed at local
+                                     endpoints with CLOUDSDK_API_ENDPOINT_OVERRIDES_*
+                                     (the server's GCP_CLOUDSDK_ENDPOINT_OVERRIDES)
+  tests/fixtures/gcp_fixture.py      Google's token endpoint + Cloud Resource
+                                     Manager projects.list
+  tests/fixtures/gcloud_api_recorder.py  records gcloud's requests (token,
+                                     project) and serves Compute's aggregatedList
+
+The tests run as root, as CI does: the agent gives each cloud command its own
+uid from AURORA_SANDBOX_UID_RANGE.  The image's `aws` lives under /root (mode
+0700, unreachable for those uids), so the agent that runs the real `aws` is
+started in a private mount namespace where /root is a 0755 tmpfs with only
+/root/.pyenv bound back (nothing on the host changes).
+
+TEST-ONLY ALLOWLIST: the "limits" agent maps the program name `aws` to
+/usr/bin/python3 (AURORA_CLOUD_PROGRAMS=aws=/usr/bin/python3), so that a
+cloud_exec of provider aws — with real assumed-role credentials from the
+server — can run a fork bomb, a memory hog, a ptrace attempt, writes outside
+HOME and a peek at a concurrent command.  No production default allowlists an
+interpreter or a shell: the default is gcloud,aws,az looked up in
+/usr/local/bin:/usr/bin:/bin.
+"""
+import atexit
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (FIXTURES, HTTPSConn, T, World, _SUITE, check, contains, eq,  # noqa: E402
+                     free_port, main, parse_sse_stream, rand_tag, test, wait_until)
+import harness  # noqa: E402
+
+MOTO = shutil.which("moto_server") or "/root/.pyenv/shims/moto_server"
+AWS_SHIM = shutil.which("aws") or "/root/.pyenv/shims/aws"
+GCLOUD = "/usr/bin/gcloud"
+PY = "/usr/bin/python3"
+MOTO_ACCOUNT = "123456789012"
+SERVER_KEY_ID = "AKIAAURORASERVER0002"
+SERVER_SECRET = "aurora-server-secret-" + rand_tag(12)
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+
+_TMP = tempfile.mkdtemp(prefix="aurora-cloudexec-")
+SHARED = {}
+_PROCS = []
+
+
+def _cleanup():
+    for p in _PROCS:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    shutil.rmtree(_TMP, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+
+
+def real_aws():
+    """The aws CLI's real path (pyenv shims are bash scripts needing PYENV_ROOT)."""
+    try:
+        out = subprocess.run(["pyenv", "which", "aws"], capture_output=True, timeout=20)
+        p = out.stdout.decode().strip()
+        if out.returncode == 0 and os.path.isabs(p):
+            return p
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return os.path.realpath(AWS_SHIM)
+
+
+# ---------------------------------------------------------------------------
+# peers
+# ---------------------------------------------------------------------------
+def _spawn(argv, name, **kw):
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(os.path.join(_TMP, name + ".log"), "wb"), **kw)
+    _PROCS.append(p)
+    return p
+
+
+def moto():
+    if "moto" not in SHARED:
+        port = free_port()
+        p = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)],
+                             stdout=open(os.path.join(_TMP, "moto.log"), "wb"), stderr=subprocess.STDOUT)
+        _PROCS.append(p)
+
+        def up():
+            check(p.poll() is None, "moto_server exited", open(os.path.join(_TMP, "moto.log")).read())
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_until(up, 30, 0.1, "moto_server")
+        SHARED["moto"] = "http://127.0.0.1:%d" % port
+    return SHARED["moto"]
+
+
+def gcp_peers():
+    """(fixture port, recorder port)."""
+    if "fx" not in SHARED:
+        p = _spawn([sys.executable, os.path.join(FIXTURES, "gcp_fixture.py")], "gcp_fixture")
+        SHARED["fx"] = int(p.stdout.readline())
+        r = _spawn([sys.executable, os.path.join(FIXTURES, "gcloud_api_recorder.py"),
+                    "--upstream", "http://127.0.0.1:%d" % SHARED["fx"]], "recorder")
+        SHARED["rec"] = int(r.stdout.readline())
+    return SHARED["fx"], SHARED["rec"]
+
+
+def http_json(port, method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request(method, path, json.dumps(body) if body is not None else None,
+              {"Content-Type": "application/json"} if body is not None else {})
+    r = c.getresponse()
+    data = json.loads(r.read() or b"{}")
+    c.close()
+    return data
+
+
+def aws_admin(*args):
+    """The customer's side: the real aws CLI (as root, outside any sandbox) against moto."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_ACCESS_KEY_ID": "AKIACUSTOMER00000002", "AWS_SECRET_ACCESS_KEY": "customer",
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_PAGER": "", "AWS_EC2_METADATA_DISABLED": "true"})
+    r = subprocess.run([AWS_SHIM, "--endpoint-url", moto(), "--output", "json"] + list(args),
+                       env=env, capture_output=True, timeout=60)
+    check(r.returncode == 0, "aws %s failed" % " ".join(args[:2]), r.stdout, r.stderr)
+    return json.loads(r.stdout or b"{}")
+
+
+# ---------------------------------------------------------------------------
+# the world: one server, agents
+# ---------------------------------------------------------------------------
+def world():
+    if "world" in SHARED:
+        return SHARED["world"]
+    fx, rec = gcp_peers()
+    if _SUITE["t"] is None:
+        _SUITE["t"] = T(_SUITE["root"], "suite")
+    w = World(_SUITE["t"], "suite-server", start=False)
+    w.extra_env.update({
+        "AWS_ACCESS_KEY_ID": SERVER_KEY_ID, "AWS_SECRET_ACCESS_KEY": SERVER_SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_STS_ENDPOINT": moto() + "/",
+        "AURORA_PROVIDER_TIMEOUT_MS": "5000",
+        "GCP_TOKEN_URI_OVERRIDE": "http://127.0.0.1:%d/token" % fx,
+        "GCP_CRM_URL": "http://127.0.0.1:%d" % fx,
+        "GCP_CLOUDSDK_ENDPOINT_OVERRIDES": "cloudresourcemanager=http://127.0.0.1:%d/,"
+                                           "compute=http://127.0.0.1:%d/compute/v1/" % (rec, rec),
+    })
+    w.start()
+    w.bootstrap()
+    SHARED["world"] = w
+    return w
+
+
+def sandbox_base():
+    """AURORA_SANDBOX_DIR: its parents must let the sandbox uids through."""
+    if "base" not in SHARED:
+        d = tempfile.mkdtemp(prefix="aurora-sbx-it-")
+        os.chmod(d, 0o711)
+        SHARED["base"] = d
+        atexit.register(shutil.rmtree, d, True)
+    return SHARED["base"]
+
+
+UNSHARE_SCRIPT = r"""
+set -e
+keep=$(mktemp -d /tmp/aurora-pyenv-XXXXXX)
+mount --bind /root/.pyenv "$keep"
+mount -t tmpfs -o mode=0755,size=1m aurora-root /root
+mkdir /root/.pyenv
+mount --bind "$keep" /root/.pyenv
+umount "$keep"
+rmdir "$keep"
+exec "$@"
+"""
+
+
+def start_agent(w, name, programs, extra=None, root_visible=False):
+    tok = w.create_token("it-cloud-%s-%s" % (name, rand_tag(2)))
+    lo = 101000 + 40 * ["real", "limits", "restricted", "off"].index(name)
+    env = {
+        "AURORA_CLOUD_PROGRAMS": programs,
+        "AURORA_SANDBOX_DIR": sandbox_base(),
+        "AURORA_SANDBOX_UID_RANGE": "%d-%d" % (lo, lo + 39),  # one range per agent
+    }
+    env.update(extra or {})
+    wrap = root_visible and not (os.stat("/root").st_mode & stat.S_IXOTH)
+    orig = harness.AGENT_BIN
+    if wrap:
+        check(shutil.which("unshare"), "unshare(1) is needed to make /root/.pyenv reachable")
+    owner = w.t
+    # spawn through the harness so logs, sanitizer reports and exit status are checked
+    saved_spawn = owner.spawn
+
+    def spawn(pname, argv, penv, logpath, sandir, **kw):
+        if wrap and argv == [orig]:
+            argv = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                    UNSHARE_SCRIPT, "sh", orig]
+        return saved_spawn(pname, argv, penv, logpath, sandir, **kw)
+    owner.spawn = spawn
+    try:
+        a = harness.Agent(w, tok["token"], "agent-%s" % name, env, owner)
+    finally:
+        owner.spawn = saved_spawn
+    a.wait_ready(30)
+    w.wait_connection(tok["cluster_id"])
+    return a, tok["cluster_id"]
+
+
+def agent(name):
+    """Agents kept for the whole program: real (real aws + gcloud), limits
+    (TEST-ONLY: aws = python3), restricted (gcloud only), off (disabled)."""
+    w = world()
+    key = "agent_" + name
+    if key not in SHARED:
+        if name == "real":
+            SHARED[key] = start_agent(w, name, "aws=%s,gcloud=%s" % (real_aws(), GCLOUD),
+                                      root_visible=True)
+        elif name == "limits":
+            SHARED[key] = start_agent(w, name, "aws=%s,gcloud=%s" % (PY, PY),
+                                      {"AURORA_SANDBOX_NPROC": "48", "AURORA_SANDBOX_CPU_SECONDS": "20"})
+        elif name == "restricted":
+            SHARED[key] = start_agent(w, name, "gcloud=%s" % GCLOUD)
+        elif name == "off":
+            SHARED[key] = start_agent(w, name, "gcloud,aws", {"AURORA_CLOUD_EXEC": "disabled"})
+    return SHARED[key]
+
+
+# ---------------------------------------------------------------------------
+# connectors
+# ---------------------------------------------------------------------------
+def aws_user(tag="a"):
+    """A fresh user (bootstrap org) with the AWS connector connected to a moto role:
+    (api key, user id, role name)."""
+    w = world()
+    k = "aws_user_" + tag
+    if k not in SHARED:
+        user, key = w.new_user()  # the bootstrap org, which owns the agents' clusters
+        r = w.get("/aws/onboarding", key=key)
+        eq(r.status, 200, "GET /aws/onboarding (%r)" % r)
+        name = "AuroraCloudExec-" + rand_tag(3)
+        aws_admin("iam", "create-role", "--role-name", name,
+                  "--assume-role-policy-document", json.dumps(r.json["trust_policy"]))
+        r = w.post("/aws/connect", {"role_arn": "arn:aws:iam::%s:role/%s" % (MOTO_ACCOUNT, name)}, key=key)
+        eq(r.status, 200, "POST /aws/connect (%r)" % r)
+        SHARED[k] = (key, user, name)
+    return SHARED[k]
+
+
+def gcp_user():
+    w = world()
+    if "gcp_user" not in SHARED:
+        fx, _ = gcp_peers()
+        d = tempfile.mkdtemp(dir=_TMP)
+        priv, pub = os.path.join(d, "k.pem"), os.path.join(d, "pub.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                        "-out", priv], check=True, capture_output=True)
+        subprocess.run(["openssl", "pkey", "-in", priv, "-pubout", "-out", pub], check=True, capture_output=True)
+        email = "aurora-%s@proj-alpha.iam.gserviceaccount.com" % rand_tag(3)
+        key = {"type": "service_account", "project_id": "proj-alpha", "private_key_id": rand_tag(20),
+               "private_key": open(priv).read(), "client_email": email, "client_id": "1" + rand_tag(10),
+               "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": GOOGLE_TOKEN_URI}
+        http_json(fx, "POST", "/_control", {"pubkeys": {email: open(pub).read()},
+                                             "expected_aud": GOOGLE_TOKEN_URI})
+        uid, api = w.new_user()
+        r = w.post("/gcp/service-account", key, key=api)
+        eq(r.status, 200, "POST /gcp/service-account (%r)" % r)
+        SHARED["gcp_user"] = (api, uid)
+    return SHARED["gcp_user"]
+
+
+def cloud_exec(key, timeout_http=120, **body):
+    return world().post("/api/cloud_exec", body, key=key, timeout=timeout_http)
+
+
+def cloud_exec_sse(key, body, on_event, timeout=120):
+    w = world()
+    conn = HTTPSConn(w.port, w.ctx, timeout=timeout)
+    try:
+        conn.request("POST", "/api/cloud_exec", body=json.dumps(body).encode(), headers={
+            "Authorization": "Bearer %s" % key, "Content-Type": "application/json",
+            "Accept": "text/event-stream", "Connection": "close"})
+        r = conn.getresponse()
+        if "text/event-stream" not in (r.getheader("content-type") or ""):
+            raise AssertionError("cloud_exec SSE: HTTP %d %s" % (r.status, r.read()[:400]))
+        parse_sse_stream(r, on_event)
+    finally:
+        conn.close()
+
+
+def base_is_empty():
+    left = os.listdir(sandbox_base())
+    check(left == [], "sandbox directories left behind", left)
+
+
+def no_secret_in_logs(secrets, what=""):
+    w = world()
+    logs = {"server": w.server.log_text()}
+    for k, v in SHARED.items():
+        if k.startswith("agent_"):
+            logs[k] = v[0].log()
+    for name, text in logs.items():
+        for s in secrets:
+            if s and len(s) >= 8:
+                check(s not in text, "%s log contains a credential %s" % (name, what), s[:6] + "…")
+
+
+# ---------------------------------------------------------------------------
+# tests: the real CLIs
+# ---------------------------------------------------------------------------
+@test(timeout=90)
+def real_aws_cli_prints_the_assumed_role_arn(t):
+    a, cid = agent("real")
+    key, user, role = aws_user("a")
+    r = cloud_exec(key, provider="aws", cluster_id=cid,
+                   command="sts get-caller-identity --output json --endpoint-url %s" % moto())
+    eq(r.status, 200, "cloud_exec (%r)" % r)
+    eq((r.get("success"), r.get("return_code"), r.get("error_code")), (True, 0, None),
+       "result (%r)" % r)
+    ident = json.loads(r.get("output"))
+    eq(ident.get("Account"), MOTO_ACCOUNT, "Account")
+    contains(ident.get("Arn"), "arn:aws:sts::%s:assumed-role/%s/aurora-%s" % (MOTO_ACCOUNT, role, user),
+             "the assumed role's ARN")
+    contains(a.log(), "started cloud_exec program=aws", "agent log")
+    # the metric counts it as kind cloud_exec
+    st, body = a.health("/metrics")
+    eq(st, 200, "/metrics")
+    check(re.search(rb'aurora_agent_commands_total\{kind="cloud_exec",result="success"\} [1-9]', body),
+          "cloud_exec success metric", body[:3000])
+    base_is_empty()
+
+
+@test(timeout=90)
+def real_gcloud_lists_fixture_projects_with_token_and_injected_project(t):
+    a, cid = agent("real")
+    key, uid = gcp_user()
+    fx, rec = gcp_peers()
+    r = cloud_exec(key, provider="gcp", cluster_id=cid, command="projects list --format=json")
+    eq(r.status, 200, "cloud_exec gcloud projects list (%r)" % r)
+    eq((r.get("success"), r.get("return_code")), (True, 0), "result (%r)" % r)
+    ids = sorted(p["projectId"] for p in json.loads(r.get("output")))
+    for p in ("proj-alpha", "proj-beta", "proj-gamma", "proj-delta"):
+        check(p in ids, "%s listed by the real gcloud" % p, ids)
+    tokens = set(http_json(fx, "GET", "/_control/state")["tokens"])
+    reqs = http_json(rec, "GET", "/_rec/requests")
+    crm = [q for q in reqs if q["path"].startswith("/v1/projects")]
+    check(crm and all(q["authorization"][7:] in tokens for q in crm),
+          "gcloud sent the minted bearer token to Cloud Resource Manager", crm)
+    # --project injected by the server, used by gcloud in the request path
+    n = len(reqs)
+    r = cloud_exec(key, provider="gcp", cluster_id=cid, command="compute instances list --format=json")
+    eq((r.status, r.get("return_code")), (200, 0), "gcloud compute instances list (%r)" % r)
+    inst = json.loads(r.get("output"))
+    eq([i["name"] for i in inst], ["vm-proj-alpha"], "instances")
+    new = http_json(rec, "GET", "/_rec/requests")[n:]
+    agg = [q for q in new if "/aggregated/instances" in q["path"]]
+    check(agg and agg[0]["path"].startswith("/compute/v1/projects/proj-alpha/aggregated/instances"),
+          "request for the injected project proj-alpha", new)
+    check(agg[0]["authorization"][7:] in tokens, "compute request with the minted token", agg)
+    # another project by the caller's choice
+    r = cloud_exec(key, provider="gcp", cluster_id=cid, command="compute instances list --format=json",
+                   project="proj-beta")
+    eq((r.status, r.get("return_code")), (200, 0), "with project=proj-beta (%r)" % r)
+    eq([i["name"] for i in json.loads(r.get("output"))], ["vm-proj-beta"], "instances of proj-beta")
+    no_secret_in_logs(tokens, "(gcloud access token)")
+    base_is_empty()
+
+
+# ---------------------------------------------------------------------------
+# bad input and the agent's policy
+# ---------------------------------------------------------------------------
+@test(timeout=90)
+def bad_input_unknown_provider_literal_metacharacters_and_policy(t):
+    w = world()
+    _, cid = agent("limits")
+    key, user, _ = aws_user("a")
+    r = cloud_exec(key, provider="nosuch", cluster_id=cid, command="x")
+    eq((r.status, r.error_code), (400, "UNKNOWN_PROVIDER"), "unknown provider (%r)" % r)
+    # literal argv, no shell: the (test-only) python3 shows what it received
+    probe = os.path.join(_TMP, "pwned-" + rand_tag(3))
+    args = ["-c", "import sys; print(repr(sys.argv[1:]))", "a;b", "$(id)", "`uname`", "|", "&&",
+            "x > %s" % probe, "*"]
+    r = cloud_exec(key, provider="aws", cluster_id=cid, args=args)
+    eq((r.status, r.get("return_code")), (200, 0), "metacharacters (%r)" % r)
+    eq(r.get("output").strip(), repr(args[2:]), "argv arrived literally")
+    check(not os.path.exists(probe), "a shell redirection ran")
+    r = cloud_exec(key, provider="aws", cluster_id=cid,
+                   command="-c 'import sys; print(sys.argv[1:])' ';' 'rm -rf /' '$(reboot)'")
+    eq(r.get("output").strip(), "[';', 'rm -rf /', '$(reboot)']", "command string split without a shell")
+    # a program the agent does not list
+    _, rcid = agent("restricted")
+    r = cloud_exec(key, provider="aws", cluster_id=rcid, command="sts get-caller-identity")
+    eq((r.status, r.get("return_code"), r.get("error_code")), (200, 126, "POLICY_DENIED"),
+       "aws on a gcloud-only agent (%r)" % r)
+    contains(r.get("error"), "AURORA_CLOUD_PROGRAMS", "error names the setting")
+    # cloud_exec disabled
+    _, ocid = agent("off")
+    r = cloud_exec(key, provider="aws", cluster_id=ocid, command="sts get-caller-identity")
+    eq((r.status, r.get("error_code")), (200, "POLICY_DENIED"), "disabled agent (%r)" % r)
+    contains(r.get("error"), "AURORA_CLOUD_EXEC=disabled", "error")
+    # a command that would print the injected credentials
+    _, realcid = agent("real")
+    r = cloud_exec(key, provider="aws", cluster_id=realcid, command="configure export-credentials")
+    eq((r.status, r.get("error_code")), (200, "POLICY_DENIED"), "export-credentials (%r)" % r)
+    base_is_empty()
+
+
+# ---------------------------------------------------------------------------
+# the sandbox's limits, each contained and reported
+# ---------------------------------------------------------------------------
+FORK_BOMB = r"""
+import os, time
+fails = 0
+for i in range(400):
+    try:
+        os.fork()
+    except OSError as e:
+        fails += 1
+        if fails == 1:
+            print("fork refused:", e.strerror, flush=True)
+        time.sleep(0.02)
+time.sleep(60)
+"""
+
+SANDBOX_PROBE = r"""
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+ctypes.set_errno(0)
+r = libc.ptrace(0, 0, None, None)
+print("ptrace", r, errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno()))
+for target in sys.argv[1:]:
+    try:
+        with open(target, "w") as f:
+            f.write("x")
+        print("WROTE", target)
+    except OSError as e:
+        print("write refused", target, errno.errorcode[e.errno])
+with open(os.path.join(os.environ["HOME"], "mine"), "w") as f:
+    f.write("ok")
+print("home", os.environ["HOME"], "cwd", os.getcwd(), "uid", os.getuid())
+"""
+
+
+@test(timeout=90)
+def fork_bomb_memory_hog_ptrace_and_writes_are_contained(t):
+    w = world()
+    a, cid = agent("limits")
+    key, user, _ = aws_user("a")
+    # fork bomb: RLIMIT_NPROC refuses the forks, the timeout kills the whole group
+    t0 = time.monotonic()
+    r = cloud_exec(key, provider="aws", cluster_id=cid, args=["-c", FORK_BOMB], timeout=4)
+    eq(r.status, 200, "fork bomb (%r)" % r)
+    eq((r.get("return_code"), r.get("error_code")), (124, "TIMEOUT"), "fork bomb result (%r)" % r)
+    contains(r.get("output"), "fork refused: Resource temporarily unavailable", "RLIMIT_NPROC reported")
+    check(time.monotonic() - t0 < 20, "fork bomb took too long")
+    wait_until(lambda: not [p for p in harness.procs_matching("import os, time") if "fork" in p[1]],
+               10, 0.1, "fork bomb processes gone")
+    base_is_empty()
+    # memory hog: RLIMIT_AS (2 GiB default) makes a 4 GiB allocation fail
+    r = cloud_exec(key, provider="aws", cluster_id=cid,
+                   args=["-c", "b = bytearray(4 << 30)\nprint('allocated')"])
+    eq((r.status, r.get("success"), r.get("return_code")), (200, False, 1), "memory hog (%r)" % r)
+    contains(r.get("error"), "MemoryError", "MemoryError reported on stderr")
+    check("allocated" not in (r.get("output") or ""), "the hog got its memory")
+    # ptrace and writes outside HOME
+    agent_dir = os.path.dirname(a.proc.logpath)
+    targets = ["/etc/aurora-sbx-probe", os.path.join(agent_dir, "planted"),
+               os.path.join(sandbox_base(), "planted"), "/usr/local/bin/planted"]
+    r = cloud_exec(key, provider="aws", cluster_id=cid, args=["-c", SANDBOX_PROBE] + targets)
+    eq((r.status, r.get("return_code")), (200, 0), "probe (%r)" % r)
+    out = r.get("output")
+    contains(out, "ptrace -1 EPERM", "ptrace refused by the seccomp filter")
+    for tg in targets:
+        contains(out, "write refused %s" % tg, "write outside HOME")
+        check(not os.path.exists(tg), "%s was written" % tg)
+    m = re.search(r"home (\S+) cwd (\S+) uid (\d+)", out)
+    check(m and m.group(1) == m.group(2) and m.group(1).startswith(sandbox_base() + "/aurora-sbx-"),
+          "HOME is the sandbox's and the cwd", out)
+    check(int(m.group(3)) >= 101000, "runs under a sandbox uid", out)
+    check(not os.path.exists(m.group(1)), "HOME removed after the command")
+    base_is_empty()
+    # the agent still serves: kubectl, and another cloud command
+    r = w.kubectl(cid, args=["version", "--client"])
+    eq((r.status, r.get("return_code")), (200, 0), "kubectl after the limits (%r)" % r)
+    r = cloud_exec(key, provider="aws", cluster_id=cid, args=["-c", "print('still here')"])
+    eq(r.get("output"), "still here\n", "cloud_exec after the limits")
+
+
+PEEK = r"""
+import os, sys
+home, pid, key = sys.argv[1], sys.argv[2], sys.argv[3]
+def attempt(what, fn):
+    try:
+        fn()
+        print("LEAK", what)
+    except OSError as e:
+        print("refused", what, e.strerror)
+attempt("list", lambda: os.listdir(home))
+attempt("read", lambda: open(os.path.join(home, "secret")).read())
+attempt("environ", lambda: open("/proc/%s/environ" % pid, "rb").read())
+attempt("signal", lambda: os.kill(int(pid), 0))
+print("own-key-differs", os.environ.get("AWS_ACCESS_KEY_ID") != key)
+print("other-key-in-env", any(key in v for v in os.environ.values()))
+"""
+
+HOLDER = r"""
+import os, sys, time
+open(os.path.join(os.environ["HOME"], "secret"), "w").write("top secret of A")
+print("READY", os.environ["HOME"], os.getpid(), os.environ["AWS_ACCESS_KEY_ID"],
+      os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_SESSION_TOKEN"], flush=True)
+time.sleep(8)
+print("done", flush=True)
+"""
+
+
+@test(timeout=90)
+def concurrent_commands_cannot_see_each_others_files_or_credentials(t):
+    w = world()
+    _, cid = agent("limits")
+    key_a, _, _ = aws_user("a")
+    key_b, _, _ = aws_user("b")
+    seen = {}
+    done = threading.Event()
+
+    def on_event(ev, data):
+        d = json.loads(data)
+        if ev == "output" and "READY" in d.get("text", ""):
+            seen["ready"] = d["text"]
+        if ev in ("result", "error"):
+            seen["result"] = d
+            return True
+        return False
+
+    def run_a():
+        try:
+            cloud_exec_sse(key_a, {"provider": "aws", "cluster_id": cid, "args": ["-c", HOLDER]}, on_event)
+        except Exception as e:  # noqa: BLE001
+            seen["exc"] = repr(e)
+        done.set()
+    th = threading.Thread(target=run_a, daemon=True)
+    th.start()
+    wait_until(lambda: seen.get("ready") or seen.get("exc"), 30, 0.05, "command A ready")
+    check("exc" not in seen, "command A failed", seen)
+    _, home_a, pid_a, akid_a, secret_a, token_a = seen["ready"].split()[:6]
+    check(os.path.isdir(home_a), "A's HOME exists while A runs", home_a)
+    r = cloud_exec(key_b, provider="aws", cluster_id=cid, args=["-c", PEEK, home_a, pid_a, akid_a])
+    eq((r.status, r.get("return_code")), (200, 0), "command B (%r)" % r)
+    out = r.get("output")
+    check("LEAK" not in out, "command B reached command A", out)
+    for what in ("list", "read", "environ", "signal"):
+        contains(out, "refused %s" % what, "B's %s of A" % what)
+    contains(out, "own-key-differs True", "the two users got different credentials")
+    contains(out, "other-key-in-env False", "A's key in B's environment")
+    check(done.wait(30), "command A did not finish")
+    eq(seen["result"].get("return_code"), 0, "command A's result (%r)" % seen["result"])
+    check(not os.path.exists(home_a), "A's HOME removed after it ended")
+    base_is_empty()
+    # credentials reached the commands but never a log
+    no_secret_in_logs([secret_a, token_a], "(AWS)")
+    no_secret_in_logs([SERVER_SECRET], "(server's AWS key)")
+
+
+@test(timeout=90)
+def cancel_and_timeout_remove_the_sandbox(t):
+    _, cid = agent("limits")
+    key, _, _ = aws_user("a")
+    # a command that leaves its process group and tries to outlive the timeout
+    script = ("import os, time, subprocess\n"
+              "subprocess.Popen(['/bin/sleep', '300'], start_new_session=True)\n"
+              "print('spawned', flush=True)\ntime.sleep(300)\n")
+    r = cloud_exec(key, provider="aws", cluster_id=cid, args=["-c", script], timeout=2)
+    eq((r.get("return_code"), r.get("error_code")), (124, "TIMEOUT"), "timeout (%r)" % r)
+    wait_until(lambda: not [p for p in harness.procs_matching("/bin/sleep 300")], 10, 0.1,
+               "the escaped sleep killed with the sandbox uid")
+    base_is_empty()
+    # cancel: the API caller goes away mid-command, the server sends cancel
+    a, _ = agent("limits")
+    w = world()
+    conn = HTTPSConn(w.port, w.ctx, timeout=30)
+    body = {"provider": "aws", "cluster_id": cid, "timeout": 120,
+            "args": ["-c", script.replace("300", "301")]}
+    conn.request("POST", "/api/cloud_exec", body=json.dumps(body).encode(), headers={
+        "Authorization": "Bearer %s" % key, "Content-Type": "application/json",
+        "Accept": "text/event-stream"})
+    r = conn.getresponse()
+    check(b"spawned" in r.read1(65536), "first output of the cancelled command")
+    check(os.listdir(sandbox_base()), "the running command has its directory")
+    r.close()
+    conn.close()
+    wait_until(lambda: "cancel requested" in a.log(), 10, 0.1,
+               "the agent got the cancel")
+    wait_until(lambda: not harness.procs_matching("/bin/sleep 301"), 10, 0.1,
+               "the cancelled command's processes gone")
+    wait_until(lambda: not os.listdir(sandbox_base()), 10, 0.1, "the cancelled command's directory removed")
+    contains(a.log(), "error_code=CANCELLED", "agent log of the cancelled command")
+
+
+if __name__ == "__main__":
+    main()
