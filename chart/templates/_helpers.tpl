@@ -116,7 +116,7 @@ Environment variable names the chart sets itself; agent.env / agent.extraEnv may
 them (a duplicate would silently override or be overridden).
 */}}
 {{- define "aurora-agent.reservedEnv" -}}
-NEXT_PUBLIC_WEBSOCKET_URL AURORA_AGENT_TOKEN AGENT_VERSION AURORA_CA_FILE AURORA_TLS_INSECURE_SKIP_VERIFY AURORA_ALLOW_INSECURE_WS AURORA_HEALTH_PORT AURORA_METRICS_PORT AURORA_RECONNECT_INTERVAL AURORA_RECONNECT_MAX AURORA_HEARTBEAT_INTERVAL AURORA_COMMAND_TIMEOUT_MAX AURORA_LOG_LEVEL AURORA_LOG_FORMAT AURORA_POLICY_MODE AURORA_POLICY_ALLOW AURORA_POLICY_DENY AURORA_MAX_CONCURRENT AURORA_MAX_OUTPUT AURORA_SHUTDOWN_GRACE HOME TMPDIR
+NEXT_PUBLIC_WEBSOCKET_URL AURORA_AGENT_TOKEN AGENT_VERSION AURORA_CA_FILE AURORA_TLS_INSECURE_SKIP_VERIFY AURORA_ALLOW_INSECURE_WS AURORA_HEALTH_PORT AURORA_METRICS_PORT AURORA_RECONNECT_INTERVAL AURORA_RECONNECT_MAX AURORA_HEARTBEAT_INTERVAL AURORA_COMMAND_TIMEOUT_MAX AURORA_LOG_LEVEL AURORA_LOG_FORMAT AURORA_POLICY_MODE AURORA_POLICY_ALLOW AURORA_POLICY_DENY AURORA_MAX_CONCURRENT AURORA_MAX_OUTPUT AURORA_SHUTDOWN_GRACE AURORA_CLOUD_EXEC AURORA_CLOUD_PROGRAMS AURORA_SANDBOX_DIR AURORA_SANDBOX_PATH AURORA_SANDBOX_UID_RANGE AURORA_SANDBOX_ENV_PASSTHROUGH AURORA_SANDBOX_CPU_SECONDS AURORA_SANDBOX_MEMORY_MB AURORA_SANDBOX_NOFILE AURORA_SANDBOX_NPROC AURORA_SANDBOX_FSIZE_MB HOME TMPDIR
 {{- end }}
 
 {{/*
@@ -154,12 +154,12 @@ with a message naming the value to set.
 {{- $reserved := splitList " " (include "aurora-agent.reservedEnv" .) }}
 {{- range $name, $_ := .Values.agent.env }}
 {{- if has $name $reserved }}
-{{- fail (printf "agent.env.%s is set by the chart (from aurora.*, network.*, monitoring.*, policy.* or agent.* values; the token only through its Secret): set that value instead" $name) }}
+{{- fail (printf "agent.env.%s is set by the chart (from aurora.*, network.*, monitoring.*, policy.*, cloudExec.*, sandbox.* or agent.* values; the token only through its Secret): set that value instead" $name) }}
 {{- end }}
 {{- end }}
 {{- range .Values.agent.extraEnv }}
 {{- if has .name $reserved }}
-{{- fail (printf "agent.extraEnv %s is set by the chart (from aurora.*, network.*, monitoring.*, policy.* or agent.* values; the token only through its Secret): set that value instead" .name) }}
+{{- fail (printf "agent.extraEnv %s is set by the chart (from aurora.*, network.*, monitoring.*, policy.*, cloudExec.*, sandbox.* or agent.* values; the token only through its Secret): set that value instead" .name) }}
 {{- end }}
 {{- end }}
 {{- $pdb := .Values.podDisruptionBudget }}
@@ -168,6 +168,20 @@ with a message naming the value to set.
 {{- end }}
 {{- if and $pdb.enabled (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable" }}
+{{- end }}
+{{- if .Values.sandbox.uidSeparation }}
+{{- $r := .Values.sandbox.uidRange | toString }}
+{{- if not (regexMatch "^[0-9]+-[0-9]+$" $r) }}
+{{- fail (printf "sandbox.uidRange must be lo-hi (got %q)" $r) }}
+{{- end }}
+{{- $lo := int64 (index (splitList "-" $r) 0) }}
+{{- $hi := int64 (index (splitList "-" $r) 1) }}
+{{- if or (lt $lo 1000) (lt $hi $lo) (gt (sub $hi $lo) 1000000) (gt $hi 4294967294) }}
+{{- fail (printf "sandbox.uidRange %s: lo must be at least 1000, hi at least lo, at most 1000001 uids" $r) }}
+{{- end }}
+{{- if lt (add1 (sub $hi $lo)) (int64 .Values.agent.maxConcurrent) }}
+{{- fail (printf "sandbox.uidRange %s has %d uids, fewer than agent.maxConcurrent (%d): every concurrent cloud command needs a uid of its own" $r (add1 (sub $hi $lo)) (int64 .Values.agent.maxConcurrent)) }}
+{{- end }}
 {{- end }}
 {{- if and (eq .Values.agent.serviceAccountToken.mode "projected") (lt (int .Values.agent.serviceAccountToken.expirationSeconds) 600) }}
 {{- fail "agent.serviceAccountToken.expirationSeconds must be at least 600 (Kubernetes minimum)" }}
@@ -223,4 +237,42 @@ kubectl does not send API calls through the proxy.
 {{/* A number (printed as an integer) or a quoted string such as "50%". */}}
 {{- define "aurora-agent.intOrString" -}}
 {{- if kindIs "string" . }}{{ . | quote }}{{ else }}{{ int64 . }}{{ end }}
+{{- end }}
+
+{{/*
+The capabilities the agent needs for a uid per cloud command (agent/sandbox.h): switch to
+the command's uid/gid, hand it its directory, kill what the uid left, remove its files.
+Nothing else; the commands themselves run with none (own uid, no_new_privs).
+*/}}
+{{- define "aurora-agent.uidSeparationCaps" -}}
+SETUID SETGID CHOWN KILL DAC_OVERRIDE FOWNER
+{{- end }}
+
+{{/*
+Pod securityContext: agent.podSecurityContext; with sandbox.uidSeparation the agent runs
+as root (runAsUser 0, runAsNonRoot false), everything else as given.
+*/}}
+{{- define "aurora-agent.podSecurityContext" -}}
+{{- $sc := deepCopy (.Values.agent.podSecurityContext | default dict) }}
+{{- if .Values.sandbox.uidSeparation }}
+{{- $_ := set $sc "runAsUser" 0 }}
+{{- $_ := set $sc "runAsNonRoot" false }}
+{{- end }}
+{{- if $sc }}{{ toYaml $sc }}{{ end }}
+{{- end }}
+
+{{/*
+Container securityContext: agent.securityContext; with sandbox.uidSeparation runAsUser 0,
+runAsNonRoot false and capabilities drop ALL + add exactly uidSeparationCaps (the
+restricted profile's other settings, read-only root filesystem, no privilege escalation,
+seccomp, stay as given). Needs the baseline Pod Security Standard.
+*/}}
+{{- define "aurora-agent.securityContext" -}}
+{{- $sc := deepCopy (.Values.agent.securityContext | default dict) }}
+{{- if .Values.sandbox.uidSeparation }}
+{{- $_ := set $sc "runAsUser" 0 }}
+{{- $_ := set $sc "runAsNonRoot" false }}
+{{- $_ := set $sc "capabilities" (dict "drop" (list "ALL") "add" (splitList " " (include "aurora-agent.uidSeparationCaps" .))) }}
+{{- end }}
+{{- if $sc }}{{ toYaml $sc }}{{ end }}
 {{- end }}

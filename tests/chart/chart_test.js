@@ -484,6 +484,16 @@ const SCHEMA_REJECTS = [
   ['monitoring.logging.level trace', { monitoring: { logging: { level: 'trace' } } }, /monitoring\.logging\.level/],
   ['serviceAccountToken.expirationSeconds 60', { agent: { serviceAccountToken: { mode: 'projected', expirationSeconds: 60 } } }, /expirationSeconds/],
   ['an RBAC rule without verbs', { rbac: { rules: [{ apiGroups: [''], resources: ['pods'] }] } }, /rbac\.rules\.0/],
+  ['cloudExec.enabled "enabled" (a string)', { cloudExec: { enabled: 'enabled' } }, /cloudExec\.enabled/],
+  ['a cloud program with a relative path', { cloudExec: { programs: ['az=bin/az'] } }, /cloudExec\.programs\.0/],
+  ['an empty cloudExec.programs (use enabled: false)', { cloudExec: { programs: [] } }, /cloudExec\.programs/],
+  ['sandbox.uidRange "all"', { sandbox: { uidRange: 'all' } }, /sandbox\.uidRange/],
+  ['sandbox.uidRange below uid 1000', { sandbox: { uidRange: '500-999' } }, /sandbox\.uidRange/],
+  ['sandbox.limits.memoryMB 32 (0 or at least 64)', { sandbox: { limits: { memoryMB: 32 } } }, /sandbox\.limits\.memoryMB/],
+  ['sandbox.limits.openFiles 8', { sandbox: { limits: { openFiles: 8 } } }, /sandbox\.limits\.openFiles/],
+  ['an unknown sandbox limit', { sandbox: { limits: { stackMB: 8 } } }, /stackMB/],
+  ['a sandbox.envPassthrough entry that is not a variable name', { sandbox: { envPassthrough: ['A,B'] } }, /sandbox\.envPassthrough\.0/],
+  ['a relative sandbox.path entry', { sandbox: { path: '/usr/bin:bin' } }, /sandbox\.path/],
 ];
 for (const [what, override, re] of SCHEMA_REJECTS) {
   test(`values schema rejects ${what} (ajv and the renderer)`, () => {
@@ -515,6 +525,10 @@ const RENDER_REJECTS = [
   ['AURORA_AGENT_TOKEN in agent.extraEnv', { agent: { extraEnv: [{ name: 'AURORA_AGENT_TOKEN', value: 'x' }] } }, /agent\.extraEnv AURORA_AGENT_TOKEN is set by the chart/],
   ['a chart-managed variable in agent.env', { agent: { env: { AURORA_LOG_LEVEL: 'debug' } } }, /agent\.env\.AURORA_LOG_LEVEL is set by the chart/],
   ['two CA sources', { aurora: { caBundle: 'pem', existingCaSecret: 'corp-ca' } }, /set only one of aurora\.caBundle/],
+  ['a sandbox variable in agent.env', { agent: { env: { AURORA_SANDBOX_NPROC: '64' } } }, /agent\.env\.AURORA_SANDBOX_NPROC is set by the chart \(from .*sandbox\.\*/],
+  ['AURORA_CLOUD_EXEC in agent.extraEnv', { agent: { extraEnv: [{ name: 'AURORA_CLOUD_EXEC', value: 'enabled' }] } }, /agent\.extraEnv AURORA_CLOUD_EXEC is set by the chart/],
+  ['uidSeparation with fewer uids than agent.maxConcurrent', { sandbox: { uidSeparation: true, uidRange: '100000-100009' } }, /sandbox\.uidRange 100000-100009 has 10 uids, fewer than agent\.maxConcurrent \(16\)/],
+  ['uidSeparation with an inverted uidRange', { sandbox: { uidSeparation: true, uidRange: '200000-100000' } }, /sandbox\.uidRange 200000-100000: lo must be at least 1000, hi at least lo/],
   ['a PDB with minAvailable and maxUnavailable', { podDisruptionBudget: { enabled: true, minAvailable: 1, maxUnavailable: 1 } }, /set only one of minAvailable and maxUnavailable/],
 ];
 for (const [what, override, re] of RENDER_REJECTS) {
@@ -616,7 +630,10 @@ test('optional objects off: serviceAccount.create, rbac.create, service.enabled 
 });
 
 test('restricted pod security: non-root, read-only root fs, capabilities drop ALL, seccomp RuntimeDefault, no privilege escalation', () => {
-  for (const files of [['values-minimal.yaml'], ['values-full.yaml']]) {
+  // values-full.yaml turns sandbox.uidSeparation on (root + six capabilities, tested below);
+  // with it off, its own security contexts (uid 10001) must be restricted.
+  const fullShared = writeValues('full-shared-uid', { sandbox: { uidSeparation: false } });
+  for (const files of [['values-minimal.yaml'], ['values-full.yaml', fullShared]]) {
     const r = mustRender(files);
     const spec = one(r, 'Deployment').spec.template.spec;
     assert.strictEqual(spec.securityContext.runAsNonRoot, true);
@@ -640,6 +657,107 @@ test('restricted pod security: non-root, read-only root fs, capabilities drop AL
     }
     for (const c of spec.containers) for (const p of c.ports || []) assert.ok(!p.hostPort, 'hostPort');
   }
+});
+
+const UID_SEPARATION_CAPS = ['SETUID', 'SETGID', 'CHOWN', 'KILL', 'DAC_OVERRIDE', 'FOWNER'];
+// Pod Security Standard "baseline": the capabilities a container may add.
+const BASELINE_CAPS = ['AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD',
+  'NET_BIND_SERVICE', 'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT'];
+
+test('sandbox.uidSeparation: root with exactly SETUID SETGID CHOWN KILL DAC_OVERRIDE FOWNER (baseline PSS); everything else unchanged', () => {
+  // the capabilities are those agent/sandbox.h names for a uid per command
+  const header = fs.readFileSync(path.join(ROOT, 'agent', 'sandbox.h'), 'utf8').replace(/\s*\n\s*\*\s*/g, ' ');
+  const m = header.match(/run the agent as root with ((?:CAP_[A-Z_]+(?:, | and )?)+) only/);
+  assert.ok(m, 'agent/sandbox.h names the capabilities of uid separation');
+  assert.deepStrictEqual(m[1].split(/, | and /).map((c) => c.replace(/^CAP_/, '')).sort(), [...UID_SEPARATION_CAPS].sort());
+  const pairs = [
+    [['values-minimal.yaml', writeValues('uidsep-on', { sandbox: { uidSeparation: true } })], ['values-minimal.yaml']],
+    [['values-full.yaml'], ['values-full.yaml', writeValues('full-shared-uid', { sandbox: { uidSeparation: false } })]],
+  ];
+  for (const [onFiles, offFiles] of pairs) {
+    const on = one(mustRender(onFiles), 'Deployment').spec.template.spec;
+    const off = one(mustRender(offFiles), 'Deployment').spec.template.spec;
+    const sc = on.containers[0].securityContext;
+    assert.strictEqual(on.securityContext.runAsUser, 0);
+    assert.strictEqual(on.securityContext.runAsNonRoot, false);
+    assert.strictEqual(sc.runAsUser, 0);
+    assert.strictEqual(sc.runAsNonRoot, false);
+    assert.deepStrictEqual(sc.capabilities, { drop: ['ALL'], add: UID_SEPARATION_CAPS });
+    assert.ok(sc.capabilities.add.every((c) => BASELINE_CAPS.includes(c)), 'baseline allows every added capability');
+    assert.strictEqual(sc.readOnlyRootFilesystem, true);
+    assert.strictEqual(sc.allowPrivilegeEscalation, false);
+    assert.strictEqual(sc.privileged, false);
+    assert.deepStrictEqual(sc.seccompProfile, { type: 'RuntimeDefault' });
+    assert.deepStrictEqual(on.securityContext.seccompProfile, { type: 'RuntimeDefault' });
+    // the rest of the pod is the same as without uid separation
+    const strip = (x) => { const y = JSON.parse(JSON.stringify(x)); delete y.runAsUser; delete y.runAsNonRoot; delete y.capabilities; return y; };
+    assert.deepStrictEqual(strip(on.securityContext), strip(off.securityContext));
+    assert.deepStrictEqual(strip(sc), strip(off.containers[0].securityContext));
+    assert.deepStrictEqual(off.containers[0].securityContext.capabilities, { drop: ['ALL'] });
+    const rest = (spec) => {
+      const y = JSON.parse(JSON.stringify(spec));
+      delete y.securityContext;
+      delete y.containers[0].securityContext;
+      y.containers[0].env = y.containers[0].env.filter((e) => e.name !== 'AURORA_SANDBOX_UID_RANGE');
+      return y;
+    };
+    assert.deepStrictEqual(rest(on), rest(off));
+    for (const k of ['hostNetwork', 'hostPID', 'hostIPC']) assert.ok(!on[k], k);
+  }
+  const c = container(mustRender(['values-minimal.yaml', writeValues('uidsep-on', { sandbox: { uidSeparation: true } })]));
+  assert.strictEqual(envValue(c, 'AURORA_SANDBOX_UID_RANGE'), '100000-100999');
+  assert.strictEqual(envValue(container(mustRender(['values-minimal.yaml'])), 'AURORA_SANDBOX_UID_RANGE'), 'off');
+  assert.strictEqual(envValue(container(mustRender(['values-full.yaml'])), 'AURORA_SANDBOX_UID_RANGE'), '200000-200063');
+});
+
+test('cloudExec and sandbox defaults reach the agent: cloud_exec disabled (the default image has no cloud CLIs), shared uid, the agent\'s own limits', () => {
+  const c = container(mustRender(['values-minimal.yaml']));
+  const want = {
+    AURORA_CLOUD_EXEC: 'disabled', AURORA_CLOUD_PROGRAMS: 'gcloud,aws,az', AURORA_SANDBOX_UID_RANGE: 'off',
+    AURORA_SANDBOX_CPU_SECONDS: '120', AURORA_SANDBOX_MEMORY_MB: '2048', AURORA_SANDBOX_NOFILE: '256',
+    AURORA_SANDBOX_FSIZE_MB: '64',
+  };
+  for (const [k, v] of Object.entries(want)) assert.strictEqual(envValue(c, k), v, k);
+  for (const k of ['AURORA_SANDBOX_NPROC', 'AURORA_SANDBOX_DIR', 'AURORA_SANDBOX_PATH', 'AURORA_SANDBOX_ENV_PASSTHROUGH']) {
+    assert.ok(!(k in envMap(c)), `${k} set without a value asking for it`);
+  }
+  // the chart's limits are the agent's own defaults (agent/agent_config.c), and its
+  // uid range is the agent's default range (agent/sandbox.h)
+  const cfg = fs.readFileSync(path.join(ROOT, 'agent', 'agent_config.c'), 'utf8');
+  const agentDefault = (name) => {
+    const m = cfg.match(new RegExp(`\\{"${name}", "[^"]*", CFG_[A-Z]+, (NULL|"[^"]*")`));
+    assert.ok(m, `agent setting ${name}`);
+    return m[1] === 'NULL' ? null : m[1].slice(1, -1);
+  };
+  for (const k of ['AURORA_SANDBOX_CPU_SECONDS', 'AURORA_SANDBOX_MEMORY_MB', 'AURORA_SANDBOX_NOFILE', 'AURORA_SANDBOX_FSIZE_MB', 'AURORA_CLOUD_PROGRAMS']) {
+    assert.strictEqual(envValue(c, k), agentDefault(k), k);
+  }
+  assert.strictEqual(agentDefault('AURORA_SANDBOX_NPROC'), null);
+  const defaults = readYaml(path.join(CHART, 'values.yaml'))[0];
+  const header = fs.readFileSync(path.join(ROOT, 'agent', 'sandbox.h'), 'utf8');
+  assert.strictEqual(`"${defaults.sandbox.uidRange}"`, header.match(/#define SANDBOX_DEFAULT_UID_RANGE ("[^"]*")/)[1]);
+  const on = container(mustRender(['values-minimal.yaml', writeValues('cloud-on', { cloudExec: { enabled: true } })]));
+  assert.strictEqual(envValue(on, 'AURORA_CLOUD_EXEC'), 'enabled');
+  const zero = container(mustRender(['values-minimal.yaml', writeValues('limits-zero', { sandbox: { limits: { cpuSeconds: 0, memoryMB: 0, processes: 0, fileSizeMB: 0 } } })]));
+  for (const k of ['AURORA_SANDBOX_CPU_SECONDS', 'AURORA_SANDBOX_MEMORY_MB', 'AURORA_SANDBOX_NPROC', 'AURORA_SANDBOX_FSIZE_MB']) {
+    assert.strictEqual(envValue(zero, k), '0', `${k}: 0 (unlimited) is passed, not dropped`);
+  }
+});
+
+test('cloudExec and sandbox values reach the agent with the values given (values-full.yaml)', () => {
+  const c = container(mustRender(['values-full.yaml']));
+  const want = {
+    AURORA_CLOUD_EXEC: 'enabled', AURORA_CLOUD_PROGRAMS: 'gcloud,aws,az=/opt/az/bin/az',
+    AURORA_SANDBOX_UID_RANGE: '200000-200063', AURORA_SANDBOX_DIR: '/tmp/sandboxes',
+    AURORA_SANDBOX_PATH: '/opt/az/bin:/usr/bin:/bin',
+    AURORA_SANDBOX_ENV_PASSTHROUGH: 'AWS_REGION,CLOUDSDK_CORE_DISABLE_PROMPTS',
+    AURORA_SANDBOX_CPU_SECONDS: '300', AURORA_SANDBOX_MEMORY_MB: '4096', AURORA_SANDBOX_NOFILE: '1024',
+    AURORA_SANDBOX_NPROC: '64', AURORA_SANDBOX_FSIZE_MB: '256',
+  };
+  for (const [k, v] of Object.entries(want)) assert.strictEqual(envValue(c, k), v, k);
+  const big = container(mustRender(['values-minimal.yaml', writeValues('limits-big', { sandbox: { limits: { memoryMB: 1048576, openFiles: 1048576 } } })]));
+  assert.strictEqual(envValue(big, 'AURORA_SANDBOX_MEMORY_MB'), '1048576');
+  assert.strictEqual(envValue(big, 'AURORA_SANDBOX_NOFILE'), '1048576');
 });
 
 test('a writable /tmp (emptyDir) is HOME and TMPDIR', () => {
@@ -903,6 +1021,10 @@ test('NOTES.txt: the guide\'s verification commands for the release namespace an
   const f = mustRender(['values-full.yaml']);
   assert.match(f.notes, /WARNING: aurora\.insecureSkipTLSVerify/);
   assert.match(f.notes, /Command policy: custom; allowed: get, describe, logs, top, events; denied: delete, exec, get secrets\./);
+  assert.match(f.notes, /cloud_exec: enabled \(gcloud, aws, az=\/opt\/az\/bin\/az; the image must be the `cloud` target/);
+  assert.match(f.notes, /sandbox\.uidSeparation is true: .* must allow the baseline Pod Security Standard/s);
+  assert.match(r.notes, /cloud_exec: disabled\./);
+  assert.ok(!r.notes.includes('uidSeparation'));
 });
 
 test('namespaced objects are in the release namespace; ClusterRole/Binding are cluster-scoped', () => {
