@@ -113,6 +113,9 @@ size_t tunnel_session_count(void) { return T.nsessions; }
 
 /* ---- outgoing frames ------------------------------------------------------ */
 
+static void start_close(tunnel_session *s, int code, const char *reason);
+static void drop_queue(tunnel_session *s);
+
 static void frame_free(out_frame *f)
 {
     if (f->secret)
@@ -125,7 +128,10 @@ static int enqueue_ex(tunnel_session *s, const void *p, size_t n, int binary, in
     if (!s->wsi || s->state == SESS_CLOSING)
         return -1;
     if (s->oq_bytes + n > OUTQ_MAX_BYTES) {
-        log_warn("agent %s: outgoing queue full, closing", s->cluster_id);
+        /* An agent that sends but never reads: stop queueing for it. */
+        log_warn("agent %s: outgoing queue full (agent not reading), closing", s->cluster_id);
+        drop_queue(s);
+        start_close(s, PROTO_CLOSE_POLICY, "Send queue overflow");
         return -1;
     }
     out_frame *f = malloc(sizeof(*f) + LWS_PRE + n);
@@ -170,6 +176,18 @@ static int send_json_secret(tunnel_session *s, char *json)
     return rc;
 }
 
+static void drop_queue(tunnel_session *s)
+{
+    out_frame *f = s->oq_head;
+    while (f) {
+        out_frame *n = f->next;
+        frame_free(f);
+        f = n;
+    }
+    s->oq_head = s->oq_tail = NULL;
+    s->oq_bytes = 0;
+}
+
 static void start_close(tunnel_session *s, int code, const char *reason)
 {
     if (!s->wsi || s->close_code)
@@ -177,6 +195,8 @@ static void start_close(tunnel_session *s, int code, const char *reason)
     s->close_code = code;
     snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
     s->state = SESS_CLOSING;
+    /* If the close frame cannot go out (peer not reading), drop the socket. */
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 10);
     lws_callback_on_writable(s->wsi);
 }
 
@@ -423,12 +443,7 @@ static void session_free(tunnel_session *s)
     buf_free(&s->rx);
     for (int i = 0; i < s->nearly; i++)
         free(s->early[i]);
-    out_frame *f = s->oq_head;
-    while (f) {
-        out_frame *n = f->next;
-        frame_free(f);
-        f = n;
-    }
+    drop_queue(s);
     free(s);
 }
 
@@ -750,7 +765,8 @@ int tunnel_on_receive(struct lws *wsi, struct tunnel_conn *c, const void *in, si
     tunnel_session *s = c->s;
     if (!s)
         return -1;
-    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, T.cfg->agent_idle_timeout);
+    if (s->state != SESS_CLOSING) /* a closing session keeps its close deadline */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, T.cfg->agent_idle_timeout);
     if (lws_is_first_fragment(wsi) && !s->rx_too_big) {
         buf_reset(&s->rx);
         s->rx_binary = lws_frame_is_binary(wsi);
