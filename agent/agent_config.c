@@ -43,7 +43,8 @@
  *   sandbox.limits.openFiles          AURORA_SANDBOX_NOFILE         sandbox.nofile
  *   sandbox.limits.processes          AURORA_SANDBOX_NPROC          sandbox.nproc
  *   sandbox.limits.fileSizeMB         AURORA_SANDBOX_FSIZE_MB       sandbox.fsize_mb
- *     (these chart keys do not exist yet: the chart passes them through agent.env)
+ *   sandbox.uidSeparation (bool)      runs the pod as root with SETUID/SETGID/CHOWN/KILL/
+ *                                     DAC_OVERRIDE/FOWNER only, so uidRange takes effect
  *   proxy.https / proxy.http / proxy.noProxy
  *                                     HTTPS_PROXY / HTTP_PROXY / NO_PROXY (standard
  *                                     variables, no YAML key; see proxy.h)
