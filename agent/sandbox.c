@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "azure_profile.h"
 #include "log.h"
 
 #define SBX_PREFIX "aurora-sbx-"
@@ -849,6 +850,20 @@ static __attribute__((noreturn)) void child_main(const child_args *a)
     child_fail(rfd, ST_EXEC);
 }
 
+/* The value of `name` among the server's variables, else the agent's
+ * passthrough ones; NULL if neither has it. */
+static const char *env_value(char *const env[], int nenv, const char *name)
+{
+    size_t nl = strlen(name);
+    for (int i = 0; i < nenv; i++)
+        if (env[i] && !strncmp(env[i], name, nl) && env[i][nl] == '=')
+            return env[i] + nl + 1;
+    for (int i = 0; i < S.npass; i++)
+        if (!strncmp(S.pass[i], name, nl) && S.pass[i][nl] == '=')
+            return S.pass[i] + nl + 1;
+    return NULL;
+}
+
 pid_t sandbox_spawn(sandbox *sb, const char *path, char *const argv[], char *const env[],
                     int nenv, int out_fd, int err_fd, char *err, size_t errlen)
 {
@@ -859,6 +874,27 @@ pid_t sandbox_spawn(sandbox *sb, const char *path, char *const argv[], char *con
     if (!path || path[0] != '/') {
         snprintf(err, errlen, "program path must be absolute");
         return -1;
+    }
+    /* az: the access token goes into the command's AZURE_CONFIG_DIR
+     * (azure_profile.h), not into its environment */
+    const char *az_token = env_value(env, nenv, "AZURE_ACCESS_TOKEN");
+    if (az_token) {
+        azure_profile_input in = {
+            .token = az_token,
+            .expires_on = env_value(env, nenv, "AZURE_ACCESS_TOKEN_EXPIRES_ON"),
+            .subscription = env_value(env, nenv, "AZURE_SUBSCRIPTION_ID"),
+            .tenant = env_value(env, nenv, "AZURE_TENANT_ID"),
+            .arm_endpoint = env_value(env, nenv, "AZURE_ARM_ENDPOINT_OVERRIDE")};
+        char *azdir = cat3(sb->home, "/.azure", "");
+        char why[300];
+        int r = azdir ? azure_profile_write(azdir, &in, S.separate, sb->uid, sb->gid, why,
+                                            sizeof(why))
+                      : (snprintf(why, sizeof(why), "out of memory"), -1);
+        free(azdir);
+        if (r != 0) {
+            snprintf(err, errlen, "sandbox: %s", why);
+            return -1;
+        }
     }
     size_t n = (size_t)sb->nfixed + (size_t)S.npass + (size_t)(nenv > 0 ? nenv : 0) + 1;
     char **envp = calloc(n, sizeof(char *));
@@ -872,7 +908,8 @@ pid_t sandbox_spawn(sandbox *sb, const char *path, char *const argv[], char *con
     for (int i = 0; i < S.npass; i++)
         envp[k++] = S.pass[i];
     for (int i = 0; i < nenv; i++)
-        envp[k++] = env[i];
+        if (!az_token || !env[i] || strncmp(env[i], "AZURE_ACCESS_TOKEN=", 19) != 0)
+            envp[k++] = env[i];
     envp[k] = NULL;
 
     int rp[2] = {-1, -1};

@@ -132,7 +132,12 @@ uid_t sandbox_uid(const sandbox *sb);
 
 /* Starts path (absolute) with argv (argv[0] included, NULL-terminated) in
  * the sandbox, with env[0..nenv) ("NAME=value", already checked) added to
- * the environment.  stdout/stderr go to out_fd/err_fd.  Returns the pid (a
+ * the environment.  When env carries AZURE_ACCESS_TOKEN, the files az needs
+ * to use it (azure_profile.h) are first written into the command's
+ * AZURE_CONFIG_DIR (HOME/.azure), from AZURE_ACCESS_TOKEN_EXPIRES_ON,
+ * AZURE_SUBSCRIPTION_ID, AZURE_TENANT_ID and AZURE_ARM_ENDPOINT_OVERRIDE (the
+ * server's, else the agent's passthrough), and the token is left out of the
+ * environment.  stdout/stderr go to out_fd/err_fd.  Returns the pid (a
  * process group leader), or -1 with err saying which step failed.  The
  * caller still owns env and should wipe it once this returns. */
 pid_t sandbox_spawn(sandbox *sb, const char *path, char *const argv[], char *const env[],

@@ -9,6 +9,7 @@ PKGS=(
   libsqlite3-dev libpq-dev libhiredis-dev libseccomp-dev libcmocka-dev
   openssl ca-certificates procps psmisc
   tinyproxy strace
+  azure-cli
   postgresql python3
   golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev golang-github-xeipuuv-gojsonschema-dev
 )

@@ -939,6 +939,19 @@ static int az_prepare(worker_ctx *w, const auth_ctx *who, const char *target, ar
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         goto out;
     }
+    /* A non-default Resource Manager (sovereign cloud, test fixture): the
+     * agent registers it as az's active cloud for this command. */
+    char base[512];
+    trim_base(mgmt_base(w), base, sizeof(base));
+    if (strcmp(base, "https://management.azure.com") != 0) {
+        char ov[520];
+        snprintf(ov, sizeof(ov), "%s/", base);
+        if (cloud_creds_add(out, "AZURE_ARM_ENDPOINT_OVERRIDE", ov) < 0) {
+            cloud_creds_clear(out);
+            http_resp_error(resp, 500, "INTERNAL", "out of memory");
+            goto out;
+        }
+    }
     snprintf(out->target, sizeof(out->target), "%s", sub);
     ret = 0;
 out:

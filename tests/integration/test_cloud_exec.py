@@ -14,6 +14,15 @@ Peers, none of them this project's code:
                                      Manager projects.list
   tests/fixtures/gcloud_api_recorder.py  records gcloud's requests (token,
                                      project) and serves Compute's aggregatedList
+  /usr/bin/az                        the real Azure CLI (Debian's azure-cli 2.45),
+                                     given only the access token the server minted:
+                                     the agent writes its AZURE_CONFIG_DIR
+                                     (agent/azure_profile.h); its Resource Manager
+                                     is the ARM fixture behind a local TLS front
+                                     (az sends bearer tokens over https only)
+  tests/fixtures/azure_login.mjs     Microsoft's token endpoint (the server's
+                                     client-credentials grant)
+  tests/fixtures/azure_management.py ARM's subscription list; checks the token
 
 The tests run as root, as CI does: the agent gives each cloud command its own
 uid from AURORA_SANDBOX_UID_RANGE.  The image's `aws` lives under /root (mode
@@ -36,15 +45,20 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FIXTURES, HTTPSConn, T, World, _SUITE, check, contains, eq,  # noqa: E402
+from harness import (FIXTURES, NODE, HTTPSConn, T, World, _SUITE, check, contains, eq,  # noqa: E402
                      free_port, main, parse_sse_stream, rand_tag, test, wait_until)
 import harness  # noqa: E402
 
@@ -56,6 +70,12 @@ MOTO_ACCOUNT = "123456789012"
 SERVER_KEY_ID = "AKIAAURORASERVER0002"
 SERVER_SECRET = "aurora-server-secret-" + rand_tag(12)
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+AZ = "/usr/bin/az"
+AZ_TENANT = str(uuid.uuid4())
+AZ_SP_ID = str(uuid.uuid4())
+AZ_SP_SECRET = "az-sp-secret~" + rand_tag(12)
+AZ_SUBS = [{"subscriptionId": str(uuid.uuid4()), "displayName": "aurora-prod", "state": "Enabled"},
+           {"subscriptionId": str(uuid.uuid4()), "displayName": "aurora-staging", "state": "Enabled"}]
 
 _TMP = tempfile.mkdtemp(prefix="aurora-cloudexec-")
 SHARED = {}
@@ -127,6 +147,76 @@ def gcp_peers():
     return SHARED["fx"], SHARED["rec"]
 
 
+class _ArmFront(BaseHTTPRequestHandler):
+    """TLS in front of the ARM fixture (plain http): forwards GETs with their
+    Authorization header and records what it saw."""
+    protocol_version = "HTTP/1.1"
+    upstream = None
+    seen = []
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def do_GET(self):
+        auth = self.headers.get("Authorization", "")
+        _ArmFront.seen.append({"path": self.path, "bearer": auth[7:] if auth.startswith("Bearer ") else None})
+        req = urllib.request.Request(self.upstream + self.path, headers={"Authorization": auth} if auth else {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, body = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, body = e.code, e.read()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def azure_peers():
+    """{"login", "mgmt": http URLs of the fixtures, "front": https URL of ARM, "ca": its certificate}."""
+    if "azure" in SHARED:
+        return SHARED["azure"]
+    env = dict(os.environ, NODE_PATH=os.path.join(os.path.dirname(FIXTURES), "node_modules"))
+    out = {}
+    p = _spawn([NODE, os.path.join(FIXTURES, "azure_login.mjs")], "azure_login", env=env)
+    line = p.stdout.readline().decode()
+    check(line.startswith("PORT "), "azure_login.mjs did not start", line)
+    out["login"] = "http://127.0.0.1:%d" % int(line.split()[1])
+    p = _spawn([sys.executable, os.path.join(FIXTURES, "azure_management.py"), "--issuer", out["login"],
+                "--jwks", out["login"] + "/discovery/v2.0/keys"], "azure_mgmt")
+    line = p.stdout.readline().decode()
+    check(line.startswith("PORT "), "azure_management.py did not start", line)
+    out["mgmt"] = "http://127.0.0.1:%d" % int(line.split()[1])
+    for url, path, body in (
+            (out["login"], "/_fixture/config", {"apps": {AZ_SP_ID: {"secret": AZ_SP_SECRET, "redirect_uris": []}},
+                                                "tenants": [AZ_TENANT], "home_tenant": AZ_TENANT}),
+            (out["mgmt"], "/_fixture/subscriptions", {"tenant": AZ_TENANT, "pages": [AZ_SUBS]})):
+        req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).read()
+    # the TLS front, with a certificate the sandbox uids can read (REQUESTS_CA_BUNDLE)
+    d = tempfile.mkdtemp(prefix="aurora-az-ca-")
+    os.chmod(d, 0o755)
+    atexit.register(shutil.rmtree, d, True)
+    crt, key = os.path.join(d, "arm.crt"), os.path.join(d, "arm.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", crt], check=True, capture_output=True)
+    os.chmod(crt, 0o644)
+    _ArmFront.upstream = out["mgmt"]
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _ArmFront)
+    srv.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    out["front"] = "https://127.0.0.1:%d/" % srv.server_address[1]
+    out["ca"] = crt
+    SHARED["azure"] = out
+    return out
+
+
 def http_json(port, method, path, body=None):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request(method, path, json.dumps(body) if body is not None else None,
@@ -166,6 +256,9 @@ def world():
         "GCP_CRM_URL": "http://127.0.0.1:%d" % fx,
         "GCP_CLOUDSDK_ENDPOINT_OVERRIDES": "cloudresourcemanager=http://127.0.0.1:%d/,"
                                            "compute=http://127.0.0.1:%d/compute/v1/" % (rec, rec),
+        # ARM through the TLS front, as az (on the agent) reaches it too
+        "AZURE_LOGIN_BASE": azure_peers()["login"], "AZURE_MANAGEMENT_BASE": azure_peers()["front"].rstrip("/"),
+        "AURORA_OUTBOUND_CA_FILE": azure_peers()["ca"],
     })
     w.start()
     w.bootstrap()
@@ -198,7 +291,7 @@ exec "$@"
 
 def start_agent(w, name, programs, extra=None, root_visible=False):
     tok = w.create_token("it-cloud-%s-%s" % (name, rand_tag(2)))
-    lo = 101000 + 40 * ["real", "limits", "restricted", "off"].index(name)
+    lo = 101000 + 40 * ["real", "limits", "restricted", "off", "azure", "azpy"].index(name)
     env = {
         "AURORA_CLOUD_PROGRAMS": programs,
         "AURORA_SANDBOX_DIR": sandbox_base(),
@@ -244,6 +337,13 @@ def agent(name):
             SHARED[key] = start_agent(w, name, "gcloud=%s" % GCLOUD)
         elif name == "off":
             SHARED[key] = start_agent(w, name, "gcloud,aws", {"AURORA_CLOUD_EXEC": "disabled"})
+        elif name in ("azure", "azpy"):
+            # ARM at the TLS front (= the server's AZURE_MANAGEMENT_BASE): the server
+            # sends it as AZURE_ARM_ENDPOINT_OVERRIDE because it is not Azure's.
+            # "azpy" is TEST-ONLY: az = python3, to look at the command's side.
+            az = azure_peers()
+            SHARED[key] = start_agent(w, name, "az=%s" % (AZ if name == "azure" else PY), {
+                "REQUESTS_CA_BUNDLE": az["ca"]})
     return SHARED[key]
 
 
@@ -288,6 +388,19 @@ def gcp_user():
         eq(r.status, 200, "POST /gcp/service-account (%r)" % r)
         SHARED["gcp_user"] = (api, uid)
     return SHARED["gcp_user"]
+
+
+def azure_user():
+    """A fresh user (bootstrap org) with the Azure connector connected as a service principal."""
+    w = world()
+    if "azure_user" not in SHARED:
+        uid, api = w.new_user()
+        r = w.post("/azure/connect", {"tenant_id": AZ_TENANT, "client_id": AZ_SP_ID,
+                                      "client_secret": AZ_SP_SECRET}, key=api)
+        eq(r.status, 200, "POST /azure/connect (%r)" % r)
+        eq(r.get("default_subscription_id"), AZ_SUBS[0]["subscriptionId"], "default subscription")
+        SHARED["azure_user"] = (api, uid)
+    return SHARED["azure_user"]
 
 
 def cloud_exec(key, timeout_http=120, **body):
@@ -384,6 +497,100 @@ def real_gcloud_lists_fixture_projects_with_token_and_injected_project(t):
     eq((r.status, r.get("return_code")), (200, 0), "with project=proj-beta (%r)" % r)
     eq([i["name"] for i in json.loads(r.get("output"))], ["vm-proj-beta"], "instances of proj-beta")
     no_secret_in_logs(tokens, "(gcloud access token)")
+    base_is_empty()
+
+
+AZ_PROBE = r"""
+import json, os
+d = os.environ["AZURE_CONFIG_DIR"]
+files = {}
+for f in sorted(os.listdir(d)):
+    st = os.lstat(os.path.join(d, f))
+    files[f] = [st.st_mode & 0o777, st.st_uid]
+cache = json.load(open(os.path.join(d, "msal_token_cache.json")))
+print(json.dumps({"env": sorted(k for k in os.environ if k.startswith("AZURE_")), "uid": os.getuid(),
+                  "dir": d, "home": os.environ["HOME"], "files": files,
+                  "kinds": {k: len(v) for k, v in cache.items()},
+                  "secrets": [v["secret"] for v in cache["AccessToken"].values()],
+                  "profile": json.load(open(os.path.join(d, "azureProfile.json")))}))
+"""
+
+
+def _login_grants():
+    with urllib.request.urlopen(azure_peers()["login"] + "/_fixture/stats", timeout=10) as r:
+        return json.loads(r.read())["token"]
+
+
+@test(timeout=150)
+def real_az_uses_the_injected_access_token_without_signing_in(t):
+    a, cid = agent("azure")
+    key, uid = azure_user()
+    az = azure_peers()
+    sub0, sub1 = AZ_SUBS[0]["subscriptionId"], AZ_SUBS[1]["subscriptionId"]
+    grants = _login_grants()
+    # the profile: the connection's default subscription, selected
+    r = cloud_exec(key, provider="azure", cluster_id=cid, command="account show --output json")
+    eq((r.status, r.get("return_code")), (200, 0), "az account show (%r)" % r)
+    acct = json.loads(r.get("output"))
+    eq((acct["id"], acct["tenantId"], acct["isDefault"], acct["user"]["type"], acct["environmentName"]),
+       (sub0, AZ_TENANT, True, "user", "AuroraCustom"), "az account show (%r)" % acct)
+    # a per-call subscription
+    r = cloud_exec(key, provider="azure", cluster_id=cid, command="account show --query id --output tsv",
+                   subscription=sub1)
+    eq((r.get("return_code"), r.get("output").strip()), (0, sub1), "az account show on %s (%r)" % (sub1, r))
+    # an ARM call: az takes the token from its MSAL cache and ARM (the fixture) accepts it
+    n = len(_ArmFront.seen)
+    r = cloud_exec(key, provider="azure", cluster_id=cid,
+                   args=["rest", "--method", "get", "--url", "/subscriptions?api-version=2020-01-01"])
+    eq((r.status, r.get("return_code")), (200, 0), "az rest GET /subscriptions (%r)" % r)
+    got = sorted((x["subscriptionId"], x["displayName"]) for x in json.loads(r.get("output"))["value"])
+    eq(got, sorted((x["subscriptionId"], x["displayName"]) for x in AZ_SUBS), "the fixture's subscriptions")
+    seen = _ArmFront.seen[n:]
+    check(seen and all(q["bearer"] for q in seen), "az sent a bearer token to ARM", seen)
+    with urllib.request.urlopen(az["mgmt"] + "/_fixture/stats", timeout=10) as f:
+        check(json.loads(f.read())["last_auth_ok"] is True, "the ARM fixture accepted az's token")
+    # with --debug: the token came from the cache, and the only connection was to ARM
+    r = cloud_exec(key, provider="azure", cluster_id=cid, max_output=4 << 20,
+                   args=["rest", "--method", "get", "--url", "/subscriptions?api-version=2020-01-01", "--debug"])
+    eq(r.get("return_code"), 0, "az rest --debug (%r)" % r)
+    dbg = (r.get("output") or "") + (r.get("error") or "")
+    contains(dbg, "Cache hit an AT", "MSAL answered from the token cache")
+    hosts = set(re.findall(r"Starting new HTTPS? connection \(\d+\): ([^\s:]+)", dbg))
+    eq(hosts, {"127.0.0.1"}, "hosts az connected to")
+    check("login.microsoftonline.com:443" not in "".join(l for l in dbg.splitlines() if "connectionpool" in l),
+          "az called login.microsoftonline.com")
+    # SDK-based commands use it too (ARM's resource groups are not in the fixture: 404 from ARM, not a login)
+    r = cloud_exec(key, provider="azure", cluster_id=cid, command="group list --output json")
+    check("az login" not in (r.get("output") or "") + (r.get("error") or ""), "az asked for a login", r)
+    check(any(q["path"].startswith("/subscriptions/%s/resourcegroups" % sub0) and q["bearer"]
+              for q in _ArmFront.seen), "az group list called ARM with the token", _ArmFront.seen[-3:])
+    eq(_login_grants(), grants, "token grants at the login endpoint during the az commands (server cache)")
+    no_secret_in_logs([q["bearer"] for q in _ArmFront.seen] + [AZ_SP_SECRET], "(Azure)")
+    base_is_empty()
+
+
+@test(timeout=90)
+def az_config_dir_holds_the_token_and_the_environment_does_not(t):
+    """TEST-ONLY agent where az = python3: what the command finds."""
+    a, cid = agent("azpy")
+    key, uid = azure_user()
+    r = cloud_exec(key, provider="azure", cluster_id=cid, args=["-c", AZ_PROBE])
+    eq((r.status, r.get("return_code")), (200, 0), "probe (%r)" % r)
+    p = json.loads(r.get("output"))
+    check("AZURE_ACCESS_TOKEN" not in p["env"], "AZURE_ACCESS_TOKEN in the command's environment", p["env"])
+    for name in ("AZURE_CONFIG_DIR", "AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID", "AZURE_ARM_ENDPOINT_OVERRIDE"):
+        check(name in p["env"], "%s in the command's environment" % name, p["env"])
+    eq(p["dir"], p["home"] + "/.azure", "AZURE_CONFIG_DIR inside the sandbox HOME")
+    eq(sorted(p["files"]), ["azureProfile.json", "clouds.config", "config", "msal_http_cache.bin",
+                            "msal_token_cache.json"], "files")
+    for f, (mode, owner) in p["files"].items():
+        eq((mode, owner), (0o600, p["uid"]), "%s mode and owner" % f)
+    eq(p["kinds"], {"AccessToken": 1, "Account": 1, "RefreshToken": 0, "IdToken": 0, "AppMetadata": 0},
+       "token cache: one access token, no refresh token")
+    check(p["secrets"][0].count(".") == 2, "the access token (a JWT) is in the cache")
+    eq([(s["id"], s["tenantId"], s["isDefault"]) for s in p["profile"]["subscriptions"]],
+       [(AZ_SUBS[0]["subscriptionId"], AZ_TENANT, True)], "profile")
+    check(AZ_SP_SECRET not in r.get("output"), "the client secret reached the agent")
     base_is_empty()
 
 
