@@ -93,40 +93,23 @@ const char *http_param(const http_request *r, const char *name)
     return NULL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 int http_query_get(const http_request *r, const char *name, char *out, size_t cap)
 {
     if (!r->query || !cap)
         return 0;
+    /* r->query holds lws's already %-decoded "name=value" arguments, each
+     * NUL-terminated, back to back: decoding again would turn a literal
+     * "%25" into something else, and splitting on '&' would break on a
+     * decoded "%26". */
     size_t nl = strlen(name);
-    const char *p = r->query;
-    while (*p) {
-        const char *amp = strchr(p, '&');
-        size_t seg = amp ? (size_t)(amp - p) : strlen(p);
-        if (seg > nl && !strncmp(p, name, nl) && p[nl] == '=') {
-            size_t o = 0;
-            for (const char *q = p + nl + 1; q < p + seg && o + 1 < cap; q++) {
-                if (*q == '+')
-                    out[o++] = ' ';
-                else if (*q == '%' && q + 2 < p + seg + 1 && hexval(q[1]) >= 0 && hexval(q[2]) >= 0) {
-                    out[o++] = (char)(hexval(q[1]) * 16 + hexval(q[2]));
-                    q += 2;
-                } else
-                    out[o++] = *q;
-            }
-            out[o] = '\0';
+    for (size_t off = 0; off < r->query_len;) {
+        const char *arg = r->query + off;
+        size_t al = strlen(arg);
+        if (al > nl && !strncmp(arg, name, nl) && arg[nl] == '=') {
+            snprintf(out, cap, "%s", arg + nl + 1);
             return 1;
         }
-        p += seg + (amp ? 1 : 0);
-        if (!amp)
-            break;
+        off += al + 1;
     }
     return 0;
 }
@@ -396,18 +379,17 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
             int fl = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
             if (fl <= 0)
                 break;
-            if (used + (size_t)fl + 2 > cap ||
-                lws_hdr_copy_fragment(wsi, t->req.query + used + (used ? 1 : 0),
-                                      (int)(cap - used - 1), WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+            if (used + (size_t)fl + 1 > cap ||
+                lws_hdr_copy_fragment(wsi, t->req.query + used, (int)(cap - used),
+                                      WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
                 free(t->req.query);
                 t->req.query = NULL;
+                used = 0;
                 break;
             }
-            if (used)
-                t->req.query[used] = '&';
-            used += (size_t)fl + (used ? 1 : 0);
-            t->req.query[used] = '\0';
+            used += (size_t)fl + 1; /* keep each argument's NUL */
         }
+        t->req.query_len = used;
     }
     if (!t->req.path || copy_headers(wsi, &t->req) < 0) {
         http_resp_error(&t->resp, 500, "INTERNAL", "out of memory");

@@ -49,7 +49,9 @@ typedef struct {
 typedef struct {
     http_method method;
     char *path;  /* as received (lws already %-decoded it) */
-    char *query; /* raw "a=1&b=2" or NULL */
+    char *query;      /* lws-decoded "name=value" arguments, each NUL-terminated, back to
+                         back (query_len bytes in all); use http_query_get */
+    size_t query_len;
     http_header *headers;
     size_t nheaders;
     buf_t body;

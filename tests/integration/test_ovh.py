@@ -159,6 +159,13 @@ def test_regions_configuration_errors(t):
     contains(r.get("error"), "OAuth2 credentials not configured for us", "POST, upper-case region")
     r = w.get("/ovh_api/ovh/oauth2/initiate?region=ap")
     eq((r.status, r.error_code), (400, "OVH_UNKNOWN_REGION"), "unknown region (%r)" % r)
+    # query values are %-decoded exactly once: "e%2575" is the literal "e%75", not "eu"
+    r = w.get("/ovh_api/ovh/oauth2/initiate?region=e%2575")
+    eq((r.status, r.error_code), (400, "OVH_UNKNOWN_REGION"), "double-encoded region (%r)" % r)
+    contains(r.get("error"), "'e%75'", "the region as sent, decoded once")
+    # a decoded '&' inside a value does not split it into another argument
+    r = w.get("/ovh_api/ovh/oauth2/initiate?x=%26region%3Deu&region=ap")
+    eq((r.status, r.error_code), (400, "OVH_UNKNOWN_REGION"), "an encoded '&' stays data (%r)" % r)
     # a redirect_uri other than the configured one
     r = w.get("/ovh_api/ovh/oauth2/initiate?region=eu&redirect_uri=" +
               urllib.parse.quote("https://evil.example/ovh_api/ovh/oauth2/callback"))
