@@ -292,7 +292,16 @@ static int take(oauth_fx *f, const char *query, const auth_ctx *who, const char 
 {
     http_request req;
     memset(&req, 0, sizeof(req));
-    req.query = (char *)query;
+    /* The form http.c hands handlers: each decoded argument NUL-terminated. */
+    char args[512];
+    size_t n = strlen(query);
+    assert_true(n < sizeof(args));
+    memcpy(args, query, n + 1);
+    for (size_t i = 0; i < n; i++)
+        if (args[i] == '&')
+            args[i] = '\0';
+    req.query = args;
+    req.query_len = n + 1;
     if (who)
         req.auth = *who;
     http_response resp;
