@@ -979,3 +979,35 @@ def main():
         print("%s: logs kept in %s" % (prog, root))
     print("%d passed, %d failed" % (passed, failed), flush=True)
     sys.exit(1 if failed else 0)
+
+
+class V2Agent:
+    """tests/fixtures/v2_agent.js, a v2-dialect stand-in agent that reports every
+    exec it receives (kind, program, argv, env) as JSON lines; for testing what
+    the server sends (cloud_exec credentials, injected flags) without running it."""
+
+    def __init__(self, w, token, owner):
+        self.events = []
+        self.cv = threading.Condition()
+        d = os.path.join(owner.tmp, "v2-%s" % rand_tag(3))
+        os.makedirs(d, exist_ok=True)
+        self.proc = owner.spawn("v2agent", [NODE, os.path.join(FIXTURES, "v2_agent.js"), "--url", w.ws_url(),
+                                            "--token", token, "--ca", w.ca],
+                                dict(os.environ), os.path.join(d, "v2.log"), os.path.join(d, "san"),
+                                cwd=os.path.dirname(FIXTURES), stdout=subprocess.PIPE)
+        self.proc.tolerate_exit = True
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.p.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            with self.cv:
+                self.events.append(ev)
+                self.cv.notify_all()
+
+    def execs(self):
+        with self.cv:
+            return [e for e in self.events if e.get("event") == "exec"]

@@ -24,7 +24,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FIXTURES, NODE, check, contains, eq, free_port, main, rand_tag,  # noqa: E402
+from harness import (V2Agent, FIXTURES, NODE, check, contains, eq, free_port, main, rand_tag,  # noqa: E402
                      suite_world, test, wait_until)
 
 MOTO = shutil.which("moto_server") or "/root/.pyenv/shims/moto_server"
@@ -397,36 +397,6 @@ def test_sts_unreachable(t):
     eq(r.status, 502, "connect with STS unreachable (%r)" % r)
     eq(r.error_code, "AWS_STS_UNREACHABLE", "error_code")
     contains(r.get("error"), GUIDE_MSG_ASSUME, "error")
-
-
-class V2Agent:
-    """tests/fixtures/v2_agent.js: reports every exec (kind, program, argv, env) it receives."""
-
-    def __init__(self, w, token, owner):
-        self.events = []
-        self.cv = threading.Condition()
-        d = os.path.join(owner.tmp, "v2-%s" % rand_tag(3))
-        os.makedirs(d, exist_ok=True)
-        self.proc = owner.spawn("v2agent", [NODE, os.path.join(FIXTURES, "v2_agent.js"), "--url", w.ws_url(),
-                                            "--token", token, "--ca", w.ca],
-                                dict(os.environ), os.path.join(d, "v2.log"), os.path.join(d, "san"),
-                                cwd=os.path.dirname(FIXTURES), stdout=subprocess.PIPE)
-        self.proc.tolerate_exit = True
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.p.stdout:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            with self.cv:
-                self.events.append(ev)
-                self.cv.notify_all()
-
-    def execs(self):
-        with self.cv:
-            return [e for e in self.events if e.get("event") == "exec"]
 
 
 def exec_setup(t, w):

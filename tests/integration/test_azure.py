@@ -28,7 +28,7 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FIXTURES, NODE, SERVER_BIN, T, World, _SUITE, check, contains, eq,  # noqa: E402
+from harness import (V2Agent, FIXTURES, NODE, SERVER_BIN, T, World, _SUITE, check, contains, eq,  # noqa: E402
                      https_request, main, rand_tag, sanitizer_reports, suite_world, test, wait_until)
 
 APP_ID = str(uuid.uuid4())          # the Aurora App registration (GET /azure/login)
@@ -447,36 +447,6 @@ def test_sign_in_not_configured_and_code_exchange_refused(t):
         contains(c.get("error"), "Azure", "error names the provider")
     finally:
         register_redirect(world().extra_env["AZURE_REDIRECT_URI"])
-
-
-class V2Agent:
-    """tests/fixtures/v2_agent.js: reports every exec (kind, program, argv, env) it receives."""
-
-    def __init__(self, w, token, owner):
-        self.events = []
-        self.cv = threading.Condition()
-        d = os.path.join(owner.tmp, "v2-%s" % rand_tag(3))
-        os.makedirs(d, exist_ok=True)
-        self.proc = owner.spawn("v2agent", [NODE, os.path.join(FIXTURES, "v2_agent.js"), "--url", w.ws_url(),
-                                            "--token", token, "--ca", w.ca],
-                                dict(os.environ), os.path.join(d, "v2.log"), os.path.join(d, "san"),
-                                cwd=os.path.dirname(FIXTURES), stdout=subprocess.PIPE)
-        self.proc.tolerate_exit = True
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.p.stdout:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            with self.cv:
-                self.events.append(ev)
-                self.cv.notify_all()
-
-    def execs(self):
-        with self.cv:
-            return [e for e in self.events if e.get("event") == "exec"]
 
 
 def agent_for(t, w, key):

@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.parse
 
-from harness import (_SUITE, FIXTURES, NODE, T, World, check, contains, eq, main, rand_tag, test,
+from harness import (V2Agent, _SUITE, FIXTURES, NODE, T, World, check, contains, eq, main, rand_tag, test,
                      wait_until)
 
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -501,33 +501,6 @@ def oauth_without_client_id_is_a_clear_error(t):
 # ---------------------------------------------------------------------------
 # cloud_exec through the tunnel (v2 test agent)
 # ---------------------------------------------------------------------------
-class V2Agent:
-    def __init__(self, w, token, owner):
-        self.events = []
-        self.cv = threading.Condition()
-        d = os.path.join(owner.tmp, "v2-%s" % rand_tag(3))
-        os.makedirs(d, exist_ok=True)
-        self.proc = owner.spawn("v2agent", [NODE, os.path.join(FIXTURES, "v2_agent.js"), "--url", w.ws_url(),
-                                            "--token", token, "--ca", w.ca],
-                                dict(os.environ), os.path.join(d, "v2.log"), os.path.join(d, "san"),
-                                cwd=os.path.dirname(FIXTURES), stdout=subprocess.PIPE)
-        self.proc.tolerate_exit = True
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.p.stdout:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            with self.cv:
-                self.events.append(ev)
-                self.cv.notify_all()
-
-    def execs(self):
-        return [e for e in list(self.events) if e.get("event") == "exec"]
-
-
 def exec_env(w):
     """SA-connected user + a v2 agent on a cluster of the bootstrap org."""
     if "exec" not in SHARED:
