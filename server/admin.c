@@ -149,8 +149,12 @@ int admin_main(const server_config *cfg, int argc, char **argv)
         const char *name = opt(argc, argv, "--cluster-name");
         const char *days = opt(argc, argv, "--expires-days");
         store_user u;
+        char *end = NULL;
+        long long ndays = days ? strtoll(days, &end, 10) : 0;
         if (!org || !user || !name) {
             rc = fail("create-agent-token needs --org, --user and --cluster-name%s", NULL);
+        } else if (days && (!*days || *end || ndays < 1 || ndays > 3650)) {
+            rc = fail("--expires-days must be a whole number from 1 to 3650, not '%s'", days);
         } else if (store_user_get(st, org, user, &u) != STORE_OK) {
             rc = fail("no such user in that organization: %s", user);
         } else {
@@ -167,7 +171,7 @@ int admin_main(const server_config *cfg, int argc, char **argv)
             token_cluster_id(tok, t.cluster_id);
             snprintf(t.cluster_name, sizeof(t.cluster_name), "%s", name);
             token_preview(tok, t.preview);
-            t.expires_at = days ? (int64_t)time(NULL) + atoll(days) * 86400 : 0;
+            t.expires_at = days ? (int64_t)time(NULL) + (int64_t)ndays * 86400 : 0;
             if (store_agent_token_create(st, &t, hash) != STORE_OK) {
                 rc = fail("create-agent-token failed: %s", store_errmsg(st));
                 goto out;

@@ -1,6 +1,8 @@
 /* main.c — aurora-server entry point: serve (default), admin, --help. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "admin.h"
 #include "log.h"
@@ -49,6 +51,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "aurora-server: AURORA_LOG_LEVEL/AURORA_LOG_FORMAT invalid\n");
         server_config_free(&cfg);
         return 2;
+    }
+    /* Every subcommand may be the first to touch the data directory (the
+     * SQLite file, keys and certificate live there): create it, private. */
+    if (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST) {
+        fprintf(stderr, "aurora-server: cannot create data directory %s: %s\n", cfg.data_dir,
+                strerror(errno));
+        server_config_free(&cfg);
+        return 1;
     }
     int rc;
     if (!strcmp(cmd, "admin")) {
