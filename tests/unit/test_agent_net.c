@@ -283,6 +283,7 @@ typedef struct {
     atomic_int nnames;
     unsigned char held[512]; /* dual.example's A answer, sent after the AAAA one */
     size_t heldlen;
+    int dual_aaaa_sent; /* the AAAA answer went out before any A question */
     pthread_t thr;
 } dns_server;
 
@@ -353,12 +354,15 @@ static size_t dns_answer(dns_server *s, const unsigned char *q, size_t ql, int o
     if (!strcmp(name, "dual.example") && from) {
         if (is_a) {
             rr a[] = {{NULL, 1, dual4, 4, NULL}};
+            if (s->dual_aaaa_sent) /* asked in the other order: answer at once */
+                return make_response(q, qend, 0, 0, a, 1, out);
             s->heldlen = make_response(q, qend, 0, 0, a, 1, s->held);
             return 0;
         }
         rr six[] = {{NULL, 28, dual6, 16, NULL}};
         size_t l = make_response(q, qend, 0, 0, six, is_aaaa, out);
         send_to(s->udp, out, l, from);
+        s->dual_aaaa_sent = !s->heldlen;
         if (s->heldlen)
             send_to(s->udp, s->held, s->heldlen, from);
         s->heldlen = 0;
