@@ -10,11 +10,11 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-missing-fie
 INCS    := -Icommon -Iserver -Iagent
 
 SERVER_PKGS := libwebsockets libcjson libcurl yaml-0.1 sqlite3 openssl libpq
-AGENT_PKGS  := libwebsockets libcjson yaml-0.1 openssl libseccomp
-PKG_CFLAGS  := $(shell pkg-config --cflags $(SERVER_PKGS) 2>/dev/null)
+AGENT_PKGS  := libwebsockets libcjson yaml-0.1 openssl libseccomp libcares
+PKG_CFLAGS  := $(shell pkg-config --cflags $(SERVER_PKGS) libcares 2>/dev/null)
 SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -lpthread
 AGENT_LIBS  := $(shell pkg-config --libs $(AGENT_PKGS) 2>/dev/null) -lpthread
-TEST_LIBS   := $(SERVER_LIBS) $(shell pkg-config --libs libseccomp 2>/dev/null) -lcmocka
+TEST_LIBS   := $(SERVER_LIBS) $(shell pkg-config --libs libseccomp libcares 2>/dev/null) -lcmocka
 
 REL_FLAGS  := -O2 -g $(CSTD) $(WARN) $(INCS) $(PKG_CFLAGS) -MMD -MP
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \

@@ -6,18 +6,20 @@
 # Every library comes from Debian 12 (bookworm):
 #   libwebsockets.a (libwebsockets-dev), libssl.a + libcrypto.a (libssl-dev),
 #   libyaml.a (libyaml-dev), libcap.a (libcap-dev), libz.a (zlib1g-dev),
-#   libseccomp.a (libseccomp-dev: the cloud_exec sandbox's syscall filter), and
-#   glibc's libc.a (libc6-dev).
+#   libseccomp.a (libseccomp-dev: the cloud_exec sandbox's syscall filter),
+#   libcares.a (libc-ares-dev: the agent's DNS resolver), and glibc's libc.a
+#   (libc6-dev).
 #   cJSON ships no static library, so libcjson.a is compiled here from
 #   Debian's own source package `cjson` (the version of the installed
 #   libcjson-dev), fetched with `apt-get source` through a private apt
 #   configuration under build/static/apt (a deb-src entry for the same
 #   mirror); the system's apt configuration is not touched.
 #
-# No NSS at run time: the agent resolves host names itself (agent/resolve.c)
-# and hands libwebsockets numeric addresses, so the static glibc never loads
-# an NSS module; a root holding only the binary, a CA bundle, /etc/hosts and
-# /etc/resolv.conf is enough (tests/integration/test_static_agent.py).
+# No NSS at run time: the agent resolves host names with c-ares (agent/resolve.c),
+# which reads /etc/hosts and /etc/resolv.conf itself, and hands libwebsockets
+# numeric addresses, so the static glibc never loads an NSS module; a root
+# holding only the binary, a CA bundle, /etc/hosts and /etc/resolv.conf is
+# enough (tests/integration/test_static_agent.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +34,8 @@ say() { echo "static-agent: $*"; }
 
 # ---- 1. Debian packages ------------------------------------------------------
 PKGS=(build-essential pkg-config dpkg-dev file ca-certificates
-      libwebsockets-dev libssl-dev libyaml-dev libcap-dev zlib1g-dev libcjson-dev libseccomp-dev)
+      libwebsockets-dev libssl-dev libyaml-dev libcap-dev zlib1g-dev libcjson-dev libseccomp-dev
+      libc-ares-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -45,7 +48,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 LIBDIR=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -dumpmachine)
-for a in libwebsockets.a libssl.a libcrypto.a libyaml.a libcap.a libz.a libseccomp.a; do
+for a in libwebsockets.a libssl.a libcrypto.a libyaml.a libcap.a libz.a libseccomp.a libcares.a; do
   [ -f "$LIBDIR/$a" ] || { say "missing $LIBDIR/$a (its Debian -dev package ships it)"; exit 1; }
 done
 
@@ -107,13 +110,15 @@ for src in common/*.c agent/*.c; do
 done
 mkdir -p "$(dirname "$OUT")"
 # The static glibc warns that getaddrinfo/getpwnam/dlopen (referenced by
-# libwebsockets and OpenSSL) would need shared NSS modules at run time: the
-# agent never calls them with a host name (see above), so those warnings are
-# expected and filtered; any other linker message is shown.
+# libwebsockets and OpenSSL) and getservbyname/getservbyport_r (referenced by
+# c-ares for service names) would need shared NSS modules at run time: the
+# agent never calls them with a host name and never asks c-ares for a service
+# (see above), so those warnings are expected and filtered; any other linker
+# message is shown.
 link_log="$B/link.log"
 if ! $CC -static -o "$OUT.unstripped" "${objs[@]}" -Wl,--gc-sections \
       -L"$CJ" -L"$LIBDIR" \
-      -Wl,--start-group -lwebsockets -lssl -lcrypto -lcap -lz -lyaml -lcjson -lseccomp -Wl,--end-group \
+      -Wl,--start-group -lwebsockets -lssl -lcrypto -lcap -lz -lyaml -lcjson -lseccomp -lcares -Wl,--end-group \
       -lpthread -ldl -lm 2>"$link_log"; then
   cat "$link_log" >&2
   exit 1

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config
   libwebsockets-dev libssl-dev libcurl4-openssl-dev libcjson-dev libyaml-dev
-  libsqlite3-dev libpq-dev libhiredis-dev libseccomp-dev libcmocka-dev
+  libsqlite3-dev libpq-dev libhiredis-dev libseccomp-dev libc-ares-dev libcmocka-dev
   openssl ca-certificates procps psmisc
   tinyproxy strace
   azure-cli

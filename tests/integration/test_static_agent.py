@@ -9,13 +9,15 @@ in an otherwise empty root and connects by host name:
     the agent, started there with chroot, resolves `aurora.test` from
     /etc/hosts, connects to the real server on 127.0.0.1 with full certificate
     verification of that name, and a command round trip works;
-  * under strace, the run opens no NSS file or module (nsswitch.conf,
-    libnss_*, gai.conf, host.conf, passwd, group, services);
-  * resolving through DNS: /etc/resolv.conf names a small DNS server run by
-    this test on 127.0.0.153:53 (UDP+TCP); the agent is given `svc`, applies
+  * under strace, both runs (hosts file, DNS) open no NSS file or module
+    (nsswitch.conf, libnss_*, gai.conf, host.conf, passwd, group, services);
+  * resolving through DNS (c-ares, linked statically from Debian's libcares.a):
+    /etc/resolv.conf names a small DNS server run by this test on
+    127.0.0.153:53 (UDP+TCP); the agent is given `svc`, applies
     the search domain (svc.corp.test), gets a truncated UDP answer and asks
     again over TCP; the server certificate is verified against the system
-    store named by SSL_CERT_FILE, as Dockerfile.agent sets it.
+    store named by SSL_CERT_FILE, as Dockerfile.agent sets it;
+  * the static link and the Makefile's agent link the same libraries.
 
 For the round trip a kubectl must exist inside the root: the real, statically
 linked kubectl v1.32 binary (Google Cloud SDK's kubectl.1.32, a Go static
@@ -231,6 +233,26 @@ def dockerfile_in_step_with_makefile(t):
     contains(df, "sha256sum -c", "the kubectl download is verified")
 
 
+@test(timeout=30)
+def static_link_has_every_agent_library(t):
+    """Every library the Makefile links into the agent (AGENT_PKGS, c-ares among
+    them) is in the static script's link line too."""
+    import re
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        m = re.search(r"^AGENT_PKGS\s*:=\s*(.*)$", f.read(), re.M)
+    check(m, "AGENT_PKGS in the Makefile")
+    pkgs = m.group(1).split()
+    contains(pkgs, "libcares", "AGENT_PKGS")
+    r = subprocess.run(["pkg-config", "--libs"] + pkgs, capture_output=True, text=True)
+    check(r.returncode == 0, "pkg-config --libs %s" % " ".join(pkgs), r.stderr)
+    want = {f[2:] for f in r.stdout.split() if f.startswith("-l")}
+    with open(BUILD_SCRIPT) as f:
+        link = re.search(r"-Wl,--start-group(.*?)-Wl,--end-group", f.read(), re.S)
+    check(link, "a link group in %s" % BUILD_SCRIPT)
+    have = set(re.findall(r"-l(\S+)", link.group(1)))
+    eq(sorted(want - have), [], "libraries of AGENT_PKGS missing from the static link")
+
+
 @test(timeout=120)
 def chroot_connects_by_name_from_etc_hosts(t):
     check(os.geteuid() == 0, "this test needs root (chroot, mknod)")
@@ -347,7 +369,9 @@ def chroot_connects_by_name_through_dns(t):
                      "options ndots:1 timeout:2 attempts:2\n" % DNS_ADDR)
     shutil.copy2(w.ca, os.path.join(root, "etc", "ssl", "certs", "ca-certificates.crt"))
     # no AURORA_CA_FILE here: SSL_CERT_FILE, as in the image, names the system store
-    a = StaticAgent(t, w, root, None, "svc", "dns-agent")
+    trace = os.path.join(t.tmp, "strace-dns.txt")
+    check(shutil.which("strace"), "strace is not installed (scripts/install-deps.sh)")
+    a = StaticAgent(t, w, root, None, "svc", "dns-agent", strace_to=trace)
     a.wait_ready(30)
     cid = a.token["cluster_id"]
     w.wait_connection(cid)
@@ -357,6 +381,14 @@ def chroot_connects_by_name_through_dns(t):
           dns.seen)
     eq(dns.seen[0], ("svc.corp.test", 1, "udp"), "first question (search list before the bare name)")
     contains(a.proc.log_text(), "svc resolved to 1 address, using 127.0.0.1", "agent debug log")
+    # a DNS lookup (c-ares) opens no NSS file either, only what it names itself
+    a.stop_traced()
+    with open(trace) as f:
+        lines = f.read().splitlines()
+    eq([ln for ln in lines if any(n in ln for n in NSS_FILES)], [],
+       "NSS files or modules opened at run time")
+    check(any('"/etc/resolv.conf"' in ln for ln in lines), "the agent read /etc/resolv.conf",
+          "\n".join(lines[:80]))
 
 
 if __name__ == "__main__":
