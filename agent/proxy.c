@@ -1,5 +1,6 @@
 /* proxy.c — HTTPS_PROXY / HTTP_PROXY / NO_PROXY (see proxy.h). */
 #include "proxy.h"
+#include "secret.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -10,19 +11,9 @@
 
 #define MAX_USERINFO 90 /* libwebsockets keeps at most this much (base64 in 128 bytes) */
 
-static void scrub_free(char *s)
-{
-    if (!s)
-        return;
-    volatile char *v = s;
-    while (*v)
-        *v++ = 0;
-    free(s);
-}
-
 void agent_proxy_free(agent_proxy *p)
 {
-    scrub_free(p->userinfo);
+    secret_free(p->userinfo);
     memset(p, 0, sizeof(*p));
 }
 
@@ -52,7 +43,7 @@ static char *pct_decode(const char *s, size_t n)
         int b = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
         if (a < 0 || b < 0 || (a == 0 && b == 0)) {
             o[k] = '\0';
-            scrub_free(o);
+            secret_free(o);
             return NULL;
         }
         o[k++] = (char)(a * 16 + b);

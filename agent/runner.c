@@ -24,6 +24,7 @@
 #include "proto.h"
 #include "sandbox.h"
 #include "utf8.h"
+#include "secret.h"
 
 extern char **environ;
 
@@ -144,10 +145,7 @@ int agent_runner_init(const agent_runner_opts *o)
 static void env_wipe(job *j)
 {
     for (int i = 0; j->env && i < j->nenv; i++) {
-        if (j->env[i]) {
-            explicit_bzero(j->env[i], strlen(j->env[i]));
-            free(j->env[i]);
-        }
+        secret_free(j->env[i]);
     }
     free(j->env);
     j->env = NULL;

@@ -21,6 +21,7 @@
 #include "proxy.h"
 #include "resolve.h"
 #include "runner.h"
+#include "secret.h"
 
 #define STABLE_MS 10000      /* a connection up this long resets the backoff */
 #define TICK_MS 1000
@@ -510,16 +511,6 @@ static void handle_connected(proto_msg *m, struct lws *wsi)
     (void)wsi;
 }
 
-static void wipe_json(cJSON *o)
-{
-    for (cJSON *it = o ? o->child : NULL; it; it = it->next) {
-        if (cJSON_IsString(it) && it->valuestring)
-            explicit_bzero(it->valuestring, strlen(it->valuestring));
-        else
-            wipe_json(it);
-    }
-}
-
 /* A malformed exec that still names a usable id gets BAD_REQUEST; anything
  * else malformed is only logged (the decoder keeps nothing on failure, so the
  * id is looked up here). */
@@ -533,7 +524,7 @@ static void handle_malformed(const char *data, size_t len, const char *err)
         cJSON_IsNumber(idj) && idj->valuedouble >= 1 && idj->valuedouble <= 4294967295.0 &&
         idj->valuedouble == (double)(uint32_t)idj->valuedouble)
         id = (uint32_t)idj->valuedouble;
-    wipe_json(root); /* a malformed exec may still carry credentials */
+    secret_json_wipe(root); /* a malformed exec may still carry credentials */
     cJSON_Delete(root);
     if (id) {
         log_warn("exec id=%u malformed: %s", id, err);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "utf8.h"
+#include "secret.h"
 
 static const struct {
     const char *name;
@@ -54,11 +55,9 @@ void proto_free_secret(char *json)
 {
     if (!json)
         return;
-    OPENSSL_cleanse(json, strlen(json));
-    free(json);
+    secret_free(json);
 }
 
-static void wipe_strings(cJSON *o);
 
 static void set_err(char *err, size_t errlen, const char *fmt, const char *arg)
 {
@@ -121,8 +120,7 @@ void proto_msg_free(proto_msg *m)
     free(m->policy_json);
     free(m->program);
     for (int i = 0; m->env && i < m->nenv; i++) {
-        OPENSSL_cleanse(m->env[i], strlen(m->env[i]));
-        free(m->env[i]);
+        secret_free(m->env[i]);
     }
     free(m->env);
     argv_free(&m->argv);
@@ -315,7 +313,7 @@ oom:
     set_err(err, errlen, "%s", "out of memory");
 out:
     if (m->type == MSG_EXEC)
-        wipe_strings(root); /* env values are credentials */
+        secret_json_wipe(root); /* env values are credentials */
     cJSON_Delete(root);
     if (rc < 0)
         proto_msg_free(m);
@@ -416,23 +414,6 @@ char *proto_enc_exec(uint32_t id, const char *kind, const argv_t *argv, double t
     return proto_enc_exec_env(id, kind, NULL, argv, NULL, 0, timeout, max_output);
 }
 
-static void wipe_strings(cJSON *o)
-{
-    for (cJSON *it = o ? o->child : NULL; it; it = it->next) {
-        if (cJSON_IsString(it) && it->valuestring)
-            OPENSSL_cleanse(it->valuestring, strlen(it->valuestring));
-        else
-            wipe_strings(it);
-    }
-}
-
-/* Frees a message tree after wiping its strings (env values). */
-static void wipe_delete(cJSON *o)
-{
-    wipe_strings(o);
-    cJSON_Delete(o);
-}
-
 char *proto_enc_exec_env(uint32_t id, const char *kind, const char *program, const argv_t *argv,
                          const char *const *env, int nenv, double timeout, int64_t max_output)
 {
@@ -457,13 +438,13 @@ char *proto_enc_exec_env(uint32_t id, const char *kind, const char *program, con
             char name[PROTO_MAX_ENV_NAME + 1];
             if (!eo || !eq || !proto_env_name_ok(env[i], nl) ||
                 strlen(eq + 1) > PROTO_MAX_ENV_VALUE) {
-                wipe_delete(o);
+                secret_json_free(o);
                 return NULL;
             }
             memcpy(name, env[i], nl);
             name[nl] = '\0';
             if (cJSON_GetObjectItemCaseSensitive(eo, name)) {
-                wipe_delete(o);
+                secret_json_free(o);
                 return NULL;
             }
             cJSON_AddStringToObject(eo, name, eq + 1);
@@ -472,7 +453,7 @@ char *proto_enc_exec_env(uint32_t id, const char *kind, const char *program, con
     cJSON_AddNumberToObject(o, "timeout", timeout);
     cJSON_AddNumberToObject(o, "max_output", (double)max_output);
     char *s = cJSON_PrintUnformatted(o);
-    wipe_delete(o);
+    secret_json_free(o);
     return s;
 }
 

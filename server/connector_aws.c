@@ -220,7 +220,7 @@ static int sts_call(worker_ctx *w, const char *const *pairs, http_client_resp *r
     if (!userpwd || !body || (tokl && !tokhdr)) {
         free(userpwd);
         free(tokhdr);
-        http_client_free_secret(body);
+        secret_free(body);
         snprintf(res->detail, sizeof(res->detail), "out of memory");
         return res->kind = STS_UNREACHABLE;
     }
@@ -262,13 +262,11 @@ static int sts_call(worker_ctx *w, const char *const *pairs, http_client_resp *r
         if (!retryable(res))
             break;
     }
-    OPENSSL_cleanse(userpwd, upl);
-    free(userpwd);
+    secret_free_n(userpwd, upl);
     if (tokhdr) {
-        OPENSSL_cleanse(tokhdr, tokl);
-        free(tokhdr);
+        secret_free_n(tokhdr, tokl);
     }
-    http_client_free_secret(body);
+    secret_free(body);
     return res->kind;
 }
 
@@ -458,10 +456,7 @@ static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
 
 static void creds_wipe(aws_creds *c)
 {
-    if (c->token) {
-        OPENSSL_cleanse(c->token, strlen(c->token));
-        free(c->token);
-    }
+    secret_free(c->token);
     OPENSSL_cleanse(c, sizeof(*c));
 }
 

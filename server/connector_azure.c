@@ -274,8 +274,7 @@ static int list_subscriptions(worker_ctx *w, const char *access_token, cJSON **o
             break;
         }
     }
-    OPENSSL_cleanse(authz, hl);
-    free(authz);
+    secret_free_n(authz, hl);
     if (ret < 0) {
         cJSON_Delete(subs);
         return -1;
@@ -319,12 +318,8 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void entry_free(tok_entry *e)
 {
-    if (e->token) {
-        OPENSSL_cleanse(e->token, strlen(e->token));
-        free(e->token);
-    }
-    OPENSSL_cleanse(e, sizeof(*e));
-    free(e);
+    secret_free(e->token);
+    secret_free_n(e, sizeof(*e));
 }
 
 static void cache_wipe_all(void)
@@ -567,7 +562,7 @@ static void sp_connect(worker_ctx *w, http_request *req, http_response *resp)
 out:
     cJSON_Delete(md);
     cJSON_Delete(subs);
-    oauth_json_wipe_free(tok);
+    secret_json_free(tok);
     /* The request body held the client secret. */
     if (secret)
         OPENSSL_cleanse((void *)secret, strlen(secret));
@@ -741,7 +736,7 @@ out:
     cJSON_Delete(claims);
     cJSON_Delete(md);
     cJSON_Delete(subs);
-    oauth_json_wipe_free(tok);
+    secret_json_free(tok);
 }
 
 /* ---- status, disconnect ----------------------------------------------------------------------- */
@@ -852,7 +847,7 @@ static char *access_token(worker_ctx *w, const auth_ctx *who, const store_connec
     const char *at = api_json_str(j, "access_token");
     const char *nrt = oauth ? api_json_str(j, "refresh_token") : NULL;
     if (!at || !*at || strlen(at) > CLOUD_MAX_ENV_VALUE) {
-        oauth_json_wipe_free(j);
+        secret_json_free(j);
         http_resp_error(resp, 502, "AZURE_LOGIN_ERROR", "Azure sign-in answered without a usable access token");
         return NULL;
     }
@@ -867,7 +862,7 @@ static char *access_token(worker_ctx *w, const auth_ctx *who, const store_connec
     tok = strdup(at);
     if (tok)
         cache_put(key, tok, *expires_at, now);
-    oauth_json_wipe_free(j);
+    secret_json_free(j);
     if (!tok)
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
     return tok;
@@ -955,10 +950,7 @@ static int az_prepare(worker_ctx *w, const auth_ctx *who, const char *target, ar
     snprintf(out->target, sizeof(out->target), "%s", sub);
     ret = 0;
 out:
-    if (tok) {
-        OPENSSL_cleanse(tok, strlen(tok));
-        free(tok);
-    }
+    secret_free(tok);
     cJSON_Delete(md);
     store_connector_free(&c);
     return ret;

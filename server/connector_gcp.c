@@ -35,6 +35,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "secret.h"
 #include "api_util.h"
 #include "connector.h"
 #include "http_client.h"
@@ -87,10 +88,7 @@ static cached_token g_cache[TOKEN_CACHE_MAX];
 
 static void cache_entry_clear(cached_token *c)
 {
-    if (c->token) {
-        OPENSSL_cleanse(c->token, strlen(c->token));
-        free(c->token);
-    }
+    secret_free(c->token);
     memset(c, 0, sizeof(*c));
 }
 
@@ -152,14 +150,6 @@ static void cache_drop(const char *org, const char *user)
             !strcmp(g_cache[i].user_id, user))
             cache_entry_clear(&g_cache[i]);
     pthread_mutex_unlock(&g_cache_mu);
-}
-
-static void free_token(char *t)
-{
-    if (t) {
-        OPENSSL_cleanse(t, strlen(t));
-        free(t);
-    }
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -278,13 +268,13 @@ static int sa_mint(worker_ctx *w, const jwt_sa_key *k, char **token, int64_t *ex
                            "assertion", jwt, NULL };
     oauth_result r;
     cJSON *j = oauth_token_post(w, uri, form, NULL, &r);
-    free_token(jwt);
+    secret_free(jwt);
     if (!j) {
         log_warn("gcp: token exchange for %s failed: %s", k->client_email, r.err);
         return refresh_error(&r, provider_timeout_ms(w), e);
     }
     int rc = token_from_response(j, token, expires_at, e);
-    oauth_json_wipe_free(j);
+    secret_json_free(j);
     return rc;
 }
 
@@ -306,7 +296,7 @@ static int oauth_mint(worker_ctx *w, const char *refresh_token, char **token, in
         return refresh_error(&r, provider_timeout_ms(w), e);
     }
     int rc = token_from_response(j, token, expires_at, e);
-    oauth_json_wipe_free(j);
+    secret_json_free(j);
     return rc;
 }
 
@@ -397,7 +387,7 @@ static int list_projects(worker_ctx *w, const char *token, cJSON *arr, gcp_err *
         cJSON_Delete(j);
         break;
     }
-    free_token(authz);
+    secret_free(authz);
     return rc;
 }
 
@@ -553,16 +543,6 @@ static int get_secret(worker_ctx *w, const char *user_id, const char *field, uns
 
 /* ---- POST /gcp/service-account --------------------------------------------------------------- */
 
-static void wipe_tree(cJSON *o)
-{
-    for (cJSON *it = o ? o->child : NULL; it; it = it->next) {
-        if (cJSON_IsString(it) && it->valuestring)
-            OPENSSL_cleanse(it->valuestring, strlen(it->valuestring));
-        else
-            wipe_tree(it);
-    }
-}
-
 /* The key file's text from the body: the key itself, or {"key": {…}} /
  * {"key": "<json text>"}.  malloc'd (wipe it); NULL on OOM. */
 static char *key_text(const http_request *req)
@@ -583,7 +563,7 @@ static char *key_text(const http_request *req)
             out[n] = '\0';
         }
     }
-    wipe_tree(o);
+    secret_json_wipe(o);
     cJSON_Delete(o);
     return out;
 }
@@ -601,7 +581,7 @@ static void gcp_service_account(worker_ctx *w, http_request *req, http_response 
     jwt_sa_key key;
     char err[256];
     if (jwt_sa_key_parse(text, strlen(text), &key, err, sizeof(err)) < 0) {
-        free_token(text);
+        secret_free(text);
         http_resp_error(resp, 400, "GCP_KEY_MALFORMED",
                         MSG_MALFORMED ": %s — verify the JSON file is complete and private_key "
                                       "is a valid PEM",
@@ -673,8 +653,8 @@ static void gcp_service_account(worker_ctx *w, http_request *req, http_response 
         cJSON_AddBoolToObject(o, "connected", 1);
     http_resp_json(resp, 200, o);
 out:
-    free_token(token);
-    free_token(text);
+    secret_free(token);
+    secret_free(text);
     jwt_sa_key_free(&key);
     cJSON_Delete(meta);
     cJSON_Delete(old_meta);
@@ -862,7 +842,7 @@ static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
     const char *refresh = api_json_str(tok, "refresh_token");
     const char *access = api_json_str(tok, "access_token");
     if (!refresh || !*refresh) {
-        oauth_json_wipe_free(tok);
+        secret_json_free(tok);
         http_resp_error(resp, 502, "OAUTH_EXCHANGE_FAILED",
                         "GCP returned no refresh token; remove Aurora's access in your Google "
                         "account settings and connect again");
@@ -927,7 +907,7 @@ static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
         http_resp_add_header(resp, "location", loc);
     }
 out:
-    oauth_json_wipe_free(tok);
+    secret_json_free(tok);
     cJSON_Delete(meta);
     store_connector_free(&row);
 }
@@ -1106,7 +1086,7 @@ static int gcp_prepare(worker_ctx *w, const auth_ctx *who, const char *target, a
     snprintf(out->target, sizeof(out->target), "%s", project);
     result = 0;
 out:
-    free_token(token);
+    secret_free(token);
     cJSON_Delete(meta);
     store_connector_free(&row);
     return result;

@@ -225,8 +225,7 @@ static int whoami(worker_ctx *w, const ovh_region *r, const char *token, char *n
                            .timeout_ms = timeout_ms(w), .max_response = 256 * 1024 };
     http_client_resp rp;
     int rc = http_client_do(&rq, &rp);
-    OPENSSL_cleanse(authz, hl);
-    free(authz);
+    secret_free_n(authz, hl);
     if (rc < 0) {
         if (rp.timed_out)
             http_resp_error(resp, 504, "OVH_TIMEOUT", "OVH API did not answer within %ld s",
@@ -366,7 +365,7 @@ static void callback(worker_ctx *w, http_request *req, http_response *resp)
         http_resp_add_header(resp, "location", loc);
     }
 out:
-    oauth_json_wipe_free(tok);
+    secret_json_free(tok);
 }
 
 /* ---- refresh ------------------------------------------------------------------------- */
@@ -465,7 +464,7 @@ static void refresh(worker_ctx *w, http_request *req, http_response *resp)
         cJSON_AddNumberToObject(o, "expires_in", ei->valuedouble);
     http_resp_json(resp, 200, o);
 out:
-    oauth_json_wipe_free(tok);
+    secret_json_free(tok);
     if (val)
         secrets_free(val, vlen);
     cJSON_Delete(md);

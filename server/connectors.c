@@ -17,6 +17,7 @@
 #include "log.h"
 #include "router.h"
 #include "secrets.h"
+#include "secret.h"
 
 extern const connector connector_gcp;
 extern const connector connector_aws;
@@ -81,10 +82,7 @@ void cloud_creds_clear(cloud_creds *c)
     if (!c)
         return;
     for (int i = 0; i < c->nenv; i++) {
-        if (c->env[i]) {
-            OPENSSL_cleanse(c->env[i], strlen(c->env[i]));
-            free(c->env[i]);
-        }
+        secret_free(c->env[i]);
         c->env[i] = NULL;
     }
     c->nenv = 0;

@@ -14,6 +14,7 @@
 #include "tunnel.h"
 #include "utf8.h"
 #include "worker.h"
+#include "secret.h"
 
 typedef struct {
     http_txn *txn; /* NULL once the client is gone */
@@ -36,10 +37,7 @@ static int64_t now_ms(void)
 void exec_spec_wipe_env(exec_spec *e)
 {
     for (int i = 0; e->env && i < e->nenv; i++) {
-        if (e->env[i]) {
-            OPENSSL_cleanse(e->env[i], strlen(e->env[i]));
-            free(e->env[i]);
-        }
+        secret_free(e->env[i]);
     }
     free(e->env);
     e->env = NULL;

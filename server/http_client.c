@@ -58,8 +58,7 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
          * copy of a secret behind in freed memory. */
         if (s->data) {
             memcpy(nd, s->data, s->len);
-            OPENSSL_cleanse(s->data, s->cap);
-            free(s->data);
+            secret_free_n(s->data, s->cap);
         }
         s->data = nd;
         s->cap = ncap;
@@ -197,8 +196,7 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         result = -1;
         out->timed_out = rc == CURLE_OPERATION_TIMEDOUT;
         if (sk.data) {
-            OPENSSL_cleanse(sk.data, sk.cap);
-            free(sk.data);
+            secret_free_n(sk.data, sk.cap);
         }
     } else {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
@@ -216,8 +214,7 @@ void http_client_resp_free(http_client_resp *r)
     if (!r)
         return;
     if (r->body) {
-        OPENSSL_cleanse(r->body, r->len);
-        free(r->body);
+        secret_free_n(r->body, r->len);
     }
     r->body = NULL;
     r->len = 0;
@@ -271,14 +268,6 @@ char *http_client_escape(const char *s)
     return o;
 }
 
-void http_client_free_secret(char *s)
-{
-    if (!s)
-        return;
-    OPENSSL_cleanse(s, strlen(s));
-    free(s);
-}
-
 char *http_client_form(const char *const *pairs)
 {
     /* Sized up front and filled in place: values are often secrets, and a
@@ -297,14 +286,13 @@ char *http_client_form(const char *const *pairs)
         char *ek = http_client_escape(pairs[i]), *ev = http_client_escape(pairs[i + 1]);
         if (!ek || !ev) {
             free(ek);
-            http_client_free_secret(ev);
-            OPENSSL_cleanse(out, k);
-            free(out);
+            secret_free(ev);
+            secret_free_n(out, k);
             return NULL;
         }
         k += (size_t)snprintf(out + k, total - k, "%s%s=%s", k ? "&" : "", ek, ev);
         free(ek);
-        http_client_free_secret(ev);
+        secret_free(ev);
     }
     out[k] = '\0';
     return out;

@@ -13,6 +13,7 @@
 #ifndef AURORA_HTTP_CLIENT_H
 #define AURORA_HTTP_CLIENT_H
 
+#include "secret.h" /* secret_free for forms and bodies that carry secrets */
 #include <stddef.h>
 
 struct cJSON;
@@ -72,10 +73,8 @@ int http_client_url_host(const char *url, char *out, size_t cap);
 /* Percent-encodes s (RFC 3986 unreserved kept); malloc'd, NULL on OOM. */
 char *http_client_escape(const char *s);
 /* "k1=v1&k2=v2" from NULL-terminated pairs {k1, v1, k2, v2, NULL}; values
- * that are NULL are skipped.  malloc'd; release with http_client_free_secret
+ * that are NULL are skipped.  malloc'd; release with secret_free
  * when it may carry a secret. */
 char *http_client_form(const char *const *pairs);
-/* Wipes and frees a NUL-terminated string. */
-void http_client_free_secret(char *s);
 
 #endif

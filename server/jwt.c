@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "secret.h"
 
 char *jwt_b64url(const void *p, size_t n)
 {
@@ -148,20 +149,12 @@ cJSON *jwt_unverified_claims(const char *jwt)
     return o;
 }
 
-static void wipe_str(char *s)
-{
-    if (s) {
-        OPENSSL_cleanse(s, strlen(s));
-        free(s);
-    }
-}
-
 void jwt_sa_key_free(jwt_sa_key *k)
 {
     if (!k)
         return;
     free(k->client_email);
-    wipe_str(k->private_key);
+    secret_free(k->private_key);
     free(k->private_key_id);
     free(k->token_uri);
     free(k->project_id);
@@ -172,16 +165,6 @@ static const char *str_of(const cJSON *o, const char *key)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsString(it) && it->valuestring && *it->valuestring ? it->valuestring : NULL;
-}
-
-static void wipe_tree(cJSON *o)
-{
-    for (cJSON *it = o ? o->child : NULL; it; it = it->next) {
-        if (cJSON_IsString(it) && it->valuestring)
-            OPENSSL_cleanse(it->valuestring, strlen(it->valuestring));
-        else
-            wipe_tree(it);
-    }
 }
 
 int jwt_sa_key_parse(const char *json, size_t len, jwt_sa_key *out, char *err, size_t errlen)
@@ -240,7 +223,7 @@ int jwt_sa_key_parse(const char *json, size_t len, jwt_sa_key *out, char *err, s
     }
     rc = 0;
 out:
-    wipe_tree(o);
+    secret_json_wipe(o);
     cJSON_Delete(o);
     return rc;
 }

@@ -164,10 +164,7 @@ cJSON *oauth_token_post(worker_ctx *w, const char *token_url, const char *const 
         char *b64 = crypto_base64(basic_auth, strlen(basic_auth));
         if (b64 && snprintf(authz, sizeof(authz), "Authorization: Basic %s", b64) < (int)sizeof(authz))
             headers[2] = authz;
-        if (b64) {
-            OPENSSL_cleanse(b64, strlen(b64));
-            free(b64);
-        }
+        secret_free(b64);
     }
     long timeout = w && w->cfg ? (long)server_setting_int(w->cfg, "AURORA_PROVIDER_TIMEOUT_MS") : 0;
     http_client_req rq = { .method = "POST", .url = token_url, .headers = headers, .body = body,
@@ -175,7 +172,7 @@ cJSON *oauth_token_post(worker_ctx *w, const char *token_url, const char *const 
                            .max_response = 256 * 1024 };
     http_client_resp rp;
     int rc = http_client_do(&rq, &rp);
-    http_client_free_secret(body);
+    secret_free(body);
     OPENSSL_cleanse(authz, sizeof(authz));
     if (rc < 0) {
         res->timed_out = rp.timed_out;
@@ -215,19 +212,3 @@ cJSON *oauth_exchange_code(worker_ctx *w, const oauth_code_exchange *x, oauth_re
     return oauth_token_post(w, x->token_url, form, NULL, res);
 }
 
-static void wipe(cJSON *j)
-{
-    for (cJSON *it = j ? j->child : NULL; it; it = it->next) {
-        if (cJSON_IsString(it) && it->valuestring)
-            OPENSSL_cleanse(it->valuestring, strlen(it->valuestring));
-        else
-            wipe(it);
-    }
-}
-
-void oauth_json_wipe_free(cJSON *j)
-{
-    /* Token responses hold secrets: wipe every string before freeing. */
-    wipe(j);
-    cJSON_Delete(j);
-}

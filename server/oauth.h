@@ -4,6 +4,7 @@
 #ifndef AURORA_OAUTH_H
 #define AURORA_OAUTH_H
 
+#include "secret.h" /* token responses are released with secret_json_free */
 #include <stddef.h>
 
 #include "http.h"
@@ -49,7 +50,7 @@ typedef struct {
 /* POSTs form (NULL-terminated name/value pairs; NULL values skipped),
  * form-encoded, to token_url; basic_auth "id:secret" adds HTTP Basic auth
  * (else NULL).  Returns the 2xx JSON object (free with
- * oauth_json_wipe_free), or NULL with res filled. */
+ * secret_json_free), or NULL with res filled. */
 struct cJSON *oauth_token_post(worker_ctx *w, const char *token_url, const char *const *form,
                                const char *basic_auth, oauth_result *res);
 
@@ -64,7 +65,5 @@ typedef struct {
 
 /* grant_type=authorization_code with client_id/client_secret in the body. */
 struct cJSON *oauth_exchange_code(worker_ctx *w, const oauth_code_exchange *x, oauth_result *res);
-/* Wipes every string of a token response, then frees it. */
-void oauth_json_wipe_free(struct cJSON *j);
 
 #endif

@@ -2,6 +2,7 @@
  * and size validation, error messages that name backend and path (and never
  * the value), sorted de-duplicated listings, wiping of returned values. */
 #include "secrets.h"
+#include "secret.h"
 
 #include <openssl/crypto.h>
 #include <stdarg.h>
@@ -194,8 +195,7 @@ void secrets_free(unsigned char *val, size_t len)
 {
     if (!val)
         return;
-    OPENSSL_cleanse(val, len);
-    free(val);
+    secret_free_n(val, len);
 }
 
 /* ---- operations --------------------------------------------------------------- */

@@ -57,8 +57,7 @@ static void aws_close(void *impl)
     aws_t *a = impl;
     if (!a)
         return;
-    OPENSSL_cleanse(a, sizeof(*a));
-    free(a);
+    secret_free_n(a, sizeof(*a));
 }
 
 static int region_ok(const char *r)
@@ -284,17 +283,13 @@ static char *value_body(const char *id_field, const char *path, const char *toke
     if (item && item->valuestring)
         OPENSSL_cleanse(item->valuestring, strlen(item->valuestring));
     cJSON_Delete(o);
-    OPENSSL_cleanse(value, strlen(value));
-    free(value);
+    secret_free(value);
     return body;
 }
 
 static void free_body(char *body)
 {
-    if (body) {
-        OPENSSL_cleanse(body, strlen(body));
-        free(body);
-    }
+    secret_free(body);
 }
 
 static int aws_put(void *impl, const char *path, const unsigned char *val, size_t len, char *err,
@@ -374,8 +369,7 @@ static int aws_get(void *impl, const char *path, unsigned char **val, size_t *le
             out[n] = '\0';
         }
         if (raw) {
-            OPENSSL_cleanse(raw, n);
-            free(raw);
+            secret_free_n(raw, n);
         } else {
             say(err, errlen, "SecretBinary is not base64");
             rc = SECRETS_E_OTHER;

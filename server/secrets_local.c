@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "secret.h"
 
 #define KEY_LEN SECRETS_MASTER_KEY_LEN
 #define NONCE_LEN 12
@@ -117,8 +118,7 @@ int secrets_local_parse_key(const char *text, unsigned char key[KEY_LEN])
         memcpy(key, raw, KEY_LEN);
         rc = 0;
     }
-    OPENSSL_cleanse(raw, len);
-    free(raw);
+    secret_free_n(raw, len);
     return rc;
 }
 
@@ -181,8 +181,7 @@ static int write_key_file(const char *path, const unsigned char key[KEY_LEN], in
         if (rc == SECRETS_OK)
             sync_dir_of(path);
     }
-    OPENSSL_cleanse(b64, strlen(b64));
-    free(b64);
+    secret_free(b64);
     return rc;
 }
 
@@ -328,8 +327,7 @@ static int open_sealed(const unsigned char key[KEY_LEN], const char *key_id, con
     EVP_CIPHER_CTX_free(c);
     if (!ok) {
         if (pt) {
-            OPENSSL_cleanse(pt, ptlen);
-            free(pt);
+            secret_free_n(pt, ptlen);
         }
         return -1;
     }

@@ -286,8 +286,7 @@ static int k8s_login(vault_t *v, char *err, size_t errlen)
         n--;
     jwt[n] = '\0';
     if (n == 0 || n > JWT_MAX) {
-        OPENSSL_cleanse(jwt, JWT_MAX + 1);
-        free(jwt);
+        secret_free_n(jwt, JWT_MAX + 1);
         say(err, errlen, "Kubernetes auth: service-account token %s is empty or too large",
             v->jwt_path);
         return SECRETS_E_DENIED;
@@ -302,8 +301,7 @@ static int k8s_login(vault_t *v, char *err, size_t errlen)
     if (jw && jw->valuestring)
         OPENSSL_cleanse(jw->valuestring, strlen(jw->valuestring));
     cJSON_Delete(body);
-    OPENSSL_cleanse(jwt, JWT_MAX + 1);
-    free(jwt);
+    secret_free_n(jwt, JWT_MAX + 1);
     if (!text) {
         say(err, errlen, "out of memory");
         return SECRETS_E_OTHER;
@@ -314,8 +312,7 @@ static int k8s_login(vault_t *v, char *err, size_t errlen)
     char detail[300];
     int rc = send_with_retries(v, "POST", url, NULL, text, strlen(text), &r, detail,
                                sizeof(detail));
-    OPENSSL_cleanse(text, strlen(text));
-    free(text);
+    secret_free(text);
     if (rc != SECRETS_OK) {
         /* Vault answers a bad role or JWT with 400 or 403. */
         say(err, errlen, "Kubernetes auth login (role %s) failed: %s", v->role, detail);
@@ -430,13 +427,9 @@ static int vault_put(void *impl, const char *path, const unsigned char *val, siz
     cJSON_Delete(root);
     cJSON_Delete(data);
     if (copy) {
-        OPENSSL_cleanse(copy, len);
-        free(copy);
+        secret_free_n(copy, len);
     }
-    if (b64) {
-        OPENSSL_cleanse(b64, strlen(b64));
-        free(b64);
-    }
+    secret_free(b64);
     if (!body) {
         say(err, errlen, "out of memory");
         return SECRETS_E_OTHER;
@@ -444,8 +437,7 @@ static int vault_put(void *impl, const char *path, const unsigned char *val, siz
     http_client_resp r;
     size_t blen = strlen(body);
     int rc = kv_call(v, "POST", "data", inside, body, blen, &r, err, errlen);
-    OPENSSL_cleanse(body, blen);
-    free(body);
+    secret_free_n(body, blen);
     if (rc == SECRETS_OK)
         http_client_resp_free(&r);
     /* NOT_FOUND on a write: the mount does not exist. */
@@ -507,8 +499,7 @@ static int vault_get(void *impl, const char *path, unsigned char **val, size_t *
                 say(err, errlen, "out of memory");
                 rc = SECRETS_E_OTHER;
             }
-            OPENSSL_cleanse(raw, n);
-            free(raw);
+            secret_free_n(raw, n);
         }
     } else {
         size_t n = strlen(value->valuestring);

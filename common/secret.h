@@ -1,0 +1,26 @@
+/* secret.h — wiping secrets before their memory is released.
+ *
+ * Tokens, keys, client secrets and credential environments pass through
+ * malloc'd strings and cJSON trees.  Freed memory is reused by later
+ * allocations (and ends up in core dumps), so every such buffer is wiped
+ * first.  This is the one place that knows how: a compiler may not drop
+ * explicit_bzero as a dead store. */
+#ifndef AURORA_SECRET_H
+#define AURORA_SECRET_H
+
+#include <stddef.h>
+
+struct cJSON;
+
+/* Zeroes n bytes at p; p may be NULL. */
+void secret_wipe(void *p, size_t n);
+/* Wipes a NUL-terminated string up to its terminator and frees it; NULL is fine. */
+void secret_free(char *s);
+/* Wipes n bytes (the whole allocation, not just a string in it) and frees. */
+void secret_free_n(void *p, size_t n);
+/* Wipes every string value in a cJSON tree (keys are names, not secrets). */
+void secret_json_wipe(struct cJSON *tree);
+/* secret_json_wipe, then cJSON_Delete; NULL is fine. */
+void secret_json_free(struct cJSON *tree);
+
+#endif
