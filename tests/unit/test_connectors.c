@@ -68,7 +68,7 @@ static void test_form_and_escape(void **state)
     char *f = http_client_form(pairs);
     assert_string_equal(f, "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
                            "&assertion=x.y%2Bz");
-    http_client_free_secret(f);
+    secret_free(f);
     const char *none[] = { NULL };
     f = http_client_form(none);
     assert_string_equal(f, "");
