@@ -33,6 +33,8 @@
 
 #include <stddef.h>
 
+#include "err.h"
+
 /* Largest value accepted by every backend: 64 KiB (AWS Secrets Manager's own
  * limit for a SecretString is 65536 bytes). */
 #define SECRETS_MAX_VALUE (64 * 1024)
@@ -42,14 +44,15 @@
 #define SECRETS_PATH_GITHUB_APP_PRIVATE_KEY "aurora/system/github-app/private-key"
 #define SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET "aurora/system/github-app/webhook-secret"
 
+/* The shared codes (common/err.h) under this module's names. */
 enum {
-    SECRETS_OK = 0,
-    SECRETS_NOT_FOUND = 1,
-    SECRETS_E_INVALID = -1,     /* bad path, empty or oversized value, bad config */
-    SECRETS_E_UNAVAILABLE = -2, /* unreachable, timed out, 5xx, throttled, sealed */
-    SECRETS_E_DENIED = -3,      /* authentication or authorization refused */
-    SECRETS_E_INTEGRITY = -4,   /* stored data fails verification: tampered, wrong key, corrupt */
-    SECRETS_E_OTHER = -5,       /* unexpected answer, out of memory, I/O */
+    SECRETS_OK = AUR_OK,
+    SECRETS_NOT_FOUND = AUR_NOT_FOUND,
+    SECRETS_E_INVALID = AUR_E_INVALID,         /* bad path, empty or oversized value, bad config */
+    SECRETS_E_UNAVAILABLE = AUR_E_UNAVAILABLE, /* unreachable, timed out, 5xx, throttled, sealed */
+    SECRETS_E_DENIED = AUR_E_DENIED,           /* authentication or authorization refused */
+    SECRETS_E_INTEGRITY = AUR_E_INTEGRITY,     /* stored data fails verification: tampered, wrong key, corrupt */
+    SECRETS_E_OTHER = AUR_E_INTERNAL,          /* unexpected answer, out of memory, I/O */
 };
 
 typedef struct {

@@ -20,7 +20,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { STORE_OK = 0, STORE_NOT_FOUND = 1, STORE_CONFLICT = 2, STORE_ERR = -1 };
+#include "err.h"
+
+/* The shared codes (common/err.h) under this module's names: STORE_ERR is
+ * any failure of the database (unreachable, timed out, broken), which the API
+ * answers as 503 STORE_UNAVAILABLE. */
+enum {
+    STORE_OK = AUR_OK,
+    STORE_NOT_FOUND = AUR_NOT_FOUND,
+    STORE_CONFLICT = AUR_CONFLICT,
+    STORE_ERR = AUR_E_UNAVAILABLE,
+};
 
 typedef struct store store_t;
 
