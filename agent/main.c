@@ -23,17 +23,31 @@
 
 static struct lws_context *g_ctx;
 
+/* The agent's parts, created here and wired together through these
+ * callbacks: the queue wakes the event loop and the runner, the runner wakes
+ * the event loop.  Set before any thread that could call back is started. */
+typedef struct {
+    agent_outq *outq;
+    agent_runner *runner;
+    agent_tunnel *tunnel;
+} agent_parts;
+
+/* for /ready (health.h asks without an argument) */
+static agent_tunnel *g_tunnel;
+
 /* ---- signals: a dedicated thread sigwait()s, so no handler runs at all ---- */
 
 static pthread_t sig_thread;
 static int sig_thread_started;
 
+static sigset_t handled_signals;
+
 static void *signal_main(void *arg)
 {
-    sigset_t *set = arg;
+    agent_tunnel *tunnel = arg;
     for (;;) {
         int sig = 0;
-        if (sigwait(set, &sig) != 0)
+        if (sigwait(&handled_signals, &sig) != 0)
             continue;
         if (sig == SIGUSR2) /* our own "stop listening" */
             break;
@@ -42,12 +56,10 @@ static void *signal_main(void *arg)
             continue;
         }
         log_info("received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        agent_tunnel_request_stop();
+        agent_tunnel_request_stop(tunnel);
     }
     return NULL;
 }
-
-static sigset_t handled_signals;
 
 static void signals_block(void)
 {
@@ -61,9 +73,9 @@ static void signals_block(void)
     pthread_sigmask(SIG_BLOCK, &handled_signals, NULL);
 }
 
-static int signals_start(void)
+static int signals_start(agent_tunnel *tunnel)
 {
-    if (pthread_create(&sig_thread, NULL, signal_main, &handled_signals) != 0)
+    if (pthread_create(&sig_thread, NULL, signal_main, tunnel) != 0)
         return -1;
     sig_thread_started = 1;
     return 0;
@@ -80,9 +92,23 @@ static void signals_stop(void)
 
 /* ---- glue ------------------------------------------------------------------ */
 
-static void wake_loop(void)
+static void wake_loop(void *arg)
 {
-    agent_tunnel_wake();
+    agent_parts *parts = arg;
+    if (parts->tunnel)
+        agent_tunnel_wake(parts->tunnel);
+}
+
+static void room_for_runner(void *arg)
+{
+    agent_parts *parts = arg;
+    if (parts->runner)
+        agent_runner_wake_room(parts->runner);
+}
+
+static int tunnel_ready(void)
+{
+    return g_tunnel && agent_tunnel_ready(g_tunnel);
 }
 
 static void lws_log_to_ours(int level, const char *line)
@@ -211,36 +237,51 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    agent_parts parts = {NULL, NULL, NULL};
+    agent_outq_opts qo = {
+        .cap = OUTQ_CAP,
+        .on_push = wake_loop,
+        .on_push_arg = &parts,
+        .on_room = room_for_runner,
+        .on_room_arg = &parts,
+    };
+    parts.outq = agent_outq_new(&qo);
     agent_runner_opts ro = {
         .kubectl_path = cfg.kubectl_path,
         .max_concurrent = cfg.max_concurrent,
         .timeout_max = cfg.command_timeout_max,
         .max_output = cfg.max_output,
+        .outq = parts.outq,
         .notify = wake_loop,
+        .notify_arg = &parts,
     };
-    agent_outq_init(OUTQ_CAP, wake_loop, agent_runner_wake_room);
-    if (agent_runner_init(&ro) != 0) {
+    if (parts.outq)
+        parts.runner = agent_runner_new(&ro);
+    if (parts.runner)
+        parts.tunnel = agent_tunnel_new(&cfg, parts.runner, parts.outq);
+    if (!parts.tunnel) {
         log_error("out of memory");
         goto out;
     }
+    g_tunnel = parts.tunnel;
     if (cfg.health_port > 0 &&
         agent_health_start(g_ctx, cfg.health_bind, cfg.health_port,
                            HEALTH_SERVE_PROBES |
                                (cfg.metrics_port == cfg.health_port ? HEALTH_SERVE_METRICS : 0),
-                           agent_tunnel_ready) != 0)
+                           tunnel_ready) != 0)
         goto out;
     if (cfg.metrics_port > 0 && cfg.metrics_port != cfg.health_port &&
         agent_health_start(g_ctx, cfg.health_bind, cfg.metrics_port, HEALTH_SERVE_METRICS,
-                           agent_tunnel_ready) != 0)
+                           tunnel_ready) != 0)
         goto out;
-    if (agent_tunnel_start(g_ctx, &cfg) != 0)
+    if (agent_tunnel_start(parts.tunnel, g_ctx) != 0)
         goto out;
-    if (signals_start() != 0) {
+    if (signals_start(parts.tunnel) != 0) {
         log_error("cannot start the signal thread");
         goto out;
     }
 
-    while (!agent_tunnel_done()) {
+    while (!agent_tunnel_done(parts.tunnel)) {
         if (lws_service(g_ctx, 0) < 0) {
             log_error("event loop failed");
             goto out;
@@ -248,13 +289,16 @@ int main(int argc, char **argv)
     }
     rc = 0;
 out:
-    agent_runner_destroy(); /* kills anything left, joins every job thread */
+    agent_runner_stop(parts.runner); /* kills anything left, joins every job thread */
     signals_stop();
-    agent_tunnel_teardown();
+    agent_tunnel_teardown(parts.tunnel);
     lws_context_destroy(g_ctx);
     g_ctx = NULL;
-    agent_tunnel_free();
-    agent_outq_destroy();
+    /* the context's last callbacks (CLIENT_CLOSED) still used all three */
+    g_tunnel = NULL;
+    agent_tunnel_free(parts.tunnel);
+    agent_runner_free(parts.runner);
+    agent_outq_free(parts.outq);
     sandbox_shutdown();
     log_info("stopped");
     agent_config_free(&cfg);

@@ -10,15 +10,17 @@ typedef struct {
     agent_frame *head, *tail;
 } lane;
 
-static struct {
+struct agent_outq {
     pthread_mutex_t mu;
     lane ctl, data;
     size_t data_bytes;
     size_t cap;
     uint64_t gen;
-    void (*on_push)(void);
-    void (*on_room)(void);
-} Q = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    void (*on_push)(void *);
+    void *on_push_arg;
+    void (*on_room)(void *);
+    void *on_room_arg;
+};
 
 unsigned char *agent_frame_data(agent_frame *f)
 {
@@ -62,114 +64,121 @@ static void lane_free(lane *l)
     l->head = l->tail = NULL;
 }
 
-void agent_outq_init(size_t cap, void (*on_push)(void), void (*on_room)(void))
+agent_outq *agent_outq_new(const agent_outq_opts *o)
 {
-    pthread_mutex_lock(&Q.mu);
-    Q.cap = cap;
-    Q.on_push = on_push;
-    Q.on_room = on_room;
-    pthread_mutex_unlock(&Q.mu);
+    agent_outq *q = calloc(1, sizeof(*q));
+    if (!q)
+        return NULL;
+    if (pthread_mutex_init(&q->mu, NULL) != 0) {
+        free(q);
+        return NULL;
+    }
+    q->cap = o->cap;
+    q->on_push = o->on_push;
+    q->on_push_arg = o->on_push_arg;
+    q->on_room = o->on_room;
+    q->on_room_arg = o->on_room_arg;
+    return q;
 }
 
-void agent_outq_destroy(void)
+void agent_outq_free(agent_outq *q)
 {
-    pthread_mutex_lock(&Q.mu);
-    lane_free(&Q.ctl);
-    lane_free(&Q.data);
-    Q.data_bytes = 0;
-    Q.gen = 0;
-    Q.on_push = NULL;
-    Q.on_room = NULL;
-    pthread_mutex_unlock(&Q.mu);
+    if (!q)
+        return;
+    lane_free(&q->ctl);
+    lane_free(&q->data);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
 }
 
-int agent_outq_push(agent_frame *f, uint64_t gen, int control)
+int agent_outq_push(agent_outq *q, agent_frame *f, uint64_t gen, int control)
 {
     if (!f)
         return -1;
     f->next = NULL;
-    pthread_mutex_lock(&Q.mu);
-    if (gen == 0 || gen != Q.gen) {
-        pthread_mutex_unlock(&Q.mu);
+    pthread_mutex_lock(&q->mu);
+    if (gen == 0 || gen != q->gen) {
+        pthread_mutex_unlock(&q->mu);
         free(f);
         return -1;
     }
-    lane *l = control ? &Q.ctl : &Q.data;
+    lane *l = control ? &q->ctl : &q->data;
     if (l->tail)
         l->tail->next = f;
     else
         l->head = f;
     l->tail = f;
     if (!control)
-        Q.data_bytes += f->len;
-    void (*cb)(void) = Q.on_push;
-    pthread_mutex_unlock(&Q.mu);
+        q->data_bytes += f->len;
+    void (*cb)(void *) = q->on_push;
+    void *cb_arg = q->on_push_arg;
+    pthread_mutex_unlock(&q->mu);
     if (cb)
-        cb();
+        cb(cb_arg);
     return 0;
 }
 
-int agent_outq_push_text(const char *json, uint64_t gen, int control)
+int agent_outq_push_text(agent_outq *q, const char *json, uint64_t gen, int control)
 {
     if (!json)
         return -1;
-    return agent_outq_push(agent_frame_text(json), gen, control);
+    return agent_outq_push(q, agent_frame_text(json), gen, control);
 }
 
-agent_frame *agent_outq_pop(void)
+agent_frame *agent_outq_pop(agent_outq *q)
 {
-    void (*room)(void) = NULL;
-    pthread_mutex_lock(&Q.mu);
-    agent_frame *f = Q.ctl.head;
-    lane *l = &Q.ctl;
+    void (*room)(void *) = NULL;
+    pthread_mutex_lock(&q->mu);
+    agent_frame *f = q->ctl.head;
+    lane *l = &q->ctl;
     if (!f) {
-        f = Q.data.head;
-        l = &Q.data;
+        f = q->data.head;
+        l = &q->data;
     }
     if (f) {
         l->head = f->next;
         if (!l->head)
             l->tail = NULL;
         f->next = NULL;
-        if (l == &Q.data) {
-            int was_full = Q.data_bytes >= Q.cap;
-            Q.data_bytes -= f->len;
-            if (was_full && Q.data_bytes < Q.cap)
-                room = Q.on_room;
+        if (l == &q->data) {
+            int was_full = q->data_bytes >= q->cap;
+            q->data_bytes -= f->len;
+            if (was_full && q->data_bytes < q->cap)
+                room = q->on_room;
         }
     }
-    pthread_mutex_unlock(&Q.mu);
+    pthread_mutex_unlock(&q->mu);
     if (room)
-        room();
+        room(q->on_room_arg);
     return f;
 }
 
-int agent_outq_empty(void)
+int agent_outq_empty(agent_outq *q)
 {
-    pthread_mutex_lock(&Q.mu);
-    int e = !Q.ctl.head && !Q.data.head;
-    pthread_mutex_unlock(&Q.mu);
+    pthread_mutex_lock(&q->mu);
+    int e = !q->ctl.head && !q->data.head;
+    pthread_mutex_unlock(&q->mu);
     return e;
 }
 
-int agent_outq_has_room(void)
+int agent_outq_has_room(agent_outq *q)
 {
-    pthread_mutex_lock(&Q.mu);
-    int r = Q.data_bytes < Q.cap;
-    pthread_mutex_unlock(&Q.mu);
+    pthread_mutex_lock(&q->mu);
+    int r = q->data_bytes < q->cap;
+    pthread_mutex_unlock(&q->mu);
     return r;
 }
 
-void agent_outq_reset(uint64_t gen)
+void agent_outq_reset(agent_outq *q, uint64_t gen)
 {
-    void (*room)(void);
-    pthread_mutex_lock(&Q.mu);
-    lane_free(&Q.ctl);
-    lane_free(&Q.data);
-    Q.data_bytes = 0;
-    Q.gen = gen;
-    room = Q.on_room;
-    pthread_mutex_unlock(&Q.mu);
+    void (*room)(void *);
+    pthread_mutex_lock(&q->mu);
+    lane_free(&q->ctl);
+    lane_free(&q->data);
+    q->data_bytes = 0;
+    q->gen = gen;
+    room = q->on_room;
+    pthread_mutex_unlock(&q->mu);
     if (room)
-        room();
+        room(q->on_room_arg);
 }

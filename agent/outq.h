@@ -28,18 +28,31 @@ agent_frame *agent_frame_new(int binary, size_t len);
 agent_frame *agent_frame_text(const char *s);
 void agent_frame_free(agent_frame *f);
 
-/* on_push runs (any thread, no lock held) after each accepted push;
- * on_room runs (lws thread) after a pop left the data lane below its cap. */
-void agent_outq_init(size_t cap, void (*on_push)(void), void (*on_room)(void));
-void agent_outq_destroy(void);
+/* One queue per tunnel (opaque).  on_push runs (any thread, no lock held)
+ * after each accepted push; on_room runs (lws thread) after a pop left the
+ * data lane below its cap.  Each gets its own arg. */
+typedef struct agent_outq agent_outq;
+
+typedef struct {
+    size_t cap;                    /* data lane byte cap */
+    void (*on_push)(void *arg);
+    void *on_push_arg;
+    void (*on_room)(void *arg);
+    void *on_room_arg;
+} agent_outq_opts;
+
+/* NULL on OOM.  The queue starts closed (generation 0): reset it to open. */
+agent_outq *agent_outq_new(const agent_outq_opts *o);
+/* Frees every queued frame and the queue. */
+void agent_outq_free(agent_outq *q);
 /* Takes f. 0 if queued, -1 if discarded (stale generation or closed). */
-int agent_outq_push(agent_frame *f, uint64_t gen, int control);
+int agent_outq_push(agent_outq *q, agent_frame *f, uint64_t gen, int control);
 /* Convenience: queues a text frame with a copy of json (NULL json → -1). */
-int agent_outq_push_text(const char *json, uint64_t gen, int control);
-agent_frame *agent_outq_pop(void);
-int agent_outq_empty(void);
-int agent_outq_has_room(void);
+int agent_outq_push_text(agent_outq *q, const char *json, uint64_t gen, int control);
+agent_frame *agent_outq_pop(agent_outq *q);
+int agent_outq_empty(agent_outq *q);
+int agent_outq_has_room(agent_outq *q);
 /* Drops every queued frame and starts accepting frames of gen only. */
-void agent_outq_reset(uint64_t gen);
+void agent_outq_reset(agent_outq *q, uint64_t gen);
 
 #endif

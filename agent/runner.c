@@ -37,6 +37,7 @@ enum { END_NONE = 0, END_TIMEOUT, END_CANCEL, END_SHUTDOWN, END_DROP };
 
 typedef struct job {
     struct job *next;
+    agent_runner *runner; /* the runner the job belongs to */
     uint64_t gen;
     uint32_t id;          /* v2; 0 for legacy */
     char *command_id;     /* legacy; NULL for v2 */
@@ -48,7 +49,7 @@ typedef struct job {
     int64_t timeout_ms;
     int timeout_s;
     int64_t limit;        /* output cap for this job */
-    /* guarded by R.mu */
+    /* guarded by runner->mu */
     int64_t window;
     int request;          /* REQ_* */
     int waiting_room;
@@ -58,14 +59,15 @@ typedef struct job {
     pthread_t thr;
 } job;
 
-static struct {
+struct agent_runner {
     pthread_mutex_t mu;
     job *jobs;
     int shutting_down;
     agent_runner_opts o;
     char *kubectl_path;
     char **env;           /* environment for children (agent secrets removed) */
-} R = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    int64_t next_orphan_scan; /* event loop only */
+};
 
 static int64_t now_ms(void)
 {
@@ -128,18 +130,24 @@ static void env_free(char **env)
 
 /* ---- lifecycle ----------------------------------------------------------- */
 
-int agent_runner_init(const agent_runner_opts *o)
+agent_runner *agent_runner_new(const agent_runner_opts *o)
 {
-    pthread_mutex_lock(&R.mu);
-    R.o = *o;
-    R.kubectl_path = strdup(o->kubectl_path ? o->kubectl_path : "kubectl");
-    R.o.kubectl_path = R.kubectl_path;
-    R.env = env_build();
-    R.shutting_down = 0;
-    R.jobs = NULL;
-    int ok = R.kubectl_path && R.env;
-    pthread_mutex_unlock(&R.mu);
-    return ok ? 0 : -1;
+    agent_runner *runner = calloc(1, sizeof(*runner));
+    if (!runner)
+        return NULL;
+    if (pthread_mutex_init(&runner->mu, NULL) != 0) {
+        free(runner);
+        return NULL;
+    }
+    runner->o = *o;
+    runner->kubectl_path = strdup(o->kubectl_path ? o->kubectl_path : "kubectl");
+    runner->o.kubectl_path = runner->kubectl_path;
+    runner->env = env_build();
+    if (!runner->kubectl_path || !runner->env) {
+        agent_runner_free(runner);
+        return NULL;
+    }
+    return runner;
 }
 
 static void env_wipe(job *j)
@@ -162,42 +170,48 @@ static void job_free(job *j)
     free(j);
 }
 
-void agent_runner_destroy(void)
+void agent_runner_stop(agent_runner *runner)
 {
-    pthread_mutex_lock(&R.mu);
-    R.shutting_down = 1;
-    for (job *j = R.jobs; j; j = j->next) {
+    if (!runner)
+        return;
+    pthread_mutex_lock(&runner->mu);
+    runner->shutting_down = 1;
+    for (job *j = runner->jobs; j; j = j->next) {
         j->request = REQ_DROP;
         wake(j);
     }
-    job *list = R.jobs;
-    R.jobs = NULL;
-    pthread_mutex_unlock(&R.mu);
+    job *list = runner->jobs;
+    runner->jobs = NULL;
+    pthread_mutex_unlock(&runner->mu);
     while (list) {
         job *n = list->next;
         pthread_join(list->thr, NULL);
         job_free(list);
         list = n;
     }
-    pthread_mutex_lock(&R.mu);
-    env_free(R.env);
-    R.env = NULL;
-    free(R.kubectl_path);
-    R.kubectl_path = NULL;
-    pthread_mutex_unlock(&R.mu);
 }
 
-void agent_runner_reap(void)
+void agent_runner_free(agent_runner *runner)
 {
-    static int64_t next_orphan_scan;
+    if (!runner)
+        return;
+    agent_runner_stop(runner);
+    env_free(runner->env);
+    free(runner->kubectl_path);
+    pthread_mutex_destroy(&runner->mu);
+    free(runner);
+}
+
+void agent_runner_reap(agent_runner *runner)
+{
     int64_t now = now_ms();
-    if (now >= next_orphan_scan) {
-        next_orphan_scan = now + 5000;
+    if (now >= runner->next_orphan_scan) {
+        runner->next_orphan_scan = now + 5000;
         sandbox_reap_orphans();
     }
     job *finished = NULL;
-    pthread_mutex_lock(&R.mu);
-    job **pp = &R.jobs;
+    pthread_mutex_lock(&runner->mu);
+    job **pp = &runner->jobs;
     while (*pp) {
         job *j = *pp;
         if (j->done) {
@@ -208,7 +222,7 @@ void agent_runner_reap(void)
             pp = &j->next;
         }
     }
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&runner->mu);
     while (finished) {
         job *n = finished->next;
         pthread_join(finished->thr, NULL);
@@ -217,37 +231,37 @@ void agent_runner_reap(void)
     }
 }
 
-int agent_runner_active(void)
+int agent_runner_active(agent_runner *runner)
 {
     int n = 0;
-    pthread_mutex_lock(&R.mu);
-    for (job *j = R.jobs; j; j = j->next)
+    pthread_mutex_lock(&runner->mu);
+    for (job *j = runner->jobs; j; j = j->next)
         if (!j->done)
             n++;
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&runner->mu);
     return n;
 }
 
-void agent_runner_set_shutting_down(void)
+void agent_runner_set_shutting_down(agent_runner *runner)
 {
-    pthread_mutex_lock(&R.mu);
-    R.shutting_down = 1;
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_lock(&runner->mu);
+    runner->shutting_down = 1;
+    pthread_mutex_unlock(&runner->mu);
 }
 
-static job *find_locked(uint64_t gen, uint32_t id)
+static job *find_locked(agent_runner *runner, uint64_t gen, uint32_t id)
 {
-    for (job *j = R.jobs; j; j = j->next)
+    for (job *j = runner->jobs; j; j = j->next)
         if (!j->done && j->gen == gen && j->id == id && !j->command_id)
             return j;
     return NULL;
 }
 
-int agent_runner_credit(uint64_t gen, uint32_t id, int64_t bytes)
+int agent_runner_credit(agent_runner *runner, uint64_t gen, uint32_t id, int64_t bytes)
 {
     int rc = -1;
-    pthread_mutex_lock(&R.mu);
-    job *j = find_locked(gen, id);
+    pthread_mutex_lock(&runner->mu);
+    job *j = find_locked(runner, gen, id);
     if (j) {
         rc = 0;
         if (bytes > 0) {
@@ -260,59 +274,59 @@ int agent_runner_credit(uint64_t gen, uint32_t id, int64_t bytes)
                 wake(j);
         }
     }
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&runner->mu);
     return rc;
 }
 
-int agent_runner_cancel(uint64_t gen, uint32_t id)
+int agent_runner_cancel(agent_runner *runner, uint64_t gen, uint32_t id)
 {
     int rc = -1;
-    pthread_mutex_lock(&R.mu);
-    job *j = find_locked(gen, id);
+    pthread_mutex_lock(&runner->mu);
+    job *j = find_locked(runner, gen, id);
     if (j) {
         rc = 0;
         if (j->request == REQ_NONE)
             j->request = REQ_CANCEL;
         wake(j);
     }
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&runner->mu);
     return rc;
 }
 
-void agent_runner_drop(uint64_t gen)
+void agent_runner_drop(agent_runner *runner, uint64_t gen)
 {
-    pthread_mutex_lock(&R.mu);
-    for (job *j = R.jobs; j; j = j->next) {
+    pthread_mutex_lock(&runner->mu);
+    for (job *j = runner->jobs; j; j = j->next) {
         if (j->gen == gen && !j->done) {
             j->request = REQ_DROP;
             wake(j);
         }
     }
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&runner->mu);
 }
 
-void agent_runner_cancel_all(void)
+void agent_runner_cancel_all(agent_runner *runner)
 {
-    pthread_mutex_lock(&R.mu);
-    for (job *j = R.jobs; j; j = j->next) {
+    pthread_mutex_lock(&runner->mu);
+    for (job *j = runner->jobs; j; j = j->next) {
         if (!j->done && j->request == REQ_NONE) {
             j->request = REQ_SHUTDOWN;
             wake(j);
         }
     }
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&runner->mu);
 }
 
-void agent_runner_wake_room(void)
+void agent_runner_wake_room(agent_runner *runner)
 {
-    pthread_mutex_lock(&R.mu);
-    for (job *j = R.jobs; j; j = j->next) {
+    pthread_mutex_lock(&runner->mu);
+    for (job *j = runner->jobs; j; j = j->next) {
         if (j->waiting_room) {
             j->waiting_room = 0;
             wake(j);
         }
     }
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&runner->mu);
 }
 
 /* ---- the job thread -------------------------------------------------------- */
@@ -384,6 +398,7 @@ static int spawn_cloud(run_state *st, char *err, size_t errlen)
 static int spawn_child(run_state *st, char *err, size_t errlen)
 {
     job *j = st->j;
+    agent_runner *runner = j->runner;
     if (j->kind == MK_CLOUD_EXEC)
         return spawn_cloud(st, err, errlen);
     int outp[2] = {-1, -1}, errp[2] = {-1, -1};
@@ -413,13 +428,13 @@ static int spawn_child(run_state *st, char *err, size_t errlen)
     posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 
-    rc = posix_spawnp(&st->pid, R.o.kubectl_path, &fa, &at, j->argv.v, R.env);
+    rc = posix_spawnp(&st->pid, runner->o.kubectl_path, &fa, &at, j->argv.v, runner->env);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     close(outp[1]);
     close(errp[1]);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot run %s: %s", R.o.kubectl_path, strerror(rc));
+        snprintf(err, errlen, "cannot run %s: %s", runner->o.kubectl_path, strerror(rc));
         close(outp[0]);
         close(errp[0]);
         return -1;
@@ -481,6 +496,7 @@ static void close_fd(run_state *st, int i)
 static void read_pipe(run_state *st, int i, int forward, int64_t window)
 {
     job *j = st->j;
+    agent_runner *runner = j->runner;
     int64_t room_limit = j->limit - st->sent;
     if (forward && room_limit <= 0)
         forward = 0;
@@ -530,12 +546,12 @@ static void read_pipe(run_state *st, int i, int forward, int64_t window)
     }
     proto_data_header(d, i == 0 ? PROTO_CHAN_STDOUT : PROTO_CHAN_STDERR, j->id);
     f->len = PROTO_DATA_HDR + (size_t)r;
-    pthread_mutex_lock(&R.mu);
+    pthread_mutex_lock(&runner->mu);
     j->window -= r;
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&runner->mu);
     st->sent += r;
     metrics_bytes(i + 1, r);
-    agent_outq_push(f, j->gen, 0);
+    agent_outq_push(runner->o.outq, f, j->gen, 0);
 }
 
 /* For the log: the first argument when it is a plain word (flags and their
@@ -555,6 +571,7 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
                     int64_t duration)
 {
     job *j = st->j;
+    agent_runner *runner = j->runner;
     int rc;
     const char *code = NULL;
     char msg[512];
@@ -562,9 +579,9 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
 
     /* The child is gone: free the concurrency slot before exec_end goes out,
      * or the server's next command (sent on exec_end) could find us busy. */
-    pthread_mutex_lock(&R.mu);
+    pthread_mutex_lock(&runner->mu);
     j->slot_free = 1;
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&runner->mu);
 
     if (spawn_failed) {
         rc = 127;
@@ -619,7 +636,7 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
         char *json = proto_enc_command_response(j->command_id, success, buf_head(&st->cap[0]),
                                                 buf_pending(&st->cap[0]), errtext, rc);
         free(stderr_text);
-        if (!json || agent_outq_push_text(json, j->gen, 0) != 0)
+        if (!json || agent_outq_push_text(runner->o.outq, json, j->gen, 0) != 0)
             log_warn("command %s: response not delivered (connection gone)", j->command_id);
         free(json);
         log_info("command %s ended return_code=%d%s%s bytes=%lld duration_ms=%lld",
@@ -629,7 +646,7 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
     }
     char *json = proto_enc_exec_end(j->id, rc, msg[0] ? msg : NULL, code, st->truncated,
                                     duration, st->sent);
-    if (!json || agent_outq_push_text(json, j->gen, 0) != 0)
+    if (!json || agent_outq_push_text(runner->o.outq, json, j->gen, 0) != 0)
         log_warn("exec id=%u: exec_end not delivered (connection gone)", j->id);
     free(json);
     log_info("exec id=%u ended return_code=%d%s%s truncated=%d bytes_out=%lld duration_ms=%lld",
@@ -645,6 +662,7 @@ static int64_t min64(int64_t a, int64_t b)
 static void *job_main(void *arg)
 {
     job *j = arg;
+    agent_runner *runner = j->runner;
     run_state *st = calloc(1, sizeof(*st));
     int64_t t0 = now_ms();
     char err[300];
@@ -661,10 +679,10 @@ static void *job_main(void *arg)
 
     if (spawn_child(st, err, sizeof(err)) != 0) {
         log_warn("exec %s%u: %s", j->command_id ? "legacy " : "id=", j->id, err);
-        pthread_mutex_lock(&R.mu);
+        pthread_mutex_lock(&runner->mu);
         if (j->request == REQ_DROP)
             end = END_DROP;
-        pthread_mutex_unlock(&R.mu);
+        pthread_mutex_unlock(&runner->mu);
         deliver(st, end, 1, err, now_ms() - t0);
         goto finish;
     }
@@ -691,10 +709,10 @@ static void *job_main(void *arg)
     int killed = 0;
     for (;;) {
         int64_t now = now_ms();
-        pthread_mutex_lock(&R.mu);
+        pthread_mutex_lock(&runner->mu);
         int req = j->request;
         int64_t window = j->window;
-        pthread_mutex_unlock(&R.mu);
+        pthread_mutex_unlock(&runner->mu);
 
         if (end == END_NONE && req != REQ_NONE)
             end = req == REQ_CANCEL ? END_CANCEL : req == REQ_SHUTDOWN ? END_SHUTDOWN : END_DROP;
@@ -732,16 +750,16 @@ static void *job_main(void *arg)
         } else if (legacy) {
             readable = forward = 1;
         } else if (window > 0) {
-            int room = agent_outq_has_room();
+            int room = agent_outq_has_room(runner->o.outq);
             if (!room) {
-                pthread_mutex_lock(&R.mu);
+                pthread_mutex_lock(&runner->mu);
                 j->waiting_room = 1;
-                pthread_mutex_unlock(&R.mu);
-                room = agent_outq_has_room();
+                pthread_mutex_unlock(&runner->mu);
+                room = agent_outq_has_room(runner->o.outq);
                 if (room) {
-                    pthread_mutex_lock(&R.mu);
+                    pthread_mutex_lock(&runner->mu);
                     j->waiting_room = 0;
-                    pthread_mutex_unlock(&R.mu);
+                    pthread_mutex_unlock(&runner->mu);
                 }
             }
             readable = forward = room;
@@ -804,9 +822,9 @@ static void *job_main(void *arg)
             if (ip_fd[i] >= 0 && st->fd[i] >= 0 && pfd[ip_fd[i]].revents) {
                 int64_t w = window;
                 if (forward && !legacy) {
-                    pthread_mutex_lock(&R.mu);
+                    pthread_mutex_lock(&runner->mu);
                     w = j->window;
-                    pthread_mutex_unlock(&R.mu);
+                    pthread_mutex_unlock(&runner->mu);
                     if (w <= 0)
                         continue;
                 }
@@ -827,10 +845,10 @@ static void *job_main(void *arg)
         sandbox_destroy(st->sb);
         st->sb = NULL;
     }
-    pthread_mutex_lock(&R.mu);
+    pthread_mutex_lock(&runner->mu);
     if (j->request == REQ_DROP)
         end = END_DROP;
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&runner->mu);
     deliver(st, end, 0, NULL, now_ms() - t0);
 
 finish:
@@ -843,43 +861,45 @@ finish:
     free(st);
 finish_nostate:
     metrics_in_flight(-1);
-    pthread_mutex_lock(&R.mu);
+    pthread_mutex_lock(&runner->mu);
     j->done = 1;
-    pthread_mutex_unlock(&R.mu);
-    if (R.o.notify)
-        R.o.notify();
+    pthread_mutex_unlock(&runner->mu);
+    if (runner->o.notify)
+        runner->o.notify(runner->o.notify_arg);
     return NULL;
 }
 
 /* ---- starting jobs --------------------------------------------------------- */
 
-static agent_run_result start_job(uint64_t gen, uint32_t id, const char *command_id,
-                                  int kind, const char *program, argv_t *argv, char *const *env,
-                                  int nenv, double timeout, int64_t max_output, int64_t window)
+static agent_run_result start_job(agent_runner *runner, uint64_t gen, uint32_t id,
+                                  const char *command_id, int kind, const char *program,
+                                  argv_t *argv, char *const *env, int nenv, double timeout,
+                                  int64_t max_output, int64_t window)
 {
-    pthread_mutex_lock(&R.mu);
-    if (R.shutting_down) {
-        pthread_mutex_unlock(&R.mu);
+    pthread_mutex_lock(&runner->mu);
+    if (runner->shutting_down) {
+        pthread_mutex_unlock(&runner->mu);
         return RUN_SHUTTING_DOWN;
     }
     int running = 0;
-    for (job *j = R.jobs; j; j = j->next) {
+    for (job *j = runner->jobs; j; j = j->next) {
         if (j->done || j->gen != gen)
             continue;
         if (!j->slot_free)
             running++;
         if (!command_id && !j->command_id && j->id == id) {
-            pthread_mutex_unlock(&R.mu);
+            pthread_mutex_unlock(&runner->mu);
             return RUN_DUPLICATE;
         }
     }
-    if (running >= R.o.max_concurrent) {
-        pthread_mutex_unlock(&R.mu);
+    if (running >= runner->o.max_concurrent) {
+        pthread_mutex_unlock(&runner->mu);
         return RUN_BUSY;
     }
     job *j = calloc(1, sizeof(*j));
     if (!j)
         goto fail;
+    j->runner = runner;
     j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (j->efd < 0) {
         free(j);
@@ -905,7 +925,7 @@ static agent_run_result start_job(uint64_t gen, uint32_t id, const char *command
     memset(argv, 0, sizeof(*argv));
     j->gen = gen;
     j->id = id;
-    int tmax = R.o.timeout_max;
+    int tmax = runner->o.timeout_max;
     if (!(timeout > 0) || timeout > tmax)
         timeout = tmax;
     j->timeout_ms = (int64_t)(timeout * 1000.0);
@@ -914,7 +934,7 @@ static agent_run_result start_job(uint64_t gen, uint32_t id, const char *command
     j->timeout_s = (int)(timeout + 0.5);
     if (j->timeout_s < 1)
         j->timeout_s = 1;
-    j->limit = R.o.max_output;
+    j->limit = runner->o.max_output;
     if (max_output > 0 && max_output < j->limit)
         j->limit = max_output;
     j->window = window;
@@ -925,39 +945,40 @@ static agent_run_result start_job(uint64_t gen, uint32_t id, const char *command
         argv_strip_leading(argv, program);
         goto fail;
     }
-    j->next = R.jobs;
-    R.jobs = j;
+    j->next = runner->jobs;
+    runner->jobs = j;
     metrics_in_flight(1);
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&runner->mu);
     return RUN_STARTED;
 fail:
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&runner->mu);
     if (j)
         job_free(j);
     log_error("exec: cannot start job: %s", strerror(errno ? errno : ENOMEM));
     return RUN_FAILED;
 }
 
-agent_run_result agent_runner_exec(uint64_t gen, uint32_t id, argv_t *argv, double timeout,
-                                   int64_t max_output, int64_t window)
+agent_run_result agent_runner_exec(agent_runner *runner, uint64_t gen, uint32_t id, argv_t *argv,
+                                   double timeout, int64_t max_output, int64_t window)
 {
-    return start_job(gen, id, NULL, MK_KUBECTL, R.o.kubectl_path, argv, NULL, 0, timeout,
-                     max_output, window);
+    return start_job(runner, gen, id, NULL, MK_KUBECTL, runner->o.kubectl_path, argv, NULL, 0,
+                     timeout, max_output, window);
 }
 
-agent_run_result agent_runner_exec_cloud(uint64_t gen, uint32_t id, const char *path,
-                                         argv_t *argv, char *const *env, int nenv,
-                                         double timeout, int64_t max_output, int64_t window)
+agent_run_result agent_runner_exec_cloud(agent_runner *runner, uint64_t gen, uint32_t id,
+                                         const char *path, argv_t *argv, char *const *env,
+                                         int nenv, double timeout, int64_t max_output,
+                                         int64_t window)
 {
     if (!path || path[0] != '/' || nenv < 0 || (nenv && !env))
         return RUN_FAILED;
-    return start_job(gen, id, NULL, MK_CLOUD_EXEC, path, argv, env, nenv, timeout, max_output,
-                     window);
+    return start_job(runner, gen, id, NULL, MK_CLOUD_EXEC, path, argv, env, nenv, timeout,
+                     max_output, window);
 }
 
-agent_run_result agent_runner_legacy(uint64_t gen, const char *command_id, argv_t *argv,
-                                     double timeout)
+agent_run_result agent_runner_legacy(agent_runner *runner, uint64_t gen,
+                                     const char *command_id, argv_t *argv, double timeout)
 {
-    return start_job(gen, 0, command_id, MK_KUBECTL, R.o.kubectl_path, argv, NULL, 0, timeout,
-                     0, 0);
+    return start_job(runner, gen, 0, command_id, MK_KUBECTL, runner->o.kubectl_path, argv, NULL,
+                     0, timeout, 0, 0);
 }

@@ -17,13 +17,19 @@
 #include <stdint.h>
 
 #include "argv.h"
+#include "outq.h"
+
+/* One runner per tunnel (opaque); its jobs queue their frames on opts.outq. */
+typedef struct agent_runner agent_runner;
 
 typedef struct {
     const char *kubectl_path;
     int max_concurrent;
     int timeout_max;        /* seconds */
     int64_t max_output;     /* bytes */
-    void (*notify)(void);   /* any thread: a job finished (wake the event loop) */
+    agent_outq *outq;       /* where output and exec_end go (not owned; outlives the runner) */
+    void (*notify)(void *arg); /* any thread: a job finished (wake the event loop) */
+    void *notify_arg;
 } agent_runner_opts;
 
 typedef enum {
@@ -34,39 +40,44 @@ typedef enum {
     RUN_FAILED,        /* could not start a thread */
 } agent_run_result;
 
-int agent_runner_init(const agent_runner_opts *o);
-/* Kills whatever still runs, joins every thread, frees everything. */
-void agent_runner_destroy(void);
+/* NULL on OOM. */
+agent_runner *agent_runner_new(const agent_runner_opts *o);
+/* Kills whatever still runs and joins every thread; from then on exec/legacy
+ * answer RUN_SHUTTING_DOWN and the other calls find nothing to act on. */
+void agent_runner_stop(agent_runner *runner);
+/* Stops (if not done yet) and frees the runner. */
+void agent_runner_free(agent_runner *runner);
 
 /* v2 exec.  On RUN_STARTED argv has been taken over (left empty).  timeout <= 0
  * or above the maximum means the maximum; max_output <= 0 means the agent's cap. */
-agent_run_result agent_runner_exec(uint64_t gen, uint32_t id, argv_t *argv, double timeout,
-                                   int64_t max_output, int64_t window);
+agent_run_result agent_runner_exec(agent_runner *runner, uint64_t gen, uint32_t id, argv_t *argv,
+                                   double timeout, int64_t max_output, int64_t window);
 /* v2 exec of kind cloud_exec: path (absolute, resolved by the agent) runs in
  * a fresh sandbox (sandbox.h) with env[0..nenv) ("NAME=value", checked by the
  * caller) added to its environment.  The job keeps its own copy of env and
  * wipes it once the child has started; the caller wipes its own.  Output,
  * flow control, timeout, cancel and exec_end as for kubectl. */
-agent_run_result agent_runner_exec_cloud(uint64_t gen, uint32_t id, const char *path,
-                                         argv_t *argv, char *const *env, int nenv,
-                                         double timeout, int64_t max_output, int64_t window);
+agent_run_result agent_runner_exec_cloud(agent_runner *runner, uint64_t gen, uint32_t id,
+                                         const char *path, argv_t *argv, char *const *env,
+                                         int nenv, double timeout, int64_t max_output,
+                                         int64_t window);
 /* Legacy kubectl_command: the output is collected and sent as one command_response. */
-agent_run_result agent_runner_legacy(uint64_t gen, const char *command_id, argv_t *argv,
-                                     double timeout);
+agent_run_result agent_runner_legacy(agent_runner *runner, uint64_t gen, const char *command_id,
+                                     argv_t *argv, double timeout);
 /* 0, or -1 if no such running request on this connection. */
-int agent_runner_credit(uint64_t gen, uint32_t id, int64_t bytes);
-int agent_runner_cancel(uint64_t gen, uint32_t id);
+int agent_runner_credit(agent_runner *runner, uint64_t gen, uint32_t id, int64_t bytes);
+int agent_runner_cancel(agent_runner *runner, uint64_t gen, uint32_t id);
 /* The connection of generation gen is gone: kill its jobs, deliver nothing. */
-void agent_runner_drop(uint64_t gen);
+void agent_runner_drop(agent_runner *runner, uint64_t gen);
 /* Shutdown grace over: cancel every job, each still sends its exec_end. */
-void agent_runner_cancel_all(void);
+void agent_runner_cancel_all(agent_runner *runner);
 /* From now on exec/legacy answer RUN_SHUTTING_DOWN. */
-void agent_runner_set_shutting_down(void);
+void agent_runner_set_shutting_down(agent_runner *runner);
 /* Jobs whose thread has not finished yet. */
-int agent_runner_active(void);
+int agent_runner_active(agent_runner *runner);
 /* Joins and frees finished jobs (call from the event loop). */
-void agent_runner_reap(void);
+void agent_runner_reap(agent_runner *runner);
 /* outq callback: the outgoing queue has room again. */
-void agent_runner_wake_room(void);
+void agent_runner_wake_room(agent_runner *runner);
 
 #endif

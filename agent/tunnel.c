@@ -30,8 +30,22 @@
 #define SHUTDOWN_SLACK_MS 10000 /* beyond the grace: cancelled jobs' exec_end must be out */
 #define RX_BUFFER 65536
 
-static struct {
+/* Host name resolution runs on its own thread (resolve.h is blocking). */
+typedef struct {
+    pthread_t thr;
+    int started;
+    atomic_int done;
+    atomic_int cancel;
+    char name[256];
+    resolve_addr addrs[RESOLVE_MAX_ADDRS];
+    int n;
+    char err[256];
+} tunnel_resolver;
+
+struct agent_tunnel {
     const agent_config *cfg;
+    agent_runner *runner;    /* runs what the server sends */
+    agent_outq *outq;        /* what goes out, drained by WRITEABLE */
     struct lws_context *ctx;
     struct lws_vhost *vh;
     struct lws *wsi;
@@ -62,21 +76,10 @@ static struct {
     agent_proxy proxy;       /* egress proxy decision (proxy.h) */
     int resolving;           /* a resolver thread runs for this attempt */
     unsigned addr_rr;        /* rotates through the resolved addresses */
-} T;
+    tunnel_resolver rs;
+};
 
-/* Host name resolution runs on its own thread (resolve.h is blocking). */
-static struct {
-    pthread_t thr;
-    int started;
-    atomic_int done;
-    atomic_int cancel;
-    char name[256];
-    resolve_addr addrs[RESOLVE_MAX_ADDRS];
-    int n;
-    char err[256];
-} RS;
-
-static void rx_wipe(void);
+static void rx_wipe(agent_tunnel *t);
 
 static int64_t now_ms(void)
 {
@@ -85,29 +88,29 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void request_write(void)
+static void request_write(agent_tunnel *t)
 {
-    if (T.wsi && T.established)
-        lws_callback_on_writable(T.wsi);
+    if (t->wsi && t->established)
+        lws_callback_on_writable(t->wsi);
 }
 
-static void send_control(char *json)
+static void send_control(agent_tunnel *t, char *json)
 {
     if (!json) {
         log_error("tunnel: out of memory encoding a message");
         return;
     }
-    agent_outq_push_text(json, T.gen, 1);
+    agent_outq_push_text(t->outq, json, t->gen, 1);
     free(json);
-    request_write();
+    request_write(t);
 }
 
 /* Drops the live connection from the event loop without waiting for it. */
-static void kill_connection(void)
+static void kill_connection(agent_tunnel *t)
 {
-    if (T.wsi && !T.killing) {
-        T.killing = 1;
-        lws_set_timeout(T.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    if (t->wsi && !t->killing) {
+        t->killing = 1;
+        lws_set_timeout(t->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
     }
 }
 
@@ -115,62 +118,62 @@ static void kill_connection(void)
 
 static void connect_now(lws_sorted_usec_list_t *sul);
 
-static void schedule_connect(int64_t delay_ms)
+static void schedule_connect(agent_tunnel *t, int64_t delay_ms)
 {
-    lws_sul_schedule(T.ctx, 0, &T.sul_connect, connect_now, (lws_usec_t)delay_ms * 1000);
+    lws_sul_schedule(t->ctx, 0, &t->sul_connect, connect_now, (lws_usec_t)delay_ms * 1000);
 }
 
-static void on_disconnect(const char *why)
+static void on_disconnect(agent_tunnel *t, const char *why)
 {
-    if (!T.connecting)
+    if (!t->connecting)
         return;
     int64_t now = now_ms();
-    int was_up = T.got_connected;
-    int64_t up_ms = T.connected_at ? now - T.connected_at : 0;
+    int was_up = t->got_connected;
+    int64_t up_ms = t->connected_at ? now - t->connected_at : 0;
 
-    T.connecting = 0;
-    T.wsi = NULL;
-    T.established = 0;
-    T.got_connected = 0;
+    t->connecting = 0;
+    t->wsi = NULL;
+    t->established = 0;
+    t->got_connected = 0;
     metrics_state_set(MS_DISCONNECTED);
-    T.killing = 0;
-    T.closing = 0;
-    rx_wipe();
-    agent_runner_drop(T.gen);
-    agent_outq_reset(0); /* nothing is accepted until the next connection */
+    t->killing = 0;
+    t->closing = 0;
+    rx_wipe(t);
+    agent_runner_drop(t->runner, t->gen);
+    agent_outq_reset(t->outq, 0); /* nothing is accepted until the next connection */
 
-    if (T.shutting) {
+    if (t->shutting) {
         log_info("tunnel: closed (%s)", why);
-        T.done = 1;
+        t->done = 1;
         return;
     }
     int64_t delay;
-    if (T.close_code == PROTO_CLOSE_POLICY) {
-        delay = agent_backoff_cap_ms(&T.bo);
+    if (t->close_code == PROTO_CLOSE_POLICY) {
+        delay = agent_backoff_cap_ms(&t->bo);
         log_error("tunnel: server refused the agent token (1008 %s); retrying in %.1fs",
-                  T.close_reason[0] ? T.close_reason : "policy violation", delay / 1000.0);
+                  t->close_reason[0] ? t->close_reason : "policy violation", delay / 1000.0);
     } else {
         if (was_up && up_ms >= STABLE_MS)
-            agent_backoff_reset(&T.bo);
-        delay = agent_backoff_next_ms(&T.bo);
-        if (T.close_code)
-            log_warn("tunnel: closed by server (%d%s%s); reconnecting in %.1fs", T.close_code,
-                     T.close_reason[0] ? " " : "", T.close_reason, delay / 1000.0);
+            agent_backoff_reset(&t->bo);
+        delay = agent_backoff_next_ms(&t->bo);
+        if (t->close_code)
+            log_warn("tunnel: closed by server (%d%s%s); reconnecting in %.1fs", t->close_code,
+                     t->close_reason[0] ? " " : "", t->close_reason, delay / 1000.0);
         else
             log_warn("tunnel: %s; reconnecting in %.1fs", why, delay / 1000.0);
     }
-    T.connected_at = 0;
-    T.close_code = 0;
-    T.close_reason[0] = '\0';
+    t->connected_at = 0;
+    t->close_code = 0;
+    t->close_reason[0] = '\0';
     metrics_reconnect();
-    schedule_connect(delay);
+    schedule_connect(t, delay);
 }
 
 /* Opens the WebSocket to ip (the server's address, or the proxy's when one is
  * used: the proxy then resolves the server's name itself). */
-static void connect_to(const char *ip)
+static void connect_to(agent_tunnel *t, const char *ip)
 {
-    const agent_config *c = T.cfg;
+    const agent_config *c = t->cfg;
     char hosthdr[300];
     int default_port = c->port == (c->secure ? 443 : 80);
     if (default_port || strchr(c->host, ':'))
@@ -180,12 +183,12 @@ static void connect_to(const char *ip)
 
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof(i));
-    i.context = T.ctx;
-    i.vhost = T.vh;
+    i.context = t->ctx;
+    i.vhost = t->vh;
     /* The numeric address goes to the socket (no name lookup inside lws, so
      * no NSS in a static binary); the name stays in Host, SNI and the
      * certificate check (lws takes those from i.host). */
-    i.address = T.proxy.use ? c->host : ip;
+    i.address = t->proxy.use ? c->host : ip;
     i.port = c->port;
     i.path = c->path;
     i.host = hosthdr;
@@ -193,29 +196,30 @@ static void connect_to(const char *ip)
     i.protocol = PROTO_SUBPROTOCOL_V2;
     i.local_protocol_name = PROTO_SUBPROTOCOL_V2;
     i.alpn = "http/1.1";
-    i.pwsi = &T.wsi;
+    i.pwsi = &t->wsi;
+    i.opaque_user_data = t;
     if (c->secure) {
         i.ssl_connection = LCCSCF_USE_SSL;
         if (c->tls_skip_verify)
             i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
                                 LCCSCF_ALLOW_INSECURE | LCCSCF_ALLOW_EXPIRED;
     }
-    if (T.proxy.use) {
+    if (t->proxy.use) {
         /* "user:pass@ip:port" (lws sends Proxy-Authorization: basic …) */
         char spec[400];
-        const char *ui = T.proxy.userinfo ? T.proxy.userinfo : "";
+        const char *ui = t->proxy.userinfo ? t->proxy.userinfo : "";
         if (strchr(ip, ':'))
-            snprintf(spec, sizeof(spec), "%s%s[%s]:%d", ui, *ui ? "@" : "", ip, T.proxy.port);
+            snprintf(spec, sizeof(spec), "%s%s[%s]:%d", ui, *ui ? "@" : "", ip, t->proxy.port);
         else
-            snprintf(spec, sizeof(spec), "%s%s%s:%d", ui, *ui ? "@" : "", ip, T.proxy.port);
-        int bad = lws_set_proxy(T.vh, spec) != 0;
+            snprintf(spec, sizeof(spec), "%s%s%s:%d", ui, *ui ? "@" : "", ip, t->proxy.port);
+        int bad = lws_set_proxy(t->vh, spec) != 0;
         memset(spec, 0, sizeof(spec));
         if (bad) {
-            on_disconnect("the proxy setting was refused by libwebsockets");
+            on_disconnect(t, "the proxy setting was refused by libwebsockets");
             return;
         }
         log_info("tunnel: connecting to %s://%s:%d%s through the proxy %s (%s)",
-                 c->secure ? "wss" : "ws", c->host, c->port, c->path, T.proxy.display, ip);
+                 c->secure ? "wss" : "ws", c->host, c->port, c->path, t->proxy.display, ip);
     } else if (strcmp(ip, c->host)) {
         log_info("tunnel: connecting to %s://%s:%d%s (%s)", c->secure ? "wss" : "ws", c->host,
                  c->port, c->path, ip);
@@ -224,107 +228,116 @@ static void connect_to(const char *ip)
                  c->port, c->path);
     }
     metrics_state_set(MS_CONNECTING);
-    T.last_rx = now_ms();
+    t->last_rx = now_ms();
     if (!lws_client_connect_via_info(&i))
-        on_disconnect("connection attempt failed");
+        on_disconnect(t, "connection attempt failed");
 }
 
 static void *resolve_main(void *arg)
 {
-    (void)arg;
+    agent_tunnel *t = arg;
     resolve_opts o;
     memset(&o, 0, sizeof(o));
-    o.cancel = &RS.cancel;
-    RS.n = agent_resolve(RS.name, &o, RS.addrs, RESOLVE_MAX_ADDRS, RS.err, sizeof(RS.err));
-    atomic_store(&RS.done, 1);
-    if (T.ctx)
-        lws_cancel_service(T.ctx);
+    o.cancel = &t->rs.cancel;
+    t->rs.n = agent_resolve(t->rs.name, &o, t->rs.addrs, RESOLVE_MAX_ADDRS, t->rs.err,
+                            sizeof(t->rs.err));
+    atomic_store(&t->rs.done, 1);
+    if (t->ctx)
+        lws_cancel_service(t->ctx);
     return NULL;
 }
 
-static void resolve_join(void)
+static void resolve_join(agent_tunnel *t)
 {
-    if (RS.started) {
-        pthread_join(RS.thr, NULL);
-        RS.started = 0;
+    if (t->rs.started) {
+        pthread_join(t->rs.thr, NULL);
+        t->rs.started = 0;
     }
 }
 
 /* On the loop: the resolver finished → connect, or fail this attempt. */
-static void check_resolution(void)
+static void check_resolution(agent_tunnel *t)
 {
-    if (!T.resolving || !atomic_load(&RS.done))
+    if (!t->resolving || !atomic_load(&t->rs.done))
         return;
-    resolve_join();
-    T.resolving = 0;
-    if (T.shutting)
+    resolve_join(t);
+    t->resolving = 0;
+    if (t->shutting)
         return;
-    if (RS.n <= 0) {
+    if (t->rs.n <= 0) {
         char why[320];
-        snprintf(why, sizeof(why), "%s", RS.err[0] ? RS.err : "cannot resolve the host name");
-        on_disconnect(why);
+        snprintf(why, sizeof(why), "%s",
+                 t->rs.err[0] ? t->rs.err : "cannot resolve the host name");
+        on_disconnect(t, why);
         return;
     }
-    const resolve_addr *a = &RS.addrs[T.addr_rr++ % (unsigned)RS.n];
-    log_debug("tunnel: %s resolved to %d address%s, using %s", RS.name, RS.n,
-              RS.n == 1 ? "" : "es", a->ip);
-    connect_to(a->ip);
+    const resolve_addr *a = &t->rs.addrs[t->addr_rr++ % (unsigned)t->rs.n];
+    log_debug("tunnel: %s resolved to %d address%s, using %s", t->rs.name, t->rs.n,
+              t->rs.n == 1 ? "" : "es", a->ip);
+    connect_to(t, a->ip);
+}
+
+/* A new connection generation: the queue takes frames of this one only. */
+static void new_session(agent_tunnel *t)
+{
+    t->gen = ++t->gen_counter;
+    agent_outq_reset(t->outq, t->gen);
+    t->close_code = 0;
+    t->close_reason[0] = '\0';
+    t->established = t->got_connected = t->killing = t->closing = t->close_1009 = 0;
+    t->v2 = 0;
+    t->window = PROTO_DEFAULT_WINDOW;
+    t->connecting = 1;
+    t->last_rx = now_ms();
 }
 
 static void connect_now(lws_sorted_usec_list_t *sul)
 {
-    (void)sul;
-    if (T.shutting || T.connecting)
+    agent_tunnel *t = lws_container_of(sul, agent_tunnel, sul_connect);
+    if (t->shutting || t->connecting)
         return;
-    T.gen = ++T.gen_counter;
-    agent_outq_reset(T.gen);
-    T.close_code = 0;
-    T.close_reason[0] = '\0';
-    T.established = T.got_connected = T.killing = T.closing = T.close_1009 = 0;
-    T.v2 = 0;
-    T.window = PROTO_DEFAULT_WINDOW;
-    T.connecting = 1;
-    T.last_rx = now_ms();
+    new_session(t);
 
     /* the name to resolve: the proxy's when one is used, else the server's */
-    const char *name = T.proxy.use ? T.proxy.host : T.cfg->host;
+    const char *name = t->proxy.use ? t->proxy.host : t->cfg->host;
     unsigned char bin[16];
     if (inet_pton(AF_INET, name, bin) == 1 || inet_pton(AF_INET6, name, bin) == 1) {
-        connect_to(name);
+        connect_to(t, name);
         return;
     }
-    snprintf(RS.name, sizeof(RS.name), "%s", name);
-    RS.n = 0;
-    RS.err[0] = '\0';
-    atomic_store(&RS.done, 0);
-    atomic_store(&RS.cancel, 0);
+    snprintf(t->rs.name, sizeof(t->rs.name), "%s", name);
+    t->rs.n = 0;
+    t->rs.err[0] = '\0';
+    atomic_store(&t->rs.done, 0);
+    atomic_store(&t->rs.cancel, 0);
     metrics_state_set(MS_RESOLVING);
-    if (pthread_create(&RS.thr, NULL, resolve_main, NULL) != 0) {
-        on_disconnect("cannot start the resolver thread");
+    if (pthread_create(&t->rs.thr, NULL, resolve_main, t) != 0) {
+        on_disconnect(t, "cannot start the resolver thread");
         return;
     }
-    RS.started = 1;
-    T.resolving = 1;
+    t->rs.started = 1;
+    t->resolving = 1;
 }
 
 /* ---- incoming messages ----------------------------------------------------- */
 
-static void reply_exec_end(uint32_t id, int rc, const char *error, const char *code)
+static void reply_exec_end(agent_tunnel *t, uint32_t id, int rc, const char *error,
+                           const char *code)
 {
-    send_control(proto_enc_exec_end(id, rc, error, code, 0, 0, 0));
+    send_control(t, proto_enc_exec_end(id, rc, error, code, 0, 0, 0));
 }
 
-static void reply_legacy(const char *command_id, const char *error, int rc)
+static void reply_legacy(agent_tunnel *t, const char *command_id, const char *error, int rc)
 {
     char *json = proto_enc_command_response(command_id, 0, "", 0, error, rc);
     if (json) {
-        agent_outq_push_text(json, T.gen, 0);
+        agent_outq_push_text(t->outq, json, t->gen, 0);
         free(json);
-        request_write();
+        request_write(t);
     }
 }
 
-static void reply_run_result(uint32_t id, metrics_kind k, agent_run_result r)
+static void reply_run_result(agent_tunnel *t, uint32_t id, metrics_kind k, agent_run_result r)
 {
     switch (r) {
     case RUN_STARTED:
@@ -332,39 +345,39 @@ static void reply_run_result(uint32_t id, metrics_kind k, agent_run_result r)
     case RUN_BUSY: {
         char err[96];
         snprintf(err, sizeof(err), "agent busy: %d commands already running",
-                 T.cfg->max_concurrent);
+                 t->cfg->max_concurrent);
         log_warn("exec id=%u refused: %s", id, err);
         metrics_command(k, MR_BUSY, -1);
-        reply_exec_end(id, 1, err, EC_BUSY);
+        reply_exec_end(t, id, 1, err, EC_BUSY);
         break;
     }
     case RUN_SHUTTING_DOWN:
         log_info("exec id=%u refused: agent shutting down", id);
         metrics_command(k, MR_SHUTTING_DOWN, -1);
-        reply_exec_end(id, 1, "agent shutting down", EC_SHUTTING_DOWN);
+        reply_exec_end(t, id, 1, "agent shutting down", EC_SHUTTING_DOWN);
         break;
     case RUN_DUPLICATE:
         log_warn("exec id=%u ignored: that id is already running", id);
         break;
     case RUN_FAILED:
         metrics_command(k, MR_SPAWN_FAILED, -1);
-        reply_exec_end(id, 127, "agent could not start the command", EC_SPAWN_FAILED);
+        reply_exec_end(t, id, 127, "agent could not start the command", EC_SPAWN_FAILED);
         break;
     }
 }
 
 /* kind cloud_exec: the agent's cloud policy (cloud.h), then the sandbox.
  * Never logs env values; only the program, the verb and variable names. */
-static void handle_cloud_exec(proto_msg *m)
+static void handle_cloud_exec(agent_tunnel *t, proto_msg *m)
 {
-    const agent_cloud *c = &T.cfg->cloud;
+    const agent_cloud *c = &t->cfg->cloud;
     agent_policy_decision d;
     if (!agent_cloud_check(c, m->program, m->argv.c, (const char *const *)m->argv.v, m->env,
                            m->nenv, &d)) {
         log_warn("exec id=%u cloud_exec refused: %s", m->id, d.reason);
         metrics_policy_denial();
         metrics_command(MK_CLOUD_EXEC, MR_POLICY_DENIED, -1);
-        reply_exec_end(m->id, POLICY_DENIED_RC, d.reason, EC_POLICY_DENIED);
+        reply_exec_end(t, m->id, POLICY_DENIED_RC, d.reason, EC_POLICY_DENIED);
         return;
     }
     char *path = agent_cloud_path(c, m->program);
@@ -374,23 +387,24 @@ static void handle_cloud_exec(proto_msg *m)
                  m->program, c->search_path ? c->search_path : "");
         log_warn("exec id=%u cloud_exec: %s", m->id, err);
         metrics_command(MK_CLOUD_EXEC, MR_SPAWN_FAILED, -1);
-        reply_exec_end(m->id, 127, err, EC_SPAWN_FAILED);
+        reply_exec_end(t, m->id, 127, err, EC_SPAWN_FAILED);
         return;
     }
-    agent_run_result r = agent_runner_exec_cloud(T.gen, m->id, path, &m->argv, m->env, m->nenv,
-                                                 m->timeout, m->max_output, T.window);
+    agent_run_result r = agent_runner_exec_cloud(t->runner, t->gen, m->id, path, &m->argv,
+                                                 m->env, m->nenv, m->timeout, m->max_output,
+                                                 t->window);
     free(path);
-    reply_run_result(m->id, MK_CLOUD_EXEC, r);
+    reply_run_result(t, m->id, MK_CLOUD_EXEC, r);
 }
 
-static void handle_exec(proto_msg *m)
+static void handle_exec(agent_tunnel *t, proto_msg *m)
 {
     if (m->id == 0) {
         log_warn("tunnel: exec without an id dropped");
         return;
     }
     if (m->kind && !strcmp(m->kind, PROTO_KIND_CLOUD_EXEC)) {
-        handle_cloud_exec(m);
+        handle_cloud_exec(t, m);
         return;
     }
     if (m->kind && strcmp(m->kind, "kubectl") != 0) { /* absent kind means kubectl */
@@ -398,24 +412,24 @@ static void handle_exec(proto_msg *m)
         snprintf(err, sizeof(err), "unsupported kind \"%.60s\"", m->kind ? m->kind : "");
         log_warn("exec id=%u refused: %s", m->id, err);
         metrics_command(metrics_kind_of(m->kind), MR_BAD_REQUEST, -1);
-        reply_exec_end(m->id, 1, err, EC_BAD_REQUEST);
+        reply_exec_end(t, m->id, 1, err, EC_BAD_REQUEST);
         return;
     }
     agent_policy_decision d;
-    if (!agent_policy_check(&T.cfg->policy, m->argv.c, (const char *const *)m->argv.v, &d)) {
+    if (!agent_policy_check(&t->cfg->policy, m->argv.c, (const char *const *)m->argv.v, &d)) {
         log_warn("exec id=%u refused by the %s policy: %s", m->id,
-                 agent_policy_mode_name(T.cfg->policy.mode), d.reason);
+                 agent_policy_mode_name(t->cfg->policy.mode), d.reason);
         metrics_policy_denial();
         metrics_command(MK_KUBECTL, MR_POLICY_DENIED, -1);
-        reply_exec_end(m->id, POLICY_DENIED_RC, d.reason, EC_POLICY_DENIED);
+        reply_exec_end(t, m->id, POLICY_DENIED_RC, d.reason, EC_POLICY_DENIED);
         return;
     }
-    agent_run_result r = agent_runner_exec(T.gen, m->id, &m->argv, m->timeout, m->max_output,
-                                           T.window);
-    reply_run_result(m->id, MK_KUBECTL, r);
+    agent_run_result r = agent_runner_exec(t->runner, t->gen, m->id, &m->argv, m->timeout,
+                                           m->max_output, t->window);
+    reply_run_result(t, m->id, MK_KUBECTL, r);
 }
 
-static void handle_legacy(proto_msg *m)
+static void handle_legacy(agent_tunnel *t, proto_msg *m)
 {
     const char *cid = m->command_id ? m->command_id : "";
     char err[256];
@@ -425,49 +439,49 @@ static void handle_legacy(proto_msg *m)
         if (!m->command)
             snprintf(err, sizeof(err), "missing command");
         log_warn("command %s refused: %s", cid, err);
-        reply_legacy(cid, err, 1);
+        reply_legacy(t, cid, err, 1);
         metrics_command(MK_KUBECTL, MR_BAD_REQUEST, -1);
         return;
     }
     argv_strip_leading(&a, "kubectl");
     agent_policy_decision d;
-    if (!agent_policy_check(&T.cfg->policy, a.c, (const char *const *)a.v, &d)) {
+    if (!agent_policy_check(&t->cfg->policy, a.c, (const char *const *)a.v, &d)) {
         char msg[400];
         snprintf(msg, sizeof(msg), "%s: %s", EC_POLICY_DENIED, d.reason);
         log_warn("command %s refused by the %s policy: %s", cid,
-                 agent_policy_mode_name(T.cfg->policy.mode), d.reason);
+                 agent_policy_mode_name(t->cfg->policy.mode), d.reason);
         metrics_policy_denial();
         metrics_command(MK_KUBECTL, MR_POLICY_DENIED, -1);
-        reply_legacy(cid, msg, POLICY_DENIED_RC);
+        reply_legacy(t, cid, msg, POLICY_DENIED_RC);
         argv_free(&a);
         return;
     }
-    agent_run_result r = agent_runner_legacy(T.gen, cid, &a, m->timeout);
+    agent_run_result r = agent_runner_legacy(t->runner, t->gen, cid, &a, m->timeout);
     if (r == RUN_BUSY) {
         log_warn("command %s refused: agent busy", cid);
         metrics_command(MK_KUBECTL, MR_BUSY, -1);
-        reply_legacy(cid, "agent busy: too many commands running", 1);
+        reply_legacy(t, cid, "agent busy: too many commands running", 1);
     } else if (r == RUN_SHUTTING_DOWN) {
         metrics_command(MK_KUBECTL, MR_SHUTTING_DOWN, -1);
-        reply_legacy(cid, "agent shutting down", 1);
+        reply_legacy(t, cid, "agent shutting down", 1);
     } else if (r != RUN_STARTED) {
         metrics_command(MK_KUBECTL, MR_SPAWN_FAILED, -1);
-        reply_legacy(cid, "agent could not start the command", 1);
+        reply_legacy(t, cid, "agent could not start the command", 1);
     }
     argv_free(&a);
 }
 
 /* register, plus the agent's command policy and cloud_exec settings so the
  * server can show them (servers ignore keys they do not know) */
-static char *encode_register(void)
+static char *encode_register(agent_tunnel *t)
 {
-    char *base = proto_enc_register(T.cfg->cluster_id, T.cfg->version, T.v2 ? 2 : 1,
-                                    T.cfg->max_concurrent);
+    char *base = proto_enc_register(t->cfg->cluster_id, t->cfg->version, t->v2 ? 2 : 1,
+                                    t->cfg->max_concurrent);
     if (!base)
         return NULL;
     cJSON *o = cJSON_Parse(base);
-    cJSON *pol = agent_policy_json(&T.cfg->policy);
-    cJSON *cloud = agent_cloud_json(&T.cfg->cloud);
+    cJSON *pol = agent_policy_json(&t->cfg->policy);
+    cJSON *cloud = agent_cloud_json(&t->cfg->cloud);
     char *out = NULL;
     if (o && pol && cJSON_AddItemToObject(o, "policy", pol)) {
         pol = NULL;
@@ -485,42 +499,42 @@ static char *encode_register(void)
     return out;
 }
 
-static void handle_connected(proto_msg *m, struct lws *wsi)
+static void handle_connected(agent_tunnel *t, proto_msg *m, struct lws *wsi)
 {
-    if (T.got_connected) {
+    if (t->got_connected) {
         log_info("tunnel: repeated connected message ignored");
         return;
     }
-    T.got_connected = 1;
-    T.connected_at = now_ms();
+    t->got_connected = 1;
+    t->connected_at = now_ms();
     if (m->protocol == 2)
-        T.v2 = 1;
+        t->v2 = 1;
     if (m->window > 0)
-        T.window = m->window;
+        t->window = m->window;
     log_info("tunnel: connected as %s (%s), dialect %s, window %lld",
-             m->cluster_id ? m->cluster_id : T.cfg->cluster_id,
-             m->cluster_name ? m->cluster_name : "unnamed", T.v2 ? "v2" : "legacy",
-             (long long)T.window);
-    if (m->cluster_id && strcmp(m->cluster_id, T.cfg->cluster_id) != 0)
+             m->cluster_id ? m->cluster_id : t->cfg->cluster_id,
+             m->cluster_name ? m->cluster_name : "unnamed", t->v2 ? "v2" : "legacy",
+             (long long)t->window);
+    if (m->cluster_id && strcmp(m->cluster_id, t->cfg->cluster_id) != 0)
         log_warn("tunnel: server calls this cluster %s, token says %s", m->cluster_id,
-                 T.cfg->cluster_id);
-    send_control(encode_register());
+                 t->cfg->cluster_id);
+    send_control(t, encode_register(t));
     metrics_connected();
     metrics_state_set(MS_CONNECTED);
-    T.next_hb = now_ms() + (int64_t)T.cfg->heartbeat_interval * 1000;
+    t->next_hb = now_ms() + (int64_t)t->cfg->heartbeat_interval * 1000;
     (void)wsi;
 }
 
 /* A malformed exec that still names a usable id gets BAD_REQUEST; anything
  * else malformed is only logged (the decoder keeps nothing on failure, so the
  * id is looked up here). */
-static void handle_malformed(const char *data, size_t len, const char *err)
+static void handle_malformed(agent_tunnel *t, const char *data, size_t len, const char *err)
 {
     uint32_t id = 0;
     cJSON *root = cJSON_ParseWithLength(data, len);
-    const cJSON *t = root ? cJSON_GetObjectItemCaseSensitive(root, "type") : NULL;
+    const cJSON *type = root ? cJSON_GetObjectItemCaseSensitive(root, "type") : NULL;
     const cJSON *idj = root ? cJSON_GetObjectItemCaseSensitive(root, "id") : NULL;
-    if (cJSON_IsString(t) && t->valuestring && !strcmp(t->valuestring, "exec") &&
+    if (cJSON_IsString(type) && type->valuestring && !strcmp(type->valuestring, "exec") &&
         cJSON_IsNumber(idj) && idj->valuedouble >= 1 && idj->valuedouble <= 4294967295.0 &&
         idj->valuedouble == (double)(uint32_t)idj->valuedouble)
         id = (uint32_t)idj->valuedouble;
@@ -528,43 +542,43 @@ static void handle_malformed(const char *data, size_t len, const char *err)
     cJSON_Delete(root);
     if (id) {
         log_warn("exec id=%u malformed: %s", id, err);
-        reply_exec_end(id, 1, err, EC_BAD_REQUEST);
+        reply_exec_end(t, id, 1, err, EC_BAD_REQUEST);
         return;
     }
     log_warn("tunnel: malformed message dropped: %s", err);
 }
 
-static void handle_text(struct lws *wsi, const char *data, size_t len)
+static void handle_text(agent_tunnel *t, struct lws *wsi, const char *data, size_t len)
 {
     proto_msg m;
     char err[256];
     memset(&m, 0, sizeof(m));
     if (proto_decode(data, len, &m, err, sizeof(err)) != 0) {
-        handle_malformed(data, len, err);
+        handle_malformed(t, data, len, err);
         return;
     }
     switch (m.type) {
     case MSG_CONNECTED:
-        handle_connected(&m, wsi);
+        handle_connected(t, &m, wsi);
         break;
     case MSG_HEARTBEAT_ACK:
         log_debug("tunnel: heartbeat_ack");
         break;
     case MSG_EXEC:
-        handle_exec(&m);
+        handle_exec(t, &m);
         break;
     case MSG_CANCEL:
-        if (agent_runner_cancel(T.gen, m.id) == 0)
+        if (agent_runner_cancel(t->runner, t->gen, m.id) == 0)
             log_info("exec id=%u: cancel requested", m.id);
         else
             log_info("tunnel: cancel for id %u that is not running (ignored)", m.id);
         break;
     case MSG_CREDIT:
-        if (agent_runner_credit(T.gen, m.id, m.bytes) != 0)
+        if (agent_runner_credit(t->runner, t->gen, m.id, m.bytes) != 0)
             log_debug("tunnel: credit for id %u that is not running (ignored)", m.id);
         break;
     case MSG_KUBECTL_COMMAND:
-        handle_legacy(&m);
+        handle_legacy(t, &m);
         break;
     default:
         log_info("tunnel: ignoring message of type \"%.60s\"",
@@ -578,93 +592,93 @@ static void handle_text(struct lws *wsi, const char *data, size_t len)
 
 static void tick(lws_sorted_usec_list_t *sul);
 
-static void begin_shutdown(void)
+static void begin_shutdown(agent_tunnel *t)
 {
-    T.shutting = 1;
-    T.shutdown_at = now_ms();
-    agent_runner_set_shutting_down();
-    lws_sul_cancel(&T.sul_connect);
-    int active = agent_runner_active();
+    t->shutting = 1;
+    t->shutdown_at = now_ms();
+    agent_runner_set_shutting_down(t->runner);
+    lws_sul_cancel(&t->sul_connect);
+    int active = agent_runner_active(t->runner);
     log_info("shutdown requested; %d command%s running, grace %ds", active,
-             active == 1 ? "" : "s", T.cfg->shutdown_grace);
-    if (!T.connecting || !T.established) {
+             active == 1 ? "" : "s", t->cfg->shutdown_grace);
+    if (!t->connecting || !t->established) {
         /* nothing can be delivered: stop now (jobs are dropped on close) */
-        atomic_store(&RS.cancel, 1);
-        if (T.wsi)
-            kill_connection();
+        atomic_store(&t->rs.cancel, 1);
+        if (t->wsi)
+            kill_connection(t);
         else
-            T.connecting = 0;
-        T.done = 1;
+            t->connecting = 0;
+        t->done = 1;
         return;
     }
-    lws_sul_schedule(T.ctx, 0, &T.sul_tick, tick, (lws_usec_t)TICK_SHUTDOWN_MS * 1000);
+    lws_sul_schedule(t->ctx, 0, &t->sul_tick, tick, (lws_usec_t)TICK_SHUTDOWN_MS * 1000);
 }
 
-static void shutdown_step(int64_t now)
+static void shutdown_step(agent_tunnel *t, int64_t now)
 {
-    if (!T.wsi || !T.established) {
-        T.done = 1;
+    if (!t->wsi || !t->established) {
+        t->done = 1;
         return;
     }
-    int64_t grace_end = T.shutdown_at + (int64_t)T.cfg->shutdown_grace * 1000;
-    int active = agent_runner_active();
-    if (active > 0 && !T.cancelled_all && (now >= grace_end || atomic_load(&T.stop_req) > 1)) {
+    int64_t grace_end = t->shutdown_at + (int64_t)t->cfg->shutdown_grace * 1000;
+    int active = agent_runner_active(t->runner);
+    if (active > 0 && !t->cancelled_all && (now >= grace_end || atomic_load(&t->stop_req) > 1)) {
         log_warn("%s, cancelling %d running command%s",
                  now >= grace_end ? "shutdown grace over" : "second stop signal", active,
                  active == 1 ? "" : "s");
-        agent_runner_cancel_all();
-        T.cancelled_all = 1;
+        agent_runner_cancel_all(t->runner);
+        t->cancelled_all = 1;
     }
-    if (active == 0 && agent_outq_empty() && !T.closing) {
+    if (active == 0 && agent_outq_empty(t->outq) && !t->closing) {
         log_info("all commands finished; closing the tunnel");
-        T.closing = 1;
-        T.closing_at = now;
-        request_write();
+        t->closing = 1;
+        t->closing_at = now;
+        request_write(t);
     }
-    if ((T.closing && now >= T.closing_at + CLOSE_WAIT_MS) ||
+    if ((t->closing && now >= t->closing_at + CLOSE_WAIT_MS) ||
         now >= grace_end + SHUTDOWN_SLACK_MS) {
         log_warn("tunnel did not close in time; dropping it");
-        kill_connection();
+        kill_connection(t);
     }
 }
 
 static void tick(lws_sorted_usec_list_t *sul)
 {
-    (void)sul;
+    agent_tunnel *t = lws_container_of(sul, agent_tunnel, sul_tick);
     int64_t now = now_ms();
-    agent_runner_reap();
-    check_resolution();
-    if (T.wsi && T.established) {
-        int64_t silence = (int64_t)T.cfg->heartbeat_interval * 3 * 1000;
-        if (now - T.last_rx > silence && !T.killing) {
+    agent_runner_reap(t->runner);
+    check_resolution(t);
+    if (t->wsi && t->established) {
+        int64_t silence = (int64_t)t->cfg->heartbeat_interval * 3 * 1000;
+        if (now - t->last_rx > silence && !t->killing) {
             log_warn("tunnel: nothing heard from the server for %ds; reconnecting",
-                     T.cfg->heartbeat_interval * 3);
-            kill_connection();
-        } else if (T.got_connected && now >= T.next_hb) {
-            send_control(proto_enc_heartbeat(T.cfg->cluster_id));
+                     t->cfg->heartbeat_interval * 3);
+            kill_connection(t);
+        } else if (t->got_connected && now >= t->next_hb) {
+            send_control(t, proto_enc_heartbeat(t->cfg->cluster_id));
             log_debug("tunnel: heartbeat sent");
-            T.next_hb = now + (int64_t)T.cfg->heartbeat_interval * 1000;
+            t->next_hb = now + (int64_t)t->cfg->heartbeat_interval * 1000;
         }
     }
-    if (T.shutting)
-        shutdown_step(now);
-    if (!T.done)
-        lws_sul_schedule(T.ctx, 0, &T.sul_tick, tick,
-                         (lws_usec_t)(T.shutting ? TICK_SHUTDOWN_MS : TICK_MS) * 1000);
+    if (t->shutting)
+        shutdown_step(t, now);
+    if (!t->done)
+        lws_sul_schedule(t->ctx, 0, &t->sul_tick, tick,
+                         (lws_usec_t)(t->shutting ? TICK_SHUTDOWN_MS : TICK_MS) * 1000);
 }
 
 /* Event-loop side of agent_tunnel_wake / request_stop. */
-static void on_wakeup(void)
+static void on_wakeup(agent_tunnel *t)
 {
-    agent_runner_reap();
-    check_resolution();
-    int stops = atomic_load(&T.stop_req);
-    if (stops > 0 && !T.shutting)
-        begin_shutdown();
-    else if (stops > 1 && T.shutting && !T.done)
-        shutdown_step(now_ms());
-    if (!agent_outq_empty())
-        request_write();
+    agent_runner_reap(t->runner);
+    check_resolution(t);
+    int stops = atomic_load(&t->stop_req);
+    if (stops > 0 && !t->shutting)
+        begin_shutdown(t);
+    else if (stops > 1 && t->shutting && !t->done)
+        shutdown_step(t, now_ms());
+    if (!agent_outq_empty(t->outq))
+        request_write(t);
 }
 
 /* ---- the libwebsockets protocol callback ---------------------------------- */
@@ -676,17 +690,17 @@ static int add_header(struct lws *wsi, const char *name, const char *value, unsi
                                        (const unsigned char *)value, (int)strlen(value), p, end);
 }
 
-static int on_writeable(struct lws *wsi)
+static int on_writeable(agent_tunnel *t, struct lws *wsi)
 {
-    if (wsi != T.wsi)
+    if (wsi != t->wsi)
         return 0;
-    if (T.close_1009) {
+    if (t->close_1009) {
         static const char reason[] = "message too big";
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
                          sizeof(reason) - 1);
         return -1;
     }
-    agent_frame *f = agent_outq_pop();
+    agent_frame *f = agent_outq_pop(t->outq);
     if (f) {
         int n = lws_write(wsi, agent_frame_data(f), f->len,
                           f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
@@ -699,7 +713,7 @@ static int on_writeable(struct lws *wsi)
         lws_callback_on_writable(wsi);
         return 0;
     }
-    if (T.closing) {
+    if (t->closing) {
         static const char reason[] = "agent shutting down";
         lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)reason,
                          sizeof(reason) - 1);
@@ -710,64 +724,77 @@ static int on_writeable(struct lws *wsi)
 
 /* Control messages may carry cloud_exec credentials (exec env): the receive
  * buffer is zeroed, not just reset, once a message is handled. */
-static void rx_wipe(void)
+static void rx_wipe(agent_tunnel *t)
 {
     /* the buffer is reserved once for the largest message (agent_tunnel_start),
      * so it never moves: what was written is [0, len) */
-    if (T.rx.data && T.rx.len)
-        explicit_bzero(T.rx.data, T.rx.len);
-    buf_reset(&T.rx);
+    if (t->rx.data && t->rx.len)
+        explicit_bzero(t->rx.data, t->rx.len);
+    buf_reset(&t->rx);
 }
 
-static int on_receive(struct lws *wsi, const void *in, size_t len)
+static int on_receive(agent_tunnel *t, struct lws *wsi, const void *in, size_t len)
 {
-    T.last_rx = now_ms();
+    t->last_rx = now_ms();
     if (lws_is_first_fragment(wsi)) {
-        rx_wipe();
-        T.rx_binary = lws_frame_is_binary(wsi);
-        T.rx_skip = 0;
+        rx_wipe(t);
+        t->rx_binary = lws_frame_is_binary(wsi);
+        t->rx_skip = 0;
     }
-    if (!T.rx_binary && !T.rx_skip) {
-        if (buf_pending(&T.rx) + len > PROTO_MAX_CONTROL) {
+    if (!t->rx_binary && !t->rx_skip) {
+        if (buf_pending(&t->rx) + len > PROTO_MAX_CONTROL) {
             /* Closing from inside RECEIVE (returning -1) crashes lws 4.1's
              * client parser mid-message, so drop the rest of the message and
              * close from the next WRITEABLE instead. */
             log_warn("tunnel: message larger than %d bytes; closing with 1009",
                      PROTO_MAX_CONTROL);
-            rx_wipe();
-            T.rx_skip = 1;
-            T.close_1009 = 1;
+            rx_wipe(t);
+            t->rx_skip = 1;
+            t->close_1009 = 1;
             lws_callback_on_writable(wsi);
             return 0;
         }
-        if (buf_append(&T.rx, in, len) != 0) {
+        if (buf_append(&t->rx, in, len) != 0) {
             log_error("tunnel: out of memory receiving a message; dropped");
-            rx_wipe();
-            T.rx_skip = 1;
+            rx_wipe(t);
+            t->rx_skip = 1;
         }
         /* the text may carry cloud_exec credentials: keep one copy only */
         explicit_bzero((void *)in, len);
     }
     if (!lws_is_final_fragment(wsi))
         return 0;
-    if (T.rx_binary)
+    if (t->rx_binary)
         log_info("tunnel: binary frame from the server ignored");
-    else if (!T.rx_skip)
-        handle_text(wsi, buf_head(&T.rx), buf_pending(&T.rx));
-    rx_wipe();
+    else if (!t->rx_skip)
+        handle_text(t, wsi, buf_head(&t->rx), buf_pending(&t->rx));
+    rx_wipe(t);
     return 0;
+}
+
+/* The tunnel a callback is for: the connection's opaque pointer (set when it
+ * is opened), else the vhost's user pointer (vhost-wide callbacks such as
+ * EVENT_WAIT_CANCELLED run on a stand-in wsi bound to the vhost only). */
+static agent_tunnel *tunnel_of(struct lws *wsi)
+{
+    agent_tunnel *t = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    struct lws_vhost *vh = wsi && !t ? lws_get_vhost(wsi) : NULL;
+    return t ? t : vh ? lws_vhost_user(vh) : NULL;
 }
 
 static int tunnel_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len)
 {
+    agent_tunnel *t = tunnel_of(wsi);
+    if (!t)
+        return 0;
     switch (reason) {
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
         unsigned char **p = (unsigned char **)in, *end = (*p) + len;
         char auth[600];
-        snprintf(auth, sizeof(auth), "Bearer %s", T.cfg->token);
+        snprintf(auth, sizeof(auth), "Bearer %s", t->cfg->token);
         int bad = add_header(wsi, "authorization:", auth, p, end) ||
-                  add_header(wsi, "x-cluster-id:", T.cfg->cluster_id, p, end);
+                  add_header(wsi, "x-cluster-id:", t->cfg->cluster_id, p, end);
         memset(auth, 0, sizeof(auth));
         if (bad) {
             log_error("tunnel: handshake headers do not fit");
@@ -780,40 +807,40 @@ static int tunnel_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
         char proto[64] = "";
         if (lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL) > 0 &&
             !strcmp(proto, PROTO_SUBPROTOCOL_V2))
-            T.v2 = 1;
+            t->v2 = 1;
         return 0;
     }
     case LWS_CALLBACK_CLIENT_ESTABLISHED: {
-        if (wsi != T.wsi && T.wsi)
+        if (wsi != t->wsi && t->wsi)
             return 0;
-        T.wsi = wsi;
-        T.established = 1;
-        T.last_rx = now_ms();
+        t->wsi = wsi;
+        t->established = 1;
+        t->last_rx = now_ms();
         log_info("tunnel: WebSocket established (%s); waiting for connected",
-                 T.v2 ? PROTO_SUBPROTOCOL_V2 : "no subprotocol: legacy");
-        if (!agent_outq_empty())
+                 t->v2 ? PROTO_SUBPROTOCOL_V2 : "no subprotocol: legacy");
+        if (!agent_outq_empty(t->outq))
             lws_callback_on_writable(wsi);
         return 0;
     }
     case LWS_CALLBACK_CLIENT_RECEIVE:
-        if (wsi != T.wsi)
+        if (wsi != t->wsi)
             return 0;
-        return on_receive(wsi, in, len);
+        return on_receive(t, wsi, in, len);
     case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-        T.last_rx = now_ms();
+        t->last_rx = now_ms();
         return 0;
     case LWS_CALLBACK_CLIENT_WRITEABLE:
-        return on_writeable(wsi);
+        return on_writeable(t, wsi);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
         const unsigned char *b = in;
-        if (wsi == T.wsi && len >= 2) {
-            T.close_code = (b[0] << 8) | b[1];
+        if (wsi == t->wsi && len >= 2) {
+            t->close_code = (b[0] << 8) | b[1];
             size_t rl = len - 2, k = 0;
-            for (size_t x = 0; x < rl && k + 1 < sizeof(T.close_reason); x++) {
+            for (size_t x = 0; x < rl && k + 1 < sizeof(t->close_reason); x++) {
                 unsigned char ch = b[2 + x];
-                T.close_reason[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+                t->close_reason[k++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
             }
-            T.close_reason[k] = '\0';
+            t->close_reason[k] = '\0';
         }
         return 0;
     }
@@ -821,14 +848,14 @@ static int tunnel_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
         char why[200];
         snprintf(why, sizeof(why), "connection failed: %.160s",
                  in ? (const char *)in : "unknown error");
-        on_disconnect(why);
+        on_disconnect(t, why);
         return 0;
     }
     case LWS_CALLBACK_CLIENT_CLOSED:
-        on_disconnect("connection closed");
+        on_disconnect(t, "connection closed");
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        on_wakeup();
+        on_wakeup(t);
         return 0;
     default:
         break;
@@ -843,35 +870,51 @@ static const struct lws_protocols tunnel_protocols[] = {
 
 /* ---- public ---------------------------------------------------------------- */
 
-int agent_tunnel_start(struct lws_context *ctx, const agent_config *cfg)
+agent_tunnel *agent_tunnel_new(const agent_config *cfg, agent_runner *runner, agent_outq *outq)
 {
-    T.cfg = cfg;
-    T.ctx = ctx;
-    buf_init(&T.rx);
-    if (buf_reserve(&T.rx, PROTO_MAX_CONTROL + 1) != 0) {
+    agent_tunnel *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->cfg = cfg;
+    t->runner = runner;
+    t->outq = outq;
+    t->window = PROTO_DEFAULT_WINDOW;
+    atomic_init(&t->stop_req, 0);
+    atomic_init(&t->rs.done, 0);
+    atomic_init(&t->rs.cancel, 0);
+    buf_init(&t->rx);
+    return t;
+}
+
+int agent_tunnel_start(agent_tunnel *t, struct lws_context *ctx)
+{
+    const agent_config *cfg = t->cfg;
+    t->ctx = ctx;
+    if (buf_reserve(&t->rx, PROTO_MAX_CONTROL + 1) != 0) {
         log_error("tunnel: out of memory");
         return -1;
     }
-    agent_backoff_init(&T.bo, cfg->reconnect_interval, cfg->reconnect_max);
+    agent_backoff_init(&t->bo, cfg->reconnect_interval, cfg->reconnect_max);
     metrics_state_set(MS_DISCONNECTED);
 
     char err[300];
-    if (agent_proxy_from_env(&T.proxy, cfg->host, cfg->port, cfg->secure, err, sizeof(err))) {
+    if (agent_proxy_from_env(&t->proxy, cfg->host, cfg->port, cfg->secure, err, sizeof(err))) {
         log_error("tunnel: %s", err);
         return -1;
     }
-    if (T.proxy.use)
-        log_info("tunnel: egress proxy %s from %s%s", T.proxy.display, T.proxy.source,
-                 T.proxy.userinfo ? " (with basic authentication)" : "");
-    else if (T.proxy.bypass)
-        log_info("tunnel: %s is set but %s lists %s: connecting directly", T.proxy.source,
-                 T.proxy.bypass, cfg->host);
+    if (t->proxy.use)
+        log_info("tunnel: egress proxy %s from %s%s", t->proxy.display, t->proxy.source,
+                 t->proxy.userinfo ? " (with basic authentication)" : "");
+    else if (t->proxy.bypass)
+        log_info("tunnel: %s is set but %s lists %s: connecting directly", t->proxy.source,
+                 t->proxy.bypass, cfg->host);
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     info.vhost_name = "tunnel";
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = tunnel_protocols;
+    info.user = t; /* tunnel_of() */
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     if (cfg->ca_file)
         info.client_ssl_ca_filepath = cfg->ca_file;
@@ -881,13 +924,13 @@ int agent_tunnel_start(struct lws_context *ctx, const agent_config *cfg)
     char *saved = getenv("http_proxy");
     saved = saved ? strdup(saved) : NULL;
     unsetenv("http_proxy");
-    T.vh = lws_create_vhost(ctx, &info);
+    t->vh = lws_create_vhost(ctx, &info);
     if (saved) {
         setenv("http_proxy", saved, 1);
         memset(saved, 0, strlen(saved));
         free(saved);
     }
-    if (!T.vh) {
+    if (!t->vh) {
         log_error("tunnel: cannot create the client vhost (TLS setup failed?)");
         return -1;
     }
@@ -898,53 +941,68 @@ int agent_tunnel_start(struct lws_context *ctx, const agent_config *cfg)
     if (!cfg->secure)
         log_warn("tunnel: plain ws:// (AURORA_ALLOW_INSECURE_WS=true): the token and all "
                  "traffic travel unencrypted");
-    schedule_connect(0);
-    lws_sul_schedule(ctx, 0, &T.sul_tick, tick, (lws_usec_t)TICK_MS * 1000);
+    schedule_connect(t, 0);
+    lws_sul_schedule(ctx, 0, &t->sul_tick, tick, (lws_usec_t)TICK_MS * 1000);
     return 0;
 }
 
-void agent_tunnel_request_stop(void)
+void agent_tunnel_request_stop(agent_tunnel *t)
 {
-    atomic_fetch_add(&T.stop_req, 1);
-    if (T.ctx)
-        lws_cancel_service(T.ctx);
+    atomic_fetch_add(&t->stop_req, 1);
+    if (t->ctx)
+        lws_cancel_service(t->ctx);
 }
 
-void agent_tunnel_wake(void)
+void agent_tunnel_wake(agent_tunnel *t)
 {
-    if (T.ctx)
-        lws_cancel_service(T.ctx);
+    if (t->ctx)
+        lws_cancel_service(t->ctx);
 }
 
-int agent_tunnel_done(void)
+int agent_tunnel_done(agent_tunnel *t)
 {
-    return T.done;
+    return t->done;
 }
 
-int agent_tunnel_ready(void)
+int agent_tunnel_ready(agent_tunnel *t)
 {
-    return T.wsi && T.established && T.got_connected && !T.shutting;
+    return t->wsi && t->established && t->got_connected && !t->shutting;
 }
 
-void agent_tunnel_teardown(void)
+void agent_tunnel_teardown(agent_tunnel *t)
 {
-    T.shutting = 1;
-    T.done = 1;
-    atomic_store(&RS.cancel, 1);
-    resolve_join();
-    T.resolving = 0;
-    if (T.ctx) {
-        lws_sul_cancel(&T.sul_connect);
-        lws_sul_cancel(&T.sul_tick);
+    if (!t)
+        return;
+    t->shutting = 1;
+    t->done = 1;
+    atomic_store(&t->rs.cancel, 1);
+    resolve_join(t);
+    t->resolving = 0;
+    if (t->ctx) {
+        lws_sul_cancel(&t->sul_connect);
+        lws_sul_cancel(&t->sul_tick);
     }
 }
 
-void agent_tunnel_free(void)
+void agent_tunnel_free(agent_tunnel *t)
 {
-    rx_wipe();
-    buf_free(&T.rx);
-    agent_proxy_free(&T.proxy);
-    T.ctx = NULL;
-    T.vh = NULL;
-    T.wsi = NULL;
+    if (!t)
+        return;
+    rx_wipe(t);
+    buf_free(&t->rx);
+    agent_proxy_free(&t->proxy);
+    free(t);
+}
+
+/* ---- without a server (unit tests) ------------------------------------------ */
+
+uint64_t agent_tunnel_begin_session(agent_tunnel *t)
+{
+    new_session(t);
+    return t->gen;
+}
+
+void agent_tunnel_handle_message(agent_tunnel *t, const char *data, size_t len)
+{
+    handle_text(t, NULL, data, len);
 }

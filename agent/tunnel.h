@@ -11,21 +11,38 @@
 #include <libwebsockets.h>
 
 #include "agent_config.h"
+#include "outq.h"
+#include "runner.h"
 
+/* One tunnel (opaque): its connection state, resolver thread and timers.  It
+ * uses cfg, runner and outq (not owned; they outlive it), and is the user
+ * pointer of its vhost and connections, so several can share a context. */
+typedef struct agent_tunnel agent_tunnel;
+
+/* NULL on OOM.  Nothing is connected until agent_tunnel_start. */
+agent_tunnel *agent_tunnel_new(const agent_config *cfg, agent_runner *runner, agent_outq *outq);
 /* Creates the client vhost in ctx and schedules the first connection. */
-int agent_tunnel_start(struct lws_context *ctx, const agent_config *cfg);
+int agent_tunnel_start(agent_tunnel *t, struct lws_context *ctx);
 /* Any thread (async-signal context excluded): begin the graceful shutdown;
  * a second call skips the remaining grace. */
-void agent_tunnel_request_stop(void);
+void agent_tunnel_request_stop(agent_tunnel *t);
 /* Any thread: wake the event loop (new frames queued, a job finished). */
-void agent_tunnel_wake(void);
+void agent_tunnel_wake(agent_tunnel *t);
 /* 1 once the shutdown is complete and the loop may end. */
-int agent_tunnel_done(void);
+int agent_tunnel_done(agent_tunnel *t);
 /* Tunnel up and the server's `connected` received (for /ready). */
-int agent_tunnel_ready(void);
+int agent_tunnel_ready(agent_tunnel *t);
 /* Before the context is destroyed: no more reconnects or timers. */
-void agent_tunnel_teardown(void);
-/* Releases what the tunnel holds (after the context is destroyed). */
-void agent_tunnel_free(void);
+void agent_tunnel_teardown(agent_tunnel *t);
+/* Releases what the tunnel holds and the tunnel (after the context is destroyed). */
+void agent_tunnel_free(agent_tunnel *t);
+
+/* ---- without a server (unit tests) ----
+ * begin_session starts a connection generation as a connection attempt does
+ * (the queue is reset to accept only it) but opens nothing; handle_message
+ * then takes one complete text message as if the server had sent it on that
+ * connection (dispatch to the runner, replies on the queue). */
+uint64_t agent_tunnel_begin_session(agent_tunnel *t);
+void agent_tunnel_handle_message(agent_tunnel *t, const char *data, size_t len);
 
 #endif

@@ -1,0 +1,389 @@
+/* test_agent_outq.c — the agent's outgoing frame queue (agent/outq.c) on its
+ * own: generations (closed until reset, stale pushes refused), the two lanes
+ * and their order, the data lane's byte cap and the room callback, the
+ * callbacks run without the lock, independent instances, and frames freed on
+ * every path (ASan's leak check fails the run otherwise). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "outq.h"
+
+typedef struct {
+    agent_outq *q; /* for callbacks that call back into the queue */
+    int pushes;
+    int rooms;
+    int had_room;  /* agent_outq_has_room() seen from inside on_room */
+} counters;
+
+static void count_push(void *arg)
+{
+    counters *c = arg;
+    /* the queue's lock is not held here: taking it again must not deadlock */
+    (void)agent_outq_empty(c->q);
+    __atomic_add_fetch(&c->pushes, 1, __ATOMIC_RELAXED);
+}
+
+static void count_room(void *arg)
+{
+    counters *c = arg;
+    c->had_room = agent_outq_has_room(c->q);
+    c->rooms++;
+}
+
+static agent_outq *new_queue(size_t cap, counters *c)
+{
+    agent_outq_opts o = {
+        .cap = cap,
+        .on_push = c ? count_push : NULL,
+        .on_push_arg = c,
+        .on_room = c ? count_room : NULL,
+        .on_room_arg = c,
+    };
+    agent_outq *q = agent_outq_new(&o);
+    assert_non_null(q);
+    if (c)
+        c->q = q;
+    return q;
+}
+
+/* A data frame of exactly len payload bytes, all of them tag. */
+static agent_frame *data_frame(size_t len, unsigned char tag)
+{
+    agent_frame *f = agent_frame_new(1, len);
+    assert_non_null(f);
+    memset(agent_frame_data(f), tag, len);
+    return f;
+}
+
+/* Pops one frame, checks it is a text frame holding want, frees it. */
+static void pop_text(agent_outq *q, const char *want)
+{
+    agent_frame *f = agent_outq_pop(q);
+    assert_non_null(f);
+    assert_int_equal(f->binary, 0);
+    assert_int_equal(f->len, strlen(want));
+    assert_memory_equal(agent_frame_data(f), want, f->len);
+    assert_null(f->next);
+    agent_frame_free(f);
+}
+
+static void frames_have_headroom_and_a_terminator(void **state)
+{
+    agent_frame *f = agent_frame_text("{\"type\":\"heartbeat\"}");
+    assert_non_null(f);
+    assert_int_equal(f->binary, 0);
+    assert_int_equal(f->len, 20);
+    /* lws_write needs LWS_PRE writable bytes before the payload */
+    assert_ptr_equal(agent_frame_data(f), f->mem + LWS_PRE);
+    assert_string_equal((char *)agent_frame_data(f), "{\"type\":\"heartbeat\"}");
+    agent_frame_free(f);
+
+    f = agent_frame_new(1, 0);
+    assert_non_null(f);
+    assert_int_equal(f->len, 0);
+    assert_int_equal(agent_frame_data(f)[0], 0);
+    agent_frame_free(f);
+    agent_frame_free(NULL);
+}
+
+static void closed_until_reset_and_stale_generations_refused(void **state)
+{
+    counters c = {0};
+    agent_outq *q = new_queue(1024, &c);
+
+    /* a new queue belongs to no connection: everything is refused (and freed) */
+    assert_int_equal(agent_outq_push(q, data_frame(10, 'a'), 1, 0), -1);
+    assert_int_equal(agent_outq_push_text(q, "{}", 1, 1), -1);
+    assert_int_equal(agent_outq_push(q, data_frame(10, 'a'), 0, 0), -1);
+    assert_int_equal(c.pushes, 0);
+    assert_true(agent_outq_empty(q));
+
+    agent_outq_reset(q, 7);
+    assert_int_equal(agent_outq_push(q, data_frame(10, 'a'), 6, 0), -1); /* older */
+    assert_int_equal(agent_outq_push(q, data_frame(10, 'a'), 8, 0), -1); /* newer */
+    assert_int_equal(agent_outq_push(q, data_frame(10, 'a'), 0, 0), -1); /* none */
+    assert_int_equal(c.pushes, 0);
+    assert_int_equal(agent_outq_push(q, data_frame(10, 'a'), 7, 0), 0);
+    assert_int_equal(agent_outq_push_text(q, "{\"n\":1}", 7, 1), 0);
+    assert_int_equal(c.pushes, 2);
+    assert_false(agent_outq_empty(q));
+
+    /* the connection drops: what it queued is freed, nothing is accepted */
+    agent_outq_reset(q, 0);
+    assert_true(agent_outq_empty(q));
+    assert_null(agent_outq_pop(q));
+    assert_int_equal(agent_outq_push_text(q, "{}", 7, 1), -1);
+    assert_int_equal(agent_outq_push_text(q, "{}", 0, 1), -1);
+
+    /* the next connection starts empty, with the whole cap */
+    agent_outq_reset(q, 8);
+    assert_true(agent_outq_has_room(q));
+    assert_int_equal(agent_outq_push_text(q, "{}", 8, 0), 0);
+    agent_outq_free(q); /* frees what is still queued */
+}
+
+static void bad_arguments_are_refused(void **state)
+{
+    agent_outq *q = new_queue(1024, NULL);
+    agent_outq_reset(q, 1);
+    assert_int_equal(agent_outq_push(q, NULL, 1, 0), -1);
+    assert_int_equal(agent_outq_push_text(q, NULL, 1, 0), -1);
+    assert_true(agent_outq_empty(q));
+    /* no callbacks set: pushes and pops still work */
+    assert_int_equal(agent_outq_push_text(q, "x", 1, 0), 0);
+    pop_text(q, "x");
+    agent_outq_free(q);
+    agent_outq_free(NULL);
+}
+
+static void control_lane_goes_first_each_lane_in_order(void **state)
+{
+    agent_outq *q = new_queue(1 << 20, NULL);
+    agent_outq_reset(q, 3);
+    assert_int_equal(agent_outq_push_text(q, "d1", 3, 0), 0);
+    assert_int_equal(agent_outq_push_text(q, "d2", 3, 0), 0);
+    assert_int_equal(agent_outq_push_text(q, "c1", 3, 1), 0);
+    assert_int_equal(agent_outq_push_text(q, "d3", 3, 0), 0);
+    assert_int_equal(agent_outq_push_text(q, "c2", 3, 1), 0);
+    pop_text(q, "c1");
+    pop_text(q, "c2");
+    pop_text(q, "d1");
+    /* a control frame queued later still overtakes the remaining data */
+    assert_int_equal(agent_outq_push_text(q, "c3", 3, 1), 0);
+    pop_text(q, "c3");
+    pop_text(q, "d2");
+    pop_text(q, "d3");
+    assert_null(agent_outq_pop(q));
+    assert_true(agent_outq_empty(q));
+    /* a lane emptied and filled again keeps its order (tail reset) */
+    assert_int_equal(agent_outq_push_text(q, "d4", 3, 0), 0);
+    assert_int_equal(agent_outq_push_text(q, "d5", 3, 0), 0);
+    pop_text(q, "d4");
+    pop_text(q, "d5");
+    agent_outq_free(q);
+}
+
+/* The cap is the producers' to check (has_room); the queue accounts for
+ * payload bytes of the data lane only and calls on_room once when a pop
+ * takes a full lane back under the cap. */
+static void data_cap_accounting_and_room_callback(void **state)
+{
+    counters c = {0};
+    agent_outq *q = new_queue(100, &c);
+    agent_outq_reset(q, 1);
+    assert_int_equal(c.rooms, 1); /* a reset wakes producers waiting for room */
+    c.rooms = 0;
+
+    assert_true(agent_outq_has_room(q));
+    assert_int_equal(agent_outq_push(q, data_frame(40, 'a'), 1, 0), 0);
+    assert_int_equal(agent_outq_push(q, data_frame(40, 'b'), 1, 0), 0);
+    assert_true(agent_outq_has_room(q)); /* 80 < 100 */
+    /* control frames do not count against the data cap */
+    for (int i = 0; i < 10; i++) {
+        agent_frame *f = agent_frame_new(0, 50);
+        assert_non_null(f);
+        memset(agent_frame_data(f), 'c', 50);
+        assert_int_equal(agent_outq_push(q, f, 1, 1), 0);
+    }
+    assert_true(agent_outq_has_room(q));
+    /* exactly at the cap is full; over it is accepted and accounted */
+    assert_int_equal(agent_outq_push(q, data_frame(20, 'c'), 1, 0), 0);
+    assert_false(agent_outq_has_room(q)); /* 100 */
+    assert_int_equal(agent_outq_push(q, data_frame(40, 'd'), 1, 0), 0);
+    assert_false(agent_outq_has_room(q)); /* 140 */
+    assert_int_equal(c.pushes, 14);
+
+    /* the control frames leave first and change nothing */
+    for (int i = 0; i < 10; i++) {
+        agent_frame *f = agent_outq_pop(q);
+        assert_non_null(f);
+        assert_int_equal(f->binary, 0);
+        agent_frame_free(f);
+    }
+    assert_int_equal(c.rooms, 0);
+    agent_frame *f = agent_outq_pop(q); /* 'a' 40 → 100: still full */
+    assert_non_null(f);
+    assert_int_equal(agent_frame_data(f)[0], 'a');
+    agent_frame_free(f);
+    assert_false(agent_outq_has_room(q));
+    assert_int_equal(c.rooms, 0);
+    f = agent_outq_pop(q); /* 'b' 40 → 60: room again, said once */
+    assert_int_equal(agent_frame_data(f)[0], 'b');
+    agent_frame_free(f);
+    assert_true(agent_outq_has_room(q));
+    assert_int_equal(c.rooms, 1);
+    assert_int_equal(c.had_room, 1); /* called after the accounting, lock released */
+    f = agent_outq_pop(q); /* 60 → 40: was not full, no call */
+    agent_frame_free(f);
+    assert_int_equal(c.rooms, 1);
+    f = agent_outq_pop(q); /* 40 → 0 */
+    assert_non_null(f);
+    assert_int_equal(f->len, 40);
+    assert_int_equal(agent_frame_data(f)[39], 'd');
+    agent_frame_free(f);
+    assert_null(agent_outq_pop(q));
+    assert_int_equal(c.rooms, 1);
+
+    /* a reset of a full lane frees it and gives the whole cap back */
+    assert_int_equal(agent_outq_push(q, data_frame(150, 'e'), 1, 0), 0);
+    assert_false(agent_outq_has_room(q));
+    agent_outq_reset(q, 2);
+    assert_true(agent_outq_has_room(q));
+    assert_int_equal(c.rooms, 2);
+    agent_outq_free(q);
+}
+
+static void two_queues_are_independent(void **state)
+{
+    counters c1 = {0}, c2 = {0};
+    agent_outq *q1 = new_queue(10, &c1), *q2 = new_queue(1000, &c2);
+    agent_outq_reset(q1, 1);
+    agent_outq_reset(q2, 5);
+    assert_int_equal(agent_outq_push_text(q1, "one", 1, 0), 0);
+    assert_int_equal(agent_outq_push_text(q1, "two", 5, 0), -1); /* q2's generation */
+    assert_int_equal(agent_outq_push_text(q2, "two", 5, 0), 0);
+    assert_int_equal(agent_outq_push(q1, data_frame(20, 'x'), 1, 0), 0);
+    assert_false(agent_outq_has_room(q1));
+    assert_true(agent_outq_has_room(q2));
+    assert_int_equal(c1.pushes, 2);
+    assert_int_equal(c2.pushes, 1);
+    pop_text(q2, "two");
+    assert_null(agent_outq_pop(q2));
+    pop_text(q1, "one");
+    agent_outq_reset(q2, 0);
+    assert_false(agent_outq_empty(q1)); /* q2's reset left q1 alone */
+    agent_outq_free(q2);
+    agent_frame *f = agent_outq_pop(q1);
+    assert_non_null(f);
+    agent_frame_free(f);
+    assert_true(agent_outq_has_room(q1));
+    agent_outq_free(q1);
+}
+
+/* ---- many producers, one consumer (as job threads and the lws thread) ---- */
+
+#define PRODUCERS 4
+#define PER_PRODUCER 2000
+
+typedef struct {
+    agent_outq *q;
+    int idx;
+    uint64_t gen;
+} producer_arg;
+
+static void *producer_main(void *arg)
+{
+    producer_arg *p = arg;
+    for (int i = 0; i < PER_PRODUCER; i++) {
+        agent_frame *f = agent_frame_new(1, 8);
+        if (!f)
+            return (void *)1;
+        unsigned char *d = agent_frame_data(f);
+        d[0] = (unsigned char)p->idx;
+        memcpy(d + 4, &i, sizeof(i));
+        /* every 10th frame on the control lane, like exec refusals */
+        if (agent_outq_push(p->q, f, p->gen, i % 10 == 0) != 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void concurrent_producers_keep_per_producer_order(void **state)
+{
+    counters c = {0};
+    agent_outq *q = new_queue(1 << 30, &c);
+    agent_outq_reset(q, 9);
+    pthread_t thr[PRODUCERS];
+    producer_arg args[PRODUCERS];
+    for (int i = 0; i < PRODUCERS; i++) {
+        args[i] = (producer_arg){q, i, 9};
+        assert_int_equal(pthread_create(&thr[i], NULL, producer_main, &args[i]), 0);
+    }
+    /* next expected sequence number per producer and lane */
+    int next[PRODUCERS][2];
+    memset(next, 0, sizeof(next));
+    int got = 0;
+    while (got < PRODUCERS * PER_PRODUCER) {
+        agent_frame *f = agent_outq_pop(q);
+        if (!f) {
+            sched_yield();
+            continue;
+        }
+        unsigned char *d = agent_frame_data(f);
+        int idx = d[0], seq;
+        memcpy(&seq, d + 4, sizeof(seq));
+        assert_true(idx < PRODUCERS);
+        int lane = seq % 10 == 0;
+        assert_true(seq >= next[idx][lane]);
+        /* the next one of this lane from this producer */
+        next[idx][lane] = seq + 1;
+        agent_frame_free(f);
+        got++;
+    }
+    for (int i = 0; i < PRODUCERS; i++) {
+        void *rv;
+        pthread_join(thr[i], &rv);
+        assert_null(rv);
+    }
+    assert_int_equal(__atomic_load_n(&c.pushes, __ATOMIC_RELAXED), PRODUCERS * PER_PRODUCER);
+    assert_true(agent_outq_empty(q));
+    assert_true(agent_outq_has_room(q));
+    agent_outq_free(q);
+}
+
+/* A reset racing producers: every frame is either popped or freed by the
+ * reset (ASan's leak check counts them), and none of a stale generation is
+ * ever popped. */
+static void reset_racing_producers_loses_nothing(void **state)
+{
+    agent_outq *q = new_queue(1 << 30, NULL);
+    agent_outq_reset(q, 1);
+    pthread_t thr[PRODUCERS];
+    producer_arg args[PRODUCERS];
+    for (int i = 0; i < PRODUCERS; i++) {
+        args[i] = (producer_arg){q, i, 1};
+        assert_int_equal(pthread_create(&thr[i], NULL, producer_main, &args[i]), 0);
+    }
+    int popped = 0;
+    while (popped < 100) {
+        agent_frame *f = agent_outq_pop(q);
+        if (f) {
+            popped++;
+            agent_frame_free(f);
+        } else {
+            sched_yield();
+        }
+    }
+    agent_outq_reset(q, 2);
+    for (int i = 0; i < PRODUCERS; i++)
+        pthread_join(thr[i], NULL); /* pushes after the reset fail: producers may stop early */
+    agent_frame *f;
+    while ((f = agent_outq_pop(q)))
+        fail_msg("a frame of the old generation survived the reset");
+    agent_outq_free(q);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(frames_have_headroom_and_a_terminator),
+        cmocka_unit_test(closed_until_reset_and_stale_generations_refused),
+        cmocka_unit_test(bad_arguments_are_refused),
+        cmocka_unit_test(control_lane_goes_first_each_lane_in_order),
+        cmocka_unit_test(data_cap_accounting_and_room_callback),
+        cmocka_unit_test(two_queues_are_independent),
+        cmocka_unit_test(concurrent_producers_keep_per_producer_order),
+        cmocka_unit_test(reset_racing_producers_loses_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,745 @@
+/* test_agent_runner.c — the agent's command runner (agent/runner.c) on its
+ * own, with real short commands (/bin/echo, /bin/sh) standing in for
+ * kubectl and a test sink draining its outgoing queue (agent/outq.c) the way
+ * the tunnel's WRITEABLE callback does: output frames, exec_end and legacy
+ * command_response are decoded and checked.  Covered: exit codes, stdout vs
+ * stderr, the per-request credit window, the output cap, the timeout (rc 124,
+ * the whole process group killed), cancel, the concurrency slots, duplicate
+ * ids, dropped connections, shutdown, spawn failures, the child's
+ * environment, two runners side by side and teardown with jobs running. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "argv.h"
+#include "log.h"
+#include "outq.h"
+#include "proto.h"
+#include "runner.h"
+
+#define WAIT_MS 20000 /* generous: the machine may be loaded */
+#define MAX_IDS 16
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What the sink saw for one request id. */
+typedef struct {
+    char out[8192], err[8192];
+    size_t outlen, errlen;
+    int64_t window;       /* credit left as the sink accounts it; never below 0 */
+    int ended;
+    int rc, truncated;
+    int64_t bytes_out;
+    char code[64], error[256];
+} req;
+
+/* A runner with its queue and the sink that drains it. */
+typedef struct {
+    agent_outq *q;
+    agent_runner *r;
+    uint64_t gen;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int events;           /* pushes + job ends, to wait on */
+    req reqs[MAX_IDS];    /* by id (1..MAX_IDS-1) */
+    int legacy_done;      /* legacy command_response */
+    int legacy_success, legacy_rc;
+    char legacy_id[64], legacy_out[8192], legacy_err[1024];
+    int foreign;          /* frames for an id nobody asked about */
+} fixture;
+
+static void on_event(void *arg)
+{
+    fixture *fx = arg;
+    pthread_mutex_lock(&fx->mu);
+    fx->events++;
+    pthread_cond_broadcast(&fx->cv);
+    pthread_mutex_unlock(&fx->mu);
+}
+
+static void on_room(void *arg)
+{
+    fixture *fx = arg;
+    if (fx->r)
+        agent_runner_wake_room(fx->r);
+}
+
+static fixture *fixture_new(const char *program, int max_concurrent, int64_t max_output,
+                            size_t outq_cap)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    pthread_mutex_init(&fx->mu, NULL);
+    pthread_cond_init(&fx->cv, NULL);
+    agent_outq_opts qo = {.cap = outq_cap,
+                          .on_push = on_event,
+                          .on_push_arg = fx,
+                          .on_room = on_room,
+                          .on_room_arg = fx};
+    fx->q = agent_outq_new(&qo);
+    assert_non_null(fx->q);
+    agent_runner_opts ro = {.kubectl_path = program,
+                            .max_concurrent = max_concurrent,
+                            .timeout_max = 30,
+                            .max_output = max_output,
+                            .outq = fx->q,
+                            .notify = on_event,
+                            .notify_arg = fx};
+    fx->r = agent_runner_new(&ro);
+    assert_non_null(fx->r);
+    fx->gen = 1;
+    agent_outq_reset(fx->q, fx->gen);
+    return fx;
+}
+
+static void fixture_free(fixture *fx)
+{
+    agent_runner_free(fx->r);
+    fx->r = NULL;
+    agent_outq_free(fx->q);
+    pthread_cond_destroy(&fx->cv);
+    pthread_mutex_destroy(&fx->mu);
+    free(fx);
+}
+
+/* Decodes one popped frame into the fixture's records. */
+static void absorb(fixture *fx, agent_frame *f)
+{
+    unsigned char *d = agent_frame_data(f);
+    if (f->binary) {
+        int ch;
+        uint32_t id;
+        const unsigned char *p;
+        size_t n;
+        assert_int_equal(proto_data_parse(d, f->len, &ch, &id, &p, &n), 0);
+        if (id == 0 || id >= MAX_IDS) {
+            fx->foreign++;
+            return;
+        }
+        req *rq = &fx->reqs[id];
+        assert_false(rq->ended); /* nothing after exec_end */
+        rq->window -= (int64_t)n;
+        assert_true(rq->window >= 0); /* never beyond the credit given */
+        char *buf = ch == PROTO_CHAN_STDOUT ? rq->out : rq->err;
+        size_t *len = ch == PROTO_CHAN_STDOUT ? &rq->outlen : &rq->errlen;
+        assert_true(ch == PROTO_CHAN_STDOUT || ch == PROTO_CHAN_STDERR);
+        assert_true(*len + n < sizeof(rq->out));
+        memcpy(buf + *len, p, n);
+        *len += n;
+        buf[*len] = '\0';
+        return;
+    }
+    proto_msg m;
+    char err[256];
+    memset(&m, 0, sizeof(m));
+    assert_int_equal(proto_decode((const char *)d, f->len, &m, err, sizeof(err)), 0);
+    if (m.type == MSG_EXEC_END) {
+        if (m.id == 0 || m.id >= MAX_IDS) {
+            fx->foreign++;
+        } else {
+            req *rq = &fx->reqs[m.id];
+            assert_false(rq->ended); /* exactly one exec_end */
+            rq->ended = 1;
+            rq->rc = m.return_code;
+            rq->truncated = m.truncated;
+            rq->bytes_out = m.bytes;
+            snprintf(rq->code, sizeof(rq->code), "%s", m.error_code ? m.error_code : "");
+            snprintf(rq->error, sizeof(rq->error), "%s", m.error ? m.error : "");
+        }
+    } else if (m.type == MSG_COMMAND_RESPONSE) {
+        assert_false(fx->legacy_done);
+        fx->legacy_done = 1;
+        fx->legacy_success = m.success;
+        fx->legacy_rc = m.return_code;
+        snprintf(fx->legacy_id, sizeof(fx->legacy_id), "%s", m.command_id ? m.command_id : "");
+        snprintf(fx->legacy_out, sizeof(fx->legacy_out), "%.*s", (int)m.output_len,
+                 m.output ? m.output : "");
+        snprintf(fx->legacy_err, sizeof(fx->legacy_err), "%s", m.error ? m.error : "");
+    } else {
+        fail_msg("unexpected message type %d on the queue", (int)m.type);
+    }
+    proto_msg_free(&m);
+}
+
+/* Drains the queue until done(fx, arg) holds; fails after WAIT_MS. */
+static void pump_until(fixture *fx, int (*done)(fixture *, const void *), const void *arg)
+{
+    int64_t deadline = now_ms() + WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&fx->mu);
+        int seen = fx->events;
+        pthread_mutex_unlock(&fx->mu);
+        agent_frame *f;
+        while ((f = agent_outq_pop(fx->q))) {
+            absorb(fx, f);
+            agent_frame_free(f);
+        }
+        agent_runner_reap(fx->r);
+        if (done(fx, arg))
+            return;
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            fail_msg("timed out waiting on the runner");
+        pthread_mutex_lock(&fx->mu);
+        if (fx->events == seen) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t w = left < 200 ? left : 200; /* bounded: also re-checks done() */
+            ts.tv_sec += w / 1000;
+            ts.tv_nsec += (w % 1000) * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&fx->cv, &fx->mu, &ts);
+        }
+        pthread_mutex_unlock(&fx->mu);
+    }
+}
+
+static int ended(fixture *fx, const void *arg)
+{
+    return fx->reqs[*(const uint32_t *)arg].ended;
+}
+
+static int stdout_at_least(fixture *fx, const void *arg)
+{
+    const size_t *want = arg;
+    return fx->reqs[want[0]].outlen >= want[1];
+}
+
+static int legacy_done(fixture *fx, const void *arg)
+{
+    return fx->legacy_done;
+}
+
+static int all_idle(fixture *fx, const void *arg)
+{
+    return agent_runner_active(fx->r) == 0;
+}
+
+static req *wait_end(fixture *fx, uint32_t id)
+{
+    pump_until(fx, ended, &id);
+    return &fx->reqs[id];
+}
+
+static void wait_stdout(fixture *fx, uint32_t id, size_t n)
+{
+    size_t want[2] = {id, n};
+    pump_until(fx, stdout_at_least, want);
+}
+
+/* argv from words (NULL-terminated). */
+static argv_t words(const char *w0, ...)
+{
+    const char *w[16];
+    int n = 0;
+    va_list ap;
+    va_start(ap, w0);
+    for (const char *x = w0; x && n < 16; x = va_arg(ap, const char *))
+        w[n++] = x;
+    va_end(ap);
+    argv_t a;
+    char err[128];
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(argv_from_strings(w, n, &a, err, sizeof(err)), 0);
+    return a;
+}
+
+static agent_run_result exec_words(fixture *fx, uint32_t id, double timeout, int64_t max_output,
+                                   int64_t window, argv_t a)
+{
+    fx->reqs[id].window = window;
+    agent_run_result rr = agent_runner_exec(fx->r, fx->gen, id, &a, timeout, max_output, window);
+    if (rr == RUN_STARTED)
+        assert_int_equal(a.c, 0); /* taken over */
+    argv_free(&a);
+    return rr;
+}
+
+/* /proc/<pid>/stat state, or 0 if the process is gone. */
+static char proc_state(pid_t pid)
+{
+    char p[64], buf[512];
+    snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' ? rp[2] : 0;
+}
+
+/* Waits until pid is gone or a zombie (killed, not yet reaped by its parent). */
+static int wait_dead(pid_t pid)
+{
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (now_ms() < deadline) {
+        int st;
+        /* we are the subreaper: an orphan from the test's commands is ours */
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return 1;
+        char s = proc_state(pid);
+        if (s == 0 || s == 'Z' || s == 'X')
+            return 1;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void echo_output_and_exec_end(void **state)
+{
+    fixture *fx = fixture_new("/bin/echo", 4, 1 << 20, 1 << 20);
+    assert_int_equal(exec_words(fx, 1, 10, 0, PROTO_DEFAULT_WINDOW, words("hello", "world", NULL)),
+                     RUN_STARTED);
+    req *rq = wait_end(fx, 1);
+    assert_string_equal(rq->out, "hello world\n");
+    assert_int_equal(rq->errlen, 0);
+    assert_int_equal(rq->rc, 0);
+    assert_string_equal(rq->code, "");
+    assert_int_equal(rq->truncated, 0);
+    assert_int_equal(rq->bytes_out, 12);
+    pump_until(fx, all_idle, NULL);
+    assert_int_equal(fx->foreign, 0);
+    fixture_free(fx);
+}
+
+static void exit_code_and_stderr_channel(void **state)
+{
+    fixture *fx = fixture_new("/bin/sh", 4, 1 << 20, 1 << 20);
+    assert_int_equal(exec_words(fx, 2, 10, 0, PROTO_DEFAULT_WINDOW,
+                                words("-c", "echo out; echo err >&2; exit 3", NULL)),
+                     RUN_STARTED);
+    assert_int_equal(exec_words(fx, 3, 10, 0, PROTO_DEFAULT_WINDOW,
+                                words("-c", "kill -KILL $$", NULL)),
+                     RUN_STARTED);
+    req *rq = wait_end(fx, 2);
+    assert_string_equal(rq->out, "out\n");
+    assert_string_equal(rq->err, "err\n");
+    assert_int_equal(rq->rc, 3);
+    assert_string_equal(rq->code, ""); /* a failing command is not an agent error */
+    assert_int_equal(rq->bytes_out, 8);
+    rq = wait_end(fx, 3);
+    assert_int_equal(rq->rc, 128 + SIGKILL); /* killed by a signal: 128+n */
+    fixture_free(fx);
+}
+
+/* The child's environment is the agent's minus its token. */
+static void child_never_sees_the_agent_token(void **state)
+{
+    setenv("AURORA_AGENT_TOKEN", "aurora_kubectl_secret", 1);
+    setenv("RUNNER_TEST_VISIBLE", "yes", 1);
+    fixture *fx = fixture_new("/bin/sh", 4, 1 << 20, 1 << 20);
+    unsetenv("AURORA_AGENT_TOKEN");
+    assert_int_equal(exec_words(fx, 1, 10, 0, PROTO_DEFAULT_WINDOW,
+                                words("-c",
+                                      "echo \"${AURORA_AGENT_TOKEN-unset} $RUNNER_TEST_VISIBLE\"; "
+                                      "ls /proc/self/fd | wc -l",
+                                      NULL)),
+                     RUN_STARTED);
+    req *rq = wait_end(fx, 1);
+    /* stdin, stdout, stderr and ls's own directory fd: nothing else inherited */
+    assert_string_equal(rq->out, "unset yes\n4\n");
+    fixture_free(fx);
+}
+
+/* Output goes out only within the credit the server gave (the sink asserts
+ * its window never goes negative), and resumes on each credit. */
+static void credit_window_bounds_output(void **state)
+{
+    fixture *fx = fixture_new("/bin/sh", 4, 1 << 20, 1 << 20);
+    /* 3000 bytes in one write, well within the pipe buffer */
+    assert_int_equal(exec_words(fx, 4, 20, 0, 100, words("-c", "head -c 3000 /dev/zero | tr '\\0' x", NULL)),
+                     RUN_STARTED);
+    wait_stdout(fx, 4, 100);
+    assert_int_equal(fx->reqs[4].outlen, 100);
+    assert_false(fx->reqs[4].ended); /* cannot end with output still held back */
+    assert_int_equal(agent_runner_credit(fx->r, fx->gen, 4, 900), 0);
+    fx->reqs[4].window += 900;
+    wait_stdout(fx, 4, 1000);
+    assert_int_equal(fx->reqs[4].outlen, 1000);
+    assert_false(fx->reqs[4].ended);
+    /* zero and negative credit change nothing */
+    assert_int_equal(agent_runner_credit(fx->r, fx->gen, 4, 0), 0);
+    assert_int_equal(agent_runner_credit(fx->r, fx->gen, 4, -5), 0);
+    /* a huge credit saturates instead of overflowing */
+    assert_int_equal(agent_runner_credit(fx->r, fx->gen, 4, INT64_MAX), 0);
+    assert_int_equal(agent_runner_credit(fx->r, fx->gen, 4, INT64_MAX), 0);
+    fx->reqs[4].window = INT64_MAX;
+    req *rq = wait_end(fx, 4);
+    assert_int_equal(rq->outlen, 3000);
+    assert_int_equal(rq->bytes_out, 3000);
+    assert_int_equal(rq->rc, 0);
+    /* credit for what is not running (any more, or another connection's) */
+    pump_until(fx, all_idle, NULL);
+    assert_int_equal(agent_runner_credit(fx->r, fx->gen, 4, 10), -1);
+    assert_int_equal(agent_runner_credit(fx->r, fx->gen, 9, 10), -1);
+    assert_int_equal(agent_runner_credit(fx->r, fx->gen + 1, 4, 10), -1);
+    fixture_free(fx);
+}
+
+/* A window of 0: nothing at all until the first credit. */
+static void zero_window_waits_for_credit(void **state)
+{
+    fixture *fx = fixture_new("/bin/echo", 4, 1 << 20, 1 << 20);
+    assert_int_equal(exec_words(fx, 5, 20, 0, 0, words("abc", NULL)), RUN_STARTED);
+    /* (any byte before the credit would take the sink's window below 0) */
+    fx->reqs[5].window = 2;
+    assert_int_equal(agent_runner_credit(fx->r, fx->gen, 5, 2), 0);
+    wait_stdout(fx, 5, 2);
+    assert_string_equal(fx->reqs[5].out, "ab");
+    fx->reqs[5].window += 10;
+    assert_int_equal(agent_runner_credit(fx->r, fx->gen, 5, 10), 0);
+    req *rq = wait_end(fx, 5);
+    assert_string_equal(rq->out, "abc\n");
+    fixture_free(fx);
+}
+
+/* The request's max_output and the agent's cap, whichever is smaller. */
+static void output_cap_truncates(void **state)
+{
+    fixture *fx = fixture_new("/bin/sh", 4, 50, 1 << 20);
+    const char *cmd = "head -c 5000 /dev/zero | tr '\\0' y; echo tail >&2";
+    assert_int_equal(exec_words(fx, 1, 20, 10, PROTO_DEFAULT_WINDOW, words("-c", cmd, NULL)),
+                     RUN_STARTED);
+    assert_int_equal(exec_words(fx, 2, 20, 0, PROTO_DEFAULT_WINDOW, words("-c", cmd, NULL)),
+                     RUN_STARTED);
+    assert_int_equal(exec_words(fx, 3, 20, 1000, PROTO_DEFAULT_WINDOW, words("-c", cmd, NULL)),
+                     RUN_STARTED);
+    req *rq = wait_end(fx, 1);
+    assert_int_equal(rq->outlen + rq->errlen, 10);
+    assert_int_equal(rq->bytes_out, 10);
+    assert_int_equal(rq->truncated, 1);
+    assert_string_equal(rq->code, EC_OUTPUT_LIMIT);
+    assert_non_null(strstr(rq->error, "10 bytes"));
+    assert_int_equal(rq->rc, 0); /* the command itself succeeded */
+    for (uint32_t id = 2; id <= 3; id++) { /* agent cap 50 applies to both */
+        rq = wait_end(fx, id);
+        assert_int_equal(rq->outlen + rq->errlen, 50);
+        assert_int_equal(rq->bytes_out, 50);
+        assert_int_equal(rq->truncated, 1);
+        assert_string_equal(rq->code, EC_OUTPUT_LIMIT);
+    }
+    fixture_free(fx);
+}
+
+/* Timeout: rc 124 / TIMEOUT, and every process of the group is gone — the
+ * shell and the background sleep it started. */
+static void timeout_kills_the_process_group(void **state)
+{
+    fixture *fx = fixture_new("/bin/sh", 4, 1 << 20, 1 << 20);
+    int64_t t0 = now_ms();
+    assert_int_equal(exec_words(fx, 6, 0.5, 0, PROTO_DEFAULT_WINDOW,
+                                words("-c", "sleep 60 & echo $!; echo $$; wait", NULL)),
+                     RUN_STARTED);
+    req *rq = wait_end(fx, 6);
+    int64_t took = now_ms() - t0;
+    assert_int_equal(rq->rc, 124);
+    assert_string_equal(rq->code, EC_TIMEOUT);
+    assert_non_null(strstr(rq->error, "timed out"));
+    assert_true(took >= 500);
+    assert_true(took < 15000); /* not the 60 s of the sleep */
+    long sleeper = 0, shell = 0;
+    assert_int_equal(sscanf(rq->out, "%ld\n%ld", &sleeper, &shell), 2);
+    assert_true(sleeper > 1 && shell > 1);
+    assert_true(wait_dead((pid_t)shell));
+    assert_true(wait_dead((pid_t)sleeper));
+    fixture_free(fx);
+}
+
+/* A command ignoring SIGTERM is SIGKILLed after the grace. */
+static void timeout_escalates_to_sigkill(void **state)
+{
+    fixture *fx = fixture_new("/bin/sh", 4, 1 << 20, 1 << 20);
+    assert_int_equal(exec_words(fx, 7, 0.2, 0, PROTO_DEFAULT_WINDOW,
+                                words("-c", "trap '' TERM; echo $$; while :; do sleep 1; done",
+                                      NULL)),
+                     RUN_STARTED);
+    req *rq = wait_end(fx, 7);
+    assert_int_equal(rq->rc, 124);
+    long shell = 0;
+    assert_int_equal(sscanf(rq->out, "%ld", &shell), 1);
+    assert_true(wait_dead((pid_t)shell));
+    fixture_free(fx);
+}
+
+static void cancel_ends_with_130(void **state)
+{
+    fixture *fx = fixture_new("/bin/sh", 4, 1 << 20, 1 << 20);
+    assert_int_equal(exec_words(fx, 8, 30, 0, PROTO_DEFAULT_WINDOW,
+                                words("-c", "echo $$; exec sleep 60", NULL)),
+                     RUN_STARTED);
+    wait_stdout(fx, 8, 2);
+    assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 8), 0);
+    assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 8), 0); /* repeated: still one end */
+    req *rq = wait_end(fx, 8);
+    assert_int_equal(rq->rc, 130);
+    assert_string_equal(rq->code, EC_CANCELLED);
+    assert_string_equal(rq->error, "command cancelled");
+    long pid = 0;
+    assert_int_equal(sscanf(rq->out, "%ld", &pid), 1);
+    assert_true(wait_dead((pid_t)pid));
+    pump_until(fx, all_idle, NULL);
+    /* nothing to cancel: unknown id, finished id, other connection */
+    assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 8), -1);
+    assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 12), -1);
+    assert_int_equal(agent_runner_cancel(fx->r, fx->gen + 1, 8), -1);
+    fixture_free(fx);
+}
+
+/* max_concurrent slots per connection: BUSY when full (argv stays the
+ * caller's), a slot is free again by the time exec_end is queued, duplicate
+ * ids refused, another connection's jobs not counted. */
+static void concurrency_slots(void **state)
+{
+    fixture *fx = fixture_new("/bin/sleep", 2, 1 << 20, 1 << 20);
+    assert_int_equal(exec_words(fx, 1, 30, 0, PROTO_DEFAULT_WINDOW, words("60", NULL)), RUN_STARTED);
+    assert_int_equal(exec_words(fx, 2, 30, 0, PROTO_DEFAULT_WINDOW, words("60", NULL)), RUN_STARTED);
+    assert_int_equal(agent_runner_active(fx->r), 2);
+
+    argv_t a = words("60", NULL);
+    assert_int_equal(agent_runner_exec(fx->r, fx->gen, 3, &a, 30, 0, 100), RUN_BUSY);
+    assert_int_equal(a.c, 1); /* not taken: still the caller's */
+    assert_string_equal(a.v[0], "60");
+    assert_int_equal(agent_runner_exec(fx->r, fx->gen, 1, &a, 30, 0, 100), RUN_DUPLICATE);
+    assert_int_equal(a.c, 1);
+    assert_int_equal(agent_runner_legacy(fx->r, fx->gen, "cmd-busy", &a, 30), RUN_BUSY);
+    assert_int_equal(a.c, 1);
+    argv_free(&a);
+
+    /* the slot is free when exec_end arrives (the server sends the next
+     * command right then) */
+    assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 1), 0);
+    wait_end(fx, 1);
+    assert_int_equal(exec_words(fx, 3, 30, 0, PROTO_DEFAULT_WINDOW, words("0", NULL)), RUN_STARTED);
+    wait_end(fx, 3);
+    assert_int_equal(fx->reqs[3].rc, 0);
+
+    /* the connection drops: its jobs are killed, deliver nothing, and the
+     * next connection has all its slots at once */
+    uint64_t old = fx->gen;
+    fx->gen = old + 1;
+    agent_outq_reset(fx->q, fx->gen);
+    agent_runner_drop(fx->r, old);
+    assert_int_equal(exec_words(fx, 4, 30, 0, PROTO_DEFAULT_WINDOW, words("60", NULL)), RUN_STARTED);
+    assert_int_equal(exec_words(fx, 5, 30, 0, PROTO_DEFAULT_WINDOW, words("60", NULL)), RUN_STARTED);
+    /* the id of a job of the old connection: busy, not a duplicate (a
+     * duplicate is reported before the slots are counted) */
+    assert_int_equal(exec_words(fx, 2, 30, 0, PROTO_DEFAULT_WINDOW, words("0", NULL)), RUN_BUSY);
+    assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 4), 0);
+    assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 5), 0);
+    wait_end(fx, 4);
+    wait_end(fx, 5);
+    pump_until(fx, all_idle, NULL); /* the dropped sleep 60 too */
+    assert_false(fx->reqs[2].ended); /* the dropped job said nothing */
+    assert_int_equal(fx->foreign, 0);
+    assert_int_equal(exec_words(fx, 2, 30, 0, PROTO_DEFAULT_WINDOW, words("0", NULL)), RUN_STARTED);
+    wait_end(fx, 2);
+    assert_int_equal(fx->reqs[2].rc, 0);
+    fixture_free(fx);
+}
+
+/* Shutdown: new commands refused; cancel_all ends the running ones, each
+ * still with its exec_end. */
+static void shutdown_refuses_and_cancels(void **state)
+{
+    fixture *fx = fixture_new("/bin/sleep", 4, 1 << 20, 1 << 20);
+    assert_int_equal(exec_words(fx, 1, 30, 0, PROTO_DEFAULT_WINDOW, words("60", NULL)), RUN_STARTED);
+    agent_runner_set_shutting_down(fx->r);
+    assert_int_equal(exec_words(fx, 2, 30, 0, PROTO_DEFAULT_WINDOW, words("0", NULL)),
+                     RUN_SHUTTING_DOWN);
+    argv_t a = words("0", NULL);
+    assert_int_equal(agent_runner_legacy(fx->r, fx->gen, "c", &a, 5), RUN_SHUTTING_DOWN);
+    argv_free(&a);
+    agent_runner_cancel_all(fx->r);
+    req *rq = wait_end(fx, 1);
+    assert_int_equal(rq->rc, 130);
+    assert_string_equal(rq->code, EC_CANCELLED);
+    assert_non_null(strstr(rq->error, "shutting down"));
+    fixture_free(fx);
+}
+
+static void spawn_failure_is_reported(void **state)
+{
+    fixture *fx = fixture_new("/nonexistent/kubectl", 4, 1 << 20, 1 << 20);
+    assert_int_equal(exec_words(fx, 1, 5, 0, PROTO_DEFAULT_WINDOW, words("get", "pods", NULL)),
+                     RUN_STARTED);
+    req *rq = wait_end(fx, 1);
+    assert_int_equal(rq->rc, 127);
+    assert_string_equal(rq->code, EC_SPAWN_FAILED);
+    assert_non_null(strstr(rq->error, "/nonexistent/kubectl"));
+    /* a cloud program must be an absolute path */
+    argv_t a = words("sts", NULL);
+    assert_int_equal(agent_runner_exec_cloud(fx->r, fx->gen, 2, "aws", &a, NULL, 0, 5, 0, 100),
+                     RUN_FAILED);
+    assert_int_equal(agent_runner_exec_cloud(fx->r, fx->gen, 2, NULL, &a, NULL, 0, 5, 0, 100),
+                     RUN_FAILED);
+    assert_int_equal(agent_runner_exec_cloud(fx->r, fx->gen, 2, "/bin/true", &a, NULL, 1, 5, 0,
+                                             100),
+                     RUN_FAILED); /* nenv without env */
+    assert_int_equal(a.c, 1);
+    argv_free(&a);
+    fixture_free(fx);
+}
+
+static void legacy_command_response(void **state)
+{
+    fixture *fx = fixture_new("/bin/sh", 4, 1 << 20, 1 << 20);
+    argv_t a = words("-c", "echo legacy-out; echo legacy-err >&2", NULL);
+    assert_int_equal(agent_runner_legacy(fx->r, fx->gen, "cmd-1", &a, 10), RUN_STARTED);
+    argv_free(&a);
+    pump_until(fx, legacy_done, NULL);
+    assert_string_equal(fx->legacy_id, "cmd-1");
+    assert_int_equal(fx->legacy_success, 1);
+    assert_int_equal(fx->legacy_rc, 0);
+    assert_string_equal(fx->legacy_out, "legacy-out\n");
+    assert_string_equal(fx->legacy_err, "legacy-err\n");
+
+    fx->legacy_done = 0;
+    a = words("-c", "exit 3", NULL);
+    assert_int_equal(agent_runner_legacy(fx->r, fx->gen, "cmd-2", &a, 10), RUN_STARTED);
+    argv_free(&a);
+    pump_until(fx, legacy_done, NULL);
+    assert_string_equal(fx->legacy_id, "cmd-2");
+    assert_int_equal(fx->legacy_success, 0);
+    assert_int_equal(fx->legacy_rc, 3);
+
+    /* legacy ids live apart from v2 ids: a legacy command does not make
+     * v2 id 0 a duplicate or cancellable */
+    fx->legacy_done = 0;
+    a = words("-c", "sleep 0.2; echo late", NULL);
+    assert_int_equal(agent_runner_legacy(fx->r, fx->gen, "cmd-3", &a, 10), RUN_STARTED);
+    argv_free(&a);
+    assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 0), -1);
+    pump_until(fx, legacy_done, NULL);
+    assert_string_equal(fx->legacy_out, "late\n");
+    fixture_free(fx);
+}
+
+/* A small outgoing queue: a job stops reading when the queue is full and is
+ * woken when the writer makes room; all output arrives, in order. */
+static void full_queue_pauses_and_resumes(void **state)
+{
+    fixture *fx = fixture_new("/bin/sh", 4, 1 << 20, 64);
+    assert_int_equal(exec_words(fx, 1, 20, 0, PROTO_DEFAULT_WINDOW,
+                                words("-c", "i=0; while [ $i -lt 300 ]; do echo line$i; "
+                                            "i=$((i+1)); done",
+                                      NULL)),
+                     RUN_STARTED);
+    req *rq = wait_end(fx, 1);
+    assert_int_equal(rq->rc, 0);
+    /* ordered and complete */
+    char want[8192];
+    size_t n = 0;
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(want + n, sizeof(want) - n, "line%d\n", i);
+    assert_int_equal(rq->outlen, n);
+    assert_string_equal(rq->out, want);
+    fixture_free(fx);
+}
+
+/* Two runners, each with its own queue, side by side. */
+static void two_runners_coexist(void **state)
+{
+    fixture *a = fixture_new("/bin/echo", 1, 1 << 20, 1 << 20);
+    fixture *b = fixture_new("/bin/sh", 1, 1 << 20, 1 << 20);
+    assert_int_equal(exec_words(a, 1, 10, 0, PROTO_DEFAULT_WINDOW, words("from-a", NULL)),
+                     RUN_STARTED);
+    /* a's slot is taken; b's limit is its own */
+    assert_int_equal(exec_words(b, 1, 10, 0, PROTO_DEFAULT_WINDOW,
+                                words("-c", "echo from-b; exit 5", NULL)),
+                     RUN_STARTED);
+    req *ra = wait_end(a, 1), *rb = wait_end(b, 1);
+    assert_string_equal(ra->out, "from-a\n");
+    assert_int_equal(ra->rc, 0);
+    assert_string_equal(rb->out, "from-b\n");
+    assert_int_equal(rb->rc, 5);
+    agent_runner_set_shutting_down(a->r);
+    assert_int_equal(exec_words(b, 2, 10, 0, PROTO_DEFAULT_WINDOW, words("-c", "exit 0", NULL)),
+                     RUN_STARTED); /* a's shutdown is not b's */
+    wait_end(b, 2);
+    fixture_free(a);
+    fixture_free(b);
+}
+
+/* Freeing the runner with a job running kills and reaps it. */
+static void free_with_running_job(void **state)
+{
+    fixture *fx = fixture_new("/bin/sh", 4, 1 << 20, 1 << 20);
+    assert_int_equal(exec_words(fx, 1, 30, 0, PROTO_DEFAULT_WINDOW,
+                                words("-c", "echo $$; exec sleep 60", NULL)),
+                     RUN_STARTED);
+    wait_stdout(fx, 1, 2);
+    long pid = 0;
+    assert_int_equal(sscanf(fx->reqs[1].out, "%ld", &pid), 1);
+    int64_t t0 = now_ms();
+    agent_runner_stop(fx->r);
+    assert_true(now_ms() - t0 < 15000);
+    assert_int_equal(kill((pid_t)pid, 0), -1); /* reaped by the job thread */
+    assert_int_equal(errno, ESRCH);
+    assert_int_equal(agent_runner_active(fx->r), 0);
+    /* stopped: nothing new starts, and the calls find nothing */
+    assert_int_equal(exec_words(fx, 2, 5, 0, 100, words("-c", "exit 0", NULL)), RUN_SHUTTING_DOWN);
+    assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 1), -1);
+    agent_runner_cancel_all(fx->r);
+    agent_runner_drop(fx->r, fx->gen);
+    agent_runner_wake_room(fx->r);
+    agent_runner_reap(fx->r);
+    fixture_free(fx); /* stop again, then free */
+}
+
+static int setup(void **state)
+{
+    log_setup("agent", "warn", "text");
+    /* orphans of the test's commands (a shell's background sleep) come to us */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(echo_output_and_exec_end),
+        cmocka_unit_test(exit_code_and_stderr_channel),
+        cmocka_unit_test(child_never_sees_the_agent_token),
+        cmocka_unit_test(credit_window_bounds_output),
+        cmocka_unit_test(zero_window_waits_for_credit),
+        cmocka_unit_test(output_cap_truncates),
+        cmocka_unit_test(timeout_kills_the_process_group),
+        cmocka_unit_test(timeout_escalates_to_sigkill),
+        cmocka_unit_test(cancel_ends_with_130),
+        cmocka_unit_test(concurrency_slots),
+        cmocka_unit_test(shutdown_refuses_and_cancels),
+        cmocka_unit_test(spawn_failure_is_reported),
+        cmocka_unit_test(legacy_command_response),
+        cmocka_unit_test(full_queue_pauses_and_resumes),
+        cmocka_unit_test(two_runners_coexist),
+        cmocka_unit_test(free_with_running_job),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}

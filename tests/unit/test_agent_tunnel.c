@@ -1,0 +1,578 @@
+/* test_agent_tunnel.c — the tunnel's message handling (agent/tunnel.c)
+ * without a server or a socket: messages go in through
+ * agent_tunnel_handle_message as if received on a connection, and what the
+ * tunnel answers is read from its outgoing queue.  Covered: the register
+ * sent on `connected` (content, once), dispatch of exec / credit / cancel /
+ * kubectl_command to a real runner (a fake kubectl script), the policy and
+ * cloud_exec refusals, busy, malformed and unknown messages, a reconnect's
+ * new generation, and two tunnels side by side.  The connection itself
+ * (lws, TLS, reconnects, shutdown) is covered by tests/integration against
+ * the real server. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent_config.h"
+#include "log.h"
+#include "outq.h"
+#include "policy.h"
+#include "proto.h"
+#include "runner.h"
+/* by path: -Iserver comes first and the server has a tunnel.h too */
+#include "../../agent/tunnel.h"
+
+#define WAIT_MS 20000
+#define TOKEN "aurora_kubectl_" \
+              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+static char g_dir[256];
+static char g_kubectl[300];
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One message the tunnel queued, decoded. */
+typedef struct {
+    char *json;           /* the text */
+    proto_msg m;
+} sent;
+
+typedef struct {
+    agent_config cfg;
+    agent_outq *q;
+    agent_runner *r;
+    agent_tunnel *t;
+    uint64_t gen;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int events;
+    sent msgs[64];
+    int nmsgs;
+    char data[4][4096];   /* stdout per request id 1..3 */
+    size_t datalen[4];
+} fixture;
+
+static void on_event(void *arg)
+{
+    fixture *fx = arg;
+    pthread_mutex_lock(&fx->mu);
+    fx->events++;
+    pthread_cond_broadcast(&fx->cv);
+    pthread_mutex_unlock(&fx->mu);
+}
+
+static void on_room(void *arg)
+{
+    fixture *fx = arg;
+    if (fx->r)
+        agent_runner_wake_room(fx->r);
+}
+
+/* env: extra NAME=value settings for the agent's configuration. */
+static fixture *fixture_new(const char *const *env)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    pthread_mutex_init(&fx->mu, NULL);
+    pthread_cond_init(&fx->cv, NULL);
+    setenv("NEXT_PUBLIC_WEBSOCKET_URL", "wss://127.0.0.1:9/kubectl-agent", 1);
+    setenv("AURORA_AGENT_TOKEN", TOKEN, 1);
+    setenv("AURORA_KUBECTL_PATH", g_kubectl, 1);
+    setenv("AURORA_MAX_CONCURRENT", "1", 1);
+    setenv("AURORA_CLOUD_EXEC", "disabled", 1);
+    setenv("AURORA_HEALTH_PORT", "0", 1);
+    unsetenv("AURORA_POLICY_MODE");
+    unsetenv("AURORA_AGENT_CONFIG");
+    for (int i = 0; env && env[i]; i++) {
+        char name[128];
+        const char *eq = strchr(env[i], '=');
+        assert_non_null(eq);
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - env[i]), env[i]);
+        setenv(name, eq + 1, 1);
+    }
+    char err[512];
+    if (agent_config_load(&fx->cfg, err, sizeof(err)) != 0)
+        fail_msg("config: %s", err);
+    unsetenv("AURORA_AGENT_TOKEN");
+
+    agent_outq_opts qo = {.cap = 1 << 20,
+                          .on_push = on_event,
+                          .on_push_arg = fx,
+                          .on_room = on_room,
+                          .on_room_arg = fx};
+    fx->q = agent_outq_new(&qo);
+    assert_non_null(fx->q);
+    agent_runner_opts ro = {.kubectl_path = fx->cfg.kubectl_path,
+                            .max_concurrent = fx->cfg.max_concurrent,
+                            .timeout_max = fx->cfg.command_timeout_max,
+                            .max_output = fx->cfg.max_output,
+                            .outq = fx->q,
+                            .notify = on_event,
+                            .notify_arg = fx};
+    fx->r = agent_runner_new(&ro);
+    assert_non_null(fx->r);
+    fx->t = agent_tunnel_new(&fx->cfg, fx->r, fx->q);
+    assert_non_null(fx->t);
+    fx->gen = agent_tunnel_begin_session(fx->t);
+    assert_true(fx->gen > 0);
+    return fx;
+}
+
+static void forget_messages(fixture *fx)
+{
+    for (int i = 0; i < fx->nmsgs; i++) {
+        proto_msg_free(&fx->msgs[i].m);
+        free(fx->msgs[i].json);
+    }
+    fx->nmsgs = 0;
+}
+
+static void fixture_free(fixture *fx)
+{
+    agent_runner_stop(fx->r);
+    agent_tunnel_free(fx->t);
+    agent_runner_free(fx->r);
+    fx->r = NULL;
+    agent_outq_free(fx->q);
+    forget_messages(fx);
+    agent_config_free(&fx->cfg);
+    pthread_cond_destroy(&fx->cv);
+    pthread_mutex_destroy(&fx->mu);
+    free(fx);
+}
+
+static void say(fixture *fx, const char *json)
+{
+    agent_tunnel_handle_message(fx->t, json, strlen(json));
+}
+
+/* Moves whatever is queued into fx->msgs / fx->data. */
+static void drain(fixture *fx)
+{
+    agent_frame *f;
+    while ((f = agent_outq_pop(fx->q))) {
+        unsigned char *d = agent_frame_data(f);
+        if (f->binary) {
+            int ch;
+            uint32_t id;
+            const unsigned char *p;
+            size_t n;
+            assert_int_equal(proto_data_parse(d, f->len, &ch, &id, &p, &n), 0);
+            assert_true(id >= 1 && id <= 3);
+            assert_true(fx->datalen[id] + n < sizeof(fx->data[id]));
+            memcpy(fx->data[id] + fx->datalen[id], p, n);
+            fx->datalen[id] += n;
+            fx->data[id][fx->datalen[id]] = '\0';
+        } else {
+            assert_true(fx->nmsgs < 64);
+            sent *s = &fx->msgs[fx->nmsgs++];
+            memset(s, 0, sizeof(*s));
+            s->json = strndup((const char *)d, f->len);
+            assert_non_null(s->json);
+            char err[256];
+            assert_int_equal(proto_decode(s->json, f->len, &s->m, err, sizeof(err)), 0);
+        }
+        agent_frame_free(f);
+    }
+    agent_runner_reap(fx->r);
+}
+
+/* The queued exec_end for id, or NULL. */
+static const proto_msg *find_end(fixture *fx, uint32_t id)
+{
+    for (int i = 0; i < fx->nmsgs; i++)
+        if (fx->msgs[i].m.type == MSG_EXEC_END && fx->msgs[i].m.id == id)
+            return &fx->msgs[i].m;
+    return NULL;
+}
+
+static const proto_msg *find_type(fixture *fx, proto_type type)
+{
+    for (int i = 0; i < fx->nmsgs; i++)
+        if (fx->msgs[i].m.type == type)
+            return &fx->msgs[i].m;
+    return NULL;
+}
+
+static int count_type(fixture *fx, proto_type type)
+{
+    int n = 0;
+    for (int i = 0; i < fx->nmsgs; i++)
+        n += fx->msgs[i].m.type == type;
+    return n;
+}
+
+/* Drains until pred holds, waiting on the queue's and the runner's events. */
+static void pump_until(fixture *fx, int (*pred)(fixture *, uint32_t), uint32_t arg)
+{
+    int64_t deadline = now_ms() + WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&fx->mu);
+        int seen = fx->events;
+        pthread_mutex_unlock(&fx->mu);
+        drain(fx);
+        if (pred(fx, arg))
+            return;
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            fail_msg("timed out waiting on the tunnel's answers");
+        pthread_mutex_lock(&fx->mu);
+        if (fx->events == seen) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t w = left < 200 ? left : 200;
+            ts.tv_nsec += w * 1000000;
+            ts.tv_sec += ts.tv_nsec / 1000000000;
+            ts.tv_nsec %= 1000000000;
+            pthread_cond_timedwait(&fx->cv, &fx->mu, &ts);
+        }
+        pthread_mutex_unlock(&fx->mu);
+    }
+}
+
+static int has_end(fixture *fx, uint32_t id)
+{
+    return find_end(fx, id) != NULL;
+}
+
+static int has_response(fixture *fx, uint32_t n)
+{
+    return count_type(fx, MSG_COMMAND_RESPONSE) >= (int)n;
+}
+
+static int has_stdout(fixture *fx, uint32_t id_and_len)
+{
+    return fx->datalen[id_and_len & 3] >= (id_and_len >> 2);
+}
+
+static int idle(fixture *fx, uint32_t unused)
+{
+    return agent_runner_active(fx->r) == 0;
+}
+
+static const proto_msg *wait_end(fixture *fx, uint32_t id)
+{
+    pump_until(fx, has_end, id);
+    return find_end(fx, id);
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void connected_sends_register_once(void **state)
+{
+    fixture *fx = fixture_new(NULL);
+    say(fx, "{\"type\":\"connected\",\"cluster_id\":\"whatever\",\"protocol\":2,"
+            "\"window\":65536}");
+    drain(fx);
+    assert_int_equal(fx->nmsgs, 1);
+    const proto_msg *m = &fx->msgs[0].m;
+    assert_int_equal(m->type, MSG_REGISTER);
+    assert_string_equal(m->cluster_id, fx->cfg.cluster_id);
+    assert_memory_equal(m->cluster_id, "cluster-", 8);
+    assert_string_equal(m->agent_version, fx->cfg.version);
+    assert_int_equal(m->protocol, 2);
+    assert_int_equal(m->max_concurrent, 1);
+    /* the policy and cloud_exec settings, for the server to show */
+    cJSON *o = cJSON_Parse(fx->msgs[0].json);
+    assert_non_null(o);
+    const cJSON *pol = cJSON_GetObjectItemCaseSensitive(o, "policy");
+    assert_true(cJSON_IsObject(pol));
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(pol, "mode")->valuestring, "readonly");
+    const cJSON *cloud = cJSON_GetObjectItemCaseSensitive(o, "cloud_exec");
+    assert_true(cJSON_IsObject(cloud));
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(cloud, "enabled")));
+    /* never the token */
+    assert_null(strstr(fx->msgs[0].json, TOKEN));
+    assert_null(strstr(fx->msgs[0].json, "aurora_kubectl_"));
+    cJSON_Delete(o);
+
+    /* a repeated connected changes nothing */
+    say(fx, "{\"type\":\"connected\",\"protocol\":2}");
+    drain(fx);
+    assert_int_equal(fx->nmsgs, 1);
+    fixture_free(fx);
+}
+
+/* Without protocol 2 (and no v2 handshake) the agent registers as legacy. */
+static void legacy_connected_registers_like_the_python_agent(void **state)
+{
+    const char *env[] = {"AURORA_POLICY_MODE=readwrite", NULL};
+    fixture *fx = fixture_new(env);
+    say(fx, "{\"type\":\"connected\"}");
+    drain(fx);
+    const proto_msg *m = find_type(fx, MSG_REGISTER);
+    assert_non_null(m);
+    /* what the Python agent sends: no protocol, no max_concurrent */
+    assert_int_equal(m->protocol, 0);
+    assert_int_equal(m->max_concurrent, 0);
+    assert_null(strstr(fx->msgs[0].json, "\"protocol\""));
+    assert_non_null(strstr(fx->msgs[0].json, "\"mode\":\"readwrite\""));
+    fixture_free(fx);
+}
+
+/* exec → the runner (the fake kubectl echoes its arguments), window from
+ * `connected`, credit messages reach the runner. */
+static void exec_runs_with_the_connected_window_and_credit(void **state)
+{
+    fixture *fx = fixture_new(NULL);
+    say(fx, "{\"type\":\"connected\",\"protocol\":2,\"window\":4}");
+    drain(fx);
+    say(fx, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\",\"pods\",\"-A\"],\"timeout\":10}");
+    pump_until(fx, has_stdout, 1 | (4 << 2));
+    assert_int_equal(fx->datalen[1], 4); /* the window */
+    assert_null(find_end(fx, 1));
+    say(fx, "{\"type\":\"credit\",\"id\":1,\"bytes\":1000}");
+    const proto_msg *m = wait_end(fx, 1);
+    assert_int_equal(m->return_code, 0);
+    assert_null(m->error_code);
+    assert_string_equal(fx->data[1], "get pods -A\n");
+    /* credit / cancel for ids not running are ignored, nothing is sent */
+    pump_until(fx, idle, 0);
+    int before = fx->nmsgs;
+    say(fx, "{\"type\":\"credit\",\"id\":1,\"bytes\":10}");
+    say(fx, "{\"type\":\"cancel\",\"id\":77}");
+    say(fx, "{\"type\":\"heartbeat_ack\"}");
+    drain(fx);
+    assert_int_equal(fx->nmsgs, before);
+    fixture_free(fx);
+}
+
+static void policy_and_kind_refusals(void **state)
+{
+    fixture *fx = fixture_new(NULL);
+    say(fx, "{\"type\":\"connected\",\"protocol\":2}");
+    say(fx, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"delete\",\"pod\",\"x\"]}");
+    say(fx, "{\"type\":\"exec\",\"id\":2,\"kind\":\"helm\",\"argv\":[\"list\"]}");
+    say(fx, "{\"type\":\"exec\",\"id\":3,\"kind\":\"cloud_exec\",\"program\":\"aws\","
+            "\"argv\":[\"sts\",\"get-caller-identity\"],\"env\":{\"AWS_ACCESS_KEY_ID\":\"AKIA\"}}");
+    drain(fx);
+    const proto_msg *m = find_end(fx, 1);
+    assert_non_null(m);
+    assert_int_equal(m->return_code, POLICY_DENIED_RC);
+    assert_string_equal(m->error_code, EC_POLICY_DENIED);
+    assert_non_null(strstr(m->error, "delete"));
+    m = find_end(fx, 2);
+    assert_non_null(m);
+    assert_string_equal(m->error_code, EC_BAD_REQUEST);
+    assert_non_null(strstr(m->error, "helm"));
+    m = find_end(fx, 3);
+    assert_non_null(m);
+    assert_string_equal(m->error_code, EC_POLICY_DENIED);
+    assert_non_null(strstr(m->error, "disabled"));
+    /* nothing ran, and the credentials were not echoed back */
+    assert_int_equal(agent_runner_active(fx->r), 0);
+    for (int i = 0; i < fx->nmsgs; i++)
+        assert_null(strstr(fx->msgs[i].json, "AKIA"));
+    fixture_free(fx);
+}
+
+/* Malformed input: an exec that names a usable id gets BAD_REQUEST, anything
+ * else is dropped; the tunnel keeps serving afterwards. */
+static void malformed_messages(void **state)
+{
+    fixture *fx = fixture_new(NULL);
+    say(fx, "{\"type\":\"connected\",\"protocol\":2}");
+    drain(fx);
+    forget_messages(fx);
+    static const char *const dropped[] = {
+        "not json",
+        "",
+        "[1,2,3]",
+        "{\"type\":42}",
+        "{\"id\":1}",
+        "{\"type\":\"exec\"}",                                 /* no id */
+        "{\"type\":\"exec\",\"id\":0,\"argv\":[]}",           /* id 0 */
+        "{\"type\":\"exec\",\"id\":-3,\"argv\":[\"get\"]}",   /* negative */
+        "{\"type\":\"exec\",\"id\":1.5,\"argv\":[\"get\"]}",  /* not an integer */
+        "{\"type\":\"exec\",\"id\":4294967296,\"argv\":[]}",  /* beyond uint32 */
+        "{\"type\":\"kubectl_command\",\"command\":\"get pods\"}", /* no command_id */
+        "{\"type\":\"no_such_type\",\"id\":1}",
+        "{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\"]",     /* truncated */
+    };
+    for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
+        say(fx, dropped[i]);
+        drain(fx);
+        if (fx->nmsgs)
+            fail_msg("%s got an answer: %s", dropped[i], fx->msgs[0].json);
+    }
+    assert_int_equal(agent_runner_active(fx->r), 0);
+
+    say(fx, "{\"type\":\"exec\",\"id\":2,\"argv\":\"get pods\"}");
+    say(fx, "{\"type\":\"exec\",\"id\":3,\"argv\":[\"get\",7]}");
+    say(fx, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\"],\"env\":{\"bad-name\":\"x\"}}");
+    drain(fx);
+    assert_int_equal(fx->nmsgs, 3);
+    for (uint32_t id = 1; id <= 3; id++) {
+        const proto_msg *m = find_end(fx, id);
+        assert_non_null(m);
+        assert_string_equal(m->error_code, EC_BAD_REQUEST);
+        assert_int_equal(m->return_code, 1);
+    }
+    assert_int_equal(agent_runner_active(fx->r), 0);
+
+    /* still serving */
+    say(fx, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"version\"]}");
+    forget_messages(fx);
+    const proto_msg *m = wait_end(fx, 1);
+    assert_int_equal(m->return_code, 0);
+    assert_string_equal(fx->data[1], "version\n");
+    fixture_free(fx);
+}
+
+/* One slot (AURORA_MAX_CONCURRENT=1): the second exec is refused busy, a
+ * cancel message ends the first, and the slot is free again. */
+static void busy_and_cancel(void **state)
+{
+    fixture *fx = fixture_new(NULL);
+    say(fx, "{\"type\":\"connected\",\"protocol\":2}");
+    say(fx, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\",\"slow\"],\"timeout\":30}");
+    say(fx, "{\"type\":\"exec\",\"id\":2,\"argv\":[\"get\",\"pods\"]}");
+    say(fx, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\",\"pods\"]}"); /* duplicate: ignored */
+    drain(fx);
+    const proto_msg *m = find_end(fx, 2);
+    assert_non_null(m);
+    assert_string_equal(m->error_code, EC_BUSY);
+    assert_non_null(strstr(m->error, "1 commands already running"));
+    assert_null(find_end(fx, 1));
+    assert_int_equal(agent_runner_active(fx->r), 1);
+    say(fx, "{\"type\":\"cancel\",\"id\":1}");
+    m = wait_end(fx, 1);
+    assert_int_equal(m->return_code, 130);
+    assert_string_equal(m->error_code, EC_CANCELLED);
+    assert_int_equal(count_type(fx, MSG_EXEC_END), 2); /* one each, the duplicate got none */
+    say(fx, "{\"type\":\"exec\",\"id\":3,\"argv\":[\"get\",\"ns\"]}");
+    m = wait_end(fx, 3);
+    assert_int_equal(m->return_code, 0);
+    assert_string_equal(fx->data[3], "get ns\n");
+    fixture_free(fx);
+}
+
+static void legacy_kubectl_command(void **state)
+{
+    fixture *fx = fixture_new(NULL);
+    say(fx, "{\"type\":\"connected\"}");
+    say(fx, "{\"type\":\"kubectl_command\",\"command_id\":\"c-1\","
+            "\"command\":\"kubectl get pods -n 'my ns'\",\"timeout\":10}");
+    pump_until(fx, has_response, 1);
+    const proto_msg *m = find_type(fx, MSG_COMMAND_RESPONSE);
+    assert_string_equal(m->command_id, "c-1");
+    assert_int_equal(m->success, 1);
+    assert_int_equal(m->return_code, 0);
+    assert_string_equal(m->output, "get pods -n my ns\n"); /* leading kubectl dropped */
+
+    forget_messages(fx);
+    say(fx, "{\"type\":\"kubectl_command\",\"command_id\":\"c-2\",\"command\":\"get 'open\"}");
+    say(fx, "{\"type\":\"kubectl_command\",\"command_id\":\"c-3\",\"command\":\"delete ns x\"}");
+    drain(fx);
+    assert_int_equal(count_type(fx, MSG_COMMAND_RESPONSE), 2);
+    for (int i = 0; i < fx->nmsgs; i++) {
+        m = &fx->msgs[i].m;
+        assert_int_equal(m->success, 0);
+        if (!strcmp(m->command_id, "c-2")) {
+            assert_int_equal(m->return_code, 1);
+        } else {
+            assert_string_equal(m->command_id, "c-3");
+            assert_int_equal(m->return_code, POLICY_DENIED_RC);
+            assert_non_null(strstr(m->error, EC_POLICY_DENIED));
+        }
+    }
+    fixture_free(fx);
+}
+
+/* A new connection generation: what was queued for the old one is gone and
+ * the tunnel starts over (register again on the next connected). */
+static void new_session_starts_clean(void **state)
+{
+    fixture *fx = fixture_new(NULL);
+    say(fx, "{\"type\":\"connected\",\"protocol\":2}");
+    say(fx, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"delete\",\"x\"]}");
+    uint64_t g2 = agent_tunnel_begin_session(fx->t);
+    assert_true(g2 > fx->gen);
+    drain(fx);
+    assert_int_equal(fx->nmsgs, 0); /* the register and the refusal were for the old one */
+    say(fx, "{\"type\":\"connected\",\"protocol\":2}");
+    drain(fx);
+    assert_int_equal(count_type(fx, MSG_REGISTER), 1);
+    fixture_free(fx);
+}
+
+/* Two tunnels with their own runner and queue do not see each other. */
+static void two_tunnels_coexist(void **state)
+{
+    fixture *a = fixture_new(NULL);
+    const char *env[] = {"AURORA_MAX_CONCURRENT=2", NULL};
+    fixture *b = fixture_new(env);
+    say(a, "{\"type\":\"connected\",\"protocol\":2}");
+    say(b, "{\"type\":\"connected\",\"protocol\":2}");
+    say(a, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\",\"a\"]}");
+    say(b, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\",\"b\"]}");
+    wait_end(a, 1);
+    wait_end(b, 1);
+    assert_string_equal(a->data[1], "get a\n");
+    assert_string_equal(b->data[1], "get b\n");
+    assert_int_equal(find_type(a, MSG_REGISTER)->protocol, 2);
+    assert_int_equal(find_type(a, MSG_REGISTER)->max_concurrent, 1);
+    assert_int_equal(find_type(b, MSG_REGISTER)->protocol, 2);
+    assert_int_equal(find_type(b, MSG_REGISTER)->max_concurrent, 2);
+    assert_int_equal(count_type(a, MSG_EXEC_END), 1);
+    assert_int_equal(count_type(b, MSG_EXEC_END), 1);
+    fixture_free(a);
+    fixture_free(b);
+}
+
+static int setup(void **state)
+{
+    log_setup("agent", "error", "text");
+    snprintf(g_dir, sizeof(g_dir), "/tmp/test_agent_tunnel.XXXXXX");
+    if (!mkdtemp(g_dir))
+        return -1;
+    /* a fake kubectl: echoes its arguments; "get slow" runs until killed */
+    snprintf(g_kubectl, sizeof(g_kubectl), "%s/kubectl", g_dir);
+    FILE *f = fopen(g_kubectl, "w");
+    if (!f)
+        return -1;
+    fputs("#!/bin/sh\n"
+          "if [ \"$2\" = slow ]; then exec sleep 60; fi\n"
+          "echo \"$@\"\n",
+          f);
+    fclose(f);
+    return chmod(g_kubectl, 0755);
+}
+
+static int teardown(void **state)
+{
+    unlink(g_kubectl);
+    rmdir(g_dir);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(connected_sends_register_once),
+        cmocka_unit_test(legacy_connected_registers_like_the_python_agent),
+        cmocka_unit_test(exec_runs_with_the_connected_window_and_credit),
+        cmocka_unit_test(policy_and_kind_refusals),
+        cmocka_unit_test(malformed_messages),
+        cmocka_unit_test(busy_and_cancel),
+        cmocka_unit_test(legacy_kubectl_command),
+        cmocka_unit_test(new_session_starts_clean),
+        cmocka_unit_test(two_tunnels_coexist),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
