@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "crypto.h"
+#include "http.h"
 #include "log.h"
 #include "token.h"
 
