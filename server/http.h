@@ -31,8 +31,12 @@ void http_resp_error(http_response *resp, int status, const char *code, const ch
     __attribute__((format(printf, 4, 5)));
 int http_resp_add_header(http_response *resp, const char *name, const char *value);
 
-/* Parses the request body as a JSON object; on failure fills resp with 400. */
+/* Parses the request body as one JSON object (nothing but white space after
+ * it); on failure fills resp with 400.  A string (key or value) holding NUL,
+ * raw or as \u0000, is refused: as a C string it would be silently cut. */
 struct cJSON *http_json_body(const http_request *req, http_response *resp);
+/* 1 if a JSON text holds a NUL byte or, inside a string, the escape \u0000. */
+int http_json_text_has_nul(const char *text, size_t len);
 
 /* ---- transaction (event-loop thread only) -------------------------------- */
 typedef struct http_txn http_txn;
