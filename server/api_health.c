@@ -1,6 +1,7 @@
 /* api_health.c — liveness for load balancers and the tests. */
 #include <cjson/cJSON.h>
 
+#include "http.h"
 #include "router.h"
 #include "tunnel.h"
 

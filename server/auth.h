@@ -2,7 +2,7 @@
 #ifndef AURORA_AUTH_H
 #define AURORA_AUTH_H
 
-#include "http.h"
+#include "http_types.h"
 #include "worker.h"
 
 /* Fills req->auth.  On failure fills resp (401) and returns -1.

@@ -16,7 +16,13 @@
 
 #define WRITE_CHUNK (32 * 1024)
 #define MAX_CAPTURED 32
-#define HEADER_VALUE_MAX 8192
+/* No header value can be longer than lws's whole header buffer
+ * (max_http_header_data in server.c), so none is ever cut or dropped. */
+#define HEADER_VALUE_MAX (16384 + 1)
+/* A Content-Length of at most 18 digits fits in int64_t, and lws (which reads
+ * the header into a 32-byte buffer and atoll()s it) frames the body exactly as
+ * we do. */
+#define CONTENT_LENGTH_MAX_DIGITS 18
 
 struct exec_spec;
 void exec_spec_free(struct exec_spec *e);                    /* exec.c */
@@ -32,7 +38,9 @@ struct http_txn {
     http_response resp;
     const struct route *route;
     int headers_sent;
-    int too_large;
+    int close_after; /* answer with Connection: close, then close */
+    long long body_expected; /* Content-Length */
+    int body_completions;    /* LWS_CALLBACK_HTTP_BODY_COMPLETION seen */
     int stream_ended;
     int final_chunk_sent;
     const char *stream_ctype;
@@ -169,14 +177,49 @@ int http_resp_add_header(http_response *resp, const char *name, const char *valu
     return 0;
 }
 
+int http_json_text_has_nul(const char *text, size_t len)
+{
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '\0')
+            return 1;
+        if (!in_string) {
+            in_string = c == '"';
+            continue;
+        }
+        if (c == '"') {
+            in_string = 0;
+        } else if (c == '\\') {
+            if (i + 5 < len && text[i + 1] == 'u' && !memcmp(text + i + 2, "0000", 4))
+                return 1;
+            i++; /* the escaped character, which may be a quote or a backslash */
+        }
+    }
+    return 0;
+}
+
 cJSON *http_json_body(const http_request *req, http_response *resp)
 {
-    if (buf_pending(&req->body) == 0) {
+    const char *text = buf_head(&req->body);
+    size_t len = buf_pending(&req->body);
+    if (len == 0) {
         http_resp_error(resp, 400, "BAD_REQUEST", "request body must be a JSON object");
         return NULL;
     }
-    cJSON *o = cJSON_ParseWithLength(buf_head(&req->body), buf_pending(&req->body));
-    if (!o || !cJSON_IsObject(o)) {
+    /* cJSON would decode "\u0000" into a C string, where it ends the string:
+     * "a\u0000b" would silently become "a" (a key as much as a value). */
+    if (http_json_text_has_nul(text, len)) {
+        http_resp_error(resp, 400, "BAD_REQUEST",
+                        "request body: JSON strings must not contain NUL (\\u0000)");
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    /* One object and nothing after it but white space. */
+    while (o && end < text + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+        end++;
+    if (!o || !cJSON_IsObject(o) || end != text + len) {
         cJSON_Delete(o);
         http_resp_error(resp, 400, "BAD_REQUEST", "request body is not a valid JSON object");
         return NULL;
@@ -242,9 +285,8 @@ static int add_header(http_request *r, const char *name, const char *value)
     return 0;
 }
 
-/* Copies every standard header lws parsed plus the registered custom ones.
- * Header values longer than HEADER_VALUE_MAX are dropped (lws itself limits
- * total header size via max_http_header_data). */
+/* Copies every standard header lws parsed plus the registered custom ones,
+ * an empty one included (an empty X-Org-ID is malformed, not absent). */
 static int copy_headers(struct lws *wsi, http_request *r)
 {
     char *val = malloc(HEADER_VALUE_MAX);
@@ -256,10 +298,13 @@ static int copy_headers(struct lws *wsi, http_request *r)
         if (!nm || !*nm || nm[0] == ':' || tok == WSI_TOKEN_HTTP_URI_ARGS)
             continue;
         int len = lws_hdr_total_length(wsi, (enum lws_token_indexes)tok);
-        if (len <= 0 || len >= HEADER_VALUE_MAX)
+        if (len <= 0)
             continue;
-        if (lws_hdr_copy(wsi, val, HEADER_VALUE_MAX, (enum lws_token_indexes)tok) < 0)
-            continue;
+        if (len >= HEADER_VALUE_MAX ||
+            lws_hdr_copy(wsi, val, HEADER_VALUE_MAX, (enum lws_token_indexes)tok) < 0) {
+            rc = -1;
+            break;
+        }
         char name[64];
         snprintf(name, sizeof(name), "%s", (const char *)nm);
         size_t nl = strlen(name);
@@ -274,10 +319,12 @@ static int copy_headers(struct lws *wsi, http_request *r)
         snprintf(cname, sizeof(cname), "%s:", g_captured[i]);
         int nlen = (int)strlen(cname);
         int len = lws_hdr_custom_length(wsi, cname, nlen);
-        if (len <= 0 || len >= HEADER_VALUE_MAX)
+        if (len < 0)
             continue;
-        if (lws_hdr_custom_copy(wsi, val, HEADER_VALUE_MAX, cname, nlen) < 0)
-            continue;
+        if (len >= HEADER_VALUE_MAX || lws_hdr_custom_copy(wsi, val, HEADER_VALUE_MAX, cname, nlen) < 0) {
+            rc = -1;
+            break;
+        }
         rc = add_header(r, g_captured[i], val);
     }
     free(val);
@@ -296,6 +343,90 @@ static http_method method_of(int m)
     case LWSHUMETH_HEAD: return HTTP_HEAD;
     default: return HTTP_OTHER;
     }
+}
+
+/* ---- request framing ---------------------------------------------------------
+ *
+ * Where the body ends must be beyond doubt: if we and a proxy in front of us
+ * (or lws and us) could read the same bytes as different requests, a client
+ * could smuggle a request past the proxy's checks, or into another client's
+ * connection.  So a request whose framing is anything but one plain
+ * Content-Length is refused, and the connection closed after the answer: what
+ * follows on it cannot be trusted to be a request boundary. */
+
+/* Headers that mean one thing: a second copy is either a mistake or an attempt
+ * to have two readers of the request disagree. */
+static const struct {
+    enum lws_token_indexes tok;
+    const char *name;
+} g_singular[] = {
+    { WSI_TOKEN_HTTP_CONTENT_LENGTH, "Content-Length" },
+    { WSI_TOKEN_HTTP_TRANSFER_ENCODING, "Transfer-Encoding" },
+    { WSI_TOKEN_HTTP_AUTHORIZATION, "Authorization" },
+    { WSI_TOKEN_HOST, "Host" },
+    { WSI_TOKEN_HTTP_CONTENT_TYPE, "Content-Type" },
+};
+
+/* How many times the request carried header tok: lws keeps each repeat as one
+ * more fragment of the header (lws_hdr_copy would join them with commas). */
+static int header_count(struct lws *wsi, enum lws_token_indexes tok)
+{
+    int n = 0;
+    char probe[1];
+    /* A fragment of length 0 (an empty value) exists when a 1-byte copy of it
+     * succeeds; a missing one fails. */
+    while (n < 64 && (lws_hdr_fragment_length(wsi, tok, n) > 0 ||
+                      lws_hdr_copy_fragment(wsi, probe, sizeof(probe), tok, n) == 0))
+        n++;
+    return n;
+}
+
+/* 1*DIGIT, nothing else: no sign, no space or tab, no list, no hex. */
+static int parse_content_length(const char *s, long long *out)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CONTENT_LENGTH_MAX_DIGITS)
+        return -1;
+    long long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* NULL when the framing is sound (*clen: the body length, 0 when there is no
+ * Content-Length); otherwise the error code, with the reason in why. */
+static const char *check_framing(struct lws *wsi, long long *clen, char *why, size_t whylen)
+{
+    *clen = 0;
+    for (size_t i = 0; i < sizeof(g_singular) / sizeof(g_singular[0]); i++)
+        if (header_count(wsi, g_singular[i].tok) > 1) {
+            snprintf(why, whylen, "header %s must appear at most once", g_singular[i].name);
+            return "DUPLICATE_HEADER";
+        }
+    int has_cl = header_count(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+    if (header_count(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+        /* lws 4.1 does not decode a chunked request body: it would hand us
+         * the raw chunks, or (on a GET) read them as the next request. */
+        snprintf(why, whylen, has_cl ? "a request must not carry both Content-Length and "
+                                       "Transfer-Encoding"
+                                     : "Transfer-Encoding is not supported: send the body "
+                                       "with a Content-Length");
+        return "UNSUPPORTED_TRANSFER_ENCODING";
+    }
+    if (has_cl) {
+        char v[CONTENT_LENGTH_MAX_DIGITS + 2];
+        if (lws_hdr_copy_fragment(wsi, v, sizeof(v), WSI_TOKEN_HTTP_CONTENT_LENGTH, 0) < 0 ||
+            parse_content_length(v, clen) < 0) {
+            snprintf(why, whylen, "Content-Length must be a decimal number of at most %d digits",
+                     CONTENT_LENGTH_MAX_DIGITS);
+            return "INVALID_CONTENT_LENGTH";
+        }
+    }
+    return NULL;
 }
 
 /* ---- dispatch to the worker pool ------------------------------------------- */
@@ -391,22 +522,37 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
         }
         t->req.query_len = used;
     }
+    long long clen = 0;
+    char why[160];
+    const char *bad = check_framing(wsi, &clen, why, sizeof(why));
+    if (bad) {
+        log_warn("refused request from %s: %s", t->req.peer, why);
+        t->close_after = 1;
+        http_resp_error(&t->resp, 400, bad, "%s", why);
+        respond_now(t);
+        return 0;
+    }
     if (!t->req.path || copy_headers(wsi, &t->req) < 0) {
+        t->close_after = 1;
         http_resp_error(&t->resp, 500, "INTERNAL", "out of memory");
         respond_now(t);
         return 0;
     }
-    const char *cl = http_header_get(&t->req, "content-length");
-    const char *te = http_header_get(&t->req, "transfer-encoding");
-    long long clen = cl ? strtoll(cl, NULL, 10) : 0;
     if (clen > g_max_body) {
-        t->too_large = 1;
+        t->close_after = 1;
         http_resp_error(&t->resp, 413, "BODY_TOO_LARGE", "request body exceeds %lld bytes",
                         (long long)g_max_body);
         respond_now(t);
         return 0;
     }
-    if (clen > 0 || (te && strcasestr(te, "chunked"))) {
+    /* lws reads up to 100 MiB of body after a POST, PUT or PATCH without a
+     * Content-Length: after our answer the connection would only swallow
+     * what comes next. */
+    if (!header_count(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) &&
+        (t->req.method == HTTP_POST || t->req.method == HTTP_PUT || t->req.method == HTTP_PATCH))
+        t->close_after = 1;
+    if (clen > 0) {
+        t->body_expected = clen;
         t->state = TXN_RECEIVING;
         return 0; /* wait for the body */
     }
@@ -420,7 +566,7 @@ int http_on_body(struct lws *wsi, struct http_conn *c, const void *in, size_t le
     if (!t || t->state != TXN_RECEIVING)
         return 0; /* body of a request already answered (413): discard */
     if ((int64_t)(buf_pending(&t->req.body) + len) > g_max_body) {
-        t->too_large = 1;
+        t->close_after = 1;
         http_resp_error(&t->resp, 413, "BODY_TOO_LARGE", "request body exceeds %lld bytes",
                         (long long)g_max_body);
         respond_now(t);
@@ -436,8 +582,34 @@ int http_on_body(struct lws *wsi, struct http_conn *c, const void *in, size_t le
 int http_on_body_done(struct lws *wsi, struct http_conn *c)
 {
     http_txn *t = c->txn;
-    if (t && t->state == TXN_RECEIVING)
-        dispatch(t);
+    /* With a request pipelined behind another in its buffer, lws 4.1.6 reports
+     * the end of a body again and again without reading further (and, for the
+     * pipelined request, the end of a body it never delivered): the event loop
+     * spins on it, starving every other connection, until this one closes
+     * (stopping rx flow does not break the loop).  So on a repeat: an answer
+     * already being written is finished and the connection closed; otherwise
+     * the connection is closed now.  Pipelining behind a request with a body
+     * is not supported (pipelined GETs are: lws handles them). */
+    if (!t || t->body_completions++) {
+        if (t && t->state == TXN_WRITING) {
+            t->close_after = 1;
+            return 0;
+        }
+        log_warn("closing the connection of %s: request pipelined behind a body, "
+                 "not supported", t ? t->req.peer : "a client");
+        return -1;
+    }
+    if (t->state != TXN_RECEIVING)
+        return 0;
+    if ((long long)buf_pending(&t->req.body) != t->body_expected) {
+        t->close_after = 1;
+        http_resp_error(&t->resp, 400, "BAD_REQUEST",
+                        "request body ended after %zu of %lld bytes (pipelined requests are "
+                        "not supported)", buf_pending(&t->req.body), t->body_expected);
+        respond_now(t);
+        return 0;
+    }
+    dispatch(t);
     return 0;
 }
 
@@ -460,7 +632,7 @@ static int write_headers(struct lws *wsi, http_txn *t, int status, const char *c
                                         (const unsigned char *)"no", 2, &p, end))
             return -1;
     }
-    if (t->too_large &&
+    if (t->close_after &&
         lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
                                     (const unsigned char *)"close", 5, &p, end))
         return -1;
@@ -481,7 +653,7 @@ static int write_headers(struct lws *wsi, http_txn *t, int status, const char *c
 /* Finishes the transaction; returns what the lws callback must return. */
 static int finish(struct lws *wsi, struct http_conn *c, http_txn *t)
 {
-    int close_conn = t->too_large;
+    int close_conn = t->close_after;
     c->txn = NULL;
     t->wsi = NULL;
     t->state = TXN_DONE;

@@ -1,5 +1,5 @@
-/* http.h — HTTP requests and responses as handlers see them, and the
- * transaction object that ties one request on an lws connection to its
+/* http.h — what handlers do with a request and a response (the types are in
+ * http_types.h), and the transaction object that ties one request on an lws connection to its
  * asynchronous processing.
  *
  * Life of a request: the event loop assembles it (headers, bounded body) into
@@ -13,70 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "store.h"
+#include "http_types.h"
 
 struct lws;
 struct cJSON;
-
-typedef enum {
-    HTTP_GET,
-    HTTP_POST,
-    HTTP_PUT,
-    HTTP_PATCH,
-    HTTP_DELETE,
-    HTTP_OPTIONS,
-    HTTP_HEAD,
-    HTTP_OTHER
-} http_method;
-
-#define HTTP_MAX_PARAMS 6
-
-typedef struct {
-    char *name; /* lowercase */
-    char *value;
-} http_header;
-
-/* Who is calling, filled by auth before the handler runs. */
-typedef struct {
-    int authenticated;
-    int internal; /* trusted backend via X-Internal-Secret */
-    char org_id[STORE_ID_LEN];
-    char user_id[STORE_ID_LEN];
-    char key_id[STORE_ID_LEN];
-} auth_ctx;
-
-typedef struct {
-    http_method method;
-    char *path;  /* as received (lws already %-decoded it) */
-    char *query;      /* lws-decoded "name=value" arguments, each NUL-terminated, back to
-                         back (query_len bytes in all); use http_query_get */
-    size_t query_len;
-    http_header *headers;
-    size_t nheaders;
-    buf_t body;
-    const char *param_names[HTTP_MAX_PARAMS];
-    char *params[HTTP_MAX_PARAMS];
-    int nparams;
-    char peer[64];
-    auth_ctx auth;
-} http_request;
-
-struct exec_spec;
-
-typedef struct http_response {
-    int status;
-    const char *content_type; /* static string */
-    buf_t body;
-    http_header extra[4];
-    int nextra;
-    /* Deferred command execution (exec.c runs it on the loop). */
-    struct exec_spec *exec;
-    /* Runs on the loop thread before the response is written (e.g. close the
-     * tunnels of a revoked token, then patch the body with the count). */
-    void (*on_loop)(struct http_response *resp, void *arg);
-    void *on_loop_arg;
-} http_response;
 
 /* Header value by lowercase name, NULL if absent. */
 const char *http_header_get(const http_request *r, const char *name);
@@ -91,8 +31,12 @@ void http_resp_error(http_response *resp, int status, const char *code, const ch
     __attribute__((format(printf, 4, 5)));
 int http_resp_add_header(http_response *resp, const char *name, const char *value);
 
-/* Parses the request body as a JSON object; on failure fills resp with 400. */
+/* Parses the request body as one JSON object (nothing but white space after
+ * it); on failure fills resp with 400.  A string (key or value) holding NUL,
+ * raw or as \u0000, is refused: as a C string it would be silently cut. */
 struct cJSON *http_json_body(const http_request *req, http_response *resp);
+/* 1 if a JSON text holds a NUL byte or, inside a string, the escape \u0000. */
+int http_json_text_has_nul(const char *text, size_t len);
 
 /* ---- transaction (event-loop thread only) -------------------------------- */
 typedef struct http_txn http_txn;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "http.h"
 #include "log.h"
 
 #define MAX_ROUTES 256

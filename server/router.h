@@ -4,7 +4,7 @@
 #ifndef AURORA_ROUTER_H
 #define AURORA_ROUTER_H
 
-#include "http.h"
+#include "http_types.h"
 #include "worker.h"
 
 typedef enum {

@@ -541,7 +541,7 @@ static void auth_done(void *arg)
         reject = PROTO_REASON_REVOKED;
     else if (j->tok.expires_at && j->tok.expires_at <= (int64_t)time(NULL))
         reject = PROTO_REASON_EXPIRED;
-    else if (s->header_cluster_id[0] && strcmp(s->header_cluster_id, j->tok.cluster_id))
+    else if (strcmp(s->header_cluster_id, j->tok.cluster_id))
         reject = PROTO_REASON_INVALID;
     if (!reject) {
         int same = 0;
@@ -640,20 +640,33 @@ int tunnel_on_established(struct lws *wsi, struct tunnel_conn *c, int v2)
 
     char authz[512] = "";
     int alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (alen > 0 && alen < (int)sizeof(authz))
+    /* A repeated Authorization is a fragment more (lws_hdr_copy would join
+     * the copies with a comma): refused, never merged or half-read. */
+    int arepeat = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, 1) > 0;
+    if (!arepeat && alen > 0 && alen < (int)sizeof(authz))
         lws_hdr_copy(wsi, authz, sizeof(authz), WSI_TOKEN_HTTP_AUTHORIZATION);
+    /* X-Cluster-ID must name the token's cluster (auth_done compares them):
+     * missing, empty or too long is refused, never skipped. */
     int clen = lws_hdr_custom_length(wsi, "x-cluster-id:", 13);
-    if (clen > 0 && clen < (int)sizeof(s->header_cluster_id))
-        lws_hdr_custom_copy(wsi, s->header_cluster_id, sizeof(s->header_cluster_id),
-                            "x-cluster-id:", 13);
+    int cluster_ok = clen > 0 && clen < (int)sizeof(s->header_cluster_id) &&
+                     lws_hdr_custom_copy(wsi, s->header_cluster_id, sizeof(s->header_cluster_id),
+                                         "x-cluster-id:", 13) == clen;
+    if (!cluster_ok) {
+        log_warn("agent connection rejected: %s X-Cluster-ID",
+                 clen < 0 ? "no" : clen == 0 ? "an empty" : "a malformed or too long");
+        s->header_cluster_id[0] = '\0';
+        start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
+        return 0;
+    }
     const char *tok = NULL;
     if (!strncasecmp(authz, "Bearer ", 7)) {
         tok = authz + 7;
         while (*tok == ' ')
             tok++;
     }
-    if (!tok || !token_agent_well_formed(tok)) {
-        log_warn("agent connection rejected: %s", tok ? "malformed token" : "no bearer token");
+    if (arepeat || !tok || !token_agent_well_formed(tok)) {
+        log_warn("agent connection rejected: %s",
+                 arepeat ? "repeated Authorization" : tok ? "malformed token" : "no bearer token");
         start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
         return 0;
     }

@@ -9,8 +9,11 @@ import base64
 import json
 import os
 import secrets
+import socket
+import ssl
+import time
 
-from harness import (check, eq, https_request, main, rand_tag,
+from harness import (check, contains, eq, https_request, main, rand_tag,
                      suite_world, test, wait_until)
 
 STATE = {}
@@ -448,6 +451,373 @@ def token_creation_rate_limited(t):
     r = w.post("/api/kubectl/tokens", {"cluster_name": "rl-other"}, key=key2)
     eq(r.status, 201, "another user's token (%r)" % r)
     still_serving(w, "rate limiting")
+
+
+# ---------------------------------------------------------------------------
+# HTTP framing: request smuggling (raw bytes over TLS)
+# ---------------------------------------------------------------------------
+def raw_exchange(w, data, timeout=15):
+    """Sends raw bytes on a fresh TLS connection and reads until the server closes
+    it or `timeout` passes.  Returns (bytes received, closed by the server)."""
+    sock = socket.create_connection(("127.0.0.1", w.port), timeout)
+    s = w.ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+    got, closed = b"", False
+    try:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass  # the server may answer and close before reading everything
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            s.settimeout(left)
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except (ConnectionResetError, ssl.SSLError):
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            got += chunk
+    finally:
+        s.close()
+    return got, closed
+
+
+def parse_responses(data):
+    """Splits what the server sent into [(status, {header: value}, body)]."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            out.append((None, {}, data))  # a truncated response still counts
+            break
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        hdrs = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        n = int(hdrs.get("content-length", len(rest)))
+        out.append((status, hdrs, rest[:n]))
+        data = rest[n:]
+    return out
+
+
+def smuggled_request(key, marker):
+    """A request that leaves a trace: it creates a token named `marker`."""
+    body = json.dumps({"cluster_name": marker})
+    return ("POST /api/kubectl/tokens HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+            "Content-Length: %d\r\n\r\n%s" % (key, len(body), body)).encode()
+
+
+def expect_refused_framing(w, what, head, body, code, key):
+    """Sends `head` (request line + headers, without the blank line) and `body`, with
+    a second request behind it.  The server must answer exactly one 400 with `code`
+    (or one of a tuple of codes), close the connection, never run the second request,
+    and still serve."""
+    marker = "smuggled-%s" % rand_tag(6)
+    data = head.encode() + b"\r\n\r\n" + body + smuggled_request(key, marker)
+    got, closed = raw_exchange(w, data)
+    resps = parse_responses(got)
+    check(resps, "%s: no response at all" % what)
+    status, hdrs, rbody = resps[0]
+    eq(status, 400, "%s: status (%r)" % (what, got[:300]))
+    try:
+        j = json.loads(rbody.decode())
+    except ValueError:
+        j = None
+    check(isinstance(j, dict) and j.get("error"), "%s: error body must be JSON with `error`" % what,
+          rbody)
+    codes = code if isinstance(code, tuple) else (code,)
+    check(j.get("error_code") in codes, "%s: error_code must be one of %r" % (what, codes), j)
+    eq(hdrs.get("connection", "").lower(), "close", "%s: the answer must say Connection: close" % what)
+    check(closed, "%s: the server must close the connection after the 400" % what)
+    eq(len(resps), 1, "%s: exactly one response (the second request must not run): %r"
+       % (what, [r[0] for r in resps]))
+    r = w.get("/api/kubectl/tokens", key=key)
+    eq(r.status, 200, "%s: list tokens" % what)
+    names = [x.get("cluster_name") for x in r.json.get("tokens", [])]
+    check(marker not in names, "%s: the smuggled request was executed" % what, names)
+    r = w.get("/health", auth=False)
+    eq(r.status, 200, "after %s: /health" % what)
+
+
+def post_head(key, *headers, method="POST", path="/api/kubectl/tokens"):
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1",
+             "Authorization: Bearer %s" % key, "Content-Type: application/json"]
+    return "\r\n".join(lines + list(headers))
+
+
+@test(timeout=120)
+def http_smuggling_content_length_and_transfer_encoding(t):
+    w = world()
+    uid, key = w.new_user()
+    first = json.dumps({"cluster_name": "first-" + rand_tag(4)}).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(first), first)
+    # CL.TE: a front end that trusts Content-Length and one that trusts chunked disagree
+    expect_refused_framing(w, "Content-Length + Transfer-Encoding: chunked",
+                           post_head(key, "Content-Length: %d" % len(chunked),
+                                     "Transfer-Encoding: chunked"),
+                           chunked, "UNSUPPORTED_TRANSFER_ENCODING", key)
+    expect_refused_framing(w, "Transfer-Encoding before Content-Length",
+                           post_head(key, "Transfer-Encoding: chunked", "Content-Length: 5"),
+                           b"0\r\n\r\n", "UNSUPPORTED_TRANSFER_ENCODING", key)
+    # chunked alone: lws 4.1 would hand the raw chunks over as the body (POST), or
+    # read them as the next request (GET)
+    expect_refused_framing(w, "POST Transfer-Encoding: chunked",
+                           post_head(key, "Transfer-Encoding: chunked"), chunked,
+                           "UNSUPPORTED_TRANSFER_ENCODING", key)
+    expect_refused_framing(w, "GET Transfer-Encoding: chunked",
+                           post_head(key, "Transfer-Encoding: chunked", method="GET",
+                                     path="/api/kubectl/connections"),
+                           b"0\r\n\r\n", "UNSUPPORTED_TRANSFER_ENCODING", key)
+    for te in ("gzip, chunked", "identity", "chunked, identity", "xchunked", "Chunked", ""):
+        expect_refused_framing(w, "Transfer-Encoding %r" % te,
+                               post_head(key, "Content-Length: %d" % len(first),
+                                         "Transfer-Encoding: %s" % te),
+                               first, "UNSUPPORTED_TRANSFER_ENCODING", key)
+    expect_refused_framing(w, "two Transfer-Encoding headers",
+                           post_head(key, "Transfer-Encoding: chunked", "Transfer-Encoding: identity"),
+                           chunked, "DUPLICATE_HEADER", key)
+    still_serving(w, "Transfer-Encoding smuggling attempts")
+
+
+@test(timeout=120)
+def http_smuggling_content_length(t):
+    w = world()
+    uid, key = w.new_user()
+    first = json.dumps({"cluster_name": "first-" + rand_tag(4)}).encode()
+    n = len(first)
+    # duplicate or conflicting Content-Length (CL.CL)
+    for a, b in ((n, n), (n, n + 50), (n + 50, n), (0, n)):
+        expect_refused_framing(w, "Content-Length %d then %d" % (a, b),
+                               post_head(key, "Content-Length: %d" % a, "Content-Length: %d" % b),
+                               first, "DUPLICATE_HEADER", key)
+    # not a plain decimal number
+    for v in ("%dabc" % n, "+%d" % n, "-1", "0x%x" % n, "%d.0" % n, "%d, %d" % (n, n),
+              "%d %d" % (n, n), "\t%d" % n, "%d\t" % n, "1e2", "", "99999999999999999999999",
+              "18446744073709551617", "0" * 30 + str(n), "٣"):
+        expect_refused_framing(w, "Content-Length %r" % v, post_head(key, "Content-Length: %s" % v),
+                               first, "INVALID_CONTENT_LENGTH", key)
+    # an obs-fold continuation line (lws reads it as a second Content-Length)
+    expect_refused_framing(w, "Content-Length folded onto a second line",
+                           post_head(key, "Content-Length:", " %d" % n), first,
+                           ("INVALID_CONTENT_LENGTH", "DUPLICATE_HEADER"), key)
+    still_serving(w, "Content-Length smuggling attempts")
+
+
+@test
+def http_framing_valid_requests_still_work(t):
+    """The strict framing refuses nothing a real client sends: a plain Content-Length
+    (leading zeros and optional spaces included) and keep-alive requests behind it."""
+    w = world()
+    uid, key = w.new_user()
+    a = json.dumps({"cluster_name": "keep-a-" + rand_tag(4)}).encode()
+    b = json.dumps({"cluster_name": "keep-b-" + rand_tag(4)}).encode()
+    sock = socket.create_connection(("127.0.0.1", w.port), 15)
+    s = w.ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+    try:
+        s.sendall(post_head(key, "Content-Length: %d" % len(a)).encode() + b"\r\n\r\n" + a)
+        got = b""
+        while not (parse_responses(got) and parse_responses(got)[0][0] and
+                   len(parse_responses(got)[0][2]) >= int(parse_responses(got)[0][1].get(
+                       "content-length", 0))):
+            chunk = s.recv(65536)
+            check(chunk, "the server closed a keep-alive connection after the first answer")
+            got += chunk
+        eq(parse_responses(got)[0][0], 201, "first request on the connection (%r)" % got[:300])
+        # the second request on the same connection: a Content-Length with leading zeros
+        # after several spaces is still a plain Content-Length
+        s.sendall(post_head(key, "Content-Length:   0%d" % len(b), "Connection: close").encode()
+                  + b"\r\n\r\n" + b)
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        s.close()
+    eq([r[0] for r in parse_responses(got)], [201], "second request (%r)" % got[:300])
+    # POST without any Content-Length: answered, and the connection closed (lws
+    # would otherwise read up to 100 MiB more as its body)
+    got, closed = raw_exchange(w, post_head(key, method="POST",
+                                            path="/api/kubectl/tokens").encode() + b"\r\n\r\n")
+    resps = parse_responses(got)
+    eq(resps[0][0] if resps else None, 400, "POST without a body (%r)" % got[:300])
+    check(closed, "POST without Content-Length: connection closed after the answer")
+    still_serving(w, "valid framing")
+
+
+@test(timeout=90)
+def http_pipelined_requests_do_not_wedge_the_server(t):
+    """lws 4.1.6 loops forever on a request pipelined behind a request with a body (or
+    with one of its own): the whole server stopped answering.  Such a connection is
+    now closed; GETs pipelined behind GETs keep working."""
+    w = world()
+    uid, key = w.new_user()
+
+    def req(method, name=None, last=False):
+        h = ["Connection: close"] if last else []
+        body = json.dumps({"cluster_name": name}).encode() if name else b""
+        if method == "POST":
+            h.append("Content-Length: %d" % len(body))
+        path = "/api/kubectl/tokens" if method == "POST" else "/api/kubectl/connections"
+        return post_head(key, *h, method=method, path=path).encode() + b"\r\n\r\n" + body
+
+    sent = set()
+    for first, second in (("GET", "POST"), ("POST", "GET"), ("POST", "POST")):
+        what = "%s then a pipelined %s" % (first, second)
+        na, nb = "pipe-a-" + rand_tag(4), "pipe-b-" + rand_tag(4)
+        sent |= {na, nb}
+        got, closed = raw_exchange(w, req(first, na) + req(second, nb, last=True), timeout=10)
+        check(closed, "%s: the connection must be closed" % what)
+        resps = parse_responses(got)
+        if resps:  # the first request may be answered (lws then answers the second itself)
+            check(resps[0][0] in (200, 201), "%s: the first answer (%r)" % (what, got[:300]))
+        r = w.get("/health", auth=False, timeout=10)
+        eq(r.status, 200, "after %s: /health" % what)
+        names = [x.get("cluster_name") for x in w.get("/api/kubectl/tokens", key=key).json["tokens"]]
+        check(all(n in sent or not n.startswith("pipe-") for n in names),
+              "%s: a token with a name nobody sent" % what, names)
+    got, closed = raw_exchange(w, req("GET") + req("GET", last=True))
+    eq([r[0] for r in parse_responses(got)], [200, 200], "two pipelined GETs")
+    still_serving(w, "pipelined requests")
+
+
+@test
+def http_duplicate_singular_headers(t):
+    w = world()
+    uid, key = w.new_user()
+    body = json.dumps({"cluster_name": "dup-" + rand_tag(4)}).encode()
+    cl = "Content-Length: %d" % len(body)
+    lines = ["POST /api/kubectl/tokens HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json", cl]
+    cases = [
+        ("two Authorization headers (same key)",
+         lines + ["Authorization: Bearer %s" % key, "Authorization: Bearer %s" % key]),
+        ("two Authorization headers (another key second)",
+         lines + ["Authorization: Bearer %s" % key, "Authorization: Bearer %s" % w.api_key]),
+        ("two Host headers", lines + ["Authorization: Bearer %s" % key, "Host: evil.example"]),
+        ("two Content-Type headers", lines + ["Authorization: Bearer %s" % key,
+                                              "Content-Type: text/plain"]),
+    ]
+    for what, hdrs in cases:
+        expect_refused_framing(w, what, "\r\n".join(hdrs), body, "DUPLICATE_HEADER", key)
+    still_serving(w, "duplicate headers")
+
+
+# ---------------------------------------------------------------------------
+# identity headers: X-Cluster-ID, X-Org-ID
+# ---------------------------------------------------------------------------
+@test
+def ws_cluster_id_missing_empty_or_too_long(t):
+    w = world()
+    tok = fresh_token(w)
+    expect_ws_refused(w, ["--no-cluster-id"], "Invalid token", token=tok["token"],
+                      what="no X-Cluster-ID header")
+    expect_ws_refused(w, ["--cluster-id", " "], "Invalid token", token=tok["token"],
+                      what="an empty X-Cluster-ID header")
+    # 64 bytes and more used to be ignored, not compared: the token's id with a tail
+    for extra in (64 - len(tok["cluster_id"]), 200):
+        expect_ws_refused(w, ["--cluster-id", tok["cluster_id"] + "x" * extra], "Invalid token",
+                          token=tok["token"], what="X-Cluster-ID of %d bytes" %
+                          (len(tok["cluster_id"]) + extra))
+    # the right header still connects
+    a = w.legacy_agent(tok["token"])
+    c = a.wait_event("connected", 10)
+    eq(c.get("cluster_id"), tok["cluster_id"], "connected with the right id")
+
+
+@test
+def internal_unknown_org(t):
+    w = world()
+    cid = STATE["tok"]["cluster_id"]
+    org = "org-doesnotexist-%s" % rand_tag(4)
+    r = w.internal({"user_id": w.user_id, "cluster_id": cid, "command": "version --client",
+                    "timeout": 10}, headers={"X-Org-ID": org})
+    eq(r.status, 404, "internal execute with an unknown X-Org-ID (%r)" % r)
+    is_error_body(r, "ORG_NOT_FOUND")
+    contains(r.get("error"), org, "the error names the organization")
+    r = https_request(w.port, w.ctx, "GET", "/api/kubectl/connections", None,
+                      {"X-Internal-Secret": w.secret, "X-User-ID": w.user_id, "X-Org-ID": org})
+    eq(r.status, 404, "/api with the internal secret and an unknown X-Org-ID (%r)" % r)
+    is_error_body(r, "ORG_NOT_FOUND")
+    # a malformed or empty one is a 400, not "absent"
+    for bad in ("", "a b", "x" * 200):
+        r = w.internal({"user_id": w.user_id, "cluster_id": cid, "command": "version --client",
+                        "timeout": 10}, headers={"X-Org-ID": bad})
+        eq(r.status, 400, "internal execute with X-Org-ID %r (%r)" % (bad[:20], r))
+        is_error_body(r, "BAD_REQUEST")
+    still_serving(w, "unknown organizations")
+
+
+# ---------------------------------------------------------------------------
+# NUL inside JSON strings
+# ---------------------------------------------------------------------------
+def expect_nul_refused(w, path, body_text, what, key=None, headers=None, internal=False):
+    if internal:
+        r = w.internal(body_text, headers=headers)
+    else:
+        r = w.post(path, body_text, key=key, headers=headers)
+    eq(r.status, 400, "%s (%r)" % (what, r))
+    is_error_body(r, "BAD_REQUEST")
+    contains(r.get("error"), "\\u0000", "%s: the error names the NUL" % what)
+
+
+@test
+def json_nul_refused(t):
+    w = world()
+    uid, key = w.new_user()
+    cid = STATE["tok"]["cluster_id"]
+    kpath = "/api/clusters/%s/kubectl" % cid
+    # kubectl: args and command; before the fix "a\u0000b" ran as "a"
+    expect_nul_refused(w, kpath, '{"args": ["get", "--raw", "/fixture/echo/a\\u0000b"]}',
+                       "kubectl args with \\u0000", key=key)
+    expect_nul_refused(w, kpath, '{"args": ["get\\u0000", "--raw", "/fixture/echo/a"]}',
+                       "kubectl args: \\u0000 at the end of a word", key=key)
+    expect_nul_refused(w, kpath, '{"command": "get --raw /fixture/echo/a\\u0000b"}',
+                       "kubectl command with \\u0000", key=key)
+    expect_nul_refused(w, kpath, '{"args": ["version"], "args\\u0000x": 1}',
+                       "\\u0000 in a key", key=key)
+    expect_nul_refused(w, None, '{"user_id": "%s", "cluster_id": "%s", "timeout": 10, '
+                       '"command": "get --raw /fixture/echo/a\\u0000b"}' % (w.user_id, cid),
+                       "internal execute command with \\u0000", internal=True)
+    # cloud_exec
+    expect_nul_refused(w, "/api/cloud_exec",
+                       '{"provider": "aws", "args": ["sts", "get-caller-identity\\u0000", "x"]}',
+                       "cloud_exec args with \\u0000", key=key)
+    expect_nul_refused(w, "/api/cloud_exec",
+                       '{"provider": "aws\\u0000gcp", "command": "sts get-caller-identity"}',
+                       "cloud_exec provider with \\u0000", key=key)
+    # token creation: name and notes
+    expect_nul_refused(w, "/api/kubectl/tokens", '{"cluster_name": "abc\\u0000def"}',
+                       "token cluster_name with \\u0000", key=key)
+    expect_nul_refused(w, "/api/kubectl/tokens", '{"cluster_name": "n", "notes": "x\\u0000y"}',
+                       "token notes with \\u0000", key=key)
+    expect_nul_refused(w, "/api/kubectl/tokens", b'{"cluster_name": "raw\x00nul"}',
+                       "token cluster_name with a raw NUL byte", key=key)
+    r = w.get("/api/kubectl/tokens", key=key)
+    names = [x.get("cluster_name") for x in r.json.get("tokens", [])]
+    check(not {"abc", "n", "raw"} & set(names), "a token was created with a cut name", names)
+    # an escaped backslash followed by "u0000" is just text, and other escapes still work
+    name = "lit\\u0000eral \u00e9"
+    r = w.post("/api/kubectl/tokens", json.dumps({"cluster_name": name}), key=key)
+    eq(r.status, 201, "a literal backslash-u0000 in a name (%r)" % r)
+    eq(r.get("cluster_name"), name, "the name comes back intact")
+    # nothing may follow the object
+    for body in ('{"cluster_name": "x"} {"cluster_name": "y"}', '{"cluster_name": "x"}garbage'):
+        r = w.post("/api/kubectl/tokens", body, key=key)
+        eq(r.status, 400, "body %r (%r)" % (body, r))
+        is_error_body(r, "BAD_REQUEST")
+    still_serving(w, "NUL inside JSON strings")
 
 
 if __name__ == "__main__":

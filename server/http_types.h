@@ -1,0 +1,71 @@
+/* http_types.h — the request and response as API handlers, the router and
+ * auth see them.  A leaf: it names no function, so http.h, router.h and
+ * auth.h can each depend on it without depending on one another. */
+#ifndef AURORA_HTTP_TYPES_H
+#define AURORA_HTTP_TYPES_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "store.h"
+
+typedef enum {
+    HTTP_GET,
+    HTTP_POST,
+    HTTP_PUT,
+    HTTP_PATCH,
+    HTTP_DELETE,
+    HTTP_OPTIONS,
+    HTTP_HEAD,
+    HTTP_OTHER
+} http_method;
+
+#define HTTP_MAX_PARAMS 6
+
+typedef struct {
+    char *name; /* lowercase */
+    char *value;
+} http_header;
+
+/* Who is calling, filled by auth before the handler runs. */
+typedef struct {
+    int authenticated;
+    int internal; /* trusted backend via X-Internal-Secret */
+    char org_id[STORE_ID_LEN];
+    char user_id[STORE_ID_LEN];
+    char key_id[STORE_ID_LEN];
+} auth_ctx;
+
+typedef struct {
+    http_method method;
+    char *path;  /* as received (lws already %-decoded it) */
+    char *query;      /* lws-decoded "name=value" arguments, each NUL-terminated, back to
+                         back (query_len bytes in all); use http_query_get */
+    size_t query_len;
+    http_header *headers;
+    size_t nheaders;
+    buf_t body;
+    const char *param_names[HTTP_MAX_PARAMS];
+    char *params[HTTP_MAX_PARAMS];
+    int nparams;
+    char peer[64];
+    auth_ctx auth;
+} http_request;
+
+struct exec_spec;
+
+typedef struct http_response {
+    int status;
+    const char *content_type; /* static string */
+    buf_t body;
+    http_header extra[4];
+    int nextra;
+    /* Deferred command execution (exec.c runs it on the loop). */
+    struct exec_spec *exec;
+    /* Runs on the loop thread before the response is written (e.g. close the
+     * tunnels of a revoked token, then patch the body with the count). */
+    void (*on_loop)(struct http_response *resp, void *arg);
+    void *on_loop_arg;
+} http_response;
+
+#endif

@@ -1,0 +1,110 @@
+/* test_server_http_json.c — request bodies as JSON (server/http.c:
+ * http_json_body, http_json_text_has_nul): a NUL inside a string, raw or as
+ * \u0000, is refused instead of silently cutting the string; nothing may
+ * follow the object. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+/* Parses text (len bytes) as a request body; the cJSON tree or NULL, and the
+ * response's status in *status (0 when untouched). */
+static cJSON *parse(const char *text, size_t len, int *status)
+{
+    http_request req;
+    http_response resp;
+    memset(&req, 0, sizeof(req));
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(buf_append(&req.body, text, len), 0);
+    cJSON *o = http_json_body(&req, &resp);
+    *status = resp.status;
+    if (!o) {
+        static const char want[] = "\"error_code\":\"BAD_REQUEST\"";
+        assert_non_null(memmem(buf_head(&resp.body), buf_pending(&resp.body), want,
+                               sizeof(want) - 1));
+    }
+    buf_free(&req.body);
+    buf_free(&resp.body);
+    return o;
+}
+
+static void expect_refused(const char *text, size_t len)
+{
+    int status;
+    cJSON *o = parse(text, len, &status);
+    if (o) {
+        cJSON_Delete(o);
+        fail_msg("accepted: %.*s", (int)len, text);
+    }
+    assert_int_equal(status, 400);
+}
+
+#define REFUSED(lit) expect_refused(lit, sizeof(lit) - 1)
+
+static void test_nul_escape_refused(void **state)
+{
+    (void)state;
+    REFUSED("{\"a\": \"x\\u0000y\"}");
+    REFUSED("{\"a\": \"\\u0000\"}");
+    REFUSED("{\"a\": [\"ok\", \"tail\\u0000\"]}");
+    REFUSED("{\"a\\u0000b\": 1}");            /* in a key */
+    REFUSED("{\"a\": {\"b\": \"\\\\\\u0000\"}}"); /* escaped backslash, then the escape */
+    REFUSED("{\"a\": \"raw\0nul\"}");         /* a raw NUL byte */
+    REFUSED("{\"a\": 1}\0");
+}
+
+static void test_text_that_only_looks_like_nul_accepted(void **state)
+{
+    (void)state;
+    /* An escaped backslash followed by "u0000" is the 6 characters \u0000. */
+    const char *t = "{\"a\": \"x\\\\u0000y\", \"c\": \"\\u0001\"}";
+    int status;
+    cJSON *o = parse(t, strlen(t), &status);
+    assert_non_null(o);
+    assert_int_equal(status, 0);
+    assert_string_equal(cJSON_GetObjectItem(o, "a")->valuestring, "x\\u0000y");
+    cJSON_Delete(o);
+    /* "\u00001" is NUL then '1': refused, the scanner looks at 4 hex digits. */
+    assert_int_equal(http_json_text_has_nul("\"\\u00001\"", 9), 1);
+    assert_int_equal(http_json_text_has_nul("\"\\u0001\"", 8), 0);
+    assert_int_equal(http_json_text_has_nul("\"\\\\u0000\"", 9), 0);
+    /* outside a string there is no escape to decode */
+    assert_int_equal(http_json_text_has_nul("\\u0000", 6), 0);
+    /* a quote escaped inside a string does not end it */
+    assert_int_equal(http_json_text_has_nul("\"\\\"\\u0000\"", 10), 1);
+    /* truncated escapes */
+    assert_int_equal(http_json_text_has_nul("\"\\u000", 6), 0);
+    assert_int_equal(http_json_text_has_nul("\"\\", 2), 0);
+}
+
+static void test_one_object_only(void **state)
+{
+    (void)state;
+    REFUSED("{\"a\": 1} {\"b\": 2}");
+    REFUSED("{\"a\": 1}garbage");
+    REFUSED("[1, 2]");
+    REFUSED("\"str\"");
+    REFUSED("");
+    int status;
+    const char *t = " \r\n{\"a\": 1}\t\r\n ";
+    cJSON *o = parse(t, strlen(t), &status);
+    assert_non_null(o);
+    cJSON_Delete(o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nul_escape_refused),
+        cmocka_unit_test(test_text_that_only_looks_like_nul_accepted),
+        cmocka_unit_test(test_one_object_only),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
