@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "utf8.h"
+#include "json_text.h"
 #include "secret.h"
 
 static const struct {
@@ -132,6 +133,11 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
     memset(m, 0, sizeof(*m));
     m->success = -1;
     m->return_code = -1;
+    /* A NUL would silently cut an argv element or an id (see json_text.h). */
+    if (json && json_text_has_nul(json, len)) {
+        set_err(err, errlen, "%s", "frame holds a NUL byte or a \\u0000 escape");
+        return -1;
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) {

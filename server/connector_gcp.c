@@ -39,6 +39,7 @@
 #include "api_util.h"
 #include "connector.h"
 #include "http_client.h"
+#include "json_text.h"
 #include "jwt.h"
 #include "log.h"
 #include "oauth.h"
@@ -573,6 +574,12 @@ static void gcp_service_account(worker_ctx *w, http_request *req, http_response 
     const auth_ctx *who = &req->auth;
     if (connector_require_user(who, resp) < 0 || connector_secrets_ready(w, resp) < 0)
         return;
+    /* The key is parsed here, not by http_json_body: apply its NUL rule. */
+    if (json_text_has_nul(buf_head(&req->body), buf_pending(&req->body))) {
+        http_resp_error(resp, 400, "GCP_KEY_MALFORMED",
+                        MSG_MALFORMED ": it holds a NUL byte or a \\u0000 escape");
+        return;
+    }
     char *text = key_text(req);
     if (!text) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");

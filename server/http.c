@@ -13,6 +13,7 @@
 #include "log.h"
 #include "router.h"
 #include "worker.h"
+#include "json_text.h"
 
 #define WRITE_CHUNK (32 * 1024)
 #define MAX_CAPTURED 32
@@ -177,28 +178,6 @@ int http_resp_add_header(http_response *resp, const char *name, const char *valu
     return 0;
 }
 
-int http_json_text_has_nul(const char *text, size_t len)
-{
-    int in_string = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (c == '\0')
-            return 1;
-        if (!in_string) {
-            in_string = c == '"';
-            continue;
-        }
-        if (c == '"') {
-            in_string = 0;
-        } else if (c == '\\') {
-            if (i + 5 < len && text[i + 1] == 'u' && !memcmp(text + i + 2, "0000", 4))
-                return 1;
-            i++; /* the escaped character, which may be a quote or a backslash */
-        }
-    }
-    return 0;
-}
-
 cJSON *http_json_body(const http_request *req, http_response *resp)
 {
     const char *text = buf_head(&req->body);
@@ -209,7 +188,7 @@ cJSON *http_json_body(const http_request *req, http_response *resp)
     }
     /* cJSON would decode "\u0000" into a C string, where it ends the string:
      * "a\u0000b" would silently become "a" (a key as much as a value). */
-    if (http_json_text_has_nul(text, len)) {
+    if (json_text_has_nul(text, len)) {
         http_resp_error(resp, 400, "BAD_REQUEST",
                         "request body: JSON strings must not contain NUL (\\u0000)");
         return NULL;

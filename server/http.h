@@ -35,8 +35,6 @@ int http_resp_add_header(http_response *resp, const char *name, const char *valu
  * it); on failure fills resp with 400.  A string (key or value) holding NUL,
  * raw or as \u0000, is refused: as a C string it would be silently cut. */
 struct cJSON *http_json_body(const http_request *req, http_response *resp);
-/* 1 if a JSON text holds a NUL byte or, inside a string, the escape \u0000. */
-int http_json_text_has_nul(const char *text, size_t len);
 
 /* ---- transaction (event-loop thread only) -------------------------------- */
 typedef struct http_txn http_txn;

@@ -194,6 +194,8 @@ def malformed_keys_are_refused(t):
         "not an object": [1, 2],
         "empty": "",
         "wrapped truncated": {"key": text[:-10]},
+        # the key upload parses its own body: the NUL rule of every JSON body holds here too
+        "NUL in client_email": text.replace(key["client_email"], key["client_email"] + "\\u0000x"),
     }
     for what, body in cases.items():
         r = w.post("/gcp/service-account", body, key=k)

@@ -574,6 +574,25 @@ static void test_decode_errors(void **state)
     decode_fails("{\"type\":{}}", "type");
 }
 
+/* A NUL would cut an argv element (escaped) or is skipped by cJSON as white
+ * space between tokens (raw): both are refused, an escaped backslash is not. */
+static void test_decode_nul_refused(void **state)
+{
+    (void)state;
+    decode_fails("{\"type\":\"exec\",\"id\":9,\"argv\":[\"get\\u0000\",\"pods\"]}", "NUL");
+    decode_fails("{\"type\":\"heartbeat\\u0000x\"}", "NUL");
+    proto_msg m;
+    char err[256];
+    static const char raw[] = "{\"type\":\"exec\",\"id\":9\0,\"argv\":[\"get\"]}";
+    assert_int_equal(proto_decode(raw, sizeof(raw) - 1, &m, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "NUL"));
+    proto_msg_free(&m);
+    static const char ok[] = "{\"type\":\"exec\",\"id\":9,\"argv\":[\"a\\\\u0000\"]}";
+    assert_int_equal(proto_decode(ok, sizeof(ok) - 1, &m, err, sizeof(err)), 0);
+    assert_string_equal(m.argv.v[0], "a\\u0000");
+    proto_msg_free(&m);
+}
+
 static void test_decode_exec_errors(void **state)
 {
     decode_fails("{\"type\":\"exec\",\"kind\":\"kubectl\",\"argv\":[]}", "id");
@@ -765,6 +784,7 @@ static void test_encoders_escape(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decode_nul_refused),
         cmocka_unit_test(test_connected_v1),
         cmocka_unit_test(test_connected_v2),
         cmocka_unit_test(test_register),

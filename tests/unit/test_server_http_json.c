@@ -1,5 +1,5 @@
 /* test_server_http_json.c — request bodies as JSON (server/http.c:
- * http_json_body, http_json_text_has_nul): a NUL inside a string, raw or as
+ * http_json_body, json_text_has_nul): a NUL inside a string, raw or as
  * \u0000, is refused instead of silently cutting the string; nothing may
  * follow the object. */
 #include <setjmp.h>
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "json_text.h"
 
 /* Parses text (len bytes) as a request body; the cJSON tree or NULL, and the
  * response's status in *status (0 when untouched). */
@@ -72,16 +73,16 @@ static void test_text_that_only_looks_like_nul_accepted(void **state)
     assert_string_equal(cJSON_GetObjectItem(o, "a")->valuestring, "x\\u0000y");
     cJSON_Delete(o);
     /* "\u00001" is NUL then '1': refused, the scanner looks at 4 hex digits. */
-    assert_int_equal(http_json_text_has_nul("\"\\u00001\"", 9), 1);
-    assert_int_equal(http_json_text_has_nul("\"\\u0001\"", 8), 0);
-    assert_int_equal(http_json_text_has_nul("\"\\\\u0000\"", 9), 0);
+    assert_int_equal(json_text_has_nul("\"\\u00001\"", 9), 1);
+    assert_int_equal(json_text_has_nul("\"\\u0001\"", 8), 0);
+    assert_int_equal(json_text_has_nul("\"\\\\u0000\"", 9), 0);
     /* outside a string there is no escape to decode */
-    assert_int_equal(http_json_text_has_nul("\\u0000", 6), 0);
+    assert_int_equal(json_text_has_nul("\\u0000", 6), 0);
     /* a quote escaped inside a string does not end it */
-    assert_int_equal(http_json_text_has_nul("\"\\\"\\u0000\"", 10), 1);
+    assert_int_equal(json_text_has_nul("\"\\\"\\u0000\"", 10), 1);
     /* truncated escapes */
-    assert_int_equal(http_json_text_has_nul("\"\\u000", 6), 0);
-    assert_int_equal(http_json_text_has_nul("\"\\", 2), 0);
+    assert_int_equal(json_text_has_nul("\"\\u000", 6), 0);
+    assert_int_equal(json_text_has_nul("\"\\", 2), 0);
 }
 
 static void test_one_object_only(void **state)

@@ -1,0 +1,16 @@
+/* json_text.h — checks on raw JSON text before it is parsed.
+ *
+ * cJSON decodes "\u0000" into a C string, where it ends the string, and
+ * skips a raw NUL between tokens as if it were white space: "a\u0000b" would
+ * silently become "a", an argv element would lose its tail.  Request bodies
+ * and wire frames are refused instead. */
+#ifndef AURORA_JSON_TEXT_H
+#define AURORA_JSON_TEXT_H
+
+#include <stddef.h>
+
+/* 1 if text holds a raw NUL byte anywhere, or a \u0000 escape inside a
+ * string (keys included; an escaped backslash before "u0000" is text). */
+int json_text_has_nul(const char *text, size_t len);
+
+#endif
