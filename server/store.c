@@ -1196,15 +1196,17 @@ int store_audit_sweep(store_t *s, const char *self_id, int64_t live_since, int64
     now = now_or_clock(now);
     /* A lease counts only if it is both recent and not marked gone (0). */
     int64_t changes = 0;
-    db_param p[] = { p_text(AUDIT_INTERRUPTED), DB_P_INT(now), p_text(AUDIT_STARTED),
-                     p_text(self_id), DB_P_INT(live_since) };
+    /* 'started' is spelled out (not bound) so that both engines can use the
+     * partial index audit_log_started_idx: only the open rows are read. */
+    db_param p[] = { DB_P_INT(now), p_text(self_id), DB_P_INT(live_since) };
     if (run_exec(s, "closing interrupted audit records",
-                 "UPDATE audit_log SET outcome = ?, return_code = -1, ended_at = ?"
-                 " WHERE outcome = ? AND instance_id <> ?"
+                 "UPDATE audit_log SET outcome = '" AUDIT_INTERRUPTED "', return_code = -1,"
+                 " ended_at = ?"
+                 " WHERE outcome = '" AUDIT_STARTED "' AND instance_id <> ?"
                  " AND NOT EXISTS (SELECT 1 FROM server_instances i"
                  " WHERE i.id = audit_log.instance_id AND i.heartbeat_at >= ?"
                  " AND i.heartbeat_at > 0)",
-                 p, 5, &changes))
+                 p, 3, &changes))
         return STORE_ERR;
     if (closed)
         *closed = changes;
