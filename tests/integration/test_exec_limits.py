@@ -482,7 +482,9 @@ def concurrent_large_outputs_with_the_real_agent(t):
     t.note("%d × %d MiB concurrently under an 8 MiB budget: %d complete, %d refused; server VmRSS "
            "peak growth %.1f MiB" % (count, n // MIB, ok, refused, rss.growth_mib))
     check(ok >= 1, "at least one command completes (a refusal frees its memory for the others)")
-    check(refused >= 1, "%d × 5 MiB cannot all be buffered in 8 MiB at once" % count)
+    # How many are refused depends on how the outputs interleave (on a loaded machine the
+    # agent may even run them one after the other); the refusals themselves are checked
+    # deterministically with the scripted agent above.  What must hold is the bound:
     # Without the budget the same 8 results took ~190 MiB (measured): 5 MiB buffered each
     # plus the JSON encoding of binary output (U+FFFD text, base64, the printed body); with
     # it at most 8 MiB is buffered, plus the encoding of the results that complete.
@@ -545,6 +547,7 @@ def kill9_mid_command_leaves_an_interrupted_row(t):
     eq(rows[0][2], -1, "return code unknown")
     eq(rows[0][4], first_instance, "the row keeps the instance that ran it")
     check(rows[0][5] > 0, "ended_at is set", rows[0])
+    # the start-up sweep runs (and logs) before the server answers /health
     contains(w.server.log_text(), "recorded as interrupted", "the server says what it did")
 
     # the agent comes back; a normal command gets one row, completed
@@ -564,7 +567,7 @@ def kill9_mid_command_leaves_an_interrupted_row(t):
 
 @test(timeout=120)
 def a_replica_never_closes_a_live_replicas_rows(t):
-    lease = {"AURORA_INSTANCE_LEASE": "3"}  # renewals and sweeps every second
+    lease = {"AURORA_INSTANCE_LEASE": "6"}  # renewals and sweeps every 2 s
     a = t.world("replica-a", extra_env=lease)
     db = os.path.join(a.data, "aurora.db")
     tok = a.create_token("it-replicas")
@@ -591,7 +594,7 @@ def a_replica_never_closes_a_live_replicas_rows(t):
         finally:
             con.close()
     # B has renewed its lease (and swept after each renewal) at least twice
-    wait_until(lambda: (lambda x: x and x[1] >= x[0] + 2)(b_lease()), 20, 0.1, "B to sweep twice")
+    wait_until(lambda: (lambda x: x and x[1] >= x[0] + 4)(b_lease()), 30, 0.1, "B to sweep twice")
     eq([r[1] for r in db_rows(a, tag)], ["started"], "B left A's running command alone")
     check("recorded as interrupted" not in b.server.log_text(), "B closed nothing",
           b.server.log_tail())
@@ -600,7 +603,8 @@ def a_replica_never_closes_a_live_replicas_rows(t):
     a.kill9()
     wait_until(lambda: [r[1] for r in db_rows(a, tag)] == ["interrupted"], 15, 0.1,
                "B to close the dead replica's row")
-    contains(b.server.log_text(), "recorded as interrupted", "B says what it did")
+    wait_until(lambda: "recorded as interrupted" in b.server.log_text(), 10, 0.05,
+               "B to log what it did")
     th.join(30)
 
 
