@@ -127,6 +127,8 @@ static void cloud_exec(worker_ctx *w, http_request *req, http_response *resp)
         e->nenv = creds.nenv;
         creds.nenv = 0;
     }
+    if (exec_admit(w, e, resp) < 0)
+        goto out;
     log_info("cloud_exec %s for user %s on %s (target %s, %d args)", c->cloud->program,
              req->auth.user_id, e->cluster_id, creds.target[0] ? creds.target : "-", e->argv.c);
     resp->exec = e;

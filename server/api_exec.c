@@ -1,6 +1,8 @@
 /* api_exec.c — run kubectl through a cluster's tunnel:
  *   POST /api/clusters/{cluster_id}/kubectl   (API key or internal secret)
  *   POST /internal/kubectl/execute            (the existing backend's route)
+ *   GET  /api/exec/usage                      (what the caller's commands hold
+ *                                              against the limits of exec_limits.h)
  * Validation and tenancy happen here on a worker; exec.c runs the command. */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -85,6 +87,10 @@ static void run_exec(worker_ctx *w, http_request *req, http_response *resp, cons
         return;
     }
     snprintf(e->cluster_id, sizeof(e->cluster_id), "%s", cluster_id);
+    if (exec_admit(w, e, resp) < 0) {
+        exec_spec_free(e);
+        return;
+    }
     resp->exec = e;
 }
 
@@ -132,8 +138,41 @@ out:
     cJSON_Delete(body);
 }
 
+/* The caller's organization: its buffered JSON output against its budget
+ * and its clusters' command counts.  The trusted backend also sees the
+ * server-wide numbers (other tenants' load is not a tenant's business). */
+static void exec_usage_route(worker_ctx *w, http_request *req, http_response *resp)
+{
+    (void)w;
+    enum { MAX_LISTED = 256 };
+    exec_usage u;
+    exec_cluster_usage cl[MAX_LISTED];
+    size_t n = 0;
+    exec_limits_usage(req->auth.org_id, &u, cl, MAX_LISTED, &n);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *b = cJSON_AddObjectToObject(o, "buffered_output");
+    cJSON_AddNumberToObject(b, "bytes", (double)u.org_bytes);
+    cJSON_AddNumberToObject(b, "budget", (double)u.org_budget);
+    cJSON *arr = cJSON_AddArrayToObject(o, "clusters");
+    for (size_t i = 0; i < n; i++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "cluster_id", cl[i].cluster_id);
+        cJSON_AddNumberToObject(c, "commands", cl[i].commands);
+        cJSON_AddItemToArray(arr, c);
+    }
+    cJSON_AddNumberToObject(o, "max_per_cluster", u.max_per_cluster);
+    if (req->auth.internal) {
+        cJSON *s = cJSON_AddObjectToObject(o, "server");
+        cJSON_AddNumberToObject(s, "buffered_output_bytes", (double)u.server_bytes);
+        cJSON_AddNumberToObject(s, "buffered_output_budget", (double)u.server_budget);
+        cJSON_AddNumberToObject(s, "commands", (double)u.server_commands);
+    }
+    http_resp_json(resp, 200, o);
+}
+
 void api_exec_register(void)
 {
+    router_add(HTTP_GET, "/api/exec/usage", ROUTE_AUTH_API, exec_usage_route);
     router_add(HTTP_POST, "/api/clusters/{cluster_id}/kubectl", ROUTE_AUTH_API, cluster_kubectl);
     router_add(HTTP_POST, "/internal/kubectl/execute", ROUTE_AUTH_INTERNAL, internal_execute);
 }

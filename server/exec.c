@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "crypto.h"
+#include "instance.h"
 #include "log.h"
 #include "proto.h"
 #include "tunnel.h"
@@ -16,11 +17,19 @@
 #include "worker.h"
 #include "secret.h"
 
+/* JSON mode: one channel's captured output.  Grown by hand (not buf_t) so
+ * that what is allocated is exactly what is charged to the output budget. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} capture;
+
 typedef struct {
     http_txn *txn; /* NULL once the client is gone */
     exec_spec *spec;
     tunnel_req *req;
-    buf_t out, err; /* JSON mode: captured output, capped */
+    capture out, err;   /* JSON mode: captured output, capped at max_output */
+    exec_budget budget; /* JSON mode: what out and err are charged */
     int64_t bytes;  /* all output bytes seen */
     int truncated;
     int64_t uncredited; /* SSE: bytes handed to the client not yet credited */
@@ -44,10 +53,16 @@ void exec_spec_wipe_env(exec_spec *e)
     e->nenv = 0;
 }
 
+void exec_module_init(const server_config *cfg)
+{
+    exec_limits_configure(cfg->output_budget, cfg->org_output_budget, cfg->max_per_cluster);
+}
+
 void exec_spec_free(exec_spec *e)
 {
     if (!e)
         return;
+    exec_limits_slot_release(&e->slot);
     exec_spec_wipe_env(e);
     argv_free(&e->argv);
     free(e->command);
@@ -84,6 +99,7 @@ static void fill_audit(store_audit *a, const exec_spec *e, const char *outcome)
     a->return_code = -1;
     a->at = (int64_t)time(NULL);
     a->argv_json = argv_json(e);
+    snprintf(a->instance_id, sizeof(a->instance_id), "%s", instance_id());
 }
 
 void exec_audit_now(store_t *st, const exec_spec *e, const char *outcome)
@@ -109,9 +125,49 @@ static void audit_done(void *arg)
     free(a);
 }
 
+/* The end of a command whose "started" row exists. */
+typedef struct {
+    char org_id[STORE_ID_LEN];
+    int64_t id;
+    char outcome[32];
+    int return_code;
+    int64_t bytes, duration_ms, at;
+} audit_end;
+
+static void audit_end_run(worker_ctx *w, void *arg)
+{
+    audit_end *a = arg;
+    int rc = store_audit_complete(w->store, a->org_id, a->id, a->outcome, a->return_code, a->bytes,
+                                  a->duration_ms, a->at);
+    if (rc != STORE_OK)
+        log_error("audit record %lld: completing it (%s) failed: %s", (long long)a->id, a->outcome,
+                  rc == STORE_NOT_FOUND ? "no such row" : store_errmsg(w->store));
+}
+
+/* Loop thread: the command's final audit outcome, written on a worker. */
 static void audit_submit(const exec_spec *e, const char *outcome, int rc, int64_t bytes,
                          int64_t duration_ms)
 {
+    if (e->audit_id) {
+        audit_end *a = calloc(1, sizeof(*a));
+        if (!a)
+            return;
+        snprintf(a->org_id, sizeof(a->org_id), "%s", e->org_id);
+        snprintf(a->outcome, sizeof(a->outcome), "%s", outcome);
+        a->id = e->audit_id;
+        a->return_code = rc;
+        a->bytes = bytes;
+        a->duration_ms = duration_ms;
+        a->at = (int64_t)time(NULL);
+        /* If this is dropped the row stays "started" and is closed as
+         * interrupted once this instance is gone: never lost. */
+        if (workers_submit(audit_end_run, free, a) < 0) {
+            log_error("audit record %lld left 'started' (worker queue full): outcome %s",
+                      (long long)a->id, outcome);
+            free(a);
+        }
+        return;
+    }
     store_audit *a = malloc(sizeof(*a));
     if (!a)
         return;
@@ -150,6 +206,8 @@ static void add_text(cJSON *o, const char *key, const char *p, size_t n)
     free(clean);
 }
 
+static const char *capture_head(const capture *c) { return c->data ? c->data : ""; }
+
 static cJSON *result_json(exec_run *x, const tunnel_result *r, int with_output)
 {
     cJSON *o = cJSON_CreateObject();
@@ -161,9 +219,9 @@ static cJSON *result_json(exec_run *x, const tunnel_result *r, int with_output)
         code = EC_OUTPUT_LIMIT;
     cJSON_AddBoolToObject(o, "success", !r->failed && r->return_code == 0);
     if (with_output) {
-        add_text(o, "output", buf_head(&x->out), buf_pending(&x->out));
-        if (!utf8_valid(buf_head(&x->out), buf_pending(&x->out))) {
-            char *b64 = crypto_base64(buf_head(&x->out), buf_pending(&x->out));
+        add_text(o, "output", capture_head(&x->out), x->out.len);
+        if (!utf8_valid(capture_head(&x->out), x->out.len)) {
+            char *b64 = crypto_base64(capture_head(&x->out), x->out.len);
             if (b64)
                 cJSON_AddStringToObject(o, "output_base64", b64);
             free(b64);
@@ -173,10 +231,10 @@ static cJSON *result_json(exec_run *x, const tunnel_result *r, int with_output)
     buf_t e = BUF_INIT;
     if (r->error && *r->error)
         buf_append_str(&e, r->error);
-    if (with_output && buf_pending(&x->err)) {
+    if (with_output && x->err.len) {
         if (buf_pending(&e))
             buf_append(&e, "\n", 1);
-        buf_append(&e, buf_head(&x->err), buf_pending(&x->err));
+        buf_append(&e, capture_head(&x->err), x->err.len);
     }
     add_text(o, "error", buf_head(&e), buf_pending(&e));
     buf_free(&e);
@@ -192,28 +250,112 @@ static cJSON *result_json(exec_run *x, const tunnel_result *r, int with_output)
     return o;
 }
 
+/* Every way an exec ends comes through here: the captured output, its
+ * budget and the cluster slot (with the spec) are returned together. */
 static void run_free(exec_run *x)
 {
-    buf_free(&x->out);
-    buf_free(&x->err);
+    free(x->out.data);
+    free(x->err.data);
+    exec_limits_release(&x->budget);
     exec_spec_free(x->spec);
     free(x);
 }
 
 /* ---- JSON mode ------------------------------------------------------------------ */
 
+/* Makes room in c for n more bytes (len + n never exceeds max_output: the
+ * caller cut n), charging the growth to the budgets before allocating it.
+ * 0, an EXEC_BUDGET_* code, or -1 when out of memory. */
+static int capture_room(exec_run *x, capture *c, size_t n)
+{
+    size_t need = c->len + n;
+    if (need <= c->cap)
+        return 0;
+    size_t limit = (size_t)x->spec->max_output;
+    size_t grow = c->cap / 2 > 4096 ? c->cap / 2 : 4096;
+    size_t cap = c->cap + grow;
+    if (cap < need)
+        cap = need;
+    if (cap > limit)
+        cap = limit > need ? limit : need;
+    int rc = exec_limits_reserve(&x->budget, x->spec->org_id, (int64_t)(cap - c->cap));
+    if (rc != EXEC_BUDGET_OK)
+        return rc;
+    char *p = realloc(c->data, cap);
+    if (!p)
+        return -1; /* stays charged until the exec ends: an over-count, never an under-count */
+    c->data = p;
+    c->cap = cap;
+    return 0;
+}
+
+/* The output does not fit the budget.  Design: output is charged as it
+ * arrives rather than reserving max_output up front, because most commands
+ * print a few kilobytes under a default cap of 10 MiB: reserving the cap
+ * would refuse dozens of small concurrent commands to keep memory that is
+ * never used.  The price is that a command can only be refused once its
+ * output outgrows what is left, after it started; it is then cancelled at
+ * the agent and the caller gets 429 (its organization's budget) or 503 (the
+ * server's) telling it to stream instead.  Failing it at once, rather than
+ * pausing it until memory frees up, gives its memory back to the commands
+ * still running, so concurrent large outputs cannot wait on each other. */
+static void json_fail_budget(exec_run *x, int which)
+{
+    int org = which == EXEC_BUDGET_ORG;
+    if (x->req) {
+        tunnel_req_abandon(x->req);
+        x->req = NULL;
+    }
+    exec_usage u;
+    exec_limits_usage(x->spec->org_id, &u, NULL, 0, NULL);
+    log_warn("exec on %s for org %s cancelled: %s output budget exhausted after %lld bytes",
+             x->spec->cluster_id, x->spec->org_id, org ? "organization" : "server",
+             (long long)x->bytes);
+    audit_submit(x->spec, org ? "org_output_budget" : "server_output_budget", -1, x->bytes,
+                 now_ms() - x->started_ms);
+    if (x->txn) {
+        http_txn *t = x->txn;
+        http_txn_detach(t);
+        http_resp_error(http_txn_response(t), org ? 429 : 503,
+                        org ? EC_ORG_OUTPUT_BUDGET : EC_SERVER_OUTPUT_BUDGET,
+                        "the command was cancelled after %lld bytes of output: %s memory for "
+                        "buffered (JSON-mode) results is in use (%lld of %lld bytes, %s). Stream "
+                        "large outputs with 'Accept: text/event-stream' (not buffered, not "
+                        "counted), ask for a smaller max_output, or retry when other commands "
+                        "have finished",
+                        (long long)x->bytes,
+                        org ? "the organization's" : "the server's",
+                        (long long)(org ? u.org_bytes : u.server_bytes),
+                        (long long)(org ? u.org_budget : u.server_budget),
+                        org ? "AURORA_EXEC_ORG_OUTPUT_BUDGET" : "AURORA_EXEC_OUTPUT_BUDGET");
+        http_txn_respond(t);
+    }
+    run_free(x);
+}
+
 static void json_on_data(void *ctx, int channel, const unsigned char *p, size_t n)
 {
     exec_run *x = ctx;
     x->bytes += (int64_t)n;
-    size_t have = buf_pending(&x->out) + buf_pending(&x->err);
+    size_t have = x->out.len + x->err.len;
     size_t room = (int64_t)have >= x->spec->max_output ? 0 : (size_t)(x->spec->max_output - (int64_t)have);
     size_t take = n < room ? n : room;
     if (take < n)
         x->truncated = 1;
-    buf_t *dst = channel == PROTO_CHAN_STDERR ? &x->err : &x->out;
-    if (take && buf_append(dst, p, take) < 0)
-        x->truncated = 1;
+    capture *dst = channel == PROTO_CHAN_STDERR ? &x->err : &x->out;
+    if (take) {
+        int rc = capture_room(x, dst, take);
+        if (rc > 0) {
+            json_fail_budget(x, rc); /* frees x */
+            return;
+        }
+        if (rc < 0) {
+            x->truncated = 1;
+        } else {
+            memcpy(dst->data + dst->len, p, take);
+            dst->len += take;
+        }
+    }
     /* Captured or dropped, the bytes have left the window. */
     if (x->req)
         tunnel_req_consumed(x->req, n);
@@ -342,6 +484,40 @@ static void sse_on_end(void *ctx, const tunnel_result *r)
 
 static const tunnel_sink sse_sink = { sse_on_data, sse_on_end };
 static const http_stream_ops sse_http_ops = { sse_on_drain, on_client_gone };
+
+/* ---- admission (worker) ------------------------------------------------------------ */
+
+int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp)
+{
+    int running = 0;
+    if (exec_limits_slot_acquire(&e->slot, e->org_id, e->cluster_id, &running) < 0) {
+        exec_audit_now(w->store, e, "cluster_busy");
+        http_resp_error(resp, 429, EC_CLUSTER_BUSY,
+                        "cluster %s already has %d commands running or queued, the most allowed "
+                        "(AURORA_EXEC_MAX_PER_CLUSTER); retry when some have finished",
+                        e->cluster_id, running);
+        return -1;
+    }
+    /* The row exists before the command is sent: a crash from here on
+     * leaves it "started", and a later sweep closes it as interrupted. */
+    store_audit a;
+    fill_audit(&a, e, "started");
+    int have_argv = a.argv_json != NULL;
+    int rc = have_argv ? store_audit_start(w->store, &a) : STORE_ERR;
+    free(a.argv_json);
+    if (rc != STORE_OK) {
+        exec_limits_slot_release(&e->slot);
+        log_error("audit: cannot write the record of a command on %s for org %s, not running it: "
+                  "%s",
+                  e->cluster_id, e->org_id, have_argv ? store_errmsg(w->store) : "out of memory");
+        http_resp_error(resp, 503, EC_AUDIT_UNAVAILABLE,
+                        "the command was not run: its audit record could not be written; retry "
+                        "later");
+        return -1;
+    }
+    e->audit_id = a.id;
+    return 0;
+}
 
 /* ---- start ------------------------------------------------------------------------ */
 

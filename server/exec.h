@@ -1,14 +1,24 @@
 /* exec.h — runs one command through the tunnel on behalf of an HTTP request:
- * collects a capped JSON result or streams Server-Sent Events, returns
- * flow-control credit as output leaves, and writes the audit record. */
+ * admits it (per-cluster limit, the "started" audit row), collects a capped
+ * JSON result within the output budgets (exec_limits.h) or streams
+ * Server-Sent Events, returns flow-control credit as output leaves, and
+ * completes the audit row. */
 #ifndef AURORA_EXEC_H
 #define AURORA_EXEC_H
 
 #include <stdint.h>
 
 #include "argv.h"
+#include "exec_limits.h"
 #include "http.h"
+#include "server_config.h"
 #include "store.h"
+#include "worker.h"
+
+#define EC_CLUSTER_BUSY "CLUSTER_BUSY"
+#define EC_ORG_OUTPUT_BUDGET "ORG_OUTPUT_BUDGET_EXCEEDED"
+#define EC_SERVER_OUTPUT_BUDGET "SERVER_OUTPUT_BUDGET_EXCEEDED"
+#define EC_AUDIT_UNAVAILABLE "AUDIT_UNAVAILABLE"
 
 typedef struct exec_spec {
     char org_id[STORE_ID_LEN];
@@ -26,11 +36,22 @@ typedef struct exec_spec {
     double timeout;  /* seconds */
     int64_t max_output;
     int stream;      /* text/event-stream */
+    int64_t audit_id; /* its "started" audit row (exec_admit); 0: none yet */
+    exec_slot slot;   /* its place in the cluster's command count (exec_admit) */
 } exec_spec;
 
+/* Server start: the limits of exec_limits.h from the settings. */
+void exec_module_init(const server_config *cfg);
+/* Frees e and releases its cluster slot. */
 void exec_spec_free(exec_spec *e);
 /* Wipes and frees e->env. */
 void exec_spec_wipe_env(exec_spec *e);
+/* Worker thread, the last step before a handler sets resp->exec = e: takes a
+ * slot of the cluster (else 429 CLUSTER_BUSY, audited) and writes the
+ * "started" audit row (else 503 AUDIT_UNAVAILABLE: a command that cannot be
+ * audited is not run).  0, or -1 with the error in resp (e still the
+ * caller's to free). */
+int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp);
 /* Loop thread.  Takes ownership of e.  0: exec.c now owns the response;
  * -1: the txn's response holds an error to send. */
 int exec_start(http_txn *t, exec_spec *e);

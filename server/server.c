@@ -9,7 +9,9 @@
 #include <time.h>
 
 #include "http.h"
+#include "exec.h"
 #include "http_client.h"
+#include "instance.h"
 #include "log.h"
 #include "proto.h"
 #include "router.h"
@@ -127,7 +129,15 @@ int server_run(server_config *cfg)
     }
     store_connection_reset_all(st, (int64_t)time(NULL));
     log_info("state store ready (schema version %d)", store_schema_version(st));
+    /* Before serving: this process's audit identity, and the rows of dead
+     * predecessors closed as interrupted. */
+    if (instance_start(st, cfg, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        store_close(st);
+        return 1;
+    }
     store_close(st);
+    exec_module_init(cfg);
 
     http_set_limits(cfg->max_body);
     router_reset();
@@ -183,6 +193,7 @@ int server_run(server_config *cfg)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    instance_schedule(g_ctx);
     log_info("aurora-server listening on %s://%s:%d (%s)", cfg->plain_http ? "http" : "https",
              cfg->bind, cfg->port, cfg->env);
 
@@ -196,6 +207,7 @@ int server_run(server_config *cfg)
     for (int i = 0; i < 50 && tunnel_session_count(); i++)
         lws_service(g_ctx, 20);
     workers_stop();
+    instance_stop(cfg); /* after the last audit completion was written */
     secrets_close(secrets);
     lws_context_destroy(g_ctx);
     g_ctx = NULL;

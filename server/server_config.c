@@ -26,6 +26,10 @@ static const config_def server_defs[] = {
     { "AURORA_EXEC_DEFAULT_MAX_OUTPUT", "exec.default_max_output", CFG_INT, "10485760", "output cap when the caller gives none (bytes)", 0 },
     { "AURORA_EXEC_MAX_OUTPUT_JSON", "exec.max_output_json", CFG_INT, "67108864", "largest output cap for a buffered JSON result (bytes)", 0 },
     { "AURORA_EXEC_MAX_OUTPUT_STREAM", "exec.max_output_stream", CFG_INT, "1073741824", "largest output cap for a streamed (SSE) result (bytes)", 0 },
+    { "AURORA_EXEC_OUTPUT_BUDGET", "exec.output_budget", CFG_INT, "268435456", "memory for buffered JSON-mode results of all commands at once (bytes); a command whose output does not fit is cancelled with 503 SERVER_OUTPUT_BUDGET_EXCEEDED (streamed output is not counted)", 0 },
+    { "AURORA_EXEC_ORG_OUTPUT_BUDGET", "exec.org_output_budget", CFG_INT, "67108864", "the same budget per organization; over it: 429 ORG_OUTPUT_BUDGET_EXCEEDED", 0 },
+    { "AURORA_EXEC_MAX_PER_CLUSTER", "exec.max_per_cluster", CFG_INT, "128", "commands running or queued per cluster; more get 429 CLUSTER_BUSY", 0 },
+    { "AURORA_INSTANCE_LEASE", "server.instance_lease", CFG_INT, "60", "seconds after which a replica that stopped renewing its lease is taken for dead and its running commands are audited as interrupted", 0 },
     { "AURORA_STREAM_WINDOW", "tunnel.window", CFG_INT, "262144", "per-command flow-control window (bytes)", 0 },
     { "AURORA_TOKEN_RATE_LIMIT", "tokens.rate_limit_per_hour", CFG_INT, "20", "agent tokens a user may create per hour", 0 },
     { "AURORA_STALE_AFTER", "tunnel.stale_after", CFG_INT, "180", "seconds without heartbeat before a connection is 'stale'", 0 },
@@ -133,6 +137,10 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     c->max_output_json = config_int(r, "AURORA_EXEC_MAX_OUTPUT_JSON");
     c->max_output_stream = config_int(r, "AURORA_EXEC_MAX_OUTPUT_STREAM");
     c->stream_window = config_int(r, "AURORA_STREAM_WINDOW");
+    c->output_budget = config_int(r, "AURORA_EXEC_OUTPUT_BUDGET");
+    c->org_output_budget = config_int(r, "AURORA_EXEC_ORG_OUTPUT_BUDGET");
+    c->max_per_cluster = (int)config_int(r, "AURORA_EXEC_MAX_PER_CLUSTER");
+    c->instance_lease = (int)config_int(r, "AURORA_INSTANCE_LEASE");
     c->token_rate_limit = (int)config_int(r, "AURORA_TOKEN_RATE_LIMIT");
     c->stale_after = (int)config_int(r, "AURORA_STALE_AFTER");
     c->agent_idle_timeout = (int)config_int(r, "AURORA_AGENT_IDLE_TIMEOUT");
@@ -170,6 +178,10 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         !in_range(err, errlen, "AURORA_EXEC_MAX_OUTPUT_STREAM", c->max_output_stream, 1024, 1LL << 40) ||
         !in_range(err, errlen, "AURORA_EXEC_DEFAULT_MAX_OUTPUT", c->default_max_output, 1024, c->max_output_json) ||
         !in_range(err, errlen, "AURORA_STREAM_WINDOW", c->stream_window, 65536, 64 << 20) ||
+        !in_range(err, errlen, "AURORA_EXEC_OUTPUT_BUDGET", c->output_budget, 65536, 1LL << 40) ||
+        !in_range(err, errlen, "AURORA_EXEC_ORG_OUTPUT_BUDGET", c->org_output_budget, 65536, c->output_budget) ||
+        !in_range(err, errlen, "AURORA_EXEC_MAX_PER_CLUSTER", c->max_per_cluster, 1, 100000) ||
+        !in_range(err, errlen, "AURORA_INSTANCE_LEASE", c->instance_lease, 3, 3600) ||
         !in_range(err, errlen, "AURORA_TOKEN_RATE_LIMIT", c->token_rate_limit, 1, 100000) ||
         !in_range(err, errlen, "AURORA_STALE_AFTER", c->stale_after, 10, 86400) ||
         !in_range(err, errlen, "AURORA_AGENT_IDLE_TIMEOUT", c->agent_idle_timeout, 10, 86400) ||
@@ -177,6 +189,16 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         !in_range(err, errlen, "AURORA_OAUTH_STATE_TTL", config_int(r, "AURORA_OAUTH_STATE_TTL"), 1, 86400) ||
         !in_range(err, errlen, "GCP_MAX_PROJECT_PAGES", config_int(r, "GCP_MAX_PROJECT_PAGES"), 1, 10000))
         goto fail;
+
+    /* A result at the JSON cap must be able to fit an organization's budget. */
+    if (c->max_output_json > c->org_output_budget) {
+        snprintf(err, errlen,
+                 "AURORA_EXEC_MAX_OUTPUT_JSON (%lld) must not exceed "
+                 "AURORA_EXEC_ORG_OUTPUT_BUDGET (%lld): a JSON result at the cap could never "
+                 "be buffered; raise the budget or lower the cap",
+                 (long long)c->max_output_json, (long long)c->org_output_budget);
+        goto fail;
+    }
 
     const char *db = config_str(r, "DATABASE_URL");
     if (db && *db)

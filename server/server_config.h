@@ -31,6 +31,10 @@ typedef struct {
     int64_t max_output_json;
     int64_t max_output_stream;
     int64_t stream_window;
+    int64_t output_budget;         /* buffered JSON-mode output, all commands (exec_limits.h) */
+    int64_t org_output_budget; /* the same per organization */
+    int max_per_cluster;           /* commands running or queued per cluster */
+    int instance_lease;            /* seconds (instance.h) */
     int token_rate_limit;     /* agent tokens per user per hour */
     int stale_after;          /* seconds without heartbeat before "stale" */
     int agent_idle_timeout;   /* drop an agent silent for this long */

@@ -923,7 +923,10 @@ int store_connection_delete(store_t *s, const char *org_id, const char *cluster_
 
 #define AUDIT_COLS                                                                                 \
     "id, org_id, user_id, cluster_id, kind, argv_json, return_code, bytes_out, duration_ms,"       \
-    " outcome, at"
+    " outcome, at, instance_id, ended_at"
+
+#define AUDIT_STARTED "started"
+#define AUDIT_INTERRUPTED "interrupted"
 
 static int audit_row(store_t *s, const db_result *r, size_t i, void *out)
 {
@@ -937,7 +940,9 @@ static int audit_row(store_t *s, const db_result *r, size_t i, void *out)
         cell_i64(s, r, i, 7, &a->bytes_out, "audit bytes_out") ||
         cell_i64(s, r, i, 8, &a->duration_ms, "audit duration_ms") ||
         cell_str(s, r, i, 9, a->outcome, sizeof(a->outcome), "audit outcome") ||
-        cell_i64(s, r, i, 10, &a->at, "audit at"))
+        cell_i64(s, r, i, 10, &a->at, "audit at") ||
+        cell_str(s, r, i, 11, a->instance_id, sizeof(a->instance_id), "audit instance_id") ||
+        cell_i64(s, r, i, 12, &a->ended_at, "audit ended_at"))
         return STORE_ERR;
     const char *argv = db_cell(r, i, 5);
     a->argv_json = strdup(argv ? argv : "[]");
@@ -946,10 +951,9 @@ static int audit_row(store_t *s, const db_result *r, size_t i, void *out)
     return STORE_OK;
 }
 
-int store_audit_insert(store_t *s, const store_audit *a)
+/* Writes one row; started: outcome "started", return code -1, not ended. */
+static int audit_write(store_t *s, const store_audit *a, int started, int64_t *id_out)
 {
-    if (!s)
-        return STORE_ERR;
     if (!a)
         return serr(s, "store_audit_insert: missing argument");
     if (check_field(s, "org_id", a->org_id, sizeof(a->org_id), 1) ||
@@ -957,10 +961,14 @@ int store_audit_insert(store_t *s, const store_audit *a)
         check_field(s, "cluster_id", a->cluster_id, sizeof(a->cluster_id), 0) ||
         check_field(s, "kind", a->kind, sizeof(a->kind), 1) ||
         check_field(s, "outcome", a->outcome, sizeof(a->outcome), 0) ||
+        check_field(s, "instance_id", a->instance_id, sizeof(a->instance_id), 0) ||
         check_text(s, "argv_json", a->argv_json, AUDIT_ARGV_JSON_MAX, 1) ||
         check_time(s, "at", a->at))
         return STORE_ERR;
+    if (!started && !strcmp(a->outcome, AUDIT_STARTED))
+        return serr(s, "a final audit row cannot say \"started\" (use store_audit_start)");
     int64_t at = now_or_clock(a->at);
+    int64_t ended_at = started ? 0 : (int64_t)time(NULL);
     for (int attempt = 0;; attempt++) {
         int64_t id;
         if (audit_id(&id) < 0)
@@ -971,15 +979,19 @@ int store_audit_insert(store_t *s, const store_audit *a)
                          p_text(a->cluster_id),
                          p_text(a->kind),
                          p_text(a->argv_json),
-                         DB_P_INT(a->return_code),
-                         DB_P_INT(a->bytes_out),
-                         DB_P_INT(a->duration_ms),
-                         p_text(a->outcome),
-                         DB_P_INT(at) };
+                         DB_P_INT(started ? -1 : a->return_code),
+                         DB_P_INT(started ? 0 : a->bytes_out),
+                         DB_P_INT(started ? 0 : a->duration_ms),
+                         p_text(started ? AUDIT_STARTED : a->outcome),
+                         DB_P_INT(at),
+                         p_text(a->instance_id),
+                         DB_P_INT(ended_at) };
         int rc = run_exec(s, "writing audit record",
                           "INSERT INTO audit_log (" AUDIT_COLS ")"
-                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          p, 11, NULL);
+                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          p, 13, NULL);
+        if (rc == STORE_OK && id_out)
+            *id_out = id;
         if (rc != STORE_CONFLICT)
             return rc;
         /* Either the org is missing (NOT_FOUND) or the id collided: retry. */
@@ -987,6 +999,47 @@ int store_audit_insert(store_t *s, const store_audit *a)
         if (e != STORE_CONFLICT || attempt + 1 >= AUDIT_ID_TRIES)
             return e == STORE_CONFLICT ? STORE_ERR : e;
     }
+}
+
+int store_audit_insert(store_t *s, const store_audit *a)
+{
+    if (!s)
+        return STORE_ERR;
+    return audit_write(s, a, 0, NULL);
+}
+
+int store_audit_start(store_t *s, store_audit *a)
+{
+    if (!s)
+        return STORE_ERR;
+    int64_t id = 0;
+    int rc = audit_write(s, a, 1, &id);
+    if (rc == STORE_OK)
+        a->id = id;
+    return rc;
+}
+
+int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char *outcome,
+                         int return_code, int64_t bytes_out, int64_t duration_ms, int64_t now)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id || !outcome)
+        return serr(s, "store_audit_complete: missing argument");
+    if (check_text(s, "outcome", outcome, sizeof(((store_audit *)0)->outcome), 1))
+        return STORE_ERR;
+    if (!strcmp(outcome, AUDIT_STARTED))
+        return serr(s, "a completed audit row cannot say \"started\"");
+    int64_t changes = 0;
+    db_param p[] = { p_text(outcome),         DB_P_INT(return_code), DB_P_INT(bytes_out),
+                     DB_P_INT(duration_ms),   DB_P_INT(now_or_clock(now)), DB_P_INT(id),
+                     p_text(org_id) };
+    if (run_exec(s, "completing audit record",
+                 "UPDATE audit_log SET outcome = ?, return_code = ?, bytes_out = ?,"
+                 " duration_ms = ?, ended_at = ? WHERE id = ? AND org_id = ?",
+                 p, 7, &changes))
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
 }
 
 int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **out, size_t *n)
@@ -1039,6 +1092,129 @@ void store_audit_list_free(store_audit *a, size_t n)
     for (size_t i = 0; i < n; i++)
         free(a[i].argv_json);
     free(a);
+}
+
+/* ---- server instances ------------------------------------------------------------------------- */
+
+#define INSTANCE_COLS "id, hostname, proc_space, pid, started_at, heartbeat_at"
+/* Instance rows are kept this long after their lease lapsed (who ran what). */
+#define INSTANCE_KEEP_S (24 * 3600)
+
+static int instance_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_instance *x = out;
+    if (cell_str(s, r, i, 0, x->id, sizeof(x->id), "instance id") ||
+        cell_str(s, r, i, 1, x->hostname, sizeof(x->hostname), "instance hostname") ||
+        cell_str(s, r, i, 2, x->proc_space, sizeof(x->proc_space), "instance proc_space") ||
+        cell_i64(s, r, i, 3, &x->pid, "instance pid") ||
+        cell_i64(s, r, i, 4, &x->started_at, "instance started_at") ||
+        cell_i64(s, r, i, 5, &x->heartbeat_at, "instance heartbeat_at"))
+        return STORE_ERR;
+    return STORE_OK;
+}
+
+int store_instance_register(store_t *s, const store_instance *i)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!i)
+        return serr(s, "store_instance_register: missing argument");
+    if (check_field(s, "id", i->id, sizeof(i->id), 1) ||
+        check_field(s, "hostname", i->hostname, sizeof(i->hostname), 0) ||
+        check_field(s, "proc_space", i->proc_space, sizeof(i->proc_space), 0) ||
+        check_time(s, "started_at", i->started_at) || check_time(s, "heartbeat_at", i->heartbeat_at))
+        return STORE_ERR;
+    int64_t hb = now_or_clock(i->heartbeat_at);
+    db_param p[] = { p_text(i->id),          p_text(i->hostname),
+                     p_text(i->proc_space),  DB_P_INT(i->pid),
+                     DB_P_INT(now_or_clock(i->started_at)), DB_P_INT(hb) };
+    return run_exec(s, "registering server instance",
+                    "INSERT INTO server_instances (" INSTANCE_COLS ") VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                    p, 6, NULL);
+}
+
+int store_instance_heartbeat(store_t *s, const char *id, int64_t now)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!id)
+        return serr(s, "store_instance_heartbeat: missing argument");
+    int64_t changes = 0;
+    db_param p[] = { DB_P_INT(now_or_clock(now)), p_text(id) };
+    if (run_exec(s, "renewing server instance lease",
+                 "UPDATE server_instances SET heartbeat_at = ? WHERE id = ?", p, 2, &changes))
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+int store_instance_list_live(store_t *s, const char *proc_space, int64_t live_since,
+                             store_instance **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!proc_space || !out || !n)
+        return serr(s, "store_instance_list_live: missing argument");
+    *out = NULL;
+    *n = 0;
+    db_result r;
+    db_param p[] = { p_text(proc_space), DB_P_INT(live_since) };
+    if (run_query(s, "listing server instances",
+                  "SELECT " INSTANCE_COLS " FROM server_instances"
+                  " WHERE proc_space = ? AND heartbeat_at >= ? AND heartbeat_at > 0 ORDER BY id",
+                  p, 2, &r))
+        return STORE_ERR;
+    void *arr;
+    int rc = all_rows(s, &r, instance_row, sizeof(**out), &arr, n);
+    *out = arr;
+    return rc;
+}
+
+int store_instance_retire(store_t *s, const char *id)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!id)
+        return serr(s, "store_instance_retire: missing argument");
+    int64_t changes = 0;
+    db_param p[] = { p_text(id) };
+    if (run_exec(s, "retiring server instance",
+                 "UPDATE server_instances SET heartbeat_at = 0 WHERE id = ?", p, 1, &changes))
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+int store_audit_sweep(store_t *s, const char *self_id, int64_t live_since, int64_t now,
+                      int64_t *closed)
+{
+    if (!s)
+        return STORE_ERR;
+    if (closed)
+        *closed = 0;
+    if (!self_id)
+        return serr(s, "store_audit_sweep: missing argument");
+    now = now_or_clock(now);
+    /* A lease counts only if it is both recent and not marked gone (0). */
+    int64_t changes = 0;
+    /* 'started' is spelled out (not bound) so that both engines can use the
+     * partial index audit_log_started_idx: only the open rows are read. */
+    db_param p[] = { DB_P_INT(now), p_text(self_id), DB_P_INT(live_since) };
+    if (run_exec(s, "closing interrupted audit records",
+                 "UPDATE audit_log SET outcome = '" AUDIT_INTERRUPTED "', return_code = -1,"
+                 " ended_at = ?"
+                 " WHERE outcome = '" AUDIT_STARTED "' AND instance_id <> ?"
+                 " AND NOT EXISTS (SELECT 1 FROM server_instances i"
+                 " WHERE i.id = audit_log.instance_id AND i.heartbeat_at >= ?"
+                 " AND i.heartbeat_at > 0)",
+                 p, 3, &changes))
+        return STORE_ERR;
+    if (closed)
+        *closed = changes;
+    db_param q[] = { DB_P_INT(now - INSTANCE_KEEP_S), DB_P_INT(live_since), p_text(self_id) };
+    return run_exec(s, "forgetting dead server instances",
+                    "DELETE FROM server_instances WHERE heartbeat_at < ? AND heartbeat_at < ?"
+                    " AND id <> ?",
+                    q, 3, NULL);
 }
 
 /* ---- connectors ------------------------------------------------------------------------------ */

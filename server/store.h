@@ -205,24 +205,71 @@ int store_org_setting_get(store_t *s, const char *org_id, const char *key, char 
  * so two replicas racing to create an External ID agree on one. */
 int store_org_setting_create(store_t *s, const char *org_id, const char *key, const char *value);
 
-/* ---- audit log ------------------------------------------------------------ */
+/* ---- audit log ------------------------------------------------------------
+ * A command's row is written when it is dispatched (store_audit_start,
+ * outcome "started") and completed at its end (store_audit_complete); a row
+ * whose writer died is closed as "interrupted" by store_audit_sweep.  Commands
+ * refused before dispatch get one final row (store_audit_insert). */
 typedef struct {
-    int64_t id;             /* set by the store on list */
+    int64_t id;             /* set by the store on start and on list */
     char org_id[STORE_ID_LEN];
     char user_id[STORE_ID_LEN];
     char cluster_id[STORE_CLUSTER_ID_LEN];
-    char kind[16];          /* "kubectl" (later "cloud_exec") */
+    char kind[16];          /* "kubectl" or "cloud_exec" */
     char *argv_json;        /* JSON array of the argv; owned by caller on insert, by list on list */
-    int return_code;        /* -1 when the command never ran */
+    int return_code;        /* -1 when the command never ran or its end is unknown */
     int64_t bytes_out;
     int64_t duration_ms;
-    char outcome[32];       /* "ok", "failed", "timeout", "truncated", "agent_disconnected", ... */
-    int64_t at;
+    char outcome[32];       /* "started", "ok", "failed", "timeout", "truncated",
+                               "agent_disconnected", "interrupted", ... */
+    int64_t at;             /* when the command was dispatched (or refused) */
+    char instance_id[STORE_ID_LEN]; /* the server process that wrote the row ("" before v3) */
+    int64_t ended_at;       /* when the row got its final outcome; 0 while "started" */
 } store_audit;
 
+/* One final row (outcome as given; ended_at = now). */
 int store_audit_insert(store_t *s, const store_audit *a);
+/* The row of a command being dispatched: outcome "started" whatever a->outcome
+ * says, return_code -1; sets a->id for store_audit_complete. */
+int store_audit_start(store_t *s, store_audit *a);
+/* Final outcome of a started row of org_id (also of one a sweep presumed
+ * interrupted: the late truth wins).  outcome must not be "started".
+ * NOT_FOUND if no such row in that org. */
+int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char *outcome,
+                         int return_code, int64_t bytes_out, int64_t duration_ms, int64_t now);
 /* Newest first, at most `limit`; free with store_audit_list_free. */
 int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **out, size_t *n);
 void store_audit_list_free(store_audit *a, size_t n);
+
+/* ---- server instances (audit rows of a dead process) ------------------------
+ * Every server process registers an instance with a lease (heartbeat_at)
+ * that it renews.  store_audit_sweep closes the "started" rows of every
+ * instance other than self_id whose lease is not live (heartbeat_at <
+ * live_since, known dead, or no instance row at all), so replicas sharing a
+ * database never close each other's running commands. */
+typedef struct {
+    char id[STORE_ID_LEN];
+    char hostname[STORE_NAME_LEN];
+    char proc_space[STORE_NAME_LEN]; /* where pid means something (boot id + PID namespace) */
+    int64_t pid;
+    int64_t started_at;
+    int64_t heartbeat_at;            /* 0: known to be gone */
+} store_instance;
+
+/* Inserts the instance, or renews it if the id exists. */
+int store_instance_register(store_t *s, const store_instance *i);
+/* Renews the lease; NOT_FOUND if the row is gone (register again). */
+int store_instance_heartbeat(store_t *s, const char *id, int64_t now);
+/* Instances of proc_space whose lease is live (heartbeat_at >= live_since);
+ * *out malloc'd (free()), *n may be 0. */
+int store_instance_list_live(store_t *s, const char *proc_space, int64_t live_since,
+                             store_instance **out, size_t *n);
+/* Marks an instance gone (heartbeat_at = 0): its rows are swept at once. */
+int store_instance_retire(store_t *s, const char *id);
+/* Closes as "interrupted" (return_code -1, ended_at now) the started rows of
+ * every instance but self_id without a live lease; forgets instances dead for
+ * a day.  *closed (may be NULL): rows closed. */
+int store_audit_sweep(store_t *s, const char *self_id, int64_t live_since, int64_t now,
+                      int64_t *closed);
 
 #endif

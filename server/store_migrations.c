@@ -145,10 +145,36 @@ static const char *const m2_connectors[] = {
     NULL,
 };
 
+/* Audit rows that survive a crash (issue 8): a command's row is written
+ * when it is dispatched (outcome 'started') and completed at its end.  Each
+ * server process is a row of server_instances with a lease it renews; a row
+ * left 'started' by an instance whose lease lapsed (or that is known dead) is
+ * closed as 'interrupted' by any live replica.  Rows written before this
+ * migration have instance_id '' and a final outcome, so no sweep touches them. */
+static const char *const m3_audit_lifecycle[] = {
+    /* proc_space names where `pid` is meaningful (boot id + PID namespace):
+     * a replica in the same space may test the pid instead of waiting for
+     * the lease.  heartbeat_at = 0: the instance is known to be gone. */
+    "CREATE TABLE server_instances ("
+    " id TEXT PRIMARY KEY,"
+    " hostname TEXT NOT NULL DEFAULT '',"
+    " proc_space TEXT NOT NULL DEFAULT '',"
+    " pid BIGINT NOT NULL DEFAULT 0,"
+    " started_at BIGINT NOT NULL,"
+    " heartbeat_at BIGINT NOT NULL)",
+    "ALTER TABLE audit_log ADD COLUMN instance_id TEXT NOT NULL DEFAULT ''",
+    /* When the row got its final outcome (0 while 'started'). */
+    "ALTER TABLE audit_log ADD COLUMN ended_at BIGINT NOT NULL DEFAULT 0",
+    /* The sweep reads only the few open rows. */
+    "CREATE INDEX audit_log_started_idx ON audit_log (instance_id) WHERE outcome = 'started'",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
     { 2, m2_connectors },
+    { 3, m3_audit_lifecycle },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -37,6 +37,8 @@
 static pg_server g_pg;
 static int g_pg_schemas;
 #define PG_DB "aurora_test"
+/* The newest migration (server/store_migrations.c). */
+#define SCHEMA_LATEST 3
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
@@ -241,7 +243,7 @@ static store_audit audit_for(const char *org_id, const char *argv_json, int64_t 
 static void test_schema_version(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(store_schema_version(f->s), 2);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
 }
 
 /* ---- organizations and users ------------------------------------------------------ */
@@ -860,7 +862,7 @@ static void test_migrations_reopen(void **state)
     snprintf(url, sizeof(url), "sqlite://%s", path);
 
     store_t *s = open_ok(url);
-    assert_int_equal(store_schema_version(s), 2);
+    assert_int_equal(store_schema_version(s), SCHEMA_LATEST);
     store_org o = new_org(s, "Persisted");
     store_user u = new_user(s, o.id, "p@example.com");
     /* WAL mode: the -wal file exists while a writer has the database open. */
@@ -869,14 +871,14 @@ static void test_migrations_reopen(void **state)
     assert_int_equal(access(wal, F_OK), 0);
     store_close(s);
 
-    assert_int_equal(sql_int(path, "SELECT COUNT(*) FROM schema_migrations"), 2);
+    assert_int_equal(sql_int(path, "SELECT COUNT(*) FROM schema_migrations"), SCHEMA_LATEST);
     int64_t applied_at = sql_int(path, "SELECT applied_at FROM schema_migrations WHERE version = 1");
     assert_true(applied_at > 0);
 
     /* Reopen twice (bare path this time): nothing re-applied, data kept. */
     for (int i = 0; i < 2; i++) {
         s = open_ok(path);
-        assert_int_equal(store_schema_version(s), 2);
+        assert_int_equal(store_schema_version(s), SCHEMA_LATEST);
         store_org got;
         assert_int_equal(store_org_get(s, o.id, &got), STORE_OK);
         assert_string_equal(got.name, "Persisted");
@@ -885,7 +887,7 @@ static void test_migrations_reopen(void **state)
         assert_string_equal(ug.email, "p@example.com");
         store_close(s);
     }
-    assert_int_equal(sql_int(path, "SELECT COUNT(*) FROM schema_migrations"), 2);
+    assert_int_equal(sql_int(path, "SELECT COUNT(*) FROM schema_migrations"), SCHEMA_LATEST);
     assert_int_equal(sql_int(path, "SELECT applied_at FROM schema_migrations WHERE version = 1"), applied_at);
     assert_int_equal(sql_int(path, "SELECT COUNT(*) FROM orgs"), 1);
     /* journal_mode=WAL is persistent in the file. */
@@ -993,7 +995,7 @@ static void test_newer_schema_refused(void **state)
     /* Once the foreign version is gone the database opens again. */
     raw_exec(f, "DELETE FROM schema_migrations WHERE version = 999");
     f->s = open_ok(f->url);
-    assert_int_equal(store_schema_version(f->s), 2);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
 }
 
 static void test_overlong_stored_value(void **state)
@@ -1068,6 +1070,243 @@ static void test_concurrent_handles(void **state)
     for (size_t i = 1; i < n; i++)
         assert_true(list[i - 1].id != list[i].id);
     store_audit_list_free(list, n);
+}
+
+/* ---- audit rows across crashes ---------------------------------------------------------------- */
+
+/* A command's row: "started" when dispatched, completed at its end. */
+static void test_audit_lifecycle(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A"), b = new_org(s, "B");
+    store_audit st = audit_for(a.id, "[\"kubectl\",\"get\",\"pods\"]", 0);
+    snprintf(st.instance_id, sizeof(st.instance_id), "ins_000000000000000000000001");
+    /* Whatever the caller left in the result fields, a started row has none. */
+    snprintf(st.outcome, sizeof(st.outcome), "ok");
+    st.return_code = 0;
+    st.id = 0;
+    int64_t before = time(NULL);
+    assert_int_equal(store_audit_start(s, &st), STORE_OK);
+    assert_true(st.id > 0);
+
+    store_audit *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_audit_list(s, a.id, 10, &list, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0].id, st.id);
+    assert_string_equal(list[0].outcome, "started");
+    assert_int_equal(list[0].return_code, -1);
+    assert_int_equal(list[0].bytes_out, 0);
+    assert_int_equal(list[0].ended_at, 0);
+    assert_true(list[0].at >= before);
+    assert_string_equal(list[0].instance_id, "ins_000000000000000000000001");
+    assert_string_equal(list[0].argv_json, "[\"kubectl\",\"get\",\"pods\"]");
+    store_audit_list_free(list, n);
+
+    /* Another org cannot complete it; "started" is not an end; unknown id. */
+    assert_int_equal(store_audit_complete(s, b.id, st.id, "ok", 0, 1, 1, 0), STORE_NOT_FOUND);
+    assert_int_equal(store_audit_complete(s, a.id, st.id, "started", 0, 1, 1, 0), STORE_ERR);
+    assert_int_equal(store_audit_complete(s, a.id, st.id, "", 0, 1, 1, 0), STORE_ERR);
+    assert_int_equal(store_audit_complete(s, a.id, st.id + 1, "ok", 0, 1, 1, 0), STORE_NOT_FOUND);
+    assert_int_equal(store_audit_complete(s, a.id, st.id, "failed", 3, 4096, 250, 5000), STORE_OK);
+
+    assert_int_equal(store_audit_list(s, a.id, 10, &list, &n), STORE_OK);
+    assert_int_equal(n, 1); /* completed in place, not a second row */
+    assert_string_equal(list[0].outcome, "failed");
+    assert_int_equal(list[0].return_code, 3);
+    assert_int_equal(list[0].bytes_out, 4096);
+    assert_int_equal(list[0].duration_ms, 250);
+    assert_int_equal(list[0].ended_at, 5000);
+    store_audit_list_free(list, n);
+    assert_int_equal(store_audit_list(s, b.id, 10, &list, &n), STORE_OK);
+    assert_int_equal(n, 0);
+
+    /* A final row cannot claim to be running; one-shot rows are ended. */
+    store_audit bad = audit_for(a.id, "[]", 0);
+    snprintf(bad.outcome, sizeof(bad.outcome), "started");
+    assert_int_equal(store_audit_insert(s, &bad), STORE_ERR);
+    store_audit once = audit_for(a.id, "[\"x\"]", 0);
+    snprintf(once.outcome, sizeof(once.outcome), "cluster_busy");
+    assert_int_equal(store_audit_insert(s, &once), STORE_OK);
+    assert_int_equal(store_audit_list(s, a.id, 1, &list, &n), STORE_OK);
+    assert_string_equal(list[0].outcome, "cluster_busy");
+    assert_true(list[0].ended_at >= before);
+    assert_string_equal(list[0].instance_id, "");
+    store_audit_list_free(list, n);
+    /* A start for an org that does not exist. */
+    store_audit ghost = audit_for("org_ffffffffffffffffffffffff", "[]", 0);
+    assert_int_equal(store_audit_start(s, &ghost), STORE_NOT_FOUND);
+}
+
+static store_instance instance_for(const char *id, const char *space, int64_t pid, int64_t hb)
+{
+    store_instance x;
+    memset(&x, 0, sizeof(x));
+    snprintf(x.id, sizeof(x.id), "%s", id);
+    snprintf(x.hostname, sizeof(x.hostname), "host-%s", id + 4);
+    snprintf(x.proc_space, sizeof(x.proc_space), "%s", space);
+    x.pid = pid;
+    x.started_at = hb > 0 ? hb : 1;
+    x.heartbeat_at = hb;
+    return x;
+}
+
+static int64_t started_row(store_t *s, const char *org_id, const char *instance)
+{
+    store_audit a = audit_for(org_id, "[\"kubectl\",\"get\",\"--raw\",\"/slow\"]", 0);
+    snprintf(a.instance_id, sizeof(a.instance_id), "%s", instance);
+    assert_int_equal(store_audit_start(s, &a), STORE_OK);
+    return a.id;
+}
+
+static const char *outcome_of_row(store_t *s, const char *org_id, int64_t id, char *out,
+                                  size_t cap)
+{
+    store_audit *list = NULL;
+    size_t n = 0;
+    out[0] = '\0';
+    assert_int_equal(store_audit_list(s, org_id, 1000, &list, &n), STORE_OK);
+    for (size_t i = 0; i < n; i++)
+        if (list[i].id == id)
+            snprintf(out, cap, "%s", list[i].outcome);
+    store_audit_list_free(list, n);
+    return out;
+}
+
+/* Rows left "started" are closed only when their instance is gone: a lease
+ * that lapsed, an instance marked gone, or one the store never heard of;
+ * never a live replica's, never the sweeper's own. */
+static void test_audit_sweep(void **state)
+{
+    fixture *f = *state;
+    store_t *s = f->s;
+    store_org o = new_org(s, "O");
+    const int64_t now = 1700000000, lease = 60, live_since = now - lease;
+    store_instance self = instance_for("ins_aaaaaaaaaaaaaaaaaaaaaaaa", "boot/pid:[1]", 10, now);
+    store_instance live = instance_for("ins_bbbbbbbbbbbbbbbbbbbbbbbb", "otherhost", 10, now - 5);
+    store_instance edge = instance_for("ins_cccccccccccccccccccccccc", "otherhost", 11, live_since);
+    store_instance lapsed = instance_for("ins_dddddddddddddddddddddddd", "otherhost", 12,
+                                         live_since - 1);
+    store_instance gone = instance_for("ins_eeeeeeeeeeeeeeeeeeeeeeee", "boot/pid:[1]", 13, now);
+    store_instance ancient = instance_for("ins_ffffffffffffffffffffffff", "x", 14, now - 3 * 86400);
+    const store_instance *all[] = { &self, &live, &edge, &lapsed, &gone, &ancient };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        assert_int_equal(store_instance_register(s, all[i]), STORE_OK);
+    /* Registering again renews, it does not duplicate. */
+    assert_int_equal(store_instance_register(s, &live), STORE_OK);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM server_instances"), 6);
+
+    int64_t r_self = started_row(s, o.id, self.id), r_live = started_row(s, o.id, live.id),
+            r_edge = started_row(s, o.id, edge.id), r_lapsed = started_row(s, o.id, lapsed.id),
+            r_gone = started_row(s, o.id, gone.id),
+            r_unknown = started_row(s, o.id, "ins_999999999999999999999999"),
+            r_blank = started_row(s, o.id, "");
+    /* A finished row of a dead instance keeps its outcome. */
+    int64_t r_done = started_row(s, o.id, lapsed.id);
+    assert_int_equal(store_audit_complete(s, o.id, r_done, "ok", 0, 10, 10, now - 100), STORE_OK);
+
+    /* Marking an instance gone; the live list of a process space. */
+    assert_int_equal(store_instance_retire(s, gone.id), STORE_OK);
+    assert_int_equal(store_instance_retire(s, "ins_nope"), STORE_NOT_FOUND);
+    store_instance *xs = NULL;
+    size_t n = 0;
+    assert_int_equal(store_instance_list_live(s, "boot/pid:[1]", live_since, &xs, &n), STORE_OK);
+    assert_int_equal(n, 1); /* self; `gone` is retired */
+    assert_string_equal(xs[0].id, self.id);
+    assert_string_equal(xs[0].hostname, "host-aaaaaaaaaaaaaaaaaaaaaaaa");
+    assert_int_equal(xs[0].pid, 10);
+    free(xs);
+    assert_int_equal(store_instance_list_live(s, "otherhost", live_since, &xs, &n), STORE_OK);
+    assert_int_equal(n, 2); /* live and edge (exactly at the boundary); not lapsed */
+    free(xs);
+
+    int64_t closed = -1;
+    assert_int_equal(store_audit_sweep(s, self.id, live_since, now, &closed), STORE_OK);
+    assert_int_equal(closed, 4);
+    char out[32];
+    assert_string_equal(outcome_of_row(s, o.id, r_self, out, sizeof(out)), "started");
+    assert_string_equal(outcome_of_row(s, o.id, r_live, out, sizeof(out)), "started");
+    assert_string_equal(outcome_of_row(s, o.id, r_edge, out, sizeof(out)), "started");
+    assert_string_equal(outcome_of_row(s, o.id, r_lapsed, out, sizeof(out)), "interrupted");
+    assert_string_equal(outcome_of_row(s, o.id, r_gone, out, sizeof(out)), "interrupted");
+    assert_string_equal(outcome_of_row(s, o.id, r_unknown, out, sizeof(out)), "interrupted");
+    assert_string_equal(outcome_of_row(s, o.id, r_blank, out, sizeof(out)), "interrupted");
+    assert_string_equal(outcome_of_row(s, o.id, r_done, out, sizeof(out)), "ok");
+    char q[256];
+    snprintf(q, sizeof(q), "SELECT ended_at FROM audit_log WHERE id = %lld", (long long)r_gone);
+    assert_int_equal(raw_int(f, q), now);
+    snprintf(q, sizeof(q), "SELECT return_code FROM audit_log WHERE id = %lld", (long long)r_gone);
+    assert_int_equal(raw_int(f, q), -1);
+    /* Instances retired or dead for a day are forgotten; a lapsed one is kept
+     * a while (who ran what), the others stay. */
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM server_instances"), 4);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM server_instances WHERE id IN"
+                                " ('ins_eeeeeeeeeeeeeeeeeeeeeeee', 'ins_ffffffffffffffffffffffff')"),
+                     0);
+
+    /* A second sweep finds nothing; once the edge lease lapses its row goes. */
+    assert_int_equal(store_audit_sweep(s, self.id, live_since, now, &closed), STORE_OK);
+    assert_int_equal(closed, 0);
+    assert_int_equal(store_audit_sweep(s, self.id, live_since + 1, now + 1, &closed), STORE_OK);
+    assert_int_equal(closed, 1);
+    assert_string_equal(outcome_of_row(s, o.id, r_edge, out, sizeof(out)), "interrupted");
+
+    /* A renewed lease keeps the rows; a late completion of a row presumed
+     * interrupted wins (the process was only paused). */
+    assert_int_equal(store_instance_heartbeat(s, live.id, now + 100), STORE_OK);
+    assert_int_equal(store_instance_heartbeat(s, "ins_nope", now), STORE_NOT_FOUND);
+    assert_int_equal(store_audit_sweep(s, self.id, now + 100 - lease, now + 100, &closed),
+                     STORE_OK);
+    assert_int_equal(closed, 0);
+    assert_string_equal(outcome_of_row(s, o.id, r_live, out, sizeof(out)), "started");
+    assert_int_equal(store_audit_complete(s, o.id, r_lapsed, "ok", 0, 7, 9, now + 101), STORE_OK);
+    assert_string_equal(outcome_of_row(s, o.id, r_lapsed, out, sizeof(out)), "ok");
+
+    /* Bad input. */
+    assert_int_equal(store_audit_sweep(s, NULL, live_since, now, NULL), STORE_ERR);
+    store_instance bad = instance_for("ins_x", "s", 1, now);
+    bad.id[0] = '\0';
+    assert_int_equal(store_instance_register(s, &bad), STORE_ERR);
+    bad = instance_for("ins_x", "\xc3\x28", 1, now);
+    assert_int_equal(store_instance_register(s, &bad), STORE_ERR);
+    assert_int_equal(store_instance_list_live(s, NULL, 0, &xs, &n), STORE_ERR);
+}
+
+/* A database written by the previous schema: its audit rows get no
+ * instance and keep their outcome; no sweep touches them. */
+static void test_audit_upgrade_from_v2(void **state)
+{
+    fixture *f = *state;
+    store_org o = new_org(f->s, "old");
+    store_close(f->s);
+    f->s = NULL;
+    /* Back to version 2 by hand, with a row written the old way. */
+    raw_exec(f, "DROP INDEX audit_log_started_idx");
+    raw_exec(f, "ALTER TABLE audit_log DROP COLUMN instance_id");
+    raw_exec(f, "ALTER TABLE audit_log DROP COLUMN ended_at");
+    raw_exec(f, "DROP TABLE server_instances");
+    raw_exec(f, "DELETE FROM schema_migrations WHERE version = 3");
+    char q[512];
+    snprintf(q, sizeof(q),
+             "INSERT INTO audit_log (id, org_id, user_id, cluster_id, kind, argv_json, return_code,"
+             " bytes_out, duration_ms, outcome, at) VALUES (42, '%s', 'usr_x', 'cluster-1',"
+             " 'kubectl', '[\"kubectl\",\"version\"]', 0, 12, 3, 'ok', 1000)",
+             o.id);
+    raw_exec(f, q);
+    f->s = open_ok(f->url);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
+    store_audit *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_audit_list(f->s, o.id, 10, &list, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0].id, 42);
+    assert_string_equal(list[0].outcome, "ok");
+    assert_string_equal(list[0].instance_id, "");
+    assert_int_equal(list[0].ended_at, 0);
+    store_audit_list_free(list, n);
+    int64_t closed = -1;
+    assert_int_equal(store_audit_sweep(f->s, "ins_new", 0, 0, &closed), STORE_OK);
+    assert_int_equal(closed, 0);
 }
 
 /* ---- connectors, OAuth state, org settings ------------------------------------------------------ */
@@ -1356,27 +1595,27 @@ static void test_oauth_state_race(void **state)
 static void test_pg_migrations_reopen(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(store_schema_version(f->s), 2);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
     store_org o = new_org(f->s, "Persisted");
     store_user u = new_user(f->s, o.id, "p@example.com");
     made_token t = new_token(f->s, o.id, u.id, NULL, "c");
     store_close(f->s);
     f->s = NULL;
-    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM schema_migrations"), 2);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM schema_migrations"), SCHEMA_LATEST);
     int64_t applied_at = raw_int(f, "SELECT applied_at FROM schema_migrations WHERE version = 1");
     assert_true(applied_at > 0);
 
     /* Reopen twice: nothing re-applied, data kept. */
     for (int i = 0; i < 2; i++) {
         f->s = open_ok(f->url);
-        assert_int_equal(store_schema_version(f->s), 2);
+        assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
         store_user ug;
         assert_int_equal(store_user_get(f->s, o.id, u.id, &ug), STORE_OK);
         assert_string_equal(ug.email, "p@example.com");
         store_close(f->s);
         f->s = NULL;
     }
-    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM schema_migrations"), 2);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM schema_migrations"), SCHEMA_LATEST);
     assert_int_equal(raw_int(f, "SELECT applied_at FROM schema_migrations WHERE version = 1"), applied_at);
     /* The stored hash is the hash: the raw token is nowhere in the table. */
     char q[256];
@@ -1449,7 +1688,7 @@ static void test_pg_concurrent_first_open(void **state)
     assert_int_equal(pg_sql(&g_pg, "fresh_concurrent", "SELECT COUNT(*) FROM schema_migrations",
                             &n),
                      0);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, SCHEMA_LATEST);
     assert_int_equal(pg_drop_db(&g_pg, "fresh_concurrent"), 0);
 }
 
@@ -1710,6 +1949,9 @@ int main(void)
         BOTH(test_connection_counter),
         BOTH(test_connection_reset_list_delete),
         BOTH(test_audit),
+        BOTH(test_audit_lifecycle),
+        DURABLE(test_audit_sweep),
+        DURABLE(test_audit_upgrade_from_v2),
         BOTH(test_operator_helpers),
         BOTH(test_connectors),
         BOTH(test_oauth_states),

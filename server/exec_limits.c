@@ -1,0 +1,199 @@
+/* exec_limits.c — the counters behind exec_limits.h: one hash table of
+ * per-organization byte counts (cluster "") and per-cluster command counts,
+ * whose entries exist only while something is held. */
+#include "exec_limits.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define BUCKETS 1024
+
+typedef struct entry {
+    struct entry *next;
+    char org_id[STORE_ID_LEN];
+    char cluster_id[STORE_CLUSTER_ID_LEN]; /* "": the organization's byte count */
+    int64_t value;
+} entry;
+
+static struct {
+    pthread_mutex_t mu;
+    entry *buckets[BUCKETS];
+    int64_t server_budget, org_budget;
+    int max_per_cluster;
+    int64_t server_bytes;
+    int64_t server_commands;
+} L = { .mu = PTHREAD_MUTEX_INITIALIZER,
+        .server_budget = 256LL << 20,
+        .org_budget = 64LL << 20,
+        .max_per_cluster = 128 };
+
+void exec_limits_configure(int64_t server_budget, int64_t org_budget, int max_per_cluster)
+{
+    pthread_mutex_lock(&L.mu);
+    L.server_budget = server_budget;
+    L.org_budget = org_budget;
+    L.max_per_cluster = max_per_cluster;
+    pthread_mutex_unlock(&L.mu);
+}
+
+static size_t bucket_of(const char *org_id, const char *cluster_id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = org_id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ '/') * 16777619u;
+    for (const char *p = cluster_id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % BUCKETS;
+}
+
+/* Under L.mu.  create: add a zero entry when missing (NULL if out of memory). */
+static entry *find(const char *org_id, const char *cluster_id, int create)
+{
+    size_t b = bucket_of(org_id, cluster_id);
+    for (entry *e = L.buckets[b]; e; e = e->next)
+        if (!strcmp(e->org_id, org_id) && !strcmp(e->cluster_id, cluster_id))
+            return e;
+    if (!create)
+        return NULL;
+    entry *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    snprintf(e->org_id, sizeof(e->org_id), "%s", org_id);
+    snprintf(e->cluster_id, sizeof(e->cluster_id), "%s", cluster_id);
+    e->next = L.buckets[b];
+    L.buckets[b] = e;
+    return e;
+}
+
+/* Under L.mu: drops e once it holds nothing. */
+static void drop_if_zero(entry *e)
+{
+    if (e->value > 0)
+        return;
+    entry **pp = &L.buckets[bucket_of(e->org_id, e->cluster_id)];
+    for (; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            free(e);
+            return;
+        }
+}
+
+int exec_limits_slot_acquire(exec_slot *s, const char *org_id, const char *cluster_id,
+                             int *count)
+{
+    memset(s, 0, sizeof(*s));
+    snprintf(s->org_id, sizeof(s->org_id), "%s", org_id);
+    snprintf(s->cluster_id, sizeof(s->cluster_id), "%s", cluster_id);
+    if (!s->cluster_id[0]) /* never the key of an organization's byte count */
+        snprintf(s->cluster_id, sizeof(s->cluster_id), "-");
+    pthread_mutex_lock(&L.mu);
+    entry *e = find(s->org_id, s->cluster_id, 1);
+    int n = e ? (int)e->value : 0;
+    if (count)
+        *count = n;
+    if (!e || n >= L.max_per_cluster) {
+        if (e)
+            drop_if_zero(e);
+        pthread_mutex_unlock(&L.mu);
+        return -1;
+    }
+    e->value++;
+    L.server_commands++;
+    s->held = 1;
+    pthread_mutex_unlock(&L.mu);
+    return 0;
+}
+
+void exec_limits_slot_release(exec_slot *s)
+{
+    if (!s || !s->held)
+        return;
+    pthread_mutex_lock(&L.mu);
+    entry *e = find(s->org_id, s->cluster_id, 0);
+    if (e) {
+        e->value--;
+        drop_if_zero(e);
+    } else {
+        log_error("exec limits: released a slot of %s that was not counted", s->cluster_id);
+    }
+    L.server_commands--;
+    s->held = 0;
+    pthread_mutex_unlock(&L.mu);
+}
+
+int exec_limits_reserve(exec_budget *b, const char *org_id, int64_t n)
+{
+    if (n <= 0)
+        return EXEC_BUDGET_OK;
+    if (!b->org_id[0])
+        snprintf(b->org_id, sizeof(b->org_id), "%s", org_id);
+    pthread_mutex_lock(&L.mu);
+    int rc = EXEC_BUDGET_OK;
+    entry *e = find(b->org_id, "", 1);
+    if (!e)
+        rc = EXEC_BUDGET_SERVER; /* no memory even for the counter */
+    else if (e->value + n > L.org_budget)
+        rc = EXEC_BUDGET_ORG;
+    else if (L.server_bytes + n > L.server_budget)
+        rc = EXEC_BUDGET_SERVER;
+    if (rc == EXEC_BUDGET_OK) {
+        e->value += n;
+        L.server_bytes += n;
+        b->bytes += n;
+    } else if (e) {
+        drop_if_zero(e);
+    }
+    pthread_mutex_unlock(&L.mu);
+    return rc;
+}
+
+void exec_limits_release(exec_budget *b)
+{
+    if (!b || b->bytes <= 0)
+        return;
+    pthread_mutex_lock(&L.mu);
+    entry *e = find(b->org_id, "", 0);
+    if (e) {
+        e->value -= b->bytes;
+        drop_if_zero(e);
+    } else {
+        log_error("exec limits: released output budget of %s that was not counted", b->org_id);
+    }
+    L.server_bytes -= b->bytes;
+    b->bytes = 0;
+    pthread_mutex_unlock(&L.mu);
+}
+
+void exec_limits_usage(const char *org_id, exec_usage *u, exec_cluster_usage *cl, size_t cap,
+                       size_t *ncl)
+{
+    size_t n = 0;
+    memset(u, 0, sizeof(*u));
+    pthread_mutex_lock(&L.mu);
+    u->org_budget = L.org_budget;
+    u->server_budget = L.server_budget;
+    u->server_bytes = L.server_bytes;
+    u->server_commands = L.server_commands;
+    u->max_per_cluster = L.max_per_cluster;
+    for (size_t b = 0; b < BUCKETS; b++)
+        for (entry *e = L.buckets[b]; e; e = e->next) {
+            if (strcmp(e->org_id, org_id) != 0)
+                continue;
+            if (!e->cluster_id[0]) {
+                u->org_bytes = e->value;
+            } else if (n < cap) {
+                snprintf(cl[n].cluster_id, sizeof(cl[n].cluster_id), "%s", e->cluster_id);
+                cl[n].commands = (int)e->value;
+                n++;
+            }
+        }
+    pthread_mutex_unlock(&L.mu);
+    if (ncl)
+        *ncl = n;
+}

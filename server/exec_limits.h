@@ -1,0 +1,70 @@
+/* exec_limits.h — what running commands may hold at once, so that one tenant
+ * cannot take the server's memory or a cluster's agent for itself:
+ *
+ *  - buffered output: a JSON-mode result is held in memory until the command
+ *    ends.  Its buffer is charged, as it grows, to a server-wide budget
+ *    (AURORA_EXEC_OUTPUT_BUDGET) and to its organization's budget
+ *    (AURORA_EXEC_ORG_OUTPUT_BUDGET).  Streamed (SSE) output is passed on
+ *    under flow control, never accumulated, and not counted;
+ *  - commands per cluster (running at the agent or queued for it), across
+ *    every agent session of the cluster (AURORA_EXEC_MAX_PER_CLUSTER).
+ *
+ * Thread-safe (one mutex, held only for table updates): slots are taken on
+ * workers and released wherever an exec ends; output is charged on the loop;
+ * the usage route reads on a worker.  Every holder releases exactly what it
+ * holds, and releasing twice is harmless. */
+#ifndef AURORA_EXEC_LIMITS_H
+#define AURORA_EXEC_LIMITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+/* A command's place in its cluster's count. */
+typedef struct {
+    char org_id[STORE_ID_LEN];
+    char cluster_id[STORE_CLUSTER_ID_LEN];
+    int held;
+} exec_slot;
+
+/* What one command has charged to the output budgets. */
+typedef struct {
+    char org_id[STORE_ID_LEN];
+    int64_t bytes;
+} exec_budget;
+
+enum { EXEC_BUDGET_OK = 0, EXEC_BUDGET_ORG = 1, EXEC_BUDGET_SERVER = 2 };
+
+/* Before any other call (server start; tests). */
+void exec_limits_configure(int64_t server_budget, int64_t org_budget, int max_per_cluster);
+
+/* 0: slot taken.  -1: the cluster already has the maximum (*count gets it). */
+int exec_limits_slot_acquire(exec_slot *s, const char *org_id, const char *cluster_id,
+                             int *count);
+void exec_limits_slot_release(exec_slot *s);
+
+/* Charges n more bytes to b (whose org_id is set on first use), or nothing:
+ * EXEC_BUDGET_ORG / EXEC_BUDGET_SERVER say which budget has no room. */
+int exec_limits_reserve(exec_budget *b, const char *org_id, int64_t n);
+/* Returns everything b holds. */
+void exec_limits_release(exec_budget *b);
+
+typedef struct {
+    int64_t org_bytes, org_budget;       /* buffered output of the organization */
+    int64_t server_bytes, server_budget; /* of every organization */
+    int64_t server_commands;             /* slots held, server-wide */
+    int max_per_cluster;
+} exec_usage;
+
+typedef struct {
+    char cluster_id[STORE_CLUSTER_ID_LEN];
+    int commands;
+} exec_cluster_usage;
+
+/* The organization's numbers and up to cap of its clusters with commands
+ * (*ncl gets how many were written). */
+void exec_limits_usage(const char *org_id, exec_usage *u, exec_cluster_usage *cl, size_t cap,
+                       size_t *ncl);
+
+#endif
