@@ -1,7 +1,9 @@
 /* db.c — engine selection and the result type shared by every engine. */
 #include "db.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* Registered engines, asked in order; the first whose accepts() says yes
  * wins.  A new engine is one line here.  SQLite stays last: it takes any bare
@@ -32,4 +34,26 @@ void db_result_free(db_result *r)
     }
     r->cells = NULL;
     r->nrows = r->ncols = 0;
+}
+
+/* Read by every thread that opens a handle, written once at start-up. */
+static _Atomic int g_statement_ms = DB_DEFAULT_STATEMENT_TIMEOUT_MS;
+static _Atomic int g_connect_ms = DB_DEFAULT_CONNECT_TIMEOUT_MS;
+
+void db_set_limits(int statement_ms, int connect_ms)
+{
+    g_statement_ms = statement_ms > 0 ? statement_ms : DB_DEFAULT_STATEMENT_TIMEOUT_MS;
+    g_connect_ms = connect_ms > 0 ? connect_ms : DB_DEFAULT_CONNECT_TIMEOUT_MS;
+}
+
+db_limits db_get_limits(void)
+{
+    return (db_limits){ .statement_ms = g_statement_ms, .connect_ms = g_connect_ms };
+}
+
+int64_t db_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -27,8 +27,35 @@ typedef struct {
     char **cells; /* nrows*ncols, row-major; NULL for SQL NULL */
 } db_result;
 
-/* Error kinds an engine maps its native codes to. */
-enum { DB_OK = 0, DB_E_CONSTRAINT = -2, DB_E_BUSY = -3, DB_E_CONN = -4, DB_E_OTHER = -1 };
+/* Error kinds an engine maps its native codes to.  DB_E_TIMEOUT: the
+ * statement (or the connection it needed) did not finish within the limits
+ * below; like DB_E_CONN, whether a write was applied is unknown. */
+enum {
+    DB_OK = 0,
+    DB_E_CONSTRAINT = -2,
+    DB_E_BUSY = -3,
+    DB_E_CONN = -4,
+    DB_E_TIMEOUT = -5,
+    DB_E_OTHER = -1
+};
+
+/* Time limits of every handle opened after db_set_limits() (process-wide,
+ * set once at start-up from AURORA_DB_STATEMENT_TIMEOUT_MS and
+ * AURORA_DB_CONNECT_TIMEOUT_MS).  A stalled database must cost a caller a
+ * bounded wait and a clear error, never a hung worker:
+ *  - statement_ms bounds one exec/query call, lock waits included;
+ *  - connect_ms bounds one (re)connection, authentication included.
+ * Values <= 0 keep the defaults. */
+#define DB_DEFAULT_STATEMENT_TIMEOUT_MS 5000
+#define DB_DEFAULT_CONNECT_TIMEOUT_MS 5000
+typedef struct {
+    int statement_ms;
+    int connect_ms;
+} db_limits;
+void db_set_limits(int statement_ms, int connect_ms);
+db_limits db_get_limits(void);
+/* Milliseconds on the monotonic clock (deadlines). */
+int64_t db_now_ms(void);
 
 typedef struct db_engine {
     const char *name;                 /* "sqlite", "postgres" */

@@ -20,7 +20,15 @@
  *    the transaction back; every later statement of that transaction fails
  *    with DB_E_CONN (it must not silently run in autocommit on a new
  *    connection), COMMIT reports the loss, and ROLLBACK ends the episode;
- *  - the next call after a failure reconnects (bounded by connect_timeout).
+ *  - the next call after a failure reconnects.
+ *
+ * A server that stops answering without closing anything (SIGSTOP, a frozen
+ * VM, packets dropped) is bounded by time instead (db_limits): libpq is only
+ * used in nonblocking mode, every (re)connection must complete within
+ * connect_ms and every statement within statement_ms — the server enforces
+ * that itself (statement_timeout, DB_E_TIMEOUT on a usable connection), and
+ * a client deadline shortly after it drops a connection that has not
+ * answered at all (DB_E_TIMEOUT, then the same rules as a lost connection).
  *
  * Error messages carry PostgreSQL's primary message and SQLSTATE, never the
  * DETAIL line (which can quote row values) and never the connection url
@@ -28,6 +36,7 @@
  */
 #include "db.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -39,8 +48,16 @@
 /* Type oid of int8 (pg_type.h is a server header, not shipped with libpq). */
 #define PG_INT8OID 20
 
+/* How long after statement_ms the client gives up on a server that does
+ * not answer (the server's own statement_timeout error comes first when the
+ * server is merely slow). */
+#define CLIENT_GRACE_MS 500
+
 struct db {
-    PGconn *conn;
+    PGconn *conn;    /* NULL after a timeout dropped it: the next call reconnects */
+    char *url;       /* kept for reconnecting; may hold a password: wiped on close */
+    int statement_ms;
+    int connect_ms;
     /* The connection died inside a transaction the caller has not ended. */
     int tx_lost;
     char err[512];
@@ -211,32 +228,218 @@ static char *rewrite_placeholders(const char *sql, size_t *count)
 
 /* ---- connection handling --------------------------------------------------- */
 
+static int failed(const PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    return st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
+}
+
 static int in_transaction(db_t *db)
 {
     PGTransactionStatusType t = PQtransactionStatus(db->conn);
     return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
 }
 
-/* Re-establishes a broken connection.  DB_OK or DB_E_CONN. */
+/* Closes the connection at once.  In nonblocking mode PQfinish only tries to
+ * send its goodbye, so this never waits for a server that does not read. */
+static void drop_connection(db_t *db)
+{
+    PQfinish(db->conn);
+    db->conn = NULL;
+}
+
+/* Waits until the socket is ready for `events` or the deadline passes.
+ * 1 ready, 0 deadline passed, -1 no socket / poll error. */
+static int wait_socket(db_t *db, short events, int64_t deadline_ms)
+{
+    for (;;) {
+        int fd = PQsocket(db->conn);
+        if (fd < 0)
+            return -1;
+        int64_t left = deadline_ms - db_now_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd pfd = { .fd = fd, .events = events };
+        int n = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+        if (n > 0)
+            return 1;
+        if (n < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+/* Sends one statement and collects its result before the deadline, without
+ * ever blocking inside libpq: a server that stopped (SIGSTOP, a frozen VM, a
+ * network that drops packets without a reset) keeps the socket open and
+ * would hold a blocking PQexec for as long as TCP lets it — minutes, or for
+ * ever on a unix socket.  On failure *res may hold libpq's error result.
+ * DB_OK (a result, possibly an error one, in *res), DB_E_TIMEOUT (the
+ * deadline passed: the caller drops the connection), or DB_E_CONN. */
+static int exec_within(db_t *db, const char *text, int np, const Oid *types,
+                       const char *const *values, int64_t deadline_ms, PGresult **res)
+{
+    *res = NULL;
+    if (!PQsendQueryParams(db->conn, text, np, types, values, NULL, NULL, 0))
+        return DB_E_CONN;
+    for (;;) { /* nonblocking: the statement may not all be sent yet */
+        int f = PQflush(db->conn);
+        if (f == 0)
+            break;
+        if (f < 0)
+            return DB_E_CONN;
+        int w = wait_socket(db, POLLOUT | POLLIN, deadline_ms);
+        if (w == 0)
+            return DB_E_TIMEOUT;
+        /* Reading what the server sends keeps it from blocking on us. */
+        if (w < 0 || !PQconsumeInput(db->conn))
+            return DB_E_CONN;
+    }
+    /* Every result up to the NULL that ends the statement; an error result
+     * wins over any other (as with PQexec). */
+    for (;;) {
+        while (PQisBusy(db->conn)) {
+            int w = wait_socket(db, POLLIN, deadline_ms);
+            if (w == 0) {
+                PQclear(*res);
+                *res = NULL;
+                return DB_E_TIMEOUT;
+            }
+            /* A lost connection: libpq has made an error result of it,
+             * which PQgetResult returns without waiting (no socket). */
+            if (w < 0 || !PQconsumeInput(db->conn))
+                break;
+        }
+        PGresult *r = PQgetResult(db->conn);
+        if (!r)
+            break;
+        if (*res && failed(*res)) {
+            PQclear(r);
+        } else {
+            PQclear(*res);
+            *res = r;
+        }
+        if (PQstatus(db->conn) != CONNECTION_OK)
+            break; /* nothing more will come */
+    }
+    return DB_OK;
+}
+
+/* Everything a fresh connection needs before the store uses it: the UTF-8
+ * check, nonblocking mode, and the server-side statement_timeout, which
+ * cancels a statement the server itself is slow with (a lock wait, a bad
+ * plan) while the connection stays usable.  DB_OK, or an error in db->err. */
+static int setup_connection(db_t *db, int64_t deadline_ms)
+{
+    PQsetNoticeProcessor(db->conn, ignore_notice, NULL);
+    /* The store's text is UTF-8; a server that stores something else would
+     * mangle it.  (client_encoding converts, but SQL_ASCII does not check.) */
+    const char *enc = PQparameterStatus(db->conn, "server_encoding");
+    if (enc && strcmp(enc, "UTF8") != 0) {
+        set_err(db, "postgres: database encoding is %s; UTF8 is required", enc);
+        return DB_E_OTHER;
+    }
+    if (PQsetnonblocking(db->conn, 1) != 0) {
+        set_err(db, "postgres: cannot switch the connection to nonblocking mode");
+        return DB_E_CONN;
+    }
+    char sql[64];
+    snprintf(sql, sizeof(sql), "SET statement_timeout = %d", db->statement_ms);
+    PGresult *res = NULL;
+    int e = exec_within(db, sql, 0, NULL, NULL, deadline_ms, &res);
+    if (e == DB_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+        e = DB_E_CONN;
+    if (e != DB_OK) {
+        char line[384];
+        first_line(res ? PQresultErrorMessage(res) : PQerrorMessage(db->conn), line, sizeof(line));
+        if (e == DB_E_TIMEOUT)
+            set_err(db, "postgres: cannot connect: the server accepted the connection but did "
+                        "not answer within %d ms", db->connect_ms);
+        else
+            set_err(db, "postgres: cannot connect: setting statement_timeout failed: %s", line);
+    }
+    PQclear(res);
+    return e;
+}
+
+/* Opens db->conn within connect_ms (the whole handshake: TCP or unix socket,
+ * TLS, authentication, the session settings).  libpq's own connect_timeout
+ * is ignored by the nonblocking API used here, and counts whole seconds
+ * anyway.  DB_OK, or DB_E_CONN / DB_E_TIMEOUT with db->err set (never
+ * naming the url, which may carry a password).  Host names are still
+ * resolved synchronously by libpq (getaddrinfo): only the resolver's own
+ * timeout bounds that step. */
+static int connect_within(db_t *db)
+{
+    int64_t deadline = db_now_ms() + db->connect_ms;
+    if (db->conn)
+        drop_connection(db);
+    /* Defaults come before the url ("dbname", expanded): a setting in the url
+     * overrides them.  keepalives and tcp_user_timeout notice a peer that
+     * vanished without closing the connection while the handle is idle (TCP
+     * only); a stopped peer is what the deadlines are for. */
+    static const char *const keys[] = { "application_name", "client_encoding",  "keepalives",
+                                        "keepalives_idle",  "keepalives_interval",
+                                        "keepalives_count", "tcp_user_timeout", "dbname",
+                                        NULL };
+    const char *vals[] = { "aurora-server", "UTF8", "1", "30", "10", "3", "30000", db->url, NULL };
+    db->conn = PQconnectStartParams(keys, vals, 1);
+    if (!db->conn) {
+        set_err(db, "postgres: out of memory");
+        return DB_E_OTHER;
+    }
+    /* libpq's protocol: start as if PGRES_POLLING_WRITING was returned. */
+    PostgresPollingStatusType st =
+        PQstatus(db->conn) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        int w = wait_socket(db, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
+        if (w == 0) {
+            drop_connection(db);
+            set_err(db, "postgres: cannot connect within %d ms (the server does not answer)",
+                    db->connect_ms);
+            return DB_E_TIMEOUT;
+        }
+        if (w < 0) {
+            drop_connection(db);
+            set_err(db, "postgres: cannot connect: the connection has no usable socket");
+            return DB_E_CONN;
+        }
+        st = PQconnectPoll(db->conn);
+    }
+    if (st == PGRES_POLLING_FAILED) {
+        char line[384];
+        first_line(PQerrorMessage(db->conn), line, sizeof(line));
+        set_err(db, "postgres: cannot connect: %s", line);
+        drop_connection(db);
+        return DB_E_CONN;
+    }
+    int e = setup_connection(db, deadline);
+    if (e != DB_OK)
+        drop_connection(db);
+    return e;
+}
+
+/* Re-establishes a broken connection.  DB_OK, or DB_E_CONN / DB_E_TIMEOUT. */
 static int reconnect(db_t *db)
 {
-    PQreset(db->conn);
-    if (PQstatus(db->conn) == CONNECTION_OK)
+    int e = connect_within(db);
+    if (e == DB_OK)
         return DB_OK;
-    char line[384];
-    first_line(PQerrorMessage(db->conn), line, sizeof(line));
-    set_err(db, "postgres: connection lost and cannot reconnect: %s", line);
-    return DB_E_CONN;
+    char msg[sizeof(db->err)];
+    snprintf(msg, sizeof(msg), "%s", db->err);
+    set_err(db, "postgres: connection lost and cannot reconnect: %s", msg);
+    return e == DB_E_OTHER ? DB_E_CONN : e;
 }
 
 /* Before a statement outside a transaction: a server that restarted has sent
  * its goodbye (a FATAL message, which libpq takes as a notice while idle)
  * and closed the socket of this idle connection.  Reading until the end of
  * that marks the connection bad, and it is replaced before anything is sent,
- * so a statement is never lost to a connection that was already dead. */
+ * so a statement is never lost to a connection that was already dead.  A
+ * connection dropped after a timeout (db->conn NULL) is replaced here too. */
 static int ensure_connected(db_t *db)
 {
-    for (int i = 0; i < 8 && PQstatus(db->conn) == CONNECTION_OK && !in_transaction(db); i++) {
+    for (int i = 0; i < 8 && db->conn && PQstatus(db->conn) == CONNECTION_OK && !in_transaction(db);
+         i++) {
         struct pollfd pfd = { .fd = PQsocket(db->conn), .events = POLLIN };
         if (pfd.fd < 0 || poll(&pfd, 1, 0) <= 0)
             break;
@@ -244,7 +447,7 @@ static int ensure_connected(db_t *db)
             break;
         (void)PQisBusy(db->conn); /* parses what arrived */
     }
-    if (PQstatus(db->conn) != CONNECTION_OK)
+    if (!db->conn || PQstatus(db->conn) != CONNECTION_OK)
         return reconnect(db);
     return DB_OK;
 }
@@ -287,7 +490,32 @@ static int map_error(db_t *db, PGresult *res, const char *what, int was_in_tx)
         return DB_E_CONN;
     if (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strcmp(state, "55P03"))
         return DB_E_BUSY;
+    if (!strcmp(state, "57014")) /* canceled: our statement_timeout */
+        return DB_E_TIMEOUT;
     return DB_E_OTHER;
+}
+
+/* The client's deadline passed: the server is not answering (stopped, cut
+ * off).  libpq 15 has no cancel request that cannot itself block, so the
+ * connection is dropped; the server rolls back an open transaction when it
+ * notices, and its statement_timeout stops the statement meanwhile.  The
+ * next call reconnects (bounded by connect_ms). */
+static int timed_out(db_t *db, enum stmt_kind kind, const char *what, int was_in_tx)
+{
+    drop_connection(db);
+    if (kind == STMT_COMMIT) {
+        set_err(db, "postgres COMMIT: no answer within %d ms; the connection was dropped and "
+                    "the transaction rolled back unless the commit reached the server first",
+                db->statement_ms);
+    } else if (was_in_tx && kind != STMT_ROLLBACK) {
+        db->tx_lost = 1;
+        set_err(db, "postgres %s: no answer within %d ms inside a transaction; the connection "
+                    "was dropped and the transaction is rolled back", what, db->statement_ms);
+    } else {
+        set_err(db, "postgres %s: no answer within %d ms; the connection was dropped (the "
+                    "statement may not have completed)", what, db->statement_ms);
+    }
+    return DB_E_TIMEOUT;
 }
 
 /* Runs one statement; on DB_OK *out holds a result the caller PQclear()s. */
@@ -368,17 +596,26 @@ static int run(db_t *db, const char *sql, const db_param *p, size_t np, PGresult
     }
 
     int was_in_tx = in_transaction(db);
-    PGresult *res = PQexecParams(db->conn, text, (int)np, types, values, NULL, NULL, 0);
+    /* The server cancels at statement_ms itself (statement_timeout) and
+     * answers with an error on a connection that stays usable; the client's
+     * deadline, a little later, is for a server that cannot answer at all. */
+    int64_t deadline = db_now_ms() + db->statement_ms + CLIENT_GRACE_MS;
+    PGresult *res = NULL;
+    e = exec_within(db, text, (int)np, types, values, deadline, &res);
     free(values);
     free(types);
     free(ints);
     free(text);
+    if (e == DB_E_TIMEOUT)
+        return timed_out(db, kind, what, was_in_tx);
 
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         /* A lost COMMIT has an unknown outcome unless the transaction was
-         * already gone; say so rather than guess. */
-        e = map_error(db, res, kind == STMT_COMMIT ? "COMMIT" : what, was_in_tx);
+         * already gone; say so rather than guess.  A lost ROLLBACK ended
+         * the transaction anyway: nothing is left to report later. */
+        e = map_error(db, res, kind == STMT_COMMIT ? "COMMIT" : what,
+                      was_in_tx && kind != STMT_ROLLBACK);
         if (e == DB_E_CONN && kind == STMT_COMMIT && db->tx_lost) {
             db->tx_lost = 0;
             set_err(db, "postgres COMMIT: connection lost while committing; the transaction "
@@ -464,6 +701,17 @@ static int pg_query(db_t *db, const char *sql, const db_param *p, size_t np, db_
     return DB_OK;
 }
 
+static void free_db(db_t *db)
+{
+    if (db->conn)
+        PQfinish(db->conn);
+    if (db->url) {
+        explicit_bzero(db->url, strlen(db->url));
+        free(db->url);
+    }
+    free(db);
+}
+
 static int pg_open(const char *url, db_t **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -472,42 +720,19 @@ static int pg_open(const char *url, db_t **out, char *err, size_t errlen)
         return DB_E_CONN;
     }
     db_t *db = calloc(1, sizeof(*db));
-    if (!db) {
-        snprintf(err, errlen, "postgres: out of memory");
-        return DB_E_OTHER;
-    }
-    /* Defaults come before the url ("dbname", expanded): a setting in the url
-     * overrides them.  connect_timeout bounds every (re)connect; keepalives
-     * and tcp_user_timeout notice a peer that vanished without closing the
-     * connection (TCP only; a unix socket fails at once). */
-    static const char *const keys[] = { "connect_timeout",  "application_name", "client_encoding",
-                                        "keepalives",       "keepalives_idle",  "keepalives_interval",
-                                        "keepalives_count", "tcp_user_timeout", "dbname",
-                                        NULL };
-    const char *vals[] = { "5", "aurora-server", "UTF8", "1", "30", "10", "3", "30000", url, NULL };
-    db->conn = PQconnectdbParams(keys, vals, 1);
-    if (!db->conn) {
+    if (!db || !(db->url = strdup(url))) {
         free(db);
         snprintf(err, errlen, "postgres: out of memory");
         return DB_E_OTHER;
     }
-    PQsetNoticeProcessor(db->conn, ignore_notice, NULL); /* kept across PQreset */
-    if (PQstatus(db->conn) != CONNECTION_OK) {
-        char line[384];
-        first_line(PQerrorMessage(db->conn), line, sizeof(line));
-        snprintf(err, errlen, "postgres: cannot connect: %s", line);
-        PQfinish(db->conn);
-        free(db);
-        return DB_E_CONN;
-    }
-    /* The store's text is UTF-8; a server that stores something else would
-     * mangle it.  (client_encoding converts, but SQL_ASCII does not check.) */
-    const char *enc = PQparameterStatus(db->conn, "server_encoding");
-    if (enc && strcmp(enc, "UTF8") != 0) {
-        snprintf(err, errlen, "postgres: database encoding is %s; UTF8 is required", enc);
-        PQfinish(db->conn);
-        free(db);
-        return DB_E_OTHER;
+    db_limits lim = db_get_limits();
+    db->statement_ms = lim.statement_ms;
+    db->connect_ms = lim.connect_ms;
+    int e = connect_within(db);
+    if (e != DB_OK) {
+        snprintf(err, errlen, "%s", db->err);
+        free_db(db);
+        return e;
     }
     *out = db;
     return DB_OK;
@@ -515,10 +740,8 @@ static int pg_open(const char *url, db_t **out, char *err, size_t errlen)
 
 static void pg_close(db_t *db)
 {
-    if (!db)
-        return;
-    PQfinish(db->conn);
-    free(db);
+    if (db)
+        free_db(db);
 }
 
 static const char *pg_errmsg(db_t *db)

@@ -4,7 +4,13 @@
  * by one thread at a time (every worker opens its own store), so the handle
  * is opened with SQLITE_OPEN_NOMUTEX: SQLite's per-call mutex would only cost
  * time.  Concurrency between handles (threads or processes) goes through the
- * file locks, softened by WAL and a 5 s busy timeout.
+ * file locks, softened by WAL.
+ *
+ * Every call has a deadline (db_limits.statement_ms from its start): the
+ * busy handler waits for a lock only until then, and a progress handler
+ * interrupts a statement still running at the deadline, so a database that
+ * another process keeps locked, or a runaway statement, costs the caller a
+ * bounded wait and DB_E_BUSY / DB_E_TIMEOUT instead of a hung worker.
  */
 #include "db.h"
 
@@ -15,10 +21,16 @@
 #include <string.h>
 #include <strings.h>
 
-#define SQLITE_BUSY_TIMEOUT_MS 5000
+/* The progress handler runs every this many virtual-machine instructions:
+ * often enough to stop within a millisecond or so, rarely enough to cost
+ * nothing measurable. */
+#define PROGRESS_EVERY_OPS 1000
 
 struct db {
     sqlite3 *h;
+    int statement_ms;    /* from db_get_limits() at open */
+    int64_t deadline_ms; /* of the call in progress (db_now_ms clock) */
+    int timed_out;       /* the progress handler interrupted it */
     /* Copied at failure time: sqlite3_errmsg() is overwritten by the next
      * call (even sqlite3_finalize), so it cannot be read lazily. */
     char err[512];
@@ -60,8 +72,52 @@ static int map_rc(int rc)
 
 static int fail_rc(db_t *db, int rc, const char *what)
 {
+    if ((rc & 0xff) == SQLITE_INTERRUPT && db->timed_out) {
+        set_err(db, "sqlite %s: statement timed out after %d ms", what, db->statement_ms);
+        return DB_E_TIMEOUT;
+    }
+    if ((rc & 0xff) == SQLITE_BUSY && db_now_ms() >= db->deadline_ms) {
+        set_err(db, "sqlite %s: %s (%d): still locked by another connection after %d ms", what,
+                sqlite3_errmsg(db->h), rc, db->statement_ms);
+        return DB_E_BUSY;
+    }
     set_err(db, "sqlite %s: %s (%d)", what, sqlite3_errmsg(db->h), rc);
     return map_rc(rc);
+}
+
+/* ---- deadlines ------------------------------------------------------------- */
+
+/* Starts the clock of one exec/query call. */
+static void arm_deadline(db_t *db)
+{
+    db->timed_out = 0;
+    db->deadline_ms = db_now_ms() + db->statement_ms;
+}
+
+/* sqlite3_progress_handler: non-zero interrupts the statement (SQLITE_INTERRUPT). */
+static int past_deadline(void *arg)
+{
+    db_t *db = arg;
+    if (db_now_ms() < db->deadline_ms)
+        return 0;
+    db->timed_out = 1;
+    return 1;
+}
+
+/* sqlite3_busy_handler: waits for another connection's lock with SQLite's
+ * own back-off steps, but never past the call's deadline (0 = give up:
+ * SQLITE_BUSY). */
+static int wait_for_lock(void *arg, int count)
+{
+    static const int steps_ms[] = { 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 };
+    db_t *db = arg;
+    int64_t left = db->deadline_ms - db_now_ms();
+    if (left <= 0)
+        return 0;
+    int nsteps = (int)(sizeof(steps_ms) / sizeof(steps_ms[0]));
+    int64_t step = count < nsteps ? steps_ms[count] : steps_ms[nsteps - 1];
+    sqlite3_sleep((int)(step < left ? step : left));
+    return 1;
 }
 
 /* ---- url --------------------------------------------------------------- */
@@ -125,6 +181,8 @@ static int prepare(db_t *db, const char *sql, const db_param *p, size_t np, sqli
     *out = NULL;
     if (!sql)
         return set_err(db, "sqlite: NULL statement"), DB_E_OTHER;
+    /* Preparing may already wait for a lock (the schema): the clock starts here. */
+    arm_deadline(db);
     int rc = sqlite3_prepare_v2(db->h, rewrite_begin(sql), -1, &st, &tail);
     if (rc != SQLITE_OK)
         return fail_rc(db, rc, "prepare");
@@ -330,10 +388,13 @@ static int sqlite_open(const char *url, db_t **out, char *err, size_t errlen)
 
     char val[32];
     int e = DB_OK;
-    /* busy_timeout first: the PRAGMAs below may already need a lock. */
-    rc = sqlite3_busy_timeout(db->h, SQLITE_BUSY_TIMEOUT_MS);
+    /* The handlers first: the PRAGMAs below may already need a lock. */
+    db->statement_ms = db_get_limits().statement_ms;
+    arm_deadline(db);
+    rc = sqlite3_busy_handler(db->h, wait_for_lock, db);
     if (rc != SQLITE_OK)
-        e = fail_rc(db, rc, "busy_timeout");
+        e = fail_rc(db, rc, "busy_handler");
+    sqlite3_progress_handler(db->h, PROGRESS_EVERY_OPS, past_deadline, db);
     if (e == DB_OK)
         e = sqlite_exec(db, "PRAGMA foreign_keys = ON", NULL, 0, NULL);
     /* A build without foreign-key support ignores the PRAGMA silently. */

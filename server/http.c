@@ -454,6 +454,11 @@ static void dispatch(http_txn *t)
         respond_now(t);
         return;
     }
+    if (router_on_loop(t->route)) { /* e.g. liveness: answered whatever the workers do */
+        router_run(NULL, t->route, &t->req, &t->resp);
+        respond_now(t);
+        return;
+    }
     if (workers_submit_pool(router_pool(t->route), job_run, job_done, t) < 0) {
         http_resp_error(&t->resp, 503, "SERVER_BUSY", "server is overloaded, retry later");
         respond_now(t);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "admin.h"
+#include "db.h"
 #include "log.h"
 #include "secrets_cli.h"
 #include "server.h"
@@ -52,6 +53,9 @@ int main(int argc, char **argv)
         server_config_free(&cfg);
         return 2;
     }
+    /* Before any subcommand opens the store: every handle gets these limits. */
+    db_set_limits((int)server_setting_int(&cfg, "AURORA_DB_STATEMENT_TIMEOUT_MS"),
+                  (int)server_setting_int(&cfg, "AURORA_DB_CONNECT_TIMEOUT_MS"));
     /* Every subcommand may be the first to touch the data directory (the
      * SQLite file, keys and certificate live there): create it, private. */
     if (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST) {

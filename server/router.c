@@ -20,6 +20,7 @@ struct route {
     int nsegs;
     route_auth auth;
     route_handler handler;
+    int on_loop;
 };
 
 static route g_routes[MAX_ROUTES];
@@ -38,7 +39,7 @@ static int split(char *s, char **segs, int max)
 }
 
 static int add(http_method m, const char *pattern, route_auth auth, route_handler h,
-               worker_pool pool)
+               worker_pool pool, int on_loop)
 {
     if (g_nroutes >= MAX_ROUTES || pattern[0] != '/')
         return -1;
@@ -66,21 +67,38 @@ static int add(http_method m, const char *pattern, route_auth auth, route_handle
     r->auth = auth;
     r->handler = h;
     r->pool = pool;
+    r->on_loop = on_loop;
     g_nroutes++;
     return 0;
 }
 
 int router_add(http_method m, const char *pattern, route_auth auth, route_handler h)
 {
-    return add(m, pattern, auth, h, WORKER_POOL_STORE);
+    return add(m, pattern, auth, h, WORKER_POOL_STORE, 0);
 }
 
 int router_add_outbound(http_method m, const char *pattern, route_auth auth, route_handler h)
 {
-    return add(m, pattern, auth, h, WORKER_POOL_OUTBOUND);
+    return add(m, pattern, auth, h, WORKER_POOL_OUTBOUND, 0);
+}
+
+int router_add_pool(worker_pool pool, http_method m, const char *pattern, route_auth auth,
+                    route_handler h)
+{
+    if (pool < 0 || pool >= WORKER_POOLS)
+        return -1;
+    return add(m, pattern, auth, h, pool, 0);
+}
+
+int router_add_loop(http_method m, const char *pattern, route_handler h)
+{
+    /* Public only: authentication reads the store. */
+    return add(m, pattern, ROUTE_PUBLIC, h, WORKER_POOL_STORE, 1);
 }
 
 worker_pool router_pool(const route *r) { return r->pool; }
+
+int router_on_loop(const route *r) { return r->on_loop; }
 
 void router_reset(void)
 {

@@ -22,12 +22,22 @@ typedef struct route route;
 int router_add(http_method m, const char *pattern, route_auth auth, route_handler h);
 /* Same, for handlers that call providers over the network (outbound pool). */
 int router_add_outbound(http_method m, const char *pattern, route_auth auth, route_handler h);
+/* Same, in the given pool (e.g. WORKER_POOL_PROBE). */
+int router_add_pool(worker_pool pool, http_method m, const char *pattern, route_auth auth,
+                    route_handler h);
+/* A public route whose handler runs on the event-loop thread itself, with w
+ * NULL: for answers that must not depend on the workers (liveness).  The
+ * handler must not block nor touch the store. */
+int router_add_loop(http_method m, const char *pattern, route_handler h);
 
 /* Loop thread (pure, no I/O): finds the route and fills req's params; NULL
  * with resp filled (404/405) when none matches. */
 const route *router_match(http_request *req, http_response *resp);
 worker_pool router_pool(const route *r);
-/* Worker thread: authenticate, then run the handler (or fill 401). */
+/* 1 for a router_add_loop route: http.c runs it with router_run(NULL, …). */
+int router_on_loop(const route *r);
+/* Worker thread (the loop, w NULL, for router_add_loop routes): authenticate,
+ * then run the handler (or fill 401). */
 void router_run(worker_ctx *w, const route *r, http_request *req, http_response *resp);
 
 /* Every module that has routes lists its registration function in

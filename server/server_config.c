@@ -11,6 +11,8 @@ static const config_def server_defs[] = {
     { "AURORA_BIND", "server.bind", CFG_STRING, "0.0.0.0", "listen address", 0 },
     { "AURORA_PORT", "server.port", CFG_INT, "5080", "HTTPS + WSS port (API, connectors, /kubectl-agent)", 0 },
     { "DATABASE_URL", "database.url", CFG_STRING, NULL, "state store; default sqlite://<data_dir>/aurora.db", 1 },
+    { "AURORA_DB_STATEMENT_TIMEOUT_MS", "database.statement_timeout_ms", CFG_INT, "5000", "longest a state-store statement may take, lock waits included (ms); past it the call fails and the API answers 503 STORE_UNAVAILABLE", 0 },
+    { "AURORA_DB_CONNECT_TIMEOUT_MS", "database.connect_timeout_ms", CFG_INT, "5000", "longest a (re)connection to PostgreSQL may take, authentication included (ms)", 0 },
     { "AURORA_TLS_CERT", "tls.cert", CFG_STRING, NULL, "PEM certificate; default: self-signed, created on first run", 0 },
     { "AURORA_TLS_KEY", "tls.key", CFG_STRING, NULL, "PEM private key for AURORA_TLS_CERT", 0 },
     { "AURORA_PLAIN_HTTP", "tls.plain_http", CFG_BOOL, "false", "serve plain HTTP/WS (only behind a TLS-terminating ingress)", 0 },
@@ -185,6 +187,8 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         !in_range(err, errlen, "AURORA_TOKEN_RATE_LIMIT", c->token_rate_limit, 1, 100000) ||
         !in_range(err, errlen, "AURORA_STALE_AFTER", c->stale_after, 10, 86400) ||
         !in_range(err, errlen, "AURORA_AGENT_IDLE_TIMEOUT", c->agent_idle_timeout, 10, 86400) ||
+        !in_range(err, errlen, "AURORA_DB_STATEMENT_TIMEOUT_MS", config_int(r, "AURORA_DB_STATEMENT_TIMEOUT_MS"), 100, 3600000) ||
+        !in_range(err, errlen, "AURORA_DB_CONNECT_TIMEOUT_MS", config_int(r, "AURORA_DB_CONNECT_TIMEOUT_MS"), 100, 600000) ||
         !in_range(err, errlen, "AURORA_PROVIDER_TIMEOUT_MS", config_int(r, "AURORA_PROVIDER_TIMEOUT_MS"), 100, 600000) ||
         !in_range(err, errlen, "AURORA_OAUTH_STATE_TTL", config_int(r, "AURORA_OAUTH_STATE_TTL"), 1, 86400) ||
         !in_range(err, errlen, "GCP_MAX_PROJECT_PAGES", config_int(r, "GCP_MAX_PROJECT_PAGES"), 1, 10000))

@@ -25,6 +25,9 @@
 #define HEARTBEAT_DB_EVERY_S 20
 #define OUTQ_MAX_BYTES (8 * 1024 * 1024)
 #define MAX_WAITING_PER_SESSION 4096
+/* After start_close, how long the peer has to complete the close handshake
+ * before its socket is dropped (see start_close). */
+#define CLOSE_GRACE_S 2
 
 enum sess_state { SESS_AUTHENTICATING, SESS_READY, SESS_CLOSING };
 
@@ -67,6 +70,9 @@ typedef struct tunnel_session {
     size_t oq_bytes;
     int close_code;
     char close_reason[64];
+    lws_sorted_usec_list_t close_sul;  /* drops the socket CLOSE_GRACE_S after start_close */
+    int64_t token_expires_at;          /* 0 = never */
+    lws_sorted_usec_list_t expiry_sul; /* ends a ready session when its token expires */
     /* requests */
     struct tunnel_req *reqs; /* started and waiting */
     int inflight;            /* started at the agent */
@@ -188,6 +194,23 @@ static void drop_queue(tunnel_session *s)
     s->oq_bytes = 0;
 }
 
+/* The close grace is over and the socket is still open: the peer never read
+ * the close frame, or read it and neither answered nor closed its end.  lws
+ * would wait for it on its own timeouts (5 s for the close answer, then up
+ * to its 30 s TLS shutdown wait), keeping a revoked or expired token's
+ * session counted as connected; drop the connection now instead.  Checked
+ * again a second later in case lws re-armed a timeout of its own meanwhile. */
+static void close_grace_over(lws_sorted_usec_list_t *sul)
+{
+    tunnel_session *s = lws_container_of(sul, tunnel_session, close_sul);
+    if (!s->wsi)
+        return;
+    log_warn("agent %s: no close handshake %d s after closing (%d %s); dropping the connection",
+             s->cluster_id[0] ? s->cluster_id : "?", CLOSE_GRACE_S, s->close_code, s->close_reason);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    lws_sul_schedule(T.ctx, 0, &s->close_sul, close_grace_over, LWS_USEC_PER_SEC);
+}
+
 static void start_close(tunnel_session *s, int code, const char *reason)
 {
     if (!s->wsi || s->close_code)
@@ -195,8 +218,12 @@ static void start_close(tunnel_session *s, int code, const char *reason)
     s->close_code = code;
     snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
     s->state = SESS_CLOSING;
-    /* If the close frame cannot go out (peer not reading), drop the socket. */
-    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 10);
+    lws_sul_cancel(&s->expiry_sul);
+    /* Whatever stands in the way of the close frame (a peer that does not
+     * read) or follows it (a peer that ignores it), the session ends within
+     * the grace. */
+    lws_sul_schedule(T.ctx, 0, &s->close_sul, close_grace_over,
+                     (lws_usec_t)CLOSE_GRACE_S * LWS_USEC_PER_SEC);
     lws_callback_on_writable(s->wsi);
 }
 
@@ -504,6 +531,7 @@ typedef struct {
 
 static void process_message(tunnel_session *s, const char *p, size_t n);
 static void submit_auth(tunnel_session *s);
+static void schedule_expiry(tunnel_session *s);
 
 static void auth_run(worker_ctx *w, void *arg)
 {
@@ -562,9 +590,12 @@ static void auth_done(void *arg)
     snprintf(s->org_id, sizeof(s->org_id), "%s", j->tok.org_id);
     snprintf(s->token_id, sizeof(s->token_id), "%s", j->tok.id);
     snprintf(s->cluster_name, sizeof(s->cluster_name), "%s", j->tok.cluster_name);
+    s->token_expires_at = j->tok.expires_at;
     free(j);
     s->state = SESS_READY;
     s->connected_at = (int64_t)time(NULL);
+    if (s->token_expires_at)
+        schedule_expiry(s);
     log_info("agent connected: cluster %s (%s), %s dialect", s->cluster_id, s->cluster_name,
              s->v2 ? "v2" : "legacy");
     send_json(s, proto_enc_connected(s->cluster_id, s->cluster_name, s->v2 ? 2 : 1,
@@ -593,6 +624,38 @@ static void submit_auth(tunnel_session *s)
 }
 
 void tunnel_note_revocation(void) { T.revocation_epoch++; }
+
+/* ---- token expiry ------------------------------------------------------------- */
+
+static void token_expired(lws_sorted_usec_list_t *sul);
+
+/* A token's lifetime bounds the sessions it opened, not only its handshakes:
+ * a ready session ends when its token expires, as on revocation.  The expiry
+ * is known since authentication, so this is a timer on the loop (no store
+ * call).  The timer runs on the monotonic clock; the expiry is wall-clock
+ * time, which token_expired checks again. */
+static void schedule_expiry(tunnel_session *s)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    int64_t at_us = s->token_expires_at * 1000000;
+    lws_sul_schedule(T.ctx, 0, &s->expiry_sul, token_expired,
+                     (lws_usec_t)(at_us > now_us ? at_us - now_us : 0));
+}
+
+static void token_expired(lws_sorted_usec_list_t *sul)
+{
+    tunnel_session *s = lws_container_of(sul, tunnel_session, expiry_sul);
+    if (!s->wsi || s->state != SESS_READY)
+        return;
+    if ((int64_t)time(NULL) < s->token_expires_at) { /* the wall clock was set back */
+        schedule_expiry(s);
+        return;
+    }
+    log_info("agent %s: token %s expired, closing the session", s->cluster_id, s->token_id);
+    start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_EXPIRED);
+}
 
 int tunnel_cluster_supports(const char *org_id, const char *cluster_id, const char *kind)
 {
@@ -855,6 +918,8 @@ void tunnel_on_closed(struct lws *wsi, struct tunnel_conn *c)
         return;
     c->s = NULL;
     s->wsi = NULL;
+    lws_sul_cancel(&s->close_sul);
+    lws_sul_cancel(&s->expiry_sul);
     if (s->state == SESS_READY || s->registered_db)
         log_info("agent disconnected: cluster %s", s->cluster_id);
     s->state = SESS_CLOSING;

@@ -32,7 +32,7 @@ static struct {
     int nthreads;
     struct lws_context *lws;
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER,
-        .cv = { PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER } };
+        .cv = { PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER } };
 
 static void list_push(job_list *l, job *j)
 {
@@ -84,7 +84,7 @@ int workers_start(const server_config *cfg, secrets_t *secrets, struct lws_conte
                   char *err, size_t errlen)
 {
     W.lws = ctx;
-    W.nthreads = cfg->workers + cfg->outbound_workers;
+    W.nthreads = cfg->workers + cfg->outbound_workers + WORKER_PROBE_THREADS;
     W.threads = calloc((size_t)W.nthreads, sizeof(pthread_t));
     W.ctxs = calloc((size_t)W.nthreads, sizeof(worker_ctx));
     if (!W.threads || !W.ctxs) {
@@ -95,7 +95,9 @@ int workers_start(const server_config *cfg, secrets_t *secrets, struct lws_conte
         W.ctxs[i].cfg = cfg;
         W.ctxs[i].secrets = secrets;
         W.ctxs[i].index = i;
-        W.ctxs[i].pool = i < cfg->workers ? WORKER_POOL_STORE : WORKER_POOL_OUTBOUND;
+        W.ctxs[i].pool = i < cfg->workers                            ? WORKER_POOL_STORE
+                         : i < cfg->workers + cfg->outbound_workers ? WORKER_POOL_OUTBOUND
+                                                                    : WORKER_POOL_PROBE;
         char serr[256] = "";
         if (store_open(cfg->database_url, &W.ctxs[i].store, serr, sizeof(serr)) != STORE_OK) {
             snprintf(err, errlen, "worker %d: cannot open store: %s", i, serr);
@@ -159,7 +161,9 @@ void workers_drain_completions(void)
 size_t workers_backlog(void)
 {
     pthread_mutex_lock(&W.mu);
-    size_t n = W.todo[0].n + W.todo[1].n + W.running;
+    size_t n = W.running;
+    for (int p = 0; p < WORKER_POOLS; p++)
+        n += W.todo[p].n;
     pthread_mutex_unlock(&W.mu);
     return n;
 }

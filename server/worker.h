@@ -1,9 +1,12 @@
 /* worker.h — the thread pools that keep blocking work off the event loop.
  *
- * Two pools: WORKER_POOL_STORE for work bounded by the state store, and
+ * Three pools: WORKER_POOL_STORE for work bounded by the state store,
  * WORKER_POOL_OUTBOUND for calls to providers (OAuth, token exchange,
  * project listing), which can take seconds: a provider that never answers
- * then ties up only outbound workers, never token or exec requests.
+ * then ties up only outbound workers, never token or exec requests; and
+ * WORKER_POOL_PROBE, one thread for the readiness check (/ready), so that
+ * store workers that are all waiting on a stalled database (each until its
+ * deadline) cannot delay the readiness answer beyond the check's own.
  *
  * The event loop submits jobs; a worker thread runs job->run() with its own
  * store handle; then job->done() runs back on the event-loop thread (woken
@@ -20,7 +23,15 @@
 
 struct lws_context;
 
-typedef enum { WORKER_POOL_STORE = 0, WORKER_POOL_OUTBOUND = 1, WORKER_POOLS } worker_pool;
+typedef enum {
+    WORKER_POOL_STORE = 0,
+    WORKER_POOL_OUTBOUND = 1,
+    WORKER_POOL_PROBE = 2,
+    WORKER_POOLS
+} worker_pool;
+
+/* Threads of WORKER_POOL_PROBE (one: its checks need no parallelism). */
+#define WORKER_PROBE_THREADS 1
 
 typedef struct {
     store_t *store;

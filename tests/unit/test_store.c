@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -105,6 +106,9 @@ static int setup_file(void **state)
     return 0;
 }
 
+static int g_pg_frozen;
+static void pg_signal_all(int sig);
+
 /* A fresh schema on the shared server; the store migrates it on open. */
 static int setup_pg(void **state)
 {
@@ -124,6 +128,11 @@ static int setup_pg(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
+    /* A test that stopped the server or changed the time limits (and failed
+     * before undoing it) leaves that to be undone here. */
+    if (g_pg_frozen)
+        pg_signal_all(SIGCONT);
+    db_set_limits(0, 0);
     store_close(f->s);
     if (f->dir[0])
         remove_tmpdir(f->dir);
@@ -131,6 +140,13 @@ static int teardown(void **state)
         /* A test that stopped the server leaves it to be started here. */
         if (g_pg.pid <= 0)
             assert_int_equal(pg_start(&g_pg), 0);
+        /* A test that failed with connections open (a transaction holding
+         * locks) must not hold the DROP up for ever. */
+        assert_int_equal(pg_sql(&g_pg, PG_DB,
+                                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                " WHERE datname = '" PG_DB "' AND pid <> pg_backend_pid()",
+                                NULL),
+                         0);
         char sql[64];
         snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", strchr(f->db, '/') + 1);
         assert_int_equal(pg_sql(&g_pg, PG_DB, sql, NULL), 0);
@@ -1914,6 +1930,244 @@ static void test_pg_restart_under_load(void **state)
     assert_true(rows <= ok + failed);
 }
 
+/* ---- deadlines: a stalled database costs a bounded wait ----------------------------------- */
+
+/* SIGSTOP / SIGCONT to the postmaster and every backend: a server that stops
+ * answering without closing anything (its sockets stay open, the kernel
+ * still accepts connections for it). */
+
+static void pg_signal_all(int sig)
+{
+    if (g_pg.pid <= 0)
+        return;
+    if (sig == SIGSTOP) /* first: no new backend is forked meanwhile */
+        kill(g_pg.pid, sig);
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[n] = '\0';
+        /* "pid (comm) state ppid …": comm may hold spaces, so after the last ')' */
+        const char *rp = strrchr(buf, ')');
+        char state;
+        int ppid;
+        if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && ppid == g_pg.pid)
+            kill((pid_t)atoi(e->d_name), sig);
+    }
+    closedir(d);
+    if (sig == SIGCONT)
+        kill(g_pg.pid, sig);
+    g_pg_frozen = sig == SIGSTOP;
+}
+
+/* One call, timed, in its own thread (see call_within). */
+typedef struct {
+    const db_engine *eng;
+    db_t *db;         /* an engine call … */
+    const char *sql;
+    store_t *s;       /* … or, when set, store_org_create on this store */
+    int rc;
+    long long ms;     /* how long the call took */
+    char msg[512];
+} timed_call;
+
+static void *timed_call_main(void *p)
+{
+    timed_call *c = p;
+    long long t0 = ph_now_ms();
+    if (c->s) {
+        store_org o;
+        c->rc = store_org_create(c->s, "during-a-stall", &o);
+        snprintf(c->msg, sizeof(c->msg), "%s", store_errmsg(c->s));
+    } else {
+        db_result r;
+        c->rc = c->eng->query(c->db, c->sql, NULL, 0, &r);
+        if (c->rc == DB_OK)
+            db_result_free(&r);
+        snprintf(c->msg, sizeof(c->msg), "%s", c->eng->errmsg(c->db));
+    }
+    c->ms = ph_now_ms() - t0;
+    return NULL;
+}
+
+/* Runs the call and waits for it at most limit_ms: a call that a stalled
+ * server holds (what the deadlines are for) fails the test instead of
+ * hanging it; the server is woken up so that the thread can end. */
+static void call_within(timed_call *c, long limit_ms)
+{
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, timed_call_main, c), 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += limit_ms / 1000;
+    ts.tv_nsec += (limit_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    if (pthread_timedjoin_np(th, NULL, &ts) != 0) {
+        pg_signal_all(SIGCONT);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        fail_msg("\"%s\" was still waiting after %ld ms (returned %d after %lld ms once the "
+                 "server was woken up)", c->s ? "store_org_create" : c->sql, limit_ms, c->rc,
+                 c->ms);
+    }
+}
+
+static timed_call query_call(const db_engine *eng, db_t *db, const char *sql)
+{
+    return (timed_call){ .eng = eng, .db = db, .sql = sql };
+}
+
+static db_t *engine_open(const char *url)
+{
+    db_t *db = NULL;
+    char err[256] = "";
+    if (db_engine_for(url)->open(url, &db, err, sizeof(err)) != DB_OK)
+        fail_msg("open %s: %s", url, err);
+    return db;
+}
+
+/* A runaway statement is interrupted at the deadline; the handle stays usable. */
+static void test_sqlite_statement_deadline(void **state)
+{
+    fixture *f = *state;
+    const char *url = f->url[0] ? f->url : ":memory:";
+    db_set_limits(300, 0);
+    db_t *db = engine_open(url);
+    const db_engine *eng = db_engine_for(url);
+    /* Seconds of work at least (finite, so that code without a deadline
+     * fails this test instead of hanging it). */
+    timed_call c = query_call(eng, db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+                                       "SELECT x + 1 FROM c WHERE x < 20000000) "
+                                       "SELECT COUNT(*) FROM c");
+    call_within(&c, 300000);
+    assert_int_equal(c.rc, DB_E_TIMEOUT);
+    assert_non_null(strstr(c.msg, "timed out after 300 ms"));
+    assert_true(c.ms >= 290 && c.ms < 3000);
+    c = query_call(eng, db, "SELECT 1");
+    call_within(&c, 5000);
+    assert_int_equal(c.rc, DB_OK);
+    eng->close(db);
+}
+
+/* Another process holds the write lock: a write waits for it until the
+ * deadline, not for SQLite's fixed 5 s, then reports the lock; once the lock
+ * is released, writes go through again. */
+static void test_sqlite_lock_deadline(void **state)
+{
+    fixture *f = *state;
+    db_set_limits(300, 0);
+    store_t *s = open_ok(f->url);
+    sqlite3 *other = NULL;
+    assert_int_equal(sqlite3_open(f->path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    timed_call c = { .s = s };
+    call_within(&c, 20000);
+    assert_int_equal(c.rc, STORE_ERR);
+    assert_non_null(strstr(c.msg, "locked"));
+    assert_true(c.ms >= 290 && c.ms < 3000);
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    new_org(s, "after-the-lock");
+    store_close(s);
+}
+
+/* The server's statement_timeout cancels a slow statement and the
+ * connection stays (same backend before and after). */
+static void test_pg_statement_timeout(void **state)
+{
+    fixture *f = *state;
+    db_set_limits(500, 0);
+    db_t *db = engine_open(f->url);
+    const db_engine *eng = &db_engine_postgres;
+    db_result r;
+    assert_int_equal(eng->query(db, "SELECT pg_backend_pid()", NULL, 0, &r), DB_OK);
+    char pid[32];
+    snprintf(pid, sizeof(pid), "%s", db_cell(&r, 0, 0));
+    db_result_free(&r);
+    timed_call c = query_call(eng, db, "SELECT pg_sleep(10)");
+    call_within(&c, 20000);
+    assert_int_equal(c.rc, DB_E_TIMEOUT);
+    assert_non_null(strstr(c.msg, "statement timeout"));
+    assert_non_null(strstr(c.msg, "57014"));
+    assert_true(c.ms >= 490 && c.ms < 4000);
+    assert_int_equal(eng->query(db, "SELECT pg_backend_pid()", NULL, 0, &r), DB_OK);
+    assert_string_equal(db_cell(&r, 0, 0), pid);
+    db_result_free(&r);
+    eng->close(db);
+}
+
+/* The whole server is stopped (SIGSTOP): an idle statement, a reconnect, a
+ * statement inside a transaction and a store call each fail within the
+ * deadline (plus the client's grace) instead of waiting for ever; once the
+ * server runs again the transaction is reported lost, nothing of it was
+ * written, and everything works. */
+static void test_pg_stopped_server(void **state)
+{
+    fixture *f = *state;
+    const int limit = 1000; /* generous: the machine may be loaded */
+    db_set_limits(limit, limit);
+    const db_engine *eng = &db_engine_postgres;
+    db_t *idle = engine_open(f->url), *tx = engine_open(f->url);
+    store_t *s = open_ok(f->url);
+    assert_int_equal(
+        eng->exec(idle, "CREATE TABLE stall_probe (k TEXT PRIMARY KEY)", NULL, 0, NULL), DB_OK);
+    db_param pa[] = { DB_P_TEXT("a") }, pb[] = { DB_P_TEXT("b") };
+    assert_int_equal(eng->exec(tx, "BEGIN", NULL, 0, NULL), DB_OK);
+    assert_int_equal(eng->exec(tx, "INSERT INTO stall_probe (k) VALUES (?)", pa, 1, NULL), DB_OK);
+
+    pg_signal_all(SIGSTOP);
+    timed_call c = query_call(eng, idle, "SELECT 1");
+    call_within(&c, 30000);
+    assert_int_equal(c.rc, DB_E_TIMEOUT);
+    assert_non_null(strstr(c.msg, "no answer within 1000 ms"));
+    assert_true(c.ms >= limit - 10 && c.ms < limit + 3000);
+    /* The connection was dropped: the next call reconnects, within connect_ms. */
+    c = query_call(eng, idle, "SELECT 1");
+    call_within(&c, 30000);
+    assert_int_equal(c.rc, DB_E_TIMEOUT);
+    assert_non_null(strstr(c.msg, "cannot connect within 1000 ms"));
+    assert_true(c.ms >= limit - 10 && c.ms < limit + 3000);
+    /* Inside the transaction. */
+    timed_call ct = { .eng = eng, .db = tx, .sql = "INSERT INTO stall_probe (k) VALUES ('b')" };
+    call_within(&ct, 30000);
+    assert_int_equal(ct.rc, DB_E_TIMEOUT);
+    assert_non_null(strstr(ct.msg, "inside a transaction"));
+    assert_true(ct.ms < limit + 3000);
+    /* Through the store: STORE_ERR, promptly. */
+    timed_call cs = { .s = s };
+    call_within(&cs, 30000);
+    assert_int_equal(cs.rc, STORE_ERR);
+    assert_true(cs.ms < limit + 3000);
+    pg_signal_all(SIGCONT);
+
+    /* The rest of the lost transaction fails; it ends with ROLLBACK/COMMIT. */
+    assert_int_equal(eng->exec(tx, "INSERT INTO stall_probe (k) VALUES (?)", pb, 1, NULL),
+                     DB_E_CONN);
+    assert_int_equal(eng->exec(tx, "COMMIT", NULL, 0, NULL), DB_E_CONN);
+    assert_non_null(strstr(eng->errmsg(tx), "rolled back"));
+    c = query_call(eng, idle, "SELECT COUNT(*) FROM stall_probe");
+    call_within(&c, 30000);
+    assert_int_equal(c.rc, DB_OK);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM stall_probe"), 0);
+    assert_int_equal(eng->exec(tx, "INSERT INTO stall_probe (k) VALUES (?)", pb, 1, NULL), DB_OK);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM stall_probe"), 1);
+    new_org(s, "after-the-stall");
+    store_close(s);
+    eng->close(idle);
+    eng->close(tx);
+}
+
 /* ---- main -------------------------------------------------------------------------------------
  */
 
@@ -1970,6 +2224,14 @@ int main(void)
         PG(test_pg_restart_mid_transaction),
         PG(test_pg_inflight_statement),
         PG(test_pg_restart_under_load),
+        { "memory/test_sqlite_statement_deadline", test_sqlite_statement_deadline, setup_memory,
+          teardown, NULL },
+        { "file/test_sqlite_statement_deadline", test_sqlite_statement_deadline, setup_file,
+          teardown, NULL },
+        { "file/test_sqlite_lock_deadline", test_sqlite_lock_deadline, setup_file, teardown,
+          NULL },
+        PG(test_pg_statement_timeout),
+        PG(test_pg_stopped_server),
     };
     return cmocka_run_group_tests_name("store", tests, group_setup, group_teardown);
 }

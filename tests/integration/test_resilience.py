@@ -1,0 +1,408 @@
+#!/usr/bin/env python3
+"""Resilience: a stalled database, an expiring token, a peer that ignores close frames.
+
+stalled_postgres_bounded_waits_and_recovery — the server runs on a real PostgreSQL
+(started here from /usr/lib/postgresql/<v>/bin on a unix socket in a temp dir) with
+AURORA_DB_STATEMENT_TIMEOUT_MS / AURORA_DB_CONNECT_TIMEOUT_MS of 1 s.  Every postgres
+process is SIGSTOPped: the sockets stay open and the kernel keeps accepting
+connections, so nothing fails by itself.  While API calls wait on the database (more
+of them than there are store workers), /health answers 200 within 1 s (liveness is
+the event loop, not the store), /ready answers 503 {"store":"unavailable"}, each API
+call answers 503 STORE_UNAVAILABLE within the timeout plus a margin (not minutes),
+an unknown route still gets its 404 and the connected agent's tunnel stays up.
+After SIGCONT /ready, the API and commands recover (waited for with deadlines).
+
+expired_token_ends_its_live_session — an agent token that expires while its agent is
+connected: the session is closed with 1008 `Token expired` when the token expires
+(not before), commands then get 503 AGENT_NOT_CONNECTED and the agent's reconnect is
+refused.  The API sets expiry in whole days, so the test sets the token's stored
+expires_at (Unix seconds, the column the server reads at authentication) a few
+seconds ahead, directly in the SQLite file, before the agent connects: the same
+value the API would have written, only sooner.
+
+revoked_session_of_a_peer_ignoring_close_is_dropped — a raw WebSocket client (stdlib
+only) that reads the server's close frame and neither answers it nor closes its end:
+after a revocation the server drops the TCP connection within its close grace (2 s)
+plus a margin, and the connection shows disconnected.
+
+Real peers: build/asan/aurora-server and aurora-agent, PostgreSQL, kubectl against
+the kube API fixture."""
+
+import base64
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import sqlite3
+import ssl
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+from harness import check, contains, eq, https_request, main, test, wait_until
+
+DB_TIMEOUT_MS = 1000
+# What a loaded 2-core machine may add to a bounded wait (scheduling, ASan).
+MARGIN_S = 2.5
+
+
+# ---------------------------------------------------------------------------
+# a throwaway PostgreSQL
+# ---------------------------------------------------------------------------
+class Postgres:
+    """initdb + postgres on a unix socket only (no TCP), trust auth for role aurora.
+    As root, it runs as the postgres user (PostgreSQL refuses root)."""
+
+    def __init__(self):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+                      key=lambda p: int(p.split("/")[4]))
+        check(bins, "no PostgreSQL server binaries (/usr/lib/postgresql/<v>/bin): install postgresql")
+        self.bindir = os.path.dirname(bins[-1])
+        # Short: a unix socket path has a 107-byte limit.
+        self.dir = tempfile.mkdtemp(prefix="aurora-pg-", dir="/tmp")
+        self.user = None
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            self.user = pw.pw_uid, pw.pw_gid
+            os.chown(self.dir, *self.user)
+        self.log = open(os.path.join(self.dir, "server.log"), "ab")
+        self.proc = None
+        self.stopped = False
+        r = subprocess.run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", "aurora",
+                            "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
+                           **self._as_user())
+        check(r.returncode == 0, "initdb failed", r.stdout.decode("utf-8", "replace"))
+        self.proc = subprocess.Popen(
+            [os.path.join(self.bindir, "postgres"), "-D", self.data, "-k", self.dir, "-p", "5432",
+             "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", "full_page_writes=off", "-c", "max_connections=60"],
+            stdout=self.log, stderr=self.log, start_new_session=True, **self._as_user())
+        isready = [os.path.join(self.bindir, "pg_isready"), "-q", "-h", self.dir, "-p", "5432"]
+        wait_until(lambda: self.proc.poll() is None and subprocess.run(isready).returncode == 0,
+                   30, 0.1, "postgres to accept connections")
+
+    @property
+    def data(self):
+        return os.path.join(self.dir, "data")
+
+    def _as_user(self):
+        if not self.user:
+            return {}
+        return {"user": self.user[0], "group": self.user[1], "extra_groups": []}
+
+    @property
+    def url(self):
+        return "postgres://aurora@/postgres?host=%s&port=5432" % urllib.parse.quote(self.dir, safe="")
+
+    def pids(self):
+        """The postmaster and every process it forked (backends, background workers)."""
+        out = [self.proc.pid]
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == self.proc.pid:
+                out.append(int(d))
+        return out
+
+    def freeze(self):
+        """SIGSTOP: the server keeps its sockets and answers nothing."""
+        os.kill(self.proc.pid, signal.SIGSTOP)  # first: no new backend meanwhile
+        for pid in self.pids()[1:]:
+            os.kill(pid, signal.SIGSTOP)
+        self.stopped = True
+
+    def thaw(self):
+        for pid in self.pids()[1:]:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        os.kill(self.proc.pid, signal.SIGCONT)
+        self.stopped = False
+
+    def destroy(self):
+        if self.proc and self.proc.poll() is None:
+            if self.stopped:
+                self.thaw()
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown: sessions are ended
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def timed(fn, *a, **kw):
+    t0 = time.monotonic()
+    r = fn(*a, **kw)
+    return r, time.monotonic() - t0
+
+
+def get_within(w, path, limit=10):
+    """GET path (no credentials) with a socket timeout; (response, seconds)."""
+    try:
+        return timed(https_request, w.port, w.ctx, "GET", path, timeout=limit)
+    except (socket.timeout, TimeoutError):
+        raise AssertionError("GET %s did not answer within %ds" % (path, limit))
+
+
+# ---------------------------------------------------------------------------
+# issue 8, item 6
+# ---------------------------------------------------------------------------
+@test(timeout=240)
+def stalled_postgres_bounded_waits_and_recovery(t):
+    pg = Postgres()
+    t.defer(pg.destroy)
+    w = t.world(extra_env={"DATABASE_URL": pg.url,
+                           "AURORA_DB_STATEMENT_TIMEOUT_MS": str(DB_TIMEOUT_MS),
+                           "AURORA_DB_CONNECT_TIMEOUT_MS": str(DB_TIMEOUT_MS)})
+    tok, agent = w.new_connected_agent(cluster_name="stall")
+    cid = tok["cluster_id"]
+    r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo?text=before"])
+    eq(r.status, 200, "command before the stall (%r)" % r)
+    limit = DB_TIMEOUT_MS / 1000.0
+
+    pg.freeze()
+    # More API calls than store workers (4): every worker waits on the database.
+    results = []
+
+    def api_call(i):
+        path = "/api/kubectl/connections" if i % 2 else "/api/clusters/%s/kubectl" % cid
+        body = None if i % 2 else {"args": ["get", "--raw", "/fixture/echo?text=x"]}
+        results.append(timed(w.request, "GET" if i % 2 else "POST", path, body, timeout=120))
+
+    threads = [threading.Thread(target=api_call, args=(i,)) for i in range(8)]
+    for th in threads:
+        th.start()
+    try:
+        # Liveness is the loop: answered at once while the workers wait.
+        for _ in range(5):
+            r, took = get_within(w, "/health")
+            eq(r.status, 200, "/health while the database is stopped (%r)" % r)
+            check(took < 1.0, "/health must answer within 1 s while the database is stopped "
+                  "(took %.2fs)" % took)
+        r, took = get_within(w, "/no/such/route")
+        eq(r.status, 404, "an unknown route while the database is stopped (%r)" % r)
+        check(took < 1.0, "the 404 must not wait for the database (took %.2fs)" % took)
+    except BaseException:
+        pg.thaw()  # so that calls stuck on the database end and the failure is reported
+        raise
+    finally:
+        for th in threads:
+            th.join(120)
+    eq(len(results), 8, "every API call returned")
+    # A call may first wait for its worker (8 calls, 4 workers), then on the
+    # database: one statement deadline plus the client's grace, or a reconnect.
+    for r, took in results:
+        eq(r.status, 503, "API call while the database is stopped (%r)" % r)
+        eq(r.error_code, "STORE_UNAVAILABLE", "error_code (%r)" % r)
+        check(took < 2 * (limit + 0.5) + MARGIN_S, "an API call must fail within the database "
+              "timeout, not hang (took %.1fs)" % took)
+    t.note("8 API calls on a stopped database: 503 after %.1f-%.1fs (timeout %.1fs)"
+           % (min(x[1] for x in results), max(x[1] for x in results), limit))
+    # One more, alone: its worker's connection is gone, so this is the reconnect path.
+    r, took = timed(w.get, "/api/kubectl/connections")
+    eq(r.status, 503, "API call on a reconnect (%r)" % r)
+    check(took < limit + 0.5 + MARGIN_S, "a reconnect must give up within the connect timeout "
+          "(took %.1fs)" % took)
+
+    # Readiness reports the store (a result may be reused for 1 s).
+    def not_ready():
+        r, took = timed(w.get, "/ready", auth=False)
+        check(took < limit + 0.5 + MARGIN_S, "/ready must answer within the database timeout "
+              "(took %.1fs)" % took)
+        return r if r.status == 503 else None
+    r = wait_until(not_ready, 2 * (limit + 1.5) + MARGIN_S, 0.1, "/ready to answer 503")
+    eq(r.get("store"), "unavailable", "/ready body (%r)" % r)
+    eq(r.error_code, "STORE_UNAVAILABLE", "/ready error_code")
+    r, took = get_within(w, "/health")
+    eq(r.status, 200, "/health after the API calls (%r)" % r)
+    check(took < 1.0, "/health within 1 s (took %.2fs)" % took)
+    eq(agent.health("/ready")[0], 200, "the agent's tunnel stays up during the stall")
+    check(w.server.alive(), "the server survives the stall")
+
+    pg.thaw()
+    r = wait_until(lambda: (lambda x: x if x.status == 200 else None)(w.get("/ready", auth=False)),
+                   20, 0.2, "/ready to answer 200 again")
+    eq(r.get("store"), "ok", "/ready body once the database runs (%r)" % r)
+    wait_until(lambda: w.get("/api/kubectl/connections").status == 200, 20, 0.2,
+               "the API to answer again")
+    r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo?text=after"])
+    eq(r.status, 200, "command after the stall (%r)" % r)
+    eq(r.json.get("output"), "after", "output after the stall")
+    contains(w.server.log_text(), "readiness: the state store does not answer", "server log")
+    # Stop the server while the database runs (its last bookkeeping needs it).
+    problems = agent.proc.stop() + w.server.stop()
+    check(not problems, "clean exit", *problems)
+
+
+# ---------------------------------------------------------------------------
+# issue 8, item 7
+# ---------------------------------------------------------------------------
+@test(timeout=120)
+def expired_token_ends_its_live_session(t):
+    w = t.world()
+    tok = w.create_token("expiring")
+    cid = tok["cluster_id"]
+    expires_at = int(time.time()) + 5
+    db = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
+    with db:
+        n = db.execute("UPDATE agent_tokens SET expires_at = ? WHERE id = ?",
+                       (expires_at, tok["token_id"])).rowcount
+    db.close()
+    eq(n, 1, "the token's expiry was set")
+    agent = w.start_agent(tok["token"], extra_env={"AURORA_RECONNECT_INTERVAL": "1",
+                                                   "AURORA_RECONNECT_MAX": "1"})
+    agent.proc.tolerate_exit = True
+    w.wait_connection(cid)
+    r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo?text=still-valid"])
+    eq(r.status, 200, "command before the expiry (%r)" % r)
+    check(time.time() < expires_at, "the test is too slow: the token expired before the check")
+
+    def gone():
+        c = w.connection(cid)
+        return c and c.get("status") != "active"
+    wait_until(gone, expires_at - time.time() + 3 + MARGIN_S, 0.05,
+               "the session to end when its token expires")
+    ended = time.time()
+    check(ended >= expires_at - 0.05, "the session ended %.2fs before the token expired"
+          % (expires_at - ended))
+    t.note("session ended %.2fs after the token's expiry" % (ended - expires_at))
+    wait_until(lambda: "1008 Token expired" in agent.log(), 5, 0.05,
+               "the agent to log the close reason `Token expired`")
+    contains(w.server.log_text(), "expired, closing the session", "server log")
+    r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo?text=after"])
+    eq(r.status, 503, "command after the expiry (%r)" % r)
+    eq(r.error_code, "AGENT_NOT_CONNECTED", "error_code")
+    # The agent retries (every second here) and is refused each time.
+    wait_until(lambda: "agent connection rejected: Token expired" in w.server.log_text(),
+               10 + MARGIN_S, 0.1, "the agent's reconnect to be refused")
+    eq(w.connection(cid).get("status"), "disconnected", "the connection stays disconnected")
+
+
+# ---------------------------------------------------------------------------
+# issue 8, item 12
+# ---------------------------------------------------------------------------
+class RawWS:
+    """A WebSocket client over TLS written against RFC 6455 directly, so that it can
+    misbehave: it reads the server's close frame and never answers it."""
+
+    def __init__(self, port, cafile, token, cluster_id, timeout=10):
+        ctx = ssl.create_default_context(cafile=cafile)
+        sock = socket.create_connection(("127.0.0.1", port), timeout)
+        self.s = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.s.sendall(("GET /kubectl-agent HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                        "Sec-WebSocket-Version: 13\r\nAuthorization: Bearer %s\r\n"
+                        "X-Cluster-ID: %s\r\n\r\n" % (port, key, token, cluster_id)).encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 101"), "WebSocket handshake refused", head[:300])
+
+    def _fill(self):
+        d = self.s.recv(65536)
+        if not d:
+            raise EOFError("the server ended the TLS stream")
+        self.buf += d
+
+    def recv_frame(self):
+        """(opcode, payload)."""
+        while len(self.buf) < 2:
+            self._fill()
+        n, off = self.buf[1] & 0x7f, 2
+        if n >= 126:
+            off = 4 if n == 126 else 10
+            while len(self.buf) < off:
+                self._fill()
+            n = struct.unpack(">H" if off == 4 else ">Q", self.buf[2:off])[0]
+        while len(self.buf) < off + n:
+            self._fill()
+        op, payload = self.buf[0] & 0x0f, self.buf[off:off + n]
+        self.buf = self.buf[off + n:]
+        return op, payload
+
+    def send_text(self, text):
+        data, mask = text.encode(), os.urandom(4)
+        n = len(data)
+        hdr = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0x80 | 126]) + struct.pack(">H", n)
+        self.s.sendall(hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def wait_tcp_closed(self, timeout):
+        """Reads the raw TCP stream (under TLS) until the server closes it; returns
+        when it did, or raises after timeout.  Never sends anything."""
+        raw = socket.socket(fileno=os.dup(self.s.fileno()))
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("the server kept the TCP connection open for %.1fs" % timeout)
+                raw.settimeout(left)
+                try:
+                    if not raw.recv(65536):
+                        return  # FIN
+                except socket.timeout:
+                    continue
+                except ConnectionResetError:
+                    return
+        finally:
+            raw.close()
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+@test(timeout=90)
+def revoked_session_of_a_peer_ignoring_close_is_dropped(t):
+    w = t.world()
+    tok = w.create_token("ignores-close")
+    cid = tok["cluster_id"]
+    ws = RawWS(w.port, w.ca, tok["token"], cid)
+    t.defer(ws.close)
+    op, payload = ws.recv_frame()
+    eq(op, 1, "first frame is text")
+    contains(payload.decode(), '"connected"', "first frame")
+    ws.send_text('{"type":"register","cluster_id":"%s","agent_version":"raw-ignores-close"}' % cid)
+    w.wait_connection(cid)
+
+    eq(w.revoke_token(tok["token_id"]).status, 200, "revoke")
+    t0 = time.monotonic()
+    while True:  # the close frame arrives; it is read and ignored
+        op, payload = ws.recv_frame()
+        if op == 8:
+            break
+    eq(struct.unpack(">H", payload[:2])[0], 1008, "close code")
+    eq(payload[2:].decode(), "Token revoked", "close reason")
+    grace = 2.0
+    ws.wait_tcp_closed(grace + MARGIN_S + 1)
+    took = time.monotonic() - t0
+    t.note("server dropped the TCP connection %.2fs after the close frame (grace %.0fs)"
+           % (took, grace))
+    check(took < grace + MARGIN_S, "dropped within the grace plus a margin (took %.2fs)" % took)
+    wait_until(lambda: (w.connection(cid) or {}).get("status") == "disconnected", 2 + MARGIN_S,
+               0.05, "the connection to show disconnected")
+    contains(w.server.log_text(), "no close handshake", "server log")
+    eq(w.get("/health", auth=False).status, 200, "the server still serves")
+
+
+if __name__ == "__main__":
+    main()
