@@ -252,9 +252,9 @@ static int list_subscriptions(worker_ctx *w, const char *access_token, cJSON **o
         pages++;
         int follow = 0;
         if (next && *next) {
-            size_t bl = strlen(base);
-            /* The bearer token only ever goes to the management host. */
-            if (strncmp(next, base, bl) != 0 || (next[bl] != '/' && next[bl] != '?')) {
+            /* The bearer token only ever goes to the management host: the
+             * nextLink, parsed as curl will fetch it, must lie under the base. */
+            if (!http_client_url_under(next, base)) {
                 /* Never followed: it would hand the bearer token to another host. */
                 cJSON_Delete(j);
                 http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",

@@ -22,8 +22,9 @@
  * minutes before it expires), injects --project and hands gcloud the token
  * as CLOUDSDK_AUTH_ACCESS_TOKEN.
  *
- * SSRF: an uploaded key chooses its token_uri, so only https URLs on
- * GCP_ALLOWED_TOKEN_HOSTS are called (GCP_TOKEN_URI_OVERRIDE, for tests,
+ * SSRF: an uploaded key chooses its token_uri, so only https URLs on port
+ * 443 of a host in GCP_ALLOWED_TOKEN_HOSTS are called, the host as curl's
+ * URL parser sees it (http_client.h) (GCP_TOKEN_URI_OVERRIDE, for tests,
  * replaces the key's token_uri altogether). */
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
@@ -200,8 +201,10 @@ static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t c
         return 0;
     }
     const char *uri = k->token_uri ? k->token_uri : DEFAULT_TOKEN_URI;
-    char host[256];
-    if (!http_client_url_ok(uri, 1) || http_client_url_host(uri, host, sizeof(host)) < 0)
+    /* Parsed as curl will fetch it (http_client.h): the host compared is the
+     * host connected to.  Google's token endpoints serve on 443 only. */
+    http_client_url u;
+    if (http_client_url_parse(uri, 1, &u) < 0 || u.port != 443)
         return fail(e, 400, "GCP_KEY_MALFORMED",
                     MSG_MALFORMED ": token_uri must be an https URL of Google's token endpoint");
     const char *allowed = setting(w, "GCP_ALLOWED_TOKEN_HOSTS",
@@ -210,7 +213,7 @@ static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t c
     snprintf(list, sizeof(list), "%s", allowed);
     char *save = NULL;
     for (char *h = strtok_r(list, ", ", &save); h; h = strtok_r(NULL, ", ", &save))
-        if (!strcasecmp(h, host)) {
+        if (!strcasecmp(h, u.host)) {
             snprintf(out, cap, "%s", uri);
             return 0;
         }

@@ -225,6 +225,30 @@ def token_uri_must_be_an_allowed_google_host(t):
 
 
 @test
+def token_uri_host_is_checked_as_curl_parses_it(t):
+    """The allow-list check and the fetch parse token_uri alike (curl's URL API):
+    userinfo, backslash tricks, other ports and a trailing dot are refused even
+    when the host the check would have picked is allowed.  Loopback is the
+    allowed host here, so nothing leaves the machine on the old code either."""
+    port = fixture()
+    w = t.world("strict-loopback", extra_env={"GCP_CRM_URL": "http://127.0.0.1:%d" % port,
+                                              "GCP_ALLOWED_TOKEN_HOSTS": "127.0.0.1",
+                                              "AURORA_PROVIDER_TIMEOUT_MS": str(TIMEOUT_MS)})
+    key, _, _ = make_key()
+    for uri in ("https://evil.example\\@127.0.0.1/token", "https://u:p@127.0.0.1/token",
+                "https://127.0.0.1@127.0.0.1/token", "https://127.0.0.1:%d/token" % port,
+                "https://127.0.0.1./token", "https://[127.0.0.1]/token"):
+        r = w.post("/gcp/service-account", dict(key, token_uri=uri))
+        eq((r.status, r.error_code), (400, "GCP_KEY_MALFORMED"), "token_uri %s (%r)" % (uri, r))
+        contains(r.get("error"), "token_uri", "token_uri %s" % uri)
+    # an allowed host in a form curl decodes is the host itself: let through to
+    # the (closed) https port of loopback, i.e. a transport error, not a refusal
+    r = w.post("/gcp/service-account", dict(key, token_uri="https://%31%32%37.0.0.1/token"))
+    eq((r.status, r.error_code), (502, "GCP_CREDENTIAL_REFRESH_FAILED"), "percent-encoded loopback (%r)" % r)
+    eq(w.get("/health").status, 200, "server still serving")
+
+
+@test
 def good_key_lists_every_page_and_jwt_verifies_with_jose(t):
     w, _ = world()
     uid, k = fresh_user(w)
