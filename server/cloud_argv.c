@@ -222,8 +222,10 @@ static int percent_decode(const char *in, char *out)
 /* References in an argument, as written and as a server would decode it. */
 static int scan_refs(cloud_argv_result *s, const cloud_ref *refs, const char *arg, int argi)
 {
-    if (!refs || scan_refs_in(s, refs, arg, argi) < 0)
-        return refs ? -1 : 0;
+    if (!refs)
+        return 0;
+    if (scan_refs_in(s, refs, arg, argi) < 0)
+        return -1;
     if (!strchr(arg, '%'))
         return 0;
     size_t n = strlen(arg);
@@ -341,7 +343,7 @@ int cloud_argv_scan(const cloud_cli *cli, int argc, const char *const *argv, clo
         const cloud_flag *f = NULL;
         const char *val = NULL;
         int attached = 0;
-        const char *const *lead = argv;
+        const char *const *lead = argv; /* its first nlead words */
         if (t[1] == '-') {
             const char *eq = strchr(t, '=');
             size_t len = eq ? (size_t)(eq - t) : strlen(t);
@@ -386,12 +388,8 @@ int cloud_argv_scan(const cloud_cli *cli, int argc, const char *const *argv, clo
         }
         if (!f)
             continue; /* unknown: its value, if any, counts as a positional */
-        if (f->kind == CLOUD_FLAG_REFUSE) {
-            cloud_argv_shown(t, shown, sizeof(shown));
-            char *eq = strchr(shown, '=');
-            if (eq)
-                *eq = '\0'; /* never echo the value */
-            refuse(s, 403, EC_REFUSED, "%s %s is not allowed: %s", cli->program, shown, f->why);
+        if (f->kind == CLOUD_FLAG_REFUSE) { /* named from the table: its value is not echoed */
+            refuse(s, 403, EC_REFUSED, "%s %s is not allowed: %s", cli->program, f->name, f->why);
             goto out;
         }
         if (!attached && i + 1 < argc && !(argv[i + 1][0] == '-' && argv[i + 1][1]))
