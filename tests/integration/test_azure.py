@@ -505,9 +505,12 @@ def test_cloud_exec_service_principal_hands_only_a_short_lived_token(t):
     check(arm_accepts(env["AZURE_ACCESS_TOKEN"]), "ARM refuses the token handed to the agent")
     eq(grants("client_credentials"), n, "token requests: connect's token is reused")
     # a chosen subscription; a disabled or unknown one is refused before anything runs
+    k = len(a.execs())
     r = az(w, key, cid, subscription=subs[2]["subscriptionId"])
     eq(r.status, 200, "cloud_exec on another enabled subscription (%r)" % r)
-    eq(a.execs()[-1]["env"]["AZURE_SUBSCRIPTION_ID"], subs[2]["subscriptionId"], "subscription")
+    # the test agent records the frame on its own thread: wait for it
+    ex = wait_until(lambda: len(a.execs()) > k and a.execs()[-1], 5, 0.02, "exec frame")
+    eq(ex["env"]["AZURE_SUBSCRIPTION_ID"], subs[2]["subscriptionId"], "subscription")
     k = len(a.execs())
     for bad in (subs[0]["subscriptionId"], str(uuid.uuid4())):
         r = az(w, key, cid, subscription=bad)
