@@ -28,17 +28,55 @@ static const char *const global_bool_flags[] = {
 /* global shorthands, all taking a value: -n namespace, -s server, -v level */
 #define GLOBAL_SHORT_VALUE "nsv"
 
-/* refused in every mode: another cluster, other credentials, weaker TLS */
+/* What the policy does with each kubectl flag that names a file, a
+ * directory or a URL, or that picks the cluster or the credentials.
+ * kubectl runs as the agent (no private scratch directory of its own, unlike
+ * cloud_exec's sandbox), so "only inside the command's scratch" is not an
+ * option: a flag that reads or writes where the caller says is refused
+ * unless the policy is readwrite (which already lets `cp` write local files).
+ * pflag normalises '_' to '-' in flag names (`--cache_dir` is `--cache-dir`),
+ * so names are compared normalised.
+ *
+ *   flag                          does                           readonly/custom  readwrite
+ *   --kubeconfig                  reads a kubeconfig             refused          refused
+ *   --certificate-authority       reads a CA file                refused          refused
+ *   --client-certificate          reads a certificate            refused          refused
+ *   --client-key                  reads a private key            refused          refused
+ *   --token, --username,          other credentials              refused          refused
+ *     --password, --user
+ *   -s/--server, --cluster,       another API server             refused          refused
+ *     --context, --tls-server-name,
+ *     --insecure-skip-tls-verify
+ *   --kuberc (kubectl >= 1.33)    reads preferences that add     refused          refused
+ *                                 default flags to every command
+ *   --as, --as-group, --as-uid    impersonation                  refused          allowed
+ *   --cache-dir                   writes the discovery/HTTP      refused          allowed
+ *                                 cache under the given path
+ *   -f/--filename                 reads local files, dirs, URLs  refused          allowed
+ *                                 (also on reads: get -f, wait -f)
+ *   -k/--kustomize                reads a kustomization dir      refused          allowed
+ *   -o/--output *file formats     reads a template file          refused          allowed
+ *     (go-template-file, templatefile, jsonpath-file, custom-columns-file;
+ *     --template then names the file)
+ *   --template-file               not a kubectl flag (kubectl    refused          allowed
+ *                                 says "unknown flag"); refused in case one appears
+ *   --output-directory            cluster-info dump writes files refused          allowed
+ *   --profile, --profile-output   write a pprof file             refused          allowed
+ *   --log-file, --log-dir         klog's file output (not in     refused          allowed
+ *     (also --log_dir)            kubectl 1.32; other builds)
+ *   --insecure-skip-tls-verify-   weaker kubelet TLS (logs)      refused          allowed
+ *     backend
+ *   `logs -f` is --follow, not --filename. */
 static const char *const connection_flags[] = {
     "kubeconfig", "server", "token", "username", "password", "certificate-authority",
     "client-certificate", "client-key", "tls-server-name", "insecure-skip-tls-verify",
-    "context", "cluster", "user", NULL};
+    "context", "cluster", "user", "kuberc", NULL};
 /* refused unless readwrite */
 static const char *const impersonation_flags[] = {"as", "as-group", "as-uid", NULL};
 /* refused unless readwrite: local files, URLs, weaker kubelet TLS */
 static const char *const local_flags[] = {
-    "filename", "kustomize", "profile", "profile-output", "output-directory",
-    "insecure-skip-tls-verify-backend", NULL};
+    "filename", "kustomize", "profile", "profile-output", "output-directory", "cache-dir",
+    "template-file", "log-file", "log-dir", "insecure-skip-tls-verify-backend", NULL};
 /* long boolean flags after which a `--` really ends the flags */
 static const char *const bool_flags_before_dashdash[] = {
     "stdin", "tty", "quiet", "all", "all-namespaces", "watch", "follow", "previous",
@@ -138,6 +176,20 @@ static int in_list(const char *const *list, const char *s, size_t n)
         if (strlen(list[i]) == n && !strncmp(list[i], s, n))
             return 1;
     return 0;
+}
+
+/* The name of the long flag t ("--name" or "--name=value") into out, with
+ * '_' as '-' as pflag normalises it (kubectl's WordSepNormalizeFunc);
+ * returns its length (names longer than out are cut, and match nothing). */
+static size_t flag_name(const char *t, char *out, size_t cap)
+{
+    const char *name = t + 2;
+    size_t n = strcspn(name, "=");
+    size_t k = 0;
+    for (; k < n && k + 1 < cap; k++)
+        out[k] = name[k] == '_' ? '-' : name[k];
+    out[k] = '\0';
+    return n < cap ? n : cap; /* a cut name has a length no entry has */
 }
 
 static const verb_info *find_verb(const char *name)
@@ -397,9 +449,9 @@ static int next_word(int argc, const char *const *argv, int *i, const char **why
             return PARSE_BAD;
         }
         if (t[1] == '-') {
-            const char *name = t + 2;
-            const char *eq = strchr(name, '=');
-            size_t n = eq ? (size_t)(eq - name) : strlen(name);
+            char name[80];
+            size_t n = flag_name(t, name, sizeof(name));
+            const char *eq = strchr(t + 2, '=');
             if (in_list(global_value_flags, name, n)) {
                 if (eq) {
                     (*i)++;
@@ -482,7 +534,11 @@ static int ends_flags(int i, const char *const *argv)
     if (p[1] == '-') {
         if (strchr(p, '='))
             return 1;
-        return in_list(bool_flags_before_dashdash, p + 2, strlen(p + 2));
+    {
+        char name[80];
+        size_t n = flag_name(p, name, sizeof(name));
+        return in_list(bool_flags_before_dashdash, name, n);
+    }
     }
     for (const char *c = p + 1; *c; c++)
         if (*c != 'i' && *c != 't')
@@ -517,11 +573,11 @@ static int scan_flags(int argc, const char *const *argv, const scan_rules *r,
             continue;
         }
         if (t[1] == '-') {
-            const char *name = t + 2;
-            const char *eq = strchr(name, '=');
-            size_t n = eq ? (size_t)(eq - name) : strlen(name);
+            char name[80];
+            size_t n = flag_name(t, name, sizeof(name));
+            const char *eq = strchr(t + 2, '=');
             char flag[72];
-            snprintf(flag, sizeof(flag), "--%.*s", (int)(n < 60 ? n : 60), name);
+            snprintf(flag, sizeof(flag), "--%.*s", (int)(n < 60 ? n : 60), t + 2);
             if (r->connection && in_list(connection_flags, name, n))
                 return deny_flag(d, flag, WHY_CONNECTION);
             if (r->impersonation && in_list(impersonation_flags, name, n))

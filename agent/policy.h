@@ -19,13 +19,17 @@
  *   every mode:     --kubeconfig, -s/--server, --token, --username, --password,
  *                   --certificate-authority, --client-certificate, --client-key,
  *                   --tls-server-name, --insecure-skip-tls-verify, --context,
- *                   --cluster, --user: the agent always talks to its own
- *                   cluster with its own credentials.
+ *                   --cluster, --user, --kuberc: the agent always talks to its
+ *                   own cluster with its own credentials.
  *   readonly/custom: impersonation (--as, --as-group, --as-uid) and reading or
  *                   writing the agent's local files or fetching URLs
  *                   (-f/--filename, -k/--kustomize, -o *-file formats,
- *                   --profile, --profile-output, --output-directory,
+ *                   --cache-dir, --profile, --profile-output,
+ *                   --output-directory, --log-file, --log-dir, --template-file,
  *                   --insecure-skip-tls-verify-backend).  `logs -f` is follow.
+ *                   policy.c has the table of every path-taking flag and why.
+ *   Flag names are compared as kubectl's pflag sees them: '_' is '-'
+ *   (`--cache_dir`, `--as_group`, `--client_key` are the same flags).
  *   An unrecognised flag before the verb is refused (the verb could not be
  *   known); so is an empty command.
  * Arguments after a `--` that ends kubectl's flags (exec/run/debug) belong to

@@ -6,8 +6,12 @@
  *
  * On an outbound worker (credentials may need a provider round trip): auth,
  * the cluster must belong to the caller's org, the provider must be a
- * connector with a cloud side that the caller has connected; the
- * connector's prepare() applies its policy (e.g. GCP_PROJECT_DISABLED),
+ * connector with a cloud side that the caller has connected; every
+ * account/project/subscription selector in argv is found with the
+ * connector's argv rules (cloud_argv.h: refused flags, repeats,
+ * abbreviations and @file are refused here, 403 CLOUD_ARG_REFUSED / 400
+ * CLOUD_ARG_AMBIGUOUS); the connector's prepare() checks each selector and
+ * applies its policy (e.g. GCP_PROJECT_DISABLED),
  * rewrites argv and returns short-lived credentials as environment
  * variables.  Then exec.c runs it like kubectl ("cloud_exec" kind, v2
  * agents only: a legacy agent gets 409 AGENT_UNSUPPORTED) and the result or
@@ -56,13 +60,14 @@ static void cloud_exec(worker_ctx *w, http_request *req, http_response *resp)
         return;
     exec_spec *e = NULL;
     cloud_creds creds = { 0 };
+    cloud_argv_result scan = { 0 };
     const char *pname = api_json_str(body, "provider");
     const connector *c = connector_find(pname);
     if (!pname || !*pname) {
         http_resp_error(resp, 400, "BAD_REQUEST", "provider is required");
         goto out;
     }
-    if (!c || !c->cloud || !c->cloud->prepare) {
+    if (!c || !c->cloud || !c->cloud->prepare || !c->cloud->argv_rules) {
         http_resp_error(resp, 400, "UNKNOWN_PROVIDER", "unknown provider");
         goto out;
     }
@@ -109,7 +114,15 @@ static void cloud_exec(worker_ctx *w, http_request *req, http_response *resp)
         http_resp_error(resp, 404, "MISSING_CONNECTOR", "%s is not connected", c->id);
         goto out;
     }
-    if (c->cloud->prepare(w, &req->auth, target, &e->argv, &creds, resp) < 0) {
+    /* Every selector in argv, read as the CLI reads it; what cannot be
+     * checked is refused here, the rest is the connector's to check. */
+    if (cloud_argv_scan(c->cloud->argv_rules, e->argv.c, (const char *const *)e->argv.v,
+                        &scan) < 0) {
+        http_resp_error(resp, scan.status, scan.code, "%s", scan.err);
+        exec_audit_now(w->store, e, "refused");
+        goto out;
+    }
+    if (c->cloud->prepare(w, &req->auth, target, &scan, &e->argv, &creds, resp) < 0) {
         /* Refused by the connector's policy or no credentials: audited too. */
         exec_audit_now(w->store, e, "refused");
         goto out;
@@ -134,6 +147,7 @@ static void cloud_exec(worker_ctx *w, http_request *req, http_response *resp)
     resp->exec = e;
     e = NULL;
 out:
+    cloud_argv_scan_free(&scan);
     cloud_creds_clear(&creds);
     exec_spec_free(e);
     cJSON_Delete(body);

@@ -7,6 +7,7 @@
 #define AURORA_CONNECTOR_H
 
 #include "argv.h"
+#include "cloud_argv.h"
 #include "http.h"
 #include "worker.h"
 
@@ -34,13 +35,20 @@ int cloud_env_name_ok(const char *name);
 
 typedef struct cloud_provider {
     const char *program; /* "gcloud", "aws", "az", "openstack" */
+    /* What in the program's argv selects an account, project, subscription,
+     * identity or endpoint (cloud_argv.h).  Required: api_cloud_exec scans
+     * every command with it before prepare() and refuses what cannot be
+     * checked (refused flags, repeats, abbreviations, @file). */
+    const cloud_cli *argv_rules;
     /* Outbound worker.  Checks the request against the connector's own
-     * policy (e.g. GCP_PROJECT_DISABLED), resolves fresh credentials for the
-     * caller and rewrites argv (argv excludes the program; e.g. --project is
+     * policy (e.g. GCP_PROJECT_DISABLED) — the request's target and every
+     * selector the scan found — resolves fresh credentials for the caller
+     * and rewrites argv (argv excludes the program; e.g. --project is
      * injected).  `target` is the caller's project/account/subscription or
      * NULL.  Returns 0, or -1 with resp filled (status, error, error_code). */
-    int (*prepare)(worker_ctx *w, const auth_ctx *who, const char *target, argv_t *argv,
-                   cloud_creds *out, http_response *resp);
+    int (*prepare)(worker_ctx *w, const auth_ctx *who, const char *target,
+                   const cloud_argv_result *scan, argv_t *argv, cloud_creds *out,
+                   http_response *resp);
 } cloud_provider;
 
 typedef struct connector {

@@ -778,10 +778,94 @@ static void aws_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
 
 /* ---- cloud_exec -------------------------------------------------------------------- */
 
-static int aws_prepare(worker_ctx *w, const auth_ctx *who, const char *target, argv_t *argv,
-                       cloud_creds *out, http_response *resp)
+/* What an aws command may select, and how each is checked (cloud_argv.h
+ * reads the argv like aws-cli's argparse, which accepts unambiguous
+ * prefixes: `--prof x` is --profile, `--endpoint x` is --endpoint-url —
+ * checked with aws-cli 1.45; an abbreviation of these is refused):
+ *
+ *   --profile           refused: the connected role is the only identity (a
+ *                       profile could name other keys or a credential_process)
+ *   --endpoint-url      only a URL listed in AWS_CLI_ENDPOINT_URLS (exactly,
+ *                       a trailing '/' aside), default none: the signed
+ *                       requests and their answers would go elsewhere
+ *   sts assume-role, assume-role-with-saml, assume-role-with-web-identity,
+ *   assume-root, get-session-token, get-federation-token
+ *                       refused: they mint other credentials and print them
+ *   --region            free; the account is the role's whatever the region
+ * The request's `account` must be the role's account.  ARNs of other
+ * accounts' resources in arguments are the resource owners' to authorise. */
+static const cloud_flag aws_flags[] = {
+    { .name = "--profile", .kind = CLOUD_FLAG_REFUSE,
+      .why = "the connected IAM role is the only identity commands run as" },
+    { .name = "--endpoint-url", .kind = CLOUD_FLAG_SELECT, .dest = "endpoint URL" },
+    /* aws-cli's global flags that take a value */
+    { .name = "--region" }, { .name = "--output" }, { .name = "--query" },
+    { .name = "--ca-bundle" }, { .name = "--cli-read-timeout" },
+    { .name = "--cli-connect-timeout" }, { .name = "--color" },
+    { .name = "--cli-binary-format" }, { .name = "--cli-input-json" },
+    { .name = "--cli-input-yaml" },
+    { .name = NULL },
+};
+#define WHY_AWS_MINT "it mints other credentials and prints them; the connector hands out the role's"
+static const cloud_cmd aws_cmds[] = {
+    { .words = "sts assume-role", .why = WHY_AWS_MINT },
+    { .words = "sts assume-role-with-saml", .why = WHY_AWS_MINT },
+    { .words = "sts assume-role-with-web-identity", .why = WHY_AWS_MINT },
+    { .words = "sts assume-root", .why = WHY_AWS_MINT },
+    { .words = "sts get-session-token", .why = WHY_AWS_MINT },
+    { .words = "sts get-federation-token", .why = WHY_AWS_MINT },
+    { .words = NULL },
+};
+static const cloud_cli aws_argv = {
+    .program = "aws", .flags = aws_flags, .cmds = aws_cmds, .abbrev = 1,
+};
+
+/* 1 if url is listed in AWS_CLI_ENDPOINT_URLS (comma-separated). */
+static int endpoint_allowed(const worker_ctx *w, const char *url)
+{
+    const char *list = server_setting(w->cfg, "AWS_CLI_ENDPOINT_URLS");
+    size_t ul = strlen(url);
+    while (ul > 0 && url[ul - 1] == '/')
+        ul--;
+    for (const char *p = list; p && *p;) {
+        p += strspn(p, ", ");
+        size_t n = strcspn(p, ", ");
+        size_t m = n;
+        while (m > 0 && p[m - 1] == '/')
+            m--;
+        if (m && m == ul && !strncmp(p, url, m))
+            return 1;
+        p += n;
+    }
+    return 0;
+}
+
+static int aws_check_selectors(const worker_ctx *w, const cloud_argv_result *scan,
+                               http_response *resp)
+{
+    for (int i = 0; i < scan->n; i++) {
+        const cloud_selector *s = &scan->sel[i];
+        if (!strcmp(s->dest, "endpoint URL") && !endpoint_allowed(w, s->value)) {
+            char shown[80];
+            cloud_argv_shown(s->value, shown, sizeof(shown));
+            http_resp_error(resp, 403, "AWS_ENDPOINT_NOT_ALLOWED",
+                            "--endpoint-url %s is not allowed: the role's signed requests go only "
+                            "to AWS (an operator may list private endpoints in "
+                            "AWS_CLI_ENDPOINT_URLS)",
+                            shown);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int aws_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
+                       const cloud_argv_result *scan, argv_t *argv, cloud_creds *out,
+                       http_response *resp)
 {
     (void)argv;
+    if (aws_check_selectors(w, scan, resp) < 0)
+        return -1;
     store_connector c;
     memset(&c, 0, sizeof(c));
     int rc = store_connector_get(w->store, who->org_id, who->user_id, AWS_ID, &c);
@@ -847,6 +931,7 @@ out:
 
 static const cloud_provider aws_cloud = {
     .program = "aws",
+    .argv_rules = &aws_argv,
     .prepare = aws_prepare,
 };
 

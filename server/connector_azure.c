@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "api_util.h"
@@ -252,9 +253,9 @@ static int list_subscriptions(worker_ctx *w, const char *access_token, cJSON **o
         pages++;
         int follow = 0;
         if (next && *next) {
-            size_t bl = strlen(base);
-            /* The bearer token only ever goes to the management host. */
-            if (strncmp(next, base, bl) != 0 || (next[bl] != '/' && next[bl] != '?')) {
+            /* The bearer token only ever goes to the management host: the
+             * nextLink, parsed as curl will fetch it, must lie under the base. */
+            if (!http_client_url_under(next, base)) {
                 /* Never followed: it would hand the bearer token to another host. */
                 cJSON_Delete(j);
                 http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",
@@ -868,8 +869,108 @@ static char *access_token(worker_ctx *w, const auth_ctx *who, const store_connec
     return tok;
 }
 
-static int az_prepare(worker_ctx *w, const auth_ctx *who, const char *target, argv_t *argv,
-                      cloud_creds *out, http_response *resp)
+/* What an az command may select, and how each is checked (cloud_argv.h
+ * reads the argv like az 2.45's argparse; az_check_selectors decides).
+ * Every one must be an Enabled subscription of the connection, by id (any
+ * case) or by display name when that names exactly one subscription:
+ *
+ *   --subscription (every command)      the subscription the command runs in
+ *   -s (az account …), -n/--name (az account set|show|list-locations|
+ *   get-access-token)                   the same, in the profile commands
+ *   /subscriptions/<id> anywhere in an argument (--ids, --scope, az rest
+ *   --url, percent-encoded or not)      a subscription id; the literal
+ *                                       {subscriptionId} (az rest fills in the
+ *                                       command's subscription) is allowed
+ *   az login                            refused: the connector chooses the
+ *                                       identity (--identity would be the pod's)
+ * az accepts unambiguous prefixes (`--subs X` is --subscription, checked with
+ * the real az): an abbreviation of these flags is refused, as is az's
+ * "@file" argument indirection.  Its command words always come first. */
+#define AZ_SUB "subscription"
+#define AZ_PROFILE_SUB(ctx)                                                                       \
+    { .name = "--name", .kind = CLOUD_FLAG_SELECT, .dest = AZ_SUB, .primary = 1, .context = ctx }, \
+    { .name = "-n", .kind = CLOUD_FLAG_SELECT, .dest = AZ_SUB, .primary = 1, .context = ctx }
+static const cloud_flag az_flags[] = {
+    AZ_PROFILE_SUB("account set"),
+    AZ_PROFILE_SUB("account show"),
+    AZ_PROFILE_SUB("account list-locations"),
+    AZ_PROFILE_SUB("account get-access-token"),
+    { .name = "-s", .kind = CLOUD_FLAG_SELECT, .dest = AZ_SUB, .primary = 1, .context = "account" },
+    { .name = "--subscription", .kind = CLOUD_FLAG_SELECT, .dest = AZ_SUB, .primary = 1 },
+    /* value shorthands that `az account …` commands share: "-otsv" is -o tsv */
+    { .name = "-o", .context = "account" }, { .name = "-g", .context = "account" },
+    { .name = "-n", .context = "account" }, { .name = "-t", .context = "account" },
+    { .name = NULL },
+};
+static const cloud_cmd az_cmds[] = {
+    { .words = "login", .why = "the Azure connector chooses the identity commands run as" },
+    { .words = NULL },
+};
+static const cloud_ref az_refs[] = {
+    { .prefix = "/subscriptions/", .dest = AZ_SUB },
+    { .prefix = NULL, .suffix = NULL },
+};
+static const cloud_cli az_argv = {
+    .program = "az", .flags = az_flags, .cmds = az_cmds, .refs = az_refs,
+    .abbrev = 1, .at_files = 1, .commands_first = 1,
+};
+
+/* The Enabled subscription v names (id in any case, or a display name that
+ * names one subscription only) into *id; 0, or -1 (none, not Enabled, or an
+ * ambiguous name). */
+static int az_resolve(const cJSON *subs, const char *v, int by_name, const char **id)
+{
+    const cJSON *it, *hit = NULL;
+    int n = 0;
+    cJSON_ArrayForEach(it, subs)
+    {
+        const char *sid = api_json_str(it, "id"), *name = api_json_str(it, "name");
+        if (sid && !strcasecmp(sid, v)) {
+            hit = it;
+            n = 1;
+            break;
+        }
+        if (by_name && name && *name && !strcasecmp(name, v)) {
+            hit = it;
+            n++;
+        }
+    }
+    const char *state = hit ? api_json_str(hit, "state") : NULL;
+    if (n != 1 || !state || strcmp(state, "Enabled"))
+        return -1;
+    *id = api_json_str(hit, "id");
+    return 0;
+}
+
+/* Every selector the scan found: 0 (*primary: the subscription the command
+ * names, or NULL), or -1 with a 403 in resp. */
+static int az_check_selectors(const cJSON *subs, const cloud_argv_result *scan,
+                              const char **primary, http_response *resp)
+{
+    *primary = NULL;
+    for (int i = 0; i < scan->n; i++) {
+        const cloud_selector *s = &scan->sel[i];
+        const char *id = NULL;
+        if (s->source == CLOUD_SEL_EMBEDDED && !strcmp(s->value, "{subscriptionId}"))
+            continue;
+        if (az_resolve(subs, s->value, s->source != CLOUD_SEL_EMBEDDED, &id) < 0) {
+            char shown[80];
+            cloud_argv_shown(s->value, shown, sizeof(shown));
+            http_resp_error(resp, 403, "AZURE_SUBSCRIPTION_NOT_ALLOWED",
+                            "Azure subscription %s (%s%s) is not an enabled subscription of this "
+                            "connection",
+                            shown, s->source == CLOUD_SEL_EMBEDDED ? "named in " : "", s->what);
+            return -1;
+        }
+        if (s->primary)
+            *primary = id;
+    }
+    return 0;
+}
+
+static int az_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
+                      const cloud_argv_result *scan, argv_t *argv, cloud_creds *out,
+                      http_response *resp)
 {
     (void)argv;
     store_connector c;
@@ -899,7 +1000,9 @@ static int az_prepare(worker_ctx *w, const auth_ctx *who, const char *target, ar
                         "the stored Azure connection is invalid; connect again");
         goto out;
     }
-    const char *sub;
+    const char *sub, *in_argv;
+    if (az_check_selectors(subs, scan, &in_argv, resp) < 0)
+        goto out;
     if (target && *target) {
         sub = pick_subscription(subs, target);
         if (!sub) {
@@ -908,6 +1011,14 @@ static int az_prepare(worker_ctx *w, const auth_ctx *who, const char *target, ar
                             "connection", target);
             goto out;
         }
+        if (in_argv && strcasecmp(in_argv, sub)) {
+            http_resp_error(resp, 400, "BAD_REQUEST",
+                            "the request names subscription %s but the command names %s", sub,
+                            in_argv);
+            goto out;
+        }
+    } else if (in_argv) {
+        sub = in_argv; /* the profile the agent writes makes it az's default too */
     } else {
         const char *d = api_json_str(md, "default_subscription_id");
         sub = d ? pick_subscription(subs, d) : NULL;
@@ -965,6 +1076,7 @@ static void az_register(void)
 
 static const cloud_provider az_cloud = {
     .program = "az",
+    .argv_rules = &az_argv,
     .prepare = az_prepare,
 };
 

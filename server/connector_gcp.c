@@ -22,8 +22,9 @@
  * minutes before it expires), injects --project and hands gcloud the token
  * as CLOUDSDK_AUTH_ACCESS_TOKEN.
  *
- * SSRF: an uploaded key chooses its token_uri, so only https URLs on
- * GCP_ALLOWED_TOKEN_HOSTS are called (GCP_TOKEN_URI_OVERRIDE, for tests,
+ * SSRF: an uploaded key chooses its token_uri, so only https URLs on port
+ * 443 of a host in GCP_ALLOWED_TOKEN_HOSTS are called, the host as curl's
+ * URL parser sees it (http_client.h) (GCP_TOKEN_URI_OVERRIDE, for tests,
  * replaces the key's token_uri altogether). */
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
@@ -191,8 +192,10 @@ static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t c
         return 0;
     }
     const char *uri = k->token_uri ? k->token_uri : DEFAULT_TOKEN_URI;
-    char host[256];
-    if (!http_client_url_ok(uri, 1) || http_client_url_host(uri, host, sizeof(host)) < 0)
+    /* Parsed as curl will fetch it (http_client.h): the host compared is the
+     * host connected to.  Google's token endpoints serve on 443 only. */
+    http_client_url u;
+    if (http_client_url_parse(uri, 1, &u) < 0 || u.port != 443)
         return fail(e, 400, "GCP_KEY_MALFORMED",
                     MSG_MALFORMED ": token_uri must be an https URL of Google's token endpoint");
     const char *allowed = setting(w, "GCP_ALLOWED_TOKEN_HOSTS",
@@ -201,7 +204,7 @@ static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t c
     snprintf(list, sizeof(list), "%s", allowed);
     char *save = NULL;
     for (char *h = strtok_r(list, ", ", &save); h; h = strtok_r(NULL, ", ", &save))
-        if (!strcasecmp(h, host)) {
+        if (!strcasecmp(h, u.host)) {
             snprintf(out, cap, "%s", uri);
             return 0;
         }
@@ -375,6 +378,10 @@ static int list_projects(worker_ctx *w, const char *token, cJSON *arr, gcp_err *
             if (!o)
                 continue;
             cJSON_AddStringToObject(o, "id", id);
+            /* commands may name a project by number: kept to check those too */
+            const char *num = api_json_str(p, "projectNumber");
+            if (num && *num && strlen(num) <= 32 && strspn(num, "0123456789") == strlen(num))
+                cJSON_AddStringToObject(o, "number", num);
             cJSON_AddStringToObject(o, "name", name ? name : id);
             cJSON_AddBoolToObject(o, "enabled", 1);
             cJSON_AddItemToArray(arr, o);
@@ -411,6 +418,22 @@ static int project_enabled(const cJSON *p)
 {
     const cJSON *en = cJSON_GetObjectItemCaseSensitive(p, "enabled");
     return !cJSON_IsFalse(en);
+}
+
+/* The project a command names, by id or by number (gcloud takes either). */
+static cJSON *find_project_ref(const cJSON *meta, const char *ref)
+{
+    cJSON *p = find_project(meta, ref);
+    if (p)
+        return p;
+    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(meta, "projects");
+    cJSON_ArrayForEach(p, ps)
+    {
+        const char *num = api_json_str(p, "number");
+        if (num && !strcmp(num, ref))
+            return p;
+    }
+    return NULL;
 }
 
 /* Keeps the user's choices (disabled projects, root) across a re-upload. */
@@ -921,25 +944,133 @@ out:
 
 /* ---- cloud_exec ------------------------------------------------------------------------------------ */
 
-/* Index of --project / --project=… in argv (before a "--"), or -1; *value
- * points at the project given (NULL when the flag has no value). */
-static int find_project_flag(const argv_t *a, const char **value)
+/* What a gcloud command may select, and how each is checked
+ * (cloud_argv.h reads the argv; gcp_check_selectors decides):
+ *
+ *   --project, --billing-project      a project of the connection that is
+ *   projects <verb> PROJECT           enabled, by id or number (a connection
+ *   billing projects <verb> PROJECT   that lists no project — OAuth without
+ *                                     Resource Manager access — has nothing
+ *                                     disabled and is not restricted)
+ *   projects/<p>, <sa>@<p>.iam.gserviceaccount.com anywhere in an argument
+ *                                     (resource names, URIs, service
+ *                                     accounts): refused when <p> is a
+ *                                     disabled project of the connection;
+ *                                     other projects (public images, a
+ *                                     shared VPC host) stay usable
+ *   --account, --impersonate-service-account, --access-token-file,
+ *   --configuration, auth login, auth activate-service-account
+ *                                     refused: the connector chooses the
+ *                                     identity (and a configuration could
+ *                                     hold another project)
+ *   --flags-file                      refused: flags read from a file are
+ *                                     not checked
+ * gcloud accepts no abbreviated flags ("--proj=x" is an error: checked with
+ * gcloud 528).  The value flags below are gcloud's global flags and those of
+ * the projects commands, so that their values are not taken for project
+ * ids; after any other flag written as `--flag value`, the value is checked
+ * as if it were a project (use `--flag=value`). */
+#define WHY_GCP_IDENTITY "the GCP connector chooses the identity commands run as"
+static const cloud_flag gcloud_flags[] = {
+    { .name = "--project", .kind = CLOUD_FLAG_SELECT, .dest = "project", .primary = 1 },
+    { .name = "--billing-project", .kind = CLOUD_FLAG_SELECT, .dest = "billing project" },
+    { .name = "--account", .kind = CLOUD_FLAG_REFUSE, .why = WHY_GCP_IDENTITY },
+    { .name = "--impersonate-service-account", .kind = CLOUD_FLAG_REFUSE,
+      .why = WHY_GCP_IDENTITY },
+    { .name = "--access-token-file", .kind = CLOUD_FLAG_REFUSE, .why = WHY_GCP_IDENTITY },
+    { .name = "--configuration", .kind = CLOUD_FLAG_REFUSE,
+      .why = "a named configuration could hold another account or project" },
+    { .name = "--flags-file", .kind = CLOUD_FLAG_REFUSE,
+      .why = "flags read from a file cannot be checked; give them in the command" },
+    /* gcloud-wide flags that take a value */
+    { .name = "--flatten" }, { .name = "--format" }, { .name = "--verbosity" },
+    { .name = "--trace-token" }, { .name = "--filter" }, { .name = "--limit" },
+    { .name = "--page-size" }, { .name = "--sort-by" },
+    /* the projects and billing projects commands' own */
+    { .name = "--member" }, { .name = "--role" }, { .name = "--condition" },
+    { .name = "--condition-from-file" }, { .name = "--name" }, { .name = "--labels" },
+    { .name = "--update-labels" }, { .name = "--remove-labels" }, { .name = "--folder" },
+    { .name = "--organization" }, { .name = "--tags" }, { .name = "--recommend" },
+    { .name = "--billing-account" }, { .name = "--query" },
+    { .name = NULL },
+};
+static const cloud_cmd gcloud_cmds[] = {
+    { .words = "auth login", .why = WHY_GCP_IDENTITY },
+    { .words = "auth activate-service-account", .why = WHY_GCP_IDENTITY },
+    { .words = "projects add-iam-policy-binding", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "projects delete", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "projects describe", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "projects get-ancestors", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "projects get-ancestors-iam-policy", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "projects get-iam-policy", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "projects move", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "projects remove-iam-policy-binding", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "projects set-iam-policy", .kind = CLOUD_CMD_SELECT, .dest = "project",
+      .keep_last = 1 /* POLICY_FILE */ },
+    { .words = "projects undelete", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "projects update", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "billing projects describe", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "billing projects link", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "billing projects unlink", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = NULL },
+};
+static const cloud_ref gcloud_refs[] = {
+    { .prefix = "projects/", .dest = "project" },
+    { .suffix = ".iam.gserviceaccount.com", .dest = "project" },
+    { .prefix = NULL, .suffix = NULL },
+};
+static const cloud_cli gcp_gcloud_argv = {
+    .program = "gcloud", .flags = gcloud_flags, .cmds = gcloud_cmds, .refs = gcloud_refs,
+};
+
+/* 0 if the project a caller named may be used (see the table above), else
+ * -1 with a 403 in resp.  `what` says where it was named. */
+static int check_named_project(const cJSON *meta, const char *ref, const char *what,
+                               http_response *resp)
 {
-    *value = NULL;
-    for (int i = 0; i < a->c; i++) {
-        const char *v = a->v[i];
-        if (!strcmp(v, "--"))
-            break;
-        if (!strcmp(v, "--project")) {
-            *value = i + 1 < a->c ? a->v[i + 1] : NULL;
-            return i;
+    char shown[80];
+    cloud_argv_shown(ref, shown, sizeof(shown));
+    const cJSON *p = find_project_ref(meta, ref);
+    if (p && !project_enabled(p)) {
+        http_resp_error(resp, 403, EC_DISABLED,
+                        "project %s (%s) is disabled in Aurora; enable it in the GCP connector to "
+                        "run commands against it",
+                        shown, what);
+        return -1;
+    }
+    if (!p && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(meta, "projects")) > 0) {
+        http_resp_error(resp, 403, "GCP_PROJECT_NOT_CONNECTED",
+                        "project %s (%s) is not one of the GCP connection's projects; connect a "
+                        "key that can see it, or name an enabled project (GET /gcp/projects)",
+                        shown, what);
+        return -1;
+    }
+    return 0;
+}
+
+/* Every selector the scan found, against the connection's projects. */
+static int gcp_check_selectors(const cJSON *meta, const cloud_argv_result *scan,
+                               http_response *resp)
+{
+    for (int i = 0; i < scan->n; i++) {
+        const cloud_selector *s = &scan->sel[i];
+        if (s->source != CLOUD_SEL_EMBEDDED) {
+            if (check_named_project(meta, s->value, s->what, resp) < 0)
+                return -1;
+            continue;
         }
-        if (!strncmp(v, "--project=", 10)) {
-            *value = v + 10;
-            return i;
+        const cJSON *p = find_project_ref(meta, s->value);
+        if (p && !project_enabled(p)) {
+            char shown[80];
+            cloud_argv_shown(s->value, shown, sizeof(shown));
+            http_resp_error(resp, 403, EC_DISABLED,
+                            "project %s (named in %s) is disabled in Aurora; enable it in the GCP "
+                            "connector to run commands against it",
+                            shown, s->what);
+            return -1;
         }
     }
-    return -1;
+    return 0;
 }
 
 /* Inserts arg before a "--" (or at the end). */
@@ -966,8 +1097,9 @@ static int argv_insert_flag(argv_t *a, const char *arg)
     return 0;
 }
 
-static int gcp_prepare(worker_ctx *w, const auth_ctx *who, const char *target, argv_t *argv,
-                       cloud_creds *out, http_response *resp)
+static int gcp_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
+                       const cloud_argv_result *scan, argv_t *argv, cloud_creds *out,
+                       http_response *resp)
 {
     store_connector row;
     cJSON *meta = NULL;
@@ -977,12 +1109,10 @@ static int gcp_prepare(worker_ctx *w, const auth_ctx *who, const char *target, a
         return -1;
     /* Which project: per-call override (the request's project, or --project
      * in the command) → root preference → the key's project_id. */
-    const char *in_argv = NULL;
-    int flag_at = find_project_flag(argv, &in_argv);
-    if (flag_at >= 0 && (!in_argv || !*in_argv)) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "--project needs a value");
+    if (gcp_check_selectors(meta, scan, resp) < 0)
         goto out;
-    }
+    const cloud_selector *named = cloud_argv_primary(scan, "project");
+    const char *in_argv = named ? named->value : NULL;
     if (target && *target && in_argv && strcmp(target, in_argv) != 0) {
         http_resp_error(resp, 400, "BAD_REQUEST",
                         "the request names project %.128s but the command says --project=%.128s",
@@ -1008,7 +1138,12 @@ static int gcp_prepare(worker_ctx *w, const auth_ctx *who, const char *target, a
         http_resp_error(resp, 400, "BAD_REQUEST", "project id too long");
         goto out;
     }
-    const cJSON *p = find_project(meta, project);
+    /* Named by the caller: one of the connection's enabled projects (argv
+     * selectors were checked above).  Chosen here: not a disabled one. */
+    if (!in_argv && !strcmp(source, "override") &&
+        check_named_project(meta, project, "the request's project", resp) < 0)
+        goto out;
+    const cJSON *p = find_project_ref(meta, project);
     if (p && !project_enabled(p)) {
         if (!strcmp(source, "default"))
             http_resp_error(resp, 403, EC_DISABLED,
@@ -1057,7 +1192,7 @@ static int gcp_prepare(worker_ctx *w, const auth_ctx *who, const char *target, a
 
     char flag[MAX_PROJECT_ID + 16];
     snprintf(flag, sizeof(flag), "--project=%s", project);
-    if (flag_at < 0 && argv_insert_flag(argv, flag) < 0) {
+    if (!in_argv && argv_insert_flag(argv, flag) < 0) {
         http_resp_error(resp, 400, "BAD_REQUEST", "too many arguments");
         goto out;
     }
@@ -1099,7 +1234,9 @@ out:
     return result;
 }
 
-static const cloud_provider gcp_cloud = { .program = "gcloud", .prepare = gcp_prepare };
+static const cloud_provider gcp_cloud = { .program = "gcloud",
+                                           .argv_rules = &gcp_gcloud_argv,
+                                           .prepare = gcp_prepare };
 
 /* ---- status, registration ----------------------------------------------------------------------------- */
 

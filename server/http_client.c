@@ -69,7 +69,19 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-int http_client_url_ok(const char *url, int https_only)
+/* ---- URLs: one parser for the check and the fetch --------------------------
+ *
+ * Every URL is parsed by curl's URL API (CURLU) with the same flags, and
+ * http_client_do() hands curl that very parse (CURLOPT_CURLU): a host check
+ * made here sees the host curl connects to, whatever the URL's tricks
+ * (userinfo, backslashes, percent-encoded or numeric hosts, fragments). */
+
+#define URL_PARSE_FLAGS 0u /* curl's defaults: only the schemes it supports, no guessing */
+
+/* Syntax that curl would accept but no configured or provider URL has:
+ * exactly "http://" or "https://" (any case) then an authority, and no
+ * control characters or spaces anywhere. */
+static int url_shape_ok(const char *url, int https_only)
 {
     if (!url)
         return 0;
@@ -80,7 +92,7 @@ int http_client_url_ok(const char *url, int https_only)
         rest = url + 7;
     else
         return 0;
-    if (!*rest || *rest == '/' || *rest == ':' || *rest == '?' || *rest == '#')
+    if (!*rest || *rest == '/' || *rest == '\\' || *rest == ':' || *rest == '?' || *rest == '#')
         return 0;
     for (const unsigned char *p = (const unsigned char *)url; *p; p++)
         if (*p <= 0x20 || *p == 0x7f)
@@ -88,53 +100,142 @@ int http_client_url_ok(const char *url, int https_only)
     return 1;
 }
 
+/* A CURLU for url (caller frees), NULL when the URL is refused. */
+static CURLU *url_parse(const char *url, int https_only, http_client_url *res)
+{
+    http_client_url local, *out = res ? res : &local; /* every rule runs, wanted or not */
+    memset(out, 0, sizeof(*out));
+    if (!url_shape_ok(url, https_only))
+        return NULL;
+    pthread_once(&curl_once, init_curl);
+    CURLU *u = curl_url();
+    if (!u)
+        return NULL;
+    char *scheme = NULL, *host = NULL, *port = NULL, *user = NULL, *pw = NULL, *opts = NULL;
+    int ok = curl_url_set(u, CURLUPART_URL, url, URL_PARSE_FLAGS) == CURLUE_OK &&
+             curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+             curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+             curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK;
+    /* Credentials in a URL would be sent as Basic auth: none of ours has any,
+     * and "user@host" is the classic way to make a URL look like another. */
+    if (ok && (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+               curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) == CURLUE_OK ||
+               curl_url_get(u, CURLUPART_OPTIONS, &opts, 0) == CURLUE_OK))
+        ok = 0;
+    if (ok && strcasecmp(scheme, "https") != 0 && (https_only || strcasecmp(scheme, "http") != 0))
+        ok = 0;
+    if (ok) {
+        snprintf(out->scheme, sizeof(out->scheme), "%s", scheme);
+        for (char *c = out->scheme; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        /* "[::1]" -> "::1".  A trailing dot stays: "host." skips the hosts
+         * file and search domains, so it may not be the host "host" is. */
+        const char *h = host;
+        size_t n = strlen(h);
+        if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+            h++;
+            n -= 2;
+        }
+        if (n == 0 || n >= sizeof(out->host)) {
+            ok = 0;
+        } else {
+            for (size_t i = 0; i < n; i++)
+                out->host[i] = (char)tolower((unsigned char)h[i]);
+            out->host[n] = '\0';
+            char *end = NULL;
+            long pn = strtol(port, &end, 10);
+            ok = end && !*end && pn > 0 && pn < 65536;
+            out->port = (int)pn;
+        }
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(user);
+    curl_free(pw);
+    curl_free(opts);
+    if (!ok) {
+        curl_url_cleanup(u);
+        return NULL;
+    }
+    return u;
+}
+
+int http_client_url_parse(const char *url, int https_only, http_client_url *out)
+{
+    CURLU *u = url_parse(url, https_only, out);
+    if (!u)
+        return -1;
+    curl_url_cleanup(u);
+    return 0;
+}
+
+int http_client_url_ok(const char *url, int https_only)
+{
+    return http_client_url_parse(url, https_only, NULL) == 0;
+}
+
 int http_client_url_host(const char *url, char *out, size_t cap)
 {
-    if (!http_client_url_ok(url, 0) || !cap)
+    http_client_url u;
+    if (!cap || http_client_url_parse(url, 0, &u) < 0 || strlen(u.host) >= cap)
         return -1;
-    const char *h = strstr(url, "://") + 3;
-    /* userinfo@ is skipped (and never used by the callers) */
-    const char *end = h + strcspn(h, "/?#");
-    const char *at = memchr(h, '@', (size_t)(end - h));
-    while (at) {
-        h = at + 1;
-        at = memchr(h, '@', (size_t)(end - h));
-    }
-    const char *hend;
-    if (*h == '[') {
-        h++;
-        hend = memchr(h, ']', (size_t)(end - h));
-        if (!hend)
-            return -1;
-    } else {
-        hend = memchr(h, ':', (size_t)(end - h));
-        if (!hend)
-            hend = end;
-    }
-    size_t n = (size_t)(hend - h);
-    if (n == 0 || n >= cap)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        out[i] = (char)tolower((unsigned char)h[i]);
-    out[n] = '\0';
+    memcpy(out, u.host, strlen(u.host) + 1);
     return 0;
+}
+
+/* The path of a parsed URL (malloc'd by curl), NULL on failure. */
+static char *url_path(const char *url)
+{
+    CURLU *u = url_parse(url, 0, NULL);
+    char *path = NULL;
+    if (u && curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+        path = NULL;
+    curl_url_cleanup(u);
+    return path;
+}
+
+int http_client_url_under(const char *url, const char *base)
+{
+    http_client_url a, b;
+    if (http_client_url_parse(url, 0, &a) < 0 || http_client_url_parse(base, 0, &b) < 0)
+        return 0;
+    if (strcmp(a.scheme, b.scheme) || strcmp(a.host, b.host) || a.port != b.port)
+        return 0;
+    char *pa = url_path(url), *pb = url_path(base);
+    int ok = 0;
+    if (pa && pb) {
+        size_t n = strlen(pb);
+        while (n > 0 && pb[n - 1] == '/')
+            n--; /* "/" and "/v1/" as prefixes: "" and "/v1" */
+        /* a whole leading path segment: /v1 covers /v1 and /v1/x, not /v10 */
+        /* curl has already resolved dot segments ("/v1/../x" is "/x") */
+        ok = !strncmp(pa, pb, n) && (pa[n] == '\0' || pa[n] == '/');
+    }
+    curl_free(pa);
+    curl_free(pb);
+    return ok;
 }
 
 int http_client_do(const http_client_req *req, http_client_resp *out)
 {
     memset(out, 0, sizeof(*out));
-    if (!http_client_url_ok(req->url, req->https_only)) {
-        snprintf(out->err, sizeof(out->err), "%s", req->https_only ? "URL must be https://"
-                                                                   : "URL must be http:// or https://");
-        return -1;
-    }
     pthread_once(&curl_once, init_curl);
     if (!curl_ok) {
         snprintf(out->err, sizeof(out->err), "libcurl initialization failed");
         return -1;
     }
+    CURLU *url = url_parse(req->url, req->https_only, NULL);
+    if (!url) {
+        snprintf(out->err, sizeof(out->err), "%s",
+                 req->https_only ? "URL must be https://host… (no user name or password)"
+                                 : "URL must be http:// or https://host… (no user name or "
+                                   "password)");
+        return -1;
+    }
     CURL *c = curl_easy_init();
     if (!c) {
+        curl_url_cleanup(url);
         snprintf(out->err, sizeof(out->err), "out of memory");
         return -1;
     }
@@ -154,12 +255,14 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
     if (!ok) {
         curl_slist_free_all(hdrs);
         curl_easy_cleanup(c);
+        curl_url_cleanup(url);
         snprintf(out->err, sizeof(out->err), "out of memory");
         return -1;
     }
     long timeout = req->timeout_ms > 0 ? req->timeout_ms : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
     const char *ca = req->cacert && *req->cacert ? req->cacert : g_default_ca;
-    curl_easy_setopt(c, CURLOPT_URL, req->url);
+    /* The parse that was checked is the one fetched. */
+    curl_easy_setopt(c, CURLOPT_CURLU, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for DNS timeouts */
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, req->https_only ? "https" : "http,https");
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
@@ -206,6 +309,7 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
     /* The USERPWD copy inside the handle is libcurl's; the handle is freed. */
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
+    curl_url_cleanup(url);
     return result;
 }
 

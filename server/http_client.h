@@ -66,10 +66,30 @@ void http_client_sleep_ms(long ms);
 
 /* ---- URL helpers ------------------------------------------------------------ */
 
-/* 1 if url is http:// or https:// with a host (https only when https_only). */
+/* URLs are parsed by curl's URL API (CURLU), and http_client_do() fetches
+ * that same parse: a check made with these functions sees what curl will
+ * connect to (backslashes, percent-encoded or numeric hosts, "@" tricks).
+ * Refused: anything but http:// and https:// (https only when https_only),
+ * a URL curl rejects, spaces or control characters, and any user name,
+ * password or login options in the URL (curl would send them). */
+typedef struct {
+    char scheme[8]; /* "http" or "https" */
+    char host[256]; /* lowercase; an IPv6 literal without brackets;
+                       percent-encoding and numeric IPv4 forms resolved as
+                       curl does ("0x7f.1" -> 127.0.0.1); a trailing dot kept
+                       (it changes how the name resolves) */
+    int port;       /* explicit, or the scheme's default */
+} http_client_url;
+
+/* 0 and *out filled, or -1 when the URL is refused. */
+int http_client_url_parse(const char *url, int https_only, http_client_url *out);
+/* 1 if url is acceptable (see above). */
 int http_client_url_ok(const char *url, int https_only);
-/* Lowercase host (no port, no brackets) of an http(s) URL into out; 0 or -1. */
+/* The host (as http_client_url.host) into out; 0 or -1. */
 int http_client_url_host(const char *url, char *out, size_t cap);
+/* 1 if url has base's scheme, host and port and its path is base's path or
+ * below it (whole segments: /v1 covers /v1/x, not /v10). */
+int http_client_url_under(const char *url, const char *base);
 /* Percent-encodes s (RFC 3986 unreserved kept); malloc'd, NULL on OOM. */
 char *http_client_escape(const char *s);
 /* "k1=v1&k2=v2" from NULL-terminated pairs {k1, v1, k2, v2, NULL}; values

@@ -88,8 +88,8 @@ static int aws_open(const secrets_config *cfg, void **impl, char *err, size_t er
         return SECRETS_E_INVALID;
     }
     const char *ep = cfg->aws_endpoint;
-    if (ep && *ep && strncasecmp(ep, "https://", 8) && strncasecmp(ep, "http://", 7)) {
-        say(err, errlen, "AWS_SM_ENDPOINT must be an http:// or https:// url");
+    if (ep && *ep && !http_client_url_ok(ep, 0)) {
+        say(err, errlen, "AWS_SM_ENDPOINT must be an http:// or https:// url (no user name or password)");
         return SECRETS_E_INVALID;
     }
     aws_t *a = calloc(1, sizeof(*a));

@@ -111,8 +111,8 @@ static int vault_open(const secrets_config *cfg, void **impl, char *err, size_t 
         say(err, errlen, "VAULT_ADDR is not set");
         return SECRETS_E_INVALID;
     }
-    if (strncasecmp(addr, "https://", 8) && strncasecmp(addr, "http://", 7)) {
-        say(err, errlen, "VAULT_ADDR must be an http:// or https:// url");
+    if (!http_client_url_ok(addr, 0)) {
+        say(err, errlen, "VAULT_ADDR must be an http:// or https:// url (no user name or password)");
         return SECRETS_E_INVALID;
     }
     vault_t *v = calloc(1, sizeof(*v));

@@ -73,6 +73,7 @@ static const config_def server_defs[] = {
     /* AWS, Azure, OVH connectors (connector guide: Cloud Providers > AWS, Azure, OVH Cloud) */
     { "AWS_DEFAULT_REGION", "aws.default_region", CFG_STRING, "us-east-1", "AWS connector: region of Aurora's STS calls and default region of cloud commands", 0 },
     { "AWS_STS_ENDPOINT", "aws.sts_endpoint", CFG_STRING, NULL, "AWS connector: STS endpoint override (default https://sts.<region>.amazonaws.com)", 0 },
+    { "AWS_CLI_ENDPOINT_URLS", "aws.cli_endpoint_urls", CFG_STRING, NULL, "AWS connector: the only --endpoint-url values a cloud_exec may give (comma-separated, exact; default none)", 0 },
     { "AZURE_LOGIN_BASE", "azure.login_base", CFG_STRING, "https://login.microsoftonline.com", "Azure connector: Microsoft identity platform base URL (<base>/<tenant>/oauth2/v2.0/{authorize,token})", 0 },
     { "AZURE_MANAGEMENT_BASE", "azure.management_base", CFG_STRING, "https://management.azure.com", "Azure connector: Azure Resource Manager base URL", 0 },
     { "AZURE_REDIRECT_URI", "azure.redirect_uri", CFG_STRING, "http://localhost:5080/azure/callback", "Azure connector: OAuth redirect URI; must equal the App registration's exactly", 0 },

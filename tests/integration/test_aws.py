@@ -461,6 +461,59 @@ def test_cloud_exec_hands_the_agent_assumed_role_credentials(t):
 
 
 @test
+def test_cloud_exec_refuses_profile_endpoint_and_role_switching(t):
+    """Issue 8, item 3: what selects an account, role, profile or endpoint in an
+    aws command: --profile (any abbreviation aws accepts), --endpoint-url not
+    listed in AWS_CLI_ENDPOINT_URLS, and the sts calls that mint other
+    credentials are refused before anything reaches the agent."""
+    w = world()
+    key, user, arn, cid, a = exec_setup(t, w)
+    k = len(a.execs())
+    refused = [
+        (["sts", "get-caller-identity", "--profile", "other"], 403, "CLOUD_ARG_REFUSED"),
+        (["--profile=other", "s3", "ls"], 403, "CLOUD_ARG_REFUSED"),
+        (["s3", "ls", "--prof", "other"], 400, "CLOUD_ARG_AMBIGUOUS"),
+        (["--endpoint-url", "http://127.0.0.1:1", "sts", "get-caller-identity"], 403, "AWS_ENDPOINT_NOT_ALLOWED"),
+        (["sts", "get-caller-identity", "--endpoint-url=https://sts.evil.example"], 403,
+         "AWS_ENDPOINT_NOT_ALLOWED"),
+        (["--endpoint", "http://127.0.0.1:1", "sts", "get-caller-identity"], 400, "CLOUD_ARG_AMBIGUOUS"),
+        (["sts", "assume-role", "--role-arn", "arn:aws:iam::111111111111:role/Admin",
+          "--role-session-name", "x"], 403, "CLOUD_ARG_REFUSED"),
+        (["--region", "us-east-1", "sts", "assume-role", "--role-arn", arn, "--role-session-name", "x"], 403,
+         "CLOUD_ARG_REFUSED"),
+        (["sts", "get-session-token"], 403, "CLOUD_ARG_REFUSED"),
+        (["sts", "assume-role-with-web-identity", "--role-arn", arn], 403, "CLOUD_ARG_REFUSED"),
+    ]
+    for args, status, code in refused:
+        r = cloud_exec(w, key, cid, args=args)
+        eq((r.status, r.error_code), (status, code), "%s (%r)" % (" ".join(args), r))
+    eq(len(a.execs()), k, "execs for refused commands")
+    for args in (["sts", "get-caller-identity", "--region", "eu-west-1"], ["s3", "ls", "--output", "json"],
+                 ["iam", "get-instance-profile", "--instance-profile-name", "x"]):
+        r = cloud_exec(w, key, cid, args=args)
+        eq(r.status, 200, "%s (%r)" % (" ".join(args), r))
+        ex = wait_until(lambda: len(a.execs()) > k and a.execs()[-1], 5, 0.02, "exec frame")
+        k = len(a.execs())
+        eq(ex["argv"], args, "argv")
+    eq(w.get("/health").status, 200, "server still serving")
+
+
+@test
+def test_cloud_exec_endpoint_url_from_the_operator_list(t):
+    """--endpoint-url is allowed exactly as AWS_CLI_ENDPOINT_URLS lists it (a
+    private endpoint, a test fixture), nothing else."""
+    w = t.world("endpoints", extra_env=server_env(AWS_CLI_ENDPOINT_URLS="http://127.0.0.1:4566/, https://vpce.example"))
+    key, user, arn, cid, a = exec_setup(t, w)
+    for url in ("http://127.0.0.1:4566", "http://127.0.0.1:4566/", "https://vpce.example"):
+        r = cloud_exec(w, key, cid, args=["sts", "get-caller-identity", "--endpoint-url", url])
+        eq(r.status, 200, "%s (%r)" % (url, r))
+    for url in ("http://127.0.0.1:4567", "http://127.0.0.1:4566/x", "https://vpce.example.evil",
+                "https://u@vpce.example", "HTTPS://vpce.example"):
+        r = cloud_exec(w, key, cid, args=["sts", "get-caller-identity", "--endpoint-url=" + url])
+        eq((r.status, r.error_code), (403, "AWS_ENDPOINT_NOT_ALLOWED"), "%s (%r)" % (url, r))
+
+
+@test
 def test_cloud_exec_refreshes_credentials_5_minutes_before_expiry(t):
     w = world()
     proxy("/_fixture/expiration", {"seconds": 240})  # inside the 5-minute margin

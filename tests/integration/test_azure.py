@@ -505,9 +505,12 @@ def test_cloud_exec_service_principal_hands_only_a_short_lived_token(t):
     check(arm_accepts(env["AZURE_ACCESS_TOKEN"]), "ARM refuses the token handed to the agent")
     eq(grants("client_credentials"), n, "token requests: connect's token is reused")
     # a chosen subscription; a disabled or unknown one is refused before anything runs
+    k = len(a.execs())
     r = az(w, key, cid, subscription=subs[2]["subscriptionId"])
     eq(r.status, 200, "cloud_exec on another enabled subscription (%r)" % r)
-    eq(a.execs()[-1]["env"]["AZURE_SUBSCRIPTION_ID"], subs[2]["subscriptionId"], "subscription")
+    # the test agent records the frame on its own thread: wait for it
+    ex = wait_until(lambda: len(a.execs()) > k and a.execs()[-1], 5, 0.02, "exec frame")
+    eq(ex["env"]["AZURE_SUBSCRIPTION_ID"], subs[2]["subscriptionId"], "subscription")
     k = len(a.execs())
     for bad in (subs[0]["subscriptionId"], str(uuid.uuid4())):
         r = az(w, key, cid, subscription=bad)
@@ -516,6 +519,75 @@ def test_cloud_exec_service_principal_hands_only_a_short_lived_token(t):
     eq(grants("client_credentials"), n, "token requests after 3 commands (cached)")
     log = w.server.log_text()
     check(env["AZURE_ACCESS_TOKEN"] not in log and SP_SECRET not in log, "server log holds a credential")
+
+
+@test
+def test_cloud_exec_checks_every_subscription_selector_in_argv(t):
+    """Issue 8, item 3: az's --subscription was never checked — nor --subs
+    (argparse expands it), -s/-n in az account, /subscriptions/<id> in --ids or
+    az rest URLs, or @file.  Each is refused before anything reaches the agent;
+    an enabled subscription named in the command becomes the command's."""
+    w = world()
+    _, user, key = w.new_org()
+    eq(w.post("/azure/connect", sp_body(), key=key).status, 200, "connect")
+    cid, a = agent_for(t, w, key)
+    subs = _peers["subs"]
+    off, default, other, warned = (x["subscriptionId"] for x in subs)
+    foreign = str(uuid.uuid4())
+    k = len(a.execs())
+    refused = [
+        (["group", "list", "--subscription", off], 403, "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        (["group", "list", "--subscription=" + foreign], 403, "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        (["group", "list", "--subscription", warned], 403, "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        (["group", "list", "--subscription", off.upper()], 403, "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        (["group", "list", "--subscription", "old"], 403, "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        (["group", "list", "--subs", off], 400, "CLOUD_ARG_AMBIGUOUS"),
+        (["group", "list", "--su=" + other], 400, "CLOUD_ARG_AMBIGUOUS"),
+        (["group", "list", "--subscription", other, "--subscription", off], 400, "CLOUD_ARG_AMBIGUOUS"),
+        (["account", "set", "-s", off], 403, "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        (["account", "show", "-s" + off], 403, "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        (["account", "show", "--name", foreign], 403, "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        (["account", "show", "--n", foreign], 400, "CLOUD_ARG_AMBIGUOUS"),
+        (["rest", "--method", "get", "--url",
+          "https://management.azure.com/subscriptions/%s/resourcegroups?api-version=2021-04-01" % off],
+         403, "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        (["rest", "--url", "/subscriptions%%2F%s/resourcegroups?api-version=2021-04-01" % foreign],
+         403, "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        (["resource", "show", "--ids", "/SUBSCRIPTIONS/%s/resourceGroups/rg/providers/a/b/c" % off],
+         403, "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        (["role", "assignment", "list", "--scope=/subscriptions/%s" % foreign], 403,
+         "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        (["group", "list", "--subscription", "@/etc/hostname"], 403, "CLOUD_ARG_REFUSED"),
+        (["@/etc/hostname"], 403, "CLOUD_ARG_REFUSED"),
+        (["login", "--identity"], 403, "CLOUD_ARG_REFUSED"),
+        (["group", "list", "--subscription"], 400, "BAD_REQUEST"),
+    ]
+    for args, status, code in refused:
+        r = az(w, key, cid, args=args)
+        eq((r.status, r.error_code), (status, code), "%s (%r)" % (" ".join(args), r))
+        check(SP_SECRET not in r.body.decode(), "the answer holds the secret")
+    r = az(w, key, cid, args=["group", "list", "--subscription", other], subscription=default)
+    eq((r.status, r.error_code), (400, "BAD_REQUEST"), "request and command name different subscriptions (%r)" % r)
+    eq(len(a.execs()), k, "execs for refused commands")
+    # an enabled subscription named in the command, by id (any case) or display
+    # name, is the command's subscription
+    for args in (["group", "list", "--subscription", other], ["group", "list", "--subscription=" + other.upper()],
+                 ["group", "list", "--subscription", "STAGING"], ["account", "show", "-s", other],
+                 ["account", "set", "--name", other]):
+        r = az(w, key, cid, args=args)
+        eq(r.status, 200, "%s (%r)" % (" ".join(args), r))
+        ex = wait_until(lambda: len(a.execs()) > k and a.execs()[-1], 5, 0.02, "exec frame")
+        k = len(a.execs())
+        eq((ex["argv"], ex["env"]["AZURE_SUBSCRIPTION_ID"]), (args, other), "argv and subscription")
+    for args in (["rest", "--url", "/subscriptions/{subscriptionId}/resourcegroups?api-version=2021-04-01"],
+                 ["resource", "show", "--ids", "/subscriptions/%s/resourceGroups/rg/providers/a/b/c" % other],
+                 ["vm", "show", "-n", "vm1", "-g", "rg", "--query", "[?name=='@x']"]):
+        r = az(w, key, cid, args=args)
+        eq(r.status, 200, "%s (%r)" % (" ".join(args), r))
+        ex = wait_until(lambda: len(a.execs()) > k and a.execs()[-1], 5, 0.02, "exec frame")
+        k = len(a.execs())
+        eq((ex["argv"], ex["env"]["AZURE_SUBSCRIPTION_ID"]), (args, default), "argv and default subscription")
+    eq(w.get("/health").status, 200, "server still serving")
 
 
 @test

@@ -251,6 +251,8 @@ def world():
     w.extra_env.update({
         "AWS_ACCESS_KEY_ID": SERVER_KEY_ID, "AWS_SECRET_ACCESS_KEY": SERVER_SECRET,
         "AWS_DEFAULT_REGION": "us-east-1", "AWS_STS_ENDPOINT": moto() + "/",
+        # the one --endpoint-url a command may give (moto plays AWS)
+        "AWS_CLI_ENDPOINT_URLS": moto(),
         "AURORA_PROVIDER_TIMEOUT_MS": "5000",
         "GCP_TOKEN_URI_OVERRIDE": "http://127.0.0.1:%d/token" % fx,
         "GCP_CRM_URL": "http://127.0.0.1:%d" % fx,

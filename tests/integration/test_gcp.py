@@ -227,6 +227,30 @@ def token_uri_must_be_an_allowed_google_host(t):
 
 
 @test
+def token_uri_host_is_checked_as_curl_parses_it(t):
+    """The allow-list check and the fetch parse token_uri alike (curl's URL API):
+    userinfo, backslash tricks, other ports and a trailing dot are refused even
+    when the host the check would have picked is allowed.  Loopback is the
+    allowed host here, so nothing leaves the machine on the old code either."""
+    port = fixture()
+    w = t.world("strict-loopback", extra_env={"GCP_CRM_URL": "http://127.0.0.1:%d" % port,
+                                              "GCP_ALLOWED_TOKEN_HOSTS": "127.0.0.1",
+                                              "AURORA_PROVIDER_TIMEOUT_MS": str(TIMEOUT_MS)})
+    key, _, _ = make_key()
+    for uri in ("https://evil.example\\@127.0.0.1/token", "https://u:p@127.0.0.1/token",
+                "https://127.0.0.1@127.0.0.1/token", "https://127.0.0.1:%d/token" % port,
+                "https://127.0.0.1./token", "https://[127.0.0.1]/token"):
+        r = w.post("/gcp/service-account", dict(key, token_uri=uri))
+        eq((r.status, r.error_code), (400, "GCP_KEY_MALFORMED"), "token_uri %s (%r)" % (uri, r))
+        contains(r.get("error"), "token_uri", "token_uri %s" % uri)
+    # an allowed host in a form curl decodes is the host itself: let through to
+    # the (closed) https port of loopback, i.e. a transport error, not a refusal
+    r = w.post("/gcp/service-account", dict(key, token_uri="https://%31%32%37.0.0.1/token"))
+    eq((r.status, r.error_code), (502, "GCP_CREDENTIAL_REFRESH_FAILED"), "percent-encoded loopback (%r)" % r)
+    eq(w.get("/health").status, 200, "server still serving")
+
+
+@test
 def good_key_lists_every_page_and_jwt_verifies_with_jose(t):
     w, _ = world()
     uid, k = fresh_user(w)
@@ -600,6 +624,92 @@ def cloud_exec_project_lookup_order_and_disabled(t):
             # unpin by disabling/enabling the root
             w.post("/gcp/projects/%s/disable" % r.json["root"], key=k)
             w.post("/gcp/projects/%s/enable" % r.json["root"], key=k)
+
+
+@test
+def cloud_exec_checks_every_project_selector_in_argv(t):
+    """Issue 8, item 3: a disabled project was reachable by repeating --project
+    (gcloud keeps the last), by a positional id, --billing-project, a project
+    number or a projects/<id> resource name.  Each is refused before anything
+    reaches the agent; ordinary commands still run."""
+    w, _ = world()
+    uid, k, key, tok, a = exec_env(w)
+    cid = tok["cluster_id"]
+
+    def run(args, **extra):
+        return cloud_exec(w, k, provider="gcp", cluster_id=cid, args=args, **extra)
+
+    eq(w.post("/gcp/projects/proj-beta/disable", key=k).status, 200, "disable beta")
+    try:
+        n = len(a.execs())
+        refused = [
+            (["compute", "zones", "list", "--project=proj-alpha", "--project=proj-beta"], 400, "CLOUD_ARG_AMBIGUOUS"),
+            (["--project", "proj-alpha", "compute", "zones", "list", "--project", "proj-beta"], 400,
+             "CLOUD_ARG_AMBIGUOUS"),
+            (["projects", "describe", "proj-beta"], 403, "GCP_PROJECT_DISABLED"),
+            (["projects", "get-iam-policy", "proj-beta", "--format", "json"], 403, "GCP_PROJECT_DISABLED"),
+            (["alpha", "projects", "describe", "--", "proj-beta"], 403, "GCP_PROJECT_DISABLED"),
+            (["--project=proj-alpha", "projects", "add-iam-policy-binding", "proj-beta",
+              "--member=user:x@example.com", "--role=roles/owner"], 403, "GCP_PROJECT_DISABLED"),
+            (["billing", "projects", "unlink", "proj-beta"], 403, "GCP_PROJECT_DISABLED"),
+            (["compute", "zones", "list", "--billing-project=proj-beta"], 403, "GCP_PROJECT_DISABLED"),
+            (["compute", "zones", "list", "--billing-project", "proj-beta"], 403, "GCP_PROJECT_DISABLED"),
+            (["compute", "zones", "list", "--project=100000000002"], 403, "GCP_PROJECT_DISABLED"),
+            (["projects", "describe", "100000000002"], 403, "GCP_PROJECT_DISABLED"),
+            (["pubsub", "topics", "publish", "projects/proj-beta/topics/t", "--message", "m"], 403,
+             "GCP_PROJECT_DISABLED"),
+            (["asset", "search-all-resources", "--scope=projects/100000000002"], 403, "GCP_PROJECT_DISABLED"),
+            (["compute", "instances", "delete",
+              "https://www.googleapis.com/compute/v1/projects%2Fproj-beta/zones/z/instances/i"], 403,
+             "GCP_PROJECT_DISABLED"),
+            (["iam", "service-accounts", "keys", "list",
+              "--iam-account=robot@proj-beta.iam.gserviceaccount.com"], 403, "GCP_PROJECT_DISABLED"),
+            (["compute", "zones", "list", "--project=proj-unknown"], 403, "GCP_PROJECT_NOT_CONNECTED"),
+            (["projects", "describe", "proj-unknown"], 403, "GCP_PROJECT_NOT_CONNECTED"),
+            (["compute", "zones", "list", "--flags-file=/tmp/flags.yaml"], 403, "CLOUD_ARG_REFUSED"),
+            (["compute", "zones", "list", "--impersonate-service-account", "x@p.iam.gserviceaccount.com"], 403,
+             "CLOUD_ARG_REFUSED"),
+            (["compute", "zones", "list", "--account=other@example.com"], 403, "CLOUD_ARG_REFUSED"),
+            (["compute", "zones", "list", "--access-token-file=/var/run/secrets/token"], 403, "CLOUD_ARG_REFUSED"),
+            (["auth", "activate-service-account", "--key-file=k.json"], 403, "CLOUD_ARG_REFUSED"),
+            (["compute", "zones", "list", "--project"], 400, "BAD_REQUEST"),
+        ]
+        for args, status, code in refused:
+            r = run(args)
+            eq((r.status, r.error_code), (status, code), "%s (%r)" % (" ".join(args), r))
+        r = run(["compute", "zones", "list"], project="proj-unknown")
+        eq((r.status, r.error_code), (403, "GCP_PROJECT_NOT_CONNECTED"), "request project not connected (%r)" % r)
+        eq(len(a.execs()), n, "nothing reached the agent")
+        # the refusals are audited
+        con = sqlite3.connect("file:%s?mode=ro" % os.path.join(w.data, "aurora.db"), uri=True, timeout=5)
+        wait_until(lambda: any("proj-beta/topics" in x[0] for x in con.execute(
+            "SELECT argv_json FROM audit_log WHERE kind='cloud_exec' AND outcome='refused'").fetchall()),
+            5, 0.05, "the refused command in the audit log")
+        con.close()
+
+        # ordinary commands, and references to projects outside the connection, still run
+        ok = [
+            (["projects", "describe", "proj-alpha"], ["projects", "describe", "proj-alpha", "--project=proj-alpha"]),
+            (["projects", "describe", "100000000003"], None),
+            (["compute", "zones", "list", "--project", "proj-gamma"], None),
+            (["compute", "zones", "list", "--billing-project=proj-gamma", "--project=proj-gamma"], None),
+            (["compute", "images", "describe", "projects/debian-cloud/global/images/debian-12"], None),
+            (["compute", "instances", "create", "vm", "--image-project=debian-cloud", "--format=json"], None),
+            (["projects", "list", "--filter=lifecycleState:ACTIVE"], None),
+            (["compute", "ssh", "vm", "--", "--project=proj-beta"], None),
+        ]
+        for args, want in ok:
+            r = run(args)
+            eq(r.status, 200, "%s (%r)" % (" ".join(args), r))
+            ex = wait_until(lambda: len(a.execs()) > n and a.execs()[-1], 5, 0.02, "exec frame")
+            n = len(a.execs())
+            if want:
+                eq(ex["argv"], want, "argv")
+        eq(a.execs()[-1]["argv"], ["compute", "ssh", "vm", "--project=proj-alpha", "--", "--project=proj-beta"],
+           "--project injected before the remote command's --")
+        eq(w.get("/health").status, 200, "server still serving")
+    finally:
+        w.post("/gcp/projects/proj-beta/enable", key=k)
 
 
 @test

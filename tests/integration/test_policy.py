@@ -92,6 +92,14 @@ def readonly_default_refuses_writes(t):
     expect_denied(w, cid, klog, "template file read",
                   args=["get", "pods", "-o", "go-template-file=/var/run/secrets/token"])
     expect_denied(w, cid, klog, "plugin", args=["krew", "install", "evil"])
+    cache = os.path.join(t.tmp, "planted-cache")
+    expect_denied(w, cid, klog, "--cache-dir writes where the caller says",
+                  args=["get", "pods", "--cache-dir=" + cache])
+    expect_denied(w, cid, klog, "--cache_dir (pflag reads '_' as '-')",
+                  args=["api-resources", "--cache_dir", cache])
+    expect_denied(w, cid, klog, "impersonation spelled with '_'",
+                  args=["get", "pods", "--as_group", "system:masters"])
+    check(not os.path.exists(cache), "kubectl wrote the caller's --cache-dir", cache)
     expect_denied(w, cid, klog, "config view", args=["config", "view", "--raw"])
     expect_denied(w, cid, klog, "rollout restart", args=["rollout", "restart", "deploy/web"])
 
@@ -107,9 +115,9 @@ def readonly_default_refuses_writes(t):
     eq(len(calls(klog)), 3, "exactly the three allowed commands ran: %r" % calls(klog))
 
     # counted
-    eq(metric(a, "aurora_agent_policy_denials_total"), 11.0, "policy denials counted")
+    eq(metric(a, "aurora_agent_policy_denials_total"), 14.0, "policy denials counted")
     status, body = a.health("/metrics")
-    contains(body.decode(), 'aurora_agent_commands_total{kind="kubectl",result="policy_denied"} 11',
+    contains(body.decode(), 'aurora_agent_commands_total{kind="kubectl",result="policy_denied"} 14',
              "commands by result")
     contains(body.decode(), 'aurora_agent_info{version="aurora-agent-c/', "agent info")
     contains(body.decode(), 'policy_mode="readonly"', "policy mode in info")
