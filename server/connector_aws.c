@@ -247,7 +247,7 @@ static int sts_call(worker_ctx *w, const char *const *pairs, http_client_resp *r
             http_client_sleep_ms(http_client_backoff_ms(attempt - 1));
         memset(res, 0, sizeof(*res));
         if (http_client_do(&req, resp) < 0) {
-            res->kind = resp->timed_out ? STS_TIMEOUT : STS_UNREACHABLE;
+            res->kind = resp->code == AUR_E_TIMEOUT ? STS_TIMEOUT : STS_UNREACHABLE;
             snprintf(res->detail, sizeof(res->detail), "%s", resp->err);
             break; /* a timeout retried only doubles the wait */
         }

@@ -148,7 +148,7 @@ static void token_url(const worker_ctx *w, const char *tenant, char *out, size_t
 static void token_error(const worker_ctx *w, const oauth_result *r, const char *what,
                         http_response *resp)
 {
-    if (r->timed_out) {
+    if (r->code == AUR_E_TIMEOUT) {
         http_resp_error(resp, 504, "AZURE_TIMEOUT", "%s: Azure sign-in (Microsoft identity platform) "
                         "did not answer within %ld s", what, (timeout_ms(w) + 999) / 1000);
     } else if (r->status == 0) {
@@ -207,7 +207,7 @@ static int list_subscriptions(worker_ctx *w, const char *access_token, cJSON **o
                                .timeout_ms = timeout_ms(w), .max_response = 4 * 1024 * 1024 };
         http_client_resp rp;
         if (http_client_do(&rq, &rp) < 0) {
-            if (rp.timed_out)
+            if (rp.code == AUR_E_TIMEOUT)
                 http_resp_error(resp, 504, "AZURE_TIMEOUT",
                                 "Azure Resource Manager did not answer within %ld s",
                                 (timeout_ms(w) + 999) / 1000);

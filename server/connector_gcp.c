@@ -232,7 +232,7 @@ static int token_from_response(cJSON *j, char **token, int64_t *expires_at, gcp_
 
 static int refresh_error(const oauth_result *r, long timeout_ms, gcp_err *e)
 {
-    if (r->timed_out)
+    if (r->code == AUR_E_TIMEOUT)
         return fail(e, 504, "GCP_CREDENTIAL_REFRESH_FAILED",
                     MSG_REFRESH ": the token endpoint did not answer within %.1f s",
                     timeout_ms / 1000.0);
@@ -335,7 +335,7 @@ static int list_projects(worker_ctx *w, const char *token, cJSON *arr, gcp_err *
                                .timeout_ms = provider_timeout_ms(w), .max_response = 4 << 20 };
         http_client_resp rp;
         if (http_client_do(&rq, &rp) < 0) {
-            rc = rp.timed_out ? fail(e, 504, "GCP_PROJECTS_FAILED",
+            rc = rp.code == AUR_E_TIMEOUT ? fail(e, 504, "GCP_PROJECTS_FAILED",
                                      "Listing projects failed: Cloud Resource Manager did not "
                                      "answer within %.1f s",
                                      provider_timeout_ms(w) / 1000.0)
@@ -859,7 +859,7 @@ static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
                             "Redirect URI mismatch: ensure the redirect URI in GCP Console "
                             "exactly matches %s",
                             st.redirect_uri);
-        else if (r.timed_out)
+        else if (r.code == AUR_E_TIMEOUT)
             http_resp_error(resp, 504, "OAUTH_EXCHANGE_FAILED",
                             "GCP token exchange failed: the token endpoint did not answer within "
                             "%.1f s",

@@ -130,7 +130,7 @@ static int region_ready(const worker_ctx *w, const ovh_region *r, const char **r
 static void token_error(const worker_ctx *w, const oauth_result *res, const char *what,
                         http_response *resp)
 {
-    if (res->timed_out)
+    if (res->code == AUR_E_TIMEOUT)
         http_resp_error(resp, 504, "OVH_TIMEOUT", "%s: OVH did not answer within %ld s", what,
                         (timeout_ms(w) + 999) / 1000);
     else if (res->status == 0)
@@ -227,7 +227,7 @@ static int whoami(worker_ctx *w, const ovh_region *r, const char *token, char *n
     int rc = http_client_do(&rq, &rp);
     secret_free_n(authz, hl);
     if (rc < 0) {
-        if (rp.timed_out)
+        if (rp.code == AUR_E_TIMEOUT)
             http_resp_error(resp, 504, "OVH_TIMEOUT", "OVH API did not answer within %ld s",
                             (timeout_ms(w) + 999) / 1000);
         else

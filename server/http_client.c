@@ -223,7 +223,7 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
     pthread_once(&curl_once, init_curl);
     if (!curl_ok) {
         snprintf(out->err, sizeof(out->err), "libcurl initialization failed");
-        return -1;
+        return out->code = AUR_E_INTERNAL;
     }
     CURLU *url = url_parse(req->url, req->https_only, NULL);
     if (!url) {
@@ -231,13 +231,13 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
                  req->https_only ? "URL must be https://host… (no user name or password)"
                                  : "URL must be http:// or https://host… (no user name or "
                                    "password)");
-        return -1;
+        return out->code = AUR_E_INVALID;
     }
     CURL *c = curl_easy_init();
     if (!c) {
         curl_url_cleanup(url);
         snprintf(out->err, sizeof(out->err), "out of memory");
-        return -1;
+        return out->code = AUR_E_INTERNAL;
     }
     sink sk = { .max = req->max_response ? req->max_response : HTTP_CLIENT_MAX_RESPONSE };
     char curl_err[CURL_ERROR_SIZE] = "";
@@ -257,7 +257,7 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         curl_easy_cleanup(c);
         curl_url_cleanup(url);
         snprintf(out->err, sizeof(out->err), "out of memory");
-        return -1;
+        return out->code = AUR_E_INTERNAL;
     }
     long timeout = req->timeout_ms > 0 ? req->timeout_ms : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
     const char *ca = req->cacert && *req->cacert ? req->cacert : g_default_ca;
@@ -288,7 +288,6 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
     }
 
     CURLcode rc = curl_easy_perform(c);
-    int result = 0;
     if (rc != CURLE_OK) {
         /* curl's messages name host and port, never headers or bodies. */
         if (sk.overflow)
@@ -296,8 +295,7 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         else
             snprintf(out->err, sizeof(out->err), "%s",
                      curl_err[0] ? curl_err : curl_easy_strerror(rc));
-        result = -1;
-        out->timed_out = rc == CURLE_OPERATION_TIMEDOUT;
+        out->code = rc == CURLE_OPERATION_TIMEDOUT ? AUR_E_TIMEOUT : AUR_E_UNAVAILABLE;
         if (sk.data) {
             secret_free_n(sk.data, sk.cap);
         }
@@ -310,7 +308,7 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
     curl_url_cleanup(url);
-    return result;
+    return out->code;
 }
 
 void http_client_resp_free(http_client_resp *r)

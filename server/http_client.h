@@ -13,6 +13,7 @@
 #ifndef AURORA_HTTP_CLIENT_H
 #define AURORA_HTTP_CLIENT_H
 
+#include "err.h"
 #include "secret.h" /* secret_free for forms and bodies that carry secrets */
 #include <stddef.h>
 
@@ -41,14 +42,16 @@ typedef struct {
     long status;   /* HTTP status; 0 when no answer came back */
     char *body;    /* NUL-terminated, malloc'd (or NULL) */
     size_t len;
-    char err[256]; /* transport error when http_client_do() returns -1 */
-    int timed_out; /* the transport error was the timeout: retrying would
-                      only multiply the wait */
+    int code;      /* aur_err (common/err.h), also the return value of http_client_do */
+    char err[256]; /* one line when code < 0 */
 } http_client_resp;
 
-/* 0 when the server answered (any status), -1 on a transport failure
- * (bad URL or scheme, refused, timed out, TLS, oversized answer) with
- * out->err set.  The message names host and port at most, never a body. */
+/* AUR_OK when the server answered (any status), else a negative aur_err with
+ * out->err set: AUR_E_INVALID for a URL or scheme the client refuses,
+ * AUR_E_TIMEOUT when the whole request ran out of time (retrying would only
+ * multiply the wait), AUR_E_INTERNAL for out of memory, AUR_E_UNAVAILABLE for
+ * every other transport failure (refused, TLS, reset, oversized answer).
+ * The message names host and port at most, never a body. */
 int http_client_do(const http_client_req *req, http_client_resp *out);
 void http_client_resp_free(http_client_resp *r);
 

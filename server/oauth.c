@@ -155,6 +155,7 @@ cJSON *oauth_token_post(worker_ctx *w, const char *token_url, const char *const 
     char *body = http_client_form(form);
     if (!body) {
         snprintf(res->err, sizeof(res->err), "out of memory");
+        res->code = AUR_E_INTERNAL;
         return NULL;
     }
     char authz[1024] = "";
@@ -175,7 +176,7 @@ cJSON *oauth_token_post(worker_ctx *w, const char *token_url, const char *const 
     secret_free(body);
     OPENSSL_cleanse(authz, sizeof(authz));
     if (rc < 0) {
-        res->timed_out = rp.timed_out;
+        res->code = rp.code;
         snprintf(res->err, sizeof(res->err), "%s", rp.err);
         return NULL;
     }
@@ -190,11 +191,14 @@ cJSON *oauth_token_post(worker_ctx *w, const char *token_url, const char *const 
     if (rp.status < 200 || rp.status > 299) {
         snprintf(res->err, sizeof(res->err), "token endpoint answered HTTP %ld%s%s", rp.status,
                  res->error[0] ? ": " : "", res->error);
+        /* 4xx: the grant, client or code was refused; 5xx and the rest: the provider's trouble */
+        res->code = rp.status >= 400 && rp.status < 500 ? AUR_E_DENIED : AUR_E_UNAVAILABLE;
         cJSON_Delete(j);
         return NULL;
     }
     if (!j) {
         snprintf(res->err, sizeof(res->err), "token endpoint answer is not a JSON object");
+        res->code = AUR_E_INTERNAL;
         return NULL;
     }
     return j;

@@ -42,7 +42,10 @@ int oauth_callback_auth(worker_ctx *w, http_request *req, http_response *resp);
 
 typedef struct {
     long status;      /* HTTP status of the token endpoint; 0 if none */
-    int timed_out;    /* the provider did not answer in AURORA_PROVIDER_TIMEOUT_MS */
+    int code;         /* aur_err: AUR_OK, or AUR_E_TIMEOUT (no answer within
+                         AURORA_PROVIDER_TIMEOUT_MS), AUR_E_DENIED (4xx: grant, code or
+                         client refused), AUR_E_UNAVAILABLE (unreachable, 5xx),
+                         AUR_E_INVALID (bad URL), AUR_E_INTERNAL (OOM, not JSON) */
     char error[128];  /* the OAuth "error" field, e.g. "invalid_grant", "redirect_uri_mismatch" */
     char err[384];    /* one line for logs and messages; never a token or secret */
 } oauth_result;

@@ -217,7 +217,7 @@ static int call(aws_t *a, const char *action, const char *body, http_client_resp
         if (http_client_do(&req, resp) < 0) {
             say(err, errlen, "AWS Secrets Manager at %s unreachable: %s", a->endpoint, resp->err);
             rc = SECRETS_E_UNAVAILABLE;
-            if (resp->timed_out) /* one timeout is the most a caller waits */
+            if (resp->code == AUR_E_TIMEOUT) /* one timeout is the most a caller waits */
                 break;
             continue;
         }

@@ -250,7 +250,7 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
         if (http_client_do(&req, resp) < 0) {
             say(err, errlen, "Vault at %s unreachable: %s", v->addr, resp->err);
             rc = SECRETS_E_UNAVAILABLE;
-            if (resp->timed_out)
+            if (resp->code == AUR_E_TIMEOUT)
                 break;
             continue;
         }

@@ -88,16 +88,16 @@ static void test_request_failures(void **state)
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", ntohs(a.sin_port));
     http_client_req rq = { .url = url, .timeout_ms = 2000 };
     http_client_resp rp;
-    assert_int_equal(http_client_do(&rq, &rp), -1);
+    assert_int_equal(http_client_do(&rq, &rp), AUR_E_UNAVAILABLE);
     assert_int_equal(rp.status, 0);
     assert_true(rp.err[0] != '\0');
     assert_null(rp.body);
     rq.https_only = 1;
-    assert_int_equal(http_client_do(&rq, &rp), -1);
+    assert_int_equal(http_client_do(&rq, &rp), AUR_E_INVALID);
     assert_non_null(strstr(rp.err, "https"));
     rq.url = "file:///etc/passwd";
     rq.https_only = 0;
-    assert_int_equal(http_client_do(&rq, &rp), -1);
+    assert_int_equal(http_client_do(&rq, &rp), AUR_E_INVALID);
 
     /* A server that accepts and never answers: the timeout holds. */
     fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -111,10 +111,10 @@ static void test_request_failures(void **state)
     rq.timeout_ms = 300;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    assert_int_equal(http_client_do(&rq, &rp), -1);
+    assert_int_equal(http_client_do(&rq, &rp), AUR_E_TIMEOUT);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    assert_true(rp.timed_out);
+    assert_int_equal(rp.code, AUR_E_TIMEOUT);
     assert_true(dt < 2.0);
     close(fd);
 }
