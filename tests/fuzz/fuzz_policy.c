@@ -11,8 +11,9 @@
  *    oracle models kubectl's flag parser (pflag) independently of policy.c:
  *    long flags are matched after kubectl's own normalisation (`_` is read
  *    as `-`: `--client_key` IS `--client-key`), a cluster of shorthands is
- *    read from its first letter, and only a `--` that certainly ends the
- *    flags stops the scan;
+ *    read from its first letter, -o/--output formats that read a template
+ *    file count as local files, and only a `--` that ends the flags (not
+ *    the value of the flag before it) stops the scan;
  *  - the modes agree with each other: readonly == custom "@readonly";
  *    readonly-allowed => readwrite-allowed; custom "*"-allowed and not
  *    `config` => readwrite-allowed; a deny list only ever removes;
@@ -98,6 +99,22 @@ static int ends_flags(int i, char **argv)
     return strspn(p + 1, "it") == strlen(p + 1); /* -i, -t, -it: --stdin, --tty */
 }
 
+/* An -o/--output value that makes kubectl read a template file: the format
+ * alone (the path in --template) or "format=path" (kubectl's printers). */
+static int file_format(const char *v)
+{
+    static const char *const formats[] = {"jsonpath-file", "go-template-file", "templatefile",
+                                          "custom-columns-file", NULL};
+    if (v && *v == '=')
+        v++;
+    for (int i = 0; v && formats[i]; i++) {
+        size_t n = strlen(formats[i]);
+        if (!strncmp(v, formats[i], n) && (v[n] == '\0' || v[n] == '='))
+            return 1;
+    }
+    return 0;
+}
+
 typedef struct {
     int connection, impersonation, local;
     const char *what; /* the first refused flag found, for the report */
@@ -128,11 +145,18 @@ static void scan(int argc, char **argv, oracle *o)
                 o->impersonation = 1, o->what = w;
             if (listed(local, name) && !o->local)
                 o->local = 1, o->what = w;
+            const char *eq = strchr(w, '=');
+            const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[i + 1] : NULL);
+            if (!strcmp(name, "output") && file_format(val) && !o->local)
+                o->local = 1, o->what = w;
         } else {
             /* the first letter of a shorthand cluster is always a flag */
             if (w[1] == 's' && !o->connection)
                 o->connection = 1, o->what = w;
             if ((w[1] == 'k' || (w[1] == 'f' && !logs)) && !o->local)
+                o->local = 1, o->what = w;
+            const char *val = w[2] ? w + 2 : (i + 1 < argc ? argv[i + 1] : NULL);
+            if (w[1] == 'o' && file_format(val) && !o->local)
                 o->local = 1, o->what = w;
         }
     }
