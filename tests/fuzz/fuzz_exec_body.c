@@ -9,7 +9,9 @@
  * Input: the request body.
  *
  * Invariants:
- *  - a body that is not a JSON object gets a 400 with a JSON error;
+ *  - a body that is not a JSON object gets a 400 with a JSON error; in an
+ *    accepted body every string (key or value) is whole: none was cut at a
+ *    NUL (checked against an independent reading of the text);
  *  - a parsed command has 1..ARGV_MAX_ARGS words within ARGV_MAX_TOTAL, a
  *    non-empty first word; `command` comes back verbatim but for a leading
  *    program word; on refusal: a 400/500 with a JSON error, nothing leaked;
@@ -191,6 +193,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     FUZZ_CHECK(cJSON_IsObject(body) && resp.status == 0, "http_json_body: not an object");
+    fuzz_json_check_strings(body, (const char *)data, size, "http_json_body");
 
     check_command(body, "kubectl", 1); /* POST /api/clusters/{id}/kubectl */
     check_command(body, "gcloud", 0);  /* POST /api/cloud_exec */

@@ -3,13 +3,15 @@
  *
  * Invariants checked on every input:
  *  - proto_decode never crashes or leaks, whatever the bytes; on failure it
- *    says why and leaves nothing allocated;
+ *    says why and leaves nothing allocated; it accepts no frame in which a
+ *    string was cut at a NUL (checked against an independent reading);
  *  - on success, a known message re-encoded with its encoder decodes to the
  *    same fields (encode -> decode round trip of what was understood), and
  *    the decoded values keep to the documented limits (ids never 0, argv
  *    within ARGV_MAX_*, env names [A-Z0-9_], program a bare name);
  *  - binary data frames: proto_data_parse accepts exactly the well-formed
  *    headers, and proto_data_header rebuilds the same header. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +224,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(err[0] != '\0', "proto_decode failed without a message");
         return 0;
     }
+    cJSON *tree = cJSON_ParseWithLength((const char *)data, size);
+    FUZZ_CHECK(tree != NULL, "proto_decode accepted what cJSON refuses");
+    fuzz_json_check_strings(tree, (const char *)data, size, "proto_decode");
+    cJSON_Delete(tree);
     check_limits(&m);
     check_round_trip(&m);
     proto_msg_free(&m);
