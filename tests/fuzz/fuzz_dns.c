@@ -6,12 +6,13 @@
  *
  *  1. ares_parse_a_reply / ares_parse_aaaa_reply on the raw input (the
  *     answer parsers behind every lookup);
- *  2. the whole ares_getaddrinfo path (what a resolver uses: A and AAAA
- *     queries, CNAME chains, address sorting) with a fake nameserver: the
+ *  2. the whole ares_getaddrinfo path as agent/resolve.c drives it (A and
+ *     AAAA queries, CNAME chains; its flags and hints) with a fake nameserver: the
  *     channel's sockets are replaced (ares_set_socket_functions), nothing
- *     reaches the network, and each query is answered with the input —
- *     its 12-byte header (the query id patched in), the query's own
- *     question, then the rest of the input as the answer records.
+ *     reaches the network, and each query (UDP, or TCP after a truncated
+ *     answer) is answered with the input for its type: that answer's
+ *     12-byte header (the query id patched in), the query's own question,
+ *     then the rest of the answer as its records.
  *     Input: 2 bytes big-endian length of the A answer, the A answer, then
  *     the AAAA answer.
  *
@@ -129,28 +130,41 @@ static void parse_replies(const uint8_t *data, size_t size)
 /* ---- 2. ares_getaddrinfo against a fake nameserver ------------------------------ */
 
 typedef struct {
-    unsigned char q[MAX_QUERIES][512]; /* queries the channel sent */
+    unsigned char q[MAX_QUERIES][512]; /* queries the channel sent (without a TCP length) */
     size_t qlen[MAX_QUERIES];
+    int over_tcp[MAX_QUERIES];
+    int answered[MAX_QUERIES];
     int nq;
-    int answered;          /* queries answered so far */
     const uint8_t *ans[2]; /* the A and AAAA answers from the input */
     size_t anslen[2];
+    ares_socket_t tcp_fd;  /* the channel's TCP socket (a truncated answer moves there) */
+    unsigned char *stream; /* what the TCP socket has left to read: length + answer */
+    size_t slen, soff;
     int done;
     int status;
 } fake_ns;
 
 static ares_socket_t fake_socket(int af, int type, int proto, void *ud)
 {
+    fake_ns *ns = ud;
     int sv[2];
     /* A real descriptor (c-ares sets options on it), connected to nothing
      * outside this process. */
-    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) < 0)
+    if (socketpair(AF_UNIX, type == SOCK_STREAM ? SOCK_STREAM : SOCK_DGRAM, 0, sv) < 0)
         return ARES_SOCKET_BAD;
     close(sv[1]);
+    if (type == SOCK_STREAM)
+        ns->tcp_fd = sv[0];
     return sv[0];
 }
 
-static int fake_close(ares_socket_t s, void *ud) { return close(s); }
+static int fake_close(ares_socket_t s, void *ud)
+{
+    fake_ns *ns = ud;
+    if (s == ns->tcp_fd)
+        ns->tcp_fd = ARES_SOCKET_BAD;
+    return close(s);
+}
 
 static int fake_connect(ares_socket_t s, const struct sockaddr *sa, ares_socklen_t len, void *ud)
 {
@@ -161,58 +175,84 @@ static ares_ssize_t fake_sendv(ares_socket_t s, const struct iovec *iov, int n, 
 {
     fake_ns *ns = ud;
     size_t total = 0;
-    unsigned char buf[512];
+    unsigned char buf[514];
     for (int i = 0; i < n; i++) {
         size_t k = iov[i].iov_len;
         if (total + k <= sizeof(buf))
             memcpy(buf + total, iov[i].iov_base, k);
         total += k;
     }
-    if (ns->nq < MAX_QUERIES && total <= sizeof(buf)) {
-        memcpy(ns->q[ns->nq], buf, total);
-        ns->qlen[ns->nq] = total;
+    int tcp = s == ns->tcp_fd;
+    size_t skip = tcp ? 2 : 0; /* TCP: a 2-byte length before the query */
+    if (ns->nq < MAX_QUERIES && total <= sizeof(buf) && total >= skip + 12 &&
+        total - skip <= sizeof(ns->q[0])) {
+        memcpy(ns->q[ns->nq], buf + skip, total - skip);
+        ns->qlen[ns->nq] = total - skip;
+        ns->over_tcp[ns->nq] = tcp;
         ns->nq++;
     }
     return (ares_ssize_t)total;
 }
 
-/* The answer to query i: the input's header with the query's id, the query's
- * question section, then the input's records. */
-static ares_ssize_t answer(fake_ns *ns, int i, unsigned char *out, size_t cap)
+/* The answer to query i, malloc'd into *out: the input's answer for the
+ * query's type, with the query's id and question in place of its own. */
+static size_t answer(fake_ns *ns, int i, unsigned char **out)
 {
-    const uint8_t *a = ns->ans[i < 2 ? i : 1];
-    size_t alen = ns->anslen[i < 2 ? i : 1];
     const unsigned char *q = ns->q[i];
     size_t qlen = ns->qlen[i];
-    if (qlen < 12 || alen < 12) { /* too short for a header: as it is */
-        size_t n = alen <= cap ? alen : cap;
-        memcpy(out, a, n);
-        return (ares_ssize_t)n;
-    }
-    size_t need = alen + (qlen - 12);
-    if (need > cap)
-        need = cap;
-    unsigned char *buf = malloc(alen + qlen);
+    int qtype = q[qlen - 4] << 8 | q[qlen - 3]; /* the question ends with type, class */
+    int which = qtype == 28 ? 1 : 0;            /* AAAA, else A */
+    const uint8_t *a = ns->ans[which];
+    size_t alen = ns->anslen[which];
+    unsigned char *buf = malloc(alen + qlen + 1);
     if (!buf)
         abort();
+    *out = buf;
+    if (alen < 12) { /* too short for a header: as it is */
+        memcpy(buf, a, alen);
+        return alen;
+    }
     memcpy(buf, a, 12);
     buf[0] = q[0];
     buf[1] = q[1];
-    /* the question: from byte 12 of the query to its end (no EDNS records) */
-    memcpy(buf + 12, q + 12, qlen - 12);
+    memcpy(buf + 12, q + 12, qlen - 12); /* the question (no EDNS record is sent) */
     memcpy(buf + qlen, a + 12, alen - 12);
-    memcpy(out, buf, need);
-    free(buf);
-    return (ares_ssize_t)need;
+    return alen + qlen - 12;
 }
 
-static ares_ssize_t fake_recvfrom(ares_socket_t s, void *buf, size_t len, int flags,
+static ares_ssize_t fake_recvfrom(ares_socket_t s, void *dst, size_t len, int flags,
                                   struct sockaddr *from, ares_socklen_t *fromlen, void *ud)
 {
     fake_ns *ns = ud;
-    if (ns->answered >= ns->nq || ns->answered >= 2) {
+    int tcp = s == ns->tcp_fd;
+    if (tcp && ns->soff < ns->slen) { /* the rest of an answer on the stream */
+        size_t k = ns->slen - ns->soff < len ? ns->slen - ns->soff : len;
+        memcpy(dst, ns->stream + ns->soff, k);
+        ns->soff += k;
+        return (ares_ssize_t)k;
+    }
+    int i = 0;
+    while (i < ns->nq && (ns->answered[i] || ns->over_tcp[i] != tcp))
+        i++;
+    if (i == ns->nq) {
         errno = EAGAIN;
         return -1;
+    }
+    ns->answered[i] = 1;
+    unsigned char *ans;
+    size_t n = answer(ns, i, &ans);
+    if (tcp) {
+        free(ns->stream);
+        ns->stream = malloc(n + 2);
+        if (!ns->stream)
+            abort();
+        ns->stream[0] = (unsigned char)(n >> 8);
+        ns->stream[1] = (unsigned char)n;
+        memcpy(ns->stream + 2, ans, n);
+        ns->slen = n + 2;
+        ns->soff = 0;
+        free(ans);
+        return fake_recvfrom(s, dst, len, flags, from, fromlen, ud);
     }
     if (from && fromlen && *fromlen >= (ares_socklen_t)sizeof(struct sockaddr_in)) {
         struct sockaddr_in sin;
@@ -223,7 +263,10 @@ static ares_ssize_t fake_recvfrom(ares_socket_t s, void *buf, size_t len, int fl
         memcpy(from, &sin, sizeof(sin));
         *fromlen = sizeof(sin);
     }
-    return answer(ns, ns->answered++, buf, len);
+    size_t k = n < len ? n : len;
+    memcpy(dst, ans, k);
+    free(ans);
+    return (ares_ssize_t)k;
 }
 
 static const struct ares_socket_functions fake_funcs = {
@@ -295,6 +338,7 @@ static void resolve_through_fake(const uint8_t *data, size_t size)
         la = size;
     fake_ns ns;
     memset(&ns, 0, sizeof(ns));
+    ns.tcp_fd = ARES_SOCKET_BAD;
     ns.ans[0] = data;
     ns.anslen[0] = la;
     ns.ans[1] = data + la;
@@ -303,7 +347,7 @@ static void resolve_through_fake(const uint8_t *data, size_t size)
     struct ares_options o;
     memset(&o, 0, sizeof(o));
     char lookups[] = "b"; /* DNS only: no /etc/hosts */
-    o.flags = ARES_FLAG_NOSEARCH;
+    o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES; /* + the agent's flags (resolve.c) */
     o.timeout = 1000;
     o.tries = 1;
     o.ndots = 1;
@@ -321,22 +365,27 @@ static void resolve_through_fake(const uint8_t *data, size_t size)
     struct ares_addrinfo_hints hints;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
+    hints.ai_flags = ARES_AI_NOSORT; /* as agent_resolve asks */
     ares_getaddrinfo(ch, "tunnel.fuzz.example", NULL, &hints, on_addrinfo, &ns);
 
-    /* Let the channel read the answers: every socket it opened is "readable". */
-    for (int round = 0; round < 4 && !ns.done; round++) {
+    /* Let the channel write its queries and read the answers: every socket
+     * it watches is ready. */
+    for (int round = 0; round < 16 && !ns.done; round++) {
         ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-        int bits = ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
+        unsigned bits = (unsigned)ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
         int any = 0;
-        for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++)
-            if (ARES_GETSOCK_READABLE(bits, i)) {
-                ares_process_fd(ch, socks[i], ARES_SOCKET_BAD);
+        for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+            int r = (bits >> i) & 1u, w = (bits >> (i + ARES_GETSOCK_MAXNUM)) & 1u;
+            if (r || w) {
+                ares_process_fd(ch, r ? socks[i] : ARES_SOCKET_BAD, w ? socks[i] : ARES_SOCKET_BAD);
                 any = 1;
             }
+        }
         if (!any)
             break;
     }
     ares_destroy(ch); /* ends what is still pending (its callback runs) */
+    free(ns.stream);
     FUZZ_CHECK(ns.done == 1, "getaddrinfo callback ran %d times", ns.done);
 }
 
