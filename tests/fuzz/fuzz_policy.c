@@ -51,11 +51,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static const char *const connection[] = {
     "kubeconfig", "server", "token", "username", "password", "certificate-authority",
     "client-certificate", "client-key", "tls-server-name", "insecure-skip-tls-verify",
-    "context", "cluster", "user", NULL};
+    "context", "cluster", "user", "kuberc", NULL};
 static const char *const impersonation[] = {"as", "as-group", "as-uid", NULL};
+/* local paths and URLs: read (filename, kustomize, template-file) or written
+ * (profile-output, output-directory, cache-dir, log-file, log-dir) */
 static const char *const local[] = {"filename", "kustomize", "profile", "profile-output",
-                                    "output-directory", "insecure-skip-tls-verify-backend",
-                                    NULL};
+                                    "output-directory", "cache-dir", "template-file",
+                                    "log-file", "log-dir",
+                                    "insecure-skip-tls-verify-backend", NULL};
 
 /* The flag name of a long-flag word as pflag sees it: after "--", up to '=',
  * with '_' normalised to '-' (kubectl's WordSepNormalizeFunc). */
