@@ -1,6 +1,7 @@
 # Aurora tunnel — build, run, test.
 #   make run    install missing packages, build, start server + local agent
 #   make test   install missing packages, build (ASan+UBSan), run every test
+#   make fuzz   run every libFuzzer target for FUZZ_SECONDS (default 60) each
 # Sources are picked up by wildcard: a new file in common/, server/ or agent/
 # needs no Makefile edit.
 
@@ -31,11 +32,11 @@ objs = $(patsubst %.c,build/$(1)/%.o,$(2))
 REL  := build/rel
 ASAN := build/asan
 
-.PHONY: all deps test-deps run test unit integration bench clean help
+.PHONY: all deps test-deps run test unit integration bench clean help fuzz
 all: $(REL)/aurora-server $(REL)/aurora-agent
 
 help:
-	@sed -n '1,6p' Makefile
+	@sed -n '1,7p' Makefile
 
 deps:
 	@scripts/install-deps.sh
@@ -74,13 +75,44 @@ $(ASAN)/tests/%: build/asan/tests/unit/%.o $(ASAN)/libserver.a $(ASAN)/libagent.
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_LD) $^ -o $@ $(TEST_LIBS)
 
+# ---- libFuzzer targets (tests/fuzz/fuzz_*.c) ----------------------------------
+# The project's code is compiled again with clang: libFuzzer's coverage
+# instrumentation (-fsanitize=fuzzer-no-link) plus ASan+UBSan; each target's
+# main() comes from libFuzzer (-fsanitize=fuzzer at link time).
+FUZZ_CC    := clang
+FUZZ       := build/fuzz
+FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN) \
+              $(CSTD) $(WARN) $(INCS) $(PKG_CFLAGS) -MMD -MP
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS  := $(patsubst tests/fuzz/%.c,$(FUZZ)/%,$(FUZZ_SRC))
+# both programs' libraries (the targets link server and agent code) + c-ares (fuzz_dns)
+FUZZ_LIBS  := $(SERVER_LIBS) $(AGENT_LIBS) $(shell pkg-config --libs libcares 2>/dev/null)
+
+build/fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -c $< -o $@
+
+$(FUZZ)/libcommon.a: $(call objs,fuzz,$(COMMON_SRC))
+	@rm -f $@; ar rcs $@ $^
+$(FUZZ)/libserver.a: $(call objs,fuzz,$(SERVER_SRC))
+	@rm -f $@; ar rcs $@ $^
+$(FUZZ)/libagent.a: $(call objs,fuzz,$(AGENT_SRC))
+	@rm -f $@; ar rcs $@ $^
+$(FUZZ)/fuzz_%: build/fuzz/tests/fuzz/fuzz_%.o $(FUZZ)/libserver.a $(FUZZ)/libagent.a \
+                $(FUZZ)/libcommon.a
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) $^ -o $@ $(FUZZ_LIBS)
+# keep the targets' objects (make would delete them as intermediate files)
+.SECONDARY: $(patsubst tests/fuzz/%.c,build/fuzz/tests/fuzz/%.o,$(FUZZ_SRC))
+
 # ---- the two commands -------------------------------------------------------
 run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/run-local.sh
 
 test: test-deps
-	@$(MAKE) --no-print-directory $(ASAN)/aurora-server $(ASAN)/aurora-agent $(UNIT_BINS) all
+	@$(MAKE) --no-print-directory $(ASAN)/aurora-server $(ASAN)/aurora-agent $(UNIT_BINS) \
+	    $(FUZZ_BINS) all
 	@tests/run-all.sh
 
 unit: $(UNIT_BINS)
@@ -88,6 +120,13 @@ unit: $(UNIT_BINS)
 
 integration: $(ASAN)/aurora-server $(ASAN)/aurora-agent
 	@tests/run-integration.sh
+
+# Every target for FUZZ_SECONDS; new inputs accumulate in build/fuzz/corpus/,
+# crashes are saved in build/fuzz/artifacts/ (tests/fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz: test-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run-fuzz.sh --long
 
 bench: deps test-deps
 	@$(MAKE) --no-print-directory all

@@ -14,6 +14,11 @@ PKGS=(
   golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev golang-github-xeipuuv-gojsonschema-dev
 )
 
+# Only for the tests (--test): the libFuzzer targets (tests/fuzz/) are built with
+# clang, whose libFuzzer runtime is in libclang-rt-14-dev.
+TEST_PKGS=(clang libclang-rt-14-dev)
+[ "${1:-}" = "--test" ] && PKGS+=("${TEST_PKGS[@]}")
+
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
