@@ -123,10 +123,19 @@ int api_parse_command(const cJSON *body, const char *program, const char *comman
             size_t pl = strlen(program);
             while (*c == ' ' || *c == '\t')
                 c++;
-            if (!strncmp(c, program, pl) && (c[pl] == ' ' || c[pl] == '\t' || !c[pl]))
+            int plain = !strncmp(c, program, pl) && (c[pl] == ' ' || c[pl] == '\t' || !c[pl]);
+            if (plain) {
                 for (c += pl; *c == ' ' || *c == '\t'; c++)
                     ;
-            *command = strdup(c);
+                *command = strdup(c);
+            } else if (argv->c > 0 && !strcmp(argv->v[0], program)) {
+                /* The program word was quoted ('kubectl' get pods): the text cannot be cut
+                 * at a plain prefix, so legacy agents get the words that are audited. */
+                argv_t rest = { .v = argv->v + 1, .c = argv->c - 1 };
+                *command = argv_display(&rest);
+            } else {
+                *command = strdup(c);
+            }
             if (!*command) {
                 argv_free(argv);
                 http_resp_error(resp, 500, "INTERNAL", "out of memory");

@@ -71,6 +71,19 @@ def legacy_exec_command_string(t):
 
 
 @test
+def legacy_quoted_program_word_is_sent_as_audited(t):
+    # "'kubectl' get pods" tokenizes to [kubectl, get, pods] and is audited as "get pods";
+    # the legacy agent must get those words, not the text with the quoted program word.
+    w, tok, a = legacy()
+    r = w.kubectl(tok["cluster_id"], command="'kubectl' get pods -n default -o name")
+    eq(r.status, 200, "status (%r)" % r)
+    eq(r.get("return_code"), 0, "return_code (error: %s)" % r.get("error"))
+    ev = a.wait_event(lambda e: e.get("event") == "command" and "-o name" in (e.get("command") or ""),
+                      3, "kubectl_command for the quoted program word")
+    eq(ev.get("command"), "get pods -n default -o name", "legacy command text")
+
+
+@test
 def legacy_exec_internal_and_failure(t):
     w, tok, a = legacy()
     r = w.internal({"user_id": w.user_id, "cluster_id": tok["cluster_id"],
