@@ -404,8 +404,8 @@ static int add_deny(ll_plan *p, const char *path, char *err, size_t errlen)
         return -1;
     }
     for (int i = 0; i < p->ndeny; i++)
-        if (!strcmp(p->deny[i], r))
-            return 0;
+        if (within(r, p->deny[i]))
+            return 0; /* already never reachable */
     p->deny = push_str(p->deny, &p->ndeny, r, &p->oom);
     return p->oom ? -1 : 0;
 }
@@ -426,9 +426,12 @@ static int ro_entry(void *vctx, const char *e)
         return 0;
     }
     int rc = 0;
+    int dup = 0;
+    for (int i = 0; i < p->nro; i++)
+        dup |= within(r, p->ro[i]); /* /lib is /usr/lib on a merged-/usr system */
     if (is_denied(p, r)) {
         log_warn("sandbox: read-only path %s is inside a never-reachable path: left out", e);
-    } else {
+    } else if (!dup) {
         p->ro = push_str(p->ro, &p->nro, r, &p->oom);
         rc = p->oom ? -1 : add_tree(p, r, 0);
         if (rc && !p->oom)
@@ -616,12 +619,10 @@ int ll_ruleset(const ll_plan *p, const char *const *rw, int nrw, const char *con
         snprintf(err, errlen, "landlock_create_ruleset (ABI %d): %s", p->abi, strerror(errno));
         return -1;
     }
+    /* a read-only rule the kernel refuses only grants less: skipped, not fatal */
     for (int i = 0; i < p->nrules; i++)
-        if (add_path(rfd, p->abi, p->rules[i].path, p->rules[i].access, 0) < 0) {
-            snprintf(err, errlen, "Landlock rule for %.200s: %s", p->rules[i].path,
-                     strerror(errno));
-            goto fail;
-        }
+        if (add_path(rfd, p->abi, p->rules[i].path, p->rules[i].access, 0) < 0)
+            log_debug("sandbox: no Landlock rule for %s: %s", p->rules[i].path, strerror(errno));
     for (int i = 0; i < nrw; i++)
         if (add_path(rfd, p->abi, rw[i], rw_access(p->abi), 1) < 0) {
             snprintf(err, errlen, "Landlock rule for %.200s: %s", rw[i], strerror(errno));
@@ -635,10 +636,8 @@ int ll_ruleset(const ll_plan *p, const char *const *rw, int nrw, const char *con
             continue;
         }
         char r[PATH_MAX];
-        if (resolve(ro[i], r, sizeof(r)) == 0 && add_path(rfd, p->abi, r, ACCESS_RO, 0) < 0) {
-            snprintf(err, errlen, "Landlock rule for %.200s: %s", ro[i], strerror(errno));
-            goto fail;
-        }
+        if (resolve(ro[i], r, sizeof(r)) == 0 && add_path(rfd, p->abi, r, ACCESS_RO, 0) < 0)
+            log_debug("sandbox: no Landlock rule for %s: %s", r, strerror(errno));
     }
     if (p->net) {
         for (int i = 0; i < p->nports; i++)
