@@ -17,7 +17,7 @@ Peers, none of them this project's code:
   /usr/bin/az                        the real Azure CLI (Debian's azure-cli 2.45),
                                      given only the access token the server minted:
                                      the agent writes its AZURE_CONFIG_DIR
-                                     (agent/azure_profile.h); its Resource Manager
+                                     (agent/cloud_az.c); its Resource Manager
                                      is the ARM fixture behind a local TLS front
                                      (az sends bearer tokens over https only)
   tests/fixtures/azure_login.mjs     Microsoft's token endpoint (the server's
