@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "landlock.h"
 #include "log.h"
 #include "proto.h"
 
@@ -34,10 +35,15 @@
  *   policy.deny   (list → "a,b")      AURORA_POLICY_DENY            policy.deny
  *   cloudExec.enabled                 AURORA_CLOUD_EXEC             cloud_exec.enabled
  *   cloudExec.programs (list)         AURORA_CLOUD_PROGRAMS         cloud_exec.programs
+ *   sandbox.cliEnv (cli → name → value) AURORA_CLOUD_ENV            cloud_exec.env
  *   sandbox.dir                       AURORA_SANDBOX_DIR            sandbox.dir
  *   sandbox.path                      AURORA_SANDBOX_PATH           sandbox.path
  *   sandbox.uidRange                  AURORA_SANDBOX_UID_RANGE      sandbox.uid_range
  *   sandbox.envPassthrough (list)     AURORA_SANDBOX_ENV_PASSTHROUGH sandbox.env_passthrough
+ *   sandbox.landlock                  AURORA_SANDBOX_LANDLOCK       sandbox.landlock
+ *   sandbox.readOnlyPaths (list)      AURORA_SANDBOX_READONLY_PATHS sandbox.readonly_paths
+ *   sandbox.denyPaths (list)          AURORA_SANDBOX_DENY_PATHS     sandbox.deny_paths
+ *   sandbox.allowedPorts (list)       AURORA_SANDBOX_ALLOWED_PORTS  sandbox.allowed_ports
  *   sandbox.limits.cpuSeconds         AURORA_SANDBOX_CPU_SECONDS    sandbox.cpu_seconds
  *   sandbox.limits.memoryMB           AURORA_SANDBOX_MEMORY_MB      sandbox.memory_mb
  *   sandbox.limits.openFiles          AURORA_SANDBOX_NOFILE         sandbox.nofile
@@ -91,6 +97,9 @@ static const config_def defs[] = {
     {"AURORA_CLOUD_PROGRAMS", "cloud_exec.programs", CFG_STRING, "gcloud,aws,az",
      "Cloud CLIs the server may run: names looked up in AURORA_SANDBOX_PATH, or name=/abs/path",
      0},
+    {"AURORA_CLOUD_ENV", "cloud_exec.env", CFG_STRING, NULL,
+     "The operator's variables for one cloud CLI, \"cli:NAME=value\" entries separated by "
+     "commas (endpoints, proxies, CA bundles: what the server may not set); never logged", 1},
     {"AURORA_SANDBOX_DIR", "sandbox.dir", CFG_STRING, NULL,
      "Where each cloud command's private HOME/TMPDIR is made (default $TMPDIR, else /tmp)", 0},
     {"AURORA_SANDBOX_PATH", "sandbox.path", CFG_STRING, SANDBOX_DEFAULT_PATH,
@@ -100,6 +109,21 @@ static const config_def defs[] = {
      "the agent's uid)", 0},
     {"AURORA_SANDBOX_ENV_PASSTHROUGH", "sandbox.env_passthrough", CFG_STRING, NULL,
      "Extra agent environment variables cloud commands inherit (comma-separated names)", 0},
+    {"AURORA_SANDBOX_LANDLOCK", "sandbox.landlock", CFG_STRING, SANDBOX_DEFAULT_LANDLOCK,
+     "Landlock for cloud commands: auto (when the kernel has it) | required (no cloud_exec "
+     "without it) | off", 0},
+    {"AURORA_SANDBOX_READONLY_PATHS", "sandbox.readonly_paths", CFG_STRING,
+     SANDBOX_DEFAULT_READONLY_PATHS,
+     "Landlock: the only paths cloud commands read (and execute), comma-separated; add where a "
+     "CLI is installed outside them", 0},
+    {"AURORA_SANDBOX_DENY_PATHS", "sandbox.deny_paths", CFG_STRING, SANDBOX_DEFAULT_DENY_PATHS,
+     "Landlock: paths cloud commands never reach, even inside the read-only paths (the "
+     "ServiceAccount token's " SANDBOX_SA_TOKEN_DIR ", the agent's config file and the sandbox "
+     "directory always)", 0},
+    {"AURORA_SANDBOX_ALLOWED_PORTS", "sandbox.allowed_ports", CFG_STRING,
+     SANDBOX_DEFAULT_ALLOWED_PORTS,
+     "Landlock (ABI 4+): the TCP ports cloud commands may connect to, comma-separated, or "
+     "\"all\" (an egress proxy's port is added)", 0},
     {"AURORA_SANDBOX_CPU_SECONDS", "sandbox.cpu_seconds", CFG_INT, "120",
      "RLIMIT_CPU of a cloud command, seconds (0 = unlimited)", 0},
     {"AURORA_SANDBOX_MEMORY_MB", "sandbox.memory_mb", CFG_INT, "2048",
@@ -338,10 +362,39 @@ int agent_config_load(agent_config *ac, char *err, size_t errlen)
     ac->sandbox_path = dup_or_null(config_str(&c, "AURORA_SANDBOX_PATH"));
     ac->sandbox_uid_range = dup_or_null(config_str(&c, "AURORA_SANDBOX_UID_RANGE"));
     ac->sandbox_passthrough = dup_or_null(config_str(&c, "AURORA_SANDBOX_ENV_PASSTHROUGH"));
+    ac->sandbox_landlock = dup_or_null(config_str(&c, "AURORA_SANDBOX_LANDLOCK"));
+    /* an empty list is a list (nothing readable, no port): kept as "" */
+    s = config_str(&c, "AURORA_SANDBOX_READONLY_PATHS");
+    ac->sandbox_readonly = strdup(s ? s : SANDBOX_DEFAULT_READONLY_PATHS);
+    s = config_str(&c, "AURORA_SANDBOX_DENY_PATHS");
+    ac->sandbox_deny = strdup(s ? s : SANDBOX_DEFAULT_DENY_PATHS);
+    s = config_str(&c, "AURORA_SANDBOX_ALLOWED_PORTS");
+    ac->sandbox_ports = strdup(s ? s : SANDBOX_DEFAULT_ALLOWED_PORTS);
+    ac->config_file = dup_or_null(yaml);
+    if (!ac->sandbox_readonly || !ac->sandbox_deny || !ac->sandbox_ports)
+        goto oom;
+    if (ac->sandbox_landlock && strcmp(ac->sandbox_landlock, "auto") &&
+        strcmp(ac->sandbox_landlock, "required") && strcmp(ac->sandbox_landlock, "off")) {
+        snprintf(err, errlen, "AURORA_SANDBOX_LANDLOCK must be auto, required or off");
+        goto out;
+    }
+    {
+        uint16_t ports[LL_MAX_PORTS];
+        int all = 0;
+        if (ll_check_paths(ac->sandbox_readonly, "AURORA_SANDBOX_READONLY_PATHS", err, errlen) ||
+            ll_check_paths(ac->sandbox_deny, "AURORA_SANDBOX_DENY_PATHS", err, errlen) ||
+            ll_parse_ports(ac->sandbox_ports, ports, &all, err, errlen) < 0)
+            goto out;
+    }
     ac->sandbox.dir = ac->sandbox_dir;
     ac->sandbox.path = ac->sandbox_path;
     ac->sandbox.uid_range = ac->sandbox_uid_range;
     ac->sandbox.passthrough = ac->sandbox_passthrough;
+    ac->sandbox.landlock = ac->sandbox_landlock;
+    ac->sandbox.readonly_paths = ac->sandbox_readonly;
+    ac->sandbox.deny_paths = ac->sandbox_deny;
+    ac->sandbox.allowed_ports = ac->sandbox_ports;
+    ac->sandbox.config_file = ac->config_file;
     if (int_setting(&c, "AURORA_SANDBOX_CPU_SECONDS", 0, 86400, &v, err, errlen))
         goto out;
     ac->sandbox.cpu_seconds = v;
@@ -365,7 +418,8 @@ int agent_config_load(agent_config *ac, char *err, size_t errlen)
         goto out;
     ac->sandbox.fsize_mb = v;
     if (agent_cloud_init(&ac->cloud, config_str(&c, "AURORA_CLOUD_EXEC"),
-                         config_str(&c, "AURORA_CLOUD_PROGRAMS"), ac->sandbox_path, err,
+                         config_str(&c, "AURORA_CLOUD_PROGRAMS"),
+                         config_str(&c, "AURORA_CLOUD_ENV"), ac->sandbox_path, err,
                          errlen) != 0)
         goto out;
     if (int_setting(&c, "AURORA_SHUTDOWN_GRACE", 0, 3600, &v, err, errlen))
@@ -418,5 +472,10 @@ void agent_config_free(agent_config *ac)
     free(ac->sandbox_path);
     free(ac->sandbox_uid_range);
     free(ac->sandbox_passthrough);
+    free(ac->sandbox_landlock);
+    free(ac->sandbox_readonly);
+    free(ac->sandbox_deny);
+    free(ac->sandbox_ports);
+    free(ac->config_file);
     memset(ac, 0, sizeof(*ac));
 }

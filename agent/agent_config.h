@@ -44,6 +44,8 @@ typedef struct {
     agent_cloud cloud;       /* cloud_exec: enabled, programs (cloud.h) */
     sandbox_config sandbox;  /* cloud_exec sandbox (sandbox.h); strings below */
     char *sandbox_dir, *sandbox_path, *sandbox_uid_range, *sandbox_passthrough;
+    char *sandbox_landlock, *sandbox_readonly, *sandbox_deny, *sandbox_ports;
+    char *config_file;       /* AURORA_AGENT_CONFIG: never reachable by cloud commands */
 
     int health_port;         /* 0 = disabled */
     int metrics_port;        /* /metrics: == health_port → same listener; 0 = disabled */

@@ -200,9 +200,7 @@ int main(int argc, char **argv)
             sandbox_describe(desc, sizeof(desc));
             log_info("cloud_exec enabled: %d program%s, sandbox %s", cfg.cloud.nprogs,
                      cfg.cloud.nprogs == 1 ? "" : "s", desc);
-            for (int i = 0; i < cfg.cloud.nprogs; i++)
-                log_info("cloud_exec program %s: %s", cfg.cloud.progs[i].name,
-                         cfg.cloud.progs[i].path ? cfg.cloud.progs[i].path : "not installed");
+            agent_cloud_probe(&cfg.cloud); /* each CLI's path and version, logged */
             if (sandbox_uid_separation() && sandbox_uid_count() < cfg.max_concurrent)
                 log_warn("cloud_exec: AURORA_SANDBOX_UID_RANGE has %ld uids, fewer than "
                          "AURORA_MAX_CONCURRENT (%d): cloud commands beyond it fail",

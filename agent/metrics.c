@@ -34,6 +34,7 @@ static struct {
     atomic_uint_fast64_t hist_sum_ms[MK__N];
     atomic_int_fast64_t in_flight;
     atomic_uint_fast64_t bytes[2];
+    atomic_int sandbox_set, landlock_abi, iso_fs, iso_net, iso_scoped, iso_uid;
 } M;
 
 static void label_copy(char *dst, size_t n, const char *s)
@@ -128,6 +129,16 @@ void metrics_connected(void)
 void metrics_reconnect(void)
 {
     atomic_fetch_add_explicit(&M.reconnects, 1, memory_order_relaxed);
+}
+
+void metrics_sandbox(int landlock_abi, int filesystem, int network, int scoped, int uid_sep)
+{
+    atomic_store(&M.landlock_abi, landlock_abi);
+    atomic_store(&M.iso_fs, filesystem != 0);
+    atomic_store(&M.iso_net, network != 0);
+    atomic_store(&M.iso_scoped, scoped != 0);
+    atomic_store(&M.iso_uid, uid_sep != 0);
+    atomic_store(&M.sandbox_set, 1);
 }
 
 /* ---- rendering ------------------------------------------------------------- */
@@ -236,6 +247,20 @@ char *metrics_render(size_t *len)
     head(&b, "aurora_agent_policy_denials_total", "counter",
          "Commands refused by the agent's command policy.");
     out(&b, "aurora_agent_policy_denials_total %llu\n", ld(&M.denials));
+
+    if (atomic_load(&M.sandbox_set)) {
+        head(&b, "aurora_agent_sandbox_landlock_abi", "gauge",
+             "Landlock ABI version the kernel offers cloud commands (0: no Landlock).");
+        out(&b, "aurora_agent_sandbox_landlock_abi %d\n", atomic_load(&M.landlock_abi));
+        head(&b, "aurora_agent_sandbox_isolation", "gauge",
+             "1 if the layer isolates cloud commands: filesystem and network (Landlock rules), "
+             "scoped (signals, abstract sockets), uid (a uid per command).");
+        out(&b, "aurora_agent_sandbox_isolation{layer=\"filesystem\"} %d\n", atomic_load(&M.iso_fs));
+        out(&b, "aurora_agent_sandbox_isolation{layer=\"network\"} %d\n", atomic_load(&M.iso_net));
+        out(&b, "aurora_agent_sandbox_isolation{layer=\"scoped\"} %d\n",
+            atomic_load(&M.iso_scoped));
+        out(&b, "aurora_agent_sandbox_isolation{layer=\"uid\"} %d\n", atomic_load(&M.iso_uid));
+    }
 
     long rss = rss_bytes();
     if (rss >= 0) {

@@ -12,6 +12,9 @@
  *   aurora_agent_commands_in_flight                         gauge
  *   aurora_agent_output_bytes_total{channel}                counter, stdout|stderr bytes streamed / sent
  *   aurora_agent_policy_denials_total                       counter
+ *   aurora_agent_sandbox_landlock_abi                       gauge, the kernel's Landlock ABI (0: none)
+ *   aurora_agent_sandbox_isolation{layer}                   gauge 0/1: filesystem|network|scoped
+ *                                                           (Landlock rules in force), uid (a uid per command)
  *   process_resident_memory_bytes, process_open_fds         gauges
  */
 #ifndef AURORA_AGENT_METRICS_H
@@ -58,6 +61,8 @@ void metrics_policy_denial(void);
 void metrics_state_set(metrics_state s);
 void metrics_connected(void);   /* counts a successful connection */
 void metrics_reconnect(void);   /* counts a reconnect attempt scheduled */
+/* What isolates cloud commands (sandbox.h), set when the sandbox starts. */
+void metrics_sandbox(int landlock_abi, int filesystem, int network, int scoped, int uid_sep);
 /* The exposition text, malloc'd (NUL-terminated); NULL on OOM. */
 char *metrics_render(size_t *len);
 

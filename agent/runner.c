@@ -46,6 +46,7 @@ typedef struct job {
     char **env;           /* cloud_exec: the server's NAME=value (credentials), wiped once
                              the child is started */
     int nenv;
+    const sandbox_profile *profile; /* cloud_exec: its CLI (sandbox.h) */
     int64_t timeout_ms;
     int timeout_s;
     int64_t limit;        /* output cap for this job */
@@ -378,8 +379,8 @@ static int spawn_cloud(run_state *st, char *err, size_t errlen)
     st->sb = sandbox_create(err, errlen);
     pid_t pid = -1;
     if (st->sb)
-        pid = sandbox_spawn(st->sb, j->argv.v[0], j->argv.v, j->env, j->nenv, outp[1], errp[1],
-                            err, errlen);
+        pid = sandbox_spawn(st->sb, j->profile, j->argv.v[0], j->argv.v, j->env, j->nenv,
+                            outp[1], errp[1], err, errlen);
     env_wipe(j);
     close(outp[1]);
     close(errp[1]);
@@ -873,6 +874,7 @@ finish_nostate:
 
 static agent_run_result start_job(agent_runner *runner, uint64_t gen, uint32_t id,
                                   const char *command_id, int kind, const char *program,
+                                  const sandbox_profile *profile,
                                   argv_t *argv, char *const *env, int nenv, double timeout,
                                   int64_t max_output, int64_t window)
 {
@@ -909,6 +911,7 @@ static agent_run_result start_job(agent_runner *runner, uint64_t gen, uint32_t i
     if (command_id && !(j->command_id = strdup(command_id)))
         goto fail;
     j->kind = kind;
+    j->profile = profile;
     if (nenv > 0) {
         j->env = calloc((size_t)nenv + 1, sizeof(char *));
         if (!j->env)
@@ -961,24 +964,24 @@ fail:
 agent_run_result agent_runner_exec(agent_runner *runner, uint64_t gen, uint32_t id, argv_t *argv,
                                    double timeout, int64_t max_output, int64_t window)
 {
-    return start_job(runner, gen, id, NULL, MK_KUBECTL, runner->o.kubectl_path, argv, NULL, 0,
-                     timeout, max_output, window);
+    return start_job(runner, gen, id, NULL, MK_KUBECTL, runner->o.kubectl_path, NULL, argv, NULL,
+                     0, timeout, max_output, window);
 }
 
 agent_run_result agent_runner_exec_cloud(agent_runner *runner, uint64_t gen, uint32_t id,
-                                         const char *path, argv_t *argv, char *const *env,
-                                         int nenv, double timeout, int64_t max_output,
-                                         int64_t window)
+                                         const char *path, const sandbox_profile *profile,
+                                         argv_t *argv, char *const *env, int nenv, double timeout,
+                                         int64_t max_output, int64_t window)
 {
     if (!path || path[0] != '/' || nenv < 0 || (nenv && !env))
         return RUN_FAILED;
-    return start_job(runner, gen, id, NULL, MK_CLOUD_EXEC, path, argv, env, nenv, timeout,
+    return start_job(runner, gen, id, NULL, MK_CLOUD_EXEC, path, profile, argv, env, nenv, timeout,
                      max_output, window);
 }
 
 agent_run_result agent_runner_legacy(agent_runner *runner, uint64_t gen,
                                      const char *command_id, argv_t *argv, double timeout)
 {
-    return start_job(runner, gen, 0, command_id, MK_KUBECTL, runner->o.kubectl_path, argv, NULL,
-                     0, timeout, 0, 0);
+    return start_job(runner, gen, 0, command_id, MK_KUBECTL, runner->o.kubectl_path, NULL, argv,
+                     NULL, 0, timeout, 0, 0);
 }

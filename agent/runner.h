@@ -53,14 +53,16 @@ void agent_runner_free(agent_runner *runner);
 agent_run_result agent_runner_exec(agent_runner *runner, uint64_t gen, uint32_t id, argv_t *argv,
                                    double timeout, int64_t max_output, int64_t window);
 /* v2 exec of kind cloud_exec: path (absolute, resolved by the agent) runs in
- * a fresh sandbox (sandbox.h) with env[0..nenv) ("NAME=value", checked by the
- * caller) added to its environment.  The job keeps its own copy of env and
+ * a fresh sandbox (sandbox.h) with profile (its CLI, kept by the caller for
+ * as long as the runner lives; may be NULL) and env[0..nenv) ("NAME=value",
+ * checked by the caller) added to its environment.  The job keeps its own copy of env and
  * wipes it once the child has started; the caller wipes its own.  Output,
  * flow control, timeout, cancel and exec_end as for kubectl. */
+struct sandbox_profile;
 agent_run_result agent_runner_exec_cloud(agent_runner *runner, uint64_t gen, uint32_t id,
-                                         const char *path, argv_t *argv, char *const *env,
-                                         int nenv, double timeout, int64_t max_output,
-                                         int64_t window);
+                                         const char *path, const struct sandbox_profile *profile,
+                                         argv_t *argv, char *const *env, int nenv, double timeout,
+                                         int64_t max_output, int64_t window);
 /* Legacy kubectl_command: the output is collected and sent as one command_response. */
 agent_run_result agent_runner_legacy(agent_runner *runner, uint64_t gen, const char *command_id,
                                      argv_t *argv, double timeout);

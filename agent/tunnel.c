@@ -390,7 +390,8 @@ static void handle_cloud_exec(agent_tunnel *t, proto_msg *m)
         reply_exec_end(t, m->id, 127, err, EC_SPAWN_FAILED);
         return;
     }
-    agent_run_result r = agent_runner_exec_cloud(t->runner, t->gen, m->id, path, &m->argv,
+    agent_run_result r = agent_runner_exec_cloud(t->runner, t->gen, m->id, path,
+                                                 agent_cloud_profile(c, m->program), &m->argv,
                                                  m->env, m->nenv, m->timeout, m->max_output,
                                                  t->window);
     free(path);
@@ -485,7 +486,7 @@ static char *encode_register(agent_tunnel *t)
     char *out = NULL;
     if (o && pol && cJSON_AddItemToObject(o, "policy", pol)) {
         pol = NULL;
-        /* what cloud_exec this agent runs: {"enabled","programs","uid_separation"} */
+        /* what cloud_exec this agent runs and how it is isolated (cloud.h) */
         if (cloud && cJSON_AddItemToObject(o, "cloud_exec", cloud))
             cloud = NULL;
         out = cJSON_PrintUnformatted(o);

@@ -116,7 +116,7 @@ Environment variable names the chart sets itself; agent.env / agent.extraEnv may
 them (a duplicate would silently override or be overridden).
 */}}
 {{- define "aurora-agent.reservedEnv" -}}
-NEXT_PUBLIC_WEBSOCKET_URL AURORA_AGENT_TOKEN AGENT_VERSION AURORA_CA_FILE AURORA_TLS_INSECURE_SKIP_VERIFY AURORA_ALLOW_INSECURE_WS AURORA_HEALTH_PORT AURORA_METRICS_PORT AURORA_RECONNECT_INTERVAL AURORA_RECONNECT_MAX AURORA_HEARTBEAT_INTERVAL AURORA_COMMAND_TIMEOUT_MAX AURORA_LOG_LEVEL AURORA_LOG_FORMAT AURORA_POLICY_MODE AURORA_POLICY_ALLOW AURORA_POLICY_DENY AURORA_MAX_CONCURRENT AURORA_MAX_OUTPUT AURORA_SHUTDOWN_GRACE AURORA_CLOUD_EXEC AURORA_CLOUD_PROGRAMS AURORA_SANDBOX_DIR AURORA_SANDBOX_PATH AURORA_SANDBOX_UID_RANGE AURORA_SANDBOX_ENV_PASSTHROUGH AURORA_SANDBOX_CPU_SECONDS AURORA_SANDBOX_MEMORY_MB AURORA_SANDBOX_NOFILE AURORA_SANDBOX_NPROC AURORA_SANDBOX_FSIZE_MB HOME TMPDIR
+NEXT_PUBLIC_WEBSOCKET_URL AURORA_AGENT_TOKEN AGENT_VERSION AURORA_CA_FILE AURORA_TLS_INSECURE_SKIP_VERIFY AURORA_ALLOW_INSECURE_WS AURORA_HEALTH_PORT AURORA_METRICS_PORT AURORA_RECONNECT_INTERVAL AURORA_RECONNECT_MAX AURORA_HEARTBEAT_INTERVAL AURORA_COMMAND_TIMEOUT_MAX AURORA_LOG_LEVEL AURORA_LOG_FORMAT AURORA_POLICY_MODE AURORA_POLICY_ALLOW AURORA_POLICY_DENY AURORA_MAX_CONCURRENT AURORA_MAX_OUTPUT AURORA_SHUTDOWN_GRACE AURORA_CLOUD_EXEC AURORA_CLOUD_PROGRAMS AURORA_SANDBOX_DIR AURORA_SANDBOX_PATH AURORA_SANDBOX_UID_RANGE AURORA_SANDBOX_ENV_PASSTHROUGH AURORA_SANDBOX_CPU_SECONDS AURORA_SANDBOX_MEMORY_MB AURORA_SANDBOX_NOFILE AURORA_SANDBOX_NPROC AURORA_SANDBOX_FSIZE_MB AURORA_CLOUD_ENV AURORA_SANDBOX_LANDLOCK AURORA_SANDBOX_READONLY_PATHS AURORA_SANDBOX_DENY_PATHS AURORA_SANDBOX_ALLOWED_PORTS HOME TMPDIR
 {{- end }}
 
 {{/*
@@ -186,6 +186,12 @@ with a message naming the value to set.
 {{- if and (eq .Values.agent.serviceAccountToken.mode "projected") (lt (int .Values.agent.serviceAccountToken.expirationSeconds) 600) }}
 {{- fail "agent.serviceAccountToken.expirationSeconds must be at least 600 (Kubernetes minimum)" }}
 {{- end }}
+{{- if and (eq .Values.agent.serviceAccountToken.mode "automount") .Values.cloudExec.enabled }}
+{{- fail "agent.serviceAccountToken.mode automount mounts the kubelet's token world-readable (0644): with cloudExec.enabled a cloud command could read it. Use mode projected (0440, the agent's group only)" }}
+{{- end }}
+{{- if and (eq .Values.agent.serviceAccountToken.mode "projected") (not .Values.sandbox.uidSeparation) (kindIs "invalid" (.Values.agent.podSecurityContext | default dict).fsGroup) }}
+{{- fail "agent.serviceAccountToken.mode projected mounts the token 0440 for root and the pod's fsGroup: set agent.podSecurityContext.fsGroup to the agent's group (1000), or kubectl cannot read it" }}
+{{- end }}
 {{- end }}
 
 {{/* initialDelaySeconds, periodSeconds, ... of a probe value block (without "enabled"). */}}
@@ -232,6 +238,28 @@ kubectl does not send API calls through the proxy.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+AURORA_CLOUD_ENV from sandbox.cliEnv: "cli:NAME=value" entries, comma-joined, in a stable
+order (CLIs, then names, sorted).
+*/}}
+{{- define "aurora-agent.cliEnv" -}}
+{{- $out := list }}
+{{- range $cli := keys .Values.sandbox.cliEnv | sortAlpha }}
+{{- $vars := get $.Values.sandbox.cliEnv $cli }}
+{{- range $name := keys $vars | sortAlpha }}
+{{- $out = append $out (printf "%s:%s=%s" $cli $name (get $vars $name | toString)) }}
+{{- end }}
+{{- end }}
+{{- join "," $out }}
+{{- end }}
+
+{{/* A list of integers, comma-joined ("443,8443"). */}}
+{{- define "aurora-agent.portList" -}}
+{{- $out := list }}
+{{- range . }}{{ $out = append $out (int64 . | toString) }}{{ end }}
+{{- join "," $out }}
 {{- end }}
 
 {{/* A number (printed as an integer) or a quoted string such as "50%". */}}

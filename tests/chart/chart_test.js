@@ -494,6 +494,15 @@ const SCHEMA_REJECTS = [
   ['an unknown sandbox limit', { sandbox: { limits: { stackMB: 8 } } }, /stackMB/],
   ['a sandbox.envPassthrough entry that is not a variable name', { sandbox: { envPassthrough: ['A,B'] } }, /sandbox\.envPassthrough\.0/],
   ['a relative sandbox.path entry', { sandbox: { path: '/usr/bin:bin' } }, /sandbox\.path/],
+  ['sandbox.landlock "maybe"', { sandbox: { landlock: 'maybe' } }, /sandbox\.landlock/],
+  ['a relative sandbox.readOnlyPaths entry', { sandbox: { readOnlyPaths: ['/usr', 'opt'] } }, /sandbox\.readOnlyPaths\.1/],
+  ['a sandbox.readOnlyPaths entry with a comma', { sandbox: { readOnlyPaths: ['/usr,/var'] } }, /sandbox\.readOnlyPaths\.0/],
+  ['a sandbox.denyPaths entry with ..', { sandbox: { denyPaths: ['/var/../run/secrets'] } }, /sandbox\.denyPaths\.0/],
+  ['sandbox.allowedPorts 0', { sandbox: { allowedPorts: [0] } }, /sandbox\.allowedPorts\.0/],
+  ['sandbox.allowedPorts 65536', { sandbox: { allowedPorts: [443, 65536] } }, /sandbox\.allowedPorts\.1/],
+  ['sandbox.allowedPorts as a string', { sandbox: { allowedPorts: '443' } }, /sandbox\.allowedPorts/],
+  ['a sandbox.cliEnv CLI without a plug-in', { sandbox: { cliEnv: { kubectl: { A: 'b' } } } }, /kubectl/],
+  ['a sandbox.cliEnv value with a comma', { sandbox: { cliEnv: { gcloud: { NO_PROXY: 'a,b' } } } }, /sandbox\.cliEnv\.gcloud\.NO_PROXY/],
 ];
 for (const [what, override, re] of SCHEMA_REJECTS) {
   test(`values schema rejects ${what} (ajv and the renderer)`, () => {
@@ -530,6 +539,10 @@ const RENDER_REJECTS = [
   ['uidSeparation with fewer uids than agent.maxConcurrent', { sandbox: { uidSeparation: true, uidRange: '100000-100009' } }, /sandbox\.uidRange 100000-100009 has 10 uids, fewer than agent\.maxConcurrent \(16\)/],
   ['uidSeparation with an inverted uidRange', { sandbox: { uidSeparation: true, uidRange: '200000-100000' } }, /sandbox\.uidRange 200000-100000: lo must be at least 1000, hi at least lo/],
   ['a PDB with minAvailable and maxUnavailable', { podDisruptionBudget: { enabled: true, minAvailable: 1, maxUnavailable: 1 } }, /set only one of minAvailable and maxUnavailable/],
+  ['the automounted (world-readable) token with cloudExec', { agent: { serviceAccountToken: { mode: 'automount' } }, cloudExec: { enabled: true } }, /serviceAccountToken\.mode automount mounts the kubelet's token world-readable \(0644\): with cloudExec\.enabled a cloud command could read it/],
+  ['the projected token without fsGroup (the agent could not read it)', { agent: { podSecurityContext: { fsGroup: null } } }, /set agent\.podSecurityContext\.fsGroup/],
+  ['a Landlock variable in agent.env', { agent: { env: { AURORA_SANDBOX_ALLOWED_PORTS: 'all' } } }, /agent\.env\.AURORA_SANDBOX_ALLOWED_PORTS is set by the chart/],
+  ['AURORA_CLOUD_ENV in agent.extraEnv', { agent: { extraEnv: [{ name: 'AURORA_CLOUD_ENV', value: 'gcloud:A=b' }] } }, /agent\.extraEnv AURORA_CLOUD_ENV is set by the chart/],
 ];
 for (const [what, override, re] of RENDER_REJECTS) {
   test(`render fails with a clear message: ${what}`, () => {
@@ -718,7 +731,7 @@ test('cloudExec and sandbox defaults reach the agent: cloud_exec disabled (the d
     AURORA_SANDBOX_FSIZE_MB: '64',
   };
   for (const [k, v] of Object.entries(want)) assert.strictEqual(envValue(c, k), v, k);
-  for (const k of ['AURORA_SANDBOX_NPROC', 'AURORA_SANDBOX_DIR', 'AURORA_SANDBOX_PATH', 'AURORA_SANDBOX_ENV_PASSTHROUGH']) {
+  for (const k of ['AURORA_SANDBOX_NPROC', 'AURORA_SANDBOX_DIR', 'AURORA_SANDBOX_PATH', 'AURORA_SANDBOX_ENV_PASSTHROUGH', 'AURORA_CLOUD_ENV']) {
     assert.ok(!(k in envMap(c)), `${k} set without a value asking for it`);
   }
   // the chart's limits are the agent's own defaults (agent/agent_config.c), and its
@@ -736,6 +749,13 @@ test('cloudExec and sandbox defaults reach the agent: cloud_exec disabled (the d
   const defaults = readYaml(path.join(CHART, 'values.yaml'))[0];
   const header = fs.readFileSync(path.join(ROOT, 'agent', 'sandbox.h'), 'utf8');
   assert.strictEqual(`"${defaults.sandbox.uidRange}"`, header.match(/#define SANDBOX_DEFAULT_UID_RANGE ("[^"]*")/)[1]);
+  // Landlock: the chart's defaults are the agent's own (agent/sandbox.h)
+  const macro = (name) => header.match(new RegExp(`#define ${name} "([^"]*)"`))[1];
+  assert.strictEqual(envValue(c, 'AURORA_SANDBOX_LANDLOCK'), macro('SANDBOX_DEFAULT_LANDLOCK'));
+  assert.strictEqual(envValue(c, 'AURORA_SANDBOX_READONLY_PATHS'), macro('SANDBOX_DEFAULT_READONLY_PATHS'));
+  assert.strictEqual(envValue(c, 'AURORA_SANDBOX_DENY_PATHS'), macro('SANDBOX_DEFAULT_DENY_PATHS'));
+  assert.strictEqual(envValue(c, 'AURORA_SANDBOX_ALLOWED_PORTS'), macro('SANDBOX_DEFAULT_ALLOWED_PORTS'));
+  assert.strictEqual(envValue(c, 'AURORA_SANDBOX_ALLOWED_PORTS'), '443');
   const on = container(mustRender(['values-minimal.yaml', writeValues('cloud-on', { cloudExec: { enabled: true } })]));
   assert.strictEqual(envValue(on, 'AURORA_CLOUD_EXEC'), 'enabled');
   const zero = container(mustRender(['values-minimal.yaml', writeValues('limits-zero', { sandbox: { limits: { cpuSeconds: 0, memoryMB: 0, processes: 0, fileSizeMB: 0 } } })]));
@@ -753,8 +773,18 @@ test('cloudExec and sandbox values reach the agent with the values given (values
     AURORA_SANDBOX_ENV_PASSTHROUGH: 'AWS_REGION,CLOUDSDK_CORE_DISABLE_PROMPTS',
     AURORA_SANDBOX_CPU_SECONDS: '300', AURORA_SANDBOX_MEMORY_MB: '4096', AURORA_SANDBOX_NOFILE: '1024',
     AURORA_SANDBOX_NPROC: '64', AURORA_SANDBOX_FSIZE_MB: '256',
+    // sandbox.cliEnv, sorted by CLI then name
+    AURORA_CLOUD_ENV: 'aws:AWS_ENDPOINT_URL_STS=https://sts.us-gov-west-1.amazonaws.com,'
+      + 'az:AZURE_ARM_ENDPOINT_OVERRIDE=https://management.usgovcloudapi.net/,'
+      + 'gcloud:CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE=https://compute.example.internal/compute/v1/,'
+      + 'gcloud:CLOUDSDK_PROXY_TYPE=http',
+    AURORA_SANDBOX_LANDLOCK: 'required',
+    AURORA_SANDBOX_READONLY_PATHS: '/usr,/lib,/lib64,/bin,/sbin,/etc,/opt/az,/proc',
+    AURORA_SANDBOX_DENY_PATHS: '/var/run/secrets,/run/secrets,/etc/aurora',
+    AURORA_SANDBOX_ALLOWED_PORTS: '443,8443',
   };
   for (const [k, v] of Object.entries(want)) assert.strictEqual(envValue(c, k), v, k);
+  assert.strictEqual(envValue(container(mustRender(['values-ca-secret.yaml'])), 'AURORA_SANDBOX_ALLOWED_PORTS'), 'all');
   const big = container(mustRender(['values-minimal.yaml', writeValues('limits-big', { sandbox: { limits: { memoryMB: 1048576, openFiles: 1048576 } } })]));
   assert.strictEqual(envValue(big, 'AURORA_SANDBOX_MEMORY_MB'), '1048576');
   assert.strictEqual(envValue(big, 'AURORA_SANDBOX_NOFILE'), '1048576');
@@ -772,22 +802,44 @@ test('a writable /tmp (emptyDir) is HOME and TMPDIR', () => {
   assert.deepStrictEqual(full.emptyDir, { medium: 'Memory', sizeLimit: '1Gi' });
 });
 
-test('service account token: the ServiceAccount does not automount, the pod opts in (automount) or mounts a projected token (projected)', () => {
-  const r = mustRender(['values-minimal.yaml']);
-  assert.strictEqual(one(r, 'ServiceAccount').automountServiceAccountToken, false);
-  assert.strictEqual(one(r, 'Deployment').spec.template.spec.automountServiceAccountToken, true);
+test('service account token: projected by default, 0440 (root and the agent\'s group, never other uids, never world), automount nowhere', () => {
+  // issue 8: the kubelet's automounted token volume is 0644, so a cloud command (another
+  // uid with sandbox.uidSeparation, or any uid without Landlock) could read it
+  for (const files of [['values-minimal.yaml'], ['values-full.yaml']]) {
+    const r = mustRender(files);
+    assert.strictEqual(one(r, 'ServiceAccount').automountServiceAccountToken, false);
+    const spec = one(r, 'Deployment').spec.template.spec;
+    assert.strictEqual(spec.automountServiceAccountToken, false);
+    const vol = spec.volumes.find((v) => v.name === 'kube-api-access');
+    assert.ok(vol && vol.projected, `${files}: the chart's projected token volume`);
+    assert.strictEqual(vol.projected.defaultMode, 0o440, `${files}: defaultMode`);
+    assert.ok(!vol.projected.sources.some((src) => Object.values(src).some((x) => x && x.items && x.items.some((i) => 'mode' in i))),
+      'no per-file mode widens it');
+    assert.deepStrictEqual(vol.projected.sources[1].configMap.name, 'kube-root-ca.crt');
+    assert.ok(spec.containers[0].volumeMounts.some((m) => m.name === 'kube-api-access' &&
+      m.mountPath === '/var/run/secrets/kubernetes.io/serviceaccount' && m.readOnly === true));
+    // the group that may read it is the agent's own: root (uid separation) or fsGroup 1000
+    const sc = spec.securityContext;
+    assert.ok(sc.runAsUser === 0 || sc.fsGroup === (spec.containers[0].securityContext.runAsGroup ?? sc.runAsGroup),
+      `${files}: fsGroup is the agent's group`);
+    // and Landlock keeps cloud commands away from the mount point
+    const deny = envValue(container(r), 'AURORA_SANDBOX_DENY_PATHS').split(',');
+    assert.ok(deny.some((d) => '/var/run/secrets/kubernetes.io/serviceaccount/token'.startsWith(d + '/')),
+      `${files}: the token's directory is in AURORA_SANDBOX_DENY_PATHS`);
+  }
   const f = mustRender(['values-full.yaml']);
-  const spec = one(f, 'Deployment').spec.template.spec;
-  assert.strictEqual(spec.automountServiceAccountToken, false);
-  const vol = spec.volumes.find((v) => v.name === 'kube-api-access');
+  const vol = one(f, 'Deployment').spec.template.spec.volumes.find((v) => v.name === 'kube-api-access');
   assert.deepStrictEqual(vol.projected.sources[0].serviceAccountToken,
     { path: 'token', expirationSeconds: 7200, audience: 'https://kubernetes.default.svc.cluster.local' });
-  assert.deepStrictEqual(vol.projected.sources[1].configMap.name, 'kube-root-ca.crt');
-  assert.ok(spec.containers[0].volumeMounts.some((m) => m.name === 'kube-api-access' &&
-    m.mountPath === '/var/run/secrets/kubernetes.io/serviceaccount' && m.readOnly === true));
-  assert.strictEqual(spec.serviceAccountName, 'aurora-agent-sa');
+  assert.deepStrictEqual(one(mustRender(['values-minimal.yaml']), 'Deployment').spec.template.spec.volumes
+    .find((v) => v.name === 'kube-api-access').projected.sources[0].serviceAccountToken, { path: 'token', expirationSeconds: 3600 });
+  assert.strictEqual(one(f, 'Deployment').spec.template.spec.serviceAccountName, 'aurora-agent-sa');
   assert.strictEqual(one(f, 'ServiceAccount').metadata.name, 'aurora-agent-sa');
   assert.deepStrictEqual(one(f, 'ServiceAccount').metadata.annotations, { 'eks.amazonaws.com/role-arn': 'arn:aws:iam::123456789012:role/aurora-agent' });
+  // automount stays possible where no cloud command runs (cloudExec off): the pod opts in
+  const a = one(mustRender(['values-existing-secret.yaml']), 'Deployment').spec.template.spec;
+  assert.strictEqual(a.automountServiceAccountToken, true);
+  assert.ok(!a.volumes.some((v) => v.name === 'kube-api-access'));
 });
 
 test('probes: liveness GET /health, readiness GET /ready on the health port; startup probe only when enabled; timings from values', () => {

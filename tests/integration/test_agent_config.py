@@ -3,12 +3,15 @@
 network.commandTimeout (AURORA_COMMAND_TIMEOUT_MAX), network.heartbeatInterval
 (AURORA_HEARTBEAT_INTERVAL), network.reconnectInterval
 (AURORA_RECONNECT_INTERVAL), monitoring.metrics.port (AURORA_METRICS_PORT: own
-listener, shared with the health port, or off), and the same keys from the
-YAML file named by AURORA_AGENT_CONFIG (environment wins).
+listener, shared with the health port, or off), the cloud_exec sandbox's
+Landlock settings (sandbox.landlock, sandbox.allowedPorts, sandbox.readOnlyPaths,
+sandbox.cliEnv), and the same keys from the YAML file named by
+AURORA_AGENT_CONFIG (environment wins).
 
 Real peers: build/asan/aurora-server and aurora-agent, /usr/bin/kubectl against
 the kube API fixture."""
 
+import ctypes
 import http.client
 import os
 import re
@@ -125,6 +128,68 @@ def yaml_file_settings(t):
     first = a.log().splitlines()[0]
     check(first.startswith("{") and '"level":"info"' in first, "log.format json from the file", first)
     check('"level":"debug"' not in a.log(), "AURORA_LOG_LEVEL=info (environment) beats the file")
+
+
+def landlock_abi():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return max(0, libc.syscall(ctypes.c_long(444), None, ctypes.c_long(0), ctypes.c_long(1)))
+
+
+def isolation(agent):
+    st, body = agent.health("/metrics")
+    eq(st, 200, "/metrics")
+    m = dict(re.findall(r'aurora_agent_sandbox_isolation\{layer="(\w+)"\} (\d)', body.decode()))
+    abi = re.search(r"aurora_agent_sandbox_landlock_abi (\d+)", body.decode())
+    check(m and abi, "sandbox gauges in /metrics", body[-800:])
+    return int(abi.group(1)), {k: int(v) for k, v in m.items()}
+
+
+@test(timeout=60)
+def landlock_settings_take_effect(t):
+    w = suite_world()
+    abi = landlock_abi()
+    check(abi >= 6, "this test needs Landlock ABI 6 (this machine's kernel offers 7)", abi)
+    tok = w.create_token("cfg-landlock")
+    a = w.start_agent(tok["token"], name="landlock-default")
+    got_abi, iso = isolation(a)
+    eq((got_abi, iso["filesystem"], iso["network"], iso["scoped"]), (abi, 1, 1, 1),
+       "the defaults: Landlock files, TCP ports and scoping")
+    contains(a.log(), "TCP connect only to port(s) 443;", "start-up log names the allowed ports")
+    # all ports: no TCP rules, said at start
+    tok2 = w.create_token("cfg-landlock-ports")
+    b = w.start_agent(tok2["token"], name="landlock-allports",
+                      extra_env={"AURORA_SANDBOX_ALLOWED_PORTS": "all"})
+    eq(isolation(b)[1]["network"], 0, "AURORA_SANDBOX_ALLOWED_PORTS=all")
+    contains(b.log(), "TCP ports are not restricted (AURORA_SANDBOX_ALLOWED_PORTS=all)", "warning")
+    # from the YAML file: Landlock off, and what still holds is said
+    path = os.path.join(t.tmp, "agent-landlock.yaml")
+    with open(path, "w") as f:
+        f.write("sandbox:\n  landlock: \"off\"\n")
+    tok3 = w.create_token("cfg-landlock-off")
+    c = w.start_agent(tok3["token"], name="landlock-off", extra_env={"AURORA_AGENT_CONFIG": path})
+    eq(isolation(c)[1]["filesystem"], 0, "sandbox.landlock off from the file")
+    contains(c.log(), "Landlock is turned off (AURORA_SANDBOX_LANDLOCK=off)", "start-up warning")
+    contains(c.log(), "Still in force for every cloud command", "what still holds")
+
+
+@test(timeout=60)
+def bad_sandbox_settings_stop_the_agent(t):
+    w = suite_world()
+    tok = w.create_token("cfg-bad-sandbox")
+    for env, want in (({"AURORA_SANDBOX_ALLOWED_PORTS": "443,80x"}, "AURORA_SANDBOX_ALLOWED_PORTS"),
+                      ({"AURORA_SANDBOX_LANDLOCK": "sometimes"}, "auto, required or off"),
+                      ({"AURORA_SANDBOX_READONLY_PATHS": "/usr,opt"}, "AURORA_SANDBOX_READONLY_PATHS"),
+                      ({"AURORA_SANDBOX_DENY_PATHS": "/var/../etc"}, "AURORA_SANDBOX_DENY_PATHS"),
+                      ({"AURORA_CLOUD_ENV": "gcloud:LD_PRELOAD=/tmp/evil.so"}, "LD_PRELOAD"),
+                      ({"AURORA_CLOUD_ENV": "kubectl:A=b"}, "not a cloud CLI"),
+                      ({"AURORA_CLOUD_PROGRAMS": "gcloud,python3=/usr/bin/python3"}, "plug-in")):
+        a = w.start_agent(tok["token"], name="bad-%s" % list(env)[0].lower(), wait=False, extra_env=env)
+        wait_until(lambda: not a.proc.alive(), 15, what="the agent to exit on %r" % env)
+        eq(a.proc.p.returncode, 2, "exit status on %r" % env)
+        contains(a.log(), want, "the error for %r" % env)
+        check("/tmp/evil.so" not in a.log(), "a value of AURORA_CLOUD_ENV in the log")
+        a.proc.killed = True  # exited on purpose
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ Peers, none of them this project's code:
   /usr/bin/az                        the real Azure CLI (Debian's azure-cli 2.45),
                                      given only the access token the server minted:
                                      the agent writes its AZURE_CONFIG_DIR
-                                     (agent/azure_profile.h); its Resource Manager
+                                     (agent/cloud_az.c); its Resource Manager
                                      is the ARM fixture behind a local TLS front
                                      (az sends bearer tokens over https only)
   tests/fixtures/azure_login.mjs     Microsoft's token endpoint (the server's
@@ -30,6 +30,17 @@ uid from AURORA_SANDBOX_UID_RANGE.  The image's `aws` lives under /root (mode
 started in a private mount namespace where /root is a 0755 tmpfs with only
 /root/.pyenv bound back (nothing on the host changes).
 
+Landlock (agent/landlock.h): every agent here runs its commands with the
+default read-only view (/usr, /lib*, /bin, /sbin, /etc, /opt, /proc) and TCP
+port 443 only, widened by settings for the fixtures, as an operator would:
+AURORA_SANDBOX_ALLOWED_PORTS names the local fixtures' ports, the "real"
+agent reads /root/.pyenv (where the image's aws lives), and endpoint
+overrides come from the agent's own AURORA_CLOUD_ENV (the server may only
+repeat them).  A directory standing in for the pod's file system (pod_fs())
+holds a world-readable "ServiceAccount token" in a path the agent's
+AURORA_SANDBOX_DENY_PATHS names (the real /var/run/secrets/… cannot be made
+on a shared machine; the agent's unit test checks the default list holds it).
+
 TEST-ONLY ALLOWLIST: the "limits" agent maps the program name `aws` to
 /usr/bin/python3 (AURORA_CLOUD_PROGRAMS=aws=/usr/bin/python3), so that a
 cloud_exec of provider aws — with real assumed-role credentials from the
@@ -38,6 +49,7 @@ HOME and a peek at a concurrent command.  No production default allowlists an
 interpreter or a shell: the default is gcloud,aws,az looked up in
 /usr/local/bin:/usr/bin:/bin.
 """
+import ctypes
 import atexit
 import http.client
 import json
@@ -268,6 +280,42 @@ def world():
     return w
 
 
+SA_TOKEN_TEXT = "eyJhbGciOiJSUzI1NiJ9.stand-in-service-account-token." + rand_tag(8)
+DEFAULT_READONLY = "/usr,/lib,/lib64,/lib32,/libx32,/bin,/sbin,/etc,/opt,/proc"
+DEFAULT_DENY = "/var/run/secrets,/run/secrets"
+
+
+def kernel_landlock_abi():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return max(0, libc.syscall(ctypes.c_long(444), None, ctypes.c_long(0), ctypes.c_long(1)))
+
+
+def pod_fs():
+    """A stand-in for the agent pod's file system: sa/token (world-readable, as
+    the kubelet's automounted token is) where the agent's deny list says the
+    ServiceAccount token lives, and pub/input.json beside it."""
+    if "podfs" not in SHARED:
+        d = tempfile.mkdtemp(prefix="aurora-podfs-")
+        os.chmod(d, 0o755)
+        atexit.register(shutil.rmtree, d, True)
+        for sub in ("sa", "pub"):
+            os.mkdir(os.path.join(d, sub))
+            os.chmod(os.path.join(d, sub), 0o755)
+        with open(os.path.join(d, "sa", "token"), "w") as f:
+            f.write(SA_TOKEN_TEXT)
+        with open(os.path.join(d, "pub", "input.json"), "w") as f:
+            f.write("{}")
+        for f in ("sa/token", "pub/input.json"):
+            os.chmod(os.path.join(d, f), 0o644)
+        SHARED["podfs"] = d
+    return SHARED["podfs"]
+
+
+def port_of(url):
+    return int(re.match(r"https?://127\.0\.0\.1:(\d+)", url).group(1))
+
+
 def sandbox_base():
     """AURORA_SANDBOX_DIR: its parents must let the sandbox uids through."""
     if "base" not in SHARED:
@@ -330,10 +378,22 @@ def agent(name):
     key = "agent_" + name
     if key not in SHARED:
         if name == "real":
-            SHARED[key] = start_agent(w, name, "aws=%s,gcloud=%s" % (real_aws(), GCLOUD),
-                                      root_visible=True)
+            # the operator's settings for the fixtures: moto and the gcloud recorder's
+            # ports, the endpoint overrides gcloud needs (the server sends the same
+            # values, which the agent accepts only because they equal these), aws
+            # under /root/.pyenv, and the pod stand-in with its token out of reach
+            fx, rec = gcp_peers()
+            SHARED[key] = start_agent(w, name, "aws=%s,gcloud=%s" % (real_aws(), GCLOUD), {
+                "AURORA_SANDBOX_ALLOWED_PORTS": "443,%d,%d" % (port_of(moto()), rec),
+                "AURORA_SANDBOX_READONLY_PATHS": "%s,/root/.pyenv,%s" % (DEFAULT_READONLY, pod_fs()),
+                "AURORA_SANDBOX_DENY_PATHS": "%s,%s/sa" % (DEFAULT_DENY, pod_fs()),
+                "AURORA_CLOUD_ENV": "gcloud:CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER="
+                                    "http://127.0.0.1:%d/,gcloud:CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE="
+                                    "http://127.0.0.1:%d/compute/v1/" % (rec, rec),
+            }, root_visible=True)
         elif name == "limits":
-            SHARED[key] = start_agent(w, name, "aws=%s,gcloud=%s" % (PY, PY),
+            # no AURORA_CLOUD_ENV: the server's endpoint overrides are refused here
+            SHARED[key] = start_agent(w, name, "aws=%s,gcloud=%s,az=%s" % (PY, PY, PY),
                                       {"AURORA_SANDBOX_NPROC": "48", "AURORA_SANDBOX_CPU_SECONDS": "20"})
         elif name == "restricted":
             SHARED[key] = start_agent(w, name, "gcloud=%s" % GCLOUD)
@@ -345,7 +405,9 @@ def agent(name):
             # "azpy" is TEST-ONLY: az = python3, to look at the command's side.
             az = azure_peers()
             SHARED[key] = start_agent(w, name, "az=%s" % (AZ if name == "azure" else PY), {
-                "REQUESTS_CA_BUNDLE": az["ca"]})
+                "REQUESTS_CA_BUNDLE": az["ca"],
+                "AURORA_SANDBOX_ALLOWED_PORTS": "443,%d" % port_of(az["front"]),
+                "AURORA_CLOUD_ENV": "az:AZURE_ARM_ENDPOINT_OVERRIDE=%s" % az["front"]})
     return SHARED[key]
 
 
@@ -511,6 +573,7 @@ for f in sorted(os.listdir(d)):
     files[f] = [st.st_mode & 0o777, st.st_uid]
 cache = json.load(open(os.path.join(d, "msal_token_cache.json")))
 print(json.dumps({"env": sorted(k for k in os.environ if k.startswith("AZURE_")), "uid": os.getuid(),
+                  "all_env": sorted(os.environ),
                   "dir": d, "home": os.environ["HOME"], "files": files,
                   "kinds": {k: len(v) for k, v in cache.items()},
                   "secrets": [v["secret"] for v in cache["AccessToken"].values()],
@@ -580,6 +643,15 @@ def az_config_dir_holds_the_token_and_the_environment_does_not(t):
     eq((r.status, r.get("return_code")), (200, 0), "probe (%r)" % r)
     p = json.loads(r.get("output"))
     check("AZURE_ACCESS_TOKEN" not in p["env"], "AZURE_ACCESS_TOKEN in the command's environment", p["env"])
+    # nothing but the sandbox's own, az's config dir, the operator's and az's allowlist
+    allowed = {"HOME", "TMPDIR", "PATH", "USER", "LOGNAME", "LANG", "LC_ALL", "AZURE_CONFIG_DIR",
+               "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+               "AWS_CA_BUNDLE", "NO_PROXY", "no_proxy", "AZURE_ARM_ENDPOINT_OVERRIDE",
+               "AZURE_ACCESS_TOKEN_EXPIRES_ON", "AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID",
+               "AZURE_DEFAULTS_LOCATION", "AZURE_CORE_OUTPUT", "AZURE_CORE_ONLY_SHOW_ERRORS",
+               "AZURE_CORE_NO_COLOR", "AZURE_CORE_COLLECT_TELEMETRY"}
+    check(set(p["all_env"]) <= allowed, "unexpected variables in the command's environment",
+          sorted(set(p["all_env"]) - allowed))
     for name in ("AZURE_CONFIG_DIR", "AZURE_SUBSCRIPTION_ID", "AZURE_TENANT_ID", "AZURE_ARM_ENDPOINT_OVERRIDE"):
         check(name in p["env"], "%s in the command's environment" % name, p["env"])
     eq(p["dir"], p["home"] + "/.azure", "AZURE_CONFIG_DIR inside the sandbox HOME")
@@ -823,6 +895,145 @@ def cancel_and_timeout_remove_the_sandbox(t):
                "the cancelled command's processes gone")
     wait_until(lambda: not os.listdir(sandbox_base()), 10, 0.1, "the cancelled command's directory removed")
     contains(a.log(), "error_code=CANCELLED", "agent log of the cancelled command")
+
+
+# ---------------------------------------------------------------------------
+# Landlock: the pod's credentials and the cluster's API are out of reach
+# ---------------------------------------------------------------------------
+class _ApiServerStandIn(BaseHTTPRequestHandler):
+    """A local HTTP port standing in for the cluster's API server: records
+    every request that reaches it."""
+    seen = []
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def do_GET(self):
+        _ApiServerStandIn.seen.append({"path": self.path, "auth": self.headers.get("Authorization")})
+        body = b'{"kind":"SecretList","items":[]}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+
+def api_server_stand_in():
+    if "apiserver" not in SHARED:
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), _ApiServerStandIn)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        SHARED["apiserver"] = srv.server_address[1]
+    return SHARED["apiserver"]
+
+
+@test(timeout=150)
+def cloud_commands_cannot_read_the_service_account_token(t):
+    """Issue 8 item 1: `aws … --cli-input-json file://<the SA token>` printed the
+    token in its error.  The stand-in token is world-readable (as the kubelet's
+    automounted one is) and below a read-only path: only Landlock keeps it out."""
+    abi = kernel_landlock_abi()
+    check(abi >= 4, "this test needs a kernel with Landlock ABI 4+ (this machine's offers 7)", abi)
+    a, cid = agent("real")
+    key, user, role = aws_user("a")
+    token = os.path.join(pod_fs(), "sa", "token")
+    check(os.stat(token).st_mode & 0o004, "the stand-in token is world-readable")
+    r = cloud_exec(key, provider="aws", cluster_id=cid,
+                   args=["sts", "get-caller-identity", "--output", "json", "--endpoint-url", moto(),
+                         "--cli-input-json", "file://" + token])
+    eq(r.status, 200, "cloud_exec (%r)" % r)
+    out = (r.get("output") or "") + (r.get("error") or "")
+    check(SA_TOKEN_TEXT not in out and "stand-in-service-account-token" not in out,
+          "the command printed the ServiceAccount token", out[:600])
+    check(r.get("return_code") not in (0, None), "aws read the token file", r)
+    contains(out, "Permission denied", "aws could not open the token file")
+    # a file beside it, not denied: the same command works (the denial is the token's alone)
+    r = cloud_exec(key, provider="aws", cluster_id=cid,
+                   args=["sts", "get-caller-identity", "--output", "json", "--endpoint-url", moto(),
+                         "--cli-input-json", "file://" + os.path.join(pod_fs(), "pub", "input.json")])
+    eq((r.status, r.get("return_code")), (200, 0), "with a readable input file (%r)" % r)
+    contains(json.loads(r.get("output")).get("Arn"), "assumed-role/%s/" % role, "the assumed role")
+    # the agent reports it: start-up log, /metrics
+    contains(a.log(), "sandbox: Landlock ABI %d: cloud commands read below" % abi, "agent start-up log")
+    st, body = a.health("/metrics")
+    eq(st, 200, "/metrics")
+    for line in (b"aurora_agent_sandbox_landlock_abi %d\n" % abi,
+                 b'aurora_agent_sandbox_isolation{layer="filesystem"} 1\n',
+                 b'aurora_agent_sandbox_isolation{layer="network"} 1\n',
+                 b'aurora_agent_sandbox_isolation{layer="uid"} 1\n'):
+        check(line in body, "/metrics has %r" % line, body[-1500:])
+    no_secret_in_logs([SA_TOKEN_TEXT], "(ServiceAccount token)")
+    base_is_empty()
+
+
+@test(timeout=150)
+def cloud_commands_cannot_reach_a_local_port_standing_in_for_the_api_server(t):
+    """Issue 8 item 1: `az rest --url http://<apiserver>/… --headers Authorization=…`
+    sent arbitrary requests from the pod.  TCP connect is limited to port 443 and
+    the ports the operator allows (here the fixtures'); az account show and the
+    fixtures still work."""
+    abi = kernel_landlock_abi()
+    check(abi >= 4, "this test needs a kernel with Landlock ABI 4+ (this machine's offers 7)", abi)
+    api = api_server_stand_in()
+    _, azcid = agent("azure")
+    key, uid = azure_user()
+    r = cloud_exec(key, provider="azure", cluster_id=azcid, args=[
+        "rest", "--method", "get", "--skip-authorization-header",
+        "--url", "http://127.0.0.1:%d/api/v1/namespaces/kube-system/secrets" % api,
+        "--headers", "Authorization=Bearer stolen-by-az-rest"])
+    eq(r.status, 200, "az rest (%r)" % r)
+    check(r.get("return_code") not in (0, None), "az rest reached the local port", r)
+    contains((r.get("output") or "") + (r.get("error") or ""), "Permission denied",
+             "az rest could not connect")
+    eq(_ApiServerStandIn.seen, [], "requests that reached the API server stand-in")
+    # the same from aws (real CLI, another agent)
+    _, cid = agent("real")
+    akey, _, _ = aws_user("a")
+    r = cloud_exec(akey, provider="aws", cluster_id=cid,
+                   args=["sts", "get-caller-identity", "--endpoint-url", "http://127.0.0.1:%d" % api,
+                         "--cli-read-timeout", "5", "--cli-connect-timeout", "5"])
+    check(r.get("return_code") not in (0, None), "aws reached the local port", r)
+    eq(_ApiServerStandIn.seen, [], "requests that reached the API server stand-in")
+    # what the commands are for still works, on the allowed ports
+    r = cloud_exec(key, provider="azure", cluster_id=azcid, command="account show --output json")
+    eq((r.status, r.get("return_code")), (200, 0), "az account show (%r)" % r)
+    eq(json.loads(r.get("output"))["id"], AZ_SUBS[0]["subscriptionId"], "az account show")
+    r = cloud_exec(akey, provider="aws", cluster_id=cid,
+                   command="sts get-caller-identity --output json --endpoint-url %s" % moto())
+    eq((r.status, r.get("return_code")), (200, 0), "aws sts get-caller-identity (%r)" % r)
+    gkey, _ = gcp_user()
+    r = cloud_exec(gkey, provider="gcp", cluster_id=cid, command="projects list --format=json")
+    eq((r.status, r.get("return_code")), (200, 0), "gcloud projects list (%r)" % r)
+    contains(r.get("output"), "proj-alpha", "gcloud projects list")
+    base_is_empty()
+
+
+@test(timeout=90)
+def server_variables_outside_a_clis_allowlist_are_refused(t):
+    """Issue 8 item 8: endpoint overrides are the operator's.  The server sends
+    AZURE_ARM_ENDPOINT_OVERRIDE (its AZURE_MANAGEMENT_BASE is a fixture) and
+    CLOUDSDK_API_ENDPOINT_OVERRIDES_* (GCP_CLOUDSDK_ENDPOINT_OVERRIDES): an agent
+    whose operator did not set them refuses the command, naming the variable."""
+    _, cid = agent("limits")
+    key, uid = azure_user()
+    r = cloud_exec(key, provider="azure", cluster_id=cid, args=["-c", "print('ran')"])
+    eq((r.status, r.get("return_code"), r.get("error_code")), (200, 126, "POLICY_DENIED"),
+       "azure on an agent without the operator's ARM endpoint (%r)" % r)
+    contains(r.get("error"), "AZURE_ARM_ENDPOINT_OVERRIDE", "error names the variable")
+    contains(r.get("error"), "AURORA_CLOUD_ENV", "error names the agent's setting")
+    check("127.0.0.1" not in r.get("error"), "error shows the value", r.get("error"))
+    check("ran" not in (r.get("output") or ""), "the command ran")
+    gkey, _ = gcp_user()
+    r = cloud_exec(gkey, provider="gcp", cluster_id=cid, args=["-c", "print('ran')"])
+    eq((r.status, r.get("return_code"), r.get("error_code")), (200, 126, "POLICY_DENIED"),
+       "gcp with the server's endpoint overrides (%r)" % r)
+    contains(r.get("error"), "CLOUDSDK_API_ENDPOINT_OVERRIDES_", "error names the variable")
+    # the agent still serves, aws's allowlisted credentials pass
+    akey, _, _ = aws_user("a")
+    r = cloud_exec(akey, provider="aws", cluster_id=cid, args=["-c", "print('still here')"])
+    eq((r.get("return_code"), r.get("output")), (0, "still here\n"), "aws after the refusals (%r)" % r)
 
 
 if __name__ == "__main__":

@@ -278,6 +278,12 @@ def register_reports_the_policy(t):
                               "deny": ["logs"]}, "register.policy")
     eq(reg[0].get("protocol"), 2, "register.protocol")
     eq(reg[0].get("cluster_id"), cluster_id_for(tok["token"]), "register.cluster_id")
+    # and how its cloud commands are isolated (agent/cloud.h): Landlock on this kernel
+    sbx = (reg[0].get("cloud_exec") or {}).get("sandbox") or {}
+    eq((sbx.get("filesystem"), sbx.get("network"), sbx.get("allowed_ports")), (True, True, [443]),
+       "register.cloud_exec.sandbox (%r)" % sbx)
+    check(sbx.get("landlock_abi", 0) >= 4 and "degraded" not in sbx, "Landlock in force", sbx)
+    check("versions" in reg[0]["cloud_exec"], "register.cloud_exec.versions", reg[0]["cloud_exec"])
 
 
 @test(timeout=60)

@@ -595,12 +595,12 @@ static void spawn_failure_is_reported(void **state)
     assert_non_null(strstr(rq->error, "/nonexistent/kubectl"));
     /* a cloud program must be an absolute path */
     argv_t a = words("sts", NULL);
-    assert_int_equal(agent_runner_exec_cloud(fx->r, fx->gen, 2, "aws", &a, NULL, 0, 5, 0, 100),
+    assert_int_equal(agent_runner_exec_cloud(fx->r, fx->gen, 2, "aws", NULL, &a, NULL, 0, 5, 0, 100),
                      RUN_FAILED);
-    assert_int_equal(agent_runner_exec_cloud(fx->r, fx->gen, 2, NULL, &a, NULL, 0, 5, 0, 100),
+    assert_int_equal(agent_runner_exec_cloud(fx->r, fx->gen, 2, NULL, NULL, &a, NULL, 0, 5, 0, 100),
                      RUN_FAILED);
-    assert_int_equal(agent_runner_exec_cloud(fx->r, fx->gen, 2, "/bin/true", &a, NULL, 1, 5, 0,
-                                             100),
+    assert_int_equal(agent_runner_exec_cloud(fx->r, fx->gen, 2, "/bin/true", NULL, &a, NULL, 1,
+                                             5, 0, 100),
                      RUN_FAILED); /* nenv without env */
     assert_int_equal(a.c, 1);
     argv_free(&a);

@@ -1,41 +1,58 @@
-/* test_agent_sandbox.c — the cloud_exec sandbox (agent/sandbox.c) and the
- * cloud policy (agent/cloud.c), with real child processes.
+/* test_agent_sandbox.c — the cloud_exec sandbox (agent/sandbox.c), its
+ * Landlock rules (agent/landlock.c), the cloud policy (agent/cloud.c) and the
+ * CLI plug-ins (agent/cloud_*.c), with real child processes.
  *
  * Runs as root (as CI does): every command gets its own uid from a test
  * range, so uid separation, RLIMIT_NPROC per uid and the cleanup of a uid's
- * processes are exercised for real.  The helpers are the system's own
- * programs (/usr/bin/env, cat, id, sh, python3 with ctypes for the raw
- * system calls the seccomp filter must refuse). */
+ * processes are exercised for real.  The kernel must offer Landlock (this
+ * machine's offers ABI 7): the Landlock tests fail, not skip, without it.
+ * The helpers are the system's own programs (/usr/bin/env, cat, id, sh,
+ * python3 with ctypes for the raw system calls the seccomp filter must
+ * refuse and for TCP connects). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cloud.h"
+#include "cloud_cli.h"
+#include "landlock.h"
 #include "log.h"
+#include "metrics.h"
 #include "sandbox.h"
 
 #define UID_LO 100700
 #define UID_HI 100719
+#define TEST_UID_RANGE "100700-100719"
 #define PY "/usr/bin/python3"
 
 static char g_base[256];
 static int g_root;
+/* a directory standing in for the pod's file system: pub/ readable, sa/ (the
+ * ServiceAccount token's stand-in) never reachable */
+static char g_pod[256];
+static int g_listen_ok = -1, g_listen_no = -1; /* TCP listeners on loopback */
+static int g_port_ok, g_port_no;               /* allowed / not allowed */
 
 typedef struct {
     int status;        /* waitpid status; -1 on timeout (group killed) */
@@ -52,15 +69,15 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Starts argv in sb; outfd and errfd get the read ends. */
-static pid_t start(sandbox *sb, const char *const argv[], char *const env[], int nenv, int *outfd,
-                   int *errfd)
+/* Starts argv in sb (with profile); outfd and errfd get the read ends. */
+static pid_t start_p(sandbox *sb, const sandbox_profile *pf, const char *const argv[],
+                     char *const env[], int nenv, int *outfd, int *errfd)
 {
     int o[2], e[2];
     assert_int_equal(pipe2(o, O_CLOEXEC), 0);
     assert_int_equal(pipe2(e, O_CLOEXEC), 0);
     char err[300] = "";
-    pid_t pid = sandbox_spawn(sb, argv[0], (char *const *)argv, env, nenv, o[1], e[1], err,
+    pid_t pid = sandbox_spawn(sb, pf, argv[0], (char *const *)argv, env, nenv, o[1], e[1], err,
                               sizeof(err));
     close(o[1]);
     close(e[1]);
@@ -69,6 +86,12 @@ static pid_t start(sandbox *sb, const char *const argv[], char *const env[], int
     *outfd = o[0];
     *errfd = e[0];
     return pid;
+}
+
+static pid_t start(sandbox *sb, const char *const argv[], char *const env[], int nenv, int *outfd,
+                   int *errfd)
+{
+    return start_p(sb, NULL, argv, env, nenv, outfd, errfd);
 }
 
 /* Collects output until both pipes close (or timeout), then reaps. */
@@ -134,6 +157,14 @@ static void run(sandbox *sb, const char *const argv[], char *const env[], int ne
     finish(pid, o, e, r, timeout_ms);
 }
 
+static void run_p(sandbox *sb, const sandbox_profile *pf, const char *const argv[],
+                  char *const env[], int nenv, result *r, int timeout_ms)
+{
+    int o, e;
+    pid_t pid = start_p(sb, pf, argv, env, nenv, &o, &e);
+    finish(pid, o, e, r, timeout_ms);
+}
+
 static result *new_result(void)
 {
     result *r = calloc(1, sizeof(*r));
@@ -189,6 +220,49 @@ static sandbox *mk(void)
 
 /* ---- setup ---------------------------------------------------------------------- */
 
+static int put_file(const char *path, const char *text, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -1;
+    ssize_t w = write(fd, text, strlen(text));
+    close(fd);
+    return w == (ssize_t)strlen(text) && chmod(path, mode) == 0 ? 0 : -1;
+}
+
+/* A listening TCP socket on 127.0.0.1, its port in *port. */
+static int listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 16) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &al) != 0)
+        return -1;
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* The sandbox of these tests: the defaults, plus g_pod readable but its sa/
+ * never, plus g_port_ok connectable. */
+static int init_sandbox(const char *landlock, const char *uid_range)
+{
+    char ro[600], deny[600], ports[64];
+    snprintf(ro, sizeof(ro), "%s,%s", SANDBOX_DEFAULT_READONLY_PATHS, g_pod);
+    snprintf(deny, sizeof(deny), "%s,%s/sa", SANDBOX_DEFAULT_DENY_PATHS, g_pod);
+    snprintf(ports, sizeof(ports), "443,%d", g_port_ok);
+    sandbox_config c = {.dir = g_base, .path = NULL, .uid_range = uid_range, .passthrough = NULL,
+                        .cpu_seconds = 7, .memory_mb = 512, .nofile = 64, .nproc = 32,
+                        .fsize_mb = 1, .landlock = landlock, .readonly_paths = ro,
+                        .deny_paths = deny, .allowed_ports = ports};
+    char err[400];
+    if (sandbox_init(&c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "sandbox_init: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -196,6 +270,32 @@ static int setup(void **state)
     g_root = geteuid() == 0;
     snprintf(g_base, sizeof(g_base), "/tmp/aurora-sbxtest-XXXXXX");
     if (!mkdtemp(g_base) || chmod(g_base, 0711) != 0)
+        return -1;
+    /* world-readable on purpose: only Landlock keeps sa/token from a command */
+    char p[400];
+    snprintf(g_pod, sizeof(g_pod), "/tmp/aurora-sbxpod-XXXXXX");
+    if (!mkdtemp(g_pod) || chmod(g_pod, 0755) != 0)
+        return -1;
+    snprintf(p, sizeof(p), "%s/pub", g_pod);
+    if (mkdir(p, 0755) != 0)
+        return -1;
+    snprintf(p, sizeof(p), "%s/pub/readme", g_pod);
+    if (put_file(p, "public\n", 0644) != 0)
+        return -1;
+    snprintf(p, sizeof(p), "%s/sa", g_pod);
+    if (mkdir(p, 0755) != 0)
+        return -1;
+    snprintf(p, sizeof(p), "%s/sa/token", g_pod);
+    if (put_file(p, "eyJhbGciOi.sa-token-stand-in\n", 0644) != 0)
+        return -1;
+    char target[400];
+    snprintf(target, sizeof(target), "%s/sa", g_pod);
+    snprintf(p, sizeof(p), "%s/pub/sa-link", g_pod); /* a symlink into the denied directory */
+    if (symlink(target, p) != 0)
+        return -1;
+    g_listen_ok = listener(&g_port_ok);
+    g_listen_no = listener(&g_port_no);
+    if (g_listen_ok < 0 || g_listen_no < 0)
         return -1;
     /* what the agent has and commands must not see, and one they must */
     setenv("AURORA_AGENT_TOKEN", "aurora_kubectl_this-must-not-leak", 1);
@@ -213,27 +313,19 @@ static int setup(void **state)
     unsetenv("REQUESTS_CA_BUNDLE");
     unsetenv("CURL_CA_BUNDLE");
     unsetenv("AWS_CA_BUNDLE");
-    char range[64];
-    snprintf(range, sizeof(range), "%d-%d", UID_LO, UID_HI);
-    sandbox_config c = {.dir = g_base, .path = NULL, .uid_range = range, .passthrough = NULL,
-                        .cpu_seconds = 7, .memory_mb = 512, .nofile = 64, .nproc = 32,
-                        .fsize_mb = 1};
-    char err[400];
-    if (sandbox_init(&c, err, sizeof(err)) != 0) {
-        fprintf(stderr, "sandbox_init: %s\n", err);
-        return -1;
-    }
-    return 0;
+    return init_sandbox("required", TEST_UID_RANGE);
 }
 
 static int teardown(void **state)
 {
     (void)state;
     sandbox_shutdown();
-    char cmd[400];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_base);
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", g_base, g_pod);
     int rc = system(cmd);
     (void)rc;
+    close(g_listen_ok);
+    close(g_listen_no);
     return 0;
 }
 
@@ -261,9 +353,9 @@ static void env_is_allowlist_plus_injected(void **state)
     const char *argv[] = {"/usr/bin/env", NULL};
     run(sb, argv, env, 2, r, 10000);
     assert_true(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0);
+    /* a bare program: no CLI's config locations */
     static const char *const want[] = {
-        "HOME", "TMPDIR", "PATH", "USER", "LOGNAME", "LANG", "LC_ALL", "CLOUDSDK_CONFIG",
-        "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AZURE_CONFIG_DIR", "SSL_CERT_FILE",
+        "HOME", "TMPDIR", "PATH", "USER", "LOGNAME", "LANG", "LC_ALL", "SSL_CERT_FILE",
         "AWS_ACCESS_KEY_ID", "CLOUDSDK_CORE_PROJECT", NULL};
     int lines = 0;
     for (char *p = r->out; *p; p++)
@@ -285,8 +377,7 @@ static void env_is_allowlist_plus_injected(void **state)
     assert_true(has_line(r->out, line));
     snprintf(line, sizeof(line), "TMPDIR=%s/tmp", sandbox_dir(sb));
     assert_true(has_line(r->out, line));
-    snprintf(line, sizeof(line), "CLOUDSDK_CONFIG=%s/.config/gcloud", sandbox_home(sb));
-    assert_true(has_line(r->out, line));
+    assert_null(strstr(r->out, "CLOUDSDK_CONFIG="));
     assert_true(has_line(r->out, "PATH=" SANDBOX_DEFAULT_PATH));
     assert_true(has_line(r->out, "LC_ALL=C.UTF-8"));
     assert_true(has_line(r->out, "AWS_ACCESS_KEY_ID=AKIATESTINJECTED0001"));
@@ -294,48 +385,245 @@ static void env_is_allowlist_plus_injected(void **state)
     assert_null(strstr(r->out, "this-must-not-leak"));
     assert_null(strstr(r->out, "KUBECONFIG"));
     assert_null(strstr(r->out, "LD_PRELOAD"));
+
+    /* the CLI's plug-in adds its config locations inside HOME (and only its own) */
+    sandbox_profile gcloud = {.cli = &cloud_cli_gcloud};
+    run_p(sb, &gcloud, argv, env, 2, r, 10000);
+    snprintf(line, sizeof(line), "CLOUDSDK_CONFIG=%s/.config/gcloud", sandbox_home(sb));
+    assert_true(has_line(r->out, line));
+    assert_null(strstr(r->out, "AWS_CONFIG_FILE="));
+    sandbox_profile aws = {.cli = &cloud_cli_aws};
+    run_p(sb, &aws, argv, env, 2, r, 10000);
+    snprintf(line, sizeof(line), "AWS_SHARED_CREDENTIALS_FILE=%s/.aws/credentials",
+             sandbox_home(sb));
+    assert_true(has_line(r->out, line));
+    assert_null(strstr(r->out, "CLOUDSDK_CONFIG="));
+    assert_null(strstr(r->out, "AZURE_CONFIG_DIR="));
     free(r);
     sandbox_destroy(sb);
 }
 
-static void server_cannot_set_owned_or_loader_variables(void **state)
+/* Item 8 of issue 8: what the server may set, per CLI, exactly named.  Every
+ * variable the server's connectors send today is in (server/connector_*.c);
+ * what moves endpoints, proxies, the trust store, loads code or names a
+ * file is out. */
+static const struct {
+    const char *cli, *name;
+    int allowed;
+} SERVER_ENV[] = {
+    /* gcloud: what connector_gcp.c sends */
+    {"gcloud", "CLOUDSDK_AUTH_ACCESS_TOKEN", 1},
+    {"gcloud", "CLOUDSDK_CORE_PROJECT", 1},
+    {"gcloud", "CLOUDSDK_CORE_DISABLE_PROMPTS", 1},
+    {"gcloud", "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", 1},
+    {"gcloud", "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", 1},
+    {"gcloud", "CLOUDSDK_SURVEY_DISABLE_PROMPTS", 1},
+    {"gcloud", "CLOUDSDK_COMPUTE_REGION", 1},
+    {"gcloud", "CLOUDSDK_COMPUTE_ZONE", 1},
+    /* gcloud: the operator's, never the server's */
+    {"gcloud", "CLOUDSDK_PROXY_TYPE", 0},
+    {"gcloud", "CLOUDSDK_PROXY_ADDRESS", 0},
+    {"gcloud", "CLOUDSDK_PROXY_PORT", 0},
+    {"gcloud", "CLOUDSDK_PROXY_USERNAME", 0},
+    {"gcloud", "CLOUDSDK_PROXY_PASSWORD", 0},
+    {"gcloud", "CLOUDSDK_PROXY_RDNS", 0},
+    {"gcloud", "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", 0},
+    {"gcloud", "CLOUDSDK_AUTH_DISABLE_SSL_VALIDATION", 0},
+    {"gcloud", "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER", 0},
+    {"gcloud", "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE", 0},
+    {"gcloud", "CLOUDSDK_CORE_ACCOUNT", 0},
+    {"gcloud", "CLOUDSDK_BILLING_QUOTA_PROJECT", 0},
+    {"gcloud", "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", 0},
+    {"gcloud", "GOOGLE_APPLICATION_CREDENTIALS", 0},
+    {"gcloud", "CLOUDSDK_PYTHON", 0},
+    {"gcloud", "CLOUDSDK_CONFIG", 0},
+    {"gcloud", "AWS_ACCESS_KEY_ID", 0}, /* another CLI's */
+    {"gcloud", "AZURE_ACCESS_TOKEN", 0},
+    /* aws: what connector_aws.c sends */
+    {"aws", "AWS_ACCESS_KEY_ID", 1},
+    {"aws", "AWS_SECRET_ACCESS_KEY", 1},
+    {"aws", "AWS_SESSION_TOKEN", 1},
+    {"aws", "AWS_DEFAULT_REGION", 1},
+    {"aws", "AWS_REGION", 1},
+    {"aws", "AWS_EC2_METADATA_DISABLED", 1},
+    {"aws", "AWS_PAGER", 1},
+    {"aws", "AWS_DEFAULT_OUTPUT", 1},
+    /* aws: never the server's */
+    {"aws", "AWS_ENDPOINT_URL", 0},
+    {"aws", "AWS_ENDPOINT_URL_STS", 0},
+    {"aws", "AWS_ENDPOINT_URL_S3", 0},
+    {"aws", "AWS_CA_BUNDLE", 0},
+    {"aws", "AWS_PROFILE", 0},
+    {"aws", "AWS_CONFIG_FILE", 0},
+    {"aws", "AWS_SHARED_CREDENTIALS_FILE", 0},
+    {"aws", "AWS_CONTAINER_CREDENTIALS_FULL_URI", 0},
+    {"aws", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", 0},
+    {"aws", "AWS_CONTAINER_AUTHORIZATION_TOKEN", 0},
+    {"aws", "AWS_WEB_IDENTITY_TOKEN_FILE", 0},
+    {"aws", "AWS_ROLE_ARN", 0},
+    {"aws", "AWS_USE_FIPS_ENDPOINT", 0},
+    {"aws", "HTTPS_PROXY", 0},
+    {"aws", "CLOUDSDK_AUTH_ACCESS_TOKEN", 0},
+    /* az: what connector_azure.c sends */
+    {"az", "AZURE_ACCESS_TOKEN", 1},
+    {"az", "AZURE_ACCESS_TOKEN_EXPIRES_ON", 1},
+    {"az", "AZURE_SUBSCRIPTION_ID", 1},
+    {"az", "AZURE_TENANT_ID", 1},
+    {"az", "AZURE_CORE_COLLECT_TELEMETRY", 1},
+    {"az", "AZURE_CORE_NO_COLOR", 1},
+    {"az", "AZURE_CORE_OUTPUT", 1},
+    {"az", "AZURE_CORE_ONLY_SHOW_ERRORS", 1},
+    {"az", "AZURE_DEFAULTS_LOCATION", 1},
+    /* az: never the server's (AZURE_ARM_ENDPOINT_OVERRIDE only as the operator set it) */
+    {"az", "AZURE_ARM_ENDPOINT_OVERRIDE", 0},
+    {"az", "AZURE_CLI_DISABLE_CONNECTION_VERIFICATION", 0},
+    {"az", "AZURE_EXTENSION_DIR", 0},
+    {"az", "AZURE_CONFIG_DIR", 0},
+    {"az", "AZURE_CLIENT_SECRET", 0},
+    {"az", "AZURE_CLOUD_NAME", 0},
+    {"az", "REQUESTS_CA_BUNDLE", 0},
+    {"az", "ADAL_PYTHON_SSL_NO_VERIFY", 0},
+    /* every CLI: the loader, the sandbox's own, the agent's */
+    {"gcloud", "LD_PRELOAD", 0},
+    {"aws", "LD_LIBRARY_PATH", 0},
+    {"az", "PYTHONPATH", 0},
+    {"az", "PYTHONSTARTUP", 0},
+    {"gcloud", "HOME", 0},
+    {"aws", "PATH", 0},
+    {"az", "TMPDIR", 0},
+    {"gcloud", "SSL_CERT_FILE", 0},
+    {"aws", "NODE_OPTIONS", 0},
+    {"gcloud", "BASH_ENV", 0},
+    {"aws", "GLIBC_TUNABLES", 0},
+    {"az", "AURORA_AGENT_TOKEN", 0},
+    {"gcloud", "KUBECONFIG", 0},
+    {"aws", "OPENSSL_CONF", 0},
+    {"gcloud", "LC_ALL", 0},
+};
+
+static void server_env_is_an_allowlist_per_cli(void **state)
 {
     (void)state;
-    static const char *const refused[] = {
-        "HOME", "PATH", "TMPDIR", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PYTHONPATH",
-        "PYTHONSTARTUP", "CLOUDSDK_PYTHON", "CLOUDSDK_CONFIG", "AWS_CONFIG_FILE",
-        "AWS_SHARED_CREDENTIALS_FILE", "AZURE_CONFIG_DIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
-        "HTTPS_PROXY", "NO_PROXY", "NODE_OPTIONS", "BASH_ENV", "GCONV_PATH", "GLIBC_TUNABLES",
-        "AURORA_AGENT_TOKEN", "LC_ALL", "USER", NULL};
-    for (int i = 0; refused[i]; i++)
-        if (sandbox_env_name_allowed(refused[i], strlen(refused[i])))
-            fail_msg("%s should be refused", refused[i]);
-    static const char *const allowed[] = {
-        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
-        "CLOUDSDK_AUTH_ACCESS_TOKEN", "CLOUDSDK_CORE_PROJECT",
-        "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER", "AZURE_ACCESS_TOKEN", NULL};
-    for (int i = 0; allowed[i]; i++)
-        if (!sandbox_env_name_allowed(allowed[i], strlen(allowed[i])))
-            fail_msg("%s should be allowed", allowed[i]);
-
-    /* the cloud policy refuses the whole command, naming the variable only */
     agent_cloud c;
     char err[300];
-    assert_int_equal(agent_cloud_init(&c, NULL, "gcloud=/bin/true,aws=/bin/true", NULL, err,
-                                      sizeof(err)),
+    assert_int_equal(agent_cloud_init(&c, NULL, "gcloud=/bin/true,aws=/bin/true,az=/bin/true",
+                                      NULL, NULL, err, sizeof(err)),
                      0);
     agent_policy_decision d;
     const char *argv[] = {"projects", "list"};
+    for (size_t i = 0; i < sizeof(SERVER_ENV) / sizeof(SERVER_ENV[0]); i++) {
+        char kv[200];
+        snprintf(kv, sizeof(kv), "%s=secret-value-%zu", SERVER_ENV[i].name, i);
+        char *env[] = {kv};
+        int got = agent_cloud_check(&c, SERVER_ENV[i].cli, 2, argv, env, 1, &d);
+        if (got != SERVER_ENV[i].allowed)
+            fail_msg("%s %s: the agent %s it (%s)", SERVER_ENV[i].cli, SERVER_ENV[i].name,
+                     got ? "allows" : "refuses", d.reason);
+        if (!got) {
+            /* the reason names the variable, never its value */
+            assert_non_null(strstr(d.reason, SERVER_ENV[i].name));
+            assert_null(strstr(d.reason, "secret-value"));
+        }
+    }
+    /* the allowlists hold nothing the sandbox protects */
+    for (const cloud_cli *const *p = cloud_cli_all(); *p; p++)
+        for (int i = 0; (*p)->server_env[i]; i++)
+            if (sandbox_env_name_protected((*p)->server_env[i], strlen((*p)->server_env[i])))
+                fail_msg("%s allowlists the protected %s", (*p)->name, (*p)->server_env[i]);
+    /* one bad variable refuses the whole command; a name set twice too */
     char *env_bad[] = {"CLOUDSDK_AUTH_ACCESS_TOKEN=ya29.secret-value", "LD_PRELOAD=/tmp/x.so"};
     assert_int_equal(agent_cloud_check(&c, "gcloud", 2, argv, env_bad, 2, &d), 0);
     assert_non_null(strstr(d.reason, "LD_PRELOAD"));
-    assert_null(strstr(d.reason, "secret-value"));
     assert_null(strstr(d.reason, "/tmp/x.so"));
-    char *env_home[] = {"HOME=/root"};
-    assert_int_equal(agent_cloud_check(&c, "gcloud", 2, argv, env_home, 1, &d), 0);
+    char *env_twice[] = {"CLOUDSDK_CORE_PROJECT=a", "CLOUDSDK_CORE_PROJECT=b"};
+    assert_int_equal(agent_cloud_check(&c, "gcloud", 2, argv, env_twice, 2, &d), 0);
+    assert_non_null(strstr(d.reason, "set twice"));
     char *env_ok[] = {"CLOUDSDK_AUTH_ACCESS_TOKEN=ya29.x", "CLOUDSDK_CORE_PROJECT=p"};
     assert_int_equal(agent_cloud_check(&c, "gcloud", 2, argv, env_ok, 2, &d), 1);
+    /* the sandbox itself refuses what only it sets, whoever asks */
+    sandbox *sb = mk();
+    int o[2];
+    assert_int_equal(pipe2(o, O_CLOEXEC), 0);
+    char *env_home[] = {"HOME=/root"};
+    const char *av[] = {"/bin/true", NULL};
+    assert_int_equal(sandbox_spawn(sb, NULL, av[0], (char *const *)av, env_home, 1, o[1], o[1],
+                                   err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "HOME"));
+    close(o[0]);
+    close(o[1]);
+    sandbox_destroy(sb);
     agent_cloud_free(&c);
+}
+
+/* Endpoints and proxies come from the operator (AURORA_CLOUD_ENV): they
+ * reach that CLI's commands; the server may repeat a value, not change it. */
+static void operator_env_per_cli(void **state)
+{
+    (void)state;
+    agent_cloud c;
+    char err[300];
+    assert_int_equal(
+        agent_cloud_init(&c, NULL, "gcloud=/usr/bin/env,az=/usr/bin/env",
+                         " gcloud:CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE=http://127.0.0.1:9/c/v1/,"
+                         "gcloud:CLOUDSDK_PROXY_PORT=3128, az:AZURE_ARM_ENDPOINT_OVERRIDE=https://arm.test/",
+                         NULL, err, sizeof(err)),
+        0);
+    agent_policy_decision d;
+    const char *argv[] = {"projects", "list"};
+    char *same[] = {"CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE=http://127.0.0.1:9/c/v1/"};
+    assert_int_equal(agent_cloud_check(&c, "gcloud", 2, argv, same, 1, &d), 1);
+    char *other[] = {"CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE=http://evil.test/"};
+    assert_int_equal(agent_cloud_check(&c, "gcloud", 2, argv, other, 1, &d), 0);
+    assert_non_null(strstr(d.reason, "operator"));
+    assert_null(strstr(d.reason, "evil.test"));
+    char *arm_same[] = {"AZURE_ARM_ENDPOINT_OVERRIDE=https://arm.test/"};
+    assert_int_equal(agent_cloud_check(&c, "az", 2, argv, arm_same, 1, &d), 1);
+    char *arm_other[] = {"AZURE_ARM_ENDPOINT_OVERRIDE=https://10.0.0.1:6443/"};
+    assert_int_equal(agent_cloud_check(&c, "az", 2, argv, arm_other, 1, &d), 0);
+    /* gcloud's setting is not az's */
+    assert_int_equal(agent_cloud_check(&c, "az", 2, argv, same, 1, &d), 0);
+
+    /* the command sees the operator's value once, the server's copy left out */
+    const sandbox_profile *pf = agent_cloud_profile(&c, "gcloud");
+    assert_non_null(pf);
+    sandbox *sb = mk();
+    result *r = new_result();
+    const char *av[] = {"/usr/bin/env", NULL};
+    char *server[] = {"CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE=http://127.0.0.1:9/c/v1/",
+                      "CLOUDSDK_CORE_PROJECT=proj-x"};
+    run_p(sb, pf, av, server, 2, r, 10000);
+    assert_true(has_line(r->out, "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE=http://127.0.0.1:9/c/v1/"));
+    assert_true(has_line(r->out, "CLOUDSDK_PROXY_PORT=3128"));
+    assert_true(has_line(r->out, "CLOUDSDK_CORE_PROJECT=proj-x"));
+    assert_null(strstr(strstr(r->out, "OVERRIDES_COMPUTE=") + 1, "OVERRIDES_COMPUTE="));
+    assert_null(strstr(r->out, "AZURE_ARM_ENDPOINT_OVERRIDE"));
+    free(r);
+    sandbox_destroy(sb);
+    agent_cloud_free(&c);
+
+    /* bad settings: a clear error naming the entry, never a value */
+    static const struct {
+        const char *v, *want;
+    } bad[] = {
+        {"nosuch:A=b", "nosuch"},
+        {"gcloud:LD_PRELOAD=/x.so", "LD_PRELOAD"},
+        {"gcloud:HOME=/root", "HOME"},
+        {"aws:AURORA_AGENT_TOKEN=x", "AURORA_AGENT_TOKEN"},
+        {"gcloud:NOVALUE", "cli:NAME=value"},
+        {"CLOUDSDK_CORE_PROJECT=p", "cli:NAME=value"},
+        {"gcloud:A=1,gcloud:A=2", "twice"},
+        {"gcloud:1BAD=x", "1BAD"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        if (agent_cloud_init(&c, NULL, "gcloud=/bin/true,aws=/bin/true", bad[i].v, NULL, err,
+                             sizeof(err)) == 0)
+            fail_msg("AURORA_CLOUD_ENV=%s accepted", bad[i].v);
+        if (!strstr(err, bad[i].want))
+            fail_msg("AURORA_CLOUD_ENV=%s: error [%s] does not name %s", bad[i].v, err,
+                     bad[i].want);
+    }
 }
 
 static void cloud_policy_programs_and_printers(void **state)
@@ -343,8 +631,8 @@ static void cloud_policy_programs_and_printers(void **state)
     (void)state;
     agent_cloud c;
     char err[300];
-    assert_int_equal(agent_cloud_init(&c, "enabled", "gcloud=/bin/true, aws", "/nonexistent-dir",
-                                      err, sizeof(err)),
+    assert_int_equal(agent_cloud_init(&c, "enabled", "gcloud=/bin/true, aws", NULL,
+                                      "/nonexistent-dir", err, sizeof(err)),
                      0);
     agent_policy_decision d;
     const char *a1[] = {"projects", "list"};
@@ -375,14 +663,18 @@ static void cloud_policy_programs_and_printers(void **state)
     assert_int_equal(agent_cloud_check(&c, "aws", 2, a6, NULL, 0, &d), 1);
     agent_cloud_free(&c);
 
-    assert_int_equal(agent_cloud_init(&c, "disabled", NULL, NULL, err, sizeof(err)), 0);
+    assert_int_equal(agent_cloud_init(&c, "disabled", NULL, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(agent_cloud_check(&c, "gcloud", 2, a1, NULL, 0, &d), 0);
     assert_non_null(strstr(d.reason, "disabled"));
     agent_cloud_free(&c);
-    assert_int_equal(agent_cloud_init(&c, "maybe", NULL, NULL, err, sizeof(err)), -1);
-    assert_int_equal(agent_cloud_init(&c, NULL, "gcloud=relative/path", NULL, err, sizeof(err)),
-                     -1);
-    assert_int_equal(agent_cloud_init(&c, NULL, "../gcloud", NULL, err, sizeof(err)), -1);
+    assert_int_equal(agent_cloud_init(&c, "maybe", NULL, NULL, NULL, err, sizeof(err)), -1);
+    assert_int_equal(
+        agent_cloud_init(&c, NULL, "gcloud=relative/path", NULL, NULL, err, sizeof(err)), -1);
+    assert_int_equal(agent_cloud_init(&c, NULL, "../gcloud", NULL, NULL, err, sizeof(err)), -1);
+    /* a program without a plug-in: no allowlist to check its environment against */
+    assert_int_equal(
+        agent_cloud_init(&c, NULL, "python3=/usr/bin/python3", NULL, NULL, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "plug-in"));
 }
 
 /* ---- directories ------------------------------------------------------------------- */
@@ -693,19 +985,377 @@ static void no_writes_outside_and_no_peeking_at_other_commands(void **state)
     const char *argv_b[] = {"/bin/sh", "-c", script, NULL};
     result *r = new_result();
     run(b, argv_b, NULL, 0, r, 10000);
-    assert_string_equal(r->out, "wrote-home\nwrote-tmp\n");
+    /* Landlock: not even the world-writable /tmp outside its own TMPDIR */
+    assert_string_equal(r->out, "wrote-home\n");
     assert_false(exists("/etc/aurora-sbx-probe"));
     kill(-pa, SIGKILL);
     result *ra = new_result();
     finish(pa, o, e, ra, 5000);
+    /* without Landlock a uid can leave files in /tmp: what it left is swept */
     char left[200];
     snprintf(left, sizeof(left), "/tmp/aurora-sbx-left-%u", (unsigned)sandbox_uid(b));
-    assert_true(exists(left));
+    assert_false(exists(left));
+    assert_int_equal(put_file(left, "x", 0600), 0);
+    assert_int_equal(chown(left, sandbox_uid(b), sandbox_uid(b)), 0);
     sandbox_destroy(b); /* sweeps what its uid left in /tmp */
     assert_false(exists(left));
     sandbox_destroy(a);
     free(r);
     free(ra);
+}
+
+/* ---- Landlock -------------------------------------------------------------------- */
+
+static int in_list(const char *list, const char *item)
+{
+    char l[1024], it[300];
+    snprintf(l, sizeof(l), ",%s,", list);
+    snprintf(it, sizeof(it), ",%s,", item);
+    return strstr(l, it) != NULL;
+}
+
+/* The real ServiceAccount token path is never reachable with the defaults,
+ * whatever the read-only list says. */
+static void landlock_defaults_keep_the_service_account_token_out(void **state)
+{
+    (void)state;
+    assert_string_equal(SANDBOX_SA_TOKEN_DIR, "/var/run/secrets/kubernetes.io/serviceaccount");
+    assert_true(in_list(SANDBOX_DEFAULT_DENY_PATHS, "/var/run/secrets"));
+    assert_true(in_list(SANDBOX_DEFAULT_DENY_PATHS, "/run/secrets"));
+    assert_true(in_list(SANDBOX_DEFAULT_ALLOWED_PORTS, "443"));
+    assert_false(in_list(SANDBOX_DEFAULT_ALLOWED_PORTS, "80"));
+    /* nothing of the agent's own in the default read-only list */
+    static const char *const never[] = {"/var", "/run", "/tmp", "/root", "/home", "/", NULL};
+    for (int i = 0; never[i]; i++)
+        if (in_list(SANDBOX_DEFAULT_READONLY_PATHS, never[i]))
+            fail_msg("%s in the default read-only paths", never[i]);
+    static const char *const tokens[] = {
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        "/run/secrets/kubernetes.io/serviceaccount/token",
+        "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+        "/var/run/secrets/azure/tokens/azure-identity-token", NULL};
+    const char *extra[] = {SANDBOX_SA_TOKEN_DIR, NULL};
+    const char *lists[] = {SANDBOX_DEFAULT_READONLY_PATHS, "/", "/var,/run,/usr", NULL};
+    for (int l = 0; lists[l]; l++) {
+        ll_settings st = {.abi = 1, .readonly = lists[l], .deny = SANDBOX_DEFAULT_DENY_PATHS,
+                          .ports = SANDBOX_DEFAULT_ALLOWED_PORTS};
+        char err[300];
+        ll_plan *p = ll_plan_build(&st, extra, err, sizeof(err));
+        if (!p)
+            fail_msg("plan with read-only %s: %s", lists[l], err);
+        for (int i = 0; tokens[i]; i++) {
+            assert_true(ll_plan_denied(p, tokens[i]));
+            if (ll_plan_readable(p, tokens[i]))
+                fail_msg("%s readable with read-only paths %s", tokens[i], lists[l]);
+        }
+        assert_true(ll_plan_readable(p, "/usr/bin/env"));
+        ll_plan_free(p);
+    }
+    /* even with no deny list configured, the token's directory stays out */
+    ll_settings st = {.abi = 1, .readonly = "/", .deny = "", .ports = "443"};
+    char err[300];
+    ll_plan *p = ll_plan_build(&st, extra, err, sizeof(err));
+    assert_non_null(p);
+    assert_false(ll_plan_readable(p, tokens[0]));
+    assert_true(ll_plan_readable(p, "/etc/passwd"));
+    ll_plan_free(p);
+    /* settings that make no sense are refused */
+    assert_int_equal(ll_check_paths("/usr,relative", "X", err, sizeof(err)), -1);
+    assert_int_equal(ll_check_paths("/usr/../var", "X", err, sizeof(err)), -1);
+    assert_int_equal(ll_check_paths("/usr, /opt/google-cloud-sdk/ ,/etc", "X", err, sizeof(err)),
+                     0);
+    uint16_t ports[LL_MAX_PORTS];
+    int all;
+    assert_int_equal(ll_parse_ports("443, 8443,443", ports, &all, err, sizeof(err)), 2);
+    assert_int_equal(ll_parse_ports("all", ports, &all, err, sizeof(err)), 0);
+    assert_true(all);
+    assert_int_equal(ll_parse_ports("0", ports, &all, err, sizeof(err)), -1);
+    assert_int_equal(ll_parse_ports("65536", ports, &all, err, sizeof(err)), -1);
+    assert_int_equal(ll_parse_ports("443x", ports, &all, err, sizeof(err)), -1);
+    assert_int_equal(ll_parse_ports("", ports, &all, err, sizeof(err)), 0);
+}
+
+static void landlock_files_read_only_view_home_tmp_writable(void **state)
+{
+    (void)state;
+    if (ll_abi(NULL) < 1)
+        fail_msg("this test needs a kernel with Landlock (this machine offers ABI 7)");
+    sandbox *sb = mk();
+    char script[3000];
+    snprintf(script, sizeof(script),
+             "cat %s/pub/readme; "
+             "cat %s/sa/token 2>/dev/null && echo LEAK-TOKEN; "
+             "cat %s/pub/sa-link/token 2>/dev/null && echo LEAK-VIA-SYMLINK; "
+             "ls %s/pub >/dev/null && echo listed-pub; "
+             "ls %s >/dev/null 2>&1 && echo LISTED-POD; "
+             "ls %s >/dev/null 2>&1 && echo LISTED-BASE; "
+             "cat /etc/passwd >/dev/null && echo read-etc; "
+             "cat /proc/self/status >/dev/null && echo read-proc; "
+             "echo x > \"$TMPDIR/t\" && echo wrote-tmpdir; "
+             "mkdir \"$HOME/d\" && mv \"$TMPDIR/t\" \"$HOME/d/t\" && echo moved; "
+             "echo x > /tmp/aurora-ll-probe-$$ 2>/dev/null && echo WROTE-TMP; "
+             "echo x > /dev/null && echo wrote-devnull; "
+             "head -c 4 /dev/urandom | wc -c; "
+             "cp /bin/true \"$HOME/t\" && \"$HOME/t\" 2>/dev/null && echo EXEC-HOME; "
+             "/bin/true && echo exec-usr",
+             g_pod, g_pod, g_pod, g_pod, g_pod, g_base);
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    result *r = new_result();
+    run(sb, argv, NULL, 0, r, 20000);
+    assert_string_equal(r->out, "public\nlisted-pub\nread-etc\nread-proc\nwrote-tmpdir\nmoved\n"
+                                "wrote-devnull\n4\nexec-usr\n");
+    free(r);
+    sandbox_destroy(sb);
+}
+
+static const char TCP_PY[] =
+    "import errno, socket, sys\n"
+    "def name(e):\n"
+    "    return errno.errorcode.get(e.errno, str(e.errno))\n"
+    "for p in sys.argv[1:]:\n"
+    "    s = socket.socket()\n"
+    "    s.settimeout(5)\n"
+    "    try:\n"
+    "        s.connect(('127.0.0.1', int(p)))\n"
+    "        print('connect', p, 'ok')\n"
+    "    except OSError as e:\n"
+    "        print('connect', p, name(e))\n"
+    "    s.close()\n"
+    "s = socket.socket()\n"
+    "try:\n"
+    "    s.bind(('127.0.0.1', 0))\n"
+    "    print('bind ok')\n"
+    "except OSError as e:\n"
+    "    print('bind', name(e))\n"
+    "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "u.sendto(b'x', ('127.0.0.1', int(sys.argv[1])))\n"
+    "print('udp ok')\n";
+
+static void landlock_tcp_connect_only_to_allowed_ports(void **state)
+{
+    (void)state;
+    if (ll_abi(NULL) < 4)
+        fail_msg("this test needs Landlock ABI 4 (this machine offers ABI 7)");
+    sandbox *sb = mk();
+    char ok[16], no[16];
+    snprintf(ok, sizeof(ok), "%d", g_port_ok);
+    snprintf(no, sizeof(no), "%d", g_port_no);
+    const char *argv[] = {PY, "-c", TCP_PY, ok, no, NULL};
+    result *r = new_result();
+    run(sb, argv, NULL, 0, r, 20000);
+    char want[300];
+    snprintf(want, sizeof(want), "connect %d ok\nconnect %d EACCES\nbind EACCES\nudp ok\n",
+             g_port_ok, g_port_no);
+    if (strcmp(r->out, want))
+        fail_msg("got [%s] [%s], want [%s]", r->out, r->err, want);
+    /* an egress proxy the operator configured: its port is reachable */
+    char proxy[80];
+    snprintf(proxy, sizeof(proxy), "HTTPS_PROXY=http://user:pw@127.0.0.1:%d", g_port_no);
+    char *op_env[] = {proxy};
+    sandbox_profile pf = {.cli = &cloud_cli_aws, .env = op_env, .nenv = 1};
+    run_p(sb, &pf, argv, NULL, 0, r, 20000);
+    snprintf(want, sizeof(want), "connect %d ok\nconnect %d ok\n", g_port_ok, g_port_no);
+    if (strncmp(r->out, want, strlen(want)))
+        fail_msg("with a proxy: got [%s], want [%s…]", r->out, want);
+    free(r);
+    sandbox_destroy(sb);
+}
+
+static void landlock_isolation_reported(void **state)
+{
+    (void)state;
+    int abi = ll_abi(NULL);
+    if (abi < 6)
+        fail_msg("this test needs Landlock ABI 6 (this machine offers ABI 7)");
+    sandbox_isolation is;
+    sandbox_get_isolation(&is);
+    assert_int_equal(is.landlock_abi, abi);
+    assert_true(is.filesystem && is.network && is.scoped);
+    assert_int_equal(is.uid_separation, g_root);
+    assert_string_equal(is.landlock_mode, "required");
+    assert_string_equal(is.degraded, "");
+    cJSON *j = sandbox_isolation_json();
+    assert_non_null(j);
+    assert_int_equal(cJSON_GetObjectItem(j, "landlock_abi")->valueint, abi);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "filesystem")));
+    cJSON *ports = cJSON_GetObjectItem(j, "allowed_ports");
+    assert_int_equal(cJSON_GetArraySize(ports), 2);
+    assert_int_equal(cJSON_GetArrayItem(ports, 0)->valueint, 443);
+    assert_int_equal(cJSON_GetArrayItem(ports, 1)->valueint, g_port_ok);
+    assert_null(cJSON_GetObjectItem(j, "degraded"));
+    cJSON_Delete(j);
+    size_t n;
+    char *m = metrics_render(&n);
+    char line[100];
+    snprintf(line, sizeof(line), "\naurora_agent_sandbox_landlock_abi %d\n", abi);
+    assert_non_null(strstr(m, line));
+    assert_non_null(strstr(m, "\naurora_agent_sandbox_isolation{layer=\"filesystem\"} 1\n"));
+    assert_non_null(strstr(m, "\naurora_agent_sandbox_isolation{layer=\"network\"} 1\n"));
+    assert_non_null(strstr(m, "\naurora_agent_sandbox_isolation{layer=\"scoped\"} 1\n"));
+    free(m);
+    char desc[400];
+    sandbox_describe(desc, sizeof(desc));
+    snprintf(line, sizeof(line), "landlock ABI %d (files, tcp ports, scoped)", abi);
+    assert_non_null(strstr(desc, line));
+}
+
+/* The agent's own config file is never readable, even below a read-only path. */
+static void landlock_agent_config_file_is_never_readable(void **state)
+{
+    (void)state;
+    if (ll_abi(NULL) < 1)
+        fail_msg("this test needs a kernel with Landlock (this machine offers ABI 7)");
+    char cfg[400], other[400];
+    snprintf(cfg, sizeof(cfg), "%s/pub/agent.yaml", g_pod);
+    snprintf(other, sizeof(other), "%s/pub/readme", g_pod);
+    assert_int_equal(put_file(cfg, "agent:\n  token: aurora_kubectl_from-the-config-file\n", 0644),
+                     0);
+    sandbox_shutdown();
+    char ro[600], range[32];
+    snprintf(ro, sizeof(ro), "%s,%s", SANDBOX_DEFAULT_READONLY_PATHS, g_pod);
+    snprintf(range, sizeof(range), "%s", TEST_UID_RANGE);
+    sandbox_config c = {.dir = g_base, .uid_range = range, .nofile = 64, .nproc = -1,
+                        .landlock = "required", .readonly_paths = ro, .config_file = cfg};
+    char err[400];
+    if (sandbox_init(&c, err, sizeof(err)) != 0)
+        fail_msg("sandbox_init: %s", err);
+    assert_false(sandbox_path_readable(cfg));
+    assert_true(sandbox_path_readable(other));
+    sandbox *sb = mk();
+    result *r = new_result();
+    const char *argv[] = {"/bin/cat", cfg, other, NULL};
+    run(sb, argv, NULL, 0, r, 10000);
+    assert_string_equal(r->out, "public\n");
+    assert_null(strstr(r->out, "from-the-config-file"));
+    assert_non_null(strstr(r->err, "Permission denied"));
+    free(r);
+    sandbox_destroy(sb);
+    sandbox_shutdown();
+    unlink(cfg);
+    assert_int_equal(init_sandbox("required", TEST_UID_RANGE), 0); /* back to the suite's */
+}
+
+/* ---- the CLI plug-ins' version probes ---------------------------------------------- */
+
+static void mkdirs(const char *path)
+{
+    char p[600];
+    snprintf(p, sizeof(p), "%s", path);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = '\0';
+            mkdir(p, 0755);
+            *s = '/';
+        }
+    mkdir(p, 0755);
+}
+
+static void cli_version_probes(void **state)
+{
+    (void)state;
+    char t[] = "/tmp/aurora-probe-XXXXXX";
+    assert_non_null(mkdtemp(t));
+    char p[600], q[600];
+    cloud_cli_version v;
+    /* gcloud: the SDK's VERSION file */
+    snprintf(p, sizeof(p), "%s/google-cloud-sdk/bin", t);
+    mkdirs(p);
+    snprintf(p, sizeof(p), "%s/google-cloud-sdk/bin/gcloud", t);
+    assert_int_equal(put_file(p, "#!/bin/sh\n", 0755), 0);
+    snprintf(q, sizeof(q), "%s/google-cloud-sdk/VERSION", t);
+    assert_int_equal(put_file(q, "999.1.0\n", 0644), 0);
+    memset(&v, 0, sizeof(v));
+    cloud_cli_gcloud.probe(p, &v);
+    assert_string_equal(v.version, "999.1.0");
+    assert_string_equal(v.note, "");
+    /* az: azure-cli and msal beside its Python (a venv-like prefix) */
+    snprintf(p, sizeof(p), "%s/py/bin", t);
+    mkdirs(p);
+    snprintf(p, sizeof(p), "%s/py/bin/python3", t);
+    assert_int_equal(put_file(p, "", 0755), 0);
+    snprintf(p, sizeof(p), "%s/py/lib/python3.11/site-packages/azure_cli-2.45.0.dist-info", t);
+    mkdirs(p);
+    snprintf(q, sizeof(q), "%s/py/lib/python3.11/site-packages/msal-1.21.0.dist-info", t);
+    mkdirs(q);
+    char az[600], body[800];
+    snprintf(az, sizeof(az), "%s/az", t);
+    snprintf(body, sizeof(body), "#!%s/py/bin/python3\nimport runpy\n", t);
+    assert_int_equal(put_file(az, body, 0755), 0);
+    memset(&v, 0, sizeof(v));
+    cloud_cli_az.probe(az, &v);
+    assert_string_equal(v.version, "2.45.0");
+    assert_string_equal(v.detail, "msal 1.21.0");
+    assert_string_equal(v.note, ""); /* the tested pair: nothing to say */
+    /* another MSAL: said clearly */
+    char q2[600];
+    snprintf(q2, sizeof(q2), "%s/py/lib/python3.11/site-packages/msal-1.31.1.dist-info", t);
+    assert_int_equal(rename(q, q2), 0);
+    memset(&v, 0, sizeof(v));
+    cloud_cli_az.probe(az, &v);
+    assert_string_equal(v.detail, "msal 1.31.1");
+    assert_non_null(strstr(v.note, "az 2.45.0 with MSAL 1.31.1 is not the tested"));
+    assert_non_null(strstr(v.note, "az login"));
+    /* no MSAL to be found: said too */
+    assert_int_equal(rmdir(q2), 0);
+    memset(&v, 0, sizeof(v));
+    cloud_cli_az.probe(az, &v);
+    assert_non_null(strstr(v.note, "cannot tell which MSAL"));
+    /* a shell wrapper naming its Python (Microsoft's package) */
+    snprintf(body, sizeof(body), "#!/usr/bin/env bash\n%s/py/bin/python3 -Im azure.cli \"$@\"\n",
+             t);
+    assert_int_equal(put_file(az, body, 0755), 0);
+    memset(&v, 0, sizeof(v));
+    cloud_cli_az.probe(az, &v);
+    assert_string_equal(v.version, "2.45.0");
+    /* aws: v2's installer layout, and Debian's egg-info */
+    snprintf(p, sizeof(p), "%s/aws-cli/v2/2.15.1/dist", t);
+    mkdirs(p);
+    snprintf(p, sizeof(p), "%s/aws-cli/v2/2.15.1/dist/aws", t);
+    assert_int_equal(put_file(p, "\x7f" "ELF", 0755), 0);
+    memset(&v, 0, sizeof(v));
+    cloud_cli_aws.probe(p, &v);
+    assert_string_equal(v.version, "2.15.1");
+    snprintf(p, sizeof(p), "%s/py/lib/python3/dist-packages/awscli-2.9.19.egg-info", t);
+    mkdirs(p);
+    snprintf(p, sizeof(p), "%s/aws", t);
+    snprintf(body, sizeof(body), "#!%s/py/bin/python3\n", t);
+    assert_int_equal(put_file(p, body, 0755), 0);
+    memset(&v, 0, sizeof(v));
+    cloud_cli_aws.probe(p, &v);
+    assert_string_equal(v.version, "2.9.19");
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", t);
+    assert_int_equal(system(cmd), 0);
+
+    /* the real CLIs of this machine (Debian's az, Google's gcloud), in register */
+    if (access("/usr/bin/gcloud", X_OK) || access("/usr/bin/az", X_OK))
+        fail_msg("the real gcloud and az are needed (/usr/bin)");
+    agent_cloud c;
+    char err[300];
+    assert_int_equal(agent_cloud_init(&c, NULL, "gcloud=/usr/bin/gcloud,az=/usr/bin/az", NULL,
+                                      NULL, err, sizeof(err)),
+                     0);
+    agent_cloud_probe(&c);
+    cJSON *j = agent_cloud_json(&c);
+    cJSON *vs = cJSON_GetObjectItem(j, "versions");
+    char want[64] = "";
+    char *sdk = realpath("/usr/bin/gcloud", NULL);
+    assert_non_null(sdk);
+    *strrchr(sdk, '/') = '\0';
+    *strrchr(sdk, '/') = '\0';
+    snprintf(p, sizeof(p), "%s/VERSION", sdk);
+    free(sdk);
+    assert_int_equal(cloud_cli_first_line(p, want, sizeof(want)), 0);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(vs, "gcloud"), "version")->valuestring,
+                        want);
+    cJSON *azv = cJSON_GetObjectItem(vs, "az");
+    assert_string_not_equal(cJSON_GetObjectItem(azv, "version")->valuestring, "unknown");
+    assert_int_equal(strncmp(cJSON_GetObjectItem(azv, "detail")->valuestring, "msal ", 5), 0);
+    cJSON *sbx = cJSON_GetObjectItem(j, "sandbox");
+    assert_non_null(sbx);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(sbx, "filesystem")));
+    cJSON_Delete(j);
+    agent_cloud_free(&c);
 }
 
 static void spawn_failures_are_reported(void **state)
@@ -716,12 +1366,12 @@ static void spawn_failures_are_reported(void **state)
     int o[2];
     assert_int_equal(pipe2(o, O_CLOEXEC), 0);
     const char *argv[] = {"/nonexistent/gcloud", NULL};
-    pid_t pid = sandbox_spawn(sb, argv[0], (char *const *)argv, NULL, 0, o[1], o[1], err,
+    pid_t pid = sandbox_spawn(sb, NULL, argv[0], (char *const *)argv, NULL, 0, o[1], o[1], err,
                               sizeof(err));
     assert_int_equal(pid, -1);
     assert_non_null(strstr(err, "executing failed: No such file or directory"));
     const char *rel[] = {"gcloud", NULL};
-    assert_int_equal(sandbox_spawn(sb, rel[0], (char *const *)rel, NULL, 0, o[1], o[1], err,
+    assert_int_equal(sandbox_spawn(sb, NULL, rel[0], (char *const *)rel, NULL, 0, o[1], o[1], err,
                                    sizeof(err)),
                      -1);
     close(o[0]);
@@ -753,6 +1403,86 @@ static void foreign_abi_system_calls_kill_the_process(void **state)
     sandbox_destroy(sb);
 }
 #endif
+
+/* In a child running as uid/gid 65534 (as the chart's non-root agent
+ * runs: no uid separation): a sandbox with Landlock mode `landlock`, command
+ * A holding a secret in its HOME and environment, command B trying to read
+ * them and to signal A.  B's output goes to out; returns the child's exit
+ * status (0 when it ran). */
+static int peek_as_nobody(const char *landlock, char *out, size_t outlen)
+{
+    char base[] = "/tmp/aurora-sbxnobody-XXXXXX";
+    assert_non_null(mkdtemp(base));
+    assert_int_equal(chown(base, 65534, 65534), 0);
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* no cmocka in here: plain system calls and exit codes */
+        close(p[0]);
+        if (syscall(SYS_setgroups, 0, NULL) || setresgid(65534, 65534, 65534) ||
+            setresuid(65534, 65534, 65534))
+            _exit(10);
+        sandbox_shutdown();
+        sandbox_config c = {.dir = base, .uid_range = "off", .nofile = 64, .nproc = -1,
+                            .landlock = landlock};
+        char err[400];
+        if (sandbox_init(&c, err, sizeof(err)) != 0) {
+            ssize_t w = write(p[1], err, strlen(err));
+            (void)w;
+            _exit(11);
+        }
+        sandbox *a = sandbox_create(err, sizeof(err)), *b = sandbox_create(err, sizeof(err));
+        int ao[2];
+        if (!a || !b || pipe2(ao, O_CLOEXEC))
+            _exit(12);
+        char *env_a[] = {"AWS_SECRET_ACCESS_KEY=secret-of-command-a"};
+        const char *argv_a[] = {"/bin/sh", "-c",
+                                "echo top-secret > $HOME/secret; echo ready; exec sleep 30", NULL};
+        pid_t pa = sandbox_spawn(a, NULL, argv_a[0], (char *const *)argv_a, env_a, 1, ao[1],
+                                 ao[1], err, sizeof(err));
+        close(ao[1]);
+        char buf[16];
+        if (pa < 0 || read(ao[0], buf, sizeof(buf)) <= 0)
+            _exit(13);
+        char script[1200];
+        snprintf(script, sizeof(script),
+                 "cat %s/secret 2>/dev/null && echo READ-HOME; "
+                 "tr '\\0' '\\n' 2>/dev/null < /proc/%d/environ | grep -q secret-of-command-a && "
+                 "echo READ-ENVIRON; "
+                 "kill -0 %d 2>/dev/null && echo SIGNALLED; echo done",
+                 sandbox_home(a), (int)pa, (int)pa);
+        const char *argv_b[] = {"/bin/sh", "-c", script, NULL};
+        pid_t pb = sandbox_spawn(b, NULL, argv_b[0], (char *const *)argv_b, NULL, 0, p[1], p[1],
+                                 err, sizeof(err));
+        if (pb < 0)
+            _exit(14);
+        close(p[1]);
+        int st;
+        waitpid(pb, &st, 0);
+        kill(-pa, SIGKILL);
+        waitpid(pa, &st, 0);
+        sandbox_destroy(b);
+        sandbox_destroy(a);
+        sandbox_shutdown();
+        _exit(0);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < outlen && (r = read(p[0], out + n, outlen - 1 - n)) > 0)
+        n += (size_t)r;
+    out[n] = '\0';
+    close(p[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
+    int rc = system(cmd);
+    (void)rc;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
 
 /* AURORA_SANDBOX_UID_RANGE=off (and every non-root agent): the agent's own
  * uid, the same private directory, environment, limits and filter. */
@@ -786,6 +1516,37 @@ static void shared_uid_mode(void **state)
     sandbox_destroy(sb);
     assert_false(exists(dir));
     free(r);
+
+    /* one uid for both commands, not root (the chart's agent runs as uid
+     * 1000): Landlock keeps them apart; without it nothing does */
+    if (ll_abi(NULL) < 6)
+        fail_msg("this test needs Landlock ABI 6 (this machine offers ABI 7)");
+    char out[4096];
+    int pst = peek_as_nobody("required", out, sizeof(out));
+    if (pst != 0 || strcmp(out, "done\n"))
+        fail_msg("landlock on: status %d, B saw [%s]", pst, out);
+    pst = peek_as_nobody("off", out, sizeof(out));
+    if (pst != 0 || !strstr(out, "top-secret\nREAD-HOME\nREAD-ENVIRON\nSIGNALLED\ndone\n"))
+        fail_msg("landlock off: status %d, B saw [%s]", pst, out);
+    /* and the agent says so */
+    sandbox_shutdown();
+    c.landlock = "off";
+    if (sandbox_init(&c, err, sizeof(err)) != 0)
+        fail_msg("sandbox_init(landlock off): %s", err);
+    sandbox_isolation is;
+    sandbox_get_isolation(&is);
+    assert_false(is.filesystem || is.network || is.scoped);
+    assert_non_null(strstr(is.degraded, "AURORA_SANDBOX_LANDLOCK=off"));
+    cJSON *j = sandbox_isolation_json();
+    assert_non_null(strstr(cJSON_GetObjectItem(j, "degraded")->valuestring, "turned off"));
+    cJSON_Delete(j);
+    char *m = metrics_render(NULL);
+    assert_non_null(strstr(m, "\naurora_agent_sandbox_isolation{layer=\"filesystem\"} 0\n"));
+    free(m);
+    sandbox_describe(out, sizeof(out));
+    assert_non_null(strstr(out, "no landlock"));
+    sandbox_shutdown();
+    c.landlock = NULL;
     /* bad settings */
     sandbox_shutdown();
     sandbox_config bad = c;
@@ -802,6 +1563,18 @@ static void shared_uid_mode(void **state)
     bad.passthrough = "LD_PRELOAD";
     assert_int_equal(sandbox_init(&bad, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "LD_PRELOAD"));
+    bad = c;
+    bad.landlock = "sometimes";
+    assert_int_equal(sandbox_init(&bad, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "AURORA_SANDBOX_LANDLOCK"));
+    bad = c;
+    bad.allowed_ports = "443,http";
+    assert_int_equal(sandbox_init(&bad, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "AURORA_SANDBOX_ALLOWED_PORTS"));
+    bad = c;
+    bad.readonly_paths = "/usr,lib";
+    assert_int_equal(sandbox_init(&bad, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "AURORA_SANDBOX_READONLY_PATHS"));
     /* not initialised: a clear error instead of a command */
     sandbox_set_unavailable("test: broken on purpose");
     assert_null(sandbox_create(err, sizeof(err)));
@@ -813,7 +1586,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(env_is_allowlist_plus_injected),
-        cmocka_unit_test(server_cannot_set_owned_or_loader_variables),
+        cmocka_unit_test(server_env_is_an_allowlist_per_cli),
+        cmocka_unit_test(operator_env_per_cli),
         cmocka_unit_test(cloud_policy_programs_and_printers),
         cmocka_unit_test(dir_is_private_and_removed),
         cmocka_unit_test(dir_removed_after_kill_and_escapees_killed),
@@ -823,6 +1597,12 @@ int main(void)
         cmocka_unit_test(fork_bomb_memory_hog_and_big_file_are_contained),
         cmocka_unit_test(no_writes_outside_and_no_peeking_at_other_commands),
         cmocka_unit_test(spawn_failures_are_reported),
+        cmocka_unit_test(landlock_defaults_keep_the_service_account_token_out),
+        cmocka_unit_test(landlock_files_read_only_view_home_tmp_writable),
+        cmocka_unit_test(landlock_tcp_connect_only_to_allowed_ports),
+        cmocka_unit_test(landlock_isolation_reported),
+        cmocka_unit_test(landlock_agent_config_file_is_never_readable),
+        cmocka_unit_test(cli_version_probes),
 #if defined(__x86_64__) /* x32 is an x86_64 ABI */
         cmocka_unit_test(foreign_abi_system_calls_kill_the_process),
 #endif

@@ -1,6 +1,53 @@
-/* azure_profile.c — az's config dir for one access token (see azure_profile.h). */
-#include "azure_profile.h"
-
+/* cloud_az.c — the Azure CLI as a cloud_exec plug-in (cloud_cli.h), and how a
+ * bare Azure access token is handed to it.
+ *
+ * `az` has no environment variable for an access token: it reads its
+ * identity from AZURE_CONFIG_DIR.  For a cloud_exec that carries
+ * AZURE_ACCESS_TOKEN (docs/api.md, Azure connector), the sandbox writes into
+ * the command's private AZURE_CONFIG_DIR (inside its sandbox HOME, removed
+ * with it) what az 2.45 (MSAL Python 1.21) needs to use that token, and
+ * nothing that could mint another one (no refresh token, no client secret):
+ *
+ *   azureProfile.json      one subscription (AZURE_SUBSCRIPTION_ID, default),
+ *                          tenant AZURE_TENANT_ID, user "aurora-cloud-exec" of
+ *                          type "user", environmentName = the active cloud;
+ *   msal_token_cache.json  MSAL's SerializableTokenCache (plain JSON: the token
+ *                          cache is not encrypted on Linux, and `config` says
+ *                          so): the Account and one AccessToken for az's public
+ *                          client id 04b07795-8ddb-461a-bbee-02f9e1bf7b46, realm
+ *                          = tenant, expires_on = AZURE_ACCESS_TOKEN_EXPIRES_ON,
+ *                          target = the ARM scopes az asks for
+ *                          (https://management.core.windows.net//.default, and
+ *                          the management.azure.com forms).  MSAL answers
+ *                          acquire_token_silent from it ("Cache hit an AT")
+ *                          while it is valid for more than 5 minutes; the
+ *                          server hands out tokens that are;
+ *   msal_http_cache.bin    MSAL's HTTP cache (a pickled dict, az's BinaryCache)
+ *                          holding the tenant's OpenID configuration, so that
+ *                          MSAL's authority validation (tenant discovery at
+ *                          https://login.microsoftonline.com:443/<tenant>/v2.0/
+ *                          .well-known/openid-configuration, done even for a
+ *                          cached token) makes no network call.  Built from
+ *                          builtins only (dict, list, tuple, str, int and
+ *                          types.SimpleNamespace for the response), so it
+ *                          unpickles under any Python 3;
+ *   config                 [core] encrypt_token_cache = false, no telemetry,
+ *                          and [cloud] name = AuroraCustom with
+ *   clouds.config          only when AZURE_ARM_ENDPOINT_OVERRIDE is set: a
+ *                          cloud whose Resource Manager endpoint is that URL
+ *                          (login stays login.microsoftonline.com).  Only the
+ *                          operator sets it (AURORA_CLOUD_ENV
+ *                          "az:AZURE_ARM_ENDPOINT_OVERRIDE=…", a sovereign cloud
+ *                          or a test fixture); the server, whose
+ *                          AZURE_MANAGEMENT_BASE is then not the default, sends
+ *                          the same value, which the agent accepts only when it
+ *                          equals the operator's (cloud.h).
+ *
+ * Then AZURE_ACCESS_TOKEN itself is left out of the command's environment.
+ *
+ * The token cache's format is MSAL Python's: the version probe reads the
+ * installed azure-cli and msal versions at start and says so clearly when
+ * they are not the tested ones (az 2.45 with MSAL 1.21, Debian 12's). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +58,20 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "cloud_cli.h"
+
+#define AZURE_CLI_CLIENT_ID "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+#define AZURE_PROFILE_USER "aurora-cloud-exec"
+#define AZURE_CUSTOM_CLOUD "AuroraCustom"
+
+typedef struct {
+    const char *token;        /* AZURE_ACCESS_TOKEN (required) */
+    const char *expires_on;   /* AZURE_ACCESS_TOKEN_EXPIRES_ON, Unix seconds; NULL: 1 hour */
+    const char *subscription; /* AZURE_SUBSCRIPTION_ID (required) */
+    const char *tenant;       /* AZURE_TENANT_ID (required) */
+    const char *arm_endpoint; /* AZURE_ARM_ENDPOINT_OVERRIDE, NULL: Azure's public cloud */
+} azure_profile_input;
 
 #define LOGIN_HOST "login.microsoftonline.com"
 /* the scopes az asks for ARM (active_directory_resource_id + "/.default") and
@@ -108,7 +169,7 @@ static void pint(buf_t *b, long long v) /* INT, text: any size */
     op(b, s);
 }
 
-unsigned char *azure_profile_http_cache(const char *tenant, long long now, size_t *len)
+static unsigned char *azure_profile_http_cache(const char *tenant, long long now, size_t *len)
 {
     char key[512], oidc[1024];
     snprintf(key, sizeof(key),
@@ -263,8 +324,8 @@ static int write_file(int dfd, const char *name, const void *data, size_t len, i
     return close(fd);
 }
 
-int azure_profile_write(const char *config_dir, const azure_profile_input *in, int chown_to,
-                        uid_t uid, gid_t gid, char *err, size_t errlen)
+static int azure_profile_write(const char *config_dir, const azure_profile_input *in,
+                               int chown_to, uid_t uid, gid_t gid, char *err, size_t errlen)
 {
     if (!token_ok(in->token)) {
         snprintf(err, errlen, "AZURE_ACCESS_TOKEN is empty or malformed");
@@ -359,3 +420,89 @@ out:
     free(http);
     return rc;
 }
+
+/* ---- the plug-in ------------------------------------------------------------------ */
+
+static const char *const server_env[] = {
+    "AZURE_ACCESS_TOKEN",
+    "AZURE_ACCESS_TOKEN_EXPIRES_ON",
+    "AZURE_SUBSCRIPTION_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_DEFAULTS_LOCATION",
+    "AZURE_CORE_OUTPUT",
+    "AZURE_CORE_ONLY_SHOW_ERRORS",
+    "AZURE_CORE_NO_COLOR",
+    "AZURE_CORE_COLLECT_TELEMETRY",
+    NULL};
+
+static const char *const printers[] = {"account get-access-token", NULL};
+
+static const char *const home_env[] = {"AZURE_CONFIG_DIR=.azure", NULL};
+
+/* With AZURE_ACCESS_TOKEN: az's config dir with that token (above); the
+ * token then stays out of the environment. */
+static int prepare_home(const cloud_cli_home *h, char *const env[], int nenv, unsigned char *drop,
+                        char *err, size_t errlen)
+{
+    const char *tok = cloud_cli_env_value(env, nenv, "AZURE_ACCESS_TOKEN");
+    if (!tok)
+        return 0;
+    azure_profile_input in = {
+        .token = tok,
+        .expires_on = cloud_cli_env_value(env, nenv, "AZURE_ACCESS_TOKEN_EXPIRES_ON"),
+        .subscription = cloud_cli_env_value(env, nenv, "AZURE_SUBSCRIPTION_ID"),
+        .tenant = cloud_cli_env_value(env, nenv, "AZURE_TENANT_ID"),
+        .arm_endpoint = cloud_cli_env_value(env, nenv, "AZURE_ARM_ENDPOINT_OVERRIDE")};
+    size_t n = strlen(h->home) + sizeof("/.azure");
+    char *dir = malloc(n);
+    if (!dir) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(dir, n, "%s/.azure", h->home);
+    int r = azure_profile_write(dir, &in, h->chown_to, h->uid, h->gid, err, errlen);
+    free(dir);
+    if (r != 0)
+        return -1;
+    for (int i = 0; i < nenv; i++)
+        if (env[i] && !strncmp(env[i], "AZURE_ACCESS_TOKEN=", 19))
+            drop[i] = 1;
+    return 0;
+}
+
+/* The versions the token cache above was written for and tested with. */
+#define TESTED_AZ "2.45."
+#define TESTED_MSAL "1.21."
+
+static void probe(const char *program, cloud_cli_version *out)
+{
+    char msal[32] = "";
+    if (cloud_cli_python_dist_version(program, "azure_cli", out->version, sizeof(out->version)))
+        cloud_cli_python_dist_version(program, "azure_cli_core", out->version,
+                                      sizeof(out->version));
+    cloud_cli_python_dist_version(program, "msal", msal, sizeof(msal));
+    if (msal[0])
+        snprintf(out->detail, sizeof(out->detail), "msal %s", msal);
+    if (!msal[0])
+        snprintf(out->note, sizeof(out->note),
+                 "cannot tell which MSAL version az %s uses (no msal-*.dist-info/egg-info "
+                 "beside its Python): the agent writes MSAL 1.21's token cache format (tested "
+                 "with az 2.45.0); if cloud_exec az asks for `az login`, the format differs",
+                 out->version[0] ? out->version : "(unknown version)");
+    else if (!cloud_cli_version_is(msal, TESTED_MSAL) ||
+             !cloud_cli_version_is(out->version, TESTED_AZ))
+        snprintf(out->note, sizeof(out->note),
+                 "az %s with MSAL %s is not the tested az 2.45 with MSAL 1.21: the agent "
+                 "writes MSAL 1.21's token cache format for the server's access token; if "
+                 "cloud_exec az asks for `az login`, this MSAL reads another format",
+                 out->version[0] ? out->version : "(unknown version)", msal);
+}
+
+const cloud_cli cloud_cli_az = {
+    .name = "az",
+    .server_env = server_env,
+    .printers = printers,
+    .home_env = home_env,
+    .prepare_home = prepare_home,
+    .probe = probe,
+};

@@ -1,0 +1,59 @@
+/* cloud_aws.c — the AWS CLI as a cloud_exec plug-in (cloud_cli.h).
+ *
+ * The server hands aws the assumed role's temporary credentials and the
+ * region; its config and credentials files live in the command's HOME.
+ * Endpoint overrides (AWS_ENDPOINT_URL*), the CA bundle (AWS_CA_BUNDLE),
+ * profiles and credential providers that fetch or read credentials
+ * elsewhere (AWS_PROFILE, AWS_CONTAINER_CREDENTIALS_*, AWS_WEB_IDENTITY_TOKEN_FILE,
+ * AWS_ROLE_ARN) are never the server's to set. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cloud_cli.h"
+
+static const char *const server_env[] = {
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_DEFAULT_OUTPUT",
+    "AWS_PAGER",
+    "AWS_EC2_METADATA_DISABLED",
+    NULL};
+
+static const char *const printers[] = {"configure export-credentials", NULL};
+
+static const char *const home_env[] = {"AWS_CONFIG_FILE=.aws/config",
+                                       "AWS_SHARED_CREDENTIALS_FILE=.aws/credentials", NULL};
+
+/* AWS CLI v2's installer: …/aws-cli/v2/<version>/dist/aws; v1 and Debian's
+ * awscli: the Python distribution awscli. */
+static void probe(const char *program, cloud_cli_version *out)
+{
+    char *r = realpath(program, NULL);
+    if (r) {
+        char *v2 = strstr(r, "/v2/");
+        char *dist = v2 ? strstr(v2 + 4, "/dist/") : NULL;
+        size_t n = dist ? (size_t)(dist - (v2 + 4)) : 0;
+        if (n && n < sizeof(out->version) && !memchr(v2 + 4, '/', n)) {
+            memcpy(out->version, v2 + 4, n);
+            out->version[n] = '\0';
+        }
+        free(r);
+        if (out->version[0])
+            return;
+    }
+    cloud_cli_python_dist_version(program, "awscli", out->version, sizeof(out->version));
+}
+
+const cloud_cli cloud_cli_aws = {
+    .name = "aws",
+    .server_env = server_env,
+    .printers = printers,
+    .home_env = home_env,
+    .prepare_home = NULL,
+    .probe = probe,
+};
