@@ -143,12 +143,11 @@ out:
  * server-wide numbers (other tenants' load is not a tenant's business). */
 static void exec_usage_route(worker_ctx *w, http_request *req, http_response *resp)
 {
-    (void)w;
     enum { MAX_LISTED = 256 };
     exec_usage u;
     exec_cluster_usage cl[MAX_LISTED];
     size_t n = 0;
-    exec_limits_usage(req->auth.org_id, &u, cl, MAX_LISTED, &n);
+    exec_limits_usage(exec_ctx_limits(w->exec), req->auth.org_id, &u, cl, MAX_LISTED, &n);
     cJSON *o = cJSON_CreateObject();
     cJSON *b = cJSON_AddObjectToObject(o, "buffered_output");
     cJSON_AddNumberToObject(b, "bytes", (double)u.org_bytes);

@@ -125,6 +125,7 @@ static void list_tokens(worker_ctx *w, http_request *req, http_response *resp)
 
 /* Runs on the loop after the revocation is committed: close live tunnels. */
 typedef struct {
+    tunnel_hub *tunnels;
     char org_id[STORE_ID_LEN], cluster_id[STORE_CLUSTER_ID_LEN], token_id[STORE_ID_LEN];
     int whole_cluster;
 } close_arg;
@@ -132,9 +133,9 @@ typedef struct {
 static void close_on_loop(http_response *resp, void *arg)
 {
     close_arg *c = arg;
-    tunnel_note_revocation();
-    int n = tunnel_close_sessions(c->org_id, c->cluster_id, c->whole_cluster ? NULL : c->token_id,
-                                  "Token revoked");
+    tunnel_note_revocation(c->tunnels);
+    int n = tunnel_close_sessions(c->tunnels, c->org_id, c->cluster_id,
+                                  c->whole_cluster ? NULL : c->token_id, "Token revoked");
     cJSON *o = cJSON_CreateObject();
     cJSON_AddBoolToObject(o, c->whole_cluster ? "deleted" : "revoked", 1);
     if (!c->whole_cluster)
@@ -146,12 +147,13 @@ static void close_on_loop(http_response *resp, void *arg)
     free(c);
 }
 
-static int schedule_close(http_response *resp, const char *org, const char *cluster,
-                          const char *token_id)
+static int schedule_close(worker_ctx *w, http_response *resp, const char *org,
+                          const char *cluster, const char *token_id)
 {
     close_arg *c = calloc(1, sizeof(*c));
     if (!c)
         return -1;
+    c->tunnels = w->tunnels;
     snprintf(c->org_id, sizeof(c->org_id), "%s", org);
     snprintf(c->cluster_id, sizeof(c->cluster_id), "%s", cluster);
     if (token_id)
@@ -179,13 +181,22 @@ static void revoke_token(worker_ctx *w, http_request *req, http_response *resp)
         return;
     }
     log_info("agent token %s (cluster %s) revoked", t.id, t.cluster_id);
-    if (schedule_close(resp, req->auth.org_id, t.cluster_id, t.id) < 0)
+    if (schedule_close(w, resp, req->auth.org_id, t.cluster_id, t.id) < 0)
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
 }
 
+/* The body listed on a worker, and where to find the live sessions. */
+typedef struct {
+    cJSON *body;
+    tunnel_hub *tunnels;
+} sessions_arg;
+
 static void connections_add_sessions(http_response *resp, void *arg)
 {
-    cJSON *o = arg;
+    sessions_arg *a = arg;
+    cJSON *o = a->body;
+    tunnel_hub *tunnels = a->tunnels;
+    free(a);
     const char *org = cJSON_GetStringValue(cJSON_GetObjectItem(o, "org_id"));
     cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "connections"))
@@ -193,7 +204,7 @@ static void connections_add_sessions(http_response *resp, void *arg)
         cJSON *sessions = cJSON_AddArrayToObject(c, "sessions");
         const char *cluster = cJSON_GetStringValue(cJSON_GetObjectItem(c, "cluster_id"));
         if (sessions && org && cluster)
-            tunnel_describe_sessions(org, cluster, sessions);
+            tunnel_describe_sessions(tunnels, org, cluster, sessions);
     }
     cJSON_DeleteItemFromObject(o, "org_id");
     http_resp_json(resp, 200, o);
@@ -230,9 +241,17 @@ static void list_connections(worker_ctx *w, http_request *req, http_response *re
     free(list);
     /* The live sessions (replicas, their policy and load) are known only to
      * the event loop: finish the body there. */
+    sessions_arg *a = malloc(sizeof(*a));
+    if (!a) {
+        cJSON_Delete(o);
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        return;
+    }
+    a->body = o;
+    a->tunnels = w->tunnels;
     resp->status = 200;
     resp->on_loop = connections_add_sessions;
-    resp->on_loop_arg = o;
+    resp->on_loop_arg = a;
 }
 
 static void delete_connection(worker_ctx *w, http_request *req, http_response *resp)
@@ -255,7 +274,7 @@ static void delete_connection(worker_ctx *w, http_request *req, http_response *r
         return;
     }
     log_info("connection %s deleted, %d token(s) revoked", cluster, n);
-    if (schedule_close(resp, req->auth.org_id, cluster, NULL) < 0)
+    if (schedule_close(w, resp, req->auth.org_id, cluster, NULL) < 0)
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
 }
 

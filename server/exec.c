@@ -1,6 +1,7 @@
 /* exec.c — glue between an HTTP transaction and a tunnel request; see exec.h. */
 #include "exec.h"
 
+#include <assert.h>
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -24,8 +25,15 @@ typedef struct {
     size_t len, cap;
 } capture;
 
+struct exec_ctx {
+    exec_limits *limits;
+    tunnel_hub *tunnels;
+    workers *pool;
+};
+
 typedef struct {
     http_txn *txn; /* NULL once the client is gone */
+    exec_ctx *ctx;
     exec_spec *spec;
     tunnel_req *req;
     capture out, err;   /* JSON mode: captured output, capped at max_output */
@@ -53,10 +61,30 @@ void exec_spec_wipe_env(exec_spec *e)
     e->nenv = 0;
 }
 
-void exec_module_init(const server_config *cfg)
+exec_ctx *exec_ctx_new(const server_config *cfg, tunnel_hub *tunnels, workers *pool)
 {
-    exec_limits_configure(cfg->output_budget, cfg->org_output_budget, cfg->max_per_cluster);
+    exec_ctx *x = calloc(1, sizeof(*x));
+    if (!x)
+        return NULL;
+    x->limits = exec_limits_new(cfg->output_budget, cfg->org_output_budget, cfg->max_per_cluster);
+    if (!x->limits) {
+        free(x);
+        return NULL;
+    }
+    x->tunnels = tunnels;
+    x->pool = pool;
+    return x;
 }
+
+void exec_ctx_free(exec_ctx *x)
+{
+    if (!x)
+        return;
+    exec_limits_free(x->limits);
+    free(x);
+}
+
+exec_limits *exec_ctx_limits(exec_ctx *x) { return x->limits; }
 
 void exec_spec_free(exec_spec *e)
 {
@@ -161,7 +189,7 @@ static void audit_submit(const exec_spec *e, const char *outcome, int rc, int64_
         a->at = (int64_t)time(NULL);
         /* If this is dropped the row stays "started" and is closed as
          * interrupted once this instance is gone: never lost. */
-        if (workers_submit(audit_end_run, free, a) < 0) {
+        if (workers_submit(e->ctx->pool, WORKER_POOL_STORE, audit_end_run, free, a) < 0) {
             log_error("audit record %lld left 'started' (worker queue full): outcome %s",
                       (long long)a->id, outcome);
             free(a);
@@ -175,7 +203,7 @@ static void audit_submit(const exec_spec *e, const char *outcome, int rc, int64_
     a->return_code = rc;
     a->bytes_out = bytes;
     a->duration_ms = duration_ms;
-    if (workers_submit(audit_run, audit_done, a) < 0) {
+    if (workers_submit(e->ctx->pool, WORKER_POOL_STORE, audit_run, audit_done, a) < 0) {
         log_error("audit record dropped (worker queue full): org %s cluster %s", e->org_id,
                   e->cluster_id);
         audit_done(a);
@@ -278,7 +306,8 @@ static int capture_room(exec_run *x, capture *c, size_t n)
         cap = need;
     if (cap > limit)
         cap = limit > need ? limit : need;
-    int rc = exec_limits_reserve(&x->budget, x->spec->org_id, (int64_t)(cap - c->cap));
+    int rc = exec_limits_reserve(x->ctx->limits, &x->budget, x->spec->org_id,
+                                 (int64_t)(cap - c->cap));
     if (rc != EXEC_BUDGET_OK)
         return rc;
     char *p = realloc(c->data, cap);
@@ -307,7 +336,7 @@ static void json_fail_budget(exec_run *x, int which)
         x->req = NULL;
     }
     exec_usage u;
-    exec_limits_usage(x->spec->org_id, &u, NULL, 0, NULL);
+    exec_limits_usage(x->ctx->limits, x->spec->org_id, &u, NULL, 0, NULL);
     log_warn("exec on %s for org %s cancelled: %s output budget exhausted after %lld bytes",
              x->spec->cluster_id, x->spec->org_id, org ? "organization" : "server",
              (long long)x->bytes);
@@ -489,8 +518,11 @@ static const http_stream_ops sse_http_ops = { sse_on_drain, on_client_gone };
 
 int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp)
 {
+    assert(w->exec);
+    e->ctx = w->exec;
     int running = 0;
-    if (exec_limits_slot_acquire(&e->slot, e->org_id, e->cluster_id, &running) < 0) {
+    if (exec_limits_slot_acquire(e->ctx->limits, &e->slot, e->org_id, e->cluster_id, &running) <
+        0) {
         exec_audit_now(w->store, e, "cluster_busy");
         http_resp_error(resp, 429, EC_CLUSTER_BUSY,
                         "cluster %s already has %d commands running or queued, the most allowed "
@@ -523,6 +555,7 @@ int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp)
 
 int exec_start(http_txn *t, exec_spec *e)
 {
+    assert(e->ctx); /* admitted: exec_admit tied it to the server's context */
     exec_run *x = calloc(1, sizeof(*x));
     if (!x) {
         http_resp_error(http_txn_response(t), 500, "INTERNAL", "out of memory");
@@ -530,6 +563,7 @@ int exec_start(http_txn *t, exec_spec *e)
         return -1;
     }
     x->txn = t;
+    x->ctx = e->ctx;
     x->spec = e;
     x->started_ms = now_ms();
     tunnel_exec_params p = { .org_id = e->org_id, .cluster_id = e->cluster_id, .kind = e->kind,
@@ -539,7 +573,8 @@ int exec_start(http_txn *t, exec_spec *e)
                              .env = (const char *const *)e->env, .nenv = e->nenv };
     char err[256];
     if (strcmp(e->kind, "kubectl") != 0 &&
-        tunnel_cluster_supports(e->org_id, e->cluster_id, e->kind) == TUNNEL_UNSUPPORTED) {
+        tunnel_cluster_supports(x->ctx->tunnels, e->org_id, e->cluster_id, e->kind) ==
+            TUNNEL_UNSUPPORTED) {
         /* Only legacy agents are connected: they run kubectl and nothing else. */
         audit_submit(e, "agent_unsupported", -1, 0, 0);
         http_resp_error(http_txn_response(t), 409, "AGENT_UNSUPPORTED",
@@ -556,7 +591,8 @@ int exec_start(http_txn *t, exec_spec *e)
         http_txn_attach(t, &sse_http_ops, x);
     else
         http_txn_attach(t, &json_http_ops, x);
-    x->req = tunnel_exec(&p, e->stream ? &sse_sink : &json_sink, x, err, sizeof(err));
+    x->req = tunnel_exec(x->ctx->tunnels, &p, e->stream ? &sse_sink : &json_sink, x, err,
+                         sizeof(err));
     /* The frame (or the tunnel's own copy of it) now holds the credentials. */
     exec_spec_wipe_env(e);
     if (!x->req) {

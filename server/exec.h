@@ -20,6 +20,22 @@
 #define EC_SERVER_OUTPUT_BUDGET "SERVER_OUTPUT_BUDGET_EXCEEDED"
 #define EC_AUDIT_UNAVAILABLE "AUDIT_UNAVAILABLE"
 
+struct tunnel_hub;
+
+/* The commands' context (opaque), one per server: where commands are sent
+ * (tunnel.h), where their audit rows are written (the pool) and the limits
+ * they run under (exec_limits.h, owned).  Created by server.c; handlers
+ * reach it through worker_ctx.exec, exec_start through the spec that
+ * exec_admit tied to it. */
+typedef struct exec_ctx exec_ctx;
+
+/* Server start: the limits of exec_limits.h from the settings; tunnels and
+ * pool are not owned.  NULL when out of memory. */
+exec_ctx *exec_ctx_new(const server_config *cfg, struct tunnel_hub *tunnels, workers *pool);
+/* After every exec has ended (the lws context is destroyed). */
+void exec_ctx_free(exec_ctx *x);
+exec_limits *exec_ctx_limits(exec_ctx *x);
+
 typedef struct exec_spec {
     char org_id[STORE_ID_LEN];
     char user_id[STORE_ID_LEN];
@@ -38,21 +54,20 @@ typedef struct exec_spec {
     int stream;      /* text/event-stream */
     int64_t audit_id; /* its "started" audit row (exec_admit); 0: none yet */
     exec_slot slot;   /* its place in the cluster's command count (exec_admit) */
+    exec_ctx *ctx;    /* where it runs (exec_admit) */
 } exec_spec;
 
-/* Server start: the limits of exec_limits.h from the settings. */
-void exec_module_init(const server_config *cfg);
 /* Frees e and releases its cluster slot. */
 void exec_spec_free(exec_spec *e);
 /* Wipes and frees e->env. */
 void exec_spec_wipe_env(exec_spec *e);
-/* Worker thread, the last step before a handler sets resp->exec = e: takes a
- * slot of the cluster (else 429 CLUSTER_BUSY, audited) and writes the
+/* Worker thread, the last step before a handler sets resp->exec = e: ties e
+ * to w->exec, takes a slot of the cluster (else 429 CLUSTER_BUSY, audited) and writes the
  * "started" audit row (else 503 AUDIT_UNAVAILABLE: a command that cannot be
  * audited is not run).  0, or -1 with the error in resp (e still the
  * caller's to free). */
 int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp);
-/* Loop thread.  Takes ownership of e.  0: exec.c now owns the response;
+/* Loop thread, e admitted.  Takes ownership of e.  0: exec.c now owns the response;
  * -1: the txn's response holds an error to send. */
 int exec_start(http_txn *t, exec_spec *e);
 /* Records an exec that never reached an agent (worker thread). */

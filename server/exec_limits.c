@@ -3,6 +3,7 @@
  * whose entries exist only while something is held. */
 #include "exec_limits.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,25 +20,42 @@ typedef struct entry {
     int64_t value;
 } entry;
 
-static struct {
+struct exec_limits {
     pthread_mutex_t mu;
     entry *buckets[BUCKETS];
     int64_t server_budget, org_budget;
     int max_per_cluster;
     int64_t server_bytes;
     int64_t server_commands;
-} L = { .mu = PTHREAD_MUTEX_INITIALIZER,
-        .server_budget = 256LL << 20,
-        .org_budget = 64LL << 20,
-        .max_per_cluster = 128 };
+};
 
-void exec_limits_configure(int64_t server_budget, int64_t org_budget, int max_per_cluster)
+exec_limits *exec_limits_new(int64_t server_budget, int64_t org_budget, int max_per_cluster)
 {
-    pthread_mutex_lock(&L.mu);
-    L.server_budget = server_budget;
-    L.org_budget = org_budget;
-    L.max_per_cluster = max_per_cluster;
-    pthread_mutex_unlock(&L.mu);
+    exec_limits *L = calloc(1, sizeof(*L));
+    if (!L)
+        return NULL;
+    pthread_mutex_init(&L->mu, NULL);
+    L->server_budget = server_budget;
+    L->org_budget = org_budget;
+    L->max_per_cluster = max_per_cluster;
+    return L;
+}
+
+void exec_limits_free(exec_limits *L)
+{
+    if (!L)
+        return;
+    if (L->server_bytes || L->server_commands)
+        log_error("exec limits: freed while %lld bytes and %lld commands are still held",
+                  (long long)L->server_bytes, (long long)L->server_commands);
+    for (size_t b = 0; b < BUCKETS; b++)
+        while (L->buckets[b]) {
+            entry *e = L->buckets[b];
+            L->buckets[b] = e->next;
+            free(e);
+        }
+    pthread_mutex_destroy(&L->mu);
+    free(L);
 }
 
 static size_t bucket_of(const char *org_id, const char *cluster_id)
@@ -51,11 +69,11 @@ static size_t bucket_of(const char *org_id, const char *cluster_id)
     return h % BUCKETS;
 }
 
-/* Under L.mu.  create: add a zero entry when missing (NULL if out of memory). */
-static entry *find(const char *org_id, const char *cluster_id, int create)
+/* Under L->mu.  create: add a zero entry when missing (NULL if out of memory). */
+static entry *find(exec_limits *L, const char *org_id, const char *cluster_id, int create)
 {
     size_t b = bucket_of(org_id, cluster_id);
-    for (entry *e = L.buckets[b]; e; e = e->next)
+    for (entry *e = L->buckets[b]; e; e = e->next)
         if (!strcmp(e->org_id, org_id) && !strcmp(e->cluster_id, cluster_id))
             return e;
     if (!create)
@@ -65,17 +83,17 @@ static entry *find(const char *org_id, const char *cluster_id, int create)
         return NULL;
     snprintf(e->org_id, sizeof(e->org_id), "%s", org_id);
     snprintf(e->cluster_id, sizeof(e->cluster_id), "%s", cluster_id);
-    e->next = L.buckets[b];
-    L.buckets[b] = e;
+    e->next = L->buckets[b];
+    L->buckets[b] = e;
     return e;
 }
 
-/* Under L.mu: drops e once it holds nothing. */
-static void drop_if_zero(entry *e)
+/* Under L->mu: drops e once it holds nothing. */
+static void drop_if_zero(exec_limits *L, entry *e)
 {
     if (e->value > 0)
         return;
-    entry **pp = &L.buckets[bucket_of(e->org_id, e->cluster_id)];
+    entry **pp = &L->buckets[bucket_of(e->org_id, e->cluster_id)];
     for (; *pp; pp = &(*pp)->next)
         if (*pp == e) {
             *pp = e->next;
@@ -84,29 +102,30 @@ static void drop_if_zero(entry *e)
         }
 }
 
-int exec_limits_slot_acquire(exec_slot *s, const char *org_id, const char *cluster_id,
-                             int *count)
+int exec_limits_slot_acquire(exec_limits *L, exec_slot *s, const char *org_id,
+                             const char *cluster_id, int *count)
 {
     memset(s, 0, sizeof(*s));
+    s->limits = L;
     snprintf(s->org_id, sizeof(s->org_id), "%s", org_id);
     snprintf(s->cluster_id, sizeof(s->cluster_id), "%s", cluster_id);
     if (!s->cluster_id[0]) /* never the key of an organization's byte count */
         snprintf(s->cluster_id, sizeof(s->cluster_id), "-");
-    pthread_mutex_lock(&L.mu);
-    entry *e = find(s->org_id, s->cluster_id, 1);
+    pthread_mutex_lock(&L->mu);
+    entry *e = find(L, s->org_id, s->cluster_id, 1);
     int n = e ? (int)e->value : 0;
     if (count)
         *count = n;
-    if (!e || n >= L.max_per_cluster) {
+    if (!e || n >= L->max_per_cluster) {
         if (e)
-            drop_if_zero(e);
-        pthread_mutex_unlock(&L.mu);
+            drop_if_zero(L, e);
+        pthread_mutex_unlock(&L->mu);
         return -1;
     }
     e->value++;
-    L.server_commands++;
+    L->server_commands++;
     s->held = 1;
-    pthread_mutex_unlock(&L.mu);
+    pthread_mutex_unlock(&L->mu);
     return 0;
 }
 
@@ -114,42 +133,46 @@ void exec_limits_slot_release(exec_slot *s)
 {
     if (!s || !s->held)
         return;
-    pthread_mutex_lock(&L.mu);
-    entry *e = find(s->org_id, s->cluster_id, 0);
+    exec_limits *L = s->limits;
+    pthread_mutex_lock(&L->mu);
+    entry *e = find(L, s->org_id, s->cluster_id, 0);
     if (e) {
         e->value--;
-        drop_if_zero(e);
+        drop_if_zero(L, e);
     } else {
         log_error("exec limits: released a slot of %s that was not counted", s->cluster_id);
     }
-    L.server_commands--;
+    L->server_commands--;
     s->held = 0;
-    pthread_mutex_unlock(&L.mu);
+    pthread_mutex_unlock(&L->mu);
 }
 
-int exec_limits_reserve(exec_budget *b, const char *org_id, int64_t n)
+int exec_limits_reserve(exec_limits *L, exec_budget *b, const char *org_id, int64_t n)
 {
     if (n <= 0)
         return EXEC_BUDGET_OK;
+    /* A budget charged to two objects could not be released exactly. */
+    assert(!b->limits || b->limits == L);
+    b->limits = L;
     if (!b->org_id[0])
         snprintf(b->org_id, sizeof(b->org_id), "%s", org_id);
-    pthread_mutex_lock(&L.mu);
+    pthread_mutex_lock(&L->mu);
     int rc = EXEC_BUDGET_OK;
-    entry *e = find(b->org_id, "", 1);
+    entry *e = find(L, b->org_id, "", 1);
     if (!e)
         rc = EXEC_BUDGET_SERVER; /* no memory even for the counter */
-    else if (e->value + n > L.org_budget)
+    else if (e->value + n > L->org_budget)
         rc = EXEC_BUDGET_ORG;
-    else if (L.server_bytes + n > L.server_budget)
+    else if (L->server_bytes + n > L->server_budget)
         rc = EXEC_BUDGET_SERVER;
     if (rc == EXEC_BUDGET_OK) {
         e->value += n;
-        L.server_bytes += n;
+        L->server_bytes += n;
         b->bytes += n;
     } else if (e) {
-        drop_if_zero(e);
+        drop_if_zero(L, e);
     }
-    pthread_mutex_unlock(&L.mu);
+    pthread_mutex_unlock(&L->mu);
     return rc;
 }
 
@@ -157,32 +180,33 @@ void exec_limits_release(exec_budget *b)
 {
     if (!b || b->bytes <= 0)
         return;
-    pthread_mutex_lock(&L.mu);
-    entry *e = find(b->org_id, "", 0);
+    exec_limits *L = b->limits;
+    pthread_mutex_lock(&L->mu);
+    entry *e = find(L, b->org_id, "", 0);
     if (e) {
         e->value -= b->bytes;
-        drop_if_zero(e);
+        drop_if_zero(L, e);
     } else {
         log_error("exec limits: released output budget of %s that was not counted", b->org_id);
     }
-    L.server_bytes -= b->bytes;
+    L->server_bytes -= b->bytes;
     b->bytes = 0;
-    pthread_mutex_unlock(&L.mu);
+    pthread_mutex_unlock(&L->mu);
 }
 
-void exec_limits_usage(const char *org_id, exec_usage *u, exec_cluster_usage *cl, size_t cap,
-                       size_t *ncl)
+void exec_limits_usage(exec_limits *L, const char *org_id, exec_usage *u,
+                       exec_cluster_usage *cl, size_t cap, size_t *ncl)
 {
     size_t n = 0;
     memset(u, 0, sizeof(*u));
-    pthread_mutex_lock(&L.mu);
-    u->org_budget = L.org_budget;
-    u->server_budget = L.server_budget;
-    u->server_bytes = L.server_bytes;
-    u->server_commands = L.server_commands;
-    u->max_per_cluster = L.max_per_cluster;
+    pthread_mutex_lock(&L->mu);
+    u->org_budget = L->org_budget;
+    u->server_budget = L->server_budget;
+    u->server_bytes = L->server_bytes;
+    u->server_commands = L->server_commands;
+    u->max_per_cluster = L->max_per_cluster;
     for (size_t b = 0; b < BUCKETS; b++)
-        for (entry *e = L.buckets[b]; e; e = e->next) {
+        for (entry *e = L->buckets[b]; e; e = e->next) {
             if (strcmp(e->org_id, org_id) != 0)
                 continue;
             if (!e->cluster_id[0]) {
@@ -193,7 +217,7 @@ void exec_limits_usage(const char *org_id, exec_usage *u, exec_cluster_usage *cl
                 n++;
             }
         }
-    pthread_mutex_unlock(&L.mu);
+    pthread_mutex_unlock(&L->mu);
     if (ncl)
         *ncl = n;
 }

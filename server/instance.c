@@ -16,10 +16,14 @@
 #include "token.h"
 #include "worker.h"
 
+/* Process-wide on purpose: an instance stands for this process (its pid in
+ * this process space), and the audit rows of every command it runs carry its
+ * id (instance_id), whichever part of the server writes them. */
 static struct {
     store_instance self;
     int lease;                  /* seconds */
     struct lws_context *ctx;
+    workers *pool;              /* where renewals run */
     lws_sorted_usec_list_t sul;
     atomic_int tick_running;    /* a renewal job is queued or running */
 } I;
@@ -148,16 +152,18 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 {
     (void)sul;
     /* One renewal at a time: a slow store must not pile them up. */
-    if (!atomic_exchange(&I.tick_running, 1) && workers_submit(tick_run, tick_done, NULL) < 0) {
+    if (!atomic_exchange(&I.tick_running, 1) &&
+        workers_submit(I.pool, WORKER_POOL_STORE, tick_run, tick_done, NULL) < 0) {
         atomic_store(&I.tick_running, 0);
         log_warn("server instance %s: lease renewal skipped (worker queue full)", I.self.id);
     }
     lws_sul_schedule(I.ctx, 0, &I.sul, on_tick, period_us());
 }
 
-void instance_schedule(struct lws_context *ctx)
+void instance_schedule(struct lws_context *ctx, workers *pool)
 {
     I.ctx = ctx;
+    I.pool = pool;
     lws_sul_schedule(ctx, 0, &I.sul, on_tick, period_us());
 }
 
@@ -166,6 +172,7 @@ void instance_stop(const server_config *cfg)
     if (I.ctx)
         lws_sul_cancel(&I.sul);
     I.ctx = NULL;
+    I.pool = NULL;
     if (!I.self.id[0])
         return;
     store_t *st = NULL;

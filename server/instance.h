@@ -31,6 +31,7 @@
 
 #include "server_config.h"
 #include "store.h"
+#include "worker.h"
 
 struct lws_context;
 
@@ -42,8 +43,8 @@ const char *instance_id(void);
  * registered: its rows could not be told from a dead process's. */
 int instance_start(store_t *st, const server_config *cfg, char *err, size_t errlen);
 /* Loop thread, once the workers run: renews the lease and sweeps every
- * lease/3 seconds, on a worker. */
-void instance_schedule(struct lws_context *ctx);
+ * lease/3 seconds, on a worker of pool. */
+void instance_schedule(struct lws_context *ctx, workers *pool);
 /* Main thread after the workers stopped: marks this instance gone, so its
  * rows (none are left "started" after a clean stop) need no lease to expire. */
 void instance_stop(const server_config *cfg);

@@ -1,5 +1,7 @@
 /* server.c — one libwebsockets context: HTTPS API + connectors and the WSS
- * agent tunnel on the same port, a worker pool beside it, clean shutdown. */
+ * agent tunnel on the same port, a worker pool beside it, clean shutdown.
+ * Creates the server's parts (pools, tunnel hub, exec context) and hands
+ * them down; lws callbacks find them as the context's user data. */
 #include "server.h"
 
 #include <libwebsockets.h>
@@ -26,6 +28,15 @@ struct pss {
     struct tunnel_conn tun;
 };
 
+/* What one running server is made of (the lws context's user data). */
+typedef struct {
+    workers *pool;
+    tunnel_hub *tunnels;
+    exec_ctx *exec;
+} server_parts;
+
+/* Process-wide: signals are delivered to the process, and their handler
+ * can only reach the loop through a global. */
 static volatile sig_atomic_t g_stop;
 static struct lws_context *g_ctx;
 
@@ -48,6 +59,11 @@ static int is_v2(struct lws *wsi)
     return p && p->name && !strcmp(p->name, PROTO_SUBPROTOCOL_V2);
 }
 
+static server_parts *parts_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
 static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                            void *in, size_t len)
 {
@@ -60,7 +76,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return 0;
     }
     case LWS_CALLBACK_ESTABLISHED:
-        return tunnel_on_established(wsi, &p->tun, is_v2(wsi));
+        return tunnel_on_established(parts_of(wsi)->tunnels, wsi, &p->tun, is_v2(wsi));
     case LWS_CALLBACK_RECEIVE:
         return tunnel_on_receive(wsi, &p->tun, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -83,13 +99,23 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return 0;
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        workers_drain_completions();
+        workers_drain_completions(parts_of(wsi)->pool);
         return 0;
     default:
         break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
+
+/* Declared in worker.h for http.c, which does not name the pools yet. */
+int workers_submit_pool(worker_pool pool, job_run_fn run, job_done_fn done, void *arg)
+{
+    server_parts *sv = g_ctx ? lws_context_user(g_ctx) : NULL;
+    return sv ? workers_submit(sv->pool, pool, run, done, arg) : -1;
+}
+
+/* Worker thread: a job finished, wake the loop to run its done(). */
+static void wake_loop(void *ctx) { lws_cancel_service(ctx); }
 
 static void on_signal(int sig)
 {
@@ -137,14 +163,15 @@ int server_run(server_config *cfg)
         return 1;
     }
     store_close(st);
-    exec_module_init(cfg);
 
     http_set_limits(cfg->max_body);
     router_reset();
     modules_register_all();
 
+    server_parts sv = { 0 };
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
+    info.user = &sv;
     info.port = cfg->port;
     info.iface = cfg->bind;
     info.protocols = g_protocols;
@@ -167,7 +194,6 @@ int server_run(server_config *cfg)
         router_reset();
         return 1;
     }
-    tunnel_module_init(cfg, g_ctx);
     /* A secrets backend that cannot be opened only disables what needs it. */
     secrets_config sc;
     secrets_t *secrets = NULL;
@@ -179,10 +205,26 @@ int server_run(server_config *cfg)
         log_info("secrets backend: %s", secrets_backend_name(secrets));
     }
     http_client_set_default_ca(server_setting(cfg, "AURORA_OUTBOUND_CA_FILE"));
-    if (workers_start(cfg, secrets, g_ctx, err, sizeof(err)) < 0) {
+    /* The pools first (their stores open, no thread yet), then what submits
+     * to them, then the threads, whose jobs may reach both. */
+    workers_opts wo = { .cfg = cfg, .secrets = secrets, .notify = wake_loop, .notify_arg = g_ctx };
+    sv.pool = workers_new(&wo, err, sizeof(err));
+    if (sv.pool) {
+        tunnel_hub_opts to = { .cfg = cfg, .lws = g_ctx, .pool = sv.pool,
+                               .deadline_grace = TUNNEL_DEADLINE_GRACE_S };
+        sv.tunnels = tunnel_hub_new(&to);
+        sv.exec = sv.tunnels ? exec_ctx_new(cfg, sv.tunnels, sv.pool) : NULL;
+        if (!sv.exec)
+            snprintf(err, sizeof(err), "out of memory");
+    }
+    if (!sv.exec || workers_start(sv.pool, sv.exec, sv.tunnels, err, sizeof(err)) < 0) {
         log_error("%s", err);
         http_client_set_default_ca(NULL);
         lws_context_destroy(g_ctx);
+        g_ctx = NULL;
+        tunnel_hub_free(sv.tunnels);
+        exec_ctx_free(sv.exec);
+        workers_free(sv.pool);
         secrets_close(secrets);
         router_reset();
         return 1;
@@ -193,7 +235,7 @@ int server_run(server_config *cfg)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    instance_schedule(g_ctx);
+    instance_schedule(g_ctx, sv.pool);
     log_info("aurora-server listening on %s://%s:%d (%s)", cfg->plain_http ? "http" : "https",
              cfg->bind, cfg->port, cfg->env);
 
@@ -201,16 +243,20 @@ int server_run(server_config *cfg)
         if (lws_service(g_ctx, 0) < 0)
             break;
 
-    log_info("shutting down: closing %zu agent session(s)", tunnel_session_count());
-    tunnel_shutdown();
+    log_info("shutting down: closing %zu agent session(s)", tunnel_session_count(sv.tunnels));
+    tunnel_shutdown(sv.tunnels);
     /* Let the close frames go out, bounded. */
-    for (int i = 0; i < 50 && tunnel_session_count(); i++)
+    for (int i = 0; i < 50 && tunnel_session_count(sv.tunnels); i++)
         lws_service(g_ctx, 20);
-    workers_stop();
+    workers_stop(sv.pool);
     instance_stop(cfg); /* after the last audit completion was written */
     secrets_close(secrets);
     lws_context_destroy(g_ctx);
     g_ctx = NULL;
+    /* The connections closed by the destruction released what they held. */
+    tunnel_hub_free(sv.tunnels);
+    exec_ctx_free(sv.exec);
+    workers_free(sv.pool);
     router_reset();
     http_module_cleanup();
     http_client_set_default_ca(NULL);

@@ -15,13 +15,13 @@
 #include "buf.h"
 #include "log.h"
 #include "proto.h"
+#include "secret.h"
 #include "store.h"
 #include "token.h"
 #include "worker.h"
 
 #define MAX_PENDING_BEFORE_AUTH 16
 #define MAX_SESSIONS_PER_CLUSTER 16
-#define DEADLINE_GRACE_S 15
 #define HEARTBEAT_DB_EVERY_S 20
 #define OUTQ_MAX_BYTES (8 * 1024 * 1024)
 #define MAX_WAITING_PER_SESSION 4096
@@ -39,8 +39,10 @@ typedef struct out_frame {
     unsigned char data[]; /* LWS_PRE + payload */
 } out_frame;
 
-typedef struct tunnel_session {
-    struct lws *wsi; /* NULL once closed */
+struct tunnel_session {
+    tunnel_hub *hub;
+    struct lws *wsi; /* NULL once closed, or for a session without a socket */
+    int open;        /* the connection is up (cleared when it closes) */
     int v2;
     enum sess_state state;
     int pending_jobs;
@@ -81,7 +83,7 @@ typedef struct tunnel_session {
     uint64_t req_seq;
     uint32_t next_id;
     struct tunnel_session *prev, *next;
-} tunnel_session;
+};
 
 struct tunnel_req {
     tunnel_session *s;
@@ -100,27 +102,43 @@ struct tunnel_req {
     struct tunnel_req *next;
 };
 
-static struct {
+struct tunnel_hub {
     const server_config *cfg;
     struct lws_context *ctx;
+    workers *pool;
+    double deadline_grace;
     tunnel_session *sessions;
     size_t nsessions;
     unsigned revocation_epoch;
     uint64_t legacy_seq;
-} T;
+};
 
-void tunnel_module_init(const server_config *cfg, struct lws_context *ctx)
+tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o)
 {
-    T.cfg = cfg;
-    T.ctx = ctx;
+    tunnel_hub *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->cfg = o->cfg;
+    h->ctx = o->lws;
+    h->pool = o->pool;
+    h->deadline_grace = o->deadline_grace;
+    return h;
 }
 
-size_t tunnel_session_count(void) { return T.nsessions; }
+size_t tunnel_session_count(tunnel_hub *h) { return h->nsessions; }
 
 /* ---- outgoing frames ------------------------------------------------------ */
 
 static void start_close(tunnel_session *s, int code, const char *reason);
 static void drop_queue(tunnel_session *s);
+
+/* lws writes the queue when the socket can take it (a session without a
+ * socket is read with tunnel_session_pop). */
+static void want_write(tunnel_session *s)
+{
+    if (s->wsi)
+        lws_callback_on_writable(s->wsi);
+}
 
 static void frame_free(out_frame *f)
 {
@@ -131,7 +149,7 @@ static void frame_free(out_frame *f)
 
 static int enqueue_ex(tunnel_session *s, const void *p, size_t n, int binary, int secret)
 {
-    if (!s->wsi || s->state == SESS_CLOSING)
+    if (!s->open || s->state == SESS_CLOSING)
         return -1;
     if (s->oq_bytes + n > OUTQ_MAX_BYTES) {
         /* An agent that sends but never reads: stop queueing for it. */
@@ -154,7 +172,7 @@ static int enqueue_ex(tunnel_session *s, const void *p, size_t n, int binary, in
         s->oq_head = f;
     s->oq_tail = f;
     s->oq_bytes += n;
-    lws_callback_on_writable(s->wsi);
+    want_write(s);
     return 0;
 }
 
@@ -203,17 +221,17 @@ static void drop_queue(tunnel_session *s)
 static void close_grace_over(lws_sorted_usec_list_t *sul)
 {
     tunnel_session *s = lws_container_of(sul, tunnel_session, close_sul);
-    if (!s->wsi)
+    if (!s->open || !s->wsi) /* without a socket, the test that drives it drops it */
         return;
     log_warn("agent %s: no close handshake %d s after closing (%d %s); dropping the connection",
              s->cluster_id[0] ? s->cluster_id : "?", CLOSE_GRACE_S, s->close_code, s->close_reason);
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-    lws_sul_schedule(T.ctx, 0, &s->close_sul, close_grace_over, LWS_USEC_PER_SEC);
+    lws_sul_schedule(s->hub->ctx, 0, &s->close_sul, close_grace_over, LWS_USEC_PER_SEC);
 }
 
 static void start_close(tunnel_session *s, int code, const char *reason)
 {
-    if (!s->wsi || s->close_code)
+    if (!s->open || s->close_code)
         return;
     s->close_code = code;
     snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
@@ -222,9 +240,9 @@ static void start_close(tunnel_session *s, int code, const char *reason)
     /* Whatever stands in the way of the close frame (a peer that does not
      * read) or follows it (a peer that ignores it), the session ends within
      * the grace. */
-    lws_sul_schedule(T.ctx, 0, &s->close_sul, close_grace_over,
+    lws_sul_schedule(s->hub->ctx, 0, &s->close_sul, close_grace_over,
                      (lws_usec_t)CLOSE_GRACE_S * LWS_USEC_PER_SEC);
-    lws_callback_on_writable(s->wsi);
+    want_write(s);
 }
 
 /* ---- requests -------------------------------------------------------------- */
@@ -251,7 +269,7 @@ static int send_json(tunnel_session *s, char *json);
 /* Starts waiting requests, oldest first, while the agent has free slots. */
 static void pump(tunnel_session *s)
 {
-    while (s->waiting && s->wsi && s->state == SESS_READY &&
+    while (s->waiting && s->open && s->state == SESS_READY &&
            (!s->max_concurrent || s->inflight < s->max_concurrent)) {
         tunnel_req *oldest = NULL;
         for (tunnel_req *r = s->reqs; r; r = r->next)
@@ -291,7 +309,8 @@ static void req_deadline(lws_sorted_usec_list_t *sul)
 {
     tunnel_req *r = lws_container_of(sul, tunnel_req, sul);
     char msg[128];
-    snprintf(msg, sizeof(msg), "agent did not answer within %.0f s", r->timeout + DEADLINE_GRACE_S);
+    snprintf(msg, sizeof(msg), "agent did not answer within %.0f s",
+             r->timeout + r->s->hub->deadline_grace);
     log_warn("agent %s: request %u timed out at the server", r->s->cluster_id, r->id);
     if (r->s->v2 && r->started)
         send_json(r->s, proto_enc_cancel(r->id));
@@ -339,13 +358,13 @@ static char *legacy_join(const argv_t *a)
     return buf_detach(&b, NULL);
 }
 
-tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, void *ctx,
-                        char *err, size_t errlen)
+tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel_sink *sink,
+                        void *ctx, char *err, size_t errlen)
 {
     tunnel_session *best = NULL;
     int kubectl = !p->kind || !strcmp(p->kind, PROTO_KIND_KUBECTL);
-    for (tunnel_session *s = T.sessions; s; s = s->next)
-        if (s->state == SESS_READY && s->wsi && !strcmp(s->cluster_id, p->cluster_id) &&
+    for (tunnel_session *s = h->sessions; s; s = s->next)
+        if (s->state == SESS_READY && s->open && !strcmp(s->cluster_id, p->cluster_id) &&
             !strcmp(s->org_id, p->org_id) && (kubectl || s->v2) &&
             (!best || s->inflight + s->waiting < best->inflight + best->waiting ||
              (s->inflight + s->waiting == best->inflight + best->waiting && s->picks < best->picks)))
@@ -364,7 +383,7 @@ tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, vo
     r->sink = sink;
     r->ctx = ctx;
     r->timeout = p->timeout;
-    r->window = T.cfg->stream_window;
+    r->window = h->cfg->stream_window;
     char *msg;
     if (best->v2) {
         do {
@@ -376,7 +395,7 @@ tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, vo
         /* The legacy agent splits `command` itself: quote so it splits back
          * into exactly this argv. */
         snprintf(r->legacy_id, sizeof(r->legacy_id), "cmd-%llu",
-                 (unsigned long long)++T.legacy_seq);
+                 (unsigned long long)++h->legacy_seq);
         char *cmd = p->legacy_command ? strdup(p->legacy_command) : legacy_join(p->argv);
         msg = cmd ? proto_enc_kubectl_command(r->legacy_id, cmd, p->timeout) : NULL;
         free(cmd);
@@ -410,8 +429,8 @@ tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, vo
     }
     r->next = best->reqs;
     best->reqs = r;
-    lws_sul_schedule(T.ctx, 0, &r->sul, req_deadline,
-                     (lws_usec_t)((p->timeout + DEADLINE_GRACE_S) * LWS_USEC_PER_SEC));
+    lws_sul_schedule(h->ctx, 0, &r->sul, req_deadline,
+                     (lws_usec_t)((p->timeout + h->deadline_grace) * LWS_USEC_PER_SEC));
     return r;
 }
 
@@ -445,23 +464,25 @@ void tunnel_req_abandon(tunnel_req *r)
 
 static void session_link(tunnel_session *s)
 {
-    s->next = T.sessions;
-    if (T.sessions)
-        T.sessions->prev = s;
-    T.sessions = s;
-    T.nsessions++;
+    tunnel_hub *h = s->hub;
+    s->next = h->sessions;
+    if (h->sessions)
+        h->sessions->prev = s;
+    h->sessions = s;
+    h->nsessions++;
 }
 
 static void session_unlink(tunnel_session *s)
 {
+    tunnel_hub *h = s->hub;
     if (s->prev)
         s->prev->next = s->next;
-    else if (T.sessions == s)
-        T.sessions = s->next;
+    else if (h->sessions == s)
+        h->sessions = s->next;
     if (s->next)
         s->next->prev = s->prev;
     s->prev = s->next = NULL;
-    T.nsessions--;
+    h->nsessions--;
 }
 
 static void session_free(tunnel_session *s)
@@ -476,7 +497,7 @@ static void session_free(tunnel_session *s)
 
 static void session_maybe_free(tunnel_session *s)
 {
-    if (!s->wsi && !s->pending_jobs)
+    if (!s->open && !s->pending_jobs)
         session_free(s);
 }
 
@@ -516,7 +537,7 @@ static void submit_conn(tunnel_session *s, int what)
     snprintf(j->c.agent_version, sizeof(j->c.agent_version), "%s", s->agent_version);
     snprintf(j->c.protocol, sizeof(j->c.protocol), "%s", s->v2 ? PROTO_SUBPROTOCOL_V2 : "legacy");
     j->c.connected_at = j->c.last_heartbeat = (int64_t)time(NULL);
-    if (workers_submit(conn_job_run, conn_job_done, j) < 0) {
+    if (workers_submit(s->hub->pool, WORKER_POOL_STORE, conn_job_run, conn_job_done, j) < 0) {
         log_warn("connection bookkeeping for %s dropped: worker queue full", s->cluster_id);
         free(j);
     }
@@ -546,12 +567,12 @@ static void auth_done(void *arg)
     auth_job *j = arg;
     tunnel_session *s = j->s;
     s->pending_jobs--;
-    if (!s->wsi || s->state != SESS_AUTHENTICATING) {
+    if (!s->open || s->state != SESS_AUTHENTICATING) {
         free(j);
         session_maybe_free(s);
         return;
     }
-    if (j->epoch != T.revocation_epoch) { /* a token was revoked meanwhile: look again */
+    if (j->epoch != s->hub->revocation_epoch) { /* a token was revoked meanwhile: look again */
         free(j);
         submit_auth(s);
         return;
@@ -573,7 +594,7 @@ static void auth_done(void *arg)
         reject = PROTO_REASON_INVALID;
     if (!reject) {
         int same = 0;
-        for (tunnel_session *o = T.sessions; o; o = o->next)
+        for (tunnel_session *o = s->hub->sessions; o; o = o->next)
             if (o != s && o->state == SESS_READY && !strcmp(o->cluster_id, j->tok.cluster_id))
                 same++;
         if (same >= MAX_SESSIONS_PER_CLUSTER)
@@ -599,7 +620,7 @@ static void auth_done(void *arg)
     log_info("agent connected: cluster %s (%s), %s dialect", s->cluster_id, s->cluster_name,
              s->v2 ? "v2" : "legacy");
     send_json(s, proto_enc_connected(s->cluster_id, s->cluster_name, s->v2 ? 2 : 1,
-                                     T.cfg->stream_window));
+                                     s->hub->cfg->stream_window));
     for (int i = 0; i < s->nearly; i++) {
         if (s->state == SESS_READY)
             process_message(s, s->early[i], s->early_len[i]);
@@ -613,9 +634,9 @@ static void submit_auth(tunnel_session *s)
     auth_job *j = calloc(1, sizeof(*j));
     if (j) {
         j->s = s;
-        j->epoch = T.revocation_epoch;
+        j->epoch = s->hub->revocation_epoch;
     }
-    if (!j || workers_submit(auth_run, auth_done, j) < 0) {
+    if (!j || workers_submit(s->hub->pool, WORKER_POOL_STORE, auth_run, auth_done, j) < 0) {
         free(j);
         start_close(s, (enum lws_close_status)1013, "Server busy");
         return;
@@ -623,7 +644,7 @@ static void submit_auth(tunnel_session *s)
     s->pending_jobs++;
 }
 
-void tunnel_note_revocation(void) { T.revocation_epoch++; }
+void tunnel_note_revocation(tunnel_hub *h) { h->revocation_epoch++; }
 
 /* ---- token expiry ------------------------------------------------------------- */
 
@@ -640,14 +661,14 @@ static void schedule_expiry(tunnel_session *s)
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
     int64_t at_us = s->token_expires_at * 1000000;
-    lws_sul_schedule(T.ctx, 0, &s->expiry_sul, token_expired,
+    lws_sul_schedule(s->hub->ctx, 0, &s->expiry_sul, token_expired,
                      (lws_usec_t)(at_us > now_us ? at_us - now_us : 0));
 }
 
 static void token_expired(lws_sorted_usec_list_t *sul)
 {
     tunnel_session *s = lws_container_of(sul, tunnel_session, expiry_sul);
-    if (!s->wsi || s->state != SESS_READY)
+    if (!s->open || s->state != SESS_READY)
         return;
     if ((int64_t)time(NULL) < s->token_expires_at) { /* the wall clock was set back */
         schedule_expiry(s);
@@ -657,12 +678,13 @@ static void token_expired(lws_sorted_usec_list_t *sul)
     start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_EXPIRED);
 }
 
-int tunnel_cluster_supports(const char *org_id, const char *cluster_id, const char *kind)
+int tunnel_cluster_supports(tunnel_hub *h, const char *org_id, const char *cluster_id,
+                            const char *kind)
 {
     int kubectl = !kind || !strcmp(kind, PROTO_KIND_KUBECTL);
     int any = 0;
-    for (tunnel_session *s = T.sessions; s; s = s->next) {
-        if (s->state != SESS_READY || !s->wsi || strcmp(s->cluster_id, cluster_id) ||
+    for (tunnel_session *s = h->sessions; s; s = s->next) {
+        if (s->state != SESS_READY || !s->open || strcmp(s->cluster_id, cluster_id) ||
             strcmp(s->org_id, org_id))
             continue;
         if (kubectl || s->v2)
@@ -672,11 +694,11 @@ int tunnel_cluster_supports(const char *org_id, const char *cluster_id, const ch
     return any ? TUNNEL_UNSUPPORTED : TUNNEL_NOT_CONNECTED;
 }
 
-int tunnel_close_sessions(const char *org_id, const char *cluster_id, const char *token_id,
-                          const char *reason)
+int tunnel_close_sessions(tunnel_hub *h, const char *org_id, const char *cluster_id,
+                          const char *token_id, const char *reason)
 {
     int n = 0;
-    for (tunnel_session *s = T.sessions; s; s = s->next) {
+    for (tunnel_session *s = h->sessions; s; s = s->next) {
         if (s->state != SESS_READY || strcmp(s->org_id, org_id) || strcmp(s->cluster_id, cluster_id))
             continue;
         if (token_id && strcmp(s->token_id, token_id))
@@ -689,17 +711,34 @@ int tunnel_close_sessions(const char *org_id, const char *cluster_id, const char
 
 /* ---- lws callbacks -------------------------------------------------------- */
 
-int tunnel_on_established(struct lws *wsi, struct tunnel_conn *c, int v2)
+static tunnel_session *session_new(tunnel_hub *h, struct lws *wsi, int v2)
 {
     tunnel_session *s = calloc(1, sizeof(*s));
     if (!s)
-        return -1;
-    c->s = s;
+        return NULL;
+    s->hub = h;
     s->wsi = wsi;
+    s->open = 1;
     s->v2 = v2;
     s->state = SESS_AUTHENTICATING;
     session_link(s);
-    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, T.cfg->agent_idle_timeout);
+    return s;
+}
+
+/* The upgrade's headers: X-Cluster-ID (clen bytes, -1: absent; copied into
+ * s->header_cluster_id when cluster_ok) and Authorization (authz, "" when
+ * absent or too long; arepeat: sent more than once; the caller wipes it).
+ * The token is looked up off the loop. */
+static void session_authenticate(tunnel_session *s, const char *authz, int arepeat, int clen,
+                                 int cluster_ok);
+
+int tunnel_on_established(tunnel_hub *h, struct lws *wsi, struct tunnel_conn *c, int v2)
+{
+    tunnel_session *s = session_new(h, wsi, v2);
+    if (!s)
+        return -1;
+    c->s = s;
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, h->cfg->agent_idle_timeout);
 
     char authz[512] = "";
     int alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
@@ -714,12 +753,20 @@ int tunnel_on_established(struct lws *wsi, struct tunnel_conn *c, int v2)
     int cluster_ok = clen > 0 && clen < (int)sizeof(s->header_cluster_id) &&
                      lws_hdr_custom_copy(wsi, s->header_cluster_id, sizeof(s->header_cluster_id),
                                          "x-cluster-id:", 13) == clen;
+    session_authenticate(s, authz, arepeat, clen, cluster_ok);
+    secret_wipe(authz, sizeof(authz));
+    return 0;
+}
+
+static void session_authenticate(tunnel_session *s, const char *authz, int arepeat, int clen,
+                                 int cluster_ok)
+{
     if (!cluster_ok) {
         log_warn("agent connection rejected: %s X-Cluster-ID",
                  clen < 0 ? "no" : clen == 0 ? "an empty" : "a malformed or too long");
         s->header_cluster_id[0] = '\0';
         start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
-        return 0;
+        return;
     }
     const char *tok = NULL;
     if (!strncasecmp(authz, "Bearer ", 7)) {
@@ -731,12 +778,10 @@ int tunnel_on_established(struct lws *wsi, struct tunnel_conn *c, int v2)
         log_warn("agent connection rejected: %s",
                  arepeat ? "repeated Authorization" : tok ? "malformed token" : "no bearer token");
         start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
-        return 0;
+        return;
     }
     token_hash(tok, s->token_hash);
-    memset(authz, 0, sizeof(authz));
     submit_auth(s);
-    return 0;
 }
 
 static void handle_data_frame(tunnel_session *s, const unsigned char *p, size_t n)
@@ -836,18 +881,15 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
     proto_msg_free(&m);
 }
 
-int tunnel_on_receive(struct lws *wsi, struct tunnel_conn *c, const void *in, size_t len)
+/* One fragment of a message: first and last say where it stands in it. */
+static int receive_fragment(tunnel_session *s, const void *in, size_t len, int first, int last,
+                            int binary)
 {
-    tunnel_session *s = c->s;
-    if (!s)
-        return -1;
-    if (s->state != SESS_CLOSING) /* a closing session keeps its close deadline */
-        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, T.cfg->agent_idle_timeout);
-    if (lws_is_first_fragment(wsi) && !s->rx_too_big) {
+    if (first && !s->rx_too_big) {
         buf_reset(&s->rx);
-        s->rx_binary = lws_frame_is_binary(wsi);
+        s->rx_binary = binary;
     }
-    size_t limit = !s->v2 ? (size_t)T.cfg->legacy_max_frame
+    size_t limit = !s->v2 ? (size_t)s->hub->cfg->legacy_max_frame
                   : s->rx_binary ? PROTO_DATA_HDR + PROTO_MAX_CHUNK : PROTO_MAX_CONTROL;
     if (buf_pending(&s->rx) + len > limit) {
         if (!s->rx_too_big)
@@ -860,7 +902,7 @@ int tunnel_on_receive(struct lws *wsi, struct tunnel_conn *c, const void *in, si
     }
     if (buf_append(&s->rx, in, len) < 0)
         return -1;
-    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+    if (!last)
         return 0;
     if (s->state == SESS_CLOSING) {
         buf_reset(&s->rx);
@@ -884,17 +926,37 @@ int tunnel_on_receive(struct lws *wsi, struct tunnel_conn *c, const void *in, si
     return 0;
 }
 
-int tunnel_on_writeable(struct lws *wsi, struct tunnel_conn *c)
+int tunnel_on_receive(struct lws *wsi, struct tunnel_conn *c, const void *in, size_t len)
 {
     tunnel_session *s = c->s;
     if (!s)
         return -1;
+    if (s->state != SESS_CLOSING) /* a closing session keeps its close deadline */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, s->hub->cfg->agent_idle_timeout);
+    return receive_fragment(s, in, len, lws_is_first_fragment(wsi),
+                            lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi),
+                            lws_frame_is_binary(wsi));
+}
+
+static out_frame *pop_frame(tunnel_session *s)
+{
     out_frame *f = s->oq_head;
     if (f) {
         s->oq_head = f->next;
         if (!s->oq_head)
             s->oq_tail = NULL;
         s->oq_bytes -= f->len;
+    }
+    return f;
+}
+
+int tunnel_on_writeable(struct lws *wsi, struct tunnel_conn *c)
+{
+    tunnel_session *s = c->s;
+    if (!s)
+        return -1;
+    out_frame *f = pop_frame(s);
+    if (f) {
         int rc = lws_write(wsi, f->data + LWS_PRE, f->len, f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
         frame_free(f);
         if (rc < 0)
@@ -911,13 +973,12 @@ int tunnel_on_writeable(struct lws *wsi, struct tunnel_conn *c)
     return 0;
 }
 
-void tunnel_on_closed(struct lws *wsi, struct tunnel_conn *c)
+/* The connection is gone: its requests fail, the session goes once no job
+ * refers to it. */
+static void session_closed(tunnel_session *s)
 {
-    tunnel_session *s = c->s;
-    if (!s)
-        return;
-    c->s = NULL;
     s->wsi = NULL;
+    s->open = 0;
     lws_sul_cancel(&s->close_sul);
     lws_sul_cancel(&s->expiry_sul);
     if (s->state == SESS_READY || s->registered_db)
@@ -931,18 +992,28 @@ void tunnel_on_closed(struct lws *wsi, struct tunnel_conn *c)
     session_maybe_free(s);
 }
 
-void tunnel_shutdown(void)
+void tunnel_on_closed(struct lws *wsi, struct tunnel_conn *c)
 {
-    for (tunnel_session *s = T.sessions; s; s = s->next) {
+    tunnel_session *s = c->s;
+    if (!s)
+        return;
+    c->s = NULL;
+    session_closed(s);
+}
+
+void tunnel_shutdown(tunnel_hub *h)
+{
+    for (tunnel_session *s = h->sessions; s; s = s->next) {
         while (s->reqs)
             req_fail(s->reqs, 503, "SERVER_SHUTTING_DOWN", "server is shutting down");
         start_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "Server shutting down");
     }
 }
 
-void tunnel_describe_sessions(const char *org_id, const char *cluster_id, cJSON *arr)
+void tunnel_describe_sessions(tunnel_hub *h, const char *org_id, const char *cluster_id,
+                              cJSON *arr)
 {
-    for (tunnel_session *s = T.sessions; s; s = s->next) {
+    for (tunnel_session *s = h->sessions; s; s = s->next) {
         if (s->state != SESS_READY || strcmp(s->org_id, org_id) || strcmp(s->cluster_id, cluster_id))
             continue;
         cJSON *o = cJSON_CreateObject();
@@ -960,4 +1031,74 @@ void tunnel_describe_sessions(const char *org_id, const char *cluster_id, cJSON 
             cJSON_AddNullToObject(o, "policy");
         cJSON_AddItemToArray(arr, o);
     }
+}
+
+void tunnel_hub_free(tunnel_hub *h)
+{
+    if (!h)
+        return;
+    /* Sessions without a socket (tests) are still linked; the pool is
+     * stopped, so no job refers to any of them any more. */
+    while (h->sessions) {
+        tunnel_session *s = h->sessions;
+        int pending = s->pending_jobs; /* session_closed frees s when 0 */
+        session_closed(s);
+        if (pending) {
+            log_error("agent session freed with %d job(s) pending", pending);
+            session_free(s);
+        }
+    }
+    free(h);
+}
+
+/* ---- without a socket (unit tests) ------------------------------------------ */
+
+tunnel_session *tunnel_session_connect(tunnel_hub *h, int v2, const char *authorization,
+                                       const char *cluster_id)
+{
+    tunnel_session *s = session_new(h, NULL, v2);
+    if (!s)
+        return NULL;
+    char authz[512] = "";
+    if (authorization && strlen(authorization) < sizeof(authz))
+        snprintf(authz, sizeof(authz), "%s", authorization);
+    int clen = cluster_id ? (int)strlen(cluster_id) : -1;
+    int cluster_ok = clen > 0 && clen < (int)sizeof(s->header_cluster_id);
+    if (cluster_ok)
+        snprintf(s->header_cluster_id, sizeof(s->header_cluster_id), "%s", cluster_id);
+    session_authenticate(s, authz, 0, clen, cluster_ok);
+    secret_wipe(authz, sizeof(authz));
+    return s;
+}
+
+void tunnel_session_receive(tunnel_session *s, const void *p, size_t n, int binary)
+{
+    receive_fragment(s, p, n, 1, 1, binary);
+}
+
+char *tunnel_session_pop(tunnel_session *s, size_t *len, int *binary)
+{
+    out_frame *f = pop_frame(s);
+    if (!f)
+        return NULL;
+    char *copy = malloc(f->len + 1);
+    if (copy) {
+        memcpy(copy, f->data + LWS_PRE, f->len);
+        copy[f->len] = '\0';
+        *len = f->len;
+        *binary = f->binary;
+    }
+    frame_free(f);
+    return copy;
+}
+
+void tunnel_session_drop(tunnel_session *s) { session_closed(s); }
+
+int tunnel_session_ready(const tunnel_session *s) { return s->open && s->state == SESS_READY; }
+
+int tunnel_session_close_code(const tunnel_session *s, const char **reason)
+{
+    if (reason)
+        *reason = s->close_reason;
+    return s->close_code;
 }

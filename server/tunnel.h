@@ -1,6 +1,11 @@
 /* tunnel.h — agent sessions on /kubectl-agent and the requests multiplexed
  * over them.  Knows nothing of HTTP or connectors: callers hand it an argv and
- * a sink, and get output and exactly one end callback back, on the loop. */
+ * a sink, and get output and exactly one end callback back, on the loop.
+ *
+ * Every session and request belongs to one tunnel_hub, created by server.c
+ * and passed to every call that is not about one request; lws callbacks find
+ * their session through the connection's user data, timers through
+ * container_of.  Loop thread only. */
 #ifndef AURORA_TUNNEL_H
 #define AURORA_TUNNEL_H
 
@@ -9,11 +14,31 @@
 
 #include "argv.h"
 #include "server_config.h"
+#include "worker.h"
 
 struct lws;
 struct lws_context;
 
+typedef struct tunnel_hub tunnel_hub;
+typedef struct tunnel_session tunnel_session;
 typedef struct tunnel_req tunnel_req;
+
+/* How long past its timeout a request waits for the agent before the
+ * server fails it (504 TIMEOUT): the agent's own timeout answers first. */
+#define TUNNEL_DEADLINE_GRACE_S 15
+
+typedef struct {
+    const server_config *cfg; /* stream_window, agent_idle_timeout, legacy_max_frame */
+    struct lws_context *lws;  /* the loop whose timers sessions and requests use */
+    workers *pool;            /* token lookups, connection bookkeeping (not owned) */
+    double deadline_grace;    /* seconds: TUNNEL_DEADLINE_GRACE_S */
+} tunnel_hub_opts;
+
+/* NULL when out of memory.  No session until the first connection. */
+tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o);
+/* After the lws context is destroyed (every connection closed) and the pool
+ * stopped: frees what is left. */
+void tunnel_hub_free(tunnel_hub *h);
 
 typedef struct {
     int failed;             /* 1: no result from the agent (see error_code) */
@@ -49,15 +74,17 @@ typedef struct {
 enum { TUNNEL_NOT_CONNECTED = -1, TUNNEL_UNSUPPORTED = 0, TUNNEL_SUPPORTED = 1 };
 /* Whether a ready session of org/cluster can run `kind`: legacy agents run
  * kubectl only.  TUNNEL_UNSUPPORTED when only such sessions are connected. */
-int tunnel_cluster_supports(const char *org_id, const char *cluster_id, const char *kind);
+int tunnel_cluster_supports(tunnel_hub *h, const char *org_id, const char *cluster_id,
+                            const char *kind);
 
 #define EC_AGENT_NOT_CONNECTED "AGENT_NOT_CONNECTED"
 #define EC_AGENT_DISCONNECTED "AGENT_DISCONNECTED"
 
 /* Sends the command to a ready session of that cluster (the least loaded if
- * several).  NULL when none is connected (err filled). */
-tunnel_req *tunnel_exec(const tunnel_exec_params *p, const tunnel_sink *sink, void *ctx,
-                        char *err, size_t errlen);
+ * several, then the one picked least often).  NULL when none is connected
+ * (err filled). */
+tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel_sink *sink,
+                        void *ctx, char *err, size_t errlen);
 /* The sink consumed n output bytes: return flow-control credit. */
 void tunnel_req_consumed(tunnel_req *r, size_t n);
 /* The caller is gone: cancel at the agent; no further callbacks. */
@@ -65,26 +92,43 @@ void tunnel_req_abandon(tunnel_req *r);
 
 /* Closes (1008, reason) every session of org/cluster, or only those
  * authenticated with token_id when it is not NULL.  Returns how many. */
-int tunnel_close_sessions(const char *org_id, const char *cluster_id, const char *token_id,
-                          const char *reason);
+int tunnel_close_sessions(tunnel_hub *h, const char *org_id, const char *cluster_id,
+                          const char *token_id, const char *reason);
 /* Any session authenticating right now re-checks its token (revocation race). */
-void tunnel_note_revocation(void);
-size_t tunnel_session_count(void);
+void tunnel_note_revocation(tunnel_hub *h);
+size_t tunnel_session_count(tunnel_hub *h);
 /* Appends one object per live session of that cluster (agent version,
  * protocol, connected_at, inflight, queued, policy) to the JSON array. */
 struct cJSON;
-void tunnel_describe_sessions(const char *org_id, const char *cluster_id, struct cJSON *arr);
+void tunnel_describe_sessions(tunnel_hub *h, const char *org_id, const char *cluster_id,
+                              struct cJSON *arr);
 
 /* ---- lws glue ----------------------------------------------------------- */
 struct tunnel_conn {
-    struct tunnel_session *s;
+    tunnel_session *s;
 };
-void tunnel_module_init(const server_config *cfg, struct lws_context *ctx);
-int tunnel_on_established(struct lws *wsi, struct tunnel_conn *c, int v2);
+int tunnel_on_established(tunnel_hub *h, struct lws *wsi, struct tunnel_conn *c, int v2);
 int tunnel_on_receive(struct lws *wsi, struct tunnel_conn *c, const void *in, size_t len);
 int tunnel_on_writeable(struct lws *wsi, struct tunnel_conn *c);
 void tunnel_on_closed(struct lws *wsi, struct tunnel_conn *c);
 /* Server shutdown: fail all requests, close every session. */
-void tunnel_shutdown(void);
+void tunnel_shutdown(tunnel_hub *h);
+
+/* ---- without a socket (unit tests) ---------------------------------------
+ * A session with no connection under it, driven as lws would drive one:
+ * connect authenticates it as an upgrade with these headers does (NULL: the
+ * header is absent; the token is looked up on the pool); receive takes one
+ * complete message from the agent; pop takes the next frame the server
+ * would write (malloc'd payload, NULL when none is queued); drop ends it as
+ * a closed connection does (its requests fail, it is freed). */
+tunnel_session *tunnel_session_connect(tunnel_hub *h, int v2, const char *authorization,
+                                       const char *cluster_id);
+void tunnel_session_receive(tunnel_session *s, const void *p, size_t n, int binary);
+char *tunnel_session_pop(tunnel_session *s, size_t *len, int *binary);
+void tunnel_session_drop(tunnel_session *s);
+/* 1 once authenticated and not closing. */
+int tunnel_session_ready(const tunnel_session *s);
+/* The close code the server ended it with (0: none yet), and its reason. */
+int tunnel_session_close_code(const tunnel_session *s, const char **reason);
 
 #endif

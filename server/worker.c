@@ -2,8 +2,8 @@
  * queue back to the loop. */
 #include "worker.h"
 
-#include <libwebsockets.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,18 +21,26 @@ typedef struct {
     size_t n;
 } job_list;
 
-static struct {
+struct workers {
     pthread_mutex_t mu;
     pthread_cond_t cv[WORKER_POOLS];
     job_list todo[WORKER_POOLS], finished;
     size_t running;
+    int started; /* every thread runs: submit accepts jobs */
     int stopping;
-    pthread_t *threads;
-    worker_ctx *ctxs;
-    int nthreads;
-    struct lws_context *lws;
-} W = { .mu = PTHREAD_MUTEX_INITIALIZER,
-        .cv = { PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER } };
+    struct worker_thread *threads;
+    int nopen;    /* threads[0..nopen) have a store */
+    int nstarted; /* threads[0..nstarted) run (joined by workers_stop) */
+    void (*notify)(void *arg);
+    void *notify_arg;
+};
+
+/* One thread: what its jobs see, and the pools it serves. */
+typedef struct worker_thread {
+    worker_ctx ctx;
+    workers *wp;
+    pthread_t id;
+} worker_thread;
 
 static void list_push(job_list *l, job *j)
 {
@@ -59,97 +67,120 @@ static job *list_pop(job_list *l)
 
 static void *worker_main(void *p)
 {
-    worker_ctx *w = p;
-    pthread_mutex_lock(&W.mu);
+    worker_thread *t = p;
+    workers *wp = t->wp;
+    worker_ctx *w = &t->ctx;
+    pthread_mutex_lock(&wp->mu);
     for (;;) {
-        while (!W.todo[w->pool].head && !W.stopping)
-            pthread_cond_wait(&W.cv[w->pool], &W.mu);
-        job *j = list_pop(&W.todo[w->pool]);
+        while (!wp->todo[w->pool].head && !wp->stopping)
+            pthread_cond_wait(&wp->cv[w->pool], &wp->mu);
+        job *j = list_pop(&wp->todo[w->pool]);
         if (!j)
             break; /* stopping and nothing left */
-        W.running++;
-        pthread_mutex_unlock(&W.mu);
+        wp->running++;
+        pthread_mutex_unlock(&wp->mu);
         j->run(w, j->arg);
-        pthread_mutex_lock(&W.mu);
-        W.running--;
-        list_push(&W.finished, j);
-        if (W.lws)
-            lws_cancel_service(W.lws);
+        pthread_mutex_lock(&wp->mu);
+        wp->running--;
+        list_push(&wp->finished, j);
+        if (wp->notify)
+            wp->notify(wp->notify_arg);
     }
-    pthread_mutex_unlock(&W.mu);
+    pthread_mutex_unlock(&wp->mu);
     return NULL;
 }
 
-int workers_start(const server_config *cfg, secrets_t *secrets, struct lws_context *ctx,
-                  char *err, size_t errlen)
+workers *workers_new(const workers_opts *o, char *err, size_t errlen)
 {
-    W.lws = ctx;
-    W.nthreads = cfg->workers + cfg->outbound_workers + WORKER_PROBE_THREADS;
-    W.threads = calloc((size_t)W.nthreads, sizeof(pthread_t));
-    W.ctxs = calloc((size_t)W.nthreads, sizeof(worker_ctx));
-    if (!W.threads || !W.ctxs) {
+    const server_config *cfg = o->cfg;
+    workers *wp = calloc(1, sizeof(*wp));
+    if (!wp) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return NULL;
     }
-    for (int i = 0; i < W.nthreads; i++) {
-        W.ctxs[i].cfg = cfg;
-        W.ctxs[i].secrets = secrets;
-        W.ctxs[i].index = i;
-        W.ctxs[i].pool = i < cfg->workers                            ? WORKER_POOL_STORE
-                         : i < cfg->workers + cfg->outbound_workers ? WORKER_POOL_OUTBOUND
-                                                                    : WORKER_POOL_PROBE;
+    pthread_mutex_init(&wp->mu, NULL);
+    for (int p = 0; p < WORKER_POOLS; p++)
+        pthread_cond_init(&wp->cv[p], NULL);
+    wp->notify = o->notify;
+    wp->notify_arg = o->notify_arg;
+    int n = cfg->workers + cfg->outbound_workers + WORKER_PROBE_THREADS;
+    wp->threads = calloc((size_t)n, sizeof(worker_thread));
+    if (!wp->threads) {
+        snprintf(err, errlen, "out of memory");
+        workers_free(wp);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        worker_ctx *w = &wp->threads[i].ctx;
+        wp->threads[i].wp = wp;
+        w->cfg = cfg;
+        w->secrets = o->secrets;
+        w->index = i;
+        w->pool = i < cfg->workers                            ? WORKER_POOL_STORE
+                  : i < cfg->workers + cfg->outbound_workers ? WORKER_POOL_OUTBOUND
+                                                             : WORKER_POOL_PROBE;
         char serr[256] = "";
-        if (store_open(cfg->database_url, &W.ctxs[i].store, serr, sizeof(serr)) != STORE_OK) {
+        if (store_open(cfg->database_url, &w->store, serr, sizeof(serr)) != STORE_OK) {
             snprintf(err, errlen, "worker %d: cannot open store: %s", i, serr);
-            W.nthreads = i;
-            workers_stop();
-            return -1;
+            workers_free(wp);
+            return NULL;
         }
+        wp->nopen = i + 1;
     }
-    for (int i = 0; i < W.nthreads; i++) {
-        if (pthread_create(&W.threads[i], NULL, worker_main, &W.ctxs[i]) != 0) {
+    return wp;
+}
+
+int workers_start(workers *wp, struct exec_ctx *exec, struct tunnel_hub *tunnels, char *err,
+                  size_t errlen)
+{
+    for (int i = 0; i < wp->nopen; i++) {
+        wp->threads[i].ctx.exec = exec;
+        wp->threads[i].ctx.tunnels = tunnels;
+    }
+    for (int i = 0; i < wp->nopen; i++) {
+        if (pthread_create(&wp->threads[i].id, NULL, worker_main, &wp->threads[i]) != 0) {
             snprintf(err, errlen, "cannot start worker thread");
-            for (int k = i; k < W.nthreads; k++)
-                store_close(W.ctxs[k].store);
-            W.nthreads = i;
-            workers_stop();
+            workers_stop(wp);
             return -1;
         }
+        wp->nstarted = i + 1;
     }
+    pthread_mutex_lock(&wp->mu);
+    wp->started = 1;
+    pthread_mutex_unlock(&wp->mu);
     return 0;
 }
 
-int workers_submit(job_run_fn run, job_done_fn done, void *arg)
+int workers_submit(workers *wp, worker_pool pool, job_run_fn run, job_done_fn done, void *arg)
 {
-    return workers_submit_pool(WORKER_POOL_STORE, run, done, arg);
-}
-
-int workers_submit_pool(worker_pool pool, job_run_fn run, job_done_fn done, void *arg)
-{
+    if (!wp)
+        return -1;
     job *j = calloc(1, sizeof(*j));
     if (!j)
         return -1;
     j->run = run;
     j->done = done;
     j->arg = arg;
-    pthread_mutex_lock(&W.mu);
-    if (W.stopping || W.todo[pool].n >= WORKER_QUEUE_MAX || W.nthreads == 0) {
-        pthread_mutex_unlock(&W.mu);
+    pthread_mutex_lock(&wp->mu);
+    if (!wp->started || wp->stopping || wp->todo[pool].n >= WORKER_QUEUE_MAX) {
+        pthread_mutex_unlock(&wp->mu);
         free(j);
         return -1;
     }
-    list_push(&W.todo[pool], j);
-    pthread_cond_signal(&W.cv[pool]);
-    pthread_mutex_unlock(&W.mu);
+    list_push(&wp->todo[pool], j);
+    pthread_cond_signal(&wp->cv[pool]);
+    pthread_mutex_unlock(&wp->mu);
     return 0;
 }
 
-void workers_drain_completions(void)
+void workers_drain_completions(workers *wp)
 {
-    pthread_mutex_lock(&W.mu);
-    job_list done = W.finished;
-    memset(&W.finished, 0, sizeof(W.finished));
-    pthread_mutex_unlock(&W.mu);
+    if (!wp)
+        return;
+    pthread_mutex_lock(&wp->mu);
+    job_list done = wp->finished;
+    memset(&wp->finished, 0, sizeof(wp->finished));
+    pthread_mutex_unlock(&wp->mu);
     job *j;
     while ((j = list_pop(&done))) {
         if (j->done)
@@ -158,31 +189,39 @@ void workers_drain_completions(void)
     }
 }
 
-size_t workers_backlog(void)
+size_t workers_backlog(workers *wp)
 {
-    pthread_mutex_lock(&W.mu);
-    size_t n = W.running;
+    pthread_mutex_lock(&wp->mu);
+    size_t n = wp->running;
     for (int p = 0; p < WORKER_POOLS; p++)
-        n += W.todo[p].n;
-    pthread_mutex_unlock(&W.mu);
+        n += wp->todo[p].n;
+    pthread_mutex_unlock(&wp->mu);
     return n;
 }
 
-void workers_stop(void)
+void workers_stop(workers *wp)
 {
-    pthread_mutex_lock(&W.mu);
-    W.stopping = 1;
+    pthread_mutex_lock(&wp->mu);
+    wp->stopping = 1;
     for (int p = 0; p < WORKER_POOLS; p++)
-        pthread_cond_broadcast(&W.cv[p]);
-    pthread_mutex_unlock(&W.mu);
-    for (int i = 0; i < W.nthreads; i++)
-        pthread_join(W.threads[i], NULL);
-    for (int i = 0; i < W.nthreads; i++)
-        store_close(W.ctxs[i].store);
-    workers_drain_completions();
-    free(W.threads);
-    free(W.ctxs);
-    W.threads = NULL;
-    W.ctxs = NULL;
-    W.nthreads = 0;
+        pthread_cond_broadcast(&wp->cv[p]);
+    pthread_mutex_unlock(&wp->mu);
+    for (int i = 0; i < wp->nstarted; i++)
+        pthread_join(wp->threads[i].id, NULL);
+    wp->nstarted = 0;
+    workers_drain_completions(wp);
+}
+
+void workers_free(workers *wp)
+{
+    if (!wp)
+        return;
+    workers_stop(wp);
+    for (int i = 0; i < wp->nopen; i++)
+        store_close(wp->threads[i].ctx.store);
+    for (int p = 0; p < WORKER_POOLS; p++)
+        pthread_cond_destroy(&wp->cv[p]);
+    pthread_mutex_destroy(&wp->mu);
+    free(wp->threads);
+    free(wp);
 }

@@ -10,8 +10,9 @@
  *
  * The event loop submits jobs; a worker thread runs job->run() with its own
  * store handle; then job->done() runs back on the event-loop thread (woken
- * with lws_cancel_service), where it may touch lws objects.  The queue is
- * bounded: submit fails when it is full and the caller answers "busy". */
+ * through workers_opts.notify), where it may touch lws objects.  The queue
+ * is bounded: submit fails when it is full and the caller answers "busy".
+ * Every pool, queue and lock belongs to one `workers` object. */
 #ifndef AURORA_WORKER_H
 #define AURORA_WORKER_H
 
@@ -33,10 +34,21 @@ typedef enum {
 /* Threads of WORKER_POOL_PROBE (one: its checks need no parallelism). */
 #define WORKER_PROBE_THREADS 1
 
+/* The server's pools (opaque): created by server.c, passed to whatever
+ * submits jobs (tunnel.c, exec.c, instance.c). */
+typedef struct workers workers;
+
+struct exec_ctx;   /* exec.h */
+struct tunnel_hub; /* tunnel.h */
+
+/* What a job sees, one per thread. */
 typedef struct {
     store_t *store;
     secrets_t *secrets; /* shared by all workers; NULL when the backend failed to open */
     const server_config *cfg;
+    struct exec_ctx *exec;      /* commands: admission and limits (exec.h) */
+    struct tunnel_hub *tunnels; /* agent sessions (tunnel.h): loop thread only, so a job
+                                   hands it to the on_loop callback it schedules */
     int index;
     worker_pool pool;
 } worker_ctx;
@@ -46,16 +58,39 @@ typedef void (*job_done_fn)(void *arg);
 
 #define WORKER_QUEUE_MAX 20000
 
-int workers_start(const server_config *cfg, secrets_t *secrets, struct lws_context *ctx,
-                  char *err, size_t errlen);
-/* Loop thread only.  0 on success, -1 when the queue is full or stopping. */
-int workers_submit(job_run_fn run, job_done_fn done, void *arg);
-int workers_submit_pool(worker_pool pool, job_run_fn run, job_done_fn done, void *arg);
+typedef struct {
+    const server_config *cfg; /* database_url; threads: workers, outbound_workers, and
+                                 WORKER_PROBE_THREADS for the probe pool */
+    secrets_t *secrets;       /* not owned */
+    /* Any thread (a worker, with the pool's lock held): a job finished, its
+     * done() waits for workers_drain_completions.  The server wakes its
+     * event loop (lws_cancel_service). */
+    void (*notify)(void *arg);
+    void *notify_arg;
+} workers_opts;
+
+/* Opens a store per worker; no thread runs yet.  NULL with err on failure. */
+workers *workers_new(const workers_opts *o, char *err, size_t errlen);
+/* Starts the threads; exec and tunnels (may be NULL) are what their jobs
+ * may reach through worker_ctx.  -1 with err when a thread cannot start. */
+int workers_start(workers *wp, struct exec_ctx *exec, struct tunnel_hub *tunnels, char *err,
+                  size_t errlen);
+/* Loop thread only.  0 on success, -1 when the queue is full, the pool has
+ * not started or is stopping. */
+int workers_submit(workers *wp, worker_pool pool, job_run_fn run, job_done_fn done, void *arg);
 /* Loop thread: run the done() of every finished job. */
-void workers_drain_completions(void);
-/* Finishes queued jobs, joins the threads, runs remaining done() callbacks. */
-void workers_stop(void);
+void workers_drain_completions(workers *wp);
+/* Finishes queued jobs, joins the threads, runs remaining done() callbacks;
+ * from then on submit fails.  Idempotent. */
+void workers_stop(workers *wp);
+/* Stops (if not done yet), closes the stores and frees the pool. */
+void workers_free(workers *wp);
 /* Jobs queued or running (diagnostics). */
-size_t workers_backlog(void);
+size_t workers_backlog(workers *wp);
+
+/* http.c's dispatch, which names no pool set (that file is being changed on
+ * another branch): submits to the running server's pools.  Defined in
+ * server.c; goes once http.c takes the pools from its connection. */
+int workers_submit_pool(worker_pool pool, job_run_fn run, job_done_fn done, void *arg);
 
 #endif
