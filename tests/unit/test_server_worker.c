@@ -1,0 +1,450 @@
+/* test_server_worker.c — the server's thread pools (server/worker.c) as an
+ * object of their own, without an lws loop: the test plays the loop (it is
+ * woken through workers_opts.notify and drains the completions).  Covered:
+ * jobs run on worker threads with their own store and the services given to
+ * workers_start, done() back on the draining thread, exactly once each; the
+ * three pools are apart (outbound and probe jobs finish while every store
+ * worker is stuck); the bounded queue; nothing accepted before start or once
+ * stopping; a stop with jobs still queued runs them all and their done();
+ * two pool sets side by side; a store that cannot be opened. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "worker.h"
+
+#define WAIT_MS 20000
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The test's side of one pool set: its wake-ups, a gate that blocks jobs,
+ * and what the jobs and their completions saw. */
+typedef struct {
+    server_config cfg;
+    workers *wp;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int wakeups;
+    int gate_open;
+    int inside; /* jobs waiting at the gate */
+    int ran[WORKER_POOLS];
+    int done;
+    int bad; /* a job or done() saw something it should not have */
+    pthread_t loop_thread;
+} fixture;
+
+/* What one job saw. */
+typedef struct {
+    fixture *fx;
+    int gated;
+    worker_pool pool;
+    int runs, dones;
+    pthread_t done_on;
+} job_rec;
+
+static void notify(void *arg)
+{
+    fixture *fx = arg;
+    pthread_mutex_lock(&fx->mu);
+    fx->wakeups++;
+    pthread_cond_broadcast(&fx->cv);
+    pthread_mutex_unlock(&fx->mu);
+}
+
+static void job_run(worker_ctx *w, void *arg)
+{
+    job_rec *j = arg;
+    fixture *fx = j->fx;
+    pthread_mutex_lock(&fx->mu);
+    if (pthread_equal(pthread_self(), fx->loop_thread) || !w->store || w->pool != j->pool ||
+        w->cfg != &fx->cfg)
+        fx->bad++;
+    if (j->gated) {
+        fx->inside++;
+        pthread_cond_broadcast(&fx->cv);
+        while (!fx->gate_open)
+            pthread_cond_wait(&fx->cv, &fx->mu);
+        fx->inside--;
+    }
+    j->runs++;
+    fx->ran[w->pool]++;
+    pthread_mutex_unlock(&fx->mu);
+}
+
+static void job_done(void *arg)
+{
+    job_rec *j = arg;
+    pthread_mutex_lock(&j->fx->mu);
+    j->dones++;
+    j->done_on = pthread_self();
+    j->fx->done++;
+    pthread_mutex_unlock(&j->fx->mu);
+}
+
+static fixture *fixture_new(int store_workers, int outbound_workers)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    pthread_mutex_init(&fx->mu, NULL);
+    pthread_cond_init(&fx->cv, NULL);
+    fx->loop_thread = pthread_self();
+    fx->cfg.database_url = ":memory:"; /* each worker its own store */
+    fx->cfg.workers = store_workers;
+    fx->cfg.outbound_workers = outbound_workers;
+    workers_opts o = { .cfg = &fx->cfg, .notify = notify, .notify_arg = fx };
+    char err[256] = "";
+    fx->wp = workers_new(&o, err, sizeof(err));
+    if (!fx->wp)
+        fail_msg("workers_new: %s", err);
+    return fx;
+}
+
+static void fixture_start(fixture *fx, struct exec_ctx *exec, struct tunnel_hub *tunnels)
+{
+    char err[256] = "";
+    if (workers_start(fx->wp, exec, tunnels, err, sizeof(err)) != 0)
+        fail_msg("workers_start: %s", err);
+}
+
+static void fixture_free(fixture *fx)
+{
+    workers_free(fx->wp);
+    pthread_cond_destroy(&fx->cv);
+    pthread_mutex_destroy(&fx->mu);
+    free(fx);
+}
+
+static void open_gate(fixture *fx)
+{
+    pthread_mutex_lock(&fx->mu);
+    fx->gate_open = 1;
+    pthread_cond_broadcast(&fx->cv);
+    pthread_mutex_unlock(&fx->mu);
+}
+
+/* Until n jobs wait at the gate (a deadline, never a sleep). */
+static void wait_inside(fixture *fx, int n)
+{
+    int64_t end = now_ms() + WAIT_MS;
+    pthread_mutex_lock(&fx->mu);
+    while (fx->inside < n) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&fx->cv, &fx->mu, &ts);
+        if (now_ms() > end) {
+            pthread_mutex_unlock(&fx->mu);
+            fail_msg("only %d of %d jobs reached the gate", fx->inside, n);
+        }
+    }
+    pthread_mutex_unlock(&fx->mu);
+}
+
+/* Plays the loop: sleeps until notified, drains, until `until` returns 1. */
+static void loop_until(fixture *fx, int (*until)(fixture *, void *), void *arg)
+{
+    int64_t end = now_ms() + WAIT_MS;
+    for (;;) {
+        /* Read before draining: a job that finishes after the drain has
+         * notified past `seen`, so the wait below does not miss it. */
+        pthread_mutex_lock(&fx->mu);
+        int seen = fx->wakeups;
+        pthread_mutex_unlock(&fx->mu);
+        workers_drain_completions(fx->wp);
+        if (until(fx, arg))
+            return;
+        pthread_mutex_lock(&fx->mu);
+        while (fx->wakeups == seen && now_ms() < end) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&fx->cv, &fx->mu, &ts);
+        }
+        pthread_mutex_unlock(&fx->mu);
+        if (now_ms() > end)
+            fail_msg("the loop waited %d ms in vain", WAIT_MS);
+    }
+}
+
+static int done_reaches(fixture *fx, void *arg)
+{
+    pthread_mutex_lock(&fx->mu);
+    int ok = fx->done >= *(int *)arg;
+    pthread_mutex_unlock(&fx->mu);
+    return ok;
+}
+
+static int rec_done(fixture *fx, void *arg)
+{
+    pthread_mutex_lock(&fx->mu);
+    int ok = ((job_rec *)arg)->dones > 0;
+    pthread_mutex_unlock(&fx->mu);
+    return ok;
+}
+
+/* ---- tests ------------------------------------------------------------------- */
+
+static void test_jobs_run_on_workers(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(2, 1);
+    int exec_marker, tunnel_marker;
+    /* Not started: nothing is accepted (nothing would run it). */
+    job_rec early = { .fx = fx, .pool = WORKER_POOL_STORE };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &early), -1);
+    fixture_start(fx, (struct exec_ctx *)&exec_marker, (struct tunnel_hub *)&tunnel_marker);
+
+    enum { N = 60 };
+    job_rec recs[N];
+    for (int i = 0; i < N; i++) {
+        recs[i] = (job_rec){ .fx = fx, .pool = (worker_pool)(i % WORKER_POOLS) };
+        assert_int_equal(workers_submit(fx->wp, recs[i].pool, job_run, job_done, &recs[i]), 0);
+    }
+    int n = N;
+    loop_until(fx, done_reaches, &n);
+    assert_int_equal(fx->bad, 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(recs[i].runs, 1);
+        assert_int_equal(recs[i].dones, 1);
+        assert_true(pthread_equal(recs[i].done_on, fx->loop_thread));
+    }
+    for (int p = 0; p < WORKER_POOLS; p++)
+        assert_int_equal(fx->ran[p], N / WORKER_POOLS);
+    assert_int_equal(early.runs, 0);
+    assert_int_equal(workers_backlog(fx->wp), 0);
+    fixture_free(fx);
+}
+
+/* What a job sees of the server: the services handed to workers_start. */
+static void services_run(worker_ctx *w, void *arg)
+{
+    void **seen = arg;
+    seen[0] = w->exec;
+    seen[1] = w->tunnels;
+}
+
+static void test_services_reach_jobs(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(1, 0);
+    int exec_marker, tunnel_marker;
+    fixture_start(fx, (struct exec_ctx *)&exec_marker, (struct tunnel_hub *)&tunnel_marker);
+    void *seen[2] = { NULL, NULL };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, services_run, NULL, seen), 0);
+    workers_stop(fx->wp); /* runs what is queued first */
+    assert_ptr_equal(seen[0], &exec_marker);
+    assert_ptr_equal(seen[1], &tunnel_marker);
+    fixture_free(fx);
+}
+
+/* Every store worker stuck (a stalled database): the outbound and the probe
+ * pool still answer, each on its own threads. */
+static void test_pools_apart(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(2, 1);
+    fixture_start(fx, NULL, NULL);
+    job_rec stuck[3];
+    for (int i = 0; i < 3; i++) {
+        stuck[i] = (job_rec){ .fx = fx, .gated = 1, .pool = WORKER_POOL_STORE };
+        assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &stuck[i]),
+                         0);
+    }
+    wait_inside(fx, 2); /* both store threads; the third job is queued */
+    assert_int_equal(workers_backlog(fx->wp), 3);
+
+    job_rec probe = { .fx = fx, .pool = WORKER_POOL_PROBE };
+    job_rec outbound = { .fx = fx, .pool = WORKER_POOL_OUTBOUND };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_PROBE, job_run, job_done, &probe), 0);
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_OUTBOUND, job_run, job_done, &outbound),
+                     0);
+    loop_until(fx, rec_done, &probe);
+    loop_until(fx, rec_done, &outbound);
+    pthread_mutex_lock(&fx->mu);
+    assert_int_equal(fx->ran[WORKER_POOL_STORE], 0);
+    assert_int_equal(fx->inside, 2);
+    pthread_mutex_unlock(&fx->mu);
+
+    open_gate(fx);
+    int n = 5;
+    loop_until(fx, done_reaches, &n);
+    assert_int_equal(fx->ran[WORKER_POOL_STORE], 3);
+    assert_int_equal(fx->bad, 0);
+    fixture_free(fx);
+}
+
+/* Each pool's queue holds WORKER_QUEUE_MAX jobs; one more is refused (the
+ * caller answers busy), while another pool still takes jobs. */
+static void test_bounded_queue(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(1, 1);
+    fixture_start(fx, NULL, NULL);
+    job_rec gate = { .fx = fx, .gated = 1, .pool = WORKER_POOL_STORE };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &gate), 0);
+    wait_inside(fx, 1);
+    job_rec *recs = calloc(WORKER_QUEUE_MAX, sizeof(*recs));
+    assert_non_null(recs);
+    for (int i = 0; i < WORKER_QUEUE_MAX; i++) {
+        recs[i] = (job_rec){ .fx = fx, .pool = WORKER_POOL_STORE };
+        if (workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &recs[i]) != 0)
+            fail_msg("job %d refused below the bound", i);
+    }
+    job_rec over = { .fx = fx, .pool = WORKER_POOL_STORE };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &over), -1);
+    job_rec other = { .fx = fx, .pool = WORKER_POOL_OUTBOUND };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_OUTBOUND, job_run, job_done, &other), 0);
+    assert_true(workers_backlog(fx->wp) >= WORKER_QUEUE_MAX + 1);
+
+    open_gate(fx);
+    int n = WORKER_QUEUE_MAX + 2;
+    loop_until(fx, done_reaches, &n);
+    for (int i = 0; i < WORKER_QUEUE_MAX; i++)
+        if (recs[i].runs != 1 || recs[i].dones != 1)
+            fail_msg("job %d ran %d times, done %d times", i, recs[i].runs, recs[i].dones);
+    assert_int_equal(over.runs + over.dones, 0);
+    /* The queue drained: room again. */
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &over), 0);
+    n++;
+    loop_until(fx, done_reaches, &n);
+    assert_int_equal(over.runs, 1);
+    free(recs);
+    fixture_free(fx);
+}
+
+typedef struct {
+    fixture *fx;
+    pthread_t id;
+} stopper;
+
+static void *stop_thread(void *arg)
+{
+    stopper *st = arg;
+    st->id = pthread_self();
+    workers_stop(st->fx->wp);
+    return NULL;
+}
+
+/* A stop while jobs are queued behind a stuck one: every accepted job runs,
+ * every done() runs once (on the stopping thread), and nothing is accepted
+ * from the moment the stop began. */
+static void test_stop_with_queued_jobs(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(1, 0);
+    fixture_start(fx, NULL, NULL);
+    enum { MAX = 4096 };
+    job_rec *recs = calloc(MAX, sizeof(*recs));
+    assert_non_null(recs);
+    recs[0] = (job_rec){ .fx = fx, .gated = 1, .pool = WORKER_POOL_STORE };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &recs[0]), 0);
+    wait_inside(fx, 1);
+    int accepted = 1;
+    for (; accepted < 20; accepted++) {
+        recs[accepted] = (job_rec){ .fx = fx, .pool = WORKER_POOL_STORE };
+        assert_int_equal(
+            workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &recs[accepted]), 0);
+    }
+    stopper st = { .fx = fx };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stop_thread, &st), 0);
+    /* Until the stop is under way, submits are still taken (and must run
+     * too); the first refusal shows it began. */
+    int64_t end = now_ms() + WAIT_MS;
+    for (;;) {
+        assert_true(accepted < MAX);
+        recs[accepted] = (job_rec){ .fx = fx, .pool = WORKER_POOL_STORE };
+        if (workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &recs[accepted]) != 0)
+            break;
+        accepted++;
+        if (now_ms() > end)
+            fail_msg("the stop never began");
+        sched_yield();
+    }
+    open_gate(fx);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(fx->bad, 0);
+    assert_int_equal(fx->done, accepted);
+    for (int i = 0; i < accepted; i++) {
+        if (recs[i].runs != 1 || recs[i].dones != 1)
+            fail_msg("job %d ran %d times, done %d times", i, recs[i].runs, recs[i].dones);
+        assert_true(pthread_equal(recs[i].done_on, st.id));
+    }
+    assert_int_equal(recs[accepted].runs, 0);
+    job_rec late = { .fx = fx, .pool = WORKER_POOL_STORE };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &late), -1);
+    workers_stop(fx->wp); /* twice: harmless */
+    assert_int_equal(late.runs + late.dones, 0);
+    free(recs);
+    fixture_free(fx);
+}
+
+/* Two pool sets side by side: each runs and completes only its own jobs. */
+static void test_two_sets_apart(void **state)
+{
+    (void)state;
+    fixture *a = fixture_new(1, 0), *b = fixture_new(1, 0);
+    fixture_start(a, NULL, NULL);
+    fixture_start(b, NULL, NULL);
+    job_rec ja = { .fx = a, .gated = 1, .pool = WORKER_POOL_STORE };
+    job_rec jb = { .fx = b, .pool = WORKER_POOL_STORE };
+    assert_int_equal(workers_submit(a->wp, WORKER_POOL_STORE, job_run, job_done, &ja), 0);
+    assert_int_equal(workers_submit(b->wp, WORKER_POOL_STORE, job_run, job_done, &jb), 0);
+    wait_inside(a, 1);
+    loop_until(b, rec_done, &jb); /* a's only thread is stuck: b is not */
+    workers_drain_completions(a->wp);
+    assert_int_equal(ja.dones, 0);
+    assert_int_equal(workers_backlog(a->wp), 1);
+    assert_int_equal(workers_backlog(b->wp), 0);
+    open_gate(a);
+    loop_until(a, rec_done, &ja);
+    assert_int_equal(a->done, 1);
+    assert_int_equal(b->done, 1);
+    fixture_free(a);
+    fixture_free(b);
+}
+
+static void test_store_cannot_open(void **state)
+{
+    (void)state;
+    server_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.database_url = "sqlite:///nonexistent-aurora-dir/x/y.db";
+    cfg.workers = 2;
+    workers_opts o = { .cfg = &cfg };
+    char err[256] = "";
+    assert_null(workers_new(&o, err, sizeof(err)));
+    assert_non_null(strstr(err, "worker 0: cannot open store"));
+    /* Absent pools take nothing (a caller built without them). */
+    assert_int_equal(workers_submit(NULL, WORKER_POOL_STORE, services_run, NULL, NULL), -1);
+    workers_drain_completions(NULL);
+    workers_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_jobs_run_on_workers),
+        cmocka_unit_test(test_services_reach_jobs),
+        cmocka_unit_test(test_pools_apart),
+        cmocka_unit_test(test_bounded_queue),
+        cmocka_unit_test(test_stop_with_queued_jobs),
+        cmocka_unit_test(test_two_sets_apart),
+        cmocka_unit_test(test_store_cannot_open),
+    };
+    return cmocka_run_group_tests_name("server_worker", tests, NULL, NULL);
+}
