@@ -1,0 +1,953 @@
+/* test_server_tunnel.c — the server's agent sessions and request multiplexing
+ * (server/tunnel.c) through a tunnel_hub of its own, without a listening
+ * server or a socket: sessions are socketless (tunnel_session_connect /
+ * receive / pop / drop), tokens are looked up in a real SQLite store on a
+ * real worker pool, and the test runs an lws context with no listener as
+ * the event loop (its timers fire the deadlines, its wake-ups deliver the
+ * pool's completions as the server's do).
+ *
+ * Covered: authentication and its refusals (missing/malformed headers,
+ * unknown, revoked, expired, wrong cluster, a revocation racing the lookup,
+ * too many sessions of one cluster), a token expiring under a live session, the registry (lookup by org+cluster,
+ * kind support, least loaded, ties by picks, describe), per-session request
+ * ids and the hub-wide legacy ids, the credit window, queueing above the
+ * agent's max_concurrent (FIFO, abandon, the queue cap), deadlines (504,
+ * cancel sent for started requests only), dropping a session (only its
+ * requests fail), closing by token, early messages, oversized messages,
+ * shutdown, and two hubs side by side. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <libwebsockets.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proto.h"
+#include "store.h"
+#include "token.h"
+#include "tunnel.h" /* server/tunnel.h: -Iserver comes first */
+#include "worker.h"
+
+#define WAIT_MS 20000
+#define WINDOW 1000
+#define ORG_NAME "acme"
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- fixture: a hub, its pool, its loop, a store -------------------------------- */
+
+typedef struct {
+    char dir[64];
+    char url[128];
+    server_config cfg;
+    store_t *st; /* the test's own handle: tokens */
+    char org_id[STORE_ID_LEN], org2_id[STORE_ID_LEN], user_id[STORE_ID_LEN];
+    struct lws_context *lws;
+    workers *pool;
+    tunnel_hub *hub;
+    lws_sorted_usec_list_t tick; /* bounds each wait of serve_until */
+} fixture;
+
+static int loop_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
+{
+    if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
+        fixture *fx = lws_context_user(lws_get_context(wsi));
+        if (fx)
+            workers_drain_completions(fx->pool);
+        return 0;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols g_protocols[] = {
+    { "test", loop_callback, 0, 0, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static void wake_loop(void *ctx) { lws_cancel_service(ctx); }
+
+static tunnel_hub *hub_new(fixture *fx, double grace)
+{
+    tunnel_hub_opts o = { .cfg = &fx->cfg, .lws = fx->lws, .pool = fx->pool,
+                          .deadline_grace = grace };
+    tunnel_hub *h = tunnel_hub_new(&o);
+    assert_non_null(h);
+    return h;
+}
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    snprintf(fx->dir, sizeof(fx->dir), "/tmp/aurora-tunnel-XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->url, sizeof(fx->url), "sqlite://%s/t.db", fx->dir);
+    fx->cfg.database_url = fx->url;
+    fx->cfg.workers = 1;
+    fx->cfg.stream_window = WINDOW;
+    fx->cfg.agent_idle_timeout = 60;
+    fx->cfg.legacy_max_frame = 64 * 1024;
+    char err[256] = "";
+    if (store_open(fx->url, &fx->st, err, sizeof(err)) != STORE_OK)
+        fail_msg("store_open: %s", err);
+    store_org o;
+    assert_int_equal(store_org_create(fx->st, ORG_NAME, &o), STORE_OK);
+    snprintf(fx->org_id, sizeof(fx->org_id), "%s", o.id);
+    assert_int_equal(store_org_create(fx->st, "other", &o), STORE_OK);
+    snprintf(fx->org2_id, sizeof(fx->org2_id), "%s", o.id);
+    store_user u;
+    assert_int_equal(store_user_create(fx->st, fx->org_id, "a@example.com", "admin", &u), STORE_OK);
+    snprintf(fx->user_id, sizeof(fx->user_id), "%s", u.id);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = g_protocols;
+    info.user = fx;
+    fx->lws = lws_create_context(&info);
+    assert_non_null(fx->lws);
+    workers_opts wo = { .cfg = &fx->cfg, .notify = wake_loop, .notify_arg = fx->lws };
+    fx->pool = workers_new(&wo, err, sizeof(err));
+    if (!fx->pool)
+        fail_msg("workers_new: %s", err);
+    /* A short grace: deadlines fire within the test's patience. */
+    fx->hub = hub_new(fx, 0.05);
+    assert_int_equal(workers_start(fx->pool, NULL, fx->hub, err, sizeof(err)), 0);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    workers_stop(fx->pool);
+    tunnel_hub_free(fx->hub); /* drops the sessions a test left */
+    lws_context_destroy(fx->lws);
+    workers_free(fx->pool);
+    store_close(fx->st);
+    char p[160];
+    static const char *const names[] = { "t.db", "t.db-wal", "t.db-shm" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", fx->dir, names[i]);
+        unlink(p);
+    }
+    rmdir(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* lws runs ripe timers (a deadline, a token expiry) at the start of a
+ * service call, then waits for the next event: this tick bounds that wait,
+ * so that serve_until sees what a timer did within 10 ms. */
+static void tick(lws_sorted_usec_list_t *sul)
+{
+    fixture *fx = lws_container_of(sul, fixture, tick);
+    lws_sul_schedule(fx->lws, 0, &fx->tick, tick, 10 * LWS_US_PER_MS);
+}
+
+/* Runs the loop (timers, pool completions) until pred holds; fails after
+ * WAIT_MS. */
+static void serve_until(fixture *fx, int (*pred)(void *), void *arg, const char *what)
+{
+    int64_t end = now_ms() + WAIT_MS;
+    lws_sul_schedule(fx->lws, 0, &fx->tick, tick, 10 * LWS_US_PER_MS);
+    while (!pred(arg) && now_ms() < end)
+        lws_service(fx->lws, 0);
+    lws_sul_cancel(&fx->tick);
+    if (!pred(arg))
+        fail_msg("waited %d ms in vain for %s", WAIT_MS, what);
+}
+
+/* ---- tokens and sessions ----------------------------------------------------------- */
+
+typedef struct {
+    char token[AGENT_TOKEN_LEN + 1];
+    char bearer[AGENT_TOKEN_LEN + 8];
+    store_agent_token t;
+} made_token;
+
+static made_token new_token(fixture *fx, const char *org_id, int64_t expires_at)
+{
+    made_token m;
+    memset(&m, 0, sizeof(m));
+    assert_int_equal(token_new_agent(m.token), 0);
+    snprintf(m.bearer, sizeof(m.bearer), "Bearer %s", m.token);
+    char hash[65];
+    token_hash(m.token, hash);
+    snprintf(m.t.org_id, sizeof(m.t.org_id), "%s", org_id);
+    snprintf(m.t.created_by, sizeof(m.t.created_by), "%s", fx->user_id);
+    token_cluster_id(m.token, m.t.cluster_id);
+    snprintf(m.t.cluster_name, sizeof(m.t.cluster_name), "name-%s", m.t.cluster_id);
+    token_preview(m.token, m.t.preview);
+    m.t.expires_at = expires_at;
+    if (store_agent_token_create(fx->st, &m.t, hash) != STORE_OK)
+        fail_msg("agent_token_create: %s", store_errmsg(fx->st));
+    return m;
+}
+
+static int settled(void *arg)
+{
+    tunnel_session *s = arg;
+    return tunnel_session_ready(s) || tunnel_session_close_code(s, NULL);
+}
+
+/* The next text frame the server queued for s, decoded (1), or 0 if none. */
+static int pop_msg(tunnel_session *s, proto_msg *m)
+{
+    size_t len = 0;
+    int binary = -1;
+    char *p = tunnel_session_pop(s, &len, &binary);
+    if (!p)
+        return 0;
+    assert_int_equal(binary, 0);
+    char err[160];
+    if (proto_decode(p, len, m, err, sizeof(err)) != 0)
+        fail_msg("the server sent an undecodable frame: %s (%s)", err, p);
+    free(p);
+    return 1;
+}
+
+static void expect_no_frame(tunnel_session *s)
+{
+    size_t len;
+    int binary;
+    char *p = tunnel_session_pop(s, &len, &binary);
+    if (p)
+        fail_msg("unexpected frame: %.*s", (int)len, p);
+}
+
+static void expect_type(tunnel_session *s, proto_type type, proto_msg *out)
+{
+    proto_msg m;
+    if (!pop_msg(s, &m))
+        fail_msg("no frame queued, expected type %d", (int)type);
+    assert_int_equal(m.type, type);
+    if (out)
+        *out = m;
+    else
+        proto_msg_free(&m);
+}
+
+static void send_text(tunnel_session *s, char *json)
+{
+    assert_non_null(json);
+    tunnel_session_receive(s, json, strlen(json), 0);
+    free(json);
+}
+
+/* Connects with the token's headers and waits for the outcome: a ready
+ * session (its `connected` consumed, register sent with max_concurrent) or
+ * a closed one. */
+static tunnel_session *connect_as(fixture *fx, tunnel_hub *h, const made_token *m, int v2,
+                                  int max_concurrent)
+{
+    tunnel_session *s = tunnel_session_connect(h, v2, m->bearer, m->t.cluster_id);
+    assert_non_null(s);
+    serve_until(fx, settled, s, "authentication");
+    if (!tunnel_session_ready(s))
+        return s;
+    proto_msg c;
+    expect_type(s, MSG_CONNECTED, &c);
+    assert_string_equal(c.cluster_id, m->t.cluster_id);
+    /* What a legacy agent is told has neither (it would not know them). */
+    assert_int_equal(c.protocol, v2 ? 2 : 0);
+    assert_int_equal(c.window, v2 ? WINDOW : 0);
+    proto_msg_free(&c);
+    send_text(s, proto_enc_register(m->t.cluster_id, "9.9.9", v2 ? 2 : 1, max_concurrent));
+    return s;
+}
+
+static void expect_closed(tunnel_session *s, int code, const char *reason)
+{
+    const char *why = NULL;
+    assert_int_equal(tunnel_session_close_code(s, &why), code);
+    assert_string_equal(why, reason);
+    assert_false(tunnel_session_ready(s));
+}
+
+/* ---- requests and what their sink saw -------------------------------------------------- */
+
+typedef struct {
+    int ends;
+    int failed, http_status, return_code;
+    char error_code[64];
+    char data[4096];
+    size_t ndata;
+    int nchunks;
+} sink_rec;
+
+static void rec_data(void *ctx, int channel, const unsigned char *p, size_t n)
+{
+    sink_rec *r = ctx;
+    (void)channel;
+    if (r->ndata + n <= sizeof(r->data)) {
+        memcpy(r->data + r->ndata, p, n);
+    }
+    r->ndata += n;
+    r->nchunks++;
+}
+
+static void rec_end(void *ctx, const tunnel_result *res)
+{
+    sink_rec *r = ctx;
+    r->ends++;
+    r->failed = res->failed;
+    r->http_status = res->http_status;
+    r->return_code = res->return_code;
+    snprintf(r->error_code, sizeof(r->error_code), "%s", res->error_code ? res->error_code : "");
+}
+
+static const tunnel_sink g_sink = { rec_data, rec_end };
+
+static tunnel_req *exec_ex(tunnel_hub *h, const char *org, const char *cluster, const char *kind,
+                           double timeout, sink_rec *rec, char *err, size_t errlen)
+{
+    static const char *const args[] = { "get", "pods" };
+    argv_t a = { 0 };
+    char aerr[64];
+    assert_int_equal(argv_from_strings(args, 2, &a, aerr, sizeof(aerr)), 0);
+    tunnel_exec_params p = { .org_id = org, .cluster_id = cluster, .kind = kind, .argv = &a,
+                             .timeout = timeout, .max_output = 1 << 20,
+                             .program = kind && !strcmp(kind, "cloud_exec") ? "aws" : NULL };
+    tunnel_req *r = tunnel_exec(h, &p, &g_sink, rec, err, errlen);
+    argv_free(&a);
+    return r;
+}
+
+static tunnel_req *exec_ok(fixture *fx, const made_token *m, sink_rec *rec)
+{
+    char err[256] = "";
+    tunnel_req *r = exec_ex(fx->hub, m->t.org_id, m->t.cluster_id, "kubectl", 30, rec, err,
+                            sizeof(err));
+    if (!r)
+        fail_msg("tunnel_exec: %s", err);
+    return r;
+}
+
+/* The exec frame a session was sent: its request id (0: none queued). */
+static uint32_t sent_exec(tunnel_session *s)
+{
+    proto_msg m;
+    if (!pop_msg(s, &m))
+        return 0;
+    assert_int_equal(m.type, MSG_EXEC);
+    uint32_t id = m.id;
+    proto_msg_free(&m);
+    return id;
+}
+
+static void send_exec_end(tunnel_session *s, uint32_t id, int rc)
+{
+    send_text(s, proto_enc_exec_end(id, rc, "", NULL, 0, 5, 0));
+}
+
+static void send_data(tunnel_session *s, uint32_t id, int channel, size_t n, char fill)
+{
+    unsigned char *f = malloc(PROTO_DATA_HDR + n);
+    assert_non_null(f);
+    proto_data_header(f, channel, id);
+    memset(f + PROTO_DATA_HDR, fill, n);
+    tunnel_session_receive(s, f, PROTO_DATA_HDR + n, 1);
+    free(f);
+}
+
+/* ---- tests -------------------------------------------------------------------------- */
+
+static void test_authentication(void **state)
+{
+    fixture *fx = *state;
+    made_token good = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &good, 1, 0);
+    assert_true(tunnel_session_ready(s));
+    assert_int_equal(tunnel_session_count(fx->hub), 1);
+
+    /* Refused before any lookup: no or an empty X-Cluster-ID, no bearer,
+     * a malformed token. */
+    tunnel_session *b = tunnel_session_connect(fx->hub, 1, good.bearer, NULL);
+    expect_closed(b, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
+    tunnel_session_drop(b);
+    b = tunnel_session_connect(fx->hub, 1, good.bearer, "");
+    expect_closed(b, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
+    tunnel_session_drop(b);
+    b = tunnel_session_connect(fx->hub, 1, NULL, good.t.cluster_id);
+    expect_closed(b, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
+    tunnel_session_drop(b);
+    b = tunnel_session_connect(fx->hub, 1, "Bearer aurora_kubectl_short", good.t.cluster_id);
+    expect_closed(b, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
+    tunnel_session_drop(b);
+
+    /* Refused after the lookup: unknown token, another cluster's header,
+     * revoked, expired. */
+    char unknown[AGENT_TOKEN_LEN + 1], bearer[AGENT_TOKEN_LEN + 8];
+    assert_int_equal(token_new_agent(unknown), 0);
+    snprintf(bearer, sizeof(bearer), "Bearer %s", unknown);
+    made_token m = good;
+    snprintf(m.bearer, sizeof(m.bearer), "%s", bearer);
+    b = connect_as(fx, fx->hub, &m, 2, 0);
+    expect_closed(b, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
+    tunnel_session_drop(b);
+    b = tunnel_session_connect(fx->hub, 2, good.bearer, "cluster-0000000000000000");
+    serve_until(fx, settled, b, "authentication");
+    expect_closed(b, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
+    tunnel_session_drop(b);
+    made_token revoked = new_token(fx, fx->org_id, 0);
+    assert_int_equal(store_agent_token_revoke(fx->st, fx->org_id, revoked.t.id, time(NULL)),
+                     STORE_OK);
+    b = connect_as(fx, fx->hub, &revoked, 2, 0);
+    expect_closed(b, PROTO_CLOSE_POLICY, PROTO_REASON_REVOKED);
+    tunnel_session_drop(b);
+    made_token expired = new_token(fx, fx->org_id, (int64_t)time(NULL) - 10);
+    b = connect_as(fx, fx->hub, &expired, 2, 0);
+    expect_closed(b, PROTO_CLOSE_POLICY, PROTO_REASON_EXPIRED);
+    tunnel_session_drop(b);
+
+    /* Still serving the good session after every refusal. */
+    assert_int_equal(tunnel_session_count(fx->hub), 1);
+    send_text(s, proto_enc_heartbeat(good.t.cluster_id));
+    expect_type(s, MSG_HEARTBEAT_ACK, NULL);
+}
+
+static int closed(void *arg) { return tunnel_session_close_code(arg, NULL) != 0; }
+
+/* A token's expiry ends the session it opened, not only later handshakes. */
+static void test_token_expiry_ends_session(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, (int64_t)time(NULL) + 2);
+    made_token forever = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 0);
+    tunnel_session *f = connect_as(fx, fx->hub, &forever, 2, 0);
+    assert_true(tunnel_session_ready(s));
+    serve_until(fx, closed, s, "the token's expiry");
+    expect_closed(s, PROTO_CLOSE_POLICY, PROTO_REASON_EXPIRED);
+    assert_true(time(NULL) >= m.t.expires_at);
+    assert_true(tunnel_session_ready(f));
+}
+
+static int worker_idle(void *arg) { return workers_backlog(arg) == 0; }
+
+/* A token revoked while its lookup was under way: the session authenticating
+ * looks again and is refused, though the lookup itself found it valid. */
+static void test_revocation_during_lookup(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = tunnel_session_connect(fx->hub, 2, m.bearer, m.t.cluster_id);
+    /* The lookup ran (valid token); its completion waits for the loop. */
+    int64_t end = now_ms() + WAIT_MS;
+    while (!worker_idle(fx->pool) && now_ms() < end)
+        sched_yield();
+    assert_true(worker_idle(fx->pool));
+    assert_false(tunnel_session_ready(s));
+    assert_int_equal(store_agent_token_revoke(fx->st, fx->org_id, m.t.id, time(NULL)), STORE_OK);
+    tunnel_note_revocation(fx->hub);
+    serve_until(fx, settled, s, "authentication");
+    expect_closed(s, PROTO_CLOSE_POLICY, PROTO_REASON_REVOKED);
+}
+
+static void test_sessions_per_cluster_capped(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    enum { CAP = 16 };
+    for (int i = 0; i < CAP; i++)
+        assert_true(tunnel_session_ready(connect_as(fx, fx->hub, &m, 2, 0)));
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 0);
+    expect_closed(s, PROTO_CLOSE_POLICY, "Too many connections");
+    /* Another cluster is not affected. */
+    made_token other = new_token(fx, fx->org_id, 0);
+    assert_true(tunnel_session_ready(connect_as(fx, fx->hub, &other, 2, 0)));
+}
+
+/* Messages sent before authentication finished are processed after it, in
+ * order; binary frames then are dropped. */
+static void test_early_messages(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = tunnel_session_connect(fx->hub, 2, m.bearer, m.t.cluster_id);
+    send_data(s, 1, PROTO_CHAN_STDOUT, 4, 'x');
+    send_text(s, proto_enc_register(m.t.cluster_id, "7.7.7", 2, 1));
+    send_text(s, proto_enc_heartbeat(m.t.cluster_id));
+    serve_until(fx, settled, s, "authentication");
+    assert_true(tunnel_session_ready(s));
+    expect_type(s, MSG_CONNECTED, NULL);
+    expect_type(s, MSG_HEARTBEAT_ACK, NULL);
+    expect_no_frame(s);
+    cJSON *arr = cJSON_CreateArray();
+    tunnel_describe_sessions(fx->hub, m.t.org_id, m.t.cluster_id, arr);
+    assert_int_equal(cJSON_GetArraySize(arr), 1);
+    cJSON *o = cJSON_GetArrayItem(arr, 0);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(o, "agent_version")), "7.7.7");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(o, "protocol")),
+                        PROTO_SUBPROTOCOL_V2);
+    cJSON_Delete(arr);
+    /* max_concurrent 1 from that register holds: a second exec waits. */
+    sink_rec r1 = { 0 }, r2 = { 0 };
+    exec_ok(fx, &m, &r1);
+    exec_ok(fx, &m, &r2);
+    assert_int_equal(sent_exec(s), 1);
+    expect_no_frame(s);
+    tunnel_session_drop(s);
+    assert_int_equal(r1.ends + r2.ends, 2);
+}
+
+static void test_registry_lookup(void **state)
+{
+    fixture *fx = *state;
+    made_token v2 = new_token(fx, fx->org_id, 0), legacy = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &v2, 2, 0);
+    tunnel_session *l = connect_as(fx, fx->hub, &legacy, 0, 0);
+    const char *org = fx->org_id;
+    assert_int_equal(tunnel_cluster_supports(fx->hub, org, v2.t.cluster_id, "kubectl"),
+                     TUNNEL_SUPPORTED);
+    assert_int_equal(tunnel_cluster_supports(fx->hub, org, v2.t.cluster_id, "cloud_exec"),
+                     TUNNEL_SUPPORTED);
+    assert_int_equal(tunnel_cluster_supports(fx->hub, org, legacy.t.cluster_id, "kubectl"),
+                     TUNNEL_SUPPORTED);
+    assert_int_equal(tunnel_cluster_supports(fx->hub, org, legacy.t.cluster_id, "cloud_exec"),
+                     TUNNEL_UNSUPPORTED);
+    /* Another org never reaches a cluster it does not own. */
+    assert_int_equal(tunnel_cluster_supports(fx->hub, fx->org2_id, v2.t.cluster_id, "kubectl"),
+                     TUNNEL_NOT_CONNECTED);
+    sink_rec rec = { 0 };
+    char err[256] = "";
+    assert_null(exec_ex(fx->hub, fx->org2_id, v2.t.cluster_id, "kubectl", 30, &rec, err,
+                        sizeof(err)));
+    assert_non_null(strstr(err, "is not connected"));
+    assert_null(exec_ex(fx->hub, org, "cluster-ffffffffffffffff", "kubectl", 30, &rec, err,
+                        sizeof(err)));
+    assert_null(exec_ex(fx->hub, org, legacy.t.cluster_id, "cloud_exec", 30, &rec, err,
+                        sizeof(err)));
+    assert_int_equal(rec.ends, 0);
+    expect_no_frame(l);
+    expect_no_frame(s);
+}
+
+/* The least loaded ready session of the cluster gets the command; between
+ * equally loaded ones, the one picked least often (so idle replicas take
+ * turns). */
+static void test_least_loaded_and_turns(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *a = connect_as(fx, fx->hub, &m, 2, 0);
+    sink_rec ra[2] = { { 0 } };
+    exec_ok(fx, &m, &ra[0]);
+    exec_ok(fx, &m, &ra[1]);
+    assert_int_equal(sent_exec(a), 1);
+    assert_int_equal(sent_exec(a), 2);
+    tunnel_session *b = connect_as(fx, fx->hub, &m, 2, 0);
+    sink_rec rb[3] = { { 0 } };
+    /* a carries 2: b takes the next two. */
+    exec_ok(fx, &m, &rb[0]);
+    exec_ok(fx, &m, &rb[1]);
+    assert_int_equal(sent_exec(b), 1);
+    assert_int_equal(sent_exec(b), 2);
+    expect_no_frame(a);
+    /* a finishes one: a (1) is less loaded than b (2). */
+    send_exec_end(a, 1, 0);
+    assert_int_equal(ra[0].ends, 1);
+    exec_ok(fx, &m, &rb[2]);
+    assert_int_equal(sent_exec(a), 3);
+    expect_no_frame(b);
+    /* Everything ends: both idle, a picked 3 times, b twice... */
+    send_exec_end(a, 2, 0);
+    send_exec_end(a, 3, 0);
+    send_exec_end(b, 1, 0);
+    send_exec_end(b, 2, 0);
+    /* ...then commands that end at once go to the one picked least: b
+     * first, and from then on the two never differ by more than one. */
+    int picks_a = 3, picks_b = 2;
+    for (int i = 0; i < 8; i++) {
+        sink_rec r = { 0 };
+        exec_ok(fx, &m, &r);
+        tunnel_session *got = a;
+        uint32_t id = sent_exec(a);
+        if (!id) {
+            got = b;
+            id = sent_exec(b);
+        }
+        assert_true(id > 0);
+        if (i == 0)
+            assert_ptr_equal(got, b);
+        assert_true(got == a ? picks_a <= picks_b : picks_b <= picks_a);
+        *(got == a ? &picks_a : &picks_b) += 1;
+        send_exec_end(got, id, 0);
+        assert_int_equal(r.ends, 1);
+    }
+    assert_int_equal(picks_a + picks_b, 13);
+    assert_true(abs(picks_a - picks_b) <= 1);
+    /* A closing session is never picked. */
+    assert_int_equal(tunnel_close_sessions(fx->hub, m.t.org_id, m.t.cluster_id, NULL, "bye"), 2);
+    sink_rec late = { 0 };
+    char err[256];
+    assert_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 30, &late, err,
+                        sizeof(err)));
+}
+
+/* v2 ids count per session from 1 and skip none in use; legacy command ids
+ * count per hub. */
+static void test_request_ids(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0), l = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 0);
+    sink_rec r[4] = { { 0 } };
+    for (int i = 0; i < 3; i++) {
+        exec_ok(fx, &m, &r[i]);
+        assert_int_equal(sent_exec(s), (uint32_t)i + 1);
+    }
+    send_exec_end(s, 2, 7);
+    assert_int_equal(r[1].ends, 1);
+    assert_int_equal(r[1].return_code, 7);
+    assert_int_equal(r[0].ends + r[2].ends, 0);
+    exec_ok(fx, &m, &r[3]);
+    assert_int_equal(sent_exec(s), 4);
+    /* An exec_end for an id that is not running changes nothing. */
+    send_exec_end(s, 2, 0);
+    send_exec_end(s, 99, 0);
+    assert_int_equal(r[1].ends, 1);
+
+    tunnel_session *leg1 = connect_as(fx, fx->hub, &l, 0, 0);
+    tunnel_session *leg2 = connect_as(fx, fx->hub, &l, 0, 0);
+    char ids[3][32];
+    sink_rec lr[3] = { { 0 } };
+    for (int i = 0; i < 3; i++) {
+        exec_ok(fx, &l, &lr[i]);
+        proto_msg c;
+        if (!pop_msg(leg1, &c))
+            assert_true(pop_msg(leg2, &c));
+        assert_int_equal(c.type, MSG_KUBECTL_COMMAND);
+        assert_string_equal(c.command, "get pods");
+        snprintf(ids[i], sizeof(ids[i]), "%s", c.command_id);
+        proto_msg_free(&c);
+    }
+    assert_string_equal(ids[0], "cmd-1");
+    assert_string_equal(ids[1], "cmd-2");
+    assert_string_equal(ids[2], "cmd-3");
+    /* The legacy answer ends the right request, with its output. */
+    const char out[] = "pod-a\n";
+    send_text(leg1, proto_enc_command_response("cmd-2", 1, out, strlen(out), "", 0));
+    send_text(leg2, proto_enc_command_response("cmd-2", 1, out, strlen(out), "", 0));
+    assert_int_equal(lr[1].ends, 1);
+    assert_int_equal(lr[1].ndata, strlen(out));
+    assert_memory_equal(lr[1].data, out, strlen(out));
+    assert_int_equal(lr[0].ends + lr[2].ends, 0);
+    tunnel_session_drop(s);
+    tunnel_session_drop(leg1);
+    tunnel_session_drop(leg2);
+    assert_int_equal(r[0].ends + r[2].ends + r[3].ends + lr[0].ends + lr[2].ends, 5);
+}
+
+/* The agent may have `window` bytes outstanding per request: data beyond it
+ * is dropped; consuming half the window returns credit. */
+static void test_credit_window(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 0);
+    sink_rec rec = { 0 };
+    tunnel_req *r = exec_ok(fx, &m, &rec);
+    uint32_t id = sent_exec(s);
+    send_data(s, id, PROTO_CHAN_STDOUT, 400, 'a');
+    send_data(s, id, PROTO_CHAN_STDERR, 400, 'b');
+    send_data(s, id, PROTO_CHAN_STDOUT, 300, 'c'); /* 1100 > 1000: dropped */
+    assert_int_equal(rec.ndata, 800);
+    assert_int_equal(rec.nchunks, 2);
+    /* Data for another request, a malformed frame: dropped, nothing else. */
+    send_data(s, id + 1, PROTO_CHAN_STDOUT, 10, 'z');
+    tunnel_session_receive(s, "\x01\x00", 2, 1);
+    assert_int_equal(rec.ndata, 800);
+    tunnel_req_consumed(r, 400); /* 400 owed: below half the window */
+    expect_no_frame(s);
+    tunnel_req_consumed(r, 400);
+    proto_msg c;
+    expect_type(s, MSG_CREDIT, &c);
+    assert_int_equal(c.id, id);
+    assert_int_equal(c.bytes, 800);
+    proto_msg_free(&c);
+    /* 1800 may now be outstanding in all. */
+    send_data(s, id, PROTO_CHAN_STDOUT, 300, 'd');
+    send_data(s, id, PROTO_CHAN_STDOUT, 700, 'e');
+    assert_int_equal(rec.ndata, 1800);
+    send_data(s, id, PROTO_CHAN_STDOUT, 1, 'f');
+    assert_int_equal(rec.ndata, 1800);
+    send_text(s, proto_enc_exec_end(id, 0, "", NULL, 0, 5, 1800));
+    assert_int_equal(rec.ends, 1);
+    assert_int_equal(rec.failed, 0);
+}
+
+/* Above the agent's max_concurrent, commands wait at the server, oldest
+ * first; an abandoned waiting command is never sent; the queue is capped. */
+static void test_queue_above_max_concurrent(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 1);
+    sink_rec r[4] = { { 0 } };
+    exec_ok(fx, &m, &r[0]);
+    exec_ok(fx, &m, &r[1]);
+    tunnel_req *third = exec_ok(fx, &m, &r[2]);
+    exec_ok(fx, &m, &r[3]);
+    assert_int_equal(sent_exec(s), 1);
+    expect_no_frame(s);
+    cJSON *arr = cJSON_CreateArray();
+    tunnel_describe_sessions(fx->hub, m.t.org_id, m.t.cluster_id, arr);
+    cJSON *o = cJSON_GetArrayItem(arr, 0);
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(o, "inflight")), 1);
+    assert_int_equal(cJSON_GetNumberValue(cJSON_GetObjectItem(o, "queued")), 3);
+    cJSON_Delete(arr);
+    tunnel_req_abandon(third);
+    send_exec_end(s, 1, 0);
+    assert_int_equal(r[0].ends, 1);
+    assert_int_equal(sent_exec(s), 2); /* the oldest waiting */
+    expect_no_frame(s);
+    send_exec_end(s, 2, 0);
+    assert_int_equal(sent_exec(s), 4); /* the abandoned one was skipped */
+    send_exec_end(s, 4, 0);
+    expect_no_frame(s);
+    assert_int_equal(r[1].ends + r[3].ends, 2);
+    assert_int_equal(r[2].ends, 0);
+
+    /* The cap: one running, 4096 waiting, the next refused. */
+    enum { CAP = 4096 };
+    sink_rec *many = calloc(CAP + 2, sizeof(*many));
+    assert_non_null(many);
+    for (int i = 0; i < CAP + 1; i++)
+        exec_ok(fx, &m, &many[i]);
+    char err[256] = "";
+    assert_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 30, &many[CAP + 1], err,
+                        sizeof(err)));
+    assert_non_null(strstr(err, "commands queued"));
+    /* Dropping the session fails every one of them, running or waiting. */
+    tunnel_session_drop(s);
+    for (int i = 0; i < CAP + 1; i++)
+        if (many[i].ends != 1 || strcmp(many[i].error_code, EC_AGENT_DISCONNECTED))
+            fail_msg("request %d: %d ends, %s", i, many[i].ends, many[i].error_code);
+    assert_int_equal(many[CAP + 1].ends, 0);
+    free(many);
+}
+
+static int ended(void *arg) { return ((sink_rec *)arg)->ends > 0; }
+
+/* A request the agent does not end within timeout + grace fails with 504
+ * TIMEOUT; a started v2 request is cancelled at the agent. */
+static void test_deadline(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 1);
+    sink_rec started = { 0 }, waiting = { 0 };
+    char err[256];
+    assert_non_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 0.05, &started, err,
+                            sizeof(err)));
+    assert_non_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 60, &waiting, err,
+                            sizeof(err)));
+    uint32_t id = sent_exec(s);
+    serve_until(fx, ended, &started, "the deadline");
+    assert_int_equal(started.failed, 1);
+    assert_int_equal(started.http_status, 504);
+    assert_string_equal(started.error_code, EC_TIMEOUT);
+    proto_msg c;
+    expect_type(s, MSG_CANCEL, &c);
+    assert_int_equal(c.id, id);
+    proto_msg_free(&c);
+    /* Its slot went to the waiting one; a late exec_end is ignored. */
+    assert_int_equal(sent_exec(s), id + 1);
+    send_exec_end(s, id, 0);
+    assert_int_equal(started.ends, 1);
+    assert_int_equal(waiting.ends, 0);
+
+    /* A waiting request times out too, without a cancel: the agent never
+     * saw it. */
+    sink_rec w2 = { 0 };
+    assert_non_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 0.05, &w2, err,
+                            sizeof(err)));
+    serve_until(fx, ended, &w2, "the waiting request's deadline");
+    assert_string_equal(w2.error_code, EC_TIMEOUT);
+    expect_no_frame(s);
+    assert_int_equal(waiting.ends, 0);
+    tunnel_session_drop(s);
+    assert_int_equal(waiting.ends, 1);
+}
+
+/* A dropped connection fails exactly its own requests. */
+static void test_drop_fails_only_its_requests(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0), other = new_token(fx, fx->org_id, 0);
+    tunnel_session *x = connect_as(fx, fx->hub, &m, 2, 0);
+    sink_rec rx = { 0 }, rmuted = { 0 };
+    exec_ok(fx, &m, &rx);
+    tunnel_req *muted = exec_ok(fx, &m, &rmuted);
+    assert_int_equal(sent_exec(x), 1);
+    assert_int_equal(sent_exec(x), 2);
+    tunnel_session *y = connect_as(fx, fx->hub, &m, 2, 0);
+    tunnel_session *z = connect_as(fx, fx->hub, &other, 2, 0);
+    sink_rec ry = { 0 }, rz = { 0 };
+    exec_ok(fx, &m, &ry); /* y: the least loaded */
+    exec_ok(fx, &other, &rz);
+    uint32_t idy = sent_exec(y), idz = sent_exec(z);
+    assert_true(idy && idz);
+    tunnel_req_abandon(muted); /* started: stays until its end, silent */
+    expect_type(x, MSG_CANCEL, NULL);
+    assert_int_equal(tunnel_session_count(fx->hub), 3);
+
+    tunnel_session_drop(x);
+    assert_int_equal(tunnel_session_count(fx->hub), 2);
+    assert_int_equal(rx.ends, 1);
+    assert_int_equal(rx.failed, 1);
+    assert_int_equal(rx.http_status, 502);
+    assert_string_equal(rx.error_code, EC_AGENT_DISCONNECTED);
+    assert_int_equal(rmuted.ends, 0);
+    assert_int_equal(ry.ends + rz.ends, 0);
+    send_exec_end(y, idy, 0);
+    send_exec_end(z, idz, 3);
+    assert_int_equal(ry.ends, 1);
+    assert_int_equal(ry.failed, 0);
+    assert_int_equal(rz.return_code, 3);
+    /* The cluster is still served, by y. */
+    sink_rec again = { 0 };
+    exec_ok(fx, &m, &again);
+    assert_true(sent_exec(y) > 0);
+    tunnel_session_drop(y);
+    tunnel_session_drop(z);
+    assert_int_equal(again.ends, 1);
+}
+
+/* Closing by token ends only that token's sessions. */
+static void test_close_by_token(void **state)
+{
+    fixture *fx = *state;
+    made_token a = new_token(fx, fx->org_id, 0), b = new_token(fx, fx->org_id, 0);
+    tunnel_session *sa = connect_as(fx, fx->hub, &a, 2, 0);
+    tunnel_session *sb = connect_as(fx, fx->hub, &b, 2, 0);
+    assert_int_equal(tunnel_close_sessions(fx->hub, fx->org_id, a.t.cluster_id, b.t.id, "x"), 0);
+    assert_int_equal(tunnel_close_sessions(fx->hub, fx->org2_id, a.t.cluster_id, NULL, "x"), 0);
+    assert_int_equal(
+        tunnel_close_sessions(fx->hub, fx->org_id, a.t.cluster_id, a.t.id, "Token revoked"), 1);
+    expect_closed(sa, PROTO_CLOSE_POLICY, "Token revoked");
+    assert_true(tunnel_session_ready(sb));
+    /* A closing session sends nothing more (a heartbeat gets no answer). */
+    send_text(sa, proto_enc_heartbeat(a.t.cluster_id));
+    expect_no_frame(sa);
+    tunnel_session_drop(sa);
+    assert_int_equal(tunnel_session_count(fx->hub), 1);
+}
+
+/* A message over the limit closes the session with 1009. */
+static void test_oversized_message(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 0);
+    size_t n = PROTO_MAX_CONTROL + 1;
+    char *big = malloc(n);
+    assert_non_null(big);
+    memset(big, ' ', n);
+    tunnel_session_receive(s, big, n, 0);
+    free(big);
+    expect_closed(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
+    /* Legacy sessions have their own (configured) limit. */
+    made_token l = new_token(fx, fx->org_id, 0);
+    tunnel_session *ls = connect_as(fx, fx->hub, &l, 0, 0);
+    char *mid = malloc(fx->cfg.legacy_max_frame + 1);
+    assert_non_null(mid);
+    memset(mid, ' ', fx->cfg.legacy_max_frame + 1);
+    tunnel_session_receive(ls, mid, fx->cfg.legacy_max_frame, 0); /* at the limit: fine */
+    assert_true(tunnel_session_ready(ls));
+    tunnel_session_receive(ls, mid, fx->cfg.legacy_max_frame + 1, 0);
+    free(mid);
+    expect_closed(ls, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
+}
+
+static void test_shutdown(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 1);
+    sink_rec r1 = { 0 }, r2 = { 0 };
+    exec_ok(fx, &m, &r1);
+    exec_ok(fx, &m, &r2);
+    tunnel_shutdown(fx->hub);
+    assert_int_equal(r1.ends + r2.ends, 2);
+    assert_int_equal(r1.http_status, 503);
+    assert_string_equal(r2.error_code, "SERVER_SHUTTING_DOWN");
+    expect_closed(s, LWS_CLOSE_STATUS_GOINGAWAY, "Server shutting down");
+}
+
+/* Two hubs share nothing: sessions, legacy ids, revocations. */
+static void test_two_hubs(void **state)
+{
+    fixture *fx = *state;
+    tunnel_hub *h2 = hub_new(fx, 0.05);
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s1 = connect_as(fx, fx->hub, &m, 0, 0);
+    tunnel_session *s2 = connect_as(fx, h2, &m, 0, 0);
+    assert_int_equal(tunnel_session_count(fx->hub), 1);
+    assert_int_equal(tunnel_session_count(h2), 1);
+    sink_rec r1 = { 0 }, r2 = { 0 };
+    char err[256];
+    assert_non_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 30, &r1, err,
+                            sizeof(err)));
+    assert_non_null(exec_ex(h2, m.t.org_id, m.t.cluster_id, "kubectl", 30, &r2, err,
+                            sizeof(err)));
+    proto_msg c1, c2;
+    assert_true(pop_msg(s1, &c1));
+    assert_true(pop_msg(s2, &c2));
+    assert_string_equal(c1.command_id, "cmd-1");
+    assert_string_equal(c2.command_id, "cmd-1");
+    proto_msg_free(&c1);
+    proto_msg_free(&c2);
+    assert_int_equal(tunnel_close_sessions(h2, m.t.org_id, m.t.cluster_id, NULL, "bye"), 1);
+    assert_true(tunnel_session_ready(s1));
+    assert_int_equal(r1.ends, 0);
+    tunnel_session_drop(s2);
+    assert_int_equal(r2.ends, 1);
+    assert_int_equal(r1.ends, 0);
+    tunnel_hub_free(h2);
+    assert_int_equal(tunnel_session_count(fx->hub), 1);
+    tunnel_session_drop(s1);
+    assert_int_equal(r1.ends, 1);
+}
+
+int main(void)
+{
+    log_setup("test", "error", "text");
+    lws_set_log_level(LLL_ERR, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_authentication, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revocation_during_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_expiry_ends_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sessions_per_cluster_capped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_early_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_least_loaded_and_turns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_credit_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_above_max_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drop_fails_only_its_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_by_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_hubs, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("server_tunnel", tests, NULL, NULL);
+}
