@@ -820,7 +820,8 @@ def cancel_and_timeout_remove_the_sandbox(t):
     wait_until(lambda: not harness.procs_matching("/bin/sleep 301"), 10, 0.1,
                "the cancelled command's processes gone")
     wait_until(lambda: not os.listdir(sandbox_base()), 10, 0.1, "the cancelled command's directory removed")
-    contains(a.log(), "error_code=CANCELLED", "agent log of the cancelled command")
+    # logged once exec_end is out, after the cleanup waited for above
+    wait_until(lambda: "error_code=CANCELLED" in a.log(), 10, 0.1, "the agent to log the cancelled command")
 
 
 if __name__ == "__main__":
