@@ -633,13 +633,16 @@ static void fork_bomb_memory_hog_and_big_file_are_contained(void **state)
                           NULL};
     int o, e;
     pid_t pid = start(sb, bomb, NULL, 0, &o, &e);
-    struct timespec ts = {1, 500 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+    /* the first refused fork is reported: the bomb has reached RLIMIT_NPROC */
+    char first[128] = "";
+    struct pollfd p = {.fd = o, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 20000), 1);
+    assert_true(read(o, first, sizeof(first) - 1) > 0);
+    assert_non_null(strstr(first, "fork refused: Resource temporarily unavailable"));
     int n = procs_of_uid(uid);
     assert_true(n > 0 && n <= 32);
     kill(-pid, SIGKILL); /* the timeout's group kill */
     finish(pid, o, e, r, 5000);
-    assert_non_null(strstr(r->out, "fork refused: Resource temporarily unavailable"));
     assert_int_equal(sandbox_kill_all(sb), 0);
     assert_int_equal(procs_of_uid(uid), 0);
 
