@@ -14,6 +14,11 @@ PKGS=(
   golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev golang-github-xeipuuv-gojsonschema-dev
 )
 
+# Only for the tests: `stress-ng --cpu N` keeps every CPU busy while `make test` runs,
+# to check that the tests hold on a loaded machine.
+TEST_PKGS=(stress-ng)
+[ "${1:-}" = "--test" ] && PKGS+=("${TEST_PKGS[@]}")
+
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
