@@ -131,7 +131,7 @@ def moto():
                 return True
             except OSError:
                 return False
-        wait_until(up, 30, 0.1, "moto_server")
+        wait_until(up, 120, 0.1, "moto_server")  # seconds of imports: minutes on a busy machine
         SHARED["moto"] = "http://127.0.0.1:%d" % port
     return SHARED["moto"]
 
@@ -442,7 +442,7 @@ def no_secret_in_logs(secrets, what=""):
 # ---------------------------------------------------------------------------
 # tests: the real CLIs
 # ---------------------------------------------------------------------------
-@test(timeout=90)
+@test(timeout=240)  # the first test: it also starts every peer of the program (see world())
 def real_aws_cli_prints_the_assumed_role_arn(t):
     a, cid = agent("real")
     key, user, role = aws_user("a")
@@ -811,7 +811,13 @@ def cancel_and_timeout_remove_the_sandbox(t):
         "Authorization": "Bearer %s" % key, "Content-Type": "application/json",
         "Accept": "text/event-stream"})
     r = conn.getresponse()
-    check(b"spawned" in r.read1(65536), "first output of the cancelled command")
+    first = b""  # the stream arrives in pieces: read until the line (each read waits up to 30 s)
+    while b"spawned" not in first:
+        chunk = r.read1(65536)
+        if not chunk:
+            break
+        first += chunk
+    check(b"spawned" in first, "first output of the cancelled command", first)
     check(os.listdir(sandbox_base()), "the running command has its directory")
     r.close()
     conn.close()
