@@ -72,7 +72,7 @@ def peers():
             return True
         except OSError:
             return False
-    wait_until(up, 30, 0.1, "moto_server on port %d" % port)
+    wait_until(up, 120, 0.1, "moto_server on port %d" % port)  # seconds of imports: minutes on a busy machine
     moto_url = "http://127.0.0.1:%d" % port
     _peers["proxy"] = subprocess.Popen([sys.executable, os.path.join(FIXTURES, "aws_sts_proxy.py"),
                                         "--upstream", moto_url], stdout=subprocess.PIPE,
