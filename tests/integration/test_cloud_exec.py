@@ -43,6 +43,7 @@ import http.client
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import ssl
@@ -74,6 +75,10 @@ AZ = "/usr/bin/az"
 AZ_TENANT = str(uuid.uuid4())
 AZ_SP_ID = str(uuid.uuid4())
 AZ_SP_SECRET = "az-sp-secret~" + rand_tag(12)
+# Sandbox uids of this run: uids are machine-wide and the agent's cleanup kills
+# every process of a command's uid, so two runs at once (two checkouts, CI and a
+# developer) must not share them.  240 per run: 40 for each agent below.
+UID_BASE = 1000000 + 240 * secrets.randbelow(1000000)
 AZ_SUBS = [{"subscriptionId": str(uuid.uuid4()), "displayName": "aurora-prod", "state": "Enabled"},
            {"subscriptionId": str(uuid.uuid4()), "displayName": "aurora-staging", "state": "Enabled"}]
 
@@ -291,7 +296,7 @@ exec "$@"
 
 def start_agent(w, name, programs, extra=None, root_visible=False):
     tok = w.create_token("it-cloud-%s-%s" % (name, rand_tag(2)))
-    lo = 101000 + 40 * ["real", "limits", "restricted", "off", "azure", "azpy"].index(name)
+    lo = UID_BASE + 40 * ["real", "limits", "restricted", "off", "azure", "azpy"].index(name)
     env = {
         "AURORA_CLOUD_PROGRAMS": programs,
         "AURORA_SANDBOX_DIR": sandbox_base(),
@@ -704,7 +709,7 @@ def fork_bomb_memory_hog_ptrace_and_writes_are_contained(t):
     m = re.search(r"home (\S+) cwd (\S+) uid (\d+)", out)
     check(m and m.group(1) == m.group(2) and m.group(1).startswith(sandbox_base() + "/aurora-sbx-"),
           "HOME is the sandbox's and the cwd", out)
-    check(int(m.group(3)) >= 101000, "runs under a sandbox uid", out)
+    check(int(m.group(3)) >= UID_BASE, "runs under a sandbox uid", out)
     check(not os.path.exists(m.group(1)), "HOME removed after the command")
     base_is_empty()
     # the agent still serves: kubectl, and another cloud command

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,8 +31,9 @@
 #include "log.h"
 #include "sandbox.h"
 
-#define UID_LO 100700
-#define UID_HI 100719
+/* 20 uids of this run, drawn at random: uids are machine-wide and the cleanup
+ * kills every process of a uid, so two runs at once must not share them */
+#define UID_COUNT 20
 #define PY "/usr/bin/python3"
 
 static char g_base[256];
@@ -213,8 +215,12 @@ static int setup(void **state)
     unsetenv("REQUESTS_CA_BUNDLE");
     unsetenv("CURL_CA_BUNDLE");
     unsetenv("AWS_CA_BUNDLE");
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        return -1;
+    unsigned lo = 2000000u + UID_COUNT * (r % 1000000u);
     char range[64];
-    snprintf(range, sizeof(range), "%d-%d", UID_LO, UID_HI);
+    snprintf(range, sizeof(range), "%u-%u", lo, lo + UID_COUNT - 1);
     sandbox_config c = {.dir = g_base, .path = NULL, .uid_range = range, .passthrough = NULL,
                         .cpu_seconds = 7, .memory_mb = 512, .nofile = 64, .nproc = 32,
                         .fsize_mb = 1};
