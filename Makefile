@@ -31,6 +31,11 @@ objs = $(patsubst %.c,build/$(1)/%.o,$(2))
 
 REL  := build/rel
 ASAN := build/asan
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+
+# Keep every built file: the unit tests' objects are intermediate files of the
+# $(ASAN)/tests/% pattern rule, which make would delete (and rebuild next time).
+.SECONDARY:
 
 .PHONY: all deps test-deps run test unit integration bench clean help fuzz
 all: $(REL)/aurora-server $(REL)/aurora-agent
@@ -111,7 +116,7 @@ run: deps
 	@scripts/run-local.sh
 
 test: test-deps
-	@$(MAKE) --no-print-directory $(ASAN)/aurora-server $(ASAN)/aurora-agent $(UNIT_BINS) \
+	@$(MAKE) --no-print-directory -j$(NPROC) $(ASAN)/aurora-server $(ASAN)/aurora-agent $(UNIT_BINS) \
 	    $(FUZZ_BINS) all
 	@tests/run-all.sh
 

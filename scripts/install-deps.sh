@@ -15,8 +15,9 @@ PKGS=(
 )
 
 # Only for the tests (--test): the libFuzzer targets (tests/fuzz/) are built with
-# clang, whose libFuzzer runtime is in libclang-rt-14-dev.
-TEST_PKGS=(clang libclang-rt-14-dev)
+# clang, whose libFuzzer runtime is in libclang-rt-14-dev; `stress-ng --cpu N` keeps
+# every CPU busy while `make test` runs, to check the tests hold on a loaded machine.
+TEST_PKGS=(clang libclang-rt-14-dev stress-ng)
 [ "${1:-}" = "--test" ] && PKGS+=("${TEST_PKGS[@]}")
 
 missing=()

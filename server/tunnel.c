@@ -71,6 +71,7 @@ struct tunnel_session {
     out_frame *oq_head, *oq_tail;
     size_t oq_bytes;
     int close_code;
+    int close_handed; /* the close frame is lws's: it sends it and awaits the ack */
     char close_reason[64];
     lws_sorted_usec_list_t close_sul;  /* drops the socket CLOSE_GRACE_S after start_close */
     int64_t token_expires_at;          /* 0 = never */
@@ -966,6 +967,13 @@ int tunnel_on_writeable(struct lws *wsi, struct tunnel_conn *c)
         return 0;
     }
     if (s->close_code) {
+        /* -1 hands the close to lws, which sends the close frame and waits
+         * for the agent's (up to 5 s); a -1 on a later WRITEABLE would drop
+         * the socket at once, while an agent may still be sending: the reset
+         * then loses the close frame (seen as 1006 instead of 1009) */
+        if (s->close_handed)
+            return 0;
+        s->close_handed = 1;
         lws_close_reason(wsi, (enum lws_close_status)s->close_code,
                          (unsigned char *)s->close_reason, strlen(s->close_reason));
         return -1;

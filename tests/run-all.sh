@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# run-all.sh — unit tests (build/asan/tests/test_*), integration tests, the Helm
-# chart tests, then a short run of every fuzz target (build/fuzz/fuzz_*); the last
-# line is the total `N passed, M failed`; exit status 1 if anything failed.
+# run-all.sh — unit tests (build/asan/tests/test_*), integration tests and the Helm
+# chart tests, the three at once, then a short run of every fuzz target
+# (build/fuzz/fuzz_*); the last line is the total `N passed, M failed`;
+# exit status 1 if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,9 +13,30 @@ shopt -s nullglob
 units=(build/asan/tests/test_*)
 shopt -u nullglob
 
-tests/run-unit.sh "${units[@]}" 2>&1 | tee "$work/unit"
-tests/run-integration.sh 2>&1 | tee "$work/integration"
-tests/chart/run.sh 2>&1 | tee "$work/chart"
+# The three parts run at the same time (each also runs its own programs in
+# parallel); each part's output is printed in one piece, in this order.
+pids=()
+tests/run-unit.sh "${units[@]}" >"$work/unit" 2>&1 &
+pids+=($!)
+tests/run-integration.sh >"$work/integration" 2>&1 &
+pids+=($!)
+tests/chart/run.sh >"$work/chart" 2>&1 &
+pids+=($!)
+stop_parts() {
+  if [ ${#pids[@]} -gt 0 ]; then kill "${pids[@]}" 2>/dev/null; wait; fi
+  rm -rf "$work"
+}
+trap stop_parts EXIT
+trap 'exit 130' INT TERM
+i=0
+for part in unit integration chart; do
+  wait "${pids[$i]}"
+  cat "$work/$part"
+  i=$((i + 1))
+done
+pids=()
+
+# The fuzz targets last: they use both cores for a fixed number of runs.
 tests/run-fuzz.sh 2>&1 | tee "$work/fuzz"
 
 total_pass=0

@@ -5,6 +5,11 @@
 # kubectl talks to.  Prints each program's output and, last, the overall
 # `N passed, M failed`.  A program that dies without its summary line counts as
 # one failure.
+#
+# The programs run INTEGRATION_JOBS (default 3) at a time: they pick free ports
+# and temp dirs, and mostly wait on their peers.  The longest (by the durations
+# of the previous run, kept in $BUILD/integration-seconds/) start first; each
+# program's output is printed in one piece when it ends, in the order above.
 set -uo pipefail
 args=()
 for a in "$@"; do args+=("$(realpath -m -- "$a")"); done
@@ -12,6 +17,7 @@ cd "$(dirname "$0")/.."
 
 BUILD="${AURORA_BUILD_DIR:-build/asan}"
 PROG_TIMEOUT="${INTEGRATION_PROG_TIMEOUT:-600}"
+JOBS="${INTEGRATION_JOBS:-3}"
 PY="${PYTHON:-python3}"
 export PYTHONDONTWRITEBYTECODE=1
 
@@ -28,7 +34,10 @@ fi
 
 work=$(mktemp -d -t aurora-integration.XXXXXX)
 kube_pid=""
+declare -A running=()  # pid of a program's `timeout` -> its index in progs
 cleanup() {
+  for pid in "${!running[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${!running[@]}"; do wait "$pid" 2>/dev/null; done
   if [ -n "$kube_pid" ]; then kill "$kube_pid" 2>/dev/null; wait "$kube_pid" 2>/dev/null; fi
   rm -rf "$work"
 }
@@ -54,28 +63,77 @@ export AURORA_BUILD_DIR="$BUILD"
 
 if [ ${#args[@]} -gt 0 ]; then progs=("${args[@]}"); else progs=(tests/integration/test_*.py); fi
 
+n=${#progs[@]}
+secs_dir="$BUILD/integration-seconds"
+mkdir -p "$secs_dir" 2>/dev/null
+# start order: longest first (a program never timed counts as the longest)
+mapfile -t order < <(for i in "${!progs[@]}"; do
+  s=$(cat "$secs_dir/$(basename "${progs[$i]}")" 2>/dev/null)
+  [[ "$s" =~ ^[0-9]+$ ]] || s=999999
+  echo "$s $i"
+done | sort -k1,1nr -k2,2n | cut -d' ' -f2)
+
 total_pass=0
 total_fail=0
-for prog in "${progs[@]}"; do
-  [ -f "$prog" ] || { echo "run-integration: no such test program $prog"; total_fail=$((total_fail + 1)); continue; }
-  echo "== $prog"
-  out="$work/$(basename "$prog").out"
-  timeout -k 10 "$PROG_TIMEOUT" "$PY" -u "$prog" 2>&1 | tee "$out"
-  rc=${PIPESTATUS[0]}
+rcs=()     # index -> exit status, once the program ended
+started=() # index -> $SECONDS at its start
+took=()    # index -> its duration in seconds
+
+report() {  # index: prints the program's output and adds its counts to the totals
+  local i=$1 prog=${progs[$1]}
+  if [ ! -f "$prog" ]; then
+    echo "run-integration: no such test program $prog"
+    total_fail=$((total_fail + 1))
+    return
+  fi
+  local out="$work/$i.out" rc=${rcs[$i]}
+  echo "== $prog (${took[$i]}s)"
+  cat "$out"
+  echo "${took[$i]}" >"$secs_dir/$(basename "$prog")" 2>/dev/null
+  local summary
   summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n1)
   if [ -z "$summary" ]; then
     echo "run-integration: $prog ended without a summary (status $rc)"
     total_fail=$((total_fail + 1))
-    continue
+    return
   fi
-  p=${summary%% passed*}
-  f=${summary#*passed, }; f=${f%% failed}
+  local p=${summary%% passed*} f=${summary#*passed, }
+  f=${f%% failed}
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
     echo "run-integration: $prog exited with status $rc"
     f=1
   fi
   total_pass=$((total_pass + p))
   total_fail=$((total_fail + f))
+}
+
+next=0   # position in order of the next program to start
+shown=0  # index of the next program to print
+while [ "$shown" -lt "$n" ]; do
+  while [ "${#running[@]}" -lt "$JOBS" ] && [ "$next" -lt "$n" ]; do
+    i=${order[$next]}
+    next=$((next + 1))
+    started[$i]=$SECONDS
+    if [ ! -f "${progs[$i]}" ]; then rcs[$i]=1; continue; fi
+    timeout -k 10 "$PROG_TIMEOUT" "$PY" -u "${progs[$i]}" >"$work/$i.out" 2>&1 &
+    running[$!]=$i
+  done
+  while [ "$shown" -lt "$n" ] && [ -n "${rcs[$shown]+x}" ]; do
+    report "$shown"
+    shown=$((shown + 1))
+  done
+  [ "$shown" -lt "$n" ] || break
+  ended=""
+  wait -n -p ended
+  rc=$?
+  if [ -n "$ended" ] && [ -n "${running[$ended]+x}" ]; then
+    i=${running[$ended]}
+    rcs[$i]=$rc
+    took[$i]=$((SECONDS - ${started[$i]}))
+    unset "running[$ended]"
+  elif [ -z "$ended" ] && [ "${#running[@]}" -eq 0 ]; then
+    break  # nothing left to wait for (cannot happen: every started program is in running)
+  fi
 done
 
 # the shared fixture must have survived every program

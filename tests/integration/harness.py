@@ -1011,3 +1011,19 @@ class V2Agent:
     def execs(self):
         with self.cv:
             return [e for e in self.events if e.get("event") == "exec"]
+
+    def wait_execs(self, n, timeout=10):
+        """The exec events once there are at least n.  The agent reports each exec
+        before it answers, but a thread reads those reports: the server's HTTP answer
+        can reach the test first, so read them through this, never execs()[-1]."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                execs = [e for e in self.events if e.get("event") == "exec"]
+                if len(execs) >= n:
+                    return execs
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("v2 agent: timed out after %.1fs waiting for exec frame #%d "
+                                         "(%d arrived)" % (timeout, n, len(execs)))
+                self.cv.wait(left)

@@ -265,8 +265,10 @@ def test_provider_errors_timeouts_and_server_keeps_serving(t):
             res["r"] = w.post("/azure/connect", sp_body(), key=key, timeout=30)
             res["dt"] = time.monotonic() - t0
         th = threading.Thread(target=hung)
+        before = ctl(which, "/_fixture/stats")["hung"]
         th.start()
-        time.sleep(0.5)
+        wait_until(lambda: ctl(which, "/_fixture/stats")["hung"] > before, 10, 0.02,
+                   "the request to reach the hung %s fixture" % which)
         for path in ("/api/connectors/status", "/api/kubectl/tokens", "/health"):
             t0 = time.monotonic()
             eq(w.get(path, key=key).status, 200, "GET %s while %s hangs" % (path, which))
@@ -508,9 +510,7 @@ def test_cloud_exec_service_principal_hands_only_a_short_lived_token(t):
     k = len(a.execs())
     r = az(w, key, cid, subscription=subs[2]["subscriptionId"])
     eq(r.status, 200, "cloud_exec on another enabled subscription (%r)" % r)
-    # the test agent records the frame on its own thread: wait for it
-    ex = wait_until(lambda: len(a.execs()) > k and a.execs()[-1], 5, 0.02, "exec frame")
-    eq(ex["env"]["AZURE_SUBSCRIPTION_ID"], subs[2]["subscriptionId"], "subscription")
+    eq(a.wait_execs(k + 1)[-1]["env"]["AZURE_SUBSCRIPTION_ID"], subs[2]["subscriptionId"], "subscription")
     k = len(a.execs())
     for bad in (subs[0]["subscriptionId"], str(uuid.uuid4())):
         r = az(w, key, cid, subscription=bad)
@@ -606,7 +606,7 @@ def test_cloud_exec_signed_in_user_refreshes_and_reports_revocation(t):
         eq(grants("refresh_token") - n, 2, "refresh grants for tokens expiring within 5 minutes")
         last = ctl("login", "/_fixture/stats")["last_token"]
         eq((last["client_id"], last["tenant"]), (APP_ID, HOME_TENANT), "refresh with the App at the user's tenant")
-        env = a.execs()[-1]["env"]
+        env = a.wait_execs(2)[-1]["env"]
         check(arm_accepts(env["AZURE_ACCESS_TOKEN"]), "ARM refuses the refreshed token")
         eq(env["AZURE_TENANT_ID"], HOME_TENANT, "tenant")
         ctl("login", "/_fixture/revoke_refresh_tokens", {})

@@ -55,6 +55,7 @@ import http.client
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import ssl
@@ -86,6 +87,10 @@ AZ = "/usr/bin/az"
 AZ_TENANT = str(uuid.uuid4())
 AZ_SP_ID = str(uuid.uuid4())
 AZ_SP_SECRET = "az-sp-secret~" + rand_tag(12)
+# Sandbox uids of this run: uids are machine-wide and the agent's cleanup kills
+# every process of a command's uid, so two runs at once (two checkouts, CI and a
+# developer) must not share them.  240 per run: 40 for each agent below.
+UID_BASE = 1000000 + 240 * secrets.randbelow(1000000)
 AZ_SUBS = [{"subscriptionId": str(uuid.uuid4()), "displayName": "aurora-prod", "state": "Enabled"},
            {"subscriptionId": str(uuid.uuid4()), "displayName": "aurora-staging", "state": "Enabled"}]
 
@@ -143,7 +148,7 @@ def moto():
                 return True
             except OSError:
                 return False
-        wait_until(up, 30, 0.1, "moto_server")
+        wait_until(up, 120, 0.1, "moto_server")  # seconds of imports: minutes on a busy machine
         SHARED["moto"] = "http://127.0.0.1:%d" % port
     return SHARED["moto"]
 
@@ -341,7 +346,7 @@ exec "$@"
 
 def start_agent(w, name, programs, extra=None, root_visible=False):
     tok = w.create_token("it-cloud-%s-%s" % (name, rand_tag(2)))
-    lo = 101000 + 40 * ["real", "limits", "restricted", "off", "azure", "azpy"].index(name)
+    lo = UID_BASE + 40 * ["real", "limits", "restricted", "off", "azure", "azpy"].index(name)
     env = {
         "AURORA_CLOUD_PROGRAMS": programs,
         "AURORA_SANDBOX_DIR": sandbox_base(),
@@ -506,7 +511,7 @@ def no_secret_in_logs(secrets, what=""):
 # ---------------------------------------------------------------------------
 # tests: the real CLIs
 # ---------------------------------------------------------------------------
-@test(timeout=90)
+@test(timeout=240)  # the first test: it also starts every peer of the program (see world())
 def real_aws_cli_prints_the_assumed_role_arn(t):
     a, cid = agent("real")
     key, user, role = aws_user("a")
@@ -778,7 +783,7 @@ def fork_bomb_memory_hog_ptrace_and_writes_are_contained(t):
     m = re.search(r"home (\S+) cwd (\S+) uid (\d+)", out)
     check(m and m.group(1) == m.group(2) and m.group(1).startswith(sandbox_base() + "/aurora-sbx-"),
           "HOME is the sandbox's and the cwd", out)
-    check(int(m.group(3)) >= 101000, "runs under a sandbox uid", out)
+    check(int(m.group(3)) >= UID_BASE, "runs under a sandbox uid", out)
     check(not os.path.exists(m.group(1)), "HOME removed after the command")
     base_is_empty()
     # the agent still serves: kubectl, and another cloud command
@@ -885,7 +890,13 @@ def cancel_and_timeout_remove_the_sandbox(t):
         "Authorization": "Bearer %s" % key, "Content-Type": "application/json",
         "Accept": "text/event-stream"})
     r = conn.getresponse()
-    check(b"spawned" in r.read1(65536), "first output of the cancelled command")
+    first = b""  # the stream arrives in pieces: read until the line (each read waits up to 30 s)
+    while b"spawned" not in first:
+        chunk = r.read1(65536)
+        if not chunk:
+            break
+        first += chunk
+    check(b"spawned" in first, "first output of the cancelled command", first)
     check(os.listdir(sandbox_base()), "the running command has its directory")
     r.close()
     conn.close()
@@ -894,7 +905,8 @@ def cancel_and_timeout_remove_the_sandbox(t):
     wait_until(lambda: not harness.procs_matching("/bin/sleep 301"), 10, 0.1,
                "the cancelled command's processes gone")
     wait_until(lambda: not os.listdir(sandbox_base()), 10, 0.1, "the cancelled command's directory removed")
-    contains(a.log(), "error_code=CANCELLED", "agent log of the cancelled command")
+    # logged once exec_end is out, after the cleanup waited for above
+    wait_until(lambda: "error_code=CANCELLED" in a.log(), 10, 0.1, "the agent to log the cancelled command")
 
 
 # ---------------------------------------------------------------------------

@@ -111,6 +111,12 @@ class OAuthMock:
                 self.events.append(ev)
                 self.cv.notify_all()
 
+    def wait_event(self, pred, what, after=0, timeout=10):
+        """The first event past index `after` matching pred; the mock reports it
+        before it answers, but a thread reads the reports, so they can lag."""
+        return wait_until(lambda: next((e for e in list(self.events)[after:] if pred(e)), None),
+                          timeout, 0.02, "the OAuth mock to report %s" % what)
+
     def op(self, **o):
         n = len([e for e in self.events if e.get("event") == "ack"])
         self.p.stdin.write((json.dumps(o) + "\n").encode())
@@ -328,9 +334,11 @@ def hung_provider_gives_a_clear_error_and_blocks_nothing_else(t):
         res["dt"] = time.monotonic() - t0
 
     th = threading.Thread(target=slow)
+    before = fx_state()["token_requests"]
     try:
         th.start()
-        time.sleep(0.2)
+        wait_until(lambda: fx_state()["token_requests"] > before, 10, 0.02,
+                   "the token request to reach the hung provider")
         worst = 0.0
         for _ in range(8):
             t0 = time.monotonic()
@@ -432,6 +440,7 @@ def follow_authorize(loc):
 def oauth_flow_end_to_end(t):
     w, oauth = world()
     uid, k = fresh_user(w)
+    n_ev = len(oauth.events)
     loc, q = start_login(w, k)
     check(loc.startswith(oauth.issuer + "/authorize?"), "redirects to GCP_AUTH_URL", loc)
     eq(q["client_id"], [CLIENT_ID], "client_id")
@@ -447,8 +456,8 @@ def oauth_flow_end_to_end(t):
     contains(r.headers.get("location"), "status=connected", "callback redirects to the frontend")
     s = w.get("/api/connectors/status", key=k).json["connectors"]["gcp"]
     eq((s["connected"], s["auth"], s["account"]), (True, "oauth", "operator@example.com"), "status")
+    oauth.wait_event(lambda e: e.get("event") == "token" and e.get("status") == 200, "issuing tokens", n_ev)
     tok_ev = [e for e in oauth.events if e.get("event") == "token" and e.get("status") == 200]
-    check(tok_ev, "the mock issued tokens", oauth.events)
     eq(tok_ev[-1]["client_id"], CLIENT_ID, "client_id at the token endpoint")
     SHARED.setdefault("oauth_secrets", []).extend([tok_ev[-1]["refresh_token"], tok_ev[-1]["access_token"]])
     # replay the same callback: the state was used
@@ -567,7 +576,7 @@ def cloud_exec_injects_project_and_token(t):
     r = cloud_exec(w, k, provider="gcp", cluster_id=cid, args=["gcloud", "projects", "list"])
     eq(r.status, 200, "second cloud_exec")
     eq(fx_state()["token_requests"], before, "token reused from the cache")
-    eq(a.execs()[-1]["argv"], ["projects", "list", "--project=proj-alpha"], "leading program stripped")
+    eq(a.wait_execs(n0 + 2)[-1]["argv"], ["projects", "list", "--project=proj-alpha"], "leading program stripped")
     # the audit row has the argv and no token
     db = os.path.join(w.data, "aurora.db")
     con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=5)
@@ -585,9 +594,10 @@ def cloud_exec_project_lookup_order_and_disabled(t):
     cid = tok["cluster_id"]
 
     def argv_of(**extra):
+        n = len(a.execs())
         r = cloud_exec(w, k, provider="gcp", cluster_id=cid, args=["compute", "zones", "list"], **extra)
         eq(r.status, 200, "cloud_exec %r (%r)" % (extra, r))
-        return a.execs()[-1]
+        return a.wait_execs(n + 1)[-1]
 
     try:
         eq(w.post("/gcp/projects/proj-gamma/root", key=k).status, 200, "pin root")
@@ -596,10 +606,12 @@ def cloud_exec_project_lookup_order_and_disabled(t):
         eq(ex["env"]["CLOUDSDK_CORE_PROJECT"], "proj-gamma", "env project")
         ex = argv_of(project="proj-beta")
         eq(ex["argv"][-1], "--project=proj-beta", "per-call override wins over root")
+        n = len(a.execs())
         r = cloud_exec(w, k, provider="gcp", cluster_id=cid,
                        args=["compute", "zones", "list", "--project", "proj-delta"])
         eq(r.status, 200, "explicit --project")
-        eq(a.execs()[-1]["argv"], ["compute", "zones", "list", "--project", "proj-delta"], "not injected twice")
+        eq(a.wait_execs(n + 1)[-1]["argv"], ["compute", "zones", "list", "--project", "proj-delta"],
+           "not injected twice")
         # disabled targets are refused
         eq(w.post("/gcp/projects/proj-beta/disable", key=k).status, 200, "disable beta")
         n = len(a.execs())
@@ -756,15 +768,17 @@ def cloud_exec_with_oauth_connection(t):
     r = cloud_exec(w, k, provider="gcp", cluster_id=tok["cluster_id"], command="projects list")
     # the mock's tokens open no Cloud Resource Manager: no project known, none pinned
     eq((r.status, r.error_code), (400, "GCP_NO_PROJECT"), "no project (%r)" % r)
+    n = len(a.execs())
     r = cloud_exec(w, k, provider="gcp", cluster_id=tok["cluster_id"], command="projects list",
                    project="proj-oauth")
     eq(r.status, 200, "with a project (%r)" % r)
-    ex = a.execs()[-1]
-    refreshed = [e for e in oauth.events if e.get("event") == "token" and e.get("grant_type") == "refresh_token"]
-    check(refreshed and refreshed[-1]["status"] == 200, "refresh grant at the mock", oauth.events[-3:])
-    eq(ex["env"]["CLOUDSDK_AUTH_ACCESS_TOKEN"], refreshed[-1]["access_token"], "token from the refresh grant")
+    ex = a.wait_execs(n + 1)[-1]
+    minted = ex["env"]["CLOUDSDK_AUTH_ACCESS_TOKEN"]
+    grant = oauth.wait_event(lambda e: e.get("event") == "token" and e.get("grant_type") == "refresh_token"
+                             and e.get("access_token") == minted, "the refresh grant of the exec's token")
+    eq(grant["status"], 200, "refresh grant at the mock")
     eq(ex["argv"][-1], "--project=proj-oauth", "project")
-    SHARED.setdefault("oauth_secrets", []).append(refreshed[-1]["access_token"])
+    SHARED.setdefault("oauth_secrets", []).append(grant["access_token"])
 
 
 @test

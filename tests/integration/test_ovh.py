@@ -18,7 +18,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (FIXTURES, NODE, SERVER_BIN, T, World, _SUITE, check, contains, eq,  # noqa: E402
-                     https_request, main, rand_tag, sanitizer_reports, test)
+                     https_request, main, rand_tag, sanitizer_reports, test, wait_until)
 
 EU_SECRET = "eu-secret-" + rand_tag(10)
 CA_SECRET = "ca-secret-" + rand_tag(10)
@@ -323,8 +323,10 @@ def test_provider_failures_and_server_keeps_serving(t):
         res["r"] = w.post("/ovh_api/ovh/oauth2/refresh", key=key, timeout=30)
         res["dt"] = time.monotonic() - t0
     th = threading.Thread(target=hung)
+    before = ctl("eu", "/_fixture/stats")["hung"]
     th.start()
-    time.sleep(0.5)
+    wait_until(lambda: ctl("eu", "/_fixture/stats")["hung"] > before, 10, 0.02,
+               "the refresh to reach the hung OVH token endpoint")
     for path in ("/api/connectors/status", "/health", "/api/kubectl/tokens"):
         t0 = time.monotonic()
         eq(w.get(path, key=key).status, 200, "GET %s while OVH hangs" % path)

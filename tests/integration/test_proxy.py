@@ -13,7 +13,6 @@ import pwd
 import grp
 import shutil
 import tempfile
-import time
 
 from harness import check, contains, eq, free_port, main, suite_world, test, wait_until
 
@@ -86,7 +85,7 @@ def connect_through_proxy(t):
     a.wait_ready(20)
     w.wait_connection(tok["cluster_id"])
     target = "localhost:%d" % w.port
-    check(px.connects_to(target), "tinyproxy did not log a CONNECT to %s" % target, px.log_text())
+    wait_until(lambda: px.connects_to(target), 10, 0.05, "tinyproxy to log a CONNECT to %s" % target)
     r = w.kubectl(tok["cluster_id"], args=["get", "--raw", "/fixture/echo/through-proxy"])
     eq(r.status, 200, "kubectl through the proxied tunnel (%r)" % r)
     eq(r.json.get("output"), "through-proxy", "output")
@@ -102,7 +101,7 @@ def connect_through_proxy_with_basic_auth(t):
     url = "http://aurora:%s@127.0.0.1:%d" % (encoded, px.port)
     tok, a = proxied_agent(w, t, "auth-proxy", {"HTTPS_PROXY": url, "AURORA_LOG_LEVEL": "debug"})
     a.wait_ready(20)
-    check(px.connects_to("localhost:%d" % w.port), "no CONNECT in the tinyproxy log", px.log_text())
+    wait_until(lambda: px.connects_to("localhost:%d" % w.port), 10, 0.05, "tinyproxy to log the CONNECT")
     r = w.kubectl(tok["cluster_id"], args=["get", "--raw", "/fixture/echo/auth-ok"])
     eq(r.json.get("output"), "auth-ok", "output (%r)" % r)
     log = a.log()
@@ -114,7 +113,7 @@ def connect_through_proxy_with_basic_auth(t):
     tok2, b = proxied_agent(w, t, "bad-auth", {
         "HTTPS_PROXY": "http://aurora:wrong-%s@127.0.0.1:%d" % (password[:3], px.port),
         "AURORA_RECONNECT_MAX": "1"})
-    time.sleep(3)
+    wait_until(lambda: b.log().count("connection failed") >= 2, 20, 0.1, "the proxy to refuse the agent twice")
     eq(b.health("/ready")[0], 503, "an agent the proxy refused is not ready")
     check(w.connection(tok2["cluster_id"]) is None
           or w.connection(tok2["cluster_id"]).get("status") != "active",
@@ -139,7 +138,7 @@ def no_proxy_goes_direct(t):
     # and without NO_PROXY the dead proxy is really used (so the above proves a bypass)
     tok3, c = proxied_agent(w, t, "dead-proxy", {"HTTPS_PROXY": "http://127.0.0.1:%d" % dead,
                                                  "AURORA_RECONNECT_MAX": "1"})
-    time.sleep(2.5)
+    wait_until(lambda: "connection failed" in c.log(), 20, 0.1, "the connection through the dead proxy to fail")
     eq(c.health("/ready")[0], 503, "an agent behind a dead proxy is not ready")
     contains(c.log(), "through the proxy http://127.0.0.1:%d" % dead, "it tried the proxy")
 

@@ -12,8 +12,8 @@ in an otherwise empty root and connects by host name:
   * under strace, both runs (hosts file, DNS) open no NSS file or module
     (nsswitch.conf, libnss_*, gai.conf, host.conf, passwd, group, services);
   * resolving through DNS (c-ares, linked statically from Debian's libcares.a):
-    /etc/resolv.conf names a small DNS server run by this test on
-    127.0.0.153:53 (UDP+TCP); the agent is given `svc`, applies
+    /etc/resolv.conf names a small DNS server run by this test on port 53 of a
+    loopback address of its own (UDP+TCP); the agent is given `svc`, applies
     the search domain (svc.corp.test), gets a truncated UDP answer and asks
     again over TCP; the server certificate is verified against the system
     store named by SSL_CERT_FILE, as Dockerfile.agent sets it;
@@ -26,6 +26,7 @@ Needs root (chroot, mknod, port 53)."""
 
 import glob
 import os
+import secrets
 import shutil
 import socket
 import struct
@@ -38,7 +39,9 @@ from harness import (KUBECTL, ROOT, World, check, contains, eq, free_port, kube_
 
 STATIC_BIN = os.path.join(ROOT, "build", "static", "aurora-agent")
 BUILD_SCRIPT = os.path.join(ROOT, "scripts", "build-static-agent.sh")
-DNS_ADDR = "127.0.0.153"
+# port 53 is fixed (resolv.conf names no port): an address of this run's own in
+# 127.0.0.0/8, so that two runs at once on one machine do not collide
+DNS_ADDR = "127.53.%d.%d" % (secrets.randbelow(256), 1 + secrets.randbelow(254))
 NSS_FILES = ("nsswitch.conf", "libnss", "gai.conf", "host.conf", "/etc/passwd", "/etc/group",
              "/etc/services")
 STATE = {}

@@ -351,11 +351,16 @@ def timeout_kills_kubectl(t):
 @test(timeout=60)
 def revoke_closes_tunnel(t):
     w = suite_world()
-    tok, agent = w.new_connected_agent(cluster_name="it-revoke")
+    tok = w.create_token("it-revoke")
+    # AURORA_RECONNECT_MAX=1: a refused agent retries within a second (the default waits 30 s)
+    agent = w.start_agent(tok["token"], extra_env={"AURORA_RECONNECT_MAX": "1"})
     cid = tok["cluster_id"]
+    w.wait_connection(cid)
     res = ok_result(w.kubectl(cid, args=["get", "--raw", "/fixture/echo?text=before-revoke"]), "before")
     eq(res["output"], "before-revoke", "output before revoke")
     agent.proc.tolerate_exit = True  # what an agent does with a revoked token is its own business
+    retries = lambda: len(re.findall(r"retrying in|reconnecting in", agent.log()))  # noqa: E731
+    n0 = retries()
     t0 = time.monotonic()
     r = w.revoke_token(tok["token_id"])
     eq(r.status, 200, "DELETE token status (%r)" % r)
@@ -379,7 +384,9 @@ def revoke_closes_tunnel(t):
     x = [x for x in w.get("/api/kubectl/tokens").json["tokens"] if x["id"] == tok["token_id"]][0]
     check(x["revoked_at"], "revoked_at must be set", x)
     eq(x["status"], "revoked", "status")
-    time.sleep(1.0)
+    # the close above, then at least one retry turned away
+    wait_until(lambda: retries() >= n0 + 2 or not agent.proc.alive(), 10, 0.1,
+               "the revoked agent to try again and be refused")
     check(not_active(), "the revoked agent must not get back in")
 
 
@@ -406,8 +413,10 @@ def server_kill9_restart_agent_reconnects(t):
     cid = tok["cluster_id"]
     res = ok_result(w.kubectl(cid, args=["get", "--raw", "/fixture/echo?text=before"]), "before kill")
     eq(res["output"], "before", "output")
+    n0 = agent.log().count("reconnecting in")
     w.kill9()
-    time.sleep(0.5)
+    wait_until(lambda: agent.log().count("reconnecting in") > n0 or not agent.proc.alive(), 10, 0.05,
+               "the agent to notice the server's death")
     check(agent.proc.alive(), "the agent must survive the server's death", agent.proc.log_tail())
     t0 = time.monotonic()
     w.restart()

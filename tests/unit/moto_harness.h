@@ -55,7 +55,7 @@ static inline char *moto_iam(const moto_server_t *m, const char *form)
     curl_easy_setopt(c, CURLOPT_USERPWD, "AKIAIOSFODNN7EXAMPLE:bootstrap");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, moto_sink);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L); /* moto's first IAM call loads every managed policy */
     long status = 0;
     if (curl_easy_perform(c) != CURLE_OK ||
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status != 200) {
@@ -119,7 +119,8 @@ static inline int moto_start(moto_server_t *m, const char *logdir)
             return -1;
         snprintf(m->endpoint, sizeof(m->endpoint), "http://127.0.0.1:%d", m->port);
         int status;
-        long long end = ph_now_ms() + 30000;
+        /* moto_server imports for seconds of CPU: minutes when the CPUs are shared */
+        long long end = ph_now_ms() + 120000;
         int up = 0;
         while (!up && ph_now_ms() < end) {
             if (waitpid(m->pid, &status, WNOHANG) == m->pid) { /* port taken? try another */

@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/random.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,9 +42,10 @@
 #include "metrics.h"
 #include "sandbox.h"
 
-#define UID_LO 100700
-#define UID_HI 100719
-#define TEST_UID_RANGE "100700-100719"
+/* 20 uids of this run, drawn at random at setup: uids are machine-wide and the
+ * cleanup kills every process of a uid, so two runs at once must not share them */
+#define UID_COUNT 20
+static char g_uid_range[64];
 #define PY "/usr/bin/python3"
 
 static char g_base[256];
@@ -313,7 +315,12 @@ static int setup(void **state)
     unsetenv("REQUESTS_CA_BUNDLE");
     unsetenv("CURL_CA_BUNDLE");
     unsetenv("AWS_CA_BUNDLE");
-    return init_sandbox("required", TEST_UID_RANGE);
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        return -1;
+    unsigned lo = 2000000u + UID_COUNT * (r % 1000000u);
+    snprintf(g_uid_range, sizeof(g_uid_range), "%u-%u", lo, lo + UID_COUNT - 1);
+    return init_sandbox("required", g_uid_range);
 }
 
 static int teardown(void **state)
@@ -925,13 +932,16 @@ static void fork_bomb_memory_hog_and_big_file_are_contained(void **state)
                           NULL};
     int o, e;
     pid_t pid = start(sb, bomb, NULL, 0, &o, &e);
-    struct timespec ts = {1, 500 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+    /* the first refused fork is reported: the bomb has reached RLIMIT_NPROC */
+    char first[128] = "";
+    struct pollfd p = {.fd = o, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 20000), 1);
+    assert_true(read(o, first, sizeof(first) - 1) > 0);
+    assert_non_null(strstr(first, "fork refused: Resource temporarily unavailable"));
     int n = procs_of_uid(uid);
     assert_true(n > 0 && n <= 32);
     kill(-pid, SIGKILL); /* the timeout's group kill */
     finish(pid, o, e, r, 5000);
-    assert_non_null(strstr(r->out, "fork refused: Resource temporarily unavailable"));
     assert_int_equal(sandbox_kill_all(sb), 0);
     assert_int_equal(procs_of_uid(uid), 0);
 
@@ -1211,9 +1221,9 @@ static void landlock_agent_config_file_is_never_readable(void **state)
     assert_int_equal(put_file(cfg, "agent:\n  token: aurora_kubectl_from-the-config-file\n", 0644),
                      0);
     sandbox_shutdown();
-    char ro[600], range[32];
+    char ro[600], range[64];
     snprintf(ro, sizeof(ro), "%s,%s", SANDBOX_DEFAULT_READONLY_PATHS, g_pod);
-    snprintf(range, sizeof(range), "%s", TEST_UID_RANGE);
+    snprintf(range, sizeof(range), "%s", g_uid_range);
     sandbox_config c = {.dir = g_base, .uid_range = range, .nofile = 64, .nproc = -1,
                         .landlock = "required", .readonly_paths = ro, .config_file = cfg};
     char err[400];
@@ -1232,7 +1242,7 @@ static void landlock_agent_config_file_is_never_readable(void **state)
     sandbox_destroy(sb);
     sandbox_shutdown();
     unlink(cfg);
-    assert_int_equal(init_sandbox("required", TEST_UID_RANGE), 0); /* back to the suite's */
+    assert_int_equal(init_sandbox("required", g_uid_range), 0); /* back to the suite's */
 }
 
 /* ---- the CLI plug-ins' version probes ---------------------------------------------- */

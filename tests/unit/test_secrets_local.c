@@ -343,9 +343,9 @@ static void test_tampered_ciphertext_refused(void **state)
     put_ok(f->s, "aurora/t/d", "delta-secret", 12);
     put_ok(f->s, "aurora/t/keep", "untouched", 9);
 
-    /* A flipped ciphertext bit. */
-    sql(f->db, "UPDATE secrets SET ciphertext = CAST(x'00' AS BLOB) || substr(ciphertext, 2)"
-               " WHERE path = 'aurora/t/a'");
+    /* A changed first ciphertext byte (a constant 00 left it as it was one time in 256). */
+    sql(f->db, "UPDATE secrets SET ciphertext = CASE WHEN substr(ciphertext, 1, 1) = x'00'"
+               " THEN x'01' ELSE x'00' END || substr(ciphertext, 2) WHERE path = 'aurora/t/a'");
     expect_get_error(f->s, "aurora/t/a", SECRETS_E_INTEGRITY, "tampered");
     /* Another path's (valid) ciphertext moved here. */
     sql(f->db, "UPDATE secrets SET nonce = (SELECT nonce FROM secrets WHERE path = 'aurora/t/c'),"

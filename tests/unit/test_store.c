@@ -1862,7 +1862,8 @@ typedef struct {
     const char *url;
     const char *org_id;
     _Atomic int *stop;
-    int ok, failed, bad_error, ok_after;
+    _Atomic int ok; /* read by the test while the writer runs */
+    int failed, bad_error, ok_after;
 } load_arg;
 
 static void *load_writer(void *p)
@@ -1897,6 +1898,20 @@ static void *load_writer(void *p)
     return NULL;
 }
 
+/* Waits until every writer has stored a row since seen[] (its last count). */
+static void wait_every_writer_stores(load_arg *args, int *seen)
+{
+    long long end = ph_now_ms() + 30000;
+    for (int i = 0; i < LOAD_WRITERS; i++) {
+        while (args[i].ok <= seen[i]) {
+            if (ph_now_ms() > end)
+                fail_msg("writer %d stored no row within 30 s", i);
+            ph_sleep_ms(5);
+        }
+        seen[i] = args[i].ok;
+    }
+}
+
 static void test_pg_restart_under_load(void **state)
 {
     fixture *f = *state;
@@ -1908,11 +1923,13 @@ static void test_pg_restart_under_load(void **state)
         args[i] = (load_arg){ .url = f->url, .org_id = o.id, .stop = &stop };
         assert_int_equal(pthread_create(&th[i], NULL, load_writer, &args[i]), 0);
     }
-    ph_sleep_ms(200);
+    /* every writer stores rows before, between and after the restarts */
+    int seen[LOAD_WRITERS] = {0};
+    wait_every_writer_stores(args, seen);
     assert_int_equal(pg_restart(&g_pg), 0);
-    ph_sleep_ms(200);
+    wait_every_writer_stores(args, seen);
     assert_int_equal(pg_restart(&g_pg), 0);
-    ph_sleep_ms(200);
+    wait_every_writer_stores(args, seen);
     stop = 1;
     int ok = 0, failed = 0;
     for (int i = 0; i < LOAD_WRITERS; i++) {
