@@ -111,7 +111,31 @@ def cluster_id_for(token):
     return "cluster-" + hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
+    """A port for a server a test starts.  Chosen at random below the kernel's
+    ephemeral range: the integration programs run in parallel, and a port taken
+    from the ephemeral range (bind to port 0) can be handed to another program's
+    outgoing connection before our server binds it (EADDRINUSE at start-up)."""
+    hi = _ephemeral_low() - 1
+    lo = 10000 if hi > 12000 else 1024
+    for _ in range(200):
+        p = secrets.randbelow(hi - lo) + lo
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     p = s.getsockname()[1]
