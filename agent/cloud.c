@@ -71,17 +71,6 @@ static agent_cloud_prog *find_mut(agent_cloud *c, const char *program)
     return NULL;
 }
 
-static int env_name_ok(const char *n, size_t len)
-{
-    if (len == 0 || len > 128 || (n[0] >= '0' && n[0] <= '9'))
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((n[i] >= 'A' && n[i] <= 'Z') || (n[i] >= 'a' && n[i] <= 'z') ||
-              (n[i] >= '0' && n[i] <= '9') || n[i] == '_'))
-            return 0;
-    return 1;
-}
-
 /* AURORA_CLOUD_ENV: "cli:NAME=value,…" */
 static int parse_cli_env(agent_cloud *c, const char *list, char *err, size_t errlen)
 {
@@ -112,7 +101,7 @@ static int parse_cli_env(agent_cloud *c, const char *list, char *err, size_t err
             }
             const char *name = colon + 1;
             size_t nl = (size_t)(eq - name);
-            if (!env_name_ok(name, nl) || sandbox_env_name_protected(name, nl)) {
+            if (!sandbox_env_name_valid(name, nl) || sandbox_env_name_protected(name, nl)) {
                 snprintf(err, errlen, "AURORA_CLOUD_ENV: %.*s is not a name a cloud command may "
                                       "be given (the sandbox sets or protects it)",
                          (int)(nl > 128 ? 128 : nl), name);

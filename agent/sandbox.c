@@ -129,7 +129,7 @@ static const char *const passthrough_default[] = {
     "AWS_CA_BUNDLE", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy",
     "no_proxy", NULL};
 
-static int env_name_valid(const char *n, size_t len)
+int sandbox_env_name_valid(const char *n, size_t len)
 {
     if (len == 0 || len > 128 || (n[0] >= '0' && n[0] <= '9'))
         return 0;
@@ -591,7 +591,7 @@ int sandbox_init(const sandbox_config *c, char *err, size_t errlen)
         snprintf(tmp, sizeof(tmp), "%s", c->passthrough);
         char *save = NULL;
         for (char *e = strtok_r(tmp, ", ", &save); e; e = strtok_r(NULL, ", ", &save)) {
-            if (!env_name_valid(e, strlen(e)) || sandbox_env_name_protected(e, strlen(e))) {
+            if (!sandbox_env_name_valid(e, strlen(e)) || sandbox_env_name_protected(e, strlen(e))) {
                 snprintf(err, errlen,
                          "AURORA_SANDBOX_ENV_PASSTHROUGH: %.60s is not a name commands may "
                          "inherit",

@@ -172,6 +172,9 @@ int sandbox_path_readable(const char *path);
  * the agent (AURORA_*, KUBECONFIG).  Neither the server nor the operator's
  * passthrough may set them. */
 int sandbox_env_name_protected(const char *name, size_t len);
+/* 1 if name is an environment variable name an operator may set for a command:
+ * [A-Za-z0-9_] (proxies are lower case too), not starting with a digit, at most 128. */
+int sandbox_env_name_valid(const char *name, size_t len);
 /* The value the operator hands every command for name (AURORA_SANDBOX_ENV_PASSTHROUGH
  * and its defaults), NULL if none. */
 const char *sandbox_operator_env(const char *name, size_t len);
