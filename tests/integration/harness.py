@@ -1005,20 +1005,20 @@ def main():
     sys.exit(1 if failed else 0)
 
 
-class V2Agent:
-    """tests/fixtures/v2_agent.js, a v2-dialect stand-in agent that reports every
-    exec it receives (kind, program, argv, env) as JSON lines; for testing what
-    the server sends (cloud_exec credentials, injected flags) without running it."""
+class NodePeer:
+    """A Node.js test peer from tests/fixtures/ connected to a World, reporting what
+    it sees as JSON lines on stdout; events are kept in order and waited for."""
 
-    def __init__(self, w, token, owner):
+    def __init__(self, w, token, owner, script, tag, extra_args=(), stdin=False):
         self.events = []
         self.cv = threading.Condition()
-        d = os.path.join(owner.tmp, "v2-%s" % rand_tag(3))
+        d = os.path.join(owner.tmp, "%s-%s" % (tag, rand_tag(3)))
         os.makedirs(d, exist_ok=True)
-        self.proc = owner.spawn("v2agent", [NODE, os.path.join(FIXTURES, "v2_agent.js"), "--url", w.ws_url(),
-                                            "--token", token, "--ca", w.ca],
-                                dict(os.environ), os.path.join(d, "v2.log"), os.path.join(d, "san"),
-                                cwd=os.path.dirname(FIXTURES), stdout=subprocess.PIPE)
+        self.proc = owner.spawn(tag, [NODE, os.path.join(FIXTURES, script), "--url", w.ws_url(),
+                                      "--token", token, "--ca", w.ca] + list(extra_args),
+                                dict(os.environ), os.path.join(d, tag + ".log"), os.path.join(d, "san"),
+                                cwd=os.path.dirname(FIXTURES), stdout=subprocess.PIPE,
+                                stdin=subprocess.PIPE if stdin else None)
         self.proc.tolerate_exit = True
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -1031,6 +1031,29 @@ class V2Agent:
             with self.cv:
                 self.events.append(ev)
                 self.cv.notify_all()
+
+    def wait(self, pred, timeout=20, what="peer event"):
+        """The first event matching pred, waiting up to timeout seconds for it."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                for e in self.events:
+                    if pred(e):
+                        return e
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("%s: timed out after %.1fs waiting for %s; events: %s"
+                                         % (self.proc.name, timeout, what, _short(self.events[-20:], 2000)))
+                self.cv.wait(left)
+
+
+class V2Agent(NodePeer):
+    """tests/fixtures/v2_agent.js, a v2-dialect stand-in agent that reports every
+    exec it receives (kind, program, argv, env) as JSON lines; for testing what
+    the server sends (cloud_exec credentials, injected flags) without running it."""
+
+    def __init__(self, w, token, owner):
+        super().__init__(w, token, owner, "v2_agent.js", "v2agent")
 
     def execs(self):
         with self.cv:

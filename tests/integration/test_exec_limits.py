@@ -27,12 +27,11 @@ import os
 import re
 import socket
 import sqlite3
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import (FIXTURES, NODE, RssSampler, check, contains, eq, kube_api, main,
+from harness import (NodePeer, RssSampler, check, contains, eq, kube_api, main,
                      procs_matching, rand_tag, suite_world, test, tls_context, wait_until)
 
 KIB = 1024
@@ -67,45 +66,12 @@ def result_bytes(res):
     return res["output"].encode("utf-8")
 
 
-class ScriptedAgent:
+class ScriptedAgent(NodePeer):
     """tests/fixtures/v2_scripted_agent.js connected to a World."""
 
     def __init__(self, w, token, t, max_concurrent=64):
-        self.events = []
-        self.cv = threading.Condition()
-        d = os.path.join(t.tmp, "scripted-%s" % rand_tag(3))
-        os.makedirs(d, exist_ok=True)
-        self.proc = t.spawn("scripted-agent", [NODE, os.path.join(FIXTURES, "v2_scripted_agent.js"),
-                                               "--url", w.ws_url(), "--token", token, "--ca", w.ca,
-                                               "--max-concurrent", str(max_concurrent)],
-                            dict(os.environ), os.path.join(d, "agent.log"), os.path.join(d, "san"),
-                            cwd=os.path.dirname(FIXTURES), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
-        self.proc.tolerate_exit = True
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.p.stdout:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            with self.cv:
-                self.events.append(ev)
-                self.cv.notify_all()
-
-    def wait(self, pred, timeout=20, what="agent event"):
-        deadline = time.monotonic() + timeout
-        with self.cv:
-            while True:
-                for e in self.events:
-                    if pred(e):
-                        return e
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError("scripted agent: timed out waiting for %s; events: %r"
-                                         % (what, self.events[-20:]))
-                self.cv.wait(left)
+        super().__init__(w, token, t, "v2_scripted_agent.js", "scripted-agent",
+                         ["--max-concurrent", str(max_concurrent)], stdin=True)
 
     def exec_of(self, seed, timeout=20):
         return self.wait(lambda e: e.get("event") == "exec" and seed in (e.get("argv") or []),
