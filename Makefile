@@ -2,13 +2,14 @@
 #   make run    install missing packages, build, start server + local agent
 #   make test   install missing packages, build (ASan+UBSan), run every test
 #   make fuzz   run every libFuzzer target for FUZZ_SECONDS (default 60) each
-# Sources are picked up by wildcard: a new file in common/, server/ or agent/
+# Sources are picked up by wildcard: a new file in common/, server/,
+# server/connectors/ or agent/
 # needs no Makefile edit.
 
 CC      ?= cc
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers
-INCS    := -Icommon -Iserver -Iagent
+INCS    := -Icommon -Iserver -Iserver/connectors -Iagent
 
 SERVER_PKGS := libwebsockets libcjson libcurl yaml-0.1 sqlite3 openssl libpq
 AGENT_PKGS  := libwebsockets libcjson yaml-0.1 openssl libseccomp libcares
@@ -22,7 +23,7 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
               -fno-sanitize-recover=undefined $(CSTD) $(WARN) $(INCS) $(PKG_CFLAGS) -MMD -MP
 
 COMMON_SRC := $(wildcard common/*.c)
-SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
+SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c server/connectors/*.c))
 AGENT_SRC  := $(filter-out agent/main.c,$(wildcard agent/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 
@@ -41,7 +42,7 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 all: $(REL)/aurora-server $(REL)/aurora-agent
 
 help:
-	@sed -n '1,7p' Makefile
+	@sed -n '1,8p' Makefile
 
 deps:
 	@scripts/install-deps.sh
