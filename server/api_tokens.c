@@ -76,8 +76,12 @@ static void create_token(worker_ctx *w, http_request *req, http_response *resp)
     const char *notes = api_json_str(body, "notes");
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(body, "expires_days");
     char err[160];
-    if (jname && !cJSON_IsNull(jname) && !cJSON_IsString(jname)) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "cluster_name must be a string");
+    const cJSON *jnotes = cJSON_GetObjectItemCaseSensitive(body, "notes");
+    if ((jname && !cJSON_IsNull(jname) && !cJSON_IsString(jname)) ||
+        (jnotes && !cJSON_IsNull(jnotes) && !cJSON_IsString(jnotes))) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "%s must be a string",
+                        jname && !cJSON_IsNull(jname) && !cJSON_IsString(jname) ? "cluster_name"
+                                                                                 : "notes");
         goto out;
     }
     /* As the existing service: no name (or only blanks) is "Unnamed Cluster". */

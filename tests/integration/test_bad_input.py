@@ -308,7 +308,9 @@ def http_malformed_json(t):
         r = w.post("/api/clusters/%s/kubectl" % cid, body)
         eq(r.status, 400, "kubectl body %r (%r)" % (body, r))
         is_error_body(r, "BAD_REQUEST")
-    for body in ("{", '{"cluster_name": 7}', '{"notes": "no name"}', '{"cluster_name": ""}',
+    # (no cluster_name, or a blank one, is "Unnamed Cluster" as in the existing service)
+    for body in ("{", '{"cluster_name": 7}', '{"cluster_name": ["x"]}', '{"cluster_name": "x" , "notes": 5}',
+                 '{"cluster_name": "' + "x" * 101 + '"}',
                  '{"cluster_name": "x", "expires_days": "never"}'):
         r = w.post("/api/kubectl/tokens", body)
         eq(r.status, 400, "token body %r (%r)" % (body, r))
