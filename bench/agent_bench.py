@@ -116,7 +116,8 @@ class Bench:
         env.update({"AURORA_DATA_DIR": self.data, "AURORA_PORT": str(self.port),
                     "AURORA_BIND": "127.0.0.1", "AURORA_LOG_LEVEL": "warn",
                     "INTERNAL_API_SECRET": "agent-bench-" + os.urandom(16).hex(),
-                    "AURORA_TOKEN_RATE_LIMIT": str(self.args.agents + 100)})
+                    "AURORA_TOKEN_RATE_LIMIT": str(self.args.agents + 100),
+                    "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": str(self.args.agents + 100)})
         return env
 
     def start_server(self):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make_tokens.py — create N agent tokens through POST /api/kubectl/tokens
 (Python 3.11 stdlib only).  The server must run with AURORA_TOKEN_RATE_LIMIT
-above N.  One process and kept-alive connections instead of N `aurora-server
+and AURORA_TOKEN_RATE_LIMIT_PER_MINUTE above N.  One process and kept-alive connections instead of N `aurora-server
 admin create-agent-token` processes: 1000 of those take 20-60 s on a busy
 2-core machine, this takes a few seconds.
 

@@ -92,6 +92,7 @@ export AURORA_DATA_DIR=$WORK/data AURORA_PORT=$PORT AURORA_BIND=127.0.0.1
 export INTERNAL_API_SECRET=bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 export AURORA_LOG_LEVEL=info
 export AURORA_TOKEN_RATE_LIMIT=$((MAX_AGENTS + 100)) # tokens for phase 2 come from the API
+export AURORA_TOKEN_RATE_LIMIT_PER_MINUTE=$AURORA_TOKEN_RATE_LIMIT
 mkdir -p "$AURORA_DATA_DIR"
 chmod 700 "$AURORA_DATA_DIR"
 CA=$AURORA_DATA_DIR/tls/server.crt

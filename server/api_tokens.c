@@ -8,10 +8,17 @@
 #include "api_util.h"
 #include "log.h"
 #include "router.h"
+#include "secret.h"
 #include "token.h"
 #include "tunnel.h"
 
 #define UNINSTALL_HINT "helm uninstall aurora-kubectl-agent --namespace aurora"
+/* The existing service's defaults and messages, which its web frontend shows. */
+#define DEFAULT_CLUSTER_NAME "Unnamed Cluster"
+#define MSG_TOKEN_CREATED "Token created successfully. Save this token - it will only be shown once!"
+#define MSG_TOKEN_REVOKED "Token revoked successfully"
+/* The longest ?token= worth looking up (an agent token is AGENT_TOKEN_LEN). */
+#define MAX_TOKEN_FILTER 256
 
 static const char *token_status(const store_agent_token *t, int64_t now)
 {
@@ -20,6 +27,37 @@ static const char *token_status(const store_agent_token *t, int64_t now)
     if (t->expires_at && t->expires_at <= now)
         return "expired";
     return "active";
+}
+
+/* Per user, over every replica (the store counts): the existing service's
+ * 5 per minute and 20 per hour by default.  1 with a 429 in resp when over. */
+static int token_rate_limited(worker_ctx *w, const char *user_id, int64_t now,
+                              http_response *resp)
+{
+    const struct {
+        int64_t window;
+        int limit;
+        const char *per, *retry_after;
+    } windows[] = {
+        { 60, w->cfg->token_rate_limit_minute, "minute", "60" },
+        { 3600, w->cfg->token_rate_limit, "hour", "3600" },
+    };
+    for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++) {
+        int64_t count = 0;
+        if (store_agent_token_count_since(w->store, user_id, now - windows[i].window + 1, &count) !=
+            STORE_OK) {
+            api_store_error(w, resp);
+            return 1;
+        }
+        if (count >= windows[i].limit) {
+            http_resp_add_header(resp, "retry-after", windows[i].retry_after);
+            http_resp_error(resp, 429, "RATE_LIMITED",
+                            "too many agent tokens created (limit %d per %s); try again later",
+                            windows[i].limit, windows[i].per);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static void create_token(worker_ctx *w, http_request *req, http_response *resp)
@@ -33,10 +71,22 @@ static void create_token(worker_ctx *w, http_request *req, http_response *resp)
         return;
     store_agent_token t;
     memset(&t, 0, sizeof(t));
+    const cJSON *jname = cJSON_GetObjectItemCaseSensitive(body, "cluster_name");
     const char *name = api_json_str(body, "cluster_name");
     const char *notes = api_json_str(body, "notes");
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(body, "expires_days");
     char err[160];
+    const cJSON *jnotes = cJSON_GetObjectItemCaseSensitive(body, "notes");
+    if ((jname && !cJSON_IsNull(jname) && !cJSON_IsString(jname)) ||
+        (jnotes && !cJSON_IsNull(jnotes) && !cJSON_IsString(jnotes))) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "%s must be a string",
+                        jname && !cJSON_IsNull(jname) && !cJSON_IsString(jname) ? "cluster_name"
+                                                                                 : "notes");
+        goto out;
+    }
+    /* As the existing service: no name (or only blanks) is "Unnamed Cluster". */
+    if (!name || !name[strspn(name, " \t\r\n")])
+        name = DEFAULT_CLUSTER_NAME;
     if (api_check_text(name, "cluster_name", 1, 100, err, sizeof(err)) < 0 ||
         (notes && api_check_text(notes, "notes", 0, 500, err, sizeof(err)) < 0)) {
         http_resp_error(resp, 400, "BAD_REQUEST", "%s", err);
@@ -48,18 +98,9 @@ static void create_token(worker_ctx *w, http_request *req, http_response *resp)
         http_resp_error(resp, 400, "BAD_REQUEST", "expires_days must be a whole number from 1 to 3650");
         goto out;
     }
-    int64_t now = (int64_t)time(NULL), count = 0;
-    if (store_agent_token_count_since(w->store, req->auth.user_id, now - 3600, &count) != STORE_OK) {
-        api_store_error(w, resp);
+    int64_t now = (int64_t)time(NULL);
+    if (token_rate_limited(w, req->auth.user_id, now, resp))
         goto out;
-    }
-    if (count >= w->cfg->token_rate_limit) {
-        http_resp_add_header(resp, "retry-after", "3600");
-        http_resp_error(resp, 429, "RATE_LIMITED",
-                        "too many agent tokens created (limit %d per hour); try again later",
-                        w->cfg->token_rate_limit);
-        goto out;
-    }
     char tok[AGENT_TOKEN_LEN + 1], hash[65];
     if (token_new_agent(tok) < 0) {
         http_resp_error(resp, 500, "INTERNAL", "random number generator failed");
@@ -79,13 +120,16 @@ static void create_token(worker_ctx *w, http_request *req, http_response *resp)
     }
     log_info("agent token %s created for cluster %s by %s", t.id, t.cluster_id, t.created_by);
     cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "success", 1);
     cJSON_AddStringToObject(o, "token", tok);
     cJSON_AddStringToObject(o, "token_id", t.id);
     cJSON_AddStringToObject(o, "cluster_id", t.cluster_id);
     cJSON_AddStringToObject(o, "cluster_name", t.cluster_name);
     cJSON_AddStringToObject(o, "preview", t.preview);
-    cJSON_AddNumberToObject(o, "created_at", (double)t.created_at);
+    cJSON_AddStringToObject(o, "token_preview", t.preview);
+    api_add_time(o, "created_at", t.created_at);
     api_add_time(o, "expires_at", t.expires_at);
+    cJSON_AddStringToObject(o, "message", MSG_TOKEN_CREATED);
     cJSON_AddStringToObject(o, "note", "This token is shown once; store it in the agent's Secret.");
     memset(tok, 0, sizeof(tok));
     http_resp_json(resp, 201, o);
@@ -112,8 +156,10 @@ static void list_tokens(worker_ctx *w, http_request *req, http_response *resp)
         cJSON_AddStringToObject(e, "cluster_name", t->cluster_name);
         cJSON_AddStringToObject(e, "notes", t->notes);
         cJSON_AddStringToObject(e, "preview", t->preview);
+        cJSON_AddStringToObject(e, "token_preview", t->preview);
         cJSON_AddStringToObject(e, "created_by", t->created_by);
-        cJSON_AddNumberToObject(e, "created_at", (double)t->created_at);
+        api_add_time(e, "created_at", t->created_at);
+        api_add_time(e, "last_connected_at", t->last_connected_at);
         api_add_time(e, "expires_at", t->expires_at);
         api_add_time(e, "revoked_at", t->revoked_at);
         cJSON_AddStringToObject(e, "status", token_status(t, now));
@@ -127,6 +173,7 @@ static void list_tokens(worker_ctx *w, http_request *req, http_response *resp)
 typedef struct {
     tunnel_hub *tunnels;
     char org_id[STORE_ID_LEN], cluster_id[STORE_CLUSTER_ID_LEN], token_id[STORE_ID_LEN];
+    char cluster_name[STORE_NAME_LEN];
     int whole_cluster;
 } close_arg;
 
@@ -141,14 +188,17 @@ static void close_on_loop(http_response *resp, void *arg)
     if (!c->whole_cluster)
         cJSON_AddStringToObject(o, "token_id", c->token_id);
     cJSON_AddStringToObject(o, "cluster_id", c->cluster_id);
+    cJSON_AddStringToObject(o, "cluster_name", c->cluster_name);
     cJSON_AddNumberToObject(o, "disconnected", n);
     cJSON_AddStringToObject(o, "uninstall_hint", UNINSTALL_HINT);
+    cJSON_AddStringToObject(o, "delete_command", UNINSTALL_HINT);
+    cJSON_AddStringToObject(o, "message", MSG_TOKEN_REVOKED);
     http_resp_json(resp, 200, o);
     free(c);
 }
 
 static int schedule_close(worker_ctx *w, http_response *resp, const char *org,
-                          const char *cluster, const char *token_id)
+                          const char *cluster, const char *cluster_name, const char *token_id)
 {
     close_arg *c = calloc(1, sizeof(*c));
     if (!c)
@@ -156,6 +206,7 @@ static int schedule_close(worker_ctx *w, http_response *resp, const char *org,
     c->tunnels = w->tunnels;
     snprintf(c->org_id, sizeof(c->org_id), "%s", org);
     snprintf(c->cluster_id, sizeof(c->cluster_id), "%s", cluster);
+    snprintf(c->cluster_name, sizeof(c->cluster_name), "%s", cluster_name);
     if (token_id)
         snprintf(c->token_id, sizeof(c->token_id), "%s", token_id);
     c->whole_cluster = token_id == NULL;
@@ -181,7 +232,7 @@ static void revoke_token(worker_ctx *w, http_request *req, http_response *resp)
         return;
     }
     log_info("agent token %s (cluster %s) revoked", t.id, t.cluster_id);
-    if (schedule_close(w, resp, req->auth.org_id, t.cluster_id, t.id) < 0)
+    if (schedule_close(w, resp, req->auth.org_id, t.cluster_id, t.cluster_name, t.id) < 0)
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
 }
 
@@ -210,8 +261,45 @@ static void connections_add_sessions(http_response *resp, void *arg)
     http_resp_json(resp, 200, o);
 }
 
+/* ?token=<agent token>: the existing frontend polls with the token it just
+ * created until its agent connects.  Only the token's id is kept (in
+ * token_id); a token that is malformed, unknown or another org's matches
+ * nothing, exactly like one no agent has used yet.  0, or -1 with resp. */
+static int token_filter(worker_ctx *w, http_request *req, char *token_id, size_t cap,
+                        http_response *resp)
+{
+    token_id[0] = '\0';
+    char tok[MAX_TOKEN_FILTER + 2];
+    if (!http_query_get(req, "token", tok, sizeof(tok)) || !tok[0])
+        return 0; /* as the existing service: an empty token filters nothing */
+    if (strlen(tok) > MAX_TOKEN_FILTER) {
+        secret_wipe(tok, sizeof(tok));
+        http_resp_error(resp, 400, "BAD_REQUEST", "token is too long");
+        return -1;
+    }
+    snprintf(token_id, cap, "-"); /* matches no row */
+    int out = 0;
+    if (token_agent_well_formed(tok)) {
+        char hash[65];
+        token_hash(tok, hash);
+        store_agent_token t;
+        int rc = store_agent_token_lookup_hash(w->store, hash, &t);
+        if (rc == STORE_ERR) {
+            api_store_error(w, resp);
+            out = -1;
+        } else if (rc == STORE_OK && !strcmp(t.org_id, req->auth.org_id)) {
+            snprintf(token_id, cap, "%s", t.id);
+        }
+    }
+    secret_wipe(tok, sizeof(tok));
+    return out;
+}
+
 static void list_connections(worker_ctx *w, http_request *req, http_response *resp)
 {
+    char only_token[STORE_ID_LEN];
+    if (token_filter(w, req, only_token, sizeof(only_token), resp) < 0)
+        return;
     store_connection *list = NULL;
     size_t n = 0;
     if (store_connection_list(w->store, req->auth.org_id, &list, &n) != STORE_OK) {
@@ -224,18 +312,24 @@ static void list_connections(worker_ctx *w, http_request *req, http_response *re
     cJSON *arr = cJSON_AddArrayToObject(o, "connections");
     for (size_t i = 0; i < n; i++) {
         const store_connection *c = &list[i];
+        if (only_token[0] && strcmp(c->token_id, only_token))
+            continue;
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "cluster_id", c->cluster_id);
         cJSON_AddStringToObject(e, "cluster_name", c->cluster_name);
         cJSON_AddStringToObject(e, "agent_version", c->agent_version);
         cJSON_AddStringToObject(e, "protocol", c->protocol);
-        cJSON_AddNumberToObject(e, "connected_at", (double)c->connected_at);
-        cJSON_AddNumberToObject(e, "last_heartbeat", (double)c->last_heartbeat);
+        api_add_time(e, "connected_at", c->connected_at);
+        api_add_time(e, "last_heartbeat", c->last_heartbeat);
         api_add_time(e, "disconnected_at", c->disconnected_at);
         cJSON_AddNumberToObject(e, "agents", c->connected);
-        const char *status = c->connected <= 0 ? "disconnected"
-                           : now - c->last_heartbeat > w->cfg->stale_after ? "stale" : "active";
-        cJSON_AddStringToObject(e, "status", status);
+        /* status keeps the existing service's two values (its frontend
+         * knows no other): a cluster with no agent left is "stale" there
+         * too.  connected tells the two kinds of stale apart. */
+        int live = c->connected > 0;
+        int fresh = live && now - c->last_heartbeat <= w->cfg->stale_after;
+        cJSON_AddStringToObject(e, "status", fresh ? "active" : "stale");
+        cJSON_AddBoolToObject(e, "connected", live);
         cJSON_AddItemToArray(arr, e);
     }
     free(list);
@@ -257,7 +351,8 @@ static void list_connections(worker_ctx *w, http_request *req, http_response *re
 static void delete_connection(worker_ctx *w, http_request *req, http_response *resp)
 {
     const char *cluster = http_param(req, "cluster_id");
-    int known = api_cluster_known(w, req->auth.org_id, cluster, NULL, 0);
+    char name[STORE_NAME_LEN] = "";
+    int known = api_cluster_known(w, req->auth.org_id, cluster, name, sizeof(name));
     if (known < 0) {
         api_store_error(w, resp);
         return;
@@ -274,7 +369,7 @@ static void delete_connection(worker_ctx *w, http_request *req, http_response *r
         return;
     }
     log_info("connection %s deleted, %d token(s) revoked", cluster, n);
-    if (schedule_close(w, resp, req->auth.org_id, cluster, NULL) < 0)
+    if (schedule_close(w, resp, req->auth.org_id, cluster, name, NULL) < 0)
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "timefmt.h"
 #include "utf8.h"
 
 const char *api_json_str(const cJSON *o, const char *key)
@@ -45,13 +46,7 @@ void api_store_error(worker_ctx *w, http_response *resp)
     http_resp_error(resp, 503, "STORE_UNAVAILABLE", "state store unavailable, retry later");
 }
 
-void api_add_time(cJSON *o, const char *key, int64_t t)
-{
-    if (t)
-        cJSON_AddNumberToObject(o, key, (double)t);
-    else
-        cJSON_AddNullToObject(o, key);
-}
+void api_add_time(cJSON *o, const char *key, int64_t t) { time_json_add(o, key, t); }
 
 int api_cluster_known(worker_ctx *w, const char *org_id, const char *cluster_id, char *name,
                       size_t namecap)

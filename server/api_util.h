@@ -18,7 +18,8 @@ int api_check_text(const char *s, const char *field, size_t min, size_t max, cha
                    size_t errlen);
 /* 503 with a message that names the store but leaks nothing else. */
 void api_store_error(worker_ctx *w, http_response *resp);
-/* Adds key: t, or null when t == 0. */
+/* Adds key: t as an RFC 3339 UTC string ("2026-12-02T15:04:05Z", the
+ * JSON API's one time format, see timefmt.h), or null when t == 0. */
 void api_add_time(struct cJSON *o, const char *key, int64_t t);
 /* 1 if the cluster belongs to org (a connection or a token names it), 0 if
  * not, -1 on store error.  name (may be NULL) gets the cluster name. */

@@ -4,6 +4,7 @@
 
 void auth_register(void);
 void api_health_register(void);
+void api_identity_register(void);
 void api_tokens_register(void);
 void api_exec_register(void);
 void api_cloud_exec_register(void);
@@ -12,6 +13,7 @@ void connectors_register(void);
 static void (*const modules[])(void) = {
     auth_register,
     api_health_register,
+    api_identity_register,
     api_tokens_register,
     api_exec_register,
     api_cloud_exec_register,

@@ -34,6 +34,7 @@ static const config_def server_defs[] = {
     { "AURORA_INSTANCE_LEASE", "server.instance_lease", CFG_INT, "60", "seconds after which a replica that stopped renewing its lease is taken for dead and its running commands are audited as interrupted", 0 },
     { "AURORA_STREAM_WINDOW", "tunnel.window", CFG_INT, "262144", "per-command flow-control window (bytes)", 0 },
     { "AURORA_TOKEN_RATE_LIMIT", "tokens.rate_limit_per_hour", CFG_INT, "20", "agent tokens a user may create per hour", 0 },
+    { "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE", "tokens.rate_limit_per_minute", CFG_INT, "5", "agent tokens a user may create per minute", 0 },
     { "AURORA_STALE_AFTER", "tunnel.stale_after", CFG_INT, "180", "seconds without heartbeat before a connection is 'stale'", 0 },
     { "AURORA_AGENT_IDLE_TIMEOUT", "tunnel.idle_timeout", CFG_INT, "200", "drop an agent that sent nothing for this long (s)", 0 },
     { "AURORA_LOG_LEVEL", "log.level", CFG_STRING, "info", "debug | info | warn | error", 0 },
@@ -145,6 +146,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     c->max_per_cluster = (int)config_int(r, "AURORA_EXEC_MAX_PER_CLUSTER");
     c->instance_lease = (int)config_int(r, "AURORA_INSTANCE_LEASE");
     c->token_rate_limit = (int)config_int(r, "AURORA_TOKEN_RATE_LIMIT");
+    c->token_rate_limit_minute = (int)config_int(r, "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE");
     c->stale_after = (int)config_int(r, "AURORA_STALE_AFTER");
     c->agent_idle_timeout = (int)config_int(r, "AURORA_AGENT_IDLE_TIMEOUT");
     c->log_level = config_str(r, "AURORA_LOG_LEVEL");
@@ -186,6 +188,8 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         !in_range(err, errlen, "AURORA_EXEC_MAX_PER_CLUSTER", c->max_per_cluster, 1, 100000) ||
         !in_range(err, errlen, "AURORA_INSTANCE_LEASE", c->instance_lease, 3, 3600) ||
         !in_range(err, errlen, "AURORA_TOKEN_RATE_LIMIT", c->token_rate_limit, 1, 100000) ||
+        !in_range(err, errlen, "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE", c->token_rate_limit_minute, 1,
+                  100000) ||
         !in_range(err, errlen, "AURORA_STALE_AFTER", c->stale_after, 10, 86400) ||
         !in_range(err, errlen, "AURORA_AGENT_IDLE_TIMEOUT", c->agent_idle_timeout, 10, 86400) ||
         !in_range(err, errlen, "AURORA_DB_STATEMENT_TIMEOUT_MS", config_int(r, "AURORA_DB_STATEMENT_TIMEOUT_MS"), 100, 3600000) ||

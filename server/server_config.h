@@ -36,6 +36,7 @@ typedef struct {
     int max_per_cluster;           /* commands running or queued per cluster */
     int instance_lease;            /* seconds (instance.h) */
     int token_rate_limit;     /* agent tokens per user per hour */
+    int token_rate_limit_minute; /* agent tokens per user per minute */
     int stale_after;          /* seconds without heartbeat before "stale" */
     int agent_idle_timeout;   /* drop an agent silent for this long */
     const char *log_level;

@@ -343,14 +343,15 @@ int store_schema_version(store_t *s)
 
 /* ---- organizations and users ----------------------------------------------------------- */
 
-#define ORG_COLS "id, name, created_at"
+#define ORG_COLS "id, name, created_at, created_by"
 
 static int org_row(store_t *s, const db_result *r, size_t i, void *out)
 {
     store_org *o = out;
     if (cell_str(s, r, i, 0, o->id, sizeof(o->id), "org id") ||
         cell_str(s, r, i, 1, o->name, sizeof(o->name), "org name") ||
-        cell_i64(s, r, i, 2, &o->created_at, "org created_at"))
+        cell_i64(s, r, i, 2, &o->created_at, "org created_at") ||
+        cell_str(s, r, i, 3, o->created_by, sizeof(o->created_by), "org created_by"))
         return STORE_ERR;
     return STORE_OK;
 }
@@ -365,6 +366,7 @@ int store_org_create(store_t *s, const char *name, store_org *out)
     if (id_generate("org_", o.id, sizeof(o.id)) < 0)
         return serr(s, "cannot generate an id");
     memcpy(o.name, name, strlen(name) + 1);
+    memcpy(o.created_by, "admin", sizeof("admin"));
     o.created_at = time(NULL);
     db_param p[] = { p_text(o.id), p_text(o.name), DB_P_INT(o.created_at), DB_P_INT(next_seq()) };
     int rc = run_exec(s, "creating organization",
@@ -403,6 +405,24 @@ int store_org_first(store_t *s, store_org *out)
                   NULL, 0, &r))
         return STORE_ERR;
     return one_row(s, &r, org_row, out);
+}
+
+/* Insert-if-absent: a lost race with another replica is not an error.
+ * *inserted (may be NULL) tells whether this call made the row. */
+static int insert_member(store_t *s, const char *org_id, const char *user_id,
+                         const char *created_by, int64_t at, int *inserted)
+{
+    int64_t changes = 0;
+    db_param p[] = { p_text(org_id), p_text(user_id), p_text(created_by), DB_P_INT(at),
+                     DB_P_INT(next_seq()) };
+    if (run_exec(s, "recording membership",
+                 "INSERT INTO org_members (org_id, user_id, created_by, created_at, created_seq)"
+                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (org_id, user_id) DO NOTHING",
+                 p, 5, &changes) != STORE_OK)
+        return STORE_ERR;
+    if (inserted)
+        *inserted = changes > 0;
+    return STORE_OK;
 }
 
 #define USER_COLS "id, org_id, email, role, created_at"
@@ -445,6 +465,8 @@ int store_user_create(store_t *s, const char *org_id, const char *email, const c
         return on_constraint(s, org_id, "a user with this email exists in the organization");
     if (rc != STORE_OK)
         return rc;
+    if (insert_member(s, org_id, u.id, "admin", u.created_at, NULL) != STORE_OK)
+        return STORE_ERR;
     if (out)
         *out = u;
     return STORE_OK;
@@ -462,6 +484,100 @@ int store_user_get(store_t *s, const char *org_id, const char *id, store_user *o
                   p, 2, &r))
         return STORE_ERR;
     return one_row(s, &r, user_row, out);
+}
+
+/* ---- membership and provisioning ------------------------------------------------------------ */
+
+#define MEMBER_COLS "org_id, user_id, created_by, created_at"
+
+static int member_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_member *m = out;
+    if (cell_str(s, r, i, 0, m->org_id, sizeof(m->org_id), "member org_id") ||
+        cell_str(s, r, i, 1, m->user_id, sizeof(m->user_id), "member user_id") ||
+        cell_str(s, r, i, 2, m->created_by, sizeof(m->created_by), "member created_by") ||
+        cell_i64(s, r, i, 3, &m->created_at, "member created_at"))
+        return STORE_ERR;
+    return STORE_OK;
+}
+
+int store_member_get(store_t *s, const char *org_id, const char *user_id, store_member *out)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!org_id || !user_id || !out)
+        return serr(s, "store_member_get: missing argument");
+    db_param p[] = { p_text(org_id), p_text(user_id) };
+    if (run_query(s, "reading membership",
+                  "SELECT " MEMBER_COLS " FROM org_members WHERE org_id = ? AND user_id = ?", p, 2,
+                  &r))
+        return STORE_ERR;
+    return one_row(s, &r, member_row, out);
+}
+
+int store_member_latest_org(store_t *s, const char *user_id, char *org_id)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!user_id || !org_id)
+        return serr(s, "store_member_latest_org: missing argument");
+    db_result r;
+    db_param p[] = { p_text(user_id) };
+    if (run_query(s, "reading membership",
+                  "SELECT " MEMBER_COLS " FROM org_members WHERE user_id = ?"
+                  " ORDER BY created_at DESC, created_seq DESC, org_id LIMIT 1",
+                  p, 1, &r))
+        return STORE_ERR;
+    store_member m;
+    int rc = one_row(s, &r, member_row, &m);
+    if (rc == STORE_OK)
+        memcpy(org_id, m.org_id, strlen(m.org_id) + 1);
+    return rc;
+}
+
+int store_identity_provision(store_t *s, const char *org_id, const char *user_id,
+                             const char *created_by, int *created)
+{
+    if (!s)
+        return STORE_ERR;
+    if (created)
+        *created = 0;
+    if (check_text(s, "org_id", org_id, STORE_ID_LEN, 1) ||
+        (user_id && check_text(s, "user_id", user_id, STORE_ID_LEN, 1)) ||
+        check_text(s, "created_by", created_by, sizeof(((store_member *)0)->created_by), 1))
+        return STORE_ERR;
+    /* The common case, every request after the first: one indexed read. */
+    int e;
+    if (user_id) {
+        db_param p[] = { p_text(org_id), p_text(user_id) };
+        e = exists(s, "looking up membership",
+                   "SELECT org_id FROM org_members WHERE org_id = ? AND user_id = ?", p, 2);
+    } else {
+        e = org_exists(s, org_id);
+    }
+    if (e == STORE_ERR)
+        return STORE_ERR;
+    if (e)
+        return STORE_OK;
+    int64_t now = time(NULL), changes = 0;
+    db_param po[] = { p_text(org_id), p_text(org_id), DB_P_INT(now), DB_P_INT(next_seq()),
+                      p_text(created_by) };
+    if (run_exec(s, "provisioning organization",
+                 "INSERT INTO orgs (id, name, created_at, created_seq, created_by)"
+                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                 po, 5, &changes) != STORE_OK)
+        return STORE_ERR;
+    if (changes > 0 && created)
+        *created |= STORE_PROVISIONED_ORG;
+    if (!user_id)
+        return STORE_OK;
+    int inserted = 0;
+    if (insert_member(s, org_id, user_id, created_by, now, &inserted) != STORE_OK)
+        return STORE_ERR;
+    if (inserted && created)
+        *created |= STORE_PROVISIONED_MEMBER;
+    return STORE_OK;
 }
 
 /* ---- API keys ------------------------------------------------------------------------------ */
@@ -575,7 +691,7 @@ int store_api_key_revoke(store_t *s, const char *org_id, const char *id, int64_t
 /* token_hash is deliberately not among the columns read back. */
 #define TOKEN_COLS                                                                                 \
     "id, org_id, created_by, cluster_id, cluster_name, notes, preview, created_at, expires_at,"    \
-    " revoked_at"
+    " revoked_at, last_connected_at"
 
 static int token_row(store_t *s, const db_result *r, size_t i, void *out)
 {
@@ -589,7 +705,8 @@ static int token_row(store_t *s, const db_result *r, size_t i, void *out)
         cell_str(s, r, i, 6, t->preview, sizeof(t->preview), "token preview") ||
         cell_i64(s, r, i, 7, &t->created_at, "token created_at") ||
         cell_i64(s, r, i, 8, &t->expires_at, "token expires_at") ||
-        cell_i64(s, r, i, 9, &t->revoked_at, "token revoked_at"))
+        cell_i64(s, r, i, 9, &t->revoked_at, "token revoked_at") ||
+        cell_i64(s, r, i, 10, &t->last_connected_at, "token last_connected_at"))
         return STORE_ERR;
     return STORE_OK;
 }
@@ -816,7 +933,12 @@ int store_connection_connected(store_t *s, const store_connection *c)
                       p, 8, NULL);
     if (rc == STORE_CONFLICT)
         return on_constraint(s, c->org_id, "connection violates a constraint");
-    return rc;
+    if (rc != STORE_OK || !c->token_id[0])
+        return rc;
+    db_param pt[] = { DB_P_INT(at), p_text(c->org_id), p_text(c->token_id) };
+    return run_exec(s, "recording token use",
+                    "UPDATE agent_tokens SET last_connected_at = ? WHERE org_id = ? AND id = ?", pt,
+                    3, NULL);
 }
 
 int store_connection_heartbeat(store_t *s, const char *cluster_id, int64_t now)

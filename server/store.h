@@ -34,7 +34,10 @@ enum {
 
 typedef struct store store_t;
 
-#define STORE_ID_LEN 40
+/* Ids: the server's own are "org_"/"usr_"/… + 24 hex; ids named by the
+ * trusted backend (the existing Aurora's UUIDs) are 1..STORE_ID_MAX chars. */
+#define STORE_ID_MAX 64
+#define STORE_ID_LEN (STORE_ID_MAX + 1)
 #define STORE_NAME_LEN 128
 #define STORE_CLUSTER_ID_LEN 32
 
@@ -50,6 +53,7 @@ int store_schema_version(store_t *s);
 typedef struct {
     char id[STORE_ID_LEN];
     char name[STORE_NAME_LEN];
+    char created_by[16]; /* "admin" or "backend" */
     int64_t created_at;
 } store_org;
 
@@ -68,6 +72,29 @@ int store_org_first(store_t *s, store_org *out);
 int store_user_create(store_t *s, const char *org_id, const char *email, const char *role,
                       store_user *out); /* CONFLICT if email exists in org */
 int store_user_get(store_t *s, const char *org_id, const char *id, store_user *out);
+
+/* Membership: a user id acting in an organization.  Accounts made by
+ * `admin create-user` are members of their org (created_by "admin"); ids the
+ * trusted backend names are provisioned on first use (created_by "backend"). */
+typedef struct {
+    char org_id[STORE_ID_LEN];
+    char user_id[STORE_ID_LEN];
+    char created_by[16];
+    int64_t created_at;
+} store_member;
+
+/* Makes sure org_id exists and, when user_id is not NULL, that user_id is a
+ * member of it, creating what is missing with created_by (idempotent and
+ * safe when replicas race: inserts that lose do nothing).  *created (may be
+ * NULL) gets STORE_PROVISIONED_ORG | STORE_PROVISIONED_MEMBER for what this
+ * call created.  The org of a new row is named after its id. */
+#define STORE_PROVISIONED_ORG 1
+#define STORE_PROVISIONED_MEMBER 2
+int store_identity_provision(store_t *s, const char *org_id, const char *user_id,
+                             const char *created_by, int *created);
+int store_member_get(store_t *s, const char *org_id, const char *user_id, store_member *out);
+/* The org user_id joined last (org_id has STORE_ID_LEN); NOT_FOUND if none. */
+int store_member_latest_org(store_t *s, const char *user_id, char *org_id);
 
 /* ---- API keys (only the SHA-256 hex of the key is stored) ---------------- */
 typedef struct {
@@ -98,6 +125,7 @@ typedef struct {
     int64_t created_at;
     int64_t expires_at; /* 0 = never */
     int64_t revoked_at; /* 0 = not revoked */
+    int64_t last_connected_at; /* 0 = no agent has connected with it */
 } store_agent_token;
 
 /* Caller fills everything but id and created_at (set by the store, returned in *t). */

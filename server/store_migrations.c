@@ -170,11 +170,39 @@ static const char *const m3_audit_lifecycle[] = {
     NULL,
 };
 
+/* Identities named by the trusted backend (issue 9).  The existing Aurora
+ * frontend sends X-User-ID/X-Org-ID of users and organizations its own auth
+ * created; they are provisioned here on first use.  A user is a member of an
+ * organization: the same user id may belong to several (Aurora lets a user
+ * move between orgs), so membership is keyed by (org_id, user_id) and every
+ * tenant row stays keyed by org.  created_by says who made a row: 'admin'
+ * (aurora-server admin), 'backend' (provisioned from a trusted request). */
+static const char *const m4_backend_identities[] = {
+    "ALTER TABLE orgs ADD COLUMN created_by TEXT NOT NULL DEFAULT 'admin'",
+    "CREATE TABLE org_members ("
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " user_id TEXT NOT NULL,"
+    " created_by TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " created_seq BIGINT NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (org_id, user_id))",
+    /* A request that names a user but no org resolves the user's newest org. */
+    "CREATE INDEX org_members_user_idx ON org_members (user_id, created_at, created_seq)",
+    /* Every existing account is a member of its own org. */
+    "INSERT INTO org_members (org_id, user_id, created_by, created_at)"
+    " SELECT org_id, id, 'admin', created_at FROM users",
+    /* When an agent last connected with the token (0: never); the existing
+     * service shows it in its token list. */
+    "ALTER TABLE agent_tokens ADD COLUMN last_connected_at BIGINT NOT NULL DEFAULT 0",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
     { 2, m2_connectors },
     { 3, m3_audit_lifecycle },
+    { 4, m4_backend_identities },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -17,6 +17,7 @@
 #include "proto.h"
 #include "secret.h"
 #include "store.h"
+#include "timefmt.h"
 #include "token.h"
 #include "worker.h"
 
@@ -1029,7 +1030,7 @@ void tunnel_describe_sessions(tunnel_hub *h, const char *org_id, const char *clu
             return;
         cJSON_AddStringToObject(o, "agent_version", s->agent_version);
         cJSON_AddStringToObject(o, "protocol", s->v2 ? PROTO_SUBPROTOCOL_V2 : "legacy");
-        cJSON_AddNumberToObject(o, "connected_at", (double)s->connected_at);
+        time_json_add(o, "connected_at", s->connected_at);
         cJSON_AddNumberToObject(o, "inflight", s->inflight);
         cJSON_AddNumberToObject(o, "queued", s->waiting);
         cJSON *pol = s->policy_json ? cJSON_Parse(s->policy_json) : NULL;

@@ -509,6 +509,9 @@ class World:
             "AURORA_BIND": "127.0.0.1",
             "INTERNAL_API_SECRET": self.secret,
             "AURORA_LOG_LEVEL": "info",
+            # Tests make tokens faster than people do; the per-minute default
+            # (5) is tested on its own (test_compat_frontend.py).
+            "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": "1000",
         })
         env.update(_san_env(sandir))
         if self.asan_extra:

@@ -308,7 +308,9 @@ def http_malformed_json(t):
         r = w.post("/api/clusters/%s/kubectl" % cid, body)
         eq(r.status, 400, "kubectl body %r (%r)" % (body, r))
         is_error_body(r, "BAD_REQUEST")
-    for body in ("{", '{"cluster_name": 7}', '{"notes": "no name"}', '{"cluster_name": ""}',
+    # (no cluster_name, or a blank one, is "Unnamed Cluster" as in the existing service)
+    for body in ("{", '{"cluster_name": 7}', '{"cluster_name": ["x"]}', '{"cluster_name": "x" , "notes": 5}',
+                 '{"cluster_name": "' + "x" * 101 + '"}',
                  '{"cluster_name": "x", "expires_days": "never"}'):
         r = w.post("/api/kubectl/tokens", body)
         eq(r.status, 400, "token body %r (%r)" % (body, r))
@@ -737,25 +739,34 @@ def ws_cluster_id_missing_empty_or_too_long(t):
 
 
 @test
-def internal_unknown_org(t):
+def internal_unknown_org_is_provisioned(t):
+    """The trusted backend names orgs its own auth created: the first request
+    of one this server has not seen provisions it (never a 5xx), and it owns
+    nothing yet: another org's cluster stays not found."""
     w = world()
     cid = STATE["tok"]["cluster_id"]
-    org = "org-doesnotexist-%s" % rand_tag(4)
+    org = "org-new-%s" % rand_tag(4)
     r = w.internal({"user_id": w.user_id, "cluster_id": cid, "command": "version --client",
                     "timeout": 10}, headers={"X-Org-ID": org})
-    eq(r.status, 404, "internal execute with an unknown X-Org-ID (%r)" % r)
-    is_error_body(r, "ORG_NOT_FOUND")
-    contains(r.get("error"), org, "the error names the organization")
-    r = https_request(w.port, w.ctx, "GET", "/api/kubectl/connections", None,
-                      {"X-Internal-Secret": w.secret, "X-User-ID": w.user_id, "X-Org-ID": org})
-    eq(r.status, 404, "/api with the internal secret and an unknown X-Org-ID (%r)" % r)
-    is_error_body(r, "ORG_NOT_FOUND")
-    # a malformed or empty one is a 400, not "absent"
-    for bad in ("", "a b", "x" * 200):
+    eq(r.status, 404, "internal execute in a new org for another org's cluster (%r)" % r)
+    is_error_body(r, "CLUSTER_NOT_FOUND")
+    hdrs = {"X-Internal-Secret": w.secret, "X-User-ID": w.user_id, "X-Org-ID": org}
+    r = https_request(w.port, w.ctx, "GET", "/api/kubectl/connections", None, hdrs)
+    eq(r.status, 200, "/api with the internal secret and a new X-Org-ID (%r)" % r)
+    eq(r.json["connections"], [], "a new org has no connections")
+    r = https_request(w.port, w.ctx, "GET", "/api/me", None, hdrs)
+    eq(r.status, 200, "GET /api/me (%r)" % r)
+    eq(r.json["org"]["created_by"], "backend", "the org was provisioned from the backend")
+    # a malformed, empty or over-long one is a 400, not "absent", and provisions nothing
+    for bad in ("", "a b", "x" * 65, "x" * 200, "a/b", "a%2fb", "\u00e9t\u00e9"):
         r = w.internal({"user_id": w.user_id, "cluster_id": cid, "command": "version --client",
                         "timeout": 10}, headers={"X-Org-ID": bad})
         eq(r.status, 400, "internal execute with X-Org-ID %r (%r)" % (bad[:20], r))
         is_error_body(r, "BAD_REQUEST")
+    # 64 characters is the longest id accepted
+    r = https_request(w.port, w.ctx, "GET", "/api/kubectl/tokens", None,
+                      dict(hdrs, **{"X-Org-ID": "o" * 64}))
+    eq(r.status, 200, "a 64-character X-Org-ID (%r)" % r)
     still_serving(w, "unknown organizations")
 
 

@@ -325,7 +325,7 @@ def every_way_a_command_ends_releases_what_it_held(t):
     eq([x[1] for x in db_rows(w, s)], ["agent_disconnected"], "audit of the orphaned command")
 
     # no agent at all: refused before anything is held
-    wait_until(lambda: (w.connection(cid) or {}).get("status") == "disconnected", 20, 0.1,
+    wait_until(lambda: (w.connection(cid) or {}).get("connected") is False, 20, 0.1,
                "the cluster to show disconnected")
     r = emit(w, cid, n, "none-" + rand_tag(4))
     eq(r.status, 503, "no agent (%r)" % r)

@@ -290,7 +290,7 @@ def expired_token_ends_its_live_session(t):
     # The agent retries (every second here) and is refused each time.
     wait_until(lambda: "agent connection rejected: Token expired" in w.server.log_text(),
                10 + MARGIN_S, 0.1, "the agent's reconnect to be refused")
-    eq(w.connection(cid).get("status"), "disconnected", "the connection stays disconnected")
+    eq(w.connection(cid).get("connected"), False, "the connection stays disconnected")
 
 
 # ---------------------------------------------------------------------------
@@ -398,7 +398,7 @@ def revoked_session_of_a_peer_ignoring_close_is_dropped(t):
     t.note("server dropped the TCP connection %.2fs after the close frame (grace %.0fs)"
            % (took, grace))
     check(took < grace + MARGIN_S, "dropped within the grace plus a margin (took %.2fs)" % took)
-    wait_until(lambda: (w.connection(cid) or {}).get("status") == "disconnected", 2 + MARGIN_S,
+    wait_until(lambda: (w.connection(cid) or {}).get("connected") is False, 2 + MARGIN_S,
                0.05, "the connection to show disconnected")
     contains(w.server.log_text(), "no close handshake", "server log")
     eq(w.get("/health", auth=False).status, 200, "the server still serves")

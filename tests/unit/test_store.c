@@ -39,7 +39,7 @@ static pg_server g_pg;
 static int g_pg_schemas;
 #define PG_DB "aurora_test"
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 3
+#define SCHEMA_LATEST 4
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
@@ -340,6 +340,64 @@ static void test_users(void **state)
         STORE_NOT_FOUND);
     /* The failed attempts left nothing behind. */
     assert_int_equal(store_user_create(s, a.id, "bob@example.com", "admin", &dup), STORE_OK);
+}
+
+/* ---- identities named by the trusted backend ------------------------------------------------ */
+
+static void test_backend_identities(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    /* An admin-made account is a member of its org, created_by "admin". */
+    store_org a = new_org(s, "A");
+    assert_string_equal(a.created_by, "admin");
+    store_user u;
+    assert_int_equal(store_user_create(s, a.id, "alice@example.com", "member", &u), STORE_OK);
+    store_member m;
+    assert_int_equal(store_member_get(s, a.id, u.id, &m), STORE_OK);
+    assert_string_equal(m.created_by, "admin");
+
+    /* A UUID org and user never seen: both provisioned, once. */
+    const char *org = "3f2b8c1e-9d4a-4f6e-8b7c-2a1d0e9f8c7b";
+    const char *usr = "8e1f0c2d-3b4a-4c5d-9e8f-7a6b5c4d3e2f";
+    int created = -1;
+    assert_int_equal(store_identity_provision(s, org, usr, "backend", &created), STORE_OK);
+    assert_int_equal(created, STORE_PROVISIONED_ORG | STORE_PROVISIONED_MEMBER);
+    store_org got;
+    assert_int_equal(store_org_get(s, org, &got), STORE_OK);
+    assert_string_equal(got.created_by, "backend");
+    assert_string_equal(got.name, org);
+    assert_int_equal(store_member_get(s, org, usr, &m), STORE_OK);
+    assert_string_equal(m.created_by, "backend");
+    assert_int_equal(store_identity_provision(s, org, usr, "backend", &created), STORE_OK);
+    assert_int_equal(created, 0);
+
+    /* The same user named in a second org: a second membership; the org it
+     * joined last is the one an org-less request resolves. */
+    char latest[STORE_ID_LEN];
+    assert_int_equal(store_member_latest_org(s, usr, latest), STORE_OK);
+    assert_string_equal(latest, org);
+    assert_int_equal(store_identity_provision(s, a.id, usr, "backend", &created), STORE_OK);
+    assert_int_equal(created, STORE_PROVISIONED_MEMBER); /* the org existed */
+    assert_int_equal(store_member_latest_org(s, usr, latest), STORE_OK);
+    assert_string_equal(latest, a.id);
+    assert_int_equal(store_member_latest_org(s, "nobody", latest), STORE_NOT_FOUND);
+
+    /* An existing account named by the backend stays what it was. */
+    assert_int_equal(store_identity_provision(s, a.id, u.id, "backend", &created), STORE_OK);
+    assert_int_equal(created, 0);
+    assert_int_equal(store_member_get(s, a.id, u.id, &m), STORE_OK);
+    assert_string_equal(m.created_by, "admin");
+
+    /* Org only (the backend's org-scoped calls without a user). */
+    assert_int_equal(store_identity_provision(s, "org-only", NULL, "backend", &created), STORE_OK);
+    assert_int_equal(created, STORE_PROVISIONED_ORG);
+
+    /* Over-long ids are refused, nothing written. */
+    char longid[STORE_ID_LEN + 2];
+    memset(longid, 'x', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    assert_int_equal(store_identity_provision(s, longid, NULL, "backend", &created), STORE_ERR);
+    assert_int_equal(store_org_get(s, longid, &got), STORE_NOT_FOUND);
 }
 
 /* ---- API keys ------------------------------------------------------------------------ */
@@ -1325,6 +1383,35 @@ static void test_audit_upgrade_from_v2(void **state)
     assert_int_equal(closed, 0);
 }
 
+/* A store written by version 3 (before backend identities): its users become
+ * members of their orgs, its orgs were made by an admin. */
+static void test_identity_upgrade_from_v3(void **state)
+{
+    fixture *f = *state;
+    store_org o = new_org(f->s, "old");
+    store_close(f->s);
+    f->s = NULL;
+    raw_exec(f, "DROP TABLE org_members");
+    raw_exec(f, "ALTER TABLE orgs DROP COLUMN created_by");
+    raw_exec(f, "ALTER TABLE agent_tokens DROP COLUMN last_connected_at");
+    raw_exec(f, "DELETE FROM schema_migrations WHERE version = 4");
+    char q[512];
+    snprintf(q, sizeof(q),
+             "INSERT INTO users (id, org_id, email, role, created_at)"
+             " VALUES ('usr_old', '%s', 'old@example.com', 'admin', 1000)",
+             o.id);
+    raw_exec(f, q);
+    f->s = open_ok(f->url);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
+    store_member m;
+    assert_int_equal(store_member_get(f->s, o.id, "usr_old", &m), STORE_OK);
+    assert_string_equal(m.created_by, "admin");
+    assert_int_equal(m.created_at, 1000);
+    store_org got;
+    assert_int_equal(store_org_get(f->s, o.id, &got), STORE_OK);
+    assert_string_equal(got.created_by, "admin");
+}
+
 /* ---- connectors, OAuth state, org settings ------------------------------------------------------ */
 
 static store_connector connector_for(const char *org_id, const char *user_id, const char *name,
@@ -2212,6 +2299,7 @@ int main(void)
         BOTH(test_schema_version),
         BOTH(test_org_create_get_first),
         BOTH(test_users),
+        BOTH(test_backend_identities),
         BOTH(test_api_keys),
         BOTH(test_agent_tokens),
         BOTH(test_agent_token_fields),
@@ -2223,6 +2311,7 @@ int main(void)
         BOTH(test_audit_lifecycle),
         DURABLE(test_audit_sweep),
         DURABLE(test_audit_upgrade_from_v2),
+        DURABLE(test_identity_upgrade_from_v3),
         BOTH(test_operator_helpers),
         BOTH(test_connectors),
         BOTH(test_oauth_states),
