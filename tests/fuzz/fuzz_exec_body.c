@@ -137,10 +137,16 @@ static void check_command(const cJSON *body, const char *program, int want_comma
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(body, "command");
     if (want_command && cJSON_IsString(cmd)) {
         FUZZ_CHECK(command != NULL, "command string given but not kept");
-        /* verbatim: a suffix of what the caller sent */
+        /* Verbatim: a suffix of what the caller sent.  Unless the program
+         * word was written quoted or escaped ('kubectl' get, \kubectl get):
+         * the text cannot be cut there, and the command is then the words
+         * that are run and audited, displayed (argv_display). */
         size_t cl = strlen(cmd->valuestring), kl = strlen(command);
-        FUZZ_CHECK(kl <= cl && !strcmp(cmd->valuestring + cl - kl, command),
-                   "command \"%s\" is not the caller's text", command);
+        int suffix = kl <= cl && !strcmp(cmd->valuestring + cl - kl, command);
+        char *shown = suffix ? NULL : argv_display(&argv);
+        FUZZ_CHECK(suffix || (shown && !strcmp(shown, command)),
+                   "command \"%s\" is neither the caller's text nor the words run", command);
+        free(shown);
     } else {
         FUZZ_CHECK(command == NULL, "command kept without a command string");
     }
