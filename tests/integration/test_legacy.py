@@ -149,7 +149,8 @@ def legacy_agent_on_any_path(t):
         a = w.legacy_agent(tok["token"], ["--url", "wss://127.0.0.1:%d%s" % (w.port, path)])
         c = a.wait_event("connected", 10)
         eq(c.get("cluster_id"), tok["cluster_id"], "legacy agent connected on %s" % path)
-        a.stop()
+        a.op(op="close")
+        a.wait_close()
     # a bad token on another path is refused like on the endpoint
     a = w.legacy_agent("aurora_kubectl_" + "A" * 64, ["--url", "wss://127.0.0.1:%d/" % w.port])
     ev = a.wait_event(lambda e: e.get("event") in ("close", "connected"), 10, "close of a bad token")
