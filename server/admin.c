@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth.h"
 #include "crypto.h"
 #include "store.h"
 #include "token.h"
@@ -19,6 +20,8 @@ void admin_usage(FILE *f)
             "  admin create-org --name N\n"
             "  admin create-user --org ORG_ID --email E [--role admin|member]\n"
             "  admin create-key --org ORG_ID --user USER_ID [--name N]\n"
+            "  admin add-member --org ORG_ID --user USER_ID   record a user id the trusted backend\n"
+            "                                               names (org created if missing)\n"
             "  admin create-agent-token --org ORG_ID --user USER_ID --cluster-name N [--expires-days D]\n"
             "  admin expire-token --id TOKEN_ID             mark an agent token expired now\n"
             "  admin expire-oauth-state --state STATE       make a pending OAuth state expire now\n");
@@ -130,6 +133,23 @@ int admin_main(const server_config *cfg, int argc, char **argv)
             rc = fail("create-user failed: %s", store_errmsg(st));
         else
             cJSON_AddStringToObject(o, "id", u.id);
+    } else if (!strcmp(cmd, "add-member")) {
+        /* Ahead of the backend's first call for that user: lets its kubectl
+         * tool reach the org's clusters before the user opened any page. */
+        const char *org = opt(argc, argv, "--org"), *user = opt(argc, argv, "--user");
+        int created = 0;
+        if (!org || !user)
+            rc = fail("add-member needs --org and --user%s", NULL);
+        else if (!auth_id_valid(org) || !auth_id_valid(user))
+            rc = fail("ids are 1-64 characters from A-Z a-z 0-9 . _ - @%s", NULL);
+        else if (store_identity_provision(st, org, user, "admin", &created) != STORE_OK)
+            rc = fail("add-member failed: %s", store_errmsg(st));
+        else {
+            cJSON_AddStringToObject(o, "org_id", org);
+            cJSON_AddStringToObject(o, "user_id", user);
+            cJSON_AddBoolToObject(o, "org_created", (created & STORE_PROVISIONED_ORG) != 0);
+            cJSON_AddBoolToObject(o, "member_created", (created & STORE_PROVISIONED_MEMBER) != 0);
+        }
     } else if (!strcmp(cmd, "create-key")) {
         const char *org = opt(argc, argv, "--org"), *user = opt(argc, argv, "--user");
         const char *name = opt(argc, argv, "--name");

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "api_util.h"
+#include "auth.h"
 #include "exec.h"
 #include "log.h"
 #include "router.h"
@@ -103,36 +104,71 @@ static void cluster_kubectl(worker_ctx *w, http_request *req, http_response *res
     cJSON_Delete(body);
 }
 
+/* The org a call of the trusted backend acts in.  With X-Org-ID, that one
+ * (the user in the body is then provisioned in it, as a header would be).
+ * Without it — the existing backend's kubectl tool sends none — the cluster's
+ * own org, but only for a user who is a member of it: the cluster id comes
+ * from a model's tool call, and a chat of one org must not reach another's
+ * cluster (the existing service compares the user's org with the cluster's).
+ * A call naming no user at all is the backend acting for itself.  0, or -1
+ * with resp filled; a refused cluster looks exactly like a missing one. */
+static int internal_target_org(worker_ctx *w, const auth_ctx *a, const char *cluster, char *org,
+                               http_response *resp)
+{
+    if (a->org_id[0]) {
+        snprintf(org, STORE_ID_LEN, "%s", a->org_id);
+        if (a->user_id[0] &&
+            store_identity_provision(w->store, org, a->user_id, "backend", NULL) != STORE_OK) {
+            api_store_error(w, resp);
+            return -1;
+        }
+        return 0;
+    }
+    int rc = store_cluster_org(w->store, cluster, org);
+    if (rc == STORE_OK && a->user_id[0]) {
+        store_member m;
+        rc = store_member_get(w->store, org, a->user_id, &m);
+        if (rc == STORE_NOT_FOUND)
+            log_warn("internal execute: user %s is not a member of the organization of %s",
+                     a->user_id, cluster);
+    }
+    if (rc == STORE_ERR) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    if (rc != STORE_OK) {
+        http_resp_error(resp, 404, "CLUSTER_NOT_FOUND", "cluster not found");
+        return -1;
+    }
+    return 0;
+}
+
 static void internal_execute(worker_ctx *w, http_request *req, http_response *resp)
 {
     cJSON *body = http_json_body(req, resp);
     if (!body)
         return;
     const char *cluster = api_json_str(body, "cluster_id");
+    const cJSON *juser = cJSON_GetObjectItemCaseSensitive(body, "user_id");
     const char *user = api_json_str(body, "user_id");
     char org[STORE_ID_LEN] = "";
     if (!cluster) {
         http_resp_error(resp, 400, "BAD_REQUEST", "cluster_id is required");
         goto out;
     }
-    if (user && !req->auth.user_id[0])
-        snprintf(req->auth.user_id, sizeof(req->auth.user_id), "%.*s",
-                 (int)sizeof(req->auth.user_id) - 1, user);
-    if (req->auth.org_id[0]) {
-        snprintf(org, sizeof(org), "%s", req->auth.org_id);
-    } else {
-        /* The existing backend sends no org: the trusted caller may reach any
-         * cluster, so the cluster's own org is used. */
-        int rc = store_cluster_org(w->store, cluster, org);
-        if (rc == STORE_ERR) {
-            api_store_error(w, resp);
-            goto out;
-        }
-        if (rc != STORE_OK) {
-            http_resp_error(resp, 404, "CLUSTER_NOT_FOUND", "cluster not found");
-            goto out;
-        }
+    if ((juser && !cJSON_IsNull(juser) && !user) || (user && !auth_id_valid(user))) {
+        http_resp_error(resp, 400, "BAD_REQUEST",
+                        "user_id must be 1-64 characters from A-Z a-z 0-9 . _ - @");
+        goto out;
     }
+    if (user && req->auth.user_id[0] && strcmp(user, req->auth.user_id)) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "user_id differs from X-User-ID");
+        goto out;
+    }
+    if (user && !req->auth.user_id[0])
+        snprintf(req->auth.user_id, sizeof(req->auth.user_id), "%s", user);
+    if (internal_target_org(w, &req->auth, cluster, org, resp) < 0)
+        goto out;
     run_exec(w, req, resp, org, cluster, body, "command");
 out:
     cJSON_Delete(body);

@@ -17,6 +17,8 @@
 #define DEFAULT_CLUSTER_NAME "Unnamed Cluster"
 #define MSG_TOKEN_CREATED "Token created successfully. Save this token - it will only be shown once!"
 #define MSG_TOKEN_REVOKED "Token revoked successfully"
+/* Its frontend shows this to copy; the agent may live in any namespace. */
+#define DELETE_COMMAND "helm uninstall aurora-kubectl-agent -n <your-namespace>"
 /* The longest ?token= worth looking up (an agent token is AGENT_TOKEN_LEN). */
 #define MAX_TOKEN_FILTER 256
 
@@ -29,35 +31,61 @@ static const char *token_status(const store_agent_token *t, int64_t now)
     return "active";
 }
 
-/* Per user, over every replica (the store counts): the existing service's
- * 5 per minute and 20 per hour by default.  1 with a 429 in resp when over. */
+/* Per user, over every replica (counted in the store), in fixed windows
+ * like the existing service's limiter: 5 per minute and 20 per hour by
+ * default.  A request takes a slot of each window or none.  1 with a 429
+ * (Retry-After: when the full window ends) or a 503 in resp when refused. */
 static int token_rate_limited(worker_ctx *w, const char *user_id, int64_t now,
                               http_response *resp)
 {
     const struct {
         int64_t window;
         int limit;
-        const char *per, *retry_after;
+        const char *per;
     } windows[] = {
-        { 60, w->cfg->token_rate_limit_minute, "minute", "60" },
-        { 3600, w->cfg->token_rate_limit, "hour", "3600" },
+        { 60, w->cfg->token_rate_limit_minute, "minute" },
+        { 3600, w->cfg->token_rate_limit, "hour" },
     };
-    for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++) {
-        int64_t count = 0;
-        if (store_agent_token_count_since(w->store, user_id, now - windows[i].window + 1, &count) !=
-            STORE_OK) {
-            api_store_error(w, resp);
-            return 1;
-        }
-        if (count >= windows[i].limit) {
-            http_resp_add_header(resp, "retry-after", windows[i].retry_after);
-            http_resp_error(resp, 429, "RATE_LIMITED",
-                            "too many agent tokens created (limit %d per %s); try again later",
-                            windows[i].limit, windows[i].per);
-            return 1;
-        }
+    enum { N = sizeof(windows) / sizeof(windows[0]) };
+    /* One key per window length: a minute and an hour can start at the
+     * same second. */
+    char key[N][STORE_ID_LEN + 32];
+    for (size_t k = 0; k < N; k++)
+        snprintf(key[k], sizeof(key[k]), "agent_tokens/%s:%s", windows[k].per, user_id);
+    int64_t taken[N];
+    size_t ntaken = 0, i;
+    int refused = 0, failed = 0;
+    for (i = 0; i < N && !refused && !failed; i++) {
+        int64_t start = now - now % windows[i].window;
+        int allowed = 0;
+        if (store_rate_take(w->store, key[i], start, windows[i].limit, start - windows[i].window,
+                            &allowed) != STORE_OK)
+            failed = 1;
+        else if (allowed)
+            taken[ntaken++] = start;
+        else
+            refused = 1;
     }
-    return 0;
+    if (!refused && !failed)
+        return 0;
+    /* The slots already taken for this request go back: a refused request
+     * must not count against the user. */
+    for (size_t k = 0; k < ntaken; k++)
+        if (store_rate_give_back(w->store, key[k], taken[k]) != STORE_OK)
+            failed = 1;
+    if (failed) {
+        api_store_error(w, resp);
+        return 1;
+    }
+    size_t r = i - 1; /* the window that refused */
+    char retry[24];
+    snprintf(retry, sizeof(retry), "%lld",
+             (long long)(now - now % windows[r].window + windows[r].window - now));
+    http_resp_add_header(resp, "retry-after", retry);
+    http_resp_error(resp, 429, "RATE_LIMITED",
+                    "too many agent tokens created (limit %d per %s); try again in %s s",
+                    windows[r].limit, windows[r].per, retry);
+    return 1;
 }
 
 static void create_token(worker_ctx *w, http_request *req, http_response *resp)
@@ -87,8 +115,8 @@ static void create_token(worker_ctx *w, http_request *req, http_response *resp)
     /* As the existing service: no name (or only blanks) is "Unnamed Cluster". */
     if (!name || !name[strspn(name, " \t\r\n")])
         name = DEFAULT_CLUSTER_NAME;
-    if (api_check_text(name, "cluster_name", 1, 100, err, sizeof(err)) < 0 ||
-        (notes && api_check_text(notes, "notes", 0, 500, err, sizeof(err)) < 0)) {
+    if (api_check_chars(name, "cluster_name", 1, 100, err, sizeof(err)) < 0 ||
+        (notes && api_check_chars(notes, "notes", 0, 500, err, sizeof(err)) < 0)) {
         http_resp_error(resp, 400, "BAD_REQUEST", "%s", err);
         goto out;
     }
@@ -173,7 +201,7 @@ static void list_tokens(worker_ctx *w, http_request *req, http_response *resp)
 typedef struct {
     tunnel_hub *tunnels;
     char org_id[STORE_ID_LEN], cluster_id[STORE_CLUSTER_ID_LEN], token_id[STORE_ID_LEN];
-    char cluster_name[STORE_NAME_LEN];
+    char cluster_name[STORE_CLUSTER_NAME_LEN];
     int whole_cluster;
 } close_arg;
 
@@ -191,7 +219,7 @@ static void close_on_loop(http_response *resp, void *arg)
     cJSON_AddStringToObject(o, "cluster_name", c->cluster_name);
     cJSON_AddNumberToObject(o, "disconnected", n);
     cJSON_AddStringToObject(o, "uninstall_hint", UNINSTALL_HINT);
-    cJSON_AddStringToObject(o, "delete_command", UNINSTALL_HINT);
+    cJSON_AddStringToObject(o, "delete_command", DELETE_COMMAND);
     cJSON_AddStringToObject(o, "message", MSG_TOKEN_REVOKED);
     http_resp_json(resp, 200, o);
     free(c);
@@ -351,7 +379,7 @@ static void list_connections(worker_ctx *w, http_request *req, http_response *re
 static void delete_connection(worker_ctx *w, http_request *req, http_response *resp)
 {
     const char *cluster = http_param(req, "cluster_id");
-    char name[STORE_NAME_LEN] = "";
+    char name[STORE_CLUSTER_NAME_LEN] = "";
     int known = api_cluster_known(w, req->auth.org_id, cluster, name, sizeof(name));
     if (known < 0) {
         api_store_error(w, resp);

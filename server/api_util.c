@@ -16,20 +16,27 @@ const char *api_json_str(const cJSON *o, const char *key)
     return cJSON_IsString(it) ? it->valuestring : NULL;
 }
 
-int api_check_text(const char *s, const char *field, size_t min, size_t max, char *err,
-                   size_t errlen)
+static int check_text(const char *s, const char *field, size_t min, size_t max, int chars,
+                      char *err, size_t errlen)
 {
     if (!s) {
         snprintf(err, errlen, "%s is required", field);
         return -1;
     }
     size_t n = strlen(s);
-    if (n < min || n > max) {
-        snprintf(err, errlen, "%s must be %zu to %zu characters", field, min, max);
-        return -1;
-    }
     if (!utf8_valid(s, n)) {
         snprintf(err, errlen, "%s must be valid UTF-8", field);
+        return -1;
+    }
+    size_t len = n;
+    if (chars) { /* valid UTF-8: every byte but continuation bytes starts a character */
+        len = 0;
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+            len += (*p & 0xC0) != 0x80;
+    }
+    if (len < min || len > max) {
+        snprintf(err, errlen, "%s must be %zu to %zu %s", field, min, max,
+                 chars ? "characters" : "bytes");
         return -1;
     }
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
@@ -38,6 +45,18 @@ int api_check_text(const char *s, const char *field, size_t min, size_t max, cha
             return -1;
         }
     return 0;
+}
+
+int api_check_text(const char *s, const char *field, size_t min, size_t max, char *err,
+                   size_t errlen)
+{
+    return check_text(s, field, min, max, 0, err, errlen);
+}
+
+int api_check_chars(const char *s, const char *field, size_t min, size_t max, char *err,
+                    size_t errlen)
+{
+    return check_text(s, field, min, max, 1, err, errlen);
 }
 
 void api_store_error(worker_ctx *w, http_response *resp)

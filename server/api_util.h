@@ -16,6 +16,10 @@ const char *api_json_str(const struct cJSON *o, const char *key);
 /* Length in [min,max] and no control characters; -1 with err. */
 int api_check_text(const char *s, const char *field, size_t min, size_t max, char *err,
                    size_t errlen);
+/* The same, counting characters (UTF-8 code points) instead of bytes:
+ * for text people write (names, notes); the result fits 4 * max + 1 bytes. */
+int api_check_chars(const char *s, const char *field, size_t min, size_t max, char *err,
+                    size_t errlen);
 /* 503 with a message that names the store but leaks nothing else. */
 void api_store_error(worker_ctx *w, http_response *resp);
 /* Adds key: t as an RFC 3339 UTC string ("2026-12-02T15:04:05Z", the

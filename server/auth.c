@@ -12,14 +12,21 @@
 /* Ids named in headers: 1..STORE_ID_MAX characters from a set that needs
  * no quoting anywhere they travel (logs, secret paths, URLs): the existing
  * Aurora's UUIDs and this server's own "usr_…"/"org_…" ids fit. */
-static int copy_id(char *dst, size_t cap, const char *src)
+int auth_id_valid(const char *s)
 {
-    if (!src || !*src || strlen(src) > STORE_ID_MAX || strlen(src) >= cap)
-        return -1;
-    for (const char *p = src; *p; p++)
+    if (!s || !*s || strlen(s) > STORE_ID_MAX)
+        return 0;
+    for (const char *p = s; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
               *p == '_' || *p == '-' || *p == '.' || *p == '@'))
-            return -1;
+            return 0;
+    return 1;
+}
+
+static int copy_id(char *dst, size_t cap, const char *src)
+{
+    if (!auth_id_valid(src) || strlen(src) >= cap)
+        return -1;
     memcpy(dst, src, strlen(src) + 1);
     return 0;
 }

@@ -8,5 +8,8 @@
 /* Fills req->auth.  On failure fills resp (401) and returns -1.
  * internal_only: accept only X-Internal-Secret (X-User-ID/X-Org-ID optional). */
 int auth_authenticate(worker_ctx *w, http_request *req, int internal_only, http_response *resp);
+/* 1 if s is a user or org id the server accepts: 1..STORE_ID_MAX characters
+ * of [A-Za-z0-9._@-] (the existing Aurora's UUIDs, this server's own ids). */
+int auth_id_valid(const char *s);
 
 #endif

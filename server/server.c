@@ -70,10 +70,14 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     struct pss *p = user;
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        /* WebSocket is only for agents.  This server's agent uses
+         * PROTO_PATH; the existing agent (no subprotocol) is accepted on any
+         * path, as the existing server does: its chart's default endpoint
+         * has none.  The token is checked at ESTABLISHED either way. */
         char uri[64] = "";
-        if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, PROTO_PATH))
-            return 1; /* WebSocket only on the agent endpoint */
-        return 0;
+        if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)
+            return 1;
+        return strcmp(uri, PROTO_PATH) != 0 && is_v2(wsi);
     }
     case LWS_CALLBACK_ESTABLISHED:
         return tunnel_on_established(parts_of(wsi)->tunnels, wsi, &p->tun, is_v2(wsi));

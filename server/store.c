@@ -870,6 +870,47 @@ int store_agent_token_count_since(store_t *s, const char *user_id, int64_t since
     return rc;
 }
 
+/* ---- rate limits ------------------------------------------------------------------------------- */
+
+int store_rate_take(store_t *s, const char *key, int64_t window_start, int64_t limit,
+                    int64_t forget_before, int *allowed)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!key || !allowed || limit < 1)
+        return serr(s, "store_rate_take: missing argument");
+    *allowed = 0;
+    int64_t changes = 0;
+    /* The WHERE of DO UPDATE is re-checked under the row's lock (PostgreSQL)
+     * or the database's write lock (SQLite): two takers of the last slot
+     * cannot both see room. */
+    db_param p[] = { p_text(key), DB_P_INT(window_start), DB_P_INT(limit) };
+    if (run_exec(s, "taking a rate-limit slot",
+                 "INSERT INTO rate_counters (rate_key, window_start, hits) VALUES (?, ?, 1)"
+                 " ON CONFLICT (rate_key, window_start) DO UPDATE SET hits = rate_counters.hits + 1"
+                 " WHERE rate_counters.hits < ?",
+                 p, 3, &changes) != STORE_OK)
+        return STORE_ERR;
+    *allowed = changes > 0;
+    db_param pf[] = { p_text(key), DB_P_INT(forget_before) };
+    return run_exec(s, "forgetting old rate-limit windows",
+                    "DELETE FROM rate_counters WHERE rate_key = ? AND window_start < ?", pf, 2,
+                    NULL);
+}
+
+int store_rate_give_back(store_t *s, const char *key, int64_t window_start)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!key)
+        return serr(s, "store_rate_give_back: missing argument");
+    db_param p[] = { p_text(key), DB_P_INT(window_start) };
+    return run_exec(s, "giving back a rate-limit slot",
+                    "UPDATE rate_counters SET hits = hits - 1"
+                    " WHERE rate_key = ? AND window_start = ? AND hits > 0",
+                    p, 2, NULL);
+}
+
 /* ---- cluster connections -------------------------------------------------------------------- */
 
 #define CONN_COLS                                                                                  \

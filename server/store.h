@@ -39,6 +39,10 @@ typedef struct store store_t;
 #define STORE_ID_MAX 64
 #define STORE_ID_LEN (STORE_ID_MAX + 1)
 #define STORE_NAME_LEN 128
+/* A cluster's name and notes are limited in characters (100 and 500), as
+ * people read them; stored as UTF-8, up to 4 bytes each. */
+#define STORE_CLUSTER_NAME_LEN (100 * 4 + 1)
+#define STORE_NOTES_LEN (500 * 4 + 1)
 #define STORE_CLUSTER_ID_LEN 32
 
 /* url: "sqlite:///abs/path.db", "sqlite://rel/path.db", a bare file path, or
@@ -119,8 +123,8 @@ typedef struct {
     char org_id[STORE_ID_LEN];
     char created_by[STORE_ID_LEN]; /* user id */
     char cluster_id[STORE_CLUSTER_ID_LEN]; /* "cluster-" + 16 hex, derived from token */
-    char cluster_name[STORE_NAME_LEN];
-    char notes[512];
+    char cluster_name[STORE_CLUSTER_NAME_LEN];
+    char notes[STORE_NOTES_LEN];
     char preview[40];
     int64_t created_at;
     int64_t expires_at; /* 0 = never */
@@ -143,6 +147,15 @@ int store_agent_token_revoke_cluster(store_t *s, const char *org_id, const char 
 /* Tokens created by user_id at or after `since` (rate limiting). */
 int store_agent_token_count_since(store_t *s, const char *user_id, int64_t since, int64_t *count);
 
+/* Rate limits over fixed windows, the same on every replica.  Takes one slot
+ * of (key, window_start) if fewer than `limit` are taken: *allowed 1, else 0
+ * (nothing changes).  Atomic: concurrent takers never exceed the limit.
+ * Windows of that key that ended before `forget_before` are deleted. */
+int store_rate_take(store_t *s, const char *key, int64_t window_start, int64_t limit,
+                    int64_t forget_before, int *allowed);
+/* Gives a taken slot back (a later check of the same request refused). */
+int store_rate_give_back(store_t *s, const char *key, int64_t window_start);
+
 /* Operator override (admin subcommand, tests): sets expires_at of a token in any org. */
 int store_agent_token_set_expiry(store_t *s, const char *id, int64_t expires_at);
 /* The org that owns cluster_id (via its connection row, else its newest
@@ -154,7 +167,7 @@ typedef struct {
     char cluster_id[STORE_CLUSTER_ID_LEN];
     char org_id[STORE_ID_LEN];
     char token_id[STORE_ID_LEN];
-    char cluster_name[STORE_NAME_LEN];
+    char cluster_name[STORE_CLUSTER_NAME_LEN];
     char agent_version[64];
     char protocol[32]; /* "legacy" or "aurora-tunnel.v2" */
     int64_t connected_at;

@@ -194,6 +194,14 @@ static const char *const m4_backend_identities[] = {
     /* When an agent last connected with the token (0: never); the existing
      * service shows it in its token list. */
     "ALTER TABLE agent_tokens ADD COLUMN last_connected_at BIGINT NOT NULL DEFAULT 0",
+    /* Fixed-window rate limits shared by every replica (the existing
+     * service's limiter counts fixed windows too).  One row per key and
+     * window; a conditional upsert takes a slot atomically. */
+    "CREATE TABLE rate_counters ("
+    " rate_key TEXT NOT NULL,"
+    " window_start BIGINT NOT NULL,"
+    " hits BIGINT NOT NULL,"
+    " PRIMARY KEY (rate_key, window_start))",
     NULL,
 };
 

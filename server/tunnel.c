@@ -53,7 +53,7 @@ struct tunnel_session {
     char cluster_id[STORE_CLUSTER_ID_LEN];
     char org_id[STORE_ID_LEN];
     char token_id[STORE_ID_LEN];
-    char cluster_name[STORE_NAME_LEN];
+    char cluster_name[STORE_CLUSTER_NAME_LEN];
     char agent_version[64];
     char *policy_json; /* as reported in register; NULL for agents that report none */
     int64_t connected_at;

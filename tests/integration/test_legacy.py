@@ -98,6 +98,72 @@ def legacy_exec_internal_and_failure(t):
 
 
 @test
+def legacy_backend_tool_only_for_members_of_the_cluster_org(t):
+    """The existing backend's kubectl tool sends {user_id, cluster_id, command,
+    timeout} with only X-Internal-Secret; cluster_id comes from a model's tool
+    call, so a user of another org (or one never seen) must not reach the
+    cluster — refused exactly like a missing cluster."""
+    w, tok, a = legacy()
+    call = {"cluster_id": tok["cluster_id"], "command": "get pods -n prod", "timeout": 30}
+    missing = w.internal(dict(call, user_id="u-" + rand_tag(6), cluster_id="cluster-0000000000000000"))
+    eq(missing.status, 404, "a missing cluster (%r)" % missing)
+    other_org = "org-other-" + rand_tag(4)
+    outsider = "u-outsider-" + rand_tag(4)
+    # the outsider is known, in another org (the frontend named them there)
+    r = w.get("/api/me", headers={"X-Internal-Secret": w.secret, "X-User-ID": outsider,
+                                  "X-Org-ID": other_org}, key=False)
+    eq(r.status, 200, "outsider provisioned in another org (%r)" % r)
+    for who in (outsider, "u-never-seen-" + rand_tag(4)):
+        r = w.internal(dict(call, user_id=who))
+        eq(r.status, 404, "the tool for %s (%r)" % (who, r))
+        eq(r.body.replace(tok["cluster_id"].encode(), b"X"),
+           missing.body.replace(b"cluster-0000000000000000", b"X"),
+           "refused like a missing cluster")
+    # a bad user_id is a 400, not truncated or ignored
+    for bad in ("a b", "x" * 65, "\u00e9", 5, ["u"]):
+        r = w.internal(dict(call, user_id=bad))
+        eq(r.status, 400, "user_id %r (%r)" % (str(bad)[:10], r))
+    # an operator may record the member ahead of the first page the user opens
+    newcomer = "u-newcomer-" + rand_tag(4)
+    r = w.internal(dict(call, user_id=newcomer))
+    eq(r.status, 404, "not a member yet (%r)" % r)
+    doc = w.admin("add-member", "--org", w.org_id, "--user", newcomer)
+    eq(doc.get("member_created"), True, "admin add-member created the membership")
+    r = w.internal(dict(call, user_id=newcomer))
+    eq(r.status, 200, "member now (%r)" % r)
+    contains(r.get("output"), "api-5d9f8b7c6-m7n8p", "output")
+    # naming the org in X-Org-ID (the backend vouches for both) provisions the member
+    named = "u-named-" + rand_tag(4)
+    r = w.internal(dict(call, user_id=named), headers={"X-Org-ID": w.org_id})
+    eq(r.status, 200, "with X-Org-ID (%r)" % r)
+
+
+@test
+def legacy_agent_on_any_path(t):
+    """The existing chart's default endpoint has no path (ws://host:port): the
+    legacy dialect is accepted on any path; this server's own dialect only on
+    /kubectl-agent."""
+    w = suite_world()
+    tok = w.create_token("it-legacy-root-path")
+    for path in ("/", "/ws"):
+        a = w.legacy_agent(tok["token"], ["--url", "wss://127.0.0.1:%d%s" % (w.port, path)])
+        c = a.wait_event("connected", 10)
+        eq(c.get("cluster_id"), tok["cluster_id"], "legacy agent connected on %s" % path)
+        a.op(op="close")
+        a.wait_close()
+    # a bad token on another path is refused like on the endpoint
+    a = w.legacy_agent("aurora_kubectl_" + "A" * 64, ["--url", "wss://127.0.0.1:%d/" % w.port])
+    ev = a.wait_event(lambda e: e.get("event") in ("close", "connected"), 10, "close of a bad token")
+    eq(ev.get("event"), "close", "a bad token is closed")
+    # the v2 subprotocol on another path is refused at the upgrade
+    a = w.legacy_agent(tok["token"], ["--subprotocol", "aurora-tunnel.v2", "--no-register",
+                                      "--url", "wss://127.0.0.1:%d/" % w.port])
+    ev = a.wait_event(lambda e: e.get("event") in ("upgrade", "error", "close", "unexpected-response"),
+                      10, "the v2 upgrade on / to fail")
+    check(ev.get("event") != "upgrade" or ev.get("status") != 101, "v2 on / must not upgrade", ev)
+
+
+@test
 def legacy_exec_command_string_verbatim(t):
     """A `command` that a whitespace split handles must reach the old agent unchanged."""
     w, tok, a = legacy()

@@ -400,6 +400,33 @@ static void test_backend_identities(void **state)
     assert_int_equal(store_org_get(s, longid, &got), STORE_NOT_FOUND);
 }
 
+static void test_rate_counters(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    int ok = -1;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(store_rate_take(s, "k", 600, 3, 540, &ok), STORE_OK);
+        assert_int_equal(ok, 1);
+    }
+    assert_int_equal(store_rate_take(s, "k", 600, 3, 540, &ok), STORE_OK);
+    assert_int_equal(ok, 0); /* full: nothing taken */
+    assert_int_equal(store_rate_take(s, "other", 600, 3, 540, &ok), STORE_OK);
+    assert_int_equal(ok, 1); /* keys are independent */
+    assert_int_equal(store_rate_give_back(s, "k", 600), STORE_OK);
+    assert_int_equal(store_rate_take(s, "k", 600, 3, 540, &ok), STORE_OK);
+    assert_int_equal(ok, 1);
+    assert_int_equal(store_rate_take(s, "k", 600, 3, 540, &ok), STORE_OK);
+    assert_int_equal(ok, 0);
+    /* The next window starts empty and forgets the one before the last. */
+    assert_int_equal(store_rate_take(s, "k", 660, 3, 600, &ok), STORE_OK);
+    assert_int_equal(ok, 1);
+    assert_int_equal(store_rate_take(s, "k", 720, 1, 660, &ok), STORE_OK);
+    assert_int_equal(ok, 1);
+    assert_int_equal(store_rate_take(s, "k", 600, 3, 0, &ok), STORE_OK);
+    assert_int_equal(ok, 1); /* window 600 was deleted: a new row */
+    assert_int_equal(store_rate_take(s, "k", 600, 0, 0, &ok), STORE_ERR); /* limit < 1 */
+}
+
 /* ---- API keys ------------------------------------------------------------------------ */
 
 static void test_api_keys(void **state)
@@ -1392,6 +1419,7 @@ static void test_identity_upgrade_from_v3(void **state)
     store_close(f->s);
     f->s = NULL;
     raw_exec(f, "DROP TABLE org_members");
+    raw_exec(f, "DROP TABLE rate_counters");
     raw_exec(f, "ALTER TABLE orgs DROP COLUMN created_by");
     raw_exec(f, "ALTER TABLE agent_tokens DROP COLUMN last_connected_at");
     raw_exec(f, "DELETE FROM schema_migrations WHERE version = 4");
@@ -2300,6 +2328,7 @@ int main(void)
         BOTH(test_org_create_get_first),
         BOTH(test_users),
         BOTH(test_backend_identities),
+        BOTH(test_rate_counters),
         BOTH(test_api_keys),
         BOTH(test_agent_tokens),
         BOTH(test_agent_token_fields),
