@@ -370,7 +370,9 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     }
-    if (req->method && strcmp(req->method, req->body ? "POST" : "GET") != 0)
+    if (req->method && !strcmp(req->method, "HEAD"))
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L); /* else curl waits for the body a HEAD never gets */
+    else if (req->method && strcmp(req->method, req->body ? "POST" : "GET") != 0)
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
     if (req->aws_sigv4) {
         curl_easy_setopt(c, CURLOPT_AWS_SIGV4, req->aws_sigv4);

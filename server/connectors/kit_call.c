@@ -3,6 +3,7 @@
  * leaves the configured base URL.  See kit_call.h. */
 #include "kit_call.h"
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <curl/curl.h>
@@ -326,7 +327,7 @@ int kit_link_next(const char *link, const char *context_url, char *out, size_t c
                 break;
             p++;
             skip_ows(&p);
-            char name[32], value[512] = "";
+            char name[32], value[HTTP_CLIENT_MAX_HEADER_VALUE + 1] = "";
             size_t k = 0;
             while (is_tchar((unsigned char)*p)) {
                 if (k + 1 >= sizeof(name))
@@ -442,6 +443,38 @@ char *kit_url_with_param(const char *url, const char *name, const char *value)
     curl_url_cleanup(u);
     free(pair);
     return out;
+}
+
+int kit_base_url_check(const char *url, int allow_http, char *err, size_t errlen)
+{
+    http_client_url u;
+    if (!url || !*url || http_client_url_parse(url, 0, &u) < 0) {
+        snprintf(err, errlen, "must be an http(s):// URL without user name or password");
+        return AUR_E_INVALID;
+    }
+    CURLU *cu = curl_url();
+    char *query = NULL, *frag = NULL;
+    int extra = 1;
+    if (cu && curl_url_set(cu, CURLUPART_URL, url, 0) == CURLUE_OK)
+        extra = curl_url_get(cu, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
+                curl_url_get(cu, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK;
+    curl_free(query);
+    curl_free(frag);
+    curl_url_cleanup(cu);
+    if (extra) {
+        snprintf(err, errlen, "must not carry a query or a fragment");
+        return AUR_E_INVALID;
+    }
+    /* credentials travel to the base: in clear only to this host, or when the
+     * operator says so */
+    struct in_addr a4;
+    int loopback = !strcmp(u.host, "localhost") || !strcmp(u.host, "::1") ||
+                   (inet_pton(AF_INET, u.host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127);
+    if (strcmp(u.scheme, "https") && !allow_http && !loopback) {
+        snprintf(err, errlen, "must be https:// (plain http only to a loopback address)");
+        return AUR_E_INVALID;
+    }
+    return AUR_OK;
 }
 
 /* ---- the call ------------------------------------------------------------------------ */

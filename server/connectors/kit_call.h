@@ -91,6 +91,14 @@ void kit_call_resp_free(kit_call_resp *resp);
 /* The body as JSON (any type: Sentry and GitHub answer arrays), or NULL. */
 struct cJSON *kit_call_json(const kit_call_resp *resp);
 
+/* Checks a configured base URL when the connector reads its settings:
+ * http(s) only, no user name or password, no query or fragment, and https
+ * unless allow_http (the connector's explicit opt-in, e.g. an on-premises
+ * Data Center without TLS) or the host is loopback (127.0.0.0/8, ::1,
+ * localhost: a test fixture, a local proxy).  AUR_OK or AUR_E_INVALID with a
+ * phrase for "<SETTING> <phrase>" in err. */
+int kit_base_url_check(const char *url, int allow_http, char *err, size_t errlen);
+
 /* base + "/" + path (one slash between them, whatever either carries);
  * malloc'd, NULL when out of memory or when the result is not under base. */
 char *kit_url(const char *base, const char *path);
@@ -147,8 +155,10 @@ typedef struct {
 
 /* AUR_OK, or AUR_E_INVALID / AUR_E_INTERNAL with p->err (bad configuration). */
 int kit_pager_init(kit_pager *p, const kit_pager_cfg *cfg, const kit_call_req *first);
-/* AUR_OK with the next page in resp; AUR_NOT_FOUND when there is none (or
- * max_pages is reached: p->capped); a kit_call error otherwise (resp->err). */
+/* AUR_OK with the next page in resp; AUR_NOT_FOUND with resp->status 0
+ * when there is none (or max_pages is reached: p->capped); a kit_call result
+ * otherwise (a 404 page is AUR_NOT_FOUND with status 404 and resp->err set).
+ * After anything but AUR_OK the walk is over. */
 int kit_pager_next(kit_pager *p, kit_call_resp *resp);
 void kit_pager_free(kit_pager *p);
 

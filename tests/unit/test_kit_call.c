@@ -286,6 +286,25 @@ static void test_urls(void **state)
     assert_string_equal(u, "https://h/api/x?page=3");
     free(u);
 
+    /* configured base URLs */
+    char err[128];
+    assert_int_equal(kit_base_url_check("https://api.github.com", 0, err, sizeof(err)), AUR_OK);
+    assert_int_equal(kit_base_url_check("https://ghe.example/api/v3/", 0, err, sizeof(err)), AUR_OK);
+    assert_int_equal(kit_base_url_check("http://127.0.0.1:8080/api", 0, err, sizeof(err)), AUR_OK);
+    assert_int_equal(kit_base_url_check("http://[::1]:8080", 0, err, sizeof(err)), AUR_OK);
+    assert_int_equal(kit_base_url_check("http://localhost:8080", 0, err, sizeof(err)), AUR_OK);
+    assert_int_equal(kit_base_url_check("http://jira.corp:8080", 1, err, sizeof(err)), AUR_OK);
+    assert_int_equal(kit_base_url_check("http://jira.corp:8080", 0, err, sizeof(err)), AUR_E_INVALID);
+    assert_non_null(strstr(err, "must be https://"));
+    assert_int_equal(kit_base_url_check("http://127.evil.example/", 0, err, sizeof(err)), AUR_E_INVALID);
+    assert_int_equal(kit_base_url_check("http://localhost.evil.example/", 0, err, sizeof(err)), AUR_E_INVALID);
+    assert_int_equal(kit_base_url_check("https://h/api?x=1", 0, err, sizeof(err)), AUR_E_INVALID);
+    assert_int_equal(kit_base_url_check("https://h/api#f", 0, err, sizeof(err)), AUR_E_INVALID);
+    assert_int_equal(kit_base_url_check("https://u:p@h/api", 0, err, sizeof(err)), AUR_E_INVALID);
+    assert_int_equal(kit_base_url_check("ftp://h/api", 1, err, sizeof(err)), AUR_E_INVALID);
+    assert_int_equal(kit_base_url_check("", 1, err, sizeof(err)), AUR_E_INVALID);
+    assert_int_equal(kit_base_url_check(NULL, 1, err, sizeof(err)), AUR_E_INVALID);
+
     /* a URL off the base is refused before anything is sent */
     kit_call_resp r;
     kit_call_req q = { .provider = "Test", .base_url = "http://127.0.0.1:9/api",
@@ -664,6 +683,20 @@ static void test_etag_conditional_get(void **state)
     kit_call_resp_free(&r);
     assert_int_equal(fixture_hits(k), 2);
 
+    /* HEAD: conditional too, no body waited for */
+    q.method = "HEAD";
+    assert_int_equal(kit_call(&q, &r), AUR_OK);
+    assert_true(r.not_modified);
+    kit_call_resp_free(&r);
+    q.etag = NULL;
+    assert_int_equal(kit_call(&q, &r), AUR_OK);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.http.len, 0);
+    assert_string_equal(r.etag, want);
+    kit_call_resp_free(&r);
+    q.method = NULL;
+    assert_int_equal(fixture_hits(k), 4);
+
     q.etag = "\"stale\"";
     assert_int_equal(kit_call(&q, &r), AUR_OK);
     assert_int_equal(r.status, 200);
@@ -679,7 +712,7 @@ static void test_etag_conditional_get(void **state)
     q.method = "POST";
     assert_int_equal(kit_call(&q, &r), AUR_E_INVALID);
     kit_call_resp_free(&r);
-    assert_int_equal(fixture_hits(k), 3);
+    assert_int_equal(fixture_hits(k), 5);
 }
 
 /* Runs a pager to its end; items' ids must be 1..n in order.  Returns pages. */
