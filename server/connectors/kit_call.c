@@ -758,6 +758,10 @@ int kit_pager_init(kit_pager *p, const kit_pager_cfg *cfg, const kit_call_req *f
         if (!cfg->cursor_field || !*cfg->cursor_field || !cfg->cursor_param || !*cfg->cursor_param)
             why = "a cursor pager needs cursor_field and cursor_param";
         break;
+    case KIT_PAGE_BODY_URL:
+        if (!cfg->cursor_field || !*cfg->cursor_field)
+            why = "a body-URL pager needs cursor_field";
+        break;
     case KIT_PAGE_NUMBER:
     case KIT_PAGE_OFFSET:
         if (!cfg->page_param || !*cfg->page_param || cfg->limit <= 0)
@@ -818,7 +822,20 @@ static void pager_advance(kit_pager *p, const kit_call_resp *resp, const char *c
             free(buf);
     } else {
         cJSON *j = kit_call_json(resp);
-        if (p->cfg.style == KIT_PAGE_CURSOR) {
+        if (p->cfg.style == KIT_PAGE_BODY_URL) {
+            const char *u = kit_json_path_string(j, p->cfg.cursor_field);
+            if (u && *u) {
+                char *buf = malloc(KIT_URL_MAX);
+                if (!buf || strlen(u) >= KIT_URL_MAX ||
+                    resolve_url(u, strlen(u), cur, buf, KIT_URL_MAX) < 0) {
+                    free(buf);
+                    cJSON_Delete(j);
+                    pager_fail(p, "%s: malformed next page URL in a page answer", prov);
+                    return;
+                }
+                next = buf;
+            }
+        } else if (p->cfg.style == KIT_PAGE_CURSOR) {
             const char *c = kit_json_path_string(j, p->cfg.cursor_field);
             if (c && strlen(c) > KIT_CURSOR_MAX) {
                 cJSON_Delete(j);
@@ -844,7 +861,8 @@ static void pager_advance(kit_pager *p, const kit_call_resp *resp, const char *c
                 return;
             }
             int n = cJSON_GetArraySize(items);
-            if (n >= p->cfg.limit) {
+            const cJSON *more = p->cfg.more_field ? kit_json_path(j, p->cfg.more_field) : NULL;
+            if (n >= p->cfg.limit && !cJSON_IsFalse(more)) {
                 p->offset += p->cfg.style == KIT_PAGE_NUMBER ? 1 : n;
                 if (!(next = numbered_url(p, p->offset))) {
                     cJSON_Delete(j);

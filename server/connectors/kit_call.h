@@ -123,6 +123,7 @@ typedef enum {
     KIT_PAGE_CURSOR, /* a cursor in the JSON body, sent back as a query parameter (Slack) */
     KIT_PAGE_NUMBER, /* page=1,2,… until a short page */
     KIT_PAGE_OFFSET, /* offset=0,limit,2·limit,… until a short page */
+    KIT_PAGE_BODY_URL, /* the next page's URL in the JSON body (Bitbucket's "next") */
 } kit_page_style;
 
 #define KIT_PAGE_DEFAULT_MAX 50
@@ -131,13 +132,16 @@ typedef enum {
 typedef struct {
     kit_page_style style;
     const char *cursor_field; /* CURSOR: dotted path to the next cursor,
-                                 "response_metadata.next_cursor"; "" or null ends */
+                                 "response_metadata.next_cursor"; BODY_URL: to the next
+                                 URL ("next"); "", null or missing ends */
     const char *cursor_param; /* CURSOR: query parameter carrying it ("cursor") */
     const char *page_param;   /* NUMBER: "page"; OFFSET: "offset" (or "startAt") */
     const char *limit_param;  /* NUMBER/OFFSET: "per_page", "limit", "maxResults"; NULL: none sent */
     int limit;                /* NUMBER/OFFSET: page size; a page with fewer items is the last */
     int first_page;           /* NUMBER: 0 means 1 */
     const char *items_field;  /* NUMBER/OFFSET: dotted path to the item array; NULL: the body is it */
+    const char *more_field;   /* NUMBER/OFFSET: dotted path to a "more pages" boolean
+                                 (PagerDuty's "more"); false ends even after a full page */
     int max_pages;            /* 0: KIT_PAGE_DEFAULT_MAX; at most KIT_PAGE_HARD_MAX */
 } kit_pager_cfg;
 

@@ -854,6 +854,17 @@ static void test_page_and_offset_pagination(void **state)
     assert_int_equal(fixture_hits(k), 3);
     kit_pager_free(&p);
 
+    /* PagerDuty: a full last page with "more": false ends there */
+    k = new_key();
+    cfg = (kit_pager_cfg){ .style = KIT_PAGE_OFFSET, .page_param = "offset", .limit_param = "limit",
+                           .limit = 2, .items_field = "incidents", .more_field = "more" };
+    q = base_req(api_url("/pd?k=%s&total=4", k));
+    assert_int_equal(kit_pager_init(&p, &cfg, &q), AUR_OK);
+    assert_int_equal(drain(&p, "incidents", &rc), 2);
+    assert_int_equal(rc, AUR_NOT_FOUND);
+    assert_int_equal(fixture_hits(k), 2); /* no third, empty request */
+    kit_pager_free(&p);
+
     /* an answer without the item list ends the walk with an error */
     k = new_key();
     cfg = (kit_pager_cfg){ .style = KIT_PAGE_NUMBER, .page_param = "page",
@@ -866,6 +877,34 @@ static void test_page_and_offset_pagination(void **state)
     assert_int_equal(kit_pager_next(&p, &r), AUR_E_INVALID);
     assert_non_null(strstr(r.err, "no item list"));
     kit_call_resp_free(&r);
+    kit_pager_free(&p);
+}
+
+static void test_body_url_pagination(void **state)
+{
+    (void)state;
+    const char *k = new_key();
+    kit_pager_cfg cfg = { .style = KIT_PAGE_BODY_URL, .cursor_field = "next" };
+    kit_call_req q = base_req(api_url("/bb?k=%s&n=3", k));
+    kit_pager p;
+    assert_int_equal(kit_pager_init(&p, &cfg, &q), AUR_OK);
+    int rc;
+    assert_int_equal(drain(&p, "values", &rc), 3);
+    assert_int_equal(rc, AUR_NOT_FOUND);
+    assert_int_equal(fixture_hits(k), 3);
+    kit_pager_free(&p);
+
+    /* a "next" on another host is not followed */
+    k = new_key();
+    q = base_req(api_url("/bb?k=%s&n=3&off=1", k));
+    assert_int_equal(kit_pager_init(&p, &cfg, &q), AUR_OK);
+    kit_call_resp r;
+    assert_int_equal(kit_pager_next(&p, &r), AUR_OK);
+    kit_call_resp_free(&r);
+    assert_int_equal(kit_pager_next(&p, &r), AUR_E_INVALID);
+    assert_non_null(strstr(r.err, "outside the configured base URL"));
+    kit_call_resp_free(&r);
+    assert_int_equal(fixture_hits(k), 1);
     kit_pager_free(&p);
 }
 
@@ -934,6 +973,7 @@ int main(void)
         cmocka_unit_test(test_link_next_off_base_refused),
         cmocka_unit_test(test_cursor_pagination),
         cmocka_unit_test(test_page_and_offset_pagination),
+        cmocka_unit_test(test_body_url_pagination),
         cmocka_unit_test(test_header_capture_bounds),
     };
     int failed = cmocka_run_group_tests_name("kit_call parsers", parsers, NULL, NULL);
