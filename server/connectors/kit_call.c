@@ -301,7 +301,9 @@ static int resolve_url(const char *target, size_t tlen, const char *context, cha
     return rc;
 }
 
-int kit_link_next(const char *link, const char *context_url, char *out, size_t cap)
+/* The rel="next" target of a Link value (not resolved): 1 with *target and
+ * *tlen, 0 none, -1 malformed. */
+static int link_next_target(const char *link, const char **target_out, size_t *tlen_out)
 {
     if (!link)
         return 0;
@@ -356,9 +358,21 @@ int kit_link_next(const char *link, const char *context_url, char *out, size_t c
                 return 0;
             if (tlen == 0 || tlen >= KIT_URL_MAX)
                 return -1;
-            return resolve_url(target, tlen, context_url, out, cap) < 0 ? -1 : 1;
+            *target_out = target;
+            *tlen_out = tlen;
+            return 1;
         }
     }
+}
+
+int kit_link_next(const char *link, const char *context_url, char *out, size_t cap)
+{
+    const char *target = NULL;
+    size_t tlen = 0;
+    int r = link_next_target(link, &target, &tlen);
+    if (r <= 0)
+        return r;
+    return resolve_url(target, tlen, context_url, out, cap) < 0 ? -1 : 1;
 }
 
 /* ---- JSON paths ------------------------------------------------------------------ */
@@ -797,6 +811,26 @@ int kit_pager_init(kit_pager *p, const kit_pager_cfg *cfg, const kit_call_req *f
     return AUR_OK;
 }
 
+/* A next-page reference from a provider into out: resolved against the
+ * page's URL, or — relative_to_base and a path-absolute reference — joined
+ * to the base (gateways such as api.atlassian.com/ex/confluence/<cloudid>
+ * answer with site paths).  0 or -1. */
+static int next_reference(const kit_pager *p, const char *ref, size_t len, const char *cur,
+                          char *out, size_t cap)
+{
+    if (p->cfg.relative_to_base && len > 0 && ref[0] == '/' && (len < 2 || ref[1] != '/')) {
+        char *path = strndup(ref, len);
+        char *u = path ? kit_url(p->req.base_url, path) : NULL;
+        int ok = u && strlen(u) < cap && http_client_url_ok(u, 0);
+        if (ok)
+            memcpy(out, u, strlen(u) + 1);
+        free(u);
+        free(path);
+        return ok ? 0 : -1;
+    }
+    return resolve_url(ref, len, cur, out, cap);
+}
+
 /* The next URL after the page in resp, or NULL with p->next_url NULL (last
  * page) or p->failed set. */
 static void pager_advance(kit_pager *p, const kit_call_resp *resp, const char *cur)
@@ -811,7 +845,11 @@ static void pager_advance(kit_pager *p, const kit_call_resp *resp, const char *c
             pager_fail(p, "out of memory");
             return;
         }
-        int r = kit_link_next(http_client_header(&resp->http, "Link"), cur, buf, KIT_URL_MAX);
+        const char *target = NULL;
+        size_t tlen = 0;
+        int r = link_next_target(http_client_header(&resp->http, "Link"), &target, &tlen);
+        if (r > 0 && next_reference(p, target, tlen, cur, buf, KIT_URL_MAX) < 0)
+            r = -1;
         if (r < 0) {
             free(buf);
             pager_fail(p, "%s: malformed Link header in a page answer", prov);
@@ -827,7 +865,7 @@ static void pager_advance(kit_pager *p, const kit_call_resp *resp, const char *c
             if (u && *u) {
                 char *buf = malloc(KIT_URL_MAX);
                 if (!buf || strlen(u) >= KIT_URL_MAX ||
-                    resolve_url(u, strlen(u), cur, buf, KIT_URL_MAX) < 0) {
+                    next_reference(p, u, strlen(u), cur, buf, KIT_URL_MAX) < 0) {
                     free(buf);
                     cJSON_Delete(j);
                     pager_fail(p, "%s: malformed next page URL in a page answer", prov);

@@ -143,6 +143,9 @@ typedef struct {
     const char *more_field;   /* NUMBER/OFFSET: dotted path to a "more pages" boolean
                                  (PagerDuty's "more"); false ends even after a full page */
     int max_pages;            /* 0: KIT_PAGE_DEFAULT_MAX; at most KIT_PAGE_HARD_MAX */
+    int relative_to_base;     /* LINK/BODY_URL: a "/path" reference is joined to base_url
+                                 rather than resolved against the page's URL (Confluence
+                                 Cloud through api.atlassian.com/ex/confluence/<cloudid>) */
 } kit_pager_cfg;
 
 typedef struct {

@@ -759,6 +759,29 @@ static void test_link_pagination(void **state)
         assert_int_equal(fixture_hits(k), 4);
         kit_pager_free(&p);
     }
+    /* a gateway's site-relative links: joined to the base when the connector
+     * says so, refused (off the base) otherwise */
+    {
+        char gw[96];
+        snprintf(gw, sizeof(gw), "%s/gw", g_base);
+        const char *k2 = new_key();
+        kit_pager_cfg gcfg = { .style = KIT_PAGE_LINK, .relative_to_base = 1 };
+        kit_call_req gq = base_req(api_url("/gw/wiki/pages?k=%s&n=3", k2));
+        gq.base_url = gw;
+        kit_pager gp;
+        assert_int_equal(kit_pager_init(&gp, &gcfg, &gq), AUR_OK);
+        int grc;
+        assert_int_equal(drain(&gp, "results", &grc), 3);
+        assert_int_equal(grc, AUR_NOT_FOUND);
+        kit_pager_free(&gp);
+        gcfg.relative_to_base = 0;
+        gq.url = api_url("/gw/wiki/pages?k=%s&n=3", new_key());
+        assert_int_equal(kit_pager_init(&gp, &gcfg, &gq), AUR_OK);
+        assert_int_equal(drain(&gp, "results", &grc), 1);
+        assert_int_equal(grc, AUR_E_INVALID);
+        kit_pager_free(&gp);
+    }
+
     /* the page cap */
     const char *k = new_key();
     kit_pager_cfg cfg = { .style = KIT_PAGE_LINK, .max_pages = 2 };
