@@ -722,6 +722,17 @@ void kit_call_resp_free(kit_call_resp *resp)
         http_client_resp_free(&resp->http);
 }
 
+long kit_poll_delay_s(const kit_call_resp *resp, long interval_s, long calls_per_cycle)
+{
+    long long d = interval_s > 0 ? interval_s : 0;
+    if (resp->retry_after_s > d)
+        d = resp->retry_after_s;
+    if (resp->rl_remaining >= 0 && resp->rl_remaining < (calls_per_cycle > 0 ? calls_per_cycle : 1) &&
+        resp->rl_reset_s > d)
+        d = resp->rl_reset_s;
+    return clamp_wait(d);
+}
+
 cJSON *kit_call_json(const kit_call_resp *resp)
 {
     if (!resp || !resp->http.body || !resp->http.len)

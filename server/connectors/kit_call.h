@@ -88,6 +88,12 @@ typedef struct {
 int kit_call(const kit_call_req *req, kit_call_resp *resp);
 void kit_call_resp_free(kit_call_resp *resp);
 
+/* Seconds a poller should wait before its next cycle after this answer:
+ * `interval_s`, or longer when the provider asked (retry_after_s) or when the
+ * rate limit has fewer than `calls_per_cycle` requests left (until its
+ * reset).  Capped at KIT_WAIT_CAP_S. */
+long kit_poll_delay_s(const kit_call_resp *resp, long interval_s, long calls_per_cycle);
+
 /* The body as JSON (any type: Sentry and GitHub answer arrays), or NULL. */
 struct cJSON *kit_call_json(const kit_call_resp *resp);
 
@@ -160,7 +166,9 @@ typedef struct {
     char err[256];
 } kit_pager;
 
-/* AUR_OK, or AUR_E_INVALID / AUR_E_INTERNAL with p->err (bad configuration). */
+/* AUR_OK, or AUR_E_INVALID / AUR_E_INTERNAL with p->err (bad configuration).
+ * The pager keeps first's pointers (base_url, headers, body…): they must
+ * outlive it; first->url is copied. */
 int kit_pager_init(kit_pager *p, const kit_pager_cfg *cfg, const kit_call_req *first);
 /* AUR_OK with the next page in resp; AUR_NOT_FOUND with resp->status 0
  * when there is none (or max_pages is reached: p->capped); a kit_call result

@@ -244,6 +244,27 @@ static void test_ratelimit_headers(void **state)
     http_client_resp_free(&r);
 }
 
+static void test_poll_delay(void **state)
+{
+    (void)state;
+    kit_call_resp r;
+    memset(&r, 0, sizeof(r));
+    r.retry_after_s = r.rl_remaining = r.rl_reset_s = -1;
+    assert_int_equal(kit_poll_delay_s(&r, 60, 3), 60);
+    r.rl_remaining = 100;
+    r.rl_reset_s = 1800;
+    assert_int_equal(kit_poll_delay_s(&r, 60, 3), 60);  /* plenty left */
+    r.rl_remaining = 2;
+    assert_int_equal(kit_poll_delay_s(&r, 60, 3), 1800); /* not enough for a cycle */
+    r.rl_reset_s = 10;
+    assert_int_equal(kit_poll_delay_s(&r, 60, 3), 60);  /* resets before the next cycle */
+    r.rl_remaining = -1;
+    r.retry_after_s = 120;
+    assert_int_equal(kit_poll_delay_s(&r, 60, 3), 120);
+    r.retry_after_s = 10L * KIT_WAIT_CAP_S;
+    assert_int_equal(kit_poll_delay_s(&r, 60, 3), KIT_WAIT_CAP_S);
+}
+
 /* ---- JSON paths and URLs ---------------------------------------------------------------- */
 
 static void test_json_paths(void **state)
@@ -977,7 +998,8 @@ int main(void)
         cmocka_unit_test(test_link_github),       cmocka_unit_test(test_link_sentry_results),
         cmocka_unit_test(test_link_params),       cmocka_unit_test(test_link_malformed),
         cmocka_unit_test(test_retry_after),       cmocka_unit_test(test_http_dates),
-        cmocka_unit_test(test_ratelimit_headers), cmocka_unit_test(test_json_paths),
+        cmocka_unit_test(test_ratelimit_headers), cmocka_unit_test(test_poll_delay),
+        cmocka_unit_test(test_json_paths),
         cmocka_unit_test(test_urls),
     };
     const struct CMUnitTest calls[] = {
