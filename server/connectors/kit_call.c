@@ -348,7 +348,7 @@ static int link_next_target(const char *link, const char **target_out, size_t *t
             }
             if (!strcasecmp(name, "rel"))
                 next |= rel_has(value, "next");
-            else if (!strcasecmp(name, "results")) /* Sentry: rel="next" always, results says if it is real */
+            else if (!strcasecmp(name, "results")) /* Sentry: is that rel="next" real */
                 no_results = !strcasecmp(value, "false");
         }
         if (*p && *p != ',')
@@ -650,7 +650,8 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
     if (max > KIT_CALL_MAX_ATTEMPTS)
         max = KIT_CALL_MAX_ATTEMPTS;
     long total = req->deadline_ms > 0 ? req->deadline_ms : KIT_CALL_DEFAULT_DEADLINE_MS;
-    long per = req->attempt_timeout_ms > 0 ? req->attempt_timeout_ms : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
+    long per = req->attempt_timeout_ms > 0 ? req->attempt_timeout_ms
+                                           : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
     long long deadline = now_ms() + total;
 
     answer_kind kind = ANSWER_DONE;
@@ -705,8 +706,9 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
         return fail(resp, resp->code, "%s: %s (%d attempt%s)", prov, resp->http.err,
                     resp->attempts, resp->attempts == 1 ? "" : "s");
     if (kind == ANSWER_RATE_LIMITED && hint >= 0)
-        return fail(resp, resp->code, "%s: rate limited, retry after %ld s (HTTP %ld from %s, %d attempt%s)",
-                    prov, hint, resp->status, host, resp->attempts, resp->attempts == 1 ? "" : "s");
+        return fail(resp, resp->code,
+                    "%s: rate limited, retry after %ld s (HTTP %ld from %s, %d attempt%s)", prov,
+                    hint, resp->status, host, resp->attempts, resp->attempts == 1 ? "" : "s");
     if (kind == ANSWER_RATE_LIMITED)
         return fail(resp, resp->code, "%s: rate limited (HTTP %ld from %s, %d attempt%s)", prov,
                     resp->status, host, resp->attempts, resp->attempts == 1 ? "" : "s");
@@ -727,8 +729,8 @@ long kit_poll_delay_s(const kit_call_resp *resp, long interval_s, long calls_per
     long long d = interval_s > 0 ? interval_s : 0;
     if (resp->retry_after_s > d)
         d = resp->retry_after_s;
-    if (resp->rl_remaining >= 0 && resp->rl_remaining < (calls_per_cycle > 0 ? calls_per_cycle : 1) &&
-        resp->rl_reset_s > d)
+    long need = calls_per_cycle > 0 ? calls_per_cycle : 1;
+    if (resp->rl_remaining >= 0 && resp->rl_remaining < need && resp->rl_reset_s > d)
         d = resp->rl_reset_s;
     return clamp_wait(d);
 }
@@ -761,8 +763,9 @@ static char *numbered_url(const kit_pager *p, long n)
     char num[24], lim[24];
     snprintf(num, sizeof(num), "%ld", n);
     snprintf(lim, sizeof(lim), "%d", p->cfg.limit);
-    char *with_limit = p->cfg.limit_param ? kit_url_with_param(p->first_url, p->cfg.limit_param, lim)
-                                          : strdup(p->first_url);
+    char *with_limit = p->cfg.limit_param
+                           ? kit_url_with_param(p->first_url, p->cfg.limit_param, lim)
+                           : strdup(p->first_url);
     if (!with_limit)
         return NULL;
     char *u = kit_url_with_param(with_limit, p->cfg.page_param, num);
@@ -795,7 +798,8 @@ int kit_pager_init(kit_pager *p, const kit_pager_cfg *cfg, const kit_call_req *f
     default:
         why = "unknown pagination style";
     }
-    if (!why && (!first->url || !first->base_url || !http_client_url_under(first->url, first->base_url)))
+    if (!why && (!first->url || !first->base_url ||
+                 !http_client_url_under(first->url, first->base_url)))
         why = "URL is not under the configured base URL";
     if (why) {
         snprintf(p->err, sizeof(p->err), "%s: %s",

@@ -44,9 +44,9 @@ typedef struct {
                                    idempotency key, or the provider documents a 429/5xx
                                    as "not applied") */
     const char *etag;           /* cached ETag: sent as If-None-Match (GET/HEAD only) */
-    const char *const *capture; /* extra response headers to keep (Location, …), NULL-terminated */
+    const char *const *capture; /* extra response headers to keep (Location…), NULL-terminated */
     long attempt_timeout_ms;    /* one attempt; 0: HTTP_CLIENT_DEFAULT_TIMEOUT_MS */
-    long deadline_ms;           /* the whole call, waits included; 0: KIT_CALL_DEFAULT_DEADLINE_MS */
+    long deadline_ms;           /* whole call, waits included; 0: KIT_CALL_DEFAULT_DEADLINE_MS */
     int max_attempts;           /* 0: KIT_CALL_DEFAULT_ATTEMPTS; at most KIT_CALL_MAX_ATTEMPTS */
     size_t max_response;        /* 0: HTTP_CLIENT_MAX_RESPONSE */
     int https_only;             /* refuse http:// URLs (a production base must be https) */
@@ -59,7 +59,7 @@ typedef struct {
     int attempts;      /* requests sent */
     int not_modified;  /* 304 to If-None-Match: the caller's cached value is current */
     long retry_after_s; /* rate limited: seconds the provider asked to wait (-1: none) */
-    long rl_remaining; /* X-RateLimit-Remaining / RateLimit-Remaining of the last answer, -1: absent */
+    long rl_remaining; /* (X-)RateLimit-Remaining of the last answer, -1: absent */
     long rl_reset_s;   /* seconds until that limit resets, -1: absent */
     char etag[KIT_ETAG_MAX]; /* the answer's ETag ("" when none or unusable) */
     http_client_resp http;   /* last answer: body (also for 4xx, for the caller's own
@@ -142,10 +142,10 @@ typedef struct {
                                  URL ("next"); "", null or missing ends */
     const char *cursor_param; /* CURSOR: query parameter carrying it ("cursor") */
     const char *page_param;   /* NUMBER: "page"; OFFSET: "offset" (or "startAt") */
-    const char *limit_param;  /* NUMBER/OFFSET: "per_page", "limit", "maxResults"; NULL: none sent */
+    const char *limit_param;  /* NUMBER/OFFSET: "per_page", "limit", "maxResults"; NULL: none */
     int limit;                /* NUMBER/OFFSET: page size; a page with fewer items is the last */
     int first_page;           /* NUMBER: 0 means 1 */
-    const char *items_field;  /* NUMBER/OFFSET: dotted path to the item array; NULL: the body is it */
+    const char *items_field;  /* NUMBER/OFFSET: dotted path to the item array; NULL: the body */
     const char *more_field;   /* NUMBER/OFFSET: dotted path to a "more pages" boolean
                                  (PagerDuty's "more"); false ends even after a full page */
     int max_pages;            /* 0: KIT_PAGE_DEFAULT_MAX; at most KIT_PAGE_HARD_MAX */
