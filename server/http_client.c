@@ -217,6 +217,87 @@ int http_client_url_under(const char *url, const char *base)
     return ok;
 }
 
+/* ---- captured response headers ---------------------------------------------- */
+
+/* 1 if v can be kept: no control characters (a peer's CR or NUL must not reach
+ * a caller that may copy the value into a request header or a log line). */
+static int header_value_ok(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+/* The headers of the last answer named in `names` into out->headers. */
+static int capture_headers(CURL *c, const char *const *names, http_client_resp *out)
+{
+    size_t count = 0, cap = 1;
+    while (names[count] && count < HTTP_CLIENT_MAX_CAPTURE) {
+        cap += HTTP_CLIENT_MAX_HEADER_NAME + 1 + HTTP_CLIENT_MAX_HEADER_VALUE + 1;
+        count++;
+    }
+    char *buf = malloc(cap);
+    if (!buf)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < count; i++) {
+        const char *name = names[i];
+        size_t nl = strlen(name);
+        struct curl_header *h = NULL;
+        if (nl == 0 || nl > HTTP_CLIENT_MAX_HEADER_NAME ||
+            curl_easy_header(c, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK)
+            continue;
+        size_t amount = h->amount, start = k;
+        memcpy(buf + k, name, nl + 1);
+        k += nl + 1;
+        size_t vstart = k;
+        int keep = amount <= HTTP_CLIENT_MAX_CAPTURE;
+        for (size_t j = 0; j < amount && keep; j++) {
+            if (curl_easy_header(c, name, j, CURLH_HEADER, -1, &h) != CURLHE_OK || !h->value) {
+                keep = 0;
+                break;
+            }
+            size_t vl = strlen(h->value), sep = k > vstart ? 2 : 0;
+            if (!header_value_ok(h->value, vl) || k - vstart + sep + vl > HTTP_CLIENT_MAX_HEADER_VALUE) {
+                keep = 0;
+                break;
+            }
+            if (sep) {
+                memcpy(buf + k, ", ", 2);
+                k += 2;
+            }
+            memcpy(buf + k, h->value, vl);
+            k += vl;
+        }
+        if (keep)
+            buf[k++] = '\0';
+        else
+            k = start; /* dropped whole, never cut */
+    }
+    buf[k] = '\0';
+    out->headers = buf;
+    out->headers_len = k;
+    return 0;
+}
+
+const char *http_client_header(const http_client_resp *r, const char *name)
+{
+    if (!r || !r->headers || !name)
+        return NULL;
+    size_t k = 0;
+    while (k < r->headers_len) {
+        const char *n = r->headers + k;
+        const char *v = n + strlen(n) + 1;
+        if (!strcasecmp(n, name))
+            return v;
+        k = (size_t)(v + strlen(v) + 1 - r->headers);
+    }
+    return NULL;
+}
+
 int http_client_do(const http_client_req *req, http_client_resp *out)
 {
     memset(out, 0, sizeof(*out));
@@ -244,6 +325,15 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
     struct curl_slist *hdrs = NULL, *h2;
     int ok = 1;
     for (size_t i = 0; req->headers && req->headers[i] && ok; i++) {
+        /* A CR or LF would end the header line and start another one
+         * (values such as an ETag come from a peer or a cache). */
+        if (strpbrk(req->headers[i], "\r\n")) {
+            curl_slist_free_all(hdrs);
+            curl_easy_cleanup(c);
+            curl_url_cleanup(url);
+            snprintf(out->err, sizeof(out->err), "request header with a line break refused");
+            return out->code = AUR_E_INVALID;
+        }
         if ((h2 = curl_slist_append(hdrs, req->headers[i])))
             hdrs = h2;
         else
@@ -280,7 +370,9 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     }
-    if (req->method && strcmp(req->method, req->body ? "POST" : "GET") != 0)
+    if (req->method && !strcmp(req->method, "HEAD"))
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L); /* else curl waits for the body a HEAD never gets */
+    else if (req->method && strcmp(req->method, req->body ? "POST" : "GET") != 0)
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
     if (req->aws_sigv4) {
         curl_easy_setopt(c, CURLOPT_AWS_SIGV4, req->aws_sigv4);
@@ -303,6 +395,12 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
         out->body = sk.data;
         out->len = sk.len;
+        if (req->capture && capture_headers(c, req->capture, out) < 0) {
+            http_client_resp_free(out);
+            out->status = 0;
+            snprintf(out->err, sizeof(out->err), "out of memory");
+            out->code = AUR_E_INTERNAL;
+        }
     }
     /* The USERPWD copy inside the handle is libcurl's; the handle is freed. */
     curl_slist_free_all(hdrs);
@@ -320,6 +418,9 @@ void http_client_resp_free(http_client_resp *r)
     }
     r->body = NULL;
     r->len = 0;
+    free(r->headers);
+    r->headers = NULL;
+    r->headers_len = 0;
 }
 
 cJSON *http_client_json(const http_client_resp *r)

@@ -36,7 +36,20 @@ typedef struct {
     const char *userpwd;        /* "<access key id>:<secret key>" with aws_sigv4 */
     size_t max_response;        /* 0: HTTP_CLIENT_MAX_RESPONSE */
     int https_only;             /* refuse http:// (credentials on the wire) */
+    const char *const *capture; /* response headers to keep (names, any case), NULL-terminated;
+                                   at most HTTP_CLIENT_MAX_CAPTURE; NULL: none */
 } http_client_req;
+
+/* Response headers kept on request (Retry-After, ETag, Link, rate-limit
+ * headers, …): bounded because every byte comes from the peer.  A header
+ * sent several times is joined with ", " (RFC 9110 5.3: right for list
+ * headers such as Link; a repeated single-value header becomes unparseable,
+ * which its parser treats as absent).  A value longer than
+ * HTTP_CLIENT_MAX_HEADER_VALUE, or with a control character, is dropped
+ * whole rather than cut: a cut Link header would name another URL. */
+#define HTTP_CLIENT_MAX_CAPTURE 16
+#define HTTP_CLIENT_MAX_HEADER_NAME 64
+#define HTTP_CLIENT_MAX_HEADER_VALUE 4096
 
 typedef struct {
     long status;   /* HTTP status; 0 when no answer came back */
@@ -44,6 +57,8 @@ typedef struct {
     size_t len;
     int code;      /* aur_err (common/err.h), also the return value of http_client_do */
     char err[256]; /* one line when code < 0 */
+    char *headers; /* captured headers, "name\0value\0…" (read with http_client_header) */
+    size_t headers_len;
 } http_client_resp;
 
 /* AUR_OK when the server answered (any status), else a negative aur_err with
@@ -54,6 +69,10 @@ typedef struct {
  * The message names host and port at most, never a body. */
 int http_client_do(const http_client_req *req, http_client_resp *out);
 void http_client_resp_free(http_client_resp *r);
+/* The value of a header named in req.capture (name compared without case),
+ * or NULL when the answer did not carry it (or it was dropped, see above).
+ * Valid until http_client_resp_free. */
+const char *http_client_header(const http_client_resp *r, const char *name);
 
 /* The response body as a JSON object (NULL if it is not one). */
 struct cJSON *http_client_json(const http_client_resp *r);
