@@ -303,6 +303,14 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
         out->body = sk.data;
         out->len = sk.len;
+        struct curl_header *h = NULL;
+        if (req->want_header &&
+            curl_easy_header(c, req->want_header, 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h &&
+            h->value && !(out->header = strdup(h->value))) {
+            http_client_resp_free(out);
+            snprintf(out->err, sizeof(out->err), "out of memory");
+            out->code = AUR_E_INTERNAL;
+        }
     }
     /* The USERPWD copy inside the handle is libcurl's; the handle is freed. */
     curl_slist_free_all(hdrs);
@@ -320,6 +328,8 @@ void http_client_resp_free(http_client_resp *r)
     }
     r->body = NULL;
     r->len = 0;
+    free(r->header);
+    r->header = NULL;
 }
 
 cJSON *http_client_json(const http_client_resp *r)

@@ -36,6 +36,8 @@ typedef struct {
     const char *userpwd;        /* "<access key id>:<secret key>" with aws_sigv4 */
     size_t max_response;        /* 0: HTTP_CLIENT_MAX_RESPONSE */
     int https_only;             /* refuse http:// (credentials on the wire) */
+    const char *want_header;    /* a response header to hand back in resp.header (e.g.
+                                   "Link" for pagination); NULL: none */
 } http_client_req;
 
 typedef struct {
@@ -44,6 +46,7 @@ typedef struct {
     size_t len;
     int code;      /* aur_err (common/err.h), also the return value of http_client_do */
     char err[256]; /* one line when code < 0 */
+    char *header;  /* req.want_header's value (first occurrence), malloc'd; NULL if absent */
 } http_client_resp;
 
 /* AUR_OK when the server answered (any status), else a negative aur_err with
