@@ -623,3 +623,43 @@ int github_parse_installation_id(const char *s, int64_t *out)
     *out = v;
     return 1;
 }
+
+int github_link_next(const char *link, char *out, size_t cap)
+{
+    /* <url>; rel="next", <url>; rel="last" — a URL cannot hold '>' unescaped. */
+    for (const char *p = link; p && *p;) {
+        const char *lt = strchr(p, '<');
+        const char *gt = lt ? strchr(lt + 1, '>') : NULL;
+        if (!gt)
+            return 0;
+        const char *end = strchr(gt, ','); /* the parameters of this link end here */
+        size_t plen = end ? (size_t)(end - gt) : strlen(gt);
+        char params[256];
+        snprintf(params, sizeof(params), "%.*s", (int)(plen < sizeof(params) ? plen : sizeof(params) - 1), gt + 1);
+        int is_next = 0;
+        for (char *q = params; (q = strstr(q, "rel=")) != NULL; q += 4) {
+            const char *v = q + 4;
+            if (*v == '"')
+                v++;
+            /* rel may list several types: rel="next last" */
+            for (const char *t = v; *t && *t != '"' && *t != ';';) {
+                size_t n = strcspn(t, " \";");
+                if (n == 4 && !strncmp(t, "next", 4))
+                    is_next = 1;
+                t += n;
+                while (*t == ' ')
+                    t++;
+            }
+        }
+        size_t ulen = (size_t)(gt - lt - 1);
+        if (is_next) {
+            if (ulen == 0 || ulen >= cap)
+                return 0;
+            memcpy(out, lt + 1, ulen);
+            out[ulen] = '\0';
+            return 1;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}

@@ -106,6 +106,9 @@ int github_app_installation_token(worker_ctx *w, int64_t installation_id, char *
 /* Drops a cached token (GitHub refused it, or the installation is gone). */
 void github_app_token_forget(int64_t installation_id);
 
+/* The rel="next" target of an RFC 8288 Link header (GitHub's pagination)
+ * into out; 1 if found (and it fits), 0 if not. */
+int github_link_next(const char *link, char *out, size_t cap);
 /* "2016-07-11T22:14:10Z" -> Unix seconds; -1 if malformed. */
 int64_t github_parse_time(const char *iso);
 /* 1 if s is a GitHub installation id: 1..GITHUB_MAX_INSTALLATION_ID in
