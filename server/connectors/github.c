@@ -187,6 +187,19 @@ static void status_route(worker_ctx *w, http_request *req, http_response *resp)
     cJSON_AddStringToObject(app, "private_key", github_cred_state_name(github_app_key_state()));
     if (problem[0])
         cJSON_AddStringToObject(app, "error", problem);
+    if (want_app) {
+        /* Webhooks need it; the status says whether it can be read. */
+        unsigned char *hook = NULL;
+        size_t hlen = 0;
+        github_cred_state hs = github_app_webhook_secret(w, &hook, &hlen);
+        if (hook)
+            secret_free_n(hook, hlen);
+        cJSON_AddStringToObject(app, "webhook_secret", github_cred_state_name(hs));
+        cJSON_AddStringToObject(app, "webhook_secret_source",
+                                server_setting(w->cfg, "GITHUB_APP_WEBHOOK_SECRET")
+                                    ? "GITHUB_APP_WEBHOOK_SECRET"
+                                    : SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET);
+    }
     cJSON *oa = cJSON_AddObjectToObject(o, "oauth");
     cJSON_AddBoolToObject(oa, "enabled", want_oauth);
     cJSON_AddBoolToObject(oa, "configured", oauth_configured(w));
@@ -325,9 +338,7 @@ static void install_callback(worker_ctx *w, http_request *req, http_response *re
     /* The guide's message: the Setup URL registered on the App is not this
      * route, or the install was not started from Aurora (no state). */
     if (!http_query_get(req, "state", probe, sizeof(probe)) || !probe[0]) {
-        http_resp_error(resp, 400, "GITHUB_APP_STATE_MISSING",
-                        MSG_STATE_MISSING " (GITHUB_APP_SETUP_URL must match the App's Setup URL; "
-                        "start the install from Aurora)");
+        http_resp_error(resp, 400, "GITHUB_APP_STATE_MISSING", MSG_STATE_MISSING);
         return;
     }
     if (mode_invalid(w, resp))

@@ -301,7 +301,7 @@ def test_callback_missing_state_message(t):
     for qs in ("installation_id=101&setup_action=install", "installation_id=101&setup_action=install&state=", ""):
         c = callback(w, qs)
         eq((c.status, c.error_code), (400, "GITHUB_APP_STATE_MISSING"), "no state: %r (%r)" % (qs, c))
-        contains(c.get("error"), MSG_STATE_MISSING, "the guide's message")
+        eq(c.get("error"), MSG_STATE_MISSING, "the guide's message, exactly")
 
 
 @test
@@ -425,7 +425,16 @@ def test_token_reminted_when_it_expires_within_five_minutes(t):
     fx.config(token_ttl=3600)
     for i in range(3):
         eq(repos(w, 105).status, 200, "listing %d" % i)
-    eq(fx.stats()["mints"], {"105": 4}, "a 1 h token is minted once more, then cached")
+    s = fx.stats()
+    eq(s["mints"], {"105": 4}, "a 1 h token is minted once more, then cached")
+    # the token lives in memory only: not in the log, the database or the secrets store
+    tok = s["last_token"]
+    check(tok and tok.startswith("ghs_"), "fixture token", s)
+    check(tok not in w.server.log_text(), "installation token in the server log")
+    for root, _, files in os.walk(w.data):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                check(tok.encode() not in fh.read(), "%s holds the installation token" % f)
 
 
 @test
@@ -511,6 +520,20 @@ def test_pem_without_newlines_reports_unconfigured(t):
     eq(install(w, 301).status, 302, "install with the fixed key")
     check(priv.split("\n")[1] not in w.server.log_text(), "no key material in the log")
     eq(trap.hits(), [], "no other host contacted")
+
+
+@test
+def test_webhook_secret_from_env_or_secrets_backend(t):
+    w = world()
+    app = gh_status(w)["app"]
+    eq((app["webhook_secret"], app["webhook_secret_source"]),
+       ("missing", "aurora/system/github-app/webhook-secret"), "nothing stored yet")
+    secret_put(w, "aurora/system/github-app/webhook-secret", "whsec-" + rand_tag(16))
+    wait_until(lambda: gh_status(w)["app"]["webhook_secret"] == "ok", 15, what="the stored secret to be read")
+    eq(connectors_status(w)["app_configured"], True, "App still configured")
+    we = make_world(t, "hookenv", _env["fx"], _env["trap"], {"GITHUB_APP_WEBHOOK_SECRET": "env-" + rand_tag(16)})
+    app = gh_status(we)["app"]
+    eq((app["webhook_secret"], app["webhook_secret_source"]), ("ok", "GITHUB_APP_WEBHOOK_SECRET"), "from the env")
 
 
 @test
