@@ -92,8 +92,13 @@ static int slug_ok(const char *s)
 static void app_problem(worker_ctx *w, int key_io, char *out, size_t cap)
 {
     out[0] = '\0';
+    char web[512], api[512];
+    github_web_base(w->cfg, web, sizeof(web));
+    github_api_base(w->cfg, api, sizeof(api));
     github_cred_state k = key_io ? github_app_key_refresh(w, 0) : github_app_key_state();
-    if (!github_app_issuer(w->cfg))
+    if (!http_client_url_ok(web, 0) || !http_client_url_ok(api, 0))
+        snprintf(out, cap, "GH_BASE_URL and GH_API_BASE_URL must be http(s) URLs");
+    else if (!github_app_issuer(w->cfg))
         snprintf(out, cap, "GITHUB_APP_ID / GITHUB_APP_CLIENT_ID are not set");
     else if (!slug_ok(server_setting(w->cfg, "NEXT_PUBLIC_GITHUB_APP_SLUG")))
         snprintf(out, cap, "NEXT_PUBLIC_GITHUB_APP_SLUG is not set (or not a URL slug)");
@@ -187,6 +192,13 @@ static void status_route(worker_ctx *w, http_request *req, http_response *resp)
     cJSON_AddStringToObject(app, "private_key", github_cred_state_name(github_app_key_state()));
     if (problem[0])
         cJSON_AddStringToObject(app, "error", problem);
+    const char *hook_url = server_setting(w->cfg, "GITHUB_APP_WEBHOOK_URL");
+    const char *setup_url = server_setting(w->cfg, "GITHUB_APP_SETUP_URL");
+    /* For comparing with the App's settings page (Setup URL, Webhook URL). */
+    if (setup_url)
+        cJSON_AddStringToObject(app, "setup_url", setup_url);
+    if (hook_url)
+        cJSON_AddStringToObject(app, "webhook_url", hook_url);
     if (want_app) {
         /* Webhooks need it; the status says whether it can be read. */
         unsigned char *hook = NULL;

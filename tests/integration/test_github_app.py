@@ -233,6 +233,7 @@ def test_status_actions_per_auth_mode(t):
           "install URL under GH_BASE_URL", a)
     eq(len(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(a["install_url"]).query))["state"]), 43, "state")
     eq((st["app"]["configured"], st["app"]["private_key"]), (True, "ok"), "app block")
+    eq(st["app"]["setup_url"], "https://api.aurora.example.test/github/app/install/callback", "setup URL shown")
     r = w.get("/github/app/install")
     eq(r.status, 302, "GET /github/app/install (%r)" % r)
     check(r.headers["location"].startswith(_env["fx"].base + "/apps/%s/installations/new?state=" % SLUG),
@@ -256,6 +257,10 @@ def test_status_actions_per_auth_mode(t):
     wb = make_world(t, "badmode", fx, trap, {"GITHUB_AUTH_MODE": "both"})
     r = wb.get("/github/status")
     eq((r.status, r.error_code), (500, "GITHUB_AUTH_MODE_INVALID"), "unknown mode (%r)" % r)
+    wu = make_world(t, "badurl", fx, trap, {"GH_API_BASE_URL": "ftp://ghes.example.test/api/v3"})
+    st = gh_status(wu)
+    eq(st["app"]["configured"], False, "a non-http GH_API_BASE_URL leaves the App unconfigured")
+    contains(st["app"]["error"], "GH_API_BASE_URL", "error names the setting")
     eq(connectors_status(wb)["auth_mode"], "invalid", "connectors status names the bad mode")
     eq(wb.get("/health", auth=False).status, 200, "server serving")
 
