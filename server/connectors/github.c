@@ -565,8 +565,9 @@ static void token_error(const github_result *res, http_response *resp)
     case AUR_E_DENIED:
         http_resp_error(resp, 502, "GITHUB_DENIED", "%s", res->err);
         break;
-    default:
-        http_resp_error(resp, 502, "GITHUB_UNREACHABLE", "%s", res->err);
+    default: /* an answer that made no sense, or none at all */
+        http_resp_error(resp, 502, res->status ? "GITHUB_ERROR" : "GITHUB_UNREACHABLE", "%s",
+                        res->err);
     }
 }
 

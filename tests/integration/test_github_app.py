@@ -418,6 +418,74 @@ def test_repositories_token_cached_across_concurrent_calls(t):
 
 
 @test
+def test_malformed_github_answers_are_refused(t):
+    w = world()
+    fx = _env["fx"]
+    fx.ctl("/_fixture/reset")
+
+    def ids():
+        return sorted(i["installation_id"] for i in w.get("/api/github/installations").json["installations"])
+    before = ids()
+    good = installation(107)
+    fx.config(installations={**{str(k): installation(k) for k in (101, 102, 103, 104, 105, 106)}, "107": good})
+    bad_installations = [
+        ("not JSON", 200, "<html>oops</html>"),
+        ("truncated", 200, json.dumps(good)[:40]),
+        ("another id", 200, json.dumps({**good, "id": 108})),
+        ("bad login", 200, json.dumps({**good, "account": {"login": "evil<script>", "type": "Organization"}})),
+        ("no account", 200, json.dumps({k: v for k, v in good.items() if k != "account"})),
+        ("bad permission", 200, json.dumps({**good, "permissions": {"contents": "superuser"}})),
+        ("bad permission name", 200, json.dumps({**good, "permissions": {"a b": "read"}})),
+        ("too many events", 200, json.dumps({**good, "events": ["e%d" % i for i in range(200)]})),
+        ("bad suspended_at", 200, json.dumps({**good, "suspended_at": "yesterday"})),
+        ("bad selection", 200, json.dumps({**good, "repository_selection": "some"})),
+        ("server error", 500, json.dumps({"message": "Server Error"})),
+    ]
+    for what, status, body in bad_installations:
+        fx.ctl("/_fixture/override", {"match": "/app/installations/107", "method": "GET", "status": status, "body": body})
+        c = install(w, 107)
+        eq((c.status, c.error_code), (502, "GITHUB_ERROR"), "installation answer: %s (%r)" % (what, c))
+    fx.ctl("/_fixture/override", {"match": "/app/installations/107", "method": "GET", "status": 200,
+                                  "body": "x" * 1024, "repeat": 5 * 1024})
+    c = install(w, 107)
+    eq((c.status, c.error_code), (502, "GITHUB_UNREACHABLE"), "5 MiB answer (%r)" % c)
+    eq(ids(), before, "nothing stored")
+    eq(install(w, 107).status, 302, "a good answer afterwards")
+
+    exp = "2099-01-01T00:00:00Z"
+    bad_tokens = [
+        ("not JSON", 201, "{"),
+        ("no token", 201, json.dumps({"expires_at": exp})),
+        ("no expires_at", 201, json.dumps({"token": "ghs_x"})),
+        ("bad expires_at", 201, json.dumps({"token": "ghs_x", "expires_at": "in an hour"})),
+        ("token with a space", 201, json.dumps({"token": "ghs_x y", "expires_at": exp})),
+        ("token with a newline", 201, json.dumps({"token": "ghs_x\r\nX-Evil: 1", "expires_at": exp})),
+        ("oversized token", 201, json.dumps({"token": "g" * 2000, "expires_at": exp})),
+        ("server error", 502, json.dumps({"message": "Bad Gateway"})),
+    ]
+    for what, status, body in bad_tokens:
+        fx.ctl("/_fixture/override", {"match": "/access_tokens", "status": status, "body": body})
+        r = repos(w, 107)
+        eq((r.status, r.error_code), (502, "GITHUB_ERROR"), "token answer: %s (%r)" % (what, r))
+    eq(fx.stats()["repo_pages"], 0, "no listing with a bad token")
+    bad_pages = [
+        ("not JSON", 200, "]"),
+        ("repositories not a list", 200, json.dumps({"total_count": 1, "repositories": {"a": 1}})),
+        ("bad full_name", 200, json.dumps({"total_count": 1, "repositories": [{"id": 1, "full_name": "../../etc"}]})),
+        ("no id", 200, json.dumps({"total_count": 1, "repositories": [{"full_name": "a/b"}]})),
+        ("server error", 503, "{}"),
+    ]
+    for what, status, body in bad_pages:
+        fx.ctl("/_fixture/override", {"match": "/installation/repositories", "status": status, "body": body})
+        r = repos(w, 107)
+        eq((r.status, r.error_code), (502, "GITHUB_ERROR"), "repository page: %s (%r)" % (what, r))
+    r = repos(w, 107)
+    eq(r.status, 200, "a good listing afterwards (%r)" % r)
+    eq(fx.stats()["mints"].get("107"), 1, "bad token answers were not cached; one good mint")
+    eq(w.get("/health", auth=False).status, 200, "server serving")
+
+
+@test
 def test_token_reminted_when_it_expires_within_five_minutes(t):
     w = world()
     fx = _env["fx"]
