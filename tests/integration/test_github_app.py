@@ -596,6 +596,24 @@ def test_pem_without_newlines_reports_unconfigured(t):
 
 
 @test
+def test_secrets_backend_down_reports_unavailable(t):
+    fx, trap = Fixture(t), Trap()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    t.defer(dead.close)
+    w = make_world(t, "vaultdown", fx, trap, {
+        "SECRETS_BACKEND": "vault", "VAULT_ADDR": "https://127.0.0.1:%d" % dead.getsockname()[1],
+        "VAULT_TOKEN": "hvs." + rand_tag(20)})
+    st = gh_status(w)
+    eq((st["app"]["configured"], st["app"]["private_key"]), (False, "unavailable"), "key unreadable")
+    contains(st["app"]["error"], "secrets backend", "error names the backend")
+    r = w.get("/github/app/install")
+    eq((r.status, r.error_code), (503, "GITHUB_APP_NOT_CONFIGURED"), "install (%r)" % r)
+    eq(connectors_status(w)["private_key"], "unavailable", "connectors status")
+    eq(w.get("/health", auth=False).status, 200, "server serving")
+
+
+@test
 def test_webhook_secret_from_env_or_secrets_backend(t):
     w = world()
     app = gh_status(w)["app"]
