@@ -606,11 +606,18 @@ int64_t github_parse_time(const char *iso)
             return -1;
     int y, mo, d, h, mi, s;
     if (sscanf(iso, "%4d-%2d-%2dT%2d:%2d:%2dZ", &y, &mo, &d, &h, &mi, &s) != 6 || y < 1970 ||
-        mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
+        mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59)
         return -1;
     struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
                      .tm_min = mi, .tm_sec = s };
-    return (int64_t)timegm(&tm);
+    time_t t = timegm(&tm);
+    struct tm back;
+    /* timegm normalizes (Feb 31 -> Mar 3, :60 -> next minute): only real dates pass. */
+    if (t == (time_t)-1 || !gmtime_r(&t, &back) || back.tm_year != y - 1900 ||
+        back.tm_mon != mo - 1 || back.tm_mday != d || back.tm_hour != h || back.tm_min != mi ||
+        back.tm_sec != s)
+        return -1;
+    return (int64_t)t;
 }
 
 int github_parse_installation_id(const char *s, int64_t *out)
@@ -655,6 +662,9 @@ int github_link_next(const char *link, char *out, size_t cap)
         if (is_next) {
             if (ulen == 0 || ulen >= cap)
                 return 0;
+            for (const char *c = lt + 1; c < gt; c++)
+                if (*c == '<' || (unsigned char)*c <= 0x20 || *c == 0x7f)
+                    return 0; /* no URL holds these */
             memcpy(out, lt + 1, ulen);
             out[ulen] = '\0';
             return 1;

@@ -176,10 +176,12 @@ static void test_parse_time(void **state)
 {
     assert_int_equal(github_parse_time("2016-07-11T22:14:10Z"), 1468275250);
     assert_int_equal(github_parse_time("1970-01-01T00:00:00Z"), 0);
+    assert_int_equal(github_parse_time("2016-02-29T00:00:00Z"), 1456704000); /* leap day */
     const char *bad[] = { "", "2016-07-11T22:14:10", "2016-07-11 22:14:10Z", "2016-7-11T22:14:10Z",
                           "2016-07-11T22:14:10.000Z", "2016-07-11T22:14:10+00:00", " 016-07-11T22:14:10Z",
                           "+016-07-11T22:14:10Z", "2016-13-11T22:14:10Z", "2016-07-11T24:14:10Z",
-                          "2016-07-11T22:14:10Zx", NULL };
+                          "2016-07-11T22:14:10Zx", "2016-02-30T00:00:00Z", "2016-07-11T22:14:60Z",
+                          "2015-02-29T00:00:00Z", NULL };
     for (size_t i = 0; bad[i]; i++)
         assert_int_equal(github_parse_time(bad[i]), -1);
     assert_int_equal(github_parse_time(NULL), -1);
@@ -222,6 +224,9 @@ static void test_link_next(void **state)
     assert_false(github_link_next("http://h/a; rel=\"next\"", out, sizeof(out)));
     assert_false(github_link_next("<http://h/a; rel=\"next\"", out, sizeof(out)));
     assert_false(github_link_next("<>; rel=\"next\"", out, sizeof(out)));
+    /* found by fuzz_github: a '<' inside the target */
+    assert_false(github_link_next("<<http://h/b>; rel=next", out, sizeof(out)));
+    assert_false(github_link_next("<http://h/a b>; rel=next", out, sizeof(out)));
     /* too long for out: refused, not cut */
     char tiny[8];
     assert_false(github_link_next("<http://h/abcdef>; rel=\"next\"", tiny, sizeof(tiny)));
