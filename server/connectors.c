@@ -23,12 +23,14 @@ extern const connector connector_gcp;
 extern const connector connector_aws;
 extern const connector connector_azure;
 extern const connector connector_ovh;
+extern const connector connector_github;
 
 static const connector *const g_connectors[] = {
     &connector_gcp,
     &connector_aws,
     &connector_azure,
     &connector_ovh,
+    &connector_github,
 };
 #define N_CONNECTORS (sizeof(g_connectors) / sizeof(g_connectors[0]))
 

@@ -31,7 +31,7 @@ char *jwt_b64url(const void *p, size_t n)
     return o;
 }
 
-static EVP_PKEY *load_key(const char *pem)
+EVP_PKEY *jwt_rsa_key_load(const char *pem)
 {
     if (!pem || !*pem)
         return NULL;
@@ -51,7 +51,7 @@ static EVP_PKEY *load_key(const char *pem)
 
 int jwt_pem_rsa_ok(const char *pem)
 {
-    EVP_PKEY *k = load_key(pem);
+    EVP_PKEY *k = jwt_rsa_key_load(pem);
     int ok = k != NULL;
     EVP_PKEY_free(k);
     return ok;
@@ -60,14 +60,26 @@ int jwt_pem_rsa_ok(const char *pem)
 char *jwt_sign_rs256(const cJSON *claims, const char *pem, const char *kid, char *err,
                      size_t errlen)
 {
+    EVP_PKEY *key = jwt_rsa_key_load(pem);
+    if (!key) {
+        snprintf(err, errlen, "private key is not a valid RSA PEM");
+        return NULL;
+    }
+    char *out = jwt_sign_rs256_key(claims, key, kid, err, errlen);
+    EVP_PKEY_free(key);
+    return out;
+}
+
+char *jwt_sign_rs256_key(const cJSON *claims, EVP_PKEY *key, const char *kid, char *err,
+                         size_t errlen)
+{
     char *out = NULL, *hjson = NULL, *cjson = NULL, *h64 = NULL, *c64 = NULL, *s64 = NULL;
     char *input = NULL;
     unsigned char *sig = NULL;
     size_t siglen = 0;
     EVP_MD_CTX *md = NULL;
-    EVP_PKEY *key = load_key(pem);
-    if (!key) {
-        snprintf(err, errlen, "private key is not a valid RSA PEM");
+    if (!key || !claims) {
+        snprintf(err, errlen, "no key or claims");
         return NULL;
     }
     cJSON *h = cJSON_CreateObject();
@@ -117,7 +129,6 @@ oom:
     snprintf(err, errlen, "out of memory");
 done:
     EVP_MD_CTX_free(md);
-    EVP_PKEY_free(key);
     free(hjson);
     free(cjson);
     free(h64);

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 struct cJSON;
+struct evp_pkey_st; /* OpenSSL's EVP_PKEY */
 
 /* Signs `claims` (a JSON object, serialized as given) with the PEM private
  * key (PKCS#8 "BEGIN PRIVATE KEY" or PKCS#1 "BEGIN RSA PRIVATE KEY"; RSA
@@ -18,6 +19,13 @@ struct cJSON;
  * token, or NULL with err. */
 char *jwt_sign_rs256(const struct cJSON *claims, const char *pem, const char *kid, char *err,
                      size_t errlen);
+/* The same with a key already loaded (a key kept in memory between
+ * signatures, e.g. the GitHub App's); the key is not consumed. */
+char *jwt_sign_rs256_key(const struct cJSON *claims, struct evp_pkey_st *key, const char *kid,
+                         char *err, size_t errlen);
+/* Loads an unencrypted RSA private key PEM (PKCS#8 or PKCS#1); NULL if it is
+ * not one.  Free with EVP_PKEY_free. */
+struct evp_pkey_st *jwt_rsa_key_load(const char *pem);
 /* 1 if pem is an RSA private key OpenSSL can load, 0 otherwise. */
 int jwt_pem_rsa_ok(const char *pem);
 /* base64url without padding; malloc'd, NULL on OOM. */

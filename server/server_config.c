@@ -98,6 +98,20 @@ static const config_def server_defs[] = {
     { "OVH_US_REDIRECT_URI", "ovh.us.redirect_uri", CFG_STRING, NULL, "OVH connector: US callback URL (https only)", 0 },
     { "OVH_US_AUTH_BASE", "ovh.us.auth_base", CFG_STRING, "https://us.ovhcloud.com/auth", "OVH connector: US OAuth2 base", 0 },
     { "OVH_US_API_BASE", "ovh.us.api_base", CFG_STRING, "https://api.us.ovhcloud.com/1.0", "OVH connector: US API base", 0 },
+    /* GitHub connector (connector guide: Communication Tools > GitHub; connectors/github.c) */
+    { "GITHUB_AUTH_MODE", "github.auth_mode", CFG_STRING, "app", "GitHub connector: app | oauth | hybrid (which connect actions users are offered)", 0 },
+    { "GITHUB_APP_ID", "github.app_id", CFG_STRING, NULL, "GitHub App: numeric App ID (JWT issuer when GITHUB_APP_CLIENT_ID is unset)", 0 },
+    { "GITHUB_APP_CLIENT_ID", "github.app_client_id", CFG_STRING, NULL, "GitHub App: client ID (Iv23l…), the App JWT's issuer", 0 },
+    { "NEXT_PUBLIC_GITHUB_APP_SLUG", "github.app_slug", CFG_STRING, NULL, "GitHub App: URL slug (install URL <GH_BASE_URL>/apps/<slug>/installations/new)", 0 },
+    { "GITHUB_APP_WEBHOOK_URL", "github.app_webhook_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/webhook, as registered on the App", 0 },
+    { "GITHUB_APP_SETUP_URL", "github.app_setup_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/app/install/callback, as registered on the App", 0 },
+    { "GITHUB_APP_WEBHOOK_SECRET", NULL, CFG_STRING, NULL, "GitHub App: webhook secret (else read from aurora/system/github-app/webhook-secret)", 1 },
+    { "GITHUB_APP_KEY_REFRESH_S", "github.app_key_refresh_s", CFG_INT, "60", "GitHub App: the private key and webhook secret are re-read from the secrets backend at most this often (s)", 0 },
+    { "GITHUB_MAX_REPO_PAGES", "github.max_repo_pages", CFG_INT, "10", "GitHub connector: most pages (100 repositories each) read per repository listing", 0 },
+    { "GH_OAUTH_CLIENT_ID", "github.oauth_client_id", CFG_STRING, NULL, "GitHub OAuth App client id (GITHUB_AUTH_MODE oauth or hybrid)", 0 },
+    { "GH_OAUTH_CLIENT_SECRET", NULL, CFG_STRING, NULL, "GitHub OAuth App client secret", 1 },
+    { "GH_BASE_URL", "github.base_url", CFG_STRING, "https://github.com", "GitHub web base URL (GitHub Enterprise Server: https://<host>)", 0 },
+    { "GH_API_BASE_URL", "github.api_base_url", CFG_STRING, "https://api.github.com", "GitHub REST API base URL (GitHub Enterprise Server: https://<host>/api/v3)", 0 },
 };
 #define NDEFS (sizeof(server_defs) / sizeof(server_defs[0]))
 

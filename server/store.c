@@ -1740,3 +1740,149 @@ int store_cluster_org(store_t *s, const char *cluster_id, char *org_id)
     }
     return STORE_NOT_FOUND;
 }
+
+/* ---- GitHub App installations ------------------------------------------------------ */
+
+#define GITHUB_INSTALLATION_COLS                                                              \
+    "installation_id, org_id, installed_by, account_login, account_type,"                    \
+    " repository_selection, permissions_json, events_json, suspended_at, pending,"           \
+    " created_at, updated_at"
+#define GITHUB_INSTALLATION_LIST_MAX 1000
+
+void store_github_installation_free(store_github_installation *g)
+{
+    if (!g)
+        return;
+    free(g->permissions_json);
+    free(g->events_json);
+    g->permissions_json = g->events_json = NULL;
+}
+
+void store_github_installation_list_free(store_github_installation *g, size_t n)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < n; i++)
+        store_github_installation_free(&g[i]);
+    free(g);
+}
+
+static int github_installation_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_github_installation *g = out;
+    g->permissions_json = g->events_json = NULL;
+    if (cell_i64(s, r, i, 0, &g->installation_id, "installation_id") ||
+        cell_str(s, r, i, 1, g->org_id, sizeof(g->org_id), "installation org_id") ||
+        cell_str(s, r, i, 2, g->installed_by, sizeof(g->installed_by), "installed_by") ||
+        cell_str(s, r, i, 3, g->account_login, sizeof(g->account_login), "account_login") ||
+        cell_str(s, r, i, 4, g->account_type, sizeof(g->account_type), "account_type") ||
+        cell_str(s, r, i, 5, g->repository_selection, sizeof(g->repository_selection),
+                 "repository_selection") ||
+        cell_i64(s, r, i, 8, &g->suspended_at, "suspended_at") ||
+        cell_int(s, r, i, 9, &g->pending, "pending") ||
+        cell_i64(s, r, i, 10, &g->created_at, "installation created_at") ||
+        cell_i64(s, r, i, 11, &g->updated_at, "installation updated_at"))
+        return STORE_ERR;
+    const char *pj = db_cell(r, i, 6), *ej = db_cell(r, i, 7);
+    g->permissions_json = strdup(pj && *pj ? pj : "{}");
+    g->events_json = strdup(ej && *ej ? ej : "[]");
+    if (!g->permissions_json || !g->events_json) {
+        store_github_installation_free(g);
+        return serr(s, "out of memory");
+    }
+    return STORE_OK;
+}
+
+int store_github_installation_upsert(store_t *s, const store_github_installation *g)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!g)
+        return serr(s, "store_github_installation_upsert: missing argument");
+    const char *perms = g->permissions_json && *g->permissions_json ? g->permissions_json : "{}";
+    const char *events = g->events_json && *g->events_json ? g->events_json : "[]";
+    if (g->installation_id <= 0)
+        return serr(s, "installation_id must be positive");
+    if (check_field(s, "org_id", g->org_id, sizeof(g->org_id), 1) ||
+        check_field(s, "installed_by", g->installed_by, sizeof(g->installed_by), 0) ||
+        check_field(s, "account_login", g->account_login, sizeof(g->account_login), 0) ||
+        check_field(s, "account_type", g->account_type, sizeof(g->account_type), 0) ||
+        check_field(s, "repository_selection", g->repository_selection,
+                    sizeof(g->repository_selection), 0) ||
+        check_text(s, "permissions_json", perms, STORE_GITHUB_JSON_MAX, 1) ||
+        check_text(s, "events_json", events, STORE_GITHUB_JSON_MAX, 1) ||
+        check_time(s, "suspended_at", g->suspended_at))
+        return STORE_ERR;
+    int64_t now = (int64_t)time(NULL), changes = 0;
+    db_param p[] = { DB_P_INT(g->installation_id), p_text(g->org_id), p_text(g->installed_by),
+                     p_text(g->account_login), p_text(g->account_type),
+                     p_text(g->repository_selection), p_text(perms), p_text(events),
+                     DB_P_INT(g->suspended_at), DB_P_INT(g->pending ? 1 : 0), DB_P_INT(now),
+                     DB_P_INT(now), DB_P_INT(next_seq()) };
+    /* The WHERE on the update keeps another organization's row untouched:
+     * no change at all then means the installation is claimed. */
+    int rc = run_exec(s, "saving GitHub installation",
+                      "INSERT INTO github_installations (" GITHUB_INSTALLATION_COLS
+                      ", created_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                      " ON CONFLICT (installation_id) DO UPDATE SET"
+                      " installed_by = excluded.installed_by,"
+                      " account_login = excluded.account_login,"
+                      " account_type = excluded.account_type,"
+                      " repository_selection = excluded.repository_selection,"
+                      " permissions_json = excluded.permissions_json,"
+                      " events_json = excluded.events_json,"
+                      " suspended_at = excluded.suspended_at,"
+                      " pending = excluded.pending,"
+                      " updated_at = excluded.updated_at"
+                      " WHERE github_installations.org_id = excluded.org_id",
+                      p, 13, &changes);
+    if (rc == STORE_CONFLICT)
+        return on_constraint(s, g->org_id, "GitHub installation violates a constraint");
+    if (rc != STORE_OK)
+        return rc;
+    if (changes == 0) {
+        serr(s, "GitHub installation belongs to another organization");
+        return STORE_CONFLICT;
+    }
+    return STORE_OK;
+}
+
+int store_github_installation_get(store_t *s, const char *org_id, int64_t installation_id,
+                                  store_github_installation *out)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id || !out)
+        return serr(s, "store_github_installation_get: missing argument");
+    memset(out, 0, sizeof(*out));
+    db_result r;
+    db_param p[] = { p_text(org_id), DB_P_INT(installation_id) };
+    if (run_query(s, "reading GitHub installation",
+                  "SELECT " GITHUB_INSTALLATION_COLS " FROM github_installations"
+                  " WHERE org_id = ? AND installation_id = ?",
+                  p, 2, &r))
+        return STORE_ERR;
+    return one_row(s, &r, github_installation_row, out);
+}
+
+int store_github_installation_list(store_t *s, const char *org_id,
+                                   store_github_installation **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id || !out || !n)
+        return serr(s, "store_github_installation_list: missing argument");
+    *out = NULL;
+    *n = 0;
+    db_result r;
+    db_param p[] = { p_text(org_id), DB_P_INT(GITHUB_INSTALLATION_LIST_MAX) };
+    if (run_query(s, "listing GitHub installations",
+                  "SELECT " GITHUB_INSTALLATION_COLS " FROM github_installations"
+                  " WHERE org_id = ? ORDER BY created_at, created_seq LIMIT ?",
+                  p, 2, &r))
+        return STORE_ERR;
+    void *arr = NULL;
+    int rc = all_rows(s, &r, github_installation_row, sizeof(store_github_installation), &arr, n);
+    *out = arr;
+    return rc;
+}

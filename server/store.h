@@ -313,4 +313,37 @@ int store_instance_retire(store_t *s, const char *id);
 int store_audit_sweep(store_t *s, const char *self_id, int64_t live_since, int64_t now,
                       int64_t *closed);
 
+/* ---- GitHub App installations (connectors/github.c) ------------------------
+ * One row per installation id, bound to the organization that completed the
+ * install.  permissions_json / events_json are GitHub's own description of the
+ * installation (a JSON object / array, non-secret). */
+#define STORE_GITHUB_JSON_MAX (16 * 1024)
+typedef struct {
+    int64_t installation_id;
+    char org_id[STORE_ID_LEN];
+    char installed_by[STORE_ID_LEN]; /* user who started the install */
+    char account_login[128];
+    char account_type[32];          /* "Organization", "User", "Enterprise" */
+    char repository_selection[16];  /* "all", "selected" */
+    char *permissions_json;         /* malloc'd on read; "{}" when empty */
+    char *events_json;              /* malloc'd on read; "[]" when empty */
+    int64_t suspended_at;           /* 0: not suspended */
+    int pending;                    /* new permissions requested, not yet accepted */
+    int64_t created_at;
+    int64_t updated_at;
+} store_github_installation;
+
+/* Inserts, or refreshes the row when it already belongs to g->org_id.
+ * CONFLICT (row untouched) when another organization holds the installation;
+ * NOT_FOUND when the organization does not exist. */
+int store_github_installation_upsert(store_t *s, const store_github_installation *g);
+/* The row of org_id (another org's row is NOT_FOUND). */
+int store_github_installation_get(store_t *s, const char *org_id, int64_t installation_id,
+                                  store_github_installation *out);
+/* Every installation of org_id, oldest first (at most 1000). */
+int store_github_installation_list(store_t *s, const char *org_id,
+                                   store_github_installation **out, size_t *n);
+void store_github_installation_free(store_github_installation *g);
+void store_github_installation_list_free(store_github_installation *g, size_t n);
+
 #endif

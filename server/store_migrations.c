@@ -205,12 +205,38 @@ static const char *const m4_backend_identities[] = {
     NULL,
 };
 
+/* GitHub App installations (issue 10).  installation_id is the key: one
+ * installation belongs to one organization (a second org claiming it is
+ * refused).  permissions_json / events_json are what GitHub reported for the
+ * installation (non-secret); pending = new permissions requested and not yet
+ * accepted; suspended_at = 0 while not suspended.  No token is stored:
+ * installation tokens live in memory only. */
+static const char *const m5_github_installations[] = {
+    "CREATE TABLE github_installations ("
+    " installation_id BIGINT PRIMARY KEY,"
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " installed_by TEXT NOT NULL DEFAULT '',"
+    " account_login TEXT NOT NULL DEFAULT '',"
+    " account_type TEXT NOT NULL DEFAULT '',"
+    " repository_selection TEXT NOT NULL DEFAULT '',"
+    " permissions_json TEXT NOT NULL DEFAULT '{}',"
+    " events_json TEXT NOT NULL DEFAULT '[]',"
+    " suspended_at BIGINT NOT NULL DEFAULT 0,"
+    " pending BIGINT NOT NULL DEFAULT 0,"
+    " created_at BIGINT NOT NULL,"
+    " created_seq BIGINT NOT NULL DEFAULT 0,"
+    " updated_at BIGINT NOT NULL)",
+    "CREATE INDEX github_installations_org_idx ON github_installations (org_id, created_at)",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
     { 2, m2_connectors },
     { 3, m3_audit_lifecycle },
     { 4, m4_backend_identities },
+    { 5, m5_github_installations },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

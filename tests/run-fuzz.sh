@@ -29,7 +29,7 @@ fi
 # 2-core machine with a load average of 10.
 declare -A RUNS=(
   [argv]=30000 [proto]=150000 [policy]=50000 [proxy]=200000
-  [dns]=8000 [http_query]=40000 [exec_body]=30000
+  [dns]=8000 [http_query]=40000 [exec_body]=30000 [github]=200000
 )
 DEFAULT_RUNS=20000
 FUZZ_RUNS_SCALE="${FUZZ_RUNS_SCALE:-1}"

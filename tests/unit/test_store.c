@@ -39,7 +39,7 @@ static pg_server g_pg;
 static int g_pg_schemas;
 #define PG_DB "aurora_test"
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 4
+#define SCHEMA_LATEST 5
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
@@ -1457,6 +1457,91 @@ static store_connector connector_for(const char *org_id, const char *user_id, co
     return c;
 }
 
+/* GitHub App installations: bound to one org, refreshed by that org only. */
+static void test_github_installations(void **state)
+{
+    fixture *f = *state;
+    store_org a = new_org(f->s, "A"), b = new_org(f->s, "B");
+    store_user ua = new_user(f->s, a.id, "a@x");
+    store_github_installation g, got;
+    memset(&g, 0, sizeof(g));
+    g.installation_id = 9007199254740991LL; /* GitHub's largest JSON-safe id */
+    snprintf(g.org_id, sizeof(g.org_id), "%s", a.id);
+    snprintf(g.installed_by, sizeof(g.installed_by), "%s", ua.id);
+    snprintf(g.account_login, sizeof(g.account_login), "octo-org");
+    snprintf(g.account_type, sizeof(g.account_type), "Organization");
+    snprintf(g.repository_selection, sizeof(g.repository_selection), "selected");
+    g.permissions_json = "{\"contents\":\"write\"}";
+    g.events_json = "[\"pull_request\"]";
+    assert_int_equal(store_github_installation_get(f->s, a.id, g.installation_id, &got), STORE_NOT_FOUND);
+    assert_int_equal(store_github_installation_upsert(f->s, &g), STORE_OK);
+    assert_int_equal(store_github_installation_get(f->s, a.id, g.installation_id, &got), STORE_OK);
+    assert_int_equal(got.installation_id, 9007199254740991LL);
+    assert_string_equal(got.account_login, "octo-org");
+    assert_string_equal(got.installed_by, ua.id);
+    assert_string_equal(got.permissions_json, "{\"contents\":\"write\"}");
+    assert_string_equal(got.events_json, "[\"pull_request\"]");
+    assert_int_equal(got.suspended_at, 0);
+    assert_int_equal(got.pending, 0);
+    int64_t created = got.created_at;
+    store_github_installation_free(&got);
+
+    /* the same org refreshes it (created_at kept) */
+    g.suspended_at = 1700000000;
+    g.pending = 1;
+    g.permissions_json = NULL; /* reads "{}" */
+    assert_int_equal(store_github_installation_upsert(f->s, &g), STORE_OK);
+    assert_int_equal(store_github_installation_get(f->s, a.id, g.installation_id, &got), STORE_OK);
+    assert_int_equal(got.suspended_at, 1700000000);
+    assert_int_equal(got.pending, 1);
+    assert_string_equal(got.permissions_json, "{}");
+    assert_int_equal(got.created_at, created);
+    store_github_installation_free(&got);
+
+    /* another org cannot claim it, nor see it */
+    snprintf(g.org_id, sizeof(g.org_id), "%s", b.id);
+    snprintf(g.account_login, sizeof(g.account_login), "evil");
+    assert_int_equal(store_github_installation_upsert(f->s, &g), STORE_CONFLICT);
+    assert_int_equal(store_github_installation_get(f->s, b.id, g.installation_id, &got), STORE_NOT_FOUND);
+    assert_int_equal(store_github_installation_get(f->s, a.id, g.installation_id, &got), STORE_OK);
+    assert_string_equal(got.account_login, "octo-org");
+    store_github_installation_free(&got);
+
+    /* a second installation of org A; lists are per org, oldest first */
+    g.installation_id = 7;
+    snprintf(g.org_id, sizeof(g.org_id), "%s", a.id);
+    assert_int_equal(store_github_installation_upsert(f->s, &g), STORE_OK);
+    store_github_installation *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_github_installation_list(f->s, a.id, &list, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(list[0].installation_id, 9007199254740991LL);
+    assert_int_equal(list[1].installation_id, 7);
+    store_github_installation_list_free(list, n);
+    assert_int_equal(store_github_installation_list(f->s, b.id, &list, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    store_github_installation_list_free(list, n);
+
+    /* bad input: unknown org, bad id, oversized or non-UTF-8 text */
+    g.installation_id = 8;
+    snprintf(g.org_id, sizeof(g.org_id), "org_nope");
+    assert_int_equal(store_github_installation_upsert(f->s, &g), STORE_NOT_FOUND);
+    snprintf(g.org_id, sizeof(g.org_id), "%s", a.id);
+    g.installation_id = 0;
+    assert_int_equal(store_github_installation_upsert(f->s, &g), STORE_ERR);
+    g.installation_id = 8;
+    snprintf(g.account_login, sizeof(g.account_login), "bad\xff");
+    assert_int_equal(store_github_installation_upsert(f->s, &g), STORE_ERR);
+    snprintf(g.account_login, sizeof(g.account_login), "ok");
+    char *big = malloc(STORE_GITHUB_JSON_MAX + 2);
+    memset(big, 'a', STORE_GITHUB_JSON_MAX + 1);
+    big[STORE_GITHUB_JSON_MAX + 1] = '\0';
+    g.events_json = big;
+    assert_int_equal(store_github_installation_upsert(f->s, &g), STORE_ERR);
+    free(big);
+    assert_int_equal(store_github_installation_get(f->s, a.id, 8, &got), STORE_NOT_FOUND);
+}
+
 static void test_connectors(void **state)
 {
     fixture *f = *state;
@@ -2343,6 +2428,7 @@ int main(void)
         DURABLE(test_identity_upgrade_from_v3),
         BOTH(test_operator_helpers),
         BOTH(test_connectors),
+        BOTH(test_github_installations),
         BOTH(test_oauth_states),
         BOTH(test_org_settings),
         DURABLE(test_oauth_state_race),

@@ -1,0 +1,726 @@
+/* github.c — the GitHub connector (connector guide: Communication Tools >
+ * GitHub), App path.  Credentials, JWT and installation tokens are in
+ * github_app.c; this file has the routes and the status.
+ *
+ * GITHUB_AUTH_MODE = app (default) | oauth | hybrid picks the connect actions
+ * offered.  Every GitHub URL is built from GH_API_BASE_URL (calls) or
+ * GH_BASE_URL (what users are shown), so GitHub Enterprise Server works
+ * (https://<host>/api/v3 and https://<host>).
+ *
+ * Routes:
+ *   GET /github/status                    which connect actions to offer, with the App
+ *                                         install URL (state bound to the caller)
+ *   GET /github/app/install               302 to that install URL
+ *   GET /github/app/install/callback      GitHub's post-install redirect (the App's Setup
+ *                                         URL): state checked, the installation fetched
+ *                                         with the App JWT and stored for the state's org
+ *   GET /api/github/installations         the caller org's installations
+ *   GET /api/github/installations/{installation_id}/repositories
+ *                                         repositories through the installation token
+ * Status: GET /api/connectors/status ("github").  Webhooks and the OAuth
+ * fallback flow are not in this file yet. */
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "api_util.h"
+#include "connector.h"
+#include "github_app.h"
+#include "http_client.h"
+#include "log.h"
+#include "oauth.h"
+#include "router.h"
+#include "secret.h"
+
+#define GH_ID "github"
+#define STATE_PROVIDER "github-app" /* oauth_state provider of an App install */
+#define MSG_STATE_MISSING "GitHub App install URL is missing the required state parameter"
+#define MSG_OAUTH_UNCONFIGURED "Failed to initiate GitHub OAuth"
+#define MAX_PERMISSIONS 64
+#define MAX_EVENTS 128
+#define MAX_NAME 64
+#define DEFAULT_REPO_PAGES 10
+
+typedef enum { MODE_APP, MODE_OAUTH, MODE_HYBRID, MODE_INVALID } auth_mode;
+
+static auth_mode mode_of(const worker_ctx *w)
+{
+    const char *m = server_setting(w->cfg, "GITHUB_AUTH_MODE");
+    if (!m || !strcasecmp(m, "app"))
+        return MODE_APP;
+    if (!strcasecmp(m, "oauth"))
+        return MODE_OAUTH;
+    if (!strcasecmp(m, "hybrid"))
+        return MODE_HYBRID;
+    return MODE_INVALID;
+}
+
+static const char *mode_name(auth_mode m)
+{
+    static const char *const names[] = { "app", "oauth", "hybrid", "invalid" };
+    return names[m];
+}
+
+static int mode_invalid(const worker_ctx *w, http_response *resp)
+{
+    if (mode_of(w) != MODE_INVALID)
+        return 0;
+    http_resp_error(resp, 500, "GITHUB_AUTH_MODE_INVALID",
+                    "GITHUB_AUTH_MODE must be app, oauth or hybrid");
+    return 1;
+}
+
+/* ---- App configuration ------------------------------------------------------------------------ */
+
+static int slug_ok(const char *s)
+{
+    if (!s || !*s || strlen(s) > 100)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_'))
+            return 0;
+    return 1;
+}
+
+/* What stops the App path, "" when nothing; key_io: re-read the key (may
+ * block: outbound pool), else its last known state. */
+static void app_problem(worker_ctx *w, int key_io, char *out, size_t cap)
+{
+    out[0] = '\0';
+    char web[512], api[512];
+    github_web_base(w->cfg, web, sizeof(web));
+    github_api_base(w->cfg, api, sizeof(api));
+    github_cred_state k = key_io ? github_app_key_refresh(w, 0) : github_app_key_state();
+    if (!http_client_url_ok(web, 0) || !http_client_url_ok(api, 0))
+        snprintf(out, cap, "GH_BASE_URL and GH_API_BASE_URL must be http(s) URLs");
+    else if (!github_app_issuer(w->cfg))
+        snprintf(out, cap, "GITHUB_APP_ID / GITHUB_APP_CLIENT_ID are not set");
+    else if (!slug_ok(server_setting(w->cfg, "NEXT_PUBLIC_GITHUB_APP_SLUG")))
+        snprintf(out, cap, "NEXT_PUBLIC_GITHUB_APP_SLUG is not set (or not a URL slug)");
+    else if (k == GITHUB_CRED_INVALID)
+        snprintf(out, cap, "Could not deserialize key data: the private key at %s is not a "
+                           "loadable RSA PEM (stored without its newlines?)",
+                 SECRETS_PATH_GITHUB_APP_PRIVATE_KEY);
+    else if (k == GITHUB_CRED_MISSING)
+        snprintf(out, cap, "no GitHub App private key at %s", SECRETS_PATH_GITHUB_APP_PRIVATE_KEY);
+    else if (k == GITHUB_CRED_UNAVAILABLE)
+        snprintf(out, cap, "the secrets backend holding the GitHub App private key is unavailable");
+}
+
+static int oauth_configured(const worker_ctx *w)
+{
+    return server_setting(w->cfg, "GH_OAUTH_CLIENT_ID") &&
+           server_setting(w->cfg, "GH_OAUTH_CLIENT_SECRET");
+}
+
+/* {GH_BASE_URL}/apps/<slug>/installations/new?state=… for `who`; 0, or -1
+ * with resp filled. */
+static int install_url(worker_ctx *w, const auth_ctx *who, char *out, size_t cap,
+                       http_response *resp)
+{
+    char state[64], web[512];
+    const char *setup = server_setting(w->cfg, "GITHUB_APP_SETUP_URL");
+    if (oauth_state_new(w, who, STATE_PROVIDER, setup, NULL, state, resp) < 0)
+        return -1;
+    github_web_base(w->cfg, web, sizeof(web));
+    int n = snprintf(out, cap, "%s/apps/%s/installations/new?state=%s", web,
+                     server_setting(w->cfg, "NEXT_PUBLIC_GITHUB_APP_SLUG"), state);
+    if (n < 0 || (size_t)n >= cap) {
+        http_resp_error(resp, 500, "INTERNAL", "install URL too long (GH_BASE_URL)");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- GET /github/status ------------------------------------------------------------------------ */
+
+static void status_route(worker_ctx *w, http_request *req, http_response *resp)
+{
+    if (connector_require_user(&req->auth, resp) < 0 || mode_invalid(w, resp))
+        return;
+    auth_mode m = mode_of(w);
+    int want_app = m != MODE_OAUTH, want_oauth = m != MODE_APP;
+    char problem[320], web[512], api[512], url[1024];
+    app_problem(w, 1, problem, sizeof(problem));
+    github_web_base(w->cfg, web, sizeof(web));
+    github_api_base(w->cfg, api, sizeof(api));
+
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "provider", GH_ID);
+    cJSON_AddStringToObject(o, "auth_mode", mode_name(m));
+    cJSON_AddStringToObject(o, "github_url", web);
+    cJSON_AddStringToObject(o, "api_url", api);
+    cJSON *actions = cJSON_AddArrayToObject(o, "actions");
+    if (want_app) {
+        cJSON *a = cJSON_CreateObject();
+        cJSON_AddStringToObject(a, "action", "app_install");
+        cJSON_AddStringToObject(a, "label", "Install GitHub App");
+        cJSON_AddBoolToObject(a, "recommended", 1);
+        cJSON_AddBoolToObject(a, "available", !problem[0]);
+        if (problem[0]) {
+            cJSON_AddStringToObject(a, "error", problem);
+        } else {
+            if (install_url(w, &req->auth, url, sizeof(url), resp) < 0) {
+                cJSON_Delete(a);
+                cJSON_Delete(o);
+                return;
+            }
+            cJSON_AddStringToObject(a, "install_url", url);
+        }
+        cJSON_AddItemToArray(actions, a);
+    }
+    if (want_oauth) {
+        cJSON *a = cJSON_CreateObject();
+        cJSON_AddStringToObject(a, "action", "oauth");
+        cJSON_AddStringToObject(a, "label", "Connect via OAuth");
+        cJSON_AddBoolToObject(a, "recommended", m == MODE_OAUTH);
+        cJSON_AddBoolToObject(a, "available", oauth_configured(w));
+        if (!oauth_configured(w))
+            cJSON_AddStringToObject(a, "error", MSG_OAUTH_UNCONFIGURED
+                                    ": GH_OAUTH_CLIENT_ID / GH_OAUTH_CLIENT_SECRET are empty "
+                                    "(GITHUB_AUTH_MODE=oauth or hybrid); set them and restart");
+        cJSON_AddItemToArray(actions, a);
+    }
+    cJSON *app = cJSON_AddObjectToObject(o, "app");
+    cJSON_AddBoolToObject(app, "enabled", want_app);
+    cJSON_AddBoolToObject(app, "configured", !problem[0]);
+    cJSON_AddStringToObject(app, "private_key", github_cred_state_name(github_app_key_state()));
+    if (problem[0])
+        cJSON_AddStringToObject(app, "error", problem);
+    const char *hook_url = server_setting(w->cfg, "GITHUB_APP_WEBHOOK_URL");
+    const char *setup_url = server_setting(w->cfg, "GITHUB_APP_SETUP_URL");
+    /* For comparing with the App's settings page (Setup URL, Webhook URL). */
+    if (setup_url)
+        cJSON_AddStringToObject(app, "setup_url", setup_url);
+    if (hook_url)
+        cJSON_AddStringToObject(app, "webhook_url", hook_url);
+    if (want_app) {
+        /* Webhooks need it; the status says whether it can be read. */
+        unsigned char *hook = NULL;
+        size_t hlen = 0;
+        github_cred_state hs = github_app_webhook_secret(w, &hook, &hlen);
+        if (hook)
+            secret_free_n(hook, hlen);
+        cJSON_AddStringToObject(app, "webhook_secret", github_cred_state_name(hs));
+        cJSON_AddStringToObject(app, "webhook_secret_source",
+                                server_setting(w->cfg, "GITHUB_APP_WEBHOOK_SECRET")
+                                    ? "GITHUB_APP_WEBHOOK_SECRET"
+                                    : SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET);
+    }
+    cJSON *oa = cJSON_AddObjectToObject(o, "oauth");
+    cJSON_AddBoolToObject(oa, "enabled", want_oauth);
+    cJSON_AddBoolToObject(oa, "configured", oauth_configured(w));
+    http_resp_json(resp, 200, o);
+    http_resp_add_header(resp, "cache-control", "no-store");
+}
+
+/* ---- GET /github/app/install ---------------------------------------------------------------------- */
+
+static void install_route(worker_ctx *w, http_request *req, http_response *resp)
+{
+    if (connector_require_user(&req->auth, resp) < 0 || mode_invalid(w, resp))
+        return;
+    if (mode_of(w) == MODE_OAUTH) {
+        http_resp_error(resp, 404, "GITHUB_APP_DISABLED",
+                        "the GitHub App is not offered (GITHUB_AUTH_MODE=oauth)");
+        return;
+    }
+    char problem[320], url[1024];
+    app_problem(w, 1, problem, sizeof(problem));
+    if (problem[0]) {
+        http_resp_error(resp, 503, "GITHUB_APP_NOT_CONFIGURED", "GitHub App is not configured: %s",
+                        problem);
+        return;
+    }
+    if (install_url(w, &req->auth, url, sizeof(url), resp) < 0)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "install_url", url);
+    http_resp_json(resp, 302, o);
+    http_resp_add_header(resp, "location", url);
+    http_resp_add_header(resp, "cache-control", "no-store");
+}
+
+/* ---- the installation as GitHub describes it ------------------------------------------------------ */
+
+static int name_ok(const char *s, size_t max, const char *extra)
+{
+    if (!s || !*s || strlen(s) > max)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr(extra, *s)))
+            return 0;
+    return 1;
+}
+
+/* GitHub's installation object -> g (permissions and events rebuilt from
+ * checked parts, never stored as received).  0, or -1 with what is wrong. */
+static int installation_from_json(const cJSON *j, int64_t id, store_github_installation *g,
+                                  char *why, size_t cap)
+{
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(j, "id");
+    const cJSON *acct = cJSON_GetObjectItemCaseSensitive(j, "account");
+    const char *login = acct ? api_json_str(acct, "login") : NULL;
+    const char *type = acct ? api_json_str(acct, "type") : NULL;
+    const char *sel = api_json_str(j, "repository_selection");
+    const cJSON *perms = cJSON_GetObjectItemCaseSensitive(j, "permissions");
+    const cJSON *events = cJSON_GetObjectItemCaseSensitive(j, "events");
+    const cJSON *susp = cJSON_GetObjectItemCaseSensitive(j, "suspended_at");
+    if (!cJSON_IsNumber(jid) || (int64_t)jid->valuedouble != id) {
+        snprintf(why, cap, "its id is not the one asked for");
+        return -1;
+    }
+    if (!name_ok(login, 100, "-_.") || !name_ok(type, 31, "")) {
+        snprintf(why, cap, "its account has no valid login or type");
+        return -1;
+    }
+    if (sel && strcmp(sel, "all") && strcmp(sel, "selected")) {
+        snprintf(why, cap, "unknown repository_selection");
+        return -1;
+    }
+    snprintf(g->account_login, sizeof(g->account_login), "%s", login);
+    snprintf(g->account_type, sizeof(g->account_type), "%s", type);
+    snprintf(g->repository_selection, sizeof(g->repository_selection), "%s", sel ? sel : "");
+    g->suspended_at = 0;
+    if (cJSON_IsString(susp) && (g->suspended_at = github_parse_time(susp->valuestring)) <= 0) {
+        snprintf(why, cap, "unreadable suspended_at");
+        return -1;
+    }
+    cJSON *p = cJSON_CreateObject(), *e = cJSON_CreateArray();
+    int n = 0, bad = !p || !e;
+    const cJSON *it;
+    const cJSON *perm_list = cJSON_IsObject(perms) ? perms : NULL;
+    const cJSON *event_list = cJSON_IsArray(events) ? events : NULL;
+    cJSON_ArrayForEach(it, perm_list)
+    {
+        if (++n > MAX_PERMISSIONS || !name_ok(it->string, MAX_NAME, "_") || !cJSON_IsString(it) ||
+            (strcmp(it->valuestring, "read") && strcmp(it->valuestring, "write") &&
+             strcmp(it->valuestring, "admin"))) {
+            bad = 1;
+            break;
+        }
+        cJSON_AddStringToObject(p, it->string, it->valuestring);
+    }
+    n = 0;
+    cJSON_ArrayForEach(it, event_list)
+    {
+        if (++n > MAX_EVENTS || !cJSON_IsString(it) || !name_ok(it->valuestring, MAX_NAME, "_")) {
+            bad = 1;
+            break;
+        }
+        cJSON_AddItemToArray(e, cJSON_CreateString(it->valuestring));
+    }
+    if (!bad) {
+        g->permissions_json = cJSON_PrintUnformatted(p);
+        g->events_json = cJSON_PrintUnformatted(e);
+        bad = !g->permissions_json || !g->events_json;
+    }
+    cJSON_Delete(p);
+    cJSON_Delete(e);
+    if (bad) {
+        store_github_installation_free(g);
+        snprintf(why, cap, "malformed permissions or events");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- GET /github/app/install/callback ------------------------------------------------------------- */
+
+static void redirect_frontend(worker_ctx *w, http_response *resp, cJSON *body, const char *status)
+{
+    char loc[1200];
+    snprintf(loc, sizeof(loc), "%s/connectors?provider=github&status=%s",
+             w->cfg->frontend_url ? w->cfg->frontend_url : "", status);
+    http_resp_json(resp, 302, body);
+    http_resp_add_header(resp, "location", loc);
+}
+
+static void install_callback(worker_ctx *w, http_request *req, http_response *resp)
+{
+    if (oauth_callback_auth(w, req, resp) < 0)
+        return;
+    char probe[8], action[32] = "", idq[64] = "";
+    /* The guide's message: the Setup URL registered on the App is not this
+     * route, or the install was not started from Aurora (no state). */
+    if (!http_query_get(req, "state", probe, sizeof(probe)) || !probe[0]) {
+        http_resp_error(resp, 400, "GITHUB_APP_STATE_MISSING", MSG_STATE_MISSING);
+        return;
+    }
+    if (mode_invalid(w, resp))
+        return;
+    if (mode_of(w) == MODE_OAUTH) {
+        http_resp_error(resp, 404, "GITHUB_APP_DISABLED",
+                        "the GitHub App is not offered (GITHUB_AUTH_MODE=oauth)");
+        return;
+    }
+    oauth_state_info st;
+    if (oauth_state_take(w, req, STATE_PROVIDER, &st, resp) < 0) /* single use, always */
+        return;
+    http_query_get(req, "setup_action", action, sizeof(action));
+    if (action[0] && strcmp(action, "install") && strcmp(action, "update") &&
+        strcmp(action, "request")) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "setup_action must be install, update or request");
+        return;
+    }
+    if (!strcmp(action, "request")) {
+        /* An org owner must approve the install first; GitHub sends no
+         * installation id yet, the installation event will. */
+        log_info("github: user %s of %s requested an App installation (awaiting owner approval)",
+                 st.user_id, st.org_id);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "connected", 0);
+        cJSON_AddStringToObject(o, "setup_action", "request");
+        redirect_frontend(w, resp, o, "requested");
+        return;
+    }
+    int64_t id = 0;
+    if (!http_query_get(req, "installation_id", idq, sizeof(idq)) ||
+        !github_parse_installation_id(idq, &id)) {
+        http_resp_error(resp, 400, "GITHUB_BAD_INSTALLATION_ID",
+                        "installation_id must be a positive integer of at most 16 digits");
+        return;
+    }
+    char err[256], api[512], url[640];
+    char *jwt = github_app_jwt(w, err, sizeof(err));
+    if (!jwt) {
+        http_resp_error(resp, 503, "GITHUB_APP_NOT_CONFIGURED", "GitHub App is not configured: %s",
+                        err);
+        return;
+    }
+    github_api_base(w->cfg, api, sizeof(api));
+    snprintf(url, sizeof(url), "%s/app/installations/%" PRId64, api, id);
+    http_client_resp rp;
+    github_result res;
+    int rc = github_api_call(w, "GET", url, jwt, NULL, &rp, &res);
+    secret_free(jwt);
+    if (rc < 0) {
+        http_resp_error(resp, rc == AUR_E_TIMEOUT ? 504 : 502,
+                        rc == AUR_E_TIMEOUT ? "GITHUB_TIMEOUT" : "GITHUB_UNREACHABLE", "%s", res.err);
+        return;
+    }
+    if (rp.status != 200) {
+        long s = rp.status;
+        http_client_resp_free(&rp);
+        if (s == 404)
+            http_resp_error(resp, 400, "GITHUB_INSTALLATION_NOT_FOUND",
+                            "GitHub does not know installation %" PRId64 " of this App", id);
+        else if (s == 401)
+            http_resp_error(resp, 502, "GITHUB_APP_JWT_REFUSED",
+                            "GitHub refused the App JWT (HTTP 401): check GITHUB_APP_ID / "
+                            "GITHUB_APP_CLIENT_ID and the private key");
+        else
+            http_resp_error(resp, 502, "GITHUB_ERROR",
+                            "GitHub answered HTTP %ld to the installation lookup", s);
+        return;
+    }
+    cJSON *j = http_client_json(&rp);
+    http_client_resp_free(&rp);
+    store_github_installation g;
+    memset(&g, 0, sizeof(g));
+    char why[128] = "not a JSON object";
+    if (!j || installation_from_json(j, id, &g, why, sizeof(why)) < 0) {
+        cJSON_Delete(j);
+        http_resp_error(resp, 502, "GITHUB_ERROR", "GitHub's description of installation %" PRId64
+                        " is unusable: %s", id, why);
+        return;
+    }
+    cJSON_Delete(j);
+    g.installation_id = id;
+    snprintf(g.org_id, sizeof(g.org_id), "%s", st.org_id);
+    snprintf(g.installed_by, sizeof(g.installed_by), "%s", st.user_id);
+    rc = store_github_installation_upsert(w->store, &g);
+    if (rc == STORE_CONFLICT) {
+        log_warn("github: installation %" PRId64 " is already bound to another organization; "
+                 "refused for %s", id, st.org_id);
+        http_resp_error(resp, 409, "GITHUB_INSTALLATION_CLAIMED",
+                        "this GitHub App installation is connected to another Aurora organization");
+    } else if (rc == STORE_NOT_FOUND) {
+        http_resp_error(resp, 404, "ORG_NOT_FOUND", "organization not found");
+    } else if (rc != STORE_OK) {
+        api_store_error(w, resp);
+    } else {
+        log_info("github: installation_id %" PRId64 " (%s %s, %s) connected to org %s by user %s",
+                 id, g.account_type, g.account_login, action[0] ? action : "install", st.org_id,
+                 st.user_id);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "connected", 1);
+        cJSON_AddStringToObject(o, "provider", GH_ID);
+        cJSON_AddNumberToObject(o, "installation_id", (double)id);
+        cJSON_AddStringToObject(o, "account", g.account_login);
+        redirect_frontend(w, resp, o, "connected");
+    }
+    store_github_installation_free(&g);
+}
+
+/* ---- read API ------------------------------------------------------------------------------------- */
+
+static cJSON *installation_json(const worker_ctx *w, const store_github_installation *g)
+{
+    char web[512], manage[900];
+    github_web_base(w->cfg, web, sizeof(web));
+    if (!strcmp(g->account_type, "Organization"))
+        snprintf(manage, sizeof(manage), "%s/organizations/%s/settings/installations/%" PRId64, web,
+                 g->account_login, g->installation_id);
+    else
+        snprintf(manage, sizeof(manage), "%s/settings/installations/%" PRId64, web,
+                 g->installation_id);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "installation_id", (double)g->installation_id);
+    cJSON_AddStringToObject(o, "account_login", g->account_login);
+    cJSON_AddStringToObject(o, "account_type", g->account_type);
+    cJSON_AddStringToObject(o, "repository_selection", g->repository_selection);
+    cJSON *p = cJSON_Parse(g->permissions_json), *e = cJSON_Parse(g->events_json);
+    cJSON_AddItemToObject(o, "permissions", p ? p : cJSON_CreateObject());
+    cJSON_AddItemToObject(o, "events", e ? e : cJSON_CreateArray());
+    cJSON_AddBoolToObject(o, "suspended", g->suspended_at != 0);
+    api_add_time(o, "suspended_at", g->suspended_at);
+    cJSON_AddBoolToObject(o, "pending", g->pending);
+    cJSON_AddStringToObject(o, "installed_by", g->installed_by);
+    cJSON_AddStringToObject(o, "manage_url", manage);
+    api_add_time(o, "created_at", g->created_at);
+    api_add_time(o, "updated_at", g->updated_at);
+    return o;
+}
+
+static void installations_route(worker_ctx *w, http_request *req, http_response *resp)
+{
+    if (connector_require_user(&req->auth, resp) < 0)
+        return;
+    store_github_installation *list = NULL;
+    size_t n = 0;
+    if (store_github_installation_list(w->store, req->auth.org_id, &list, &n) != STORE_OK) {
+        api_store_error(w, resp);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(o, "installations");
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, installation_json(w, &list[i]));
+    store_github_installation_list_free(list, n);
+    http_resp_json(resp, 200, o);
+}
+
+/* Appends the checked fields of one page's repositories to out; -1 if the
+ * page is not GitHub's shape. */
+static int add_repos(const worker_ctx *w, const cJSON *page, cJSON *out, int64_t *total)
+{
+    char web[512], html[900];
+    github_web_base(w->cfg, web, sizeof(web));
+    const cJSON *repos = cJSON_GetObjectItemCaseSensitive(page, "repositories");
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(page, "total_count");
+    if (!cJSON_IsArray(repos))
+        return -1;
+    if (cJSON_IsNumber(tc))
+        *total = (int64_t)tc->valuedouble;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, repos)
+    {
+        const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r, "id");
+        const char *full = api_json_str(r, "full_name");
+        const char *slash = full ? strchr(full, '/') : NULL;
+        if (!cJSON_IsNumber(rid) || !slash || !name_ok(slash + 1, 100, "-_.") ||
+            (size_t)(slash - full) > 100)
+            return -1;
+        char owner[128];
+        snprintf(owner, sizeof(owner), "%.*s", (int)(slash - full), full);
+        if (!name_ok(owner, 100, "-_."))
+            return -1;
+        const char *branch = api_json_str(r, "default_branch");
+        /* Shown to users: built from GH_BASE_URL, not taken from the answer. */
+        snprintf(html, sizeof(html), "%s/%s", web, full);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id", rid->valuedouble);
+        cJSON_AddStringToObject(o, "full_name", full);
+        cJSON_AddStringToObject(o, "name", slash + 1);
+        cJSON_AddStringToObject(o, "owner", owner);
+        cJSON_AddBoolToObject(o, "private", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "private")));
+        cJSON_AddBoolToObject(o, "archived", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "archived")));
+        if (branch && name_ok(branch, 255, "-_./"))
+            cJSON_AddStringToObject(o, "default_branch", branch);
+        cJSON_AddStringToObject(o, "html_url", html);
+        cJSON_AddItemToArray(out, o);
+    }
+    return 0;
+}
+
+static void token_error(const github_result *res, http_response *resp)
+{
+    switch (res->code) {
+    case AUR_E_INVALID:
+        http_resp_error(resp, 503, "GITHUB_APP_NOT_CONFIGURED", "%s", res->err);
+        break;
+    case AUR_NOT_FOUND:
+        http_resp_error(resp, 404, "GITHUB_INSTALLATION_GONE", "%s", res->err);
+        break;
+    case AUR_E_TIMEOUT:
+        http_resp_error(resp, 504, "GITHUB_TIMEOUT", "%s", res->err);
+        break;
+    case AUR_E_DENIED:
+        http_resp_error(resp, 502, "GITHUB_DENIED", "%s", res->err);
+        break;
+    default: /* an answer that made no sense, or none at all */
+        http_resp_error(resp, 502, res->status ? "GITHUB_ERROR" : "GITHUB_UNREACHABLE", "%s",
+                        res->err);
+    }
+}
+
+static void repositories_route(worker_ctx *w, http_request *req, http_response *resp)
+{
+    if (connector_require_user(&req->auth, resp) < 0)
+        return;
+    int64_t id = 0;
+    if (!github_parse_installation_id(http_param(req, "installation_id"), &id)) {
+        http_resp_error(resp, 400, "GITHUB_BAD_INSTALLATION_ID",
+                        "installation_id must be a positive integer of at most 16 digits");
+        return;
+    }
+    store_github_installation g;
+    int rc = store_github_installation_get(w->store, req->auth.org_id, id, &g);
+    if (rc == STORE_NOT_FOUND) {
+        http_resp_error(resp, 404, "GITHUB_INSTALLATION_NOT_FOUND",
+                        "no GitHub installation %" PRId64 " in this organization", id);
+        return;
+    }
+    if (rc != STORE_OK) {
+        api_store_error(w, resp);
+        return;
+    }
+    int64_t suspended = g.suspended_at;
+    store_github_installation_free(&g);
+    if (suspended) {
+        http_resp_error(resp, 409, "GITHUB_INSTALLATION_SUSPENDED",
+                        "GitHub installation %" PRId64 " is suspended; unsuspend it in GitHub", id);
+        return;
+    }
+    char *token = NULL;
+    github_result res;
+    if (github_app_installation_token(w, id, &token, &res) != AUR_OK) {
+        log_warn("github: installation %" PRId64 ": %s", id, res.err);
+        token_error(&res, resp);
+        return;
+    }
+    int64_t max_pages = server_setting_int(w->cfg, "GITHUB_MAX_REPO_PAGES");
+    if (max_pages <= 0)
+        max_pages = DEFAULT_REPO_PAGES;
+    char api[512], url[2048];
+    github_api_base(w->cfg, api, sizeof(api));
+    snprintf(url, sizeof(url), "%s/installation/repositories?per_page=100", api);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *repos = cJSON_AddArrayToObject(o, "repositories");
+    int64_t total = -1, pages = 0;
+    int more = 1, failed = 0;
+    while (more && pages < max_pages) {
+        http_client_resp rp;
+        if (github_api_call(w, "GET", url, token, "Link", &rp, &res) < 0) {
+            token_error(&res, resp);
+            failed = 1;
+            break;
+        }
+        pages++;
+        if (rp.status != 200) {
+            if (rp.status == 401)
+                github_app_token_forget(id); /* revoked or expired early: mint next time */
+            http_resp_error(resp, 502, rp.status == 401 || rp.status == 403 ? "GITHUB_DENIED"
+                                                                              : "GITHUB_ERROR",
+                            "GitHub answered HTTP %ld to the repository listing", rp.status);
+            http_client_resp_free(&rp);
+            failed = 1;
+            break;
+        }
+        cJSON *page = http_client_json(&rp);
+        int bad = !page || add_repos(w, page, repos, &total) < 0;
+        cJSON_Delete(page);
+        char next[2048];
+        const char *link = http_client_header(&rp, "Link");
+        more = link && github_link_next(link, next, sizeof(next));
+        http_client_resp_free(&rp);
+        if (bad) {
+            http_resp_error(resp, 502, "GITHUB_ERROR", "GitHub's repository listing is unusable");
+            failed = 1;
+            break;
+        }
+        if (more && !http_client_url_under(next, api)) {
+            /* The token goes wherever the next page is: only to GH_API_BASE_URL. */
+            log_warn("github: installation %" PRId64 ": a next-page link outside GH_API_BASE_URL "
+                     "was not followed", id);
+            cJSON_AddStringToObject(o, "warning", "a next-page link outside GH_API_BASE_URL was "
+                                                  "not followed");
+            more = 0;
+            break;
+        }
+        if (more)
+            snprintf(url, sizeof(url), "%s", next);
+    }
+    secret_free(token);
+    if (failed) {
+        cJSON_Delete(o);
+        return;
+    }
+    cJSON_AddNumberToObject(o, "installation_id", (double)id);
+    cJSON_AddNumberToObject(o, "total_count",
+                            (double)(total >= 0 ? total : cJSON_GetArraySize(repos)));
+    cJSON_AddNumberToObject(o, "pages", (double)pages);
+    cJSON_AddBoolToObject(o, "truncated", more);
+    http_resp_json(resp, 200, o);
+}
+
+/* ---- GET /api/connectors/status ---------------------------------------------------------------------- */
+
+static void github_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
+{
+    auth_mode m = mode_of(w);
+    char problem[320];
+    app_problem(w, 0, problem, sizeof(problem)); /* store pool: the key's last known state */
+    cJSON_AddStringToObject(out, "auth_mode", mode_name(m));
+    cJSON_AddBoolToObject(out, "app_configured", m != MODE_OAUTH && m != MODE_INVALID && !problem[0]);
+    cJSON_AddStringToObject(out, "private_key", github_cred_state_name(github_app_key_state()));
+    if (problem[0] && m != MODE_OAUTH)
+        cJSON_AddStringToObject(out, "app_error", problem);
+    cJSON_AddBoolToObject(out, "oauth_configured", oauth_configured(w));
+    store_github_installation *list = NULL;
+    size_t n = 0;
+    if (store_github_installation_list(w->store, who->org_id, &list, &n) != STORE_OK) {
+        cJSON_AddStringToObject(out, "error", "state store unavailable");
+        log_error("github status: %s", store_errmsg(w->store));
+        return;
+    }
+    size_t active = 0, suspended = 0, pending = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (list[i].suspended_at)
+            suspended++;
+        else
+            active++;
+        if (list[i].pending)
+            pending++;
+    }
+    store_github_installation_list_free(list, n);
+    cJSON_AddBoolToObject(out, "connected", active > 0);
+    cJSON_AddNumberToObject(out, "installations", (double)n);
+    cJSON_AddNumberToObject(out, "suspended", (double)suspended);
+    cJSON_AddNumberToObject(out, "pending", (double)pending);
+}
+
+static void github_register(void)
+{
+    router_add_outbound(HTTP_GET, "/github/status", ROUTE_AUTH_API, status_route);
+    router_add_outbound(HTTP_GET, "/github/app/install", ROUTE_AUTH_API, install_route);
+    router_add_outbound(HTTP_GET, "/github/app/install/callback", ROUTE_PUBLIC, install_callback);
+    router_add(HTTP_GET, "/api/github/installations", ROUTE_AUTH_API, installations_route);
+    router_add_outbound(HTTP_GET, "/api/github/installations/{installation_id}/repositories",
+                        ROUTE_AUTH_API, repositories_route);
+}
+
+const connector connector_github = {
+    .id = GH_ID,
+    .name = "GitHub",
+    .register_routes = github_register,
+    .status = github_status,
+    .cloud = NULL,
+};

@@ -1,0 +1,659 @@
+#!/usr/bin/env python3
+"""test_github_app.py — the GitHub connector's App path (connector guide:
+Communication Tools > GitHub, Path A, GitHub Enterprise Server).
+
+Peer: tests/fixtures/github_api.mjs, which stands in for GitHub's REST API as
+documented (no GitHub is installable), mounted under /api/v3 like GitHub
+Enterprise Server: the server runs with GH_BASE_URL=http://127.0.0.1:<port> and
+GH_API_BASE_URL=http://127.0.0.1:<port>/api/v3.  The fixture verifies every
+App JWT independently with `jose` (RS256, iss, backdated iat, exp - iat <= 600)
+and refuses a bad one with 401.  The App key pairs are generated here with
+openssl and stored with `aurora-server secrets put`, as the guide's Step 3.
+
+Every other host is a trap: the server's http(s)_proxy points at a listener
+that records any connection, so a call that leaves GH_API_BASE_URL is seen.
+"""
+import calendar
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (FIXTURES, NODE, ROOT, SERVER_BIN, T, _SUITE, check, contains, eq,  # noqa: E402
+                     https_request, main, rand_tag, sanitizer_reports, test, wait_until)
+
+APP_ID = "424242"
+CLIENT_ID = "Iv23liAuroraTest01"
+SLUG = "aurora-acme-test"
+FRONTEND = "https://aurora.example.test"
+MSG_STATE_MISSING = "GitHub App install URL is missing the required state parameter"
+MSG_DESERIALIZE = "Could not deserialize key data"
+PERMS = {"actions": "write", "checks": "read", "contents": "write", "issues": "write",
+         "metadata": "read", "pull_requests": "write", "members": "read"}
+EVENTS = ["check_run", "check_suite", "deployment", "deployment_status", "issues", "pull_request",
+          "workflow_run"]
+_env = {}
+
+
+# ---------------------------------------------------------------------------
+# peers
+# ---------------------------------------------------------------------------
+class Trap:
+    """A listener standing for every host but the fixture: records what connects."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.seen = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                c.settimeout(5)
+                first = c.recv(512).split(b"\r\n", 1)[0].decode("latin-1")
+            except OSError:
+                first = "<nothing>"
+            with self.lock:
+                self.seen.append(first)
+            c.close()
+
+    def hits(self):
+        with self.lock:
+            return list(self.seen)
+
+
+def keypair(t, name):
+    """(private PEM as PKCS#1 'BEGIN RSA PRIVATE KEY', as GitHub hands it out; public SPKI PEM)."""
+    d = os.path.join(t.tmp, "keys")
+    os.makedirs(d, exist_ok=True)
+    priv, pub = os.path.join(d, name + ".pem"), os.path.join(d, name + ".pub")
+    subprocess.run(["openssl", "genrsa", "-traditional", "-out", priv, "2048"], check=True,
+                   capture_output=True)
+    subprocess.run(["openssl", "rsa", "-in", priv, "-pubout", "-out", pub], check=True, capture_output=True)
+    with open(priv) as f, open(pub) as g:
+        return f.read(), g.read()
+
+
+def spawn_fixture(t):
+    d = os.path.join(t.tmp, "github-api")
+    os.makedirs(d, exist_ok=True)
+    p = t.spawn("github-api", [NODE, os.path.join(FIXTURES, "github_api.mjs")], dict(os.environ),
+                os.path.join(d, "github-api.log"), os.path.join(d, "san"), cwd=os.path.dirname(FIXTURES),
+                stdout=subprocess.PIPE)
+    line = p.p.stdout.readline().decode()
+    check(line.startswith("PORT "), "github_api fixture did not start", line, p.log_tail())
+    p.killed = True  # stopped with SIGTERM by the harness; not ours to judge
+    return "http://127.0.0.1:%d" % int(line.split()[1])
+
+
+class Fixture:
+    def __init__(self, t):
+        self.base = spawn_fixture(t)
+
+    def ctl(self, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method="POST" if data is not None else "GET",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"{}")
+
+    def config(self, **kw):
+        return self.ctl("/_fixture/config", kw)
+
+    def stats(self):
+        return self.ctl("/_fixture/stats")
+
+
+def installation(iid, login="octo-org", type_="Organization", suspended_at=None):
+    return {"id": iid, "app_id": int(APP_ID), "app_slug": SLUG, "target_type": type_,
+            "account": {"login": login, "id": iid * 10, "type": type_},
+            "repository_selection": "selected", "permissions": PERMS, "events": EVENTS,
+            "suspended_at": suspended_at, "created_at": "2026-01-01T00:00:00Z"}
+
+
+def make_world(t, name, fx, trap, extra=None, start=True):
+    w = t.world(name, start=False)
+    proxy = "http://127.0.0.1:%d" % trap.port
+    w.extra_env.update({
+        "GITHUB_APP_ID": APP_ID, "GITHUB_APP_CLIENT_ID": CLIENT_ID, "NEXT_PUBLIC_GITHUB_APP_SLUG": SLUG,
+        "GITHUB_APP_SETUP_URL": "https://api.aurora.example.test/github/app/install/callback",
+        "GH_BASE_URL": fx.base, "GH_API_BASE_URL": fx.base + "/api/v3/",
+        "GITHUB_APP_KEY_REFRESH_S": "1", "FRONTEND_URL": FRONTEND,
+        "AURORA_PROVIDER_TIMEOUT_MS": "5000",
+        "http_proxy": proxy, "https_proxy": proxy, "HTTPS_PROXY": proxy, "ALL_PROXY": proxy,
+    })
+    w.extra_env.update(extra or {})
+    if start:
+        w.start()
+        w.bootstrap()
+    return w
+
+
+def secret_put(w, path, data):
+    f = os.path.join(w.dir, "secret-" + rand_tag(4))
+    with open(f, "wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+    sandir = os.path.join(w.dir, "san", "secrets-put-" + rand_tag(3))
+    r = subprocess.run([SERVER_BIN, "secrets", "put", path, "--file", f], env=w.env(sandir), cwd=w.dir,
+                       capture_output=True, timeout=30)
+    os.unlink(f)
+    check(r.returncode == 0 and not sanitizer_reports(sandir), "secrets put %s" % path, r.stdout, r.stderr)
+
+
+def world():
+    """The suite's server, GitHub fixture and trap; the App key stored."""
+    if _SUITE["world"] is None:
+        if _SUITE["t"] is None:
+            _SUITE["t"] = T(_SUITE["root"], "suite")
+        st = _SUITE["t"]
+        fx, trap = Fixture(st), Trap()
+        priv, pub = keypair(st, "app")
+        w = make_world(st, "suite-server", fx, trap, {
+            "GITHUB_MAX_REPO_PAGES": "3",
+            # GCP's OAuth login, for a state of another provider
+            "CLIENT_ID": "gcp-client.apps.googleusercontent.com", "CLIENT_SECRET": "gcp-" + rand_tag(8)},
+            start=False)
+        os.makedirs(w.data, exist_ok=True)
+        w.start()
+        w.bootstrap()
+        secret_put(w, "aurora/system/github-app/private-key", priv)
+        fx.config(public_key=pub, issuers=[CLIENT_ID],
+                  installations={str(i): installation(i) for i in (101, 102, 103, 104, 105, 106)})
+        _env.update(fx=fx, trap=trap, priv=priv, pub=pub)
+        _SUITE["world"] = w
+    return _SUITE["world"]
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+def gh_status(w, key=None):
+    r = w.get("/github/status", key=key)
+    eq(r.status, 200, "GET /github/status (%r)" % r)
+    return r.json
+
+
+def fresh_state(w, key=None):
+    st = gh_status(w, key)
+    app = [a for a in st["actions"] if a["action"] == "app_install"]
+    check(app and app[0].get("install_url"), "status offers the App install URL", st)
+    u = urllib.parse.urlsplit(app[0]["install_url"])
+    return dict(urllib.parse.parse_qsl(u.query))["state"], app[0]["install_url"]
+
+
+def callback(w, qs, key=None):
+    h = {"Authorization": "Bearer %s" % key} if key else {}
+    return https_request(w.port, w.ctx, "GET", "/github/app/install/callback?" + qs, headers=h)
+
+
+def install(w, iid, key=None):
+    state, _ = fresh_state(w, key)
+    return callback(w, "installation_id=%d&setup_action=install&state=%s" % (iid, state))
+
+
+def connectors_status(w, key=None):
+    r = w.get("/api/connectors/status", key=key)
+    eq(r.status, 200, "GET /api/connectors/status (%r)" % r)
+    return r.json["connectors"]["github"]
+
+
+def repos(w, iid, key=None):
+    return w.get("/api/github/installations/%d/repositories" % iid, key=key)
+
+
+def no_foreign_hosts():
+    eq(_env["trap"].hits(), [], "connections to hosts other than GH_API_BASE_URL")
+
+
+# ---------------------------------------------------------------------------
+@test
+def test_status_actions_per_auth_mode(t):
+    w = world()
+    st = gh_status(w)
+    eq(st["auth_mode"], "app", "default GITHUB_AUTH_MODE")
+    eq([a["action"] for a in st["actions"]], ["app_install"], "app mode offers the App install only")
+    a = st["actions"][0]
+    eq((a["recommended"], a["available"]), (True, True), "App action")
+    check(a["install_url"].startswith("%s/apps/%s/installations/new?state=" % (_env["fx"].base, SLUG)),
+          "install URL under GH_BASE_URL", a)
+    eq(len(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(a["install_url"]).query))["state"]), 43, "state")
+    eq((st["app"]["configured"], st["app"]["private_key"]), (True, "ok"), "app block")
+    eq(st["app"]["setup_url"], "https://api.aurora.example.test/github/app/install/callback", "setup URL shown")
+    r = w.get("/github/app/install")
+    eq(r.status, 302, "GET /github/app/install (%r)" % r)
+    check(r.headers["location"].startswith(_env["fx"].base + "/apps/%s/installations/new?state=" % SLUG),
+          "install redirect", r.headers)
+    eq(w.get("/github/status", auth=False).status, 401, "status needs credentials")
+
+    fx, trap = _env["fx"], _env["trap"]
+    wh = make_world(t, "hybrid", fx, trap, {"GITHUB_AUTH_MODE": "hybrid"})
+    st = gh_status(wh)
+    eq([a["action"] for a in st["actions"]], ["app_install", "oauth"], "hybrid offers both")
+    eq([a["recommended"] for a in st["actions"]], [True, False], "hybrid recommends the App")
+    eq(st["actions"][1]["available"], False, "OAuth without GH_OAUTH_CLIENT_ID/SECRET")
+    contains(st["actions"][1]["error"], "Failed to initiate GitHub OAuth", "OAuth action error")
+    wo = make_world(t, "oauth", fx, trap, {"GITHUB_AUTH_MODE": "oauth", "GH_OAUTH_CLIENT_ID": "Ov23li",
+                                           "GH_OAUTH_CLIENT_SECRET": "s3cret-" + rand_tag(6)})
+    st = gh_status(wo)
+    eq([(a["action"], a["available"], a["recommended"]) for a in st["actions"]], [("oauth", True, True)],
+       "oauth mode offers OAuth only")
+    r = wo.get("/github/app/install")
+    eq((r.status, r.error_code), (404, "GITHUB_APP_DISABLED"), "no App install in oauth mode (%r)" % r)
+    wb = make_world(t, "badmode", fx, trap, {"GITHUB_AUTH_MODE": "both"})
+    r = wb.get("/github/status")
+    eq((r.status, r.error_code), (500, "GITHUB_AUTH_MODE_INVALID"), "unknown mode (%r)" % r)
+    wu = make_world(t, "badurl", fx, trap, {"GH_API_BASE_URL": "ftp://ghes.example.test/api/v3"})
+    st = gh_status(wu)
+    eq(st["app"]["configured"], False, "a non-http GH_API_BASE_URL leaves the App unconfigured")
+    contains(st["app"]["error"], "GH_API_BASE_URL", "error names the setting")
+    eq(connectors_status(wb)["auth_mode"], "invalid", "connectors status names the bad mode")
+    eq(wb.get("/health", auth=False).status, 200, "server serving")
+
+
+@test
+def test_install_callback_happy_path(t):
+    w = world()
+    fx = _env["fx"]
+    before = fx.stats()["jwt_ok"]
+    c = install(w, 101)
+    eq(c.status, 302, "callback (%r)" % c)
+    eq(c.headers["location"], FRONTEND + "/connectors?provider=github&status=connected", "redirect")
+    eq((c.get("installation_id"), c.get("account")), (101, "octo-org"), "callback body")
+    check(fx.stats()["jwt_ok"] > before, "the installation was fetched with a JWT the fixture verified")
+    r = w.get("/api/github/installations")
+    eq(r.status, 200, "list installations (%r)" % r)
+    got = [i for i in r.json["installations"] if i["installation_id"] == 101]
+    eq(len(got), 1, "installation 101 listed")
+    i = got[0]
+    eq((i["account_login"], i["account_type"], i["repository_selection"]), ("octo-org", "Organization", "selected"),
+       "account")
+    eq(i["permissions"], PERMS, "permissions")
+    eq(i["events"], EVENTS, "events")
+    eq((i["suspended"], i["pending"], i["installed_by"]), (False, False, w.user_id), "state and installer")
+    eq(i["manage_url"], "%s/organizations/octo-org/settings/installations/101" % fx.base, "manage URL under GH_BASE_URL")
+    st = connectors_status(w)
+    eq((st["connected"], st["app_configured"], st["installations"] >= 1), (True, True, True), "connectors status")
+    contains(w.server.log_text(), "installation_id 101", "log names the new installation_id")
+    # an update of the same installation by the same org refreshes it
+    fx.config(installations={**{str(k): installation(k) for k in (101, 102, 103, 104, 105, 106)},
+                             "101": {**installation(101), "permissions": {**PERMS, "checks": "write"}}})
+    state, _ = fresh_state(w)
+    c = callback(w, "installation_id=101&setup_action=update&state=" + state)
+    eq(c.status, 302, "update callback (%r)" % c)
+    i = [x for x in w.get("/api/github/installations").json["installations"] if x["installation_id"] == 101][0]
+    eq(i["permissions"]["checks"], "write", "permissions refreshed")
+    no_foreign_hosts()
+
+
+@test
+def test_callback_missing_state_message(t):
+    w = world()
+    for qs in ("installation_id=101&setup_action=install", "installation_id=101&setup_action=install&state=", ""):
+        c = callback(w, qs)
+        eq((c.status, c.error_code), (400, "GITHUB_APP_STATE_MISSING"), "no state: %r (%r)" % (qs, c))
+        eq(c.get("error"), MSG_STATE_MISSING, "the guide's message, exactly")
+
+
+@test
+def test_callback_refuses_replayed_expired_foreign_states(t):
+    w = world()
+    org, user, key = w.new_org()
+    for qs, what in (("state=short", "malformed"), ("state=" + "B" * 43, "unknown")):
+        c = callback(w, "installation_id=102&setup_action=install&" + qs)
+        eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "%s state (%r)" % (what, c))
+    state, _ = fresh_state(w, key)
+    qs = "installation_id=102&setup_action=install&state=" + state
+    eq(callback(w, qs).status, 302, "first use")
+    c = callback(w, qs)
+    eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "replayed state (%r)" % c)
+    contains(c.get("error"), "already used", "error")
+    state, _ = fresh_state(w, key)
+    w.admin("expire-oauth-state", "--state", state)
+    c = callback(w, "installation_id=103&setup_action=install&state=" + state)
+    eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "expired state (%r)" % c)
+    contains(c.get("error"), "expired", "error")
+    # a state of another user, presented by an authenticated caller
+    _, key_b = w.new_user(org_id=org)
+    state, _ = fresh_state(w, key)
+    c = callback(w, "installation_id=103&setup_action=install&state=" + state, key=key_b)
+    eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "another user's state (%r)" % c)
+    contains(c.get("error"), "another user", "error")
+    # a state issued for another provider (GCP's login)
+    g = w.get("/gcp/login", key=key)
+    eq(g.status, 302, "GET /gcp/login (%r)" % g)
+    gstate = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(g.headers["location"]).query))["state"]
+    c = callback(w, "installation_id=103&setup_action=install&state=" + gstate)
+    eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "GCP state at the GitHub callback (%r)" % c)
+    contains(c.get("error"), "another provider", "error")
+    # the installation is bound to the org whose state was used: org B cannot take it over
+    c = install(w, 102)  # the suite's org, 102 belongs to org `org` now
+    eq((c.status, c.error_code), (409, "GITHUB_INSTALLATION_CLAIMED"), "installation of another org (%r)" % c)
+    mine = [i["installation_id"] for i in w.get("/api/github/installations", key=key).json["installations"]]
+    eq(mine, [102], "org B's installations")
+    theirs = [i["installation_id"] for i in w.get("/api/github/installations").json["installations"]]
+    check(102 not in theirs, "the suite org does not see org B's installation", theirs)
+    r = repos(w, 102)
+    eq((r.status, r.error_code), (404, "GITHUB_INSTALLATION_NOT_FOUND"), "repos of another org's installation (%r)" % r)
+
+
+@test
+def test_callback_bad_installation_id(t):
+    w = world()
+    bad = ["abc", "-1", "+1", "0", "007", "1e5", "12a", "0x10", "12345678901234567", "99999999999999999999999",
+           "1%2000", "%201", "1%3B2", "1.0", ""]
+    for v in bad:
+        state, _ = fresh_state(w)
+        c = callback(w, "installation_id=%s&setup_action=install&state=%s" % (v, state))
+        eq((c.status, c.error_code), (400, "GITHUB_BAD_INSTALLATION_ID"), "installation_id=%r (%r)" % (v, c))
+    state, _ = fresh_state(w)
+    c = callback(w, "setup_action=install&state=" + state)
+    eq((c.status, c.error_code), (400, "GITHUB_BAD_INSTALLATION_ID"), "no installation_id (%r)" % c)
+    state, _ = fresh_state(w)
+    c = callback(w, "installation_id=101&setup_action=delete&state=" + state)
+    eq((c.status, c.error_code), (400, "BAD_REQUEST"), "unknown setup_action (%r)" % c)
+    # well-formed but unknown to GitHub
+    c = install(w, 999999)
+    eq((c.status, c.error_code), (400, "GITHUB_INSTALLATION_NOT_FOUND"), "unknown installation (%r)" % c)
+    # setup_action=request: awaiting an org owner, nothing stored
+    state, _ = fresh_state(w)
+    c = callback(w, "setup_action=request&state=" + state)
+    eq((c.status, c.headers.get("location")), (302, FRONTEND + "/connectors?provider=github&status=requested"),
+       "install requested (%r)" % c)
+    r = w.get("/api/github/installations/abc/repositories")
+    eq((r.status, r.error_code), (400, "GITHUB_BAD_INSTALLATION_ID"), "repos of a bad id (%r)" % r)
+    eq(w.get("/health", auth=False).status, 200, "server serving")
+
+
+@test
+def test_repositories_token_cached_across_concurrent_calls(t):
+    w = world()
+    fx = _env["fx"]
+    eq(install(w, 104).status, 302, "install 104")
+    # the mint takes 400 ms: the other listings arrive while it is in flight
+    fx.config(mint_delay_ms=400, page_delay_ms=150, repos=250)
+    fx.ctl("/_fixture/reset")
+    with ThreadPoolExecutor(8) as ex:
+        rs = list(ex.map(lambda _: repos(w, 104), range(8)))
+    for r in rs:
+        eq(r.status, 200, "concurrent listing (%r)" % r)
+        eq((len(r.json["repositories"]), r.json["total_count"], r.json["pages"], r.json["truncated"]),
+           (250, 250, 3, False), "all pages followed")
+    s = fx.stats()
+    eq(s["mints"], {"104": 1}, "8 concurrent listings -> 1 mint")
+    check(s["max_pages_in_flight"] >= 4, "the listings ran concurrently in the server", s["max_pages_in_flight"])
+    r0 = rs[0].json["repositories"][0]
+    eq(r0["html_url"], "%s/octo-org/repo-0" % fx.base, "repository URL built from GH_BASE_URL")
+    eq((r0["full_name"], r0["default_branch"], r0["private"]), ("octo-org/repo-0", "main", True), "repository")
+    eq(repos(w, 104).status, 200, "one more listing")
+    eq(fx.stats()["mints"], {"104": 1}, "still 1 mint: the token is cached")
+    # page cap (GITHUB_MAX_REPO_PAGES=3)
+    fx.config(mint_delay_ms=0, page_delay_ms=0, repos=450)
+    r = repos(w, 104)
+    eq((r.status, len(r.json["repositories"]), r.json["pages"], r.json["truncated"]), (200, 300, 3, True),
+       "page cap (%r)" % r)
+    # a next link outside GH_API_BASE_URL is not followed (the token would go with it)
+    fx.ctl("/_fixture/reset")
+    fx.config(repos=250, link_base="http://127.0.0.2:9/api/v3")
+    r = repos(w, 104)
+    eq((r.status, len(r.json["repositories"]), r.json["pages"]), (200, 100, 1), "foreign next link (%r)" % r)
+    contains(r.json.get("warning", ""), "outside GH_API_BASE_URL", "warning")
+    eq(fx.stats()["repo_pages"], 1, "one page fetched")
+    fx.config(repos=3, link_base=None)
+    no_foreign_hosts()
+
+
+@test
+def test_malformed_github_answers_are_refused(t):
+    w = world()
+    fx = _env["fx"]
+    fx.ctl("/_fixture/reset")
+
+    def ids():
+        return sorted(i["installation_id"] for i in w.get("/api/github/installations").json["installations"])
+    before = ids()
+    good = installation(107)
+    fx.config(installations={**{str(k): installation(k) for k in (101, 102, 103, 104, 105, 106)}, "107": good})
+    bad_installations = [
+        ("not JSON", 200, "<html>oops</html>"),
+        ("truncated", 200, json.dumps(good)[:40]),
+        ("another id", 200, json.dumps({**good, "id": 108})),
+        ("bad login", 200, json.dumps({**good, "account": {"login": "evil<script>", "type": "Organization"}})),
+        ("no account", 200, json.dumps({k: v for k, v in good.items() if k != "account"})),
+        ("bad permission", 200, json.dumps({**good, "permissions": {"contents": "superuser"}})),
+        ("bad permission name", 200, json.dumps({**good, "permissions": {"a b": "read"}})),
+        ("too many events", 200, json.dumps({**good, "events": ["e%d" % i for i in range(200)]})),
+        ("bad suspended_at", 200, json.dumps({**good, "suspended_at": "yesterday"})),
+        ("bad selection", 200, json.dumps({**good, "repository_selection": "some"})),
+        ("server error", 500, json.dumps({"message": "Server Error"})),
+    ]
+    for what, status, body in bad_installations:
+        fx.ctl("/_fixture/override", {"match": "/app/installations/107", "method": "GET", "status": status, "body": body})
+        c = install(w, 107)
+        eq((c.status, c.error_code), (502, "GITHUB_ERROR"), "installation answer: %s (%r)" % (what, c))
+    fx.ctl("/_fixture/override", {"match": "/app/installations/107", "method": "GET", "status": 200,
+                                  "body": "x" * 1024, "repeat": 5 * 1024})
+    c = install(w, 107)
+    eq((c.status, c.error_code), (502, "GITHUB_UNREACHABLE"), "5 MiB answer (%r)" % c)
+    eq(ids(), before, "nothing stored")
+    eq(install(w, 107).status, 302, "a good answer afterwards")
+
+    exp = "2099-01-01T00:00:00Z"
+    bad_tokens = [
+        ("not JSON", 201, "{"),
+        ("no token", 201, json.dumps({"expires_at": exp})),
+        ("no expires_at", 201, json.dumps({"token": "ghs_x"})),
+        ("bad expires_at", 201, json.dumps({"token": "ghs_x", "expires_at": "in an hour"})),
+        ("token with a space", 201, json.dumps({"token": "ghs_x y", "expires_at": exp})),
+        ("token with a newline", 201, json.dumps({"token": "ghs_x\r\nX-Evil: 1", "expires_at": exp})),
+        ("oversized token", 201, json.dumps({"token": "g" * 2000, "expires_at": exp})),
+        ("server error", 502, json.dumps({"message": "Bad Gateway"})),
+    ]
+    for what, status, body in bad_tokens:
+        fx.ctl("/_fixture/override", {"match": "/access_tokens", "status": status, "body": body})
+        r = repos(w, 107)
+        eq((r.status, r.error_code), (502, "GITHUB_ERROR"), "token answer: %s (%r)" % (what, r))
+    eq(fx.stats()["repo_pages"], 0, "no listing with a bad token")
+    bad_pages = [
+        ("not JSON", 200, "]"),
+        ("repositories not a list", 200, json.dumps({"total_count": 1, "repositories": {"a": 1}})),
+        ("bad full_name", 200, json.dumps({"total_count": 1, "repositories": [{"id": 1, "full_name": "../../etc"}]})),
+        ("no id", 200, json.dumps({"total_count": 1, "repositories": [{"full_name": "a/b"}]})),
+        ("server error", 503, "{}"),
+    ]
+    for what, status, body in bad_pages:
+        fx.ctl("/_fixture/override", {"match": "/installation/repositories", "status": status, "body": body})
+        r = repos(w, 107)
+        eq((r.status, r.error_code), (502, "GITHUB_ERROR"), "repository page: %s (%r)" % (what, r))
+    r = repos(w, 107)
+    eq(r.status, 200, "a good listing afterwards (%r)" % r)
+    eq(fx.stats()["mints"].get("107"), 1, "bad token answers were not cached; one good mint")
+    eq(w.get("/health", auth=False).status, 200, "server serving")
+
+
+@test
+def test_token_reminted_when_it_expires_within_five_minutes(t):
+    w = world()
+    fx = _env["fx"]
+    eq(install(w, 105).status, 302, "install 105")
+    fx.ctl("/_fixture/reset")
+    fx.config(token_ttl=240)  # GitHub hands out 1 h; this one is inside the 5 min margin
+    for i in range(3):
+        eq(repos(w, 105).status, 200, "listing %d" % i)
+    eq(fx.stats()["mints"], {"105": 3}, "a token expiring within 5 min is minted again on each use")
+    fx.config(token_ttl=3600)
+    for i in range(3):
+        eq(repos(w, 105).status, 200, "listing %d" % i)
+    s = fx.stats()
+    eq(s["mints"], {"105": 4}, "a 1 h token is minted once more, then cached")
+    # the token lives in memory only: not in the log, the database or the secrets store
+    tok = s["last_token"]
+    check(tok and tok.startswith("ghs_"), "fixture token", s)
+    check(tok not in w.server.log_text(), "installation token in the server log")
+    for root, _, files in os.walk(w.data):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                check(tok.encode() not in fh.read(), "%s holds the installation token" % f)
+
+
+@test
+def test_failed_mint_is_not_cached_and_suspended_refused(t):
+    w = world()
+    fx = _env["fx"]
+    eq(install(w, 106).status, 302, "install 106")
+    fx.ctl("/_fixture/reset")
+    fx.config(issuers=["someone-else"])  # every App JWT refused
+    r = repos(w, 106)
+    eq((r.status, r.error_code), (502, "GITHUB_DENIED"), "JWT refused (%r)" % r)
+    contains(r.get("error"), "GITHUB_APP_CLIENT_ID", "error says what to check")
+    check("iss" in (fx.stats()["last_reject"] or ""), "the fixture refused the issuer", fx.stats())
+    fx.config(issuers=[CLIENT_ID])
+    r = repos(w, 106)
+    eq(r.status, 200, "the failure was not cached (%r)" % r)
+    eq(fx.stats()["mints"], {"106": 1}, "one mint once the JWT is accepted")
+    # GitHub suspends the installation: the mint answers 403
+    insts = {str(k): installation(k) for k in (101, 102, 103, 104, 105, 106)}
+    insts["103"] = installation(103, suspended_at="2026-02-01T10:00:00Z")
+    fx.config(installations=insts)
+    c = install(w, 103)
+    eq(c.status, 302, "install of a suspended installation is recorded (%r)" % c)
+    i = [x for x in w.get("/api/github/installations").json["installations"] if x["installation_id"] == 103][0]
+    eq((i["suspended"], i["suspended_at"]), (True, calendar.timegm((2026, 2, 1, 10, 0, 0))),
+       "suspended state recorded")
+    r = repos(w, 103)
+    eq((r.status, r.error_code), (409, "GITHUB_INSTALLATION_SUSPENDED"), "suspended (%r)" % r)
+
+
+@test
+def test_key_rotation_picked_up_without_restart(t):
+    fx, trap = Fixture(t), Trap()
+    priv1, pub1 = keypair(t, "k1")
+    priv2, pub2 = keypair(t, "k2")
+    w = make_world(t, "rot", fx, trap)
+    secret_put(w, "aurora/system/github-app/private-key", priv1)
+    insts = {str(i): installation(i) for i in (201, 202, 203)}
+    fx.config(public_key=pub1, issuers=[CLIENT_ID], installations=insts)
+    eq(install(w, 201).status, 302, "install with key 1")
+    # the operator rotates: a new key on GitHub and in the secrets backend
+    fx.config(public_key=pub2)
+    secret_put(w, "aurora/system/github-app/private-key", priv2)
+    wait_until(lambda: "changed; now using the new one" in w.server.log_text() or gh_status(w) and False,
+               15, what="the server to re-read the rotated key")
+    c = install(w, 202)
+    eq(c.status, 302, "install signed with key 2 (%r)" % c)
+    eq(fx.stats()["last_reject"], None, "no JWT refused")
+    eq(trap.hits(), [], "no other host contacted")
+
+
+@test
+def test_pem_without_newlines_reports_unconfigured(t):
+    fx, trap = Fixture(t), Trap()
+    priv, pub = keypair(t, "k")
+    w = make_world(t, "badpem", fx, trap)
+    fx.config(public_key=pub, issuers=[CLIENT_ID], installations={"301": installation(301)})
+    st = gh_status(w)
+    eq((st["app"]["configured"], st["app"]["private_key"]), (False, "missing"), "no key stored yet")
+    # the guide's failure: the PEM passed as a shell string, newlines gone
+    flat = " ".join(priv.split())
+    secret_put(w, "aurora/system/github-app/private-key", flat)
+    wait_until(lambda: gh_status(w)["app"]["private_key"] == "invalid", 15, what="the bad key to be read")
+    st = gh_status(w)
+    eq((st["app"]["configured"], st["actions"][0]["available"]), (False, False), "App unconfigured")
+    contains(st["app"]["error"], MSG_DESERIALIZE, "status names the problem")
+    cs = connectors_status(w)
+    eq((cs["app_configured"], cs["private_key"], cs["connected"]), (False, "invalid", False), "connectors status")
+    for _ in range(3):
+        r = w.get("/github/app/install")
+        eq((r.status, r.error_code), (503, "GITHUB_APP_NOT_CONFIGURED"), "install while unconfigured (%r)" % r)
+    state_r = w.get("/github/status")
+    eq(state_r.status, 200, "status still answers")
+    eq(w.server.log_text().count(MSG_DESERIALIZE), 1, "logged once for this value, not per request")
+    # another bad value is logged once more
+    secret_put(w, "aurora/system/github-app/private-key", flat.replace("KEY-----", "KEY----- "))
+    wait_until(lambda: gh_status(w) and w.server.log_text().count(MSG_DESERIALIZE) == 2, 15,
+               what="the second bad value to be logged")
+    eq(w.get("/health", auth=False).status, 200, "server serving")
+    # fixed: stored verbatim, the App works again
+    secret_put(w, "aurora/system/github-app/private-key", priv)
+    wait_until(lambda: gh_status(w)["app"]["configured"], 15, what="the fixed key to be read")
+    eq(install(w, 301).status, 302, "install with the fixed key")
+    check(priv.split("\n")[1] not in w.server.log_text(), "no key material in the log")
+    eq(trap.hits(), [], "no other host contacted")
+
+
+@test
+def test_secrets_backend_down_reports_unavailable(t):
+    fx, trap = Fixture(t), Trap()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    t.defer(dead.close)
+    w = make_world(t, "vaultdown", fx, trap, {
+        "SECRETS_BACKEND": "vault", "VAULT_ADDR": "https://127.0.0.1:%d" % dead.getsockname()[1],
+        "VAULT_TOKEN": "hvs." + rand_tag(20)})
+    st = gh_status(w)
+    eq((st["app"]["configured"], st["app"]["private_key"]), (False, "unavailable"), "key unreadable")
+    contains(st["app"]["error"], "secrets backend", "error names the backend")
+    r = w.get("/github/app/install")
+    eq((r.status, r.error_code), (503, "GITHUB_APP_NOT_CONFIGURED"), "install (%r)" % r)
+    eq(connectors_status(w)["private_key"], "unavailable", "connectors status")
+    eq(w.get("/health", auth=False).status, 200, "server serving")
+
+
+@test
+def test_webhook_secret_from_env_or_secrets_backend(t):
+    w = world()
+    app = gh_status(w)["app"]
+    eq((app["webhook_secret"], app["webhook_secret_source"]),
+       ("missing", "aurora/system/github-app/webhook-secret"), "nothing stored yet")
+    secret_put(w, "aurora/system/github-app/webhook-secret", "whsec-" + rand_tag(16))
+    wait_until(lambda: gh_status(w)["app"]["webhook_secret"] == "ok", 15, what="the stored secret to be read")
+    eq(connectors_status(w)["app_configured"], True, "App still configured")
+    we = make_world(t, "hookenv", _env["fx"], _env["trap"], {"GITHUB_APP_WEBHOOK_SECRET": "env-" + rand_tag(16)})
+    app = gh_status(we)["app"]
+    eq((app["webhook_secret"], app["webhook_secret_source"]), ("ok", "GITHUB_APP_WEBHOOK_SECRET"), "from the env")
+
+
+@test
+def test_only_gh_api_base_url_is_contacted(t):
+    # positive control: with the default GH_API_BASE_URL the trap sees api.github.com
+    fx, trap = Fixture(t), Trap()
+    priv, pub = keypair(t, "k")
+    w = make_world(t, "defaults", fx, trap, {"GH_BASE_URL": "", "GH_API_BASE_URL": ""})
+    secret_put(w, "aurora/system/github-app/private-key", priv)
+    st = gh_status(w)
+    check(st["actions"][0]["install_url"].startswith("https://github.com/apps/%s/installations/new?state=" % SLUG),
+          "default install URL", st)
+    eq((st["github_url"], st["api_url"]), ("https://github.com", "https://api.github.com"), "defaults")
+    c = install(w, 401)
+    eq(c.status, 502, "api.github.com through the trap fails (%r)" % c)
+    check(any("api.github.com" in h for h in trap.hits()), "the trap caught the default host", trap.hits())
+    # and the suite's server, pointed at the fixture, never reached the trap
+    world()
+    no_foreign_hosts()
+    # no GitHub host is named in the connector outside the two defaults
+    for f in ("github.c", "github_app.c", "github_app.h"):
+        with open(os.path.join(ROOT, "server", "connectors", f)) as fh:
+            src = fh.read()
+        for m in re.finditer(r"[a-z.]*github\.com[^\s\"]*", src):
+            line = src[src.rfind("\n", 0, m.start()) + 1:src.find("\n", m.end())]
+            check(m.group(0) in ("github.com", "api.github.com") and
+                  ("base_setting" in line or "GH_" in line or "*" in line),
+                  "%s names %s outside the defaults: %s" % (f, m.group(0), line.strip()))
+
+
+if __name__ == "__main__":
+    main()
