@@ -13,7 +13,6 @@ openssl and stored with `aurora-server secrets put`, as the guide's Step 3.
 Every other host is a trap: the server's http(s)_proxy points at a listener
 that records any connection, so a call that leaves GH_API_BASE_URL is seen.
 """
-import calendar
 import json
 import os
 import re
@@ -532,8 +531,8 @@ def test_failed_mint_is_not_cached_and_suspended_refused(t):
     c = install(w, 103)
     eq(c.status, 302, "install of a suspended installation is recorded (%r)" % c)
     i = [x for x in w.get("/api/github/installations").json["installations"] if x["installation_id"] == 103][0]
-    eq((i["suspended"], i["suspended_at"]), (True, calendar.timegm((2026, 2, 1, 10, 0, 0))),
-       "suspended state recorded")
+    eq((i["suspended"], i["suspended_at"]), (True, "2026-02-01T10:00:00Z"),
+       "suspended state recorded (RFC 3339 UTC, the API's one time format)")
     r = repos(w, 103)
     eq((r.status, r.error_code), (409, "GITHUB_INSTALLATION_SUSPENDED"), "suspended (%r)" % r)
 
