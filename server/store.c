@@ -1863,7 +1863,7 @@ int store_webhook_list_unassigned(store_t *s, const char *connector, int limit,
     db_result r;
     db_param p[] = { p_text(connector), DB_P_INT(limit) };
     if (run_query(s, "listing unassigned webhook deliveries",
-                  "SELECT id FROM webhook_deliveries WHERE connector = ? AND status = 'unassigned'"
+                  "SELECT id FROM webhook_deliveries WHERE connector = ? AND org_id IS NULL"
                   " ORDER BY received_seq, id LIMIT ?",
                   p, 2, &r) != STORE_OK)
         return STORE_ERR;

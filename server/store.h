@@ -262,7 +262,7 @@ int store_webhook_list(store_t *s, const char *org_id, const char *connector, co
  * worker that died); oldest first, at most limit.  ids: limit * STORE_ID_LEN. */
 int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
                             int64_t stale_before, int limit, char (*ids)[STORE_ID_LEN], size_t *n);
-/* Same for "unassigned" rows (org_id still unknown). */
+/* Same for the deliveries stored without an organization, oldest first. */
 int store_webhook_list_unassigned(store_t *s, const char *connector, int limit,
                                   char (*ids)[STORE_ID_LEN], size_t *n);
 /* Claims a delivery for processing (status "processing", attempts + 1,
