@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "pg_harness.h"
 #include "http.h"
 #include "kit_webhook.h"
 #include "server_config.h"
@@ -1001,6 +1002,134 @@ static void test_spec_checks(void **state)
     http_module_cleanup();
 }
 
+/* ---- the same queries on both engines ---------------------------------------------------- */
+
+/* The store functions behind the kit, on whichever engine s is, plus one
+ * handler call: portable SQL (ON CONFLICT … DO NOTHING, a NULL foreign key,
+ * the partial index, keyset pagination) behaves the same on both. */
+static void webhook_store_sequence(store_t *s)
+{
+    store_org org;
+    assert_int_equal(store_org_create(s, "seq", &org), STORE_OK);
+    store_webhook_delivery d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.org_id, sizeof(d.org_id), "%s", org.id);
+    snprintf(d.connector, sizeof(d.connector), "github");
+    snprintf(d.delivery_id, sizeof(d.delivery_id), "seq-1");
+    snprintf(d.event, sizeof(d.event), "issues");
+    d.verified = 1;
+    assert_int_equal(store_webhook_insert(s, &d, "{\"a\":1}", 7, 1), STORE_OK);
+    char first[STORE_ID_LEN];
+    snprintf(first, sizeof(first), "%s", d.id);
+    assert_string_equal(d.status, "received");
+    /* the redelivery: nothing written, the first row named */
+    store_webhook_delivery again = d;
+    memset(again.id, 0, sizeof(again.id));
+    assert_int_equal(store_webhook_insert(s, &again, "{\"a\":2}", 7, 1), STORE_CONFLICT);
+    assert_string_equal(again.id, first);
+    /* no organization yet; an organization that does not exist */
+    store_webhook_delivery u = d;
+    u.org_id[0] = '\0';
+    snprintf(u.delivery_id, sizeof(u.delivery_id), "seq-2");
+    const unsigned char bin[] = { 0x00, 0xff, 'x' };
+    assert_int_equal(store_webhook_insert(s, &u, bin, sizeof(bin), 1), STORE_OK);
+    assert_string_equal(u.status, "unassigned");
+    store_webhook_delivery bad = d;
+    snprintf(bad.org_id, sizeof(bad.org_id), "org_000000000000000000000000");
+    snprintf(bad.delivery_id, sizeof(bad.delivery_id), "seq-3");
+    assert_int_equal(store_webhook_insert(s, &bad, "{}", 2, 1), STORE_NOT_FOUND);
+    /* reads are org-scoped; the unassigned row is nobody's */
+    store_webhook_delivery *list;
+    size_t n;
+    assert_int_equal(store_webhook_list(s, org.id, "github", NULL, 0, NULL, 10, &list, &n),
+                     STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, first);
+    assert_null(list[0].body);
+    store_webhook_list_free(list, n);
+    assert_int_equal(store_webhook_list(s, org.id, "github", "push", 0, NULL, 10, &list, &n),
+                     STORE_OK);
+    assert_int_equal(n, 0);
+    store_webhook_list_free(list, n);
+    store_webhook_delivery got;
+    assert_int_equal(store_webhook_get(s, org.id, "github", u.id, &got), STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_get(s, NULL, "github", u.id, &got), STORE_OK);
+    assert_int_equal(got.body_len, sizeof(bin));
+    assert_memory_equal(got.body, bin, sizeof(bin));
+    store_webhook_free(&got);
+    char ids[4][STORE_ID_LEN];
+    assert_int_equal(store_webhook_list_unassigned(s, "github", 4, ids, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], u.id);
+    assert_int_equal(store_webhook_set_org(s, u.id, "org_000000000000000000000000"),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_set_org(s, u.id, org.id), STORE_OK);
+    assert_int_equal(store_webhook_set_org(s, u.id, org.id), STORE_NOT_FOUND);
+    /* claim once, finish once */
+    assert_int_equal(store_webhook_list_open(s, "github", 5, 0, 4, ids, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(ids[0], first);
+    assert_int_equal(store_webhook_claim(s, first, 5, 0, 100), STORE_OK);
+    assert_int_equal(store_webhook_claim(s, first, 5, 0, 101), STORE_CONFLICT);
+    assert_int_equal(store_webhook_finish(s, first, "processed", NULL, 102), STORE_OK);
+    assert_int_equal(store_webhook_finish(s, first, "processed", NULL, 103), STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_finish(s, u.id, "bogus", NULL, 103), STORE_ERR);
+    assert_int_equal(store_webhook_get(s, org.id, "github", first, &got), STORE_OK);
+    assert_string_equal(got.status, "processed");
+    assert_int_equal(got.processed_at, 102);
+    assert_int_equal(got.attempts, 1);
+    store_webhook_free(&got);
+
+    /* the handler on this engine: GitHub's documented vector, twice */
+    server_config cfg = { .max_body = 1 << 20 };
+    worker_ctx w = { .store = s, .cfg = &cfg };
+    set_secrets(GH_SECRET, NULL, NULL);
+    kit_webhook_spec spec = github_spec();
+    spec.process = NULL;
+    for (int i = 0; i < 2; i++) {
+        call c;
+        gh_call(&c, GH_BODY, GH_SIG, "engine-1");
+        kit_webhook_handle_at(&w, &spec, &c.req, &c.resp, 1700000000);
+        assert_int_equal(c.resp.status, 200);
+        c.json = cJSON_ParseWithLength(buf_head(&c.resp.body), buf_pending(&c.resp.body));
+        assert_int_equal(resp_bool(&c, "duplicate"), i);
+        free_call(&c);
+    }
+}
+
+static void test_store_sequence_sqlite(void **state)
+{
+    fx *f = *state;
+    webhook_store_sequence(f->st);
+}
+
+static pg_server g_pg;
+#define PG_DB "aurora_kitwh"
+
+static int pg_group_setup(void **state)
+{
+    if (pg_create(&g_pg) < 0)
+        return -1;
+    return pg_create_db(&g_pg, PG_DB);
+}
+
+static int pg_group_teardown(void **state)
+{
+    pg_destroy(&g_pg);
+    return 0;
+}
+
+static void test_store_sequence_postgres(void **state)
+{
+    char url[320], err[256];
+    pg_url(&g_pg, PG_DB, url, sizeof(url));
+    store_t *s;
+    if (store_open(url, &s, err, sizeof(err)) != STORE_OK)
+        fail_msg("store_open: %s", err);
+    webhook_store_sequence(s);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1021,6 +1150,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_tenant_kept_then_adopted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spec_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_sequence_sqlite, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest pg_tests[] = {
+        cmocka_unit_test(test_store_sequence_postgres),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("postgres", pg_tests, pg_group_setup, pg_group_teardown);
+    return failed;
 }
