@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "api_util.h"
@@ -271,6 +272,20 @@ static int64_t parse_ts(const char *p, size_t n)
     return v;
 }
 
+/* "application/json; charset=utf-8" is "application/json": the media type
+ * before any parameter, case-insensitively. */
+static int content_type_is(const char *got, const char *want)
+{
+    if (!got)
+        return 0;
+    while (*got == ' ')
+        got++;
+    size_t n = strcspn(got, ";");
+    while (n && (got[n - 1] == ' ' || got[n - 1] == '\t'))
+        n--;
+    return n == strlen(want) && strncasecmp(got, want, n) == 0;
+}
+
 static void refuse(http_response *resp, int status, const char *code, const char *msg,
                    const kit_webhook_spec *s, const http_request *req)
 {
@@ -501,6 +516,13 @@ void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_req
         return;
     }
 
+    if (spec->content_type && !content_type_is(http_header_get(req, "content-type"),
+                                                spec->content_type)) {
+        refuse(resp, 415, "UNSUPPORTED_MEDIA_TYPE", "Webhook content type not supported", spec,
+               req);
+        return;
+    }
+
     kit_wh_keys *k = calloc(1, sizeof(*k));
     if (!k) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
@@ -552,6 +574,13 @@ void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_req
     }
     cJSON_Delete(json);
 
+    /* The commit that makes the 2xx true: store_webhook_insert is one
+     * autocommit INSERT, and it returns only once the engine reported the
+     * COMMIT done (SQLite: sqlite3_step finished the WAL commit, fsynced
+     * with the default synchronous=FULL; PostgreSQL: the server's
+     * acknowledgement of the implicit transaction, synchronous_commit on).
+     * Nothing is queued in memory: a kill -9 right after the 2xx finds the
+     * row. */
     rc = store_webhook_insert(w->store, &d, body, len, !spec->process_unassigned);
     if (rc == STORE_NOT_FOUND) {
         /* keys/resolve_org named an organization that does not exist */
@@ -596,23 +625,29 @@ int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char 
 {
     if (!spec->process)
         return KIT_WH_NOT_OPEN;
-    int rc = store_webhook_claim(w->store, id, attempts_of(spec), now - KIT_WH_CLAIM_LEASE_S, now);
-    if (rc == STORE_CONFLICT)
+    store_webhook_delivery d;
+    int rc = store_webhook_get(w->store, NULL, spec->connector, id, &d);
+    if (rc == STORE_NOT_FOUND)
         return KIT_WH_NOT_OPEN;
     if (rc != STORE_OK) {
-        log_error("webhook %s: claiming %s: %s", spec->connector, id, store_errmsg(w->store));
-        return STORE_ERR;
-    }
-    store_webhook_delivery d;
-    rc = store_webhook_get(w->store, NULL, spec->connector, id, &d);
-    if (rc != STORE_OK) {
-        /* The claim lapses after KIT_WH_CLAIM_LEASE_S and the sweep retries. */
         log_error("webhook %s: reading %s: %s", spec->connector, id, store_errmsg(w->store));
         return STORE_ERR;
     }
-    if (!d.org_id[0] && !spec->process_unassigned) { /* claimed by a caller's mistake */
+    /* Without an organization it waits for kit_webhook_adopt (checked
+     * before the claim, so such a row is never left claimed). */
+    if (!d.org_id[0] && !spec->process_unassigned) {
         store_webhook_free(&d);
         return KIT_WH_NOT_OPEN;
+    }
+    /* The claim is what makes processing run once: of two workers (or a
+     * worker and the recovery sweep) only one changes the row. */
+    rc = store_webhook_claim(w->store, id, attempts_of(spec), now - KIT_WH_CLAIM_LEASE_S, now);
+    if (rc != STORE_OK) {
+        store_webhook_free(&d);
+        if (rc == STORE_CONFLICT)
+            return KIT_WH_NOT_OPEN;
+        log_error("webhook %s: claiming %s: %s", spec->connector, id, store_errmsg(w->store));
+        return STORE_ERR;
     }
     char err[STORE_WEBHOOK_ERROR_LEN] = "";
     int out = spec->process(w, &d, err, sizeof(err));

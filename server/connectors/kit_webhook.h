@@ -74,6 +74,9 @@ enum { KIT_WH_PROCESSED = 0, KIT_WH_IGNORED = 1, KIT_WH_FAILED = -1 };
 
 typedef struct kit_webhook_spec kit_webhook_spec;
 
+/* Declare it with static storage (a `static const` in the connector's
+ * file): processing jobs queued after the 2xx keep a pointer to it.  The kit
+ * uses resp->on_loop of a 2xx answer to queue that job. */
 struct kit_webhook_spec {
     const char *connector; /* connector id: stored with every delivery */
     /* Largest body accepted (bytes); 0: the server's AURORA_MAX_BODY.  Never
@@ -116,6 +119,9 @@ struct kit_webhook_spec {
     const char *event_json;
     const char *action_json;
     int require_json_object; /* the body must be a JSON object (else 400, nothing stored) */
+    /* The media type the provider sends (e.g. "application/json"; parameters
+     * such as charset are ignored); another one is a 415.  NULL: any. */
+    const char *content_type;
 
     /* ---- callbacks (worker thread) ---------------------------------------------
      * keys: before the signature check, from the request (path parameters,
@@ -131,7 +137,7 @@ struct kit_webhook_spec {
                  http_response *resp);
     /* resolve_org (optional): when keys left org_id empty, the tenant of a
      * verified delivery (e.g. GitHub: the installation id in the body →
-     * org).  Return STORE_OK with org_id filled, STORE_NOT_FOUND when not
+     * org); json is the parsed body, NULL when it is not JSON.  Return STORE_OK with org_id filled, STORE_NOT_FOUND when not
      * known yet, < 0 on error.  Not known (or an error): the delivery is
      * stored WITHOUT an organization rather than dropped — it is the
      * provider's only copy once we answer 2xx — and kit_webhook_adopt()

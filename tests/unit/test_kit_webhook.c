@@ -555,11 +555,52 @@ static void test_malformed_ids_and_shapes(void **state)
     expect_refused(f, &c, &spec, 1700000000, 400, "BAD_DELIVERY_ID");
     gh_call(&c, GH_BODY, GH_SIG, "id\x01");
     expect_refused(f, &c, &spec, 1700000000, 400, "BAD_DELIVERY_ID");
+    /* a declared content type (parameters ignored) */
+    spec.content_type = "application/json";
+    gh_call(&c, GH_BODY, GH_SIG, "ctype-1");
+    add_header(&c, "content-type", "application/x-www-form-urlencoded");
+    expect_refused(f, &c, &spec, 1700000000, 415, "UNSUPPORTED_MEDIA_TYPE");
+    gh_call(&c, GH_BODY, GH_SIG, "ctype-2");
+    expect_refused(f, &c, &spec, 1700000000, 415, "UNSUPPORTED_MEDIA_TYPE");
+    gh_call(&c, GH_BODY, GH_SIG, "ctype-3");
+    add_header(&c, "content-type", "Application/JSON; charset=utf-8");
+    run_call(&c, &spec, 1700000000);
+    assert_int_equal(c.resp.status, 200);
+    free_call(&c);
+    spec.content_type = NULL;
     /* a body that must be a JSON object */
     spec.require_json_object = 1;
     gh_call(&c, GH_BODY, GH_SIG, "not-json");
     expect_refused(f, &c, &spec, 1700000000, 400, "BAD_PAYLOAD");
-    assert_int_equal(committed_rows(f, NULL), 0);
+    assert_int_equal(committed_rows(f, NULL), 1);
+}
+
+/* The connector's shape check: an object with "alerts" (Grafana-like). */
+static int check_alerts(worker_ctx *w, const http_request *req, const cJSON *json,
+                        http_response *resp)
+{
+    if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(json, "alerts"))) {
+        http_resp_error(resp, 422, "NOT_AN_ALERT", "payload has no alerts[]");
+        return -1;
+    }
+    return 0;
+}
+
+static void test_shape_check(void **state)
+{
+    fx *f = *state;
+    kit_webhook_spec spec = { .connector = "grafana", .policy = KIT_WH_UNSIGNED,
+                              .check = check_alerts };
+    call c;
+    init_call(&c, ROT_BODY, strlen(ROT_BODY));
+    expect_refused(f, &c, &spec, 1700000000, 422, "NOT_AN_ALERT");
+    init_call(&c, "not json", 8);
+    expect_refused(f, &c, &spec, 1700000000, 422, "NOT_AN_ALERT");
+    init_call(&c, "{\"alerts\":[]}", 13);
+    run_call(&c, &spec, 1700000000);
+    assert_int_equal(c.resp.status, 200);
+    free_call(&c);
+    assert_int_equal(committed_rows(f, NULL), 1);
 }
 
 /* Per-user URL: /x/webhook/{user_id}; the user names the org and scopes
@@ -574,6 +615,9 @@ static int keys_per_user(worker_ctx *w, const http_request *req, kit_wh_keys *ou
     }
     snprintf(out->org_id, sizeof(out->org_id), "%s", strcmp(user, "u1") ? F->org2.id : F->org.id);
     snprintf(out->tenant_key, sizeof(out->tenant_key), "%s", user);
+    /* each user has a secret of their own (u2: "new-secret") */
+    if (g_secrets[0] && strcmp(user, "u2") == 0)
+        return kit_wh_keys_add(out, "new-secret", strlen("new-secret"));
     for (int i = 0; i < KIT_WH_MAX_SECRETS && g_secrets[i]; i++)
         kit_wh_keys_add(out, g_secrets[i], strlen(g_secrets[i]));
     return 0;
@@ -629,6 +673,13 @@ static void test_per_user_tenants(void **state)
     run_call(&c, &spec, 1700000000);
     assert_int_equal(c.resp.status, 200);
     assert_true(resp_bool(&c, "duplicate"));
+    free_call(&c);
+    /* u1's signed delivery replayed to u2's URL: u2's secret does not verify it */
+    user_call(&c, "u2", "{\"n\":1}", ROT_OLD);
+    expect_refused(f, &c, &spec, 1700000000, 401, "INVALID_SIGNATURE");
+    user_call(&c, "u2", ROT_BODY, ROT_NEW);
+    run_call(&c, &spec, 1700000000);
+    assert_int_equal(c.resp.status, 200);
     free_call(&c);
 }
 
@@ -1142,6 +1193,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_size_caps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_ids_and_shapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_per_user_tenants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shape_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_redelivery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binary_body_kept_byte_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_unavailable_no_ack, setup, teardown),
