@@ -1656,7 +1656,7 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
         return serr(s, "cannot generate an id");
     crypto_sha256_hex(len ? body : "", len, digest);
     char *text = NULL;
-    const char *encoding;
+    const char *encoding = "utf8";
     if (webhook_encode_body(s, len ? body : "", len, &text, &encoding) != STORE_OK)
         return STORE_ERR;
     int assigned = d->org_id[0] != '\0';
