@@ -406,7 +406,7 @@ static int identify(const kit_webhook_spec *s, const http_request *req, const cJ
     size_t len = buf_pending(&req->body);
     const char *h = s->delivery_id_header ? http_header_get(req, s->delivery_id_header) : NULL;
     int found = 0;
-    if (h) {
+    if (h && *h) { /* an empty header is no id */
         if (!printable(h, strlen(h), DELIVERY_ID_MAX, 0)) {
             refuse(resp, 400, "BAD_DELIVERY_ID", "Webhook delivery id is malformed", s, req);
             return -1;
