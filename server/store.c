@@ -1886,3 +1886,383 @@ int store_github_installation_list(store_t *s, const char *org_id,
     *out = arr;
     return rc;
 }
+/* ---- inbound webhook deliveries ------------------------------------------------------ */
+
+/* A delivery body is bounded by the server's largest request (AURORA_MAX_BODY
+ * is at most 1 GiB); base64 of that still fits a TEXT value. */
+#define WEBHOOK_BODY_MAX ((size_t)1 << 30)
+#define WEBHOOK_LIST_MAX 200
+#define WEBHOOK_COLS                                                                               \
+    "id, org_id, connector, tenant_key, delivery_id, event, action, verified, status, attempts,"   \
+    " last_error, received_at, received_seq, claimed_at, processed_at"
+
+static int webhook_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_webhook_delivery *d = out;
+    memset(d, 0, sizeof(*d));
+    if (cell_str(s, r, i, 0, d->id, sizeof(d->id), "webhook id") ||
+        cell_str(s, r, i, 1, d->org_id, sizeof(d->org_id), "webhook org_id") ||
+        cell_str(s, r, i, 2, d->connector, sizeof(d->connector), "webhook connector") ||
+        cell_str(s, r, i, 3, d->tenant_key, sizeof(d->tenant_key), "webhook tenant_key") ||
+        cell_str(s, r, i, 4, d->delivery_id, sizeof(d->delivery_id), "webhook delivery_id") ||
+        cell_str(s, r, i, 5, d->event, sizeof(d->event), "webhook event") ||
+        cell_str(s, r, i, 6, d->action, sizeof(d->action), "webhook action") ||
+        cell_int(s, r, i, 7, &d->verified, "webhook verified") ||
+        cell_str(s, r, i, 8, d->status, sizeof(d->status), "webhook status") ||
+        cell_int(s, r, i, 9, &d->attempts, "webhook attempts") ||
+        cell_str(s, r, i, 10, d->last_error, sizeof(d->last_error), "webhook last_error") ||
+        cell_i64(s, r, i, 11, &d->received_at, "webhook received_at") ||
+        cell_i64(s, r, i, 12, &d->received_seq, "webhook received_seq") ||
+        cell_i64(s, r, i, 13, &d->claimed_at, "webhook claimed_at") ||
+        cell_i64(s, r, i, 14, &d->processed_at, "webhook processed_at"))
+        return STORE_ERR;
+    return STORE_OK;
+}
+
+/* The body as stored: the bytes themselves when they are UTF-8 without NUL
+ * (PostgreSQL's TEXT takes nothing else, SQLite binds up to the first NUL),
+ * else base64.  *text is malloc'd. */
+static int webhook_encode_body(store_t *s, const void *body, size_t len, char **text,
+                               const char **encoding)
+{
+    if (utf8_valid(body, len)) { /* utf8_valid refuses NUL */
+        char *t = malloc(len + 1);
+        if (!t)
+            return serr(s, "out of memory");
+        if (len)
+            memcpy(t, body, len);
+        t[len] = '\0';
+        *text = t;
+        *encoding = "utf8";
+        return STORE_OK;
+    }
+    *text = crypto_base64(body, len);
+    if (!*text)
+        return serr(s, "out of memory");
+    *encoding = "base64";
+    return STORE_OK;
+}
+
+int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body, size_t len,
+                         int unassigned_status)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!d || (!body && len))
+        return serr(s, "store_webhook_insert: missing argument");
+    if (check_field(s, "org_id", d->org_id, sizeof(d->org_id), 0) ||
+        check_field(s, "connector", d->connector, sizeof(d->connector), 1) ||
+        check_field(s, "tenant_key", d->tenant_key, sizeof(d->tenant_key), 0) ||
+        check_field(s, "delivery_id", d->delivery_id, sizeof(d->delivery_id), 1) ||
+        check_field(s, "event", d->event, sizeof(d->event), 0) ||
+        check_field(s, "action", d->action, sizeof(d->action), 0))
+        return STORE_ERR;
+    if (len > WEBHOOK_BODY_MAX)
+        return serr(s, "webhook body too large");
+    char id[STORE_ID_LEN], digest[65];
+    if (id_generate("whd_", id, sizeof(id)) < 0)
+        return serr(s, "cannot generate an id");
+    crypto_sha256_hex(len ? body : "", len, digest);
+    char *text = NULL;
+    const char *encoding = "utf8";
+    if (webhook_encode_body(s, len ? body : "", len, &text, &encoding) != STORE_OK)
+        return STORE_ERR;
+    int assigned = d->org_id[0] != '\0';
+    const char *status = !assigned && unassigned_status ? "unassigned" : "received";
+    int64_t received_at = time(NULL), seq = next_seq();
+    db_param p[] = {
+        p_text(id),           assigned ? p_text(d->org_id) : DB_P_TEXT(NULL),
+        p_text(d->connector), p_text(d->tenant_key),
+        p_text(d->delivery_id), p_text(d->event),
+        p_text(d->action),    DB_P_INT(d->verified ? 1 : 0),
+        p_text(text),         p_text(encoding),
+        p_text(digest),       p_text(status),
+        DB_P_INT(received_at), DB_P_INT(seq),
+    };
+    int64_t changes = 0;
+    /* One autocommit statement: when the engine answers, the row is
+     * committed (SQLite: sqlite3_step returned SQLITE_DONE after the WAL
+     * commit; PostgreSQL: the server acknowledged the implicit transaction's
+     * COMMIT).  ON CONFLICT … DO NOTHING makes a redelivery a no-op without
+     * an error the engine would log; the foreign key to orgs is still
+     * enforced (a constraint error, not a conflict). */
+    int rc = run_exec(s, "storing webhook delivery",
+                      "INSERT INTO webhook_deliveries (id, org_id, connector, tenant_key,"
+                      " delivery_id, event, action, verified, body, body_encoding, body_sha256,"
+                      " status, received_at, received_seq) VALUES"
+                      " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                      " ON CONFLICT (connector, tenant_key, delivery_id) DO NOTHING",
+                      p, sizeof(p) / sizeof(p[0]), &changes);
+    free(text);
+    if (rc == STORE_CONFLICT) {
+        serr(s, "organization not found");
+        return STORE_NOT_FOUND;
+    }
+    if (rc != STORE_OK)
+        return rc;
+    if (changes > 0) {
+        memcpy(d->id, id, sizeof(id));
+        snprintf(d->status, sizeof(d->status), "%s", status);
+        d->received_at = received_at;
+        d->received_seq = seq;
+        return STORE_OK;
+    }
+    /* A redelivery: report the row that holds it. */
+    db_result r;
+    db_param q[] = { p_text(d->connector), p_text(d->tenant_key), p_text(d->delivery_id) };
+    if (run_query(s, "reading webhook delivery",
+                  "SELECT " WEBHOOK_COLS " FROM webhook_deliveries"
+                  " WHERE connector = ? AND tenant_key = ? AND delivery_id = ?",
+                  q, 3, &r) != STORE_OK)
+        return STORE_ERR;
+    store_webhook_delivery prev;
+    rc = one_row(s, &r, webhook_row, &prev);
+    if (rc == STORE_NOT_FOUND) /* cannot be: rows are never deleted */
+        return serr(s, "webhook delivery conflict without a row");
+    if (rc != STORE_OK)
+        return rc;
+    memcpy(d->id, prev.id, sizeof(d->id));
+    memcpy(d->org_id, prev.org_id, sizeof(d->org_id));
+    memcpy(d->status, prev.status, sizeof(d->status));
+    d->received_at = prev.received_at;
+    d->received_seq = prev.received_seq;
+    return STORE_CONFLICT;
+}
+
+int store_webhook_get(store_t *s, const char *org_id, const char *connector, const char *id,
+                      store_webhook_delivery *out)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!connector || !id || !out || (org_id && !*org_id))
+        return serr(s, "store_webhook_get: missing argument");
+    memset(out, 0, sizeof(*out));
+    db_result r;
+    db_param p[] = { p_text(connector), p_text(id), p_text(org_id) };
+    if (run_query(s, "reading webhook delivery",
+                  org_id ? "SELECT " WEBHOOK_COLS ", body, body_encoding FROM webhook_deliveries"
+                           " WHERE connector = ? AND id = ? AND org_id = ?"
+                         : "SELECT " WEBHOOK_COLS ", body, body_encoding FROM webhook_deliveries"
+                           " WHERE connector = ? AND id = ?",
+                  p, org_id ? 3 : 2, &r) != STORE_OK)
+        return STORE_ERR;
+    if (r.nrows == 0) {
+        db_result_free(&r);
+        return STORE_NOT_FOUND;
+    }
+    int rc = webhook_row(s, &r, 0, out);
+    const char *text = db_cell(&r, 0, 15), *encoding = db_cell(&r, 0, 16);
+    if (rc == STORE_OK) {
+        if (!text || !encoding) {
+            rc = serr(s, "stored webhook body missing");
+        } else if (strcmp(encoding, "base64") == 0) {
+            size_t n = 0;
+            unsigned char *raw = crypto_base64_decode(text, strlen(text), &n);
+            char *b = raw ? malloc(n + 1) : NULL;
+            if (!b) {
+                rc = serr(s, "stored webhook body is not decodable");
+            } else {
+                memcpy(b, raw, n);
+                b[n] = '\0';
+                out->body = b;
+                out->body_len = n;
+            }
+            free(raw);
+        } else {
+            size_t n = strlen(text);
+            out->body = malloc(n + 1);
+            if (!out->body)
+                rc = serr(s, "out of memory");
+            else {
+                memcpy(out->body, text, n + 1);
+                out->body_len = n;
+            }
+        }
+    }
+    db_result_free(&r);
+    return rc;
+}
+
+int store_webhook_list(store_t *s, const char *org_id, const char *connector, const char *event,
+                       int64_t before_seq, const char *before_id, int limit,
+                       store_webhook_delivery **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id || !*org_id || !connector || !out || !n)
+        return serr(s, "store_webhook_list: missing argument");
+    *out = NULL;
+    *n = 0;
+    if (limit < 1 || limit > WEBHOOK_LIST_MAX)
+        return serr(s, "webhook list limit out of range");
+    /* Keyset pagination: (received_seq, id) strictly below the cursor. */
+    if (before_seq <= 0) {
+        before_seq = INT64_MAX;
+        before_id = "";
+    }
+    if (!before_id)
+        before_id = "";
+    int by_event = event && *event;
+    db_param p[] = { p_text(org_id),  p_text(connector), DB_P_INT(before_seq),
+                     DB_P_INT(before_seq), p_text(before_id), DB_P_INT(limit),
+                     p_text(event) };
+    if (by_event) { /* the event goes before LIMIT */
+        p[5] = p_text(event);
+        p[6] = DB_P_INT(limit);
+    }
+    db_result r;
+    if (run_query(s, "listing webhook deliveries",
+                  by_event ? "SELECT " WEBHOOK_COLS " FROM webhook_deliveries"
+                             " WHERE org_id = ? AND connector = ?"
+                             " AND (received_seq < ? OR (received_seq = ? AND id < ?))"
+                             " AND event = ? ORDER BY received_seq DESC, id DESC LIMIT ?"
+                           : "SELECT " WEBHOOK_COLS " FROM webhook_deliveries"
+                             " WHERE org_id = ? AND connector = ?"
+                             " AND (received_seq < ? OR (received_seq = ? AND id < ?))"
+                             " ORDER BY received_seq DESC, id DESC LIMIT ?",
+                  p, by_event ? 7 : 6, &r) != STORE_OK)
+        return STORE_ERR;
+    return all_rows(s, &r, webhook_row, sizeof(store_webhook_delivery), (void **)out, n);
+}
+
+/* Copies the first column of every row into ids (limit entries). */
+static int webhook_ids(store_t *s, db_result *r, char (*ids)[STORE_ID_LEN], size_t *n)
+{
+    int rc = STORE_OK;
+    *n = 0;
+    for (size_t i = 0; i < r->nrows && rc == STORE_OK; i++)
+        if ((rc = cell_str(s, r, i, 0, ids[i], STORE_ID_LEN, "webhook id")) == STORE_OK)
+            (*n)++;
+    db_result_free(r);
+    return rc;
+}
+
+/* The open-for-processing condition shared by list_open and claim. */
+#define WEBHOOK_OPEN_SQL                                                                           \
+    "(status = 'received' OR (status = 'failed' AND attempts < ?)"                                 \
+    " OR (status = 'processing' AND claimed_at < ?))"
+
+int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
+                            int64_t stale_before, int limit, char (*ids)[STORE_ID_LEN], size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!connector || !ids || !n || limit < 1 || limit > WEBHOOK_LIST_MAX)
+        return serr(s, "store_webhook_list_open: bad argument");
+    db_result r;
+    db_param p[] = { p_text(connector), DB_P_INT(max_attempts), DB_P_INT(stale_before),
+                     DB_P_INT(limit) };
+    if (run_query(s, "listing open webhook deliveries",
+                  "SELECT id FROM webhook_deliveries WHERE connector = ?"
+                  " AND status IN ('received', 'processing', 'failed') AND " WEBHOOK_OPEN_SQL
+                  " ORDER BY received_seq, id LIMIT ?",
+                  p, 4, &r) != STORE_OK)
+        return STORE_ERR;
+    return webhook_ids(s, &r, ids, n);
+}
+
+int store_webhook_list_unassigned(store_t *s, const char *connector, int limit,
+                                  char (*ids)[STORE_ID_LEN], size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!connector || !ids || !n || limit < 1 || limit > WEBHOOK_LIST_MAX)
+        return serr(s, "store_webhook_list_unassigned: bad argument");
+    db_result r;
+    db_param p[] = { p_text(connector), DB_P_INT(limit) };
+    if (run_query(s, "listing unassigned webhook deliveries",
+                  "SELECT id FROM webhook_deliveries WHERE connector = ? AND org_id IS NULL"
+                  " ORDER BY received_seq, id LIMIT ?",
+                  p, 2, &r) != STORE_OK)
+        return STORE_ERR;
+    return webhook_ids(s, &r, ids, n);
+}
+
+int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t stale_before,
+                        int64_t now)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!id)
+        return serr(s, "store_webhook_claim: missing argument");
+    int64_t changes = 0;
+    /* One UPDATE is the claim: of two workers, only one sees a changed row. */
+    db_param p[] = { DB_P_INT(now_or_clock(now)), p_text(id), DB_P_INT(max_attempts),
+                     DB_P_INT(stale_before) };
+    if (run_exec(s, "claiming webhook delivery",
+                 "UPDATE webhook_deliveries SET status = 'processing', attempts = attempts + 1,"
+                 " claimed_at = ? WHERE id = ? AND " WEBHOOK_OPEN_SQL,
+                 p, 4, &changes) != STORE_OK)
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_CONFLICT;
+}
+
+int store_webhook_finish(store_t *s, const char *id, const char *status, const char *error,
+                         int64_t now)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!id || !status ||
+        (strcmp(status, "processed") && strcmp(status, "ignored") && strcmp(status, "failed")))
+        return serr(s, "store_webhook_finish: bad argument");
+    /* The error line is informative only: cut it to the column's size (at a
+     * character boundary) rather than lose the status. */
+    char line[STORE_WEBHOOK_ERROR_LEN] = "";
+    if (error) {
+        size_t n = strlen(error);
+        if (n >= sizeof(line))
+            n = utf8_complete_prefix(error, sizeof(line) - 1);
+        memcpy(line, error, n);
+        line[n] = '\0';
+        if (!utf8_valid(line, n))
+            snprintf(line, sizeof(line), "(error message not UTF-8)");
+    }
+    int64_t changes = 0;
+    int64_t at = now_or_clock(now);
+    db_param p[] = { p_text(status), p_text(line), DB_P_INT(strcmp(status, "failed") ? at : 0),
+                     p_text(id) };
+    if (run_exec(s, "finishing webhook delivery",
+                 "UPDATE webhook_deliveries SET status = ?, last_error = ?, processed_at = ?"
+                 " WHERE id = ? AND status = 'processing'",
+                 p, 4, &changes) != STORE_OK)
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+int store_webhook_set_org(store_t *s, const char *id, const char *org_id)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!id || check_text(s, "org_id", org_id, STORE_ID_LEN, 1))
+        return STORE_ERR;
+    int64_t changes = 0;
+    db_param p[] = { p_text(org_id), p_text(id) };
+    int rc = run_exec(s, "assigning webhook delivery",
+                      "UPDATE webhook_deliveries SET org_id = ?, status ="
+                      " CASE WHEN status = 'unassigned' THEN 'received' ELSE status END"
+                      " WHERE id = ? AND org_id IS NULL",
+                      p, 2, &changes);
+    if (rc == STORE_CONFLICT) {
+        serr(s, "organization not found");
+        return STORE_NOT_FOUND;
+    }
+    if (rc != STORE_OK)
+        return rc;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+void store_webhook_free(store_webhook_delivery *d)
+{
+    if (!d)
+        return;
+    free(d->body);
+    d->body = NULL;
+    d->body_len = 0;
+}
+
+void store_webhook_list_free(store_webhook_delivery *d, size_t n)
+{
+    for (size_t i = 0; d && i < n; i++)
+        store_webhook_free(&d[i]);
+    free(d);
+}

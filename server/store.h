@@ -246,6 +246,82 @@ int store_org_setting_get(store_t *s, const char *org_id, const char *key, char 
  * so two replicas racing to create an External ID agree on one. */
 int store_org_setting_create(store_t *s, const char *org_id, const char *key, const char *value);
 
+/* ---- inbound webhook deliveries (the connector kit, kit_webhook.h) ---------
+ * The raw body of every accepted delivery, committed before the provider is
+ * acknowledged.  Idempotent on (connector, tenant_key, delivery_id).  org_id
+ * is "" while the delivery's tenant is not known: such rows belong to no
+ * organization (no org-scoped read returns them) until store_webhook_set_org. */
+#define STORE_WEBHOOK_CONNECTOR_LEN 32
+#define STORE_WEBHOOK_KEY_LEN 129   /* tenant_key, delivery_id: up to 128 bytes */
+#define STORE_WEBHOOK_EVENT_LEN 128 /* event, action: up to 127 bytes */
+#define STORE_WEBHOOK_STATUS_LEN 16
+#define STORE_WEBHOOK_ERROR_LEN 256
+
+typedef struct {
+    char id[STORE_ID_LEN]; /* "whd_" + 24 hex, set by the store */
+    char org_id[STORE_ID_LEN];
+    char connector[STORE_WEBHOOK_CONNECTOR_LEN];
+    char tenant_key[STORE_WEBHOOK_KEY_LEN];
+    char delivery_id[STORE_WEBHOOK_KEY_LEN];
+    char event[STORE_WEBHOOK_EVENT_LEN];
+    char action[STORE_WEBHOOK_EVENT_LEN];
+    int verified;          /* 1: signature checked; 0: accepted unsigned by the connector's policy */
+    char status[STORE_WEBHOOK_STATUS_LEN]; /* received, processing, processed, ignored,
+                                              failed, unassigned */
+    int attempts;          /* processing attempts started */
+    char last_error[STORE_WEBHOOK_ERROR_LEN];
+    int64_t received_at;
+    int64_t received_seq;  /* orders deliveries received in the same second */
+    int64_t claimed_at;
+    int64_t processed_at;
+    char *body;            /* malloc'd raw bytes + NUL (get only; NULL in lists) */
+    size_t body_len;
+} store_webhook_delivery;
+
+/* Inserts d (id, received_at, received_seq set by the store; status
+ * "received", or "unassigned" when unassigned_status is set and org_id is "")
+ * with the body's len raw bytes.  Returns once the row is COMMITTED (an
+ * autocommit statement: it is durable when this returns OK).  CONFLICT when
+ * (connector, tenant_key, delivery_id) exists: nothing is written and d gets
+ * the existing row's id, org_id and status.  NOT_FOUND when org_id names no
+ * organization. */
+int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body, size_t len,
+                         int unassigned_status);
+/* One delivery with its body.  org_id scopes it ("" not allowed); NULL org_id
+ * is for the kit's own processing (any tenant, unassigned included). */
+int store_webhook_get(store_t *s, const char *org_id, const char *connector, const char *id,
+                      store_webhook_delivery *out);
+/* One organization's deliveries of a connector, newest first, without
+ * bodies: those received strictly before the cursor (before_seq, before_id;
+ * before_seq <= 0 starts at the newest), at most limit (1..200); event NULL
+ * or "" for all.  *out malloc'd (store_webhook_list_free). */
+int store_webhook_list(store_t *s, const char *org_id, const char *connector, const char *event,
+                       int64_t before_seq, const char *before_id, int limit,
+                       store_webhook_delivery **out, size_t *n);
+/* Ids of a connector's deliveries awaiting processing: "received", "failed"
+ * with attempts < max_attempts, "processing" claimed before stale_before (a
+ * worker that died); oldest first, at most limit.  ids: limit * STORE_ID_LEN. */
+int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
+                            int64_t stale_before, int limit, char (*ids)[STORE_ID_LEN], size_t *n);
+/* Same for the deliveries stored without an organization, oldest first. */
+int store_webhook_list_unassigned(store_t *s, const char *connector, int limit,
+                                  char (*ids)[STORE_ID_LEN], size_t *n);
+/* Claims a delivery for processing (status "processing", attempts + 1,
+ * claimed_at = now) if it is still open in the sense of list_open;
+ * CONFLICT when another worker has it or it is finished. */
+int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t stale_before,
+                        int64_t now);
+/* Final status of a claimed delivery: "processed", "ignored" or "failed"
+ * (error: one line naming no secret, may be NULL). */
+int store_webhook_finish(store_t *s, const char *id, const char *status, const char *error,
+                         int64_t now);
+/* Assigns a delivery stored without an organization to org_id ("unassigned"
+ * becomes "received", any other status is kept).  NOT_FOUND when no such
+ * row without an organization, or no such organization. */
+int store_webhook_set_org(store_t *s, const char *id, const char *org_id);
+void store_webhook_free(store_webhook_delivery *d); /* frees body */
+void store_webhook_list_free(store_webhook_delivery *d, size_t n);
+
 /* ---- audit log ------------------------------------------------------------
  * A command's row is written when it is dispatched (store_audit_start,
  * outcome "started") and completed at its end (store_audit_complete); a row

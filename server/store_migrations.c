@@ -230,6 +230,49 @@ static const char *const m5_github_installations[] = {
     NULL,
 };
 
+/* Inbound webhook deliveries (issue 10, connector kit: kit_webhook.c).  A
+ * delivery is committed here before the provider gets its 2xx.
+ *  - org_id is NULL while the tenant is not known yet (e.g. a GitHub
+ *    installation not yet bound to an organization): such rows are kept,
+ *    never shown to any organization, and assigned later;
+ *  - tenant_key scopes idempotency: '' for a global endpoint (provider ids
+ *    are unique), the path token's owner for per-user URLs, so one tenant's
+ *    delivery (or body digest) can never shadow another's;
+ *  - body holds the raw bytes: as received when they are UTF-8 without NUL
+ *    (body_encoding 'utf8'), else standard base64 ('base64');
+ *  - status: 'received' → 'processing' (claimed_at) → 'processed' |
+ *    'ignored' | 'failed' (retried while attempts allow); 'unassigned' while
+ *    org_id is NULL and the connector processes only assigned rows. */
+static const char *const m6_webhook_deliveries[] = {
+    "CREATE TABLE webhook_deliveries ("
+    " id TEXT PRIMARY KEY,"
+    " org_id TEXT REFERENCES orgs (id),"
+    " connector TEXT NOT NULL,"
+    " tenant_key TEXT NOT NULL DEFAULT '',"
+    " delivery_id TEXT NOT NULL,"
+    " event TEXT NOT NULL DEFAULT '',"
+    " action TEXT NOT NULL DEFAULT '',"
+    " verified BIGINT NOT NULL DEFAULT 0,"
+    " body TEXT NOT NULL,"
+    " body_encoding TEXT NOT NULL CHECK (body_encoding IN ('utf8', 'base64')),"
+    " body_sha256 TEXT NOT NULL,"
+    " status TEXT NOT NULL,"
+    " attempts BIGINT NOT NULL DEFAULT 0,"
+    " last_error TEXT NOT NULL DEFAULT '',"
+    " received_at BIGINT NOT NULL,"
+    " received_seq BIGINT NOT NULL,"
+    " claimed_at BIGINT NOT NULL DEFAULT 0,"
+    " processed_at BIGINT NOT NULL DEFAULT 0,"
+    " UNIQUE (connector, tenant_key, delivery_id))",
+    /* The events API: one organization's deliveries of one connector, newest first. */
+    "CREATE INDEX webhook_deliveries_org_idx ON webhook_deliveries"
+    " (org_id, connector, received_seq)",
+    /* The recovery sweep reads only the few rows not finished. */
+    "CREATE INDEX webhook_deliveries_open_idx ON webhook_deliveries (connector, status)"
+    " WHERE status IN ('received', 'processing', 'failed', 'unassigned')",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -237,6 +280,7 @@ static const migration migrations[] = {
     { 3, m3_audit_lifecycle },
     { 4, m4_backend_identities },
     { 5, m5_github_installations },
+    { 6, m6_webhook_deliveries },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

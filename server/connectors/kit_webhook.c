@@ -1,0 +1,861 @@
+/* kit_webhook.c — inbound webhooks for connectors; see kit_webhook.h.
+ *
+ * The order of the checks is the contract: nothing is parsed beyond the
+ * headers before the signature holds, nothing is stored before every check
+ * passed, and nothing answers 2xx before the store committed the row. */
+#include "kit_webhook.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "api_util.h"
+#include "crypto.h"
+#include "log.h"
+#include "secret.h"
+#include "utf8.h"
+
+#define MAC_LEN 32 /* HMAC-SHA256 */
+#define DELIVERY_ID_MAX 128
+#define EVENT_MAX 127
+#define TIMESTAMP_DIGITS_MAX 12
+#define LIST_DEFAULT 20
+#define LIST_MAX 100
+#define DEFAULT_NOT_CONFIGURED "Webhook signing secret not configured"
+
+/* ---- small helpers ----------------------------------------------------------- */
+
+int kit_wh_keys_add(kit_wh_keys *k, const void *secret, size_t len)
+{
+    if (!k || !secret || len == 0 || len > KIT_WH_SECRET_MAX || k->nsecrets < 0 ||
+        k->nsecrets >= KIT_WH_MAX_SECRETS)
+        return -1;
+    memcpy(k->secret[k->nsecrets], secret, len);
+    k->secret_len[k->nsecrets] = len;
+    k->nsecrets++;
+    return 0;
+}
+
+void kit_rfc3339(int64_t t, char out[32])
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (t <= 0 || !gmtime_r(&tt, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        out[0] = '\0';
+}
+
+/* Printable ASCII without space (ids) or with it (event names), 1..max bytes. */
+static int printable(const char *s, size_t n, size_t max, int space_ok)
+{
+    if (n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c > 0x7e || c < 0x20 || (c == ' ' && !space_ok))
+            return 0;
+    }
+    return 1;
+}
+
+static int header_name_ok(const char *h)
+{
+    if (!h)
+        return 1;
+    size_t n = strlen(h);
+    if (n == 0 || n > 63)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(islower((unsigned char)h[i]) || isdigit((unsigned char)h[i]) || h[i] == '-'))
+            return 0;
+    return 1;
+}
+
+static size_t count_of(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* 0 when the spec is usable; else -1 with why. */
+static int spec_check(const kit_webhook_spec *s, const char **why)
+{
+    *why = NULL;
+    if (!s->connector || !*s->connector || strlen(s->connector) >= STORE_WEBHOOK_CONNECTOR_LEN)
+        *why = "connector id missing or too long";
+    else if (!header_name_ok(s->signature_header) || !header_name_ok(s->timestamp_header) ||
+             !header_name_ok(s->delivery_id_header) || !header_name_ok(s->event_header))
+        *why = "header names must be lowercase [a-z0-9-]";
+    else if (s->policy != KIT_WH_UNSIGNED && (!s->signature_header || !s->keys))
+        *why = "a signed webhook needs signature_header and keys";
+    else if (s->signed_template &&
+             (count_of(s->signed_template, "{body}") != 1 ||
+              count_of(s->signed_template, "{ts}") > 1 || count_of(s->signed_template, "{id}") > 1))
+        *why = "signed_template needs {body} once, {ts} and {id} at most once";
+    else if (s->signed_template && strstr(s->signed_template, "{ts}") && !s->timestamp_header &&
+             !s->timestamp_item)
+        *why = "signed_template uses {ts} but no timestamp is declared";
+    else if (s->signed_template && strstr(s->signed_template, "{id}") && !s->delivery_id_header)
+        *why = "signed_template uses {id} but no delivery_id_header is declared";
+    else if (s->replay_window_s < 0)
+        *why = "replay_window_s is negative";
+    else if (s->process_pool != WORKER_POOL_STORE && s->process_pool != WORKER_POOL_OUTBOUND)
+        *why = "process_pool must be the store or the outbound pool";
+    return *why ? -1 : 0;
+}
+
+int kit_webhook_register(const kit_webhook_spec *spec)
+{
+    const char *why;
+    if (!spec || spec_check(spec, &why) < 0) {
+        log_error("webhook kit: bad spec for %s: %s", spec && spec->connector ? spec->connector : "?",
+                  spec ? why : "no spec");
+        return -1;
+    }
+    const char *headers[] = { spec->signature_header, spec->timestamp_header,
+                              spec->delivery_id_header, spec->event_header };
+    for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++)
+        if (headers[i] && http_capture_header(headers[i]) < 0) {
+            log_error("webhook kit: %s: cannot capture header %s (table full)", spec->connector,
+                      headers[i]);
+            return -1;
+        }
+    return 0;
+}
+
+/* ---- signature ----------------------------------------------------------------- */
+
+typedef struct {
+    unsigned char mac[KIT_WH_MAX_SIGNATURES][MAC_LEN];
+    int n;
+    const char *ts; /* into the header value, ts_len bytes (timestamp_item) */
+    size_t ts_len;
+} sig_header;
+
+/* Decodes one candidate; 0 when it is a 32-byte MAC in the declared encoding. */
+static int decode_mac(kit_wh_encoding enc, const char *p, size_t n, unsigned char out[MAC_LEN])
+{
+    if (enc == KIT_WH_HEX) {
+        if (n != 2 * MAC_LEN)
+            return -1;
+        for (size_t i = 0; i < MAC_LEN; i++) {
+            int v = 0;
+            for (int k = 0; k < 2; k++) {
+                int c = (unsigned char)p[2 * i + k], d;
+                if (c >= '0' && c <= '9')
+                    d = c - '0';
+                else if (c >= 'a' && c <= 'f')
+                    d = c - 'a' + 10;
+                else if (c >= 'A' && c <= 'F')
+                    d = c - 'A' + 10;
+                else
+                    return -1;
+                v = v * 16 + d;
+            }
+            out[i] = (unsigned char)v;
+        }
+        return 0;
+    }
+    if (n == 0 || n > 64)
+        return -1;
+    size_t len = 0;
+    unsigned char *raw = crypto_base64_decode(p, n, &len);
+    int ok = raw && len == MAC_LEN;
+    if (ok)
+        memcpy(out, raw, MAC_LEN);
+    free(raw);
+    return ok ? 0 : -1;
+}
+
+/* Splits the header into candidates (and the timestamp item). */
+static void parse_sig_header(const kit_webhook_spec *s, const char *v, sig_header *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *prefix = s->signature_prefix ? s->signature_prefix : "";
+    size_t plen = strlen(prefix);
+    const char *tsi = s->timestamp_item;
+    const char *p = v;
+    while (*p) {
+        const char *end = s->signature_separator ? strchr(p, s->signature_separator) : NULL;
+        if (!end)
+            end = p + strlen(p);
+        const char *a = p, *b = end;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        size_t n = (size_t)(b - a);
+        if (tsi && n > strlen(tsi) && strncmp(a, tsi, strlen(tsi)) == 0 && !out->ts) {
+            out->ts = a + strlen(tsi);
+            out->ts_len = n - strlen(tsi);
+        } else if (n > plen && strncmp(a, prefix, plen) == 0 && out->n < KIT_WH_MAX_SIGNATURES &&
+                   decode_mac(s->encoding, a + plen, n - plen, out->mac[out->n]) == 0) {
+            out->n++;
+        }
+        p = *end ? end + 1 : end;
+    }
+}
+
+/* The signed string: the body itself, or the template filled in. */
+static int signed_string(const kit_webhook_spec *s, const char *body, size_t len, const char *ts,
+                         size_t ts_len, const char *id, buf_t *out, const char **data,
+                         size_t *n)
+{
+    if (!s->signed_template) {
+        *data = body;
+        *n = len;
+        return 0;
+    }
+    for (const char *p = s->signed_template; *p;) {
+        int rc = 0;
+        if (strncmp(p, "{body}", 6) == 0) {
+            rc = buf_append(out, body, len);
+            p += 6;
+        } else if (strncmp(p, "{ts}", 4) == 0) {
+            rc = buf_append(out, ts ? ts : "", ts ? ts_len : 0);
+            p += 4;
+        } else if (strncmp(p, "{id}", 4) == 0) {
+            rc = buf_append(out, id ? id : "", id ? strlen(id) : 0);
+            p += 4;
+        } else {
+            rc = buf_append(out, p, 1);
+            p++;
+        }
+        if (rc < 0)
+            return -1;
+    }
+    *data = buf_head(out);
+    *n = buf_pending(out);
+    return 0;
+}
+
+/* 1 if any candidate equals the HMAC of data under any secret.  Every
+ * comparison is constant-time (crypto_ct_equal); which secret matched is not
+ * secret, so the loop may stop at the first match. */
+static int any_mac_matches(const kit_wh_keys *k, const sig_header *sh, const char *data, size_t n)
+{
+    int match = 0;
+    for (int i = 0; i < k->nsecrets && !match; i++) {
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int mlen = 0;
+        if (!HMAC(EVP_sha256(), k->secret[i], (int)k->secret_len[i], (const unsigned char *)data,
+                  n, mac, &mlen) ||
+            mlen != MAC_LEN)
+            continue;
+        for (int j = 0; j < sh->n && !match; j++)
+            match = crypto_ct_equal(mac, MAC_LEN, sh->mac[j], MAC_LEN);
+        secret_wipe(mac, sizeof(mac));
+    }
+    return match;
+}
+
+/* Unix seconds from digits only; -1 otherwise. */
+static int64_t parse_ts(const char *p, size_t n)
+{
+    if (!p || n == 0 || n > TIMESTAMP_DIGITS_MAX)
+        return -1;
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* "application/json; charset=utf-8" is "application/json": the media type
+ * before any parameter, case-insensitively. */
+static int content_type_is(const char *got, const char *want)
+{
+    if (!got)
+        return 0;
+    while (*got == ' ')
+        got++;
+    size_t n = strcspn(got, ";");
+    while (n && (got[n - 1] == ' ' || got[n - 1] == '\t'))
+        n--;
+    return n == strlen(want) && strncasecmp(got, want, n) == 0;
+}
+
+static void refuse(http_response *resp, int status, const char *code, const char *msg,
+                   const kit_webhook_spec *s, const http_request *req)
+{
+    /* A refused delivery is worth a line (a misconfigured secret shows up
+     * as a stream of these); never the signature or the body. */
+    log_warn("webhook %s from %s refused: %s", s->connector, req->peer, code);
+    http_resp_error(resp, status, code, "%s", msg);
+}
+
+/* Verifies the request against the spec; 0, or -1 with resp filled. */
+static int verify(const kit_webhook_spec *s, const kit_wh_keys *k, const http_request *req,
+                  int64_t now, http_response *resp, int *verified)
+{
+    *verified = 0;
+    if (s->policy == KIT_WH_UNSIGNED || (s->policy == KIT_WH_SIGNED_IF_CONFIGURED && k->nsecrets == 0))
+        return 0;
+    if (k->nsecrets == 0) {
+        refuse(resp, 401, "WEBHOOK_SECRET_NOT_CONFIGURED",
+               s->msg_not_configured ? s->msg_not_configured : DEFAULT_NOT_CONFIGURED, s, req);
+        return -1;
+    }
+    const char *hv = http_header_get(req, s->signature_header);
+    if (!hv || !*hv) {
+        refuse(resp, 401, "MISSING_SIGNATURE", "Missing webhook signature header", s, req);
+        return -1;
+    }
+    sig_header sh;
+    parse_sig_header(s, hv, &sh);
+
+    const char *ts = NULL;
+    size_t ts_len = 0;
+    if (s->timestamp_header) {
+        ts = http_header_get(req, s->timestamp_header);
+        ts_len = ts ? strlen(ts) : 0;
+    } else if (s->timestamp_item) {
+        ts = sh.ts;
+        ts_len = sh.ts_len;
+    }
+    if (s->timestamp_header || s->timestamp_item) {
+        int64_t t = parse_ts(ts, ts_len);
+        int64_t window = s->replay_window_s > 0 ? s->replay_window_s : KIT_WH_DEFAULT_WINDOW_S;
+        if (t < 0) {
+            refuse(resp, 401, "MISSING_TIMESTAMP", "Missing or malformed webhook timestamp", s,
+                   req);
+            return -1;
+        }
+        if (t < now - window || t > now + window) {
+            refuse(resp, 401, "STALE_TIMESTAMP", "Webhook timestamp outside the replay window", s,
+                   req);
+            return -1;
+        }
+    }
+    if (sh.n == 0) {
+        refuse(resp, 401, "INVALID_SIGNATURE", "Invalid webhook signature", s, req);
+        return -1;
+    }
+    const char *id = s->delivery_id_header ? http_header_get(req, s->delivery_id_header) : NULL;
+    buf_t tmp = BUF_INIT;
+    const char *data;
+    size_t n;
+    if (signed_string(s, buf_head(&req->body), buf_pending(&req->body), ts, ts_len, id, &tmp,
+                      &data, &n) < 0) {
+        buf_free(&tmp);
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        return -1;
+    }
+    int ok = any_mac_matches(k, &sh, data, n);
+    buf_free(&tmp);
+    if (!ok) {
+        refuse(resp, 401, "INVALID_SIGNATURE", "Invalid webhook signature", s, req);
+        return -1;
+    }
+    *verified = 1;
+    return 0;
+}
+
+/* ---- identification ------------------------------------------------------------ */
+
+/* The item at a dotted path ("event.id") of a JSON object, or NULL. */
+static const cJSON *json_path(const cJSON *root, const char *path)
+{
+    char part[64];
+    const cJSON *cur = root;
+    for (const char *p = path; cur && *p;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n == 0 || n >= sizeof(part) || !cJSON_IsObject(cur))
+            return NULL;
+        memcpy(part, p, n);
+        part[n] = '\0';
+        cur = cJSON_GetObjectItemCaseSensitive(cur, part);
+        p += n + (dot ? 1 : 0);
+    }
+    return cur;
+}
+
+/* A string or integer at path into out (cap bytes); 1 found, 0 absent. */
+static int json_scalar(const cJSON *root, const char *path, char *out, size_t cap)
+{
+    const cJSON *it = root && path ? json_path(root, path) : NULL;
+    if (cJSON_IsString(it) && it->valuestring) {
+        snprintf(out, cap, "%s", it->valuestring);
+        /* a value that did not fit is reported as too long by the caller */
+        return strlen(it->valuestring) < cap ? 1 : -1;
+    }
+    if (cJSON_IsNumber(it) && it->valuedouble == (double)(int64_t)it->valuedouble) {
+        snprintf(out, cap, "%" PRId64, (int64_t)it->valuedouble);
+        return 1;
+    }
+    return 0;
+}
+
+/* Fills d's delivery_id, event and action; -1 with a 400 in resp. */
+static int identify(const kit_webhook_spec *s, const http_request *req, const cJSON *json,
+                    store_webhook_delivery *d, http_response *resp)
+{
+    const char *body = buf_head(&req->body);
+    size_t len = buf_pending(&req->body);
+    const char *h = s->delivery_id_header ? http_header_get(req, s->delivery_id_header) : NULL;
+    int found = 0;
+    if (h && *h) { /* an empty header is no id */
+        if (!printable(h, strlen(h), DELIVERY_ID_MAX, 0)) {
+            refuse(resp, 400, "BAD_DELIVERY_ID", "Webhook delivery id is malformed", s, req);
+            return -1;
+        }
+        snprintf(d->delivery_id, sizeof(d->delivery_id), "%s", h);
+        found = 1;
+    } else if (s->delivery_id_json) {
+        found = json_scalar(json, s->delivery_id_json, d->delivery_id, sizeof(d->delivery_id));
+        if (found < 0 || (found && !printable(d->delivery_id, strlen(d->delivery_id),
+                                              DELIVERY_ID_MAX, 0))) {
+            refuse(resp, 400, "BAD_DELIVERY_ID", "Webhook delivery id is malformed", s, req);
+            return -1;
+        }
+    }
+    if (!found) {
+        /* No id from the provider: the body's digest is the id, so a retry
+         * of the same body is recognized (identical bodies are one delivery). */
+        char hex[65];
+        crypto_sha256_hex(len ? body : "", len, hex);
+        snprintf(d->delivery_id, sizeof(d->delivery_id), "sha256:%s", hex);
+    }
+    struct {
+        const char *header, *path;
+        char *out;
+    } fields[] = {
+        { s->event_header, s->event_json, d->event },
+        { NULL, s->action_json, d->action },
+    };
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = fields[i].header ? http_header_get(req, fields[i].header) : NULL;
+        int got = 0;
+        if (v) {
+            got = strlen(v) <= EVENT_MAX ? 1 : -1;
+            if (got > 0)
+                snprintf(fields[i].out, STORE_WEBHOOK_EVENT_LEN, "%s", v);
+        } else if (fields[i].path) {
+            got = json_scalar(json, fields[i].path, fields[i].out, STORE_WEBHOOK_EVENT_LEN);
+        }
+        if (got < 0 || (got && !printable(fields[i].out, strlen(fields[i].out), EVENT_MAX, 1))) {
+            refuse(resp, 400, "BAD_EVENT", "Webhook event or action name is malformed", s, req);
+            return -1;
+        }
+        if (!got)
+            fields[i].out[0] = '\0';
+    }
+    return 0;
+}
+
+/* ---- after the commit ------------------------------------------------------------- */
+
+typedef struct {
+    const kit_webhook_spec *spec;
+    char id[STORE_ID_LEN];
+} process_job;
+
+static void process_job_run(worker_ctx *w, void *arg)
+{
+    process_job *j = arg;
+    (void)kit_webhook_process(w, j->spec, j->id, time(NULL));
+}
+
+static void process_job_done(void *arg) { free(arg); }
+
+/* Loop thread, before the 2xx is written: the row is committed, so the
+ * processing can be queued.  If the queue is full the row simply stays
+ * "received" for kit_webhook_process_open: nothing is lost. */
+static void schedule_on_loop(http_response *resp, void *arg)
+{
+    (void)resp;
+    process_job *j = arg;
+    if (workers_submit_pool(j->spec->process_pool, process_job_run, process_job_done, j) < 0) {
+        log_warn("webhook %s: delivery %s stored, processing deferred (queue unavailable)",
+                 j->spec->connector, j->id);
+        free(j);
+    }
+}
+
+static void default_ack(const store_webhook_delivery *d, int duplicate, http_response *resp)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "ok", 1);
+    cJSON_AddStringToObject(o, "id", d->id);
+    cJSON_AddBoolToObject(o, "duplicate", duplicate);
+    http_resp_json(resp, 200, o);
+}
+
+static int has_json_needs(const kit_webhook_spec *s)
+{
+    return s->delivery_id_json || s->event_json || s->action_json || s->require_json_object ||
+           s->check || s->resolve_org;
+}
+
+void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request *req,
+                           http_response *resp, int64_t now)
+{
+    const char *why;
+    if (!spec || spec_check(spec, &why) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "webhook endpoint misconfigured");
+        return;
+    }
+    size_t len = buf_pending(&req->body);
+    size_t cap = spec->max_body;
+    if (w && w->cfg && w->cfg->max_body > 0 && (cap == 0 || (int64_t)cap > w->cfg->max_body))
+        cap = (size_t)w->cfg->max_body;
+    if (cap && len > cap) {
+        refuse(resp, 413, "BODY_TOO_LARGE", "Webhook body exceeds the size limit", spec, req);
+        return;
+    }
+
+    if (spec->content_type && !content_type_is(http_header_get(req, "content-type"),
+                                                spec->content_type)) {
+        refuse(resp, 415, "UNSUPPORTED_MEDIA_TYPE", "Webhook content type not supported", spec,
+               req);
+        return;
+    }
+
+    kit_wh_keys *k = calloc(1, sizeof(*k));
+    if (!k) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        return;
+    }
+    int verified = 0;
+    if (spec->keys && spec->keys(w, req, k, resp) < 0) {
+        if (resp->status < 400) /* a callback that forgot to say why */
+            http_resp_error(resp, 503, "WEBHOOK_UNAVAILABLE", "webhook endpoint unavailable");
+        secret_free_n(k, sizeof(*k));
+        return;
+    }
+    int rc = verify(spec, k, req, now, resp, &verified);
+    store_webhook_delivery d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.org_id, sizeof(d.org_id), "%s", k->org_id);
+    snprintf(d.tenant_key, sizeof(d.tenant_key), "%s", k->tenant_key);
+    secret_free_n(k, sizeof(*k)); /* the secrets are not needed past this point */
+    if (rc < 0)
+        return;
+
+    /* Verified (or accepted unsigned by policy): the body may be read now. */
+    const char *body = buf_head(&req->body);
+    cJSON *json = NULL;
+    if (has_json_needs(spec) && len > 0)
+        json = cJSON_ParseWithLength(body, len);
+    if (spec->require_json_object && !cJSON_IsObject(json)) {
+        cJSON_Delete(json);
+        refuse(resp, 400, "BAD_PAYLOAD", "Webhook body is not a JSON object", spec, req);
+        return;
+    }
+    snprintf(d.connector, sizeof(d.connector), "%s", spec->connector);
+    d.verified = verified;
+    if (identify(spec, req, json, &d, resp) < 0 ||
+        (spec->check && spec->check(w, req, json, resp) < 0)) {
+        if (resp->status < 400)
+            http_resp_error(resp, 400, "BAD_PAYLOAD", "Webhook body refused");
+        cJSON_Delete(json);
+        return;
+    }
+    if (!d.org_id[0] && spec->resolve_org) {
+        char org[STORE_ID_LEN] = "";
+        int r = spec->resolve_org(w, &d, json, org);
+        if (r == STORE_OK && org[0])
+            snprintf(d.org_id, sizeof(d.org_id), "%s", org);
+        else if (r < 0)
+            log_warn("webhook %s: tenant lookup failed, delivery kept without an organization",
+                     spec->connector);
+    }
+    cJSON_Delete(json);
+
+    /* The commit that makes the 2xx true: store_webhook_insert is one
+     * autocommit INSERT, and it returns only once the engine reported the
+     * COMMIT done (SQLite: sqlite3_step finished the WAL commit, fsynced
+     * with the default synchronous=FULL; PostgreSQL: the server's
+     * acknowledgement of the implicit transaction, synchronous_commit on).
+     * Nothing is queued in memory: a kill -9 right after the 2xx finds the
+     * row. */
+    rc = store_webhook_insert(w->store, &d, body, len, !spec->process_unassigned);
+    if (rc == STORE_NOT_FOUND) {
+        /* keys/resolve_org named an organization that does not exist */
+        refuse(resp, 404, "UNKNOWN_TENANT", "Unknown webhook tenant", spec, req);
+        return;
+    }
+    if (rc != STORE_OK && rc != STORE_CONFLICT) {
+        /* No commit, no 2xx: the provider retries. */
+        api_store_error(w, resp);
+        return;
+    }
+    int duplicate = rc == STORE_CONFLICT;
+    if (spec->ack)
+        spec->ack(&d, duplicate, req, resp);
+    if (resp->status < 200 || resp->status > 299)
+        default_ack(&d, duplicate, resp);
+    if (!duplicate && spec->process && (d.org_id[0] || spec->process_unassigned)) {
+        process_job *j = calloc(1, sizeof(*j));
+        if (j) {
+            j->spec = spec;
+            memcpy(j->id, d.id, sizeof(j->id));
+            resp->on_loop = schedule_on_loop;
+            resp->on_loop_arg = j;
+        }
+    }
+}
+
+void kit_webhook_handle(worker_ctx *w, const kit_webhook_spec *spec, http_request *req,
+                        http_response *resp)
+{
+    kit_webhook_handle_at(w, spec, req, resp, (int64_t)time(NULL));
+}
+
+/* ---- processing and recovery -------------------------------------------------------- */
+
+static int attempts_of(const kit_webhook_spec *s)
+{
+    return s->max_attempts > 0 ? s->max_attempts : KIT_WH_DEFAULT_ATTEMPTS;
+}
+
+int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char *id, int64_t now)
+{
+    if (!spec->process)
+        return KIT_WH_NOT_OPEN;
+    store_webhook_delivery d;
+    int rc = store_webhook_get(w->store, NULL, spec->connector, id, &d);
+    if (rc == STORE_NOT_FOUND)
+        return KIT_WH_NOT_OPEN;
+    if (rc != STORE_OK) {
+        log_error("webhook %s: reading %s: %s", spec->connector, id, store_errmsg(w->store));
+        return STORE_ERR;
+    }
+    /* Without an organization it waits for kit_webhook_adopt (checked
+     * before the claim, so such a row is never left claimed). */
+    if (!d.org_id[0] && !spec->process_unassigned) {
+        store_webhook_free(&d);
+        return KIT_WH_NOT_OPEN;
+    }
+    /* The claim is what makes processing run once: of two workers (or a
+     * worker and the recovery sweep) only one changes the row. */
+    rc = store_webhook_claim(w->store, id, attempts_of(spec), now - KIT_WH_CLAIM_LEASE_S, now);
+    if (rc != STORE_OK) {
+        store_webhook_free(&d);
+        if (rc == STORE_CONFLICT)
+            return KIT_WH_NOT_OPEN;
+        log_error("webhook %s: claiming %s: %s", spec->connector, id, store_errmsg(w->store));
+        return STORE_ERR;
+    }
+    char err[STORE_WEBHOOK_ERROR_LEN] = "";
+    int out = spec->process(w, &d, err, sizeof(err));
+    store_webhook_free(&d);
+    const char *status = out == KIT_WH_PROCESSED ? "processed"
+                         : out == KIT_WH_IGNORED ? "ignored"
+                                                 : "failed";
+    if (out != KIT_WH_PROCESSED && out != KIT_WH_IGNORED) {
+        out = KIT_WH_FAILED;
+        log_warn("webhook %s: processing %s failed: %s", spec->connector, id,
+                 err[0] ? err : "(no reason given)");
+    }
+    if (store_webhook_finish(w->store, id, status, out == KIT_WH_FAILED ? err : NULL, now) !=
+        STORE_OK)
+        log_error("webhook %s: recording the outcome of %s: %s", spec->connector, id,
+                  store_errmsg(w->store));
+    return out;
+}
+
+int kit_webhook_process_open(worker_ctx *w, const kit_webhook_spec *spec, int max, int64_t now)
+{
+    if (!spec->process || max <= 0)
+        return 0;
+    /* One pass: a delivery that fails again stays open for the next call
+     * (until its attempts run out), never retried in a loop here. */
+    if (max > LIST_MAX)
+        max = LIST_MAX;
+    char(*ids)[STORE_ID_LEN] = calloc((size_t)max, STORE_ID_LEN);
+    size_t n = 0;
+    if (!ids || store_webhook_list_open(w->store, spec->connector, attempts_of(spec),
+                                        now - KIT_WH_CLAIM_LEASE_S, max, ids, &n) != STORE_OK) {
+        free(ids);
+        return -1;
+    }
+    int done = 0;
+    for (size_t i = 0; i < n; i++) {
+        int r = kit_webhook_process(w, spec, ids[i], now);
+        if (r == KIT_WH_PROCESSED || r == KIT_WH_IGNORED)
+            done++;
+    }
+    free(ids);
+    return done;
+}
+
+int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max)
+{
+    if (!spec->resolve_org || max <= 0)
+        return 0;
+    if (max > LIST_MAX)
+        max = LIST_MAX;
+    char(*ids)[STORE_ID_LEN] = calloc((size_t)max, STORE_ID_LEN);
+    size_t n = 0;
+    if (!ids || store_webhook_list_unassigned(w->store, spec->connector, max, ids, &n) != STORE_OK) {
+        free(ids);
+        return -1;
+    }
+    int assigned = 0;
+    for (size_t i = 0; i < n; i++) {
+        store_webhook_delivery d;
+        if (store_webhook_get(w->store, NULL, spec->connector, ids[i], &d) != STORE_OK)
+            continue;
+        cJSON *json = d.body_len ? cJSON_ParseWithLength(d.body, d.body_len) : NULL;
+        char org[STORE_ID_LEN] = "";
+        int r = spec->resolve_org(w, &d, json, org);
+        cJSON_Delete(json);
+        store_webhook_free(&d);
+        if (r == STORE_OK && org[0] && store_webhook_set_org(w->store, ids[i], org) == STORE_OK) {
+            assigned++;
+            if (spec->process)
+                (void)kit_webhook_process(w, spec, ids[i], (int64_t)time(NULL));
+        }
+    }
+    free(ids);
+    return assigned;
+}
+
+/* ---- read API ------------------------------------------------------------------------- */
+
+static cJSON *delivery_json(const store_webhook_delivery *d)
+{
+    char t[32];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", d->id);
+    cJSON_AddStringToObject(o, "delivery_id", d->delivery_id);
+    cJSON_AddStringToObject(o, "event", d->event);
+    cJSON_AddStringToObject(o, "action", d->action);
+    cJSON_AddStringToObject(o, "status", d->status);
+    cJSON_AddBoolToObject(o, "verified", d->verified);
+    cJSON_AddNumberToObject(o, "attempts", d->attempts);
+    kit_rfc3339(d->received_at, t);
+    cJSON_AddStringToObject(o, "received_at", t);
+    if (d->processed_at > 0) {
+        kit_rfc3339(d->processed_at, t);
+        cJSON_AddStringToObject(o, "processed_at", t);
+    } else {
+        cJSON_AddNullToObject(o, "processed_at");
+    }
+    return o;
+}
+
+/* Cursor "<received_seq>.<id>" of the last row of a page; 0 or -1. */
+static int parse_cursor(const char *c, int64_t *seq, char id[STORE_ID_LEN])
+{
+    const char *dot = strchr(c, '.');
+    if (!dot || dot == c || dot - c > 19)
+        return -1;
+    int64_t v = 0;
+    for (const char *p = c; p < dot; p++) {
+        if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    const char *rest = dot + 1;
+    size_t n = strlen(rest);
+    if (v <= 0 || n == 0 || n >= STORE_ID_LEN || !printable(rest, n, STORE_ID_LEN - 1, 0))
+        return -1;
+    *seq = v;
+    memcpy(id, rest, n + 1);
+    return 0;
+}
+
+void kit_webhook_list_events(worker_ctx *w, const char *connector, http_request *req,
+                             http_response *resp)
+{
+    if (!req->auth.org_id[0]) {
+        http_resp_error(resp, 400, "ORG_REQUIRED", "an organization is required");
+        return;
+    }
+    char arg[96];
+    int limit = LIST_DEFAULT;
+    if (http_query_get(req, "limit", arg, sizeof(arg))) {
+        char *end;
+        errno = 0;
+        long v = strtol(arg, &end, 10);
+        if (errno || end == arg || *end || v < 1 || v > LIST_MAX) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "limit must be an integer from 1 to %d",
+                            LIST_MAX);
+            return;
+        }
+        limit = (int)v;
+    }
+    int64_t seq = 0;
+    char before[STORE_ID_LEN] = "";
+    if (http_query_get(req, "cursor", arg, sizeof(arg)) && parse_cursor(arg, &seq, before) < 0) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "cursor is malformed");
+        return;
+    }
+    char event[STORE_WEBHOOK_EVENT_LEN] = "";
+    if (http_query_get(req, "event", event, sizeof(event)) && event[0] &&
+        !printable(event, strlen(event), EVENT_MAX, 1)) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "event is malformed");
+        return;
+    }
+    store_webhook_delivery *list = NULL;
+    size_t n = 0;
+    /* One more than asked tells whether a next page exists. */
+    if (store_webhook_list(w->store, req->auth.org_id, connector, event, seq, before, limit + 1,
+                           &list, &n) != STORE_OK) {
+        api_store_error(w, resp);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(o, "events");
+    size_t shown = n > (size_t)limit ? (size_t)limit : n;
+    for (size_t i = 0; i < shown; i++)
+        cJSON_AddItemToArray(arr, delivery_json(&list[i]));
+    if (n > shown) {
+        char cur[96];
+        snprintf(cur, sizeof(cur), "%" PRId64 ".%s", list[shown - 1].received_seq,
+                 list[shown - 1].id);
+        cJSON_AddStringToObject(o, "next_cursor", cur);
+    } else {
+        cJSON_AddNullToObject(o, "next_cursor");
+    }
+    store_webhook_list_free(list, n);
+    http_resp_json(resp, 200, o);
+}
+
+void kit_webhook_get_event(worker_ctx *w, const char *connector, const char *event_id,
+                           http_request *req, http_response *resp)
+{
+    if (!req->auth.org_id[0]) {
+        http_resp_error(resp, 400, "ORG_REQUIRED", "an organization is required");
+        return;
+    }
+    store_webhook_delivery d;
+    int rc = event_id && printable(event_id, strlen(event_id), STORE_ID_LEN - 1, 0)
+                 ? store_webhook_get(w->store, req->auth.org_id, connector, event_id, &d)
+                 : STORE_NOT_FOUND;
+    if (rc == STORE_NOT_FOUND) {
+        http_resp_error(resp, 404, "EVENT_NOT_FOUND", "event not found");
+        return;
+    }
+    if (rc != STORE_OK) {
+        api_store_error(w, resp);
+        return;
+    }
+    cJSON *o = delivery_json(&d);
+    cJSON *payload = cJSON_ParseWithLength(d.body, d.body_len);
+    if (payload) {
+        cJSON_AddItemToObject(o, "payload", payload);
+    } else if (utf8_valid(d.body, d.body_len)) {
+        cJSON_AddStringToObject(o, "payload_text", d.body);
+    } else {
+        char *b64 = crypto_base64(d.body, d.body_len);
+        cJSON_AddStringToObject(o, "payload_base64", b64 ? b64 : "");
+        free(b64);
+    }
+    store_webhook_free(&d);
+    http_resp_json(resp, 200, o);
+}

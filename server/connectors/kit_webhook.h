@@ -1,0 +1,212 @@
+/* kit_webhook.h — inbound webhooks for connectors (the connector kit).
+ *
+ * A connector declares its provider's webhook as data (a kit_webhook_spec:
+ * where the signature, timestamp, delivery id and event are, how the signed
+ * string is built) plus a few callbacks (the tenant's secrets, the tenant of
+ * a verified delivery, the processing), mounts a public route and calls
+ * kit_webhook_handle() from it.  The kit then guarantees, for every request:
+ *
+ *   size cap → tenant and secrets → signature (HMAC-SHA256 over the RAW body
+ *   bytes as received, constant-time compare, any of several secrets during
+ *   rotation) → replay window → delivery id / event → connector's shape check
+ *   → COMMIT to the store → 2xx → processing, after the commit, off the
+ *   request's worker.
+ *
+ *  - 4xx and nothing stored on a refused request (oversized, unsigned, bad
+ *    or stale signature, unknown tenant, malformed);
+ *  - a 2xx only once the row is committed: a store failure answers 503 so
+ *    the provider retries;
+ *  - idempotent on the provider's delivery id (or a SHA-256 of the body when
+ *    the provider sends none), scoped to the tenant of the URL: a redelivery
+ *    answers 2xx and stores nothing;
+ *  - processing failures never lose a delivery: the row stays, marked failed
+ *    (retried by kit_webhook_process_open) or processed/ignored.
+ *
+ * docs/connectors-kit.md shows a full declaration for GitHub, Slack, Stripe-
+ * like and per-user-URL providers. */
+#ifndef AURORA_KIT_WEBHOOK_H
+#define AURORA_KIT_WEBHOOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+#include "store.h"
+#include "worker.h"
+
+#define KIT_WH_MAX_SECRETS 4   /* valid at once (rotation: old + new, …) */
+#define KIT_WH_SECRET_MAX 512  /* bytes of one secret */
+#define KIT_WH_MAX_SIGNATURES 8 /* candidates read from one signature header */
+#define KIT_WH_DEFAULT_WINDOW_S 300
+#define KIT_WH_DEFAULT_ATTEMPTS 5
+/* A claim older than this is taken to belong to a worker that died. */
+#define KIT_WH_CLAIM_LEASE_S 300
+
+typedef enum {
+    KIT_WH_HEX = 0, /* lowercase or uppercase hex of the 32-byte MAC */
+    KIT_WH_BASE64,  /* standard or URL-safe base64, padding optional */
+} kit_wh_encoding;
+
+typedef enum {
+    KIT_WH_SIGNED = 0,         /* a secret must be configured and every delivery signed */
+    KIT_WH_SIGNED_IF_CONFIGURED, /* signed when the tenant configured a secret, else accepted
+                                    unsigned (stored with verified = 0) */
+    KIT_WH_UNSIGNED,           /* no signature: the URL (a per-user path) is the credential */
+} kit_wh_policy;
+
+/* What the keys callback fills for one request: the secrets that may have
+ * signed it and, when the URL names the tenant, its organization. */
+typedef struct {
+    unsigned char secret[KIT_WH_MAX_SECRETS][KIT_WH_SECRET_MAX];
+    size_t secret_len[KIT_WH_MAX_SECRETS];
+    int nsecrets;
+    char org_id[STORE_ID_LEN];            /* "" when the URL does not tell */
+    char tenant_key[STORE_WEBHOOK_KEY_LEN]; /* idempotency scope: "" for a global endpoint,
+                                             else e.g. the user id of a per-user URL */
+} kit_wh_keys;
+
+/* Adds a valid secret (rotation: call once per secret).  -1 when the table is
+ * full, the secret is empty or longer than KIT_WH_SECRET_MAX. */
+int kit_wh_keys_add(kit_wh_keys *k, const void *secret, size_t len);
+
+/* Processing outcomes. */
+enum { KIT_WH_PROCESSED = 0, KIT_WH_IGNORED = 1, KIT_WH_FAILED = -1 };
+
+typedef struct kit_webhook_spec kit_webhook_spec;
+
+/* Declare it with static storage (a `static const` in the connector's
+ * file): processing jobs queued after the 2xx keep a pointer to it.  The kit
+ * uses resp->on_loop of a 2xx answer to queue that job. */
+struct kit_webhook_spec {
+    const char *connector; /* connector id: stored with every delivery */
+    /* Largest body accepted (bytes); 0: the server's AURORA_MAX_BODY.  Never
+     * more than that: http.c refuses larger requests before the kit runs. */
+    size_t max_body;
+    kit_wh_policy policy;
+
+    /* ---- signature --------------------------------------------------------------
+     * The header (lowercase name) carries one signature, or several separated
+     * by signature_separator (',' for PagerDuty's "v1=a,v1=b" and Stripe's
+     * "t=…,v1=…", ' ' for space-separated lists; 0: one value).  Each item,
+     * spaces trimmed, must start with signature_prefix ("sha256=", "v0=",
+     * "v1=", NULL: none); items with another prefix are ignored. */
+    const char *signature_header;
+    const char *signature_prefix;
+    char signature_separator;
+    kit_wh_encoding encoding;
+    /* The signed string: NULL is the raw body; else a template over {ts},
+     * {id} and {body} (each at most once, {body} exactly once), e.g. Slack's
+     * "v0:{ts}:{body}", Stripe's "{ts}.{body}". */
+    const char *signed_template;
+
+    /* ---- timestamp (replay window) -------------------------------------------
+     * From a header (timestamp_header, e.g. "x-slack-request-timestamp") or
+     * from an item of the signature header (timestamp_item, e.g. "t=").
+     * Unix seconds; when either is declared the timestamp is required and
+     * must be within replay_window_s of the server's clock (0: 300 s). */
+    const char *timestamp_header;
+    const char *timestamp_item;
+    int replay_window_s;
+
+    /* ---- identification ------------------------------------------------------------
+     * Read after the signature is verified.  The delivery id from a header,
+     * else from the JSON body (dotted path, e.g. "event.id"), else a SHA-256
+     * of the body ("sha256:<hex>": an identical body is the same delivery).
+     * Printable ASCII, at most 128 bytes; anything else is a 400. */
+    const char *delivery_id_header;
+    const char *delivery_id_json;
+    const char *event_header;
+    const char *event_json;
+    const char *action_json;
+    int require_json_object; /* the body must be a JSON object (else 400, nothing stored) */
+    /* The media type the provider sends (e.g. "application/json"; parameters
+     * such as charset are ignored); another one is a 415.  NULL: any. */
+    const char *content_type;
+
+    /* ---- callbacks (worker thread) ---------------------------------------------
+     * keys: before the signature check, from the request (path parameters,
+     * configuration, secrets backend): the valid secrets and, when the URL
+     * tells, the tenant.  Return 0, or -1 with resp filled (e.g. 404 for an
+     * unknown user, 503 when the secrets backend is down).  Required unless
+     * the policy is KIT_WH_UNSIGNED and the org is resolved otherwise. */
+    int (*keys)(worker_ctx *w, const http_request *req, kit_wh_keys *out, http_response *resp);
+    /* check (optional): the verified body is of the provider's shape; -1
+     * with a 4xx in resp refuses it (nothing stored).  json is the parsed
+     * body or NULL when it is not JSON. */
+    int (*check)(worker_ctx *w, const http_request *req, const struct cJSON *json,
+                 http_response *resp);
+    /* resolve_org (optional): when keys left org_id empty, the tenant of a
+     * verified delivery (e.g. GitHub: the installation id in the body →
+     * org); json is the parsed body, NULL when it is not JSON.  Return STORE_OK with org_id filled, STORE_NOT_FOUND when not
+     * known yet, < 0 on error.  Not known (or an error): the delivery is
+     * stored WITHOUT an organization rather than dropped — it is the
+     * provider's only copy once we answer 2xx — and kit_webhook_adopt()
+     * assigns it once the mapping exists. */
+    int (*resolve_org)(worker_ctx *w, const store_webhook_delivery *d, const struct cJSON *json,
+                       char org_id[STORE_ID_LEN]);
+    /* process (optional): runs after the commit, in process_pool, once per
+     * delivery (claimed in the store; a worker that died mid-way leaves a
+     * claim retried after KIT_WH_CLAIM_LEASE_S, so make it idempotent).
+     * KIT_WH_PROCESSED, KIT_WH_IGNORED (e.g. an unsubscribed event) or
+     * KIT_WH_FAILED with one line in err (no secret): kept, retried up to
+     * max_attempts by kit_webhook_process_open. */
+    int (*process)(worker_ctx *w, const store_webhook_delivery *d, char *err, size_t errlen);
+    worker_pool process_pool;  /* WORKER_POOL_STORE (default) or _OUTBOUND for provider calls */
+    int process_unassigned;    /* 1: process deliveries without an organization too */
+    int max_attempts;          /* 0: KIT_WH_DEFAULT_ATTEMPTS */
+    /* ack (optional): the 2xx answer (after the commit), e.g. Slack's
+     * url_verification challenge.  Default: 200 {"ok":true,"id":…,"duplicate":…}. */
+    void (*ack)(const store_webhook_delivery *d, int duplicate, const http_request *req,
+                http_response *resp);
+    /* The 401 message when the policy needs a secret and none is configured
+     * (NULL: "Webhook signing secret not configured"). */
+    const char *msg_not_configured;
+};
+
+/* Checks the spec (templates, names) and registers its headers with
+ * http_capture_header().  Call from the connector's register_routes; -1 with
+ * a log line naming what is wrong. */
+int kit_webhook_register(const kit_webhook_spec *spec);
+
+/* The route handler's body (a ROUTE_PUBLIC route in the store pool). */
+void kit_webhook_handle(worker_ctx *w, const kit_webhook_spec *spec, http_request *req,
+                        http_response *resp);
+/* Same with the clock given (tests: the replay window). */
+void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request *req,
+                           http_response *resp, int64_t now);
+
+/* ---- processing and recovery (worker threads) -------------------------------- */
+
+/* Claims and processes one delivery: KIT_WH_PROCESSED / _IGNORED / _FAILED,
+ * KIT_WH_NOT_OPEN when it is not open (finished, another worker has it, no
+ * organization and the spec processes only assigned ones), or STORE_ERR. */
+#define KIT_WH_NOT_OPEN 2
+int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char *id, int64_t now);
+/* One pass over up to max (at most 100) open deliveries of the connector,
+ * oldest first (received, failed with attempts left, stale claims): call it
+ * at start-up and periodically, so a crash or a full queue between commit and
+ * processing is recovered.  Returns how many were processed or ignored, -1 on
+ * a store error. */
+int kit_webhook_process_open(worker_ctx *w, const kit_webhook_spec *spec, int max, int64_t now);
+/* Re-runs resolve_org over up to max deliveries stored without an
+ * organization (call when a mapping appears, e.g. an installation was bound);
+ * returns how many were assigned, -1 on a store error. */
+int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max);
+
+/* ---- read API (ROUTE_AUTH_API routes a connector mounts) -----------------------
+ * kit_webhook_list_events: GET …?limit=1..100 (default 20)&cursor=…&event=…
+ *   200 {"events":[{id, delivery_id, event, action, status, verified,
+ *   attempts, received_at, processed_at}], "next_cursor": "…" | null},
+ *   newest first, times as RFC 3339 UTC strings ("2026-12-02T15:04:05Z").
+ * kit_webhook_get_event: GET …/{event_id}: the same object plus "payload"
+ *   (the body as JSON when it is JSON, else "payload_text" or
+ *   "payload_base64").  Both are scoped to the caller's organization. */
+void kit_webhook_list_events(worker_ctx *w, const char *connector, http_request *req,
+                             http_response *resp);
+void kit_webhook_get_event(worker_ctx *w, const char *connector, const char *event_id,
+                           http_request *req, http_response *resp);
+
+/* "2026-12-02T15:04:05Z" (21 bytes with the NUL); "" for t <= 0. */
+void kit_rfc3339(int64_t t, char out[32]);
+
+#endif
