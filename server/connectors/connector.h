@@ -1,6 +1,6 @@
 /* connector.h — the one small interface every connector (GCP, AWS, Azure,
  * OVH, later GitHub, Slack, …) implements.  A connector is one file; it is
- * listed once in server/connectors.c.  Connectors reach the outside world
+ * listed once in server/connectors/connectors.c.  Connectors reach the outside world
  * only through http_client.h, the store, the secrets backend and the router:
  * never libwebsockets or SQL directly. */
 #ifndef AURORA_CONNECTOR_H
