@@ -14,16 +14,19 @@
  *   POST …/initiate {region}    the same URL as JSON
  *   GET  …/callback             state checked, code exchanged, the account
  *                               read from /me, refresh token stored in the
- *                               secrets backend (aurora/users/<uid>/ovh/refresh-token)
+ *                               secrets backend (aurora/orgs/<org>/users/<uid>/ovh/refresh-token)
  *   POST …/refresh              new access token from the stored refresh
  *                               token (stores the rotated refresh token)
  * Status and disconnect: GET /api/connectors/status, DELETE /api/connectors/ovh.
+ *
+ * The OAuth flow itself (state, code exchange, refresh with rotation, error
+ * mapping) is the connector kit's (kit_oauth.h); OVH documents no PKCE and
+ * no revocation endpoint, so neither is used.
  *
  * No cloud_exec: OVH's OAuth2 access tokens are for the OVH API; the CLIs an
  * agent would run (openstack, ovhcloud) authenticate with OpenStack or
  * application-key credentials, which this flow does not produce. */
 #include <cjson/cJSON.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,13 +36,35 @@
 #include "api_util.h"
 #include "connector.h"
 #include "http_client.h"
+#include "kit_oauth.h"
+#include "kit_secrets.h"
 #include "log.h"
-#include "oauth.h"
 #include "router.h"
-#include "secrets.h"
 
 #define OVH_ID "ovh"
 #define OVH_SCOPE "all"
+
+extern const connector connector_ovh;
+
+static const config_def ovh_settings[] = {
+    { "NEXT_PUBLIC_ENABLE_OVH", "ovh.enabled", CFG_BOOL, "false", "OVH connector: enable its routes (else 'OVH connector not enabled')", 0 },
+    { "OVH_EU_CLIENT_ID", "ovh.eu.client_id", CFG_STRING, NULL, "OVH connector: EU OAuth2 client id", 0 },
+    { "OVH_EU_CLIENT_SECRET", NULL, CFG_STRING, NULL, "OVH connector: EU OAuth2 client secret", 1 },
+    { "OVH_EU_REDIRECT_URI", "ovh.eu.redirect_uri", CFG_STRING, NULL, "OVH connector: EU callback URL (https only), e.g. https://<host>/ovh_api/ovh/oauth2/callback", 0 },
+    { "OVH_EU_AUTH_BASE", "ovh.eu.auth_base", CFG_STRING, "https://www.ovh.com/auth", "OVH connector: EU OAuth2 base (<base>/oauth2/authorize, <base>/oauth2/token)", 0 },
+    { "OVH_EU_API_BASE", "ovh.eu.api_base", CFG_STRING, "https://eu.api.ovh.com/1.0", "OVH connector: EU API base (GET <base>/me)", 0 },
+    { "OVH_CA_CLIENT_ID", "ovh.ca.client_id", CFG_STRING, NULL, "OVH connector: CA OAuth2 client id", 0 },
+    { "OVH_CA_CLIENT_SECRET", NULL, CFG_STRING, NULL, "OVH connector: CA OAuth2 client secret", 1 },
+    { "OVH_CA_REDIRECT_URI", "ovh.ca.redirect_uri", CFG_STRING, NULL, "OVH connector: CA callback URL (https only)", 0 },
+    { "OVH_CA_AUTH_BASE", "ovh.ca.auth_base", CFG_STRING, "https://ca.ovh.com/auth", "OVH connector: CA OAuth2 base", 0 },
+    { "OVH_CA_API_BASE", "ovh.ca.api_base", CFG_STRING, "https://ca.api.ovh.com/1.0", "OVH connector: CA API base", 0 },
+    { "OVH_US_CLIENT_ID", "ovh.us.client_id", CFG_STRING, NULL, "OVH connector: US OAuth2 client id", 0 },
+    { "OVH_US_CLIENT_SECRET", NULL, CFG_STRING, NULL, "OVH connector: US OAuth2 client secret", 1 },
+    { "OVH_US_REDIRECT_URI", "ovh.us.redirect_uri", CFG_STRING, NULL, "OVH connector: US callback URL (https only)", 0 },
+    { "OVH_US_AUTH_BASE", "ovh.us.auth_base", CFG_STRING, "https://us.ovhcloud.com/auth", "OVH connector: US OAuth2 base", 0 },
+    { "OVH_US_API_BASE", "ovh.us.api_base", CFG_STRING, "https://api.us.ovhcloud.com/1.0", "OVH connector: US API base", 0 },
+    { NULL },
+};
 
 typedef struct {
     const char *id;   /* "eu" */
@@ -52,6 +77,17 @@ static const ovh_region g_regions[] = {
     { "eu", "EU", "https://www.ovh.com/auth", "https://eu.api.ovh.com/1.0" },
     { "ca", "CA", "https://ca.ovh.com/auth", "https://ca.api.ovh.com/1.0" },
     { "us", "US", "https://us.ovhcloud.com/auth", "https://api.us.ovhcloud.com/1.0" },
+};
+
+static const kit_oauth_errors ovh_errors = {
+    .service = "OVH",
+    .timeout = "OVH_TIMEOUT",
+    .unreachable = "OVH_UNREACHABLE",
+    .grant = "OVH_GRANT_INVALID",
+    .denied = "OVH_INVALID_CREDENTIALS",
+    .failed = "OVH_ERROR",
+    .authorization_failed = "OVH_AUTHORIZATION_FAILED",
+    .redirect_mismatch = "OVH_INVALID_REDIRECT_URI",
 };
 
 /* ---- settings ------------------------------------------------------------------ */
@@ -84,12 +120,6 @@ static void endpoint(const worker_ctx *w, const ovh_region *r, const char *what,
     snprintf(out + n, cap - n, "%s", suffix);
 }
 
-static long timeout_ms(const worker_ctx *w)
-{
-    int64_t t = server_setting_int(w->cfg, "AURORA_PROVIDER_TIMEOUT_MS");
-    return t > 0 ? (long)t : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
-}
-
 /* "eu", "EU", "ovh-eu" -> the region; NULL with a 400 in resp. */
 static const ovh_region *region_find(const char *name, http_response *resp)
 {
@@ -104,10 +134,16 @@ static const ovh_region *region_find(const char *name, http_response *resp)
     return NULL;
 }
 
+/* A region's OAuth client, as configured. */
+typedef struct {
+    kit_oauth_client c;
+    char authorize[1024], token[1024];
+} ovh_client;
+
 /* Client id and secret set, redirect URI https; 0, or -1 with the guide's
- * message in resp.  *redirect gets the configured URI. */
-static int region_ready(const worker_ctx *w, const ovh_region *r, const char **redirect,
-                        http_response *resp)
+ * message in resp. */
+static int region_client(const worker_ctx *w, const ovh_region *r, ovh_client *oc,
+                         http_response *resp)
 {
     if (!rsetting(w, r, "CLIENT_ID") || !rsetting(w, r, "CLIENT_SECRET")) {
         http_resp_error(resp, 400, "OVH_REGION_NOT_CONFIGURED",
@@ -123,26 +159,18 @@ static int region_ready(const worker_ctx *w, const ovh_region *r, const char **r
                         "or cloudflared locally)", r->up);
         return -1;
     }
-    *redirect = ru;
+    endpoint(w, r, "AUTH_BASE", r->auth, "/oauth2/authorize", oc->authorize, sizeof(oc->authorize));
+    endpoint(w, r, "AUTH_BASE", r->auth, "/oauth2/token", oc->token, sizeof(oc->token));
+    oc->c = (kit_oauth_client){ .provider = OVH_ID,
+                                .authorize_url = oc->authorize,
+                                .token_url = oc->token,
+                                .client_id = rsetting(w, r, "CLIENT_ID"),
+                                .client_secret = rsetting(w, r, "CLIENT_SECRET"),
+                                .redirect_uri = ru,
+                                .scope = OVH_SCOPE,
+                                .timeout_ms = connector_timeout_ms(w, &connector_ovh),
+                                .errors = &ovh_errors };
     return 0;
-}
-
-static void token_error(const worker_ctx *w, const oauth_result *res, const char *what,
-                        http_response *resp)
-{
-    if (res->code == AUR_E_TIMEOUT)
-        http_resp_error(resp, 504, "OVH_TIMEOUT", "%s: OVH did not answer within %ld s", what,
-                        (timeout_ms(w) + 999) / 1000);
-    else if (res->status == 0)
-        http_resp_error(resp, 502, "OVH_UNREACHABLE", "%s: OVH is unreachable (%s)", what, res->err);
-    else if (res->status >= 400 && res->status < 500)
-        http_resp_error(resp, 400,
-                        !strcmp(res->error, "invalid_grant") ? "OVH_GRANT_INVALID"
-                                                             : "OVH_INVALID_CREDENTIALS",
-                        "%s: OVH refused (HTTP %ld%s%s)", what, res->status,
-                        res->error[0] ? ", " : "", res->error);
-    else
-        http_resp_error(resp, 502, "OVH_ERROR", "%s: OVH answered HTTP %ld", what, res->status);
 }
 
 /* ---- initiate ------------------------------------------------------------------------ */
@@ -152,56 +180,37 @@ static void initiate(worker_ctx *w, http_request *req, http_response *resp)
     if (!enabled(w, resp) || connector_require_user(&req->auth, resp) < 0)
         return;
     char region_q[64] = "", given[1024] = "";
-    cJSON *body = NULL;
     int is_post = req->method == HTTP_POST;
     if (is_post && buf_pending(&req->body) > 0) {
-        body = http_json_body(req, resp);
+        cJSON *body = http_json_body(req, resp);
         if (!body)
             return;
         const char *r = api_json_str(body, "region"), *g = api_json_str(body, "redirect_uri");
         snprintf(region_q, sizeof(region_q), "%s", r ? r : "");
         snprintf(given, sizeof(given), "%s", g ? g : "");
+        cJSON_Delete(body);
     }
     if (!region_q[0])
         http_query_get(req, "region", region_q, sizeof(region_q));
     if (!given[0])
         http_query_get(req, "redirect_uri", given, sizeof(given));
-    cJSON_Delete(body);
     const ovh_region *r = region_find(region_q, resp);
-    const char *redirect = NULL;
-    if (!r || region_ready(w, r, &redirect, resp) < 0)
+    ovh_client oc;
+    if (!r || region_client(w, r, &oc, resp) < 0)
         return;
-    if (given[0] && strcmp(given, redirect) != 0) {
+    if (given[0] && strcmp(given, oc.c.redirect_uri) != 0) {
         http_resp_error(resp, 400, "OVH_INVALID_REDIRECT_URI",
                         "Invalid redirect_uri: it must equal OVH_%s_REDIRECT_URI exactly", r->up);
         return;
     }
-    char state[64], authz[1024];
-    if (oauth_state_new(w, &req->auth, OVH_ID, redirect, r->id, state, resp) < 0)
+    char *url = kit_oauth_authorize_url(w, &req->auth, &oc.c, r->id, resp);
+    if (!url)
         return;
-    endpoint(w, r, "AUTH_BASE", r->auth, "/oauth2/authorize", authz, sizeof(authz));
-    char *e_client = http_client_escape(rsetting(w, r, "CLIENT_ID"));
-    char *e_redirect = http_client_escape(redirect);
-    char url[4096];
-    int n = -1;
-    if (e_client && e_redirect)
-        n = snprintf(url, sizeof(url),
-                     "%s?response_type=code&client_id=%s&redirect_uri=%s&scope=%s&state=%s", authz,
-                     e_client, e_redirect, OVH_SCOPE, state);
-    free(e_client);
-    free(e_redirect);
-    if (n < 0 || (size_t)n >= sizeof(url)) {
-        http_resp_error(resp, 500, "INTERNAL", "authorization URL too long");
-        return;
-    }
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "authorization_url", url);
     cJSON_AddStringToObject(o, "region", r->id);
     cJSON_AddStringToObject(o, "provider", OVH_ID);
-    http_resp_json(resp, is_post ? 200 : 302, o);
-    if (!is_post)
-        http_resp_add_header(resp, "location", url);
-    http_resp_add_header(resp, "cache-control", "no-store");
+    kit_oauth_send_url(resp, is_post ? 200 : 302, url, o);
+    free(url);
 }
 
 /* ---- the account behind a token ---------------------------------------------------------- */
@@ -221,15 +230,16 @@ static int whoami(worker_ctx *w, const ovh_region *r, const char *token, char *n
     }
     snprintf(authz, hl, "Authorization: Bearer %s", token);
     const char *headers[] = { authz, "Accept: application/json", NULL };
+    long timeout = connector_timeout_ms(w, &connector_ovh);
     http_client_req rq = { .method = "GET", .url = url, .headers = headers,
-                           .timeout_ms = timeout_ms(w), .max_response = 256 * 1024 };
+                           .timeout_ms = timeout, .max_response = 256 * 1024 };
     http_client_resp rp;
     int rc = http_client_do(&rq, &rp);
     secret_free_n(authz, hl);
     if (rc < 0) {
         if (rp.code == AUR_E_TIMEOUT)
             http_resp_error(resp, 504, "OVH_TIMEOUT", "OVH API did not answer within %ld s",
-                            (timeout_ms(w) + 999) / 1000);
+                            (timeout + 999) / 1000);
         else
             http_resp_error(resp, 502, "OVH_UNREACHABLE", "OVH API is unreachable (%s)", rp.err);
         return -1;
@@ -255,61 +265,38 @@ static int whoami(worker_ctx *w, const ovh_region *r, const char *token, char *n
     return 0;
 }
 
+/* When the access token of a token answer expires, into md. */
+static void note_expiry(cJSON *md, const cJSON *tok, int64_t now)
+{
+    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "access_token_expires_at");
+    if (cJSON_IsNumber(ei))
+        cJSON_AddNumberToObject(md, "access_token_expires_at",
+                                (double)(now + (int64_t)ei->valuedouble));
+}
+
 /* ---- callback -------------------------------------------------------------------------- */
 
 static void callback(worker_ctx *w, http_request *req, http_response *resp)
 {
-    if (!enabled(w, resp) || oauth_callback_auth(w, req, resp) < 0)
+    if (!enabled(w, resp))
         return;
-    char error[128] = "", code[4096] = "";
-    int has_error = http_query_get(req, "error", error, sizeof(error)) && error[0];
-    oauth_state_info st;
-    int state_ok = oauth_state_take(w, req, OVH_ID, &st, resp) == 0; /* single use, always */
-    if (has_error) {
-        char clean[128];
-        size_t o = 0;
-        for (const char *p = error; *p && o + 1 < sizeof(clean); p++)
-            if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_')
-                clean[o++] = *p;
-        clean[o] = '\0';
-        http_resp_error(resp, 400, "OVH_AUTHORIZATION_FAILED", "OVH authorization failed: %s", clean);
+    kit_oauth_client any = { .provider = OVH_ID, .errors = &ovh_errors };
+    kit_oauth_callback cb;
+    if (kit_oauth_callback_take(w, req, &any, "OVH authorization", NULL, &cb, resp) < 0)
         return;
-    }
-    if (!state_ok)
-        return;
-    const ovh_region *r = region_find(st.extra, resp);
-    const char *redirect = NULL;
-    if (!r || region_ready(w, r, &redirect, resp) < 0)
-        return;
-    if (strcmp(st.redirect_uri, redirect) != 0) {
-        http_resp_error(resp, 400, "OVH_INVALID_REDIRECT_URI",
-                        "Invalid redirect_uri: OVH_%s_REDIRECT_URI changed since the connection "
-                        "started; start again", r->up);
-        return;
-    }
-    if (!http_query_get(req, "code", code, sizeof(code)) || !code[0]) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "the OVH callback has no authorization code");
-        return;
-    }
-    if (connector_secrets_ready(w, resp) < 0)
-        return;
-    char url[1024];
-    endpoint(w, r, "AUTH_BASE", r->auth, "/oauth2/token", url, sizeof(url));
-    oauth_code_exchange x = { .token_url = url,
-                              .client_id = rsetting(w, r, "CLIENT_ID"),
-                              .client_secret = rsetting(w, r, "CLIENT_SECRET"),
-                              .code = code,
-                              .redirect_uri = st.redirect_uri };
-    oauth_result res;
-    cJSON *tok = oauth_exchange_code(w, &x, &res);
-    OPENSSL_cleanse(code, sizeof(code));
-    if (!tok) {
-        log_warn("ovh: code exchange (%s) failed: %s", r->id, res.err);
-        token_error(w, &res, "OVH authorization could not be completed", resp);
-        return;
-    }
+    const ovh_region *r = region_find(cb.st.extra, resp);
+    ovh_client oc;
+    cJSON *tok = NULL, *md = NULL;
+    if (!r || region_client(w, r, &oc, resp) < 0 ||
+        kit_oauth_redirect_check(&oc.c, &cb, oc.c.redirect_uri, resp) < 0 ||
+        connector_secrets_ready(w, resp) < 0)
+        goto out;
+    tok = kit_oauth_exchange(w, &oc.c, &cb, "OVH authorization could not be completed", resp);
+    if (!tok)
+        goto out;
     const char *at = api_json_str(tok, "access_token"), *rt = api_json_str(tok, "refresh_token");
-    char nic[160], path[SECRETS_MAX_PATH + 1], ref[512], err[512];
+    char nic[160];
     if (!at || !*at || !rt || !*rt) {
         http_resp_error(resp, 502, "OVH_ERROR", "OVH answered without %s",
                         !at || !*at ? "an access token" : "a refresh token");
@@ -317,54 +304,23 @@ static void callback(worker_ctx *w, http_request *req, http_response *resp)
     }
     if (whoami(w, r, at, nic, sizeof(nic), resp) < 0)
         goto out;
-    if (secrets_user_path(path, sizeof(path), st.user_id, OVH_ID, "refresh-token") < 0 ||
-        secrets_ref(w->secrets, path, ref, sizeof(ref)) < 0) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "invalid user id");
-        goto out;
-    }
-    int rc = secrets_put(w->secrets, path, rt, strlen(rt), err, sizeof(err));
-    if (rc != SECRETS_OK) {
-        connector_secrets_error(rc, err, resp);
-        goto out;
-    }
-    int64_t now = (int64_t)time(NULL);
-    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
     const char *scope = api_json_str(tok, "scope");
-    store_connector c;
-    memset(&c, 0, sizeof(c));
-    snprintf(c.org_id, sizeof(c.org_id), "%s", st.org_id);
-    snprintf(c.user_id, sizeof(c.user_id), "%s", st.user_id);
-    snprintf(c.connector, sizeof(c.connector), "%s", OVH_ID);
-    snprintf(c.account, sizeof(c.account), "%s", nic);
-    snprintf(c.secret_ref, sizeof(c.secret_ref), "%s", ref);
-    snprintf(c.status, sizeof(c.status), "active");
-    cJSON *md = cJSON_CreateObject();
+    md = cJSON_CreateObject();
     cJSON_AddStringToObject(md, "region", r->id);
     cJSON_AddStringToObject(md, "nichandle", nic);
     cJSON_AddStringToObject(md, "scope", scope ? scope : OVH_SCOPE);
-    if (cJSON_IsNumber(ei))
-        cJSON_AddNumberToObject(md, "access_token_expires_at", (double)(now + (int64_t)ei->valuedouble));
-    c.metadata_json = cJSON_PrintUnformatted(md);
-    c.created_at = c.updated_at = now;
-    rc = c.metadata_json ? store_connector_upsert(w->store, &c) : STORE_ERR;
-    free(c.metadata_json);
-    if (rc != STORE_OK) {
-        cJSON_Delete(md);
-        api_store_error(w, resp);
+    note_expiry(md, tok, (int64_t)time(NULL));
+    kit_field f = { "refresh-token", rt };
+    if (kit_connect_store(w, cb.st.org_id, cb.st.user_id, OVH_ID, nic, &f, 1, md, resp) < 0)
         goto out;
-    }
-    log_info("ovh: user %s of %s connected OVH account (%s)", st.user_id, st.org_id, r->id);
-    cJSON_AddBoolToObject(md, "connected", 1);
+    log_info("ovh: user %s of %s connected OVH account (%s)", cb.st.user_id, cb.st.org_id, r->id);
     cJSON_AddStringToObject(md, "provider", OVH_ID);
     cJSON_AddStringToObject(md, "account", nic);
-    http_resp_json(resp, 302, md);
-    {
-        char loc[1200];
-        snprintf(loc, sizeof(loc), "%s/connectors?provider=ovh&status=connected",
-                 w->cfg->frontend_url ? w->cfg->frontend_url : "");
-        http_resp_add_header(resp, "location", loc);
-    }
+    kit_oauth_connected(w, resp, OVH_ID, md);
+    md = NULL;
 out:
+    kit_oauth_callback_wipe(&cb);
+    cJSON_Delete(md);
     secret_json_free(tok);
 }
 
@@ -376,85 +332,35 @@ static void refresh(worker_ctx *w, http_request *req, http_response *resp)
         connector_secrets_ready(w, resp) < 0)
         return;
     store_connector c;
-    memset(&c, 0, sizeof(c));
-    int rc = store_connector_get(w->store, req->auth.org_id, req->auth.user_id, OVH_ID, &c);
-    if (rc == STORE_NOT_FOUND) {
-        http_resp_error(resp, 404, "MISSING_CONNECTOR",
-                        "ovh is not connected for this user: start with …/ovh/oauth2/initiate");
+    cJSON *md, *tok = NULL;
+    if (kit_row_load(w, &req->auth, OVH_ID, &c, &md,
+                     "ovh is not connected for this user: start with …/ovh/oauth2/initiate",
+                     resp) < 0)
         return;
-    }
-    if (rc != STORE_OK) {
-        api_store_error(w, resp);
-        return;
-    }
-    unsigned char *val = NULL;
-    size_t vlen = 0;
-    cJSON *tok = NULL;
-    cJSON *md = c.metadata_json ? cJSON_Parse(c.metadata_json) : NULL;
-    const char *rname = md ? api_json_str(md, "region") : NULL;
+    const char *rname = api_json_str(md, "region");
     const ovh_region *r = rname ? region_find(rname, resp) : NULL;
-    const char *redirect = NULL, *path = NULL;
-    char be[32], err[512], url[1024];
+    ovh_client oc;
     if (!r) {
         if (!rname)
             http_resp_error(resp, 500, "OVH_CONNECTION_CORRUPT",
                             "the stored OVH connection is invalid; connect again");
         goto out;
     }
-    if (region_ready(w, r, &redirect, resp) < 0)
+    if (region_client(w, r, &oc, resp) < 0)
         goto out;
-    if (secrets_ref_parse(c.secret_ref, be, sizeof(be), &path) < 0) {
-        http_resp_error(resp, 500, "OVH_CONNECTION_CORRUPT",
-                        "the stored OVH connection is invalid; connect again");
+    tok = kit_oauth_refresh(w, &oc.c, c.secret_ref, NULL, "OVH token refresh failed",
+                            "OVH_NOT_CONNECTED",
+                            "the OVH refresh token is no longer stored; connect OVH again", resp);
+    if (!tok)
         goto out;
-    }
-    rc = secrets_get(w->secrets, path, &val, &vlen, err, sizeof(err));
-    if (rc == SECRETS_NOT_FOUND) {
-        http_resp_error(resp, 400, "OVH_NOT_CONNECTED",
-                        "the OVH refresh token is no longer stored; connect OVH again");
-        goto out;
-    }
-    if (rc != SECRETS_OK) {
-        connector_secrets_error(rc, err, resp);
-        goto out;
-    }
-    endpoint(w, r, "AUTH_BASE", r->auth, "/oauth2/token", url, sizeof(url));
-    const char *form[] = { "grant_type", "refresh_token", "refresh_token", (const char *)val,
-                           "client_id", rsetting(w, r, "CLIENT_ID"),
-                           "client_secret", rsetting(w, r, "CLIENT_SECRET"), NULL };
-    oauth_result res;
-    tok = oauth_token_post(w, url, form, NULL, &res);
-    if (!tok) {
-        log_warn("ovh: refresh (%s) for %s failed: %s", r->id, req->auth.user_id, res.err);
-        token_error(w, &res, "OVH token refresh failed", resp);
-        goto out;
-    }
-    const char *at = api_json_str(tok, "access_token"), *nrt = api_json_str(tok, "refresh_token");
-    if (!at || !*at) {
+    if (!api_json_str(tok, "access_token")) {
         http_resp_error(resp, 502, "OVH_ERROR", "OVH answered the refresh without an access token");
         goto out;
     }
-    if (nrt && *nrt && (strlen(nrt) != vlen || memcmp(nrt, val, vlen))) {
-        rc = secrets_put(w->secrets, path, nrt, strlen(nrt), err, sizeof(err));
-        if (rc != SECRETS_OK) {
-            connector_secrets_error(rc, err, resp);
-            goto out;
-        }
-    }
-    int64_t now = (int64_t)time(NULL);
+    note_expiry(md, tok, (int64_t)time(NULL));
+    if (kit_row_save_meta(w, &c, md, resp) < 0)
+        goto out;
     const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
-    if (cJSON_IsNumber(ei)) {
-        cJSON_DeleteItemFromObjectCaseSensitive(md, "access_token_expires_at");
-        cJSON_AddNumberToObject(md, "access_token_expires_at", (double)(now + (int64_t)ei->valuedouble));
-    }
-    char *mj = cJSON_PrintUnformatted(md);
-    if (mj) {
-        free(c.metadata_json);
-        c.metadata_json = mj;
-        c.updated_at = now;
-        if (store_connector_upsert(w->store, &c) != STORE_OK)
-            log_warn("ovh: could not record the refresh: %s", store_errmsg(w->store));
-    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddBoolToObject(o, "refreshed", 1);
     cJSON_AddStringToObject(o, "provider", OVH_ID);
@@ -465,8 +371,6 @@ static void refresh(worker_ctx *w, http_request *req, http_response *resp)
     http_resp_json(resp, 200, o);
 out:
     secret_json_free(tok);
-    if (val)
-        secrets_free(val, vlen);
     cJSON_Delete(md);
     store_connector_free(&c);
 }
@@ -475,32 +379,19 @@ out:
 
 static void ovh_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
 {
+    static const char *const keys[] = { "region", NULL };
     int on = config_bool(&w->cfg->raw, "NEXT_PUBLIC_ENABLE_OVH");
     cJSON_AddBoolToObject(out, "enabled", on);
     store_connector c;
-    memset(&c, 0, sizeof(c));
-    int rc = store_connector_get(w->store, who->org_id, who->user_id, OVH_ID, &c);
-    if (rc != STORE_OK) {
-        cJSON_AddBoolToObject(out, "connected", 0);
-        if (rc != STORE_NOT_FOUND) {
-            cJSON_AddStringToObject(out, "error", "state store unavailable");
-            log_error("ovh status: %s", store_errmsg(w->store));
-        }
+    cJSON *md;
+    if (!kit_status(w, who, OVH_ID, keys, out, &c, &md))
         return;
-    }
-    cJSON_AddBoolToObject(out, "connected", on && !strcmp(c.status, "active"));
-    cJSON_AddStringToObject(out, "account", c.account);
-    cJSON_AddStringToObject(out, "status", c.status);
-    cJSON *md = c.metadata_json ? cJSON_Parse(c.metadata_json) : NULL;
-    const char *region = md ? api_json_str(md, "region") : NULL;
-    if (region)
-        cJSON_AddStringToObject(out, "region", region);
+    if (!on)
+        cJSON_ReplaceItemInObjectCaseSensitive(out, "connected", cJSON_CreateFalse());
     const cJSON *exp = md ? cJSON_GetObjectItemCaseSensitive(md, "access_token_expires_at") : NULL;
     if (cJSON_IsNumber(exp))
         api_add_time(out, "access_token_expires_at", (int64_t)exp->valuedouble);
     cJSON_Delete(md);
-    api_add_time(out, "connected_at", c.created_at);
-    api_add_time(out, "updated_at", c.updated_at);
     store_connector_free(&c);
 }
 
@@ -525,4 +416,6 @@ const connector connector_ovh = {
     .register_routes = ovh_register,
     .status = ovh_status,
     .cloud = NULL,
+    .settings = ovh_settings,
+    .timeout_ms = CONNECTOR_TIMEOUT_MS,
 };

@@ -164,6 +164,7 @@ def world():
         "GCP_REDIRECT_URI": redirect,
         "GCP_AUTH_URL": oauth.issuer + "/authorize",
         "GCP_TOKEN_URL": oauth.issuer + "/token",
+        "GCP_REVOKE_URL": oauth.issuer + "/revoke",
     })
     w.start()
     w.bootstrap()
@@ -821,9 +822,11 @@ def secrets_never_leak(t):
             check(s.encode() not in blob, "a secret (%s…) appears in %s" % (s[:12], where))
     # the database holds the reference only
     con = sqlite3.connect("file:%s?mode=ro" % os.path.join(w.data, "aurora.db"), uri=True, timeout=5)
-    refs = con.execute("SELECT secret_ref FROM connectors WHERE connector='gcp' AND user_id=?", (uid,)).fetchall()
+    refs = con.execute("SELECT org_id, secret_ref FROM connectors WHERE connector='gcp' AND user_id=?", (uid,)).fetchall()
     con.close()
-    eq(refs, [("local:aurora/users/%s/gcp/service-account-key" % uid,)], "secret_ref")
+    eq(len(refs), 1, "one connection row")
+    eq(refs[0][1], "local:aurora/orgs/%s/users/%s/gcp/service-account-key" % (refs[0][0], uid),
+       "secret_ref: the org-scoped path")
 
 
 if __name__ == "__main__":
