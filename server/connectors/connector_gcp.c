@@ -74,7 +74,7 @@ static const config_def gcp_settings[] = {
     { "GCP_TOKEN_URL", "gcp.token_url", CFG_STRING, "https://oauth2.googleapis.com/token", "GCP OAuth token endpoint (authorization code and refresh)", 0 },
     { "GCP_OAUTH_SCOPES", "gcp.oauth_scopes", CFG_STRING, "openid email https://www.googleapis.com/auth/cloud-platform", "scopes asked for in the GCP OAuth flow", 0 },
     { "GCP_CRM_URL", "gcp.crm_url", CFG_STRING, "https://cloudresourcemanager.googleapis.com", "Cloud Resource Manager base URL (v1 projects.list)", 0 },
-    { "GCP_MAX_PROJECT_PAGES", "gcp.max_project_pages", CFG_INT, "100", "most projects.list pages read when connecting", 0 },
+    { "GCP_MAX_PROJECT_PAGES", "gcp.max_project_pages", CFG_INT, "100", "most projects.list pages read when connecting", 0, 1, 10000 },
     { "GCP_ALLOWED_TOKEN_HOSTS", "gcp.allowed_token_hosts", CFG_STRING, "oauth2.googleapis.com,accounts.google.com", "hosts a service account key's token_uri may name (https only)", 0 },
     { "GCP_TOKEN_URI_OVERRIDE", "gcp.token_uri_override", CFG_STRING, NULL, "tests: replaces every service account key's token_uri", 0 },
     { "GCP_CLOUDSDK_ENDPOINT_OVERRIDES", "gcp.cloudsdk_endpoint_overrides", CFG_STRING, NULL, "tests: name=url,… passed to gcloud as CLOUDSDK_API_ENDPOINT_OVERRIDES_<NAME>", 0 },

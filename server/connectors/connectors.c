@@ -57,6 +57,8 @@ const connector *connector_at(size_t i) { return i < N_CONNECTORS ? g_connectors
 static pthread_mutex_t g_defs_mu = PTHREAD_MUTEX_INITIALIZER;
 static config_def g_defs[MAX_SETTINGS];
 static size_t g_ndefs;
+static const config_def *g_built_from; /* the server table g_defs was built from */
+static size_t g_built_n;
 
 static int defs_add(const config_def *d, const char *owner, char *err, size_t errlen)
 {
@@ -78,7 +80,14 @@ const config_def *connector_config_defs(const config_def *server, size_t nserver
 {
     const config_def *out = g_defs;
     pthread_mutex_lock(&g_defs_mu);
+    if (g_built_from == server && g_built_n == nserver && g_ndefs) {
+        /* Built already: a loaded config_t points here, never rewrite it. */
+        *n = g_ndefs;
+        pthread_mutex_unlock(&g_defs_mu);
+        return out;
+    }
     g_ndefs = 0;
+    g_built_from = NULL;
     for (size_t i = 0; i < nserver && out; i++)
         if (defs_add(&server[i], "the server", err, errlen) < 0)
             out = NULL;
@@ -87,6 +96,12 @@ const config_def *connector_config_defs(const config_def *server, size_t nserver
             if (defs_add(d, g_connectors[c]->id, err, errlen) < 0)
                 out = NULL;
     *n = out ? g_ndefs : 0;
+    if (out) {
+        g_built_from = server;
+        g_built_n = nserver;
+    } else {
+        g_ndefs = 0;
+    }
     pthread_mutex_unlock(&g_defs_mu);
     return out;
 }

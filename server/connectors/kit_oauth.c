@@ -275,8 +275,8 @@ static char *basic_pair(const kit_oauth_client *c)
 }
 
 /* A token request with the client's credentials, posted or in Basic auth. */
-static cJSON *client_post(const kit_oauth_client *c, const char **form, size_t nform,
-                          oauth_result *res)
+static cJSON *client_post(const kit_oauth_client *c, const char *url, const char **form,
+                          size_t nform, oauth_result *res)
 {
     char *basic = NULL;
     if (c->basic_auth) {
@@ -294,7 +294,7 @@ static cJSON *client_post(const kit_oauth_client *c, const char **form, size_t n
         form[nform++] = c->client_secret;
     }
     form[nform] = NULL;
-    cJSON *j = kit_oauth_token_post(c->token_url, form, basic, c->timeout_ms, res);
+    cJSON *j = kit_oauth_token_post(url, form, basic, c->timeout_ms, res);
     secret_free(basic);
     return j;
 }
@@ -307,7 +307,7 @@ cJSON *kit_oauth_exchange(worker_ctx *w, const kit_oauth_client *c, kit_oauth_ca
                              "redirect_uri", cb->st.redirect_uri,
                              "code_verifier", cb->verifier[0] ? cb->verifier : NULL };
     oauth_result r;
-    cJSON *tok = client_post(c, form, 8, &r);
+    cJSON *tok = client_post(c, c->token_url, form, 8, &r);
     kit_oauth_callback_wipe(cb);
     if (!tok) {
         log_warn("%s: code exchange failed: %s", c->provider, r.err);
@@ -327,7 +327,7 @@ cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *s
     const char *form[16] = { "grant_type", "refresh_token", "refresh_token", (const char *)rt,
                              "scope", scope };
     oauth_result r;
-    cJSON *tok = client_post(c, form, 6, &r);
+    cJSON *tok = client_post(c, c->token_url, form, 6, &r);
     if (!tok) {
         log_warn("%s: refresh failed: %s", c->provider, r.err);
         kit_oauth_error(c, &r, what, resp);
@@ -363,7 +363,7 @@ int kit_oauth_revoke(const kit_oauth_client *c, const char *token, const char *h
         return -1;
     const char *form[16] = { "token", token, "token_type_hint", hint };
     oauth_result r;
-    cJSON *j = client_post(c, form, 4, &r);
+    cJSON *j = client_post(c, c->revoke_url, form, 4, &r);
     if (!j && r.status >= 200 && r.status < 300)
         return 0; /* an empty 200 is the usual answer */
     if (!j) {
