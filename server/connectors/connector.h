@@ -2,7 +2,11 @@
  * OVH, later GitHub, Slack, …) implements.  A connector is one file; it is
  * listed once in server/connectors/connectors.c.  Connectors reach the outside world
  * only through http_client.h, the store, the secrets backend and the router:
- * never libwebsockets or SQL directly. */
+ * never libwebsockets or SQL directly.  What they have in common is the
+ * connector kit beside them: kit_oauth.h (OAuth 2.0 authorization code,
+ * PKCE, refresh, revocation, error codes), kit_secrets.h (credentials in the
+ * secrets backend, references in the row, status), kit_cache.h (short-lived
+ * provider credentials); their settings are declared in connector.settings. */
 #ifndef AURORA_CONNECTOR_H
 #define AURORA_CONNECTOR_H
 

@@ -556,13 +556,11 @@ static void callback(worker_ctx *w, http_request *req, http_response *resp)
     subs = NULL;
     char account[256];
     snprintf(account, sizeof(account), "%.255s", who ? who : tenant);
-    if (save_connection(w, cb.st.org_id, cb.st.user_id, "oauth", account, "refresh-token", rt, md,
-                        resp) < 0)
+    cJSON_AddStringToObject(md, "auth", "oauth");
+    if (kit_oauth_finish(w, &cb, AZ_ID, "refresh-token", account, tok, md, NULL, resp) < 0)
         goto out;
+    kit_cache_forget(&g_tokens, cb.st.org_id, cb.st.user_id);
     log_info("azure: user %s of %s signed in (tenant %s)", cb.st.user_id, cb.st.org_id, tenant);
-    cJSON_AddStringToObject(md, "provider", AZ_ID);
-    kit_oauth_connected(w, resp, AZ_ID, md);
-    md = NULL;
 out:
     kit_oauth_callback_wipe(&cb);
     cJSON_Delete(claims);

@@ -208,6 +208,18 @@ static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t c
                 MSG_MALFORMED ": token_uri host is not an allowed Google token endpoint");
 }
 
+/* The access token of a token answer j (consumed) into *token; 0, or -1 with resp. */
+static int take_token(cJSON *j, int64_t now, char **token, int64_t *expires_at,
+                      http_response *resp)
+{
+    *token = j ? kit_oauth_access_token(j, CLOUD_MAX_ENV_VALUE - 1, now, expires_at) : NULL;
+    if (j && !*token)
+        http_resp_error(resp, 502, "GCP_CREDENTIAL_REFRESH_FAILED",
+                        MSG_REFRESH ": the token endpoint returned no usable access_token");
+    secret_json_free(j);
+    return *token ? 0 : -1;
+}
+
 /* Signs the assertion and exchanges it: *token (malloc'd, wipe it) on 0,
  * else -1 with resp filled. */
 static int sa_mint(worker_ctx *w, const jwt_sa_key *k, char **token, int64_t *expires_at,
@@ -248,16 +260,8 @@ static int sa_mint(worker_ctx *w, const jwt_sa_key *k, char **token, int64_t *ex
     if (!j) {
         log_warn("gcp: token exchange for %s failed: %s", k->client_email, r.err);
         kit_oauth_error(&c, &r, MSG_REFRESH, resp);
-        return -1;
     }
-    *token = kit_oauth_access_token(j, CLOUD_MAX_ENV_VALUE - 1, now, expires_at);
-    secret_json_free(j);
-    if (!*token) {
-        http_resp_error(resp, 502, "GCP_CREDENTIAL_REFRESH_FAILED",
-                        MSG_REFRESH ": the token endpoint returned no usable access_token");
-        return -1;
-    }
-    return 0;
+    return take_token(j, now, token, expires_at, resp);
 }
 
 /* OAuth connection: refresh grant with CLIENT_ID / CLIENT_SECRET. */
@@ -273,16 +277,7 @@ static int oauth_mint(worker_ctx *w, const char *secret_ref, char **token, int64
     cJSON *j = kit_oauth_refresh(w, &c, secret_ref, NULL, MSG_REFRESH, EC_MISSING,
                                  "gcp credentials are missing from the secrets backend; connect again",
                                  resp);
-    if (!j)
-        return -1;
-    *token = kit_oauth_access_token(j, CLOUD_MAX_ENV_VALUE - 1, (int64_t)time(NULL), expires_at);
-    secret_json_free(j);
-    if (!*token) {
-        http_resp_error(resp, 502, "GCP_CREDENTIAL_REFRESH_FAILED",
-                        MSG_REFRESH ": the token endpoint returned no usable access_token");
-        return -1;
-    }
-    return 0;
+    return take_token(j, (int64_t)time(NULL), token, expires_at, resp);
 }
 
 /* ---- projects.list ---------------------------------------------------------------------- */
@@ -738,12 +733,11 @@ static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
     else
         cJSON_AddNullToObject(meta, "default_project");
     snprintf(row.account, sizeof(row.account), "%s", account);
-    kit_field f = { FIELD_REFRESH, refresh };
-    if (kit_connect_store(w, cb.st.org_id, cb.st.user_id, GCP_ID, account, &f, 1, meta, resp) < 0)
+    if (kit_oauth_finish(w, &cb, GCP_ID, FIELD_REFRESH, account, tok, meta,
+                         projects_view(&row, meta), resp) < 0)
         goto out;
     kit_cache_forget(&g_tokens, cb.st.org_id, cb.st.user_id);
     log_info("gcp: OAuth connection for user %s (org %s)", cb.st.user_id, cb.st.org_id);
-    kit_oauth_connected(w, resp, GCP_ID, projects_view(&row, meta));
 out:
     kit_oauth_callback_wipe(&cb);
     secret_json_free(tok);

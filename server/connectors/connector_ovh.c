@@ -46,38 +46,34 @@
 
 extern const connector connector_ovh;
 
+/* One region's five settings; its endpoints' defaults are OVH's. */
+#define OVH_REGION_SETTINGS(UP, lo, auth_base, api_base)                                          \
+    { "OVH_" UP "_CLIENT_ID", "ovh." lo ".client_id", CFG_STRING, NULL,                           \
+      "OVH connector: " UP " OAuth2 client id", 0 },                                               \
+    { "OVH_" UP "_CLIENT_SECRET", NULL, CFG_STRING, NULL,                                          \
+      "OVH connector: " UP " OAuth2 client secret", 1 },                                           \
+    { "OVH_" UP "_REDIRECT_URI", "ovh." lo ".redirect_uri", CFG_STRING, NULL,                     \
+      "OVH connector: " UP " callback URL (https only), e.g. "                                     \
+      "https://<host>/ovh_api/ovh/oauth2/callback", 0 },                                           \
+    { "OVH_" UP "_AUTH_BASE", "ovh." lo ".auth_base", CFG_STRING, auth_base,                      \
+      "OVH connector: " UP " OAuth2 base (<base>/oauth2/authorize, <base>/oauth2/token)", 0 },     \
+    { "OVH_" UP "_API_BASE", "ovh." lo ".api_base", CFG_STRING, api_base,                         \
+      "OVH connector: " UP " API base (GET <base>/me)", 0 }
+
 static const config_def ovh_settings[] = {
     { "NEXT_PUBLIC_ENABLE_OVH", "ovh.enabled", CFG_BOOL, "false", "OVH connector: enable its routes (else 'OVH connector not enabled')", 0 },
-    { "OVH_EU_CLIENT_ID", "ovh.eu.client_id", CFG_STRING, NULL, "OVH connector: EU OAuth2 client id", 0 },
-    { "OVH_EU_CLIENT_SECRET", NULL, CFG_STRING, NULL, "OVH connector: EU OAuth2 client secret", 1 },
-    { "OVH_EU_REDIRECT_URI", "ovh.eu.redirect_uri", CFG_STRING, NULL, "OVH connector: EU callback URL (https only), e.g. https://<host>/ovh_api/ovh/oauth2/callback", 0 },
-    { "OVH_EU_AUTH_BASE", "ovh.eu.auth_base", CFG_STRING, "https://www.ovh.com/auth", "OVH connector: EU OAuth2 base (<base>/oauth2/authorize, <base>/oauth2/token)", 0 },
-    { "OVH_EU_API_BASE", "ovh.eu.api_base", CFG_STRING, "https://eu.api.ovh.com/1.0", "OVH connector: EU API base (GET <base>/me)", 0 },
-    { "OVH_CA_CLIENT_ID", "ovh.ca.client_id", CFG_STRING, NULL, "OVH connector: CA OAuth2 client id", 0 },
-    { "OVH_CA_CLIENT_SECRET", NULL, CFG_STRING, NULL, "OVH connector: CA OAuth2 client secret", 1 },
-    { "OVH_CA_REDIRECT_URI", "ovh.ca.redirect_uri", CFG_STRING, NULL, "OVH connector: CA callback URL (https only)", 0 },
-    { "OVH_CA_AUTH_BASE", "ovh.ca.auth_base", CFG_STRING, "https://ca.ovh.com/auth", "OVH connector: CA OAuth2 base", 0 },
-    { "OVH_CA_API_BASE", "ovh.ca.api_base", CFG_STRING, "https://ca.api.ovh.com/1.0", "OVH connector: CA API base", 0 },
-    { "OVH_US_CLIENT_ID", "ovh.us.client_id", CFG_STRING, NULL, "OVH connector: US OAuth2 client id", 0 },
-    { "OVH_US_CLIENT_SECRET", NULL, CFG_STRING, NULL, "OVH connector: US OAuth2 client secret", 1 },
-    { "OVH_US_REDIRECT_URI", "ovh.us.redirect_uri", CFG_STRING, NULL, "OVH connector: US callback URL (https only)", 0 },
-    { "OVH_US_AUTH_BASE", "ovh.us.auth_base", CFG_STRING, "https://us.ovhcloud.com/auth", "OVH connector: US OAuth2 base", 0 },
-    { "OVH_US_API_BASE", "ovh.us.api_base", CFG_STRING, "https://api.us.ovhcloud.com/1.0", "OVH connector: US API base", 0 },
+    OVH_REGION_SETTINGS("EU", "eu", "https://www.ovh.com/auth", "https://eu.api.ovh.com/1.0"),
+    OVH_REGION_SETTINGS("CA", "ca", "https://ca.ovh.com/auth", "https://ca.api.ovh.com/1.0"),
+    OVH_REGION_SETTINGS("US", "us", "https://us.ovhcloud.com/auth", "https://api.us.ovhcloud.com/1.0"),
     { NULL },
 };
 
 typedef struct {
-    const char *id;   /* "eu" */
-    const char *up;   /* "EU" */
-    const char *auth; /* default OAuth2 base */
-    const char *api;  /* default API base */
+    const char *id; /* "eu" */
+    const char *up; /* "EU", in its settings' names (defaults: ovh_settings) */
 } ovh_region;
 
-static const ovh_region g_regions[] = {
-    { "eu", "EU", "https://www.ovh.com/auth", "https://eu.api.ovh.com/1.0" },
-    { "ca", "CA", "https://ca.ovh.com/auth", "https://ca.api.ovh.com/1.0" },
-    { "us", "US", "https://us.ovhcloud.com/auth", "https://api.us.ovhcloud.com/1.0" },
-};
+static const ovh_region g_regions[] = { { "eu", "EU" }, { "ca", "CA" }, { "us", "US" } };
 
 static const kit_oauth_errors ovh_errors = {
     .service = "OVH",
@@ -109,11 +105,11 @@ static const char *rsetting(const worker_ctx *w, const ovh_region *r, const char
     return server_setting(w->cfg, name);
 }
 
-static void endpoint(const worker_ctx *w, const ovh_region *r, const char *what, const char *dflt,
+static void endpoint(const worker_ctx *w, const ovh_region *r, const char *what,
                      const char *suffix, char *out, size_t cap)
 {
     const char *b = rsetting(w, r, what);
-    snprintf(out, cap, "%s", b ? b : dflt);
+    snprintf(out, cap, "%s", b ? b : "");
     size_t n = strlen(out);
     while (n > 0 && out[n - 1] == '/')
         out[--n] = '\0';
@@ -159,8 +155,8 @@ static int region_client(const worker_ctx *w, const ovh_region *r, ovh_client *o
                         "or cloudflared locally)", r->up);
         return -1;
     }
-    endpoint(w, r, "AUTH_BASE", r->auth, "/oauth2/authorize", oc->authorize, sizeof(oc->authorize));
-    endpoint(w, r, "AUTH_BASE", r->auth, "/oauth2/token", oc->token, sizeof(oc->token));
+    endpoint(w, r, "AUTH_BASE", "/oauth2/authorize", oc->authorize, sizeof(oc->authorize));
+    endpoint(w, r, "AUTH_BASE", "/oauth2/token", oc->token, sizeof(oc->token));
     oc->c = (kit_oauth_client){ .provider = OVH_ID,
                                 .authorize_url = oc->authorize,
                                 .token_url = oc->token,
@@ -221,7 +217,7 @@ static int whoami(worker_ctx *w, const ovh_region *r, const char *token, char *n
                   http_response *resp)
 {
     char url[1024];
-    endpoint(w, r, "API_BASE", r->api, "/me", url, sizeof(url));
+    endpoint(w, r, "API_BASE", "/me", url, sizeof(url));
     size_t hl = strlen(token) + 32;
     char *authz = malloc(hl);
     if (!authz) {
@@ -309,15 +305,9 @@ static void callback(worker_ctx *w, http_request *req, http_response *resp)
     cJSON_AddStringToObject(md, "region", r->id);
     cJSON_AddStringToObject(md, "nichandle", nic);
     cJSON_AddStringToObject(md, "scope", scope ? scope : OVH_SCOPE);
-    note_expiry(md, tok, (int64_t)time(NULL));
-    kit_field f = { "refresh-token", rt };
-    if (kit_connect_store(w, cb.st.org_id, cb.st.user_id, OVH_ID, nic, &f, 1, md, resp) < 0)
+    if (kit_oauth_finish(w, &cb, OVH_ID, "refresh-token", nic, tok, md, NULL, resp) < 0)
         goto out;
     log_info("ovh: user %s of %s connected OVH account (%s)", cb.st.user_id, cb.st.org_id, r->id);
-    cJSON_AddStringToObject(md, "provider", OVH_ID);
-    cJSON_AddStringToObject(md, "account", nic);
-    kit_oauth_connected(w, resp, OVH_ID, md);
-    md = NULL;
 out:
     kit_oauth_callback_wipe(&cb);
     cJSON_Delete(md);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api_util.h"
 #include "buf.h"
@@ -385,4 +386,33 @@ void kit_oauth_connected(worker_ctx *w, http_response *resp, const char *conn, c
     snprintf(loc, sizeof(loc), "%s/connectors?provider=%s&status=connected",
              w->cfg && w->cfg->frontend_url ? w->cfg->frontend_url : "", conn);
     http_resp_add_header(resp, "location", loc);
+}
+
+int kit_oauth_finish(worker_ctx *w, const kit_oauth_callback *cb, const char *conn,
+                     const char *field, const char *account, const cJSON *tok, cJSON *md,
+                     cJSON *shown, http_response *resp)
+{
+    const char *rt = api_json_str(tok, "refresh_token");
+    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
+    if (!rt || !*rt) {
+        cJSON_Delete(shown);
+        http_resp_error(resp, 502, "OAUTH_NO_REFRESH_TOKEN", "%s answered without a refresh token",
+                        conn);
+        return -1;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "access_token_expires_at");
+    if (cJSON_IsNumber(ei))
+        cJSON_AddNumberToObject(md, "access_token_expires_at",
+                                (double)((int64_t)time(NULL) + (int64_t)ei->valuedouble));
+    kit_field f = { field, rt };
+    if (kit_connect_store(w, cb->st.org_id, cb->st.user_id, conn, account, &f, 1, md, resp) < 0) {
+        cJSON_Delete(shown);
+        return -1;
+    }
+    if (!shown && (shown = cJSON_Duplicate(md, 1))) {
+        cJSON_AddStringToObject(shown, "provider", conn);
+        cJSON_AddStringToObject(shown, "account", account);
+    }
+    kit_oauth_connected(w, resp, conn, shown);
+    return 0;
 }

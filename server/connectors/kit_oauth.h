@@ -136,6 +136,15 @@ int kit_oauth_revoke(const kit_oauth_client *c, const char *token, const char *h
 void kit_oauth_error(const kit_oauth_client *c, const oauth_result *r, const char *what,
                      http_response *resp);
 
+/* The end of a callback that got a grant: the refresh token of tok stored
+ * as the connection's one credential (field), the row written (account, md
+ * plus "access_token_expires_at"), the browser sent on (kit_oauth_connected)
+ * with `shown` (consumed; NULL: a copy of md with "provider" and
+ * "account").  md stays the caller's.  0, or -1 with resp filled. */
+int kit_oauth_finish(worker_ctx *w, const kit_oauth_callback *cb, const char *conn,
+                     const char *field, const char *account, const struct cJSON *tok,
+                     struct cJSON *md, struct cJSON *shown, http_response *resp);
+
 /* The browser's end of a connected callback: 302 to
  * FRONTEND_URL/connectors?provider=<id>&status=connected with body o
  * (consumed) plus {"connected": true}. */
