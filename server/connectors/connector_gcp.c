@@ -151,35 +151,26 @@ static void version_key(char *out, size_t cap, const char *org, const char *user
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
-typedef struct {
-    int status;
-    const char *code;
-    char msg[400];
-} gcp_err;
-
-static int fail(gcp_err *e, int status, const char *code, const char *fmt, ...)
+/* resp gets the error; -1, so that `return fail(…)` ends a step. */
+static int fail(http_response *resp, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static int fail(gcp_err *e, int status, const char *code, const char *fmt, ...)
+static int fail(http_response *resp, int status, const char *code, const char *fmt, ...)
 {
+    char msg[400];
     va_list ap;
     va_start(ap, fmt);
-    e->status = status;
-    e->code = code;
-    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    http_resp_error(resp, status, code, "%s", msg);
     return -1;
-}
-
-static void resp_err(http_response *resp, const gcp_err *e)
-{
-    http_resp_error(resp, e->status, e->code, "%s", e->msg);
 }
 
 /* ---- token endpoint ---------------------------------------------------------------------- */
 
 /* The URL the key's assertion is exchanged at: the test override, or the
  * key's own token_uri if it is https on an allowed host. */
-static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t cap, gcp_err *e)
+static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t cap,
+                         http_response *resp)
 {
     const char *ovr = setting(w, "GCP_TOKEN_URI_OVERRIDE", NULL);
     if (ovr) {
@@ -191,7 +182,7 @@ static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t c
      * host connected to.  Google's token endpoints serve on 443 only. */
     http_client_url u;
     if (http_client_url_parse(uri, 1, &u) < 0 || u.port != 443)
-        return fail(e, 400, "GCP_KEY_MALFORMED",
+        return fail(resp, 400, "GCP_KEY_MALFORMED",
                     MSG_MALFORMED ": token_uri must be an https URL of Google's token endpoint");
     const char *allowed = setting(w, "GCP_ALLOWED_TOKEN_HOSTS",
                                   "oauth2.googleapis.com,accounts.google.com");
@@ -204,7 +195,7 @@ static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t c
             return 0;
         }
     log_warn("gcp: refused a service account key whose token_uri host is not allowed");
-    return fail(e, 400, "GCP_KEY_MALFORMED",
+    return fail(resp, 400, "GCP_KEY_MALFORMED",
                 MSG_MALFORMED ": token_uri host is not an allowed Google token endpoint");
 }
 
@@ -226,11 +217,8 @@ static int sa_mint(worker_ctx *w, const jwt_sa_key *k, char **token, int64_t *ex
                    http_response *resp)
 {
     char uri[1024];
-    gcp_err e;
-    if (token_uri_for(w, k, uri, sizeof(uri), &e) < 0) {
-        resp_err(resp, &e);
+    if (token_uri_for(w, k, uri, sizeof(uri), resp) < 0)
         return -1;
-    }
     int64_t now = (int64_t)time(NULL);
     cJSON *claims = cJSON_CreateObject();
     if (!claims) {
@@ -283,7 +271,7 @@ static int oauth_mint(worker_ctx *w, const char *secret_ref, char **token, int64
 /* ---- projects.list ---------------------------------------------------------------------- */
 
 /* Appends every project of every page to arr ([{id, name, enabled}]). */
-static int list_projects(worker_ctx *w, const char *token, cJSON *arr, gcp_err *e)
+static int list_projects(worker_ctx *w, const char *token, cJSON *arr, http_response *resp)
 {
     const char *base = setting(w, "GCP_CRM_URL", "https://cloudresourcemanager.googleapis.com");
     int64_t max_pages = w->cfg ? server_setting_int(w->cfg, "GCP_MAX_PROJECT_PAGES") : 100;
@@ -292,7 +280,7 @@ static int list_projects(worker_ctx *w, const char *token, cJSON *arr, gcp_err *
     size_t alen = strlen("Authorization: Bearer ") + strlen(token) + 1;
     char *authz = malloc(alen);
     if (!authz)
-        return fail(e, 500, "INTERNAL", "out of memory");
+        return fail(resp, 500, "INTERNAL", "out of memory");
     snprintf(authz, alen, "Authorization: Bearer %s", token);
     const char *headers[] = { authz, "Accept: application/json", NULL };
     char page_token[1024] = "";
@@ -311,17 +299,17 @@ static int list_projects(worker_ctx *w, const char *token, cJSON *arr, gcp_err *
                                .timeout_ms = provider_timeout_ms(w), .max_response = 4 << 20 };
         http_client_resp rp;
         if (http_client_do(&rq, &rp) < 0) {
-            rc = rp.code == AUR_E_TIMEOUT ? fail(e, 504, "GCP_PROJECTS_FAILED",
+            rc = rp.code == AUR_E_TIMEOUT ? fail(resp, 504, "GCP_PROJECTS_FAILED",
                                      "Listing projects failed: Cloud Resource Manager did not "
                                      "answer within %.1f s",
                                      provider_timeout_ms(w) / 1000.0)
-                              : fail(e, 502, "GCP_PROJECTS_FAILED",
+                              : fail(resp, 502, "GCP_PROJECTS_FAILED",
                                      "Listing projects failed: %s", rp.err);
             break;
         }
         if (rp.status == 403) {
             http_client_resp_free(&rp);
-            rc = fail(e, 400, "GCP_NO_PROJECTS",
+            rc = fail(resp, 400, "GCP_NO_PROJECTS",
                       MSG_NO_PROJECTS ": grant at least roles/viewer on the target project "
                                       "(Cloud Resource Manager API answered 403; is it enabled?)");
             break;
@@ -329,14 +317,14 @@ static int list_projects(worker_ctx *w, const char *token, cJSON *arr, gcp_err *
         if (rp.status != 200) {
             long st = rp.status;
             http_client_resp_free(&rp);
-            rc = fail(e, 502, "GCP_PROJECTS_FAILED",
+            rc = fail(resp, 502, "GCP_PROJECTS_FAILED",
                       "Listing projects failed: Cloud Resource Manager answered HTTP %ld", st);
             break;
         }
         cJSON *j = http_client_json(&rp);
         http_client_resp_free(&rp);
         if (!j) {
-            rc = fail(e, 502, "GCP_PROJECTS_FAILED",
+            rc = fail(resp, 502, "GCP_PROJECTS_FAILED",
                       "Listing projects failed: the answer is not a JSON object");
             break;
         }
@@ -441,6 +429,18 @@ static int save_meta(worker_ctx *w, store_connector *row, const cJSON *meta, htt
     return kit_row_save_meta(w, row, meta, resp);
 }
 
+/* "auth" (default service_account), "root" and "default_project" (null when unset) of meta into o. */
+static void add_choices(cJSON *o, const cJSON *meta)
+{
+    static const char *const keys[] = { "root", "default_project" };
+    const char *auth = meta ? api_json_str(meta, "auth") : NULL;
+    cJSON_AddStringToObject(o, "auth", auth ? auth : "service_account");
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = meta ? api_json_str(meta, keys[i]) : NULL;
+        cJSON_AddItemToObject(o, keys[i], v ? cJSON_CreateString(v) : cJSON_CreateNull());
+    }
+}
+
 static cJSON *projects_view(const store_connector *row, const cJSON *meta)
 {
     cJSON *o = cJSON_CreateObject();
@@ -448,19 +448,9 @@ static cJSON *projects_view(const store_connector *row, const cJSON *meta)
         return NULL;
     cJSON_AddStringToObject(o, "connector", GCP_ID);
     cJSON_AddStringToObject(o, "account", row->account);
-    const char *auth = api_json_str(meta, "auth");
-    cJSON_AddStringToObject(o, "auth", auth ? auth : "service_account");
     const cJSON *ps = cJSON_GetObjectItemCaseSensitive(meta, "projects");
     cJSON_AddItemToObject(o, "projects", ps ? cJSON_Duplicate(ps, 1) : cJSON_CreateArray());
-    const char *root = api_json_str(meta, "root"), *def = api_json_str(meta, "default_project");
-    if (root)
-        cJSON_AddStringToObject(o, "root", root);
-    else
-        cJSON_AddNullToObject(o, "root");
-    if (def)
-        cJSON_AddStringToObject(o, "default_project", def);
-    else
-        cJSON_AddNullToObject(o, "default_project");
+    add_choices(o, meta);
     return o;
 }
 
@@ -517,7 +507,6 @@ static void gcp_service_account(worker_ctx *w, http_request *req, http_response 
                         err);
         return;
     }
-    gcp_err e;
     char *token = NULL;
     int64_t expires_at = 0;
     cJSON *meta = NULL, *projects = NULL;
@@ -531,10 +520,8 @@ static void gcp_service_account(worker_ctx *w, http_request *req, http_response 
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         goto out;
     }
-    if (list_projects(w, token, projects, &e) < 0) {
-        resp_err(resp, &e);
+    if (list_projects(w, token, projects, resp) < 0)
         goto out;
-    }
     if (cJSON_GetArraySize(projects) == 0) {
         http_resp_error(resp, 400, "GCP_NO_PROJECTS",
                         MSG_NO_PROJECTS ": grant at least roles/viewer on the target project");
@@ -721,9 +708,12 @@ static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
         goto out;
     }
     /* Best effort: a user who can list no project can still connect. */
-    gcp_err e;
-    if (access && list_projects(w, access, projects, &e) < 0)
-        log_warn("gcp: projects.list after OAuth failed: %s", e.msg);
+    http_response scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    if (access && list_projects(w, access, projects, &scratch) < 0)
+        log_warn("gcp: projects.list after OAuth failed: %.*s", (int)buf_pending(&scratch.body),
+                 buf_head(&scratch.body));
+    buf_free(&scratch.body);
     cJSON_AddStringToObject(meta, "auth", "oauth");
     cJSON_AddNullToObject(meta, "root");
     cJSON *first = cJSON_GetArrayItem(projects, 0);
@@ -1071,8 +1061,6 @@ static void gcp_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
     cJSON *meta;
     if (!kit_status(w, who, GCP_ID, NULL, out, &row, &meta))
         return;
-    const char *auth = meta ? api_json_str(meta, "auth") : NULL;
-    cJSON_AddStringToObject(out, "auth", auth ? auth : "service_account");
     int n = 0, enabled = 0;
     const cJSON *p, *plist = meta ? cJSON_GetObjectItemCaseSensitive(meta, "projects") : NULL;
     cJSON_ArrayForEach(p, plist)
@@ -1082,16 +1070,7 @@ static void gcp_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
     }
     cJSON_AddNumberToObject(out, "projects", n);
     cJSON_AddNumberToObject(out, "enabled_projects", enabled);
-    const char *root = meta ? api_json_str(meta, "root") : NULL;
-    const char *def = meta ? api_json_str(meta, "default_project") : NULL;
-    if (root)
-        cJSON_AddStringToObject(out, "root", root);
-    else
-        cJSON_AddNullToObject(out, "root");
-    if (def)
-        cJSON_AddStringToObject(out, "default_project", def);
-    else
-        cJSON_AddNullToObject(out, "default_project");
+    add_choices(out, meta);
     cJSON_Delete(meta);
     store_connector_free(&row);
 }
