@@ -203,6 +203,14 @@ int config_load(config_t *c, const config_def *defs, size_t n, const char *yaml_
                      defs[i].secret ? "***" : v, defs[i].type == CFG_INT ? "integer" : "boolean");
             goto fail;
         }
+        if (v && defs[i].type == CFG_INT && defs[i].min < defs[i].max) {
+            long long x = strtoll(v, NULL, 10);
+            if (x < defs[i].min || x > defs[i].max) {
+                snprintf(err, errlen, "%s must be between %lld and %lld", defs[i].env,
+                         (long long)defs[i].min, (long long)defs[i].max);
+                goto fail;
+            }
+        }
         c->source[i] = src;
         if (v && !(c->values[i] = strdup(v))) {
             snprintf(err, errlen, "out of memory");

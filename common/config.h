@@ -20,6 +20,8 @@ typedef struct {
     const char *def;      /* default as text; NULL = unset */
     const char *help;
     int secret;           /* never printed */
+    int64_t min, max;     /* CFG_INT with min < max: a value outside [min, max]
+                             is refused when loading (an unset one is not checked) */
 } config_def;
 
 typedef struct {

@@ -100,16 +100,44 @@ static int prefix_valid(const char *prefix)
            strstr(prefix, "/./") == NULL;
 }
 
-int secrets_user_path(char *out, size_t cap, const char *user_id, const char *connector,
-                      const char *field)
+/* One path segment: an id or name with a '/' (or nothing) would address
+ * another organization's, user's or connector's secrets. */
+static int one_segment(const char *s)
 {
-    if (!out || !cap || !user_id || !connector || !field)
+    return s && *s && !strchr(s, '/');
+}
+
+int secrets_user_prefix(char *out, size_t cap, const char *org_id, const char *user_id,
+                        const char *connector)
+{
+    if (!out || !cap)
         return -1;
-    /* Each part is one segment: a '/' inside would address another user's
-     * or connector's secrets. */
-    if (strchr(user_id, '/') || strchr(connector, '/') || strchr(field, '/'))
+    out[0] = '\0';
+    if (!one_segment(org_id) || !one_segment(user_id) || !one_segment(connector))
         return -1;
-    int n = snprintf(out, cap, SECRETS_ROOT "users/%s/%s/%s", user_id, connector, field);
+    int n = snprintf(out, cap, SECRETS_ROOT "orgs/%s/users/%s/%s/", org_id, user_id, connector);
+    /* Valid as a path once a field is appended: check it with one. */
+    char probe[SECRETS_MAX_PATH + 2];
+    if (n < 0 || (size_t)n >= cap || (size_t)n + 1 > SECRETS_MAX_PATH ||
+        snprintf(probe, sizeof(probe), "%sx", out) < 0 || !secrets_path_valid(probe)) {
+        out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+int secrets_user_path(char *out, size_t cap, const char *org_id, const char *user_id,
+                      const char *connector, const char *field)
+{
+    if (!out || !cap)
+        return -1;
+    char prefix[SECRETS_MAX_PATH + 1];
+    if (secrets_user_prefix(prefix, sizeof(prefix), org_id, user_id, connector) < 0 ||
+        !one_segment(field)) {
+        out[0] = '\0';
+        return -1;
+    }
+    int n = snprintf(out, cap, "%s%s", prefix, field);
     if (n < 0 || (size_t)n >= cap || !secrets_path_valid(out)) {
         out[0] = '\0';
         return -1;

@@ -13,7 +13,9 @@
  *
  * Paths are the connector guide's logical paths, identical in every backend:
  *   aurora/system/github-app/private-key, aurora/system/github-app/webhook-secret,
- *   aurora/users/<user id>/<connector>/<field>   (secrets_user_path())
+ *   aurora/orgs/<org id>/users/<user id>/<connector>/<field>   (secrets_user_path())
+ * (before issue 10: aurora/users/<user id>/<connector>/<field>; rows written
+ * then keep working, the database holding the reference to the full path)
  * Every path starts with "aurora/", is at most SECRETS_MAX_PATH bytes of
  * [A-Za-z0-9/_+=.@-] (the characters AWS allows in a secret name), has no
  * empty, "." or ".." segment and does not end in '/'.
@@ -111,11 +113,18 @@ void secrets_free(unsigned char *val, size_t len);
 
 /* 1 if path is a valid secret path (rules above). */
 int secrets_path_valid(const char *path);
-/* aurora/users/<user_id>/<connector>/<field>; 0, or -1 if it is not a valid path. */
-int secrets_user_path(char *out, size_t cap, const char *user_id, const char *connector,
-                      const char *field);
+/* aurora/orgs/<org_id>/users/<user_id>/<connector>/<field>: one user's
+ * secrets are per organization (the same user id may belong to two), as
+ * connector rows are per (org, user, connector).  0, or -1 if a part is
+ * empty or holds a '/' or the result is not a valid path. */
+int secrets_user_path(char *out, size_t cap, const char *org_id, const char *user_id,
+                      const char *connector, const char *field);
+/* aurora/orgs/<org_id>/users/<user_id>/<connector>/ (with the '/'): what
+ * secrets_list takes to find every field of one connection.  0 or -1. */
+int secrets_user_prefix(char *out, size_t cap, const char *org_id, const char *user_id,
+                        const char *connector);
 /* The reference the state database stores instead of a value:
- * "<backend>:<path>" (e.g. "vault:aurora/users/usr_1/github/token").
+ * "<backend>:<path>" (e.g. "vault:aurora/orgs/org_1/users/usr_1/github/token").
  * 0, or -1 if path is invalid or out is too small. */
 int secrets_ref(const secrets_t *s, const char *path, char *out, size_t cap);
 /* Splits a reference; *path points into ref.  0, or -1 if malformed. */

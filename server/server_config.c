@@ -1,6 +1,8 @@
 /* server_config.c — settings table, resolution and the production check. */
 #include "server_config.h"
 
+#include "connector.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,70 +57,23 @@ static const config_def server_defs[] = {
     { "AWS_ACCESS_KEY_ID", NULL, CFG_STRING, NULL, "Aurora's own AWS access key id (AWS connector STS calls; aws_secrets_manager backend)", 1 },
     { "AWS_SECRET_ACCESS_KEY", NULL, CFG_STRING, NULL, "Aurora's own AWS secret access key (AWS connector; aws_secrets_manager backend)", 1 },
     { "AWS_SESSION_TOKEN", NULL, CFG_STRING, NULL, "aws_secrets_manager backend: session token of temporary credentials", 1 },
-    /* connectors: outbound calls to providers */
+    /* connectors: what they share (each connector declares its own settings:
+     * connector.settings, server/connectors/) */
     { "AURORA_OUTBOUND_CA_FILE", "connectors.ca_file", CFG_STRING, NULL, "CA bundle for calls to providers (default: system store)", 0 },
-    { "AURORA_PROVIDER_TIMEOUT_MS", "connectors.timeout_ms", CFG_INT, "15000", "time limit of one call to a provider (ms)", 0 },
+    { "AURORA_PROVIDER_TIMEOUT_MS", "connectors.timeout_ms", CFG_INT, NULL, "time limit of one call to a provider (ms), every connector; unset: each connector's own default (15000 for GCP, AWS, Azure and OVH)", 0, 100, 600000 },
     { "AURORA_OAUTH_STATE_TTL", "connectors.oauth_state_ttl", CFG_INT, "600", "lifetime of an OAuth state value (s)", 0 },
-    /* GCP (connector guide: Cloud Providers > GCP) */
-    { "CLIENT_ID", "gcp.client_id", CFG_STRING, NULL, "GCP OAuth client id (Option B: OAuth 2.0)", 0 },
-    { "CLIENT_SECRET", NULL, CFG_STRING, NULL, "GCP OAuth client secret", 1 },
-    { "GCP_REDIRECT_URI", "gcp.redirect_uri", CFG_STRING, "http://localhost:5080/callback", "GCP OAuth redirect URI; must equal the one registered in the GCP console exactly", 0 },
-    { "GCP_AUTH_URL", "gcp.auth_url", CFG_STRING, "https://accounts.google.com/o/oauth2/v2/auth", "GCP OAuth authorization endpoint", 0 },
-    { "GCP_TOKEN_URL", "gcp.token_url", CFG_STRING, "https://oauth2.googleapis.com/token", "GCP OAuth token endpoint (authorization code and refresh)", 0 },
-    { "GCP_OAUTH_SCOPES", "gcp.oauth_scopes", CFG_STRING, "openid email https://www.googleapis.com/auth/cloud-platform", "scopes asked for in the GCP OAuth flow", 0 },
-    { "GCP_CRM_URL", "gcp.crm_url", CFG_STRING, "https://cloudresourcemanager.googleapis.com", "Cloud Resource Manager base URL (v1 projects.list)", 0 },
-    { "GCP_MAX_PROJECT_PAGES", "gcp.max_project_pages", CFG_INT, "100", "most projects.list pages read when connecting", 0 },
-    { "GCP_ALLOWED_TOKEN_HOSTS", "gcp.allowed_token_hosts", CFG_STRING, "oauth2.googleapis.com,accounts.google.com", "hosts a service account key's token_uri may name (https only)", 0 },
-    { "GCP_TOKEN_URI_OVERRIDE", "gcp.token_uri_override", CFG_STRING, NULL, "tests: replaces every service account key's token_uri", 0 },
-    { "GCP_CLOUDSDK_ENDPOINT_OVERRIDES", "gcp.cloudsdk_endpoint_overrides", CFG_STRING, NULL, "tests: name=url,… passed to gcloud as CLOUDSDK_API_ENDPOINT_OVERRIDES_<NAME>", 0 },
-    /* AWS, Azure, OVH connectors (connector guide: Cloud Providers > AWS, Azure, OVH Cloud) */
-    { "AWS_DEFAULT_REGION", "aws.default_region", CFG_STRING, "us-east-1", "AWS connector: region of Aurora's STS calls and default region of cloud commands", 0 },
-    { "AWS_STS_ENDPOINT", "aws.sts_endpoint", CFG_STRING, NULL, "AWS connector: STS endpoint override (default https://sts.<region>.amazonaws.com)", 0 },
-    { "AWS_CLI_ENDPOINT_URLS", "aws.cli_endpoint_urls", CFG_STRING, NULL, "AWS connector: the only --endpoint-url values a cloud_exec may give (comma-separated, exact; default none)", 0 },
-    { "AZURE_LOGIN_BASE", "azure.login_base", CFG_STRING, "https://login.microsoftonline.com", "Azure connector: Microsoft identity platform base URL (<base>/<tenant>/oauth2/v2.0/{authorize,token})", 0 },
-    { "AZURE_MANAGEMENT_BASE", "azure.management_base", CFG_STRING, "https://management.azure.com", "Azure connector: Azure Resource Manager base URL", 0 },
-    { "AZURE_REDIRECT_URI", "azure.redirect_uri", CFG_STRING, "http://localhost:5080/azure/callback", "Azure connector: OAuth redirect URI; must equal the App registration's exactly", 0 },
-    { "AZURE_CLIENT_ID", "azure.client_id", CFG_STRING, NULL, "Azure connector: application (client) id of the App registration used by GET /azure/login", 0 },
-    { "AZURE_CLIENT_SECRET", NULL, CFG_STRING, NULL, "Azure connector: client secret of that App registration", 1 },
-    { "AZURE_TENANT_ID", "azure.tenant_id", CFG_STRING, NULL, "Azure connector: directory (tenant) id for GET /azure/login (default: organizations)", 0 },
-    { "AZURE_MAX_SUBSCRIPTION_PAGES", "azure.max_subscription_pages", CFG_INT, "20", "Azure connector: most subscription list pages read when connecting", 0 },
-    { "NEXT_PUBLIC_ENABLE_OVH", "ovh.enabled", CFG_BOOL, "false", "OVH connector: enable its routes (else 'OVH connector not enabled')", 0 },
-    { "OVH_EU_CLIENT_ID", "ovh.eu.client_id", CFG_STRING, NULL, "OVH connector: EU OAuth2 client id", 0 },
-    { "OVH_EU_CLIENT_SECRET", NULL, CFG_STRING, NULL, "OVH connector: EU OAuth2 client secret", 1 },
-    { "OVH_EU_REDIRECT_URI", "ovh.eu.redirect_uri", CFG_STRING, NULL, "OVH connector: EU callback URL (https only), e.g. https://<host>/ovh_api/ovh/oauth2/callback", 0 },
-    { "OVH_EU_AUTH_BASE", "ovh.eu.auth_base", CFG_STRING, "https://www.ovh.com/auth", "OVH connector: EU OAuth2 base (<base>/oauth2/authorize, <base>/oauth2/token)", 0 },
-    { "OVH_EU_API_BASE", "ovh.eu.api_base", CFG_STRING, "https://eu.api.ovh.com/1.0", "OVH connector: EU API base (GET <base>/me)", 0 },
-    { "OVH_CA_CLIENT_ID", "ovh.ca.client_id", CFG_STRING, NULL, "OVH connector: CA OAuth2 client id", 0 },
-    { "OVH_CA_CLIENT_SECRET", NULL, CFG_STRING, NULL, "OVH connector: CA OAuth2 client secret", 1 },
-    { "OVH_CA_REDIRECT_URI", "ovh.ca.redirect_uri", CFG_STRING, NULL, "OVH connector: CA callback URL (https only)", 0 },
-    { "OVH_CA_AUTH_BASE", "ovh.ca.auth_base", CFG_STRING, "https://ca.ovh.com/auth", "OVH connector: CA OAuth2 base", 0 },
-    { "OVH_CA_API_BASE", "ovh.ca.api_base", CFG_STRING, "https://ca.api.ovh.com/1.0", "OVH connector: CA API base", 0 },
-    { "OVH_US_CLIENT_ID", "ovh.us.client_id", CFG_STRING, NULL, "OVH connector: US OAuth2 client id", 0 },
-    { "OVH_US_CLIENT_SECRET", NULL, CFG_STRING, NULL, "OVH connector: US OAuth2 client secret", 1 },
-    { "OVH_US_REDIRECT_URI", "ovh.us.redirect_uri", CFG_STRING, NULL, "OVH connector: US callback URL (https only)", 0 },
-    { "OVH_US_AUTH_BASE", "ovh.us.auth_base", CFG_STRING, "https://us.ovhcloud.com/auth", "OVH connector: US OAuth2 base", 0 },
-    { "OVH_US_API_BASE", "ovh.us.api_base", CFG_STRING, "https://api.us.ovhcloud.com/1.0", "OVH connector: US API base", 0 },
-    /* GitHub connector (connector guide: Communication Tools > GitHub; connectors/github.c) */
-    { "GITHUB_AUTH_MODE", "github.auth_mode", CFG_STRING, "app", "GitHub connector: app | oauth | hybrid (which connect actions users are offered)", 0 },
-    { "GITHUB_APP_ID", "github.app_id", CFG_STRING, NULL, "GitHub App: numeric App ID (JWT issuer when GITHUB_APP_CLIENT_ID is unset)", 0 },
-    { "GITHUB_APP_CLIENT_ID", "github.app_client_id", CFG_STRING, NULL, "GitHub App: client ID (Iv23l…), the App JWT's issuer", 0 },
-    { "NEXT_PUBLIC_GITHUB_APP_SLUG", "github.app_slug", CFG_STRING, NULL, "GitHub App: URL slug (install URL <GH_BASE_URL>/apps/<slug>/installations/new)", 0 },
-    { "GITHUB_APP_WEBHOOK_URL", "github.app_webhook_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/webhook, as registered on the App", 0 },
-    { "GITHUB_APP_SETUP_URL", "github.app_setup_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/app/install/callback, as registered on the App", 0 },
-    { "GITHUB_APP_WEBHOOK_SECRET", NULL, CFG_STRING, NULL, "GitHub App: webhook secret (else read from aurora/system/github-app/webhook-secret)", 1 },
-    { "GITHUB_APP_KEY_REFRESH_S", "github.app_key_refresh_s", CFG_INT, "60", "GitHub App: the private key and webhook secret are re-read from the secrets backend at most this often (s)", 0 },
-    { "GITHUB_MAX_REPO_PAGES", "github.max_repo_pages", CFG_INT, "10", "GitHub connector: most pages (100 repositories each) read per repository listing", 0 },
-    { "GH_OAUTH_CLIENT_ID", "github.oauth_client_id", CFG_STRING, NULL, "GitHub OAuth App client id (GITHUB_AUTH_MODE oauth or hybrid)", 0 },
-    { "GH_OAUTH_CLIENT_SECRET", NULL, CFG_STRING, NULL, "GitHub OAuth App client secret", 1 },
-    { "GH_BASE_URL", "github.base_url", CFG_STRING, "https://github.com", "GitHub web base URL (GitHub Enterprise Server: https://<host>)", 0 },
-    { "GH_API_BASE_URL", "github.api_base_url", CFG_STRING, "https://api.github.com", "GitHub REST API base URL (GitHub Enterprise Server: https://<host>/api/v3)", 0 },
 };
 #define NDEFS (sizeof(server_defs) / sizeof(server_defs[0]))
 
 void server_config_help(FILE *f)
 {
+    char err[256];
+    size_t n = 0;
+    const config_def *defs = connector_config_defs(server_defs, NDEFS, &n, err, sizeof(err));
     fprintf(f, "Settings (environment variable, YAML key via AURORA_CONFIG=<file>, default):\n");
-    config_print_help(f, server_defs, NDEFS);
+    if (!defs)
+        fprintf(f, "  (%s)\n", err);
+    config_print_help(f, defs ? defs : server_defs, defs ? n : NDEFS);
 }
 
 static int in_range(char *err, size_t errlen, const char *name, int64_t v, int64_t lo, int64_t hi)
@@ -134,7 +89,9 @@ static int in_range(char *err, size_t errlen, const char *name, int64_t v, int64
 int server_config_load(server_config *c, char *err, size_t errlen)
 {
     memset(c, 0, sizeof(*c));
-    if (config_load(&c->raw, server_defs, NDEFS, getenv("AURORA_CONFIG"), err, errlen) < 0)
+    size_t ndefs = 0;
+    const config_def *defs = connector_config_defs(server_defs, NDEFS, &ndefs, err, errlen);
+    if (!defs || config_load(&c->raw, defs, ndefs, getenv("AURORA_CONFIG"), err, errlen) < 0)
         return -1;
     config_t *r = &c->raw;
     c->env = config_str(r, "AURORA_ENV");
@@ -208,9 +165,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         !in_range(err, errlen, "AURORA_AGENT_IDLE_TIMEOUT", c->agent_idle_timeout, 10, 86400) ||
         !in_range(err, errlen, "AURORA_DB_STATEMENT_TIMEOUT_MS", config_int(r, "AURORA_DB_STATEMENT_TIMEOUT_MS"), 100, 3600000) ||
         !in_range(err, errlen, "AURORA_DB_CONNECT_TIMEOUT_MS", config_int(r, "AURORA_DB_CONNECT_TIMEOUT_MS"), 100, 600000) ||
-        !in_range(err, errlen, "AURORA_PROVIDER_TIMEOUT_MS", config_int(r, "AURORA_PROVIDER_TIMEOUT_MS"), 100, 600000) ||
-        !in_range(err, errlen, "AURORA_OAUTH_STATE_TTL", config_int(r, "AURORA_OAUTH_STATE_TTL"), 1, 86400) ||
-        !in_range(err, errlen, "GCP_MAX_PROJECT_PAGES", config_int(r, "GCP_MAX_PROJECT_PAGES"), 1, 10000))
+        !in_range(err, errlen, "AURORA_OAUTH_STATE_TTL", config_int(r, "AURORA_OAUTH_STATE_TTL"), 1, 86400))
         goto fail;
 
     /* A result at the JSON cap must be able to fit an organization's budget. */

@@ -717,10 +717,30 @@ static void github_register(void)
                         ROUTE_AUTH_API, repositories_route);
 }
 
+/* GitHub's settings (connector guide: GitHub), declared here only. */
+static const config_def github_settings[] = {
+    { "GITHUB_AUTH_MODE", "github.auth_mode", CFG_STRING, "app", "GitHub connector: app | oauth | hybrid (which connect actions users are offered)", 0 },
+    { "GITHUB_APP_ID", "github.app_id", CFG_STRING, NULL, "GitHub App: numeric App ID (JWT issuer when GITHUB_APP_CLIENT_ID is unset)", 0 },
+    { "GITHUB_APP_CLIENT_ID", "github.app_client_id", CFG_STRING, NULL, "GitHub App: client ID (Iv23l…), the App JWT's issuer", 0 },
+    { "NEXT_PUBLIC_GITHUB_APP_SLUG", "github.app_slug", CFG_STRING, NULL, "GitHub App: URL slug (install URL <GH_BASE_URL>/apps/<slug>/installations/new)", 0 },
+    { "GITHUB_APP_WEBHOOK_URL", "github.app_webhook_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/webhook, as registered on the App", 0 },
+    { "GITHUB_APP_SETUP_URL", "github.app_setup_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/app/install/callback, as registered on the App", 0 },
+    { "GITHUB_APP_WEBHOOK_SECRET", NULL, CFG_STRING, NULL, "GitHub App: webhook secret (else read from aurora/system/github-app/webhook-secret)", 1 },
+    { "GITHUB_APP_KEY_REFRESH_S", "github.app_key_refresh_s", CFG_INT, "60", "GitHub App: the private key and webhook secret are re-read from the secrets backend at most this often (s)", 0 },
+    { "GITHUB_MAX_REPO_PAGES", "github.max_repo_pages", CFG_INT, "10", "GitHub connector: most pages (100 repositories each) read per repository listing", 0 },
+    { "GH_OAUTH_CLIENT_ID", "github.oauth_client_id", CFG_STRING, NULL, "GitHub OAuth App client id (GITHUB_AUTH_MODE oauth or hybrid)", 0 },
+    { "GH_OAUTH_CLIENT_SECRET", NULL, CFG_STRING, NULL, "GitHub OAuth App client secret", 1 },
+    { "GH_BASE_URL", "github.base_url", CFG_STRING, "https://github.com", "GitHub web base URL (GitHub Enterprise Server: https://<host>)", 0 },
+    { "GH_API_BASE_URL", "github.api_base_url", CFG_STRING, "https://api.github.com", "GitHub REST API base URL (GitHub Enterprise Server: https://<host>/api/v3)", 0 },
+    { NULL },
+};
+
 const connector connector_github = {
     .id = GH_ID,
     .name = "GitHub",
     .register_routes = github_register,
     .status = github_status,
     .cloud = NULL,
+    .settings = github_settings,
+    .timeout_ms = 15000,
 };

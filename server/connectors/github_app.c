@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "api_util.h"
+#include "connector.h"
 #include "crypto.h"
 #include "jwt.h"
 #include "log.h"
@@ -74,8 +75,7 @@ const char *github_app_issuer(const server_config *cfg)
 
 static long timeout_ms(const worker_ctx *w)
 {
-    int64_t t = server_setting_int(w->cfg, "AURORA_PROVIDER_TIMEOUT_MS");
-    return t > 0 ? (long)t : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
+    return connector_timeout_ms(w, connector_find("github"));
 }
 
 static int64_t mono_s(void)

@@ -2,7 +2,7 @@
  * before any handler logic: route matching with {params} (server/router.c,
  * every route of every module registered), the query argument accessor
  * (http_query_get, server/http.c) and its first consumer on a public route,
- * the OAuth callback's `state` check (oauth_state_take, server/oauth.c,
+ * the OAuth callback's `state` check (oauth_state_take, server/connectors/oauth.c,
  * against an empty in-memory store: no state was issued, so every state is
  * refused).
  *

@@ -146,13 +146,14 @@ def sp_body(**over):
 
 
 def secret_paths(w, user_id):
-    """Paths under aurora/users/<user>/azure/ in the server's secrets backend (CLI)."""
+    """Paths of <user>'s azure secrets in the server's secrets backend (CLI)."""
     sandir = os.path.join(w.dir, "san", "secrets-list-" + rand_tag(3))
-    r = subprocess.run([SERVER_BIN, "secrets", "list", "aurora/users/%s/azure/" % user_id],
+    r = subprocess.run([SERVER_BIN, "secrets", "list", "aurora/orgs/"],
                        env=w.env(sandir), cwd=w.dir, capture_output=True, timeout=30)
     check(r.returncode == 0, "secrets list failed", r.stdout, r.stderr)
     check(not sanitizer_reports(sandir), "secrets list: sanitizer report", sanitizer_reports(sandir))
-    return json.loads(r.stdout)["paths"]
+    # org-scoped paths: aurora/orgs/<org>/users/<user>/<connector>/<field>
+    return [p for p in json.loads(r.stdout)["paths"] if "/users/%s/azure/" % user_id in p]
 
 
 def no_secrets_anywhere(w, *secrets):
@@ -622,13 +623,13 @@ def test_cloud_exec_signed_in_user_refreshes_and_reports_revocation(t):
 @test
 def test_disconnect_removes_the_secret(t):
     w = world()
-    _, user, key = w.new_org()
+    org, user, key = w.new_org()
     eq(w.post("/azure/connect", sp_body(), key=key).status, 200, "connect")
-    eq(secret_paths(w, user), ["aurora/users/%s/azure/client-secret" % user], "secrets after connect")
+    eq(secret_paths(w, user), ["aurora/orgs/%s/users/%s/azure/client-secret" % (org, user)], "secrets after connect")
     # signing in replaces the service principal: one credential at a time
     _, _, cb = follow_login(w, key)
     eq(callback(w, cb).status, 302, "sign-in callback")
-    eq(secret_paths(w, user), ["aurora/users/%s/azure/refresh-token" % user], "secrets after sign-in")
+    eq(secret_paths(w, user), ["aurora/orgs/%s/users/%s/azure/refresh-token" % (org, user)], "secrets after sign-in")
     r = w.delete("/api/connectors/azure", key=key)
     eq((r.status, r.get("deleted")), (200, True), "DELETE /api/connectors/azure (%r)" % r)
     eq(status(w, key).get("connected"), False, "connected after disconnect")

@@ -164,6 +164,7 @@ def world():
         "GCP_REDIRECT_URI": redirect,
         "GCP_AUTH_URL": oauth.issuer + "/authorize",
         "GCP_TOKEN_URL": oauth.issuer + "/token",
+        "GCP_REVOKE_URL": oauth.issuer + "/revoke",
     })
     w.start()
     w.bootstrap()
@@ -782,6 +783,27 @@ def cloud_exec_with_oauth_connection(t):
 
 
 @test
+def oauth_disconnect_revokes_the_grant(t):
+    """DELETE /api/connectors/gcp revokes the OAuth grant at GCP_REVOKE_URL (the
+    mock's RFC 7009 endpoint), then deletes the refresh token and the row."""
+    w, oauth = world()
+    uid, k = fresh_user(w)
+    n_ev = len(oauth.events)
+    loc, _ = start_login(w, k)
+    eq(https_get(w, follow_authorize(loc)).status, 302, "connect")
+    issued = oauth.wait_event(lambda e: e.get("event") == "token" and e.get("status") == 200
+                              and e.get("grant_type") == "authorization_code", "the code exchange", n_ev)
+    r = w.delete("/api/connectors/gcp", key=k)
+    eq((r.status, r.get("deleted")), (200, True), "disconnect (%r)" % r)
+    rev = oauth.wait_event(lambda e: e.get("event") == "revoke", "the revocation", n_ev)
+    eq((rev["token"], rev["token_type_hint"]), (issued["refresh_token"], "refresh_token"),
+       "the refresh token revoked")
+    eq(w.get("/api/connectors/status", key=k).json["connectors"]["gcp"]["connected"], False,
+       "disconnected")
+    SHARED.setdefault("oauth_secrets", []).extend([issued["refresh_token"], issued["access_token"]])
+
+
+@test
 def cloud_exec_streams_like_kubectl(t):
     w, _ = world()
     uid, k, key, tok, a = exec_env(w)
@@ -821,9 +843,11 @@ def secrets_never_leak(t):
             check(s.encode() not in blob, "a secret (%s…) appears in %s" % (s[:12], where))
     # the database holds the reference only
     con = sqlite3.connect("file:%s?mode=ro" % os.path.join(w.data, "aurora.db"), uri=True, timeout=5)
-    refs = con.execute("SELECT secret_ref FROM connectors WHERE connector='gcp' AND user_id=?", (uid,)).fetchall()
+    refs = con.execute("SELECT org_id, secret_ref FROM connectors WHERE connector='gcp' AND user_id=?", (uid,)).fetchall()
     con.close()
-    eq(refs, [("local:aurora/users/%s/gcp/service-account-key" % uid,)], "secret_ref")
+    eq(len(refs), 1, "one connection row")
+    eq(refs[0][1], "local:aurora/orgs/%s/users/%s/gcp/service-account-key" % (refs[0][0], uid),
+       "secret_ref: the org-scoped path")
 
 
 if __name__ == "__main__":

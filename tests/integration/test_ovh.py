@@ -114,10 +114,11 @@ def connect(w, key, region="eu", prefix="/ovh_api/ovh/oauth2"):
 
 def secret_paths(w, user_id):
     sandir = os.path.join(w.dir, "san", "secrets-list-" + rand_tag(3))
-    r = subprocess.run([SERVER_BIN, "secrets", "list", "aurora/users/%s/ovh/" % user_id],
+    r = subprocess.run([SERVER_BIN, "secrets", "list", "aurora/orgs/"],
                        env=w.env(sandir), cwd=w.dir, capture_output=True, timeout=30)
     check(r.returncode == 0 and not sanitizer_reports(sandir), "secrets list", r.stdout, r.stderr)
-    return json.loads(r.stdout)["paths"]
+    # org-scoped paths: aurora/orgs/<org>/users/<user>/<connector>/<field>
+    return [p for p in json.loads(r.stdout)["paths"] if "/users/%s/ovh/" % user_id in p]
 
 
 def no_secrets_anywhere(w, *secrets):
@@ -226,7 +227,7 @@ def test_eu_connect_and_refresh_rotation(t):
     st = status(w, key)
     eq((st.get("enabled"), st.get("connected"), st.get("account"), st.get("region")),
        (True, True, "eu12345-ovh", "eu"), "status")
-    eq(secret_paths(w, user), ["aurora/users/%s/ovh/refresh-token" % user], "stored secrets")
+    eq(secret_paths(w, user), ["aurora/orgs/%s/users/%s/ovh/refresh-token" % (org, user)], "stored secrets")
     # refresh twice: OVH rotates refresh tokens, so the second only works if the
     # rotated one was stored
     for i in (1, 2):

@@ -1,7 +1,7 @@
 /* test_connectors.c — what connectors share: server/http_client.c (URL
  * rules, form encoding, bounded requests), server/jwt.c (RS256 signatures
  * checked with OpenSSL's verifier, service account key validation),
- * server/oauth.c (state values: single use, expiry, provider and user
+ * server/connectors/oauth.c (state values: single use, expiry, provider and user
  * binding) and cloud_creds (connectors.c). */
 #include <setjmp.h>
 #include <stdarg.h>

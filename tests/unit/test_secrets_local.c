@@ -731,14 +731,15 @@ static void test_refs_and_user_paths(void **state)
     assert_int_equal(secrets_ref(f->s, SECRETS_PATH_GITHUB_APP_PRIVATE_KEY, ref, 10), -1);
 
     char p[SECRETS_MAX_PATH + 1];
-    assert_int_equal(secrets_user_path(p, sizeof(p), "usr_1", "github", "access_token"), 0);
-    assert_string_equal(p, "aurora/users/usr_1/github/access_token");
-    /* One segment each: no climbing into another user's secrets. */
-    assert_int_equal(secrets_user_path(p, sizeof(p), "usr_1/../usr_2", "github", "t"), -1);
-    assert_int_equal(secrets_user_path(p, sizeof(p), "..", "github", "t"), -1);
-    assert_int_equal(secrets_user_path(p, sizeof(p), "usr_1", "", "t"), -1);
-    assert_int_equal(secrets_user_path(p, sizeof(p), "usr 1", "github", "t"), -1);
-    assert_int_equal(secrets_user_path(p, 12, "usr_1", "github", "t"), -1);
+    assert_int_equal(secrets_user_path(p, sizeof(p), "org_1", "usr_1", "github", "access_token"), 0);
+    assert_string_equal(p, "aurora/orgs/org_1/users/usr_1/github/access_token");
+    /* One segment each: no climbing into another user's or org's secrets. */
+    assert_int_equal(secrets_user_path(p, sizeof(p), "org_1", "usr_1/../usr_2", "github", "t"), -1);
+    assert_int_equal(secrets_user_path(p, sizeof(p), "org_1/../org_2", "usr_1", "github", "t"), -1);
+    assert_int_equal(secrets_user_path(p, sizeof(p), "org_1", "..", "github", "t"), -1);
+    assert_int_equal(secrets_user_path(p, sizeof(p), "org_1", "usr_1", "", "t"), -1);
+    assert_int_equal(secrets_user_path(p, sizeof(p), "org_1", "usr 1", "github", "t"), -1);
+    assert_int_equal(secrets_user_path(p, 12, "org_1", "usr_1", "github", "t"), -1);
     assert_string_equal(secrets_strerror(SECRETS_E_UNAVAILABLE), "backend unavailable");
 }
 

@@ -1,7 +1,7 @@
 /* oauth.c — OAuth state values and the authorization-code exchange; see
  * oauth.h.  A state is 32 random bytes, base64url (43 chars); only its
  * SHA-256 is stored, with who asked, for which provider and redirect URI,
- * and an expiry.  Taking it is one conditional UPDATE in the store, so it is
+ * and an expiry (the connector kit, kit_oauth.c, builds the flow on these).  Taking it is one conditional UPDATE in the store, so it is
  * single-use even when two callbacks (or two replicas) race. */
 #include "oauth.h"
 
@@ -14,6 +14,8 @@
 
 #include "api_util.h"
 #include "auth.h"
+#include "connector.h"
+#include "kit_oauth.h"
 #include "crypto.h"
 #include "log.h"
 
@@ -151,57 +153,7 @@ int oauth_callback_auth(worker_ctx *w, http_request *req, http_response *resp)
 cJSON *oauth_token_post(worker_ctx *w, const char *token_url, const char *const *form,
                         const char *basic_auth, oauth_result *res)
 {
-    memset(res, 0, sizeof(*res));
-    char *body = http_client_form(form);
-    if (!body) {
-        snprintf(res->err, sizeof(res->err), "out of memory");
-        res->code = AUR_E_INTERNAL;
-        return NULL;
-    }
-    char authz[1024] = "";
-    const char *headers[4] = { "Content-Type: application/x-www-form-urlencoded",
-                               "Accept: application/json", NULL, NULL };
-    if (basic_auth) {
-        char *b64 = crypto_base64(basic_auth, strlen(basic_auth));
-        if (b64 && snprintf(authz, sizeof(authz), "Authorization: Basic %s", b64) < (int)sizeof(authz))
-            headers[2] = authz;
-        secret_free(b64);
-    }
-    long timeout = w && w->cfg ? (long)server_setting_int(w->cfg, "AURORA_PROVIDER_TIMEOUT_MS") : 0;
-    http_client_req rq = { .method = "POST", .url = token_url, .headers = headers, .body = body,
-                           .body_len = strlen(body), .timeout_ms = timeout,
-                           .max_response = 256 * 1024 };
-    http_client_resp rp;
-    int rc = http_client_do(&rq, &rp);
-    secret_free(body);
-    OPENSSL_cleanse(authz, sizeof(authz));
-    if (rc < 0) {
-        res->code = rp.code;
-        snprintf(res->err, sizeof(res->err), "%s", rp.err);
-        return NULL;
-    }
-    res->status = rp.status;
-    cJSON *j = http_client_json(&rp);
-    http_client_resp_free(&rp);
-    if (j) {
-        const char *e = api_json_str(j, "error");
-        if (e)
-            snprintf(res->error, sizeof(res->error), "%.*s", (int)sizeof(res->error) - 1, e);
-    }
-    if (rp.status < 200 || rp.status > 299) {
-        snprintf(res->err, sizeof(res->err), "token endpoint answered HTTP %ld%s%s", rp.status,
-                 res->error[0] ? ": " : "", res->error);
-        /* 4xx: the grant, client or code was refused; 5xx and the rest: the provider's trouble */
-        res->code = rp.status >= 400 && rp.status < 500 ? AUR_E_DENIED : AUR_E_UNAVAILABLE;
-        cJSON_Delete(j);
-        return NULL;
-    }
-    if (!j) {
-        snprintf(res->err, sizeof(res->err), "token endpoint answer is not a JSON object");
-        res->code = AUR_E_INTERNAL;
-        return NULL;
-    }
-    return j;
+    return kit_oauth_token_post(token_url, form, basic_auth, connector_timeout_ms(w, NULL), res);
 }
 
 cJSON *oauth_exchange_code(worker_ctx *w, const oauth_code_exchange *x, oauth_result *res)

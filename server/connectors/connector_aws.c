@@ -21,6 +21,9 @@
  * until 5 minutes before they expire; the cache is shared by the outbound
  * workers (mutex) and wiped when entries are dropped and at exit.
  *
+ * The credential cache, the connection row and the settings table are the
+ * connector kit's (kit_cache.h, kit_secrets.h).
+ *
  * Nothing here stores a secret: the role ARN and the External ID are not
  * secrets (the customer pastes both into IAM), the temporary credentials live
  * only in memory. */
@@ -36,23 +39,33 @@
 #include "connector.h"
 #include "crypto.h"
 #include "http_client.h"
+#include "kit_cache.h"
+#include "kit_secrets.h"
 #include "log.h"
 #include "router.h"
 
 #define AWS_ID "aws"
 #define AWS_EXTERNAL_ID_KEY "aws_external_id"
 #define AWS_SESSION_SECONDS 3600
-#define AWS_REFRESH_MARGIN 300 /* seconds before expiry a cached credential is dropped */
-#define AWS_CACHE_MAX 4096
 #define MSG_NO_ACCOUNT "Unable to determine Aurora's AWS account ID"
 #define MSG_CANNOT_ASSUME "Aurora cannot assume this role"
+
+extern const connector connector_aws;
+
+/* Aurora's own keys (AWS_ACCESS_KEY_ID, …) stay in the server's table: the
+ * aws_secrets_manager backend uses them too. */
+static const config_def aws_settings[] = {
+    { "AWS_DEFAULT_REGION", "aws.default_region", CFG_STRING, "us-east-1", "AWS connector: region of Aurora's STS calls and default region of cloud commands", 0 },
+    { "AWS_STS_ENDPOINT", "aws.sts_endpoint", CFG_STRING, NULL, "AWS connector: STS endpoint override (default https://sts.<region>.amazonaws.com)", 0 },
+    { "AWS_CLI_ENDPOINT_URLS", "aws.cli_endpoint_urls", CFG_STRING, NULL, "AWS connector: the only --endpoint-url values a cloud_exec may give (comma-separated, exact; default none)", 0 },
+    { NULL },
+};
 
 /* ---- small helpers ---------------------------------------------------------- */
 
 static long timeout_ms(const worker_ctx *w)
 {
-    int64_t t = server_setting_int(w->cfg, "AURORA_PROVIDER_TIMEOUT_MS");
-    return t > 0 ? (long)t : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
+    return connector_timeout_ms(w, &connector_aws);
 }
 
 static int have_creds(const server_config *c)
@@ -443,16 +456,7 @@ typedef struct aws_creds {
     int64_t expires_at;
 } aws_creds;
 
-typedef struct cache_entry {
-    char key[STORE_ID_LEN * 2 + 2100];
-    aws_creds c;
-    struct cache_entry *next;
-} cache_entry;
-
-static pthread_mutex_t g_cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static cache_entry *g_cache;
-static size_t g_cache_n;
-static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
+static kit_cache g_creds = KIT_CACHE_INIT(4096);
 
 static void creds_wipe(aws_creds *c)
 {
@@ -460,106 +464,44 @@ static void creds_wipe(aws_creds *c)
     OPENSSL_cleanse(c, sizeof(*c));
 }
 
-static void entry_free(cache_entry *e)
-{
-    creds_wipe(&e->c);
-    OPENSSL_cleanse(e->key, sizeof(e->key));
-    free(e);
-}
-
-static void cache_wipe_all(void)
-{
-    pthread_mutex_lock(&g_cache_mu);
-    while (g_cache) {
-        cache_entry *n = g_cache->next;
-        entry_free(g_cache);
-        g_cache = n;
-    }
-    g_cache_n = 0;
-    pthread_mutex_unlock(&g_cache_mu);
-}
-
-static void cache_init(void) { atexit(cache_wipe_all); }
-
 static void cache_key(char *out, size_t cap, const char *org, const char *user, const char *role)
 {
-    snprintf(out, cap, "%s\n%s\n%s", org, user, role);
+    kit_cache_key(out, cap, org, user, role);
 }
 
-/* Copies a still-fresh entry into *out (token malloc'd); 1 on a hit. */
+/* A still-fresh entry into *out (token malloc'd); 1 on a hit.  Cached as
+ * "<akid>\n<secret>\n<token>". */
 static int cache_get(const char *key, int64_t now, aws_creds *out)
 {
+    char *v = kit_cache_get(&g_creds, key, now, &out->expires_at);
+    char *nl1 = v ? strchr(v, '\n') : NULL, *nl2 = nl1 ? strchr(nl1 + 1, '\n') : NULL;
     int hit = 0;
-    pthread_mutex_lock(&g_cache_mu);
-    for (cache_entry *e = g_cache; e; e = e->next)
-        if (!strcmp(e->key, key)) {
-            if (e->c.expires_at - AWS_REFRESH_MARGIN > now) {
-                *out = e->c;
-                out->token = strdup(e->c.token);
-                hit = out->token != NULL;
-            }
-            break;
-        }
-    pthread_mutex_unlock(&g_cache_mu);
+    if (nl2 && (size_t)(nl1 - v) < sizeof(out->akid) &&
+        (size_t)(nl2 - nl1 - 1) < sizeof(out->secret) && (out->token = strdup(nl2 + 1))) {
+        memcpy(out->akid, v, (size_t)(nl1 - v));
+        out->akid[nl1 - v] = '\0';
+        memcpy(out->secret, nl1 + 1, (size_t)(nl2 - nl1 - 1));
+        out->secret[nl2 - nl1 - 1] = '\0';
+        hit = 1;
+    }
+    secret_free(v);
     return hit;
 }
 
 static void cache_put(const char *key, const aws_creds *c, int64_t now)
 {
-    pthread_once(&g_cache_once, cache_init);
-    cache_entry *ne = calloc(1, sizeof(*ne));
-    if (!ne)
+    size_t n = strlen(c->akid) + strlen(c->secret) + strlen(c->token) + 3;
+    char *v = malloc(n);
+    if (!v)
         return;
-    snprintf(ne->key, sizeof(ne->key), "%s", key);
-    ne->c = *c;
-    ne->c.token = strdup(c->token);
-    if (!ne->c.token) {
-        free(ne);
-        return;
-    }
-    pthread_mutex_lock(&g_cache_mu);
-    /* Drop the old entry for this key and everything stale. */
-    for (cache_entry **pp = &g_cache; *pp;) {
-        cache_entry *e = *pp;
-        if (!strcmp(e->key, key) || e->c.expires_at - AWS_REFRESH_MARGIN <= now) {
-            *pp = e->next;
-            entry_free(e);
-            g_cache_n--;
-        } else
-            pp = &e->next;
-    }
-    /* Bounded: past the cap, the oldest entries (at the tail) go. */
-    while (g_cache_n >= AWS_CACHE_MAX && g_cache) {
-        cache_entry **pp = &g_cache;
-        while ((*pp)->next)
-            pp = &(*pp)->next;
-        entry_free(*pp);
-        *pp = NULL;
-        g_cache_n--;
-    }
-    ne->next = g_cache;
-    g_cache = ne;
-    g_cache_n++;
-    pthread_mutex_unlock(&g_cache_mu);
+    snprintf(v, n, "%s\n%s\n%s", c->akid, c->secret, c->token);
+    kit_cache_put(&g_creds, key, v, c->expires_at, now);
+    secret_free_n(v, n);
 }
 
-/* Drops every cached credential of (org, user). */
 static void cache_forget(const char *org, const char *user)
 {
-    char prefix[STORE_ID_LEN * 2 + 4];
-    snprintf(prefix, sizeof(prefix), "%s\n%s\n", org, user);
-    size_t pl = strlen(prefix);
-    pthread_mutex_lock(&g_cache_mu);
-    for (cache_entry **pp = &g_cache; *pp;) {
-        cache_entry *e = *pp;
-        if (!strncmp(e->key, prefix, pl)) {
-            *pp = e->next;
-            entry_free(e);
-            g_cache_n--;
-        } else
-            pp = &e->next;
-    }
-    pthread_mutex_unlock(&g_cache_mu);
+    kit_cache_forget(&g_creds, org, user);
 }
 
 /* AssumeRole; on success *out holds the credentials (caller wipes). */
@@ -675,18 +617,11 @@ static void connect_role(worker_ctx *w, http_request *req, http_response *resp)
     if (assume_role(w, req->auth.user_id, arn, ext, &cr, assumed, sizeof(assumed), resp) < 0)
         goto out;
 
-    store_connector c;
-    memset(&c, 0, sizeof(c));
-    snprintf(c.org_id, sizeof(c.org_id), "%s", req->auth.org_id);
-    snprintf(c.user_id, sizeof(c.user_id), "%s", req->auth.user_id);
-    snprintf(c.connector, sizeof(c.connector), "%s", AWS_ID);
-    if (strlen(arn) >= sizeof(c.account)) {
+    if (strlen(arn) >= sizeof(((store_connector *)0)->account)) {
         http_resp_error(resp, 400, "AWS_INVALID_ROLE_ARN", "role_arn is longer than %zu characters",
-                        sizeof(c.account) - 1);
+                        sizeof(((store_connector *)0)->account) - 1);
         goto out;
     }
-    snprintf(c.account, sizeof(c.account), "%s", arn);
-    snprintf(c.status, sizeof(c.status), "active");
     cJSON *md = cJSON_CreateObject();
     cJSON_AddStringToObject(md, "role_arn", arn);
     cJSON_AddStringToObject(md, "account_id", acct);
@@ -694,22 +629,15 @@ static void connect_role(worker_ctx *w, http_request *req, http_response *resp)
     cJSON_AddStringToObject(md, "external_id_setting", AWS_EXTERNAL_ID_KEY);
     if (assumed[0])
         cJSON_AddStringToObject(md, "assumed_role_arn", assumed);
-    c.metadata_json = cJSON_PrintUnformatted(md);
+    /* Nothing secret to store: the row is the connection. */
+    int rc = kit_connect_store(w, req->auth.org_id, req->auth.user_id, AWS_ID, arn, NULL, 0, md,
+                               resp);
     cJSON_Delete(md);
-    if (!c.metadata_json) {
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+    if (rc < 0)
         goto out;
-    }
     int64_t now = (int64_t)time(NULL);
-    c.created_at = c.updated_at = now;
-    int rc = store_connector_upsert(w->store, &c);
-    free(c.metadata_json);
-    if (rc != STORE_OK) {
-        api_store_error(w, resp);
-        goto out;
-    }
     /* The proof-of-access credentials serve the first command too. */
-    char key[sizeof(((cache_entry *)0)->key)];
+    char key[2400];
     cache_forget(req->auth.org_id, req->auth.user_id);
     cache_key(key, sizeof(key), req->auth.org_id, req->auth.user_id, arn);
     cache_put(key, &cr, now);
@@ -747,33 +675,13 @@ static void aws_register(void)
 
 static void aws_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
 {
+    static const char *const keys[] = { "account_id", "region", "assumed_role_arn", NULL };
     store_connector c;
-    memset(&c, 0, sizeof(c));
-    int rc = store_connector_get(w->store, who->org_id, who->user_id, AWS_ID, &c);
-    if (rc == STORE_NOT_FOUND || rc == STORE_OK) {
-        cJSON_AddBoolToObject(out, "connected", rc == STORE_OK && !strcmp(c.status, "active"));
-        if (rc == STORE_OK) {
-            cJSON_AddStringToObject(out, "account", c.account);
-            cJSON_AddStringToObject(out, "status", c.status);
-            cJSON *md = c.metadata_json ? cJSON_Parse(c.metadata_json) : NULL;
-            if (md) {
-                const char *keys[] = { "account_id", "region", "assumed_role_arn" };
-                for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-                    const char *v = api_json_str(md, keys[i]);
-                    if (v)
-                        cJSON_AddStringToObject(out, keys[i], v);
-                }
-                cJSON_Delete(md);
-            }
-            api_add_time(out, "connected_at", c.created_at);
-            api_add_time(out, "updated_at", c.updated_at);
-            store_connector_free(&c);
-        }
-    } else {
-        cJSON_AddBoolToObject(out, "connected", 0);
-        cJSON_AddStringToObject(out, "error", "state store unavailable");
-        log_error("aws status: %s", store_errmsg(w->store));
-    }
+    cJSON *md;
+    if (!kit_status(w, who, AWS_ID, keys, out, &c, &md))
+        return;
+    cJSON_Delete(md);
+    store_connector_free(&c);
 }
 
 /* ---- cloud_exec -------------------------------------------------------------------- */
@@ -867,20 +775,12 @@ static int aws_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
     if (aws_check_selectors(w, scan, resp) < 0)
         return -1;
     store_connector c;
-    memset(&c, 0, sizeof(c));
-    int rc = store_connector_get(w->store, who->org_id, who->user_id, AWS_ID, &c);
-    if (rc == STORE_NOT_FOUND || (rc == STORE_OK && strcmp(c.status, "active"))) {
-        if (rc == STORE_OK)
-            store_connector_free(&c);
-        http_resp_error(resp, 404, "MISSING_CONNECTOR",
-                        "aws is not connected for this user: connect an IAM role first "
-                        "(POST /aws/connect)");
+    cJSON *md;
+    if (kit_row_load(w, who, AWS_ID, &c, &md,
+                     "aws is not connected for this user: connect an IAM role first "
+                     "(POST /aws/connect)",
+                     resp) < 0)
         return -1;
-    }
-    if (rc != STORE_OK) {
-        api_store_error(w, resp);
-        return -1;
-    }
     char acct[13] = "", region[40] = "", ext[128];
     int ret = -1;
     aws_creds cr;
@@ -890,10 +790,8 @@ static int aws_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
                         "the stored AWS connection is invalid; connect the role again");
         goto out;
     }
-    cJSON *md = c.metadata_json ? cJSON_Parse(c.metadata_json) : NULL;
-    const char *r = md ? api_json_str(md, "region") : NULL;
+    const char *r = api_json_str(md, "region");
     snprintf(region, sizeof(region), "%s", r && region_valid(r) ? r : region_of(w->cfg));
-    cJSON_Delete(md);
     if (target && *target && strcmp(target, acct) != 0) {
         http_resp_error(resp, 403, "AWS_ACCOUNT_NOT_CONNECTED",
                         "AWS account %.64s is not connected: the connected role (%s) belongs to "
@@ -901,7 +799,7 @@ static int aws_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
         goto out;
     }
     int64_t now = (int64_t)time(NULL);
-    char key[sizeof(((cache_entry *)0)->key)];
+    char key[2400];
     cache_key(key, sizeof(key), who->org_id, who->user_id, c.account);
     if (!cache_get(key, now, &cr)) {
         if (external_id(w, who->org_id, ext, sizeof(ext), resp) < 0)
@@ -925,6 +823,7 @@ static int aws_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
     ret = 0;
 out:
     creds_wipe(&cr);
+    cJSON_Delete(md);
     store_connector_free(&c);
     return ret;
 }
@@ -942,4 +841,6 @@ const connector connector_aws = {
     .status = aws_status,
     .cloud = &aws_cloud,
     .disconnected = aws_disconnected,
+    .settings = aws_settings,
+    .timeout_ms = CONNECTOR_TIMEOUT_MS,
 };

@@ -1,19 +1,23 @@
 /* connectors.c — the connector table, what every connector shares, and the
  * routes that are about connectors in general:
  *   GET    /api/connectors/status          what the caller has connected
- *   DELETE /api/connectors/{connector}     disconnect: the row and every
- *                                          secret under aurora/users/<user>/<connector>/
+ *   DELETE /api/connectors/{connector}     disconnect: the row, every secret
+ *                                          under aurora/orgs/<org>/users/<user>/<connector>/
+ *                                          and those the row references
  * A connector is one file exporting `const connector connector_<id>`; adding
- * one is a declaration and a line in the table below. */
+ * one is a declaration and a line in the table below.  Its settings come
+ * with it (connector.settings), merged here into the server's table. */
 #include "connector.h"
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api_util.h"
+#include "kit_secrets.h"
 #include "log.h"
 #include "router.h"
 #include "secrets.h"
@@ -47,6 +51,70 @@ const connector *connector_find(const char *id)
 size_t connector_count(void) { return N_CONNECTORS; }
 
 const connector *connector_at(size_t i) { return i < N_CONNECTORS ? g_connectors[i] : NULL; }
+
+/* ---- settings ---------------------------------------------------------------------- */
+
+#define MAX_SETTINGS 512
+
+static pthread_mutex_t g_defs_mu = PTHREAD_MUTEX_INITIALIZER;
+static config_def g_defs[MAX_SETTINGS];
+static size_t g_ndefs;
+static const config_def *g_built_from; /* the server table g_defs was built from */
+static size_t g_built_n;
+
+static int defs_add(const config_def *d, const char *owner, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < g_ndefs; i++)
+        if (!strcmp(g_defs[i].env, d->env)) {
+            snprintf(err, errlen, "setting %s is declared twice (again by %s)", d->env, owner);
+            return -1;
+        }
+    if (g_ndefs >= MAX_SETTINGS) {
+        snprintf(err, errlen, "more than %d settings", MAX_SETTINGS);
+        return -1;
+    }
+    g_defs[g_ndefs++] = *d;
+    return 0;
+}
+
+const config_def *connector_config_defs(const config_def *server, size_t nserver, size_t *n,
+                                        char *err, size_t errlen)
+{
+    const config_def *out = g_defs;
+    pthread_mutex_lock(&g_defs_mu);
+    if (g_built_from == server && g_built_n == nserver && g_ndefs) {
+        /* Built already: a loaded config_t points here, never rewrite it. */
+        *n = g_ndefs;
+        pthread_mutex_unlock(&g_defs_mu);
+        return out;
+    }
+    g_ndefs = 0;
+    g_built_from = NULL;
+    for (size_t i = 0; i < nserver && out; i++)
+        if (defs_add(&server[i], "the server", err, errlen) < 0)
+            out = NULL;
+    for (size_t c = 0; c < N_CONNECTORS && out; c++)
+        for (const config_def *d = g_connectors[c]->settings; d && d->env && out; d++)
+            if (defs_add(d, g_connectors[c]->id, err, errlen) < 0)
+                out = NULL;
+    *n = out ? g_ndefs : 0;
+    if (out) {
+        g_built_from = server;
+        g_built_n = nserver;
+    } else {
+        g_ndefs = 0;
+    }
+    pthread_mutex_unlock(&g_defs_mu);
+    return out;
+}
+
+long connector_timeout_ms(const worker_ctx *w, const connector *c)
+{
+    int64_t t = w && w->cfg ? server_setting_int(w->cfg, "AURORA_PROVIDER_TIMEOUT_MS") : 0;
+    if (t > 0)
+        return (long)t;
+    return c && c->timeout_ms > 0 ? c->timeout_ms : CONNECTOR_TIMEOUT_MS;
+}
 
 /* ---- cloud credentials ---------------------------------------------------------- */
 
@@ -121,36 +189,6 @@ void connector_secrets_error(int rc, const char *err, http_response *resp)
                     secrets_strerror(rc));
 }
 
-/* Deletes every secret of (user, connector); 0, or -1 with resp filled. */
-static int delete_user_secrets(worker_ctx *w, const char *user_id, const char *conn,
-                               http_response *resp)
-{
-    char prefix[SECRETS_MAX_PATH + 2];
-    if (secrets_user_path(prefix, sizeof(prefix) - 1, user_id, conn, "x") < 0) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "invalid user id");
-        return -1;
-    }
-    prefix[strlen(prefix) - 1] = '\0'; /* ".../<connector>/" */
-    char **paths = NULL;
-    size_t n = 0;
-    char err[512];
-    int rc = secrets_list(w->secrets, prefix, &paths, &n, err, sizeof(err));
-    if (rc != SECRETS_OK) {
-        connector_secrets_error(rc, err, resp);
-        return -1;
-    }
-    int out = 0;
-    for (size_t i = 0; i < n && !out; i++) {
-        rc = secrets_delete(w->secrets, paths[i], err, sizeof(err));
-        if (rc != SECRETS_OK && rc != SECRETS_NOT_FOUND) {
-            connector_secrets_error(rc, err, resp);
-            out = -1;
-        }
-    }
-    secrets_list_free(paths, n);
-    return out;
-}
-
 /* ---- routes -------------------------------------------------------------------------------- */
 
 static void connectors_status(worker_ctx *w, http_request *req, http_response *resp)
@@ -194,9 +232,12 @@ static void connectors_delete(worker_ctx *w, http_request *req, http_response *r
         return;
     }
     int existed = rc == STORE_OK;
-    store_connector_free(&row);
+    if (existed && c->disconnecting)
+        c->disconnecting(w, &req->auth, &row);
     /* Secrets first: a row without its secret is harmless, the reverse is not. */
-    if (delete_user_secrets(w, req->auth.user_id, c->id, resp) < 0)
+    rc = kit_secrets_delete_connection(w, &req->auth, c->id, existed ? &row : NULL, resp);
+    store_connector_free(&row);
+    if (rc < 0)
         return;
     rc = store_connector_delete(w->store, req->auth.org_id, req->auth.user_id, c->id);
     if (rc == STORE_ERR) {

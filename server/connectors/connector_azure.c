@@ -11,14 +11,14 @@
  *                         pages, only on the management host).  None Enabled:
  *                         "No enabled subscription found".  The client secret
  *                         goes to the secrets backend
- *                         (aurora/users/<uid>/azure/client-secret).
+ *                         (aurora/orgs/<org>/users/<uid>/azure/client-secret).
  *   GET  /azure/login     302 to <login>/<tenant|organizations>/oauth2/v2.0/authorize
  *                         for the App registration of AZURE_CLIENT_ID, with an
  *                         OAuth state (oauth.h) bound to the caller
  *   GET  /azure/callback  the redirect (AZURE_REDIRECT_URI, default
  *                         http://localhost:5080/azure/callback): state checked,
  *                         code exchanged, subscriptions listed, refresh token
- *                         stored (aurora/users/<uid>/azure/refresh-token)
+ *                         stored (aurora/orgs/<org>/users/<uid>/azure/refresh-token)
  *
  * Status and disconnect: GET /api/connectors/status, DELETE /api/connectors/azure.
  *
@@ -27,10 +27,14 @@
  * the agent only that token (AZURE_ACCESS_TOKEN, AZURE_ACCESS_TOKEN_EXPIRES_ON),
  * the subscription (AZURE_SUBSCRIPTION_ID) and tenant (AZURE_TENANT_ID); the
  * client secret and refresh token never leave the server.  Tokens are cached
- * per (org, user, credential) until 5 minutes before they expire. */
+ * per (org, user, credential) until 5 minutes before they expire.
+ *
+ * The OAuth flow (state, PKCE S256 — Microsoft supports it —, code exchange,
+ * refresh with rotation, error codes), the credential storage and the token
+ * cache are the connector kit's (kit_*.h).  Microsoft has no OAuth token
+ * revocation endpoint: a disconnect deletes the refresh token only. */
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,29 +43,52 @@
 
 #include "api_util.h"
 #include "connector.h"
-#include "crypto.h"
 #include "http_client.h"
 #include "jwt.h"
+#include "kit_cache.h"
+#include "kit_oauth.h"
+#include "kit_secrets.h"
 #include "log.h"
-#include "oauth.h"
 #include "router.h"
-#include "secrets.h"
 
 #define AZ_ID "azure"
 #define AZ_SCOPE_APP "https://management.azure.com/.default"
 #define AZ_SCOPE_USER "https://management.azure.com/user_impersonation offline_access openid profile"
 #define AZ_API_VERSION "2020-01-01"
 #define AZ_MAX_SUBSCRIPTIONS 1000
-#define AZ_REFRESH_MARGIN 300
-#define AZ_CACHE_MAX 4096
 #define MSG_NO_SUB "No enabled subscription found"
+
+extern const connector connector_azure;
+
+static const config_def az_settings[] = {
+    { "AZURE_LOGIN_BASE", "azure.login_base", CFG_STRING, "https://login.microsoftonline.com", "Azure connector: Microsoft identity platform base URL (<base>/<tenant>/oauth2/v2.0/{authorize,token})", 0 },
+    { "AZURE_MANAGEMENT_BASE", "azure.management_base", CFG_STRING, "https://management.azure.com", "Azure connector: Azure Resource Manager base URL", 0 },
+    { "AZURE_REDIRECT_URI", "azure.redirect_uri", CFG_STRING, "http://localhost:5080/azure/callback", "Azure connector: OAuth redirect URI; must equal the App registration's exactly", 0 },
+    { "AZURE_CLIENT_ID", "azure.client_id", CFG_STRING, NULL, "Azure connector: application (client) id of the App registration used by GET /azure/login", 0 },
+    { "AZURE_CLIENT_SECRET", NULL, CFG_STRING, NULL, "Azure connector: client secret of that App registration", 1 },
+    { "AZURE_TENANT_ID", "azure.tenant_id", CFG_STRING, NULL, "Azure connector: directory (tenant) id for GET /azure/login (default: organizations)", 0 },
+    { "AZURE_MAX_SUBSCRIPTION_PAGES", "azure.max_subscription_pages", CFG_INT, "20", "Azure connector: most subscription list pages read when connecting", 0 },
+    { NULL },
+};
+
+static const kit_oauth_errors az_errors = {
+    .service = "Azure sign-in (Microsoft identity platform)",
+    .timeout = "AZURE_TIMEOUT",
+    .unreachable = "AZURE_UNREACHABLE",
+    .grant = "AZURE_GRANT_INVALID",
+    .denied = "AZURE_INVALID_CREDENTIALS",
+    .failed = "AZURE_LOGIN_ERROR",
+    .authorization_failed = "AZURE_AUTHORIZATION_FAILED",
+    .redirect_mismatch = "AZURE_REDIRECT_URI_MISMATCH",
+};
+
+static kit_cache g_tokens = KIT_CACHE_INIT(4096);
 
 /* ---- settings and small helpers ----------------------------------------------- */
 
 static long timeout_ms(const worker_ctx *w)
 {
-    int64_t t = server_setting_int(w->cfg, "AURORA_PROVIDER_TIMEOUT_MS");
-    return t > 0 ? (long)t : HTTP_CLIENT_DEFAULT_TIMEOUT_MS;
+    return connector_timeout_ms(w, &connector_azure);
 }
 
 static const char *setting(const worker_ctx *w, const char *name, const char *dflt)
@@ -137,33 +164,47 @@ static int tenant_valid(const char *s, int allow_multi)
     return 1;
 }
 
-static void token_url(const worker_ctx *w, const char *tenant, char *out, size_t cap)
+
+/* The App registration (AZURE_CLIENT_ID) against one tenant's endpoints. */
+typedef struct {
+    kit_oauth_client c;
+    char authorize[768], token[768];
+} az_client;
+
+static void client_for(const worker_ctx *w, const char *tenant, az_client *ac)
 {
     char base[512];
     trim_base(login_base(w), base, sizeof(base));
-    snprintf(out, cap, "%s/%s/oauth2/v2.0/token", base, tenant);
+    snprintf(ac->authorize, sizeof(ac->authorize), "%s/%s/oauth2/v2.0/authorize", base, tenant);
+    snprintf(ac->token, sizeof(ac->token), "%s/%s/oauth2/v2.0/token", base, tenant);
+    ac->c = (kit_oauth_client){ .provider = AZ_ID,
+                                .authorize_url = ac->authorize,
+                                .token_url = ac->token,
+                                .client_id = server_setting(w->cfg, "AZURE_CLIENT_ID"),
+                                .client_secret = server_setting(w->cfg, "AZURE_CLIENT_SECRET"),
+                                .redirect_uri = redirect_uri(w),
+                                .scope = AZ_SCOPE_USER,
+                                .extra_params = "response_mode=query&prompt=select_account",
+                                .pkce = 1,
+                                .timeout_ms = timeout_ms(w),
+                                .errors = &az_errors };
 }
 
-/* Fills resp for a failed token request. */
-static void token_error(const worker_ctx *w, const oauth_result *r, const char *what,
-                        http_response *resp)
+/* client-credentials grant for a service principal: the token answer or NULL with resp. */
+static cJSON *sp_token(const worker_ctx *w, const char *tenant, const char *client,
+                       const char *secret, http_response *resp)
 {
-    if (r->code == AUR_E_TIMEOUT) {
-        http_resp_error(resp, 504, "AZURE_TIMEOUT", "%s: Azure sign-in (Microsoft identity platform) "
-                        "did not answer within %ld s", what, (timeout_ms(w) + 999) / 1000);
-    } else if (r->status == 0) {
-        http_resp_error(resp, 502, "AZURE_UNREACHABLE",
-                        "%s: Azure sign-in (Microsoft identity platform) is unreachable (%s)", what,
-                        r->err);
-    } else if (r->status >= 400 && r->status < 500) {
-        const char *code = !strcmp(r->error, "invalid_grant") ? "AZURE_GRANT_INVALID"
-                                                              : "AZURE_INVALID_CREDENTIALS";
-        http_resp_error(resp, 400, code, "%s: Azure rejected the credentials (HTTP %ld%s%s)", what,
-                        r->status, r->error[0] ? ", " : "", r->error);
-    } else {
-        http_resp_error(resp, 502, "AZURE_LOGIN_ERROR",
-                        "%s: Azure sign-in answered HTTP %ld", what, r->status);
+    az_client ac;
+    client_for(w, tenant, &ac);
+    const char *form[] = { "grant_type", "client_credentials", "client_id", client,
+                           "client_secret", secret, "scope", AZ_SCOPE_APP, NULL };
+    oauth_result r;
+    cJSON *tok = kit_oauth_token_post(ac.token, form, NULL, ac.c.timeout_ms, &r);
+    if (!tok) {
+        log_warn("azure: client-credentials token for client %s failed: %s", client, r.err);
+        kit_oauth_error(&ac.c, &r, "Azure service principal login failed", resp);
     }
+    return tok;
 }
 
 /* ---- subscriptions ------------------------------------------------------------------ */
@@ -303,175 +344,38 @@ static const char *pick_subscription(const cJSON *subs, const char *wanted)
     return wanted ? NULL : first;
 }
 
-/* ---- access-token cache ------------------------------------------------------------- */
 
-typedef struct tok_entry {
-    char key[STORE_ID_LEN * 2 + 300];
-    char *token;
-    int64_t expires_at;
-    struct tok_entry *next;
-} tok_entry;
-
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static tok_entry *g_cache;
-static size_t g_n;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-
-static void entry_free(tok_entry *e)
-{
-    secret_free(e->token);
-    secret_free_n(e, sizeof(*e));
-}
-
-static void cache_wipe_all(void)
-{
-    pthread_mutex_lock(&g_mu);
-    while (g_cache) {
-        tok_entry *n = g_cache->next;
-        entry_free(g_cache);
-        g_cache = n;
-    }
-    g_n = 0;
-    pthread_mutex_unlock(&g_mu);
-}
-
-static void cache_init(void) { atexit(cache_wipe_all); }
-
-/* malloc'd copy of a fresh token, or NULL. */
-static char *cache_get(const char *key, int64_t now, int64_t *expires_at)
-{
-    char *tok = NULL;
-    pthread_mutex_lock(&g_mu);
-    for (tok_entry *e = g_cache; e; e = e->next)
-        if (!strcmp(e->key, key)) {
-            if (e->expires_at - AZ_REFRESH_MARGIN > now) {
-                tok = strdup(e->token);
-                *expires_at = e->expires_at;
-            }
-            break;
-        }
-    pthread_mutex_unlock(&g_mu);
-    return tok;
-}
-
-static void cache_put(const char *key, const char *token, int64_t expires_at, int64_t now)
-{
-    pthread_once(&g_once, cache_init);
-    tok_entry *ne = calloc(1, sizeof(*ne));
-    if (!ne)
-        return;
-    snprintf(ne->key, sizeof(ne->key), "%s", key);
-    ne->token = strdup(token);
-    ne->expires_at = expires_at;
-    if (!ne->token) {
-        free(ne);
-        return;
-    }
-    pthread_mutex_lock(&g_mu);
-    for (tok_entry **pp = &g_cache; *pp;) {
-        tok_entry *e = *pp;
-        if (!strcmp(e->key, key) || e->expires_at - AZ_REFRESH_MARGIN <= now) {
-            *pp = e->next;
-            entry_free(e);
-            g_n--;
-        } else
-            pp = &e->next;
-    }
-    while (g_n >= AZ_CACHE_MAX && g_cache) {
-        tok_entry **pp = &g_cache;
-        while ((*pp)->next)
-            pp = &(*pp)->next;
-        entry_free(*pp);
-        *pp = NULL;
-        g_n--;
-    }
-    ne->next = g_cache;
-    g_cache = ne;
-    g_n++;
-    pthread_mutex_unlock(&g_mu);
-}
-
-static void cache_forget(const char *org, const char *user)
-{
-    char prefix[STORE_ID_LEN * 2 + 4];
-    snprintf(prefix, sizeof(prefix), "%s\n%s\n", org, user);
-    size_t pl = strlen(prefix);
-    pthread_mutex_lock(&g_mu);
-    for (tok_entry **pp = &g_cache; *pp;) {
-        tok_entry *e = *pp;
-        if (!strncmp(e->key, prefix, pl)) {
-            *pp = e->next;
-            entry_free(e);
-            g_n--;
-        } else
-            pp = &e->next;
-    }
-    pthread_mutex_unlock(&g_mu);
-}
-
-/* ---- storing a connection ------------------------------------------------------------ */
-
-/* Writes the secret, then the row.  The other kind of credential (client
- * secret vs refresh token) is deleted so only one is ever stored. */
+/* The connection's one credential (a client secret or a refresh token) and
+ * its row; the token cache of the user starts afresh. */
 static int save_connection(worker_ctx *w, const char *org, const char *user, const char *auth,
-                           const char *account, const char *field, const char *secret,
-                           const char *other_field, cJSON *md, http_response *resp)
+                           const char *account, const char *field, const char *secret, cJSON *md,
+                           http_response *resp)
 {
-    char path[SECRETS_MAX_PATH + 1], other[SECRETS_MAX_PATH + 1], ref[512], err[512];
-    if (secrets_user_path(path, sizeof(path), user, AZ_ID, field) < 0 ||
-        secrets_user_path(other, sizeof(other), user, AZ_ID, other_field) < 0 ||
-        secrets_ref(w->secrets, path, ref, sizeof(ref)) < 0) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "invalid user id");
-        return -1;
-    }
-    int rc = secrets_put(w->secrets, path, secret, strlen(secret), err, sizeof(err));
-    if (rc != SECRETS_OK) {
-        connector_secrets_error(rc, err, resp);
-        return -1;
-    }
-    rc = secrets_delete(w->secrets, other, err, sizeof(err));
-    if (rc != SECRETS_OK && rc != SECRETS_NOT_FOUND)
-        log_warn("azure: could not delete the previous credential: %s", err);
-    store_connector c;
-    memset(&c, 0, sizeof(c));
-    snprintf(c.org_id, sizeof(c.org_id), "%s", org);
-    snprintf(c.user_id, sizeof(c.user_id), "%s", user);
-    snprintf(c.connector, sizeof(c.connector), "%s", AZ_ID);
-    snprintf(c.account, sizeof(c.account), "%.255s", account);
-    snprintf(c.secret_ref, sizeof(c.secret_ref), "%s", ref);
-    snprintf(c.status, sizeof(c.status), "active");
     cJSON_AddStringToObject(md, "auth", auth);
-    c.metadata_json = cJSON_PrintUnformatted(md);
-    if (!c.metadata_json) {
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+    kit_field f = { field, secret };
+    if (kit_connect_store(w, org, user, AZ_ID, account, &f, 1, md, resp) < 0)
         return -1;
-    }
-    c.created_at = c.updated_at = (int64_t)time(NULL);
-    rc = store_connector_upsert(w->store, &c);
-    free(c.metadata_json);
-    if (rc != STORE_OK) {
-        api_store_error(w, resp);
-        return -1;
-    }
-    cache_forget(org, user);
+    kit_cache_forget(&g_tokens, org, user);
     return 0;
 }
 
-/* The connection as JSON; a browser callback (302) goes on to the frontend. */
-static void connected_json(worker_ctx *w, http_response *resp, const cJSON *md, int status)
+static void connected_json(http_response *resp, const cJSON *md)
 {
     cJSON *o = cJSON_Duplicate(md, 1);
     if (o) {
         cJSON_AddBoolToObject(o, "connected", 1);
         cJSON_AddStringToObject(o, "provider", AZ_ID);
     }
-    http_resp_json(resp, status, o);
-    if (status == 302) {
-        char loc[1200];
-        snprintf(loc, sizeof(loc), "%s/connectors?provider=azure&status=connected",
-                 w->cfg->frontend_url ? w->cfg->frontend_url : "");
-        http_resp_add_header(resp, "location", loc);
-    }
+    http_resp_json(resp, 200, o);
+}
+
+/* The cache key of a credential. */
+static void token_key(char *out, size_t cap, const char *org, const char *user, int oauth,
+                      const char *tenant, const char *client)
+{
+    char rest[600];
+    snprintf(rest, sizeof(rest), "%s\n%s\n%s", oauth ? "oauth" : "sp", tenant, client);
+    kit_cache_key(out, cap, org, user, rest);
 }
 
 /* ---- POST /azure/connect (service principal) ----------------------------------------- */
@@ -487,7 +391,7 @@ static void sp_connect(worker_ctx *w, http_request *req, http_response *resp)
     const char *client = api_json_str(body, "client_id");
     const char *secret = api_json_str(body, "client_secret");
     const char *wanted = api_json_str(body, "subscription_id");
-    char err[160], url[1024];
+    char err[160];
     cJSON *tok = NULL, *subs = NULL, *md = NULL;
     if (api_check_text(tenant, "tenant_id", 1, 253, err, sizeof(err)) < 0 ||
         api_check_text(client, "client_id", 1, 64, err, sizeof(err)) < 0 ||
@@ -509,16 +413,9 @@ static void sp_connect(worker_ctx *w, http_request *req, http_response *resp)
         http_resp_error(resp, 400, "BAD_REQUEST", "subscription_id must be a GUID");
         goto out;
     }
-    token_url(w, tenant, url, sizeof(url));
-    const char *form[] = { "grant_type", "client_credentials", "client_id", client,
-                           "client_secret", secret, "scope", AZ_SCOPE_APP, NULL };
-    oauth_result r;
-    tok = oauth_token_post(w, url, form, NULL, &r);
-    if (!tok) {
-        log_warn("azure: client-credentials token for client %s failed: %s", client, r.err);
-        token_error(w, &r, "Azure service principal login failed", resp);
+    tok = sp_token(w, tenant, client, secret, resp);
+    if (!tok)
         goto out;
-    }
     const char *at = api_json_str(tok, "access_token");
     if (!at || !*at) {
         http_resp_error(resp, 502, "AZURE_LOGIN_ERROR", "Azure sign-in answered without an access token");
@@ -544,22 +441,21 @@ static void sp_connect(worker_ctx *w, http_request *req, http_response *resp)
     cJSON_AddItemToObject(md, "subscriptions", subs);
     subs = NULL;
     if (save_connection(w, req->auth.org_id, req->auth.user_id, "service_principal", tenant,
-                        "client-secret", secret, "refresh-token", md, resp) < 0)
+                        "client-secret", secret, md, resp) < 0)
         goto out;
     /* The token just minted serves the first command. */
     {
-        char key[sizeof(((tok_entry *)0)->key)];
-        const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
-        int64_t now = (int64_t)time(NULL);
-        int64_t exp = now + (cJSON_IsNumber(ei) && ei->valuedouble > 0 && ei->valuedouble < 86400
-                                 ? (int64_t)ei->valuedouble : 3599);
-        snprintf(key, sizeof(key), "%s\n%s\nsp\n%s\n%s", req->auth.org_id, req->auth.user_id,
-                 tenant, client);
-        cache_put(key, at, exp, now);
+        char key[1024];
+        int64_t now = (int64_t)time(NULL), exp = 0;
+        char *t = kit_oauth_access_token(tok, CLOUD_MAX_ENV_VALUE, now, &exp);
+        token_key(key, sizeof(key), req->auth.org_id, req->auth.user_id, 0, tenant, client);
+        if (t)
+            kit_cache_put(&g_tokens, key, t, exp, now);
+        secret_free(t);
     }
     log_info("azure: user %s of %s connected service principal %s (tenant %s)", req->auth.user_id,
              req->auth.org_id, client, tenant);
-    connected_json(w, resp, md, 200);
+    connected_json(resp, md);
 out:
     cJSON_Delete(md);
     cJSON_Delete(subs);
@@ -569,6 +465,7 @@ out:
         OPENSSL_cleanse((void *)secret, strlen(secret));
     cJSON_Delete(body);
 }
+
 
 /* ---- GET /azure/login, GET /azure/callback ------------------------------------------------ */
 
@@ -587,7 +484,7 @@ static void login(worker_ctx *w, http_request *req, http_response *resp)
 {
     if (connector_require_user(&req->auth, resp) < 0 || app_configured(w, resp) < 0)
         return;
-    char tenant[256] = "", given[1024] = "", state[64], base[512];
+    char tenant[256] = "", given[1024] = "";
     const char *redirect = redirect_uri(w);
     if (http_query_get(req, "redirect_uri", given, sizeof(given)) && strcmp(given, redirect)) {
         http_resp_error(resp, 400, "AZURE_REDIRECT_URI_MISMATCH",
@@ -602,100 +499,31 @@ static void login(worker_ctx *w, http_request *req, http_response *resp)
                         "tenant_id must be a directory (tenant) id, a domain or organizations");
         return;
     }
-    if (oauth_state_new(w, &req->auth, AZ_ID, redirect, tenant, state, resp) < 0)
+    az_client ac;
+    client_for(w, tenant, &ac);
+    char *url = kit_oauth_authorize_url(w, &req->auth, &ac.c, tenant, resp);
+    if (!url)
         return;
-    trim_base(login_base(w), base, sizeof(base));
-    char *e_client = http_client_escape(server_setting(w->cfg, "AZURE_CLIENT_ID"));
-    char *e_redirect = http_client_escape(redirect);
-    char *e_scope = http_client_escape(AZ_SCOPE_USER);
-    char *e_tenant = http_client_escape(tenant);
-    char url[4096];
-    int n = -1;
-    if (e_client && e_redirect && e_scope && e_tenant)
-        n = snprintf(url, sizeof(url),
-                     "%s/%s/oauth2/v2.0/authorize?client_id=%s&response_type=code&redirect_uri=%s"
-                     "&response_mode=query&scope=%s&state=%s&prompt=select_account",
-                     base, e_tenant, e_client, e_redirect, e_scope, state);
-    free(e_client);
-    free(e_redirect);
-    free(e_scope);
-    free(e_tenant);
-    if (n < 0 || (size_t)n >= sizeof(url)) {
-        http_resp_error(resp, 500, "INTERNAL", "authorization URL too long");
-        return;
-    }
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "authorization_url", url);
     cJSON_AddStringToObject(o, "provider", AZ_ID);
-    http_resp_json(resp, 302, o);
-    http_resp_add_header(resp, "location", url);
-    http_resp_add_header(resp, "cache-control", "no-store");
-}
-
-/* First "AADSTSnnnn" in s into out (the user-facing part of an Azure error). */
-static void aadsts_code(const char *s, char *out, size_t cap)
-{
-    out[0] = '\0';
-    const char *p = s ? strstr(s, "AADSTS") : NULL;
-    if (!p)
-        return;
-    size_t o = 0;
-    for (; *p && o + 1 < cap && ((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')); p++)
-        out[o++] = *p;
-    out[o] = '\0';
+    kit_oauth_send_url(resp, 302, url, o);
+    free(url);
 }
 
 static void callback(worker_ctx *w, http_request *req, http_response *resp)
 {
-    if (oauth_callback_auth(w, req, resp) < 0)
+    az_client ac;
+    kit_oauth_callback cb;
+    client_for(w, "organizations", &ac);
+    if (kit_oauth_callback_take(w, req, &ac.c, "Azure sign-in", redirect_uri(w), &cb, resp) < 0)
         return;
-    char error[128] = "", desc[512] = "", code[4096] = "";
-    int has_error = http_query_get(req, "error", error, sizeof(error)) && error[0];
-    oauth_state_info st;
-    /* The state is consumed even when sign-in failed: it is single-use. */
-    int state_ok = oauth_state_take(w, req, AZ_ID, &st, resp) == 0;
-    if (has_error) {
-        char aad[32], clean[128];
-        http_query_get(req, "error_description", desc, sizeof(desc));
-        aadsts_code(desc, aad, sizeof(aad));
-        size_t o = 0;
-        for (const char *p = error; *p && o + 1 < sizeof(clean); p++)
-            if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_')
-                clean[o++] = *p;
-        clean[o] = '\0';
-        http_resp_error(resp, 400, "AZURE_AUTHORIZATION_FAILED", "Azure sign-in failed: %s%s%s",
-                        clean, aad[0] ? ": " : "", aad);
-        return;
-    }
-    if (!state_ok)
-        return;
-    if (strcmp(st.redirect_uri, redirect_uri(w)) != 0) {
-        http_resp_error(resp, 400, "AZURE_REDIRECT_URI_MISMATCH",
-                        "Invalid redirect_uri: AZURE_REDIRECT_URI changed since the sign-in "
-                        "started; start again");
-        return;
-    }
-    if (!http_query_get(req, "code", code, sizeof(code)) || !code[0]) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "the Azure callback has no authorization code");
-        return;
-    }
+    cJSON *tok = NULL, *subs = NULL, *md = NULL, *claims = NULL;
     if (app_configured(w, resp) < 0 || connector_secrets_ready(w, resp) < 0)
-        return;
-    char url[1024];
-    token_url(w, st.extra, url, sizeof(url));
-    oauth_code_exchange x = { .token_url = url,
-                              .client_id = server_setting(w->cfg, "AZURE_CLIENT_ID"),
-                              .client_secret = server_setting(w->cfg, "AZURE_CLIENT_SECRET"),
-                              .code = code,
-                              .redirect_uri = st.redirect_uri };
-    oauth_result r;
-    cJSON *tok = oauth_exchange_code(w, &x, &r), *subs = NULL, *md = NULL, *claims = NULL;
-    OPENSSL_cleanse(code, sizeof(code));
-    if (!tok) {
-        log_warn("azure: code exchange failed: %s", r.err);
-        token_error(w, &r, "Azure sign-in could not be completed", resp);
         goto out;
-    }
+    client_for(w, cb.st.extra, &ac);
+    tok = kit_oauth_exchange(w, &ac.c, &cb, "Azure sign-in could not be completed", resp);
+    if (!tok)
+        goto out;
     const char *at = api_json_str(tok, "access_token");
     const char *rt = api_json_str(tok, "refresh_token");
     if (!at || !*at || !rt || !*rt) {
@@ -717,7 +545,7 @@ static void callback(worker_ctx *w, http_request *req, http_response *resp)
     const char *who = claims ? api_json_str(claims, "preferred_username") : NULL;
     if (!who && claims)
         who = api_json_str(claims, "email");
-    const char *tenant = tid && tenant_valid(tid, 0) ? tid : st.extra;
+    const char *tenant = tid && tenant_valid(tid, 0) ? tid : cb.st.extra;
     md = cJSON_CreateObject();
     cJSON_AddStringToObject(md, "tenant_id", tenant);
     cJSON_AddStringToObject(md, "client_id", server_setting(w->cfg, "AZURE_CLIENT_ID"));
@@ -728,59 +556,41 @@ static void callback(worker_ctx *w, http_request *req, http_response *resp)
     subs = NULL;
     char account[256];
     snprintf(account, sizeof(account), "%.255s", who ? who : tenant);
-    if (save_connection(w, st.org_id, st.user_id, "oauth", account, "refresh-token", rt,
-                        "client-secret", md, resp) < 0)
+    cJSON_AddStringToObject(md, "auth", "oauth");
+    if (kit_oauth_finish(w, &cb, AZ_ID, "refresh-token", account, tok, md, NULL, resp) < 0)
         goto out;
-    log_info("azure: user %s of %s signed in (tenant %s)", st.user_id, st.org_id, tenant);
-    connected_json(w, resp, md, 302);
+    kit_cache_forget(&g_tokens, cb.st.org_id, cb.st.user_id);
+    log_info("azure: user %s of %s signed in (tenant %s)", cb.st.user_id, cb.st.org_id, tenant);
 out:
+    kit_oauth_callback_wipe(&cb);
     cJSON_Delete(claims);
     cJSON_Delete(md);
     cJSON_Delete(subs);
     secret_json_free(tok);
 }
 
+
 /* ---- status, disconnect ----------------------------------------------------------------------- */
 
 static void az_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
 {
+    static const char *const keys[] = { "auth", "tenant_id", "client_id", "user",
+                                        "default_subscription_id", NULL };
     store_connector c;
-    memset(&c, 0, sizeof(c));
-    int rc = store_connector_get(w->store, who->org_id, who->user_id, AZ_ID, &c);
-    if (rc != STORE_OK) {
-        cJSON_AddBoolToObject(out, "connected", 0);
-        if (rc != STORE_NOT_FOUND) {
-            cJSON_AddStringToObject(out, "error", "state store unavailable");
-            log_error("azure status: %s", store_errmsg(w->store));
-        }
+    cJSON *md;
+    if (!kit_status(w, who, AZ_ID, keys, out, &c, &md))
         return;
-    }
-    cJSON_AddBoolToObject(out, "connected", !strcmp(c.status, "active"));
-    cJSON_AddStringToObject(out, "account", c.account);
-    cJSON_AddStringToObject(out, "status", c.status);
-    cJSON *md = c.metadata_json ? cJSON_Parse(c.metadata_json) : NULL;
-    if (md) {
-        static const char *const keys[] = { "auth", "tenant_id", "client_id", "user",
-                                            "default_subscription_id" };
-        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-            const char *v = api_json_str(md, keys[i]);
-            if (v)
-                cJSON_AddStringToObject(out, keys[i], v);
-        }
-        cJSON *subs = cJSON_DetachItemFromObjectCaseSensitive(md, "subscriptions");
-        if (subs)
-            cJSON_AddItemToObject(out, "subscriptions", subs);
-        cJSON_Delete(md);
-    }
-    api_add_time(out, "connected_at", c.created_at);
-    api_add_time(out, "updated_at", c.updated_at);
+    cJSON *subs = md ? cJSON_DetachItemFromObjectCaseSensitive(md, "subscriptions") : NULL;
+    if (subs)
+        cJSON_AddItemToObject(out, "subscriptions", subs);
+    cJSON_Delete(md);
     store_connector_free(&c);
 }
 
 static void az_disconnected(worker_ctx *w, const auth_ctx *who)
 {
     (void)w;
-    cache_forget(who->org_id, who->user_id);
+    kit_cache_forget(&g_tokens, who->org_id, who->user_id);
 }
 
 /* ---- cloud_exec -------------------------------------------------------------------------------- */
@@ -790,82 +600,42 @@ static char *access_token(worker_ctx *w, const auth_ctx *who, const store_connec
                           const char *auth, const char *tenant, const char *client,
                           int64_t *expires_at, http_response *resp)
 {
-    char key[sizeof(((tok_entry *)0)->key)];
+    char key[1024];
     int64_t now = (int64_t)time(NULL);
     int oauth = !strcmp(auth, "oauth");
-    snprintf(key, sizeof(key), "%s\n%s\n%s\n%s\n%s", who->org_id, who->user_id,
-             oauth ? "oauth" : "sp", tenant, client);
-    char *tok = cache_get(key, now, expires_at);
+    token_key(key, sizeof(key), who->org_id, who->user_id, oauth, tenant, client);
+    char *tok = kit_cache_get(&g_tokens, key, now, expires_at);
     if (tok)
         return tok;
-    if (connector_secrets_ready(w, resp) < 0)
-        return NULL;
-    char be[32], err[512];
-    const char *path = NULL;
-    if (secrets_ref_parse(c->secret_ref, be, sizeof(be), &path) < 0) {
-        http_resp_error(resp, 500, "AZURE_CONNECTION_CORRUPT",
-                        "the stored Azure connection is invalid; connect again");
-        return NULL;
-    }
-    unsigned char *val = NULL;
-    size_t vlen = 0;
-    int rc = secrets_get(w->secrets, path, &val, &vlen, err, sizeof(err));
-    if (rc == SECRETS_NOT_FOUND) {
-        http_resp_error(resp, 400, "AZURE_NOT_CONNECTED",
-                        "the Azure credential is no longer stored; connect Azure again");
-        return NULL;
-    }
-    if (rc != SECRETS_OK) {
-        connector_secrets_error(rc, err, resp);
-        return NULL;
-    }
-    char url[1024];
-    token_url(w, tenant, url, sizeof(url));
-    oauth_result r;
-    cJSON *j;
+    cJSON *j = NULL;
     if (oauth) {
-        if (app_configured(w, resp) < 0) {
-            secrets_free(val, vlen);
+        az_client ac;
+        client_for(w, tenant, &ac);
+        if (app_configured(w, resp) < 0)
             return NULL;
-        }
-        const char *form[] = { "grant_type", "refresh_token", "refresh_token", (const char *)val,
-                               "client_id", server_setting(w->cfg, "AZURE_CLIENT_ID"),
-                               "client_secret", server_setting(w->cfg, "AZURE_CLIENT_SECRET"),
-                               "scope", AZ_SCOPE_APP " offline_access", NULL };
-        j = oauth_token_post(w, url, form, NULL, &r);
+        j = kit_oauth_refresh(w, &ac.c, c->secret_ref, AZ_SCOPE_APP " offline_access",
+                              "Azure sign-in has expired or was revoked; sign in again",
+                              "AZURE_NOT_CONNECTED",
+                              "the Azure credential is no longer stored; connect Azure again", resp);
     } else {
-        const char *form[] = { "grant_type", "client_credentials", "client_id", client,
-                               "client_secret", (const char *)val, "scope", AZ_SCOPE_APP, NULL };
-        j = oauth_token_post(w, url, form, NULL, &r);
+        unsigned char *secret = NULL;
+        size_t len = 0;
+        if (kit_secret_get(w, c->secret_ref, &secret, &len, 400, "AZURE_NOT_CONNECTED",
+                           "the Azure credential is no longer stored; connect Azure again",
+                           resp) < 0)
+            return NULL;
+        j = sp_token(w, tenant, client, (const char *)secret, resp);
+        secrets_free(secret, len);
     }
-    secrets_free(val, vlen);
-    if (!j) {
-        log_warn("azure: token for %s failed: %s", who->user_id, r.err);
-        token_error(w, &r, oauth ? "Azure sign-in has expired or was revoked; sign in again"
-                                 : "Azure service principal login failed", resp);
+    if (!j)
         return NULL;
-    }
-    const char *at = api_json_str(j, "access_token");
-    const char *nrt = oauth ? api_json_str(j, "refresh_token") : NULL;
-    if (!at || !*at || strlen(at) > CLOUD_MAX_ENV_VALUE) {
-        secret_json_free(j);
+    tok = kit_oauth_access_token(j, CLOUD_MAX_ENV_VALUE, now, expires_at);
+    secret_json_free(j);
+    if (!tok) {
         http_resp_error(resp, 502, "AZURE_LOGIN_ERROR", "Azure sign-in answered without a usable access token");
         return NULL;
     }
-    if (nrt && *nrt) { /* refresh tokens rotate: keep the newest */
-        rc = secrets_put(w->secrets, path, nrt, strlen(nrt), err, sizeof(err));
-        if (rc != SECRETS_OK)
-            log_warn("azure: could not store the rotated refresh token: %s", err);
-    }
-    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
-    *expires_at = now + (cJSON_IsNumber(ei) && ei->valuedouble > 0 && ei->valuedouble < 86400
-                             ? (int64_t)ei->valuedouble : 3599);
-    tok = strdup(at);
-    if (tok)
-        cache_put(key, tok, *expires_at, now);
-    secret_json_free(j);
-    if (!tok)
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+    kit_cache_put(&g_tokens, key, tok, *expires_at, now);
     return tok;
 }
 
@@ -974,27 +744,18 @@ static int az_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
 {
     (void)argv;
     store_connector c;
-    memset(&c, 0, sizeof(c));
-    int rc = store_connector_get(w->store, who->org_id, who->user_id, AZ_ID, &c);
-    if (rc == STORE_NOT_FOUND || (rc == STORE_OK && strcmp(c.status, "active"))) {
-        if (rc == STORE_OK)
-            store_connector_free(&c);
-        http_resp_error(resp, 404, "MISSING_CONNECTOR",
-                        "azure is not connected for this user: connect a service principal "
-                        "(POST /azure/connect) or sign in (GET /azure/login)");
+    cJSON *md;
+    if (kit_row_load(w, who, AZ_ID, &c, &md,
+                     "azure is not connected for this user: connect a service principal "
+                     "(POST /azure/connect) or sign in (GET /azure/login)",
+                     resp) < 0)
         return -1;
-    }
-    if (rc != STORE_OK) {
-        api_store_error(w, resp);
-        return -1;
-    }
     int ret = -1;
     char *tok = NULL;
-    cJSON *md = c.metadata_json ? cJSON_Parse(c.metadata_json) : NULL;
-    const char *auth = md ? api_json_str(md, "auth") : NULL;
-    const char *tenant = md ? api_json_str(md, "tenant_id") : NULL;
-    const char *client = md ? api_json_str(md, "client_id") : NULL;
-    const cJSON *subs = md ? cJSON_GetObjectItemCaseSensitive(md, "subscriptions") : NULL;
+    const char *auth = api_json_str(md, "auth");
+    const char *tenant = api_json_str(md, "tenant_id");
+    const char *client = api_json_str(md, "client_id");
+    const cJSON *subs = cJSON_GetObjectItemCaseSensitive(md, "subscriptions");
     if (!auth || !tenant || !client || !cJSON_IsArray(subs)) {
         http_resp_error(resp, 500, "AZURE_CONNECTION_CORRUPT",
                         "the stored Azure connection is invalid; connect again");
@@ -1087,4 +848,6 @@ const connector connector_azure = {
     .status = az_status,
     .cloud = &az_cloud,
     .disconnected = az_disconnected,
+    .settings = az_settings,
+    .timeout_ms = CONNECTOR_TIMEOUT_MS,
 };

@@ -1,17 +1,26 @@
 /* connector.h — the one small interface every connector (GCP, AWS, Azure,
  * OVH, later GitHub, Slack, …) implements.  A connector is one file; it is
- * listed once in server/connectors.c.  Connectors reach the outside world
+ * listed once in server/connectors/connectors.c.  Connectors reach the outside world
  * only through http_client.h, the store, the secrets backend and the router:
- * never libwebsockets or SQL directly. */
+ * never libwebsockets or SQL directly.  What they have in common is the
+ * connector kit beside them: kit_oauth.h (OAuth 2.0 authorization code,
+ * PKCE, refresh, revocation, error codes), kit_secrets.h (credentials in the
+ * secrets backend, references in the row, status), kit_cache.h (short-lived
+ * provider credentials); their settings are declared in connector.settings. */
 #ifndef AURORA_CONNECTOR_H
 #define AURORA_CONNECTOR_H
 
 #include "argv.h"
 #include "cloud_argv.h"
+#include "config.h"
 #include "http.h"
 #include "worker.h"
 
 struct cJSON;
+
+/* A provider call's time limit when neither AURORA_PROVIDER_TIMEOUT_MS nor
+ * the connector's own default (connector.timeout_ms) says otherwise. */
+#define CONNECTOR_TIMEOUT_MS 15000
 
 #define CLOUD_MAX_ENV 16
 #define CLOUD_MAX_ENV_NAME 128        /* [A-Z0-9_], not starting with a digit */
@@ -63,8 +72,20 @@ typedef struct connector {
     void (*status)(worker_ctx *w, const auth_ctx *who, struct cJSON *out);
     const cloud_provider *cloud; /* NULL: no cloud_exec */
     /* Optional: after DELETE /api/connectors/{id} removed the row and every
-     * secret under aurora/users/<user>/<id>/ (e.g. drop cached tokens). */
+     * secret of the connection (e.g. drop cached tokens). */
     void (*disconnected)(worker_ctx *w, const auth_ctx *who);
+    /* Optional: before that, while the row and its secrets are still there
+     * (e.g. revoke an OAuth grant at the provider).  Best effort: it cannot
+     * stop the disconnect. */
+    void (*disconnecting)(worker_ctx *w, const auth_ctx *who, const store_connector *row);
+    /* The connector's own settings, declared here and nowhere else: env
+     * name, YAML key, type, one default, help, secret flag (and a range for
+     * integers), ended by an entry whose env is NULL.  server_config.c loads
+     * them after the server's own; `aurora-server --help` lists them. */
+    const config_def *settings;
+    /* Time limit of one call to this provider (ms) when
+     * AURORA_PROVIDER_TIMEOUT_MS is unset; 0: CONNECTOR_TIMEOUT_MS. */
+    long timeout_ms;
 } connector;
 
 /* The table, defined in connectors.c. */
@@ -74,6 +95,16 @@ const connector *connector_at(size_t i);
 /* Registers GET /api/connectors/status, DELETE /api/connectors/{connector}
  * and every connector's routes (called from modules.c). */
 void connectors_register(void);
+
+/* The server's settings table followed by every connector's own, for
+ * config_load (one array, built once; later calls return the same).  NULL
+ * with err when two declare the same environment name or there are more
+ * than the table holds. */
+const config_def *connector_config_defs(const config_def *server, size_t nserver, size_t *n,
+                                        char *err, size_t errlen);
+/* The time limit of one call to c's provider (ms): AURORA_PROVIDER_TIMEOUT_MS
+ * when set, else the connector's declared default. */
+long connector_timeout_ms(const worker_ctx *w, const connector *c);
 
 /* ---- helpers for connector handlers ---------------------------------------- */
 

@@ -7,7 +7,7 @@
  *     cloud-platform, aud = token_uri), exchanges it at the key's token_uri
  *     (jwt-bearer grant), lists projects (Cloud Resource Manager v1
  *     projects.list, every page), stores the key in the secrets backend
- *     (aurora/users/<user>/gcp/service-account-key) and the connector row
+ *     (aurora/orgs/<org>/users/<user>/gcp/service-account-key) and the connector row
  *     (account = client_email, metadata = projects, root, default_project).
  *   GET  /gcp/projects
  *   POST /gcp/projects/{project_id}/enable | disable | root
@@ -16,6 +16,9 @@
  *   GET /login (also /gcp/login)        302 to GCP_AUTH_URL with CLIENT_ID, state, …
  *   GET /callback?code&state            state check, code exchange, refresh
  *                                       token to the secrets backend
+ *   (the flow is the connector kit's, kit_oauth.h: PKCE S256, which Google
+ *   supports, and on DELETE /api/connectors/gcp the grant is revoked at
+ *   GCP_REVOKE_URL)
  * cloud_exec (program gcloud): prepare() picks the project (per-call
  * override → root → the key's project_id; a disabled one is refused with
  * GCP_PROJECT_DISABLED), mints an access token (cached per user until five
@@ -28,7 +31,6 @@
  * replaces the key's token_uri altogether). */
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +44,10 @@
 #include "http_client.h"
 #include "json_text.h"
 #include "jwt.h"
+#include "kit_cache.h"
+#include "kit_oauth.h"
+#include "kit_secrets.h"
 #include "log.h"
-#include "oauth.h"
 #include "router.h"
 #include "secrets.h"
 
@@ -57,9 +61,50 @@
 #define MSG_NO_PROJECTS "No accessible projects"
 #define EC_DISABLED "GCP_PROJECT_DISABLED"
 #define EC_MISSING "MISSING_CONNECTOR"
-#define TOKEN_CACHE_MAX 1024
-#define TOKEN_REFRESH_MARGIN 300 /* seconds before expiry a cached token is replaced */
 #define MAX_PROJECT_ID 128
+#define MSG_NOT_CONNECTED "gcp is not connected"
+
+extern const connector connector_gcp;
+
+static const config_def gcp_settings[] = {
+    { "CLIENT_ID", "gcp.client_id", CFG_STRING, NULL, "GCP OAuth client id (Option B: OAuth 2.0)", 0 },
+    { "CLIENT_SECRET", NULL, CFG_STRING, NULL, "GCP OAuth client secret", 1 },
+    { "GCP_REDIRECT_URI", "gcp.redirect_uri", CFG_STRING, "http://localhost:5080/callback", "GCP OAuth redirect URI; must equal the one registered in the GCP console exactly", 0 },
+    { "GCP_AUTH_URL", "gcp.auth_url", CFG_STRING, "https://accounts.google.com/o/oauth2/v2/auth", "GCP OAuth authorization endpoint", 0 },
+    { "GCP_TOKEN_URL", "gcp.token_url", CFG_STRING, "https://oauth2.googleapis.com/token", "GCP OAuth token endpoint (authorization code and refresh)", 0 },
+    { "GCP_OAUTH_SCOPES", "gcp.oauth_scopes", CFG_STRING, "openid email https://www.googleapis.com/auth/cloud-platform", "scopes asked for in the GCP OAuth flow", 0 },
+    { "GCP_CRM_URL", "gcp.crm_url", CFG_STRING, "https://cloudresourcemanager.googleapis.com", "Cloud Resource Manager base URL (v1 projects.list)", 0 },
+    { "GCP_MAX_PROJECT_PAGES", "gcp.max_project_pages", CFG_INT, "100", "most projects.list pages read when connecting", 0, 1, 10000 },
+    { "GCP_ALLOWED_TOKEN_HOSTS", "gcp.allowed_token_hosts", CFG_STRING, "oauth2.googleapis.com,accounts.google.com", "hosts a service account key's token_uri may name (https only)", 0 },
+    { "GCP_TOKEN_URI_OVERRIDE", "gcp.token_uri_override", CFG_STRING, NULL, "tests: replaces every service account key's token_uri", 0 },
+    { "GCP_CLOUDSDK_ENDPOINT_OVERRIDES", "gcp.cloudsdk_endpoint_overrides", CFG_STRING, NULL, "tests: name=url,… passed to gcloud as CLOUDSDK_API_ENDPOINT_OVERRIDES_<NAME>", 0 },
+    { "GCP_REVOKE_URL", "gcp.revoke_url", CFG_STRING, "https://oauth2.googleapis.com/revoke", "GCP OAuth revocation endpoint: a disconnect revokes the grant there", 0 },
+    { NULL },
+};
+
+/* Token requests for the key (jwt-bearer) and the OAuth refresh. */
+static const kit_oauth_errors refresh_errors = {
+    .service = "Google's token endpoint",
+    .timeout = "GCP_CREDENTIAL_REFRESH_FAILED",
+    .unreachable = "GCP_CREDENTIAL_REFRESH_FAILED",
+    .grant = "GCP_CREDENTIAL_REFRESH_FAILED",
+    .denied = "GCP_CREDENTIAL_REFRESH_FAILED",
+    .failed = "GCP_CREDENTIAL_REFRESH_FAILED",
+    .denied_hint = "the service account may be disabled or the key revoked: create a new key",
+    .authorization_failed = "OAUTH_DENIED",
+    .redirect_mismatch = "REDIRECT_URI_MISMATCH",
+};
+/* The OAuth sign-in (Option B). */
+static const kit_oauth_errors signin_errors = {
+    .service = "Google's token endpoint",
+    .timeout = "OAUTH_EXCHANGE_FAILED",
+    .unreachable = "OAUTH_EXCHANGE_FAILED",
+    .grant = "OAUTH_EXCHANGE_FAILED",
+    .denied = "OAUTH_EXCHANGE_FAILED",
+    .failed = "OAUTH_EXCHANGE_FAILED",
+    .authorization_failed = "OAUTH_DENIED",
+    .redirect_mismatch = "REDIRECT_URI_MISMATCH",
+};
 
 /* ---- settings ------------------------------------------------------------------ */
 
@@ -71,120 +116,61 @@ static const char *setting(worker_ctx *w, const char *name, const char *def)
 
 static long provider_timeout_ms(worker_ctx *w)
 {
-    long t = w->cfg ? (long)server_setting_int(w->cfg, "AURORA_PROVIDER_TIMEOUT_MS") : 0;
-    return t > 0 ? t : 15000;
+    return connector_timeout_ms(w, &connector_gcp);
 }
 
-/* ---- token cache (per org+user, thread-safe) -------------------------------------- */
-
-typedef struct {
-    char org_id[STORE_ID_LEN];
-    char user_id[STORE_ID_LEN];
-    int64_t row_version; /* the connector row's updated_at: a new key invalidates */
-    int64_t expires_at;
-    char *token;
-} cached_token;
-
-static pthread_mutex_t g_cache_mu = PTHREAD_MUTEX_INITIALIZER;
-static cached_token g_cache[TOKEN_CACHE_MAX];
-
-static void cache_entry_clear(cached_token *c)
+/* The OAuth client of CLIENT_ID (Option B), errors as `errors`. */
+static kit_oauth_client oauth_client(worker_ctx *w, const kit_oauth_errors *errors)
 {
-    secret_free(c->token);
-    memset(c, 0, sizeof(*c));
+    return (kit_oauth_client){
+        .provider = GCP_ID,
+        .authorize_url = setting(w, "GCP_AUTH_URL", "https://accounts.google.com/o/oauth2/v2/auth"),
+        .token_url = setting(w, "GCP_TOKEN_URL", DEFAULT_TOKEN_URI),
+        .revoke_url = setting(w, "GCP_REVOKE_URL", NULL),
+        .client_id = setting(w, "CLIENT_ID", NULL),
+        .client_secret = setting(w, "CLIENT_SECRET", NULL),
+        .redirect_uri = setting(w, "GCP_REDIRECT_URI", "http://localhost:5080/callback"),
+        .scope = setting(w, "GCP_OAUTH_SCOPES", SCOPE_CLOUD),
+        .extra_params = "access_type=offline&prompt=consent&include_granted_scopes=true",
+        .pkce = 1,
+        .timeout_ms = provider_timeout_ms(w),
+        .errors = errors,
+    };
 }
 
-/* Copies a valid token into out (malloc'd) or returns NULL. */
-static char *cache_get(const char *org, const char *user, int64_t version, int64_t now)
-{
-    char *out = NULL;
-    pthread_mutex_lock(&g_cache_mu);
-    for (int i = 0; i < TOKEN_CACHE_MAX; i++) {
-        cached_token *c = &g_cache[i];
-        if (c->token && !strcmp(c->org_id, org) && !strcmp(c->user_id, user)) {
-            if (c->row_version == version && c->expires_at - TOKEN_REFRESH_MARGIN > now)
-                out = strdup(c->token);
-            else
-                cache_entry_clear(c);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&g_cache_mu);
-    return out;
-}
+/* ---- token cache: per org+user, keyed by the row version (a new key invalidates) ---- */
 
-static void cache_put(const char *org, const char *user, int64_t version, const char *token,
-                      int64_t expires_at)
-{
-    pthread_mutex_lock(&g_cache_mu);
-    cached_token *slot = NULL, *oldest = NULL;
-    for (int i = 0; i < TOKEN_CACHE_MAX && !slot; i++) {
-        cached_token *c = &g_cache[i];
-        if (c->token && !strcmp(c->org_id, org) && !strcmp(c->user_id, user))
-            slot = c;
-        else if (!c->token && !oldest)
-            oldest = c;
-    }
-    if (!slot && !oldest) { /* full: replace the one that expires first */
-        oldest = &g_cache[0];
-        for (int i = 1; i < TOKEN_CACHE_MAX; i++)
-            if (g_cache[i].expires_at < oldest->expires_at)
-                oldest = &g_cache[i];
-    }
-    if (!slot)
-        slot = oldest;
-    cache_entry_clear(slot);
-    slot->token = strdup(token);
-    if (slot->token) {
-        snprintf(slot->org_id, sizeof(slot->org_id), "%s", org);
-        snprintf(slot->user_id, sizeof(slot->user_id), "%s", user);
-        slot->row_version = version;
-        slot->expires_at = expires_at;
-    }
-    pthread_mutex_unlock(&g_cache_mu);
-}
+static kit_cache g_tokens = KIT_CACHE_INIT(1024);
 
-static void cache_drop(const char *org, const char *user)
+static void version_key(char *out, size_t cap, const char *org, const char *user, int64_t version)
 {
-    pthread_mutex_lock(&g_cache_mu);
-    for (int i = 0; i < TOKEN_CACHE_MAX; i++)
-        if (g_cache[i].token && !strcmp(g_cache[i].org_id, org) &&
-            !strcmp(g_cache[i].user_id, user))
-            cache_entry_clear(&g_cache[i]);
-    pthread_mutex_unlock(&g_cache_mu);
+    char v[32];
+    snprintf(v, sizeof(v), "%lld", (long long)version);
+    kit_cache_key(out, cap, org, user, v);
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
-typedef struct {
-    int status;
-    const char *code;
-    char msg[400];
-} gcp_err;
-
-static int fail(gcp_err *e, int status, const char *code, const char *fmt, ...)
+/* resp gets the error; -1, so that `return fail(…)` ends a step. */
+static int fail(http_response *resp, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static int fail(gcp_err *e, int status, const char *code, const char *fmt, ...)
+static int fail(http_response *resp, int status, const char *code, const char *fmt, ...)
 {
+    char msg[400];
     va_list ap;
     va_start(ap, fmt);
-    e->status = status;
-    e->code = code;
-    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    http_resp_error(resp, status, code, "%s", msg);
     return -1;
-}
-
-static void resp_err(http_response *resp, const gcp_err *e)
-{
-    http_resp_error(resp, e->status, e->code, "%s", e->msg);
 }
 
 /* ---- token endpoint ---------------------------------------------------------------------- */
 
 /* The URL the key's assertion is exchanged at: the test override, or the
  * key's own token_uri if it is https on an allowed host. */
-static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t cap, gcp_err *e)
+static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t cap,
+                         http_response *resp)
 {
     const char *ovr = setting(w, "GCP_TOKEN_URI_OVERRIDE", NULL);
     if (ovr) {
@@ -196,7 +182,7 @@ static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t c
      * host connected to.  Google's token endpoints serve on 443 only. */
     http_client_url u;
     if (http_client_url_parse(uri, 1, &u) < 0 || u.port != 443)
-        return fail(e, 400, "GCP_KEY_MALFORMED",
+        return fail(resp, 400, "GCP_KEY_MALFORMED",
                     MSG_MALFORMED ": token_uri must be an https URL of Google's token endpoint");
     const char *allowed = setting(w, "GCP_ALLOWED_TOKEN_HOSTS",
                                   "oauth2.googleapis.com,accounts.google.com");
@@ -209,53 +195,36 @@ static int token_uri_for(worker_ctx *w, const jwt_sa_key *k, char *out, size_t c
             return 0;
         }
     log_warn("gcp: refused a service account key whose token_uri host is not allowed");
-    return fail(e, 400, "GCP_KEY_MALFORMED",
+    return fail(resp, 400, "GCP_KEY_MALFORMED",
                 MSG_MALFORMED ": token_uri host is not an allowed Google token endpoint");
 }
 
-static int token_from_response(cJSON *j, char **token, int64_t *expires_at, gcp_err *e)
+/* The access token of a token answer j (consumed) into *token; 0, or -1 with resp. */
+static int take_token(cJSON *j, int64_t now, char **token, int64_t *expires_at,
+                      http_response *resp)
 {
-    const char *at = api_json_str(j, "access_token");
-    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
-    if (!at || !*at || strlen(at) > CLOUD_MAX_ENV_VALUE - 1)
-        return fail(e, 502, "GCP_CREDENTIAL_REFRESH_FAILED",
-                    MSG_REFRESH ": the token endpoint returned no usable access_token");
-    double secs = cJSON_IsNumber(ei) && ei->valuedouble > 0 && ei->valuedouble < 86400 * 7
-                      ? ei->valuedouble
-                      : 3600;
-    *token = strdup(at);
-    if (!*token)
-        return fail(e, 500, "INTERNAL", "out of memory");
-    *expires_at = (int64_t)time(NULL) + (int64_t)secs;
-    return 0;
+    *token = j ? kit_oauth_access_token(j, CLOUD_MAX_ENV_VALUE - 1, now, expires_at) : NULL;
+    if (j && !*token)
+        http_resp_error(resp, 502, "GCP_CREDENTIAL_REFRESH_FAILED",
+                        MSG_REFRESH ": the token endpoint returned no usable access_token");
+    secret_json_free(j);
+    return *token ? 0 : -1;
 }
 
-static int refresh_error(const oauth_result *r, long timeout_ms, gcp_err *e)
-{
-    if (r->code == AUR_E_TIMEOUT)
-        return fail(e, 504, "GCP_CREDENTIAL_REFRESH_FAILED",
-                    MSG_REFRESH ": the token endpoint did not answer within %.1f s",
-                    timeout_ms / 1000.0);
-    if (r->status == 0)
-        return fail(e, 502, "GCP_CREDENTIAL_REFRESH_FAILED",
-                    MSG_REFRESH ": the token endpoint could not be reached (%s)", r->err);
-    return fail(e, 400, "GCP_CREDENTIAL_REFRESH_FAILED",
-                MSG_REFRESH ": the service account may be disabled or the key revoked — create a "
-                            "new key (token endpoint answered HTTP %ld%s%s)",
-                r->status, r->error[0] ? ", " : "", r->error);
-}
-
-/* Signs the assertion and exchanges it: *token (malloc'd, wipe it) on 0. */
+/* Signs the assertion and exchanges it: *token (malloc'd, wipe it) on 0,
+ * else -1 with resp filled. */
 static int sa_mint(worker_ctx *w, const jwt_sa_key *k, char **token, int64_t *expires_at,
-                   gcp_err *e)
+                   http_response *resp)
 {
     char uri[1024];
-    if (token_uri_for(w, k, uri, sizeof(uri), e) < 0)
+    if (token_uri_for(w, k, uri, sizeof(uri), resp) < 0)
         return -1;
     int64_t now = (int64_t)time(NULL);
     cJSON *claims = cJSON_CreateObject();
-    if (!claims)
-        return fail(e, 500, "INTERNAL", "out of memory");
+    if (!claims) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        return -1;
+    }
     cJSON_AddStringToObject(claims, "iss", k->client_email);
     cJSON_AddStringToObject(claims, "scope", SCOPE_CLOUD);
     /* aud is the key's own token_uri (what Google checks), even when a test
@@ -266,48 +235,43 @@ static int sa_mint(worker_ctx *w, const jwt_sa_key *k, char **token, int64_t *ex
     char err[160];
     char *jwt = jwt_sign_rs256(claims, k->private_key, k->private_key_id, err, sizeof(err));
     cJSON_Delete(claims);
-    if (!jwt)
-        return fail(e, 400, "GCP_KEY_MALFORMED", MSG_MALFORMED ": %s", err);
+    if (!jwt) {
+        http_resp_error(resp, 400, "GCP_KEY_MALFORMED", MSG_MALFORMED ": %s", err);
+        return -1;
+    }
     const char *form[] = { "grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer",
                            "assertion", jwt, NULL };
     oauth_result r;
-    cJSON *j = oauth_token_post(w, uri, form, NULL, &r);
+    kit_oauth_client c = oauth_client(w, &refresh_errors);
+    cJSON *j = kit_oauth_token_post(uri, form, NULL, c.timeout_ms, &r);
     secret_free(jwt);
     if (!j) {
         log_warn("gcp: token exchange for %s failed: %s", k->client_email, r.err);
-        return refresh_error(&r, provider_timeout_ms(w), e);
+        kit_oauth_error(&c, &r, MSG_REFRESH, resp);
     }
-    int rc = token_from_response(j, token, expires_at, e);
-    secret_json_free(j);
-    return rc;
+    return take_token(j, now, token, expires_at, resp);
 }
 
 /* OAuth connection: refresh grant with CLIENT_ID / CLIENT_SECRET. */
-static int oauth_mint(worker_ctx *w, const char *refresh_token, char **token, int64_t *expires_at,
-                      gcp_err *e)
+static int oauth_mint(worker_ctx *w, const char *secret_ref, char **token, int64_t *expires_at,
+                      http_response *resp)
 {
-    const char *cid = setting(w, "CLIENT_ID", NULL), *csec = setting(w, "CLIENT_SECRET", NULL);
-    if (!cid || !csec)
-        return fail(e, 503, "OAUTH_NOT_CONFIGURED",
-                    "GCP OAuth is not configured: set CLIENT_ID and CLIENT_SECRET");
-    const char *form[] = { "grant_type",    "refresh_token", "refresh_token", refresh_token,
-                           "client_id",     cid,             "client_secret", csec,
-                           NULL };
-    oauth_result r;
-    cJSON *j = oauth_token_post(w, setting(w, "GCP_TOKEN_URL", DEFAULT_TOKEN_URI), form, NULL, &r);
-    if (!j) {
-        log_warn("gcp: OAuth refresh failed: %s", r.err);
-        return refresh_error(&r, provider_timeout_ms(w), e);
+    kit_oauth_client c = oauth_client(w, &refresh_errors);
+    if (!c.client_id || !c.client_secret) {
+        http_resp_error(resp, 503, "OAUTH_NOT_CONFIGURED",
+                        "GCP OAuth is not configured: set CLIENT_ID and CLIENT_SECRET");
+        return -1;
     }
-    int rc = token_from_response(j, token, expires_at, e);
-    secret_json_free(j);
-    return rc;
+    cJSON *j = kit_oauth_refresh(w, &c, secret_ref, NULL, MSG_REFRESH, EC_MISSING,
+                                 "gcp credentials are missing from the secrets backend; connect again",
+                                 resp);
+    return take_token(j, (int64_t)time(NULL), token, expires_at, resp);
 }
 
 /* ---- projects.list ---------------------------------------------------------------------- */
 
 /* Appends every project of every page to arr ([{id, name, enabled}]). */
-static int list_projects(worker_ctx *w, const char *token, cJSON *arr, gcp_err *e)
+static int list_projects(worker_ctx *w, const char *token, cJSON *arr, http_response *resp)
 {
     const char *base = setting(w, "GCP_CRM_URL", "https://cloudresourcemanager.googleapis.com");
     int64_t max_pages = w->cfg ? server_setting_int(w->cfg, "GCP_MAX_PROJECT_PAGES") : 100;
@@ -316,7 +280,7 @@ static int list_projects(worker_ctx *w, const char *token, cJSON *arr, gcp_err *
     size_t alen = strlen("Authorization: Bearer ") + strlen(token) + 1;
     char *authz = malloc(alen);
     if (!authz)
-        return fail(e, 500, "INTERNAL", "out of memory");
+        return fail(resp, 500, "INTERNAL", "out of memory");
     snprintf(authz, alen, "Authorization: Bearer %s", token);
     const char *headers[] = { authz, "Accept: application/json", NULL };
     char page_token[1024] = "";
@@ -335,17 +299,17 @@ static int list_projects(worker_ctx *w, const char *token, cJSON *arr, gcp_err *
                                .timeout_ms = provider_timeout_ms(w), .max_response = 4 << 20 };
         http_client_resp rp;
         if (http_client_do(&rq, &rp) < 0) {
-            rc = rp.code == AUR_E_TIMEOUT ? fail(e, 504, "GCP_PROJECTS_FAILED",
+            rc = rp.code == AUR_E_TIMEOUT ? fail(resp, 504, "GCP_PROJECTS_FAILED",
                                      "Listing projects failed: Cloud Resource Manager did not "
                                      "answer within %.1f s",
                                      provider_timeout_ms(w) / 1000.0)
-                              : fail(e, 502, "GCP_PROJECTS_FAILED",
+                              : fail(resp, 502, "GCP_PROJECTS_FAILED",
                                      "Listing projects failed: %s", rp.err);
             break;
         }
         if (rp.status == 403) {
             http_client_resp_free(&rp);
-            rc = fail(e, 400, "GCP_NO_PROJECTS",
+            rc = fail(resp, 400, "GCP_NO_PROJECTS",
                       MSG_NO_PROJECTS ": grant at least roles/viewer on the target project "
                                       "(Cloud Resource Manager API answered 403; is it enabled?)");
             break;
@@ -353,14 +317,14 @@ static int list_projects(worker_ctx *w, const char *token, cJSON *arr, gcp_err *
         if (rp.status != 200) {
             long st = rp.status;
             http_client_resp_free(&rp);
-            rc = fail(e, 502, "GCP_PROJECTS_FAILED",
+            rc = fail(resp, 502, "GCP_PROJECTS_FAILED",
                       "Listing projects failed: Cloud Resource Manager answered HTTP %ld", st);
             break;
         }
         cJSON *j = http_client_json(&rp);
         http_client_resp_free(&rp);
         if (!j) {
-            rc = fail(e, 502, "GCP_PROJECTS_FAILED",
+            rc = fail(resp, 502, "GCP_PROJECTS_FAILED",
                       "Listing projects failed: the answer is not a JSON object");
             break;
         }
@@ -457,43 +421,24 @@ static void carry_over(const cJSON *old_meta, cJSON *meta)
 static int load_row(worker_ctx *w, const auth_ctx *who, store_connector *row, cJSON **meta,
                     http_response *resp)
 {
-    int rc = store_connector_get(w->store, who->org_id, who->user_id, GCP_ID, row);
-    if (rc == STORE_ERR) {
-        api_store_error(w, resp);
-        return -1;
-    }
-    if (rc != STORE_OK) {
-        http_resp_error(resp, 404, EC_MISSING, "gcp is not connected");
-        return -1;
-    }
-    *meta = cJSON_Parse(row->metadata_json ? row->metadata_json : "{}");
-    if (!*meta || !cJSON_IsObject(*meta)) {
-        cJSON_Delete(*meta);
-        *meta = cJSON_CreateObject();
-    }
-    if (!*meta) {
-        store_connector_free(row);
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        return -1;
-    }
-    return 0;
+    return kit_row_load(w, who, GCP_ID, row, meta, MSG_NOT_CONNECTED, resp);
 }
 
 static int save_meta(worker_ctx *w, store_connector *row, const cJSON *meta, http_response *resp)
 {
-    char *s = cJSON_PrintUnformatted(meta);
-    if (!s) {
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        return -1;
+    return kit_row_save_meta(w, row, meta, resp);
+}
+
+/* "auth" (default service_account), "root" and "default_project" (null when unset) of meta into o. */
+static void add_choices(cJSON *o, const cJSON *meta)
+{
+    static const char *const keys[] = { "root", "default_project" };
+    const char *auth = meta ? api_json_str(meta, "auth") : NULL;
+    cJSON_AddStringToObject(o, "auth", auth ? auth : "service_account");
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = meta ? api_json_str(meta, keys[i]) : NULL;
+        cJSON_AddItemToObject(o, keys[i], v ? cJSON_CreateString(v) : cJSON_CreateNull());
     }
-    free(row->metadata_json);
-    row->metadata_json = s;
-    int rc = store_connector_upsert(w->store, row);
-    if (rc != STORE_OK) {
-        api_store_error(w, resp);
-        return -1;
-    }
-    return 0;
 }
 
 static cJSON *projects_view(const store_connector *row, const cJSON *meta)
@@ -503,66 +448,10 @@ static cJSON *projects_view(const store_connector *row, const cJSON *meta)
         return NULL;
     cJSON_AddStringToObject(o, "connector", GCP_ID);
     cJSON_AddStringToObject(o, "account", row->account);
-    const char *auth = api_json_str(meta, "auth");
-    cJSON_AddStringToObject(o, "auth", auth ? auth : "service_account");
     const cJSON *ps = cJSON_GetObjectItemCaseSensitive(meta, "projects");
     cJSON_AddItemToObject(o, "projects", ps ? cJSON_Duplicate(ps, 1) : cJSON_CreateArray());
-    const char *root = api_json_str(meta, "root"), *def = api_json_str(meta, "default_project");
-    if (root)
-        cJSON_AddStringToObject(o, "root", root);
-    else
-        cJSON_AddNullToObject(o, "root");
-    if (def)
-        cJSON_AddStringToObject(o, "default_project", def);
-    else
-        cJSON_AddNullToObject(o, "default_project");
+    add_choices(o, meta);
     return o;
-}
-
-/* ---- secrets ------------------------------------------------------------------------------ */
-
-static int put_secret(worker_ctx *w, const char *user_id, const char *field, const char *val,
-                      char *ref, size_t refcap, http_response *resp)
-{
-    char path[SECRETS_MAX_PATH + 1], err[512];
-    if (secrets_user_path(path, sizeof(path), user_id, GCP_ID, field) < 0) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "invalid user id");
-        return -1;
-    }
-    int rc = secrets_put(w->secrets, path, val, strlen(val), err, sizeof(err));
-    if (rc != SECRETS_OK) {
-        connector_secrets_error(rc, err, resp);
-        return -1;
-    }
-    if (secrets_ref(w->secrets, path, ref, refcap) < 0) {
-        http_resp_error(resp, 500, "INTERNAL", "secret reference too long");
-        return -1;
-    }
-    return 0;
-}
-
-/* The secret value (malloc'd, NUL-terminated; free with secrets_free). */
-static int get_secret(worker_ctx *w, const char *user_id, const char *field, unsigned char **val,
-                      size_t *len, http_response *resp)
-{
-    char path[SECRETS_MAX_PATH + 1], err[512];
-    if (connector_secrets_ready(w, resp) < 0)
-        return -1;
-    if (secrets_user_path(path, sizeof(path), user_id, GCP_ID, field) < 0) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "invalid user id");
-        return -1;
-    }
-    int rc = secrets_get(w->secrets, path, val, len, err, sizeof(err));
-    if (rc == SECRETS_NOT_FOUND) {
-        http_resp_error(resp, 404, EC_MISSING,
-                        "gcp credentials are missing from the secrets backend; connect again");
-        return -1;
-    }
-    if (rc != SECRETS_OK) {
-        connector_secrets_error(rc, err, resp);
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- POST /gcp/service-account --------------------------------------------------------------- */
@@ -618,26 +507,21 @@ static void gcp_service_account(worker_ctx *w, http_request *req, http_response 
                         err);
         return;
     }
-    gcp_err e;
     char *token = NULL;
     int64_t expires_at = 0;
     cJSON *meta = NULL, *projects = NULL;
     store_connector old = { 0 }, row = { 0 };
     cJSON *old_meta = NULL;
-    if (sa_mint(w, &key, &token, &expires_at, &e) < 0) {
-        resp_err(resp, &e);
+    if (sa_mint(w, &key, &token, &expires_at, resp) < 0)
         goto out;
-    }
     meta = cJSON_CreateObject();
     projects = meta ? cJSON_AddArrayToObject(meta, "projects") : NULL;
     if (!projects) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         goto out;
     }
-    if (list_projects(w, token, projects, &e) < 0) {
-        resp_err(resp, &e);
+    if (list_projects(w, token, projects, resp) < 0)
         goto out;
-    }
     if (cJSON_GetArraySize(projects) == 0) {
         http_resp_error(resp, 400, "GCP_NO_PROJECTS",
                         MSG_NO_PROJECTS ": grant at least roles/viewer on the target project");
@@ -657,23 +541,19 @@ static void gcp_service_account(worker_ctx *w, http_request *req, http_response 
     snprintf(row.user_id, sizeof(row.user_id), "%s", who->user_id);
     snprintf(row.connector, sizeof(row.connector), GCP_ID);
     snprintf(row.account, sizeof(row.account), "%s", key.client_email);
-    snprintf(row.status, sizeof(row.status), "active");
-    /* The key file as uploaded goes to the secrets backend, nowhere else. */
-    if (put_secret(w, who->user_id, FIELD_SA_KEY, text, row.secret_ref, sizeof(row.secret_ref),
-                   resp) < 0)
-        goto out;
-    {
-        /* An OAuth refresh token of an earlier connection is replaced. */
-        char path[SECRETS_MAX_PATH + 1], serr[256];
-        if (secrets_user_path(path, sizeof(path), who->user_id, GCP_ID, FIELD_REFRESH) == 0)
-            (void)secrets_delete(w->secrets, path, serr, sizeof(serr));
-    }
-    if (save_meta(w, &row, meta, resp) < 0)
+    /* The key file as uploaded goes to the secrets backend, nowhere else;
+     * an OAuth refresh token of an earlier connection is replaced. */
+    kit_field f = { FIELD_SA_KEY, text };
+    if (kit_connect_store(w, who->org_id, who->user_id, GCP_ID, key.client_email, &f, 1, meta,
+                          resp) < 0)
         goto out;
     /* The fresh token serves the first commands. */
     store_connector saved;
     if (store_connector_get(w->store, who->org_id, who->user_id, GCP_ID, &saved) == STORE_OK) {
-        cache_put(who->org_id, who->user_id, saved.updated_at, token, expires_at);
+        char ck[256];
+        version_key(ck, sizeof(ck), who->org_id, who->user_id, saved.updated_at);
+        kit_cache_forget(&g_tokens, who->org_id, who->user_id);
+        kit_cache_put(&g_tokens, ck, token, expires_at, (int64_t)time(NULL));
         store_connector_free(&saved);
     }
     log_info("gcp: service account %s connected for user %s (org %s), %d project(s)",
@@ -772,111 +652,45 @@ static void gcp_root(worker_ctx *w, http_request *req, http_response *resp)
 
 static void gcp_login(worker_ctx *w, http_request *req, http_response *resp)
 {
-    const char *cid = setting(w, "CLIENT_ID", NULL), *csec = setting(w, "CLIENT_SECRET", NULL);
-    if (!cid || !csec) {
+    kit_oauth_client c = oauth_client(w, &signin_errors);
+    if (!c.client_id || !c.client_secret) {
         http_resp_error(resp, 503, "OAUTH_NOT_CONFIGURED",
                         "GCP OAuth is not configured: set CLIENT_ID and CLIENT_SECRET in the "
                         "server environment (.env) and restart");
         return;
     }
-    const char *redirect = setting(w, "GCP_REDIRECT_URI", "http://localhost:5080/callback");
-    char state[64];
-    if (oauth_state_new(w, &req->auth, GCP_ID, redirect, NULL, state, resp) < 0)
+    char *url = kit_oauth_authorize_url(w, &req->auth, &c, NULL, resp);
+    if (!url)
         return;
-    char *e_cid = http_client_escape(cid), *e_red = http_client_escape(redirect);
-    char *e_scope = http_client_escape(setting(w, "GCP_OAUTH_SCOPES", SCOPE_CLOUD));
-    const char *auth_url = setting(w, "GCP_AUTH_URL", "https://accounts.google.com/o/oauth2/v2/auth");
-    buf_t u = BUF_INIT;
-    if (e_cid && e_red && e_scope)
-        buf_printf(&u,
-                   "%s%sclient_id=%s&redirect_uri=%s&response_type=code&scope=%s&state=%s"
-                   "&access_type=offline&prompt=consent&include_granted_scopes=true",
-                   auth_url, strchr(auth_url, '?') ? "&" : "?", e_cid, e_red, e_scope, state);
-    free(e_cid);
-    free(e_red);
-    free(e_scope);
-    if (!buf_pending(&u)) {
-        buf_free(&u);
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        return;
-    }
-    cJSON *o = cJSON_CreateObject();
-    if (o)
-        cJSON_AddStringToObject(o, "authorization_url", buf_head(&u));
-    http_resp_json(resp, 302, o);
-    http_resp_add_header(resp, "location", buf_head(&u));
-    http_resp_add_header(resp, "cache-control", "no-store");
-    buf_free(&u);
+    kit_oauth_send_url(resp, 302, url, NULL);
+    free(url);
 }
 
 static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
 {
-    if (oauth_callback_auth(w, req, resp) < 0)
+    kit_oauth_client c = oauth_client(w, &signin_errors);
+    kit_oauth_callback cb;
+    if (kit_oauth_callback_take(w, req, &c, "GCP authorization", c.redirect_uri, &cb, resp) < 0)
         return;
-    oauth_state_info st;
-    if (oauth_state_take(w, req, GCP_ID, &st, resp) < 0)
-        return;
-    char perr[128] = "", code[2048] = "";
-    if (http_query_get(req, "error", perr, sizeof(perr)) && perr[0]) {
-        for (char *p = perr; *p; p++)
-            if (!((*p >= 'a' && *p <= 'z') || *p == '_'))
-                *p = '?';
-        http_resp_error(resp, 400, "OAUTH_DENIED", "GCP authorization failed: %s", perr);
-        return;
-    }
-    if (!http_query_get(req, "code", code, sizeof(code)) || !code[0]) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "No authorization code provided");
-        return;
-    }
-    const char *redirect = setting(w, "GCP_REDIRECT_URI", "http://localhost:5080/callback");
-    if (strcmp(st.redirect_uri, redirect) != 0) {
-        OPENSSL_cleanse(code, sizeof(code));
-        http_resp_error(resp, 400, "REDIRECT_URI_MISMATCH",
-                        "Redirect URI mismatch: the connection was started with another redirect "
-                        "URI; it must match %s exactly",
-                        redirect);
-        return;
-    }
-    const char *cid = setting(w, "CLIENT_ID", NULL), *csec = setting(w, "CLIENT_SECRET", NULL);
-    if (!cid || !csec) {
-        OPENSSL_cleanse(code, sizeof(code));
+    cJSON *tok = NULL, *meta = NULL;
+    store_connector row = { 0 };
+    if (!c.client_id || !c.client_secret) {
         http_resp_error(resp, 503, "OAUTH_NOT_CONFIGURED",
                         "GCP OAuth is not configured: set CLIENT_ID and CLIENT_SECRET");
-        return;
+        goto out;
     }
     if (connector_secrets_ready(w, resp) < 0)
-        return;
-    oauth_code_exchange x = { .token_url = setting(w, "GCP_TOKEN_URL", DEFAULT_TOKEN_URI),
-                              .client_id = cid, .client_secret = csec, .code = code,
-                              .redirect_uri = st.redirect_uri };
-    oauth_result r;
-    cJSON *tok = oauth_exchange_code(w, &x, &r);
-    OPENSSL_cleanse(code, sizeof(code));
-    if (!tok) {
-        log_warn("gcp: OAuth code exchange failed: %s", r.err);
-        if (!strcmp(r.error, "redirect_uri_mismatch"))
-            http_resp_error(resp, 400, "REDIRECT_URI_MISMATCH",
-                            "Redirect URI mismatch: ensure the redirect URI in GCP Console "
-                            "exactly matches %s",
-                            st.redirect_uri);
-        else if (r.code == AUR_E_TIMEOUT)
-            http_resp_error(resp, 504, "OAUTH_EXCHANGE_FAILED",
-                            "GCP token exchange failed: the token endpoint did not answer within "
-                            "%.1f s",
-                            provider_timeout_ms(w) / 1000.0);
-        else
-            http_resp_error(resp, 502, "OAUTH_EXCHANGE_FAILED", "GCP token exchange failed%s%s",
-                            r.error[0] ? ": " : "", r.error);
-        return;
-    }
+        goto out;
+    tok = kit_oauth_exchange(w, &c, &cb, "GCP token exchange failed", resp);
+    if (!tok)
+        goto out;
     const char *refresh = api_json_str(tok, "refresh_token");
     const char *access = api_json_str(tok, "access_token");
     if (!refresh || !*refresh) {
-        secret_json_free(tok);
         http_resp_error(resp, 502, "OAUTH_EXCHANGE_FAILED",
                         "GCP returned no refresh token; remove Aurora's access in your Google "
                         "account settings and connect again");
-        return;
+        goto out;
     }
     /* Account to show: the id_token's email when Google sent one. */
     char account[256] = "gcp-oauth-user";
@@ -887,20 +701,19 @@ static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
         snprintf(account, sizeof(account), "%.255s", email && *email ? email : sub);
     cJSON_Delete(claims);
 
-    auth_ctx who = { .authenticated = 1 };
-    snprintf(who.org_id, sizeof(who.org_id), "%s", st.org_id);
-    snprintf(who.user_id, sizeof(who.user_id), "%s", st.user_id);
-    cJSON *meta = cJSON_CreateObject();
+    meta = cJSON_CreateObject();
     cJSON *projects = meta ? cJSON_AddArrayToObject(meta, "projects") : NULL;
-    store_connector row = { 0 };
     if (!projects) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         goto out;
     }
     /* Best effort: a user who can list no project can still connect. */
-    gcp_err e;
-    if (access && list_projects(w, access, projects, &e) < 0)
-        log_warn("gcp: projects.list after OAuth failed: %s", e.msg);
+    http_response scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    if (access && list_projects(w, access, projects, &scratch) < 0)
+        log_warn("gcp: projects.list after OAuth failed: %.*s", (int)buf_pending(&scratch.body),
+                 buf_head(&scratch.body));
+    buf_free(&scratch.body);
     cJSON_AddStringToObject(meta, "auth", "oauth");
     cJSON_AddNullToObject(meta, "root");
     cJSON *first = cJSON_GetArrayItem(projects, 0);
@@ -909,37 +722,37 @@ static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
         cJSON_AddStringToObject(meta, "default_project", fid);
     else
         cJSON_AddNullToObject(meta, "default_project");
-    snprintf(row.org_id, sizeof(row.org_id), "%s", who.org_id);
-    snprintf(row.user_id, sizeof(row.user_id), "%s", who.user_id);
-    snprintf(row.connector, sizeof(row.connector), GCP_ID);
     snprintf(row.account, sizeof(row.account), "%s", account);
-    snprintf(row.status, sizeof(row.status), "active");
-    if (put_secret(w, who.user_id, FIELD_REFRESH, refresh, row.secret_ref, sizeof(row.secret_ref),
-                   resp) < 0)
+    if (kit_oauth_finish(w, &cb, GCP_ID, FIELD_REFRESH, account, tok, meta,
+                         projects_view(&row, meta), resp) < 0)
         goto out;
-    {
-        char path[SECRETS_MAX_PATH + 1], serr[256];
-        if (secrets_user_path(path, sizeof(path), who.user_id, GCP_ID, FIELD_SA_KEY) == 0)
-            (void)secrets_delete(w->secrets, path, serr, sizeof(serr));
-    }
-    if (save_meta(w, &row, meta, resp) < 0)
-        goto out;
-    cache_drop(who.org_id, who.user_id);
-    log_info("gcp: OAuth connection for user %s (org %s)", who.user_id, who.org_id);
-    cJSON *o = projects_view(&row, meta);
-    if (o)
-        cJSON_AddBoolToObject(o, "connected", 1);
-    http_resp_json(resp, 302, o);
-    {
-        char loc[1200];
-        const char *fe = w->cfg && w->cfg->frontend_url ? w->cfg->frontend_url : "";
-        snprintf(loc, sizeof(loc), "%s/connectors?provider=gcp&status=connected", fe);
-        http_resp_add_header(resp, "location", loc);
-    }
+    kit_cache_forget(&g_tokens, cb.st.org_id, cb.st.user_id);
+    log_info("gcp: OAuth connection for user %s (org %s)", cb.st.user_id, cb.st.org_id);
 out:
+    kit_oauth_callback_wipe(&cb);
     secret_json_free(tok);
     cJSON_Delete(meta);
     store_connector_free(&row);
+}
+
+/* Before DELETE /api/connectors/gcp removes it: an OAuth grant is revoked
+ * at Google, so the refresh token is dead even if a copy survived. */
+static void gcp_disconnecting(worker_ctx *w, const auth_ctx *who, const store_connector *row)
+{
+    cJSON *meta = cJSON_Parse(row->metadata_json ? row->metadata_json : "{}");
+    const char *auth = meta ? api_json_str(meta, "auth") : NULL;
+    kit_oauth_client c = oauth_client(w, &signin_errors);
+    unsigned char *rt = NULL;
+    size_t len = 0;
+    http_response scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    if (auth && !strcmp(auth, "oauth") && c.revoke_url &&
+        kit_secret_get(w, row->secret_ref, &rt, &len, 404, EC_MISSING, "gone", &scratch) == 0 &&
+        kit_oauth_revoke(&c, (const char *)rt, "refresh_token") == 0)
+        log_info("gcp: OAuth grant of user %s (org %s) revoked", who->user_id, who->org_id);
+    buf_free(&scratch.body);
+    secrets_free(rt, len);
+    cJSON_Delete(meta);
 }
 
 /* ---- cloud_exec ------------------------------------------------------------------------------------ */
@@ -1161,33 +974,35 @@ static int gcp_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
 
     /* Credentials. */
     int64_t now = (int64_t)time(NULL), expires_at = 0;
-    token = cache_get(who->org_id, who->user_id, row.updated_at, now);
+    char ck[256];
+    version_key(ck, sizeof(ck), who->org_id, who->user_id, row.updated_at);
+    token = kit_cache_get(&g_tokens, ck, now, NULL);
     if (!token) {
         const char *auth = api_json_str(meta, "auth");
-        int oauth = auth && !strcmp(auth, "oauth");
-        unsigned char *val = NULL;
-        size_t len = 0;
-        if (get_secret(w, who->user_id, oauth ? FIELD_REFRESH : FIELD_SA_KEY, &val, &len, resp) < 0)
-            goto out;
-        gcp_err e;
         int rc;
-        if (oauth) {
-            rc = oauth_mint(w, (const char *)val, &token, &expires_at, &e);
+        if (auth && !strcmp(auth, "oauth")) {
+            rc = oauth_mint(w, row.secret_ref, &token, &expires_at, resp);
         } else {
+            unsigned char *val = NULL;
+            size_t len = 0;
+            if (kit_secret_get(w, row.secret_ref, &val, &len, 404, EC_MISSING,
+                               "gcp credentials are missing from the secrets backend; connect again",
+                               resp) < 0)
+                goto out;
             jwt_sa_key key;
             char err[256];
-            if (jwt_sa_key_parse((const char *)val, len, &key, err, sizeof(err)) < 0)
-                rc = fail(&e, 400, "GCP_KEY_MALFORMED", MSG_MALFORMED ": %s", err);
+            rc = jwt_sa_key_parse((const char *)val, len, &key, err, sizeof(err));
+            if (rc < 0)
+                http_resp_error(resp, 400, "GCP_KEY_MALFORMED", MSG_MALFORMED ": %s", err);
             else
-                rc = sa_mint(w, &key, &token, &expires_at, &e);
+                rc = sa_mint(w, &key, &token, &expires_at, resp);
             jwt_sa_key_free(&key);
+            secrets_free(val, len);
         }
-        secrets_free(val, len);
-        if (rc < 0) {
-            resp_err(resp, &e);
+        if (rc < 0)
             goto out;
-        }
-        cache_put(who->org_id, who->user_id, row.updated_at, token, expires_at);
+        kit_cache_forget(&g_tokens, who->org_id, who->user_id);
+        kit_cache_put(&g_tokens, ck, token, expires_at, now);
     }
 
     char flag[MAX_PROJECT_ID + 16];
@@ -1243,18 +1058,9 @@ static const cloud_provider gcp_cloud = { .program = "gcloud",
 static void gcp_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
 {
     store_connector row;
-    int rc = store_connector_get(w->store, who->org_id, who->user_id, GCP_ID, &row);
-    if (rc != STORE_OK) {
-        cJSON_AddBoolToObject(out, "connected", 0);
-        if (rc == STORE_ERR)
-            cJSON_AddStringToObject(out, "error", "state store unavailable");
+    cJSON *meta;
+    if (!kit_status(w, who, GCP_ID, NULL, out, &row, &meta))
         return;
-    }
-    cJSON *meta = cJSON_Parse(row.metadata_json ? row.metadata_json : "{}");
-    cJSON_AddBoolToObject(out, "connected", 1);
-    cJSON_AddStringToObject(out, "account", row.account);
-    const char *auth = meta ? api_json_str(meta, "auth") : NULL;
-    cJSON_AddStringToObject(out, "auth", auth ? auth : "service_account");
     int n = 0, enabled = 0;
     const cJSON *p, *plist = meta ? cJSON_GetObjectItemCaseSensitive(meta, "projects") : NULL;
     cJSON_ArrayForEach(p, plist)
@@ -1264,18 +1070,7 @@ static void gcp_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
     }
     cJSON_AddNumberToObject(out, "projects", n);
     cJSON_AddNumberToObject(out, "enabled_projects", enabled);
-    const char *root = meta ? api_json_str(meta, "root") : NULL;
-    const char *def = meta ? api_json_str(meta, "default_project") : NULL;
-    if (root)
-        cJSON_AddStringToObject(out, "root", root);
-    else
-        cJSON_AddNullToObject(out, "root");
-    if (def)
-        cJSON_AddStringToObject(out, "default_project", def);
-    else
-        cJSON_AddNullToObject(out, "default_project");
-    api_add_time(out, "connected_at", row.created_at);
-    api_add_time(out, "updated_at", row.updated_at);
+    add_choices(out, meta);
     cJSON_Delete(meta);
     store_connector_free(&row);
 }
@@ -1283,7 +1078,7 @@ static void gcp_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
 static void gcp_disconnected(worker_ctx *w, const auth_ctx *who)
 {
     (void)w;
-    cache_drop(who->org_id, who->user_id);
+    kit_cache_forget(&g_tokens, who->org_id, who->user_id);
 }
 
 static void gcp_register(void)
@@ -1306,4 +1101,7 @@ const connector connector_gcp = {
     .status = gcp_status,
     .cloud = &gcp_cloud,
     .disconnected = gcp_disconnected,
+    .disconnecting = gcp_disconnecting,
+    .settings = gcp_settings,
+    .timeout_ms = CONNECTOR_TIMEOUT_MS,
 };

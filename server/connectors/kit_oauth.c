@@ -1,0 +1,418 @@
+/* kit_oauth.c — the OAuth 2.0 authorization-code flow; see kit_oauth.h. */
+#include "kit_oauth.h"
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_util.h"
+#include "buf.h"
+#include "connector.h"
+#include "crypto.h"
+#include "http_client.h"
+#include "kit_secrets.h"
+#include "log.h"
+
+/* ---- token endpoint -------------------------------------------------------------------- */
+
+cJSON *kit_oauth_token_post(const char *url, const char *const *form, const char *basic_auth,
+                            long timeout_ms, oauth_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    char *body = http_client_form(form);
+    if (!body) {
+        snprintf(res->err, sizeof(res->err), "out of memory");
+        res->code = AUR_E_INTERNAL;
+        return NULL;
+    }
+    char authz[1024] = "";
+    const char *headers[4] = { "Content-Type: application/x-www-form-urlencoded",
+                               "Accept: application/json", NULL, NULL };
+    if (basic_auth) {
+        char *b64 = crypto_base64(basic_auth, strlen(basic_auth));
+        if (b64 && snprintf(authz, sizeof(authz), "Authorization: Basic %s", b64) < (int)sizeof(authz))
+            headers[2] = authz;
+        secret_free(b64);
+    }
+    http_client_req rq = { .method = "POST", .url = url, .headers = headers, .body = body,
+                           .body_len = strlen(body), .timeout_ms = timeout_ms,
+                           .max_response = 256 * 1024 };
+    http_client_resp rp;
+    int rc = http_client_do(&rq, &rp);
+    secret_free(body);
+    OPENSSL_cleanse(authz, sizeof(authz));
+    if (rc < 0) {
+        res->code = rp.code;
+        snprintf(res->err, sizeof(res->err), "%s", rp.err);
+        return NULL;
+    }
+    res->status = rp.status;
+    cJSON *j = http_client_json(&rp);
+    http_client_resp_free(&rp);
+    const char *e = j ? api_json_str(j, "error") : NULL;
+    if (e) /* printable, bounded: it is echoed in messages */
+        for (size_t o = 0; *e && o + 1 < sizeof(res->error); e++)
+            if ((*e >= 'a' && *e <= 'z') || (*e >= 'A' && *e <= 'Z') || (*e >= '0' && *e <= '9') ||
+                *e == '_' || *e == '-' || *e == '.')
+                res->error[o++] = *e;
+    if (rp.status < 200 || rp.status > 299) {
+        snprintf(res->err, sizeof(res->err), "token endpoint answered HTTP %ld%s%s", rp.status,
+                 res->error[0] ? ": " : "", res->error);
+        /* 4xx: the grant, client or code was refused; 5xx and the rest: the provider's trouble */
+        res->code = rp.status >= 400 && rp.status < 500 ? AUR_E_DENIED : AUR_E_UNAVAILABLE;
+        secret_json_free(j);
+        return NULL;
+    }
+    if (!j) {
+        snprintf(res->err, sizeof(res->err), "token endpoint answer is not a JSON object");
+        res->code = AUR_E_INTERNAL;
+        return NULL;
+    }
+    return j;
+}
+
+void kit_oauth_error(const kit_oauth_client *c, const oauth_result *r, const char *what,
+                     http_response *resp)
+{
+    const kit_oauth_errors *e = c->errors;
+    if (r->code == AUR_E_TIMEOUT) {
+        http_resp_error(resp, 504, e->timeout, "%s: %s did not answer within %ld s", what,
+                        e->service, (c->timeout_ms + 999) / 1000);
+    } else if (r->status == 0) {
+        http_resp_error(resp, 502, e->unreachable, "%s: %s is unreachable (%s)", what, e->service,
+                        r->err);
+    } else if (!strcmp(r->error, "redirect_uri_mismatch")) {
+        http_resp_error(resp, 400, e->redirect_mismatch,
+                        "Redirect URI mismatch: ensure the redirect URI registered with %s exactly "
+                        "matches %s",
+                        e->service, c->redirect_uri ? c->redirect_uri : "");
+    } else if (r->status >= 400 && r->status < 500) {
+        http_resp_error(resp, 400, !strcmp(r->error, "invalid_grant") ? e->grant : e->denied,
+                        "%s: %s refused (HTTP %ld%s%s)%s%s", what, e->service, r->status,
+                        r->error[0] ? ", " : "", r->error, e->denied_hint ? " — " : "",
+                        e->denied_hint ? e->denied_hint : "");
+    } else {
+        http_resp_error(resp, 502, e->failed, "%s: %s answered HTTP %ld", what, e->service,
+                        r->status);
+    }
+}
+
+/* ---- login ----------------------------------------------------------------------------- */
+
+/* "&name=<escaped value>" onto u; 0 or -1 (OOM). */
+static int add_param(buf_t *u, const char *name, const char *value)
+{
+    char *e = http_client_escape(value ? value : "");
+    if (!e)
+        return -1;
+    buf_printf(u, "&%s=%s", name, e);
+    free(e);
+    return 0;
+}
+
+char *kit_oauth_authorize_url(worker_ctx *w, const auth_ctx *who, const kit_oauth_client *c,
+                              const char *extra, http_response *resp)
+{
+    char verifier[64] = "", challenge[64] = "", state[64];
+    char stored[512];
+    if (c->pkce) {
+        unsigned char raw[32], sum[32];
+        if (crypto_random(raw, sizeof(raw)) != 0 ||
+            crypto_base64url(raw, sizeof(raw), verifier, sizeof(verifier)) != KIT_PKCE_VERIFIER_LEN) {
+            OPENSSL_cleanse(raw, sizeof(raw));
+            http_resp_error(resp, 500, "INTERNAL", "cannot generate a PKCE verifier");
+            return NULL;
+        }
+        OPENSSL_cleanse(raw, sizeof(raw));
+        crypto_sha256(verifier, KIT_PKCE_VERIFIER_LEN, sum);
+        crypto_base64url(sum, sizeof(sum), challenge, sizeof(challenge));
+    }
+    /* The verifier rides with the state (fixed length, first), so the
+     * callback that consumes the state, on any replica, gets it back. */
+    if (snprintf(stored, sizeof(stored), "%s%s", verifier, extra ? extra : "") >= (int)sizeof(stored)) {
+        http_resp_error(resp, 500, "INTERNAL", "OAuth state data too long");
+        return NULL;
+    }
+    int rc = oauth_state_new(w, who, c->provider, c->redirect_uri, stored, state, resp);
+    OPENSSL_cleanse(stored, sizeof(stored));
+    OPENSSL_cleanse(verifier, sizeof(verifier));
+    if (rc < 0)
+        return NULL;
+    buf_t u = BUF_INIT;
+    buf_printf(&u, "%s%cresponse_type=code", c->authorize_url,
+               strchr(c->authorize_url, '?') ? '&' : '?');
+    int bad = add_param(&u, "client_id", c->client_id) || add_param(&u, "redirect_uri", c->redirect_uri) ||
+              add_param(&u, "scope", c->scope) || add_param(&u, "state", state);
+    if (c->pkce && !bad) {
+        buf_printf(&u, "&code_challenge=%s&code_challenge_method=S256", challenge);
+    }
+    if (c->extra_params && *c->extra_params && !bad)
+        buf_printf(&u, "&%s", c->extra_params);
+    char *url = NULL;
+    if (!bad && buf_pending(&u) && (url = malloc(buf_pending(&u) + 1))) {
+        memcpy(url, buf_head(&u), buf_pending(&u));
+        url[buf_pending(&u)] = '\0';
+    }
+    buf_free(&u);
+    if (!url)
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+    return url;
+}
+
+void kit_oauth_send_url(http_response *resp, int status, const char *url, cJSON *o)
+{
+    if (!o)
+        o = cJSON_CreateObject();
+    if (o)
+        cJSON_AddStringToObject(o, "authorization_url", url);
+    http_resp_json(resp, status, o);
+    if (status == 302)
+        http_resp_add_header(resp, "location", url);
+    http_resp_add_header(resp, "cache-control", "no-store");
+}
+
+/* ---- callback --------------------------------------------------------------------------- */
+
+/* The first upper-case word followed by digits in desc ("AADSTS50011") into out. */
+static void provider_error_code(const char *desc, char *out, size_t cap)
+{
+    out[0] = '\0';
+    for (const char *p = desc; p && *p; p++) {
+        if (!(*p >= 'A' && *p <= 'Z') || (p > desc && ((p[-1] >= 'A' && p[-1] <= 'Z') ||
+                                                       (p[-1] >= '0' && p[-1] <= '9'))))
+            continue;
+        const char *q = p;
+        while (*q >= 'A' && *q <= 'Z')
+            q++;
+        const char *d = q;
+        while (*d >= '0' && *d <= '9')
+            d++;
+        if (q - p >= 3 && d - q >= 3 && (size_t)(d - p) < cap) {
+            memcpy(out, p, (size_t)(d - p));
+            out[d - p] = '\0';
+            return;
+        }
+    }
+}
+
+int kit_oauth_callback_take(worker_ctx *w, http_request *req, const kit_oauth_client *c,
+                            const char *label, const char *current_redirect,
+                            kit_oauth_callback *cb, http_response *resp)
+{
+    memset(cb, 0, sizeof(*cb));
+    if (oauth_callback_auth(w, req, resp) < 0)
+        return -1;
+    char error[128] = "", desc[512] = "";
+    int has_error = http_query_get(req, "error", error, sizeof(error)) && error[0];
+    /* Consumed even when the provider reports an error: single use. */
+    int state_ok = oauth_state_take(w, req, c->provider, &cb->st, resp) == 0;
+    if (has_error) {
+        char clean[128], code[32];
+        size_t o = 0;
+        for (const char *p = error; *p && o + 1 < sizeof(clean); p++)
+            if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_')
+                clean[o++] = *p;
+        clean[o] = '\0';
+        http_query_get(req, "error_description", desc, sizeof(desc));
+        provider_error_code(desc, code, sizeof(code));
+        http_resp_error(resp, 400, c->errors->authorization_failed, "%s failed: %s%s%s", label,
+                        clean, code[0] ? ": " : "", code);
+        kit_oauth_callback_wipe(cb);
+        return -1;
+    }
+    if (!state_ok)
+        return -1;
+    if (c->pkce) { /* the verifier is the first part of the state's data */
+        if (strlen(cb->st.extra) < KIT_PKCE_VERIFIER_LEN) {
+            http_resp_error(resp, 400, "OAUTH_STATE_INVALID",
+                            "OAuth state was issued without PKCE; start the connection again");
+            return -1;
+        }
+        memcpy(cb->verifier, cb->st.extra, KIT_PKCE_VERIFIER_LEN);
+        cb->verifier[KIT_PKCE_VERIFIER_LEN] = '\0';
+        memmove(cb->st.extra, cb->st.extra + KIT_PKCE_VERIFIER_LEN,
+                strlen(cb->st.extra + KIT_PKCE_VERIFIER_LEN) + 1);
+    }
+    if (!http_query_get(req, "code", cb->code, sizeof(cb->code)) || !cb->code[0]) {
+        kit_oauth_callback_wipe(cb);
+        http_resp_error(resp, 400, "BAD_REQUEST", "No authorization code provided");
+        return -1;
+    }
+    return current_redirect ? kit_oauth_redirect_check(c, cb, current_redirect, resp) : 0;
+}
+
+int kit_oauth_redirect_check(const kit_oauth_client *c, kit_oauth_callback *cb,
+                             const char *current, http_response *resp)
+{
+    if (current && !strcmp(cb->st.redirect_uri, current))
+        return 0;
+    kit_oauth_callback_wipe(cb);
+    http_resp_error(resp, 400, c->errors->redirect_mismatch,
+                    "Redirect URI mismatch: the connection was started with another redirect URI "
+                    "(the setting changed); start again with %s",
+                    current ? current : "the configured one");
+    return -1;
+}
+
+void kit_oauth_callback_wipe(kit_oauth_callback *cb)
+{
+    OPENSSL_cleanse(cb->code, sizeof(cb->code));
+    OPENSSL_cleanse(cb->verifier, sizeof(cb->verifier));
+}
+
+/* "<id>:<secret>" for HTTP Basic (RFC 6749 2.3.1: each form-encoded). */
+static char *basic_pair(const kit_oauth_client *c)
+{
+    char *id = http_client_escape(c->client_id), *sec = http_client_escape(c->client_secret);
+    char *out = NULL;
+    if (id && sec && (out = malloc(strlen(id) + strlen(sec) + 2)))
+        sprintf(out, "%s:%s", id, sec);
+    free(id);
+    secret_free(sec);
+    return out;
+}
+
+/* A token request with the client's credentials, posted or in Basic auth. */
+static cJSON *client_post(const kit_oauth_client *c, const char *url, const char **form,
+                          size_t nform, oauth_result *res)
+{
+    char *basic = NULL;
+    if (c->basic_auth) {
+        basic = basic_pair(c);
+        if (!basic) {
+            memset(res, 0, sizeof(*res));
+            res->code = AUR_E_INTERNAL;
+            snprintf(res->err, sizeof(res->err), "out of memory");
+            return NULL;
+        }
+    } else {
+        form[nform++] = "client_id";
+        form[nform++] = c->client_id;
+        form[nform++] = "client_secret";
+        form[nform++] = c->client_secret;
+    }
+    form[nform] = NULL;
+    cJSON *j = kit_oauth_token_post(url, form, basic, c->timeout_ms, res);
+    secret_free(basic);
+    return j;
+}
+
+cJSON *kit_oauth_exchange(worker_ctx *w, const kit_oauth_client *c, kit_oauth_callback *cb,
+                          const char *what, http_response *resp)
+{
+    (void)w;
+    const char *form[16] = { "grant_type", "authorization_code", "code", cb->code,
+                             "redirect_uri", cb->st.redirect_uri,
+                             "code_verifier", cb->verifier[0] ? cb->verifier : NULL };
+    oauth_result r;
+    cJSON *tok = client_post(c, c->token_url, form, 8, &r);
+    kit_oauth_callback_wipe(cb);
+    if (!tok) {
+        log_warn("%s: code exchange failed: %s", c->provider, r.err);
+        kit_oauth_error(c, &r, what, resp);
+    }
+    return tok;
+}
+
+cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *secret_ref,
+                         const char *scope, const char *what, const char *missing_code,
+                         const char *missing_msg, http_response *resp)
+{
+    unsigned char *rt = NULL;
+    size_t len = 0;
+    if (kit_secret_get(w, secret_ref, &rt, &len, 400, missing_code, missing_msg, resp) < 0)
+        return NULL;
+    const char *form[16] = { "grant_type", "refresh_token", "refresh_token", (const char *)rt,
+                             "scope", scope };
+    oauth_result r;
+    cJSON *tok = client_post(c, c->token_url, form, 6, &r);
+    if (!tok) {
+        log_warn("%s: refresh failed: %s", c->provider, r.err);
+        kit_oauth_error(c, &r, what, resp);
+    } else {
+        const char *nrt = api_json_str(tok, "refresh_token");
+        if (nrt && *nrt && (strlen(nrt) != len || CRYPTO_memcmp(nrt, rt, len) != 0)) {
+            /* Rotated: the old one is dead at the provider; keep the new one. */
+            char err[512];
+            if (kit_secret_replace(w, secret_ref, nrt, err, sizeof(err)) != SECRETS_OK)
+                log_error("%s: could not store the rotated refresh token: %s", c->provider, err);
+        }
+    }
+    secrets_free(rt, len);
+    return tok;
+}
+
+char *kit_oauth_access_token(const cJSON *tok, size_t max_len, int64_t now, int64_t *expires_at)
+{
+    const char *at = api_json_str(tok, "access_token");
+    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
+    if (!at || !*at || strlen(at) > max_len)
+        return NULL;
+    double secs = cJSON_IsNumber(ei) && ei->valuedouble > 0 && ei->valuedouble <= 86400 * 7
+                      ? ei->valuedouble
+                      : 3600;
+    *expires_at = now + (int64_t)secs;
+    return strdup(at);
+}
+
+int kit_oauth_revoke(const kit_oauth_client *c, const char *token, const char *hint)
+{
+    if (!c->revoke_url || !token || !*token)
+        return -1;
+    const char *form[16] = { "token", token, "token_type_hint", hint };
+    oauth_result r;
+    cJSON *j = client_post(c, c->revoke_url, form, 4, &r);
+    if (!j && r.status >= 200 && r.status < 300)
+        return 0; /* an empty 200 is the usual answer */
+    if (!j) {
+        log_warn("%s: revoking the grant failed: %s", c->provider, r.err);
+        return -1;
+    }
+    secret_json_free(j);
+    return 0;
+}
+
+void kit_oauth_connected(worker_ctx *w, http_response *resp, const char *conn, cJSON *o)
+{
+    if (!o)
+        o = cJSON_CreateObject();
+    if (o)
+        cJSON_AddBoolToObject(o, "connected", 1);
+    http_resp_json(resp, 302, o);
+    char loc[1200];
+    snprintf(loc, sizeof(loc), "%s/connectors?provider=%s&status=connected",
+             w->cfg && w->cfg->frontend_url ? w->cfg->frontend_url : "", conn);
+    http_resp_add_header(resp, "location", loc);
+}
+
+int kit_oauth_finish(worker_ctx *w, const kit_oauth_callback *cb, const char *conn,
+                     const char *field, const char *account, const cJSON *tok, cJSON *md,
+                     cJSON *shown, http_response *resp)
+{
+    const char *rt = api_json_str(tok, "refresh_token");
+    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
+    if (!rt || !*rt) {
+        cJSON_Delete(shown);
+        http_resp_error(resp, 502, "OAUTH_NO_REFRESH_TOKEN", "%s answered without a refresh token",
+                        conn);
+        return -1;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(md, "access_token_expires_at");
+    if (cJSON_IsNumber(ei))
+        cJSON_AddNumberToObject(md, "access_token_expires_at",
+                                (double)((int64_t)time(NULL) + (int64_t)ei->valuedouble));
+    kit_field f = { field, rt };
+    if (kit_connect_store(w, cb->st.org_id, cb->st.user_id, conn, account, &f, 1, md, resp) < 0) {
+        cJSON_Delete(shown);
+        return -1;
+    }
+    if (!shown && (shown = cJSON_Duplicate(md, 1))) {
+        cJSON_AddStringToObject(shown, "provider", conn);
+        cJSON_AddStringToObject(shown, "account", account);
+    }
+    kit_oauth_connected(w, resp, conn, shown);
+    return 0;
+}

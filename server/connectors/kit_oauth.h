@@ -1,0 +1,153 @@
+/* kit_oauth.h — the connector kit's OAuth 2.0 authorization-code flow
+ * (RFC 6749, PKCE RFC 7636, revocation RFC 7009), owned once for every
+ * connector that signs users in at a provider:
+ *
+ *   login     kit_oauth_authorize_url: a state bound to the caller (oauth.h),
+ *             scopes, PKCE S256 when the provider supports it (the verifier
+ *             is kept with the state, single-use, never sent to the browser)
+ *   callback  kit_oauth_callback_take: the state consumed (always, even when
+ *             the provider reports an error), the provider's error and a
+ *             missing code reported, the redirect URI still the configured one
+ *   exchange  kit_oauth_exchange: client_secret_post or HTTP Basic
+ *   refresh   kit_oauth_refresh: the refresh token read through the row's
+ *             reference; a rotated one is stored in its place
+ *   expiry    kit_oauth_access_token: access token and when it expires
+ *   revoke    kit_oauth_revoke: on disconnect, where the provider has an endpoint
+ *   errors    kit_oauth_error: a token-endpoint failure as the error codes the
+ *             connector guide names (kit_oauth_errors)
+ *
+ * Everything that calls the provider blocks: outbound pool only. */
+#ifndef AURORA_KIT_OAUTH_H
+#define AURORA_KIT_OAUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+#include "oauth.h"
+#include "worker.h"
+
+struct cJSON;
+
+#define KIT_PKCE_VERIFIER_LEN 43 /* base64url of 32 random bytes */
+
+/* How a connector names token-endpoint failures (codes of the connector
+ * guide).  Messages: "<what>: <service> did not answer within N s", "… is
+ * unreachable (<detail>)", "… refused (HTTP n, <error>)[ — <denied_hint>]",
+ * "… answered HTTP n". */
+typedef struct {
+    const char *service;     /* "OVH", "Azure sign-in (Microsoft identity platform)" */
+    const char *timeout;     /* 504 */
+    const char *unreachable; /* 502: no answer */
+    const char *grant;       /* 400: invalid_grant (code or refresh token revoked/expired) */
+    const char *denied;      /* 400: any other 4xx (client or credentials refused) */
+    const char *failed;      /* 502: 5xx and the rest */
+    const char *denied_hint; /* appended to a 4xx message, or NULL */
+    const char *authorization_failed; /* 400: the provider's ?error= on the callback */
+    const char *redirect_mismatch;    /* 400: redirect URI changed or refused */
+} kit_oauth_errors;
+
+/* One provider, as configured for this request. */
+typedef struct {
+    const char *provider;      /* the state's provider: the connector id */
+    const char *authorize_url;
+    const char *token_url;
+    const char *revoke_url;    /* NULL: the provider has no revocation endpoint */
+    const char *client_id;
+    const char *client_secret;
+    const char *redirect_uri;
+    const char *scope;         /* space-separated */
+    const char *extra_params;  /* appended to the authorization URL as is ("a=b&c=d"), or NULL */
+    int pkce;                  /* the provider supports PKCE: S256 */
+    int basic_auth;            /* client_secret_basic; else client_secret_post */
+    long timeout_ms;           /* connector_timeout_ms */
+    const kit_oauth_errors *errors;
+} kit_oauth_client;
+
+/* POSTs form (NULL-terminated name/value pairs, NULL values skipped) to
+ * url; basic_auth "id:secret" adds HTTP Basic auth.  The 2xx JSON object
+ * (secret_json_free it) or NULL with res filled. */
+struct cJSON *kit_oauth_token_post(const char *url, const char *const *form,
+                                   const char *basic_auth, long timeout_ms, oauth_result *res);
+
+/* ---- login ------------------------------------------------------------------------- */
+
+/* The authorization URL for `who` (malloc'd): a new state bound to who,
+ * c->provider, c->redirect_uri and extra (connector data returned by the
+ * callback, e.g. a region).  NULL with resp filled. */
+char *kit_oauth_authorize_url(worker_ctx *w, const auth_ctx *who, const kit_oauth_client *c,
+                              const char *extra, http_response *resp);
+/* Answers with url: `status` (302 adds Location) and a JSON body
+ * {authorization_url, …fields of o} (o is consumed; may be NULL). */
+void kit_oauth_send_url(http_response *resp, int status, const char *url, struct cJSON *o);
+
+/* ---- callback ----------------------------------------------------------------------- */
+
+typedef struct {
+    oauth_state_info st;                      /* st.extra: the connector's extra */
+    char code[4096];
+    char verifier[KIT_PKCE_VERIFIER_LEN + 1]; /* "" without PKCE */
+} kit_oauth_callback;
+
+/* The callback up to the code exchange: credentials checked when sent
+ * (oauth_callback_auth), the state consumed, the provider's ?error=
+ * reported as 400 errors->authorization_failed "<label> failed: <error>"
+ * (with an "AADSTS…"-style code from error_description when there is one),
+ * then a state failure (400 OAUTH_STATE_INVALID), a missing code (400 "No
+ * authorization code provided"), a state issued for another redirect URI
+ * than current_redirect (400 errors->redirect_mismatch; NULL: the connector
+ * checks it itself with kit_oauth_redirect_check once it knows which one).
+ * 0 or -1 with resp. */
+int kit_oauth_callback_take(worker_ctx *w, http_request *req, const kit_oauth_client *c,
+                            const char *label, const char *current_redirect,
+                            kit_oauth_callback *cb, http_response *resp);
+/* 0 if the state was issued for redirect URI `current`, else -1 with a 400
+ * errors->redirect_mismatch in resp (and cb wiped). */
+int kit_oauth_redirect_check(const kit_oauth_client *c, kit_oauth_callback *cb,
+                             const char *current, http_response *resp);
+/* Wipes the code and verifier. */
+void kit_oauth_callback_wipe(kit_oauth_callback *cb);
+
+/* Exchanges cb's code (redirect URI: the state's) at c->token_url.  The
+ * token answer (secret_json_free it), or NULL with resp filled
+ * (kit_oauth_error with `what`).  Wipes cb. */
+struct cJSON *kit_oauth_exchange(worker_ctx *w, const kit_oauth_client *c, kit_oauth_callback *cb,
+                                 const char *what, http_response *resp);
+
+/* refresh_token grant with the refresh token secret_ref names (scope: NULL
+ * or the scope to ask for).  A new refresh token in the answer replaces the
+ * stored one (rotation).  The token answer or NULL with resp filled:
+ * missing secret -> 400 missing_code "<missing_msg>". */
+struct cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *secret_ref,
+                                const char *scope, const char *what, const char *missing_code,
+                                const char *missing_msg, http_response *resp);
+
+/* The access token of a token answer (malloc'd copy, secret_free it) and
+ * its expiry (now + expires_in; 3600 s when absent or absurd, at most a
+ * week).  NULL when there is none or it is longer than max_len. */
+char *kit_oauth_access_token(const struct cJSON *tok, size_t max_len, int64_t now,
+                             int64_t *expires_at);
+
+/* RFC 7009: POST token (and token_type_hint) to c->revoke_url.  0 when the
+ * provider accepted it (2xx), else -1 (logged; never fatal to a disconnect). */
+int kit_oauth_revoke(const kit_oauth_client *c, const char *token, const char *hint);
+
+/* A failed token request as resp (see kit_oauth_errors). */
+void kit_oauth_error(const kit_oauth_client *c, const oauth_result *r, const char *what,
+                     http_response *resp);
+
+/* The end of a callback that got a grant: the refresh token of tok stored
+ * as the connection's one credential (field), the row written (account, md
+ * plus "access_token_expires_at"), the browser sent on (kit_oauth_connected)
+ * with `shown` (consumed; NULL: a copy of md with "provider" and
+ * "account").  md stays the caller's.  0, or -1 with resp filled. */
+int kit_oauth_finish(worker_ctx *w, const kit_oauth_callback *cb, const char *conn,
+                     const char *field, const char *account, const struct cJSON *tok,
+                     struct cJSON *md, struct cJSON *shown, http_response *resp);
+
+/* The browser's end of a connected callback: 302 to
+ * FRONTEND_URL/connectors?provider=<id>&status=connected with body o
+ * (consumed) plus {"connected": true}. */
+void kit_oauth_connected(worker_ctx *w, http_response *resp, const char *conn, struct cJSON *o);
+
+#endif

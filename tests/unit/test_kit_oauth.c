@@ -1,0 +1,570 @@
+/* test_kit_oauth.c — the connector kit's OAuth 2.0 flow (kit_oauth.c).
+ *
+ * A loopback HTTP server thread stands in for a provider's token and
+ * revocation endpoints (RFC 6749 section 4.1.3 / 6, RFC 7009): it records
+ * each request and answers what the test scripts.  The PKCE challenge is
+ * recomputed here with OpenSSL's EVP digest and base64 encoder, not with the
+ * code under test.  State values go through the real store (in memory) and
+ * refresh tokens through the real local secrets backend. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "connector.h"
+#include "kit_oauth.h"
+#include "kit_secrets.h"
+#include "secrets.h"
+#include "store.h"
+
+/* ---- the provider stand-in ----------------------------------------------------------- */
+
+typedef struct {
+    int fd, port;
+    pthread_t th;
+    /* scripted answer of the next request */
+    int status;
+    char body[1024];
+    int hang; /* accept, read, never answer (until the client gives up) */
+    /* what the last request carried */
+    char req_head[4096];
+    char req_body[4096];
+    int served;
+} provider;
+
+static void *serve(void *arg)
+{
+    provider *p = arg;
+    for (;;) {
+        int c = accept(p->fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        char buf[8192];
+        size_t n = 0;
+        char *end = NULL;
+        while (!end && n < sizeof(buf) - 1) {
+            ssize_t r = read(c, buf + n, sizeof(buf) - 1 - n);
+            if (r <= 0)
+                break;
+            n += (size_t)r;
+            buf[n] = '\0';
+            end = strstr(buf, "\r\n\r\n");
+        }
+        size_t want = 0;
+        char *cl = end ? strcasestr(buf, "content-length:") : NULL;
+        if (cl)
+            want = (size_t)strtoul(cl + 15, NULL, 10);
+        while (end && (size_t)(buf + n - (end + 4)) < want && n < sizeof(buf) - 1) {
+            ssize_t r = read(c, buf + n, sizeof(buf) - 1 - n);
+            if (r <= 0)
+                break;
+            n += (size_t)r;
+            buf[n] = '\0';
+        }
+        if (end) {
+            snprintf(p->req_head, sizeof(p->req_head), "%.*s", (int)(end - buf), buf);
+            snprintf(p->req_body, sizeof(p->req_body), "%s", end + 4);
+        }
+        p->served++;
+        if (p->hang) {
+            char tmp[16];
+            while (read(c, tmp, sizeof(tmp)) > 0) {
+            }
+        } else {
+            char out[1400];
+            int m = snprintf(out, sizeof(out),
+                             "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+                             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                             p->status, strlen(p->body), p->body);
+            if (write(c, out, (size_t)m) < 0) {
+            }
+        }
+        close(c);
+    }
+}
+
+static void provider_start(provider *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    assert_int_equal(bind(p->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(p->fd, 8), 0);
+    socklen_t al = sizeof(a);
+    getsockname(p->fd, (struct sockaddr *)&a, &al);
+    p->port = ntohs(a.sin_port);
+    pthread_create(&p->th, NULL, serve, p);
+}
+
+static void provider_stop(provider *p)
+{
+    shutdown(p->fd, SHUT_RDWR);
+    close(p->fd);
+    pthread_join(p->th, NULL);
+}
+
+static void script(provider *p, int status, const char *body)
+{
+    p->status = status;
+    snprintf(p->body, sizeof(p->body), "%s", body);
+    p->hang = 0;
+}
+
+/* 1 if the recorded form body has name=value exactly. */
+static int form_has(const provider *p, const char *pair)
+{
+    size_t n = strlen(pair);
+    for (const char *s = p->req_body; (s = strstr(s, pair)); s++)
+        if ((s == p->req_body || s[-1] == '&') && (s[n] == '&' || s[n] == '\0'))
+            return 1;
+    return 0;
+}
+
+/* ---- fixture ---------------------------------------------------------------------------- */
+
+typedef struct {
+    provider prov;
+    char dir[64], token_url[96], revoke_url[96];
+    store_t *st;
+    secrets_t *sec;
+    worker_ctx w;
+    store_org org;
+    auth_ctx who;
+    kit_oauth_client c;
+} fx;
+
+static const kit_oauth_errors errs = {
+    .service = "Demo",
+    .timeout = "DEMO_TIMEOUT",
+    .unreachable = "DEMO_UNREACHABLE",
+    .grant = "DEMO_GRANT_INVALID",
+    .denied = "DEMO_INVALID_CREDENTIALS",
+    .failed = "DEMO_ERROR",
+    .denied_hint = "check the client secret",
+    .authorization_failed = "DEMO_AUTHORIZATION_FAILED",
+    .redirect_mismatch = "DEMO_REDIRECT_URI_MISMATCH",
+};
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof(*f));
+    char err[512];
+    provider_start(&f->prov);
+    snprintf(f->token_url, sizeof(f->token_url), "http://127.0.0.1:%d/token", f->prov.port);
+    snprintf(f->revoke_url, sizeof(f->revoke_url), "http://127.0.0.1:%d/revoke", f->prov.port);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/aurora-kit-oauth-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    secrets_config cfg = { .backend = "local", .data_dir = f->dir };
+    assert_int_equal(secrets_open(&cfg, &f->sec, err, sizeof(err)), SECRETS_OK);
+    assert_int_equal(store_open(":memory:", &f->st, err, sizeof(err)), STORE_OK);
+    assert_int_equal(store_org_create(f->st, "o", &f->org), STORE_OK);
+    f->w.store = f->st;
+    f->w.secrets = f->sec;
+    f->who.authenticated = 1;
+    snprintf(f->who.org_id, sizeof(f->who.org_id), "%s", f->org.id);
+    snprintf(f->who.user_id, sizeof(f->who.user_id), "usr_1");
+    f->c = (kit_oauth_client){ .provider = "demo",
+                               .authorize_url = "https://id.example/authorize",
+                               .token_url = f->token_url,
+                               .revoke_url = f->revoke_url,
+                               .client_id = "client 1",
+                               .client_secret = "s3cr&t",
+                               .redirect_uri = "https://aurora.example/demo/callback",
+                               .scope = "read write",
+                               .extra_params = "prompt=consent",
+                               .pkce = 1,
+                               .timeout_ms = 2000,
+                               .errors = &errs };
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    provider_stop(&f->prov);
+    store_close(f->st);
+    secrets_close(f->sec);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* The value of name in url's query (percent-decoding of %XX only). */
+static void query_param(const char *url, const char *name, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *q = strchr(url, '?');
+    size_t nl = strlen(name);
+    for (const char *p = q; p && *p; p = strchr(p + 1, '&')) {
+        if (strncmp(p + 1, name, nl) || p[1 + nl] != '=')
+            continue;
+        const char *v = p + 2 + nl;
+        size_t o = 0;
+        while (*v && *v != '&' && o + 1 < cap) {
+            if (*v == '%' && v[1] && v[2]) {
+                char hex[3] = { v[1], v[2], 0 };
+                out[o++] = (char)strtol(hex, NULL, 16);
+                v += 3;
+            } else
+                out[o++] = *v++;
+        }
+        out[o] = '\0';
+        return;
+    }
+}
+
+/* A callback request carrying query (each argument NUL-terminated, as http.c hands them). */
+static int callback(fx *f, const char *query, kit_oauth_callback *cb, http_response *resp)
+{
+    static char args[2048];
+    http_request req;
+    memset(&req, 0, sizeof(req));
+    size_t n = strlen(query);
+    assert_true(n < sizeof(args));
+    memcpy(args, query, n + 1);
+    for (size_t i = 0; i < n; i++)
+        if (args[i] == '&')
+            args[i] = '\0';
+    req.query = args;
+    req.query_len = n + 1;
+    memset(resp, 0, sizeof(*resp));
+    return kit_oauth_callback_take(&f->w, &req, &f->c, "Demo sign-in", f->c.redirect_uri, cb, resp);
+}
+
+static char *login(fx *f, const char *extra)
+{
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    char *url = kit_oauth_authorize_url(&f->w, &f->who, &f->c, extra, &resp);
+    assert_non_null(url);
+    buf_free(&resp.body);
+    return url;
+}
+
+static const char *body_of(http_response *r)
+{
+    static char b[2048];
+    snprintf(b, sizeof(b), "%.*s", (int)buf_pending(&r->body), buf_head(&r->body));
+    return b;
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+/* Login URL and callback: every parameter, PKCE S256 checked independently. */
+static void test_login_and_callback_with_pkce(void **state)
+{
+    fx *f = *state;
+    char *url = login(f, "eu");
+    assert_true(!strncmp(url, "https://id.example/authorize?response_type=code&", 48));
+    char v[256], state_v[64], challenge[64];
+    query_param(url, "client_id", v, sizeof(v));
+    assert_string_equal(v, "client 1");
+    query_param(url, "redirect_uri", v, sizeof(v));
+    assert_string_equal(v, "https://aurora.example/demo/callback");
+    query_param(url, "scope", v, sizeof(v));
+    assert_string_equal(v, "read write");
+    query_param(url, "prompt", v, sizeof(v));
+    assert_string_equal(v, "consent");
+    query_param(url, "code_challenge_method", v, sizeof(v));
+    assert_string_equal(v, "S256");
+    query_param(url, "code_challenge", challenge, sizeof(challenge));
+    query_param(url, "state", state_v, sizeof(state_v));
+    assert_int_equal(strlen(state_v), 43);
+    assert_null(strstr(url, "code_verifier"));
+    free(url);
+
+    char q[256];
+    snprintf(q, sizeof(q), "code=abc&state=%s", state_v);
+    kit_oauth_callback cb;
+    http_response resp;
+    assert_int_equal(callback(f, q, &cb, &resp), 0);
+    assert_string_equal(cb.code, "abc");
+    assert_string_equal(cb.st.extra, "eu"); /* the connector's data, verifier taken off */
+    assert_string_equal(cb.st.user_id, "usr_1");
+    assert_int_equal(strlen(cb.verifier), KIT_PKCE_VERIFIER_LEN);
+    /* S256: BASE64URL(SHA256(verifier)) without padding (RFC 7636 4.2) */
+    unsigned char md[32];
+    unsigned int mdl = 0;
+    assert_int_equal(EVP_Digest(cb.verifier, strlen(cb.verifier), md, &mdl, EVP_sha256(), NULL), 1);
+    unsigned char b64[64];
+    int bl = EVP_EncodeBlock(b64, md, (int)mdl);
+    for (int i = 0; i < bl; i++)
+        b64[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : b64[i];
+    while (bl > 0 && b64[bl - 1] == '=')
+        b64[--bl] = '\0';
+    assert_string_equal((char *)b64, challenge);
+
+    /* the exchange: client_secret_post with the verifier and the same redirect URI */
+    script(&f->prov, 200, "{\"access_token\":\"at-1\",\"refresh_token\":\"rt-1\",\"expires_in\":120}");
+    char verifier[64];
+    snprintf(verifier, sizeof(verifier), "code_verifier=%s", cb.verifier);
+    cJSON *tok = kit_oauth_exchange(&f->w, &f->c, &cb, "Demo sign-in failed", &resp);
+    assert_non_null(tok);
+    assert_true(form_has(&f->prov, "grant_type=authorization_code"));
+    assert_true(form_has(&f->prov, "code=abc"));
+    assert_true(form_has(&f->prov, "redirect_uri=https%3A%2F%2Faurora.example%2Fdemo%2Fcallback"));
+    assert_true(form_has(&f->prov, verifier));
+    assert_true(form_has(&f->prov, "client_id=client%201"));
+    assert_true(form_has(&f->prov, "client_secret=s3cr%26t"));
+    assert_null(strcasestr(f->prov.req_head, "authorization:"));
+    assert_string_equal(cb.code, ""); /* wiped */
+    int64_t exp = 0, now = (int64_t)time(NULL);
+    char *at = kit_oauth_access_token(tok, 100, now, &exp);
+    assert_string_equal(at, "at-1");
+    assert_int_equal(exp, now + 120);
+    free(at);
+    secret_json_free(tok);
+    buf_free(&resp.body);
+
+    /* the state was single use */
+    assert_int_equal(callback(f, q, &cb, &resp), -1);
+    assert_int_equal(resp.status, 400);
+    assert_non_null(strstr(body_of(&resp), "already used"));
+    buf_free(&resp.body);
+}
+
+/* The provider's ?error=, a missing code, a changed redirect URI: clear
+ * errors, and the state is burnt either way. */
+static void test_callback_failures(void **state)
+{
+    fx *f = *state;
+    char q[512], st[64];
+    kit_oauth_callback cb;
+    http_response resp;
+    char *url = login(f, NULL);
+    query_param(url, "state", st, sizeof(st));
+    free(url);
+    /* decoded, as http.c hands the query over; the error's markup is dropped */
+    snprintf(q, sizeof(q), "error=access_denied<x>&error_description=AADSTS65004: User declined&state=%s", st);
+    assert_int_equal(callback(f, q, &cb, &resp), -1);
+    assert_int_equal(resp.status, 400);
+    assert_non_null(strstr(body_of(&resp), "DEMO_AUTHORIZATION_FAILED"));
+    assert_non_null(strstr(body_of(&resp), "Demo sign-in failed: access_deniedx: AADSTS65004"));
+    assert_null(strstr(body_of(&resp), "<"));
+    buf_free(&resp.body);
+    snprintf(q, sizeof(q), "code=abc&state=%s", st);
+    assert_int_equal(callback(f, q, &cb, &resp), -1);
+    assert_non_null(strstr(body_of(&resp), "already used"));
+    buf_free(&resp.body);
+
+    url = login(f, NULL);
+    query_param(url, "state", st, sizeof(st));
+    free(url);
+    snprintf(q, sizeof(q), "state=%s", st);
+    assert_int_equal(callback(f, q, &cb, &resp), -1);
+    assert_non_null(strstr(body_of(&resp), "No authorization code provided"));
+    buf_free(&resp.body);
+
+    url = login(f, NULL);
+    query_param(url, "state", st, sizeof(st));
+    free(url);
+    f->c.redirect_uri = "https://other.example/cb"; /* the setting changed meanwhile */
+    snprintf(q, sizeof(q), "code=abc&state=%s", st);
+    assert_int_equal(callback(f, q, &cb, &resp), -1);
+    assert_non_null(strstr(body_of(&resp), "DEMO_REDIRECT_URI_MISMATCH"));
+    assert_string_equal(cb.code, "");
+    buf_free(&resp.body);
+
+    /* a state issued without PKCE is refused by a PKCE client */
+    f->c.pkce = 0;
+    url = login(f, NULL);
+    query_param(url, "state", st, sizeof(st));
+    assert_null(strstr(url, "code_challenge"));
+    free(url);
+    f->c.pkce = 1;
+    snprintf(q, sizeof(q), "code=abc&state=%s", st);
+    assert_int_equal(callback(f, q, &cb, &resp), -1);
+    assert_non_null(strstr(body_of(&resp), "OAUTH_STATE_INVALID"));
+    buf_free(&resp.body);
+}
+
+/* Token-endpoint failures as the connector's codes. */
+static void test_error_mapping(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        int status;
+        const char *body;
+        int want_status;
+        const char *want_code;
+    } cases[] = {
+        { 400, "{\"error\":\"invalid_grant\"}", 400, "DEMO_GRANT_INVALID" },
+        { 401, "{\"error\":\"invalid_client\"}", 400, "DEMO_INVALID_CREDENTIALS" },
+        { 400, "{\"error\":\"redirect_uri_mismatch\"}", 400, "DEMO_REDIRECT_URI_MISMATCH" },
+        { 500, "oops", 502, "DEMO_ERROR" },
+        { 200, "not json", 502, "DEMO_ERROR" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        script(&f->prov, cases[i].status, cases[i].body);
+        const char *form[] = { "grant_type", "client_credentials", NULL };
+        oauth_result r;
+        cJSON *j = kit_oauth_token_post(f->token_url, form, NULL, 2000, &r);
+        assert_null(j);
+        http_response resp;
+        memset(&resp, 0, sizeof(resp));
+        kit_oauth_error(&f->c, &r, "Demo login failed", &resp);
+        assert_int_equal(resp.status, cases[i].want_status);
+        assert_non_null(strstr(body_of(&resp), cases[i].want_code));
+        assert_non_null(strstr(body_of(&resp), cases[i].status == 400 && i == 2
+                                                   ? "Redirect URI mismatch"
+                                                   : "Demo login failed"));
+        if (cases[i].status == 401)
+            assert_non_null(strstr(body_of(&resp), "check the client secret"));
+        buf_free(&resp.body);
+    }
+    /* no answer in time: 504 */
+    f->prov.hang = 1;
+    const char *form[] = { "grant_type", "client_credentials", NULL };
+    oauth_result r;
+    assert_null(kit_oauth_token_post(f->token_url, form, NULL, 300, &r));
+    assert_int_equal(r.code, AUR_E_TIMEOUT);
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    kit_oauth_error(&f->c, &r, "Demo login failed", &resp);
+    assert_int_equal(resp.status, 504);
+    assert_non_null(strstr(body_of(&resp), "DEMO_TIMEOUT"));
+    buf_free(&resp.body);
+    f->prov.hang = 0;
+    /* nothing listening: 502 unreachable */
+    assert_null(kit_oauth_token_post("http://127.0.0.1:1/token", form, NULL, 2000, &r));
+    memset(&resp, 0, sizeof(resp));
+    kit_oauth_error(&f->c, &r, "Demo login failed", &resp);
+    assert_int_equal(resp.status, 502);
+    assert_non_null(strstr(body_of(&resp), "DEMO_UNREACHABLE"));
+    buf_free(&resp.body);
+}
+
+/* Refresh: HTTP Basic client auth, the stored token rotated when a new one
+ * comes back, kept when none does. */
+static void test_refresh_rotation_and_basic_auth(void **state)
+{
+    fx *f = *state;
+    char ref[512];
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(kit_secret_put(&f->w, f->org.id, "usr_1", "demo", "refresh-token", "rt-1", ref,
+                                    sizeof(ref), &resp),
+                     0);
+    f->c.basic_auth = 1;
+    script(&f->prov, 200, "{\"access_token\":\"at-2\",\"refresh_token\":\"rt-2\",\"expires_in\":60}");
+    cJSON *tok = kit_oauth_refresh(&f->w, &f->c, ref, "offline", "refresh failed", "GONE", "gone",
+                                   &resp);
+    assert_non_null(tok);
+    secret_json_free(tok);
+    assert_true(form_has(&f->prov, "grant_type=refresh_token"));
+    assert_true(form_has(&f->prov, "refresh_token=rt-1"));
+    assert_true(form_has(&f->prov, "scope=offline"));
+    assert_false(form_has(&f->prov, "client_secret=s3cr%26t"));
+    /* RFC 6749 2.3.1: Basic of the form-encoded id and secret */
+    unsigned char b64[128];
+    const char *pair = "client%201:s3cr%26t";
+    EVP_EncodeBlock(b64, (const unsigned char *)pair, (int)strlen(pair));
+    char want[200];
+    snprintf(want, sizeof(want), "Authorization: Basic %s", b64);
+    assert_non_null(strstr(f->prov.req_head, want));
+    unsigned char *v;
+    size_t n;
+    assert_int_equal(kit_secret_get(&f->w, ref, &v, &n, 404, "X", "x", &resp), 0);
+    assert_memory_equal(v, "rt-2", 4);
+    secrets_free(v, n);
+    /* no new refresh token: the stored one stays */
+    script(&f->prov, 200, "{\"access_token\":\"at-3\",\"expires_in\":60}");
+    tok = kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE", "gone", &resp);
+    assert_non_null(tok);
+    secret_json_free(tok);
+    assert_true(form_has(&f->prov, "refresh_token=rt-2"));
+    assert_int_equal(kit_secret_get(&f->w, ref, &v, &n, 404, "X", "x", &resp), 0);
+    assert_memory_equal(v, "rt-2", 4);
+    secrets_free(v, n);
+    /* a refused refresh: the grant code; the stored token untouched */
+    script(&f->prov, 400, "{\"error\":\"invalid_grant\"}");
+    assert_null(kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE", "gone", &resp));
+    assert_non_null(strstr(body_of(&resp), "DEMO_GRANT_INVALID"));
+    buf_free(&resp.body);
+    /* the secret is gone: the connector's message */
+    char err[256];
+    char be[32];
+    const char *path;
+    assert_int_equal(secrets_ref_parse(ref, be, sizeof(be), &path), 0);
+    assert_int_equal(secrets_delete(f->sec, path, err, sizeof(err)), SECRETS_OK);
+    memset(&resp, 0, sizeof(resp));
+    assert_null(kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE",
+                                  "connect again", &resp));
+    assert_int_equal(resp.status, 400);
+    assert_non_null(strstr(body_of(&resp), "connect again"));
+    buf_free(&resp.body);
+}
+
+/* Expiry bookkeeping: expires_in, absent or absurd, and tokens too long. */
+static void test_access_token_expiry(void **state)
+{
+    (void)state;
+    int64_t exp;
+    cJSON *j = cJSON_Parse("{\"access_token\":\"a\",\"expires_in\":3599}");
+    char *t = kit_oauth_access_token(j, 10, 1000, &exp);
+    assert_int_equal(exp, 1000 + 3599);
+    free(t);
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"access_token\":\"a\"}");
+    t = kit_oauth_access_token(j, 10, 1000, &exp);
+    assert_int_equal(exp, 1000 + 3600);
+    free(t);
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"access_token\":\"a\",\"expires_in\":-5}");
+    t = kit_oauth_access_token(j, 10, 1000, &exp);
+    assert_int_equal(exp, 1000 + 3600);
+    free(t);
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"access_token\":\"abcdefghijk\"}");
+    assert_null(kit_oauth_access_token(j, 10, 1000, &exp));
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"token_type\":\"bearer\"}");
+    assert_null(kit_oauth_access_token(j, 10, 1000, &exp));
+    cJSON_Delete(j);
+}
+
+/* RFC 7009 revocation: the token and its hint; a refusal reported. */
+static void test_revoke(void **state)
+{
+    fx *f = *state;
+    script(&f->prov, 200, "");
+    assert_int_equal(kit_oauth_revoke(&f->c, "rt-9", "refresh_token"), 0);
+    assert_non_null(strstr(f->prov.req_head, "POST /revoke "));
+    assert_true(form_has(&f->prov, "token=rt-9"));
+    assert_true(form_has(&f->prov, "token_type_hint=refresh_token"));
+    script(&f->prov, 503, "{\"error\":\"temporarily_unavailable\"}");
+    assert_int_equal(kit_oauth_revoke(&f->c, "rt-9", "refresh_token"), -1);
+    f->c.revoke_url = NULL; /* no endpoint: nothing sent */
+    int served = f->prov.served;
+    assert_int_equal(kit_oauth_revoke(&f->c, "rt-9", "refresh_token"), -1);
+    assert_int_equal(f->prov.served, served);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_login_and_callback_with_pkce, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callback_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_mapping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_rotation_and_basic_auth, setup, teardown),
+        cmocka_unit_test(test_access_token_expiry),
+        cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,151 @@
+/* test_kit_settings.c — settings each connector declares itself
+ * (connector.settings, merged by connector_config_defs): every name the
+ * connector guide and docs/api.md use is still there with its one default,
+ * no name is declared twice, the ranges hold, --help lists them, and the
+ * provider timeout falls back to each connector's declared default. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connector.h"
+#include "server_config.h"
+
+/* Names and defaults as the central table had them before issue 10. */
+static void test_every_name_and_default_kept(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env, *def, *owner;
+        int secret;
+    } want[] = {
+        { "CLIENT_ID", NULL, "gcp", 0 },
+        { "CLIENT_SECRET", NULL, "gcp", 1 },
+        { "GCP_REDIRECT_URI", "http://localhost:5080/callback", "gcp", 0 },
+        { "GCP_AUTH_URL", "https://accounts.google.com/o/oauth2/v2/auth", "gcp", 0 },
+        { "GCP_TOKEN_URL", "https://oauth2.googleapis.com/token", "gcp", 0 },
+        { "GCP_OAUTH_SCOPES", "openid email https://www.googleapis.com/auth/cloud-platform", "gcp", 0 },
+        { "GCP_CRM_URL", "https://cloudresourcemanager.googleapis.com", "gcp", 0 },
+        { "GCP_MAX_PROJECT_PAGES", "100", "gcp", 0 },
+        { "GCP_ALLOWED_TOKEN_HOSTS", "oauth2.googleapis.com,accounts.google.com", "gcp", 0 },
+        { "GCP_REVOKE_URL", "https://oauth2.googleapis.com/revoke", "gcp", 0 },
+        { "AWS_DEFAULT_REGION", "us-east-1", "aws", 0 },
+        { "AWS_STS_ENDPOINT", NULL, "aws", 0 },
+        { "AWS_CLI_ENDPOINT_URLS", NULL, "aws", 0 },
+        { "AZURE_LOGIN_BASE", "https://login.microsoftonline.com", "azure", 0 },
+        { "AZURE_MANAGEMENT_BASE", "https://management.azure.com", "azure", 0 },
+        { "AZURE_REDIRECT_URI", "http://localhost:5080/azure/callback", "azure", 0 },
+        { "AZURE_CLIENT_SECRET", NULL, "azure", 1 },
+        { "AZURE_MAX_SUBSCRIPTION_PAGES", "20", "azure", 0 },
+        { "NEXT_PUBLIC_ENABLE_OVH", "false", "ovh", 0 },
+        { "OVH_EU_AUTH_BASE", "https://www.ovh.com/auth", "ovh", 0 },
+        { "OVH_CA_API_BASE", "https://ca.api.ovh.com/1.0", "ovh", 0 },
+        { "OVH_US_CLIENT_SECRET", NULL, "ovh", 1 },
+        { "OVH_US_REDIRECT_URI", NULL, "ovh", 0 },
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        const connector *c = connector_find(want[i].owner);
+        assert_non_null(c);
+        const config_def *d = NULL;
+        for (const config_def *p = c->settings; p && p->env && !d; p++)
+            if (!strcmp(p->env, want[i].env))
+                d = p;
+        if (!d)
+            fail_msg("%s is not declared by the %s connector", want[i].env, want[i].owner);
+        if (want[i].def)
+            assert_string_equal(d->def, want[i].def);
+        else
+            assert_null(d->def);
+        assert_int_equal(d->secret, want[i].secret);
+        assert_non_null(d->help);
+    }
+}
+
+static void test_merged_once_no_duplicates(void **state)
+{
+    (void)state;
+    static const config_def server[] = {
+        { "AURORA_UT_ONE", NULL, CFG_STRING, "x", "one", 0 },
+    };
+    char err[256];
+    size_t n = 0;
+    const config_def *all = connector_config_defs(server, 1, &n, err, sizeof(err));
+    assert_non_null(all);
+    assert_string_equal(all[0].env, "AURORA_UT_ONE");
+    size_t want = 1;
+    for (size_t i = 0; i < connector_count(); i++)
+        for (const config_def *p = connector_at(i)->settings; p && p->env; p++)
+            want++;
+    assert_int_equal(n, want);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (!strcmp(all[i].env, all[j].env))
+                fail_msg("%s declared twice", all[i].env);
+    /* a server setting a connector also declares is refused with a clear error */
+    static const config_def clash[] = {
+        { "GCP_CRM_URL", NULL, CFG_STRING, NULL, "clash", 0 },
+    };
+    assert_null(connector_config_defs(clash, 1, &n, err, sizeof(err)));
+    assert_non_null(strstr(err, "GCP_CRM_URL is declared twice"));
+    assert_non_null(strstr(err, "gcp"));
+}
+
+static void test_loaded_with_ranges_and_help(void **state)
+{
+    (void)state;
+    server_config c;
+    char err[256];
+    setenv("GCP_MAX_PROJECT_PAGES", "0", 1);
+    assert_int_equal(server_config_load(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "GCP_MAX_PROJECT_PAGES must be between 1 and 10000"));
+    setenv("GCP_MAX_PROJECT_PAGES", "7", 1);
+    setenv("AURORA_PROVIDER_TIMEOUT_MS", "5", 1);
+    assert_int_equal(server_config_load(&c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "AURORA_PROVIDER_TIMEOUT_MS must be between 100 and 600000"));
+    unsetenv("AURORA_PROVIDER_TIMEOUT_MS");
+    assert_int_equal(server_config_load(&c, err, sizeof(err)), 0);
+    assert_int_equal(server_setting_int(&c, "GCP_MAX_PROJECT_PAGES"), 7);
+    assert_string_equal(server_setting(&c, "AZURE_REDIRECT_URI"),
+                        "http://localhost:5080/azure/callback");
+    /* unset: each connector's declared default; set: it wins for all */
+    worker_ctx w = { .cfg = &c };
+    for (size_t i = 0; i < connector_count(); i++) {
+        const connector *k = connector_at(i);
+        assert_int_equal(connector_timeout_ms(&w, k),
+                         k->timeout_ms > 0 ? k->timeout_ms : CONNECTOR_TIMEOUT_MS);
+    }
+    assert_int_equal(connector_timeout_ms(&w, connector_find("gcp")), 15000);
+    server_config_free(&c);
+    setenv("AURORA_PROVIDER_TIMEOUT_MS", "2500", 1);
+    assert_int_equal(server_config_load(&c, err, sizeof(err)), 0);
+    w.cfg = &c;
+    assert_int_equal(connector_timeout_ms(&w, connector_find("azure")), 2500);
+    server_config_free(&c);
+    unsetenv("AURORA_PROVIDER_TIMEOUT_MS");
+    unsetenv("GCP_MAX_PROJECT_PAGES");
+    /* --help lists the connectors' settings, never a secret's default */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    server_config_help(f);
+    fclose(f);
+    assert_non_null(strstr(text, "GCP_REDIRECT_URI"));
+    assert_non_null(strstr(text, "OVH_EU_CLIENT_ID"));
+    assert_non_null(strstr(text, "AWS_CLI_ENDPOINT_URLS"));
+    free(text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_name_and_default_kept),
+        cmocka_unit_test(test_merged_once_no_duplicates),
+        cmocka_unit_test(test_loaded_with_ranges_and_help),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
