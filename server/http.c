@@ -16,7 +16,13 @@
 #include "json_text.h"
 
 #define WRITE_CHUNK (32 * 1024)
-#define MAX_CAPTURED 32
+/* Custom headers modules register at start (auth: 3; the webhook kit: up to 4
+ * per connector).  Only the ones a request carries are copied, and every copied
+ * value lives in lws's header buffer first, so a larger list costs a lookup per
+ * name and request, never more memory per request. */
+#define MAX_CAPTURED 128
+/* Longest registrable name; lws matches custom names with their ':'. */
+#define CAPTURED_NAME_MAX 64
 /* No header value can be longer than lws's whole header buffer
  * (max_http_header_data in server.c), so none is ever cut or dropped. */
 #define HEADER_VALUE_MAX (16384 + 1)
@@ -57,16 +63,39 @@ static int g_ncaptured;
 
 void http_set_limits(int64_t max_body) { g_max_body = max_body; }
 
+/* RFC 9110 token characters: what a header name is made of. */
+static int is_token_name(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+            return 0;
+    return 1;
+}
+
 int http_capture_header(const char *name)
 {
+    /* Registration happens at start: a header silently not captured would make
+     * its route answer as if every client left it out, so say why, loudly. */
+    if (!name || !is_token_name(name) || strlen(name) > CAPTURED_NAME_MAX) {
+        log_error("http: cannot capture header \"%s\": not a header name of 1-%d token "
+                  "characters", name ? name : "(null)", CAPTURED_NAME_MAX);
+        return -1;
+    }
     for (int i = 0; i < g_ncaptured; i++)
         if (!strcasecmp(g_captured[i], name))
             return 0;
-    if (g_ncaptured >= MAX_CAPTURED)
+    if (g_ncaptured >= MAX_CAPTURED) {
+        log_error("http: cannot capture header \"%s\": already %d captured headers (raise "
+                  "MAX_CAPTURED in server/http.c)", name, MAX_CAPTURED);
         return -1;
+    }
     char *s = strdup(name);
-    if (!s)
+    if (!s) {
+        log_error("http: cannot capture header \"%s\": out of memory", name);
         return -1;
+    }
     for (char *p = s; *p; p++)
         *p = (char)tolower((unsigned char)*p);
     g_captured[g_ncaptured++] = s;
@@ -294,7 +323,7 @@ static int copy_headers(struct lws *wsi, http_request *r)
         rc = add_header(r, name, val);
     }
     for (int i = 0; i < g_ncaptured && rc == 0; i++) {
-        char cname[80];
+        char cname[CAPTURED_NAME_MAX + 2];
         snprintf(cname, sizeof(cname), "%s:", g_captured[i]);
         int nlen = (int)strlen(cname);
         int len = lws_hdr_custom_length(wsi, cname, nlen);
@@ -408,6 +437,157 @@ static const char *check_framing(struct lws *wsi, long long *clen, char *why, si
     return NULL;
 }
 
+/* ---- request target (path and query) ----------------------------------------
+ *
+ * lws 4.1.6 decodes the target before any callback of ours (lws_parse_urldecode):
+ *  - "%00" fails the parse: lws closes the connection without an answer;
+ *  - a "%" not followed by two hex digits: lws answers its own 403 HTML page;
+ *  - an unencoded '&' or ';' ends a fragment, in the path as in the query, and
+ *    the two leave no trace of which it was;
+ *  - a decoded CR or LF ends the request line: what follows is read as a
+ *    header line;
+ *  - "%00" right after a '/' cuts the path short, unnoticed;
+ *  - '+' becomes a space, and an encoded '=' in an argument name becomes '_'.
+ * The first two never reach us (see docs/security.md).  For the rest, anything
+ * another reader of the same URL (a proxy, the provider that built a callback
+ * URL) could take differently from us is refused rather than guessed. */
+
+/* Whether fragment i of header tok exists (an empty one included). */
+static int fragment_exists(struct lws *wsi, enum lws_token_indexes tok, int i)
+{
+    char probe[1];
+    return lws_hdr_fragment_length(wsi, tok, i) > 0 ||
+           lws_hdr_copy_fragment(wsi, probe, sizeof(probe), tok, i) == 0;
+}
+
+/* Copies lws's decoded query arguments into r->query, each NUL-terminated,
+ * back to back; empty ones ("a=1&&b=2", a bare "?") are dropped.  lws_hdr_copy
+ * would join them with ',' (and its total length leaves no room for ours). */
+static int copy_query(struct lws *wsi, http_request *r)
+{
+    int qlen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    if (qlen <= 0)
+        return 0;
+    /* Every argument's length plus its NUL: at most the total length (which
+     * counts one separator between two fragments) plus one. */
+    size_t cap = (size_t)qlen + 2, used = 0;
+    r->query = malloc(cap);
+    if (!r->query)
+        return -1;
+    for (int i = 0; fragment_exists(wsi, WSI_TOKEN_HTTP_URI_ARGS, i); i++) {
+        int fl = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (fl == 0)
+            continue;
+        /* lws makes an empty last argument ("?", "?a=1&") a "/", like an empty
+         * path; a real "/" argument would be refused anyway (no '='). */
+        char probe[2];
+        if (fl == 1 && !fragment_exists(wsi, WSI_TOKEN_HTTP_URI_ARGS, i + 1) &&
+            lws_hdr_copy_fragment(wsi, probe, sizeof(probe), WSI_TOKEN_HTTP_URI_ARGS, i) == 1 &&
+            probe[0] == '/')
+            continue;
+        if (used + (size_t)fl + 1 > cap ||
+            lws_hdr_copy_fragment(wsi, r->query + used, (int)(cap - used),
+                                  WSI_TOKEN_HTTP_URI_ARGS, i) != fl)
+            return -1;
+        used += (size_t)fl + 1;
+    }
+    r->query_len = used;
+    return 0;
+}
+
+static int has_control_char(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 1;
+    return 0;
+}
+
+/* The request line's URI token: the one of the method lws matched. */
+static const enum lws_token_indexes g_uri_tokens[] = {
+    WSI_TOKEN_GET_URI,    WSI_TOKEN_POST_URI,   WSI_TOKEN_OPTIONS_URI, WSI_TOKEN_PUT_URI,
+    WSI_TOKEN_PATCH_URI,  WSI_TOKEN_DELETE_URI, WSI_TOKEN_HEAD_URI,    WSI_TOKEN_CONNECT,
+};
+
+int http_query_check(const char *query, size_t len, char *why, size_t whylen)
+{
+    for (size_t off = 0; off < len;) {
+        const char *arg = query + off;
+        size_t al = strnlen(arg, len - off);
+        const char *eq = memchr(arg, '=', al);
+        if (has_control_char(arg, al)) {
+            snprintf(why, whylen, "query arguments must not contain control characters");
+            return -1;
+        }
+        /* "id=1;2" reaches us as "id=1" and "2": ';' separates like '&' in lws,
+         * where RFC 3986 and WHATWG read one argument "1;2". */
+        if (!eq || eq == arg) {
+            snprintf(why, whylen, "malformed query: each argument must be name=value (a ';' "
+                                  "separates arguments: encode it as %%3B)");
+            return -1;
+        }
+        size_t nl = (size_t)(eq - arg);
+        /* One reader takes the first copy, another the last: refuse both. */
+        for (size_t o2 = 0; o2 < off;) {
+            const char *prev = query + o2;
+            if (!strncmp(prev, arg, nl + 1)) {
+                int printable = nl <= 64;
+                for (size_t i = 0; i < nl && printable; i++)
+                    printable = arg[i] > 0x20 && arg[i] < 0x7f;
+                snprintf(why, whylen, "query argument \"%.*s\" must appear at most once",
+                         printable ? (int)nl : 3, printable ? arg : "...");
+                return -1;
+            }
+            o2 += strlen(prev) + 1;
+        }
+        off += al + 1;
+    }
+    return 0;
+}
+
+/* 0 when the request line was read whole: lws ends it at a decoded CR or LF
+ * ("%0A"), reads what follows as a header line (one the client hid in the
+ * URL from any proxy) and never sees the HTTP version. */
+static int check_version(struct lws *wsi)
+{
+    char v[16];
+    if (fragment_exists(wsi, WSI_TOKEN_HTTP, 1) ||
+        lws_hdr_copy_fragment(wsi, v, sizeof(v), WSI_TOKEN_HTTP, 0) < 0)
+        return -1;
+    return strcmp(v, "HTTP/1.1") && strcmp(v, "HTTP/1.0") ? -1 : 0;
+}
+
+/* 0 when the decoded path and query mean one thing; otherwise -1 with why. */
+static int check_target(struct lws *wsi, const http_request *r, char *why, size_t whylen)
+{
+    for (size_t i = 0; i < sizeof(g_uri_tokens) / sizeof(g_uri_tokens[0]); i++) {
+        if (fragment_exists(wsi, g_uri_tokens[i], 1)) {
+            /* lws hands us the path up to the ';' or '&' and drops the rest. */
+            snprintf(why, whylen, "the path must not contain an unencoded ';' or '&' "
+                                  "(encode them as %%3B and %%26)");
+            return -1;
+        }
+        /* A "%00" right after a '/' or "/." slips through lws's check and
+         * cuts the path short; the fragment's length counts what follows. */
+        int fl = lws_hdr_fragment_length(wsi, g_uri_tokens[i], 0);
+        if (fl <= 0)
+            continue;
+        char *p = malloc((size_t)fl + 1);
+        int cut = !p || lws_hdr_copy_fragment(wsi, p, fl + 1, g_uri_tokens[i], 0) != fl ||
+                  strlen(p) != (size_t)fl;
+        free(p);
+        if (cut) {
+            snprintf(why, whylen, "the path must not contain NUL (%%00)");
+            return -1;
+        }
+    }
+    if (has_control_char(r->path, strlen(r->path))) {
+        snprintf(why, whylen, "the path must not contain control characters");
+        return -1;
+    }
+    return http_query_check(r->query, r->query_len, why, whylen);
+}
+
 /* ---- dispatch to the worker pool ------------------------------------------- */
 
 static void job_run(worker_ctx *w, void *arg)
@@ -483,29 +663,6 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
     t->req.method = method_of(m);
     t->req.path = strdup(uri ? uri : "/");
     lws_get_peer_simple(wsi, t->req.peer, sizeof(t->req.peer));
-    /* lws keeps each "name=value" of the query as a fragment: join them
-     * with '&' again (lws_hdr_copy's total length leaves no room for the
-     * separators, so a query of several arguments would be lost). */
-    int qlen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
-    if (qlen > 0 && qlen < 16384) {
-        size_t cap = (size_t)qlen * 2 + 64, used = 0;
-        t->req.query = malloc(cap);
-        for (int i = 0; t->req.query; i++) {
-            int fl = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
-            if (fl <= 0)
-                break;
-            if (used + (size_t)fl + 1 > cap ||
-                lws_hdr_copy_fragment(wsi, t->req.query + used, (int)(cap - used),
-                                      WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
-                free(t->req.query);
-                t->req.query = NULL;
-                used = 0;
-                break;
-            }
-            used += (size_t)fl + 1; /* keep each argument's NUL */
-        }
-        t->req.query_len = used;
-    }
     long long clen = 0;
     char why[160];
     const char *bad = check_framing(wsi, &clen, why, sizeof(why));
@@ -516,7 +673,7 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
         respond_now(t);
         return 0;
     }
-    if (!t->req.path || copy_headers(wsi, &t->req) < 0) {
+    if (!t->req.path || copy_query(wsi, &t->req) < 0 || copy_headers(wsi, &t->req) < 0) {
         t->close_after = 1;
         http_resp_error(&t->resp, 500, "INTERNAL", "out of memory");
         respond_now(t);
@@ -535,6 +692,20 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
     if (!header_count(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) &&
         (t->req.method == HTTP_POST || t->req.method == HTTP_PUT || t->req.method == HTTP_PATCH))
         t->close_after = 1;
+    int cut = check_version(wsi) < 0;
+    if (cut)
+        snprintf(why, sizeof(why), "malformed request line (a CR or LF, encoded or not, in "
+                                   "the path or query, or no HTTP/1.x version)");
+    if (cut || check_target(wsi, &t->req, why, sizeof(why)) < 0) {
+        log_warn("refused request from %s: %s", t->req.peer, why);
+        http_resp_error(&t->resp, 400, "BAD_REQUEST", "%s", why);
+        /* A body stays unread; a cut request line leaves lws reading the
+         * request as HTTP/1.0, whose connection it closes. */
+        if (clen > 0 || cut)
+            t->close_after = 1;
+        respond_now(t);
+        return 0;
+    }
     if (clen > 0) {
         t->body_expected = clen;
         t->state = TXN_RECEIVING;

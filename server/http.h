@@ -24,6 +24,10 @@ const char *http_param(const http_request *r, const char *name);
 /* URL-decoded query argument into out; 1 if found. */
 int http_query_get(const http_request *r, const char *name, char *out, size_t cap);
 const char *http_method_name(http_method m);
+/* 0 when query (arguments as lws decoded them, each NUL-terminated, len bytes
+ * in all) reads one way only: every argument "name=value" with a non-empty
+ * name, each name once, no control character.  Otherwise -1 and why. */
+int http_query_check(const char *query, size_t len, char *why, size_t whylen);
 
 /* Response helpers (take ownership of obj). */
 void http_resp_json(http_response *resp, int status, struct cJSON *obj);

@@ -40,7 +40,8 @@ typedef struct {
     http_method method;
     char *path;  /* as received (lws already %-decoded it) */
     char *query;      /* lws-decoded "name=value" arguments, each NUL-terminated, back to
-                         back (query_len bytes in all); use http_query_get */
+                         back (query_len bytes in all), each name once, no control
+                         character (http.c refuses the rest); use http_query_get */
     size_t query_len;
     http_header *headers;
     size_t nheaders;

@@ -16,6 +16,11 @@
  *    http_param) or answers 404/405 with a JSON error; no leak either way;
  *  - http_query_get returns the first "name=" argument's value, truncated to
  *    the buffer and NUL-terminated (compared with a reference reading);
+ *  - http_query_check (what http.c lets through to handlers) says why when it
+ *    refuses; when it accepts, every argument is "name=value" with a
+ *    non-empty name and no control character, and no name repeats, so the
+ *    first and the last "name=" argument are one (a reader taking either
+ *    agrees with http_query_get);
  *  - oauth_state_take refuses with 400 OAUTH_STATE_INVALID (or 503 when the
  *    store fails) and never fills the caller's state info. */
 #include <cjson/cJSON.h>
@@ -58,6 +63,50 @@ static const char *ref_query(const char *q, size_t qlen, const char *name)
         off += al + 1;
     }
     return NULL;
+}
+
+/* The reading of a reader that takes the last "name=..." instead. */
+static const char *ref_query_last(const char *q, size_t qlen, const char *name)
+{
+    const char *last = NULL;
+    size_t nl = strlen(name);
+    for (size_t off = 0; off < qlen;) {
+        const char *arg = q + off;
+        size_t al = strnlen(arg, qlen - off);
+        if (al > nl && !memcmp(arg, name, nl) && arg[nl] == '=')
+            last = arg + nl + 1;
+        off += al + 1;
+    }
+    return last;
+}
+
+/* Whether http_query_check's acceptance holds what it promises. */
+static void check_query_check(const http_request *req)
+{
+    char why[160];
+    memset(why, 0, sizeof(why));
+    if (http_query_check(req->query, req->query_len, why, sizeof(why)) < 0) {
+        FUZZ_CHECK(why[0] != '\0', "http_query_check refused without saying why");
+        return;
+    }
+    for (size_t off = 0; off < req->query_len;) {
+        const char *arg = req->query + off;
+        size_t al = strnlen(arg, req->query_len - off);
+        const char *eq = memchr(arg, '=', al);
+        FUZZ_CHECK(eq && eq != arg, "accepted an argument without name=");
+        for (size_t i = 0; i < al; i++)
+            FUZZ_CHECK((unsigned char)arg[i] >= 0x20 && arg[i] != 0x7f,
+                       "accepted a control character");
+        char name[256];
+        size_t nl = (size_t)(eq - arg);
+        if (nl < sizeof(name)) {
+            memcpy(name, arg, nl);
+            name[nl] = '\0';
+            FUZZ_CHECK(ref_query_last(req->query, req->query_len, name) == eq + 1,
+                       "accepted a repeated argument name");
+        }
+        off += al + 1;
+    }
 }
 
 static void check_query(const http_request *req, const char *name, size_t cap)
@@ -158,6 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     check_route(&req);
+    check_query_check(&req);
     static const char *const names[] = {"state", "code", "error", "error_description",
                                         "redirect_uri", "tenant_id", "region", "s", ""};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
