@@ -726,7 +726,7 @@ int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max)
 
 /* ---- read API ------------------------------------------------------------------------- */
 
-static cJSON *delivery_json(const store_webhook_delivery *d)
+static cJSON *delivery_json(const store_webhook_delivery *d, kit_wh_annotate annotate)
 {
     char t[32];
     cJSON *o = cJSON_CreateObject();
@@ -745,6 +745,8 @@ static cJSON *delivery_json(const store_webhook_delivery *d)
     } else {
         cJSON_AddNullToObject(o, "processed_at");
     }
+    if (annotate)
+        annotate(d, o);
     return o;
 }
 
@@ -771,6 +773,12 @@ static int parse_cursor(const char *c, int64_t *seq, char id[STORE_ID_LEN])
 
 void kit_webhook_list_events(worker_ctx *w, const char *connector, http_request *req,
                              http_response *resp)
+{
+    kit_webhook_list_events_ex(w, connector, NULL, req, resp);
+}
+
+void kit_webhook_list_events_ex(worker_ctx *w, const char *connector, kit_wh_annotate annotate,
+                                http_request *req, http_response *resp)
 {
     if (!req->auth.org_id[0]) {
         http_resp_error(resp, 400, "ORG_REQUIRED", "an organization is required");
@@ -813,7 +821,7 @@ void kit_webhook_list_events(worker_ctx *w, const char *connector, http_request 
     cJSON *arr = cJSON_AddArrayToObject(o, "events");
     size_t shown = n > (size_t)limit ? (size_t)limit : n;
     for (size_t i = 0; i < shown; i++)
-        cJSON_AddItemToArray(arr, delivery_json(&list[i]));
+        cJSON_AddItemToArray(arr, delivery_json(&list[i], annotate));
     if (n > shown) {
         char cur[96];
         snprintf(cur, sizeof(cur), "%" PRId64 ".%s", list[shown - 1].received_seq,
@@ -828,6 +836,12 @@ void kit_webhook_list_events(worker_ctx *w, const char *connector, http_request 
 
 void kit_webhook_get_event(worker_ctx *w, const char *connector, const char *event_id,
                            http_request *req, http_response *resp)
+{
+    kit_webhook_get_event_ex(w, connector, NULL, event_id, req, resp);
+}
+
+void kit_webhook_get_event_ex(worker_ctx *w, const char *connector, kit_wh_annotate annotate,
+                              const char *event_id, http_request *req, http_response *resp)
 {
     if (!req->auth.org_id[0]) {
         http_resp_error(resp, 400, "ORG_REQUIRED", "an organization is required");
@@ -845,7 +859,7 @@ void kit_webhook_get_event(worker_ctx *w, const char *connector, const char *eve
         api_store_error(w, resp);
         return;
     }
-    cJSON *o = delivery_json(&d);
+    cJSON *o = delivery_json(&d, annotate);
     cJSON *payload = cJSON_ParseWithLength(d.body, d.body_len);
     if (payload) {
         cJSON_AddItemToObject(o, "payload", payload);

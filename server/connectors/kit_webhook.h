@@ -205,6 +205,14 @@ void kit_webhook_list_events(worker_ctx *w, const char *connector, http_request 
                              http_response *resp);
 void kit_webhook_get_event(worker_ctx *w, const char *connector, const char *event_id,
                            http_request *req, http_response *resp);
+/* The same with connector-specific fields added to every event object from
+ * its stored columns (e.g. GitHub's "change_gating" from event and action);
+ * annotate may be NULL. */
+typedef void (*kit_wh_annotate)(const store_webhook_delivery *d, struct cJSON *o);
+void kit_webhook_list_events_ex(worker_ctx *w, const char *connector, kit_wh_annotate annotate,
+                                http_request *req, http_response *resp);
+void kit_webhook_get_event_ex(worker_ctx *w, const char *connector, kit_wh_annotate annotate,
+                              const char *event_id, http_request *req, http_response *resp);
 
 /* "2026-12-02T15:04:05Z" (21 bytes with the NUL); "" for t <= 0. */
 void kit_rfc3339(int64_t t, char out[32]);
