@@ -106,6 +106,7 @@ static const config_def server_defs[] = {
     { "GITHUB_APP_WEBHOOK_URL", "github.app_webhook_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/webhook, as registered on the App", 0 },
     { "GITHUB_APP_SETUP_URL", "github.app_setup_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/app/install/callback, as registered on the App", 0 },
     { "GITHUB_APP_WEBHOOK_SECRET", NULL, CFG_STRING, NULL, "GitHub App: webhook secret (else read from aurora/system/github-app/webhook-secret)", 1 },
+    { "GITHUB_APP_WEBHOOK_SECRET_PREVIOUS", NULL, CFG_STRING, NULL, "GitHub App: the webhook secret being rotated out, also accepted until unset", 1 },
     { "GITHUB_APP_KEY_REFRESH_S", "github.app_key_refresh_s", CFG_INT, "60", "GitHub App: the private key and webhook secret are re-read from the secrets backend at most this often (s)", 0 },
     { "GITHUB_MAX_REPO_PAGES", "github.max_repo_pages", CFG_INT, "10", "GitHub connector: most pages (100 repositories each) read per repository listing", 0 },
     { "GH_OAUTH_CLIENT_ID", "github.oauth_client_id", CFG_STRING, NULL, "GitHub OAuth App client id (GITHUB_AUTH_MODE oauth or hybrid)", 0 },
