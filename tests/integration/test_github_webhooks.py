@@ -400,6 +400,30 @@ def test_other_org_cannot_see_events(t):
     eq(w.get("/api/github/events/" + rb.get("id"), key=key_b).status, 200, "its own event by id")
 
 
+@test(timeout=120)
+def test_secret_rotation_and_unconfigured(t):
+    world()  # the fixture and keys
+    # no secret anywhere: 401 with the message naming both places, nothing stored
+    w = start_world(t, "nosecret")
+    eq(gha.install(w, OTHER_ID + 5).status, 302, "installation bound")
+    p = with_installation(examples(["issues"])[0]["payload"], OTHER_ID + 5)
+    r = send(w, "issues", p, secret="anything")
+    eq((r.status, r.error_code), (401, "WEBHOOK_SECRET_NOT_CONFIGURED"), "no secret configured (%r)" % r)
+    contains(r.get("error"), "aurora/system/github-app/webhook-secret", "message names the secret's path")
+    eq(db_rows(w), [], "nothing stored")
+    # the secret written to the backend (the guide's Step 3) is picked up without a restart
+    s1, s2 = "whsec-one-" + rand_tag(12), "whsec-two-" + rand_tag(12)
+    gha.secret_put(w, "aurora/system/github-app/webhook-secret", s1)
+    wait_until(lambda: send(w, "issues", p, secret=s1).status == 200, 10, what="first secret in use")
+    # rotation: the new value replaces the old one (GITHUB_APP_KEY_REFRESH_S=1)
+    gha.secret_put(w, "aurora/system/github-app/webhook-secret", s2)
+    wait_until(lambda: send(w, "issues", p, secret=s2).status == 200, 10, what="new secret in use")
+    r = send(w, "issues", p, secret=s1)
+    eq((r.status, r.error_code), (401, "INVALID_SIGNATURE"), "the replaced secret is refused (%r)" % r)
+    check(s1 not in w.server.log_text() and s2 not in w.server.log_text(), "no secret in the log")
+    serving(w)
+
+
 @test(timeout=180)
 def test_kill9_right_after_2xx_delivery_survives(t):
     world()  # the fixture and keys
