@@ -301,7 +301,8 @@ int github_installation_from_json(const cJSON *j, int64_t id, store_github_insta
     const cJSON *event_list = cJSON_IsArray(events) ? events : NULL;
     cJSON_ArrayForEach(it, perm_list)
     {
-        if (++n > MAX_PERMISSIONS || !github_name_ok(it->string, MAX_NAME, "_") || !cJSON_IsString(it) ||
+        if (++n > MAX_PERMISSIONS || !github_name_ok(it->string, MAX_NAME, "_") ||
+            !cJSON_IsString(it) ||
             (strcmp(it->valuestring, "read") && strcmp(it->valuestring, "write") &&
              strcmp(it->valuestring, "admin"))) {
             bad = 1;
@@ -312,7 +313,8 @@ int github_installation_from_json(const cJSON *j, int64_t id, store_github_insta
     n = 0;
     cJSON_ArrayForEach(it, event_list)
     {
-        if (++n > MAX_EVENTS || !cJSON_IsString(it) || !github_name_ok(it->valuestring, MAX_NAME, "_")) {
+        if (++n > MAX_EVENTS || !cJSON_IsString(it) ||
+            !github_name_ok(it->valuestring, MAX_NAME, "_")) {
             bad = 1;
             break;
         }
@@ -501,8 +503,8 @@ static cJSON *installation_json(const worker_ctx *w, const store_github_installa
     store_github_repository *repos = NULL;
     size_t n = 0;
     cJSON *arr = cJSON_AddArrayToObject(o, "repositories");
-    if (store_github_repository_list(w->store, g->org_id, g->installation_id, INSTALLATION_REPOS_MAX,
-                                     &repos, &n) == STORE_OK) {
+    if (store_github_repository_list(w->store, g->org_id, g->installation_id,
+                                     INSTALLATION_REPOS_MAX, &repos, &n) == STORE_OK) {
         for (size_t i = 0; i < n; i++) {
             cJSON *r = cJSON_CreateObject();
             cJSON_AddNumberToObject(r, "id", (double)repos[i].repository_id);

@@ -343,7 +343,7 @@ static void webhook_sweep(worker_ctx *w, int64_t now)
     (void)github_webhook_adopt(w);
 }
 
-/* ---- routes ----------------------------------------------------------------------------------- */
+/* ---- routes ---------------------------------------------------------------------------------- */
 
 static void webhook_route(worker_ctx *w, http_request *req, http_response *resp)
 {

@@ -924,6 +924,14 @@ static int is_rfc3339_utc(const char *s)
     return 1;
 }
 
+/* An annotation computed from the stored columns only. */
+static void annotate_event(const store_webhook_delivery *d, cJSON *o)
+{
+    char v[2 * STORE_WEBHOOK_EVENT_LEN + 2];
+    snprintf(v, sizeof(v), "%s/%s", d->event, d->action);
+    cJSON_AddStringToObject(o, "annotated", v);
+}
+
 static void test_events_api(void **state)
 {
     fx *f = *state;
@@ -997,6 +1005,20 @@ static void test_events_api(void **state)
                          ->valueint,
                      42);
     assert_string_equal(resp_str(&c, "delivery_id"), "ev-0");
+    free_call(&c);
+
+    /* a connector's annotation, on lists and single events */
+    get_call(&c, f->org.id, "limit=1");
+    kit_webhook_list_events_ex(&f->w, "github", annotate_event, &c.req, &c.resp);
+    c.json = cJSON_ParseWithLength(buf_head(&c.resp.body), buf_pending(&c.resp.body));
+    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(c.json, "events"), 0);
+    assert_string_equal(cJSON_GetObjectItem(first, "annotated")->valuestring, "push/created");
+    free_call(&c);
+    get_call(&c, f->org.id, "");
+    kit_webhook_get_event_ex(&f->w, "github", annotate_event, ids[0], &c.req, &c.resp);
+    assert_int_equal(c.resp.status, 200);
+    c.json = cJSON_ParseWithLength(buf_head(&c.resp.body), buf_pending(&c.resp.body));
+    assert_string_equal(resp_str(&c, "annotated"), "push/created");
     free_call(&c);
 
     /* filter by event; bad input */
