@@ -2327,21 +2327,33 @@ int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
     return webhook_ids(s, &r, ids, n);
 }
 
-int store_webhook_list_unassigned(store_t *s, const char *connector, int limit,
-                                  char (*ids)[STORE_ID_LEN], size_t *n)
+int store_webhook_list_unassigned(store_t *s, const char *connector, int64_t after_seq,
+                                  const char *after_id, int limit, char (*ids)[STORE_ID_LEN],
+                                  int64_t *seqs, size_t *n)
 {
     if (!s)
         return STORE_ERR;
-    if (!connector || !ids || !n || limit < 1 || limit > WEBHOOK_LIST_MAX)
+    if (!connector || !ids || !seqs || !n || limit < 1 || limit > WEBHOOK_LIST_MAX)
         return serr(s, "store_webhook_list_unassigned: bad argument");
+    *n = 0;
+    const char *aid = after_id ? after_id : "";
     db_result r;
-    db_param p[] = { p_text(connector), DB_P_INT(limit) };
+    db_param p[] = { p_text(connector), DB_P_INT(after_seq), DB_P_INT(after_seq), p_text(aid),
+                     DB_P_INT(limit) };
     if (run_query(s, "listing unassigned webhook deliveries",
-                  "SELECT id FROM webhook_deliveries WHERE connector = ? AND org_id IS NULL"
+                  "SELECT id, received_seq FROM webhook_deliveries"
+                  " WHERE connector = ? AND org_id IS NULL"
+                  " AND (received_seq > ? OR (received_seq = ? AND id > ?))"
                   " ORDER BY received_seq, id LIMIT ?",
-                  p, 2, &r) != STORE_OK)
+                  p, 5, &r) != STORE_OK)
         return STORE_ERR;
-    return webhook_ids(s, &r, ids, n);
+    int rc = STORE_OK;
+    for (size_t i = 0; i < r.nrows && rc == STORE_OK; i++)
+        if ((rc = cell_str(s, &r, i, 0, ids[i], STORE_ID_LEN, "webhook id")) == STORE_OK &&
+            (rc = cell_i64(s, &r, i, 1, &seqs[i], "webhook received_seq")) == STORE_OK)
+            (*n)++;
+    db_result_free(&r);
+    return rc;
 }
 
 int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t stale_before,

@@ -303,9 +303,13 @@ int store_webhook_list(store_t *s, const char *org_id, const char *connector, co
  * worker that died); oldest first, at most limit.  ids: limit * STORE_ID_LEN. */
 int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
                             int64_t stale_before, int limit, char (*ids)[STORE_ID_LEN], size_t *n);
-/* Same for the deliveries stored without an organization, oldest first. */
-int store_webhook_list_unassigned(store_t *s, const char *connector, int limit,
-                                  char (*ids)[STORE_ID_LEN], size_t *n);
+/* The deliveries stored without an organization, oldest first, after the
+ * cursor (after_seq, after_id: the received_seq and id of the last row of the
+ * previous page; 0 and "" or NULL from the start), at most limit; each id's
+ * received_seq in seqs (limit entries), so the caller can page on. */
+int store_webhook_list_unassigned(store_t *s, const char *connector, int64_t after_seq,
+                                  const char *after_id, int limit, char (*ids)[STORE_ID_LEN],
+                                  int64_t *seqs, size_t *n);
 /* Claims a delivery for processing (status "processing", attempts + 1,
  * claimed_at = now) if it is still open in the sense of list_open;
  * CONFLICT when another worker has it or it is finished. */

@@ -35,6 +35,7 @@
  * secret while a rotation is under way). */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@
 
 #define GH_CONNECTOR "github"
 #define SWEEP_BATCH 100      /* deliveries per recovery pass */
+#define ADOPT_SCAN 5000      /* unassigned deliveries re-examined when an installation is bound */
 #define MAX_REPOS_PER_EVENT 5000 /* GitHub sends far fewer; a bound on hostile bodies */
 #define MSG_NOT_CONFIGURED                                                                         \
     "GitHub App webhook secret not configured (GITHUB_APP_WEBHOOK_SECRET or "                      \
@@ -317,30 +319,27 @@ static const kit_webhook_spec github_webhook = {
 
 int github_webhook_adopt(worker_ctx *w)
 {
-    int total = 0, n;
-    /* Pages of the oldest unassigned deliveries, while some are assigned. */
-    for (int pass = 0; pass < 10 && (n = kit_webhook_adopt(w, &github_webhook, SWEEP_BATCH)) > 0;
-         pass++)
-        total += n;
-    if (n < 0)
-        return -1;
-    if (total > 0)
+    int n = kit_webhook_adopt(w, &github_webhook, ADOPT_SCAN);
+    if (n > 0)
         log_info("github: %d webhook deliveries received before their installation was bound are "
-                 "now assigned", total);
-    return total;
+                 "now assigned", n);
+    return n;
 }
 
 /* The recovery sweep (instance hook): a delivery committed right before a
  * crash, or whose processing job found the queue full, is processed here. */
 static void webhook_sweep(worker_ctx *w, int64_t now)
 {
+    static atomic_int started;
     int done = kit_webhook_process_open(w, &github_webhook, SWEEP_BATCH, now);
     if (done > 0)
         log_info("github: recovery sweep processed %d webhook deliveries", done);
     else if (done < 0)
         log_error("github: webhook recovery sweep: %s", store_errmsg(w->store));
-    /* An install callback that died between binding and adopting. */
-    (void)github_webhook_adopt(w);
+    /* At start-up only (the scan reads every unassigned row): an install
+     * callback that died between binding and adopting. */
+    if (!atomic_exchange(&started, 1))
+        (void)github_webhook_adopt(w);
 }
 
 /* ---- routes ---------------------------------------------------------------------------------- */

@@ -696,32 +696,54 @@ int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max)
 {
     if (!spec->resolve_org || max <= 0)
         return 0;
-    if (max > LIST_MAX)
-        max = LIST_MAX;
-    char(*ids)[STORE_ID_LEN] = calloc((size_t)max, STORE_ID_LEN);
-    size_t n = 0;
-    if (!ids || store_webhook_list_unassigned(w->store, spec->connector, max, ids, &n) != STORE_OK) {
+    if (max > KIT_WH_ADOPT_MAX)
+        max = KIT_WH_ADOPT_MAX;
+    char(*ids)[STORE_ID_LEN] = calloc(LIST_MAX, STORE_ID_LEN);
+    int64_t *seqs = calloc(LIST_MAX, sizeof(*seqs));
+    if (!ids || !seqs) {
         free(ids);
+        free(seqs);
         return -1;
     }
-    int assigned = 0;
-    for (size_t i = 0; i < n; i++) {
-        store_webhook_delivery d;
-        if (store_webhook_get(w->store, NULL, spec->connector, ids[i], &d) != STORE_OK)
-            continue;
-        cJSON *json = d.body_len ? cJSON_ParseWithLength(d.body, d.body_len) : NULL;
-        char org[STORE_ID_LEN] = "";
-        int r = spec->resolve_org(w, &d, json, org);
-        cJSON_Delete(json);
-        store_webhook_free(&d);
-        if (r == STORE_OK && org[0] && store_webhook_set_org(w->store, ids[i], org) == STORE_OK) {
-            assigned++;
-            if (spec->process)
-                (void)kit_webhook_process(w, spec, ids[i], (int64_t)time(NULL));
+    /* Pages over every unassigned row (up to max), oldest first: rows that
+     * will never be assigned (a ping, an installation nobody binds) must not
+     * hide newer ones behind them. */
+    int assigned = 0, scanned = 0, failed = 0;
+    int64_t after_seq = 0;
+    char after_id[STORE_ID_LEN] = "";
+    while (scanned < max) {
+        int page = max - scanned < LIST_MAX ? max - scanned : LIST_MAX;
+        size_t n = 0;
+        if (store_webhook_list_unassigned(w->store, spec->connector, after_seq, after_id, page,
+                                          ids, seqs, &n) != STORE_OK) {
+            failed = 1;
+            break;
         }
+        for (size_t i = 0; i < n; i++) {
+            store_webhook_delivery d;
+            if (store_webhook_get(w->store, NULL, spec->connector, ids[i], &d) != STORE_OK)
+                continue;
+            cJSON *json = d.body_len ? cJSON_ParseWithLength(d.body, d.body_len) : NULL;
+            char org[STORE_ID_LEN] = "";
+            int r = spec->resolve_org(w, &d, json, org);
+            cJSON_Delete(json);
+            store_webhook_free(&d);
+            if (r == STORE_OK && org[0] &&
+                store_webhook_set_org(w->store, ids[i], org) == STORE_OK) {
+                assigned++;
+                if (spec->process)
+                    (void)kit_webhook_process(w, spec, ids[i], (int64_t)time(NULL));
+            }
+        }
+        scanned += (int)n;
+        if (n < (size_t)page)
+            break;
+        after_seq = seqs[n - 1];
+        memcpy(after_id, ids[n - 1], STORE_ID_LEN);
     }
     free(ids);
-    return assigned;
+    free(seqs);
+    return failed && assigned == 0 ? -1 : assigned;
 }
 
 /* ---- read API ------------------------------------------------------------------------- */

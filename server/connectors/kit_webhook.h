@@ -188,9 +188,11 @@ int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char 
  * processing is recovered.  Returns how many were processed or ignored, -1 on
  * a store error. */
 int kit_webhook_process_open(worker_ctx *w, const kit_webhook_spec *spec, int max, int64_t now);
-/* Re-runs resolve_org over up to max deliveries stored without an
- * organization (call when a mapping appears, e.g. an installation was bound);
- * returns how many were assigned, -1 on a store error. */
+/* Re-runs resolve_org over up to max (at most KIT_WH_ADOPT_MAX) deliveries
+ * stored without an organization, oldest first, page by page (call when a
+ * mapping appears, e.g. an installation was bound); the assigned ones are
+ * processed.  Returns how many were assigned, -1 on a store error. */
+#define KIT_WH_ADOPT_MAX 10000
 int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max);
 
 /* ---- read API (ROUTE_AUTH_API routes a connector mounts) -----------------------
