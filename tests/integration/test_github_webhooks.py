@@ -182,7 +182,7 @@ def test_every_example_accepted_and_persisted(t):
         got.clear()
         got.update({x["delivery_id"]: x for x in events(w) if x["delivery_id"] in sent})
         return len(got) == len(sent) and all(x["status"] in ("processed", "ignored") for x in got.values())
-    wait_until(all_done, 30, what="every delivery listed and processed")
+    wait_until(all_done, 60, what="every delivery listed and processed")
     for d, (event, action, rid, body) in sent.items():
         x = got[d]
         eq((x["id"], x["event"], x["action"], x["verified"]), (rid, event, action, True), "event %s" % d)
@@ -445,7 +445,7 @@ def test_kill9_right_after_2xx_delivery_survives(t):
     con.commit()
     con.close()
     w.restart()
-    wait_until(lambda: [e["status"] for e in by_delivery(w, d)] == ["processed"], 20,
+    wait_until(lambda: [e["status"] for e in by_delivery(w, d)] == ["processed"], 30,
                what="the recovery sweep processes it after the restart")
     eq(installation_of(w, KILL_ID)["suspended"], True, "its effect applied by the sweep")
     contains(w.server.log_text(), "recovery sweep processed 1", "the sweep says so")
@@ -468,7 +468,7 @@ def test_kill9_right_after_2xx_delivery_survives(t):
     con.close()
     w.restart()
     wait_until(lambda: all(e["status"] == "processed" for e in events(w) if e["delivery_id"] in ids) and
-               len([e for e in events(w) if e["delivery_id"] in ids]) == 20, 20, what="all processed")
+               len([e for e in events(w) if e["delivery_id"] in ids]) == 20, 30, what="all processed")
 
 
 if __name__ == "__main__":
