@@ -1747,6 +1747,8 @@ int store_cluster_org(store_t *s, const char *cluster_id, char *org_id)
     "installation_id, org_id, installed_by, account_login, account_type,"                    \
     " repository_selection, permissions_json, events_json, suspended_at, pending,"           \
     " created_at, updated_at"
+/* What is read back: the written columns, then the webhook's state. */
+#define GITHUB_INSTALLATION_READ_COLS GITHUB_INSTALLATION_COLS ", removed_at"
 #define GITHUB_INSTALLATION_LIST_MAX 1000
 
 void store_github_installation_free(store_github_installation *g)
@@ -1781,7 +1783,8 @@ static int github_installation_row(store_t *s, const db_result *r, size_t i, voi
         cell_i64(s, r, i, 8, &g->suspended_at, "suspended_at") ||
         cell_int(s, r, i, 9, &g->pending, "pending") ||
         cell_i64(s, r, i, 10, &g->created_at, "installation created_at") ||
-        cell_i64(s, r, i, 11, &g->updated_at, "installation updated_at"))
+        cell_i64(s, r, i, 11, &g->updated_at, "installation updated_at") ||
+        cell_i64(s, r, i, 12, &g->removed_at, "installation removed_at"))
         return STORE_ERR;
     const char *pj = db_cell(r, i, 6), *ej = db_cell(r, i, 7);
     g->permissions_json = strdup(pj && *pj ? pj : "{}");
@@ -1833,6 +1836,7 @@ int store_github_installation_upsert(store_t *s, const store_github_installation
                       " events_json = excluded.events_json,"
                       " suspended_at = excluded.suspended_at,"
                       " pending = excluded.pending,"
+                      " removed_at = 0,"
                       " updated_at = excluded.updated_at"
                       " WHERE github_installations.org_id = excluded.org_id",
                       p, 13, &changes);
@@ -1858,7 +1862,7 @@ int store_github_installation_get(store_t *s, const char *org_id, int64_t instal
     db_result r;
     db_param p[] = { p_text(org_id), DB_P_INT(installation_id) };
     if (run_query(s, "reading GitHub installation",
-                  "SELECT " GITHUB_INSTALLATION_COLS " FROM github_installations"
+                  "SELECT " GITHUB_INSTALLATION_READ_COLS " FROM github_installations"
                   " WHERE org_id = ? AND installation_id = ?",
                   p, 2, &r))
         return STORE_ERR;
@@ -1877,7 +1881,7 @@ int store_github_installation_list(store_t *s, const char *org_id,
     db_result r;
     db_param p[] = { p_text(org_id), DB_P_INT(GITHUB_INSTALLATION_LIST_MAX) };
     if (run_query(s, "listing GitHub installations",
-                  "SELECT " GITHUB_INSTALLATION_COLS " FROM github_installations"
+                  "SELECT " GITHUB_INSTALLATION_READ_COLS " FROM github_installations"
                   " WHERE org_id = ? ORDER BY created_at, created_seq LIMIT ?",
                   p, 2, &r))
         return STORE_ERR;
@@ -1886,6 +1890,168 @@ int store_github_installation_list(store_t *s, const char *org_id,
     *out = arr;
     return rc;
 }
+
+/* ---- GitHub webhooks' view of installations ------------------------------------------ */
+
+#define GITHUB_REPO_LIST_MAX 1000
+
+int store_github_installation_org(store_t *s, int64_t installation_id, char org_id[STORE_ID_LEN])
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id)
+        return serr(s, "store_github_installation_org: missing argument");
+    org_id[0] = '\0';
+    db_result r;
+    db_param p[] = { DB_P_INT(installation_id) };
+    if (run_query(s, "reading GitHub installation's organization",
+                  "SELECT org_id FROM github_installations WHERE installation_id = ?", p, 1, &r))
+        return STORE_ERR;
+    int rc = r.nrows == 0 ? STORE_NOT_FOUND
+                          : cell_str(s, &r, 0, 0, org_id, STORE_ID_LEN, "installation org_id");
+    db_result_free(&r);
+    return rc;
+}
+
+/* One UPDATE of org_id's installation; NOT_FOUND when it changed no row. */
+static int github_installation_update(store_t *s, const char *what, const char *sql,
+                                      const db_param *p, size_t np)
+{
+    int64_t changes = 0;
+    int rc = run_exec(s, what, sql, p, np, &changes);
+    if (rc != STORE_OK)
+        return rc;
+    return changes == 0 ? STORE_NOT_FOUND : STORE_OK;
+}
+
+int store_github_installation_set(store_t *s, const char *org_id, int64_t installation_id,
+                                  store_github_installation_field field, int64_t value)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id || !*org_id)
+        return serr(s, "store_github_installation_set: missing argument");
+    /* The column comes from this table, never from the caller's text. */
+    static const char *const sql[] = {
+        [STORE_GH_SUSPENDED_AT] = "UPDATE github_installations SET suspended_at = ?, updated_at = ?"
+                                  " WHERE org_id = ? AND installation_id = ?",
+        [STORE_GH_PENDING] = "UPDATE github_installations SET pending = ?, updated_at = ?"
+                             " WHERE org_id = ? AND installation_id = ?",
+        [STORE_GH_REMOVED_AT] = "UPDATE github_installations SET removed_at = ?, updated_at = ?"
+                                " WHERE org_id = ? AND installation_id = ?",
+    };
+    if ((unsigned)field >= sizeof(sql) / sizeof(sql[0]) || check_time(s, "value", value))
+        return serr(s, "store_github_installation_set: bad field or value");
+    db_param p[] = { DB_P_INT(value), DB_P_INT((int64_t)time(NULL)), p_text(org_id),
+                     DB_P_INT(installation_id) };
+    return github_installation_update(s, "updating GitHub installation", sql[field], p, 4);
+}
+
+int store_github_installation_describe(store_t *s, const store_github_installation *g,
+                                       int clear_pending)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!g)
+        return serr(s, "store_github_installation_describe: missing argument");
+    const char *perms = g->permissions_json && *g->permissions_json ? g->permissions_json : "{}";
+    const char *events = g->events_json && *g->events_json ? g->events_json : "[]";
+    if (check_field(s, "org_id", g->org_id, sizeof(g->org_id), 1) ||
+        check_field(s, "account_login", g->account_login, sizeof(g->account_login), 0) ||
+        check_field(s, "account_type", g->account_type, sizeof(g->account_type), 0) ||
+        check_field(s, "repository_selection", g->repository_selection,
+                    sizeof(g->repository_selection), 0) ||
+        check_text(s, "permissions_json", perms, STORE_GITHUB_JSON_MAX, 1) ||
+        check_text(s, "events_json", events, STORE_GITHUB_JSON_MAX, 1))
+        return STORE_ERR;
+    db_param p[] = { p_text(g->account_login), p_text(g->account_type),
+                     p_text(g->repository_selection), p_text(perms), p_text(events),
+                     DB_P_INT(clear_pending ? 1 : 0), DB_P_INT((int64_t)time(NULL)),
+                     p_text(g->org_id), DB_P_INT(g->installation_id) };
+    return github_installation_update(
+        s, "refreshing GitHub installation",
+        "UPDATE github_installations SET account_login = ?, account_type = ?,"
+        " repository_selection = ?, permissions_json = ?, events_json = ?,"
+        " pending = CASE WHEN ? = 1 THEN 0 ELSE pending END, updated_at = ?"
+        " WHERE org_id = ? AND installation_id = ?",
+        p, 9);
+}
+
+int store_github_repository_put(store_t *s, const char *org_id, const store_github_repository *r)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!r)
+        return serr(s, "store_github_repository_put: missing argument");
+    if (check_text(s, "org_id", org_id, STORE_ID_LEN, 1) ||
+        check_field(s, "full_name", r->full_name, sizeof(r->full_name), 1))
+        return STORE_ERR;
+    if (r->installation_id <= 0 || r->repository_id <= 0)
+        return serr(s, "installation and repository ids must be positive");
+    db_param p[] = { DB_P_INT(r->installation_id), DB_P_INT(r->repository_id), p_text(org_id),
+                     p_text(r->full_name), DB_P_INT(r->is_private ? 1 : 0),
+                     DB_P_INT((int64_t)time(NULL)) };
+    int rc = run_exec(s, "saving GitHub repository",
+                      "INSERT INTO github_installation_repositories (installation_id,"
+                      " repository_id, org_id, full_name, private, added_at)"
+                      " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (installation_id, repository_id)"
+                      " DO UPDATE SET full_name = excluded.full_name, private = excluded.private"
+                      " WHERE github_installation_repositories.org_id = excluded.org_id",
+                      p, 6, NULL);
+    if (rc == STORE_CONFLICT)
+        return on_constraint(s, org_id, "GitHub repository violates a constraint");
+    return rc;
+}
+
+int store_github_repository_delete(store_t *s, const char *org_id, int64_t installation_id,
+                                   int64_t repository_id)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id || !*org_id)
+        return serr(s, "store_github_repository_delete: missing argument");
+    db_param p[] = { p_text(org_id), DB_P_INT(installation_id), DB_P_INT(repository_id) };
+    return run_exec(s, "removing GitHub repository",
+                    "DELETE FROM github_installation_repositories"
+                    " WHERE org_id = ? AND installation_id = ? AND repository_id = ?",
+                    p, 3, NULL);
+}
+
+static int github_repository_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_github_repository *g = out;
+    if (cell_i64(s, r, i, 0, &g->installation_id, "installation_id") ||
+        cell_i64(s, r, i, 1, &g->repository_id, "repository_id") ||
+        cell_str(s, r, i, 2, g->full_name, sizeof(g->full_name), "full_name") ||
+        cell_int(s, r, i, 3, &g->is_private, "private") ||
+        cell_i64(s, r, i, 4, &g->added_at, "added_at"))
+        return STORE_ERR;
+    return STORE_OK;
+}
+
+int store_github_repository_list(store_t *s, const char *org_id, int64_t installation_id,
+                                 int limit, store_github_repository **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id || !out || !n || limit < 1 || limit > GITHUB_REPO_LIST_MAX)
+        return serr(s, "store_github_repository_list: bad argument");
+    *out = NULL;
+    *n = 0;
+    db_result r;
+    db_param p[] = { p_text(org_id), DB_P_INT(installation_id), DB_P_INT(limit) };
+    if (run_query(s, "listing GitHub repositories",
+                  "SELECT installation_id, repository_id, full_name, private, added_at"
+                  " FROM github_installation_repositories WHERE org_id = ? AND installation_id = ?"
+                  " ORDER BY full_name, repository_id LIMIT ?",
+                  p, 3, &r))
+        return STORE_ERR;
+    void *arr = NULL;
+    int rc = all_rows(s, &r, github_repository_row, sizeof(store_github_repository), &arr, n);
+    *out = arr;
+    return rc;
+}
+
 /* ---- inbound webhook deliveries ------------------------------------------------------ */
 
 /* A delivery body is bounded by the server's largest request (AURORA_MAX_BODY
@@ -2161,21 +2327,33 @@ int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
     return webhook_ids(s, &r, ids, n);
 }
 
-int store_webhook_list_unassigned(store_t *s, const char *connector, int limit,
-                                  char (*ids)[STORE_ID_LEN], size_t *n)
+int store_webhook_list_unassigned(store_t *s, const char *connector, int64_t after_seq,
+                                  const char *after_id, int limit, char (*ids)[STORE_ID_LEN],
+                                  int64_t *seqs, size_t *n)
 {
     if (!s)
         return STORE_ERR;
-    if (!connector || !ids || !n || limit < 1 || limit > WEBHOOK_LIST_MAX)
+    if (!connector || !ids || !seqs || !n || limit < 1 || limit > WEBHOOK_LIST_MAX)
         return serr(s, "store_webhook_list_unassigned: bad argument");
+    *n = 0;
+    const char *aid = after_id ? after_id : "";
     db_result r;
-    db_param p[] = { p_text(connector), DB_P_INT(limit) };
+    db_param p[] = { p_text(connector), DB_P_INT(after_seq), DB_P_INT(after_seq), p_text(aid),
+                     DB_P_INT(limit) };
     if (run_query(s, "listing unassigned webhook deliveries",
-                  "SELECT id FROM webhook_deliveries WHERE connector = ? AND org_id IS NULL"
+                  "SELECT id, received_seq FROM webhook_deliveries"
+                  " WHERE connector = ? AND org_id IS NULL"
+                  " AND (received_seq > ? OR (received_seq = ? AND id > ?))"
                   " ORDER BY received_seq, id LIMIT ?",
-                  p, 2, &r) != STORE_OK)
+                  p, 5, &r) != STORE_OK)
         return STORE_ERR;
-    return webhook_ids(s, &r, ids, n);
+    int rc = STORE_OK;
+    for (size_t i = 0; i < r.nrows && rc == STORE_OK; i++)
+        if ((rc = cell_str(s, &r, i, 0, ids[i], STORE_ID_LEN, "webhook id")) == STORE_OK &&
+            (rc = cell_i64(s, &r, i, 1, &seqs[i], "webhook received_seq")) == STORE_OK)
+            (*n)++;
+    db_result_free(&r);
+    return rc;
 }
 
 int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t stale_before,

@@ -303,9 +303,13 @@ int store_webhook_list(store_t *s, const char *org_id, const char *connector, co
  * worker that died); oldest first, at most limit.  ids: limit * STORE_ID_LEN. */
 int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
                             int64_t stale_before, int limit, char (*ids)[STORE_ID_LEN], size_t *n);
-/* Same for the deliveries stored without an organization, oldest first. */
-int store_webhook_list_unassigned(store_t *s, const char *connector, int limit,
-                                  char (*ids)[STORE_ID_LEN], size_t *n);
+/* The deliveries stored without an organization, oldest first, after the
+ * cursor (after_seq, after_id: the received_seq and id of the last row of the
+ * previous page; 0 and "" or NULL from the start), at most limit; each id's
+ * received_seq in seqs (limit entries), so the caller can page on. */
+int store_webhook_list_unassigned(store_t *s, const char *connector, int64_t after_seq,
+                                  const char *after_id, int limit, char (*ids)[STORE_ID_LEN],
+                                  int64_t *seqs, size_t *n);
 /* Claims a delivery for processing (status "processing", attempts + 1,
  * claimed_at = now) if it is still open in the sense of list_open;
  * CONFLICT when another worker has it or it is finished. */
@@ -407,6 +411,7 @@ typedef struct {
     int pending;                    /* new permissions requested, not yet accepted */
     int64_t created_at;
     int64_t updated_at;
+    int64_t removed_at;             /* 0: installed; else deleted on GitHub (webhook) */
 } store_github_installation;
 
 /* Inserts, or refreshes the row when it already belongs to g->org_id.
@@ -421,5 +426,43 @@ int store_github_installation_list(store_t *s, const char *org_id,
                                    store_github_installation **out, size_t *n);
 void store_github_installation_free(store_github_installation *g);
 void store_github_installation_list_free(store_github_installation *g, size_t n);
+
+/* ---- GitHub webhooks' view of installations (connectors/github_webhook.c) --- */
+/* The organization installation_id is bound to, whichever it is (the webhook
+ * intake maps a delivery to its tenant with it); NOT_FOUND when unbound. */
+int store_github_installation_org(store_t *s, int64_t installation_id,
+                                  char org_id[STORE_ID_LEN]);
+typedef enum {
+    STORE_GH_SUSPENDED_AT, /* 0: not suspended */
+    STORE_GH_PENDING,      /* 1: new permissions requested */
+    STORE_GH_REMOVED_AT,   /* 0: installed */
+} store_github_installation_field;
+/* Sets one state column of org_id's installation (updated_at = now);
+ * NOT_FOUND when org_id has no such installation. */
+int store_github_installation_set(store_t *s, const char *org_id, int64_t installation_id,
+                                  store_github_installation_field field, int64_t value);
+/* Refreshes what GitHub says of g->org_id's installation (account,
+ * repository_selection, permissions, events), and clears pending when
+ * clear_pending; installed_by, suspended_at and removed_at are kept.
+ * NOT_FOUND when the organization has no such installation. */
+int store_github_installation_describe(store_t *s, const store_github_installation *g,
+                                       int clear_pending);
+
+#define STORE_GITHUB_REPO_NAME_LEN 256 /* "owner/name": GitHub allows 39 + 1 + 100 */
+typedef struct {
+    int64_t installation_id;
+    int64_t repository_id;
+    char full_name[STORE_GITHUB_REPO_NAME_LEN];
+    int is_private;
+    int64_t added_at;
+} store_github_repository;
+/* Adds (or renames) a repository granted to org_id's installation. */
+int store_github_repository_put(store_t *s, const char *org_id, const store_github_repository *r);
+/* Removes one; OK also when it was not there (a redelivered "removed"). */
+int store_github_repository_delete(store_t *s, const char *org_id, int64_t installation_id,
+                                   int64_t repository_id);
+/* The repositories of org_id's installation by name, at most limit (1..1000). */
+int store_github_repository_list(store_t *s, const char *org_id, int64_t installation_id,
+                                 int limit, store_github_repository **out, size_t *n);
 
 #endif

@@ -273,6 +273,28 @@ static const char *const m6_webhook_deliveries[] = {
     NULL,
 };
 
+/* GitHub webhooks (issue 10, connectors/github_webhook.c):
+ *  - removed_at: the installation was deleted on GitHub (installation.deleted);
+ *    the row stays so the deliveries that name it keep their organization;
+ *  - github_installation_repositories: the repositories an installation was
+ *    granted, kept up to date by installation (created) and
+ *    installation_repositories (added/removed) events.  org_id is the
+ *    installation's, copied so that every read is scoped by organization. */
+static const char *const m7_github_webhooks[] = {
+    "ALTER TABLE github_installations ADD COLUMN removed_at BIGINT NOT NULL DEFAULT 0",
+    "CREATE TABLE github_installation_repositories ("
+    " installation_id BIGINT NOT NULL REFERENCES github_installations (installation_id),"
+    " repository_id BIGINT NOT NULL,"
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " full_name TEXT NOT NULL,"
+    " private BIGINT NOT NULL DEFAULT 0,"
+    " added_at BIGINT NOT NULL,"
+    " PRIMARY KEY (installation_id, repository_id))",
+    "CREATE INDEX github_installation_repositories_org_idx ON github_installation_repositories"
+    " (org_id, installation_id, full_name)",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -281,6 +303,7 @@ static const migration migrations[] = {
     { 4, m4_backend_identities },
     { 5, m5_github_installations },
     { 6, m6_webhook_deliveries },
+    { 7, m7_github_webhooks },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -17,8 +17,9 @@
  *   GET /api/github/installations         the caller org's installations
  *   GET /api/github/installations/{installation_id}/repositories
  *                                         repositories through the installation token
- * Status: GET /api/connectors/status ("github").  Webhooks and the OAuth
- * fallback flow are not in this file yet. */
+ * Webhooks (POST /github/webhook) and their events API are in
+ * github_webhook.c.  Status: GET /api/connectors/status ("github").  The
+ * OAuth fallback flow is not in this file yet. */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -44,6 +45,7 @@
 #define MAX_EVENTS 128
 #define MAX_NAME 64
 #define DEFAULT_REPO_PAGES 10
+#define INSTALLATION_REPOS_MAX 1000 /* repositories shown per installation */
 
 typedef enum { MODE_APP, MODE_OAUTH, MODE_HYBRID, MODE_INVALID } auth_mode;
 
@@ -248,7 +250,7 @@ static void install_route(worker_ctx *w, http_request *req, http_response *resp)
 
 /* ---- the installation as GitHub describes it ------------------------------------------------------ */
 
-static int name_ok(const char *s, size_t max, const char *extra)
+int github_name_ok(const char *s, size_t max, const char *extra)
 {
     if (!s || !*s || strlen(s) > max)
         return 0;
@@ -261,7 +263,7 @@ static int name_ok(const char *s, size_t max, const char *extra)
 
 /* GitHub's installation object -> g (permissions and events rebuilt from
  * checked parts, never stored as received).  0, or -1 with what is wrong. */
-static int installation_from_json(const cJSON *j, int64_t id, store_github_installation *g,
+int github_installation_from_json(const cJSON *j, int64_t id, store_github_installation *g,
                                   char *why, size_t cap)
 {
     const cJSON *jid = cJSON_GetObjectItemCaseSensitive(j, "id");
@@ -276,7 +278,7 @@ static int installation_from_json(const cJSON *j, int64_t id, store_github_insta
         snprintf(why, cap, "its id is not the one asked for");
         return -1;
     }
-    if (!name_ok(login, 100, "-_.") || !name_ok(type, 31, "")) {
+    if (!github_name_ok(login, 100, "-_.") || !github_name_ok(type, 31, "")) {
         snprintf(why, cap, "its account has no valid login or type");
         return -1;
     }
@@ -299,7 +301,8 @@ static int installation_from_json(const cJSON *j, int64_t id, store_github_insta
     const cJSON *event_list = cJSON_IsArray(events) ? events : NULL;
     cJSON_ArrayForEach(it, perm_list)
     {
-        if (++n > MAX_PERMISSIONS || !name_ok(it->string, MAX_NAME, "_") || !cJSON_IsString(it) ||
+        if (++n > MAX_PERMISSIONS || !github_name_ok(it->string, MAX_NAME, "_") ||
+            !cJSON_IsString(it) ||
             (strcmp(it->valuestring, "read") && strcmp(it->valuestring, "write") &&
              strcmp(it->valuestring, "admin"))) {
             bad = 1;
@@ -310,7 +313,8 @@ static int installation_from_json(const cJSON *j, int64_t id, store_github_insta
     n = 0;
     cJSON_ArrayForEach(it, event_list)
     {
-        if (++n > MAX_EVENTS || !cJSON_IsString(it) || !name_ok(it->valuestring, MAX_NAME, "_")) {
+        if (++n > MAX_EVENTS || !cJSON_IsString(it) ||
+            !github_name_ok(it->valuestring, MAX_NAME, "_")) {
             bad = 1;
             break;
         }
@@ -425,7 +429,7 @@ static void install_callback(worker_ctx *w, http_request *req, http_response *re
     store_github_installation g;
     memset(&g, 0, sizeof(g));
     char why[128] = "not a JSON object";
-    if (!j || installation_from_json(j, id, &g, why, sizeof(why)) < 0) {
+    if (!j || github_installation_from_json(j, id, &g, why, sizeof(why)) < 0) {
         cJSON_Delete(j);
         http_resp_error(resp, 502, "GITHUB_ERROR", "GitHub's description of installation %" PRId64
                         " is unusable: %s", id, why);
@@ -449,6 +453,12 @@ static void install_callback(worker_ctx *w, http_request *req, http_response *re
         log_info("github: installation_id %" PRId64 " (%s %s, %s) connected to org %s by user %s",
                  id, g.account_type, g.account_login, action[0] ? action : "install", st.org_id,
                  st.user_id);
+        /* Deliveries that arrived before this binding (installation.created
+         * usually does) were kept without an organization: they are this
+         * org's now, and processed. */
+        if (github_webhook_adopt(w) < 0)
+            log_warn("github: assigning earlier webhook deliveries failed; the periodic sweep "
+                     "retries");
         cJSON *o = cJSON_CreateObject();
         cJSON_AddBoolToObject(o, "connected", 1);
         cJSON_AddStringToObject(o, "provider", GH_ID);
@@ -482,10 +492,33 @@ static cJSON *installation_json(const worker_ctx *w, const store_github_installa
     cJSON_AddBoolToObject(o, "suspended", g->suspended_at != 0);
     api_add_time(o, "suspended_at", g->suspended_at);
     cJSON_AddBoolToObject(o, "pending", g->pending);
+    cJSON_AddBoolToObject(o, "removed", g->removed_at != 0);
+    api_add_time(o, "removed_at", g->removed_at);
     cJSON_AddStringToObject(o, "installed_by", g->installed_by);
     cJSON_AddStringToObject(o, "manage_url", manage);
     api_add_time(o, "created_at", g->created_at);
     api_add_time(o, "updated_at", g->updated_at);
+    /* What the webhooks told (installation, installation_repositories);
+     * .../repositories asks GitHub itself. */
+    store_github_repository *repos = NULL;
+    size_t n = 0;
+    cJSON *arr = cJSON_AddArrayToObject(o, "repositories");
+    if (store_github_repository_list(w->store, g->org_id, g->installation_id,
+                                     INSTALLATION_REPOS_MAX, &repos, &n) == STORE_OK) {
+        for (size_t i = 0; i < n; i++) {
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddNumberToObject(r, "id", (double)repos[i].repository_id);
+            cJSON_AddStringToObject(r, "full_name", repos[i].full_name);
+            cJSON_AddBoolToObject(r, "private", repos[i].is_private);
+            api_add_time(r, "added_at", repos[i].added_at);
+            cJSON_AddItemToArray(arr, r);
+        }
+        cJSON_AddBoolToObject(o, "repositories_truncated", n >= INSTALLATION_REPOS_MAX);
+        free(repos);
+    } else {
+        log_error("github: listing repositories of installation %" PRId64 ": %s",
+                  g->installation_id, store_errmsg(w->store));
+    }
     return o;
 }
 
@@ -525,12 +558,12 @@ static int add_repos(const worker_ctx *w, const cJSON *page, cJSON *out, int64_t
         const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r, "id");
         const char *full = api_json_str(r, "full_name");
         const char *slash = full ? strchr(full, '/') : NULL;
-        if (!cJSON_IsNumber(rid) || !slash || !name_ok(slash + 1, 100, "-_.") ||
+        if (!cJSON_IsNumber(rid) || !slash || !github_name_ok(slash + 1, 100, "-_.") ||
             (size_t)(slash - full) > 100)
             return -1;
         char owner[128];
         snprintf(owner, sizeof(owner), "%.*s", (int)(slash - full), full);
-        if (!name_ok(owner, 100, "-_."))
+        if (!github_name_ok(owner, 100, "-_."))
             return -1;
         const char *branch = api_json_str(r, "default_branch");
         /* Shown to users: built from GH_BASE_URL, not taken from the answer. */
@@ -542,7 +575,7 @@ static int add_repos(const worker_ctx *w, const cJSON *page, cJSON *out, int64_t
         cJSON_AddStringToObject(o, "owner", owner);
         cJSON_AddBoolToObject(o, "private", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "private")));
         cJSON_AddBoolToObject(o, "archived", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "archived")));
-        if (branch && name_ok(branch, 255, "-_./"))
+        if (branch && github_name_ok(branch, 255, "-_./"))
             cJSON_AddStringToObject(o, "default_branch", branch);
         cJSON_AddStringToObject(o, "html_url", html);
         cJSON_AddItemToArray(out, o);
@@ -713,6 +746,7 @@ static void github_register(void)
     router_add_outbound(HTTP_GET, "/github/app/install", ROUTE_AUTH_API, install_route);
     router_add_outbound(HTTP_GET, "/github/app/install/callback", ROUTE_PUBLIC, install_callback);
     router_add(HTTP_GET, "/api/github/installations", ROUTE_AUTH_API, installations_route);
+    github_webhook_register(); /* POST /github/webhook, GET /api/github/events[/{id}] */
     router_add_outbound(HTTP_GET, "/api/github/installations/{installation_id}/repositories",
                         ROUTE_AUTH_API, repositories_route);
 }
@@ -726,6 +760,7 @@ static const config_def github_settings[] = {
     { "GITHUB_APP_WEBHOOK_URL", "github.app_webhook_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/webhook, as registered on the App", 0 },
     { "GITHUB_APP_SETUP_URL", "github.app_setup_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/app/install/callback, as registered on the App", 0 },
     { "GITHUB_APP_WEBHOOK_SECRET", NULL, CFG_STRING, NULL, "GitHub App: webhook secret (else read from aurora/system/github-app/webhook-secret)", 1 },
+    { "GITHUB_APP_WEBHOOK_SECRET_PREVIOUS", NULL, CFG_STRING, NULL, "GitHub App: the webhook secret being rotated out, also accepted until unset", 1 },
     { "GITHUB_APP_KEY_REFRESH_S", "github.app_key_refresh_s", CFG_INT, "60", "GitHub App: the private key and webhook secret are re-read from the secrets backend at most this often (s)", 0 },
     { "GITHUB_MAX_REPO_PAGES", "github.max_repo_pages", CFG_INT, "10", "GitHub connector: most pages (100 repositories each) read per repository listing", 0 },
     { "GH_OAUTH_CLIENT_ID", "github.oauth_client_id", CFG_STRING, NULL, "GitHub OAuth App client id (GITHUB_AUTH_MODE oauth or hybrid)", 0 },

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "http_client.h"
+#include "store.h"
 #include "worker.h"
 
 struct evp_pkey_st;
@@ -114,5 +115,24 @@ int64_t github_parse_time(const char *iso);
 /* 1 if s is a GitHub installation id: 1..GITHUB_MAX_INSTALLATION_ID in
  * decimal digits without sign or leading zero; *out gets it. */
 int github_parse_installation_id(const char *s, int64_t *out);
+
+/* ---- shared by github.c and github_webhook.c ---------------------------------------- */
+
+struct cJSON;
+/* 1 if s is 1..max bytes of [A-Za-z0-9] and the characters in extra. */
+int github_name_ok(const char *s, size_t max, const char *extra);
+/* GitHub's installation object (REST answer or a webhook's "installation")
+ * -> g's description (account, selection, permissions and events rebuilt
+ * from checked parts, never stored as received; suspended_at).  0, or -1
+ * with what is wrong in why. */
+int github_installation_from_json(const struct cJSON *j, int64_t id,
+                                  store_github_installation *g, char *why, size_t cap);
+
+/* Webhooks (github_webhook.c): mounts POST /github/webhook and the events
+ * API, and registers the recovery sweep (called from github.c's routes). */
+void github_webhook_register(void);
+/* Assigns deliveries kept without an organization whose installation is
+ * bound now, and processes them; -1 on a store error. */
+int github_webhook_adopt(worker_ctx *w);
 
 #endif

@@ -696,37 +696,59 @@ int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max)
 {
     if (!spec->resolve_org || max <= 0)
         return 0;
-    if (max > LIST_MAX)
-        max = LIST_MAX;
-    char(*ids)[STORE_ID_LEN] = calloc((size_t)max, STORE_ID_LEN);
-    size_t n = 0;
-    if (!ids || store_webhook_list_unassigned(w->store, spec->connector, max, ids, &n) != STORE_OK) {
+    if (max > KIT_WH_ADOPT_MAX)
+        max = KIT_WH_ADOPT_MAX;
+    char(*ids)[STORE_ID_LEN] = calloc(LIST_MAX, STORE_ID_LEN);
+    int64_t *seqs = calloc(LIST_MAX, sizeof(*seqs));
+    if (!ids || !seqs) {
         free(ids);
+        free(seqs);
         return -1;
     }
-    int assigned = 0;
-    for (size_t i = 0; i < n; i++) {
-        store_webhook_delivery d;
-        if (store_webhook_get(w->store, NULL, spec->connector, ids[i], &d) != STORE_OK)
-            continue;
-        cJSON *json = d.body_len ? cJSON_ParseWithLength(d.body, d.body_len) : NULL;
-        char org[STORE_ID_LEN] = "";
-        int r = spec->resolve_org(w, &d, json, org);
-        cJSON_Delete(json);
-        store_webhook_free(&d);
-        if (r == STORE_OK && org[0] && store_webhook_set_org(w->store, ids[i], org) == STORE_OK) {
-            assigned++;
-            if (spec->process)
-                (void)kit_webhook_process(w, spec, ids[i], (int64_t)time(NULL));
+    /* Pages over every unassigned row (up to max), oldest first: rows that
+     * will never be assigned (a ping, an installation nobody binds) must not
+     * hide newer ones behind them. */
+    int assigned = 0, scanned = 0, failed = 0;
+    int64_t after_seq = 0;
+    char after_id[STORE_ID_LEN] = "";
+    while (scanned < max) {
+        int page = max - scanned < LIST_MAX ? max - scanned : LIST_MAX;
+        size_t n = 0;
+        if (store_webhook_list_unassigned(w->store, spec->connector, after_seq, after_id, page,
+                                          ids, seqs, &n) != STORE_OK) {
+            failed = 1;
+            break;
         }
+        for (size_t i = 0; i < n; i++) {
+            store_webhook_delivery d;
+            if (store_webhook_get(w->store, NULL, spec->connector, ids[i], &d) != STORE_OK)
+                continue;
+            cJSON *json = d.body_len ? cJSON_ParseWithLength(d.body, d.body_len) : NULL;
+            char org[STORE_ID_LEN] = "";
+            int r = spec->resolve_org(w, &d, json, org);
+            cJSON_Delete(json);
+            store_webhook_free(&d);
+            if (r == STORE_OK && org[0] &&
+                store_webhook_set_org(w->store, ids[i], org) == STORE_OK) {
+                assigned++;
+                if (spec->process)
+                    (void)kit_webhook_process(w, spec, ids[i], (int64_t)time(NULL));
+            }
+        }
+        scanned += (int)n;
+        if (n < (size_t)page)
+            break;
+        after_seq = seqs[n - 1];
+        memcpy(after_id, ids[n - 1], STORE_ID_LEN);
     }
     free(ids);
-    return assigned;
+    free(seqs);
+    return failed && assigned == 0 ? -1 : assigned;
 }
 
 /* ---- read API ------------------------------------------------------------------------- */
 
-static cJSON *delivery_json(const store_webhook_delivery *d)
+static cJSON *delivery_json(const store_webhook_delivery *d, kit_wh_annotate annotate)
 {
     char t[32];
     cJSON *o = cJSON_CreateObject();
@@ -745,6 +767,8 @@ static cJSON *delivery_json(const store_webhook_delivery *d)
     } else {
         cJSON_AddNullToObject(o, "processed_at");
     }
+    if (annotate)
+        annotate(d, o);
     return o;
 }
 
@@ -771,6 +795,12 @@ static int parse_cursor(const char *c, int64_t *seq, char id[STORE_ID_LEN])
 
 void kit_webhook_list_events(worker_ctx *w, const char *connector, http_request *req,
                              http_response *resp)
+{
+    kit_webhook_list_events_ex(w, connector, NULL, req, resp);
+}
+
+void kit_webhook_list_events_ex(worker_ctx *w, const char *connector, kit_wh_annotate annotate,
+                                http_request *req, http_response *resp)
 {
     if (!req->auth.org_id[0]) {
         http_resp_error(resp, 400, "ORG_REQUIRED", "an organization is required");
@@ -813,7 +843,7 @@ void kit_webhook_list_events(worker_ctx *w, const char *connector, http_request 
     cJSON *arr = cJSON_AddArrayToObject(o, "events");
     size_t shown = n > (size_t)limit ? (size_t)limit : n;
     for (size_t i = 0; i < shown; i++)
-        cJSON_AddItemToArray(arr, delivery_json(&list[i]));
+        cJSON_AddItemToArray(arr, delivery_json(&list[i], annotate));
     if (n > shown) {
         char cur[96];
         snprintf(cur, sizeof(cur), "%" PRId64 ".%s", list[shown - 1].received_seq,
@@ -828,6 +858,12 @@ void kit_webhook_list_events(worker_ctx *w, const char *connector, http_request 
 
 void kit_webhook_get_event(worker_ctx *w, const char *connector, const char *event_id,
                            http_request *req, http_response *resp)
+{
+    kit_webhook_get_event_ex(w, connector, NULL, event_id, req, resp);
+}
+
+void kit_webhook_get_event_ex(worker_ctx *w, const char *connector, kit_wh_annotate annotate,
+                              const char *event_id, http_request *req, http_response *resp)
 {
     if (!req->auth.org_id[0]) {
         http_resp_error(resp, 400, "ORG_REQUIRED", "an organization is required");
@@ -845,7 +881,7 @@ void kit_webhook_get_event(worker_ctx *w, const char *connector, const char *eve
         api_store_error(w, resp);
         return;
     }
-    cJSON *o = delivery_json(&d);
+    cJSON *o = delivery_json(&d, annotate);
     cJSON *payload = cJSON_ParseWithLength(d.body, d.body_len);
     if (payload) {
         cJSON_AddItemToObject(o, "payload", payload);

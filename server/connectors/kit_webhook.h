@@ -188,9 +188,11 @@ int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char 
  * processing is recovered.  Returns how many were processed or ignored, -1 on
  * a store error. */
 int kit_webhook_process_open(worker_ctx *w, const kit_webhook_spec *spec, int max, int64_t now);
-/* Re-runs resolve_org over up to max deliveries stored without an
- * organization (call when a mapping appears, e.g. an installation was bound);
- * returns how many were assigned, -1 on a store error. */
+/* Re-runs resolve_org over up to max (at most KIT_WH_ADOPT_MAX) deliveries
+ * stored without an organization, oldest first, page by page (call when a
+ * mapping appears, e.g. an installation was bound); the assigned ones are
+ * processed.  Returns how many were assigned, -1 on a store error. */
+#define KIT_WH_ADOPT_MAX 10000
 int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max);
 
 /* ---- read API (ROUTE_AUTH_API routes a connector mounts) -----------------------
@@ -205,6 +207,14 @@ void kit_webhook_list_events(worker_ctx *w, const char *connector, http_request 
                              http_response *resp);
 void kit_webhook_get_event(worker_ctx *w, const char *connector, const char *event_id,
                            http_request *req, http_response *resp);
+/* The same with connector-specific fields added to every event object from
+ * its stored columns (e.g. GitHub's "change_gating" from event and action);
+ * annotate may be NULL. */
+typedef void (*kit_wh_annotate)(const store_webhook_delivery *d, struct cJSON *o);
+void kit_webhook_list_events_ex(worker_ctx *w, const char *connector, kit_wh_annotate annotate,
+                                http_request *req, http_response *resp);
+void kit_webhook_get_event_ex(worker_ctx *w, const char *connector, kit_wh_annotate annotate,
+                              const char *event_id, http_request *req, http_response *resp);
 
 /* "2026-12-02T15:04:05Z" (21 bytes with the NUL); "" for t <= 0. */
 void kit_rfc3339(int64_t t, char out[32]);

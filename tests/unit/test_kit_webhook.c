@@ -865,13 +865,23 @@ static void test_unknown_tenant_kept_then_adopted(void **state)
     set_secrets(GH_SECRET, NULL, NULL);
     kit_webhook_spec spec = github_spec();
     g_install_known = 0;
+    /* older deliveries that will never be assigned (no installation): more
+     * than a page, so adoption must page past them */
+    for (int i = 0; i < 150; i++) {
+        store_webhook_delivery o;
+        memset(&o, 0, sizeof(o));
+        snprintf(o.connector, sizeof(o.connector), "github");
+        snprintf(o.delivery_id, sizeof(o.delivery_id), "orphan-%d", i);
+        snprintf(o.event, sizeof(o.event), "ping");
+        assert_int_equal(store_webhook_insert(f->w.store, &o, "{}", 2, 1), STORE_OK);
+    }
     call c;
     gh_call(&c, GH_INSTALL_BODY, GH_INSTALL_SIG, "early-1");
     run_call(&c, &spec, 1700000000);
     assert_int_equal(c.resp.status, 200);
     assert_null(c.resp.on_loop); /* nothing to process without an org */
     free_call(&c);
-    assert_int_equal(committed_rows(f, "org_id IS NULL AND status = 'unassigned'"), 1);
+    assert_int_equal(committed_rows(f, "org_id IS NULL AND status = 'unassigned'"), 151);
     /* no organization sees it */
     store_webhook_delivery *list;
     size_t n;
@@ -883,14 +893,16 @@ static void test_unknown_tenant_kept_then_adopted(void **state)
     assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, 1700000001), 0);
     assert_int_equal(g_process_calls, 0);
     /* the installation gets bound: adopted and processed */
-    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 10), 0); /* still unknown */
+    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 1000), 0); /* still unknown */
     g_install_known = 1;
-    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 10), 1);
+    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 100), 0); /* behind 150 older rows */
+    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 1000), 1);
     assert_int_equal(g_process_calls, 1);
     char where[128];
     snprintf(where, sizeof(where), "org_id = '%s' AND status = 'processed'", f->org.id);
     assert_int_equal(committed_rows(f, where), 1);
-    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 10), 0);
+    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 1000), 0);
+    assert_int_equal(committed_rows(f, "org_id IS NULL"), 150);
 }
 
 /* ---- read API --------------------------------------------------------------------------- */
@@ -922,6 +934,14 @@ static int is_rfc3339_utc(const char *s)
         if (pat[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != pat[i])
             return 0;
     return 1;
+}
+
+/* An annotation computed from the stored columns only. */
+static void annotate_event(const store_webhook_delivery *d, cJSON *o)
+{
+    char v[2 * STORE_WEBHOOK_EVENT_LEN + 2];
+    snprintf(v, sizeof(v), "%s/%s", d->event, d->action);
+    cJSON_AddStringToObject(o, "annotated", v);
 }
 
 static void test_events_api(void **state)
@@ -997,6 +1017,20 @@ static void test_events_api(void **state)
                          ->valueint,
                      42);
     assert_string_equal(resp_str(&c, "delivery_id"), "ev-0");
+    free_call(&c);
+
+    /* a connector's annotation, on lists and single events */
+    get_call(&c, f->org.id, "limit=1");
+    kit_webhook_list_events_ex(&f->w, "github", annotate_event, &c.req, &c.resp);
+    c.json = cJSON_ParseWithLength(buf_head(&c.resp.body), buf_pending(&c.resp.body));
+    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(c.json, "events"), 0);
+    assert_string_equal(cJSON_GetObjectItem(first, "annotated")->valuestring, "push/created");
+    free_call(&c);
+    get_call(&c, f->org.id, "");
+    kit_webhook_get_event_ex(&f->w, "github", annotate_event, ids[0], &c.req, &c.resp);
+    assert_int_equal(c.resp.status, 200);
+    c.json = cJSON_ParseWithLength(buf_head(&c.resp.body), buf_pending(&c.resp.body));
+    assert_string_equal(resp_str(&c, "annotated"), "push/created");
     free_call(&c);
 
     /* filter by event; bad input */
@@ -1109,9 +1143,18 @@ static void webhook_store_sequence(store_t *s)
     assert_memory_equal(got.body, bin, sizeof(bin));
     store_webhook_free(&got);
     char ids[4][STORE_ID_LEN];
-    assert_int_equal(store_webhook_list_unassigned(s, "github", 4, ids, &n), STORE_OK);
+    int64_t seqs[4];
+    assert_int_equal(store_webhook_list_unassigned(s, "github", 0, NULL, 4, ids, seqs, &n),
+                     STORE_OK);
     assert_int_equal(n, 1);
     assert_string_equal(ids[0], u.id);
+    assert_true(seqs[0] > 0);
+    /* the cursor: nothing after the last row */
+    char last[STORE_ID_LEN];
+    memcpy(last, ids[0], sizeof(last));
+    assert_int_equal(store_webhook_list_unassigned(s, "github", seqs[0], last, 4, ids, seqs, &n),
+                     STORE_OK);
+    assert_int_equal(n, 0);
     assert_int_equal(store_webhook_set_org(s, u.id, "org_000000000000000000000000"),
                      STORE_NOT_FOUND);
     assert_int_equal(store_webhook_set_org(s, u.id, org.id), STORE_OK);

@@ -39,7 +39,7 @@ static pg_server g_pg;
 static int g_pg_schemas;
 #define PG_DB "aurora_test"
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 6
+#define SCHEMA_LATEST 7
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
@@ -1542,6 +1542,115 @@ static void test_github_installations(void **state)
     assert_int_equal(store_github_installation_get(f->s, a.id, 8, &got), STORE_NOT_FOUND);
 }
 
+/* What the GitHub webhooks change: state columns, description, repositories;
+ * always scoped to the installation's own organization. */
+static void test_github_webhook_state(void **state)
+{
+    fixture *f = *state;
+    store_org a = new_org(f->s, "A"), b = new_org(f->s, "B");
+    store_github_installation g, got;
+    memset(&g, 0, sizeof(g));
+    g.installation_id = 4242;
+    snprintf(g.org_id, sizeof(g.org_id), "%s", a.id);
+    snprintf(g.installed_by, sizeof(g.installed_by), "usr_x");
+    snprintf(g.account_login, sizeof(g.account_login), "octo-org");
+    snprintf(g.account_type, sizeof(g.account_type), "Organization");
+    assert_int_equal(store_github_installation_upsert(f->s, &g), STORE_OK);
+
+    char org[STORE_ID_LEN];
+    assert_int_equal(store_github_installation_org(f->s, 4242, org), STORE_OK);
+    assert_string_equal(org, a.id);
+    assert_int_equal(store_github_installation_org(f->s, 4243, org), STORE_NOT_FOUND);
+
+    /* state columns; another org changes nothing */
+    assert_int_equal(store_github_installation_set(f->s, a.id, 4242, STORE_GH_SUSPENDED_AT, 1700000000),
+                     STORE_OK);
+    assert_int_equal(store_github_installation_set(f->s, a.id, 4242, STORE_GH_PENDING, 1), STORE_OK);
+    assert_int_equal(store_github_installation_set(f->s, a.id, 4242, STORE_GH_REMOVED_AT, 1700000001),
+                     STORE_OK);
+    assert_int_equal(store_github_installation_set(f->s, b.id, 4242, STORE_GH_PENDING, 0),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_github_installation_set(f->s, a.id, 4242, (store_github_installation_field)9, 1),
+                     STORE_ERR);
+    assert_int_equal(store_github_installation_set(f->s, a.id, 4242, STORE_GH_SUSPENDED_AT, -1),
+                     STORE_ERR);
+    assert_int_equal(store_github_installation_get(f->s, a.id, 4242, &got), STORE_OK);
+    assert_int_equal(got.suspended_at, 1700000000);
+    assert_int_equal(got.pending, 1);
+    assert_int_equal(got.removed_at, 1700000001);
+    store_github_installation_free(&got);
+
+    /* description: installer, suspension and removal kept; pending cleared on request */
+    snprintf(g.account_login, sizeof(g.account_login), "renamed-org");
+    g.permissions_json = "{\"checks\":\"write\"}";
+    g.events_json = "[\"check_run\"]";
+    assert_int_equal(store_github_installation_describe(f->s, &g, 0), STORE_OK);
+    assert_int_equal(store_github_installation_get(f->s, a.id, 4242, &got), STORE_OK);
+    assert_string_equal(got.account_login, "renamed-org");
+    assert_string_equal(got.permissions_json, "{\"checks\":\"write\"}");
+    assert_string_equal(got.installed_by, "usr_x");
+    assert_int_equal(got.pending, 1);
+    assert_int_equal(got.suspended_at, 1700000000);
+    store_github_installation_free(&got);
+    assert_int_equal(store_github_installation_describe(f->s, &g, 1), STORE_OK);
+    assert_int_equal(store_github_installation_get(f->s, a.id, 4242, &got), STORE_OK);
+    assert_int_equal(got.pending, 0);
+    store_github_installation_free(&got);
+    snprintf(g.org_id, sizeof(g.org_id), "%s", b.id);
+    assert_int_equal(store_github_installation_describe(f->s, &g, 1), STORE_NOT_FOUND);
+    /* the install callback binding it again clears the removal */
+    snprintf(g.org_id, sizeof(g.org_id), "%s", a.id);
+    assert_int_equal(store_github_installation_upsert(f->s, &g), STORE_OK);
+    assert_int_equal(store_github_installation_get(f->s, a.id, 4242, &got), STORE_OK);
+    assert_int_equal(got.removed_at, 0);
+    store_github_installation_free(&got);
+
+    /* repositories: put (idempotent, renames), delete (also when absent), list by name */
+    store_github_repository r = { .installation_id = 4242, .repository_id = 2, .is_private = 1 };
+    snprintf(r.full_name, sizeof(r.full_name), "octo-org/zeta");
+    assert_int_equal(store_github_repository_put(f->s, a.id, &r), STORE_OK);
+    assert_int_equal(store_github_repository_put(f->s, a.id, &r), STORE_OK);
+    r.repository_id = 1;
+    r.is_private = 0;
+    snprintf(r.full_name, sizeof(r.full_name), "octo-org/alpha");
+    assert_int_equal(store_github_repository_put(f->s, a.id, &r), STORE_OK);
+    snprintf(r.full_name, sizeof(r.full_name), "octo-org/beta");
+    assert_int_equal(store_github_repository_put(f->s, a.id, &r), STORE_OK);
+    /* another org cannot rename a repository of A's installation */
+    snprintf(r.full_name, sizeof(r.full_name), "evil/beta");
+    assert_int_equal(store_github_repository_put(f->s, b.id, &r), STORE_OK);
+    store_github_repository *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_github_repository_list(f->s, a.id, 4242, 10, &list, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].full_name, "octo-org/beta");
+    assert_int_equal(list[0].is_private, 0);
+    assert_string_equal(list[1].full_name, "octo-org/zeta");
+    assert_int_equal(list[1].is_private, 1);
+    assert_true(list[1].added_at > 0);
+    free(list);
+    assert_int_equal(store_github_repository_list(f->s, b.id, 4242, 10, &list, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    free(list);
+    assert_int_equal(store_github_repository_delete(f->s, b.id, 4242, 2), STORE_OK); /* not B's */
+    assert_int_equal(store_github_repository_delete(f->s, a.id, 4242, 2), STORE_OK);
+    assert_int_equal(store_github_repository_delete(f->s, a.id, 4242, 2), STORE_OK); /* again */
+    assert_int_equal(store_github_repository_list(f->s, a.id, 4242, 1000, &list, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    free(list);
+    /* bad input */
+    assert_int_equal(store_github_repository_list(f->s, a.id, 4242, 0, &list, &n), STORE_ERR);
+    assert_int_equal(store_github_repository_list(f->s, a.id, 4242, 1001, &list, &n), STORE_ERR);
+    r.repository_id = 0;
+    assert_int_equal(store_github_repository_put(f->s, a.id, &r), STORE_ERR);
+    r.repository_id = 3;
+    r.installation_id = 999; /* no such installation */
+    assert_int_not_equal(store_github_repository_put(f->s, a.id, &r), STORE_OK);
+    r.installation_id = 4242;
+    r.full_name[0] = '\0';
+    assert_int_equal(store_github_repository_put(f->s, a.id, &r), STORE_ERR);
+}
+
 static void test_connectors(void **state)
 {
     fixture *f = *state;
@@ -2429,6 +2538,7 @@ int main(void)
         BOTH(test_operator_helpers),
         BOTH(test_connectors),
         BOTH(test_github_installations),
+        BOTH(test_github_webhook_state),
         BOTH(test_oauth_states),
         BOTH(test_org_settings),
         DURABLE(test_oauth_state_race),
