@@ -2144,6 +2144,7 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
         p_text(text),         p_text(encoding),
         p_text(digest),       p_text(status),
         DB_P_INT(received_at), DB_P_INT(seq),
+        d->unique_body ? p_text(digest) : DB_P_TEXT(NULL),
     };
     int64_t changes = 0;
     /* One autocommit statement: when the engine answers, the row is
@@ -2155,9 +2156,9 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
     int rc = run_exec(s, "storing webhook delivery",
                       "INSERT INTO webhook_deliveries (id, org_id, connector, tenant_key,"
                       " delivery_id, event, action, verified, body, body_encoding, body_sha256,"
-                      " status, received_at, received_seq) VALUES"
-                      " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                      " ON CONFLICT (connector, tenant_key, delivery_id) DO NOTHING",
+                      " status, received_at, received_seq, body_key) VALUES"
+                      " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                      " ON CONFLICT DO NOTHING", /* delivery id, or body_key when set */
                       p, sizeof(p) / sizeof(p[0]), &changes);
     free(text);
     if (rc == STORE_CONFLICT) {
@@ -2175,11 +2176,13 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
     }
     /* A redelivery: report the row that holds it. */
     db_result r;
-    db_param q[] = { p_text(d->connector), p_text(d->tenant_key), p_text(d->delivery_id) };
+    db_param q[] = { p_text(d->connector), p_text(d->tenant_key), p_text(d->delivery_id),
+                     d->unique_body ? p_text(digest) : DB_P_TEXT(NULL) };
     if (run_query(s, "reading webhook delivery",
                   "SELECT " WEBHOOK_COLS " FROM webhook_deliveries"
-                  " WHERE connector = ? AND tenant_key = ? AND delivery_id = ?",
-                  q, 3, &r) != STORE_OK)
+                  " WHERE connector = ? AND tenant_key = ? AND (delivery_id = ? OR body_key = ?)"
+                  " ORDER BY received_at, received_seq LIMIT 1",
+                  q, 4, &r) != STORE_OK)
         return STORE_ERR;
     store_webhook_delivery prev;
     rc = one_row(s, &r, webhook_row, &prev);

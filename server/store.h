@@ -266,6 +266,7 @@ typedef struct {
     char event[STORE_WEBHOOK_EVENT_LEN];
     char action[STORE_WEBHOOK_EVENT_LEN];
     int verified;          /* 1: signature checked; 0: accepted unsigned by the connector's policy */
+    int unique_body;       /* insert: the same bytes under another delivery id are a duplicate */
     char status[STORE_WEBHOOK_STATUS_LEN]; /* received, processing, processed, ignored,
                                               failed, unassigned */
     int attempts;          /* processing attempts started */
@@ -283,7 +284,9 @@ typedef struct {
  * with the body's len raw bytes.  Returns once the row is COMMITTED (an
  * autocommit statement: it is durable when this returns OK).  CONFLICT when
  * (connector, tenant_key, delivery_id) exists: nothing is written and d gets
- * the existing row's id, org_id and status.  NOT_FOUND when org_id names no
+ * the existing row's id, org_id and status; with d->unique_body also when
+ * the tenant already has a row with the same body bytes (a signed body
+ * replayed under a fresh delivery id).  NOT_FOUND when org_id names no
  * organization. */
 int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body, size_t len,
                          int unassigned_status);

@@ -295,6 +295,17 @@ static const char *const m7_github_webhooks[] = {
     NULL,
 };
 
+/* Providers that sign only the body (GitHub: not X-GitHub-Delivery) let a
+ * captured delivery be replayed under a fresh id.  body_key holds the body's
+ * digest for connectors that ask (kit_webhook_spec.unique_body), NULL
+ * otherwise; NULLs never collide, so other connectors are unaffected. */
+static const char *const m8_webhook_body_key[] = {
+    "ALTER TABLE webhook_deliveries ADD COLUMN body_key TEXT",
+    "CREATE UNIQUE INDEX webhook_deliveries_body_key_idx"
+    " ON webhook_deliveries (connector, tenant_key, body_key)",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -304,6 +315,7 @@ static const migration migrations[] = {
     { 5, m5_github_installations },
     { 6, m6_webhook_deliveries },
     { 7, m7_github_webhooks },
+    { 8, m8_webhook_body_key },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

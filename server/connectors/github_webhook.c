@@ -311,6 +311,9 @@ static const kit_webhook_spec github_webhook = {
      * refused with 415 (the guide's setup uses JSON). */
     .content_type = "application/json",
     .require_json_object = 1,
+    /* GitHub signs the body, not X-GitHub-Delivery; every delivery's body
+     * differs (ids, timestamps), a replay's does not. */
+    .unique_body = 1,
     .keys = webhook_keys,
     .resolve_org = webhook_org,
     .process = webhook_process,

@@ -556,6 +556,7 @@ void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_req
     }
     snprintf(d.connector, sizeof(d.connector), "%s", spec->connector);
     d.verified = verified;
+    d.unique_body = spec->unique_body;
     if (identify(spec, req, json, &d, resp) < 0 ||
         (spec->check && spec->check(w, req, json, resp) < 0)) {
         if (resp->status < 400)

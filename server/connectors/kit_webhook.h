@@ -119,6 +119,11 @@ struct kit_webhook_spec {
     const char *event_json;
     const char *action_json;
     int require_json_object; /* the body must be a JSON object (else 400, nothing stored) */
+    /* The same body bytes under another delivery id are a duplicate (2xx,
+     * nothing stored): for providers whose signature covers the body only,
+     * so a captured delivery cannot be replayed with a fresh id.  Only for
+     * providers whose distinct events never have identical bodies. */
+    int unique_body;
     /* The media type the provider sends (e.g. "application/json"; parameters
      * such as charset are ignored); another one is a 415.  NULL: any. */
     const char *content_type;

@@ -84,7 +84,13 @@ def deliver(w, event, body, signature, delivery=None, headers=None, drop=()):
     return https_request(w.port, w.ctx, "POST", "/github/webhook", body, headers=h)
 
 
-def send(w, event, payload, secret=None, delivery=None):
+def send(w, event, payload, secret=None, delivery=None, body_of=None):
+    """Signs and posts payload.  Each real delivery's body is unique (ids,
+    timestamps), and the server counts the same signed bytes under a new
+    delivery id as a replay: a field naming the delivery stands in for that
+    (body_of: the bytes of another delivery, for replay tests)."""
+    delivery = delivery or str(uuid.uuid4())
+    payload = dict(payload, aurora_test_delivery=body_of or delivery)
     body = json.dumps(payload).encode()
     return deliver(w, event, body, sign(secret or _env["secret"], body), delivery)
 
@@ -285,6 +291,13 @@ def test_redelivery_is_idempotent(t):
         eq((r.status, r.get("duplicate"), r.get("id")), (200, True, r1.get("id")), "redelivery (%r)" % r)
     eq(len(by_delivery(w, d)), 1, "one event for one delivery id")
     eq(len(db_rows(w, "delivery_id = ?", (d,))), 1, "one row")
+    # GitHub signs the body, not X-GitHub-Delivery: the captured signed body
+    # replayed under a fresh delivery id is the same delivery, not a new one
+    fresh = str(uuid.uuid4())
+    r = send(w, "workflow_run", payload, delivery=fresh, body_of=d)
+    eq((r.status, r.get("duplicate"), r.get("id")), (200, True, r1.get("id")),
+       "a replay under a new delivery id (%r)" % r)
+    eq(db_rows(w, "delivery_id = ?", (fresh,)), [], "nothing stored for the replay")
 
 
 @test(timeout=120)
