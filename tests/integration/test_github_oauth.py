@@ -239,6 +239,7 @@ def test_login_connect_ghes(t):
     # the exchange asked for JSON: GitHub answers form-encoded otherwise
     ex = [x for x in fx.stats()["requests"] if x["path"] == "/login/oauth/access_token"]
     eq(ex[-1]["status"], 200, "exchange answered")
+    contains(ex[-1]["accept"] or "", "application/json", "the exchange asks for JSON")
     wait_until(lambda: w.get("/api/github/repos").get("polled"), 15, what="first poll")
     no_secrets_anywhere(w, token, CLIENT_SECRET)
     no_foreign_hosts()
