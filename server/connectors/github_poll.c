@@ -49,6 +49,7 @@
 #define POLL_TASK "github-oauth-poll"
 #define MAX_ROWS 1000          /* connections polled per tick */
 #define MAX_TICK_S 30          /* a new connection waits at most this for its first poll */
+#define REPOS_PER_PAGE 100     /* per_page=100 */
 #define ITEMS_PER_REPO 10      /* open PRs and workflow runs kept per repository */
 #define MSG_NOT_CONNECTED "GitHub is not connected through OAuth; connect with /github/login"
 
@@ -332,11 +333,16 @@ static cJSON *cycle(poll_run *p, const cJSON *old, int max_pages, int nrepos)
             cJSON_AddStringToObject(e, "next", next);
             cJSON *items = cJSON_AddArrayToObject(e, "items");
             const cJSON *it;
+            int n = 0;
             cJSON_ArrayForEach(it, (cJSON_IsArray(body) ? body : NULL))
             {
+                if (n >= REPOS_PER_PAGE)
+                    break; /* what per_page asked for; more is not GitHub's answer */
                 cJSON *x = repo_item(p, it);
-                if (x)
+                if (x) {
                     cJSON_AddItemToArray(items, x);
+                    n++;
+                }
             }
         }
         cJSON_Delete(body);
