@@ -435,6 +435,38 @@ def test_pagination_cap_and_foreign_next_link(t):
     no_foreign_hosts()
 
 
+@test(timeout=90)
+def test_poller_hostile_answers(t):
+    w = world()
+    fx = _env["fx"]
+    org, user, key = w.new_org()
+    connect(w, "octo-hostile", key=key)
+    wait_until(lambda: w.get("/api/github/repos", key=key).get("polled"), 15, what="first poll")
+    repos = lambda: w.get("/api/github/repos", key=key).json  # noqa: E731
+    # not JSON: the cycle stops, the cached state stays, the error is shown
+    fx.ctl("/_fixture/override", {"match": "/user/repos", "login": "octo-hostile", "body": "{not json", "count": 2})
+    wait_until(lambda: "not JSON" in (repos().get("error") or ""), 15, what="error recorded")
+    eq(len(repos()["repositories"]), 3, "cached repositories kept")
+    # items GitHub would never send are dropped, one by one
+    bad = [{"full_name": "../../etc"}, {"full_name": "a/b/c"}, {"full_name": 5}, "x", None,
+           {"full_name": "ok-org/ok", "default_branch": "main; rm -rf", "pushed_at": "z" * 500},
+           {"full_name": "o/" + "n" * 200}]
+    fx.ctl("/_fixture/override", {"match": "/user/repos", "login": "octo-hostile", "body": json.dumps(bad), "count": 3})
+    wait_until(lambda: [r["full_name"] for r in repos()["repositories"]] == ["ok-org/ok"], 15,
+               what="only the well-formed repository")
+    r = repos()["repositories"][0]
+    check("default_branch" not in r and "pushed_at" not in r, "bad fields dropped", r)
+    eq(r["html_url"], fx.base + "/ok-org/ok", "URL built, not taken")
+    # back to normal once GitHub is
+    wait_until(lambda: len(repos()["repositories"]) == 3 and not repos().get("error"), 15, what="recovered")
+    # a revoked token: 401, the state kept, the user told to reconnect
+    fx.ctl("/_fixture/override", {"match": "/user/repos", "login": "octo-hostile", "status": 401,
+                                  "body": json.dumps({"message": "Bad credentials"}), "count": 3})
+    wait_until(lambda: "connect again" in (repos().get("error") or ""), 15, what="401 recorded")
+    eq(len(repos()["repositories"]), 3, "state kept after a 401")
+    eq(w.get("/health", auth=False).status, 200, "server serving")
+
+
 @test
 def test_disconnect_revokes_and_deletes(t):
     w = world()
