@@ -53,8 +53,9 @@
 #define ITEMS_PER_REPO 10      /* open PRs and workflow runs kept per repository */
 #define MSG_NOT_CONNECTED "GitHub is not connected through OAuth; connect with /github/login"
 
-/* One poll at a time: the periodic task and POST /api/github/poll never
- * write the same row's state concurrently. */
+/* One row's poll at a time: the periodic task and POST /api/github/poll
+ * never write the same row's state concurrently.  The row polled is the
+ * one read before the lock; poll_row re-reads it before writing. */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef struct {
@@ -511,6 +512,20 @@ static long poll_row(worker_ctx *w, const store_connector *row, int force, long 
     return p.delay_s;
 }
 
+/* poll_row on the row as stored now (lock held): a poll that ran since the
+ * caller read it has moved next_at on. */
+static long poll_fresh(worker_ctx *w, const store_connector *listed, int force, long *limited_s)
+{
+    store_connector fresh;
+    memset(&fresh, 0, sizeof(fresh));
+    *limited_s = 0;
+    if (store_connector_get(w->store, listed->org_id, listed->user_id, GH_ID, &fresh) != STORE_OK)
+        return MAX_TICK_S; /* gone (disconnected) or the store failed: next tick */
+    long d = poll_row(w, &fresh, force, limited_s);
+    store_connector_free(&fresh);
+    return d;
+}
+
 static int oauth_mode(const worker_ctx *w)
 {
     const char *m = server_setting(w->cfg, "GITHUB_AUTH_MODE");
@@ -541,15 +556,16 @@ static long poll_tick(worker_ctx *w)
         log_error("github poll: listing connections failed: %s", store_errmsg(w->store));
         return next;
     }
-    pthread_mutex_lock(&g_lock);
     for (size_t i = 0; i < n; i++) {
         if (!is_oauth_row(&rows[i]))
             continue;
-        long lim, d = poll_row(w, &rows[i], 0, &lim);
+        /* Per row: POST /api/github/poll waits for one row's poll at most. */
+        pthread_mutex_lock(&g_lock);
+        long lim, d = poll_fresh(w, &rows[i], 0, &lim);
+        pthread_mutex_unlock(&g_lock);
         if (d < next)
             next = d;
     }
-    pthread_mutex_unlock(&g_lock);
     store_connector_list_free(rows, n);
     return next;
 }
@@ -674,7 +690,7 @@ static void poll_now_route(worker_ctx *w, http_request *req, http_response *resp
     cJSON_Delete(md);
     long limited = 0;
     pthread_mutex_lock(&g_lock);
-    poll_row(w, &row, 1, &limited);
+    poll_fresh(w, &row, 1, &limited);
     pthread_mutex_unlock(&g_lock);
     store_connector_free(&row);
     if (limited > 0) {
