@@ -14,6 +14,7 @@
 #include "exec.h"
 #include "http_client.h"
 #include "instance.h"
+#include "periodic.h"
 #include "log.h"
 #include "proto.h"
 #include "router.h"
@@ -240,6 +241,7 @@ int server_run(server_config *cfg)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     instance_schedule(g_ctx, sv.pool);
+    periodic_schedule(g_ctx, sv.pool); /* pollers (periodic.h) */
     log_info("aurora-server listening on %s://%s:%d (%s)", cfg->plain_http ? "http" : "https",
              cfg->bind, cfg->port, cfg->env);
 
@@ -252,6 +254,7 @@ int server_run(server_config *cfg)
     /* Let the close frames go out, bounded. */
     for (int i = 0; i < 50 && tunnel_session_count(sv.tunnels); i++)
         lws_service(g_ctx, 20);
+    periodic_stop();
     workers_stop(sv.pool);
     instance_stop(cfg); /* after the last audit completion was written */
     secrets_close(secrets);

@@ -1522,6 +1522,44 @@ int store_connector_list(store_t *s, const char *org_id, store_connector **out, 
     return STORE_OK;
 }
 
+int store_connector_list_by_connector(store_t *s, const char *connector, int limit,
+                                      store_connector **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!connector || !out || !n || limit <= 0)
+        return serr(s, "store_connector_list_by_connector: missing argument");
+    *out = NULL;
+    *n = 0;
+    db_param p[] = { p_text(connector), DB_P_INT(limit) };
+    if (run_query(s, "listing connectors by id",
+                  "SELECT " CONNECTOR_COLS " FROM connectors WHERE connector = ?"
+                  " ORDER BY created_at, created_seq, org_id, user_id LIMIT ?",
+                  p, 2, &r))
+        return STORE_ERR;
+    if (r.nrows == 0) {
+        db_result_free(&r);
+        return STORE_OK;
+    }
+    store_connector *arr = calloc(r.nrows, sizeof(*arr));
+    if (!arr) {
+        db_result_free(&r);
+        return serr(s, "out of memory");
+    }
+    for (size_t i = 0; i < r.nrows; i++) {
+        if (connector_row(s, &r, i, &arr[i]) != STORE_OK) {
+            store_connector_list_free(arr, i + 1);
+            db_result_free(&r);
+            return STORE_ERR;
+        }
+    }
+    *out = arr;
+    *n = r.nrows;
+    db_result_free(&r);
+    return STORE_OK;
+}
+
 int store_connector_delete(store_t *s, const char *org_id, const char *user_id,
                            const char *connector)
 {

@@ -213,6 +213,10 @@ int store_connector_get(store_t *s, const char *org_id, const char *user_id,
 int store_connector_list(store_t *s, const char *org_id, store_connector **out, size_t *n);
 int store_connector_delete(store_t *s, const char *org_id, const char *user_id,
                            const char *connector);
+/* Up to `limit` rows of one connector across every organization, oldest
+ * first (background pollers: connectors/github_poll.c). */
+int store_connector_list_by_connector(store_t *s, const char *connector, int limit,
+                                      store_connector **out, size_t *n);
 void store_connector_free(store_connector *c);             /* frees metadata_json */
 void store_connector_list_free(store_connector *c, size_t n);
 

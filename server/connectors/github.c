@@ -18,8 +18,10 @@
  *   GET /api/github/installations/{installation_id}/repositories
  *                                         repositories through the installation token
  * Webhooks (POST /github/webhook) and their events API are in
- * github_webhook.c.  Status: GET /api/connectors/status ("github").  The
- * OAuth fallback flow is not in this file yet. */
+ * github_webhook.c.  Status: GET /api/connectors/status ("github").  The OAuth fallback
+ * (/github/login, /github/callback, the repository poller and its
+ * /api/github/repos|pulls|workflow-runs) is in github_oauth.c and
+ * github_poll.c; this file registers it and merges its status. */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@
 #include "api_util.h"
 #include "connector.h"
 #include "github_app.h"
+#include "github_oauth.h" /* OAuth fallback and poller: github_oauth.c, github_poll.c */
 #include "http_client.h"
 #include "log.h"
 #include "oauth.h"
@@ -738,6 +741,9 @@ static void github_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
     cJSON_AddNumberToObject(out, "installations", (double)n);
     cJSON_AddNumberToObject(out, "suspended", (double)suspended);
     cJSON_AddNumberToObject(out, "pending", (double)pending);
+    /* OAuth fallback (github_oauth.c): a user token also counts as connected. */
+    if (github_oauth_status(w, who, out) && m != MODE_APP)
+        cJSON_ReplaceItemInObjectCaseSensitive(out, "connected", cJSON_CreateBool(1));
 }
 
 static void github_register(void)
@@ -749,6 +755,9 @@ static void github_register(void)
     github_webhook_register(); /* POST /github/webhook, GET /api/github/events[/{id}] */
     router_add_outbound(HTTP_GET, "/api/github/installations/{installation_id}/repositories",
                         ROUTE_AUTH_API, repositories_route);
+    /* OAuth fallback: github_oauth.c, github_poll.c */
+    github_oauth_register();
+    github_poll_register();
 }
 
 /* GitHub's settings (connector guide: GitHub), declared here only. */
@@ -767,6 +776,7 @@ static const config_def github_settings[] = {
     { "GH_OAUTH_CLIENT_SECRET", NULL, CFG_STRING, NULL, "GitHub OAuth App client secret", 1 },
     { "GH_BASE_URL", "github.base_url", CFG_STRING, "https://github.com", "GitHub web base URL (GitHub Enterprise Server: https://<host>)", 0 },
     { "GH_API_BASE_URL", "github.api_base_url", CFG_STRING, "https://api.github.com", "GitHub REST API base URL (GitHub Enterprise Server: https://<host>/api/v3)", 0 },
+    GITHUB_OAUTH_SETTINGS /* github_oauth.h */
     { NULL },
 };
 
@@ -777,5 +787,6 @@ const connector connector_github = {
     .status = github_status,
     .cloud = NULL,
     .settings = github_settings,
+    .disconnecting = github_oauth_disconnecting, /* github_oauth.c: revoke the OAuth grant */
     .timeout_ms = 15000,
 };

@@ -1711,6 +1711,25 @@ static void test_connectors(void **state)
     assert_string_equal(list[0].user_id, ua.id);
     store_connector_list_free(list, n);
 
+    /* One connector across every organization (pollers), oldest first, bounded. */
+    assert_int_equal(store_connector_list_by_connector(f->s, "gcp", 100, &list, &n), STORE_OK);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(list[i].connector, "gcp");
+    assert_string_equal(list[0].org_id, a.id);
+    assert_string_equal(list[3].account, "b@p");
+    store_connector_list_free(list, n);
+    assert_int_equal(store_connector_list_by_connector(f->s, "gcp", 2, &list, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    store_connector_list_free(list, n);
+    assert_int_equal(store_connector_list_by_connector(f->s, "aws", 100, &list, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    store_connector_list_free(list, n);
+    assert_int_equal(store_connector_list_by_connector(f->s, "nope", 100, &list, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_connector_list_by_connector(f->s, "gcp", 0, &list, &n), STORE_ERR);
+    assert_int_equal(store_connector_list_by_connector(f->s, NULL, 10, &list, &n), STORE_ERR);
+
     /* Tenant scoping: org B's view of the same (user, connector) is its own row. */
     assert_int_equal(store_connector_get(f->s, b.id, ua.id, "gcp", &got), STORE_OK);
     assert_string_equal(got.account, "foreign@p");

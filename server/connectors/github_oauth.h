@@ -1,0 +1,33 @@
+/* github_oauth.h — the GitHub connector's OAuth fallback (connector guide:
+ * GitHub, "Path B — OAuth fallback"): a classic OAuth App signs a user in
+ * (github_oauth.c) and a poller keeps that user's repository state
+ * (github_poll.c), for deployments that cannot receive webhooks.
+ * github.c only registers these routes and merges the status fields. */
+#ifndef AURORA_GITHUB_OAUTH_H
+#define AURORA_GITHUB_OAUTH_H
+
+#include "connector.h"
+
+struct cJSON;
+
+#define GITHUB_OAUTH_FIELD "access-token" /* the user token's secret field */
+
+/* GET/POST /github/login, GET /github/callback (github_oauth.c) and the
+ * poller's routes and periodic task (github_poll.c). */
+void github_oauth_register(void);
+void github_poll_register(void);
+/* Store pool: adds "oauth_connected", "oauth_login" and the poller's
+ * summary for `who` to the connector status; returns 1 when connected. */
+int github_oauth_status(worker_ctx *w, const auth_ctx *who, struct cJSON *out);
+/* connector.disconnecting: revokes the user's grant at GitHub (best effort). */
+void github_oauth_disconnecting(worker_ctx *w, const auth_ctx *who, const store_connector *row);
+
+/* The settings of both files (github.c lists them in its table). */
+#define GITHUB_OAUTH_SETTINGS                                                                      \
+    { "GH_OAUTH_REDIRECT_URI", "github.oauth_redirect_uri", CFG_STRING, "http://localhost:5080/github/callback", "GitHub OAuth App: callback URL as registered on the OAuth App (<API_URL>/github/callback)", 0 }, \
+    { "GH_OAUTH_SCOPES", "github.oauth_scopes", CFG_STRING, "repo read:org workflow", "GitHub OAuth App: scopes asked for (space-separated)", 0 }, \
+    { "GITHUB_POLL_INTERVAL_S", "github.poll_interval_s", CFG_INT, "300", "GitHub OAuth poller: seconds between two refreshes of a user's repositories, pull requests and workflow runs", 0, 1, 86400 }, \
+    { "GITHUB_POLL_REPOS", "github.poll_repos", CFG_INT, "10", "GitHub OAuth poller: open PRs and recent workflow runs are read for this many most recently pushed repositories", 0, 0, 100 }, \
+    { "GITHUB_POLL_MAX_PAGES", "github.poll_max_pages", CFG_INT, "5", "GitHub OAuth poller: most pages (100 repositories each) of GET /user/repos read per refresh", 0, 1, 100 },
+
+#endif
