@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http.h"
+
 /* Response headers the kit reads; a caller's extra names come after them. */
 static const char *const KIT_HEADERS[] = {
     "Retry-After",      "ETag",           "Link",
@@ -673,7 +675,9 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
                                .cacert = req->cacert,
                                .max_response = req->max_response,
                                .https_only = req->https_only,
-                               .capture = capture };
+                               .capture = capture,
+                               .aws_sigv4 = req->aws_sigv4,
+                               .userpwd = req->userpwd };
         http_client_resp_free(&resp->http);
         resp->not_modified = 0;
         resp->etag[0] = '\0';
@@ -689,6 +693,11 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
         } else {
             transport = 0;
             kind = classify(resp, sent_etag, &hint);
+            if (kind == ANSWER_DONE && resp->code != AUR_OK && req->retry_if &&
+                req->retry_if(&resp->http)) {
+                resp->code = AUR_E_UNAVAILABLE;
+                kind = ANSWER_RETRY;
+            }
         }
         if (kind == ANSWER_DONE || !may_retry || attempt >= max)
             break;
@@ -733,6 +742,42 @@ long kit_poll_delay_s(const kit_call_resp *resp, long interval_s, long calls_per
     if (resp->rl_remaining >= 0 && resp->rl_remaining < need && resp->rl_reset_s > d)
         d = resp->rl_reset_s;
     return clamp_wait(d);
+}
+
+void kit_call_error(const kit_call_errors *e, const kit_call_resp *r, const char *what,
+                    long timeout_ms, const char *suffix, http_response *resp)
+{
+    const char *sep = what && *what ? ": " : "";
+    what = what ? what : "";
+    if (r->status == 0 && r->code == AUR_E_TIMEOUT)
+        http_resp_error(resp, 504, e->timeout, "%s%s%s did not answer within %ld s", what, sep,
+                        e->service, (timeout_ms + 999) / 1000);
+    else if (r->status == 0)
+        http_resp_error(resp, 502, e->unreachable, "%s%s%s is unreachable (%s)", what, sep,
+                        e->service, r->http.err[0] ? r->http.err : r->err);
+    else
+        http_resp_error(resp, 502, r->status == 401 || r->status == 403 ? e->denied : e->failed,
+                        "%s%s%s answered HTTP %ld%s", what, sep, e->service, r->status,
+                        suffix ? suffix : "");
+}
+
+char *kit_bearer_header(const char *token)
+{
+    size_t n = strlen("Authorization: Bearer ") + strlen(token) + 1;
+    char *h = malloc(n);
+    if (h)
+        snprintf(h, n, "Authorization: Bearer %s", token);
+    return h;
+}
+
+void kit_code_text(const char *in, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = in; p && *p && o + 1 < cap; p++)
+        if (isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-')
+            out[o++] = *p;
+    if (cap)
+        out[o] = '\0';
 }
 
 cJSON *kit_call_json(const kit_call_resp *resp)

@@ -51,6 +51,12 @@ typedef struct {
     size_t max_response;        /* 0: HTTP_CLIENT_MAX_RESPONSE */
     int https_only;             /* refuse http:// URLs (a production base must be https) */
     const char *cacert;         /* as http_client_req.cacert */
+    const char *aws_sigv4;      /* as http_client_req: "aws:amz:<region>:<service>" signs it */
+    const char *userpwd;        /* with aws_sigv4: "<access key id>:<secret key>" */
+    /* A provider that says "try again" in an answer kit_call would not retry
+     * (AWS Query APIs: HTTP 400 with <Code>Throttling</Code>): 1 retries it
+     * like a 5xx.  NULL: none. */
+    int (*retry_if)(const http_client_resp *answer);
 } kit_call_req;
 
 typedef struct {
@@ -176,6 +182,37 @@ int kit_pager_init(kit_pager *p, const kit_pager_cfg *cfg, const kit_call_req *f
  * After anything but AUR_OK the walk is over. */
 int kit_pager_next(kit_pager *p, kit_call_resp *resp);
 void kit_pager_free(kit_pager *p);
+
+/* ---- a failed call as the connector's own answer -------------------------------
+ *
+ * Connectors name provider failures with the codes of the connector guide;
+ * the wording is the same everywhere:
+ *   no answer in time   504 `timeout`     "[<what>: ]<service> did not answer within N s"
+ *   no answer           502 `unreachable` "[<what>: ]<service> is unreachable (<transport detail>)"
+ *   401 / 403           502 `denied`      "[<what>: ]<service> answered HTTP n<suffix>"
+ *   any other status    502 `failed`      the same
+ * N is timeout_ms rounded up.  The detail is http_client's (host and port at
+ * most); suffix is the connector's (an error code it read, the call's
+ * purpose), never a body. */
+typedef struct {
+    const char *service;     /* "Azure Resource Manager", "OVH API", "AWS STS" */
+    const char *timeout;     /* 504 */
+    const char *unreachable; /* 502 */
+    const char *denied;      /* 502 on 401/403 */
+    const char *failed;      /* 502 otherwise */
+} kit_call_errors;
+
+struct http_response;
+void kit_call_error(const kit_call_errors *e, const kit_call_resp *r, const char *what,
+                    long timeout_ms, const char *suffix, struct http_response *resp);
+
+/* "Authorization: Bearer <token>" (malloc'd: secret_free it), NULL on OOM. */
+char *kit_bearer_header(const char *token);
+
+/* A provider's error code ("AccessDenied", "invalid_grant",
+ * "AuthorizationFailed") safe to echo in a message: [A-Za-z0-9._-] only,
+ * other characters dropped, at most cap - 1 of them.  in may be NULL. */
+void kit_code_text(const char *in, char *out, size_t cap);
 
 /* ---- parsers (exposed for their tests and for callers with their own loop) ---- */
 

@@ -13,6 +13,7 @@
 #include "connector.h"
 #include "crypto.h"
 #include "http_client.h"
+#include "kit_call.h"
 #include "kit_secrets.h"
 #include "log.h"
 
@@ -52,12 +53,8 @@ cJSON *kit_oauth_token_post(const char *url, const char *const *form, const char
     res->status = rp.status;
     cJSON *j = http_client_json(&rp);
     http_client_resp_free(&rp);
-    const char *e = j ? api_json_str(j, "error") : NULL;
-    if (e) /* printable, bounded: it is echoed in messages */
-        for (size_t o = 0; *e && o + 1 < sizeof(res->error); e++)
-            if ((*e >= 'a' && *e <= 'z') || (*e >= 'A' && *e <= 'Z') || (*e >= '0' && *e <= '9') ||
-                *e == '_' || *e == '-' || *e == '.')
-                res->error[o++] = *e;
+    /* printable, bounded: it is echoed in messages */
+    kit_code_text(j ? api_json_str(j, "error") : NULL, res->error, sizeof(res->error));
     if (rp.status < 200 || rp.status > 299) {
         snprintf(res->err, sizeof(res->err), "token endpoint answered HTTP %ld%s%s", rp.status,
                  res->error[0] ? ": " : "", res->error);

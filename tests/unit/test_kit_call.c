@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "http.h"
 #include "http_client.h"
 #include "kit_call.h"
 #include "proc_harness.h"
@@ -461,6 +462,77 @@ static void test_retry_5xx_then_ok(void **state)
     assert_int_equal(r.attempts, 2);
     assert_int_equal(fixture_hits(k), 2);
     kit_call_resp_free(&r);
+}
+
+/* The body names a retryable condition kit_call would not see (AWS Query
+ * APIs answer throttling as HTTP 400 <Code>Throttling</Code>). */
+static int body_says_retry(const http_client_resp *answer)
+{
+    return answer->body && strstr(answer->body, "SECRET-BODY-MARKER") != NULL;
+}
+
+static void test_retry_if_and_connector_errors(void **state)
+{
+    (void)state;
+    const char *k = new_key();
+    kit_call_req q = base_req(api_url("/fault?k=%s&fail=1&status=400", k));
+    kit_call_resp r;
+    assert_int_equal(kit_call(&q, &r), AUR_E_INVALID); /* a 400 alone is final */
+    assert_int_equal(r.attempts, 1);
+    kit_call_resp_free(&r);
+    k = new_key();
+    q = base_req(api_url("/fault?k=%s&fail=1&status=400", k));
+    q.method = "POST";
+    q.body = "x=1";
+    q.body_len = 3;
+    q.retry_safe = 1;
+    q.retry_if = body_says_retry;
+    assert_int_equal(kit_call(&q, &r), AUR_OK);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(fixture_hits(k), 2);
+    kit_call_resp_free(&r);
+    /* without retry_safe a POST is still sent once */
+    k = new_key();
+    q.url = api_url("/fault?k=%s&fail=1&status=400", k);
+    q.retry_safe = 0;
+    assert_int_equal(kit_call(&q, &r), AUR_E_UNAVAILABLE);
+    assert_int_equal(fixture_hits(k), 1);
+
+    /* the connector's answer: status, code and a message without the body */
+    static const kit_call_errors errs = { .service = "Test API", .timeout = "T_TIMEOUT",
+                                          .unreachable = "T_UNREACHABLE", .denied = "T_DENIED",
+                                          .failed = "T_ERROR" };
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    kit_call_error(&errs, &r, "Doing it failed", 1500, " while testing", &resp);
+    assert_int_equal(resp.status, 502);
+    char *text = strndup(buf_head(&resp.body), buf_pending(&resp.body));
+    assert_non_null(strstr(text, "\"T_ERROR\""));
+    assert_non_null(strstr(text, "Doing it failed: Test API answered HTTP 400 while testing"));
+    assert_null(strstr(text, "SECRET-BODY-MARKER"));
+    free(text);
+    buf_free(&resp.body);
+    kit_call_resp_free(&r);
+    r.status = 0;
+    r.code = AUR_E_TIMEOUT;
+    memset(&resp, 0, sizeof(resp));
+    kit_call_error(&errs, &r, NULL, 1500, NULL, &resp);
+    assert_int_equal(resp.status, 504);
+    text = strndup(buf_head(&resp.body), buf_pending(&resp.body));
+    assert_non_null(strstr(text, "Test API did not answer within 2 s"));
+    free(text);
+    buf_free(&resp.body);
+
+    char code[16];
+    kit_code_text("Access\"Denied <x>\n", code, sizeof(code));
+    assert_string_equal(code, "AccessDeniedx");
+    kit_code_text("ns#Throttling.Exception_1-2-3-4-5", code, sizeof(code));
+    assert_string_equal(code, "nsThrottling.Ex"); /* bounded */
+    kit_code_text(NULL, code, sizeof(code));
+    assert_string_equal(code, "");
+    char *h = kit_bearer_header("tok");
+    assert_string_equal(h, "Authorization: Bearer tok");
+    secret_free(h);
 }
 
 static void test_attempts_exhausted_message_has_no_body(void **state)
@@ -1006,6 +1078,7 @@ int main(void)
         cmocka_unit_test(test_retry_5xx_then_ok),
         cmocka_unit_test(test_attempts_exhausted_message_has_no_body),
         cmocka_unit_test(test_status_mapping),
+        cmocka_unit_test(test_retry_if_and_connector_errors),
         cmocka_unit_test(test_429_retry_after_seconds),
         cmocka_unit_test(test_429_retry_after_date),
         cmocka_unit_test(test_ratelimit_reset_headers_honoured),
