@@ -36,6 +36,7 @@
 #include "api_util.h"
 #include "connector.h"
 #include "http_client.h"
+#include "kit_call.h"
 #include "kit_oauth.h"
 #include "kit_secrets.h"
 #include "log.h"
@@ -211,45 +212,47 @@ static void initiate(worker_ctx *w, http_request *req, http_response *resp)
 
 /* ---- the account behind a token ---------------------------------------------------------- */
 
-/* GET <api>/me with the token; *nic gets the account's nichandle.  0 or -1
- * with resp filled. */
+static const kit_call_errors ovh_api_errors = {
+    .service = "OVH API",
+    .timeout = "OVH_TIMEOUT",
+    .unreachable = "OVH_UNREACHABLE",
+    .denied = "OVH_API_DENIED",
+    .failed = "OVH_ERROR",
+};
+
+/* GET <api>/me with the token (kit_call: retried on 5xx, never off the
+ * region's API base); *nic gets the account's nichandle.  0 or -1 with
+ * resp filled. */
 static int whoami(worker_ctx *w, const ovh_region *r, const char *token, char *nic, size_t cap,
                   http_response *resp)
 {
-    char url[1024];
-    endpoint(w, r, "API_BASE", "/me", url, sizeof(url));
-    size_t hl = strlen(token) + 32;
-    char *authz = malloc(hl);
-    if (!authz) {
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+    const char *base = rsetting(w, r, "API_BASE");
+    char *url = kit_url(base, "/me"), *authz = kit_bearer_header(token);
+    if (!url || !authz) {
+        free(url);
+        secret_free(authz);
+        if (!base)
+            http_resp_error(resp, 500, "OVH_ERROR", "OVH_%s_API_BASE is not set", r->up);
+        else
+            http_resp_error(resp, 500, "INTERNAL", "out of memory");
         return -1;
     }
-    snprintf(authz, hl, "Authorization: Bearer %s", token);
     const char *headers[] = { authz, "Accept: application/json", NULL };
     long timeout = connector_timeout_ms(w, &connector_ovh);
-    http_client_req rq = { .method = "GET", .url = url, .headers = headers,
-                           .timeout_ms = timeout, .max_response = 256 * 1024 };
-    http_client_resp rp;
-    int rc = http_client_do(&rq, &rp);
-    secret_free_n(authz, hl);
-    if (rc < 0) {
-        if (rp.code == AUR_E_TIMEOUT)
-            http_resp_error(resp, 504, "OVH_TIMEOUT", "OVH API did not answer within %ld s",
-                            (timeout + 999) / 1000);
-        else
-            http_resp_error(resp, 502, "OVH_UNREACHABLE", "OVH API is unreachable (%s)", rp.err);
+    kit_call_req q = { .provider = "OVH API", .base_url = base, .url = url, .headers = headers,
+                       .attempt_timeout_ms = timeout, .deadline_ms = timeout,
+                       .max_response = 256 * 1024 };
+    kit_call_resp rp;
+    int rc = kit_call(&q, &rp);
+    secret_free(authz);
+    free(url);
+    cJSON *j = rc == AUR_OK ? kit_call_json(&rp) : NULL;
+    if (rc != AUR_OK)
+        kit_call_error(&ovh_api_errors, &rp, NULL, timeout, " to /me with the new token", resp);
+    kit_call_resp_free(&rp);
+    if (rc != AUR_OK)
         return -1;
-    }
-    if (rp.status < 200 || rp.status > 299) {
-        http_resp_error(resp, 502, rp.status == 401 || rp.status == 403 ? "OVH_API_DENIED"
-                                                                          : "OVH_ERROR",
-                        "OVH API answered HTTP %ld to /me with the new token", rp.status);
-        http_client_resp_free(&rp);
-        return -1;
-    }
-    cJSON *j = http_client_json(&rp);
-    http_client_resp_free(&rp);
-    const char *n = j ? api_json_str(j, "nichandle") : NULL;
+    const char *n = cJSON_IsObject(j) ? api_json_str(j, "nichandle") : NULL;
     char err[64];
     if (!n || api_check_text(n, "nichandle", 1, 128, err, sizeof(err)) < 0) {
         cJSON_Delete(j);
