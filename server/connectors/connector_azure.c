@@ -46,6 +46,7 @@
 #include "http_client.h"
 #include "jwt.h"
 #include "kit_cache.h"
+#include "kit_call.h"
 #include "kit_oauth.h"
 #include "kit_secrets.h"
 #include "log.h"
@@ -209,115 +210,92 @@ static cJSON *sp_token(const worker_ctx *w, const char *tenant, const char *clie
 
 /* ---- subscriptions ------------------------------------------------------------------ */
 
-static void arm_error_code(const http_client_resp *r, char *out, size_t cap)
+static const kit_call_errors arm_errors = {
+    .service = "Azure Resource Manager",
+    .timeout = "AZURE_TIMEOUT",
+    .unreachable = "AZURE_UNREACHABLE",
+    .denied = "AZURE_MANAGEMENT_DENIED",
+    .failed = "AZURE_MANAGEMENT_ERROR",
+};
+
+/* One page's subscriptions into subs; 0, or -1 when the page has no list. */
+static int add_subscriptions(const kit_call_resp *r, cJSON *subs)
 {
-    out[0] = '\0';
-    cJSON *j = http_client_json(r);
-    const cJSON *e = j ? cJSON_GetObjectItemCaseSensitive(j, "error") : NULL;
-    const char *c = e ? api_json_str(e, "code") : NULL;
-    size_t o = 0;
-    for (const char *p = c; p && *p && o + 1 < cap; p++)
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))
-            out[o++] = *p;
-    out[o] = '\0';
+    cJSON *j = kit_call_json(r);
+    const cJSON *val = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "value") : NULL;
+    const cJSON *it;
+    int ok = cJSON_IsArray(val);
+    cJSON_ArrayForEach(it, val)
+    {
+        const char *id = api_json_str(it, "subscriptionId");
+        const char *name = api_json_str(it, "displayName");
+        const char *state = api_json_str(it, "state");
+        if (!id || !guid_valid(id) || cJSON_GetArraySize(subs) >= AZ_MAX_SUBSCRIPTIONS)
+            continue;
+        cJSON *s = cJSON_CreateObject();
+        cJSON_AddStringToObject(s, "id", id);
+        cJSON_AddStringToObject(s, "name", name ? name : "");
+        cJSON_AddStringToObject(s, "state", state ? state : "");
+        cJSON_AddItemToArray(subs, s);
+    }
     cJSON_Delete(j);
+    return ok ? 0 : -1;
 }
 
 /* Lists the subscriptions the token sees into *out (array of {id, name,
- * state}).  0, or -1 with resp filled. */
+ * state}), following nextLink (kit pager: never off AZURE_MANAGEMENT_BASE,
+ * at most AZURE_MAX_SUBSCRIPTION_PAGES pages).  0, or -1 with resp filled. */
 static int list_subscriptions(worker_ctx *w, const char *access_token, cJSON **out,
                               http_response *resp)
 {
-    char base[512], url[2048];
-    trim_base(mgmt_base(w), base, sizeof(base));
-    snprintf(url, sizeof(url), "%s/subscriptions?api-version=%s", base, AZ_API_VERSION);
-    size_t hl = strlen(access_token) + 32;
-    char *authz = malloc(hl);
+    const char *base = mgmt_base(w);
+    char *url = kit_url(base, "/subscriptions?api-version=" AZ_API_VERSION);
+    char *authz = kit_bearer_header(access_token);
     cJSON *subs = cJSON_CreateArray();
-    if (!authz || !subs) {
-        free(authz);
-        cJSON_Delete(subs);
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        return -1;
-    }
-    snprintf(authz, hl, "Authorization: Bearer %s", access_token);
     const char *headers[] = { authz, "Accept: application/json", NULL };
-    int pages = 0, ret = -1, limit = max_pages(w);
-    for (;;) {
-        http_client_req rq = { .method = "GET", .url = url, .headers = headers,
-                               .timeout_ms = timeout_ms(w), .max_response = 4 * 1024 * 1024 };
-        http_client_resp rp;
-        if (http_client_do(&rq, &rp) < 0) {
-            if (rp.code == AUR_E_TIMEOUT)
-                http_resp_error(resp, 504, "AZURE_TIMEOUT",
-                                "Azure Resource Manager did not answer within %ld s",
-                                (timeout_ms(w) + 999) / 1000);
-            else
-                http_resp_error(resp, 502, "AZURE_UNREACHABLE",
-                                "Azure Resource Manager is unreachable (%s)", rp.err);
-            break;
-        }
-        if (rp.status < 200 || rp.status > 299) {
-            char code[64];
-            arm_error_code(&rp, code, sizeof(code));
-            http_resp_error(resp, 502, rp.status == 401 || rp.status == 403 ? "AZURE_MANAGEMENT_DENIED"
-                                                                              : "AZURE_MANAGEMENT_ERROR",
-                            "Azure Resource Manager answered HTTP %ld%s%s while listing "
-                            "subscriptions", rp.status, code[0] ? " " : "", code);
-            http_client_resp_free(&rp);
-            break;
-        }
-        cJSON *j = http_client_json(&rp);
-        http_client_resp_free(&rp);
-        const cJSON *val = j ? cJSON_GetObjectItemCaseSensitive(j, "value") : NULL;
-        if (!cJSON_IsArray(val)) {
-            cJSON_Delete(j);
+    kit_call_req q = { .provider = "Azure Resource Manager", .base_url = base, .url = url,
+                       .headers = headers, .attempt_timeout_ms = timeout_ms(w),
+                       .deadline_ms = timeout_ms(w), .max_response = 4 * 1024 * 1024 };
+    kit_pager_cfg pc = { .style = KIT_PAGE_BODY_URL, .cursor_field = "nextLink",
+                         .max_pages = max_pages(w) };
+    kit_pager p;
+    kit_call_resp r;
+    int rc, listed = 0;
+    if (!url || !authz || !subs) {
+        http_resp_error(resp, 500, url ? "INTERNAL" : "AZURE_MANAGEMENT_ERROR",
+                        url ? "out of memory" : "AZURE_MANAGEMENT_BASE is not a usable URL");
+    } else if (kit_pager_init(&p, &pc, &q) != AUR_OK) {
+        http_resp_error(resp, 500, "INTERNAL", "%s", p.err);
+        kit_pager_free(&p);
+    } else {
+        while ((rc = kit_pager_next(&p, &r)) == AUR_OK && add_subscriptions(&r, subs) == 0)
+            kit_call_resp_free(&r);
+        if (rc == AUR_OK) {
             http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",
                             "Azure Resource Manager answered an unexpected subscription list");
-            break;
+        } else if (p.failed) {
+            http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",
+                            "Azure Resource Manager answered a nextLink outside "
+                            "AZURE_MANAGEMENT_BASE; not followed");
+        } else if (rc != AUR_NOT_FOUND || r.status != 0) {
+            char code[64], suffix[128];
+            cJSON *j = kit_call_json(&r);
+            kit_code_text(kit_json_path_string(j, "error.code"), code, sizeof(code));
+            cJSON_Delete(j);
+            snprintf(suffix, sizeof(suffix), "%s%s while listing subscriptions",
+                     code[0] ? " " : "", code);
+            kit_call_error(&arm_errors, &r, NULL, timeout_ms(w), suffix, resp);
+        } else {
+            listed = 1;
+            if (p.capped)
+                log_warn("azure: stopped listing subscriptions after %d pages", p.pages);
         }
-        const cJSON *it;
-        cJSON_ArrayForEach(it, val)
-        {
-            const char *id = api_json_str(it, "subscriptionId");
-            const char *name = api_json_str(it, "displayName");
-            const char *state = api_json_str(it, "state");
-            if (!id || !guid_valid(id) || cJSON_GetArraySize(subs) >= AZ_MAX_SUBSCRIPTIONS)
-                continue;
-            cJSON *s = cJSON_CreateObject();
-            cJSON_AddStringToObject(s, "id", id);
-            cJSON_AddStringToObject(s, "name", name ? name : "");
-            cJSON_AddStringToObject(s, "state", state ? state : "");
-            cJSON_AddItemToArray(subs, s);
-        }
-        const char *next = api_json_str(j, "nextLink");
-        pages++;
-        int follow = 0;
-        if (next && *next) {
-            /* The bearer token only ever goes to the management host: the
-             * nextLink, parsed as curl will fetch it, must lie under the base. */
-            if (!http_client_url_under(next, base)) {
-                /* Never followed: it would hand the bearer token to another host. */
-                cJSON_Delete(j);
-                http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",
-                                "Azure Resource Manager answered a nextLink outside "
-                                "AZURE_MANAGEMENT_BASE; not followed");
-                break;
-            } else if (pages >= limit) {
-                log_warn("azure: stopped listing subscriptions after %d pages", pages);
-            } else if (strlen(next) < sizeof(url)) {
-                snprintf(url, sizeof(url), "%s", next);
-                follow = 1;
-            }
-        }
-        cJSON_Delete(j);
-        if (!follow) {
-            ret = 0;
-            break;
-        }
+        kit_call_resp_free(&r);
+        kit_pager_free(&p);
     }
-    secret_free_n(authz, hl);
-    if (ret < 0) {
+    secret_free(authz);
+    free(url);
+    if (!listed) {
         cJSON_Delete(subs);
         return -1;
     }
