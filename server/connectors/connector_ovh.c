@@ -227,24 +227,14 @@ static int whoami(worker_ctx *w, const ovh_region *r, const char *token, char *n
                   http_response *resp)
 {
     const char *base = rsetting(w, r, "API_BASE");
-    char *url = kit_url(base, "/me"), *authz = kit_bearer_header(token);
-    if (!url || !authz) {
-        free(url);
-        secret_free(authz);
-        if (!base)
-            http_resp_error(resp, 500, "OVH_ERROR", "OVH_%s_API_BASE is not set", r->up);
-        else
-            http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        return -1;
-    }
-    const char *headers[] = { authz, "Accept: application/json", NULL };
+    char *url = kit_url(base, "/me");
+    const char *headers[] = { "Accept: application/json", NULL };
     long timeout = connector_timeout_ms(w, &connector_ovh);
     kit_call_req q = { .provider = "OVH API", .base_url = base, .url = url, .headers = headers,
-                       .attempt_timeout_ms = timeout, .deadline_ms = timeout,
+                       .bearer = token, .attempt_timeout_ms = timeout, .deadline_ms = timeout,
                        .max_response = 256 * 1024 };
     kit_call_resp rp;
     int rc = kit_call(&q, &rp);
-    secret_free(authz);
     free(url);
     cJSON *j = rc == AUR_OK ? kit_call_json(&rp) : NULL;
     if (rc != AUR_OK)

@@ -616,7 +616,7 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
     (void)http_client_url_host(req->url, host, sizeof(host));
 
     /* request headers: the caller's, then If-None-Match */
-    const char *headers[KIT_CALL_MAX_EXTRA_HEADERS + 2];
+    const char *headers[KIT_CALL_MAX_EXTRA_HEADERS + 3];
     size_t nh = 0;
     for (; req->headers && req->headers[nh]; nh++)
         if (nh >= KIT_CALL_MAX_EXTRA_HEADERS)
@@ -633,7 +633,6 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
         snprintf(inm, sizeof(inm), "If-None-Match: %s", req->etag);
         headers[nh++] = inm;
     }
-    headers[nh] = NULL;
 
     /* response headers to keep: the kit's, then the caller's */
     const char *capture[HTTP_CLIENT_MAX_CAPTURE + 1];
@@ -646,6 +645,12 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
         capture[nc++] = req->capture[i];
     }
     capture[nc] = NULL;
+    char *bearer = NULL; /* wiped before returning, below */
+    if (req->bearer && !(bearer = kit_bearer_header(req->bearer)))
+        return fail(resp, AUR_E_INTERNAL, "%s: out of memory", prov);
+    if (bearer)
+        headers[nh++] = bearer;
+    headers[nh] = NULL;
 
     int may_retry = idempotent(method) || req->retry_safe;
     int max = req->max_attempts > 0 ? req->max_attempts : KIT_CALL_DEFAULT_ATTEMPTS;
@@ -663,6 +668,7 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
         long long left = deadline - now_ms();
         if (left <= 0) {
             /* only after a wait that ended at the deadline's edge */
+            secret_free(bearer);
             return fail(resp, AUR_E_TIMEOUT, "%s: %s did not answer within %ld s", prov, host,
                         (total + 999) / 1000);
         }
@@ -707,6 +713,7 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
         http_client_sleep_ms((long)wait);
     }
 
+    secret_free(bearer);
     if (hint >= 0 && kind != ANSWER_DONE)
         resp->retry_after_s = hint;
     if (resp->code == AUR_OK)
@@ -1017,4 +1024,43 @@ void kit_pager_free(kit_pager *p)
     free(p->first_url);
     free(p->next_url);
     p->first_url = p->next_url = NULL;
+}
+
+int kit_pager_walk(const kit_call_req *first, const kit_pager_cfg *cfg,
+                   int (*each)(const kit_call_resp *page, void *arg), void *arg, kit_walk *w)
+{
+    memset(w, 0, sizeof(*w));
+    kit_pager p;
+    if ((w->code = kit_pager_init(&p, cfg, first)) != AUR_OK) {
+        /* the first URL (a configuration matter): reported as a failed call */
+        w->last.code = w->code;
+        snprintf(w->last.err, sizeof(w->last.err), "%s", p.err);
+        kit_pager_free(&p);
+        return w->code;
+    }
+    int rc;
+    while ((rc = kit_pager_next(&p, &w->last)) == AUR_OK) {
+        if (each(&w->last, arg) < 0) {
+            w->bad_page = 1;
+            rc = AUR_E_INVALID;
+            break;
+        }
+        kit_call_resp_free(&w->last);
+    }
+    if (rc == AUR_NOT_FOUND && w->last.status == 0 && !p.failed)
+        rc = AUR_OK; /* no more pages */
+    if (p.failed && !w->bad_page) {
+        w->refused = 1;
+        snprintf(w->err, sizeof(w->err), "%s", p.err);
+    }
+    w->pages = p.pages;
+    w->capped = p.capped;
+    kit_pager_free(&p);
+    return w->code = rc;
+}
+
+void kit_walk_free(kit_walk *w)
+{
+    if (w)
+        kit_call_resp_free(&w->last);
 }

@@ -38,6 +38,8 @@ typedef struct {
     const char *method;         /* NULL: GET (POST when body is set) */
     const char *url;            /* absolute, under base_url (kit_url builds one) */
     const char *const *headers; /* "Name: value", NULL-terminated (credentials go here) */
+    const char *bearer;         /* sent as "Authorization: Bearer <bearer>" (the header is
+                                   built per call and wiped); NULL: none */
     const char *body;           /* NULL: none */
     size_t body_len;
     int retry_safe;             /* a non-idempotent call that may be sent again (an
@@ -182,6 +184,23 @@ int kit_pager_init(kit_pager *p, const kit_pager_cfg *cfg, const kit_call_req *f
  * After anything but AUR_OK the walk is over. */
 int kit_pager_next(kit_pager *p, kit_call_resp *resp);
 void kit_pager_free(kit_pager *p);
+
+/* The whole walk for a connector that collects items from every page (a
+ * subscription or project list): each(page, arg) is called per page and
+ * returns 0 to go on, -1 when the page is not what the API documents.
+ * Returns w->code: AUR_OK when every page was read (w->capped: max_pages
+ * cut it), else the walk stopped and says why: w->bad_page (each refused a
+ * page), w->refused (a next URL named by a page was refused, w->err), or
+ * the failed call in w->last (also a first URL kit_pager_init refused).  Release with kit_walk_free whatever the result. */
+typedef struct {
+    int code;
+    int pages, capped, bad_page, refused;
+    kit_call_resp last; /* the failing page's answer (status, body, err) */
+    char err[256];
+} kit_walk;
+int kit_pager_walk(const kit_call_req *first, const kit_pager_cfg *cfg,
+                   int (*each)(const kit_call_resp *page, void *arg), void *arg, kit_walk *w);
+void kit_walk_free(kit_walk *w);
 
 /* ---- a failed call as the connector's own answer -------------------------------
  *

@@ -1024,6 +1024,94 @@ static void test_body_url_pagination(void **state)
     kit_pager_free(&p);
 }
 
+/* Counts a walk's items; a page with page > fail_at is refused. */
+typedef struct {
+    int items, fail_at;
+} walk_count;
+
+static int count_page(const kit_call_resp *page, void *arg)
+{
+    walk_count *c = arg;
+    cJSON *j = kit_call_json(page);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItem(j, "values"));
+    const cJSON *pg = cJSON_GetObjectItem(j, "page");
+    int refuse = c->fail_at && cJSON_IsNumber(pg) && pg->valueint > c->fail_at;
+    cJSON_Delete(j);
+    c->items += n;
+    return refuse ? -1 : 0;
+}
+
+static void test_bearer_and_pager_walk(void **state)
+{
+    (void)state;
+    /* the bearer goes out as Authorization, built by the kit */
+    const char *k = new_key();
+    kit_call_req q = base_req(api_url("/bb?k=%s&n=1", k));
+    q.bearer = "tok-123";
+    kit_call_resp r;
+    assert_int_equal(kit_call(&q, &r), AUR_OK);
+    kit_call_resp_free(&r);
+    char url[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/_fixture/last?k=%s", g_port, k);
+    http_client_req lq = { .url = url, .timeout_ms = 5000 };
+    http_client_resp lr;
+    assert_int_equal(http_client_do(&lq, &lr), AUR_OK);
+    assert_non_null(strstr(lr.body, "\"Bearer tok-123\""));
+    http_client_resp_free(&lr);
+
+    /* every page, then the end */
+    kit_pager_cfg cfg = { .style = KIT_PAGE_BODY_URL, .cursor_field = "next" };
+    walk_count c = { 0, 0 };
+    kit_walk wk;
+    k = new_key();
+    q = base_req(api_url("/bb?k=%s&n=3", k));
+    assert_int_equal(kit_pager_walk(&q, &cfg, count_page, &c, &wk), AUR_OK);
+    assert_int_equal(c.items, 3);
+    assert_int_equal(wk.pages, 3);
+    assert_false(wk.capped || wk.bad_page || wk.refused);
+    kit_walk_free(&wk);
+    /* capped */
+    cfg.max_pages = 2;
+    c.items = 0;
+    k = new_key();
+    q = base_req(api_url("/bb?k=%s&n=3", k));
+    assert_int_equal(kit_pager_walk(&q, &cfg, count_page, &c, &wk), AUR_OK);
+    assert_true(wk.capped);
+    assert_int_equal(c.items, 2);
+    kit_walk_free(&wk);
+    cfg.max_pages = 0;
+    /* a page the caller refuses stops the walk */
+    c = (walk_count){ 0, 1 };
+    k = new_key();
+    q = base_req(api_url("/bb?k=%s&n=3", k));
+    assert_int_not_equal(kit_pager_walk(&q, &cfg, count_page, &c, &wk), AUR_OK);
+    assert_true(wk.bad_page);
+    assert_int_equal(fixture_hits(k), 2);
+    kit_walk_free(&wk);
+    /* a next URL off the base: refused, never fetched */
+    c = (walk_count){ 0, 0 };
+    k = new_key();
+    q = base_req(api_url("/bb?k=%s&n=3&off=1", k));
+    assert_int_equal(kit_pager_walk(&q, &cfg, count_page, &c, &wk), AUR_E_INVALID);
+    assert_true(wk.refused);
+    assert_non_null(strstr(wk.err, "outside the configured base URL"));
+    assert_int_equal(fixture_hits(k), 1);
+    kit_walk_free(&wk);
+    /* a failing page: the call's answer is kept */
+    k = new_key();
+    q = base_req(api_url("/fault?k=%s&fail=9&status=404", k));
+    assert_int_equal(kit_pager_walk(&q, &cfg, count_page, &c, &wk), AUR_NOT_FOUND);
+    assert_int_equal(wk.last.status, 404);
+    assert_false(wk.refused || wk.bad_page);
+    kit_walk_free(&wk);
+    /* a first URL off the base is a failed call */
+    q = base_req("http://localhost:9/elsewhere");
+    assert_int_equal(kit_pager_walk(&q, &cfg, count_page, &c, &wk), AUR_E_INVALID);
+    assert_int_equal(wk.last.status, 0);
+    assert_false(wk.refused);
+    kit_walk_free(&wk);
+}
+
 static void test_header_capture_bounds(void **state)
 {
     (void)state;
@@ -1092,6 +1180,7 @@ int main(void)
         cmocka_unit_test(test_cursor_pagination),
         cmocka_unit_test(test_page_and_offset_pagination),
         cmocka_unit_test(test_body_url_pagination),
+        cmocka_unit_test(test_bearer_and_pager_walk),
         cmocka_unit_test(test_header_capture_bounds),
     };
     int failed = cmocka_run_group_tests_name("kit_call parsers", parsers, NULL, NULL);
