@@ -782,17 +782,12 @@ static int aws_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
             goto out;
         cache_put(key, &cr, now);
     }
-    if (cloud_creds_add(out, "AWS_ACCESS_KEY_ID", cr.akid) < 0 ||
-        cloud_creds_add(out, "AWS_SECRET_ACCESS_KEY", cr.secret) < 0 ||
-        cloud_creds_add(out, "AWS_SESSION_TOKEN", cr.token) < 0 ||
-        cloud_creds_add(out, "AWS_DEFAULT_REGION", region) < 0 ||
-        cloud_creds_add(out, "AWS_REGION", region) < 0 ||
-        cloud_creds_add(out, "AWS_EC2_METADATA_DISABLED", "true") < 0 ||
-        cloud_creds_add(out, "AWS_PAGER", "") < 0) {
-        cloud_creds_clear(out);
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+    const char *env[] = { "AWS_ACCESS_KEY_ID", cr.akid, "AWS_SECRET_ACCESS_KEY", cr.secret,
+                          "AWS_SESSION_TOKEN", cr.token, "AWS_DEFAULT_REGION", region,
+                          "AWS_REGION", region, "AWS_EC2_METADATA_DISABLED", "true",
+                          "AWS_PAGER", "", NULL };
+    if (cloud_creds_set(out, env, resp) < 0)
         goto out;
-    }
     snprintf(out->target, sizeof(out->target), "%s", acct);
     ret = 0;
 out:

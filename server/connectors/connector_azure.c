@@ -218,8 +218,9 @@ static const kit_call_errors arm_errors = {
     .failed = "AZURE_MANAGEMENT_ERROR",
 };
 
-/* One page's subscriptions into subs; 0, or -1 when the page has no list. */
-static int add_subscriptions(const kit_call_resp *r, cJSON *subs)
+/* One page's subscriptions into subs (a cJSON array); 0, or -1 when the
+ * page has no list. */
+static int add_subscriptions(const kit_call_resp *r, void *subs)
 {
     cJSON *j = kit_call_json(r);
     const cJSON *val = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "value") : NULL;
@@ -250,52 +251,40 @@ static int list_subscriptions(worker_ctx *w, const char *access_token, cJSON **o
 {
     const char *base = mgmt_base(w);
     char *url = kit_url(base, "/subscriptions?api-version=" AZ_API_VERSION);
-    char *authz = kit_bearer_header(access_token);
-    cJSON *subs = cJSON_CreateArray();
-    const char *headers[] = { authz, "Accept: application/json", NULL };
+    const char *headers[] = { "Accept: application/json", NULL };
     kit_call_req q = { .provider = "Azure Resource Manager", .base_url = base, .url = url,
-                       .headers = headers, .attempt_timeout_ms = timeout_ms(w),
-                       .deadline_ms = timeout_ms(w), .max_response = 4 * 1024 * 1024 };
+                       .headers = headers, .bearer = access_token,
+                       .attempt_timeout_ms = timeout_ms(w), .deadline_ms = timeout_ms(w),
+                       .max_response = 4 * 1024 * 1024 };
     kit_pager_cfg pc = { .style = KIT_PAGE_BODY_URL, .cursor_field = "nextLink",
                          .max_pages = max_pages(w) };
-    kit_pager p;
-    kit_call_resp r;
-    int rc, listed = 0;
-    if (!url || !authz || !subs) {
-        http_resp_error(resp, 500, url ? "INTERNAL" : "AZURE_MANAGEMENT_ERROR",
-                        url ? "out of memory" : "AZURE_MANAGEMENT_BASE is not a usable URL");
-    } else if (kit_pager_init(&p, &pc, &q) != AUR_OK) {
-        http_resp_error(resp, 500, "INTERNAL", "%s", p.err);
-        kit_pager_free(&p);
-    } else {
-        while ((rc = kit_pager_next(&p, &r)) == AUR_OK && add_subscriptions(&r, subs) == 0)
-            kit_call_resp_free(&r);
-        if (rc == AUR_OK) {
-            http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",
-                            "Azure Resource Manager answered an unexpected subscription list");
-        } else if (p.failed) {
-            http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",
-                            "Azure Resource Manager answered a nextLink outside "
-                            "AZURE_MANAGEMENT_BASE; not followed");
-        } else if (rc != AUR_NOT_FOUND || r.status != 0) {
-            char code[64], suffix[128];
-            cJSON *j = kit_call_json(&r);
-            kit_code_text(kit_json_path_string(j, "error.code"), code, sizeof(code));
-            cJSON_Delete(j);
-            snprintf(suffix, sizeof(suffix), "%s%s while listing subscriptions",
-                     code[0] ? " " : "", code);
-            kit_call_error(&arm_errors, &r, NULL, timeout_ms(w), suffix, resp);
-        } else {
-            listed = 1;
-            if (p.capped)
-                log_warn("azure: stopped listing subscriptions after %d pages", p.pages);
-        }
-        kit_call_resp_free(&r);
-        kit_pager_free(&p);
+    cJSON *subs = cJSON_CreateArray();
+    kit_walk wk;
+    int rc = subs ? kit_pager_walk(&q, &pc, add_subscriptions, subs, &wk) : AUR_E_INTERNAL;
+    if (!subs) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+    } else if (rc == AUR_OK && wk.capped) {
+        log_warn("azure: stopped listing subscriptions after %d pages", wk.pages);
+    } else if (wk.bad_page) {
+        http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",
+                        "Azure Resource Manager answered an unexpected subscription list");
+    } else if (wk.refused) {
+        http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",
+                        "Azure Resource Manager answered a nextLink outside "
+                        "AZURE_MANAGEMENT_BASE; not followed");
+    } else if (rc != AUR_OK) {
+        char code[64], suffix[128];
+        cJSON *j = kit_call_json(&wk.last);
+        kit_code_text(kit_json_path_string(j, "error.code"), code, sizeof(code));
+        cJSON_Delete(j);
+        snprintf(suffix, sizeof(suffix), "%s%s while listing subscriptions", code[0] ? " " : "",
+                 code);
+        kit_call_error(&arm_errors, &wk.last, NULL, timeout_ms(w), suffix, resp);
     }
-    secret_free(authz);
+    if (subs)
+        kit_walk_free(&wk);
     free(url);
-    if (!listed) {
+    if (rc != AUR_OK) {
         cJSON_Delete(subs);
         return -1;
     }
@@ -774,29 +763,19 @@ static int az_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
         goto out;
     char expbuf[24];
     snprintf(expbuf, sizeof(expbuf), "%lld", (long long)exp);
-    if (cloud_creds_add(out, "AZURE_ACCESS_TOKEN", tok) < 0 ||
-        cloud_creds_add(out, "AZURE_ACCESS_TOKEN_EXPIRES_ON", expbuf) < 0 ||
-        cloud_creds_add(out, "AZURE_SUBSCRIPTION_ID", sub) < 0 ||
-        cloud_creds_add(out, "AZURE_TENANT_ID", tenant) < 0 ||
-        cloud_creds_add(out, "AZURE_CORE_COLLECT_TELEMETRY", "false") < 0 ||
-        cloud_creds_add(out, "AZURE_CORE_NO_COLOR", "true") < 0) {
-        cloud_creds_clear(out);
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        goto out;
-    }
     /* A non-default Resource Manager (sovereign cloud, test fixture): the
      * agent registers it as az's active cloud for this command. */
-    char base[512];
+    char base[512], ov[520];
     trim_base(mgmt_base(w), base, sizeof(base));
-    if (strcmp(base, "https://management.azure.com") != 0) {
-        char ov[520];
-        snprintf(ov, sizeof(ov), "%s/", base);
-        if (cloud_creds_add(out, "AZURE_ARM_ENDPOINT_OVERRIDE", ov) < 0) {
-            cloud_creds_clear(out);
-            http_resp_error(resp, 500, "INTERNAL", "out of memory");
-            goto out;
-        }
-    }
+    snprintf(ov, sizeof(ov), "%s/", base);
+    const char *env[] = { "AZURE_ACCESS_TOKEN", tok, "AZURE_ACCESS_TOKEN_EXPIRES_ON", expbuf,
+                          "AZURE_SUBSCRIPTION_ID", sub, "AZURE_TENANT_ID", tenant,
+                          "AZURE_CORE_COLLECT_TELEMETRY", "false", "AZURE_CORE_NO_COLOR", "true",
+                          strcmp(base, "https://management.azure.com") ? "AZURE_ARM_ENDPOINT_OVERRIDE"
+                                                                       : NULL,
+                          ov, NULL };
+    if (cloud_creds_set(out, env, resp) < 0)
+        goto out;
     snprintf(out->target, sizeof(out->target), "%s", sub);
     ret = 0;
 out:

@@ -279,8 +279,9 @@ static const kit_call_errors crm_errors = {
     .failed = "GCP_PROJECTS_FAILED",
 };
 
-/* One page's ACTIVE projects into arr; 0, or -1 when the page is not JSON. */
-static int add_projects(const kit_call_resp *r, cJSON *arr)
+/* One page's ACTIVE projects into arr (a cJSON array); 0, or -1 when the
+ * page is not a JSON object. */
+static int add_projects(const kit_call_resp *r, void *arr)
 {
     cJSON *j = kit_call_json(r);
     const cJSON *ps = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "projects") : NULL;
@@ -318,49 +319,32 @@ static int list_projects(worker_ctx *w, const char *token, cJSON *arr, http_resp
 {
     const char *base = setting(w, "GCP_CRM_URL", "https://cloudresourcemanager.googleapis.com");
     int64_t max_pages = w->cfg ? server_setting_int(w->cfg, "GCP_MAX_PROJECT_PAGES") : 100;
-    char *url = kit_url(base, "/v1/projects"), *authz = kit_bearer_header(token);
-    const char *headers[] = { authz, "Accept: application/json", NULL };
+    char *url = kit_url(base, "/v1/projects");
+    const char *headers[] = { "Accept: application/json", NULL };
     long timeout = provider_timeout_ms(w);
     kit_call_req q = { .provider = "Cloud Resource Manager", .base_url = base, .url = url,
-                       .headers = headers, .attempt_timeout_ms = timeout, .deadline_ms = timeout,
-                       .max_response = 4 << 20 };
+                       .headers = headers, .bearer = token, .attempt_timeout_ms = timeout,
+                       .deadline_ms = timeout, .max_response = 4 << 20 };
     kit_pager_cfg pc = { .style = KIT_PAGE_CURSOR, .cursor_field = "nextPageToken",
                          .cursor_param = "pageToken",
                          .max_pages = max_pages > 0 ? (int)max_pages : 100 };
-    kit_pager p;
-    kit_call_resp r;
-    int rc = -1;
-    if (!url || !authz) {
-        fail(resp, 500, url ? "INTERNAL" : "GCP_PROJECTS_FAILED",
-             url ? "out of memory" : "Listing projects failed: GCP_CRM_URL is not a usable URL");
-    } else if (kit_pager_init(&p, &pc, &q) != AUR_OK) {
-        fail(resp, 500, "INTERNAL", "%s", p.err);
-        kit_pager_free(&p);
-    } else {
-        int got;
-        while ((got = kit_pager_next(&p, &r)) == AUR_OK && add_projects(&r, arr) == 0)
-            kit_call_resp_free(&r);
-        if (got == AUR_OK)
-            fail(resp, 502, "GCP_PROJECTS_FAILED",
-                 "Listing projects failed: the answer is not a JSON object");
-        else if (p.failed)
-            fail(resp, 502, "GCP_PROJECTS_FAILED", "Listing projects failed: %s", p.err);
-        else if (r.status == 403)
-            fail(resp, 400, "GCP_NO_PROJECTS",
-                 MSG_NO_PROJECTS ": grant at least roles/viewer on the target project "
-                                 "(Cloud Resource Manager API answered 403; is it enabled?)");
-        else if (got != AUR_NOT_FOUND || r.status != 0)
-            kit_call_error(&crm_errors, &r, "Listing projects failed", timeout, NULL, resp);
-        else
-            rc = 0;
-        if (rc == 0 && p.capped)
-            log_warn("gcp: projects.list stopped after %d pages", p.pages);
-        kit_call_resp_free(&r);
-        kit_pager_free(&p);
-    }
-    secret_free(authz);
+    kit_walk wk;
+    int rc = kit_pager_walk(&q, &pc, add_projects, arr, &wk);
     free(url);
-    return rc;
+    if (rc == AUR_OK && wk.capped)
+        log_warn("gcp: projects.list stopped after %d pages", wk.pages);
+    else if (wk.bad_page)
+        fail(resp, 502, "GCP_PROJECTS_FAILED", "Listing projects failed: the answer is not a JSON object");
+    else if (wk.refused)
+        fail(resp, 502, "GCP_PROJECTS_FAILED", "Listing projects failed: %s", wk.err);
+    else if (wk.last.status == 403)
+        fail(resp, 400, "GCP_NO_PROJECTS",
+             MSG_NO_PROJECTS ": grant at least roles/viewer on the target project "
+                             "(Cloud Resource Manager API answered 403; is it enabled?)");
+    else if (rc != AUR_OK)
+        kit_call_error(&crm_errors, &wk.last, "Listing projects failed", timeout, NULL, resp);
+    kit_walk_free(&wk);
+    return rc == AUR_OK ? 0 : -1;
 }
 
 /* ---- metadata ------------------------------------------------------------------------- */
@@ -1011,15 +995,13 @@ static int gcp_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
         http_resp_error(resp, 400, "BAD_REQUEST", "too many arguments");
         goto out;
     }
-    if (cloud_creds_add(out, "CLOUDSDK_AUTH_ACCESS_TOKEN", token) < 0 ||
-        cloud_creds_add(out, "CLOUDSDK_CORE_PROJECT", project) < 0 ||
-        cloud_creds_add(out, "CLOUDSDK_CORE_DISABLE_PROMPTS", "1") < 0 ||
-        cloud_creds_add(out, "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true") < 0 ||
-        cloud_creds_add(out, "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true") < 0 ||
-        cloud_creds_add(out, "CLOUDSDK_SURVEY_DISABLE_PROMPTS", "true") < 0) {
-        http_resp_error(resp, 500, "INTERNAL", "cannot build the command environment");
+    const char *env[] = { "CLOUDSDK_AUTH_ACCESS_TOKEN", token, "CLOUDSDK_CORE_PROJECT", project,
+                          "CLOUDSDK_CORE_DISABLE_PROMPTS", "1",
+                          "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true",
+                          "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true",
+                          "CLOUDSDK_SURVEY_DISABLE_PROMPTS", "true", NULL };
+    if (cloud_creds_set(out, env, resp) < 0)
         goto out;
-    }
     /* Tests point gcloud at fixtures: name=url,… */
     const char *ovr = setting(w, "GCP_CLOUDSDK_ENDPOINT_OVERRIDES", NULL);
     if (ovr) {
