@@ -604,11 +604,11 @@ static void connect_role(worker_ctx *w, http_request *req, http_response *resp)
     if (assumed[0])
         cJSON_AddStringToObject(md, "assumed_role_arn", assumed);
     /* Nothing secret to store: the row is the connection. */
-    int rc = kit_connect_store(w, req->auth.org_id, req->auth.user_id, AWS_ID, arn, NULL, 0, md,
-                               resp);
-    cJSON_Delete(md);
-    if (rc < 0)
+    if (kit_connect_store(w, req->auth.org_id, req->auth.user_id, AWS_ID, arn, NULL, 0, md,
+                          resp) < 0) {
+        cJSON_Delete(md);
         goto out;
+    }
     int64_t now = (int64_t)time(NULL);
     /* The proof-of-access credentials serve the first command too. */
     char key[2400];
@@ -618,15 +618,9 @@ static void connect_role(worker_ctx *w, http_request *req, http_response *resp)
     log_info("aws: user %s of %s connected role in account %s", req->auth.user_id,
              req->auth.org_id, acct);
 
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddBoolToObject(o, "connected", 1);
-    cJSON_AddStringToObject(o, "provider", AWS_ID);
-    cJSON_AddStringToObject(o, "role_arn", arn);
-    cJSON_AddStringToObject(o, "account_id", acct);
-    cJSON_AddStringToObject(o, "region", region ? region : region_of(w->cfg));
-    if (assumed[0])
-        cJSON_AddStringToObject(o, "assumed_role_arn", assumed);
-    http_resp_json(resp, 200, o);
+    static const char *const internal[] = { "external_id_setting", NULL };
+    kit_connected_reply(resp, AWS_ID, md, internal);
+    cJSON_Delete(md);
 out:
     creds_wipe(&cr);
     cJSON_Delete(body);

@@ -326,16 +326,6 @@ static int save_connection(worker_ctx *w, const char *org, const char *user, con
     return 0;
 }
 
-static void connected_json(http_response *resp, const cJSON *md)
-{
-    cJSON *o = cJSON_Duplicate(md, 1);
-    if (o) {
-        cJSON_AddBoolToObject(o, "connected", 1);
-        cJSON_AddStringToObject(o, "provider", AZ_ID);
-    }
-    http_resp_json(resp, 200, o);
-}
-
 /* The cache key of a credential. */
 static void token_key(char *out, size_t cap, const char *org, const char *user, int oauth,
                       const char *tenant, const char *client)
@@ -422,7 +412,7 @@ static void sp_connect(worker_ctx *w, http_request *req, http_response *resp)
     }
     log_info("azure: user %s of %s connected service principal %s (tenant %s)", req->auth.user_id,
              req->auth.org_id, client, tenant);
-    connected_json(resp, md);
+    kit_connected_reply(resp, AZ_ID, md, NULL);
 out:
     cJSON_Delete(md);
     cJSON_Delete(subs);
