@@ -751,21 +751,28 @@ long kit_poll_delay_s(const kit_call_resp *resp, long interval_s, long calls_per
     return clamp_wait(d);
 }
 
-void kit_call_error(const kit_call_errors *e, const kit_call_resp *r, const char *what,
-                    long timeout_ms, const char *suffix, http_response *resp)
+void kit_answer_error(const kit_call_errors *e, long status, int code, const char *detail,
+                      const char *what, long timeout_ms, const char *suffix, http_response *resp)
 {
     const char *sep = what && *what ? ": " : "";
     what = what ? what : "";
-    if (r->status == 0 && r->code == AUR_E_TIMEOUT)
+    if (status == 0 && code == AUR_E_TIMEOUT)
         http_resp_error(resp, 504, e->timeout, "%s%s%s did not answer within %ld s", what, sep,
                         e->service, (timeout_ms + 999) / 1000);
-    else if (r->status == 0)
+    else if (status == 0)
         http_resp_error(resp, 502, e->unreachable, "%s%s%s is unreachable (%s)", what, sep,
-                        e->service, r->http.err[0] ? r->http.err : r->err);
+                        e->service, detail ? detail : "");
     else
-        http_resp_error(resp, 502, r->status == 401 || r->status == 403 ? e->denied : e->failed,
-                        "%s%s%s answered HTTP %ld%s", what, sep, e->service, r->status,
+        http_resp_error(resp, 502, status == 401 || status == 403 ? e->denied : e->failed,
+                        "%s%s%s answered HTTP %ld%s", what, sep, e->service, status,
                         suffix ? suffix : "");
+}
+
+void kit_call_error(const kit_call_errors *e, const kit_call_resp *r, const char *what,
+                    long timeout_ms, const char *suffix, http_response *resp)
+{
+    kit_answer_error(e, r->status, r->code, r->http.err[0] ? r->http.err : r->err, what,
+                     timeout_ms, suffix, resp);
 }
 
 char *kit_bearer_header(const char *token)

@@ -224,6 +224,12 @@ typedef struct {
 struct http_response;
 void kit_call_error(const kit_call_errors *e, const kit_call_resp *r, const char *what,
                     long timeout_ms, const char *suffix, struct http_response *resp);
+/* The same from parts, for answers that did not come through kit_call (the
+ * OAuth token endpoint): status 0 is no answer (code AUR_E_TIMEOUT: in
+ * time), detail the transport message. */
+void kit_answer_error(const kit_call_errors *e, long status, int code, const char *detail,
+                      const char *what, long timeout_ms, const char *suffix,
+                      struct http_response *resp);
 
 /* "Authorization: Bearer <token>" (malloc'd: secret_free it), NULL on OOM. */
 char *kit_bearer_header(const char *token);

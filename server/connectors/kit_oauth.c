@@ -75,25 +75,23 @@ void kit_oauth_error(const kit_oauth_client *c, const oauth_result *r, const cha
                      http_response *resp)
 {
     const kit_oauth_errors *e = c->errors;
-    if (r->code == AUR_E_TIMEOUT) {
-        http_resp_error(resp, 504, e->timeout, "%s: %s did not answer within %ld s", what,
-                        e->service, (c->timeout_ms + 999) / 1000);
-    } else if (r->status == 0) {
-        http_resp_error(resp, 502, e->unreachable, "%s: %s is unreachable (%s)", what, e->service,
-                        r->err);
+    if (r->status == 0 || r->code == AUR_E_TIMEOUT || r->status >= 500 || r->status < 400) {
+        /* no answer, or the provider's trouble: worded as every provider call */
+        kit_call_errors ce = { .service = e->service, .timeout = e->timeout,
+                               .unreachable = e->unreachable, .denied = e->failed,
+                               .failed = e->failed };
+        kit_answer_error(&ce, r->code == AUR_E_TIMEOUT ? 0 : r->status, r->code, r->err, what,
+                         c->timeout_ms, NULL, resp);
     } else if (!strcmp(r->error, "redirect_uri_mismatch")) {
         http_resp_error(resp, 400, e->redirect_mismatch,
                         "Redirect URI mismatch: ensure the redirect URI registered with %s exactly "
                         "matches %s",
                         e->service, c->redirect_uri ? c->redirect_uri : "");
-    } else if (r->status >= 400 && r->status < 500) {
+    } else {
         http_resp_error(resp, 400, !strcmp(r->error, "invalid_grant") ? e->grant : e->denied,
                         "%s: %s refused (HTTP %ld%s%s)%s%s", what, e->service, r->status,
                         r->error[0] ? ", " : "", r->error, e->denied_hint ? " — " : "",
                         e->denied_hint ? e->denied_hint : "");
-    } else {
-        http_resp_error(resp, 502, e->failed, "%s: %s answered HTTP %ld", what, e->service,
-                        r->status);
     }
 }
 
