@@ -119,15 +119,6 @@ static int max_pages(const worker_ctx *w)
     return n < 1 ? 20 : n > 1000 ? 1000 : (int)n;
 }
 
-/* Base URL without trailing slashes into out. */
-static void trim_base(const char *base, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s", base);
-    size_t n = strlen(out);
-    while (n > 0 && out[n - 1] == '/')
-        out[--n] = '\0';
-}
-
 static int is_hex(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -174,10 +165,9 @@ typedef struct {
 
 static void client_for(const worker_ctx *w, const char *tenant, az_client *ac)
 {
-    char base[512];
-    trim_base(login_base(w), base, sizeof(base));
-    snprintf(ac->authorize, sizeof(ac->authorize), "%s/%s/oauth2/v2.0/authorize", base, tenant);
-    snprintf(ac->token, sizeof(ac->token), "%s/%s/oauth2/v2.0/token", base, tenant);
+    kit_url_fmt(ac->authorize, sizeof(ac->authorize), login_base(w), "/%s/oauth2/v2.0/authorize",
+                tenant);
+    kit_url_fmt(ac->token, sizeof(ac->token), login_base(w), "/%s/oauth2/v2.0/token", tenant);
     ac->c = (kit_oauth_client){ .provider = AZ_ID,
                                 .authorize_url = ac->authorize,
                                 .token_url = ac->token,
@@ -755,13 +745,15 @@ static int az_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
     snprintf(expbuf, sizeof(expbuf), "%lld", (long long)exp);
     /* A non-default Resource Manager (sovereign cloud, test fixture): the
      * agent registers it as az's active cloud for this command. */
-    char base[512], ov[520];
-    trim_base(mgmt_base(w), base, sizeof(base));
-    snprintf(ov, sizeof(ov), "%s/", base);
+    char ov[520];
+    if (kit_url_fmt(ov, sizeof(ov), mgmt_base(w), "/") < 0) {
+        http_resp_error(resp, 500, "AZURE_MANAGEMENT_ERROR", "AZURE_MANAGEMENT_BASE is too long");
+        goto out;
+    }
     const char *env[] = { "AZURE_ACCESS_TOKEN", tok, "AZURE_ACCESS_TOKEN_EXPIRES_ON", expbuf,
                           "AZURE_SUBSCRIPTION_ID", sub, "AZURE_TENANT_ID", tenant,
                           "AZURE_CORE_COLLECT_TELEMETRY", "false", "AZURE_CORE_NO_COLOR", "true",
-                          strcmp(base, "https://management.azure.com") ? "AZURE_ARM_ENDPOINT_OVERRIDE"
+                          strcmp(ov, "https://management.azure.com/") ? "AZURE_ARM_ENDPOINT_OVERRIDE"
                                                                        : NULL,
                           ov, NULL };
     if (cloud_creds_set(out, env, resp) < 0)

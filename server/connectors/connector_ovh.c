@@ -106,17 +106,6 @@ static const char *rsetting(const worker_ctx *w, const ovh_region *r, const char
     return server_setting(w->cfg, name);
 }
 
-static void endpoint(const worker_ctx *w, const ovh_region *r, const char *what,
-                     const char *suffix, char *out, size_t cap)
-{
-    const char *b = rsetting(w, r, what);
-    snprintf(out, cap, "%s", b ? b : "");
-    size_t n = strlen(out);
-    while (n > 0 && out[n - 1] == '/')
-        out[--n] = '\0';
-    snprintf(out + n, cap - n, "%s", suffix);
-}
-
 /* "eu", "EU", "ovh-eu" -> the region; NULL with a 400 in resp. */
 static const ovh_region *region_find(const char *name, http_response *resp)
 {
@@ -156,8 +145,9 @@ static int region_client(const worker_ctx *w, const ovh_region *r, ovh_client *o
                         "or cloudflared locally)", r->up);
         return -1;
     }
-    endpoint(w, r, "AUTH_BASE", "/oauth2/authorize", oc->authorize, sizeof(oc->authorize));
-    endpoint(w, r, "AUTH_BASE", "/oauth2/token", oc->token, sizeof(oc->token));
+    const char *auth = rsetting(w, r, "AUTH_BASE");
+    kit_url_fmt(oc->authorize, sizeof(oc->authorize), auth, "/oauth2/authorize");
+    kit_url_fmt(oc->token, sizeof(oc->token), auth, "/oauth2/token");
     oc->c = (kit_oauth_client){ .provider = OVH_ID,
                                 .authorize_url = oc->authorize,
                                 .token_url = oc->token,

@@ -439,6 +439,28 @@ char *kit_url(const char *base, const char *path)
     return u;
 }
 
+int kit_url_fmt(char *out, size_t cap, const char *base, const char *fmt, ...)
+{
+    size_t bn = base ? strlen(base) : 0;
+    while (bn > 0 && base[bn - 1] == '/')
+        bn--;
+    if (!cap || bn >= cap)
+        goto too_long;
+    if (bn)
+        memcpy(out, base, bn);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out + bn, cap - bn, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap - bn)
+        goto too_long;
+    return 0;
+too_long:
+    if (cap)
+        out[0] = '\0';
+    return -1;
+}
+
 char *kit_url_with_param(const char *url, const char *name, const char *value)
 {
     if (!url || !name || !*name || !value)

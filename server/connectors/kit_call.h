@@ -116,6 +116,11 @@ int kit_base_url_check(const char *url, int allow_http, char *err, size_t errlen
 /* base + "/" + path (one slash between them, whatever either carries);
  * malloc'd, NULL when out of memory or when the result is not under base. */
 char *kit_url(const char *base, const char *path);
+/* base without its trailing slashes, then the formatted path ("/%s/oauth2/
+ * v2.0/token"), into out: for endpoints built from a setting into a fixed
+ * buffer (base NULL: "").  0, or -1 when it does not fit (out is then ""). */
+int kit_url_fmt(char *out, size_t cap, const char *base, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* ---- pagination ---------------------------------------------------------------
  *

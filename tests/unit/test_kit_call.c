@@ -523,6 +523,14 @@ static void test_retry_if_and_connector_errors(void **state)
     free(text);
     buf_free(&resp.body);
 
+    char u[32];
+    assert_int_equal(kit_url_fmt(u, sizeof(u), "https://h/x//", "/%s/t", "ten"), 0);
+    assert_string_equal(u, "https://h/x/ten/t");
+    assert_int_equal(kit_url_fmt(u, sizeof(u), NULL, "/me"), 0);
+    assert_string_equal(u, "/me");
+    assert_int_equal(kit_url_fmt(u, 16, "https://host.example", "/oauth2/token"), -1);
+    assert_string_equal(u, ""); /* never a cut URL */
+
     char code[16];
     kit_code_text("Access\"Denied <x>\n", code, sizeof(code));
     assert_string_equal(code, "AccessDeniedx");
