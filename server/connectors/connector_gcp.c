@@ -271,13 +271,8 @@ static int oauth_mint(worker_ctx *w, const char *secret_ref, char **token, int64
 
 /* ---- projects.list ---------------------------------------------------------------------- */
 
-static const kit_call_errors crm_errors = {
-    .service = "Cloud Resource Manager",
-    .timeout = "GCP_PROJECTS_FAILED",
-    .unreachable = "GCP_PROJECTS_FAILED",
-    .denied = "GCP_PROJECTS_FAILED",
-    .failed = "GCP_PROJECTS_FAILED",
-};
+static const kit_call_errors crm_errors = { .service = "Cloud Resource Manager",
+                                            .failed = "GCP_PROJECTS_FAILED" };
 
 /* One page's ACTIVE projects into arr (a cJSON array); 0, or -1 when the
  * page is not a JSON object. */

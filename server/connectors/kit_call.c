@@ -778,16 +778,18 @@ void kit_answer_error(const kit_call_errors *e, long status, int code, const cha
 {
     const char *sep = what && *what ? ": " : "";
     what = what ? what : "";
+#define OR_FAILED(c) ((c) ? (c) : e->failed)
     if (status == 0 && code == AUR_E_TIMEOUT)
-        http_resp_error(resp, 504, e->timeout, "%s%s%s did not answer within %ld s", what, sep,
-                        e->service, (timeout_ms + 999) / 1000);
+        http_resp_error(resp, 504, OR_FAILED(e->timeout), "%s%s%s did not answer within %ld s",
+                        what, sep, e->service, (timeout_ms + 999) / 1000);
     else if (status == 0)
-        http_resp_error(resp, 502, e->unreachable, "%s%s%s is unreachable (%s)", what, sep,
-                        e->service, detail ? detail : "");
+        http_resp_error(resp, 502, OR_FAILED(e->unreachable), "%s%s%s is unreachable (%s)", what,
+                        sep, e->service, detail ? detail : "");
     else
-        http_resp_error(resp, 502, status == 401 || status == 403 ? e->denied : e->failed,
+        http_resp_error(resp, 502, status == 401 || status == 403 ? OR_FAILED(e->denied) : e->failed,
                         "%s%s%s answered HTTP %ld%s", what, sep, e->service, status,
                         suffix ? suffix : "");
+#undef OR_FAILED
 }
 
 void kit_call_error(const kit_call_errors *e, const kit_call_resp *r, const char *what,

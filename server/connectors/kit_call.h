@@ -220,10 +220,10 @@ void kit_walk_free(kit_walk *w);
  * purpose), never a body. */
 typedef struct {
     const char *service;     /* "Azure Resource Manager", "OVH API", "AWS STS" */
-    const char *timeout;     /* 504 */
-    const char *unreachable; /* 502 */
-    const char *denied;      /* 502 on 401/403 */
-    const char *failed;      /* 502 otherwise */
+    const char *failed;      /* 502: any status not below; required */
+    const char *timeout;     /* 504; NULL: failed */
+    const char *unreachable; /* 502; NULL: failed */
+    const char *denied;      /* 502 on 401/403; NULL: failed */
 } kit_call_errors;
 
 struct http_response;

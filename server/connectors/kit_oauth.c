@@ -77,9 +77,8 @@ void kit_oauth_error(const kit_oauth_client *c, const oauth_result *r, const cha
     const kit_oauth_errors *e = c->errors;
     if (r->status == 0 || r->code == AUR_E_TIMEOUT || r->status >= 500 || r->status < 400) {
         /* no answer, or the provider's trouble: worded as every provider call */
-        kit_call_errors ce = { .service = e->service, .timeout = e->timeout,
-                               .unreachable = e->unreachable, .denied = e->failed,
-                               .failed = e->failed };
+        kit_call_errors ce = { .service = e->service, .failed = e->failed,
+                               .timeout = e->timeout, .unreachable = e->unreachable };
         kit_answer_error(&ce, r->code == AUR_E_TIMEOUT ? 0 : r->status, r->code, r->err, what,
                          c->timeout_ms, NULL, resp);
     } else if (!strcmp(r->error, "redirect_uri_mismatch")) {
