@@ -37,6 +37,10 @@ typedef struct {
 /* 0, or -1 when the name is not [A-Z0-9_]+, the value is over
  * CLOUD_MAX_ENV_VALUE, the name is already set or the table is full. */
 int cloud_creds_add(cloud_creds *c, const char *name, const char *value);
+/* Adds every {name, value, …, NULL} pair (a NULL name ends the list, so an
+ * optional last pair may be left out with a NULL name).  0, or -1 with out
+ * cleared and a 500 INTERNAL in resp. */
+int cloud_creds_set(cloud_creds *c, const char *const *pairs, http_response *resp);
 /* Wipes and frees every value (call it on every path, success or not). */
 void cloud_creds_clear(cloud_creds *c);
 /* 1 if name is a valid environment variable name for a cloud command. */

@@ -40,6 +40,7 @@
 #include "crypto.h"
 #include "http_client.h"
 #include "kit_cache.h"
+#include "kit_call.h"
 #include "kit_secrets.h"
 #include "log.h"
 #include "router.h"
@@ -159,17 +160,6 @@ static int64_t parse_iso8601(const char *s)
     return t == (time_t)-1 ? 0 : (int64_t)t;
 }
 
-/* Printable ASCII from a provider answer, bounded (error codes, not bodies). */
-static void clean_code(const char *in, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (const char *p = in; p && *p && o + 1 < cap; p++)
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '.' || *p == '_' || *p == '-')
-            out[o++] = *p;
-    out[o] = '\0';
-}
-
 /* ---- STS ------------------------------------------------------------------- */
 
 enum { STS_OK = 0, STS_NOCREDS, STS_TIMEOUT, STS_UNREACHABLE, STS_HTTP };
@@ -185,7 +175,7 @@ static void parse_sts_error(const http_client_resp *r, sts_result *res)
 {
     char code[128] = "";
     if (r->body && xml_text(r->body, "Code", code, sizeof(code))) {
-        clean_code(code, res->code, sizeof(res->code));
+        kit_code_text(code, res->code, sizeof(res->code));
         return;
     }
     /* The AWS JSON protocol shape: {"__type": "[ns#]AccessDenied", "message": …}. */
@@ -195,23 +185,27 @@ static void parse_sts_error(const http_client_resp *r, sts_result *res)
         t = api_json_str(j, "code");
     if (t) {
         const char *hash = strrchr(t, '#');
-        clean_code(hash ? hash + 1 : t, res->code, sizeof(res->code));
+        kit_code_text(hash ? hash + 1 : t, res->code, sizeof(res->code));
     }
     cJSON_Delete(j);
     if (!res->code[0])
         snprintf(res->code, sizeof(res->code), "HTTP%ld", r->status);
 }
 
-static int retryable(const sts_result *res)
+/* AWS Query APIs answer throttling as HTTP 400 with a <Code>: retried like a 5xx. */
+static int sts_throttled(const http_client_resp *answer)
 {
-    return res->kind == STS_HTTP &&
-           (res->status >= 500 || !strcmp(res->code, "Throttling") ||
-            !strcmp(res->code, "ThrottlingException") || !strcmp(res->code, "RequestLimitExceeded"));
+    sts_result res = { 0 };
+    parse_sts_error(answer, &res);
+    return !strcmp(res.code, "Throttling") || !strcmp(res.code, "ThrottlingException") ||
+           !strcmp(res.code, "RequestLimitExceeded");
 }
 
-/* One STS Query API call signed with Aurora's credentials.  On STS_OK, resp
- * holds the 2xx answer (caller frees). */
-static int sts_call(worker_ctx *w, const char *const *pairs, http_client_resp *resp,
+/* One STS Query API call signed with Aurora's credentials, through kit_call
+ * (5xx and throttling retried once, the whole call within
+ * AURORA_PROVIDER_TIMEOUT_MS).  On STS_OK, resp holds the 2xx answer
+ * (kit_call_resp_free it). */
+static int sts_call(worker_ctx *w, const char *const *pairs, kit_call_resp *resp,
                     sts_result *res)
 {
     const server_config *c = w->cfg;
@@ -220,65 +214,45 @@ static int sts_call(worker_ctx *w, const char *const *pairs, http_client_resp *r
     if (!have_creds(c))
         return res->kind = STS_NOCREDS;
     char url[512], sigv4[128], *tokhdr = NULL;
-    size_t tokl = 0;
     sts_url(c, url, sizeof(url));
     snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:sts", region_of(c));
     size_t upl = strlen(c->aws_access_key_id) + strlen(c->aws_secret_access_key) + 2;
     char *userpwd = malloc(upl);
     char *body = http_client_form(pairs);
-    if (c->aws_session_token && *c->aws_session_token) {
-        tokl = strlen(c->aws_session_token) + 32;
-        tokhdr = malloc(tokl);
-    }
-    if (!userpwd || !body || (tokl && !tokhdr)) {
-        free(userpwd);
-        free(tokhdr);
-        secret_free(body);
-        snprintf(res->detail, sizeof(res->detail), "out of memory");
-        return res->kind = STS_UNREACHABLE;
-    }
-    snprintf(userpwd, upl, "%s:%s", c->aws_access_key_id, c->aws_secret_access_key);
-    const char *headers[4];
-    int nh = 0;
-    headers[nh++] = "Content-Type: application/x-www-form-urlencoded; charset=utf-8";
-    headers[nh++] = "Accept: text/xml";
-    if (tokhdr) {
+    const char *headers[4] = { "Content-Type: application/x-www-form-urlencoded; charset=utf-8",
+                               "Accept: text/xml", NULL, NULL };
+    int session = c->aws_session_token && *c->aws_session_token;
+    size_t tokl = session ? strlen(c->aws_session_token) + 32 : 0;
+    if (session && (tokhdr = malloc(tokl)) != NULL) {
         snprintf(tokhdr, tokl, "X-Amz-Security-Token: %s", c->aws_session_token);
-        headers[nh++] = tokhdr;
+        headers[2] = tokhdr;
     }
-    headers[nh] = NULL;
-    http_client_req req = { .method = "POST",
-                            .url = url,
-                            .headers = headers,
-                            .body = body,
-                            .body_len = strlen(body),
-                            .timeout_ms = timeout_ms(w),
-                            .aws_sigv4 = sigv4,
-                            .userpwd = userpwd };
-    for (int attempt = 1; attempt <= 2; attempt++) {
-        if (attempt > 1)
-            http_client_sleep_ms(http_client_backoff_ms(attempt - 1));
-        memset(res, 0, sizeof(*res));
-        if (http_client_do(&req, resp) < 0) {
-            res->kind = resp->code == AUR_E_TIMEOUT ? STS_TIMEOUT : STS_UNREACHABLE;
-            snprintf(res->detail, sizeof(res->detail), "%s", resp->err);
-            break; /* a timeout retried only doubles the wait */
-        }
-        res->status = resp->status;
-        if (resp->status >= 200 && resp->status < 300) {
-            res->kind = STS_OK;
-            break;
-        }
+    if (userpwd && body && (tokhdr || !session)) {
+        snprintf(userpwd, upl, "%s:%s", c->aws_access_key_id, c->aws_secret_access_key);
+        kit_call_req q = { .provider = "AWS STS", .base_url = url, .url = url, .headers = headers,
+                           .body = body, .body_len = strlen(body), .retry_safe = 1,
+                           .retry_if = sts_throttled, .max_attempts = 2,
+                           .attempt_timeout_ms = timeout_ms(w), .deadline_ms = timeout_ms(w),
+                           .aws_sigv4 = sigv4, .userpwd = userpwd };
+        kit_call(&q, resp);
+    } else {
+        resp->code = AUR_E_INTERNAL;
+        snprintf(resp->http.err, sizeof(resp->http.err), "out of memory");
+    }
+    res->status = resp->status;
+    if (resp->code == AUR_OK) {
+        res->kind = STS_OK;
+    } else if (resp->status == 0) {
+        res->kind = resp->code == AUR_E_TIMEOUT ? STS_TIMEOUT : STS_UNREACHABLE;
+        snprintf(res->detail, sizeof(res->detail), "%s", resp->http.err[0] ? resp->http.err : resp->err);
+    } else {
         res->kind = STS_HTTP;
-        parse_sts_error(resp, res);
-        http_client_resp_free(resp);
-        if (!retryable(res))
-            break;
+        parse_sts_error(&resp->http, res);
     }
+    if (res->kind != STS_OK)
+        kit_call_resp_free(resp);
     secret_free_n(userpwd, upl);
-    if (tokhdr) {
-        secret_free_n(tokhdr, tokl);
-    }
+    secret_free(tokhdr);
     secret_free(body);
     return res->kind;
 }
@@ -337,7 +311,7 @@ static int account_id(worker_ctx *w, char out[16], http_response *resp)
             return 0;
     }
     const char *pairs[] = { "Action", "GetCallerIdentity", "Version", "2011-06-15", NULL };
-    http_client_resp r;
+    kit_call_resp r;
     sts_result res;
     if (sts_call(w, pairs, &r, &res) != STS_OK) {
         log_warn("aws: GetCallerIdentity failed (kind %d, HTTP %ld, %s%s)", res.kind, res.status,
@@ -349,9 +323,9 @@ static int account_id(worker_ctx *w, char out[16], http_response *resp)
         return -1;
     }
     char acct[64] = "";
-    int ok = xml_text(r.body, "Account", acct, sizeof(acct)) && strlen(acct) == 12 &&
+    int ok = xml_text(r.http.body, "Account", acct, sizeof(acct)) && strlen(acct) == 12 &&
              strspn(acct, "0123456789") == 12;
-    http_client_resp_free(&r);
+    kit_call_resp_free(&r);
     if (!ok) {
         http_resp_error(resp, 502, "AWS_ACCOUNT_ID_UNAVAILABLE",
                         MSG_NO_ACCOUNT ": AWS STS answer has no account id");
@@ -514,7 +488,7 @@ static int assume_role(worker_ctx *w, const char *user_id, const char *role_arn,
     const char *pairs[] = { "Action", "AssumeRole", "Version", "2011-06-15", "RoleArn", role_arn,
                             "RoleSessionName", sess, "ExternalId", ext, "DurationSeconds", dur,
                             NULL };
-    http_client_resp r;
+    kit_call_resp r;
     sts_result res;
     memset(out, 0, sizeof(*out));
     if (sts_call(w, pairs, &r, &res) != STS_OK) {
@@ -524,16 +498,16 @@ static int assume_role(worker_ctx *w, const char *user_id, const char *role_arn,
         return -1;
     }
     char exp[64] = "";
-    size_t tcap = r.len + 1;
+    size_t tcap = r.http.len + 1;
     out->token = malloc(tcap);
-    int ok = out->token && xml_text(r.body, "AccessKeyId", out->akid, sizeof(out->akid)) &&
-             xml_text(r.body, "SecretAccessKey", out->secret, sizeof(out->secret)) &&
-             xml_text(r.body, "SessionToken", out->token, tcap) &&
-             xml_text(r.body, "Expiration", exp, sizeof(exp)) && out->akid[0] && out->secret[0] &&
+    int ok = out->token && xml_text(r.http.body, "AccessKeyId", out->akid, sizeof(out->akid)) &&
+             xml_text(r.http.body, "SecretAccessKey", out->secret, sizeof(out->secret)) &&
+             xml_text(r.http.body, "SessionToken", out->token, tcap) &&
+             xml_text(r.http.body, "Expiration", exp, sizeof(exp)) && out->akid[0] && out->secret[0] &&
              out->token[0];
-    if (assumed_arn && !xml_text(r.body, "Arn", assumed_arn, acap))
+    if (assumed_arn && !xml_text(r.http.body, "Arn", assumed_arn, acap))
         assumed_arn[0] = '\0';
-    http_client_resp_free(&r);
+    kit_call_resp_free(&r);
     if (!ok) {
         creds_wipe(out);
         http_resp_error(resp, 502, "AWS_STS_ERROR",
@@ -630,11 +604,11 @@ static void connect_role(worker_ctx *w, http_request *req, http_response *resp)
     if (assumed[0])
         cJSON_AddStringToObject(md, "assumed_role_arn", assumed);
     /* Nothing secret to store: the row is the connection. */
-    int rc = kit_connect_store(w, req->auth.org_id, req->auth.user_id, AWS_ID, arn, NULL, 0, md,
-                               resp);
-    cJSON_Delete(md);
-    if (rc < 0)
+    if (kit_connect_store(w, req->auth.org_id, req->auth.user_id, AWS_ID, arn, NULL, 0, md,
+                          resp) < 0) {
+        cJSON_Delete(md);
         goto out;
+    }
     int64_t now = (int64_t)time(NULL);
     /* The proof-of-access credentials serve the first command too. */
     char key[2400];
@@ -644,15 +618,9 @@ static void connect_role(worker_ctx *w, http_request *req, http_response *resp)
     log_info("aws: user %s of %s connected role in account %s", req->auth.user_id,
              req->auth.org_id, acct);
 
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddBoolToObject(o, "connected", 1);
-    cJSON_AddStringToObject(o, "provider", AWS_ID);
-    cJSON_AddStringToObject(o, "role_arn", arn);
-    cJSON_AddStringToObject(o, "account_id", acct);
-    cJSON_AddStringToObject(o, "region", region ? region : region_of(w->cfg));
-    if (assumed[0])
-        cJSON_AddStringToObject(o, "assumed_role_arn", assumed);
-    http_resp_json(resp, 200, o);
+    static const char *const internal[] = { "external_id_setting", NULL };
+    kit_connected_reply(resp, AWS_ID, md, internal);
+    cJSON_Delete(md);
 out:
     creds_wipe(&cr);
     cJSON_Delete(body);
@@ -808,17 +776,12 @@ static int aws_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
             goto out;
         cache_put(key, &cr, now);
     }
-    if (cloud_creds_add(out, "AWS_ACCESS_KEY_ID", cr.akid) < 0 ||
-        cloud_creds_add(out, "AWS_SECRET_ACCESS_KEY", cr.secret) < 0 ||
-        cloud_creds_add(out, "AWS_SESSION_TOKEN", cr.token) < 0 ||
-        cloud_creds_add(out, "AWS_DEFAULT_REGION", region) < 0 ||
-        cloud_creds_add(out, "AWS_REGION", region) < 0 ||
-        cloud_creds_add(out, "AWS_EC2_METADATA_DISABLED", "true") < 0 ||
-        cloud_creds_add(out, "AWS_PAGER", "") < 0) {
-        cloud_creds_clear(out);
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+    const char *env[] = { "AWS_ACCESS_KEY_ID", cr.akid, "AWS_SECRET_ACCESS_KEY", cr.secret,
+                          "AWS_SESSION_TOKEN", cr.token, "AWS_DEFAULT_REGION", region,
+                          "AWS_REGION", region, "AWS_EC2_METADATA_DISABLED", "true",
+                          "AWS_PAGER", "", NULL };
+    if (cloud_creds_set(out, env, resp) < 0)
         goto out;
-    }
     snprintf(out->target, sizeof(out->target), "%s", acct);
     ret = 0;
 out:

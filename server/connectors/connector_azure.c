@@ -46,6 +46,7 @@
 #include "http_client.h"
 #include "jwt.h"
 #include "kit_cache.h"
+#include "kit_call.h"
 #include "kit_oauth.h"
 #include "kit_secrets.h"
 #include "log.h"
@@ -118,15 +119,6 @@ static int max_pages(const worker_ctx *w)
     return n < 1 ? 20 : n > 1000 ? 1000 : (int)n;
 }
 
-/* Base URL without trailing slashes into out. */
-static void trim_base(const char *base, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s", base);
-    size_t n = strlen(out);
-    while (n > 0 && out[n - 1] == '/')
-        out[--n] = '\0';
-}
-
 static int is_hex(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -173,10 +165,9 @@ typedef struct {
 
 static void client_for(const worker_ctx *w, const char *tenant, az_client *ac)
 {
-    char base[512];
-    trim_base(login_base(w), base, sizeof(base));
-    snprintf(ac->authorize, sizeof(ac->authorize), "%s/%s/oauth2/v2.0/authorize", base, tenant);
-    snprintf(ac->token, sizeof(ac->token), "%s/%s/oauth2/v2.0/token", base, tenant);
+    kit_url_fmt(ac->authorize, sizeof(ac->authorize), login_base(w), "/%s/oauth2/v2.0/authorize",
+                tenant);
+    kit_url_fmt(ac->token, sizeof(ac->token), login_base(w), "/%s/oauth2/v2.0/token", tenant);
     ac->c = (kit_oauth_client){ .provider = AZ_ID,
                                 .authorize_url = ac->authorize,
                                 .token_url = ac->token,
@@ -209,115 +200,81 @@ static cJSON *sp_token(const worker_ctx *w, const char *tenant, const char *clie
 
 /* ---- subscriptions ------------------------------------------------------------------ */
 
-static void arm_error_code(const http_client_resp *r, char *out, size_t cap)
+static const kit_call_errors arm_errors = {
+    .service = "Azure Resource Manager",
+    .timeout = "AZURE_TIMEOUT",
+    .unreachable = "AZURE_UNREACHABLE",
+    .denied = "AZURE_MANAGEMENT_DENIED",
+    .failed = "AZURE_MANAGEMENT_ERROR",
+};
+
+/* One page's subscriptions into subs (a cJSON array); 0, or -1 when the
+ * page has no list. */
+static int add_subscriptions(const kit_call_resp *r, void *subs)
 {
-    out[0] = '\0';
-    cJSON *j = http_client_json(r);
-    const cJSON *e = j ? cJSON_GetObjectItemCaseSensitive(j, "error") : NULL;
-    const char *c = e ? api_json_str(e, "code") : NULL;
-    size_t o = 0;
-    for (const char *p = c; p && *p && o + 1 < cap; p++)
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))
-            out[o++] = *p;
-    out[o] = '\0';
+    cJSON *j = kit_call_json(r);
+    const cJSON *val = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "value") : NULL;
+    const cJSON *it;
+    int ok = cJSON_IsArray(val);
+    cJSON_ArrayForEach(it, val)
+    {
+        const char *id = api_json_str(it, "subscriptionId");
+        const char *name = api_json_str(it, "displayName");
+        const char *state = api_json_str(it, "state");
+        if (!id || !guid_valid(id) || cJSON_GetArraySize(subs) >= AZ_MAX_SUBSCRIPTIONS)
+            continue;
+        cJSON *s = cJSON_CreateObject();
+        cJSON_AddStringToObject(s, "id", id);
+        cJSON_AddStringToObject(s, "name", name ? name : "");
+        cJSON_AddStringToObject(s, "state", state ? state : "");
+        cJSON_AddItemToArray(subs, s);
+    }
     cJSON_Delete(j);
+    return ok ? 0 : -1;
 }
 
 /* Lists the subscriptions the token sees into *out (array of {id, name,
- * state}).  0, or -1 with resp filled. */
+ * state}), following nextLink (kit pager: never off AZURE_MANAGEMENT_BASE,
+ * at most AZURE_MAX_SUBSCRIPTION_PAGES pages).  0, or -1 with resp filled. */
 static int list_subscriptions(worker_ctx *w, const char *access_token, cJSON **out,
                               http_response *resp)
 {
-    char base[512], url[2048];
-    trim_base(mgmt_base(w), base, sizeof(base));
-    snprintf(url, sizeof(url), "%s/subscriptions?api-version=%s", base, AZ_API_VERSION);
-    size_t hl = strlen(access_token) + 32;
-    char *authz = malloc(hl);
+    const char *base = mgmt_base(w);
+    char *url = kit_url(base, "/subscriptions?api-version=" AZ_API_VERSION);
+    const char *headers[] = { "Accept: application/json", NULL };
+    kit_call_req q = { .provider = "Azure Resource Manager", .base_url = base, .url = url,
+                       .headers = headers, .bearer = access_token,
+                       .attempt_timeout_ms = timeout_ms(w), .deadline_ms = timeout_ms(w),
+                       .max_response = 4 * 1024 * 1024 };
+    kit_pager_cfg pc = { .style = KIT_PAGE_BODY_URL, .cursor_field = "nextLink",
+                         .max_pages = max_pages(w) };
     cJSON *subs = cJSON_CreateArray();
-    if (!authz || !subs) {
-        free(authz);
-        cJSON_Delete(subs);
+    kit_walk wk;
+    int rc = subs ? kit_pager_walk(&q, &pc, add_subscriptions, subs, &wk) : AUR_E_INTERNAL;
+    if (!subs) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        return -1;
-    }
-    snprintf(authz, hl, "Authorization: Bearer %s", access_token);
-    const char *headers[] = { authz, "Accept: application/json", NULL };
-    int pages = 0, ret = -1, limit = max_pages(w);
-    for (;;) {
-        http_client_req rq = { .method = "GET", .url = url, .headers = headers,
-                               .timeout_ms = timeout_ms(w), .max_response = 4 * 1024 * 1024 };
-        http_client_resp rp;
-        if (http_client_do(&rq, &rp) < 0) {
-            if (rp.code == AUR_E_TIMEOUT)
-                http_resp_error(resp, 504, "AZURE_TIMEOUT",
-                                "Azure Resource Manager did not answer within %ld s",
-                                (timeout_ms(w) + 999) / 1000);
-            else
-                http_resp_error(resp, 502, "AZURE_UNREACHABLE",
-                                "Azure Resource Manager is unreachable (%s)", rp.err);
-            break;
-        }
-        if (rp.status < 200 || rp.status > 299) {
-            char code[64];
-            arm_error_code(&rp, code, sizeof(code));
-            http_resp_error(resp, 502, rp.status == 401 || rp.status == 403 ? "AZURE_MANAGEMENT_DENIED"
-                                                                              : "AZURE_MANAGEMENT_ERROR",
-                            "Azure Resource Manager answered HTTP %ld%s%s while listing "
-                            "subscriptions", rp.status, code[0] ? " " : "", code);
-            http_client_resp_free(&rp);
-            break;
-        }
-        cJSON *j = http_client_json(&rp);
-        http_client_resp_free(&rp);
-        const cJSON *val = j ? cJSON_GetObjectItemCaseSensitive(j, "value") : NULL;
-        if (!cJSON_IsArray(val)) {
-            cJSON_Delete(j);
-            http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",
-                            "Azure Resource Manager answered an unexpected subscription list");
-            break;
-        }
-        const cJSON *it;
-        cJSON_ArrayForEach(it, val)
-        {
-            const char *id = api_json_str(it, "subscriptionId");
-            const char *name = api_json_str(it, "displayName");
-            const char *state = api_json_str(it, "state");
-            if (!id || !guid_valid(id) || cJSON_GetArraySize(subs) >= AZ_MAX_SUBSCRIPTIONS)
-                continue;
-            cJSON *s = cJSON_CreateObject();
-            cJSON_AddStringToObject(s, "id", id);
-            cJSON_AddStringToObject(s, "name", name ? name : "");
-            cJSON_AddStringToObject(s, "state", state ? state : "");
-            cJSON_AddItemToArray(subs, s);
-        }
-        const char *next = api_json_str(j, "nextLink");
-        pages++;
-        int follow = 0;
-        if (next && *next) {
-            /* The bearer token only ever goes to the management host: the
-             * nextLink, parsed as curl will fetch it, must lie under the base. */
-            if (!http_client_url_under(next, base)) {
-                /* Never followed: it would hand the bearer token to another host. */
-                cJSON_Delete(j);
-                http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",
-                                "Azure Resource Manager answered a nextLink outside "
-                                "AZURE_MANAGEMENT_BASE; not followed");
-                break;
-            } else if (pages >= limit) {
-                log_warn("azure: stopped listing subscriptions after %d pages", pages);
-            } else if (strlen(next) < sizeof(url)) {
-                snprintf(url, sizeof(url), "%s", next);
-                follow = 1;
-            }
-        }
+    } else if (rc == AUR_OK && wk.capped) {
+        log_warn("azure: stopped listing subscriptions after %d pages", wk.pages);
+    } else if (wk.bad_page) {
+        http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",
+                        "Azure Resource Manager answered an unexpected subscription list");
+    } else if (wk.refused) {
+        http_resp_error(resp, 502, "AZURE_MANAGEMENT_ERROR",
+                        "Azure Resource Manager answered a nextLink outside "
+                        "AZURE_MANAGEMENT_BASE; not followed");
+    } else if (rc != AUR_OK) {
+        char code[64], suffix[128];
+        cJSON *j = kit_call_json(&wk.last);
+        kit_code_text(kit_json_path_string(j, "error.code"), code, sizeof(code));
         cJSON_Delete(j);
-        if (!follow) {
-            ret = 0;
-            break;
-        }
+        snprintf(suffix, sizeof(suffix), "%s%s while listing subscriptions", code[0] ? " " : "",
+                 code);
+        kit_call_error(&arm_errors, &wk.last, NULL, timeout_ms(w), suffix, resp);
     }
-    secret_free_n(authz, hl);
-    if (ret < 0) {
+    if (subs)
+        kit_walk_free(&wk);
+    free(url);
+    if (rc != AUR_OK) {
         cJSON_Delete(subs);
         return -1;
     }
@@ -357,16 +314,6 @@ static int save_connection(worker_ctx *w, const char *org, const char *user, con
         return -1;
     kit_cache_forget(&g_tokens, org, user);
     return 0;
-}
-
-static void connected_json(http_response *resp, const cJSON *md)
-{
-    cJSON *o = cJSON_Duplicate(md, 1);
-    if (o) {
-        cJSON_AddBoolToObject(o, "connected", 1);
-        cJSON_AddStringToObject(o, "provider", AZ_ID);
-    }
-    http_resp_json(resp, 200, o);
 }
 
 /* The cache key of a credential. */
@@ -455,7 +402,7 @@ static void sp_connect(worker_ctx *w, http_request *req, http_response *resp)
     }
     log_info("azure: user %s of %s connected service principal %s (tenant %s)", req->auth.user_id,
              req->auth.org_id, client, tenant);
-    connected_json(resp, md);
+    kit_connected_reply(resp, AZ_ID, md, NULL);
 out:
     cJSON_Delete(md);
     cJSON_Delete(subs);
@@ -796,29 +743,21 @@ static int az_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
         goto out;
     char expbuf[24];
     snprintf(expbuf, sizeof(expbuf), "%lld", (long long)exp);
-    if (cloud_creds_add(out, "AZURE_ACCESS_TOKEN", tok) < 0 ||
-        cloud_creds_add(out, "AZURE_ACCESS_TOKEN_EXPIRES_ON", expbuf) < 0 ||
-        cloud_creds_add(out, "AZURE_SUBSCRIPTION_ID", sub) < 0 ||
-        cloud_creds_add(out, "AZURE_TENANT_ID", tenant) < 0 ||
-        cloud_creds_add(out, "AZURE_CORE_COLLECT_TELEMETRY", "false") < 0 ||
-        cloud_creds_add(out, "AZURE_CORE_NO_COLOR", "true") < 0) {
-        cloud_creds_clear(out);
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        goto out;
-    }
     /* A non-default Resource Manager (sovereign cloud, test fixture): the
      * agent registers it as az's active cloud for this command. */
-    char base[512];
-    trim_base(mgmt_base(w), base, sizeof(base));
-    if (strcmp(base, "https://management.azure.com") != 0) {
-        char ov[520];
-        snprintf(ov, sizeof(ov), "%s/", base);
-        if (cloud_creds_add(out, "AZURE_ARM_ENDPOINT_OVERRIDE", ov) < 0) {
-            cloud_creds_clear(out);
-            http_resp_error(resp, 500, "INTERNAL", "out of memory");
-            goto out;
-        }
+    char ov[520];
+    if (kit_url_fmt(ov, sizeof(ov), mgmt_base(w), "/") < 0) {
+        http_resp_error(resp, 500, "AZURE_MANAGEMENT_ERROR", "AZURE_MANAGEMENT_BASE is too long");
+        goto out;
     }
+    const char *env[] = { "AZURE_ACCESS_TOKEN", tok, "AZURE_ACCESS_TOKEN_EXPIRES_ON", expbuf,
+                          "AZURE_SUBSCRIPTION_ID", sub, "AZURE_TENANT_ID", tenant,
+                          "AZURE_CORE_COLLECT_TELEMETRY", "false", "AZURE_CORE_NO_COLOR", "true",
+                          strcmp(ov, "https://management.azure.com/") ? "AZURE_ARM_ENDPOINT_OVERRIDE"
+                                                                       : NULL,
+                          ov, NULL };
+    if (cloud_creds_set(out, env, resp) < 0)
+        goto out;
     snprintf(out->target, sizeof(out->target), "%s", sub);
     ret = 0;
 out:

@@ -45,6 +45,7 @@
 #include "json_text.h"
 #include "jwt.h"
 #include "kit_cache.h"
+#include "kit_call.h"
 #include "kit_oauth.h"
 #include "kit_secrets.h"
 #include "log.h"
@@ -270,97 +271,75 @@ static int oauth_mint(worker_ctx *w, const char *secret_ref, char **token, int64
 
 /* ---- projects.list ---------------------------------------------------------------------- */
 
-/* Appends every project of every page to arr ([{id, name, enabled}]). */
+static const kit_call_errors crm_errors = { .service = "Cloud Resource Manager",
+                                            .failed = "GCP_PROJECTS_FAILED" };
+
+/* One page's ACTIVE projects into arr (a cJSON array); 0, or -1 when the
+ * page is not a JSON object. */
+static int add_projects(const kit_call_resp *r, void *arr)
+{
+    cJSON *j = kit_call_json(r);
+    const cJSON *ps = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "projects") : NULL;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, ps)
+    {
+        const char *id = api_json_str(p, "projectId");
+        const char *name = api_json_str(p, "name");
+        const char *state = api_json_str(p, "lifecycleState");
+        if (!id || !*id || strlen(id) > MAX_PROJECT_ID)
+            continue;
+        if (state && strcmp(state, "ACTIVE") != 0)
+            continue; /* DELETE_REQUESTED projects cannot be investigated */
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            continue;
+        cJSON_AddStringToObject(o, "id", id);
+        /* commands may name a project by number: kept to check those too */
+        const char *num = api_json_str(p, "projectNumber");
+        if (num && *num && strlen(num) <= 32 && strspn(num, "0123456789") == strlen(num))
+            cJSON_AddStringToObject(o, "number", num);
+        cJSON_AddStringToObject(o, "name", name ? name : id);
+        cJSON_AddBoolToObject(o, "enabled", 1);
+        cJSON_AddItemToArray(arr, o);
+    }
+    int ok = cJSON_IsObject(j);
+    cJSON_Delete(j);
+    return ok ? 0 : -1;
+}
+
+/* Appends every project of every page to arr ([{id, name, enabled}]):
+ * projects.list through the kit pager (nextPageToken sent back as
+ * pageToken, never off GCP_CRM_URL, at most GCP_MAX_PROJECT_PAGES pages). */
 static int list_projects(worker_ctx *w, const char *token, cJSON *arr, http_response *resp)
 {
     const char *base = setting(w, "GCP_CRM_URL", "https://cloudresourcemanager.googleapis.com");
     int64_t max_pages = w->cfg ? server_setting_int(w->cfg, "GCP_MAX_PROJECT_PAGES") : 100;
-    if (max_pages <= 0)
-        max_pages = 100;
-    size_t alen = strlen("Authorization: Bearer ") + strlen(token) + 1;
-    char *authz = malloc(alen);
-    if (!authz)
-        return fail(resp, 500, "INTERNAL", "out of memory");
-    snprintf(authz, alen, "Authorization: Bearer %s", token);
-    const char *headers[] = { authz, "Accept: application/json", NULL };
-    char page_token[1024] = "";
-    int rc = 0;
-    for (int64_t page = 0;; page++) {
-        if (page >= max_pages) {
-            log_warn("gcp: projects.list stopped after %lld pages", (long long)max_pages);
-            break;
-        }
-        char url[2048];
-        char *pt = page_token[0] ? http_client_escape(page_token) : NULL;
-        snprintf(url, sizeof(url), "%s/v1/projects%s%s", base, pt ? "?pageToken=" : "",
-                 pt ? pt : "");
-        free(pt);
-        http_client_req rq = { .method = "GET", .url = url, .headers = headers,
-                               .timeout_ms = provider_timeout_ms(w), .max_response = 4 << 20 };
-        http_client_resp rp;
-        if (http_client_do(&rq, &rp) < 0) {
-            rc = rp.code == AUR_E_TIMEOUT ? fail(resp, 504, "GCP_PROJECTS_FAILED",
-                                     "Listing projects failed: Cloud Resource Manager did not "
-                                     "answer within %.1f s",
-                                     provider_timeout_ms(w) / 1000.0)
-                              : fail(resp, 502, "GCP_PROJECTS_FAILED",
-                                     "Listing projects failed: %s", rp.err);
-            break;
-        }
-        if (rp.status == 403) {
-            http_client_resp_free(&rp);
-            rc = fail(resp, 400, "GCP_NO_PROJECTS",
-                      MSG_NO_PROJECTS ": grant at least roles/viewer on the target project "
-                                      "(Cloud Resource Manager API answered 403; is it enabled?)");
-            break;
-        }
-        if (rp.status != 200) {
-            long st = rp.status;
-            http_client_resp_free(&rp);
-            rc = fail(resp, 502, "GCP_PROJECTS_FAILED",
-                      "Listing projects failed: Cloud Resource Manager answered HTTP %ld", st);
-            break;
-        }
-        cJSON *j = http_client_json(&rp);
-        http_client_resp_free(&rp);
-        if (!j) {
-            rc = fail(resp, 502, "GCP_PROJECTS_FAILED",
-                      "Listing projects failed: the answer is not a JSON object");
-            break;
-        }
-        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(j, "projects"), *p;
-        cJSON_ArrayForEach(p, ps)
-        {
-            const char *id = api_json_str(p, "projectId");
-            const char *name = api_json_str(p, "name");
-            const char *state = api_json_str(p, "lifecycleState");
-            if (!id || !*id || strlen(id) > MAX_PROJECT_ID)
-                continue;
-            if (state && strcmp(state, "ACTIVE") != 0)
-                continue; /* DELETE_REQUESTED projects cannot be investigated */
-            cJSON *o = cJSON_CreateObject();
-            if (!o)
-                continue;
-            cJSON_AddStringToObject(o, "id", id);
-            /* commands may name a project by number: kept to check those too */
-            const char *num = api_json_str(p, "projectNumber");
-            if (num && *num && strlen(num) <= 32 && strspn(num, "0123456789") == strlen(num))
-                cJSON_AddStringToObject(o, "number", num);
-            cJSON_AddStringToObject(o, "name", name ? name : id);
-            cJSON_AddBoolToObject(o, "enabled", 1);
-            cJSON_AddItemToArray(arr, o);
-        }
-        const char *next = api_json_str(j, "nextPageToken");
-        if (next && *next && strlen(next) < sizeof(page_token)) {
-            snprintf(page_token, sizeof(page_token), "%s", next);
-            cJSON_Delete(j);
-            continue;
-        }
-        cJSON_Delete(j);
-        break;
-    }
-    secret_free(authz);
-    return rc;
+    char *url = kit_url(base, "/v1/projects");
+    const char *headers[] = { "Accept: application/json", NULL };
+    long timeout = provider_timeout_ms(w);
+    kit_call_req q = { .provider = "Cloud Resource Manager", .base_url = base, .url = url,
+                       .headers = headers, .bearer = token, .attempt_timeout_ms = timeout,
+                       .deadline_ms = timeout, .max_response = 4 << 20 };
+    kit_pager_cfg pc = { .style = KIT_PAGE_CURSOR, .cursor_field = "nextPageToken",
+                         .cursor_param = "pageToken",
+                         .max_pages = max_pages > 0 ? (int)max_pages : 100 };
+    kit_walk wk;
+    int rc = kit_pager_walk(&q, &pc, add_projects, arr, &wk);
+    free(url);
+    if (rc == AUR_OK && wk.capped)
+        log_warn("gcp: projects.list stopped after %d pages", wk.pages);
+    else if (wk.bad_page)
+        fail(resp, 502, "GCP_PROJECTS_FAILED", "Listing projects failed: the answer is not a JSON object");
+    else if (wk.refused)
+        fail(resp, 502, "GCP_PROJECTS_FAILED", "Listing projects failed: %s", wk.err);
+    else if (wk.last.status == 403)
+        fail(resp, 400, "GCP_NO_PROJECTS",
+             MSG_NO_PROJECTS ": grant at least roles/viewer on the target project "
+                             "(Cloud Resource Manager API answered 403; is it enabled?)");
+    else if (rc != AUR_OK)
+        kit_call_error(&crm_errors, &wk.last, "Listing projects failed", timeout, NULL, resp);
+    kit_walk_free(&wk);
+    return rc == AUR_OK ? 0 : -1;
 }
 
 /* ---- metadata ------------------------------------------------------------------------- */
@@ -1011,15 +990,13 @@ static int gcp_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
         http_resp_error(resp, 400, "BAD_REQUEST", "too many arguments");
         goto out;
     }
-    if (cloud_creds_add(out, "CLOUDSDK_AUTH_ACCESS_TOKEN", token) < 0 ||
-        cloud_creds_add(out, "CLOUDSDK_CORE_PROJECT", project) < 0 ||
-        cloud_creds_add(out, "CLOUDSDK_CORE_DISABLE_PROMPTS", "1") < 0 ||
-        cloud_creds_add(out, "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true") < 0 ||
-        cloud_creds_add(out, "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true") < 0 ||
-        cloud_creds_add(out, "CLOUDSDK_SURVEY_DISABLE_PROMPTS", "true") < 0) {
-        http_resp_error(resp, 500, "INTERNAL", "cannot build the command environment");
+    const char *env[] = { "CLOUDSDK_AUTH_ACCESS_TOKEN", token, "CLOUDSDK_CORE_PROJECT", project,
+                          "CLOUDSDK_CORE_DISABLE_PROMPTS", "1",
+                          "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING", "true",
+                          "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "true",
+                          "CLOUDSDK_SURVEY_DISABLE_PROMPTS", "true", NULL };
+    if (cloud_creds_set(out, env, resp) < 0)
         goto out;
-    }
     /* Tests point gcloud at fixtures: name=url,… */
     const char *ovr = setting(w, "GCP_CLOUDSDK_ENDPOINT_OVERRIDES", NULL);
     if (ovr) {

@@ -36,6 +36,7 @@
 #include "api_util.h"
 #include "connector.h"
 #include "http_client.h"
+#include "kit_call.h"
 #include "kit_oauth.h"
 #include "kit_secrets.h"
 #include "log.h"
@@ -105,17 +106,6 @@ static const char *rsetting(const worker_ctx *w, const ovh_region *r, const char
     return server_setting(w->cfg, name);
 }
 
-static void endpoint(const worker_ctx *w, const ovh_region *r, const char *what,
-                     const char *suffix, char *out, size_t cap)
-{
-    const char *b = rsetting(w, r, what);
-    snprintf(out, cap, "%s", b ? b : "");
-    size_t n = strlen(out);
-    while (n > 0 && out[n - 1] == '/')
-        out[--n] = '\0';
-    snprintf(out + n, cap - n, "%s", suffix);
-}
-
 /* "eu", "EU", "ovh-eu" -> the region; NULL with a 400 in resp. */
 static const ovh_region *region_find(const char *name, http_response *resp)
 {
@@ -155,8 +145,9 @@ static int region_client(const worker_ctx *w, const ovh_region *r, ovh_client *o
                         "or cloudflared locally)", r->up);
         return -1;
     }
-    endpoint(w, r, "AUTH_BASE", "/oauth2/authorize", oc->authorize, sizeof(oc->authorize));
-    endpoint(w, r, "AUTH_BASE", "/oauth2/token", oc->token, sizeof(oc->token));
+    const char *auth = rsetting(w, r, "AUTH_BASE");
+    kit_url_fmt(oc->authorize, sizeof(oc->authorize), auth, "/oauth2/authorize");
+    kit_url_fmt(oc->token, sizeof(oc->token), auth, "/oauth2/token");
     oc->c = (kit_oauth_client){ .provider = OVH_ID,
                                 .authorize_url = oc->authorize,
                                 .token_url = oc->token,
@@ -211,45 +202,37 @@ static void initiate(worker_ctx *w, http_request *req, http_response *resp)
 
 /* ---- the account behind a token ---------------------------------------------------------- */
 
-/* GET <api>/me with the token; *nic gets the account's nichandle.  0 or -1
- * with resp filled. */
+static const kit_call_errors ovh_api_errors = {
+    .service = "OVH API",
+    .timeout = "OVH_TIMEOUT",
+    .unreachable = "OVH_UNREACHABLE",
+    .denied = "OVH_API_DENIED",
+    .failed = "OVH_ERROR",
+};
+
+/* GET <api>/me with the token (kit_call: retried on 5xx, never off the
+ * region's API base); *nic gets the account's nichandle.  0 or -1 with
+ * resp filled. */
 static int whoami(worker_ctx *w, const ovh_region *r, const char *token, char *nic, size_t cap,
                   http_response *resp)
 {
-    char url[1024];
-    endpoint(w, r, "API_BASE", "/me", url, sizeof(url));
-    size_t hl = strlen(token) + 32;
-    char *authz = malloc(hl);
-    if (!authz) {
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        return -1;
-    }
-    snprintf(authz, hl, "Authorization: Bearer %s", token);
-    const char *headers[] = { authz, "Accept: application/json", NULL };
+    const char *base = rsetting(w, r, "API_BASE");
+    char *url = kit_url(base, "/me");
+    const char *headers[] = { "Accept: application/json", NULL };
     long timeout = connector_timeout_ms(w, &connector_ovh);
-    http_client_req rq = { .method = "GET", .url = url, .headers = headers,
-                           .timeout_ms = timeout, .max_response = 256 * 1024 };
-    http_client_resp rp;
-    int rc = http_client_do(&rq, &rp);
-    secret_free_n(authz, hl);
-    if (rc < 0) {
-        if (rp.code == AUR_E_TIMEOUT)
-            http_resp_error(resp, 504, "OVH_TIMEOUT", "OVH API did not answer within %ld s",
-                            (timeout + 999) / 1000);
-        else
-            http_resp_error(resp, 502, "OVH_UNREACHABLE", "OVH API is unreachable (%s)", rp.err);
+    kit_call_req q = { .provider = "OVH API", .base_url = base, .url = url, .headers = headers,
+                       .bearer = token, .attempt_timeout_ms = timeout, .deadline_ms = timeout,
+                       .max_response = 256 * 1024 };
+    kit_call_resp rp;
+    int rc = kit_call(&q, &rp);
+    free(url);
+    cJSON *j = rc == AUR_OK ? kit_call_json(&rp) : NULL;
+    if (rc != AUR_OK)
+        kit_call_error(&ovh_api_errors, &rp, NULL, timeout, " to /me with the new token", resp);
+    kit_call_resp_free(&rp);
+    if (rc != AUR_OK)
         return -1;
-    }
-    if (rp.status < 200 || rp.status > 299) {
-        http_resp_error(resp, 502, rp.status == 401 || rp.status == 403 ? "OVH_API_DENIED"
-                                                                          : "OVH_ERROR",
-                        "OVH API answered HTTP %ld to /me with the new token", rp.status);
-        http_client_resp_free(&rp);
-        return -1;
-    }
-    cJSON *j = http_client_json(&rp);
-    http_client_resp_free(&rp);
-    const char *n = j ? api_json_str(j, "nichandle") : NULL;
+    const char *n = cJSON_IsObject(j) ? api_json_str(j, "nichandle") : NULL;
     char err[64];
     if (!n || api_check_text(n, "nichandle", 1, 128, err, sizeof(err)) < 0) {
         cJSON_Delete(j);

@@ -147,6 +147,17 @@ int cloud_creds_add(cloud_creds *c, const char *name, const char *value)
     return 0;
 }
 
+int cloud_creds_set(cloud_creds *c, const char *const *pairs, http_response *resp)
+{
+    for (size_t i = 0; pairs[i]; i += 2)
+        if (cloud_creds_add(c, pairs[i], pairs[i + 1]) < 0) {
+            cloud_creds_clear(c);
+            http_resp_error(resp, 500, "INTERNAL", "cannot build the command environment");
+            return -1;
+        }
+    return 0;
+}
+
 void cloud_creds_clear(cloud_creds *c)
 {
     if (!c)

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http.h"
+
 /* Response headers the kit reads; a caller's extra names come after them. */
 static const char *const KIT_HEADERS[] = {
     "Retry-After",      "ETag",           "Link",
@@ -437,6 +439,28 @@ char *kit_url(const char *base, const char *path)
     return u;
 }
 
+int kit_url_fmt(char *out, size_t cap, const char *base, const char *fmt, ...)
+{
+    size_t bn = base ? strlen(base) : 0;
+    while (bn > 0 && base[bn - 1] == '/')
+        bn--;
+    if (!cap || bn >= cap)
+        goto too_long;
+    if (bn)
+        memcpy(out, base, bn);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out + bn, cap - bn, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap - bn)
+        goto too_long;
+    return 0;
+too_long:
+    if (cap)
+        out[0] = '\0';
+    return -1;
+}
+
 char *kit_url_with_param(const char *url, const char *name, const char *value)
 {
     if (!url || !name || !*name || !value)
@@ -614,7 +638,7 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
     (void)http_client_url_host(req->url, host, sizeof(host));
 
     /* request headers: the caller's, then If-None-Match */
-    const char *headers[KIT_CALL_MAX_EXTRA_HEADERS + 2];
+    const char *headers[KIT_CALL_MAX_EXTRA_HEADERS + 3];
     size_t nh = 0;
     for (; req->headers && req->headers[nh]; nh++)
         if (nh >= KIT_CALL_MAX_EXTRA_HEADERS)
@@ -631,7 +655,6 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
         snprintf(inm, sizeof(inm), "If-None-Match: %s", req->etag);
         headers[nh++] = inm;
     }
-    headers[nh] = NULL;
 
     /* response headers to keep: the kit's, then the caller's */
     const char *capture[HTTP_CLIENT_MAX_CAPTURE + 1];
@@ -644,6 +667,12 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
         capture[nc++] = req->capture[i];
     }
     capture[nc] = NULL;
+    char *bearer = NULL; /* wiped before returning, below */
+    if (req->bearer && !(bearer = kit_bearer_header(req->bearer)))
+        return fail(resp, AUR_E_INTERNAL, "%s: out of memory", prov);
+    if (bearer)
+        headers[nh++] = bearer;
+    headers[nh] = NULL;
 
     int may_retry = idempotent(method) || req->retry_safe;
     int max = req->max_attempts > 0 ? req->max_attempts : KIT_CALL_DEFAULT_ATTEMPTS;
@@ -661,6 +690,7 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
         long long left = deadline - now_ms();
         if (left <= 0) {
             /* only after a wait that ended at the deadline's edge */
+            secret_free(bearer);
             return fail(resp, AUR_E_TIMEOUT, "%s: %s did not answer within %ld s", prov, host,
                         (total + 999) / 1000);
         }
@@ -673,7 +703,9 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
                                .cacert = req->cacert,
                                .max_response = req->max_response,
                                .https_only = req->https_only,
-                               .capture = capture };
+                               .capture = capture,
+                               .aws_sigv4 = req->aws_sigv4,
+                               .userpwd = req->userpwd };
         http_client_resp_free(&resp->http);
         resp->not_modified = 0;
         resp->etag[0] = '\0';
@@ -689,6 +721,11 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
         } else {
             transport = 0;
             kind = classify(resp, sent_etag, &hint);
+            if (kind == ANSWER_DONE && resp->code != AUR_OK && req->retry_if &&
+                req->retry_if(&resp->http)) {
+                resp->code = AUR_E_UNAVAILABLE;
+                kind = ANSWER_RETRY;
+            }
         }
         if (kind == ANSWER_DONE || !may_retry || attempt >= max)
             break;
@@ -698,6 +735,7 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
         http_client_sleep_ms((long)wait);
     }
 
+    secret_free(bearer);
     if (hint >= 0 && kind != ANSWER_DONE)
         resp->retry_after_s = hint;
     if (resp->code == AUR_OK)
@@ -733,6 +771,51 @@ long kit_poll_delay_s(const kit_call_resp *resp, long interval_s, long calls_per
     if (resp->rl_remaining >= 0 && resp->rl_remaining < need && resp->rl_reset_s > d)
         d = resp->rl_reset_s;
     return clamp_wait(d);
+}
+
+void kit_answer_error(const kit_call_errors *e, long status, int code, const char *detail,
+                      const char *what, long timeout_ms, const char *suffix, http_response *resp)
+{
+    const char *sep = what && *what ? ": " : "";
+    what = what ? what : "";
+#define OR_FAILED(c) ((c) ? (c) : e->failed)
+    if (status == 0 && code == AUR_E_TIMEOUT)
+        http_resp_error(resp, 504, OR_FAILED(e->timeout), "%s%s%s did not answer within %ld s",
+                        what, sep, e->service, (timeout_ms + 999) / 1000);
+    else if (status == 0)
+        http_resp_error(resp, 502, OR_FAILED(e->unreachable), "%s%s%s is unreachable (%s)", what,
+                        sep, e->service, detail ? detail : "");
+    else
+        http_resp_error(resp, 502, status == 401 || status == 403 ? OR_FAILED(e->denied) : e->failed,
+                        "%s%s%s answered HTTP %ld%s", what, sep, e->service, status,
+                        suffix ? suffix : "");
+#undef OR_FAILED
+}
+
+void kit_call_error(const kit_call_errors *e, const kit_call_resp *r, const char *what,
+                    long timeout_ms, const char *suffix, http_response *resp)
+{
+    kit_answer_error(e, r->status, r->code, r->http.err[0] ? r->http.err : r->err, what,
+                     timeout_ms, suffix, resp);
+}
+
+char *kit_bearer_header(const char *token)
+{
+    size_t n = strlen("Authorization: Bearer ") + strlen(token) + 1;
+    char *h = malloc(n);
+    if (h)
+        snprintf(h, n, "Authorization: Bearer %s", token);
+    return h;
+}
+
+void kit_code_text(const char *in, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = in; p && *p && o + 1 < cap; p++)
+        if (isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-')
+            out[o++] = *p;
+    if (cap)
+        out[o] = '\0';
 }
 
 cJSON *kit_call_json(const kit_call_resp *resp)
@@ -972,4 +1055,43 @@ void kit_pager_free(kit_pager *p)
     free(p->first_url);
     free(p->next_url);
     p->first_url = p->next_url = NULL;
+}
+
+int kit_pager_walk(const kit_call_req *first, const kit_pager_cfg *cfg,
+                   int (*each)(const kit_call_resp *page, void *arg), void *arg, kit_walk *w)
+{
+    memset(w, 0, sizeof(*w));
+    kit_pager p;
+    if ((w->code = kit_pager_init(&p, cfg, first)) != AUR_OK) {
+        /* the first URL (a configuration matter): reported as a failed call */
+        w->last.code = w->code;
+        snprintf(w->last.err, sizeof(w->last.err), "%s", p.err);
+        kit_pager_free(&p);
+        return w->code;
+    }
+    int rc;
+    while ((rc = kit_pager_next(&p, &w->last)) == AUR_OK) {
+        if (each(&w->last, arg) < 0) {
+            w->bad_page = 1;
+            rc = AUR_E_INVALID;
+            break;
+        }
+        kit_call_resp_free(&w->last);
+    }
+    if (rc == AUR_NOT_FOUND && w->last.status == 0 && !p.failed)
+        rc = AUR_OK; /* no more pages */
+    if (p.failed && !w->bad_page) {
+        w->refused = 1;
+        snprintf(w->err, sizeof(w->err), "%s", p.err);
+    }
+    w->pages = p.pages;
+    w->capped = p.capped;
+    kit_pager_free(&p);
+    return w->code = rc;
+}
+
+void kit_walk_free(kit_walk *w)
+{
+    if (w)
+        kit_call_resp_free(&w->last);
 }

@@ -38,6 +38,8 @@ typedef struct {
     const char *method;         /* NULL: GET (POST when body is set) */
     const char *url;            /* absolute, under base_url (kit_url builds one) */
     const char *const *headers; /* "Name: value", NULL-terminated (credentials go here) */
+    const char *bearer;         /* sent as "Authorization: Bearer <bearer>" (the header is
+                                   built per call and wiped); NULL: none */
     const char *body;           /* NULL: none */
     size_t body_len;
     int retry_safe;             /* a non-idempotent call that may be sent again (an
@@ -51,6 +53,12 @@ typedef struct {
     size_t max_response;        /* 0: HTTP_CLIENT_MAX_RESPONSE */
     int https_only;             /* refuse http:// URLs (a production base must be https) */
     const char *cacert;         /* as http_client_req.cacert */
+    const char *aws_sigv4;      /* as http_client_req: "aws:amz:<region>:<service>" signs it */
+    const char *userpwd;        /* with aws_sigv4: "<access key id>:<secret key>" */
+    /* A provider that says "try again" in an answer kit_call would not retry
+     * (AWS Query APIs: HTTP 400 with <Code>Throttling</Code>): 1 retries it
+     * like a 5xx.  NULL: none. */
+    int (*retry_if)(const http_client_resp *answer);
 } kit_call_req;
 
 typedef struct {
@@ -108,6 +116,11 @@ int kit_base_url_check(const char *url, int allow_http, char *err, size_t errlen
 /* base + "/" + path (one slash between them, whatever either carries);
  * malloc'd, NULL when out of memory or when the result is not under base. */
 char *kit_url(const char *base, const char *path);
+/* base without its trailing slashes, then the formatted path ("/%s/oauth2/
+ * v2.0/token"), into out: for endpoints built from a setting into a fixed
+ * buffer (base NULL: "").  0, or -1 when it does not fit (out is then ""). */
+int kit_url_fmt(char *out, size_t cap, const char *base, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* ---- pagination ---------------------------------------------------------------
  *
@@ -176,6 +189,60 @@ int kit_pager_init(kit_pager *p, const kit_pager_cfg *cfg, const kit_call_req *f
  * After anything but AUR_OK the walk is over. */
 int kit_pager_next(kit_pager *p, kit_call_resp *resp);
 void kit_pager_free(kit_pager *p);
+
+/* The whole walk for a connector that collects items from every page (a
+ * subscription or project list): each(page, arg) is called per page and
+ * returns 0 to go on, -1 when the page is not what the API documents.
+ * Returns w->code: AUR_OK when every page was read (w->capped: max_pages
+ * cut it), else the walk stopped and says why: w->bad_page (each refused a
+ * page), w->refused (a next URL named by a page was refused, w->err), or
+ * the failed call in w->last (also a first URL kit_pager_init refused).  Release with kit_walk_free whatever the result. */
+typedef struct {
+    int code;
+    int pages, capped, bad_page, refused;
+    kit_call_resp last; /* the failing page's answer (status, body, err) */
+    char err[256];
+} kit_walk;
+int kit_pager_walk(const kit_call_req *first, const kit_pager_cfg *cfg,
+                   int (*each)(const kit_call_resp *page, void *arg), void *arg, kit_walk *w);
+void kit_walk_free(kit_walk *w);
+
+/* ---- a failed call as the connector's own answer -------------------------------
+ *
+ * Connectors name provider failures with the codes of the connector guide;
+ * the wording is the same everywhere:
+ *   no answer in time   504 `timeout`     "[<what>: ]<service> did not answer within N s"
+ *   no answer           502 `unreachable` "[<what>: ]<service> is unreachable (<transport detail>)"
+ *   401 / 403           502 `denied`      "[<what>: ]<service> answered HTTP n<suffix>"
+ *   any other status    502 `failed`      the same
+ * N is timeout_ms rounded up.  The detail is http_client's (host and port at
+ * most); suffix is the connector's (an error code it read, the call's
+ * purpose), never a body. */
+typedef struct {
+    const char *service;     /* "Azure Resource Manager", "OVH API", "AWS STS" */
+    const char *failed;      /* 502: any status not below; required */
+    const char *timeout;     /* 504; NULL: failed */
+    const char *unreachable; /* 502; NULL: failed */
+    const char *denied;      /* 502 on 401/403; NULL: failed */
+} kit_call_errors;
+
+struct http_response;
+void kit_call_error(const kit_call_errors *e, const kit_call_resp *r, const char *what,
+                    long timeout_ms, const char *suffix, struct http_response *resp);
+/* The same from parts, for answers that did not come through kit_call (the
+ * OAuth token endpoint): status 0 is no answer (code AUR_E_TIMEOUT: in
+ * time), detail the transport message. */
+void kit_answer_error(const kit_call_errors *e, long status, int code, const char *detail,
+                      const char *what, long timeout_ms, const char *suffix,
+                      struct http_response *resp);
+
+/* "Authorization: Bearer <token>" (malloc'd: secret_free it), NULL on OOM. */
+char *kit_bearer_header(const char *token);
+
+/* A provider's error code ("AccessDenied", "invalid_grant",
+ * "AuthorizationFailed") safe to echo in a message: [A-Za-z0-9._-] only,
+ * other characters dropped, at most cap - 1 of them.  in may be NULL. */
+void kit_code_text(const char *in, char *out, size_t cap);
 
 /* ---- parsers (exposed for their tests and for callers with their own loop) ---- */
 

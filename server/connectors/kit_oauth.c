@@ -13,6 +13,7 @@
 #include "connector.h"
 #include "crypto.h"
 #include "http_client.h"
+#include "kit_call.h"
 #include "kit_secrets.h"
 #include "log.h"
 
@@ -52,12 +53,8 @@ cJSON *kit_oauth_token_post(const char *url, const char *const *form, const char
     res->status = rp.status;
     cJSON *j = http_client_json(&rp);
     http_client_resp_free(&rp);
-    const char *e = j ? api_json_str(j, "error") : NULL;
-    if (e) /* printable, bounded: it is echoed in messages */
-        for (size_t o = 0; *e && o + 1 < sizeof(res->error); e++)
-            if ((*e >= 'a' && *e <= 'z') || (*e >= 'A' && *e <= 'Z') || (*e >= '0' && *e <= '9') ||
-                *e == '_' || *e == '-' || *e == '.')
-                res->error[o++] = *e;
+    /* printable, bounded: it is echoed in messages */
+    kit_code_text(j ? api_json_str(j, "error") : NULL, res->error, sizeof(res->error));
     if (rp.status < 200 || rp.status > 299) {
         snprintf(res->err, sizeof(res->err), "token endpoint answered HTTP %ld%s%s", rp.status,
                  res->error[0] ? ": " : "", res->error);
@@ -78,25 +75,22 @@ void kit_oauth_error(const kit_oauth_client *c, const oauth_result *r, const cha
                      http_response *resp)
 {
     const kit_oauth_errors *e = c->errors;
-    if (r->code == AUR_E_TIMEOUT) {
-        http_resp_error(resp, 504, e->timeout, "%s: %s did not answer within %ld s", what,
-                        e->service, (c->timeout_ms + 999) / 1000);
-    } else if (r->status == 0) {
-        http_resp_error(resp, 502, e->unreachable, "%s: %s is unreachable (%s)", what, e->service,
-                        r->err);
+    if (r->status == 0 || r->code == AUR_E_TIMEOUT || r->status >= 500 || r->status < 400) {
+        /* no answer, or the provider's trouble: worded as every provider call */
+        kit_call_errors ce = { .service = e->service, .failed = e->failed,
+                               .timeout = e->timeout, .unreachable = e->unreachable };
+        kit_answer_error(&ce, r->code == AUR_E_TIMEOUT ? 0 : r->status, r->code, r->err, what,
+                         c->timeout_ms, NULL, resp);
     } else if (!strcmp(r->error, "redirect_uri_mismatch")) {
         http_resp_error(resp, 400, e->redirect_mismatch,
                         "Redirect URI mismatch: ensure the redirect URI registered with %s exactly "
                         "matches %s",
                         e->service, c->redirect_uri ? c->redirect_uri : "");
-    } else if (r->status >= 400 && r->status < 500) {
+    } else {
         http_resp_error(resp, 400, !strcmp(r->error, "invalid_grant") ? e->grant : e->denied,
                         "%s: %s refused (HTTP %ld%s%s)%s%s", what, e->service, r->status,
                         r->error[0] ? ", " : "", r->error, e->denied_hint ? " — " : "",
                         e->denied_hint ? e->denied_hint : "");
-    } else {
-        http_resp_error(resp, 502, e->failed, "%s: %s answered HTTP %ld", what, e->service,
-                        r->status);
     }
 }
 

@@ -314,3 +314,16 @@ int kit_status(worker_ctx *w, const auth_ctx *who, const char *conn, const char 
     api_add_time(out, "updated_at", row->updated_at);
     return 1;
 }
+
+void kit_connected_reply(http_response *resp, const char *conn, const cJSON *md,
+                         const char *const *drop)
+{
+    cJSON *o = md ? cJSON_Duplicate(md, 1) : cJSON_CreateObject();
+    for (size_t i = 0; o && drop && drop[i]; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(o, drop[i]);
+    if (o) {
+        cJSON_AddBoolToObject(o, "connected", 1);
+        cJSON_AddStringToObject(o, "provider", conn);
+    }
+    http_resp_json(resp, 200, o);
+}

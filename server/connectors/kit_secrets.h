@@ -63,6 +63,11 @@ int kit_connect_store(worker_ctx *w, const char *org, const char *user, const ch
 int kit_secrets_delete_connection(worker_ctx *w, const auth_ctx *who, const char *conn,
                                   const store_connector *row, http_response *resp);
 
+/* The answer to a credential connect: 200 with a copy of md (minus the keys
+ * in drop, NULL ended; may be NULL) plus "connected": true and "provider". */
+void kit_connected_reply(http_response *resp, const char *conn, const struct cJSON *md,
+                         const char *const *drop);
+
 /* ---- connection rows --------------------------------------------------------- */
 
 /* The active row of (who, conn) and its metadata (*md: an object, never

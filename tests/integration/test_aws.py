@@ -357,6 +357,12 @@ def test_sts_errors_timeouts_and_unreachable_keep_server_serving(t):
     proxy("/_fixture/fail", {"status": 503, "code": "ServiceUnavailable", "count": 1, "action": "AssumeRole"})
     r = w.post("/aws/connect", {"role_arn": arn}, key=key)
     eq(r.status, 200, "connect after one 503 (%r)" % r)
+    # STS answers throttling as HTTP 400 <Code>Throttling</Code>: retried like a 5xx
+    n = sts_count("AssumeRole")
+    proxy("/_fixture/fail", {"status": 400, "code": "Throttling", "count": 1, "action": "AssumeRole"})
+    r = w.post("/aws/connect", {"role_arn": arn}, key=key)
+    eq(r.status, 200, "connect after one throttled AssumeRole (%r)" % r)
+    eq(sts_count("AssumeRole") - n, 2, "attempts for a throttled call (one retry)")
     # a provider that never answers: 504 within the timeout, while the server keeps serving
     proxy("/_fixture/fail", {"hang": True, "count": 1, "action": "AssumeRole"})
     res = {}

@@ -306,11 +306,15 @@ def test_provider_failures_and_server_keeps_serving(t):
     # /me refuses the new token -> nothing stored
     r = w.get("/ovh_api/ovh/oauth2/initiate?region=eu", key=key)
     cb = authorize(r.headers["location"])
-    ctl("eu", "/_fixture/fail", {"target": "me", "status": 500})
+    # /me is a GET made through the connector kit (kit_call): a 5xx is retried,
+    # up to 4 attempts, so the fault must outlast them to reach the caller
+    ctl("eu", "/_fixture/fail", {"target": "me", "status": 500, "count": 4})
     c = callback(w, cb)
     eq((c.status, c.error_code), (502, "OVH_ERROR"), "/me answers 500 (%r)" % c)
     eq(status(w, key).get("connected"), False, "connected after a failed callback")
     eq(secret_paths(w, user), [], "nothing stored after a failed callback")
+    # one 503 from /me is retried: the connect goes through
+    ctl("eu", "/_fixture/fail", {"target": "me", "status": 503, "count": 1})
     connect(w, key)
     ctl("eu", "/_fixture/fail", {"target": "token", "status": 500})
     r = w.post("/ovh_api/ovh/oauth2/refresh", key=key)

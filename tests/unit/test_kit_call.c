@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "http.h"
 #include "http_client.h"
 #include "kit_call.h"
 #include "proc_harness.h"
@@ -461,6 +462,85 @@ static void test_retry_5xx_then_ok(void **state)
     assert_int_equal(r.attempts, 2);
     assert_int_equal(fixture_hits(k), 2);
     kit_call_resp_free(&r);
+}
+
+/* The body names a retryable condition kit_call would not see (AWS Query
+ * APIs answer throttling as HTTP 400 <Code>Throttling</Code>). */
+static int body_says_retry(const http_client_resp *answer)
+{
+    return answer->body && strstr(answer->body, "SECRET-BODY-MARKER") != NULL;
+}
+
+static void test_retry_if_and_connector_errors(void **state)
+{
+    (void)state;
+    const char *k = new_key();
+    kit_call_req q = base_req(api_url("/fault?k=%s&fail=1&status=400", k));
+    kit_call_resp r;
+    assert_int_equal(kit_call(&q, &r), AUR_E_INVALID); /* a 400 alone is final */
+    assert_int_equal(r.attempts, 1);
+    kit_call_resp_free(&r);
+    k = new_key();
+    q = base_req(api_url("/fault?k=%s&fail=1&status=400", k));
+    q.method = "POST";
+    q.body = "x=1";
+    q.body_len = 3;
+    q.retry_safe = 1;
+    q.retry_if = body_says_retry;
+    assert_int_equal(kit_call(&q, &r), AUR_OK);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(fixture_hits(k), 2);
+    kit_call_resp_free(&r);
+    /* without retry_safe a POST is still sent once */
+    k = new_key();
+    q.url = api_url("/fault?k=%s&fail=1&status=400", k);
+    q.retry_safe = 0;
+    assert_int_equal(kit_call(&q, &r), AUR_E_UNAVAILABLE);
+    assert_int_equal(fixture_hits(k), 1);
+
+    /* the connector's answer: status, code and a message without the body */
+    static const kit_call_errors errs = { .service = "Test API", .timeout = "T_TIMEOUT",
+                                          .unreachable = "T_UNREACHABLE", .denied = "T_DENIED",
+                                          .failed = "T_ERROR" };
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    kit_call_error(&errs, &r, "Doing it failed", 1500, " while testing", &resp);
+    assert_int_equal(resp.status, 502);
+    char *text = strndup(buf_head(&resp.body), buf_pending(&resp.body));
+    assert_non_null(strstr(text, "\"T_ERROR\""));
+    assert_non_null(strstr(text, "Doing it failed: Test API answered HTTP 400 while testing"));
+    assert_null(strstr(text, "SECRET-BODY-MARKER"));
+    free(text);
+    buf_free(&resp.body);
+    kit_call_resp_free(&r);
+    r.status = 0;
+    r.code = AUR_E_TIMEOUT;
+    memset(&resp, 0, sizeof(resp));
+    kit_call_error(&errs, &r, NULL, 1500, NULL, &resp);
+    assert_int_equal(resp.status, 504);
+    text = strndup(buf_head(&resp.body), buf_pending(&resp.body));
+    assert_non_null(strstr(text, "Test API did not answer within 2 s"));
+    free(text);
+    buf_free(&resp.body);
+
+    char u[32];
+    assert_int_equal(kit_url_fmt(u, sizeof(u), "https://h/x//", "/%s/t", "ten"), 0);
+    assert_string_equal(u, "https://h/x/ten/t");
+    assert_int_equal(kit_url_fmt(u, sizeof(u), NULL, "/me"), 0);
+    assert_string_equal(u, "/me");
+    assert_int_equal(kit_url_fmt(u, 16, "https://host.example", "/oauth2/token"), -1);
+    assert_string_equal(u, ""); /* never a cut URL */
+
+    char code[16];
+    kit_code_text("Access\"Denied <x>\n", code, sizeof(code));
+    assert_string_equal(code, "AccessDeniedx");
+    kit_code_text("ns#Throttling.Exception_1-2-3-4-5", code, sizeof(code));
+    assert_string_equal(code, "nsThrottling.Ex"); /* bounded */
+    kit_code_text(NULL, code, sizeof(code));
+    assert_string_equal(code, "");
+    char *h = kit_bearer_header("tok");
+    assert_string_equal(h, "Authorization: Bearer tok");
+    secret_free(h);
 }
 
 static void test_attempts_exhausted_message_has_no_body(void **state)
@@ -952,6 +1032,94 @@ static void test_body_url_pagination(void **state)
     kit_pager_free(&p);
 }
 
+/* Counts a walk's items; a page with page > fail_at is refused. */
+typedef struct {
+    int items, fail_at;
+} walk_count;
+
+static int count_page(const kit_call_resp *page, void *arg)
+{
+    walk_count *c = arg;
+    cJSON *j = kit_call_json(page);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItem(j, "values"));
+    const cJSON *pg = cJSON_GetObjectItem(j, "page");
+    int refuse = c->fail_at && cJSON_IsNumber(pg) && pg->valueint > c->fail_at;
+    cJSON_Delete(j);
+    c->items += n;
+    return refuse ? -1 : 0;
+}
+
+static void test_bearer_and_pager_walk(void **state)
+{
+    (void)state;
+    /* the bearer goes out as Authorization, built by the kit */
+    const char *k = new_key();
+    kit_call_req q = base_req(api_url("/bb?k=%s&n=1", k));
+    q.bearer = "tok-123";
+    kit_call_resp r;
+    assert_int_equal(kit_call(&q, &r), AUR_OK);
+    kit_call_resp_free(&r);
+    char url[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/_fixture/last?k=%s", g_port, k);
+    http_client_req lq = { .url = url, .timeout_ms = 5000 };
+    http_client_resp lr;
+    assert_int_equal(http_client_do(&lq, &lr), AUR_OK);
+    assert_non_null(strstr(lr.body, "\"Bearer tok-123\""));
+    http_client_resp_free(&lr);
+
+    /* every page, then the end */
+    kit_pager_cfg cfg = { .style = KIT_PAGE_BODY_URL, .cursor_field = "next" };
+    walk_count c = { 0, 0 };
+    kit_walk wk;
+    k = new_key();
+    q = base_req(api_url("/bb?k=%s&n=3", k));
+    assert_int_equal(kit_pager_walk(&q, &cfg, count_page, &c, &wk), AUR_OK);
+    assert_int_equal(c.items, 3);
+    assert_int_equal(wk.pages, 3);
+    assert_false(wk.capped || wk.bad_page || wk.refused);
+    kit_walk_free(&wk);
+    /* capped */
+    cfg.max_pages = 2;
+    c.items = 0;
+    k = new_key();
+    q = base_req(api_url("/bb?k=%s&n=3", k));
+    assert_int_equal(kit_pager_walk(&q, &cfg, count_page, &c, &wk), AUR_OK);
+    assert_true(wk.capped);
+    assert_int_equal(c.items, 2);
+    kit_walk_free(&wk);
+    cfg.max_pages = 0;
+    /* a page the caller refuses stops the walk */
+    c = (walk_count){ 0, 1 };
+    k = new_key();
+    q = base_req(api_url("/bb?k=%s&n=3", k));
+    assert_int_not_equal(kit_pager_walk(&q, &cfg, count_page, &c, &wk), AUR_OK);
+    assert_true(wk.bad_page);
+    assert_int_equal(fixture_hits(k), 2);
+    kit_walk_free(&wk);
+    /* a next URL off the base: refused, never fetched */
+    c = (walk_count){ 0, 0 };
+    k = new_key();
+    q = base_req(api_url("/bb?k=%s&n=3&off=1", k));
+    assert_int_equal(kit_pager_walk(&q, &cfg, count_page, &c, &wk), AUR_E_INVALID);
+    assert_true(wk.refused);
+    assert_non_null(strstr(wk.err, "outside the configured base URL"));
+    assert_int_equal(fixture_hits(k), 1);
+    kit_walk_free(&wk);
+    /* a failing page: the call's answer is kept */
+    k = new_key();
+    q = base_req(api_url("/fault?k=%s&fail=9&status=404", k));
+    assert_int_equal(kit_pager_walk(&q, &cfg, count_page, &c, &wk), AUR_NOT_FOUND);
+    assert_int_equal(wk.last.status, 404);
+    assert_false(wk.refused || wk.bad_page);
+    kit_walk_free(&wk);
+    /* a first URL off the base is a failed call */
+    q = base_req("http://localhost:9/elsewhere");
+    assert_int_equal(kit_pager_walk(&q, &cfg, count_page, &c, &wk), AUR_E_INVALID);
+    assert_int_equal(wk.last.status, 0);
+    assert_false(wk.refused);
+    kit_walk_free(&wk);
+}
+
 static void test_header_capture_bounds(void **state)
 {
     (void)state;
@@ -1006,6 +1174,7 @@ int main(void)
         cmocka_unit_test(test_retry_5xx_then_ok),
         cmocka_unit_test(test_attempts_exhausted_message_has_no_body),
         cmocka_unit_test(test_status_mapping),
+        cmocka_unit_test(test_retry_if_and_connector_errors),
         cmocka_unit_test(test_429_retry_after_seconds),
         cmocka_unit_test(test_429_retry_after_date),
         cmocka_unit_test(test_ratelimit_reset_headers_honoured),
@@ -1019,6 +1188,7 @@ int main(void)
         cmocka_unit_test(test_cursor_pagination),
         cmocka_unit_test(test_page_and_offset_pagination),
         cmocka_unit_test(test_body_url_pagination),
+        cmocka_unit_test(test_bearer_and_pager_walk),
         cmocka_unit_test(test_header_capture_bounds),
     };
     int failed = cmocka_run_group_tests_name("kit_call parsers", parsers, NULL, NULL);
