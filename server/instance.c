@@ -28,27 +28,6 @@ static struct {
     atomic_int tick_running;    /* a renewal job is queued or running */
 } I;
 
-/* Registered before the workers start, read by them after: no lock needed. */
-static instance_hook g_hooks[INSTANCE_MAX_HOOKS];
-static int g_nhooks;
-
-int instance_add_hook(instance_hook fn)
-{
-    for (int i = 0; i < g_nhooks; i++)
-        if (g_hooks[i] == fn)
-            return 0;
-    if (!fn || g_nhooks >= INSTANCE_MAX_HOOKS)
-        return -1;
-    g_hooks[g_nhooks++] = fn;
-    return 0;
-}
-
-static void run_hooks(worker_ctx *w)
-{
-    for (int i = 0; i < g_nhooks; i++)
-        g_hooks[i](w, (int64_t)time(NULL));
-}
-
 const char *instance_id(void) { return I.self.id; }
 
 /* Boot id + PID namespace: two processes that agree on both see the same
@@ -155,13 +134,6 @@ static void tick_run(worker_ctx *w, void *arg)
         log_error("server instance %s: renewing the lease failed: %s", I.self.id,
                   store_errmsg(w->store));
     instance_sweep(w->store, now);
-    run_hooks(w);
-}
-
-static void hooks_run(worker_ctx *w, void *arg)
-{
-    (void)arg;
-    run_hooks(w);
 }
 
 static void tick_done(void *arg)
@@ -192,14 +164,6 @@ void instance_schedule(struct lws_context *ctx, workers *pool)
 {
     I.ctx = ctx;
     I.pool = pool;
-    /* The hooks' first run, now: under the same flag as the renewals, so a
-     * slow one delays the next renewal's hooks instead of overlapping them. */
-    if (g_nhooks > 0 && !atomic_exchange(&I.tick_running, 1) &&
-        workers_submit(pool, WORKER_POOL_STORE, hooks_run, tick_done, NULL) < 0) {
-        atomic_store(&I.tick_running, 0);
-        log_warn("server instance %s: start-up hooks deferred to the first renewal (worker queue "
-                 "full)", I.self.id);
-    }
     lws_sul_schedule(ctx, 0, &I.sul, on_tick, period_us());
 }
 

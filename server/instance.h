@@ -49,18 +49,6 @@ void instance_schedule(struct lws_context *ctx, workers *pool);
  * rows (none are left "started" after a clean stop) need no lease to expire. */
 void instance_stop(const server_config *cfg);
 
-/* ---- periodic work of other modules ------------------------------------------
- * A module with work to redo regularly (a connector's webhook recovery sweep,
- * kit_webhook_process_open) registers a hook, before the server serves (from
- * its register_routes).  Hooks run on a store-pool worker: once as soon as the
- * workers run (start-up: what a crash left behind is picked up at once), then
- * after every lease renewal (AURORA_INSTANCE_LEASE / 3 seconds), one run at a
- * time.  A hook must be short and bounded (a page of work per call). */
-typedef void (*instance_hook)(worker_ctx *w, int64_t now);
-#define INSTANCE_MAX_HOOKS 16
-/* 0, or -1 when the table is full; registering the same hook again is a no-op. */
-int instance_add_hook(instance_hook fn);
-
 /* One sweep (worker thread, or the main thread before serving): retires
  * instances of this process space whose pid is gone, then closes the rows
  * of every instance without a live lease.  Returns the rows closed, -1 on a

@@ -43,9 +43,9 @@
 
 #include "api_util.h"
 #include "github_app.h"
-#include "instance.h"
 #include "kit_webhook.h"
 #include "log.h"
+#include "periodic.h"
 #include "router.h"
 #include "secret.h"
 
@@ -331,6 +331,11 @@ int github_webhook_adopt(worker_ctx *w)
 
 /* The recovery sweep (instance hook): a delivery committed right before a
  * crash, or whose processing job found the queue full, is processed here. */
+/* Seconds between two recovery sweeps: a delivery committed just before a
+ * crash, or whose processing failed, waits at most this long (plus the kit's
+ * claim lease for one a dead process had claimed). */
+#define SWEEP_INTERVAL_S 20
+
 static void webhook_sweep(worker_ctx *w, int64_t now)
 {
     static atomic_int started;
@@ -343,6 +348,15 @@ static void webhook_sweep(worker_ctx *w, int64_t now)
      * callback that died between binding and adopting. */
     if (!atomic_exchange(&started, 1))
         (void)github_webhook_adopt(w);
+}
+
+/* A periodic task (periodic.h): first as soon as the workers run (start-up:
+ * what a crash left behind is picked up at once), then every
+ * SWEEP_INTERVAL_S, one run at a time. */
+static long webhook_sweep_task(worker_ctx *w)
+{
+    webhook_sweep(w, (int64_t)time(NULL));
+    return SWEEP_INTERVAL_S;
 }
 
 /* ---- routes ---------------------------------------------------------------------------------- */
@@ -375,6 +389,6 @@ void github_webhook_register(void)
     router_add_outbound(HTTP_POST, "/github/webhook", ROUTE_PUBLIC, webhook_route);
     router_add(HTTP_GET, "/api/github/events", ROUTE_AUTH_API, events_route);
     router_add(HTTP_GET, "/api/github/events/{event_id}", ROUTE_AUTH_API, event_route);
-    if (instance_add_hook(webhook_sweep) < 0)
-        log_error("github: cannot register the webhook recovery sweep (hook table full)");
+    if (periodic_add("github-webhook-sweep", WORKER_POOL_STORE, 0, webhook_sweep_task) < 0)
+        log_error("github: cannot register the webhook recovery sweep (periodic table full)");
 }
