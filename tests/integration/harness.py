@@ -45,6 +45,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS_DIR = os.path.dirname(HERE)
@@ -1049,6 +1050,70 @@ class NodePeer:
                                          % (self.proc.name, timeout, what, _short(self.events[-20:], 2000)))
                 self.cv.wait(left)
 
+
+
+class HostTrap:
+    """A listener standing for every host but a test's fixture (point
+    HTTPS_PROXY/HTTP_PROXY at it): records the first line of whatever
+    connects, so a test can show the server called nobody else."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.seen = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                c.settimeout(5)
+                first = c.recv(512).split(b"\r\n", 1)[0].decode("latin-1")
+            except OSError:
+                first = "<nothing>"
+            with self.lock:
+                self.seen.append(first)
+            c.close()
+
+    def hits(self):
+        with self.lock:
+            return list(self.seen)
+
+
+class HttpFixture:
+    """A Node script under tests/fixtures standing in for a provider's HTTP API:
+    it prints "PORT <n>" once listening and is driven through /_fixture/*
+    (config, stats, ...).  Stopped by the harness with the test t."""
+
+    def __init__(self, t, name, script):
+        d = os.path.join(t.tmp, name)
+        os.makedirs(d, exist_ok=True)
+        p = t.spawn(name, [NODE, os.path.join(FIXTURES, script)], dict(os.environ),
+                    os.path.join(d, name + ".log"), os.path.join(d, "san"), cwd=os.path.dirname(FIXTURES),
+                    stdout=subprocess.PIPE)
+        line = p.p.stdout.readline().decode()
+        check(line.startswith("PORT "), "%s fixture did not start" % script, line, p.log_tail())
+        p.killed = True  # stopped with SIGTERM by the harness; not ours to judge
+        self.base = "http://127.0.0.1:%d" % int(line.split()[1])
+
+    def ctl(self, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method="POST" if data is not None else "GET",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"{}")
+
+    def config(self, **kw):
+        return self.ctl("/_fixture/config", kw)
+
+    def stats(self):
+        return self.ctl("/_fixture/stats")
 
 class V2Agent(NodePeer):
     """tests/fixtures/v2_agent.js, a v2-dialect stand-in agent that reports every

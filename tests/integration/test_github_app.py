@@ -19,13 +19,12 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FIXTURES, NODE, ROOT, SERVER_BIN, T, _SUITE, check, contains, eq,  # noqa: E402
+from harness import (ROOT, SERVER_BIN, T, _SUITE, HostTrap, HttpFixture, check, contains, eq,  # noqa: E402
                      https_request, main, rand_tag, sanitizer_reports, test, wait_until)
 
 APP_ID = "424242"
@@ -44,36 +43,7 @@ _env = {}
 # ---------------------------------------------------------------------------
 # peers
 # ---------------------------------------------------------------------------
-class Trap:
-    """A listener standing for every host but the fixture: records what connects."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.seen = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                c.settimeout(5)
-                first = c.recv(512).split(b"\r\n", 1)[0].decode("latin-1")
-            except OSError:
-                first = "<nothing>"
-            with self.lock:
-                self.seen.append(first)
-            c.close()
-
-    def hits(self):
-        with self.lock:
-            return list(self.seen)
+Trap = HostTrap  # test_github_webhooks.py uses gha.Trap
 
 
 def keypair(t, name):
@@ -88,34 +58,11 @@ def keypair(t, name):
         return f.read(), g.read()
 
 
-def spawn_fixture(t):
-    d = os.path.join(t.tmp, "github-api")
-    os.makedirs(d, exist_ok=True)
-    p = t.spawn("github-api", [NODE, os.path.join(FIXTURES, "github_api.mjs")], dict(os.environ),
-                os.path.join(d, "github-api.log"), os.path.join(d, "san"), cwd=os.path.dirname(FIXTURES),
-                stdout=subprocess.PIPE)
-    line = p.p.stdout.readline().decode()
-    check(line.startswith("PORT "), "github_api fixture did not start", line, p.log_tail())
-    p.killed = True  # stopped with SIGTERM by the harness; not ours to judge
-    return "http://127.0.0.1:%d" % int(line.split()[1])
+class Fixture(HttpFixture):
+    """tests/fixtures/github_api.mjs: GitHub's REST API as documented, under /api/v3."""
 
-
-class Fixture:
     def __init__(self, t):
-        self.base = spawn_fixture(t)
-
-    def ctl(self, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method="POST" if data is not None else "GET",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read() or b"{}")
-
-    def config(self, **kw):
-        return self.ctl("/_fixture/config", kw)
-
-    def stats(self):
-        return self.ctl("/_fixture/stats")
+        super().__init__(t, "github-api", "github_api.mjs")
 
 
 def installation(iid, login="octo-org", type_="Organization", suspended_at=None):

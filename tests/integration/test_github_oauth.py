@@ -18,17 +18,15 @@ that records any connection, so a call that leaves GH_API_BASE_URL is seen.
 """
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FIXTURES, NODE, SERVER_BIN, T, _SUITE, check, contains, eq,  # noqa: E402
+from harness import (SERVER_BIN, T, _SUITE, HostTrap, HttpFixture, check, contains, eq,  # noqa: E402
                      https_request, main, rand_tag, sanitizer_reports, test, wait_until)
 
 CLIENT_ID = "Ov23liAuroraTest"
@@ -42,68 +40,17 @@ _env = {}
 # ---------------------------------------------------------------------------
 # peers
 # ---------------------------------------------------------------------------
-class Trap:
-    """A listener standing for every host but the fixture: records what connects."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.seen = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                c.settimeout(5)
-                first = c.recv(512).split(b"\r\n", 1)[0].decode("latin-1")
-            except OSError:
-                first = "<nothing>"
-            with self.lock:
-                self.seen.append(first)
-            c.close()
-
-    def hits(self):
-        with self.lock:
-            return list(self.seen)
-
-
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *a, **kw):
         return None
 
 
-class Fixture:
+class Fixture(HttpFixture):
+    """tests/fixtures/github_oauth.mjs: GitHub's OAuth and REST endpoints as documented."""
+
     def __init__(self, t, name="github-oauth"):
-        d = os.path.join(t.tmp, name)
-        os.makedirs(d, exist_ok=True)
-        p = t.spawn(name, [NODE, os.path.join(FIXTURES, "github_oauth.mjs")], dict(os.environ),
-                    os.path.join(d, name + ".log"), os.path.join(d, "san"), cwd=os.path.dirname(FIXTURES),
-                    stdout=subprocess.PIPE)
-        line = p.p.stdout.readline().decode()
-        check(line.startswith("PORT "), "github_oauth fixture did not start", line, p.log_tail())
-        p.killed = True  # stopped with SIGTERM by the harness; not ours to judge
-        self.base = "http://127.0.0.1:%d" % int(line.split()[1])
+        super().__init__(t, name, "github_oauth.mjs")
         self.opener = urllib.request.build_opener(NoRedirect)
-
-    def ctl(self, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method="POST" if data is not None else "GET",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read() or b"{}")
-
-    def config(self, **kw):
-        return self.ctl("/_fixture/config", kw)
-
-    def stats(self):
-        return self.ctl("/_fixture/stats")
 
     def authorize(self, url):
         """The user approves at GitHub: the Location GitHub sends the browser to."""
@@ -136,7 +83,7 @@ def world():
         if _SUITE["t"] is None:
             _SUITE["t"] = T(_SUITE["root"], "suite")
         st = _SUITE["t"]
-        fx, trap = Fixture(st), Trap()
+        fx, trap = Fixture(st), HostTrap()
         fx.config(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
         _env.update(fx=fx, trap=trap)
         _SUITE["world"] = make_world(st, "suite-server", fx, trap)
