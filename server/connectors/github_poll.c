@@ -603,8 +603,16 @@ static void add_meta(cJSON *o, const store_connector *row, const cJSON *poll)
     if (e)
         cJSON_AddStringToObject(o, "error", e);
     const cJSON *lc = poll ? cJSON_GetObjectItemCaseSensitive(poll, "last_cycle") : NULL;
-    if (lc)
-        cJSON_AddItemToObject(o, "last_cycle", cJSON_Duplicate(lc, 1));
+    if (lc) { /* stored with Unix seconds; the API shows RFC 3339 like every time */
+        cJSON *c = cJSON_Duplicate(lc, 1);
+        const cJSON *at = c ? cJSON_GetObjectItemCaseSensitive(c, "at") : NULL;
+        int64_t t = cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0;
+        if (c) {
+            cJSON_DeleteItemFromObjectCaseSensitive(c, "at");
+            api_add_time(c, "at", t);
+            cJSON_AddItemToObject(o, "last_cycle", c);
+        }
+    }
     cJSON_AddBoolToObject(o, "polled", poll && cJSON_GetObjectItemCaseSensitive(poll, "polled_at"));
 }
 
