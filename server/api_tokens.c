@@ -35,30 +35,45 @@ static const char *token_status(const store_agent_token *t, int64_t now)
  * like the existing service's limiter: 5 per minute and 20 per hour by
  * default.  A request takes a slot of each window or none.  1 with a 429
  * (Retry-After: when the full window ends) or a 503 in resp when refused. */
+typedef struct {
+    int64_t window;
+    const char *per;
+} rate_window;
+static const rate_window windows[] = { { 60, "minute" }, { 3600, "hour" } };
+enum { N = sizeof(windows) / sizeof(windows[0]) };
+
+/* One key per window length: a minute and an hour can start at the same second. */
+static void rate_key(char *out, size_t cap, size_t i, const char *user_id)
+{
+    snprintf(out, cap, "agent_tokens/%s:%s", windows[i].per, user_id);
+}
+
+/* A request that took its slots but made no token (a failure after the
+ * check) gives them back: it must not count against the user. */
+static void token_rate_refund(worker_ctx *w, const char *user_id, int64_t now)
+{
+    for (size_t i = 0; i < N; i++) {
+        char key[STORE_ID_LEN + 32];
+        rate_key(key, sizeof(key), i, user_id);
+        if (store_rate_give_back(w->store, key, now - now % windows[i].window) != STORE_OK)
+            log_error("token rate limit: giving a slot back failed: %s", store_errmsg(w->store));
+    }
+}
+
 static int token_rate_limited(worker_ctx *w, const char *user_id, int64_t now,
                               http_response *resp)
 {
-    const struct {
-        int64_t window;
-        int limit;
-        const char *per;
-    } windows[] = {
-        { 60, w->cfg->token_rate_limit_minute, "minute" },
-        { 3600, w->cfg->token_rate_limit, "hour" },
-    };
-    enum { N = sizeof(windows) / sizeof(windows[0]) };
-    /* One key per window length: a minute and an hour can start at the
-     * same second. */
+    const int limit[N] = { w->cfg->token_rate_limit_minute, w->cfg->token_rate_limit };
     char key[N][STORE_ID_LEN + 32];
     for (size_t k = 0; k < N; k++)
-        snprintf(key[k], sizeof(key[k]), "agent_tokens/%s:%s", windows[k].per, user_id);
+        rate_key(key[k], sizeof(key[k]), k, user_id);
     int64_t taken[N];
     size_t ntaken = 0, i;
     int refused = 0, failed = 0;
     for (i = 0; i < N && !refused && !failed; i++) {
         int64_t start = now - now % windows[i].window;
         int allowed = 0;
-        if (store_rate_take(w->store, key[i], start, windows[i].limit, start - windows[i].window,
+        if (store_rate_take(w->store, key[i], start, limit[i], start - windows[i].window,
                             &allowed) != STORE_OK)
             failed = 1;
         else if (allowed)
@@ -84,7 +99,7 @@ static int token_rate_limited(worker_ctx *w, const char *user_id, int64_t now,
     http_resp_add_header(resp, "retry-after", retry);
     http_resp_error(resp, 429, "RATE_LIMITED",
                     "too many agent tokens created (limit %d per %s); try again in %s s",
-                    windows[r].limit, windows[r].per, retry);
+                    limit[r], windows[r].per, retry);
     return 1;
 }
 
@@ -131,6 +146,7 @@ static void create_token(worker_ctx *w, http_request *req, http_response *resp)
         goto out;
     char tok[AGENT_TOKEN_LEN + 1], hash[65];
     if (token_new_agent(tok) < 0) {
+        token_rate_refund(w, req->auth.user_id, now);
         http_resp_error(resp, 500, "INTERNAL", "random number generator failed");
         goto out;
     }
@@ -143,7 +159,9 @@ static void create_token(worker_ctx *w, http_request *req, http_response *resp)
     token_preview(tok, t.preview);
     t.expires_at = (exp && cJSON_IsNumber(exp)) ? now + (int64_t)exp->valuedouble * 86400 : 0;
     if (store_agent_token_create(w->store, &t, hash) != STORE_OK) {
+        secret_wipe(tok, sizeof(tok));
         api_store_error(w, resp);
+        token_rate_refund(w, req->auth.user_id, now);
         goto out;
     }
     log_info("agent token %s created for cluster %s by %s", t.id, t.cluster_id, t.created_by);

@@ -851,25 +851,6 @@ int store_agent_token_revoke_cluster(store_t *s, const char *org_id, const char 
     return STORE_OK;
 }
 
-int store_agent_token_count_since(store_t *s, const char *user_id, int64_t since, int64_t *count)
-{
-    if (!s)
-        return STORE_ERR;
-    db_result r;
-    if (!user_id || !count)
-        return serr(s, "store_agent_token_count_since: missing argument");
-    *count = 0;
-    db_param p[] = { p_text(user_id), DB_P_INT(since) };
-    if (run_query(s, "counting agent tokens",
-                  "SELECT COUNT(*) FROM agent_tokens WHERE created_by = ? AND created_at >= ?", p,
-                  2, &r))
-        return STORE_ERR;
-    int rc = r.nrows == 1 && r.ncols == 1 ? cell_i64(s, &r, 0, 0, count, "token count")
-                                          : serr(s, "counting agent tokens: unexpected result");
-    db_result_free(&r);
-    return rc;
-}
-
 /* ---- rate limits ------------------------------------------------------------------------------- */
 
 int store_rate_take(store_t *s, const char *key, int64_t window_start, int64_t limit,
@@ -880,6 +861,13 @@ int store_rate_take(store_t *s, const char *key, int64_t window_start, int64_t l
     if (!key || !allowed || limit < 1)
         return serr(s, "store_rate_take: missing argument");
     *allowed = 0;
+    /* Old windows first: a failure after the slot is taken would report an
+     * error for a slot the caller could then never give back. */
+    db_param pf[] = { p_text(key), DB_P_INT(forget_before) };
+    if (run_exec(s, "forgetting old rate-limit windows",
+                 "DELETE FROM rate_counters WHERE rate_key = ? AND window_start < ?", pf, 2,
+                 NULL) != STORE_OK)
+        return STORE_ERR;
     int64_t changes = 0;
     /* The WHERE of DO UPDATE is re-checked under the row's lock (PostgreSQL)
      * or the database's write lock (SQLite): two takers of the last slot
@@ -892,10 +880,7 @@ int store_rate_take(store_t *s, const char *key, int64_t window_start, int64_t l
                  p, 3, &changes) != STORE_OK)
         return STORE_ERR;
     *allowed = changes > 0;
-    db_param pf[] = { p_text(key), DB_P_INT(forget_before) };
-    return run_exec(s, "forgetting old rate-limit windows",
-                    "DELETE FROM rate_counters WHERE rate_key = ? AND window_start < ?", pf, 2,
-                    NULL);
+    return STORE_OK;
 }
 
 int store_rate_give_back(store_t *s, const char *key, int64_t window_start)

@@ -144,8 +144,6 @@ int store_agent_token_revoke(store_t *s, const char *org_id, const char *id, int
 /* Revokes every token of that cluster in that org; *n_revoked may be NULL. */
 int store_agent_token_revoke_cluster(store_t *s, const char *org_id, const char *cluster_id,
                                      int64_t now, int *n_revoked);
-/* Tokens created by user_id at or after `since` (rate limiting). */
-int store_agent_token_count_since(store_t *s, const char *user_id, int64_t since, int64_t *count);
 
 /* Rate limits over fixed windows, the same on every replica.  Takes one slot
  * of (key, window_start) if fewer than `limit` are taken: *allowed 1, else 0

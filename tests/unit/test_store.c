@@ -548,15 +548,6 @@ static void test_agent_tokens(void **state)
     char h[65];
     token_hash("unique", h);
     assert_int_equal(store_agent_token_create(s, &dup, h), STORE_NOT_FOUND);
-
-    /* count_since counts this user's tokens from a time on. */
-    int64_t count = -1;
-    assert_int_equal(store_agent_token_count_since(s, u.id, before, &count), STORE_OK);
-    assert_int_equal(count, 3);
-    assert_int_equal(store_agent_token_count_since(s, u.id, time(NULL) + 10, &count), STORE_OK);
-    assert_int_equal(count, 0);
-    assert_int_equal(store_agent_token_count_since(s, "usr_other", 0, &count), STORE_OK);
-    assert_int_equal(count, 0);
 }
 
 static void test_agent_token_fields(void **state)
