@@ -509,10 +509,19 @@ static const enum lws_token_indexes g_uri_tokens[] = {
     WSI_TOKEN_PATCH_URI,  WSI_TOKEN_DELETE_URI, WSI_TOKEN_HEAD_URI,    WSI_TOKEN_CONNECT,
 };
 
+/* No route reads more than a handful of arguments; the repeat check below
+ * compares each with every earlier one, so their number is bounded. */
+#define MAX_QUERY_ARGS 64
+
 int http_query_check(const char *query, size_t len, char *why, size_t whylen)
 {
+    int nargs = 0;
     for (size_t off = 0; off < len;) {
         const char *arg = query + off;
+        if (++nargs > MAX_QUERY_ARGS) {
+            snprintf(why, whylen, "too many query arguments (at most %d)", MAX_QUERY_ARGS);
+            return -1;
+        }
         size_t al = strnlen(arg, len - off);
         const char *eq = memchr(arg, '=', al);
         if (has_control_char(arg, al)) {

@@ -51,6 +51,18 @@ static void refuses_argument_without_value(void **state)
     assert_int_equal(check(Q("=value")), -1);
 }
 
+static void bounds_the_number_of_arguments(void **state)
+{
+    (void)state;
+    char q[64 * 8 + 16];
+    size_t len = 0;
+    for (int i = 0; i < 64; i++)
+        len += (size_t)snprintf(q + len, sizeof(q) - len, "a%d=1", i) + 1; /* keeps the NUL */
+    assert_int_equal(check(q, len), 0); /* 64: the most accepted */
+    len += (size_t)snprintf(q + len, sizeof(q) - len, "a64=1") + 1;
+    assert_int_equal(check(q, len), -1);
+}
+
 static void refuses_repeated_names(void **state)
 {
     (void)state;
@@ -133,6 +145,7 @@ int main(void)
         cmocka_unit_test(accepts_plain_arguments),
         cmocka_unit_test(refuses_argument_without_value),
         cmocka_unit_test(refuses_repeated_names),
+        cmocka_unit_test(bounds_the_number_of_arguments),
         cmocka_unit_test(refuses_control_characters),
         cmocka_unit_test(query_get_reads_decoded_values),
         cmocka_unit_test(capture_header_registration),
