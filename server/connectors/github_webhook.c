@@ -75,8 +75,10 @@ static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out
     if (prev && *prev && kit_wh_keys_add(out, prev, strlen(prev)) < 0)
         log_warn("github webhook: GITHUB_APP_WEBHOOK_SECRET_PREVIOUS is longer than %d bytes; "
                  "ignored", KIT_WH_SECRET_MAX);
-    if (out->nsecrets == 0 && st == GITHUB_CRED_UNAVAILABLE) {
-        /* Not the sender's fault: a 503 makes GitHub's redelivery worth it. */
+    if (st == GITHUB_CRED_UNAVAILABLE) {
+        /* Not the sender's fault: a 503 makes GitHub's redelivery worth it.
+         * Also when the previous secret is set: trying it alone would answer
+         * deliveries signed with the current one 401, which GitHub drops. */
         http_resp_error(resp, 503, "WEBHOOK_SECRET_UNAVAILABLE",
                         "the secrets backend holding the GitHub App webhook secret is unavailable");
         return -1;
@@ -285,18 +287,22 @@ static int webhook_process(worker_ctx *w, const store_webhook_delivery *d, char 
         }
     } else if (is_change_gating(d->event, d->action)) {
         const cJSON *repo = cJSON_GetObjectItemCaseSensitive(json, "repository");
-        const cJSON *num = cJSON_GetObjectItemCaseSensitive(json, "number");
+        int64_t number = 0;
+        (void)api_json_int64(cJSON_GetObjectItemCaseSensitive(json, "number"), &number);
         const char *full = api_json_str(repo, "full_name");
         store_github_repository r;
         log_info("github: change-gating trigger: pull_request %s on %s#%" PRId64 " (event %s)",
                  d->action, full && repo_from_json(repo, inst, &r) == 0 ? r.full_name : "?",
-                 cJSON_IsNumber(num) ? (int64_t)num->valuedouble : 0, d->id);
+                 number, d->id);
     }
     cJSON_Delete(json);
     return out;
 }
 
 /* ---- the spec -------------------------------------------------------------------------------- */
+
+/* Set when assigning earlier deliveries failed: the sweep tries again. */
+static atomic_int g_adopt_again;
 
 static const kit_webhook_spec github_webhook = {
     .connector = GH_CONNECTOR,
@@ -323,13 +329,15 @@ static const kit_webhook_spec github_webhook = {
 int github_webhook_adopt(worker_ctx *w)
 {
     int n = kit_webhook_adopt(w, &github_webhook, ADOPT_SCAN);
+    if (n < 0)
+        atomic_store(&g_adopt_again, 1); /* the next sweep tries again */
     if (n > 0)
         log_info("github: %d webhook deliveries received before their installation was bound are "
                  "now assigned", n);
     return n;
 }
 
-/* The recovery sweep (instance hook): a delivery committed right before a
+/* The recovery sweep (periodic task): a delivery committed right before a
  * crash, or whose processing job found the queue full, is processed here. */
 /* Seconds between two recovery sweeps: a delivery committed just before a
  * crash, or whose processing failed, waits at most this long (plus the kit's
@@ -344,10 +352,12 @@ static void webhook_sweep(worker_ctx *w, int64_t now)
         log_info("github: recovery sweep processed %d webhook deliveries", done);
     else if (done < 0)
         log_error("github: webhook recovery sweep: %s", store_errmsg(w->store));
-    /* At start-up only (the scan reads every unassigned row): an install
-     * callback that died between binding and adopting. */
-    if (!atomic_exchange(&started, 1))
-        (void)github_webhook_adopt(w);
+    /* At start-up (an install callback that died between binding and
+     * adopting), and after an adopt that failed (the scan reads every
+     * unassigned row: not on every pass). */
+    if ((!atomic_exchange(&started, 1) || atomic_exchange(&g_adopt_again, 0)) &&
+        github_webhook_adopt(w) < 0)
+        atomic_store(&g_adopt_again, 1);
 }
 
 /* A periodic task (periodic.h): first as soon as the workers run (start-up:

@@ -44,14 +44,6 @@ int kit_wh_keys_add(kit_wh_keys *k, const void *secret, size_t len)
     return 0;
 }
 
-void kit_rfc3339(int64_t t, char out[32])
-{
-    struct tm tm;
-    time_t tt = (time_t)t;
-    if (t <= 0 || !gmtime_r(&tt, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        out[0] = '\0';
-}
-
 /* Printable ASCII without space (ids) or with it (event names), 1..max bytes. */
 static int printable(const char *s, size_t n, size_t max, int space_ok)
 {
@@ -391,8 +383,9 @@ static int json_scalar(const cJSON *root, const char *path, char *out, size_t ca
         /* a value that did not fit is reported as too long by the caller */
         return strlen(it->valuestring) < cap ? 1 : -1;
     }
-    if (cJSON_IsNumber(it) && it->valuedouble == (double)(int64_t)it->valuedouble) {
-        snprintf(out, cap, "%" PRId64, (int64_t)it->valuedouble);
+    int64_t v;
+    if (api_json_int64(it, &v)) {
+        snprintf(out, cap, "%" PRId64, v);
         return 1;
     }
     return 0;
@@ -564,7 +557,9 @@ void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_req
         cJSON_Delete(json);
         return;
     }
-    if (!d.org_id[0] && spec->resolve_org) {
+    /* Only a verified body may name its tenant: under an unsigned policy a
+     * forged one would otherwise land in (and be processed for) any org. */
+    if (!d.org_id[0] && spec->resolve_org && d.verified) {
         char org[STORE_ID_LEN] = "";
         int r = spec->resolve_org(w, &d, json, org);
         if (r == STORE_OK && org[0])
@@ -751,7 +746,6 @@ int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max)
 
 static cJSON *delivery_json(const store_webhook_delivery *d, kit_wh_annotate annotate)
 {
-    char t[32];
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", d->id);
     cJSON_AddStringToObject(o, "delivery_id", d->delivery_id);
@@ -760,14 +754,8 @@ static cJSON *delivery_json(const store_webhook_delivery *d, kit_wh_annotate ann
     cJSON_AddStringToObject(o, "status", d->status);
     cJSON_AddBoolToObject(o, "verified", d->verified);
     cJSON_AddNumberToObject(o, "attempts", d->attempts);
-    kit_rfc3339(d->received_at, t);
-    cJSON_AddStringToObject(o, "received_at", t);
-    if (d->processed_at > 0) {
-        kit_rfc3339(d->processed_at, t);
-        cJSON_AddStringToObject(o, "processed_at", t);
-    } else {
-        cJSON_AddNullToObject(o, "processed_at");
-    }
+    api_add_time(o, "received_at", d->received_at);
+    api_add_time(o, "processed_at", d->processed_at > 0 ? d->processed_at : 0);
     if (annotate)
         annotate(d, o);
     return o;
@@ -826,9 +814,9 @@ void kit_webhook_list_events_ex(worker_ctx *w, const char *connector, kit_wh_ann
         http_resp_error(resp, 400, "BAD_REQUEST", "cursor is malformed");
         return;
     }
-    char event[STORE_WEBHOOK_EVENT_LEN] = "";
+    char event[STORE_WEBHOOK_EVENT_LEN + 2] = ""; /* room to see one that is too long */
     if (http_query_get(req, "event", event, sizeof(event)) && event[0] &&
-        !printable(event, strlen(event), EVENT_MAX, 1)) {
+        (strlen(event) >= STORE_WEBHOOK_EVENT_LEN || !printable(event, strlen(event), EVENT_MAX, 1))) {
         http_resp_error(resp, 400, "BAD_REQUEST", "event is malformed");
         return;
     }

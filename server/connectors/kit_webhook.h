@@ -221,7 +221,4 @@ void kit_webhook_list_events_ex(worker_ctx *w, const char *connector, kit_wh_ann
 void kit_webhook_get_event_ex(worker_ctx *w, const char *connector, kit_wh_annotate annotate,
                               const char *event_id, http_request *req, http_response *resp);
 
-/* "2026-12-02T15:04:05Z" (21 bytes with the NUL); "" for t <= 0. */
-void kit_rfc3339(int64_t t, char out[32]);
-
 #endif
