@@ -67,6 +67,18 @@ void api_store_error(worker_ctx *w, http_response *resp)
 
 void api_add_time(cJSON *o, const char *key, int64_t t) { time_json_add(o, key, t); }
 
+int api_json_int64(const cJSON *it, int64_t *out)
+{
+    if (!cJSON_IsNumber(it))
+        return 0;
+    double v = it->valuedouble;
+    /* 2^63 is exactly representable; anything at or past it is out of range. */
+    if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0) || v != (double)(int64_t)v)
+        return 0;
+    *out = (int64_t)v;
+    return 1;
+}
+
 int api_cluster_known(worker_ctx *w, const char *org_id, const char *cluster_id, char *name,
                       size_t namecap)
 {

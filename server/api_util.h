@@ -22,6 +22,9 @@ int api_check_chars(const char *s, const char *field, size_t min, size_t max, ch
                     size_t errlen);
 /* 503 with a message that names the store but leaks nothing else. */
 void api_store_error(worker_ctx *w, http_response *resp);
+/* 1 and *out when it is a JSON number holding an exact integer that fits
+ * int64_t (a cast of a larger or non-finite double would be undefined), else 0. */
+int api_json_int64(const struct cJSON *it, int64_t *out);
 /* Adds key: t as an RFC 3339 UTC string ("2026-12-02T15:04:05Z", the
  * JSON API's one time format, see timefmt.h), or null when t == 0. */
 void api_add_time(struct cJSON *o, const char *key, int64_t t);

@@ -298,6 +298,16 @@ const char *http_client_header(const http_client_resp *r, const char *name)
     return NULL;
 }
 
+/* Request header lines carry credentials (Authorization, X-Amz-Security-Token,
+ * X-Vault-Token): curl's copies are wiped before they are freed. */
+static void slist_wipe_free(struct curl_slist *l)
+{
+    for (struct curl_slist *n = l; n; n = n->next)
+        if (n->data)
+            secret_wipe(n->data, strlen(n->data));
+    curl_slist_free_all(l);
+}
+
 int http_client_do(const http_client_req *req, http_client_resp *out)
 {
     memset(out, 0, sizeof(*out));
@@ -328,7 +338,7 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         /* A CR or LF would end the header line and start another one
          * (values such as an ETag come from a peer or a cache). */
         if (strpbrk(req->headers[i], "\r\n")) {
-            curl_slist_free_all(hdrs);
+            slist_wipe_free(hdrs);
             curl_easy_cleanup(c);
             curl_url_cleanup(url);
             snprintf(out->err, sizeof(out->err), "request header with a line break refused");
@@ -343,7 +353,7 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
      * signed headers without sending it, and AWS rejects the signature.
      * (libcurl only sends Expect: 100-continue above 1 MiB anyway.) */
     if (!ok) {
-        curl_slist_free_all(hdrs);
+        slist_wipe_free(hdrs);
         curl_easy_cleanup(c);
         curl_url_cleanup(url);
         snprintf(out->err, sizeof(out->err), "out of memory");
@@ -403,7 +413,7 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         }
     }
     /* The USERPWD copy inside the handle is libcurl's; the handle is freed. */
-    curl_slist_free_all(hdrs);
+    slist_wipe_free(hdrs);
     curl_easy_cleanup(c);
     curl_url_cleanup(url);
     return out->code;

@@ -247,11 +247,10 @@ static int whoami(worker_ctx *w, const ovh_region *r, const char *token, char *n
 /* When the access token of a token answer expires, into md. */
 static void note_expiry(cJSON *md, const cJSON *tok, int64_t now)
 {
-    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
+    int64_t ei = kit_oauth_expires_in(tok);
     cJSON_DeleteItemFromObjectCaseSensitive(md, "access_token_expires_at");
-    if (cJSON_IsNumber(ei))
-        cJSON_AddNumberToObject(md, "access_token_expires_at",
-                                (double)(now + (int64_t)ei->valuedouble));
+    if (ei)
+        cJSON_AddNumberToObject(md, "access_token_expires_at", (double)(now + ei));
 }
 
 /* ---- callback -------------------------------------------------------------------------- */
@@ -333,14 +332,14 @@ static void refresh(worker_ctx *w, http_request *req, http_response *resp)
     note_expiry(md, tok, (int64_t)time(NULL));
     if (kit_row_save_meta(w, &c, md, resp) < 0)
         goto out;
-    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
+    int64_t ei = kit_oauth_expires_in(tok);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddBoolToObject(o, "refreshed", 1);
     cJSON_AddStringToObject(o, "provider", OVH_ID);
     cJSON_AddStringToObject(o, "region", r->id);
     cJSON_AddStringToObject(o, "account", c.account);
-    if (cJSON_IsNumber(ei))
-        cJSON_AddNumberToObject(o, "expires_in", ei->valuedouble);
+    if (ei)
+        cJSON_AddNumberToObject(o, "expires_in", (double)ei);
     http_resp_json(resp, 200, o);
 out:
     secret_json_free(tok);

@@ -35,6 +35,7 @@
 #include "github_app.h"
 #include "github_oauth.h" /* OAuth fallback and poller: github_oauth.c, github_poll.c */
 #include "http_client.h"
+#include "kit_call.h"
 #include "log.h"
 #include "oauth.h"
 #include "router.h"
@@ -101,8 +102,10 @@ static void app_problem(worker_ctx *w, int key_io, char *out, size_t cap)
     github_web_base(w->cfg, web, sizeof(web));
     github_api_base(w->cfg, api, sizeof(api));
     github_cred_state k = key_io ? github_app_key_refresh(w, 0) : github_app_key_state();
-    if (!http_client_url_ok(web, 0) || !http_client_url_ok(api, 0))
-        snprintf(out, cap, "GH_BASE_URL and GH_API_BASE_URL must be http(s) URLs");
+    char why[256];
+    if (kit_base_url_check(web, 0, why, sizeof(why)) < 0 ||
+        kit_base_url_check(api, 0, why, sizeof(why)) < 0)
+        snprintf(out, cap, "GH_BASE_URL / GH_API_BASE_URL: %s", why);
     else if (!github_app_issuer(w->cfg))
         snprintf(out, cap, "GITHUB_APP_ID / GITHUB_APP_CLIENT_ID are not set");
     else if (!slug_ok(server_setting(w->cfg, "NEXT_PUBLIC_GITHUB_APP_SLUG")))
@@ -277,7 +280,8 @@ int github_installation_from_json(const cJSON *j, int64_t id, store_github_insta
     const cJSON *perms = cJSON_GetObjectItemCaseSensitive(j, "permissions");
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(j, "events");
     const cJSON *susp = cJSON_GetObjectItemCaseSensitive(j, "suspended_at");
-    if (!cJSON_IsNumber(jid) || (int64_t)jid->valuedouble != id) {
+    int64_t got_id;
+    if (!api_json_int64(jid, &got_id) || got_id != id) {
         snprintf(why, cap, "its id is not the one asked for");
         return -1;
     }
@@ -460,8 +464,8 @@ static void install_callback(worker_ctx *w, http_request *req, http_response *re
          * usually does) were kept without an organization: they are this
          * org's now, and processed. */
         if (github_webhook_adopt(w) < 0)
-            log_warn("github: assigning earlier webhook deliveries failed; the periodic sweep "
-                     "retries");
+            log_warn("github: assigning earlier webhook deliveries failed; the next recovery "
+                     "sweep retries");
         cJSON *o = cJSON_CreateObject();
         cJSON_AddBoolToObject(o, "connected", 1);
         cJSON_AddStringToObject(o, "provider", GH_ID);
@@ -553,8 +557,9 @@ static int add_repos(const worker_ctx *w, const cJSON *page, cJSON *out, int64_t
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(page, "total_count");
     if (!cJSON_IsArray(repos))
         return -1;
-    if (cJSON_IsNumber(tc))
-        *total = (int64_t)tc->valuedouble;
+    int64_t count;
+    if (api_json_int64(tc, &count) && count >= 0)
+        *total = count;
     const cJSON *r;
     cJSON_ArrayForEach(r, repos)
     {
@@ -770,8 +775,8 @@ static const config_def github_settings[] = {
     { "GITHUB_APP_SETUP_URL", "github.app_setup_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/app/install/callback, as registered on the App", 0 },
     { "GITHUB_APP_WEBHOOK_SECRET", NULL, CFG_STRING, NULL, "GitHub App: webhook secret (else read from aurora/system/github-app/webhook-secret)", 1 },
     { "GITHUB_APP_WEBHOOK_SECRET_PREVIOUS", NULL, CFG_STRING, NULL, "GitHub App: the webhook secret being rotated out, also accepted until unset", 1 },
-    { "GITHUB_APP_KEY_REFRESH_S", "github.app_key_refresh_s", CFG_INT, "60", "GitHub App: the private key and webhook secret are re-read from the secrets backend at most this often (s)", 0 },
-    { "GITHUB_MAX_REPO_PAGES", "github.max_repo_pages", CFG_INT, "10", "GitHub connector: most pages (100 repositories each) read per repository listing", 0 },
+    { "GITHUB_APP_KEY_REFRESH_S", "github.app_key_refresh_s", CFG_INT, "60", "GitHub App: the private key and webhook secret are re-read from the secrets backend at most this often (s)", 0, 1, 86400 },
+    { "GITHUB_MAX_REPO_PAGES", "github.max_repo_pages", CFG_INT, "10", "GitHub connector: most pages (100 repositories each) read per repository listing", 0, 1, 100 },
     { "GH_OAUTH_CLIENT_ID", "github.oauth_client_id", CFG_STRING, NULL, "GitHub OAuth App client id (GITHUB_AUTH_MODE oauth or hybrid)", 0 },
     { "GH_OAUTH_CLIENT_SECRET", NULL, CFG_STRING, NULL, "GitHub OAuth App client secret", 1 },
     { "GH_BASE_URL", "github.base_url", CFG_STRING, "https://github.com", "GitHub web base URL (GitHub Enterprise Server: https://<host>)", 0 },

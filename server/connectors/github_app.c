@@ -23,9 +23,11 @@
 #include "connector.h"
 #include "crypto.h"
 #include "jwt.h"
+#include "kit_call.h"
 #include "log.h"
 #include "secret.h"
 #include "secrets.h"
+#include "timefmt.h"
 
 #define DEFAULT_REFRESH_S 60
 #define BAD_VALUES_REMEMBERED 8   /* distinct unusable values already logged */
@@ -255,14 +257,6 @@ github_cred_state github_app_webhook_secret(worker_ctx *w, unsigned char **out, 
     return st;
 }
 
-github_cred_state github_app_webhook_secret_state(void)
-{
-    pthread_mutex_lock(&g_cred_mu);
-    github_cred_state st = g_hook.state;
-    pthread_mutex_unlock(&g_cred_mu);
-    return st;
-}
-
 /* ---- App JWT ------------------------------------------------------------------------------ */
 
 static int all_digits(const char *s)
@@ -361,6 +355,11 @@ int github_api_call(worker_ctx *w, const char *method, const char *url, const ch
     github_api_base(w->cfg, api, sizeof(api));
     if (!http_client_url_under(url, api)) {
         snprintf(res->err, sizeof(res->err), "refusing a GitHub URL outside GH_API_BASE_URL");
+        return res->code = AUR_E_INVALID;
+    }
+    if (bearer && !kit_url_private(url)) {
+        snprintf(res->err, sizeof(res->err), "GH_API_BASE_URL must be https:// (tokens are never "
+                 "sent in clear, except to a loopback address)");
         return res->code = AUR_E_INVALID;
     }
     char *authz = NULL;
@@ -605,20 +604,8 @@ int64_t github_parse_time(const char *iso)
     for (size_t i = 0; shape[i]; i++)
         if (shape[i] == 'd' ? (iso[i] < '0' || iso[i] > '9') : iso[i] != shape[i])
             return -1;
-    int y, mo, d, h, mi, s;
-    if (sscanf(iso, "%4d-%2d-%2dT%2d:%2d:%2dZ", &y, &mo, &d, &h, &mi, &s) != 6 || y < 1970 ||
-        mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59)
-        return -1;
-    struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
-                     .tm_min = mi, .tm_sec = s };
-    time_t t = timegm(&tm);
-    struct tm back;
-    /* timegm normalizes (Feb 31 -> Mar 3, :60 -> next minute): only real dates pass. */
-    if (t == (time_t)-1 || !gmtime_r(&t, &back) || back.tm_year != y - 1900 ||
-        back.tm_mon != mo - 1 || back.tm_mday != d || back.tm_hour != h || back.tm_min != mi ||
-        back.tm_sec != s)
-        return -1;
-    return (int64_t)t;
+    int64_t t; /* real dates only (no Feb 30, no second 60) */
+    return time_parse_rfc3339(iso, &t) == 0 && t >= 0 ? t : -1;
 }
 
 int github_parse_installation_id(const char *s, int64_t *out)

@@ -80,7 +80,6 @@ char *github_app_jwt(worker_ctx *w, char *err, size_t errlen);
 /* The current webhook secret (refreshed when due): *out malloc'd, release
  * with secret_free_n(*out, *len).  GITHUB_CRED_OK or why not. */
 github_cred_state github_app_webhook_secret(worker_ctx *w, unsigned char **out, size_t *len);
-github_cred_state github_app_webhook_secret_state(void);
 
 /* ---- calls to GitHub -------------------------------------------------------------- */
 

@@ -556,6 +556,9 @@ static long poll_tick(worker_ctx *w)
         log_error("github poll: listing connections failed: %s", store_errmsg(w->store));
         return next;
     }
+    if (n >= MAX_ROWS)
+        log_warn("github poll: more than %d GitHub connections; only the oldest %d are polled",
+                 MAX_ROWS, MAX_ROWS);
     for (size_t i = 0; i < n; i++) {
         if (!is_oauth_row(&rows[i]))
             continue;
@@ -697,7 +700,14 @@ static void poll_now_route(worker_ctx *w, http_request *req, http_response *resp
         return;
     cJSON_Delete(md);
     long limited = 0;
-    pthread_mutex_lock(&g_lock);
+    /* Never queue behind another poll: a poll holds the lock for all its
+     * GitHub calls, and outbound workers serve every connector. */
+    if (pthread_mutex_trylock(&g_lock) != 0) {
+        store_connector_free(&row);
+        http_resp_add_header(resp, "retry-after", "5");
+        http_resp_error(resp, 429, "GITHUB_POLL_BUSY", "a GitHub poll is running; retry shortly");
+        return;
+    }
     poll_fresh(w, &row, 1, &limited);
     pthread_mutex_unlock(&g_lock);
     store_connector_free(&row);

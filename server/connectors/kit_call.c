@@ -483,6 +483,18 @@ char *kit_url_with_param(const char *url, const char *name, const char *value)
     return out;
 }
 
+int kit_url_private(const char *url)
+{
+    http_client_url u;
+    if (!url || http_client_url_parse(url, 0, &u) < 0)
+        return 0;
+    if (!strcmp(u.scheme, "https"))
+        return 1;
+    struct in_addr a4;
+    return !strcmp(u.host, "localhost") || !strcmp(u.host, "::1") ||
+           (inet_pton(AF_INET, u.host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127);
+}
+
 int kit_base_url_check(const char *url, int allow_http, char *err, size_t errlen)
 {
     http_client_url u;
@@ -505,10 +517,7 @@ int kit_base_url_check(const char *url, int allow_http, char *err, size_t errlen
     }
     /* credentials travel to the base: in clear only to this host, or when the
      * operator says so */
-    struct in_addr a4;
-    int loopback = !strcmp(u.host, "localhost") || !strcmp(u.host, "::1") ||
-                   (inet_pton(AF_INET, u.host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127);
-    if (strcmp(u.scheme, "https") && !allow_http && !loopback) {
+    if (!allow_http && !kit_url_private(url)) {
         snprintf(err, errlen, "must be https:// (plain http only to a loopback address)");
         return AUR_E_INVALID;
     }
@@ -631,6 +640,10 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
     if (!req->url || !http_client_url_ok(req->url, req->https_only) ||
         !http_client_url_under(req->url, req->base_url))
         return fail(resp, AUR_E_INVALID, "%s: URL is not under the configured base URL", prov);
+    if (!kit_url_private(req->url))
+        return fail(resp, AUR_E_INVALID,
+                    "%s: the configured base URL must be https:// (credentials are never sent "
+                    "in clear, except to a loopback address)", prov);
     const char *method = req->method ? req->method : req->body ? "POST" : "GET";
     if (!method_ok(method))
         return fail(resp, AUR_E_INVALID, "%s: invalid HTTP method", prov);

@@ -112,6 +112,10 @@ struct cJSON *kit_call_json(const kit_call_resp *resp);
  * localhost: a test fixture, a local proxy).  AUR_OK or AUR_E_INVALID with a
  * phrase for "<SETTING> <phrase>" in err. */
 int kit_base_url_check(const char *url, int allow_http, char *err, size_t errlen);
+/* 1 if credentials may travel to url: https://, or plain http:// to a
+ * loopback address (tests, a local sidecar).  kit_call, the OAuth token
+ * requests and the GitHub calls refuse anything else before sending. */
+int kit_url_private(const char *url);
 
 /* base + "/" + path (one slash between them, whatever either carries);
  * malloc'd, NULL when out of memory or when the result is not under base. */

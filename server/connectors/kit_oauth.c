@@ -32,11 +32,24 @@ cJSON *kit_oauth_token_post(const char *url, const char *const *form, const char
     char authz[1024] = "";
     const char *headers[4] = { "Content-Type: application/x-www-form-urlencoded",
                                "Accept: application/json", NULL, NULL };
-    if (basic_auth) {
+    const char *refuse = !kit_url_private(url)
+                             ? "the token endpoint must be https:// (client credentials are never "
+                               "sent in clear, except to a loopback address)"
+                             : NULL;
+    if (basic_auth && !refuse) {
         char *b64 = crypto_base64(basic_auth, strlen(basic_auth));
         if (b64 && snprintf(authz, sizeof(authz), "Authorization: Basic %s", b64) < (int)sizeof(authz))
             headers[2] = authz;
+        else /* never send the request without the client's authentication */
+            refuse = "the client id and secret are too long for HTTP Basic authentication";
         secret_free(b64);
+    }
+    if (refuse) {
+        secret_wipe(authz, sizeof(authz));
+        secret_free(body);
+        snprintf(res->err, sizeof(res->err), "%s", refuse);
+        res->code = AUR_E_INVALID;
+        return NULL;
     }
     http_client_req rq = { .method = "POST", .url = url, .headers = headers, .body = body,
                            .body_len = strlen(body), .timeout_ms = timeout_ms,
@@ -339,16 +352,22 @@ cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *s
     return tok;
 }
 
+int64_t kit_oauth_expires_in(const cJSON *tok)
+{
+    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
+    /* range first: casting a huge or non-finite double is undefined */
+    return cJSON_IsNumber(ei) && ei->valuedouble > 0 && ei->valuedouble <= 86400 * 7
+               ? (int64_t)ei->valuedouble
+               : 0;
+}
+
 char *kit_oauth_access_token(const cJSON *tok, size_t max_len, int64_t now, int64_t *expires_at)
 {
     const char *at = api_json_str(tok, "access_token");
-    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
     if (!at || !*at || strlen(at) > max_len)
         return NULL;
-    double secs = cJSON_IsNumber(ei) && ei->valuedouble > 0 && ei->valuedouble <= 86400 * 7
-                      ? ei->valuedouble
-                      : 3600;
-    *expires_at = now + (int64_t)secs;
+    int64_t secs = kit_oauth_expires_in(tok);
+    *expires_at = now + (secs ? secs : 3600);
     return strdup(at);
 }
 
@@ -387,7 +406,7 @@ int kit_oauth_finish(worker_ctx *w, const kit_oauth_callback *cb, const char *co
                      cJSON *shown, http_response *resp)
 {
     const char *rt = api_json_str(tok, "refresh_token");
-    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
+    int64_t ei = kit_oauth_expires_in(tok);
     if (!rt || !*rt) {
         cJSON_Delete(shown);
         http_resp_error(resp, 502, "OAUTH_NO_REFRESH_TOKEN", "%s answered without a refresh token",
@@ -395,9 +414,8 @@ int kit_oauth_finish(worker_ctx *w, const kit_oauth_callback *cb, const char *co
         return -1;
     }
     cJSON_DeleteItemFromObjectCaseSensitive(md, "access_token_expires_at");
-    if (cJSON_IsNumber(ei))
-        cJSON_AddNumberToObject(md, "access_token_expires_at",
-                                (double)((int64_t)time(NULL) + (int64_t)ei->valuedouble));
+    if (ei)
+        cJSON_AddNumberToObject(md, "access_token_expires_at", (double)((int64_t)time(NULL) + ei));
     kit_field f = { field, rt };
     if (kit_connect_store(w, cb->st.org_id, cb->st.user_id, conn, account, &f, 1, md, resp) < 0) {
         cJSON_Delete(shown);

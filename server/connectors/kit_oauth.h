@@ -125,6 +125,9 @@ struct cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const 
 /* The access token of a token answer (malloc'd copy, secret_free it) and
  * its expiry (now + expires_in; 3600 s when absent or absurd, at most a
  * week).  NULL when there is none or it is longer than max_len. */
+/* The answer's expires_in in seconds when it is a sane lifetime (0 < s <=
+ * 7 days), else 0 (absent, negative, absurd). */
+int64_t kit_oauth_expires_in(const struct cJSON *tok);
 char *kit_oauth_access_token(const struct cJSON *tok, size_t max_len, int64_t now,
                              int64_t *expires_at);
 

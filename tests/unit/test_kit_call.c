@@ -294,6 +294,17 @@ static void test_json_paths(void **state)
 static void test_urls(void **state)
 {
     (void)state;
+    /* where credentials may go: https anywhere, plain http only to loopback */
+    assert_true(kit_url_private("https://api.github.com/x"));
+    assert_true(kit_url_private("http://127.0.0.1:8080/x"));
+    assert_true(kit_url_private("http://127.9.9.9/x"));
+    assert_true(kit_url_private("http://localhost/x"));
+    assert_true(kit_url_private("http://[::1]:5/x"));
+    assert_false(kit_url_private("http://api.github.com/x"));
+    assert_false(kit_url_private("http://10.0.0.1/x"));
+    assert_false(kit_url_private("http://0x7f.example/x"));
+    assert_false(kit_url_private("ftp://127.0.0.1/x"));
+    assert_false(kit_url_private(NULL));
     char *u = kit_url("https://slack.com/api", "chat.postMessage");
     assert_string_equal(u, "https://slack.com/api/chat.postMessage");
     free(u);
