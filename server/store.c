@@ -536,6 +536,45 @@ int store_member_latest_org(store_t *s, const char *user_id, char *org_id)
     return rc;
 }
 
+int store_user_orgs(store_t *s, const char *user_id, const char *connector, int active_only,
+                    char (*orgs)[STORE_ID_LEN], size_t max, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!n || !orgs || max == 0 || max > 1000)
+        return serr(s, "store_user_orgs: bad argument");
+    *n = 0;
+    if (check_text(s, "user_id", user_id, STORE_ID_LEN, 1) ||
+        (connector && check_text(s, "connector", connector, 32, 1)))
+        return STORE_ERR;
+    db_result r;
+    int rc;
+    if (!connector) {
+        db_param p[] = { p_text(user_id), DB_P_INT(max) };
+        rc = run_query(s, "listing memberships",
+                       "SELECT org_id FROM org_members WHERE user_id = ? ORDER BY org_id LIMIT ?",
+                       p, 2, &r);
+    } else {
+        db_param p[] = { p_text(user_id), p_text(connector), DB_P_INT(active_only ? 1 : 0),
+                         DB_P_INT(max) };
+        rc = run_query(s, "listing connector rows",
+                       "SELECT org_id FROM connectors WHERE user_id = ? AND connector = ?"
+                       " AND (? = 0 OR status = 'active') ORDER BY org_id LIMIT ?",
+                       p, 4, &r);
+    }
+    if (rc != STORE_OK)
+        return STORE_ERR;
+    for (size_t i = 0; i < r.nrows && i < max; i++) {
+        if (cell_str(s, &r, i, 0, orgs[i], STORE_ID_LEN, "org_id") != STORE_OK) {
+            db_result_free(&r);
+            return STORE_ERR;
+        }
+        (*n)++;
+    }
+    db_result_free(&r);
+    return STORE_OK;
+}
+
 int store_identity_provision(store_t *s, const char *org_id, const char *user_id,
                              const char *created_by, int *created)
 {

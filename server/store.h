@@ -99,6 +99,12 @@ int store_identity_provision(store_t *s, const char *org_id, const char *user_id
 int store_member_get(store_t *s, const char *org_id, const char *user_id, store_member *out);
 /* The org user_id joined last (org_id has STORE_ID_LEN); NOT_FOUND if none. */
 int store_member_latest_org(store_t *s, const char *user_id, char *org_id);
+/* The organizations user_id acts in, in id order, at most max of them:
+ * with connector NULL those it is a member of, else those where it has a
+ * row of that connector (status "active" only when active_only).  *n gets
+ * how many were written; a user of more than max organizations gives max. */
+int store_user_orgs(store_t *s, const char *user_id, const char *connector, int active_only,
+                    char (*orgs)[STORE_ID_LEN], size_t max, size_t *n);
 
 /* ---- API keys (only the SHA-256 hex of the key is stored) ---------------- */
 typedef struct {
