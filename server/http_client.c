@@ -37,12 +37,30 @@ typedef struct {
     char *data;
     size_t len, cap, max;
     int overflow;
+    /* streaming (http_client_req.on_body): 2xx bodies go there */
+    CURL *curl;
+    int (*on_body)(const char *data, size_t len, void *ud);
+    void *on_body_ud;
+    int stopped;
 } sink;
 
 static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
 {
     sink *s = ud;
     size_t n = size * nmemb;
+    if (s->on_body) {
+        /* curl calls this for the final answer's body only, after its
+         * status line: the status is known here. */
+        long status = 0;
+        curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && status < 300) {
+            if (n && s->on_body(p, n, s->on_body_ud) != 0) {
+                s->stopped = 1;
+                return 0; /* ends the transfer; reported as AUR_OK + stopped */
+            }
+            return n;
+        }
+    }
     if (s->len + n > s->max) {
         s->overflow = 1;
         return 0; /* aborts the transfer */
@@ -330,7 +348,8 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         snprintf(out->err, sizeof(out->err), "out of memory");
         return out->code = AUR_E_INTERNAL;
     }
-    sink sk = { .max = req->max_response ? req->max_response : HTTP_CLIENT_MAX_RESPONSE };
+    sink sk = { .max = req->max_response ? req->max_response : HTTP_CLIENT_MAX_RESPONSE,
+                .curl = c, .on_body = req->on_body, .on_body_ud = req->on_body_ud };
     char curl_err[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdrs = NULL, *h2;
     int ok = 1;
@@ -390,6 +409,10 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
     }
 
     CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK && sk.stopped)
+        rc = CURLE_OK; /* the caller had what it wanted */
+    if (rc != CURLE_OK && req->on_body)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status); /* a stream cut short */
     if (rc != CURLE_OK) {
         /* curl's messages name host and port, never headers or bodies. */
         if (sk.overflow)
@@ -398,11 +421,15 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
             snprintf(out->err, sizeof(out->err), "%s",
                      curl_err[0] ? curl_err : curl_easy_strerror(rc));
         out->code = rc == CURLE_OPERATION_TIMEDOUT ? AUR_E_TIMEOUT : AUR_E_UNAVAILABLE;
+        long os_errno = 0;
+        if (curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK)
+            out->os_errno = (int)os_errno;
         if (sk.data) {
             secret_free_n(sk.data, sk.cap);
         }
     } else {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+        out->stopped = sk.stopped;
         out->body = sk.data;
         out->len = sk.len;
         if (req->capture && capture_headers(c, req->capture, out) < 0) {

@@ -28,6 +28,8 @@ extern const connector connector_aws;
 extern const connector connector_azure;
 extern const connector connector_ovh;
 extern const connector connector_github;
+extern const connector connector_netdata;
+extern const connector connector_splunk;
 
 static const connector *const g_connectors[] = {
     &connector_gcp,
@@ -35,6 +37,8 @@ static const connector *const g_connectors[] = {
     &connector_azure,
     &connector_ovh,
     &connector_github,
+    &connector_netdata,
+    &connector_splunk,
 };
 #define N_CONNECTORS (sizeof(g_connectors) / sizeof(g_connectors[0]))
 
