@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "crypto.h"
@@ -42,7 +43,23 @@ typedef struct {
     int (*on_body)(const char *data, size_t len, void *ud);
     void *on_body_ud;
     int stopped;
+    /* allow_address (http_client_req) */
+    int (*allow_address)(const struct sockaddr *sa, void *ud);
+    void *allow_address_ud;
+    int address_refused;
 } sink;
+
+/* CURLOPT_OPENSOCKETFUNCTION, set only for requests with allow_address:
+ * curl names each resolved address before connecting to it. */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    sink *s = ud;
+    if (purpose == CURLSOCKTYPE_IPCXN && !s->allow_address(&a->addr, s->allow_address_ud)) {
+        s->address_refused = 1;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
 
 static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
 {
@@ -349,7 +366,9 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         return out->code = AUR_E_INTERNAL;
     }
     sink sk = { .max = req->max_response ? req->max_response : HTTP_CLIENT_MAX_RESPONSE,
-                .curl = c, .on_body = req->on_body, .on_body_ud = req->on_body_ud };
+                .curl = c, .on_body = req->on_body, .on_body_ud = req->on_body_ud,
+                .allow_address = req->allow_address,
+                .allow_address_ud = req->allow_address_ud };
     char curl_err[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdrs = NULL, *h2;
     int ok = 1;
@@ -393,6 +412,10 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &sk);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+    if (req->allow_address) {
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &sk);
+    }
     if (ca)
         curl_easy_setopt(c, CURLOPT_CAINFO, ca);
     if (req->body) {
@@ -417,10 +440,16 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         /* curl's messages name host and port, never headers or bodies. */
         if (sk.overflow)
             snprintf(out->err, sizeof(out->err), "response larger than %zu bytes", sk.max);
+        else if (sk.address_refused)
+            snprintf(out->err, sizeof(out->err), "the host's address is not allowed");
         else
             snprintf(out->err, sizeof(out->err), "%s",
                      curl_err[0] ? curl_err : curl_easy_strerror(rc));
         out->code = rc == CURLE_OPERATION_TIMEDOUT ? AUR_E_TIMEOUT : AUR_E_UNAVAILABLE;
+        if (sk.address_refused && rc == CURLE_COULDNT_CONNECT) {
+            out->code = AUR_E_INVALID; /* not a transient failure: retrying changes nothing */
+            out->address_refused = 1;
+        }
         long os_errno = 0;
         if (curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK)
             out->os_errno = (int)os_errno;

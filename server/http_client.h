@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 struct cJSON;
+struct sockaddr;
 
 /* Default cap on a response body (a Vault or AWS answer for one 64 KiB
  * value, a page of projects, a token response are far below this). */
@@ -48,6 +49,14 @@ typedef struct {
      * out->stopped set.  NULL: the whole body is buffered. */
     int (*on_body)(const char *data, size_t len, void *ud);
     void *on_body_ud;
+    /* Every address a connection is about to be opened to, after name
+     * resolution (so a host name that resolves to a refused address is
+     * caught, not only literal ones): returns 1 to allow it.  A refused
+     * address is not connected to; when none is left the request fails with
+     * AUR_E_INVALID and out->address_refused.  NULL: every address (for URLs
+     * the operator configured).  For URLs a user typed (a Splunk instance). */
+    int (*allow_address)(const struct sockaddr *sa, void *ud);
+    void *allow_address_ud;
 } http_client_req;
 
 /* Response headers kept on request (Retry-After, ETag, Link, rate-limit
@@ -71,6 +80,7 @@ typedef struct {
     size_t headers_len;
     int stopped;   /* on_body asked to stop reading (a streamed answer cut short on purpose) */
     int os_errno;  /* a transport failure's errno (ECONNREFUSED: nothing listens there), else 0 */
+    int address_refused; /* allow_address refused the address connected to (see above) */
 } http_client_resp;
 
 /* AUR_OK when the server answered (any status), else a negative aur_err with

@@ -326,7 +326,9 @@ int splunk_export(const splunk_export_req *q, splunk_stream *s, http_client_resp
                           .cacert = q->cacert,
                           .max_response = 64 * 1024, /* an error answer */
                           .on_body = on_chunk,
-                          .on_body_ud = s };
+                          .on_body_ud = s,
+                          .allow_address = q->allow_address,
+                          .allow_address_ud = q->allow_address_ud };
     int rc = http_client_do(&r, out);
     secret_free(auth);
     secret_free(form);

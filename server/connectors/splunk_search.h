@@ -78,6 +78,8 @@ typedef struct {
     const char *earliest, *latest; /* NULL: Splunk's defaults */
     long timeout_ms;          /* the whole search, connect included */
     const char *cacert;       /* NULL: the server's default CA */
+    int (*allow_address)(const struct sockaddr *sa, void *ud); /* as http_client_req */
+    void *allow_address_ud;
 } splunk_export_req;
 
 /* Runs the search, results into s (initialised by the caller, with its

@@ -336,6 +336,12 @@ def test_splunk_loopback_refused_by_default(t):
         r = w.post("/splunk/connect", {"instance_url": url, "token": SP_TOKEN})
         eq(r.status, 400, "loopback %s (%r)" % (url, r))
         contains(r.get("error"), "SPLUNK_ALLOW_LOOPBACK", "names the setting")
+    # a name is judged by the address it resolves to (curl resolves *.localhost to loopback)
+    port = int(sp_url().rsplit(":", 1)[1])
+    r = w.post("/splunk/connect", {"instance_url": "https://splunk.localhost:%d" % port, "token": SP_TOKEN})
+    eq(r.status, 400, "a name resolving to loopback (%r)" % r)
+    eq(r.error_code, "SPLUNK_INVALID_URL", "code")
+    contains(r.get("error"), "resolves to an address", "says why")
     eq(len(_fx["sp"].stats()["requests"]), before, "nothing sent")
 
 

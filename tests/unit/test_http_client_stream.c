@@ -303,6 +303,56 @@ static void test_refused_errno(void **state)
     close(s);
 }
 
+/* allow_address sees every resolved address before a connection is opened. */
+typedef struct {
+    int calls, allow;
+    int family;
+} addr_policy;
+
+static int policy(const struct sockaddr *sa, void *ud)
+{
+    addr_policy *p = ud;
+    p->calls++;
+    p->family = sa->sa_family;
+    return p->allow;
+}
+
+static void test_allow_address(void **state)
+{
+    (void)state;
+    addr_policy deny = { .allow = 0 };
+    http_client_req q = { .url = url("/chunks"), .timeout_ms = 5000, .allow_address = policy,
+                          .allow_address_ud = &deny };
+    http_client_resp r;
+    assert_int_equal(http_client_do(&q, &r), AUR_E_INVALID);
+    assert_int_equal(r.address_refused, 1);
+    assert_int_equal(r.status, 0);
+    assert_true(deny.calls >= 1);
+    assert_int_equal(deny.family, AF_INET);
+    assert_non_null(strstr(r.err, "not allowed"));
+    http_client_resp_free(&r);
+
+    /* a name is judged by what it resolves to: curl resolves *.localhost to loopback */
+    char named[128];
+    snprintf(named, sizeof(named), "http://aurora-test.localhost:%d/chunks", g_port);
+    addr_policy deny2 = { .allow = 0 };
+    q.url = named;
+    q.allow_address_ud = &deny2;
+    assert_int_equal(http_client_do(&q, &r), AUR_E_INVALID);
+    assert_true(deny2.calls >= 1);
+    http_client_resp_free(&r);
+
+    addr_policy allow = { .allow = 1 };
+    q.url = url("/chunks");
+    q.allow_address_ud = &allow;
+    assert_int_equal(http_client_do(&q, &r), AUR_OK);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.address_refused, 0);
+    assert_int_equal(allow.calls, 1);
+    assert_string_equal(r.body, "{\"a\":1}\n{\"b\":2}\n{\"c\":\"third line\"}\n");
+    http_client_resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_stream_cut_by_timeout),
         cmocka_unit_test(test_max_response_only_without_stream),
         cmocka_unit_test(test_refused_errno),
+        cmocka_unit_test(test_allow_address),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
