@@ -294,8 +294,10 @@ static int has_capability(const cJSON *content, const char *cap)
         return 1;
     const cJSON *it;
     cJSON_ArrayForEach(it, caps)
-    if (cJSON_IsString(it) && !strcmp(it->valuestring, cap))
-        return 1;
+    {
+        if (cJSON_IsString(it) && !strcmp(it->valuestring, cap))
+            return 1;
+    }
     return 0;
 }
 
