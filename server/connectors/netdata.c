@@ -27,6 +27,7 @@
 #include "kit_call.h"
 #include "kit_secrets.h"
 #include "log.h"
+#include "netdata_webhook.h"
 #include "router.h"
 #include "secrets.h"
 
@@ -34,6 +35,8 @@
 #define NETDATA_TOKEN_MAX 4096
 #define NETDATA_MAX_ITEMS 500 /* spaces or rooms kept from one answer */
 #define NETDATA_ID_MAX 64
+#define NETDATA_WEBHOOK_SECRET_MIN 16
+#define NETDATA_WEBHOOK_SECRET_MAX 256
 
 #define MSG_AUTH \
     "Authentication failed: the Netdata Cloud API token is invalid, revoked or lacks scope:all " \
@@ -145,14 +148,30 @@ static cJSON *id_name_list(const cJSON *answer, const char *what, http_response 
     return out;
 }
 
-static int token_ok(const char *t)
+static int token_ok(const char *t, size_t min, size_t max)
 {
     size_t n = t ? strlen(t) : 0;
-    if (n == 0 || n > NETDATA_TOKEN_MAX)
+    if (n < min || n > max)
         return 0;
     for (const unsigned char *p = (const unsigned char *)t; *p; p++)
         if (*p <= 0x20 || *p >= 0x7f)
             return 0;
+    return 1;
+}
+
+/* 1 if a Host header can be shown as the host of a URL: a name or address
+ * with an optional port, nothing else. */
+static int host_ok(const char *h)
+{
+    size_t n = h ? strlen(h) : 0;
+    if (n == 0 || n > 255)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
+            return 0;
+    }
     return 1;
 }
 
@@ -168,16 +187,25 @@ static void netdata_connect(worker_ctx *w, http_request *req, http_response *res
     const char *token = api_json_str(body, "api_token");
     if (!token)
         token = api_json_str(body, "token");
+    /* Optional: Netdata's webhook challenge secret and Bearer token (netdata_webhook.h) */
+    const char *whsec = api_json_str(body, "webhook_secret");
     cJSON *answer = NULL, *spaces = NULL, *md = NULL;
     const char *base = NULL;
     if (!token) {
         http_resp_error(resp, 400, "BAD_REQUEST", "api_token is required");
         goto out;
     }
-    if (!token_ok(token)) {
+    if (!token_ok(token, 1, NETDATA_TOKEN_MAX)) {
         http_resp_error(resp, 400, "BAD_REQUEST",
                         "api_token must be 1-%d printable characters without spaces",
                         NETDATA_TOKEN_MAX);
+        goto out;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(body, "webhook_secret") &&
+        !token_ok(whsec, NETDATA_WEBHOOK_SECRET_MIN, NETDATA_WEBHOOK_SECRET_MAX)) {
+        http_resp_error(resp, 400, "BAD_REQUEST",
+                        "webhook_secret must be %d-%d printable characters without spaces",
+                        NETDATA_WEBHOOK_SECRET_MIN, NETDATA_WEBHOOK_SECRET_MAX);
         goto out;
     }
     if (!(base = api_base(w, resp)) ||
@@ -192,10 +220,20 @@ static void netdata_connect(worker_ctx *w, http_request *req, http_response *res
     cJSON_AddNumberToObject(md, "space_count", n);
     cJSON_AddItemToObject(md, "spaces", spaces);
     spaces = NULL;
-    kit_field f = { "api-token", token };
-    if (kit_connect_store(w, req->auth.org_id, req->auth.user_id, NETDATA_ID, account, &f, 1, md,
-                          resp) < 0)
+    cJSON_AddBoolToObject(md, "webhook_secret_configured", whsec != NULL);
+    kit_field f[2] = { { "api-token", token }, { "webhook-secret", whsec } };
+    if (kit_connect_store(w, req->auth.org_id, req->auth.user_id, NETDATA_ID, account, f,
+                          whsec ? 2 : 1, md, resp) < 0)
         goto out;
+    char path[128];
+    snprintf(path, sizeof(path), "/netdata/webhook/%s", req->auth.user_id);
+    cJSON_AddStringToObject(md, "webhook_path", path);
+    const char *host = http_header_get(req, "host");
+    if (host_ok(host)) {
+        char url[400];
+        snprintf(url, sizeof(url), "https://%s%s", host, path);
+        cJSON_AddStringToObject(md, "webhook_url", url);
+    }
     log_info("netdata: user %s of %s connected Netdata Cloud (%d spaces)", req->auth.user_id,
              req->auth.org_id, n);
     kit_connected_reply(resp, NETDATA_ID, md, NULL);
@@ -205,6 +243,8 @@ out:
     cJSON_Delete(md);
     if (token) /* the request body held the token */
         OPENSSL_cleanse((void *)token, strlen(token));
+    if (whsec)
+        OPENSSL_cleanse((void *)whsec, strlen(whsec));
     cJSON_Delete(body);
 }
 
@@ -277,6 +317,13 @@ static void netdata_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(md, "space_count");
     if (cJSON_IsNumber(n))
         cJSON_AddNumberToObject(out, "space_count", n->valuedouble);
+    /* The URL to paste in Netdata (Space settings > Alerts & Notifications >
+     * Webhook), under this server's public address. */
+    char path[128];
+    snprintf(path, sizeof(path), "/netdata/webhook/%s", who->user_id);
+    cJSON_AddStringToObject(out, "webhook_path", path);
+    cJSON_AddBoolToObject(out, "webhook_secret_configured",
+                          cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(md, "webhook_secret_configured")));
     cJSON_Delete(md);
     store_connector_free(&c);
 }
@@ -303,6 +350,7 @@ static void netdata_register(void)
     router_add_outbound(HTTP_GET, "/netdata/spaces/{space_id}/rooms", ROUTE_AUTH_API,
                         netdata_rooms);
     router_add(HTTP_GET, "/netdata/status", ROUTE_AUTH_API, netdata_status_route);
+    netdata_webhook_register();
 }
 
 const connector connector_netdata = {

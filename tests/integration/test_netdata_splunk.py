@@ -15,9 +15,13 @@ Peers:
 Both listen on loopback over plain http: the server runs with
 SPLUNK_ALLOW_LOOPBACK=true (one test checks the default refuses loopback).
 """
+import base64
+import hashlib
+import hmac
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -234,6 +238,164 @@ def test_netdata_disconnect_deletes_the_token(t):
     eq(secret_paths(w, uid, "netdata"), [], "secret deleted")
     eq(w.get("/netdata/status", key=key).json.get("connected"), False, "status after disconnect")
     eq(w.get("/netdata/spaces", key=key).status, 404, "spaces after disconnect")
+
+
+# ---- Netdata: webhook notifications ---------------------------------------------------------
+# Payloads as learn.netdata.cloud documents them (Centralized Cloud Notifications > Webhook);
+# the challenge response is computed here with the documentation's recipe (hmac, base64).
+WH_SECRET = "wh-" + rand_tag(24)
+
+
+def nd_alert(severity, alert="10min_cpu_usage", chart="system.cpu", date="2026-12-02T12:00:00Z"):
+    return {"message": "%s: %s on web-1" % (severity.capitalize(), alert), "alert": alert,
+            "info": "average CPU utilization over the last 10 minutes", "chart": chart,
+            "context": chart, "space": "Production", "Rooms": {"All nodes": "https://app.netdata.cloud/r"},
+            "family": "cpu", "class": "Utilization", "severity": severity, "date": date, "duration": "1m",
+            "additional_active_critical_alerts": 0, "additional_active_warning_alerts": 0,
+            "alert_url": "https://app.netdata.cloud/alerts/" + alert}
+
+
+def db(w):
+    return sqlite3.connect("file:%s?mode=ro" % os.path.join(w.data, "aurora.db"), uri=True, timeout=10)
+
+
+def rows(w, sql, *args):
+    con = db(w)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def deliveries(w, user_id):
+    return rows(w, "SELECT id, status, verified FROM webhook_deliveries WHERE connector = 'netdata' "
+                   "AND tenant_key = ? ORDER BY received_seq", user_id)
+
+
+def wh_post(w, user_id, body, token=WH_SECRET, ctype="application/json", query=""):
+    h = {"Content-Type": ctype}
+    if token is not None:
+        h["Authorization"] = "Bearer " + token
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return w.request("POST", "/netdata/webhook/%s%s" % (user_id, query), data, headers=h, auth=False)
+
+
+def webhook_user(w, secret=WH_SECRET):
+    org_id, uid, key = w.new_org()
+    body = {"api_token": ND_TOKEN}
+    if secret:
+        body["webhook_secret"] = secret
+    r = w.post("/netdata/connect", body, key=key)
+    eq(r.status, 200, "connect (%r)" % r)
+    return org_id, uid, key
+
+
+@test
+def test_netdata_webhook_challenge(t):
+    w = world()
+    _, uid, key = webhook_user(w)
+    st = w.get("/netdata/status", key=key).json
+    eq(st.get("webhook_path"), "/netdata/webhook/%s" % uid, "the URL to paste")
+    eq(st.get("webhook_secret_configured"), True, "secret configured")
+    r = w.post("/netdata/connect", {"api_token": ND_TOKEN, "webhook_secret": WH_SECRET}, key=key)
+    eq(r.json.get("webhook_url"), "https://127.0.0.1:%d/netdata/webhook/%s" % (w.port, uid),
+       "the full URL in the connect answer")
+    crc = "crc-" + rand_tag(16)
+    r = w.request("GET", "/netdata/webhook/%s?crc_token=%s" % (uid, crc), auth=False)
+    eq(r.status, 200, "challenge (%r)" % r)
+    want = "sha256=" + base64.b64encode(hmac.new(WH_SECRET.encode(), crc.encode(), hashlib.sha256).digest()).decode()
+    eq(r.json, {"response_token": want}, "response_token as Netdata computes it")
+    eq(w.request("GET", "/netdata/webhook/%s" % uid, auth=False).status, 400, "no crc_token")
+    eq(w.request("GET", "/netdata/webhook/%s?crc_token=%s" % (uid, "a" * 300), auth=False).status, 400,
+       "crc_token too long")
+    eq(w.request("GET", "/netdata/webhook/nobody-%s?crc_token=x" % rand_tag(4), auth=False).status, 404,
+       "unknown user")
+    _, uid2, _ = webhook_user(w, secret=None)
+    r = w.request("GET", "/netdata/webhook/%s?crc_token=x" % uid2, auth=False)
+    eq(r.status, 409, "no secret configured (%r)" % r)
+    contains(r.get("error"), "Webhook signing secret not configured", "message")
+    for bad in ("short", "has space " + "x" * 20, "x" * 300):
+        r = w.post("/netdata/connect", {"api_token": ND_TOKEN, "webhook_secret": bad}, key=key)
+        eq(r.status, 400, "bad webhook_secret %r (%r)" % (bad[:10], r))
+
+
+@test
+def test_netdata_webhook_fire_then_clear_makes_one_incident(t):
+    w = world()
+    org_id, uid, key = webhook_user(w)
+    r = wh_post(w, uid, nd_alert("critical"))
+    eq(r.status, 200, "critical (%r)" % r)
+    eq(r.json.get("duplicate"), False, "new delivery")
+    wait_until(lambda: [d for d in deliveries(w, uid) if d[1] == "processed"], 10, what="processed")
+    inc = rows(w, "SELECT id, source, status, severity, title FROM incidents WHERE org_id = ?", org_id)
+    eq(len(inc), 1, "one incident %r" % inc)
+    eq(inc[0][1:4], ("netdata", "open", "critical"), "incident fields")
+    eq(inc[0][4], "Critical: 10min_cpu_usage on web-1", "title from Netdata's message")
+    jobs = rows(w, "SELECT source_type FROM rca_jobs WHERE incident_id = ?", inc[0][0])
+    eq(jobs, [("netdata",)], "exactly one RCA job")
+    # the same notification again: a duplicate, nothing new
+    r = wh_post(w, uid, nd_alert("critical"))
+    eq((r.status, r.json.get("duplicate")), (200, True), "redelivery (%r)" % r)
+    # the clear resolves it
+    r = wh_post(w, uid, nd_alert("clear", date="2026-12-02T12:05:00Z"))
+    eq(r.status, 200, "clear (%r)" % r)
+    wait_until(lambda: rows(w, "SELECT status FROM incidents WHERE id = ?", inc[0][0]) == [("resolved",)],
+               10, what="incident resolved")
+    eq(rows(w, "SELECT state FROM incident_alerts WHERE incident_id = ? ORDER BY incident_pos", inc[0][0]),
+       [("firing",), ("resolved",)], "both alerts attached")
+    eq(len(rows(w, "SELECT id FROM incidents WHERE org_id = ?", org_id)), 1, "still one incident")
+    # a test notification is stored but opens nothing
+    r = wh_post(w, uid, {"message": "Test", "title": "Test notification", "token": "abc"})
+    eq(r.status, 200, "test notification (%r)" % r)
+    wait_until(lambda: [d for d in deliveries(w, uid) if d[1] == "ignored"], 10, what="test ignored")
+    eq(len(rows(w, "SELECT id FROM incidents WHERE org_id = ?", org_id)), 1, "no incident from a test")
+
+
+@test
+def test_netdata_webhook_refusals_store_nothing(t):
+    w = world()
+    org_id, uid, key = webhook_user(w)
+    cases = [
+        ("no bearer token", nd_alert("critical"), None, "application/json", 401),
+        ("wrong bearer token", nd_alert("critical"), WH_SECRET + "x", "application/json", 401),
+        ("not Netdata's shape", {"hello": "world"}, WH_SECRET, "application/json", 400),
+        ("unknown severity", nd_alert("bogus"), WH_SECRET, "application/json", 400),
+        ("malformed JSON", "{\"alert\": ", WH_SECRET, "application/json", 400),
+        ("not an object", "[1,2]", WH_SECRET, "application/json", 400),
+        ("wrong content type", json.dumps(nd_alert("critical")), WH_SECRET, "text/plain", 415),
+        ("oversized", json.dumps(dict(nd_alert("critical"), info="x" * 300000)), WH_SECRET,
+         "application/json", 413),
+    ]
+    for what, body, tok, ctype, want in cases:
+        r = wh_post(w, uid, body, token=tok, ctype=ctype)
+        eq(r.status, want, "%s (%r)" % (what, r))
+    eq(deliveries(w, uid), [], "nothing stored")
+    r = wh_post(w, "nobody-" + rand_tag(4), nd_alert("critical"))
+    eq(r.status, 404, "unknown user (%r)" % r)
+    r = wh_post(w, "bad%20id", nd_alert("critical"))
+    check(r.status in (400, 404), "malformed user id (%r)" % r)
+    # another org cannot be named for this user
+    other_org, _, _ = w.new_org()
+    r = wh_post(w, uid, nd_alert("critical"), query="?org_id=" + other_org)
+    eq(r.status, 404, "another org (%r)" % r)
+    eq(rows(w, "SELECT COUNT(*) FROM incidents WHERE org_id = ?", org_id), [(0,)], "no incident")
+    # still serving: the good delivery goes through
+    r = wh_post(w, uid, nd_alert("warning", alert="disk_space_usage", chart="disk_space._"))
+    eq(r.status, 200, "good delivery after the refusals (%r)" % r)
+    eq(len(deliveries(w, uid)), 1, "one stored")
+
+
+@test
+def test_netdata_webhook_without_secret_and_after_disconnect(t):
+    w = world()
+    org_id, uid, key = webhook_user(w, secret=None)
+    r = wh_post(w, uid, nd_alert("critical"), token=None)
+    eq(r.status, 200, "the per-user URL is the credential without a secret (%r)" % r)
+    eq(rows(w, "SELECT verified FROM webhook_deliveries WHERE connector = 'netdata' AND tenant_key = ?", uid),
+       [(0,)], "stored as unverified")
+    eq(w.delete("/api/connectors/netdata", key=key).status, 200, "disconnect")
+    r = wh_post(w, uid, nd_alert("critical", date="2026-12-02T13:00:00Z"), token=None)
+    eq(r.status, 404, "after disconnect (%r)" % r)
 
 
 # ---- Splunk: connect -----------------------------------------------------------------------
