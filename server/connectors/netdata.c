@@ -175,6 +175,13 @@ static int host_ok(const char *h)
     return 1;
 }
 
+/* The webhook URL's path for `who`: it names the organization too, so it
+ * stays unambiguous when the user later joins another one (kit_tenant.h). */
+static void webhook_path(char *out, size_t cap, const auth_ctx *who)
+{
+    snprintf(out, cap, "/netdata/webhook/%s?org_id=%s", who->user_id, who->org_id);
+}
+
 /* ---- POST /netdata/connect ------------------------------------------------------------------ */
 
 static void netdata_connect(worker_ctx *w, http_request *req, http_response *resp)
@@ -225,12 +232,12 @@ static void netdata_connect(worker_ctx *w, http_request *req, http_response *res
     if (kit_connect_store(w, req->auth.org_id, req->auth.user_id, NETDATA_ID, account, f,
                           whsec ? 2 : 1, md, resp) < 0)
         goto out;
-    char path[128];
-    snprintf(path, sizeof(path), "/netdata/webhook/%s", req->auth.user_id);
+    char path[200];
+    webhook_path(path, sizeof(path), &req->auth);
     cJSON_AddStringToObject(md, "webhook_path", path);
     const char *host = http_header_get(req, "host");
     if (host_ok(host)) {
-        char url[400];
+        char url[480];
         snprintf(url, sizeof(url), "https://%s%s", host, path);
         cJSON_AddStringToObject(md, "webhook_url", url);
     }
@@ -319,8 +326,8 @@ static void netdata_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
         cJSON_AddNumberToObject(out, "space_count", n->valuedouble);
     /* The URL to paste in Netdata (Space settings > Alerts & Notifications >
      * Webhook), under this server's public address. */
-    char path[128];
-    snprintf(path, sizeof(path), "/netdata/webhook/%s", who->user_id);
+    char path[200];
+    webhook_path(path, sizeof(path), who);
     cJSON_AddStringToObject(out, "webhook_path", path);
     cJSON_AddBoolToObject(out, "webhook_secret_configured",
                           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(md, "webhook_secret_configured")));

@@ -293,13 +293,17 @@ def webhook_user(w, secret=WH_SECRET):
 @test
 def test_netdata_webhook_challenge(t):
     w = world()
-    _, uid, key = webhook_user(w)
+    org_id, uid, key = webhook_user(w)
     st = w.get("/netdata/status", key=key).json
-    eq(st.get("webhook_path"), "/netdata/webhook/%s" % uid, "the URL to paste")
+    eq(st.get("webhook_path"), "/netdata/webhook/%s?org_id=%s" % (uid, org_id), "the URL to paste")
     eq(st.get("webhook_secret_configured"), True, "secret configured")
     r = w.post("/netdata/connect", {"api_token": ND_TOKEN, "webhook_secret": WH_SECRET}, key=key)
-    eq(r.json.get("webhook_url"), "https://127.0.0.1:%d/netdata/webhook/%s" % (w.port, uid),
+    eq(r.json.get("webhook_url"), "https://127.0.0.1:%d%s" % (w.port, st["webhook_path"]),
        "the full URL in the connect answer")
+    # Netdata appends crc_token to the URL as pasted
+    crc0 = "crc-" + rand_tag(8)
+    r = w.request("GET", "%s&crc_token=%s" % (st["webhook_path"], crc0), auth=False)
+    eq(r.status, 200, "challenge on the pasted URL (%r)" % r)
     crc = "crc-" + rand_tag(16)
     r = w.request("GET", "/netdata/webhook/%s?crc_token=%s" % (uid, crc), auth=False)
     eq(r.status, 200, "challenge (%r)" % r)
