@@ -22,12 +22,14 @@ import json
 import os
 import socket
 import sqlite3
+import ssl
+import urllib.request
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SERVER_BIN, T, _SUITE, HttpFixture, check, contains, eq,  # noqa: E402
+from harness import (FIXTURES, NODE, SERVER_BIN, T, _SUITE, HttpFixture, check, contains, eq,  # noqa: E402
                      main, rand_tag, sanitizer_reports, test, wait_until)
 
 ND_TOKEN = "ndc." + rand_tag(24)
@@ -514,6 +516,56 @@ def test_splunk_loopback_refused_by_default(t):
 def _fx_or_world():
     world()
     return _fx
+
+
+def make_tls(d):
+    """A CA of its own and a certificate for 127.0.0.1 it signed (as many Splunk
+    management ports have), made with the openssl command."""
+    def run(*args):
+        r = subprocess.run(["openssl"] + list(args), cwd=d, capture_output=True, timeout=60)
+        check(r.returncode == 0, "openssl %s" % args[0], r.stderr)
+    with open(os.path.join(d, "leaf.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Test Splunk CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext")
+    return [os.path.join(d, n) for n in ("ca.pem", "leaf.pem", "leaf.key")]
+
+
+@test(timeout=120)
+def test_splunk_https_with_its_own_ca(t):
+    ca, cert, key = make_tls(t.tmp)
+    env = dict(os.environ, SPLUNK_FIXTURE_TLS_CERT=cert, SPLUNK_FIXTURE_TLS_KEY=key)
+    d = os.path.join(t.tmp, "splunk-tls")
+    os.makedirs(d, exist_ok=True)
+    p = t.spawn("splunk-tls", [NODE, os.path.join(FIXTURES, "splunk_api.mjs")], env,
+                os.path.join(d, "splunk-tls.log"), os.path.join(d, "san"), stdout=subprocess.PIPE)
+    line = p.p.stdout.readline().decode()
+    check(line.startswith("PORT "), "TLS fixture did not start", line, p.log_tail())
+    p.killed = True  # stopped with SIGTERM by the harness; not ours to judge
+    base = "https://127.0.0.1:%d" % int(line.split()[1])
+    cfg = json.dumps({"tokens": {SP_TOKEN: {"username": "tls-svc"}}, "events": EVENTS[:3]}).encode()
+    req = urllib.request.Request(base + "/_fixture/config", data=cfg, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10, context=ssl.create_default_context(cafile=ca)) as r:
+        eq(r.status, 200, "fixture config over https")
+    # the instance's CA in SPLUNK_CA_FILE: connected, searched over https
+    w = t.world(extra_env={"SPLUNK_ALLOW_LOOPBACK": "true", "SPLUNK_CA_FILE": ca})
+    r = w.post("/splunk/connect", {"instance_url": base, "token": SP_TOKEN})
+    eq(r.status, 200, "connect over https with SPLUNK_CA_FILE (%r)" % r)
+    eq(r.json.get("username"), "tls-svc", "user")
+    r = w.post("/splunk/search", {"query": "index=main"})
+    eq(r.status, 200, "search over https (%r)" % r)
+    eq(r.json["results"], EVENTS[:3], "results")
+    # without it the certificate is not trusted: refused, nothing stored
+    w2 = t.world(name="server-no-ca", extra_env={"SPLUNK_ALLOW_LOOPBACK": "true"})
+    r = w2.post("/splunk/connect", {"instance_url": base, "token": SP_TOKEN})
+    eq(r.status, 502, "untrusted certificate (%r)" % r)
+    eq(r.error_code, "SPLUNK_UNREACHABLE", "code")
+    eq(w2.get("/splunk/status").json.get("connected"), False, "nothing stored")
 
 
 # ---- Splunk: search ------------------------------------------------------------------------
