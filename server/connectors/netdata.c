@@ -6,6 +6,9 @@
  *                           (aurora/orgs/<org>/users/<uid>/netdata/api-token)
  *   GET  /netdata/spaces    the spaces, live
  *   GET  /netdata/spaces/{space_id}/rooms   GET /api/v2/spaces/{id}/rooms
+ *   GET  /netdata/spaces/{space_id}/rooms/{room_id}/nodes
+ *                           POST /api/v3/spaces/{s}/rooms/{r}/nodes (the room's nodes)
+ *   GET|POST /netdata/webhook/{user_id}   Netdata's alert notifications (netdata_webhook.h)
  *   GET  /netdata/status    the connection (also in GET /api/connectors/status)
  * Disconnect: DELETE /api/connectors/netdata (row and token).
  *
@@ -89,8 +92,9 @@ static int id_ok(const char *s)
 /* GET <base><path> with the token; the JSON answer (any type) or NULL with
  * resp filled.  `auth_status`: 400 for a token being connected, 502 for a
  * stored one. */
-static cJSON *netdata_get(worker_ctx *w, const char *base, const char *path, const char *token,
-                          const char *what, int auth_status, http_response *resp)
+static cJSON *netdata_call(worker_ctx *w, const char *base, const char *path, const char *token,
+                           const char *json_body, const char *what, int auth_status,
+                           http_response *resp)
 {
     char *url = kit_url(base, path);
     if (!url) {
@@ -98,10 +102,14 @@ static cJSON *netdata_get(worker_ctx *w, const char *base, const char *path, con
         return NULL;
     }
     long timeout = connector_timeout_ms(w, &connector_netdata);
-    const char *headers[] = { "Accept: application/json", NULL };
+    const char *headers[] = { "Accept: application/json",
+                              json_body ? "Content-Type: application/json" : NULL, NULL };
+    /* A POST here is a read (the nodes query): safe to send again. */
     kit_call_req q = { .provider = "Netdata Cloud", .base_url = base, .url = url,
-                       .headers = headers, .bearer = token, .attempt_timeout_ms = timeout,
-                       .deadline_ms = timeout, .max_response = 2 * 1024 * 1024 };
+                       .headers = headers, .bearer = token, .body = json_body,
+                       .body_len = json_body ? strlen(json_body) : 0, .retry_safe = 1,
+                       .attempt_timeout_ms = timeout, .deadline_ms = timeout,
+                       .max_response = 2 * 1024 * 1024 };
     kit_call_resp rp;
     int rc = kit_call(&q, &rp);
     free(url);
@@ -114,6 +122,12 @@ static cJSON *netdata_get(worker_ctx *w, const char *base, const char *path, con
         http_resp_error(resp, 502, "NETDATA_ERROR", "%s: Netdata Cloud answered something that is not JSON", what);
     kit_call_resp_free(&rp);
     return j;
+}
+
+static cJSON *netdata_get(worker_ctx *w, const char *base, const char *path, const char *token,
+                          const char *what, int auth_status, http_response *resp)
+{
+    return netdata_call(w, base, path, token, NULL, what, auth_status, resp);
 }
 
 /* [{id, name, slug?, description?}] from an answer that is such a list
@@ -313,6 +327,67 @@ static void netdata_rooms(worker_ctx *w, http_request *req, http_response *resp)
     list_reply(w, req, path, "rooms", "Netdata rooms", resp);
 }
 
+/* {"nodes": [{"nd": id, "nm": name, "state": …}]} (the room nodes query) as
+ * [{id, name, state?}]; NULL with a 502 when it is not that shape. */
+static cJSON *node_list(const cJSON *answer, http_response *resp)
+{
+    const cJSON *nodes = cJSON_GetObjectItemCaseSensitive(answer, "nodes");
+    if (!cJSON_IsArray(nodes)) {
+        http_resp_error(resp, 502, "NETDATA_ERROR", "Netdata nodes: the answer has no node list");
+        return NULL;
+    }
+    cJSON *out = cJSON_CreateArray();
+    const cJSON *it;
+    int n = 0;
+    cJSON_ArrayForEach(it, nodes)
+    {
+        const char *id = api_json_str(it, "nd"), *name = api_json_str(it, "nm");
+        const char *state = api_json_str(it, "state");
+        char err[64];
+        if (!id_ok(id) || !name || api_check_text(name, "name", 0, 256, err, sizeof(err)) < 0)
+            continue;
+        if (n++ >= NETDATA_MAX_ITEMS)
+            break;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", id);
+        cJSON_AddStringToObject(o, "name", name);
+        if (state && api_check_text(state, "state", 1, 32, err, sizeof(err)) == 0)
+            cJSON_AddStringToObject(o, "state", state);
+        cJSON_AddItemToArray(out, o);
+    }
+    return out;
+}
+
+/* GET /netdata/spaces/{space_id}/rooms/{room_id}/nodes: the nodes of a room
+ * (POST /api/v3/spaces/{s}/rooms/{r}/nodes {"scope":{"nodes":[]}}, the query
+ * Netdata's Terraform provider makes). */
+static void netdata_nodes(worker_ctx *w, http_request *req, http_response *resp)
+{
+    const char *space = http_param(req, "space_id"), *room = http_param(req, "room_id");
+    if (!id_ok(space) || !id_ok(room)) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "space_id and room_id must be Netdata ids");
+        return;
+    }
+    unsigned char *tok;
+    size_t len = 0;
+    const char *base;
+    if (token_load(w, &req->auth, &tok, &len, &base, resp) < 0)
+        return;
+    char path[200];
+    snprintf(path, sizeof(path), "/api/v3/spaces/%s/rooms/%s/nodes", space, room);
+    cJSON *answer = netdata_call(w, base, path, (const char *)tok, "{\"scope\":{\"nodes\":[]}}",
+                                 "Netdata nodes", 502, resp);
+    secrets_free(tok, len);
+    cJSON *list = answer ? node_list(answer, resp) : NULL;
+    cJSON_Delete(answer);
+    if (!list)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "count", cJSON_GetArraySize(list));
+    cJSON_AddItemToObject(o, "nodes", list);
+    http_resp_json(resp, 200, o);
+}
+
 /* ---- status -------------------------------------------------------------------------------- */
 
 static void netdata_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
@@ -356,6 +431,8 @@ static void netdata_register(void)
     router_add_outbound(HTTP_GET, "/netdata/spaces", ROUTE_AUTH_API, netdata_spaces);
     router_add_outbound(HTTP_GET, "/netdata/spaces/{space_id}/rooms", ROUTE_AUTH_API,
                         netdata_rooms);
+    router_add_outbound(HTTP_GET, "/netdata/spaces/{space_id}/rooms/{room_id}/nodes",
+                        ROUTE_AUTH_API, netdata_nodes);
     router_add(HTTP_GET, "/netdata/status", ROUTE_AUTH_API, netdata_status_route);
     netdata_webhook_register();
 }

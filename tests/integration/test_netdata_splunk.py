@@ -43,6 +43,9 @@ SPACES = [{"id": "6a1c6c1e-0000-4000-8000-000000000001", "name": "Production", "
            "description": "prod nodes"},
           {"id": "6a1c6c1e-0000-4000-8000-000000000002", "name": "Staging", "slug": "staging"}]
 ROOMS = {SPACES[0]["id"]: [{"id": "r-0001", "name": "All nodes"}, {"id": "r-0002", "name": "Databases"}]}
+NODES = {"r-0002": [{"nd": "8c1e0f7a-0000-4000-8000-00000000000a", "nm": "db-1", "state": "reachable"},
+                    {"nd": "8c1e0f7a-0000-4000-8000-00000000000b", "nm": "db-2", "state": "stale"},
+                    {"nd": "../x", "nm": "bad id, dropped"}]}
 EVENTS = [{"_raw": "ERROR payment failed order=%d" % i, "host": "web-%d" % (i % 3),
            "sourcetype": "app:log", "_time": "2026-12-02T12:00:%02d.000+00:00" % i} for i in range(12)]
 EVENTS.append({"_raw": "multi\nline \u00e9v\u00e9nement \"quoted\"", "host": "web-0"})
@@ -61,7 +64,7 @@ def world():
         _fx["nd"] = HttpFixture(st, "netdata", "netdata_cloud.mjs")
         _fx["sp"] = HttpFixture(st, "splunk", "splunk_api.mjs")
         w = World_(st)
-        _fx["nd"].config(token=ND_TOKEN, spaces=SPACES, rooms=ROOMS)
+        _fx["nd"].config(token=ND_TOKEN, spaces=SPACES, rooms=ROOMS, nodes=NODES)
         _fx["sp"].config(tokens={SP_TOKEN: {"username": "aurora-svc", "capabilities": ["search", "rest_properties_get"]},
                                  SP_NOSEARCH: {"username": "no-search", "capabilities": ["list_settings"]},
                                  SP_OTHER: {"username": "other-svc"}},
@@ -165,9 +168,20 @@ def test_netdata_connect_lists_spaces_and_rooms(t):
     rooms = w.get("/netdata/spaces/%s/rooms" % SPACES[0]["id"], key=key)
     eq(rooms.status, 200, "rooms (%r)" % rooms)
     eq([x["name"] for x in rooms.json["rooms"]], ["All nodes", "Databases"], "rooms")
+    nodes = w.get("/netdata/spaces/%s/rooms/r-0002/nodes" % SPACES[0]["id"], key=key)
+    eq(nodes.status, 200, "nodes (%r)" % nodes)
+    eq(nodes.json["nodes"], [{"id": "8c1e0f7a-0000-4000-8000-00000000000a", "name": "db-1", "state": "reachable"},
+                             {"id": "8c1e0f7a-0000-4000-8000-00000000000b", "name": "db-2", "state": "stale"}],
+       "nodes, the malformed one dropped")
+    b = _fx["nd"].stats()["bodies"][-1]
+    eq((json.loads(b["body"]), b["content_type"]), ({"scope": {"nodes": []}}, "application/json"), "nodes query")
+    eq(w.get("/netdata/spaces/%s/rooms/r-9999/nodes" % SPACES[0]["id"], key=key).status, 502, "unknown room")
+    for bad in ("a.b", "x" * 80):
+        eq(w.get("/netdata/spaces/%s/rooms/%s/nodes" % (SPACES[0]["id"], bad), key=key).status, 400,
+           "bad room id %r" % bad)
     # every call to Netdata carried the token; the fixture checked it
     reqs = [q for q in _fx["nd"].stats()["requests"]]
-    check(reqs and all(q["auth"] for q in reqs[-3:]), "Bearer token sent", reqs)
+    check(reqs and all(q["auth"] for q in reqs[-4:]), "Bearer token sent", reqs)
     paths = secret_paths(w, uid, "netdata")
     eq(len(paths), 1, "one secret (api-token) %r" % paths)
     check(paths[0].endswith("/netdata/api-token"), "secret path", paths)
