@@ -50,6 +50,7 @@ extern const connector connector_netdata;
 
 static const config_def netdata_settings[] = {
     { "NETDATA_API_BASE_URL", "netdata.api_base_url", CFG_STRING, "https://app.netdata.cloud", "Netdata connector: Netdata Cloud base URL (<base>/api/v2/spaces); https unless loopback", 0 },
+    { "NETDATA_WEBHOOK_RATE_LIMIT_MINUTE", "netdata.webhook_rate_limit_minute", CFG_INT, "600", "Netdata connector: most webhook notifications accepted per user and minute (more: 429)", 0, 1, 1000000 },
     { NULL },
 };
 

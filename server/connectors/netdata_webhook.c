@@ -190,8 +190,34 @@ static int webhook_secret(worker_ctx *w, const char *org, const char *user, unsi
     return out;
 }
 
-/* The kit's keys callback: the URL's tenant, and Netdata's Bearer token when
- * the user configured a webhook secret. */
+/* The per-user rate limit (NETDATA_WEBHOOK_RATE_LIMIT_MINUTE), the same on
+ * every replica (store_rate_take); 0, or -1 with a 429 (or 503) in resp. */
+static int rate_limited(worker_ctx *w, const kit_tenant *t, http_response *resp)
+{
+    int64_t now = (int64_t)time(NULL), start = now - now % 60;
+    int64_t limit = server_setting_int(w->cfg, "NETDATA_WEBHOOK_RATE_LIMIT_MINUTE");
+    char key[2 * STORE_ID_LEN + 32];
+    snprintf(key, sizeof(key), "wh:netdata:%s:%s", t->org_id, t->user_id);
+    int allowed = 0;
+    if (store_rate_take(w->store, key, start, limit > 0 ? limit : 1, start - 60, &allowed) !=
+        STORE_OK) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    if (allowed)
+        return 0;
+    char retry[24];
+    snprintf(retry, sizeof(retry), "%lld", (long long)(start + 60 - now));
+    http_resp_add_header(resp, "retry-after", retry);
+    http_resp_error(resp, 429, "RATE_LIMITED",
+                    "more than %lld Netdata notifications this minute for this user; retry later",
+                    (long long)limit);
+    return -1;
+}
+
+/* The kit's keys callback: the URL's tenant, Netdata's Bearer token when
+ * the user configured a webhook secret, then the user's rate limit (after
+ * authentication: forged requests must not use up a user's quota). */
 static int wh_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out, http_response *resp)
 {
     kit_tenant t;
@@ -216,6 +242,8 @@ static int wh_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out, htt
             return -1;
         }
     }
+    if (rate_limited(w, &t, resp) < 0)
+        return -1;
     snprintf(out->org_id, sizeof(out->org_id), "%s", t.org_id);
     snprintf(out->tenant_key, sizeof(out->tenant_key), "%s", t.user_id);
     return 0;

@@ -37,6 +37,7 @@ SP_TOKEN = "eyJraWQiOiJzcGx1bmsiLCJhbGciOiJIUzUxMiJ9." + rand_tag(30)
 SP_NOSEARCH = "nosearch-" + rand_tag(20)
 SP_OTHER = "other-" + rand_tag(20)
 MAX_RESULTS = 50
+WH_RATE = 30  # NETDATA_WEBHOOK_RATE_LIMIT_MINUTE of the suite's server
 MAX_BYTES = 65536
 SEARCH_TIMEOUT_MS = 2500
 SPACES = [{"id": "6a1c6c1e-0000-4000-8000-000000000001", "name": "Production", "slug": "production",
@@ -83,6 +84,7 @@ def World_(st, **env):
         "SPLUNK_SEARCH_MAX_BYTES": str(MAX_BYTES),
         "SPLUNK_SEARCH_TIMEOUT_MS": str(SEARCH_TIMEOUT_MS),
         "AURORA_PROVIDER_TIMEOUT_MS": "3000",
+        "NETDATA_WEBHOOK_RATE_LIMIT_MINUTE": str(WH_RATE),
     })
     w.extra_env.update(env)
     w.start()
@@ -403,6 +405,31 @@ def test_netdata_webhook_refusals_store_nothing(t):
     r = wh_post(w, uid, nd_alert("warning", alert="disk_space_usage", chart="disk_space._"))
     eq(r.status, 200, "good delivery after the refusals (%r)" % r)
     eq(len(deliveries(w, uid)), 1, "one stored")
+
+
+@test
+def test_netdata_webhook_per_user_rate_limit(t):
+    w = world()
+    _, uid2, _ = webhook_user(w)
+    for _ in range(2):
+        # the limit is per (user, minute): a run that crosses a minute boundary is
+        # repeated with a fresh user (it cannot cross two in a row)
+        org_id, uid, key = webhook_user(w)
+        minute = int(time.time()) // 60
+        # forged requests do not use up the user's quota
+        for _ in range(WH_RATE + 5):
+            eq(wh_post(w, uid, nd_alert("critical"), token="forged").status, 401, "forged")
+        answers = [wh_post(w, uid, nd_alert("warning", alert="a%d" % i)) for i in range(WH_RATE + 5)]
+        if int(time.time()) // 60 == minute:
+            break
+    codes = [r.status for r in answers]
+    eq(codes, [200] * WH_RATE + [429] * 5, "NETDATA_WEBHOOK_RATE_LIMIT_MINUTE accepted, the rest refused")
+    for r in answers[WH_RATE:]:
+        eq(r.error_code, "RATE_LIMITED", "code")
+        check(r.headers.get("retry-after", "").isdigit(), "Retry-After", r.headers)
+    eq(len(deliveries(w, uid)), WH_RATE, "only accepted deliveries stored")
+    # another user is not affected
+    eq(wh_post(w, uid2, nd_alert("critical")).status, 200, "another user")
 
 
 @test
