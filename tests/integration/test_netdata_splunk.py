@@ -26,6 +26,7 @@ import ssl
 import urllib.request
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -85,6 +86,8 @@ def World_(st, **env):
         "SPLUNK_SEARCH_TIMEOUT_MS": str(SEARCH_TIMEOUT_MS),
         "AURORA_PROVIDER_TIMEOUT_MS": "3000",
         "NETDATA_WEBHOOK_RATE_LIMIT_MINUTE": str(WH_RATE),
+        "SPLUNK_SEARCH_MAX_PER_ORG": "1",
+        "SPLUNK_SEARCH_MAX_CONCURRENT": "2",
     })
     w.extra_env.update(env)
     w.start()
@@ -687,6 +690,46 @@ def test_splunk_search_stalled_stream_timeout(t):
     eq([x["_raw"] for x in r.json["results"]], ["stalled 0", "stalled 1"], "what came in time")
     eq(r.json["truncated_by"], "timeout", "cut by the time limit")
     wait_until(lambda: _fx["sp"].stats()["streams_open"] == 0, 10, what="stream closed")
+
+
+@test
+def test_splunk_searches_bounded_per_org_and_in_all(t):
+    # the suite's server: SPLUNK_SEARCH_MAX_PER_ORG=1, SPLUNK_SEARCH_MAX_CONCURRENT=2
+    w = world()
+    keys = []
+    for _ in range(3):
+        _, _, key = w.new_org()
+        eq(sp_connect(w, key).status, 200, "connect")
+        keys.append(key)
+    open0 = _fx["sp"].stats()["streams_open"]
+    answers = {}
+
+    def stalled(i):
+        answers[i] = search(w, keys[i], {"query": "index=main stall"})
+
+    threads = []
+    for i in range(2):
+        th = threading.Thread(target=stalled, args=(i,))
+        th.start()
+        threads.append(th)
+        wait_until(lambda: _fx["sp"].stats()["streams_open"] >= open0 + i + 1, 10,
+                   what="search %d running at Splunk" % i)
+        if i == 0:
+            r = search(w, keys[0], {"query": "index=main"})
+            eq(r.status, 429, "a second search of the same org (%r)" % r)
+            eq(r.error_code, "SPLUNK_BUSY", "code")
+            contains(r.get("error"), "SPLUNK_SEARCH_MAX_PER_ORG", "names the setting")
+            check(r.headers.get("retry-after", "").isdigit(), "Retry-After", r.headers)
+    r = search(w, keys[2], {"query": "index=main"})
+    eq(r.status, 429, "a third org while two searches run (%r)" % r)
+    r = w.get("/splunk/sourcetypes", key=keys[2])
+    eq(r.status, 429, "sourcetypes are searches too (%r)" % r)
+    for th in threads:
+        th.join(30)
+    for i in range(2):
+        eq((answers[i].status, answers[i].json.get("truncated_by")), (200, "timeout"), "stalled search %d" % i)
+    for key in keys:
+        eq(search(w, key, {"query": "index=main"}).status, 200, "once they ended")
 
 
 @test
