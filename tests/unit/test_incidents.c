@@ -849,6 +849,13 @@ static void test_service_key(void **state)
     char small[8];
     incident_service_key("alpha beta gamma", small, sizeof(small));
     assert_string_equal(small, "alpha");
+    /* Invalid UTF-8 is repaired before the words are cut: still whole words
+     * (fuzz_incident_text found a key ending in '-'). */
+    char cut[17];
+    size_t n = incident_service_key("z\x03\xc3\x89\x89\x1f\x89\x89\x03\x89\x89\x89", cut, sizeof(cut));
+    assert_int_equal(n, strlen(cut));
+    assert_true(n > 0 && cut[n - 1] != '-' && cut[0] != '-');
+    assert_null(strstr(cut, "--"));
 }
 
 static void test_summary(void **state)
