@@ -6,7 +6,7 @@
  * two workers (or two replicas) doing that at once for alerts of the same
  * fingerprint would both see no incident and open two (and two RCA jobs).
  * SQLite has one writer at a time (the store's "BEGIN" is BEGIN IMMEDIATE,
- * db_sqlite.c); PostgreSQL takes the org's row FOR UPDATE first, which
+ * db_sqlite.c); PostgreSQL takes the org's row FOR NO KEY UPDATE first, which
  * serializes one organization and leaves the others running in parallel.
  */
 #include "store_incidents.h"
@@ -15,14 +15,18 @@
 #include "token.h"
 
 /* The org's row, locked until the transaction ends (PostgreSQL); SQLite's
- * write lock is already the database's.  NOT_FOUND: no such organization. */
+ * write lock is already the database's.  FOR NO KEY UPDATE, not FOR
+ * UPDATE: it serializes ingests of the org but not the foreign-key checks
+ * (FOR KEY SHARE) of every other insert that names the org — webhook
+ * deliveries being persisted before their 2xx must not wait for
+ * correlation.  NOT_FOUND: no such organization. */
 static int lock_org(store_t *s, const char *org_id)
 {
     int pg = strcmp(s->eng->name, "postgres") == 0;
     db_param p[] = { p_text(org_id) };
     db_result r;
     if (run_query(s, "locking organization",
-                  pg ? "SELECT id FROM orgs WHERE id = ? FOR UPDATE" : "SELECT id FROM orgs WHERE id = ?",
+                  pg ? "SELECT id FROM orgs WHERE id = ? FOR NO KEY UPDATE" : "SELECT id FROM orgs WHERE id = ?",
                   p, 1, &r) != STORE_OK)
         return STORE_ERR;
     int found = r.nrows > 0;

@@ -72,7 +72,7 @@ typedef struct {
 } store_ingest_out;
 
 /* One transaction, serialized per organization (SQLite: BEGIN IMMEDIATE,
- * the database's write lock; PostgreSQL: the org's row locked FOR UPDATE):
+ * the database's write lock; PostgreSQL: the org's row locked FOR NO KEY UPDATE):
  * records the alert (a duplicate changes nothing), correlates it (rules in
  * incidents.h; a service match needs started_at within window_s of
  * occurred_at) and opens, attaches or resolves.  NOT_FOUND: no such
