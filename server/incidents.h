@@ -41,6 +41,10 @@ struct cJSON;
 
 #define INCIDENT_RAW_MAX (64 * 1024)  /* bytes of one alert's JSON kept */
 #define INCIDENT_ID_LEN STORE_ID_LEN  /* "inc_" + hex */
+/* AURORA_INCIDENT_CORRELATION_WINDOW_S when unset: a firing alert joins an
+ * open incident of a similar service (incident_normalize.h) that started at
+ * most this many seconds before or after it. */
+#define INCIDENT_CORRELATION_WINDOW_DEFAULT 3600
 
 typedef enum {
     ALERT_FIRING = 0,

@@ -61,6 +61,8 @@ static const config_def server_defs[] = {
      * connector.settings, server/connectors/) */
     { "AURORA_OUTBOUND_CA_FILE", "connectors.ca_file", CFG_STRING, NULL, "CA bundle for calls to providers (default: system store)", 0 },
     { "AURORA_PROVIDER_TIMEOUT_MS", "connectors.timeout_ms", CFG_INT, NULL, "time limit of one call to a provider (ms), every connector; unset: each connector's own default (15000 for GCP, AWS, Azure and OVH)", 0, 100, 600000 },
+    /* incidents (incidents.h) */
+    { "AURORA_INCIDENT_CORRELATION_WINDOW_S", "incidents.correlation_window_s", CFG_INT, "3600", "a firing alert joins an open incident of a similar service that started at most this long before or after it (s); a fingerprint match needs no window", 0, 1, 2592000 },
     { "AURORA_OAUTH_STATE_TTL", "connectors.oauth_state_ttl", CFG_INT, "600", "lifetime of an OAuth state value (s)", 0 },
 };
 #define NDEFS (sizeof(server_defs) / sizeof(server_defs[0]))

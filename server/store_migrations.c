@@ -306,6 +306,111 @@ static const char *const m8_webhook_body_key[] = {
     NULL,
 };
 
+/* Incidents (issue 11, incidents.h, store_incidents.c, rca_outbox.c):
+ *  - incident_alerts: one row per alert a connector ingested (Grafana: per
+ *    element of alerts[]); incident_id NULL when a resolution matched
+ *    nothing.  (org_id, delivery_id, idx) and (org_id, source, dedup_key)
+ *    make re-processing a delivery a no-op; NULL dedup_keys never collide;
+ *  - incidents: status 'open' | 'acknowledged' | 'resolved' | 'closed';
+ *    service_key is the normalized service (incident_normalize.c) the
+ *    correlator compares; started_seq breaks ties of started_at;
+ *    alert_count is also the last incident_pos handed out;
+ *  - rca_jobs: the outbox of the investigation service, exactly one row per
+ *    incident (UNIQUE incident_id).  status 'pending' | 'claimed' | 'done' |
+ *    'dead'; next_attempt_at is when the job can next be claimed (for a
+ *    claimed job: its lease end, = lease_until); claim_hash is the SHA-256
+ *    of the claim token, never the token;
+ *  - grafana_alerts / sentry_events: the per-source tables the connector
+ *    guide names, as views over incident_alerts. */
+static const char *const m9_incidents[] = {
+    "CREATE TABLE incidents ("
+    " id TEXT PRIMARY KEY,"
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " source TEXT NOT NULL,"
+    " source_alert_id TEXT NOT NULL DEFAULT '',"
+    " first_alert_id TEXT NOT NULL DEFAULT '',"
+    " fingerprint TEXT NOT NULL DEFAULT '',"
+    " title TEXT NOT NULL,"
+    " service TEXT NOT NULL DEFAULT '',"
+    " service_key TEXT NOT NULL DEFAULT '',"
+    " severity TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK (status IN ('open', 'acknowledged', 'resolved', 'closed')),"
+    " started_at BIGINT NOT NULL,"
+    " started_seq BIGINT NOT NULL,"
+    " acknowledged_at BIGINT NOT NULL DEFAULT 0,"
+    " resolved_at BIGINT NOT NULL DEFAULT 0,"
+    " closed_at BIGINT NOT NULL DEFAULT 0,"
+    " created_at BIGINT NOT NULL,"
+    " updated_at BIGINT NOT NULL,"
+    " alert_count BIGINT NOT NULL DEFAULT 0,"
+    " summary TEXT NOT NULL DEFAULT '')",
+    /* Correlation by service within the window, and the list API. */
+    "CREATE INDEX incidents_open_service_idx ON incidents (org_id, service_key, started_at)"
+    " WHERE status IN ('open', 'acknowledged')",
+    "CREATE INDEX incidents_status_idx ON incidents (org_id, status, started_at, started_seq)",
+    "CREATE INDEX incidents_started_idx ON incidents (org_id, started_at, started_seq)",
+
+    "CREATE TABLE incident_alerts ("
+    " id TEXT PRIMARY KEY,"
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " user_id TEXT,"
+    " source TEXT NOT NULL,"
+    " delivery_id TEXT NOT NULL,"
+    " idx BIGINT NOT NULL,"
+    " dedup_key TEXT,"
+    " source_alert_id TEXT NOT NULL DEFAULT '',"
+    " fingerprint TEXT NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('firing', 'resolved', 'acknowledged', 'info')),"
+    " title TEXT NOT NULL,"
+    " service TEXT NOT NULL DEFAULT '',"
+    " severity TEXT NOT NULL,"
+    " message TEXT NOT NULL DEFAULT '',"
+    " url TEXT NOT NULL DEFAULT '',"
+    " occurred_at BIGINT NOT NULL,"
+    " received_at BIGINT NOT NULL,"
+    " received_seq BIGINT NOT NULL,"
+    " incident_id TEXT REFERENCES incidents (id),"
+    /* 1, 2, … within its incident, in the order correlation attached them
+     * (under the org's lock): "still firing" compares these, not clocks. */
+    " incident_pos BIGINT NOT NULL DEFAULT 0,"
+    " raw_json TEXT,"
+    " UNIQUE (org_id, delivery_id, idx))",
+    "CREATE UNIQUE INDEX incident_alerts_dedup_idx ON incident_alerts (org_id, source, dedup_key)",
+    /* Correlation by fingerprint: the org's alerts of one fingerprint. */
+    "CREATE INDEX incident_alerts_fp_idx ON incident_alerts (org_id, fingerprint, received_seq)",
+    /* An incident's alerts (GET /api/incidents/{id}, the resolve check). */
+    "CREATE INDEX incident_alerts_incident_idx ON incident_alerts"
+    " (incident_id, fingerprint, incident_pos)",
+
+    "CREATE TABLE rca_jobs ("
+    " id TEXT PRIMARY KEY,"
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " incident_id TEXT NOT NULL UNIQUE REFERENCES incidents (id),"
+    " source_type TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK (status IN ('pending', 'claimed', 'done', 'dead')),"
+    " attempts BIGINT NOT NULL DEFAULT 0,"
+    " next_attempt_at BIGINT NOT NULL,"
+    " lease_until BIGINT NOT NULL DEFAULT 0,"
+    " claim_hash TEXT,"
+    " last_error TEXT NOT NULL DEFAULT '',"
+    " created_at BIGINT NOT NULL,"
+    " created_seq BIGINT NOT NULL,"
+    " claimed_at BIGINT NOT NULL DEFAULT 0,"
+    " acked_at BIGINT NOT NULL DEFAULT 0,"
+    " payload TEXT NOT NULL)",
+    "CREATE INDEX rca_jobs_due_idx ON rca_jobs (status, next_attempt_at, created_seq)",
+
+    "CREATE VIEW grafana_alerts AS SELECT id, org_id, user_id, delivery_id, idx,"
+    " source_alert_id, fingerprint, state AS status, title, service, severity, message, url,"
+    " occurred_at, received_at, incident_id, raw_json AS payload"
+    " FROM incident_alerts WHERE source = 'grafana'",
+    "CREATE VIEW sentry_events AS SELECT id, org_id, user_id, delivery_id, dedup_key,"
+    " source_alert_id AS issue_id, fingerprint, state, title, service, severity, message, url,"
+    " occurred_at, received_at, incident_id, raw_json AS payload"
+    " FROM incident_alerts WHERE source = 'sentry'",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -316,6 +421,7 @@ static const migration migrations[] = {
     { 6, m6_webhook_deliveries },
     { 7, m7_github_webhooks },
     { 8, m8_webhook_body_key },
+    { 9, m9_incidents },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -1,0 +1,935 @@
+/* test_incidents.c — the incident core: incident_ingest() and its
+ * correlation transaction (server/incidents.c, server/store_incidents.c),
+ * severity words and service keys (incident_normalize.c) and the summary
+ * (incident_summary.c).
+ *
+ * The store tests run twice: on a fresh SQLite file (WAL, real locking) and
+ * on a fresh schema of a throwaway PostgreSQL server (pg_harness.h).  What
+ * was stored is read back through the database engine directly (db.h), so
+ * the assertions see the rows and views (grafana_alerts, rca_jobs), not
+ * what the code under test reports.
+ *
+ * The Grafana cases follow the connector guide's table "How Aurora Processes
+ * Grafana Webhooks" (/work/shared/seed/connectors.md), one test per row.
+ * Their payloads are in Grafana's documented webhook format (Alerting →
+ * contact points → webhook: receiver, status, alerts[] with status, labels,
+ * annotations, startsAt, endsAt, generatorURL, fingerprint, …); the
+ * test's own small mapper turns each element of alerts[] into one
+ * incident_alert, as the Grafana connector does. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "incident_normalize.h"
+#include "incident_summary.h"
+#include "incidents.h"
+#include "pg_harness.h"
+#include "store.h"
+#include "store_incidents.h"
+#include "timefmt.h"
+
+static pg_server g_pg;
+static int g_pg_schemas;
+#define PG_DB "aurora_incidents"
+
+/* 2026-11-02T10:00:00Z */
+#define T0 1793613600LL
+#define DAY 86400LL
+
+/* ---- fixtures ---------------------------------------------------------------- */
+
+typedef struct {
+    store_t *s;
+    worker_ctx w;
+    char dir[64];
+    char url[320];
+    char db[48];
+    int pg;
+    char org[STORE_ID_LEN];
+    int delivery; /* next delivery number */
+} fixture;
+
+static store_t *open_store(const char *url)
+{
+    store_t *s = NULL;
+    char err[256] = "";
+    if (store_open(url, &s, err, sizeof(err)) != STORE_OK)
+        fail_msg("store_open: %s", err);
+    return s;
+}
+
+static void init_fixture(fixture *f)
+{
+    f->s = open_store(f->url);
+    f->w.store = f->s;
+    store_org o;
+    assert_int_equal(store_org_create(f->s, "acme", &o), STORE_OK);
+    memcpy(f->org, o.id, sizeof(f->org));
+}
+
+static int setup_file(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/aurora-inc-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->url, sizeof(f->url), "sqlite://%s/store.db", f->dir);
+    init_fixture(f);
+    *state = f;
+    return 0;
+}
+
+static int setup_pg(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->pg = 1;
+    char sql[64];
+    snprintf(f->db, sizeof(f->db), PG_DB "/t%d", ++g_pg_schemas);
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA t%d", g_pg_schemas);
+    assert_int_equal(pg_sql(&g_pg, PG_DB, sql, NULL), 0);
+    pg_url(&g_pg, f->db, f->url, sizeof(f->url));
+    init_fixture(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    if (f->dir[0]) {
+        static const char *const names[] = { "store.db", "store.db-wal", "store.db-shm" };
+        char p[128];
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(p, sizeof(p), "%s/%s", f->dir, names[i]);
+            unlink(p);
+        }
+        assert_int_equal(rmdir(f->dir), 0);
+    }
+    if (f->pg) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", strchr(f->db, '/') + 1);
+        assert_int_equal(pg_sql(&g_pg, PG_DB, sql, NULL), 0);
+    }
+    free(f);
+    return 0;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (pg_create(&g_pg) < 0)
+        return -1;
+    return pg_create_db(&g_pg, PG_DB);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    pg_destroy(&g_pg);
+    return 0;
+}
+
+/* ---- reading what was stored (through the engine, not the store) ------------- */
+
+/* The single integer a query returns. */
+static int64_t sql_int(fixture *f, const char *sql, const char *arg)
+{
+    const db_engine *eng = db_engine_for(f->url);
+    assert_non_null(eng);
+    db_t *db = NULL;
+    char err[256];
+    assert_int_equal(eng->open(f->url, &db, err, sizeof(err)), DB_OK);
+    db_param p[] = { DB_P_TEXT(arg) };
+    db_result r;
+    if (eng->query(db, sql, p, arg ? 1 : 0, &r) != DB_OK)
+        fail_msg("%s: %s", sql, eng->errmsg(db));
+    assert_int_equal(r.nrows, 1);
+    const char *v = db_cell(&r, 0, 0);
+    int64_t out = v ? strtoll(v, NULL, 10) : -1;
+    db_result_free(&r);
+    eng->close(db);
+    return out;
+}
+
+/* One text cell ("" for NULL) into out. */
+static void sql_text(fixture *f, const char *sql, const char *arg, char *out, size_t cap)
+{
+    const db_engine *eng = db_engine_for(f->url);
+    db_t *db = NULL;
+    char err[256];
+    assert_int_equal(eng->open(f->url, &db, err, sizeof(err)), DB_OK);
+    db_param p[] = { DB_P_TEXT(arg) };
+    db_result r;
+    if (eng->query(db, sql, p, arg ? 1 : 0, &r) != DB_OK)
+        fail_msg("%s: %s", sql, eng->errmsg(db));
+    assert_int_equal(r.nrows, 1);
+    const char *v = db_cell(&r, 0, 0);
+    snprintf(out, cap, "%s", v ? v : "");
+    db_result_free(&r);
+    eng->close(db);
+}
+
+static int64_t count_incidents(fixture *f)
+{
+    return sql_int(f, "SELECT COUNT(*) FROM incidents WHERE org_id = ?", f->org);
+}
+
+static int64_t count_jobs(fixture *f)
+{
+    return sql_int(f, "SELECT COUNT(*) FROM rca_jobs WHERE org_id = ?", f->org);
+}
+
+static void incident_status(fixture *f, const char *id, char *out, size_t cap)
+{
+    sql_text(f, "SELECT status FROM incidents WHERE id = ?", id, out, cap);
+}
+
+/* ---- Grafana's webhook format and the test's mapper ------------------------ */
+
+typedef struct {
+    const char *status; /* "firing" | "resolved" */
+    const char *fingerprint;
+    const char *alertname;
+    const char *service;
+    int64_t starts_at, ends_at;
+} graf_alert;
+
+/* A grouped notification as Grafana sends it to a webhook contact point. */
+static char *grafana_payload(const graf_alert *a, size_t n)
+{
+    cJSON *o = cJSON_CreateObject();
+    int firing = 0;
+    for (size_t i = 0; i < n; i++)
+        firing += !strcmp(a[i].status, "firing");
+    cJSON_AddStringToObject(o, "receiver", "aurora");
+    cJSON_AddStringToObject(o, "status", firing ? "firing" : "resolved");
+    cJSON_AddNumberToObject(o, "orgId", 1);
+    cJSON *arr = cJSON_AddArrayToObject(o, "alerts");
+    for (size_t i = 0; i < n; i++) {
+        cJSON *al = cJSON_CreateObject();
+        char starts[TIME_RFC3339_LEN], ends[TIME_RFC3339_LEN], url[128];
+        time_rfc3339(a[i].starts_at, starts);
+        if (a[i].ends_at)
+            time_rfc3339(a[i].ends_at, ends);
+        else
+            snprintf(ends, sizeof(ends), "0001-01-01T00:00:00Z");
+        cJSON_AddStringToObject(al, "status", a[i].status);
+        cJSON *labels = cJSON_AddObjectToObject(al, "labels");
+        cJSON_AddStringToObject(labels, "alertname", a[i].alertname);
+        cJSON_AddStringToObject(labels, "service", a[i].service);
+        cJSON_AddStringToObject(labels, "severity", "critical");
+        cJSON *ann = cJSON_AddObjectToObject(al, "annotations");
+        cJSON_AddStringToObject(ann, "summary", "threshold crossed");
+        cJSON_AddStringToObject(ann, "description", "value above 90% for 5m\nsecond line");
+        cJSON_AddStringToObject(al, "startsAt", starts);
+        cJSON_AddStringToObject(al, "endsAt", ends);
+        snprintf(url, sizeof(url), "https://grafana.example/alerting/grafana/%s/view",
+                 a[i].alertname);
+        cJSON_AddStringToObject(al, "generatorURL", url);
+        cJSON_AddStringToObject(al, "fingerprint", a[i].fingerprint);
+        cJSON_AddStringToObject(al, "silenceURL", "https://grafana.example/alerting/silence/new");
+        cJSON_AddItemToArray(arr, al);
+    }
+    cJSON_AddItemToObject(o, "groupLabels", cJSON_CreateObject());
+    cJSON_AddItemToObject(o, "commonLabels", cJSON_CreateObject());
+    cJSON_AddItemToObject(o, "commonAnnotations", cJSON_CreateObject());
+    cJSON_AddStringToObject(o, "externalURL", "https://grafana.example/");
+    cJSON_AddStringToObject(o, "version", "1");
+    cJSON_AddStringToObject(o, "groupKey", "{}:{alertname=\"HighCPU\"}");
+    cJSON_AddNumberToObject(o, "truncatedAlerts", 0);
+    cJSON_AddStringToObject(o, "title", firing ? "[FIRING]" : "[RESOLVED]");
+    cJSON_AddStringToObject(o, "state", firing ? "alerting" : "ok");
+    cJSON_AddStringToObject(o, "message", "");
+    char *txt = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return txt;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Processes one Grafana delivery alert by alert; outcomes in order. */
+static size_t deliver_grafana(fixture *f, const char *body, incident_outcome *out, size_t max)
+{
+    char delivery[32];
+    snprintf(delivery, sizeof(delivery), "whd_test%04d", ++f->delivery);
+    cJSON *doc = cJSON_Parse(body);
+    assert_non_null(doc);
+    const cJSON *alerts = cJSON_GetObjectItemCaseSensitive(doc, "alerts");
+    size_t n = 0;
+    const cJSON *al;
+    cJSON_ArrayForEach(al, alerts)
+    {
+        assert_true(n < max);
+        const cJSON *labels = cJSON_GetObjectItemCaseSensitive(al, "labels");
+        const cJSON *ann = cJSON_GetObjectItemCaseSensitive(al, "annotations");
+        int resolved = !strcmp(jstr(al, "status"), "resolved");
+        int64_t t = 0;
+        assert_int_equal(time_parse_rfc3339(jstr(al, resolved ? "endsAt" : "startsAt"), &t), 0);
+        incident_alert ia = {
+            .source = "grafana",
+            .delivery_id = delivery,
+            .index = (int)n,
+            .source_alert_id = jstr(al, "fingerprint"),
+            .fingerprint = jstr(al, "fingerprint"),
+            .state = resolved ? ALERT_RESOLVED : ALERT_FIRING,
+            .title = jstr(labels, "alertname"),
+            .service = jstr(labels, "service"),
+            .severity = jstr(labels, "severity"),
+            .message = jstr(ann, "description"),
+            .url = jstr(al, "generatorURL"),
+            .occurred_at = t,
+            .raw = al,
+        };
+        char err[256] = "";
+        if (incident_ingest(&f->w, f->org, "usr_grafana", &ia, t + 5, &out[n], err,
+                            sizeof(err)) != 0)
+            fail_msg("incident_ingest: %s", err);
+        n++;
+    }
+    cJSON_Delete(doc);
+    return n;
+}
+
+static size_t grafana(fixture *f, const graf_alert *a, size_t n, incident_outcome *out)
+{
+    char *body = grafana_payload(a, n);
+    size_t got = deliver_grafana(f, body, out, 16);
+    cJSON_free(body);
+    assert_int_equal(got, n);
+    return got;
+}
+
+/* ---- the guide's Grafana table: one test per row ----------------------------- */
+
+/* "Single alert fires then resolves: matched by fingerprint, resolution
+ * grouped with original incident". */
+static void test_grafana_fire_then_resolve(void **state)
+{
+    fixture *f = *state;
+    incident_outcome o[2];
+    graf_alert fire = { "firing", "fp-cpu-1", "HighCPU", "checkout", T0, 0 };
+    grafana(f, &fire, 1, &o[0]);
+    assert_int_equal(o[0].result, INGEST_CREATED);
+    assert_int_equal(
+        sql_int(f, "SELECT COUNT(*) FROM rca_jobs WHERE incident_id = ?", o[0].incident_id), 1);
+    char st[16];
+    incident_status(f, o[0].incident_id, st, sizeof(st));
+    assert_string_equal(st, "open");
+
+    graf_alert res = { "resolved", "fp-cpu-1", "HighCPU", "checkout", T0, T0 + 600 };
+    grafana(f, &res, 1, &o[1]);
+    assert_int_equal(o[1].result, INGEST_ATTACHED);
+    assert_string_equal(o[1].incident_id, o[0].incident_id);
+    incident_status(f, o[0].incident_id, st, sizeof(st));
+    assert_string_equal(st, "resolved");
+    assert_int_equal(sql_int(f, "SELECT resolved_at FROM incidents WHERE id = ?", o[0].incident_id),
+                     T0 + 600);
+    assert_int_equal(sql_int(f, "SELECT alert_count FROM incidents WHERE id = ?", o[0].incident_id),
+                     2);
+    assert_int_equal(count_incidents(f), 1);
+    assert_int_equal(count_jobs(f), 1);
+    /* Both alerts are rows of grafana_alerts, attached to the incident. */
+    assert_int_equal(sql_int(f, "SELECT COUNT(*) FROM grafana_alerts WHERE incident_id = ?",
+                             o[0].incident_id),
+                     2);
+}
+
+/* "Multiple alerts in one webhook: each fingerprint is processed
+ * independently; correlated alerts attach to an existing incident,
+ * uncorrelated ones create a new incident and RCA". */
+static void test_grafana_multiple_alerts_one_webhook(void **state)
+{
+    fixture *f = *state;
+    incident_outcome o[3];
+    graf_alert group[] = {
+        { "firing", "fp-a", "HighCPU", "checkout", T0, 0 },
+        { "firing", "fp-b", "HighLatency", "Checkout Service", T0 + 30, 0 }, /* similar service */
+        { "firing", "fp-c", "DiskFull", "payments", T0 + 40, 0 },             /* unrelated */
+    };
+    grafana(f, group, 3, o);
+    assert_int_equal(o[0].result, INGEST_CREATED);
+    assert_int_equal(o[1].result, INGEST_ATTACHED);
+    assert_string_equal(o[1].incident_id, o[0].incident_id);
+    assert_int_equal(o[2].result, INGEST_CREATED);
+    assert_string_not_equal(o[2].incident_id, o[0].incident_id);
+    assert_int_equal(count_incidents(f), 2);
+    assert_int_equal(count_jobs(f), 2);
+    assert_int_equal(sql_int(f, "SELECT COUNT(*) FROM rca_jobs WHERE source_type = 'grafana'"
+                                " AND status = 'pending' AND org_id = ?",
+                             f->org),
+                     2);
+    /* A later alert of an already-seen fingerprint attaches to its incident. */
+    incident_outcome again;
+    graf_alert refire = { "firing", "fp-c", "DiskFull", "payments", T0 + 300, 0 };
+    grafana(f, &refire, 1, &again);
+    assert_int_equal(again.result, INGEST_ATTACHED);
+    assert_string_equal(again.incident_id, o[2].incident_id);
+}
+
+/* "Partial resolution (some firing, some resolved): each alert handled
+ * independently by its status". */
+static void test_grafana_partial_resolution(void **state)
+{
+    fixture *f = *state;
+    incident_outcome o[2], p[2], q;
+    graf_alert both[] = {
+        { "firing", "fp-a", "HighCPU", "checkout", T0, 0 },
+        { "firing", "fp-b", "HighLatency", "checkout", T0 + 10, 0 },
+    };
+    grafana(f, both, 2, o);
+    assert_int_equal(o[0].result, INGEST_CREATED);
+    assert_int_equal(o[1].result, INGEST_ATTACHED);
+    const char *inc = o[0].incident_id;
+    graf_alert partial[] = {
+        { "resolved", "fp-a", "HighCPU", "checkout", T0, T0 + 600 },
+        { "firing", "fp-b", "HighLatency", "checkout", T0 + 10, 0 },
+    };
+    grafana(f, partial, 2, p);
+    assert_int_equal(p[0].result, INGEST_ATTACHED);
+    assert_int_equal(p[1].result, INGEST_ATTACHED);
+    assert_string_equal(p[0].incident_id, inc);
+    assert_string_equal(p[1].incident_id, inc);
+    char st[16];
+    incident_status(f, inc, st, sizeof(st));
+    assert_string_equal(st, "open"); /* fp-b still firing */
+    graf_alert last = { "resolved", "fp-b", "HighLatency", "checkout", T0 + 10, T0 + 900 };
+    grafana(f, &last, 1, &q);
+    assert_int_equal(q.result, INGEST_ATTACHED);
+    incident_status(f, inc, st, sizeof(st));
+    assert_string_equal(st, "resolved");
+    assert_int_equal(count_incidents(f), 1);
+    assert_int_equal(count_jobs(f), 1);
+}
+
+/* "Same alert re-fires weeks later: new incident created; resolution
+ * matches newest by started_at DESC". */
+static void test_grafana_refire_weeks_later(void **state)
+{
+    fixture *f = *state;
+    incident_outcome a, b, c, d;
+    graf_alert fire1 = { "firing", "fp-mem", "HighMemory", "search", T0, 0 };
+    graf_alert res1 = { "resolved", "fp-mem", "HighMemory", "search", T0, T0 + 300 };
+    grafana(f, &fire1, 1, &a);
+    grafana(f, &res1, 1, &b);
+    assert_int_equal(a.result, INGEST_CREATED);
+    assert_string_equal(b.incident_id, a.incident_id);
+
+    graf_alert fire2 = { "firing", "fp-mem", "HighMemory", "search", T0 + 21 * DAY, 0 };
+    grafana(f, &fire2, 1, &c);
+    assert_int_equal(c.result, INGEST_CREATED);
+    assert_string_not_equal(c.incident_id, a.incident_id);
+    graf_alert res2 = { "resolved", "fp-mem", "HighMemory", "search", T0 + 21 * DAY,
+                        T0 + 21 * DAY + 120 };
+    grafana(f, &res2, 1, &d);
+    assert_int_equal(d.result, INGEST_ATTACHED);
+    assert_string_equal(d.incident_id, c.incident_id); /* the newest */
+    char st[16];
+    incident_status(f, c.incident_id, st, sizeof(st));
+    assert_string_equal(st, "resolved");
+    assert_int_equal(sql_int(f, "SELECT alert_count FROM incidents WHERE id = ?", a.incident_id),
+                     2);
+    assert_int_equal(count_incidents(f), 2);
+    assert_int_equal(count_jobs(f), 2);
+}
+
+/* "No matching incident for resolution: logged and skipped; alert still
+ * persisted in grafana_alerts". */
+static void test_grafana_resolution_without_match(void **state)
+{
+    fixture *f = *state;
+    incident_outcome o;
+    graf_alert res = { "resolved", "fp-ghost", "Ghost", "nowhere", T0, T0 + 60 };
+    grafana(f, &res, 1, &o);
+    assert_int_equal(o.result, INGEST_UNMATCHED);
+    assert_string_equal(o.incident_id, "");
+    assert_true(strncmp(o.alert_id, "alr_", 4) == 0);
+    assert_int_equal(count_incidents(f), 0);
+    assert_int_equal(count_jobs(f), 0);
+    assert_int_equal(sql_int(f, "SELECT COUNT(*) FROM grafana_alerts WHERE id = ?"
+                                " AND incident_id IS NULL AND status = 'resolved'",
+                             o.alert_id),
+                     1);
+    /* The raw alert is kept with it. */
+    char raw[512];
+    sql_text(f, "SELECT payload FROM grafana_alerts WHERE id = ?", o.alert_id, raw, sizeof(raw));
+    assert_non_null(strstr(raw, "\"fingerprint\":\"fp-ghost\""));
+}
+
+/* "Labels change mid-incident: fingerprint changes, so resolution won't
+ * match". */
+static void test_grafana_labels_change_mid_incident(void **state)
+{
+    fixture *f = *state;
+    incident_outcome a, b;
+    graf_alert fire = { "firing", "fp-labels-v1", "HighCPU", "checkout", T0, 0 };
+    grafana(f, &fire, 1, &a);
+    assert_int_equal(a.result, INGEST_CREATED);
+    /* Same rule, a label edited: Grafana computes another fingerprint. */
+    graf_alert res = { "resolved", "fp-labels-v2", "HighCPU", "checkout", T0, T0 + 600 };
+    grafana(f, &res, 1, &b);
+    assert_int_equal(b.result, INGEST_UNMATCHED);
+    char st[16];
+    incident_status(f, a.incident_id, st, sizeof(st));
+    assert_string_equal(st, "open");
+    assert_int_equal(sql_int(f, "SELECT alert_count FROM incidents WHERE id = ?", a.incident_id),
+                     1);
+}
+
+/* ---- idempotency ---------------------------------------------------------------- */
+
+static incident_alert plain_alert(const char *delivery, int index, const char *fp, alert_state st)
+{
+    incident_alert a = {
+        .source = "sentry",
+        .delivery_id = delivery,
+        .index = index,
+        .fingerprint = fp,
+        .source_alert_id = fp,
+        .state = st,
+        .title = "TypeError: x is undefined",
+        .service = "web",
+        .severity = "error",
+        .message = "Traceback\n  at f (app.js:1)",
+        .occurred_at = T0,
+    };
+    return a;
+}
+
+static void ingest_ok(fixture *f, const incident_alert *a, incident_outcome *o)
+{
+    char err[256] = "";
+    if (incident_ingest(&f->w, f->org, NULL, a, T0 + 1, o, err, sizeof(err)) != 0)
+        fail_msg("incident_ingest: %s", err);
+}
+
+/* The kit may process a delivery twice (at-least-once): nothing changes. */
+static void test_duplicate_delivery(void **state)
+{
+    fixture *f = *state;
+    incident_outcome a, b;
+    incident_alert al = plain_alert("whd_dup", 0, "issue-1", ALERT_FIRING);
+    ingest_ok(f, &al, &a);
+    assert_int_equal(a.result, INGEST_CREATED);
+    ingest_ok(f, &al, &b);
+    assert_int_equal(b.result, INGEST_DUPLICATE);
+    assert_string_equal(b.alert_id, a.alert_id);
+    assert_string_equal(b.incident_id, a.incident_id);
+    assert_int_equal(sql_int(f, "SELECT COUNT(*) FROM incident_alerts WHERE org_id = ?", f->org),
+                     1);
+    assert_int_equal(count_jobs(f), 1);
+    assert_int_equal(sql_int(f, "SELECT alert_count FROM incidents WHERE id = ?", a.incident_id),
+                     1);
+    /* Another index of the same delivery is another alert. */
+    incident_alert second = plain_alert("whd_dup", 1, "issue-1", ALERT_FIRING);
+    ingest_ok(f, &second, &b);
+    assert_int_equal(b.result, INGEST_ATTACHED);
+}
+
+/* Sentry's de-duplication by org + issue + action: dedup_key. */
+static void test_dedup_key(void **state)
+{
+    fixture *f = *state;
+    incident_outcome a, b, c;
+    incident_alert first = plain_alert("whd_s1", 0, "4242", ALERT_FIRING);
+    first.dedup_key = "4242:created";
+    ingest_ok(f, &first, &a);
+    assert_int_equal(a.result, INGEST_CREATED);
+    incident_alert again = plain_alert("whd_s2", 0, "4242", ALERT_FIRING); /* new delivery id */
+    again.dedup_key = "4242:created";
+    ingest_ok(f, &again, &b);
+    assert_int_equal(b.result, INGEST_DUPLICATE);
+    assert_string_equal(b.alert_id, a.alert_id);
+    incident_alert resolved = plain_alert("whd_s3", 0, "4242", ALERT_RESOLVED);
+    resolved.dedup_key = "4242:resolved";
+    ingest_ok(f, &resolved, &c);
+    assert_int_equal(c.result, INGEST_ATTACHED);
+    assert_int_equal(sql_int(f, "SELECT COUNT(*) FROM sentry_events WHERE org_id = ?", f->org), 2);
+    /* The same key in another organization is not a duplicate. */
+    store_org other;
+    assert_int_equal(store_org_create(f->s, "other", &other), STORE_OK);
+    char err[256];
+    incident_outcome d;
+    assert_int_equal(incident_ingest(&f->w, other.id, NULL, &again, T0 + 1, &d, err, sizeof(err)),
+                     0);
+    assert_int_equal(d.result, INGEST_CREATED);
+}
+
+/* ---- correlation rules ---------------------------------------------------------- */
+
+/* A fingerprint match needs only an open incident; a service match needs
+ * the window (AURORA_INCIDENT_CORRELATION_WINDOW_S, default 3600 s). */
+static void test_window_and_service(void **state)
+{
+    fixture *f = *state;
+    incident_outcome a, b, c, d;
+    incident_alert first = plain_alert("whd_w1", 0, "fp-1", ALERT_FIRING);
+    first.severity = "warning";
+    ingest_ok(f, &first, &a);
+    incident_alert late_same_fp = plain_alert("whd_w2", 0, "fp-1", ALERT_FIRING);
+    late_same_fp.occurred_at = T0 + 5 * DAY;
+    ingest_ok(f, &late_same_fp, &b);
+    assert_int_equal(b.result, INGEST_ATTACHED);
+    assert_string_equal(b.incident_id, a.incident_id);
+    incident_alert near_service = plain_alert("whd_w3", 0, "fp-2", ALERT_FIRING);
+    near_service.occurred_at = T0 + INCIDENT_CORRELATION_WINDOW_DEFAULT;
+    near_service.service = "WEB svc";
+    near_service.severity = "P1";
+    ingest_ok(f, &near_service, &c);
+    assert_int_equal(c.result, INGEST_ATTACHED);
+    assert_string_equal(c.incident_id, a.incident_id);
+    incident_alert far_service = plain_alert("whd_w4", 0, "fp-3", ALERT_FIRING);
+    far_service.occurred_at = T0 + INCIDENT_CORRELATION_WINDOW_DEFAULT + 1;
+    ingest_ok(f, &far_service, &d);
+    assert_int_equal(d.result, INGEST_CREATED);
+    /* No service never matches by service. */
+    incident_alert noservice1 = plain_alert("whd_w5", 0, "fp-4", ALERT_FIRING);
+    noservice1.service = NULL;
+    incident_alert noservice2 = plain_alert("whd_w6", 0, "fp-5", ALERT_FIRING);
+    noservice2.service = "";
+    ingest_ok(f, &noservice1, &a);
+    ingest_ok(f, &noservice2, &b);
+    assert_int_equal(a.result, INGEST_CREATED);
+    assert_int_equal(b.result, INGEST_CREATED);
+    /* Severity: the most severe firing alert wins. */
+    char sev[16];
+    sql_text(f, "SELECT severity FROM incidents WHERE id = ?", c.incident_id, sev, sizeof(sev));
+    assert_string_equal(sev, "critical");
+}
+
+/* Acknowledgements and info attach but never open an incident. */
+static void test_acknowledge_and_info(void **state)
+{
+    fixture *f = *state;
+    incident_outcome a, b, c, d;
+    incident_alert ack_first = plain_alert("whd_a0", 0, "pd-1", ALERT_ACKNOWLEDGED);
+    ingest_ok(f, &ack_first, &a);
+    assert_int_equal(a.result, INGEST_UNMATCHED);
+    incident_alert fire = plain_alert("whd_a1", 0, "pd-1", ALERT_FIRING);
+    ingest_ok(f, &fire, &b);
+    assert_int_equal(b.result, INGEST_CREATED);
+    incident_alert ack = plain_alert("whd_a2", 0, "pd-1", ALERT_ACKNOWLEDGED);
+    ingest_ok(f, &ack, &c);
+    assert_int_equal(c.result, INGEST_ATTACHED);
+    char st[16];
+    incident_status(f, b.incident_id, st, sizeof(st));
+    assert_string_equal(st, "acknowledged");
+    incident_alert info = plain_alert("whd_a3", 0, "pd-1", ALERT_INFO);
+    ingest_ok(f, &info, &d);
+    assert_int_equal(d.result, INGEST_ATTACHED);
+    incident_status(f, b.incident_id, st, sizeof(st));
+    assert_string_equal(st, "acknowledged");
+    /* An acknowledged incident is still open for correlation. */
+    incident_alert refire = plain_alert("whd_a4", 0, "pd-1", ALERT_FIRING);
+    ingest_ok(f, &refire, &d);
+    assert_int_equal(d.result, INGEST_ATTACHED);
+    assert_int_equal(count_incidents(f), 1);
+}
+
+/* ---- concurrency ------------------------------------------------------------------- */
+
+#define RACERS 8
+
+typedef struct {
+    fixture *f;
+    pthread_barrier_t *go;
+    int n;
+    int rc;
+    incident_outcome out;
+    char err[256];
+} racer;
+
+static void *race_main(void *p)
+{
+    racer *r = p;
+    store_t *s = NULL;
+    char err[256];
+    if (store_open(r->f->url, &s, err, sizeof(err)) != STORE_OK) {
+        r->rc = -2;
+        pthread_barrier_wait(r->go);
+        return NULL;
+    }
+    worker_ctx w = { .store = s };
+    char delivery[32];
+    snprintf(delivery, sizeof(delivery), "whd_race%d", r->n);
+    incident_alert a = plain_alert(delivery, 0, "fp-race", ALERT_FIRING);
+    pthread_barrier_wait(r->go);
+    r->rc = incident_ingest(&w, r->f->org, NULL, &a, T0 + 1, &r->out, r->err, sizeof(r->err));
+    store_close(s);
+    return NULL;
+}
+
+/* Several workers ingesting the same fingerprint at once open one
+ * incident with one RCA job (the per-org lock). */
+static void test_concurrent_same_fingerprint(void **state)
+{
+    fixture *f = *state;
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, RACERS);
+    racer r[RACERS];
+    pthread_t th[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        r[i] = (racer){ .f = f, .go = &go, .n = i };
+        assert_int_equal(pthread_create(&th[i], NULL, race_main, &r[i]), 0);
+    }
+    int created = 0, attached = 0;
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(th[i], NULL);
+        if (r[i].rc != 0)
+            fail_msg("racer %d: %d %s", i, r[i].rc, r[i].err);
+        created += r[i].out.result == INGEST_CREATED;
+        attached += r[i].out.result == INGEST_ATTACHED;
+    }
+    pthread_barrier_destroy(&go);
+    assert_int_equal(created, 1);
+    assert_int_equal(attached, RACERS - 1);
+    assert_int_equal(count_incidents(f), 1);
+    assert_int_equal(count_jobs(f), 1);
+    for (int i = 1; i < RACERS; i++)
+        assert_string_equal(r[i].out.incident_id, r[0].out.incident_id);
+    assert_int_equal(sql_int(f, "SELECT alert_count FROM incidents WHERE org_id = ?", f->org),
+                     RACERS);
+    /* Positions are 1..RACERS, each once. */
+    assert_int_equal(sql_int(f, "SELECT COUNT(DISTINCT incident_pos) FROM incident_alerts"
+                                " WHERE org_id = ?",
+                             f->org),
+                     RACERS);
+}
+
+/* ---- invalid input ----------------------------------------------------------------- */
+
+static void expect_invalid(fixture *f, const char *org, const incident_alert *a, const char *want)
+{
+    char err[256] = "";
+    incident_outcome o;
+    assert_int_equal(incident_ingest(&f->w, org, NULL, a, T0, &o, err, sizeof(err)), -1);
+    if (!strstr(err, want))
+        fail_msg("error \"%s\" does not name \"%s\"", err, want);
+    assert_int_equal(o.result, 0);
+    assert_string_equal(o.alert_id, "");
+}
+
+static void test_invalid_input(void **state)
+{
+    fixture *f = *state;
+    char longid[INC_KEY_MAX + 2];
+    memset(longid, 'k', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    incident_alert a;
+
+    a = plain_alert("whd_x", 0, "fp", ALERT_FIRING);
+    a.source = NULL;
+    expect_invalid(f, f->org, &a, "source is required");
+    a.source = "Graf ana";
+    expect_invalid(f, f->org, &a, "source must be a connector id");
+    a = plain_alert(NULL, 0, "fp", ALERT_FIRING);
+    expect_invalid(f, f->org, &a, "delivery_id is required");
+    a = plain_alert("whd_\xff", 0, "fp", ALERT_FIRING);
+    expect_invalid(f, f->org, &a, "delivery_id is not valid UTF-8");
+    a = plain_alert("whd_x", 0, "", ALERT_FIRING);
+    expect_invalid(f, f->org, &a, "fingerprint is required");
+    a = plain_alert("whd_x", 0, longid, ALERT_FIRING);
+    a.source_alert_id = "x";
+    expect_invalid(f, f->org, &a, "fingerprint is too long");
+    a = plain_alert("whd_x", 0, "fp\n1", ALERT_FIRING);
+    a.source_alert_id = "x";
+    expect_invalid(f, f->org, &a, "fingerprint contains control characters");
+    a = plain_alert("whd_x", 0, "fp", ALERT_FIRING);
+    a.source_alert_id = longid;
+    expect_invalid(f, f->org, &a, "source_alert_id is too long");
+    a = plain_alert("whd_x", 0, "fp", ALERT_FIRING);
+    a.dedup_key = longid;
+    expect_invalid(f, f->org, &a, "dedup_key is too long");
+    a = plain_alert("whd_x", -1, "fp", ALERT_FIRING);
+    expect_invalid(f, f->org, &a, "index is negative");
+    a = plain_alert("whd_x", 0, "fp", (alert_state)42);
+    expect_invalid(f, f->org, &a, "state");
+    a = plain_alert("whd_x", 0, "fp", ALERT_FIRING);
+    a.title = NULL;
+    expect_invalid(f, f->org, &a, "title is required");
+    a.title = " \n\t ";
+    expect_invalid(f, f->org, &a, "title is required");
+    a = plain_alert("whd_x", 0, "fp", ALERT_FIRING);
+    a.occurred_at = -5;
+    expect_invalid(f, f->org, &a, "occurred_at");
+    a = plain_alert("whd_x", 0, "fp", ALERT_FIRING);
+    expect_invalid(f, NULL, &a, "org_id is required");
+    expect_invalid(f, "org_missing", &a, "organization not found");
+    char err[64];
+    incident_outcome o;
+    assert_int_equal(incident_ingest(NULL, f->org, NULL, &a, T0, &o, err, sizeof(err)), -1);
+    assert_int_equal(incident_ingest(&f->w, f->org, NULL, NULL, T0, &o, err, sizeof(err)), -1);
+    assert_int_equal(incident_ingest(&f->w, f->org, NULL, &a, T0, NULL, err, sizeof(err)), -1);
+    /* Nothing was stored by any of these. */
+    assert_int_equal(sql_int(f, "SELECT COUNT(*) FROM incident_alerts", NULL), 0);
+    assert_int_equal(sql_int(f, "SELECT COUNT(*) FROM incidents", NULL), 0);
+}
+
+/* Display text is bounded and cleaned; unsafe links are dropped. */
+static void test_text_bounds(void **state)
+{
+    fixture *f = *state;
+    size_t big = 100 * 1024;
+    char *title = malloc(big + 1);
+    assert_non_null(title);
+    memset(title, 'T', big);
+    memcpy(title + 510, "\xc3\xa9\xc3\xa9", 4); /* é across the 512-byte cut */
+    title[big] = '\0';
+    incident_alert a = plain_alert("whd_t", 0, "fp-t", ALERT_FIRING);
+    a.title = title;
+    a.url = "javascript:alert(1)";
+    a.service = "svc\x01name";
+    incident_outcome o;
+    ingest_ok(f, &a, &o);
+    assert_int_equal(o.result, INGEST_CREATED);
+    assert_int_equal(sql_int(f, "SELECT LENGTH(title) FROM incidents WHERE id = ?", o.incident_id),
+                     f->pg ? 511 : 511); /* 510 'T' + one é (2 bytes = 1 char) */
+    char v[64];
+    sql_text(f, "SELECT url FROM incident_alerts WHERE id = ?", o.alert_id, v, sizeof(v));
+    assert_string_equal(v, "");
+    sql_text(f, "SELECT service FROM incidents WHERE id = ?", o.incident_id, v, sizeof(v));
+    assert_string_equal(v, "svc name");
+    sql_text(f, "SELECT service_key FROM incidents WHERE id = ?", o.incident_id, v, sizeof(v));
+    assert_string_equal(v, "name");
+    free(title);
+}
+
+/* ---- pure functions ------------------------------------------------------------------ */
+
+static void test_severity_normalize(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        { "P1", "critical" },     { "critical", "critical" }, { "ERROR", "critical" },
+        { "fatal", "critical" },  { " Sev1 ", "critical" },   { "p2", "high" },
+        { "High", "high" },       { "major", "high" },        { "warning", "medium" },
+        { "P3", "medium" },       { "medium", "medium" },     { "low", "low" },
+        { "P5", "low" },          { "minor", "low" },         { "info", "info" },
+        { "debug", "info" },      { "OK", "info" },           { "", "unknown" },
+        { "bogus", "unknown" },   { "criticalcriticalcritical", "unknown" },
+        { "crit\xff", "unknown" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_string_equal(incident_severity_normalize(cases[i][0]), cases[i][1]);
+    assert_string_equal(incident_severity_normalize(NULL), "unknown");
+}
+
+static void test_service_key(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        { "Checkout Service", "checkout" }, { "checkout-svc", "checkout" },
+        { "CHECKOUT", "checkout" },         { "checkout_service", "checkout" },
+        { "checkout-api", "checkout-api" }, { "  api / Gateway  ", "api-gateway" },
+        { "service", "service" },           { "", "" },
+        { "--", "" },                       { "Zürich-DB", "z\xc3\xbcrich-db" },
+    };
+    char out[64];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        incident_service_key(cases[i][0], out, sizeof(out));
+        assert_string_equal(out, cases[i][1]);
+    }
+    assert_int_equal(incident_service_key(NULL, out, sizeof(out)), 0);
+    /* Bounded: cut between words. */
+    char small[8];
+    incident_service_key("alpha beta gamma", small, sizeof(small));
+    assert_string_equal(small, "alpha");
+}
+
+static void test_summary(void **state)
+{
+    (void)state;
+    char out[1024];
+    incident_summary_in in = {
+        .title = "HighCPU",
+        .source = "grafana",
+        .service = "checkout",
+        .severity = "critical",
+        .fingerprint = "fp-1",
+        .url = "https://grafana.example/x",
+        .message = "line one\n\n   \nline two",
+        .started_at = T0,
+    };
+    size_t n = incident_summary(&in, out, sizeof(out));
+    assert_string_equal(out, "critical grafana alert: HighCPU\n"
+                             "Service: checkout\n"
+                             "Started: 2026-11-02T10:00:00Z\n"
+                             "Fingerprint: fp-1\n"
+                             "Link: https://grafana.example/x\n"
+                             "Details:\n"
+                             "  line one\n"
+                             "  line two\n");
+    assert_int_equal(n, strlen(out));
+    /* Deterministic. */
+    char again[1024];
+    incident_summary(&in, again, sizeof(again));
+    assert_string_equal(out, again);
+
+    /* No service/url/message; many and long lines are bounded. */
+    incident_summary_in bare = { .title = "T", .source = "sentry", .severity = "low",
+                                 .fingerprint = "f", .started_at = T0 };
+    incident_summary(&bare, out, sizeof(out));
+    assert_string_equal(out, "low sentry alert: T\nService: (none)\n"
+                             "Started: 2026-11-02T10:00:00Z\nFingerprint: f\n");
+    char msg[40 * 400];
+    size_t m = 0;
+    for (int i = 0; i < 30; i++) {
+        memset(msg + m, 'a' + (i % 26), 300);
+        m += 300;
+        msg[m++] = '\n';
+    }
+    msg[m] = '\0';
+    bare.message = msg;
+    char big[16384];
+    incident_summary(&bare, big, sizeof(big));
+    assert_non_null(strstr(big, "  … 10 more lines\n"));
+    /* Each kept line: 2 spaces + 240 bytes + "…". */
+    const char *first = strstr(big, "Details:\n") + strlen("Details:\n");
+    const char *eol = strchr(first, '\n');
+    assert_int_equal(eol - first, 2 + SUMMARY_LINE_MAX + (int)strlen("…"));
+    /* A small buffer: cut, still a string. */
+    char tiny[16];
+    assert_int_equal(incident_summary(&in, tiny, sizeof(tiny)), 15);
+    assert_string_equal(tiny, "critical grafan");
+}
+
+#define BOTH(t)                                                                                    \
+    { "file/" #t, t, setup_file, teardown, NULL }, { "postgres/" #t, t, setup_pg, teardown, NULL }
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_severity_normalize),
+        cmocka_unit_test(test_service_key),
+        cmocka_unit_test(test_summary),
+        BOTH(test_grafana_fire_then_resolve),
+        BOTH(test_grafana_multiple_alerts_one_webhook),
+        BOTH(test_grafana_partial_resolution),
+        BOTH(test_grafana_refire_weeks_later),
+        BOTH(test_grafana_resolution_without_match),
+        BOTH(test_grafana_labels_change_mid_incident),
+        BOTH(test_duplicate_delivery),
+        BOTH(test_dedup_key),
+        BOTH(test_window_and_service),
+        BOTH(test_acknowledge_and_info),
+        BOTH(test_concurrent_same_fingerprint),
+        BOTH(test_invalid_input),
+        BOTH(test_text_bounds),
+    };
+    return cmocka_run_group_tests_name("incidents", tests, group_setup, group_teardown);
+}
