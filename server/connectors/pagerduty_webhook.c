@@ -260,6 +260,44 @@ static int webhook_check(worker_ctx *w, const http_request *req, const cJSON *js
     return 0;
 }
 
+/* ---- processing (store pool, after the commit; at least once) ------------------------------ */
+
+static int webhook_process(worker_ctx *w, const store_webhook_delivery *d, char *err,
+                           size_t errlen)
+{
+    cJSON *json = cJSON_ParseWithLength(d->body, d->body_len);
+    pd_event e;
+    char why[160];
+    int kind = json ? pd_event_parse(json, &e, why, sizeof(why)) : PD_EVENT_BAD;
+    if (kind != PD_EVENT_ALERT) {
+        /* Other event types are kept for the events API and the record;
+         * a body the intake accepted cannot be BAD, but never retry one. */
+        if (kind == PD_EVENT_BAD)
+            log_warn("pagerduty: delivery %s is not an incident event any more (%s); ignored",
+                     d->id, json ? why : "not JSON");
+        cJSON_Delete(json);
+        return KIT_WH_IGNORED;
+    }
+    e.alert.delivery_id = d->id;
+    e.alert.index = 0;
+    e.alert.raw = json;
+    incident_outcome out;
+    /* Idempotent on (org, delivery id, index): a second run after a crash
+     * between ingest and the delivery's status update changes nothing. */
+    int rc = incident_ingest(w, d->org_id, d->tenant_key[0] ? d->tenant_key : NULL, &e.alert,
+                             (int64_t)time(NULL), &out, err, errlen);
+    if (rc == 0) {
+        static const char *const what[] = { "opened incident", "attached to incident",
+                                            "matched no incident", "duplicate of" };
+        log_info("pagerduty: %s %s (PagerDuty incident %s, delivery %s): %s %s", e.event_type,
+                 e.event_id, e.alert.fingerprint, d->id,
+                 out.result <= INGEST_DUPLICATE ? what[out.result] : "?",
+                 out.incident_id[0] ? out.incident_id : "-");
+    }
+    cJSON_Delete(json);
+    return rc == 0 ? KIT_WH_PROCESSED : KIT_WH_FAILED;
+}
+
 /* ---- the spec ---------------------------------------------------------------------------- */
 
 static const kit_webhook_spec pd_webhook = {
@@ -276,6 +314,7 @@ static const kit_webhook_spec pd_webhook = {
     .content_type = "application/json",
     .keys = webhook_keys,
     .check = webhook_check,
+    .process = webhook_process,
     .msg_not_configured = "PagerDuty webhook signing secret not configured",
 };
 

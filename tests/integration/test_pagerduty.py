@@ -171,6 +171,37 @@ def rows(w):
         con.close()
 
 
+def db(w, sql, args=()):
+    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(w.data, "aurora.db"), uri=True, timeout=10)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def incidents_of(w, org):
+    """The org's incidents, oldest first (read from the store: the incident API is the core's)."""
+    return [dict(zip(("id", "source", "fingerprint", "status", "severity", "title", "service", "alerts",
+                      "resolved_at"), r))
+            for r in db(w, "SELECT id, source, fingerprint, status, severity, title, service, alert_count,"
+                           " resolved_at FROM incidents WHERE org_id = ? ORDER BY started_seq", (org,))]
+
+
+def alert_states(w, incident_id):
+    return [r[0] for r in db(w, "SELECT state FROM incident_alerts WHERE incident_id = ? ORDER BY incident_pos",
+                             (incident_id,))]
+
+
+def rca_jobs(w, incident_id):
+    return [r[0] for r in db(w, "SELECT source_type FROM rca_jobs WHERE incident_id = ?", (incident_id,))]
+
+
+def processed(w, key, n):
+    """Waits until the newest n deliveries of the caller's org are finished."""
+    wait_until(lambda: all(e["status"] in ("processed", "ignored") for e in events(w, key)[:n]) and
+               len(events(w, key)) >= n, 15, what="%d deliveries processed" % n)
+
+
 # ---------------------------------------------------------------------------
 # OAuth
 # ---------------------------------------------------------------------------
@@ -514,7 +545,7 @@ def test_webhook_bad_input(t):
 @test
 def test_webhook_other_event_types_stored(t):
     w = world()
-    _, user, key = connected_user(w)
+    org, user, key = connected_user(w)
     ping = {"event": {"id": "01" + rand_tag(10).upper(), "event_type": "pagey.ping", "resource_type": "pagey",
                       "occurred_at": "2026-12-02T10:00:00Z", "agent": None, "client": None,
                       "data": {"message": "Hello from your friend Pagey!", "type": "ping"}}}
@@ -527,6 +558,9 @@ def test_webhook_other_event_types_stored(t):
         eq((r.status, r.get("duplicate")), (200, False), "%s accepted (%r)" % (p["event"]["event_type"], r))
     got = sorted(e["event"] for e in events(w, key))
     eq(got, ["incident.annotated", "pagey.ping"], "stored with their event types")
+    wait_until(lambda: [e["status"] for e in events(w, key)] == ["ignored", "ignored"], 10,
+               what="both ignored by processing")
+    eq(incidents_of(w, org), [], "no incident from other event types")
     r = w.get("/api/pagerduty/events/%s" % events(w, key)[0]["id"], key=key)
     eq((r.status, r.json["payload"]["event"]["event_type"] in ("incident.annotated", "pagey.ping")), (200, True),
        "payload kept raw (%r)" % r)
@@ -555,6 +589,60 @@ def test_webhook_rate_limit(t):
     ra = int(codes[3].headers.get("retry-after", "0"))
     check(1 <= ra <= 60, "Retry-After", codes[3].headers)
     eq(deliver(w, user2, v3("incident.triggered", "PRX001")).status, 200, "another user is not limited")
+    serving(w)
+
+
+# ---------------------------------------------------------------------------
+# incidents (the core's incident_ingest)
+# ---------------------------------------------------------------------------
+@test
+def test_triggered_opens_incident_ack_and_resolve_attach(t):
+    w = world()
+    org, user, key = connected_user(w)
+    trig = v3("incident.triggered", "PINC500", title="Checkout latency above 2s", service="Checkout API")
+    r = deliver(w, user, trig)
+    eq(r.status, 200, "triggered (%r)" % r)
+    processed(w, key, 1)
+    inc = incidents_of(w, org)
+    eq(len(inc), 1, "one incident")
+    i = inc[0]
+    eq((i["source"], i["fingerprint"], i["status"], i["severity"], i["title"], i["service"]),
+       ("pagerduty", "PINC500", "open", "critical", "Checkout latency above 2s", "Checkout API"),
+       "incident from the triggered event (P1 -> critical)")
+    eq(rca_jobs(w, i["id"]), ["pagerduty"], "exactly one RCA job")
+    eq(deliver(w, user, trig).get("duplicate"), True, "PagerDuty's retry of the same event")
+    eq(deliver(w, user, v3("incident.acknowledged", "PINC500")).status, 200, "acknowledged")
+    processed(w, key, 2)
+    eq(alert_states(w, i["id"]), ["firing", "acknowledged"], "acknowledgement attached")
+    eq(len(incidents_of(w, org)), 1, "still one incident")
+    eq(deliver(w, user, v3("incident.resolved", "PINC500")).status, 200, "resolved")
+    processed(w, key, 3)
+    inc = incidents_of(w, org)
+    eq((len(inc), inc[0]["status"], inc[0]["resolved_at"] > 0), (1, "resolved", True), "resolved the incident")
+    eq(alert_states(w, i["id"]), ["firing", "acknowledged", "resolved"], "resolution attached")
+    eq(rca_jobs(w, i["id"]), ["pagerduty"], "still exactly one RCA job")
+    # another PagerDuty incident on another service: a new incident; urgency
+    # stands in for a non-standard priority
+    r = deliver(w, user, v3("incident.triggered", "PINC501", service="Billing worker", priority="SEV-A",
+                            urgency="low", title="Invoice queue backing up"))
+    eq(r.status, 200, "second trigger (%r)" % r)
+    processed(w, key, 4)
+    inc = incidents_of(w, org)
+    eq([(x["fingerprint"], x["status"], x["severity"]) for x in inc],
+       [("PINC500", "resolved", "critical"), ("PINC501", "open", "low")], "two incidents")
+    eq(rca_jobs(w, inc[1]["id"]), ["pagerduty"], "one RCA job for the new one")
+    # a resolution for an incident never seen here: recorded, opens nothing
+    eq(deliver(w, user, v3("incident.resolved", "PINC999")).status, 200, "unmatched resolution")
+    processed(w, key, 5)
+    eq(len(incidents_of(w, org)), 2, "a resolution never opens an incident")
+    eq(db(w, "SELECT incident_id, state FROM incident_alerts WHERE org_id = ? AND fingerprint = 'PINC999'",
+          (org,)), [(None, "resolved")], "recorded without an incident")
+    # another tenant's alert with the same PagerDuty incident id stays in its org
+    org2, user2, key2 = connected_user(w)
+    eq(deliver(w, user2, v3("incident.acknowledged", "PINC501")).status, 200, "other org's ack")
+    processed(w, key2, 1)
+    eq(incidents_of(w, org2), [], "other org: nothing opened by an ack")
+    eq(alert_states(w, inc[1]["id"]), ["firing"], "other org's ack not attached here")
     serving(w)
 
 
