@@ -211,27 +211,36 @@ static int api_get(worker_ctx *w, const char *base, const pd_cred *c, const char
     return kit_call(&q, rp);
 }
 
+/* GET base/path: AUR_* with rp always filled (also when out of memory), so
+ * the caller frees it and reports rp->err on every path. */
+static int api_get_path(worker_ctx *w, const char *base, const pd_cred *c, const char *path,
+                        kit_call_resp *rp)
+{
+    char *url = kit_url(base, path);
+    if (!url) {
+        memset(rp, 0, sizeof(*rp));
+        rp->code = AUR_E_INTERNAL;
+        snprintf(rp->err, sizeof(rp->err), "out of memory");
+        return AUR_E_INTERNAL;
+    }
+    int rc = api_get(w, base, c, url, rp);
+    free(url);
+    return rc;
+}
+
 /* The identity behind a credential, into md ("email", "name", "pd_user_id",
  * "token_type") and account.  0, or -1 with resp: 401 → 400 "Invalid
  * PagerDuty API token". */
 static int whoami(worker_ctx *w, const char *base, const pd_cred *c, cJSON *md, char *account,
                   size_t cap, http_response *resp)
 {
-    char *url = kit_url(base, "users/me");
     kit_call_resp rp;
-    int rc = url ? api_get(w, base, c, url, &rp) : AUR_E_INTERNAL;
-    free(url);
-    if (rc == AUR_E_INTERNAL && !url) {
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        return -1;
-    }
-    if (rc == AUR_E_INVALID && rp.http.status == 400) {
+    int rc = api_get_path(w, base, c, "users/me", &rp);
+    if (rc == AUR_E_INVALID && rp.status == 400) {
         /* An account-level key acts for no user: PagerDuty answers /users/me
          * with 400.  /abilities needs nothing but a valid key. */
         kit_call_resp_free(&rp);
-        url = kit_url(base, "abilities");
-        rc = url ? api_get(w, base, c, url, &rp) : AUR_E_INTERNAL;
-        free(url);
+        rc = api_get_path(w, base, c, "abilities", &rp);
         if (rc == AUR_OK) {
             kit_call_resp_free(&rp);
             cJSON_AddStringToObject(md, "token_type", "account");
@@ -247,11 +256,12 @@ static int whoami(worker_ctx *w, const char *base, const pd_cred *c, cJSON *md, 
         else if (rc == AUR_E_DENIED)
             http_resp_error(resp, 400, "PAGERDUTY_FORBIDDEN",
                             "PagerDuty refused the token (HTTP %ld): it lacks read access", rp.status);
+        else if (rc == AUR_E_INTERNAL)
+            http_resp_error(resp, 500, "INTERNAL", "%s", rp.err);
         else
             kit_call_error(&pd_api_errors, &rp, "Validating the PagerDuty token", timeout_ms(w),
                            NULL, resp);
-        if (rc != AUR_E_INTERNAL || url)
-            kit_call_resp_free(&rp);
+        kit_call_resp_free(&rp);
         return -1;
     }
     cJSON *j = kit_call_json(&rp);
@@ -781,7 +791,9 @@ static void incidents_route(worker_ctx *w, http_request *req, http_response *res
     if (max < 0)
         return;
     char *url = kit_url(base, "incidents");
-    char status[128] = "", since[40] = "", until[40] = "", svc[40] = "";
+    /* Buffers larger than any valid value: a longer one arrives cut and is
+     * then refused by its length check, never used cut. */
+    char status[256] = "", since[256] = "", until[256] = "", svc[256] = "";
     http_query_get(req, "status", status, sizeof(status));
     if (status[0]) {
         char *save = NULL;
@@ -796,16 +808,16 @@ static void incidents_route(worker_ctx *w, http_request *req, http_response *res
             url = with(url, "statuses[]", s);
         }
     }
-    struct { const char *q, *p; char *v; size_t cap; } f[] = {
-        { "since", "since", since, sizeof(since) },
-        { "until", "until", until, sizeof(until) },
-        { "service_id", "service_ids[]", svc, sizeof(svc) },
+    struct { const char *q, *p; char *v; size_t cap, max; } f[] = {
+        { "since", "since", since, sizeof(since), 40 },
+        { "until", "until", until, sizeof(until), 40 },
+        { "service_id", "service_ids[]", svc, sizeof(svc), 32 },
     };
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
         int n = http_query_get(req, f[i].q, f[i].v, f[i].cap);
         if (n == 0 || (n > 0 && !f[i].v[0]))
             continue;
-        if (n < 0 || !plain_value(f[i].v, f[i].cap - 1)) {
+        if (n < 0 || !plain_value(f[i].v, f[i].max)) {
             free(url);
             http_resp_error(resp, 400, "BAD_REQUEST",
                             "%s must be a PagerDuty id or an ISO 8601 time", f[i].q);
@@ -851,23 +863,20 @@ static void incident_route(worker_ctx *w, http_request *req, http_response *resp
         return;
     char path[96];
     snprintf(path, sizeof(path), "incidents/%s", id);
-    char *url = kit_url(base, path);
     kit_call_resp rp;
-    int rc = url ? api_get(w, base, &c, url, &rp) : AUR_E_INTERNAL;
-    free(url);
+    int rc = api_get_path(w, base, &c, path, &rp);
     cJSON *j = rc == AUR_OK ? kit_call_json(&rp) : NULL;
+    const cJSON *inc = cJSON_GetObjectItemCaseSensitive(j, "incident");
     if (rc == AUR_NOT_FOUND)
         http_resp_error(resp, 404, "PAGERDUTY_INCIDENT_NOT_FOUND", "PagerDuty incident %s not found",
                         id);
-    else if (rc != AUR_OK && rc != AUR_E_INTERNAL)
-        kit_call_error(&pd_api_errors, &rp, NULL, timeout_ms(w), NULL, resp);
     else if (rc == AUR_E_INTERNAL)
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
-    if (rc != AUR_E_INTERNAL)
-        kit_call_resp_free(&rp);
-    const cJSON *inc = cJSON_GetObjectItemCaseSensitive(j, "incident");
-    if (rc == AUR_OK && !cJSON_IsObject(inc))
+        http_resp_error(resp, 500, "INTERNAL", "%s", rp.err);
+    else if (rc != AUR_OK)
+        kit_call_error(&pd_api_errors, &rp, NULL, timeout_ms(w), NULL, resp);
+    else if (!cJSON_IsObject(inc))
         http_resp_error(resp, 502, "PAGERDUTY_ERROR", "PagerDuty answered without an incident");
+    kit_call_resp_free(&rp);
     if (rc != AUR_OK || !cJSON_IsObject(inc)) {
         cJSON_Delete(j);
         cred_wipe(&c);
@@ -878,10 +887,9 @@ static void incident_route(worker_ctx *w, http_request *req, http_response *resp
     cJSON_Delete(j);
     /* Its alerts (what the RCA reads: the monitoring tool's own summary and
      * details); best effort, the incident alone is still an answer. */
-    snprintf(path, sizeof(path), "incidents/%s/alerts", id);
-    url = with(with(kit_url(base, path), "limit", "25"), "sort_by", "created_at:desc");
-    rc = url ? api_get(w, base, &c, url, &rp) : AUR_E_INTERNAL;
-    free(url);
+    snprintf(path, sizeof(path), "incidents/%s/alerts?limit=%d&sort_by=created_at:desc", id,
+             PD_ALERTS_SHOWN);
+    rc = api_get_path(w, base, &c, path, &rp);
     cJSON *alerts = cJSON_AddArrayToObject(o, "alerts");
     if (rc == AUR_OK) {
         j = kit_call_json(&rp);
@@ -895,10 +903,9 @@ static void incident_route(worker_ctx *w, http_request *req, http_response *resp
         }
         cJSON_Delete(j);
     } else {
-        cJSON_AddStringToObject(o, "alerts_error", rc == AUR_E_INTERNAL ? "out of memory" : rp.err);
+        cJSON_AddStringToObject(o, "alerts_error", rp.err);
     }
-    if (rc != AUR_E_INTERNAL)
-        kit_call_resp_free(&rp);
+    kit_call_resp_free(&rp);
     cred_wipe(&c);
     http_resp_json(resp, 200, o);
 }

@@ -21,6 +21,7 @@ import hmac
 import json
 import os
 import socket
+import threading
 import sqlite3
 import sys
 import urllib.error
@@ -393,7 +394,8 @@ def test_read_api_incidents_services(t):
     r = w.get("/pagerduty/services?max=3", key=key)
     eq((r.status, len(r.json["services"])), (200, 3), "services (%r)" % r)
     for path in ("/pagerduty/incidents?max=0", "/pagerduty/incidents?max=1001", "/pagerduty/incidents?status=open",
-                 "/pagerduty/incidents?since=2026-01-01%20x", "/pagerduty/incidents?service_id=a%26b",
+                 "/pagerduty/incidents?since=2026-01-01%20x", "/pagerduty/incidents?since=" + "1" * 100,
+                 "/pagerduty/incidents?status=" + "triggered," * 40, "/pagerduty/incidents?service_id=a%26b",
                  "/pagerduty/incidents/Q0.1", "/pagerduty/incidents/Q%3A1"):
         r = w.get(path, key=key)
         eq(r.status, 400, "%s refused (%r)" % (path, r))
@@ -643,6 +645,67 @@ def test_triggered_opens_incident_ack_and_resolve_attach(t):
     processed(w, key2, 1)
     eq(incidents_of(w, org2), [], "other org: nothing opened by an ack")
     eq(alert_states(w, inc[1]["id"]), ["firing"], "other org's ack not attached here")
+    serving(w)
+
+
+@test(timeout=180)
+def test_concurrent_deliveries_and_kill9_recovery(t):
+    pd = HttpFixture(t, "pd-kill", "pagerduty_api.mjs")
+    w = t.world(start=False)
+    env = fixture_env(pd, w)
+    w.extra_env.update(env)
+    w.start()
+    w.bootstrap()
+    configure(pd, env)
+    org, user, key = connected_user(w)
+    secret = "whsec-kill-" + rand_tag(16)
+    eq(w.post("/pagerduty/webhook-secret", {"secret": secret}, key=key).status, 200, "secret set")
+    # 16 PagerDuty incidents on 16 services, each trigger sent twice (PagerDuty's
+    # retry: the same event.id), at concurrency 16
+    bodies = []
+    for i in range(16):
+        b = json.dumps(v3("incident.triggered", "PCON%03d" % i, service="service-%s" % chr(65 + i),
+                          title="Alert %d" % i)).encode()
+        bodies += [b, b]
+    results, lock = [], threading.Lock()
+
+    def worker(chunk):
+        for b in chunk:
+            r = deliver(w, user, b, sig(secret, b))
+            with lock:
+                results.append((r.status, r.get("duplicate")))
+
+    threads = [threading.Thread(target=worker, args=(bodies[i::16],)) for i in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    eq(sorted(results), [(200, False)] * 16 + [(200, True)] * 16, "16 stored, 16 duplicates")
+    wait_until(lambda: len(incidents_of(w, org)) == 16 and
+               all(e["status"] == "processed" for e in events(w, key)), 30, what="16 incidents")
+    for i in incidents_of(w, org):
+        eq((i["alerts"], rca_jobs(w, i["id"])), (1, ["pagerduty"]), "one alert, one RCA job: %s" % i["fingerprint"])
+    # kill -9 right after a 2xx; whether or not it was processed, make the
+    # delivery look unprocessed (a crash after incident_ingest, before the
+    # delivery's status was written) and restart: processed again, nothing doubled
+    b = json.dumps(v3("incident.triggered", "PKILL01", service="kill-svc")).encode()
+    r = deliver(w, user, b, sig(secret, b))
+    eq(r.status, 200, "delivered (%r)" % r)
+    w.kill9()
+    con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
+    n = con.execute("SELECT COUNT(*) FROM webhook_deliveries WHERE connector = 'pagerduty' AND delivery_id = ?",
+                    (json.loads(b)["event"]["id"],)).fetchone()[0]
+    con.execute("UPDATE webhook_deliveries SET status = 'received', processed_at = 0, claimed_at = 0 "
+                "WHERE connector = 'pagerduty'")
+    con.commit()
+    con.close()
+    eq(n, 1, "the acknowledged delivery is stored after kill -9")
+    w.restart()
+    wait_until(lambda: all(e["status"] == "processed" for e in events(w, key)) and
+               len(incidents_of(w, org)) == 17, 30, what="the recovery sweep processes every delivery again")
+    for i in incidents_of(w, org):
+        eq((i["alerts"], rca_jobs(w, i["id"])), (1, ["pagerduty"]), "still one alert, one job: %s" % i["fingerprint"])
+    contains(w.server.log_text(), "recovery sweep processed", "the sweep says so")
     serving(w)
 
 
