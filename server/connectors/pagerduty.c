@@ -626,6 +626,14 @@ static int caller_cred(worker_ctx *w, const auth_ctx *who, pd_cred *c, http_resp
 
 /* ---- read API ----------------------------------------------------------------------------------- */
 
+/* PagerDuty refused a credential it took before (a revoked grant or key):
+ * a cached access token is dropped so the next call refreshes it. */
+static void forget_if_refused(const auth_ctx *who, long status)
+{
+    if (status == 401)
+        kit_cache_forget(&g_tokens, who->org_id, who->user_id);
+}
+
 /* Copies the named members (strings, numbers, booleans) of src into a new object. */
 static cJSON *pick(const cJSON *src, const char *const *keys)
 {
@@ -753,6 +761,7 @@ static void list_walk(worker_ctx *w, http_request *req, const char *base, char *
             http_resp_error(resp, 502, "PAGERDUTY_ERROR", "PagerDuty named a next page elsewhere");
         else
             kit_call_error(&pd_api_errors, &wk.last, NULL, timeout_ms(w), NULL, resp);
+        forget_if_refused(&req->auth, wk.last.status);
         cJSON_Delete(col.out);
     } else {
         cJSON *o = cJSON_CreateObject();
@@ -876,6 +885,7 @@ static void incident_route(worker_ctx *w, http_request *req, http_response *resp
         kit_call_error(&pd_api_errors, &rp, NULL, timeout_ms(w), NULL, resp);
     else if (!cJSON_IsObject(inc))
         http_resp_error(resp, 502, "PAGERDUTY_ERROR", "PagerDuty answered without an incident");
+    forget_if_refused(&req->auth, rp.status);
     kit_call_resp_free(&rp);
     if (rc != AUR_OK || !cJSON_IsObject(inc)) {
         cJSON_Delete(j);

@@ -282,6 +282,15 @@ def test_oauth_round_trip_refresh_and_revoke(t):
     r = w.get("/pagerduty/services", key=key)
     eq((r.status, len(r.get("services", []))), (200, 7), "services over OAuth (%r)" % r)
     eq(pd.stats()["api"][-1]["auth"], "Bearer", "OAuth token sent as Bearer")
+    # PagerDuty stops taking the cached access token: that call fails, the
+    # next one refreshes
+    pd.ctl("/_fixture/expire_access", {})
+    r = w.get("/pagerduty/services", key=key)
+    eq((r.status, r.error_code), (502, "PAGERDUTY_DENIED"), "access token refused (%r)" % r)
+    refreshes = pd.stats()["token"].get("refresh_token", 0)
+    r = w.get("/pagerduty/services", key=key)
+    eq(r.status, 200, "refreshed and served (%r)" % r)
+    eq(pd.stats()["token"].get("refresh_token", 0), refreshes + 1, "one refresh grant")
     # refresh twice: PagerDuty rotates the refresh token, so the second only
     # works if the rotated one was stored
     before = pd.stats()["token"].get("refresh_token", 0)
