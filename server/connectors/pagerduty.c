@@ -1,7 +1,8 @@
 /* pagerduty.c — PagerDuty (connector guide: Observability Tools > PagerDuty):
- * connect by OAuth 2.0 (Option A) or with a REST API key (Option B), a small
- * read API for the investigation (incidents, one incident with its alerts,
- * services), status.  The Generic Webhooks v3 intake is pagerduty_webhook.c.
+ * connect by OAuth 2.0 (Option A) or with a REST API key (Option B), the
+ * connection's credential for every PagerDuty call, status.  The read API
+ * (incidents, one incident with its alerts, services) is pagerduty_api.c, the
+ * Generic Webhooks v3 intake pagerduty_webhook.c.
  *
  *   GET|POST /pagerduty/oauth/login      authorization URL (302, or JSON for POST);
  *                                        404 PAGERDUTY_OAUTH_DISABLED unless
@@ -17,10 +18,6 @@
  *   POST /pagerduty/webhook-secret       {secret}: the v3 subscription's signing secret
  *   DELETE /pagerduty/webhook-secret     back to unsigned deliveries
  *   GET  /pagerduty/status               the connection and the webhook URL to paste
- *   GET  /pagerduty/incidents            ?status=triggered,acknowledged&since&until&
- *                                        service_id&max (offset pages of 100, "more")
- *   GET  /pagerduty/incidents/{id}       the incident and its first alerts
- *   GET  /pagerduty/services             ?max
  * Disconnect: DELETE /api/connectors/pagerduty (an OAuth grant is revoked first).
  *
  * PagerDuty's OAuth (developer docs "Obtaining a User OAuth Token via Code
@@ -51,10 +48,6 @@
 #include "secrets.h"
 
 #define PD_ACCEPT "Accept: application/vnd.pagerduty+json;version=2"
-#define PD_TOKEN_MAX 512
-#define PD_PAGE 100      /* PagerDuty's largest page (limit) */
-#define PD_MAX_ITEMS 1000
-#define PD_ALERTS_SHOWN 25
 #define MSG_INVALID_TOKEN "Invalid PagerDuty API token"
 #define MSG_NOT_CONNECTED "PagerDuty is not connected for this user: connect with an API token or OAuth"
 
@@ -101,7 +94,7 @@ static const kit_oauth_errors pd_oauth_errors = {
     .redirect_mismatch = "PAGERDUTY_REDIRECT_MISMATCH",
 };
 
-static const kit_call_errors pd_api_errors = {
+const kit_call_errors pd_api_errors = {
     .service = "PagerDuty API",
     .timeout = "PAGERDUTY_TIMEOUT",
     .unreachable = "PAGERDUTY_UNREACHABLE",
@@ -115,7 +108,7 @@ static kit_cache g_tokens = KIT_CACHE_INIT(1024);
 
 /* ---- settings -------------------------------------------------------------------------- */
 
-static long timeout_ms(const worker_ctx *w) { return connector_timeout_ms(w, &connector_pagerduty); }
+long pd_timeout_ms(const worker_ctx *w) { return connector_timeout_ms(w, &connector_pagerduty); }
 
 static int oauth_enabled(const worker_ctx *w)
 {
@@ -148,7 +141,7 @@ static int oauth_client(const worker_ctx *w, kit_oauth_client *c, http_response 
                              .scope = server_setting(w->cfg, "PAGERDUTY_OAUTH_SCOPE"),
                              .pkce = 1, /* documented for every app type */
                              .basic_auth = 0,
-                             .timeout_ms = timeout_ms(w),
+                             .timeout_ms = pd_timeout_ms(w),
                              .errors = &pd_oauth_errors };
     if (c->client_id && c->client_secret && c->authorize_url && c->token_url && c->redirect_uri)
         return 0;
@@ -160,7 +153,7 @@ static int oauth_client(const worker_ctx *w, kit_oauth_client *c, http_response 
 }
 
 /* The REST API base, checked (https, or loopback for tests); NULL with a 500. */
-static const char *api_base(const worker_ctx *w, http_response *resp)
+const char *pd_api_base(const worker_ctx *w, http_response *resp)
 {
     const char *b = server_setting(w->cfg, "PAGERDUTY_API_BASE_URL");
     char err[160];
@@ -174,11 +167,6 @@ static const char *api_base(const worker_ctx *w, http_response *resp)
 
 /* ---- REST API calls ---------------------------------------------------------------------- */
 
-/* How one request authenticates: an API key or an OAuth access token. */
-typedef struct {
-    char header[PD_TOKEN_MAX + 40]; /* "Authorization: …" (wiped) */
-} pd_cred;
-
 static int cred_set(pd_cred *c, int oauth, const char *token)
 {
     if (!token || !*token || strlen(token) > PD_TOKEN_MAX)
@@ -188,9 +176,9 @@ static int cred_set(pd_cred *c, int oauth, const char *token)
     return 0;
 }
 
-static void cred_wipe(pd_cred *c) { OPENSSL_cleanse(c, sizeof(*c)); }
+void pd_cred_wipe(pd_cred *c) { OPENSSL_cleanse(c, sizeof(*c)); }
 
-static void call_init(kit_call_req *q, const char *base, const char *url, const char **headers,
+void pd_call_init(kit_call_req *q, const char *base, const char *url, const char **headers,
                       const pd_cred *c, long t)
 {
     headers[0] = PD_ACCEPT;
@@ -207,13 +195,13 @@ static int api_get(worker_ctx *w, const char *base, const pd_cred *c, const char
 {
     const char *headers[3];
     kit_call_req q;
-    call_init(&q, base, url, headers, c, timeout_ms(w));
+    pd_call_init(&q, base, url, headers, c, pd_timeout_ms(w));
     return kit_call(&q, rp);
 }
 
 /* GET base/path: AUR_* with rp always filled (also when out of memory), so
  * the caller frees it and reports rp->err on every path. */
-static int api_get_path(worker_ctx *w, const char *base, const pd_cred *c, const char *path,
+int pd_api_get_path(worker_ctx *w, const char *base, const pd_cred *c, const char *path,
                         kit_call_resp *rp)
 {
     char *url = kit_url(base, path);
@@ -235,12 +223,12 @@ static int whoami(worker_ctx *w, const char *base, const pd_cred *c, cJSON *md, 
                   size_t cap, http_response *resp)
 {
     kit_call_resp rp;
-    int rc = api_get_path(w, base, c, "users/me", &rp);
+    int rc = pd_api_get_path(w, base, c, "users/me", &rp);
     if (rc == AUR_E_INVALID && rp.status == 400) {
         /* An account-level key acts for no user: PagerDuty answers /users/me
          * with 400.  /abilities needs nothing but a valid key. */
         kit_call_resp_free(&rp);
-        rc = api_get_path(w, base, c, "abilities", &rp);
+        rc = pd_api_get_path(w, base, c, "abilities", &rp);
         if (rc == AUR_OK) {
             kit_call_resp_free(&rp);
             cJSON_AddStringToObject(md, "token_type", "account");
@@ -259,7 +247,7 @@ static int whoami(worker_ctx *w, const char *base, const pd_cred *c, cJSON *md, 
         else if (rc == AUR_E_INTERNAL)
             http_resp_error(resp, 500, "INTERNAL", "%s", rp.err);
         else
-            kit_call_error(&pd_api_errors, &rp, "Validating the PagerDuty token", timeout_ms(w),
+            kit_call_error(&pd_api_errors, &rp, "Validating the PagerDuty token", pd_timeout_ms(w),
                            NULL, resp);
         kit_call_resp_free(&rp);
         return -1;
@@ -378,7 +366,7 @@ static void connect_route(worker_ctx *w, http_request *req, http_response *resp)
 {
     if (connector_require_user(&req->auth, resp) < 0 || connector_secrets_ready(w, resp) < 0)
         return;
-    const char *base = api_base(w, resp);
+    const char *base = pd_api_base(w, resp);
     cJSON *body = base ? http_json_body(req, resp) : NULL;
     if (!body)
         return;
@@ -421,7 +409,7 @@ static void connect_route(worker_ctx *w, http_request *req, http_response *resp)
     cJSON_AddStringToObject(md, "account", account);
     kit_connected_reply(resp, PD_ID, md, NULL);
 out:
-    cred_wipe(&c);
+    pd_cred_wipe(&c);
     cJSON_Delete(md);
     secret_json_free(body); /* it held the token */
 }
@@ -471,7 +459,7 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
         (void)oauth_client(w, &c, resp);
         goto out;
     }
-    if (connector_secrets_ready(w, resp) < 0 || !(base = api_base(w, resp)))
+    if (connector_secrets_ready(w, resp) < 0 || !(base = pd_api_base(w, resp)))
         goto out;
     oauth_state_info st = cb.st;
     tok = kit_oauth_exchange(w, &c, &cb, "PagerDuty authorization could not be completed", resp);
@@ -508,7 +496,7 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
     kit_oauth_connected(w, resp, PD_ID, o);
 out:
     kit_oauth_callback_wipe(&cb);
-    cred_wipe(&cred);
+    pd_cred_wipe(&cred);
     cJSON_Delete(md);
     secret_json_free(tok);
 }
@@ -590,7 +578,7 @@ static void refresh_route(worker_ctx *w, http_request *req, http_response *resp)
 /* ---- the caller's credential for the read API ------------------------------------------------ */
 
 /* 0 with c set, or -1 with resp (not connected, secret gone, refresh failed). */
-static int caller_cred(worker_ctx *w, const auth_ctx *who, pd_cred *c, http_response *resp)
+int pd_caller_cred(worker_ctx *w, const auth_ctx *who, pd_cred *c, http_response *resp)
 {
     if (connector_require_user(who, resp) < 0 || connector_secrets_ready(w, resp) < 0)
         return -1;
@@ -624,300 +612,12 @@ static int caller_cred(worker_ctx *w, const auth_ctx *who, pd_cred *c, http_resp
     return rc;
 }
 
-/* ---- read API ----------------------------------------------------------------------------------- */
-
 /* PagerDuty refused a credential it took before (a revoked grant or key):
  * a cached access token is dropped so the next call refreshes it. */
-static void forget_if_refused(const auth_ctx *who, long status)
+void pd_forget_if_refused(const auth_ctx *who, long status)
 {
     if (status == 401)
         kit_cache_forget(&g_tokens, who->org_id, who->user_id);
-}
-
-/* Copies the named members (strings, numbers, booleans) of src into a new object. */
-static cJSON *pick(const cJSON *src, const char *const *keys)
-{
-    cJSON *o = cJSON_CreateObject();
-    for (size_t i = 0; o && keys[i]; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, keys[i]);
-        if (cJSON_IsString(v) || cJSON_IsNumber(v) || cJSON_IsBool(v))
-            cJSON_AddItemToObject(o, keys[i], cJSON_Duplicate(v, 0));
-    }
-    return o;
-}
-
-/* A reference ({id, summary}) member of src, as {id, summary}. */
-static void pick_ref(cJSON *dst, const cJSON *src, const char *key)
-{
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(src, key);
-    if (!cJSON_IsObject(r))
-        return;
-    static const char *const keys[] = { "id", "summary", NULL };
-    cJSON_AddItemToObject(dst, key, pick(r, keys));
-}
-
-static cJSON *slim_incident(const cJSON *in)
-{
-    static const char *const keys[] = { "id", "incident_number", "title", "description", "status",
-                                        "urgency", "incident_key", "created_at", "updated_at",
-                                        "last_status_change_at", "html_url", NULL };
-    cJSON *o = pick(in, keys);
-    pick_ref(o, in, "service");
-    pick_ref(o, in, "priority");
-    pick_ref(o, in, "escalation_policy");
-    return o;
-}
-
-static cJSON *slim_service(const cJSON *in)
-{
-    static const char *const keys[] = { "id", "name", "description", "status", "html_url",
-                                        "created_at", NULL };
-    return pick(in, keys);
-}
-
-static cJSON *slim_alert(const cJSON *in)
-{
-    static const char *const keys[] = { "id", "summary", "status", "severity", "alert_key",
-                                        "created_at", "html_url", NULL };
-    cJSON *o = pick(in, keys);
-    const cJSON *body = cJSON_GetObjectItemCaseSensitive(in, "body");
-    const cJSON *details = cJSON_GetObjectItemCaseSensitive(body, "details");
-    if (details && !cJSON_IsNull(details))
-        cJSON_AddItemToObject(o, "details", cJSON_Duplicate(details, 1));
-    return o;
-}
-
-typedef struct {
-    const char *field;              /* "incidents", "services" */
-    cJSON *(*slim)(const cJSON *);
-    cJSON *out;                     /* array */
-    int max;
-} collect;
-
-static int collect_page(const kit_call_resp *page, void *arg)
-{
-    collect *c = arg;
-    cJSON *j = kit_call_json(page);
-    const cJSON *items = cJSON_GetObjectItemCaseSensitive(j, c->field);
-    if (!cJSON_IsArray(items)) {
-        cJSON_Delete(j);
-        return -1;
-    }
-    const cJSON *it;
-    cJSON_ArrayForEach(it, items)
-    {
-        if (cJSON_GetArraySize(c->out) >= c->max)
-            break;
-        if (cJSON_IsObject(it))
-            cJSON_AddItemToArray(c->out, c->slim(it));
-    }
-    cJSON_Delete(j);
-    return 0;
-}
-
-/* ?max= (1..PD_MAX_ITEMS, default def); -1 with a 400. */
-static int max_param(http_request *req, int def, http_response *resp)
-{
-    char v[16];
-    if (http_query_get(req, "max", v, sizeof(v)) <= 0)
-        return def;
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (*end || n < 1 || n > PD_MAX_ITEMS) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "max must be 1-%d", PD_MAX_ITEMS);
-        return -1;
-    }
-    return (int)n;
-}
-
-/* Walks url's offset pages into {field: [...], "truncated": bool}. */
-static void list_walk(worker_ctx *w, http_request *req, const char *base, char *url,
-                      const char *field, cJSON *(*slim)(const cJSON *), int max,
-                      http_response *resp)
-{
-    pd_cred c;
-    memset(&c, 0, sizeof(c));
-    if (caller_cred(w, &req->auth, &c, resp) < 0) {
-        free(url);
-        return;
-    }
-    const char *headers[3];
-    kit_call_req q;
-    call_init(&q, base, url, headers, &c, timeout_ms(w));
-    int limit = max < PD_PAGE ? max : PD_PAGE;
-    kit_pager_cfg cfg = { .style = KIT_PAGE_OFFSET, .page_param = "offset", .limit_param = "limit",
-                          .limit = limit, .items_field = field, .more_field = "more",
-                          .max_pages = (max + limit - 1) / limit };
-    collect col = { .field = field, .slim = slim, .out = cJSON_CreateArray(), .max = max };
-    kit_walk wk;
-    int rc = kit_pager_walk(&q, &cfg, collect_page, &col, &wk);
-    cred_wipe(&c);
-    free(url);
-    if (rc != AUR_OK) {
-        if (wk.bad_page)
-            http_resp_error(resp, 502, "PAGERDUTY_ERROR", "PagerDuty answered a page without %s",
-                            field);
-        else if (wk.refused)
-            http_resp_error(resp, 502, "PAGERDUTY_ERROR", "PagerDuty named a next page elsewhere");
-        else
-            kit_call_error(&pd_api_errors, &wk.last, NULL, timeout_ms(w), NULL, resp);
-        forget_if_refused(&req->auth, wk.last.status);
-        cJSON_Delete(col.out);
-    } else {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToObject(o, field, col.out);
-        cJSON_AddBoolToObject(o, "truncated", wk.capped || cJSON_GetArraySize(col.out) >= max);
-        http_resp_json(resp, 200, o);
-    }
-    kit_walk_free(&wk);
-}
-
-/* A query value made of [A-Za-z0-9:.+-] (PagerDuty ids, ISO 8601 times). */
-static int plain_value(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > max)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == ':' || *s == '.' || *s == '+' || *s == '-'))
-            return 0;
-    return 1;
-}
-
-/* url with name=value added (url consumed); NULL on OOM. */
-static char *with(char *url, const char *name, const char *value)
-{
-    char *n = url ? kit_url_with_param(url, name, value) : NULL;
-    free(url);
-    return n;
-}
-
-static void incidents_route(worker_ctx *w, http_request *req, http_response *resp)
-{
-    const char *base = api_base(w, resp);
-    int max = base ? max_param(req, 100, resp) : -1;
-    if (max < 0)
-        return;
-    char *url = kit_url(base, "incidents");
-    /* Buffers larger than any valid value: a longer one arrives cut and is
-     * then refused by its length check, never used cut. */
-    char status[256] = "", since[256] = "", until[256] = "", svc[256] = "";
-    http_query_get(req, "status", status, sizeof(status));
-    if (status[0]) {
-        char *save = NULL;
-        for (char *s = strtok_r(status, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
-            if (strcmp(s, "triggered") && strcmp(s, "acknowledged") && strcmp(s, "resolved")) {
-                free(url);
-                http_resp_error(resp, 400, "BAD_REQUEST",
-                                "status must be a comma-separated list of triggered, acknowledged, "
-                                "resolved");
-                return;
-            }
-            url = with(url, "statuses[]", s);
-        }
-    }
-    struct { const char *q, *p; char *v; size_t cap, max; } f[] = {
-        { "since", "since", since, sizeof(since), 40 },
-        { "until", "until", until, sizeof(until), 40 },
-        { "service_id", "service_ids[]", svc, sizeof(svc), 32 },
-    };
-    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-        int n = http_query_get(req, f[i].q, f[i].v, f[i].cap);
-        if (n == 0 || (n > 0 && !f[i].v[0]))
-            continue;
-        if (n < 0 || !plain_value(f[i].v, f[i].max)) {
-            free(url);
-            http_resp_error(resp, 400, "BAD_REQUEST",
-                            "%s must be a PagerDuty id or an ISO 8601 time", f[i].q);
-            return;
-        }
-        url = with(url, f[i].p, f[i].v);
-    }
-    url = with(url, "sort_by", "created_at:desc");
-    if (!url) {
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        return;
-    }
-    list_walk(w, req, base, url, "incidents", slim_incident, max, resp);
-}
-
-static void services_route(worker_ctx *w, http_request *req, http_response *resp)
-{
-    const char *base = api_base(w, resp);
-    int max = base ? max_param(req, 100, resp) : -1;
-    if (max < 0)
-        return;
-    char *url = kit_url(base, "services");
-    if (!url) {
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        return;
-    }
-    list_walk(w, req, base, url, "services", slim_service, max, resp);
-}
-
-static void incident_route(worker_ctx *w, http_request *req, http_response *resp)
-{
-    const char *id = http_param(req, "id");
-    const char *base = api_base(w, resp);
-    if (!base)
-        return;
-    if (!id || !plain_value(id, 32) || strchr(id, ':') || strchr(id, '.') || strchr(id, '+')) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "not a PagerDuty incident id");
-        return;
-    }
-    pd_cred c;
-    memset(&c, 0, sizeof(c));
-    if (caller_cred(w, &req->auth, &c, resp) < 0)
-        return;
-    char path[96];
-    snprintf(path, sizeof(path), "incidents/%s", id);
-    kit_call_resp rp;
-    int rc = api_get_path(w, base, &c, path, &rp);
-    cJSON *j = rc == AUR_OK ? kit_call_json(&rp) : NULL;
-    const cJSON *inc = cJSON_GetObjectItemCaseSensitive(j, "incident");
-    if (rc == AUR_NOT_FOUND)
-        http_resp_error(resp, 404, "PAGERDUTY_INCIDENT_NOT_FOUND", "PagerDuty incident %s not found",
-                        id);
-    else if (rc == AUR_E_INTERNAL)
-        http_resp_error(resp, 500, "INTERNAL", "%s", rp.err);
-    else if (rc != AUR_OK)
-        kit_call_error(&pd_api_errors, &rp, NULL, timeout_ms(w), NULL, resp);
-    else if (!cJSON_IsObject(inc))
-        http_resp_error(resp, 502, "PAGERDUTY_ERROR", "PagerDuty answered without an incident");
-    forget_if_refused(&req->auth, rp.status);
-    kit_call_resp_free(&rp);
-    if (rc != AUR_OK || !cJSON_IsObject(inc)) {
-        cJSON_Delete(j);
-        cred_wipe(&c);
-        return;
-    }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "incident", slim_incident(inc));
-    cJSON_Delete(j);
-    /* Its alerts (what the RCA reads: the monitoring tool's own summary and
-     * details); best effort, the incident alone is still an answer. */
-    snprintf(path, sizeof(path), "incidents/%s/alerts?limit=%d&sort_by=created_at:desc", id,
-             PD_ALERTS_SHOWN);
-    rc = api_get_path(w, base, &c, path, &rp);
-    cJSON *alerts = cJSON_AddArrayToObject(o, "alerts");
-    if (rc == AUR_OK) {
-        j = kit_call_json(&rp);
-        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "alerts"), *it;
-        cJSON_ArrayForEach(it, arr)
-        {
-            if (cJSON_GetArraySize(alerts) >= PD_ALERTS_SHOWN)
-                break;
-            if (cJSON_IsObject(it))
-                cJSON_AddItemToArray(alerts, slim_alert(it));
-        }
-        cJSON_Delete(j);
-    } else {
-        cJSON_AddStringToObject(o, "alerts_error", rp.err);
-    }
-    kit_call_resp_free(&rp);
-    cred_wipe(&c);
-    http_resp_json(resp, 200, o);
 }
 
 /* ---- the webhook signing secret ------------------------------------------------------------- */
@@ -1099,9 +799,7 @@ static void pd_register(void)
     router_add_outbound(HTTP_DELETE, "/pagerduty/webhook-secret", ROUTE_AUTH_API,
                         webhook_secret_route);
     router_add(HTTP_GET, "/pagerduty/status", ROUTE_AUTH_API, status_route);
-    router_add_outbound(HTTP_GET, "/pagerduty/incidents", ROUTE_AUTH_API, incidents_route);
-    router_add_outbound(HTTP_GET, "/pagerduty/incidents/{id}", ROUTE_AUTH_API, incident_route);
-    router_add_outbound(HTTP_GET, "/pagerduty/services", ROUTE_AUTH_API, services_route);
+    pagerduty_api_register();
     pagerduty_webhook_register();
 }
 

@@ -1,14 +1,16 @@
-/* pagerduty.h — what the PagerDuty connector's two files share:
- * pagerduty.c (connect by OAuth or API token, the read API, status) and
- * pagerduty_webhook.c (Generic Webhooks v3 intake and processing), plus the
- * payload mapper its unit test drives. */
+/* pagerduty.h — what the PagerDuty connector's files share: pagerduty.c
+ * (connect by OAuth or API token, credentials, status), pagerduty_api.c (the
+ * read API) and pagerduty_webhook.c (Generic Webhooks v3 intake and
+ * processing), plus the payload mapper its unit test drives. */
 #ifndef AURORA_PAGERDUTY_H
 #define AURORA_PAGERDUTY_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http.h"
 #include "incidents.h"
+#include "kit_call.h"
 #include "worker.h"
 
 struct cJSON;
@@ -51,9 +53,38 @@ int64_t pd_time_parse(const char *s);
  * when it names a known level (P1…P5), else its urgency, else NULL. */
 const char *pd_severity_word(const pd_event *e);
 
-/* ---- between the two files -------------------------------------------------------------- */
+/* ---- between the files -------------------------------------------------------------------- */
 
-/* Mounts the webhook and its events API, registers the recovery sweep. */
+#define PD_TOKEN_MAX 512 /* longest API key or access token taken */
+
+/* How one REST request authenticates: "Authorization: Token token=<key>" (an
+ * API key) or "Authorization: Bearer <access token>" (OAuth).  Wipe it. */
+typedef struct {
+    char header[PD_TOKEN_MAX + 40];
+} pd_cred;
+
+/* pagerduty.c: the connection's credential, the API base, calls. */
+extern const kit_call_errors pd_api_errors; /* PAGERDUTY_TIMEOUT / _UNREACHABLE / _DENIED / _ERROR */
+long pd_timeout_ms(const worker_ctx *w);
+/* PAGERDUTY_API_BASE_URL, checked (https, or loopback); NULL with a 500. */
+const char *pd_api_base(const worker_ctx *w, http_response *resp);
+/* The caller's credential (API key, or a fresh OAuth access token): 0, or
+ * -1 with resp (404 MISSING_CONNECTOR, secret gone, refresh failed). */
+int pd_caller_cred(worker_ctx *w, const auth_ctx *who, pd_cred *c, http_response *resp);
+void pd_cred_wipe(pd_cred *c);
+/* A GET to url under base with PagerDuty's Accept header and c; headers
+ * (3 slots) must outlive q. */
+void pd_call_init(kit_call_req *q, const char *base, const char *url, const char **headers,
+                  const pd_cred *c, long timeout_ms);
+/* GET base/path: an AUR_* code with rp always filled (kit_call_resp_free it). */
+int pd_api_get_path(worker_ctx *w, const char *base, const pd_cred *c, const char *path,
+                    kit_call_resp *rp);
+/* A 401 from PagerDuty: the caller's cached access token is dropped. */
+void pd_forget_if_refused(const auth_ctx *who, long status);
+
+/* pagerduty_api.c: GET /pagerduty/incidents, /incidents/{id}, /services. */
+void pagerduty_api_register(void);
+/* pagerduty_webhook.c: the webhook and its events API, the recovery sweep. */
 void pagerduty_webhook_register(void);
 
 #endif
