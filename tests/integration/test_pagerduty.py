@@ -21,6 +21,7 @@ import hmac
 import json
 import os
 import socket
+import subprocess
 import threading
 import sqlite3
 import sys
@@ -30,8 +31,8 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (T, World, _SUITE, HttpFixture, check, contains, eq, https_request, main,  # noqa: E402
-                     rand_tag, test, wait_until)
+from harness import (T, World, _SUITE, HttpFixture, Postgres, check, contains, eq, https_request,  # noqa: E402
+                     main, rand_tag, test, wait_until)
 
 CLIENT_SECRET = "pd-client-secret-" + rand_tag(8)
 USER_KEY = "u+" + rand_tag(18)
@@ -715,6 +716,58 @@ def test_concurrent_deliveries_and_kill9_recovery(t):
     for i in incidents_of(w, org):
         eq((i["alerts"], rca_jobs(w, i["id"])), (1, ["pagerduty"]), "still one alert, one job: %s" % i["fingerprint"])
     contains(w.server.log_text(), "recovery sweep processed", "the sweep says so")
+    serving(w)
+
+
+@test(timeout=240)
+def test_postgres_concurrent_triggers_one_incident(t):
+    """The same flow on PostgreSQL: 16 deliveries about one PagerDuty incident
+    (a trigger and its re-triggers, distinct event ids) at concurrency 16 open
+    one incident with one RCA job; acknowledge and resolve attach to it."""
+    pg = Postgres()
+    t.defer(pg.destroy)
+    pd = HttpFixture(t, "pd-pg", "pagerduty_api.mjs")
+    w = t.world(start=False)
+    env = fixture_env(pd, w)
+    env["DATABASE_URL"] = pg.url
+    w.extra_env.update(env)
+    w.start()
+    w.bootstrap()
+    configure(pd, env)
+    org, user, key = connected_user(w)
+
+    def psql(sql):
+        r = subprocess.run([os.path.join(pg.bindir, "psql"), "-X", "-At", "-h", pg.dir, "-p", "5432",
+                            "-U", "aurora", "-d", "postgres", "-c", sql], capture_output=True, timeout=30)
+        check(r.returncode == 0, "psql", r.stderr)
+        return [line.split("|") for line in r.stdout.decode().splitlines() if line]
+
+    bodies = [json.dumps(v3("incident.triggered", "PPG0001", service="Payments API")).encode() for _ in range(16)]
+    results, lock = [], threading.Lock()
+
+    def send(b):
+        r = deliver(w, user, b)
+        with lock:
+            results.append(r.status)
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in bodies]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    eq(results, [200] * 16, "16 deliveries accepted")
+    q = "SELECT id, status FROM incidents WHERE org_id = '%s'" % org
+    wait_until(lambda: len(events(w, key)) == 16 and all(e["status"] == "processed" for e in events(w, key)),
+               30, what="16 deliveries processed")
+    inc = psql(q)
+    eq(len(inc), 1, "one incident for one PagerDuty incident (%r)" % inc)
+    iid = inc[0][0]
+    eq(psql("SELECT source_type FROM rca_jobs WHERE incident_id = '%s'" % iid), [["pagerduty"]], "one RCA job")
+    eq(psql("SELECT COUNT(*) FROM incident_alerts WHERE incident_id = '%s'" % iid), [["16"]], "16 alerts attached")
+    for typ in ("incident.acknowledged", "incident.resolved"):
+        eq(deliver(w, user, v3(typ, "PPG0001")).status, 200, typ)
+    wait_until(lambda: psql(q) == [[iid, "resolved"]], 30, what="resolved on PostgreSQL")
+    eq(psql("SELECT COUNT(*) FROM rca_jobs WHERE org_id = '%s'" % org), [["1"]], "still one RCA job")
     serving(w)
 
 
