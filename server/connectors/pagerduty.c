@@ -684,8 +684,14 @@ out:
 
 static void add_webhook_fields(worker_ctx *w, const auth_ctx *who, const char *host, cJSON *out)
 {
-    char path[160], url[700];
+    char path[200], url[760];
     snprintf(path, sizeof(path), "/pagerduty/webhook/%s", who->user_id);
+    /* A user connected in several organizations: the URL must say which
+     * (kit_tenant.h answers 409 otherwise). */
+    char orgs[2][STORE_ID_LEN];
+    size_t norgs = 0;
+    if (store_user_orgs(w->store, who->user_id, PD_ID, 1, orgs, 2, &norgs) == STORE_OK && norgs > 1)
+        snprintf(path + strlen(path), sizeof(path) - strlen(path), "?org_id=%s", who->org_id);
     cJSON_AddStringToObject(out, "webhook_path", path);
     const char *pub = server_setting(w->cfg, "AURORA_PUBLIC_URL");
     if (pub && strlen(pub) < 500) {

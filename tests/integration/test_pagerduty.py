@@ -719,6 +719,41 @@ def test_concurrent_deliveries_and_kill9_recovery(t):
     serving(w)
 
 
+@test
+def test_webhook_user_in_two_orgs(t):
+    """The trusted backend's identities: one user id acting in two organizations,
+    connected in both.  The webhook URL shown carries ?org_id=; without it the
+    delivery is ambiguous (409), nothing stored."""
+    w = world()
+    uid = "multi-" + rand_tag(6)
+    orgs = ["org-a-" + rand_tag(4), "org-b-" + rand_tag(4)]
+
+    def as_user(org):
+        return {"X-Internal-Secret": w.secret, "X-User-ID": uid, "X-Org-ID": org}
+
+    paths = {}
+    for org in orgs:
+        r = w.request("POST", "/pagerduty/connect", {"api_token": USER_KEY}, headers=as_user(org), auth=False)
+        eq(r.status, 200, "connect in %s (%r)" % (org, r))
+    for org in orgs:
+        r = w.request("GET", "/pagerduty/status", headers=as_user(org), auth=False)
+        eq(r.status, 200, "status in %s (%r)" % (org, r))
+        paths[org] = r.get("webhook_path")
+        eq(paths[org], "/pagerduty/webhook/%s?org_id=%s" % (uid, org), "webhook path names the org")
+    n = rows(w)
+    r = deliver(w, uid, v3("incident.triggered", "PMULTI1"))
+    eq((r.status, r.error_code), (409, "AMBIGUOUS_TENANT"), "no org in the URL (%r)" % r)
+    eq(rows(w), n, "nothing stored")
+    r = deliver(w, uid, v3("incident.triggered", "PMULTI1"), query="?org_id=" + orgs[1])
+    eq(r.status, 200, "with the org the status showed (%r)" % r)
+    listed = {}
+    for org in orgs:
+        r = w.request("GET", "/api/pagerduty/events", headers=as_user(org), auth=False)
+        eq(r.status, 200, "events in %s (%r)" % (org, r))
+        listed[org] = len(r.json["events"])
+    eq((listed[orgs[0]], listed[orgs[1]]), (0, 1), "stored in the URL's org only")
+
+
 @test(timeout=240)
 def test_postgres_concurrent_triggers_one_incident(t):
     """The same flow on PostgreSQL: 16 deliveries about one PagerDuty incident
