@@ -368,6 +368,18 @@ def test_netdata_webhook_fire_then_clear_makes_one_incident(t):
                10, what="incident resolved")
     eq(rows(w, "SELECT state FROM incident_alerts WHERE incident_id = ? ORDER BY incident_pos", inc[0][0]),
        [("firing",), ("resolved",)], "both alerts attached")
+    # the same through the incident API, as the user's organization sees it
+    r = w.get("/api/incidents?source=netdata", key=key)
+    eq(r.status, 200, "GET /api/incidents (%r)" % r)
+    eq([i["id"] for i in r.json["incidents"]], [inc[0][0]], "the org's one netdata incident")
+    r = w.get("/api/incidents/%s" % inc[0][0], key=key)
+    eq(r.status, 200, "GET /api/incidents/{id} (%r)" % r)
+    eq(r.json["status"], "resolved", "resolved")
+    eq([(a["state"], a["source"], a["url"]) for a in r.json["alerts"]],
+       [("firing", "netdata", "https://app.netdata.cloud/alerts/10min_cpu_usage"),
+        ("resolved", "netdata", "https://app.netdata.cloud/alerts/10min_cpu_usage")], "its alerts")
+    _, _, other_key = w.new_org()
+    eq(w.get("/api/incidents/%s" % inc[0][0], key=other_key).status, 404, "another org's incident")
     eq(len(rows(w, "SELECT id FROM incidents WHERE org_id = ?", org_id)), 1, "still one incident")
     # a test notification is stored but opens nothing
     r = wh_post(w, uid, {"message": "Test", "title": "Test notification", "token": "abc"})
