@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""test_datadog.py — the Datadog connector (connector guide: Observability Tools >
+Datadog) on the real server: connect (API key + application key + site), the read
+API (monitors, events), the per-user webhook and the incidents it makes.
+
+Peers and inputs, independent of the server's code:
+  - tests/fixtures/datadog_api.mjs stands in for Datadog's API, following Datadog's
+    API reference: "Validate API key" (GET /api/v1/validate, DD-API-KEY), "Get all
+    monitor details" (GET /api/v1/monitor, page from 0 / page_size) and "Get a list
+    of events" (GET /api/v2/events, filter[from|to|query], page[limit],
+    page[cursor] ← meta.page.after).  It decides itself which DD-API-KEY /
+    DD-APPLICATION-KEY pairs are valid (an application key belongs to one API key's
+    organization) and records what it was asked.
+  - webhook bodies are written here as Datadog's Webhooks integration sends them
+    (docs.datadoghq.com/integrations/webhooks): its default payload and the
+    recommended "aurora" payload of docs/api.md, filled with values of the forms
+    Datadog documents ($ALERT_TRANSITION "Triggered"/"Recovered", $DATE in epoch
+    milliseconds, $TAGS "a:b,c:d", $ALERT_PRIORITY "P1"); Datadog cannot sign a
+    delivery, the per-user URL is the credential.
+"""
+import json
+import os
+import random
+import secrets
+import sqlite3
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (SERVER_BIN, T, _SUITE, HttpFixture, check, contains, eq, https_request,  # noqa: E402
+                     main, rand_tag, sanitizer_reports, test, wait_until)
+
+_ORGS = []  # the fixture's Datadog organizations: [{api_key, app_keys}]
+_FX = {}
+
+
+def fixture_world(t=None, extra=None):
+    """The suite's server and Datadog stand-in, or (t given) a fresh pair."""
+    if t is None and _SUITE["world"] is not None:
+        return _SUITE["world"], _FX["fx"]
+    if t is None:
+        if _SUITE["t"] is None:
+            _SUITE["t"] = T(_SUITE["root"], "suite")
+        t = _SUITE["t"]
+    fx = HttpFixture(t, "datadog-api-" + rand_tag(3), "datadog_api.mjs")
+    fx.config(orgs=[], monitors=250, events=250)
+    w = t.world("server-" + rand_tag(3), start=False)
+    w.extra_env.update({"AURORA_DATADOG_BASE_URL": fx.base, "AURORA_PROVIDER_TIMEOUT_MS": "10000"})
+    w.extra_env.update(extra or {})
+    w.start()
+    w.bootstrap()
+    w.fx_orgs = []
+    if _SUITE["world"] is None and t is _SUITE["t"]:
+        _SUITE["world"], _FX["fx"] = w, fx
+    return w, fx
+
+
+def new_keys(w, fx):
+    """A Datadog organization the stand-in knows: (api_key, app_key) as Datadog
+    issues them (32 and 40 hex characters)."""
+    api, app = secrets.token_hex(16), secrets.token_hex(20)
+    w.fx_orgs.append({"api_key": api, "app_keys": [app]})
+    fx.config(orgs=w.fx_orgs)
+    return api, app
+
+
+def connect(w, key, api, app, site="US1"):
+    return w.post("/datadog/connect", {"api_key": api, "app_key": app, "site": site}, key=key)
+
+
+def connected_user(w, fx, site="US1"):
+    org, user, key = w.new_org()
+    api, app = new_keys(w, fx)
+    r = connect(w, key, api, app, site)
+    eq(r.status, 200, "POST /datadog/connect (%r)" % r)
+    return org, user, key, api, app
+
+
+def status(w, key):
+    r = w.get("/api/connectors/status", key=key)
+    eq(r.status, 200, "GET /api/connectors/status (%r)" % r)
+    return r.json["connectors"]["datadog"]
+
+
+def secret_paths(w, user_id):
+    sandir = os.path.join(w.dir, "san", "secrets-list-" + rand_tag(3))
+    r = subprocess.run([SERVER_BIN, "secrets", "list", "aurora/orgs/"],
+                       env=w.env(sandir), cwd=w.dir, capture_output=True, timeout=30)
+    check(r.returncode == 0 and not sanitizer_reports(sandir), "secrets list", r.stdout, r.stderr)
+    return sorted(p for p in json.loads(r.stdout)["paths"] if "/users/%s/datadog/" % user_id in p)
+
+
+def no_secret_anywhere(w, *values):
+    log = w.server.log_text()
+    for v in values:
+        check(v not in log, "server log contains a Datadog key")
+    for root, _, files in os.walk(w.data):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                data = fh.read()
+            for v in values:
+                check(v.encode() not in data, "%s holds a Datadog key in clear" % f)
+
+
+# ---------------------------------------------------------------------------
+# webhook deliveries
+# ---------------------------------------------------------------------------
+def ms(t=None):
+    return str(int((t or time.time()) * 1000))
+
+
+def recommended(transition, agg, alert_id="4242", title="CPU high on web", service="checkout",
+                prio="P2", host="web-1", eid=None):
+    """The recommended payload (docs/api.md) as Datadog fills it."""
+    eid = eid or str(random.randrange(10 ** 12, 10 ** 13))
+    return {"id": eid, "title": "[%s] [%s on {host:%s}] %s" % (prio, transition, host, title),
+            "body": "%%%%%%\nCPU is 97%% on %s\n%%%%%%" % host, "alert_transition": transition,
+            "alert_id": alert_id, "aggreg_key": agg, "priority": "normal", "alert_priority": prio,
+            "date": ms(), "last_updated": ms(), "event_type": "query_alert_monitor", "hostname": host,
+            "tags": "env:prod,service:%s,team:core" % service,
+            "link": "https://app.datadoghq.com/event/event?id=%s" % eid,
+            "org": {"id": "123456", "name": "Acme"}}
+
+
+def default_payload(word, title, group, prio="P1", eid=None):
+    """Datadog's default webhook payload (no transition, monitor id or key)."""
+    eid = eid or str(random.randrange(10 ** 12, 10 ** 13))
+    return {"body": "%%%%%%\n%s\n%%%%%%" % title, "last_updated": ms(), "event_type": "query_alert_monitor",
+            "title": "[%s] [%s on {%s}] %s" % (prio, word, group, title), "date": ms(),
+            "org": {"id": "123456", "name": "Acme"}, "id": eid}
+
+
+def deliver(w, user, payload=None, org=None, raw=None, headers=None):
+    path = "/datadog/webhook/%s" % user + ("?org_id=%s" % org if org else "")
+    body = raw if raw is not None else json.dumps(payload).encode()
+    h = {"Content-Type": "application/json", "User-Agent": "Datadog/Webhooks"}
+    h.update(headers or {})
+    return https_request(w.port, w.ctx, "POST", path, body, headers=h)
+
+
+def db(w, sql, args=()):
+    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(w.data, "aurora.db"), uri=True, timeout=10)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def deliveries(w, org):
+    return db(w, "SELECT delivery_id, status FROM webhook_deliveries WHERE connector = 'datadog' AND "
+                 "org_id = ? ORDER BY received_seq", (org,))
+
+
+def alerts(w, org):
+    """The org's Datadog alerts, oldest first, with their incident:
+    [(state, incident_id, incident status, severity, service, title)]."""
+    return db(w, "SELECT a.state, a.incident_id, i.status, i.severity, i.service, i.title, a.fingerprint "
+                 "FROM incident_alerts a LEFT JOIN incidents i ON i.id = a.incident_id "
+                 "WHERE a.org_id = ? AND a.source = 'datadog' ORDER BY a.received_seq", (org,))
+
+
+def wait_alerts(w, org, n):
+    wait_until(lambda: len(alerts(w, org)) >= n, 30, what="%d Datadog alerts processed" % n)
+    got = alerts(w, org)
+    eq(len(got), n, "alerts of %s" % org)
+    return got
+
+
+# ---------------------------------------------------------------------------
+@test
+def test_connect_validates_both_keys_then_stores_them(t):
+    w, fx = fixture_world()
+    org, user, key = w.new_org()
+    api, app = new_keys(w, fx)
+    fx.ctl("/_fixture/reset", {})
+    r = connect(w, key, api, app, "datadoghq.eu")
+    eq(r.status, 200, "connect (%r)" % r)
+    eq(r.json["connected"], True, "connected")
+    eq(r.json["site"], "EU", "site code from its domain")
+    eq(r.json["site_domain"], "datadoghq.eu", "site domain")
+    eq(r.json["webhook"]["notify"], "@webhook-aurora", "the monitor hint")
+    contains(r.json["webhook"]["url"], "/datadog/webhook/%s?org_id=%s" % (user, org), "webhook URL")
+    # the stand-in saw the API key alone on /validate, then both on /monitor
+    reqs = fx.stats()["requests"]
+    eq([q["path"] for q in reqs], ["/api/v1/validate", "/api/v1/monitor"], "validation calls")
+    check(reqs[0]["api_key_ok"] and reqs[1]["app_key_ok"], "keys sent as Datadog wants them", reqs)
+    eq(reqs[1]["query"], {"page": "0", "page_size": "1"}, "the cheap application-key check")
+    s = status(w, key)
+    eq((s["connected"], s["site"], s["account"]), (True, "EU", "datadoghq.eu"), "status")
+    eq(s["webhook"]["name"], "aurora", "status: webhook name")
+    contains(s["webhook"]["url"], "/datadog/webhook/%s" % user, "status: webhook URL")
+    r = w.get("/datadog/status", key=key)
+    eq((r.status, r.json["connected"]), (200, True), "GET /datadog/status")
+    eq(secret_paths(w, user), ["aurora/orgs/%s/users/%s/datadog/api-key" % (org, user),
+                               "aurora/orgs/%s/users/%s/datadog/app-key" % (org, user)], "stored secrets")
+    no_secret_anywhere(w, api, app)
+    # every site of the table, by code (the guide's four, US1-FED and AP1)
+    for site in ("US1", "US3", "US5", "EU", "US1-FED", "AP1", "us5.datadoghq.com", "ddog-gov.com"):
+        r = connect(w, key, api, app, site)
+        eq(r.status, 200, "connect with site %s (%r)" % (site, r))
+
+
+@test
+def test_connect_refusals_store_nothing(t):
+    w, fx = fixture_world()
+    org, user, key = w.new_org()
+    api, app = new_keys(w, fx)
+    _, other_app = new_keys(w, fx)  # an application key of another Datadog org
+    cases = [
+        ({"api_key": secrets.token_hex(16), "app_key": app, "site": "US1"}, "DATADOG_INVALID_API_KEY",
+         "Invalid Datadog API key"),
+        ({"api_key": api, "app_key": secrets.token_hex(20), "site": "US1"}, "DATADOG_INVALID_APP_KEY",
+         "Invalid Datadog application key"),
+        ({"api_key": api, "app_key": other_app, "site": "US1"}, "DATADOG_INVALID_APP_KEY",
+         "Invalid Datadog application key"),
+        ({"api_key": api, "app_key": app, "site": "US2"}, "DATADOG_UNKNOWN_SITE", "Unknown Datadog site 'US2'"),
+        ({"api_key": api, "app_key": app, "site": "evil.example.com"}, "DATADOG_UNKNOWN_SITE",
+         "Unknown Datadog site"),
+        ({"api_key": api, "site": "US1"}, "DATADOG_MISSING_FIELD", "app_key"),
+        ({"app_key": app}, "DATADOG_MISSING_FIELD", "api_key"),
+        ({"api_key": api + "\r\nX-Evil: 1", "app_key": app}, "DATADOG_INVALID_API_KEY", "Invalid"),
+        ({"api_key": api, "app_key": "short"}, "DATADOG_INVALID_APP_KEY", "Invalid"),
+    ]
+    for body, code, msg in cases:
+        r = w.post("/datadog/connect", body, key=key)
+        eq((r.status, r.error_code), (400, code), "connect %r (%r)" % (body, r))
+        contains(r.json["error"], msg, "message of %s" % code)
+    r = w.post("/datadog/connect", b"{not json", key=key)
+    eq(r.status, 400, "malformed body")
+    eq(status(w, key)["connected"], False, "nothing connected")
+    eq(secret_paths(w, user), [], "nothing stored")
+    # Datadog down: a clear 5xx, nothing stored, then a good connect works
+    fx.ctl("/_fixture/override", {"match": "/api/v1/validate", "status": 500, "body": "{}", "count": 10})
+    r = connect(w, key, api, app)
+    eq((r.status, r.error_code), (502, "DATADOG_ERROR"), "Datadog failing (%r)" % r)
+    fx.ctl("/_fixture/reset", {})
+    eq(secret_paths(w, user), [], "nothing stored after a failure")
+    eq(connect(w, key, api, app).status, 200, "connect once Datadog answers")
+
+
+@test
+def test_monitors_paged_and_filtered(t):
+    w, fx = fixture_world()
+    org, user, key, api, app = connected_user(w, fx)
+    seen, page = [], 0
+    while page is not None:
+        r = w.get("/datadog/monitors?page_size=100&page=%d" % page, key=key)
+        eq(r.status, 200, "monitors page %d (%r)" % (page, r))
+        seen += [m["id"] for m in r.json["monitors"]]
+        check("options" not in r.json["monitors"][0], "monitor summary only")
+        page = r.json["next_page"]
+    eq(seen, list(range(1000, 1250)), "every monitor once, in order")
+    fx.ctl("/_fixture/reset", {})
+    r = w.get("/datadog/monitors?name=cpu&tags=env:prod&monitor_tags=service:svc-1&group_states=alert,warn"
+              "&page_size=10", key=key)
+    eq(r.status, 200, "filtered (%r)" % r)
+    q = fx.stats()["requests"][-1]
+    eq((q["path"], q["api_key_ok"], q["app_key_ok"]), ("/api/v1/monitor", True, True), "read with both keys")
+    eq({k: q["query"][k] for k in ("name", "tags", "monitor_tags", "group_states", "page", "page_size")},
+       {"name": "cpu", "tags": "env:prod", "monitor_tags": "service:svc-1", "group_states": "alert,warn",
+        "page": "0", "page_size": "10"}, "filters forwarded")
+    check(all("cpu" in m["name"] and "service:svc-1" in m["tags"] for m in r.json["monitors"]),
+          "filtered by Datadog", r.json)
+    for bad in ("page_size=0", "page_size=1001", "page=-1", "page=x", "name=%0a"):
+        r = w.get("/datadog/monitors?" + bad, key=key)
+        eq(r.status, 400, "monitors?%s (%r)" % (bad, r))
+    # Datadog refusing the stored keys (revoked): a clear 502
+    fx.ctl("/_fixture/override", {"match": "/api/v1/monitor", "status": 403, "body": '{"errors":["Forbidden"]}'})
+    r = w.get("/datadog/monitors", key=key)
+    eq((r.status, r.error_code), (502, "DATADOG_DENIED"), "revoked keys (%r)" % r)
+    # not connected: 404
+    _, _, other = w.new_org()
+    r = w.get("/datadog/monitors", key=other)
+    eq((r.status, r.error_code), (404, "MISSING_CONNECTOR"), "not connected (%r)" % r)
+
+
+@test
+def test_events_window_and_cursor_paging(t):
+    w, fx = fixture_world()
+    org, user, key, api, app = connected_user(w, fx)
+    fx.ctl("/_fixture/reset", {})
+    r = w.get("/datadog/events?limit=150&from=now-2h&to=now", key=key)
+    eq(r.status, 200, "events (%r)" % r)
+    eq(r.json["count"], 150, "limit honoured across pages")
+    eq(r.json["pages"], 2, "two Datadog pages")
+    eq([e["id"] for e in r.json["events"]], ["AAAAAY%010d" % i for i in range(150)], "newest first, in order")
+    eq(r.json["events"][0]["title"], "event 0", "title from the event's attributes")
+    reqs = fx.stats()["requests"]
+    eq([q["query"].get("page[limit]") for q in reqs], ["100", "50"], "never more than wanted")
+    eq((reqs[0]["query"]["filter[from]"], reqs[0]["query"]["filter[to]"], reqs[0]["query"]["sort"]),
+       ("now-2h", "now", "-timestamp"), "time window forwarded")
+    check("page[cursor]" not in reqs[0]["query"] and reqs[1]["query"]["page[cursor]"], "cursor followed", reqs)
+    cursor = r.json["next_cursor"]
+    check(cursor, "a cursor to continue", r.json)
+    r = w.get("/datadog/events?limit=1000&cursor=" + cursor, key=key)
+    eq(r.status, 200, "continued (%r)" % r)
+    eq([e["id"] for e in r.json["events"]], ["AAAAAY%010d" % i for i in range(150, 250)], "the rest")
+    eq(r.json["next_cursor"], None, "no more")
+    r = w.get("/datadog/events", key=key)
+    eq(r.status, 200, "defaults")
+    eq(fx.stats()["requests"][-1]["query"]["filter[from]"], "now-1h", "default window: the last hour")
+    for bad in ("limit=0", "limit=1001", "from=now%0a", "cursor=%25%25", "to=" + "x" * 80):
+        r = w.get("/datadog/events?" + bad, key=key)
+        eq(r.status, 400, "events?%s (%r)" % (bad, r))
+    fx.ctl("/_fixture/override", {"match": "/api/v2/events", "status": 200, "body": '{"data": 5}'})
+    r = w.get("/datadog/events", key=key)
+    eq((r.status, r.error_code), (502, "DATADOG_ERROR"), "not an event list (%r)" % r)
+
+
+@test
+def test_webhook_fire_then_recover_makes_and_resolves_an_incident(t):
+    w, fx = fixture_world()
+    org, user, key, api, app = connected_user(w, fx)
+    agg = secrets.token_hex(16)
+    r = deliver(w, user, recommended("Triggered", agg), org=org)
+    eq(r.status, 200, "Triggered delivery (%r)" % r)
+    eq(r.json["duplicate"], False, "first delivery")
+    (a,) = wait_alerts(w, org, 1)
+    eq(a[:6], ("firing", a[1], "open", "high", "checkout", "CPU high on web"), "incident opened")
+    check(a[1], "attached to an incident", a)
+    # Re-Triggered: the same incident
+    eq(deliver(w, user, recommended("Re-Triggered", agg), org=org).status, 200, "Re-Triggered")
+    b = wait_alerts(w, org, 2)[1]
+    eq((b[0], b[1]), ("firing", a[1]), "re-trigger attached")
+    # Recovered: attached, incident resolved
+    eq(deliver(w, user, recommended("Recovered", agg), org=org).status, 200, "Recovered")
+    c = wait_alerts(w, org, 3)[2]
+    eq((c[0], c[1], c[2]), ("resolved", a[1], "resolved"), "resolution attached and resolved")
+    eq(len(db(w, "SELECT id FROM incidents WHERE org_id = ?", (org,))), 1, "one incident")
+    eq(len(db(w, "SELECT id FROM rca_jobs WHERE org_id = ?", (org,))), 1, "one RCA job")
+    # a recovery that matches nothing opens nothing
+    eq(deliver(w, user, recommended("Recovered", secrets.token_hex(16)), org=org).status, 200, "lone recovery")
+    d = wait_alerts(w, org, 4)[3]
+    eq((d[0], d[1]), ("resolved", None), "recorded, no incident")
+    eq(len(db(w, "SELECT id FROM incidents WHERE org_id = ?", (org,))), 1, "still one incident")
+    # every delivery processed, listed by the webhook events API
+    wait_until(lambda: all(s == "processed" for _, s in deliveries(w, org)), 20, what="processed")
+    r = w.get("/api/datadog/webhook-events?limit=100", key=key)
+    eq((r.status, len(r.json["events"])), (200, 4), "webhook events API")
+    eq(sorted({e["action"] for e in r.json["events"]}), ["Re-Triggered", "Recovered", "Triggered"], "actions")
+
+
+@test
+def test_webhook_default_payload_is_understood(t):
+    w, fx = fixture_world()
+    org, user, key, api, app = connected_user(w, fx)
+    group = "host:db-2,service:orders"
+    eq(deliver(w, user, default_payload("Triggered", "Load high", group)).status, 200, "default fire")
+    (a,) = wait_alerts(w, org, 1)
+    eq(a[:6], ("firing", a[1], "open", "critical", "orders", "Load high"), "from the title")
+    eq(deliver(w, user, default_payload("Recovered", "Load high", group)).status, 200, "default recover")
+    b = wait_alerts(w, org, 2)[1]
+    eq((b[0], b[1], b[2]), ("resolved", a[1], "resolved"), "resolved through the title's group")
+
+
+@test
+def test_webhook_bad_input_stores_nothing_and_server_keeps_serving(t):
+    w, fx = fixture_world()
+    org, user, key, api, app = connected_user(w, fx)
+    org_b, user_b, key_b, _, _ = connected_user(w, fx)
+    _, lonely, _ = w.new_org()  # a user of the server without Datadog
+    good = recommended("Triggered", secrets.token_hex(16))
+    body = json.dumps(good).encode()
+    cases = [
+        ("unknown user", deliver(w, "nobody-" + rand_tag(6), good), 404, "USER_NOT_FOUND"),
+        ("user without Datadog", deliver(w, lonely, good), 404, "USER_NOT_FOUND"),
+        ("another org's id in the URL", deliver(w, user_b, good, org=org), 404, "USER_NOT_FOUND"),
+        ("bad user id", deliver(w, "a%20b", good), 400, "INVALID_USER_ID"),
+        ("malformed JSON", deliver(w, user, raw=b'{"id": "1", "title": '), 400, None),
+        ("truncated", deliver(w, user, raw=body[:len(body) // 2]), 400, None),
+        ("not an object", deliver(w, user, raw=b'["x"]'), 400, None),
+        ("not Datadog's shape", deliver(w, user, {"foo": "bar"}), 400, "DATADOG_BAD_PAYLOAD"),
+        ("a Grafana payload", deliver(w, user, {"receiver": "r", "status": "firing", "alerts": [],
+                                                "title": "[FIRING:1] x"}), 400, "DATADOG_BAD_PAYLOAD"),
+        ("wrong field type", deliver(w, user, dict(good, title=5)), 400, "DATADOG_BAD_PAYLOAD"),
+        ("oversized", deliver(w, user, dict(good, body="x" * (300 * 1024))), 413, None),
+        ("form encoded", deliver(w, user, raw=b"id=1&title=x",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"}), 415, None),
+        ("text/plain", deliver(w, user, raw=body, headers={"Content-Type": "text/plain"}), 415, None),
+    ]
+    for what, r, status_, code in cases:
+        eq(r.status, status_, "%s (%r)" % (what, r))
+        if code:
+            eq(r.error_code, code, "%s: code" % what)
+    eq(deliveries(w, org), [], "nothing stored for the user")
+    eq(deliveries(w, org_b), [], "nothing stored for the other org")
+    # the same delivery twice (Datadog retries a 5xx with the same $ID): one row
+    r1 = deliver(w, user, good)
+    r2 = deliver(w, user, good)
+    eq((r1.status, r2.status), (200, 200), "delivery and its redelivery")
+    eq((r1.json["duplicate"], r2.json["duplicate"], r2.json["id"]), (False, True, r1.json["id"]), "idempotent")
+    eq(len(deliveries(w, org)), 1, "stored once")
+    eq(len(wait_alerts(w, org, 1)), 1, "processed once")
+    # the same $ID for another user is that user's own delivery
+    r3 = deliver(w, user_b, good)
+    eq((r3.status, r3.json["duplicate"]), (200, False), "another tenant's delivery")
+    wait_alerts(w, org_b, 1)
+    # still serving, and another good delivery is taken
+    eq(w.get("/health", auth=False).status, 200, "server serving")
+    r = deliver(w, user, recommended("Triggered", secrets.token_hex(16)))
+    eq(r.status, 200, "a good delivery after the bad ones (%r)" % r)
+    wait_alerts(w, org, 2)
+
+
+@test
+def test_webhook_rate_limit_per_user(t):
+    w, fx = fixture_world(t, extra={"AURORA_DATADOG_WEBHOOK_RATE_PER_MINUTE": "3"})
+    org, user, key, api, app = connected_user(w, fx)
+    org_b, user_b, _, _, _ = connected_user(w, fx)
+    # the window is a calendar minute: start early in one so the four fit in it
+    wait_until(lambda: time.time() % 60 < 40, 30, what="the start of a minute")
+    for i in range(3):
+        r = deliver(w, user, recommended("Triggered", secrets.token_hex(8)))
+        eq(r.status, 200, "delivery %d (%r)" % (i, r))
+    r = deliver(w, user, recommended("Triggered", secrets.token_hex(8)))
+    eq((r.status, r.error_code), (429, "RATE_LIMITED"), "4th delivery in the minute (%r)" % r)
+    check(1 <= int(r.headers["retry-after"]) <= 60, "Retry-After in seconds", r.headers)
+    eq(len(deliveries(w, org)), 3, "the refused one is not stored")
+    eq(deliver(w, user_b, recommended("Triggered", secrets.token_hex(8))).status, 200, "other users unaffected")
+
+
+@test
+def test_disconnect_deletes_keys_and_closes_the_webhook(t):
+    w, fx = fixture_world()
+    org, user, key, api, app = connected_user(w, fx)
+    eq(deliver(w, user, recommended("Triggered", secrets.token_hex(8))).status, 200, "connected: accepted")
+    check(secret_paths(w, user), "secrets stored")
+    r = w.delete("/api/connectors/datadog", key=key)
+    eq((r.status, r.json["deleted"]), (200, True), "disconnect (%r)" % r)
+    eq(secret_paths(w, user), [], "both keys deleted")
+    r = deliver(w, user, recommended("Triggered", secrets.token_hex(8)))
+    eq((r.status, r.error_code), (404, "USER_NOT_FOUND"), "webhook after disconnect (%r)" % r)
+    eq(status(w, key)["connected"], False, "status")
+    eq(w.get("/datadog/monitors", key=key).status, 404, "read API after disconnect")
+    # reconnect: the same URL works again
+    eq(connect(w, key, api, app).status, 200, "reconnect")
+    eq(deliver(w, user, recommended("Triggered", secrets.token_hex(8))).status, 200, "accepted again")
+
+
+if __name__ == "__main__":
+    main()
