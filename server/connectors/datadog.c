@@ -2,7 +2,7 @@
  * Datadog): an API key + an application key + a site, and monitor alerts
  * pushed by Datadog's Webhooks integration turned into incidents.
  *
- *   POST /datadog/connect {api_key, app_key, site}
+ *   POST /datadog/connect {api_key, app_key, site, webhook_secret?}
  *        site: US1 datadoghq.com, US3 us3.datadoghq.com, US5 us5.datadoghq.com,
  *        EU datadoghq.eu (the guide's), US1-FED ddog-gov.com, AP1
  *        ap1.datadoghq.com (also offered by Datadog); the code or the domain.
@@ -22,7 +22,9 @@
  * The webhook (kit_webhook.h): Datadog cannot sign a delivery, so the
  * per-user URL is the credential (KIT_WH_UNSIGNED) and its tenant is
  * kit_tenant_resolve(…, KIT_TENANT_CONNECTED, …): an unknown or
- * disconnected user is a 404.  Datadog's body is the user's template filled
+ * disconnected user is a 404.  An optional webhook_secret given at connect
+ * (only its SHA-256 kept) must then come as the X-Aurora-Webhook-Secret
+ * custom header of every delivery (401 otherwise).  Datadog's body is the user's template filled
  * with $VARIABLES; the recommended one and Datadog's default one are both
  * understood (docs/api.md).  Its $ID is the delivery id (Datadog retries a
  * 5xx up to 5 times with the same $ID: one row).  Per-user rate limit in the
@@ -60,6 +62,13 @@ extern const connector connector_datadog;
 #define WEBHOOK_NAME "aurora" /* the guide's webhook name: monitors say @webhook-aurora */
 #define MSG_NOT_CONNECTED "Datadog is not connected for this user: POST /datadog/connect first"
 #define MSG_WEBHOOK_UNKNOWN "Unknown webhook user or Datadog not connected"
+/* Optional shared secret of the webhook: Datadog cannot sign, but it sends
+ * the custom headers the user sets on the webhook. */
+#define SECRET_HEADER "x-aurora-webhook-secret"
+#define SECRET_HEADER_SHOWN "X-Aurora-Webhook-Secret"
+#define SECRET_MIN 24 /* long enough that its stored SHA-256 cannot be searched */
+#define SECRET_MAX 256
+#define MD_SECRET_HASH "webhook_secret_sha256"
 
 static const config_def datadog_settings[] = {
     { DATADOG_BASE_SETTING, "datadog.base_url", CFG_STRING, NULL,
@@ -160,6 +169,19 @@ static int key_ok(const char *k)
         return 0;
     for (size_t i = 0; i < n; i++)
         if (!isalnum((unsigned char)k[i]) && k[i] != '-' && k[i] != '_' && k[i] != '.')
+            return 0;
+    return 1;
+}
+
+/* A webhook secret: printable ASCII without spaces (it travels as a header
+ * value Datadog sends), SECRET_MIN to SECRET_MAX long. */
+static int secret_ok(const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+    if (n < SECRET_MIN || n > SECRET_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] <= ' ' || v[i] > '~')
             return 0;
     return 1;
 }
@@ -339,8 +361,9 @@ static void webhook_url(const worker_ctx *w, const http_request *req, const auth
 }
 
 static void add_webhook_hint(const worker_ctx *w, const http_request *req, const auth_ctx *who,
-                             cJSON *o)
+                             const cJSON *md, cJSON *o)
 {
+    int has_secret = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(md, MD_SECRET_HASH));
     char url[1024];
     webhook_url(w, req, who, url, sizeof(url));
     cJSON *wh = cJSON_AddObjectToObject(o, "webhook");
@@ -349,6 +372,9 @@ static void add_webhook_hint(const worker_ctx *w, const http_request *req, const
     cJSON_AddStringToObject(wh, "name", WEBHOOK_NAME);
     cJSON_AddStringToObject(wh, "url", url);
     cJSON_AddStringToObject(wh, "notify", "@webhook-" WEBHOOK_NAME);
+    cJSON_AddBoolToObject(wh, "secret_configured", has_secret);
+    if (has_secret)
+        cJSON_AddStringToObject(wh, "secret_header", SECRET_HEADER_SHOWN);
     cJSON_AddStringToObject(wh, "setup",
                             "Datadog > Integrations > Webhooks > + New: name 'aurora', this URL, "
                             "the payload of docs/api.md (Datadog's default payload also works); "
@@ -369,6 +395,14 @@ static void connect_route(worker_ctx *w, http_request *req, http_response *resp)
     if (!app_key)
         app_key = api_json_str(body, "application_key");
     const char *site_name = api_json_str(body, "site");
+    const cJSON *whs = cJSON_GetObjectItemCaseSensitive(body, "webhook_secret");
+    if (whs && !cJSON_IsNull(whs) && !secret_ok(cJSON_IsString(whs) ? whs->valuestring : NULL)) {
+        http_resp_error(resp, 400, "DATADOG_BAD_WEBHOOK_SECRET",
+                        "webhook_secret must be %d-%d printable characters without spaces "
+                        "(Datadog sends it as the custom header " SECRET_HEADER_SHOWN ")",
+                        SECRET_MIN, SECRET_MAX);
+        goto out;
+    }
     if (!api_key || !*api_key || !app_key || !*app_key) {
         http_resp_error(resp, 400, "DATADOG_MISSING_FIELD",
                         "api_key and app_key are required (Datadog > Organization Settings > "
@@ -415,15 +449,22 @@ static void connect_route(worker_ctx *w, http_request *req, http_response *resp)
     }
     cJSON_AddStringToObject(md, "site", s->code);
     cJSON_AddStringToObject(md, "site_domain", s->domain);
+    if (cJSON_IsString(whs)) {
+        /* Only its digest is kept: the header is compared by digest. */
+        char hex[65];
+        crypto_sha256_hex(whs->valuestring, strlen(whs->valuestring), hex);
+        cJSON_AddStringToObject(md, MD_SECRET_HASH, hex);
+    }
     const kit_field fields[] = { { "api-key", api_key }, { "app-key", app_key } };
     if (kit_connect_store(w, req->auth.org_id, req->auth.user_id, DATADOG_ID, s->domain, fields,
                           2, md, resp) < 0)
         goto out;
     log_info("datadog: user %s of %s connected Datadog (site %s)", req->auth.user_id,
              req->auth.org_id, s->code);
-    add_webhook_hint(w, req, &req->auth, md);
+    add_webhook_hint(w, req, &req->auth, md, md);
     cJSON_AddStringToObject(md, "api_url", base);
-    kit_connected_reply(resp, DATADOG_ID, md, NULL);
+    static const char *const drop[] = { MD_SECRET_HASH, NULL };
+    kit_connected_reply(resp, DATADOG_ID, md, drop);
 out:
     secret_free(api_h);
     secret_free(app_h);
@@ -441,7 +482,7 @@ static void status_fill(worker_ctx *w, const http_request *req, const auth_ctx *
     if (!kit_status(w, who, DATADOG_ID, keys, out, &row, &md))
         return;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(out, "connected")))
-        add_webhook_hint(w, req, who, out);
+        add_webhook_hint(w, req, who, md, out);
     cJSON_Delete(md);
     store_connector_free(&row);
 }
@@ -853,13 +894,48 @@ static int rate_take(worker_ctx *w, const kit_tenant *t, http_response *resp)
     return -1;
 }
 
+/* When the connection has a webhook secret, the delivery must carry it
+ * (compared by SHA-256 digest, in constant time).  0, or -1 with a 401 /
+ * 503 in resp. */
+static int secret_check(worker_ctx *w, const http_request *req, const kit_tenant *t,
+                        http_response *resp)
+{
+    store_connector row;
+    int rc = store_connector_get(w->store, t->org_id, t->user_id, DATADOG_ID, &row);
+    if (rc != STORE_OK) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    cJSON *md = row.metadata_json ? cJSON_Parse(row.metadata_json) : NULL;
+    store_connector_free(&row);
+    const char *want = api_json_str(md, MD_SECRET_HASH);
+    int ok = 1;
+    if (want) {
+        const char *got = http_header_get(req, SECRET_HEADER);
+        char hex[65] = "";
+        if (got && strlen(got) <= SECRET_MAX)
+            crypto_sha256_hex(got, strlen(got), hex);
+        ok = got && hex[0] && crypto_ct_equal(hex, 64, want, strlen(want));
+    }
+    cJSON_Delete(md);
+    if (!ok) {
+        http_resp_error(resp, 401, "INVALID_WEBHOOK_SECRET",
+                        "Missing or wrong " SECRET_HEADER_SHOWN " header: this Datadog "
+                        "connection has a webhook secret (set it in the webhook's custom headers)");
+        return -1;
+    }
+    return 0;
+}
+
 static int wh_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out, http_response *resp)
 {
     kit_tenant t;
     if (kit_tenant_resolve(w, DATADOG_ID, req, http_param(req, "user_id"), KIT_TENANT_CONNECTED,
                            MSG_WEBHOOK_UNKNOWN, &t, resp) < 0)
         return -1;
-    if (rate_take(w, &t, resp) < 0)
+    /* The secret before the rate limit: a sender without it must not use
+     * up the user's allowance. */
+    if (secret_check(w, req, &t, resp) < 0 || rate_take(w, &t, resp) < 0)
         return -1;
     snprintf(out->org_id, sizeof(out->org_id), "%s", t.org_id);
     snprintf(out->tenant_key, sizeof(out->tenant_key), "%s", t.user_id);
@@ -970,6 +1046,10 @@ static void datadog_register(void)
     datadog_api_register();
     if (kit_webhook_register(&datadog_webhook) < 0)
         return; /* logged; not mounted rather than half-working */
+    if (http_capture_header(SECRET_HEADER) < 0) {
+        log_error("datadog: cannot capture the %s header; webhook not mounted", SECRET_HEADER);
+        return;
+    }
     router_add(HTTP_POST, "/datadog/webhook/{user_id}", ROUTE_PUBLIC, webhook_route);
     router_add(HTTP_GET, "/api/datadog/webhook-events", ROUTE_AUTH_API, events_route);
     router_add(HTTP_GET, "/api/datadog/webhook-events/{event_id}", ROUTE_AUTH_API, event_route);

@@ -438,5 +438,37 @@ def test_disconnect_deletes_keys_and_closes_the_webhook(t):
     eq(deliver(w, user, recommended("Triggered", secrets.token_hex(8))).status, 200, "accepted again")
 
 
+@test
+def test_optional_webhook_secret_header(t):
+    w, fx = fixture_world()
+    org, user, key = w.new_org()
+    api, app = new_keys(w, fx)
+    for bad in ("short", "x" * 257, "has spaces in it, twenty-four+", 12):
+        r = w.post("/datadog/connect", {"api_key": api, "app_key": app, "webhook_secret": bad}, key=key)
+        eq((r.status, r.error_code), (400, "DATADOG_BAD_WEBHOOK_SECRET"), "webhook_secret %r (%r)" % (bad, r))
+    secret = "whs-" + secrets.token_urlsafe(24)
+    r = w.post("/datadog/connect", {"api_key": api, "app_key": app, "webhook_secret": secret}, key=key)
+    eq(r.status, 200, "connect with a webhook secret (%r)" % r)
+    check("webhook_secret_sha256" not in r.json, "the digest is not shown", r.json)
+    eq((r.json["webhook"]["secret_configured"], r.json["webhook"]["secret_header"]),
+       (True, "X-Aurora-Webhook-Secret"), "the header to set in Datadog")
+    eq(status(w, key)["webhook"]["secret_configured"], True, "status says so")
+    good = recommended("Triggered", secrets.token_hex(8))
+    for what, h in (("no header", {}), ("wrong secret", {"X-Aurora-Webhook-Secret": secret + "x"}),
+                    ("empty", {"X-Aurora-Webhook-Secret": ""}),
+                    ("prefix", {"X-Aurora-Webhook-Secret": secret[:-1]})):
+        r = deliver(w, user, good, headers=h)
+        eq((r.status, r.error_code), (401, "INVALID_WEBHOOK_SECRET"), "%s (%r)" % (what, r))
+    eq(deliveries(w, org), [], "nothing stored without the secret")
+    r = deliver(w, user, good, headers={"X-Aurora-Webhook-Secret": secret})
+    eq(r.status, 200, "with the secret (%r)" % r)
+    wait_alerts(w, org, 1)
+    no_secret_anywhere(w, secret, api, app)
+    # connecting again without one removes it
+    eq(connect(w, key, api, app).status, 200, "reconnect without a secret")
+    eq(status(w, key)["webhook"]["secret_configured"], False, "no secret any more")
+    eq(deliver(w, user, recommended("Triggered", secrets.token_hex(8))).status, 200, "unsigned again")
+
+
 if __name__ == "__main__":
     main()
