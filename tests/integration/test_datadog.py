@@ -18,6 +18,7 @@ Peers and inputs, independent of the server's code:
     milliseconds, $TAGS "a:b,c:d", $ALERT_PRIORITY "P1"); Datadog cannot sign a
     delivery, the per-user URL is the credential.
 """
+import hashlib
 import json
 import os
 import random
@@ -468,6 +469,57 @@ def test_optional_webhook_secret_header(t):
     eq(connect(w, key, api, app).status, 200, "reconnect without a secret")
     eq(status(w, key)["webhook"]["secret_configured"], False, "no secret any more")
     eq(deliver(w, user, recommended("Triggered", secrets.token_hex(8))).status, 200, "unsigned again")
+
+
+def plant_delivery(w, org, user, payload, status_, claimed_at=0):
+    """A delivery row as the kit commits it, written while the server is down:
+    what a crash leaves between the commit and the processing."""
+    body = json.dumps(payload)
+    con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
+    try:
+        seq = con.execute("SELECT COALESCE(MAX(received_seq), 0) + 1 FROM webhook_deliveries").fetchone()[0]
+        con.execute("INSERT INTO webhook_deliveries (id, org_id, connector, tenant_key, delivery_id, event, "
+                    "action, verified, body, body_encoding, body_sha256, status, attempts, received_at, "
+                    "received_seq, claimed_at) VALUES (?, ?, 'datadog', ?, ?, ?, ?, 0, ?, 'utf8', ?, ?, ?, ?, ?, ?)",
+                    ("whd_" + secrets.token_hex(12), org, user, payload["id"], payload["event_type"],
+                     payload["alert_transition"], body, hashlib.sha256(body.encode()).hexdigest(), status_,
+                     1 if claimed_at else 0, int(time.time()), seq, claimed_at))
+        con.commit()
+    finally:
+        con.close()
+
+
+@test(timeout=120)
+def test_crash_between_commit_and_processing_is_recovered(t):
+    w, fx = fixture_world(t)
+    org, user, key, api, app = connected_user(w, fx)
+    # kill -9 right after the 200: the delivery is there after the restart, processed once
+    r = deliver(w, user, recommended("Triggered", secrets.token_hex(8), service="svc-" + rand_tag(6)))
+    eq(r.status, 200, "delivery (%r)" % r)
+    w.kill9()
+    # killed while a worker had it claimed: the kit retries a claim after its
+    # 300 s lease; let that time pass (the alert may already be recorded: the
+    # retry must not record it twice)
+    con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
+    try:
+        con.execute("UPDATE webhook_deliveries SET claimed_at = ? WHERE status = 'processing'",
+                    (int(time.time()) - 400,))
+        con.commit()
+    finally:
+        con.close()
+    # and what a crash can leave: a committed row never processed, and one a
+    # dead worker claimed (its claim older than the kit's 300 s lease)
+    fire = lambda: recommended("Triggered", secrets.token_hex(8), service="svc-" + rand_tag(6))  # noqa: E731
+    plant_delivery(w, org, user, fire(), "received")
+    plant_delivery(w, org, user, fire(), "processing", claimed_at=int(time.time()) - 400)
+    w.restart()
+    wait_until(lambda: [s for _, s in deliveries(w, org)] == ["processed"] * 3, 60,
+               what="every delivery processed after the restart")
+    got = wait_alerts(w, org, 3)
+    eq(sorted(a[0] for a in got), ["firing"] * 3, "one alert per delivery")
+    eq(len({a[1] for a in got}), 3, "three incidents (three services)")
+    eq(len(db(w, "SELECT id FROM rca_jobs WHERE org_id = ?", (org,))), 3, "one RCA job each")
+    contains(w.server.log_text(), "datadog: recovery sweep processed", "the sweep did it")
 
 
 if __name__ == "__main__":
