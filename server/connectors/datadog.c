@@ -838,18 +838,20 @@ int datadog_map_alert(const cJSON *json, datadog_alert *out, char *why, size_t w
     const char *scope = api_json_str(json, "alert_scope");
     if (!nonempty(scope))
         scope = tp.scope;
-    char *fp = malloc(8192);
+    const char *sep = *scope ? ":" : "", *tsep = *tp.scope ? ":" : "";
+    size_t cap = strlen(out->title) + strlen(scope) + strlen(tp.scope) +
+                 (nonempty(agg) ? strlen(agg) : 0) + 64;
+    char *fp = malloc(cap); /* whole: a long key is hashed, never cut */
     if (!fp) {
         snprintf(why, whylen, "out of memory");
         return -1;
     }
     if (nonempty(agg))
-        snprintf(fp, 8192, "datadog:agg:%s", agg);
+        snprintf(fp, cap, "datadog:agg:%s", agg);
     else if (out->source_alert_id[0])
-        snprintf(fp, 8192, "datadog:monitor:%s%s%s", out->source_alert_id, *scope ? ":" : "",
-                 scope);
+        snprintf(fp, cap, "datadog:monitor:%s%s%s", out->source_alert_id, sep, scope);
     else
-        snprintf(fp, 8192, "datadog:title:%s%s%s", out->title, *tp.scope ? ":" : "", tp.scope);
+        snprintf(fp, cap, "datadog:title:%s%s%s", out->title, tsep, tp.scope);
     fingerprint_set(out, fp);
     free(fp);
 

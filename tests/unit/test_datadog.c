@@ -246,6 +246,27 @@ static void test_long_or_odd_fingerprint_is_hashed(void **state)
     cJSON_Delete(j);
     assert_int_equal(strncmp(a.fingerprint, "datadog:sha256:", 15), 0);
     assert_int_equal(strlen(a.fingerprint), 15 + 64);
+    /* two keys longer than any buffer, differing only in their last byte:
+     * hashed whole, never cut into one */
+    size_t kn = 20000;
+    char *k1 = malloc(kn + 64), *k2 = malloc(kn + 64);
+    assert_non_null(k1);
+    assert_non_null(k2);
+    int m = snprintf(k1, 64, "{\"id\":\"1\",\"title\":\"t\",\"aggreg_key\":\"");
+    memset(k1 + m, 'k', kn);
+    snprintf(k1 + m + kn, 64, "1\"}");
+    memcpy(k2, k1, (size_t)m + kn + 4);
+    k2[(size_t)m + kn] = '2';
+    datadog_alert x, y;
+    j = parse(k1);
+    assert_int_equal(datadog_map_alert(j, &x, why, sizeof(why)), 0);
+    cJSON_Delete(j);
+    j = parse(k2);
+    assert_int_equal(datadog_map_alert(j, &y, why, sizeof(why)), 0);
+    cJSON_Delete(j);
+    assert_string_not_equal(x.fingerprint, y.fingerprint);
+    free(k1);
+    free(k2);
     /* a control character would be refused by the incident store: hashed */
     j = parse("{\"id\":\"1\",\"title\":\"t\",\"aggreg_key\":\"a\\u0001b\"}");
     assert_int_equal(datadog_map_alert(j, &a, why, sizeof(why)), 0);
