@@ -63,6 +63,9 @@ static const config_def server_defs[] = {
     { "AURORA_PROVIDER_TIMEOUT_MS", "connectors.timeout_ms", CFG_INT, NULL, "time limit of one call to a provider (ms), every connector; unset: each connector's own default (15000 for GCP, AWS, Azure and OVH)", 0, 100, 600000 },
     /* incidents (incidents.h) */
     { "AURORA_INCIDENT_CORRELATION_WINDOW_S", "incidents.correlation_window_s", CFG_INT, "3600", "a firing alert joins an open incident of a similar service that started at most this long before or after it (s); a fingerprint match needs no window", 0, 1, 2592000 },
+    { "AURORA_RCA_MAX_ATTEMPTS", "incidents.rca_max_attempts", CFG_INT, "8", "claims of one RCA job before it is dead (a nack, or a lease that expired, on the last attempt)", 0, 1, 100 },
+    { "AURORA_RCA_BACKOFF_S", "incidents.rca_backoff_s", CFG_INT, "30", "delay before a nacked RCA job is claimable again (s); doubles with each attempt", 0, 1, 86400 },
+    { "AURORA_RCA_BACKOFF_MAX_S", "incidents.rca_backoff_max_s", CFG_INT, "3600", "longest retry delay of an RCA job (s)", 0, 1, 604800 },
     { "AURORA_OAUTH_STATE_TTL", "connectors.oauth_state_ttl", CFG_INT, "600", "lifetime of an OAuth state value (s)", 0 },
 };
 #define NDEFS (sizeof(server_defs) / sizeof(server_defs[0]))

@@ -17,6 +17,9 @@ Peers and inputs, independent of the server's code:
     Datadog documents ($ALERT_TRANSITION "Triggered"/"Recovered", $DATE in epoch
     milliseconds, $TAGS "a:b,c:d", $ALERT_PRIORITY "P1"); Datadog cannot sign a
     delivery, the per-user URL is the credential.
+Incidents are read through the incident core's API (GET /api/incidents[/{id}]); the
+store only for what no API shows (an alert recorded without an incident, the RCA
+outbox rows) and to plant what a crash leaves while the server is down.
 """
 import hashlib
 import json
@@ -154,18 +157,40 @@ def deliveries(w, org):
 
 
 def alerts(w, org):
-    """The org's Datadog alerts, oldest first, with their incident:
-    [(state, incident_id, incident status, severity, service, title)]."""
+    """The org's Datadog alerts in the store, oldest first, with their incident —
+    also those recorded without one, which the incident API does not list:
+    [(state, incident_id, incident status, severity, service, title, fingerprint)]."""
     return db(w, "SELECT a.state, a.incident_id, i.status, i.severity, i.service, i.title, a.fingerprint "
                  "FROM incident_alerts a LEFT JOIN incidents i ON i.id = a.incident_id "
                  "WHERE a.org_id = ? AND a.source = 'datadog' ORDER BY a.received_seq", (org,))
 
 
-def wait_alerts(w, org, n):
-    wait_until(lambda: len(alerts(w, org)) >= n, 30, what="%d Datadog alerts processed" % n)
-    got = alerts(w, org)
-    eq(len(got), n, "alerts of %s" % org)
-    return got
+def events(w, key):
+    """The caller org's stored Datadog deliveries (the kit's events API), newest first."""
+    r = w.get("/api/datadog/webhook-events?limit=100", key=key)
+    eq(r.status, 200, "GET /api/datadog/webhook-events (%r)" % r)
+    return r.json["events"]
+
+
+def wait_processed(w, key, n):
+    """Waits until the org has n deliveries, all processed; returns them, oldest first."""
+    wait_until(lambda: [e["status"] for e in events(w, key)] == ["processed"] * n, 30,
+               what="%d Datadog deliveries processed" % n)
+    return list(reversed(events(w, key)))
+
+
+def incidents(w, key):
+    """The org's Datadog incidents through the incident API, newest first."""
+    r = w.get("/api/incidents?source=datadog&limit=200", key=key)
+    eq(r.status, 200, "GET /api/incidents (%r)" % r)
+    return r.json["incidents"]
+
+
+def incident(w, key, iid):
+    r = w.get("/api/incidents/%s" % iid, key=key)
+    eq(r.status, 200, "GET /api/incidents/%s (%r)" % (iid, r))
+    return r.json
+
 
 
 # ---------------------------------------------------------------------------
@@ -317,29 +342,41 @@ def test_webhook_fire_then_recover_makes_and_resolves_an_incident(t):
     r = deliver(w, user, recommended("Triggered", agg), org=org)
     eq(r.status, 200, "Triggered delivery (%r)" % r)
     eq(r.json["duplicate"], False, "first delivery")
-    (a,) = wait_alerts(w, org, 1)
-    eq(a[:6], ("firing", a[1], "open", "high", "checkout", "CPU high on web"), "incident opened")
-    check(a[1], "attached to an incident", a)
+    wait_processed(w, key, 1)
+    (inc,) = incidents(w, key)
+    eq({k: inc[k] for k in ("source", "status", "severity", "service", "title", "fingerprint",
+                            "source_alert_id", "alert_count")},
+       {"source": "datadog", "status": "open", "severity": "high", "service": "checkout",
+        "title": "CPU high on web", "fingerprint": "datadog:agg:" + agg, "source_alert_id": "4242",
+        "alert_count": 1}, "the incident opened")
+    contains(inc["summary"], "CPU high on web", "summary")
     # Re-Triggered: the same incident
     eq(deliver(w, user, recommended("Re-Triggered", agg), org=org).status, 200, "Re-Triggered")
-    b = wait_alerts(w, org, 2)[1]
-    eq((b[0], b[1]), ("firing", a[1]), "re-trigger attached")
-    # Recovered: attached, incident resolved
+    wait_processed(w, key, 2)
+    # Recovered: attached, and the incident resolved
     eq(deliver(w, user, recommended("Recovered", agg), org=org).status, 200, "Recovered")
-    c = wait_alerts(w, org, 3)[2]
-    eq((c[0], c[1], c[2]), ("resolved", a[1], "resolved"), "resolution attached and resolved")
-    eq(len(db(w, "SELECT id FROM incidents WHERE org_id = ?", (org,))), 1, "one incident")
+    wait_processed(w, key, 3)
+    (inc,) = incidents(w, key)
+    full = incident(w, key, inc["id"])
+    eq((full["status"], full["alert_count"]), ("resolved", 3), "resolved with its three alerts")
+    check(full["resolved_at"], "resolved_at set", full)
+    eq([(a["state"], a["fingerprint"]) for a in full["alerts"]],
+       [("firing", "datadog:agg:" + agg), ("firing", "datadog:agg:" + agg),
+        ("resolved", "datadog:agg:" + agg)], "the alerts in order")
+    contains(full["alerts"][0]["url"], "https://app.datadoghq.com/event/event?id=", "link kept")
     eq(len(db(w, "SELECT id FROM rca_jobs WHERE org_id = ?", (org,))), 1, "one RCA job")
-    # a recovery that matches nothing opens nothing
+    # a recovery that matches nothing opens nothing (recorded without an incident)
     eq(deliver(w, user, recommended("Recovered", secrets.token_hex(16)), org=org).status, 200, "lone recovery")
-    d = wait_alerts(w, org, 4)[3]
-    eq((d[0], d[1]), ("resolved", None), "recorded, no incident")
-    eq(len(db(w, "SELECT id FROM incidents WHERE org_id = ?", (org,))), 1, "still one incident")
-    # every delivery processed, listed by the webhook events API
-    wait_until(lambda: all(s == "processed" for _, s in deliveries(w, org)), 20, what="processed")
-    r = w.get("/api/datadog/webhook-events?limit=100", key=key)
-    eq((r.status, len(r.json["events"])), (200, 4), "webhook events API")
-    eq(sorted({e["action"] for e in r.json["events"]}), ["Re-Triggered", "Recovered", "Triggered"], "actions")
+    wait_processed(w, key, 4)
+    eq(len(incidents(w, key)), 1, "still one incident")
+    eq(alerts(w, org)[-1][:2], ("resolved", None), "recorded, no incident")
+    # the same alert firing again after its resolution: a new incident
+    eq(deliver(w, user, recommended("Triggered", agg), org=org).status, 200, "fires again")
+    wait_processed(w, key, 5)
+    got = incidents(w, key)
+    eq([i["status"] for i in got], ["open", "resolved"], "a new incident, newest first")
+    eq(sorted({e["action"] for e in events(w, key)}), ["Re-Triggered", "Recovered", "Triggered"],
+       "actions stored")
 
 
 @test
@@ -348,11 +385,15 @@ def test_webhook_default_payload_is_understood(t):
     org, user, key, api, app = connected_user(w, fx)
     group = "host:db-2,service:orders"
     eq(deliver(w, user, default_payload("Triggered", "Load high", group)).status, 200, "default fire")
-    (a,) = wait_alerts(w, org, 1)
-    eq(a[:6], ("firing", a[1], "open", "critical", "orders", "Load high"), "from the title")
+    wait_processed(w, key, 1)
+    (inc,) = incidents(w, key)
+    eq((inc["status"], inc["severity"], inc["service"], inc["title"]),
+       ("open", "critical", "orders", "Load high"), "read from the title")
     eq(deliver(w, user, default_payload("Recovered", "Load high", group)).status, 200, "default recover")
-    b = wait_alerts(w, org, 2)[1]
-    eq((b[0], b[1], b[2]), ("resolved", a[1], "resolved"), "resolved through the title's group")
+    wait_processed(w, key, 2)
+    full = incident(w, key, inc["id"])
+    eq((full["status"], [a["state"] for a in full["alerts"]]), ("resolved", ["firing", "resolved"]),
+       "resolved through the title's group")
 
 
 @test
@@ -384,24 +425,26 @@ def test_webhook_bad_input_stores_nothing_and_server_keeps_serving(t):
         eq(r.status, status_, "%s (%r)" % (what, r))
         if code:
             eq(r.error_code, code, "%s: code" % what)
-    eq(deliveries(w, org), [], "nothing stored for the user")
-    eq(deliveries(w, org_b), [], "nothing stored for the other org")
+    eq(events(w, key), [], "nothing stored for the user")
+    eq(events(w, key_b), [], "nothing stored for the other org")
     # the same delivery twice (Datadog retries a 5xx with the same $ID): one row
     r1 = deliver(w, user, good)
     r2 = deliver(w, user, good)
     eq((r1.status, r2.status), (200, 200), "delivery and its redelivery")
     eq((r1.json["duplicate"], r2.json["duplicate"], r2.json["id"]), (False, True, r1.json["id"]), "idempotent")
-    eq(len(deliveries(w, org)), 1, "stored once")
-    eq(len(wait_alerts(w, org, 1)), 1, "processed once")
+    eq(len(wait_processed(w, key, 1)), 1, "stored and processed once")
+    eq([i["alert_count"] for i in incidents(w, key)], [1], "one incident, one alert")
     # the same $ID for another user is that user's own delivery
     r3 = deliver(w, user_b, good)
     eq((r3.status, r3.json["duplicate"]), (200, False), "another tenant's delivery")
-    wait_alerts(w, org_b, 1)
+    wait_processed(w, key_b, 1)
+    eq(len(incidents(w, key_b)), 1, "the other org's own incident")
     # still serving, and another good delivery is taken
     eq(w.get("/health", auth=False).status, 200, "server serving")
-    r = deliver(w, user, recommended("Triggered", secrets.token_hex(16)))
+    r = deliver(w, user, recommended("Triggered", secrets.token_hex(16), service="billing"))
     eq(r.status, 200, "a good delivery after the bad ones (%r)" % r)
-    wait_alerts(w, org, 2)
+    wait_processed(w, key, 2)
+    eq(len(incidents(w, key)), 2, "and made its incident")
 
 
 @test
@@ -417,7 +460,7 @@ def test_webhook_rate_limit_per_user(t):
     r = deliver(w, user, recommended("Triggered", secrets.token_hex(8)))
     eq((r.status, r.error_code), (429, "RATE_LIMITED"), "4th delivery in the minute (%r)" % r)
     check(1 <= int(r.headers["retry-after"]) <= 60, "Retry-After in seconds", r.headers)
-    eq(len(deliveries(w, org)), 3, "the refused one is not stored")
+    eq(len(events(w, key)), 3, "the refused one is not stored")
     eq(deliver(w, user_b, recommended("Triggered", secrets.token_hex(8))).status, 200, "other users unaffected")
 
 
@@ -460,10 +503,11 @@ def test_optional_webhook_secret_header(t):
                     ("prefix", {"X-Aurora-Webhook-Secret": secret[:-1]})):
         r = deliver(w, user, good, headers=h)
         eq((r.status, r.error_code), (401, "INVALID_WEBHOOK_SECRET"), "%s (%r)" % (what, r))
-    eq(deliveries(w, org), [], "nothing stored without the secret")
+    eq(events(w, key), [], "nothing stored without the secret")
     r = deliver(w, user, good, headers={"X-Aurora-Webhook-Secret": secret})
     eq(r.status, 200, "with the secret (%r)" % r)
-    wait_alerts(w, org, 1)
+    wait_processed(w, key, 1)
+    eq(len(incidents(w, key)), 1, "its incident")
     no_secret_anywhere(w, secret, api, app)
     # connecting again without one removes it
     eq(connect(w, key, api, app).status, 200, "reconnect without a secret")
@@ -515,9 +559,8 @@ def test_crash_between_commit_and_processing_is_recovered(t):
     w.restart()
     wait_until(lambda: [s for _, s in deliveries(w, org)] == ["processed"] * 3, 60,
                what="every delivery processed after the restart")
-    got = wait_alerts(w, org, 3)
-    eq(sorted(a[0] for a in got), ["firing"] * 3, "one alert per delivery")
-    eq(len({a[1] for a in got}), 3, "three incidents (three services)")
+    got = incidents(w, key)
+    eq([i["alert_count"] for i in got], [1, 1, 1], "three incidents (three services), one alert each")
     eq(len(db(w, "SELECT id FROM rca_jobs WHERE org_id = ?", (org,))), 3, "one RCA job each")
     contains(w.server.log_text(), "datadog: recovery sweep processed", "the sweep did it")
 
