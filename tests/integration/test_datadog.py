@@ -29,10 +29,11 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SERVER_BIN, T, _SUITE, HttpFixture, check, contains, eq, https_request,  # noqa: E402
+from harness import (SERVER_BIN, T, _SUITE, HttpFixture, Postgres, check, contains, eq, https_request,  # noqa: E402
                      main, rand_tag, sanitizer_reports, test, wait_until)
 
 _ORGS = []  # the fixture's Datadog organizations: [{api_key, app_keys}]
@@ -563,6 +564,50 @@ def test_crash_between_commit_and_processing_is_recovered(t):
     eq([i["alert_count"] for i in got], [1, 1, 1], "three incidents (three services), one alert each")
     eq(len(db(w, "SELECT id FROM rca_jobs WHERE org_id = ?", (org,))), 3, "one RCA job each")
     contains(w.server.log_text(), "datadog: recovery sweep processed", "the sweep did it")
+
+
+@test(timeout=240)
+def test_postgres_concurrent_deliveries_one_incident(t):
+    """The intake-to-incident flow on PostgreSQL: 16 deliveries about one monitor
+    group (a trigger and its re-notifications, distinct $ID) at concurrency 16 make
+    one incident with one RCA job; the recovery resolves it; the per-user rate
+    limit is counted in PostgreSQL too."""
+    pg = Postgres()
+    t.defer(pg.destroy)
+    w, fx = fixture_world(t, extra={"DATABASE_URL": pg.url, "AURORA_DATADOG_WEBHOOK_RATE_PER_MINUTE": "40"})
+    org, user, key, api, app = connected_user(w, fx)
+    agg = secrets.token_hex(16)
+    wait_until(lambda: time.time() % 60 < 40, 30, what="the start of a minute")
+    statuses, lock = [], threading.Lock()
+
+    def send(i):
+        r = deliver(w, user, recommended("Triggered" if i == 0 else "Renotify", agg, service="payments"))
+        with lock:
+            statuses.append(r.status)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    eq(statuses, [200] * 16, "16 deliveries accepted")
+    wait_processed(w, key, 16)
+    (inc,) = incidents(w, key)
+    eq((inc["status"], inc["alert_count"], inc["service"]), ("open", 16, "payments"), "one incident, 16 alerts")
+    r = subprocess.run([os.path.join(pg.bindir, "psql"), "-X", "-At", "-h", pg.dir, "-p", "5432", "-U", "aurora",
+                        "-d", "postgres", "-c", "SELECT source_type FROM rca_jobs WHERE org_id = '%s'" % org],
+                       capture_output=True, timeout=30)
+    eq((r.returncode, r.stdout.decode().split()), (0, ["datadog"]), "one RCA job")
+    eq(deliver(w, user, recommended("Recovered", agg, service="payments")).status, 200, "Recovered")
+    wait_processed(w, key, 17)
+    eq(incident(w, key, inc["id"])["status"], "resolved", "resolved on PostgreSQL")
+    # up to 17 taken in this minute (none if it turned since): 45 more go over 40
+    wait_until(lambda: time.time() % 60 < 50, 30, what="room left in the minute")
+    codes = [deliver(w, user, recommended("Renotify", agg, service="payments")).status for _ in range(45)]
+    first = codes.index(429) if 429 in codes else None
+    check(first is not None and 23 <= first <= 40 and codes[first:] == [429] * (45 - first),
+          "rate limited on PostgreSQL: 200s then 429s", codes)
+    eq(w.get("/health", auth=False).status, 200, "serving")
 
 
 if __name__ == "__main__":
