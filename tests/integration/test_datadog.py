@@ -207,7 +207,9 @@ def test_connect_validates_both_keys_then_stores_them(t):
     eq(r.json["site"], "EU", "site code from its domain")
     eq(r.json["site_domain"], "datadoghq.eu", "site domain")
     eq(r.json["webhook"]["notify"], "@webhook-aurora", "the monitor hint")
-    contains(r.json["webhook"]["url"], "/datadog/webhook/%s?org_id=%s" % (user, org), "webhook URL")
+    # without AURORA_PUBLIC_URL: the host the request came to
+    eq(r.json["webhook"]["url"], "https://127.0.0.1:%d/datadog/webhook/%s?org_id=%s" % (w.port, user, org),
+       "webhook URL")
     # the stand-in saw the API key alone on /validate, then both on /monitor
     reqs = fx.stats()["requests"]
     eq([q["path"] for q in reqs], ["/api/v1/validate", "/api/v1/monitor"], "validation calls")
@@ -450,8 +452,12 @@ def test_webhook_bad_input_stores_nothing_and_server_keeps_serving(t):
 
 @test
 def test_webhook_rate_limit_per_user(t):
-    w, fx = fixture_world(t, extra={"AURORA_DATADOG_WEBHOOK_RATE_PER_MINUTE": "3"})
+    w, fx = fixture_world(t, extra={"AURORA_DATADOG_WEBHOOK_RATE_PER_MINUTE": "3",
+                                    "AURORA_PUBLIC_URL": "https://aurora.example.test/"})
     org, user, key, api, app = connected_user(w, fx)
+    want = "https://aurora.example.test/datadog/webhook/%s?org_id=%s" % (user, org)
+    eq(status(w, key)["webhook"]["url"], want, "the URL to paste, from AURORA_PUBLIC_URL")
+    eq(w.get("/datadog/status", key=key).json["webhook"]["url"], want, "the same in GET /datadog/status")
     org_b, user_b, _, _, _ = connected_user(w, fx)
     # the window is a calendar minute: start early in one so the four fit in it
     wait_until(lambda: time.time() % 60 < 40, 30, what="the start of a minute")
