@@ -219,8 +219,23 @@ static int read_field(worker_ctx *w, const cJSON *md, const char *field, const c
     if (kit_secret_get(w, ref, &val, &len, 404, "DATADOG_NOT_CONNECTED",
                        "the Datadog keys are no longer stored; connect Datadog again", resp) < 0)
         return -1;
-    *header = header_with(name, (const char *)val, len);
+    /* What connect stored was checked; a value changed in the backend since
+     * must not put a line break (another header) into the request. */
+    char key[DATADOG_KEY_MAX + 1];
+    int ok = len <= DATADOG_KEY_MAX;
+    if (ok) {
+        memcpy(key, val, len);
+        key[len] = '\0';
+        ok = strlen(key) == len && key_ok(key);
+        secret_wipe(key, sizeof(key));
+    }
+    *header = ok ? header_with(name, (const char *)val, len) : NULL;
     secrets_free(val, len);
+    if (!ok) {
+        http_resp_error(resp, 500, "DATADOG_CONNECTION_CORRUPT",
+                        "the stored Datadog %s is not a key; connect again", field);
+        return -1;
+    }
     if (!*header) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         return -1;

@@ -298,6 +298,22 @@ def test_monitors_paged_and_filtered(t):
     fx.ctl("/_fixture/override", {"match": "/api/v1/monitor", "status": 403, "body": '{"errors":["Forbidden"]}'})
     r = w.get("/datadog/monitors", key=key)
     eq((r.status, r.error_code), (502, "DATADOG_DENIED"), "revoked keys (%r)" % r)
+    # a key changed in the secrets backend into something that is not one (a line
+    # break would start another header): refused before any call
+    f = os.path.join(w.dir, "bad-key-" + rand_tag(4))
+    with open(f, "wb") as fh:
+        fh.write(app.encode() + b"\r\nX-Injected: 1")
+    sandir = os.path.join(w.dir, "san", "secrets-put-" + rand_tag(3))
+    p = subprocess.run([SERVER_BIN, "secrets", "put", "aurora/orgs/%s/users/%s/datadog/app-key" % (org, user),
+                        "--file", f], env=w.env(sandir), cwd=w.dir, capture_output=True, timeout=30)
+    os.unlink(f)
+    check(p.returncode == 0 and not sanitizer_reports(sandir), "secrets put", p.stdout, p.stderr)
+    fx.ctl("/_fixture/reset", {})
+    r = w.get("/datadog/monitors", key=key)
+    eq((r.status, r.error_code), (500, "DATADOG_CONNECTION_CORRUPT"), "a stored key that is not one (%r)" % r)
+    eq(fx.stats()["requests"], [], "nothing sent to Datadog")
+    eq(connect(w, key, api, app).status, 200, "connect again")
+    eq(w.get("/datadog/monitors", key=key).status, 200, "working again")
     # not connected: 404
     _, _, other = w.new_org()
     r = w.get("/datadog/monitors", key=other)
