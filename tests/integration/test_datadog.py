@@ -632,5 +632,42 @@ def test_postgres_concurrent_deliveries_one_incident(t):
     eq(w.get("/health", auth=False).status, 200, "serving")
 
 
+@test
+def test_webhook_user_in_two_orgs(t):
+    """The trusted backend's identities: one user id acting in two organizations,
+    connected to a different Datadog in each.  The URL shown names the org; without
+    it the delivery is ambiguous (409), nothing stored; with it, only that org gets it."""
+    w, fx = fixture_world()
+    uid = "multi-" + rand_tag(6)
+    orgs = ["org-a-" + rand_tag(4), "org-b-" + rand_tag(4)]
+
+    def as_user(org):
+        return {"X-Internal-Secret": w.secret, "X-User-ID": uid, "X-Org-ID": org}
+
+    urls = {}
+    for org in orgs:
+        api, app = new_keys(w, fx)
+        r = w.request("POST", "/datadog/connect", {"api_key": api, "app_key": app}, headers=as_user(org),
+                      auth=False)
+        eq(r.status, 200, "connect in %s (%r)" % (org, r))
+        r = w.request("GET", "/datadog/status", headers=as_user(org), auth=False)
+        urls[org] = r.json["webhook"]["url"]
+        contains(urls[org], "/datadog/webhook/%s?org_id=%s" % (uid, org), "the URL names the org")
+
+    def stored(org):
+        r = w.request("GET", "/api/datadog/webhook-events", headers=as_user(org), auth=False)
+        eq(r.status, 200, "events in %s (%r)" % (org, r))
+        return len(r.json["events"])
+
+    r = deliver(w, uid, recommended("Triggered", secrets.token_hex(8)))
+    eq((r.status, r.error_code), (409, "AMBIGUOUS_TENANT"), "no org in the URL (%r)" % r)
+    eq((stored(orgs[0]), stored(orgs[1])), (0, 0), "nothing stored")
+    r = deliver(w, uid, recommended("Triggered", secrets.token_hex(8)), org=orgs[1])
+    eq(r.status, 200, "with the org the status showed (%r)" % r)
+    eq((stored(orgs[0]), stored(orgs[1])), (0, 1), "stored in the URL's org only")
+    r = deliver(w, uid, recommended("Triggered", secrets.token_hex(8)), org="org-none-" + rand_tag(4))
+    eq((r.status, r.error_code), (404, "USER_NOT_FOUND"), "an org the user is not in (%r)" % r)
+
+
 if __name__ == "__main__":
     main()
