@@ -167,9 +167,35 @@ def source_pagerduty(ctx):
     return make
 
 
+def source_datadog(ctx):
+    """Datadog's recommended webhook payload (docs/api.md; unsigned: the per-user
+    URL is the credential), a new monitor group per delivery."""
+    w = ctx["w"]
+    dd = ctx["fixtures"]["datadog"]
+    api, app = uuid.uuid4().hex, uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    dd.config(orgs=[{"api_key": api, "app_keys": [app]}])
+    org, user, key = w.new_org()
+    r = w.post("/datadog/connect", {"api_key": api, "app_key": app, "site": "US1"}, key=key)
+    harness.eq(r.status, 200, "datadog connect (%r)" % r)
+    tag = uuid.uuid4().hex[:8]
+
+    def make(i):
+        body = json.dumps({
+            "id": "%s%08d" % (tag, i), "title": "[P2] [Triggered on {host:web-%d}] Bench %d" % (i, i),
+            "body": "%%%\nbench\n%%%", "alert_transition": "Triggered", "alert_id": str(1000 + i),
+            "aggreg_key": "%s-%d" % (tag, i), "priority": "normal", "alert_priority": "P2",
+            "date": "1764680000000", "last_updated": "1764680000000", "event_type": "query_alert_monitor",
+            "hostname": "web-%d" % i, "tags": "env:prod,service:svc-%s-%d" % (tag, i),
+            "link": "https://app.datadoghq.com/event/event?id=%d" % i,
+            "org": {"id": "1", "name": "Bench"}}).encode()
+        return ("POST", "/datadog/webhook/%s" % user, body, {"Content-Type": "application/json"})
+    return make
+
+
 SOURCES = [
     ("/health (floor)", source_health, None),
     ("pagerduty", source_pagerduty, "pagerduty_api.mjs"),
+    ("datadog", source_datadog, "datadog_api.mjs"),
     ("internal intake", source_internal, None),
 ]
 
@@ -180,6 +206,9 @@ def server_env(fixtures):
         if name == "pagerduty":
             env["PAGERDUTY_API_BASE_URL"] = fx.base
             env["PAGERDUTY_WEBHOOK_RATE_LIMIT_PER_MINUTE"] = "1000000"
+        if name == "datadog":
+            env["AURORA_DATADOG_BASE_URL"] = fx.base
+            env["AURORA_DATADOG_WEBHOOK_RATE_PER_MINUTE"] = "1000000"
     return env
 
 
