@@ -24,6 +24,8 @@ static const config_def server_defs[] = {
     { "AURORA_WORKERS", "server.workers", CFG_INT, "4", "worker threads for state-store work", 0 },
     { "AURORA_OUTBOUND_WORKERS", "server.outbound_workers", CFG_INT, "8", "worker threads for calls to providers (OAuth, token exchange)", 0 },
     { "AURORA_MAX_BODY", "server.max_body", CFG_INT, "1048576", "largest accepted HTTP request body (bytes)", 0 },
+    { "AURORA_WEBHOOK_CLAIM_LEASE_S", "webhooks.claim_lease_s", CFG_INT, "300", "a webhook delivery claimed for processing longer ago than this is taken to belong to a process that died and is processed again (s); processing is idempotent, so a short lease costs only repeated work", 0, 5, 86400 },
+    { "AURORA_PUBLIC_URL", "server.public_url", CFG_STRING, NULL, "public base URL of this server (https://aurora.example.com): the webhook URLs connectors show to users (default: built from the request's Host)", 0 },
     { "AURORA_LEGACY_MAX_FRAME", "tunnel.legacy_max_frame", CFG_INT, "33554432", "largest frame from a legacy agent (bytes)", 0 },
     { "AURORA_EXEC_DEFAULT_TIMEOUT", "exec.default_timeout", CFG_INT, "60", "command timeout when the caller gives none (s)", 0 },
     { "AURORA_EXEC_MAX_TIMEOUT", "exec.max_timeout", CFG_INT, "3600", "largest timeout a caller may ask (s)", 0 },

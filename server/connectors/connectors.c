@@ -29,6 +29,7 @@ extern const connector connector_azure;
 extern const connector connector_ovh;
 extern const connector connector_github;
 extern const connector connector_pagerduty;
+extern const connector connector_datadog;
 extern const connector connector_netdata;
 extern const connector connector_splunk;
 
@@ -39,6 +40,7 @@ static const connector *const g_connectors[] = {
     &connector_ovh,
     &connector_github,
     &connector_pagerduty,
+    &connector_datadog,
     &connector_netdata,
     &connector_splunk,
 };
