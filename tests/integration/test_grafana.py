@@ -566,9 +566,14 @@ def bad_input_refused_nothing_stored(t):
 
 @test
 def rate_limit_per_user(t):
-    w = t.world("ratelimited", extra_env={"GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE": "3"})
+    w = t.world("ratelimited", extra_env={"GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE": "3",
+                                          "AURORA_PUBLIC_URL": "https://aurora.example.test/"})
     g = Tenant(w)
     other = Tenant(w)
+    # (this server also has a public URL: the URL to paste is built on it)
+    c = g.api("GET", "/api/connectors/status").json["connectors"]["grafana"]
+    eq(c["webhook_url"], "https://aurora.example.test/grafana/alerts/webhook/%s" % g.user,
+       "webhook URL from AURORA_PUBLIC_URL")
 
     def fresh():
         return payload([alert("firing", "Burst", fingerprint(), service="burst")])
@@ -588,6 +593,94 @@ def rate_limit_per_user(t):
     eq(r.error_code, "RATE_LIMITED", "error code")
     eq(g.deliveries(), stored, "nothing stored when limited")
     eq(other.send(fresh()).status, 200, "another user is not limited")
+
+
+# ---------------------------------------------------------------------------
+# crash recovery: nothing acknowledged is lost, nothing processed twice
+# ---------------------------------------------------------------------------
+def reset_to_received(w, where, args=()):
+    con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
+    con.execute("UPDATE webhook_deliveries SET status = 'received', processed_at = 0,"
+                " claimed_at = 0 WHERE connector = 'grafana' AND " + where, args)
+    con.commit()
+    con.close()
+
+
+@test(timeout=180)
+def kill9_after_2xx_recovered_by_sweep(t):
+    w = t.world("kill")
+    g = Tenant(w)
+    fps = [fingerprint() for _ in range(3)]
+    r = g.send(payload([alert("firing", "Crash%d" % i, fp, service="crash-%d" % i)
+                        for i, fp in enumerate(fps)]))
+    eq(r.status, 200, "delivered")
+    did = r.get("id")
+    w.kill9()  # right after the 2xx
+    eq(len(g.query("SELECT id FROM webhook_deliveries WHERE id = ?", did)), 1,
+       "the delivery is in the database after kill -9")
+    # Make it a crash before processing: undo whatever processing did, then restart.
+    con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
+    con.execute("DELETE FROM rca_jobs WHERE org_id = ?", (g.org,))
+    con.execute("DELETE FROM incident_alerts WHERE org_id = ?", (g.org,))
+    con.execute("DELETE FROM incidents WHERE org_id = ?", (g.org,))
+    con.commit()
+    con.close()
+    reset_to_received(w, "id = ?", (did,))
+    w.restart()
+    g.wait_processed(did)
+    eq(sorted(i[2] for i in g.incidents()), sorted(fps), "the sweep opened the three incidents")
+    g.check_one_rca_job_each()
+    check("grafana: recovery sweep processed 1" in w.server.log_text(), "the sweep says so")
+    # Processed again (a claim lost after its work was done): nothing doubles.
+    w.kill9()
+    reset_to_received(w, "id = ?", (did,))
+    w.restart()
+    g.wait_processed(did)
+    eq(len(g.incidents()), 3, "still three incidents")
+    eq(len(g.alerts()), 3, "still three alert rows")
+    g.check_one_rca_job_each()
+
+
+@test(timeout=240)
+def burst_then_kill9_every_acknowledged_delivery_kept(t):
+    import concurrent.futures
+    w = t.world("burst")
+    g = Tenant(w)
+    bodies = [payload([alert("firing", "Burst%d" % i, fingerprint(), service="burst-%d" % (i % 7))])
+              for i in range(120)]
+    acked = []
+
+    def one(b):
+        try:
+            r = g.send(b)
+            return r.get("id") if r.status == 200 else None
+        except Exception:  # noqa: BLE001 — the kill cuts requests in flight
+            return None
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        futs = [ex.submit(one, b) for b in bodies]
+        for n, f in enumerate(futs):
+            if n == 60:
+                w.kill9()  # mid-stream
+            d = f.result()
+            if d:
+                acked.append(d)
+    check(len(acked) >= 20, "some deliveries were acknowledged before the kill", len(acked))
+    have = {row[0] for row in g.query("SELECT id FROM webhook_deliveries WHERE connector ="
+                                      " 'grafana' AND org_id = ?", g.org)}
+    eq([d for d in acked if d not in have], [], "every acknowledged delivery survived")
+    # Claims of the dead process are retried once their lease (300 s) has passed.
+    con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
+    con.execute("UPDATE webhook_deliveries SET claimed_at = claimed_at - 301"
+                " WHERE status = 'processing'")
+    con.commit()
+    con.close()
+    w.restart()
+    wait_until(lambda: g.query("SELECT COUNT(*) FROM webhook_deliveries WHERE org_id = ?"
+                               " AND status != 'processed'", g.org)[0][0] == 0, 60,
+               what="every stored delivery processed after the restart")
+    eq(g.query("SELECT COUNT(*) FROM grafana_alerts WHERE org_id = ?", g.org)[0][0], len(have),
+       "one alert row per stored delivery")
+    g.check_one_rca_job_each()
 
 
 if __name__ == "__main__":
