@@ -4,7 +4,8 @@
  *
  *   POST /grafana/alerts/webhook/{user_id}[?org_id=]  Grafana's webhook contact
  *                          point (no API key: the per-user URL is the
- *                          credential).  The first accepted delivery — usually
+ *                          credential; PUT too, the contact point's other
+ *                          HTTP method).  The first accepted delivery — usually
  *                          the contact point's "Test" — connects the user.
  *   GET  /grafana/status   connected, the webhook URL to paste, last delivery
  *   POST /grafana/disconnect  deactivates: the row is kept with status
@@ -426,7 +427,7 @@ static int64_t meta_time(const char *meta_json, const char *key)
 {
     cJSON *m = meta_json ? cJSON_Parse(meta_json) : NULL;
     int64_t t = 0;
-    if (api_json_int64(cJSON_GetObjectItemCaseSensitive(m, key), &t) < 0)
+    if (!api_json_int64(cJSON_GetObjectItemCaseSensitive(m, key), &t))
         t = 0;
     cJSON_Delete(m);
     return t;
@@ -531,6 +532,12 @@ static int webhook_process(worker_ctx *w, const store_webhook_delivery *d, char 
     }
     int64_t now = (int64_t)time(NULL);
     int out = KIT_WH_IGNORED, idx = 0, created = 0, attached = 0, unmatched = 0;
+    int64_t truncated = 0;
+    if (api_json_int64(cJSON_GetObjectItemCaseSensitive(json, "truncatedAlerts"), &truncated) &&
+        truncated > 0)
+        log_warn("grafana: delivery %s: Grafana left out %lld alerts of this group (the contact "
+                 "point's Max Alerts); they reach Aurora only when they change state",
+                 d->id, (long long)truncated);
     const cJSON *a;
     cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(json, "alerts"))
     {
@@ -795,6 +802,8 @@ static void grafana_register(void)
     if (kit_webhook_register(&grafana_webhook) < 0)
         return; /* logged; not mounted rather than half-working */
     router_add(HTTP_POST, "/grafana/alerts/webhook/{user_id}", ROUTE_PUBLIC, webhook_route);
+    /* The contact point's "HTTP Method" may be set to PUT: same delivery. */
+    router_add(HTTP_PUT, "/grafana/alerts/webhook/{user_id}", ROUTE_PUBLIC, webhook_route);
     router_add(HTTP_GET, "/grafana/status", ROUTE_AUTH_API, status_route);
     router_add(HTTP_POST, "/grafana/disconnect", ROUTE_AUTH_API, disconnect_route);
     router_add(HTTP_POST, "/grafana/reconnect", ROUTE_AUTH_API, reconnect_route);

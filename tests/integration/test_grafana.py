@@ -48,7 +48,8 @@ def gotime(t, offset_minutes=0):
 
 
 def fingerprint():
-    return secrets.token_hex(8)
+    """16 hex digits like Grafana's, never all digits (psql reads cells back untyped)."""
+    return secrets.choice("abcdef") + secrets.token_hex(8)[1:]
 
 
 def alert(status, name, fp, service=None, severity="critical", starts=None, ends=None,
@@ -225,11 +226,8 @@ def now():
 # ---------------------------------------------------------------------------
 # the guide's table, one test per row
 # ---------------------------------------------------------------------------
-@test
-def row_single_alert_fires_then_resolves(t):
+def _row_single_alert_fires_then_resolves(g):
     """Matched by fingerprint, resolution grouped with the original incident."""
-    w = world()
-    g = Tenant(w)
     fp = fingerprint()
     start = now() - 600
     g.deliver(payload([alert("firing", "HighLatency", fp, service="checkout", starts=start)]))
@@ -255,11 +253,13 @@ def row_single_alert_fires_then_resolves(t):
 
 
 @test
-def row_multiple_alerts_in_one_webhook(t):
+def row_single_alert_fires_then_resolves(t):
+    _row_single_alert_fires_then_resolves(Tenant(world()))
+
+
+def _row_multiple_alerts_in_one_webhook(g):
     """Each fingerprint processed independently: correlated alerts attach to an existing
     incident, uncorrelated ones create a new incident and RCA."""
-    w = world()
-    g = Tenant(w)
     fa, fb, fc = fingerprint(), fingerprint(), fingerprint()
     did = g.deliver(payload([alert("firing", "CPUHigh", fa, service="payments"),
                              alert("firing", "MemoryHigh", fb, service="payments"),
@@ -278,10 +278,12 @@ def row_multiple_alerts_in_one_webhook(t):
 
 
 @test
-def row_partial_resolution(t):
+def row_multiple_alerts_in_one_webhook(t):
+    _row_multiple_alerts_in_one_webhook(Tenant(world()))
+
+
+def _row_partial_resolution(g):
     """Some firing, some resolved: each alert handled by its own status."""
-    w = world()
-    g = Tenant(w)
     fa, fb = fingerprint(), fingerprint()
     start = now() - 900
     g.deliver(payload([alert("firing", "ErrorRate", fa, service="api", starts=start),
@@ -300,10 +302,12 @@ def row_partial_resolution(t):
 
 
 @test
-def row_same_alert_refires_weeks_later(t):
+def row_partial_resolution(t):
+    _row_partial_resolution(Tenant(world()))
+
+
+def _row_same_alert_refires_weeks_later(g):
     """New incident; the resolution matches the newest by started_at DESC."""
-    w = world()
-    g = Tenant(w)
     fp = fingerprint()
     weeks_ago = now() - 21 * 86400
     g.deliver(payload([alert("firing", "CertExpiry", fp, service="edge", starts=weeks_ago)]))
@@ -327,10 +331,13 @@ def row_same_alert_refires_weeks_later(t):
 
 
 @test
-def row_resolution_with_no_matching_incident(t):
+def row_same_alert_refires_weeks_later(t):
+    _row_same_alert_refires_weeks_later(Tenant(world()))
+
+
+def _row_resolution_with_no_matching_incident(g):
     """Logged and skipped; the alert is still persisted in grafana_alerts."""
-    w = world()
-    g = Tenant(w)
+    w = g.w
     fp = fingerprint()
     did = g.deliver(payload([alert("resolved", "GhostAlert", fp, service="nowhere",
                                    starts=now() - 300, ends=now() - 10)]))
@@ -345,10 +352,12 @@ def row_resolution_with_no_matching_incident(t):
 
 
 @test
-def row_labels_change_mid_incident(t):
+def row_resolution_with_no_matching_incident(t):
+    _row_resolution_with_no_matching_incident(Tenant(world()))
+
+
+def _row_labels_change_mid_incident(g):
     """The fingerprint changes with the labels, so the resolution does not match."""
-    w = world()
-    g = Tenant(w)
     before, after = fingerprint(), fingerprint()
     start = now() - 400
     g.deliver(payload([alert("firing", "PodRestarts", before, service="orders", starts=start,
@@ -364,11 +373,13 @@ def row_labels_change_mid_incident(t):
 
 
 @test
-def fingerprint_from_labels_when_missing(t):
+def row_labels_change_mid_incident(t):
+    _row_labels_change_mid_incident(Tenant(world()))
+
+
+def _fingerprint_from_labels_when_missing(g):
     """An alert without a fingerprint gets one from its sorted labels: fire and resolve
     with the labels in another order still match."""
-    w = world()
-    g = Tenant(w)
     a = alert("firing", "NoFingerprint", None, service="legacy")
     g.deliver(payload([a]))
     r = alert("resolved", "NoFingerprint", None, service="legacy", ends=now())
@@ -378,6 +389,11 @@ def fingerprint_from_labels_when_missing(t):
     eq(len(inc), 1, "one incident")
     eq(inc[0][1], "resolved", "matched through the computed fingerprint")
     check(inc[0][2].startswith("labels:"), "computed fingerprint is marked", inc[0][2])
+
+
+@test
+def fingerprint_from_labels_when_missing(t):
+    _fingerprint_from_labels_when_missing(Tenant(world()))
 
 
 # ---------------------------------------------------------------------------
@@ -593,6 +609,68 @@ def rate_limit_per_user(t):
     eq(r.error_code, "RATE_LIMITED", "error code")
     eq(g.deliveries(), stored, "nothing stored when limited")
     eq(other.send(fresh()).status, 200, "another user is not limited")
+
+
+class PgTenant(Tenant):
+    """The same reads on PostgreSQL, through psql (NULL read back as None)."""
+
+    def __init__(self, w, pg):
+        self.pg = pg
+        super().__init__(w)
+
+    def query(self, sql, *args):
+        import subprocess
+        lit = []
+        for a in args:
+            lit.append("'%s'" % str(a).replace("'", "''"))
+        q = sql.replace("?", "%s") % tuple(lit)
+        r = subprocess.run([os.path.join(self.pg.bindir, "psql"), "-X", "-q", "-At", "-F", "\t",
+                            "-P", "null=\\N", "-h", self.pg.dir, "-p", "5432", "-U", "aurora",
+                            "-d", "postgres", "-c", q], capture_output=True, timeout=30)
+        check(r.returncode == 0, "psql: %s" % q, r.stderr.decode("utf-8", "replace"))
+
+        def cell(v):
+            if v == "\\N":
+                return None
+            try:
+                return int(v)
+            except ValueError:
+                return v
+        lines = [ln for ln in r.stdout.decode("utf-8").split("\n") if ln != ""]
+        return [tuple(cell(v) for v in ln.split("\t")) for ln in lines]
+
+
+@test(timeout=240)
+def table_rows_on_postgresql(t):
+    from harness import Postgres
+    pg = Postgres()
+    t.defer(pg.destroy)
+    w = t.world("pg", extra_env={"DATABASE_URL": pg.url})
+    for row in (_row_single_alert_fires_then_resolves, _row_multiple_alerts_in_one_webhook,
+                _row_partial_resolution, _row_same_alert_refires_weeks_later,
+                _row_resolution_with_no_matching_incident, _row_labels_change_mid_incident,
+                _fingerprint_from_labels_when_missing):
+        row(PgTenant(w, pg))
+    g = PgTenant(w, pg)
+    g.deliver(payload([alert("firing", "StatusOnPg", fingerprint(), service="pg")]))
+    s = g.status()
+    eq((s["connected"], s["deliveries"]), (True, 1), "status counts deliveries on PostgreSQL")
+
+
+@test
+def put_method_and_truncated_alerts(t):
+    """Grafana's contact point may use PUT; truncatedAlerts > 0 is logged."""
+    w = world()
+    g = Tenant(w)
+    body = payload([alert("firing", "ViaPut", fingerprint(), service="put")])
+    body["truncatedAlerts"] = 7
+    r = https_request(w.port, w.ctx, "PUT", "/grafana/alerts/webhook/%s" % g.user,
+                      json.dumps(body).encode(), {"Content-Type": "application/json"})
+    eq(r.status, 200, "PUT delivery")
+    g.wait_processed(r.get("id"))
+    eq(len(g.incidents()), 1, "processed like a POST")
+    wait_until(lambda: "Grafana left out 7 alerts" in w.server.log_text(), 10,
+               what="the truncation is logged")
 
 
 # ---------------------------------------------------------------------------
