@@ -374,7 +374,7 @@ int grafana_is_test_alert(const cJSON *a)
            !strcmp(inst, "Grafana");
 }
 
-/* ---- the connector row ------------------------------------------------------------------------ */
+/* ---- the connector row ----------------------------------------------------------------------- */
 
 /* Writes the user's row with status and one metadata time set to now
  * (connected_at kept from before when there is one).  meta_from: metadata to
@@ -433,7 +433,7 @@ static int64_t meta_time(const char *meta_json, const char *key)
     return t;
 }
 
-/* ---- intake callbacks --------------------------------------------------------------------------- */
+/* ---- intake callbacks ------------------------------------------------------------------------ */
 
 /* 1 when the user's deliveries of this minute are over the limit (429 in
  * resp), -1 on a store failure (503 in resp), else 0 (one slot taken). */
@@ -592,7 +592,7 @@ static const kit_webhook_spec grafana_webhook = {
     .process = webhook_process,
 };
 
-/* ---- recovery sweep ---------------------------------------------------------------------------- */
+/* ---- recovery sweep -------------------------------------------------------------------------- */
 
 /* A delivery committed just before a crash, or whose processing failed (the
  * store was down), is processed here: at start-up, then every
@@ -607,7 +607,7 @@ static long webhook_sweep_task(worker_ctx *w)
     return SWEEP_INTERVAL_S;
 }
 
-/* ---- status ---------------------------------------------------------------------------------------- */
+/* ---- status ---------------------------------------------------------------------------------- */
 
 /* http(s)://host[:port] from the request's Host header: only the characters
  * of a host name, an IPv6 literal and a port (it is shown to be pasted). */
@@ -651,7 +651,8 @@ static void add_status(worker_ctx *w, const auth_ctx *who, const http_request *r
              norgs > 1 ? "?org_id=" : "", norgs > 1 ? who->org_id : "");
     cJSON_AddStringToObject(out, "webhook_path", path);
     char base[512], url[1100];
-    if (public_base(w, base, sizeof(base)) == 0 || base_from_host(w, req, base, sizeof(base)) == 0) {
+    if (public_base(w, base, sizeof(base)) == 0 ||
+        base_from_host(w, req, base, sizeof(base)) == 0) {
         snprintf(url, sizeof(url), "%s%s", base, path);
         cJSON_AddStringToObject(out, "webhook_url", url);
     } else {
@@ -667,7 +668,8 @@ static void add_status(worker_ctx *w, const auth_ctx *who, const http_request *r
     }
     int have = rc == STORE_OK, active = have && !strcmp(row.status, "active");
     cJSON_AddBoolToObject(out, "connected", active);
-    cJSON_AddStringToObject(out, "status", !have ? "not_connected" : active ? "active" : "disabled");
+    cJSON_AddStringToObject(out, "status",
+                            !have ? "not_connected" : active ? "active" : "disabled");
     time_json_add(out, "connected_at", have ? meta_time(row.metadata_json, "connected_at") : 0);
     time_json_add(out, "disconnected_at",
                   have && !active ? meta_time(row.metadata_json, "disconnected_at") : 0);

@@ -163,8 +163,9 @@ static void test_map_documented_alerts(void **state)
     assert_string_equal(g.alert.title, "High memory usage");
     assert_null(g.alert.service); /* team/zone are not service labels */
     assert_string_equal(g.alert.severity, "unknown");
-    assert_string_equal(g.alert.message, "The system has high memory usage\n[ var='B' labels={} "
-                                         "value=44.23943737541908 ], [ var='C' labels={} value=1 ]");
+    assert_string_equal(g.alert.message,
+                        "The system has high memory usage\n[ var='B' labels={} "
+                        "value=44.23943737541908 ], [ var='C' labels={} value=1 ]");
     assert_string_equal(g.alert.url, "https://play.grafana.org/alerting/1afz29v7z/edit");
     assert_int_equal(g.alert.occurred_at, 1634025063); /* startsAt */
     assert_ptr_equal(g.alert.raw, alert_at(j, 0));
