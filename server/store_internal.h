@@ -118,7 +118,7 @@ static inline int cell_i64(store_t *s, const db_result *r, size_t row, size_t co
 static inline int cell_int(store_t *s, const db_result *r, size_t row, size_t col, int *out,
                     const char *field)
 {
-    int64_t v;
+    int64_t v = 0; /* inlined, gcc -O2 cannot see cell_i64 sets it on success */
     if (cell_i64(s, r, row, col, &v, field) != STORE_OK)
         return STORE_ERR;
     if (v < INT_MIN || v > INT_MAX)
