@@ -12,6 +12,7 @@
  *                          "disabled", deliveries are refused 403
  *                          GRAFANA_DISCONNECTED (nothing stored)
  *   POST /grafana/reconnect   active again; the same URL works unchanged
+ *   POST|DELETE /grafana/signing-secret  optional HMAC secret (below)
  *   DELETE /api/connectors/grafana  the generic disconnect deletes the row;
  *                          the .disconnected hook puts it back "disabled",
  *                          so both ways deactivate and neither forgets the
@@ -21,16 +22,24 @@
  * Intake order (worker thread): tenant (kit_tenant_resolve, a member without
  * a row will do) → disconnected? 403 → size cap (GRAFANA_WEBHOOK_MAX_BODY,
  * 413) → per-user rate limit (GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE, 429 with
- * Retry-After) → Grafana's shape (400) → connect on first delivery → the kit
+ * Retry-After) → the user's signing secret, if any (the kit checks the HMAC:
+ * 401) → Grafana's shape (400) → connect on first delivery → the kit
  * commits the raw body → 200 → processing: one incident_ingest() per element
  * of alerts[], in order (grafana.h says how each field is mapped).
  *
  * Grafana sends no delivery id: the kit keys a delivery on the SHA-256 of its
  * body, so a retried or replayed body is a duplicate (200, nothing stored).
  * A repeat notification of an unchanged group is the same bytes and is
- * likewise not counted twice.  No signature: Grafana's optional HMAC header
- * needs a per-user secret and a UI to set it, which the guide does not offer
- * ("No API key required"). */
+ * likewise not counted twice.
+ *
+ * Signature (optional, per user): POST /grafana/signing-secret stores a
+ * secret in the secrets backend (aurora/orgs/<org>/users/<user>/grafana/
+ * webhook-secret); from then on every delivery must carry Grafana's HMAC
+ * Signature (contact point > Optional settings > HMAC Signature: that
+ * secret, the default header X-Grafana-Alerting-Signature, no timestamp
+ * header), checked by the kit in constant time, 401 otherwise.  DELETE
+ * /grafana/signing-secret goes back to unsigned; the generic DELETE
+ * /api/connectors/grafana deletes it with the connection's other secrets. */
 #include "grafana.h"
 
 #include <cjson/cJSON.h>
@@ -44,11 +53,13 @@
 #include "buf.h"
 #include "connector.h"
 #include "crypto.h"
+#include "kit_secrets.h"
 #include "kit_tenant.h"
 #include "kit_webhook.h"
 #include "log.h"
 #include "periodic.h"
 #include "router.h"
+#include "secrets.h"
 #include "server_config.h"
 #include "timefmt.h"
 
@@ -59,6 +70,8 @@
 #define RATE_WINDOW_S 60
 #define TIME_MAX_S 253402300799LL /* 9999-12-31T23:59:59Z, the incident store's limit */
 #define MAX_ORGS_SHOWN 8
+#define SECRET_FIELD "webhook-secret"
+#define SECRET_MIN 16 /* bytes of a signing secret: at least 128 bits of a random string */
 #define MSG_DISCONNECTED                                                                           \
     "The Grafana connection of this user is disconnected in Aurora: alerts are rejected until "   \
     "it is reconnected (Reconnect in Aurora, or POST /grafana/reconnect); the contact point "     \
@@ -463,6 +476,44 @@ static int rate_limited(worker_ctx *w, const kit_tenant *t, http_response *resp)
     return 1;
 }
 
+/* The user's optional signing secret (POST /grafana/signing-secret): when set,
+ * every delivery must carry Grafana's HMAC (the kit answers 401 otherwise);
+ * when not, deliveries are accepted unsigned (KIT_WH_SIGNED_IF_CONFIGURED). */
+static int add_signing_secret(worker_ctx *w, const kit_tenant *t, kit_wh_keys *out,
+                              http_response *resp)
+{
+    store_connector row;
+    int rc = store_connector_get(w->store, t->org_id, t->user_id, GF_ID, &row);
+    if (rc == STORE_NOT_FOUND)
+        return 0;
+    if (rc != STORE_OK) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    char ref[sizeof(row.secret_ref)];
+    snprintf(ref, sizeof(ref), "%s", row.secret_ref);
+    store_connector_free(&row);
+    if (!ref[0])
+        return 0;
+    unsigned char *val = NULL;
+    size_t len = 0;
+    /* A reference whose secret is gone: refuse (503) rather than accept
+     * unsigned what the user asked to be signed. */
+    if (kit_secret_get(w, ref, &val, &len, 503, "WEBHOOK_SECRET_UNAVAILABLE",
+                       "the Grafana signing secret is missing from the secrets backend; set it "
+                       "again (POST /grafana/signing-secret)",
+                       resp) < 0)
+        return -1;
+    rc = kit_wh_keys_add(out, val, len);
+    secrets_free(val, len);
+    if (rc < 0) {
+        http_resp_error(resp, 503, "WEBHOOK_SECRET_UNAVAILABLE",
+                        "the stored Grafana signing secret is unusable; set it again");
+        return -1;
+    }
+    return 0;
+}
+
 static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out,
                         http_response *resp)
 {
@@ -482,6 +533,8 @@ static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out
         return -1;
     }
     if (rate_limited(w, &t, resp))
+        return -1;
+    if (t.has_row && add_signing_secret(w, &t, out, resp) < 0)
         return -1;
     snprintf(out->org_id, sizeof(out->org_id), "%s", t.org_id);
     snprintf(out->tenant_key, sizeof(out->tenant_key), "%s", t.user_id);
@@ -583,8 +636,14 @@ static int webhook_process(worker_ctx *w, const store_webhook_delivery *d, char 
 
 static const kit_webhook_spec grafana_webhook = {
     .connector = GF_ID,
-    .policy = KIT_WH_UNSIGNED, /* the per-user URL is the credential (guide: no API key) */
-    .event_json = "status",    /* "firing" / "resolved": the group's status */
+    /* The per-user URL is the credential (guide: no API key); a user who set
+     * a signing secret gets Grafana's HMAC checked: hex HMAC-SHA256 of the
+     * raw body in X-Grafana-Alerting-Signature (the contact point's default
+     * header, no timestamp header). */
+    .policy = KIT_WH_SIGNED_IF_CONFIGURED,
+    .signature_header = "x-grafana-alerting-signature",
+    .encoding = KIT_WH_HEX,
+    .event_json = "status", /* "firing" / "resolved": the group's status */
     .content_type = "application/json",
     .require_json_object = 1,
     .keys = webhook_keys,
@@ -673,6 +732,7 @@ static void add_status(worker_ctx *w, const auth_ctx *who, const http_request *r
     time_json_add(out, "connected_at", have ? meta_time(row.metadata_json, "connected_at") : 0);
     time_json_add(out, "disconnected_at",
                   have && !active ? meta_time(row.metadata_json, "disconnected_at") : 0);
+    cJSON_AddBoolToObject(out, "signing_secret_configured", have && row.secret_ref[0]);
     if (have)
         store_connector_free(&row);
     int64_t count = 0, last = 0;
@@ -751,6 +811,95 @@ static void reconnect_route(worker_ctx *w, http_request *req, http_response *res
     set_status_route(w, req, resp, 1);
 }
 
+/* Writes the row (active when new) with the given secret reference ("" to
+ * clear), keeping its status and history. */
+static int row_set_ref(worker_ctx *w, const auth_ctx *who, const char *ref)
+{
+    store_connector row;
+    int rc = store_connector_get(w->store, who->org_id, who->user_id, GF_ID, &row);
+    if (rc == STORE_ERR)
+        return -1;
+    char status[sizeof(row.status)] = "active";
+    if (rc == STORE_OK) {
+        snprintf(status, sizeof(status), "%s", row.status);
+        store_connector_free(&row);
+    }
+    if (row_put(w, who->org_id, who->user_id, status, NULL, NULL) < 0 ||
+        store_connector_get(w->store, who->org_id, who->user_id, GF_ID, &row) != STORE_OK)
+        return -1;
+    snprintf(row.secret_ref, sizeof(row.secret_ref), "%s", ref);
+    rc = store_connector_upsert(w->store, &row);
+    store_connector_free(&row);
+    return rc == STORE_OK ? 0 : -1;
+}
+
+/* POST /grafana/signing-secret {"secret": "…"}: the secret the user also set
+ * under the contact point's HMAC Signature settings. */
+static void secret_put_route(worker_ctx *w, http_request *req, http_response *resp)
+{
+    if (connector_require_user(&req->auth, resp) < 0 || connector_secrets_ready(w, resp) < 0)
+        return;
+    cJSON *body = http_json_body(req, resp);
+    if (!body)
+        return;
+    const char *secret = api_json_str(body, "secret");
+    size_t n = secret ? strlen(secret) : 0;
+    int ok = n >= SECRET_MIN && n <= KIT_WH_SECRET_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (unsigned char)secret[i] > 0x20 && (unsigned char)secret[i] < 0x7f;
+    if (!ok) {
+        cJSON_Delete(body);
+        http_resp_error(resp, 400, "INVALID_SECRET",
+                        "secret must be %d to %d printable ASCII characters without spaces",
+                        SECRET_MIN, KIT_WH_SECRET_MAX);
+        return;
+    }
+    char ref[512];
+    int rc = kit_secret_put(w, req->auth.org_id, req->auth.user_id, GF_ID, SECRET_FIELD, secret,
+                            ref, sizeof(ref), resp);
+    cJSON_Delete(body); /* cJSON_Delete frees the copy of the secret (not wiped: cJSON's) */
+    if (rc < 0)
+        return;
+    if (row_set_ref(w, &req->auth, ref) < 0) {
+        api_store_error(w, resp);
+        return;
+    }
+    log_info("grafana: signing secret set for user %s (org %s)", req->auth.user_id,
+             req->auth.org_id);
+    cJSON *o = cJSON_CreateObject();
+    if (o)
+        add_status(w, &req->auth, req, o);
+    http_resp_json(resp, 200, o);
+}
+
+/* DELETE /grafana/signing-secret: deliveries are accepted unsigned again. */
+static void secret_delete_route(worker_ctx *w, http_request *req, http_response *resp)
+{
+    if (connector_require_user(&req->auth, resp) < 0 || connector_secrets_ready(w, resp) < 0)
+        return;
+    store_connector row;
+    int rc = store_connector_get(w->store, req->auth.org_id, req->auth.user_id, GF_ID, &row);
+    if (rc == STORE_ERR) {
+        api_store_error(w, resp);
+        return;
+    }
+    if (rc == STORE_OK) {
+        /* The only secret of this connection: delete them all, then the reference. */
+        rc = kit_secrets_delete_connection(w, &req->auth, GF_ID, &row, resp);
+        store_connector_free(&row);
+        if (rc < 0)
+            return;
+        if (row_set_ref(w, &req->auth, "") < 0) {
+            api_store_error(w, resp);
+            return;
+        }
+    }
+    cJSON *o = cJSON_CreateObject();
+    if (o)
+        add_status(w, &req->auth, req, o);
+    http_resp_json(resp, 200, o);
+}
+
 static void events_route(worker_ctx *w, http_request *req, http_response *resp)
 {
     kit_webhook_list_events(w, GF_ID, req, resp);
@@ -803,9 +952,15 @@ static void grafana_register(void)
 {
     if (kit_webhook_register(&grafana_webhook) < 0)
         return; /* logged; not mounted rather than half-working */
-    router_add(HTTP_POST, "/grafana/alerts/webhook/{user_id}", ROUTE_PUBLIC, webhook_route);
-    /* The contact point's "HTTP Method" may be set to PUT: same delivery. */
-    router_add(HTTP_PUT, "/grafana/alerts/webhook/{user_id}", ROUTE_PUBLIC, webhook_route);
+    /* Outbound pool: an optional signing secret comes from the secrets backend.
+     * The contact point's "HTTP Method" may be set to PUT: same delivery. */
+    router_add_outbound(HTTP_POST, "/grafana/alerts/webhook/{user_id}", ROUTE_PUBLIC,
+                        webhook_route);
+    router_add_outbound(HTTP_PUT, "/grafana/alerts/webhook/{user_id}", ROUTE_PUBLIC,
+                        webhook_route);
+    router_add_outbound(HTTP_POST, "/grafana/signing-secret", ROUTE_AUTH_API, secret_put_route);
+    router_add_outbound(HTTP_DELETE, "/grafana/signing-secret", ROUTE_AUTH_API,
+                        secret_delete_route);
     router_add(HTTP_GET, "/grafana/status", ROUTE_AUTH_API, status_route);
     router_add(HTTP_POST, "/grafana/disconnect", ROUTE_AUTH_API, disconnect_route);
     router_add(HTTP_POST, "/grafana/reconnect", ROUTE_AUTH_API, reconnect_route);

@@ -674,6 +674,73 @@ def put_method_and_truncated_alerts(t):
 
 
 # ---------------------------------------------------------------------------
+# optional HMAC signature (Grafana's contact point > HMAC Signature)
+# ---------------------------------------------------------------------------
+def grafana_sign(secret, body):
+    """Grafana's documented scheme without a timestamp header: hex HMAC-SHA256 of the
+    body under the secret, in X-Grafana-Alerting-Signature (Python's hmac, not the
+    server's code)."""
+    import hashlib
+    import hmac
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@test
+def optional_signing_secret(t):
+    w = world()
+    g = Tenant(w)
+    secret = "gf-" + secrets.token_urlsafe(24)
+    for bad in ("short", "has space inside the secret", "x" * 513, None):
+        r = g.api("POST", "/grafana/signing-secret", {"secret": bad})
+        eq((r.status, r.error_code), (400, "INVALID_SECRET"), "secret refused: %s" % repr(bad)[:40])
+    r = g.api("POST", "/grafana/signing-secret", {"secret": secret})
+    eq(r.status, 200, "signing secret set")
+    eq((r.get("signing_secret_configured"), r.get("connected")), (True, True), "status after")
+    base = g.deliveries()
+
+    def send_signed(body, sig):
+        data = json.dumps(body).encode()
+        h = {"Content-Type": "application/json"}
+        if sig is not None:
+            h["X-Grafana-Alerting-Signature"] = sig(data) if callable(sig) else sig
+        return https_request(w.port, w.ctx, "POST", "/grafana/alerts/webhook/%s" % g.user,
+                             data, h)
+    body = payload([alert("firing", "Signed", fingerprint(), service="signed")])
+    r = send_signed(body, None)
+    eq((r.status, r.error_code), (401, "MISSING_SIGNATURE"), "unsigned refused once configured")
+    r = send_signed(body, lambda d: grafana_sign("another-secret-of-enough-length", d))
+    eq((r.status, r.error_code), (401, "INVALID_SIGNATURE"), "wrong secret")
+    r = send_signed(body, lambda d: grafana_sign(secret, d + b" "))
+    eq((r.status, r.error_code), (401, "INVALID_SIGNATURE"), "signature of other bytes")
+    eq(g.deliveries(), base, "nothing stored by refused deliveries")
+    r = send_signed(body, lambda d: grafana_sign(secret, d).upper())
+    eq(r.status, 200, "signed delivery accepted")
+    ev = g.wait_processed(r.get("id"))
+    eq(ev.get("verified"), True, "stored as verified")
+    eq(len(g.incidents()), 1, "processed")
+    check(secret not in w.server.log_text(), "the secret is not logged")
+    con = g.db()
+    try:
+        dump = "\n".join(con.iterdump())
+    finally:
+        con.close()
+    check(secret not in dump, "the secret is not in the database")
+    # Back to unsigned.
+    r = g.api("DELETE", "/grafana/signing-secret")
+    eq((r.status, r.get("signing_secret_configured")), (200, False), "secret removed")
+    r = send_signed(payload([alert("firing", "Unsigned", fingerprint(), service="u")]), None)
+    eq(r.status, 200, "unsigned accepted again")
+    # The generic DELETE deletes the secret with the connection; Reconnect: unsigned works.
+    eq(g.api("POST", "/grafana/signing-secret", {"secret": secret}).status, 200, "set again")
+    eq(g.api("DELETE", "/api/connectors/grafana").status, 200, "generic disconnect")
+    s = g.status()
+    eq((s["status"], s["signing_secret_configured"]), ("disabled", False), "secret gone")
+    eq(g.api("POST", "/grafana/reconnect").status, 200, "reconnect")
+    r = send_signed(payload([alert("firing", "AfterAll", fingerprint(), service="v")]), None)
+    eq(r.status, 200, "the same URL works after Reconnect")
+
+
+# ---------------------------------------------------------------------------
 # crash recovery: nothing acknowledged is lost, nothing processed twice
 # ---------------------------------------------------------------------------
 def reset_to_received(w, where, args=()):
