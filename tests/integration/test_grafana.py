@@ -208,6 +208,22 @@ class Tenant:
             eq(source, "grafana", "RCA job source_type of %s" % inc)
         jobs = self.query("SELECT COUNT(*) FROM rca_jobs WHERE org_id = ?", self.org)[0][0]
         eq(jobs, len(rows), "RCA jobs of the organization = its incidents")
+        self.check_api_agrees()
+
+    def check_api_agrees(self):
+        """Once the incident core's routes are on this build (docs/api.md, Incidents):
+        GET /api/incidents and GET /api/incidents/{id} say what the tables say."""
+        r = self.api("GET", "/api/incidents?source=grafana&limit=200")
+        if r.status == 404 and r.get("error") == "no such route":
+            return  # the core's API is merged separately; the tables were checked
+        eq(r.status, 200, "GET /api/incidents")
+        listed = {i["id"]: i["status"] for i in r.json["incidents"]}
+        eq(listed, {i[0]: i[1] for i in self.incidents()}, "GET /api/incidents = the table")
+        for inc_id in listed:
+            one = self.api("GET", "/api/incidents/%s" % inc_id)
+            eq(one.status, 200, "GET /api/incidents/%s" % inc_id)
+            eq([a["fingerprint"] for a in one.json["alerts"]],
+               [a[0] for a in self.alerts(inc_id)], "alerts of %s through the API" % inc_id)
 
     def deliveries(self):
         return self.status()["deliveries"]
