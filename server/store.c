@@ -40,30 +40,9 @@
 
 /* ---- input checks ------------------------------------------------------------ */
 
-/* SHA-256 as 64 lowercase hex characters: the only form of a secret stored. */
-static int check_hash(store_t *s, const char *field, const char *h)
-{
-    if (!h)
-        return serr(s, "%s is missing", field);
-    size_t n = 0;
-    for (; h[n]; n++)
-        if (!((h[n] >= '0' && h[n] <= '9') || (h[n] >= 'a' && h[n] <= 'f')) || n >= 64)
-            return serr(s, "%s is not a SHA-256 hex digest", field);
-    if (n != 64)
-        return serr(s, "%s is not a SHA-256 hex digest", field);
-    return STORE_OK;
-}
-
 static int check_time(store_t *s, const char *field, int64_t t)
 {
     return t < 0 ? serr(s, "%s is negative", field) : STORE_OK;
-}
-
-/* 0 means "not set" in every time column, so a revocation or disconnect
- * stamped 0 would be lost: such a `now` is taken as the current time. */
-static int64_t now_or_clock(int64_t now)
-{
-    return now > 0 ? now : (int64_t)time(NULL);
 }
 
 /* ---- ordering keys ---------------------------------------------------------------- */

@@ -974,7 +974,6 @@ static void grafana_register(void)
 static const config_def grafana_settings[] = {
     { "GRAFANA_WEBHOOK_MAX_BODY", "grafana.webhook_max_body", CFG_INT, "1048576", "Grafana connector: largest webhook body accepted (bytes; AURORA_MAX_BODY still applies)", 0, 1024, 67108864 },
     { "GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE", "grafana.webhook_rate_limit_per_minute", CFG_INT, "120", "Grafana connector: webhook deliveries accepted per user and minute (more get 429 with Retry-After)", 0, 1, 1000000 },
-    { "AURORA_PUBLIC_URL", "server.public_url", CFG_STRING, NULL, "public base URL of this server (https://aurora.example.com): webhook URLs shown to users (default: the request's Host)", 0 },
     { NULL },
 };
 

@@ -14,9 +14,10 @@ version "1", groupKey, truncatedAlerts, title, state, message), with Go's time f
 The test notification is the one Grafana's "Test" button sends (alertname TestAlert,
 instance Grafana, summary "Notification test").
 
-Incidents, their alerts and the RCA outbox are read from the SQLite file, read-only
-(the incident routes are not on this branch yet): tables incidents, incident_alerts,
-rca_jobs and the view grafana_alerts the guide names.
+Incidents, their alerts and the RCA outbox are checked in the tables, read-only
+(SQLite file, or psql for the PostgreSQL run: incidents, incident_alerts, rca_jobs and
+the view grafana_alerts the guide names) and through the incident core's routes
+(GET /api/incidents, GET /api/incidents/{id}, GET /internal/rca/jobs), which must agree.
 """
 import datetime
 import json
@@ -211,11 +212,10 @@ class Tenant:
         self.check_api_agrees()
 
     def check_api_agrees(self):
-        """Once the incident core's routes are on this build (docs/api.md, Incidents):
-        GET /api/incidents and GET /api/incidents/{id} say what the tables say."""
+        """The incident core's routes (docs/api.md, Incidents; docs/rca-outbox.md) say
+        what the tables say: GET /api/incidents, GET /api/incidents/{id} with its alerts,
+        and one RCA job per incident in GET /internal/rca/jobs."""
         r = self.api("GET", "/api/incidents?source=grafana&limit=200")
-        if r.status == 404 and r.get("error") == "no such route":
-            return  # the core's API is merged separately; the tables were checked
         eq(r.status, 200, "GET /api/incidents")
         listed = {i["id"]: i["status"] for i in r.json["incidents"]}
         eq(listed, {i[0]: i[1] for i in self.incidents()}, "GET /api/incidents = the table")
@@ -224,6 +224,20 @@ class Tenant:
             eq(one.status, 200, "GET /api/incidents/%s" % inc_id)
             eq([a["fingerprint"] for a in one.json["alerts"]],
                [a[0] for a in self.alerts(inc_id)], "alerts of %s through the API" % inc_id)
+        jobs, after = [], None
+        while True:
+            q = "/internal/rca/jobs?limit=1000" + ("&after=%s" % after if after else "")
+            r = https_request(self.w.port, self.w.ctx, "GET", q, None,
+                              {"X-Internal-Secret": self.w.secret})
+            eq(r.status, 200, "GET /internal/rca/jobs")
+            jobs += r.json["jobs"]
+            after = r.json.get("next_after")
+            if not after or not r.json["jobs"]:
+                break
+        mine = [j for j in jobs if j.get("incident_id") in listed]
+        eq(sorted(j["incident_id"] for j in mine), sorted(listed),
+           "exactly one RCA job per incident in the outbox routes")
+        check(all(j.get("source_type") == "grafana" for j in mine), "source_type grafana", mine)
 
     def deliveries(self):
         return self.status()["deliveries"]
@@ -365,6 +379,7 @@ def _row_resolution_with_no_matching_incident(g):
     eq(json.loads(rows[0][3])["fingerprint"], fp, "the alert's raw JSON kept")
     check("matched no incident" in w.server.log_text(), "the skip is logged")
     eq(g.query("SELECT COUNT(*) FROM rca_jobs WHERE org_id = ?", g.org)[0][0], 0, "no RCA job")
+    g.check_api_agrees()  # no incident through the API either
 
 
 @test
