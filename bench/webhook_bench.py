@@ -192,16 +192,45 @@ def source_datadog(ctx):
     return make
 
 
+def source_grafana(ctx):
+    """Grafana's webhook contact point payload (docs/api.md, Grafana; unsigned: the
+    per-user URL is the credential, the first delivery connects), one new alert per
+    delivery."""
+    w = ctx["w"]
+    org, user, key = w.new_org()
+    tag = uuid.uuid4().hex[:8]
+
+    def make(i):
+        alert = {"status": "firing",
+                 "labels": {"alertname": "Bench %d" % i, "service": "svc-%s-%d" % (tag, i),
+                            "severity": "critical"},
+                 "annotations": {"summary": "bench", "description": "bench alert %d" % i},
+                 "startsAt": "2026-12-02T10:05:00.123456789Z", "endsAt": "0001-01-01T00:00:00Z",
+                 "generatorURL": "https://grafana.example.test/alerting/%d/view" % i,
+                 "fingerprint": "%s%08x" % (tag, i), "silenceURL": "", "dashboardURL": "",
+                 "panelURL": "", "values": {"B": 97.5}, "valueString": "[ var='B' value=97.5 ]"}
+        body = json.dumps({"receiver": "aurora", "status": "firing", "orgId": 1, "alerts": [alert],
+                           "groupLabels": {}, "commonLabels": alert["labels"],
+                           "commonAnnotations": {}, "externalURL": "https://grafana.example.test/",
+                           "version": "1", "groupKey": "{}:{}", "truncatedAlerts": 0,
+                           "title": "[FIRING:1]", "state": "alerting", "message": ""}).encode()
+        return ("POST", "/grafana/alerts/webhook/%s" % user, body,
+                {"Content-Type": "application/json"})
+    return make
+
+
 SOURCES = [
     ("/health (floor)", source_health, None),
     ("pagerduty", source_pagerduty, "pagerduty_api.mjs"),
     ("datadog", source_datadog, "datadog_api.mjs"),
+    ("grafana", source_grafana, None),
     ("internal intake", source_internal, None),
 ]
 
 
 def server_env(fixtures):
-    env = {"AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": "100000"}
+    env = {"AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": "100000",
+           "GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE": "1000000"}
     for name, fx in fixtures.items():
         if name == "pagerduty":
             env["PAGERDUTY_API_BASE_URL"] = fx.base

@@ -2200,6 +2200,32 @@ static int webhook_ids(store_t *s, db_result *r, char (*ids)[STORE_ID_LEN], size
     return rc;
 }
 
+int store_webhook_tenant_stats(store_t *s, const char *org_id, const char *connector,
+                               const char *tenant_key, int64_t *count, int64_t *last_received_at)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id || !*org_id || !connector || !tenant_key || !count || !last_received_at)
+        return serr(s, "store_webhook_tenant_stats: missing argument");
+    *count = 0;
+    *last_received_at = 0;
+    db_result r;
+    db_param p[] = { p_text(connector), p_text(tenant_key), p_text(org_id) };
+    /* (connector, tenant_key, …) leads the idempotency index: no scan of
+     * other tenants' rows. */
+    if (run_query(s, "counting webhook deliveries",
+                  "SELECT COUNT(*), MAX(received_at) FROM webhook_deliveries"
+                  " WHERE connector = ? AND tenant_key = ? AND org_id = ?",
+                  p, 3, &r) != STORE_OK)
+        return STORE_ERR;
+    int rc = STORE_OK;
+    if (r.nrows == 1 && (cell_i64(s, &r, 0, 0, count, "delivery count") != STORE_OK ||
+                         cell_i64(s, &r, 0, 1, last_received_at, "delivery received_at") != STORE_OK))
+        rc = STORE_ERR;
+    db_result_free(&r);
+    return rc;
+}
+
 /* The open-for-processing condition shared by list_open and claim. */
 #define WEBHOOK_OPEN_SQL                                                                           \
     "(status = 'received' OR (status = 'failed' AND attempts < ?)"                                 \

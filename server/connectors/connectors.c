@@ -32,6 +32,7 @@ extern const connector connector_pagerduty;
 extern const connector connector_datadog;
 extern const connector connector_netdata;
 extern const connector connector_splunk;
+extern const connector connector_grafana;
 
 static const connector *const g_connectors[] = {
     &connector_gcp,
@@ -43,6 +44,7 @@ static const connector *const g_connectors[] = {
     &connector_datadog,
     &connector_netdata,
     &connector_splunk,
+    &connector_grafana,
 };
 #define N_CONNECTORS (sizeof(g_connectors) / sizeof(g_connectors[0]))
 
