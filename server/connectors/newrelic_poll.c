@@ -1,0 +1,150 @@
+/* newrelic_poll.c — New Relic issues polled from NerdGraph (the guide's
+ * alternative to webhooks) and turned into incidents exactly like a
+ * webhook delivery of the same issue:
+ *
+ *   POST /newrelic/poll-issues     the caller's connection, now:
+ *        {"issues": n, "created": n, "attached": n, "duplicates": n, "unmatched": n}
+ *   periodic "newrelic-poll"       every AURORA_NEWRELIC_POLL_INTERVAL_S (0: off),
+ *        up to AURORA_NEWRELIC_POLL_CONNECTIONS connections per tick, off the
+ *        event loop (outbound pool), the interval doubled per failing tick
+ *        (at most an hour) until one succeeds.
+ *
+ * Each issue of the last POLL_WINDOW_S in any state → newrelic_ingest with
+ * delivery id "newrelic-poll:<issueId>:<state>" and the same dedup key
+ * ("<issueId>:<state>") and fingerprint (the issue id) as the webhook: a
+ * repeat poll, or a webhook for the same issue and state, is a duplicate; a
+ * new state (ACKNOWLEDGED, CLOSED) attaches to the issue's incident. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_util.h"
+#include "connector.h"
+#include "log.h"
+#include "newrelic.h"
+#include "periodic.h"
+#include "router.h"
+
+#define POLL_WINDOW_S (7 * 86400)
+#define POLL_PAGES 5
+#define BACKOFF_MAX_S 3600
+#define IDLE_RECHECK_S 60 /* poller off: look at the setting again this often */
+
+typedef struct {
+    int issues, created, attached, duplicates, unmatched, skipped;
+} poll_counts;
+
+/* One connection: 0, or -1 with resp filled. */
+static int poll_connection(worker_ctx *w, const char *org_id, const char *user_id,
+                           const newrelic_creds *c, poll_counts *n, http_response *resp)
+{
+    int64_t now = (int64_t)time(NULL);
+    cJSON *items = cJSON_CreateArray();
+    char next[1100];
+    int rc = newrelic_issues_fetch(w, c, 0, NULL, (now - POLL_WINDOW_S) * 1000, now * 1000, NULL,
+                                   POLL_PAGES, items, next, sizeof(next), resp);
+    for (const cJSON *it = rc == 0 ? items->child : NULL; it && rc == 0; it = it->next) {
+        newrelic_issue is;
+        char why[160], err[256], did[NEWRELIC_ISSUE_ID_MAX + 64];
+        n->issues++;
+        if (newrelic_issue_map(it, &is, why, sizeof(why)) < 0) {
+            n->skipped++;
+            log_warn("newrelic poll: an issue of user %s skipped: %s", user_id, why);
+            continue;
+        }
+        snprintf(did, sizeof(did), "newrelic-poll:%s:%s", is.issue_id, is.state);
+        ingest_result r;
+        if (newrelic_ingest(w, org_id, user_id, did, &is, it, &r, err, sizeof(err)) < 0) {
+            http_resp_error(resp, 503, "STORE_UNAVAILABLE", "recording issue %s failed: %s",
+                            is.issue_id, err);
+            rc = -1;
+            break;
+        }
+        if (r == INGEST_CREATED)
+            n->created++;
+        else if (r == INGEST_ATTACHED)
+            n->attached++;
+        else if (r == INGEST_DUPLICATE)
+            n->duplicates++;
+        else
+            n->unmatched++;
+    }
+    cJSON_Delete(items);
+    return rc;
+}
+
+static void poll_route(worker_ctx *w, http_request *req, http_response *resp)
+{
+    newrelic_creds c;
+    if (newrelic_creds_load(w, &req->auth, &c, resp) < 0)
+        return;
+    poll_counts n = { 0 };
+    if (poll_connection(w, req->auth.org_id, req->auth.user_id, &c, &n, resp) == 0) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "issues", n.issues);
+        cJSON_AddNumberToObject(o, "created", n.created);
+        cJSON_AddNumberToObject(o, "attached", n.attached);
+        cJSON_AddNumberToObject(o, "duplicates", n.duplicates);
+        cJSON_AddNumberToObject(o, "unmatched", n.unmatched);
+        cJSON_AddNumberToObject(o, "skipped", n.skipped);
+        http_resp_json(resp, 200, o);
+    }
+    newrelic_creds_clear(&c);
+}
+
+/* Only the periodic task's thread touches it (one run at a time). */
+static int g_failing_ticks;
+
+static long poll_tick(worker_ctx *w)
+{
+    long interval = (long)server_setting_int(w->cfg, "AURORA_NEWRELIC_POLL_INTERVAL_S");
+    if (interval <= 0)
+        return IDLE_RECHECK_S;
+    int limit = (int)server_setting_int(w->cfg, "AURORA_NEWRELIC_POLL_CONNECTIONS");
+    store_connector *rows = NULL;
+    size_t nrows = 0;
+    if (store_connector_list_by_connector(w->store, NEWRELIC_ID, limit > 0 ? limit : 50, &rows,
+                                          &nrows) != STORE_OK) {
+        log_error("newrelic poll: listing connections: %s", store_errmsg(w->store));
+        g_failing_ticks++;
+    } else {
+        int failed = 0;
+        for (size_t i = 0; i < nrows; i++) {
+            if (strcmp(rows[i].status, "active"))
+                continue;
+            newrelic_creds c;
+            char err[256];
+            http_response r;
+            memset(&r, 0, sizeof(r));
+            poll_counts n = { 0 };
+            if (newrelic_creds_from_row(w, &rows[i], &c, err, sizeof(err)) < 0) {
+                log_warn("newrelic poll: user %s of %s: %s", rows[i].user_id, rows[i].org_id, err);
+                failed = 1;
+            } else if (poll_connection(w, rows[i].org_id, rows[i].user_id, &c, &n, &r) < 0) {
+                log_warn("newrelic poll: user %s of %s: HTTP %d", rows[i].user_id,
+                         rows[i].org_id, r.status);
+                failed = 1;
+            } else if (n.created || n.attached) {
+                log_info("newrelic poll: user %s of %s: %d issues, %d new incidents, %d attached",
+                         rows[i].user_id, rows[i].org_id, n.issues, n.created, n.attached);
+            }
+            buf_free(&r.body);
+            newrelic_creds_clear(&c);
+        }
+        store_connector_list_free(rows, nrows);
+        g_failing_ticks = failed ? g_failing_ticks + 1 : 0;
+    }
+    long delay = interval;
+    for (int i = 0; i < g_failing_ticks && delay < BACKOFF_MAX_S; i++)
+        delay *= 2;
+    return delay > BACKOFF_MAX_S ? BACKOFF_MAX_S : delay;
+}
+
+void newrelic_poll_register(void)
+{
+    router_add_outbound(HTTP_POST, "/newrelic/poll-issues", ROUTE_AUTH_API, poll_route);
+    if (periodic_add("newrelic-poll", WORKER_POOL_OUTBOUND, 5, poll_tick) < 0)
+        log_error("newrelic: cannot register the issue poller (periodic table full)");
+}
