@@ -271,6 +271,19 @@ static const kit_call_errors nr_errors = {
     .failed = "NEWRELIC_ERROR",
 };
 
+/* 1 when a GraphQL error's path names the account field (NerdGraph: the
+ * key cannot see that account). */
+static int account_error(const cJSON *errors)
+{
+    for (const cJSON *e = cJSON_IsArray(errors) ? errors->child : NULL; e; e = e->next) {
+        const cJSON *path = cJSON_GetObjectItemCaseSensitive(e, "path");
+        for (const cJSON *p = cJSON_IsArray(path) ? path->child : NULL; p; p = p->next)
+            if (cJSON_IsString(p) && !strcmp(p->valuestring, "account"))
+                return 1;
+    }
+    return 0;
+}
+
 /* The first GraphQL error's message, printable ASCII only, bounded. */
 static void first_error(const cJSON *errors, char *out, size_t cap, const char **klass)
 {
@@ -335,8 +348,16 @@ int newrelic_graphql(worker_ctx *w, const newrelic_creds *c, const char *query,
         http_resp_error(resp, 502, "NEWRELIC_ERROR", "NerdGraph answered with something that is "
                                                      "not a GraphQL response");
     } else {
+        /* Any GraphQL error fails the call: NerdGraph answers a refused
+         * NRQL or an account the key cannot see with the field null and an
+         * error, and a partial answer would read as "no results". */
         cJSON *d = cJSON_DetachItemFromObjectCaseSensitive(j, "data");
-        if (msg[0] && !cJSON_IsObject(d)) {
+        if (msg[0] && account_error(errors)) {
+            http_resp_error(resp, 404, "NEWRELIC_ACCOUNT_NOT_FOUND",
+                            "Account not found: the API key has no access to the requested "
+                            "account (%s)", msg);
+            cJSON_Delete(d);
+        } else if (msg[0]) {
             http_resp_error(resp, 400, "NEWRELIC_QUERY_ERROR", "New Relic refused the query: %s",
                             msg);
             cJSON_Delete(d);
@@ -344,8 +365,6 @@ int newrelic_graphql(worker_ctx *w, const newrelic_creds *c, const char *query,
             http_resp_error(resp, 502, "NEWRELIC_ERROR", "NerdGraph answered without data");
             cJSON_Delete(d);
         } else {
-            if (msg[0])
-                log_warn("newrelic: NerdGraph partial answer: %s", msg);
             *data = d;
             ret = 0;
         }
