@@ -338,5 +338,21 @@ def test_disconnect_closes_webhook_and_reads(t):
     eq(w.get("/newrelic/status", key=key).json["connected"], False, "status")
 
 
+@test
+def test_periodic_poller_makes_incidents_once(t):
+    w, fx = fixture_world(t, extra={"AURORA_NEWRELIC_POLL_INTERVAL_S": "1"})
+    org, user, key, nrak, acct = connected_user(w, fx)
+    iid = "periodic-" + secrets.token_hex(6)
+    fx.config(issues=[issue("ACTIVATED", iid, "HIGH")], page_size=2)
+    wait_until(lambda: len(incidents(w, key)) == 1, 30, what="the poller's incident")
+    n0 = len(requests_of(fx, "issues"))
+    wait_until(lambda: len(requests_of(fx, "issues")) >= n0 + 2, 30, what="two more polls")
+    incs = incidents(w, key)
+    eq((len(incs), incs[0]["severity"]), (1, "high"), "polled again: still one incident")
+    fx.config(issues=[issue("CLOSED", iid, "HIGH")])
+    wait_until(lambda: incidents(w, key)[0]["status"] == "resolved", 30, what="resolved by the polled CLOSED")
+    eq(w.get("/health", auth=False).status, 200, "server serving")
+
+
 if __name__ == "__main__":
     main()
