@@ -28,6 +28,7 @@ extern const connector connector_aws;
 extern const connector connector_azure;
 extern const connector connector_ovh;
 extern const connector connector_github;
+extern const connector connector_sentry;
 
 static const connector *const g_connectors[] = {
     &connector_gcp,
@@ -35,6 +36,7 @@ static const connector *const g_connectors[] = {
     &connector_azure,
     &connector_ovh,
     &connector_github,
+    &connector_sentry,
 };
 #define N_CONNECTORS (sizeof(g_connectors) / sizeof(g_connectors[0]))
 
