@@ -23,9 +23,10 @@
 
 #define LINE_MAX_CHARS 200 /* one line of the excerpt */
 
-/* Appends text to out (at *n, capped), control characters as spaces and at
- * most max bytes of it, never cutting a UTF-8 sequence. */
-static void put(char *out, size_t cap, size_t *n, const char *text, size_t max)
+/* Appends text to out (at *n, capped), control characters as spaces (unless
+ * raw: our own line breaks) and at most max bytes of it, never cutting a
+ * UTF-8 sequence. */
+static void put_text(char *out, size_t cap, size_t *n, const char *text, size_t max, int raw)
 {
     if (!text || *n + 1 >= cap)
         return;
@@ -40,9 +41,20 @@ static void put(char *out, size_t cap, size_t *n, const char *text, size_t max)
     }
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)text[i];
-        out[(*n)++] = c < 0x20 || c == 0x7F ? ' ' : (char)c;
+        out[(*n)++] = !raw && (c < 0x20 || c == 0x7F) ? ' ' : (char)c;
     }
     out[*n] = '\0';
+}
+
+static void put(char *out, size_t cap, size_t *n, const char *text, size_t max)
+{
+    put_text(out, cap, n, text, max, 0);
+}
+
+/* A line break and the frame prefix. */
+static void put_break(char *out, size_t cap, size_t *n, const char *sep)
+{
+    put_text(out, cap, n, sep, strlen(sep), 1);
 }
 
 /* A scalar as text: strings as they are, integral numbers in decimal. */
@@ -93,7 +105,7 @@ size_t sentry_stack_excerpt(const cJSON *exception, char *out, size_t cap, int m
             file = api_json_str(f, "module");
         char num[32];
         const char *line = scalar(cJSON_GetObjectItemCaseSensitive(f, "lineno"), num, sizeof(num));
-        put(out, cap, &n, "\n  at ", 6);
+        put_break(out, cap, &n, "\n  at ");
         put(out, cap, &n, fn ? fn : "?", LINE_MAX_CHARS / 2);
         put(out, cap, &n, " (", 2);
         put(out, cap, &n, file ? file : "?", LINE_MAX_CHARS / 2);
@@ -180,7 +192,7 @@ static int from_issue(const char *action, const cJSON *issue, sentry_alert *out,
     }
     if (culprit && *culprit) {
         if (n)
-            put(out->message, sizeof(out->message), &n, "\n", 1);
+            put_break(out->message, sizeof(out->message), &n, "\n");
         put(out->message, sizeof(out->message), &n, "  at ", 5);
         put(out->message, sizeof(out->message), &n, culprit, LINE_MAX_CHARS);
     }
