@@ -43,6 +43,7 @@
 #include <time.h>
 
 #include "api_util.h"
+#include "http_client.h"
 #include "kit_call.h"
 #include "kit_secrets.h"
 #include "kit_tenant.h"
@@ -288,37 +289,49 @@ static int list_projects(worker_ctx *w, const char *base, const char *slug, cons
     return 0;
 }
 
+/* 1 if the URL's host is this machine (as curl will read it: numeric and
+ * percent-encoded forms resolved by http_client_url_parse). */
+static int host_is_loopback(const char *url)
+{
+    http_client_url u;
+    if (http_client_url_parse(url, 0, &u) < 0)
+        return 1; /* unreadable: treated as the stricter case */
+    size_t n = strlen(u.host);
+    return !strncmp(u.host, "127.", 4) || !strcmp(u.host, "::1") ||
+           !strncmp(u.host, "::ffff:127.", 11) || !strcmp(u.host, "localhost") ||
+           !strcmp(u.host, "localhost.") || (n > 10 && !strcmp(u.host + n - 10, ".localhost")) ||
+           !strcmp(u.host, "0.0.0.0");
+}
+
 /* The base a connect goes to: the body's base_url (a self-hosted Sentry) or
- * the region's.  0, or -1 with a 400 in resp. */
+ * the region's setting.  0, or -1 with a 400 (500 for a bad setting) in resp. */
 static int connect_base(const worker_ctx *w, const char *region, const char *custom, char *out,
                         size_t cap, http_response *resp)
 {
+    char why[160];
     if (!custom) {
-        snprintf(out, cap, "%s", region_base(w, region));
+        const char *b = region_base(w, region);
+        if (strlen(b) >= cap || kit_base_url_check(b, 0, why, sizeof(why)) < 0) {
+            http_resp_error(resp, 500, "SENTRY_MISCONFIGURED", "SENTRY_%s_BASE_URL %s",
+                            !strcmp(region, "eu") ? "EU" : "US",
+                            strlen(b) >= cap ? "is too long" : why);
+            return -1;
+        }
+        snprintf(out, cap, "%s", b);
     } else {
-        char why[160];
-        if (strlen(custom) >= cap - 1 || kit_base_url_check(custom, 0, why, sizeof(why)) < 0 ||
+        if (strlen(custom) >= cap || kit_base_url_check(custom, 0, why, sizeof(why)) < 0 ||
             !kit_url_private(custom)) {
             http_resp_error(resp, 400, "SENTRY_INVALID_BASE_URL",
                             "base_url must be the https:// address of a self-hosted Sentry, "
                             "without credentials, query or fragment");
             return -1;
         }
-        if (strncasecmp(custom, "https://", 8) != 0 &&
-            !config_bool(&w->cfg->raw, "SENTRY_ALLOW_LOOPBACK")) {
+        /* Loopback (plain http allowed there) is this server itself: only
+         * when the operator says so (tests, a Sentry on this host). */
+        if (host_is_loopback(custom) && !config_bool(&w->cfg->raw, "SENTRY_ALLOW_LOOPBACK")) {
             http_resp_error(resp, 400, "SENTRY_INVALID_BASE_URL",
                             "base_url on loopback is refused unless SENTRY_ALLOW_LOOPBACK=true");
             return -1;
-        }
-        if (strncasecmp(custom, "https://", 8) == 0 &&
-            !config_bool(&w->cfg->raw, "SENTRY_ALLOW_LOOPBACK")) {
-            /* https://127.0.0.1, https://localhost: loopback all the same. */
-            const char *h = custom + 8;
-            if (!strncmp(h, "127.", 4) || !strncasecmp(h, "localhost", 9) || !strncmp(h, "[::1]", 5)) {
-                http_resp_error(resp, 400, "SENTRY_INVALID_BASE_URL",
-                                "base_url on loopback is refused unless SENTRY_ALLOW_LOOPBACK=true");
-                return -1;
-            }
         }
         snprintf(out, cap, "%s", custom);
     }

@@ -469,5 +469,42 @@ def test_disconnect_deletes_secrets_and_webhooks_404(t):
     eq(deliver(w, uid, "issue", issue_payload(2), secret).status, 404, "404 again")
 
 
+@test
+def test_loopback_base_refused_unless_allowed(t):
+    world()  # the fixture
+    w = t.world(extra_env={"SENTRY_US_BASE_URL": "https://sentry.invalid"})
+    for base in [_peer["url"], "https://127.0.0.1:1", "https://0x7f000001", "https://localhost",
+                 "https://[::1]:9"]:
+        r = w.post("/sentry/connect", {"org_slug": ORG, "auth_token": TOKEN, "base_url": base})
+        eq(r.status, 400, "loopback base %s (%r)" % (base, r))
+        contains(r.get("error"), "SENTRY_ALLOW_LOOPBACK", "says how to allow it")
+    eq(w.get("/health", auth=False).status, 200, "still serving")
+
+
+@test(timeout=120)
+def test_kill9_after_2xx_nothing_lost_one_job_each(t):
+    world()  # the fixture
+    w = t.world(extra_env={"SENTRY_US_BASE_URL": _peer["url"], "SENTRY_ALLOW_LOOPBACK": "true"})
+    secret = "77" * 32
+    eq(connect(w, w.api_key, secret=secret).status, 200, "connect")
+    base = 700000 + int(rand_tag(3), 16)
+    ids = [base + i for i in range(20)]
+    for i in ids:
+        eq(deliver(w, w.user_id, "issue", issue_payload(i, project="svc-%d" % i), secret).status, 200,
+           "delivery %d" % i)
+    w.kill9()
+    w.restart()
+    def all_in():
+        n = db(w, "SELECT COUNT(*) FROM sentry_events WHERE org_id = ?", w.org_id)[0][0]
+        return n == len(ids)
+    wait_until(all_in, 60, what="every delivery processed after the restart (recovery sweep)")
+    eq(db(w, "SELECT COUNT(*) FROM webhook_deliveries WHERE connector = 'sentry'")[0][0], len(ids),
+       "each delivery stored once")
+    eq(db(w, "SELECT COUNT(*) FROM incidents WHERE org_id = ? AND source = 'sentry'", w.org_id)[0][0],
+       len(ids), "one incident per issue")
+    eq(db(w, "SELECT COUNT(*), COUNT(DISTINCT incident_id) FROM rca_jobs WHERE org_id = ?", w.org_id)[0],
+       (len(ids), len(ids)), "exactly one RCA job per incident")
+
+
 if __name__ == "__main__":
     main()
