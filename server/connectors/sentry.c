@@ -67,6 +67,7 @@ static const config_def sentry_settings[] = {
     { "SENTRY_US_BASE_URL", "sentry.us_base_url", CFG_STRING, "https://sentry.io", "Sentry connector: US region web API base (<base>/api/0/…)", 0, 0, 0 },
     { "SENTRY_EU_BASE_URL", "sentry.eu_base_url", CFG_STRING, "https://de.sentry.io", "Sentry connector: EU region web API base (<base>/api/0/…)", 0, 0, 0 },
     { "SENTRY_ALLOW_LOOPBACK", "sentry.allow_loopback", CFG_BOOL, "false", "Sentry connector: accept a self-hosted base_url on loopback (127.0.0.0/8, ::1, localhost; plain http allowed there) — tests or a Sentry on this host", 0, 0, 0 },
+    { "SENTRY_WEBHOOK_RATE_PER_MINUTE", "sentry.webhook_rate_per_minute", CFG_INT, "600", "Sentry connector: verified webhook deliveries accepted per user and minute (0: no limit); more get 429", 0, 0, 1000000 },
     { "SENTRY_MAX_PROJECT_PAGES", "sentry.max_project_pages", CFG_INT, "20", "Sentry connector: most project list pages read when connecting (100 projects a page)", 0, 1, 1000 },
     { NULL, NULL, 0, NULL, NULL, 0, 0, 0 },
 };
@@ -622,10 +623,38 @@ static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out
     return out_rc;
 }
 
+/* The per-user limit of SENTRY_WEBHOOK_RATE_PER_MINUTE over fixed minutes,
+ * counted in the store (the same on every replica).  Called once the
+ * signature is verified, so a stranger who knows the URL cannot spend the
+ * user's allowance.  0, or -1 with a 429 (or 503) in resp. */
+static int webhook_rate(worker_ctx *w, const http_request *req, http_response *resp)
+{
+    int64_t limit = server_setting_int(w->cfg, "SENTRY_WEBHOOK_RATE_PER_MINUTE");
+    if (limit <= 0)
+        return 0;
+    char key[STORE_ID_LEN * 2 + 32], org[STORE_ID_LEN + 2] = "";
+    http_query_get(req, "org_id", org, sizeof(org));
+    snprintf(key, sizeof(key), "sentry-webhook:%s:%s", org, http_param(req, "user_id"));
+    int64_t now = (int64_t)time(NULL), start = now - now % 60;
+    int allowed = 0;
+    if (store_rate_take(w->store, key, start, limit, start - 60, &allowed) != STORE_OK) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    if (allowed)
+        return 0;
+    char retry[24];
+    snprintf(retry, sizeof(retry), "%lld", (long long)(start + 60 - now));
+    http_resp_add_header(resp, "retry-after", retry);
+    http_resp_error(resp, 429, "RATE_LIMITED",
+                    "more than %lld Sentry webhook deliveries this minute for this user "
+                    "(SENTRY_WEBHOOK_RATE_PER_MINUTE)", (long long)limit);
+    return -1;
+}
+
 static int webhook_check(worker_ctx *w, const http_request *req, const cJSON *json,
                          http_response *resp)
 {
-    (void)w;
     const char *res = http_header_get(req, "sentry-hook-resource");
     if (!res || !*res) {
         http_resp_error(resp, 400, "MISSING_RESOURCE",
@@ -644,15 +673,15 @@ static int webhook_check(worker_ctx *w, const http_request *req, const cJSON *js
                         "not a Sentry webhook payload (action and data are required)");
         return -1;
     }
-    if (strcmp(res, "issue") && strcmp(res, "error"))
-        return 0;
-    sentry_alert sa;
-    char err[160];
-    if (sentry_alert_from_payload(res, action, json, &sa, err, sizeof(err)) < 0) {
-        http_resp_error(resp, 400, "BAD_PAYLOAD", "not a Sentry %s payload: %s", res, err);
-        return -1;
+    if (!strcmp(res, "issue") || !strcmp(res, "error")) {
+        sentry_alert sa;
+        char err[160];
+        if (sentry_alert_from_payload(res, action, json, &sa, err, sizeof(err)) < 0) {
+            http_resp_error(resp, 400, "BAD_PAYLOAD", "not a Sentry %s payload: %s", res, err);
+            return -1;
+        }
     }
-    return 0;
+    return webhook_rate(w, req, resp);
 }
 
 /* ---- webhooks: processing ----------------------------------------------------------------- */
