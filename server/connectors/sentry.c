@@ -169,17 +169,35 @@ static void webhook_url(const worker_ctx *w, const http_request *req, const auth
 
 /* ---- connect ---------------------------------------------------------------------- */
 
+/* An error answer with the guide's Troubleshooting "Solution" as "hint". */
+static void error_with_hint(http_response *resp, int status, const char *code, const char *msg,
+                            const char *hint)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddStringToObject(o, "error", msg);
+        cJSON_AddStringToObject(o, "error_code", code);
+        cJSON_AddStringToObject(o, "hint", hint);
+    }
+    http_resp_json(resp, status, o);
+}
+
 /* 401/403 → the guide's token message, 404 → its organization message,
  * anything else → the kit's wording. */
 static void call_failed(const worker_ctx *w, const kit_call_resp *r, const char *slug,
                         const char *what, http_response *resp)
 {
-    if (r->status == 401 || r->status == 403)
-        http_resp_error(resp, 400, "SENTRY_INVALID_TOKEN", MSG_INVALID_TOKEN);
-    else if (r->status == 404)
-        http_resp_error(resp, 404, "SENTRY_ORG_NOT_FOUND", "Sentry organization '%s' not found",
-                        slug);
-    else
+    if (r->status == 401 || r->status == 403) {
+        error_with_hint(resp, 400, "SENTRY_INVALID_TOKEN", MSG_INVALID_TOKEN,
+                        "Verify the token starts with sntrys_ and the Internal Integration grants "
+                        "Issue & Event: Read, Project: Read, Organization: Read");
+    } else if (r->status == 404) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "Sentry organization '%s' not found", slug);
+        error_with_hint(resp, 404, "SENTRY_ORG_NOT_FOUND", msg,
+                        "Use the slug in your Sentry URL (lowercase, hyphenated), not the display "
+                        "name; select EU if your organization is hosted on de.sentry.io");
+    } else
         kit_call_error(&sentry_errors, r, NULL, sentry_timeout_ms(w), what, resp);
 }
 
@@ -686,6 +704,31 @@ static int webhook_check(worker_ctx *w, const http_request *req, const cJSON *js
 
 /* ---- webhooks: processing ----------------------------------------------------------------- */
 
+/* Error payloads name their project by id, issue payloads by slug: the id
+ * is turned into the slug listed at connect, so both correlate on one
+ * service name.  Left as it is when the project is not listed. */
+static void project_slug_of(worker_ctx *w, const store_webhook_delivery *d, char *service,
+                            size_t cap)
+{
+    if (!sentry_numeric_id_ok(service))
+        return;
+    store_connector row;
+    if (store_connector_get(w->store, d->org_id, d->tenant_key, SENTRY_ID, &row) != STORE_OK)
+        return;
+    cJSON *md = cJSON_Parse(row.metadata_json ? row.metadata_json : "{}");
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(md, "projects"))
+    {
+        const char *id = api_json_str(p, "id"), *slug = api_json_str(p, "slug");
+        if (id && slug && !strcmp(id, service) && strlen(slug) < cap) {
+            snprintf(service, cap, "%s", slug);
+            break;
+        }
+    }
+    cJSON_Delete(md);
+    store_connector_free(&row);
+}
+
 static int webhook_process(worker_ctx *w, const store_webhook_delivery *d, char *err,
                            size_t errlen)
 {
@@ -705,6 +748,8 @@ static int webhook_process(worker_ctx *w, const store_webhook_delivery *d, char 
     }
     sa.a.delivery_id = d->id;
     sa.a.severity = incident_severity_normalize(sa.a.severity);
+    if (!strcmp(d->event, "error"))
+        project_slug_of(w, d, sa.service, sizeof(sa.service));
     incident_outcome o;
     int64_t now = (int64_t)time(NULL);
     int rc = incident_ingest(w, d->org_id, d->tenant_key[0] ? d->tenant_key : NULL, &sa.a, now,

@@ -216,12 +216,14 @@ def test_connect_bad_token_and_unknown_org(t):
     r = connect(w, key, auth_token="sntrys_wrong")
     eq(r.status, 400, "bad token (%r)" % r)
     eq(r.get("error"), MSG_TOKEN, "the guide's message")
+    contains(r.get("hint"), "starts with sntrys_", "the guide's solution")
     r = connect(w, key, auth_token="sntrys_noscope")
     eq(r.status, 400, "token without org:read (%r)" % r)
     eq(r.get("error"), MSG_TOKEN, "the guide's message on 403")
     r = connect(w, key, org_slug="nope-org")
     eq(r.status, 404, "unknown org (%r)" % r)
     eq(r.get("error"), "Sentry organization 'nope-org' not found", "the guide's message")
+    contains(r.get("hint"), "select EU", "EU guidance")
     eq(secret_paths(w, uid), [], "nothing stored")
     eq(w.get("/sentry/status", key=key).get("connected"), False, "not connected")
     for body, what in [({"org_slug": "Acme Co", "auth_token": TOKEN}, "display name as slug"),
@@ -362,6 +364,8 @@ def test_webhook_issue_opens_one_incident_dedup_and_attach(t):
     err = [e for e in events_of(w, org, iid) if ":error.created:" in e[0]]
     eq(len(err), 1, "the error event recorded")
     eq(err[0][2], inc_id, "attached to the open incident")
+    eq(db(w, "SELECT service FROM sentry_events WHERE org_id = ? AND dedup_key = ?", org, err[0][0]),
+       [("proj-2",)], "the error's project id named by the slug listed at connect")
     eq(err[0][3], "ZeroDivisionError: division by zero\n  at total (app/cart.py:27)\n  at main (app/main.py:3)",
        "message = first lines of the stack")
     eq(len([i for i in incidents_of(w, org) if i[0] == inc_id]), 1, "still one incident")
