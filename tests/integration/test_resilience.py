@@ -44,105 +44,11 @@ import threading
 import time
 import urllib.parse
 
-from harness import check, contains, eq, https_request, main, test, wait_until
+from harness import Postgres, check, contains, eq, https_request, main, test, wait_until
 
 DB_TIMEOUT_MS = 1000
 # What a loaded 2-core machine may add to a bounded wait (scheduling, ASan).
 MARGIN_S = 2.5
-
-
-# ---------------------------------------------------------------------------
-# a throwaway PostgreSQL
-# ---------------------------------------------------------------------------
-class Postgres:
-    """initdb + postgres on a unix socket only (no TCP), trust auth for role aurora.
-    As root, it runs as the postgres user (PostgreSQL refuses root)."""
-
-    def __init__(self):
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
-                      key=lambda p: int(p.split("/")[4]))
-        check(bins, "no PostgreSQL server binaries (/usr/lib/postgresql/<v>/bin): install postgresql")
-        self.bindir = os.path.dirname(bins[-1])
-        # Short: a unix socket path has a 107-byte limit.
-        self.dir = tempfile.mkdtemp(prefix="aurora-pg-", dir="/tmp")
-        self.user = None
-        if os.geteuid() == 0:
-            pw = pwd.getpwnam("postgres")
-            self.user = pw.pw_uid, pw.pw_gid
-            os.chown(self.dir, *self.user)
-        self.log = open(os.path.join(self.dir, "server.log"), "ab")
-        self.proc = None
-        self.stopped = False
-        r = subprocess.run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", "aurora",
-                            "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
-                           **self._as_user())
-        check(r.returncode == 0, "initdb failed", r.stdout.decode("utf-8", "replace"))
-        self.proc = subprocess.Popen(
-            [os.path.join(self.bindir, "postgres"), "-D", self.data, "-k", self.dir, "-p", "5432",
-             "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=60"],
-            stdout=self.log, stderr=self.log, start_new_session=True, **self._as_user())
-        isready = [os.path.join(self.bindir, "pg_isready"), "-q", "-h", self.dir, "-p", "5432"]
-        wait_until(lambda: self.proc.poll() is None and subprocess.run(isready).returncode == 0,
-                   30, 0.1, "postgres to accept connections")
-
-    @property
-    def data(self):
-        return os.path.join(self.dir, "data")
-
-    def _as_user(self):
-        if not self.user:
-            return {}
-        return {"user": self.user[0], "group": self.user[1], "extra_groups": []}
-
-    @property
-    def url(self):
-        return "postgres://aurora@/postgres?host=%s&port=5432" % urllib.parse.quote(self.dir, safe="")
-
-    def pids(self):
-        """The postmaster and every process it forked (backends, background workers)."""
-        out = [self.proc.pid]
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == self.proc.pid:
-                out.append(int(d))
-        return out
-
-    def freeze(self):
-        """SIGSTOP: the server keeps its sockets and answers nothing."""
-        os.kill(self.proc.pid, signal.SIGSTOP)  # first: no new backend meanwhile
-        for pid in self.pids()[1:]:
-            os.kill(pid, signal.SIGSTOP)
-        self.stopped = True
-
-    def thaw(self):
-        for pid in self.pids()[1:]:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        os.kill(self.proc.pid, signal.SIGCONT)
-        self.stopped = False
-
-    def destroy(self):
-        if self.proc and self.proc.poll() is None:
-            if self.stopped:
-                self.thaw()
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown: sessions are ended
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def timed(fn, *a, **kw):
