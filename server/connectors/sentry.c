@@ -126,6 +126,20 @@ static const char *region_base(const worker_ctx *w, const char *region)
     return v ? v : !strcmp(region, "eu") ? "https://de.sentry.io" : "https://sentry.io";
 }
 
+/* 1 if the URL's host is this machine (as curl will read it: numeric and
+ * percent-encoded forms resolved by http_client_url_parse). */
+static int host_is_loopback(const char *url)
+{
+    http_client_url u;
+    if (http_client_url_parse(url, 0, &u) < 0)
+        return 1; /* unreadable: treated as the stricter case */
+    size_t n = strlen(u.host);
+    return !strncmp(u.host, "127.", 4) || !strcmp(u.host, "::1") ||
+           !strncmp(u.host, "::ffff:127.", 11) || !strcmp(u.host, "localhost") ||
+           !strcmp(u.host, "localhost.") || (n > 10 && !strcmp(u.host + n - 10, ".localhost")) ||
+           !strcmp(u.host, "0.0.0.0");
+}
+
 /* The API base of a connection's metadata: its self-hosted base, else its
  * region's setting.  0, or -1 when the stored values are unusable. */
 static int md_base(const worker_ctx *w, const cJSON *md, char *out, size_t cap)
@@ -135,8 +149,11 @@ static int md_base(const worker_ctx *w, const cJSON *md, char *out, size_t cap)
     const char *b = custom ? custom : region_base(w, region && !strcmp(region, "eu") ? "eu" : "us");
     if (strlen(b) >= cap)
         return -1;
+    /* Accepted on loopback at connect; not once the operator turned that off. */
+    if (custom && host_is_loopback(custom) && !config_bool(&w->cfg->raw, "SENTRY_ALLOW_LOOPBACK"))
+        return -1;
     snprintf(out, cap, "%s", b);
-    /* One trailing slash less: paths are joined with kit_url_fmt. */
+    /* Without trailing slashes: paths are joined with kit_url_fmt. */
     size_t n = strlen(out);
     while (n > 0 && out[n - 1] == '/')
         out[--n] = '\0';
@@ -306,20 +323,6 @@ static int list_projects(worker_ctx *w, const char *base, const char *slug, cons
     }
     *out = projects;
     return 0;
-}
-
-/* 1 if the URL's host is this machine (as curl will read it: numeric and
- * percent-encoded forms resolved by http_client_url_parse). */
-static int host_is_loopback(const char *url)
-{
-    http_client_url u;
-    if (http_client_url_parse(url, 0, &u) < 0)
-        return 1; /* unreadable: treated as the stricter case */
-    size_t n = strlen(u.host);
-    return !strncmp(u.host, "127.", 4) || !strcmp(u.host, "::1") ||
-           !strncmp(u.host, "::ffff:127.", 11) || !strcmp(u.host, "localhost") ||
-           !strcmp(u.host, "localhost.") || (n > 10 && !strcmp(u.host + n - 10, ".localhost")) ||
-           !strcmp(u.host, "0.0.0.0");
 }
 
 /* The base a connect goes to: the body's base_url (a self-hosted Sentry) or

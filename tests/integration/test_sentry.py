@@ -22,8 +22,8 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FIXTURES, NODE, SERVER_BIN, T, World, _SUITE, check, contains, eq,  # noqa: E402
-                     https_request, main, rand_tag, sanitizer_reports, test, wait_until)
+from harness import (FIXTURES, NODE, SERVER_BIN, T, Postgres, World, _SUITE, check, contains,  # noqa: E402
+                     eq, https_request, main, rand_tag, sanitizer_reports, test, wait_until)
 
 TOKEN = "sntrys_good"
 ORG = "acme-co"
@@ -546,6 +546,46 @@ def test_per_user_rate_limit_counts_verified_deliveries_only(t):
         eq(w.get("/health", auth=False).status, 200, "still serving")
         return
     raise AssertionError("three tries straddled a minute boundary")
+
+
+@test(timeout=180)
+def test_postgres_webhook_incident_dedup_and_rate_limit(t):
+    """The same path on PostgreSQL: delivery, incident + one RCA job, dedup, attach, rate limit."""
+    world()  # the fixture
+    pg = Postgres()
+    t.defer(pg.destroy)
+    w = t.world(extra_env={"DATABASE_URL": pg.url, "SENTRY_US_BASE_URL": _peer["url"],
+                           "SENTRY_WEBHOOK_RATE_PER_MINUTE": "4"})
+
+    def psql(sql):
+        r = subprocess.run([os.path.join(pg.bindir, "psql"), "-h", pg.dir, "-p", "5432", "-U", "aurora",
+                            "-d", "postgres", "-Atc", sql], capture_output=True, timeout=30)
+        check(r.returncode == 0, "psql", r.stderr)
+        return [tuple(line.split("|")) for line in r.stdout.decode().splitlines() if line]
+
+    secret = "3c" * 32
+    eq(connect(w, w.api_key, secret=secret).status, 200, "connect")
+    iid = 600000 + int(rand_tag(4), 16)
+    minute = int(time.time()) // 60
+    codes = [deliver(w, w.user_id, "issue", issue_payload(iid), secret).status]
+    p = issue_payload(iid)
+    p["actor"] = {"type": "user", "id": "9", "name": "again"}
+    codes.append(deliver(w, w.user_id, "issue", p, secret).status)
+    codes.append(deliver(w, w.user_id, "error", error_payload(iid), secret).status)
+    eq(codes, [200, 200, 200], "deliveries")
+    wait_until(lambda: psql("SELECT count(*) FROM webhook_deliveries WHERE connector = 'sentry' "
+                            "AND status = 'processed'") == [("3",)], 30, what="three processed")
+    ev = psql("SELECT dedup_key, incident_id FROM sentry_events WHERE issue_id = '%d' ORDER BY dedup_key" % iid)
+    eq(len(ev), 2, "issue.created once (deduplicated) + the error (%r)" % ev)
+    eq(ev[0][1], ev[1][1], "the error attached to the issue's incident")
+    eq(psql("SELECT count(*), min(source_type) FROM rca_jobs WHERE incident_id = '%s'" % ev[0][1]),
+       [("1", "sentry")], "exactly one RCA job")
+    more = [deliver(w, w.user_id, "comment", {"action": "created", "data": {"comment": "c%d" % i, "issue_id": iid}},
+                    secret).status for i in range(2)]
+    if int(time.time()) // 60 == minute:
+        eq(more, [200, 429], "the 5th verified delivery of the minute (limit 4)")
+    else:
+        t.note("the minute ended during the test: rate limit not judged here (see the SQLite test)")
 
 
 if __name__ == "__main__":
