@@ -36,6 +36,7 @@
 #define MAX_FIELDS 20
 #define DEFAULT_LIMIT 25
 #define MAX_LIMIT 100
+#define MAX_PROJECTS 20
 
 static const kit_call_errors api_errors = {
     .service = "Sentry API",
@@ -79,13 +80,33 @@ static int text_ok(const char *s, size_t max)
 }
 
 /* One named parameter checked and added to *url (replaced; freed on error).
- * kind: 'q' text, 'p' period, 't' time, 'i' numeric id, 'c' cursor,
+ * kind: 'q' text, 'p' period, 't' time, 'i' numeric id, 'P' ids "2,3", 'c' cursor,
  * 'e' environment, 's' sort, 'f' field.  0, or -1 with a 400 in resp. */
 static int add_param(char **url, const char *name, const char *value, char kind,
                      http_response *resp)
 {
     if (!value)
         return 0;
+    if (kind == 'P') { /* "2,3": Sentry takes project once per id */
+        char one[32];
+        const char *p = value;
+        for (int n = 0;; n++) {
+            size_t len = strcspn(p, ",");
+            if (n >= MAX_PROJECTS || len == 0 || len >= sizeof(one)) {
+                http_resp_error(resp, 400, "BAD_REQUEST",
+                                "%s must be 1-%d numeric project ids separated by commas", name,
+                                MAX_PROJECTS);
+                return -1;
+            }
+            memcpy(one, p, len);
+            one[len] = '\0';
+            if (add_param(url, name, one, 'i', resp) < 0)
+                return -1;
+            if (!p[len])
+                return 0;
+            p += len + 1;
+        }
+    }
     int ok = 0;
     switch (kind) {
     case 'q': ok = text_ok(value, QUERY_MAX); break;
@@ -232,7 +253,7 @@ static void issues_route(worker_ctx *w, http_request *req, http_response *resp)
         const char *name;
         char kind;
     } params[] = { { "query", 'q' },   { "statsPeriod", 'p' }, { "start", 't' },
-                   { "end", 't' },     { "project", 'i' },     { "environment", 'e' },
+                   { "end", 't' },     { "project", 'P' },     { "environment", 'e' },
                    { "sort", 's' },    { "cursor", 'c' } };
     sentry_conn c;
     char *url = NULL;
@@ -350,7 +371,7 @@ static void discover_route(worker_ctx *w, http_request *req, http_response *resp
         const char *name;
         char kind;
     } params[] = { { "query", 'q' },   { "statsPeriod", 'p' }, { "start", 't' },
-                   { "end", 't' },     { "project", 'i' },     { "environment", 'e' },
+                   { "end", 't' },     { "project", 'P' },     { "environment", 'e' },
                    { "sort", 's' },    { "cursor", 'c' } };
     cJSON *body = http_json_body(req, resp);
     if (!body)
@@ -384,11 +405,28 @@ static void discover_route(worker_ctx *w, http_request *req, http_response *resp
     }
     for (size_t i = 0; url && i < sizeof(params) / sizeof(params[0]); i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, params[i].name);
-        char num[32];
+        char num[MAX_PROJECTS * 24 + 8];
         const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
         int64_t n;
         if (!s && cJSON_IsNumber(v) && api_json_int64(v, &n)) {
             snprintf(num, sizeof(num), "%lld", (long long)n);
+            s = num;
+        } else if (!s && params[i].kind == 'P' && cJSON_IsArray(v) &&
+                   cJSON_GetArraySize(v) >= 1 && cJSON_GetArraySize(v) <= MAX_PROJECTS) {
+            /* [2, "3"]: joined, then checked id by id like the query form. */
+            size_t used = 0;
+            const cJSON *it;
+            num[0] = '\0';
+            cJSON_ArrayForEach(it, v)
+            {
+                char one[24] = "";
+                if (cJSON_IsNumber(it) && api_json_int64(it, &n))
+                    snprintf(one, sizeof(one), "%lld", (long long)n);
+                else if (cJSON_IsString(it) && strlen(it->valuestring) < sizeof(one))
+                    snprintf(one, sizeof(one), "%s", it->valuestring);
+                used += (size_t)snprintf(num + used, sizeof(num) - used, "%s%s", used ? "," : "",
+                                         one[0] ? one : "x");
+            }
             s = num;
         }
         if (v && !cJSON_IsNull(v) && !s) {

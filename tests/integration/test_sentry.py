@@ -271,20 +271,22 @@ def test_read_api_search_latest_event_discover(t):
     uid, key = user(w)
     eq(connect(w, key).status, 200, "connect")
     ctl("/_fixture/reset", {})
-    r = w.get("/sentry/issues?query=is:unresolved%20level:error&statsPeriod=24h&project=2"
+    r = w.get("/sentry/issues?query=is:unresolved%20level:error&statsPeriod=24h&project=2,3"
               "&environment=production&limit=5", key=key)
     eq(r.status, 200, "issue search (%r)" % r)
     eq(r.get("count"), 5, "one page of 5")
     eq(r.json["issues"][0]["id"], "5000", "Sentry's issues")
     eq(r.get("next_cursor"), "0:5:0", "next cursor from the Link header")
-    q = dict(calls("/", "/issues/")[0]["query"])
-    eq(q, {"query": "is:unresolved level:error", "statsPeriod": "24h", "project": "2",
-           "environment": "production", "limit": "5"}, "parameters forwarded")
+    q = calls("/", "/issues/")[0]["query"]
+    eq(sorted(map(tuple, q)), sorted([("query", "is:unresolved level:error"), ("statsPeriod", "24h"),
+                                      ("project", "2"), ("project", "3"), ("environment", "production"),
+                                      ("limit", "5")]), "parameters forwarded, one project per id")
     r = w.get("/sentry/issues?limit=5&cursor=0:5:0", key=key)
     eq(r.status, 200, "second page (%r)" % r)
     eq(r.get("count"), 2, "the last two")
     eq(r.get("next_cursor"), None, "no more pages")
-    for bad in ["limit=0", "limit=101", "statsPeriod=forever", "project=abc", "cursor=%3Cx%3E",
+    for bad in ["limit=0", "limit=101", "statsPeriod=forever", "project=abc", "project=2,,3",
+                "project=" + ",".join(["1"] * 21), "cursor=%3Cx%3E",
                 "query=" + "a" * 1100, "start=2026-12-01T00:00:00Z%0A"]:
         r = w.get("/sentry/issues?" + bad, key=key)
         eq(r.status, 400, "bad parameter %s (%r)" % (bad[:30], r))
@@ -309,15 +311,18 @@ def test_read_api_search_latest_event_discover(t):
 
     ctl("/_fixture/reset", {})
     r = w.post("/sentry/discover", {"fields": ["title", "count()"], "query": "event.type:error",
-                                    "statsPeriod": "7d", "sort": "-count()", "limit": 10}, key=key)
+                                    "statsPeriod": "7d", "sort": "-count()", "limit": 10,
+                                    "project": [2, "3"]}, key=key)
     eq(r.status, 200, "discover (%r)" % r)
     eq(r.json["data"], [{"title": "v-title", "count()": 3}], "Discover rows")
     eq(r.json["meta"]["fields"]["count()"], "integer", "meta")
     got = calls("/", "/events/")[0]["query"]
     eq([v for k, v in got if k == "field"], ["title", "count()"], "repeated field parameters")
     eq(dict(got).get("per_page"), "10", "page size")
+    eq([v for k, v in got if k == "project"], ["2", "3"], "projects as repeated parameters")
     for body in [{}, {"fields": []}, {"fields": ["x"] * 21}, {"fields": [1]},
-                 {"fields": ["title"], "limit": 1000}, {"fields": ["title"], "query": "\u0001"}]:
+                 {"fields": ["title"], "limit": 1000}, {"fields": ["title"], "query": "\u0001"},
+                 {"fields": ["title"], "project": [True]}, {"fields": ["title"], "project": []}]:
         eq(w.post("/sentry/discover", body, key=key).status, 400, "bad discover %r" % (body,))
     uid2, key2 = user(w)
     r = w.get("/sentry/issues", key=key2)
