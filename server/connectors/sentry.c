@@ -526,8 +526,8 @@ static void sentry_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(md, "projects");
     if (cJSON_IsArray(p))
         cJSON_AddItemToObject(out, "projects", cJSON_Duplicate(p, 1));
-    cJSON_AddBoolToObject(out, "webhook_secret_configured",
-                          cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(md, "webhook_secret_configured")));
+    const cJSON *configured = cJSON_GetObjectItemCaseSensitive(md, "webhook_secret_configured");
+    cJSON_AddBoolToObject(out, "webhook_secret_configured", cJSON_IsTrue(configured));
     cJSON_Delete(md);
     store_connector_free(&c);
 }
