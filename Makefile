@@ -138,6 +138,7 @@ bench: deps test-deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
 	@bench/agent_bench.sh | tee build/bench-agent-latest.txt
+	@python3 bench/webhook_bench.py | tee build/bench-webhooks-latest.txt
 
 clean:
 	rm -rf build

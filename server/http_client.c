@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "crypto.h"
@@ -37,12 +38,46 @@ typedef struct {
     char *data;
     size_t len, cap, max;
     int overflow;
+    /* streaming (http_client_req.on_body): 2xx bodies go there */
+    CURL *curl;
+    int (*on_body)(const char *data, size_t len, void *ud);
+    void *on_body_ud;
+    int stopped;
+    /* allow_address (http_client_req) */
+    int (*allow_address)(const struct sockaddr *sa, void *ud);
+    void *allow_address_ud;
+    int address_refused;
 } sink;
+
+/* CURLOPT_OPENSOCKETFUNCTION, set only for requests with allow_address:
+ * curl names each resolved address before connecting to it. */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    sink *s = ud;
+    if (purpose == CURLSOCKTYPE_IPCXN && !s->allow_address(&a->addr, s->allow_address_ud)) {
+        s->address_refused = 1;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
 
 static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
 {
     sink *s = ud;
     size_t n = size * nmemb;
+    if (s->on_body) {
+        /* curl calls this for the final answer's body only, after its
+         * status line: the status is known here. */
+        long status = 0;
+        curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && status < 300) {
+            if (n && s->on_body(p, n, s->on_body_ud) != 0) {
+                s->stopped = 1;
+                return 0; /* ends the transfer; reported as AUR_OK + stopped */
+            }
+            return n;
+        }
+    }
     if (s->len + n > s->max) {
         s->overflow = 1;
         return 0; /* aborts the transfer */
@@ -330,7 +365,10 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         snprintf(out->err, sizeof(out->err), "out of memory");
         return out->code = AUR_E_INTERNAL;
     }
-    sink sk = { .max = req->max_response ? req->max_response : HTTP_CLIENT_MAX_RESPONSE };
+    sink sk = { .max = req->max_response ? req->max_response : HTTP_CLIENT_MAX_RESPONSE,
+                .curl = c, .on_body = req->on_body, .on_body_ud = req->on_body_ud,
+                .allow_address = req->allow_address,
+                .allow_address_ud = req->allow_address_ud };
     char curl_err[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdrs = NULL, *h2;
     int ok = 1;
@@ -374,6 +412,10 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &sk);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+    if (req->allow_address) {
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &sk);
+    }
     if (ca)
         curl_easy_setopt(c, CURLOPT_CAINFO, ca);
     if (req->body) {
@@ -390,19 +432,33 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
     }
 
     CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK && sk.stopped)
+        rc = CURLE_OK; /* the caller had what it wanted */
+    if (rc != CURLE_OK && req->on_body)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status); /* a stream cut short */
     if (rc != CURLE_OK) {
         /* curl's messages name host and port, never headers or bodies. */
         if (sk.overflow)
             snprintf(out->err, sizeof(out->err), "response larger than %zu bytes", sk.max);
+        else if (sk.address_refused)
+            snprintf(out->err, sizeof(out->err), "the host's address is not allowed");
         else
             snprintf(out->err, sizeof(out->err), "%s",
                      curl_err[0] ? curl_err : curl_easy_strerror(rc));
         out->code = rc == CURLE_OPERATION_TIMEDOUT ? AUR_E_TIMEOUT : AUR_E_UNAVAILABLE;
+        if (sk.address_refused && rc == CURLE_COULDNT_CONNECT) {
+            out->code = AUR_E_INVALID; /* not a transient failure: retrying changes nothing */
+            out->address_refused = 1;
+        }
+        long os_errno = 0;
+        if (curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK)
+            out->os_errno = (int)os_errno;
         if (sk.data) {
             secret_free_n(sk.data, sk.cap);
         }
     } else {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+        out->stopped = sk.stopped;
         out->body = sk.data;
         out->len = sk.len;
         if (req->capture && capture_headers(c, req->capture, out) < 0) {

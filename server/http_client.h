@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 struct cJSON;
+struct sockaddr;
 
 /* Default cap on a response body (a Vault or AWS answer for one 64 KiB
  * value, a page of projects, a token response are far below this). */
@@ -38,6 +39,24 @@ typedef struct {
     int https_only;             /* refuse http:// (credentials on the wire) */
     const char *const *capture; /* response headers to keep (names, any case), NULL-terminated;
                                    at most HTTP_CLIENT_MAX_CAPTURE; NULL: none */
+    /* Streamed body (a provider that streams results, e.g. Splunk's
+     * search/jobs/export): when set, the body of a 2xx answer is handed to
+     * on_body piece by piece as it arrives, in chunks of any size, and is
+     * neither buffered nor bounded by max_response (the callback keeps its
+     * own caps).  Any other status is buffered into out->body as usual, for
+     * the caller's error handling.  on_body returns 0 to go on reading, else
+     * the transfer stops there: http_client_do then returns AUR_OK with
+     * out->stopped set.  NULL: the whole body is buffered. */
+    int (*on_body)(const char *data, size_t len, void *ud);
+    void *on_body_ud;
+    /* Every address a connection is about to be opened to, after name
+     * resolution (so a host name that resolves to a refused address is
+     * caught, not only literal ones): returns 1 to allow it.  A refused
+     * address is not connected to; when none is left the request fails with
+     * AUR_E_INVALID and out->address_refused.  NULL: every address (for URLs
+     * the operator configured).  For URLs a user typed (a Splunk instance). */
+    int (*allow_address)(const struct sockaddr *sa, void *ud);
+    void *allow_address_ud;
 } http_client_req;
 
 /* Response headers kept on request (Retry-After, ETag, Link, rate-limit
@@ -59,6 +78,9 @@ typedef struct {
     char err[256]; /* one line when code < 0 */
     char *headers; /* captured headers, "name\0value\0…" (read with http_client_header) */
     size_t headers_len;
+    int stopped;   /* on_body asked to stop reading (a streamed answer cut short on purpose) */
+    int os_errno;  /* a transport failure's errno (ECONNREFUSED: nothing listens there), else 0 */
+    int address_refused; /* allow_address refused the address connected to (see above) */
 } http_client_resp;
 
 /* AUR_OK when the server answered (any status), else a negative aur_err with
@@ -66,7 +88,10 @@ typedef struct {
  * AUR_E_TIMEOUT when the whole request ran out of time (retrying would only
  * multiply the wait), AUR_E_INTERNAL for out of memory, AUR_E_UNAVAILABLE for
  * every other transport failure (refused, TLS, reset, oversized answer).
- * The message names host and port at most, never a body. */
+ * The message names host and port at most, never a body.  With on_body,
+ * status is also set when the transfer failed after the answer's status
+ * line (a stream cut by the timeout or the peer): what on_body received
+ * until then is the caller's to keep or drop. */
 int http_client_do(const http_client_req *req, http_client_resp *out);
 void http_client_resp_free(http_client_resp *r);
 /* The value of a header named in req.capture (name compared without case),

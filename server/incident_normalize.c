@@ -67,7 +67,10 @@ static int generic_word(const char *w, size_t n)
            (n == 3 && !strncmp(w, "srv", 3));
 }
 
-/* Appends the words of service (skipping generic ones when skip_generic). */
+/* Appends the words of service (valid UTF-8; generic words skipped when
+ * skip_generic).  A word longer than the word buffer is cut at a character
+ * boundary; a word that does not fit in out ends the key, so the key is
+ * always whole words joined by '-'. */
 static size_t build_key(const char *service, char *out, size_t cap, int skip_generic)
 {
     size_t len = 0;
@@ -84,10 +87,11 @@ static size_t build_key(const char *service, char *out, size_t cap, int skip_gen
             }
             p++;
         }
+        n = utf8_complete_prefix(word, n);
         if (n == 0 || (skip_generic && generic_word(word, n)))
             continue;
         size_t need = n + (len ? 1 : 0);
-        if (len + need >= cap) /* a word that does not fit ends the key */
+        if (len + need >= cap)
             break;
         if (len)
             out[len++] = '-';
@@ -105,25 +109,20 @@ size_t incident_service_key(const char *service, char *out, size_t cap)
     out[0] = '\0';
     if (!service)
         return 0;
+    /* Words are cut only at character boundaries, so valid input gives a
+     * valid key; other input is repaired first (U+FFFD is a word byte). */
+    char *fixed = NULL;
+    size_t slen = strlen(service);
+    if (!utf8_valid(service, slen)) {
+        fixed = utf8_sanitize(service, slen, NULL);
+        if (!fixed)
+            return 0;
+        service = fixed;
+    }
     size_t len = build_key(service, out, cap, 1);
     if (len == 0) /* "service" alone is still a name */
         len = build_key(service, out, cap, 0);
-    /* A word cut by the 256-byte word buffer could end inside a UTF-8
-     * sequence; keep the key valid text. */
-    if (!utf8_valid(out, len)) {
-        char *fixed = utf8_sanitize(out, len, NULL);
-        if (!fixed) {
-            out[0] = '\0';
-            return 0;
-        }
-        size_t n = strlen(fixed);
-        if (n >= cap)
-            n = utf8_complete_prefix(fixed, cap - 1);
-        memcpy(out, fixed, n);
-        out[n] = '\0';
-        free(fixed);
-        len = n;
-    }
+    free(fixed);
     return len;
 }
 

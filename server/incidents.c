@@ -179,9 +179,11 @@ static int64_t correlation_window(const worker_ctx *w)
     return v > 0 ? v : INCIDENT_CORRELATION_WINDOW_DEFAULT;
 }
 
-static int check_alert(const char *org_id, const char *user_id, const incident_alert *a, char *err,
-                       size_t errlen)
+int incident_alert_check(const char *org_id, const char *user_id, const incident_alert *a,
+                         char *err, size_t errlen)
 {
+    if (!a)
+        return fail(err, errlen, "incident: %s", "missing argument");
     if (check_id("org_id", org_id, STORE_ID_MAX, 1, err, errlen) ||
         check_id("user_id", user_id, STORE_ID_MAX, 0, err, errlen) ||
         check_source(a->source, err, errlen) ||
@@ -196,7 +198,10 @@ static int check_alert(const char *org_id, const char *user_id, const incident_a
         return fail(err, errlen, "incident: %s is negative", "index");
     if (a->occurred_at < 0 || a->occurred_at > INCIDENT_TIME_MAX)
         return fail(err, errlen, "incident: %s is out of range", "occurred_at");
-    if (!a->title)
+    int visible = 0;
+    for (const char *p = a->title; p && *p && !visible; p++)
+        visible = (unsigned char)*p > 0x20 && *p != 0x7f;
+    if (!visible)
         return fail(err, errlen, "incident: %s is required", "title");
     return 0;
 }
@@ -211,7 +216,7 @@ int incident_ingest(worker_ctx *w, const char *org_id, const char *user_id,
         memset(out, 0, sizeof(*out));
     if (!w || !w->store || !a || !out)
         return fail(err, errlen, "incident: %s", "missing argument");
-    if (check_alert(org_id, user_id, a, err, errlen) < 0)
+    if (incident_alert_check(org_id, user_id, a, err, errlen) < 0)
         return -1;
     if (now <= 0)
         now = (int64_t)time(NULL);

@@ -94,6 +94,12 @@ int incident_ingest(worker_ctx *w, const char *org_id, const char *user_id,
                     const incident_alert *a, int64_t now, incident_outcome *out, char *err,
                     size_t errlen);
 
+/* The checks incident_ingest() makes before touching the store (for a
+ * caller that must tell bad input, 4xx, from a store failure, 5xx): 0, or
+ * -1 with one line in err. */
+int incident_alert_check(const char *org_id, const char *user_id, const incident_alert *a,
+                         char *err, size_t errlen);
+
 /* Maps a provider's severity/priority word to the normalized set above
  * (case-insensitive: "P1"/"critical"/"error"/"fatal" → critical, …). */
 const char *incident_severity_normalize(const char *provider_value);

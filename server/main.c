@@ -7,6 +7,7 @@
 #include "admin.h"
 #include "db.h"
 #include "log.h"
+#include "rca_cli.h"
 #include "secrets_cli.h"
 #include "server.h"
 #include "server_config.h"
@@ -23,10 +24,13 @@ static void usage(FILE *f)
             "  aurora-server [serve]        run the server (HTTPS API, connectors, /kubectl-agent)\n"
             "  aurora-server admin ...      operator subcommands (below)\n"
             "  aurora-server secrets ...    secrets backend subcommands (below)\n"
+            "  aurora-server rca ...        watch or drain the RCA outbox (below)\n"
             "  aurora-server --help | --version\n\n");
     admin_usage(f);
     fputc('\n', f);
     secrets_cli_usage(f);
+    fputc('\n', f);
+    rca_cli_usage(f);
     fputc('\n', f);
     server_config_help(f);
 }
@@ -67,6 +71,8 @@ int main(int argc, char **argv)
     int rc;
     if (!strcmp(cmd, "admin")) {
         rc = admin_main(&cfg, argc - 2, argv + 2);
+    } else if (!strcmp(cmd, "rca")) {
+        rc = rca_cli_main(&cfg, argc - 2, argv + 2);
     } else if (!strcmp(cmd, "secrets")) {
         rc = secrets_cli_main(&cfg, argc - 2, argv + 2);
     } else if (!strcmp(cmd, "serve")) {

@@ -9,6 +9,7 @@ void api_tokens_register(void);
 void api_exec_register(void);
 void api_cloud_exec_register(void);
 void connectors_register(void);
+void incidents_register_routes(void); /* incidents.h */
 
 static void (*const modules[])(void) = {
     auth_register,
@@ -18,6 +19,7 @@ static void (*const modules[])(void) = {
     api_exec_register,
     api_cloud_exec_register,
     connectors_register,
+    incidents_register_routes,
 };
 
 void modules_register_all(void)

@@ -24,6 +24,8 @@ static const config_def server_defs[] = {
     { "AURORA_WORKERS", "server.workers", CFG_INT, "4", "worker threads for state-store work", 0 },
     { "AURORA_OUTBOUND_WORKERS", "server.outbound_workers", CFG_INT, "8", "worker threads for calls to providers (OAuth, token exchange)", 0 },
     { "AURORA_MAX_BODY", "server.max_body", CFG_INT, "1048576", "largest accepted HTTP request body (bytes)", 0 },
+    { "AURORA_WEBHOOK_CLAIM_LEASE_S", "webhooks.claim_lease_s", CFG_INT, "300", "a webhook delivery claimed for processing longer ago than this is taken to belong to a process that died and is processed again (s); processing is idempotent, so a short lease costs only repeated work", 0, 5, 86400 },
+    { "AURORA_PUBLIC_URL", "server.public_url", CFG_STRING, NULL, "public base URL of this server (https://aurora.example.com): the webhook URLs connectors show to users (default: built from the request's Host)", 0 },
     { "AURORA_LEGACY_MAX_FRAME", "tunnel.legacy_max_frame", CFG_INT, "33554432", "largest frame from a legacy agent (bytes)", 0 },
     { "AURORA_EXEC_DEFAULT_TIMEOUT", "exec.default_timeout", CFG_INT, "60", "command timeout when the caller gives none (s)", 0 },
     { "AURORA_EXEC_MAX_TIMEOUT", "exec.max_timeout", CFG_INT, "3600", "largest timeout a caller may ask (s)", 0 },
@@ -63,6 +65,9 @@ static const config_def server_defs[] = {
     { "AURORA_PROVIDER_TIMEOUT_MS", "connectors.timeout_ms", CFG_INT, NULL, "time limit of one call to a provider (ms), every connector; unset: each connector's own default (15000 for GCP, AWS, Azure and OVH)", 0, 100, 600000 },
     /* incidents (incidents.h) */
     { "AURORA_INCIDENT_CORRELATION_WINDOW_S", "incidents.correlation_window_s", CFG_INT, "3600", "a firing alert joins an open incident of a similar service that started at most this long before or after it (s); a fingerprint match needs no window", 0, 1, 2592000 },
+    { "AURORA_RCA_MAX_ATTEMPTS", "incidents.rca_max_attempts", CFG_INT, "8", "claims of one RCA job before it is dead (a nack, or a lease that expired, on the last attempt)", 0, 1, 100 },
+    { "AURORA_RCA_BACKOFF_S", "incidents.rca_backoff_s", CFG_INT, "30", "delay before a nacked RCA job is claimable again (s); doubles with each attempt", 0, 1, 86400 },
+    { "AURORA_RCA_BACKOFF_MAX_S", "incidents.rca_backoff_max_s", CFG_INT, "3600", "longest retry delay of an RCA job (s)", 0, 1, 604800 },
     { "AURORA_OAUTH_STATE_TTL", "connectors.oauth_state_ttl", CFG_INT, "600", "lifetime of an OAuth state value (s)", 0 },
 };
 #define NDEFS (sizeof(server_defs) / sizeof(server_defs[0]))

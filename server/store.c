@@ -40,30 +40,9 @@
 
 /* ---- input checks ------------------------------------------------------------ */
 
-/* SHA-256 as 64 lowercase hex characters: the only form of a secret stored. */
-static int check_hash(store_t *s, const char *field, const char *h)
-{
-    if (!h)
-        return serr(s, "%s is missing", field);
-    size_t n = 0;
-    for (; h[n]; n++)
-        if (!((h[n] >= '0' && h[n] <= '9') || (h[n] >= 'a' && h[n] <= 'f')) || n >= 64)
-            return serr(s, "%s is not a SHA-256 hex digest", field);
-    if (n != 64)
-        return serr(s, "%s is not a SHA-256 hex digest", field);
-    return STORE_OK;
-}
-
 static int check_time(store_t *s, const char *field, int64_t t)
 {
     return t < 0 ? serr(s, "%s is negative", field) : STORE_OK;
-}
-
-/* 0 means "not set" in every time column, so a revocation or disconnect
- * stamped 0 would be lost: such a `now` is taken as the current time. */
-static int64_t now_or_clock(int64_t now)
-{
-    return now > 0 ? now : (int64_t)time(NULL);
 }
 
 /* ---- ordering keys ---------------------------------------------------------------- */
@@ -2218,6 +2197,32 @@ static int webhook_ids(store_t *s, db_result *r, char (*ids)[STORE_ID_LEN], size
         if ((rc = cell_str(s, r, i, 0, ids[i], STORE_ID_LEN, "webhook id")) == STORE_OK)
             (*n)++;
     db_result_free(r);
+    return rc;
+}
+
+int store_webhook_tenant_stats(store_t *s, const char *org_id, const char *connector,
+                               const char *tenant_key, int64_t *count, int64_t *last_received_at)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id || !*org_id || !connector || !tenant_key || !count || !last_received_at)
+        return serr(s, "store_webhook_tenant_stats: missing argument");
+    *count = 0;
+    *last_received_at = 0;
+    db_result r;
+    db_param p[] = { p_text(connector), p_text(tenant_key), p_text(org_id) };
+    /* (connector, tenant_key, …) leads the idempotency index: no scan of
+     * other tenants' rows. */
+    if (run_query(s, "counting webhook deliveries",
+                  "SELECT COUNT(*), MAX(received_at) FROM webhook_deliveries"
+                  " WHERE connector = ? AND tenant_key = ? AND org_id = ?",
+                  p, 3, &r) != STORE_OK)
+        return STORE_ERR;
+    int rc = STORE_OK;
+    if (r.nrows == 1 && (cell_i64(s, &r, 0, 0, count, "delivery count") != STORE_OK ||
+                         cell_i64(s, &r, 0, 1, last_received_at, "delivery received_at") != STORE_OK))
+        rc = STORE_ERR;
+    db_result_free(&r);
     return rc;
 }
 

@@ -309,6 +309,11 @@ int store_webhook_get(store_t *s, const char *org_id, const char *connector, con
 int store_webhook_list(store_t *s, const char *org_id, const char *connector, const char *event,
                        int64_t before_seq, const char *before_id, int limit,
                        store_webhook_delivery **out, size_t *n);
+/* How many deliveries one tenant (tenant_key, e.g. the user of a per-user
+ * webhook URL) of an organization has stored, and when the newest arrived
+ * (0 when none). */
+int store_webhook_tenant_stats(store_t *s, const char *org_id, const char *connector,
+                               const char *tenant_key, int64_t *count, int64_t *last_received_at);
 /* Ids of a connector's deliveries awaiting processing: "received", "failed"
  * with attempts < max_attempts, "processing" claimed before stale_before (a
  * worker that died); oldest first, at most limit.  ids: limit * STORE_ID_LEN. */

@@ -6,7 +6,7 @@
  * two workers (or two replicas) doing that at once for alerts of the same
  * fingerprint would both see no incident and open two (and two RCA jobs).
  * SQLite has one writer at a time (the store's "BEGIN" is BEGIN IMMEDIATE,
- * db_sqlite.c); PostgreSQL takes the org's row FOR UPDATE first, which
+ * db_sqlite.c); PostgreSQL takes the org's row FOR NO KEY UPDATE first, which
  * serializes one organization and leaves the others running in parallel.
  */
 #include "store_incidents.h"
@@ -15,14 +15,18 @@
 #include "token.h"
 
 /* The org's row, locked until the transaction ends (PostgreSQL); SQLite's
- * write lock is already the database's.  NOT_FOUND: no such organization. */
+ * write lock is already the database's.  FOR NO KEY UPDATE, not FOR
+ * UPDATE: it serializes ingests of the org but not the foreign-key checks
+ * (FOR KEY SHARE) of every other insert that names the org — webhook
+ * deliveries being persisted before their 2xx must not wait for
+ * correlation.  NOT_FOUND: no such organization. */
 static int lock_org(store_t *s, const char *org_id)
 {
     int pg = strcmp(s->eng->name, "postgres") == 0;
     db_param p[] = { p_text(org_id) };
     db_result r;
     if (run_query(s, "locking organization",
-                  pg ? "SELECT id FROM orgs WHERE id = ? FOR UPDATE" : "SELECT id FROM orgs WHERE id = ?",
+                  pg ? "SELECT id FROM orgs WHERE id = ? FOR NO KEY UPDATE" : "SELECT id FROM orgs WHERE id = ?",
                   p, 1, &r) != STORE_OK)
         return STORE_ERR;
     int found = r.nrows > 0;
@@ -164,6 +168,16 @@ static int candidate_row(store_t *s, const db_result *r, size_t i, void *out)
 }
 
 #define CANDIDATE_COLS "id, status, severity, started_at, started_seq, alert_count"
+#define CANDIDATE_COLS_I "i.id, i.status, i.severity, i.started_at, i.started_seq, i.alert_count"
+/* Incidents holding alerts of one fingerprint, driven from the alerts'
+ * (org_id, fingerprint) index and then the incidents' primary key: an index
+ * lookup however many incidents the org has.  CROSS JOIN keeps SQLite from
+ * scanning incidents first when it has no statistics (ANALYZE never runs);
+ * PostgreSQL plans it as any inner join. */
+#define BY_FINGERPRINT                                                                             \
+    "SELECT " CANDIDATE_COLS_I " FROM incident_alerts a CROSS JOIN incidents i"                   \
+    " WHERE a.org_id = ? AND a.fingerprint = ? AND a.incident_id IS NOT NULL"                    \
+    " AND i.id = a.incident_id AND i.org_id = a.org_id"
 
 static int find_one(store_t *s, const char *what, const char *sql, const db_param *p, size_t np,
                     candidate *c)
@@ -181,13 +195,11 @@ static int find_one(store_t *s, const char *what, const char *sql, const db_para
 static int find_for_firing(store_t *s, const store_alert_in *a, int64_t window_s, candidate *c)
 {
     candidate by_fp, by_service;
-    db_param p[] = { p_text(a->org_id), p_text(a->org_id), p_text(a->fingerprint) };
+    db_param p[] = { p_text(a->org_id), p_text(a->fingerprint) };
     if (find_one(s, "correlating by fingerprint",
-                 "SELECT " CANDIDATE_COLS " FROM incidents WHERE org_id = ?"
-                 " AND status IN ('open', 'acknowledged') AND id IN (SELECT incident_id FROM"
-                 " incident_alerts WHERE org_id = ? AND fingerprint = ? AND incident_id IS NOT NULL)"
-                 " ORDER BY started_at DESC, started_seq DESC LIMIT 1",
-                 p, 3, &by_fp) != STORE_OK)
+                 BY_FINGERPRINT " AND i.status IN ('open', 'acknowledged')"
+                                " ORDER BY i.started_at DESC, i.started_seq DESC LIMIT 1",
+                 p, 2, &by_fp) != STORE_OK)
         return STORE_ERR;
     memset(&by_service, 0, sizeof(by_service));
     if (a->service_key && a->service_key[0]) {
@@ -214,13 +226,11 @@ static int find_for_firing(store_t *s, const store_alert_in *a, int64_t window_s
  * holds a firing alert of this fingerprint. */
 static int find_for_followup(store_t *s, const store_alert_in *a, candidate *c)
 {
-    db_param p[] = { p_text(a->org_id), p_text(a->org_id), p_text(a->fingerprint) };
+    db_param p[] = { p_text(a->org_id), p_text(a->fingerprint) };
     return find_one(s, "correlating by fingerprint",
-                    "SELECT " CANDIDATE_COLS " FROM incidents WHERE org_id = ? AND id IN"
-                    " (SELECT incident_id FROM incident_alerts WHERE org_id = ? AND fingerprint = ?"
-                    " AND state = 'firing' AND incident_id IS NOT NULL)"
-                    " ORDER BY started_at DESC, started_seq DESC LIMIT 1",
-                    p, 3, c);
+                    BY_FINGERPRINT " AND a.state = 'firing'"
+                                   " ORDER BY i.started_at DESC, i.started_seq DESC LIMIT 1",
+                    p, 2, c);
 }
 
 static int severity_rank(const char *sev)
@@ -394,4 +404,181 @@ int store_incident_ingest(store_t *s, const store_alert_in *a, int64_t window_s,
         return STORE_ERR;
     }
     return STORE_OK;
+}
+
+/* ---- reads and status changes ------------------------------------------------------ */
+
+#define INCIDENT_COLS                                                                              \
+    "id, org_id, source, source_alert_id, fingerprint, title, service, severity, status,"         \
+    " started_at, started_seq, acknowledged_at, resolved_at, closed_at, created_at, updated_at,"  \
+    " alert_count, summary"
+
+static int incident_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_incident *x = out;
+    if (cell_str(s, r, i, 0, x->id, sizeof(x->id), "incident id") ||
+        cell_str(s, r, i, 1, x->org_id, sizeof(x->org_id), "org_id") ||
+        cell_str(s, r, i, 2, x->source, sizeof(x->source), "source") ||
+        cell_str(s, r, i, 3, x->source_alert_id, sizeof(x->source_alert_id), "source_alert_id") ||
+        cell_str(s, r, i, 4, x->fingerprint, sizeof(x->fingerprint), "fingerprint") ||
+        cell_str(s, r, i, 5, x->title, sizeof(x->title), "title") ||
+        cell_str(s, r, i, 6, x->service, sizeof(x->service), "service") ||
+        cell_str(s, r, i, 7, x->severity, sizeof(x->severity), "severity") ||
+        cell_str(s, r, i, 8, x->status, sizeof(x->status), "status") ||
+        cell_i64(s, r, i, 9, &x->started_at, "started_at") ||
+        cell_i64(s, r, i, 10, &x->started_seq, "started_seq") ||
+        cell_i64(s, r, i, 11, &x->acknowledged_at, "acknowledged_at") ||
+        cell_i64(s, r, i, 12, &x->resolved_at, "resolved_at") ||
+        cell_i64(s, r, i, 13, &x->closed_at, "closed_at") ||
+        cell_i64(s, r, i, 14, &x->created_at, "created_at") ||
+        cell_i64(s, r, i, 15, &x->updated_at, "updated_at") ||
+        cell_i64(s, r, i, 16, &x->alert_count, "alert_count") ||
+        cell_str(s, r, i, 17, x->summary, sizeof(x->summary), "summary"))
+        return STORE_ERR;
+    return STORE_OK;
+}
+
+int store_incident_list(store_t *s, const char *org_id, const store_incident_filter *f, int limit,
+                        store_incident **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!f || !out || !n)
+        return serr(s, "store_incident_list: missing argument");
+    *out = NULL;
+    *n = 0;
+    const char *status = f->status ? f->status : "", *source = f->source ? f->source : "";
+    if (check_text(s, "org_id", org_id, STORE_ID_LEN, 1) ||
+        check_text(s, "status", status, INC_STATUS_MAX + 1, 0) ||
+        check_text(s, "source", source, INC_SOURCE_MAX + 1, 0))
+        return STORE_ERR;
+    if (limit < 1 || limit > INC_LIST_MAX)
+        return serr(s, "incident list limit out of range");
+    int64_t until = f->until > 0 ? f->until : INT64_MAX;
+    db_param p[] = {
+        p_text(org_id),          p_text(status),          p_text(status),
+        p_text(source),          p_text(source),          DB_P_INT(f->since),
+        DB_P_INT(until),         DB_P_INT(f->has_cursor), DB_P_INT(f->cursor_at),
+        DB_P_INT(f->cursor_at),  DB_P_INT(f->cursor_seq), DB_P_INT(limit),
+    };
+    db_result r;
+    if (run_query(s, "listing incidents",
+                  "SELECT " INCIDENT_COLS " FROM incidents WHERE org_id = ?"
+                  " AND (? = '' OR status = ?) AND (? = '' OR source = ?)"
+                  " AND started_at >= ? AND started_at <= ?"
+                  " AND (? = 0 OR started_at < ? OR (started_at = ? AND started_seq < ?))"
+                  " ORDER BY started_at DESC, started_seq DESC LIMIT ?",
+                  p, sizeof(p) / sizeof(p[0]), &r) != STORE_OK)
+        return STORE_ERR;
+    void *arr;
+    int rc = all_rows(s, &r, incident_row, sizeof(store_incident), &arr, n);
+    *out = arr;
+    return rc;
+}
+
+int store_incident_get(store_t *s, const char *org_id, const char *id, store_incident *out)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!out || check_text(s, "org_id", org_id, STORE_ID_LEN, 1) ||
+        check_text(s, "incident id", id, STORE_ID_LEN, 1))
+        return STORE_ERR;
+    db_param p[] = { p_text(org_id), p_text(id) };
+    db_result r;
+    if (run_query(s, "reading incident",
+                  "SELECT " INCIDENT_COLS " FROM incidents WHERE org_id = ? AND id = ?", p, 2,
+                  &r) != STORE_OK)
+        return STORE_ERR;
+    int rc = one_row(s, &r, incident_row, out);
+    if (rc == STORE_NOT_FOUND)
+        serr(s, "incident not found");
+    return rc;
+}
+
+static int alert_row(store_t *s, const db_result *r, size_t i, void *out)
+{
+    store_incident_alert *x = out;
+    if (cell_str(s, r, i, 0, x->id, sizeof(x->id), "alert id") ||
+        cell_str(s, r, i, 1, x->source, sizeof(x->source), "source") ||
+        cell_str(s, r, i, 2, x->dedup_key, sizeof(x->dedup_key), "dedup_key") ||
+        cell_str(s, r, i, 3, x->source_alert_id, sizeof(x->source_alert_id), "source_alert_id") ||
+        cell_str(s, r, i, 4, x->fingerprint, sizeof(x->fingerprint), "fingerprint") ||
+        cell_str(s, r, i, 5, x->state, sizeof(x->state), "state") ||
+        cell_str(s, r, i, 6, x->title, sizeof(x->title), "title") ||
+        cell_str(s, r, i, 7, x->service, sizeof(x->service), "service") ||
+        cell_str(s, r, i, 8, x->severity, sizeof(x->severity), "severity") ||
+        cell_str(s, r, i, 9, x->message, sizeof(x->message), "message") ||
+        cell_str(s, r, i, 10, x->url, sizeof(x->url), "url") ||
+        cell_i64(s, r, i, 11, &x->occurred_at, "occurred_at") ||
+        cell_i64(s, r, i, 12, &x->received_at, "received_at") ||
+        cell_i64(s, r, i, 13, &x->position, "incident_pos"))
+        return STORE_ERR;
+    return STORE_OK;
+}
+
+int store_incident_alerts(store_t *s, const char *org_id, const char *incident_id, int limit,
+                          store_incident_alert **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!out || !n)
+        return serr(s, "store_incident_alerts: missing argument");
+    *out = NULL;
+    *n = 0;
+    if (check_text(s, "org_id", org_id, STORE_ID_LEN, 1) ||
+        check_text(s, "incident id", incident_id, STORE_ID_LEN, 1))
+        return STORE_ERR;
+    if (limit < 1 || limit > INC_ALERTS_MAX)
+        return serr(s, "alert limit out of range");
+    db_param p[] = { p_text(incident_id), p_text(org_id), DB_P_INT(limit) };
+    db_result r;
+    if (run_query(s, "reading incident alerts",
+                  "SELECT id, source, dedup_key, source_alert_id, fingerprint, state, title,"
+                  " service, severity, message, url, occurred_at, received_at, incident_pos"
+                  " FROM incident_alerts WHERE incident_id = ? AND org_id = ?"
+                  " ORDER BY incident_pos LIMIT ?",
+                  p, 3, &r) != STORE_OK)
+        return STORE_ERR;
+    void *arr;
+    int rc = all_rows(s, &r, alert_row, sizeof(store_incident_alert), &arr, n);
+    *out = arr;
+    return rc;
+}
+
+int store_incident_set_status(store_t *s, const char *org_id, const char *id, const char *status,
+                              int64_t now)
+{
+    if (!s)
+        return STORE_ERR;
+    if (check_text(s, "org_id", org_id, STORE_ID_LEN, 1) ||
+        check_text(s, "incident id", id, STORE_ID_LEN, 1) || !status)
+        return STORE_ERR;
+    now = now_or_clock(now);
+    int resolve = !strcmp(status, "resolved");
+    if (!resolve && strcmp(status, "closed"))
+        return serr(s, "status must be resolved or closed");
+    db_param p[] = { DB_P_INT(now), DB_P_INT(now), p_text(org_id), p_text(id) };
+    db_param q[] = { DB_P_INT(now), DB_P_INT(now), DB_P_INT(now), p_text(org_id), p_text(id) };
+    int64_t changes = 0;
+    int rc = resolve ? run_exec(s, "resolving incident",
+                                "UPDATE incidents SET status = 'resolved', resolved_at = ?,"
+                                " updated_at = ? WHERE org_id = ? AND id = ?"
+                                " AND status IN ('open', 'acknowledged')",
+                                p, 4, &changes)
+                     : run_exec(s, "closing incident",
+                                "UPDATE incidents SET status = 'closed', closed_at = ?,"
+                                " updated_at = ?, resolved_at = CASE WHEN resolved_at = 0"
+                                " THEN ? ELSE resolved_at END WHERE org_id = ? AND id = ?"
+                                " AND status <> 'closed'",
+                                q, 5, &changes);
+    if (rc != STORE_OK || changes > 0)
+        return rc;
+    store_incident cur;
+    rc = store_incident_get(s, org_id, id, &cur);
+    if (rc != STORE_OK)
+        return rc;
+    if (!strcmp(cur.status, status))
+        return STORE_OK; /* already there: idempotent */
+    serr(s, "incident is %s", cur.status);
+    return STORE_CONFLICT;
 }

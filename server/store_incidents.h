@@ -72,12 +72,73 @@ typedef struct {
 } store_ingest_out;
 
 /* One transaction, serialized per organization (SQLite: BEGIN IMMEDIATE,
- * the database's write lock; PostgreSQL: the org's row locked FOR UPDATE):
+ * the database's write lock; PostgreSQL: the org's row locked FOR NO KEY UPDATE):
  * records the alert (a duplicate changes nothing), correlates it (rules in
  * incidents.h; a service match needs started_at within window_s of
  * occurred_at) and opens, attaches or resolves.  NOT_FOUND: no such
  * organization; ERR: the store failed (nothing was written). */
 int store_incident_ingest(store_t *s, const store_alert_in *a, int64_t window_s,
                           const store_incident_new *n, store_ingest_out *out);
+
+/* ---- reads and status changes (api_incidents.c) --------------------------- */
+
+typedef struct {
+    char id[STORE_ID_LEN];
+    char org_id[STORE_ID_LEN];
+    char source[INC_SOURCE_MAX + 1];
+    char source_alert_id[INC_KEY_MAX + 1];
+    char fingerprint[INC_KEY_MAX + 1];
+    char title[INC_TITLE_MAX + 1];
+    char service[INC_SERVICE_MAX + 1];
+    char severity[INC_SEVERITY_MAX + 1];
+    char status[INC_STATUS_MAX + 1];
+    int64_t started_at, started_seq, acknowledged_at, resolved_at, closed_at, created_at,
+        updated_at, alert_count;
+    char summary[INC_SUMMARY_MAX + 1];
+} store_incident;
+
+typedef struct {
+    char id[STORE_ID_LEN];
+    char source[INC_SOURCE_MAX + 1];
+    char dedup_key[INC_KEY_MAX + 1];
+    char source_alert_id[INC_KEY_MAX + 1];
+    char fingerprint[INC_KEY_MAX + 1];
+    char state[INC_STATE_MAX + 1];
+    char title[INC_TITLE_MAX + 1];
+    char service[INC_SERVICE_MAX + 1];
+    char severity[INC_SEVERITY_MAX + 1];
+    char message[INC_MESSAGE_MAX + 1];
+    char url[INC_URL_MAX + 1];
+    int64_t occurred_at, received_at, position;
+} store_incident_alert;
+
+/* Filters of the list; "" / 0 for none.  The cursor (has_cursor) is the
+ * (started_at, started_seq) of the last incident of the previous page. */
+typedef struct {
+    const char *status;
+    const char *source;
+    int64_t since, until; /* started_at within [since, until] */
+    int has_cursor;
+    int64_t cursor_at, cursor_seq;
+} store_incident_filter;
+
+#define INC_LIST_MAX 200
+#define INC_ALERTS_MAX 500
+
+/* Newest first (started_at DESC, started_seq DESC), at most limit
+ * (1..INC_LIST_MAX); *out is malloc'd (free()). */
+int store_incident_list(store_t *s, const char *org_id, const store_incident_filter *f, int limit,
+                        store_incident **out, size_t *n);
+/* NOT_FOUND also for another organization's incident. */
+int store_incident_get(store_t *s, const char *org_id, const char *id, store_incident *out);
+/* The incident's alerts in the order they were attached, at most limit
+ * (1..INC_ALERTS_MAX); *out is malloc'd (free()). */
+int store_incident_alerts(store_t *s, const char *org_id, const char *incident_id, int limit,
+                          store_incident_alert **out, size_t *n);
+/* status "resolved" (from open/acknowledged; already resolved: OK;
+ * closed: CONFLICT) or "closed" (from any; sets resolved_at when unset).
+ * NOT_FOUND for a missing or foreign incident. */
+int store_incident_set_status(store_t *s, const char *org_id, const char *id, const char *status,
+                              int64_t now);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db.h"
 #include "store.h"
@@ -118,7 +119,7 @@ static inline int cell_i64(store_t *s, const db_result *r, size_t row, size_t co
 static inline int cell_int(store_t *s, const db_result *r, size_t row, size_t col, int *out,
                     const char *field)
 {
-    int64_t v;
+    int64_t v = 0; /* inlined, gcc -O2 cannot see cell_i64 sets it on success */
     if (cell_i64(s, r, row, col, &v, field) != STORE_OK)
         return STORE_ERR;
     if (v < INT_MIN || v > INT_MAX)
@@ -162,6 +163,27 @@ static inline int all_rows(store_t *s, db_result *r, row_fn fn, size_t elem, voi
     *n = r->nrows;
     db_result_free(r);
     return STORE_OK;
+}
+
+/* SHA-256 as 64 lowercase hex characters: the only form of a secret stored. */
+static inline int check_hash(store_t *s, const char *field, const char *h)
+{
+    if (!h)
+        return serr(s, "%s is missing", field);
+    size_t n = 0;
+    for (; h[n]; n++)
+        if (!((h[n] >= '0' && h[n] <= '9') || (h[n] >= 'a' && h[n] <= 'f')) || n >= 64)
+            return serr(s, "%s is not a SHA-256 hex digest", field);
+    if (n != 64)
+        return serr(s, "%s is not a SHA-256 hex digest", field);
+    return STORE_OK;
+}
+
+/* 0 means "not set" in every time column, so a revocation or disconnect
+ * stamped 0 would be lost: such a `now` is taken as the current time. */
+static inline int64_t now_or_clock(int64_t now)
+{
+    return now > 0 ? now : (int64_t)time(NULL);
 }
 
 /* Microseconds since the epoch, strictly increasing within the process (also

@@ -28,6 +28,11 @@ extern const connector connector_aws;
 extern const connector connector_azure;
 extern const connector connector_ovh;
 extern const connector connector_github;
+extern const connector connector_pagerduty;
+extern const connector connector_datadog;
+extern const connector connector_netdata;
+extern const connector connector_splunk;
+extern const connector connector_grafana;
 extern const connector connector_sentry;
 
 static const connector *const g_connectors[] = {
@@ -36,6 +41,11 @@ static const connector *const g_connectors[] = {
     &connector_azure,
     &connector_ovh,
     &connector_github,
+    &connector_pagerduty,
+    &connector_datadog,
+    &connector_netdata,
+    &connector_splunk,
+    &connector_grafana,
     &connector_sentry,
 };
 #define N_CONNECTORS (sizeof(g_connectors) / sizeof(g_connectors[0]))

@@ -718,7 +718,9 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
                                .https_only = req->https_only,
                                .capture = capture,
                                .aws_sigv4 = req->aws_sigv4,
-                               .userpwd = req->userpwd };
+                               .userpwd = req->userpwd,
+                               .allow_address = req->allow_address,
+                               .allow_address_ud = req->allow_address_ud };
         http_client_resp_free(&resp->http);
         resp->not_modified = 0;
         resp->etag[0] = '\0';

@@ -59,6 +59,9 @@ typedef struct {
      * (AWS Query APIs: HTTP 400 with <Code>Throttling</Code>): 1 retries it
      * like a 5xx.  NULL: none. */
     int (*retry_if)(const http_client_resp *answer);
+    /* as http_client_req: the addresses a user-typed URL may connect to */
+    int (*allow_address)(const struct sockaddr *sa, void *ud);
+    void *allow_address_ud;
 } kit_call_req;
 
 typedef struct {

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "api_util.h"
+#include "server_config.h"
 #include "crypto.h"
 #include "log.h"
 #include "secret.h"
@@ -617,6 +618,14 @@ static int attempts_of(const kit_webhook_spec *s)
     return s->max_attempts > 0 ? s->max_attempts : KIT_WH_DEFAULT_ATTEMPTS;
 }
 
+/* AURORA_WEBHOOK_CLAIM_LEASE_S when the configuration has it (a worker
+ * without one, e.g. a unit test's, gets the default). */
+static int64_t claim_lease_s(const worker_ctx *w)
+{
+    int64_t v = w->cfg ? server_setting_int(w->cfg, "AURORA_WEBHOOK_CLAIM_LEASE_S") : 0;
+    return v > 0 ? v : KIT_WH_CLAIM_LEASE_S;
+}
+
 int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char *id, int64_t now)
 {
     if (!spec->process)
@@ -637,7 +646,7 @@ int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char 
     }
     /* The claim is what makes processing run once: of two workers (or a
      * worker and the recovery sweep) only one changes the row. */
-    rc = store_webhook_claim(w->store, id, attempts_of(spec), now - KIT_WH_CLAIM_LEASE_S, now);
+    rc = store_webhook_claim(w->store, id, attempts_of(spec), now - claim_lease_s(w), now);
     if (rc != STORE_OK) {
         store_webhook_free(&d);
         if (rc == STORE_CONFLICT)
@@ -674,7 +683,7 @@ int kit_webhook_process_open(worker_ctx *w, const kit_webhook_spec *spec, int ma
     char(*ids)[STORE_ID_LEN] = calloc((size_t)max, STORE_ID_LEN);
     size_t n = 0;
     if (!ids || store_webhook_list_open(w->store, spec->connector, attempts_of(spec),
-                                        now - KIT_WH_CLAIM_LEASE_S, max, ids, &n) != STORE_OK) {
+                                        now - claim_lease_s(w), max, ids, &n) != STORE_OK) {
         free(ids);
         return -1;
     }

@@ -39,7 +39,8 @@
 #define KIT_WH_MAX_SIGNATURES 8 /* candidates read from one signature header */
 #define KIT_WH_DEFAULT_WINDOW_S 300
 #define KIT_WH_DEFAULT_ATTEMPTS 5
-/* A claim older than this is taken to belong to a worker that died. */
+/* A claim older than this is taken to belong to a worker that died
+ * (default of AURORA_WEBHOOK_CLAIM_LEASE_S). */
 #define KIT_WH_CLAIM_LEASE_S 300
 
 typedef enum {
@@ -151,7 +152,7 @@ struct kit_webhook_spec {
                        char org_id[STORE_ID_LEN]);
     /* process (optional): runs after the commit, in process_pool, once per
      * delivery (claimed in the store; a worker that died mid-way leaves a
-     * claim retried after KIT_WH_CLAIM_LEASE_S, so make it idempotent).
+     * claim retried after AURORA_WEBHOOK_CLAIM_LEASE_S, so make it idempotent).
      * KIT_WH_PROCESSED, KIT_WH_IGNORED (e.g. an unsubscribed event) or
      * KIT_WH_FAILED with one line in err (no secret): kept, retried up to
      * max_attempts by kit_webhook_process_open. */

@@ -107,6 +107,7 @@ static int setup_pg(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
+    db_set_limits(0, 0); /* a failed test may have left short ones */
     store_close(f->s);
     if (f->dir[0]) {
         static const char *const names[] = { "store.db", "store.db-wal", "store.db-shm" };
@@ -118,6 +119,13 @@ static int teardown(void **state)
         assert_int_equal(rmdir(f->dir), 0);
     }
     if (f->pg) {
+        /* A test that failed with a transaction open (holding locks) must
+         * not hold the DROP up for ever. */
+        assert_int_equal(pg_sql(&g_pg, PG_DB,
+                                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                " WHERE datname = '" PG_DB "' AND pid <> pg_backend_pid()",
+                                NULL),
+                         0);
         char sql[64];
         snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", strchr(f->db, '/') + 1);
         assert_int_equal(pg_sql(&g_pg, PG_DB, sql, NULL), 0);
@@ -711,6 +719,50 @@ static void test_concurrent_same_fingerprint(void **state)
                      RACERS);
 }
 
+/* PostgreSQL: the org lock serializes correlation, and only correlation.
+ * While another transaction holds it (as an ingest does), a webhook
+ * delivery of the same org is still persisted (its foreign-key check is
+ * not blocked), and an ingest waits — here until the statement deadline,
+ * so it fails instead of hanging.  Once the lock is gone, ingest works. */
+static void test_pg_org_lock_scope(void **state)
+{
+    fixture *f = *state;
+    const db_engine *eng = db_engine_for(f->url);
+    db_t *holder = NULL;
+    char err[256];
+    assert_int_equal(eng->open(f->url, &holder, err, sizeof(err)), DB_OK);
+    assert_int_equal(eng->exec(holder, "BEGIN", NULL, 0, NULL), DB_OK);
+    db_param p[] = { DB_P_TEXT(f->org) };
+    db_result r;
+    assert_int_equal(
+        eng->query(holder, "SELECT id FROM orgs WHERE id = ? FOR NO KEY UPDATE", p, 1, &r), DB_OK);
+    assert_int_equal(r.nrows, 1);
+    db_result_free(&r);
+
+    store_webhook_delivery d = { 0 };
+    snprintf(d.org_id, sizeof(d.org_id), "%s", f->org);
+    snprintf(d.connector, sizeof(d.connector), "grafana");
+    snprintf(d.tenant_key, sizeof(d.tenant_key), "usr_1");
+    snprintf(d.delivery_id, sizeof(d.delivery_id), "lock-scope-1");
+    d.verified = 1;
+    assert_int_equal(store_webhook_insert(f->s, &d, "{}", 2, 0), STORE_OK);
+
+    db_set_limits(300, 0); /* for the handle opened next */
+    store_t *waiter = open_store(f->url);
+    worker_ctx w = { .store = waiter };
+    incident_alert a = plain_alert("whd_lock", 0, "fp-lock", ALERT_FIRING);
+    incident_outcome o;
+    assert_int_equal(incident_ingest(&w, f->org, NULL, &a, T0, &o, err, sizeof(err)), -1);
+    assert_int_equal(count_incidents(f), 0);
+
+    assert_int_equal(eng->exec(holder, "ROLLBACK", NULL, 0, NULL), DB_OK);
+    eng->close(holder);
+    assert_int_equal(incident_ingest(&w, f->org, NULL, &a, T0, &o, err, sizeof(err)), 0);
+    assert_int_equal(o.result, INGEST_CREATED);
+    store_close(waiter);
+    db_set_limits(0, 0);
+}
+
 /* ---- invalid input ----------------------------------------------------------------- */
 
 static void expect_invalid(fixture *f, const char *org, const incident_alert *a, const char *want)
@@ -849,6 +901,13 @@ static void test_service_key(void **state)
     char small[8];
     incident_service_key("alpha beta gamma", small, sizeof(small));
     assert_string_equal(small, "alpha");
+    /* Invalid UTF-8 is repaired before the words are cut: still whole words
+     * (fuzz_incident_text found a key ending in '-'). */
+    char cut[17];
+    size_t n = incident_service_key("z\x03\xc3\x89\x89\x1f\x89\x89\x03\x89\x89\x89", cut, sizeof(cut));
+    assert_int_equal(n, strlen(cut));
+    assert_true(n > 0 && cut[n - 1] != '-' && cut[0] != '-');
+    assert_null(strstr(cut, "--"));
 }
 
 static void test_summary(void **state)
@@ -930,6 +989,7 @@ int main(void)
         BOTH(test_concurrent_same_fingerprint),
         BOTH(test_invalid_input),
         BOTH(test_text_bounds),
+        { "postgres/test_pg_org_lock_scope", test_pg_org_lock_scope, setup_pg, teardown, NULL },
     };
     return cmocka_run_group_tests_name("incidents", tests, group_setup, group_teardown);
 }

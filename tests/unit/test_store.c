@@ -1533,6 +1533,38 @@ static void test_github_installations(void **state)
     assert_int_equal(store_github_installation_get(f->s, a.id, 8, &got), STORE_NOT_FOUND);
 }
 
+/* Per-tenant delivery counts (the Grafana connector's status): only the
+ * tenant's own rows of that connector in that organization. */
+static void test_webhook_tenant_stats(void **state)
+{
+    fixture *f = *state;
+    store_org a = new_org(f->s, "A"), b = new_org(f->s, "B");
+    int64_t n = -1, last = -1;
+    assert_int_equal(store_webhook_tenant_stats(f->s, a.id, "grafana", "u1", &n, &last), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(last, 0);
+    struct { const char *org, *connector, *tenant, *id; } rows[] = {
+        { a.id, "grafana", "u1", "d1" }, { a.id, "grafana", "u1", "d2" },
+        { a.id, "grafana", "u2", "d3" }, { b.id, "grafana", "u1", "d4" },
+        { a.id, "datadog", "u1", "d5" },
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        store_webhook_delivery d;
+        memset(&d, 0, sizeof(d));
+        snprintf(d.org_id, sizeof(d.org_id), "%s", rows[i].org);
+        snprintf(d.connector, sizeof(d.connector), "%s", rows[i].connector);
+        snprintf(d.tenant_key, sizeof(d.tenant_key), "%s", rows[i].tenant);
+        snprintf(d.delivery_id, sizeof(d.delivery_id), "%s", rows[i].id);
+        assert_int_equal(store_webhook_insert(f->s, &d, "{}", 2, 0), STORE_OK);
+    }
+    assert_int_equal(store_webhook_tenant_stats(f->s, a.id, "grafana", "u1", &n, &last), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_true(last > 0);
+    assert_int_equal(store_webhook_tenant_stats(f->s, b.id, "grafana", "u2", &n, &last), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_webhook_tenant_stats(f->s, "", "grafana", "u1", &n, &last), STORE_ERR);
+}
+
 /* What the GitHub webhooks change: state columns, description, repositories;
  * always scoped to the installation's own organization. */
 static void test_github_webhook_state(void **state)
@@ -2549,6 +2581,7 @@ int main(void)
         BOTH(test_connectors),
         BOTH(test_github_installations),
         BOTH(test_github_webhook_state),
+        BOTH(test_webhook_tenant_stats),
         BOTH(test_oauth_states),
         BOTH(test_org_settings),
         DURABLE(test_oauth_state_race),

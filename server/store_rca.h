@@ -1,0 +1,76 @@
+/* store_rca.h — the RCA outbox (rca_jobs, migration 9): one job per new
+ * incident, written in the incident's own transaction (store_incidents.c),
+ * handed to the investigation service by lease (rca_outbox.c routes, the
+ * `aurora-server rca` command).
+ *
+ * Life of a job: pending → claimed (attempts + 1, a lease, the SHA-256 of
+ * a fresh claim token) → done (ack with that token) | pending again after a
+ * backoff (nack) | dead (nack or an expired lease once attempts reached the
+ * maximum).  An expired lease makes a claimed job claimable again, so a
+ * consumer that died loses nothing; delivery is at-least-once. */
+#ifndef AURORA_STORE_RCA_H
+#define AURORA_STORE_RCA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define RCA_CLAIM_MAX 100       /* jobs in one claim */
+#define RCA_ERROR_MAX 1024      /* bytes of a consumer's error kept */
+#define RCA_STATUS_LEN 16
+
+typedef struct {
+    char id[STORE_ID_LEN];
+    char org_id[STORE_ID_LEN];
+    char incident_id[STORE_ID_LEN];
+    char source_type[40];
+    char status[RCA_STATUS_LEN];
+    int attempts;
+    int64_t next_attempt_at; /* when it is next claimable (claimed: = lease_until) */
+    int64_t lease_until;
+    int64_t created_at, claimed_at, acked_at;
+    int64_t created_seq;
+    char last_error[RCA_ERROR_MAX + 1];
+    char *payload; /* JSON text, malloc'd */
+} store_rca_job;
+
+typedef struct {
+    int max_attempts;    /* a job claimed this often and not acked goes dead */
+    int64_t backoff_s;   /* first retry delay after a nack; doubles each attempt */
+    int64_t backoff_max_s;
+} store_rca_policy;
+
+/* Claims up to n due jobs (pending with next_attempt_at <= now, or claimed
+ * with an expired lease), oldest due first, giving job i the claim hash
+ * claim_hashes[i] and a lease until now + lease_s.  An expired job already
+ * at max_attempts goes dead instead (not returned).  PostgreSQL: SELECT …
+ * FOR UPDATE SKIP LOCKED in a transaction, so concurrent claimers get
+ * disjoint jobs without waiting; SQLite: the same under BEGIN IMMEDIATE.
+ * *out (free with store_rca_jobs_free) may hold fewer than n. */
+int store_rca_claim(store_t *s, int64_t now, int64_t lease_s, const store_rca_policy *pol,
+                    const char (*claim_hashes)[65], size_t n, store_rca_job **out,
+                    size_t *nout);
+/* Marks a claimed job done.  Idempotent for the holder: acking a done job
+ * with the token that completed it is OK.  NOT_FOUND: no such job;
+ * CONFLICT: another token (a lease that expired and was claimed again, or
+ * a guess) or a job that is not claimed. */
+int store_rca_ack(store_t *s, const char *id, const char *claim_hash, int64_t now);
+/* Gives a claimed job back: pending again after backoff_s * 2^(attempts-1)
+ * (at most backoff_max_s), or dead once attempts reached max_attempts.
+ * status/next_attempt_at (may be NULL) get the outcome.  Same errors as ack. */
+int store_rca_nack(store_t *s, const char *id, const char *claim_hash, const char *error,
+                   int64_t now, const store_rca_policy *pol, char status[RCA_STATUS_LEN],
+                   int64_t *next_attempt_at);
+/* One job (payload included). */
+int store_rca_get(store_t *s, const char *id, store_rca_job *out);
+/* Jobs created after after_seq (0: from the start), oldest first, with
+ * status (NULL: any), at most limit (1..1000). */
+int store_rca_list(store_t *s, const char *status, int64_t after_seq, int limit,
+                   store_rca_job **out, size_t *n);
+/* Jobs per status: pending, claimed, done, dead. */
+int store_rca_counts(store_t *s, int64_t counts[4]);
+void store_rca_job_free(store_rca_job *j);
+void store_rca_jobs_free(store_rca_job *j, size_t n);
+
+#endif
