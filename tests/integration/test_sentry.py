@@ -374,12 +374,23 @@ def test_webhook_issue_opens_one_incident_dedup_and_attach(t):
     eq(err[0][3], "ZeroDivisionError: division by zero\n  at total (app/cart.py:27)\n  at main (app/main.py:3)",
        "message = first lines of the stack")
     eq(len([i for i in incidents_of(w, org) if i[0] == inc_id]), 1, "still one incident")
+    # The same through the incident API.
+    r = w.get("/api/incidents?source=sentry", key=key)
+    eq(r.status, 200, "GET /api/incidents?source=sentry (%r)" % r)
+    eq([(i["id"], i["source"], i["fingerprint"], i["alert_count"]) for i in r.json["incidents"]],
+       [(inc_id, "sentry", str(iid), 2)], "one sentry incident with both alerts")
+    r = w.get("/api/incidents/%s" % inc_id, key=key)
+    eq(r.status, 200, "GET /api/incidents/{id} (%r)" % r)
+    eq([(a["state"], a["source_alert_id"]) for a in r.json["alerts"]],
+       [("firing", str(iid)), ("firing", str(iid))], "the issue and the error, in order")
+    contains(r.json["alerts"][1]["message"], "at total (app/cart.py:27)", "stack excerpt in the alert")
     eq(len(db(w, "SELECT id FROM rca_jobs WHERE incident_id = ?", inc_id)), 1, "still one RCA job")
     # Resolved in Sentry: the incident resolves.
     r = deliver(w, uid, "issue", issue_payload(iid, "resolved"), secret)
     eq(r.status, 200, "issue.resolved (%r)" % r)
     wait_until(lambda: db(w, "SELECT status FROM incidents WHERE id = ?", inc_id) == [("resolved",)], 15,
                what="incident resolved")
+    eq(w.get("/api/incidents/%s" % inc_id, key=key).get("status"), "resolved", "resolved through the API")
     # Stored only: comment and installation.
     for res, body in [("comment", {"action": "created", "data": {"comment": "looking", "issue_id": iid,
                                                                   "comment_id": 1, "project_slug": "checkout"}}),
