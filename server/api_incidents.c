@@ -27,6 +27,7 @@
 #include "timefmt.h"
 
 #define LIST_DEFAULT 50
+#define LIST_MAX (INC_LIST_MAX - 1)
 #define ALERTS_DEFAULT 100
 /* "<started_at>.<started_seq>": two int64 and a dot. */
 #define CURSOR_MAX 41
@@ -163,9 +164,9 @@ static int parse_list_query(http_request *req, store_incident_filter *f, char *s
     if ((r = query_arg(req, "limit", v, sizeof(v), resp)) < 0)
         return -1;
     int64_t lim;
-    if (r && (parse_i64(v, &lim) < 0 || lim < 1 || lim > INC_LIST_MAX)) {
+    if (r && (parse_i64(v, &lim) < 0 || lim < 1 || lim > LIST_MAX)) {
         http_resp_error(resp, 400, "BAD_REQUEST", "limit must be an integer between 1 and %d",
-                        INC_LIST_MAX);
+                        LIST_MAX);
         return -1;
     }
     if (r)
@@ -196,8 +197,7 @@ static void list_route(worker_ctx *w, http_request *req, http_response *resp)
     store_incident *rows = NULL;
     size_t n = 0;
     /* One more than asked: whether there is a next page. */
-    int ask = limit < INC_LIST_MAX ? limit + 1 : limit;
-    if (store_incident_list(w->store, req->auth.org_id, &f, ask, &rows, &n) != STORE_OK) {
+    if (store_incident_list(w->store, req->auth.org_id, &f, limit + 1, &rows, &n) != STORE_OK) {
         api_store_error(w, resp);
         return;
     }
@@ -206,9 +206,7 @@ static void list_route(worker_ctx *w, http_request *req, http_response *resp)
     cJSON *arr = cJSON_AddArrayToObject(o, "incidents");
     for (size_t i = 0; i < shown; i++)
         cJSON_AddItemToArray(arr, incident_json(&rows[i]));
-    /* A full page at the maximum cannot look ahead: offer the cursor. */
-    int more = n > (size_t)limit || (limit == INC_LIST_MAX && n == (size_t)limit);
-    if (more && shown > 0) {
+    if (n > (size_t)limit && shown > 0) {
         char cursor[CURSOR_MAX + 1];
         snprintf(cursor, sizeof(cursor), "%lld.%lld", (long long)rows[shown - 1].started_at,
                  (long long)rows[shown - 1].started_seq);

@@ -12,7 +12,7 @@
  *   and changes nothing, so the kit's at-least-once processing is safe)
  *   → correlate:
  *       firing:   the newest (started_at DESC) OPEN incident of the org
- *                 that has an alert with the same fingerprint, or whose
+ *                 that has an alert with the same fingerprint (and source), or whose
  *                 service is similar and which started within the
  *                 correlation window → attach; none → open a new incident,
  *                 with a generated summary and exactly one RCA job in the

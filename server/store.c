@@ -2023,6 +2023,17 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
     if (id_generate("whd_", id, sizeof(id)) < 0)
         return serr(s, "cannot generate an id");
     crypto_sha256_hex(len ? body : "", len, digest);
+    /* body_key (unique per connector and tenant_key) detects the same bytes
+     * under a fresh delivery id.  A per-user tenant_key is a user id, and
+     * one user id may act in two organizations: the key is scoped by the
+     * organization too, so one org's delivery never shadows the other's. */
+    char body_key[65];
+    memcpy(body_key, digest, sizeof(body_key));
+    if (d->unique_body && d->tenant_key[0] && d->org_id[0]) {
+        char scoped[STORE_ID_LEN + 1 + 65];
+        int n = snprintf(scoped, sizeof(scoped), "%s\n%s", d->org_id, digest);
+        crypto_sha256_hex(scoped, (size_t)n, body_key);
+    }
     char *text = NULL;
     const char *encoding = "utf8";
     if (webhook_encode_body(s, len ? body : "", len, &text, &encoding) != STORE_OK)
@@ -2038,7 +2049,7 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
         p_text(text),         p_text(encoding),
         p_text(digest),       p_text(status),
         DB_P_INT(received_at), DB_P_INT(seq),
-        d->unique_body ? p_text(digest) : DB_P_TEXT(NULL),
+        d->unique_body ? p_text(body_key) : DB_P_TEXT(NULL),
     };
     int64_t changes = 0;
     /* One autocommit statement: when the engine answers, the row is
@@ -2071,7 +2082,7 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
     /* A redelivery: report the row that holds it. */
     db_result r;
     db_param q[] = { p_text(d->connector), p_text(d->tenant_key), p_text(d->delivery_id),
-                     d->unique_body ? p_text(digest) : DB_P_TEXT(NULL) };
+                     d->unique_body ? p_text(body_key) : DB_P_TEXT(NULL) };
     if (run_query(s, "reading webhook delivery",
                   "SELECT " WEBHOOK_COLS " FROM webhook_deliveries"
                   " WHERE connector = ? AND tenant_key = ? AND (delivery_id = ? OR body_key = ?)"

@@ -169,14 +169,16 @@ static int candidate_row(store_t *s, const db_result *r, size_t i, void *out)
 
 #define CANDIDATE_COLS "id, status, severity, started_at, started_seq, alert_count"
 #define CANDIDATE_COLS_I "i.id, i.status, i.severity, i.started_at, i.started_seq, i.alert_count"
-/* Incidents holding alerts of one fingerprint, driven from the alerts'
+/* Incidents holding alerts of one fingerprint of one source (fingerprints
+ * are each provider's own ids: a PagerDuty incident id equal to a Grafana
+ * fingerprint is not the same alert), driven from the alerts'
  * (org_id, fingerprint) index and then the incidents' primary key: an index
  * lookup however many incidents the org has.  CROSS JOIN keeps SQLite from
  * scanning incidents first when it has no statistics (ANALYZE never runs);
  * PostgreSQL plans it as any inner join. */
 #define BY_FINGERPRINT                                                                             \
     "SELECT " CANDIDATE_COLS_I " FROM incident_alerts a CROSS JOIN incidents i"                   \
-    " WHERE a.org_id = ? AND a.fingerprint = ? AND a.incident_id IS NOT NULL"                    \
+    " WHERE a.org_id = ? AND a.fingerprint = ? AND a.source = ? AND a.incident_id IS NOT NULL"   \
     " AND i.id = a.incident_id AND i.org_id = a.org_id"
 
 static int find_one(store_t *s, const char *what, const char *sql, const db_param *p, size_t np,
@@ -195,11 +197,11 @@ static int find_one(store_t *s, const char *what, const char *sql, const db_para
 static int find_for_firing(store_t *s, const store_alert_in *a, int64_t window_s, candidate *c)
 {
     candidate by_fp, by_service;
-    db_param p[] = { p_text(a->org_id), p_text(a->fingerprint) };
+    db_param p[] = { p_text(a->org_id), p_text(a->fingerprint), p_text(a->source) };
     if (find_one(s, "correlating by fingerprint",
                  BY_FINGERPRINT " AND i.status IN ('open', 'acknowledged')"
                                 " ORDER BY i.started_at DESC, i.started_seq DESC LIMIT 1",
-                 p, 2, &by_fp) != STORE_OK)
+                 p, 3, &by_fp) != STORE_OK)
         return STORE_ERR;
     memset(&by_service, 0, sizeof(by_service));
     if (a->service_key && a->service_key[0]) {
@@ -226,11 +228,11 @@ static int find_for_firing(store_t *s, const store_alert_in *a, int64_t window_s
  * holds a firing alert of this fingerprint. */
 static int find_for_followup(store_t *s, const store_alert_in *a, candidate *c)
 {
-    db_param p[] = { p_text(a->org_id), p_text(a->fingerprint) };
+    db_param p[] = { p_text(a->org_id), p_text(a->fingerprint), p_text(a->source) };
     return find_one(s, "correlating by fingerprint",
                     BY_FINGERPRINT " AND a.state = 'firing'"
                                    " ORDER BY i.started_at DESC, i.started_seq DESC LIMIT 1",
-                    p, 2, c);
+                    p, 3, c);
 }
 
 static int severity_rank(const char *sev)

@@ -122,7 +122,7 @@ typedef struct {
     int64_t cursor_at, cursor_seq;
 } store_incident_filter;
 
-#define INC_LIST_MAX 200
+#define INC_LIST_MAX 201 /* the API's 200 and one to look ahead */
 #define INC_ALERTS_MAX 500
 
 /* Newest first (started_at DESC, started_seq DESC), at most limit

@@ -33,6 +33,7 @@ extern const connector connector_datadog;
 extern const connector connector_netdata;
 extern const connector connector_splunk;
 extern const connector connector_grafana;
+extern const connector connector_sentry;
 extern const connector connector_newrelic;
 
 static const connector *const g_connectors[] = {
@@ -46,6 +47,7 @@ static const connector *const g_connectors[] = {
     &connector_netdata,
     &connector_splunk,
     &connector_grafana,
+    &connector_sentry,
     &connector_newrelic,
 };
 #define N_CONNECTORS (sizeof(g_connectors) / sizeof(g_connectors[0]))

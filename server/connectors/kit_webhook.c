@@ -493,6 +493,17 @@ static int has_json_needs(const kit_webhook_spec *s)
            s->check || s->resolve_org;
 }
 
+/* "org:" + the SHA-256 (hex, 64) of "<org>\n<delivery id>": printable, fits
+ * a delivery id, and the same for every redelivery to that org. */
+static void scope_delivery_id(const char *org_id, store_webhook_delivery *d)
+{
+    char in[STORE_ID_LEN + 1 + STORE_WEBHOOK_KEY_LEN];
+    int n = snprintf(in, sizeof(in), "%s\n%s", org_id, d->delivery_id);
+    char hex[65];
+    crypto_sha256_hex(in, (size_t)n, hex);
+    snprintf(d->delivery_id, sizeof(d->delivery_id), "org:%s", hex);
+}
+
 void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request *req,
                            http_response *resp, int64_t now)
 {
@@ -578,7 +589,24 @@ void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_req
      * acknowledgement of the implicit transaction, synchronous_commit on).
      * Nothing is queued in memory: a kill -9 right after the 2xx finds the
      * row. */
+    char want_org[STORE_ID_LEN];
+    memcpy(want_org, d.org_id, sizeof(want_org));
     rc = store_webhook_insert(w->store, &d, body, len, !spec->process_unassigned);
+    if (rc == STORE_CONFLICT && d.tenant_key[0] && want_org[0] && strcmp(d.org_id, want_org)) {
+        /* The row holding this delivery id belongs to another organization:
+         * the same user id acting in two orgs (per-user URLs), with a
+         * provider id or a body digest that collides.  It is not a
+         * redelivery for this org: stored under an org-scoped id instead,
+         * which this org's own redeliveries then meet. */
+        scope_delivery_id(want_org, &d);
+        memcpy(d.org_id, want_org, sizeof(d.org_id));
+        d.id[0] = 0;
+        rc = store_webhook_insert(w->store, &d, body, len, !spec->process_unassigned);
+        if (rc == STORE_CONFLICT && strcmp(d.org_id, want_org)) {
+            api_store_error(w, resp);
+            return;
+        }
+    }
     if (rc == STORE_NOT_FOUND) {
         /* keys/resolve_org named an organization that does not exist */
         refuse(resp, 404, "UNKNOWN_TENANT", "Unknown webhook tenant", spec, req);

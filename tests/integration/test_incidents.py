@@ -159,6 +159,9 @@ def test_list_filters_and_cursor(t):
         if cursor is None:
             break
     eq(seen, newest_first, "pages in order, none twice")
+    # A page exactly as long as what is left has no next page.
+    eq(incidents(w, key, "?limit=5")["next_cursor"], None, "no cursor after the last page")
+    eq(incidents(w, key, "?limit=200")["next_cursor"], None, "limit 200 (the maximum)")
     eq([x["id"] for x in incidents(w, key, "?source=sentry")["incidents"]],
        [ids[3], ids[1]], "source filter")
     q = "?since=2026-11-02T00:00:00Z&until=2026-11-04T10:00:00Z"

@@ -580,6 +580,26 @@ static void test_dedup_key(void **state)
 
 /* ---- correlation rules ---------------------------------------------------------- */
 
+/* Fingerprints are each provider's own ids: a PagerDuty resolution whose
+ * incident id equals a Sentry issue's fingerprint resolves nothing. */
+static void test_fingerprint_scoped_by_source(void **state)
+{
+    fixture *f = *state;
+    incident_outcome a, b;
+    incident_alert fire = plain_alert("whd_src1", 0, "P123", ALERT_FIRING);
+    ingest_ok(f, &fire, &a);
+    assert_int_equal(a.result, INGEST_CREATED);
+    incident_alert other = plain_alert("whd_src2", 0, "P123", ALERT_RESOLVED);
+    other.source = "pagerduty";
+    other.service = "billing"; /* no service match either */
+    ingest_ok(f, &other, &b);
+    assert_int_equal(b.result, INGEST_UNMATCHED);
+    char st[32];
+    incident_status(f, a.incident_id, st, sizeof(st));
+    assert_string_equal(st, "open");
+}
+
+
 /* A fingerprint match needs only an open incident; a service match needs
  * the window (AURORA_INCIDENT_CORRELATION_WINDOW_S, default 3600 s). */
 static void test_window_and_service(void **state)
@@ -984,6 +1004,7 @@ int main(void)
         BOTH(test_grafana_labels_change_mid_incident),
         BOTH(test_duplicate_delivery),
         BOTH(test_dedup_key),
+        BOTH(test_fingerprint_scoped_by_source),
         BOTH(test_window_and_service),
         BOTH(test_acknowledge_and_info),
         BOTH(test_concurrent_same_fingerprint),

@@ -633,6 +633,69 @@ static void user_call(call *c, const char *user, const char *body, const char *s
         add_header(c, "x-signature", sig);
 }
 
+/* One user id acting in two organizations ("same" in org while g_same_org2
+ * is 0, in org2 otherwise): one tenant_key, two tenants. */
+static int g_same_org2;
+static int keys_same_user(worker_ctx *w, const http_request *req, kit_wh_keys *out,
+                          http_response *resp)
+{
+    (void)w;
+    (void)req;
+    (void)resp;
+    snprintf(out->org_id, sizeof(out->org_id), "%s", g_same_org2 ? F->org2.id : F->org.id);
+    snprintf(out->tenant_key, sizeof(out->tenant_key), "same");
+    return 0;
+}
+
+static void post_same(fx *f, const kit_webhook_spec *spec, int org2, const char *body, int dup)
+{
+    (void)f;
+    g_same_org2 = org2;
+    call c;
+    user_call(&c, "same", body, NULL);
+    run_call(&c, spec, 1700000000);
+    assert_int_equal(c.resp.status, 200);
+    assert_int_equal(resp_bool(&c, "duplicate"), dup);
+    free_call(&c);
+}
+
+/* The same delivery id (a provider's, or a body digest) for the same user id
+ * in two organizations: each org keeps its own delivery, and each org's
+ * redelivery is still a duplicate of its own row only. */
+static void test_same_user_two_orgs(void **state)
+{
+    fx *f = *state;
+    kit_webhook_spec digest_ids = {
+        .connector = "grafana",
+        .policy = KIT_WH_UNSIGNED,
+        .keys = keys_same_user,
+        .require_json_object = 1,
+    };
+    post_same(f, &digest_ids, 0, ROT_BODY, 0);
+    post_same(f, &digest_ids, 1, ROT_BODY, 0);
+    post_same(f, &digest_ids, 1, ROT_BODY, 1);
+    post_same(f, &digest_ids, 0, ROT_BODY, 1);
+    char where[160];
+    snprintf(where, sizeof(where), "org_id = '%s'", f->org.id);
+    assert_int_equal(committed_rows(f, where), 1);
+    snprintf(where, sizeof(where), "org_id = '%s'", f->org2.id);
+    assert_int_equal(committed_rows(f, where), 1);
+    /* provider ids in the body and the same bytes refused under a fresh id */
+    kit_webhook_spec body_ids = {
+        .connector = "sentry",
+        .policy = KIT_WH_UNSIGNED,
+        .keys = keys_same_user,
+        .delivery_id_json = "id",
+        .unique_body = 1,
+        .require_json_object = 1,
+    };
+    post_same(f, &body_ids, 1, "{\"id\":\"d-1\"}", 0);
+    post_same(f, &body_ids, 0, "{\"id\":\"d-1\"}", 0);
+    post_same(f, &body_ids, 0, "{\"id\":\"d-1\"}", 1);
+    post_same(f, &body_ids, 1, "{\"id\":\"d-1\"}", 1);
+    assert_int_equal(committed_rows(f, "connector = 'sentry'"), 2);
+}
+
 static void test_per_user_tenants(void **state)
 {
     fx *f = *state;
@@ -1230,6 +1293,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_size_caps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_ids_and_shapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_per_user_tenants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_user_two_orgs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shape_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_redelivery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binary_body_kept_byte_exact, setup, teardown),
