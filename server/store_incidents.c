@@ -335,6 +335,62 @@ static int apply_followup(store_t *s, const store_alert_in *a, const candidate *
     return STORE_OK;
 }
 
+/* How many follow-ups one firing alert adopts (bounded work in the lock). */
+#define ADOPT_MAX 16
+
+/* A firing alert processed AFTER its own resolution or acknowledgement
+ * (deliveries are processed in parallel and retried, so a Recovered can be
+ * handled before its Triggered): the follow-ups of the same source and
+ * fingerprint that matched nothing and happened at or after this alert
+ * are attached now, in their order, as if they had arrived after it.  A
+ * resolution from before this alert (an earlier instance of it, e.g. weeks
+ * ago) is left alone. */
+static int adopt_followups(store_t *s, const store_alert_in *a, candidate *c)
+{
+    db_param p[] = { p_text(a->org_id), p_text(a->source), p_text(a->fingerprint),
+                     DB_P_INT(a->occurred_at) };
+    db_result r;
+    if (run_query(s, "finding unmatched follow-ups",
+                  "SELECT id, state, occurred_at FROM incident_alerts WHERE org_id = ? AND source = ?"
+                  " AND fingerprint = ? AND incident_id IS NULL"
+                  " AND state IN ('resolved', 'acknowledged') AND occurred_at >= ?"
+                  " ORDER BY occurred_at, received_at, id LIMIT 16", /* ADOPT_MAX */
+                  p, 4, &r) != STORE_OK)
+        return STORE_ERR;
+    int rc = STORE_OK;
+    for (size_t i = 0; i < r.nrows && rc == STORE_OK; i++) {
+        char id[STORE_ID_LEN], state[INC_STATE_MAX + 1];
+        int64_t at = 0;
+        if (cell_str(s, &r, i, 0, id, sizeof(id), "alert id") != STORE_OK ||
+            cell_str(s, &r, i, 1, state, sizeof(state), "alert state") != STORE_OK ||
+            cell_i64(s, &r, i, 2, &at, "occurred_at") != STORE_OK) {
+            rc = STORE_ERR;
+            break;
+        }
+        store_alert_in b = *a;
+        b.state = state;
+        b.occurred_at = at;
+        if (attach(s, &b, c, id) != STORE_OK || apply_followup(s, &b, c) != STORE_OK) {
+            rc = STORE_ERR;
+            break;
+        }
+        c->alert_count++;
+        /* apply_followup may have moved the incident on: read it back */
+        db_param q[] = { p_text(c->id) };
+        db_result st;
+        if (run_query(s, "reading incident status", "SELECT status FROM incidents WHERE id = ?",
+                      q, 1, &st) != STORE_OK) {
+            rc = STORE_ERR;
+            break;
+        }
+        if (st.nrows == 1)
+            rc = cell_str(s, &st, 0, 0, c->status, sizeof(c->status), "incident status");
+        db_result_free(&st);
+    }
+    db_result_free(&r);
+    return rc;
+}
+
 /* Everything between BEGIN and COMMIT. */
 static int ingest_locked(store_t *s, const store_alert_in *a, int64_t window_s,
                          const store_incident_new *n, store_ingest_out *out)
@@ -376,7 +432,10 @@ static int ingest_locked(store_t *s, const store_alert_in *a, int64_t window_s,
     memcpy(out->incident_id, c.id, sizeof(c.id));
     if (attach(s, a, &c, alert_id) != STORE_OK)
         return STORE_ERR;
-    return firing ? STORE_OK : apply_followup(s, a, &c);
+    if (!firing)
+        return apply_followup(s, a, &c);
+    c.alert_count++;
+    return adopt_followups(s, a, &c);
 }
 
 int store_incident_ingest(store_t *s, const store_alert_in *a, int64_t window_s,

@@ -580,6 +580,35 @@ static void test_dedup_key(void **state)
 
 /* ---- correlation rules ---------------------------------------------------------- */
 
+/* Deliveries are processed in parallel and retried: a resolution may be
+ * processed before its firing alert.  It matches nothing then; the firing
+ * alert adopts it and the incident ends resolved.  A resolution from before
+ * the alert (an earlier instance) is not adopted. */
+static void test_resolution_before_firing(void **state)
+{
+    fixture *f = *state;
+    incident_outcome r, a;
+    incident_alert old = plain_alert("whd_old", 0, "fp-late", ALERT_RESOLVED);
+    old.occurred_at = T0 - 86400;
+    ingest_ok(f, &old, &r);
+    assert_int_equal(r.result, INGEST_UNMATCHED);
+    incident_alert res = plain_alert("whd_res", 0, "fp-late", ALERT_RESOLVED);
+    res.occurred_at = T0 + 60;
+    ingest_ok(f, &res, &r);
+    assert_int_equal(r.result, INGEST_UNMATCHED);
+    incident_alert fire = plain_alert("whd_fire", 0, "fp-late", ALERT_FIRING);
+    ingest_ok(f, &fire, &a);
+    assert_int_equal(a.result, INGEST_CREATED);
+    char st[32];
+    incident_status(f, a.incident_id, st, sizeof(st));
+    assert_string_equal(st, "resolved");
+    assert_int_equal(sql_int(f, "SELECT alert_count FROM incidents WHERE id = ?", a.incident_id), 2);
+    assert_int_equal(sql_int(f, "SELECT COUNT(*) FROM incident_alerts WHERE incident_id IS NULL"
+                                " AND org_id = ?", f->org),
+                     1); /* the day-old resolution stays unmatched */
+    assert_int_equal(count_jobs(f), 1);
+}
+
 /* Fingerprints are each provider's own ids: a PagerDuty resolution whose
  * incident id equals a Sentry issue's fingerprint resolves nothing. */
 static void test_fingerprint_scoped_by_source(void **state)
@@ -1005,6 +1034,7 @@ int main(void)
         BOTH(test_duplicate_delivery),
         BOTH(test_dedup_key),
         BOTH(test_fingerprint_scoped_by_source),
+        BOTH(test_resolution_before_firing),
         BOTH(test_window_and_service),
         BOTH(test_acknowledge_and_info),
         BOTH(test_concurrent_same_fingerprint),
