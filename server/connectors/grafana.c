@@ -21,9 +21,10 @@
  *
  * Intake order (worker thread): tenant (kit_tenant_resolve, a member without
  * a row will do) → disconnected? 403 → size cap (GRAFANA_WEBHOOK_MAX_BODY,
- * 413) → per-user rate limit (GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE, 429 with
- * Retry-After) → the user's signing secret, if any (the kit checks the HMAC:
- * 401) → Grafana's shape (400) → connect on first delivery → the kit
+ * 413) → the user's signing secret, if any (the kit checks the HMAC: 401) →
+ * Grafana's shape (400) → per-user rate limit, counted only for deliveries
+ * that passed the signature (GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE, 429 with
+ * Retry-After) → connect on first delivery → the kit
  * commits the raw body → 200 → processing: one incident_ingest() per element
  * of alerts[], in order (grafana.h says how each field is mapped).
  *
@@ -532,8 +533,6 @@ static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out
                         (long long)cap);
         return -1;
     }
-    if (rate_limited(w, &t, resp))
-        return -1;
     if (t.has_row && add_signing_secret(w, &t, out, resp) < 0)
         return -1;
     snprintf(out->org_id, sizeof(out->org_id), "%s", t.org_id);
@@ -559,6 +558,10 @@ static int webhook_check(worker_ctx *w, const http_request *req, const cJSON *js
         http_resp_error(resp, 403, "GRAFANA_DISCONNECTED", "%s", MSG_DISCONNECTED);
         return -1;
     }
+    /* Counted after the signature (the kit verified it before check): forged
+     * posts cannot spend a signing user's allowance. */
+    if (rate_limited(w, &t, resp))
+        return -1;
     if (!t.has_row) {
         if (row_put(w, t.org_id, t.user_id, "active", NULL, NULL) < 0) {
             api_store_error(w, resp);

@@ -238,18 +238,18 @@ static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out
     kit_tenant t;
     if (kit_tenant_resolve(w, PD_ID, req, http_param(req, "user_id"), KIT_TENANT_CONNECTED,
                            MSG_NOT_FOUND, &t, resp) < 0 ||
-        rate_take(w, &t, resp) < 0 || add_secret(w, &t, out, resp) < 0)
+        add_secret(w, &t, out, resp) < 0)
         return -1;
     snprintf(out->org_id, sizeof(out->org_id), "%s", t.org_id);
     snprintf(out->tenant_key, sizeof(out->tenant_key), "%s", t.user_id);
     return 0;
 }
 
+/* After the signature: the per-user rate limit counts only deliveries that
+ * passed it, so forged posts cannot spend a signed user's allowance. */
 static int webhook_check(worker_ctx *w, const http_request *req, const cJSON *json,
                          http_response *resp)
 {
-    (void)w;
-    (void)req;
     pd_event e;
     char why[160];
     if (!json || pd_event_parse(json, &e, why, sizeof(why)) == PD_EVENT_BAD) {
@@ -257,7 +257,11 @@ static int webhook_check(worker_ctx *w, const http_request *req, const cJSON *js
                         json ? why : "not a PagerDuty v3 webhook: the body is not JSON");
         return -1;
     }
-    return 0;
+    kit_tenant t;
+    if (kit_tenant_resolve(w, PD_ID, req, http_param(req, "user_id"), KIT_TENANT_CONNECTED,
+                           MSG_NOT_FOUND, &t, resp) < 0)
+        return -1;
+    return rate_take(w, &t, resp) < 0 ? -1 : 0;
 }
 
 /* ---- processing (store pool, after the commit; at least once) ------------------------------ */

@@ -601,6 +601,15 @@ def test_webhook_rate_limit(t):
     ra = int(codes[3].headers.get("retry-after", "0"))
     check(1 <= ra <= 60, "Retry-After", codes[3].headers)
     eq(deliver(w, user2, v3("incident.triggered", "PRX001")).status, 200, "another user is not limited")
+    # forged posts (wrong or no signature) do not spend a signing user's allowance
+    _, user3, key3 = connected_user(w)
+    secret = "whsec-rl-" + rand_tag(12)
+    eq(w.post("/pagerduty/webhook-secret", {"secret": secret}, key=key3).status, 200, "secret set")
+    forged = [deliver(w, user3, v3("incident.triggered", "PRF%03d" % i), "v1=" + "00" * 32).status
+              for i in range(5)]
+    eq(forged, [401] * 5, "forged deliveries refused")
+    b = json.dumps(v3("incident.triggered", "PRF100")).encode()
+    eq(deliver(w, user3, b, sig(secret, b)).status, 200, "a signed delivery after 5 forged ones is accepted")
     serving(w)
 
 
