@@ -219,11 +219,43 @@ def source_grafana(ctx):
     return make
 
 
+def source_sentry(ctx):
+    """Sentry's issue webhook (Internal Integration), signed: Sentry-Hook-Signature
+    = hex HMAC-SHA256 of the body with the client secret; a new issue per delivery.
+    tests/fixtures/sentry_api.mjs answers the connect (org acme-co, token
+    sntrys_good)."""
+    w = ctx["w"]
+    org, user, key = w.new_org()
+    secret = uuid.uuid4().hex + uuid.uuid4().hex
+    r = w.post("/sentry/connect", {"org_slug": "acme-co", "region": "us", "auth_token": "sntrys_good",
+                                   "client_secret": secret}, key=key)
+    harness.eq(r.status, 200, "sentry connect (%r)" % r)
+    base = 700000000 + int(uuid.uuid4().hex[:6], 16) * 1000
+
+    def make(i):
+        body = json.dumps({
+            "action": "created", "installation": {"uuid": str(uuid.uuid4())},
+            "data": {"issue": {"id": str(base + i), "shortId": "BENCH-%d" % i,
+                               "title": "Bench error %d" % i, "culprit": "app/bench.py in run",
+                               "level": "error", "status": "unresolved",
+                               "firstSeen": "2026-12-02T09:59:00.000000Z",
+                               "lastSeen": "2026-12-02T10:00:00.000000Z",
+                               "project": {"id": "2", "name": "bench-%d" % i, "slug": "bench-%d" % i},
+                               "web_url": "https://sentry.io/organizations/acme-co/issues/%d/" % i}},
+            "actor": {"type": "application", "id": "sentry", "name": "Sentry"}}).encode()
+        sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return ("POST", "/sentry/webhook/%s" % user, body,
+                {"Content-Type": "application/json", "Sentry-Hook-Resource": "issue",
+                 "Request-ID": str(uuid.uuid4()), "Sentry-Hook-Signature": sig})
+    return make
+
+
 SOURCES = [
     ("/health (floor)", source_health, None),
     ("pagerduty", source_pagerduty, "pagerduty_api.mjs"),
     ("datadog", source_datadog, "datadog_api.mjs"),
     ("grafana", source_grafana, None),
+    ("sentry", source_sentry, "sentry_api.mjs"),
     ("internal intake", source_internal, None),
 ]
 
@@ -235,6 +267,10 @@ def server_env(fixtures):
         if name == "pagerduty":
             env["PAGERDUTY_API_BASE_URL"] = fx.base
             env["PAGERDUTY_WEBHOOK_RATE_LIMIT_PER_MINUTE"] = "1000000"
+        if name == "sentry":
+            env["SENTRY_US_BASE_URL"] = fx.base
+            env["SENTRY_ALLOW_LOOPBACK"] = "true"
+            env["SENTRY_WEBHOOK_RATE_PER_MINUTE"] = "1000000"
         if name == "datadog":
             env["AURORA_DATADOG_BASE_URL"] = fx.base
             env["AURORA_DATADOG_WEBHOOK_RATE_PER_MINUTE"] = "1000000"
