@@ -322,14 +322,14 @@ static int apply_followup(store_t *s, const store_alert_in *a, const candidate *
         db_param p[] = { DB_P_INT(a->occurred_at), DB_P_INT(a->received_at), p_text(c->id) };
         return run_exec(s, "resolving incident",
                         "UPDATE incidents SET status = 'resolved', resolved_at = ?, updated_at = ?"
-                        " WHERE id = ?",
+                        " WHERE id = ? AND status IN ('open', 'acknowledged')",
                         p, 3, NULL);
     }
     if (!strcmp(a->state, "acknowledged") && !strcmp(c->status, "open")) {
         db_param p[] = { DB_P_INT(a->occurred_at), DB_P_INT(a->received_at), p_text(c->id) };
         return run_exec(s, "acknowledging incident",
                         "UPDATE incidents SET status = 'acknowledged', acknowledged_at = ?,"
-                        " updated_at = ? WHERE id = ?",
+                        " updated_at = ? WHERE id = ? AND status = 'open'",
                         p, 3, NULL);
     }
     return STORE_OK;
@@ -618,10 +618,20 @@ int store_incident_set_status(store_t *s, const char *org_id, const char *id, co
     int resolve = !strcmp(status, "resolved");
     if (!resolve && strcmp(status, "closed"))
         return serr(s, "status must be resolved or closed");
+    /* Under the organization's lock, like ingest: otherwise (PostgreSQL) an
+     * ingest that read the incident as open before this commits could
+     * attach to it or move a just-closed incident back to resolved. */
+    if (run_exec(s, "beginning status change", "BEGIN", NULL, 0, NULL) != STORE_OK)
+        return STORE_ERR;
+    int rc = lock_org(s, org_id);
+    if (rc != STORE_OK) {
+        rollback(s);
+        return rc == STORE_NOT_FOUND ? STORE_NOT_FOUND : STORE_ERR;
+    }
     db_param p[] = { DB_P_INT(now), DB_P_INT(now), p_text(org_id), p_text(id) };
     db_param q[] = { DB_P_INT(now), DB_P_INT(now), DB_P_INT(now), p_text(org_id), p_text(id) };
     int64_t changes = 0;
-    int rc = resolve ? run_exec(s, "resolving incident",
+    rc = resolve ? run_exec(s, "resolving incident",
                                 "UPDATE incidents SET status = 'resolved', resolved_at = ?,"
                                 " updated_at = ? WHERE org_id = ? AND id = ?"
                                 " AND status IN ('open', 'acknowledged')",
@@ -632,8 +642,16 @@ int store_incident_set_status(store_t *s, const char *org_id, const char *id, co
                                 " THEN ? ELSE resolved_at END WHERE org_id = ? AND id = ?"
                                 " AND status <> 'closed'",
                                 q, 5, &changes);
-    if (rc != STORE_OK || changes > 0)
+    if (rc != STORE_OK) {
+        rollback(s);
         return rc;
+    }
+    if (run_exec(s, "committing status change", "COMMIT", NULL, 0, NULL) != STORE_OK) {
+        rollback(s);
+        return STORE_ERR;
+    }
+    if (changes > 0)
+        return STORE_OK;
     store_incident cur;
     rc = store_incident_get(s, org_id, id, &cur);
     if (rc != STORE_OK)

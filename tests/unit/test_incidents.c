@@ -808,6 +808,25 @@ static void test_pg_org_lock_scope(void **state)
     eng->close(holder);
     assert_int_equal(incident_ingest(&w, f->org, NULL, &a, T0, &o, err, sizeof(err)), 0);
     assert_int_equal(o.result, INGEST_CREATED);
+
+    /* A manual close takes the same lock: it waits for an ingest in flight
+     * (here: times out while the holder keeps the lock) and changes nothing. */
+    assert_int_equal(eng->open(f->url, &holder, err, sizeof(err)), DB_OK);
+    assert_int_equal(eng->exec(holder, "BEGIN", NULL, 0, NULL), DB_OK);
+    assert_int_equal(
+        eng->query(holder, "SELECT id FROM orgs WHERE id = ? FOR NO KEY UPDATE", p, 1, &r), DB_OK);
+    db_result_free(&r);
+    assert_int_equal(store_incident_set_status(waiter, f->org, o.incident_id, "closed", T0 + 5),
+                     STORE_ERR);
+    char st[32];
+    incident_status(f, o.incident_id, st, sizeof(st));
+    assert_string_equal(st, "open");
+    assert_int_equal(eng->exec(holder, "ROLLBACK", NULL, 0, NULL), DB_OK);
+    eng->close(holder);
+    assert_int_equal(store_incident_set_status(waiter, f->org, o.incident_id, "closed", T0 + 5),
+                     STORE_OK);
+    incident_status(f, o.incident_id, st, sizeof(st));
+    assert_string_equal(st, "closed");
     store_close(waiter);
     db_set_limits(0, 0);
 }
