@@ -175,6 +175,13 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         !in_range(err, errlen, "AURORA_OAUTH_STATE_TTL", config_int(r, "AURORA_OAUTH_STATE_TTL"), 1, 86400))
         goto fail;
 
+    /* Each connector's own judgement of its settings (connector.check_settings). */
+    for (size_t i = 0; i < connector_count(); i++) {
+        const connector *cn = connector_at(i);
+        if (cn->check_settings && cn->check_settings(r, err, errlen) < 0)
+            goto fail;
+    }
+
     /* A result at the JSON cap must be able to fit an organization's budget. */
     if (c->max_output_json > c->org_output_budget) {
         snprintf(err, errlen,

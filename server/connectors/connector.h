@@ -90,6 +90,11 @@ typedef struct connector {
     /* Time limit of one call to this provider (ms) when
      * AURORA_PROVIDER_TIMEOUT_MS is unset; 0: CONNECTOR_TIMEOUT_MS. */
     long timeout_ms;
+    /* Optional: checks the connector's settings once they are loaded (a
+     * value config_def cannot judge, e.g. a key that must be one-line JSON).
+     * -1 with err (one line naming the setting and the fix, never its
+     * value) makes the server refuse to start. */
+    int (*check_settings)(const config_t *cfg, char *err, size_t errlen);
 } connector;
 
 /* The table, defined in connectors.c. */
