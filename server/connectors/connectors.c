@@ -35,6 +35,7 @@ extern const connector connector_splunk;
 extern const connector connector_grafana;
 extern const connector connector_sentry;
 extern const connector connector_newrelic;
+extern const connector connector_google_chat;
 
 static const connector *const g_connectors[] = {
     &connector_gcp,
@@ -49,6 +50,7 @@ static const connector *const g_connectors[] = {
     &connector_grafana,
     &connector_sentry,
     &connector_newrelic,
+    &connector_google_chat,
 };
 #define N_CONNECTORS (sizeof(g_connectors) / sizeof(g_connectors[0]))
 
