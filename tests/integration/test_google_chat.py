@@ -1,0 +1,487 @@
+#!/usr/bin/env python3
+"""test_google_chat.py — the Google Chat connector (connector guide: Communication >
+Google Chat): the setup sign-in (user OAuth) that creates the incidents space, the
+service account identity, the events endpoint and its bearer-token verification.
+
+Peer: tests/fixtures/google_chat_api.mjs stands in for Google — its OAuth 2.0 server
+(oauth2-mock-server), the JWT-bearer token endpoint of the service account key it
+makes (the assertion checked with jose against the key's public half), the
+certificates Google publishes for the tokens Chat sends ({kid: X.509 PEM} made with
+the openssl CLI, and the same keys as a JWKS), and the Chat API (spaces.create,
+spaces.members.create, spaces.messages.create).
+
+Every event token is signed in Node with jose (the fixture's /_fixture/sign), never by
+the server's code; "alg none" is jose's UnsecuredJWT, HS256 is keyed with the
+published certificate, "rogue" is a key Google never published.
+"""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (SERVER_BIN, T, World, _SUITE, HttpFixture, check, contains, eq, https_request,  # noqa: E402
+                     main, rand_tag, sanitizer_reports, test, wait_until)
+
+PUBLIC_URL = "https://aurora.test"
+AUDIENCE = PUBLIC_URL + "/google-chat/events"
+FRONTEND = "https://app.aurora.test"
+CLIENT_SECRET = "gchat-secret-" + rand_tag(8)
+CHAT_ISS = "chat@system.gserviceaccount.com"
+_env = {}
+
+
+# ---------------------------------------------------------------------------
+# world
+# ---------------------------------------------------------------------------
+def fixture_env(g, w, sa_key=True):
+    env = {
+        "GOOGLE_CHAT_CLIENT_ID": "gchat-client", "GOOGLE_CHAT_CLIENT_SECRET": CLIENT_SECRET,
+        "GOOGLE_CHAT_REDIRECT_URI": "https://127.0.0.1:%d/google-chat/callback" % w.port,
+        "GOOGLE_CHAT_AUTH_URL": g.base + "/o/oauth2/v2/auth",
+        "GOOGLE_CHAT_TOKEN_URL": g.base + "/token",
+        "GOOGLE_CHAT_REVOKE_URL": g.base + "/revoke",
+        "GOOGLE_CHAT_API_BASE_URL": g.base,
+        "GOOGLE_CHAT_CERTS_URL": g.base + "/certs/x509",
+        "GOOGLE_CHAT_OIDC_CERTS_URL": g.base + "/certs/jwks",
+        "GOOGLE_CHAT_CERTS_REFETCH_S": "2",
+        "AURORA_PUBLIC_URL": PUBLIC_URL,
+        "FRONTEND_URL": FRONTEND,
+        "AURORA_PROVIDER_TIMEOUT_MS": "3000",
+    }
+    if sa_key:
+        env["GOOGLE_CHAT_SERVICE_ACCOUNT_KEY"] = json.dumps(g.ctl("/_fixture/sa_key"), separators=(",", ":"))
+    return env
+
+
+def configure(g, env, **extra):
+    g.config(client_id="gchat-client", client_secret=CLIENT_SECRET, redirect_uris=[env["GOOGLE_CHAT_REDIRECT_URI"]],
+             **extra)
+
+
+def world():
+    if _SUITE["world"] is None:
+        if _SUITE["t"] is None:
+            _SUITE["t"] = T(_SUITE["root"], "suite")
+        st = _SUITE["t"]
+        g = HttpFixture(st, "google", "google_chat_api.mjs")
+        w = World(st, "suite-server", start=False)
+        env = fixture_env(g, w)
+        w.extra_env.update(env)
+        w.start()
+        w.bootstrap()
+        configure(g, env)
+        _env["g"] = g
+        _SUITE["world"] = w
+    return _SUITE["world"]
+
+
+def status(w, key):
+    r = w.get("/api/connectors/status", key=key)
+    eq(r.status, 200, "GET /api/connectors/status (%r)" % r)
+    return r.json["connectors"]["google_chat"]
+
+
+def serving(w):
+    eq(w.get("/health", auth=False).status, 200, "server still serving")
+
+
+def rows(w, where="1=1", args=()):
+    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(w.data, "aurora.db"), uri=True, timeout=10)
+    try:
+        return con.execute("SELECT COUNT(*) FROM webhook_deliveries WHERE connector = 'google_chat' AND " + where,
+                           args).fetchone()[0]
+    finally:
+        con.close()
+
+
+def events(w, key):
+    r = w.get("/api/google_chat/events?limit=100", key=key)
+    eq(r.status, 200, "GET /api/google_chat/events (%r)" % r)
+    return r.json["events"]
+
+
+# ---------------------------------------------------------------------------
+# OAuth helpers
+# ---------------------------------------------------------------------------
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+
+
+def authorize(url):
+    """The user consents at Google (the fixture): where it sends the browser."""
+    try:
+        r = urllib.request.build_opener(NoRedirect).open(url, timeout=10)
+    except urllib.error.HTTPError as e:
+        r = e
+    with r:
+        eq(r.status, 302, "Google authorize (%s)" % url)
+        return r.headers["Location"]
+
+
+def callback(w, cb_url):
+    u = urllib.parse.urlsplit(cb_url)
+    eq(u.netloc, "127.0.0.1:%d" % w.port, "Google redirects the browser to Aurora")
+    return https_request(w.port, w.ctx, "GET", u.path + "?" + u.query)
+
+
+def connect(w, key):
+    """The setup sign-in end to end; the callback's answer."""
+    r = w.get("/google-chat/login", key=key)
+    eq(r.status, 302, "login (%r)" % r)
+    c = callback(w, authorize(r.headers["location"]))
+    eq(c.status, 302, "callback (%r)" % c)
+    return c
+
+
+def connected_org(w):
+    org, user, key = w.new_org()
+    _env["g"].config(workspace="ws-" + org)  # each organization is its own Google Workspace
+    c = connect(w, key)
+    space = c.get("space_name")
+    check(space and space.startswith("spaces/"), "space created", c)
+    return org, user, key, space
+
+
+# ---------------------------------------------------------------------------
+# events helpers
+# ---------------------------------------------------------------------------
+def token(g, aud=AUDIENCE, iss=CHAT_ISS, exp_in=300, iat_off=0, **kw):
+    now = int(time.time())
+    claims = {"iss": iss, "aud": aud, "iat": now + iat_off, "exp": now + exp_in}
+    claims.update(kw.pop("claims", {}))
+    body = {"claims": claims}
+    body.update(kw)
+    return g.ctl("/_fixture/sign", body)["token"]
+
+
+def event(kind, space, text="hello", thread=None, user="users/1234567"):
+    e = {"type": kind, "eventTime": "2026-12-03T04:00:00.%06dZ" % (int(time.time() * 1e6) % 1000000),
+         "space": {"name": space, "type": "ROOM", "spaceType": "SPACE", "displayName": "Aurora Incidents"},
+         "user": {"name": user, "displayName": "Ada", "email": "ada@example.test", "type": "HUMAN"},
+         "common": {"hostApp": "CHAT"}}
+    if kind == "MESSAGE":
+        e["message"] = {"name": space + "/messages/" + rand_tag(8), "text": "@Aurora " + text,
+                        "argumentText": " " + text, "sender": e["user"],
+                        "thread": {"name": thread or space + "/threads/" + rand_tag(8)},
+                        "space": e["space"], "createTime": "2026-12-03T04:00:00Z"}
+    if kind == "CARD_CLICKED":
+        e["action"] = {"actionMethodName": "ack"}
+        e["common"]["invokedFunction"] = "ack"
+    return e
+
+
+def post_event(w, body, tok, content_type="application/json", headers=None):
+    if isinstance(body, dict):
+        body = json.dumps(body).encode()
+    h = {"Content-Type": content_type}
+    if tok is not None:
+        h["Authorization"] = "Bearer " + tok
+    if headers:
+        h.update(headers)
+    return w.request("POST", "/google-chat/events", body, headers=h, auth=False)
+
+
+# ---------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------
+@test
+def test_not_configured(t):
+    w = t.world()  # no Google Chat settings at all
+    for method in ("GET", "POST"):
+        r = w.request(method, "/google-chat/login", body={} if method == "POST" else None)
+        eq((r.status, r.error_code), (503, "GOOGLE_CHAT_NOT_CONFIGURED"), "%s login (%r)" % (method, r))
+        contains(r.get("error"), "Google Chat OAuth credentials not configured", "the guide's message")
+        contains(r.get("error"), "GOOGLE_CHAT_CLIENT_ID and GOOGLE_CHAT_CLIENT_SECRET", "the fix")
+    st = status(w, w.api_key)
+    eq((st.get("connected"), st.get("oauth_configured"), st.get("identity")), (False, False, "user"), "status")
+    eq((st.get("warning"), st.get("hint")),
+       ("Messages appear as your name", "Set GOOGLE_CHAT_SERVICE_ACCOUNT_KEY to enable the Chat app identity"),
+       "status names the missing service account")
+    eq(st.get("redirect_uri"), "http://localhost:5080/google-chat/callback", "default redirect URI shown")
+    # events without a configured audience: refused, nothing stored
+    r = post_event(w, event("MESSAGE", "spaces/AAAAx"), "a.b.c")
+    eq((r.status, r.error_code), (503, "GOOGLE_CHAT_AUDIENCE_NOT_CONFIGURED"), "no audience (%r)" % r)
+    eq(rows(w), 0, "nothing stored")
+    r = https_request(w.port, w.ctx, "GET", "/google-chat/callback?code=a&state=" + "A" * 43)
+    eq(r.status, 400, "callback with a forged state (%r)" % r)
+
+
+@test
+def test_startup_refuses_bad_service_account_key(t):
+    g = HttpFixture(t, "google-sa", "google_chat_api.mjs")
+    key = g.ctl("/_fixture/sa_key")
+    pretty = json.dumps(key, indent=2)  # the downloaded file, pasted as is
+    w = t.world(start=False)
+    for what, value in (("multi-line", pretty), ("first line only", "{"), ("not JSON", "aurora-chat-bot.json"),
+                        ("not a service account", json.dumps({"type": "authorized_user"})),
+                        ("key unusable", json.dumps(dict(key, private_key="-----BEGIN PRIVATE KEY-----\nAAAA\n"
+                                                                         "-----END PRIVATE KEY-----\n")))):
+        sandir = os.path.join(w.dir, "san", "refuse-" + rand_tag(4))
+        env = w.env(sandir)
+        env["GOOGLE_CHAT_SERVICE_ACCOUNT_KEY"] = value
+        r = subprocess.run([SERVER_BIN], env=env, cwd=w.dir, capture_output=True, timeout=60)
+        err = r.stderr.decode("utf-8", "replace")
+        eq(r.returncode, 2, "exit status with a %s key (%s)" % (what, err))
+        contains(err, "GOOGLE_CHAT_SERVICE_ACCOUNT_KEY", "names the setting (%s)" % what)
+        contains(err, "cat your-key-file.json | jq -c .", "names the fix (%s)" % what)
+        check("PRIVATE KEY" not in err and "BEGIN" not in err, "the key is not echoed", err)
+        eq(sanitizer_reports(sandir), [], "sanitizer clean")
+    # the same key on one line starts
+    w.extra_env["GOOGLE_CHAT_SERVICE_ACCOUNT_KEY"] = json.dumps(key, separators=(",", ":"))
+    w.start()
+    serving(w)
+
+
+# ---------------------------------------------------------------------------
+# OAuth setup
+# ---------------------------------------------------------------------------
+@test
+def test_oauth_creates_space_and_adds_app(t):
+    w = world()
+    g = _env["g"]
+    org, user, key = w.new_org()
+    g.config(workspace="ws-" + org)
+    r = w.get("/google-chat/login", key=key)
+    eq(r.status, 302, "login (%r)" % r)
+    loc = r.headers["location"]
+    check(loc.startswith(g.base + "/o/oauth2/v2/auth?"), "Google's authorization endpoint", loc)
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(loc).query))
+    eq((q.get("client_id"), q.get("response_type"), q.get("access_type"), q.get("prompt"),
+        q.get("code_challenge_method"), q.get("redirect_uri")),
+       ("gchat-client", "code", "offline", "consent", "S256", w.extra_env["GOOGLE_CHAT_REDIRECT_URI"]),
+       "authorization parameters")
+    for s in ("chat.spaces.create", "chat.memberships.app", "openid"):
+        contains(q.get("scope"), s, "scope asks for %s" % s)
+    r = w.post("/google-chat/login", {}, key=key)
+    eq(r.status, 200, "POST login answers JSON (%r)" % r)
+    check(r.get("authorization_url", "").startswith(g.base), "authorization_url", r)
+    n_spaces = len(g.stats()["spaces_create"])
+    c = callback(w, authorize(loc))
+    eq(c.status, 302, "callback (%r)" % c)
+    contains(c.headers.get("location"), "/connectors?provider=google_chat&status=connected", "back to the frontend")
+    eq((c.get("connected"), c.get("account")), (True, "admin@example.test"), "callback body")
+    space = c.get("space_name")
+    st = g.stats()
+    eq(len(st["spaces_create"]), n_spaces + 1, "one spaces.create")
+    sc = st["spaces_create"][-1]
+    eq((sc["auth"], sc["body"]["spaceType"], sc["body"]["displayName"]), ("user", "SPACE", "Aurora Incidents"),
+       "spaces.create with the user's token")
+    eq(sc["requestId"], "aurora-%s-%s" % (org, user), "requestId makes the creation idempotent")
+    mem = [m for m in st["members"] if m["space"] == space]
+    eq([(m["auth"], m["body"]["member"]) for m in mem], [("user", {"name": "users/app", "type": "BOT"})],
+       "the Chat app added to the space")
+    eq((st["last_token"]["grant_type"], st["last_token"]["has_verifier"], st["last_token"]["has_secret"]),
+       ("authorization_code", True, True), "code exchange with PKCE and the client secret")
+    s = status(w, key)
+    eq((s.get("connected"), s.get("space_name"), s.get("app_member"), s.get("identity"), s.get("email")),
+       (True, space, True, "app", "admin@example.test"), "status")
+    check("warning" not in s, "no 'as your name' warning with the service account", s)
+    eq((s.get("events_url"), s.get("authentication_audience")), (AUDIENCE, AUDIENCE), "URLs to configure")
+    r = w.get("/google-chat/status", key=key)
+    eq((r.status, r.get("space_name")), (200, space), "GET /google-chat/status (%r)" % r)
+    # the state is single use
+    r = callback(w, authorize(loc))
+    eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "state replayed (%r)" % r)
+    # signing in again keeps the space (used once to create it)
+    c2 = connect(w, key)
+    eq(c2.get("space_name"), space, "same space after a reconnect")
+    eq(len(g.stats()["spaces_create"]), n_spaces + 1, "no second spaces.create")
+    # disconnect revokes the grant at Google
+    revoked = g.stats()["revoked"]
+    r = w.delete("/api/connectors/google_chat", key=key)
+    eq((r.status, r.get("deleted")), (200, True), "disconnect (%r)" % r)
+    eq(g.stats()["revoked"], revoked + 1, "refresh token revoked")
+    eq(status(w, key).get("connected"), False, "status after disconnect")
+    check(CLIENT_SECRET not in w.server.log_text(), "client secret never logged")
+    # another organization in the same Workspace: the name is taken, Google says so
+    _, _, key2 = w.new_org()
+    r = w.get("/google-chat/login", key=key2)
+    c = callback(w, authorize(r.headers["location"]))
+    eq((c.status, c.error_code), (409, "GOOGLE_CHAT_SPACE_EXISTS"), "display name taken (%r)" % c)
+    contains(c.get("error"), "GOOGLE_CHAT_SPACE_DISPLAY_NAME", "the fix")
+    eq(status(w, key2).get("connected"), False, "nothing connected")
+
+
+@test
+def test_oauth_denied_and_forged_callbacks(t):
+    w = world()
+    _, _, key = w.new_org()
+    r = w.post("/google-chat/login", {}, key=key)
+    state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.get("authorization_url")).query))["state"]
+    r = https_request(w.port, w.ctx, "GET", "/google-chat/callback?" + urllib.parse.urlencode(
+        {"error": "access_denied", "state": state}))
+    eq((r.status, r.error_code), (400, "GOOGLE_CHAT_AUTHORIZATION_FAILED"), "user denied (%r)" % r)
+    for qs in ("code=abc&state=" + "A" * 43, "code=abc", "state=" + state, ""):
+        r = https_request(w.port, w.ctx, "GET", "/google-chat/callback?" + qs)
+        eq(r.status, 400, "forged callback %r (%r)" % (qs, r))
+    eq(status(w, key).get("connected"), False, "nothing connected")
+    serving(w)
+
+
+# ---------------------------------------------------------------------------
+# events
+# ---------------------------------------------------------------------------
+@test
+def test_events_valid_answered_and_idempotent(t):
+    w = world()
+    g = _env["g"]
+    org, user, key, space = connected_org(w)
+    body = json.dumps(event("MESSAGE", space, "what broke?")).encode()
+    tok = token(g)
+    r = post_event(w, body, tok)
+    eq(r.status, 200, "MESSAGE (%r)" % r)
+    contains(r.get("text"), "recorded your message", "Chat's synchronous answer is a message")
+    ev = events(w, key)
+    eq([(e["event"], e["authenticated"], e["verified"]) for e in ev], [("MESSAGE", "google_jwt", False)],
+       "stored in the space's organization")
+    # Chat delivers the same event again: same answer, nothing more stored
+    n = rows(w)
+    for _ in range(2):
+        r2 = post_event(w, body, tok)
+        eq((r2.status, r2.get("text")), (200, r.get("text")), "redelivery (%r)" % r2)
+    eq(rows(w), n, "a redelivery stores nothing")
+    eq(len(events(w, key)), 1, "one event")
+    r = w.get("/api/google_chat/events/" + ev[0]["id"], key=key)
+    eq((r.status, r.json["payload"]["message"]["argumentText"]), (200, " what broke?"), "event with payload (%r)" % r)
+    # the app added to the space: a greeting
+    r = post_event(w, event("ADDED_TO_SPACE", space), token(g))
+    eq(r.status, 200, "ADDED_TO_SPACE (%r)" % r)
+    contains(r.get("text"), "Hi, I'm Aurora", "greeting")
+    r = post_event(w, event("CARD_CLICKED", space), token(g))
+    eq((r.status, (r.get("actionResponse") or {}).get("type")), (200, "NEW_MESSAGE"), "CARD_CLICKED (%r)" % r)
+    # removed from the space: the connection shows it once processed
+    r = post_event(w, event("REMOVED_FROM_SPACE", space), token(g))
+    eq(r.status, 200, "REMOVED_FROM_SPACE (%r)" % r)
+    wait_until(lambda: status(w, key).get("app_member") is False, 15, what="app_member false")
+    wait_until(lambda: all(e["status"] in ("processed", "ignored") for e in events(w, key)), 15,
+               what="events processed")
+    eq(sorted(e["event"] for e in events(w, key)),
+       ["ADDED_TO_SPACE", "CARD_CLICKED", "MESSAGE", "REMOVED_FROM_SPACE"], "every event stored")
+    # another org sees none of them
+    _, _, other = w.new_org()
+    eq(events(w, other), [], "other org sees nothing")
+    # Google's OIDC ID token (Authentication Audience = HTTP endpoint URL): checked
+    # against the JWKS, email must be Chat's
+    oidc = {"email": CHAT_ISS, "email_verified": True}
+    r = post_event(w, event("MESSAGE", space, "oidc"), token(g, iss="https://accounts.google.com", claims=oidc))
+    eq(r.status, 200, "OIDC ID token (%r)" % r)
+    check(g.stats()["certs"]["jwks"] >= 1, "JWKS fetched", g.stats()["certs"])
+    n = rows(w)
+    for claims in ({"email": "someone@example.test", "email_verified": True}, {"email": CHAT_ISS},
+                   {"email": CHAT_ISS, "email_verified": "true"}):
+        r = post_event(w, event("MESSAGE", space, "oidc-bad"), token(g, iss="https://accounts.google.com",
+                                                                        claims=claims))
+        eq((r.status, r.error_code), (401, "INVALID_TOKEN"), "ID token %r (%r)" % (claims, r))
+    eq(rows(w), n, "nothing stored")
+
+
+@test
+def test_events_refused_tokens(t):
+    w = world()
+    g = _env["g"]
+    org, user, key, space = connected_org(w)
+    body = json.dumps(event("MESSAGE", space, "forged")).encode()
+    n = rows(w)
+    cases = [
+        ("missing header", None),
+        ("wrong audience", token(g, aud="https://elsewhere.test/google-chat/events")),
+        ("project-number audience", token(g, aud="1234567890")),
+        ("wrong issuer", token(g, iss="someone@example.iam.gserviceaccount.com")),
+        ("expired", token(g, exp_in=-120)),
+        ("issued in the future", token(g, iat_off=600, exp_in=900)),
+        ("unknown kid", token(g, kid="no-such-kid-" + rand_tag(4))),
+        ("no kid", token(g, kid=None)),
+        ("alg none", token(g, alg="none")),
+        ("HS256 keyed with the certificate", token(g, alg="HS256")),
+        ("bad signature (unpublished key)", token(g, key="rogue")),
+        ("malformed", "not-a-jwt"),
+        ("two parts", "eyJhbGciOiJSUzI1NiJ9.e30"),
+        ("garbage parts", "%%%.%%%.%%%"),
+    ]
+    good = token(g)
+    h, p, s = good.split(".")
+    cases.append(("payload swapped", h + "." + token(g, claims={"sub": "x"}).split(".")[1] + "." + s))
+    cases.append(("signature truncated", h + "." + p + "." + s[:-8]))
+    for what, tok in cases:
+        r = post_event(w, body, tok)
+        eq(r.status, 401, "%s (%r)" % (what, r))
+        check(r.error_code in ("MISSING_TOKEN", "INVALID_TOKEN"), "error code (%s)" % what, r)
+    r = post_event(w, body, None, headers={"Authorization": "Basic " + good})
+    eq((r.status, r.error_code), (401, "MISSING_TOKEN"), "not a bearer token (%r)" % r)
+    contains(r.get("error"), "Authentication Audience", "the guide's fix in the message")
+    eq(rows(w), n, "nothing stored for refused requests")
+    check(good not in w.server.log_text(), "tokens never logged")
+    serving(w)
+
+
+@test
+def test_events_bad_bodies(t):
+    w = world()
+    g = _env["g"]
+    _, _, key, space = connected_org(w)
+    n = rows(w)
+    big = event("MESSAGE", space, "x" * (300 * 1024))
+    r = post_event(w, big, token(g))
+    eq(r.status, 413, "oversized (%r)" % r)
+    for what, body in (("not JSON", b"{not json"), ("truncated", json.dumps(event("MESSAGE", space)).encode()[:50]),
+                       ("array", b"[]"), ("unknown type", event("WIDGET_UPDATED", space)),
+                       ("no type", {"space": {"name": space}}), ("no space", {"type": "MESSAGE"}),
+                       ("bad space name", event("MESSAGE", "spaces/../../x")), ("empty", b"")):
+        r = post_event(w, body, token(g))
+        eq(r.status, 400, "%s (%r)" % (what, r))
+    r = post_event(w, event("MESSAGE", space), token(g), content_type="text/plain")
+    eq(r.status, 415, "content type (%r)" % r)
+    eq(rows(w), n, "nothing stored")
+    serving(w)
+
+
+@test
+def test_events_of_unknown_space_adopted_on_setup(t):
+    w = world()
+    g = _env["g"]
+    org, user, key, space = connected_org(w)
+    eq(w.delete("/api/connectors/google_chat", key=key).status, 200, "disconnect")
+    # the space is nobody's now: stored without an organization
+    r = post_event(w, event("MESSAGE", space, "before setup"), token(g))
+    eq(r.status, 200, "unknown space accepted (%r)" % r)
+    contains(r.get("text"), "not connected to an Aurora organization", "answer says so")
+    eq(rows(w, "org_id IS NULL AND body LIKE ?", ("%before setup%",)), 1, "stored unassigned")
+    eq(events(w, key), [], "not shown to the org")
+    # setting up again (same org and user: spaces.create's requestId returns the
+    # same space) adopts it
+    c = connect(w, key)
+    eq(c.get("space_name"), space, "same space")
+    wait_until(lambda: len(events(w, key)) == 1, 15, what="event adopted")
+    eq(rows(w, "org_id IS NULL AND body LIKE ?", ("%before setup%",)), 0, "assigned")
+
+
+@test
+def test_certificate_rotation_and_refetch_limit(t):
+    w = world()
+    g = _env["g"]
+    _, _, key, space = connected_org(w)
+    eq(post_event(w, event("MESSAGE", space), token(g)).status, 200, "current key")
+    new_kid = g.ctl("/_fixture/rotate")["kid"]
+    # Google rotated: the new kid is unknown until a refetch (at most every
+    # GOOGLE_CHAT_CERTS_REFETCH_S=2 s), then accepted
+    wait_until(lambda: post_event(w, event("MESSAGE", space), token(g, kid=new_kid)).status == 200, 15,
+               what="token of the rotated key accepted")
+    # a burst of forged kids does not make the server hammer Google
+    before = g.stats()["certs"]["x509"]
+    t0 = time.monotonic()
+    for i in range(20):
+        eq(post_event(w, event("MESSAGE", space), token(g, kid="forged-%d" % i)).status, 401, "forged kid %d" % i)
+    elapsed = time.monotonic() - t0
+    fetched = g.stats()["certs"]["x509"] - before
+    check(fetched <= int(elapsed / 2) + 1, "refetches rate limited (%d in %.1f s)" % (fetched, elapsed))
+
+
+if __name__ == "__main__":
+    main()
