@@ -95,7 +95,7 @@ static const kit_oauth_errors gchat_oauth_errors = {
     .failed = "GOOGLE_CHAT_ERROR",
     .denied_hint = "check GOOGLE_CHAT_CLIENT_ID / GOOGLE_CHAT_CLIENT_SECRET",
     .authorization_failed = "GOOGLE_CHAT_AUTHORIZATION_FAILED",
-    .redirect_mismatch = "bad_redirect_uri",
+    .redirect_mismatch = "GOOGLE_CHAT_BAD_REDIRECT_URI",
 };
 
 const kit_call_errors gchat_api_errors = {
