@@ -401,10 +401,14 @@ void atl_creds_clear(atl_creds *c)
     c->token = NULL;
 }
 
-int atl_credentials(worker_ctx *w, const auth_ctx *who, atl_product p, int force_refresh,
-                    atl_creds *out, http_response *resp)
+/* atl_credentials, plus what POST /atlassian/refresh reports: whether this
+ * call rotated the grant and the access token's expiry (Cloud). */
+static int credentials(worker_ctx *w, const auth_ctx *who, atl_product p, int force_refresh,
+                       atl_creds *out, int *rotated, int64_t *exp, http_response *resp)
 {
     memset(out, 0, sizeof(*out));
+    *rotated = 0;
+    *exp = 0;
     if (connector_require_user(who, resp) < 0 || connector_secrets_ready(w, resp) < 0)
         return -1;
     store_connector row;
@@ -457,9 +461,7 @@ int atl_credentials(worker_ctx *w, const auth_ctx *who, atl_product p, int force
                             atl_product_name(p));
             goto out;
         }
-        int64_t exp = 0;
-        int rotated;
-        out->token = cloud_access(w, who, p, force_refresh, &exp, &rotated, resp);
+        out->token = cloud_access(w, who, p, force_refresh, exp, rotated, resp);
         if (!out->token)
             goto out;
         out->cloud = 1;
@@ -474,6 +476,14 @@ out:
     cJSON_Delete(md);
     store_connector_free(&row);
     return ret;
+}
+
+int atl_credentials(worker_ctx *w, const auth_ctx *who, atl_product p, int force_refresh,
+                    atl_creds *out, http_response *resp)
+{
+    int rotated;
+    int64_t exp;
+    return credentials(w, who, p, force_refresh, out, &rotated, &exp, resp);
 }
 
 /* ---- login -------------------------------------------------------------------------------------------- */
@@ -930,38 +940,32 @@ static void refresh_route(worker_ctx *w, http_request *req, http_response *resp)
                         "body must be {\"product\": \"confluence\"|\"jira\"}");
         return;
     }
-    store_connector row;
-    cJSON *md;
-    char msg[128];
-    snprintf(msg, sizeof(msg), "%s is not connected", atl_product_name(p));
-    if (kit_row_load(w, &req->auth, atl_product_id(p), &row, &md, msg, resp) < 0)
+    /* the same path as every Confluence / Jira call, forced */
+    atl_creds cr;
+    int rotated;
+    int64_t exp;
+    if (credentials(w, &req->auth, p, 1, &cr, &rotated, &exp, resp) < 0)
         return;
-    const char *mode = api_json_str(md, "mode");
-    int cloud = mode && !strcmp(mode, "cloud");
-    char site[512];
-    snprintf(site, sizeof(site), "%s", api_json_str(md, "site_url") ? api_json_str(md, "site_url") : "");
-    cJSON_Delete(md);
-    store_connector_free(&row);
-    if (!cloud) {
+    if (!cr.cloud) {
+        atl_creds_clear(&cr);
         http_resp_error(resp, 400, "ATLASSIAN_NOT_OAUTH",
                         "%s is connected with a Data Center PAT; there is nothing to refresh",
                         atl_product_name(p));
         return;
     }
-    int64_t exp = 0;
-    int rotated = 0;
-    char *at = cloud_access(w, &req->auth, p, 1, &exp, &rotated, resp);
-    if (!at)
-        return;
-    secret_free(at);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "provider", ATL_ID);
     cJSON_AddStringToObject(o, "product", atl_product_id(p));
-    cJSON_AddStringToObject(o, "site_url", site);
+    cJSON_AddStringToObject(o, "mode", "cloud");
+    cJSON_AddStringToObject(o, "site_url", cr.site_url);
+    cJSON_AddStringToObject(o, "api_base", cr.api_base);
+    if (p == ATL_JIRA)
+        cJSON_AddStringToObject(o, "tier", atl_tier_name(cr.tier));
     cJSON_AddBoolToObject(o, "refreshed", 1);
     /* false: another request's refresh, which ended while this one waited, was used */
     cJSON_AddBoolToObject(o, "rotated", rotated);
     api_add_time(o, "access_token_expires_at", exp);
+    atl_creds_clear(&cr);
     http_resp_json(resp, 200, o);
 }
 

@@ -341,6 +341,9 @@ def test_refresh_rotation_and_expiry(t):
         eq((r.status, r.get("refreshed"), r.get("rotated"), r.get("product")), (200, True, True, p),
            "refresh %d (%r)" % (i, r))
         check(r.get("access_token_expires_at", "").endswith("Z"), "expiry in RFC 3339", r)
+        # atl_credentials' answer: where the product's REST API is, through the gateway
+        eq((r.get("api_base"), r.get("site_url")), ("%s/ex/%s/%s" % (fx.base, p, ACME), "https://acme.atlassian.net"),
+           "the product's API base")
         check("access_token\"" not in r.body.decode() and "atl-rt-" not in r.body.decode(), "no token shown", r)
     st = fx.stats()
     eq((st["token"]["refresh_token"], st["refused_refresh"]), (r0 + 2, base["refused_refresh"]),
@@ -505,6 +508,8 @@ def test_jira_tier(t):
     eq((r.status, r.get("tier")), (200, "full_access"), "set Full Access (%r)" % r)
     eq(w.get("/jira/permissions", key=key).get("tier"), "full_access", "read back")
     eq(status(w, key)["jira"]["tier"], "full_access", "status shows the tier")
+    r = w.post("/atlassian/refresh", {"product": "jira"}, key=key)
+    eq((r.status, r.get("tier")), (200, "full_access"), "atl_credentials carries the tier (%r)" % r)
     for bad in ({"tier": "admin"}, {"tier": 1}, {"tier": None}, {}, {"tier": "FULL_ACCESS"}):
         r = put(w, "/jira/permissions", bad, key)
         eq((r.status, r.error_code), (400, "JIRA_INVALID_TIER"), "bad tier %r (%r)" % (bad, r))
