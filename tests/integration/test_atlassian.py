@@ -464,6 +464,9 @@ def test_pat_connect(t):
         r = dc_connect(w, key3, product, fx.base, pat, allow_http=True)
         eq((r.status, r.error_code), (400, code), "%s refused (%r)" % (product, r))
         contains(r.get("error"), msg, "the guide's message")
+    # a server that is not Jira at that URL
+    r = dc_connect(w, key3, "jira", fx.base + "/not-atlassian", JIRA_PAT, allow_http=True)
+    eq((r.status, r.error_code), (400, "ATLASSIAN_NOT_FOUND"), "no Jira REST API there (%r)" % r)
     # unreachable, too slow, failing: distinct answers
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
