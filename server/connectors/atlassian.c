@@ -128,6 +128,16 @@ static void stripes_init(void)
         pthread_mutex_init(&g_stripes[i].mu, NULL);
 }
 
+/* The stripe that serializes the refreshes (and grant writes) of one cache key. */
+static refresh_stripe *stripe_of(const char *key)
+{
+    pthread_once(&g_stripes_once, stripes_init);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *k = key; *k; k++)
+        h = (h ^ (unsigned char)*k) * 16777619u;
+    return &g_stripes[h % ATL_STRIPES];
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -254,6 +264,24 @@ static cJSON *token_post(const kit_oauth_client *c, const char *const *grant, oa
     return kit_oauth_token_post(c->token_url, form, NULL, c->timeout_ms, r);
 }
 
+/* A disconnect that ran during a refresh deleted the grant's secret before
+ * the rotated one was written back: the row is gone, so is the new secret. */
+static void drop_if_disconnected(worker_ctx *w, const auth_ctx *who, const char *ref)
+{
+    store_connector row;
+    int rc = store_connector_get(w->store, who->org_id, who->user_id, ATL_ID, &row);
+    if (rc == STORE_OK) {
+        store_connector_free(&row);
+        return;
+    }
+    char be[32], err[512];
+    const char *path;
+    if (rc == STORE_NOT_FOUND && secrets_ref_parse(ref, be, sizeof(be), &path) == 0 &&
+        secrets_delete(w->secrets, path, err, sizeof(err)) == SECRETS_OK)
+        log_info("atlassian: grant of user %s was removed during a refresh; its new refresh "
+                 "token deleted", who->user_id);
+}
+
 /* The refresh of who's grant (the lock held).  The access token (secret_free
  * it) and *exp, or NULL with resp. */
 static char *refresh_grant(worker_ctx *w, const auth_ctx *who, atl_product p, int64_t *exp,
@@ -325,6 +353,8 @@ static char *refresh_grant(worker_ctx *w, const auth_ctx *who, atl_product p, in
         if (kit_secret_replace(w, row.secret_ref, nrt, err, sizeof(err)) != SECRETS_OK)
             log_error("atlassian: could not store the rotated refresh token of user %s: %s",
                       who->user_id, err);
+        else
+            drop_if_disconnected(w, who, row.secret_ref);
     }
     secret_free(rts);
     int64_t now = (int64_t)time(NULL);
@@ -364,11 +394,7 @@ static char *cloud_access(worker_ctx *w, const auth_ctx *who, atl_product p, int
         *exp += ATL_REFRESH_MARGIN_S - KIT_CACHE_MARGIN; /* the real expiry */
         return at;
     }
-    pthread_once(&g_stripes_once, stripes_init);
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *k = key; *k; k++)
-        h = (h ^ (unsigned char)*k) * 16777619u;
-    refresh_stripe *s = &g_stripes[h % ATL_STRIPES];
+    refresh_stripe *s = stripe_of(key);
     int64_t asked = mono_ms();
     pthread_mutex_lock(&s->mu);
     /* Another request's refresh ended while this one waited: its token is
@@ -858,17 +884,30 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
     if (scope && api_check_text(scope, "scope", 1, 1000, err, sizeof(err)) == 0)
         cJSON_AddStringToObject(gmd, "scope", scope);
     cJSON_AddNumberToObject(gmd, "access_token_expires_at", (double)exp);
-    kit_field f = { ATL_FIELD_REFRESH, rt };
-    if (kit_connect_store(w, st.org_id, st.user_id, ATL_ID, api_json_str(site, "url"), &f, 1, gmd,
-                          resp) < 0)
-        goto out;
     auth_ctx who = { .authenticated = 1 };
     snprintf(who.org_id, sizeof(who.org_id), "%s", st.org_id);
     snprintf(who.user_id, sizeof(who.user_id), "%s", st.user_id);
     char key[2 * STORE_ID_LEN + 16];
-    atl_forget_tokens(&who);
-    if (token_key(&who, key, sizeof(key)) == 0)
+    if (token_key(&who, key, sizeof(key)) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "cache key too long");
+        goto out;
+    }
+    /* Under the refresh lock: a refresh of the previous grant in flight
+     * would otherwise store its rotated token over this grant's. */
+    refresh_stripe *stripe = stripe_of(key);
+    pthread_mutex_lock(&stripe->mu);
+    kit_field f = { ATL_FIELD_REFRESH, rt };
+    int stored = kit_connect_store(w, st.org_id, st.user_id, ATL_ID, api_json_str(site, "url"), &f,
+                                   1, gmd, resp);
+    if (stored == 0) {
+        atl_forget_tokens(&who);
         cache_put(key, at, exp, now);
+        snprintf(stripe->key, sizeof(stripe->key), "%s", key);
+        stripe->done_ms = mono_ms();
+    }
+    pthread_mutex_unlock(&stripe->mu);
+    if (stored < 0)
+        goto out;
     /* the products: those asked for, and a Cloud one not asked for that the
      * new grant still covers on the same site; another would be left on a
      * refresh token that no longer exists, so it goes */
