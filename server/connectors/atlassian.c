@@ -333,7 +333,11 @@ static char *refresh_grant(worker_ctx *w, const auth_ctx *who, atl_product p, in
     tok = token_post(&c, grant, &r);
     if (!tok) {
         log_warn("atlassian: refresh for user %s (org %s) failed: %s", who->user_id, who->org_id, r.err);
-        if (r.status >= 400 && r.status < 500 && r.code != AUR_E_TIMEOUT) {
+        /* Atlassian refuses a revoked, expired or retired refresh token with
+         * 403 unauthorized_client (invalid_grant elsewhere); a 401 or
+         * invalid_client is this server's client id/secret, not the user's grant. */
+        int client = r.status == 401 || !strcmp(r.error, "invalid_client");
+        if (r.status >= 400 && r.status < 500 && r.code != AUR_E_TIMEOUT && !client) {
             char code[64];
             kit_code_text(r.error, code, sizeof(code));
             char why[160];

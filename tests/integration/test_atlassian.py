@@ -358,6 +358,14 @@ def test_refresh_rotation_and_expiry(t):
     except urllib.error.HTTPError as e:
         eq(e.code, 403, "old refresh token refused after rotation")
     eq(fx.stats()["live_refresh"] >= 1, True, "the current one still lives")
+    # this server's client credentials refused: not the user's grant expiring
+    reset(fx, w, client_secret="rotated-at-atlassian")
+    r = w.post("/atlassian/refresh", {"product": "jira"}, key=key)
+    eq((r.status, r.error_code), (400, "ATLASSIAN_OAUTH_CLIENT_INVALID"), "client refused (%r)" % r)
+    contains(r.get("error"), "ATLASSIAN_CLIENT_SECRET", "names the setting")
+    reset(fx, w)
+    r = w.post("/atlassian/refresh", {"product": "jira"}, key=key)
+    eq((r.status, r.get("rotated")), (200, True), "the grant survived a client refusal (%r)" % r)
     # Atlassian refuses the refresh (grant revoked, 90 days unused): per product
     fx.ctl("/_fixture/revoke_refresh", {})
     for p, code, name in (("jira", "JIRA_CREDENTIALS_EXPIRED", "Jira"),
