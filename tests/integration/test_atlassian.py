@@ -580,6 +580,15 @@ def test_disconnect(t):
     eq(status(w, key)["atlassian"]["connected"], True, "grant back")
     eq(dc_connect(w, key, "jira", fx.base, JIRA_PAT, allow_http=True).status, 200, "Jira to DC")
     eq(status(w, key)["atlassian"]["connected"], False, "grant released when no product uses it")
+    # connecting Confluence alone again: Jira stays when the new grant still
+    # covers it on the same site (its old refresh token is gone either way)
+    _, _, key3 = w.new_org()
+    oauth_connect(w, key3, "confluence,jira")
+    oauth_connect(w, key3, "confluence")
+    st = status(w, key3)
+    eq((st["confluence"]["connected"], st["jira"]["connected"], sorted(st["atlassian"]["products"])),
+       (True, True, ["confluence", "jira"]), "Jira kept on the new grant")
+    eq(w.post("/atlassian/refresh", {"product": "jira"}, key=key3).status, 200, "and it works")
     # connecting Confluence alone while Jira is on another site's grant
     _, _, key2 = w.new_org()
     reset(fx, w, mode="multi")
