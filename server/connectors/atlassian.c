@@ -613,11 +613,11 @@ static void login_route(worker_ctx *w, http_request *req, http_response *resp)
             return;
         }
         cJSON_Delete(body);
-        has_list = list[0] != '\0';
-        if (!has_list) {
+        if (pj && !list[0]) {
             http_resp_error(resp, 400, "ATLASSIAN_INVALID_PRODUCT", "products must not be empty");
             return;
         }
+        has_list = list[0] != '\0'; /* {} : every enabled product, as without a body */
     } else if (has_list && !list[0]) {
         http_resp_error(resp, 400, "ATLASSIAN_INVALID_PRODUCT", "products must not be empty");
         return;

@@ -244,6 +244,13 @@ def test_oauth_confluence_jira_and_both(t):
     _, _, key = w.new_org()
     r = w.post("/atlassian/login", {"products": ["jira"]}, key=key)
     eq((r.status, r.get("products")), (200, ["jira"]), "POST login (%r)" % r)
+    r = w.post("/atlassian/login", {}, key=key)
+    eq((r.status, r.get("products")), (200, ["confluence", "jira"]), "POST login, every enabled product (%r)" % r)
+    r = w.get("/atlassian/login", key=key)
+    eq(r.status, 302, "GET login, every enabled product (%r)" % r)
+    eq(set(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.headers["location"]).query))["scope"].split()),
+       {"read:page:confluence", "read:space:confluence", "read:user:confluence", "search:confluence",
+        "read:jira-work", "write:jira-work", "read:jira-user", "offline_access"}, "both products' scopes")
     check(r.get("authorization_url", "").startswith(fx.base + "/authorize?"), "authorization_url", r)
     check(CLIENT_SECRET not in w.server.log_text(), "client secret never logged")
 
