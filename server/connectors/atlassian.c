@@ -670,7 +670,11 @@ static int has_all(const cJSON *scopes, const char *const *want)
     for (; *want; want++) {
         int found = 0;
         const cJSON *s;
-        cJSON_ArrayForEach(s, scopes) if (cJSON_IsString(s) && !strcmp(s->valuestring, *want)) found = 1;
+        cJSON_ArrayForEach(s, scopes)
+        {
+            if (cJSON_IsString(s) && !strcmp(s->valuestring, *want))
+                found = 1;
+        }
         if (!found)
             return 0;
     }
