@@ -18,6 +18,8 @@
 #ifndef AURORA_ATLASSIAN_H
 #define AURORA_ATLASSIAN_H
 
+#include <sys/socket.h>
+
 #include "http.h"
 #include "worker.h"
 
@@ -38,6 +40,13 @@ typedef struct {
     atl_jira_tier tier;  /* Jira only */
     int allow_http;      /* the Data Center base URL is http:// by the user's explicit choice */
     long timeout_ms;     /* connector_timeout_ms for this product */
+    /* Data Center: the base URL was typed by a user, so every address it
+     * resolves to is judged (no link-local, unspecified, multicast; loopback
+     * only with ATLASSIAN_DC_ALLOW_LOOPBACK).  Pass both as
+     * kit_call_req.allow_address / allow_address_ud, and allow_http as
+     * kit_call_req.allow_http.  NULL for Cloud. */
+    int (*allow_address)(const struct sockaddr *sa, void *ud);
+    void *allow_address_ud;
 } atl_creds;
 
 /* The caller's credentials for product p (outbound pool).  A Cloud access

@@ -36,6 +36,9 @@ extern const connector connector_grafana;
 extern const connector connector_sentry;
 extern const connector connector_newrelic;
 extern const connector connector_google_chat;
+extern const connector connector_atlassian;
+extern const connector connector_confluence;
+extern const connector connector_jira;
 
 static const connector *const g_connectors[] = {
     &connector_gcp,
@@ -51,6 +54,9 @@ static const connector *const g_connectors[] = {
     &connector_sentry,
     &connector_newrelic,
     &connector_google_chat,
+    &connector_atlassian,
+    &connector_confluence,
+    &connector_jira,
 };
 #define N_CONNECTORS (sizeof(g_connectors) / sizeof(g_connectors[0]))
 

@@ -640,7 +640,7 @@ int kit_call(const kit_call_req *req, kit_call_resp *resp)
     if (!req->url || !http_client_url_ok(req->url, req->https_only) ||
         !http_client_url_under(req->url, req->base_url))
         return fail(resp, AUR_E_INVALID, "%s: URL is not under the configured base URL", prov);
-    if (!kit_url_private(req->url))
+    if (!kit_url_private(req->url) && !(req->allow_http && !req->https_only))
         return fail(resp, AUR_E_INVALID,
                     "%s: the configured base URL must be https:// (credentials are never sent "
                     "in clear, except to a loopback address)", prov);

@@ -62,6 +62,11 @@ typedef struct {
     /* as http_client_req: the addresses a user-typed URL may connect to */
     int (*allow_address)(const struct sockaddr *sa, void *ud);
     void *allow_address_ud;
+    /* The user's explicit opt-in to plain http:// to a host that is not
+     * loopback (Atlassian Data Center's "HTTPS required unless explicitly
+     * allowed"); ignored with https_only.  0: credentials travel over https
+     * only, or in clear to loopback. */
+    int allow_http;
 } kit_call_req;
 
 typedef struct {

@@ -1131,6 +1131,40 @@ static void test_bearer_and_pager_walk(void **state)
     kit_walk_free(&wk);
 }
 
+static int refuse_every_address(const struct sockaddr *sa, void *ud)
+{
+    (void)sa;
+    (void)ud;
+    return 0;
+}
+
+/* allow_http: the user's opt-in to plain http to a host that is not
+ * loopback (Atlassian Data Center).  The address callback refuses every
+ * address, so nothing is ever sent to TEST-NET-1: reaching it proves the
+ * scheme check let the call through. */
+static void test_allow_http_opt_in(void **state)
+{
+    (void)state;
+    const char *base = "http://192.0.2.1:8080/jira";
+    kit_call_req q = { .provider = "Jira", .base_url = base,
+                       .url = "http://192.0.2.1:8080/jira/rest/api/2/myself", .max_attempts = 1,
+                       .attempt_timeout_ms = 1000, .deadline_ms = 1000,
+                       .allow_address = refuse_every_address };
+    kit_call_resp r;
+    assert_int_equal(kit_call(&q, &r), AUR_E_INVALID); /* no opt-in: refused before connecting */
+    assert_false(r.http.address_refused);
+    assert_non_null(strstr(r.err, "https://"));
+    kit_call_resp_free(&r);
+    q.allow_http = 1;
+    assert_int_not_equal(kit_call(&q, &r), AUR_OK);
+    assert_true(r.http.address_refused); /* past the scheme check, stopped at the address */
+    kit_call_resp_free(&r);
+    q.https_only = 1; /* a connector's https_only wins */
+    assert_int_equal(kit_call(&q, &r), AUR_E_INVALID);
+    assert_false(r.http.address_refused);
+    kit_call_resp_free(&r);
+}
+
 static void test_header_capture_bounds(void **state)
 {
     (void)state;
@@ -1201,6 +1235,7 @@ int main(void)
         cmocka_unit_test(test_body_url_pagination),
         cmocka_unit_test(test_bearer_and_pager_walk),
         cmocka_unit_test(test_header_capture_bounds),
+        cmocka_unit_test(test_allow_http_opt_in),
     };
     int failed = cmocka_run_group_tests_name("kit_call parsers", parsers, NULL, NULL);
     failed += cmocka_run_group_tests_name("kit_call against provider_fixture.py", calls,

@@ -1,0 +1,1 @@
+void confluence_register_routes(void);

@@ -1,0 +1,1 @@
+void jira_register_routes(void);
