@@ -10,6 +10,7 @@ void api_exec_register(void);
 void api_cloud_exec_register(void);
 void connectors_register(void);
 void incidents_register_routes(void); /* incidents.h */
+void kit_chat_register_routes(void);  /* connectors/kit_chat.h */
 
 static void (*const modules[])(void) = {
     auth_register,
@@ -20,6 +21,7 @@ static void (*const modules[])(void) = {
     api_cloud_exec_register,
     connectors_register,
     incidents_register_routes,
+    kit_chat_register_routes,
 };
 
 void modules_register_all(void)

@@ -68,6 +68,10 @@ static const config_def server_defs[] = {
     { "AURORA_RCA_MAX_ATTEMPTS", "incidents.rca_max_attempts", CFG_INT, "8", "claims of one RCA job before it is dead (a nack, or a lease that expired, on the last attempt)", 0, 1, 100 },
     { "AURORA_RCA_BACKOFF_S", "incidents.rca_backoff_s", CFG_INT, "30", "delay before a nacked RCA job is claimable again (s); doubles with each attempt", 0, 1, 86400 },
     { "AURORA_RCA_BACKOFF_MAX_S", "incidents.rca_backoff_max_s", CFG_INT, "3600", "longest retry delay of an RCA job (s)", 0, 1, 604800 },
+    /* chat notifications (connectors/kit_chat.h) */
+    { "AURORA_CHAT_MAX_ATTEMPTS", "chat.max_attempts", CFG_INT, "8", "sends of one chat message (Slack, Google Chat) before it is dead", 0, 1, 100 },
+    { "AURORA_CHAT_MAX_PENDING_PER_ORG", "chat.max_pending_per_org", CFG_INT, "1000", "chat replies an organization may have waiting; more are refused with 429", 0, 1, 1000000 },
+    { "AURORA_CHAT_POLL_S", "chat.poll_s", CFG_INT, "2", "how often the chat outbox is checked for due messages when it was empty (s)", 0, 1, 300 },
     { "AURORA_OAUTH_STATE_TTL", "connectors.oauth_state_ttl", CFG_INT, "600", "lifetime of an OAuth state value (s)", 0 },
 };
 #define NDEFS (sizeof(server_defs) / sizeof(server_defs[0]))

@@ -11,6 +11,7 @@
  */
 #include "store_incidents.h"
 
+#include "store_chat.h"
 #include "store_internal.h"
 #include "token.h"
 
@@ -266,11 +267,14 @@ static int create_incident(store_t *s, const store_alert_in *a, const store_inci
     db_param j[] = { p_text(n->rca_job_id), p_text(a->org_id),  p_text(n->incident_id),
                      p_text(a->source),     DB_P_INT(a->received_at), DB_P_INT(a->received_at),
                      DB_P_INT(seq),         p_text(n->rca_payload) };
-    return run_exec(s, "creating rca job",
-                    "INSERT INTO rca_jobs (id, org_id, incident_id, source_type, status, attempts,"
-                    " next_attempt_at, created_at, created_seq, payload) VALUES"
-                    " (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
-                    j, sizeof(j) / sizeof(j[0]), NULL);
+    if (run_exec(s, "creating rca job",
+                 "INSERT INTO rca_jobs (id, org_id, incident_id, source_type, status, attempts,"
+                 " next_attempt_at, created_at, created_seq, payload) VALUES"
+                 " (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
+                 j, sizeof(j) / sizeof(j[0]), NULL) != STORE_OK)
+        return STORE_ERR;
+    /* and its chat announcements: committed with it or not at all */
+    return store_chat_queue_opened(s, a->org_id, n->incident_id, a->received_at);
 }
 
 /* Attaches the alert as the incident's next position; raises severity. */
@@ -320,10 +324,14 @@ static int apply_followup(store_t *s, const store_alert_in *a, const candidate *
         if (firing != 0)
             return firing < 0 ? STORE_ERR : STORE_OK;
         db_param p[] = { DB_P_INT(a->occurred_at), DB_P_INT(a->received_at), p_text(c->id) };
-        return run_exec(s, "resolving incident",
-                        "UPDATE incidents SET status = 'resolved', resolved_at = ?, updated_at = ?"
-                        " WHERE id = ? AND status IN ('open', 'acknowledged')",
-                        p, 3, NULL);
+        int64_t changes = 0;
+        if (run_exec(s, "resolving incident",
+                     "UPDATE incidents SET status = 'resolved', resolved_at = ?, updated_at = ?"
+                     " WHERE id = ? AND status IN ('open', 'acknowledged')",
+                     p, 3, &changes) != STORE_OK)
+            return STORE_ERR;
+        return changes > 0 ? store_chat_queue_resolved(s, a->org_id, c->id, a->received_at)
+                           : STORE_OK;
     }
     if (!strcmp(a->state, "acknowledged") && !strcmp(c->status, "open")) {
         db_param p[] = { DB_P_INT(a->occurred_at), DB_P_INT(a->received_at), p_text(c->id) };
@@ -628,6 +636,25 @@ int store_incident_set_status(store_t *s, const char *org_id, const char *id, co
         rollback(s);
         return rc == STORE_NOT_FOUND ? STORE_NOT_FOUND : STORE_ERR;
     }
+    /* The status before the change (closing a resolved incident tells no chat again). */
+    char prev[INC_STATUS_MAX + 1] = "";
+    {
+        db_param k[] = { p_text(org_id), p_text(id) };
+        db_result r;
+        if (run_query(s, "reading incident status",
+                      "SELECT status FROM incidents WHERE org_id = ? AND id = ?", k, 2,
+                      &r) != STORE_OK) {
+            rollback(s);
+            return STORE_ERR;
+        }
+        if (r.nrows > 0)
+            rc = cell_str(s, &r, 0, 0, prev, sizeof(prev), "incident status");
+        db_result_free(&r);
+        if (rc != STORE_OK) {
+            rollback(s);
+            return rc;
+        }
+    }
     db_param p[] = { DB_P_INT(now), DB_P_INT(now), p_text(org_id), p_text(id) };
     db_param q[] = { DB_P_INT(now), DB_P_INT(now), DB_P_INT(now), p_text(org_id), p_text(id) };
     int64_t changes = 0;
@@ -642,6 +669,9 @@ int store_incident_set_status(store_t *s, const char *org_id, const char *id, co
                                 " THEN ? ELSE resolved_at END WHERE org_id = ? AND id = ?"
                                 " AND status <> 'closed'",
                                 q, 5, &changes);
+    /* A chat hears of the end once: resolved, or closed straight from open. */
+    if (rc == STORE_OK && changes > 0 && (resolve || strcmp(prev, "resolved")))
+        rc = store_chat_queue_resolved(s, org_id, id, now);
     if (rc != STORE_OK) {
         rollback(s);
         return rc;

@@ -423,6 +423,49 @@ static const char *const m10_incident_service_order[] = {
     NULL,
 };
 
+/* Chat notifications (issue 12, kit_chat.h, store_chat.c):
+ *  - chat_outbox: one row per message per chat connector; kind 'opened' |
+ *    'resolved' (incident hooks, in the incident's transaction) | 'reply';
+ *    status 'pending' | 'claimed' | 'sent' | 'dropped' | 'dead'; attempts is
+ *    also the claim's identity (a late drainer cannot finish a row claimed
+ *    again); channel/thread name the target of a reply to a named thread and,
+ *    once sent, where the message went;
+ *  - chat_threads: where each incident's thread is, per connector. */
+static const char *const m11_chat[] = {
+    "CREATE TABLE chat_outbox ("
+    " id TEXT PRIMARY KEY,"
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " connector TEXT NOT NULL,"
+    " incident_id TEXT REFERENCES incidents (id),"
+    " kind TEXT NOT NULL CHECK (kind IN ('opened', 'resolved', 'reply')),"
+    " channel TEXT NOT NULL DEFAULT '',"
+    " thread TEXT NOT NULL DEFAULT '',"
+    " text TEXT NOT NULL DEFAULT '',"
+    " status TEXT NOT NULL CHECK (status IN ('pending', 'claimed', 'sent', 'dropped', 'dead')),"
+    " attempts BIGINT NOT NULL DEFAULT 0,"
+    " next_attempt_at BIGINT NOT NULL,"
+    " lease_until BIGINT NOT NULL DEFAULT 0,"
+    " created_at BIGINT NOT NULL,"
+    " created_seq BIGINT NOT NULL,"
+    " sent_at BIGINT NOT NULL DEFAULT 0,"
+    " last_error TEXT NOT NULL DEFAULT '')",
+    "CREATE INDEX chat_outbox_due_idx ON chat_outbox (status, next_attempt_at, created_seq)",
+    /* the order check and the incident's connectors */
+    "CREATE INDEX chat_outbox_incident_idx ON chat_outbox (org_id, incident_id, connector,"
+    " created_seq)",
+    "CREATE INDEX chat_outbox_org_idx ON chat_outbox (org_id, status)",
+    "CREATE TABLE chat_threads ("
+    " org_id TEXT NOT NULL REFERENCES orgs (id),"
+    " connector TEXT NOT NULL,"
+    " incident_id TEXT NOT NULL REFERENCES incidents (id),"
+    " channel TEXT NOT NULL,"
+    " thread TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " PRIMARY KEY (org_id, connector, incident_id))",
+    "CREATE INDEX chat_threads_ref_idx ON chat_threads (org_id, connector, channel, thread)",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -435,6 +478,7 @@ static const migration migrations[] = {
     { 8, m8_webhook_body_key },
     { 9, m9_incidents },
     { 10, m10_incident_service_order },
+    { 11, m11_chat },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

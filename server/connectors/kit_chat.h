@@ -12,7 +12,7 @@
  *                       a reply in the incident's thread, or in a thread
  *                       named by (connector, channel, thread).
  *
- * Delivery: a periodic drain (and a kick after each enqueue) claims due rows
+ * Delivery: a periodic drain (every AURORA_CHAT_POLL_S, 2 s) claims due rows
  * with a lease, calls the connector's send() in the outbound pool, records
  * the thread the first message started (chat_threads) so every later
  * message of the incident is a reply in it, and retries a failed send with
@@ -94,10 +94,14 @@ int kit_chat_register(const kit_chat_spec *spec);
 size_t kit_chat_connectors(const char *ids[KIT_CHAT_MAX_CONNECTORS]);
 
 /* Queues a reply (store pool or outbound pool).  Either incident_id (a reply
- * on every chat connector the incident was announced on) or connector +
- * channel + thread (one thread, e.g. the one an @mention came from).  0
- * with the new row ids' count in *queued, or -1 with one line in err
- * (STORE_NOT_FOUND-like cases: unknown incident/thread of this org). */
+ * on every chat connector the incident was announced on; *queued may be 0)
+ * or connector + channel + thread (one thread of the org's own chat, e.g.
+ * the one an @mention came from).  Text longer than KIT_CHAT_TEXT_MAX is
+ * cut at a character boundary with "…".  Returns AUR_OK (*queued rows),
+ * AUR_E_INVALID (bad text, connector or reference), AUR_NOT_FOUND (no such
+ * incident in the org, or the connector is not connected there),
+ * AUR_CONFLICT (AURORA_CHAT_MAX_PENDING_PER_ORG messages already waiting)
+ * or STORE_ERR; one line in err. */
 int kit_chat_reply(worker_ctx *w, const char *org_id, const char *incident_id,
                    const char *connector, const char *channel, const char *thread,
                    const char *text, int *queued, char *err, size_t errlen);
@@ -107,6 +111,10 @@ int kit_chat_reply(worker_ctx *w, const char *org_id, const char *incident_id,
 int kit_chat_thread_incident(worker_ctx *w, const char *org_id, const char *connector,
                              const char *channel, const char *thread,
                              char incident_id[STORE_ID_LEN]);
+
+/* One run of the drain (the periodic task; tests call it): claims and sends
+ * up to 20 due messages.  Seconds until the next run. */
+long kit_chat_drain(worker_ctx *w);
 
 /* Registers POST /internal/chat/messages, GET /internal/chat/messages and
  * the periodic drain (modules.c). */
