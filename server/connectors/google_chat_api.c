@@ -534,12 +534,13 @@ done:
     return res;
 }
 
-const kit_chat_spec gchat_chat_spec = {
+static const kit_chat_spec gchat_chat_spec = {
     .connector = GCHAT_ID,
     .send = gchat_send,
 };
 
 void gchat_chat_register(void)
 {
-    /* kit_chat_register(&gchat_chat_spec) once the chat kit is merged */
+    if (kit_chat_register(&gchat_chat_spec) < 0)
+        log_error("google_chat: cannot declare the chat connector (kit_chat table full?)");
 }

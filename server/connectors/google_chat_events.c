@@ -36,6 +36,7 @@
 #include "google_chat.h"
 #include "jwt.h"
 #include "jwt_verify.h"
+#include "kit_chat.h"
 #include "kit_secrets.h"
 #include "kit_webhook.h"
 #include "log.h"
@@ -234,12 +235,45 @@ static int events_process(worker_ctx *w, const store_webhook_delivery *d, char *
     return out;
 }
 
+/* FRONTEND_URL + /incidents/<id> ("" without FRONTEND_URL). */
+static void incident_link(const worker_ctx *w, const char *incident_id, char *out, size_t cap)
+{
+    const char *fe = w ? server_setting(w->cfg, "FRONTEND_URL") : NULL;
+    out[0] = '\0';
+    if (!fe || strlen(fe) + strlen(incident_id) + 16 > cap)
+        return;
+    size_t n = strlen(fe);
+    while (n > 0 && fe[n - 1] == '/')
+        n--;
+    snprintf(out, cap, "%.*s/incidents/%s", (int)n, fe, incident_id);
+}
+
+/* A card with one openLink button (Chat's synchronous message answer). */
+static void add_link_card(cJSON *msg, const char *title, const char *button, const char *url)
+{
+    cJSON *cards = cJSON_AddArrayToObject(msg, "cardsV2");
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "cardId", "aurora-link");
+    cJSON *card = cJSON_AddObjectToObject(c, "card");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(card, "header"), "title", title);
+    cJSON *sec = cJSON_CreateObject();
+    cJSON *w = cJSON_CreateObject();
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "text", button);
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(cJSON_AddObjectToObject(b, "onClick"),
+                                                    "openLink"), "url", url);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(cJSON_AddObjectToObject(w, "buttonList"),
+                                                "buttons"), b);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(sec, "widgets"), w);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(card, "sections"), sec);
+    cJSON_AddItemToArray(cards, c);
+}
+
 /* The synchronous answer Chat shows in the space (same for a redelivery). */
 static void events_ack(const store_webhook_delivery *d, int duplicate, const http_request *req,
                        http_response *resp)
 {
     (void)duplicate;
-    (void)req;
     cJSON *msg = cJSON_CreateObject();
     int connected = d->org_id[0] != '\0';
     if (!strcmp(d->event, "ADDED_TO_SPACE")) {
@@ -256,6 +290,21 @@ static void events_ack(const store_webhook_delivery *d, int duplicate, const htt
                                             "investigation."
                                           : "Aurora received your message, but this space is not "
                                             "connected to an Aurora organization.");
+        /* An @mention inside an incident's thread links back to it. */
+        /* the request's body: the delivery handed to ack carries none */
+        cJSON *json = cJSON_ParseWithLength(buf_head(&req->body), buf_pending(&req->body));
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(json, "message");
+        const char *thread = api_json_str(cJSON_GetObjectItemCaseSensitive(m, "thread"), "name");
+        char incident[STORE_ID_LEN], link[1024];
+        if (connected && thread && tl_worker &&
+            kit_chat_thread_incident(tl_worker, d->org_id, GCHAT_ID, space_of(json), thread,
+                                     incident) ==
+                STORE_OK) {
+            incident_link(tl_worker, incident, link, sizeof(link));
+            if (link[0])
+                add_link_card(msg, "Incident investigation", "View Investigation", link);
+        }
+        cJSON_Delete(json);
     } else if (!strcmp(d->event, "CARD_CLICKED")) {
         cJSON_AddStringToObject(cJSON_AddObjectToObject(msg, "actionResponse"), "type",
                                 "NEW_MESSAGE");
