@@ -141,8 +141,12 @@ def connect(w, key):
 
 
 def connected_org(w):
+    return connected_org_g(w, _env["g"])
+
+
+def connected_org_g(w, g):
     org, user, key = w.new_org()
-    _env["g"].config(workspace="ws-" + org)  # each organization is its own Google Workspace
+    g.config(workspace="ws-" + org)  # each organization is its own Google Workspace
     c = connect(w, key)
     space = c.get("space_name")
     check(space and space.startswith("spaces/"), "space created", c)
@@ -482,6 +486,144 @@ def test_certificate_rotation_and_refetch_limit(t):
     fetched = g.stats()["certs"]["x509"] - before
     check(fetched <= int(elapsed / 2) + 1, "refetches rate limited (%d in %.1f s)" % (fetched, elapsed))
 
+
+# ---------------------------------------------------------------------------
+# outbound: incident notifications through the chat kit (kit_chat.h)
+# ---------------------------------------------------------------------------
+def intake(w, org, fp, state="firing", title="Checkout latency above 2s", service="checkout"):
+    a = {"source": "grafana", "delivery_id": "gc-%s" % rand_tag(10), "index": 0, "fingerprint": fp,
+         "state": state, "title": title, "service": service, "severity": "critical",
+         "message": "p99 above 2 s for 5 minutes", "occurred_at": "2026-12-03T04:00:00Z"}
+    r = https_request(w.port, w.ctx, "POST", "/internal/incidents/alerts", a,
+                      {"X-Internal-Secret": w.secret, "X-Org-ID": org})
+    check(r.status in (200, 201), "intake (%r)" % r)
+    return r.json
+
+
+def messages(g, space):
+    return [m for m in g.stats()["messages"] if m["space"] == space and not m.get("duplicate")]
+
+
+def wait_messages(g, space, n, what):
+    wait_until(lambda: len([m for m in messages(g, space) if m.get("thread")]) >= n, 30, what=what)
+    return [m for m in messages(g, space) if m.get("thread")]
+
+
+@test
+def test_incident_posted_as_app_and_resolved_in_thread(t):
+    w = world()
+    g = _env["g"]
+    org, user, key, space = connected_org(w)
+    inc = intake(w, org, "fp-" + rand_tag(6))["incident_id"]
+    sent = wait_messages(g, space, 1, "incident message in the space")
+    m = sent[0]
+    eq((m["auth"], m["query"].get("messageReplyOption"), m["query"].get("requestId", "")[:4]),
+       ("app", "REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD", "chm_"), "sent as the Chat app, idempotent requestId")
+    card = m["body"]["cardsV2"][0]["card"]
+    eq(card["header"]["title"], "Checkout latency above 2s", "card title")
+    widgets = card["sections"][0]["widgets"]
+    texts = {x["decoratedText"]["topLabel"]: x["decoratedText"]["text"] for x in widgets if "decoratedText" in x}
+    eq((texts.get("Severity"), texts.get("Service")), ("critical", "checkout"), "severity and service")
+    button = [x for x in widgets if "buttonList" in x][0]["buttonList"]["buttons"][0]
+    eq((button["text"], button["onClick"]["openLink"]["url"]),
+       ("View Investigation", FRONTEND + "/incidents/" + inc), "View Investigation opens the incident")
+    check(m["body"]["thread"].get("threadKey"), "first message starts a thread by key", m["body"])
+    thread = m["thread"]
+    # resolved: a reply in that thread
+    r = w.post("/api/incidents/%s/resolve" % inc, key=key)
+    eq(r.status, 200, "resolve (%r)" % r)
+    sent = wait_messages(g, space, 2, "resolution reply")
+    reply = sent[1]
+    eq((reply["body"]["thread"].get("name"), reply["thread"]), (thread, thread), "reply in the incident's thread")
+    contains(reply["body"]["text"], "Resolved", "resolution text")
+    # an @mention in that thread answers with a link to the incident
+    r = post_event(w, event("MESSAGE", space, "status?", thread=thread), token(g))
+    eq(r.status, 200, "mention in the thread (%r)" % r)
+    link = r.json["cardsV2"][0]["card"]["sections"][0]["widgets"][0]["buttonList"]["buttons"][0]
+    eq(link["onClick"]["openLink"]["url"], FRONTEND + "/incidents/" + inc, "answer links the incident")
+
+
+def outbox(w, org, incident_id=None):
+    q = "/internal/chat/messages?limit=500" + ("&incident_id=" + incident_id if incident_id else "")
+    r = https_request(w.port, w.ctx, "GET", q, None, {"X-Internal-Secret": w.secret, "X-Org-ID": org})
+    eq(r.status, 200, "outbox listing (%r)" % r)
+    return [m for m in r.json["messages"] if m["connector"] == "google_chat"]
+
+
+@test(timeout=120)
+def test_send_retries_and_drops(t):
+    w = world()
+    g = _env["g"]
+    org, user, key, space = connected_org(w)
+    # Chat answers 429 (Retry-After 1) then 503 twice: retried, delivered once
+    g.ctl("/_fixture/fail", {"target": "messages", "status": 429, "count": 1, "retry_after": 1})
+    g.ctl("/_fixture/fail", {"target": "messages", "status": 503, "count": 2})
+    inc = intake(w, org, "fp-" + rand_tag(6))["incident_id"]
+    sent = wait_messages(g, space, 1, "delivered after 429/503")
+    eq(len(sent), 1, "one message in the space")
+    wait_until(lambda: [m["status"] for m in outbox(w, org, inc)] == ["sent"], 30, what="row sent")
+    row = outbox(w, org, inc)[0]
+    check(row["attempts"] >= 2, "the outbox retried", row)
+    eq((row["channel"], row["thread"]), (space, sent[0]["thread"]), "thread recorded")
+    g.ctl("/_fixture/clear", {})
+    # the app was removed from the space: Chat answers 404, the row is dropped
+    g.ctl("/_fixture/remove_app", {"space": space})
+    r = intake(w, org, "fp-" + rand_tag(6), title="Second incident", service="payments")
+    eq(r["result"], "created", "a second incident (%r)" % r)
+    inc2 = r["incident_id"]
+    wait_until(lambda: [m["status"] for m in outbox(w, org, inc2)] == ["dropped"], 30, what="row dropped")
+    row = outbox(w, org, inc2)[0]
+    contains(row["last_error"], "HTTP 404", "the reason")
+    contains(row["last_error"], "member of " + space, "what to check")
+    eq(row["attempts"], 1, "not retried")
+    serving(w)
+
+
+@test
+def test_without_service_account_messages_as_user(t):
+    g = HttpFixture(t, "google-user", "google_chat_api.mjs")
+    w = t.world(start=False)
+    env = fixture_env(g, w, sa_key=False)
+    w.extra_env.update(env)
+    w.start()
+    w.bootstrap()
+    configure(g, env)
+    org, user, key, space = connected_org_g(w, g)
+    st = status(w, key)
+    eq((st.get("identity"), st.get("warning"), st.get("hint")),
+       ("user", "Messages appear as your name", "Set GOOGLE_CHAT_SERVICE_ACCOUNT_KEY to enable the Chat app identity"),
+       "status says who messages appear as")
+    eq(g.stats()["members"], [], "no app to add without the service account")
+    inc = intake(w, org, "fp-" + rand_tag(6))["incident_id"]
+    wait_until(lambda: [x for x in g.stats()["messages"] if x.get("thread")], 30, what="message as the user")
+    m = [x for x in g.stats()["messages"] if x.get("thread")][0]
+    eq((m["auth"], "cardsV2" in m["body"]), ("user", False), "user token, text only")
+    contains(m["body"]["text"], "<%s/incidents/%s|View Investigation>" % (FRONTEND, inc), "link in the text")
+
+
+@test(timeout=120)
+def test_invalid_scope_reported(t):
+    g = HttpFixture(t, "google-scope", "google_chat_api.mjs")
+    w = t.world(start=False)
+    env = fixture_env(g, w)
+    w.extra_env.update(env)
+    w.start()
+    w.bootstrap()
+    configure(g, env, scope_error=True)
+    org, user, key, space = connected_org_g(w, g)
+    inc = intake(w, org, "fp-" + rand_tag(6))["incident_id"]
+    wait_until(lambda: any(m["last_error"] for m in outbox(w, org, inc)), 30, what="send attempted")
+    row = outbox(w, org, inc)[0]
+    eq(row["status"], "pending", "kept for a retry once the scope is fixed")
+    contains(row["last_error"], "invalid_scope", "Google's code")
+    contains(row["last_error"], "Ensure the service account has the chat.bot scope", "the guide's fix")
+    a = g.stats()["sa_assertions"][-1]
+    eq((a["scope"], a["aud"], a["lifetime"]), ("https://www.googleapis.com/auth/chat.bot", g.base + "/sa/token", 3600),
+       "the assertion asked for chat.bot at the key's token_uri")
+    eq(g.stats()["messages"], [], "nothing posted without a token")
+    # fixed at Google: the next retry delivers
+    g.config(scope_error=False)
+    wait_until(lambda: [m["status"] for m in outbox(w, org, inc)] == ["sent"], 60, what="sent after the fix")
 
 if __name__ == "__main__":
     main()
