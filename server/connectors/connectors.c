@@ -35,6 +35,7 @@ extern const connector connector_splunk;
 extern const connector connector_grafana;
 extern const connector connector_sentry;
 extern const connector connector_newrelic;
+extern const connector connector_slack;
 extern const connector connector_google_chat;
 extern const connector connector_atlassian;
 extern const connector connector_confluence;
@@ -53,6 +54,7 @@ static const connector *const g_connectors[] = {
     &connector_grafana,
     &connector_sentry,
     &connector_newrelic,
+    &connector_slack,
     &connector_google_chat,
     &connector_atlassian,
     &connector_confluence,
