@@ -23,6 +23,8 @@
 #include "http.h"
 #include "worker.h"
 
+struct cJSON;
+
 typedef enum { ATL_CONFLUENCE = 0, ATL_JIRA = 1 } atl_product;
 
 typedef enum { ATL_TIER_READ = 0, ATL_TIER_FULL = 1 } atl_jira_tier;
@@ -60,6 +62,21 @@ typedef struct {
 int atl_credentials(worker_ctx *w, const auth_ctx *who, atl_product p, int force_refresh,
                     atl_creds *out, http_response *resp);
 void atl_creds_clear(atl_creds *c);
+
+/* One call to product p's REST API as `who` (outbound pool; atlassian_call.c).
+ * c comes from atl_credentials; path is appended to c->api_base (or, when it
+ * starts with "http", is a full URL that must be under it).  A 401 on a
+ * Cloud token refreshes it once (c is replaced) and retries.  Returns:
+ *   AUR_OK         2xx: *json the answer (NULL for an empty body; cJSON_Delete)
+ *   AUR_NOT_FOUND  404: resp untouched (the caller names what is missing)
+ *   < 0            resp filled: 401 <P>_CREDENTIALS_EXPIRED "<P> credentials
+ *                  expired: Reconnect via the Connectors page", 403
+ *                  <P>_FORBIDDEN, 400 <P>_BAD_REQUEST with Atlassian's first
+ *                  errorMessage (a JQL/CQL syntax error), 502/504 otherwise.
+ * `what` starts the messages ("Reading the Confluence page"). */
+int atl_call(worker_ctx *w, const auth_ctx *who, atl_product p, atl_creds *c,
+             const char *method, const char *path, const char *json_body, const char *what,
+             struct cJSON **json, http_response *resp);
 
 /* "Confluence" / "Jira". */
 const char *atl_product_name(atl_product p);

@@ -23,12 +23,6 @@
 #include "log.h"
 #include "router.h"
 
-/* confluence.c and jira.c are another helper's; until they are linked in,
- * the rows, status and connect work without their routes.  Weak references
- * resolve to the real functions once they exist. */
-#pragma weak confluence_register_routes
-#pragma weak jira_register_routes
-
 /* ---- the tier ------------------------------------------------------------------------------ */
 
 atl_jira_tier atl_tier_of(const cJSON *md)
@@ -199,16 +193,14 @@ static void product_disconnected(worker_ctx *w, const auth_ctx *who)
 
 static void confluence_register(void)
 {
-    if (confluence_register_routes)
-        confluence_register_routes();
+    confluence_register_routes();
 }
 
 static void jira_register(void)
 {
     router_add(HTTP_GET, "/jira/permissions", ROUTE_AUTH_API, permissions_get);
     router_add(HTTP_PUT, "/jira/permissions", ROUTE_AUTH_API, permissions_put);
-    if (jira_register_routes)
-        jira_register_routes();
+    jira_register_routes();
 }
 
 const connector connector_confluence = {
