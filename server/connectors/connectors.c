@@ -35,6 +35,7 @@ extern const connector connector_splunk;
 extern const connector connector_grafana;
 extern const connector connector_sentry;
 extern const connector connector_newrelic;
+extern const connector connector_bitbucket;
 extern const connector connector_slack;
 extern const connector connector_google_chat;
 extern const connector connector_atlassian;
@@ -54,6 +55,7 @@ static const connector *const g_connectors[] = {
     &connector_grafana,
     &connector_sentry,
     &connector_newrelic,
+    &connector_bitbucket,
     &connector_slack,
     &connector_google_chat,
     &connector_atlassian,
