@@ -2,10 +2,10 @@
 """test_slack.py — the Slack connector end to end: OAuth v2 install (login URL,
 callback, Slack's refusals such as bad_redirect_uri passed on with the guide's
 fix, state misuse), the incidents channel (conversations.list with cursor
-pages, conversations.info/join), the Events API endpoint (signatures made here
-with Python's hmac, independently of the server: valid, wrong, missing, stale,
-future; retries; url_verification; malformed, oversized; unknown workspace
-adopted when it connects) and incident notifications through the chat kit
+pages, conversations.info/join), the Events API endpoint (signatures made by
+tests/fixtures/slack_sign.mjs with Node's crypto, independently of the server:
+valid, wrong, missing, stale, future; retries; url_verification; malformed,
+oversized; unknown workspace adopted when it connects) and incident notifications through the chat kit
 (announcement, resolution and replies in the incident's thread, Slack's 429
 with Retry-After, a bot removed from its channel).
 
@@ -13,17 +13,17 @@ Peer: tests/fixtures/slack_api.mjs stands in for Slack's Web API (method by
 method, api.slack.com/methods); Slack's token method answers HTTP 200
 {"ok": false} for refusals, which no standard OAuth mock does.
 """
-import hashlib
-import hmac
+import base64
 import json
 import os
 import sys
+import subprocess
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (T, World, _SUITE, HttpFixture, check, contains, eq, https_request,  # noqa: E402
-                     main, rand_tag, test, wait_until)
+from harness import (FIXTURES, NODE, T, World, _SUITE, HttpFixture, check, contains, eq,  # noqa: E402
+                     https_request, main, rand_tag, test, wait_until)
 
 SIGNING = "8f742231b10e8888abcd99yyyzzz85a5-" + rand_tag(6)
 CLIENT_SECRET = "slack-secret-" + rand_tag(8)
@@ -88,10 +88,13 @@ def connect(w, fx, key, team_id, channel="C0INCIDENT"):
 
 
 def sign(body, ts=None, secret=SIGNING):
+    """Slack's headers for body, signed by tests/fixtures/slack_sign.mjs (Node's crypto)."""
     ts = str(int(time.time()) if ts is None else ts)
-    mac = hmac.new(secret.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": "v0=" + mac,
-            "Content-Type": "application/json"}
+    out = subprocess.run([NODE, os.path.join(FIXTURES, "slack_sign.mjs")], check=True, capture_output=True,
+                         input=json.dumps({"secret": secret, "timestamp": ts,
+                                           "body": base64.b64encode(body).decode()}).encode())
+    sig = json.loads(out.stdout)["signature"]
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sig, "Content-Type": "application/json"}
 
 
 def post_event(w, body, headers):
