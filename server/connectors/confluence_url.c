@@ -373,24 +373,33 @@ char *confluence_storage_text(const char *x, size_t max)
             i = j;
         }
     }
-    size_t len = buf_pending(&b);
+    /* invalid bytes from the source stay out of JSON answers: repaired
+     * first (one byte becomes three), cut to max after */
     const char *h = buf_head(&b);
-    while (len > 0 && (h[len - 1] == '\n' || h[len - 1] == ' '))
+    size_t len = buf_pending(&b);
+    char *fixed = NULL;
+    if (!utf8_valid(h, len)) {
+        fixed = utf8_sanitize(h, len, &len);
+        if (!fixed) {
+            buf_free(&b);
+            return NULL;
+        }
+        h = fixed;
+    }
+    while (len > 0 && (*h == '\n' || *h == ' ')) {
+        h++;
         len--;
+    }
     if (len > max)
         len = utf8_complete_prefix(h, max);
+    while (len > 0 && (h[len - 1] == '\n' || h[len - 1] == ' '))
+        len--;
     char *out = malloc(len + 1);
     if (out) {
         memcpy(out, h, len);
         out[len] = '\0';
-        /* invalid bytes from the source stay out of JSON answers */
-        if (!utf8_valid(out, len)) {
-            size_t ol;
-            char *fixed = utf8_sanitize(out, len, &ol);
-            free(out);
-            out = fixed;
-        }
     }
+    free(fixed);
     buf_free(&b);
     return out;
 }
