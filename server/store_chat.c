@@ -338,8 +338,8 @@ static int claim_locked(store_t *s, int64_t now, int64_t lease_s, int max_attemp
     if (msg_rows(s, &r, &m, &nm) != STORE_OK)
         return STORE_ERR;
     int rc = STORE_OK;
-    size_t kept = 0;
-    for (size_t i = 0; i < nm && rc == STORE_OK; i++) {
+    size_t kept = 0, i = 0;
+    for (; i < nm && rc == STORE_OK; i++) {
         store_chat_msg *x = &m[i];
         if (!strcmp(x->status, "claimed") && x->attempts >= max_attempts) {
             db_param d[] = { p_text(x->id) };
@@ -356,11 +356,18 @@ static int claim_locked(store_t *s, int64_t now, int64_t lease_s, int max_attemp
                       "UPDATE chat_outbox SET status = 'claimed', attempts = attempts + 1,"
                       " lease_until = ? WHERE id = ?",
                       u, 2, NULL);
+        if (rc != STORE_OK) {
+            free(x->text);
+            continue;
+        }
         x->attempts++;
         x->lease_until = until;
         memcpy(x->status, "claimed", sizeof("claimed"));
         m[kept++] = *x;
     }
+    /* a failed UPDATE ended the loop: the rows after it were never claimed */
+    for (; i < nm; i++)
+        free(m[i].text);
     if (rc != STORE_OK || kept == 0) {
         store_chat_msgs_free(m, kept);
         m = NULL;

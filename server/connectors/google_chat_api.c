@@ -436,6 +436,15 @@ static kit_chat_send_result gchat_send(worker_ctx *w, const kit_chat_message *m,
         res = result(out, KIT_CHAT_DROP, "not a Google Chat space or thread name");
         goto done;
     }
+    /* The service account is a member of every organization's space: a
+     * reply naming a space (or a thread) must be this organization's own. */
+    const char *own = api_json_str(md, "space_name");
+    size_t sl = strlen(space);
+    if (!own || strcmp(space, own) ||
+        (m->thread[0] && (strncmp(m->thread, space, sl) || strncmp(m->thread + sl, "/threads/", 9)))) {
+        res = result(out, KIT_CHAT_DROP, "that space or thread is not this organization's incidents space");
+        goto done;
+    }
     if (!base) {
         res = result(out, KIT_CHAT_RETRY, "GOOGLE_CHAT_API_BASE_URL is not usable");
         goto done;

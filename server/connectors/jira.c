@@ -251,7 +251,7 @@ static void search_route(worker_ctx *w, http_request *req, http_response *resp)
     char token[1024] = "";
     long start = 0;
     int truncated = 0, failed = 0, pages = 0;
-    size_t cap = (q ? strlen(q) : 0) + 2048;
+    size_t cap = (q ? strlen(q) : 0) + 2048 + 3 * sizeof(token); /* an escaped nextPageToken */
     char *path = malloc(cap);
     while (q && path && !failed) {
         long want = max - cJSON_GetArraySize(arr);

@@ -220,8 +220,13 @@ static void deliver(worker_ctx *w, store_chat_msg *row, int max_attempts)
     kit_chat_kind kind = kind_of(row->kind);
     char resolved_line[INC_TITLE_MAX + 32];
     const char *text = row->text;
-    if (kind == KIT_CHAT_OPENED)
+    if (kind == KIT_CHAT_OPENED) {
+        /* a summary may be longer than a chat message may be: cut at a character */
+        size_t sl = strlen(inc.summary);
+        if (sl > KIT_CHAT_TEXT_MAX)
+            inc.summary[utf8_complete_prefix(inc.summary, KIT_CHAT_TEXT_MAX)] = '\0';
         text = inc.summary;
+    }
     else if (kind == KIT_CHAT_RESOLVED) {
         snprintf(resolved_line, sizeof(resolved_line), "%s: %s",
                  !strcmp(inc.status, "closed") ? "Incident closed" : "Incident resolved",

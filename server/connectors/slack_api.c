@@ -28,6 +28,7 @@
 #include "router.h"
 #include "secret.h"
 #include "slack.h"
+#include "utf8.h"
 
 #define SLACK_MAX_CHANNEL_PAGES 20
 #define SLACK_CHANNELS_PER_PAGE 200
@@ -332,6 +333,18 @@ static char *mrkdwn_escape(const char *s)
     return o;
 }
 
+/* Slack refuses a section text over 3000 characters (invalid_blocks): cut
+ * in place at a character boundary, with "…", below that. */
+#define SLACK_SECTION_MAX 2900
+static void fit(char *s)
+{
+    size_t n = strlen(s);
+    if (n <= SLACK_SECTION_MAX && utf8_valid(s, n))
+        return;
+    size_t k = utf8_complete_prefix(s, n < SLACK_SECTION_MAX ? n : SLACK_SECTION_MAX);
+    memcpy(s + k, "\xe2\x80\xa6", 4);
+}
+
 /* chat.postMessage's body for m in channel (JSON text, malloc'd). */
 static char *post_body(const kit_chat_message *m, const char *channel)
 {
@@ -347,6 +360,7 @@ static char *post_body(const kit_chat_message *m, const char *channel)
                  title ? title : "", m->severity, m->service[0] ? " · " : "", m->service);
     else
         snprintf(line, sizeof(line), "%s", text ? text : "");
+    fit(line); /* snprintf may have cut a character in two */
     /* text: the notification's and screen readers' version; blocks: what is shown */
     cJSON_AddStringToObject(b, "text", line);
     cJSON *blocks = cJSON_AddArrayToObject(b, "blocks");
@@ -357,6 +371,7 @@ static char *post_body(const kit_chat_message *m, const char *channel)
     if (m->kind == KIT_CHAT_OPENED) {
         char full[KIT_CHAT_TEXT_MAX + 4200];
         snprintf(full, sizeof(full), "%s%s%s", line, text && *text ? "\n" : "", text ? text : "");
+        fit(full);
         cJSON_AddStringToObject(t, "text", full);
     } else {
         cJSON_AddStringToObject(t, "text", line);
