@@ -579,6 +579,32 @@ def test_send_retries_and_drops(t):
     serving(w)
 
 
+@test(timeout=120)
+def test_reply_cannot_reach_another_organizations_space(t):
+    """The Chat app is a member of every organization's space: a reply that
+    names another organization's space or thread is dropped, never posted."""
+    w = world()
+    g = _env["g"]
+    org_a, _, _, space_a = connected_org(w)
+    org_b, _, _, space_b = connected_org(w)
+    for thread in (space_b + "/threads/x", space_a + "/threads/x"):
+        body = {"connector": "google_chat", "channel": space_b, "thread": thread, "text": "leak"}
+        r = https_request(w.port, w.ctx, "POST", "/internal/chat/messages", body,
+                          {"X-Internal-Secret": w.secret, "X-Org-ID": org_a})
+        eq(r.status, 202, "queued for org A (%r)" % r)
+    # and A's own space with B's thread
+    body = {"connector": "google_chat", "channel": space_a, "thread": space_b + "/threads/x", "text": "leak"}
+    r = https_request(w.port, w.ctx, "POST", "/internal/chat/messages", body,
+                      {"X-Internal-Secret": w.secret, "X-Org-ID": org_a})
+    eq(r.status, 202, "queued (%r)" % r)
+    wait_until(lambda: [m["status"] for m in outbox(w, org_a)].count("dropped") == 3, 30,
+               what="all three dropped")
+    for m in outbox(w, org_a):
+        contains(m["last_error"], "not this organization's incidents space", "the reason")
+    for sp in (space_a, space_b):
+        check(all(x["body"].get("text") != "leak" for x in messages(g, sp)), "nothing posted in " + sp)
+
+
 @test
 def test_without_service_account_messages_as_user(t):
     g = HttpFixture(t, "google-user", "google_chat_api.mjs")
