@@ -198,30 +198,14 @@ int gchat_space_org(worker_ctx *w, const char *space, char org[STORE_ID_LEN],
     return rc;
 }
 
+static int has_space(const cJSON *md)
+{
+    return gchat_space_name_ok(api_json_str(md, "space_name"));
+}
+
 int gchat_org_connection(worker_ctx *w, const char *org, store_connector *row, cJSON **md)
 {
-    store_connector *rows = NULL;
-    size_t n = 0;
-    *md = NULL;
-    if (store_connector_list(w->store, org, &rows, &n) != STORE_OK)
-        return STORE_ERR;
-    int rc = STORE_NOT_FOUND;
-    /* Oldest first: the first connection made in the org owns the space. */
-    for (size_t i = 0; i < n && rc == STORE_NOT_FOUND; i++) {
-        if (strcmp(rows[i].connector, GCHAT_ID) || strcmp(rows[i].status, "active"))
-            continue;
-        cJSON *m = cJSON_Parse(rows[i].metadata_json ? rows[i].metadata_json : "{}");
-        if (gchat_space_name_ok(api_json_str(m, "space_name"))) {
-            *row = rows[i];
-            rows[i].metadata_json = NULL; /* moved to *row */
-            *md = m;
-            rc = STORE_OK;
-        } else {
-            cJSON_Delete(m);
-        }
-    }
-    store_connector_list_free(rows, n);
-    return rc;
+    return kit_org_row(w, org, GCHAT_ID, has_space, row, md);
 }
 
 static void cache_user_token(const char *org, const char *user, const cJSON *tok)

@@ -327,3 +327,30 @@ void kit_connected_reply(http_response *resp, const char *conn, const cJSON *md,
     }
     http_resp_json(resp, 200, o);
 }
+
+int kit_org_row(worker_ctx *w, const char *org, const char *conn,
+                int (*ok)(const cJSON *md), store_connector *row, cJSON **md)
+{
+    store_connector *rows = NULL;
+    size_t n = 0;
+    *md = NULL;
+    if (store_connector_list(w->store, org, &rows, &n) != STORE_OK)
+        return STORE_ERR;
+    int rc = STORE_NOT_FOUND;
+    /* store_connector_list is oldest first: the first connection made wins */
+    for (size_t i = 0; i < n && rc == STORE_NOT_FOUND; i++) {
+        if (strcmp(rows[i].connector, conn) || strcmp(rows[i].status, "active"))
+            continue;
+        cJSON *m = cJSON_Parse(rows[i].metadata_json ? rows[i].metadata_json : "{}");
+        if (m && ok(m)) {
+            *row = rows[i];
+            rows[i].metadata_json = NULL; /* moved to *row */
+            *md = m;
+            rc = STORE_OK;
+        } else {
+            cJSON_Delete(m);
+        }
+    }
+    store_connector_list_free(rows, n);
+    return rc;
+}

@@ -79,6 +79,14 @@ int kit_row_load(worker_ctx *w, const auth_ctx *who, const char *conn, store_con
 int kit_row_save_meta(worker_ctx *w, store_connector *row, const struct cJSON *md,
                       http_response *resp);
 
+/* The organization's connection of conn that a background sender uses (a
+ * chat connector's notifications): the oldest active row, of any user,
+ * whose metadata passes ok (e.g. "a channel is chosen").  STORE_OK with
+ * *row (store_connector_free it) and *md (cJSON_Delete it),
+ * STORE_NOT_FOUND, or STORE_ERR. */
+int kit_org_row(worker_ctx *w, const char *org, const char *conn,
+                int (*ok)(const struct cJSON *md), store_connector *row, struct cJSON **md);
+
 /* The common part of a connector's status: "connected" (an active row),
  * "account", "status", the metadata fields named in keys (strings, NULL
  * ended; may be NULL), "connected_at", "updated_at".  Returns 1 with *row

@@ -146,29 +146,14 @@ int slack_team_org(worker_ctx *w, const char *team_id, char org[STORE_ID_LEN])
     return rc;
 }
 
+static int has_channel(const cJSON *md)
+{
+    return slack_id_ok(api_json_str(md, "channel_id"));
+}
+
 int slack_org_connection(worker_ctx *w, const char *org, store_connector *row, cJSON **md)
 {
-    store_connector *rows = NULL;
-    size_t n = 0;
-    *md = NULL;
-    if (store_connector_list(w->store, org, &rows, &n) != STORE_OK)
-        return STORE_ERR;
-    int rc = STORE_NOT_FOUND;
-    for (size_t i = 0; i < n && rc == STORE_NOT_FOUND; i++) {
-        if (strcmp(rows[i].connector, SLACK_ID) || strcmp(rows[i].status, "active"))
-            continue;
-        cJSON *m = cJSON_Parse(rows[i].metadata_json ? rows[i].metadata_json : "{}");
-        if (slack_id_ok(api_json_str(m, "channel_id"))) {
-            *row = rows[i];
-            rows[i].metadata_json = NULL; /* moved to *row */
-            *md = m;
-            rc = STORE_OK;
-        } else {
-            cJSON_Delete(m);
-        }
-    }
-    store_connector_list_free(rows, n);
-    return rc;
+    return kit_org_row(w, org, SLACK_ID, has_channel, row, md);
 }
 
 char *slack_bot_token(worker_ctx *w, const store_connector *row, http_response *resp)
