@@ -193,9 +193,12 @@ class Tenant:
 
     def alerts(self, incident_id=None):
         if incident_id:
-            return self.query("SELECT fingerprint, status, incident_id, idx FROM grafana_alerts"
-                              " WHERE org_id = ? AND incident_id = ? ORDER BY received_at, idx",
-                              self.org, incident_id)
+            # The incident's own order: the position correlation attached each alert
+            # at (deliveries of one second are processed in parallel, so received_at
+            # does not tell it), what GET /api/incidents/{id} lists.
+            return self.query("SELECT fingerprint, state, incident_id, idx FROM incident_alerts"
+                              " WHERE org_id = ? AND incident_id = ? AND source = 'grafana'"
+                              " ORDER BY incident_pos", self.org, incident_id)
         return self.query("SELECT fingerprint, status, incident_id, idx FROM grafana_alerts"
                           " WHERE org_id = ? ORDER BY received_at, idx", self.org)
 
