@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <string.h>
 
 typedef struct {
     int64_t version;
@@ -544,6 +545,33 @@ static void rollback(const db_engine *eng, db_t *db)
     (void)eng->exec(db, "ROLLBACK", NULL, 0, NULL);
 }
 
+/* apply_one's answer when another migrator held the lock for longer than
+ * one statement may wait: the caller tries again. */
+#define MIGRATION_LOCK_BUSY 1
+
+/* How long replicas starting together wait for each other's migrations in
+ * total; each wait is one statement, bounded by the statement timeout. */
+#define MIGRATION_WAIT_MS (5 * 60 * 1000)
+
+/* Serializes migrators on PostgreSQL for the rest of the transaction.
+ * Without it, replicas migrating a fresh database at once wait on each
+ * other's catalog and foreign-key locks inside DDL statements, and under
+ * load those waits pass the statement timeout.  With it, one migrates and
+ * the others wait here, in one cheap statement that can be retried; the
+ * re-check below then finds the migration applied.  SQLite's BEGIN is
+ * already BEGIN IMMEDIATE (one writer), so it needs nothing more. */
+static int take_migration_lock(const db_engine *eng, db_t *db)
+{
+    if (strcmp(eng->name, "postgres") != 0)
+        return DB_OK;
+    db_result r;
+    /* The key is arbitrary but fixed: "aura" in ASCII. */
+    int e = eng->query(db, "SELECT pg_advisory_xact_lock(1635087713)", NULL, 0, &r);
+    if (e == DB_OK)
+        db_result_free(&r);
+    return e;
+}
+
 /* Applies one migration in a transaction; a concurrent migrator that got
  * there first is detected by the re-check under the transaction's lock (or
  * by the primary key on schema_migrations) and is not an error. */
@@ -552,6 +580,12 @@ static int apply_one(const db_engine *eng, db_t *db, const migration *m, char *e
     char what[96];
     if (eng->exec(db, "BEGIN", NULL, 0, NULL) != DB_OK)
         return fail(eng, db, err, errlen, "migration: BEGIN");
+    int lock = take_migration_lock(eng, db);
+    if (lock != DB_OK) {
+        fail(eng, db, err, errlen, "migration: waiting for another server's migration");
+        rollback(eng, db);
+        return lock == DB_E_TIMEOUT ? MIGRATION_LOCK_BUSY : -1;
+    }
     int applied = is_applied(eng, db, m->version, err, errlen);
     if (applied != 0) {
         rollback(eng, db);
@@ -622,7 +656,15 @@ int store_migrate(const db_engine *eng, db_t *db, char *err, size_t errlen)
         int applied = is_applied(eng, db, m->version, err, errlen);
         if (applied < 0)
             return -1;
-        if (!applied && apply_one(eng, db, m, err, errlen) < 0)
+        if (applied)
+            continue;
+        int64_t give_up = db_now_ms() + MIGRATION_WAIT_MS;
+        int r;
+        while ((r = apply_one(eng, db, m, err, errlen)) == MIGRATION_LOCK_BUSY) {
+            if (db_now_ms() >= give_up)
+                return -1; /* err names the wait that did not end */
+        }
+        if (r < 0)
             return -1;
     }
     return 0;

@@ -2046,8 +2046,13 @@ static void test_pg_concurrent_first_open(void **state)
         args[i] = (opener_arg){ .url = url };
         assert_int_equal(pthread_create(&th[i], NULL, opener, &args[i]), 0);
     }
+    /* Every thread is joined before any check: a failed check leaves the
+     * test, and a thread still running would write into a dead frame. */
+    int joined = 0;
+    for (int i = 0; i < 6; i++)
+        joined += pthread_join(th[i], NULL) == 0;
+    assert_int_equal(joined, 6);
     for (int i = 0; i < 6; i++) {
-        assert_int_equal(pthread_join(th[i], NULL), 0);
         if (!args[i].ok)
             fail_msg("concurrent open %d: %s", i, args[i].err);
     }
