@@ -100,6 +100,14 @@ worker_pool router_pool(const route *r) { return r->pool; }
 
 int router_on_loop(const route *r) { return r->on_loop; }
 
+const char *router_pattern(const route *r) { return r->pattern; }
+
+void router_foreach(route_visit fn, void *arg)
+{
+    for (int i = 0; i < g_nroutes; i++)
+        fn(g_routes[i].method, g_routes[i].pattern, g_routes[i].auth, arg);
+}
+
 void router_reset(void)
 {
     for (int i = 0; i < g_nroutes; i++) {

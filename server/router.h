@@ -40,6 +40,16 @@ int router_on_loop(const route *r);
  * then run the handler (or fill 401). */
 void router_run(worker_ctx *w, const route *r, http_request *req, http_response *resp);
 
+/* The route's pattern as registered ("/api/clusters/{cluster_id}/kubectl"):
+ * what the access log and the metrics name a request by, so that ids in
+ * paths never become log fields or metric labels. */
+const char *router_pattern(const route *r);
+
+/* Calls fn for every registered route, in registration order (the OpenAPI
+ * check and `aurora-server admin routes`). */
+typedef void (*route_visit)(http_method m, const char *pattern, route_auth auth, void *arg);
+void router_foreach(route_visit fn, void *arg);
+
 /* Every module that has routes lists its registration function in
  * server/modules.c; adding a module is one line there. */
 void modules_register_all(void);
