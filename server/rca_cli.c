@@ -79,7 +79,7 @@ static int print_line(cJSON *o)
 
 static int store_fail(store_t *st, const char *what)
 {
-    fprintf(stderr, "rca: %s: %s\n", what, store_errmsg(st));
+    fprintf(stderr, "aurora-server rca: %s: %s\n", what, store_errmsg(st));
     return 1;
 }
 
@@ -132,7 +132,7 @@ static int consume_round(store_t *st, const server_config *cfg, long max, long l
     char err[256];
     if (rca_claim_json(st, cfg, (int)max, lease, (int64_t)time(NULL), &jobs, err, sizeof(err)) !=
         STORE_OK) {
-        fprintf(stderr, "rca: claiming jobs: %s\n", err);
+        fprintf(stderr, "aurora-server rca: claiming jobs: %s\n", err);
         return 1;
     }
     *handled = 0;

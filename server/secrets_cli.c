@@ -66,7 +66,7 @@ static secrets_t *open_backend(const server_config *cfg, const char *backend)
     secrets_t *s = NULL;
     char err[512];
     if (secrets_open(&sc, &s, err, sizeof(err)) != SECRETS_OK) {
-        fprintf(stderr, "secrets: %s\n", err);
+        fprintf(stderr, "aurora-server secrets: %s\n", err);
         return NULL;
     }
     return s;
@@ -169,7 +169,7 @@ static int cmd_migrate(const secrets_cmd *c, const server_config *cfg, const cha
     cJSON_AddNumberToObject(o, "failed", (double)failed);
     cJSON_AddItemToObject(o, "secrets", results);
     if (rc != 0)
-        fprintf(stderr, "secrets migrate: %s\n", err);
+        fprintf(stderr, "aurora-server secrets migrate: %s\n", err);
     secrets_close(from);
     secrets_close(to);
     return print_json(o) || rc != 0 ? 1 : 0;
@@ -184,7 +184,7 @@ static int new_key_from(const char *file, const char *env, unsigned char key[SEC
     if (file) {
         FILE *f = fopen(file, "rb");
         if (!f) {
-            fprintf(stderr, "secrets rotate-key: cannot read %s: %s\n", file, strerror(errno));
+            fprintf(stderr, "aurora-server secrets rotate-key: cannot read %s: %s\n", file, strerror(errno));
             return -1;
         }
         size_t n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -193,7 +193,7 @@ static int new_key_from(const char *file, const char *env, unsigned char key[SEC
     } else {
         const char *v = getenv(env);
         if (!v || !*v) {
-            fprintf(stderr, "secrets rotate-key: %s is not set\n", env);
+            fprintf(stderr, "aurora-server secrets rotate-key: %s is not set\n", env);
             return -1;
         }
         snprintf(buf, sizeof(buf), "%s", v);
@@ -201,7 +201,7 @@ static int new_key_from(const char *file, const char *env, unsigned char key[SEC
     int rc = secrets_local_parse_key(buf, key);
     OPENSSL_cleanse(buf, sizeof(buf));
     if (rc < 0)
-        fprintf(stderr, "secrets rotate-key: the new key must be 32 bytes as 64 hex characters or "
+        fprintf(stderr, "aurora-server secrets rotate-key: the new key must be 32 bytes as 64 hex characters or "
                         "base64\n");
     return rc;
 }
@@ -235,7 +235,7 @@ static int cmd_rotate(const secrets_cmd *c, const server_config *cfg, const char
     OPENSSL_cleanse(key, sizeof(key));
     secrets_close(s);
     if (rc != SECRETS_OK) {
-        fprintf(stderr, "secrets rotate-key: %s\n", err);
+        fprintf(stderr, "aurora-server secrets rotate-key: %s\n", err);
         return 1;
     }
     cJSON *o = cJSON_CreateObject();
@@ -280,7 +280,7 @@ static int cmd_put(const secrets_cmd *c, const server_config *cfg, const char *c
     const char *path = pos[0], *file = val(c, v, "file");
     FILE *f = file ? fopen(file, "rb") : stdin;
     if (!f) {
-        fprintf(stderr, "secrets put: cannot read %s: %s\n", file, strerror(errno));
+        fprintf(stderr, "aurora-server secrets put: cannot read %s: %s\n", file, strerror(errno));
         return 1;
     }
     size_t len = 0;
@@ -288,7 +288,7 @@ static int cmd_put(const secrets_cmd *c, const server_config *cfg, const char *c
     if (file)
         fclose(f);
     if (!value) {
-        fprintf(stderr, "secrets put: out of memory\n");
+        fprintf(stderr, "aurora-server secrets put: out of memory\n");
         return 1;
     }
     secrets_t *s = open_backend(cfg, NULL);
@@ -296,7 +296,7 @@ static int cmd_put(const secrets_cmd *c, const server_config *cfg, const char *c
     if (s) {
         char err[512], ref[SECRETS_MAX_PATH + 64];
         if (secrets_put(s, path, value, len, err, sizeof(err)) != SECRETS_OK) {
-            fprintf(stderr, "secrets put: %s\n", err);
+            fprintf(stderr, "aurora-server secrets put: %s\n", err);
         } else {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "backend", secrets_backend_name(s));
@@ -323,7 +323,7 @@ static int cmd_list(const secrets_cmd *c, const server_config *cfg, const char *
     size_t n = 0;
     int rc = secrets_list(s, prefix, &paths, &n, err, sizeof(err));
     if (rc != SECRETS_OK) {
-        fprintf(stderr, "secrets list: %s\n", err);
+        fprintf(stderr, "aurora-server secrets list: %s\n", err);
         secrets_close(s);
         return 1;
     }
@@ -351,7 +351,7 @@ static int cmd_delete(const secrets_cmd *c, const server_config *cfg, const char
     char err[512];
     int rc = secrets_delete(s, path, err, sizeof(err));
     if (rc != SECRETS_OK)
-        fprintf(stderr, "secrets delete: %s\n", err);
+        fprintf(stderr, "aurora-server secrets delete: %s\n", err);
     cJSON *o = NULL;
     if (rc == SECRETS_OK) {
         o = cJSON_CreateObject();
