@@ -540,8 +540,9 @@ static const admin_cmd commands[] = {
       "a token for an agent (a new cluster)", NULL, cmd_create_agent_token,
       { { "org", 1, 1 }, { "user", 1, 1 }, { "cluster-name", 1, 1 }, { "expires-days", 1, 0 } } },
     { "expire-token", "--id TOKEN_ID", "mark an agent token expired now",
-      "The agent using it is refused at its next connection with \"token expired\";\n"
-      "works in any organization, without an API key for it.\n",
+      "The agent using it is refused at its next connection with \"token expired\" (a\n"
+      "session already open is not cut: revoke the token through the API for that).\n"
+      "Works in any organization, without an API key for it.\n",
       cmd_expire_token, { { "id", 1, 1 } } },
     /* `admin audit` (store_audit_list, issue 13) goes here. */
     { "routes", "", "the server's route table (one JSON object a line)",

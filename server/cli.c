@@ -74,9 +74,18 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_option *opts, si
     optind = 0; /* glibc: start afresh (also forgets a previous parse's state) */
     for (;;) {
         int idx = -1;
-        int c = getopt_long(argc, argv, ":h", longopts, &idx);
+        /* "-": arguments that are not options come back in place (as 1),
+         * whatever POSIXLY_CORRECT says; ":": a missing value is ':'. */
+        int c = getopt_long(argc, argv, "-:h", longopts, &idx);
         if (c == -1)
             break;
+        if (c == 1) {
+            if (*npos < max_pos)
+                pos[(*npos)++] = optarg;
+            else
+                note(&err, "unexpected argument '%s'", optarg);
+            continue;
+        }
         if (c == 'h') {
             help = 1;
             continue;
@@ -134,7 +143,7 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_option *opts, si
     for (size_t i = 0; i < nopts; i++)
         if (opts[i].required && !values[i])
             note(&err, "missing option '--%s'", opts[i].name);
-    /* getopt_long moved the other arguments after the options. */
+    /* What follows "--" is never an option. */
     for (int k = optind; k < argc; k++) {
         if (*npos < max_pos)
             pos[(*npos)++] = argv[k];
