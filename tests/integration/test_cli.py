@@ -226,6 +226,32 @@ def test_settings_and_failures(t):
         eq((rc, out), (0, ""), "%s on an empty store (%s)" % (" ".join(args), err))
 
 
+@test(timeout=120)
+def test_secrets_arguments_in_place(t):
+    """Options after the PATH, --stdin, `--`, and POSIXLY_CORRECT (which
+    would stop a plain getopt at the first non-option)."""
+    data = os.path.join(t.tmp, "data")
+    env = {"SECRETS_BACKEND": "local", "POSIXLY_CORRECT": "1"}
+    f = os.path.join(t.tmp, "value.pem")
+    value = b"-----BEGIN TEST-----\nbytes\n-----END TEST-----\n"
+    with open(f, "wb") as fh:
+        fh.write(value)
+    rc, out, err = run(t, ["secrets", "put", "aurora/test/one", "--file", f], data=data, extra_env=env)
+    eq(rc, 0, "secrets put PATH --file F under POSIXLY_CORRECT (%s)" % err)
+    eq(json.loads(out)["bytes"], len(value), "the file's bytes, verbatim")
+    rc, out, err = run(t, ["secrets", "put", "--stdin", "aurora/test/two"], data=data, extra_env=env,
+                       stdin=b"from stdin")
+    eq(rc, 0, "secrets put --stdin PATH (%s)" % err)
+    rc, out, err = run(t, ["secrets", "list", "--", "aurora/test/"], data=data, extra_env=env)
+    eq(rc, 0, "secrets list -- PREFIX (%s)" % err)
+    eq(json.loads(out)["paths"], ["aurora/test/one", "aurora/test/two"], "both paths, no value")
+    check(b"bytes" not in out.encode() and "from stdin" not in out, "list prints no value")
+    rc, out, err = run(t, ["secrets", "delete", "aurora/test/one"], data=data, extra_env=env)
+    eq(rc, 0, "secrets delete (%s)" % err)
+    rc, out, err = run(t, ["secrets", "list", "aurora/test/"], data=data, extra_env=env)
+    eq(json.loads(out)["paths"], ["aurora/test/two"], "one path left")
+
+
 @test(timeout=60)
 def test_routes(t):
     data = os.path.join(t.tmp, "data")
