@@ -19,6 +19,7 @@
 #include "proto.h"
 #include "router.h"
 #include "secrets_config.h"
+#include "server_metrics.h"
 #include "store.h"
 #include "tls_selfsigned.h"
 #include "tunnel.h"
@@ -169,6 +170,7 @@ int server_run(server_config *cfg)
     }
     store_close(st);
 
+    server_metrics_init(AURORA_VERSION);
     http_set_limits(cfg->max_body);
     router_reset();
     modules_register_all();
@@ -222,6 +224,7 @@ int server_run(server_config *cfg)
         if (!sv.exec)
             snprintf(err, sizeof(err), "out of memory");
     }
+    server_metrics_watch_workers(sv.pool);
     if (!sv.exec || workers_start(sv.pool, sv.exec, sv.tunnels, err, sizeof(err)) < 0) {
         log_error("%s", err);
         http_client_set_default_ca(NULL);
@@ -229,6 +232,7 @@ int server_run(server_config *cfg)
         g_ctx = NULL;
         tunnel_hub_free(sv.tunnels);
         exec_ctx_free(sv.exec);
+        server_metrics_watch_workers(NULL);
         workers_free(sv.pool);
         secrets_close(secrets);
         router_reset();
@@ -256,6 +260,7 @@ int server_run(server_config *cfg)
         lws_service(g_ctx, 20);
     periodic_stop();
     workers_stop(sv.pool);
+    server_metrics_watch_workers(NULL);
     instance_stop(cfg); /* after the last audit completion was written */
     secrets_close(secrets);
     lws_context_destroy(g_ctx);
