@@ -1,5 +1,5 @@
 'use strict';
-// Tests of the Helm chart in chart/ (run by tests/chart/run.sh; prints `N passed, M failed`).
+// Tests of the Helm chart in chart/agent/ (run by tests/chart/run.sh; prints `N passed, M failed`).
 //
 // Rendering: build/chart/aurora-chart-render, a STAND-IN FOR `helm template` (Helm is not
 // installable here) built from Debian's Go packages with the libraries Helm renders with:
@@ -14,7 +14,7 @@
 // API-server validations that are not in the schemas (names, labels, references between
 // fields) are checked too.
 //
-// Values: chart/values.schema.json is compiled with ajv (draft-07) and every values file
+// Values: chart/agent/values.schema.json is compiled with ajv (draft-07) and every values file
 // is validated with it, independently of the renderer's gojsonschema check.
 
 const fs = require('fs');
@@ -26,7 +26,7 @@ const YAML = require('yaml');
 const Ajv = require('ajv');
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const CHART = path.join(ROOT, 'chart');
+const CHART = path.join(ROOT, 'chart', 'agent');
 const HERE = __dirname;
 const RENDER = process.env.AURORA_CHART_RENDER || path.join(ROOT, 'build', 'chart', 'aurora-chart-render');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'aurora-chart-'));
@@ -323,7 +323,7 @@ function at(o, p) {
 
 // ================================================================== tests
 
-console.log('# chart/: rendered with aurora-chart-render, a stand-in for `helm template`');
+console.log('# chart/agent/: rendered with aurora-chart-render, a stand-in for `helm template`');
 console.log('#   (Go text/template + Sprig + sigs.k8s.io/yaml + gojsonschema from Debian; Helm 3 semantics)');
 console.log(`# Kubernetes schemas: kubernetes-models ${require('kubernetes-models/package.json').version} (ajv), strict: unknown fields fail`);
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh — tests of the Helm chart in chart/: YAML parses, values.schema.json, rendering
+# run.sh — tests of the Helm charts in chart/agent/ and chart/server/: YAML parses, values.schema.json, rendering
 # (default values, tests/chart/values-*.yaml), strict Kubernetes schema validation of every
 # rendered object, content assertions. The last line is `N passed, M failed`.
 #
