@@ -7,6 +7,7 @@ void access_log_register(void); /* access_log.h */
 void api_health_register(void);
 void api_identity_register(void);
 void api_tokens_register(void);
+void api_audit_register(void);
 void api_exec_register(void);
 void api_cloud_exec_register(void);
 void connectors_register(void);
@@ -19,6 +20,7 @@ static void (*const modules[])(void) = {
     api_health_register,
     api_identity_register,
     api_tokens_register,
+    api_audit_register,
     api_exec_register,
     api_cloud_exec_register,
     connectors_register,

@@ -35,6 +35,7 @@ static const config_def server_defs[] = {
     { "AURORA_EXEC_OUTPUT_BUDGET", "exec.output_budget", CFG_INT, "268435456", "memory for buffered JSON-mode results of all commands at once (bytes); a command whose output does not fit is cancelled with 503 SERVER_OUTPUT_BUDGET_EXCEEDED (streamed output is not counted)", 0 },
     { "AURORA_EXEC_ORG_OUTPUT_BUDGET", "exec.org_output_budget", CFG_INT, "67108864", "the same budget per organization; over it: 429 ORG_OUTPUT_BUDGET_EXCEEDED", 0 },
     { "AURORA_EXEC_MAX_PER_CLUSTER", "exec.max_per_cluster", CFG_INT, "128", "commands running or queued per cluster; more get 429 CLUSTER_BUSY", 0 },
+    { "AURORA_AUDIT_RETENTION_DAYS", "audit.retention_days", CFG_INT, "365", "command audit records older than this are deleted (checked hourly; 0 keeps them forever)", 0 },
     { "AURORA_INSTANCE_LEASE", "server.instance_lease", CFG_INT, "60", "seconds after which a replica that stopped renewing its lease is taken for dead and its running commands are audited as interrupted", 0 },
     { "AURORA_STREAM_WINDOW", "tunnel.window", CFG_INT, "262144", "per-command flow-control window (bytes)", 0 },
     { "AURORA_TOKEN_RATE_LIMIT", "tokens.rate_limit_per_hour", CFG_INT, "20", "agent tokens a user may create per hour", 0 },

@@ -598,8 +598,6 @@ static void auth_done(void *arg)
         reject = PROTO_REASON_REVOKED;
     else if (j->tok.expires_at && j->tok.expires_at <= (int64_t)time(NULL))
         reject = PROTO_REASON_EXPIRED;
-    else if (strcmp(s->header_cluster_id, j->tok.cluster_id))
-        reject = PROTO_REASON_INVALID;
     if (!reject) {
         int same = 0;
         for (tunnel_session *o = s->hub->sessions; o; o = o->next)
@@ -788,6 +786,17 @@ static void session_authenticate(tunnel_session *s, const char *authz, int arepe
     if (arepeat || !tok || !token_agent_well_formed(tok)) {
         log_warn("agent connection rejected: %s",
                  arepeat ? "repeated Authorization" : tok ? "malformed token" : "no bearer token");
+        start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
+        return;
+    }
+    /* The agent names its cluster by its token (docs/protocol.md); a header
+     * that does not match the token is a confused or forged client.  The
+     * session's cluster is then the one the token row names: a rotated
+     * token keeps its cluster's first id. */
+    char derived[CLUSTER_ID_LEN + 1];
+    token_cluster_id(tok, derived);
+    if (strcmp(s->header_cluster_id, derived)) {
+        log_warn("agent connection rejected: X-Cluster-ID does not match the token");
         start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
         return;
     }
