@@ -201,5 +201,147 @@ def test_probes_answer_as_documented(t):
     check(not extra, "/api/me answers fields the document lacks: %s" % sorted(extra), r)
 
 
+def resolve(doc, s):
+    for _ in range(10):
+        if not isinstance(s, dict) or "$ref" not in s:
+            return s
+        node = doc
+        for part in s["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        s = node
+    return s
+
+
+def documented_keys(doc, s):
+    """The property names a schema (with its allOf parts) documents, or None when it
+    leaves the object free-form."""
+    s = resolve(doc, s)
+    if "allOf" in s:
+        keys = set()
+        for part in s["allOf"]:
+            k = documented_keys(doc, part)
+            if k is None:
+                return None
+            keys |= k
+        return keys
+    if s.get("type") == "object" and "properties" not in s:
+        return None
+    return set(s.get("properties", {}))
+
+
+def conform(doc, value, s, where, problems, whole=True):
+    """Checks value against the document's schema s: types, nullable, enum, required,
+    and no member the schema does not document (the answer says nothing unwritten)."""
+    s = resolve(doc, s)
+    if value is None:
+        if not s.get("nullable") and "allOf" not in s:
+            problems.append("%s: null, not nullable" % where)
+        return
+    for part in s.get("allOf", []):
+        conform(doc, value, part, where, problems, whole=False)
+    t = s.get("type")
+    types = {"string": str, "boolean": bool, "array": list, "object": dict}
+    if t in types and not isinstance(value, types[t]):
+        problems.append("%s: %r is not a %s" % (where, value, t))
+        return
+    if t in ("integer", "number") and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                       or (t == "integer" and value != int(value))):
+        problems.append("%s: %r is not an %s" % (where, value, t))
+        return
+    if "enum" in s and value not in s["enum"]:
+        problems.append("%s: %r not in %r" % (where, value, s["enum"]))
+    if isinstance(value, dict):
+        keys = documented_keys(doc, s) if whole else None  # allOf parts: the whole judges
+        if keys is not None:
+            for k in sorted(set(value) - keys):
+                problems.append("%s: undocumented member %s" % (where, k))
+        for k in s.get("required", []):
+            if k not in value:
+                problems.append("%s: required member %s missing" % (where, k))
+        for k, sub in s.get("properties", {}).items():
+            if k in value:
+                conform(doc, value[k], sub, "%s.%s" % (where, k), problems)
+    if isinstance(value, list) and "items" in s:
+        for i, item in enumerate(value[:20]):
+            conform(doc, item, s["items"], "%s[%d]" % (where, i), problems)
+
+
+def check_answer(doc, r, method, pattern, problems):
+    op = doc["paths"][pattern][method]
+    resp = op["responses"].get(str(r.status))
+    what = "%s %s %d" % (method.upper(), pattern, r.status)
+    if resp is None:
+        problems.append("%s: status not documented (%s)" % (what, sorted(op["responses"])))
+        return
+    content = resp.get("content", {}).get("application/json")
+    if content is None:
+        return
+    if r.json is None:
+        problems.append("%s: not JSON: %r" % (what, r.body[:200]))
+        return
+    conform(doc, r.json, content["schema"], what, problems)
+
+
+@test(timeout=180)
+def test_core_answers_match_the_schemas(t):
+    """Tokens, connections (with a live agent's session), kubectl (a command run and one
+    refused by the agent's policy), usage, audit, incidents: each answer has exactly the
+    members, types and enums the document gives it, with a documented status."""
+    w = suite_world()
+    doc = load_doc()
+    problems = []
+
+    def call(method, pattern, path=None, body=None, **kw):
+        r = w.request(method.upper(), path or pattern, body, **kw)
+        check_answer(doc, r, method, pattern, problems)
+        return r
+
+    tok = call("post", "/api/kubectl/tokens", body={"cluster_name": "oapi", "expires_days": 2})
+    eq(tok.status, 201, "token created")
+    w.start_agent(tok.get("token"))
+    w.wait_connection(tok.get("cluster_id"))
+    cid = tok.get("cluster_id")
+    rot = call("post", "/api/kubectl/tokens", body={"cluster_id": cid})
+    eq((rot.status, rot.get("cluster_id"), rot.get("rotated")), (201, cid, True), "rotation")
+    r = call("post", "/api/kubectl/tokens", body={"cluster_id": cid[:-1] + ("1" if cid[-1] == "0" else "0")})
+    eq((r.status, r.error_code), (404, "CLUSTER_NOT_FOUND"), "rotation of an unknown cluster")
+    call("get", "/api/kubectl/tokens")
+    r = call("get", "/api/kubectl/connections")
+    mine = [c for c in r.get("connections", []) if c.get("cluster_id") == cid]
+    check(mine and mine[0].get("sessions"), "the connected agent's session is listed", r)
+    kpath = "/api/clusters/%s/kubectl" % cid
+    r = call("post", "/api/clusters/{cluster_id}/kubectl", kpath, {"args": ["get", "namespaces"]})
+    eq(r.status, 200, "kubectl ran")
+    r = call("post", "/api/clusters/{cluster_id}/kubectl", kpath,
+             {"args": ["delete", "pod", "x"], "timeout": 30})
+    eq((r.status, r.get("error_code"), r.get("return_code")), (200, "POLICY_DENIED", 126),
+       "a write refused by the default (readonly) agent policy")
+    r = call("post", "/api/clusters/{cluster_id}/kubectl", kpath, {"args": ["get"], "timeout": 3601})
+    eq((r.status, r.error_code), (400, "BAD_REQUEST"), "timeout over AURORA_EXEC_MAX_TIMEOUT")
+    call("get", "/api/exec/usage")
+    r = call("get", "/api/audit", "/api/audit?cluster_id=%s&limit=1" % cid)
+    check(r.get("entries") and r.get("next_cursor"), "two commands: a first page of one", r)
+    r = call("get", "/api/audit", "/api/audit?outcome=policy_denied&cluster_id=%s" % cid)
+    eq([e.get("argv") for e in r.get("entries", [])], [["kubectl", "delete", "pod", "x"]],
+       "policy_denied audited, argv with the program first")
+    call("get", "/api/me")
+    call("get", "/api/connectors/status")
+    alert = {"source": "oapi", "delivery_id": "d-%s" % cid[-8:], "fingerprint": "fp1",
+             "state": "firing", "title": "disk full", "service": "checkout"}
+    r = call("post", "/internal/incidents/alerts", body=alert, auth=False,
+             headers={"X-Internal-Secret": w.secret, "X-Org-ID": w.org_id})
+    eq(r.status, 201, "alert opened an incident")
+    inc = r.get("incident_id")
+    call("get", "/api/incidents")
+    call("get", "/api/incidents/{id}", "/api/incidents/%s" % inc)
+    call("post", "/api/incidents/{id}/resolve", "/api/incidents/%s/resolve" % inc)
+    call("post", "/api/incidents/{id}/close", "/api/incidents/%s/close" % inc)
+    r = call("post", "/api/incidents/{id}/resolve", "/api/incidents/%s/resolve" % inc)
+    eq((r.status, r.error_code), (409, "INCIDENT_CLOSED"), "resolving a closed incident")
+    call("delete", "/api/kubectl/tokens/{token_id}", "/api/kubectl/tokens/%s" % rot.get("token_id"))
+    call("delete", "/api/kubectl/connections/{cluster_id}", "/api/kubectl/connections/%s" % cid)
+    check(not problems, "%d answers differ from the document" % len(problems), "\n".join(problems))
+
+
 if __name__ == "__main__":
     main()
