@@ -343,5 +343,25 @@ def test_core_answers_match_the_schemas(t):
     check(not problems, "%d answers differ from the document" % len(problems), "\n".join(problems))
 
 
+@test(timeout=120)
+def test_connector_status_answers_match_the_schemas(t):
+    """Every connector's status route (store reads only: no provider is called) and
+    the connector table answer what their schemas say, before anything is connected."""
+    w = suite_world()
+    doc = load_doc()
+    problems = []
+    routes = [p for p in doc["paths"] if p.endswith("/status") and "{" not in p]
+    check(len(routes) >= 13, "status routes in the document", routes)
+    for p in routes:
+        r = w.get(p)
+        if r.status != 200:
+            problems.append("GET %s: %r" % (p, r))
+            continue
+        check_answer(doc, r, "get", p, problems)
+        if r.get("connected") not in (None, False):
+            problems.append("GET %s: connected before anything was connected: %r" % (p, r))
+    check(not problems, "%d answers differ from the document" % len(problems), "\n".join(problems))
+
+
 if __name__ == "__main__":
     main()
