@@ -77,6 +77,10 @@ ASAN_LD := -fsanitize=address,undefined
 $(eval $(call variant,$(ASAN),asan,$$(ASAN_LD)))
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(ASAN)/tests/%,$(UNIT_SRC))
+# Test-only commands on the store (tests/tools/aurora-testctl.c): not shipped.
+TESTCTL := $(ASAN)/aurora-testctl
+$(TESTCTL): build/asan/tests/tools/aurora-testctl.o $(ASAN)/libserver.a $(ASAN)/libcommon.a
+	$(CC) $(ASAN_LD) $^ -o $@ $(SERVER_LIBS)
 $(ASAN)/tests/%: build/asan/tests/unit/%.o $(ASAN)/libserver.a $(ASAN)/libagent.a $(ASAN)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_LD) $^ -o $@ $(TEST_LIBS)
@@ -117,14 +121,14 @@ run: deps
 	@scripts/run-local.sh
 
 test: test-deps
-	@$(MAKE) --no-print-directory -j$(NPROC) $(ASAN)/aurora-server $(ASAN)/aurora-agent $(UNIT_BINS) \
-	    $(FUZZ_BINS) all
+	@$(MAKE) --no-print-directory -j$(NPROC) $(ASAN)/aurora-server $(ASAN)/aurora-agent $(TESTCTL) \
+	    $(UNIT_BINS) $(FUZZ_BINS) all
 	@tests/run-all.sh
 
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
-integration: $(ASAN)/aurora-server $(ASAN)/aurora-agent
+integration: $(ASAN)/aurora-server $(ASAN)/aurora-agent $(TESTCTL)
 	@tests/run-integration.sh
 
 # Every target for FUZZ_SECONDS; new inputs accumulate in build/fuzz/corpus/,

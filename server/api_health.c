@@ -152,4 +152,7 @@ void api_health_register(void)
     router_add_loop(HTTP_GET, "/health", health);
     router_add_loop(HTTP_GET, "/metrics", metrics);
     router_add_pool(WORKER_POOL_PROBE, HTTP_GET, "/ready", ROUTE_PUBLIC, ready);
+    router_set_ops("/health");
+    router_set_ops("/ready");
+    router_set_ops("/metrics");
 }

@@ -63,6 +63,9 @@ struct http_txn {
 };
 
 static int64_t g_max_body = 1 << 20;
+static struct lws_vhost *g_ops_vhost;
+
+void http_set_ops_vhost(struct lws_vhost *v) { g_ops_vhost = v; }
 static char *g_captured[MAX_CAPTURED];
 static int g_ncaptured;
 
@@ -644,6 +647,11 @@ static void dispatch(http_txn *t)
      * connection while a worker or the agent is busy. */
     lws_set_timeout(t->wsi, NO_PENDING_TIMEOUT, 0);
     t->route = router_match(&t->req, &t->resp);
+    if (t->route && g_ops_vhost &&
+        router_is_ops(t->route) != (lws_get_vhost(t->wsi) == g_ops_vhost)) {
+        t->route = NULL; /* the other listener's route: as if it did not exist */
+        http_resp_error(&t->resp, 404, "NOT_FOUND", "no such route");
+    }
     if (!t->route) {
         respond_now(t);
         return;

@@ -21,6 +21,7 @@ struct route {
     route_auth auth;
     route_handler handler;
     int on_loop;
+    int ops; /* router_set_ops */
 };
 
 static route g_routes[MAX_ROUTES];
@@ -101,6 +102,15 @@ worker_pool router_pool(const route *r) { return r->pool; }
 int router_on_loop(const route *r) { return r->on_loop; }
 
 const char *router_pattern(const route *r) { return r->pattern; }
+
+void router_set_ops(const char *pattern)
+{
+    for (int i = 0; i < g_nroutes; i++)
+        if (!strcmp(g_routes[i].pattern, pattern))
+            g_routes[i].ops = 1;
+}
+
+int router_is_ops(const route *r) { return r->ops; }
 
 void router_foreach(route_visit fn, void *arg)
 {

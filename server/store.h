@@ -504,4 +504,31 @@ int store_github_repository_delete(store_t *s, const char *org_id, int64_t insta
 int store_github_repository_list(store_t *s, const char *org_id, int64_t installation_id,
                                  int limit, store_github_repository **out, size_t *n);
 
+/* ---- operator listings and removals (aurora-server admin) -------------------
+ * For the operator's command line, which acts across organizations: these
+ * are not tenant reads and no API route calls them. */
+/* Every organization, oldest first; *out malloc'd (free()), *n may be 0. */
+int store_org_list(store_t *s, store_org **out, size_t *n);
+/* The members of org_id, oldest first; *out malloc'd (free()). */
+int store_member_list(store_t *s, const char *org_id, store_member **out, size_t *n);
+/* One API key by id in any organization, revoked or not (never its hash). */
+int store_api_key_get(store_t *s, const char *id, store_api_key *out);
+/* The API keys of org_id (NULL: of every organization), revoked ones
+ * included, oldest first; *out malloc'd (free()). */
+int store_api_key_list(store_t *s, const char *org_id, store_api_key **out, size_t *n);
+/* Removes user_id from org_id in one transaction: its API keys (deleted:
+ * the next call with one is refused), its account (users row) and its
+ * membership.  *keys_deleted (may be NULL) gets how many keys went.
+ * NOT_FOUND when the org has neither account nor member of that id;
+ * CONFLICT (nothing changed, store_errmsg says why) while the user has
+ * connector rows in the org, whose credentials are in the secrets backend. */
+int store_user_remove(store_t *s, const char *org_id, const char *user_id, int *keys_deleted);
+/* Deletes org_id with its accounts, memberships, API keys, settings and
+ * OAuth states, in one transaction.  CONFLICT (nothing changed, store_errmsg
+ * says why) while it has clusters (agent tokens, revoked ones included, or
+ * connection rows) or any other row that names it (connectors, incidents,
+ * webhook deliveries, audit rows, …: the foreign keys refuse).  NOT_FOUND
+ * when there is no such organization. */
+int store_org_delete(store_t *s, const char *org_id);
+
 #endif

@@ -238,5 +238,39 @@ def ready_fails_when_the_secrets_backend_is_down(t):
     eq(w.get("/health", auth=False).status, 200, "liveness unaffected")
 
 
+@test(timeout=90)
+def ops_port_moves_probes_and_metrics_to_their_own_listener(t):
+    import http.client
+    from harness import free_port
+    ops = free_port()
+    w = t.world(extra_env={"AURORA_OPS_PORT": str(ops)})
+
+    def plain(method, path, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", ops, timeout=15)
+        try:
+            c.request(method, path, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            c.close()
+    for path in ("/health", "/ready", "/metrics"):
+        eq(plain("GET", path)[0], 200, "%s on the ops port" % path)
+        eq(w.get(path, auth=False).status, 404, "%s gone from the main port" % path)
+    contains(plain("GET", "/metrics")[1], "aurora_server_info", "metrics text")
+    eq(plain("GET", "/api/kubectl/connections")[0], 404, "the API is not on the ops port")
+    eq(w.get("/api/kubectl/connections").status, 200, "the API on the main port")
+    try:
+        st, _ = plain("GET", "/kubectl-agent", {"Upgrade": "websocket", "Connection": "Upgrade",
+                                                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                                "Sec-WebSocket-Version": "13"})
+    except (http.client.HTTPException, ConnectionError):
+        st = 0  # the upgrade refused by closing the connection
+    check(st != 101, "no WebSocket on the ops port (got %d)" % st)
+    eq(plain("GET", "/health")[0], 200, "the ops listener still serves")
+    tok, agent = w.new_connected_agent()
+    eq(w.kubectl(tok["cluster_id"], ["version", "--client"]).status, 200, "agents still served")
+    agent.proc.kill9()
+
+
 if __name__ == "__main__":
     main()
