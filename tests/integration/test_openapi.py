@@ -271,7 +271,7 @@ def conform(doc, value, s, where, problems, whole=True):
 
 def check_answer(doc, r, method, pattern, problems):
     op = doc["paths"][pattern][method]
-    resp = op["responses"].get(str(r.status))
+    resp = resolve(doc, op["responses"].get(str(r.status)))
     what = "%s %s %d" % (method.upper(), pattern, r.status)
     if resp is None:
         problems.append("%s: status not documented (%s)" % (what, sorted(op["responses"])))
