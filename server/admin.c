@@ -15,14 +15,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "api_audit.h"
 #include "auth.h"
 #include "cli.h"
 #include "http.h"
 #include "router.h"
 #include "store.h"
+#include "timefmt.h"
 #include "token.h"
 
-#define ADMIN_MAX_OPTS 6
+#define ADMIN_MAX_OPTS 9
 
 typedef struct admin_cmd admin_cmd;
 
@@ -464,6 +466,77 @@ static int cmd_expire_token(admin_call *c)
     return print_json(o);
 }
 
+/* ---- the audit log ------------------------------------------------------------------------- */
+
+/* RFC 3339 or Unix seconds, as GET /api/audit takes them. */
+static int audit_time(admin_call *c, const char *opt, int64_t *out)
+{
+    const char *v = val(c, opt);
+    if (!v)
+        return 0;
+    char *end = NULL;
+    long long n = strtoll(v, &end, 10);
+    if (*v && *end == '\0' && n >= 0) {
+        *out = n;
+        return 0;
+    }
+    if (time_parse_rfc3339(v, out) == 0 && *out >= 0)
+        return 0;
+    cli_usage_error(c->name, "--%s must be an RFC 3339 time or Unix seconds, not '%s'", opt, v);
+    return -1;
+}
+
+/* The same filters and page as GET /api/audit; without --org, every
+ * organization (an operator's view).  One JSON object: entries and
+ * next_cursor, to pass back as --cursor. */
+static int cmd_audit(admin_call *c)
+{
+    store_audit_filter f;
+    memset(&f, 0, sizeof(f));
+    f.org_id = val(c, "org");
+    f.cluster_id = val(c, "cluster-id");
+    f.user_id = val(c, "user-id");
+    f.outcome = val(c, "outcome");
+    if (audit_time(c, "since", &f.since) < 0 || audit_time(c, "until", &f.until) < 0)
+        return CLI_EXIT_USAGE;
+    if (f.since && f.until && f.until < f.since)
+        return cli_usage_error(c->name, "--until must not be before --since");
+    int limit = 100;
+    const char *lim = val(c, "limit");
+    if (lim) {
+        char *end = NULL;
+        long n = strtol(lim, &end, 10);
+        if (!*lim || *end || n < 1 || n > 500)
+            return cli_usage_error(c->name, "--limit must be a whole number from 1 to 500, not '%s'",
+                                   lim);
+        limit = (int)n;
+    }
+    const char *cur = val(c, "cursor");
+    if (cur) {
+        long long at = -1, id = -1;
+        char tail;
+        if (sscanf(cur, "%lld.%lld%c", &at, &id, &tail) != 2 || at < 0 || id < 0)
+            return cli_usage_error(c->name, "--cursor must be a next_cursor this command printed");
+        f.before_at = at;
+        f.before_id = id;
+    }
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    f.limit = limit + 1; /* one more: is there a next page? */
+    store_audit *rows = NULL;
+    size_t n = 0;
+    if (store_audit_query(st, &f, &rows, &n) != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    cJSON *page = api_audit_page(rows, n, limit);
+    /* Across organizations, each entry says whose it is. */
+    cJSON *arr = cJSON_GetObjectItem(page, "entries");
+    for (int i = 0; i < cJSON_GetArraySize(arr) && (size_t)i < n; i++)
+        cJSON_AddStringToObject(cJSON_GetArrayItem(arr, i), "org_id", rows[i].org_id);
+    store_audit_list_free(rows, n);
+    return print_json(page);
+}
+
 /* ---- the route table ----------------------------------------------------------------------- */
 
 typedef struct {
@@ -544,7 +617,17 @@ static const admin_cmd commands[] = {
       "session already open is not cut: revoke the token through the API for that).\n"
       "Works in any organization, without an API key for it.\n",
       cmd_expire_token, { { "id", 1, 1 } } },
-    /* `admin audit` (store_audit_list, issue 13) goes here. */
+    { "audit",
+      "[--org ORG_ID] [--cluster-id C] [--user-id U] [--outcome O] [--since T] [--until T] "
+      "[--limit N] [--cursor C]",
+      "the command audit log, newest first (GET /api/audit's filters)",
+      "Prints {\"entries\": [...], \"next_cursor\": ...}; pass next_cursor back as --cursor\n"
+      "for the next page.  Without --org, every organization (each entry has its\n"
+      "org_id).  Times are RFC 3339 or Unix seconds; --until is exclusive; --limit\n"
+      "1 to 500 (100).  AURORA_AUDIT_RETENTION_DAYS decides how far back rows go.\n",
+      cmd_audit,
+      { { "org", 1, 0 }, { "cluster-id", 1, 0 }, { "user-id", 1, 0 }, { "outcome", 1, 0 },
+        { "since", 1, 0 }, { "until", 1, 0 }, { "limit", 1, 0 }, { "cursor", 1, 0 } } },
     { "routes", "", "the server's route table (one JSON object a line)",
       "Each line: {\"method\", \"pattern\", \"auth\"} with auth public, api (API key or\n"
       "internal secret) or internal (internal secret only).  Reads no settings.\n",

@@ -12,9 +12,6 @@
 #include "server.h"
 #include "server_config.h"
 
-#ifndef AURORA_VERSION
-#define AURORA_VERSION "0.1.0"
-#endif
 
 static void usage(FILE *f)
 {

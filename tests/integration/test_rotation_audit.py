@@ -97,9 +97,13 @@ def audit_filters_pages_and_is_org_scoped(t):
     for i in range(5):
         eq(w.kubectl(cid, ["version", "--client"]).status, 200, "command %d" % i)
     # A refused command (unknown cluster) is not audited under this cluster.
-    r = audit(w, cluster_id=cid)
-    eq(r.status, 200, "GET /api/audit")
-    entries = r.json["entries"]
+    # A command's row is completed on a worker after its answer: wait for it.
+    def completed():
+        r = audit(w, cluster_id=cid)
+        eq(r.status, 200, "GET /api/audit")
+        es = r.json["entries"]
+        return es if len(es) == 5 and all(e["outcome"] != "started" for e in es) else None
+    entries = wait_until(completed, 20, 0.05, "five completed audit rows")
     eq(len(entries), 5, "five commands on this cluster")
     for e in entries:
         eq(e["cluster_id"], cid, "cluster filter")
@@ -127,6 +131,19 @@ def audit_filters_pages_and_is_org_scoped(t):
     eq(len(audit(w, cluster_id=cid, since=t0 - 1).json["entries"]), 5, "since (Unix seconds)")
     eq(len(audit(w, cluster_id=cid, until="2000-01-01T00:00:00Z").json["entries"]), 0,
        "until (RFC 3339)")
+    # The operator's command: the same rows, filters and cursor.
+    d = w.admin("audit", "--org", w.org_id, "--cluster-id", cid, "--limit", "3")
+    eq([e["id"] for e in d["entries"]], [e["id"] for e in entries[:3]], "admin audit page 1")
+    d2 = w.admin("audit", "--org", w.org_id, "--cluster-id", cid, "--cursor", d["next_cursor"])
+    eq([e["id"] for e in d2["entries"]], [e["id"] for e in entries[3:]], "admin audit page 2")
+    eq(d2["next_cursor"], None, "last page")
+    every = w.admin("audit", "--cluster-id", cid, "--since", str(t0 - 1))
+    eq(len(every["entries"]), 5, "without --org: every organization")
+    eq(every["entries"][0]["org_id"], w.org_id, "each entry names its org")
+    for bad in (["--limit", "0"], ["--since", "yesterday"], ["--cursor", "x"],
+                ["--until", "1", "--since", "2"]):
+        r = w.admin("audit", *bad, expect_ok=False)
+        eq(r.get("_rc"), 2, "admin audit %s is a usage error" % " ".join(bad))
     # Wrong tenant: org B sees none of org A's rows, even naming the cluster.
     rb = audit(w, key=key_b, cluster_id=cid)
     eq(rb.status, 200, "org B reads its own audit")
