@@ -13,8 +13,10 @@
 #include <time.h>
 
 #include "buf.h"
+#include "instance.h"
 #include "log.h"
 #include "proto.h"
+#include "registry.h"
 #include "secret.h"
 #include "store.h"
 #include "timefmt.h"
@@ -59,6 +61,7 @@ struct tunnel_session {
     int64_t connected_at;
     uint64_t picks;    /* commands routed here: breaks ties between replicas */
     int registered_db; /* counted in the connections table */
+    int registered_fleet; /* counted in the replicas' registry (registry.h) */
     time_t last_hb_db;
     /* frame assembly */
     buf_t rx;
@@ -102,6 +105,9 @@ struct tunnel_req {
     uint64_t seq;     /* FIFO order among waiting requests */
     char *pending;    /* encoded exec, sent when a slot frees up */
     struct tunnel_req *next;
+    /* A request another replica runs (s NULL): its credit and cancel go there. */
+    const tunnel_remote_ops *rops;
+    void *rctx;
 };
 
 struct tunnel_hub {
@@ -436,8 +442,41 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
     return r;
 }
 
+tunnel_req *tunnel_req_remote(const tunnel_sink *sink, void *ctx, const tunnel_remote_ops *ops,
+                              void *rctx)
+{
+    tunnel_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->sink = sink;
+    r->ctx = ctx;
+    r->rops = ops;
+    r->rctx = rctx;
+    return r;
+}
+
+void tunnel_req_remote_data(tunnel_req *r, int channel, const unsigned char *p, size_t n)
+{
+    r->received += (int64_t)n;
+    if (r->sink && n)
+        r->sink->on_data(r->ctx, channel, p, n);
+}
+
+void tunnel_req_remote_end(tunnel_req *r, const tunnel_result *res)
+{
+    const tunnel_sink *sink = r->sink;
+    void *ctx = r->ctx;
+    free(r);
+    if (sink)
+        sink->on_end(ctx, res);
+}
+
 void tunnel_req_consumed(tunnel_req *r, size_t n)
 {
+    if (r->rops) {
+        r->rops->consumed(r->rctx, n);
+        return;
+    }
     r->consumed += (int64_t)n;
     int64_t owed = r->consumed - r->credited;
     if (r->s->v2 && owed >= r->window / 2) {
@@ -448,6 +487,13 @@ void tunnel_req_consumed(tunnel_req *r, size_t n)
 
 void tunnel_req_abandon(tunnel_req *r)
 {
+    if (r->rops) {
+        const tunnel_remote_ops *ops = r->rops;
+        void *rctx = r->rctx;
+        free(r);
+        ops->abandon(rctx);
+        return;
+    }
     tunnel_session *s = r->s;
     if (!r->started) {
         req_unlink(r);
@@ -515,9 +561,14 @@ static void conn_job_run(worker_ctx *w, void *arg)
     int rc = STORE_OK;
     int64_t now = (int64_t)time(NULL);
     switch (j->what) {
-    case CONN_UP: rc = store_connection_connected(w->store, &j->c); break;
-    case CONN_HEARTBEAT: rc = store_connection_heartbeat(w->store, j->c.cluster_id, now); break;
-    case CONN_DOWN: rc = store_connection_disconnected(w->store, j->c.cluster_id, now); break;
+    /* The row names this replica (instance.h): other replicas leave it alone. */
+    case CONN_UP: rc = store_connection_connected_by(w->store, &j->c, instance_id()); break;
+    case CONN_HEARTBEAT:
+        rc = store_connection_heartbeat_by(w->store, j->c.cluster_id, instance_id(), now);
+        break;
+    case CONN_DOWN:
+        rc = store_connection_disconnected_by(w->store, j->c.cluster_id, instance_id(), now);
+        break;
     }
     if (rc == STORE_ERR)
         log_error("connection bookkeeping for %s failed: %s", j->c.cluster_id,
@@ -617,6 +668,8 @@ static void auth_done(void *arg)
     free(j);
     s->state = SESS_READY;
     s->connected_at = (int64_t)time(NULL);
+    registry_session_up(s->cluster_id); /* other replicas forward its commands here */
+    s->registered_fleet = 1;
     if (s->token_expires_at)
         schedule_expiry(s);
     log_info("agent connected: cluster %s (%s), %s dialect", s->cluster_id, s->cluster_name,
@@ -993,6 +1046,9 @@ static void session_closed(tunnel_session *s)
     if (s->state == SESS_READY || s->registered_db)
         log_info("agent disconnected: cluster %s", s->cluster_id);
     s->state = SESS_CLOSING;
+    if (s->registered_fleet)
+        registry_session_down(s->cluster_id);
+    s->registered_fleet = 0;
     while (s->reqs)
         req_fail(s->reqs, 502, EC_AGENT_DISCONNECTED, "agent disconnected mid-command");
     if (s->registered_db)
