@@ -10,9 +10,11 @@
 
 #include "buf.h"
 #include "crypto.h"
+#include "forward.h"
 #include "instance.h"
 #include "log.h"
 #include "proto.h"
+#include "registry.h"
 #include "tunnel.h"
 #include "utf8.h"
 #include "worker.h"
@@ -176,6 +178,8 @@ static void audit_end_run(worker_ctx *w, void *arg)
 static void audit_submit(const exec_spec *e, const char *outcome, int rc, int64_t bytes,
                          int64_t duration_ms)
 {
+    if (e->forwarded) /* the replica that forwarded it writes its record */
+        return;
     if (e->audit_id) {
         audit_end *a = calloc(1, sizeof(*a));
         if (!a)
@@ -548,6 +552,9 @@ int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp)
         return -1;
     }
     e->audit_id = a.id;
+    /* Another replica may hold the agent: asked here, off the loop. */
+    if (registry_lookup(e->cluster_id, e->owner_addr, sizeof(e->owner_addr)) <= 0)
+        e->owner_addr[0] = '\0';
     return 0;
 }
 
@@ -593,6 +600,9 @@ int exec_start(http_txn *t, exec_spec *e)
         http_txn_attach(t, &json_http_ops, x);
     x->req = tunnel_exec(x->ctx->tunnels, &p, e->stream ? &sse_sink : &json_sink, x, err,
                          sizeof(err));
+    if (!x->req && e->owner_addr[0]) /* the agent is held by another replica */
+        x->req = forward_exec(e->owner_addr, &p, e->user_id, e->stream ? &sse_sink : &json_sink,
+                              x, err, sizeof(err));
     /* The frame (or the tunnel's own copy of it) now holds the credentials. */
     exec_spec_wipe_env(e);
     if (!x->req) {
