@@ -1,0 +1,547 @@
+#!/usr/bin/env python3
+"""Many replicas, one fleet (issue 13): three aurora-server replicas share one
+PostgreSQL and one Redis, behind haproxy (TCP mode) on loopback.
+
+Real peers, all started by this test in its temp dir: redis-server,
+PostgreSQL (harness.Postgres), haproxy, three build/asan/aurora-server
+replicas, build/asan/aurora-agent agents and tests/fixtures/v2_agent.js
+stand-ins, all connecting through haproxy.  Each replica registers the
+agent sessions it holds in Redis (aurora:agents:<cluster>); a command sent
+to any replica reaches any cluster (forwarded to the owner over
+/internal/forward/exec); revocation on one replica closes the session held
+by another at once; a replica killed with -9 fails exactly its in-flight
+commands with 502 AGENT_DISCONNECTED and its agents come back through the
+others; a Redis restart loses nothing that matters (registrations return).
+Nothing sleeps to let something happen: every wait is for an event, with a
+deadline."""
+
+import atexit
+import base64
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from harness import (HTTPSConn, Agent, NodePeer, Postgres, World, check, eq, free_port, main,
+                     parse_sse_stream, rand_tag, test, wait_until, _base_env)
+
+FORWARD_SECRET = secrets.token_hex(24)
+LEASE = 3  # registry and instance leases (s): a dead replica is forgotten fast
+
+
+# ---------------------------------------------------------------------------
+# Redis: a minimal RESP client (the test reads what the replicas wrote)
+# ---------------------------------------------------------------------------
+def redis_cmd(port, *args, timeout=3):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        s.sendall(out)
+        f = s.makefile("rb")
+        return _resp(f)
+    finally:
+        s.close()
+
+
+def _resp(f):
+    line = f.readline()
+    if not line:
+        raise OSError("redis closed the connection")
+    t, rest = line[:1], line[1:-2]
+    if t == b"+":
+        return rest.decode()
+    if t == b"-":
+        raise AssertionError("redis error: %s" % rest.decode())
+    if t == b":":
+        return int(rest)
+    if t == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode()
+    if t == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp(f) for _ in range(n)]
+    raise AssertionError("bad RESP: %r" % line)
+
+
+class Redis:
+    def __init__(self, t):
+        self.t = t
+        self.port = free_port()
+        self.dir = os.path.join(t.tmp, "redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.gen = 0
+        self.start()
+
+    def start(self):
+        self.gen += 1
+        self.proc = self.t.spawn("redis-%d" % self.gen,
+                                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no", "--dir", self.dir],
+                                 _base_env(os.path.join(self.dir, "home")),
+                                 os.path.join(self.dir, "redis-%d.log" % self.gen),
+                                 os.path.join(self.dir, "san"))
+        self.proc.killed = True  # stopped by SIGTERM at teardown; its status is not ours
+
+        def up():
+            try:
+                return redis_cmd(self.port, "PING") == "PONG"
+            except OSError:
+                return False
+        wait_until(up, 20, 0.05, "redis-server to answer PING")
+
+    def stop(self):
+        self.proc.p.send_signal(signal.SIGTERM)
+        self.proc.p.wait(20)
+
+    def owners(self, cluster_id):
+        """{instance_id: addr} of the live registrations of cluster_id."""
+        out = {}
+        now = "%.3f" % time.time()
+        for m in redis_cmd(self.port, "ZRANGEBYSCORE", "aurora:agents:" + cluster_id, now, "+inf") or []:
+            inst, _, addr = m.partition(" ")
+            out[inst] = addr
+        return out
+
+
+# ---------------------------------------------------------------------------
+# the fleet
+# ---------------------------------------------------------------------------
+class Replica(World):
+    """One aurora-server replica: its own data dir and port, the shared store,
+    Redis and the first replica's TLS certificate (haproxy passes TLS through,
+    so every replica shows the client the same one)."""
+
+    def __init__(self, t, name, env, first=None):
+        self.first = first
+        super().__init__(t, name, extra_env=env, start=False)
+        self.extra_env["AURORA_INTERNAL_ADDR"] = "127.0.0.1:%d" % self.port
+        if first is not None:
+            self.extra_env["AURORA_TLS_CERT"] = first.ca
+            self.extra_env["AURORA_TLS_KEY"] = os.path.join(first.data, "tls", "server.key")
+        self.start()
+
+    @property
+    def ca(self):
+        return self.first.ca if self.first is not None else os.path.join(self.data, "tls", "server.crt")
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+
+class Front:
+    """haproxy in TCP mode in front of the replicas: what agents dial."""
+
+    def __init__(self, t, replicas):
+        self.t = t
+        self.port = free_port()
+        d = os.path.join(t.tmp, "haproxy")
+        os.makedirs(d, exist_ok=True)
+        cfg = os.path.join(d, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write("global\n  maxconn 4096\n"
+                    "defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n"
+                    "  timeout server 1h\n"
+                    "frontend fe\n  bind 127.0.0.1:%d\n  default_backend be\n"
+                    "backend be\n  balance roundrobin\n" % self.port)
+            for i, r in enumerate(replicas):
+                f.write("  server r%d 127.0.0.1:%d check inter 300 fall 1 rise 1\n" % (i, r.port))
+        self.proc = t.spawn("haproxy", ["haproxy", "-f", cfg, "-db"],
+                            _base_env(os.path.join(d, "home")), os.path.join(d, "haproxy.log"),
+                            os.path.join(d, "san"))
+        self.proc.killed = True
+        self.ca = replicas[0].ca
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_until(up, 20, 0.05, "haproxy to listen")
+
+    def ws_url(self):
+        return "wss://127.0.0.1:%d/kubectl-agent" % self.port
+
+
+class Fleet:
+    def __init__(self, t, n=3):
+        self.t = t
+        self.pg = Postgres()
+        # After the replicas stopped (the harness stops processes after the
+        # deferred calls): the store outlives its clients.
+        atexit.register(self.pg.destroy)
+        self.redis = Redis(t)
+        self.env = {
+            "DATABASE_URL": self.pg.url,
+            "AURORA_REDIS_URL": "redis://127.0.0.1:%d/0" % self.redis.port,
+            "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET,
+            "AURORA_REGISTRY_LEASE_S": str(LEASE),
+            "AURORA_INSTANCE_LEASE": str(LEASE),
+        }
+        self.replicas = [Replica(t, "server-r0", dict(self.env))]
+        for i in range(1, n):
+            self.replicas.append(Replica(t, "server-r%d" % i, dict(self.env), first=self.replicas[0]))
+        d = self.replicas[0].bootstrap()
+        for r in self.replicas[1:]:
+            r.org_id, r.user_id, r.api_key = d["org_id"], d["user_id"], d["api_key"]
+        self.front = Front(t, self.replicas)
+        self.agents = {}
+
+    @property
+    def any(self):
+        return self.replicas[0]
+
+    def live(self):
+        return [r for r in self.replicas if r.server.alive()]
+
+    def agent(self, token, name):
+        a = Agent(self.front, token, name, owner=self.t)
+        a.wait_ready(30)
+        self.agents[a.cluster_id] = a
+        return a
+
+    def by_addr(self, addr):
+        for r in self.replicas:
+            if r.addr == addr:
+                return r
+        raise AssertionError("no replica at %s" % addr)
+
+    def owner_of(self, cluster_id, timeout=15):
+        """The replica whose registration of cluster_id is live in Redis."""
+        def one():
+            o = self.redis.owners(cluster_id)
+            addrs = [a for a in o.values() if any(r.addr == a and r.server.alive() for r in self.replicas)]
+            return addrs[0] if len(addrs) == 1 else None
+        return self.by_addr(wait_until(one, timeout, 0.05, "cluster %s registered by one live replica"
+                                       % cluster_id))
+
+    def others(self, r):
+        return [x for x in self.live() if x is not r]
+
+
+_FLEET = {}
+
+
+def fleet(t):
+    """One fleet for the whole program (its processes belong to the first test's T
+    only in name: the suite's own T keeps them, stopped after the last test)."""
+    if "f" not in _FLEET:
+        import harness
+        if harness._SUITE["t"] is None:
+            harness._SUITE["t"] = harness.T(harness._SUITE["root"], "suite")
+        _FLEET["f"] = Fleet(harness._SUITE["t"])
+    return _FLEET["f"]
+
+
+def echo(r, cid, text, **kw):
+    return r.kubectl(cid, args=["get", "--raw", "/fixture/echo/%s" % text], timeout=30, **kw)
+
+
+def sse(r, cid, body, timeout=60):
+    """(status, events) of a streamed command sent to replica r."""
+    events = []
+    status, _ = r.kubectl_sse(cid, body, lambda ev, data: events.append((ev, json.loads(data))) and False,
+                              timeout=timeout)
+    return status, events
+
+
+def agent_metric(agent, name):
+    status, body = agent.health("/metrics")
+    if status != 200:
+        return None
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+# ---------------------------------------------------------------------------
+# tests
+# ---------------------------------------------------------------------------
+@test(timeout=120)
+def sessions_are_registered_and_startup_keeps_other_replicas_rows(t):
+    f = fleet(t)
+    tok = f.any.create_token("rep-reg")
+    cid = tok["cluster_id"]
+    a = f.agent(tok["token"], "agent-reg")
+    owner = f.owner_of(cid)
+    inst = list(f.redis.owners(cid).keys())[0]
+    check(inst.startswith("ins_"), "the member names the owner's instance id", inst)
+    f.any.wait_connection(cid, "active", timeout=15)
+    # A replica that does not hold the agent restarts: its start-up must not
+    # reset the connection row another replica counts.
+    other = f.others(owner)[0]
+    eq(other.server.stop(), [], "clean stop of %s" % other.name)
+    other.start()
+    c = other.connection(cid)
+    eq(c and c.get("status"), "active", "the connection row after another replica restarted (%r)" % c)
+    # The agent goes away: its registration goes with it, at once.
+    a.proc.stop()
+    wait_until(lambda: not f.redis.owners(cid), 10, 0.05, "the registration to be removed")
+    wait_until(lambda: (f.any.connection(cid) or {}).get("status") != "active", 15, 0.1,
+               "the connection to read disconnected")
+
+
+@test(timeout=180)
+def any_replica_reaches_any_cluster(t):
+    f = fleet(t)
+    clusters = []
+    for i in range(3):
+        tok = f.any.create_token("rep-any-%d" % i)
+        f.agent(tok["token"], "agent-any-%d" % i)
+        clusters.append(tok["cluster_id"])
+    owners = {cid: f.owner_of(cid) for cid in clusters}
+    t.note("owners: %s" % {c[-6:]: o.name for c, o in owners.items()})
+    forwarded = 0
+    for cid in clusters:
+        for r in f.live():
+            tag = "%s-%s" % (r.name[-2:], cid[-4:])
+            res = echo(r, cid, tag)
+            eq(res.status, 200, "kubectl through %s for a cluster held by %s (%r)"
+               % (r.name, owners[cid].name, res))
+            eq(res.json.get("output"), tag, "output through %s" % r.name)
+            eq(res.json.get("return_code"), 0, "return_code")
+            forwarded += r is not owners[cid]
+    check(forwarded >= 2, "some requests must have been forwarded (%d)" % forwarded)
+    # Streamed (SSE) through a forwarding replica: output events then the result.
+    cid = clusters[0]
+    fwd = f.others(owners[cid])[0]
+    status, events = sse(fwd, cid, {"args": ["get", "--raw", "/fixture/bytes?n=300000&seed=7"],
+                                    "timeout": 30})
+    eq(status, 200, "SSE status through %s" % fwd.name)
+    outs = [d for e, d in events if e == "output"]
+    total = sum(len(d["text"].encode()) if "text" in d else len(base64.b64decode(d["base64"]))
+                for d in outs)
+    eq(total, 300000, "streamed bytes through the forwarding replica")
+    eq(events[-1][0], "result", "the last event")
+    eq(events[-1][1].get("return_code"), 0, "result return_code")
+    # Large buffered output through the forwarding replica (flow control across two hops).
+    res = fwd.kubectl(cid, args=["get", "--raw", "/fixture/bytes?n=3000000&seed=3"], timeout=60)
+    eq(res.status, 200, "3 MB JSON result through %s (%r)" % (fwd.name, res))
+    raw = base64.b64decode(res.json.get("output_base64", ""))
+    eq(len(raw), 3000000, "3 MB of output")
+    direct = owners[cid].kubectl(cid, args=["get", "--raw", "/fixture/bytes?n=3000000&seed=3"],
+                                 timeout=60)
+    check(base64.b64decode(direct.json.get("output_base64", "")) == raw,
+          "the same bytes through the owner and through the forwarding replica")
+
+
+@test(timeout=120)
+def revocation_on_one_replica_closes_the_session_on_another(t):
+    f = fleet(t)
+    tok = f.any.create_token("rep-revoke")
+    cid = tok["cluster_id"]
+    peer = NodePeer(f.front, tok["token"], t, "v2_agent.js", "v2-revoke")
+    peer.wait(lambda e: e.get("event") == "connected", 20, "connected")
+    owner = f.owner_of(cid)
+    other = f.others(owner)[0]
+    tokens = other.get("/api/kubectl/tokens")
+    tid = [x for x in tokens.json.get("tokens", []) if x.get("cluster_id") == cid][0]["id"]
+    t0 = time.monotonic()
+    r = other.revoke_token(tid)
+    eq(r.status, 200, "revoke through %s (%r)" % (other.name, r))
+    ev = peer.wait(lambda e: e.get("event") == "close", 10, "the agent's session to close")
+    took = time.monotonic() - t0
+    eq(ev.get("code"), 1008, "close code")
+    check("revoked" in (ev.get("reason") or "").lower(), "close reason names the revocation", ev)
+    check(took < 3, "revocation must reach the owner at once (%.2fs)" % took)
+    t.note("revoked on %s, closed on %s in %.0f ms" % (other.name, owner.name, took * 1000))
+    wait_until(lambda: not f.redis.owners(cid), 10, 0.05, "the registration to go")
+
+
+@test(timeout=60)
+def forged_forward_is_refused(t):
+    f = fleet(t)
+    tok = f.any.create_token("rep-forge")
+    cid = tok["cluster_id"]
+    peer = NodePeer(f.front, tok["token"], t, "v2_agent.js", "v2-forge")
+    peer.wait(lambda e: e.get("event") == "connected", 20, "connected")
+    owner = f.owner_of(cid)
+    body = {"org_id": owner.org_id, "user_id": "", "cluster_id": cid, "kind": "kubectl",
+            "program": "", "argv": ["get", "pods"], "env": [], "timeout": 5, "max_output": 1000}
+    from harness import https_request
+    for hdr in ({}, {"X-Aurora-Forward-Secret": "x" * 48},
+                {"X-Aurora-Forward-Secret": FORWARD_SECRET[:-1]},
+                {"X-Aurora-Forward-Secret": FORWARD_SECRET + "a"}):
+        r = https_request(owner.port, owner.ctx, "POST", "/internal/forward/exec", body, hdr, 10)
+        eq(r.status, 401, "forward with %r (%r)" % (list(hdr.values())[:1], r))
+    # Malformed bodies with the right secret: 400, nothing run.
+    good = {"X-Aurora-Forward-Secret": FORWARD_SECRET}
+    for bad in ({}, dict(body, kind="rm"), dict(body, timeout=-1), dict(body, argv="get pods"),
+                dict(body, argv=[1, 2]), dict(body, max_output=0)):
+        r = https_request(owner.port, owner.ctx, "POST", "/internal/forward/exec", bad, good, 10)
+        eq(r.status, 400, "malformed forward %r (%r)" % (bad, r))
+    r = https_request(owner.port, owner.ctx, "POST", "/internal/forward/exec", "{not json", good, 10)
+    eq(r.status, 400, "non-JSON forward (%r)" % r)
+    eq([e for e in peer.events if e.get("event") == "exec"], [], "no command reached the agent")
+    # and the replica still serves
+    res = echo(owner, cid, "still-serving")
+    eq(res.status, 200, "a command after the forged forwards (%r)" % res)
+
+
+@test(timeout=120)
+def client_disconnect_cancels_on_the_owner(t):
+    f = fleet(t)
+    tok = f.any.create_token("rep-cancel")
+    cid = tok["cluster_id"]
+    a = f.agent(tok["token"], "agent-cancel")
+    owner = f.owner_of(cid)
+    fwd = f.others(owner)[0]
+    conn = HTTPSConn(fwd.port, fwd.ctx, timeout=60)
+    conn.request("POST", "/api/clusters/%s/kubectl" % cid,
+                 body=json.dumps({"args": ["get", "--raw", "/fixture/sleep/40/cancel"],
+                                  "timeout": 60}).encode(),
+                 headers={"Authorization": "Bearer %s" % fwd.api_key,
+                          "Content-Type": "application/json", "Accept": "text/event-stream"})
+    r = conn.getresponse()
+    eq(r.status, 200, "SSE status")
+    wait_until(lambda: agent_metric(a, "aurora_agent_commands_in_flight") == 1, 15, 0.05,
+               "the command to run at the agent")
+    t0 = time.monotonic()
+    r.close()  # the response holds the socket: the client is gone
+    conn.close()
+    wait_until(lambda: agent_metric(a, "aurora_agent_commands_in_flight") == 0, 15, 0.05,
+               "the agent to cancel the command")
+    t.note("client gone on %s, cancelled on %s's agent in %.0f ms"
+           % (fwd.name, owner.name, (time.monotonic() - t0) * 1000))
+
+
+@test(timeout=240)
+def killed_replica_fails_its_inflight_and_its_agents_come_back(t):
+    f = fleet(t)
+    toks = [f.any.create_token("rep-kill-%d" % i) for i in range(3)]
+    for i, tok in enumerate(toks):
+        f.agent(tok["token"], "agent-kill-%d" % i)
+    cids = [tok["cluster_id"] for tok in toks]
+    owners = {cid: f.owner_of(cid) for cid in cids}
+    victim = owners[cids[0]]
+    victims = [c for c in cids if owners[c] is victim]
+    t.note("victim %s holds %d of 3 clusters" % (victim.name, len(victims)))
+    survivors = f.others(victim)
+    # Load: long commands on the victim's clusters through the survivors (forwarded)
+    # and through the victim itself, plus short commands everywhere.
+    ex = ThreadPoolExecutor(16)
+    long_futs = []
+    for i in range(4):
+        via = survivors[i % len(survivors)]
+        long_futs.append((via, ex.submit(lambda v=via, k=i: (v.kubectl(
+            victims[0], args=["get", "--raw", "/fixture/sleep/20/kill-%d" % k], timeout=60),
+            time.monotonic()))))
+    stop_load = threading.Event()
+    short_results = []
+
+    def short_load():
+        i = 0
+        while not stop_load.is_set():
+            for c in cids:
+                r = survivors[i % len(survivors)]
+                short_results.append(echo(r, c, "load-%d" % i, http_timeout=30).status)
+                i += 1
+    loaders = [ex.submit(short_load) for _ in range(2)]
+    # the long commands are in flight at the agent (through the forwarding hops)
+    agent_obj = f.agents[victims[0]]
+    wait_until(lambda: agent_metric(agent_obj, "aurora_agent_commands_in_flight") == 4, 20, 0.05,
+               "4 long commands in flight on the victim's agent")
+    victim.kill9()
+    killed = time.monotonic()
+    for via, fu in long_futs:
+        res, done = fu.result(timeout=30)
+        eq(res.status, 502, "in-flight command through %s when the owner died (%r)" % (via.name, res))
+        eq(res.get("error_code"), "AGENT_DISCONNECTED", "error_code (%r)" % res)
+        check(done - killed < 5, "the failure must be prompt (%.1fs)" % (done - killed))
+    # Its agents reconnect through haproxy to a survivor; commands work again everywhere.
+    for c in victims:
+        new_owner = f.owner_of(c, timeout=60)
+        check(new_owner is not victim, "the cluster moved to a survivor")
+
+        def works(c=c):
+            return all(echo(r, c, "back").status == 200 for r in f.live())
+        wait_until(works, 30, 0.2, "commands on %s through every live replica" % c[-6:])
+    stop_load.set()
+    for fu in loaders:
+        fu.result(timeout=60)
+    ex.shutdown()
+    bad = [s for s in short_results if s not in (200, 502, 503)]
+    eq(bad, [], "short commands under load only fail as not connected / disconnected")
+    t.note("%d short commands under load: %d ok, %d 502, %d 503" % (
+        len(short_results), short_results.count(200), short_results.count(502),
+        short_results.count(503)))
+    # the dead replica's connection rows are reset by a survivor once its lease lapsed,
+    # and taken back by the new owners
+    for c in victims:
+        wait_until(lambda c=c: (survivors[0].connection(c) or {}).get("status") == "active", 30, 0.2,
+                   "the moved cluster to read connected")
+    # the victim comes back (same port, same data dir) for the next tests
+    victim.start()
+
+
+@test(timeout=120)
+def redis_restart_brings_registrations_back(t):
+    f = fleet(t)
+    tok = f.any.create_token("rep-redis")
+    cid = tok["cluster_id"]
+    f.agent(tok["token"], "agent-redis")
+    owner = f.owner_of(cid)
+    fwd = f.others(owner)[0]
+    eq(echo(fwd, cid, "before").status, 200, "forwarded command before the restart")
+    f.redis.stop()
+    # Redis away: the owner still serves its own agent.
+    res = echo(owner, cid, "during")
+    eq(res.status, 200, "a command on the owner while Redis is down (%r)" % res)
+    f.redis.start()
+    back = f.owner_of(cid, timeout=30)
+    eq(back.name, owner.name, "the owner registered its session again")
+
+    def fwd_ok():
+        return echo(fwd, cid, "after").status == 200
+    wait_until(fwd_ok, 30, 0.2, "forwarded commands to work again")
+    # revocation fan-out works on the new subscription too
+    tokens = fwd.get("/api/kubectl/tokens").json.get("tokens", [])
+    tid = [x for x in tokens if x.get("cluster_id") == cid][0]["id"]
+    eq(fwd.revoke_token(tid).status, 200, "revoke after the Redis restart")
+    wait_until(lambda: not f.redis.owners(cid), 10, 0.05, "the revoked session to be gone")
+
+
+@test(timeout=60)
+def single_replica_without_redis_is_unchanged(t):
+    w = World(t, "server-alone")
+    tok, a = w.new_connected_agent()
+    res = echo(w, tok["cluster_id"], "alone")
+    eq(res.status, 200, "a command on a replica without Redis (%r)" % res)
+    from harness import https_request
+    r = https_request(w.port, w.ctx, "POST", "/internal/forward/exec", {}, 
+                      {"X-Aurora-Forward-Secret": FORWARD_SECRET}, 10)
+    eq(r.status, 404, "no forward route without Redis (%r)" % r)
+
+
+@test(timeout=60)
+def bad_cluster_settings_refuse_to_start(t):
+    for name, env, needle in (
+            ("no-addr", {"AURORA_REDIS_URL": "redis://127.0.0.1:1", "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET}, "AURORA_INTERNAL_ADDR"),
+            ("short-secret", {"AURORA_REDIS_URL": "redis://127.0.0.1:1", "AURORA_INTERNAL_ADDR": "127.0.0.1:9", "AURORA_INTERNAL_FORWARD_SECRET": "short"}, "AURORA_INTERNAL_FORWARD_SECRET"),
+            ("bad-url", {"AURORA_REDIS_URL": "http://x", "AURORA_INTERNAL_ADDR": "127.0.0.1:9", "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET}, "AURORA_REDIS_URL")):
+        w = World(t, "server-" + name, extra_env=env, start=False)
+        w.generation += 1
+        sandir = os.path.join(w.dir, "san", "x")
+        from harness import SERVER_BIN
+        p = t.spawn("server-" + name, [SERVER_BIN], w.env(sandir), os.path.join(w.dir, "x.log"), sandir, cwd=w.dir)
+        p.p.wait(30)
+        p.tolerate_exit = True
+        check(p.p.returncode != 0, "%s: the server must refuse to start" % name)
+        check(needle in p.log_text(), "%s: the log names %s" % (name, needle), p.log_tail())
+
+
+if __name__ == "__main__":
+    main()
