@@ -3,6 +3,7 @@
 #include "registry.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
@@ -64,6 +65,11 @@ int registry_parse_url(const char *url, registry_redis_url *o, char *why, size_t
         return -1;
     }
     memcpy(o->host, p, hlen);
+    for (size_t i = 0; i < hlen; i++)
+        if (!isalnum((unsigned char)o->host[i]) && !strchr(".-_", o->host[i])) {
+            snprintf(why, whylen, "the host may hold letters, digits, '.', '-' and '_' only");
+            return -1;
+        }
     p += hlen;
     if (*p == ':') {
         char *end;
