@@ -139,6 +139,7 @@ bench: deps test-deps
 	@bench/run.sh
 	@bench/agent_bench.sh | tee build/bench-agent-latest.txt
 	@python3 bench/webhook_bench.py | tee build/bench-webhooks-latest.txt
+	@python3 bench/replicas_bench.py | tee build/bench-replicas-latest.txt
 
 clean:
 	rm -rf build
