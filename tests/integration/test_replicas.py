@@ -27,10 +27,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import (HTTPSConn, Agent, NodePeer, Postgres, World, check, eq, free_port, main,
-                     parse_sse_stream, rand_tag, test, wait_until, _base_env)
+from harness import (HTTPSConn, NODE, ROOT, Agent, NodePeer, Postgres, World, check, eq, free_port,
+                     main, test, wait_until, _base_env)
 
 FORWARD_SECRET = secrets.token_hex(24)
+SIMULATED = int(os.environ.get("AURORA_TEST_SIMULATED_AGENTS", "1000"))
 LEASE = 3  # registry and instance leases (s): a dead replica is forgotten fast
 
 
@@ -189,6 +190,8 @@ class Fleet:
             "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET,
             "AURORA_REGISTRY_LEASE_S": str(LEASE),
             "AURORA_INSTANCE_LEASE": str(LEASE),
+            "AURORA_TOKEN_RATE_LIMIT": "100000",
+            "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": "100000",
         }
         self.replicas = [Replica(t, "server-r0", dict(self.env))]
         for i in range(1, n):
@@ -512,6 +515,55 @@ def redis_restart_brings_registrations_back(t):
     tid = [x for x in tokens if x.get("cluster_id") == cid][0]["id"]
     eq(fwd.revoke_token(tid).status, 200, "revoke after the Redis restart")
     wait_until(lambda: not f.redis.owners(cid), 10, 0.05, "the revoked session to be gone")
+
+
+@test(timeout=300)
+def a_thousand_simulated_agents_spread_and_registered(t):
+    """SIMULATED (1000) idle agents (bench/idle_agents.js, one node process) dial
+    haproxy: every one is registered by the replica that holds it, the three
+    replicas share them, and all registrations go when they leave."""
+    f = fleet(t)
+    tokfile = os.path.join(t.tmp, "tokens.jsonl")
+    mk = subprocess.run(["python3", os.path.join(ROOT, "bench", "make_tokens.py"), "--port",
+                         str(f.any.port), "--ca", f.any.ca, "--key", f.any.api_key, "--count",
+                         str(SIMULATED), "--prefix", "sim-", "--out", tokfile],
+                        timeout=240, capture_output=True)
+    eq(mk.returncode, 0, "make_tokens.py (%s)" % mk.stderr.decode()[-500:])
+    with open(tokfile) as fh:
+        cids = [json.loads(line)["cluster_id"] for line in fh]
+    eq(len(cids), SIMULATED, "tokens made")
+    node = t.spawn("idle-agents", [NODE, os.path.join(ROOT, "bench", "idle_agents.js"), "--url",
+                                   f.front.ws_url(), "--ca", f.front.ca, "--tokens", tokfile,
+                                   "--parallel", "32"],
+                   dict(os.environ), os.path.join(t.tmp, "idle-agents.log"),
+                   os.path.join(t.tmp, "san-idle"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                   cwd=ROOT)
+    node.tolerate_exit = True
+    node.p.stdin.write(b"up %d\n" % SIMULATED)
+    node.p.stdin.flush()
+    up = json.loads(node.p.stdout.readline())
+    eq(up.get("open"), SIMULATED, "simulated agents connected (%r)" % up)
+
+    def registered():
+        pipe = [redis_cmd(f.redis.port, "ZRANGE", "aurora:agents:" + c, 0, -1) for c in cids]
+        return pipe if all(len(m) == 1 for m in pipe) else None
+    members = wait_until(registered, 60, 0.2, "every simulated agent registered once")
+    per = {}
+    for m in members:
+        addr = m[0].partition(" ")[2]
+        per[addr] = per.get(addr, 0) + 1
+    t.note("registrations per replica: %s" % {f.by_addr(a).name: n for a, n in sorted(per.items())})
+    eq(sum(per.values()), SIMULATED, "registrations")
+    check(len(per) == len(f.live()), "every replica holds some of the agents (%r)" % per)
+    node.p.stdin.write(b"down\n")
+    node.p.stdin.flush()
+    json.loads(node.p.stdout.readline())
+    wait_until(lambda: all(redis_cmd(f.redis.port, "ZCARD", "aurora:agents:" + c) == 0
+                           for c in cids[:50] + cids[-50:]), 60, 0.2,
+               "the registrations to go with the agents")
+    node.p.stdin.write(b"quit\n")
+    node.p.stdin.flush()
+    node.p.wait(30)
 
 
 @test(timeout=60)
