@@ -359,8 +359,14 @@ int forward_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         }
         return -1; /* one command per connection */
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        if (f)
-            fwd_gone(wsi, f, in && len ? (const char *)in : "connection error");
+        if (f) {
+            /* lws's reason, bounded (it is not promised to be terminated). */
+            char why[128] = "connection error";
+            if (in && len)
+                snprintf(why, sizeof(why), "%.*s", (int)(len < sizeof(why) ? len : sizeof(why) - 1),
+                         (const char *)in);
+            fwd_gone(wsi, f, why);
+        }
         return 0;
     case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
         if (f)
