@@ -28,8 +28,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import (HTTPSConn, NODE, ROOT, Agent, NodePeer, Postgres, RssSampler, World, check,
-                     eq, free_port, kube_api, main, test, wait_until, _base_env)
+from harness import (HTTPSConn, NODE, ROOT, Agent, NodePeer, Postgres, RssSampler, V2Agent, World,
+                     check, eq, free_port, kube_api, main, parse_sse_stream, test, wait_until,
+                     _base_env)
 
 FORWARD_SECRET = secrets.token_hex(24)
 SIMULATED = int(os.environ.get("AURORA_TEST_SIMULATED_AGENTS", "1000"))
@@ -451,6 +452,39 @@ def forged_forward_is_refused(t):
     # and the replica still serves
     res = echo(owner, cid, "still-serving")
     eq(res.status, 200, "a command after the forged forwards (%r)" % res)
+
+
+@test(timeout=60)
+def a_forwarded_cloud_exec_reaches_the_agent_with_its_credentials(t):
+    """The owner's side of a forward, as the origin sends it: kind, program,
+    argv and the environment (cloud credentials) reach the agent unchanged,
+    and the answer streams back as SSE."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-cloud")
+    cid = tok["cluster_id"]
+    peer = V2Agent(f.front, tok["token"], t)
+    peer.wait(lambda e: e.get("event") == "connected", 20, "connected")
+    owner = f.owner_of(cid)
+    body = {"org_id": owner.org_id, "user_id": owner.user_id, "cluster_id": cid,
+            "kind": "cloud_exec", "program": "gcloud", "argv": ["projects", "list"],
+            "env": ["CLOUDSDK_AUTH_ACCESS_TOKEN=ya29.fake-%s" % secrets.token_hex(4)],
+            "timeout": 20, "max_output": 100000}
+    conn = HTTPSConn(owner.port, owner.ctx, timeout=30)
+    conn.request("POST", "/internal/forward/exec", body=json.dumps(body).encode(),
+                 headers={"X-Aurora-Forward-Secret": FORWARD_SECRET,
+                          "Content-Type": "application/json"})
+    r = conn.getresponse()
+    eq(r.status, 200, "forwarded cloud_exec status")
+    events = []
+    parse_sse_stream(r, lambda ev, data: events.append((ev, json.loads(data))) and False)
+    conn.close()
+    ex = peer.wait_execs(1)[0]
+    eq(ex.get("kind"), "cloud_exec", "kind at the agent")
+    eq(ex.get("program"), "gcloud", "program at the agent")
+    eq(ex.get("argv"), ["projects", "list"], "argv at the agent")
+    name, _, value = body["env"][0].partition("=")
+    eq((ex.get("env") or {}).get(name), value, "the credentials at the agent")
+    eq(events[-1][0], "result", "the stream ends with the result (%r)" % events[-1:])
 
 
 @test(timeout=120)
