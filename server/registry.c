@@ -628,26 +628,33 @@ int registry_lookup(const char *cluster_id, char *addr, size_t cap)
         return 0;
     if (!atomic_load(&R.connected))
         return -1; /* Redis away: do not make every command wait for a timeout */
-    redisContext *c = pthread_getspecific(R.lookup_key);
-    if (!c) {
-        char why[256];
-        c = redis_open(LOOKUP_TIMEOUT_MS, why, sizeof(why));
-        if (!c) {
-            log_warn("registry: lookup of cluster %s: cannot reach Redis (%s)", cluster_id, why);
-            return -1;
-        }
-        pthread_setspecific(R.lookup_key, c);
-    }
     char now[32];
     snprintf(now, sizeof(now), "%.3f", now_s());
-    redisReply *r = redisCommand(c, "ZREVRANGEBYSCORE " KEY_PREFIX "%s +inf %s LIMIT 0 4",
-                                 cluster_id, now);
-    if (!r) {
-        log_warn("registry: lookup of cluster %s failed: %s", cluster_id, c->errstr);
-        pthread_setspecific(R.lookup_key, NULL);
-        redisFree(c);
-        return -1;
+    redisReply *r = NULL;
+    /* A kept connection may have died with a Redis restart: one fresh try. */
+    for (int attempt = 0; attempt < 2 && !r; attempt++) {
+        redisContext *c = pthread_getspecific(R.lookup_key);
+        if (!c) {
+            char why[256];
+            c = redis_open(LOOKUP_TIMEOUT_MS, why, sizeof(why));
+            if (!c) {
+                log_warn("registry: lookup of cluster %s: cannot reach Redis (%s)", cluster_id,
+                         why);
+                return -1;
+            }
+            pthread_setspecific(R.lookup_key, c);
+        }
+        r = redisCommand(c, "ZREVRANGEBYSCORE " KEY_PREFIX "%s +inf %s LIMIT 0 4", cluster_id,
+                         now);
+        if (!r) {
+            if (attempt)
+                log_warn("registry: lookup of cluster %s failed: %s", cluster_id, c->errstr);
+            pthread_setspecific(R.lookup_key, NULL);
+            redisFree(c);
+        }
     }
+    if (!r)
+        return -1;
     int found = 0;
     if (r->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < r->elements && !found; i++) {
