@@ -14,8 +14,8 @@ INCS    := -Icommon -Iserver -Iserver/connectors -Iagent
 SERVER_PKGS := libwebsockets libcjson libcurl yaml-0.1 sqlite3 openssl libpq hiredis
 AGENT_PKGS  := libwebsockets libcjson yaml-0.1 openssl libseccomp libcares
 PKG_CFLAGS  := $(shell pkg-config --cflags $(SERVER_PKGS) libcares 2>/dev/null)
-SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -lpthread
-AGENT_LIBS  := $(shell pkg-config --libs $(AGENT_PKGS) 2>/dev/null) -lpthread
+SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -lpthread -lm
+AGENT_LIBS  := $(shell pkg-config --libs $(AGENT_PKGS) 2>/dev/null) -lpthread -lm
 TEST_LIBS   := $(SERVER_LIBS) $(shell pkg-config --libs libseccomp libcares 2>/dev/null) -lcmocka
 
 REL_FLAGS  := -O2 -g $(CSTD) $(WARN) $(INCS) $(PKG_CFLAGS) -MMD -MP

@@ -449,6 +449,9 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof(i));
     i.context = F.ctx;
+    /* The API's vhost (TLS client context, this protocol), never the
+     * operations listener's (AURORA_OPS_PORT). */
+    i.vhost = lws_get_vhost_by_name(F.ctx, "default");
     i.address = f->host;
     i.port = f->port;
     i.path = FORWARD_PATH;

@@ -666,6 +666,23 @@ int store_agent_token_get(store_t *s, const char *org_id, const char *id, store_
     return one_row(s, &r, token_row, out);
 }
 
+int store_agent_token_latest(store_t *s, const char *org_id, const char *cluster_id,
+                             store_agent_token *out)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!org_id || !cluster_id || !out)
+        return serr(s, "store_agent_token_latest: missing argument");
+    db_param p[] = { p_text(org_id), p_text(cluster_id) };
+    if (run_query(s, "reading the cluster's newest agent token",
+                  "SELECT " TOKEN_COLS " FROM agent_tokens WHERE org_id = ? AND cluster_id = ?"
+                  " ORDER BY created_at DESC, created_seq DESC, id DESC LIMIT 1",
+                  p, 2, &r))
+        return STORE_ERR;
+    return one_row(s, &r, token_row, out);
+}
+
 int store_agent_token_list(store_t *s, const char *org_id, store_agent_token **out, size_t *n)
 {
     if (!s)
@@ -1137,24 +1154,52 @@ int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char 
     return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
 }
 
-int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **out, size_t *n)
+int store_audit_query(store_t *s, const store_audit_filter *f, store_audit **out, size_t *n)
 {
     if (!s)
         return STORE_ERR;
     db_result r;
-    if (!org_id || !out || !n)
-        return serr(s, "store_audit_list: missing argument");
+    if (!f || !out || !n)
+        return serr(s, "store_audit_query: missing argument");
     *out = NULL;
     *n = 0;
+    int limit = f->limit;
     if (limit <= 0)
         limit = AUDIT_LIST_DEFAULT;
     if (limit > AUDIT_LIST_MAX)
         limit = AUDIT_LIST_MAX;
-    db_param p[] = { p_text(org_id), DB_P_INT(limit) };
-    if (run_query(s, "listing audit records",
-                  "SELECT " AUDIT_COLS " FROM audit_log WHERE org_id = ?"
-                  " ORDER BY at DESC, id DESC LIMIT ?",
-                  p, 2, &r))
+    /* Every filter is a bound parameter; only these fixed fragments are
+     * joined.  Newest first; the cursor is the last row seen, (at, id). */
+    char sql[640];
+    db_param p[9];
+    size_t np = 0;
+    size_t len = (size_t)snprintf(sql, sizeof(sql), "SELECT " AUDIT_COLS " FROM audit_log WHERE 1 = 1");
+#define AUDIT_AND(cond, param)                                                                     \
+    do {                                                                                           \
+        len += (size_t)snprintf(sql + len, sizeof(sql) - len, " AND %s", cond);                    \
+        p[np++] = (param);                                                                         \
+    } while (0)
+    if (f->org_id)
+        AUDIT_AND("org_id = ?", p_text(f->org_id));
+    if (f->cluster_id)
+        AUDIT_AND("cluster_id = ?", p_text(f->cluster_id));
+    if (f->user_id)
+        AUDIT_AND("user_id = ?", p_text(f->user_id));
+    if (f->outcome)
+        AUDIT_AND("outcome = ?", p_text(f->outcome));
+    if (f->since)
+        AUDIT_AND("at >= ?", DB_P_INT(f->since));
+    if (f->until)
+        AUDIT_AND("at < ?", DB_P_INT(f->until));
+    if (f->before_at || f->before_id) {
+        AUDIT_AND("(at < ? OR (at = ? AND id < ?))", DB_P_INT(f->before_at));
+        p[np++] = DB_P_INT(f->before_at);
+        p[np++] = DB_P_INT(f->before_id);
+    }
+#undef AUDIT_AND
+    snprintf(sql + len, sizeof(sql) - len, " ORDER BY at DESC, id DESC LIMIT ?");
+    p[np++] = DB_P_INT(limit);
+    if (run_query(s, "listing audit records", sql, p, np, &r))
         return STORE_ERR;
     /* all_rows frees a half-decoded array without its strings: decode here
      * so every argv_json already copied is released on failure. */
@@ -1178,6 +1223,40 @@ int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **ou
     *n = r.nrows;
     db_result_free(&r);
     return STORE_OK;
+}
+
+int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **out, size_t *n)
+{
+    if (!org_id) /* this one is always org-scoped */
+        return s ? serr(s, "store_audit_list: missing argument") : STORE_ERR;
+    store_audit_filter f = { .org_id = org_id, .limit = limit };
+    return store_audit_query(s, &f, out, n);
+}
+
+int store_audit_prune(store_t *s, int64_t before, int batch, int64_t *deleted)
+{
+    if (!s)
+        return STORE_ERR;
+    if (deleted)
+        *deleted = 0;
+    if (batch <= 0)
+        batch = 1000;
+    /* Batches keep each statement (and its locks) short on a large table;
+     * a row still "started" belongs to the sweep, not to retention. */
+    for (;;) {
+        db_param p[] = { DB_P_INT(before), DB_P_INT(batch) };
+        int64_t changes = 0;
+        int rc = run_exec(s, "pruning audit records",
+                          "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log"
+                          " WHERE at < ? AND outcome <> '" AUDIT_STARTED "' LIMIT ?)",
+                          p, 2, &changes);
+        if (rc != STORE_OK)
+            return rc;
+        if (deleted)
+            *deleted += changes;
+        if (changes < batch)
+            return STORE_OK;
+    }
 }
 
 void store_audit_list_free(store_audit *a, size_t n)

@@ -128,7 +128,8 @@ typedef struct {
     char id[STORE_ID_LEN];
     char org_id[STORE_ID_LEN];
     char created_by[STORE_ID_LEN]; /* user id */
-    char cluster_id[STORE_CLUSTER_ID_LEN]; /* "cluster-" + 16 hex, derived from token */
+    char cluster_id[STORE_CLUSTER_ID_LEN]; /* "cluster-" + 16 hex, derived from the cluster's
+                                              first token (rotated tokens keep it) */
     char cluster_name[STORE_CLUSTER_NAME_LEN];
     char notes[STORE_NOTES_LEN];
     char preview[40];
@@ -143,6 +144,11 @@ int store_agent_token_create(store_t *s, store_agent_token *t, const char *token
 /* Looks up by hash regardless of revocation/expiry: the caller tells the agent which. */
 int store_agent_token_lookup_hash(store_t *s, const char *token_hash, store_agent_token *out);
 int store_agent_token_get(store_t *s, const char *org_id, const char *id, store_agent_token *out);
+/* The newest token (revoked or not) of a cluster in that org: whether the
+ * org owns the cluster, and its name, for a token rotation.  NOT_FOUND when
+ * the org never had a token for it (another org's cluster included). */
+int store_agent_token_latest(store_t *s, const char *org_id, const char *cluster_id,
+                             store_agent_token *out);
 /* Newest first; *out is malloc'd (free()), *n may be 0. */
 int store_agent_token_list(store_t *s, const char *org_id, store_agent_token **out, size_t *n);
 /* Sets revoked_at if not already revoked; NOT_FOUND if no such token in org. */
@@ -394,6 +400,23 @@ int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char 
                          int return_code, int64_t bytes_out, int64_t duration_ms, int64_t now);
 /* Newest first, at most `limit`; free with store_audit_list_free. */
 int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **out, size_t *n);
+/* Filters of store_audit_query; NULL/0 fields do not filter.  org_id NULL
+ * reads every organization (the operator's CLI only; the API always sets
+ * it).  The cursor is the (at, id) of the last row of the previous page. */
+typedef struct {
+    const char *org_id;
+    const char *cluster_id;
+    const char *user_id;
+    const char *outcome;
+    int64_t since; /* at >= since */
+    int64_t until; /* at < until */
+    int64_t before_at, before_id;
+    int limit; /* 1..1000; 0: 100 */
+} store_audit_filter;
+int store_audit_query(store_t *s, const store_audit_filter *f, store_audit **out, size_t *n);
+/* Retention: deletes final rows dispatched before `before`, `batch` rows per
+ * statement; *deleted (may be NULL) gets the count. */
+int store_audit_prune(store_t *s, int64_t before, int batch, int64_t *deleted);
 void store_audit_list_free(store_audit *a, size_t n);
 
 /* ---- server instances (audit rows of a dead process) ------------------------

@@ -642,7 +642,18 @@ class World:
                 try:
                     if self.ctx is None:
                         self.ctx = tls_context(self.ca)
-                    r = https_request(self.port, self.ctx, "GET", "/health", timeout=3)
+                    if self.extra_env.get("AURORA_OPS_PORT"):
+                        # /health lives on the plain-HTTP operations listener then.
+                        c = http.client.HTTPConnection("127.0.0.1",
+                                                       int(self.extra_env["AURORA_OPS_PORT"]), timeout=3)
+                        try:
+                            c.request("GET", "/health")
+                            hr = c.getresponse()
+                            r = Resp(hr.status, {}, hr.read())
+                        finally:
+                            c.close()
+                    else:
+                        r = https_request(self.port, self.ctx, "GET", "/health", timeout=3)
                     if r.status == 200:
                         return r
                     last = r

@@ -1167,6 +1167,74 @@ static void test_concurrent_handles(void **state)
 /* ---- audit rows across crashes ---------------------------------------------------------------- */
 
 /* A command's row: "started" when dispatched, completed at its end. */
+/* Filters, the (at, id) cursor across rows of the same second, other
+ * orgs never visible, and retention keeping what is recent or started. */
+static void test_audit_query_and_prune(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A"), b = new_org(s, "B");
+    for (int i = 0; i < 6; i++) {
+        store_audit x = audit_for(a.id, "[\"get\"]", 1000 + (i / 2) * 10); /* pairs share `at` */
+        if (i == 5)
+            snprintf(x.cluster_id, sizeof(x.cluster_id), "cluster-ffffffffffffffff");
+        if (i == 4)
+            snprintf(x.outcome, sizeof(x.outcome), "failed");
+        assert_int_equal(store_audit_insert(s, &x), STORE_OK);
+    }
+    store_audit other = audit_for(b.id, "[\"get\"]", 1010);
+    assert_int_equal(store_audit_insert(s, &other), STORE_OK);
+
+    store_audit *rows = NULL;
+    size_t n = 0;
+    /* Pages of two cover the org's six rows once each, newest first. */
+    int64_t seen[8];
+    size_t nseen = 0;
+    store_audit_filter f = { .org_id = a.id, .limit = 2 };
+    for (int page = 0; page < 5; page++) {
+        assert_int_equal(store_audit_query(s, &f, &rows, &n), STORE_OK);
+        for (size_t k = 0; k < n; k++) {
+            assert_string_equal(rows[k].org_id, a.id);
+            seen[nseen++] = rows[k].id;
+        }
+        if (n < 2) {
+            store_audit_list_free(rows, n);
+            break;
+        }
+        f.before_at = rows[n - 1].at;
+        f.before_id = rows[n - 1].id;
+        store_audit_list_free(rows, n);
+    }
+    assert_int_equal(nseen, 6);
+    for (size_t k = 1; k < nseen; k++)
+        for (size_t j = 0; j < k; j++)
+            assert_true(seen[j] != seen[k]);
+
+    store_audit_filter g = { .org_id = a.id, .cluster_id = "cluster-ffffffffffffffff" };
+    assert_int_equal(store_audit_query(s, &g, &rows, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    store_audit_list_free(rows, n);
+    store_audit_filter h = { .org_id = a.id, .outcome = "failed", .since = 1020, .until = 1021 };
+    assert_int_equal(store_audit_query(s, &h, &rows, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].at, 1020);
+    store_audit_list_free(rows, n);
+    /* Filters are bound values, never SQL. */
+    store_audit_filter q = { .org_id = a.id, .user_id = "x' OR '1'='1" };
+    assert_int_equal(store_audit_query(s, &q, &rows, &n), STORE_OK);
+    assert_int_equal(n, 0);
+
+    /* A started row older than the cutoff stays (the sweep owns it). */
+    store_audit st = audit_for(a.id, "[]", 500);
+    assert_int_equal(store_audit_start(s, &st), STORE_OK);
+    int64_t deleted = -1;
+    assert_int_equal(store_audit_prune(s, 1015, 2, &deleted), STORE_OK);
+    assert_int_equal(deleted, 5); /* A: 1000, 1000, 1010, 1010; B: 1010 */
+    store_audit_filter all = { .org_id = NULL, .limit = 100 };
+    assert_int_equal(store_audit_query(s, &all, &rows, &n), STORE_OK);
+    assert_int_equal(n, 3); /* 1020, 1020 and the started row */
+    store_audit_list_free(rows, n);
+}
+
 static void test_audit_lifecycle(void **state)
 {
     store_t *s = ((fixture *)*state)->s;
@@ -2644,6 +2712,7 @@ int main(void)
         BOTH(test_connection_reset_list_delete),
         BOTH(test_connection_owner),
         BOTH(test_audit),
+        BOTH(test_audit_query_and_prune),
         BOTH(test_audit_lifecycle),
         DURABLE(test_audit_sweep),
         DURABLE(test_audit_upgrade_from_v2),
