@@ -13,6 +13,7 @@
 #include "crypto.h"
 #include "exec.h"
 #include "log.h"
+#include "metrics.h"
 #include "proto.h"
 #include "registry.h"
 #include "router.h"
@@ -30,7 +31,15 @@ static struct {
     int tls;
     const char *secret;
     int64_t window;
+    metric_family *outcomes; /* aurora_forward_commands_total{outcome} */
 } F;
+
+static void count_outcome(const char *outcome)
+{
+    const char *v[] = { outcome };
+    if (F.outcomes)
+        metrics_add(F.outcomes, v, 1);
+}
 
 void forward_start(const server_config *cfg, struct lws_context *ctx)
 {
@@ -38,6 +47,12 @@ void forward_start(const server_config *cfg, struct lws_context *ctx)
     F.tls = !cfg->plain_http;
     F.secret = server_setting(cfg, "AURORA_INTERNAL_FORWARD_SECRET");
     F.window = cfg->stream_window > 0 ? cfg->stream_window : 262144;
+    static const char *const labels[] = { "outcome" };
+    F.outcomes = metrics_family(METRIC_COUNTER, "aurora_forward_commands_total",
+                                "Commands this replica forwarded to the replica holding the "
+                                "agent, by how they ended (ok, failed, timeout, owner_gone, "
+                                "unreachable, cancelled)",
+                                1, labels, NULL, 0);
 }
 
 /* ---- client side (origin, loop thread) ------------------------------------------------ */
@@ -91,8 +106,15 @@ static void fwd_end(fwd *f, const tunnel_result *r)
     tunnel_req *q = f->req;
     f->req = NULL;
     lws_sul_cancel(&f->sul);
-    if (q)
-        tunnel_req_remote_end(q, r);
+    if (!q)
+        return;
+    const char *code = r->error_code ? r->error_code : "";
+    count_outcome(!r->failed                                 ? "ok"
+                  : !strcmp(code, EC_AGENT_DISCONNECTED)     ? "owner_gone"
+                  : !strcmp(code, EC_AGENT_NOT_CONNECTED)    ? "unreachable"
+                  : !strcmp(code, EC_TIMEOUT)                ? "timeout"
+                                                             : "failed");
+    tunnel_req_remote_end(q, r);
 }
 
 static void fwd_fail(fwd *f, int status, const char *code, const char *msg)
@@ -115,6 +137,8 @@ static void fwd_consumed(void *rctx, size_t n)
 static void fwd_abandon(void *rctx)
 {
     fwd *f = rctx;
+    if (!f->connecting) /* not a forward that never started */
+        count_outcome("cancelled");
     f->req = NULL; /* freed by tunnel_req_abandon */
     lws_sul_cancel(&f->sul);
     /* Closing the connection is the cancel: the owner's exec sees its

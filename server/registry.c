@@ -20,6 +20,7 @@
 
 #include "instance.h"
 #include "log.h"
+#include "metrics.h"
 #include "secret.h"
 #include "store.h"
 #include "tunnel.h"
@@ -145,6 +146,7 @@ static struct {
     size_t nheld, capheld;
     op *unsent, *unsent_tail; /* publishes waiting for Redis */
     size_t nunsent;
+    metric_family *m_up, *m_held, *m_closes;
 } R = { .wake = { -1, -1 }, .mu = PTHREAD_MUTEX_INITIALIZER };
 
 int registry_enabled(void) { return R.enabled; }
@@ -276,6 +278,8 @@ static void drop_connections(const char *why)
         redisFree(R.sub);
     R.cmd = R.sub = NULL;
     atomic_store(&R.connected, 0);
+    if (R.m_up)
+        metrics_set(R.m_up, NULL, 0);
 }
 
 /* Runs the n commands appended to R.cmd; 0 when every one answered. */
@@ -361,6 +365,7 @@ static int try_connect(void)
     if (subscribe() < 0 || renew_all() < 0)
         return -1;
     atomic_store(&R.connected, 1);
+    metrics_set(R.m_up, NULL, 1);
     log_info("registry: connected to Redis at %s:%d; %zu cluster(s) registered", R.url.host,
              R.url.port, R.nheld);
     return 0;
@@ -465,6 +470,7 @@ static void apply_ops(void)
         }
         o = next;
     }
+    metrics_set(R.m_held, NULL, (double)R.nheld);
     flush_unsent();
 }
 
@@ -543,6 +549,7 @@ void registry_deliver(struct tunnel_hub *tunnels)
         tunnel_note_revocation(tunnels);
         int n = tunnel_close_sessions(tunnels, in->org_id, in->cluster_id,
                                       in->token_id[0] ? in->token_id : NULL, in->reason);
+        metrics_add(R.m_closes, NULL, 1);
         if (n)
             log_info("closed %d session(s) of cluster %s on another replica's word (%s)", n,
                      in->cluster_id, in->reason);
@@ -708,6 +715,15 @@ int registry_start(const server_config *cfg, struct lws_context *ctx, char *err,
     if (R.lease < 2)
         R.lease = 30;
     R.lws = ctx;
+    R.m_up = metrics_family(METRIC_GAUGE, "aurora_registry_redis_connected",
+                            "1 while this replica's registry is connected to Redis", 0, NULL,
+                            NULL, 0);
+    R.m_held = metrics_family(METRIC_GAUGE, "aurora_registry_clusters_held",
+                              "Clusters whose agent sessions this replica holds and registers",
+                              0, NULL, NULL, 0);
+    R.m_closes = metrics_family(METRIC_COUNTER, "aurora_registry_closes_received_total",
+                                "Revocations and deletions other replicas published", 0, NULL,
+                                NULL, 0);
     if (pipe2(R.wake, O_NONBLOCK | O_CLOEXEC) < 0) {
         snprintf(err, errlen, "registry: pipe: %s", strerror(errno));
         return -1;
@@ -777,6 +793,7 @@ void registry_stop(void)
             close(R.wake[i]);
     R.wake[0] = R.wake[1] = -1;
     secret_wipe(R.url.password, sizeof(R.url.password));
+    R.m_up = R.m_held = R.m_closes = NULL; /* the registry may be reset after us */
     R.enabled = 0;
     R.stop = 0;
 }

@@ -273,6 +273,19 @@ def sse(r, cid, body, timeout=60):
     return status, events
 
 
+def server_metrics(r):
+    """{sample: value} of a replica's GET /metrics (no auth on it)."""
+    from harness import https_request
+    res = https_request(r.port, r.ctx, "GET", "/metrics", timeout=10)
+    eq(res.status, 200, "GET /metrics of %s" % r.name)
+    out = {}
+    for line in res.body.decode().splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            out[k] = float(v)
+    return out
+
+
 def agent_metric(agent, name):
     status, body = agent.health("/metrics")
     if status != 200:
@@ -331,6 +344,19 @@ def any_replica_reaches_any_cluster(t):
             eq(res.json.get("return_code"), 0, "return_code")
             forwarded += r is not owners[cid]
     check(forwarded >= 2, "some requests must have been forwarded (%d)" % forwarded)
+    # What each replica forwarded and holds is on its /metrics (promtool-checked
+    # by test_observability.py; here: the replicas' own families).
+    fwd_ok = 0
+    for r in f.live():
+        m = server_metrics(r)
+        eq(m.get("aurora_registry_redis_connected"), 1.0, "%s: Redis connected gauge" % r.name)
+        check(m.get("aurora_registry_clusters_held", 0) >= 1, "%s holds a cluster" % r.name, m)
+        fwd_ok += m.get('aurora_forward_commands_total{outcome="ok"}', 0)
+    check(fwd_ok >= forwarded, "forwarded commands counted (%d of %d)" % (fwd_ok, forwarded))
+    from harness import https_request
+    text = https_request(f.any.port, f.any.ctx, "GET", "/metrics", timeout=10).body
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30)
+    eq(p.returncode, 0, "promtool check metrics of a replica (%s)" % (p.stdout + p.stderr).decode())
     # Streamed (SSE) through a forwarding replica: output events then the result.
     cid = clusters[0]
     fwd = f.others(owners[cid])[0]
