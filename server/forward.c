@@ -137,7 +137,7 @@ static void fwd_consumed(void *rctx, size_t n)
 static void fwd_abandon(void *rctx)
 {
     fwd *f = rctx;
-    if (!f->connecting) /* not a forward that never started */
+    if (!f->failed_early) /* a caller that left, not a forward that never started */
         count_outcome("cancelled");
     f->req = NULL; /* freed by tunnel_req_abandon */
     lws_sul_cancel(&f->sul);
@@ -500,6 +500,7 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
                  p->cluster_id, owner_addr);
         /* Nobody was told yet: drop the request without its callbacks
          * (fwd_abandon frees f once no connection is left). */
+        f->failed_early = 1;
         tunnel_req_abandon(f->req);
         return NULL;
     }

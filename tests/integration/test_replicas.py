@@ -550,6 +550,8 @@ def client_disconnect_cancels_on_the_owner(t):
     conn.close()
     wait_until(lambda: agent_metric(a, "aurora_agent_commands_in_flight") == 0, 15, 0.05,
                "the agent to cancel the command")
+    check(server_metrics(fwd).get('aurora_forward_commands_total{outcome="cancelled"}', 0) >= 1,
+          "the forwarding replica counts the cancelled forward")
     t.note("client gone on %s, cancelled on %s's agent in %.0f ms"
            % (fwd.name, owner.name, (time.monotonic() - t0) * 1000))
 
@@ -597,6 +599,9 @@ def killed_replica_fails_its_inflight_and_its_agents_come_back(t):
         eq(res.status, 502, "in-flight command through %s when the owner died (%r)" % (via.name, res))
         eq(res.get("error_code"), "AGENT_DISCONNECTED", "error_code (%r)" % res)
         check(done - killed < 5, "the failure must be prompt (%.1fs)" % (done - killed))
+    gone = sum(server_metrics(r).get('aurora_forward_commands_total{outcome="owner_gone"}', 0)
+               for r in survivors)
+    check(gone >= len(long_futs), "the survivors count the forwards whose owner died (%d)" % gone)
     # Its agents reconnect through haproxy to a survivor; commands work again everywhere.
     for c in victims:
         new_owner = f.owner_of(c, timeout=60)
