@@ -344,6 +344,16 @@ def any_replica_reaches_any_cluster(t):
             eq(res.json.get("return_code"), 0, "return_code")
             forwarded += r is not owners[cid]
     check(forwarded >= 2, "some requests must have been forwarded (%d)" % forwarded)
+    # The trusted backend's route (POST /internal/kubectl/execute) through a
+    # replica that does not hold the agent, as the existing backend calls it.
+    for cid in clusters:
+        via = f.others(owners[cid])[0]
+        r = via.internal({"user_id": via.user_id, "cluster_id": cid,
+                          "command": "get --raw /fixture/echo?text=internal-%s" % cid[-4:],
+                          "timeout": 30})
+        eq(r.status, 200, "internal execute through %s (%r)" % (via.name, r))
+        eq(r.get("output"), "internal-%s" % cid[-4:], "internal execute output")
+        forwarded += 1
     # What each replica forwarded and holds is on its /metrics (promtool-checked
     # by test_observability.py; here: the replicas' own families).
     fwd_ok = 0
@@ -380,10 +390,13 @@ def any_replica_reaches_any_cluster(t):
           "the same bytes through the owner and through the forwarding replica")
     # Each command is audited once, by the replica the caller reached (the owner
     # does not audit what it runs for another replica).
+    # clusters[1]: one command through each replica, one internal execute.
+    n = len(f.live()) + 1
     rows = f.sql("SELECT instance_id, outcome FROM audit_log WHERE cluster_id = '%s'" % clusters[1])
-    eq(len(rows), len(f.live()), "audit rows of %d commands (%r)" % (len(f.live()), rows))
-    eq(sorted(o for _, o in rows), ["ok"] * len(f.live()), "their outcomes")
-    eq(len(set(i for i, _ in rows)), len(f.live()), "one row per replica reached (%r)" % rows)
+    eq(len(rows), n, "audit rows of %d commands (%r)" % (n, rows))
+    eq(sorted(o for _, o in rows), ["ok"] * n, "their outcomes")
+    eq(len(set(i for i, _ in rows)), len(f.live()), "rows written by every replica reached (%r)"
+       % rows)
 
 
 @test(timeout=240)
