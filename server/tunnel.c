@@ -708,6 +708,56 @@ static void submit_auth(tunnel_session *s)
 
 void tunnel_note_revocation(tunnel_hub *h) { h->revocation_epoch++; }
 
+/* ---- token re-check (revocations this replica may have missed) ------------------ */
+
+typedef struct {
+    tunnel_session *s;
+    int rc;
+    store_agent_token tok;
+} recheck_job;
+
+static void recheck_run(worker_ctx *w, void *arg)
+{
+    recheck_job *j = arg;
+    j->rc = store_agent_token_lookup_hash(w->store, j->s->token_hash, &j->tok);
+}
+
+static void recheck_done(void *arg)
+{
+    recheck_job *j = arg;
+    tunnel_session *s = j->s;
+    s->pending_jobs--;
+    const char *reason = j->rc == STORE_NOT_FOUND ? PROTO_REASON_INVALID
+                       : j->rc != STORE_OK        ? NULL /* store trouble: keep it */
+                       : j->tok.revoked_at        ? PROTO_REASON_REVOKED
+                                                  : NULL;
+    if (reason && s->open && s->state == SESS_READY) {
+        log_info("agent %s: token %s no longer valid (%s), closing the session", s->cluster_id,
+                 s->token_id, reason);
+        start_close(s, PROTO_CLOSE_POLICY, reason);
+    }
+    free(j);
+    session_maybe_free(s);
+}
+
+void tunnel_recheck_tokens(tunnel_hub *h)
+{
+    for (tunnel_session *s = h->sessions; s; s = s->next) {
+        if (s->state != SESS_READY || !s->open)
+            continue;
+        recheck_job *j = calloc(1, sizeof(*j));
+        if (!j)
+            return;
+        j->s = s;
+        if (workers_submit(h->pool, WORKER_POOL_STORE, recheck_run, recheck_done, j) < 0) {
+            free(j);
+            log_warn("token re-check skipped for %s: worker queue full", s->cluster_id);
+            continue;
+        }
+        s->pending_jobs++;
+    }
+}
+
 /* ---- token expiry ------------------------------------------------------------- */
 
 static void token_expired(lws_sorted_usec_list_t *sul);

@@ -111,6 +111,10 @@ int tunnel_close_sessions(tunnel_hub *h, const char *org_id, const char *cluster
                           const char *token_id, const char *reason);
 /* Any session authenticating right now re-checks its token (revocation race). */
 void tunnel_note_revocation(tunnel_hub *h);
+/* Every ready session looks its token up again (on the pool) and closes if
+ * it was revoked or deleted: after this replica missed the other replicas'
+ * revocations (its Redis subscription was down, registry.h). */
+void tunnel_recheck_tokens(tunnel_hub *h);
 size_t tunnel_session_count(tunnel_hub *h);
 /* Appends one object per live session of that cluster (agent version,
  * protocol, connected_at, inflight, queued, policy) to the JSON array. */
