@@ -111,7 +111,7 @@ typedef struct op {
 typedef struct inbound {
     struct inbound *next;
     char org_id[STORE_ID_LEN];
-    char cluster_id[STORE_CLUSTER_ID_LEN];
+    char cluster_id[STORE_CLUSTER_ID_LEN]; /* "": re-check every token (see push_recheck) */
     char token_id[STORE_ID_LEN]; /* "" = every session of the cluster */
     char reason[64];
 } inbound;
@@ -147,6 +147,7 @@ static struct {
     op *unsent, *unsent_tail; /* publishes waiting for Redis */
     size_t nunsent;
     metric_family *m_up, *m_held, *m_closes;
+    int ever_connected; /* the thread's: a connect after this one is a reconnect */
 } R = { .wake = { -1, -1 }, .mu = PTHREAD_MUTEX_INITIALIZER };
 
 int registry_enabled(void) { return R.enabled; }
@@ -215,6 +216,8 @@ void registry_publish_close(const char *org_id, const char *cluster_id, const ch
     o->message = json;
     push_op(o);
 }
+
+static void push_recheck(void);
 
 /* ---- Redis connection (registry thread) ------------------------------------------ */
 
@@ -366,6 +369,9 @@ static int try_connect(void)
         return -1;
     atomic_store(&R.connected, 1);
     metrics_set(R.m_up, NULL, 1);
+    if (R.ever_connected)
+        push_recheck();
+    R.ever_connected = 1;
     log_info("registry: connected to Redis at %s:%d; %zu cluster(s) registered", R.url.host,
              R.url.port, R.nheld);
     return 0;
@@ -476,6 +482,29 @@ static void apply_ops(void)
 
 /* ---- inbound closes (registry thread -> loop) ------------------------------------- */
 
+static void push_inbound(inbound *in)
+{
+    pthread_mutex_lock(&R.mu);
+    if (R.in_tail)
+        R.in_tail->next = in;
+    else
+        R.in = in;
+    R.in_tail = in;
+    pthread_mutex_unlock(&R.mu);
+    lws_cancel_service(R.lws);
+}
+
+/* Subscribed again after losing Redis: pub/sub kept nothing of what was
+ * published meanwhile, so every session held looks its token up again. */
+static void push_recheck(void)
+{
+    inbound *in = calloc(1, sizeof(*in));
+    if (in)
+        push_inbound(in);
+    else
+        log_error("registry: out of memory; tokens revoked while Redis was away not re-checked");
+}
+
 static void on_close_message(const char *json, size_t len)
 {
     cJSON *m = cJSON_ParseWithLength(json, len);
@@ -501,14 +530,7 @@ static void on_close_message(const char *json, size_t len)
         snprintf(in->cluster_id, sizeof(in->cluster_id), "%s", cluster);
         snprintf(in->token_id, sizeof(in->token_id), "%s", token);
         snprintf(in->reason, sizeof(in->reason), "%s", reason);
-        pthread_mutex_lock(&R.mu);
-        if (R.in_tail)
-            R.in_tail->next = in;
-        else
-            R.in = in;
-        R.in_tail = in;
-        pthread_mutex_unlock(&R.mu);
-        lws_cancel_service(R.lws);
+        push_inbound(in);
     }
     cJSON_Delete(m);
 }
@@ -545,6 +567,14 @@ void registry_deliver(struct tunnel_hub *tunnels)
     pthread_mutex_unlock(&R.mu);
     while (in) {
         inbound *next = in->next;
+        if (!in->cluster_id[0]) {
+            log_info("registry: Redis is back; re-checking the tokens of %zu session(s)",
+                     tunnel_session_count(tunnels));
+            tunnel_recheck_tokens(tunnels);
+            free(in);
+            in = next;
+            continue;
+        }
         /* Any session of that token authenticating right now looks again. */
         tunnel_note_revocation(tunnels);
         int n = tunnel_close_sessions(tunnels, in->org_id, in->cluster_id,
@@ -794,6 +824,7 @@ void registry_stop(void)
     R.wake[0] = R.wake[1] = -1;
     secret_wipe(R.url.password, sizeof(R.url.password));
     R.m_up = R.m_held = R.m_closes = NULL; /* the registry may be reset after us */
+    R.ever_connected = 0;
     R.enabled = 0;
     R.stop = 0;
 }

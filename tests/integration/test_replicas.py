@@ -656,10 +656,31 @@ def redis_restart_brings_registrations_back(t):
     owner = f.owner_of(cid)
     fwd = f.others(owner)[0]
     eq(echo(fwd, cid, "before").status, 200, "forwarded command before the restart")
+    # A second cluster, held by some replica, whose token is revoked while Redis is away.
+    tok2 = f.any.create_token("rep-redis-revoke")
+    cid2 = tok2["cluster_id"]
+    peer = NodePeer(f.front, tok2["token"], t, "v2_agent.js", "v2-redis")
+    peer.wait(lambda e: e.get("event") == "connected", 20, "connected")
+    owner2 = f.owner_of(cid2)
+    other2 = f.others(owner2)[0]
+    tid2 = [x for x in other2.get("/api/kubectl/tokens").json.get("tokens", [])
+            if x.get("cluster_id") == cid2][0]["id"]
+
+    # A third whose token is revoked behind every replica's back (in the store only):
+    # no replica publishes that, only the re-check on resubscription can catch it.
+    tok3 = f.any.create_token("rep-redis-sql")
+    peer3 = NodePeer(f.front, tok3["token"], t, "v2_agent.js", "v2-redis-sql")
+    peer3.wait(lambda e: e.get("event") == "connected", 20, "connected")
+    f.owner_of(tok3["cluster_id"])
+
     f.redis.stop()
+    f.sql("UPDATE agent_tokens SET revoked_at = %d WHERE cluster_id = '%s'"
+          % (int(time.time()), tok3["cluster_id"]))
     # Redis away: the owner still serves its own agent.
     res = echo(owner, cid, "during")
     eq(res.status, 200, "a command on the owner while Redis is down (%r)" % res)
+    # A revocation on a replica that does not hold the session: nobody hears it yet.
+    eq(other2.revoke_token(tid2).status, 200, "revoke while Redis is down")
     f.redis.start()
     back = f.owner_of(cid, timeout=30)
     eq(back.name, owner.name, "the owner registered its session again")
@@ -667,7 +688,14 @@ def redis_restart_brings_registrations_back(t):
     def fwd_ok():
         return echo(fwd, cid, "after").status == 200
     wait_until(fwd_ok, 30, 0.2, "forwarded commands to work again")
-    # revocation fan-out works on the new subscription too
+    # Once Redis is back, the revoked token's session ends on its owner (the queued
+    # publish, or the owner's re-check of every token when it subscribes again).
+    ev = peer.wait(lambda e: e.get("event") == "close", 30, "the session revoked during the outage to close")
+    eq(ev.get("code"), 1008, "close code")
+    ev3 = peer3.wait(lambda e: e.get("event") == "close", 30,
+                     "the session revoked in the store only to close after the re-check")
+    eq(ev3.get("code"), 1008, "close code after the re-check")
+    # and fan-out works on the new subscriptions
     tokens = fwd.get("/api/kubectl/tokens").json.get("tokens", [])
     tid = [x for x in tokens if x.get("cluster_id") == cid][0]["id"]
     eq(fwd.revoke_token(tid).status, 200, "revoke after the Redis restart")
