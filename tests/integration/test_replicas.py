@@ -541,6 +541,34 @@ def a_forwarded_cloud_exec_reaches_the_agent_with_its_credentials(t):
 
 
 @test(timeout=120)
+def forwarded_answers_match_the_owners(t):
+    """A timeout, a failing command and a 404 cluster read the same through a
+    forwarding replica as through the owner."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-same")
+    cid = tok["cluster_id"]
+    f.agent(tok["token"], "agent-same")
+    owner = f.owner_of(cid)
+    fwd = f.others(owner)[0]
+    keys = ("success", "return_code", "error_code", "truncated")
+    for what, args, extra in (
+            ("timeout", ["get", "--raw", "/fixture/sleep/30/same"], {"timeout": 2}),
+            ("failing command", ["get", "--raw", "/fixture/status/404"], {}),
+            ("output cap", ["get", "--raw", "/fixture/bytes?n=5000&seed=1"], {"max_output": 100})):
+        a = owner.kubectl(cid, args=args, **extra)
+        b = fwd.kubectl(cid, args=args, **extra)
+        eq(b.status, a.status, "%s: HTTP status through %s (%r vs %r)" % (what, fwd.name, b, a))
+        eq({k: b.get(k) for k in keys}, {k: a.get(k) for k in keys}, "%s: result fields" % what)
+    r = fwd.kubectl("cluster-00000000deadbeef", args=["get", "pods"])
+    eq(r.status, 404, "an unknown cluster through any replica (%r)" % r)
+    offline = f.any.create_token("rep-offline")["cluster_id"]
+    for rep in f.live():
+        r = rep.kubectl(offline, args=["get", "pods"])
+        eq(r.status, 503, "a cluster whose agent no replica holds, through %s (%r)" % (rep.name, r))
+        eq(r.get("error_code"), "AGENT_NOT_CONNECTED", "error_code")
+
+
+@test(timeout=120)
 def client_disconnect_cancels_on_the_owner(t):
     f = fleet(t)
     tok = f.any.create_token("rep-cancel")
