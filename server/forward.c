@@ -13,7 +13,7 @@
 #include "crypto.h"
 #include "exec.h"
 #include "log.h"
-#include "metrics.h"
+#include "prom.h"
 #include "proto.h"
 #include "registry.h"
 #include "router.h"
@@ -31,14 +31,14 @@ static struct {
     int tls;
     const char *secret;
     int64_t window;
-    metric_family *outcomes; /* aurora_forward_commands_total{outcome} */
+    prom_family_t *outcomes; /* aurora_forward_commands_total{outcome} */
 } F;
 
 static void count_outcome(const char *outcome)
 {
     const char *v[] = { outcome };
     if (F.outcomes)
-        metrics_add(F.outcomes, v, 1);
+        prom_add(F.outcomes, v, 1);
 }
 
 void forward_start(const server_config *cfg, struct lws_context *ctx)
@@ -48,7 +48,7 @@ void forward_start(const server_config *cfg, struct lws_context *ctx)
     F.secret = server_setting(cfg, "AURORA_INTERNAL_FORWARD_SECRET");
     F.window = cfg->stream_window > 0 ? cfg->stream_window : 262144;
     static const char *const labels[] = { "outcome" };
-    F.outcomes = metrics_family(METRIC_COUNTER, "aurora_forward_commands_total",
+    F.outcomes = prom_family(PROM_COUNTER, "aurora_forward_commands_total",
                                 "Commands this replica forwarded to the replica holding the "
                                 "agent, by how they ended (ok, failed, timeout, owner_gone, "
                                 "unreachable, cancelled)",

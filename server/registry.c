@@ -20,7 +20,7 @@
 
 #include "instance.h"
 #include "log.h"
-#include "metrics.h"
+#include "prom.h"
 #include "secret.h"
 #include "store.h"
 #include "tunnel.h"
@@ -146,7 +146,7 @@ static struct {
     size_t nheld, capheld;
     op *unsent, *unsent_tail; /* publishes waiting for Redis */
     size_t nunsent;
-    metric_family *m_up, *m_held, *m_closes;
+    prom_family_t *m_up, *m_held, *m_closes;
     int ever_connected; /* the thread's: a connect after this one is a reconnect */
 } R = { .wake = { -1, -1 }, .mu = PTHREAD_MUTEX_INITIALIZER };
 
@@ -282,7 +282,7 @@ static void drop_connections(const char *why)
     R.cmd = R.sub = NULL;
     atomic_store(&R.connected, 0);
     if (R.m_up)
-        metrics_set(R.m_up, NULL, 0);
+        prom_set(R.m_up, NULL, 0);
 }
 
 /* Runs the n commands appended to R.cmd; 0 when every one answered. */
@@ -368,7 +368,7 @@ static int try_connect(void)
     if (subscribe() < 0 || renew_all() < 0)
         return -1;
     atomic_store(&R.connected, 1);
-    metrics_set(R.m_up, NULL, 1);
+    prom_set(R.m_up, NULL, 1);
     if (R.ever_connected)
         push_recheck();
     R.ever_connected = 1;
@@ -476,7 +476,7 @@ static void apply_ops(void)
         }
         o = next;
     }
-    metrics_set(R.m_held, NULL, (double)R.nheld);
+    prom_set(R.m_held, NULL, (double)R.nheld);
     flush_unsent();
 }
 
@@ -579,7 +579,7 @@ void registry_deliver(struct tunnel_hub *tunnels)
         tunnel_note_revocation(tunnels);
         int n = tunnel_close_sessions(tunnels, in->org_id, in->cluster_id,
                                       in->token_id[0] ? in->token_id : NULL, in->reason);
-        metrics_add(R.m_closes, NULL, 1);
+        prom_add(R.m_closes, NULL, 1);
         if (n)
             log_info("closed %d session(s) of cluster %s on another replica's word (%s)", n,
                      in->cluster_id, in->reason);
@@ -745,13 +745,13 @@ int registry_start(const server_config *cfg, struct lws_context *ctx, char *err,
     if (R.lease < 2)
         R.lease = 30;
     R.lws = ctx;
-    R.m_up = metrics_family(METRIC_GAUGE, "aurora_registry_redis_connected",
+    R.m_up = prom_family(PROM_GAUGE, "aurora_registry_redis_connected",
                             "1 while this replica's registry is connected to Redis", 0, NULL,
                             NULL, 0);
-    R.m_held = metrics_family(METRIC_GAUGE, "aurora_registry_clusters_held",
+    R.m_held = prom_family(PROM_GAUGE, "aurora_registry_clusters_held",
                               "Clusters whose agent sessions this replica holds and registers",
                               0, NULL, NULL, 0);
-    R.m_closes = metrics_family(METRIC_COUNTER, "aurora_registry_closes_received_total",
+    R.m_closes = prom_family(PROM_COUNTER, "aurora_registry_closes_received_total",
                                 "Revocations and deletions other replicas published", 0, NULL,
                                 NULL, 0);
     if (pipe2(R.wake, O_NONBLOCK | O_CLOEXEC) < 0) {
