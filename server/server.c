@@ -190,7 +190,6 @@ int server_run(server_config *cfg)
     http_set_limits(cfg->max_body);
     router_reset();
     modules_register_all();
-    forward_register(); /* /internal/forward/exec: other replicas' commands */
 
     server_parts sv = { 0 };
     struct lws_context_creation_info info;
