@@ -27,7 +27,7 @@
 
 #include "http.h"
 #include "log.h"
-#include "metrics.h"
+#include "prom.h"
 #include "router.h"
 #include "secrets.h"
 
@@ -139,7 +139,7 @@ static void ready(worker_ctx *w, http_request *req, http_response *resp)
 static void metrics(worker_ctx *w, http_request *req, http_response *resp)
 {
     buf_reset(&resp->body);
-    if (metrics_render(&resp->body) < 0) {
+    if (prom_render(&resp->body) < 0) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         return;
     }

@@ -207,13 +207,13 @@ const route *router_match(http_request *req, http_response *resp)
 void router_run(worker_ctx *w, const route *found, http_request *req, http_response *resp)
 {
     if (found->auth == ROUTE_PUBLIC ||
-        auth_authenticate(w, req, found->auth == ROUTE_AUTH_INTERNAL, resp) == 0)
+        auth_authenticate(w, req, found->auth == ROUTE_AUTH_INTERNAL, resp) == 0) {
         found->handler(w, req, resp);
-    /* RFC 9110 15.5.2: a 401 names the scheme it wants.  (The request
-     * itself is logged by access_log.c once its answer is written.) */
-    int named = 0;
-    for (int i = 0; i < resp->nextra; i++)
-        named |= !strcmp(resp->extra[i].name, "www-authenticate");
-    if (resp->status == 401 && !named)
+        return; /* (the request is logged by access_log.c once answered) */
+    }
+    /* RFC 9110 15.5.2: a 401 names the scheme it wants.  Only for the
+     * credentials the router checks: a webhook refusing a signature (its
+     * own 401) has no bearer scheme to offer. */
+    if (resp->status == 401)
         http_resp_add_header(resp, "www-authenticate", "Bearer realm=\"aurora\"");
 }

@@ -1,4 +1,4 @@
-/* server_metrics.c — the server's metric families and the process and
+/* server_prom.c — the server's metric families and the process and
  * worker-pool collectors; see server_metrics.h. */
 #include "server_metrics.h"
 
@@ -9,14 +9,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "metrics.h"
+#include "prom.h"
 #include "worker.h"
 
 static struct {
-    metric_family *info, *agents, *opened, *closed, *inflight, *waiting;
-    metric_family *commands, *command_s, *out_bytes;
-    metric_family *http, *http_s, *webhooks;
-    metric_family *store_s, *store_err, *secrets_s, *secrets_err;
+    prom_family_t *info, *agents, *opened, *closed, *inflight, *waiting;
+    prom_family_t *commands, *command_s, *out_bytes;
+    prom_family_t *http, *http_s, *webhooks;
+    prom_family_t *store_s, *store_err, *secrets_s, *secrets_err;
     double start_time;
     struct workers *wp;
 } M;
@@ -70,25 +70,25 @@ static void process_collector(buf_t *out, void *arg)
         }
         fclose(f);
     }
-    metrics_write_header(out, "process_cpu_seconds_total", "User and system CPU time spent",
+    prom_write_header(out, "process_cpu_seconds_total", "User and system CPU time spent",
                          "counter");
-    metrics_write_sample(out, "process_cpu_seconds_total",
+    prom_write_sample(out, "process_cpu_seconds_total",
                          tick > 0 ? (double)(utime + stime) / (double)tick : 0, NULL);
-    metrics_write_header(out, "process_resident_memory_bytes", "Resident memory size", "gauge");
-    metrics_write_sample(out, "process_resident_memory_bytes", (double)rss * (double)page, NULL);
-    metrics_write_header(out, "process_virtual_memory_bytes", "Virtual memory size", "gauge");
-    metrics_write_sample(out, "process_virtual_memory_bytes", (double)vsize, NULL);
-    metrics_write_header(out, "process_open_fds", "Open file descriptors", "gauge");
-    metrics_write_sample(out, "process_open_fds", (double)count_fds(), NULL);
+    prom_write_header(out, "process_resident_memory_bytes", "Resident memory size", "gauge");
+    prom_write_sample(out, "process_resident_memory_bytes", (double)rss * (double)page, NULL);
+    prom_write_header(out, "process_virtual_memory_bytes", "Virtual memory size", "gauge");
+    prom_write_sample(out, "process_virtual_memory_bytes", (double)vsize, NULL);
+    prom_write_header(out, "process_open_fds", "Open file descriptors", "gauge");
+    prom_write_sample(out, "process_open_fds", (double)count_fds(), NULL);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        metrics_write_header(out, "process_max_fds", "Limit on open file descriptors", "gauge");
-        metrics_write_sample(out, "process_max_fds",
+        prom_write_header(out, "process_max_fds", "Limit on open file descriptors", "gauge");
+        prom_write_sample(out, "process_max_fds",
                              rl.rlim_cur == RLIM_INFINITY ? -1 : (double)rl.rlim_cur, NULL);
     }
-    metrics_write_header(out, "process_start_time_seconds",
+    prom_write_header(out, "process_start_time_seconds",
                          "Start time of the process since the Unix epoch", "gauge");
-    metrics_write_sample(out, "process_start_time_seconds", M.start_time, NULL);
+    prom_write_sample(out, "process_start_time_seconds", M.start_time, NULL);
 }
 
 static void workers_collector(buf_t *out, void *arg)
@@ -97,10 +97,10 @@ static void workers_collector(buf_t *out, void *arg)
     if (!M.wp)
         return;
     static const char *names[WORKER_POOLS] = { "store", "outbound", "probe" };
-    metrics_write_header(out, "aurora_worker_queue_depth",
+    prom_write_header(out, "aurora_worker_queue_depth",
                          "Jobs waiting for a worker thread, by pool", "gauge");
     for (int p = 0; p < WORKER_POOLS; p++)
-        metrics_write_sample(out, "aurora_worker_queue_depth",
+        prom_write_sample(out, "aurora_worker_queue_depth",
                              (double)workers_queued(M.wp, (worker_pool)p), "pool", names[p],
                              NULL);
 }
@@ -122,53 +122,53 @@ void server_metrics_init(const char *version)
     static const char *const l_op[] = { "op" };
     static const char *const l_sec[] = { "backend", "op" };
     M.start_time = (double)time(NULL);
-    M.agents = metrics_family(METRIC_GAUGE, "aurora_agents_connected",
+    M.agents = prom_family(PROM_GAUGE, "aurora_agents_connected",
                               "Agent sessions this server holds, by protocol dialect", 1,
                               l_dialect, NULL, 0);
-    M.opened = metrics_family(METRIC_COUNTER, "aurora_agent_sessions_opened_total",
+    M.opened = prom_family(PROM_COUNTER, "aurora_agent_sessions_opened_total",
                               "Agent sessions opened (authenticated)", 1, l_dialect, NULL, 0);
-    M.closed = metrics_family(METRIC_COUNTER, "aurora_agent_sessions_closed_total",
+    M.closed = prom_family(PROM_COUNTER, "aurora_agent_sessions_closed_total",
                               "Agent sessions closed, by reason", 2, l_closed, NULL, 0);
-    M.inflight = metrics_family(METRIC_GAUGE, "aurora_agent_commands_inflight",
+    M.inflight = prom_family(PROM_GAUGE, "aurora_agent_commands_inflight",
                                 "Commands running at agents", 0, NULL, NULL, 0);
-    M.waiting = metrics_family(METRIC_GAUGE, "aurora_agent_commands_waiting",
+    M.waiting = prom_family(PROM_GAUGE, "aurora_agent_commands_waiting",
                                "Commands queued for a free slot at their agent", 0, NULL, NULL,
                                0);
-    M.commands = metrics_family(METRIC_COUNTER, "aurora_commands_total",
+    M.commands = prom_family(PROM_COUNTER, "aurora_commands_total",
                                 "Commands finished, by kind and outcome", 2, l_cmd, NULL, 0);
-    M.command_s = metrics_family(METRIC_HISTOGRAM, "aurora_command_duration_seconds",
+    M.command_s = prom_family(PROM_HISTOGRAM, "aurora_command_duration_seconds",
                                  "Command duration from admission to the end of its output", 1,
                                  l_kind, command_bounds,
                                  (int)(sizeof(command_bounds) / sizeof(command_bounds[0])));
-    M.out_bytes = metrics_family(METRIC_COUNTER, "aurora_command_output_bytes_total",
+    M.out_bytes = prom_family(PROM_COUNTER, "aurora_command_output_bytes_total",
                                  "Command output bytes streamed to API clients", 1, l_kind, NULL,
                                  0);
-    M.http = metrics_family(METRIC_COUNTER, "aurora_http_requests_total",
+    M.http = prom_family(PROM_COUNTER, "aurora_http_requests_total",
                             "HTTP requests answered, by method, route pattern and status", 3,
                             l_http, NULL, 0);
-    M.http_s = metrics_family(METRIC_HISTOGRAM, "aurora_http_request_duration_seconds",
+    M.http_s = prom_family(PROM_HISTOGRAM, "aurora_http_request_duration_seconds",
                               "HTTP request duration until the answer is complete", 2, l_http_s,
                               NULL, 0);
-    M.webhooks = metrics_family(METRIC_COUNTER, "aurora_webhook_deliveries_total",
+    M.webhooks = prom_family(PROM_COUNTER, "aurora_webhook_deliveries_total",
                                 "Inbound webhook deliveries, by source and outcome", 2, l_hook,
                                 NULL, 0);
-    M.store_s = metrics_family(METRIC_HISTOGRAM, "aurora_store_call_duration_seconds",
+    M.store_s = prom_family(PROM_HISTOGRAM, "aurora_store_call_duration_seconds",
                                "State store statement latency", 1, l_op, call_bounds,
                                (int)(sizeof(call_bounds) / sizeof(call_bounds[0])));
-    M.store_err = metrics_family(METRIC_COUNTER, "aurora_store_errors_total",
+    M.store_err = prom_family(PROM_COUNTER, "aurora_store_errors_total",
                                  "State store statements that failed", 1, l_op, NULL, 0);
-    M.secrets_s = metrics_family(METRIC_HISTOGRAM, "aurora_secrets_call_duration_seconds",
+    M.secrets_s = prom_family(PROM_HISTOGRAM, "aurora_secrets_call_duration_seconds",
                                  "Secrets backend call latency", 2, l_sec, call_bounds,
                                  (int)(sizeof(call_bounds) / sizeof(call_bounds[0])));
-    M.secrets_err = metrics_family(METRIC_COUNTER, "aurora_secrets_errors_total",
+    M.secrets_err = prom_family(PROM_COUNTER, "aurora_secrets_errors_total",
                                    "Secrets backend calls that failed", 2, l_sec, NULL, 0);
-    metrics_add_collector(process_collector, NULL);
-    metrics_add_collector(workers_collector, NULL);
+    prom_add_collector(process_collector, NULL);
+    prom_add_collector(workers_collector, NULL);
     /* Last: sm_* calls test it to know the families exist. */
-    metric_family *info = metrics_family(METRIC_GAUGE, "aurora_server_info",
+    prom_family_t *info = prom_family(PROM_GAUGE, "aurora_server_info",
                                          "Build of this server", 1, l_version, NULL, 0);
     const char *v[] = { version };
-    metrics_set(info, v, 1);
+    prom_set(info, v, 1);
     __atomic_store_n(&M.info, info, __ATOMIC_RELEASE);
 }
 
@@ -183,8 +183,8 @@ void sm_http(const char *method, const char *route, int status, double seconds)
     char st[8];
     status_text(status, st);
     const char *v[] = { method, route, st };
-    metrics_add(M.http, v, 1);
-    metrics_observe(M.http_s, v, seconds);
+    prom_add(M.http, v, 1);
+    prom_observe(M.http_s, v, seconds);
 }
 
 void sm_session_opened(const char *dialect)
@@ -192,8 +192,8 @@ void sm_session_opened(const char *dialect)
     if (!ready())
         return;
     const char *v[] = { dialect };
-    metrics_add(M.opened, v, 1);
-    metrics_add(M.agents, v, 1);
+    prom_add(M.opened, v, 1);
+    prom_add(M.agents, v, 1);
 }
 
 void sm_session_closed(const char *dialect, const char *reason)
@@ -201,8 +201,8 @@ void sm_session_closed(const char *dialect, const char *reason)
     if (!ready())
         return;
     const char *v[] = { dialect, reason };
-    metrics_add(M.closed, v, 1);
-    metrics_add(M.agents, v, -1);
+    prom_add(M.closed, v, 1);
+    prom_add(M.agents, v, -1);
 }
 
 void sm_agent_commands(int inflight_delta, int waiting_delta)
@@ -210,9 +210,9 @@ void sm_agent_commands(int inflight_delta, int waiting_delta)
     if (!ready())
         return;
     if (inflight_delta)
-        metrics_add(M.inflight, NULL, inflight_delta);
+        prom_add(M.inflight, NULL, inflight_delta);
     if (waiting_delta)
-        metrics_add(M.waiting, NULL, waiting_delta);
+        prom_add(M.waiting, NULL, waiting_delta);
 }
 
 void sm_command(const char *kind, const char *outcome, double seconds)
@@ -220,8 +220,8 @@ void sm_command(const char *kind, const char *outcome, double seconds)
     if (!ready())
         return;
     const char *v[] = { kind, outcome };
-    metrics_add(M.commands, v, 1);
-    metrics_observe(M.command_s, v, seconds);
+    prom_add(M.commands, v, 1);
+    prom_observe(M.command_s, v, seconds);
 }
 
 void sm_output_bytes(const char *kind, size_t n)
@@ -229,7 +229,7 @@ void sm_output_bytes(const char *kind, size_t n)
     if (!ready() || !n)
         return;
     const char *v[] = { kind };
-    metrics_add(M.out_bytes, v, (double)n);
+    prom_add(M.out_bytes, v, (double)n);
 }
 
 void sm_webhook(const char *source, const char *outcome)
@@ -237,7 +237,7 @@ void sm_webhook(const char *source, const char *outcome)
     if (!ready())
         return;
     const char *v[] = { source, outcome };
-    metrics_add(M.webhooks, v, 1);
+    prom_add(M.webhooks, v, 1);
 }
 
 void sm_store_call(const char *op, double seconds, int ok)
@@ -245,9 +245,9 @@ void sm_store_call(const char *op, double seconds, int ok)
     if (!ready())
         return;
     const char *v[] = { op };
-    metrics_observe(M.store_s, v, seconds);
+    prom_observe(M.store_s, v, seconds);
     if (!ok)
-        metrics_add(M.store_err, v, 1);
+        prom_add(M.store_err, v, 1);
 }
 
 void sm_secrets_call(const char *backend, const char *op, double seconds, int ok)
@@ -255,7 +255,7 @@ void sm_secrets_call(const char *backend, const char *op, double seconds, int ok
     if (!ready())
         return;
     const char *v[] = { backend, op };
-    metrics_observe(M.secrets_s, v, seconds);
+    prom_observe(M.secrets_s, v, seconds);
     if (!ok)
-        metrics_add(M.secrets_err, v, 1);
+        prom_add(M.secrets_err, v, 1);
 }

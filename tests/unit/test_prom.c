@@ -1,4 +1,4 @@
-/* test_metrics.c — the Prometheus registry (server/metrics.c): exposition
+/* test_prom.c — the Prometheus registry (server/prom.c): exposition
  * text of each type, label escaping, the series cap, concurrent updates. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,12 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "prom.h"
 
 static int reset(void **state)
 {
     (void)state;
-    metrics_reset();
+    prom_reset();
     return 0;
 }
 
@@ -22,7 +22,7 @@ static char *render(void)
 {
     buf_t b;
     buf_init(&b);
-    assert_int_equal(metrics_render(&b), 0);
+    assert_int_equal(prom_render(&b), 0);
     buf_append(&b, "", 1);
     return buf_detach(&b, NULL);
 }
@@ -30,20 +30,20 @@ static char *render(void)
 static void test_counter_and_gauge(void **state)
 {
     static const char *const l[] = { "kind", "outcome" };
-    metric_family *c = metrics_family(METRIC_COUNTER, "t_total", "A counter", 2, l, NULL, 0);
+    prom_family_t *c = prom_family(PROM_COUNTER, "t_total", "A counter", 2, l, NULL, 0);
     assert_non_null(c);
     /* Same name, same shape: the same family. */
-    assert_ptr_equal(metrics_family(METRIC_COUNTER, "t_total", "x", 2, l, NULL, 0), c);
+    assert_ptr_equal(prom_family(PROM_COUNTER, "t_total", "x", 2, l, NULL, 0), c);
     /* Same name, other shape: refused. */
-    assert_null(metrics_family(METRIC_GAUGE, "t_total", "x", 2, l, NULL, 0));
+    assert_null(prom_family(PROM_GAUGE, "t_total", "x", 2, l, NULL, 0));
     const char *v1[] = { "kubectl", "ok" }, *v2[] = { "kubectl", "failed" };
-    metrics_add(c, v1, 1);
-    metrics_add(c, v1, 2);
-    metrics_add(c, v2, 1);
-    metrics_add(c, v2, -5); /* counters never go down */
-    metric_family *g = metrics_family(METRIC_GAUGE, "t_gauge", "A gauge", 0, NULL, NULL, 0);
-    metrics_set(g, NULL, 7);
-    metrics_add(g, NULL, -2);
+    prom_add(c, v1, 1);
+    prom_add(c, v1, 2);
+    prom_add(c, v2, 1);
+    prom_add(c, v2, -5); /* counters never go down */
+    prom_family_t *g = prom_family(PROM_GAUGE, "t_gauge", "A gauge", 0, NULL, NULL, 0);
+    prom_set(g, NULL, 7);
+    prom_add(g, NULL, -2);
     char *t = render();
     assert_non_null(strstr(t, "# HELP t_total A counter\n# TYPE t_total counter\n"));
     assert_non_null(strstr(t, "t_total{kind=\"kubectl\",outcome=\"ok\"} 3\n"));
@@ -56,12 +56,12 @@ static void test_histogram(void **state)
 {
     static const char *const l[] = { "route" };
     static const double b[] = { 0.1, 1 };
-    metric_family *h = metrics_family(METRIC_HISTOGRAM, "t_seconds", "Latency", 1, l, b, 2);
+    prom_family_t *h = prom_family(PROM_HISTOGRAM, "t_seconds", "Latency", 1, l, b, 2);
     const char *v[] = { "/x" };
-    metrics_observe(h, v, 0.05);
-    metrics_observe(h, v, 0.1); /* le is inclusive */
-    metrics_observe(h, v, 0.5);
-    metrics_observe(h, v, 3);
+    prom_observe(h, v, 0.05);
+    prom_observe(h, v, 0.1); /* le is inclusive */
+    prom_observe(h, v, 0.5);
+    prom_observe(h, v, 3);
     char *t = render();
     assert_non_null(strstr(t, "t_seconds_bucket{route=\"/x\",le=\"0.1\"} 2\n"));
     assert_non_null(strstr(t, "t_seconds_bucket{route=\"/x\",le=\"1\"} 3\n"));
@@ -74,10 +74,10 @@ static void test_histogram(void **state)
 static void test_escaping(void **state)
 {
     static const char *const l[] = { "v" };
-    metric_family *c =
-        metrics_family(METRIC_COUNTER, "t_esc_total", "Help with \\ and\nnewline", 1, l, NULL, 0);
+    prom_family_t *c =
+        prom_family(PROM_COUNTER, "t_esc_total", "Help with \\ and\nnewline", 1, l, NULL, 0);
     const char *v[] = { "a\"b\\c\nd" };
-    metrics_add(c, v, 1);
+    prom_add(c, v, 1);
     char *t = render();
     assert_non_null(strstr(t, "# HELP t_esc_total Help with \\\\ and\\nnewline\n"));
     assert_non_null(strstr(t, "t_esc_total{v=\"a\\\"b\\\\c\\nd\"} 1\n"));
@@ -88,16 +88,16 @@ static void test_escaping(void **state)
 static void test_series_cap(void **state)
 {
     static const char *const l[] = { "id" };
-    metric_family *c = metrics_family(METRIC_COUNTER, "t_cap_total", "Capped", 1, l, NULL, 0);
+    prom_family_t *c = prom_family(PROM_COUNTER, "t_cap_total", "Capped", 1, l, NULL, 0);
     char id[32];
     const char *v[] = { id };
-    for (int i = 0; i < METRICS_MAX_SERIES + 50; i++) {
+    for (int i = 0; i < PROM_MAX_SERIES + 50; i++) {
         snprintf(id, sizeof(id), "id-%d", i);
-        metrics_add(c, v, 1);
+        prom_add(c, v, 1);
     }
     /* Existing series still count. */
     snprintf(id, sizeof(id), "id-0");
-    metrics_add(c, v, 1);
+    prom_add(c, v, 1);
     char *t = render();
     assert_non_null(strstr(t, "t_cap_total{id=\"id-0\"} 2\n"));
     assert_null(strstr(t, "id=\"id-2000\""));
@@ -105,20 +105,20 @@ static void test_series_cap(void **state)
     free(t);
 }
 
-static metric_family *g_conc;
+static prom_family_t *g_conc;
 
 static void *bump(void *arg)
 {
     const char *v[] = { (const char *)arg };
     for (int i = 0; i < 10000; i++)
-        metrics_add(g_conc, v, 1);
+        prom_add(g_conc, v, 1);
     return NULL;
 }
 
 static void test_concurrent_updates(void **state)
 {
     static const char *const l[] = { "t" };
-    g_conc = metrics_family(METRIC_COUNTER, "t_conc_total", "Concurrent", 1, l, NULL, 0);
+    g_conc = prom_family(PROM_COUNTER, "t_conc_total", "Concurrent", 1, l, NULL, 0);
     pthread_t th[4];
     const char *names[4] = { "a", "b", "a", "b" };
     for (int i = 0; i < 4; i++)
@@ -133,14 +133,14 @@ static void test_concurrent_updates(void **state)
 
 static void collector(buf_t *out, void *arg)
 {
-    metrics_write_header(out, "t_collected", "From a collector", "gauge");
-    metrics_write_sample(out, "t_collected", *(double *)arg, "pool", "store", NULL);
+    prom_write_header(out, "t_collected", "From a collector", "gauge");
+    prom_write_sample(out, "t_collected", *(double *)arg, "pool", "store", NULL);
 }
 
 static void test_collector(void **state)
 {
     static double v = 42;
-    assert_int_equal(metrics_add_collector(collector, &v), 0);
+    assert_int_equal(prom_add_collector(collector, &v), 0);
     char *t = render();
     assert_non_null(strstr(t, "# TYPE t_collected gauge\nt_collected{pool=\"store\"} 42\n"));
     free(t);
@@ -157,6 +157,6 @@ int main(void)
         cmocka_unit_test_setup(test_collector, reset),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    metrics_reset();
+    prom_reset();
     return rc;
 }

@@ -1,5 +1,5 @@
-/* metrics.c — Prometheus registry and text exposition; see metrics.h. */
-#include "metrics.h"
+/* prom.c — Prometheus registry and text exposition; see prom.h. */
+#include "prom.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -15,19 +15,19 @@
 
 typedef struct {
     uint64_t hash;
-    char *values[METRICS_MAX_LABELS];
+    char *values[PROM_MAX_LABELS];
     double value;       /* counter, gauge */
     uint64_t *buckets;  /* histogram: per-bucket counts (not cumulative) */
     uint64_t count;
     double sum;
 } series;
 
-struct metric_family {
-    metric_type type;
+struct prom_family_t {
+    prom_type type;
     char *name;
     char *help;
     int nlabels;
-    char *labels[METRICS_MAX_LABELS];
+    char *labels[PROM_MAX_LABELS];
     double bounds[MAX_BOUNDS];
     int nbounds;
     pthread_mutex_t mu;
@@ -40,15 +40,15 @@ static const double default_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 
 static struct {
     pthread_mutex_t mu;
-    metric_family *fam[MAX_FAMILIES];
+    prom_family_t *fam[MAX_FAMILIES];
     int nfam;
-    metrics_collector col[MAX_COLLECTORS];
+    prom_collector col[MAX_COLLECTORS];
     void *col_arg[MAX_COLLECTORS];
     int ncol;
-    uint64_t dropped; /* series refused past METRICS_MAX_SERIES */
+    uint64_t dropped; /* series refused past PROM_MAX_SERIES */
 } R = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
-static void family_free(metric_family *f)
+static void family_free(prom_family_t *f)
 {
     if (!f)
         return;
@@ -66,20 +66,20 @@ static void family_free(metric_family *f)
     free(f);
 }
 
-metric_family *metrics_family(metric_type type, const char *name, const char *help, int nlabels,
+prom_family_t *prom_family(prom_type type, const char *name, const char *help, int nlabels,
                               const char *const *labels, const double *bounds, int nbounds)
 {
-    if (!name || !help || nlabels < 0 || nlabels > METRICS_MAX_LABELS || nbounds > MAX_BOUNDS)
+    if (!name || !help || nlabels < 0 || nlabels > PROM_MAX_LABELS || nbounds > MAX_BOUNDS)
         return NULL;
     pthread_mutex_lock(&R.mu);
     for (int i = 0; i < R.nfam; i++) {
         if (!strcmp(R.fam[i]->name, name)) {
-            metric_family *f = R.fam[i];
+            prom_family_t *f = R.fam[i];
             pthread_mutex_unlock(&R.mu);
             return f->type == type && f->nlabels == nlabels ? f : NULL;
         }
     }
-    metric_family *f = R.nfam < MAX_FAMILIES ? calloc(1, sizeof(*f)) : NULL;
+    prom_family_t *f = R.nfam < MAX_FAMILIES ? calloc(1, sizeof(*f)) : NULL;
     if (!f) {
         pthread_mutex_unlock(&R.mu);
         return NULL;
@@ -92,7 +92,7 @@ metric_family *metrics_family(metric_type type, const char *name, const char *he
     int ok = f->name && f->help;
     for (int k = 0; k < nlabels; k++)
         ok &= (f->labels[k] = strdup(labels[k])) != NULL;
-    if (type == METRIC_HISTOGRAM) {
+    if (type == PROM_HISTOGRAM) {
         if (!bounds) {
             bounds = default_bounds;
             nbounds = (int)(sizeof(default_bounds) / sizeof(default_bounds[0]));
@@ -110,7 +110,7 @@ metric_family *metrics_family(metric_type type, const char *name, const char *he
     return f;
 }
 
-static uint64_t hash_values(const metric_family *f, const char *const *values)
+static uint64_t hash_values(const prom_family_t *f, const char *const *values)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     for (int k = 0; k < f->nlabels; k++) {
@@ -123,7 +123,7 @@ static uint64_t hash_values(const metric_family *f, const char *const *values)
 
 /* The series for values, created if new; NULL when full or out of memory.
  * Caller holds f->mu. */
-static series *find(metric_family *f, const char *const *values)
+static series *find(prom_family_t *f, const char *const *values)
 {
     uint64_t h = hash_values(f, values);
     for (size_t i = 0; i < f->n; i++) {
@@ -136,7 +136,7 @@ static series *find(metric_family *f, const char *const *values)
         if (same)
             return s;
     }
-    if (f->n >= METRICS_MAX_SERIES) {
+    if (f->n >= PROM_MAX_SERIES) {
         __atomic_add_fetch(&R.dropped, 1, __ATOMIC_RELAXED);
         return NULL;
     }
@@ -154,7 +154,7 @@ static series *find(metric_family *f, const char *const *values)
     int ok = 1;
     for (int k = 0; k < f->nlabels; k++)
         ok &= (s->values[k] = strdup(values[k] ? values[k] : "")) != NULL;
-    if (ok && f->type == METRIC_HISTOGRAM)
+    if (ok && f->type == PROM_HISTOGRAM)
         ok = (s->buckets = calloc((size_t)f->nbounds, sizeof(uint64_t))) != NULL;
     if (!ok) {
         for (int k = 0; k < f->nlabels; k++)
@@ -165,9 +165,9 @@ static series *find(metric_family *f, const char *const *values)
     return s;
 }
 
-void metrics_add(metric_family *f, const char *const *values, double v)
+void prom_add(prom_family_t *f, const char *const *values, double v)
 {
-    if (!f || f->type == METRIC_HISTOGRAM || (f->type == METRIC_COUNTER && !(v >= 0)))
+    if (!f || f->type == PROM_HISTOGRAM || (f->type == PROM_COUNTER && !(v >= 0)))
         return;
     pthread_mutex_lock(&f->mu);
     series *s = find(f, values);
@@ -176,9 +176,9 @@ void metrics_add(metric_family *f, const char *const *values, double v)
     pthread_mutex_unlock(&f->mu);
 }
 
-void metrics_set(metric_family *f, const char *const *values, double v)
+void prom_set(prom_family_t *f, const char *const *values, double v)
 {
-    if (!f || f->type != METRIC_GAUGE)
+    if (!f || f->type != PROM_GAUGE)
         return;
     pthread_mutex_lock(&f->mu);
     series *s = find(f, values);
@@ -187,9 +187,9 @@ void metrics_set(metric_family *f, const char *const *values, double v)
     pthread_mutex_unlock(&f->mu);
 }
 
-void metrics_observe(metric_family *f, const char *const *values, double v)
+void prom_observe(prom_family_t *f, const char *const *values, double v)
 {
-    if (!f || f->type != METRIC_HISTOGRAM || isnan(v))
+    if (!f || f->type != PROM_HISTOGRAM || isnan(v))
         return;
     pthread_mutex_lock(&f->mu);
     series *s = find(f, values);
@@ -205,7 +205,7 @@ void metrics_observe(metric_family *f, const char *const *values, double v)
     pthread_mutex_unlock(&f->mu);
 }
 
-int metrics_add_collector(metrics_collector fn, void *arg)
+int prom_add_collector(prom_collector fn, void *arg)
 {
     pthread_mutex_lock(&R.mu);
     int ok = R.ncol < MAX_COLLECTORS;
@@ -261,7 +261,7 @@ static void put_number(buf_t *out, double v)
     buf_append_str(out, n);
 }
 
-void metrics_write_header(buf_t *out, const char *name, const char *help, const char *type)
+void prom_write_header(buf_t *out, const char *name, const char *help, const char *type)
 {
     buf_append_str(out, "# HELP ");
     buf_append_str(out, name);
@@ -306,13 +306,13 @@ static void put_sample(buf_t *out, const char *name, const char *suffix, char *c
     buf_append_str(out, "\n");
 }
 
-void metrics_write_sample(buf_t *out, const char *name, double v, ...)
+void prom_write_sample(buf_t *out, const char *name, double v, ...)
 {
-    char *labels[METRICS_MAX_LABELS], *values[METRICS_MAX_LABELS];
+    char *labels[PROM_MAX_LABELS], *values[PROM_MAX_LABELS];
     int n = 0;
     va_list ap;
     va_start(ap, v);
-    for (const char *k; n < METRICS_MAX_LABELS && (k = va_arg(ap, const char *));) {
+    for (const char *k; n < PROM_MAX_LABELS && (k = va_arg(ap, const char *));) {
         labels[n] = (char *)k;
         values[n++] = (char *)va_arg(ap, const char *);
     }
@@ -320,18 +320,18 @@ void metrics_write_sample(buf_t *out, const char *name, double v, ...)
     put_sample(out, name, "", labels, values, n, NULL, NULL, v);
 }
 
-static const char *type_name(metric_type t)
+static const char *type_name(prom_type t)
 {
-    return t == METRIC_COUNTER ? "counter" : t == METRIC_GAUGE ? "gauge" : "histogram";
+    return t == PROM_COUNTER ? "counter" : t == PROM_GAUGE ? "gauge" : "histogram";
 }
 
-static void render_family(buf_t *out, metric_family *f)
+static void render_family(buf_t *out, prom_family_t *f)
 {
-    metrics_write_header(out, f->name, f->help, type_name(f->type));
+    prom_write_header(out, f->name, f->help, type_name(f->type));
     pthread_mutex_lock(&f->mu);
     for (size_t i = 0; i < f->n; i++) {
         series *s = &f->s[i];
-        if (f->type != METRIC_HISTOGRAM) {
+        if (f->type != PROM_HISTOGRAM) {
             put_sample(out, f->name, "", f->labels, s->values, f->nlabels, NULL, NULL, s->value);
             continue;
         }
@@ -352,12 +352,12 @@ static void render_family(buf_t *out, metric_family *f)
     pthread_mutex_unlock(&f->mu);
 }
 
-int metrics_render(buf_t *out)
+int prom_render(buf_t *out)
 {
     pthread_mutex_lock(&R.mu);
     int nfam = R.nfam, ncol = R.ncol;
-    metric_family *fam[MAX_FAMILIES];
-    metrics_collector col[MAX_COLLECTORS];
+    prom_family_t *fam[MAX_FAMILIES];
+    prom_collector col[MAX_COLLECTORS];
     void *arg[MAX_COLLECTORS];
     memcpy(fam, R.fam, sizeof(fam[0]) * (size_t)nfam);
     memcpy(col, R.col, sizeof(col[0]) * (size_t)ncol);
@@ -367,15 +367,15 @@ int metrics_render(buf_t *out)
         render_family(out, fam[i]);
     for (int i = 0; i < ncol; i++)
         col[i](out, arg[i]);
-    metrics_write_header(out, "aurora_metrics_series_dropped_total",
+    prom_write_header(out, "aurora_metrics_series_dropped_total",
                          "Samples not recorded because their family reached its series limit",
                          "counter");
-    metrics_write_sample(out, "aurora_metrics_series_dropped_total",
+    prom_write_sample(out, "aurora_metrics_series_dropped_total",
                          (double)__atomic_load_n(&R.dropped, __ATOMIC_RELAXED), NULL);
     return buf_pending(out) > 0 ? 0 : -1;
 }
 
-void metrics_reset(void)
+void prom_reset(void)
 {
     pthread_mutex_lock(&R.mu);
     for (int i = 0; i < R.nfam; i++)
