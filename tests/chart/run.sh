@@ -35,4 +35,4 @@ if ! (cd tests && node -e 'require("kubernetes-models/apps/v1"); require("ajv");
   (cd tests && npm install --no-audit --no-fund --silent) || fail_setup "npm install failed in tests/"
 fi
 
-AURORA_CHART_RENDER="$PWD/$bin" node tests/chart/chart_test.js
+AURORA_CHART_RENDER="$PWD/$bin" node tests/chart/main.js
