@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# run.sh — tests of the Helm charts in chart/agent/ and chart/server/: YAML parses, values.schema.json, rendering
-# (default values, tests/chart/values-*.yaml), strict Kubernetes schema validation of every
-# rendered object, content assertions. The last line is `N passed, M failed`.
+# run.sh — tests of the Helm charts in chart/agent/ (chart_test.js, values files
+# tests/chart/values-*.yaml) and chart/server/ (server_test.js, tests/chart/server/values-*.yaml,
+# and Dockerfile.server): YAML parses, values.schema.json, rendering, strict Kubernetes schema
+# validation of every rendered object, content assertions; shared harness lib.js, run by
+# main.js. The last line is `N passed, M failed` for both charts.
 #
 # Rendering uses build/chart/aurora-chart-render, built here from tests/chart/render/main.go:
 # a STAND-IN FOR `helm template` (Helm is not packaged for Debian 12), made of Debian's Go
