@@ -9,7 +9,7 @@
 #include "log.h"
 #include "proto.h"
 
-/* Helm values ↔ settings.  The chart (chart/) passes these as environment
+/* Helm values ↔ settings.  The chart (chart/agent/) passes these as environment
  * variables; the same keys may also come from the YAML file named by
  * AURORA_AGENT_CONFIG (environment wins).
  *

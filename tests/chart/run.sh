@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# run.sh — tests of the Helm chart in chart/: YAML parses, values.schema.json, rendering
-# (default values, tests/chart/values-*.yaml), strict Kubernetes schema validation of every
-# rendered object, content assertions. The last line is `N passed, M failed`.
+# run.sh — tests of the Helm charts chart/agent/ and chart/server/: YAML parses,
+# values.schema.json, rendering (default values, tests/chart/{agent,server}/values-*.yaml),
+# strict Kubernetes schema validation of every rendered object, content assertions. The last line is `N passed, M failed`.
 #
 # Rendering uses build/chart/aurora-chart-render, built here from tests/chart/render/main.go:
 # a STAND-IN FOR `helm template` (Helm is not packaged for Debian 12), made of Debian's Go
