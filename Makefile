@@ -14,8 +14,8 @@ INCS    := -Icommon -Iserver -Iserver/connectors -Iagent
 SERVER_PKGS := libwebsockets libcjson libcurl yaml-0.1 sqlite3 openssl libpq
 AGENT_PKGS  := libwebsockets libcjson yaml-0.1 openssl libseccomp libcares
 PKG_CFLAGS  := $(shell pkg-config --cflags $(SERVER_PKGS) libcares 2>/dev/null)
-SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -lpthread
-AGENT_LIBS  := $(shell pkg-config --libs $(AGENT_PKGS) 2>/dev/null) -lpthread
+SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -lpthread -lm
+AGENT_LIBS  := $(shell pkg-config --libs $(AGENT_PKGS) 2>/dev/null) -lpthread -lm
 TEST_LIBS   := $(SERVER_LIBS) $(shell pkg-config --libs libseccomp libcares 2>/dev/null) -lcmocka
 
 REL_FLAGS  := -O2 -g $(CSTD) $(WARN) $(INCS) $(PKG_CFLAGS) -MMD -MP
@@ -77,6 +77,10 @@ ASAN_LD := -fsanitize=address,undefined
 $(eval $(call variant,$(ASAN),asan,$$(ASAN_LD)))
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(ASAN)/tests/%,$(UNIT_SRC))
+# Test-only commands on the store (tests/tools/aurora-testctl.c): not shipped.
+TESTCTL := $(ASAN)/aurora-testctl
+$(TESTCTL): build/asan/tests/tools/aurora-testctl.o $(ASAN)/libserver.a $(ASAN)/libcommon.a
+	$(CC) $(ASAN_LD) $^ -o $@ $(SERVER_LIBS)
 $(ASAN)/tests/%: build/asan/tests/unit/%.o $(ASAN)/libserver.a $(ASAN)/libagent.a $(ASAN)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_LD) $^ -o $@ $(TEST_LIBS)
@@ -117,14 +121,14 @@ run: deps
 	@scripts/run-local.sh
 
 test: test-deps
-	@$(MAKE) --no-print-directory -j$(NPROC) $(ASAN)/aurora-server $(ASAN)/aurora-agent $(UNIT_BINS) \
-	    $(FUZZ_BINS) all
+	@$(MAKE) --no-print-directory -j$(NPROC) $(ASAN)/aurora-server $(ASAN)/aurora-agent $(TESTCTL) \
+	    $(UNIT_BINS) $(FUZZ_BINS) all
 	@tests/run-all.sh
 
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
-integration: $(ASAN)/aurora-server $(ASAN)/aurora-agent
+integration: $(ASAN)/aurora-server $(ASAN)/aurora-agent $(TESTCTL)
 	@tests/run-integration.sh
 
 # Every target for FUZZ_SECONDS; new inputs accumulate in build/fuzz/corpus/,

@@ -516,8 +516,10 @@ static void handle_connected(agent_tunnel *t, proto_msg *m, struct lws *wsi)
              m->cluster_id ? m->cluster_id : t->cfg->cluster_id,
              m->cluster_name ? m->cluster_name : "unnamed", t->v2 ? "v2" : "legacy",
              (long long)t->window);
+    /* A rotated token keeps its cluster's first id on the server; the
+     * agent still names itself by its own token in the handshake. */
     if (m->cluster_id && strcmp(m->cluster_id, t->cfg->cluster_id) != 0)
-        log_warn("tunnel: server calls this cluster %s, token says %s", m->cluster_id,
+        log_info("tunnel: this token was issued for cluster %s (its own id is %s)", m->cluster_id,
                  t->cfg->cluster_id);
     send_control(t, encode_register(t));
     metrics_connected();

@@ -66,15 +66,33 @@ static void json_escape_into(char *out, size_t cap, size_t *pos, const char *s)
     }
 }
 
-void log_msg(enum log_level lvl, const char *fmt, ...)
+/* Text form of a field value: bare when it is one plain word, otherwise
+ * quoted with " and \ escaped, so a value can never forge another field. */
+static void text_value_into(char *out, size_t cap, size_t *pos, const char *s)
 {
-    if (!log_enabled(lvl))
+    int plain = *s != 0;
+    for (const char *p = s; *p; p++)
+        if (*p <= ' ' || *p == '"' || *p == '=' || *p == '\\' || (unsigned char)*p >= 0x7f)
+            plain = 0;
+    if (plain) {
+        for (; *s && *pos + 2 < cap; s++)
+            out[(*pos)++] = *s;
         return;
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
+    }
+    if (*pos + 2 < cap)
+        out[(*pos)++] = '"';
+    for (; *s && *pos + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            out[(*pos)++] = '\\';
+        out[(*pos)++] = c < 0x20 ? ' ' : (char)c;
+    }
+    if (*pos + 2 < cap)
+        out[(*pos)++] = '"';
+}
+
+static void emit(enum log_level lvl, char *msg, const log_field *fields, int nfields)
+{
     /* A message is one line whatever it contains. */
     for (char *p = msg; *p; p++)
         if (*p == '\n' || *p == '\r')
@@ -96,14 +114,58 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
                                ts, level_names[lvl], g_component);
         json_escape_into(line, sizeof(line) - 3, &pos, msg);
         line[pos++] = '"';
+        for (int i = 0; i < nfields && pos + 64 < sizeof(line); i++) {
+            line[pos++] = ',';
+            line[pos++] = '"';
+            json_escape_into(line, sizeof(line) - 32, &pos, fields[i].key);
+            line[pos++] = '"';
+            line[pos++] = ':';
+            if (fields[i].str) {
+                line[pos++] = '"';
+                json_escape_into(line, sizeof(line) - 3, &pos, fields[i].str);
+                line[pos++] = '"';
+            } else {
+                pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "%lld", fields[i].num);
+            }
+        }
         line[pos++] = '}';
     } else {
         pos = (size_t)snprintf(line, sizeof(line), "%s %-5s %s: %s", ts, level_names[lvl],
                                g_component, msg);
         if (pos > sizeof(line) - 2)
             pos = sizeof(line) - 2;
+        for (int i = 0; i < nfields && pos + 64 < sizeof(line); i++) {
+            pos += (size_t)snprintf(line + pos, sizeof(line) - pos, " %s=", fields[i].key);
+            if (fields[i].str)
+                text_value_into(line, sizeof(line) - 2, &pos, fields[i].str);
+            else
+                pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "%lld", fields[i].num);
+        }
+        if (pos > sizeof(line) - 2)
+            pos = sizeof(line) - 2;
     }
     line[pos++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, pos);
     (void)w;
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+    if (!log_enabled(lvl))
+        return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    emit(lvl, msg, NULL, 0);
+}
+
+void log_fields(enum log_level lvl, const char *msg, const log_field *fields, int nfields)
+{
+    if (!log_enabled(lvl))
+        return;
+    char copy[2048];
+    snprintf(copy, sizeof(copy), "%s", msg);
+    emit(lvl, copy, fields, nfields);
 }

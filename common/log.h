@@ -13,6 +13,21 @@ int log_level_from_name(const char *name);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int log_enabled(enum log_level lvl);
 
+/* A structured field of one log line: a string (str non-NULL) or a number.
+ * In JSON the fields are properties of the line beside ts/level/msg, so a
+ * log pipeline filters on them without parsing the message; in text they
+ * follow the message as key=value (quoted when needed). */
+typedef struct {
+    const char *key;
+    const char *str;
+    long long num;
+} log_field;
+static inline const char *log_str_or_empty(const char *s) { return s ? s : ""; }
+#define LOG_STR(k, v) ((log_field){ .key = (k), .str = log_str_or_empty(v) })
+#define LOG_NUM(k, v) ((log_field){ .key = (k), .str = NULL, .num = (long long)(v) })
+
+void log_fields(enum log_level lvl, const char *msg, const log_field *fields, int nfields);
+
 #define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)

@@ -3,21 +3,27 @@
 # Idempotent: when everything is present it does no work and touches no network.
 set -euo pipefail
 
+# What `make run` needs: the compiler, the libraries the two programs link,
+# and the tools scripts/run-local.sh uses (openssl, curl).
 PKGS=(
   build-essential pkg-config
   libwebsockets-dev libssl-dev libcurl4-openssl-dev libcjson-dev libyaml-dev
-  libsqlite3-dev libpq-dev libhiredis-dev libseccomp-dev libc-ares-dev libcmocka-dev
-  openssl ca-certificates procps psmisc
-  tinyproxy strace
-  azure-cli
-  postgresql python3
-  golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev golang-github-xeipuuv-gojsonschema-dev
+  libsqlite3-dev libpq-dev libhiredis-dev libseccomp-dev libc-ares-dev
+  openssl ca-certificates curl procps
 )
 
-# Only for the tests (--test): the libFuzzer targets (tests/fuzz/) are built with
-# clang, whose libFuzzer runtime is in libclang-rt-14-dev; `stress-ng --cpu N` keeps
-# every CPU busy while `make test` runs, to check the tests hold on a loaded machine.
-TEST_PKGS=(clang libclang-rt-14-dev stress-ng)
+# Only for the tests (--test): cmocka; the real peers the integration tests
+# start (PostgreSQL, Redis, haproxy, tinyproxy, the Azure CLI; promtool from
+# prometheus checks /metrics); the chart renderer's Go packages; the
+# libFuzzer targets (tests/fuzz/), built with clang, whose runtime is in
+# libclang-rt-14-dev; `stress-ng --cpu N` keeps every CPU busy while
+# `make test` runs, to check the tests hold on a loaded machine.
+TEST_PKGS=(
+  libcmocka-dev python3 psmisc strace
+  postgresql redis-server haproxy prometheus tinyproxy azure-cli
+  golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev golang-github-xeipuuv-gojsonschema-dev
+  clang libclang-rt-14-dev stress-ng
+)
 [ "${1:-}" = "--test" ] && PKGS+=("${TEST_PKGS[@]}")
 
 missing=()
@@ -29,8 +35,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Another apt (unattended-upgrades on a fresh machine, often) holds the
+  # lock for a while: wait for it rather than fail.
+  APT=(apt-get -o DPkg::Lock::Timeout=600)
+  $SUDO "${APT[@]}" update -qq
+  $SUDO "${APT[@]}" install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 # Test peers from npm (ws for the legacy-agent client), installed project-locally.

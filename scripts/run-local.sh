@@ -32,11 +32,20 @@ trap cleanup INT TERM EXIT
 pids+=($!)
 
 CURL=(curl -sS --cacert "$DATA/tls/server.crt")
-for _ in $(seq 1 100); do
-  "${CURL[@]}" "https://localhost:$PORT/health" >/dev/null 2>&1 && break
-  kill -0 "${pids[0]}" 2>/dev/null || { echo "aurora-server failed to start" >&2; exit 1; }
+# Poll until the server answers; a server that exits, or a port that stays
+# silent (another program on it, a firewall), ends the run with a reason.
+up=0
+for _ in $(seq 1 300); do
+  # --max-time: something else on the port may accept and never answer.
+  if "${CURL[@]}" --max-time 2 "https://localhost:$PORT/health" >/dev/null 2>&1; then up=1; break; fi
+  kill -0 "${pids[0]}" 2>/dev/null || { echo "aurora-server failed to start (its log is above)" >&2; exit 1; }
   sleep 0.1
 done
+if [ "$up" != 1 ]; then
+  echo "aurora-server is running but https://localhost:$PORT/health did not answer within 30 s;" >&2
+  echo "is another program on port $PORT?  Set AURORA_PORT to use another one." >&2
+  exit 1
+fi
 
 # Organization, admin user and API key: once.
 if [ ! -s "$DATA/admin-api-key" ]; then
@@ -51,14 +60,38 @@ if [ ! -s "$DATA/admin-api-key" ]; then
 fi
 API_KEY=$(cat "$DATA/admin-api-key")
 
-# Agent token for the local cluster: once, through the API like a user would.
-if [ ! -s "$DATA/agent-token" ]; then
-  out=$("${CURL[@]}" -X POST "https://localhost:$PORT/api/kubectl/tokens" \
-        -H "Authorization: Bearer $API_KEY" -H 'Content-Type: application/json' \
-        -d '{"cluster_name":"local","notes":"created by make run"}')
+# Agent token for the local cluster: created once through the API like a user
+# would, and replaced when it was revoked or expired since (a rotation: the
+# cluster keeps its id and history), so the printed command always works.
+AUTH=(-H "Authorization: Bearer $API_KEY")
+token_active() {  # the saved token id is listed with status "active"
+  [ -s "$DATA/agent-token-id" ] || return 1
+  local id list
+  id=$(cat "$DATA/agent-token-id")
+  list=$("${CURL[@]}" "${AUTH[@]}" "https://localhost:$PORT/api/kubectl/tokens") || return 1
+  case "$list" in *'"tokens"'*) ;; *)
+    echo "listing agent tokens failed (is $DATA/admin-api-key still valid?): $list" >&2; exit 1 ;;
+  esac
+  # One token object per line (they hold no nested objects).
+  printf '%s' "$list" | tr '{' '\n' | grep -F "\"id\":\"$id\"" | grep -qF '"status":"active"'
+}
+new_token() {
+  local body='{"cluster_name":"local","notes":"created by make run"}' out tok
+  if [ -s "$DATA/agent-cluster-id" ]; then
+    body="{\"cluster_id\":\"$(cat "$DATA/agent-cluster-id")\",\"notes\":\"rotated by make run\"}"
+  fi
+  out=$("${CURL[@]}" -X POST "https://localhost:$PORT/api/kubectl/tokens" "${AUTH[@]}" \
+        -H 'Content-Type: application/json' -d "$body")
   tok=$(printf '%s' "$out" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
   [ -n "$tok" ] || { echo "creating the agent token failed: $out" >&2; exit 1; }
-  (umask 077; printf '%s\n' "$tok" > "$DATA/agent-token")
+  (umask 077
+   printf '%s\n' "$tok" > "$DATA/agent-token"
+   printf '%s' "$out" | sed -n 's/.*"token_id":"\([^"]*\)".*/\1/p' > "$DATA/agent-token-id"
+   printf '%s' "$out" | sed -n 's/.*"cluster_id":"\([^"]*\)".*/\1/p' > "$DATA/agent-cluster-id")
+}
+if [ ! -s "$DATA/agent-token" ] || ! token_active; then
+  [ -s "$DATA/agent-token" ] && echo "the saved agent token is revoked, expired or unknown: creating a new one"
+  new_token
 fi
 
 NEXT_PUBLIC_WEBSOCKET_URL="wss://localhost:$PORT/kubectl-agent" \
@@ -68,12 +101,17 @@ AURORA_HEALTH_PORT=$HEALTH_PORT \
   "$BIN/aurora-agent" &
 pids+=($!)
 
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$HEALTH_PORT/ready" >/dev/null 2>&1 && break
+ready=0
+for _ in $(seq 1 300); do
+  if curl -sf --max-time 2 "http://127.0.0.1:$HEALTH_PORT/ready" >/dev/null 2>&1; then ready=1; break; fi
+  kill -0 "${pids[1]}" 2>/dev/null || { echo "aurora-agent exited (its log is above)" >&2; exit 1; }
   sleep 0.1
 done
-CLUSTER=$("${CURL[@]}" -H "Authorization: Bearer $API_KEY" "https://localhost:$PORT/api/kubectl/connections" \
-          | sed -n 's/.*"cluster_id":"\([^"]*\)".*/\1/p' | head -n1)
+if [ "$ready" != 1 ]; then
+  echo "aurora-agent did not connect within 30 s (its log is above; health port $HEALTH_PORT)" >&2
+  exit 1
+fi
+CLUSTER=$(cat "$DATA/agent-cluster-id")
 
 cat <<MSG
 

@@ -1,57 +1,122 @@
-/* admin.c — operator subcommands; every one prints a JSON object on stdout. */
+/* admin.c — `aurora-server admin …`: operator commands on the state store.
+ *
+ * Each command is one row of the table at the end: its options (parsed by
+ * cli_parse), its usage text and its function.  A command checks its
+ * option values first and opens the store (loading the settings) only then,
+ * so a bad command line or --help touches nothing.  Output: one JSON object
+ * for a command that acts, one JSON object a line for a listing (empty
+ * output when there is nothing to list). */
 #include "admin.h"
 
 #include <cjson/cJSON.h>
-#include <stdio.h>
+#include <ctype.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "api_audit.h"
 #include "auth.h"
-#include "crypto.h"
+#include "cli.h"
+#include "http.h"
+#include "router.h"
 #include "store.h"
+#include "timefmt.h"
 #include "token.h"
 
-void admin_usage(FILE *f)
+#define ADMIN_MAX_OPTS 9
+
+typedef struct admin_cmd admin_cmd;
+
+/* One run of one command. */
+typedef struct {
+    const admin_cmd *cmd;
+    char name[96]; /* "aurora-server admin <command>" for messages */
+    const char *values[ADMIN_MAX_OPTS];
+    const server_config *given;
+    server_config own;
+    const server_config *cfg;
+    store_t *st;
+    int rc; /* exit status when admin_store failed */
+} admin_call;
+
+struct admin_cmd {
+    const char *name;
+    const char *synopsis; /* what follows "admin <name>" */
+    const char *summary;  /* one line */
+    const char *details;  /* NULL, or more for <name> --help */
+    int (*run)(admin_call *c);
+    cli_option opts[ADMIN_MAX_OPTS]; /* ends at the first without a name */
+};
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+static size_t count_opts(const admin_cmd *cmd)
 {
-    fprintf(f,
-            "Admin subcommands (same environment as the server; each prints JSON):\n"
-            "  admin bootstrap [--org-name N] [--email E]   first org, admin user and API key (once)\n"
-            "  admin create-org --name N\n"
-            "  admin create-user --org ORG_ID --email E [--role admin|member]\n"
-            "  admin create-key --org ORG_ID --user USER_ID [--name N]\n"
-            "  admin add-member --org ORG_ID --user USER_ID   record a user id the trusted backend\n"
-            "                                               names (org created if missing)\n"
-            "  admin create-agent-token --org ORG_ID --user USER_ID --cluster-name N [--expires-days D]\n"
-            "  admin expire-token --id TOKEN_ID             mark an agent token expired now\n"
-            "  admin expire-oauth-state --state STATE       make a pending OAuth state expire now\n");
+    size_t n = 0;
+    while (n < ADMIN_MAX_OPTS && cmd->opts[n].name)
+        n++;
+    return n;
 }
 
-static const char *opt(int argc, char **argv, const char *name)
+/* The value of option `name` (declared in the command's table row). */
+static const char *val(const admin_call *c, const char *name)
 {
-    for (int i = 0; i + 1 < argc; i++)
-        if (!strcmp(argv[i], name))
-            return argv[i + 1];
+    for (size_t i = 0; i < count_opts(c->cmd); i++)
+        if (!strcmp(c->cmd->opts[i].name, name))
+            return c->values[i];
     return NULL;
 }
 
-static int print_json(cJSON *o)
+/* The command ran and failed: one line on stderr, exit 1. */
+static int failed(const admin_call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int failed(const admin_call *c, const char *fmt, ...)
 {
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!s)
-        return 1;
-    printf("%s\n", s);
-    free(s);
-    return 0;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", c->name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return CLI_EXIT_FAILED;
 }
 
-static int fail(const char *fmt, const char *arg)
+/* The settings, then the store, on first use; NULL with c->rc set. */
+static store_t *admin_store(admin_call *c)
 {
-    fprintf(stderr, "admin: ");
-    fprintf(stderr, fmt, arg ? arg : "");
-    fputc('\n', stderr);
-    return 2;
+    if (c->st)
+        return c->st;
+    c->rc = cli_config_begin(c->given, &c->own, &c->cfg);
+    if (c->rc)
+        return NULL;
+    char err[512];
+    if (store_open(c->cfg->database_url, &c->st, err, sizeof(err)) != STORE_OK) {
+        c->rc = failed(c, "cannot open the state store: %s", err);
+        c->st = NULL;
+        return NULL;
+    }
+    return c->st;
+}
+
+/* Prints o (consumed) as one line.  0, or 1 when stdout failed. */
+static int print_json(cJSON *o)
+{
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!s)
+        return CLI_EXIT_FAILED;
+    int bad = printf("%s\n", s) < 0;
+    free(s);
+    return bad || fflush(stdout) != 0 ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}
+
+/* A time column: Unix seconds, or null for 0 ("never"/"not set"). */
+static void add_time(cJSON *o, const char *key, int64_t t)
+{
+    if (t)
+        cJSON_AddNumberToObject(o, key, (double)t);
+    else
+        cJSON_AddNullToObject(o, key);
 }
 
 static int new_key(store_t *st, const char *org, const char *user, const char *name, cJSON *o)
@@ -70,173 +135,565 @@ static int new_key(store_t *st, const char *org, const char *user, const char *n
     return 0;
 }
 
+/* ---- organizations ------------------------------------------------------------------------- */
+
+static int cmd_bootstrap(admin_call *c)
+{
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    store_org org;
+    cJSON *o = cJSON_CreateObject();
+    if (store_org_first(st, &org) == STORE_OK) {
+        cJSON_AddStringToObject(o, "org_id", org.id);
+        cJSON_AddNullToObject(o, "user_id");
+        cJSON_AddNullToObject(o, "api_key");
+        cJSON_AddBoolToObject(o, "already_bootstrapped", 1);
+        return print_json(o);
+    }
+    const char *oname = val(c, "org-name"), *email = val(c, "email");
+    store_user u;
+    if (store_org_create(st, oname ? oname : "default", &org) != STORE_OK ||
+        store_user_create(st, org.id, email ? email : "admin@localhost", "admin", &u) != STORE_OK) {
+        cJSON_Delete(o);
+        return failed(c, "bootstrap failed: %s", store_errmsg(st));
+    }
+    cJSON_AddStringToObject(o, "org_id", org.id);
+    cJSON_AddStringToObject(o, "user_id", u.id);
+    if (new_key(st, org.id, u.id, "bootstrap", o) < 0) {
+        cJSON_Delete(o);
+        return failed(c, "creating the API key failed: %s", store_errmsg(st));
+    }
+    return print_json(o);
+}
+
+static int cmd_create_org(admin_call *c)
+{
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    store_org org;
+    if (store_org_create(st, val(c, "name"), &org) != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", org.id);
+    return print_json(o);
+}
+
+static cJSON *org_json(const store_org *org)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", org->id);
+    cJSON_AddStringToObject(o, "name", org->name);
+    cJSON_AddStringToObject(o, "created_by", org->created_by);
+    cJSON_AddNumberToObject(o, "created_at", (double)org->created_at);
+    return o;
+}
+
+static int cmd_list_orgs(admin_call *c)
+{
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    store_org *orgs = NULL;
+    size_t n = 0;
+    if (store_org_list(st, &orgs, &n) != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    int rc = CLI_EXIT_OK;
+    for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++)
+        rc = print_json(org_json(&orgs[i]));
+    free(orgs);
+    return rc;
+}
+
+static int cmd_delete_org(admin_call *c)
+{
+    const char *id = val(c, "id");
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    int r = store_org_delete(st, id);
+    if (r == STORE_NOT_FOUND)
+        return failed(c, "no such organization: %s", id);
+    if (r != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddBoolToObject(o, "deleted", 1);
+    return print_json(o);
+}
+
+/* ---- users --------------------------------------------------------------------------------- */
+
+static int cmd_create_user(admin_call *c)
+{
+    const char *org = val(c, "org"), *email = val(c, "email"), *role = val(c, "role");
+    if (role && strcmp(role, "admin") && strcmp(role, "member"))
+        return cli_usage_error(c->name, "--role must be admin or member, not '%s'", role);
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    store_org og;
+    store_user u;
+    int r = store_org_get(st, org, &og);
+    if (r == STORE_NOT_FOUND)
+        return failed(c, "no such organization: %s", org);
+    if (r != STORE_OK || store_user_create(st, org, email, role ? role : "member", &u) != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", u.id);
+    return print_json(o);
+}
+
+static int cmd_add_member(admin_call *c)
+{
+    /* Ahead of the backend's first call for that user: lets its kubectl
+     * tool reach the org's clusters before the user opened any page. */
+    const char *org = val(c, "org"), *user = val(c, "user");
+    if (!auth_id_valid(org) || !auth_id_valid(user))
+        return cli_usage_error(c->name, "ids are 1-64 characters from A-Z a-z 0-9 . _ - @");
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    int created = 0;
+    if (store_identity_provision(st, org, user, "admin", &created) != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "org_id", org);
+    cJSON_AddStringToObject(o, "user_id", user);
+    cJSON_AddBoolToObject(o, "org_created", (created & STORE_PROVISIONED_ORG) != 0);
+    cJSON_AddBoolToObject(o, "member_created", (created & STORE_PROVISIONED_MEMBER) != 0);
+    return print_json(o);
+}
+
+static int cmd_list_users(admin_call *c)
+{
+    const char *org = val(c, "org");
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    store_org og;
+    int r = store_org_get(st, org, &og);
+    if (r == STORE_NOT_FOUND)
+        return failed(c, "no such organization: %s", org);
+    store_member *m = NULL;
+    size_t n = 0;
+    if (r != STORE_OK || store_member_list(st, org, &m, &n) != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    int rc = CLI_EXIT_OK;
+    for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
+        /* An account made here has a users row (email, role); an id the
+         * trusted backend named is a member only. */
+        store_user u;
+        int ur = store_user_get(st, org, m[i].user_id, &u);
+        if (ur != STORE_OK && ur != STORE_NOT_FOUND) {
+            rc = failed(c, "%s", store_errmsg(st));
+            break;
+        }
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", m[i].user_id);
+        cJSON_AddStringToObject(o, "org_id", m[i].org_id);
+        if (ur == STORE_OK) {
+            cJSON_AddStringToObject(o, "email", u.email);
+            cJSON_AddStringToObject(o, "role", u.role);
+        } else {
+            cJSON_AddNullToObject(o, "email");
+            cJSON_AddNullToObject(o, "role");
+        }
+        cJSON_AddStringToObject(o, "created_by", m[i].created_by);
+        cJSON_AddNumberToObject(o, "created_at", (double)m[i].created_at);
+        rc = print_json(o);
+    }
+    free(m);
+    return rc;
+}
+
+static int cmd_remove_user(admin_call *c)
+{
+    const char *org = val(c, "org"), *user = val(c, "user");
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    int keys = 0;
+    int r = store_user_remove(st, org, user, &keys);
+    if (r == STORE_NOT_FOUND)
+        return failed(c, "no such user in organization %s: %s", org, user);
+    if (r != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "org_id", org);
+    cJSON_AddStringToObject(o, "user_id", user);
+    cJSON_AddBoolToObject(o, "removed", 1);
+    cJSON_AddNumberToObject(o, "api_keys_deleted", keys);
+    return print_json(o);
+}
+
+/* ---- API keys ------------------------------------------------------------------------------ */
+
+static int cmd_create_key(admin_call *c)
+{
+    const char *org = val(c, "org"), *user = val(c, "user"), *name = val(c, "name");
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    store_user u;
+    int r = store_user_get(st, org, user, &u);
+    if (r == STORE_NOT_FOUND)
+        return failed(c, "no such user in organization %s: %s", org, user);
+    cJSON *o = cJSON_CreateObject();
+    if (r != STORE_OK || new_key(st, org, user, name ? name : "admin", o) < 0) {
+        cJSON_Delete(o);
+        return failed(c, "%s", store_errmsg(st));
+    }
+    /* "id"/"key": the names this command printed first, kept for scripts. */
+    cJSON_AddStringToObject(o, "id", cJSON_GetObjectItem(o, "key_id")->valuestring);
+    cJSON_AddStringToObject(o, "key", cJSON_GetObjectItem(o, "api_key")->valuestring);
+    return print_json(o);
+}
+
+static cJSON *key_json(const store_api_key *k)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", k->id);
+    cJSON_AddStringToObject(o, "org_id", k->org_id);
+    cJSON_AddStringToObject(o, "user_id", k->user_id);
+    cJSON_AddStringToObject(o, "name", k->name);
+    cJSON_AddStringToObject(o, "preview", k->preview);
+    cJSON_AddNumberToObject(o, "created_at", (double)k->created_at);
+    add_time(o, "revoked_at", k->revoked_at);
+    return o;
+}
+
+static int cmd_list_keys(admin_call *c)
+{
+    const char *org = val(c, "org");
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    store_org og;
+    int r = org ? store_org_get(st, org, &og) : STORE_OK;
+    if (r == STORE_NOT_FOUND)
+        return failed(c, "no such organization: %s", org);
+    store_api_key *keys = NULL;
+    size_t n = 0;
+    if (r != STORE_OK || store_api_key_list(st, org, &keys, &n) != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    int rc = CLI_EXIT_OK;
+    for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++)
+        rc = print_json(key_json(&keys[i]));
+    free(keys);
+    return rc;
+}
+
+static int cmd_revoke_key(admin_call *c)
+{
+    const char *id = val(c, "id");
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    store_api_key k;
+    int r = store_api_key_get(st, id, &k);
+    if (r == STORE_NOT_FOUND)
+        return failed(c, "no such API key: %s", id);
+    if (r == STORE_OK)
+        r = store_api_key_revoke(st, k.org_id, k.id, (int64_t)time(NULL));
+    if (r == STORE_OK)
+        r = store_api_key_get(st, id, &k); /* the time it was first revoked */
+    if (r != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    return print_json(key_json(&k));
+}
+
+/* ---- agent tokens -------------------------------------------------------------------------- */
+
+static int cmd_create_agent_token(admin_call *c)
+{
+    const char *org = val(c, "org"), *user = val(c, "user");
+    const char *name = val(c, "cluster-name"), *days = val(c, "expires-days");
+    char *end = NULL;
+    long long ndays = days ? strtoll(days, &end, 10) : 0;
+    if (days && (*end || ndays < 1 || ndays > 3650))
+        return cli_usage_error(c->name,
+                               "--expires-days must be a whole number from 1 to 3650, not '%s'",
+                               days);
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    store_user u;
+    int r = store_user_get(st, org, user, &u);
+    if (r == STORE_NOT_FOUND)
+        return failed(c, "no such user in organization %s: %s", org, user);
+    if (r != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    char tok[AGENT_TOKEN_LEN + 1], hash[65];
+    store_agent_token t;
+    memset(&t, 0, sizeof(t));
+    if (token_new_agent(tok) < 0)
+        return failed(c, "random number generator failed");
+    token_hash(tok, hash);
+    snprintf(t.org_id, sizeof(t.org_id), "%s", org);
+    snprintf(t.created_by, sizeof(t.created_by), "%s", user);
+    token_cluster_id(tok, t.cluster_id);
+    snprintf(t.cluster_name, sizeof(t.cluster_name), "%s", name);
+    token_preview(tok, t.preview);
+    t.expires_at = days ? (int64_t)time(NULL) + (int64_t)ndays * 86400 : 0;
+    if (store_agent_token_create(st, &t, hash) != STORE_OK) {
+        memset(tok, 0, sizeof(tok));
+        return failed(c, "%s", store_errmsg(st));
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "token", tok);
+    cJSON_AddStringToObject(o, "token_id", t.id);
+    cJSON_AddStringToObject(o, "cluster_id", t.cluster_id);
+    memset(tok, 0, sizeof(tok));
+    return print_json(o);
+}
+
+static int cmd_expire_token(admin_call *c)
+{
+    const char *id = val(c, "id");
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    int r = store_agent_token_set_expiry(st, id, (int64_t)time(NULL) - 1);
+    if (r == STORE_NOT_FOUND)
+        return failed(c, "no such agent token: %s", id);
+    if (r != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddBoolToObject(o, "expired", 1);
+    return print_json(o);
+}
+
+/* ---- the audit log ------------------------------------------------------------------------- */
+
+/* RFC 3339 or Unix seconds, as GET /api/audit takes them. */
+static int audit_time(admin_call *c, const char *opt, int64_t *out)
+{
+    const char *v = val(c, opt);
+    if (!v)
+        return 0;
+    char *end = NULL;
+    long long n = strtoll(v, &end, 10);
+    if (*v && *end == '\0' && n >= 0) {
+        *out = n;
+        return 0;
+    }
+    if (time_parse_rfc3339(v, out) == 0 && *out >= 0)
+        return 0;
+    cli_usage_error(c->name, "--%s must be an RFC 3339 time or Unix seconds, not '%s'", opt, v);
+    return -1;
+}
+
+/* The same filters and page as GET /api/audit; without --org, every
+ * organization (an operator's view).  One JSON object: entries and
+ * next_cursor, to pass back as --cursor. */
+static int cmd_audit(admin_call *c)
+{
+    store_audit_filter f;
+    memset(&f, 0, sizeof(f));
+    f.org_id = val(c, "org");
+    f.cluster_id = val(c, "cluster-id");
+    f.user_id = val(c, "user-id");
+    f.outcome = val(c, "outcome");
+    if (audit_time(c, "since", &f.since) < 0 || audit_time(c, "until", &f.until) < 0)
+        return CLI_EXIT_USAGE;
+    if (f.since && f.until && f.until < f.since)
+        return cli_usage_error(c->name, "--until must not be before --since");
+    int limit = 100;
+    const char *lim = val(c, "limit");
+    if (lim) {
+        char *end = NULL;
+        long n = strtol(lim, &end, 10);
+        if (!*lim || *end || n < 1 || n > 500)
+            return cli_usage_error(c->name, "--limit must be a whole number from 1 to 500, not '%s'",
+                                   lim);
+        limit = (int)n;
+    }
+    const char *cur = val(c, "cursor");
+    if (cur) {
+        long long at = -1, id = -1;
+        char tail;
+        if (sscanf(cur, "%lld.%lld%c", &at, &id, &tail) != 2 || at < 0 || id < 0)
+            return cli_usage_error(c->name, "--cursor must be a next_cursor this command printed");
+        f.before_at = at;
+        f.before_id = id;
+    }
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    f.limit = limit + 1; /* one more: is there a next page? */
+    store_audit *rows = NULL;
+    size_t n = 0;
+    if (store_audit_query(st, &f, &rows, &n) != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    cJSON *page = api_audit_page(rows, n, limit);
+    /* Across organizations, each entry says whose it is. */
+    cJSON *arr = cJSON_GetObjectItem(page, "entries");
+    for (int i = 0; i < cJSON_GetArraySize(arr) && (size_t)i < n; i++)
+        cJSON_AddStringToObject(cJSON_GetArrayItem(arr, i), "org_id", rows[i].org_id);
+    store_audit_list_free(rows, n);
+    return print_json(page);
+}
+
+/* ---- the route table ----------------------------------------------------------------------- */
+
+typedef struct {
+    int rc;
+} route_print;
+
+static void print_route(http_method m, const char *pattern, route_auth auth, void *arg)
+{
+    route_print *p = arg;
+    if (p->rc)
+        return;
+    static const char *const auth_names[] = { "public", "api", "internal" };
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "method", http_method_name(m));
+    cJSON_AddStringToObject(o, "pattern", pattern);
+    cJSON_AddStringToObject(o, "auth", (unsigned)auth < 3 ? auth_names[auth] : "unknown");
+    p->rc = print_json(o);
+}
+
+/* The modules' registration only fills the in-memory table (no settings,
+ * store or network), so this needs nothing else. */
+static int cmd_routes(admin_call *c)
+{
+    (void)c;
+    modules_register_all();
+    route_print p = { CLI_EXIT_OK };
+    router_foreach(print_route, &p);
+    return p.rc;
+}
+
+/* ---- the table ----------------------------------------------------------------------------- */
+
+static const admin_cmd commands[] = {
+    { "bootstrap", "[--org-name N] [--email E]", "first org, admin user and API key (once)",
+      "Creates the first organization, its admin user and an API key; when an\n"
+      "organization exists already, prints its id and \"already_bootstrapped\": true.\n",
+      cmd_bootstrap, { { "org-name", 1, 0 }, { "email", 1, 0 } } },
+    { "create-org", "--name N", "a new organization", NULL, cmd_create_org,
+      { { "name", 1, 1 } } },
+    { "list-orgs", "", "every organization, oldest first (one JSON object a line)", NULL,
+      cmd_list_orgs, { { NULL, 0, 0 } } },
+    { "delete-org", "--id ORG_ID", "delete an organization that holds nothing but accounts",
+      "Deletes the organization with its users, memberships, API keys, settings and\n"
+      "pending OAuth states.  Refused while it has clusters (agent tokens, even\n"
+      "revoked ones) or any other data (connectors, incidents, webhook deliveries,\n"
+      "audit rows, GitHub installations): those keep their history.  The trusted\n"
+      "backend provisions an organization again when it names it again.\n",
+      cmd_delete_org, { { "id", 1, 1 } } },
+    { "create-user", "--org ORG_ID --email E [--role admin|member]", "a user who can hold API keys",
+      NULL, cmd_create_user, { { "org", 1, 1 }, { "email", 1, 1 }, { "role", 1, 0 } } },
+    { "add-member", "--org ORG_ID --user USER_ID",
+      "record a user id the trusted backend names (org created if missing)", NULL, cmd_add_member,
+      { { "org", 1, 1 }, { "user", 1, 1 } } },
+    { "list-users", "--org ORG_ID", "the organization's members (one JSON object a line)",
+      "Accounts made with create-user carry their email and role; ids the trusted\n"
+      "backend named have none (null).\n",
+      cmd_list_users, { { "org", 1, 1 } } },
+    { "remove-user", "--org ORG_ID --user USER_ID", "remove a user and delete its API keys",
+      "Deletes the user's membership, its account and its API keys (the next call\n"
+      "with one of them is answered 401).  Refused while the user has connectors\n"
+      "(their credentials are in the secrets backend: disconnect them first).  A\n"
+      "user the trusted backend names is provisioned again on its next request.\n",
+      cmd_remove_user, { { "org", 1, 1 }, { "user", 1, 1 } } },
+    { "create-key", "--org ORG_ID --user USER_ID [--name N]", "an API key acting as that user",
+      NULL, cmd_create_key, { { "org", 1, 1 }, { "user", 1, 1 }, { "name", 1, 0 } } },
+    { "list-keys", "[--org ORG_ID]", "API keys (never the key itself), oldest first",
+      "One JSON object a line: id, org_id, user_id, name, preview, created_at and\n"
+      "revoked_at (null while the key works).\n",
+      cmd_list_keys, { { "org", 1, 0 } } },
+    { "revoke-key", "--id KEY_ID", "revoke an API key (the next call with it is 401)",
+      "Revoking a revoked key again succeeds and keeps the first revocation time.\n",
+      cmd_revoke_key, { { "id", 1, 1 } } },
+    { "create-agent-token", "--org ORG_ID --user USER_ID --cluster-name N [--expires-days D]",
+      "a token for an agent (a new cluster)", NULL, cmd_create_agent_token,
+      { { "org", 1, 1 }, { "user", 1, 1 }, { "cluster-name", 1, 1 }, { "expires-days", 1, 0 } } },
+    { "expire-token", "--id TOKEN_ID", "mark an agent token expired now",
+      "The agent using it is refused at its next connection with \"token expired\" (a\n"
+      "session already open is not cut: revoke the token through the API for that).\n"
+      "Works in any organization, without an API key for it.\n",
+      cmd_expire_token, { { "id", 1, 1 } } },
+    { "audit",
+      "[--org ORG_ID] [--cluster-id C] [--user-id U] [--outcome O] [--since T] [--until T] "
+      "[--limit N] [--cursor C]",
+      "the command audit log, newest first (GET /api/audit's filters)",
+      "Prints {\"entries\": [...], \"next_cursor\": ...}; pass next_cursor back as --cursor\n"
+      "for the next page.  Without --org, every organization (each entry has its\n"
+      "org_id).  Times are RFC 3339 or Unix seconds; --until is exclusive; --limit\n"
+      "1 to 500 (100).  AURORA_AUDIT_RETENTION_DAYS decides how far back rows go.\n",
+      cmd_audit,
+      { { "org", 1, 0 }, { "cluster-id", 1, 0 }, { "user-id", 1, 0 }, { "outcome", 1, 0 },
+        { "since", 1, 0 }, { "until", 1, 0 }, { "limit", 1, 0 }, { "cursor", 1, 0 } } },
+    { "routes", "", "the server's route table (one JSON object a line)",
+      "Each line: {\"method\", \"pattern\", \"auth\"} with auth public, api (API key or\n"
+      "internal secret) or internal (internal secret only).  Reads no settings.\n",
+      cmd_routes, { { NULL, 0, 0 } } },
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+void admin_usage(FILE *f)
+{
+    fprintf(f, "Admin commands (same environment as the server; JSON on stdout):\n");
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const admin_cmd *c = &commands[i];
+        fprintf(f, "  admin %s%s%s\n      %s\n", c->name, *c->synopsis ? " " : "", c->synopsis,
+                c->summary);
+    }
+}
+
+static void command_usage(FILE *f, const admin_cmd *c)
+{
+    fprintf(f, "Usage: aurora-server admin %s%s%s\n\n%c%s.\n", c->name, *c->synopsis ? " " : "",
+            c->synopsis, toupper((unsigned char)c->summary[0]), c->summary + 1);
+    if (c->details)
+        fprintf(f, "\n%s", c->details);
+    if (c->run != cmd_routes)
+        fprintf(f, "\nUses the server's settings (environment, AURORA_CONFIG) to reach the store.\n");
+}
+
 int admin_main(const server_config *cfg, int argc, char **argv)
 {
-    if (argc < 1) {
-        admin_usage(stderr);
-        return 2;
+    static const char self[] = "aurora-server admin";
+    if (argc < 1)
+        return cli_usage_error(self, "missing command");
+    const char *name = argv[0];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        if (argc > 1)
+            return cli_usage_error(self, "unexpected argument '%s'", argv[1]);
+        admin_usage(stdout);
+        return CLI_EXIT_OK;
     }
-    const char *cmd = argv[0];
-    store_t *st = NULL;
-    char err[512];
-    if (store_open(cfg->database_url, &st, err, sizeof(err)) != STORE_OK)
-        return fail("cannot open the state store: %s", err);
-    int rc = 0;
-    cJSON *o = cJSON_CreateObject();
-
-    if (!strcmp(cmd, "bootstrap")) {
-        store_org org;
-        int r = store_org_first(st, &org);
-        if (r == STORE_OK) {
-            cJSON_AddStringToObject(o, "org_id", org.id);
-            cJSON_AddNullToObject(o, "user_id");
-            cJSON_AddNullToObject(o, "api_key");
-            cJSON_AddBoolToObject(o, "already_bootstrapped", 1);
-        } else {
-            const char *oname = opt(argc, argv, "--org-name");
-            const char *email = opt(argc, argv, "--email");
-            store_user u;
-            if (store_org_create(st, oname ? oname : "default", &org) != STORE_OK ||
-                store_user_create(st, org.id, email ? email : "admin@localhost", "admin", &u) !=
-                    STORE_OK) {
-                rc = fail("bootstrap failed: %s", store_errmsg(st));
-                goto out;
-            }
-            cJSON_AddStringToObject(o, "org_id", org.id);
-            cJSON_AddStringToObject(o, "user_id", u.id);
-            if (new_key(st, org.id, u.id, "bootstrap", o) < 0) {
-                rc = fail("creating the API key failed: %s", store_errmsg(st));
-                goto out;
-            }
-        }
-    } else if (!strcmp(cmd, "create-org")) {
-        const char *name = opt(argc, argv, "--name");
-        store_org org;
-        if (!name)
-            rc = fail("create-org needs --name%s", NULL);
-        else if (store_org_create(st, name, &org) != STORE_OK)
-            rc = fail("create-org failed: %s", store_errmsg(st));
-        else
-            cJSON_AddStringToObject(o, "id", org.id);
-    } else if (!strcmp(cmd, "create-user")) {
-        const char *org = opt(argc, argv, "--org"), *email = opt(argc, argv, "--email");
-        const char *role = opt(argc, argv, "--role");
-        store_org og;
-        store_user u;
-        if (!org || !email)
-            rc = fail("create-user needs --org and --email%s", NULL);
-        else if (role && strcmp(role, "admin") && strcmp(role, "member"))
-            rc = fail("--role must be admin or member%s", NULL);
-        else if (store_org_get(st, org, &og) != STORE_OK)
-            rc = fail("no such organization: %s", org);
-        else if (store_user_create(st, org, email, role ? role : "member", &u) != STORE_OK)
-            rc = fail("create-user failed: %s", store_errmsg(st));
-        else
-            cJSON_AddStringToObject(o, "id", u.id);
-    } else if (!strcmp(cmd, "add-member")) {
-        /* Ahead of the backend's first call for that user: lets its kubectl
-         * tool reach the org's clusters before the user opened any page. */
-        const char *org = opt(argc, argv, "--org"), *user = opt(argc, argv, "--user");
-        int created = 0;
-        if (!org || !user)
-            rc = fail("add-member needs --org and --user%s", NULL);
-        else if (!auth_id_valid(org) || !auth_id_valid(user))
-            rc = fail("ids are 1-64 characters from A-Z a-z 0-9 . _ - @%s", NULL);
-        else if (store_identity_provision(st, org, user, "admin", &created) != STORE_OK)
-            rc = fail("add-member failed: %s", store_errmsg(st));
-        else {
-            cJSON_AddStringToObject(o, "org_id", org);
-            cJSON_AddStringToObject(o, "user_id", user);
-            cJSON_AddBoolToObject(o, "org_created", (created & STORE_PROVISIONED_ORG) != 0);
-            cJSON_AddBoolToObject(o, "member_created", (created & STORE_PROVISIONED_MEMBER) != 0);
-        }
-    } else if (!strcmp(cmd, "create-key")) {
-        const char *org = opt(argc, argv, "--org"), *user = opt(argc, argv, "--user");
-        const char *name = opt(argc, argv, "--name");
-        store_user u;
-        if (!org || !user)
-            rc = fail("create-key needs --org and --user%s", NULL);
-        else if (store_user_get(st, org, user, &u) != STORE_OK)
-            rc = fail("no such user in that organization: %s", user);
-        else if (new_key(st, org, user, name ? name : "admin", o) < 0)
-            rc = fail("create-key failed: %s", store_errmsg(st));
-        else
-            cJSON_AddStringToObject(o, "id", cJSON_GetObjectItem(o, "key_id")->valuestring);
-        if (!rc)
-            cJSON_AddStringToObject(o, "key", cJSON_GetObjectItem(o, "api_key")->valuestring);
-    } else if (!strcmp(cmd, "create-agent-token")) {
-        const char *org = opt(argc, argv, "--org"), *user = opt(argc, argv, "--user");
-        const char *name = opt(argc, argv, "--cluster-name");
-        const char *days = opt(argc, argv, "--expires-days");
-        store_user u;
-        char *end = NULL;
-        long long ndays = days ? strtoll(days, &end, 10) : 0;
-        if (!org || !user || !name) {
-            rc = fail("create-agent-token needs --org, --user and --cluster-name%s", NULL);
-        } else if (days && (!*days || *end || ndays < 1 || ndays > 3650)) {
-            rc = fail("--expires-days must be a whole number from 1 to 3650, not '%s'", days);
-        } else if (store_user_get(st, org, user, &u) != STORE_OK) {
-            rc = fail("no such user in that organization: %s", user);
-        } else {
-            char tok[AGENT_TOKEN_LEN + 1], hash[65];
-            store_agent_token t;
-            memset(&t, 0, sizeof(t));
-            if (token_new_agent(tok) < 0) {
-                rc = fail("random number generator failed%s", NULL);
-                goto out;
-            }
-            token_hash(tok, hash);
-            snprintf(t.org_id, sizeof(t.org_id), "%s", org);
-            snprintf(t.created_by, sizeof(t.created_by), "%s", user);
-            token_cluster_id(tok, t.cluster_id);
-            snprintf(t.cluster_name, sizeof(t.cluster_name), "%s", name);
-            token_preview(tok, t.preview);
-            t.expires_at = days ? (int64_t)time(NULL) + (int64_t)ndays * 86400 : 0;
-            if (store_agent_token_create(st, &t, hash) != STORE_OK) {
-                rc = fail("create-agent-token failed: %s", store_errmsg(st));
-                goto out;
-            }
-            cJSON_AddStringToObject(o, "token", tok);
-            cJSON_AddStringToObject(o, "token_id", t.id);
-            cJSON_AddStringToObject(o, "cluster_id", t.cluster_id);
-            memset(tok, 0, sizeof(tok));
-        }
-    } else if (!strcmp(cmd, "expire-token")) {
-        const char *id = opt(argc, argv, "--id");
-        int r = id ? store_agent_token_set_expiry(st, id, (int64_t)time(NULL) - 1) : STORE_ERR;
-        if (!id)
-            rc = fail("expire-token needs --id%s", NULL);
-        else if (r == STORE_NOT_FOUND)
-            rc = fail("no such token: %s", id);
-        else if (r != STORE_OK)
-            rc = fail("expire-token failed: %s", store_errmsg(st));
-        else
-            cJSON_AddBoolToObject(o, "expired", 1);
-    } else if (!strcmp(cmd, "expire-oauth-state")) {
-        const char *state = opt(argc, argv, "--state");
-        char hash[65];
-        int r = STORE_ERR;
-        if (state) {
-            crypto_sha256_hex(state, strlen(state), hash);
-            r = store_oauth_state_set_expiry(st, hash, (int64_t)time(NULL) - 1);
-        }
-        if (!state)
-            rc = fail("expire-oauth-state needs --state%s", NULL);
-        else if (r == STORE_NOT_FOUND)
-            rc = fail("no such OAuth state%s", "");
-        else if (r != STORE_OK)
-            rc = fail("expire-oauth-state failed: %s", store_errmsg(st));
-        else
-            cJSON_AddBoolToObject(o, "expired", 1);
-    } else {
-        admin_usage(stderr);
-        rc = 2;
+    const admin_cmd *cmd = NULL;
+    for (size_t i = 0; i < N_COMMANDS && !cmd; i++)
+        if (!strcmp(commands[i].name, name))
+            cmd = &commands[i];
+    if (!cmd) {
+        if (name[0] == '-')
+            return cli_usage_error(self, "unknown option '%s' (a command comes first)", name);
+        return cli_usage_error(self, "unknown command '%s'", name);
     }
-out:
-    if (rc == 0)
-        rc = print_json(o);
-    else
-        cJSON_Delete(o);
-    store_close(st);
+    admin_call c;
+    memset(&c, 0, sizeof(c));
+    c.cmd = cmd;
+    c.given = cfg;
+    snprintf(c.name, sizeof(c.name), "%s %s", self, cmd->name);
+    char *pos[1];
+    size_t npos = 0;
+    int p = cli_parse(c.name, argc, argv, cmd->opts, count_opts(cmd), c.values, pos, 0, &npos);
+    if (p == CLI_HELP) {
+        command_usage(stdout, cmd);
+        return CLI_EXIT_OK;
+    }
+    if (p == CLI_BAD)
+        return CLI_EXIT_USAGE;
+    int rc = cmd->run(&c);
+    if (c.st)
+        store_close(c.st);
+    if (c.cfg)
+        cli_config_done(c.given, &c.own);
     return rc;
 }

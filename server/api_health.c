@@ -1,5 +1,5 @@
-/* api_health.c — liveness (/health) and readiness (/ready) for load
- * balancers, Kubernetes probes and the tests.
+/* api_health.c — liveness (/health), readiness (/ready) and metrics
+ * (/metrics) for load balancers, Kubernetes probes, Prometheus and tests.
  *
  * /health answers on the event loop itself and looks at nothing else: a 200
  * means exactly "the loop is alive", the one thing a liveness probe should
@@ -8,7 +8,9 @@
  * replica that still serves its agents' sessions would only make it worse).
  *
  * /ready says whether this replica can serve the API, i.e. whether its state
- * store answers: it reads the schema version (a real table, so a SQLite file
+ * store and its secrets backend answer (each checked the same way; the
+ * secrets backend by reading a path no one writes, where "not found" is a
+ * healthy answer).  The store check reads the schema version (a real table, so a SQLite file
  * locked by another process counts too) on the one-thread probe pool, so
  * store workers stuck on a stalled database cannot queue it, and the read is
  * bounded by the store's own deadlines (AURORA_DB_STATEMENT_TIMEOUT_MS, and
@@ -19,21 +21,34 @@
  * database load. */
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <time.h>
 
 #include "http.h"
 #include "log.h"
+#include "prom.h"
 #include "router.h"
+#include "secrets.h"
 
 #define READY_REUSE_MS 1000
 
-static struct {
-    pthread_mutex_t mu;
+/* The result of the last check of one dependency. */
+typedef struct {
     int64_t checked_at_ms; /* 0: never */
     int ok;
     int ever_failed;
+} check_state;
+
+static struct {
+    pthread_mutex_t mu;
+    check_state store, secrets;
 } R = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* A path no one writes: reading it exercises the backend end to end
+ * (network, authentication, decryption of the store for "local") and a
+ * "not found" is a healthy answer. */
+#define SECRETS_PROBE_PATH "aurora/system/readiness-probe"
 
 static int64_t mono_ms(void)
 {
@@ -49,52 +64,95 @@ static void health(worker_ctx *w, http_request *req, http_response *resp)
     http_resp_json(resp, 200, o);
 }
 
-/* Probe pool: a store read within the store's deadlines, or the result of
- * one that finished less than READY_REUSE_MS ago. */
-static int store_answers(worker_ctx *w)
+/* Probe pool: runs check() within the dependency's own deadlines, or
+ * reuses the result of one that finished less than READY_REUSE_MS ago.
+ * Transitions are logged, not every probe. */
+static int checked(check_state *c, worker_ctx *w, int (*check)(worker_ctx *, char *, size_t),
+                   const char *what)
 {
     pthread_mutex_lock(&R.mu);
     int64_t now = mono_ms();
-    if (R.checked_at_ms && now - R.checked_at_ms < READY_REUSE_MS) {
-        int ok = R.ok;
+    if (c->checked_at_ms && now - c->checked_at_ms < READY_REUSE_MS) {
+        int ok = c->ok;
         pthread_mutex_unlock(&R.mu);
         return ok;
     }
     pthread_mutex_unlock(&R.mu);
 
-    int ok = store_schema_version(w->store) >= 0;
+    char why[384] = "";
+    int ok = check(w, why, sizeof(why));
 
     pthread_mutex_lock(&R.mu);
-    /* Transitions only: a probe every few seconds must not flood the log. */
-    if (!ok && (R.ok || !R.ever_failed))
-        log_warn("readiness: the state store does not answer: %s", store_errmsg(w->store));
-    else if (ok && !R.ok && R.ever_failed)
-        log_info("readiness: the state store answers again");
-    R.ever_failed |= !ok;
-    R.ok = ok;
-    R.checked_at_ms = mono_ms();
+    if (!ok && (c->ok || !c->ever_failed))
+        log_warn("readiness: the %s does not answer: %s", what, why);
+    else if (ok && !c->ok && c->ever_failed)
+        log_info("readiness: the %s answers again", what);
+    c->ever_failed |= !ok;
+    c->ok = ok;
+    c->checked_at_ms = mono_ms();
     pthread_mutex_unlock(&R.mu);
     return ok;
 }
 
+static int store_check(worker_ctx *w, char *why, size_t cap)
+{
+    if (store_schema_version(w->store) >= 0)
+        return 1;
+    snprintf(why, cap, "%s", store_errmsg(w->store));
+    return 0;
+}
+
+static int secrets_check(worker_ctx *w, char *why, size_t cap)
+{
+    if (!w->secrets) {
+        snprintf(why, cap, "the backend could not be opened at start (see the first log lines)");
+        return 0;
+    }
+    unsigned char *v = NULL;
+    size_t n = 0;
+    int rc = secrets_get(w->secrets, SECRETS_PROBE_PATH, &v, &n, why, cap);
+    secrets_free(v, n);
+    return rc == SECRETS_OK || rc == SECRETS_NOT_FOUND;
+}
+
 static void ready(worker_ctx *w, http_request *req, http_response *resp)
 {
+    int store_ok = checked(&R.store, w, store_check, "state store");
+    int secrets_ok = checked(&R.secrets, w, secrets_check, "secrets backend");
     cJSON *o = cJSON_CreateObject();
-    if (store_answers(w)) {
-        cJSON_AddStringToObject(o, "status", "ready");
-        cJSON_AddStringToObject(o, "store", "ok");
+    cJSON_AddStringToObject(o, "status", store_ok && secrets_ok ? "ready" : "unavailable");
+    cJSON_AddStringToObject(o, "store", store_ok ? "ok" : "unavailable");
+    cJSON_AddStringToObject(o, "secrets", secrets_ok ? "ok" : "unavailable");
+    if (store_ok && secrets_ok) {
         http_resp_json(resp, 200, o);
         return;
     }
-    cJSON_AddStringToObject(o, "status", "unavailable");
-    cJSON_AddStringToObject(o, "store", "unavailable");
-    cJSON_AddStringToObject(o, "error", "state store unavailable");
-    cJSON_AddStringToObject(o, "error_code", "STORE_UNAVAILABLE");
+    cJSON_AddStringToObject(o, "error", !store_ok ? "state store unavailable"
+                                                  : "secrets backend unavailable");
+    cJSON_AddStringToObject(o, "error_code", !store_ok ? "STORE_UNAVAILABLE"
+                                                       : "SECRETS_UNAVAILABLE");
     http_resp_json(resp, 503, o);
+}
+
+/* Prometheus text.  On the loop like /health: a scrape must not wait
+ * behind busy workers, and rendering only takes short locks. */
+static void metrics(worker_ctx *w, http_request *req, http_response *resp)
+{
+    buf_reset(&resp->body);
+    if (prom_render(&resp->body) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
 void api_health_register(void)
 {
     router_add_loop(HTTP_GET, "/health", health);
+    router_add_loop(HTTP_GET, "/metrics", metrics);
     router_add_pool(WORKER_POOL_PROBE, HTTP_GET, "/ready", ROUTE_PUBLIC, ready);
+    router_set_ops("/health");
+    router_set_ops("/ready");
+    router_set_ops("/metrics");
 }

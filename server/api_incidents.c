@@ -86,36 +86,6 @@ static cJSON *alert_json(const store_incident_alert *a)
 
 /* ?name= into out (cap bytes); 0 absent, 1 present, -1 with a 400 when the
  * value does not fit (a cut value would be another value). */
-static int query_arg(http_request *req, const char *name, char *out, size_t cap,
-                     http_response *resp)
-{
-    char tmp[256];
-    if (!http_query_get(req, name, tmp, sizeof(tmp)))
-        return 0;
-    if (strlen(tmp) >= cap || strlen(tmp) >= sizeof(tmp) - 1) {
-        http_resp_error(resp, 400, "BAD_REQUEST", "%s is too long", name);
-        return -1;
-    }
-    memcpy(out, tmp, strlen(tmp) + 1);
-    return 1;
-}
-
-static int parse_i64(const char *s, int64_t *out)
-{
-    if (!*s || strlen(s) > 19)
-        return -1;
-    int64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        if (v > (INT64_MAX - (*p - '0')) / 10)
-            return -1;
-        v = v * 10 + (*p - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 static int bad(http_response *resp, const char *msg)
 {
     http_resp_error(resp, 400, "BAD_REQUEST", "%s", msg);
@@ -128,7 +98,7 @@ static int parse_list_query(http_request *req, store_incident_filter *f, char *s
     char v[64];
     int r;
     memset(f, 0, sizeof(*f));
-    if ((r = query_arg(req, "status", status, INC_STATUS_MAX + 1, resp)) < 0)
+    if ((r = api_query_arg(req, "status", status, INC_STATUS_MAX + 1, resp)) < 0)
         return -1;
     if (r) {
         int known = 0;
@@ -138,7 +108,7 @@ static int parse_list_query(http_request *req, store_incident_filter *f, char *s
             return bad(resp, "status must be open, acknowledged, resolved or closed");
         f->status = status;
     }
-    if ((r = query_arg(req, "source", source, INC_SOURCE_MAX + 1, resp)) < 0)
+    if ((r = api_query_arg(req, "source", source, INC_SOURCE_MAX + 1, resp)) < 0)
         return -1;
     if (r) {
         for (const char *p = source; *p; p++)
@@ -148,11 +118,11 @@ static int parse_list_query(http_request *req, store_incident_filter *f, char *s
             return bad(resp, "source must not be empty");
         f->source = source;
     }
-    if ((r = query_arg(req, "since", v, sizeof(v), resp)) < 0)
+    if ((r = api_query_arg(req, "since", v, sizeof(v), resp)) < 0)
         return -1;
     if (r && time_parse_rfc3339(v, &f->since) < 0)
         return bad(resp, "since must be an RFC 3339 time (2026-12-02T15:04:05Z)");
-    if ((r = query_arg(req, "until", v, sizeof(v), resp)) < 0)
+    if ((r = api_query_arg(req, "until", v, sizeof(v), resp)) < 0)
         return -1;
     if (r && time_parse_rfc3339(v, &f->until) < 0)
         return bad(resp, "until must be an RFC 3339 time (2026-12-02T15:04:05Z)");
@@ -161,24 +131,24 @@ static int parse_list_query(http_request *req, store_incident_filter *f, char *s
     if (r && f->until < f->since)
         return bad(resp, "until must not be before since");
     *limit = LIST_DEFAULT;
-    if ((r = query_arg(req, "limit", v, sizeof(v), resp)) < 0)
+    if ((r = api_query_arg(req, "limit", v, sizeof(v), resp)) < 0)
         return -1;
     int64_t lim;
-    if (r && (parse_i64(v, &lim) < 0 || lim < 1 || lim > LIST_MAX)) {
+    if (r && (api_parse_count(v, &lim) < 0 || lim < 1 || lim > LIST_MAX)) {
         http_resp_error(resp, 400, "BAD_REQUEST", "limit must be an integer between 1 and %d",
                         LIST_MAX);
         return -1;
     }
     if (r)
         *limit = (int)lim;
-    if ((r = query_arg(req, "cursor", v, CURSOR_MAX + 1, resp)) < 0)
+    if ((r = api_query_arg(req, "cursor", v, CURSOR_MAX + 1, resp)) < 0)
         return -1;
     if (r) {
         char *dot = strchr(v, '.');
         if (!dot)
             return bad(resp, "cursor is not one this API returned");
         *dot = '\0';
-        if (parse_i64(v, &f->cursor_at) < 0 || parse_i64(dot + 1, &f->cursor_seq) < 0)
+        if (api_parse_count(v, &f->cursor_at) < 0 || api_parse_count(dot + 1, &f->cursor_seq) < 0)
             return bad(resp, "cursor is not one this API returned");
         f->has_cursor = 1;
     }
@@ -236,11 +206,11 @@ static void get_route(worker_ctx *w, http_request *req, http_response *resp)
     if (path_id(req, &id, resp) < 0)
         return;
     char v[16];
-    int r = query_arg(req, "alerts_limit", v, sizeof(v), resp);
+    int r = api_query_arg(req, "alerts_limit", v, sizeof(v), resp);
     if (r < 0)
         return;
     int64_t alerts_limit = ALERTS_DEFAULT;
-    if (r && (parse_i64(v, &alerts_limit) < 0 || alerts_limit < 1 ||
+    if (r && (api_parse_count(v, &alerts_limit) < 0 || alerts_limit < 1 ||
               alerts_limit > INC_ALERTS_MAX)) {
         http_resp_error(resp, 400, "BAD_REQUEST",
                         "alerts_limit must be an integer between 1 and %d", INC_ALERTS_MAX);

@@ -103,6 +103,31 @@ static int token_rate_limited(worker_ctx *w, const char *user_id, int64_t now,
     return 1;
 }
 
+/* The tunnel URL and a ready install line for the agent's chart
+ * (chart/agent): `helm upgrade --install` serves a first install and a
+ * rotation alike.  Without a usable public URL (no AURORA_PUBLIC_URL and a
+ * Host header that is not a plain host) both are null. */
+static void add_install_hints(worker_ctx *w, const http_request *req, const char *tok, cJSON *o)
+{
+    char base[512], ws[600], cmd[1800];
+    if (api_public_base(w, req, base, sizeof(base)) < 0) {
+        cJSON_AddNullToObject(o, "ws_url");
+        cJSON_AddNullToObject(o, "helm_command");
+        return;
+    }
+    int https = !strncmp(base, "https://", 8);
+    snprintf(ws, sizeof(ws), "%s://%s/kubectl-agent", https ? "wss" : "ws",
+             base + (https ? 8 : 7));
+    cJSON_AddStringToObject(o, "ws_url", ws);
+    snprintf(cmd, sizeof(cmd),
+             "helm upgrade --install aurora-kubectl-agent ./chart/agent --namespace aurora "
+             "--create-namespace --set-string aurora.backendUrl=%s --set-string "
+             "aurora.wsEndpoint=%s --set-string aurora.agentToken=%s",
+             base, ws, tok);
+    cJSON_AddStringToObject(o, "helm_command", cmd);
+    secret_wipe(cmd, sizeof(cmd)); /* it holds the token */
+}
+
 static void create_token(worker_ctx *w, http_request *req, http_response *resp)
 {
     if (!req->auth.user_id[0]) {
@@ -120,12 +145,41 @@ static void create_token(worker_ctx *w, http_request *req, http_response *resp)
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(body, "expires_days");
     char err[160];
     const cJSON *jnotes = cJSON_GetObjectItemCaseSensitive(body, "notes");
+    const cJSON *jcluster = cJSON_GetObjectItemCaseSensitive(body, "cluster_id");
     if ((jname && !cJSON_IsNull(jname) && !cJSON_IsString(jname)) ||
-        (jnotes && !cJSON_IsNull(jnotes) && !cJSON_IsString(jnotes))) {
+        (jnotes && !cJSON_IsNull(jnotes) && !cJSON_IsString(jnotes)) ||
+        (jcluster && !cJSON_IsNull(jcluster) && !cJSON_IsString(jcluster))) {
         http_resp_error(resp, 400, "BAD_REQUEST", "%s must be a string",
                         jname && !cJSON_IsNull(jname) && !cJSON_IsString(jname) ? "cluster_name"
-                                                                                 : "notes");
+                        : jnotes && !cJSON_IsNull(jnotes) && !cJSON_IsString(jnotes)
+                            ? "notes"
+                            : "cluster_id");
         goto out;
+    }
+    /* Rotation: another token for a cluster the org already has, so that
+     * the cluster keeps its id, connection row, audit history and policy;
+     * the old token stays valid until it is revoked on its own. */
+    const char *rotate = cJSON_IsString(jcluster) ? jcluster->valuestring : NULL;
+    store_agent_token prev;
+    if (rotate) {
+        if (api_check_chars(rotate, "cluster_id", 1, STORE_CLUSTER_ID_LEN - 1, err, sizeof(err)) <
+            0) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "%s", err);
+            goto out;
+        }
+        int rc = store_agent_token_latest(w->store, req->auth.org_id, rotate, &prev);
+        if (rc == STORE_NOT_FOUND) {
+            /* Another org's cluster reads exactly like one that does not exist. */
+            http_resp_error(resp, 404, "CLUSTER_NOT_FOUND", "no cluster %s in this organization",
+                            rotate);
+            goto out;
+        }
+        if (rc != STORE_OK) {
+            api_store_error(w, resp);
+            goto out;
+        }
+        if (!name || !name[strspn(name, " \t\r\n")])
+            name = prev.cluster_name;
     }
     /* As the existing service: no name (or only blanks) is "Unnamed Cluster". */
     if (!name || !name[strspn(name, " \t\r\n")])
@@ -153,7 +207,10 @@ static void create_token(worker_ctx *w, http_request *req, http_response *resp)
     token_hash(tok, hash);
     snprintf(t.org_id, sizeof(t.org_id), "%s", req->auth.org_id);
     snprintf(t.created_by, sizeof(t.created_by), "%s", req->auth.user_id);
-    token_cluster_id(tok, t.cluster_id);
+    if (rotate)
+        snprintf(t.cluster_id, sizeof(t.cluster_id), "%s", rotate);
+    else
+        token_cluster_id(tok, t.cluster_id);
     snprintf(t.cluster_name, sizeof(t.cluster_name), "%s", name);
     snprintf(t.notes, sizeof(t.notes), "%s", notes ? notes : "");
     token_preview(tok, t.preview);
@@ -164,7 +221,10 @@ static void create_token(worker_ctx *w, http_request *req, http_response *resp)
         token_rate_refund(w, req->auth.user_id, now);
         goto out;
     }
-    log_info("agent token %s created for cluster %s by %s", t.id, t.cluster_id, t.created_by);
+    log_field lf[] = { LOG_STR("token_id", t.id), LOG_STR("cluster", t.cluster_id),
+                       LOG_STR("org", t.org_id), LOG_STR("user", t.created_by),
+                       LOG_STR("rotation", rotate ? "true" : "false") };
+    log_fields(LOG_INFO, "agent token created", lf, (int)(sizeof(lf) / sizeof(lf[0])));
     cJSON *o = cJSON_CreateObject();
     cJSON_AddBoolToObject(o, "success", 1);
     cJSON_AddStringToObject(o, "token", tok);
@@ -177,6 +237,8 @@ static void create_token(worker_ctx *w, http_request *req, http_response *resp)
     api_add_time(o, "expires_at", t.expires_at);
     cJSON_AddStringToObject(o, "message", MSG_TOKEN_CREATED);
     cJSON_AddStringToObject(o, "note", "This token is shown once; store it in the agent's Secret.");
+    cJSON_AddBoolToObject(o, "rotated", rotate != NULL);
+    add_install_hints(w, req, tok, o);
     memset(tok, 0, sizeof(tok));
     http_resp_json(resp, 201, o);
 out:

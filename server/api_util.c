@@ -1,12 +1,15 @@
 /* api_util.c — helpers shared by the API handlers. */
 #include "api_util.h"
 
+#include <ctype.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "log.h"
+#include "server_config.h"
 #include "timefmt.h"
 #include "utf8.h"
 
@@ -182,5 +185,57 @@ int api_parse_command(const cJSON *body, const char *program, const char *comman
         http_resp_error(resp, 400, "BAD_REQUEST", "the first argument must not be empty");
         return -1;
     }
+    return 0;
+}
+
+int api_public_base(const worker_ctx *w, const http_request *req, char *out, size_t cap)
+{
+    const char *u = server_setting(w->cfg, "AURORA_PUBLIC_URL");
+    if (u && (!strncmp(u, "https://", 8) || !strncmp(u, "http://", 7)) && strlen(u) < cap) {
+        snprintf(out, cap, "%s", u);
+        size_t n = strlen(out);
+        while (n > 0 && out[n - 1] == '/')
+            out[--n] = '\0';
+        return 0;
+    }
+    const char *host = req ? http_header_get(req, "host") : NULL;
+    size_t n = host ? strlen(host) : 0;
+    if (n == 0 || n > 255 || n + 9 > cap)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)host[i]) && !strchr(".-:[]", host[i]))
+            return -1;
+    int https = !w->cfg->plain_http || w->cfg->tls_terminated_by_proxy;
+    snprintf(out, cap, "%s://%s", https ? "https" : "http", host);
+    return 0;
+}
+
+int api_query_arg(http_request *req, const char *name, char *out, size_t cap,
+                  http_response *resp)
+{
+    char tmp[256];
+    if (!http_query_get(req, name, tmp, sizeof(tmp)))
+        return 0;
+    if (strlen(tmp) >= cap || strlen(tmp) >= sizeof(tmp) - 1) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "%s is too long", name);
+        return -1;
+    }
+    memcpy(out, tmp, strlen(tmp) + 1);
+    return 1;
+}
+
+int api_parse_count(const char *s, int64_t *out)
+{
+    if (!*s || strlen(s) > 19)
+        return -1;
+    int64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        if (v > (INT64_MAX - (*p - '0')) / 10)
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    *out = v;
     return 0;
 }

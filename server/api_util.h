@@ -22,6 +22,18 @@ int api_check_chars(const char *s, const char *field, size_t min, size_t max, ch
                     size_t errlen);
 /* 503 with a message that names the store but leaks nothing else. */
 void api_store_error(worker_ctx *w, http_response *resp);
+/* Query argument `name` into out (cap bytes): 1 found, 0 absent, -1 with a
+ * 400 in resp when it is longer than cap - 1 (or 254) characters. */
+int api_query_arg(http_request *req, const char *name, char *out, size_t cap,
+                  http_response *resp);
+/* A non-negative decimal integer of 1-19 digits and nothing else: 0, or -1. */
+int api_parse_count(const char *s, int64_t *out);
+
+/* This server's public base URL without a trailing '/': AURORA_PUBLIC_URL,
+ * else http(s)://<Host> from the request when Host holds only the
+ * characters of a host name, an IPv6 literal and a port (the result is
+ * shown to users to paste).  0, or -1 when neither gives one. */
+int api_public_base(const worker_ctx *w, const http_request *req, char *out, size_t cap);
 /* 1 and *out when it is a JSON number holding an exact integer that fits
  * int64_t (a cast of a larger or non-finite double would be undefined), else 0. */
 int api_json_int64(const struct cJSON *it, int64_t *out);

@@ -12,6 +12,7 @@
 #include "crypto.h"
 #include "instance.h"
 #include "log.h"
+#include "server_metrics.h"
 #include "proto.h"
 #include "tunnel.h"
 #include "utf8.h"
@@ -132,6 +133,7 @@ static void fill_audit(store_audit *a, const exec_spec *e, const char *outcome)
 
 void exec_audit_now(store_t *st, const exec_spec *e, const char *outcome)
 {
+    sm_command(e->kind, outcome, 0);
     store_audit a;
     fill_audit(&a, e, outcome);
     if (store_audit_insert(st, &a) != STORE_OK)
@@ -176,6 +178,8 @@ static void audit_end_run(worker_ctx *w, void *arg)
 static void audit_submit(const exec_spec *e, const char *outcome, int rc, int64_t bytes,
                          int64_t duration_ms)
 {
+    sm_command(e->kind, outcome, (double)duration_ms / 1000.0);
+    sm_output_bytes(e->kind, bytes > 0 ? (size_t)bytes : 0);
     if (e->audit_id) {
         audit_end *a = calloc(1, sizeof(*a));
         if (!a)
@@ -222,6 +226,8 @@ static const char *outcome_of(const tunnel_result *r)
         return "cancelled";
     if (r->error_code && !strcmp(r->error_code, EC_OUTPUT_LIMIT))
         return "truncated";
+    if (r->error_code && !strcmp(r->error_code, "POLICY_DENIED"))
+        return "policy_denied";
     return r->return_code == 0 ? "ok" : "failed";
 }
 
@@ -604,7 +610,10 @@ int exec_start(http_txn *t, exec_spec *e)
     }
     if (e->stream)
         http_txn_stream_begin(t, 200, "text/event-stream", &sse_http_ops, x);
-    log_info("exec %s%s%s on %s for org %s (%d args)", e->kind, e->program[0] ? " " : "",
-             e->program, e->cluster_id, e->org_id, e->argv.c);
+    log_field lf[] = { LOG_STR("kind", e->kind), LOG_STR("program", e->program),
+                       LOG_STR("cluster", e->cluster_id), LOG_STR("org", e->org_id),
+                       LOG_STR("user", e->user_id), LOG_NUM("args", e->argv.c),
+                       LOG_STR("request_id", http_txn_request(t)->request_id) };
+    log_fields(LOG_INFO, "exec started", lf, (int)(sizeof(lf) / sizeof(lf[0])));
     return 0;
 }

@@ -10,8 +10,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "access_log.h"
 #include "log.h"
 #include "router.h"
+#include "server_metrics.h"
 #include "worker.h"
 #include "json_text.h"
 
@@ -55,9 +57,15 @@ struct http_txn {
     buf_t out;
     const http_stream_ops *ops;
     void *ops_ctx;
+    double started;   /* sm_now() when the request line arrived */
+    size_t bytes_out; /* body bytes written (access log) */
+    int logged;       /* the access log line is written once */
 };
 
 static int64_t g_max_body = 1 << 20;
+static struct lws_vhost *g_ops_vhost;
+
+void http_set_ops_vhost(struct lws_vhost *v) { g_ops_vhost = v; }
 static char *g_captured[MAX_CAPTURED];
 static int g_ncaptured;
 
@@ -639,6 +647,11 @@ static void dispatch(http_txn *t)
      * connection while a worker or the agent is busy. */
     lws_set_timeout(t->wsi, NO_PENDING_TIMEOUT, 0);
     t->route = router_match(&t->req, &t->resp);
+    if (t->route && g_ops_vhost &&
+        router_is_ops(t->route) != (lws_get_vhost(t->wsi) == g_ops_vhost)) {
+        t->route = NULL; /* the other listener's route: as if it did not exist */
+        http_resp_error(&t->resp, 404, "NOT_FOUND", "no such route");
+    }
     if (!t->route) {
         respond_now(t);
         return;
@@ -666,6 +679,7 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
         return -1;
     c->txn = t;
     t->wsi = wsi;
+    t->started = sm_now();
     char *uriptr = NULL;
     int urilen = 0;
     int m = lws_http_get_uri_and_method(wsi, &uriptr, &urilen);
@@ -676,6 +690,7 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
     char why[160];
     const char *bad = check_framing(wsi, &clen, why, sizeof(why));
     if (bad) {
+        access_request_id(&t->req); /* headers not read: a fresh id */
         log_warn("refused request from %s: %s", t->req.peer, why);
         t->close_after = 1;
         http_resp_error(&t->resp, 400, bad, "%s", why);
@@ -688,6 +703,7 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
         respond_now(t);
         return 0;
     }
+    access_request_id(&t->req);
     if (clen > g_max_body) {
         t->close_after = 1;
         http_resp_error(&t->resp, 413, "BODY_TOO_LARGE", "request body exceeds %lld bytes",
@@ -796,6 +812,11 @@ static int write_headers(struct lws *wsi, http_txn *t, int status, const char *c
                                         (const unsigned char *)"no", 2, &p, end))
             return -1;
     }
+    if (t->req.request_id[0] &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"x-request-id:",
+                                    (const unsigned char *)t->req.request_id,
+                                    (int)strlen(t->req.request_id), &p, end))
+        return -1;
     if (t->close_after &&
         lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
                                     (const unsigned char *)"close", 5, &p, end))
@@ -814,9 +835,21 @@ static int write_headers(struct lws *wsi, http_txn *t, int status, const char *c
     return 0;
 }
 
+/* The access log line and metrics of a transaction, once.  status 0: the
+ * client left before the answer was complete (logged as 499). */
+static void log_txn(http_txn *t, int status)
+{
+    if (t->logged)
+        return;
+    t->logged = 1;
+    access_log_request(&t->req, t->route ? router_pattern(t->route) : "unmatched",
+                       status ? status : 499, sm_now() - t->started, t->bytes_out);
+}
+
 /* Finishes the transaction; returns what the lws callback must return. */
 static int finish(struct lws *wsi, struct http_conn *c, http_txn *t)
 {
+    log_txn(t, t->state == TXN_STREAMING ? t->stream_status : t->resp.status);
     int close_conn = t->close_after;
     c->txn = NULL;
     t->wsi = NULL;
@@ -851,6 +884,7 @@ static int write_fixed(struct lws *wsi, struct http_conn *c, http_txn *t)
     int last = n == buf_pending(&r->body);
     if (lws_write(wsi, g_wbuf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < (int)n)
         return -1;
+    t->bytes_out += n;
     buf_consume(&r->body, n);
     if (last)
         return finish(wsi, c, t);
@@ -879,6 +913,7 @@ static int write_stream(struct lws *wsi, struct http_conn *c, http_txn *t)
         size_t total = (size_t)hl + n + 2;
         if (lws_write(wsi, p, total, LWS_WRITE_HTTP) < (int)total)
             return -1;
+        t->bytes_out += n;
         buf_consume(&t->out, n);
         if (t->ops && t->ops->on_drain)
             t->ops->on_drain(t->ops_ctx, buf_pending(&t->out));
@@ -913,6 +948,7 @@ void http_on_closed(struct lws *wsi, struct http_conn *c)
     http_txn *t = c->txn;
     if (!t)
         return;
+    log_txn(t, 0);
     c->txn = NULL;
     t->wsi = NULL;
     if (t->ops && t->ops->on_close) {

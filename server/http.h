@@ -40,6 +40,12 @@ int http_resp_add_header(http_response *resp, const char *name, const char *valu
  * raw or as \u0000, is refused: as a C string it would be silently cut. */
 struct cJSON *http_json_body(const http_request *req, http_response *resp);
 
+/* The operations listener (AURORA_OPS_PORT), NULL when there is none:
+ * requests on it reach only operations routes, and operations routes are
+ * reached only on it (router_set_ops). */
+struct lws_vhost;
+void http_set_ops_vhost(struct lws_vhost *v);
+
 /* ---- transaction (event-loop thread only) -------------------------------- */
 typedef struct http_txn http_txn;
 

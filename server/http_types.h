@@ -21,6 +21,7 @@ typedef enum {
 } http_method;
 
 #define HTTP_MAX_PARAMS 6
+#define HTTP_REQUEST_ID_MAX 128
 
 typedef struct {
     char *name; /* lowercase */
@@ -50,6 +51,7 @@ typedef struct {
     char *params[HTTP_MAX_PARAMS];
     int nparams;
     char peer[64];
+    char request_id[HTTP_REQUEST_ID_MAX + 1]; /* access_log.h; returned as X-Request-ID */
     auth_ctx auth;
 } http_request;
 
@@ -59,7 +61,7 @@ typedef struct http_response {
     int status;
     const char *content_type; /* static string */
     buf_t body;
-    http_header extra[4];
+    http_header extra[6];
     int nextra;
     /* Deferred command execution (exec.c runs it on the loop). */
     struct exec_spec *exec;

@@ -3,9 +3,11 @@
 #include "router.h"
 
 void auth_register(void);
+void access_log_register(void); /* access_log.h */
 void api_health_register(void);
 void api_identity_register(void);
 void api_tokens_register(void);
+void api_audit_register(void);
 void api_exec_register(void);
 void api_cloud_exec_register(void);
 void connectors_register(void);
@@ -14,9 +16,11 @@ void kit_chat_register_routes(void);  /* connectors/kit_chat.h */
 
 static void (*const modules[])(void) = {
     auth_register,
+    access_log_register,
     api_health_register,
     api_identity_register,
     api_tokens_register,
+    api_audit_register,
     api_exec_register,
     api_cloud_exec_register,
     connectors_register,

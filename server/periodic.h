@@ -18,7 +18,7 @@
 
 struct lws_context;
 
-#define PERIODIC_MAX_TASKS 16
+#define PERIODIC_MAX_TASKS 32
 #define PERIODIC_MAX_DELAY_S 3600L
 
 /* Worker thread: one run; returns seconds until the next one (clamped to

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "rca_outbox.h"
 #include "store.h"
 #include "store_rca.h"
@@ -35,48 +36,32 @@
 void rca_cli_usage(FILE *f)
 {
     fprintf(f,
-            "RCA outbox subcommands (same environment as the server; JSON lines on stdout):\n"
-            "  rca counts                                   jobs per status\n"
+            "RCA outbox commands (same environment as the server; JSON lines on stdout):\n"
+            "  rca counts\n"
+            "      jobs per status\n"
             "  rca list [--status pending|claimed|done|dead] [--limit N]\n"
-            "  rca watch [--once] [--interval S]            every job, then new ones as they come\n"
+            "      the jobs, oldest first\n"
+            "  rca watch [--once] [--interval S]\n"
+            "      every job, then new ones as they come\n"
             "  rca watch --claim [--once] [--max N] [--lease S] [--interval S]\n"
-            "                                               consume: claim, print, acknowledge\n");
+            "      consume: claim, print, acknowledge (only when no investigation\n"
+            "      service consumes the outbox)\n");
 }
 
-static const char *opt(int argc, char **argv, const char *name)
+/* An integer option in [lo, hi]; dflt when absent.  Exit status 2 (after
+ * saying why) on a bad value, else 0. */
+static int int_value(const char *cmd, const char *name, const char *v, long lo, long hi,
+                     long dflt, long *out)
 {
-    for (int i = 0; i + 1 < argc; i++)
-        if (!strcmp(argv[i], name))
-            return argv[i + 1];
-    return NULL;
-}
-
-static int flag(int argc, char **argv, const char *name)
-{
-    for (int i = 0; i < argc; i++)
-        if (!strcmp(argv[i], name))
-            return 1;
-    return 0;
-}
-
-/* An integer option in [lo, hi]; dflt when absent.  -1 on a bad value. */
-static int opt_int(int argc, char **argv, const char *name, long lo, long hi, long dflt, long *out)
-{
-    const char *v = opt(argc, argv, name);
     *out = dflt;
-    if (!v) {
-        if (!flag(argc, argv, name))
-            return 0;
-        fprintf(stderr, "rca: %s needs a value\n", name); /* the flag without its value */
-        return -1;
-    }
+    if (!v)
+        return 0;
     char *end;
     errno = 0;
     long x = strtol(v, &end, 10);
-    if (errno || !*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "rca: %s must be an integer between %ld and %ld\n", name, lo, hi);
-        return -1;
-    }
+    if (errno || !*v || *end || x < lo || x > hi)
+        return cli_usage_error(cmd, "--%s must be an integer between %ld and %ld, not '%s'", name,
+                               lo, hi, v);
     *out = x;
     return 0;
 }
@@ -94,7 +79,7 @@ static int print_line(cJSON *o)
 
 static int store_fail(store_t *st, const char *what)
 {
-    fprintf(stderr, "rca: %s: %s\n", what, store_errmsg(st));
+    fprintf(stderr, "aurora-server rca: %s: %s\n", what, store_errmsg(st));
     return 1;
 }
 
@@ -147,7 +132,7 @@ static int consume_round(store_t *st, const server_config *cfg, long max, long l
     char err[256];
     if (rca_claim_json(st, cfg, (int)max, lease, (int64_t)time(NULL), &jobs, err, sizeof(err)) !=
         STORE_OK) {
-        fprintf(stderr, "rca: claiming jobs: %s\n", err);
+        fprintf(stderr, "aurora-server rca: claiming jobs: %s\n", err);
         return 1;
     }
     *handled = 0;
@@ -177,69 +162,149 @@ static int consume_round(store_t *st, const server_config *cfg, long max, long l
     return rc;
 }
 
-static int watch_cmd(store_t *st, const server_config *cfg, int argc, char **argv)
-{
+typedef struct {
+    int once, claim;
     long interval, max, lease;
-    if (opt_int(argc, argv, "--interval", 1, 3600, WATCH_INTERVAL_DEFAULT, &interval) < 0 ||
-        opt_int(argc, argv, "--max", 1, RCA_CLAIM_MAX, RCA_CLAIM_DEFAULT, &max) < 0 ||
-        opt_int(argc, argv, "--lease", 10, RCA_LEASE_MAX_S, RCA_LEASE_DEFAULT_S, &lease) < 0)
-        return 2;
-    int once = flag(argc, argv, "--once"), claim = flag(argc, argv, "--claim");
+} watch_opts;
+
+static int watch_cmd(store_t *st, const server_config *cfg, const watch_opts *w)
+{
     int64_t after = 0;
     for (;;) {
         int rc;
-        if (claim) {
+        if (w->claim) {
             size_t handled = 0;
-            rc = consume_round(st, cfg, max, lease, &handled);
+            rc = consume_round(st, cfg, w->max, w->lease, &handled);
             /* A full round may have left more due jobs: take them now. */
-            if (rc == 0 && handled == (size_t)max)
+            if (rc == 0 && handled == (size_t)w->max)
                 continue;
         } else {
             rc = print_new(st, NULL, &after, 1000000);
         }
-        if (rc || once)
+        if (rc || w->once)
             return rc;
-        sleep((unsigned)interval); /* an operator's poll, not a test */
+        sleep((unsigned)w->interval); /* an operator's poll, not a test */
     }
 }
 
-int rca_cli_main(const server_config *cfg, int argc, char **argv)
+static const char *const usage_lines[] = {
+    "counts", "",
+    "list", "[--status pending|claimed|done|dead] [--limit N]",
+    "watch", "[--once] [--interval S] [--claim [--max N] [--lease S]]",
+};
+
+static void command_usage(const char *name)
 {
-    if (argc < 1) {
-        rca_cli_usage(stderr);
-        return 2;
+    for (size_t i = 0; i < sizeof(usage_lines) / sizeof(usage_lines[0]); i += 2)
+        if (!strcmp(usage_lines[i], name))
+            printf("Usage: aurora-server rca %s%s%s\n\n", name, *usage_lines[i + 1] ? " " : "",
+                   usage_lines[i + 1]);
+    if (!strcmp(name, "counts"))
+        printf("Prints {\"pending\":…,\"claimed\":…,\"done\":…,\"dead\":…}.\n");
+    else if (!strcmp(name, "list"))
+        printf("Prints the jobs, oldest first, one JSON object a line (at most --limit,\n"
+               "default 1000).\n");
+    else
+        printf("Prints every job (one JSON line each), then new ones as they are created,\n"
+               "polling every --interval seconds (default %d); --once stops after the backlog.\n"
+               "With --claim it acts as the consumer: claims due jobs (--max at a time, for\n"
+               "--lease seconds), prints each with its claim token and acknowledges it once\n"
+               "the line is written (a failed write gives it back).  Only when no\n"
+               "investigation service consumes the outbox.\n",
+               WATCH_INTERVAL_DEFAULT);
+    printf("\nUses the server's settings (environment, AURORA_CONFIG) to reach the store.\n");
+}
+
+int rca_cli_main(const server_config *given, int argc, char **argv)
+{
+    static const char self[] = "aurora-server rca";
+    if (argc < 1)
+        return cli_usage_error(self, "missing command");
+    const char *name = argv[0];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        if (argc > 1)
+            return cli_usage_error(self, "unexpected argument '%s'", argv[1]);
+        rca_cli_usage(stdout);
+        return CLI_EXIT_OK;
     }
-    const char *cmd = argv[0];
-    if (strcmp(cmd, "counts") && strcmp(cmd, "list") && strcmp(cmd, "watch")) {
-        rca_cli_usage(stderr);
-        return 2;
+    static const cli_option none[] = { { NULL, 0, 0 } };
+    static const cli_option list_opts[] = { { "status", 1, 0 }, { "limit", 1, 0 } };
+    static const cli_option watch_opts_def[] = {
+        { "once", 0, 0 }, { "interval", 1, 0 }, { "claim", 0, 0 }, { "max", 1, 0 }, { "lease", 1, 0 },
+    };
+    const cli_option *opts;
+    size_t nopts;
+    if (!strcmp(name, "counts")) {
+        opts = none;
+        nopts = 0;
+    } else if (!strcmp(name, "list")) {
+        opts = list_opts;
+        nopts = 2;
+    } else if (!strcmp(name, "watch")) {
+        opts = watch_opts_def;
+        nopts = 5;
+    } else if (name[0] == '-') {
+        return cli_usage_error(self, "unknown option '%s' (a command comes first)", name);
+    } else {
+        return cli_usage_error(self, "unknown command '%s'", name);
     }
-    const char *status = opt(argc, argv, "--status");
-    long limit;
-    if (!strcmp(cmd, "list")) {
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "%s %s", self, name);
+    const char *v[5] = { NULL };
+    char *pos[1];
+    size_t npos = 0;
+    int p = cli_parse(cmd, argc, argv, opts, nopts, v, pos, 0, &npos);
+    if (p == CLI_HELP) {
+        command_usage(name);
+        return CLI_EXIT_OK;
+    }
+    if (p == CLI_BAD)
+        return CLI_EXIT_USAGE;
+
+    /* Every value is checked before the settings and the store are touched. */
+    const char *status = NULL;
+    long limit = 0;
+    watch_opts w = { 0, 0, 0, 0, 0 };
+    if (!strcmp(name, "list")) {
+        status = v[0];
         if (status && strcmp(status, "pending") && strcmp(status, "claimed") &&
-            strcmp(status, "done") && strcmp(status, "dead")) {
-            fprintf(stderr, "rca: --status must be pending, claimed, done or dead\n");
-            return 2;
-        }
-        if (opt_int(argc, argv, "--limit", 1, 1000000, 1000, &limit) < 0)
-            return 2;
+            strcmp(status, "done") && strcmp(status, "dead"))
+            return cli_usage_error(cmd, "--status must be pending, claimed, done or dead, not '%s'",
+                                   status);
+        if (int_value(cmd, "limit", v[1], 1, 1000000, 1000, &limit))
+            return CLI_EXIT_USAGE;
+    } else if (!strcmp(name, "watch")) {
+        w.once = v[0] != NULL;
+        w.claim = v[2] != NULL;
+        if (!w.claim && (v[3] || v[4]))
+            return cli_usage_error(cmd, "option '--%s' needs --claim", v[3] ? "max" : "lease");
+        if (int_value(cmd, "interval", v[1], 1, 3600, WATCH_INTERVAL_DEFAULT, &w.interval) ||
+            int_value(cmd, "max", v[3], 1, RCA_CLAIM_MAX, RCA_CLAIM_DEFAULT, &w.max) ||
+            int_value(cmd, "lease", v[4], 10, RCA_LEASE_MAX_S, RCA_LEASE_DEFAULT_S, &w.lease))
+            return CLI_EXIT_USAGE;
     }
+
+    server_config own;
+    const server_config *cfg = NULL;
+    int rc = cli_config_begin(given, &own, &cfg);
+    if (rc)
+        return rc;
     store_t *st = NULL;
     char err[512];
     if (store_open(cfg->database_url, &st, err, sizeof(err)) != STORE_OK) {
-        fprintf(stderr, "rca: cannot open the state store: %s\n", err);
-        return 1;
+        fprintf(stderr, "%s: cannot open the state store: %s\n", cmd, err);
+        cli_config_done(given, &own);
+        return CLI_EXIT_FAILED;
     }
-    int rc;
-    if (!strcmp(cmd, "counts")) {
+    if (!strcmp(name, "counts")) {
         rc = counts_cmd(st);
-    } else if (!strcmp(cmd, "list")) {
+    } else if (!strcmp(name, "list")) {
         int64_t after = 0;
         rc = print_new(st, status, &after, limit);
     } else {
-        rc = watch_cmd(st, cfg, argc - 1, argv + 1);
+        rc = watch_cmd(st, cfg, &w);
     }
     store_close(st);
+    cli_config_done(given, &own);
     return rc;
 }

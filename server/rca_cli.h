@@ -7,6 +7,8 @@
 
 #include "server_config.h"
 
+/* argv[0] is the command; cfg NULL: loaded once the command line parsed.
+ * Returns the exit status (cli.h). */
 int rca_cli_main(const server_config *cfg, int argc, char **argv);
 void rca_cli_usage(FILE *f);
 

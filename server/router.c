@@ -21,6 +21,7 @@ struct route {
     route_auth auth;
     route_handler handler;
     int on_loop;
+    int ops; /* router_set_ops */
 };
 
 static route g_routes[MAX_ROUTES];
@@ -102,6 +103,15 @@ int router_on_loop(const route *r) { return r->on_loop; }
 
 const char *router_pattern(const route *r) { return r->pattern; }
 
+void router_set_ops(const char *pattern)
+{
+    for (int i = 0; i < g_nroutes; i++)
+        if (!strcmp(g_routes[i].pattern, pattern))
+            g_routes[i].ops = 1;
+}
+
+int router_is_ops(const route *r) { return r->ops; }
+
 void router_foreach(route_visit fn, void *arg)
 {
     for (int i = 0; i < g_nroutes; i++)
@@ -136,6 +146,18 @@ static int match(const route *r, char **segs, int n, http_request *req)
     return 1;
 }
 
+/* Appends m to a comma-separated method list, once. */
+static void add_allowed(char *list, size_t cap, http_method m)
+{
+    const char *name = http_method_name(m);
+    size_t nl = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)); p += nl)
+        if ((p == list || p[-1] == ' ') && (p[nl] == ',' || !p[nl]))
+            return;
+    size_t len = strlen(list);
+    snprintf(list + len, cap - len, "%s%s", len ? ", " : "", name);
+}
+
 const route *router_match(http_request *req, http_response *resp)
 {
     char *path = strdup(req->path);
@@ -146,6 +168,7 @@ const route *router_match(http_request *req, http_response *resp)
     }
     int n = split(path, segs, MAX_SEGS);
     int path_known = 0;
+    char allow[96] = ""; /* the path's methods, for a 405's Allow header */
     const route *found = NULL;
     for (int i = 0; n >= 0 && i < g_nroutes && !found; i++) {
         const route *r = &g_routes[i];
@@ -160,6 +183,7 @@ const route *router_match(http_request *req, http_response *resp)
             continue;
         if (r->method != req->method) {
             path_known = 1;
+            add_allowed(allow, sizeof(allow), r->method);
             for (int k = saved; k < req->nparams; k++)
                 free(req->params[k]);
             req->nparams = saved;
@@ -169,25 +193,27 @@ const route *router_match(http_request *req, http_response *resp)
     }
     free(path);
     if (!found) {
-        if (path_known)
+        if (path_known) {
             http_resp_error(resp, 405, "METHOD_NOT_ALLOWED", "method %s not allowed on %s",
                             http_method_name(req->method), req->path);
-        else
+            http_resp_add_header(resp, "allow", allow);
+        } else {
             http_resp_error(resp, 404, "NOT_FOUND", "no such route");
+        }
     }
     return found;
 }
 
 void router_run(worker_ctx *w, const route *found, http_request *req, http_response *resp)
 {
-    if (found->auth != ROUTE_PUBLIC &&
-        auth_authenticate(w, req, found->auth == ROUTE_AUTH_INTERNAL, resp) < 0)
-        return;
-    found->handler(w, req, resp);
-    if (resp->exec)
-        log_info("%s %s -> exec (%s)", http_method_name(req->method), found->pattern,
-                 req->auth.org_id[0] ? req->auth.org_id : "-");
-    else
-        log_info("%s %s -> %d (%s)", http_method_name(req->method), found->pattern, resp->status,
-                 req->auth.org_id[0] ? req->auth.org_id : "-");
+    if (found->auth == ROUTE_PUBLIC ||
+        auth_authenticate(w, req, found->auth == ROUTE_AUTH_INTERNAL, resp) == 0) {
+        found->handler(w, req, resp);
+        return; /* (the request is logged by access_log.c once answered) */
+    }
+    /* RFC 9110 15.5.2: a 401 names the scheme it wants.  Only for the
+     * credentials the router checks: a webhook refusing a signature (its
+     * own 401) has no bearer scheme to offer. */
+    if (resp->status == 401)
+        http_resp_add_header(resp, "www-authenticate", "Bearer realm=\"aurora\"");
 }

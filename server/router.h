@@ -40,6 +40,11 @@ int router_on_loop(const route *r);
  * then run the handler (or fill 401). */
 void router_run(worker_ctx *w, const route *r, http_request *req, http_response *resp);
 
+/* Operations routes (/health, /ready, /metrics): with AURORA_OPS_PORT they
+ * answer only on that listener, and only they answer there. */
+void router_set_ops(const char *pattern);
+int router_is_ops(const route *r);
+
 /* The route's pattern as registered ("/api/clusters/{cluster_id}/kubectl"):
  * what the access log and the metrics name a request by, so that ids in
  * paths never become log fields or metric labels. */

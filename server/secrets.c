@@ -2,6 +2,7 @@
  * and size validation, error messages that name backend and path (and never
  * the value), sorted de-duplicated listings, wiping of returned values. */
 #include "secrets.h"
+#include "server_metrics.h"
 #include "secret.h"
 
 #include <openssl/crypto.h>
@@ -256,6 +257,13 @@ static int check_path(const secrets_t *s, const char *op, const char *path, char
     return SECRETS_E_INVALID;
 }
 
+/* Latency and errors per backend call (/metrics); "not found" is an
+ * answer, not a failure of the backend. */
+static void record_call(const secrets_t *s, const char *op, double t0, int rc)
+{
+    sm_secrets_call(s->be->name, op, sm_now() - t0, rc == SECRETS_OK || rc == SECRETS_NOT_FOUND);
+}
+
 int secrets_put(secrets_t *s, const char *path, const void *val, size_t len, char *err,
                 size_t errlen)
 {
@@ -274,7 +282,9 @@ int secrets_put(secrets_t *s, const char *path, const void *val, size_t len, cha
         return fail(s, SECRETS_E_INVALID, "put", path, d, err, errlen);
     }
     char detail[384] = "";
+    double t0 = sm_now();
     rc = s->be->put(s->impl, path, val, len, detail, sizeof(detail));
+    record_call(s, "put", t0, rc);
     if (rc == SECRETS_OK)
         return SECRETS_OK;
     /* A backend's answer is passed on only if it does not quote the value
@@ -300,7 +310,9 @@ int secrets_get(secrets_t *s, const char *path, unsigned char **val, size_t *len
     if (rc != SECRETS_OK)
         return rc;
     char detail[384] = "";
+    double t0 = sm_now();
     rc = s->be->get(s->impl, path, val, len, detail, sizeof(detail));
+    record_call(s, "get", t0, rc);
     if (rc == SECRETS_OK && *len > SECRETS_MAX_VALUE) {
         /* Written by someone else (the vault CLI, the AWS console): still
          * returned, but nothing larger than this process accepts to write. */
@@ -327,7 +339,9 @@ int secrets_delete(secrets_t *s, const char *path, char *err, size_t errlen)
     if (rc != SECRETS_OK)
         return rc;
     char detail[384] = "";
+    double t0 = sm_now();
     rc = s->be->del(s->impl, path, detail, sizeof(detail));
+    record_call(s, "delete", t0, rc);
     if (rc == SECRETS_NOT_FOUND)
         rc = SECRETS_OK;
     return rc == SECRETS_OK ? rc : fail(s, rc, "delete", path, detail, err, errlen);
@@ -398,7 +412,10 @@ int secrets_list(secrets_t *s, const char *prefix, char ***paths, size_t *n, cha
         return SECRETS_OK; /* a prefix outside aurora/ matches nothing */
     collector c = { .prefix = prefix, .plen = strlen(prefix) };
     char detail[384] = "";
-    int rc = s->be->list(s->impl, be_prefix, collect, &c, detail, sizeof(detail));
+    int rc;
+    double t0 = sm_now();
+    rc = s->be->list(s->impl, be_prefix, collect, &c, detail, sizeof(detail));
+    record_call(s, "list", t0, rc);
     if (rc != SECRETS_OK) {
         secrets_list_free(c.v, c.n);
         return fail(s, rc, "list", be_prefix, detail, err, errlen);

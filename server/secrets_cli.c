@@ -4,45 +4,38 @@
 #include "secrets_cli.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "secrets_config.h"
 #include "secrets_local.h"
 
-void secrets_cli_usage(FILE *f)
-{
-    fprintf(f,
-            "Secrets subcommands (same environment as the server; each prints JSON):\n"
-            "  secrets migrate --from B --to B [--prefix P]   copy every secret between backends\n"
-            "                                                 (local, vault, aws_secrets_manager)\n"
-            "                                                 and verify each copy\n"
-            "  secrets rotate-key [--new-key-file F | --new-key-env VAR]\n"
-            "                                                 local backend: re-encrypt everything\n"
-            "                                                 under a new master key\n"
-            "  secrets put PATH (--file F | --stdin)          store a file's bytes verbatim (e.g.\n"
-            "                                                 aurora/system/github-app/private-key)\n"
-            "  secrets list [PREFIX]                          paths only, never values\n"
-            "  secrets delete PATH\n");
-}
+/* One command of the table at the end. */
+typedef struct secrets_cmd {
+    const char *name;
+    const char *synopsis;
+    const char *summary;
+    const char *details; /* NULL or more for <name> --help */
+    size_t max_pos;      /* positional arguments it takes */
+    /* Checks the values before anything is loaded: 0, or the exit status. */
+    int (*check)(const struct secrets_cmd *c, const char *const *v, char **pos, size_t npos);
+    int (*run)(const struct secrets_cmd *c, const server_config *cfg, const char *const *v,
+               char **pos, size_t npos);
+    cli_option opts[4]; /* ends at the first without a name */
+} secrets_cmd;
 
-static const char *opt(int argc, char **argv, const char *name)
+/* The value of option name (declared in c's table row). */
+static const char *val(const secrets_cmd *c, const char *const *v, const char *name)
 {
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], name))
-            return argv[i + 1];
+    for (size_t i = 0; i < 4 && c->opts[i].name; i++)
+        if (!strcmp(c->opts[i].name, name))
+            return v[i];
     return NULL;
-}
-
-static int has_flag(int argc, char **argv, const char *name)
-{
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], name))
-            return 1;
-    return 0;
 }
 
 static int print_json(cJSON *o)
@@ -56,11 +49,11 @@ static int print_json(cJSON *o)
     return 0;
 }
 
-static int usage_error(const char *msg)
+static int usage_error(const secrets_cmd *c, const char *msg)
 {
-    fprintf(stderr, "secrets: %s\n", msg);
-    secrets_cli_usage(stderr);
-    return 2;
+    char name[64];
+    snprintf(name, sizeof(name), "aurora-server secrets %s", c->name);
+    return cli_usage_error(name, "%s", msg);
 }
 
 /* Opens the backend named `backend` (NULL: SECRETS_BACKEND) from cfg. */
@@ -73,7 +66,7 @@ static secrets_t *open_backend(const server_config *cfg, const char *backend)
     secrets_t *s = NULL;
     char err[512];
     if (secrets_open(&sc, &s, err, sizeof(err)) != SECRETS_OK) {
-        fprintf(stderr, "secrets: %s\n", err);
+        fprintf(stderr, "aurora-server secrets: %s\n", err);
         return NULL;
     }
     return s;
@@ -145,14 +138,18 @@ static void add_result(void *ud, const char *path, int rc, const char *msg)
     cJSON_AddItemToArray(arr, o);
 }
 
-static int cmd_migrate(const server_config *cfg, int argc, char **argv)
+static int check_migrate(const secrets_cmd *c, const char *const *v, char **pos, size_t npos)
 {
-    const char *from_name = opt(argc, argv, "--from"), *to_name = opt(argc, argv, "--to");
-    const char *prefix = opt(argc, argv, "--prefix");
-    if (!from_name || !to_name)
-        return usage_error("migrate needs --from and --to");
-    if (!strcmp(from_name, to_name))
-        return usage_error("--from and --to name the same backend");
+    if (!strcmp(val(c, v, "from"), val(c, v, "to")))
+        return usage_error(c, "--from and --to name the same backend");
+    return 0;
+}
+
+static int cmd_migrate(const secrets_cmd *c, const server_config *cfg, const char *const *v,
+                       char **pos, size_t npos)
+{
+    const char *from_name = val(c, v, "from"), *to_name = val(c, v, "to");
+    const char *prefix = val(c, v, "prefix");
     secrets_t *from = open_backend(cfg, from_name);
     if (!from)
         return 1;
@@ -172,7 +169,7 @@ static int cmd_migrate(const server_config *cfg, int argc, char **argv)
     cJSON_AddNumberToObject(o, "failed", (double)failed);
     cJSON_AddItemToObject(o, "secrets", results);
     if (rc != 0)
-        fprintf(stderr, "secrets migrate: %s\n", err);
+        fprintf(stderr, "aurora-server secrets migrate: %s\n", err);
     secrets_close(from);
     secrets_close(to);
     return print_json(o) || rc != 0 ? 1 : 0;
@@ -187,7 +184,7 @@ static int new_key_from(const char *file, const char *env, unsigned char key[SEC
     if (file) {
         FILE *f = fopen(file, "rb");
         if (!f) {
-            fprintf(stderr, "secrets rotate-key: cannot read %s: %s\n", file, strerror(errno));
+            fprintf(stderr, "aurora-server secrets rotate-key: cannot read %s: %s\n", file, strerror(errno));
             return -1;
         }
         size_t n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -196,7 +193,7 @@ static int new_key_from(const char *file, const char *env, unsigned char key[SEC
     } else {
         const char *v = getenv(env);
         if (!v || !*v) {
-            fprintf(stderr, "secrets rotate-key: %s is not set\n", env);
+            fprintf(stderr, "aurora-server secrets rotate-key: %s is not set\n", env);
             return -1;
         }
         snprintf(buf, sizeof(buf), "%s", v);
@@ -204,16 +201,22 @@ static int new_key_from(const char *file, const char *env, unsigned char key[SEC
     int rc = secrets_local_parse_key(buf, key);
     OPENSSL_cleanse(buf, sizeof(buf));
     if (rc < 0)
-        fprintf(stderr, "secrets rotate-key: the new key must be 32 bytes as 64 hex characters or "
+        fprintf(stderr, "aurora-server secrets rotate-key: the new key must be 32 bytes as 64 hex characters or "
                         "base64\n");
     return rc;
 }
 
-static int cmd_rotate(const server_config *cfg, int argc, char **argv)
+static int check_rotate(const secrets_cmd *c, const char *const *v, char **pos, size_t npos)
 {
-    const char *file = opt(argc, argv, "--new-key-file"), *env = opt(argc, argv, "--new-key-env");
-    if (file && env)
-        return usage_error("give --new-key-file or --new-key-env, not both");
+    if (val(c, v, "new-key-file") && val(c, v, "new-key-env"))
+        return usage_error(c, "give --new-key-file or --new-key-env, not both");
+    return 0;
+}
+
+static int cmd_rotate(const secrets_cmd *c, const server_config *cfg, const char *const *v,
+                      char **pos, size_t npos)
+{
+    const char *file = val(c, v, "new-key-file"), *env = val(c, v, "new-key-env");
     unsigned char key[SECRETS_MASTER_KEY_LEN];
     int have_key = 0;
     if (file || env) {
@@ -232,7 +235,7 @@ static int cmd_rotate(const server_config *cfg, int argc, char **argv)
     OPENSSL_cleanse(key, sizeof(key));
     secrets_close(s);
     if (rc != SECRETS_OK) {
-        fprintf(stderr, "secrets rotate-key: %s\n", err);
+        fprintf(stderr, "aurora-server secrets rotate-key: %s\n", err);
         return 1;
     }
     cJSON *o = cJSON_CreateObject();
@@ -262,33 +265,38 @@ static unsigned char *read_input(FILE *f, size_t *len)
     return buf;
 }
 
-static int cmd_put(const server_config *cfg, int argc, char **argv)
+static int check_put(const secrets_cmd *c, const char *const *v, char **pos, size_t npos)
 {
-    if (argc < 2 || argv[1][0] == '-')
-        return usage_error("put needs a PATH");
-    const char *path = argv[1], *file = opt(argc, argv, "--file");
-    int use_stdin = has_flag(argc, argv, "--stdin");
-    if (!!file == use_stdin)
-        return usage_error("put needs --file F or --stdin (values never go on the command line)");
+    if (npos < 1)
+        return usage_error(c, "missing PATH");
+    if (!val(c, v, "file") == !val(c, v, "stdin"))
+        return usage_error(c, "give --file F or --stdin (values never go on the command line)");
+    return 0;
+}
+
+static int cmd_put(const secrets_cmd *c, const server_config *cfg, const char *const *v,
+                   char **pos, size_t npos)
+{
+    const char *path = pos[0], *file = val(c, v, "file");
     FILE *f = file ? fopen(file, "rb") : stdin;
     if (!f) {
-        fprintf(stderr, "secrets put: cannot read %s: %s\n", file, strerror(errno));
+        fprintf(stderr, "aurora-server secrets put: cannot read %s: %s\n", file, strerror(errno));
         return 1;
     }
     size_t len = 0;
-    unsigned char *v = read_input(f, &len);
+    unsigned char *value = read_input(f, &len);
     if (file)
         fclose(f);
-    if (!v) {
-        fprintf(stderr, "secrets put: out of memory\n");
+    if (!value) {
+        fprintf(stderr, "aurora-server secrets put: out of memory\n");
         return 1;
     }
     secrets_t *s = open_backend(cfg, NULL);
     int rc = 1;
     if (s) {
         char err[512], ref[SECRETS_MAX_PATH + 64];
-        if (secrets_put(s, path, v, len, err, sizeof(err)) != SECRETS_OK) {
-            fprintf(stderr, "secrets put: %s\n", err);
+        if (secrets_put(s, path, value, len, err, sizeof(err)) != SECRETS_OK) {
+            fprintf(stderr, "aurora-server secrets put: %s\n", err);
         } else {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "backend", secrets_backend_name(s));
@@ -300,13 +308,14 @@ static int cmd_put(const server_config *cfg, int argc, char **argv)
         }
         secrets_close(s);
     }
-    secrets_free(v, SECRETS_MAX_VALUE + 1);
+    secrets_free(value, SECRETS_MAX_VALUE + 1);
     return rc;
 }
 
-static int cmd_list(const server_config *cfg, int argc, char **argv)
+static int cmd_list(const secrets_cmd *c, const server_config *cfg, const char *const *v,
+                    char **pos, size_t npos)
 {
-    const char *prefix = argc > 1 ? argv[1] : "";
+    const char *prefix = npos > 0 ? pos[0] : "";
     secrets_t *s = open_backend(cfg, NULL);
     if (!s)
         return 1;
@@ -314,7 +323,7 @@ static int cmd_list(const server_config *cfg, int argc, char **argv)
     size_t n = 0;
     int rc = secrets_list(s, prefix, &paths, &n, err, sizeof(err));
     if (rc != SECRETS_OK) {
-        fprintf(stderr, "secrets list: %s\n", err);
+        fprintf(stderr, "aurora-server secrets list: %s\n", err);
         secrets_close(s);
         return 1;
     }
@@ -327,47 +336,117 @@ static int cmd_list(const server_config *cfg, int argc, char **argv)
     return print_json(o);
 }
 
-static int cmd_delete(const server_config *cfg, int argc, char **argv)
+static int check_delete(const secrets_cmd *c, const char *const *v, char **pos, size_t npos)
 {
-    if (argc < 2)
-        return usage_error("delete needs a PATH");
+    return npos < 1 ? usage_error(c, "missing PATH") : 0;
+}
+
+static int cmd_delete(const secrets_cmd *c, const server_config *cfg, const char *const *v,
+                      char **pos, size_t npos)
+{
+    const char *path = pos[0];
     secrets_t *s = open_backend(cfg, NULL);
     if (!s)
         return 1;
     char err[512];
-    int rc = secrets_delete(s, argv[1], err, sizeof(err));
+    int rc = secrets_delete(s, path, err, sizeof(err));
     if (rc != SECRETS_OK)
-        fprintf(stderr, "secrets delete: %s\n", err);
+        fprintf(stderr, "aurora-server secrets delete: %s\n", err);
     cJSON *o = NULL;
     if (rc == SECRETS_OK) {
         o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "backend", secrets_backend_name(s));
-        cJSON_AddStringToObject(o, "deleted", argv[1]);
+        cJSON_AddStringToObject(o, "deleted", path);
     }
     secrets_close(s);
     return rc == SECRETS_OK ? print_json(o) : 1;
 }
 
-int secrets_cli_main(const server_config *cfg, int argc, char **argv)
+/* ---- the table ----------------------------------------------------------------------------- */
+
+static const secrets_cmd commands[] = {
+    { "migrate", "--from B --to B [--prefix P]",
+      "copy every secret between backends and verify each copy",
+      "Backends: local, vault, aws_secrets_manager (each configured by the same\n"
+      "settings as the server).  The source is not changed; running it again is\n"
+      "harmless.\n",
+      0, check_migrate, cmd_migrate, { { "from", 1, 1 }, { "to", 1, 1 }, { "prefix", 1, 0 } } },
+    { "rotate-key", "[--new-key-file F | --new-key-env VAR]",
+      "local backend: re-encrypt everything under a new master key",
+      "The new key is 32 bytes as 64 hex characters or base64; without one, a key\n"
+      "is generated.\n",
+      0, check_rotate, cmd_rotate, { { "new-key-file", 1, 0 }, { "new-key-env", 1, 0 } } },
+    { "put", "PATH (--file F | --stdin)", "store a file's bytes verbatim",
+      "e.g. aurora/system/github-app/private-key.  Values never go on the command\n"
+      "line (where ps and shell history would see them).\n",
+      1, check_put, cmd_put, { { "file", 1, 0 }, { "stdin", 0, 0 } } },
+    { "list", "[PREFIX]", "paths only, never values", NULL, 1, NULL, cmd_list, { { NULL, 0, 0 } } },
+    { "delete", "PATH", "delete one secret", NULL, 1, check_delete, cmd_delete,
+      { { NULL, 0, 0 } } },
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+void secrets_cli_usage(FILE *f)
 {
-    if (argc < 1) {
-        secrets_cli_usage(stderr);
-        return 2;
-    }
-    const char *cmd = argv[0];
-    if (!strcmp(cmd, "migrate"))
-        return cmd_migrate(cfg, argc, argv);
-    if (!strcmp(cmd, "rotate-key"))
-        return cmd_rotate(cfg, argc, argv);
-    if (!strcmp(cmd, "put"))
-        return cmd_put(cfg, argc, argv);
-    if (!strcmp(cmd, "list"))
-        return cmd_list(cfg, argc, argv);
-    if (!strcmp(cmd, "delete"))
-        return cmd_delete(cfg, argc, argv);
-    if (!strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+    fprintf(f, "Secrets commands (same environment as the server; each prints JSON):\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  secrets %s %s\n      %s\n", commands[i].name, commands[i].synopsis,
+                commands[i].summary);
+}
+
+static void command_usage(FILE *f, const secrets_cmd *c)
+{
+    fprintf(f, "Usage: aurora-server secrets %s %s\n\n%c%s.\n", c->name, c->synopsis,
+            toupper((unsigned char)c->summary[0]), c->summary + 1);
+    if (c->details)
+        fprintf(f, "\n%s", c->details);
+    fprintf(f, "\nUses the server's settings (environment, AURORA_CONFIG).\n");
+}
+
+int secrets_cli_main(const server_config *given, int argc, char **argv)
+{
+    static const char self[] = "aurora-server secrets";
+    if (argc < 1)
+        return cli_usage_error(self, "missing command");
+    const char *name = argv[0];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        if (argc > 1)
+            return cli_usage_error(self, "unexpected argument '%s'", argv[1]);
         secrets_cli_usage(stdout);
-        return 0;
+        return CLI_EXIT_OK;
     }
-    return usage_error("unknown subcommand");
+    const secrets_cmd *c = NULL;
+    for (size_t i = 0; i < N_COMMANDS && !c; i++)
+        if (!strcmp(commands[i].name, name))
+            c = &commands[i];
+    if (!c) {
+        if (name[0] == '-')
+            return cli_usage_error(self, "unknown option '%s' (a command comes first)", name);
+        return cli_usage_error(self, "unknown command '%s'", name);
+    }
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "%s %s", self, c->name);
+    size_t nopts = 0;
+    while (nopts < 4 && c->opts[nopts].name)
+        nopts++;
+    const char *v[4] = { NULL };
+    char *pos[1] = { NULL };
+    size_t npos = 0;
+    int p = cli_parse(cmd, argc, argv, c->opts, nopts, v, pos, c->max_pos, &npos);
+    if (p == CLI_HELP) {
+        command_usage(stdout, c);
+        return CLI_EXIT_OK;
+    }
+    if (p == CLI_BAD)
+        return CLI_EXIT_USAGE;
+    int rc = c->check ? c->check(c, v, pos, npos) : 0;
+    if (rc)
+        return rc;
+    server_config own;
+    const server_config *cfg = NULL;
+    if ((rc = cli_config_begin(given, &own, &cfg)) != 0)
+        return rc;
+    rc = c->run(c, cfg, v, pos, npos);
+    cli_config_done(given, &own);
+    return rc;
 }

@@ -12,7 +12,9 @@
 #include "server_config.h"
 
 /* argv[0] is the subcommand (argv of `aurora-server secrets <sub> …` from
- * <sub> on).  Returns the process exit code: 0 done, 1 failed, 2 usage. */
+ * <sub> on).  cfg NULL: the settings are loaded once the command line parsed
+ * (--help and usage errors touch nothing).  Returns the process exit code:
+ * 0 done, 1 failed, 2 usage. */
 int secrets_cli_main(const server_config *cfg, int argc, char **argv);
 void secrets_cli_usage(FILE *f);
 

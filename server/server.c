@@ -19,6 +19,7 @@
 #include "proto.h"
 #include "router.h"
 #include "secrets_config.h"
+#include "server_metrics.h"
 #include "store.h"
 #include "tls_selfsigned.h"
 #include "tunnel.h"
@@ -53,6 +54,14 @@ static struct lws_protocols g_protocols[] = {
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
+/* The operations listener (AURORA_OPS_PORT) speaks plain HTTP only: no
+ * WebSocket subprotocol, and its upgrade requests are refused. */
+static struct lws_protocols g_ops_protocols[] = {
+    { "http", server_callback, sizeof(struct pss), 4096, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+static struct lws_vhost *g_ops_vhost;
+
 /* lws binds the vhost's copy of the protocol table: compare names. */
 static int is_v2(struct lws *wsi)
 {
@@ -76,6 +85,8 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
          * path, as the existing server does: its chart's default endpoint
          * has none.  The token is checked at ESTABLISHED either way. */
         char uri[64] = "";
+        if (g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost)
+            return 1;
         if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)
             return 1;
         return strcmp(uri, PROTO_PATH) != 0 && is_v2(wsi);
@@ -169,6 +180,7 @@ int server_run(server_config *cfg)
     }
     store_close(st);
 
+    server_metrics_init(AURORA_VERSION);
     http_set_limits(cfg->max_body);
     router_reset();
     modules_register_all();
@@ -192,12 +204,43 @@ int server_run(server_config *cfg)
         info.ssl_cert_filepath = cfg->tls_cert;
         info.ssl_private_key_filepath = cfg->tls_key;
     }
+    /* With an operations port the context gets two explicit vhosts: the
+     * main one (as info describes it) and a plain-HTTP one for probes and
+     * scrapes.  Without, lws's default vhost is the main one. */
+    if (cfg->ops_port)
+        info.options |= LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
     g_ctx = lws_create_context(&info);
+    if (g_ctx && cfg->ops_port && !lws_create_vhost(g_ctx, &info)) {
+        lws_context_destroy(g_ctx);
+        g_ctx = NULL;
+    }
     if (!g_ctx) {
         log_error("cannot start the listener on %s:%d (port in use, or bad TLS files %s / %s)",
                   cfg->bind, cfg->port, cfg->tls_cert, cfg->tls_key);
         router_reset();
         return 1;
+    }
+    if (cfg->ops_port) {
+        const char *ops_bind = server_setting(cfg, "AURORA_OPS_BIND");
+        struct lws_context_creation_info oi;
+        memset(&oi, 0, sizeof(oi));
+        oi.vhost_name = "ops";
+        oi.port = cfg->ops_port;
+        oi.iface = ops_bind && *ops_bind ? ops_bind : cfg->bind;
+        oi.protocols = g_ops_protocols;
+        oi.timeout_secs = 10;
+        g_ops_vhost = lws_create_vhost(g_ctx, &oi);
+        if (!g_ops_vhost) {
+            log_error("cannot start the operations listener on %s:%d (AURORA_OPS_PORT in use?)",
+                      oi.iface, cfg->ops_port);
+            lws_context_destroy(g_ctx);
+            g_ctx = NULL;
+            router_reset();
+            return 1;
+        }
+        http_set_ops_vhost(g_ops_vhost);
+        log_info("operations listener (/health, /ready, /metrics) on http://%s:%d", oi.iface,
+                 cfg->ops_port);
     }
     /* A secrets backend that cannot be opened only disables what needs it. */
     secrets_config sc;
@@ -222,13 +265,17 @@ int server_run(server_config *cfg)
         if (!sv.exec)
             snprintf(err, sizeof(err), "out of memory");
     }
+    server_metrics_watch_workers(sv.pool);
     if (!sv.exec || workers_start(sv.pool, sv.exec, sv.tunnels, err, sizeof(err)) < 0) {
         log_error("%s", err);
         http_client_set_default_ca(NULL);
         lws_context_destroy(g_ctx);
         g_ctx = NULL;
+        g_ops_vhost = NULL;
+        http_set_ops_vhost(NULL);
         tunnel_hub_free(sv.tunnels);
         exec_ctx_free(sv.exec);
+        server_metrics_watch_workers(NULL);
         workers_free(sv.pool);
         secrets_close(secrets);
         router_reset();
@@ -256,10 +303,13 @@ int server_run(server_config *cfg)
         lws_service(g_ctx, 20);
     periodic_stop();
     workers_stop(sv.pool);
+    server_metrics_watch_workers(NULL);
     instance_stop(cfg); /* after the last audit completion was written */
     secrets_close(secrets);
     lws_context_destroy(g_ctx);
     g_ctx = NULL;
+    g_ops_vhost = NULL;
+    http_set_ops_vhost(NULL);
     /* The connections closed by the destruction released what they held. */
     tunnel_hub_free(sv.tunnels);
     exec_ctx_free(sv.exec);

@@ -2,6 +2,10 @@
 #ifndef AURORA_SERVER_H
 #define AURORA_SERVER_H
 
+#ifndef AURORA_VERSION
+#define AURORA_VERSION "0.1.0"
+#endif
+
 #include "server_config.h"
 
 /* Runs until SIGTERM/SIGINT; returns the process exit code. */

@@ -12,6 +12,8 @@ static const config_def server_defs[] = {
     { "AURORA_DATA_DIR", "server.data_dir", CFG_STRING, "./data", "directory for the SQLite file, TLS material and keys", 0 },
     { "AURORA_BIND", "server.bind", CFG_STRING, "0.0.0.0", "listen address", 0 },
     { "AURORA_PORT", "server.port", CFG_INT, "5080", "HTTPS + WSS port (API, connectors, /kubectl-agent)", 0 },
+    { "AURORA_OPS_PORT", "server.ops_port", CFG_INT, "0", "serve /health, /ready and /metrics on this separate plain-HTTP port instead of AURORA_PORT (0: on AURORA_PORT)", 0 },
+    { "AURORA_OPS_BIND", "server.ops_bind", CFG_STRING, NULL, "listen address of AURORA_OPS_PORT (default: AURORA_BIND)", 0 },
     { "DATABASE_URL", "database.url", CFG_STRING, NULL, "state store; default sqlite://<data_dir>/aurora.db", 1 },
     { "AURORA_DB_STATEMENT_TIMEOUT_MS", "database.statement_timeout_ms", CFG_INT, "5000", "longest a state-store statement may take, lock waits included (ms); past it the call fails and the API answers 503 STORE_UNAVAILABLE", 0 },
     { "AURORA_DB_CONNECT_TIMEOUT_MS", "database.connect_timeout_ms", CFG_INT, "5000", "longest a (re)connection to PostgreSQL may take, authentication included (ms)", 0 },
@@ -35,6 +37,7 @@ static const config_def server_defs[] = {
     { "AURORA_EXEC_OUTPUT_BUDGET", "exec.output_budget", CFG_INT, "268435456", "memory for buffered JSON-mode results of all commands at once (bytes); a command whose output does not fit is cancelled with 503 SERVER_OUTPUT_BUDGET_EXCEEDED (streamed output is not counted)", 0 },
     { "AURORA_EXEC_ORG_OUTPUT_BUDGET", "exec.org_output_budget", CFG_INT, "67108864", "the same budget per organization; over it: 429 ORG_OUTPUT_BUDGET_EXCEEDED", 0 },
     { "AURORA_EXEC_MAX_PER_CLUSTER", "exec.max_per_cluster", CFG_INT, "128", "commands running or queued per cluster; more get 429 CLUSTER_BUSY", 0 },
+    { "AURORA_AUDIT_RETENTION_DAYS", "audit.retention_days", CFG_INT, "365", "command audit records older than this are deleted (checked hourly; 0 keeps them forever)", 0 },
     { "AURORA_INSTANCE_LEASE", "server.instance_lease", CFG_INT, "60", "seconds after which a replica that stopped renewing its lease is taken for dead and its running commands are audited as interrupted", 0 },
     { "AURORA_STREAM_WINDOW", "tunnel.window", CFG_INT, "262144", "per-command flow-control window (bytes)", 0 },
     { "AURORA_TOKEN_RATE_LIMIT", "tokens.rate_limit_per_hour", CFG_INT, "20", "agent tokens a user may create per hour", 0 },
@@ -109,6 +112,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     c->data_dir = config_str(r, "AURORA_DATA_DIR");
     c->bind = config_str(r, "AURORA_BIND");
     c->port = (int)config_int(r, "AURORA_PORT");
+    c->ops_port = (int)config_int(r, "AURORA_OPS_PORT");
     c->plain_http = config_bool(r, "AURORA_PLAIN_HTTP");
     c->tls_terminated_by_proxy = config_bool(r, "AURORA_TLS_TERMINATED_BY_PROXY");
     c->internal_secret = config_str(r, "INTERNAL_API_SECRET");
@@ -155,6 +159,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         goto fail;
     }
     if (!in_range(err, errlen, "AURORA_PORT", c->port, 0, 65535) ||
+        !in_range(err, errlen, "AURORA_OPS_PORT", c->ops_port, 0, 65535) ||
         !in_range(err, errlen, "AURORA_WORKERS", c->workers, 1, 256) ||
         !in_range(err, errlen, "AURORA_OUTBOUND_WORKERS", c->outbound_workers, 1, 256) ||
         !in_range(err, errlen, "AURORA_MAX_BODY", c->max_body, 1024, 1 << 30) ||

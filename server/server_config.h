@@ -14,6 +14,7 @@ typedef struct {
     const char *data_dir;
     const char *bind;
     int port;
+    int ops_port; /* /health, /ready, /metrics on their own listener; 0: on port */
     const char *database_url; /* resolved: default sqlite file in data_dir */
     const char *tls_cert;
     const char *tls_key;

@@ -666,6 +666,23 @@ int store_agent_token_get(store_t *s, const char *org_id, const char *id, store_
     return one_row(s, &r, token_row, out);
 }
 
+int store_agent_token_latest(store_t *s, const char *org_id, const char *cluster_id,
+                             store_agent_token *out)
+{
+    if (!s)
+        return STORE_ERR;
+    db_result r;
+    if (!org_id || !cluster_id || !out)
+        return serr(s, "store_agent_token_latest: missing argument");
+    db_param p[] = { p_text(org_id), p_text(cluster_id) };
+    if (run_query(s, "reading the cluster's newest agent token",
+                  "SELECT " TOKEN_COLS " FROM agent_tokens WHERE org_id = ? AND cluster_id = ?"
+                  " ORDER BY created_at DESC, created_seq DESC, id DESC LIMIT 1",
+                  p, 2, &r))
+        return STORE_ERR;
+    return one_row(s, &r, token_row, out);
+}
+
 int store_agent_token_list(store_t *s, const char *org_id, store_agent_token **out, size_t *n)
 {
     if (!s)
@@ -1061,24 +1078,52 @@ int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char 
     return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
 }
 
-int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **out, size_t *n)
+int store_audit_query(store_t *s, const store_audit_filter *f, store_audit **out, size_t *n)
 {
     if (!s)
         return STORE_ERR;
     db_result r;
-    if (!org_id || !out || !n)
-        return serr(s, "store_audit_list: missing argument");
+    if (!f || !out || !n)
+        return serr(s, "store_audit_query: missing argument");
     *out = NULL;
     *n = 0;
+    int limit = f->limit;
     if (limit <= 0)
         limit = AUDIT_LIST_DEFAULT;
     if (limit > AUDIT_LIST_MAX)
         limit = AUDIT_LIST_MAX;
-    db_param p[] = { p_text(org_id), DB_P_INT(limit) };
-    if (run_query(s, "listing audit records",
-                  "SELECT " AUDIT_COLS " FROM audit_log WHERE org_id = ?"
-                  " ORDER BY at DESC, id DESC LIMIT ?",
-                  p, 2, &r))
+    /* Every filter is a bound parameter; only these fixed fragments are
+     * joined.  Newest first; the cursor is the last row seen, (at, id). */
+    char sql[640];
+    db_param p[9];
+    size_t np = 0;
+    size_t len = (size_t)snprintf(sql, sizeof(sql), "SELECT " AUDIT_COLS " FROM audit_log WHERE 1 = 1");
+#define AUDIT_AND(cond, param)                                                                     \
+    do {                                                                                           \
+        len += (size_t)snprintf(sql + len, sizeof(sql) - len, " AND %s", cond);                    \
+        p[np++] = (param);                                                                         \
+    } while (0)
+    if (f->org_id)
+        AUDIT_AND("org_id = ?", p_text(f->org_id));
+    if (f->cluster_id)
+        AUDIT_AND("cluster_id = ?", p_text(f->cluster_id));
+    if (f->user_id)
+        AUDIT_AND("user_id = ?", p_text(f->user_id));
+    if (f->outcome)
+        AUDIT_AND("outcome = ?", p_text(f->outcome));
+    if (f->since)
+        AUDIT_AND("at >= ?", DB_P_INT(f->since));
+    if (f->until)
+        AUDIT_AND("at < ?", DB_P_INT(f->until));
+    if (f->before_at || f->before_id) {
+        AUDIT_AND("(at < ? OR (at = ? AND id < ?))", DB_P_INT(f->before_at));
+        p[np++] = DB_P_INT(f->before_at);
+        p[np++] = DB_P_INT(f->before_id);
+    }
+#undef AUDIT_AND
+    snprintf(sql + len, sizeof(sql) - len, " ORDER BY at DESC, id DESC LIMIT ?");
+    p[np++] = DB_P_INT(limit);
+    if (run_query(s, "listing audit records", sql, p, np, &r))
         return STORE_ERR;
     /* all_rows frees a half-decoded array without its strings: decode here
      * so every argv_json already copied is released on failure. */
@@ -1102,6 +1147,40 @@ int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **ou
     *n = r.nrows;
     db_result_free(&r);
     return STORE_OK;
+}
+
+int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **out, size_t *n)
+{
+    if (!org_id) /* this one is always org-scoped */
+        return s ? serr(s, "store_audit_list: missing argument") : STORE_ERR;
+    store_audit_filter f = { .org_id = org_id, .limit = limit };
+    return store_audit_query(s, &f, out, n);
+}
+
+int store_audit_prune(store_t *s, int64_t before, int batch, int64_t *deleted)
+{
+    if (!s)
+        return STORE_ERR;
+    if (deleted)
+        *deleted = 0;
+    if (batch <= 0)
+        batch = 1000;
+    /* Batches keep each statement (and its locks) short on a large table;
+     * a row still "started" belongs to the sweep, not to retention. */
+    for (;;) {
+        db_param p[] = { DB_P_INT(before), DB_P_INT(batch) };
+        int64_t changes = 0;
+        int rc = run_exec(s, "pruning audit records",
+                          "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log"
+                          " WHERE at < ? AND outcome <> '" AUDIT_STARTED "' LIMIT ?)",
+                          p, 2, &changes);
+        if (rc != STORE_OK)
+            return rc;
+        if (deleted)
+            *deleted += changes;
+        if (changes < batch)
+            return STORE_OK;
+    }
 }
 
 void store_audit_list_free(store_audit *a, size_t n)
@@ -2377,4 +2456,199 @@ void store_webhook_list_free(store_webhook_delivery *d, size_t n)
     for (size_t i = 0; d && i < n; i++)
         store_webhook_free(&d[i]);
     free(d);
+}
+
+/* ---- operator listings and removals (aurora-server admin) ------------------------------- */
+
+int store_org_list(store_t *s, store_org **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!out || !n)
+        return serr(s, "store_org_list: missing argument");
+    db_result r;
+    if (run_query(s, "listing organizations",
+                  "SELECT " ORG_COLS " FROM orgs ORDER BY created_at, created_seq, id", NULL, 0, &r))
+        return STORE_ERR;
+    void *arr;
+    int rc = all_rows(s, &r, org_row, sizeof(**out), &arr, n);
+    *out = arr;
+    return rc;
+}
+
+int store_member_list(store_t *s, const char *org_id, store_member **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id || !out || !n)
+        return serr(s, "store_member_list: missing argument");
+    db_result r;
+    db_param p[] = { p_text(org_id) };
+    if (run_query(s, "listing members",
+                  "SELECT " MEMBER_COLS " FROM org_members WHERE org_id = ?"
+                  " ORDER BY created_at, created_seq, user_id",
+                  p, 1, &r))
+        return STORE_ERR;
+    void *arr;
+    int rc = all_rows(s, &r, member_row, sizeof(**out), &arr, n);
+    *out = arr;
+    return rc;
+}
+
+int store_api_key_get(store_t *s, const char *id, store_api_key *out)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!id || !out)
+        return serr(s, "store_api_key_get: missing argument");
+    db_result r;
+    db_param p[] = { p_text(id) };
+    if (run_query(s, "reading api key", "SELECT " API_KEY_COLS " FROM api_keys WHERE id = ?", p, 1,
+                  &r))
+        return STORE_ERR;
+    return one_row(s, &r, api_key_row, out);
+}
+
+int store_api_key_list(store_t *s, const char *org_id, store_api_key **out, size_t *n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!out || !n)
+        return serr(s, "store_api_key_list: missing argument");
+    db_result r;
+    db_param p[] = { p_text(org_id ? org_id : "") };
+    int rc = org_id ? run_query(s, "listing api keys",
+                                "SELECT " API_KEY_COLS " FROM api_keys WHERE org_id = ?"
+                                " ORDER BY created_at, id",
+                                p, 1, &r)
+                    : run_query(s, "listing api keys",
+                                "SELECT " API_KEY_COLS " FROM api_keys ORDER BY created_at, id",
+                                NULL, 0, &r);
+    if (rc != STORE_OK)
+        return STORE_ERR;
+    void *arr;
+    rc = all_rows(s, &r, api_key_row, sizeof(**out), &arr, n);
+    *out = arr;
+    return rc;
+}
+
+/* COUNT(*) of a query with one or two text parameters. */
+static int count_rows(store_t *s, const char *what, const char *sql, const db_param *p, size_t np,
+                      int64_t *count)
+{
+    db_result r;
+    if (run_query(s, what, sql, p, np, &r) != STORE_OK)
+        return STORE_ERR;
+    int rc = r.nrows == 1 ? cell_i64(s, &r, 0, 0, count, what) : serr(s, "%s: no count", what);
+    db_result_free(&r);
+    return rc;
+}
+
+/* Ends a failed transaction; the error already in s->err is kept. */
+static int abandon(store_t *s, int rc)
+{
+    char keep[sizeof(s->err)];
+    memcpy(keep, s->err, sizeof(keep));
+    (void)s->eng->exec(s->db, "ROLLBACK", NULL, 0, NULL);
+    memcpy(s->err, keep, sizeof(keep));
+    return rc;
+}
+
+static int commit(store_t *s, const char *what)
+{
+    if (run_exec(s, what, "COMMIT", NULL, 0, NULL) != STORE_OK)
+        return abandon(s, STORE_ERR);
+    return STORE_OK;
+}
+
+int store_user_remove(store_t *s, const char *org_id, const char *user_id, int *keys_deleted)
+{
+    if (!s)
+        return STORE_ERR;
+    if (keys_deleted)
+        *keys_deleted = 0;
+    if (check_text(s, "org_id", org_id, STORE_ID_LEN, 1) ||
+        check_text(s, "user_id", user_id, STORE_ID_LEN, 1))
+        return STORE_ERR;
+    if (run_exec(s, "beginning user removal", "BEGIN", NULL, 0, NULL) != STORE_OK)
+        return STORE_ERR;
+    db_param p[] = { p_text(org_id), p_text(user_id) };
+    int64_t connectors = 0, keys = 0, members = 0, users = 0;
+    if (count_rows(s, "counting the user's connectors",
+                   "SELECT COUNT(*) FROM connectors WHERE org_id = ? AND user_id = ?", p, 2,
+                   &connectors) != STORE_OK)
+        return abandon(s, STORE_ERR);
+    if (connectors > 0) {
+        serr(s, "user %s still has %lld connector(s) in organization %s: disconnect them first",
+             user_id, (long long)connectors, org_id);
+        return abandon(s, STORE_CONFLICT);
+    }
+    /* Keys first: they name the account (foreign key). */
+    if (run_exec(s, "deleting the user's api keys",
+                 "DELETE FROM api_keys WHERE org_id = ? AND user_id = ?", p, 2, &keys) ||
+        run_exec(s, "deleting membership", "DELETE FROM org_members WHERE org_id = ? AND user_id = ?",
+                 p, 2, &members) ||
+        run_exec(s, "deleting user", "DELETE FROM users WHERE org_id = ? AND id = ?", p, 2, &users))
+        return abandon(s, STORE_ERR);
+    if (members == 0 && users == 0) {
+        serr(s, "no such user in organization");
+        return abandon(s, STORE_NOT_FOUND);
+    }
+    if (commit(s, "committing user removal") != STORE_OK)
+        return STORE_ERR;
+    if (keys_deleted)
+        *keys_deleted = (int)keys;
+    return STORE_OK;
+}
+
+int store_org_delete(store_t *s, const char *org_id)
+{
+    if (!s)
+        return STORE_ERR;
+    if (check_text(s, "org_id", org_id, STORE_ID_LEN, 1))
+        return STORE_ERR;
+    if (run_exec(s, "beginning organization deletion", "BEGIN", NULL, 0, NULL) != STORE_OK)
+        return STORE_ERR;
+    db_param p[] = { p_text(org_id) };
+    int e = org_exists(s, org_id);
+    if (e == STORE_ERR)
+        return abandon(s, STORE_ERR);
+    if (e == 0) {
+        serr(s, "organization not found");
+        return abandon(s, STORE_NOT_FOUND);
+    }
+    int64_t tokens = 0, connections = 0;
+    if (count_rows(s, "counting clusters", "SELECT COUNT(*) FROM agent_tokens WHERE org_id = ?", p,
+                   1, &tokens) ||
+        count_rows(s, "counting clusters", "SELECT COUNT(*) FROM connections WHERE org_id = ?", p,
+                   1, &connections))
+        return abandon(s, STORE_ERR);
+    if (tokens > 0 || connections > 0) {
+        serr(s,
+             "organization %s still has clusters (%lld agent token(s), %lld connection(s)):"
+             " it keeps them and their history",
+             org_id, (long long)tokens, (long long)connections);
+        return abandon(s, STORE_CONFLICT);
+    }
+    static const char *const owned[] = {
+        "DELETE FROM api_keys WHERE org_id = ?",   "DELETE FROM org_members WHERE org_id = ?",
+        "DELETE FROM users WHERE org_id = ?",      "DELETE FROM org_settings WHERE org_id = ?",
+        "DELETE FROM oauth_states WHERE org_id = ?",
+    };
+    for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+        if (run_exec(s, "deleting the organization's accounts", owned[i], p, 1, NULL) != STORE_OK)
+            return abandon(s, STORE_ERR);
+    int rc = run_exec(s, "deleting organization", "DELETE FROM orgs WHERE id = ?", p, 1, NULL);
+    if (rc == STORE_CONFLICT) {
+        /* A row of another table still names it (the foreign keys). */
+        serr(s,
+             "organization %s still holds data (connectors, incidents, webhook deliveries,"
+             " audit rows or GitHub installations): only an organization without them can be"
+             " deleted",
+             org_id);
+        return abandon(s, STORE_CONFLICT);
+    }
+    if (rc != STORE_OK)
+        return abandon(s, STORE_ERR);
+    return commit(s, "committing organization deletion");
 }

@@ -128,7 +128,8 @@ typedef struct {
     char id[STORE_ID_LEN];
     char org_id[STORE_ID_LEN];
     char created_by[STORE_ID_LEN]; /* user id */
-    char cluster_id[STORE_CLUSTER_ID_LEN]; /* "cluster-" + 16 hex, derived from token */
+    char cluster_id[STORE_CLUSTER_ID_LEN]; /* "cluster-" + 16 hex, derived from the cluster's
+                                              first token (rotated tokens keep it) */
     char cluster_name[STORE_CLUSTER_NAME_LEN];
     char notes[STORE_NOTES_LEN];
     char preview[40];
@@ -143,6 +144,11 @@ int store_agent_token_create(store_t *s, store_agent_token *t, const char *token
 /* Looks up by hash regardless of revocation/expiry: the caller tells the agent which. */
 int store_agent_token_lookup_hash(store_t *s, const char *token_hash, store_agent_token *out);
 int store_agent_token_get(store_t *s, const char *org_id, const char *id, store_agent_token *out);
+/* The newest token (revoked or not) of a cluster in that org: whether the
+ * org owns the cluster, and its name, for a token rotation.  NOT_FOUND when
+ * the org never had a token for it (another org's cluster included). */
+int store_agent_token_latest(store_t *s, const char *org_id, const char *cluster_id,
+                             store_agent_token *out);
 /* Newest first; *out is malloc'd (free()), *n may be 0. */
 int store_agent_token_list(store_t *s, const char *org_id, store_agent_token **out, size_t *n);
 /* Sets revoked_at if not already revoked; NOT_FOUND if no such token in org. */
@@ -376,6 +382,23 @@ int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char 
                          int return_code, int64_t bytes_out, int64_t duration_ms, int64_t now);
 /* Newest first, at most `limit`; free with store_audit_list_free. */
 int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **out, size_t *n);
+/* Filters of store_audit_query; NULL/0 fields do not filter.  org_id NULL
+ * reads every organization (the operator's CLI only; the API always sets
+ * it).  The cursor is the (at, id) of the last row of the previous page. */
+typedef struct {
+    const char *org_id;
+    const char *cluster_id;
+    const char *user_id;
+    const char *outcome;
+    int64_t since; /* at >= since */
+    int64_t until; /* at < until */
+    int64_t before_at, before_id;
+    int limit; /* 1..1000; 0: 100 */
+} store_audit_filter;
+int store_audit_query(store_t *s, const store_audit_filter *f, store_audit **out, size_t *n);
+/* Retention: deletes final rows dispatched before `before`, `batch` rows per
+ * statement; *deleted (may be NULL) gets the count. */
+int store_audit_prune(store_t *s, int64_t before, int batch, int64_t *deleted);
 void store_audit_list_free(store_audit *a, size_t n);
 
 /* ---- server instances (audit rows of a dead process) ------------------------
@@ -480,5 +503,32 @@ int store_github_repository_delete(store_t *s, const char *org_id, int64_t insta
 /* The repositories of org_id's installation by name, at most limit (1..1000). */
 int store_github_repository_list(store_t *s, const char *org_id, int64_t installation_id,
                                  int limit, store_github_repository **out, size_t *n);
+
+/* ---- operator listings and removals (aurora-server admin) -------------------
+ * For the operator's command line, which acts across organizations: these
+ * are not tenant reads and no API route calls them. */
+/* Every organization, oldest first; *out malloc'd (free()), *n may be 0. */
+int store_org_list(store_t *s, store_org **out, size_t *n);
+/* The members of org_id, oldest first; *out malloc'd (free()). */
+int store_member_list(store_t *s, const char *org_id, store_member **out, size_t *n);
+/* One API key by id in any organization, revoked or not (never its hash). */
+int store_api_key_get(store_t *s, const char *id, store_api_key *out);
+/* The API keys of org_id (NULL: of every organization), revoked ones
+ * included, oldest first; *out malloc'd (free()). */
+int store_api_key_list(store_t *s, const char *org_id, store_api_key **out, size_t *n);
+/* Removes user_id from org_id in one transaction: its API keys (deleted:
+ * the next call with one is refused), its account (users row) and its
+ * membership.  *keys_deleted (may be NULL) gets how many keys went.
+ * NOT_FOUND when the org has neither account nor member of that id;
+ * CONFLICT (nothing changed, store_errmsg says why) while the user has
+ * connector rows in the org, whose credentials are in the secrets backend. */
+int store_user_remove(store_t *s, const char *org_id, const char *user_id, int *keys_deleted);
+/* Deletes org_id with its accounts, memberships, API keys, settings and
+ * OAuth states, in one transaction.  CONFLICT (nothing changed, store_errmsg
+ * says why) while it has clusters (agent tokens, revoked ones included, or
+ * connection rows) or any other row that names it (connectors, incidents,
+ * webhook deliveries, audit rows, …: the foreign keys refuse).  NOT_FOUND
+ * when there is no such organization. */
+int store_org_delete(store_t *s, const char *org_id);
 
 #endif

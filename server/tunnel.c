@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "log.h"
 #include "proto.h"
+#include "server_metrics.h"
 #include "secret.h"
 #include "store.h"
 #include "timefmt.h"
@@ -74,6 +75,7 @@ struct tunnel_session {
     int close_code;
     int close_handed; /* the close frame is lws's: it sends it and awaits the ack */
     char close_reason[64];
+    int counted; /* opened in the metrics: closing it is counted once */
     lws_sorted_usec_list_t close_sul;  /* drops the socket CLOSE_GRACE_S after start_close */
     int64_t token_expires_at;          /* 0 = never */
     lws_sorted_usec_list_t expiry_sul; /* ends a ready session when its token expires */
@@ -261,6 +263,7 @@ static void req_unlink(tunnel_req *r)
         s->inflight--;
     else
         s->waiting--;
+    sm_agent_commands(r->started ? -1 : 0, r->started ? 0 : -1);
     proto_free_secret(r->pending);
     r->pending = NULL;
     lws_sul_cancel(&r->sul);
@@ -284,6 +287,7 @@ static void pump(tunnel_session *s)
         oldest->started = 1;
         s->waiting--;
         s->inflight++;
+        sm_agent_commands(1, -1);
         send_json_secret(s, msg);
     }
 }
@@ -419,6 +423,7 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
         r->pending = msg;
         r->seq = ++best->req_seq;
         best->waiting++;
+        sm_agent_commands(0, 1);
     } else {
         if (send_json_secret(best, msg) < 0) {
             free(r);
@@ -428,6 +433,7 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
         }
         r->started = 1;
         best->inflight++;
+        sm_agent_commands(1, 0);
     }
     r->next = best->reqs;
     best->reqs = r;
@@ -592,8 +598,6 @@ static void auth_done(void *arg)
         reject = PROTO_REASON_REVOKED;
     else if (j->tok.expires_at && j->tok.expires_at <= (int64_t)time(NULL))
         reject = PROTO_REASON_EXPIRED;
-    else if (strcmp(s->header_cluster_id, j->tok.cluster_id))
-        reject = PROTO_REASON_INVALID;
     if (!reject) {
         int same = 0;
         for (tunnel_session *o = s->hub->sessions; o; o = o->next)
@@ -619,8 +623,11 @@ static void auth_done(void *arg)
     s->connected_at = (int64_t)time(NULL);
     if (s->token_expires_at)
         schedule_expiry(s);
-    log_info("agent connected: cluster %s (%s), %s dialect", s->cluster_id, s->cluster_name,
-             s->v2 ? "v2" : "legacy");
+    log_field lf[] = { LOG_STR("cluster", s->cluster_id), LOG_STR("cluster_name", s->cluster_name),
+                       LOG_STR("org", s->org_id), LOG_STR("dialect", s->v2 ? "v2" : "legacy") };
+    log_fields(LOG_INFO, "agent connected", lf, (int)(sizeof(lf) / sizeof(lf[0])));
+    sm_session_opened(s->v2 ? "v2" : "legacy");
+    s->counted = 1;
     send_json(s, proto_enc_connected(s->cluster_id, s->cluster_name, s->v2 ? 2 : 1,
                                      s->hub->cfg->stream_window));
     for (int i = 0; i < s->nearly; i++) {
@@ -779,6 +786,17 @@ static void session_authenticate(tunnel_session *s, const char *authz, int arepe
     if (arepeat || !tok || !token_agent_well_formed(tok)) {
         log_warn("agent connection rejected: %s",
                  arepeat ? "repeated Authorization" : tok ? "malformed token" : "no bearer token");
+        start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
+        return;
+    }
+    /* The agent names its cluster by its token (docs/protocol.md); a header
+     * that does not match the token is a confused or forged client.  The
+     * session's cluster is then the one the token row names: a rotated
+     * token keeps its cluster's first id. */
+    char derived[CLUSTER_ID_LEN + 1];
+    token_cluster_id(tok, derived);
+    if (strcmp(s->header_cluster_id, derived)) {
+        log_warn("agent connection rejected: X-Cluster-ID does not match the token");
         start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
         return;
     }
@@ -982,6 +1000,30 @@ int tunnel_on_writeable(struct lws *wsi, struct tunnel_conn *c)
     return 0;
 }
 
+/* Why a session ended, from a small fixed set (a metrics label and a log
+ * field): the close this server started, or the agent's side. */
+static const char *close_kind(const tunnel_session *s)
+{
+    if (!s->close_code)
+        return "agent_closed";
+    if (!strcmp(s->close_reason, PROTO_REASON_REVOKED))
+        return "token_revoked";
+    if (!strcmp(s->close_reason, PROTO_REASON_EXPIRED))
+        return "token_expired";
+    switch (s->close_code) {
+    case LWS_CLOSE_STATUS_GOINGAWAY:
+        return "server_shutdown";
+    case LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE:
+        return "message_too_big";
+    case LWS_CLOSE_STATUS_UNEXPECTED_CONDITION:
+        return "server_unavailable";
+    case 1013:
+        return "server_busy";
+    default:
+        return "policy"; /* send queue overflow, connection deleted, protocol errors */
+    }
+}
+
 /* The connection is gone: its requests fail, the session goes once no job
  * refers to it. */
 static void session_closed(tunnel_session *s)
@@ -990,8 +1032,14 @@ static void session_closed(tunnel_session *s)
     s->open = 0;
     lws_sul_cancel(&s->close_sul);
     lws_sul_cancel(&s->expiry_sul);
-    if (s->state == SESS_READY || s->registered_db)
-        log_info("agent disconnected: cluster %s", s->cluster_id);
+    if (s->counted) {
+        const char *why = close_kind(s);
+        log_field lf[] = { LOG_STR("cluster", s->cluster_id), LOG_STR("org", s->org_id),
+                           LOG_STR("dialect", s->v2 ? "v2" : "legacy"), LOG_STR("reason", why) };
+        log_fields(LOG_INFO, "agent disconnected", lf, (int)(sizeof(lf) / sizeof(lf[0])));
+        sm_session_closed(s->v2 ? "v2" : "legacy", why);
+        s->counted = 0;
+    }
     s->state = SESS_CLOSING;
     while (s->reqs)
         req_fail(s->reqs, 502, EC_AGENT_DISCONNECTED, "agent disconnected mid-command");

@@ -225,3 +225,13 @@ void workers_free(workers *wp)
     free(wp->threads);
     free(wp);
 }
+
+size_t workers_queued(workers *wp, worker_pool pool)
+{
+    if (!wp || pool < 0 || pool >= WORKER_POOLS)
+        return 0;
+    pthread_mutex_lock(&wp->mu);
+    size_t n = wp->todo[pool].n;
+    pthread_mutex_unlock(&wp->mu);
+    return n;
+}

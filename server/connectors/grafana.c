@@ -671,35 +671,6 @@ static long webhook_sweep_task(worker_ctx *w)
 
 /* ---- status ---------------------------------------------------------------------------------- */
 
-/* http(s)://host[:port] from the request's Host header: only the characters
- * of a host name, an IPv6 literal and a port (it is shown to be pasted). */
-static int base_from_host(worker_ctx *w, const http_request *req, char *out, size_t cap)
-{
-    const char *host = req ? http_header_get(req, "host") : NULL;
-    size_t n = host ? strlen(host) : 0;
-    if (n == 0 || n > 255)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)host[i]) && !strchr(".-:[]", host[i]))
-            return -1;
-    int https = !w->cfg->plain_http || w->cfg->tls_terminated_by_proxy;
-    snprintf(out, cap, "%s://%s", https ? "https" : "http", host);
-    return 0;
-}
-
-/* AURORA_PUBLIC_URL without its trailing '/', or NULL. */
-static int public_base(worker_ctx *w, char *out, size_t cap)
-{
-    const char *u = server_setting(w->cfg, "AURORA_PUBLIC_URL");
-    if (!u || (strncmp(u, "https://", 8) && strncmp(u, "http://", 7)) || strlen(u) >= cap)
-        return -1;
-    snprintf(out, cap, "%s", u);
-    size_t n = strlen(out);
-    while (n > 0 && out[n - 1] == '/')
-        out[--n] = '\0';
-    return 0;
-}
-
 static void add_status(worker_ctx *w, const auth_ctx *who, const http_request *req, cJSON *out)
 {
     cJSON_AddBoolToObject(out, "webhook_based", 1);
@@ -713,8 +684,7 @@ static void add_status(worker_ctx *w, const auth_ctx *who, const http_request *r
              norgs > 1 ? "?org_id=" : "", norgs > 1 ? who->org_id : "");
     cJSON_AddStringToObject(out, "webhook_path", path);
     char base[512], url[1100];
-    if (public_base(w, base, sizeof(base)) == 0 ||
-        base_from_host(w, req, base, sizeof(base)) == 0) {
+    if (api_public_base(w, req, base, sizeof(base)) == 0) {
         snprintf(url, sizeof(url), "%s%s", base, path);
         cJSON_AddStringToObject(out, "webhook_url", url);
     } else {

@@ -22,6 +22,7 @@
 #include "crypto.h"
 #include "log.h"
 #include "secret.h"
+#include "server_metrics.h"
 #include "utf8.h"
 
 #define MAC_LEN 32 /* HMAC-SHA256 */
@@ -504,8 +505,8 @@ static void scope_delivery_id(const char *org_id, store_webhook_delivery *d)
     snprintf(d->delivery_id, sizeof(d->delivery_id), "org:%s", hex);
 }
 
-void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request *req,
-                           http_response *resp, int64_t now)
+static void handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request *req,
+                      http_response *resp, int64_t now, int *duplicate_out)
 {
     const char *why;
     if (!spec || spec_check(spec, &why) < 0) {
@@ -618,6 +619,7 @@ void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_req
         return;
     }
     int duplicate = rc == STORE_CONFLICT;
+    *duplicate_out = duplicate;
     if (spec->ack)
         spec->ack(&d, duplicate, req, resp);
     if (resp->status < 200 || resp->status > 299)
@@ -631,6 +633,21 @@ void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_req
             resp->on_loop_arg = j;
         }
     }
+}
+
+void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request *req,
+                           http_response *resp, int64_t now)
+{
+    int duplicate = 0;
+    handle_at(w, spec, req, resp, now, &duplicate);
+    /* One count per delivery (/metrics): stored, a provider's retry of one
+     * already stored, refused by a check (4xx: signature, size, body,
+     * tenant), or not stored for want of the store (5xx: retried). */
+    const char *outcome = resp->status >= 500 ? "error"
+                        : resp->status >= 400 ? "refused"
+                        : duplicate           ? "duplicate"
+                                              : "stored";
+    sm_webhook(spec && spec->connector ? spec->connector : "unknown", outcome);
 }
 
 void kit_webhook_handle(worker_ctx *w, const kit_webhook_spec *spec, http_request *req,

@@ -60,6 +60,9 @@ import kube_api  # noqa: E402,F401  (re-exported: the byte generator + kubeconfi
 BUILD = os.path.join(ROOT, os.environ.get("AURORA_BUILD_DIR") or os.path.join("build", "asan"))
 SERVER_BIN = os.path.join(BUILD, "aurora-server")
 AGENT_BIN = os.path.join(BUILD, "aurora-agent")
+# Test-only commands on the store (tests/tools/aurora-testctl.c), built by
+# `make test` / `make build/asan/aurora-testctl`.
+TESTCTL_BIN = os.path.join(BUILD, "aurora-testctl")
 KUBECTL = os.environ.get("AURORA_TEST_KUBECTL", "/usr/bin/kubectl")
 LEGACY_JS = os.path.join(FIXTURES, "legacy_agent.js")
 NODE = shutil.which("node") or "node"
@@ -642,7 +645,18 @@ class World:
                 try:
                     if self.ctx is None:
                         self.ctx = tls_context(self.ca)
-                    r = https_request(self.port, self.ctx, "GET", "/health", timeout=3)
+                    if self.extra_env.get("AURORA_OPS_PORT"):
+                        # /health lives on the plain-HTTP operations listener then.
+                        c = http.client.HTTPConnection("127.0.0.1",
+                                                       int(self.extra_env["AURORA_OPS_PORT"]), timeout=3)
+                        try:
+                            c.request("GET", "/health")
+                            hr = c.getresponse()
+                            r = Resp(hr.status, {}, hr.read())
+                        finally:
+                            c.close()
+                    else:
+                        r = https_request(self.port, self.ctx, "GET", "/health", timeout=3)
                     if r.status == 200:
                         return r
                     last = r
@@ -692,6 +706,25 @@ class World:
         if expect_ok:
             check(isinstance(doc, dict), "admin %s: stdout is not a JSON object" % " ".join(args), out, err)
         return doc if doc is not None else {"_rc": r.returncode, "_stdout": out, "_stderr": err}
+
+    def testctl(self, *args):
+        """Runs `aurora-testctl ARGS` (test-only state changes, e.g.
+        expire-oauth-state) on this world's store; returns its JSON output."""
+        check(os.access(TESTCTL_BIN, os.X_OK),
+              "%s is missing: make build/asan/aurora-testctl" % TESTCTL_BIN)
+        self.generation += 1
+        sandir = os.path.join(self.dir, "san", "testctl-%d" % self.generation)
+        r = subprocess.run([TESTCTL_BIN] + list(args), env=self.env(sandir), cwd=self.dir,
+                           capture_output=True, timeout=60)
+        out = r.stdout.decode("utf-8", "replace")
+        err = r.stderr.decode("utf-8", "replace")
+        reports = sanitizer_reports(sandir)
+        if reports:
+            raise AssertionError("testctl %s: sanitizer report:\n%s" % (" ".join(args), reports[0][1]))
+        if r.returncode != 0:
+            raise AssertionError("testctl %s exited %d\nstdout: %s\nstderr: %s"
+                                 % (" ".join(args), r.returncode, out, err))
+        return json.loads(out)
 
     def bootstrap(self):
         d = self.admin("bootstrap")

@@ -401,7 +401,7 @@ def test_oauth_callback_rejects_bad_states(t):
     # expired
     _, _, cb = follow_login(w, key)
     state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(cb).query))["state"]
-    w.admin("expire-oauth-state", "--state", state)
+    w.testctl("expire-oauth-state", "--state", state)
     c = callback(w, cb)
     eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "expired state (%r)" % c)
     contains(c.get("error"), "expired", "error")

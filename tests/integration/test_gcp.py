@@ -483,7 +483,7 @@ def oauth_state_failures(t):
     contains(r.get("error"), "unknown", "unknown state")
     # expired
     loc, q = start_login(w, k)
-    w.admin("expire-oauth-state", "--state", q["state"][0])
+    w.testctl("expire-oauth-state", "--state", q["state"][0])
     back = follow_authorize(loc)
     r = https_get(w, back)
     eq(r.status, 400, "expired state (%r)" % r)

@@ -269,7 +269,7 @@ def test_callback_refuses_replayed_expired_foreign_states(t):
     eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "replayed state (%r)" % c)
     contains(c.get("error"), "already used", "error")
     state, _ = fresh_state(w, key)
-    w.admin("expire-oauth-state", "--state", state)
+    w.testctl("expire-oauth-state", "--state", state)
     c = callback(w, "installation_id=103&setup_action=install&state=" + state)
     eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "expired state (%r)" % c)
     contains(c.get("error"), "expired", "error")

@@ -223,7 +223,7 @@ def test_state_replay_expired_foreign_refused(t):
     contains(c.get("error"), "already used", "error")
     # expired
     url = login_url(w)
-    w.admin("expire-oauth-state", "--state", state_of(url))
+    w.testctl("expire-oauth-state", "--state", state_of(url))
     back = fx.authorize(url)
     c = callback(w, urllib.parse.urlsplit(back).query)
     eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "expired state (%r)" % c)

@@ -279,7 +279,7 @@ def test_callback_rejects_bad_states(t):
     eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "reused state (%r)" % c)
     contains(c.get("error"), "already used", "error")
     cb = fresh_cb()
-    w.admin("expire-oauth-state", "--state", dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(cb).query))["state"])
+    w.testctl("expire-oauth-state", "--state", dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(cb).query))["state"])
     c = callback(w, cb)
     eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "expired state (%r)" % c)
     contains(c.get("error"), "expired", "error")

@@ -178,6 +178,58 @@ static void test_long_messages(void **state)
     free(big);
 }
 
+/* Structured fields: JSON properties beside msg (numbers as numbers), or
+ * key=value after the text message, quoted so that a value cannot forge
+ * another field. */
+static void test_fields(void **state)
+{
+    assert_int_equal(log_setup("server", "info", "json"), 0);
+    log_field f[] = { LOG_STR("route", "/api/x/{id}"), LOG_NUM("status", 404),
+                      LOG_STR("odd", "a\"b\nc"), LOG_STR("none", NULL) };
+    capture_start();
+    log_fields(LOG_INFO, "request", f, 4);
+    char *out = capture_end();
+    assert_int_equal(count_lines(out), 1);
+    cJSON *o = cJSON_Parse(out);
+    if (!o)
+        fail_msg("not JSON: %s", out);
+    assert_string_equal(cJSON_GetObjectItem(o, "msg")->valuestring, "request");
+    assert_string_equal(cJSON_GetObjectItem(o, "route")->valuestring, "/api/x/{id}");
+    assert_true(cJSON_IsNumber(cJSON_GetObjectItem(o, "status")));
+    assert_int_equal(cJSON_GetObjectItem(o, "status")->valueint, 404);
+    assert_string_equal(cJSON_GetObjectItem(o, "odd")->valuestring, "a\"b\nc");
+    assert_string_equal(cJSON_GetObjectItem(o, "none")->valuestring, "");
+    cJSON_Delete(o);
+    free(out);
+
+    log_setup(NULL, NULL, "text");
+    log_field g[] = { LOG_STR("route", "/health"), LOG_NUM("status", 200),
+                      LOG_STR("peer", "x status=500"), LOG_STR("q", "a\"b") };
+    capture_start();
+    log_fields(LOG_INFO, "request", g, 4);
+    out = capture_end();
+    assert_int_equal(count_lines(out), 1);
+    assert_non_null(strstr(out, "request route=/health status=200 peer=\"x status=500\" "
+                                "q=\"a\\\"b\"\n"));
+    free(out);
+
+    /* Many long values: cut, but one line of valid JSON. */
+    char big[3000];
+    memset(big, 'v', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    log_field h[] = { LOG_STR("a", big), LOG_STR("b", big), LOG_NUM("c", 1) };
+    assert_int_equal(log_setup(NULL, NULL, "json"), 0);
+    capture_start();
+    log_fields(LOG_WARN, "long", h, 3);
+    out = capture_end();
+    assert_int_equal(count_lines(out), 1);
+    o = cJSON_Parse(out);
+    assert_non_null(o);
+    cJSON_Delete(o);
+    free(out);
+    log_setup(NULL, NULL, "text");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -186,6 +238,7 @@ int main(void)
         cmocka_unit_test_setup(test_text_format, setup),
         cmocka_unit_test_setup(test_json_format, setup),
         cmocka_unit_test_setup(test_long_messages, setup),
+        cmocka_unit_test_setup(test_fields, setup),
     };
     return cmocka_run_group_tests_name("common_log", tests, NULL, NULL);
 }

@@ -1167,6 +1167,74 @@ static void test_concurrent_handles(void **state)
 /* ---- audit rows across crashes ---------------------------------------------------------------- */
 
 /* A command's row: "started" when dispatched, completed at its end. */
+/* Filters, the (at, id) cursor across rows of the same second, other
+ * orgs never visible, and retention keeping what is recent or started. */
+static void test_audit_query_and_prune(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A"), b = new_org(s, "B");
+    for (int i = 0; i < 6; i++) {
+        store_audit x = audit_for(a.id, "[\"get\"]", 1000 + (i / 2) * 10); /* pairs share `at` */
+        if (i == 5)
+            snprintf(x.cluster_id, sizeof(x.cluster_id), "cluster-ffffffffffffffff");
+        if (i == 4)
+            snprintf(x.outcome, sizeof(x.outcome), "failed");
+        assert_int_equal(store_audit_insert(s, &x), STORE_OK);
+    }
+    store_audit other = audit_for(b.id, "[\"get\"]", 1010);
+    assert_int_equal(store_audit_insert(s, &other), STORE_OK);
+
+    store_audit *rows = NULL;
+    size_t n = 0;
+    /* Pages of two cover the org's six rows once each, newest first. */
+    int64_t seen[8];
+    size_t nseen = 0;
+    store_audit_filter f = { .org_id = a.id, .limit = 2 };
+    for (int page = 0; page < 5; page++) {
+        assert_int_equal(store_audit_query(s, &f, &rows, &n), STORE_OK);
+        for (size_t k = 0; k < n; k++) {
+            assert_string_equal(rows[k].org_id, a.id);
+            seen[nseen++] = rows[k].id;
+        }
+        if (n < 2) {
+            store_audit_list_free(rows, n);
+            break;
+        }
+        f.before_at = rows[n - 1].at;
+        f.before_id = rows[n - 1].id;
+        store_audit_list_free(rows, n);
+    }
+    assert_int_equal(nseen, 6);
+    for (size_t k = 1; k < nseen; k++)
+        for (size_t j = 0; j < k; j++)
+            assert_true(seen[j] != seen[k]);
+
+    store_audit_filter g = { .org_id = a.id, .cluster_id = "cluster-ffffffffffffffff" };
+    assert_int_equal(store_audit_query(s, &g, &rows, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    store_audit_list_free(rows, n);
+    store_audit_filter h = { .org_id = a.id, .outcome = "failed", .since = 1020, .until = 1021 };
+    assert_int_equal(store_audit_query(s, &h, &rows, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rows[0].at, 1020);
+    store_audit_list_free(rows, n);
+    /* Filters are bound values, never SQL. */
+    store_audit_filter q = { .org_id = a.id, .user_id = "x' OR '1'='1" };
+    assert_int_equal(store_audit_query(s, &q, &rows, &n), STORE_OK);
+    assert_int_equal(n, 0);
+
+    /* A started row older than the cutoff stays (the sweep owns it). */
+    store_audit st = audit_for(a.id, "[]", 500);
+    assert_int_equal(store_audit_start(s, &st), STORE_OK);
+    int64_t deleted = -1;
+    assert_int_equal(store_audit_prune(s, 1015, 2, &deleted), STORE_OK);
+    assert_int_equal(deleted, 5); /* A: 1000, 1000, 1010, 1010; B: 1010 */
+    store_audit_filter all = { .org_id = NULL, .limit = 100 };
+    assert_int_equal(store_audit_query(s, &all, &rows, &n), STORE_OK);
+    assert_int_equal(n, 3); /* 1020, 1020 and the started row */
+    store_audit_list_free(rows, n);
+}
+
 static void test_audit_lifecycle(void **state)
 {
     store_t *s = ((fixture *)*state)->s;
@@ -2541,6 +2609,185 @@ static void test_pg_stopped_server(void **state)
     eng->close(tx);
 }
 
+/* ---- operator listings and removals (aurora-server admin) -------------------------------- */
+
+static void make_key(store_t *s, const char *org_id, const char *user_id, const char *name,
+                     char hash[65], store_api_key *k)
+{
+    char key[API_KEY_LEN + 1], preview[TOKEN_PREVIEW_LEN];
+    assert_int_equal(token_new_api_key(key), 0);
+    token_hash(key, hash);
+    token_preview(key, preview);
+    if (store_api_key_create(s, org_id, user_id, name, hash, preview, k) != STORE_OK)
+        fail_msg("api_key_create: %s", store_errmsg(s));
+}
+
+static void test_operator_lists(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org *orgs = NULL;
+    size_t n = 99;
+    assert_int_equal(store_org_list(s, &orgs, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_null(orgs);
+
+    store_org a = new_org(s, "A"), b = new_org(s, "B");
+    store_user ua = new_user(s, a.id, "a@example.com"), ub = new_user(s, b.id, "b@example.com");
+    assert_int_equal(store_identity_provision(s, a.id, "backend-user-1", "backend", NULL), STORE_OK);
+    assert_int_equal(store_identity_provision(s, "org-from-backend", NULL, "backend", NULL),
+                     STORE_OK);
+
+    /* Every org, oldest first, the provisioned one included. */
+    assert_int_equal(store_org_list(s, &orgs, &n), STORE_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(orgs[0].id, a.id);
+    assert_string_equal(orgs[0].name, "A");
+    assert_string_equal(orgs[1].id, b.id);
+    assert_string_equal(orgs[2].id, "org-from-backend");
+    assert_string_equal(orgs[2].created_by, "backend");
+    free(orgs);
+
+    /* Members of one org only: the account and the backend's id. */
+    store_member *m = NULL;
+    assert_int_equal(store_member_list(s, a.id, &m, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(m[0].user_id, ua.id);
+    assert_string_equal(m[0].created_by, "admin");
+    assert_string_equal(m[1].user_id, "backend-user-1");
+    assert_string_equal(m[1].created_by, "backend");
+    free(m);
+    assert_int_equal(store_member_list(s, "org_nope", &m, &n), STORE_OK);
+    assert_int_equal(n, 0);
+
+    /* Keys: per org or all, revoked ones included, never the hash. */
+    char h1[65], h2[65], h3[65];
+    store_api_key k1, k2, k3, got;
+    make_key(s, a.id, ua.id, "one", h1, &k1);
+    make_key(s, a.id, ua.id, "two", h2, &k2);
+    make_key(s, b.id, ub.id, "three", h3, &k3);
+    assert_int_equal(store_api_key_revoke(s, a.id, k2.id, 1234), STORE_OK);
+    store_api_key *keys = NULL;
+    assert_int_equal(store_api_key_list(s, a.id, &keys, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(keys[i].org_id, a.id);
+        assert_int_equal(keys[i].revoked_at, strcmp(keys[i].id, k2.id) == 0 ? 1234 : 0);
+    }
+    free(keys);
+    assert_int_equal(store_api_key_list(s, NULL, &keys, &n), STORE_OK);
+    assert_int_equal(n, 3);
+    free(keys);
+
+    /* get: any org, revoked or not. */
+    assert_int_equal(store_api_key_get(s, k3.id, &got), STORE_OK);
+    assert_string_equal(got.org_id, b.id);
+    assert_string_equal(got.name, "three");
+    assert_int_equal(store_api_key_get(s, k2.id, &got), STORE_OK);
+    assert_int_equal(got.revoked_at, 1234);
+    assert_int_equal(store_api_key_get(s, "key_nope", &got), STORE_NOT_FOUND);
+}
+
+static void test_user_remove(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A"), b = new_org(s, "B");
+    store_user ua = new_user(s, a.id, "a@example.com");
+    store_user keep = new_user(s, a.id, "keep@example.com");
+    store_user ub = new_user(s, b.id, "b@example.com");
+    char h1[65], h2[65], h3[65], h4[65];
+    store_api_key k1, k2, k3, k4, got;
+    make_key(s, a.id, ua.id, "one", h1, &k1);
+    make_key(s, a.id, ua.id, "two", h2, &k2);
+    make_key(s, a.id, keep.id, "kept", h3, &k3);
+    make_key(s, b.id, ub.id, "other org", h4, &k4);
+
+    /* Another org's user, and an unknown one: NOT_FOUND, nothing changes. */
+    int keys = -1;
+    assert_int_equal(store_user_remove(s, b.id, ua.id, &keys), STORE_NOT_FOUND);
+    assert_int_equal(keys, 0);
+    assert_int_equal(store_user_remove(s, a.id, "usr_nope", NULL), STORE_NOT_FOUND);
+    assert_int_equal(store_api_key_lookup(s, h1, &got), STORE_OK);
+
+    /* A user with a connector is refused, and keeps everything. */
+    store_connector c = connector_for(a.id, ua.id, "gcp", "sa@p", NULL);
+    assert_int_equal(store_connector_upsert(s, &c), STORE_OK);
+    assert_int_equal(store_user_remove(s, a.id, ua.id, &keys), STORE_CONFLICT);
+    assert_non_null(strstr(store_errmsg(s), "connector"));
+    assert_int_equal(store_api_key_lookup(s, h1, &got), STORE_OK);
+    store_user u;
+    assert_int_equal(store_user_get(s, a.id, ua.id, &u), STORE_OK);
+    assert_int_equal(store_connector_delete(s, a.id, ua.id, "gcp"), STORE_OK);
+
+    /* Removed: keys gone (lookups refuse them), account and membership gone. */
+    assert_int_equal(store_user_remove(s, a.id, ua.id, &keys), STORE_OK);
+    assert_int_equal(keys, 2);
+    assert_int_equal(store_api_key_lookup(s, h1, &got), STORE_NOT_FOUND);
+    assert_int_equal(store_api_key_lookup(s, h2, &got), STORE_NOT_FOUND);
+    assert_int_equal(store_api_key_get(s, k1.id, &got), STORE_NOT_FOUND);
+    assert_int_equal(store_user_get(s, a.id, ua.id, &u), STORE_NOT_FOUND);
+    store_member m;
+    assert_int_equal(store_member_get(s, a.id, ua.id, &m), STORE_NOT_FOUND);
+    assert_int_equal(store_user_remove(s, a.id, ua.id, NULL), STORE_NOT_FOUND);
+    /* Everyone else keeps theirs; the email can be used again. */
+    assert_int_equal(store_api_key_lookup(s, h3, &got), STORE_OK);
+    assert_int_equal(store_api_key_lookup(s, h4, &got), STORE_OK);
+    new_user(s, a.id, "a@example.com");
+
+    /* A member the trusted backend named (no account) is removed too. */
+    assert_int_equal(store_identity_provision(s, a.id, "backend-user", "backend", NULL), STORE_OK);
+    assert_int_equal(store_user_remove(s, a.id, "backend-user", &keys), STORE_OK);
+    assert_int_equal(keys, 0);
+    assert_int_equal(store_member_get(s, a.id, "backend-user", &m), STORE_NOT_FOUND);
+}
+
+static void test_org_delete(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A"), b = new_org(s, "B"), c = new_org(s, "C"), d = new_org(s, "D");
+    store_user ua = new_user(s, a.id, "a@example.com");
+    char h[65];
+    store_api_key k, got;
+    make_key(s, a.id, ua.id, "one", h, &k);
+    assert_int_equal(store_identity_provision(s, a.id, "backend-user", "backend", NULL), STORE_OK);
+    assert_int_equal(store_org_setting_create(s, a.id, "aws_external_id", "x"), STORE_OK);
+
+    assert_int_equal(store_org_delete(s, "org_nope"), STORE_NOT_FOUND);
+
+    /* An org with accounts only goes, with them. */
+    assert_int_equal(store_org_delete(s, a.id), STORE_OK);
+    store_org o;
+    assert_int_equal(store_org_get(s, a.id, &o), STORE_NOT_FOUND);
+    assert_int_equal(store_api_key_lookup(s, h, &got), STORE_NOT_FOUND);
+    store_user u;
+    assert_int_equal(store_user_get(s, a.id, ua.id, &u), STORE_NOT_FOUND);
+    store_member m;
+    assert_int_equal(store_member_get(s, a.id, "backend-user", &m), STORE_NOT_FOUND);
+    char v[16];
+    assert_int_equal(store_org_setting_get(s, a.id, "aws_external_id", v, sizeof(v)),
+                     STORE_NOT_FOUND);
+
+    /* A cluster (even a revoked token) keeps the org, and says so. */
+    store_user ub = new_user(s, b.id, "b@example.com");
+    made_token t = new_token(s, b.id, ub.id, NULL, "prod");
+    assert_int_equal(store_agent_token_revoke(s, b.id, t.t.id, 0), STORE_OK);
+    assert_int_equal(store_org_delete(s, b.id), STORE_CONFLICT);
+    assert_non_null(strstr(store_errmsg(s), "clusters"));
+    assert_int_equal(store_user_get(s, b.id, ub.id, &u), STORE_OK);
+
+    /* Other data (an audit row here) keeps it too: nothing is deleted. */
+    store_user uc = new_user(s, c.id, "c@example.com");
+    store_audit row = audit_for(c.id, "[\"version\"]", 1000);
+    assert_int_equal(store_audit_insert(s, &row), STORE_OK);
+    assert_int_equal(store_org_delete(s, c.id), STORE_CONFLICT);
+    assert_non_null(strstr(store_errmsg(s), "still holds data"));
+    assert_int_equal(store_user_get(s, c.id, uc.id, &u), STORE_OK);
+    assert_int_equal(store_org_get(s, c.id, &o), STORE_OK);
+
+    /* The store still works after the refusals (no transaction left open). */
+    assert_int_equal(store_org_delete(s, d.id), STORE_OK);
+    new_org(s, "E");
+}
+
 /* ---- main -------------------------------------------------------------------------------------
  */
 
@@ -2578,6 +2825,7 @@ int main(void)
         BOTH(test_connection_counter),
         BOTH(test_connection_reset_list_delete),
         BOTH(test_audit),
+        BOTH(test_audit_query_and_prune),
         BOTH(test_audit_lifecycle),
         DURABLE(test_audit_sweep),
         DURABLE(test_audit_upgrade_from_v2),
@@ -2611,6 +2859,9 @@ int main(void)
           NULL },
         PG(test_pg_statement_timeout),
         PG(test_pg_stopped_server),
+        BOTH(test_operator_lists),
+        BOTH(test_user_remove),
+        BOTH(test_org_delete),
     };
     return cmocka_run_group_tests_name("store", tests, group_setup, group_teardown);
 }

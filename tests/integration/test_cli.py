@@ -1,0 +1,381 @@
+#!/usr/bin/env python3
+"""aurora-server's command line, through the real binary (build/asan).
+
+  - every command and subcommand takes --help/-h: usage on stdout, exit 0,
+    and nothing touched (an empty AURORA_DATA_DIR stays absent, even with
+    settings that would not load; `serve --help` returns at once);
+  - every bad command line (unknown command or option, missing value, option
+    given twice, argument too many, bad value) exits 2 with one line on
+    stderr that names the problem and a pointer to --help, touching nothing;
+  - a command that runs and fails exits 1;
+  - the operator's list and revoke commands, with the effect checked through
+    the running server (a revoked or removed key is answered 401);
+  - `admin routes` prints the route table without any settings.
+"""
+
+import json
+import os
+import subprocess
+import time
+
+from harness import (SERVER_BIN, _base_env, _san_env, check, contains, eq, main, rand_tag,
+                     sanitizer_reports, test)
+
+# Every admin command; `admin --help` must list exactly these.
+ADMIN_COMMANDS = ["bootstrap", "create-org", "list-orgs", "delete-org", "create-user",
+                  "add-member", "list-users", "remove-user", "create-key", "list-keys",
+                  "revoke-key", "create-agent-token", "expire-token", "audit", "routes"]
+SECRETS_COMMANDS = ["migrate", "rotate-key", "put", "list", "delete"]
+RCA_COMMANDS = ["counts", "list", "watch"]
+
+
+def run(t, args, data=None, extra_env=None, timeout=30, stdin=None):
+    """Runs aurora-server ARGS with its own sanitizer dir; (rc, stdout, stderr).
+    data: AURORA_DATA_DIR (default: a fresh path that does not exist)."""
+    tag = rand_tag(6)
+    sandir = os.path.join(t.tmp, "san", tag)
+    env = _base_env(os.path.join(t.tmp, "home"))
+    env["AURORA_DATA_DIR"] = data or os.path.join(t.tmp, "absent-" + tag)
+    env.update(_san_env(sandir))
+    env.update(extra_env or {})
+    r = subprocess.run([SERVER_BIN] + list(args), env=env, cwd=t.tmp, capture_output=True,
+                       timeout=timeout, input=stdin)
+    reports = sanitizer_reports(sandir)
+    check(not reports, "aurora-server %s: sanitizer report" % " ".join(args), reports)
+    return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
+
+
+def help_paths():
+    """Every command line that asks for help."""
+    paths = [[], ["serve"], ["admin"], ["secrets"], ["rca"]]
+    paths += [["admin", c] for c in ADMIN_COMMANDS]
+    paths += [["secrets", c] for c in SECRETS_COMMANDS]
+    paths += [["rca", c] for c in RCA_COMMANDS]
+    return paths
+
+
+def listed(text, prefix):
+    """The command names a usage text lists as `  <prefix> NAME …`."""
+    names = []
+    for line in text.splitlines():
+        if line.startswith("  %s " % prefix):
+            names.append(line.split()[1])
+    return names
+
+
+@test(timeout=240)
+def test_help_everywhere_without_side_effects(t):
+    # Settings that would not load (and a data dir whose parent is missing):
+    # --help must not even read them.
+    bad_env = {"AURORA_LOG_LEVEL": "not-a-level", "AURORA_PORT": "not-a-port"}
+    absent = os.path.join(t.tmp, "missing-parent", "data")
+    for path in help_paths():
+        for flag in ("--help", "-h"):
+            args = path + [flag]
+            rc, out, err = run(t, args, data=absent, extra_env=bad_env)
+            eq(rc, 0, "aurora-server %s exit status (stderr: %s)" % (" ".join(args), err))
+            eq(err, "", "aurora-server %s writes nothing on stderr" % " ".join(args))
+            check(out.strip(), "aurora-server %s prints its usage" % " ".join(args))
+            if len(path) == 2:
+                contains(out, "Usage: aurora-server %s %s" % tuple(path),
+                         "%s --help names its command" % " ".join(args))
+    check(not os.path.exists(os.path.dirname(absent)), "--help created nothing",
+          os.listdir(t.tmp))
+    # --help wins over other mistakes on the same line.
+    for args in (["admin", "create-key", "--bogus", "--help"],
+                 ["admin", "create-key", "--org", "--help"],
+                 ["rca", "watch", "--max", "0", "-h"],
+                 ["secrets", "put", "--help", "extra", "args"]):
+        rc, out, err = run(t, args, data=absent, extra_env=bad_env)
+        eq((rc, err), (0, ""), "aurora-server %s" % " ".join(args))
+        contains(out, "Usage:", "aurora-server %s prints usage" % " ".join(args))
+    # `help` and the top-level usage list every command.
+    rc, out, _ = run(t, ["help"], data=absent)
+    eq(rc, 0, "aurora-server help")
+    rc, top, _ = run(t, ["--help"], data=absent)
+    eq(listed(top, "admin"), ADMIN_COMMANDS, "--help lists every admin command")
+    eq(listed(top, "secrets"), SECRETS_COMMANDS, "--help lists every secrets command")
+    for c in RCA_COMMANDS:
+        contains(top, "  rca %s" % c, "--help lists rca %s" % c)
+    contains(top, "AURORA_DATA_DIR", "--help lists the settings")
+    rc, out, _ = run(t, ["admin", "--help"], data=absent)
+    eq(listed(out, "admin"), ADMIN_COMMANDS, "admin --help lists every admin command")
+    check("expire-oauth-state" not in top, "the test-only command is not in the operator's CLI")
+    check(not os.path.exists(os.path.dirname(absent)), "nothing created", os.listdir(t.tmp))
+
+
+@test(timeout=60)
+def test_serve_help_returns_at_once(t):
+    data = os.path.join(t.tmp, "data")
+    start = time.monotonic()
+    rc, out, err = run(t, ["serve", "--help"], data=data, timeout=20,
+                       extra_env={"AURORA_PORT": "1", "AURORA_BIND": "127.0.0.1"})
+    took = time.monotonic() - start
+    eq(rc, 0, "serve --help exit status (%s)" % err)
+    contains(out, "Usage: aurora-server [serve]", "serve --help usage")
+    contains(out, "AURORA_PORT", "serve --help lists the settings")
+    check(took < 15, "serve --help returned at once (%.1fs)" % took)
+    check(not os.path.exists(data), "serve --help created no data directory")
+    rc, out, err = run(t, ["--version"], data=data)
+    eq(rc, 0, "--version")
+    check(out.startswith("aurora-server ") and out.count("\n") == 1, "--version prints one line", out)
+    check(not os.path.exists(data), "--version created nothing")
+
+
+# (argv, what stderr must say); each exits 2 and touches nothing.
+USAGE_ERRORS = [
+    (["frobnicate"], "aurora-server: unknown command 'frobnicate'"),
+    (["--bogus"], "aurora-server: unknown option '--bogus'"),
+    (["--help", "x"], "unexpected argument 'x'"),
+    (["--version", "x"], "unexpected argument 'x'"),
+    (["serve", "x"], "aurora-server serve: unexpected argument 'x'"),
+    (["serve", "--port", "1"], "aurora-server serve: unknown option '--port'"),
+    (["admin"], "aurora-server admin: missing command"),
+    (["admin", "frob"], "aurora-server admin: unknown command 'frob'"),
+    (["admin", "--org", "x"], "aurora-server admin: unknown option '--org'"),
+    (["admin", "--help", "x"], "unexpected argument 'x'"),
+    (["admin", "expire-oauth-state", "--state", "s"], "unknown command 'expire-oauth-state'"),
+    (["admin", "create-org", "--nme", "x"], "aurora-server admin create-org: unknown option '--nme'"),
+    (["admin", "create-org", "--name"], "option '--name' requires a value"),
+    (["admin", "create-org", "--name="], "option '--name' requires a value"),
+    (["admin", "create-org"], "missing option '--name'"),
+    (["admin", "create-org", "--name", "a", "extra"], "unexpected argument 'extra'"),
+    (["admin", "create-org", "--name", "a", "--name=b"], "option '--name' given twice"),
+    (["admin", "create-key", "--org", "--user", "u"], "option '--org' requires a value"),
+    (["admin", "create-key", "--or=o", "--user", "u"], "unknown option '--or' (did you mean '--org'?)"),
+    (["admin", "create-key", "--org", "o"], "missing option '--user'"),
+    (["admin", "list-orgs", "-x"], "unknown option '-x'"),
+    (["admin", "list-orgs", "extra"], "unexpected argument 'extra'"),
+    (["admin", "list-keys", "--org"], "option '--org' requires a value"),
+    (["admin", "list-users"], "missing option '--org'"),
+    (["admin", "revoke-key"], "missing option '--id'"),
+    (["admin", "revoke-key", "key_1", "--id", "key_2"], "unexpected argument 'key_1'"),
+    (["admin", "remove-user", "--org", "o"], "missing option '--user'"),
+    (["admin", "delete-org", "--name", "o"], "unknown option '--name'"),
+    (["admin", "routes", "--json"], "unknown option '--json'"),
+    (["admin", "create-user", "--org", "o", "--email", "e", "--role", "root"],
+     "--role must be admin or member, not 'root'"),
+    (["admin", "create-agent-token", "--org", "o", "--user", "u", "--cluster-name", "c",
+      "--expires-days", "0"], "--expires-days must be a whole number from 1 to 3650, not '0'"),
+    (["admin", "create-agent-token", "--org", "o", "--user", "u", "--cluster-name", "c",
+      "--expires-days=7x"], "not '7x'"),
+    (["admin", "add-member", "--org", "bad id!", "--user", "u"], "ids are 1-64 characters"),
+    (["admin", "bootstrap", "--once"], "unknown option '--once'"),
+    (["secrets"], "aurora-server secrets: missing command"),
+    (["secrets", "frob"], "aurora-server secrets: unknown command 'frob'"),
+    (["secrets", "put"], "aurora-server secrets put: missing PATH"),
+    (["secrets", "put", "aurora/x"], "give --file F or --stdin (values never go on the command line)"),
+    (["secrets", "put", "aurora/x", "--stdin=yes"], "option '--stdin' takes no value"),
+    (["secrets", "put", "aurora/x", "--file", "f", "--stdin"], "give --file F or --stdin"),
+    (["secrets", "list", "a", "b"], "unexpected argument 'b'"),
+    (["secrets", "delete"], "missing PATH"),
+    (["secrets", "migrate", "--from", "local"], "missing option '--to'"),
+    (["secrets", "migrate", "--from", "vault", "--to", "vault"], "--from and --to name the same backend"),
+    (["secrets", "rotate-key", "--new-key-file", "a", "--new-key-env", "B"], "not both"),
+    (["rca"], "aurora-server rca: missing command"),
+    (["rca", "frob"], "aurora-server rca: unknown command 'frob'"),
+    (["rca", "counts", "x"], "unexpected argument 'x'"),
+    (["rca", "list", "--status", "bogus"], "--status must be pending, claimed, done or dead, not 'bogus'"),
+    (["rca", "list", "--limit", "0"], "--limit must be an integer between 1 and 1000000, not '0'"),
+    (["rca", "watch", "--lease"], "option '--lease' requires a value"),
+    (["rca", "watch", "--max", "2"], "option '--max' needs --claim"),
+    (["rca", "watch", "--claim", "--max", "0"], "--max must be an integer"),
+    (["rca", "watch", "--once=yes"], "option '--once' takes no value"),
+]
+
+
+@test(timeout=240)
+def test_usage_errors(t):
+    data = os.path.join(t.tmp, "data")
+    for args, want in USAGE_ERRORS:
+        rc, out, err = run(t, args, data=data)
+        what = "aurora-server %s" % " ".join(args)
+        eq(rc, 2, "%s exit status (stderr: %s)" % (what, err))
+        contains(err, want, "%s says what was wrong" % what)
+        contains(err, "--help'.", "%s points to --help" % what)
+        eq(out, "", "%s prints nothing on stdout" % what)
+        check(len(err.splitlines()) == 2, "%s: one line and the pointer" % what, err)
+    check(not os.path.exists(data), "no usage error created the data directory")
+
+
+@test(timeout=120)
+def test_settings_and_failures(t):
+    data = os.path.join(t.tmp, "data")
+    # Settings that do not load: exit 2, named; --help on the same command works.
+    rc, out, err = run(t, ["admin", "list-orgs"], data=data, extra_env={"AURORA_LOG_LEVEL": "loud"})
+    eq(rc, 2, "bad settings exit status (%s)" % err)
+    contains(err, "AURORA_LOG_LEVEL", "the bad setting is named")
+    check(not os.path.exists(data), "nothing created with bad settings")
+    # A command that runs and fails: exit 1, one line naming the id.
+    rc, out, err = run(t, ["admin", "revoke-key", "--id", "key_nope"], data=data)
+    eq((rc, out), (1, ""), "revoking a missing key (%s)" % err)
+    contains(err, "no such API key: key_nope", "the missing key is named")
+    rc, out, err = run(t, ["admin", "list-users", "--org=org_nope"], data=data)
+    eq(rc, 1, "listing the users of a missing org (%s)" % err)
+    contains(err, "no such organization: org_nope", "the missing org is named")
+    rc, out, err = run(t, ["admin", "delete-org", "--id", "org_nope"], data=data)
+    eq(rc, 1, "deleting a missing org (%s)" % err)
+    rc, out, err = run(t, ["admin", "remove-user", "--org", "org_nope", "--user", "u"], data=data)
+    eq(rc, 1, "removing a missing user (%s)" % err)
+    rc, out, err = run(t, ["admin", "expire-token", "--id", "tok_nope"], data=data)
+    eq(rc, 1, "expiring a missing token (%s)" % err)
+    contains(err, "no such agent token: tok_nope", "the missing token is named")
+    # Empty listings print nothing.
+    for args in (["admin", "list-orgs"], ["admin", "list-keys"]):
+        rc, out, err = run(t, args, data=data)
+        eq((rc, out), (0, ""), "%s on an empty store (%s)" % (" ".join(args), err))
+
+
+@test(timeout=120)
+def test_secrets_arguments_in_place(t):
+    """Options after the PATH, --stdin, `--`, and POSIXLY_CORRECT (which
+    would stop a plain getopt at the first non-option)."""
+    data = os.path.join(t.tmp, "data")
+    env = {"SECRETS_BACKEND": "local", "POSIXLY_CORRECT": "1"}
+    f = os.path.join(t.tmp, "value.pem")
+    value = b"-----BEGIN TEST-----\nbytes\n-----END TEST-----\n"
+    with open(f, "wb") as fh:
+        fh.write(value)
+    rc, out, err = run(t, ["secrets", "put", "aurora/test/one", "--file", f], data=data, extra_env=env)
+    eq(rc, 0, "secrets put PATH --file F under POSIXLY_CORRECT (%s)" % err)
+    eq(json.loads(out)["bytes"], len(value), "the file's bytes, verbatim")
+    rc, out, err = run(t, ["secrets", "put", "--stdin", "aurora/test/two"], data=data, extra_env=env,
+                       stdin=b"from stdin")
+    eq(rc, 0, "secrets put --stdin PATH (%s)" % err)
+    rc, out, err = run(t, ["secrets", "list", "--", "aurora/test/"], data=data, extra_env=env)
+    eq(rc, 0, "secrets list -- PREFIX (%s)" % err)
+    eq(json.loads(out)["paths"], ["aurora/test/one", "aurora/test/two"], "both paths, no value")
+    check(b"bytes" not in out.encode() and "from stdin" not in out, "list prints no value")
+    rc, out, err = run(t, ["secrets", "delete", "aurora/test/one"], data=data, extra_env=env)
+    eq(rc, 0, "secrets delete (%s)" % err)
+    rc, out, err = run(t, ["secrets", "list", "aurora/test/"], data=data, extra_env=env)
+    eq(json.loads(out)["paths"], ["aurora/test/two"], "one path left")
+
+
+@test(timeout=60)
+def test_routes(t):
+    data = os.path.join(t.tmp, "data")
+    rc, out, err = run(t, ["admin", "routes"], data=data,
+                       extra_env={"AURORA_LOG_LEVEL": "not-a-level"})  # no settings read
+    eq(rc, 0, "admin routes (%s)" % err)
+    check(not os.path.exists(data), "admin routes touched no data directory")
+    rows = [json.loads(line) for line in out.splitlines()]
+    check(len(rows) > 20, "the route table has the modules' routes", len(rows))
+    for r in rows:
+        eq(sorted(r), ["auth", "method", "pattern"], "a route's fields")
+        check(r["auth"] in ("public", "api", "internal"), "auth level", r)
+        check(r["pattern"].startswith("/"), "a pattern is a path", r)
+    pairs = [(r["method"], r["pattern"]) for r in rows]
+    eq(len(pairs), len(set(pairs)), "no route twice")
+    got = {(r["method"], r["pattern"]): r["auth"] for r in rows}
+    eq(got.get(("GET", "/health")), "public", "/health is public")
+    eq(got.get(("GET", "/api/me")), "api", "/api/me takes an API key")
+    eq(got.get(("POST", "/api/kubectl/tokens")), "api", "token creation takes an API key")
+    check(any(a == "internal" for a in got.values()), "internal routes are listed")
+
+
+def admin_lines(w, *args, rc=0):
+    """`aurora-server admin ARGS` on world w's store: every JSON line of stdout."""
+    w.generation += 1
+    sandir = os.path.join(w.dir, "san", "cli-%d" % w.generation)
+    r = subprocess.run([SERVER_BIN, "admin"] + list(args), env=w.env(sandir), cwd=w.dir,
+                       capture_output=True, timeout=60)
+    reports = sanitizer_reports(sandir)
+    check(not reports, "admin %s: sanitizer report" % " ".join(args), reports)
+    out, err = r.stdout.decode(), r.stderr.decode()
+    eq(r.returncode, rc, "admin %s exit status (stderr: %s)" % (" ".join(args), err))
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+def one(w, *args):
+    lines, _ = admin_lines(w, *args)
+    eq(len(lines), 1, "admin %s prints one JSON object" % " ".join(args))
+    return lines[0]
+
+
+@test(timeout=180)
+def test_list_and_revoke_keys(t):
+    w = t.world()
+    orgs, _ = admin_lines(w, "list-orgs")
+    eq([o["id"] for o in orgs], [w.org_id], "list-orgs: the bootstrap org")
+    eq(orgs[0]["created_by"], "admin", "made by the admin CLI")
+    # --opt=value and --opt value both work.
+    org2 = one(w, "create-org", "--name=second")["id"]
+    user2 = one(w, "create-user", "--org=" + org2, "--email", "two@example.com")["id"]
+    made = one(w, "create-key", "--org", org2, "--user=" + user2, "--name", "ci")
+    key2, key2_id = made["api_key"], made["key_id"]
+    eq(w.get("/api/me", key=key2).status, 200, "the new key works")
+
+    keys, _ = admin_lines(w, "list-keys", "--org", org2)
+    eq([(k["id"], k["user_id"], k["name"], k["revoked_at"]) for k in keys],
+       [(key2_id, user2, "ci", None)], "list-keys --org: the org's key, not revoked")
+    allkeys, _ = admin_lines(w, "list-keys")
+    eq(sorted(k["org_id"] for k in allkeys), sorted([w.org_id, org2]), "list-keys: every org")
+    raw = json.dumps(allkeys)
+    check(key2 not in raw and w.api_key not in raw, "no key is ever printed by list-keys")
+    check(all(k["preview"] for k in allkeys), "each key has its preview")
+
+    revoked = one(w, "revoke-key", "--id", key2_id)
+    eq((revoked["id"], revoked["org_id"]), (key2_id, org2), "revoke-key names the key")
+    check(isinstance(revoked["revoked_at"], int) and revoked["revoked_at"] > 0, "revoked_at set",
+          revoked)
+    r = w.get("/api/me", key=key2)
+    eq((r.status, r.error_code), (401, "UNAUTHORIZED"), "the revoked key is refused at once")
+    eq(w.get("/api/me").status, 200, "the other org's key still works")
+    again = one(w, "revoke-key", "--id=" + key2_id)
+    eq(again["revoked_at"], revoked["revoked_at"], "revoking again keeps the first time")
+    keys, _ = admin_lines(w, "list-keys", "--org", org2)
+    eq(keys[0]["revoked_at"], revoked["revoked_at"], "list-keys shows the revocation")
+    check(w.server.alive(), "server still serving")
+
+
+@test(timeout=180)
+def test_users_and_orgs(t):
+    w = t.world()
+    org = one(w, "create-org", "--name", "team")["id"]
+    alice = one(w, "create-user", "--org", org, "--email", "alice@example.com", "--role", "admin")["id"]
+    bob = one(w, "create-user", "--org", org, "--email", "bob@example.com")["id"]
+    one(w, "add-member", "--org", org, "--user", "backend-user-1")
+    users, _ = admin_lines(w, "list-users", "--org", org)
+    eq([(u["id"], u["email"], u["role"], u["created_by"]) for u in users],
+       [(alice, "alice@example.com", "admin", "admin"), (bob, "bob@example.com", "member", "admin"),
+        ("backend-user-1", None, None, "admin")], "list-users: accounts and named members")
+
+    # remove-user: its keys stop working at once, the others keep theirs.
+    bob_key = one(w, "create-key", "--org", org, "--user", bob)["api_key"]
+    alice_key = one(w, "create-key", "--org", org, "--user", alice)["api_key"]
+    eq(w.get("/api/me", key=bob_key).status, 200, "bob's key works")
+    gone = one(w, "remove-user", "--org", org, "--user", bob)
+    eq((gone["removed"], gone["api_keys_deleted"]), (True, 1), "remove-user: bob and his key")
+    eq(w.get("/api/me", key=bob_key).status, 401, "a removed user's key is refused")
+    eq(w.get("/api/me", key=alice_key).status, 200, "alice's key still works")
+    users, _ = admin_lines(w, "list-users", "--org", org)
+    check(bob not in [u["id"] for u in users], "bob is no longer listed", users)
+    _, err = admin_lines(w, "remove-user", "--org", org, "--user", bob, rc=1)
+    contains(err, "no such user", "removing twice is an error")
+    _, err = admin_lines(w, "create-key", "--org", org, "--user", bob, rc=1)
+    contains(err, "no such user", "no key for a removed user")
+
+    # delete-org: refused while it has a cluster, and says so; nothing changes.
+    tok = one(w, "create-agent-token", "--org", org, "--user", alice, "--cluster-name", "prod")
+    _, err = admin_lines(w, "delete-org", "--id", org, rc=1)
+    contains(err, "still has clusters", "delete-org says why it refuses")
+    eq(w.get("/api/me", key=alice_key).status, 200, "a refused delete-org changed nothing")
+    # expire-token stays an operator command.
+    eq(one(w, "expire-token", "--id", tok["token_id"])["expired"], True, "expire-token")
+
+    # An org without clusters goes, with its accounts and keys.
+    spare = one(w, "create-org", "--name", "spare")["id"]
+    carol = one(w, "create-user", "--org", spare, "--email", "carol@example.com")["id"]
+    carol_key = one(w, "create-key", "--org", spare, "--user", carol)["api_key"]
+    eq(w.get("/api/me", key=carol_key).status, 200, "carol's key works")
+    eq(one(w, "delete-org", "--id", spare), {"id": spare, "deleted": True}, "delete-org")
+    eq(w.get("/api/me", key=carol_key).status, 401, "a deleted org's key is refused")
+    orgs, _ = admin_lines(w, "list-orgs")
+    eq(sorted(o["id"] for o in orgs), sorted([w.org_id, org]), "list-orgs after the delete")
+    keys, _ = admin_lines(w, "list-keys", "--org", spare, rc=1)
+    check(w.server.alive(), "server still serving")
+
+
+if __name__ == "__main__":
+    main()

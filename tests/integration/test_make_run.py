@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""`make run`'s script (scripts/run-local.sh) with the release binaries, as a new
+user runs it: the command it prints works as printed; after the local token is
+revoked, the next run replaces it (same cluster) instead of printing a command
+that answers 503; a port that is taken ends the run with a message."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+from harness import ROOT, check, contains, eq, free_port, main, test, wait_until
+
+SCRIPT = os.path.join(ROOT, "scripts", "run-local.sh")
+REL = os.path.join(ROOT, "build", "rel")
+
+
+class Run:
+    def __init__(self, t, data, port, health):
+        env = dict(os.environ, AURORA_DATA_DIR=data, AURORA_PORT=str(port),
+                   AURORA_HEALTH_PORT=str(health), AURORA_BIND="127.0.0.1")
+        self.log = os.path.join(t.tmp, "run-%d.log" % time.monotonic_ns())
+        self.f = open(self.log, "wb")
+        self.p = subprocess.Popen(["bash", SCRIPT], env=env, cwd=ROOT, stdout=self.f,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        t.defer(self.stop)
+
+    def text(self):
+        with open(self.log, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_banner(self, timeout=60):
+        def done():
+            s = self.text()
+            if self.p.poll() is not None:
+                raise AssertionError("run-local.sh exited %s:\n%s" % (self.p.returncode, s[-3000:]))
+            return s if "Press Ctrl-C to stop." in s else None
+        return wait_until(done, timeout, 0.1, "make run's banner")
+
+    def stop(self):
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGINT)
+            try:
+                self.p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait()
+        self.f.close()
+
+
+def printed_curl(banner):
+    """The command as printed (a continued shell line), run by bash as a user would."""
+    m = re.search(r"^  (curl .*?kubectl)$", banner, re.S | re.M)
+    check(m, "no curl command in the banner", banner)
+    return m.group(1)
+
+
+def run_printed(cmd):
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=60, cwd=ROOT)
+    return r.stdout.decode()
+
+
+@test(timeout=240)
+def printed_command_works_and_a_revoked_token_is_replaced(t):
+    check(os.access(os.path.join(REL, "aurora-server"), os.X_OK), "build/rel missing (make all)")
+    data = os.path.join(t.tmp, "data")
+    port, health = free_port(), free_port()
+    run = Run(t, data, port, health)
+    banner = run.wait_banner()
+    cmd = printed_curl(banner)
+    out = run_printed(cmd)
+    contains(out, '"return_code":0', "the printed command runs kubectl through the tunnel")
+    cluster = open(os.path.join(data, "agent-cluster-id")).read().strip()
+    contains(cmd, cluster, "the command names the local cluster")
+
+    key = open(os.path.join(data, "admin-api-key")).read().strip()
+    tid = open(os.path.join(data, "agent-token-id")).read().strip()
+    ca = os.path.join(data, "tls", "server.crt")
+    r = subprocess.run(["curl", "-sS", "--cacert", ca, "-X", "DELETE", "-H",
+                        "Authorization: Bearer " + key,
+                        "https://localhost:%d/api/kubectl/tokens/%s" % (port, tid)],
+                       capture_output=True, timeout=30)
+    contains(r.stdout.decode(), '"revoked":true', "token revoked")
+    run.stop()
+
+    run2 = Run(t, data, port, health)
+    banner2 = run2.wait_banner()
+    contains(banner2, "creating a new one", "the revoked token is noticed")
+    check(open(os.path.join(data, "agent-token-id")).read().strip() != tid, "a new token id")
+    eq(open(os.path.join(data, "agent-cluster-id")).read().strip(), cluster, "same cluster")
+    contains(run_printed(printed_curl(banner2)), '"return_code":0', "the command works again")
+
+
+@test(timeout=120)
+def a_port_that_is_taken_ends_the_run_with_a_reason(t):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    t.defer(s.close)
+    port = s.getsockname()[1]
+    run = Run(t, os.path.join(t.tmp, "data"), port, free_port())
+    wait_until(lambda: run.p.poll() is not None, 90, 0.1, "run-local.sh to give up")
+    check(run.p.returncode != 0, "non-zero exit")
+    contains(run.text(), "failed to start", "the reason is printed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""The server seen by its operator: /metrics (Prometheus text checked by the real
+`promtool check metrics` from Debian's prometheus package), /ready with the state
+store and the secrets backend, the access log (every request, failed ones
+included, as JSON fields), request ids, 401 with WWW-Authenticate and 405 with
+Allow.  Log lines are read only after the request they describe has been
+answered, and waited for with a deadline (the line is written when the answer's
+last byte is)."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+
+from harness import check, contains, eq, main, suite_world, test, wait_until
+
+JSON_LOG = {"AURORA_LOG_FORMAT": "json"}
+
+
+def world():
+    return suite_world(extra_env=JSON_LOG)
+
+
+def log_records(w):
+    out = []
+    for line in w.server.log_text().splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def wait_access(w, request_id, timeout=15):
+    """The access log record of one request, by the id the test sent."""
+    def find():
+        for r in log_records(w):
+            if r.get("msg") == "request" and r.get("request_id") == request_id:
+                return r
+        return None
+    return wait_until(find, timeout, 0.05, "access log line for request %s" % request_id)
+
+
+def scrape(w):
+    r = w.get("/metrics", auth=False)
+    eq(r.status, 200, "GET /metrics status")
+    contains(r.headers.get("content-type", ""), "text/plain", "metrics content type")
+    return r.body.decode()
+
+
+def sample(text, name, **labels):
+    """The value of one sample, or None."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(m.group(4))
+    return None
+
+
+@test
+def metrics_pass_promtool_and_need_no_auth(t):
+    w = world()
+    # Something in every family first: a request of each common status.
+    w.get("/api/kubectl/connections")
+    w.get("/no/such/route")
+    text = scrape(w)
+    check(shutil.which("promtool"), "promtool missing (scripts/install-deps.sh --test)")
+    p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                       capture_output=True, timeout=30)
+    eq(p.returncode, 0, "promtool check metrics exit status (%s)" % p.stdout.decode() + p.stderr.decode())
+    for name in ("aurora_server_info", "process_cpu_seconds_total", "process_resident_memory_bytes",
+                 "process_open_fds", "process_start_time_seconds", "aurora_worker_queue_depth",
+                 "aurora_http_requests_total", "aurora_http_request_duration_seconds_bucket",
+                 "aurora_store_call_duration_seconds_bucket"):
+        check(sample(text, name) is not None, "metric %s missing" % name, text[:3000])
+    check(sample(text, "process_resident_memory_bytes") > 1e6, "RSS looks wrong")
+    check(sample(text, "aurora_worker_queue_depth", pool="store") is not None, "store pool depth")
+
+
+@test
+def http_requests_counted_by_route_pattern_and_status(t):
+    w = world()
+    before = scrape(w)
+    pat = "/api/clusters/{cluster_id}/kubectl"
+    b404 = sample(before, "aurora_http_requests_total", method="POST", route=pat, status="404") or 0
+    r = w.kubectl("cluster-does-not-exist-%s" % os.getpid(), ["get", "pods"])
+    eq(r.status, 404, "kubectl on an unknown cluster")
+    r = w.get("/definitely/unknown")
+    eq(r.status, 404, "unknown route")
+    after = scrape(w)
+    eq(sample(after, "aurora_http_requests_total", method="POST", route=pat, status="404"),
+       b404 + 1, "404 counted under the route pattern")
+    check(sample(after, "aurora_http_requests_total", method="GET", route="unmatched",
+                 status="404") >= 1, "unmatched requests counted under one label")
+    # ids never become labels
+    check("cluster-does-not-exist" not in after, "a path id leaked into a label")
+
+
+@test
+def access_log_has_every_request_as_fields(t):
+    w = world()
+    cases = [
+        ("GET", "/api/kubectl/connections", None, {}, 200, "/api/kubectl/connections"),
+        ("GET", "/api/kubectl/connections", None, {"Authorization": "Bearer nope"}, 401,
+         "/api/kubectl/connections"),
+        ("GET", "/nothing/here", None, {}, 404, "unmatched"),
+        ("DELETE", "/api/kubectl/connections", None, {}, 405, "unmatched"),
+    ]
+    for i, (method, path, body, hdrs, want, route) in enumerate(cases):
+        rid = "obs-%d-%s" % (i, os.getpid())
+        h = {"X-Request-ID": rid}
+        h.update(hdrs)
+        auth = "Authorization" not in hdrs
+        if not auth:
+            h["Authorization"] = hdrs["Authorization"]
+        r = w.request(method, path, body, headers=h, auth=auth)
+        eq(r.status, want, "%s %s status" % (method, path))
+        eq(r.headers.get("x-request-id"), rid, "request id returned")
+        rec = wait_access(w, rid)
+        eq(rec.get("status"), want, "logged status")
+        eq(rec.get("method"), method, "logged method")
+        eq(rec.get("route"), route, "logged route")
+        check(isinstance(rec.get("duration_us"), int) and rec["duration_us"] >= 0, "duration", rec)
+        check("127.0.0.1" in rec.get("peer", ""), "peer", rec)
+        if want == 200:
+            eq(rec.get("org"), w.org_id, "logged org")
+        check(rid not in rec.get("msg", ""), "fields stay out of msg", rec)
+
+
+@test
+def oversized_body_is_logged_as_413(t):
+    w = world()
+    rid = "obs-413-%d" % os.getpid()
+    big = b"{" + b" " * (2 << 20) + b"}"
+    r = w.request("POST", "/api/kubectl/tokens", big, headers={"X-Request-ID": rid,
+                                                                 "Content-Type": "application/json"})
+    eq(r.status, 413, "oversized body")
+    rec = wait_access(w, rid)
+    eq(rec.get("status"), 413, "413 logged")
+    eq(w.get("/health", auth=False).status, 200, "still serving")
+
+
+@test
+def request_id_generated_when_missing_or_unsafe(t):
+    w = world()
+    r = w.get("/health", auth=False)
+    rid = r.headers.get("x-request-id", "")
+    check(re.fullmatch(r"[0-9a-f]{32}", rid), "generated request id", rid)
+    r2 = w.get("/health", auth=False)
+    check(r2.headers.get("x-request-id") != rid, "a fresh id per request")
+    for bad in ("a b", "x" * 129, "id\"quote", "é"):
+        try:
+            r = w.get("/health", auth=False, headers={"X-Request-ID": bad})
+        except Exception:  # http.client refuses some header values itself
+            continue
+        got = r.headers.get("x-request-id", "")
+        check(re.fullmatch(r"[0-9a-f]{32}", got), "unsafe id %r replaced" % bad, got)
+    ok = "A-z_0.9-" * 16
+    eq(w.get("/health", auth=False, headers={"X-Request-ID": ok}).headers.get("x-request-id"), ok,
+       "a 128-character id kept")
+
+
+@test
+def unauthorized_names_scheme_and_405_lists_methods(t):
+    w = world()
+    r = w.get("/api/kubectl/connections", auth=False)
+    eq(r.status, 401, "no key")
+    eq(r.headers.get("www-authenticate"), 'Bearer realm="aurora"', "WWW-Authenticate")
+    r = w.request("PUT", "/api/kubectl/tokens", {})
+    eq(r.status, 405, "PUT on tokens")
+    allow = [m.strip() for m in r.headers.get("allow", "").split(",")]
+    check("GET" in allow and "POST" in allow, "Allow lists the path's methods", allow)
+    eq(r.error_code, "METHOD_NOT_ALLOWED", "405 error code")
+
+
+@test
+def agent_sessions_and_commands_in_metrics(t):
+    w = world()
+    before = scrape(w)
+    v2 = sample(before, "aurora_agents_connected", dialect="v2") or 0
+    opened = sample(before, "aurora_agent_sessions_opened_total", dialect="v2") or 0
+    ok_before = sample(before, "aurora_commands_total", kind="kubectl", outcome="ok") or 0
+    tok, agent = w.new_connected_agent()
+    mid = scrape(w)
+    eq(sample(mid, "aurora_agents_connected", dialect="v2"), v2 + 1, "agent counted connected")
+    eq(sample(mid, "aurora_agent_sessions_opened_total", dialect="v2"), opened + 1, "session opened")
+    r = w.kubectl(tok["cluster_id"], ["version", "--client"])
+    eq(r.status, 200, "kubectl through the tunnel (%r)" % r)
+    after = scrape(w)
+    eq(sample(after, "aurora_commands_total", kind="kubectl", outcome="ok"), ok_before + 1,
+       "command counted")
+    check(sample(after, "aurora_command_duration_seconds_count", kind="kubectl") >= 1, "histogram")
+    check(sample(after, "aurora_command_output_bytes_total", kind="kubectl") > 0, "bytes")
+    rv = w.revoke_token(tok["token_id"])
+    check(rv.status in (200, 204), "revoke (%r)" % rv)
+
+    def closed():
+        return sample(scrape(w), "aurora_agent_sessions_closed_total", dialect="v2",
+                      reason="token_revoked")
+    wait_until(closed, 20, 0.1, "session closed as token_revoked")
+    eq(sample(scrape(w), "aurora_agents_connected", dialect="v2"), v2, "gauge back")
+    agent.proc.kill9()
+
+
+@test
+def ready_reports_store_and_secrets(t):
+    w = world()
+    r = w.get("/ready", auth=False)
+    eq(r.status, 200, "ready")
+    eq(r.json.get("store"), "ok", "store ok")
+    eq(r.json.get("secrets"), "ok", "secrets ok")
+
+
+@test
+def ready_fails_when_the_secrets_backend_is_down(t):
+    # A Vault address where nothing listens: the backend opens (configuration
+    # only) and every call fails fast with "unavailable".
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    w = t.world(extra_env={"SECRETS_BACKEND": "vault", "VAULT_ADDR": "http://127.0.0.1:%d" % port,
+                           "VAULT_TOKEN": "test-token"})
+    r = w.get("/ready", auth=False)
+    eq(r.status, 503, "not ready (%r)" % r)
+    eq(r.json.get("secrets"), "unavailable", "secrets state")
+    eq(r.json.get("store"), "ok", "store state")
+    eq(r.error_code, "SECRETS_UNAVAILABLE", "error code")
+    eq(w.get("/health", auth=False).status, 200, "liveness unaffected")
+
+
+@test(timeout=90)
+def ops_port_moves_probes_and_metrics_to_their_own_listener(t):
+    import http.client
+    from harness import free_port
+    ops = free_port()
+    w = t.world(extra_env={"AURORA_OPS_PORT": str(ops)})
+
+    def plain(method, path, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", ops, timeout=15)
+        try:
+            c.request(method, path, headers=headers or {})
+            r = c.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            c.close()
+    for path in ("/health", "/ready", "/metrics"):
+        eq(plain("GET", path)[0], 200, "%s on the ops port" % path)
+        eq(w.get(path, auth=False).status, 404, "%s gone from the main port" % path)
+    contains(plain("GET", "/metrics")[1], "aurora_server_info", "metrics text")
+    eq(plain("GET", "/api/kubectl/connections")[0], 404, "the API is not on the ops port")
+    eq(w.get("/api/kubectl/connections").status, 200, "the API on the main port")
+    try:
+        st, _ = plain("GET", "/kubectl-agent", {"Upgrade": "websocket", "Connection": "Upgrade",
+                                                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                                "Sec-WebSocket-Version": "13"})
+    except (http.client.HTTPException, ConnectionError):
+        st = 0  # the upgrade refused by closing the connection
+    check(st != 101, "no WebSocket on the ops port (got %d)" % st)
+    eq(plain("GET", "/health")[0], 200, "the ops listener still serves")
+    tok, agent = w.new_connected_agent()
+    eq(w.kubectl(tok["cluster_id"], ["version", "--client"]).status, 200, "agents still served")
+    agent.proc.kill9()
+
+
+if __name__ == "__main__":
+    main()
