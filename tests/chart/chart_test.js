@@ -6,6 +6,7 @@
 const { counts } = require('./lib');
 
 require('./agent_test');
+require('./server_test');
 
 console.log(`${counts.passed} passed, ${counts.failed} failed`);
 process.exitCode = counts.failed ? 1 : 0;

@@ -1,0 +1,787 @@
+'use strict';
+// Tests of the server's Helm chart in chart/server/ (required by chart_test.js, run by
+// tests/chart/run.sh; helpers, the `helm template` stand-in and the strict Kubernetes
+// validation are in lib.js). Values files: tests/chart/server/values-*.yaml.
+//
+// Besides rendering and strict validation of every object (the ServiceMonitor against
+// tests/chart/schemas/servicemonitor-v1.json, the part of the Prometheus Operator CRD the
+// chart uses), the chart is checked against its sources of truth: the settings the
+// connector guide lists (/work/shared/seed/connectors.md when present, else the names
+// recorded in this file) must be in config:, and every setting the server declares secret
+// in its settings tables (server/*.c, server/connectors/*.c) must be refused as a literal.
+
+const {
+  fs, path, assert, Ajv, ROOT, HERE, NS, test, readYaml, writeValues,
+  objs, one, container, envMap, envValue, validateK8s, apiServerChecks, mergeInto, leaves, at,
+} = require('./lib');
+const lib = require('./lib');
+
+const CHART = path.join(ROOT, 'chart', 'server');
+const VALUES = path.join(HERE, 'server');
+const RELEASE = 'aurora-server';
+
+const withDefaults = (opts = {}) => Object.assign({ chart: CHART, name: RELEASE, valuesDir: VALUES }, opts);
+const mustRender = (files, opts) => lib.mustRender(files, withDefaults(opts));
+const mustFail = (files, re, opts) => lib.mustFail(files, re, withDefaults(opts));
+const w = (name, obj) => writeValues('srv-' + name, obj);
+const valuesFile = (f) => readYaml(path.join(VALUES, f))[0];
+const defaults = () => readYaml(path.join(CHART, 'values.yaml'))[0];
+
+console.log('# chart/server/: rendered with the same stand-in; ServiceMonitor checked against tests/chart/schemas/servicemonitor-v1.json');
+
+// ------------------------------------------------------------------ the server's settings
+
+// Settings tables of the server: { "NAME", yaml|NULL, CFG_TYPE, default, "help" "...", secret
+// (plus OVH's per-region macro, expanded here).
+function serverSettings() {
+  const files = [];
+  for (const dir of ['server', path.join('server', 'connectors')]) {
+    for (const f of fs.readdirSync(path.join(ROOT, dir))) if (/\.[ch]$/.test(f)) files.push(path.join(ROOT, dir, f));
+  }
+  const STR = '"(?:[^"\\\\]|\\\\.)*"';
+  const re = new RegExp(`\\{\\s*"([A-Z][A-Z0-9_]*)",\\s*(?:NULL|${STR}),\\s*CFG_[A-Z]+,\\s*(?:NULL|[A-Za-z_]+|(?:${STR}\\s*)+),\\s*(?:${STR}\\s*)+,\\s*([01])`, 'g');
+  const out = new Map();
+  for (const f of files) {
+    const text = fs.readFileSync(f, 'utf8');
+    let m;
+    while ((m = re.exec(text))) out.set(m[1], { secret: m[2] === '1', file: path.relative(ROOT, f) });
+    const flat = text.replace(/\\\n/g, ' ');
+    const macro = /\{ "OVH_" UP "_([A-Z_]+)",[^}]*?,\s*([01]) \}/g;
+    while ((m = macro.exec(flat))) {
+      for (const r of ['EU', 'CA', 'US']) out.set(`OVH_${r}_${m[1]}`, { secret: m[2] === '1', file: path.relative(ROOT, f) });
+    }
+  }
+  return out;
+}
+
+// The settings the connector guide lists (NAME=... lines and names in its prose).
+const GUIDE = '/work/shared/seed/connectors.md';
+const GUIDE_SETTINGS_RECORDED = ['ATLASSIAN_CLIENT_ID', 'ATLASSIAN_CLIENT_SECRET', 'AURORA_ENV', 'AWS_ACCESS_KEY_ID',
+  'AWS_DEFAULT_REGION', 'AWS_SECRET_ACCESS_KEY', 'AWS_SM_REGION', 'BB_OAUTH_CLIENT_ID', 'BB_OAUTH_CLIENT_SECRET', 'CLIENT_ID',
+  'CLIENT_SECRET', 'FRONTEND_URL', 'GH_API_BASE_URL', 'GH_BASE_URL', 'GH_OAUTH_CLIENT_ID', 'GH_OAUTH_CLIENT_SECRET',
+  'GITHUB_APP_CLIENT_ID', 'GITHUB_APP_ID', 'GITHUB_APP_SETUP_URL', 'GITHUB_APP_WEBHOOK_SECRET', 'GITHUB_APP_WEBHOOK_URL',
+  'GITHUB_AUTH_MODE', 'GOOGLE_CHAT_CLIENT_ID', 'GOOGLE_CHAT_CLIENT_SECRET', 'GOOGLE_CHAT_SERVICE_ACCOUNT_KEY',
+  'INTERNAL_API_SECRET', 'NEXT_PUBLIC_BACKEND_URL', 'NEXT_PUBLIC_ENABLE_CONFLUENCE', 'NEXT_PUBLIC_ENABLE_JIRA',
+  'NEXT_PUBLIC_ENABLE_OVH', 'NEXT_PUBLIC_ENABLE_PAGERDUTY_OAUTH', 'NEXT_PUBLIC_GITHUB_APP_SLUG', 'OVH_CA_CLIENT_ID',
+  'OVH_CA_CLIENT_SECRET', 'OVH_CA_REDIRECT_URI', 'OVH_EU_CLIENT_ID', 'OVH_EU_CLIENT_SECRET', 'OVH_EU_REDIRECT_URI',
+  'OVH_US_CLIENT_ID', 'OVH_US_CLIENT_SECRET', 'OVH_US_REDIRECT_URI', 'PAGERDUTY_CLIENT_ID', 'PAGERDUTY_CLIENT_SECRET',
+  'SECRETS_BACKEND', 'SLACK_CLIENT_ID', 'SLACK_CLIENT_SECRET', 'SLACK_SIGNING_SECRET'];
+function guideSettings(settings) {
+  if (!fs.existsSync(GUIDE)) return GUIDE_SETTINGS_RECORDED;
+  const names = new Set(fs.readFileSync(GUIDE, 'utf8').match(/\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b/g));
+  // only what the server reads (the guide also names placeholders: YOUR_ORG_ID, API_URL, ...)
+  return [...names].filter((n) => settings.has(n)).sort();
+}
+
+// Set by the chart from structured values, refused in config (chart/server/templates/_helpers.tpl).
+const MANAGED = {
+  AURORA_PORT: 'port', AURORA_OPS_PORT: 'opsPort', AURORA_BIND: 'the chart', AURORA_OPS_BIND: 'the chart',
+  AURORA_DATA_DIR: 'the chart', AURORA_TLS_CERT: 'tls.existingSecret', AURORA_TLS_KEY: 'tls.existingSecret',
+  AURORA_PLAIN_HTTP: 'tls.enabled', AURORA_TLS_TERMINATED_BY_PROXY: 'tls.enabled', SECRETS_BACKEND: 'secretsBackend.type',
+  AURORA_MASTER_KEY: 'secretsBackend.local.masterKey', AURORA_MASTER_KEY_FILE: 'the chart', VAULT_ADDR: 'secretsBackend.vault.addr',
+  VAULT_TOKEN: 'secretsBackend.vault.token', VAULT_AUTH_METHOD: 'secretsBackend.vault.authMethod',
+  VAULT_K8S_ROLE: 'secretsBackend.vault.role', VAULT_K8S_JWT_PATH: 'secretsBackend.vault.serviceAccountToken',
+  VAULT_KV_MOUNT: 'secretsBackend.vault.kvMount', VAULT_PREFIX: 'secretsBackend.vault.prefix',
+  VAULT_CACERT: 'secretsBackend.vault.caBundle', AWS_SM_REGION: 'secretsBackend.aws.region', AWS_SM_ENDPOINT: 'secretsBackend.aws.endpoint',
+};
+
+// ------------------------------------------------------------------ validation
+
+const schema = JSON.parse(fs.readFileSync(path.join(CHART, 'values.schema.json'), 'utf8'));
+const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false });
+let validateValues = () => true;
+function valuesErrors(v) {
+  if (validateValues(v)) return [];
+  return validateValues.errors.map((e) => `${e.instancePath || '/'} ${e.message}`);
+}
+let validateServiceMonitor = () => true;
+
+// Strict validation of one object: kubernetes-models, or our CRD subset for ServiceMonitor.
+function validateObject(o) {
+  if (o && o.apiVersion === 'monitoring.coreos.com/v1') {
+    if (o.kind !== 'ServiceMonitor') return [`no schema for ${o.apiVersion} ${o.kind}`];
+    if (validateServiceMonitor(o)) return [];
+    return validateServiceMonitor.errors.map((e) => `schema: ${e.instancePath || '/'} ${e.message}${e.params && e.params.additionalProperty ? ' ' + e.params.additionalProperty : ''}`);
+  }
+  return validateK8s(o);
+}
+
+// Cross-object checks of the server chart beyond lib's apiServerChecks.
+function serverChecks(all) {
+  const errors = apiServerChecks(all);
+  const dep = all.find((o) => o.kind === 'Deployment');
+  const svc = all.find((o) => o.kind === 'Service');
+  const podLabels = dep.spec.template.metadata.labels;
+  const matches = (sel) => Object.entries(sel || {}).every(([k, v]) => podLabels[k] === v);
+  for (const o of all) {
+    const what = `${o.kind}/${o.metadata.name}`;
+    if (o.kind === 'Ingress') {
+      for (const r of o.spec.rules) {
+        for (const p of r.http.paths) {
+          const b = p.backend.service;
+          if (b.name !== svc.metadata.name) errors.push(`${what}: backend ${b.name} is not the Service`);
+          if (!svc.spec.ports.some((sp) => sp.name === b.port.name)) errors.push(`${what}: backend port ${b.port.name} is not a Service port`);
+        }
+      }
+    }
+    if (o.kind === 'HorizontalPodAutoscaler') {
+      const t = o.spec.scaleTargetRef;
+      if (t.kind !== 'Deployment' || t.name !== dep.metadata.name || t.apiVersion !== 'apps/v1') errors.push(`${what}: scales ${t.kind}/${t.name}`);
+      if (o.spec.minReplicas > o.spec.maxReplicas) errors.push(`${what}: minReplicas > maxReplicas`);
+      if ('replicas' in dep.spec) errors.push(`${what}: the Deployment also sets replicas (the autoscaler's count would be reset on upgrade)`);
+    }
+    if (o.kind === 'NetworkPolicy' && !matches(o.spec.podSelector.matchLabels)) errors.push(`${what}: podSelector matches no server pod`);
+    if (o.kind === 'ServiceMonitor') {
+      if (!Object.entries(o.spec.selector.matchLabels).every(([k, v]) => svc.metadata.labels[k] === v)) errors.push(`${what}: selects no Service`);
+      for (const e of o.spec.endpoints) if (!svc.spec.ports.some((p) => p.name === e.port)) errors.push(`${what}: port ${e.port} is not a Service port`);
+    }
+    if (o.kind === 'Deployment') {
+      const spec = o.spec.template.spec;
+      const c = spec.containers[0];
+      for (const e of c.env || []) {
+        const ref = e.valueFrom && e.valueFrom.secretKeyRef;
+        if (ref && (!ref.name || !ref.key)) errors.push(`${what}: env ${e.name}: secretKeyRef without name or key`);
+      }
+      for (const f of c.envFrom || []) {
+        const cm = f.configMapRef && all.find((x) => x.kind === 'ConfigMap' && x.metadata.name === f.configMapRef.name);
+        if (!cm) errors.push(`${what}: envFrom names no ConfigMap of the chart`);
+      }
+      for (const v of spec.volumes || []) {
+        if (v.persistentVolumeClaim && !all.some((x) => x.kind === 'PersistentVolumeClaim' && x.metadata.name === v.persistentVolumeClaim.claimName) &&
+          v.persistentVolumeClaim.claimName !== 'preexisting-claim') errors.push(`${what}: volume ${v.name} names a claim the chart does not create`);
+      }
+      if (o.spec.strategy && o.spec.strategy.type === 'Recreate' && o.spec.strategy.rollingUpdate) errors.push(`${what}: Recreate with rollingUpdate`);
+    }
+  }
+  return errors;
+}
+
+// ================================================================== tests
+
+const chartYamlFiles = ['Chart.yaml', 'values.yaml'].map((f) => path.join(CHART, f))
+  .concat(fs.readdirSync(VALUES).filter((f) => /\.ya?ml$/.test(f)).map((f) => path.join(VALUES, f)));
+
+test('server chart YAML files parse (YAML 1.1, no duplicate keys): ' + chartYamlFiles.map((f) => path.relative(ROOT, f)).join(', '), () => {
+  for (const f of chartYamlFiles) {
+    const docs = readYaml(f);
+    assert.strictEqual(docs.length, 1, `${f}: ${docs.length} documents`);
+    assert.ok(docs[0] && typeof docs[0] === 'object' && !Array.isArray(docs[0]), `${f}: not a map`);
+  }
+});
+
+test('server templates/ holds only .yaml manifests, _helpers.tpl and NOTES.txt; .helmignore parses', () => {
+  for (const f of fs.readdirSync(path.join(CHART, 'templates'))) {
+    assert.ok(/\.yaml$/.test(f) || f === '_helpers.tpl' || f === 'NOTES.txt', `unexpected file templates/${f}`);
+  }
+  for (const l of fs.readFileSync(path.join(CHART, '.helmignore'), 'utf8').split('\n')) assert.ok(!/^\s+\S/.test(l), l);
+});
+
+test('server Chart.yaml: apiVersion v2, name aurora-server, SemVer version, appVersion, kubeVersion >= 1.23 (autoscaling/v2)', () => {
+  const c = readYaml(path.join(CHART, 'Chart.yaml'))[0];
+  assert.strictEqual(c.apiVersion, 'v2');
+  assert.strictEqual(c.name, 'aurora-server');
+  assert.strictEqual(c.type, 'application');
+  assert.match(c.version, /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/);
+  assert.strictEqual(typeof c.appVersion, 'string');
+  assert.strictEqual(c.kubeVersion, '>=1.23.0-0');
+  mustFail(['values-minimal.yaml'], /chart requires kubeVersion: >=1\.23\.0-0 which is incompatible with Kubernetes v1\.22\.0/, { kubeVersion: '1.22.0' });
+});
+
+test('server values.schema.json compiles (ajv draft-07, strict); the ServiceMonitor schema compiles', () => {
+  assert.strictEqual(schema.$schema, 'http://json-schema.org/draft-07/schema#');
+  validateValues = ajv.compile(schema);
+  validateServiceMonitor = new Ajv({ allErrors: true, strict: true }).compile(JSON.parse(fs.readFileSync(path.join(HERE, 'schemas', 'servicemonitor-v1.json'), 'utf8')));
+});
+
+test('server chart defaults (values.yaml) validate against values.schema.json (ajv)', () => {
+  assert.deepStrictEqual(valuesErrors(defaults()), []);
+});
+
+const SCENARIOS = {
+  minimal: ['values-minimal.yaml'],
+  full: ['values-full.yaml'],
+  sqlite: ['values-sqlite.yaml'],
+  aws: ['values-aws.yaml'],
+  'vault-token': ['values-vault-token.yaml'],
+};
+for (const files of Object.values(SCENARIOS)) {
+  test(`server values ${files.join(' ')} render, and the coalesced values validate against values.schema.json (ajv)`, () => {
+    const r = mustRender(files);
+    assert.deepStrictEqual(valuesErrors(r.values), []);
+  });
+}
+
+test('server values-full.yaml (with the alternatives in the other values files) sets every value of values.yaml', () => {
+  const d = defaults();
+  const full = valuesFile('values-full.yaml');
+  const alternates = ['values-sqlite.yaml', 'values-aws.yaml', 'values-vault-token.yaml', 'values-minimal.yaml'].map(valuesFile);
+  const sameAsDefaultOk = new Set(['podSecurityContext.runAsNonRoot', 'podSecurityContext.seccompProfile.type',
+    'securityContext.allowPrivilegeEscalation', 'securityContext.privileged', 'securityContext.readOnlyRootFilesystem',
+    'securityContext.runAsNonRoot', 'securityContext.capabilities.drop', 'securityContext.seccompProfile.type',
+    'livenessProbe.enabled', 'readinessProbe.enabled', 'serviceAccount.create', 'tls.enabled', 'config.AURORA_ENV',
+    'persistence.enabled', 'secretsBackend.vault.authMethod']);
+  // persistence.existingClaim is set by the SQLite test's own values; annotation names hold
+  // dots, so ingress.annotations is compared as a whole below.
+  const elsewhere = new Set(['persistence.existingClaim']);
+  const leafList = leaves(d).filter((l) => !l.startsWith('ingress.annotations.') && !elsewhere.has(l));
+  assert.notDeepStrictEqual(full.ingress.annotations, d.ingress.annotations);
+  const missing = [];
+  const unchanged = [];
+  for (const leaf of leafList) {
+    const def = at(d, leaf).value;
+    const sets = [full, ...alternates].map((f) => at(f, leaf)).filter((x) => x.present);
+    if (!sets.length) missing.push(leaf);
+    else if (!sameAsDefaultOk.has(leaf) && sets.every((s) => JSON.stringify(s.value) === JSON.stringify(def))) unchanged.push(leaf);
+  }
+  assert.deepStrictEqual(missing, [], 'values not set by any test values file');
+  assert.deepStrictEqual(unchanged, [], 'values only ever set to their default');
+  const fullOnly = leafList.filter((l) => !at(full, l).present).sort();
+  const exclusive = ['persistence.accessModes', 'persistence.enabled', 'persistence.size',
+    'persistence.storageClass', 'secretsBackend.aws.endpoint', 'secretsBackend.aws.region', 'secretsBackend.aws.roleArn',
+    'secretsBackend.local.masterKey', 'secretsBackend.vault.caBundle.secret', 'secretsBackend.vault.token'].sort();
+  assert.deepStrictEqual(fullOnly, exclusive, 'values-full.yaml leaves out more than the exclusive alternatives');
+});
+
+// ---------------------------------------------------------------- settings: guide and server
+
+test('config: lists every setting of the connector guide (those SECRETS_BACKEND/AWS_SM_REGION the chart sets come from secretsBackend)', () => {
+  const settings = serverSettings();
+  const cfg = defaults().config;
+  const guide = guideSettings(settings);
+  assert.ok(guide.length >= 40, `only ${guide.length} guide settings found`);
+  const missing = guide.filter((n) => !(n in cfg) && !(n in MANAGED));
+  assert.deepStrictEqual(missing, []);
+  for (const n of ['GITHUB_APP_ID', 'GITHUB_APP_CLIENT_ID', 'GITHUB_APP_WEBHOOK_URL', 'GITHUB_APP_SETUP_URL', 'GITHUB_APP_WEBHOOK_SECRET',
+    'NEXT_PUBLIC_GITHUB_APP_SLUG', 'FRONTEND_URL', 'NEXT_PUBLIC_BACKEND_URL', 'SLACK_CLIENT_ID', 'SLACK_SIGNING_SECRET']) assert.ok(n in cfg, n);
+  // every key of config is a setting the server reads (the replicas' AURORA_REDIS_URL may land later)
+  const unknown = Object.keys(cfg).filter((n) => !settings.has(n) && n !== 'AURORA_REDIS_URL');
+  assert.deepStrictEqual(unknown, [], 'config lists settings the server does not declare');
+});
+
+test('every setting the server declares secret is secretKeyRef-only in the schema (or set by the chart from a Secret)', () => {
+  const settings = serverSettings();
+  const secrets = [...settings].filter(([, s]) => s.secret).map(([n]) => n);
+  for (const n of ['DATABASE_URL', 'INTERNAL_API_SECRET', 'SLACK_SIGNING_SECRET', 'GITHUB_APP_WEBHOOK_SECRET', 'OVH_EU_CLIENT_SECRET', 'VAULT_TOKEN']) {
+    assert.ok(secrets.includes(n), `the settings parser missed the secret ${n}`);
+  }
+  const props = schema.properties.config.properties;
+  const wrong = [];
+  for (const n of secrets) {
+    const p = props[n];
+    const ok = p && (p.$ref === '#/definitions/secretRef' || (n in MANAGED && p.not));
+    if (!ok) wrong.push(n);
+    // and ajv refuses the literal
+    const v = mergeInto(defaults(), { config: { [n]: 'literal-secret-value' } });
+    if (!valuesErrors(v).length) wrong.push(`${n} (ajv accepted a literal)`);
+  }
+  assert.deepStrictEqual(wrong, []);
+  assert.strictEqual(props.AURORA_REDIS_URL.$ref, '#/definitions/secretRef', 'AURORA_REDIS_URL carries a password');
+});
+
+// ---------------------------------------------------------------- schema and render refusals
+
+const SCHEMA_REJECTS = [
+  ['an unknown top-level key (typo replicas)', { replicas: 3 }, /replicas/],
+  ['a literal INTERNAL_API_SECRET', { config: { INTERNAL_API_SECRET: 'x'.repeat(40) } }, /config\.INTERNAL_API_SECRET/],
+  ['a literal DATABASE_URL', { config: { DATABASE_URL: 'postgres://u:p@db/aurora' } }, /config\.DATABASE_URL/],
+  ['a literal AURORA_REDIS_URL', { config: { AURORA_REDIS_URL: 'redis://:p@redis:6379/0' } }, /config\.AURORA_REDIS_URL/],
+  ['a literal GITHUB_APP_WEBHOOK_SECRET', { config: { GITHUB_APP_WEBHOOK_SECRET: 'abc' } }, /config\.GITHUB_APP_WEBHOOK_SECRET/],
+  ['a secretKeyRef without key', { config: { SLACK_SIGNING_SECRET: { secretKeyRef: { name: 'slack' } } } }, /config\.SLACK_SIGNING_SECRET/],
+  ['a secretKeyRef with a bad Secret name', { config: { SLACK_SIGNING_SECRET: { secretKeyRef: { name: 'Slack_Secret', key: 'k' } } } }, /config\.SLACK_SIGNING_SECRET/],
+  ['AURORA_PORT in config (set from port)', { config: { AURORA_PORT: 8080 } }, /config\.AURORA_PORT/],
+  ['SECRETS_BACKEND in config (set from secretsBackend.type)', { config: { SECRETS_BACKEND: 'vault' } }, /config\.SECRETS_BACKEND/],
+  ['a lower-case config name', { config: { frontend_url: 'https://a' } }, /config/],
+  ['a config value that is a list', { config: { FRONTEND_URL: ['https://a'] } }, /config\.FRONTEND_URL/],
+  ['AURORA_ENV staging', { config: { AURORA_ENV: 'staging' } }, /config\.AURORA_ENV/],
+  ['secretsBackend.type hashicorp', { secretsBackend: { type: 'hashicorp' } }, /secretsBackend\.type/],
+  ['a Vault address with credentials', { secretsBackend: { vault: { addr: 'https://u:p@vault:8200' } } }, /secretsBackend\.vault\.addr/],
+  ['vault authMethod approle', { secretsBackend: { vault: { authMethod: 'approle' } } }, /secretsBackend\.vault\.authMethod/],
+  ['a Vault token lifetime under 10 minutes', { secretsBackend: { vault: { serviceAccountToken: { expirationSeconds: 60 } } } }, /expirationSeconds/],
+  ['an AWS region that is not one', { secretsBackend: { aws: { region: 'Europe' } } }, /secretsBackend\.aws\.region/],
+  ['a roleArn that is not an IAM role', { secretsBackend: { aws: { roleArn: 'aurora-server' } } }, /secretsBackend\.aws\.roleArn/],
+  ['a negative replicaCount', { replicaCount: -1 }, /replicaCount/],
+  ['a numeric image tag', { image: { tag: 1.1 } }, /image\.tag/],
+  ['an image digest that is not sha256', { image: { digest: 'latest' } }, /image\.digest/],
+  ['port 0', { port: 0 }, /port/],
+  ['opsPort 70000', { opsPort: 70000 }, /opsPort/],
+  ['ingress.hosts.api with a scheme', { ingress: { hosts: { api: 'https://api.example.com' } } }, /ingress\.hosts\.api/],
+  ['an unknown ingress host key (the guide names only api)', { ingress: { hosts: { web: 'aurora.example.com' } } }, /web/],
+  ['service.type ExternalName', { service: { type: 'ExternalName' } }, /service\.type/],
+  ['PDB minAvailable "half"', { podDisruptionBudget: { minAvailable: 'half' } }, /minAvailable/],
+  ['HPA CPU target 0', { autoscaling: { targetCPUUtilizationPercentage: 0 } }, /targetCPUUtilizationPercentage/],
+  ['ServiceMonitor interval "soon"', { serviceMonitor: { interval: 'soon' } }, /serviceMonitor\.interval/],
+  ['persistence.size "lots"', { persistence: { size: 'lots' } }, /persistence\.size/],
+  ['readinessProbe.periodSeconds 0', { readinessProbe: { periodSeconds: 0 } }, /readinessProbe\.periodSeconds/],
+];
+for (const [what, override, re] of SCHEMA_REJECTS) {
+  test(`server values schema rejects ${what} (ajv and the renderer)`, () => {
+    const r = mustFail(['values-minimal.yaml', w('reject-' + what.replace(/\W+/g, '-'), override)], /values don't meet the specifications of the schema/);
+    assert.match(r.stderr, re);
+    const merged = [valuesFile('values-minimal.yaml'), override].reduce(mergeInto, defaults());
+    assert.ok(valuesErrors(merged).length > 0, 'ajv accepted it');
+  });
+}
+
+test('the server chart defaults alone fail: INTERNAL_API_SECRET is required in production (clear message)', () => {
+  mustFail([], /Error: execution error at \(aurora-server\/templates\/deployment\.yaml:\d+:\d+\): config\.INTERNAL_API_SECRET is required with AURORA_ENV production: \{secretKeyRef/);
+});
+
+const PG = { secretKeyRef: { name: 'db', key: 'url' } };
+const REDIS = { secretKeyRef: { name: 'redis', key: 'url' } };
+const RENDER_REJECTS = [
+  ['2 replicas on SQLite (single process)', ['values-sqlite.yaml'], { replicaCount: 2 }, /2 replicas need PostgreSQL: set config\.DATABASE_URL .*SQLite is a single process/],
+  ['an autoscaler on SQLite', ['values-sqlite.yaml'], { autoscaling: { enabled: true } }, /6 replicas need PostgreSQL/],
+  ['2 replicas without Redis', ['values-minimal.yaml'], { replicaCount: 2 }, /2 replicas need Redis: set config\.AURORA_REDIS_URL/],
+  ['the local backend on PostgreSQL without a master key', ['values-minimal.yaml'], { secretsBackend: { local: { masterKey: null } } }, /secretsBackend\.local\.masterKey is required/],
+  ['the local backend on SQLite without persistence or master key', ['values-sqlite.yaml'], { persistence: { enabled: false } }, /secretsBackend\.local\.masterKey is required/],
+  ['vault without addr', ['values-minimal.yaml'], { secretsBackend: { type: 'vault', vault: { role: 'r' } } }, /secretsBackend\.vault\.addr is required/],
+  ['vault Kubernetes auth without role', ['values-minimal.yaml'], { secretsBackend: { type: 'vault', vault: { addr: 'https://v:8200' } } }, /secretsBackend\.vault\.role is required with authMethod kubernetes/],
+  ['vault token auth without token', ['values-minimal.yaml'], { secretsBackend: { type: 'vault', vault: { addr: 'https://v:8200', authMethod: 'token' } } }, /secretsBackend\.vault\.token is required/],
+  ['two Vault CA sources', ['values-vault-token.yaml'], { secretsBackend: { vault: { caBundle: { configMap: 'ca' } } } }, /set only one of secretsBackend\.vault\.caBundle/],
+  ['aws without region', ['values-aws.yaml'], { secretsBackend: { aws: { region: '' } } }, /secretsBackend\.aws\.region is required/],
+  ['aws without access keys (IRSA alone)', ['values-aws.yaml'], { config: { AWS_SECRET_ACCESS_KEY: null } }, /needs config\.AWS_ACCESS_KEY_ID and config\.AWS_SECRET_ACCESS_KEY .*does not use IRSA/],
+  ['an Ingress without ingress.hosts.api', ['values-minimal.yaml'], { ingress: { hosts: { api: '' } } }, /ingress\.hosts\.api is required with ingress\.enabled/],
+  ['a PDB with minAvailable and maxUnavailable', ['values-minimal.yaml'], { podDisruptionBudget: { enabled: true, minAvailable: 1 } }, /set only one of minAvailable and maxUnavailable/],
+  ['opsPort equal to port', ['values-minimal.yaml'], { opsPort: 5080 }, /opsPort must differ from port/],
+  ['plain HTTP in production with no ingress in front', ['values-minimal.yaml'], { tls: { enabled: false }, ingress: { enabled: false } }, /tls\.enabled false serves plain HTTP/],
+  ['a secret-looking setting the chart does not list, as a literal', ['values-minimal.yaml'], { config: { NEWRELIC_API_TOKEN: 'NRAK-1' } }, /config\.NEWRELIC_API_TOKEN looks like a secret/],
+  ['AURORA_MASTER_KEY through extraEnv', ['values-minimal.yaml'], { extraEnv: [{ name: 'AURORA_MASTER_KEY', value: 'k' }] }, /extraEnv AURORA_MASTER_KEY: set it under config/],
+  ['a config setting repeated in extraEnv', ['values-minimal.yaml'], { extraEnv: [{ name: 'FRONTEND_URL', value: 'https://x' }] }, /extraEnv FRONTEND_URL/],
+];
+for (const [what, base, override, re] of RENDER_REJECTS) {
+  test(`server render fails with a clear message: ${what}`, () => {
+    mustFail([...base, w('rej-' + what.replace(/\W+/g, '-'), override)], re);
+  });
+}
+
+test('more than one replica renders with PostgreSQL and Redis (replicaCount and the autoscaler)', () => {
+  const ha = { config: { DATABASE_URL: PG, AURORA_REDIS_URL: REDIS } };
+  assert.strictEqual(one(mustRender(['values-minimal.yaml', w('ha3', { replicaCount: 3, ...ha })]), 'Deployment').spec.replicas, 3);
+  assert.strictEqual(objs(mustRender(['values-minimal.yaml', w('hpa', { autoscaling: { enabled: true }, ...ha })]), 'HorizontalPodAutoscaler').length, 1);
+});
+
+// ---------------------------------------------------------------- Kubernetes validation
+
+test('ServiceMonitor validator self-test: unknown fields, bad scheme and durations are caught', () => {
+  const sm = JSON.parse(JSON.stringify(one(mustRender(['values-full.yaml']), 'ServiceMonitor')));
+  assert.deepStrictEqual(validateObject(sm), []);
+  const cases = [
+    [(o) => { o.spec.endpoints[0].schema = 'http'; }, /schema/],
+    [(o) => { o.spec.endpoints[0].scheme = 'HTTP'; }, /scheme|allowed values/],
+    [(o) => { o.spec.endpoints[0].interval = '30 seconds'; }, /interval|pattern/],
+    [(o) => { delete o.spec.selector; }, /selector/],
+  ];
+  for (const [mutate, re] of cases) {
+    const bad = JSON.parse(JSON.stringify(sm));
+    mutate(bad);
+    assert.match(validateObject(bad).join('\n'), re);
+  }
+});
+
+const K8S_SCENARIOS = Object.assign({}, SCENARIOS, {
+  'minimal, TLS off behind the Ingress, ops port, egress policy': ['values-minimal.yaml', 'generated:plain'],
+});
+const scenarioFiles = (files) => files.map((f) => (f === 'generated:plain' ? w('plain', {
+  tls: { enabled: false }, opsPort: 9102, networkPolicy: { enabled: true, egress: { enabled: true } },
+  serviceMonitor: { enabled: true }, podDisruptionBudget: { enabled: true },
+}) : f));
+for (const [name, files] of Object.entries(K8S_SCENARIOS)) {
+  test(`every rendered server object (${name}) validates strictly against its schema, plus API-server and cross-object checks`, () => {
+    const r = mustRender(scenarioFiles(files));
+    const errors = [];
+    for (const { source, object } of r.objects) for (const e of validateObject(object)) errors.push(`${source} ${object.kind}: ${e}`);
+    errors.push(...serverChecks(objs(r)));
+    assert.deepStrictEqual(errors, []);
+  });
+}
+
+// ---------------------------------------------------------------- content
+
+test('objects for the minimal values: ServiceAccount, ConfigMap, Service, Deployment, Ingress; full adds PDB, HPA, ServiceMonitor, NetworkPolicy', () => {
+  assert.deepStrictEqual(objs(mustRender(['values-minimal.yaml'])).map((o) => o.kind),
+    ['ServiceAccount', 'ConfigMap', 'Service', 'Deployment', 'Ingress']);
+  assert.deepStrictEqual(objs(mustRender(['values-full.yaml'])).map((o) => o.kind).sort(),
+    ['ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'Ingress', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ServiceMonitor']);
+  assert.deepStrictEqual(objs(mustRender(['values-sqlite.yaml'])).map((o) => o.kind),
+    ['ServiceAccount', 'ConfigMap', 'PersistentVolumeClaim', 'Service', 'Deployment']);
+  for (const f of Object.values(SCENARIOS)) assert.strictEqual(objs(mustRender(f), 'Secret').length, 0, `${f}: the chart creates no Secret`);
+});
+
+test('config: plain settings go to the ConfigMap (envFrom) as strings; numbers and booleans as the server reads them; empty ones are left out', () => {
+  const r = mustRender(['values-full.yaml']);
+  const cm = one(r, 'ConfigMap');
+  const full = valuesFile('values-full.yaml').config;
+  const plain = Object.entries(full).filter(([, v]) => typeof v !== 'object');
+  assert.ok(plain.length >= 30, `${plain.length} plain settings in values-full.yaml`);
+  for (const [k, v] of plain) assert.strictEqual(cm.data[k], String(v), k);
+  assert.strictEqual(cm.data.GITHUB_APP_ID, '123456');
+  assert.strictEqual(cm.data.NEXT_PUBLIC_ENABLE_JIRA, 'false');
+  assert.strictEqual(cm.data.AURORA_EXEC_MAX_PER_CLUSTER, '256', 'a setting the chart does not list passes through');
+  assert.deepStrictEqual(Object.keys(cm.data).sort(), plain.map(([k]) => k).sort());
+  assert.deepStrictEqual(container(r).envFrom, [{ configMapRef: { name: cm.metadata.name } }]);
+  const min = one(mustRender(['values-minimal.yaml']), 'ConfigMap').data;
+  assert.deepStrictEqual(min, { AURORA_ENV: 'production', AURORA_LOG_FORMAT: 'json', AURORA_LOG_LEVEL: 'info',
+    AURORA_PUBLIC_URL: 'https://api.aurora.example.com', FRONTEND_URL: 'https://aurora.example.com' });
+  const big = one(mustRender(['values-minimal.yaml', w('big', { config: { AURORA_EXEC_OUTPUT_BUDGET: 1073741824 } })]), 'ConfigMap').data;
+  assert.strictEqual(big.AURORA_EXEC_OUTPUT_BUDGET, '1073741824', 'no 1.073741824e+09');
+});
+
+test('config: secret settings reach the pod only through secretKeyRef, never a ConfigMap or a literal value anywhere', () => {
+  const r = mustRender(['values-full.yaml']);
+  const c = container(r);
+  const full = valuesFile('values-full.yaml').config;
+  const secret = Object.entries(full).filter(([, v]) => v && typeof v === 'object');
+  assert.ok(secret.length >= 18, `${secret.length} secret settings in values-full.yaml`);
+  for (const [k, v] of secret) {
+    const e = envMap(c)[k];
+    assert.ok(e && !('value' in e), `${k}: a literal value`);
+    assert.deepStrictEqual(e.valueFrom, { secretKeyRef: v.secretKeyRef }, k);
+    assert.ok(!(k in one(r, 'ConfigMap').data), `${k} in the ConfigMap`);
+  }
+  const settings = serverSettings();
+  for (const o of objs(r)) {
+    for (const [k, s] of settings) {
+      if (s.secret && o.kind === 'ConfigMap') assert.ok(!(k in o.data), `${k} in ConfigMap`);
+    }
+  }
+  for (const e of c.env) if (settings.has(e.name) && settings.get(e.name).secret) assert.ok(!('value' in e), `${e.name} literal`);
+  // the guide's three: INTERNAL_API_SECRET, DATABASE_URL, AURORA_REDIS_URL
+  assert.deepStrictEqual(envMap(c).INTERNAL_API_SECRET.valueFrom.secretKeyRef, { name: 'aurora-server', key: 'internal-api-secret' });
+  assert.deepStrictEqual(envMap(c).DATABASE_URL.valueFrom.secretKeyRef, { name: 'aurora-postgres', key: 'url' });
+  assert.deepStrictEqual(envMap(c).AURORA_REDIS_URL.valueFrom.secretKeyRef, { name: 'aurora-redis', key: 'url' });
+  assert.deepStrictEqual(envMap(c).POD_NAME.valueFrom, { fieldRef: { fieldPath: 'metadata.name' } }, 'extraEnv');
+});
+
+test('AURORA_ENV is production by default; AURORA_PUBLIC_URL defaults to https://<ingress.hosts.api>, an explicit one wins', () => {
+  assert.strictEqual(defaults().config.AURORA_ENV, 'production');
+  assert.strictEqual(one(mustRender(['values-minimal.yaml']), 'ConfigMap').data.AURORA_ENV, 'production');
+  assert.strictEqual(one(mustRender(['values-full.yaml']), 'ConfigMap').data.AURORA_PUBLIC_URL, 'https://aurora-api.example.com');
+  assert.ok(!('AURORA_PUBLIC_URL' in one(mustRender(['values-sqlite.yaml']), 'ConfigMap').data));
+});
+
+test('settings set by the chart are refused in config by the schema, each naming the value to use instead', () => {
+  const props = schema.properties.config.properties;
+  const helpers = fs.readFileSync(path.join(CHART, 'templates', '_helpers.tpl'), 'utf8');
+  for (const [k, from] of Object.entries(MANAGED)) {
+    assert.ok(props[k] && props[k].not, `${k} is not refused by the schema`);
+    assert.match(helpers, new RegExp(`^${k}: ${from.replace(/[.()]/g, '\\$&')}`, 'm'), `${k} in aurora-server.managed`);
+  }
+});
+
+test('secretsBackend vault, Kubernetes auth: VAULT_* settings, a projected ServiceAccount token for Vault only, CA from a ConfigMap', () => {
+  const r = mustRender(['values-full.yaml']);
+  const c = container(r);
+  const want = { SECRETS_BACKEND: 'vault', VAULT_ADDR: 'https://vault.example.com:8200', VAULT_AUTH_METHOD: 'kubernetes',
+    VAULT_K8S_ROLE: 'aurora-server', VAULT_K8S_JWT_PATH: '/var/run/secrets/aurora/vault/token', VAULT_KV_MOUNT: 'secret',
+    VAULT_PREFIX: 'aurora-prod/', VAULT_CACERT: '/etc/aurora/vault-ca/ca.crt' };
+  for (const [k, v] of Object.entries(want)) assert.strictEqual(envValue(c, k), v, k);
+  assert.ok(!('VAULT_TOKEN' in envMap(c)));
+  const spec = one(r, 'Deployment').spec.template.spec;
+  assert.strictEqual(spec.automountServiceAccountToken, false);
+  assert.strictEqual(spec.serviceAccountName, 'aurora-api-sa');
+  assert.strictEqual(one(r, 'ServiceAccount').metadata.name, 'aurora-api-sa');
+  assert.strictEqual(one(r, 'ServiceAccount').automountServiceAccountToken, false);
+  const vol = spec.volumes.find((v) => v.name === 'vault-token');
+  assert.deepStrictEqual(vol.projected, { defaultMode: 0o440, sources: [{ serviceAccountToken: { path: 'token', expirationSeconds: 900, audience: 'vault' } }] });
+  assert.ok(c.volumeMounts.some((m) => m.name === 'vault-token' && m.mountPath === '/var/run/secrets/aurora/vault' && m.readOnly));
+  assert.deepStrictEqual(spec.volumes.find((v) => v.name === 'vault-ca').configMap,
+    { name: 'vault-ca', defaultMode: 0o444, items: [{ key: 'vault-ca.pem', path: 'ca.crt' }] });
+  // the server's defaults (server/server_config.c) for what the chart leaves alone
+  const cfg = fs.readFileSync(path.join(ROOT, 'server', 'server_config.c'), 'utf8');
+  assert.match(cfg, /"VAULT_K8S_JWT_PATH", "[^"]+", CFG_STRING/);
+  assert.match(cfg, /"VAULT_KV_MOUNT", "[^"]+", CFG_STRING, "aurora"/);
+  assert.strictEqual(defaults().secretsBackend.vault.kvMount, 'aurora');
+  const src = fs.readFileSync(path.join(ROOT, 'server', 'secrets_vault.c'), 'utf8');
+  assert.match(src, /auth\/kubernetes\/login/, 'the server logs in at auth/kubernetes/login');
+});
+
+test('secretsBackend vault, token auth: VAULT_TOKEN from its Secret, no ServiceAccount token, CA from a Secret', () => {
+  const r = mustRender(['values-vault-token.yaml']);
+  const c = container(r);
+  assert.strictEqual(envValue(c, 'VAULT_AUTH_METHOD'), 'token');
+  assert.deepStrictEqual(envMap(c).VAULT_TOKEN.valueFrom, { secretKeyRef: { name: 'aurora-vault', key: 'token' } });
+  for (const k of ['VAULT_K8S_ROLE', 'VAULT_K8S_JWT_PATH', 'VAULT_PREFIX']) assert.ok(!(k in envMap(c)), k);
+  const spec = one(r, 'Deployment').spec.template.spec;
+  assert.ok(!spec.volumes.some((v) => v.name === 'vault-token'));
+  assert.deepStrictEqual(spec.volumes.find((v) => v.name === 'vault-ca').secret,
+    { secretName: 'vault-ca', defaultMode: 0o444, items: [{ key: 'ca.pem', path: 'ca.crt' }] });
+});
+
+test('secretsBackend aws_secrets_manager: AWS_SM_REGION/ENDPOINT, keys from Secrets, IRSA role annotation on the ServiceAccount', () => {
+  const r = mustRender(['values-aws.yaml']);
+  const c = container(r);
+  assert.strictEqual(envValue(c, 'SECRETS_BACKEND'), 'aws_secrets_manager');
+  assert.strictEqual(envValue(c, 'AWS_SM_REGION'), 'eu-west-1');
+  assert.match(envValue(c, 'AWS_SM_ENDPOINT'), /^https:\/\/vpce-/);
+  assert.deepStrictEqual(envMap(c).AWS_ACCESS_KEY_ID.valueFrom, { secretKeyRef: { name: 'aurora-aws', key: 'access-key-id' } });
+  assert.deepStrictEqual(envMap(c).AWS_SECRET_ACCESS_KEY.valueFrom, { secretKeyRef: { name: 'aurora-aws', key: 'secret-access-key' } });
+  assert.deepStrictEqual(one(r, 'ServiceAccount').metadata.annotations, { 'eks.amazonaws.com/role-arn': 'arn:aws:iam::123456789012:role/aurora-server' });
+  for (const k of ['VAULT_ADDR', 'AURORA_MASTER_KEY']) assert.ok(!(k in envMap(c)), k);
+  // the annotation belongs to the AWS backend only
+  assert.strictEqual(one(mustRender(['values-full.yaml']), 'ServiceAccount').metadata.annotations['eks.amazonaws.com/role-arn'], undefined);
+});
+
+test('secretsBackend local: AURORA_MASTER_KEY from its Secret; on SQLite with persistence the key file stays in the volume', () => {
+  const c = container(mustRender(['values-minimal.yaml']));
+  assert.strictEqual(envValue(c, 'SECRETS_BACKEND'), 'local');
+  assert.deepStrictEqual(envMap(c).AURORA_MASTER_KEY.valueFrom, { secretKeyRef: { name: 'aurora-server', key: 'master-key' } });
+  const s = container(mustRender(['values-sqlite.yaml']));
+  assert.ok(!('AURORA_MASTER_KEY' in envMap(s)));
+  assert.strictEqual(envValue(s, 'AURORA_DATA_DIR'), '/var/lib/aurora');
+});
+
+test('SQLite: a PersistentVolumeClaim (kept on uninstall) at /var/lib/aurora, one replica, Recreate; existingClaim; emptyDir with PostgreSQL', () => {
+  const r = mustRender(['values-sqlite.yaml']);
+  const pvc = one(r, 'PersistentVolumeClaim');
+  assert.deepStrictEqual(pvc.spec, { accessModes: ['ReadWriteOncePod'], storageClassName: 'fast-ssd', resources: { requests: { storage: '5Gi' } } });
+  assert.strictEqual(pvc.metadata.annotations['helm.sh/resource-policy'], 'keep');
+  const dep = one(r, 'Deployment');
+  assert.strictEqual(dep.spec.replicas, 1);
+  assert.deepStrictEqual(dep.spec.strategy, { type: 'Recreate' });
+  assert.deepStrictEqual(dep.spec.template.spec.volumes.find((v) => v.name === 'data').persistentVolumeClaim, { claimName: pvc.metadata.name });
+  assert.ok(container(r).volumeMounts.some((m) => m.name === 'data' && m.mountPath === '/var/lib/aurora'));
+  assert.ok(!('DATABASE_URL' in envMap(container(r))));
+  const ex = mustRender(['values-sqlite.yaml', w('claim', { persistence: { existingClaim: 'preexisting-claim' } })]);
+  assert.strictEqual(objs(ex, 'PersistentVolumeClaim').length, 0);
+  assert.strictEqual(one(ex, 'Deployment').spec.template.spec.volumes.find((v) => v.name === 'data').persistentVolumeClaim.claimName, 'preexisting-claim');
+  const pg = mustRender(['values-minimal.yaml']);
+  assert.strictEqual(objs(pg, 'PersistentVolumeClaim').length, 0);
+  assert.deepStrictEqual(one(pg, 'Deployment').spec.template.spec.volumes.find((v) => v.name === 'data').emptyDir, {});
+  assert.deepStrictEqual(one(pg, 'Deployment').spec.strategy, { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+  assert.deepStrictEqual(one(mustRender(['values-vault-token.yaml']), 'Deployment').spec.strategy, { type: 'Recreate' });
+});
+
+test('replicas and autoscaling: replicaCount on the Deployment; with the HPA (autoscaling/v2) the Deployment leaves replicas to it', () => {
+  assert.strictEqual(one(mustRender(['values-aws.yaml']), 'Deployment').spec.replicas, 2);
+  const r = mustRender(['values-full.yaml']);
+  assert.ok(!('replicas' in one(r, 'Deployment').spec));
+  const hpa = one(r, 'HorizontalPodAutoscaler');
+  assert.strictEqual(hpa.apiVersion, 'autoscaling/v2');
+  assert.deepStrictEqual(hpa.spec, {
+    scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'aurora-api-prod' }, minReplicas: 3, maxReplicas: 10,
+    metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 60 } } },
+      { type: 'Resource', resource: { name: 'memory', target: { type: 'Utilization', averageUtilization: 80 } } }],
+  });
+  assert.strictEqual(objs(mustRender(['values-minimal.yaml']), 'HorizontalPodAutoscaler').length, 0);
+});
+
+test('Service: HTTPS + WSS on one port (5080 by default), the ops port beside it when set; plain http name with TLS off', () => {
+  const m = mustRender(['values-minimal.yaml']);
+  assert.deepStrictEqual(one(m, 'Service').spec.ports, [{ name: 'https', port: 5080, targetPort: 'https', protocol: 'TCP', appProtocol: 'https' }]);
+  assert.deepStrictEqual(container(m).ports, [{ name: 'https', containerPort: 5080, protocol: 'TCP' }]);
+  assert.strictEqual(envValue(container(m), 'AURORA_PORT'), '5080');
+  assert.strictEqual(envValue(container(m), 'AURORA_OPS_PORT'), '0');
+  const f = mustRender(['values-full.yaml']);
+  const svc = one(f, 'Service');
+  assert.strictEqual(svc.spec.type, 'LoadBalancer');
+  assert.deepStrictEqual(svc.metadata.annotations, { 'service.beta.kubernetes.io/aws-load-balancer-type': 'nlb' });
+  assert.deepStrictEqual(svc.spec.ports, [{ name: 'https', port: 443, targetPort: 'https', protocol: 'TCP', appProtocol: 'https' },
+    { name: 'ops', port: 9090, targetPort: 'ops', protocol: 'TCP', appProtocol: 'http' }]);
+  assert.deepStrictEqual(container(f).ports, [{ name: 'https', containerPort: 8443, protocol: 'TCP' }, { name: 'ops', containerPort: 9090, protocol: 'TCP' }]);
+  assert.strictEqual(envValue(container(f), 'AURORA_PORT'), '8443');
+  assert.strictEqual(envValue(container(f), 'AURORA_OPS_PORT'), '9090');
+  assert.strictEqual(one(mustRender(['values-sqlite.yaml']), 'Service').spec.ports[0].name, 'http');
+  // the server's own default port is the chart's
+  assert.match(fs.readFileSync(path.join(ROOT, 'server', 'server_config.c'), 'utf8'), /"AURORA_PORT", "[^"]+", CFG_INT, "5080"/);
+});
+
+test('Ingress: the guide\'s ingress.hosts.api, / to the Service\'s HTTPS port, class, TLS, long WebSocket timeouts, HTTPS backend with TLS in the pod', () => {
+  const m = one(mustRender(['values-minimal.yaml']), 'Ingress');
+  assert.strictEqual(m.spec.rules[0].host, 'api.aurora.example.com');
+  assert.deepStrictEqual(m.spec.rules[0].http.paths, [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'aurora-server', port: { name: 'https' } } } }]);
+  assert.deepStrictEqual(m.metadata.annotations, { 'nginx.ingress.kubernetes.io/backend-protocol': 'HTTPS',
+    'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600', 'nginx.ingress.kubernetes.io/proxy-send-timeout': '3600' });
+  assert.strictEqual(m.spec.ingressClassName, undefined);
+  const f = one(mustRender(['values-full.yaml']), 'Ingress');
+  assert.strictEqual(f.spec.ingressClassName, 'nginx');
+  assert.deepStrictEqual(f.spec.tls, [{ secretName: 'aurora-api-tls', hosts: ['api.aurora.example.com'] }]);
+  assert.strictEqual(f.metadata.annotations['nginx.ingress.kubernetes.io/proxy-read-timeout'], '7200');
+  assert.strictEqual(f.metadata.annotations['nginx.ingress.kubernetes.io/proxy-body-size'], '2m');
+  const plain = one(mustRender(['values-minimal.yaml', w('ing-plain', { tls: { enabled: false } })]), 'Ingress');
+  assert.ok(!('nginx.ingress.kubernetes.io/backend-protocol' in plain.metadata.annotations));
+  assert.strictEqual(plain.spec.rules[0].http.paths[0].backend.service.port.name, 'http');
+  assert.strictEqual(objs(mustRender(['values-sqlite.yaml']), 'Ingress').length, 0);
+  const guide = fs.existsSync(GUIDE) ? fs.readFileSync(GUIDE, 'utf8') : 'ingress.hosts.api';
+  assert.ok(guide.includes('ingress.hosts.api'));
+});
+
+test('probes: liveness GET /health, readiness GET /ready; HTTPS on the main port with TLS, HTTP on the ops port or without TLS', () => {
+  const m = container(mustRender(['values-minimal.yaml']));
+  assert.deepStrictEqual(m.livenessProbe, { httpGet: { path: '/health', port: 'https', scheme: 'HTTPS' }, initialDelaySeconds: 5, periodSeconds: 20, timeoutSeconds: 3, failureThreshold: 3 });
+  assert.deepStrictEqual(m.readinessProbe, { httpGet: { path: '/ready', port: 'https', scheme: 'HTTPS' }, initialDelaySeconds: 2, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 });
+  const f = container(mustRender(['values-full.yaml']));
+  assert.deepStrictEqual(f.livenessProbe, { httpGet: { path: '/health', port: 'ops', scheme: 'HTTP' }, initialDelaySeconds: 11, periodSeconds: 31, timeoutSeconds: 6, failureThreshold: 4 });
+  assert.deepStrictEqual(f.readinessProbe, { httpGet: { path: '/ready', port: 'ops', scheme: 'HTTP' }, initialDelaySeconds: 3, periodSeconds: 7, timeoutSeconds: 2, failureThreshold: 5, successThreshold: 2 });
+  const s = container(mustRender(['values-sqlite.yaml']));
+  assert.deepStrictEqual(s.livenessProbe.httpGet, { path: '/health', port: 'http', scheme: 'HTTP' });
+  const off = container(mustRender(['values-minimal.yaml', w('probes-off', { livenessProbe: { enabled: false }, readinessProbe: { enabled: false } })]));
+  assert.strictEqual(off.livenessProbe, undefined);
+  assert.strictEqual(off.readinessProbe, undefined);
+});
+
+test('TLS: the certificate of tls.existingSecret mounted 0440 (AURORA_TLS_CERT/KEY); TLS off sets AURORA_PLAIN_HTTP and AURORA_TLS_TERMINATED_BY_PROXY', () => {
+  const r = mustRender(['values-full.yaml']);
+  const c = container(r);
+  assert.strictEqual(envValue(c, 'AURORA_TLS_CERT'), '/etc/aurora/tls/tls.crt');
+  assert.strictEqual(envValue(c, 'AURORA_TLS_KEY'), '/etc/aurora/tls/tls.key');
+  assert.deepStrictEqual(one(r, 'Deployment').spec.template.spec.volumes.find((v) => v.name === 'tls').secret,
+    { secretName: 'aurora-server-tls', defaultMode: 0o440, items: [{ key: 'tls.crt', path: 'tls.crt' }, { key: 'tls.key', path: 'tls.key' }] });
+  assert.ok(c.volumeMounts.some((m) => m.name === 'tls' && m.mountPath === '/etc/aurora/tls' && m.readOnly));
+  for (const k of ['AURORA_PLAIN_HTTP', 'AURORA_TLS_TERMINATED_BY_PROXY']) assert.ok(!(k in envMap(c)), k);
+  const m = container(mustRender(['values-minimal.yaml']));
+  for (const k of ['AURORA_TLS_CERT', 'AURORA_TLS_KEY', 'AURORA_PLAIN_HTTP']) assert.ok(!(k in envMap(m)), `${k}: self-signed by default`);
+  const s = container(mustRender(['values-sqlite.yaml']));
+  assert.strictEqual(envValue(s, 'AURORA_PLAIN_HTTP'), 'true');
+  assert.strictEqual(envValue(s, 'AURORA_TLS_TERMINATED_BY_PROXY'), 'true');
+});
+
+test('restricted pod security in every scenario: non-root, read-only root fs, drop ALL, seccomp RuntimeDefault, no token automount, allowed volume types', () => {
+  for (const files of Object.values(SCENARIOS)) {
+    const spec = one(mustRender(files), 'Deployment').spec.template.spec;
+    assert.strictEqual(spec.securityContext.runAsNonRoot, true);
+    assert.ok(spec.securityContext.runAsUser > 0);
+    assert.deepStrictEqual(spec.securityContext.seccompProfile, { type: 'RuntimeDefault' });
+    assert.strictEqual(spec.automountServiceAccountToken, false);
+    for (const c of spec.containers) {
+      const sc = c.securityContext;
+      assert.strictEqual(sc.runAsNonRoot, true);
+      assert.strictEqual(sc.readOnlyRootFilesystem, true);
+      assert.strictEqual(sc.allowPrivilegeEscalation, false);
+      assert.strictEqual(sc.privileged, false);
+      assert.deepStrictEqual(sc.capabilities, { drop: ['ALL'] });
+      assert.deepStrictEqual(sc.seccompProfile, { type: 'RuntimeDefault' });
+      for (const p of c.ports) assert.ok(!p.hostPort && p.containerPort >= 1024, `port ${p.containerPort}: unprivileged, no hostPort`);
+      assert.ok(c.volumeMounts.some((m) => m.mountPath === '/tmp'), 'a writable /tmp');
+    }
+    for (const k of ['hostNetwork', 'hostPID', 'hostIPC']) assert.ok(!spec[k], k);
+    const allowed = ['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret'];
+    for (const v of spec.volumes) assert.ok(Object.keys(v).filter((k) => k !== 'name').every((t) => allowed.includes(t)), v.name);
+  }
+  // the chart's uid is the image's (Dockerfile.server)
+  const docker = fs.readFileSync(path.join(ROOT, 'Dockerfile.server'), 'utf8');
+  assert.match(docker, new RegExp(`USER ${defaults().podSecurityContext.runAsUser}:${defaults().podSecurityContext.runAsGroup}`));
+});
+
+test('PodDisruptionBudget (policy/v1) only when enabled: minAvailable from values-full, maxUnavailable 1 by default', () => {
+  assert.strictEqual(objs(mustRender(['values-minimal.yaml']), 'PodDisruptionBudget').length, 0);
+  const f = one(mustRender(['values-full.yaml']), 'PodDisruptionBudget');
+  assert.strictEqual(f.apiVersion, 'policy/v1');
+  assert.deepStrictEqual(f.spec, { minAvailable: 2, selector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-api', 'app.kubernetes.io/instance': RELEASE } } });
+  assert.strictEqual(one(mustRender(['values-aws.yaml']), 'PodDisruptionBudget').spec.maxUnavailable, 1);
+  const pct = one(mustRender(['values-aws.yaml', w('pdb-pct', { podDisruptionBudget: { maxUnavailable: '50%' } })]), 'PodDisruptionBudget');
+  assert.strictEqual(pct.spec.maxUnavailable, '50%');
+});
+
+test('ServiceMonitor (monitoring.coreos.com/v1) only when enabled: /metrics on the ops port over HTTP, or on the HTTPS port with tlsConfig', () => {
+  assert.strictEqual(objs(mustRender(['values-minimal.yaml']), 'ServiceMonitor').length, 0);
+  const f = one(mustRender(['values-full.yaml']), 'ServiceMonitor');
+  assert.strictEqual(f.apiVersion, 'monitoring.coreos.com/v1');
+  assert.strictEqual(f.metadata.labels.release, 'kube-prometheus-stack');
+  assert.deepStrictEqual(f.spec.endpoints, [{ port: 'ops', path: '/metrics', scheme: 'http', interval: '15s', scrapeTimeout: '5s' }]);
+  assert.deepStrictEqual(f.spec.namespaceSelector, { matchNames: [NS] });
+  const t = one(mustRender(['values-vault-token.yaml']), 'ServiceMonitor');
+  assert.deepStrictEqual(t.spec.endpoints, [{ port: 'https', path: '/metrics', scheme: 'https', interval: '30s', scrapeTimeout: '10s', tlsConfig: { insecureSkipVerify: true } }]);
+});
+
+test('NetworkPolicy only when enabled: the API port from apiFrom, the ops port from opsFrom, egress DNS + the given rules when restricted', () => {
+  assert.strictEqual(objs(mustRender(['values-minimal.yaml']), 'NetworkPolicy').length, 0);
+  const f = one(mustRender(['values-full.yaml']), 'NetworkPolicy');
+  const full = valuesFile('values-full.yaml').networkPolicy;
+  assert.deepStrictEqual(f.spec.policyTypes, ['Ingress', 'Egress']);
+  assert.deepStrictEqual(f.spec.ingress, [
+    { ports: [{ port: 8443, protocol: 'TCP' }], from: full.apiFrom },
+    { ports: [{ port: 9090, protocol: 'TCP' }], from: full.opsFrom }]);
+  assert.deepStrictEqual(f.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] }, ...full.egress.to]);
+  const open = one(mustRender(['values-minimal.yaml', w('np-open', { networkPolicy: { enabled: true } })]), 'NetworkPolicy');
+  assert.deepStrictEqual(open.spec, { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-server', 'app.kubernetes.io/instance': RELEASE } },
+    policyTypes: ['Ingress'], ingress: [{ ports: [{ port: 5080, protocol: 'TCP' }] }] });
+});
+
+test('labels and names: app: aurora-server and app.kubernetes.io/* on every object, selectors match, overrides apply', () => {
+  const r = mustRender(['values-minimal.yaml']);
+  for (const o of objs(r)) {
+    assert.strictEqual(o.metadata.labels.app, 'aurora-server', o.kind);
+    assert.strictEqual(o.metadata.labels['app.kubernetes.io/component'], 'server', o.kind);
+    assert.strictEqual(o.metadata.name, 'aurora-server', o.kind);
+    assert.strictEqual(o.metadata.namespace, NS, o.kind);
+  }
+  const f = mustRender(['values-full.yaml']);
+  for (const o of objs(f)) {
+    assert.strictEqual(o.metadata.name, o.kind === 'ServiceAccount' ? 'aurora-api-sa' : 'aurora-api-prod', o.kind);
+    assert.strictEqual(o.metadata.labels.team, 'platform', `${o.kind} commonLabels`);
+  }
+  const dep = one(f, 'Deployment');
+  assert.strictEqual(dep.metadata.labels.tier, 'api');
+  assert.strictEqual(dep.metadata.annotations['example.com/owner'], 'platform-team');
+  assert.strictEqual(dep.spec.template.metadata.labels['network-policy'], 'aurora-api');
+  assert.strictEqual(dep.spec.template.metadata.annotations['example.com/scrape-logs'], 'true');
+  assert.strictEqual(one(mustRender(['values-minimal.yaml'], { name: 'prod' }), 'Deployment').metadata.name, 'prod-aurora-server');
+});
+
+test('scheduling and pod values of values-full.yaml reach the pod; image by digest from the registry', () => {
+  const full = valuesFile('values-full.yaml');
+  const dep = one(mustRender(['values-full.yaml']), 'Deployment');
+  const spec = dep.spec.template.spec;
+  assert.strictEqual(dep.spec.revisionHistoryLimit, 5);
+  assert.deepStrictEqual(dep.spec.strategy, full.strategy);
+  for (const k of ['nodeSelector', 'tolerations', 'affinity', 'topologySpreadConstraints', 'imagePullSecrets']) assert.deepStrictEqual(spec[k], full[k], k);
+  assert.strictEqual(spec.priorityClassName, 'aurora-critical');
+  assert.strictEqual(spec.terminationGracePeriodSeconds, 60);
+  assert.deepStrictEqual(spec.containers[0].resources, full.resources);
+  assert.deepStrictEqual(spec.volumes.find((v) => v.name === 'extra-ca'), full.extraVolumes[0]);
+  assert.deepStrictEqual(spec.containers[0].volumeMounts.find((v) => v.name === 'extra-ca'), full.extraVolumeMounts[0]);
+  assert.strictEqual(spec.containers[0].image, `registry.example.com/platform/aurora/server@${full.image.digest}`);
+  assert.strictEqual(spec.containers[0].imagePullPolicy, 'Always');
+  assert.deepStrictEqual(spec.containers[0].args, ['serve']);
+  const appVersion = readYaml(path.join(CHART, 'Chart.yaml'))[0].appVersion;
+  assert.strictEqual(container(mustRender(['values-minimal.yaml'])).image, `aurora-server:${appVersion}`);
+});
+
+test('checksum annotations: a changed setting (plain or secret reference) restarts the pods; the same values do not', () => {
+  const ann = (files) => one(mustRender(files), 'Deployment').spec.template.metadata.annotations;
+  const base = ann(['values-minimal.yaml']);
+  assert.match(base['checksum/config'], /^[0-9a-f]{64}$/);
+  assert.deepStrictEqual(ann(['values-minimal.yaml']), base);
+  assert.notStrictEqual(ann(['values-minimal.yaml', w('ck1', { config: { FRONTEND_URL: 'https://other.example.com' } })])['checksum/config'], base['checksum/config']);
+  const ref = ann(['values-minimal.yaml', w('ck2', { config: { INTERNAL_API_SECRET: { secretKeyRef: { name: 'aurora-server', key: 'rotated' } } } })]);
+  assert.notStrictEqual(ref['checksum/env'], base['checksum/env']);
+});
+
+test('NOTES.txt: state store, secrets backend, verification commands, the agent\'s wss:// URL on ingress.hosts.api and its chart', () => {
+  const r = mustRender(['values-minimal.yaml']);
+  assert.match(r.notes, /State store: PostgreSQL \(config\.DATABASE_URL\); 1 replica\(s\)\./);
+  assert.match(r.notes, /Secrets backend: local\./);
+  assert.ok(r.notes.includes('kubectl get pods -n aurora -l app=aurora-server'));
+  assert.ok(r.notes.includes('curl -sk https://localhost:5080/health'));
+  assert.ok(r.notes.includes('wss://api.aurora.example.com/kubectl-agent'));
+  assert.ok(r.notes.includes('helm install aurora-kubectl-agent ./chart/agent'));
+  assert.match(r.notes, /self-signed certificate/);
+  const f = mustRender(['values-full.yaml']);
+  assert.match(f.notes, /3-10 replicas \(autoscaled\)/);
+  assert.match(f.notes, /Secrets backend: vault \(https:\/\/vault\.example\.com:8200, kubernetes auth, role aurora-server\)\./);
+  assert.ok(f.notes.includes('curl -s localhost:9090/health'));
+  assert.ok(!f.notes.includes('self-signed'));
+  const s = mustRender(['values-sqlite.yaml', w('notes-nopvc', { persistence: { enabled: false }, secretsBackend: { local: { masterKey: { secretKeyRef: { name: 'k', key: 'k' } } } } })]);
+  assert.match(s.notes, /WARNING: SQLite on an emptyDir/);
+  assert.ok(!r.text.includes('kubectl get pods -n'), 'NOTES is not a manifest');
+});
+
+test('Dockerfile.server: base images pinned by digest, HEALTHCHECK on /health, the chart\'s port and uid', () => {
+  const d = fs.readFileSync(path.join(ROOT, 'Dockerfile.server'), 'utf8');
+  const froms = d.match(/^FROM\s+\S+/gm);
+  assert.ok(froms.length >= 2);
+  const args = Object.fromEntries([...d.matchAll(/^ARG\s+([A-Z_]+)=(\S+)/gm)].map((m) => [m[1], m[2]]));
+  for (const f of froms) {
+    const img = f.split(/\s+/)[1].replace(/^\$\{([A-Z_]+)\}$/, (_, a) => args[a] || '');
+    assert.match(img, /^debian:12-slim@sha256:[0-9a-f]{64}$/, f);
+  }
+  const hc = d.match(/^HEALTHCHECK (?:.*\\\n)*.*$/m);
+  assert.ok(hc, 'a HEALTHCHECK instruction');
+  assert.match(hc[0], /\/health/);
+  assert.match(hc[0], /AURORA_OPS_PORT/, 'follows /health to the ops listener');
+  assert.match(d, /apt-get install[^\n]*(?:\\\n[^\n]*)*\bcurl\b/, 'the image has what the check runs (curl)');
+  // runtime packages come from the binary's DT_NEEDED libraries, not a hand-kept list
+  assert.match(d, /readelf -d [^\n]*NEEDED/);
+  assert.match(d, /^EXPOSE 5080$/m);
+  assert.strictEqual(defaults().port, 5080);
+});
