@@ -654,6 +654,9 @@ test('restricted pod security in every scenario: non-root, read-only root fs, dr
       assert.ok(c.volumeMounts.some((m) => m.mountPath === '/tmp'), 'a writable /tmp');
     }
     for (const k of ['hostNetwork', 'hostPID', 'hostIPC']) assert.ok(!spec[k], k);
+    // no Docker-link variables: a Service named "aurora" would otherwise inject
+    // AURORA_PORT=tcp://... into the server's own settings namespace
+    assert.strictEqual(spec.enableServiceLinks, false);
     const allowed = ['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret'];
     for (const v of spec.volumes) assert.ok(Object.keys(v).filter((k) => k !== 'name').every((t) => allowed.includes(t)), v.name);
   }
