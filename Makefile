@@ -11,7 +11,7 @@ CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers
 INCS    := -Icommon -Iserver -Iserver/connectors -Iagent
 
-SERVER_PKGS := libwebsockets libcjson libcurl yaml-0.1 sqlite3 openssl libpq
+SERVER_PKGS := libwebsockets libcjson libcurl yaml-0.1 sqlite3 openssl libpq hiredis
 AGENT_PKGS  := libwebsockets libcjson yaml-0.1 openssl libseccomp libcares
 PKG_CFLAGS  := $(shell pkg-config --cflags $(SERVER_PKGS) libcares 2>/dev/null)
 SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -lpthread -lm
@@ -143,6 +143,7 @@ bench: deps test-deps
 	@bench/run.sh
 	@bench/agent_bench.sh | tee build/bench-agent-latest.txt
 	@python3 bench/webhook_bench.py | tee build/bench-webhooks-latest.txt
+	@python3 bench/replicas_bench.py | tee build/bench-replicas-latest.txt
 
 clean:
 	rm -rf build

@@ -7,6 +7,7 @@
 
 #include "api_util.h"
 #include "log.h"
+#include "registry.h"
 #include "router.h"
 #include "secret.h"
 #include "token.h"
@@ -291,6 +292,9 @@ static void close_on_loop(http_response *resp, void *arg)
     tunnel_note_revocation(c->tunnels);
     int n = tunnel_close_sessions(c->tunnels, c->org_id, c->cluster_id,
                                   c->whole_cluster ? NULL : c->token_id, "Token revoked");
+    /* The other replicas close the sessions they hold, at once. */
+    registry_publish_close(c->org_id, c->cluster_id, c->whole_cluster ? NULL : c->token_id,
+                           "Token revoked");
     cJSON *o = cJSON_CreateObject();
     cJSON_AddBoolToObject(o, c->whole_cluster ? "deleted" : "revoked", 1);
     if (!c->whole_cluster)

@@ -10,10 +10,12 @@
 
 #include "buf.h"
 #include "crypto.h"
+#include "forward.h"
 #include "instance.h"
 #include "log.h"
 #include "server_metrics.h"
 #include "proto.h"
+#include "registry.h"
 #include "tunnel.h"
 #include "utf8.h"
 #include "worker.h"
@@ -178,6 +180,9 @@ static void audit_end_run(worker_ctx *w, void *arg)
 static void audit_submit(const exec_spec *e, const char *outcome, int rc, int64_t bytes,
                          int64_t duration_ms)
 {
+    /* The replica that forwarded it counts it and writes its record. */
+    if (e->forwarded)
+        return;
     sm_command(e->kind, outcome, (double)duration_ms / 1000.0);
     sm_output_bytes(e->kind, bytes > 0 ? (size_t)bytes : 0);
     if (e->audit_id) {
@@ -554,6 +559,9 @@ int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp)
         return -1;
     }
     e->audit_id = a.id;
+    /* Another replica may hold the agent: asked here, off the loop. */
+    if (registry_lookup(e->cluster_id, e->owner_addr, sizeof(e->owner_addr)) <= 0)
+        e->owner_addr[0] = '\0';
     return 0;
 }
 
@@ -599,6 +607,9 @@ int exec_start(http_txn *t, exec_spec *e)
         http_txn_attach(t, &json_http_ops, x);
     x->req = tunnel_exec(x->ctx->tunnels, &p, e->stream ? &sse_sink : &json_sink, x, err,
                          sizeof(err));
+    if (!x->req && e->owner_addr[0]) /* the agent is held by another replica */
+        x->req = forward_exec(e->owner_addr, &p, e->user_id, e->stream ? &sse_sink : &json_sink,
+                              x, err, sizeof(err));
     /* The frame (or the tunnel's own copy of it) now holds the credentials. */
     exec_spec_wipe_env(e);
     if (!x->req) {

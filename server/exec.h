@@ -55,6 +55,10 @@ typedef struct exec_spec {
     int64_t audit_id; /* its "started" audit row (exec_admit); 0: none yet */
     exec_slot slot;   /* its place in the cluster's command count (exec_admit) */
     exec_ctx *ctx;    /* where it runs (exec_admit) */
+    /* Many replicas (registry.h, forward.h): */
+    char owner_addr[256]; /* exec_admit: another replica holding the cluster's agent,
+                             where exec_start sends it when no agent is held here */
+    int forwarded;        /* run here for another replica, which audits it */
 } exec_spec;
 
 /* Frees e and releases its cluster slot. */

@@ -88,6 +88,14 @@ int64_t instance_sweep(store_t *st, int64_t now)
         log_warn("audit: %lld command(s) left running by server instances that died are "
                  "recorded as interrupted",
                  (long long)closed);
+    /* Their agent sessions died with them: the connection rows they counted
+     * read disconnected (the agents connect again, to a live replica). */
+    int64_t reset = 0;
+    if (store_connection_reset_dead(st, I.self.id, live_since, now, &reset) != STORE_OK)
+        log_error("connection sweep failed: %s", store_errmsg(st));
+    else if (reset > 0)
+        log_info("%lld connection(s) held by server instances that are gone reset",
+                 (long long)reset);
     return closed;
 }
 

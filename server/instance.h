@@ -50,8 +50,9 @@ void instance_schedule(struct lws_context *ctx, workers *pool);
 void instance_stop(const server_config *cfg);
 
 /* One sweep (worker thread, or the main thread before serving): retires
- * instances of this process space whose pid is gone, then closes the rows
- * of every instance without a live lease.  Returns the rows closed, -1 on a
+ * instances of this process space whose pid is gone, then closes the audit
+ * rows and resets the connection rows (store_connection_reset_dead) of every
+ * instance without a live lease.  Returns the rows closed, -1 on a
  * store error. */
 int64_t instance_sweep(store_t *st, int64_t now);
 

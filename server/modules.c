@@ -8,6 +8,7 @@ void api_health_register(void);
 void api_identity_register(void);
 void api_tokens_register(void);
 void api_audit_register(void);
+void forward_register(void); /* forward.h: /internal/forward/exec */
 void api_exec_register(void);
 void api_cloud_exec_register(void);
 void connectors_register(void);
@@ -21,6 +22,7 @@ static void (*const modules[])(void) = {
     api_identity_register,
     api_tokens_register,
     api_audit_register,
+    forward_register,
     api_exec_register,
     api_cloud_exec_register,
     connectors_register,

@@ -12,11 +12,13 @@
 
 #include "http.h"
 #include "exec.h"
+#include "forward.h"
 #include "http_client.h"
 #include "instance.h"
 #include "periodic.h"
 #include "log.h"
 #include "proto.h"
+#include "registry.h"
 #include "router.h"
 #include "secrets_config.h"
 #include "server_metrics.h"
@@ -51,6 +53,8 @@ static struct lws_protocols g_protocols[] = {
      * reassembles larger messages from the pieces. */
     { "http", server_callback, sizeof(struct pss), 16384, 0, NULL, 0 },
     { PROTO_SUBPROTOCOL_V2, server_callback, sizeof(struct pss), 16384, 0, NULL, 0 },
+    /* Commands forwarded to the replica holding the agent (client side). */
+    { FORWARD_PROTOCOL, forward_callback, 0, 0, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -116,6 +120,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         workers_drain_completions(parts_of(wsi)->pool);
+        registry_deliver(parts_of(wsi)->tunnels); /* other replicas' revocations */
         return 0;
     default:
         break;
@@ -163,13 +168,14 @@ int server_run(server_config *cfg)
             log_info("created self-signed TLS certificate %s", cfg->tls_cert);
     }
 
-    /* Nothing is connected to a process that is just starting. */
+    /* Nothing is connected to a process that is just starting, but other
+     * replicas sharing the store hold their own agents: instance_start's
+     * sweep resets only the connection rows of instances that are gone. */
     store_t *st = NULL;
     if (store_open(cfg->database_url, &st, err, sizeof(err)) != STORE_OK) {
         log_error("cannot open the state store: %s", err);
         return 1;
     }
-    store_connection_reset_all(st, (int64_t)time(NULL));
     log_info("state store ready (schema version %d)", store_schema_version(st));
     /* Before serving: this process's audit identity, and the rows of dead
      * predecessors closed as interrupted. */
@@ -202,6 +208,11 @@ int server_run(server_config *cfg)
     if (!cfg->plain_http) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = cfg->tls_cert;
+        /* Forwarded commands (forward.c) are lws client connections of
+         * this vhost: they verify the peer replica against this. */
+        const char *redis = server_setting(cfg, "AURORA_REDIS_URL");
+        if (redis && *redis)
+            info.client_ssl_ca_filepath = forward_peer_ca(cfg);
         info.ssl_private_key_filepath = cfg->tls_key;
     }
     /* With an operations port the context gets two explicit vhosts: the
@@ -266,8 +277,12 @@ int server_run(server_config *cfg)
             snprintf(err, sizeof(err), "out of memory");
     }
     server_metrics_watch_workers(sv.pool);
-    if (!sv.exec || workers_start(sv.pool, sv.exec, sv.tunnels, err, sizeof(err)) < 0) {
+    if (!sv.exec || workers_start(sv.pool, sv.exec, sv.tunnels, err, sizeof(err)) < 0 ||
+        registry_start(cfg, g_ctx, err, sizeof(err)) < 0) {
         log_error("%s", err);
+        if (sv.pool)
+            workers_stop(sv.pool);
+        registry_stop();
         http_client_set_default_ca(NULL);
         lws_context_destroy(g_ctx);
         g_ctx = NULL;
@@ -287,6 +302,7 @@ int server_run(server_config *cfg)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    forward_start(cfg, g_ctx);
     instance_schedule(g_ctx, sv.pool);
     periodic_schedule(g_ctx, sv.pool); /* pollers (periodic.h) */
     log_info("aurora-server listening on %s://%s:%d (%s)", cfg->plain_http ? "http" : "https",
@@ -303,6 +319,7 @@ int server_run(server_config *cfg)
         lws_service(g_ctx, 20);
     periodic_stop();
     workers_stop(sv.pool);
+    registry_stop(); /* after the workers: their lookup connections are gone */
     server_metrics_watch_workers(NULL);
     instance_stop(cfg); /* after the last audit completion was written */
     secrets_close(secrets);

@@ -39,6 +39,12 @@ static const config_def server_defs[] = {
     { "AURORA_EXEC_MAX_PER_CLUSTER", "exec.max_per_cluster", CFG_INT, "128", "commands running or queued per cluster; more get 429 CLUSTER_BUSY", 0 },
     { "AURORA_AUDIT_RETENTION_DAYS", "audit.retention_days", CFG_INT, "365", "command audit records older than this are deleted (checked hourly; 0 keeps them forever)", 0 },
     { "AURORA_INSTANCE_LEASE", "server.instance_lease", CFG_INT, "60", "seconds after which a replica that stopped renewing its lease is taken for dead and its running commands are audited as interrupted", 0 },
+    /* many replicas, one fleet (registry.h, forward.h) */
+    { "AURORA_REDIS_URL", "cluster.redis_url", CFG_STRING, NULL, "redis://[[user]:password@]host:port[/db] shared by the replicas: each registers the agent sessions it holds there and hears token revocations of the others; unset: a single replica", 1 },
+    { "AURORA_INTERNAL_CA_FILE", "cluster.internal_ca_file", CFG_STRING, NULL, "CA bundle (or the shared certificate itself) that the replicas' certificates must chain to when one forwards a command to another; default AURORA_TLS_CERT when it is set (a certificate shared by the replicas); without either the peer is not verified and the server says so at start", 0 },
+    { "AURORA_INTERNAL_ADDR", "cluster.internal_addr", CFG_STRING, NULL, "host:port at which the other replicas reach this one's listener (the pod IP and AURORA_PORT); required with AURORA_REDIS_URL", 0 },
+    { "AURORA_INTERNAL_FORWARD_SECRET", "cluster.forward_secret", CFG_STRING, NULL, "per-deployment secret (at least 32 characters) that a replica presents when it forwards a command to the replica holding the cluster's agent; required with AURORA_REDIS_URL", 1 },
+    { "AURORA_REGISTRY_LEASE_S", "cluster.registry_lease_s", CFG_INT, "30", "lifetime of an agent session's registration in Redis, renewed every third of it (s); a replica that dies is forgotten after this", 0, 2, 3600 },
     { "AURORA_STREAM_WINDOW", "tunnel.window", CFG_INT, "262144", "per-command flow-control window (bytes)", 0 },
     { "AURORA_TOKEN_RATE_LIMIT", "tokens.rate_limit_per_hour", CFG_INT, "20", "agent tokens a user may create per hour", 0 },
     { "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE", "tokens.rate_limit_per_minute", CFG_INT, "5", "agent tokens a user may create per minute", 0 },

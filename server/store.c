@@ -810,9 +810,14 @@ static int conn_row(store_t *s, const db_result *r, size_t i, void *out)
 
 int store_connection_connected(store_t *s, const store_connection *c)
 {
+    return store_connection_connected_by(s, c, "");
+}
+
+int store_connection_connected_by(store_t *s, const store_connection *c, const char *instance_id)
+{
     if (!s)
         return STORE_ERR;
-    if (!c)
+    if (!c || !instance_id)
         return serr(s, "store_connection_connected: missing argument");
     if (check_field(s, "cluster_id", c->cluster_id, sizeof(c->cluster_id), 1) ||
         check_field(s, "org_id", c->org_id, sizeof(c->org_id), 1) ||
@@ -825,17 +830,21 @@ int store_connection_connected(store_t *s, const store_connection *c)
     int64_t at = now_or_clock(c->connected_at);
     db_param p[] = {
         p_text(c->cluster_id),    p_text(c->org_id),   p_text(c->token_id), p_text(c->cluster_name),
-        p_text(c->agent_version), p_text(c->protocol), DB_P_INT(at),        DB_P_INT(at)
+        p_text(c->agent_version), p_text(c->protocol), DB_P_INT(at),        DB_P_INT(at),
+        p_text(instance_id)
     };
-    /* The counter only carries over within one org: a row that somehow
-     * belonged to another org (a cluster id is a 64-bit hash prefix) starts
-     * over rather than inheriting foreign sessions. */
+    /* The counter only carries over within one org and one server instance:
+     * a row that somehow belonged to another org (a cluster id is a 64-bit
+     * hash prefix) starts over rather than inheriting foreign sessions, and
+     * so does a row another replica counted (see store.h). */
     int rc = run_exec(s, "recording connection",
-                      "INSERT INTO connections (" CONN_COLS ")"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 1)"
+                      "INSERT INTO connections (" CONN_COLS ", instance_id)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 1, ?)"
                       " ON CONFLICT (cluster_id) DO UPDATE SET"
                       " connected = CASE WHEN connections.org_id = excluded.org_id"
+                      " AND connections.instance_id = excluded.instance_id"
                       " THEN connections.connected + 1 ELSE 1 END,"
+                      " instance_id = excluded.instance_id,"
                       " org_id = excluded.org_id,"
                       " token_id = excluded.token_id,"
                       " cluster_name = excluded.cluster_name,"
@@ -844,7 +853,7 @@ int store_connection_connected(store_t *s, const store_connection *c)
                       " connected_at = excluded.connected_at,"
                       " last_heartbeat = excluded.last_heartbeat,"
                       " disconnected_at = 0",
-                      p, 8, NULL);
+                      p, 9, NULL);
     if (rc == STORE_CONFLICT)
         return on_constraint(s, c->org_id, "connection violates a constraint");
     if (rc != STORE_OK || !c->token_id[0])
@@ -902,6 +911,73 @@ int store_connection_reset_all(store_t *s, int64_t now)
                     p, 1, NULL) == STORE_OK
                ? STORE_OK
                : STORE_ERR;
+}
+
+int store_connection_heartbeat_by(store_t *s, const char *cluster_id, const char *instance_id,
+                                  int64_t now)
+{
+    if (!s)
+        return STORE_ERR;
+    int64_t changes = 0;
+    if (!cluster_id || !instance_id)
+        return serr(s, "store_connection_heartbeat_by: missing argument");
+    /* A live session's heartbeat takes back a row whose count fell to 0
+     * (another replica's last session of the cluster ended, see store.h). */
+    db_param p[] = { DB_P_INT(now_or_clock(now)), p_text(instance_id), p_text(cluster_id) };
+    if (run_exec(s, "recording heartbeat",
+                 "UPDATE connections SET last_heartbeat = ?,"
+                 " instance_id = CASE WHEN connected <= 0 THEN ? ELSE instance_id END,"
+                 " disconnected_at = CASE WHEN connected <= 0 THEN 0 ELSE disconnected_at END,"
+                 " connected = CASE WHEN connected <= 0 THEN 1 ELSE connected END"
+                 " WHERE cluster_id = ?",
+                 p, 3, &changes))
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+int store_connection_disconnected_by(store_t *s, const char *cluster_id, const char *instance_id,
+                                     int64_t now)
+{
+    if (!s)
+        return STORE_ERR;
+    int64_t changes = 0;
+    if (!cluster_id || !instance_id)
+        return serr(s, "store_connection_disconnected_by: missing argument");
+    db_param p[] = { DB_P_INT(now_or_clock(now)), p_text(cluster_id), p_text(instance_id) };
+    if (run_exec(s, "recording disconnect",
+                 "UPDATE connections SET"
+                 " disconnected_at = CASE WHEN connected = 1"
+                 " OR (connected <= 0 AND disconnected_at = 0) THEN ? ELSE disconnected_at END,"
+                 " connected = CASE WHEN connected > 0 THEN connected - 1 ELSE 0 END"
+                 " WHERE cluster_id = ? AND instance_id = ?",
+                 p, 3, &changes))
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+int store_connection_reset_dead(store_t *s, const char *self_id, int64_t live_since, int64_t now,
+                                int64_t *reset)
+{
+    if (!s)
+        return STORE_ERR;
+    if (reset)
+        *reset = 0;
+    if (!self_id)
+        return serr(s, "store_connection_reset_dead: missing argument");
+    int64_t changes = 0;
+    db_param p[] = { DB_P_INT(now_or_clock(now)), p_text(self_id), DB_P_INT(live_since) };
+    if (run_exec(s, "resetting connections of dead server instances",
+                 "UPDATE connections SET connected = 0,"
+                 " disconnected_at = CASE WHEN disconnected_at = 0 THEN ? ELSE disconnected_at END"
+                 " WHERE (connected <> 0 OR disconnected_at = 0) AND instance_id <> ?"
+                 " AND NOT EXISTS (SELECT 1 FROM server_instances i"
+                 " WHERE i.id = connections.instance_id AND i.heartbeat_at >= ?"
+                 " AND i.heartbeat_at > 0)",
+                 p, 3, &changes))
+        return STORE_ERR;
+    if (reset)
+        *reset = changes;
+    return STORE_OK;
 }
 
 int store_connection_get(store_t *s, const char *org_id, const char *cluster_id,

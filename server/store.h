@@ -195,6 +195,24 @@ int store_connection_heartbeat(store_t *s, const char *cluster_id, int64_t now);
 int store_connection_disconnected(store_t *s, const char *cluster_id, int64_t now);
 /* At server start no agent is connected to this process: zero every counter. */
 int store_connection_reset_all(store_t *s, int64_t now);
+
+/* The same with the server instance that holds the session (instance.h),
+ * for replicas sharing the store.  The row counts the sessions of one
+ * instance, the last that connected one: a session of another instance
+ * starts the count over, a disconnect from an instance that no longer owns
+ * the row changes nothing, and a heartbeat of a live session takes back a
+ * row whose count fell to 0 (so a cluster held by two replicas reads
+ * connected within one heartbeat). */
+int store_connection_connected_by(store_t *s, const store_connection *c, const char *instance_id);
+int store_connection_heartbeat_by(store_t *s, const char *cluster_id, const char *instance_id,
+                                  int64_t now);
+int store_connection_disconnected_by(store_t *s, const char *cluster_id, const char *instance_id,
+                                     int64_t now);
+/* Zeroes the rows owned by instances without a live lease (heartbeat_at >=
+ * live_since and not retired), except self_id's: what a replica does at
+ * start and in each sweep instead of resetting every row.  *reset: rows. */
+int store_connection_reset_dead(store_t *s, const char *self_id, int64_t live_since, int64_t now,
+                                int64_t *reset);
 int store_connection_get(store_t *s, const char *org_id, const char *cluster_id,
                          store_connection *out);
 int store_connection_list(store_t *s, const char *org_id, store_connection **out, size_t *n);

@@ -467,6 +467,16 @@ static const char *const m11_chat[] = {
     NULL,
 };
 
+/* Many replicas, one fleet (issue 13): a connection row names the server
+ * instance that counted its sessions, so that a replica that starts, or
+ * notices another one's lease lapsed, resets only the rows of instances
+ * that are gone rather than every row.  Rows written before this migration
+ * have '' (no instance): the first sweep resets them, as start-up did. */
+static const char *const m12_connection_owner[] = {
+    "ALTER TABLE connections ADD COLUMN instance_id TEXT NOT NULL DEFAULT ''",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -480,6 +490,7 @@ static const migration migrations[] = {
     { 9, m9_incidents },
     { 10, m10_incident_service_order },
     { 11, m11_chat },
+    { 12, m12_connection_owner },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

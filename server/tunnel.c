@@ -13,8 +13,10 @@
 #include <time.h>
 
 #include "buf.h"
+#include "instance.h"
 #include "log.h"
 #include "proto.h"
+#include "registry.h"
 #include "server_metrics.h"
 #include "secret.h"
 #include "store.h"
@@ -60,6 +62,7 @@ struct tunnel_session {
     int64_t connected_at;
     uint64_t picks;    /* commands routed here: breaks ties between replicas */
     int registered_db; /* counted in the connections table */
+    int registered_fleet; /* counted in the replicas' registry (registry.h) */
     time_t last_hb_db;
     /* frame assembly */
     buf_t rx;
@@ -104,6 +107,9 @@ struct tunnel_req {
     uint64_t seq;     /* FIFO order among waiting requests */
     char *pending;    /* encoded exec, sent when a slot frees up */
     struct tunnel_req *next;
+    /* A request another replica runs (s NULL): its credit and cancel go there. */
+    const tunnel_remote_ops *rops;
+    void *rctx;
 };
 
 struct tunnel_hub {
@@ -442,8 +448,41 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
     return r;
 }
 
+tunnel_req *tunnel_req_remote(const tunnel_sink *sink, void *ctx, const tunnel_remote_ops *ops,
+                              void *rctx)
+{
+    tunnel_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->sink = sink;
+    r->ctx = ctx;
+    r->rops = ops;
+    r->rctx = rctx;
+    return r;
+}
+
+void tunnel_req_remote_data(tunnel_req *r, int channel, const unsigned char *p, size_t n)
+{
+    r->received += (int64_t)n;
+    if (r->sink && n)
+        r->sink->on_data(r->ctx, channel, p, n);
+}
+
+void tunnel_req_remote_end(tunnel_req *r, const tunnel_result *res)
+{
+    const tunnel_sink *sink = r->sink;
+    void *ctx = r->ctx;
+    free(r);
+    if (sink)
+        sink->on_end(ctx, res);
+}
+
 void tunnel_req_consumed(tunnel_req *r, size_t n)
 {
+    if (r->rops) {
+        r->rops->consumed(r->rctx, n);
+        return;
+    }
     r->consumed += (int64_t)n;
     int64_t owed = r->consumed - r->credited;
     if (r->s->v2 && owed >= r->window / 2) {
@@ -454,6 +493,13 @@ void tunnel_req_consumed(tunnel_req *r, size_t n)
 
 void tunnel_req_abandon(tunnel_req *r)
 {
+    if (r->rops) {
+        const tunnel_remote_ops *ops = r->rops;
+        void *rctx = r->rctx;
+        free(r);
+        ops->abandon(rctx);
+        return;
+    }
     tunnel_session *s = r->s;
     if (!r->started) {
         req_unlink(r);
@@ -521,9 +567,14 @@ static void conn_job_run(worker_ctx *w, void *arg)
     int rc = STORE_OK;
     int64_t now = (int64_t)time(NULL);
     switch (j->what) {
-    case CONN_UP: rc = store_connection_connected(w->store, &j->c); break;
-    case CONN_HEARTBEAT: rc = store_connection_heartbeat(w->store, j->c.cluster_id, now); break;
-    case CONN_DOWN: rc = store_connection_disconnected(w->store, j->c.cluster_id, now); break;
+    /* The row names this replica (instance.h): other replicas leave it alone. */
+    case CONN_UP: rc = store_connection_connected_by(w->store, &j->c, instance_id()); break;
+    case CONN_HEARTBEAT:
+        rc = store_connection_heartbeat_by(w->store, j->c.cluster_id, instance_id(), now);
+        break;
+    case CONN_DOWN:
+        rc = store_connection_disconnected_by(w->store, j->c.cluster_id, instance_id(), now);
+        break;
     }
     if (rc == STORE_ERR)
         log_error("connection bookkeeping for %s failed: %s", j->c.cluster_id,
@@ -621,6 +672,8 @@ static void auth_done(void *arg)
     free(j);
     s->state = SESS_READY;
     s->connected_at = (int64_t)time(NULL);
+    registry_session_up(s->cluster_id); /* other replicas forward its commands here */
+    s->registered_fleet = 1;
     if (s->token_expires_at)
         schedule_expiry(s);
     log_field lf[] = { LOG_STR("cluster", s->cluster_id), LOG_STR("cluster_name", s->cluster_name),
@@ -654,6 +707,56 @@ static void submit_auth(tunnel_session *s)
 }
 
 void tunnel_note_revocation(tunnel_hub *h) { h->revocation_epoch++; }
+
+/* ---- token re-check (revocations this replica may have missed) ------------------ */
+
+typedef struct {
+    tunnel_session *s;
+    int rc;
+    store_agent_token tok;
+} recheck_job;
+
+static void recheck_run(worker_ctx *w, void *arg)
+{
+    recheck_job *j = arg;
+    j->rc = store_agent_token_lookup_hash(w->store, j->s->token_hash, &j->tok);
+}
+
+static void recheck_done(void *arg)
+{
+    recheck_job *j = arg;
+    tunnel_session *s = j->s;
+    s->pending_jobs--;
+    const char *reason = j->rc == STORE_NOT_FOUND ? PROTO_REASON_INVALID
+                       : j->rc != STORE_OK        ? NULL /* store trouble: keep it */
+                       : j->tok.revoked_at        ? PROTO_REASON_REVOKED
+                                                  : NULL;
+    if (reason && s->open && s->state == SESS_READY) {
+        log_info("agent %s: token %s no longer valid (%s), closing the session", s->cluster_id,
+                 s->token_id, reason);
+        start_close(s, PROTO_CLOSE_POLICY, reason);
+    }
+    free(j);
+    session_maybe_free(s);
+}
+
+void tunnel_recheck_tokens(tunnel_hub *h)
+{
+    for (tunnel_session *s = h->sessions; s; s = s->next) {
+        if (s->state != SESS_READY || !s->open)
+            continue;
+        recheck_job *j = calloc(1, sizeof(*j));
+        if (!j)
+            return;
+        j->s = s;
+        if (workers_submit(h->pool, WORKER_POOL_STORE, recheck_run, recheck_done, j) < 0) {
+            free(j);
+            log_warn("token re-check skipped for %s: worker queue full", s->cluster_id);
+            continue;
+        }
+        s->pending_jobs++;
+    }
+}
 
 /* ---- token expiry ------------------------------------------------------------- */
 
@@ -1041,6 +1144,9 @@ static void session_closed(tunnel_session *s)
         s->counted = 0;
     }
     s->state = SESS_CLOSING;
+    if (s->registered_fleet)
+        registry_session_down(s->cluster_id);
+    s->registered_fleet = 0;
     while (s->reqs)
         req_fail(s->reqs, 502, EC_AGENT_DISCONNECTED, "agent disconnected mid-command");
     if (s->registered_db)

@@ -90,12 +90,31 @@ void tunnel_req_consumed(tunnel_req *r, size_t n);
 /* The caller is gone: cancel at the agent; no further callbacks. */
 void tunnel_req_abandon(tunnel_req *r);
 
+/* A request that another replica runs for this one (forward.h): the caller
+ * gets the same tunnel_req and sink callbacks as for a local agent; what it
+ * credits (tunnel_req_consumed) and abandons goes to ops instead of an agent.
+ * The forwarder delivers output with tunnel_req_remote_data and the end,
+ * exactly once, with tunnel_req_remote_end (which frees r; after an abandon
+ * neither may be called).  NULL when out of memory. */
+typedef struct {
+    void (*consumed)(void *rctx, size_t n);
+    void (*abandon)(void *rctx); /* r is freed already */
+} tunnel_remote_ops;
+tunnel_req *tunnel_req_remote(const tunnel_sink *sink, void *ctx, const tunnel_remote_ops *ops,
+                              void *rctx);
+void tunnel_req_remote_data(tunnel_req *r, int channel, const unsigned char *p, size_t n);
+void tunnel_req_remote_end(tunnel_req *r, const tunnel_result *res);
+
 /* Closes (1008, reason) every session of org/cluster, or only those
  * authenticated with token_id when it is not NULL.  Returns how many. */
 int tunnel_close_sessions(tunnel_hub *h, const char *org_id, const char *cluster_id,
                           const char *token_id, const char *reason);
 /* Any session authenticating right now re-checks its token (revocation race). */
 void tunnel_note_revocation(tunnel_hub *h);
+/* Every ready session looks its token up again (on the pool) and closes if
+ * it was revoked or deleted: after this replica missed the other replicas'
+ * revocations (its Redis subscription was down, registry.h). */
+void tunnel_recheck_tokens(tunnel_hub *h);
 size_t tunnel_session_count(tunnel_hub *h);
 /* Appends one object per live session of that cluster (agent version,
  * protocol, connected_at, inflight, queued, policy) to the JSON array. */

@@ -159,10 +159,19 @@ static void check_route(http_request *req)
         FUZZ_CHECK(resp.status == 404 || resp.status == 405 || resp.status == 500,
                    "no route answered %d", resp.status);
         check_error_body(&resp, "router_match");
+        /* A 405 names the methods the path has (RFC 9110 15.5.6). */
+        int allow = 0;
+        for (int i = 0; i < resp.nextra; i++)
+            allow |= !strcmp(resp.extra[i].name, "allow") && resp.extra[i].value[0];
+        FUZZ_CHECK(resp.status != 405 || allow, "405 without an Allow header");
     }
     for (int i = 0; i < req->nparams; i++)
         free(req->params[i]);
     req->nparams = 0;
+    for (int i = 0; i < resp.nextra; i++) {
+        free(resp.extra[i].name);
+        free(resp.extra[i].value);
+    }
     buf_free(&resp.body);
 }
 

@@ -39,7 +39,7 @@ static pg_server g_pg;
 static int g_pg_schemas;
 #define PG_DB "aurora_test"
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 11
+#define SCHEMA_LATEST 12
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
@@ -1331,6 +1331,71 @@ static const char *outcome_of_row(store_t *s, const char *org_id, int64_t id, ch
             snprintf(out, cap, "%s", list[i].outcome);
     store_audit_list_free(list, n);
     return out;
+}
+
+/* Many replicas share the store: a connection row is counted by the replica
+ * that holds the cluster's agent, and only the rows of replicas that are
+ * gone are reset (not every row, as one server's start-up did). */
+static void test_connection_owner(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org o = new_org(s, "O");
+    const int64_t now = 1700000000, lease = 60, live_since = now - lease;
+    store_instance a = instance_for("ins_a0a0a0a0a0a0a0a0a0a0a0a0", "hostA", 10, now);
+    store_instance b = instance_for("ins_b0b0b0b0b0b0b0b0b0b0b0b0", "hostB", 11, now);
+    store_instance dead = instance_for("ins_d0d0d0d0d0d0d0d0d0d0d0d0", "hostD", 12,
+                                       live_since - 1);
+    assert_int_equal(store_instance_register(s, &a), STORE_OK);
+    assert_int_equal(store_instance_register(s, &b), STORE_OK);
+    assert_int_equal(store_instance_register(s, &dead), STORE_OK);
+    store_connection ca = conn_for(o.id, "cluster-a000000000000000", now);
+    store_connection cd = conn_for(o.id, "cluster-d000000000000000", now);
+    store_connection got;
+
+    /* Two sessions on a; a session on b starts the count over (b owns it). */
+    assert_int_equal(store_connection_connected_by(s, &ca, a.id), STORE_OK);
+    assert_int_equal(store_connection_connected_by(s, &ca, a.id), STORE_OK);
+    assert_int_equal(store_connection_get(s, o.id, ca.cluster_id, &got), STORE_OK);
+    assert_int_equal(got.connected, 2);
+    assert_int_equal(store_connection_connected_by(s, &ca, b.id), STORE_OK);
+    assert_int_equal(store_connection_get(s, o.id, ca.cluster_id, &got), STORE_OK);
+    assert_int_equal(got.connected, 1);
+    /* a's disconnects no longer touch it. */
+    assert_int_equal(store_connection_disconnected_by(s, ca.cluster_id, a.id, now + 1),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_connection_get(s, o.id, ca.cluster_id, &got), STORE_OK);
+    assert_int_equal(got.connected, 1);
+    /* b's last session ends; a live session of a takes the row back on heartbeat. */
+    assert_int_equal(store_connection_disconnected_by(s, ca.cluster_id, b.id, now + 2), STORE_OK);
+    assert_int_equal(store_connection_get(s, o.id, ca.cluster_id, &got), STORE_OK);
+    assert_int_equal(got.connected, 0);
+    assert_int_equal(got.disconnected_at, now + 2);
+    assert_int_equal(store_connection_heartbeat_by(s, ca.cluster_id, a.id, now + 3), STORE_OK);
+    assert_int_equal(store_connection_get(s, o.id, ca.cluster_id, &got), STORE_OK);
+    assert_int_equal(got.connected, 1);
+    assert_int_equal(got.disconnected_at, 0);
+    assert_int_equal(got.last_heartbeat, now + 3);
+
+    /* A dead replica's row is reset by whoever sweeps; live ones' are kept. */
+    assert_int_equal(store_connection_connected_by(s, &cd, dead.id), STORE_OK);
+    int64_t reset = -1;
+    assert_int_equal(store_connection_reset_dead(s, b.id, live_since, now + 4, &reset), STORE_OK);
+    assert_int_equal(reset, 1);
+    assert_int_equal(store_connection_get(s, o.id, cd.cluster_id, &got), STORE_OK);
+    assert_int_equal(got.connected, 0);
+    assert_int_equal(got.disconnected_at, now + 4);
+    assert_int_equal(store_connection_get(s, o.id, ca.cluster_id, &got), STORE_OK);
+    assert_int_equal(got.connected, 1);
+    /* A retired (cleanly stopped) instance counts as gone at once. */
+    assert_int_equal(store_instance_retire(s, a.id), STORE_OK);
+    assert_int_equal(store_connection_reset_dead(s, b.id, live_since, now + 5, &reset), STORE_OK);
+    assert_int_equal(reset, 1);
+    assert_int_equal(store_connection_get(s, o.id, ca.cluster_id, &got), STORE_OK);
+    assert_int_equal(got.connected, 0);
+    /* Nothing left to reset: idempotent. */
+    assert_int_equal(store_connection_reset_dead(s, b.id, live_since, now + 6, &reset), STORE_OK);
+    assert_int_equal(reset, 0);
+    assert_int_equal(store_connection_connected_by(s, &ca, NULL), STORE_ERR);
 }
 
 /* Rows left "started" are closed only when their instance is gone: a lease
@@ -2824,6 +2889,7 @@ int main(void)
         BOTH(test_tenant_scoping),
         BOTH(test_connection_counter),
         BOTH(test_connection_reset_list_delete),
+        BOTH(test_connection_owner),
         BOTH(test_audit),
         BOTH(test_audit_query_and_prune),
         BOTH(test_audit_lifecycle),

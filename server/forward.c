@@ -1,0 +1,657 @@
+/* forward.c — commands run on the replica that holds the cluster's agent;
+ * see forward.h. */
+#include "forward.h"
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_util.h"
+#include "buf.h"
+#include "crypto.h"
+#include "exec.h"
+#include "log.h"
+#include "prom.h"
+#include "proto.h"
+#include "registry.h"
+#include "router.h"
+#include "secret.h"
+
+#define FORWARD_PATH "/internal/forward/exec"
+#define SECRET_HEADER "x-aurora-forward-secret"
+#define MAX_EVENT (4 * 1024 * 1024)   /* one SSE event (a 1 MiB chunk, base64, framing) */
+#define MAX_ERROR_BODY (64 * 1024)
+#define GRACE_S (2 * TUNNEL_DEADLINE_GRACE_S)
+
+/* Process-wide: what every forward connection needs, set once at start. */
+static struct {
+    struct lws_context *ctx;
+    int tls;
+    int verify; /* the peer's certificate must chain to forward_peer_ca() */
+    const char *secret;
+    int64_t window;
+    prom_family_t *outcomes; /* aurora_forward_commands_total{outcome} */
+} F;
+
+static void count_outcome(const char *outcome)
+{
+    const char *v[] = { outcome };
+    if (F.outcomes)
+        prom_add(F.outcomes, v, 1);
+}
+
+const char *forward_peer_ca(const server_config *cfg)
+{
+    const char *ca = server_setting(cfg, "AURORA_INTERNAL_CA_FILE");
+    if (ca && *ca)
+        return ca;
+    const char *given = server_setting(cfg, "AURORA_TLS_CERT");
+    return given && *given ? cfg->tls_cert : NULL;
+}
+
+void forward_start(const server_config *cfg, struct lws_context *ctx)
+{
+    F.ctx = ctx;
+    F.tls = !cfg->plain_http;
+    F.verify = F.tls && forward_peer_ca(cfg) != NULL;
+    const char *redis = server_setting(cfg, "AURORA_REDIS_URL");
+    if (F.tls && !F.verify && redis && *redis)
+        log_warn("forwarded commands do not verify the peer replica's certificate: set "
+                 "AURORA_INTERNAL_CA_FILE (or give every replica the same AURORA_TLS_CERT), or "
+                 "whoever can write to Redis can receive commands and their credentials");
+    F.secret = server_setting(cfg, "AURORA_INTERNAL_FORWARD_SECRET");
+    F.window = cfg->stream_window > 0 ? cfg->stream_window : 262144;
+    static const char *const labels[] = { "outcome" };
+    F.outcomes = prom_family(PROM_COUNTER, "aurora_forward_commands_total",
+                                "Commands this replica forwarded to the replica holding the "
+                                "agent, by how they ended (ok, failed, timeout, owner_gone, "
+                                "unreachable, cancelled)",
+                                1, labels, NULL, 0);
+}
+
+/* ---- client side (origin, loop thread) ------------------------------------------------ */
+
+typedef struct {
+    tunnel_req *req;   /* NULL once ended or abandoned */
+    struct lws *wsi;   /* NULL once closed */
+    char host[256];
+    int port;
+    unsigned char *body; /* LWS_PRE + JSON (carries cloud credentials: wiped) */
+    size_t body_len, body_sent;
+    int connecting;    /* inside lws_client_connect_via_info */
+    int failed_early;  /* a connection error while connecting */
+    int status;        /* the owner's HTTP status, 0 before it answered */
+    buf_t in;          /* SSE text not yet parsed, or an error body */
+    int64_t outstanding; /* output handed to the sink and not yet consumed */
+    int paused;
+    double timeout;
+    lws_sorted_usec_list_t sul; /* deadline */
+} fwd;
+
+static void fwd_consumed(void *rctx, size_t n);
+static void fwd_abandon(void *rctx);
+static const tunnel_remote_ops fwd_ops = { fwd_consumed, fwd_abandon };
+
+static void fwd_wipe_body(fwd *f)
+{
+    if (f->body) {
+        OPENSSL_cleanse(f->body, LWS_PRE + f->body_len);
+        free(f->body);
+        f->body = NULL;
+    }
+}
+
+static void fwd_free(fwd *f)
+{
+    lws_sul_cancel(&f->sul);
+    fwd_wipe_body(f);
+    buf_free(&f->in);
+    free(f);
+}
+
+static void fwd_kill(fwd *f)
+{
+    if (f->wsi)
+        lws_set_timeout(f->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static void fwd_end(fwd *f, const tunnel_result *r)
+{
+    tunnel_req *q = f->req;
+    f->req = NULL;
+    lws_sul_cancel(&f->sul);
+    if (!q)
+        return;
+    const char *code = r->error_code ? r->error_code : "";
+    count_outcome(!r->failed                                 ? "ok"
+                  : !strcmp(code, EC_AGENT_DISCONNECTED)     ? "owner_gone"
+                  : !strcmp(code, EC_AGENT_NOT_CONNECTED)    ? "unreachable"
+                  : !strcmp(code, EC_TIMEOUT)                ? "timeout"
+                                                             : "failed");
+    tunnel_req_remote_end(q, r);
+}
+
+static void fwd_fail(fwd *f, int status, const char *code, const char *msg)
+{
+    tunnel_result r = { .failed = 1, .http_status = status, .return_code = -1, .error = msg,
+                        .error_code = code };
+    fwd_end(f, &r);
+}
+
+static void fwd_consumed(void *rctx, size_t n)
+{
+    fwd *f = rctx;
+    f->outstanding -= (int64_t)n;
+    if (f->paused && f->wsi && f->outstanding < F.window / 2) {
+        f->paused = 0;
+        lws_rx_flow_control(f->wsi, 1);
+    }
+}
+
+static void fwd_abandon(void *rctx)
+{
+    fwd *f = rctx;
+    if (!f->failed_early) /* a caller that left, not a forward that never started */
+        count_outcome("cancelled");
+    f->req = NULL; /* freed by tunnel_req_abandon */
+    lws_sul_cancel(&f->sul);
+    /* Closing the connection is the cancel: the owner's exec sees its
+     * client go and cancels at the agent. */
+    fwd_kill(f);
+    if (!f->wsi && !f->connecting)
+        fwd_free(f);
+}
+
+static void fwd_deadline(lws_sorted_usec_list_t *sul)
+{
+    fwd *f = lws_container_of(sul, fwd, sul);
+    char msg[160];
+    snprintf(msg, sizeof(msg), "the replica holding the agent did not answer within %.0f s",
+             f->timeout + GRACE_S);
+    fwd_fail(f, 504, EC_TIMEOUT, msg);
+    fwd_kill(f);
+}
+
+/* One SSE event of the owner's stream. */
+static void fwd_event(fwd *f, const char *event, const char *data)
+{
+    cJSON *d = cJSON_Parse(data);
+    if (!d) {
+        log_warn("forward to %s:%d: malformed event '%s' dropped", f->host, f->port, event);
+        cJSON_Delete(d);
+        return;
+    }
+    if (!strcmp(event, "output")) {
+        const char *stream = cJSON_GetStringValue(cJSON_GetObjectItem(d, "stream"));
+        int chan = stream && !strcmp(stream, "stderr") ? PROTO_CHAN_STDERR : PROTO_CHAN_STDOUT;
+        const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(d, "text"));
+        const char *b64 = cJSON_GetStringValue(cJSON_GetObjectItem(d, "base64"));
+        if (text) {
+            size_t n = strlen(text);
+            f->outstanding += (int64_t)n;
+            tunnel_req_remote_data(f->req, chan, (const unsigned char *)text, n);
+        } else if (b64) {
+            size_t n = 0;
+            unsigned char *raw = crypto_base64_decode(b64, strlen(b64), &n);
+            if (raw) {
+                f->outstanding += (int64_t)n;
+                tunnel_req_remote_data(f->req, chan, raw, n);
+            }
+            free(raw);
+        }
+        cJSON_Delete(d);
+        return;
+    }
+    if (!strcmp(event, "result") || !strcmp(event, "error")) {
+        int failed = !strcmp(event, "error");
+        const cJSON *hs = cJSON_GetObjectItem(d, "http_status");
+        const cJSON *rc = cJSON_GetObjectItem(d, "return_code");
+        const cJSON *dur = cJSON_GetObjectItem(d, "duration_ms");
+        const cJSON *bytes = cJSON_GetObjectItem(d, "bytes");
+        tunnel_result r = {
+            .failed = failed,
+            .http_status = cJSON_IsNumber(hs) ? hs->valueint : failed ? 502 : 200,
+            .return_code = cJSON_IsNumber(rc) ? rc->valueint : -1,
+            .truncated = cJSON_IsTrue(cJSON_GetObjectItem(d, "truncated")),
+            .duration_ms = cJSON_IsNumber(dur) ? (int64_t)dur->valuedouble : 0,
+            .bytes = cJSON_IsNumber(bytes) ? (int64_t)bytes->valuedouble : 0,
+            .error = cJSON_GetStringValue(cJSON_GetObjectItem(d, "error")),
+            .error_code = cJSON_GetStringValue(cJSON_GetObjectItem(d, "error_code")),
+        };
+        if (!r.error)
+            r.error = "";
+        fwd_end(f, &r);
+    }
+    cJSON_Delete(d);
+}
+
+/* Parses the complete events in f->in (each ends with a blank line). */
+static void fwd_parse(fwd *f)
+{
+    for (;;) {
+        if (!f->req)
+            return;
+        const char *head = buf_head(&f->in);
+        size_t n = buf_pending(&f->in);
+        const char *end = n ? memmem(head, n, "\n\n", 2) : NULL;
+        if (!end) {
+            if (n > MAX_EVENT) {
+                fwd_fail(f, 502, EC_AGENT_DISCONNECTED,
+                         "the replica holding the agent sent an event too large");
+                fwd_kill(f);
+            }
+            return;
+        }
+        size_t len = (size_t)(end - head);
+        char *ev = malloc(len + 1);
+        if (!ev)
+            return;
+        memcpy(ev, head, len);
+        ev[len] = '\0';
+        buf_consume(&f->in, len + 2);
+        char *event = "message", *data = NULL;
+        for (char *line = strtok(ev, "\n"); line; line = strtok(NULL, "\n")) {
+            if (!strncmp(line, "event: ", 7))
+                event = line + 7;
+            else if (!strncmp(line, "data: ", 6))
+                data = line + 6;
+        }
+        if (data)
+            fwd_event(f, event, data);
+        free(ev);
+    }
+}
+
+/* The owner refused or could not run it: its JSON error, passed on. */
+static void fwd_error_body(fwd *f)
+{
+    cJSON *d = cJSON_ParseWithLength(buf_head(&f->in), buf_pending(&f->in));
+    const char *code = cJSON_GetStringValue(cJSON_GetObjectItem(d, "error_code"));
+    const char *msg = cJSON_GetStringValue(cJSON_GetObjectItem(d, "error"));
+    char text[128];
+    if (f->status == 401 || f->status == 403 || f->status == 404 || !code) {
+        /* A configuration problem between replicas, not the caller's. */
+        log_error("forward to %s:%d refused with HTTP %d (%s): check that every replica has "
+                  "the same AURORA_INTERNAL_FORWARD_SECRET and AURORA_REDIS_URL",
+                  f->host, f->port, f->status, msg ? msg : "no message");
+        snprintf(text, sizeof(text), "the replica holding the agent refused the forwarded "
+                                     "command (HTTP %d)", f->status);
+        fwd_fail(f, 502, "FORWARD_REFUSED", text);
+    } else {
+        fwd_fail(f, f->status, code, msg ? msg : "");
+    }
+    cJSON_Delete(d);
+}
+
+static int fwd_write_body(struct lws *wsi, fwd *f)
+{
+    size_t left = f->body_len - f->body_sent;
+    size_t n = left > 16384 ? 16384 : left;
+    unsigned char chunk[LWS_PRE + 16384];
+    memcpy(chunk + LWS_PRE, f->body + LWS_PRE + f->body_sent, n);
+    int last = n == left;
+    int rc = lws_write(wsi, chunk + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+    OPENSSL_cleanse(chunk, sizeof(chunk));
+    if (rc < 0)
+        return -1;
+    f->body_sent += n;
+    if (last) {
+        fwd_wipe_body(f);
+        lws_client_http_body_pending(wsi, 0);
+    } else {
+        lws_callback_on_writable(wsi);
+    }
+    return 0;
+}
+
+/* The connection is gone (error or close): what was not ended fails. */
+static void fwd_gone(struct lws *wsi, fwd *f, const char *why)
+{
+    f->wsi = NULL;
+    lws_set_wsi_user(wsi, NULL);
+    if (f->connecting) {
+        f->failed_early = 1; /* forward_exec reports it */
+        return;
+    }
+    if (f->req) {
+        char msg[640];
+        if (!f->status && f->body) { /* nothing reached the owner */
+            snprintf(msg, sizeof(msg), "the replica holding the agent (%s:%d) cannot be reached: %s",
+                     f->host, f->port, why);
+            fwd_fail(f, 503, EC_AGENT_NOT_CONNECTED, msg);
+        } else if (f->status && f->status != 200) {
+            fwd_error_body(f);
+        } else {
+            snprintf(msg, sizeof(msg), "the replica holding the agent went away mid-command (%s)",
+                     why);
+            fwd_fail(f, 502, EC_AGENT_DISCONNECTED, msg);
+        }
+    }
+    fwd_free(f);
+}
+
+int forward_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+    fwd *f = user;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return 1; /* a client protocol only: no agent may ask for it */
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+        if (!f)
+            return -1;
+        unsigned char **p = (unsigned char **)in, *end = (*p) + len;
+        char clen[32];
+        snprintf(clen, sizeof(clen), "%zu", f->body_len);
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)SECRET_HEADER ":",
+                                        (const unsigned char *)F.secret, (int)strlen(F.secret), p,
+                                        end) ||
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"content-type:",
+                                        (const unsigned char *)"application/json", 16, p, end) ||
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"accept:",
+                                        (const unsigned char *)"text/event-stream", 17, p, end) ||
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"content-length:",
+                                        (const unsigned char *)clen, (int)strlen(clen), p, end))
+            return -1;
+        lws_client_http_body_pending(wsi, 1);
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_HTTP_WRITEABLE:
+        if (!f || !f->body)
+            return 0;
+        return fwd_write_body(wsi, f);
+    case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
+        if (f)
+            f->status = (int)lws_http_client_http_response(wsi);
+        return 0;
+    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP: {
+        char buffer[LWS_PRE + 8192];
+        char *px = buffer + LWS_PRE;
+        int lenx = (int)sizeof(buffer) - LWS_PRE;
+        return lws_http_client_read(wsi, &px, &lenx) < 0 ? -1 : 0;
+    }
+    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
+        if (!f || !f->req)
+            return f ? -1 : 0; /* abandoned: nothing more to read */
+        if (f->status != 200) {
+            if (buf_pending(&f->in) + len <= MAX_ERROR_BODY)
+                buf_append(&f->in, in, len);
+            return 0;
+        }
+        if (buf_append(&f->in, in, len) < 0)
+            return -1;
+        fwd_parse(f);
+        if (f->req && f->outstanding > F.window && !f->paused) {
+            f->paused = 1;
+            lws_rx_flow_control(wsi, 0);
+        }
+        return 0;
+    case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
+        if (f && f->req) {
+            if (f->status != 200)
+                fwd_error_body(f);
+            else
+                fwd_fail(f, 502, EC_AGENT_DISCONNECTED,
+                         "the replica holding the agent ended the command without a result");
+        }
+        return -1; /* one command per connection */
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (f) {
+            /* lws's reason, bounded (it is not promised to be terminated). */
+            char why[128] = "connection error";
+            if (in && len)
+                snprintf(why, sizeof(why), "%.*s", (int)(len < sizeof(why) ? len : sizeof(why) - 1),
+                         (const char *)in);
+            fwd_gone(wsi, f, why);
+        }
+        return 0;
+    case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+        if (f)
+            fwd_gone(wsi, f, "connection closed");
+        return 0;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static char *encode_request(const tunnel_exec_params *p, const char *user_id)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "org_id", p->org_id);
+    cJSON_AddStringToObject(o, "user_id", user_id ? user_id : "");
+    cJSON_AddStringToObject(o, "cluster_id", p->cluster_id);
+    cJSON_AddStringToObject(o, "kind", p->kind ? p->kind : "kubectl");
+    cJSON_AddStringToObject(o, "program", p->program ? p->program : "");
+    cJSON *a = cJSON_AddArrayToObject(o, "argv");
+    for (int i = 0; a && i < p->argv->c; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(p->argv->v[i]));
+    if (p->legacy_command)
+        cJSON_AddStringToObject(o, "command", p->legacy_command);
+    cJSON *env = cJSON_AddArrayToObject(o, "env");
+    for (int i = 0; env && i < p->nenv; i++)
+        cJSON_AddItemToArray(env, cJSON_CreateString(p->env[i]));
+    cJSON_AddNumberToObject(o, "timeout", p->timeout);
+    cJSON_AddNumberToObject(o, "max_output", (double)p->max_output);
+    char *s = cJSON_PrintUnformatted(o);
+    /* The tree holds the credentials too: wipe its strings before freeing. */
+    for (int i = 0; env && i < cJSON_GetArraySize(env); i++) {
+        char *v = cJSON_GetStringValue(cJSON_GetArrayItem(env, i));
+        if (v)
+            OPENSSL_cleanse(v, strlen(v));
+    }
+    cJSON_Delete(o);
+    return s;
+}
+
+tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, const char *user_id,
+                         const tunnel_sink *sink, void *ctx, char *err, size_t errlen)
+{
+    if (!F.ctx || !F.secret) {
+        snprintf(err, errlen, "the agent for cluster %s is not connected", p->cluster_id);
+        return NULL;
+    }
+    fwd *f = calloc(1, sizeof(*f));
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    const char *colon = strrchr(owner_addr, ':');
+    size_t hlen = colon ? (size_t)(colon - owner_addr) : 0;
+    if (!colon || !hlen || hlen >= sizeof(f->host) || atoi(colon + 1) <= 0) {
+        free(f);
+        snprintf(err, errlen, "the replica holding cluster %s registered a bad address",
+                 p->cluster_id);
+        return NULL;
+    }
+    memcpy(f->host, owner_addr, hlen);
+    f->port = atoi(colon + 1);
+    f->timeout = p->timeout;
+    char *json = encode_request(p, user_id);
+    if (json) {
+        f->body_len = strlen(json);
+        f->body = malloc(LWS_PRE + f->body_len);
+        if (f->body)
+            memcpy(f->body + LWS_PRE, json, f->body_len);
+        proto_free_secret(json);
+    }
+    f->req = f->body ? tunnel_req_remote(sink, ctx, &fwd_ops, f) : NULL;
+    if (!f->req) {
+        fwd_free(f);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    struct lws_client_connect_info i;
+    memset(&i, 0, sizeof(i));
+    i.context = F.ctx;
+    /* The API's vhost (TLS client context, this protocol), never the
+     * operations listener's (AURORA_OPS_PORT). */
+    i.vhost = lws_get_vhost_by_name(F.ctx, "default");
+    i.address = f->host;
+    i.port = f->port;
+    i.path = FORWARD_PATH;
+    i.host = f->host;
+    i.origin = f->host;
+    i.method = "POST";
+    i.protocol = FORWARD_PROTOCOL;
+    i.local_protocol_name = FORWARD_PROTOCOL;
+    i.userdata = f;
+    i.pwsi = &f->wsi;
+    /* The secret authenticates this replica to the owner; the owner's
+     * certificate authenticates it to us, against the deployment's CA
+     * (forward_peer_ca): an address planted in Redis then gets neither
+     * the secret nor the command.  Peers are reached by pod IP, which a
+     * deployment-wide certificate does not name: no host name check. */
+    if (F.verify)
+        i.ssl_connection = LCCSCF_USE_SSL | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
+    else if (F.tls)
+        i.ssl_connection = LCCSCF_USE_SSL | LCCSCF_ALLOW_SELFSIGNED |
+                           LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK | LCCSCF_ALLOW_INSECURE |
+                           LCCSCF_ALLOW_EXPIRED;
+    f->connecting = 1;
+    struct lws *wsi = lws_client_connect_via_info(&i);
+    f->connecting = 0;
+    if (!wsi || f->failed_early) {
+        snprintf(err, errlen, "the replica holding the agent of cluster %s (%s) cannot be reached",
+                 p->cluster_id, owner_addr);
+        /* Nobody was told yet: drop the request without its callbacks
+         * (fwd_abandon frees f once no connection is left). */
+        f->failed_early = 1;
+        tunnel_req_abandon(f->req);
+        return NULL;
+    }
+    lws_sul_schedule(F.ctx, 0, &f->sul, fwd_deadline,
+                     (lws_usec_t)((p->timeout + GRACE_S) * LWS_USEC_PER_SEC));
+    log_info("exec on %s forwarded to the replica at %s", p->cluster_id, owner_addr);
+    return f->req;
+}
+
+/* ---- server side (owner) ------------------------------------------------------------------ */
+
+/* 1 when the header carries the deployment's secret.  Both sides hashed
+ * first: the comparison takes the same time whatever the lengths. */
+static int secret_ok(const char *given)
+{
+    if (!given || !F.secret)
+        return 0;
+    unsigned char a[32], b[32];
+    crypto_sha256(given, strlen(given), a);
+    crypto_sha256(F.secret, strlen(F.secret), b);
+    return crypto_ct_equal(a, sizeof(a), b, sizeof(b));
+}
+
+static int str_into(const cJSON *o, const char *key, char *out, size_t cap, int required)
+{
+    const char *v = api_json_str(o, key);
+    if (!v)
+        return required ? -1 : 0;
+    if (strlen(v) >= cap)
+        return -1;
+    snprintf(out, cap, "%s", v);
+    return 0;
+}
+
+/* The strings of a JSON array, copied (NULL-terminated list in *out). */
+static int strings_of(const cJSON *arr, char ***out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!arr || cJSON_IsNull(arr))
+        return 0;
+    if (!cJSON_IsArray(arr))
+        return -1;
+    int count = cJSON_GetArraySize(arr);
+    char **v = calloc((size_t)count + 1, sizeof(*v));
+    if (!v)
+        return -1;
+    for (int i = 0; i < count; i++) {
+        const char *s = cJSON_GetStringValue(cJSON_GetArrayItem(arr, i));
+        if (!s || !(v[i] = strdup(s))) {
+            for (int j = 0; j < i; j++)
+                secret_free(v[j]);
+            free(v);
+            return -1;
+        }
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static void free_strings(char **v, int n)
+{
+    for (int i = 0; v && i < n; i++)
+        secret_free(v[i]);
+    free(v);
+}
+
+/* POST /internal/forward/exec: another replica's command for an agent held
+ * here.  It was authenticated, validated, admitted and audited there. */
+static void forward_in(worker_ctx *w, http_request *req, http_response *resp)
+{
+    if (!registry_enabled()) {
+        http_resp_error(resp, 404, "NOT_FOUND", "not found");
+        return;
+    }
+    if (!secret_ok(http_header_get(req, SECRET_HEADER))) {
+        log_warn("forwarded command from %s refused: wrong or missing forward secret", req->peer);
+        http_resp_error(resp, 401, "UNAUTHORIZED", "a forwarded command needs the deployment's "
+                                                   "forward secret");
+        return;
+    }
+    cJSON *body = http_json_body(req, resp);
+    if (!body)
+        return;
+    exec_spec *e = calloc(1, sizeof(*e));
+    char **argv = NULL;
+    int argc = 0;
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(body, "timeout");
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(body, "max_output");
+    const char *command = api_json_str(body, "command");
+    char why[160] = "";
+    if (!e || str_into(body, "org_id", e->org_id, sizeof(e->org_id), 1) ||
+        str_into(body, "user_id", e->user_id, sizeof(e->user_id), 0) ||
+        str_into(body, "cluster_id", e->cluster_id, sizeof(e->cluster_id), 1) ||
+        str_into(body, "kind", e->kind, sizeof(e->kind), 1) ||
+        str_into(body, "program", e->program, sizeof(e->program), 0) ||
+        (strcmp(e->kind, "kubectl") && strcmp(e->kind, "cloud_exec")) || !cJSON_IsNumber(to) ||
+        to->valuedouble <= 0 || to->valuedouble > w->cfg->max_timeout || !cJSON_IsNumber(mo) ||
+        mo->valuedouble < 1 || mo->valuedouble > (double)w->cfg->max_output_stream ||
+        strings_of(cJSON_GetObjectItemCaseSensitive(body, "argv"), &argv, &argc) < 0 ||
+        argv_from_strings((const char *const *)argv, argc, &e->argv, why, sizeof(why)) < 0 ||
+        strings_of(cJSON_GetObjectItemCaseSensitive(body, "env"), &e->env, &e->nenv) < 0 ||
+        (command && !(e->command = strdup(command)))) {
+        http_resp_error(resp, 400, "BAD_REQUEST", "malformed forwarded command%s%s",
+                        why[0] ? ": " : "", why);
+        free_strings(argv, argc);
+        exec_spec_free(e);
+        cJSON_Delete(body);
+        return;
+    }
+    free_strings(argv, argc);
+    /* The body's copies of the credentials go with it. */
+    cJSON *env = cJSON_GetObjectItemCaseSensitive(body, "env");
+    for (int i = 0; i < cJSON_GetArraySize(env); i++) {
+        char *v = cJSON_GetStringValue(cJSON_GetArrayItem(env, i));
+        if (v)
+            OPENSSL_cleanse(v, strlen(v));
+    }
+    e->timeout = to->valuedouble;
+    e->max_output = (int64_t)mo->valuedouble;
+    cJSON_Delete(body);
+    e->stream = 1;      /* streamed back as it comes, whatever the caller asked */
+    e->forwarded = 1;   /* audited by the replica the caller reached */
+    e->ctx = w->exec;   /* admitted there too: no slot taken here */
+    resp->exec = e;
+}
+
+void forward_register(void)
+{
+    http_capture_header(SECRET_HEADER);
+    router_add(HTTP_POST, FORWARD_PATH, ROUTE_PUBLIC, forward_in);
+}

@@ -1,0 +1,59 @@
+/* forward.h — a command for a cluster whose agent another replica holds is
+ * run there (registry.h says which replica).
+ *
+ * The replica the caller reached (the origin) authenticates, validates,
+ * admits and audits the command as for a local agent; only the tunnel
+ * request goes elsewhere.  It is POSTed to the owner's own listener:
+ *
+ *   POST /internal/forward/exec            (the same port as the API, TLS
+ *   X-Aurora-Forward-Secret: <secret>       when the API has it)
+ *   {org_id, user_id, cluster_id, kind, program, argv, command, env,
+ *    timeout, max_output}
+ *
+ * The owner checks AURORA_INTERNAL_FORWARD_SECRET (SHA-256 of both sides
+ * compared in constant time), runs it on its agent as a streamed command
+ * (exec.h, SSE) without auditing it again, and streams the events back; the
+ * origin turns them into its own sink's output and end.  Flow control holds
+ * end to end: the origin stops reading the owner's stream while its caller
+ * has not taken what it was given, the owner's unsent output then holds the
+ * agent's credit back.  A caller that leaves closes the forward connection,
+ * which cancels the command at the agent.  An owner that dies mid-command
+ * fails it with 502 AGENT_DISCONNECTED; one that cannot be reached before
+ * the command was sent gives 503 AGENT_NOT_CONNECTED.
+ *
+ * Why the same listener rather than a separate internal one: the replicas
+ * already serve TLS (or sit behind a TLS-terminating proxy) on that port,
+ * the chart's Service and NetworkPolicy have one port to describe, and the
+ * route is useless without the deployment secret.  The edge proxy should
+ * still refuse /internal/forward/ from outside (docs/security.md). */
+#ifndef AURORA_FORWARD_H
+#define AURORA_FORWARD_H
+
+#include <libwebsockets.h>
+#include <stddef.h>
+
+#include "server_config.h"
+#include "tunnel.h"
+
+/* Main thread, after registry_start: the client side's context and settings. */
+void forward_start(const server_config *cfg, struct lws_context *ctx);
+/* Registers POST /internal/forward/exec (server start, beside the modules). */
+void forward_register(void);
+
+/* Loop thread: runs p on the replica at owner_addr ("host:port") on behalf
+ * of user_id; output and end reach sink as from tunnel_exec.  NULL with err
+ * when the forward cannot even be started. */
+tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, const char *user_id,
+                         const tunnel_sink *sink, void *ctx, char *err, size_t errlen);
+
+/* The lws protocol of the forward connections (server.c's protocol table). */
+#define FORWARD_PROTOCOL "aurora-forward"
+int forward_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len);
+
+/* The file a forwarding replica verifies its peer's certificate against:
+ * AURORA_INTERNAL_CA_FILE, else AURORA_TLS_CERT when it was given (one
+ * certificate shared by the replicas), else NULL (not verified). */
+const char *forward_peer_ca(const server_config *cfg);
+
+#endif

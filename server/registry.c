@@ -1,0 +1,830 @@
+/* registry.c — agent sessions registered in Redis, revocations fanned out
+ * over pub/sub; see registry.h. */
+#include "registry.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <libwebsockets.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "instance.h"
+#include "log.h"
+#include "prom.h"
+#include "secret.h"
+#include "store.h"
+#include "tunnel.h"
+
+#define KEY_PREFIX "aurora:agents:"
+#define CLOSE_CHANNEL "aurora:close"
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define IO_TIMEOUT_MS 2000     /* the registry thread's commands */
+#define LOOKUP_TIMEOUT_MS 500  /* a worker's lookup: a command waits on it */
+#define MAX_QUEUED_CLOSES 4096 /* publishes kept while Redis is away */
+
+/* ---- URL ------------------------------------------------------------------------ */
+
+int registry_parse_url(const char *url, registry_redis_url *o, char *why, size_t whylen)
+{
+    memset(o, 0, sizeof(*o));
+    o->port = 6379;
+    if (!url || strncmp(url, "redis://", 8)) {
+        snprintf(why, whylen, "must start with redis://");
+        return -1;
+    }
+    const char *p = url + 8;
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (!colon) {
+            snprintf(why, whylen, "credentials must be [user]:password@");
+            return -1;
+        }
+        size_t ulen = (size_t)(colon - p), plen = (size_t)(at - colon - 1);
+        if (ulen >= sizeof(o->user) || plen >= sizeof(o->password) || plen == 0) {
+            snprintf(why, whylen, "user or password empty or too long");
+            return -1;
+        }
+        memcpy(o->user, p, ulen);
+        memcpy(o->password, colon + 1, plen);
+        p = at + 1;
+    }
+    size_t hlen = strcspn(p, ":/");
+    if (hlen == 0 || hlen >= sizeof(o->host)) {
+        snprintf(why, whylen, "no host, or a host too long");
+        return -1;
+    }
+    memcpy(o->host, p, hlen);
+    for (size_t i = 0; i < hlen; i++)
+        if (!isalnum((unsigned char)o->host[i]) && !strchr(".-_", o->host[i])) {
+            snprintf(why, whylen, "the host may hold letters, digits, '.', '-' and '_' only");
+            return -1;
+        }
+    p += hlen;
+    if (*p == ':') {
+        char *end;
+        long port = strtol(p + 1, &end, 10);
+        if (end == p + 1 || port < 1 || port > 65535 || (*end && *end != '/')) {
+            snprintf(why, whylen, "the port must be 1-65535");
+            return -1;
+        }
+        o->port = (int)port;
+        p = end;
+    }
+    if (*p == '/' && p[1]) {
+        char *end;
+        long db = strtol(p + 1, &end, 10);
+        if (end == p + 1 || *end || db < 0 || db > 1000) {
+            snprintf(why, whylen, "the database must be a number 0-1000");
+            return -1;
+        }
+        o->db = (int)db;
+    } else if (*p && strcmp(p, "/")) {
+        snprintf(why, whylen, "unexpected text after the host");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- state ------------------------------------------------------------------------ */
+
+typedef enum { OP_UP, OP_DOWN, OP_PUBLISH } op_kind;
+
+typedef struct op {
+    struct op *next;
+    op_kind kind;
+    char cluster_id[STORE_CLUSTER_ID_LEN];
+    char *message; /* OP_PUBLISH: the JSON */
+} op;
+
+typedef struct inbound {
+    struct inbound *next;
+    char org_id[STORE_ID_LEN];
+    char cluster_id[STORE_CLUSTER_ID_LEN]; /* "": re-check every token (see push_recheck) */
+    char token_id[STORE_ID_LEN]; /* "" = every session of the cluster */
+    char reason[64];
+} inbound;
+
+typedef struct {
+    char cluster_id[STORE_CLUSTER_ID_LEN];
+    int sessions;
+} held;
+
+/* Process-wide like instance.c: one registry per server process. */
+static struct {
+    int enabled;
+    registry_redis_url url;
+    char addr[256];   /* AURORA_INTERNAL_ADDR */
+    char member[STORE_ID_LEN + 260]; /* "<instance_id> <addr>" */
+    char instance[STORE_ID_LEN];
+    int lease;
+    struct lws_context *lws;
+    pthread_t thread;
+    int thread_started;
+    int wake[2];
+    pthread_mutex_t mu;
+    op *ops, *ops_tail;      /* loop -> thread */
+    inbound *in, *in_tail;   /* thread -> loop */
+    int stop;
+    atomic_int connected;
+    pthread_key_t lookup_key;
+    int key_made;
+    /* the thread's own */
+    redisContext *cmd, *sub;
+    held *held;
+    size_t nheld, capheld;
+    op *unsent, *unsent_tail; /* publishes waiting for Redis */
+    size_t nunsent;
+    prom_family_t *m_up, *m_held, *m_closes;
+    int ever_connected; /* the thread's: a connect after this one is a reconnect */
+} R = { .wake = { -1, -1 }, .mu = PTHREAD_MUTEX_INITIALIZER };
+
+int registry_enabled(void) { return R.enabled; }
+const char *registry_self_addr(void) { return R.enabled ? R.addr : ""; }
+int registry_connected(void) { return atomic_load(&R.connected); }
+
+static void wake_thread(void)
+{
+    char c = 1;
+    if (R.wake[1] >= 0 && write(R.wake[1], &c, 1) < 0 && errno != EAGAIN)
+        log_warn("registry: cannot wake its thread: %s", strerror(errno));
+}
+
+static void push_op(op *o)
+{
+    pthread_mutex_lock(&R.mu);
+    if (R.ops_tail)
+        R.ops_tail->next = o;
+    else
+        R.ops = o;
+    R.ops_tail = o;
+    pthread_mutex_unlock(&R.mu);
+    wake_thread();
+}
+
+static void queue_cluster(op_kind k, const char *cluster_id)
+{
+    if (!R.enabled || !cluster_id || !cluster_id[0])
+        return;
+    op *o = calloc(1, sizeof(*o));
+    if (!o) {
+        log_error("registry: out of memory; cluster %s not %s", cluster_id,
+                  k == OP_UP ? "registered" : "unregistered");
+        return;
+    }
+    o->kind = k;
+    snprintf(o->cluster_id, sizeof(o->cluster_id), "%s", cluster_id);
+    push_op(o);
+}
+
+void registry_session_up(const char *cluster_id) { queue_cluster(OP_UP, cluster_id); }
+void registry_session_down(const char *cluster_id) { queue_cluster(OP_DOWN, cluster_id); }
+
+void registry_publish_close(const char *org_id, const char *cluster_id, const char *token_id,
+                            const char *reason)
+{
+    if (!R.enabled)
+        return;
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "from", R.instance);
+    cJSON_AddStringToObject(m, "org_id", org_id);
+    cJSON_AddStringToObject(m, "cluster_id", cluster_id);
+    cJSON_AddStringToObject(m, "token_id", token_id ? token_id : "");
+    cJSON_AddStringToObject(m, "reason", reason);
+    op *o = calloc(1, sizeof(*o));
+    char *json = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    if (!o || !json) {
+        free(o);
+        free(json);
+        log_error("registry: out of memory; the close of cluster %s reaches no other replica",
+                  cluster_id);
+        return;
+    }
+    o->kind = OP_PUBLISH;
+    o->message = json;
+    push_op(o);
+}
+
+static void push_recheck(void);
+
+/* ---- Redis connection (registry thread) ------------------------------------------ */
+
+static struct timeval ms_tv(int ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    return tv;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A connected, authenticated context on the configured database, or NULL. */
+static redisContext *redis_open(int timeout_ms, char *why, size_t whylen)
+{
+    redisContext *c = redisConnectWithTimeout(R.url.host, R.url.port, ms_tv(timeout_ms));
+    if (!c || c->err) {
+        snprintf(why, whylen, "%s", c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, ms_tv(timeout_ms));
+    redisReply *r = NULL;
+    if (R.url.password[0]) {
+        r = R.url.user[0] ? redisCommand(c, "AUTH %s %s", R.url.user, R.url.password)
+                          : redisCommand(c, "AUTH %s", R.url.password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(why, whylen, "AUTH refused: %s", r ? r->str : c->errstr);
+            goto fail;
+        }
+        freeReplyObject(r);
+    }
+    if (R.url.db) {
+        r = redisCommand(c, "SELECT %d", R.url.db);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(why, whylen, "SELECT %d refused: %s", R.url.db, r ? r->str : c->errstr);
+            goto fail;
+        }
+        freeReplyObject(r);
+    }
+    return c;
+fail:
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return NULL;
+}
+
+static void drop_connections(const char *why)
+{
+    if (R.cmd || R.sub)
+        log_warn("registry: lost Redis at %s:%d (%s); reconnecting", R.url.host, R.url.port, why);
+    if (R.cmd)
+        redisFree(R.cmd);
+    if (R.sub)
+        redisFree(R.sub);
+    R.cmd = R.sub = NULL;
+    atomic_store(&R.connected, 0);
+    if (R.m_up)
+        prom_set(R.m_up, NULL, 0);
+}
+
+/* Runs the n commands appended to R.cmd; 0 when every one answered. */
+static int run_pipeline(int n)
+{
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(R.cmd, (void **)&r) != REDIS_OK) {
+            drop_connections(R.cmd->errstr);
+            return -1;
+        }
+        if (r && r->type == REDIS_REPLY_ERROR && !ok++)
+            log_warn("registry: Redis refused a command: %s", r->str);
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+static void append_register(const char *cluster_id, double expires)
+{
+    char key[sizeof(KEY_PREFIX) + STORE_CLUSTER_ID_LEN];
+    snprintf(key, sizeof(key), KEY_PREFIX "%s", cluster_id);
+    char score[32];
+    snprintf(score, sizeof(score), "%.3f", expires);
+    redisAppendCommand(R.cmd, "ZADD %s %s %s", key, score, R.member);
+    /* The key outlives its members by a lease at most: nothing to clean. */
+    redisAppendCommand(R.cmd, "EXPIRE %s %d", key, 2 * R.lease);
+}
+
+/* Every cluster held, registered again (after a heartbeat period, or once
+ * Redis is back).  Members other replicas left to lapse are trimmed too. */
+static int renew_all(void)
+{
+    if (!R.cmd)
+        return -1;
+    double now = now_s(), expires = now + R.lease;
+    int n = 0;
+    for (size_t i = 0; i < R.nheld; i++) {
+        append_register(R.held[i].cluster_id, expires);
+        char key[sizeof(KEY_PREFIX) + STORE_CLUSTER_ID_LEN];
+        snprintf(key, sizeof(key), KEY_PREFIX "%s", R.held[i].cluster_id);
+        char upto[32];
+        snprintf(upto, sizeof(upto), "(%.3f", now);
+        redisAppendCommand(R.cmd, "ZREMRANGEBYSCORE %s -inf %s", key, upto);
+        n += 3;
+        /* Bounded batches: a thousand clusters make one round trip per 300. */
+        if (n >= 900) {
+            if (run_pipeline(n) < 0)
+                return -1;
+            n = 0;
+        }
+    }
+    return n ? run_pipeline(n) : 0;
+}
+
+static int subscribe(void)
+{
+    redisReply *r = redisCommand(R.sub, "SUBSCRIBE %s", CLOSE_CHANNEL);
+    if (!r) {
+        drop_connections(R.sub->errstr);
+        return -1;
+    }
+    freeReplyObject(r);
+    /* The subscription is read only when poll says so; a read past then
+     * would wait for a message. */
+    redisSetTimeout(R.sub, ms_tv(IO_TIMEOUT_MS));
+    return 0;
+}
+
+static int try_connect(void)
+{
+    char why[256];
+    R.cmd = redis_open(IO_TIMEOUT_MS, why, sizeof(why));
+    if (R.cmd)
+        R.sub = redis_open(IO_TIMEOUT_MS, why, sizeof(why));
+    if (!R.cmd || !R.sub) {
+        if (R.cmd)
+            redisFree(R.cmd);
+        R.cmd = NULL;
+        return -1;
+    }
+    if (subscribe() < 0 || renew_all() < 0)
+        return -1;
+    atomic_store(&R.connected, 1);
+    prom_set(R.m_up, NULL, 1);
+    if (R.ever_connected)
+        push_recheck();
+    R.ever_connected = 1;
+    log_info("registry: connected to Redis at %s:%d; %zu cluster(s) registered", R.url.host,
+             R.url.port, R.nheld);
+    return 0;
+}
+
+/* ---- held clusters (registry thread) ---------------------------------------------- */
+
+static held *find_held(const char *cluster_id)
+{
+    for (size_t i = 0; i < R.nheld; i++)
+        if (!strcmp(R.held[i].cluster_id, cluster_id))
+            return &R.held[i];
+    return NULL;
+}
+
+static void apply_up(const char *cluster_id)
+{
+    held *h = find_held(cluster_id);
+    if (h) {
+        h->sessions++;
+        return;
+    }
+    if (R.nheld == R.capheld) {
+        size_t cap = R.capheld ? R.capheld * 2 : 64;
+        held *n = realloc(R.held, cap * sizeof(*n));
+        if (!n) {
+            log_error("registry: out of memory; cluster %s not registered", cluster_id);
+            return;
+        }
+        R.held = n;
+        R.capheld = cap;
+    }
+    h = &R.held[R.nheld++];
+    snprintf(h->cluster_id, sizeof(h->cluster_id), "%s", cluster_id);
+    h->sessions = 1;
+    if (R.cmd) {
+        append_register(cluster_id, now_s() + R.lease);
+        run_pipeline(2);
+    }
+}
+
+static void apply_down(const char *cluster_id)
+{
+    held *h = find_held(cluster_id);
+    if (!h || --h->sessions > 0)
+        return;
+    *h = R.held[--R.nheld];
+    if (R.cmd) {
+        redisAppendCommand(R.cmd, "ZREM " KEY_PREFIX "%s %s", cluster_id, R.member);
+        run_pipeline(1);
+    }
+}
+
+static void keep_unsent(op *o)
+{
+    if (R.nunsent >= MAX_QUEUED_CLOSES) {
+        log_error("registry: Redis away and %d closes waiting; dropping one", MAX_QUEUED_CLOSES);
+        free(o->message);
+        free(o);
+        return;
+    }
+    o->next = NULL;
+    if (R.unsent_tail)
+        R.unsent_tail->next = o;
+    else
+        R.unsent = o;
+    R.unsent_tail = o;
+    R.nunsent++;
+}
+
+static void flush_unsent(void)
+{
+    while (R.unsent && R.cmd) {
+        op *o = R.unsent;
+        redisReply *r = redisCommand(R.cmd, "PUBLISH %s %s", CLOSE_CHANNEL, o->message);
+        if (!r) {
+            drop_connections(R.cmd->errstr);
+            return;
+        }
+        freeReplyObject(r);
+        R.unsent = o->next;
+        if (!R.unsent)
+            R.unsent_tail = NULL;
+        R.nunsent--;
+        free(o->message);
+        free(o);
+    }
+}
+
+static void apply_ops(void)
+{
+    pthread_mutex_lock(&R.mu);
+    op *o = R.ops;
+    R.ops = R.ops_tail = NULL;
+    pthread_mutex_unlock(&R.mu);
+    while (o) {
+        op *next = o->next;
+        switch (o->kind) {
+        case OP_UP: apply_up(o->cluster_id); free(o); break;
+        case OP_DOWN: apply_down(o->cluster_id); free(o); break;
+        case OP_PUBLISH: keep_unsent(o); break;
+        }
+        o = next;
+    }
+    prom_set(R.m_held, NULL, (double)R.nheld);
+    flush_unsent();
+}
+
+/* ---- inbound closes (registry thread -> loop) ------------------------------------- */
+
+static void push_inbound(inbound *in)
+{
+    pthread_mutex_lock(&R.mu);
+    if (R.in_tail)
+        R.in_tail->next = in;
+    else
+        R.in = in;
+    R.in_tail = in;
+    pthread_mutex_unlock(&R.mu);
+    lws_cancel_service(R.lws);
+}
+
+/* Subscribed again after losing Redis: pub/sub kept nothing of what was
+ * published meanwhile, so every session held looks its token up again. */
+static void push_recheck(void)
+{
+    inbound *in = calloc(1, sizeof(*in));
+    if (in)
+        push_inbound(in);
+    else
+        log_error("registry: out of memory; tokens revoked while Redis was away not re-checked");
+}
+
+static void on_close_message(const char *json, size_t len)
+{
+    cJSON *m = cJSON_ParseWithLength(json, len);
+    const char *from = cJSON_GetStringValue(cJSON_GetObjectItem(m, "from"));
+    const char *org = cJSON_GetStringValue(cJSON_GetObjectItem(m, "org_id"));
+    const char *cluster = cJSON_GetStringValue(cJSON_GetObjectItem(m, "cluster_id"));
+    const char *token = cJSON_GetStringValue(cJSON_GetObjectItem(m, "token_id"));
+    const char *reason = cJSON_GetStringValue(cJSON_GetObjectItem(m, "reason"));
+    if (!from || !org || !cluster || !token || !reason || !org[0] || !cluster[0] ||
+        strlen(org) >= STORE_ID_LEN || strlen(cluster) >= STORE_CLUSTER_ID_LEN ||
+        strlen(token) >= STORE_ID_LEN) {
+        log_warn("registry: malformed close message ignored");
+        cJSON_Delete(m);
+        return;
+    }
+    if (!strcmp(from, R.instance)) { /* ours: closed here already */
+        cJSON_Delete(m);
+        return;
+    }
+    inbound *in = calloc(1, sizeof(*in));
+    if (in) {
+        snprintf(in->org_id, sizeof(in->org_id), "%s", org);
+        snprintf(in->cluster_id, sizeof(in->cluster_id), "%s", cluster);
+        snprintf(in->token_id, sizeof(in->token_id), "%s", token);
+        snprintf(in->reason, sizeof(in->reason), "%s", reason);
+        push_inbound(in);
+    }
+    cJSON_Delete(m);
+}
+
+static void read_subscription(void)
+{
+    if (redisBufferRead(R.sub) != REDIS_OK) {
+        drop_connections(R.sub->errstr[0] ? R.sub->errstr : "subscription closed");
+        return;
+    }
+    for (;;) {
+        redisReply *r = NULL;
+        if (redisGetReplyFromReader(R.sub, (void **)&r) != REDIS_OK) {
+            drop_connections(R.sub->errstr);
+            return;
+        }
+        if (!r)
+            return;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+            r->element[0]->type == REDIS_REPLY_STRING && !strcmp(r->element[0]->str, "message") &&
+            r->element[2]->type == REDIS_REPLY_STRING)
+            on_close_message(r->element[2]->str, r->element[2]->len);
+        freeReplyObject(r);
+    }
+}
+
+void registry_deliver(struct tunnel_hub *tunnels)
+{
+    if (!R.enabled)
+        return;
+    pthread_mutex_lock(&R.mu);
+    inbound *in = R.in;
+    R.in = R.in_tail = NULL;
+    pthread_mutex_unlock(&R.mu);
+    while (in) {
+        inbound *next = in->next;
+        if (!in->cluster_id[0]) {
+            log_info("registry: Redis is back; re-checking the tokens of %zu session(s)",
+                     tunnel_session_count(tunnels));
+            tunnel_recheck_tokens(tunnels);
+            free(in);
+            in = next;
+            continue;
+        }
+        /* Any session of that token authenticating right now looks again. */
+        tunnel_note_revocation(tunnels);
+        int n = tunnel_close_sessions(tunnels, in->org_id, in->cluster_id,
+                                      in->token_id[0] ? in->token_id : NULL, in->reason);
+        prom_add(R.m_closes, NULL, 1);
+        if (n)
+            log_info("closed %d session(s) of cluster %s on another replica's word (%s)", n,
+                     in->cluster_id, in->reason);
+        free(in);
+        in = next;
+    }
+}
+
+/* ---- the thread ---------------------------------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void drain_wake(void)
+{
+    char buf[64];
+    while (read(R.wake[0], buf, sizeof(buf)) > 0) {
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    (void)arg;
+    int backoff = BACKOFF_MIN_MS;
+    int64_t next_try = 0, next_renew = 0;
+    int period_ms = R.lease * 1000 / 3;
+    for (;;) {
+        pthread_mutex_lock(&R.mu);
+        int stop = R.stop;
+        pthread_mutex_unlock(&R.mu);
+        int64_t now = mono_ms();
+        if (!R.cmd && now >= next_try) {
+            if (try_connect() == 0) {
+                backoff = BACKOFF_MIN_MS;
+                next_renew = mono_ms() + period_ms;
+            } else {
+                drop_connections("connect failed");
+                next_try = now + backoff;
+                backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+            }
+        }
+        apply_ops();
+        if (stop)
+            break;
+        if (R.cmd && mono_ms() >= next_renew) {
+            renew_all();
+            next_renew = mono_ms() + period_ms;
+        }
+        struct pollfd fds[2] = { { R.wake[0], POLLIN, 0 }, { R.sub ? R.sub->fd : -1, POLLIN, 0 } };
+        int64_t until = R.cmd ? next_renew : next_try;
+        int64_t wait = until - mono_ms();
+        if (wait < 0)
+            wait = 0;
+        if (poll(fds, 2, (int)wait) < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents)
+            drain_wake();
+        if (R.sub && fds[1].revents)
+            read_subscription();
+    }
+    /* Stopping: the sessions closed, their downs applied; what is left. */
+    if (R.cmd) {
+        for (size_t i = 0; i < R.nheld; i++)
+            redisAppendCommand(R.cmd, "ZREM " KEY_PREFIX "%s %s", R.held[i].cluster_id, R.member);
+        run_pipeline((int)R.nheld);
+    }
+    drop_connections("stopping");
+    return NULL;
+}
+
+/* ---- lookups (worker threads) --------------------------------------------------------- */
+
+static void free_lookup_conn(void *c) { redisFree(c); }
+
+int registry_lookup(const char *cluster_id, char *addr, size_t cap)
+{
+    addr[0] = '\0';
+    if (!R.enabled)
+        return 0;
+    if (!atomic_load(&R.connected))
+        return -1; /* Redis away: do not make every command wait for a timeout */
+    char now[32];
+    snprintf(now, sizeof(now), "%.3f", now_s());
+    redisReply *r = NULL;
+    /* A kept connection may have died with a Redis restart: one fresh try. */
+    for (int attempt = 0; attempt < 2 && !r; attempt++) {
+        redisContext *c = pthread_getspecific(R.lookup_key);
+        if (!c) {
+            char why[256];
+            c = redis_open(LOOKUP_TIMEOUT_MS, why, sizeof(why));
+            if (!c) {
+                log_warn("registry: lookup of cluster %s: cannot reach Redis (%s)", cluster_id,
+                         why);
+                return -1;
+            }
+            pthread_setspecific(R.lookup_key, c);
+        }
+        r = redisCommand(c, "ZREVRANGEBYSCORE " KEY_PREFIX "%s +inf %s LIMIT 0 4", cluster_id,
+                         now);
+        if (!r) {
+            if (attempt)
+                log_warn("registry: lookup of cluster %s failed: %s", cluster_id, c->errstr);
+            pthread_setspecific(R.lookup_key, NULL);
+            redisFree(c);
+        }
+    }
+    if (!r)
+        return -1;
+    int found = 0;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements && !found; i++) {
+            redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_STRING)
+                continue;
+            const char *sp = strchr(e->str, ' ');
+            if (!sp || ((size_t)(sp - e->str) == strlen(R.instance) &&
+                        !strncmp(e->str, R.instance, strlen(R.instance))))
+                continue; /* ours (about to be removed): not another replica */
+            if (strlen(sp + 1) < cap) {
+                snprintf(addr, cap, "%s", sp + 1);
+                found = 1;
+            }
+        }
+    }
+    freeReplyObject(r);
+    return found;
+}
+
+/* ---- start / stop ------------------------------------------------------------------------ */
+
+int registry_start(const server_config *cfg, struct lws_context *ctx, char *err, size_t errlen)
+{
+    const char *url = server_setting(cfg, "AURORA_REDIS_URL");
+    if (!url)
+        return 0;
+    char why[160];
+    if (registry_parse_url(url, &R.url, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "AURORA_REDIS_URL: %s", why);
+        return -1;
+    }
+    const char *addr = server_setting(cfg, "AURORA_INTERNAL_ADDR");
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    if (!addr || !colon || colon == addr || atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535 ||
+        strlen(addr) >= sizeof(R.addr) || strchr(addr, ' ')) {
+        snprintf(err, errlen, "AURORA_INTERNAL_ADDR must be host:port, the address the other "
+                              "replicas reach this one at, when AURORA_REDIS_URL is set");
+        return -1;
+    }
+    const char *secret = server_setting(cfg, "AURORA_INTERNAL_FORWARD_SECRET");
+    if (!secret || strlen(secret) < 32) {
+        snprintf(err, errlen, "AURORA_INTERNAL_FORWARD_SECRET (at least 32 characters, the same "
+                              "on every replica) is required when AURORA_REDIS_URL is set");
+        return -1;
+    }
+    snprintf(R.addr, sizeof(R.addr), "%s", addr);
+    snprintf(R.instance, sizeof(R.instance), "%s", instance_id());
+    snprintf(R.member, sizeof(R.member), "%s %s", R.instance, R.addr);
+    R.lease = (int)server_setting_int(cfg, "AURORA_REGISTRY_LEASE_S");
+    if (R.lease < 2)
+        R.lease = 30;
+    R.lws = ctx;
+    R.m_up = prom_family(PROM_GAUGE, "aurora_registry_redis_connected",
+                            "1 while this replica's registry is connected to Redis", 0, NULL,
+                            NULL, 0);
+    R.m_held = prom_family(PROM_GAUGE, "aurora_registry_clusters_held",
+                              "Clusters whose agent sessions this replica holds and registers",
+                              0, NULL, NULL, 0);
+    R.m_closes = prom_family(PROM_COUNTER, "aurora_registry_closes_received_total",
+                                "Revocations and deletions other replicas published", 0, NULL,
+                                NULL, 0);
+    if (pipe2(R.wake, O_NONBLOCK | O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "registry: pipe: %s", strerror(errno));
+        return -1;
+    }
+    if (pthread_key_create(&R.lookup_key, free_lookup_conn) != 0) {
+        snprintf(err, errlen, "registry: no thread key");
+        return -1;
+    }
+    R.key_made = 1;
+    R.enabled = 1;
+    if (pthread_create(&R.thread, NULL, thread_main, NULL) != 0) {
+        R.enabled = 0;
+        snprintf(err, errlen, "registry: cannot start its thread");
+        return -1;
+    }
+    R.thread_started = 1;
+    log_info("registry: Redis %s:%d db %d, this replica at %s, lease %d s", R.url.host, R.url.port,
+             R.url.db, R.addr, R.lease);
+    return 0;
+}
+
+void registry_stop(void)
+{
+    if (R.thread_started) {
+        pthread_mutex_lock(&R.mu);
+        R.stop = 1;
+        pthread_mutex_unlock(&R.mu);
+        wake_thread();
+        pthread_join(R.thread, NULL);
+        R.thread_started = 0;
+    }
+    /* The lookup connection of this thread (the workers' went with them). */
+    if (R.key_made) {
+        redisContext *c = pthread_getspecific(R.lookup_key);
+        if (c)
+            redisFree(c);
+        pthread_setspecific(R.lookup_key, NULL);
+        pthread_key_delete(R.lookup_key);
+        R.key_made = 0;
+    }
+    while (R.ops) {
+        op *n = R.ops->next;
+        free(R.ops->message);
+        free(R.ops);
+        R.ops = n;
+    }
+    R.ops_tail = NULL;
+    while (R.unsent) {
+        op *n = R.unsent->next;
+        free(R.unsent->message);
+        free(R.unsent);
+        R.unsent = n;
+    }
+    R.unsent_tail = NULL;
+    R.nunsent = 0;
+    while (R.in) {
+        inbound *n = R.in->next;
+        free(R.in);
+        R.in = n;
+    }
+    R.in_tail = NULL;
+    free(R.held);
+    R.held = NULL;
+    R.nheld = R.capheld = 0;
+    for (int i = 0; i < 2; i++)
+        if (R.wake[i] >= 0)
+            close(R.wake[i]);
+    R.wake[0] = R.wake[1] = -1;
+    secret_wipe(R.url.password, sizeof(R.url.password));
+    R.m_up = R.m_held = R.m_closes = NULL; /* the registry may be reset after us */
+    R.ever_connected = 0;
+    R.enabled = 0;
+    R.stop = 0;
+}

@@ -1,0 +1,84 @@
+/* registry.h — many replicas, one fleet: where each agent session is held.
+ *
+ * N aurora-server replicas share PostgreSQL and one Redis (AURORA_REDIS_URL),
+ * as GitLab's KAS does.  Each replica registers every cluster whose agent it
+ * holds under
+ *
+ *     aurora:agents:<cluster_id>   sorted set, member "<instance_id> <addr>",
+ *                                  score = when the registration lapses (unix s)
+ *
+ * with a lease (AURORA_REGISTRY_LEASE_S) renewed by heartbeat every third of
+ * it, and removes it when its last session of the cluster ends.  A replica
+ * that dies stops renewing: its registrations lapse, its agents connect to
+ * another replica, which registers them with a later lapse time.  A request
+ * for a cluster held elsewhere is forwarded (forward.h) to the member with
+ * the latest lapse time: the replica that renewed last.
+ *
+ * Token revocations and connection deletions are published on the channel
+ * aurora:close; every replica closes the sessions it holds of that
+ * cluster/token, at once.
+ *
+ * All Redis traffic of the loop's callers runs on one thread of its own:
+ * registry_session_up/down and registry_publish_close only queue, so Redis
+ * never blocks the lws loop.  Redis may go away: the thread reconnects with
+ * backoff (100 ms doubling to 5 s), registers again every session held and
+ * sends the closes queued meanwhile.  Lookups (registry_lookup) run on
+ * worker threads, each with its own connection.
+ *
+ * AURORA_REDIS_URL unset: every function here is a no-op (one replica). */
+#ifndef AURORA_REGISTRY_H
+#define AURORA_REGISTRY_H
+
+#include <stddef.h>
+
+#include "server_config.h"
+
+struct lws_context;
+struct tunnel_hub;
+
+/* redis://[[user]:password@]host[:port][/db] (port 6379, db 0 by default).
+ * 0, or -1 with why. */
+typedef struct {
+    char host[256];
+    int port;
+    char user[128];
+    char password[256];
+    int db;
+} registry_redis_url;
+int registry_parse_url(const char *url, registry_redis_url *out, char *why, size_t whylen);
+
+/* Main thread, once the lws context exists and the instance id is known:
+ * validates the settings (AURORA_INTERNAL_ADDR and a forward secret are
+ * required with AURORA_REDIS_URL) and starts the registry thread.  0 (also
+ * when Redis is not configured), or -1 with err: the server must not start. */
+int registry_start(const server_config *cfg, struct lws_context *ctx, char *err, size_t errlen);
+/* Main thread, after the sessions closed: removes what is still registered
+ * (best effort) and stops the thread. */
+void registry_stop(void);
+/* 1 when AURORA_REDIS_URL is set. */
+int registry_enabled(void);
+/* This replica's AURORA_INTERNAL_ADDR ("" when alone). */
+const char *registry_self_addr(void);
+
+/* Loop thread: a session of cluster_id became ready / ended.  Counted: the
+ * registration lives while at least one session of the cluster is held. */
+void registry_session_up(const char *cluster_id);
+void registry_session_down(const char *cluster_id);
+
+/* Loop thread: tell every replica to close the sessions of org/cluster
+ * (only those of token_id when not NULL), as this one just did. */
+void registry_publish_close(const char *org_id, const char *cluster_id, const char *token_id,
+                            const char *reason);
+/* Loop thread (LWS_CALLBACK_EVENT_WAIT_CANCELLED): closes the sessions that
+ * other replicas' messages named. */
+void registry_deliver(struct tunnel_hub *tunnels);
+
+/* Worker thread: the internal address of another live replica holding
+ * cluster_id.  1 (addr filled), 0 when none (or only this one), -1 when
+ * Redis cannot be asked (then the command runs, or fails, here). */
+int registry_lookup(const char *cluster_id, char *addr, size_t cap);
+
+/* For tests and logs: 1 while the registry thread is connected to Redis. */
+int registry_connected(void);
+
+#endif

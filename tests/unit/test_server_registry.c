@@ -1,0 +1,90 @@
+/* test_server_registry.c — AURORA_REDIS_URL as server/registry.c reads it
+ * (registry_parse_url): what is accepted, and every malformed form refused
+ * with a reason rather than half-read.  The registry itself (Redis, leases,
+ * pub/sub) is tested against a real redis-server in
+ * tests/integration/test_replicas.py. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "registry.h"
+
+static void accepts_the_documented_forms(void **state)
+{
+    (void)state;
+    registry_redis_url u;
+    char why[128];
+    assert_int_equal(registry_parse_url("redis://127.0.0.1:6380/2", &u, why, sizeof(why)), 0);
+    assert_string_equal(u.host, "127.0.0.1");
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 2);
+    assert_string_equal(u.user, "");
+    assert_string_equal(u.password, "");
+
+    assert_int_equal(registry_parse_url("redis://redis.aurora.svc", &u, why, sizeof(why)), 0);
+    assert_string_equal(u.host, "redis.aurora.svc");
+    assert_int_equal(u.port, 6379);
+    assert_int_equal(u.db, 0);
+
+    assert_int_equal(registry_parse_url("redis://:s3cr@t:x@redis:7000/", &u, why, sizeof(why)), 0);
+    assert_string_equal(u.user, "");
+    assert_string_equal(u.password, "s3cr@t:x"); /* the last '@' ends the credentials */
+    assert_string_equal(u.host, "redis");
+    assert_int_equal(u.port, 7000);
+
+    assert_int_equal(registry_parse_url("redis://aurora:pw@h:1/15", &u, why, sizeof(why)), 0);
+    assert_string_equal(u.user, "aurora");
+    assert_string_equal(u.password, "pw");
+    assert_int_equal(u.db, 15);
+}
+
+static void refuses_malformed_urls(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "", "http://h:6379", "redis://", "redis://:6379", "redis://h:0", "redis://h:65536",
+        "redis://h:12x", "redis://h:6379/db", "redis://h:6379/-1", "redis://h:6379/1/2",
+        "redis://pw@h", "redis://user:@h", "redis://h?x=1",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        registry_redis_url u;
+        char why[128] = "";
+        if (registry_parse_url(bad[i], &u, why, sizeof(why)) != -1)
+            fail_msg("accepted %s", bad[i]);
+        if (!why[0])
+            fail_msg("no reason for %s", bad[i]);
+    }
+    registry_redis_url u;
+    char why[128];
+    assert_int_equal(registry_parse_url(NULL, &u, why, sizeof(why)), -1);
+}
+
+static void disabled_without_redis(void **state)
+{
+    (void)state;
+    /* Not started: one replica, everything a no-op. */
+    assert_int_equal(registry_enabled(), 0);
+    assert_string_equal(registry_self_addr(), "");
+    char addr[64] = "x";
+    assert_int_equal(registry_lookup("cluster-0011223344556677", addr, sizeof(addr)), 0);
+    assert_string_equal(addr, "");
+    registry_session_up("cluster-0011223344556677");
+    registry_session_down("cluster-0011223344556677");
+    registry_publish_close("org", "cluster-0011223344556677", NULL, "Token revoked");
+    registry_stop();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(accepts_the_documented_forms),
+        cmocka_unit_test(refuses_malformed_urls),
+        cmocka_unit_test(disabled_without_redis),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
