@@ -83,6 +83,7 @@ const MANAGED = {
   VAULT_K8S_ROLE: 'secretsBackend.vault.role', VAULT_K8S_JWT_PATH: 'secretsBackend.vault.serviceAccountToken',
   VAULT_KV_MOUNT: 'secretsBackend.vault.kvMount', VAULT_PREFIX: 'secretsBackend.vault.prefix',
   VAULT_CACERT: 'secretsBackend.vault.caBundle', AWS_SM_REGION: 'secretsBackend.aws.region', AWS_SM_ENDPOINT: 'secretsBackend.aws.endpoint',
+  AURORA_INTERNAL_ADDR: 'the chart', POD_IP: 'the chart',
 };
 
 // ------------------------------------------------------------------ validation
@@ -253,8 +254,8 @@ test('config: lists every setting of the connector guide (those SECRETS_BACKEND/
   assert.deepStrictEqual(missing, []);
   for (const n of ['GITHUB_APP_ID', 'GITHUB_APP_CLIENT_ID', 'GITHUB_APP_WEBHOOK_URL', 'GITHUB_APP_SETUP_URL', 'GITHUB_APP_WEBHOOK_SECRET',
     'NEXT_PUBLIC_GITHUB_APP_SLUG', 'FRONTEND_URL', 'NEXT_PUBLIC_BACKEND_URL', 'SLACK_CLIENT_ID', 'SLACK_SIGNING_SECRET']) assert.ok(n in cfg, n);
-  // every key of config is a setting the server reads (the replicas' AURORA_REDIS_URL may land later)
-  const unknown = Object.keys(cfg).filter((n) => !settings.has(n) && n !== 'AURORA_REDIS_URL');
+  // every key of config is a setting the server reads
+  const unknown = Object.keys(cfg).filter((n) => !settings.has(n));
   assert.deepStrictEqual(unknown, [], 'config lists settings the server does not declare');
 });
 
@@ -276,6 +277,7 @@ test('every setting the server declares secret is secretKeyRef-only in the schem
   }
   assert.deepStrictEqual(wrong, []);
   assert.strictEqual(props.AURORA_REDIS_URL.$ref, '#/definitions/secretRef', 'AURORA_REDIS_URL carries a password');
+  assert.ok(secrets.includes('AURORA_REDIS_URL') && secrets.includes('AURORA_INTERNAL_FORWARD_SECRET'));
 });
 
 // ---------------------------------------------------------------- schema and render refusals
@@ -332,6 +334,9 @@ const RENDER_REJECTS = [
   ['2 replicas on SQLite (single process)', ['values-sqlite.yaml'], { replicaCount: 2 }, /2 replicas need PostgreSQL: set config\.DATABASE_URL .*SQLite is a single process/],
   ['an autoscaler on SQLite', ['values-sqlite.yaml'], { autoscaling: { enabled: true } }, /6 replicas need PostgreSQL/],
   ['2 replicas without Redis', ['values-minimal.yaml'], { replicaCount: 2 }, /2 replicas need Redis: set config\.AURORA_REDIS_URL/],
+  ['Redis without the forward secret', ['values-aws.yaml'], { config: { AURORA_INTERNAL_FORWARD_SECRET: null } }, /config\.AURORA_INTERNAL_FORWARD_SECRET is required with config\.AURORA_REDIS_URL/],
+  ['Redis on SQLite', ['values-sqlite.yaml'], { config: { AURORA_REDIS_URL: REDIS } }, /config\.AURORA_REDIS_URL joins replicas that share PostgreSQL/],
+  ['replicas with per-pod self-signed certificates and no CA to verify each other', ['values-aws.yaml'], { config: { AURORA_INTERNAL_CA_FILE: null } }, /replicas with TLS in the pod need tls\.existingSecret .*impostor/],
   ['the local backend on PostgreSQL without a master key', ['values-minimal.yaml'], { secretsBackend: { local: { masterKey: null } } }, /secretsBackend\.local\.masterKey is required/],
   ['the local backend on SQLite without persistence or master key', ['values-sqlite.yaml'], { persistence: { enabled: false } }, /secretsBackend\.local\.masterKey is required/],
   ['vault without addr', ['values-minimal.yaml'], { secretsBackend: { type: 'vault', vault: { role: 'r' } } }, /secretsBackend\.vault\.addr is required/],
@@ -346,6 +351,7 @@ const RENDER_REJECTS = [
   ['plain HTTP in production with no ingress in front', ['values-minimal.yaml'], { tls: { enabled: false }, ingress: { enabled: false } }, /tls\.enabled false serves plain HTTP/],
   ['a secret-looking setting the chart does not list, as a literal', ['values-minimal.yaml'], { config: { NEWRELIC_API_TOKEN: 'NRAK-1' } }, /config\.NEWRELIC_API_TOKEN looks like a secret/],
   ['AURORA_MASTER_KEY through extraEnv', ['values-minimal.yaml'], { extraEnv: [{ name: 'AURORA_MASTER_KEY', value: 'k' }] }, /extraEnv AURORA_MASTER_KEY: set it under config/],
+  ['POD_IP through extraEnv (the chart sets it for AURORA_INTERNAL_ADDR)', ['values-minimal.yaml'], { extraEnv: [{ name: 'POD_IP', value: '10.0.0.1' }] }, /extraEnv POD_IP/],
   ['a config setting repeated in extraEnv', ['values-minimal.yaml'], { extraEnv: [{ name: 'FRONTEND_URL', value: 'https://x' }] }, /extraEnv FRONTEND_URL/],
 ];
 for (const [what, base, override, re] of RENDER_REJECTS) {
@@ -355,7 +361,8 @@ for (const [what, base, override, re] of RENDER_REJECTS) {
 }
 
 test('more than one replica renders with PostgreSQL and Redis (replicaCount and the autoscaler)', () => {
-  const ha = { config: { DATABASE_URL: PG, AURORA_REDIS_URL: REDIS } };
+  const ha = { config: { DATABASE_URL: PG, AURORA_REDIS_URL: REDIS, AURORA_INTERNAL_FORWARD_SECRET: { secretKeyRef: { name: 'f', key: 'f' } } },
+    tls: { existingSecret: 'shared-tls' } };
   assert.strictEqual(one(mustRender(['values-minimal.yaml', w('ha3', { replicaCount: 3, ...ha })]), 'Deployment').spec.replicas, 3);
   assert.strictEqual(objs(mustRender(['values-minimal.yaml', w('hpa', { autoscaling: { enabled: true }, ...ha })]), 'HorizontalPodAutoscaler').length, 1);
 });
@@ -551,6 +558,23 @@ test('SQLite: a PersistentVolumeClaim (kept on uninstall) at /var/lib/aurora, on
   assert.deepStrictEqual(one(mustRender(['values-vault-token.yaml']), 'Deployment').spec.strategy, { type: 'Recreate' });
 });
 
+test('Redis: AURORA_REDIS_URL and AURORA_INTERNAL_FORWARD_SECRET from Secrets, AURORA_INTERNAL_ADDR the pod IP and port; nothing without Redis', () => {
+  const f = container(mustRender(['values-full.yaml']));
+  assert.deepStrictEqual(envMap(f).POD_IP.valueFrom, { fieldRef: { fieldPath: 'status.podIP' } });
+  assert.strictEqual(envValue(f, 'AURORA_INTERNAL_ADDR'), '$(POD_IP):8443');
+  const names = f.env.map((e) => e.name);
+  assert.ok(names.indexOf('POD_IP') < names.indexOf('AURORA_INTERNAL_ADDR'), 'POD_IP is defined before it is referenced');
+  assert.deepStrictEqual(envMap(f).AURORA_INTERNAL_FORWARD_SECRET.valueFrom, { secretKeyRef: { name: 'aurora-server', key: 'forward-secret' } });
+  const a = container(mustRender(['values-aws.yaml']));
+  assert.strictEqual(envValue(a, 'AURORA_INTERNAL_ADDR'), '$(POD_IP):5080');
+  assert.ok(a.volumeMounts.some((m) => m.mountPath === '/etc/aurora/peer-ca'), 'the peers\' CA is mounted where AURORA_INTERNAL_CA_FILE points');
+  const m = container(mustRender(['values-minimal.yaml']));
+  for (const k of ['POD_IP', 'AURORA_INTERNAL_ADDR', 'AURORA_REDIS_URL', 'AURORA_INTERNAL_FORWARD_SECRET']) assert.ok(!(k in envMap(m)), k);
+  // the server requires exactly these with Redis (server/registry.c)
+  const reg = fs.readFileSync(path.join(ROOT, 'server', 'registry.c'), 'utf8');
+  for (const k of ['AURORA_INTERNAL_ADDR', 'AURORA_INTERNAL_FORWARD_SECRET']) assert.ok(reg.includes(`"${k}"`), k);
+});
+
 test('replicas and autoscaling: replicaCount on the Deployment; with the HPA (autoscaling/v2) the Deployment leaves replicas to it', () => {
   assert.strictEqual(one(mustRender(['values-aws.yaml']), 'Deployment').spec.replicas, 2);
   const r = mustRender(['values-full.yaml']);
@@ -691,8 +715,9 @@ test('NetworkPolicy only when enabled: the API port from apiFrom, the ops port f
   const f = one(mustRender(['values-full.yaml']), 'NetworkPolicy');
   const full = valuesFile('values-full.yaml').networkPolicy;
   assert.deepStrictEqual(f.spec.policyTypes, ['Ingress', 'Egress']);
+  const peers = { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-api', 'app.kubernetes.io/instance': RELEASE } } };
   assert.deepStrictEqual(f.spec.ingress, [
-    { ports: [{ port: 8443, protocol: 'TCP' }], from: full.apiFrom },
+    { ports: [{ port: 8443, protocol: 'TCP' }], from: [...full.apiFrom, peers] },
     { ports: [{ port: 9090, protocol: 'TCP' }], from: full.opsFrom }]);
   assert.deepStrictEqual(f.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] }, ...full.egress.to]);
   const open = one(mustRender(['values-minimal.yaml', w('np-open', { networkPolicy: { enabled: true } })]), 'NetworkPolicy');

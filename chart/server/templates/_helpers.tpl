@@ -99,6 +99,8 @@ VAULT_PREFIX: secretsBackend.vault.prefix
 VAULT_CACERT: secretsBackend.vault.caBundle
 AWS_SM_REGION: secretsBackend.aws.region
 AWS_SM_ENDPOINT: secretsBackend.aws.endpoint
+AURORA_INTERNAL_ADDR: the chart (the pod IP and port)
+POD_IP: the chart (status.podIP, for AURORA_INTERNAL_ADDR)
 {{- end }}
 
 {{/* SQLite: no DATABASE_URL in config. */}}
@@ -137,6 +139,17 @@ AWS_SM_ENDPOINT: secretsBackend.aws.endpoint
 {{- end }}
 {{- if and (gt $max 1) (not (include "aurora-server.isSet" $cfg.AURORA_REDIS_URL)) }}
 {{- fail (printf "%d replicas need Redis: set config.AURORA_REDIS_URL (secretKeyRef); the replicas find the one holding an agent's tunnel through it" $max) }}
+{{- end }}
+{{- if include "aurora-server.isSet" $cfg.AURORA_REDIS_URL }}
+{{- if (include "aurora-server.sqlite" .) }}
+{{- fail "config.AURORA_REDIS_URL joins replicas that share PostgreSQL: set config.DATABASE_URL too (SQLite is a single process)" }}
+{{- end }}
+{{- if not (include "aurora-server.isSecretRef" $cfg.AURORA_INTERNAL_FORWARD_SECRET) }}
+{{- fail "config.AURORA_INTERNAL_FORWARD_SECRET is required with config.AURORA_REDIS_URL: {secretKeyRef: {name, key}} of a secret of at least 32 characters, the same for every replica" }}
+{{- end }}
+{{- if and .Values.tls.enabled (not .Values.tls.existingSecret) (not (include "aurora-server.isSet" $cfg.AURORA_INTERNAL_CA_FILE)) }}
+{{- fail "replicas with TLS in the pod need tls.existingSecret (a certificate they share and verify each other against before forwarding a command), or config.AURORA_INTERNAL_CA_FILE: with per-pod self-signed certificates a replica could not tell an impostor registered in Redis from a peer" }}
+{{- end }}
 {{- end }}
 {{- if and (eq (toString $cfg.AURORA_ENV) "production") (not (include "aurora-server.isSet" $cfg.INTERNAL_API_SECRET)) }}
 {{- fail "config.INTERNAL_API_SECRET is required with AURORA_ENV production: {secretKeyRef: {name: <Secret>, key: <key>}} of a rotated secret (at least 32 characters)" }}
