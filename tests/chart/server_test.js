@@ -789,6 +789,8 @@ test('NOTES.txt: state store, secrets backend, verification commands, the agent\
   assert.match(f.notes, /Secrets backend: vault \(https:\/\/vault\.example\.com:8200, kubernetes auth, role aurora-server\)\./);
   assert.ok(f.notes.includes('curl -s localhost:9090/health'));
   assert.ok(!f.notes.includes('self-signed'));
+  assert.match(f.notes, /forward commands to each other at\n\$\(POD_IP\):8443 under \/internal\/forward\/\. Refuse that path at the edge/);
+  assert.ok(!r.notes.includes('/internal/forward/'));
   const s = mustRender(['values-sqlite.yaml', w('notes-nopvc', { persistence: { enabled: false }, secretsBackend: { local: { masterKey: { secretKeyRef: { name: 'k', key: 'k' } } } } })]);
   assert.match(s.notes, /WARNING: SQLite on an emptyDir/);
   assert.ok(!r.text.includes('kubectl get pods -n'), 'NOTES is not a manifest');
