@@ -29,6 +29,7 @@
 static struct {
     struct lws_context *ctx;
     int tls;
+    int verify; /* the peer's certificate must chain to forward_peer_ca() */
     const char *secret;
     int64_t window;
     prom_family_t *outcomes; /* aurora_forward_commands_total{outcome} */
@@ -41,10 +42,25 @@ static void count_outcome(const char *outcome)
         prom_add(F.outcomes, v, 1);
 }
 
+const char *forward_peer_ca(const server_config *cfg)
+{
+    const char *ca = server_setting(cfg, "AURORA_INTERNAL_CA_FILE");
+    if (ca && *ca)
+        return ca;
+    const char *given = server_setting(cfg, "AURORA_TLS_CERT");
+    return given && *given ? cfg->tls_cert : NULL;
+}
+
 void forward_start(const server_config *cfg, struct lws_context *ctx)
 {
     F.ctx = ctx;
     F.tls = !cfg->plain_http;
+    F.verify = F.tls && forward_peer_ca(cfg) != NULL;
+    const char *redis = server_setting(cfg, "AURORA_REDIS_URL");
+    if (F.tls && !F.verify && redis && *redis)
+        log_warn("forwarded commands do not verify the peer replica's certificate: set "
+                 "AURORA_INTERNAL_CA_FILE (or give every replica the same AURORA_TLS_CERT), or "
+                 "whoever can write to Redis can receive commands and their credentials");
     F.secret = server_setting(cfg, "AURORA_INTERNAL_FORWARD_SECRET");
     F.window = cfg->stream_window > 0 ? cfg->stream_window : 262144;
     static const char *const labels[] = { "outcome" };
@@ -486,9 +502,14 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
     i.local_protocol_name = FORWARD_PROTOCOL;
     i.userdata = f;
     i.pwsi = &f->wsi;
-    /* The secret authenticates the caller; the replicas' certificate is
-     * the deployment's own (often self-signed), not checked here. */
-    if (F.tls)
+    /* The secret authenticates this replica to the owner; the owner's
+     * certificate authenticates it to us, against the deployment's CA
+     * (forward_peer_ca): an address planted in Redis then gets neither
+     * the secret nor the command.  Peers are reached by pod IP, which a
+     * deployment-wide certificate does not name: no host name check. */
+    if (F.verify)
+        i.ssl_connection = LCCSCF_USE_SSL | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
+    else if (F.tls)
         i.ssl_connection = LCCSCF_USE_SSL | LCCSCF_ALLOW_SELFSIGNED |
                            LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK | LCCSCF_ALLOW_INSECURE |
                            LCCSCF_ALLOW_EXPIRED;

@@ -51,4 +51,9 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
 int forward_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len);
 
+/* The file a forwarding replica verifies its peer's certificate against:
+ * AURORA_INTERNAL_CA_FILE, else AURORA_TLS_CERT when it was given (one
+ * certificate shared by the replicas), else NULL (not verified). */
+const char *forward_peer_ca(const server_config *cfg);
+
 #endif

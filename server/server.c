@@ -208,6 +208,11 @@ int server_run(server_config *cfg)
     if (!cfg->plain_http) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = cfg->tls_cert;
+        /* Forwarded commands (forward.c) are lws client connections of
+         * this vhost: they verify the peer replica against this. */
+        const char *redis = server_setting(cfg, "AURORA_REDIS_URL");
+        if (redis && *redis)
+            info.client_ssl_ca_filepath = forward_peer_ca(cfg);
         info.ssl_private_key_filepath = cfg->tls_key;
     }
     /* With an operations port the context gets two explicit vhosts: the

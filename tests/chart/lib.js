@@ -1,8 +1,20 @@
 'use strict';
-// Shared by the chart tests (chart_test.js: chart/agent, server_test.js: chart/server; run by
-// tests/chart/run.sh through main.js): the test counter, rendering with aurora-chart-render
-// (a stand-in for `helm template`, see tests/chart/render/main.go), strict Kubernetes schema
-// validation (kubernetes-models) and the API-server checks the schemas do not carry.
+// Shared helpers of the chart tests (tests/chart/agent_test.js, server_test.js; run by
+// tests/chart/run.sh through chart_test.js, which prints `N passed, M failed`).
+//
+// Rendering: build/chart/aurora-chart-render, a STAND-IN FOR `helm template` (Helm is not
+// installable here) built from Debian's Go packages with the libraries Helm renders with:
+// text/template, Sprig, sigs.k8s.io/yaml, gojsonschema (see tests/chart/render/main.go).
+// Its Helm semantics are pinned down by the fixture chart tests/chart/fixtures/semantics.
+//
+// Kubernetes validation: every rendered object is checked against the JSON schema of its
+// apiVersion/kind from the npm package kubernetes-models (ajv validators generated from
+// the Kubernetes OpenAPI), made strict: a field the schema does not declare is an error
+// (the OpenAPI schemas do not say additionalProperties: false, so the validator's own
+// property lookups are traced and any key it never looked up is reported). A few
+// API-server validations that are not in the schemas (names, labels, references between
+// fields) are checked too. Kinds that are not in kubernetes-models (the Prometheus
+// Operator's ServiceMonitor) are validated by tests/chart/schemas/*.json (see there).
 
 const fs = require('fs');
 const os = require('os');
@@ -10,12 +22,14 @@ const path = require('path');
 const assert = require('assert');
 const cp = require('child_process');
 const YAML = require('yaml');
+const Ajv = require('ajv');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const HERE = __dirname;
 const RENDER = process.env.AURORA_CHART_RENDER || path.join(ROOT, 'build', 'chart', 'aurora-chart-render');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'aurora-chart-'));
 process.on('exit', () => fs.rmSync(TMP, { recursive: true, force: true }));
+
 const NS = 'aurora';
 
 const counts = { passed: 0, failed: 0 };
@@ -51,47 +65,44 @@ function writeValues(name, obj) {
 }
 
 const renderCache = new Map();
-// render/mustRender/mustFail for one chart and default release name. render: the chart (or
-// opts.chart) with values files; returns
+// Renders the chart (or another chart dir) with values files; returns
 // { ok, status, stderr, text, objects: [{source, object}], notes, values }.
-function renderer(CHART, RELEASE) {
-  function render(files, opts = {}) {
-    const chart = opts.chart || CHART;
-    const key = JSON.stringify([chart, files, opts]);
-    if (renderCache.has(key)) return renderCache.get(key);
-    const id = String(renderCache.size);
-    const json = path.join(TMP, `r${id}.json`);
-    const notes = path.join(TMP, `r${id}.notes`);
-    const vals = path.join(TMP, `r${id}.values.json`);
-    const args = ['--name', opts.name || RELEASE, '--namespace', opts.namespace || NS,
-      '--json', json, '--notes', notes, '--values-out', vals];
-    if (opts.kubeVersion) args.push('--kube-version', opts.kubeVersion);
-    for (const f of files) args.push('-f', path.isAbsolute(f) ? f : path.join(HERE, f));
-    args.push(chart);
-    const r = cp.spawnSync(RENDER, args, { encoding: 'utf8' });
-    const res = { ok: r.status === 0, status: r.status, stderr: r.stderr || '', text: r.stdout || '' };
-    if (res.ok) {
-      res.objects = JSON.parse(fs.readFileSync(json, 'utf8'));
-      res.notes = fs.readFileSync(notes, 'utf8');
-      res.values = JSON.parse(fs.readFileSync(vals, 'utf8'));
-    }
-    renderCache.set(key, res);
-    return res;
+function render(files, opts = {}) {
+  const chart = opts.chart;
+  const valuesDir = opts.valuesDir || HERE;
+  const key = JSON.stringify([chart, files, opts]);
+  if (renderCache.has(key)) return renderCache.get(key);
+  const id = String(renderCache.size);
+  const json = path.join(TMP, `r${id}.json`);
+  const notes = path.join(TMP, `r${id}.notes`);
+  const vals = path.join(TMP, `r${id}.values.json`);
+  const args = ['--name', opts.name, '--namespace', opts.namespace || NS,
+    '--json', json, '--notes', notes, '--values-out', vals];
+  if (opts.kubeVersion) args.push('--kube-version', opts.kubeVersion);
+  for (const f of files) args.push('-f', path.isAbsolute(f) ? f : path.join(valuesDir, f));
+  args.push(chart);
+  const r = cp.spawnSync(RENDER, args, { encoding: 'utf8' });
+  const res = { ok: r.status === 0, status: r.status, stderr: r.stderr || '', text: r.stdout || '' };
+  if (res.ok) {
+    res.objects = JSON.parse(fs.readFileSync(json, 'utf8'));
+    res.notes = fs.readFileSync(notes, 'utf8');
+    res.values = JSON.parse(fs.readFileSync(vals, 'utf8'));
   }
+  renderCache.set(key, res);
+  return res;
+}
 
-  function mustRender(files, opts) {
-    const r = render(files, opts);
-    if (!r.ok) throw new Error(`render failed (exit ${r.status}): ${r.stderr.trim()}`);
-    return r;
-  }
+function mustRender(files, opts) {
+  const r = render(files, opts);
+  if (!r.ok) throw new Error(`render failed (exit ${r.status}): ${r.stderr.trim()}`);
+  return r;
+}
 
-  function mustFail(files, re, opts) {
-    const r = render(files, opts);
-    assert.ok(!r.ok, `render succeeded, expected an error matching ${re}`);
-    assert.match(r.stderr, re);
-    return r;
-  }
-  return { render, mustRender, mustFail };
+function mustFail(files, re, opts) {
+  const r = render(files, opts);
+  assert.ok(!r.ok, `render succeeded, expected an error matching ${re}`);
+  assert.match(r.stderr, re);
+  return r;
 }
 
 const objs = (r, kind) => r.objects.map((o) => o.object).filter((o) => !kind || o.kind === kind);
@@ -145,42 +156,11 @@ function modelFor(apiVersion, kind) {
   return mod[kind] || null;
 }
 
-// monitoring.coreos.com/v1 ServiceMonitor is a CRD of the Prometheus Operator, not in
-// kubernetes-models: the fields the server chart uses, as the operator's API reference
-// (https://prometheus-operator.dev/docs/api-reference/api/#monitoring.coreos.com/v1.ServiceMonitor)
-// declares them, strict (additionalProperties: false everywhere).
-const Ajv = require('ajv');
-const strictObj = (properties, required = []) => ({ type: 'object', additionalProperties: false, properties, required });
-const labelMap = { type: 'object', additionalProperties: { type: 'string' } };
-const DURATION = { type: 'string', pattern: '^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$' };
-const SERVICE_MONITOR_SCHEMA = strictObj({
-  apiVersion: { const: 'monitoring.coreos.com/v1' },
-  kind: { const: 'ServiceMonitor' },
-  metadata: strictObj({ name: { type: 'string' }, namespace: { type: 'string' }, labels: labelMap, annotations: labelMap }, ['name']),
-  spec: strictObj({
-    selector: strictObj({ matchLabels: labelMap }),
-    namespaceSelector: strictObj({ any: { type: 'boolean' }, matchNames: { type: 'array', items: { type: 'string' } } }),
-    endpoints: {
-      type: 'array',
-      items: strictObj({
-        port: { type: 'string' }, path: { type: 'string' }, scheme: { enum: ['http', 'https'] },
-        interval: DURATION, scrapeTimeout: DURATION,
-        tlsConfig: strictObj({ insecureSkipVerify: { type: 'boolean' }, serverName: { type: 'string' } }),
-      }),
-    },
-  }, ['selector', 'endpoints']),
-}, ['apiVersion', 'kind', 'metadata', 'spec']);
-const validateServiceMonitor = new Ajv({ allErrors: true, strict: true }).compile(SERVICE_MONITOR_SCHEMA);
-
 // Strict schema validation of one object: [] or a list of error strings.
 function validateK8s(obj) {
   const errors = [];
   if (!obj || typeof obj.apiVersion !== 'string' || typeof obj.kind !== 'string') {
     return ['object without apiVersion/kind'];
-  }
-  if (obj.apiVersion === 'monitoring.coreos.com/v1' && obj.kind === 'ServiceMonitor') {
-    if (validateServiceMonitor(obj)) return [];
-    return validateServiceMonitor.errors.map((e) => `schema: ${e.instancePath || '/'} ${e.message}${e.params && e.params.additionalProperty ? ' ' + e.params.additionalProperty : ''}`);
   }
   const Model = modelFor(obj.apiVersion, obj.kind);
   if (!Model) return [`no Kubernetes schema for ${obj.apiVersion} ${obj.kind}`];
@@ -278,7 +258,7 @@ function apiServerChecks(all) {
     }
     if (o.kind === 'Service') {
       const dep = all.find((x) => x.kind === 'Deployment');
-      if (!dep || !matches(o.spec.selector, dep.spec.template.metadata.labels)) errors.push(`${what}: selector matches no agent pod`);
+      if (!dep || !matches(o.spec.selector, dep.spec.template.metadata.labels)) errors.push(`${what}: selector matches no pod of the Deployment`);
       const podPorts = new Set(dep ? dep.spec.template.spec.containers.flatMap((c) => (c.ports || []).map((p) => p.name)) : []);
       for (const p of o.spec.ports) {
         if (typeof p.targetPort === 'string' && !podPorts.has(p.targetPort)) errors.push(`${what}: targetPort ${p.targetPort} is not a pod port`);
@@ -286,7 +266,7 @@ function apiServerChecks(all) {
     }
     if (o.kind === 'PodDisruptionBudget') {
       const dep = all.find((x) => x.kind === 'Deployment');
-      if (!dep || !matches(o.spec.selector.matchLabels, dep.spec.template.metadata.labels)) errors.push(`${what}: selector matches no agent pod`);
+      if (!dep || !matches(o.spec.selector.matchLabels, dep.spec.template.metadata.labels)) errors.push(`${what}: selector matches no pod of the Deployment`);
       if ('minAvailable' in o.spec && 'maxUnavailable' in o.spec) errors.push(`${what}: both minAvailable and maxUnavailable`);
     }
     if (o.kind === 'ClusterRoleBinding') {
@@ -294,52 +274,10 @@ function apiServerChecks(all) {
       const dep = all.find((x) => x.kind === 'Deployment');
       if (dep && sa.name !== dep.spec.template.spec.serviceAccountName) errors.push(`${what}: binds ${sa.name}, not the agent's ServiceAccount`);
     }
-    const dep = all.find((x) => x.kind === 'Deployment');
-    const podLabels = dep ? dep.spec.template.metadata.labels : {};
-    const svcs = all.filter((x) => x.kind === 'Service');
-    if (o.kind === 'Ingress') {
-      for (const rule of o.spec.rules || []) {
-        if (rule.host && !DNS1123_SUBDOMAIN.test(rule.host.replace(/^\*\./, ''))) errors.push(`${what}: host ${rule.host}`);
-        for (const p of rule.http.paths) {
-          const svc = svcs.find((x) => x.metadata.name === p.backend.service.name);
-          if (!svc) errors.push(`${what}: backend ${p.backend.service.name} is not a rendered Service`);
-          else if (!svc.spec.ports.some((sp) => sp.name === p.backend.service.port.name || sp.port === p.backend.service.port.number)) errors.push(`${what}: backend port is not a Service port`);
-          if (!p.path.startsWith('/')) errors.push(`${what}: path ${p.path}`);
-        }
-      }
-    }
-    if (o.kind === 'HorizontalPodAutoscaler') {
-      const t = o.spec.scaleTargetRef;
-      if (!dep || t.kind !== 'Deployment' || t.apiVersion !== 'apps/v1' || t.name !== dep.metadata.name) errors.push(`${what}: scaleTargetRef is not the Deployment`);
-      if (o.spec.minReplicas > o.spec.maxReplicas) errors.push(`${what}: minReplicas > maxReplicas`);
-      if (dep && 'replicas' in dep.spec) errors.push(`${what}: the Deployment sets replicas too (every upgrade would reset the scale)`);
-    }
-    if (o.kind === 'NetworkPolicy') {
-      if (!matches(o.spec.podSelector.matchLabels, podLabels)) errors.push(`${what}: podSelector matches no pod`);
-      const podPorts = new Set(dep ? dep.spec.template.spec.containers.flatMap((c) => (c.ports || []).map((p) => p.name)) : []);
-      for (const r of [...(o.spec.ingress || [])]) {
-        for (const p of r.ports || []) if (typeof p.port === 'string' && !podPorts.has(p.port)) errors.push(`${what}: port ${p.port} is not a pod port`);
-      }
-    }
-    if (o.kind === 'ServiceMonitor') {
-      const svc = svcs.find((x) => matches(o.spec.selector.matchLabels, x.metadata.labels));
-      if (!svc) errors.push(`${what}: selector matches no Service`);
-      for (const e of o.spec.endpoints) if (svc && !svc.spec.ports.some((p) => p.name === e.port)) errors.push(`${what}: endpoint port ${e.port} is not a Service port`);
-    }
-    if (o.kind === 'Deployment') {
-      const claims = all.filter((x) => x.kind === 'PersistentVolumeClaim').map((x) => x.metadata.name);
-      for (const v of o.spec.template.spec.volumes || []) {
-        if (v.persistentVolumeClaim && claims.length && !claims.includes(v.persistentVolumeClaim.claimName)) errors.push(`${what}: claim ${v.persistentVolumeClaim.claimName} is not the rendered PVC`);
-      }
-      for (const c of o.spec.template.spec.containers) {
-        for (const ef of c.envFrom || []) {
-          if (ef.configMapRef && !all.some((x) => x.kind === 'ConfigMap' && x.metadata.name === ef.configMapRef.name)) errors.push(`${what}: envFrom ConfigMap ${ef.configMapRef.name} is not rendered`);
-        }
-      }
-    }
   }
   return errors;
 }
+
 
 // Helm's map merge of values (user wins, maps merge, lists replace).
 function mergeInto(dst, src) {
@@ -369,12 +307,8 @@ function at(o, p) {
   return { present: true, value: cur };
 }
 
-function summary() {
-  console.log(`${counts.passed} passed, ${counts.failed} failed`);
-  process.exitCode = counts.failed ? 1 : 0;
-}
-
 module.exports = {
-  ROOT, HERE, TMP, NS, counts, test, readYaml, writeValues, renderer, objs, one, container, envMap, envValue,
-  validateK8s, apiServerChecks, mergeInto, leaves, at, summary,
+  fs, path, assert, YAML, Ajv, ROOT, HERE, TMP, NS, counts, test, readYaml, writeValues,
+  render, mustRender, mustFail, objs, one, container, envMap, envValue,
+  validateK8s, apiServerChecks, mergeInto, leaves, at,
 };

@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
-# run.sh — tests of the Helm charts in chart/agent/ (chart_test.js, values files
-# tests/chart/values-*.yaml) and chart/server/ (server_test.js, tests/chart/server/values-*.yaml,
-# and Dockerfile.server): YAML parses, values.schema.json, rendering, strict Kubernetes schema
-# validation of every rendered object, content assertions; shared harness lib.js, run by
-# main.js. The last line is `N passed, M failed` for both charts.
+# run.sh — tests of the Helm charts chart/agent/ and chart/server/: YAML parses,
+# values.schema.json, rendering (default values, tests/chart/{agent,server}/values-*.yaml),
+# strict Kubernetes schema validation of every rendered object, content assertions. The last line is `N passed, M failed`.
 #
 # Rendering uses build/chart/aurora-chart-render, built here from tests/chart/render/main.go:
 # a STAND-IN FOR `helm template` (Helm is not packaged for Debian 12), made of Debian's Go
@@ -37,4 +35,4 @@ if ! (cd tests && node -e 'require("kubernetes-models/apps/v1"); require("ajv");
   (cd tests && npm install --no-audit --no-fund --silent) || fail_setup "npm install failed in tests/"
 fi
 
-AURORA_CHART_RENDER="$PWD/$bin" node tests/chart/main.js
+AURORA_CHART_RENDER="$PWD/$bin" node tests/chart/chart_test.js

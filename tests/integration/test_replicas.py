@@ -132,6 +132,9 @@ class Replica(World):
         super().__init__(t, name, extra_env=env, start=False,
                          asan_extra="quarantine_size_mb=4:thread_local_quarantine_size_kb=64")
         self.extra_env["AURORA_INTERNAL_ADDR"] = "127.0.0.1:%d" % self.port
+        # Every replica verifies its peers against the deployment's certificate
+        # (the first replica's, which it creates before it loads this).
+        self.extra_env["AURORA_INTERNAL_CA_FILE"] = self.ca
         if first is not None:
             self.extra_env["AURORA_TLS_CERT"] = first.ca
             self.extra_env["AURORA_TLS_KEY"] = os.path.join(first.data, "tls", "server.key")
@@ -505,6 +508,59 @@ def forged_forward_is_refused(t):
     # and the replica still serves
     res = echo(owner, cid, "still-serving")
     eq(res.status, 200, "a command after the forged forwards (%r)" % res)
+
+
+@test(timeout=60)
+def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
+    """Whoever can write to Redis registers an address for a cluster: a TLS
+    listener with a certificate of its own.  The forwarding replica verifies the
+    peer against the deployment's certificate (AURORA_TLS_CERT shared by the
+    replicas), so the handshake fails and no HTTP byte (the forward secret, the
+    command) reaches the impostor; the caller gets a clear 503."""
+    import socket
+    import ssl
+    import threading
+    f = fleet(t)
+    tok = f.any.create_token("rep-rogue")  # a cluster of the org, no agent anywhere
+    cid = tok["cluster_id"]
+    crt, key = os.path.join(t.tmp, "rogue.crt"), os.path.join(t.tmp, "rogue.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    t.defer(lsock.close)
+    got = {"handshakes": 0, "bytes": b""}
+    accepted = threading.Event()
+
+    def serve():
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            accepted.set()
+            try:
+                s = ctx.wrap_socket(c, server_side=True)
+                got["handshakes"] += 1
+                s.settimeout(5)
+                got["bytes"] += s.recv(65536)
+                s.close()
+            except (OSError, ssl.SSLError):
+                c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    rogue = "127.0.0.1:%d" % lsock.getsockname()[1]
+    redis_cmd(f.redis.port, "ZADD", "aurora:agents:" + cid, "%.3f" % (time.time() + 60),
+              "ins_rogue " + rogue)
+    r = echo(f.any, cid, "to-the-impostor")
+    check(accepted.wait(10), "the forwarding replica connected to the planted address")
+    eq(r.status, 503, "a peer that is not a replica (%r)" % r)
+    eq(got["bytes"], b"", "no request byte reached the impostor")
+    check(b"forward" not in got["bytes"].lower(), "the secret never left")
+    redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
 
 
 @test(timeout=60)

@@ -1,5 +1,5 @@
 {{/*
-Named templates of the aurora-server chart (same conventions as chart/agent).
+Named templates of the aurora-server chart.
 */}}
 
 {{/* Chart name, or nameOverride. Also the value of the `app` label. */}}
@@ -7,10 +7,7 @@ Named templates of the aurora-server chart (same conventions as chart/agent).
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/*
-Full name of the objects: fullnameOverride, else the release name when it already contains
-the chart name, else <release>-<name>. Truncated to 63 characters (DNS label).
-*/}}
+{{/* fullnameOverride, else the release name when it contains the chart name, else <release>-<name>. */}}
 {{- define "aurora-server.fullname" -}}
 {{- if .Values.fullnameOverride }}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
@@ -24,18 +21,13 @@ the chart name, else <release>-<name>. Truncated to 63 characters (DNS label).
 {{- end }}
 {{- end }}
 
-{{- define "aurora-server.chart" -}}
-{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{- end }}
-
-{{/* Labels of the pod selector (immutable once installed). */}}
 {{- define "aurora-server.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "aurora-server.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "aurora-server.labels" -}}
-helm.sh/chart: {{ include "aurora-server.chart" . }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "aurora-server.selectorLabels" . }}
 app: {{ include "aurora-server.name" . }}
 app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
@@ -55,164 +47,189 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{- define "aurora-server.configMapName" -}}
-{{- printf "%s-config" (include "aurora-server.fullname" .) | trunc 63 | trimSuffix "-" }}
-{{- end }}
-
-{{- define "aurora-server.pvcName" -}}
-{{- .Values.persistence.existingClaim | default (printf "%s-data" (include "aurora-server.fullname" .) | trunc 63 | trimSuffix "-") }}
-{{- end }}
-
 {{- define "aurora-server.image" -}}
-{{- $img := .Values.image }}
-{{- $repo := $img.repository }}
-{{- if $img.registry }}
-{{- $repo = printf "%s/%s" (trimSuffix "/" $img.registry) $repo }}
-{{- end }}
-{{- if $img.digest }}
-{{- printf "%s@%s" $repo $img.digest }}
+{{- $i := .Values.image }}
+{{- $repo := $i.repository }}
+{{- with $i.registry }}{{ $repo = printf "%s/%s" (trimSuffix "/" .) $repo }}{{ end }}
+{{- if $i.digest }}
+{{- printf "%s@%s" $repo $i.digest }}
 {{- else }}
-{{- printf "%s:%s" $repo (toString ($img.tag | default .Chart.AppVersion)) }}
+{{- printf "%s:%s" $repo (toString ($i.tag | default .Chart.AppVersion)) }}
 {{- end }}
 {{- end }}
 
-{{/* "true" when more than one server process may run at once. */}}
-{{- define "aurora-server.multi" -}}
-{{- if or .Values.autoscaling.enabled (gt (int64 .Values.replicaCount) 1) }}true{{ end }}
+{{/* A config entry that names a Secret key: {secretKeyRef: {name, key}} with both set. */}}
+{{- define "aurora-server.isSecretRef" -}}
+{{- if and (kindIs "map" .) (hasKey . "secretKeyRef") }}{{ with .secretKeyRef }}{{ if and .name .key }}true{{ end }}{{ end }}{{ end }}
 {{- end }}
 
-{{/* The port the probes and the ServiceMonitor use: "ops" or "https". */}}
-{{- define "aurora-server.opsPortName" -}}
-{{- if gt (int64 .Values.ops.port) 0 }}ops{{ else }}https{{ end }}
+{{/* A config entry given a value: a non-empty scalar, or a Secret reference. */}}
+{{- define "aurora-server.isSet" -}}
+{{- if kindIs "map" . }}{{ include "aurora-server.isSecretRef" . }}{{ else if not (kindIs "invalid" .) }}{{ if ne (toString .) "" }}true{{ end }}{{ end }}
 {{- end }}
 
-{{/* HTTP scheme of /health, /ready and /metrics. */}}
-{{- define "aurora-server.opsScheme" -}}
-{{- if or (gt (int64 .Values.ops.port) 0) .Values.tls.plainHttp }}HTTP{{ else }}HTTPS{{ end }}
-{{- end }}
-
-{{/*
-Environment variables the chart sets itself: config and secretEnv may not set them.
-*/}}
-{{- define "aurora-server.reservedEnv" -}}
-AURORA_ENV AURORA_PORT AURORA_BIND AURORA_OPS_PORT AURORA_OPS_BIND AURORA_DATA_DIR AURORA_PLAIN_HTTP AURORA_TLS_TERMINATED_BY_PROXY AURORA_TLS_CERT AURORA_TLS_KEY AURORA_INTERNAL_ADDR AURORA_MASTER_KEY_FILE POD_IP SECRETS_BACKEND VAULT_ADDR VAULT_AUTH_METHOD VAULT_K8S_ROLE VAULT_K8S_JWT_PATH VAULT_KV_MOUNT VAULT_PREFIX VAULT_CACERT AWS_SM_REGION AWS_SM_ENDPOINT
+{{/* A scalar as the environment sees it: integers without exponent, booleans as true/false. */}}
+{{- define "aurora-server.scalar" -}}
+{{- if kindIs "float64" . }}{{ int64 . }}{{ else }}{{ toString . }}{{ end }}
 {{- end }}
 
 {{/*
-Secret settings of the server (config_def entries marked secret) and of its connectors:
-never in the ConfigMap. Besides this list, every name containing SECRET or PASSWORD or
-ending in _TOKEN or _KEY is taken for a secret.
+Settings the chart sets from other values, refused in config (name -> the value to use).
 */}}
-{{- define "aurora-server.secretEnvNames" -}}
-DATABASE_URL AURORA_REDIS_URL AURORA_INTERNAL_FORWARD_SECRET AURORA_MASTER_KEY INTERNAL_API_SECRET VAULT_TOKEN AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN GITHUB_APP_WEBHOOK_SECRET GITHUB_APP_WEBHOOK_SECRET_PREVIOUS GH_OAUTH_CLIENT_SECRET SLACK_CLIENT_SECRET SLACK_SIGNING_SECRET PAGERDUTY_CLIENT_SECRET ATLASSIAN_CLIENT_SECRET BB_OAUTH_CLIENT_SECRET GOOGLE_CHAT_CLIENT_SECRET GOOGLE_CHAT_SERVICE_ACCOUNT_KEY CLIENT_SECRET AZURE_CLIENT_SECRET OVH_EU_CLIENT_SECRET OVH_CA_CLIENT_SECRET OVH_US_CLIENT_SECRET
+{{- define "aurora-server.managed" -}}
+AURORA_PORT: port
+AURORA_BIND: the chart (0.0.0.0)
+AURORA_OPS_PORT: opsPort
+AURORA_OPS_BIND: the chart (0.0.0.0)
+AURORA_DATA_DIR: the chart (/var/lib/aurora)
+AURORA_TLS_CERT: tls.existingSecret
+AURORA_TLS_KEY: tls.existingSecret
+AURORA_PLAIN_HTTP: tls.enabled
+AURORA_TLS_TERMINATED_BY_PROXY: tls.enabled
+SECRETS_BACKEND: secretsBackend.type
+AURORA_MASTER_KEY: secretsBackend.local.masterKey
+AURORA_MASTER_KEY_FILE: the chart (the data directory)
+VAULT_ADDR: secretsBackend.vault.addr
+VAULT_TOKEN: secretsBackend.vault.token
+VAULT_AUTH_METHOD: secretsBackend.vault.authMethod
+VAULT_K8S_ROLE: secretsBackend.vault.role
+VAULT_K8S_JWT_PATH: secretsBackend.vault.serviceAccountToken
+VAULT_KV_MOUNT: secretsBackend.vault.kvMount
+VAULT_PREFIX: secretsBackend.vault.prefix
+VAULT_CACERT: secretsBackend.vault.caBundle
+AWS_SM_REGION: secretsBackend.aws.region
+AWS_SM_ENDPOINT: secretsBackend.aws.endpoint
+AURORA_INTERNAL_ADDR: the chart (the pod IP and port)
+POD_IP: the chart (status.podIP, for AURORA_INTERNAL_ADDR)
 {{- end }}
 
-{{- define "aurora-server.isSecretName" -}}
-{{- if or (has . (splitList " " (include "aurora-server.secretEnvNames" nil))) (regexMatch "SECRET|PASSWORD|_TOKEN$|_KEY$" .) }}true{{ end }}
+{{/* SQLite: no DATABASE_URL in config. */}}
+{{- define "aurora-server.sqlite" -}}
+{{- if not (include "aurora-server.isSet" .Values.config.DATABASE_URL) }}true{{ end }}
 {{- end }}
 
-{{/*
-Checks what values.schema.json cannot express; fails the render with a message naming the
-value to set.
-*/}}
+{{/* Most replicas that may run: replicaCount, or the autoscaler's maximum. */}}
+{{- define "aurora-server.maxReplicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ int64 .Values.autoscaling.maxReplicas }}{{ else }}{{ int64 .Values.replicaCount }}{{ end }}
+{{- end }}
+
+{{/* The checks no JSON schema can say; every template includes them once (deployment.yaml). */}}
 {{- define "aurora-server.validate" -}}
-{{- $se := .Values.secretEnv | default dict }}
-{{- $multi := include "aurora-server.multi" . }}
-{{- $reserved := splitList " " (include "aurora-server.reservedEnv" .) }}
-{{- range $name, $v := .Values.config }}
-{{- if has $name $reserved }}
-{{- fail (printf "config.%s is set by the chart (from environment, ops, tls, persistence or secretsBackend values): set that value instead" $name) }}
+{{- $cfg := .Values.config }}
+{{- $managed := include "aurora-server.managed" . | fromYaml }}
+{{- range $name, $v := $cfg }}
+{{- if hasKey $managed $name }}
+{{- fail (printf "config.%s is set by the chart (from %s)" $name (get $managed $name)) }}
 {{- end }}
-{{- if include "aurora-server.isSecretName" $name }}
-{{- fail (printf "config.%s is a secret: the ConfigMap never holds secrets. Put it in a Secret and set secretEnv.%s: {secretName: <Secret>, key: <key>}" $name $name) }}
+{{- if and (kindIs "string" $v) (ne $v "") (regexMatch "(SECRET|_TOKEN|PASSWORD|_KEY)$" $name) }}
+{{- fail (printf "config.%s looks like a secret: give {secretKeyRef: {name: <Secret>, key: <key>}} of an existing Secret, never the value" $name) }}
 {{- end }}
-{{- if hasKey $se $name }}
-{{- fail (printf "%s is in both config and secretEnv: keep one" $name) }}
-{{- end }}
-{{- end }}
-{{- range $name, $_ := $se }}
-{{- if has $name $reserved }}
-{{- fail (printf "secretEnv.%s is set by the chart (from environment, ops, tls, persistence or secretsBackend values): set that value instead" $name) }}
+{{- if and (kindIs "map" $v) $v (not (include "aurora-server.isSecretRef" $v)) }}
+{{- fail (printf "config.%s: secretKeyRef needs name and key" $name) }}
 {{- end }}
 {{- end }}
 {{- range .Values.extraEnv }}
-{{- if or (has .name $reserved) (hasKey $se .name) (hasKey $.Values.config .name) }}
-{{- fail (printf "extraEnv %s is already set by the chart, config or secretEnv" .name) }}
+{{- if or (hasKey $managed .name) (hasKey $cfg .name) }}
+{{- fail (printf "extraEnv %s: set it under config (or the chart value that sets it)" .name) }}
 {{- end }}
 {{- end }}
-{{- if and (eq .Values.environment "production") (not (hasKey $se "INTERNAL_API_SECRET")) }}
-{{- fail "secretEnv.INTERNAL_API_SECRET is required: AURORA_ENV=production refuses the development default. Create a Secret (openssl rand -hex 32) and set secretEnv.INTERNAL_API_SECRET: {secretName: <Secret>, key: <key>}" }}
+{{- $max := int64 (include "aurora-server.maxReplicas" .) }}
+{{- if and (gt $max 1) (include "aurora-server.sqlite" .) }}
+{{- fail (printf "%d replicas need PostgreSQL: set config.DATABASE_URL (secretKeyRef). SQLite is a single process: keep replicaCount 1 and autoscaling off without it" $max) }}
 {{- end }}
-{{- $sqlite := not (hasKey $se "DATABASE_URL") }}
-{{- if and $multi $sqlite }}
-{{- fail "more than one replica (replicaCount > 1 or autoscaling.enabled) needs PostgreSQL: SQLite is single-process. Set secretEnv.DATABASE_URL to a Secret holding postgres://..." }}
+{{- if and (gt $max 1) (not (include "aurora-server.isSet" $cfg.AURORA_REDIS_URL)) }}
+{{- fail (printf "%d replicas need Redis: set config.AURORA_REDIS_URL (secretKeyRef); the replicas find the one holding an agent's tunnel through it" $max) }}
 {{- end }}
-{{- if and $multi (not (hasKey $se "AURORA_REDIS_URL")) }}
-{{- fail "more than one replica (replicaCount > 1 or autoscaling.enabled) needs Redis: the replicas share their agent sessions there. Set secretEnv.AURORA_REDIS_URL to a Secret holding redis://..." }}
+{{- if include "aurora-server.isSet" $cfg.AURORA_REDIS_URL }}
+{{- if (include "aurora-server.sqlite" .) }}
+{{- fail "config.AURORA_REDIS_URL joins replicas that share PostgreSQL: set config.DATABASE_URL too (SQLite is a single process)" }}
 {{- end }}
-{{- if and (hasKey $se "AURORA_REDIS_URL") (not (hasKey $se "AURORA_INTERNAL_FORWARD_SECRET")) }}
-{{- fail "secretEnv.AURORA_REDIS_URL needs secretEnv.AURORA_INTERNAL_FORWARD_SECRET (at least 32 characters, the same for every replica): replicas forward commands to each other with it" }}
+{{- if not (include "aurora-server.isSecretRef" $cfg.AURORA_INTERNAL_FORWARD_SECRET) }}
+{{- fail "config.AURORA_INTERNAL_FORWARD_SECRET is required with config.AURORA_REDIS_URL: {secretKeyRef: {name, key}} of a secret of at least 32 characters, the same for every replica" }}
 {{- end }}
-{{- if and $multi .Values.persistence.enabled }}
-{{- fail "persistence.enabled with more than one replica: the ReadWriteOnce data volume cannot be shared; with PostgreSQL the data directory needs no persistence" }}
-{{- end }}
-{{- if and $sqlite (not .Values.persistence.enabled) }}
-{{- fail "SQLite (no secretEnv.DATABASE_URL) keeps the state in AURORA_DATA_DIR: set persistence.enabled=true, or set secretEnv.DATABASE_URL for PostgreSQL" }}
-{{- end }}
-{{- $b := .Values.secretsBackend }}
-{{- if and (eq $b.type "local") (not (hasKey $se "AURORA_MASTER_KEY")) (not .Values.persistence.enabled) }}
-{{- fail "secretsBackend.type local without persistence: the master key file would be lost with the pod. Set secretEnv.AURORA_MASTER_KEY (openssl rand -hex 32 in a Secret), or use vault or aws_secrets_manager" }}
-{{- end }}
-{{- if eq $b.type "vault" }}
-{{- $_ := required "secretsBackend.vault.addr is required with secretsBackend.type vault (VAULT_ADDR, e.g. https://vault.vault.svc:8200)" $b.vault.addr }}
-{{- if and (eq $b.vault.authMethod "kubernetes") (not $b.vault.role) }}
-{{- fail "secretsBackend.vault.role is required with authMethod kubernetes (VAULT_K8S_ROLE: the Vault role bound to this ServiceAccount)" }}
-{{- end }}
-{{- if and (eq $b.vault.authMethod "token") (not (hasKey $se "VAULT_TOKEN")) }}
-{{- fail "secretsBackend.vault.authMethod token needs secretEnv.VAULT_TOKEN (or use authMethod kubernetes)" }}
+{{- if and .Values.tls.enabled (not .Values.tls.existingSecret) (not (include "aurora-server.isSet" $cfg.AURORA_INTERNAL_CA_FILE)) }}
+{{- fail "replicas with TLS in the pod need tls.existingSecret (a certificate they share and verify each other against before forwarding a command), or config.AURORA_INTERNAL_CA_FILE: with per-pod self-signed certificates a replica could not tell an impostor registered in Redis from a peer" }}
 {{- end }}
 {{- end }}
-{{- if eq $b.type "aws_secrets_manager" }}
-{{- $_ := required "secretsBackend.aws.region is required with secretsBackend.type aws_secrets_manager (AWS_SM_REGION)" $b.aws.region }}
-{{- if not (and (hasKey $se "AWS_ACCESS_KEY_ID") (hasKey $se "AWS_SECRET_ACCESS_KEY")) }}
-{{- fail "secretsBackend.type aws_secrets_manager needs secretEnv.AWS_ACCESS_KEY_ID and secretEnv.AWS_SECRET_ACCESS_KEY (the server signs with static keys; it does not read IRSA web identity tokens)" }}
+{{- if and (eq (toString $cfg.AURORA_ENV) "production") (not (include "aurora-server.isSet" $cfg.INTERNAL_API_SECRET)) }}
+{{- fail "config.INTERNAL_API_SECRET is required with AURORA_ENV production: {secretKeyRef: {name: <Secret>, key: <key>}} of a rotated secret (at least 32 characters)" }}
+{{- end }}
+{{- $sb := .Values.secretsBackend }}
+{{- if eq $sb.type "local" }}
+{{- if and (not (include "aurora-server.isSet" $sb.local.masterKey)) (or (gt $max 1) (not (include "aurora-server.sqlite" .)) (not .Values.persistence.enabled)) }}
+{{- fail "secretsBackend.local.masterKey is required (secretKeyRef): without it each pod makes its own master key in a volume that does not outlive it, and the credentials stored under it are lost. Only a single SQLite replica with persistence.enabled may keep the key file" }}
+{{- end }}
+{{- else if eq $sb.type "vault" }}
+{{- if not $sb.vault.addr }}{{ fail "secretsBackend.vault.addr is required with secretsBackend.type vault" }}{{ end }}
+{{- if and (eq $sb.vault.authMethod "kubernetes") (not $sb.vault.role) }}
+{{- fail "secretsBackend.vault.role is required with authMethod kubernetes (the Vault role bound to the chart's ServiceAccount)" }}
+{{- end }}
+{{- if and (eq $sb.vault.authMethod "token") (not (include "aurora-server.isSecretRef" $sb.vault.token)) }}
+{{- fail "secretsBackend.vault.token is required with authMethod token: {secretKeyRef: {name, key}}" }}
+{{- end }}
+{{- if and $sb.vault.caBundle.configMap $sb.vault.caBundle.secret }}
+{{- fail "set only one of secretsBackend.vault.caBundle.configMap and .secret" }}
+{{- end }}
+{{- else if eq $sb.type "aws_secrets_manager" }}
+{{- if not $sb.aws.region }}{{ fail "secretsBackend.aws.region is required with secretsBackend.type aws_secrets_manager (AWS_SM_REGION)" }}{{ end }}
+{{- if not (and (include "aurora-server.isSecretRef" $cfg.AWS_ACCESS_KEY_ID) (include "aurora-server.isSecretRef" $cfg.AWS_SECRET_ACCESS_KEY)) }}
+{{- fail "aws_secrets_manager needs config.AWS_ACCESS_KEY_ID and config.AWS_SECRET_ACCESS_KEY (secretKeyRef): the server signs its requests with them (it does not use IRSA web identity tokens)" }}
 {{- end }}
 {{- end }}
 {{- if and .Values.ingress.enabled (not .Values.ingress.hosts.api) }}
-{{- fail "ingress.hosts.api is required with ingress.enabled (the backend's public host, e.g. api.aurora.example.com)" }}
+{{- fail "ingress.hosts.api is required with ingress.enabled (the backend host, e.g. api.aurora.example.com)" }}
 {{- end }}
-{{- $pdb := .Values.podDisruptionBudget }}
-{{- if and $pdb.enabled (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) }}
-{{- fail "podDisruptionBudget: set only one of minAvailable and maxUnavailable (set the other to null)" }}
+{{- with .Values.podDisruptionBudget }}
+{{- if and .enabled (not (kindIs "invalid" .minAvailable)) (not (kindIs "invalid" .maxUnavailable)) }}
+{{- fail "podDisruptionBudget: set only one of minAvailable and maxUnavailable (the other to null)" }}
 {{- end }}
-{{- if and $pdb.enabled (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
-{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable" }}
 {{- end }}
-{{- if and .Values.autoscaling.enabled (gt (int64 .Values.autoscaling.minReplicas) (int64 .Values.autoscaling.maxReplicas)) }}
-{{- fail "autoscaling.minReplicas is larger than autoscaling.maxReplicas" }}
+{{- if and (ne (int64 .Values.opsPort) 0) (eq (int64 .Values.opsPort) (int64 .Values.port)) }}
+{{- fail "opsPort must differ from port (0 keeps /health, /ready, /metrics on port)" }}
 {{- end }}
-{{- if and (gt (int64 .Values.ops.port) 0) (eq (int64 .Values.ops.port) 5080) }}
-{{- fail "ops.port must differ from 5080 (the main port)" }}
+{{- if and (eq (toString $cfg.AURORA_ENV) "production") (not .Values.tls.enabled) (not .Values.ingress.enabled) }}
+{{- fail "tls.enabled false serves plain HTTP: with AURORA_ENV production, terminate TLS in front of it (ingress.enabled) or keep tls.enabled" }}
 {{- end }}
 {{- end }}
 
-{{/* initialDelaySeconds, periodSeconds, ... of a probe value block (without "enabled"). */}}
-{{- define "aurora-server.probeTimings" -}}
+{{/* The plain (non-secret, non-empty) config entries, plus the derived AURORA_PUBLIC_URL. */}}
+{{- define "aurora-server.configData" -}}
 {{- $out := dict }}
-{{- range $k := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" "successThreshold" }}
-{{- if hasKey $ $k }}
-{{- $_ := set $out $k (int64 (get $ $k)) }}
+{{- range $name, $v := .Values.config }}
+{{- if and (not (kindIs "map" $v)) (include "aurora-server.isSet" $v) }}
+{{- $_ := set $out $name (include "aurora-server.scalar" $v) }}
 {{- end }}
+{{- end }}
+{{- if and (not (hasKey $out "AURORA_PUBLIC_URL")) .Values.ingress.enabled .Values.ingress.hosts.api }}
+{{- $_ := set $out "AURORA_PUBLIC_URL" (printf "https://%s" .Values.ingress.hosts.api) }}
 {{- end }}
 {{- toYaml $out }}
 {{- end }}
 
-{{/* A number (printed as an integer) or a quoted string such as "50%". */}}
-{{- define "aurora-server.intOrString" -}}
-{{- if kindIs "string" . }}{{ . | quote }}{{ else }}{{ int64 . }}{{ end }}
+{{/* Scheme of the pod's HTTP endpoints on the ops or main port. */}}
+{{- define "aurora-server.probeScheme" -}}
+{{- if and .Values.tls.enabled (eq (int64 .Values.opsPort) 0) }}HTTPS{{ else }}HTTP{{ end }}
 {{- end }}
 
-{{/* A config value as the text the server reads (integers without exponent). */}}
-{{- define "aurora-server.configValue" -}}
-{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) }}{{ int64 . }}{{ else }}{{ toString . }}{{ end }}
+{{- define "aurora-server.apiPortName" -}}
+{{- if .Values.tls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{- define "aurora-server.probePort" -}}
+{{- if ne (int64 .Values.opsPort) 0 }}ops{{ else }}{{ include "aurora-server.apiPortName" . }}{{ end }}
+{{- end }}
+
+{{/* Probe timings (initialDelaySeconds ... successThreshold) of a probe value block. */}}
+{{- define "aurora-server.probeTimings" -}}
+initialDelaySeconds: {{ int64 .initialDelaySeconds }}
+periodSeconds: {{ int64 .periodSeconds }}
+timeoutSeconds: {{ int64 .timeoutSeconds }}
+failureThreshold: {{ int64 .failureThreshold }}
+{{- if and (hasKey . "successThreshold") (ne (int64 .successThreshold) 1) }}
+successThreshold: {{ int64 .successThreshold }}
+{{- end }}
+{{- end }}
+
+{{- define "aurora-server.intOrString" -}}
+{{- if kindIs "string" . }}{{ . | quote }}{{ else }}{{ int64 . }}{{ end }}
 {{- end }}

@@ -1,6 +1,7 @@
 // Command aurora-chart-render renders a Helm chart the way `helm template` does, for the
 // tests of chart/agent/ and chart/server/. It STANDS IN FOR `helm template`: Helm itself
-// is not packaged for Debian 12 and nothing but Debian and npm packages may be installed here.
+// is not packaged for Debian 12 and nothing but Debian and npm packages may be installed
+// here.
 //
 // It is built from Debian's Go packages only (GOPATH mode, /usr/share/gocode), with the
 // same libraries Helm 3 renders with:
