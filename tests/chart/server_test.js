@@ -719,7 +719,12 @@ test('NetworkPolicy only when enabled: the API port from apiFrom, the ops port f
   assert.deepStrictEqual(f.spec.ingress, [
     { ports: [{ port: 8443, protocol: 'TCP' }], from: [...full.apiFrom, peers] },
     { ports: [{ port: 9090, protocol: 'TCP' }], from: full.opsFrom }]);
-  assert.deepStrictEqual(f.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] }, ...full.egress.to]);
+  // restricted egress still lets a replica forward a command to the replica holding the
+  // agent (Redis: many replicas), on the main port
+  assert.deepStrictEqual(f.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] },
+    { ports: [{ port: 8443, protocol: 'TCP' }], to: [peers] }, ...full.egress.to]);
+  const single = one(mustRender(['values-minimal.yaml', w('np-egress-single', { networkPolicy: { enabled: true, egress: { enabled: true } } })]), 'NetworkPolicy');
+  assert.deepStrictEqual(single.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] }], 'one replica: no peer rule');
   const open = one(mustRender(['values-minimal.yaml', w('np-open', { networkPolicy: { enabled: true } })]), 'NetworkPolicy');
   assert.deepStrictEqual(open.spec, { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-server', 'app.kubernetes.io/instance': RELEASE } },
     policyTypes: ['Ingress'], ingress: [{ ports: [{ port: 5080, protocol: 'TCP' }] }] });
