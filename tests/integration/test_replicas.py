@@ -123,30 +123,49 @@ class Redis:
 # ---------------------------------------------------------------------------
 class Replica(World):
     """One aurora-server replica: its own data dir and port, the shared store,
-    Redis and the first replica's TLS certificate (haproxy passes TLS through,
-    so every replica shows the client the same one)."""
+    Redis and the deployment's TLS certificate (haproxy passes TLS through, so
+    every replica shows the client the same one)."""
 
-    def __init__(self, t, name, env, first=None):
-        self.first = first
+    def __init__(self, t, name, env, pki):
+        self.pki = pki
         # A small ASan quarantine keeps VmRSS meaningful (test_tunnel.py does the same).
         super().__init__(t, name, extra_env=env, start=False,
                          asan_extra="quarantine_size_mb=4:thread_local_quarantine_size_kb=64")
         self.extra_env["AURORA_INTERNAL_ADDR"] = "127.0.0.1:%d" % self.port
-        # Every replica verifies its peers against the deployment's certificate
-        # (the first replica's, which it creates before it loads this).
-        self.extra_env["AURORA_INTERNAL_CA_FILE"] = self.ca
-        if first is not None:
-            self.extra_env["AURORA_TLS_CERT"] = first.ca
-            self.extra_env["AURORA_TLS_KEY"] = os.path.join(first.data, "tls", "server.key")
+        # The certificate is issued by a CA it does not carry: the replicas
+        # verify each other against the certificate itself (the default trust
+        # anchor, AURORA_TLS_CERT), which takes partial-chain verification.
+        self.extra_env["AURORA_TLS_CERT"] = pki["crt"]
+        self.extra_env["AURORA_TLS_KEY"] = pki["key"]
         self.start()
 
     @property
     def ca(self):
-        return self.first.ca if self.first is not None else os.path.join(self.data, "tls", "server.crt")
+        return self.pki["ca"]
 
     @property
     def addr(self):
         return "127.0.0.1:%d" % self.port
+
+
+def deployment_pki(d):
+    """A CA and the deployment's certificate it issues (for 127.0.0.1 and
+    localhost), made with the openssl command, independently of the server."""
+    os.makedirs(d, exist_ok=True)
+    f = {k: os.path.join(d, k) for k in ("ca.key", "ca", "key", "csr", "crt", "ext")}
+
+    def run(*a):
+        subprocess.run(["openssl"] + list(a), check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f["ca.key"], "-out", f["ca"], "-days", "2", "-subj", "/CN=aurora test CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f["key"], "-out", f["csr"], "-subj", "/CN=aurora-server")
+    with open(f["ext"], "w") as e:
+        e.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                "extendedKeyUsage=serverAuth,clientAuth\n")
+    run("x509", "-req", "-in", f["csr"], "-CA", f["ca"], "-CAkey", f["ca.key"], "-CAcreateserial",
+        "-out", f["crt"], "-days", "2", "-extfile", f["ext"])
+    return f
 
 
 class Front:
@@ -201,9 +220,8 @@ class Fleet:
             "AURORA_TOKEN_RATE_LIMIT": "100000",
             "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": "100000",
         }
-        self.replicas = [Replica(t, "server-r0", dict(self.env))]
-        for i in range(1, n):
-            self.replicas.append(Replica(t, "server-r%d" % i, dict(self.env), first=self.replicas[0]))
+        pki = deployment_pki(os.path.join(t.tmp, "pki"))
+        self.replicas = [Replica(t, "server-r%d" % i, dict(self.env), pki) for i in range(n)]
         d = self.replicas[0].bootstrap()
         for r in self.replicas[1:]:
             r.org_id, r.user_id, r.api_key = d["org_id"], d["user_id"], d["api_key"]
