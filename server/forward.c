@@ -469,7 +469,15 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
                  p->cluster_id);
         return NULL;
     }
-    memcpy(f->host, owner_addr, hlen);
+    /* The port is after the last ':' whatever the host: "10.0.0.5:5080",
+     * "fd00::5:5080" (a pod IP as the downward API gives it) or
+     * "[fd00::5]:5080"; lws takes an IPv6 literal without its brackets. */
+    const char *host = owner_addr;
+    if (hlen > 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+    }
+    memcpy(f->host, host, hlen);
     f->port = atoi(colon + 1);
     f->timeout = p->timeout;
     char *json = encode_request(p, user_id);
