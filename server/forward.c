@@ -652,9 +652,14 @@ static void forward_in(worker_ctx *w, http_request *req, http_response *resp)
     e->timeout = to->valuedouble;
     e->max_output = (int64_t)mo->valuedouble;
     cJSON_Delete(body);
-    e->stream = 1;      /* streamed back as it comes, whatever the caller asked */
-    e->forwarded = 1;   /* audited by the replica the caller reached */
-    e->ctx = w->exec;   /* admitted there too: no slot taken here */
+    e->stream = 1;    /* streamed back as it comes, whatever the caller asked */
+    e->forwarded = 1; /* audited by the replica the caller reached */
+    /* Counted here too: every command of the cluster runs through this
+     * replica, whichever one the caller reached. */
+    if (exec_admit_forwarded(w, e, resp) < 0) {
+        exec_spec_free(e);
+        return;
+    }
     resp->exec = e;
 }
 

@@ -121,6 +121,9 @@ class Redis:
 # ---------------------------------------------------------------------------
 # the fleet
 # ---------------------------------------------------------------------------
+PER_CLUSTER_MAX = 8
+
+
 class Replica(World):
     """One aurora-server replica: its own data dir and port, the shared store,
     Redis and the deployment's TLS certificate (haproxy passes TLS through, so
@@ -219,6 +222,9 @@ class Fleet:
             "AURORA_INSTANCE_LEASE": str(LEASE),
             "AURORA_TOKEN_RATE_LIMIT": "100000",
             "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": "100000",
+            # Small enough for per_cluster_limit_holds_across_replicas to fill,
+            # large enough for the other tests' loads.
+            "AURORA_EXEC_MAX_PER_CLUSTER": str(PER_CLUSTER_MAX),
         }
         pki = deployment_pki(os.path.join(t.tmp, "pki"))
         self.replicas = [Replica(t, "server-r%d" % i, dict(self.env), pki) for i in range(n)]
@@ -579,6 +585,37 @@ def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
     eq(got["bytes"], b"", "no request byte reached the impostor")
     check(b"forward" not in got["bytes"].lower(), "the secret never left")
     redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
+
+
+@test(timeout=120)
+def per_cluster_limit_holds_across_replicas(t):
+    """AURORA_EXEC_MAX_PER_CLUSTER counts every command of a cluster, whichever
+    replica the caller reached: the replica holding the agent takes a slot for
+    each forwarded command too, and the one past the limit is 429 CLUSTER_BUSY
+    through any replica."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-limit")
+    f.agent(tok["token"], "agent-limit")
+    cid = tok["cluster_id"]
+    owner = f.owner_of(cid)
+    others = f.others(owner)
+    ex = ThreadPoolExecutor(PER_CLUSTER_MAX)
+    # The limit filled from the other replicas only (each holds fewer than the
+    # limit on its own): only the owner's count can see them all.
+    futs = [ex.submit(lambda k=k: others[k % len(others)].kubectl(
+        cid, args=["get", "--raw", "/fixture/sleep/6/limit-%d" % k], timeout=30))
+        for k in range(PER_CLUSTER_MAX)]
+    agent = f.agents[cid]
+    wait_until(lambda: agent_metric(agent, "aurora_agent_commands_in_flight") == PER_CLUSTER_MAX,
+               20, 0.05, "%d commands in flight on the agent" % PER_CLUSTER_MAX)
+    for via in [owner] + others:
+        r = echo(via, cid, "one-too-many")
+        eq(r.status, 429, "one command past the limit through %s (%r)" % (via.name, r))
+        eq(r.get("error_code"), "CLUSTER_BUSY", "error code through %s" % via.name)
+    for fu in futs:
+        eq(fu.result(timeout=60).status, 200, "the commands within the limit")
+    ex.shutdown()
+    eq(echo(others[0], cid, "after").status, 200, "room again once they ended")
 
 
 @test(timeout=60)
