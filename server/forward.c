@@ -29,7 +29,7 @@
 static struct {
     struct lws_context *ctx;
     int tls;
-    int verify; /* the peer's certificate must chain to forward_peer_ca() */
+    int verify; /* the peer's certificate is checked (forward_peer) */
     const char *secret;
     int64_t window;
     prom_family_t *outcomes; /* aurora_forward_commands_total{outcome} */
@@ -42,22 +42,37 @@ static void count_outcome(const char *outcome)
         prom_add(F.outcomes, v, 1);
 }
 
-const char *forward_peer_ca(const server_config *cfg)
+forward_peer_mode forward_peer(const server_config *cfg, const char **file)
 {
+    *file = NULL;
+    if (cfg->plain_http)
+        return FORWARD_PEER_NONE;
     const char *ca = server_setting(cfg, "AURORA_INTERNAL_CA_FILE");
-    if (ca && *ca)
-        return ca;
+    if (ca && *ca) {
+        *file = ca;
+        return FORWARD_PEER_CA;
+    }
     const char *given = server_setting(cfg, "AURORA_TLS_CERT");
-    return given && *given ? cfg->tls_cert : NULL;
+    if (given && *given) {
+        *file = cfg->tls_cert;
+        return FORWARD_PEER_PINNED;
+    }
+    return FORWARD_PEER_NONE;
 }
 
 void forward_start(const server_config *cfg, struct lws_context *ctx)
 {
     F.ctx = ctx;
     F.tls = !cfg->plain_http;
-    F.verify = F.tls && forward_peer_ca(cfg) != NULL;
+    const char *file;
+    F.verify = forward_peer(cfg, &file) != FORWARD_PEER_NONE;
     const char *redis = server_setting(cfg, "AURORA_REDIS_URL");
-    if (F.tls && !F.verify && redis && *redis)
+    if (redis && *redis && !F.tls)
+        log_warn("AURORA_PLAIN_HTTP with AURORA_REDIS_URL: commands forwarded between replicas, "
+                 "their forward secret and cloud credentials cross the pod network in clear text "
+                 "to whatever address Redis names; serve TLS in the pods (and share "
+                 "AURORA_TLS_CERT or set AURORA_INTERNAL_CA_FILE)");
+    else if (redis && *redis && !F.verify)
         log_warn("forwarded commands do not verify the peer replica's certificate: set "
                  "AURORA_INTERNAL_CA_FILE (or give every replica the same AURORA_TLS_CERT), or "
                  "whoever can write to Redis can receive commands and their credentials");
@@ -512,7 +527,7 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
     i.pwsi = &f->wsi;
     /* The secret authenticates this replica to the owner; the owner's
      * certificate authenticates it to us, against the deployment's CA
-     * (forward_peer_ca): an address planted in Redis then gets neither
+     * (forward_peer): an address planted in Redis then gets neither
      * the secret nor the command.  Peers are reached by pod IP, which a
      * deployment-wide certificate does not name: no host name check. */
     if (F.verify)

@@ -51,9 +51,13 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
 int forward_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len);
 
-/* The file a forwarding replica verifies its peer's certificate against:
- * AURORA_INTERNAL_CA_FILE, else AURORA_TLS_CERT when it was given (one
- * certificate shared by the replicas), else NULL (not verified). */
-const char *forward_peer_ca(const server_config *cfg);
+/* How a forwarding replica authenticates the replica it sends a command to.
+ * FORWARD_PEER_CA: against the CA bundle AURORA_INTERNAL_CA_FILE.
+ * FORWARD_PEER_PINNED: the peer must present exactly the certificate this
+ * replica serves (the first of AURORA_TLS_CERT, shared by the replicas) --
+ * not anything its issuer signed: the file's intermediates are not anchors.
+ * FORWARD_PEER_NONE: neither is set (or TLS is off); the server warns. */
+typedef enum { FORWARD_PEER_NONE, FORWARD_PEER_CA, FORWARD_PEER_PINNED } forward_peer_mode;
+forward_peer_mode forward_peer(const server_config *cfg, const char **file);
 
 #endif

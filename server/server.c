@@ -5,9 +5,11 @@
 #include "server.h"
 
 #include <libwebsockets.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -68,6 +70,44 @@ static struct lws_protocols g_ops_protocols[] = {
 };
 static struct lws_vhost *g_ops_vhost;
 
+/* How forwarded commands verify the peer replica (forward_peer), and the
+ * file that says whom to trust. */
+static forward_peer_mode g_peer_mode;
+static const char *g_peer_file;
+
+/* Replaces the trust store of the forwarding client with one of its own:
+ * lws filled the context's with the system's CAs, which (peers are reached
+ * by IP, with no host name to check) would let any public certificate
+ * through.  FORWARD_PEER_CA: the bundle's CAs.  FORWARD_PEER_PINNED: only
+ * the first certificate of the file, the one this replica serves, made an
+ * anchor on its own by partial-chain trust; the file's other certificates
+ * (its issuers) are deliberately left out, or anything they signed would
+ * pass too.  Non-zero fails the vhost: better than forwarding unverified. */
+static int peer_trust_store(SSL_CTX *ctx)
+{
+    X509_STORE *store = X509_STORE_new();
+    int ok = store != NULL;
+    if (ok && g_peer_mode == FORWARD_PEER_CA) {
+        ok = X509_STORE_load_locations(store, g_peer_file, NULL) == 1;
+    } else if (ok) {
+        FILE *f = fopen(g_peer_file, "r");
+        X509 *leaf = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+        if (f)
+            fclose(f);
+        ok = leaf && X509_STORE_add_cert(store, leaf) == 1;
+        X509_free(leaf);
+        if (ok)
+            X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
+    }
+    if (!ok) {
+        X509_STORE_free(store);
+        log_error("cannot read %s to verify peer replicas with", g_peer_file);
+        return 1;
+    }
+    SSL_CTX_set_cert_store(ctx, store); /* takes it, frees the old one */
+    return 0;
+}
+
 /* lws binds the vhost's copy of the protocol table: compare names. */
 static int is_v2(struct lws *wsi)
 {
@@ -121,11 +161,8 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return 0;
 
     case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
-        /* The client side is forward.c's connections to peer replicas.  Their
-         * trust anchor may be the deployment's own certificate, issued by a CA
-         * the file does not hold: any certificate of the file is an anchor. */
-        X509_STORE_set_flags(SSL_CTX_get_cert_store((SSL_CTX *)user), X509_V_FLAG_PARTIAL_CHAIN);
-        return 0;
+        /* The client side is forward.c's connections to peer replicas. */
+        return g_peer_mode == FORWARD_PEER_NONE ? 0 : peer_trust_store((SSL_CTX *)user);
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         workers_drain_completions(parts_of(wsi)->pool);
         registry_deliver(parts_of(wsi)->tunnels); /* other replicas' revocations */
@@ -219,8 +256,8 @@ int server_run(server_config *cfg)
         /* Forwarded commands (forward.c) are lws client connections of
          * this vhost: they verify the peer replica against this. */
         const char *redis = server_setting(cfg, "AURORA_REDIS_URL");
-        if (redis && *redis)
-            info.client_ssl_ca_filepath = forward_peer_ca(cfg);
+        if (redis && *redis) /* the trust store is built in the callback below */
+            g_peer_mode = forward_peer(cfg, &g_peer_file);
         info.ssl_private_key_filepath = cfg->tls_key;
     }
     /* With an operations port the context gets two explicit vhosts: the

@@ -152,23 +152,43 @@ class Replica(World):
 
 
 def deployment_pki(d):
-    """A CA and the deployment's certificate it issues (for 127.0.0.1 and
-    localhost), made with the openssl command, independently of the server."""
+    """A root CA, an intermediate it signs, and the deployment's certificate the
+    intermediate issues (for 127.0.0.1 and localhost), stored as a full chain
+    (leaf then intermediate) as cert-manager writes tls.crt.  Made with the
+    openssl command, independently of the server.  `issue(name)` makes another
+    certificate from the same intermediate (an impostor's)."""
     os.makedirs(d, exist_ok=True)
-    f = {k: os.path.join(d, k) for k in ("ca.key", "ca", "key", "csr", "crt", "ext")}
+    p = lambda n: os.path.join(d, n)  # noqa: E731
 
     def run(*a):
         subprocess.run(["openssl"] + list(a), check=True, capture_output=True)
+
+    def key_csr(name, cn):
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", p(name + ".key"), "-out", p(name + ".csr"), "-subj", "/CN=" + cn)
+
+    def sign(name, issuer, ext):
+        with open(p(name + ".ext"), "w") as e:
+            e.write(ext)
+        run("x509", "-req", "-in", p(name + ".csr"), "-CA", p(issuer + ".crt"), "-CAkey",
+            p(issuer + ".key"), "-CAcreateserial", "-out", p(name + ".crt"), "-days", "2",
+            "-extfile", p(name + ".ext"))
     run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f["ca.key"], "-out", f["ca"], "-days", "2", "-subj", "/CN=aurora test CA")
-    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f["key"], "-out", f["csr"], "-subj", "/CN=aurora-server")
-    with open(f["ext"], "w") as e:
-        e.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        "-keyout", p("root.key"), "-out", p("root.crt"), "-days", "2", "-subj", "/CN=aurora test root",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    key_csr("inter", "aurora test intermediate")
+    sign("inter", "root", "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign\n")
+    leaf_ext = ("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
                 "extendedKeyUsage=serverAuth,clientAuth\n")
-    run("x509", "-req", "-in", f["csr"], "-CA", f["ca"], "-CAkey", f["ca.key"], "-CAcreateserial",
-        "-out", f["crt"], "-days", "2", "-extfile", f["ext"])
-    return f
+
+    def issue(name):
+        key_csr(name, name)
+        sign(name, "inter", leaf_ext)
+        with open(p(name + ".chain"), "w") as out:
+            out.write(open(p(name + ".crt")).read() + open(p("inter.crt")).read())
+        return {"crt": p(name + ".chain"), "key": p(name + ".key")}
+    leaf = issue("server")
+    return {"ca": p("root.crt"), "crt": leaf["crt"], "key": leaf["key"], "issue": issue}
 
 
 class Front:
@@ -551,8 +571,14 @@ def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", crt,
                     "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(crt, key)
+    self_signed = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    self_signed.load_cert_chain(crt, key)
+    # The harder impostor: a certificate from the very intermediate that issued
+    # the deployment's (anyone can get one from a public CA for their own name).
+    sibling = f.replicas[0].pki["issue"]("impostor")
+    same_issuer = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    same_issuer.load_cert_chain(sibling["crt"], sibling["key"])
+    ctx = {"current": self_signed}
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(8)
@@ -568,7 +594,7 @@ def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
                 return
             accepted.set()
             try:
-                s = ctx.wrap_socket(c, server_side=True)
+                s = ctx["current"].wrap_socket(c, server_side=True)
                 got["handshakes"] += 1
                 s.settimeout(5)
                 got["bytes"] += s.recv(65536)
@@ -579,11 +605,13 @@ def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
     rogue = "127.0.0.1:%d" % lsock.getsockname()[1]
     redis_cmd(f.redis.port, "ZADD", "aurora:agents:" + cid, "%.3f" % (time.time() + 60),
               "ins_rogue " + rogue)
-    r = echo(f.any, cid, "to-the-impostor")
-    check(accepted.wait(10), "the forwarding replica connected to the planted address")
-    eq(r.status, 503, "a peer that is not a replica (%r)" % r)
-    eq(got["bytes"], b"", "no request byte reached the impostor")
-    check(b"forward" not in got["bytes"].lower(), "the secret never left")
+    for name, server_ctx in (("self-signed", self_signed), ("same issuer", same_issuer)):
+        ctx["current"] = server_ctx
+        accepted.clear()
+        r = echo(f.any, cid, "to-the-impostor")
+        check(accepted.wait(10), "the forwarding replica connected to the planted address")
+        eq(r.status, 503, "a %s peer that is not a replica (%r)" % (name, r))
+        eq(got["bytes"], b"", "no request byte reached the %s impostor" % name)
     redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
 
 
