@@ -3,6 +3,7 @@
 #include "forward.h"
 
 #include <cjson/cJSON.h>
+#include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -494,6 +495,17 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
     }
     memcpy(f->host, host, hlen);
     f->port = atoi(colon + 1);
+    /* An IP literal only: lws resolves a name on the event loop, so a name
+     * planted in Redis whose DNS never answers would stall every agent and
+     * request of this replica. */
+    unsigned char ip[16];
+    if (inet_pton(AF_INET, f->host, ip) != 1 && inet_pton(AF_INET6, f->host, ip) != 1) {
+        free(f);
+        snprintf(err, errlen, "the replica holding cluster %s registered an address that is not "
+                              "an IP address",
+                 p->cluster_id);
+        return NULL;
+    }
     f->timeout = p->timeout;
     char *json = encode_request(p, user_id);
     if (json) {
@@ -613,6 +625,18 @@ static void free_strings(char **v, int n)
     free(v);
 }
 
+/* The cloud credentials in a forwarded body's "env", wiped before the body
+ * is freed (on every path). */
+static void wipe_env(cJSON *body)
+{
+    cJSON *env = cJSON_GetObjectItemCaseSensitive(body, "env");
+    for (int i = 0; i < cJSON_GetArraySize(env); i++) {
+        char *v = cJSON_GetStringValue(cJSON_GetArrayItem(env, i));
+        if (v)
+            OPENSSL_cleanse(v, strlen(v));
+    }
+}
+
 /* POST /internal/forward/exec: another replica's command for an agent held
  * here.  It was authenticated, validated, admitted and audited there. */
 static void forward_in(worker_ctx *w, http_request *req, http_response *resp)
@@ -653,17 +677,12 @@ static void forward_in(worker_ctx *w, http_request *req, http_response *resp)
                         why[0] ? ": " : "", why);
         free_strings(argv, argc);
         exec_spec_free(e);
+        wipe_env(body);
         cJSON_Delete(body);
         return;
     }
     free_strings(argv, argc);
-    /* The body's copies of the credentials go with it. */
-    cJSON *env = cJSON_GetObjectItemCaseSensitive(body, "env");
-    for (int i = 0; i < cJSON_GetArraySize(env); i++) {
-        char *v = cJSON_GetStringValue(cJSON_GetArrayItem(env, i));
-        if (v)
-            OPENSSL_cleanse(v, strlen(v));
-    }
+    wipe_env(body); /* the body's copies of the credentials go with it */
     e->timeout = to->valuedouble;
     e->max_output = (int64_t)mo->valuedouble;
     cJSON_Delete(body);

@@ -62,6 +62,8 @@ struct http_txn {
     int logged;       /* the access log line is written once */
 };
 
+static void log_txn(http_txn *t, int status);
+
 static int64_t g_max_body = 1 << 20;
 static struct lws_vhost *g_ops_vhost;
 
@@ -627,6 +629,7 @@ static void job_done(void *arg)
     if (t->resp.on_loop)
         t->resp.on_loop(&t->resp, t->resp.on_loop_arg);
     if (!t->wsi) {
+        log_txn(t, 0); /* the client left while the job ran */
         txn_maybe_free(t);
         return;
     }
@@ -734,6 +737,14 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
     if (clen > 0) {
         t->body_expected = clen;
         t->state = TXN_RECEIVING;
+        /* The whole body in one allocation (clen is within the limit): a
+         * growing buffer would free earlier copies of keys and credentials
+         * without the wipe txn_free gives the last one. */
+        if (buf_reserve(&t->req.body, (size_t)clen) < 0) {
+            t->close_after = 1;
+            http_resp_error(&t->resp, 500, "INTERNAL", "out of memory");
+            respond_now(t);
+        }
         return 0; /* wait for the body */
     }
     dispatch(t);
@@ -948,7 +959,10 @@ void http_on_closed(struct lws *wsi, struct http_conn *c)
     http_txn *t = c->txn;
     if (!t)
         return;
-    log_txn(t, 0);
+    /* A handler still running on a worker writes req.auth: log when its
+     * job comes back (job_done), not now. */
+    if (!t->job_pending)
+        log_txn(t, 0);
     c->txn = NULL;
     t->wsi = NULL;
     if (t->ops && t->ops->on_close) {

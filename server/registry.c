@@ -2,6 +2,7 @@
  * over pub/sub; see registry.h. */
 #include "registry.h"
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -726,10 +727,21 @@ int registry_start(const server_config *cfg, struct lws_context *ctx, char *err,
     }
     const char *addr = server_setting(cfg, "AURORA_INTERNAL_ADDR");
     const char *colon = addr ? strrchr(addr, ':') : NULL;
+    /* An IP literal (the pod IP), as forward.c accepts: peers never resolve
+     * a name on their event loop. */
+    char host[64] = "";
+    unsigned char ip[16];
+    size_t hlen = colon ? (size_t)(colon - addr) : 0;
+    if (hlen > 2 && addr[0] == '[' && addr[hlen - 1] == ']')
+        snprintf(host, sizeof(host), "%.*s", (int)(hlen - 2), addr + 1);
+    else if (hlen && hlen < sizeof(host))
+        snprintf(host, sizeof(host), "%.*s", (int)hlen, addr);
     if (!addr || !colon || colon == addr || atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535 ||
-        strlen(addr) >= sizeof(R.addr) || strchr(addr, ' ')) {
-        snprintf(err, errlen, "AURORA_INTERNAL_ADDR must be host:port, the address the other "
-                              "replicas reach this one at, when AURORA_REDIS_URL is set");
+        strlen(addr) >= sizeof(R.addr) || strchr(addr, ' ') ||
+        (inet_pton(AF_INET, host, ip) != 1 && inet_pton(AF_INET6, host, ip) != 1)) {
+        snprintf(err, errlen, "AURORA_INTERNAL_ADDR must be IP:port (the pod IP and port), the "
+                              "address the other replicas reach this one at, when "
+                              "AURORA_REDIS_URL is set");
         return -1;
     }
     const char *secret = server_setting(cfg, "AURORA_INTERNAL_FORWARD_SECRET");

@@ -613,6 +613,14 @@ def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
         eq(r.status, 503, "a %s peer that is not a replica (%r)" % (name, r))
         eq(got["bytes"], b"", "no request byte reached the %s impostor" % name)
     redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
+    # A host name instead of an IP: refused before any resolution (a name whose
+    # DNS never answers would stall the forwarding replica's event loop).
+    redis_cmd(f.redis.port, "ZADD", "aurora:agents:" + cid, "%.3f" % (time.time() + 60),
+              "ins_named unresolvable.invalid:5080")
+    r = echo(f.any, cid, "to-a-name")
+    eq(r.status, 503, "an owner address that is a name (%r)" % r)
+    eq(f.any.get("/health", auth=False).status, 200, "still serving")
+    redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
 
 
 @test(timeout=120)
@@ -935,7 +943,9 @@ def bad_cluster_settings_refuse_to_start(t):
     for name, env, needle in (
             ("no-addr", {"AURORA_REDIS_URL": "redis://127.0.0.1:1", "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET}, "AURORA_INTERNAL_ADDR"),
             ("short-secret", {"AURORA_REDIS_URL": "redis://127.0.0.1:1", "AURORA_INTERNAL_ADDR": "127.0.0.1:9", "AURORA_INTERNAL_FORWARD_SECRET": "short"}, "AURORA_INTERNAL_FORWARD_SECRET"),
-            ("bad-url", {"AURORA_REDIS_URL": "http://x", "AURORA_INTERNAL_ADDR": "127.0.0.1:9", "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET}, "AURORA_REDIS_URL")):
+            ("bad-url", {"AURORA_REDIS_URL": "http://x", "AURORA_INTERNAL_ADDR": "127.0.0.1:9", "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET}, "AURORA_REDIS_URL"),
+            # a name would be resolved on the peers' event loops
+            ("named-addr", {"AURORA_REDIS_URL": "redis://127.0.0.1:1", "AURORA_INTERNAL_ADDR": "replica-0.example:5080", "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET}, "AURORA_INTERNAL_ADDR")):
         w = World(t, "server-" + name, extra_env=env, start=False)
         w.generation += 1
         sandir = os.path.join(w.dir, "san", "x")
