@@ -17,16 +17,32 @@
  * one put carries the same ClientRequestToken, so a retried write is applied
  * once.  The error type (__type) and AWS's message are passed on: they name
  * the secret and the denied action, never the value.
+ *
+ * Credentials: static keys (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+ * [/ AWS_SESSION_TOKEN]) when set; else web identity, the AWS SDKs' chain
+ * entry that EKS IRSA feeds (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE):
+ * an unsigned STS AssumeRoleWithWebIdentity (query API, POST form,
+ * DurationSeconds=3600) to https://sts.<AWS_SM_REGION>.amazonaws.com or
+ * AWS_SM_STS_ENDPOINT, with the token read from the file at every call
+ * (the kubelet rotates it).  The temporary credentials are cached in the
+ * backend object, shared by every worker thread: read and replaced under
+ * a mutex, copied to the caller's stack for one call and wiped after it.
+ * They are refreshed 5 minutes before their Expiration, and once more when
+ * AWS answers a call with ExpiredToken / InvalidClientTokenId (revoked or
+ * clock skew).  Neither the token nor the credentials are ever put into
+ * an error message.
  */
 #include "secrets.h"
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "crypto.h"
 #include "http_client.h"
@@ -35,12 +51,30 @@
 #define AWS_ATTEMPTS 4
 #define LIST_PAGES_MAX 1000
 
+#define STS_DURATION_S 3600
+#define STS_REFRESH_AHEAD_S 300
+#define WEB_IDENTITY_TOKEN_MAX 20000 /* STS's limit on WebIdentityToken */
+
+/* One set of credentials, as a call signs with them. */
 typedef struct {
-    char endpoint[512];
-    char sigv4[128];   /* "aws:amz:<region>:secretsmanager" */
     char userpwd[512]; /* "<key id>:<secret key>" */
     char session_token[2048];
+} aws_creds;
+
+typedef struct {
+    char endpoint[512];
+    char sigv4[128]; /* "aws:amz:<region>:secretsmanager" */
     long timeout_ms;
+    int web_identity; /* 0: static keys in creds, never changed after open */
+    /* web identity */
+    char role_arn[2048];
+    char token_file[1024];
+    char session_name[65];
+    char sts_url[512];
+    pthread_mutex_t mu;  /* guards creds, expiry, generation when web_identity */
+    aws_creds creds;     /* static keys, or the cached temporary credentials */
+    time_t expiry;       /* 0: none cached */
+    unsigned generation; /* bumped at every refresh */
 } aws_t;
 
 static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -57,6 +91,8 @@ static void aws_close(void *impl)
     aws_t *a = impl;
     if (!a)
         return;
+    if (a->web_identity)
+        pthread_mutex_destroy(&a->mu);
     secret_free_n(a, sizeof(*a));
 }
 
@@ -70,6 +106,24 @@ static int region_ok(const char *r)
     return 1;
 }
 
+/* RoleSessionName: [\w+=,.@-]{2,64}. */
+static int session_name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    if (len < 2 || len > 64)
+        return 0;
+    for (; *n; n++)
+        if (!((*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z') || (*n >= '0' && *n <= '9') ||
+              strchr("_+=,.@-", *n)))
+            return 0;
+    return 1;
+}
+
+static int fits(int n, size_t cap)
+{
+    return n >= 0 && (size_t)n < cap;
+}
+
 static int aws_open(const secrets_config *cfg, void **impl, char *err, size_t errlen)
 {
     *impl = NULL;
@@ -78,12 +132,21 @@ static int aws_open(const secrets_config *cfg, void **impl, char *err, size_t er
         return SECRETS_E_INVALID;
     }
     const char *id = cfg->aws_access_key_id, *key = cfg->aws_secret_access_key;
-    if (!id || !*id || !key || !*key) {
-        say(err, errlen, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set");
+    int have_id = id && *id, have_key = key && *key;
+    const char *role = cfg->aws_role_arn, *tokfile = cfg->aws_web_identity_token_file;
+    int web = !have_id && !have_key && role && *role && tokfile && *tokfile;
+    if (!web && (!have_id || !have_key)) {
+        if (have_id || have_key)
+            say(err, errlen, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must both be set "
+                             "(or neither, to use web identity)");
+        else
+            say(err, errlen, "aws_secrets_manager needs credentials: set AWS_ACCESS_KEY_ID and "
+                             "AWS_SECRET_ACCESS_KEY (static keys), or AWS_ROLE_ARN and "
+                             "AWS_WEB_IDENTITY_TOKEN_FILE (web identity, e.g. EKS IRSA)");
         return SECRETS_E_INVALID;
     }
     /* libcurl splits USERPWD at the first ':'; an id never holds one. */
-    if (strchr(id, ':')) {
+    if (!web && strchr(id, ':')) {
         say(err, errlen, "AWS_ACCESS_KEY_ID is malformed");
         return SECRETS_E_INVALID;
     }
@@ -92,20 +155,48 @@ static int aws_open(const secrets_config *cfg, void **impl, char *err, size_t er
         say(err, errlen, "AWS_SM_ENDPOINT must be an http:// or https:// url (no user name or password)");
         return SECRETS_E_INVALID;
     }
+    const char *sts = cfg->aws_sts_endpoint;
+    if (web && sts && *sts && !http_client_url_ok(sts, 0)) {
+        say(err, errlen, "AWS_SM_STS_ENDPOINT must be an http:// or https:// url (no user name or password)");
+        return SECRETS_E_INVALID;
+    }
+    const char *session = cfg->aws_role_session_name && *cfg->aws_role_session_name
+                              ? cfg->aws_role_session_name
+                              : "aurora-server";
+    if (web && !session_name_ok(session)) {
+        say(err, errlen, "AWS_ROLE_SESSION_NAME must be 2-64 characters of letters, digits and _+=,.@-");
+        return SECRETS_E_INVALID;
+    }
     aws_t *a = calloc(1, sizeof(*a));
     if (!a) {
         say(err, errlen, "out of memory");
         return SECRETS_E_OTHER;
     }
-    int n1 = ep && *ep ? snprintf(a->endpoint, sizeof(a->endpoint), "%s", ep)
-                       : snprintf(a->endpoint, sizeof(a->endpoint),
-                                  "https://secretsmanager.%s.amazonaws.com", cfg->aws_region);
-    int n2 = snprintf(a->userpwd, sizeof(a->userpwd), "%s:%s", id, key);
-    int n3 = snprintf(a->session_token, sizeof(a->session_token), "%s",
-                      cfg->aws_session_token ? cfg->aws_session_token : "");
+    int ok = ep && *ep ? fits(snprintf(a->endpoint, sizeof(a->endpoint), "%s", ep), sizeof(a->endpoint))
+                       : fits(snprintf(a->endpoint, sizeof(a->endpoint),
+                                       "https://secretsmanager.%s.amazonaws.com", cfg->aws_region),
+                              sizeof(a->endpoint));
     snprintf(a->sigv4, sizeof(a->sigv4), "aws:amz:%s:secretsmanager", cfg->aws_region);
-    if (n1 < 0 || (size_t)n1 >= sizeof(a->endpoint) || n2 < 0 || (size_t)n2 >= sizeof(a->userpwd) ||
-        n3 < 0 || (size_t)n3 >= sizeof(a->session_token)) {
+    if (web) {
+        a->web_identity = 1;
+        ok = ok && fits(snprintf(a->role_arn, sizeof(a->role_arn), "%s", role), sizeof(a->role_arn));
+        ok = ok && fits(snprintf(a->token_file, sizeof(a->token_file), "%s", tokfile),
+                        sizeof(a->token_file));
+        snprintf(a->session_name, sizeof(a->session_name), "%s", session);
+        ok = ok && (sts && *sts ? fits(snprintf(a->sts_url, sizeof(a->sts_url), "%s", sts),
+                                       sizeof(a->sts_url))
+                                : fits(snprintf(a->sts_url, sizeof(a->sts_url),
+                                                "https://sts.%s.amazonaws.com", cfg->aws_region),
+                                       sizeof(a->sts_url)));
+        pthread_mutex_init(&a->mu, NULL);
+    } else {
+        ok = ok && fits(snprintf(a->creds.userpwd, sizeof(a->creds.userpwd), "%s:%s", id, key),
+                        sizeof(a->creds.userpwd));
+        ok = ok && fits(snprintf(a->creds.session_token, sizeof(a->creds.session_token), "%s",
+                                 cfg->aws_session_token ? cfg->aws_session_token : ""),
+                        sizeof(a->creds.session_token));
+    }
+    if (!ok) {
         aws_close(a);
         say(err, errlen, "AWS settings too long");
         return SECRETS_E_INVALID;
@@ -186,16 +277,249 @@ static int map_error(long status, const char *type)
     return SECRETS_E_OTHER;
 }
 
-/* One action, with retries.  SECRETS_OK with *resp filled on HTTP 200;
- * otherwise e (may be NULL) gets AWS's error type. */
-static int call(aws_t *a, const char *action, const char *body, http_client_resp *resp, aws_error *e,
-                char *err, size_t errlen)
+/* ---- web identity (STS AssumeRoleWithWebIdentity) ----------------------------- */
+
+/* application/x-www-form-urlencoded value: unreserved characters kept. */
+static int form_append(char *out, size_t cap, size_t *len, const char *name, const char *value)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int n = snprintf(out + *len, cap - *len, "%s%s=", *len ? "&" : "", name);
+    if (!fits(n, cap - *len))
+        return -1;
+    *len += (size_t)n;
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if (*len + 4 > cap)
+            return -1;
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            out[(*len)++] = (char)*p;
+        } else {
+            out[(*len)++] = '%';
+            out[(*len)++] = hex[*p >> 4];
+            out[(*len)++] = hex[*p & 15];
+        }
+    }
+    out[*len] = '\0';
+    return 0;
+}
+
+/* "2026-12-03T08:40:00Z", with optional fractional seconds and a "+00:00"
+ * suffix (STS answers UTC). */
+static int parse_expiration(const char *s, time_t *out)
+{
+    struct tm tm = { 0 };
+    int used = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &used) != 6)
+        return -1;
+    s += used;
+    if (*s == '.')
+        for (s++; *s >= '0' && *s <= '9'; s++)
+            ;
+    if (strcmp(s, "Z") && strcmp(s, "+00:00"))
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -1;
+    *out = t;
+    return 0;
+}
+
+/* The web identity token, read fresh (the kubelet rotates the file).  A
+ * malloc'd string wiped by the caller with secret_free_n(, cap), or NULL
+ * with err set. */
+static char *read_token(const aws_t *a, size_t *cap, char *err, size_t errlen)
+{
+    FILE *f = fopen(a->token_file, "rb");
+    if (!f) {
+        say(err, errlen, "web identity: cannot read the token file AWS_WEB_IDENTITY_TOKEN_FILE=%s",
+            a->token_file);
+        return NULL;
+    }
+    *cap = WEB_IDENTITY_TOKEN_MAX + 2;
+    char *tok = malloc(*cap);
+    size_t n = tok ? fread(tok, 1, *cap - 1, f) : 0;
+    int ioerr = ferror(f);
+    fclose(f);
+    if (!tok) {
+        say(err, errlen, "out of memory");
+        return NULL;
+    }
+    while (n && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
+        n--;
+    tok[n] = '\0';
+    if (ioerr || n == 0 || n > WEB_IDENTITY_TOKEN_MAX) {
+        secret_free_n(tok, *cap);
+        say(err, errlen, "web identity: the token file AWS_WEB_IDENTITY_TOKEN_FILE=%s is %s",
+            a->token_file, ioerr ? "unreadable" : n == 0 ? "empty" : "larger than STS accepts");
+        return NULL;
+    }
+    return tok;
+}
+
+static int sts_denied(long status, const char *code)
+{
+    return !strcmp(code, "AccessDenied") || !strcmp(code, "InvalidIdentityToken") ||
+           !strcmp(code, "ExpiredTokenException") || !strcmp(code, "IDPRejectedClaim") ||
+           !strcmp(code, "MalformedPolicyDocument") || !strcmp(code, "RegionDisabledException") ||
+           status == 401 || status == 403;
+}
+
+/* AssumeRoleWithWebIdentity; fills a->creds and a->expiry.  Called with a->mu
+ * held: one refresh at a time, the other threads wait for its result. */
+static int sts_refresh(aws_t *a, char *err, size_t errlen)
+{
+    size_t tokcap = 0;
+    char *tok = read_token(a, &tokcap, err, errlen);
+    if (!tok)
+        return SECRETS_E_DENIED;
+    size_t formcap = 3 * (WEB_IDENTITY_TOKEN_MAX + sizeof(a->role_arn) + sizeof(a->session_name)) + 256;
+    char *form = malloc(formcap);
+    size_t flen = 0;
+    char dur[16];
+    snprintf(dur, sizeof(dur), "%d", STS_DURATION_S);
+    int built = form && form_append(form, formcap, &flen, "Action", "AssumeRoleWithWebIdentity") == 0 &&
+                form_append(form, formcap, &flen, "Version", "2011-06-15") == 0 &&
+                form_append(form, formcap, &flen, "RoleArn", a->role_arn) == 0 &&
+                form_append(form, formcap, &flen, "RoleSessionName", a->session_name) == 0 &&
+                form_append(form, formcap, &flen, "WebIdentityToken", tok) == 0 &&
+                form_append(form, formcap, &flen, "DurationSeconds", dur) == 0;
+    if (!built) {
+        secret_free_n(tok, tokcap);
+        if (form)
+            secret_free_n(form, formcap);
+        say(err, errlen, "out of memory");
+        return SECRETS_E_OTHER;
+    }
+    const char *hdrs[] = { "Content-Type: application/x-www-form-urlencoded; charset=utf-8", NULL };
+    /* Not signed: the token is the proof of identity (STS's documented
+     * unauthenticated call). */
+    http_client_req req = { .method = "POST",
+                            .url = a->sts_url,
+                            .headers = hdrs,
+                            .body = form,
+                            .body_len = flen,
+                            .timeout_ms = a->timeout_ms };
+    http_client_resp r;
+    int rc = SECRETS_E_UNAVAILABLE;
+    aws_error e;
+    for (int attempt = 1; attempt <= AWS_ATTEMPTS; attempt++) {
+        memset(&e, 0, sizeof(e));
+        if (attempt > 1)
+            http_client_sleep_ms(http_client_backoff_ms(attempt - 1));
+        if (http_client_do(&req, &r) < 0) {
+            say(err, errlen, "web identity: STS at %s unreachable: %s", a->sts_url, r.err);
+            rc = SECRETS_E_UNAVAILABLE;
+            if (r.code == AUR_E_TIMEOUT)
+                break;
+            continue;
+        }
+        if (r.status == 200) {
+            rc = SECRETS_OK;
+            break;
+        }
+        parse_error(&r, &e);
+        /* An error message that would echo the token is not passed on. */
+        if (strstr(e.message, tok) || (strlen(tok) > 16 && strstr(e.message, tok + strlen(tok) - 16)))
+            e.message[0] = '\0';
+        http_client_resp_free(&r);
+        int retry = r.status >= 500 || is_throttle(e.type) || !strcmp(e.type, "IDPCommunicationError");
+        rc = retry ? SECRETS_E_UNAVAILABLE
+                   : sts_denied(r.status, e.type) ? SECRETS_E_DENIED : SECRETS_E_OTHER;
+        say(err, errlen, "web identity: STS AssumeRoleWithWebIdentity for role %s refused: HTTP %ld %s%s%s%s",
+            a->role_arn, r.status, e.type[0] ? e.type : "error", e.message[0] ? " (" : "",
+            e.message, e.message[0] ? ")" : "");
+        if (!retry)
+            break;
+    }
+    secret_free_n(form, formcap);
+    secret_free_n(tok, tokcap);
+    if (rc != SECRETS_OK)
+        return rc;
+    /* <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>… */
+    char *id = calloc(1, 256), *key = calloc(1, 256), *stok = calloc(1, sizeof(a->creds.session_token));
+    char exp[64] = "";
+    time_t expiry = 0;
+    rc = SECRETS_OK;
+    if (!id || !key || !stok) {
+        say(err, errlen, "out of memory");
+        rc = SECRETS_E_OTHER;
+    } else {
+        xml_field(r.body, "AccessKeyId", id, 256);
+        xml_field(r.body, "SecretAccessKey", key, 256);
+        xml_field(r.body, "SessionToken", stok, sizeof(a->creds.session_token));
+        xml_field(r.body, "Expiration", exp, sizeof(exp));
+        if (!id[0] || strchr(id, ':') || strlen(id) > 200 || !key[0] || strlen(key) > 200 ||
+            !stok[0] || strlen(stok) + 1 >= sizeof(a->creds.session_token) ||
+            parse_expiration(exp, &expiry) < 0) {
+            say(err, errlen, "web identity: unexpected STS AssumeRoleWithWebIdentity answer "
+                             "(credentials or Expiration missing or malformed)");
+            rc = SECRETS_E_OTHER;
+        }
+    }
+    if (rc == SECRETS_OK) {
+        snprintf(a->creds.userpwd, sizeof(a->creds.userpwd), "%s:%s", id, key);
+        snprintf(a->creds.session_token, sizeof(a->creds.session_token), "%s", stok);
+        a->expiry = expiry;
+        a->generation++;
+    }
+    if (id)
+        secret_free_n(id, 256);
+    if (key)
+        secret_free_n(key, 256);
+    if (stok)
+        secret_free_n(stok, sizeof(a->creds.session_token));
+    if (r.body)
+        OPENSSL_cleanse(r.body, r.len);
+    http_client_resp_free(&r);
+    return rc;
+}
+
+/* The credentials one call signs with, copied to *out (the caller wipes
+ * it).  Web identity: refreshed first when none are cached, when they
+ * expire within STS_REFRESH_AHEAD_S, or when `stale` names the generation
+ * AWS just refused (another thread may have refreshed since: then its
+ * credentials are taken as they are). */
+static int creds_get(aws_t *a, aws_creds *out, unsigned *gen, const unsigned *stale, char *err,
+                     size_t errlen)
+{
+    if (!a->web_identity) {
+        *out = a->creds;
+        *gen = 0;
+        return SECRETS_OK;
+    }
+    int rc = SECRETS_OK;
+    pthread_mutex_lock(&a->mu);
+    time_t now = time(NULL);
+    if (a->expiry == 0 || now + STS_REFRESH_AHEAD_S >= a->expiry ||
+        (stale && *stale == a->generation))
+        rc = sts_refresh(a, err, errlen);
+    if (rc == SECRETS_OK) {
+        *out = a->creds;
+        *gen = a->generation;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+static int creds_refused(const char *type)
+{
+    return !strcmp(type, "ExpiredTokenException") || !strcmp(type, "ExpiredToken") ||
+           !strcmp(type, "InvalidClientTokenId") || !strcmp(type, "UnrecognizedClientException");
+}
+
+/* One action, with retries, signed with the credentials *c.  SECRETS_OK with
+ * *resp filled on HTTP 200; otherwise e gets AWS's error type. */
+static int call_with(aws_t *a, const aws_creds *c, const char *action, const char *body,
+                     http_client_resp *resp, aws_error *e, char *err, size_t errlen)
 {
     char target[96], tokhdr[2100];
     snprintf(target, sizeof(target), "X-Amz-Target: secretsmanager.%s", action);
     const char *hdrs[4] = { "Content-Type: application/x-amz-json-1.1", target, NULL, NULL };
-    if (a->session_token[0]) {
-        snprintf(tokhdr, sizeof(tokhdr), "X-Amz-Security-Token: %s", a->session_token);
+    if (c->session_token[0]) {
+        snprintf(tokhdr, sizeof(tokhdr), "X-Amz-Security-Token: %s", c->session_token);
         hdrs[2] = tokhdr;
     }
     http_client_req req = { .method = "POST",
@@ -205,10 +529,7 @@ static int call(aws_t *a, const char *action, const char *body, http_client_resp
                       .body_len = strlen(body),
                       .timeout_ms = a->timeout_ms,
                       .aws_sigv4 = a->sigv4,
-                      .userpwd = a->userpwd };
-    aws_error local;
-    if (!e)
-        e = &local;
+                      .userpwd = c->userpwd };
     int rc = SECRETS_E_UNAVAILABLE;
     for (int attempt = 1; attempt <= AWS_ATTEMPTS; attempt++) {
         memset(e, 0, sizeof(*e));
@@ -237,8 +558,33 @@ static int call(aws_t *a, const char *action, const char *body, http_client_resp
             say(err, errlen, "%s: throttled by AWS (%s) after %d attempts", action, e->type,
                 AWS_ATTEMPTS);
     }
-    if (a->session_token[0])
+    if (c->session_token[0])
         OPENSSL_cleanse(tokhdr, sizeof(tokhdr));
+    return rc;
+}
+
+/* One action: credentials taken (or refreshed) for it, and with web
+ * identity refreshed once more when AWS refuses them as expired or
+ * unknown. */
+static int call(aws_t *a, const char *action, const char *body, http_client_resp *resp, aws_error *e,
+                char *err, size_t errlen)
+{
+    aws_error local;
+    if (!e)
+        e = &local;
+    memset(e, 0, sizeof(*e));
+    aws_creds c;
+    unsigned gen = 0;
+    int rc = creds_get(a, &c, &gen, NULL, err, errlen);
+    if (rc == SECRETS_OK)
+        rc = call_with(a, &c, action, body, resp, e, err, errlen);
+    if (rc == SECRETS_E_DENIED && a->web_identity && creds_refused(e->type)) {
+        unsigned refused = gen;
+        rc = creds_get(a, &c, &gen, &refused, err, errlen);
+        if (rc == SECRETS_OK)
+            rc = call_with(a, &c, action, body, resp, e, err, errlen);
+    }
+    OPENSSL_cleanse(&c, sizeof(c));
     return rc;
 }
 
