@@ -27,9 +27,10 @@
  * (the kubelet rotates it).  The temporary credentials are cached in the
  * backend object, shared by every worker thread: read and replaced under
  * a mutex, copied to the caller's stack for one call and wiped after it.
- * They are refreshed 5 minutes before their Expiration, and once more when
- * AWS answers a call with ExpiredToken / InvalidClientTokenId (revoked or
- * clock skew).  Neither the token nor the credentials are ever put into
+ * They are refreshed 5 minutes before their Expiration (if STS fails then,
+ * the still-valid ones serve on and STS is tried again 30 s later), and
+ * once more when AWS answers a call with ExpiredToken /
+ * InvalidClientTokenId (revoked or clock skew).  Neither the token nor the credentials are ever put into
  * an error message.
  */
 #include "secrets.h"
@@ -53,6 +54,7 @@
 
 #define STS_DURATION_S 3600
 #define STS_REFRESH_AHEAD_S 300
+#define STS_RETRY_PAUSE_S 30
 #define WEB_IDENTITY_TOKEN_MAX 20000 /* STS's limit on WebIdentityToken */
 
 /* One set of credentials, as a call signs with them. */
@@ -75,6 +77,7 @@ typedef struct {
     aws_creds creds;     /* static keys, or the cached temporary credentials */
     time_t expiry;       /* 0: none cached */
     unsigned generation; /* bumped at every refresh */
+    time_t retry_after;  /* after a failed refresh ahead of expiry: no new try before */
 } aws_t;
 
 static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -463,6 +466,7 @@ static int sts_refresh(aws_t *a, char *err, size_t errlen)
         snprintf(a->creds.userpwd, sizeof(a->creds.userpwd), "%s:%s", id, key);
         snprintf(a->creds.session_token, sizeof(a->creds.session_token), "%s", stok);
         a->expiry = expiry;
+        a->retry_after = 0;
         a->generation++;
     }
     if (id)
@@ -493,9 +497,18 @@ static int creds_get(aws_t *a, aws_creds *out, unsigned *gen, const unsigned *st
     int rc = SECRETS_OK;
     pthread_mutex_lock(&a->mu);
     time_t now = time(NULL);
-    if (a->expiry == 0 || now + STS_REFRESH_AHEAD_S >= a->expiry ||
-        (stale && *stale == a->generation))
+    int forced = stale && *stale == a->generation;
+    int valid = a->expiry != 0 && now < a->expiry;
+    if (forced || !valid || (now + STS_REFRESH_AHEAD_S >= a->expiry && now >= a->retry_after)) {
         rc = sts_refresh(a, err, errlen);
+        /* A failed refresh ahead of expiry keeps the credentials that are
+         * still good, and is tried again after a pause rather than by every
+         * call (each would wait for STS under the lock). */
+        if (rc != SECRETS_OK && valid && !forced) {
+            a->retry_after = now + STS_RETRY_PAUSE_S;
+            rc = SECRETS_OK;
+        }
+    }
     if (rc == SECRETS_OK) {
         *out = a->creds;
         *gen = a->generation;

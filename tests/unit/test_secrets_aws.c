@@ -512,32 +512,48 @@ static void test_web_identity_rotation_and_expiry(void **state)
     char last[64];
     int n0 = sts_calls(NULL, 0);
     /* A new name: PutSecretValue, then CreateSecret, each after a refresh. */
+    int want = n0 + 2;
     put_ok(s, "aurora/rot/a", "v1", 2);
-    assert_int_equal(sts_calls(last, sizeof(last)), n0 + 2);
+    assert_int_equal(sts_calls(last, sizeof(last)), want);
     assert_string_equal(last, "eks-token-1");
     /* The kubelet writes a new token; the next refresh sends it. */
     write_token(TOKEN_FILE, "eks-token-2");
     expect_secret(s, "aurora/rot/a", "v1", 2);
-    assert_int_equal(sts_calls(last, sizeof(last)), n0 + 3);
+    assert_int_equal(sts_calls(last, sizeof(last)), ++want);
     assert_string_equal(last, "eks-token-2");
+
+    /* STS failing while the cached credentials are near their end but
+     * still valid: the call is served with them, and STS is tried again
+     * only after a pause (not by every call). */
+    proxy_fault(500, "InternalFailure", 4, "sts.AssumeRoleWithWebIdentity");
+    expect_secret(s, "aurora/rot/a", "v1", 2);
+    want += 4; /* four attempts */
+    assert_int_equal(sts_calls(NULL, 0), want);
+    expect_secret(s, "aurora/rot/a", "v1", 2);
+    assert_int_equal(sts_calls(NULL, 0), want);
+    /* A call refused as expired still forces a refresh at once. */
+    proxy_fault(400, "ExpiredTokenException", 1, "secretsmanager.GetSecretValue");
+    expect_secret(s, "aurora/rot/a", "v1", 2);
+    assert_int_equal(sts_calls(NULL, 0), ++want);
+
     /* Now credentials for the full hour: one more refresh (the cached ones
      * were about to expire), then none. */
     sts_setup("[\"eks-token-2\"]", -1);
     expect_secret(s, "aurora/rot/a", "v1", 2);
-    assert_int_equal(sts_calls(NULL, 0), n0 + 4);
+    assert_int_equal(sts_calls(NULL, 0), ++want);
     put_ok(s, "aurora/rot/a", "v2", 2);
     expect_secret(s, "aurora/rot/a", "v2", 2);
-    assert_int_equal(sts_calls(NULL, 0), n0 + 4);
+    assert_int_equal(sts_calls(NULL, 0), want);
 
     /* AWS refuses the cached credentials as expired (revoked, clock skew):
      * refreshed once and the call retried... */
     proxy_fault(400, "ExpiredTokenException", 1, "secretsmanager.GetSecretValue");
     expect_secret(s, "aurora/rot/a", "v2", 2);
-    assert_int_equal(sts_calls(NULL, 0), n0 + 5);
+    assert_int_equal(sts_calls(NULL, 0), ++want);
     /* ...but only once per call: refused again, the error is passed on. */
     proxy_fault(400, "ExpiredTokenException", 2, "secretsmanager.GetSecretValue");
     expect_get_error(s, "aurora/rot/a", SECRETS_E_DENIED, "ExpiredTokenException");
-    assert_int_equal(sts_calls(NULL, 0), n0 + 6);
+    assert_int_equal(sts_calls(NULL, 0), ++want);
     expect_secret(s, "aurora/rot/a", "v2", 2);
     secrets_close(s);
 }
