@@ -21,17 +21,16 @@
  * Credentials: static keys (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
  * [/ AWS_SESSION_TOKEN]) when set; else web identity, the AWS SDKs' chain
  * entry that EKS IRSA feeds (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE):
- * an unsigned STS AssumeRoleWithWebIdentity (query API, POST form,
- * DurationSeconds=3600) to https://sts.<AWS_SM_REGION>.amazonaws.com or
- * AWS_SM_STS_ENDPOINT, with the token read from the file at every call
- * (the kubelet rotates it).  The temporary credentials are cached in the
- * backend object, shared by every worker thread: read and replaced under
- * a mutex, copied to the caller's stack for one call and wiped after it.
- * They are refreshed 5 minutes before their Expiration (if STS fails then,
- * the still-valid ones serve on and STS is tried again 30 s later), and
- * once more when AWS answers a call with ExpiredToken /
- * InvalidClientTokenId (revoked or clock skew).  Neither the token nor the credentials are ever put into
- * an error message.
+ * an STS AssumeRoleWithWebIdentity (secrets_aws_sts.c) to
+ * https://sts.<AWS_SM_REGION>.amazonaws.com or AWS_SM_STS_ENDPOINT, with the
+ * token read from the file at every refresh (the kubelet rotates it).  The
+ * temporary credentials are cached in the backend object, shared by every
+ * worker thread: read and replaced under a mutex, copied to the caller's
+ * stack for one call and wiped after it.  They are refreshed 5 minutes
+ * before their Expiration (if STS fails then, the still-valid ones serve on
+ * and STS is tried again 30 s later), and once more when AWS answers a call
+ * with ExpiredToken / InvalidClientTokenId (revoked, clock skew).  Neither
+ * the token nor the credentials are ever put into an error message.
  */
 #include "secrets.h"
 
@@ -47,21 +46,14 @@
 
 #include "crypto.h"
 #include "http_client.h"
+#include "secrets_aws_sts.h"
 #include "utf8.h"
 
 #define AWS_ATTEMPTS 4
 #define LIST_PAGES_MAX 1000
 
-#define STS_DURATION_S 3600
 #define STS_REFRESH_AHEAD_S 300
 #define STS_RETRY_PAUSE_S 30
-#define WEB_IDENTITY_TOKEN_MAX 20000 /* STS's limit on WebIdentityToken */
-
-/* One set of credentials, as a call signs with them. */
-typedef struct {
-    char userpwd[512]; /* "<key id>:<secret key>" */
-    char session_token[2048];
-} aws_creds;
 
 typedef struct {
     char endpoint[512];
@@ -280,204 +272,27 @@ static int map_error(long status, const char *type)
     return SECRETS_E_OTHER;
 }
 
-/* ---- web identity (STS AssumeRoleWithWebIdentity) ----------------------------- */
+/* ---- web identity ----------------------------------------------------------------- */
 
-/* application/x-www-form-urlencoded value: unreserved characters kept. */
-static int form_append(char *out, size_t cap, size_t *len, const char *name, const char *value)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    int n = snprintf(out + *len, cap - *len, "%s%s=", *len ? "&" : "", name);
-    if (!fits(n, cap - *len))
-        return -1;
-    *len += (size_t)n;
-    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-        if (*len + 4 > cap)
-            return -1;
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            out[(*len)++] = (char)*p;
-        } else {
-            out[(*len)++] = '%';
-            out[(*len)++] = hex[*p >> 4];
-            out[(*len)++] = hex[*p & 15];
-        }
-    }
-    out[*len] = '\0';
-    return 0;
-}
-
-/* "2026-12-03T08:40:00Z", with optional fractional seconds and a "+00:00"
- * suffix (STS answers UTC). */
-static int parse_expiration(const char *s, time_t *out)
-{
-    struct tm tm = { 0 };
-    int used = 0;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &used) != 6)
-        return -1;
-    s += used;
-    if (*s == '.')
-        for (s++; *s >= '0' && *s <= '9'; s++)
-            ;
-    if (strcmp(s, "Z") && strcmp(s, "+00:00"))
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return -1;
-    *out = t;
-    return 0;
-}
-
-/* The web identity token, read fresh (the kubelet rotates the file).  A
- * malloc'd string wiped by the caller with secret_free_n(, cap), or NULL
- * with err set. */
-static char *read_token(const aws_t *a, size_t *cap, char *err, size_t errlen)
-{
-    FILE *f = fopen(a->token_file, "rb");
-    if (!f) {
-        say(err, errlen, "web identity: cannot read the token file AWS_WEB_IDENTITY_TOKEN_FILE=%s",
-            a->token_file);
-        return NULL;
-    }
-    *cap = WEB_IDENTITY_TOKEN_MAX + 2;
-    char *tok = malloc(*cap);
-    size_t n = tok ? fread(tok, 1, *cap - 1, f) : 0;
-    int ioerr = ferror(f);
-    fclose(f);
-    if (!tok) {
-        say(err, errlen, "out of memory");
-        return NULL;
-    }
-    while (n && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
-        n--;
-    tok[n] = '\0';
-    if (ioerr || n == 0 || n > WEB_IDENTITY_TOKEN_MAX) {
-        secret_free_n(tok, *cap);
-        say(err, errlen, "web identity: the token file AWS_WEB_IDENTITY_TOKEN_FILE=%s is %s",
-            a->token_file, ioerr ? "unreadable" : n == 0 ? "empty" : "larger than STS accepts");
-        return NULL;
-    }
-    return tok;
-}
-
-static int sts_denied(long status, const char *code)
-{
-    return !strcmp(code, "AccessDenied") || !strcmp(code, "InvalidIdentityToken") ||
-           !strcmp(code, "ExpiredTokenException") || !strcmp(code, "IDPRejectedClaim") ||
-           !strcmp(code, "MalformedPolicyDocument") || !strcmp(code, "RegionDisabledException") ||
-           status == 401 || status == 403;
-}
-
-/* AssumeRoleWithWebIdentity; fills a->creds and a->expiry.  Called with a->mu
- * held: one refresh at a time, the other threads wait for its result. */
+/* New credentials from STS (secrets_aws_sts.c) into the cache.  Called with
+ * a->mu held: one refresh at a time, the other threads wait for its result. */
 static int sts_refresh(aws_t *a, char *err, size_t errlen)
 {
-    size_t tokcap = 0;
-    char *tok = read_token(a, &tokcap, err, errlen);
-    if (!tok)
-        return SECRETS_E_DENIED;
-    size_t formcap = 3 * (WEB_IDENTITY_TOKEN_MAX + sizeof(a->role_arn) + sizeof(a->session_name)) + 256;
-    char *form = malloc(formcap);
-    size_t flen = 0;
-    char dur[16];
-    snprintf(dur, sizeof(dur), "%d", STS_DURATION_S);
-    int built = form && form_append(form, formcap, &flen, "Action", "AssumeRoleWithWebIdentity") == 0 &&
-                form_append(form, formcap, &flen, "Version", "2011-06-15") == 0 &&
-                form_append(form, formcap, &flen, "RoleArn", a->role_arn) == 0 &&
-                form_append(form, formcap, &flen, "RoleSessionName", a->session_name) == 0 &&
-                form_append(form, formcap, &flen, "WebIdentityToken", tok) == 0 &&
-                form_append(form, formcap, &flen, "DurationSeconds", dur) == 0;
-    if (!built) {
-        secret_free_n(tok, tokcap);
-        if (form)
-            secret_free_n(form, formcap);
-        say(err, errlen, "out of memory");
-        return SECRETS_E_OTHER;
-    }
-    const char *hdrs[] = { "Content-Type: application/x-www-form-urlencoded; charset=utf-8", NULL };
-    /* Not signed: the token is the proof of identity (STS's documented
-     * unauthenticated call). */
-    http_client_req req = { .method = "POST",
-                            .url = a->sts_url,
-                            .headers = hdrs,
-                            .body = form,
-                            .body_len = flen,
-                            .timeout_ms = a->timeout_ms };
-    http_client_resp r;
-    int rc = SECRETS_E_UNAVAILABLE;
-    aws_error e;
-    for (int attempt = 1; attempt <= AWS_ATTEMPTS; attempt++) {
-        memset(&e, 0, sizeof(e));
-        if (attempt > 1)
-            http_client_sleep_ms(http_client_backoff_ms(attempt - 1));
-        if (http_client_do(&req, &r) < 0) {
-            say(err, errlen, "web identity: STS at %s unreachable: %s", a->sts_url, r.err);
-            rc = SECRETS_E_UNAVAILABLE;
-            if (r.code == AUR_E_TIMEOUT)
-                break;
-            continue;
-        }
-        if (r.status == 200) {
-            rc = SECRETS_OK;
-            break;
-        }
-        parse_error(&r, &e);
-        /* An error message that would echo the token is not passed on. */
-        if (strstr(e.message, tok) || (strlen(tok) > 16 && strstr(e.message, tok + strlen(tok) - 16)))
-            e.message[0] = '\0';
-        http_client_resp_free(&r);
-        int retry = r.status >= 500 || is_throttle(e.type) || !strcmp(e.type, "IDPCommunicationError");
-        rc = retry ? SECRETS_E_UNAVAILABLE
-                   : sts_denied(r.status, e.type) ? SECRETS_E_DENIED : SECRETS_E_OTHER;
-        say(err, errlen, "web identity: STS AssumeRoleWithWebIdentity for role %s refused: HTTP %ld %s%s%s%s",
-            a->role_arn, r.status, e.type[0] ? e.type : "error", e.message[0] ? " (" : "",
-            e.message, e.message[0] ? ")" : "");
-        if (!retry)
-            break;
-    }
-    secret_free_n(form, formcap);
-    secret_free_n(tok, tokcap);
-    if (rc != SECRETS_OK)
-        return rc;
-    /* <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>… */
-    char *id = calloc(1, 256), *key = calloc(1, 256), *stok = calloc(1, sizeof(a->creds.session_token));
-    char exp[64] = "";
+    aws_web_identity w = { .role_arn = a->role_arn,
+                           .token_file = a->token_file,
+                           .session_name = a->session_name,
+                           .sts_url = a->sts_url,
+                           .timeout_ms = a->timeout_ms };
+    aws_creds c;
     time_t expiry = 0;
-    rc = SECRETS_OK;
-    if (!id || !key || !stok) {
-        say(err, errlen, "out of memory");
-        rc = SECRETS_E_OTHER;
-    } else {
-        xml_field(r.body, "AccessKeyId", id, 256);
-        xml_field(r.body, "SecretAccessKey", key, 256);
-        xml_field(r.body, "SessionToken", stok, sizeof(a->creds.session_token));
-        xml_field(r.body, "Expiration", exp, sizeof(exp));
-        if (!id[0] || strchr(id, ':') || strlen(id) > 200 || !key[0] || strlen(key) > 200 ||
-            !stok[0] || strlen(stok) + 1 >= sizeof(a->creds.session_token) ||
-            parse_expiration(exp, &expiry) < 0) {
-            say(err, errlen, "web identity: unexpected STS AssumeRoleWithWebIdentity answer "
-                             "(credentials or Expiration missing or malformed)");
-            rc = SECRETS_E_OTHER;
-        }
-    }
+    int rc = aws_sts_assume_web_identity(&w, &c, &expiry, err, errlen);
     if (rc == SECRETS_OK) {
-        snprintf(a->creds.userpwd, sizeof(a->creds.userpwd), "%s:%s", id, key);
-        snprintf(a->creds.session_token, sizeof(a->creds.session_token), "%s", stok);
+        a->creds = c;
         a->expiry = expiry;
         a->retry_after = 0;
         a->generation++;
     }
-    if (id)
-        secret_free_n(id, 256);
-    if (key)
-        secret_free_n(key, 256);
-    if (stok)
-        secret_free_n(stok, sizeof(a->creds.session_token));
-    if (r.body)
-        OPENSSL_cleanse(r.body, r.len);
-    http_client_resp_free(&r);
+    OPENSSL_cleanse(&c, sizeof(c));
     return rc;
 }
 
