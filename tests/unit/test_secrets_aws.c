@@ -30,6 +30,8 @@
 
 #include "moto_harness.h"
 #include "secrets.h"
+#include "secrets_config.h"
+#include "server_config.h"
 
 static const char PEM[] = "-----BEGIN RSA PRIVATE KEY-----\n"
                           "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
@@ -651,6 +653,62 @@ static void test_static_keys_first(void **state)
     secrets_close(s);
 }
 
+/* The settings as the server reads them (environment -> server_config ->
+ * secrets_config): the SDK's names, AWS_SM_STS_ENDPOINT, the default
+ * session name. */
+static void test_web_identity_settings(void **state)
+{
+    (void)state;
+    char data[128];
+    snprintf(data, sizeof(data), "%s/settings", DIR_);
+    snprintf(TOKEN_FILE, sizeof(TOKEN_FILE), "%s/eks-token", DIR_);
+    write_token(TOKEN_FILE, "eks-token-env");
+    sts_setup("[\"eks-token-env\"]", -1);
+    unsetenv("AURORA_CONFIG");
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    unsetenv("AWS_SESSION_TOKEN");
+    unsetenv("AWS_ROLE_SESSION_NAME");
+    setenv("AURORA_DATA_DIR", data, 1);
+    setenv("SECRETS_BACKEND", "aws_secrets_manager", 1);
+    setenv("AWS_SM_REGION", "us-east-1", 1);
+    setenv("AWS_SM_ENDPOINT", proxy_endpoint, 1);
+    setenv("AWS_SM_STS_ENDPOINT", proxy_endpoint, 1);
+    setenv("AWS_ROLE_ARN", MOTO_ROLE_ARN, 1);
+    setenv("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE, 1);
+    server_config sc;
+    char err[512];
+    if (server_config_load(&sc, err, sizeof(err)) < 0)
+        fail_msg("config: %s", err);
+    secrets_config c;
+    secrets_config_from_server(&sc, &c);
+    secrets_t *s = open_ok(&c);
+    put_ok(s, "aurora/env/a", "from-env", 8);
+    expect_secret(s, "aurora/env/a", "from-env", 8);
+    secrets_close(s);
+    server_config_free(&sc);
+    char *t = http_text("GET", "/_fixture/sts_calls", NULL);
+    cJSON *j = cJSON_Parse(t);
+    free(t);
+    cJSON *last = cJSON_GetArrayItem(j, cJSON_GetArraySize(j) - 1);
+    assert_string_equal(cJSON_GetObjectItem(last, "token")->valuestring, "eks-token-env");
+    assert_string_equal(cJSON_GetObjectItem(last, "role_arn")->valuestring, MOTO_ROLE_ARN);
+    assert_string_equal(cJSON_GetObjectItem(last, "session_name")->valuestring, "aurora-server");
+    cJSON_Delete(j);
+
+    /* Neither static keys nor web identity: the server's own error. */
+    unsetenv("AWS_ROLE_ARN");
+    if (server_config_load(&sc, err, sizeof(err)) < 0)
+        fail_msg("config: %s", err);
+    secrets_config_from_server(&sc, &c);
+    assert_int_equal(secrets_open(&c, &s, err, sizeof(err)), SECRETS_E_INVALID);
+    assert_non_null(strstr(err, "AWS_ROLE_ARN"));
+    assert_non_null(strstr(err, "AWS_ACCESS_KEY_ID"));
+    server_config_free(&sc);
+    unsetenv("AWS_WEB_IDENTITY_TOKEN_FILE");
+    unsetenv("AWS_SM_STS_ENDPOINT");
+}
+
 #define THREADS 6
 #define ROUNDS 8
 
@@ -740,6 +798,7 @@ int main(void)
         cmocka_unit_test(test_web_identity_rotation_and_expiry),
         cmocka_unit_test(test_web_identity_errors),
         cmocka_unit_test(test_static_keys_first),
+        cmocka_unit_test(test_web_identity_settings),
         cmocka_unit_test(test_web_identity_threads),
     };
     return cmocka_run_group_tests_name("secrets_aws", tests, group_setup, group_teardown);
