@@ -110,8 +110,9 @@ def main():
                "AURORA_INTERNAL_FORWARD_SECRET": tr.FORWARD_SECRET,
                "AURORA_LOG_LEVEL": "warn",
                "AURORA_TOKEN_RATE_LIMIT": "100000"}
-        a = tr.Replica(t, "server-a", dict(env))
-        b = tr.Replica(t, "server-b", dict(env), first=a)
+        pki = tr.deployment_pki(os.path.join(t.tmp, "pki"))
+        a = tr.Replica(t, "server-a", dict(env), pki)
+        b = tr.Replica(t, "server-b", dict(env), pki)
         d = a.bootstrap()
         b.org_id, b.user_id, b.api_key = d["org_id"], d["user_id"], d["api_key"]
         tok = a.create_token("bench-replicas")

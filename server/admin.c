@@ -658,24 +658,16 @@ static void command_usage(FILE *f, const admin_cmd *c)
 int admin_main(const server_config *cfg, int argc, char **argv)
 {
     static const char self[] = "aurora-server admin";
-    if (argc < 1)
-        return cli_usage_error(self, "missing command");
+    int head = cli_group_head(self, argc, argv, admin_usage);
+    if (head != CLI_GO_ON)
+        return head;
     const char *name = argv[0];
-    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
-        if (argc > 1)
-            return cli_usage_error(self, "unexpected argument '%s'", argv[1]);
-        admin_usage(stdout);
-        return CLI_EXIT_OK;
-    }
     const admin_cmd *cmd = NULL;
     for (size_t i = 0; i < N_COMMANDS && !cmd; i++)
         if (!strcmp(commands[i].name, name))
             cmd = &commands[i];
-    if (!cmd) {
-        if (name[0] == '-')
-            return cli_usage_error(self, "unknown option '%s' (a command comes first)", name);
-        return cli_usage_error(self, "unknown command '%s'", name);
-    }
+    if (!cmd)
+        return cli_unknown_command(self, name);
     admin_call c;
     memset(&c, 0, sizeof(c));
     c.cmd = cmd;

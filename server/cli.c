@@ -201,3 +201,23 @@ void cli_config_done(const server_config *given, server_config *own)
     if (!given)
         server_config_free(own);
 }
+
+int cli_group_head(const char *self, int argc, char **argv, void (*usage)(FILE *))
+{
+    if (argc < 1)
+        return cli_usage_error(self, "missing command");
+    const char *name = argv[0];
+    if (strcmp(name, "--help") && strcmp(name, "-h") && strcmp(name, "help"))
+        return CLI_GO_ON;
+    if (argc > 1)
+        return cli_usage_error(self, "unexpected argument '%s'", argv[1]);
+    usage(stdout);
+    return CLI_EXIT_OK;
+}
+
+int cli_unknown_command(const char *self, const char *word)
+{
+    if (word[0] == '-')
+        return cli_usage_error(self, "unknown option '%s' (a command comes first)", word);
+    return cli_usage_error(self, "unknown command '%s'", word);
+}

@@ -42,6 +42,15 @@ enum { CLI_PARSED = 0, CLI_HELP = 1, CLI_BAD = 2 };
 int cli_parse(const char *cmd, int argc, char **argv, const cli_option *opts, size_t nopts,
               const char **values, char **pos, size_t max_pos, size_t *npos);
 
+/* The first word of a command group (`admin`, `secrets`, `rca`): a missing
+ * command is a usage error, `--help`/`-h`/`help` prints the group's usage on
+ * stdout.  CLI_GO_ON when argv[0] is a command word to look up, else the
+ * exit status to return. */
+#define CLI_GO_ON (-1)
+int cli_group_head(const char *self, int argc, char **argv, void (*usage)(FILE *));
+/* The usage error for a word that names no command of the group. */
+int cli_unknown_command(const char *self, const char *word);
+
 /* Prints "<cmd>: <message>" and "Try '<cmd> --help'." on stderr; returns
  * CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

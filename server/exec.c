@@ -224,6 +224,7 @@ static const char *outcome_of(const tunnel_result *r)
     if (r->failed)
         return r->error_code && !strcmp(r->error_code, EC_TIMEOUT) ? "timeout"
              : r->error_code && !strcmp(r->error_code, EC_AGENT_DISCONNECTED) ? "agent_disconnected"
+             : r->error_code && !strcmp(r->error_code, EC_CLUSTER_BUSY) ? "cluster_busy"
              : "failed";
     if (r->error_code && !strcmp(r->error_code, EC_TIMEOUT))
         return "timeout";
@@ -527,18 +528,31 @@ static const http_stream_ops sse_http_ops = { sse_on_drain, on_client_gone };
 
 /* ---- admission (worker) ------------------------------------------------------------ */
 
-int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp)
+/* The cluster's slot, or 429 CLUSTER_BUSY in resp. */
+static int take_slot(worker_ctx *w, exec_spec *e, http_response *resp)
 {
     assert(w->exec);
     e->ctx = w->exec;
     int running = 0;
-    if (exec_limits_slot_acquire(e->ctx->limits, &e->slot, e->org_id, e->cluster_id, &running) <
-        0) {
+    if (exec_limits_slot_acquire(e->ctx->limits, &e->slot, e->org_id, e->cluster_id, &running) ==
+        0)
+        return 0;
+    http_resp_error(resp, 429, EC_CLUSTER_BUSY,
+                    "cluster %s already has %d commands running or queued, the most allowed "
+                    "(AURORA_EXEC_MAX_PER_CLUSTER); retry when some have finished",
+                    e->cluster_id, running);
+    return -1;
+}
+
+int exec_admit_forwarded(worker_ctx *w, exec_spec *e, http_response *resp)
+{
+    return take_slot(w, e, resp); /* counted and audited where the caller is */
+}
+
+int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp)
+{
+    if (take_slot(w, e, resp) < 0) {
         exec_audit_now(w->store, e, "cluster_busy");
-        http_resp_error(resp, 429, EC_CLUSTER_BUSY,
-                        "cluster %s already has %d commands running or queued, the most allowed "
-                        "(AURORA_EXEC_MAX_PER_CLUSTER); retry when some have finished",
-                        e->cluster_id, running);
         return -1;
     }
     /* The row exists before the command is sent: a crash from here on

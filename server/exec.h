@@ -71,6 +71,12 @@ void exec_spec_wipe_env(exec_spec *e);
  * audited is not run).  0, or -1 with the error in resp (e still the
  * caller's to free). */
 int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp);
+/* The same for a command another replica forwarded here (forward.c): it was
+ * audited there, so only the cluster's slot is taken.  All the cluster's
+ * commands run through the replica holding its agent, so this is where
+ * AURORA_EXEC_MAX_PER_CLUSTER holds for the whole fleet.  0, or -1 with 429
+ * CLUSTER_BUSY in resp. */
+int exec_admit_forwarded(worker_ctx *w, exec_spec *e, http_response *resp);
 /* Loop thread, e admitted.  Takes ownership of e.  0: exec.c now owns the response;
  * -1: the txn's response holds an error to send. */
 int exec_start(http_txn *t, exec_spec *e);

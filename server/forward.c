@@ -469,7 +469,15 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
                  p->cluster_id);
         return NULL;
     }
-    memcpy(f->host, owner_addr, hlen);
+    /* The port is after the last ':' whatever the host: "10.0.0.5:5080",
+     * "fd00::5:5080" (a pod IP as the downward API gives it) or
+     * "[fd00::5]:5080"; lws takes an IPv6 literal without its brackets. */
+    const char *host = owner_addr;
+    if (hlen > 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+    }
+    memcpy(f->host, host, hlen);
     f->port = atoi(colon + 1);
     f->timeout = p->timeout;
     char *json = encode_request(p, user_id);
@@ -644,9 +652,14 @@ static void forward_in(worker_ctx *w, http_request *req, http_response *resp)
     e->timeout = to->valuedouble;
     e->max_output = (int64_t)mo->valuedouble;
     cJSON_Delete(body);
-    e->stream = 1;      /* streamed back as it comes, whatever the caller asked */
-    e->forwarded = 1;   /* audited by the replica the caller reached */
-    e->ctx = w->exec;   /* admitted there too: no slot taken here */
+    e->stream = 1;    /* streamed back as it comes, whatever the caller asked */
+    e->forwarded = 1; /* audited by the replica the caller reached */
+    /* Counted here too: every command of the cluster runs through this
+     * replica, whichever one the caller reached. */
+    if (exec_admit_forwarded(w, e, resp) < 0) {
+        exec_spec_free(e);
+        return;
+    }
     resp->exec = e;
 }
 

@@ -218,15 +218,10 @@ static void command_usage(const char *name)
 int rca_cli_main(const server_config *given, int argc, char **argv)
 {
     static const char self[] = "aurora-server rca";
-    if (argc < 1)
-        return cli_usage_error(self, "missing command");
+    int head = cli_group_head(self, argc, argv, rca_cli_usage);
+    if (head != CLI_GO_ON)
+        return head;
     const char *name = argv[0];
-    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
-        if (argc > 1)
-            return cli_usage_error(self, "unexpected argument '%s'", argv[1]);
-        rca_cli_usage(stdout);
-        return CLI_EXIT_OK;
-    }
     static const cli_option none[] = { { NULL, 0, 0 } };
     static const cli_option list_opts[] = { { "status", 1, 0 }, { "limit", 1, 0 } };
     static const cli_option watch_opts_def[] = {
@@ -243,10 +238,8 @@ int rca_cli_main(const server_config *given, int argc, char **argv)
     } else if (!strcmp(name, "watch")) {
         opts = watch_opts_def;
         nopts = 5;
-    } else if (name[0] == '-') {
-        return cli_usage_error(self, "unknown option '%s' (a command comes first)", name);
     } else {
-        return cli_usage_error(self, "unknown command '%s'", name);
+        return cli_unknown_command(self, name);
     }
     char cmd[64];
     snprintf(cmd, sizeof(cmd), "%s %s", self, name);

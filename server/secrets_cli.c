@@ -406,24 +406,16 @@ static void command_usage(FILE *f, const secrets_cmd *c)
 int secrets_cli_main(const server_config *given, int argc, char **argv)
 {
     static const char self[] = "aurora-server secrets";
-    if (argc < 1)
-        return cli_usage_error(self, "missing command");
+    int head = cli_group_head(self, argc, argv, secrets_cli_usage);
+    if (head != CLI_GO_ON)
+        return head;
     const char *name = argv[0];
-    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
-        if (argc > 1)
-            return cli_usage_error(self, "unexpected argument '%s'", argv[1]);
-        secrets_cli_usage(stdout);
-        return CLI_EXIT_OK;
-    }
     const secrets_cmd *c = NULL;
     for (size_t i = 0; i < N_COMMANDS && !c; i++)
         if (!strcmp(commands[i].name, name))
             c = &commands[i];
-    if (!c) {
-        if (name[0] == '-')
-            return cli_usage_error(self, "unknown option '%s' (a command comes first)", name);
-        return cli_usage_error(self, "unknown command '%s'", name);
-    }
+    if (!c)
+        return cli_unknown_command(self, name);
     char cmd[64];
     snprintf(cmd, sizeof(cmd), "%s %s", self, c->name);
     size_t nopts = 0;

@@ -466,6 +466,24 @@ test('config: secret settings reach the pod only through secretKeyRef, never a C
   assert.deepStrictEqual(envMap(c).POD_NAME.valueFrom, { fieldRef: { fieldPath: 'metadata.name' } }, 'extraEnv');
 });
 
+test('every other setting the server declares (not secret, not set by the chart) is accepted in config: and reaches the ConfigMap', () => {
+  const settings = serverSettings();
+  // what the chart sets itself must be settings the server reads (a typo would never reach it)
+  for (const k of Object.keys(MANAGED)) assert.ok(settings.has(k) || k === 'POD_IP', `${k} (MANAGED) is not a server setting`);
+  const enums = { AURORA_ENV: 'development', AURORA_LOG_LEVEL: 'debug', AURORA_LOG_FORMAT: 'text' };
+  const config = {};
+  for (const [k, s] of settings) {
+    if (s.secret || k in MANAGED) continue;
+    config[k] = enums[k] || `v-${k.toLowerCase()}`;
+  }
+  assert.ok(Object.keys(config).length > 100 && 'SPLUNK_SEARCH_TIMEOUT_MS' in config && 'OVH_EU_REDIRECT_URI' in config, String(Object.keys(config).length));
+  const values = { config, secretsBackend: { local: { masterKey: { secretKeyRef: { name: 'aurora-server', key: 'master-key' } } } } };
+  assert.deepStrictEqual(valuesErrors(mergeInto(mergeInto(defaults(), valuesFile('values-minimal.yaml')), values)), []);
+  const data = one(mustRender(['values-minimal.yaml', w('every-plain-setting', values)]), 'ConfigMap').data;
+  const lost = Object.entries(config).filter(([k, v]) => data[k] !== v).map(([k]) => k);
+  assert.deepStrictEqual(lost, []);
+});
+
 test('AURORA_ENV is production by default; AURORA_PUBLIC_URL defaults to https://<ingress.hosts.api>, an explicit one wins', () => {
   assert.strictEqual(defaults().config.AURORA_ENV, 'production');
   assert.strictEqual(one(mustRender(['values-minimal.yaml']), 'ConfigMap').data.AURORA_ENV, 'production');
@@ -764,7 +782,12 @@ test('NetworkPolicy only when enabled: the API port from apiFrom, the ops port f
   assert.deepStrictEqual(f.spec.ingress, [
     { ports: [{ port: 8443, protocol: 'TCP' }], from: [...full.apiFrom, peers] },
     { ports: [{ port: 9090, protocol: 'TCP' }], from: full.opsFrom }]);
-  assert.deepStrictEqual(f.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] }, ...full.egress.to]);
+  // restricted egress still lets a replica forward a command to the replica holding the
+  // agent (Redis: many replicas), on the main port
+  assert.deepStrictEqual(f.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] },
+    { ports: [{ port: 8443, protocol: 'TCP' }], to: [peers] }, ...full.egress.to]);
+  const single = one(mustRender(['values-minimal.yaml', w('np-egress-single', { networkPolicy: { enabled: true, egress: { enabled: true } } })]), 'NetworkPolicy');
+  assert.deepStrictEqual(single.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] }], 'one replica: no peer rule');
   const open = one(mustRender(['values-minimal.yaml', w('np-open', { networkPolicy: { enabled: true } })]), 'NetworkPolicy');
   assert.deepStrictEqual(open.spec, { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-server', 'app.kubernetes.io/instance': RELEASE } },
     policyTypes: ['Ingress'], ingress: [{ ports: [{ port: 5080, protocol: 'TCP' }] }] });

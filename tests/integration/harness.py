@@ -293,6 +293,9 @@ class HTTPSConn(http.client.HTTPSConnection):
 
     def connect(self):
         sock = socket.create_connection((self.host, self.port), self.timeout)
+        # As http.client's own connect does: the body goes in a write of its
+        # own, and Nagle would hold it for the server's delayed ACK (40 ms).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = self._context.wrap_socket(sock, server_hostname=self._sni)
 
 

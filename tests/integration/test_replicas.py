@@ -121,32 +121,54 @@ class Redis:
 # ---------------------------------------------------------------------------
 # the fleet
 # ---------------------------------------------------------------------------
+PER_CLUSTER_MAX = 8
+
+
 class Replica(World):
     """One aurora-server replica: its own data dir and port, the shared store,
-    Redis and the first replica's TLS certificate (haproxy passes TLS through,
-    so every replica shows the client the same one)."""
+    Redis and the deployment's TLS certificate (haproxy passes TLS through, so
+    every replica shows the client the same one)."""
 
-    def __init__(self, t, name, env, first=None):
-        self.first = first
+    def __init__(self, t, name, env, pki):
+        self.pki = pki
         # A small ASan quarantine keeps VmRSS meaningful (test_tunnel.py does the same).
         super().__init__(t, name, extra_env=env, start=False,
                          asan_extra="quarantine_size_mb=4:thread_local_quarantine_size_kb=64")
         self.extra_env["AURORA_INTERNAL_ADDR"] = "127.0.0.1:%d" % self.port
-        # Every replica verifies its peers against the deployment's certificate
-        # (the first replica's, which it creates before it loads this).
-        self.extra_env["AURORA_INTERNAL_CA_FILE"] = self.ca
-        if first is not None:
-            self.extra_env["AURORA_TLS_CERT"] = first.ca
-            self.extra_env["AURORA_TLS_KEY"] = os.path.join(first.data, "tls", "server.key")
+        # The certificate is issued by a CA it does not carry: the replicas
+        # verify each other against the certificate itself (the default trust
+        # anchor, AURORA_TLS_CERT), which takes partial-chain verification.
+        self.extra_env["AURORA_TLS_CERT"] = pki["crt"]
+        self.extra_env["AURORA_TLS_KEY"] = pki["key"]
         self.start()
 
     @property
     def ca(self):
-        return self.first.ca if self.first is not None else os.path.join(self.data, "tls", "server.crt")
+        return self.pki["ca"]
 
     @property
     def addr(self):
         return "127.0.0.1:%d" % self.port
+
+
+def deployment_pki(d):
+    """A CA and the deployment's certificate it issues (for 127.0.0.1 and
+    localhost), made with the openssl command, independently of the server."""
+    os.makedirs(d, exist_ok=True)
+    f = {k: os.path.join(d, k) for k in ("ca.key", "ca", "key", "csr", "crt", "ext")}
+
+    def run(*a):
+        subprocess.run(["openssl"] + list(a), check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f["ca.key"], "-out", f["ca"], "-days", "2", "-subj", "/CN=aurora test CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f["key"], "-out", f["csr"], "-subj", "/CN=aurora-server")
+    with open(f["ext"], "w") as e:
+        e.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                "extendedKeyUsage=serverAuth,clientAuth\n")
+    run("x509", "-req", "-in", f["csr"], "-CA", f["ca"], "-CAkey", f["ca.key"], "-CAcreateserial",
+        "-out", f["crt"], "-days", "2", "-extfile", f["ext"])
+    return f
 
 
 class Front:
@@ -200,10 +222,12 @@ class Fleet:
             "AURORA_INSTANCE_LEASE": str(LEASE),
             "AURORA_TOKEN_RATE_LIMIT": "100000",
             "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": "100000",
+            # Small enough for per_cluster_limit_holds_across_replicas to fill,
+            # large enough for the other tests' loads.
+            "AURORA_EXEC_MAX_PER_CLUSTER": str(PER_CLUSTER_MAX),
         }
-        self.replicas = [Replica(t, "server-r0", dict(self.env))]
-        for i in range(1, n):
-            self.replicas.append(Replica(t, "server-r%d" % i, dict(self.env), first=self.replicas[0]))
+        pki = deployment_pki(os.path.join(t.tmp, "pki"))
+        self.replicas = [Replica(t, "server-r%d" % i, dict(self.env), pki) for i in range(n)]
         d = self.replicas[0].bootstrap()
         for r in self.replicas[1:]:
             r.org_id, r.user_id, r.api_key = d["org_id"], d["user_id"], d["api_key"]
@@ -561,6 +585,37 @@ def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
     eq(got["bytes"], b"", "no request byte reached the impostor")
     check(b"forward" not in got["bytes"].lower(), "the secret never left")
     redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
+
+
+@test(timeout=120)
+def per_cluster_limit_holds_across_replicas(t):
+    """AURORA_EXEC_MAX_PER_CLUSTER counts every command of a cluster, whichever
+    replica the caller reached: the replica holding the agent takes a slot for
+    each forwarded command too, and the one past the limit is 429 CLUSTER_BUSY
+    through any replica."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-limit")
+    f.agent(tok["token"], "agent-limit")
+    cid = tok["cluster_id"]
+    owner = f.owner_of(cid)
+    others = f.others(owner)
+    ex = ThreadPoolExecutor(PER_CLUSTER_MAX)
+    # The limit filled from the other replicas only (each holds fewer than the
+    # limit on its own): only the owner's count can see them all.
+    futs = [ex.submit(lambda k=k: others[k % len(others)].kubectl(
+        cid, args=["get", "--raw", "/fixture/sleep/6/limit-%d" % k], timeout=30))
+        for k in range(PER_CLUSTER_MAX)]
+    agent = f.agents[cid]
+    wait_until(lambda: agent_metric(agent, "aurora_agent_commands_in_flight") == PER_CLUSTER_MAX,
+               20, 0.05, "%d commands in flight on the agent" % PER_CLUSTER_MAX)
+    for via in [owner] + others:
+        r = echo(via, cid, "one-too-many")
+        eq(r.status, 429, "one command past the limit through %s (%r)" % (via.name, r))
+        eq(r.get("error_code"), "CLUSTER_BUSY", "error code through %s" % via.name)
+    for fu in futs:
+        eq(fu.result(timeout=60).status, 200, "the commands within the limit")
+    ex.shutdown()
+    eq(echo(others[0], cid, "after").status, 200, "room again once they ended")
 
 
 @test(timeout=60)
