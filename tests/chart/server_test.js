@@ -587,6 +587,8 @@ test('secretsBackend aws_secrets_manager with IRSA alone: role annotation, AWS_R
   assert.ok(!('AWS_ROLE_ARN' in envMap(s.containers[0])));
   assert.ok(!('AWS_WEB_IDENTITY_TOKEN_FILE' in envMap(s.containers[0])));
   assert.ok(!s.volumes.some((v) => v.name === 'aws-iam-token'));
+  assert.match(r.notes, /Secrets backend: aws_secrets_manager \(us-east-2, IRSA role arn:aws:iam::123456789012:role\/aurora-secrets\)\./);
+  assert.match(mustRender(['values-aws.yaml']).notes, /Secrets backend: aws_secrets_manager \(eu-west-1, static keys config\.AWS_ACCESS_KEY_ID\)\./);
   // Nor with another backend.
   assert.ok(!one(mustRender(['values-minimal.yaml']), 'Deployment').spec.template.spec.volumes.some((v) => v.name === 'aws-iam-token'));
 });
