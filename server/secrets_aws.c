@@ -38,6 +38,7 @@
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,13 @@ typedef struct {
     time_t expiry;       /* 0: none cached */
     unsigned generation; /* bumped at every refresh */
     time_t retry_after;  /* after a failed refresh ahead of expiry: no new try before */
+    /* Refreshes tried so far (read without the lock by a caller about to
+     * wait for it), and how the last one failed: the callers that queued
+     * behind a refresh STS did not answer share its answer rather than each
+     * waiting out its own timeout. */
+    atomic_uint attempts;
+    int last_rc;
+    char last_err[300];
 } aws_t;
 
 static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -310,12 +318,22 @@ static int creds_get(aws_t *a, aws_creds *out, unsigned *gen, const unsigned *st
         return SECRETS_OK;
     }
     int rc = SECRETS_OK;
+    unsigned seen = atomic_load(&a->attempts);
     pthread_mutex_lock(&a->mu);
     time_t now = time(NULL);
     int forced = stale && *stale == a->generation;
     int valid = a->expiry != 0 && now < a->expiry;
-    if (forced || !valid || (now + STS_REFRESH_AHEAD_S >= a->expiry && now >= a->retry_after)) {
+    if (!valid && !forced && atomic_load(&a->attempts) != seen &&
+        a->last_rc == SECRETS_E_UNAVAILABLE) {
+        /* STS did not answer the refresh this call waited for: its answer. */
+        say(err, errlen, "%s", a->last_err);
+        rc = a->last_rc;
+    } else if (forced || !valid ||
+               (now + STS_REFRESH_AHEAD_S >= a->expiry && now >= a->retry_after)) {
         rc = sts_refresh(a, err, errlen);
+        a->last_rc = rc;
+        snprintf(a->last_err, sizeof(a->last_err), "%s", rc == SECRETS_OK ? "" : err);
+        atomic_fetch_add(&a->attempts, 1);
         /* A failed refresh ahead of expiry keeps the credentials that are
          * still good, and is tried again after a pause rather than by every
          * call (each would wait for STS under the lock). */

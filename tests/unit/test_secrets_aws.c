@@ -22,8 +22,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -785,6 +789,67 @@ static void test_web_identity_threads(void **state)
     secrets_close(s);
 }
 
+typedef struct {
+    secrets_t *s;
+    int rc;
+    char err[512];
+} blackhole_arg;
+
+static void *get_once(void *p)
+{
+    blackhole_arg *b = p;
+    unsigned char *got = NULL;
+    size_t len = 0;
+    b->rc = secrets_get(b->s, "aurora/bh/a", &got, &len, b->err, sizeof(b->err));
+    if (got)
+        secrets_free(got, len);
+    return NULL;
+}
+
+/* STS accepting connections but never answering: the calls that queued
+ * behind the refresh share its timeout instead of each waiting out its
+ * own one after the other. */
+static void test_web_identity_sts_silent(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 64), 0); /* the kernel completes connections; nobody answers */
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    char silent[64];
+    snprintf(silent, sizeof(silent), "http://127.0.0.1:%d", ntohs(sa.sin_port));
+    secrets_config c = wcfg();
+    write_token(TOKEN_FILE, "eks-token-bh");
+    c.aws_sts_endpoint = silent;
+    c.timeout_ms = 1000;
+    secrets_t *s = open_ok(&c);
+    enum { N = 6 };
+    pthread_t th[N];
+    blackhole_arg args[N];
+    long long t0 = ph_now_ms();
+    for (int i = 0; i < N; i++) {
+        args[i] = (blackhole_arg){ .s = s };
+        assert_int_equal(pthread_create(&th[i], NULL, get_once, &args[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        if (args[i].rc != SECRETS_E_UNAVAILABLE)
+            fail_msg("thread %d: rc %d (%s)", i, args[i].rc, args[i].err);
+        assert_non_null(strstr(args[i].err, "STS"));
+    }
+    long long took = ph_now_ms() - t0;
+    /* One after the other would be N seconds at least. */
+    if (took >= (N - 2) * 1000LL)
+        fail_msg("%d calls against a silent STS took %lld ms", N, took);
+    /* A later call tries STS again (and waits its own timeout). */
+    expect_get_error(s, "aurora/bh/a", SECRETS_E_UNAVAILABLE, "STS");
+    secrets_close(s);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -800,6 +865,7 @@ int main(void)
         cmocka_unit_test(test_static_keys_first),
         cmocka_unit_test(test_web_identity_settings),
         cmocka_unit_test(test_web_identity_threads),
+        cmocka_unit_test(test_web_identity_sts_silent),
     };
     return cmocka_run_group_tests_name("secrets_aws", tests, group_setup, group_teardown);
 }
