@@ -78,6 +78,12 @@ typedef struct {
     const char *aws_access_key_id;
     const char *aws_secret_access_key;
     const char *aws_session_token; /* optional (temporary credentials) */
+    /* Without static keys: web identity (EKS IRSA), STS AssumeRoleWithWebIdentity
+     * with the token read from the file at every refresh (it rotates). */
+    const char *aws_role_arn;                /* AWS_ROLE_ARN */
+    const char *aws_web_identity_token_file; /* AWS_WEB_IDENTITY_TOKEN_FILE */
+    const char *aws_role_session_name;       /* AWS_ROLE_SESSION_NAME; default "aurora-server" */
+    const char *aws_sts_endpoint;            /* AWS_SM_STS_ENDPOINT; default https://sts.<region>.amazonaws.com */
     /* every network request; 0 = SECRETS_DEFAULT_TIMEOUT_MS */
     long timeout_ms;
 } secrets_config;

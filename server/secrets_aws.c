@@ -17,30 +17,67 @@
  * one put carries the same ClientRequestToken, so a retried write is applied
  * once.  The error type (__type) and AWS's message are passed on: they name
  * the secret and the denied action, never the value.
+ *
+ * Credentials: static keys (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+ * [/ AWS_SESSION_TOKEN]) when set; else web identity, the AWS SDKs' chain
+ * entry that EKS IRSA feeds (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE):
+ * an STS AssumeRoleWithWebIdentity (secrets_aws_sts.c) to
+ * https://sts.<AWS_SM_REGION>.amazonaws.com or AWS_SM_STS_ENDPOINT, with the
+ * token read from the file at every refresh (the kubelet rotates it).  The
+ * temporary credentials are cached in the backend object, shared by every
+ * worker thread: read and replaced under a mutex, copied to the caller's
+ * stack for one call and wiped after it.  They are refreshed 5 minutes
+ * before their Expiration (if STS fails then, the still-valid ones serve on
+ * and STS is tried again 30 s later), and once more when AWS answers a call
+ * with ExpiredToken / InvalidClientTokenId (revoked, clock skew).  Neither
+ * the token nor the credentials are ever put into an error message.
  */
 #include "secrets.h"
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "crypto.h"
 #include "http_client.h"
+#include "secrets_aws_sts.h"
 #include "utf8.h"
 
 #define AWS_ATTEMPTS 4
 #define LIST_PAGES_MAX 1000
 
+#define STS_REFRESH_AHEAD_S 300
+#define STS_RETRY_PAUSE_S 30
+
 typedef struct {
     char endpoint[512];
-    char sigv4[128];   /* "aws:amz:<region>:secretsmanager" */
-    char userpwd[512]; /* "<key id>:<secret key>" */
-    char session_token[2048];
+    char sigv4[128]; /* "aws:amz:<region>:secretsmanager" */
     long timeout_ms;
+    int web_identity; /* 0: static keys in creds, never changed after open */
+    /* web identity */
+    char role_arn[2048];
+    char token_file[1024];
+    char session_name[65];
+    char sts_url[512];
+    pthread_mutex_t mu;  /* guards creds, expiry, generation when web_identity */
+    aws_creds creds;     /* static keys, or the cached temporary credentials */
+    time_t expiry;       /* 0: none cached */
+    unsigned generation; /* bumped at every refresh */
+    time_t retry_after;  /* after a failed refresh ahead of expiry: no new try before */
+    /* Refreshes tried so far (read without the lock by a caller about to
+     * wait for it), and how the last one failed: the callers that queued
+     * behind a refresh STS did not answer share its answer rather than each
+     * waiting out its own timeout. */
+    atomic_uint attempts;
+    int last_rc;
+    char last_err[300];
 } aws_t;
 
 static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -57,6 +94,8 @@ static void aws_close(void *impl)
     aws_t *a = impl;
     if (!a)
         return;
+    if (a->web_identity)
+        pthread_mutex_destroy(&a->mu);
     secret_free_n(a, sizeof(*a));
 }
 
@@ -70,6 +109,24 @@ static int region_ok(const char *r)
     return 1;
 }
 
+/* RoleSessionName: [\w+=,.@-]{2,64}. */
+static int session_name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    if (len < 2 || len > 64)
+        return 0;
+    for (; *n; n++)
+        if (!((*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z') || (*n >= '0' && *n <= '9') ||
+              strchr("_+=,.@-", *n)))
+            return 0;
+    return 1;
+}
+
+static int fits(int n, size_t cap)
+{
+    return n >= 0 && (size_t)n < cap;
+}
+
 static int aws_open(const secrets_config *cfg, void **impl, char *err, size_t errlen)
 {
     *impl = NULL;
@@ -78,12 +135,21 @@ static int aws_open(const secrets_config *cfg, void **impl, char *err, size_t er
         return SECRETS_E_INVALID;
     }
     const char *id = cfg->aws_access_key_id, *key = cfg->aws_secret_access_key;
-    if (!id || !*id || !key || !*key) {
-        say(err, errlen, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set");
+    int have_id = id && *id, have_key = key && *key;
+    const char *role = cfg->aws_role_arn, *tokfile = cfg->aws_web_identity_token_file;
+    int web = !have_id && !have_key && role && *role && tokfile && *tokfile;
+    if (!web && (!have_id || !have_key)) {
+        if (have_id || have_key)
+            say(err, errlen, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must both be set "
+                             "(or neither, to use web identity)");
+        else
+            say(err, errlen, "aws_secrets_manager needs credentials: set AWS_ACCESS_KEY_ID and "
+                             "AWS_SECRET_ACCESS_KEY (static keys), or AWS_ROLE_ARN and "
+                             "AWS_WEB_IDENTITY_TOKEN_FILE (web identity, e.g. EKS IRSA)");
         return SECRETS_E_INVALID;
     }
     /* libcurl splits USERPWD at the first ':'; an id never holds one. */
-    if (strchr(id, ':')) {
+    if (!web && strchr(id, ':')) {
         say(err, errlen, "AWS_ACCESS_KEY_ID is malformed");
         return SECRETS_E_INVALID;
     }
@@ -92,20 +158,48 @@ static int aws_open(const secrets_config *cfg, void **impl, char *err, size_t er
         say(err, errlen, "AWS_SM_ENDPOINT must be an http:// or https:// url (no user name or password)");
         return SECRETS_E_INVALID;
     }
+    const char *sts = cfg->aws_sts_endpoint;
+    if (web && sts && *sts && !http_client_url_ok(sts, 0)) {
+        say(err, errlen, "AWS_SM_STS_ENDPOINT must be an http:// or https:// url (no user name or password)");
+        return SECRETS_E_INVALID;
+    }
+    const char *session = cfg->aws_role_session_name && *cfg->aws_role_session_name
+                              ? cfg->aws_role_session_name
+                              : "aurora-server";
+    if (web && !session_name_ok(session)) {
+        say(err, errlen, "AWS_ROLE_SESSION_NAME must be 2-64 characters of letters, digits and _+=,.@-");
+        return SECRETS_E_INVALID;
+    }
     aws_t *a = calloc(1, sizeof(*a));
     if (!a) {
         say(err, errlen, "out of memory");
         return SECRETS_E_OTHER;
     }
-    int n1 = ep && *ep ? snprintf(a->endpoint, sizeof(a->endpoint), "%s", ep)
-                       : snprintf(a->endpoint, sizeof(a->endpoint),
-                                  "https://secretsmanager.%s.amazonaws.com", cfg->aws_region);
-    int n2 = snprintf(a->userpwd, sizeof(a->userpwd), "%s:%s", id, key);
-    int n3 = snprintf(a->session_token, sizeof(a->session_token), "%s",
-                      cfg->aws_session_token ? cfg->aws_session_token : "");
+    int ok = ep && *ep ? fits(snprintf(a->endpoint, sizeof(a->endpoint), "%s", ep), sizeof(a->endpoint))
+                       : fits(snprintf(a->endpoint, sizeof(a->endpoint),
+                                       "https://secretsmanager.%s.amazonaws.com", cfg->aws_region),
+                              sizeof(a->endpoint));
     snprintf(a->sigv4, sizeof(a->sigv4), "aws:amz:%s:secretsmanager", cfg->aws_region);
-    if (n1 < 0 || (size_t)n1 >= sizeof(a->endpoint) || n2 < 0 || (size_t)n2 >= sizeof(a->userpwd) ||
-        n3 < 0 || (size_t)n3 >= sizeof(a->session_token)) {
+    if (web) {
+        a->web_identity = 1;
+        ok = ok && fits(snprintf(a->role_arn, sizeof(a->role_arn), "%s", role), sizeof(a->role_arn));
+        ok = ok && fits(snprintf(a->token_file, sizeof(a->token_file), "%s", tokfile),
+                        sizeof(a->token_file));
+        snprintf(a->session_name, sizeof(a->session_name), "%s", session);
+        ok = ok && (sts && *sts ? fits(snprintf(a->sts_url, sizeof(a->sts_url), "%s", sts),
+                                       sizeof(a->sts_url))
+                                : fits(snprintf(a->sts_url, sizeof(a->sts_url),
+                                                "https://sts.%s.amazonaws.com", cfg->aws_region),
+                                       sizeof(a->sts_url)));
+        pthread_mutex_init(&a->mu, NULL);
+    } else {
+        ok = ok && fits(snprintf(a->creds.userpwd, sizeof(a->creds.userpwd), "%s:%s", id, key),
+                        sizeof(a->creds.userpwd));
+        ok = ok && fits(snprintf(a->creds.session_token, sizeof(a->creds.session_token), "%s",
+                                 cfg->aws_session_token ? cfg->aws_session_token : ""),
+                        sizeof(a->creds.session_token));
+    }
+    if (!ok) {
         aws_close(a);
         say(err, errlen, "AWS settings too long");
         return SECRETS_E_INVALID;
@@ -186,16 +280,92 @@ static int map_error(long status, const char *type)
     return SECRETS_E_OTHER;
 }
 
-/* One action, with retries.  SECRETS_OK with *resp filled on HTTP 200;
- * otherwise e (may be NULL) gets AWS's error type. */
-static int call(aws_t *a, const char *action, const char *body, http_client_resp *resp, aws_error *e,
-                char *err, size_t errlen)
+/* ---- web identity ----------------------------------------------------------------- */
+
+/* New credentials from STS (secrets_aws_sts.c) into the cache.  Called with
+ * a->mu held: one refresh at a time, the other threads wait for its result. */
+static int sts_refresh(aws_t *a, char *err, size_t errlen)
+{
+    aws_web_identity w = { .role_arn = a->role_arn,
+                           .token_file = a->token_file,
+                           .session_name = a->session_name,
+                           .sts_url = a->sts_url,
+                           .timeout_ms = a->timeout_ms };
+    aws_creds c;
+    time_t expiry = 0;
+    int rc = aws_sts_assume_web_identity(&w, &c, &expiry, err, errlen);
+    if (rc == SECRETS_OK) {
+        a->creds = c;
+        a->expiry = expiry;
+        a->retry_after = 0;
+        a->generation++;
+    }
+    OPENSSL_cleanse(&c, sizeof(c));
+    return rc;
+}
+
+/* The credentials one call signs with, copied to *out (the caller wipes
+ * it).  Web identity: refreshed first when none are cached, when they
+ * expire within STS_REFRESH_AHEAD_S, or when `stale` names the generation
+ * AWS just refused (another thread may have refreshed since: then its
+ * credentials are taken as they are). */
+static int creds_get(aws_t *a, aws_creds *out, unsigned *gen, const unsigned *stale, char *err,
+                     size_t errlen)
+{
+    if (!a->web_identity) {
+        *out = a->creds;
+        *gen = 0;
+        return SECRETS_OK;
+    }
+    int rc = SECRETS_OK;
+    unsigned seen = atomic_load(&a->attempts);
+    pthread_mutex_lock(&a->mu);
+    time_t now = time(NULL);
+    int forced = stale && *stale == a->generation;
+    int valid = a->expiry != 0 && now < a->expiry;
+    if (!valid && !forced && atomic_load(&a->attempts) != seen &&
+        a->last_rc == SECRETS_E_UNAVAILABLE) {
+        /* STS did not answer the refresh this call waited for: its answer. */
+        say(err, errlen, "%s", a->last_err);
+        rc = a->last_rc;
+    } else if (forced || !valid ||
+               (now + STS_REFRESH_AHEAD_S >= a->expiry && now >= a->retry_after)) {
+        rc = sts_refresh(a, err, errlen);
+        a->last_rc = rc;
+        snprintf(a->last_err, sizeof(a->last_err), "%s", rc == SECRETS_OK ? "" : err);
+        atomic_fetch_add(&a->attempts, 1);
+        /* A failed refresh ahead of expiry keeps the credentials that are
+         * still good, and is tried again after a pause rather than by every
+         * call (each would wait for STS under the lock). */
+        if (rc != SECRETS_OK && valid && !forced) {
+            a->retry_after = now + STS_RETRY_PAUSE_S;
+            rc = SECRETS_OK;
+        }
+    }
+    if (rc == SECRETS_OK) {
+        *out = a->creds;
+        *gen = a->generation;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+static int creds_refused(const char *type)
+{
+    return !strcmp(type, "ExpiredTokenException") || !strcmp(type, "ExpiredToken") ||
+           !strcmp(type, "InvalidClientTokenId") || !strcmp(type, "UnrecognizedClientException");
+}
+
+/* One action, with retries, signed with the credentials *c.  SECRETS_OK with
+ * *resp filled on HTTP 200; otherwise e gets AWS's error type. */
+static int call_with(aws_t *a, const aws_creds *c, const char *action, const char *body,
+                     http_client_resp *resp, aws_error *e, char *err, size_t errlen)
 {
     char target[96], tokhdr[2100];
     snprintf(target, sizeof(target), "X-Amz-Target: secretsmanager.%s", action);
     const char *hdrs[4] = { "Content-Type: application/x-amz-json-1.1", target, NULL, NULL };
-    if (a->session_token[0]) {
-        snprintf(tokhdr, sizeof(tokhdr), "X-Amz-Security-Token: %s", a->session_token);
+    if (c->session_token[0]) {
+        snprintf(tokhdr, sizeof(tokhdr), "X-Amz-Security-Token: %s", c->session_token);
         hdrs[2] = tokhdr;
     }
     http_client_req req = { .method = "POST",
@@ -205,10 +375,7 @@ static int call(aws_t *a, const char *action, const char *body, http_client_resp
                       .body_len = strlen(body),
                       .timeout_ms = a->timeout_ms,
                       .aws_sigv4 = a->sigv4,
-                      .userpwd = a->userpwd };
-    aws_error local;
-    if (!e)
-        e = &local;
+                      .userpwd = c->userpwd };
     int rc = SECRETS_E_UNAVAILABLE;
     for (int attempt = 1; attempt <= AWS_ATTEMPTS; attempt++) {
         memset(e, 0, sizeof(*e));
@@ -237,8 +404,33 @@ static int call(aws_t *a, const char *action, const char *body, http_client_resp
             say(err, errlen, "%s: throttled by AWS (%s) after %d attempts", action, e->type,
                 AWS_ATTEMPTS);
     }
-    if (a->session_token[0])
+    if (c->session_token[0])
         OPENSSL_cleanse(tokhdr, sizeof(tokhdr));
+    return rc;
+}
+
+/* One action: credentials taken (or refreshed) for it, and with web
+ * identity refreshed once more when AWS refuses them as expired or
+ * unknown. */
+static int call(aws_t *a, const char *action, const char *body, http_client_resp *resp, aws_error *e,
+                char *err, size_t errlen)
+{
+    aws_error local;
+    if (!e)
+        e = &local;
+    memset(e, 0, sizeof(*e));
+    aws_creds c;
+    unsigned gen = 0;
+    int rc = creds_get(a, &c, &gen, NULL, err, errlen);
+    if (rc == SECRETS_OK)
+        rc = call_with(a, &c, action, body, resp, e, err, errlen);
+    if (rc == SECRETS_E_DENIED && a->web_identity && creds_refused(e->type)) {
+        unsigned refused = gen;
+        rc = creds_get(a, &c, &gen, &refused, err, errlen);
+        if (rc == SECRETS_OK)
+            rc = call_with(a, &c, action, body, resp, e, err, errlen);
+    }
+    OPENSSL_cleanse(&c, sizeof(c));
     return rc;
 }
 

@@ -23,5 +23,9 @@ void secrets_config_from_server(const server_config *c, secrets_config *out)
     out->aws_access_key_id = c->aws_access_key_id;
     out->aws_secret_access_key = c->aws_secret_access_key;
     out->aws_session_token = c->aws_session_token;
+    out->aws_role_arn = c->aws_role_arn;
+    out->aws_web_identity_token_file = c->aws_web_identity_token_file;
+    out->aws_role_session_name = c->aws_role_session_name;
+    out->aws_sts_endpoint = c->aws_sm_sts_endpoint;
     out->timeout_ms = SECRETS_DEFAULT_TIMEOUT_MS;
 }

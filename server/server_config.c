@@ -68,6 +68,10 @@ static const config_def server_defs[] = {
     { "AWS_ACCESS_KEY_ID", NULL, CFG_STRING, NULL, "Aurora's own AWS access key id (AWS connector STS calls; aws_secrets_manager backend)", 1 },
     { "AWS_SECRET_ACCESS_KEY", NULL, CFG_STRING, NULL, "Aurora's own AWS secret access key (AWS connector; aws_secrets_manager backend)", 1 },
     { "AWS_SESSION_TOKEN", NULL, CFG_STRING, NULL, "aws_secrets_manager backend: session token of temporary credentials", 1 },
+    { "AWS_ROLE_ARN", "secrets.aws.role_arn", CFG_STRING, NULL, "aws_secrets_manager backend without static keys: IAM role assumed with the web identity token (EKS IRSA sets it)", 0 },
+    { "AWS_WEB_IDENTITY_TOKEN_FILE", "secrets.aws.web_identity_token_file", CFG_STRING, NULL, "aws_secrets_manager backend: file holding the web identity token (EKS IRSA sets it; re-read at every credential refresh, it rotates)", 0 },
+    { "AWS_ROLE_SESSION_NAME", "secrets.aws.role_session_name", CFG_STRING, "aurora-server", "aws_secrets_manager backend: session name of the assumed role (CloudTrail shows it)", 0 },
+    { "AWS_SM_STS_ENDPOINT", "secrets.aws.sts_endpoint", CFG_STRING, NULL, "aws_secrets_manager backend: STS endpoint of AssumeRoleWithWebIdentity (default https://sts.<AWS_SM_REGION>.amazonaws.com)", 0 },
     /* connectors: what they share (each connector declares its own settings:
      * connector.settings, server/connectors/) */
     { "AURORA_OUTBOUND_CA_FILE", "connectors.ca_file", CFG_STRING, NULL, "CA bundle for calls to providers (default: system store)", 0 },
@@ -159,6 +163,10 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     c->aws_access_key_id = config_str(r, "AWS_ACCESS_KEY_ID");
     c->aws_secret_access_key = config_str(r, "AWS_SECRET_ACCESS_KEY");
     c->aws_session_token = config_str(r, "AWS_SESSION_TOKEN");
+    c->aws_role_arn = config_str(r, "AWS_ROLE_ARN");
+    c->aws_web_identity_token_file = config_str(r, "AWS_WEB_IDENTITY_TOKEN_FILE");
+    c->aws_role_session_name = config_str(r, "AWS_ROLE_SESSION_NAME");
+    c->aws_sm_sts_endpoint = config_str(r, "AWS_SM_STS_ENDPOINT");
 
     if (strcmp(c->env, "development") && strcmp(c->env, "production")) {
         snprintf(err, errlen, "AURORA_ENV must be 'development' or 'production'");

@@ -59,6 +59,10 @@ typedef struct {
     const char *aws_access_key_id;     /* secret */
     const char *aws_secret_access_key; /* secret */
     const char *aws_session_token;     /* secret */
+    const char *aws_role_arn;                /* AWS_ROLE_ARN (web identity, EKS IRSA) */
+    const char *aws_web_identity_token_file; /* AWS_WEB_IDENTITY_TOKEN_FILE */
+    const char *aws_role_session_name;       /* AWS_ROLE_SESSION_NAME */
+    const char *aws_sm_sts_endpoint;         /* AWS_SM_STS_ENDPOINT */
     char db_url_buf[1024];
     char cert_buf[1024];
     char key_buf[1024];

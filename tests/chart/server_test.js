@@ -83,6 +83,8 @@ const MANAGED = {
   VAULT_K8S_ROLE: 'secretsBackend.vault.role', VAULT_K8S_JWT_PATH: 'secretsBackend.vault.serviceAccountToken',
   VAULT_KV_MOUNT: 'secretsBackend.vault.kvMount', VAULT_PREFIX: 'secretsBackend.vault.prefix',
   VAULT_CACERT: 'secretsBackend.vault.caBundle', AWS_SM_REGION: 'secretsBackend.aws.region', AWS_SM_ENDPOINT: 'secretsBackend.aws.endpoint',
+  AWS_SM_STS_ENDPOINT: 'secretsBackend.aws.stsEndpoint', AWS_ROLE_ARN: 'secretsBackend.aws.roleArn',
+  AWS_WEB_IDENTITY_TOKEN_FILE: 'the chart',
   AURORA_INTERNAL_ADDR: 'the chart', POD_IP: 'the chart',
 };
 
@@ -203,6 +205,7 @@ const SCENARIOS = {
   full: ['values-full.yaml'],
   sqlite: ['values-sqlite.yaml'],
   aws: ['values-aws.yaml'],
+  'aws-irsa': ['values-aws-irsa.yaml'],
   'vault-token': ['values-vault-token.yaml'],
 };
 for (const files of Object.values(SCENARIOS)) {
@@ -215,7 +218,7 @@ for (const files of Object.values(SCENARIOS)) {
 test('server values-full.yaml (with the alternatives in the other values files) sets every value of values.yaml', () => {
   const d = defaults();
   const full = valuesFile('values-full.yaml');
-  const alternates = ['values-sqlite.yaml', 'values-aws.yaml', 'values-vault-token.yaml', 'values-minimal.yaml'].map(valuesFile);
+  const alternates = ['values-sqlite.yaml', 'values-aws.yaml', 'values-aws-irsa.yaml', 'values-vault-token.yaml', 'values-minimal.yaml'].map(valuesFile);
   const sameAsDefaultOk = new Set(['podSecurityContext.runAsNonRoot', 'podSecurityContext.seccompProfile.type',
     'securityContext.allowPrivilegeEscalation', 'securityContext.privileged', 'securityContext.readOnlyRootFilesystem',
     'securityContext.runAsNonRoot', 'securityContext.capabilities.drop', 'securityContext.seccompProfile.type',
@@ -239,6 +242,7 @@ test('server values-full.yaml (with the alternatives in the other values files) 
   const fullOnly = leafList.filter((l) => !at(full, l).present).sort();
   const exclusive = ['persistence.accessModes', 'persistence.enabled', 'persistence.size',
     'persistence.storageClass', 'secretsBackend.aws.endpoint', 'secretsBackend.aws.region', 'secretsBackend.aws.roleArn',
+    'secretsBackend.aws.stsEndpoint', 'secretsBackend.aws.tokenExpirationSeconds',
     'secretsBackend.local.masterKey', 'secretsBackend.vault.caBundle.secret', 'secretsBackend.vault.token'].sort();
   assert.deepStrictEqual(fullOnly, exclusive, 'values-full.yaml leaves out more than the exclusive alternatives');
 });
@@ -344,7 +348,10 @@ const RENDER_REJECTS = [
   ['vault token auth without token', ['values-minimal.yaml'], { secretsBackend: { type: 'vault', vault: { addr: 'https://v:8200', authMethod: 'token' } } }, /secretsBackend\.vault\.token is required/],
   ['two Vault CA sources', ['values-vault-token.yaml'], { secretsBackend: { vault: { caBundle: { configMap: 'ca' } } } }, /set only one of secretsBackend\.vault\.caBundle/],
   ['aws without region', ['values-aws.yaml'], { secretsBackend: { aws: { region: '' } } }, /secretsBackend\.aws\.region is required/],
-  ['aws without access keys (IRSA alone)', ['values-aws.yaml'], { config: { AWS_SECRET_ACCESS_KEY: null } }, /needs config\.AWS_ACCESS_KEY_ID and config\.AWS_SECRET_ACCESS_KEY .*does not use IRSA/],
+  ['aws with one of the two access keys', ['values-aws.yaml'], { config: { AWS_SECRET_ACCESS_KEY: null } }, /set both config\.AWS_ACCESS_KEY_ID and config\.AWS_SECRET_ACCESS_KEY .*or neither to use IRSA/],
+  ['aws with neither access keys nor an IRSA role', ['values-aws.yaml'], { config: { AWS_ACCESS_KEY_ID: null, AWS_SECRET_ACCESS_KEY: null }, secretsBackend: { aws: { roleArn: '' } } }, /aws_secrets_manager needs credentials: IRSA \(secretsBackend\.aws\.roleArn, or serviceAccount\.annotations eks\.amazonaws\.com\/role-arn.*or static keys config\.AWS_ACCESS_KEY_ID and config\.AWS_SECRET_ACCESS_KEY/],
+  ['AWS_ROLE_ARN in config (set from secretsBackend.aws.roleArn)', ['values-aws-irsa.yaml'], { config: { AWS_ROLE_ARN: 'arn:aws:iam::123456789012:role/x' } }, /config\.AWS_ROLE_ARN: Must not validate/],
+  ['an STS endpoint that is not a URL', ['values-aws-irsa.yaml'], { secretsBackend: { aws: { stsEndpoint: 'sts.internal' } } }, /secretsBackend\.aws\.stsEndpoint/],
   ['an Ingress without ingress.hosts.api', ['values-minimal.yaml'], { ingress: { hosts: { api: '' } } }, /ingress\.hosts\.api is required with ingress\.enabled/],
   ['a PDB with minAvailable and maxUnavailable', ['values-minimal.yaml'], { podDisruptionBudget: { enabled: true, minAvailable: 1 } }, /set only one of minAvailable and maxUnavailable/],
   ['opsPort equal to port', ['values-minimal.yaml'], { opsPort: 5080 }, /opsPort must differ from port/],
@@ -544,6 +551,46 @@ test('secretsBackend aws_secrets_manager: AWS_SM_REGION/ENDPOINT, keys from Secr
   for (const k of ['VAULT_ADDR', 'AURORA_MASTER_KEY']) assert.ok(!(k in envMap(c)), k);
   // the annotation belongs to the AWS backend only
   assert.strictEqual(one(mustRender(['values-full.yaml']), 'ServiceAccount').metadata.annotations['eks.amazonaws.com/role-arn'], undefined);
+});
+
+test('secretsBackend aws_secrets_manager with IRSA alone: role annotation, AWS_ROLE_ARN + projected web identity token, no keys', () => {
+  const r = mustRender(['values-aws-irsa.yaml']);
+  const c = container(r);
+  const env = envMap(c);
+  assert.strictEqual(envValue(c, 'SECRETS_BACKEND'), 'aws_secrets_manager');
+  assert.strictEqual(envValue(c, 'AWS_SM_REGION'), 'us-east-2');
+  assert.strictEqual(envValue(c, 'AWS_ROLE_ARN'), 'arn:aws:iam::123456789012:role/aurora-secrets');
+  assert.strictEqual(envValue(c, 'AWS_WEB_IDENTITY_TOKEN_FILE'), '/var/run/secrets/eks.amazonaws.com/serviceaccount/token');
+  assert.match(envValue(c, 'AWS_SM_STS_ENDPOINT'), /^https:\/\/vpce-.*\.sts\.us-east-2\./);
+  assert.strictEqual(one(r, 'ConfigMap').data.AWS_ROLE_SESSION_NAME, 'aurora-server-prod');
+  for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_SM_ENDPOINT']) assert.ok(!(k in env), k);
+  assert.deepStrictEqual(one(r, 'ServiceAccount').metadata.annotations, { 'eks.amazonaws.com/role-arn': 'arn:aws:iam::123456789012:role/aurora-secrets' });
+  const spec = one(r, 'Deployment').spec.template.spec;
+  assert.strictEqual(spec.automountServiceAccountToken, false);
+  assert.deepStrictEqual(spec.volumes.find((v) => v.name === 'aws-iam-token').projected,
+    { defaultMode: 0o440, sources: [{ serviceAccountToken: { path: 'token', audience: 'sts.amazonaws.com', expirationSeconds: 3600 } }] });
+  assert.deepStrictEqual(c.volumeMounts.find((m) => m.name === 'aws-iam-token'),
+    { name: 'aws-iam-token', mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount', readOnly: true });
+
+  // The role given as the ServiceAccount's annotation instead of secretsBackend.aws.roleArn.
+  const a = mustRender(['values-aws-irsa.yaml', w('irsa-annotation', {
+    secretsBackend: { aws: { roleArn: '', stsEndpoint: '' } },
+    serviceAccount: { annotations: { 'eks.amazonaws.com/role-arn': 'arn:aws:iam::123456789012:role/from-annotation' } } })]);
+  const ac = container(a);
+  assert.strictEqual(envValue(ac, 'AWS_ROLE_ARN'), 'arn:aws:iam::123456789012:role/from-annotation');
+  assert.ok(!('AWS_SM_STS_ENDPOINT' in envMap(ac)), 'default STS endpoint: the server picks sts.<region>');
+  assert.deepStrictEqual(one(a, 'ServiceAccount').metadata.annotations, { 'eks.amazonaws.com/role-arn': 'arn:aws:iam::123456789012:role/from-annotation' });
+  assert.strictEqual(one(a, 'Deployment').spec.template.spec.volumes.find((v) => v.name === 'aws-iam-token').projected.sources[0].serviceAccountToken.expirationSeconds, 3600);
+
+  // Static keys win over IRSA (values-aws.yaml has both): no web identity in the pod.
+  const s = one(mustRender(['values-aws.yaml']), 'Deployment').spec.template.spec;
+  assert.ok(!('AWS_ROLE_ARN' in envMap(s.containers[0])));
+  assert.ok(!('AWS_WEB_IDENTITY_TOKEN_FILE' in envMap(s.containers[0])));
+  assert.ok(!s.volumes.some((v) => v.name === 'aws-iam-token'));
+  assert.match(r.notes, /Secrets backend: aws_secrets_manager \(us-east-2, IRSA role arn:aws:iam::123456789012:role\/aurora-secrets\)\./);
+  assert.match(mustRender(['values-aws.yaml']).notes, /Secrets backend: aws_secrets_manager \(eu-west-1, static keys config\.AWS_ACCESS_KEY_ID\)\./);
+  // Nor with another backend.
+  assert.ok(!one(mustRender(['values-minimal.yaml']), 'Deployment').spec.template.spec.volumes.some((v) => v.name === 'aws-iam-token'));
 });
 
 test('secretsBackend local: AURORA_MASTER_KEY from its Secret; on SQLite with persistence the key file stays in the volume', () => {

@@ -7,6 +7,12 @@
  * INITIAL_NO_AUTH_ACTION_COUNT actions are let through unsigned; they create
  *   - user "aurora" with an access key and a policy allowing secretsmanager:*
  *   - user "nopolicy" with an access key and no policy (AccessDenied).
+ *   - role "aurora-irsa" with a policy allowing secretsmanager:*, and role
+ *     "aurora-irsa-nopolicy" without one: the roles a web identity assumes
+ *     (MOTO_ROLE_ARN, MOTO_ROLE_NOPOLICY_ARN).  moto requires every STS call
+ *     to be signed while auth is on, so the test fixture that stands in for
+ *     STS's unsigned AssumeRoleWithWebIdentity forwards it signed with user
+ *     "aurora"'s key (its policy also allows sts:AssumeRoleWithWebIdentity).
  */
 #ifndef AURORA_TEST_MOTO_HARNESS_H
 #define AURORA_TEST_MOTO_HARNESS_H
@@ -14,6 +20,9 @@
 #include <curl/curl.h>
 
 #include "proc_harness.h"
+
+#define MOTO_ROLE_ARN "arn:aws:iam::123456789012:role/aurora-irsa"
+#define MOTO_ROLE_NOPOLICY_ARN "arn:aws:iam::123456789012:role/aurora-irsa-nopolicy"
 
 typedef struct {
     pid_t pid;
@@ -110,9 +119,9 @@ static inline int moto_start(moto_server_t *m, const char *logdir)
         snprintf(port, sizeof(port), "%d", m->port);
         snprintf(m->log, sizeof(m->log), "%s/moto.log", logdir);
         const char *argv[] = { "moto_server", "-H", "127.0.0.1", "-p", port, NULL };
-        /* Five unsigned actions: the IAM set-up below; then every request
+        /* Eight unsigned actions: the IAM set-up below; then every request
          * must carry a valid signature. */
-        const char *env[] = { "INITIAL_NO_AUTH_ACTION_COUNT=5", NULL };
+        const char *env[] = { "INITIAL_NO_AUTH_ACTION_COUNT=8", NULL };
         ph_opts o = { .log_path = m->log, .env = env };
         m->pid = ph_spawn(argv, &o, NULL);
         if (m->pid < 0)
@@ -137,17 +146,43 @@ static inline int moto_start(moto_server_t *m, const char *logdir)
     }
     if (m->pid < 0)
         return -1;
-    char form[512];
+    char form[1024];
     if (moto_user(m, "aurora", m->key_id, sizeof(m->key_id), m->secret, sizeof(m->secret)) < 0)
         return -1;
     snprintf(form, sizeof(form),
              "Action=PutUserPolicy&UserName=aurora&PolicyName=secrets&Version=2010-05-08"
              "&PolicyDocument=%s",
              "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22"
-             "Allow%22%2C%22Action%22%3A%22secretsmanager%3A%2A%22%2C%22Resource%22%3A%22%2A%22"
+             "Allow%22%2C%22Action%22%3A%5B%22secretsmanager%3A%2A%22%2C%22"
+             "sts%3AAssumeRoleWithWebIdentity%22%5D%2C%22Resource%22%3A%22%2A%22"
              "%7D%5D%7D");
     char *x = moto_iam(m, form);
     if (!x)
+        return -1;
+    free(x);
+    /* Trust policy: the cluster's OIDC provider (moto does not check it for
+     * AssumeRoleWithWebIdentity; real IAM does). */
+    static const char trust[] =
+        "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22"
+        "Allow%22%2C%22Principal%22%3A%7B%22Federated%22%3A%22arn%3Aaws%3Aiam%3A%3A"
+        "123456789012%3Aoidc-provider%2Foidc.eks.us-east-1.amazonaws.com%2Fid%2FTEST%22%7D%2C"
+        "%22Action%22%3A%22sts%3AAssumeRoleWithWebIdentity%22%7D%5D%7D";
+    const char *roles[] = { "aurora-irsa", "aurora-irsa-nopolicy" };
+    for (int i = 0; i < 2; i++) {
+        snprintf(form, sizeof(form),
+                 "Action=CreateRole&RoleName=%s&Version=2010-05-08&AssumeRolePolicyDocument=%s",
+                 roles[i], trust);
+        if (!(x = moto_iam(m, form)))
+            return -1;
+        free(x);
+    }
+    snprintf(form, sizeof(form),
+             "Action=PutRolePolicy&RoleName=aurora-irsa&PolicyName=secrets&Version=2010-05-08"
+             "&PolicyDocument=%s",
+             "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22"
+             "Allow%22%2C%22Action%22%3A%22secretsmanager%3A%2A%22%2C%22Resource%22%3A%22%2A%22"
+             "%7D%5D%7D");
+    if (!(x = moto_iam(m, form)))
         return -1;
     free(x);
     return moto_user(m, "nopolicy", m->nopol_key_id, sizeof(m->nopol_key_id), m->nopol_secret,

@@ -8,19 +8,34 @@
  * of the same moto_server that answers chosen requests with AWS's
  * ThrottlingException / InternalServiceError responses and forwards the rest
  * unchanged.  The guide's `aws secretsmanager create-secret --secret-string
- * file://…pem` case uses the real aws CLI against moto. */
+ * file://…pem` case uses the real aws CLI against moto.
+ *
+ * Web identity (EKS IRSA): the same proxy stands in for STS's unsigned
+ * AssumeRoleWithWebIdentity (moto refuses unsigned calls while its auth is
+ * on, and never checks the token): it records each call's token, refuses
+ * tokens it was not told to accept with InvalidIdentityToken, and has moto
+ * mint the temporary credentials that moto then verifies on every Secrets
+ * Manager call (see the fixture's header). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "moto_harness.h"
 #include "secrets.h"
+#include "secrets_config.h"
+#include "server_config.h"
 
 static const char PEM[] = "-----BEGIN RSA PRIVATE KEY-----\n"
                           "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
@@ -371,6 +386,470 @@ static void test_list_pages(void **state)
     secrets_close(s);
 }
 
+/* ---- web identity (EKS IRSA) ------------------------------------------------------------------ */
+
+static char *http_text(const char *method, const char *path, const char *body)
+{
+    CURL *c = curl_easy_init();
+    char url[160];
+    snprintf(url, sizeof(url), "%s%s", proxy_endpoint, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    moto_buf b = { 0 };
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, moto_sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    return b.data;
+}
+
+/* What the STS stand-in accepts, and the lifetime it gives credentials
+ * (expires_in < 0: moto's own Expiration, DurationSeconds from now). */
+static void sts_setup(const char *accept_json, int expires_in)
+{
+    char body[512], exp[16];
+    snprintf(exp, sizeof(exp), "%d", expires_in);
+    snprintf(body, sizeof(body),
+             "{\"key_id\":\"%s\",\"secret\":\"%s\",\"accept\":%s,\"expires_in\":%s}", M.key_id,
+             M.secret, accept_json, expires_in < 0 ? "null" : exp);
+    free(http_text("POST", "/_fixture/sts", body));
+}
+
+/* The STS calls recorded so far; *last_token gets the newest one's token. */
+static int sts_calls(char *last_token, size_t cap)
+{
+    char *t = http_text("GET", "/_fixture/sts_calls", NULL);
+    cJSON *j = cJSON_Parse(t);
+    free(t);
+    assert_true(cJSON_IsArray(j));
+    int n = cJSON_GetArraySize(j);
+    if (last_token && n > 0) {
+        cJSON *tok = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(j, n - 1), "token");
+        snprintf(last_token, cap, "%s", cJSON_IsString(tok) ? tok->valuestring : "");
+    }
+    cJSON_Delete(j);
+    return n;
+}
+
+static void write_token(const char *path, const char *tok)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n", tok); /* the kubelet's file ends without one; either is read */
+    fclose(f);
+}
+
+static char TOKEN_FILE[128];
+
+static secrets_config wcfg(void)
+{
+    snprintf(TOKEN_FILE, sizeof(TOKEN_FILE), "%s/eks-token", DIR_);
+    secrets_config c = { .backend = "aws_secrets_manager",
+                         .aws_region = "us-east-1",
+                         .aws_endpoint = proxy_endpoint,
+                         .aws_role_arn = MOTO_ROLE_ARN,
+                         .aws_web_identity_token_file = TOKEN_FILE,
+                         .aws_role_session_name = "aurora-test",
+                         .aws_sts_endpoint = proxy_endpoint,
+                         .timeout_ms = 5000 };
+    return c;
+}
+
+static void test_web_identity_roundtrip(void **state)
+{
+    (void)state;
+    secrets_config c = wcfg();
+    write_token(TOKEN_FILE, "eks-token-A");
+    sts_setup("[\"eks-token-A\"]", -1);
+    int before = sts_calls(NULL, 0);
+    secrets_t *s = open_ok(&c);
+    assert_int_equal(sts_calls(NULL, 0), before); /* no I/O at open */
+    put_ok(s, "aurora/wi/github-app/private-key", PEM, strlen(PEM));
+    expect_secret(s, "aurora/wi/github-app/private-key", PEM, strlen(PEM));
+    put_ok(s, "aurora/wi/webhook", "one", 3);
+    put_ok(s, "aurora/wi/webhook", "two", 3);
+    expect_secret(s, "aurora/wi/webhook", "two", 3);
+    char **l = NULL;
+    size_t n = 0;
+    char err[512];
+    assert_int_equal(secrets_list(s, "aurora/wi/", &l, &n, err, sizeof(err)), SECRETS_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(l[0], "aurora/wi/github-app/private-key");
+    secrets_list_free(l, n);
+    assert_int_equal(secrets_delete(s, "aurora/wi/webhook", err, sizeof(err)), SECRETS_OK);
+    expect_get_error(s, "aurora/wi/webhook", SECRETS_NOT_FOUND, NULL);
+
+    /* One STS call for all of that (cached for the hour), unsigned, with
+     * the role, session name, duration and the file's token. */
+    char *t = http_text("GET", "/_fixture/sts_calls", NULL);
+    cJSON *j = cJSON_Parse(t);
+    free(t);
+    assert_int_equal(cJSON_GetArraySize(j), before + 1);
+    cJSON *call = cJSON_GetArrayItem(j, before);
+    assert_string_equal(cJSON_GetObjectItem(call, "token")->valuestring, "eks-token-A");
+    assert_string_equal(cJSON_GetObjectItem(call, "role_arn")->valuestring, MOTO_ROLE_ARN);
+    assert_string_equal(cJSON_GetObjectItem(call, "session_name")->valuestring, "aurora-test");
+    assert_string_equal(cJSON_GetObjectItem(call, "duration")->valuestring, "3600");
+    assert_string_equal(cJSON_GetObjectItem(call, "version")->valuestring, "2011-06-15");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(call, "signed")));
+    cJSON_Delete(j);
+    secrets_close(s);
+
+    /* The role's credentials are what moto checks: a role without a policy
+     * is refused by Secrets Manager itself. */
+    c.aws_role_arn = MOTO_ROLE_NOPOLICY_ARN;
+    s = open_ok(&c);
+    expect_get_error(s, "aurora/wi/github-app/private-key", SECRETS_E_DENIED, "AccessDenied");
+    secrets_close(s);
+}
+
+/* The token file rotates: every refresh reads it again.  Credentials near
+ * their Expiration (less than 5 minutes) are refreshed before a call; fresh
+ * ones are reused. */
+static void test_web_identity_rotation_and_expiry(void **state)
+{
+    (void)state;
+    secrets_config c = wcfg();
+    write_token(TOKEN_FILE, "eks-token-1");
+    sts_setup("[\"eks-token-1\",\"eks-token-2\"]", 120); /* 2 minutes left: always refresh */
+    secrets_t *s = open_ok(&c);
+    char last[64];
+    int n0 = sts_calls(NULL, 0);
+    /* A new name: PutSecretValue, then CreateSecret, each after a refresh. */
+    int want = n0 + 2;
+    put_ok(s, "aurora/rot/a", "v1", 2);
+    assert_int_equal(sts_calls(last, sizeof(last)), want);
+    assert_string_equal(last, "eks-token-1");
+    /* The kubelet writes a new token; the next refresh sends it. */
+    write_token(TOKEN_FILE, "eks-token-2");
+    expect_secret(s, "aurora/rot/a", "v1", 2);
+    assert_int_equal(sts_calls(last, sizeof(last)), ++want);
+    assert_string_equal(last, "eks-token-2");
+
+    /* STS failing while the cached credentials are near their end but
+     * still valid: the call is served with them, and STS is tried again
+     * only after a pause (not by every call). */
+    proxy_fault(500, "InternalFailure", 4, "sts.AssumeRoleWithWebIdentity");
+    expect_secret(s, "aurora/rot/a", "v1", 2);
+    want += 4; /* four attempts */
+    assert_int_equal(sts_calls(NULL, 0), want);
+    expect_secret(s, "aurora/rot/a", "v1", 2);
+    assert_int_equal(sts_calls(NULL, 0), want);
+    /* A call refused as expired still forces a refresh at once. */
+    proxy_fault(400, "ExpiredTokenException", 1, "secretsmanager.GetSecretValue");
+    expect_secret(s, "aurora/rot/a", "v1", 2);
+    assert_int_equal(sts_calls(NULL, 0), ++want);
+
+    /* Now credentials for the full hour: one more refresh (the cached ones
+     * were about to expire), then none. */
+    sts_setup("[\"eks-token-2\"]", -1);
+    expect_secret(s, "aurora/rot/a", "v1", 2);
+    assert_int_equal(sts_calls(NULL, 0), ++want);
+    put_ok(s, "aurora/rot/a", "v2", 2);
+    expect_secret(s, "aurora/rot/a", "v2", 2);
+    assert_int_equal(sts_calls(NULL, 0), want);
+
+    /* AWS refuses the cached credentials as expired (revoked, clock skew):
+     * refreshed once and the call retried... */
+    proxy_fault(400, "ExpiredTokenException", 1, "secretsmanager.GetSecretValue");
+    expect_secret(s, "aurora/rot/a", "v2", 2);
+    assert_int_equal(sts_calls(NULL, 0), ++want);
+    /* ...but only once per call: refused again, the error is passed on. */
+    proxy_fault(400, "ExpiredTokenException", 2, "secretsmanager.GetSecretValue");
+    expect_get_error(s, "aurora/rot/a", SECRETS_E_DENIED, "ExpiredTokenException");
+    assert_int_equal(sts_calls(NULL, 0), ++want);
+    expect_secret(s, "aurora/rot/a", "v2", 2);
+    secrets_close(s);
+}
+
+static void test_web_identity_errors(void **state)
+{
+    (void)state;
+    secrets_config c = wcfg();
+    char err[512] = "";
+    secrets_t *s = NULL;
+    sts_setup("[\"eks-token-ok\"]", -1);
+
+    /* No token file: a clear error naming the setting and the path; STS
+     * is not called. */
+    unlink(TOKEN_FILE);
+    int n0 = sts_calls(NULL, 0);
+    s = open_ok(&c);
+    expect_get_error(s, "aurora/err/a", SECRETS_E_DENIED, "AWS_WEB_IDENTITY_TOKEN_FILE");
+    expect_get_error(s, "aurora/err/a", SECRETS_E_DENIED, TOKEN_FILE);
+    assert_int_equal(sts_calls(NULL, 0), n0);
+    /* An empty one likewise. */
+    write_token(TOKEN_FILE, "");
+    expect_get_error(s, "aurora/err/a", SECRETS_E_DENIED, "empty");
+    assert_int_equal(sts_calls(NULL, 0), n0);
+
+    /* A token STS cannot verify: InvalidIdentityToken, DENIED, the token
+     * itself in no message. */
+    write_token(TOKEN_FILE, "eks-token-forged-0123456789");
+    expect_get_error(s, "aurora/err/a", SECRETS_E_DENIED, "InvalidIdentityToken");
+    assert_int_equal(secrets_put(s, "aurora/err/a", "x", 1, err, sizeof(err)), SECRETS_E_DENIED);
+    assert_null(strstr(err, "forged"));
+    assert_non_null(strstr(err, MOTO_ROLE_ARN));
+    /* The role's trust policy refuses: AccessDenied, DENIED. */
+    write_token(TOKEN_FILE, "eks-token-ok");
+    proxy_fault(403, "AccessDenied", 1, "sts.AssumeRoleWithWebIdentity");
+    expect_get_error(s, "aurora/err/a", SECRETS_E_DENIED, "AccessDenied");
+    /* STS failing: retried, then UNAVAILABLE. */
+    proxy_fault(500, "InternalFailure", 4, "sts.AssumeRoleWithWebIdentity");
+    expect_get_error(s, "aurora/err/a", SECRETS_E_UNAVAILABLE, "InternalFailure");
+    /* After all that, the same object works. */
+    put_ok(s, "aurora/err/a", "fine", 4);
+    expect_secret(s, "aurora/err/a", "fine", 4);
+    secrets_close(s);
+
+    /* STS down. */
+    char down[64];
+    snprintf(down, sizeof(down), "http://127.0.0.1:%d", ph_free_port());
+    c.aws_sts_endpoint = down;
+    c.timeout_ms = 1000;
+    s = open_ok(&c);
+    expect_get_error(s, "aurora/err/a", SECRETS_E_UNAVAILABLE, "STS");
+    expect_get_error(s, "aurora/err/a", SECRETS_E_UNAVAILABLE, "unreachable");
+    secrets_close(s);
+
+    /* Configuration: neither static keys nor web identity names both;
+     * half of each is refused; bad endpoint and session name. */
+    c = wcfg();
+    c.aws_role_arn = NULL;
+    assert_int_equal(secrets_open(&c, &s, err, sizeof(err)), SECRETS_E_INVALID);
+    assert_non_null(strstr(err, "AWS_ACCESS_KEY_ID"));
+    assert_non_null(strstr(err, "AWS_ROLE_ARN"));
+    assert_non_null(strstr(err, "AWS_WEB_IDENTITY_TOKEN_FILE"));
+    c = wcfg();
+    c.aws_web_identity_token_file = "";
+    assert_int_equal(secrets_open(&c, &s, err, sizeof(err)), SECRETS_E_INVALID);
+    assert_non_null(strstr(err, "AWS_ROLE_ARN"));
+    c = wcfg();
+    c.aws_access_key_id = M.key_id; /* a key id without its secret: not silently web identity */
+    assert_int_equal(secrets_open(&c, &s, err, sizeof(err)), SECRETS_E_INVALID);
+    assert_non_null(strstr(err, "AWS_SECRET_ACCESS_KEY"));
+    c = wcfg();
+    c.aws_sts_endpoint = "ftp://sts";
+    assert_int_equal(secrets_open(&c, &s, err, sizeof(err)), SECRETS_E_INVALID);
+    assert_non_null(strstr(err, "AWS_SM_STS_ENDPOINT"));
+    c = wcfg();
+    c.aws_role_session_name = "has space";
+    assert_int_equal(secrets_open(&c, &s, err, sizeof(err)), SECRETS_E_INVALID);
+    assert_non_null(strstr(err, "AWS_ROLE_SESSION_NAME"));
+}
+
+/* Static keys win when both are configured (the SDK chain's order). */
+static void test_static_keys_first(void **state)
+{
+    (void)state;
+    secrets_config c = wcfg();
+    c.aws_endpoint = M.endpoint;
+    c.aws_access_key_id = M.key_id;
+    c.aws_secret_access_key = M.secret;
+    unlink(TOKEN_FILE); /* would fail if used */
+    int n0 = sts_calls(NULL, 0);
+    secrets_t *s = open_ok(&c);
+    put_ok(s, "aurora/static/a", "v", 1);
+    expect_secret(s, "aurora/static/a", "v", 1);
+    assert_int_equal(sts_calls(NULL, 0), n0);
+    secrets_close(s);
+}
+
+/* The settings as the server reads them (environment -> server_config ->
+ * secrets_config): the SDK's names, AWS_SM_STS_ENDPOINT, the default
+ * session name. */
+static void test_web_identity_settings(void **state)
+{
+    (void)state;
+    char data[128];
+    snprintf(data, sizeof(data), "%s/settings", DIR_);
+    snprintf(TOKEN_FILE, sizeof(TOKEN_FILE), "%s/eks-token", DIR_);
+    write_token(TOKEN_FILE, "eks-token-env");
+    sts_setup("[\"eks-token-env\"]", -1);
+    unsetenv("AURORA_CONFIG");
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    unsetenv("AWS_SESSION_TOKEN");
+    unsetenv("AWS_ROLE_SESSION_NAME");
+    setenv("AURORA_DATA_DIR", data, 1);
+    setenv("SECRETS_BACKEND", "aws_secrets_manager", 1);
+    setenv("AWS_SM_REGION", "us-east-1", 1);
+    setenv("AWS_SM_ENDPOINT", proxy_endpoint, 1);
+    setenv("AWS_SM_STS_ENDPOINT", proxy_endpoint, 1);
+    setenv("AWS_ROLE_ARN", MOTO_ROLE_ARN, 1);
+    setenv("AWS_WEB_IDENTITY_TOKEN_FILE", TOKEN_FILE, 1);
+    server_config sc;
+    char err[512];
+    if (server_config_load(&sc, err, sizeof(err)) < 0)
+        fail_msg("config: %s", err);
+    secrets_config c;
+    secrets_config_from_server(&sc, &c);
+    secrets_t *s = open_ok(&c);
+    put_ok(s, "aurora/env/a", "from-env", 8);
+    expect_secret(s, "aurora/env/a", "from-env", 8);
+    secrets_close(s);
+    server_config_free(&sc);
+    char *t = http_text("GET", "/_fixture/sts_calls", NULL);
+    cJSON *j = cJSON_Parse(t);
+    free(t);
+    cJSON *last = cJSON_GetArrayItem(j, cJSON_GetArraySize(j) - 1);
+    assert_string_equal(cJSON_GetObjectItem(last, "token")->valuestring, "eks-token-env");
+    assert_string_equal(cJSON_GetObjectItem(last, "role_arn")->valuestring, MOTO_ROLE_ARN);
+    assert_string_equal(cJSON_GetObjectItem(last, "session_name")->valuestring, "aurora-server");
+    cJSON_Delete(j);
+
+    /* Neither static keys nor web identity: the server's own error. */
+    unsetenv("AWS_ROLE_ARN");
+    if (server_config_load(&sc, err, sizeof(err)) < 0)
+        fail_msg("config: %s", err);
+    secrets_config_from_server(&sc, &c);
+    assert_int_equal(secrets_open(&c, &s, err, sizeof(err)), SECRETS_E_INVALID);
+    assert_non_null(strstr(err, "AWS_ROLE_ARN"));
+    assert_non_null(strstr(err, "AWS_ACCESS_KEY_ID"));
+    server_config_free(&sc);
+    unsetenv("AWS_WEB_IDENTITY_TOKEN_FILE");
+    unsetenv("AWS_SM_STS_ENDPOINT");
+}
+
+#define THREADS 6
+#define ROUNDS 8
+
+typedef struct {
+    secrets_t *s;
+    int id;
+    int failures;
+    char err[512];
+} worker_arg;
+
+static void *worker(void *p)
+{
+    worker_arg *w = p;
+    char path[64], val[32];
+    for (int i = 0; i < ROUNDS; i++) {
+        snprintf(path, sizeof(path), "aurora/thr-wi/%d", w->id);
+        snprintf(val, sizeof(val), "value-%d-%d", w->id, i);
+        if (secrets_put(w->s, path, val, strlen(val), w->err, sizeof(w->err)) != SECRETS_OK) {
+            w->failures++;
+            continue;
+        }
+        unsigned char *got = NULL;
+        size_t len = 0;
+        if (secrets_get(w->s, path, &got, &len, w->err, sizeof(w->err)) != SECRETS_OK) {
+            w->failures++;
+            continue;
+        }
+        if (len != strlen(val) || memcmp(got, val, len) != 0)
+            w->failures++;
+        secrets_free(got, len);
+    }
+    return NULL;
+}
+
+/* Several worker threads on one backend object while the credentials are
+ * refreshed under them (2 minutes of life: every call refreshes) and the
+ * token file rotates. */
+static void test_web_identity_threads(void **state)
+{
+    (void)state;
+    secrets_config c = wcfg();
+    write_token(TOKEN_FILE, "eks-token-t1");
+    sts_setup("[\"eks-token-t1\",\"eks-token-t2\"]", 120);
+    secrets_t *s = open_ok(&c);
+    int n0 = sts_calls(NULL, 0);
+    pthread_t th[THREADS];
+    worker_arg args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (worker_arg){ .s = s, .id = i };
+        assert_int_equal(pthread_create(&th[i], NULL, worker, &args[i]), 0);
+    }
+    write_token(TOKEN_FILE, "eks-token-t2");
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        if (args[i].failures)
+            fail_msg("thread %d: %d failures, last: %s", i, args[i].failures, args[i].err);
+    }
+    char last[64];
+    assert_true(sts_calls(last, sizeof(last)) > n0 + 1);
+    assert_string_equal(last, "eks-token-t2");
+    /* And with hour-long credentials, the threads share one refresh. */
+    sts_setup("[\"eks-token-t2\"]", -1);
+    expect_secret(s, "aurora/thr-wi/0", "value-0-7", 9); /* takes the hour-long ones */
+    int n1 = sts_calls(NULL, 0);
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (worker_arg){ .s = s, .id = i };
+        assert_int_equal(pthread_create(&th[i], NULL, worker, &args[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(args[i].failures, 0);
+    }
+    assert_int_equal(sts_calls(NULL, 0), n1);
+    secrets_close(s);
+}
+
+typedef struct {
+    secrets_t *s;
+    int rc;
+    char err[512];
+} blackhole_arg;
+
+static void *get_once(void *p)
+{
+    blackhole_arg *b = p;
+    unsigned char *got = NULL;
+    size_t len = 0;
+    b->rc = secrets_get(b->s, "aurora/bh/a", &got, &len, b->err, sizeof(b->err));
+    if (got)
+        secrets_free(got, len);
+    return NULL;
+}
+
+/* STS accepting connections but never answering: the calls that queued
+ * behind the refresh share its timeout instead of each waiting out its
+ * own one after the other. */
+static void test_web_identity_sts_silent(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 64), 0); /* the kernel completes connections; nobody answers */
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    char silent[64];
+    snprintf(silent, sizeof(silent), "http://127.0.0.1:%d", ntohs(sa.sin_port));
+    secrets_config c = wcfg();
+    write_token(TOKEN_FILE, "eks-token-bh");
+    c.aws_sts_endpoint = silent;
+    c.timeout_ms = 1000;
+    secrets_t *s = open_ok(&c);
+    enum { N = 6 };
+    pthread_t th[N];
+    blackhole_arg args[N];
+    long long t0 = ph_now_ms();
+    for (int i = 0; i < N; i++) {
+        args[i] = (blackhole_arg){ .s = s };
+        assert_int_equal(pthread_create(&th[i], NULL, get_once, &args[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        if (args[i].rc != SECRETS_E_UNAVAILABLE)
+            fail_msg("thread %d: rc %d (%s)", i, args[i].rc, args[i].err);
+        assert_non_null(strstr(args[i].err, "STS"));
+    }
+    long long took = ph_now_ms() - t0;
+    /* One after the other would be N seconds at least. */
+    if (took >= (N - 2) * 1000LL)
+        fail_msg("%d calls against a silent STS took %lld ms", N, took);
+    /* A later call tries STS again (and waits its own timeout). */
+    expect_get_error(s, "aurora/bh/a", SECRETS_E_UNAVAILABLE, "STS");
+    secrets_close(s);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -380,6 +859,13 @@ int main(void)
         cmocka_unit_test(test_throttling_and_server_errors),
         cmocka_unit_test(test_down_and_config),
         cmocka_unit_test(test_list_pages),
+        cmocka_unit_test(test_web_identity_roundtrip),
+        cmocka_unit_test(test_web_identity_rotation_and_expiry),
+        cmocka_unit_test(test_web_identity_errors),
+        cmocka_unit_test(test_static_keys_first),
+        cmocka_unit_test(test_web_identity_settings),
+        cmocka_unit_test(test_web_identity_threads),
+        cmocka_unit_test(test_web_identity_sts_silent),
     };
     return cmocka_run_group_tests_name("secrets_aws", tests, group_setup, group_teardown);
 }

@@ -99,8 +99,24 @@ VAULT_PREFIX: secretsBackend.vault.prefix
 VAULT_CACERT: secretsBackend.vault.caBundle
 AWS_SM_REGION: secretsBackend.aws.region
 AWS_SM_ENDPOINT: secretsBackend.aws.endpoint
+AWS_SM_STS_ENDPOINT: secretsBackend.aws.stsEndpoint
+AWS_ROLE_ARN: secretsBackend.aws.roleArn
+AWS_WEB_IDENTITY_TOKEN_FILE: the chart (IRSA's projected token)
 AURORA_INTERNAL_ADDR: the chart (the pod IP and port)
 POD_IP: the chart (status.podIP, for AURORA_INTERNAL_ADDR)
+{{- end }}
+
+{{/* The IAM role of IRSA: secretsBackend.aws.roleArn, else the ServiceAccount's
+eks.amazonaws.com/role-arn annotation given in serviceAccount.annotations. */}}
+{{- define "aurora-server.awsRoleArn" -}}
+{{- if eq .Values.secretsBackend.type "aws_secrets_manager" }}
+{{- .Values.secretsBackend.aws.roleArn | default (get (.Values.serviceAccount.annotations | default dict) "eks.amazonaws.com/role-arn") }}
+{{- end }}
+{{- end }}
+
+{{/* AWS Secrets Manager through IRSA's web identity (no static keys in config). */}}
+{{- define "aurora-server.awsWebIdentity" -}}
+{{- if and (include "aurora-server.awsRoleArn" .) (not (include "aurora-server.isSecretRef" .Values.config.AWS_ACCESS_KEY_ID)) }}true{{ end }}
 {{- end }}
 
 {{/* SQLite: no DATABASE_URL in config. */}}
@@ -172,8 +188,13 @@ POD_IP: the chart (status.podIP, for AURORA_INTERNAL_ADDR)
 {{- end }}
 {{- else if eq $sb.type "aws_secrets_manager" }}
 {{- if not $sb.aws.region }}{{ fail "secretsBackend.aws.region is required with secretsBackend.type aws_secrets_manager (AWS_SM_REGION)" }}{{ end }}
-{{- if not (and (include "aurora-server.isSecretRef" $cfg.AWS_ACCESS_KEY_ID) (include "aurora-server.isSecretRef" $cfg.AWS_SECRET_ACCESS_KEY)) }}
-{{- fail "aws_secrets_manager needs config.AWS_ACCESS_KEY_ID and config.AWS_SECRET_ACCESS_KEY (secretKeyRef): the server signs its requests with them (it does not use IRSA web identity tokens)" }}
+{{- $id := include "aurora-server.isSecretRef" $cfg.AWS_ACCESS_KEY_ID }}
+{{- $key := include "aurora-server.isSecretRef" $cfg.AWS_SECRET_ACCESS_KEY }}
+{{- if and (or $id $key) (not (and $id $key)) }}
+{{- fail "aws_secrets_manager: set both config.AWS_ACCESS_KEY_ID and config.AWS_SECRET_ACCESS_KEY (secretKeyRef), or neither to use IRSA" }}
+{{- end }}
+{{- if not (or $id (include "aurora-server.awsRoleArn" .)) }}
+{{- fail "aws_secrets_manager needs credentials: IRSA (secretsBackend.aws.roleArn, or serviceAccount.annotations eks.amazonaws.com/role-arn: the server assumes the role with the pod's web identity token), or static keys config.AWS_ACCESS_KEY_ID and config.AWS_SECRET_ACCESS_KEY (secretKeyRef)" }}
 {{- end }}
 {{- end }}
 {{- if and .Values.ingress.enabled (not .Values.ingress.hosts.api) }}
