@@ -435,3 +435,30 @@ int secrets_list(secrets_t *s, const char *prefix, char ***paths, size_t *n, cha
     *n = c.n;
     return SECRETS_OK;
 }
+
+char *secrets_read_token_file(const char *path, size_t max, size_t *cap, const char **why)
+{
+    *cap = max + 2; /* one more than max tells "too large" apart, and the NUL */
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (!f) {
+        *why = "unreadable";
+        return NULL;
+    }
+    char *tok = malloc(*cap);
+    size_t n = tok ? fread(tok, 1, *cap - 1, f) : 0;
+    int ioerr = ferror(f);
+    fclose(f);
+    if (!tok) {
+        *why = "out of memory";
+        return NULL;
+    }
+    while (n && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
+        n--;
+    tok[n] = '\0';
+    if (ioerr || n == 0 || n > max) {
+        *why = ioerr ? "unreadable" : n == 0 ? "empty" : "too large";
+        secret_free_n(tok, *cap);
+        return NULL;
+    }
+    return tok;
+}

@@ -140,6 +140,14 @@ const char *secrets_strerror(int rc);
 
 /* ---- for backend implementations ------------------------------------------ */
 
+/* Reads a credential file that the kubelet keeps fresh (a projected
+ * service-account token: Vault's Kubernetes auth, AWS web identity), read
+ * anew on every use because it rotates.  Trailing white space is dropped.
+ * The result holds *cap bytes: release it with secret_free_n(tok, *cap).
+ * NULL when the file cannot be read, is empty or longer than max; *why
+ * then says which ("unreadable", "empty", "too large", "out of memory"). */
+char *secrets_read_token_file(const char *path, size_t max, size_t *cap, const char **why);
+
 typedef struct {
     const char *name;
     int (*open)(const secrets_config *cfg, void **impl, char *err, size_t errlen);

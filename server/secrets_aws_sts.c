@@ -110,30 +110,11 @@ static int parse_expiration(const char *s, time_t *out)
  * with err set. */
 static char *read_token(const char *path, size_t *cap, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        say(err, errlen, "web identity: cannot read the token file AWS_WEB_IDENTITY_TOKEN_FILE=%s",
-            path);
-        return NULL;
-    }
-    *cap = WEB_IDENTITY_TOKEN_MAX + 2;
-    char *tok = malloc(*cap);
-    size_t n = tok ? fread(tok, 1, *cap - 1, f) : 0;
-    int ioerr = ferror(f);
-    fclose(f);
-    if (!tok) {
-        say(err, errlen, "out of memory");
-        return NULL;
-    }
-    while (n && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
-        n--;
-    tok[n] = '\0';
-    if (ioerr || n == 0 || n > WEB_IDENTITY_TOKEN_MAX) {
-        secret_free_n(tok, *cap);
+    const char *why = "";
+    char *tok = secrets_read_token_file(path, WEB_IDENTITY_TOKEN_MAX, cap, &why);
+    if (!tok)
         say(err, errlen, "web identity: the token file AWS_WEB_IDENTITY_TOKEN_FILE=%s is %s",
-            path, ioerr ? "unreadable" : n == 0 ? "empty" : "larger than STS accepts");
-        return NULL;
-    }
+            path, why);
     return tok;
 }
 

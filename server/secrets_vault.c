@@ -270,26 +270,12 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
  * Called with v->mu held. */
 static int k8s_login(vault_t *v, char *err, size_t errlen)
 {
-    FILE *f = fopen(v->jwt_path, "rb");
-    if (!f) {
-        say(err, errlen, "Kubernetes auth: cannot read the service-account token %s", v->jwt_path);
-        return SECRETS_E_DENIED;
-    }
-    char *jwt = malloc(JWT_MAX + 1);
-    size_t n = jwt ? fread(jwt, 1, JWT_MAX + 1, f) : 0;
-    fclose(f);
+    size_t jwtcap = 0;
+    const char *why = "";
+    char *jwt = secrets_read_token_file(v->jwt_path, JWT_MAX, &jwtcap, &why);
     if (!jwt) {
-        say(err, errlen, "out of memory");
-        return SECRETS_E_OTHER;
-    }
-    while (n && (jwt[n - 1] == '\n' || jwt[n - 1] == '\r' || jwt[n - 1] == ' '))
-        n--;
-    jwt[n] = '\0';
-    if (n == 0 || n > JWT_MAX) {
-        secret_free_n(jwt, JWT_MAX + 1);
-        say(err, errlen, "Kubernetes auth: service-account token %s is empty or too large",
-            v->jwt_path);
-        return SECRETS_E_DENIED;
+        say(err, errlen, "Kubernetes auth: the service-account token %s is %s", v->jwt_path, why);
+        return strcmp(why, "out of memory") ? SECRETS_E_DENIED : SECRETS_E_OTHER;
     }
     cJSON *body = cJSON_CreateObject();
     char *text = NULL;
@@ -301,7 +287,7 @@ static int k8s_login(vault_t *v, char *err, size_t errlen)
     if (jw && jw->valuestring)
         OPENSSL_cleanse(jw->valuestring, strlen(jw->valuestring));
     cJSON_Delete(body);
-    secret_free_n(jwt, JWT_MAX + 1);
+    secret_free_n(jwt, jwtcap);
     if (!text) {
         say(err, errlen, "out of memory");
         return SECRETS_E_OTHER;
