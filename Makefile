@@ -73,6 +73,10 @@ $(1)/aurora-agent: build/$(2)/agent/main.o $(1)/libagent.a $(1)/libcommon.a
 	$$(CC) $(3) $$^ -o $$@ $(AGENT_LIBS)
 endef
 $(eval $(call variant,$(REL),rel,))
+# Load generator (bench/swarm.c): thousands of simulated agents in one process.
+# Not part of `all` or `test`: `make bench` or `make build/rel/aurora-swarm`.
+$(REL)/aurora-swarm: build/rel/bench/swarm.o $(REL)/libagent.a $(REL)/libcommon.a
+	$(CC) $^ -o $@ $(AGENT_LIBS)
 ASAN_LD := -fsanitize=address,undefined
 $(eval $(call variant,$(ASAN),asan,$$(ASAN_LD)))
 
