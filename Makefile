@@ -143,11 +143,12 @@ fuzz: test-deps
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run-fuzz.sh --long
 
 bench: deps test-deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(REL)/aurora-swarm
 	@bench/run.sh
 	@bench/agent_bench.sh | tee build/bench-agent-latest.txt
 	@python3 bench/webhook_bench.py | tee build/bench-webhooks-latest.txt
 	@python3 bench/replicas_bench.py | tee build/bench-replicas-latest.txt
+	@python3 bench/swarm_bench.py | tee build/bench-swarm-latest.txt
 
 clean:
 	rm -rf build
