@@ -79,6 +79,7 @@ static struct {
 
 static struct {
     long connected, connecting, handshake_failures, closes, commands;
+    long heartbeats, heartbeat_acks;
     long max_connected;
     double all_connected_s;   /* first time every agent was connected; -1 before */
     long rss_at_all_kib;      /* swarm RSS at that moment */
@@ -275,7 +276,10 @@ static void handle_text(sim_agent *a, const char *data, size_t len)
         push_text(a, proto_enc_command_response(m.command_id, 1, ANSWER, sizeof(ANSWER) - 1,
                                                 NULL, 0));
         break;
-    default: /* heartbeat_ack, credit, cancel (the answer is already sent) */
+    case MSG_HEARTBEAT_ACK:
+        st.heartbeat_acks++;
+        break;
+    default: /* credit, cancel (the answer is already sent) */
         break;
     }
     proto_msg_free(&m);
@@ -371,8 +375,9 @@ static int swarm_cb(struct lws *wsi, enum lws_callback_reasons reason, void *use
         on_gone(a, 1);
         return 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
-        /* closed before `connected` counts as a failed handshake too */
-        on_gone(a, a->state == A_CONNECTING);
+        /* closed before `connected` (e.g. the server refused the token with
+         * 1008 after the upgrade) counts as a failed handshake too */
+        on_gone(a, a->state != A_CONNECTED);
         return 0;
     default:
         break;
@@ -405,6 +410,7 @@ static void tick(lws_sorted_usec_list_t *sul)
             connect_agent(a);
         else if (a->state == A_CONNECTED && now >= a->next_hb_ms) {
             push_text(a, proto_enc_heartbeat(a->cluster_id));
+            st.heartbeats++;
             a->next_hb_ms = now + (int64_t)opt.heartbeat_s * 1000;
         }
     }
@@ -658,11 +664,11 @@ int main(int argc, char **argv)
     long rss_all = st.rss_at_all_kib > 0 ? st.rss_at_all_kib : rss_now;
     long peak = st.max_connected > 0 ? st.max_connected : 1;
     printf("summary agents=%d dialect=%s reconnect=%s max_connected=%ld all_connected_s=%.2f "
-           "handshake_failures=%ld closes=%ld commands=%ld swarm_rss_kib=%ld "
-           "swarm_rss_per_agent_kib=%.1f\n",
+           "handshake_failures=%ld closes=%ld commands=%ld heartbeats=%ld heartbeat_acks=%ld "
+           "swarm_rss_kib=%ld swarm_rss_per_agent_kib=%.1f\n",
            nagents, opt.v2 ? "v2" : "legacy", opt.fixed_ms ? "fixed" : "backoff",
            st.max_connected, st.all_connected_s, st.handshake_failures, st.closes, st.commands,
-           rss_now, (double)(rss_all - rss_base_kib) / (double)peak);
+           st.heartbeats, st.heartbeat_acks, rss_now, (double)(rss_all - rss_base_kib) / (double)peak);
     fflush(stdout);
     lws_sul_cancel(&sul_tick);
     lws_context_destroy(ctx);
