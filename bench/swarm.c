@@ -661,14 +661,19 @@ int main(int argc, char **argv)
     int64_t end = now_ms();
     report(end);
     long rss_now = rss_kib();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                   (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
     long rss_all = st.rss_at_all_kib > 0 ? st.rss_at_all_kib : rss_now;
     long peak = st.max_connected > 0 ? st.max_connected : 1;
     printf("summary agents=%d dialect=%s reconnect=%s max_connected=%ld all_connected_s=%.2f "
            "handshake_failures=%ld closes=%ld commands=%ld heartbeats=%ld heartbeat_acks=%ld "
-           "swarm_rss_kib=%ld swarm_rss_per_agent_kib=%.1f\n",
+           "swarm_rss_kib=%ld swarm_rss_per_agent_kib=%.1f swarm_cpu_s=%.2f\n",
            nagents, opt.v2 ? "v2" : "legacy", opt.fixed_ms ? "fixed" : "backoff",
            st.max_connected, st.all_connected_s, st.handshake_failures, st.closes, st.commands,
-           st.heartbeats, st.heartbeat_acks, rss_now, (double)(rss_all - rss_base_kib) / (double)peak);
+           st.heartbeats, st.heartbeat_acks, rss_now,
+           (double)(rss_all - rss_base_kib) / (double)peak, cpu_s);
     fflush(stdout);
     lws_sul_cancel(&sul_tick);
     lws_context_destroy(ctx);

@@ -99,6 +99,20 @@ class Swarm:
         return self.summary
 
 
+def cpu_s(pid):
+    """User + system CPU seconds of a process so far."""
+    with open("/proc/%d/stat" % pid) as fh:
+        f = fh.read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def swarm_cpu_s(pid):
+    try:
+        return cpu_s(pid)
+    except OSError:
+        return float("nan")
+
+
 def wait_for(pred, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -127,15 +141,16 @@ def make_tokens(w, root):
     return path, toks
 
 
-def print_curve(curve):
+def print_curve(curve, failures0):
     """Every report for the first 10 s, then every 5 s, and the row where all are back."""
-    print("  %8s | %9s | %10s | %18s" % ("s", "connected", "connecting", "handshake_failures"))
+    print("  %8s | %9s | %10s | %s" % ("s", "connected", "connecting",
+                                       "handshake failures since the kill"))
     next_row = 0.0
     for dt, r in curve:
         done = r["connected"] >= AGENTS
         if dt + 1e-9 >= next_row or done:
             print("  %8.1f | %9d | %10d | %18d" % (dt, r["connected"], r["connecting"],
-                                                   r["handshake_failures"]))
+                                                   r["handshake_failures"] - failures0))
             next_row = dt + (REPORT_S if dt < 10 else 5.0) - 1e-6
         if done:
             break
@@ -143,6 +158,7 @@ def print_curve(curve):
 
 def start_swarm(w, tokfile, reconnect):
     t_start = time.monotonic()
+    srv0 = cpu_s(w.server.pid)
     swarm = Swarm([SWARM_BIN, "--url", w.ws_url(), "--tokens", tokfile, "--ca", w.ca,
                    "--dialect", DIALECT, "--heartbeat", "30", "--reconnect", reconnect,
                    "--connect-rate", CONNECT_RATE, "--report-interval", str(REPORT_S)])
@@ -153,14 +169,17 @@ def start_swarm(w, tokfile, reconnect):
     # the server's view: every agent listed as active
     wait_for(lambda: sum(1 for c in w.connections() if c.get("status") == "active")
              >= AGENTS, 30, "the server to list %d active connections" % AGENTS)
-    return swarm, swarm.all_connected - t_start
+    return swarm, swarm.all_connected - t_start, cpu_s(w.server.pid) - srv0, swarm_cpu_s(swarm.p.pid)
 
 
 def storm(w, swarm, reconnect):
     """kill -9 + restart; returns True if every agent came back."""
+    failures0 = swarm.last()["handshake_failures"]
+    sw0 = swarm_cpu_s(swarm.p.pid)
     w.kill9()
     t_kill = time.monotonic()
     w.restart(timeout=60)
+    srv0 = cpu_s(w.server.pid)
     t_healthy = time.monotonic() - t_kill
 
     def back():
@@ -174,6 +193,8 @@ def storm(w, swarm, reconnect):
     curve = swarm.since(t_kill)
     t_back = next((dt for dt, r in curve if r["connected"] >= AGENTS), None)
     rss = vm_rss_kib(w.server.pid)
+    srv = cpu_s(w.server.pid) - srv0
+    sw = swarm_cpu_s(swarm.p.pid) - sw0
     print("Kill -9 + restart, reconnect %s: server healthy again %.2f s after the kill"
           % (reconnect, t_healthy))
     if t_back is not None:
@@ -181,7 +202,8 @@ def storm(w, swarm, reconnect):
     else:
         print("  NOT all back within %.0f s" % CONVERGE_TIMEOUT)
     print("  server RSS after              %8s KiB" % rss)
-    print_curve(curve)
+    print("  CPU until then: server %.2f s, swarm %.2f s" % (srv, sw))
+    print_curve(curve, failures0)
     return converged
 
 
@@ -208,9 +230,9 @@ def main():
         print("Swarm: %d simulated %s agents (aurora-swarm: TLS, one process) on one server"
               % (AGENTS, DIALECT))
         for n, reconnect in enumerate(RECONNECT.split(",")):
-            swarm, t_all = start_swarm(w, tokfile, reconnect)
-            print("Connect, reconnect %s: all %d connected after %.2f s"
-                  % (reconnect, AGENTS, t_all))
+            swarm, t_all, srv, sw = start_swarm(w, tokfile, reconnect)
+            print("Connect, reconnect %s: all %d connected after %.2f s (CPU: server %.2f s, "
+                  "swarm %.2f s)" % (reconnect, AGENTS, t_all, srv, sw))
             if n == 0:
                 rss1 = vm_rss_kib(w.server.pid)
                 # one command to one simulated agent, answered like /bin/echo would
