@@ -92,6 +92,7 @@ static struct lws_vhost *vhost;
 static volatile sig_atomic_t stop_req;
 static int64_t t0_ms;
 static int64_t next_report_ms;
+static int64_t last_report_ms = -1;
 static long rss_base_kib;
 static lws_sorted_usec_list_t sul_tick;
 
@@ -395,6 +396,7 @@ static const struct lws_protocols swarm_protocols[] = {
 static void report(int64_t now)
 {
     double t = (double)(now - t0_ms) / 1000.0;
+    last_report_ms = now;
     printf("t=%.1f connected=%ld connecting=%ld handshake_failures=%ld closes=%ld commands=%ld\n",
            t, st.connected, st.connecting, st.handshake_failures, st.closes, st.commands);
     fflush(stdout);
@@ -659,7 +661,8 @@ int main(int argc, char **argv)
             break;
 
     int64_t end = now_ms();
-    report(end);
+    if (end - last_report_ms >= 100) /* the state at the end, unless just reported */
+        report(end);
     long rss_now = rss_kib();
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
