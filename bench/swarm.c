@@ -80,6 +80,7 @@ static struct {
 static struct {
     long connected, connecting, handshake_failures, closes, commands;
     long heartbeats, heartbeat_acks;
+    long silent_ends; /* connections that ended with no error or close callback */
     long max_connected;
     double all_connected_s;   /* first time every agent was connected; -1 before */
     long rss_at_all_kib;      /* swarm RSS at that moment */
@@ -374,6 +375,15 @@ static int swarm_cb(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         on_gone(a, 1);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* a connection that ended without CONNECTION_ERROR or CLOSED (lws
+         * drops some early failures silently): without this the agent would
+         * stay "connecting" for ever */
+        if (wsi == a->wsi && a->state != A_IDLE) {
+            st.silent_ends++;
+            on_gone(a, a->state != A_CONNECTED);
+        }
         return 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
         /* closed before `connected` (e.g. the server refused the token with
@@ -672,10 +682,10 @@ int main(int argc, char **argv)
     long peak = st.max_connected > 0 ? st.max_connected : 1;
     printf("summary agents=%d dialect=%s reconnect=%s max_connected=%ld all_connected_s=%.2f "
            "handshake_failures=%ld closes=%ld commands=%ld heartbeats=%ld heartbeat_acks=%ld "
-           "swarm_rss_kib=%ld swarm_rss_per_agent_kib=%.1f swarm_cpu_s=%.2f\n",
+           "silent_ends=%ld swarm_rss_kib=%ld swarm_rss_per_agent_kib=%.1f swarm_cpu_s=%.2f\n",
            nagents, opt.v2 ? "v2" : "legacy", opt.fixed_ms ? "fixed" : "backoff",
            st.max_connected, st.all_connected_s, st.handshake_failures, st.closes, st.commands,
-           st.heartbeats, st.heartbeat_acks, rss_now,
+           st.heartbeats, st.heartbeat_acks, st.silent_ends, rss_now,
            (double)(rss_all - rss_base_kib) / (double)peak, cpu_s);
     fflush(stdout);
     lws_sul_cancel(&sul_tick);

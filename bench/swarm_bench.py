@@ -162,8 +162,12 @@ def start_swarm(w, tokfile, reconnect):
     swarm = Swarm([SWARM_BIN, "--url", w.ws_url(), "--tokens", tokfile, "--ca", w.ca,
                    "--dialect", DIALECT, "--heartbeat", "30", "--reconnect", reconnect,
                    "--connect-rate", CONNECT_RATE, "--report-interval", str(REPORT_S)])
-    wait_for(lambda: swarm.all_connected or swarm.p.poll() is not None, 120,
-             "all %d agents connected" % AGENTS)
+    try:
+        wait_for(lambda: swarm.all_connected or swarm.p.poll() is not None, 120,
+                 "all %d agents connected" % AGENTS)
+    except AssertionError:
+        log("the swarm's last report: %r" % (swarm.last(),))
+        raise
     if swarm.all_connected is None:
         raise AssertionError("aurora-swarm exited: %s" % "\n".join(swarm.stderr[-20:]))
     # the server's view: every agent listed as active
