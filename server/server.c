@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admission.h"
 #include "http.h"
 #include "exec.h"
 #include "forward.h"
@@ -28,6 +29,7 @@
 #include "server_metrics.h"
 #include "store.h"
 #include "tls_selfsigned.h"
+#include "tls_tickets.h"
 #include "tunnel.h"
 #include "worker.h"
 
@@ -69,6 +71,90 @@ static struct lws_protocols g_ops_protocols[] = {
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 static struct lws_vhost *g_ops_vhost;
+
+/* Admission of connections to the main port (admission.h): refused at
+ * accept beyond the pending-handshake cap or the accept rate; a pending
+ * handshake carries its ticket as the wsi's opaque user data (nothing else
+ * sets it on server connections) until it completes or the socket goes. */
+static admission *g_adm;
+static lws_sorted_usec_list_t g_adm_sul;
+static admission_stats g_adm_logged;
+static time_t g_adm_logged_at;
+/* The ticket key secret, read before the context exists (its TLS setup
+ * callback installs the keys). */
+static unsigned char g_ticket_secret[TLS_TICKET_SECRET_LEN];
+static int g_ticket_period;
+static int g_tickets_ok;
+/* lws keeps a validity timer per connection by default (a PING after 300 s
+ * idle), re-armed on traffic: with 10,000 agents each re-arm is a walk of
+ * lws's sorted timer list.  Agents heartbeat and the tunnel's idle sweep
+ * drops silent ones, so the vhost's policy turns it off. */
+static const uint32_t g_retry_ms[] = { 1000, 3000, 9000 };
+static const lws_retry_bo_t g_retry_policy = {
+    .retry_ms_table = g_retry_ms,
+    .retry_ms_table_count = 3,
+    .conceal_count = 3,
+    .secs_since_valid_ping = 0,
+    .secs_since_valid_hangup = 0, /* 0: no validity timer */
+    .jitter_percent = 20,
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The handshake of this connection is over (or the connection is gone). */
+static void handshake_over(struct lws *wsi)
+{
+    intptr_t ticket = (intptr_t)lws_get_opaque_user_data(wsi);
+    if (!ticket || !g_adm)
+        return;
+    lws_set_opaque_user_data(wsi, NULL);
+    admission_end(g_adm, (int)ticket);
+}
+
+static void admission_release(void)
+{
+    admission_free(g_adm);
+    g_adm = NULL;
+}
+
+static void drop_pending(void *conn, void *arg)
+{
+    (void)arg;
+    lws_set_opaque_user_data(conn, NULL);
+    lws_set_timeout(conn, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+/* Once a second: pending handshakes past AURORA_HANDSHAKE_TIMEOUT are
+ * dropped (a client that connects and sends nothing holds a slot no
+ * longer), and refusals since the last line are logged (at most every 10 s). */
+static void admission_tick(lws_sorted_usec_list_t *sul)
+{
+    admission_expire(g_adm, mono_ms(), drop_pending, NULL);
+    admission_stats st;
+    admission_get_stats(g_adm, &st);
+    time_t now = time(NULL);
+    if (now - g_adm_logged_at >= 10 &&
+        (st.refused_pending != g_adm_logged.refused_pending ||
+         st.refused_rate != g_adm_logged.refused_rate || st.expired != g_adm_logged.expired)) {
+        log_warn("connection admission: refused %lld (handshakes pending at the cap) + %lld "
+                 "(over the accept rate), %lld handshakes timed out, in the last %ld s; "
+                 "%d pending now",
+                 (long long)(st.refused_pending - g_adm_logged.refused_pending),
+                 (long long)(st.refused_rate - g_adm_logged.refused_rate),
+                 (long long)(st.expired - g_adm_logged.expired),
+                 (long)(g_adm_logged_at ? now - g_adm_logged_at : 0), st.pending);
+        g_adm_logged = st;
+        g_adm_logged_at = now;
+    } else if (!g_adm_logged_at) {
+        g_adm_logged_at = now;
+    }
+    lws_sul_schedule(g_ctx, 0, sul, admission_tick, LWS_USEC_PER_SEC);
+}
 
 /* How forwarded commands verify the peer replica (forward_peer), and the
  * file that says whom to trust. */
@@ -125,12 +211,37 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 {
     struct pss *p = user;
     switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        /* wsi is the listener: the operations port is never refused, so
+         * probes keep their answers during a storm */
+        if (!g_adm || (g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost))
+            return 0;
+        return admission_accept(g_adm, mono_ms()) ? 0 : 1;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        if (g_adm && !(g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost)) {
+            int ticket = admission_begin(g_adm, wsi, mono_ms());
+            if (!ticket) /* the slot admission_accept saw is gone: cannot happen */
+                lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            lws_set_opaque_user_data(wsi, (void *)(intptr_t)ticket);
+        }
+        return 0;
+    case LWS_CALLBACK_SSL_INFO:
+        if (((const struct lws_ssl_info *)in)->where & SSL_CB_HANDSHAKE_DONE)
+            handshake_over(wsi);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        handshake_over(wsi);
+        break;
+    case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+        handshake_over(wsi); /* without TLS, the request is the end of it */
+        break;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
         /* WebSocket is only for agents.  This server's agent uses
          * PROTO_PATH; the existing agent (no subprotocol) is accepted on any
          * path, as the existing server does: its chart's default endpoint
          * has none.  The token is checked at ESTABLISHED either way. */
         char uri[64] = "";
+        handshake_over(wsi);
         if (g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost)
             return 1;
         if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)
@@ -148,6 +259,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return 0;
 
     case LWS_CALLBACK_HTTP:
+        handshake_over(wsi);
         return http_on_request(wsi, &p->http, in);
     case LWS_CALLBACK_HTTP_BODY:
         return http_on_body(wsi, &p->http, in, len);
@@ -160,6 +272,12 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
             http_on_closed(wsi, &p->http);
         return 0;
 
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        /* the main vhost's server SSL_CTX, made before any connection */
+        if (g_tickets_ok && tls_tickets_install((SSL_CTX *)user, g_ticket_secret,
+                                                g_ticket_period) < 0)
+            log_warn("TLS session tickets not set up: reconnecting agents do full handshakes");
+        return 0;
     case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
         /* The client side is forward.c's connections to peer replicas. */
         return g_peer_mode == FORWARD_PEER_NONE ? 0 : peer_trust_store((SSL_CTX *)user);
@@ -236,6 +354,36 @@ int server_run(server_config *cfg)
     router_reset();
     modules_register_all();
 
+    admission_opts ao = {
+        .max_pending = (int)server_setting_int(cfg, "AURORA_MAX_PENDING_HANDSHAKES"),
+        .accept_rate = (double)server_setting_int(cfg, "AURORA_ACCEPT_RATE"),
+        .handshake_timeout_s = (int)server_setting_int(cfg, "AURORA_HANDSHAKE_TIMEOUT"),
+    };
+    g_adm = admission_new(&ao, mono_ms());
+    if (!g_adm) {
+        log_error("out of memory");
+        return 1;
+    }
+    memset(&g_adm_logged, 0, sizeof(g_adm_logged));
+    g_adm_logged_at = 0;
+    g_tickets_ok = 0;
+    if (!cfg->plain_http) {
+        char tk[1024];
+        const char *tkf = server_setting(cfg, "AURORA_TLS_TICKET_KEY_FILE");
+        if (!tkf) {
+            snprintf(tk, sizeof(tk), "%s/tls-ticket.key", cfg->data_dir);
+            tkf = tk;
+        }
+        g_ticket_period = (int)server_setting_int(cfg, "AURORA_TLS_TICKET_ROTATE");
+        if (tls_ticket_secret_load(tkf, g_ticket_secret, err, sizeof(err)) < 0) {
+            log_error("%s", err);
+            admission_free(g_adm);
+            g_adm = NULL;
+            return 1;
+        }
+        g_tickets_ok = 1;
+    }
+
     server_parts sv = { 0 };
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
@@ -250,6 +398,8 @@ int server_run(server_config *cfg)
     info.ka_time = 60;
     info.ka_probes = 3;
     info.ka_interval = 10;
+    info.retry_and_idle_policy = &g_retry_policy;
+    info.ssl_info_event_mask = SSL_CB_HANDSHAKE_DONE; /* admission: the handshake is over */
     if (!cfg->plain_http) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = cfg->tls_cert;
@@ -274,6 +424,7 @@ int server_run(server_config *cfg)
         log_error("cannot start the listener on %s:%d (port in use, or bad TLS files %s / %s)",
                   cfg->bind, cfg->port, cfg->tls_cert, cfg->tls_key);
         router_reset();
+        admission_release();
         return 1;
     }
     if (cfg->ops_port) {
@@ -292,6 +443,7 @@ int server_run(server_config *cfg)
             lws_context_destroy(g_ctx);
             g_ctx = NULL;
             router_reset();
+            admission_release();
             return 1;
         }
         http_set_ops_vhost(g_ops_vhost);
@@ -339,6 +491,7 @@ int server_run(server_config *cfg)
         workers_free(sv.pool);
         secrets_close(secrets);
         router_reset();
+        admission_release();
         return 1;
     }
     struct sigaction sa;
@@ -347,6 +500,7 @@ int server_run(server_config *cfg)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    lws_sul_schedule(g_ctx, 0, &g_adm_sul, admission_tick, LWS_USEC_PER_SEC);
     forward_start(cfg, g_ctx);
     instance_schedule(g_ctx, sv.pool);
     periodic_schedule(g_ctx, sv.pool); /* pollers (periodic.h) */
@@ -368,7 +522,9 @@ int server_run(server_config *cfg)
     server_metrics_watch_workers(NULL);
     instance_stop(cfg); /* after the last audit completion was written */
     secrets_close(secrets);
+    lws_sul_cancel(&g_adm_sul); /* before its context goes */
     lws_context_destroy(g_ctx);
+    admission_release(); /* after: closing connections end their handshakes */
     g_ctx = NULL;
     g_ops_vhost = NULL;
     http_set_ops_vhost(NULL);
