@@ -51,6 +51,7 @@ static const config_def server_defs[] = {
     { "AURORA_STALE_AFTER", "tunnel.stale_after", CFG_INT, "180", "seconds without heartbeat before a connection is 'stale'", 0 },
     { "AURORA_AGENT_IDLE_TIMEOUT", "tunnel.idle_timeout", CFG_INT, "200", "drop an agent that sent nothing for this long (s)", 0 },
     /* admission of new connections (admission.h) and TLS resumption (tls_tickets.h) */
+    { "AURORA_EVENT_LOOP", "server.event_loop", CFG_STRING, "libev", "libev (epoll: a round of the loop costs what is ready, not every connection) | poll (lws's own loop, O(connections) a round); libev falls back to poll when libwebsockets' evlib_ev plugin is missing", 0 },
     { "AURORA_MAX_PENDING_HANDSHAKES", "server.max_pending_handshakes", CFG_INT, "256", "TLS handshakes under way at most on AURORA_PORT; a connection beyond it is closed at accept, before any TLS work, and its client retries with backoff (the ops port is exempt)", 0, 1, 65536 },
     { "AURORA_ACCEPT_RATE", "server.accept_rate", CFG_INT, "0", "new connections a second accepted on AURORA_PORT (burst: one second's worth); more are closed at accept; 0: no limit", 0, 0, 1000000 },
     { "AURORA_HANDSHAKE_TIMEOUT", "server.handshake_timeout", CFG_INT, "10", "a connection that has not completed its TLS handshake (or sent its HTTP request, without TLS) after this long is dropped (s)", 0, 1, 300 },
