@@ -383,8 +383,14 @@ static void tls_info(const SSL *cssl, int where, int ret)
             SSL_CTX_sess_set_new_cb(c, tls_new_session);
         }
         sim_agent *a = agent_of_ssl(ssl);
-        if (opt.resume && a && a->tls_session)
-            SSL_set_session(ssl, a->tls_session);
+        /* a copy again: a handshake that fails (the server refused the
+         * connection) marks the session it offered not resumable */
+        SSL_SESSION *offer = opt.resume && a && a->tls_session ? SSL_SESSION_dup(a->tls_session)
+                                                               : NULL;
+        if (offer) {
+            SSL_set_session(ssl, offer);
+            SSL_SESSION_free(offer); /* the SSL holds its own reference */
+        }
     } else if (where & SSL_CB_HANDSHAKE_DONE) {
         if (SSL_session_reused(ssl))
             st->resumed_handshakes++;
