@@ -116,6 +116,11 @@ int tls_ticket_secret_load(const char *path, unsigned char secret[TLS_TICKET_SEC
 static unsigned char g_secret[TLS_TICKET_SECRET_LEN];
 static int g_period_s;
 
+static int64_t wall_clock(void) { return (int64_t)time(NULL); }
+static int64_t (*g_clock)(void) = wall_clock;
+
+void tls_tickets_set_clock(int64_t (*now)(void)) { g_clock = now ? now : wall_clock; }
+
 static int set_keys(const tls_ticket_key *k, const unsigned char *iv, EVP_CIPHER_CTX *cctx,
                     EVP_MAC_CTX *hctx, int enc)
 {
@@ -136,7 +141,7 @@ static int ticket_key_cb(SSL *s, unsigned char key_name[16], unsigned char *iv,
                          EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
 {
     (void)s;
-    uint64_t now = tls_ticket_epoch((int64_t)time(NULL), g_period_s);
+    uint64_t now = tls_ticket_epoch(g_clock(), g_period_s);
     tls_ticket_key k;
     int rc = 0;
     if (enc) {

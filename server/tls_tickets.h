@@ -38,4 +38,7 @@ int tls_ticket_secret_load(const char *path, unsigned char secret[TLS_TICKET_SEC
 int tls_tickets_install(SSL_CTX *ctx, const unsigned char secret[TLS_TICKET_SECRET_LEN],
                         int period_s);
 
+/* The clock the keys are chosen by (tests move it; NULL: time()). */
+void tls_tickets_set_clock(int64_t (*now)(void));
+
 #endif
