@@ -74,9 +74,14 @@ static struct lws_protocols g_ops_protocols[] = {
 static struct lws_vhost *g_ops_vhost;
 
 /* Admission of connections to the main port (admission.h): refused at
- * accept beyond the pending-handshake cap or the accept rate; a pending
- * handshake carries its ticket as the wsi's opaque user data (nothing else
- * sets it on server connections) until it completes or the socket goes. */
+ * accept beyond the pending-handshake cap or the accept rate.  A connection
+ * is pending from its accept until its first HTTP request's headers are in
+ * (TLS done and the request or upgrade read: the cheap part left is the
+ * request itself), or until it goes; it carries its ticket as the wsi's
+ * opaque user data meanwhile (nothing else sets it on server connections).
+ * Not lws's LWS_CALLBACK_SSL_INFO: with the libev loop its lookup of the
+ * wsi crashes (lws 4.1.6, wsi_from_fd), and headers sent slowly are part of
+ * the handshake a client can stall. */
 static admission *g_adm;
 static lws_sorted_usec_list_t g_adm_sul;
 static admission_stats g_adm_logged;
@@ -264,15 +269,11 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
             lws_set_opaque_user_data(wsi, (void *)(intptr_t)ticket);
         }
         return 0;
-    case LWS_CALLBACK_SSL_INFO:
-        if (((const struct lws_ssl_info *)in)->where & SSL_CB_HANDSHAKE_DONE)
-            handshake_over(wsi);
-        return 0;
     case LWS_CALLBACK_WSI_DESTROY:
         handshake_over(wsi);
         break;
     case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
-        handshake_over(wsi); /* without TLS, the request is the end of it */
+        handshake_over(wsi); /* the request's headers are in: the handshake is over */
         break;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
         /* WebSocket is only for agents.  This server's agent uses
@@ -442,7 +443,6 @@ int server_run(server_config *cfg)
     info.ka_probes = 3;
     info.ka_interval = 10;
     info.retry_and_idle_policy = &g_retry_policy;
-    info.ssl_info_event_mask = SSL_CB_HANDSHAKE_DONE; /* admission: the handshake is over */
     if (!cfg->plain_http) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = cfg->tls_cert;
