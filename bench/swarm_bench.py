@@ -27,7 +27,8 @@ tokens, runs the swarm and reports:
 Environment: SWARM_AGENTS, SWARM_DIALECT (v2|legacy), SWARM_RECONNECT
 (comma-separated modes, each backoff|fixed:MS; default backoff,fixed:500),
 SWARM_CONNECT_RATE (agents/s in the ramp, 0 = all at once),
-SWARM_CONVERGE_TIMEOUT (s, default 90), SWARM_PROCS (swarm processes,
+SWARM_CONVERGE_TIMEOUT (s, default 90), SWARM_CONNECT_TIMEOUT (s for the
+initial connect, default 300), SWARM_PROCS (swarm processes,
 default 2: one per core of the bench machine), SWARM_HEARTBEAT (s, default
 10: harsher than the agent's 30), SWARM_COMMANDS (commands per latency
 sample, default 100), SWARM_PROBES (/health probes per port, default 200),
@@ -58,6 +59,7 @@ DIALECT = os.environ.get("SWARM_DIALECT", "v2")
 RECONNECT = os.environ.get("SWARM_RECONNECT", "backoff,fixed:500")
 CONNECT_RATE = os.environ.get("SWARM_CONNECT_RATE", "0")
 CONVERGE_TIMEOUT = float(os.environ.get("SWARM_CONVERGE_TIMEOUT", "90"))
+CONNECT_TIMEOUT = float(os.environ.get("SWARM_CONNECT_TIMEOUT", "300"))
 PROCS = int(os.environ.get("SWARM_PROCS", "2"))
 HEARTBEAT = int(os.environ.get("SWARM_HEARTBEAT", "10"))
 COMMANDS = int(os.environ.get("SWARM_COMMANDS", "100"))
@@ -241,7 +243,7 @@ def start_swarm(w, tokfile, reconnect, count=None):
                    "--procs", str(PROCS if count >= PROCS else 1)]
                   + ([] if RESUME else ["--no-resume"]))
     try:
-        wait_for(lambda: swarm.all_connected or swarm.p.poll() is not None, 120,
+        wait_for(lambda: swarm.all_connected or swarm.p.poll() is not None, CONNECT_TIMEOUT,
                  "all %d agents connected" % count)
     except AssertionError:
         log("the swarm's last report: %r" % (swarm.last(),))
