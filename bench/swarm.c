@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -899,6 +900,7 @@ static int run_procs(void)
             break;
         }
         if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM); /* the parent killed: stop too */
             int mine = 0;
             for (int k = i; k < total; k += opt.procs)
                 agents[mine++] = agents[k];
@@ -992,6 +994,9 @@ int main(int argc, char **argv)
         return 2;
     }
     raise_nofile(); /* before the context: lws sizes its fd table from the limit */
+    /* a bench that dies without stopping us must not leave thousands of
+     * agents retrying against nothing */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

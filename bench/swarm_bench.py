@@ -247,13 +247,19 @@ def start_swarm(w, tokfile, reconnect, count=None):
                  "all %d agents connected" % count)
     except AssertionError:
         log("the swarm's last report: %r" % (swarm.last(),))
+        swarm.stop()  # not left retrying against a server that goes away
         raise
     if swarm.all_connected is None:
+        swarm.stop()
         raise AssertionError("aurora-swarm exited: %s" % "\n".join(swarm.stderr[-20:]))
     # the server's view: every agent listed as active
     # (each listing costs the server O(agents): polled once a second)
-    wait_for(lambda: sum(1 for c in w.connections() if c.get("status") == "active")
-             >= count, 60, "the server to list %d active connections" % count, every=1.0)
+    try:
+        wait_for(lambda: sum(1 for c in w.connections() if c.get("status") == "active")
+                 >= count, 60, "the server to list %d active connections" % count, every=1.0)
+    except AssertionError:
+        swarm.stop()
+        raise
     return (swarm, swarm.all_connected - t_start, cpu_s(w.server.pid) - srv0,
             (swarm.last() or {}).get("cpu_s", float("nan")))
 
