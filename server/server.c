@@ -9,11 +9,13 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "admission.h"
 #include "http.h"
@@ -176,11 +178,50 @@ static void drop_pending(void *conn, void *arg)
 /* Once a second: pending handshakes past AURORA_HANDSHAKE_TIMEOUT are
  * dropped (a client that connects and sends nothing holds a slot no
  * longer), and refusals since the last line are logged (at most every 10 s). */
+/* A storm: at least this many connections a second admitted or refused. */
+#define STORM_CONNS_PER_S 200
+/* Quiet seconds after a storm before its memory is given back. */
+#define STORM_QUIET_S 5
+
+static long rss_kib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* After a storm (thousands of connections accepted, refused, handshaken,
+ * many of them gone), glibc keeps the freed memory in its arenas: RSS stays
+ * at the storm's peak.  Once it has been quiet a few seconds, give it back. */
+static void trim_after_storm(const admission_stats *st)
+{
+    static int64_t last_seen;
+    static int storm, quiet;
+    int64_t seen = st->admitted + st->refused_pending + st->refused_rate;
+    if (seen - last_seen >= STORM_CONNS_PER_S) {
+        storm = 1;
+        quiet = 0;
+    } else if (storm && ++quiet >= STORM_QUIET_S && st->pending == 0) {
+        long before = rss_kib();
+        malloc_trim(0);
+        log_info("after a connection storm: memory given back, RSS %ld -> %ld MiB", before / 1024,
+                 rss_kib() / 1024);
+        storm = 0;
+    }
+    last_seen = seen;
+}
+
 static void admission_tick(lws_sorted_usec_list_t *sul)
 {
     admission_expire(g_adm, mono_ms(), drop_pending, NULL);
     admission_stats st;
     admission_get_stats(g_adm, &st);
+    trim_after_storm(&st);
     time_t now = time(NULL);
     if (now - g_adm_logged_at >= 10 &&
         (st.refused_pending != g_adm_logged.refused_pending ||
