@@ -4,7 +4,7 @@
 process, so the server is what is measured).
 
 Starts aurora-server (build/rel unless AURORA_BUILD_DIR says otherwise) on
-127.0.0.1 with a temp data dir, creates SWARM_AGENTS (default 1000) agent
+127.0.0.1 with a temp data dir, creates SWARM_AGENTS (default 10000, the fleet goal) agent
 tokens, runs the swarm and reports:
   1. time until every agent is connected, server RSS per agent;
   2. one command through the API to one simulated agent (answer checked);
@@ -54,7 +54,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402
 from harness import T, World, vm_rss_kib  # noqa: E402
 
-AGENTS = int(os.environ.get("SWARM_AGENTS", "1000"))
+AGENTS = int(os.environ.get("SWARM_AGENTS", "10000"))  # the fleet goal; 1000 for a quick look
 DIALECT = os.environ.get("SWARM_DIALECT", "v2")
 RECONNECT = os.environ.get("SWARM_RECONNECT", "backoff,fixed:500")
 CONNECT_RATE = os.environ.get("SWARM_CONNECT_RATE", "0")
