@@ -131,6 +131,10 @@ struct tunnel_hub {
      * into lws's sorted timer list, O(sessions) each time. */
     lws_sorted_usec_list_t sweep_sul;
     int sweeping;
+    /* connection bookkeeping waiting for a writer (conn_pump) */
+    struct conn_job *conn_head, *conn_tail;
+    struct conn_job *conn_running; /* on a worker now */
+    int conn_queued, conn_inflight, conn_writers, conn_dropped;
     unsigned revocation_epoch;
     uint64_t legacy_seq;
 };
@@ -144,6 +148,8 @@ tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o)
     h->ctx = o->lws;
     h->pool = o->pool;
     h->deadline_grace = o->deadline_grace;
+    /* half the store workers at most; the others stay free for lookups */
+    h->conn_writers = o->cfg && o->cfg->workers > 1 ? o->cfg->workers / 2 : 1;
     return h;
 }
 
@@ -609,10 +615,18 @@ static void session_maybe_free(tunnel_session *s)
         session_free(s);
 }
 
-/* Fire-and-forget connection bookkeeping. */
-typedef struct {
+/* Fire-and-forget connection bookkeeping, in order, with at most
+ * conn_writers jobs on the store pool at a time: a reconnecting fleet's
+ * row writes (each its own transaction, one writer at a time on SQLite)
+ * would otherwise take every store worker, and the token lookups that
+ * decide whether an agent is connected would wait behind them (seen: TLS
+ * resumed, `connected` seconds later, in bursts).  In order also means a
+ * cluster's up and down are written as they happened. */
+typedef struct conn_job {
     enum { CONN_UP, CONN_HEARTBEAT, CONN_DOWN } what;
     store_connection c;
+    tunnel_hub *hub; /* NULL once the hub is gone (the job still on a worker) */
+    struct conn_job *next;
 } conn_job;
 
 static void conn_job_run(worker_ctx *w, void *arg)
@@ -635,7 +649,53 @@ static void conn_job_run(worker_ctx *w, void *arg)
                   store_errmsg(w->store));
 }
 
-static void conn_job_done(void *arg) { free(arg); }
+/* Past this many writes waiting (the store stalled), new ones are dropped
+ * as the worker queue would drop them: the rows are rewritten at the next
+ * heartbeat or reconnection. */
+#define CONN_QUEUE_MAX 65536
+
+static void conn_job_done(void *arg);
+
+static void conn_pump(tunnel_hub *h)
+{
+    while (h->conn_inflight < h->conn_writers && h->conn_head) {
+        conn_job *j = h->conn_head;
+        h->conn_head = j->next;
+        if (!h->conn_head)
+            h->conn_tail = NULL;
+        h->conn_queued--;
+        j->next = NULL;
+        if (workers_submit(h->pool, WORKER_POOL_STORE, conn_job_run, conn_job_done, j) < 0) {
+            /* the queue is full, or the pool stopping (shutdown closes
+             * every session at once): one line per thousand, not one each */
+            if (h->conn_dropped++ % 1000 == 0)
+                log_warn("connection bookkeeping for %s dropped: worker queue full or stopping "
+                         "(%d dropped so far)", j->c.cluster_id, h->conn_dropped);
+            free(j);
+            continue;
+        }
+        j->next = h->conn_running; /* the worker owns j until done() */
+        h->conn_running = j;
+        h->conn_inflight++;
+    }
+}
+
+static void conn_job_done(void *arg)
+{
+    conn_job *j = arg;
+    tunnel_hub *h = j->hub;
+    if (h) {
+        conn_job **pp = &h->conn_running;
+        while (*pp && *pp != j)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = j->next;
+        h->conn_inflight--;
+    }
+    free(j);
+    if (h)
+        conn_pump(h);
+}
 
 static void submit_conn(tunnel_session *s, int what)
 {
@@ -650,10 +710,21 @@ static void submit_conn(tunnel_session *s, int what)
     snprintf(j->c.agent_version, sizeof(j->c.agent_version), "%s", s->agent_version);
     snprintf(j->c.protocol, sizeof(j->c.protocol), "%s", s->v2 ? PROTO_SUBPROTOCOL_V2 : "legacy");
     j->c.connected_at = j->c.last_heartbeat = (int64_t)time(NULL);
-    if (workers_submit(s->hub->pool, WORKER_POOL_STORE, conn_job_run, conn_job_done, j) < 0) {
-        log_warn("connection bookkeeping for %s dropped: worker queue full", s->cluster_id);
+    tunnel_hub *h = s->hub;
+    if (h->conn_queued >= CONN_QUEUE_MAX) {
+        log_warn("connection bookkeeping for %s dropped: %d writes waiting", s->cluster_id,
+                 h->conn_queued);
         free(j);
+        return;
     }
+    j->hub = h;
+    if (h->conn_tail)
+        h->conn_tail->next = j;
+    else
+        h->conn_head = j;
+    h->conn_tail = j;
+    h->conn_queued++;
+    conn_pump(h);
 }
 
 typedef struct {
@@ -1274,6 +1345,13 @@ void tunnel_hub_free(tunnel_hub *h)
             session_free(s);
         }
     }
+    while (h->conn_head) { /* never written */
+        conn_job *j = h->conn_head;
+        h->conn_head = j->next;
+        free(j);
+    }
+    for (conn_job *j = h->conn_running; j; j = j->next)
+        j->hub = NULL; /* a pool still running finishes them without us */
     free(h);
 }
 
