@@ -73,10 +73,12 @@ async function route() {
   focusHeading();
 }
 
-function renderSignIn(next, reason) {
+function renderSignIn(nextArg, reason) {
   setChrome(false);
+  let next = nextArg;
   if (location.pathname !== '/signin') {
     const here = location.pathname + location.search;
+    next = here;
     history.replaceState(null, '', '/signin?next=' + encodeURIComponent(here) +
       (reason ? '&reason=' + encodeURIComponent(reason) : ''));
   }
@@ -129,7 +131,7 @@ function renderSignIn(next, reason) {
 document.addEventListener('click', (ev) => {
   const a = ev.target.closest && ev.target.closest('a');
   if (!a || ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
-  if (a.target || a.hasAttribute('download')) return;
+  if (a.target || a.hasAttribute('download') || (a.getAttribute('href') || '').startsWith('#')) return;
   const url = new URL(a.href, location.href);
   if (url.origin !== location.origin) return;
   if (!/^\/(connectors|clusters|run|audit|incidents|signin)?(\/|$)/.test(url.pathname)) return;

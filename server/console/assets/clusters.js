@@ -3,7 +3,7 @@
 // state flips to Connected when the agent registers: GET
 // /api/kubectl/connections every 2 s, no reload), the clusters table, and a
 // cluster's page with its tokens (rotate, revoke) and removal.
-import { h, clear, field, copyable, badge, errorBox, announce, time, ago, scrollTable, nextId } from './dom.js';
+import { h, fill, clear, field, copyable, badge, errorBox, announce, time, ago, scrollTable } from './dom.js';
 import { get, post, del } from './api.js';
 
 const POLL_MS = 2000;
@@ -66,10 +66,8 @@ function tokenPanel(tok, opts = {}) {
     h('h2', {}, opts.rotated ? `New token for ${tok.cluster_name}` : `Cluster ${tok.cluster_name} added`),
     h('p', { class: 'alert alert-warn' }, tok.message || 'Save this token - it will only be shown once!'),
     copyable('Agent token', tok.token, { testid: 'agent-token' }),
-    h('h3', {}, 'values.yaml'),
     copyable('values.yaml', valuesYaml(tok), { multiline: true, testid: 'values-yaml' }),
-    h('h3', {}, 'Install with Helm'),
-    copyable('helm install', HELM_INSTALL, { multiline: true, testid: 'helm-install' }),
+    copyable('Install with Helm', HELM_INSTALL, { multiline: true, testid: 'helm-install' }),
     tok.helm_command ? copyable('Or in one line (no values file)', tok.helm_command, { multiline: true, testid: 'helm-command' }) : null,
     opts.rotated ? h('p', { class: 'muted small' }, 'The old tokens stay valid until you revoke them: roll the agent out with the new token, then revoke the old ones below.') : null,
     live);
@@ -235,7 +233,7 @@ export function renderDetail(main, params) {
     try {
       const r = await del(`/api/kubectl/connections/${encodeURIComponent(id)}`);
       announce(`${name} removed`);
-      clear(main).append(h('h1', { tabindex: '-1' }, `${name} removed`),
+      fill(clear(main), h('h1', { tabindex: '-1' }, `${name} removed`),
         h('p', {}, r.message || 'Every token of the cluster was revoked.'),
         r.uninstall_hint ? h('p', {}, r.uninstall_hint) : null,
         r.delete_command ? copyable('Uninstall the agent', r.delete_command, { multiline: true }) : null,

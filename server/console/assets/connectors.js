@@ -3,7 +3,7 @@
 // its connect flow (OAuth popup, API-key / PAT form, service-account key
 // upload), the exact callback / webhook URLs of this deployment with Copy
 // buttons, and disconnect / reconnect. The labels follow the connector guide.
-import { h, clear, field, copyable, badge, errorBox, announce, time, scrollTable, nextId } from './dom.js';
+import { h, append, fill, clear, field, copyable, badge, errorBox, announce, time, scrollTable, nextId } from './dom.js';
 import { get, post, del, put, postRaw, session } from './api.js';
 import { connectorState } from './states.js';
 
@@ -156,6 +156,9 @@ function accountLine(id, s) {
   return bits.join(' · ');
 }
 
+// Appends what is there: a section a connector does not have is null.
+function add(el, ...children) { append(el, children); }
+
 // ---- the Manage dialog --------------------------------------------------------
 let dlg = null;          // { el, id, body, refresh, opener }
 
@@ -191,27 +194,38 @@ function openDialog(id, refresh, opener) {
   el.showModal();
 }
 
-// The status was reloaded: redraw the open dialog's state (e.g. after an
-// OAuth popup or a connect), keeping focus where it was when possible.
+// The status was reloaded (after an OAuth popup, a connect, a disconnect):
+// the open dialog is redrawn only when what it shows changed, so a refresh
+// that changes nothing never pulls a control from under the reader.
+function dialogKey(id) {
+  const ids = ['atlassian', 'confluence', 'jira'].includes(id) ? ['atlassian', 'confluence', 'jira'] : [id];
+  // what decides the dialog's layout, not every detail (GCP's status also
+  // carries the projects, which the dialog updates in place)
+  const pick = (x) => {
+    const v = statusCache[x] || {};
+    return [connectorState(x, v).label, v.connected, v.auth, v.account, v.status, v.enabled, v.installations, v.oauth_connected, v.region];
+  };
+  return JSON.stringify(ids.map(pick));
+}
+
 function refreshOpenDialog() {
   if (!dlg) return;
   const st = connectorState(dlg.id, statusCache[dlg.id]);
   clear(dlg.stateEl).append(badge(st.label, st.kind));
   dlg.stateEl.dataset.state = st.label;
-  if (dlg.redrawOnRefresh) drawDialog();
+  if (dialogKey(dlg.id) !== dlg.drawnKey) drawDialog();
 }
 
 function drawDialog() {
   const { id, body } = dlg;
   const s = statusCache[id] || {};
   clear(body);
-  dlg.redrawOnRefresh = false;
+  dlg.drawnKey = dialogKey(id);
   const flows = FLOWS[id] || genericFlow;
   flows(body, s, id);
 }
 
 async function reload() {
-  if (dlg) dlg.redrawOnRefresh = true;
   if (dlg) await dlg.refresh();
 }
 
@@ -320,7 +334,7 @@ function connectedFacts(s, keys) {
 }
 
 function genericFlow(body, s, id) {
-  body.append(connectedFacts(s, [['account', 'Account'], ['connected_at', 'Connected']]) || '',
+  add(body, connectedFacts(s, [['account', 'Account'], ['connected_at', 'Connected']]) || '',
     disconnectSection(id, s) || h('p', {}, 'Not connected.'));
 }
 
@@ -329,9 +343,9 @@ const FLOWS = {
   gcp(body, s) {
     const out = h('div', {});
     if (s.connected) {
-      body.append(connectedFacts(s, [['account', 'Account'], ['auth', 'Authentication'],
+      add(body, connectedFacts(s, [['account', 'Account'], ['auth', 'Authentication'],
         ['default_project', 'Key default project'], ['connected_at', 'Connected']]));
-      body.append(gcpProjects());
+      add(body, gcpProjects());
     }
     // Option A: service account key
     const file = h('input', { type: 'file', name: 'keyfile', accept: 'application/json,.json' });
@@ -350,70 +364,70 @@ const FLOWS = {
       file.value = '';
       return r;
     }, saOut);
-    body.append(section(s.connected ? 'Replace the credentials: service account key' : 'Option A: Service Account Key',
+    add(body, section(s.connected ? 'Replace the credentials: service account key' : 'Option A: Service Account Key',
       h('p', { class: 'muted small' }, 'Aurora validates the key, lists accessible projects, and connects.'),
       saForm, saOut));
-    body.append(section('Option B: OAuth 2.0',
+    add(body, section('Option B: OAuth 2.0',
       h('p', { class: 'muted small' }, 'Interactive consent with your Google account.'),
       h('div', { class: 'row' }, oauthButton('Connect with Google', '/login', out)), out,
       copyable('Authorized redirect URI (GCP_REDIRECT_URI)', `${ORIGIN}/callback`)));
-    body.append(disconnectSection('gcp', s));
+    add(body, disconnectSection('gcp', s));
   },
 
   aws(body, s) {
     const out = h('div', {});
-    if (s.connected) body.append(connectedFacts(s, [['account', 'Role ARN'], ['account_id', 'Account ID'],
+    if (s.connected) add(body, connectedFacts(s, [['account', 'Role ARN'], ['account_id', 'Account ID'],
       ['region', 'Region'], ['assumed_role_arn', 'Assumed role'], ['connected_at', 'Connected']]));
     const onboarding = h('div', {}, h('p', { class: 'loading' }, 'Loading onboarding details…'));
     get('/aws/onboarding').then((o) => {
-      clear(onboarding).append(
+      fill(clear(onboarding), 
         copyable("Aurora's AWS Account ID", String(o.aurora_account_id || ''), { testid: 'aws-account-id' }),
         copyable('External ID', String(o.external_id || ''), { testid: 'aws-external-id' }),
         o.role_name ? copyable('Role name', String(o.role_name)) : null,
         copyable('Trust policy', typeof o.trust_policy === 'string' ? o.trust_policy : JSON.stringify(o.trust_policy, null, 2),
           { multiline: true, testid: 'aws-trust-policy' }));
     }).catch((e) => clear(onboarding).append(errorBox(e)));
-    body.append(section('1. Create the IAM role in your account',
+    add(body, section('1. Create the IAM role in your account',
       h('p', { class: 'muted small' }, 'IAM > Roles > Create role > Another AWS account: enter Aurora\'s account ID, check Require external ID, attach ReadOnlyAccess, name it AuroraRole.'),
       onboarding));
-    body.append(section(s.connected ? 'Reconnect with another role' : '2. Connect the role',
+    add(body, section(s.connected ? 'Reconnect with another role' : '2. Connect the role',
       form([field('Role ARN', input('role_arn', { required: true, placeholder: 'arn:aws:iam::123456789012:role/AuroraRole' })),
         field('Region', input('region', { placeholder: 'us-east-1' }))], 'Connect',
       (f) => post('/aws/connect', { role_arn: val(f, 'role_arn'), ...(val(f, 'region') ? { region: val(f, 'region') } : {}) }), out), out));
-    body.append(disconnectSection('aws', s));
+    add(body, disconnectSection('aws', s));
   },
 
   azure(body, s) {
     const out = h('div', {});
     const oOut = h('div', {});
-    if (s.connected) body.append(connectedFacts(s, [['account', 'Tenant'], ['auth', 'Authentication'],
+    if (s.connected) add(body, connectedFacts(s, [['account', 'Tenant'], ['auth', 'Authentication'],
       ['client_id', 'Client ID'], ['default_subscription_id', 'Default subscription'], ['connected_at', 'Connected']]));
-    body.append(section('Service principal',
+    add(body, section('Service principal',
       form([field('Directory (tenant) ID', input('tenant_id', { required: true })),
         field('Application (client) ID', input('client_id', { required: true })),
         field('Client secret', secret('client_secret', { required: true })),
         field('Subscription ID (optional)', input('subscription_id'))], 'Connect',
       (f) => post('/azure/connect', { tenant_id: val(f, 'tenant_id'), client_id: val(f, 'client_id'),
         client_secret: val(f, 'client_secret'), ...(val(f, 'subscription_id') ? { subscription_id: val(f, 'subscription_id') } : {}) }), out), out));
-    body.append(section('Or sign in with Microsoft',
+    add(body, section('Or sign in with Microsoft',
       h('div', { class: 'row' }, oauthButton('Sign in with Microsoft', '/azure/login', oOut)), oOut,
       copyable('Redirect URI (Web)', `${ORIGIN}/azure/callback`)));
-    body.append(disconnectSection('azure', s));
+    add(body, disconnectSection('azure', s));
   },
 
   ovh(body, s) {
     if (s.enabled === false) {
-      body.append(h('p', { class: 'alert alert-info' }, 'OVH connector not enabled: set NEXT_PUBLIC_ENABLE_OVH=true and restart Aurora.'));
-      body.append(disconnectSection('ovh', s));
+      add(body, h('p', { class: 'alert alert-info' }, 'OVH connector not enabled: set NEXT_PUBLIC_ENABLE_OVH=true and restart Aurora.'));
+      add(body, disconnectSection('ovh', s));
       return;
     }
     const out = h('div', {});
-    if (s.connected) body.append(connectedFacts(s, [['account', 'Account'], ['region', 'Region'], ['connected_at', 'Connected']]));
+    if (s.connected) add(body, connectedFacts(s, [['account', 'Account'], ['region', 'Region'], ['connected_at', 'Connected']]));
     const region = select('region', [['eu', 'Europe (EU)'], ['ca', 'Canada (CA)'], ['us', 'United States (US)']], s.region || 'eu');
-    body.append(section('Connect with OVH', field('Region', region),
+    add(body, section('Connect with OVH', field('Region', region),
       h('div', { class: 'row' }, oauthButton('Connect with OVH', () => `/ovh_api/ovh/oauth2/initiate?region=${encodeURIComponent(region.value)}`, out)), out,
       copyable('Callback URL (HTTPS only)', `${ORIGIN}/ovh_api/ovh/oauth2/callback`)));
-    body.append(disconnectSection('ovh', s));
+    add(body, disconnectSection('ovh', s));
   },
 
   github(body, s) {
@@ -430,13 +444,13 @@ const FLOWS = {
           a.error ? h('p', { class: 'alert alert-info small' }, a.error) : null));
       }
     }).catch((e) => clear(actions).append(errorBox(e)));
-    body.append(section('Connect', actions, out));
-    if (s.installations) body.append(githubInstallations());
-    body.append(urls(['Webhook URL', `${ORIGIN}/github/webhook`],
+    add(body, section('Connect', actions, out));
+    if (s.installations) add(body, githubInstallations());
+    add(body, urls(['Webhook URL', `${ORIGIN}/github/webhook`],
       ['Setup URL', `${ORIGIN}/github/app/install/callback`],
       ['Callback URL', `${ORIGIN}/github/callback`]));
     if (s.oauth_connected) {
-      body.append(disconnectSection('github', s, { always: true, label: 'Disconnect OAuth',
+      add(body, disconnectSection('github', s, { always: true, label: 'Disconnect OAuth',
         note: 'Revokes the OAuth grant and deletes the user token. App installations are managed on GitHub.' }));
     }
   },
@@ -444,25 +458,25 @@ const FLOWS = {
   slack(body, s) {
     const out = h('div', {});
     if (s.connected) {
-      body.append(connectedFacts(s, [['team_name', 'Workspace'], ['channel_name', 'Incidents channel'], ['connected_at', 'Connected']]));
-      body.append(slackChannel(s));
+      add(body, connectedFacts(s, [['team_name', 'Workspace'], ['channel_name', 'Incidents channel'], ['connected_at', 'Connected']]));
+      add(body, slackChannel(s));
     }
-    body.append(section(s.connected ? 'Reconnect' : 'Connect',
+    add(body, section(s.connected ? 'Reconnect' : 'Connect',
       h('div', { class: 'row' }, oauthButton('Connect Slack', '/slack/login', out)), out,
       s.oauth_configured === false ? h('p', { class: 'alert alert-info small' }, 'Slack OAuth credentials not configured: set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET in .env.') : null));
-    body.append(urls(['Redirect URL', `${ORIGIN}/slack/callback`], ['Event Subscriptions Request URL', `${ORIGIN}/slack/events`]));
-    body.append(disconnectSection('slack', s));
+    add(body, urls(['Redirect URL', `${ORIGIN}/slack/callback`], ['Event Subscriptions Request URL', `${ORIGIN}/slack/events`]));
+    add(body, disconnectSection('slack', s));
   },
 
   google_chat(body, s) {
     const out = h('div', {});
-    if (s.connected) body.append(connectedFacts(s, [['email', 'Account'], ['space_display_name', 'Space'], ['identity', 'Messages sent as'], ['connected_at', 'Connected']]));
-    if (s.warning) body.append(h('p', { class: 'alert alert-info' }, h('strong', {}, s.warning + '. '), s.hint || ''));
-    body.append(section(s.connected ? 'Reconnect' : 'Connect',
+    if (s.connected) add(body, connectedFacts(s, [['email', 'Account'], ['space_display_name', 'Space'], ['identity', 'Messages sent as'], ['connected_at', 'Connected']]));
+    if (s.warning) add(body, h('p', { class: 'alert alert-info' }, h('strong', {}, s.warning + '. '), s.hint || ''));
+    add(body, section(s.connected ? 'Reconnect' : 'Connect',
       h('div', { class: 'row' }, oauthButton('Connect Google Chat', '/google-chat/login', out)), out));
-    body.append(urls(['Authorized redirect URI', s.redirect_uri || `${ORIGIN}/google-chat/callback`],
+    add(body, urls(['Authorized redirect URI', s.redirect_uri || `${ORIGIN}/google-chat/callback`],
       ['HTTP endpoint URL (Connection settings)', s.events_url || `${ORIGIN}/google-chat/events`]));
-    body.append(disconnectSection('google_chat', s));
+    add(body, disconnectSection('google_chat', s));
   },
 
   atlassian(body, s) { atlassianFlow(body, s, null); },
@@ -472,105 +486,105 @@ const FLOWS = {
   pagerduty(body, s) {
     const out = h('div', {});
     const oOut = h('div', {});
-    if (s.connected) body.append(connectedFacts(s, [['account', 'Account'], ['auth', 'Authentication'], ['email', 'Email'], ['connected_at', 'Connected']]));
+    if (s.connected) add(body, connectedFacts(s, [['account', 'Account'], ['auth', 'Authentication'], ['email', 'Email'], ['connected_at', 'Connected']]));
     if (s.oauth_enabled) {
-      body.append(section('Option A: OAuth', h('div', { class: 'row' }, oauthButton('Connect with PagerDuty', '/pagerduty/oauth/login', oOut)), oOut,
+      add(body, section('Option A: OAuth', h('div', { class: 'row' }, oauthButton('Connect with PagerDuty', '/pagerduty/oauth/login', oOut)), oOut,
         copyable('Redirect URL', `${ORIGIN}/pagerduty/oauth/callback`)));
     }
-    body.append(section(s.oauth_enabled ? 'Option B: API Token' : 'API Token',
+    add(body, section(s.oauth_enabled ? 'Option B: API Token' : 'API Token',
       form([field('API token', secret('api_token', { required: true })),
         field('Webhook signing secret (optional)', secret('webhook_secret'))], 'Connect',
       (f) => post('/pagerduty/connect', { api_token: val(f, 'api_token'), ...(val(f, 'webhook_secret') ? { webhook_secret: val(f, 'webhook_secret') } : {}) }), out), out));
-    body.append(urls(['Webhook URL (Generic Webhooks v3)', s.webhook_url || userWebhook('/pagerduty/webhook')]));
-    body.append(disconnectSection('pagerduty', s));
+    add(body, urls(['Webhook URL (Generic Webhooks v3)', s.webhook_url || userWebhook('/pagerduty/webhook')]));
+    add(body, disconnectSection('pagerduty', s));
   },
 
   datadog(body, s) {
     const out = h('div', {});
-    if (s.connected) body.append(connectedFacts(s, [['site', 'Site'], ['account', 'Account'], ['connected_at', 'Connected']]));
-    body.append(section(s.connected ? 'Reconnect' : 'Connect',
+    if (s.connected) add(body, connectedFacts(s, [['site', 'Site'], ['account', 'Account'], ['connected_at', 'Connected']]));
+    add(body, section(s.connected ? 'Reconnect' : 'Connect',
       form([field('API key', secret('api_key', { required: true })),
         field('Application key', secret('app_key')),
         field('Site', select('site', [['datadoghq.com', 'US1 (datadoghq.com)'], ['us3.datadoghq.com', 'US3'], ['us5.datadoghq.com', 'US5'], ['datadoghq.eu', 'EU (datadoghq.eu)']], s.site || 'datadoghq.com'))],
       'Connect', (f) => post('/datadog/connect', { api_key: val(f, 'api_key'), site: val(f, 'site'), ...(val(f, 'app_key') ? { app_key: val(f, 'app_key') } : {}) }), out), out));
-    body.append(urls(['Webhook URL', userWebhook('/datadog/webhook')]));
-    body.append(disconnectSection('datadog', s));
+    add(body, urls(['Webhook URL', userWebhook('/datadog/webhook')]));
+    add(body, disconnectSection('datadog', s));
   },
 
   grafana(body, s) {
     const out = h('div', {});
     const url = s.webhook_url || (s.webhook_path ? ORIGIN + s.webhook_path : userWebhook('/grafana/alerts/webhook'));
-    body.append(section('Webhook',
+    add(body, section('Webhook',
       h('p', { class: 'muted small' }, 'In Grafana: Alerting > Contact points > New contact point, type Webhook, paste this URL and click Test. Aurora connects when the test webhook arrives.'),
       copyable('Webhook URL', url, { testid: 'grafana-webhook' }),
       connectedFacts(s, [['deliveries', 'Deliveries'], ['last_delivery_at', 'Last delivery'], ['connected_at', 'Connected'], ['disconnected_at', 'Disconnected']])));
     if (s.status === 'disabled') {
       const b = h('button', { type: 'button', class: 'btn primary' }, 'Reconnect');
       b.addEventListener('click', action(b, out, () => post('/grafana/reconnect', {}), 'Grafana reconnected'));
-      body.append(section('Disconnected', h('p', { class: 'muted small' }, 'Incoming webhooks are rejected until you reconnect. The contact point does not need to change.'), h('div', { class: 'row' }, b), out));
+      add(body, section('Disconnected', h('p', { class: 'muted small' }, 'Incoming webhooks are rejected until you reconnect. The contact point does not need to change.'), h('div', { class: 'row' }, b), out));
     } else if (s.connected) {
-      body.append(disconnectSection('grafana', s, { run: () => post('/grafana/disconnect', {}),
+      add(body, disconnectSection('grafana', s, { run: () => post('/grafana/disconnect', {}),
         note: 'Deactivates the connection: incoming webhooks are rejected until you click Reconnect.' }));
     }
   },
 
   newrelic(body, s) {
     const out = h('div', {});
-    if (s.connected) body.append(connectedFacts(s, [['account_id', 'Account ID'], ['region', 'Region'], ['connected_at', 'Connected']]));
-    body.append(section(s.connected ? 'Reconnect' : 'Connect',
+    if (s.connected) add(body, connectedFacts(s, [['account_id', 'Account ID'], ['region', 'Region'], ['connected_at', 'Connected']]));
+    add(body, section(s.connected ? 'Reconnect' : 'Connect',
       form([field('User API Key', secret('api_key', { required: true, placeholder: 'NRAK-…' })),
         field('Account ID', input('account_id', { required: true, inputmode: 'numeric' })),
         field('Region', select('region', [['US', 'US'], ['EU', 'EU']], s.region || 'US')),
         field('License Key (optional)', secret('license_key'))], 'Connect',
       (f) => post('/newrelic/connect', { api_key: val(f, 'api_key'), account_id: val(f, 'account_id'), region: val(f, 'region'),
         ...(val(f, 'license_key') ? { license_key: val(f, 'license_key') } : {}) }), out), out));
-    body.append(urls(['Webhook URL', userWebhook('/newrelic/webhook')]));
-    body.append(disconnectSection('newrelic', s));
+    add(body, urls(['Webhook URL', userWebhook('/newrelic/webhook')]));
+    add(body, disconnectSection('newrelic', s));
   },
 
   sentry(body, s) {
     const out = h('div', {});
-    if (s.connected) body.append(connectedFacts(s, [['org_slug', 'Organization'], ['region', 'Region'], ['connected_at', 'Connected']]));
+    if (s.connected) add(body, connectedFacts(s, [['org_slug', 'Organization'], ['region', 'Region'], ['connected_at', 'Connected']]));
     const wh = s.webhook_url ? (s.webhook_url.startsWith('/') ? ORIGIN + s.webhook_url : s.webhook_url) : userWebhook('/sentry/webhook');
-    body.append(urls(['Webhook URL', wh]));
-    body.append(section(s.connected ? 'Reconnect' : 'Connect',
+    add(body, urls(['Webhook URL', wh]));
+    add(body, section(s.connected ? 'Reconnect' : 'Connect',
       form([field('Organization Slug', input('org_slug', { required: true, placeholder: 'acme-co' })),
         field('Region', select('region', [['us', 'US (sentry.io)'], ['eu', 'EU (de.sentry.io)']], s.region || 'us')),
         field('Auth Token', secret('auth_token', { required: true, placeholder: 'sntrys_…' })),
         field('Client Secret', secret('client_secret'))], 'Connect',
       (f) => post('/sentry/connect', { org_slug: val(f, 'org_slug'), region: val(f, 'region'), auth_token: val(f, 'auth_token'),
         ...(val(f, 'client_secret') ? { client_secret: val(f, 'client_secret') } : {}) }), out), out));
-    body.append(disconnectSection('sentry', s));
+    add(body, disconnectSection('sentry', s));
   },
 
   netdata(body, s) {
     const out = h('div', {});
-    if (s.connected) body.append(connectedFacts(s, [['account', 'Account'], ['connected_at', 'Connected']]));
-    body.append(section(s.connected ? 'Reconnect' : 'Connect',
+    if (s.connected) add(body, connectedFacts(s, [['account', 'Account'], ['connected_at', 'Connected']]));
+    add(body, section(s.connected ? 'Reconnect' : 'Connect',
       form([field('API token', secret('api_token', { required: true }))], 'Connect',
         (f) => post('/netdata/connect', { api_token: val(f, 'api_token') }), out), out));
-    body.append(urls(['Webhook URL', userWebhook('/netdata/webhook')]));
-    body.append(disconnectSection('netdata', s));
+    add(body, urls(['Webhook URL', userWebhook('/netdata/webhook')]));
+    add(body, disconnectSection('netdata', s));
   },
 
   splunk(body, s) {
     const out = h('div', {});
-    if (s.connected) body.append(connectedFacts(s, [['instance_url', 'Instance'], ['account', 'Account'], ['connected_at', 'Connected']]));
-    body.append(section(s.connected ? 'Reconnect' : 'Connect',
+    if (s.connected) add(body, connectedFacts(s, [['instance_url', 'Instance'], ['account', 'Account'], ['connected_at', 'Connected']]));
+    add(body, section(s.connected ? 'Reconnect' : 'Connect',
       form([field('Splunk instance URL', input('instance_url', { required: true, placeholder: 'https://your-splunk:8089', inputmode: 'url' })),
         field('API token', secret('token', { required: true }))], 'Connect',
       (f) => post('/splunk/connect', { instance_url: val(f, 'instance_url'), token: val(f, 'token') }), out), out));
-    body.append(disconnectSection('splunk', s));
+    add(body, disconnectSection('splunk', s));
   },
 
   bitbucket(body, s) {
     const out = h('div', {});
-    if (s.connected) body.append(connectedFacts(s, [['username', 'Account'], ['display_name', 'Name'], ['connected_at', 'Connected']]));
-    body.append(section(s.connected ? 'Reconnect' : 'Connect',
+    if (s.connected) add(body, connectedFacts(s, [['username', 'Account'], ['display_name', 'Name'], ['connected_at', 'Connected']]));
+    add(body, section(s.connected ? 'Reconnect' : 'Connect',
       h('div', { class: 'row' }, oauthButton('Connect Bitbucket', '/bitbucket/login', out)), out,
       s.oauth_configured === false ? h('p', { class: 'alert alert-info small' }, 'Bitbucket OAuth credentials not configured: set BB_OAUTH_CLIENT_ID and BB_OAUTH_CLIENT_SECRET.') : null));
-    body.append(urls(['Callback URL', s.callback_url || `${ORIGIN}/bitbucket/callback`]));
-    body.append(disconnectSection('bitbucket', s));
+    add(body, urls(['Callback URL', s.callback_url || `${ORIGIN}/bitbucket/callback`]));
+    add(body, disconnectSection('bitbucket', s));
   },
 };
 
@@ -580,28 +594,28 @@ function atlassianFlow(body, s, only) {
   const conf = statusCache.confluence || {};
   const jira = statusCache.jira || {};
   const products = [['confluence', 'Confluence', conf], ['jira', 'Jira', jira]].filter(([id]) => !only || id === only);
-  body.append(section('Products', h('ul', { class: 'plain' }, products.map(([id, label, ps]) => {
+  add(body, section('Products', h('ul', { class: 'plain' }, products.map(([id, label, ps]) => {
     const st = connectorState(id, ps);
     return h('li', { class: 'row' }, h('strong', {}, label), badge(st.label, st.kind),
       ps.site_url || ps.base_url ? h('span', { class: 'muted small' }, ps.site_url || ps.base_url) : null);
   }))));
   const boxes = products.map(([id, label, ps]) => h('label', { class: 'check' },
     h('input', { type: 'checkbox', name: 'products', value: id, checked: ps.enabled !== false, disabled: ps.enabled === false }), ' ', label));
-  body.append(section('Option A: Atlassian Cloud (OAuth)',
+  add(body, section('Option A: Atlassian Cloud (OAuth)',
     h('fieldset', {}, h('legend', {}, 'Products to connect'), boxes),
     h('div', { class: 'row' }, oauthButton('Connect with Atlassian', () => {
       const picked = boxes.map((b) => b.querySelector('input')).filter((i) => i.checked).map((i) => i.value);
       return '/atlassian/login' + (picked.length ? '?products=' + encodeURIComponent(picked.join(',')) : '');
     }, out)), out,
     copyable('Callback URL', `${ORIGIN}/atlassian/callback`)));
-  body.append(section('Option B: Data Center (PAT)',
+  add(body, section('Option B: Data Center (PAT)',
     form([field('Product', select('product', products.map(([id, label]) => [id, label]), only || 'confluence')),
       field('Base URL', input('base_url', { required: true, placeholder: 'https://confluence.yourcompany.com', inputmode: 'url' })),
       field('Personal Access Token', secret('pat', { required: true }))], 'Connect with PAT',
     (f) => post('/atlassian/connect', { product: val(f, 'product'), base_url: val(f, 'base_url'), pat: val(f, 'pat') }), pOut), pOut));
-  if (jira.connected && (!only || only === 'jira')) body.append(jiraTier());
+  if (jira.connected && (!only || only === 'jira')) add(body, jiraTier());
   const target = only || 'atlassian';
-  body.append(disconnectSection(target, only ? s : { ...s, connected: conf.connected || jira.connected || s.connected }));
+  add(body, disconnectSection(target, only ? s : { ...s, connected: conf.connected || jira.connected || s.connected }));
 }
 
 function jiraTier() {

@@ -138,3 +138,8 @@ export function errorBox(err, prefix) {
 export function scrollTable(label, table) {
   return h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': label }, table);
 }
+
+// el.append(...) that leaves out null/false children (optional sections).
+export function fill(el, ...children) {
+  return append(el, children);
+}

@@ -1,6 +1,6 @@
 // incidents.js — Incidents (GET /api/incidents) and one incident with its
 // correlated alerts (GET /api/incidents/{id}); resolve and close.
-import { h, clear, field, badge, errorBox, announce, time, scrollTable } from './dom.js';
+import { h, fill, clear, field, badge, errorBox, announce, time, scrollTable } from './dom.js';
 import { get, post } from './api.js';
 
 const SEV_KIND = { critical: 'error', high: 'warn', medium: 'warn', low: 'info', info: 'neutral', unknown: 'neutral' };
@@ -69,7 +69,7 @@ export function renderDetail(main, params) {
     try {
       draw(await get(`/api/incidents/${encodeURIComponent(id)}`));
     } catch (e) {
-      clear(box).append(errorBox(e, e.status === 404 ? 'No such incident in your organization.' : null));
+      fill(clear(box), errorBox(e, e.status === 404 ? 'No such incident in your organization.' : null));
     }
   };
   const draw = (i) => {
@@ -93,7 +93,7 @@ export function renderDetail(main, params) {
       return b;
     });
     const alerts = i.alerts || [];
-    clear(box).append(
+    fill(clear(box), 
       h('dl', { class: 'facts' },
         h('dt', {}, 'Status'), h('dd', {}, badge(i.status, STATUS_KIND[i.status])),
         h('dt', {}, 'Severity'), h('dd', {}, badge(i.severity || 'unknown', SEV_KIND[i.severity] || 'neutral')),

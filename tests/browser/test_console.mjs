@@ -1,0 +1,369 @@
+#!/usr/bin/env node
+// test_console.mjs — the web console (issue 15) in a real browser: Debian's
+// chromium, headless, driven by playwright-core, against the real
+// aurora-server (build/asan) and real aurora-agent processes on loopback.
+// Peers: tests/fixtures/gcp_fixture.py (Google's token endpoint and Cloud
+// Resource Manager), tests/fixtures/oauth_google.js (oauth2-mock-server playing
+// Google's OAuth) and tests/fixtures/kubectl_stream.sh (stands in for kubectl).
+//
+//   node tests/browser/test_console.mjs [name-filter ...]
+//
+// The last line is `N passed, M failed`. Nothing here sleeps for something to
+// happen: every wait is for a selector, a state or an API answer, with a deadline.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { World, waitFor } from './world.mjs';
+import { test, run } from './runner.mjs';
+
+const TOKEN_RE = /^aurora_kubectl_[A-Za-z0-9_-]{64}$/;
+const SHARED = {};
+const SESSION = /\/api\/console\/session$/;
+
+async function signIn(page, world) {
+  await page.goto(`${world.origin}/connectors`);
+  await page.waitForURL(/\/signin/);
+  await page.getByLabel('API key').fill(world.apiKey);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Connectors' }).waitFor();
+}
+
+async function stateOf(locator) {
+  return locator.locator('.state').first().getAttribute('data-state');
+}
+
+// ---------------------------------------------------------------------------
+test('keyboard_only_sign_in_and_out', async (t) => {
+  const ctx = await t.context();
+  const page = await t.page(ctx);
+  t.allowHttp(SESSION, 401); // GET before signing in, and the wrong key below
+  await page.goto(`${t.world.origin}/`);
+  await page.waitForURL(/\/signin\?next=/);
+  // the key field has focus on arrival; everything below is keys only
+  await page.getByRole('heading', { name: 'Sign in to Aurora' }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.name), 'api_key', 'focus starts in the API key field');
+  await page.keyboard.type('aurora_not_a_real_key');
+  await page.keyboard.press('Enter');
+  await page.getByRole('alert').filter({ hasText: 'That API key was not accepted.' }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.name), 'api_key', 'focus back in the field after an error');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type(t.world.apiKey);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Sign in', 'Tab reaches the Sign in button');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { level: 1, name: 'Connectors' }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/', 'back where the reader wanted to go');
+  // focus moved to the page's heading; going back with Shift+Tab passes
+  // Sign out and every navigation link, and ends at the skip link
+  const active = () => page.evaluate(() => {
+    const a = document.activeElement;
+    return { tag: a.tagName, id: a.id, text: (a.textContent || '').trim() };
+  });
+  assert.deepEqual(await active(), { tag: 'H1', id: '', text: 'Connectors' }, 'focus on the heading after signing in');
+  const seen = [];
+  for (let i = 0; i < 15; i++) {
+    await page.keyboard.press('Shift+Tab');
+    const a = await active();
+    seen.push(a.id || a.text);
+    if (a.text === 'Skip to content') break;
+  }
+  for (const want of ['signout', 'Connectors', 'Kubernetes', 'Run', 'Audit', 'Incidents', 'Skip to content']) {
+    assert.ok(seen.includes(want), `Shift+Tab reaches ${want} (${seen})`);
+  }
+  assert.ok(await page.getByRole('link', { name: 'Skip to content' }).isVisible(), 'the skip link shows when focused');
+  await page.keyboard.press('Enter');
+  assert.equal((await active()).tag, 'MAIN', 'the skip link moves focus to the content');
+  // Sign out is the control just before the content
+  await page.keyboard.press('Shift+Tab');
+  assert.equal((await active()).id, 'signout', 'Shift+Tab from the content reaches Sign out');
+  const focusRing = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(focusRing, 'none', 'the focused control shows a focus outline');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Sign in to Aurora' }).waitFor();
+  // the session is gone on the server too
+  await page.goto(`${t.world.origin}/audit`);
+  await page.waitForURL(/\/signin\?next=%2Faudit/);
+});
+
+test('connectors_page_cards_states_and_urls', async (t) => {
+  const page = await t.page();
+  t.allowHttp(/\/aws\/onboarding$/, 503); // no AWS credentials in this deployment
+  await page.goto(`${t.world.origin}/connectors`);
+  await page.getByRole('heading', { level: 1, name: 'Connectors' }).waitFor();
+  const status = (await t.world.request('GET', '/api/connectors/status')).json.connectors;
+  for (const [id, s] of Object.entries(status)) {
+    const card = page.locator(`[data-connector="${id}"]`);
+    await card.waitFor();
+    assert.ok((await card.locator('h3').textContent()).includes(s.name), `${id} card is named ${s.name}`);
+  }
+  assert.equal(await stateOf(page.locator('[data-connector="gcp"]')), 'Not connected');
+  assert.equal(await stateOf(page.locator('[data-connector="ovh"]')), 'Disabled', 'OVH is off (NEXT_PUBLIC_ENABLE_OVH unset)');
+  assert.equal(await stateOf(page.locator('[data-connector="kubernetes"]')), 'Not connected');
+
+  // Grafana: the webhook URL of this deployment and this user, with a Copy button
+  const grafana = page.locator('[data-connector="grafana"]');
+  await grafana.getByRole('button', { name: 'Manage' }).click();
+  const dlg = page.getByRole('dialog', { name: 'Grafana' });
+  await dlg.waitFor();
+  const want = `${t.world.origin}/grafana/alerts/webhook/${t.world.userId}`;
+  const urlBox = dlg.locator('[data-testid="grafana-webhook"]');
+  assert.equal((await urlBox.locator('code').textContent()).trim(), want, 'Grafana webhook URL');
+  await urlBox.getByRole('button', { name: 'Copy' }).click();
+  await urlBox.getByRole('button', { name: 'Copied' }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), want, 'the clipboard holds the URL');
+  await page.keyboard.press('Escape');
+  await dlg.waitFor({ state: 'detached' });
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Manage', 'focus returns to the Manage button');
+
+  // Sentry and the Google Chat setup page show their exact URLs too
+  await page.locator('[data-connector="sentry"]').getByRole('button', { name: 'Manage' }).click();
+  const sdlg = page.getByRole('dialog', { name: 'Sentry' });
+  await sdlg.getByText(`${t.world.origin}/sentry/webhook/${t.world.userId}`, { exact: false }).first().waitFor();
+  await sdlg.getByRole('button', { name: 'Close' }).click();
+  await page.locator('[data-connector="google_chat"]').getByRole('button', { name: 'Manage' }).click();
+  const gdlg = page.getByRole('dialog', { name: 'Google Chat' });
+  await gdlg.getByText(`${t.world.origin}/google-chat/events`, { exact: true }).waitFor();
+  await gdlg.getByRole('button', { name: 'Close' }).click();
+
+  // AWS without Aurora's own credentials: the guide's troubleshooting message
+  await page.locator('[data-connector="aws"]').getByRole('button', { name: 'Manage' }).click();
+  const adlg = page.getByRole('dialog', { name: 'Amazon Web Services' });
+  await adlg.getByRole('alert').filter({ hasText: "Unable to determine Aurora's AWS account ID" }).waitFor();
+  await adlg.getByRole('button', { name: 'Close' }).click();
+});
+
+test('add_cluster_token_shown_once_and_card_flips_live', async (t) => {
+  const page = await t.page();
+  await page.goto(`${t.world.origin}/connectors`);
+  await page.locator('[data-connector="kubernetes"]').getByRole('link', { name: 'Add Cluster' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Kubernetes' }).waitFor();
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await page.getByLabel('Cluster name').fill('browser-prod');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  const panel = page.locator('.token-panel');
+  await panel.waitFor();
+  const token = (await panel.locator('[data-testid="agent-token"] code').textContent()).trim();
+  assert.match(token, TOKEN_RE, 'the agent token');
+  await panel.getByText('it will only be shown once', { exact: false }).waitFor();
+  const values = await panel.locator('[data-testid="values-yaml"] pre').textContent();
+  assert.ok(values.includes(`agentToken: "${token}"`), 'values.yaml carries the token');
+  assert.ok(values.includes(`wsEndpoint: "wss://${new URL(t.world.origin).host}/kubectl-agent"`), `values.yaml wsEndpoint: ${values}`);
+  assert.ok((await panel.locator('[data-testid="helm-install"] pre').textContent()).includes('helm install aurora-kubectl-agent'), 'helm install');
+  assert.ok((await panel.locator('[data-testid="helm-command"] pre').textContent()).includes(token), 'one-line helm command');
+  const clusterId = await panel.getAttribute('data-cluster-id');
+  const live = panel.locator('[data-testid="new-cluster-state"] .state');
+  assert.equal(await live.getAttribute('data-state'), 'Waiting for agent');
+
+  const agent = await t.world.startAgent(token, 'agent-browser-prod');
+  SHARED.agent = agent;
+  SHARED.clusterId = clusterId;
+  SHARED.token = token;
+  await page.waitForFunction(() => document.querySelector('[data-testid="new-cluster-state"] .state').dataset.state === 'Connected', null, { timeout: 30000 });
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'no reload: the page flipped by itself');
+  const row = page.locator(`tr[data-cluster-id="${clusterId}"]`);
+  await row.locator('.state[data-state="Connected"]').waitFor();
+  const cells = await row.locator('td').allTextContents();
+  assert.equal(cells[3], '1', `one agent (${cells})`);
+  assert.notEqual(cells[1], '—', 'agent version shown');
+  // the token is not shown again anywhere once the page is left
+  await page.goto(`${t.world.origin}/clusters`);
+  await row.waitFor();
+  assert.equal(await page.getByText(token).count(), 0, 'the token is shown only once');
+  // the Connectors card counts it
+  await page.goto(`${t.world.origin}/connectors`);
+  await page.locator('[data-connector="kubernetes"] .state[data-state="Connected"]').waitFor();
+});
+
+test('run_streams_output_and_shows_policy_refusal', async (t) => {
+  assert.ok(SHARED.agent, 'needs the cluster of add_cluster_token_shown_once_and_card_flips_live');
+  const page = await t.page();
+  await page.goto(`${t.world.origin}/run?cluster=${SHARED.clusterId}`);
+  await page.getByRole('heading', { level: 1, name: 'Run' }).waitFor();
+  await page.waitForFunction((id) => document.querySelector('select[name="cluster"]').value === id, SHARED.clusterId);
+  await page.getByLabel('kubectl command').fill('get pods -n default');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  const out = page.locator('#run-output');
+  // the first lines arrive while the command is still running …
+  await out.getByText('web-1', { exact: false }).waitFor();
+  assert.equal(await page.locator('.run-state').getAttribute('data-state'), 'running', 'still running when the first lines show');
+  assert.ok(!(await out.textContent()).includes('web-2'), 'the rest has not been printed yet');
+  // … and the rest once the fixture is released
+  fs.writeFileSync(path.join(SHARED.agent.fixtureDir, 'release'), '');
+  await out.getByText('web-2', { exact: false }).waitFor();
+  await page.locator('.run-state[data-state="done"]').waitFor();
+  const result = page.locator('[data-testid="run-result"]');
+  await result.getByText('Succeeded').waitFor();
+  assert.ok((await result.textContent()).includes('Exit code0'), await result.textContent());
+
+  // a command the agent's policy (readonly) refuses
+  await page.getByLabel('kubectl command').fill('delete pod web-1');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  const refusal = page.locator('[data-testid="policy-refusal"]');
+  await refusal.waitFor();
+  const text = await refusal.textContent();
+  assert.ok(text.includes("Refused by the agent's policy") && text.includes('POLICY_DENIED'), text);
+  assert.equal(await refusal.getAttribute('role'), 'alert');
+  assert.equal(await out.textContent(), '', 'nothing ran, nothing printed');
+
+  // both are in the audit log
+  await page.getByRole('link', { name: 'Audit' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Audit' }).waitFor();
+  await page.locator('tr', { hasText: 'kubectl delete pod web-1' }).getByText('policy_denied').waitFor();
+  await page.locator('tr', { hasText: 'kubectl get pods -n default' }).getByText('ok', { exact: true }).waitFor();
+});
+
+test('revoke_token_disconnects_the_agent', async (t) => {
+  assert.ok(SHARED.agent, 'needs the cluster of add_cluster_token_shown_once_and_card_flips_live');
+  const page = await t.page();
+  await page.goto(`${t.world.origin}/clusters`);
+  await page.locator(`tr[data-cluster-id="${SHARED.clusterId}"]`).getByRole('link', { name: /^Manage/ }).click();
+  await page.getByRole('heading', { level: 1, name: 'browser-prod' }).waitFor();
+  await page.locator('[data-testid="cluster-state"][data-state="Connected"]').waitFor();
+  SHARED.agent.tolerateExit = true; // a revoked agent may give up by itself
+  const row = page.locator('tr[data-token-id]').filter({ has: page.getByRole('button', { name: /^Revoke/ }) });
+  assert.equal(await row.count(), 1, 'one active token');
+  await row.getByRole('button', { name: /^Revoke/ }).click();
+  await page.locator('[data-testid="cluster-state"][data-state="Disconnected"]').waitFor({ timeout: 30000 });
+  await page.locator('tr[data-token-id]').getByText('revoked').waitFor();
+  const c = (await t.world.request('GET', '/api/kubectl/connections')).json.connections.find((x) => x.cluster_id === SHARED.clusterId);
+  assert.equal(c.connected, false, 'the server closed the tunnel');
+  await page.goto(`${t.world.origin}/clusters`);
+  await page.locator(`tr[data-cluster-id="${SHARED.clusterId}"] .state[data-state="Disconnected"]`).waitFor();
+});
+
+test('gcp_oauth_connect_then_service_account_and_projects', async (t) => {
+  t.allowHttp(/\/gcp\/projects\/proj-beta\/root$/, 409); // Set as Root on a disabled project
+  t.allowHttp(/\/gcp\/projects$/, 404);                  // before any connection
+  const page = await t.page();
+  await page.goto(`${t.world.origin}/connectors`);
+  await page.locator('[data-connector="gcp"]').getByRole('button', { name: 'Manage' }).click();
+  const dlg = page.getByRole('dialog', { name: 'Google Cloud Platform' });
+  await dlg.waitFor();
+  assert.equal((await dlg.locator('.copyable code').first().textContent()).trim(), `${t.world.origin}/callback`, 'the redirect URI of this deployment');
+  // OAuth: a popup through this server's /login to the mock, back to /callback,
+  // then to FRONTEND_URL/connectors, which tells this page and closes
+  const [popup] = await Promise.all([
+    page.waitForEvent('popup'),
+    dlg.getByRole('button', { name: 'Connect with Google' }).click(),
+  ]);
+  await popup.waitForEvent('close', { timeout: 30000 });
+  await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+  await page.locator('#connectors-banner').getByText('gcp: connected').waitFor();
+  const s = (await t.world.request('GET', '/api/connectors/status')).json.connectors.gcp;
+  assert.equal(s.connected, true);
+  assert.equal(s.auth, 'oauth');
+  await dlg.getByRole('button', { name: 'Close' }).click();
+  await page.locator('[data-connector="gcp"] .state[data-state="Connected"]').waitFor();
+
+  // Option A: upload a service account key file; the projects list appears
+  const key = await t.world.makeServiceAccountKey('proj-alpha');
+  await page.locator('[data-connector="gcp"]').getByRole('button', { name: 'Manage' }).click();
+  await dlg.waitFor();
+  await dlg.getByLabel('Service account key file (JSON)').setInputFiles({ name: 'aurora-sa-key.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(key)) });
+  await dlg.getByRole('button', { name: 'Connect with service account' }).click();
+  const projects = dlg.locator('[data-testid="gcp-projects"]');
+  const beta = projects.locator('tr[data-project="proj-beta"]');
+  await beta.waitFor();
+  assert.equal((await t.world.request('GET', '/api/connectors/status')).json.connectors.gcp.auth, 'service_account');
+  // disable proj-beta: shown as GCP_PROJECT_DISABLED
+  await beta.getByRole('button', { name: 'Disable proj-beta' }).click();
+  await beta.getByText('GCP_PROJECT_DISABLED').waitFor();
+  await beta.getByRole('button', { name: 'Enable proj-beta' }).waitFor();
+  let v = (await t.world.request('GET', '/gcp/projects')).json;
+  assert.equal(v.projects.find((p) => p.id === 'proj-beta').enabled, false, 'the server has it disabled');
+  // a disabled project cannot be the root: the server's refusal is shown
+  await beta.getByRole('button', { name: 'Set proj-beta as Root' }).click();
+  await dlg.getByRole('alert').filter({ hasText: 'GCP_PROJECT_DISABLED' }).waitFor();
+  // enable it again, then pin it as root
+  await beta.getByRole('button', { name: 'Enable proj-beta' }).click();
+  await beta.getByRole('button', { name: 'Disable proj-beta' }).waitFor();
+  await beta.getByRole('button', { name: 'Set proj-beta as Root' }).click();
+  await beta.locator('.badge', { hasText: 'Root' }).waitFor();
+  v = (await t.world.request('GET', '/gcp/projects')).json;
+  assert.equal(v.root, 'proj-beta');
+  assert.equal(v.projects.find((p) => p.id === 'proj-beta').enabled, true);
+  // disconnect
+  await dlg.getByRole('button', { name: 'Disconnect' }).click();
+  await dlg.getByRole('button', { name: 'Yes, disconnect Google Cloud Platform' }).click();
+  await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+  assert.equal((await t.world.request('GET', '/api/connectors/status')).json.connectors.gcp.connected, false);
+});
+
+test('incidents_with_correlated_alerts', async (t) => {
+  const w = t.world;
+  const fp = `fp-${Date.now()}`;
+  for (const [i, state] of [[0, 'firing'], [1, 'firing']]) {
+    const r = await w.request('POST', '/internal/incidents/alerts', { auth: false,
+      headers: { 'X-Internal-Secret': w.secret, 'X-Org-ID': w.orgId },
+      body: { source: 'grafana', delivery_id: `browser-${fp}-${i}`, fingerprint: fp, state,
+        title: i ? 'Checkout latency high (again)' : 'Checkout latency high', service: 'checkout', severity: 'critical',
+        message: `p99 over 2 s (${i})`, url: 'https://grafana.example.test/alerting/1' } });
+    assert.ok([200, 201].includes(r.status), `intake ${r.status} ${r.text}`);
+  }
+  const page = await t.page();
+  await page.goto(`${w.origin}/incidents`);
+  await page.getByRole('heading', { level: 1, name: 'Incidents' }).waitFor();
+  await page.getByRole('link', { name: 'Checkout latency high', exact: true }).click();
+  await page.getByRole('heading', { level: 1, name: 'Checkout latency high' }).waitFor();
+  await page.getByRole('heading', { name: 'Correlated alerts (2)' }).waitFor();
+  assert.equal(await page.locator('tr[data-alert-id]').count(), 2);
+  await page.getByRole('button', { name: 'Resolve' }).click();
+  await page.locator('.facts .badge', { hasText: 'resolved' }).waitFor();
+});
+
+test('works_at_360px', async (t) => {
+  const ctx = await t.context({ viewport: { width: 360, height: 740 }, storageState: await SHARED.storage() });
+  const page = await t.page(ctx);
+  for (const [p, h1] of [['/connectors', 'Connectors'], ['/clusters', 'Kubernetes'], ['/run', 'Run'], ['/audit', 'Audit'], ['/incidents', 'Incidents']]) {
+    await page.goto(`${t.world.origin}${p}`);
+    await page.getByRole('heading', { level: 1, name: h1 }).waitFor();
+    await page.locator('main .loading').first().waitFor({ state: 'detached' }).catch(() => {});
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(wide <= 360, `${p}: the page is ${wide}px wide at a 360px viewport`);
+    const nav = await page.getByRole('navigation', { name: 'Main' }).boundingBox();
+    assert.ok(nav && nav.x >= 0 && nav.x + nav.width <= 361, `${p}: navigation fits`);
+  }
+  // a dialog fits as well, and its Copy buttons are reachable
+  await page.goto(`${t.world.origin}/connectors`);
+  await page.locator('[data-connector="grafana"]').getByRole('button', { name: 'Manage' }).click();
+  const dlg = page.getByRole('dialog', { name: 'Grafana' });
+  await dlg.waitFor();
+  const box = await dlg.boundingBox();
+  assert.ok(box.x >= 0 && box.x + box.width <= 360, `dialog fits (${JSON.stringify(box)})`);
+  const copy = await dlg.getByRole('button', { name: 'Copy' }).first().boundingBox();
+  assert.ok(copy.x + copy.width <= 360, 'Copy button on screen');
+});
+
+// ---------------------------------------------------------------------------
+async function main() {
+  const world = new World();
+  let result = { passed: 0, failed: 1 };
+  let setupError = null;
+  try {
+    await world.start();
+    result = await run(world, async (t, shared) => {
+      const page = await t.page(shared.ctx);
+      t.allowHttp(SESSION, 401);
+      await signIn(page, world);
+      SHARED.storage = () => shared.ctx.storageState();
+      await page.close();
+    }, process.argv.slice(2));
+  } catch (e) {
+    setupError = e;
+  }
+  const problems = await world.stop(!!setupError || result.failed > 0);
+  if (setupError) console.log(`FAIL setup\n    ${String(setupError.stack || setupError).split('\n').join('\n    ')}`);
+  if (problems.length) {
+    console.log('FAIL processes (server, agents, fixtures)');
+    for (const p of problems) console.log(`    ${p.split('\n').join('\n    ')}`);
+    result.failed += 1;
+  } else if (!setupError) {
+    result.passed += 1;
+    console.log('PASS processes (server, agents, fixtures exit cleanly, no sanitizer report)');
+  }
+  if (problems.length || setupError || result.failed) console.log(`    temp dir kept: ${world.tmp}`);
+  console.log(`${result.passed} passed, ${result.failed} failed`);
+  process.exit(result.failed ? 1 : 0);
+}
+
+main();
