@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "access_log.h"
+#include "console_static.h"
 #include "log.h"
 #include "router.h"
 #include "server_metrics.h"
@@ -649,6 +650,13 @@ static void dispatch(http_txn *t)
     /* Our own timers (exec deadlines) govern from here; lws must not drop the
      * connection while a worker or the agent is busy. */
     lws_set_timeout(t->wsi, NO_PENDING_TIMEOUT, 0);
+    /* The web console's pages and files (compiled in, no I/O): answered here,
+     * on the main listener only; every other path goes to the route table. */
+    if (!(g_ops_vhost && lws_get_vhost(t->wsi) == g_ops_vhost) &&
+        console_static_serve(&t->req, &t->resp)) {
+        respond_now(t);
+        return;
+    }
     t->route = router_match(&t->req, &t->resp);
     if (t->route && g_ops_vhost &&
         router_is_ops(t->route) != (lws_get_vhost(t->wsi) == g_ops_vhost)) {
