@@ -85,6 +85,45 @@ test('keyboard_only_sign_in_and_out', async (t) => {
   await page.waitForURL(/\/signin\?next=%2Faudit/);
 });
 
+test('session_end_sends_every_tab_to_sign_in', async (t) => {
+  const ctx = await t.context();
+  const a = await t.page(ctx);
+  t.allowHttp(SESSION, 401);
+  t.allowHttp(/\/api\/kubectl\/(connections|tokens)$/, 401);
+  await signIn(a, t.world);
+  const b = await t.page(ctx);
+  await b.goto(`${t.world.origin}/clusters`);
+  await b.getByRole('heading', { level: 1, name: 'Kubernetes' }).waitFor();
+  await a.getByRole('button', { name: 'Sign out' }).click();
+  await a.getByRole('heading', { name: 'Sign in to Aurora' }).waitFor();
+  // the other tab finds out on its next request (the clusters poll)
+  await b.getByText('Your session ended. Sign in again.').waitFor();
+  await b.waitForURL(/\/signin\?next=%2Fclusters&reason=expired/);
+  await b.getByLabel('API key').fill(t.world.apiKey);
+  await b.getByRole('button', { name: 'Sign in' }).click();
+  await b.getByRole('heading', { level: 1, name: 'Kubernetes' }).waitFor();
+});
+
+test('cookie_writes_need_the_csrf_token', async (t) => {
+  const page = await t.page();
+  t.allowHttp(/\/api\/kubectl\/tokens$/, 403);
+  await page.goto(`${t.world.origin}/audit`);
+  await page.getByRole('heading', { level: 1, name: 'Audit' }).waitFor();
+  const r = await page.evaluate(async () => {
+    const post = (headers) => fetch('/api/kubectl/tokens', { method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify({ cluster_name: 'csrf-check' }) })
+      .then(async (x) => ({ status: x.status, body: await x.json().catch(() => null) }));
+    const s = await fetch('/api/console/session', { credentials: 'same-origin' }).then((x) => x.json());
+    return { none: await post({}), wrong: await post({ 'X-CSRF-Token': 'x'.repeat(43) }), right: await post({ 'X-CSRF-Token': s.csrf_token }) };
+  });
+  assert.deepEqual([r.none.status, r.none.body && r.none.body.error_code], [403, 'CSRF_FAILED'], JSON.stringify(r.none));
+  assert.deepEqual([r.wrong.status, r.wrong.body && r.wrong.body.error_code], [403, 'CSRF_FAILED'], JSON.stringify(r.wrong));
+  assert.equal(r.right.status, 201, JSON.stringify(r.right));
+  // tidy: that cluster would otherwise show in later tests' tables
+  const del = await t.world.request('DELETE', `/api/kubectl/tokens/${r.right.body.token_id}`);
+  assert.equal(del.status, 200);
+});
+
 test('connectors_page_cards_states_and_urls', async (t) => {
   const page = await t.page();
   t.allowHttp(/\/aws\/onboarding$/, 503); // no AWS credentials in this deployment

@@ -154,7 +154,22 @@ setUnauthorizedHandler(() => {
   renderSignIn(location.pathname + location.search, 'expired');
 });
 
+// An OAuth popup comes back to FRONTEND_URL/connectors?provider=X&status=Y:
+// hand the result to the window that opened it and close, before anything
+// else (it needs no session of its own).
+function oauthPopupLanded() {
+  const q = new URLSearchParams(location.search);
+  if (location.pathname !== '/connectors' || !q.get('provider') || !window.opener || window.opener.closed) return false;
+  const result = { provider: q.get('provider'), status: q.get('status') };
+  try { window.opener.postMessage({ aurora_oauth: result }, location.origin); } catch (_) { return false; }
+  clear(main);
+  main.append(h('h1', {}, `${result.provider}: ${result.status || 'done'}`), h('p', {}, 'You can close this window.'));
+  window.close();
+  return true;
+}
+
 async function boot() {
+  if (oauthPopupLanded()) return;
   try {
     const s = await loadSession();
     setChrome(!!s);

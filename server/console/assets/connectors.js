@@ -47,17 +47,6 @@ let clusterCount = { total: 0, connected: 0 };
 
 export function render(main, _params, query) {
   const popupResult = query.get('provider') ? { provider: query.get('provider'), status: query.get('status') } : null;
-  // The OAuth popup lands here (FRONTEND_URL/connectors?provider=X&status=Y):
-  // tell the window that opened it and close.
-  if (popupResult && window.opener && !window.opener.closed) {
-    try {
-      window.opener.postMessage({ aurora_oauth: popupResult }, ORIGIN);
-    } catch (_) { /* the opener navigated away */ }
-    main.append(h('h1', {}, 'Connected'),
-      h('p', {}, `${popupResult.provider}: ${popupResult.status}. You can close this window.`));
-    window.close();
-    return null;
-  }
   const banner = h('div', { id: 'connectors-banner' });
   const grid = h('div', { class: 'groups' }, h('p', { class: 'loading' }, 'Loading connectors…'));
   main.append(
