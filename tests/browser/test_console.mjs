@@ -171,6 +171,37 @@ test('connectors_page_cards_states_and_urls', async (t) => {
   await adlg.getByRole('button', { name: 'Close' }).click();
 });
 
+test('grafana_connects_on_its_test_webhook_then_disconnect_and_reconnect', async (t) => {
+  const page = await t.page();
+  await page.goto(`${t.world.origin}/connectors`);
+  const card = page.locator('[data-connector="grafana"]');
+  await card.getByRole('button', { name: 'Manage' }).click();
+  const dlg = page.getByRole('dialog', { name: 'Grafana' });
+  await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+  const url = (await dlg.locator('[data-testid="grafana-webhook"] code').textContent()).trim();
+  // what Grafana's contact point "Test" button sends, to the URL shown on screen
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const r = await t.world.request('POST', new URL(url).pathname, { auth: false, body: {
+    receiver: 'test', status: 'firing', orgId: 1, groupKey: `test-${Date.now()}`, version: '1', title: '[FIRING:1] TestAlert Grafana ',
+    state: 'alerting', message: 'Notification test', externalURL: 'https://grafana.example.test/', truncatedAlerts: 0,
+    groupLabels: { alertname: 'TestAlert' }, commonLabels: { alertname: 'TestAlert', instance: 'Grafana' }, commonAnnotations: { summary: 'Notification test' },
+    alerts: [{ status: 'firing', labels: { alertname: 'TestAlert', instance: 'Grafana' }, annotations: { summary: 'Notification test' },
+      startsAt: now, endsAt: '0001-01-01T00:00:00Z', generatorURL: '', fingerprint: '57c6d9296de2ad39', silenceURL: '',
+      dashboardURL: '', panelURL: '', values: null, valueString: '' }] } });
+  assert.equal(r.status, 200, r.text);
+  // the open dialog flips by itself
+  await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+  // Disconnect deactivates; Reconnect brings the same URL back
+  await dlg.getByRole('button', { name: 'Disconnect' }).click();
+  await dlg.getByRole('button', { name: 'Yes, disconnect Grafana' }).click();
+  await dlg.locator('.dialog-head .state[data-state="Disabled"]').waitFor();
+  await dlg.getByRole('button', { name: 'Reconnect' }).click();
+  await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+  assert.equal((await dlg.locator('[data-testid="grafana-webhook"] code').textContent()).trim(), url, 'the same URL');
+  await dlg.getByRole('button', { name: 'Close' }).click();
+  await card.locator('.state[data-state="Connected"]').waitFor();
+});
+
 test('add_cluster_token_shown_once_and_card_flips_live', async (t) => {
   const page = await t.page();
   await page.goto(`${t.world.origin}/connectors`);
@@ -278,6 +309,10 @@ test('gcp_oauth_connect_then_service_account_and_projects', async (t) => {
   await page.locator('[data-connector="gcp"]').getByRole('button', { name: 'Manage' }).click();
   const dlg = page.getByRole('dialog', { name: 'Google Cloud Platform' });
   await dlg.waitFor();
+  // "Select Service Account authentication" is the default; OAuth is the other choice
+  assert.ok(await dlg.getByRole('radio', { name: 'Service Account' }).isChecked(), 'service account is the default method');
+  assert.ok(!(await dlg.getByRole('button', { name: 'Connect with Google' }).isVisible()), 'only the chosen flow shows');
+  await dlg.getByRole('radio', { name: 'OAuth 2.0' }).check();
   assert.equal((await dlg.locator('.copyable code').first().textContent()).trim(), `${t.world.origin}/callback`, 'the redirect URI of this deployment');
   // OAuth: a popup through this server's /login to the mock, back to /callback,
   // then to FRONTEND_URL/connectors, which tells this page and closes
@@ -298,6 +333,8 @@ test('gcp_oauth_connect_then_service_account_and_projects', async (t) => {
   const key = await t.world.makeServiceAccountKey('proj-alpha');
   await page.locator('[data-connector="gcp"]').getByRole('button', { name: 'Manage' }).click();
   await dlg.waitFor();
+  assert.ok(await dlg.getByRole('radio', { name: 'OAuth 2.0' }).isChecked(), 'connected with OAuth: that method is selected');
+  await dlg.getByRole('radio', { name: 'Service Account' }).check();
   await dlg.getByLabel('Service account key file (JSON)').setInputFiles({ name: 'aurora-sa-key.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(key)) });
   await dlg.getByRole('button', { name: 'Connect with service account' }).click();
   const projects = dlg.locator('[data-testid="gcp-projects"]');

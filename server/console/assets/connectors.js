@@ -42,6 +42,9 @@ const BLURB = {
   bitbucket: 'OAuth consumer for Bitbucket Cloud.',
 };
 
+const WAITS_FOR_WEBHOOK = new Set(['grafana']);
+const WEBHOOK_POLL_MS = 2000;
+
 let statusCache = {};
 let clusterCount = { total: 0, connected: 0 };
 
@@ -166,7 +169,16 @@ function openDialog(id, refresh, opener) {
       h('h2', { id: titleId }, statusCache[id].name || id), stateEl,
       h('button', { type: 'button', class: 'btn small close', 'aria-label': 'Close', onclick: () => el.close() }, 'Close')),
     body);
+  // A webhook connector connects itself when its first delivery arrives
+  // (Grafana's "Test" button): while its dialog is open and it waits for
+  // that, the status is polled so the dialog flips without a reload.
+  const poll = setInterval(() => {
+    if (dlg && dlg.el === el && WAITS_FOR_WEBHOOK.has(id) && connectorState(id, statusCache[id]).label === 'Not connected') {
+      refresh();
+    }
+  }, WEBHOOK_POLL_MS);
   el.addEventListener('close', () => {
+    clearInterval(poll);
     el.remove();
     if (dlg && dlg.el === el) {
       if (dlg.opener && dlg.opener.isConnected) dlg.opener.focus();
@@ -287,6 +299,18 @@ function oauthButton(label, urlFn, out) {
   return btn;
 }
 
+// "Select Service Account authentication": a radio group that shows one flow.
+function authChoice(name, choices, initial) {
+  const panels = choices.map(([, , panel]) => panel);
+  const radios = choices.map(([value, label], i) => {
+    const input = h('input', { type: 'radio', name, value, checked: value === initial });
+    input.addEventListener('change', () => { panels.forEach((p, j) => { p.hidden = j !== i; }); });
+    return h('label', { class: 'check' }, input, ' ', label);
+  });
+  panels.forEach((p, j) => { p.hidden = choices[j][0] !== initial; });
+  return [h('fieldset', { class: 'auth-choice' }, h('legend', {}, 'Authentication'), radios), panels];
+}
+
 function urls(...items) {
   const list = items.filter(Boolean);
   if (!list.length) return null;
@@ -353,13 +377,15 @@ const FLOWS = {
       file.value = '';
       return r;
     }, saOut);
-    add(body, section(s.connected ? 'Replace the credentials: service account key' : 'Option A: Service Account Key',
-      h('p', { class: 'muted small' }, 'Aurora validates the key, lists accessible projects, and connects.'),
-      saForm, saOut));
-    add(body, section('Option B: OAuth 2.0',
+    const saSection = section(s.connected ? 'Replace the credentials: service account key' : 'Option A: Service Account Key',
+      h('p', { class: 'muted small' }, 'Upload the JSON key: no consent screen, no redirect URI. Aurora validates the key, lists accessible projects, and connects.'),
+      saForm, saOut);
+    const oauthSection = section('Option B: OAuth 2.0',
       h('p', { class: 'muted small' }, 'Interactive consent with your Google account.'),
       h('div', { class: 'row' }, oauthButton('Connect with Google', '/login', out)), out,
-      copyable('Authorized redirect URI (GCP_REDIRECT_URI)', `${ORIGIN}/callback`)));
+      copyable('Authorized redirect URI (GCP_REDIRECT_URI)', `${ORIGIN}/callback`));
+    add(body, authChoice('gcp-auth', [['sa', 'Service Account', saSection], ['oauth', 'OAuth 2.0', oauthSection]],
+      s.auth === 'oauth' ? 'oauth' : 'sa'));
     add(body, disconnectSection('gcp', s));
   },
 
@@ -597,11 +623,28 @@ function atlassianFlow(body, s, only) {
       return '/atlassian/login' + (picked.length ? '?products=' + encodeURIComponent(picked.join(',')) : '');
     }, out)), out,
     copyable('Callback URL', `${ORIGIN}/atlassian/callback`)));
+  // Data Center: per product, its Base URL and Personal Access Token
+  const patGroups = products.map(([id, label, ps]) => {
+    const use = h('input', { type: 'checkbox', name: `pat-use-${id}`, checked: products.length === 1 || id === 'confluence', disabled: ps.enabled === false });
+    const base = input(`base_url_${id}`, { placeholder: `https://${id}.yourcompany.com`, inputmode: 'url' });
+    const pat = secret(`pat_${id}`);
+    const fields = h('div', {}, field(`${label} Base URL`, base), field(`${label} Personal Access Token`, pat));
+    const sync = () => { fields.hidden = !use.checked; };
+    use.addEventListener('change', sync);
+    sync();
+    return { id, label, use, base, pat, el: h('fieldset', {}, h('legend', {}, h('label', { class: 'check' }, use, ' ', label)), fields) };
+  });
   add(body, section('Option B: Data Center (PAT)',
-    form([field('Product', select('product', products.map(([id, label]) => [id, label]), only || 'confluence')),
-      field('Base URL', input('base_url', { required: true, placeholder: 'https://confluence.yourcompany.com', inputmode: 'url' })),
-      field('Personal Access Token', secret('pat', { required: true }))], 'Connect with PAT',
-    (f) => post('/atlassian/connect', { product: val(f, 'product'), base_url: val(f, 'base_url'), pat: val(f, 'pat') }), pOut), pOut));
+    form(patGroups.map((g) => g.el), 'Connect with PAT', () => {
+      const chosen = patGroups.filter((g) => g.use.checked);
+      if (!chosen.length) throw new Error('Select Confluence, Jira or both.');
+      for (const g of chosen) {
+        if (!g.base.value.trim()) { g.base.focus(); throw new Error(`${g.label} Base URL is required.`); }
+        if (!g.pat.value.trim()) { g.pat.focus(); throw new Error(`${g.label} Personal Access Token is required.`); }
+      }
+      const list = chosen.map((g) => ({ product: g.id, base_url: g.base.value.trim(), pat: g.pat.value.trim() }));
+      return post('/atlassian/connect', list.length === 1 ? list[0] : { products: list });
+    }, pOut), pOut));
   if (jira.connected && (!only || only === 'jira')) add(body, jiraTier());
   const target = only || 'atlassian';
   add(body, disconnectSection(target, only ? s : { ...s, connected: conf.connected || jira.connected || s.connected }));
