@@ -275,8 +275,24 @@ test('run_streams_output_and_shows_policy_refusal', async (t) => {
   assert.equal(await refusal.getAttribute('role'), 'alert');
   assert.equal(await out.textContent(), '', 'nothing ran, nothing printed');
 
-  // both are in the audit log
+  // Stop cancels a running command
+  fs.rmSync(path.join(SHARED.agent.fixtureDir, 'release'));
+  await page.getByLabel('kubectl command').fill('get pods -n kube-system');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await out.getByText('web-1', { exact: false }).waitFor();
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await page.locator('.run-state[data-state="stopped"]').waitFor();
+  await page.getByText('Stopped: the command was cancelled.').waitFor();
+  const ended = await waitFor(async () => {
+    const r = await t.world.request('GET', `/api/audit?cluster_id=${SHARED.clusterId}`);
+    const e = r.json.entries.find((x) => x.argv.join(' ') === 'kubectl get pods -n kube-system');
+    return e && e.outcome !== 'started' ? e : null;
+  }, 20000, 'the stopped command to end in the audit log');
+  assert.ok(['client_gone', 'cancelled'].includes(ended.outcome), `stopped command outcome ${ended.outcome}`);
+
+  // all three are in the audit log
   await page.getByRole('link', { name: 'Audit' }).click();
+  await page.locator('tr', { hasText: 'kubectl get pods -n kube-system' }).getByText(ended.outcome).waitFor();
   await page.getByRole('heading', { level: 1, name: 'Audit' }).waitFor();
   await page.locator('tr', { hasText: 'kubectl delete pod web-1' }).getByText('policy_denied').waitFor();
   await page.locator('tr', { hasText: 'kubectl get pods -n default' }).getByText('ok', { exact: true }).waitFor();

@@ -89,7 +89,7 @@ function renderSignIn(nextArg, reason) {
   const err = h('div', { class: 'form-error' });
   const btn = h('button', { type: 'submit', class: 'btn primary' }, 'Sign in');
   const form = h('form', { class: 'card signin', novalidate: true },
-    field('API key', key, 'A key from `aurora-server admin create-key` (or the one `make run` printed).'),
+    field('API key', key, ['A key from ', h('code', {}, 'aurora-server admin create-key'), ' (or the one ', h('code', {}, 'make run'), ' printed).']),
     err, btn);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
