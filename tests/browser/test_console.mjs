@@ -426,6 +426,112 @@ test('works_at_360px', async (t) => {
   assert.ok(copy.x + copy.width <= 360, 'Copy button on screen');
 });
 
+test('hostile_strings_render_as_text', async (t) => {
+  // names and titles come from users and providers: they must show as text,
+  // never become markup (the CSP would block a script; nothing may even try)
+  const evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
+  const tok = await t.world.request('POST', '/api/kubectl/tokens', { body: { cluster_name: `x${evil}`.slice(0, 100) } });
+  assert.equal(tok.status, 201, tok.text);
+  const r = await t.world.request('POST', '/internal/incidents/alerts', { auth: false,
+    headers: { 'X-Internal-Secret': t.world.secret, 'X-Org-ID': t.world.orgId },
+    body: { source: 'grafana', delivery_id: `evil-${Date.now()}`, fingerprint: `evil-${Date.now()}`, state: 'firing',
+      title: `Disk full ${evil}`, service: evil, severity: 'high', message: evil, url: 'javascript:alert(1)' } });
+  assert.ok([200, 201].includes(r.status), r.text);
+  const page = await t.page();
+  let dialogs = 0;
+  page.on('dialog', (d) => { dialogs += 1; d.dismiss(); });
+  await page.goto(`${t.world.origin}/clusters`);
+  await page.locator(`tr[data-cluster-id="${tok.json.cluster_id}"]`).getByText('<img src=x', { exact: false }).first().waitFor();
+  await page.goto(`${t.world.origin}/incidents/${r.json.incident_id}`);
+  await page.getByRole('heading', { level: 1, name: `Disk full ${evil}` }).waitFor();
+  await page.getByText('Correlated alerts (1)').waitFor();
+  assert.equal(await page.locator('main img, main script').count(), 0, 'no element made from the strings');
+  assert.equal(await page.locator('a[href^="javascript:"]').count(), 0, 'no javascript: link');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  assert.equal(dialogs, 0);
+  await t.world.request('DELETE', `/api/kubectl/connections/${tok.json.cluster_id}`);
+  await t.world.request('POST', `/api/incidents/${r.json.incident_id}/close`, { body: {} });
+});
+
+// WCAG 2.x contrast of two sRGB colours
+function contrast(fg, bg) {
+  const lum = ([r, g, b]) => {
+    const f = (c) => { const v = c / 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}
+
+test('controls_are_labelled_and_text_has_contrast', async (t) => {
+  const page = await t.page();
+  const problems = [];
+  const counted = { controls: 0, texts: 0 };
+  const audit = async (where) => {
+    const r = await page.evaluate(() => {
+      const out = { unlabelled: [], colours: [], controls: 0 };
+      const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+      for (const el of document.querySelectorAll('input, select, textarea, button, a[href]')) {
+        if (!visible(el)) continue;
+        out.controls += 1;
+        const name = (el.labels && [...el.labels].map((l) => l.textContent).join(' ').trim()) ||
+          el.getAttribute('aria-label') || (el.getAttribute('aria-labelledby') && document.getElementById(el.getAttribute('aria-labelledby'))?.textContent) ||
+          (['BUTTON', 'A'].includes(el.tagName) ? el.textContent.trim() : '');
+        if (!name) out.unlabelled.push(el.outerHTML.slice(0, 120));
+      }
+      const parse = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+      const bgOf = (el) => {
+        for (let e = el; e; e = e.parentElement) {
+          const c = parse(getComputedStyle(e).backgroundColor);
+          if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+        }
+        return [255, 255, 255];
+      };
+      for (const el of document.querySelectorAll('body *')) {
+        if (!visible(el) || el.closest('[disabled], .btn:disabled')) continue;
+        const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+        if (!own) continue;
+        const cs = getComputedStyle(el);
+        out.colours.push({ what: `${el.tagName}.${el.className} "${el.textContent.trim().slice(0, 30)}"`, fg: parse(cs.color).slice(0, 3), bg: bgOf(el) });
+      }
+      return out;
+    });
+    counted.controls += r.controls;
+    counted.texts += r.colours.length;
+    for (const u of r.unlabelled) problems.push(`${where}: control without a name: ${u}`);
+    for (const c of r.colours) {
+      const ratio = contrast(c.fg, c.bg);
+      if (ratio < 4.5) problems.push(`${where}: contrast ${ratio.toFixed(2)} < 4.5 for ${c.what}`);
+    }
+  };
+  for (const p of ['/connectors', '/clusters', '/run', '/audit', '/incidents']) {
+    await page.goto(`${t.world.origin}${p}`);
+    await page.locator('main h1').waitFor();
+    await page.locator('main .loading').first().waitFor({ state: 'detached' });
+    await audit(p);
+  }
+  await page.goto(`${t.world.origin}/clusters`);
+  await page.getByRole('button', { name: 'Add Cluster' }).click();
+  await audit('/clusters Add Cluster');
+  // every connector's Manage dialog
+  await page.goto(`${t.world.origin}/connectors`);
+  t.allowHttp(/\/aws\/onboarding$/, 503);
+  t.allowHttp(/\/gcp\/projects$/, 404);
+  const ids = await page.locator('[data-connector]').evaluateAll((els) => els.map((e) => e.dataset.connector).filter((x) => x !== 'kubernetes'));
+  for (const id of ids) {
+    await page.locator(`[data-connector="${id}"]`).getByRole('button', { name: 'Manage' }).click();
+    const dlg = page.locator(`dialog[data-dialog="${id}"]`);
+    await dlg.waitFor();
+    await dlg.locator('.loading').first().waitFor({ state: 'detached' });
+    await audit(`${id} dialog`);
+    await page.keyboard.press('Escape');
+    await dlg.waitFor({ state: 'detached' });
+  }
+  assert.deepEqual(problems, []);
+  assert.ok(counted.controls > 100 && counted.texts > 300, JSON.stringify(counted));
+  t.note(`${counted.controls} controls named, ${counted.texts} text colours at >= 4.5:1`);
+});
+
 // ---------------------------------------------------------------------------
 async function main() {
   const world = new World();
