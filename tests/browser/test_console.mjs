@@ -164,6 +164,17 @@ test('connectors_page_cards_states_and_urls', async (t) => {
   await gdlg.getByText(`${t.world.origin}/google-chat/events`, { exact: true }).waitFor();
   await gdlg.getByRole('button', { name: 'Close' }).click();
 
+  // Slack without SLACK_CLIENT_ID: the login route refuses in the popup; the
+  // dialog shows the guide's message and the popup closes
+  t.allowHttp(/\/slack\/login$/, 503);
+  t.allowHttp(/\/favicon\.ico$/, 404); // the browser's own request on that JSON page
+  await page.locator('[data-connector="slack"]').getByRole('button', { name: 'Manage' }).click();
+  const sl = page.getByRole('dialog', { name: 'Slack' });
+  const [popup] = await Promise.all([page.waitForEvent('popup'), sl.getByRole('button', { name: 'Connect Slack' }).click()]);
+  await popup.waitForEvent('close');
+  await sl.getByRole('alert').filter({ hasText: 'Slack OAuth credentials not configured' }).getByText('SLACK_OAUTH_NOT_CONFIGURED').waitFor();
+  await sl.getByRole('button', { name: 'Close' }).click();
+
   // AWS without Aurora's own credentials: the guide's troubleshooting message
   await page.locator('[data-connector="aws"]').getByRole('button', { name: 'Manage' }).click();
   const adlg = page.getByRole('dialog', { name: 'Amazon Web Services' });

@@ -111,7 +111,6 @@ function drawGrid(grid, refresh) {
 
 function kubeState() {
   if (clusterCount.connected) return { label: 'Connected', kind: 'ok' };
-  if (clusterCount.total) return { label: 'Available', kind: 'info' };
   return { label: 'Not connected', kind: 'neutral' };
 }
 
@@ -293,8 +292,23 @@ function oauthButton(label, urlFn, out) {
         clearInterval(timer);
         clear(out);
         reload();
+        return;
       }
-    }, 1000);
+      // The login route refused before sending the browser to the provider
+      // (e.g. 503 "… OAuth credentials not configured"): that answer is a
+      // JSON page of this origin in the popup. Show it here and close it.
+      // (The provider's own pages are another origin: reading them throws.)
+      let doc = null;
+      try { doc = w.location.origin === location.origin ? w.document : null; } catch (_) { doc = null; }
+      if (!doc || doc.readyState !== 'complete' || !/json/.test(doc.contentType || '')) return;
+      const text = (doc.querySelector('pre') || doc.body || {}).textContent || '';
+      let body = null;
+      try { body = JSON.parse(text); } catch (_) { body = null; }
+      clearInterval(timer);
+      w.close();
+      clear(out).append(errorBox(Object.assign(new Error((body && body.error) || 'The sign-in could not start.'),
+        { code: body && body.error_code })));
+    }, 250);
   });
   return btn;
 }
