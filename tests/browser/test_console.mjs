@@ -316,12 +316,24 @@ test('revoke_token_disconnects_the_agent', async (t) => {
   await page.locator(`tr[data-cluster-id="${SHARED.clusterId}"]`).getByRole('link', { name: /^Manage/ }).click();
   await page.getByRole('heading', { level: 1, name: 'browser-prod' }).waitFor();
   await page.locator('[data-testid="cluster-state"][data-state="Connected"]').waitFor();
+  const tokens = async () => (await t.world.request('GET', '/api/kubectl/tokens')).json.tokens.filter((x) => x.cluster_id === SHARED.clusterId);
+  const [old] = await tokens();
+  // Rotate: a new token for the same cluster, shown once; the old one stays valid
+  await page.getByRole('button', { name: 'Rotate token' }).click();
+  const panel = page.locator('.token-panel');
+  const fresh = (await panel.locator('[data-testid="agent-token"] code').textContent()).trim();
+  assert.match(fresh, TOKEN_RE);
+  assert.notEqual(fresh, SHARED.token, 'a new token');
+  await panel.getByText('The old tokens stay valid until you revoke them', { exact: false }).waitFor();
+  const active = page.locator('tr[data-token-id]').filter({ has: page.getByRole('button', { name: /^Revoke/ }) });
+  await waitFor(async () => (await active.count()) === 2, 10000, 'two active tokens');
+  // revoke the token the agent uses: its tunnel is closed
   SHARED.agent.tolerateExit = true; // a revoked agent may give up by itself
-  const row = page.locator('tr[data-token-id]').filter({ has: page.getByRole('button', { name: /^Revoke/ }) });
-  assert.equal(await row.count(), 1, 'one active token');
-  await row.getByRole('button', { name: /^Revoke/ }).click();
+  await page.locator(`tr[data-token-id="${old.id}"]`).getByRole('button', { name: /^Revoke/ }).click();
   await page.locator('[data-testid="cluster-state"][data-state="Disconnected"]').waitFor({ timeout: 30000 });
-  await page.locator('tr[data-token-id]').getByText('revoked').waitFor();
+  await page.locator(`tr[data-token-id="${old.id}"]`).getByText('revoked').waitFor();
+  const after = await tokens();
+  assert.deepEqual(after.map((x) => x.status).sort(), ['active', 'revoked'], 'the rotated token stays active');
   const c = (await t.world.request('GET', '/api/kubectl/connections')).json.connections.find((x) => x.cluster_id === SHARED.clusterId);
   assert.equal(c.connected, false, 'the server closed the tunnel');
   await page.goto(`${t.world.origin}/clusters`);
