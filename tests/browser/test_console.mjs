@@ -432,7 +432,7 @@ test('works_at_360px', async (t) => {
   for (const [p, h1] of [['/connectors', 'Connectors'], ['/clusters', 'Kubernetes'], ['/run', 'Run'], ['/audit', 'Audit'], ['/incidents', 'Incidents']]) {
     await page.goto(`${t.world.origin}${p}`);
     await page.getByRole('heading', { level: 1, name: h1 }).waitFor();
-    await page.locator('main .loading').first().waitFor({ state: 'detached' }).catch(() => {});
+    await page.locator('main .loading').first().waitFor({ state: 'detached' });
     const wide = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(wide <= 360, `${p}: the page is ${wide}px wide at a 360px viewport`);
     const nav = await page.getByRole('navigation', { name: 'Main' }).boundingBox();
@@ -540,6 +540,7 @@ test('controls_are_labelled_and_text_has_contrast', async (t) => {
   await page.goto(`${t.world.origin}/connectors`);
   t.allowHttp(/\/aws\/onboarding$/, 503);
   t.allowHttp(/\/gcp\/projects$/, 404);
+  await page.locator('[data-connector="bitbucket"]').waitFor();
   const ids = await page.locator('[data-connector]').evaluateAll((els) => els.map((e) => e.dataset.connector).filter((x) => x !== 'kubernetes'));
   for (const id of ids) {
     await page.locator(`[data-connector="${id}"]`).getByRole('button', { name: 'Manage' }).click();

@@ -123,8 +123,8 @@ function card(id, refresh) {
     ? `${clusterCount.connected} of ${clusterCount.total} cluster${clusterCount.total === 1 ? '' : 's'} connected`
     : accountLine(id, s);
   const actions = id === 'kubernetes'
-    ? [h('a', { class: 'btn primary', href: '/clusters?add=1' }, 'Add Cluster'),
-       h('a', { class: 'btn', href: '/clusters' }, 'Manage')]
+    ? [h('a', { class: 'btn primary', href: '/clusters?add=1', 'aria-describedby': hid }, 'Add Cluster'),
+       h('a', { class: 'btn', href: '/clusters', 'aria-describedby': hid }, 'Manage')]
     : [h('button', { type: 'button', class: 'btn', 'aria-describedby': hid,
         onclick: (ev) => openDialog(id, refresh, ev.currentTarget) }, 'Manage')];
   return h('li', { class: 'card connector', 'data-connector': id, 'aria-labelledby': hid },
@@ -213,7 +213,15 @@ function refreshOpenDialog() {
   const st = connectorState(dlg.id, statusCache[dlg.id]);
   clear(dlg.stateEl).append(badge(st.label, st.kind));
   dlg.stateEl.dataset.state = st.label;
-  if (dialogKey(dlg.id) !== dlg.drawnKey) drawDialog();
+  if (dialogKey(dlg.id) !== dlg.drawnKey) {
+    drawDialog();
+    // the control that was used may be gone: keep keyboard focus in the dialog
+    if (!dlg.el.contains(document.activeElement) || document.activeElement === document.body) {
+      const title = dlg.el.querySelector('h2');
+      title.setAttribute('tabindex', '-1');
+      title.focus();
+    }
+  }
 }
 
 function drawDialog() {
