@@ -79,6 +79,10 @@ class T {
       if (http && this.allowed.some((a) => a.re.test(loc.url || '') && a.status === Number(http[1]))) return;
       this.problems.push(`console error: ${m.text()} ${loc.url || ''}`);
     });
+    page.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.origin === this.world.origin) this.world.seenRequests.add(`${r.method()} ${u.pathname}`);
+    });
     page.on('response', (r) => {
       const u = new URL(r.url());
       if (r.status() >= 400 && u.origin === this.world.origin &&

@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { World, waitFor } from './world.mjs';
+import { World, waitFor, ROOT } from './world.mjs';
 import { test, run } from './runner.mjs';
 
 const TOKEN_RE = /^aurora_kubectl_[A-Za-z0-9_-]{64}$/;
@@ -554,6 +554,26 @@ test('controls_are_labelled_and_text_has_contrast', async (t) => {
   assert.deepEqual(problems, []);
   assert.ok(counted.controls > 100 && counted.texts > 300, JSON.stringify(counted));
   t.note(`${counted.controls} controls named, ${counted.texts} text colours at >= 4.5:1`);
+});
+
+// Last: everything the pages asked the server for during the tests above is
+// a page, an asset, or a route of docs/openapi.json with that method.
+test('pages_use_only_documented_routes', async (t) => {
+  const spec = JSON.parse(fs.readFileSync(path.join(ROOT, 'docs', 'openapi.json'), 'utf8'));
+  const routes = Object.entries(spec.paths).map(([p, ops]) => ({
+    re: new RegExp(`^${p.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\\?\{[^}]+\\?\}/g, '[^/]+')}$`),
+    methods: new Set(Object.keys(ops).map((m) => m.toUpperCase())),
+  }));
+  const pages = /^\/(|connectors|clusters(\/[^/]+)?|run|audit|incidents(\/[^/]+)?|signin)$/;
+  const undocumented = [];
+  for (const r of [...t.world.seenRequests].sort()) {
+    const [method, p] = r.split(' ');
+    if (method === 'GET' && (pages.test(p) || /^\/console\/[A-Za-z0-9._-]+$/.test(p) || p === '/favicon.ico')) continue;
+    if (!routes.some((x) => x.re.test(p) && x.methods.has(method))) undocumented.push(r);
+  }
+  assert.deepEqual(undocumented, [], 'requests to routes docs/openapi.json does not have');
+  assert.ok(t.world.seenRequests.size > 20, `requests seen: ${t.world.seenRequests.size}`);
+  t.note(`${t.world.seenRequests.size} distinct requests, all documented`);
 });
 
 // ---------------------------------------------------------------------------

@@ -147,6 +147,7 @@ export class World {
     this.procs = [];
     this.agents = [];
     this.problems = [];
+    this.seenRequests = new Set(); // "METHOD /path" the pages sent to the server
   }
 
   get origin() { return `https://127.0.0.1:${this.port}`; }
