@@ -74,7 +74,8 @@ int store_console_session_use(store_t *s, const char *id_hash, int64_t now, int6
      * session and second, however many requests the page makes. */
     db_param u[] = { DB_P_INT(now), p_text(id_hash), DB_P_INT(now) };
     if (run_exec(s, "marking console session used",
-                 "UPDATE console_sessions SET last_seen_at = ? WHERE id_hash = ? AND last_seen_at < ?",
+                 "UPDATE console_sessions SET last_seen_at = ? WHERE id_hash = ?"
+                 " AND last_seen_at < ?",
                  u, 3, NULL))
         return STORE_ERR;
     out->last_seen_at = now;
