@@ -401,6 +401,9 @@ def pages_and_assets(t):
     eq(raw(w, "GET", "/console/index.html").body, INDEX, "index.html is an asset too")
     css = raw(w, "GET", "/console/app.css")
     eq((css.status, css.headers.get("content-type")), (200, "text/css; charset=utf-8"), "app.css")
+    # the access log and the metrics name these requests "console", not "unmatched"
+    wait_until(lambda: "route=console status=304" in w.server.log_text(), 10, 0.05,
+               "the access log line of the 304")
     # the pages carry no inline script or style (the CSP forbids them)
     check(not re.search(rb"<script(?![^>]*\bsrc=)[^>]*>|<style|\sstyle=|\son[a-z]+=", INDEX),
           "index.html has no inline script or style")
