@@ -22,6 +22,7 @@
 /* An API key is 54 characters; anything much longer is not one. */
 #define API_KEY_INPUT_MAX 256
 #define SIGNIN_WINDOW_S 60
+#define CONSOLE_SIGNIN_RATE_PREFIX "console-signin/minute:"
 #define PRUNE_EVERY_S 300
 
 static int64_t ttl_s(const worker_ctx *w)
@@ -174,12 +175,14 @@ static void session_body(const worker_ctx *w, const store_console_session *c, in
     http_resp_add_header(resp, "cache-control", "no-store");
 }
 
-/* One slot of the peer's failed sign-ins for this minute; a successful
- * sign-in gives it back.  0 (taken: *window set), or -1 with 429/503. */
+/* One slot of the peer's failed sign-ins for this minute (its address, or
+ * its IPv6 /64); a successful sign-in gives it back.  0 (taken: *window set), or -1 with 429/503. */
 static int signin_slot(worker_ctx *w, const http_request *req, char *key, size_t cap,
                        int64_t now, int64_t *window, http_response *resp)
 {
-    snprintf(key, cap, "console_signin/minute:%s", req->peer);
+    char bucket[80];
+    console_peer_bucket(req->peer, bucket, sizeof(bucket));
+    snprintf(key, cap, CONSOLE_SIGNIN_RATE_PREFIX "%s", bucket);
     *window = now - now % SIGNIN_WINDOW_S;
     int allowed = 0;
     int64_t limit = server_setting_int(w->cfg, "AURORA_CONSOLE_SIGNIN_LIMIT");
@@ -324,10 +327,16 @@ static void session_delete(worker_ctx *w, http_request *req, http_response *resp
 static long prune(worker_ctx *w)
 {
     int64_t n = 0;
-    if (store_console_session_prune(w->store, (int64_t)time(NULL), idle_s(w), &n) != STORE_OK)
+    int64_t now = (int64_t)time(NULL);
+    if (store_console_session_prune(w->store, now, idle_s(w), &n) != STORE_OK)
         log_error("pruning console sessions failed: %s", store_errmsg(w->store));
     else if (n > 0)
         log_info("console sessions: %lld ended session(s) deleted", (long long)n);
+    /* Each address that ever failed a sign-in left a counter row: an
+     * attacker with many addresses must not grow the table for good. */
+    if (store_console_signin_forget(w->store, CONSOLE_SIGNIN_RATE_PREFIX,
+                                    now - now % SIGNIN_WINDOW_S, &n) != STORE_OK)
+        log_error("pruning console sign-in counters failed: %s", store_errmsg(w->store));
     return PRUNE_EVERY_S;
 }
 

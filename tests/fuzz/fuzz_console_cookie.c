@@ -14,6 +14,8 @@
  *    ';'-separated pair of the header is named aurora_session;
  *  - an origin console_url_origin accepts is allowed against itself and
  *    against nothing else (one other origin given); "null" never is;
+ *  - the sign-in bucket of a peer (the Origin bytes, as any text) fits and
+ *    is the same every time;
  *  - a console page is "/", or one segment, or two with no "." / ".."
  *    second segment, and never contains '%', '?' or a control character. */
 #include <ctype.h>
@@ -94,6 +96,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const char *any[] = { "null", o };
     FUZZ_CHECK(!console_origin_allowed("null", any, 2), "null allowed");
+
+    char bucket[48], again[48];
+    console_peer_bucket(origin, bucket, sizeof(bucket));
+    console_peer_bucket(origin, again, sizeof(again));
+    FUZZ_CHECK(strlen(bucket) < sizeof(bucket) && !strcmp(bucket, again), "peer bucket of %s",
+               origin);
 
     if (console_is_page(path)) {
         FUZZ_CHECK(path[0] == '/', "page %s without a leading /", path);
