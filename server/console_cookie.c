@@ -2,6 +2,7 @@
  * sessions (console_cookie.h). */
 #include "console_cookie.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -140,6 +141,28 @@ int console_origin_allowed(const char *origin, const char *const *allowed, size_
         if (allowed[i] && !strcmp(o, allowed[i]))
             return 1;
     return 0;
+}
+
+void console_peer_bucket(const char *peer, char *out, size_t cap)
+{
+    if (!cap)
+        return;
+    unsigned char a6[16];
+    struct in_addr a4;
+    const char *p = peer ? peer : "";
+    if (!strncasecmp(p, "::ffff:", 7) && inet_pton(AF_INET, p + 7, &a4) == 1) {
+        snprintf(out, cap, "%s", p + 7);
+        return;
+    }
+    char text[INET6_ADDRSTRLEN];
+    if (strchr(p, ':') && inet_pton(AF_INET6, p, a6) == 1) {
+        memset(a6 + 8, 0, 8);
+        if (inet_ntop(AF_INET6, a6, text, sizeof(text))) {
+            snprintf(out, cap, "%s/64", text);
+            return;
+        }
+    }
+    snprintf(out, cap, "%s", p);
 }
 
 int64_t console_session_deadline(int64_t expires_at, int64_t last_seen, int64_t idle)

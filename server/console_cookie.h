@@ -49,6 +49,13 @@ int console_url_origin(const char *url, char *out, size_t cap);
  * exact otherwise.  "null" and anything that is not an origin never match. */
 int console_origin_allowed(const char *origin, const char *const *allowed, size_t n);
 
+/* Whose failed sign-ins a peer address counts against: an IPv4 address
+ * (also written IPv4-mapped, "::ffff:a.b.c.d") is itself; an IPv6 address
+ * is its /64, which one subscriber usually holds whole, so that hopping
+ * between its addresses buys no extra attempts.  Anything else is kept
+ * as given (cut to fit).  Always NUL-terminated. */
+void console_peer_bucket(const char *peer, char *out, size_t cap);
+
 /* Expiry: a session lives until its absolute expires_at and while it is
  * used at least every idle seconds.  1 if alive at now. */
 int console_session_alive(int64_t expires_at, int64_t last_seen, int64_t idle, int64_t now);

@@ -22,10 +22,18 @@
 /* An API key is 54 characters; anything much longer is not one. */
 #define API_KEY_INPUT_MAX 256
 #define SIGNIN_WINDOW_S 60
+#define CONSOLE_SIGNIN_RATE_PREFIX "console-signin/minute:"
 #define PRUNE_EVERY_S 300
 
-static int64_t ttl_s(const worker_ctx *w) { return server_setting_int(w->cfg, "AURORA_CONSOLE_SESSION_TTL"); }
-static int64_t idle_s(const worker_ctx *w) { return server_setting_int(w->cfg, "AURORA_CONSOLE_SESSION_IDLE"); }
+static int64_t ttl_s(const worker_ctx *w)
+{
+    return server_setting_int(w->cfg, "AURORA_CONSOLE_SESSION_TTL");
+}
+
+static int64_t idle_s(const worker_ctx *w)
+{
+    return server_setting_int(w->cfg, "AURORA_CONSOLE_SESSION_IDLE");
+}
 
 /* Secure unless the browser talks plain HTTP to this very listener. */
 static int cookie_secure(const worker_ctx *w)
@@ -40,15 +48,19 @@ static void session_id_hash(const char *id, char hash[65])
 
 /* The session id the request's cookie carries: CONSOLE_COOKIE_* (why: the
  * reason when malformed). */
-static int cookie_of(const http_request *req, char id[CONSOLE_SESSION_ID_LEN + 1], const char **why)
+static int cookie_of(const http_request *req, char id[CONSOLE_SESSION_ID_LEN + 1],
+                     const char **why)
 {
-    return console_cookie_session(http_header_get(req, "cookie"), id, CONSOLE_SESSION_ID_LEN + 1, why);
+    return console_cookie_session(http_header_get(req, "cookie"), id, CONSOLE_SESSION_ID_LEN + 1,
+                                  why);
 }
 
 /* Looks the session of the request's cookie up (and marks it used).
- * STORE_OK with *c, STORE_NOT_FOUND (resp: 401 or 400), or STORE_ERR (resp: 503). */
+ * STORE_OK with *c, STORE_NOT_FOUND (resp: 400, or 401 with code: UNAUTHORIZED
+ * where the cookie stands for credentials, NO_SESSION on the public session
+ * routes, which never ask for credentials), or STORE_ERR (resp: 503). */
 static int live_session(worker_ctx *w, const http_request *req, store_console_session *c,
-                        char hash[65], http_response *resp)
+                        char hash[65], const char *code, http_response *resp)
 {
     char id[CONSOLE_SESSION_ID_LEN + 1];
     const char *why = NULL;
@@ -58,7 +70,7 @@ static int live_session(worker_ctx *w, const http_request *req, store_console_se
         return STORE_NOT_FOUND;
     }
     if (k == CONSOLE_COOKIE_ABSENT) {
-        http_resp_error(resp, 401, "UNAUTHORIZED", "no console session (sign in)");
+        http_resp_error(resp, 401, code, "no console session (sign in)");
         return STORE_NOT_FOUND;
     }
     session_id_hash(id, hash);
@@ -69,7 +81,7 @@ static int live_session(worker_ctx *w, const http_request *req, store_console_se
         return STORE_ERR;
     }
     if (rc != STORE_OK) {
-        http_resp_error(resp, 401, "UNAUTHORIZED",
+        http_resp_error(resp, 401, code,
                         "console session expired, signed out or unknown (sign in again)");
         return STORE_NOT_FOUND;
     }
@@ -133,7 +145,8 @@ int console_session_authenticate(worker_ctx *w, const http_request *req, auth_ct
     explicit_bzero(id, sizeof(id));
     store_console_session c;
     char hash[65];
-    if (live_session(w, req, &c, hash, resp) != STORE_OK || csrf_check(w, req, &c, resp) < 0)
+    if (live_session(w, req, &c, hash, "UNAUTHORIZED", resp) != STORE_OK ||
+        csrf_check(w, req, &c, resp) < 0)
         return -1;
     snprintf(a->org_id, sizeof(a->org_id), "%s", c.org_id);
     snprintf(a->user_id, sizeof(a->user_id), "%s", c.user_id);
@@ -162,12 +175,14 @@ static void session_body(const worker_ctx *w, const store_console_session *c, in
     http_resp_add_header(resp, "cache-control", "no-store");
 }
 
-/* One slot of the peer's failed sign-ins for this minute; a successful
- * sign-in gives it back.  0 (taken: *window set), or -1 with 429/503. */
+/* One slot of the peer's failed sign-ins for this minute (its address, or
+ * its IPv6 /64); a successful sign-in gives it back.  0 (taken: *window set), or -1 with 429/503. */
 static int signin_slot(worker_ctx *w, const http_request *req, char *key, size_t cap,
                        int64_t now, int64_t *window, http_response *resp)
 {
-    snprintf(key, cap, "console_signin/minute:%s", req->peer);
+    char bucket[80];
+    console_peer_bucket(req->peer, bucket, sizeof(bucket));
+    snprintf(key, cap, CONSOLE_SIGNIN_RATE_PREFIX "%s", bucket);
     *window = now - now % SIGNIN_WINDOW_S;
     int allowed = 0;
     int64_t limit = server_setting_int(w->cfg, "AURORA_CONSOLE_SIGNIN_LIMIT");
@@ -263,7 +278,7 @@ static void session_get(worker_ctx *w, http_request *req, http_response *resp)
 {
     store_console_session c;
     char hash[65];
-    if (live_session(w, req, &c, hash, resp) != STORE_OK)
+    if (live_session(w, req, &c, hash, "NO_SESSION", resp) != STORE_OK)
         return;
     session_body(w, &c, 200, resp);
 }
@@ -291,7 +306,7 @@ static void session_delete(worker_ctx *w, http_request *req, http_response *resp
     if (k == CONSOLE_COOKIE_FOUND) {
         explicit_bzero(id, sizeof(id));
         store_console_session c;
-        int rc = live_session(w, req, &c, hash, resp);
+        int rc = live_session(w, req, &c, hash, "NO_SESSION", resp);
         if (rc == STORE_ERR)
             return;
         if (rc == STORE_OK && csrf_check(w, req, &c, resp) < 0)
@@ -312,10 +327,16 @@ static void session_delete(worker_ctx *w, http_request *req, http_response *resp
 static long prune(worker_ctx *w)
 {
     int64_t n = 0;
-    if (store_console_session_prune(w->store, (int64_t)time(NULL), idle_s(w), &n) != STORE_OK)
+    int64_t now = (int64_t)time(NULL);
+    if (store_console_session_prune(w->store, now, idle_s(w), &n) != STORE_OK)
         log_error("pruning console sessions failed: %s", store_errmsg(w->store));
     else if (n > 0)
         log_info("console sessions: %lld ended session(s) deleted", (long long)n);
+    /* Each address that ever failed a sign-in left a counter row: an
+     * attacker with many addresses must not grow the table for good. */
+    if (store_console_signin_forget(w->store, CONSOLE_SIGNIN_RATE_PREFIX,
+                                    now - now % SIGNIN_WINDOW_S, &n) != STORE_OK)
+        log_error("pruning console sign-in counters failed: %s", store_errmsg(w->store));
     return PRUNE_EVERY_S;
 }
 

@@ -61,6 +61,7 @@ struct http_txn {
     double started;   /* sm_now() when the request line arrived */
     size_t bytes_out; /* body bytes written (access log) */
     int logged;       /* the access log line is written once */
+    int console;      /* answered by console_static.c (logged as route "console") */
 };
 
 static void log_txn(http_txn *t, int status);
@@ -654,6 +655,7 @@ static void dispatch(http_txn *t)
      * on the main listener only; every other path goes to the route table. */
     if (!(g_ops_vhost && lws_get_vhost(t->wsi) == g_ops_vhost) &&
         console_static_serve(&t->req, &t->resp)) {
+        t->console = 1;
         respond_now(t);
         return;
     }
@@ -861,7 +863,8 @@ static void log_txn(http_txn *t, int status)
     if (t->logged)
         return;
     t->logged = 1;
-    access_log_request(&t->req, t->route ? router_pattern(t->route) : "unmatched",
+    access_log_request(&t->req,
+                       t->route ? router_pattern(t->route) : t->console ? "console" : "unmatched",
                        status ? status : 499, sm_now() - t->started, t->bytes_out);
 }
 

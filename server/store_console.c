@@ -74,7 +74,8 @@ int store_console_session_use(store_t *s, const char *id_hash, int64_t now, int6
      * session and second, however many requests the page makes. */
     db_param u[] = { DB_P_INT(now), p_text(id_hash), DB_P_INT(now) };
     if (run_exec(s, "marking console session used",
-                 "UPDATE console_sessions SET last_seen_at = ? WHERE id_hash = ? AND last_seen_at < ?",
+                 "UPDATE console_sessions SET last_seen_at = ? WHERE id_hash = ?"
+                 " AND last_seen_at < ?",
                  u, 3, NULL))
         return STORE_ERR;
     out->last_seen_at = now;
@@ -113,5 +114,26 @@ int store_console_session_prune(store_t *s, int64_t now, int64_t idle, int64_t *
         return STORE_ERR;
     if (deleted)
         *deleted = expired + orphaned;
+    return STORE_OK;
+}
+
+int store_console_signin_forget(store_t *s, const char *prefix, int64_t before, int64_t *deleted)
+{
+    if (!s)
+        return STORE_ERR;
+    if (check_text(s, "rate key prefix", prefix, 64, 1))
+        return STORE_ERR;
+    for (const char *p = prefix; *p; p++)
+        if (*p == '%' || *p == '_' || *p == '\\')
+            return serr(s, "rate key prefix must not hold LIKE wildcards");
+    char like[80];
+    snprintf(like, sizeof(like), "%s%%", prefix);
+    db_param p[] = { p_text(like), DB_P_INT(before) };
+    int64_t n = 0;
+    if (run_exec(s, "forgetting console sign-in counters",
+                 "DELETE FROM rate_counters WHERE rate_key LIKE ? AND window_start < ?", p, 2, &n))
+        return STORE_ERR;
+    if (deleted)
+        *deleted = n;
     return STORE_OK;
 }

@@ -44,4 +44,9 @@ int store_console_session_delete(store_t *s, const char *id_hash);
  * *deleted (may be NULL): rows deleted. */
 int store_console_session_prune(store_t *s, int64_t now, int64_t idle, int64_t *deleted);
 
+/* Deletes the rate-limit counters (store_rate_take) whose key starts with
+ * prefix and whose window started before `before`: the failed sign-in
+ * counters of addresses that stopped trying.  *deleted may be NULL. */
+int store_console_signin_forget(store_t *s, const char *prefix, int64_t before, int64_t *deleted);
+
 #endif

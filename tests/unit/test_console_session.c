@@ -2,12 +2,14 @@
  *  - console_cookie.c: the session cookie read out of hostile Cookie
  *    headers (duplicates, oversized, wrong length or alphabet, look-alike
  *    names, other applications' cookies), the Set-Cookie line, the CSRF
- *    comparison, the Origin check and the expiry arithmetic;
+ *    comparison, the Origin check, the expiry arithmetic and the sign-in
+ *    rate-limit bucket of a peer address;
  *  - console_static.c: which paths are console pages, content types;
  *  - store_console.c on a SQLite file and on a throwaway PostgreSQL server
  *    (pg_harness.h): only the hash is stored, expiry (absolute and idle),
  *    use marks the session, sign-out, a revoked or deleted key or a removed
- *    member ends the session, and the prune deletes exactly the dead rows. */
+ *    member ends the session, the prune deletes exactly the dead rows, and
+ *    old sign-in counters are forgotten. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -219,6 +221,38 @@ static void test_expiry(void **state)
     assert_true(console_session_alive(INT64_MAX, INT64_MAX - 5, 1800, INT64_MAX - 1));
     /* an idle of 0 (not configurable, but safe): the absolute end alone */
     assert_int_equal(console_session_deadline(exp, 1000, 0), exp);
+}
+
+/* ---- sign-in rate-limit buckets ----------------------------------------------------------- */
+
+static void test_peer_bucket(void **state)
+{
+    (void)state;
+    char b[80];
+    console_peer_bucket("203.0.113.7", b, sizeof(b));
+    assert_string_equal(b, "203.0.113.7");
+    console_peer_bucket("::ffff:203.0.113.7", b, sizeof(b));
+    assert_string_equal(b, "203.0.113.7"); /* the same client over a dual-stack socket */
+    console_peer_bucket("::FFFF:127.0.0.1", b, sizeof(b));
+    assert_string_equal(b, "127.0.0.1");
+    /* every address of one /64 is one bucket */
+    console_peer_bucket("2001:db8:1:2:aaaa:bbbb:cccc:dddd", b, sizeof(b));
+    assert_string_equal(b, "2001:db8:1:2::/64");
+    char b2[80];
+    console_peer_bucket("2001:db8:1:2::1", b2, sizeof(b2));
+    assert_string_equal(b, b2);
+    console_peer_bucket("2001:db8:1:3::1", b2, sizeof(b2));
+    assert_string_not_equal(b, b2);
+    console_peer_bucket("::1", b, sizeof(b));
+    assert_string_equal(b, "::/64");
+    /* not an address: kept as given, cut to fit */
+    console_peer_bucket("unix-socket", b, sizeof(b));
+    assert_string_equal(b, "unix-socket");
+    console_peer_bucket(NULL, b, sizeof(b));
+    assert_string_equal(b, "");
+    char tiny[6];
+    console_peer_bucket("2001:db8:1:2::1", tiny, sizeof(tiny));
+    assert_int_equal(strlen(tiny), 5);
 }
 
 /* ---- pages and content types ------------------------------------------------------------------- */
@@ -538,6 +572,42 @@ static void test_store_bad_input(void **state)
     assert_int_equal(store_console_session_create(f->s, h, &c), STORE_CONFLICT);
 }
 
+static void test_store_signin_counters_forgotten(void **state)
+{
+    fixture *f = *state;
+    int allowed = 0;
+    /* two addresses that failed in an old minute, one in this minute, and
+     * another limiter's counter */
+    assert_int_equal(store_rate_take(f->s, "console-signin/minute:192.0.2.1", T0 - 120, 10, 0,
+                                     &allowed), STORE_OK);
+    assert_int_equal(store_rate_take(f->s, "console-signin/minute:192.0.2.2", T0 - 60, 10, 0,
+                                     &allowed), STORE_OK);
+    assert_int_equal(store_rate_take(f->s, "console-signin/minute:192.0.2.3", T0, 10, 0, &allowed),
+                     STORE_OK);
+    assert_int_equal(store_rate_take(f->s, "agent_tokens/minute:usr_x", T0 - 120, 10, 0, &allowed),
+                     STORE_OK);
+    int64_t n = -1;
+    assert_int_equal(store_console_signin_forget(f->s, "console-signin/minute:", T0, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_console_signin_forget(f->s, "console-signin/minute:", T0, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    /* this minute's counter is still there: one more slot, not a fresh limit */
+    assert_int_equal(store_rate_take(f->s, "console-signin/minute:192.0.2.3", T0, 2, 0, &allowed),
+                     STORE_OK);
+    assert_int_equal(allowed, 1);
+    assert_int_equal(store_rate_take(f->s, "console-signin/minute:192.0.2.3", T0, 2, 0, &allowed),
+                     STORE_OK);
+    assert_int_equal(allowed, 0);
+    /* another limiter's rows are not touched (its own take forgets them) */
+    assert_int_equal(store_rate_take(f->s, "agent_tokens/minute:usr_x", T0 - 120, 1, 0, &allowed),
+                     STORE_OK);
+    assert_int_equal(allowed, 0);
+    /* a prefix with LIKE wildcards is refused, not widened */
+    assert_int_equal(store_console_signin_forget(f->s, "console%", T0, &n), STORE_ERR);
+    assert_int_equal(store_console_signin_forget(f->s, "console_signin", T0, &n), STORE_ERR);
+    assert_int_equal(store_console_signin_forget(f->s, "", T0, &n), STORE_ERR);
+}
+
 #define BOTH(t)                                                                                    \
     { "file/" #t, t, setup_file, teardown, NULL }, { "postgres/" #t, t, setup_pg, teardown, NULL }
 
@@ -552,6 +622,7 @@ int main(void)
         cmocka_unit_test(test_csrf_compare),
         cmocka_unit_test(test_origin),
         cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_peer_bucket),
         cmocka_unit_test(test_pages),
         BOTH(test_store_session_life),
         BOTH(test_store_absolute_expiry),
@@ -561,6 +632,7 @@ int main(void)
         BOTH(test_store_removed_user_ends_sessions),
         BOTH(test_store_prune),
         BOTH(test_store_bad_input),
+        BOTH(test_store_signin_counters_forgotten),
     };
     return cmocka_run_group_tests_name("console_session", tests, group_setup, group_teardown);
 }
