@@ -422,7 +422,7 @@ test('incidents_with_correlated_alerts', async (t) => {
   await page.getByRole('heading', { level: 1, name: 'Checkout latency high' }).waitFor();
   await page.getByRole('heading', { name: 'Correlated alerts (2)' }).waitFor();
   assert.equal(await page.locator('tr[data-alert-id]').count(), 2);
-  await page.getByRole('button', { name: 'Resolve' }).click();
+  await page.getByRole('button', { name: 'Resolve incident' }).click();
   await page.locator('.facts .badge', { hasText: 'resolved' }).waitFor();
 });
 

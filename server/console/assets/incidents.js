@@ -77,8 +77,8 @@ export function renderDetail(main, params) {
     document.title = `${i.title || id} · Aurora`;
     const out = h('div', {});
     const actions = [];
-    if (i.status === 'open' || i.status === 'acknowledged') actions.push(['Resolve', 'resolve']);
-    if (i.status !== 'closed') actions.push(['Close', 'close']);
+    if (i.status === 'open' || i.status === 'acknowledged') actions.push(['Resolve incident', 'resolve']);
+    if (i.status !== 'closed') actions.push(['Close incident', 'close']);
     const buttons = actions.map(([label, verb]) => {
       const b = h('button', { type: 'button', class: 'btn' }, label);
       b.addEventListener('click', async () => {
