@@ -12,6 +12,9 @@ function b64bytes(b64) {
   return u;
 }
 
+// The page shows at most this much of a command's output (characters).
+const MAX_SHOWN = 8 << 20;
+
 function isPolicyRefusal(r) {
   return r && (r.error_code === 'POLICY_DENIED' ||
     (r.return_code === 126 && typeof r.error === 'string' && r.error.startsWith('POLICY_DENIED')));
@@ -75,10 +78,21 @@ export function render(main, _params, query) {
     setState('running', `Running kubectl ${command}…`);
     const decoder = new TextDecoder('utf-8');
     let final = null;
+    let shown = 0;
+    let cut = false;
     try {
       await streamPost(`/api/clusters/${encodeURIComponent(cluster.value)}/kubectl`, { command, timeout: t }, (name, d) => {
         if (name === 'output') {
           const text = d.base64 !== undefined ? decoder.decode(b64bytes(d.base64), { stream: true }) : (d.text || '');
+          shown += text.length;
+          if (shown > MAX_SHOWN) {
+            // the command keeps running and is audited; the page keeps its memory
+            if (!cut) {
+              cut = true;
+              result.append(h('p', { class: 'alert alert-info' }, `Output beyond ${MAX_SHOWN / (1 << 20)} MiB is not shown here.`));
+            }
+            return;
+          }
           const span = h('span', { class: d.stream === 'stderr' ? 'stderr' : 'stdout' }, text);
           out.append(span);
           out.scrollTop = out.scrollHeight;
@@ -86,7 +100,9 @@ export function render(main, _params, query) {
           final = { ...d, _event: name };
         }
       }, ctrl.signal);
+      const note = cut ? result.lastChild : null;
       showResult(result, final);
+      if (note) result.append(note);
       setState('done', final ? (isPolicyRefusal(final) ? 'Refused by policy.' : `Finished with exit code ${final.return_code ?? '—'}.`) : 'The stream ended without a result.');
       announce(final && isPolicyRefusal(final) ? 'The command was refused by the agent policy' : 'Command finished');
     } catch (e) {
