@@ -286,6 +286,15 @@ test('run_streams_output_and_shows_policy_refusal', async (t) => {
   assert.equal(await refusal.getAttribute('role'), 'alert');
   assert.equal(await out.textContent(), '', 'nothing ran, nothing printed');
 
+  // a large output: the page shows 8 MiB of it and says so
+  await page.getByLabel('kubectl command').fill('get big');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await page.locator('.run-state[data-state="done"]').waitFor({ timeout: 60000 });
+  await page.getByText('Output beyond 8 MiB is not shown here.').waitFor();
+  const shown = await out.evaluate((el) => el.textContent.length);
+  assert.ok(shown > 7 * (1 << 20) && shown <= 8 * (1 << 20), `characters shown: ${shown}`);
+  await result.getByText('Succeeded').waitFor();
+
   // Stop cancels a running command
   fs.rmSync(path.join(SHARED.agent.fixtureDir, 'release'));
   await page.getByLabel('kubectl command').fill('get pods -n kube-system');

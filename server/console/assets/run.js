@@ -80,6 +80,28 @@ export function render(main, _params, query) {
     let final = null;
     let shown = 0;
     let cut = false;
+    // Output is added once per animation frame, consecutive chunks of one
+    // stream into one text node: thousands of small chunks must not cost a
+    // layout each.
+    let pending = [];
+    let frame = 0;
+    const paint = () => {
+      frame = 0;
+      for (const [cls, text] of pending) {
+        const last = out.lastChild;
+        if (last && last.className === cls) last.firstChild.appendData(text);
+        else out.append(h('span', { class: cls }, text));
+      }
+      pending = [];
+      out.scrollTop = out.scrollHeight;
+    };
+    const queue = (cls, text) => {
+      if (!text) return;
+      const tail = pending[pending.length - 1];
+      if (tail && tail[0] === cls) tail[1] += text;
+      else pending.push([cls, text]);
+      if (!frame) frame = requestAnimationFrame(paint);
+    };
     try {
       await streamPost(`/api/clusters/${encodeURIComponent(cluster.value)}/kubectl`, { command, timeout: t }, (name, d) => {
         if (name === 'output') {
@@ -93,13 +115,12 @@ export function render(main, _params, query) {
             }
             return;
           }
-          const span = h('span', { class: d.stream === 'stderr' ? 'stderr' : 'stdout' }, text);
-          out.append(span);
-          out.scrollTop = out.scrollHeight;
+          queue(d.stream === 'stderr' ? 'stderr' : 'stdout', text);
         } else if (name === 'result' || name === 'error') {
           final = { ...d, _event: name };
         }
       }, ctrl.signal);
+      if (frame) { cancelAnimationFrame(frame); paint(); }
       const note = cut ? result.lastChild : null;
       showResult(result, final);
       if (note) result.append(note);
