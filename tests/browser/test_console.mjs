@@ -565,6 +565,27 @@ test('controls_are_labelled_and_text_has_contrast', async (t) => {
   t.note(`${counted.controls} controls named, ${counted.texts} text colours at >= 4.5:1`);
 });
 
+test('connector_states_follow_the_guide', async () => {
+  // states.js is plain logic: checked here directly, for the GitHub states
+  // no fixture in this run produces (installations, suspension, new permissions)
+  const { connectorState } = await import('../../server/console/assets/states.js');
+  const cases = [
+    [['gcp', undefined], 'Not connected'],
+    [['gcp', { connected: false }], 'Not connected'],
+    [['gcp', { connected: true }], 'Connected'],
+    [['ovh', { enabled: false, connected: false }], 'Disabled'],
+    [['jira', { enabled: false, connected: true }], 'Disabled'],
+    [['grafana', { connected: false, status: 'disabled' }], 'Disabled'],
+    [['grafana', { connected: true, status: 'active' }], 'Connected'],
+    [['github', { connected: false, installations: 0, suspended: 0, pending: 0 }], 'Not connected'],
+    [['github', { connected: true, installations: 1, suspended: 0, pending: 0 }], 'Connected'],
+    [['github', { connected: true, installations: 2, suspended: 0, pending: 1 }], 'Pending permissions'],
+    [['github', { connected: false, installations: 1, suspended: 1, pending: 0 }], 'Suspended'],
+    [['github', { connected: false, installations: 0, oauth_connected: true, auth_mode: 'app' }], 'Available'],
+  ];
+  for (const [args, want] of cases) assert.equal(connectorState(...args).label, want, JSON.stringify(args));
+});
+
 // Last: everything the pages asked the server for during the tests above is
 // a page, an asset, or a route of docs/openapi.json with that method.
 test('pages_use_only_documented_routes', async (t) => {
