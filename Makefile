@@ -145,6 +145,11 @@ unit: $(UNIT_BINS)
 integration: $(ASAN)/aurora-server $(ASAN)/aurora-agent $(TESTCTL)
 	@tests/run-integration.sh
 
+# The web console in headless chromium (tests/browser/; also part of `make test`).
+.PHONY: browser
+browser: $(ASAN)/aurora-server $(ASAN)/aurora-agent
+	@tests/run-browser.sh
+
 # Every target for FUZZ_SECONDS; new inputs accumulate in build/fuzz/corpus/,
 # crashes are saved in build/fuzz/artifacts/ (tests/fuzz/README.md).
 FUZZ_SECONDS ?= 60
