@@ -150,6 +150,8 @@ document.getElementById('signout').addEventListener('click', async () => {
 setUnauthorizedHandler(() => {
   if (!session.csrf) return;
   session.csrf = null;
+  // stop the page's timers and streams and close its dialogs first
+  if (cleanup) { try { cleanup(); } catch (_) { /* page already gone */ } cleanup = null; }
   setChrome(false);
   renderSignIn(location.pathname + location.search, 'expired');
 });
