@@ -111,7 +111,7 @@ def render_svg(folded, title, width=1400, frame_h=16, per_cmd=None, total_w=None
 
     def draw(node, x, level):
         w = node["v"] * scale
-        if w < 0.3:
+        if w < 1.0:  # narrower than a pixel: its share is in its parent's tooltip
             return
         y = height - (level + 1) * frame_h - 4
         share = 100.0 * node["v"] / total
@@ -138,9 +138,12 @@ def render_svg(folded, title, width=1400, frame_h=16, per_cmd=None, total_w=None
 
 # ---- summary -----------------------------------------------------------------
 
-OUR_CODE = re.compile(r"^(http_|exec_|api_|auth_|store_|db_|tunnel_|worker|workers_|job_|json_|"
-                      r"run_|runner_|router_|log_|sse_|audit_|result_|proto_|outq_|agent_|"
-                      r"sqlite_|fill_audit|argv_json|dispatch|token_|crypto_|policy_|spawn_)")
+OUR_CODE = re.compile(r"^(http_|exec_|api_|auth_|store_|db_|tunnel_|worker_main|workers_|job_|"
+                      r"json_on|run_exec|run_query|agent_runner|router_|log_fields|log_msg|sse_|"
+                      r"audit_(write|flush|submit|end)|result_json|proto_|agent_outq|agent_frame|"
+                      r"sqlite_|fill_audit|argv_json|dispatch|token_hash|spawn_child|on_receive|"
+                      r"on_writeable|handle_exec|handle_text|deliver|read_pipe|cached_prepare|"
+                      r"write_fixed|cluster_kubectl|access_log)")
 
 
 def summary(samples, folded, per_cmd, top):
