@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "access_log.h"
+#include "console_static.h"
 #include "log.h"
 #include "router.h"
 #include "server_metrics.h"
@@ -60,6 +61,7 @@ struct http_txn {
     double started;   /* sm_now() when the request line arrived */
     size_t bytes_out; /* body bytes written (access log) */
     int logged;       /* the access log line is written once */
+    int console;      /* answered by console_static.c (logged as route "console") */
 };
 
 static void log_txn(http_txn *t, int status);
@@ -649,6 +651,14 @@ static void dispatch(http_txn *t)
     /* Our own timers (exec deadlines) govern from here; lws must not drop the
      * connection while a worker or the agent is busy. */
     lws_set_timeout(t->wsi, NO_PENDING_TIMEOUT, 0);
+    /* The web console's pages and files (compiled in, no I/O): answered here,
+     * on the main listener only; every other path goes to the route table. */
+    if (!(g_ops_vhost && lws_get_vhost(t->wsi) == g_ops_vhost) &&
+        console_static_serve(&t->req, &t->resp)) {
+        t->console = 1;
+        respond_now(t);
+        return;
+    }
     t->route = router_match(&t->req, &t->resp);
     if (t->route && g_ops_vhost &&
         router_is_ops(t->route) != (lws_get_vhost(t->wsi) == g_ops_vhost)) {
@@ -893,7 +903,8 @@ static void log_txn(http_txn *t, int status)
     if (t->logged)
         return;
     t->logged = 1;
-    access_log_request(&t->req, t->route ? router_pattern(t->route) : "unmatched",
+    access_log_request(&t->req,
+                       t->route ? router_pattern(t->route) : t->console ? "console" : "unmatched",
                        status ? status : 499, sm_now() - t->started, t->bytes_out);
 }
 

@@ -86,6 +86,10 @@ static const config_def server_defs[] = {
     { "AURORA_CHAT_MAX_ATTEMPTS", "chat.max_attempts", CFG_INT, "8", "sends of one chat message (Slack, Google Chat) before it is dead", 0, 1, 100 },
     { "AURORA_CHAT_MAX_PENDING_PER_ORG", "chat.max_pending_per_org", CFG_INT, "1000", "chat replies an organization may have waiting; more are refused with 429", 0, 1, 1000000 },
     { "AURORA_CHAT_POLL_S", "chat.poll_s", CFG_INT, "2", "how often the chat outbox is checked for due messages when it was empty (s)", 0, 1, 300 },
+    /* web console sessions (console_session.h) */
+    { "AURORA_CONSOLE_SESSION_TTL", "console.session_ttl", CFG_INT, "28800", "a web console session ends this long after sign-in, used or not (s)", 0, 1, 2592000 },
+    { "AURORA_CONSOLE_SESSION_IDLE", "console.session_idle", CFG_INT, "1800", "a web console session not used for this long ends (s)", 0, 1, 2592000 },
+    { "AURORA_CONSOLE_SIGNIN_LIMIT", "console.signin_limit", CFG_INT, "10", "failed console sign-ins one peer address may make per minute; more get 429", 0, 1, 100000 },
     { "AURORA_OAUTH_STATE_TTL", "connectors.oauth_state_ttl", CFG_INT, "600", "lifetime of an OAuth state value (s)", 0 },
 };
 #define NDEFS (sizeof(server_defs) / sizeof(server_defs[0]))

@@ -39,7 +39,7 @@ static pg_server g_pg;
 static int g_pg_schemas;
 #define PG_DB "aurora_test"
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 12
+#define SCHEMA_LATEST 13
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
