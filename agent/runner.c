@@ -946,9 +946,9 @@ static agent_run_result start_job(agent_runner *runner, uint64_t gen, uint32_t i
     j->window = window;
     /* A small stack: glibc keeps finished threads' stacks for reuse up to
      * 40 MiB in all, so 8 MiB default stacks were unmapped and mapped again
-     * per command once a few ran at once (clone + munmap: ~40 us/command in
-     * docs/perf).  The job thread's deepest path (sandbox set-up, logging)
-     * needs a few tens of KiB. */
+     * per command once a few ran at once (munmap ~6 us/command at 16 in
+     * flight in docs/perf/before.txt, ~1 after).  The job thread's deepest
+     * path (sandbox set-up, logging) needs a few tens of KiB. */
     pthread_attr_t ta;
     int rc_attr = pthread_attr_init(&ta);
     if (rc_attr == 0)
