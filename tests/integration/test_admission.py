@@ -10,6 +10,11 @@ no byte, a TLS client's ClientHello gets no ServerHello.  Meanwhile /health on t
 operations port answers.  The three slot holders are dropped at
 AURORA_HANDSHAKE_TIMEOUT, and then a real agent connects and runs a command.
 
+accept_rate_refuses_the_excess_before_tls — AURORA_ACCEPT_RATE=1: of 20 connections
+opened back to back, no more are admitted than the rate allows in the time they took;
+the others are closed at accept with no byte; a TLS client is served again once the
+bucket refills; the ops port is not limited.
+
 slots_released_at_once_on_bad_input — AURORA_MAX_PENDING_HANDSHAKES=1 with a long
 handshake timeout: garbage instead of a ClientHello, a truncated ClientHello whose
 client goes away, and a TLS client that hangs up mid-handshake each free the one
@@ -28,6 +33,7 @@ fixture."""
 
 import http.client
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -189,6 +195,45 @@ def slots_released_at_once_on_bad_input(t):
                 return False
         wait_until(served, 30, 0.1, "a TLS client served after: %s" % name)
         eq(ops_health(ops), 200, "still serving after: %s" % name)
+
+
+@test(timeout=120)
+def accept_rate_refuses_the_excess_before_tls(t):
+    """AURORA_ACCEPT_RATE=1 (a burst of one): of 20 connections opened one
+    after the other, at most one per second that passes (plus the burst) is
+    admitted; the rest are closed at accept with no byte.  Then a TLS client
+    is served again: the limit is a rate, not a block.  The ops port is not
+    limited."""
+    ops = free_port()
+    w = World(t, "rate", extra_env={"AURORA_ACCEPT_RATE": "1", "AURORA_OPS_PORT": str(ops)})
+    t0 = time.monotonic()
+    socks = [raw(w.port) for _ in range(20)]
+    elapsed = time.monotonic() - t0
+    refused = admitted = 0
+    for s in socks:
+        s.sendall(client_hello())
+        data, closed = read_until_eof(s, 3)
+        if closed and data == b"":
+            refused += 1
+        else:
+            check(data[:1] == b"\x16", "an admitted connection gets a ServerHello", data[:8])
+            admitted += 1
+        s.close()
+    check(admitted <= 2 + int(elapsed), "no more admitted than the rate allows in %.1f s: %d"
+          % (elapsed, admitted))
+    eq(admitted + refused, 20, "every connection admitted or refused")
+    eq(ops_health(ops), 200, "/health on the operations port is not rate limited")
+
+    def served():
+        try:
+            return tls_get_health(w)[0] == 404  # /health is on the ops port
+        except (ssl.SSLError, OSError):
+            return False
+    wait_until(served, 30, 0.2, "a TLS client served once the bucket refills")
+    if refused:  # (20 connections taking over 18 s on a stalled machine: all admitted, rightly)
+        wait_until(lambda: re.search(r"\+ [1-9][0-9]* \(over the accept rate\)",
+                                     w.server.log_text()),
+                   15, 0.1, "the rate refusals in the server log")
 
 
 @test(timeout=180)
