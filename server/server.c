@@ -9,7 +9,6 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "admission.h"
+#include "conn_admission.h"
 #include "http.h"
 #include "exec.h"
 #include "forward.h"
@@ -75,19 +74,6 @@ static struct lws_protocols g_ops_protocols[] = {
 };
 static struct lws_vhost *g_ops_vhost;
 
-/* Admission of connections to the main port (admission.h): refused at
- * accept beyond the pending-handshake cap or the accept rate.  A connection
- * is pending from its accept until its first HTTP request's headers are in
- * (TLS done and the request or upgrade read: the cheap part left is the
- * request itself), or until it goes; it carries its ticket as the wsi's
- * opaque user data meanwhile (nothing else sets it on server connections).
- * Not lws's LWS_CALLBACK_SSL_INFO: with the libev loop its lookup of the
- * wsi crashes (lws 4.1.6, wsi_from_fd), and headers sent slowly are part of
- * the handshake a client can stall. */
-static admission *g_adm;
-static lws_sorted_usec_list_t g_adm_sul;
-static admission_stats g_adm_logged;
-static time_t g_adm_logged_at;
 /* The ticket key secret, read before the context exists (its TLS setup
  * callback installs the keys). */
 static unsigned char g_ticket_secret[TLS_TICKET_SECRET_LEN];
@@ -143,102 +129,6 @@ static int service_round(int timeout_ms)
     if (timeout_ms > 0)
         ev_timer_stop(g_loop, &g_round_timer);
     return 0;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The handshake of this connection is over (or the connection is gone). */
-static void handshake_over(struct lws *wsi)
-{
-    intptr_t ticket = (intptr_t)lws_get_opaque_user_data(wsi);
-    if (!ticket || !g_adm)
-        return;
-    lws_set_opaque_user_data(wsi, NULL);
-    admission_end(g_adm, (int)ticket);
-}
-
-static void admission_release(void)
-{
-    admission_free(g_adm);
-    g_adm = NULL;
-}
-
-static void drop_pending(void *conn, void *arg)
-{
-    (void)arg;
-    lws_set_opaque_user_data(conn, NULL);
-    lws_set_timeout(conn, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-}
-
-/* Once a second: pending handshakes past AURORA_HANDSHAKE_TIMEOUT are
- * dropped (a client that connects and sends nothing holds a slot no
- * longer), and refusals since the last line are logged (at most every 10 s). */
-/* A storm: at least this many connections a second admitted or refused. */
-#define STORM_CONNS_PER_S 200
-/* Quiet seconds after a storm before its memory is given back. */
-#define STORM_QUIET_S 5
-
-static long rss_kib(void)
-{
-    long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-/* After a storm (thousands of connections accepted, refused, handshaken,
- * many of them gone), glibc keeps the freed memory in its arenas: RSS stays
- * at the storm's peak.  Once it has been quiet a few seconds, give it back. */
-static void trim_after_storm(const admission_stats *st)
-{
-    static int64_t last_seen;
-    static int storm, quiet;
-    int64_t seen = st->admitted + st->refused_pending + st->refused_rate;
-    if (seen - last_seen >= STORM_CONNS_PER_S) {
-        storm = 1;
-        quiet = 0;
-    } else if (storm && ++quiet >= STORM_QUIET_S && st->pending == 0) {
-        long before = rss_kib();
-        malloc_trim(0);
-        log_info("after a connection storm: memory given back, RSS %ld -> %ld MiB", before / 1024,
-                 rss_kib() / 1024);
-        storm = 0;
-    }
-    last_seen = seen;
-}
-
-static void admission_tick(lws_sorted_usec_list_t *sul)
-{
-    admission_expire(g_adm, mono_ms(), drop_pending, NULL);
-    admission_stats st;
-    admission_get_stats(g_adm, &st);
-    trim_after_storm(&st);
-    time_t now = time(NULL);
-    if (now - g_adm_logged_at >= 10 &&
-        (st.refused_pending != g_adm_logged.refused_pending ||
-         st.refused_rate != g_adm_logged.refused_rate || st.expired != g_adm_logged.expired)) {
-        log_warn("connection admission: refused %lld (handshakes pending at the cap) + %lld "
-                 "(over the accept rate), %lld handshakes timed out, in the last %ld s; "
-                 "%d pending now",
-                 (long long)(st.refused_pending - g_adm_logged.refused_pending),
-                 (long long)(st.refused_rate - g_adm_logged.refused_rate),
-                 (long long)(st.expired - g_adm_logged.expired),
-                 (long)(g_adm_logged_at ? now - g_adm_logged_at : 0), st.pending);
-        g_adm_logged = st;
-        g_adm_logged_at = now;
-    } else if (!g_adm_logged_at) {
-        g_adm_logged_at = now;
-    }
-    lws_sul_schedule(g_ctx, 0, sul, admission_tick, LWS_USEC_PER_SEC);
 }
 
 /* How forwarded commands verify the peer replica (forward_peer), and the
@@ -299,22 +189,18 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         /* wsi is the listener: the operations port is never refused, so
          * probes keep their answers during a storm */
-        if (!g_adm || (g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost))
+        if (g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost)
             return 0;
-        return admission_accept(g_adm, mono_ms()) ? 0 : 1;
+        return conn_admission_filter();
     case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
-        if (g_adm && !(g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost)) {
-            int ticket = admission_begin(g_adm, wsi, mono_ms());
-            if (!ticket) /* the slot admission_accept saw is gone: cannot happen */
-                lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-            lws_set_opaque_user_data(wsi, (void *)(intptr_t)ticket);
-        }
+        if (!(g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost))
+            conn_admission_begin(wsi);
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
-        handshake_over(wsi);
+        conn_admission_over(wsi);
         break;
     case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
-        handshake_over(wsi); /* the request's headers are in: the handshake is over */
+        conn_admission_over(wsi); /* the request's headers are in: the handshake is over */
         break;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
         /* WebSocket is only for agents.  This server's agent uses
@@ -322,7 +208,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
          * path, as the existing server does: its chart's default endpoint
          * has none.  The token is checked at ESTABLISHED either way. */
         char uri[64] = "";
-        handshake_over(wsi);
+        conn_admission_over(wsi);
         if (g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost)
             return 1;
         if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)
@@ -340,7 +226,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return 0;
 
     case LWS_CALLBACK_HTTP:
-        handshake_over(wsi);
+        conn_admission_over(wsi);
         return http_on_request(wsi, &p->http, in);
     case LWS_CALLBACK_HTTP_BODY:
         return http_on_body(wsi, &p->http, in, len);
@@ -444,13 +330,10 @@ int server_run(server_config *cfg)
         .accept_rate = (double)server_setting_int(cfg, "AURORA_ACCEPT_RATE"),
         .handshake_timeout_s = (int)server_setting_int(cfg, "AURORA_HANDSHAKE_TIMEOUT"),
     };
-    g_adm = admission_new(&ao, mono_ms());
-    if (!g_adm) {
+    if (conn_admission_init(&ao) < 0) {
         log_error("out of memory");
         return 1;
     }
-    memset(&g_adm_logged, 0, sizeof(g_adm_logged));
-    g_adm_logged_at = 0;
     g_tickets_ok = 0;
     if (!cfg->plain_http) {
         char tk[1024];
@@ -462,8 +345,7 @@ int server_run(server_config *cfg)
         g_ticket_period = (int)server_setting_int(cfg, "AURORA_TLS_TICKET_ROTATE");
         if (tls_ticket_secret_load(tkf, g_ticket_secret, err, sizeof(err)) < 0) {
             log_error("%s", err);
-            admission_free(g_adm);
-            g_adm = NULL;
+            conn_admission_free();
             return 1;
         }
         g_tickets_ok = 1;
@@ -529,7 +411,7 @@ int server_run(server_config *cfg)
         log_error("cannot start the listener on %s:%d (port in use, or bad TLS files %s / %s)",
                   cfg->bind, cfg->port, cfg->tls_cert, cfg->tls_key);
         router_reset();
-        admission_release();
+        conn_admission_free();
         return 1;
     }
     if (cfg->ops_port) {
@@ -549,7 +431,7 @@ int server_run(server_config *cfg)
             loop_release();
             g_ctx = NULL;
             router_reset();
-            admission_release();
+            conn_admission_free();
             return 1;
         }
         http_set_ops_vhost(g_ops_vhost);
@@ -598,7 +480,7 @@ int server_run(server_config *cfg)
         workers_free(sv.pool);
         secrets_close(secrets);
         router_reset();
-        admission_release();
+        conn_admission_free();
         return 1;
     }
     struct sigaction sa;
@@ -607,7 +489,7 @@ int server_run(server_config *cfg)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    lws_sul_schedule(g_ctx, 0, &g_adm_sul, admission_tick, LWS_USEC_PER_SEC);
+    conn_admission_start(g_ctx);
     forward_start(cfg, g_ctx);
     instance_schedule(g_ctx, sv.pool);
     periodic_schedule(g_ctx, sv.pool); /* pollers (periodic.h) */
@@ -629,10 +511,10 @@ int server_run(server_config *cfg)
     server_metrics_watch_workers(NULL);
     instance_stop(cfg); /* after the last audit completion was written */
     secrets_close(secrets);
-    lws_sul_cancel(&g_adm_sul); /* before its context goes */
+    conn_admission_stop(); /* before its context goes */
     lws_context_destroy(g_ctx);
     loop_release();
-    admission_release(); /* after: closing connections end their handshakes */
+    conn_admission_free(); /* after: closing connections end their handshakes */
     g_ctx = NULL;
     g_ops_vhost = NULL;
     http_set_ops_vhost(NULL);
