@@ -14,7 +14,7 @@ INCS    := -Icommon -Iserver -Iserver/connectors -Iagent
 SERVER_PKGS := libwebsockets libcjson libcurl yaml-0.1 sqlite3 openssl libpq hiredis
 AGENT_PKGS  := libwebsockets libcjson yaml-0.1 openssl libseccomp libcares
 PKG_CFLAGS  := $(shell pkg-config --cflags $(SERVER_PKGS) libcares 2>/dev/null)
-SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -lpthread -lm
+SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null) -lev -lpthread -lm
 AGENT_LIBS  := $(shell pkg-config --libs $(AGENT_PKGS) 2>/dev/null) -lpthread -lm
 TEST_LIBS   := $(SERVER_LIBS) $(shell pkg-config --libs libseccomp libcares 2>/dev/null) -lcmocka
 
@@ -86,7 +86,7 @@ $(eval $(call variant,$(REL),rel,))
 # Load generator (bench/swarm.c): thousands of simulated agents in one process.
 # Not part of `all` or `test`: `make bench` or `make build/rel/aurora-swarm`.
 $(REL)/aurora-swarm: build/rel/bench/swarm.o $(REL)/libagent.a $(REL)/libcommon.a
-	$(CC) $^ -o $@ $(AGENT_LIBS)
+	$(CC) $^ -o $@ $(AGENT_LIBS) -lev
 ASAN_LD := -fsanitize=address,undefined
 $(eval $(call variant,$(ASAN),asan,$$(ASAN_LD)))
 

@@ -22,6 +22,7 @@
 #include "resolve.h"
 #include "runner.h"
 #include "secret.h"
+#include "tls_resume.h"
 
 #define STABLE_MS 10000      /* a connection up this long resets the backoff */
 #define TICK_MS 1000
@@ -813,14 +814,18 @@ static int tunnel_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
             t->v2 = 1;
         return 0;
     }
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
+        tls_resume_attach((SSL_CTX *)user); /* reconnections resume the session */
+        return 0;
     case LWS_CALLBACK_CLIENT_ESTABLISHED: {
         if (wsi != t->wsi && t->wsi)
             return 0;
         t->wsi = wsi;
         t->established = 1;
         t->last_rx = now_ms();
-        log_info("tunnel: WebSocket established (%s); waiting for connected",
-                 t->v2 ? PROTO_SUBPROTOCOL_V2 : "no subprotocol: legacy");
+        log_info("tunnel: WebSocket established (%s%s); waiting for connected",
+                 t->v2 ? PROTO_SUBPROTOCOL_V2 : "no subprotocol: legacy",
+                 lws_get_ssl(wsi) && tls_resume_last_resumed() ? ", TLS session resumed" : "");
         if (!agent_outq_empty(t->outq))
             lws_callback_on_writable(wsi);
         return 0;
@@ -995,6 +1000,7 @@ void agent_tunnel_free(agent_tunnel *t)
     buf_free(&t->rx);
     agent_proxy_free(&t->proxy);
     free(t);
+    tls_resume_forget();
 }
 
 /* ---- without a server (unit tests) ------------------------------------------ */

@@ -16,13 +16,19 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <ev.h>
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "backoff.h"
@@ -60,6 +66,7 @@ typedef struct {
     int64_t next_hb_ms;
     int64_t connected_at_ms;
     agent_backoff bo;
+    SSL_SESSION *tls_session; /* the last ticket the server gave, offered on reconnect */
 } sim_agent;
 
 static struct {
@@ -75,18 +82,31 @@ static struct {
     char path[256];
     int port;
     int tls;
-} opt = {.v2 = 1, .heartbeat_s = 30, .connect_rate = 0, .duration_s = 0, .report_s = 1};
+    int procs;  /* processes sharing the agents (each its own lws context) */
+    int resume; /* offer the last TLS session on reconnect, as the agent does */
+} opt = {.v2 = 1, .heartbeat_s = 30, .connect_rate = 0, .duration_s = 0, .report_s = 1,
+         .procs = 1, .resume = 1};
 
-static struct {
+typedef struct {
     long connected, connecting, handshake_failures, closes, commands;
     long heartbeats, heartbeat_acks;
     long silent_ends; /* connections that ended with no error or close callback */
     long max_connected;
+    long full_handshakes, resumed_handshakes; /* TLS: a session ticket offered and taken */
+    long tickets;                             /* sessions the server gave and we kept */
     double all_connected_s;   /* first time every agent was connected; -1 before */
     long rss_at_all_kib;      /* swarm RSS at that moment */
-} st = {.all_connected_s = -1};
+    long rss_base_kib;
+    int done;                 /* a --procs child: its last counters are in */
+} swarm_stats;
+
+/* One process's counters; with --procs N each child's live in a shared
+ * mapping that the parent sums for its report lines. */
+static swarm_stats own_stats = {.all_connected_s = -1};
+static swarm_stats *st = &own_stats;
 
 static sim_agent *agents;
+static sim_agent *connecting_now; /* inside lws_client_connect_via_info */
 static int nagents;
 static struct lws_context *ctx;
 static struct lws_vhost *vhost;
@@ -182,19 +202,21 @@ static void connect_agent(sim_agent *a)
     a->next_connect_ms = -1;
     a->close_code = 0;
     a->v2 = 0;
-    st.connecting++;
+    st->connecting++;
     a->wsi = NULL;
     /* a->wsi is set from the result, not through pwsi: a failure reported
      * synchronously (CONNECTION_ERROR inside this call) leaves it NULL */
+    connecting_now = a;
     struct lws *w = lws_client_connect_via_info(&i);
+    connecting_now = NULL;
     if (a->state != A_CONNECTING)
         return; /* already failed inside the call: on_gone() rescheduled it */
     if (w) {
         a->wsi = w;
     } else {
         /* refused before any callback (e.g. out of fds): count and retry */
-        st.connecting--;
-        st.handshake_failures++;
+        st->connecting--;
+        st->handshake_failures++;
         a->state = A_IDLE;
         a->next_connect_ms = now_ms() + (opt.fixed_ms ? opt.fixed_ms : agent_backoff_next_ms(&a->bo));
     }
@@ -208,13 +230,13 @@ static void on_gone(sim_agent *a, int handshake_failed)
         return;
     int64_t now = now_ms();
     if (a->state == A_CONNECTED)
-        st.connected--;
+        st->connected--;
     else
-        st.connecting--;
+        st->connecting--;
     if (handshake_failed)
-        st.handshake_failures++;
+        st->handshake_failures++;
     else
-        st.closes++;
+        st->closes++;
     int was_up = a->state == A_CONNECTED;
     int64_t up_ms = was_up ? now - a->connected_at_ms : 0;
     a->state = A_IDLE;
@@ -263,23 +285,23 @@ static void handle_text(sim_agent *a, const char *data, size_t len)
         a->state = A_CONNECTED;
         a->connected_at_ms = now_ms();
         a->next_hb_ms = a->connected_at_ms + (int64_t)opt.heartbeat_s * 1000;
-        st.connecting--;
-        st.connected++;
-        if (st.connected > st.max_connected)
-            st.max_connected = st.connected;
+        st->connecting--;
+        st->connected++;
+        if (st->connected > st->max_connected)
+            st->max_connected = st->connected;
         push_text(a, proto_enc_register(a->cluster_id, SWARM_VERSION, a->v2 ? 2 : 1, 16));
         break;
     case MSG_EXEC:
-        st.commands++;
+        st->commands++;
         answer_exec(a, m.id);
         break;
     case MSG_KUBECTL_COMMAND:
-        st.commands++;
+        st->commands++;
         push_text(a, proto_enc_command_response(m.command_id, 1, ANSWER, sizeof(ANSWER) - 1,
                                                 NULL, 0));
         break;
     case MSG_HEARTBEAT_ACK:
-        st.heartbeat_acks++;
+        st->heartbeat_acks++;
         break;
     default: /* credit, cancel (the answer is already sent) */
         break;
@@ -318,6 +340,82 @@ static void on_receive(sim_agent *a, struct lws *wsi, const char *in, size_t len
     }
 }
 
+/* ---- TLS session resumption ---------------------------------------------------- */
+
+/* lws 4.1 keeps no client sessions: the swarm does what agent/tunnel.c does,
+ * with one session per simulated agent.  OpenSSL hands each new session
+ * (a TLS 1.3 ticket) to tls_new_session; when the agent's next handshake
+ * starts, tls_info offers it.  The SSL finds its agent through ex_data,
+ * set on first sight. */
+static int ssl_agent_idx = -1;
+
+static sim_agent *agent_of_ssl(SSL *ssl)
+{
+    sim_agent *a = SSL_get_ex_data(ssl, ssl_agent_idx);
+    if (a)
+        return a;
+    if (connecting_now && !connecting_now->wsi) {
+        a = connecting_now; /* the handshake starts within the connect call */
+    } else {
+        for (int k = 0; k < nagents && !a; k++)
+            if (agents[k].state == A_CONNECTING && agents[k].wsi &&
+                lws_get_ssl(agents[k].wsi) == ssl)
+                a = &agents[k];
+    }
+    if (a)
+        SSL_set_ex_data(ssl, ssl_agent_idx, a);
+    return a;
+}
+
+static int tls_new_session(SSL *ssl, SSL_SESSION *sess);
+
+static void tls_info(const SSL *cssl, int where, int ret)
+{
+    (void)ret;
+    SSL *ssl = (SSL *)cssl;
+    if (where & SSL_CB_HANDSHAKE_START) {
+        /* lws may reset the context's cache mode after its setup callback:
+         * make sure new sessions reach tls_new_session */
+        SSL_CTX *c = SSL_get_SSL_CTX(ssl);
+        if (opt.resume && SSL_CTX_get_session_cache_mode(c) !=
+                              (SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE)) {
+            SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT |
+                                                  SSL_SESS_CACHE_NO_INTERNAL_STORE);
+            SSL_CTX_sess_set_new_cb(c, tls_new_session);
+        }
+        sim_agent *a = agent_of_ssl(ssl);
+        /* a copy again: a handshake that fails (the server refused the
+         * connection) marks the session it offered not resumable */
+        SSL_SESSION *offer = opt.resume && a && a->tls_session ? SSL_SESSION_dup(a->tls_session)
+                                                               : NULL;
+        if (offer) {
+            SSL_set_session(ssl, offer);
+            SSL_SESSION_free(offer); /* the SSL holds its own reference */
+        }
+    } else if (where & SSL_CB_HANDSHAKE_DONE) {
+        if (SSL_session_reused(ssl))
+            st->resumed_handshakes++;
+        else
+            st->full_handshakes++;
+    }
+}
+
+static int tls_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    sim_agent *a = opt.resume ? agent_of_ssl(ssl) : NULL;
+    /* A copy: the session OpenSSL passes is the connection's own, which it
+     * marks not resumable when the connection ends without a TLS shutdown
+     * (the server was killed: exactly when it is needed). */
+    SSL_SESSION *copy = a ? SSL_SESSION_dup(sess) : NULL;
+    if (!copy)
+        return 0;
+    if (a->tls_session)
+        SSL_SESSION_free(a->tls_session);
+    a->tls_session = copy;
+    st->tickets++;
+    return 0; /* OpenSSL keeps (and frees) its own reference */
+}
+
 static int add_header(struct lws *wsi, const char *name, const char *value, unsigned char **p,
                       unsigned char *end)
 {
@@ -328,6 +426,13 @@ static int add_header(struct lws *wsi, const char *name, const char *value, unsi
 static int swarm_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
+    if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS) {
+        SSL_CTX *c = user; /* the client vhost's context */
+        SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(c, tls_new_session);
+        SSL_CTX_set_info_callback(c, tls_info);
+        return 0;
+    }
     sim_agent *a = wsi ? lws_get_opaque_user_data(wsi) : NULL;
     if (!a)
         return 0;
@@ -381,7 +486,7 @@ static int swarm_cb(struct lws *wsi, enum lws_callback_reasons reason, void *use
          * drops some early failures silently): without this the agent would
          * stay "connecting" for ever */
         if (wsi == a->wsi && a->state != A_IDLE) {
-            st.silent_ends++;
+            st->silent_ends++;
             on_gone(a, a->state != A_CONNECTED);
         }
         return 0;
@@ -403,13 +508,44 @@ static const struct lws_protocols swarm_protocols[] = {
 
 /* ---- the timer: connects, heartbeats, reports ---------------------------------- */
 
+/* User + system CPU seconds of a process (0: this one) so far. */
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), pid ? "/proc/%d/stat" : "/proc/self/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, stime = 0;
+    /* fields after the command: state ppid pgrp session tty tpgid flags minflt
+     * cminflt majflt cmajflt utime stime */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stime) != 2)
+        return 0;
+    return (double)(ut + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static pid_t *kids; /* --procs: the children */
+
+static void print_report(double t, const swarm_stats *s, double cpu)
+{
+    printf("t=%.1f connected=%ld connecting=%ld handshake_failures=%ld closes=%ld commands=%ld "
+           "resumed=%ld full=%ld heartbeats=%ld heartbeat_acks=%ld cpu_s=%.2f\n",
+           t, s->connected, s->connecting, s->handshake_failures, s->closes, s->commands,
+           s->resumed_handshakes, s->full_handshakes, s->heartbeats, s->heartbeat_acks, cpu);
+    fflush(stdout);
+}
+
+static int quiet; /* a --procs child: the parent reports */
+
 static void report(int64_t now)
 {
-    double t = (double)(now - t0_ms) / 1000.0;
     last_report_ms = now;
-    printf("t=%.1f connected=%ld connecting=%ld handshake_failures=%ld closes=%ld commands=%ld\n",
-           t, st.connected, st.connecting, st.handshake_failures, st.closes, st.commands);
-    fflush(stdout);
+    if (!quiet)
+        print_report((double)(now - t0_ms) / 1000.0, st, proc_cpu_s(0));
 }
 
 static void tick(lws_sorted_usec_list_t *sul)
@@ -422,15 +558,17 @@ static void tick(lws_sorted_usec_list_t *sul)
             connect_agent(a);
         else if (a->state == A_CONNECTED && now >= a->next_hb_ms) {
             push_text(a, proto_enc_heartbeat(a->cluster_id));
-            st.heartbeats++;
+            st->heartbeats++;
             a->next_hb_ms = now + (int64_t)opt.heartbeat_s * 1000;
         }
     }
-    if (st.all_connected_s < 0 && st.connected == nagents) {
-        st.all_connected_s = (double)(now - t0_ms) / 1000.0;
-        st.rss_at_all_kib = rss_kib();
-        printf("all_connected t=%.2f\n", st.all_connected_s);
-        fflush(stdout);
+    if (st->all_connected_s < 0 && st->connected == nagents) {
+        st->all_connected_s = (double)(now - t0_ms) / 1000.0;
+        st->rss_at_all_kib = rss_kib();
+        if (!quiet) {
+            printf("all_connected t=%.2f\n", st->all_connected_s);
+            fflush(stdout);
+        }
     }
     if (now >= next_report_ms) {
         report(now);
@@ -459,10 +597,12 @@ static void usage(FILE *f)
             "usage: aurora-swarm --url wss://127.0.0.1:PORT/kubectl-agent --tokens FILE\n"
             "         [--ca FILE] [--dialect v2|legacy] [--heartbeat S]\n"
             "         [--reconnect backoff|fixed:MS] [--connect-rate N] [--duration S]\n"
-            "         [--report-interval S]\n"
+            "         [--report-interval S] [--procs N] [--no-resume]\n"
             "One simulated agent per token (one per line).  --connect-rate: new agents\n"
             "per second in the initial ramp (0: all at once).  --duration 0: until\n"
-            "SIGINT/SIGTERM.\n");
+            "SIGINT/SIGTERM.  --procs N: N processes share the agents (one lws\n"
+            "context and core each).  --no-resume: a full TLS handshake every time\n"
+            "(default: offer the last session, as the agent does).\n");
 }
 
 static int parse_url(const char *url)
@@ -559,6 +699,8 @@ static int parse_args(int argc, char **argv, const char **tokens)
         {"connect-rate", required_argument, NULL, 'R'},
         {"duration", required_argument, NULL, 'D'},
         {"report-interval", required_argument, NULL, 'i'},
+        {"procs", required_argument, NULL, 'P'},
+        {"no-resume", no_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -608,6 +750,14 @@ static int parse_args(int argc, char **argv, const char **tokens)
             if (opt.report_s < 0.05)
                 return -1;
             break;
+        case 'P':
+            opt.procs = atoi(optarg);
+            if (opt.procs < 1 || opt.procs > 64)
+                return -1;
+            break;
+        case 'N':
+            opt.resume = 0;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -618,6 +768,218 @@ static int parse_args(int argc, char **argv, const char **tokens)
     if (!opt.url || !*tokens || optind != argc || parse_url(opt.url) != 0)
         return -1;
     return 0;
+}
+
+/* lws's default per-connection validity timer (a PING after 300 s idle) is
+ * re-armed on traffic, an insertion into its sorted timer list that walks
+ * every connection's entry: off, the agents heartbeat. */
+static const uint32_t retry_ms[] = {1000, 3000, 9000};
+static const lws_retry_bo_t retry_policy = {
+    .retry_ms_table = retry_ms,
+    .retry_ms_table_count = 3,
+    .conceal_count = 3,
+    .secs_since_valid_ping = 0,
+    .secs_since_valid_hangup = 0,
+    .jitter_percent = 20,
+};
+
+static void print_summary(const swarm_stats *s, long rss_now, double cpu_s)
+{
+    long rss_all = s->rss_at_all_kib > 0 ? s->rss_at_all_kib : rss_now;
+    long peak = s->max_connected > 0 ? s->max_connected : 1;
+    printf("summary agents=%d dialect=%s reconnect=%s procs=%d max_connected=%ld "
+           "all_connected_s=%.2f handshake_failures=%ld closes=%ld commands=%ld heartbeats=%ld "
+           "heartbeat_acks=%ld silent_ends=%ld full_handshakes=%ld resumed_handshakes=%ld tickets=%ld "
+           "swarm_rss_kib=%ld swarm_rss_per_agent_kib=%.1f swarm_cpu_s=%.2f\n",
+           nagents, opt.v2 ? "v2" : "legacy", opt.fixed_ms ? "fixed" : "backoff", opt.procs,
+           s->max_connected, s->all_connected_s, s->handshake_failures, s->closes, s->commands,
+           s->heartbeats, s->heartbeat_acks, s->silent_ends, s->full_handshakes,
+           s->resumed_handshakes, s->tickets, rss_now, (double)(rss_all - s->rss_base_kib) / (double)peak,
+           cpu_s);
+    fflush(stdout);
+}
+
+/* This process's agents on one lws context until stopped. */
+static int run_agents(void)
+{
+    ssl_agent_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = swarm_protocols;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    /* libev (epoll), as the server: lws's poll() loop costs O(connections)
+     * per round, which for thousands of agents is the swarm's own limit */
+    struct ev_loop *loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+    void *foreign[1] = {loop};
+    if (loop) {
+        info.foreign_loops = foreign;
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+    }
+    ctx = lws_create_context(&info);
+    if (!ctx && loop) { /* libwebsockets' evlib_ev plugin missing: poll */
+        ev_loop_destroy(loop);
+        loop = NULL;
+        info.foreign_loops = NULL;
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_LIBEV;
+        ctx = lws_create_context(&info);
+    }
+    if (!ctx) {
+        fprintf(stderr, "swarm: cannot create the lws context\n");
+        return 1;
+    }
+    info.vhost_name = "swarm";
+    info.retry_and_idle_policy = &retry_policy;
+    if (opt.ca)
+        info.client_ssl_ca_filepath = opt.ca;
+    vhost = lws_create_vhost(ctx, &info);
+    if (!vhost) {
+        fprintf(stderr, "swarm: cannot create the client vhost (TLS setup failed?)\n");
+        lws_context_destroy(ctx);
+        return 1;
+    }
+
+    rss_base_kib = rss_kib();
+    st->rss_base_kib = rss_base_kib;
+    t0_ms = now_ms();
+    next_report_ms = t0_ms;
+    for (int k = 0; k < nagents; k++) {
+        agent_backoff_init(&agents[k].bo, 1, 30); /* the agent's defaults */
+        agents[k].next_connect_ms =
+            t0_ms + (opt.connect_rate > 0 ? (int64_t)(k * 1000.0 / opt.connect_rate) : 0);
+    }
+    lws_sul_schedule(ctx, 0, &sul_tick, tick, 0);
+    while (!stop_req) {
+        if (loop)
+            ev_run(loop, EVRUN_ONCE);
+        else if (lws_service(ctx, 0) < 0)
+            break;
+    }
+
+    int64_t end = now_ms();
+    if (end - last_report_ms >= 100) /* the state at the end, unless just reported */
+        report(end);
+    st->rss_at_all_kib = st->rss_at_all_kib > 0 ? st->rss_at_all_kib : rss_kib();
+    if (!quiet)
+        print_summary(st, rss_kib(), proc_cpu_s(0));
+    lws_sul_cancel(&sul_tick);
+    lws_context_destroy(ctx);
+    if (loop)
+        ev_loop_destroy(loop);
+    for (int k = 0; k < nagents; k++) {
+        outq_free(&agents[k]);
+        free(agents[k].rx);
+        if (agents[k].tls_session)
+            SSL_SESSION_free(agents[k].tls_session);
+    }
+    return 0;
+}
+
+/* --procs N: N children, child i the agents k with k % N == i, each its own
+ * lws context (one core each); their counters live in a shared mapping and
+ * this process prints the sums. */
+static int run_procs(void)
+{
+    int n = opt.procs;
+    swarm_stats *shared = mmap(NULL, sizeof(*shared) * (size_t)n, PROT_READ | PROT_WRITE,
+                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    kids = calloc((size_t)n, sizeof(*kids));
+    if (shared == MAP_FAILED || !kids) {
+        fprintf(stderr, "swarm: cannot set up %d processes\n", n);
+        return 1;
+    }
+    int total = nagents;
+    fflush(stdout);
+    for (int i = 0; i < n; i++) {
+        shared[i] = (swarm_stats){.all_connected_s = -1};
+        pid_t pid = fork();
+        if (pid < 0) {
+            fprintf(stderr, "swarm: fork: %s\n", strerror(errno));
+            stop_req = 1;
+            n = i;
+            break;
+        }
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM); /* the parent killed: stop too */
+            int mine = 0;
+            for (int k = i; k < total; k += opt.procs)
+                agents[mine++] = agents[k];
+            nagents = mine;
+            opt.connect_rate /= opt.procs;
+            st = &shared[i];
+            quiet = 1;
+            int rc = run_agents();
+            st->done = 1;
+            _exit(rc);
+        }
+        kids[i] = pid;
+    }
+    int64_t t0 = now_ms(), next = t0;
+    swarm_stats sum;
+    long max_connected = 0;
+    double all_s = -1;
+    for (;;) {
+        int64_t now = now_ms();
+        memset(&sum, 0, sizeof(sum));
+        double cpu = 0;
+        int done = 0;
+        for (int i = 0; i < n; i++) {
+            swarm_stats *c = &shared[i];
+            sum.connected += c->connected;
+            sum.connecting += c->connecting;
+            sum.handshake_failures += c->handshake_failures;
+            sum.closes += c->closes;
+            sum.commands += c->commands;
+            sum.heartbeats += c->heartbeats;
+            sum.heartbeat_acks += c->heartbeat_acks;
+            sum.silent_ends += c->silent_ends;
+            sum.full_handshakes += c->full_handshakes;
+            sum.resumed_handshakes += c->resumed_handshakes;
+            sum.tickets += c->tickets;
+            sum.rss_base_kib += c->rss_base_kib;
+            sum.rss_at_all_kib += c->rss_at_all_kib;
+            cpu += proc_cpu_s(kids[i]);
+            done += c->done || waitpid(kids[i], NULL, WNOHANG) == kids[i];
+        }
+        if (sum.connected > max_connected)
+            max_connected = sum.connected;
+        if (all_s < 0 && sum.connected == total) {
+            all_s = (double)(now - t0) / 1000.0;
+            printf("all_connected t=%.2f\n", all_s);
+            fflush(stdout);
+        }
+        if (now >= next || stop_req || done == n) {
+            print_report((double)(now - t0) / 1000.0, &sum, cpu);
+            next += (int64_t)(opt.report_s * 1000);
+        }
+        if (stop_req || done == n || (opt.duration_s > 0 && now - t0 >= (int64_t)(opt.duration_s * 1000))) {
+            for (int i = 0; i < n; i++)
+                kill(kids[i], SIGTERM);
+            long rss = 0;
+            for (int i = 0; i < n; i++) {
+                char path[64], line[256];
+                snprintf(path, sizeof(path), "/proc/%d/status", (int)kids[i]);
+                FILE *f = fopen(path, "r");
+                while (f && fgets(line, sizeof(line), f))
+                    if (!strncmp(line, "VmRSS:", 6))
+                        rss += strtol(line + 6, NULL, 10);
+                if (f)
+                    fclose(f);
+            }
+            struct rusage ru;
+            for (int i = 0; i < n; i++)
+                waitpid(kids[i], NULL, 0);
+            getrusage(RUSAGE_CHILDREN, &ru);
+            double cpu_all = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                             (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+            sum.max_connected = max_connected;
+            sum.all_connected_s = all_s;
+            nagents = total;
+            print_summary(&sum, rss, cpu_all);
+            return 0;
+        }
+        usleep(20 * 1000);
+    }
 }
 
 int main(int argc, char **argv)
@@ -632,67 +994,15 @@ int main(int argc, char **argv)
         return 2;
     }
     raise_nofile(); /* before the context: lws sizes its fd table from the limit */
+    /* a bench that dies without stopping us must not leave thousands of
+     * agents retrying against nothing */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     lws_set_log_level(LLL_ERR, NULL);
-
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof(info));
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = swarm_protocols;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-    ctx = lws_create_context(&info);
-    if (!ctx) {
-        fprintf(stderr, "swarm: cannot create the lws context\n");
-        return 1;
-    }
-    info.vhost_name = "swarm";
-    if (opt.ca)
-        info.client_ssl_ca_filepath = opt.ca;
-    vhost = lws_create_vhost(ctx, &info);
-    if (!vhost) {
-        fprintf(stderr, "swarm: cannot create the client vhost (TLS setup failed?)\n");
-        lws_context_destroy(ctx);
-        return 1;
-    }
-
-    rss_base_kib = rss_kib();
-    t0_ms = now_ms();
-    next_report_ms = t0_ms;
-    for (int k = 0; k < nagents; k++) {
-        agent_backoff_init(&agents[k].bo, 1, 30); /* the agent's defaults */
-        agents[k].next_connect_ms =
-            t0_ms + (opt.connect_rate > 0 ? (int64_t)(k * 1000.0 / opt.connect_rate) : 0);
-    }
-    lws_sul_schedule(ctx, 0, &sul_tick, tick, 0);
-    while (!stop_req)
-        if (lws_service(ctx, 0) < 0)
-            break;
-
-    int64_t end = now_ms();
-    if (end - last_report_ms >= 100) /* the state at the end, unless just reported */
-        report(end);
-    long rss_now = rss_kib();
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-                   (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-    long rss_all = st.rss_at_all_kib > 0 ? st.rss_at_all_kib : rss_now;
-    long peak = st.max_connected > 0 ? st.max_connected : 1;
-    printf("summary agents=%d dialect=%s reconnect=%s max_connected=%ld all_connected_s=%.2f "
-           "handshake_failures=%ld closes=%ld commands=%ld heartbeats=%ld heartbeat_acks=%ld "
-           "silent_ends=%ld swarm_rss_kib=%ld swarm_rss_per_agent_kib=%.1f swarm_cpu_s=%.2f\n",
-           nagents, opt.v2 ? "v2" : "legacy", opt.fixed_ms ? "fixed" : "backoff",
-           st.max_connected, st.all_connected_s, st.handshake_failures, st.closes, st.commands,
-           st.heartbeats, st.heartbeat_acks, st.silent_ends, rss_now,
-           (double)(rss_all - rss_base_kib) / (double)peak, cpu_s);
-    fflush(stdout);
-    lws_sul_cancel(&sul_tick);
-    lws_context_destroy(ctx);
-    for (int k = 0; k < nagents; k++) {
-        outq_free(&agents[k]);
-        free(agents[k].rx);
-    }
-    return 0;
+    if (opt.procs > 1 && nagents >= opt.procs)
+        return run_procs();
+    opt.procs = 1;
+    return run_agents();
 }

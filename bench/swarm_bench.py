@@ -4,7 +4,7 @@
 process, so the server is what is measured).
 
 Starts aurora-server (build/rel unless AURORA_BUILD_DIR says otherwise) on
-127.0.0.1 with a temp data dir, creates SWARM_AGENTS (default 1000) agent
+127.0.0.1 with a temp data dir, creates SWARM_AGENTS (default 10000, the fleet goal) agent
 tokens, runs the swarm and reports:
   1. time until every agent is connected, server RSS per agent;
   2. one command through the API to one simulated agent (answer checked);
@@ -13,13 +13,34 @@ tokens, runs the swarm and reports:
      agents' real backoff, then again with a fresh swarm whose agents retry
      every 500 ms without backoff (the storm case).
 
+  0. before that, the same measurements with ONE agent connected (the
+     baseline): command latency p50/p99 to that agent, and /health p50/p99
+     on the main port (HTTPS, a fresh connection per probe, as a kubelet
+     probe; with an ops port the main port answers it 404, the same TLS
+     and HTTP round trip) and on AURORA_OPS_PORT (plain HTTP); then with every agent
+     connected: commands to random agents, /health on both ports, and the
+     heartbeats sent/acknowledged in a window: side by side with ratios.
+  4. CPU used by the server and by the swarm (all its processes) in each
+     phase, TLS handshakes resumed vs full after the restart, server RSS
+     before the kill, peak during the storm and once converged.
+
 Environment: SWARM_AGENTS, SWARM_DIALECT (v2|legacy), SWARM_RECONNECT
-(comma-separated modes, each backoff|fixed:MS; default backoff,fixed:500), SWARM_CONNECT_RATE (agents/s in the ramp, 0 = all at
-once), SWARM_CONVERGE_TIMEOUT (s, default 90).
+(comma-separated modes, each backoff|fixed:MS; default backoff,fixed:500),
+SWARM_CONNECT_RATE (agents/s in the ramp, 0 = all at once),
+SWARM_CONVERGE_TIMEOUT (s, default 90), SWARM_CONNECT_TIMEOUT (s for the
+initial connect, default 300), SWARM_PROCS (swarm processes,
+default 2: one per core of the bench machine), SWARM_HEARTBEAT (s, default
+10: harsher than the agent's 30), SWARM_COMMANDS (commands per latency
+sample, default 100), SWARM_PROBES (/health probes per port, default 200),
+SWARM_RESUME (1: the swarm offers its TLS session on reconnect, as the
+agent does; 0: full handshakes), SWARM_SERVER_ENV (extra server settings,
+"K=V,K=V", e.g. AURORA_MAX_PENDING_HANDSHAKES=64).
 """
 
+import http.client
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -33,11 +54,19 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402
 from harness import T, World, vm_rss_kib  # noqa: E402
 
-AGENTS = int(os.environ.get("SWARM_AGENTS", "1000"))
+AGENTS = int(os.environ.get("SWARM_AGENTS", "10000"))  # the fleet goal; 1000 for a quick look
 DIALECT = os.environ.get("SWARM_DIALECT", "v2")
 RECONNECT = os.environ.get("SWARM_RECONNECT", "backoff,fixed:500")
 CONNECT_RATE = os.environ.get("SWARM_CONNECT_RATE", "0")
 CONVERGE_TIMEOUT = float(os.environ.get("SWARM_CONVERGE_TIMEOUT", "90"))
+CONNECT_TIMEOUT = float(os.environ.get("SWARM_CONNECT_TIMEOUT", "300"))
+PROCS = int(os.environ.get("SWARM_PROCS", "2"))
+HEARTBEAT = int(os.environ.get("SWARM_HEARTBEAT", "10"))
+COMMANDS = int(os.environ.get("SWARM_COMMANDS", "100"))
+PROBES = int(os.environ.get("SWARM_PROBES", "200"))
+RESUME = os.environ.get("SWARM_RESUME", "1") != "0"
+SERVER_ENV = dict(kv.split("=", 1) for kv in os.environ.get("SWARM_SERVER_ENV", "").split(",")
+                  if "=" in kv)
 SWARM_BIN = os.path.join(ROOT, os.environ["AURORA_BUILD_DIR"], "aurora-swarm")
 REPORT_S = 0.5
 
@@ -113,13 +142,13 @@ def swarm_cpu_s(pid):
         return float("nan")
 
 
-def wait_for(pred, timeout, what):
+def wait_for(pred, timeout, what, every=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = pred()
         if v:
             return v
-        time.sleep(0.05)
+        time.sleep(every)
     raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
 
 
@@ -141,73 +170,140 @@ def make_tokens(w, root):
     return path, toks
 
 
-def print_curve(curve, failures0):
+def print_curve(curve, r0):
     """Every report for the first 10 s, then every 5 s, and the row where all are back."""
-    print("  %8s | %9s | %10s | %s" % ("s", "connected", "connecting",
-                                       "handshake failures since the kill"))
+    print("  %8s | %9s | %10s | %18s | %8s | %8s" % ("s", "connected", "connecting",
+                                                    "failed handshakes", "resumed", "full TLS"))
     next_row = 0.0
     for dt, r in curve:
         done = r["connected"] >= AGENTS
         if dt + 1e-9 >= next_row or done:
-            print("  %8.1f | %9d | %10d | %18d" % (dt, r["connected"], r["connecting"],
-                                                   r["handshake_failures"] - failures0))
+            print("  %8.1f | %9d | %10d | %18d | %8d | %8d"
+                  % (dt, r["connected"], r["connecting"],
+                     r["handshake_failures"] - r0["handshake_failures"],
+                     r.get("resumed", 0) - r0.get("resumed", 0), r.get("full", 0) - r0.get("full", 0)))
             next_row = dt + (REPORT_S if dt < 10 else 5.0) - 1e-6
         if done:
             break
 
 
-def start_swarm(w, tokfile, reconnect):
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))] if xs else float("nan")
+
+
+def command_latencies(w, cluster_ids, n):
+    """n commands, each to a random one of cluster_ids, one at a time: ms each."""
+    out = []
+    for _ in range(n):
+        cid = random.choice(cluster_ids)
+        t0 = time.monotonic()
+        r = w.kubectl(cid, args=["version"])
+        out.append((time.monotonic() - t0) * 1000)
+        harness.eq(r.status, 200, "kubectl through a simulated agent (%r)" % r)
+        harness.check("swarm" in (r.json.get("output") or ""), "the agent's output", r.json)
+    return out
+
+
+def health_latencies(w, ops_port, n):
+    """n /health probes on each port, a fresh connection each: (main ms, ops ms)."""
+    main, ops = [], []
+    for _ in range(n):
+        t0 = time.monotonic()
+        r = harness.https_request(w.port, w.ctx, "GET", "/health", timeout=30)
+        main.append((time.monotonic() - t0) * 1000)
+        # with an ops port, /health lives there only: the main port answers
+        # 404, which still times a probe's TLS handshake and HTTP round trip
+        harness.check(r.status in (200, 404), "/health on the main port answered", r.status)
+        t0 = time.monotonic()
+        c = http.client.HTTPConnection("127.0.0.1", ops_port, timeout=30)
+        try:
+            c.request("GET", "/health")
+            st = c.getresponse().status
+        finally:
+            c.close()
+        ops.append((time.monotonic() - t0) * 1000)
+        harness.eq(st, 200, "/health on the ops port")
+    return main, ops
+
+
+def print_side_by_side(rows):
+    print("  %-34s | %12s | %12s | %6s" % ("", "1 agent", "%d agents" % AGENTS, "ratio"))
+    for name, a, b in rows:
+        print("  %-34s | %12.2f | %12.2f | %5.2fx" % (name, a, b, b / a if a else float("nan")))
+
+
+def start_swarm(w, tokfile, reconnect, count=None):
+    count = count or AGENTS
     t_start = time.monotonic()
     srv0 = cpu_s(w.server.pid)
     swarm = Swarm([SWARM_BIN, "--url", w.ws_url(), "--tokens", tokfile, "--ca", w.ca,
-                   "--dialect", DIALECT, "--heartbeat", "30", "--reconnect", reconnect,
-                   "--connect-rate", CONNECT_RATE, "--report-interval", str(REPORT_S)])
+                   "--dialect", DIALECT, "--heartbeat", str(HEARTBEAT), "--reconnect", reconnect,
+                   "--connect-rate", CONNECT_RATE, "--report-interval", str(REPORT_S),
+                   "--procs", str(PROCS if count >= PROCS else 1)]
+                  + ([] if RESUME else ["--no-resume"]))
     try:
-        wait_for(lambda: swarm.all_connected or swarm.p.poll() is not None, 120,
-                 "all %d agents connected" % AGENTS)
+        wait_for(lambda: swarm.all_connected or swarm.p.poll() is not None, CONNECT_TIMEOUT,
+                 "all %d agents connected" % count)
     except AssertionError:
         log("the swarm's last report: %r" % (swarm.last(),))
+        swarm.stop()  # not left retrying against a server that goes away
         raise
     if swarm.all_connected is None:
+        swarm.stop()
         raise AssertionError("aurora-swarm exited: %s" % "\n".join(swarm.stderr[-20:]))
     # the server's view: every agent listed as active
-    wait_for(lambda: sum(1 for c in w.connections() if c.get("status") == "active")
-             >= AGENTS, 30, "the server to list %d active connections" % AGENTS)
-    return swarm, swarm.all_connected - t_start, cpu_s(w.server.pid) - srv0, swarm_cpu_s(swarm.p.pid)
+    # (each listing costs the server O(agents): polled once a second)
+    try:
+        wait_for(lambda: sum(1 for c in w.connections() if c.get("status") == "active")
+                 >= count, 60, "the server to list %d active connections" % count, every=1.0)
+    except AssertionError:
+        swarm.stop()
+        raise
+    return (swarm, swarm.all_connected - t_start, cpu_s(w.server.pid) - srv0,
+            (swarm.last() or {}).get("cpu_s", float("nan")))
 
 
 def storm(w, swarm, reconnect):
     """kill -9 + restart; returns True if every agent came back."""
-    failures0 = swarm.last()["handshake_failures"]
-    sw0 = swarm_cpu_s(swarm.p.pid)
+    r0 = swarm.last()
+    rss_before = vm_rss_kib(w.server.pid)
     w.kill9()
     t_kill = time.monotonic()
     w.restart(timeout=60)
     srv0 = cpu_s(w.server.pid)
     t_healthy = time.monotonic() - t_kill
 
+    peak = [0]
+
     def back():
+        peak[0] = max(peak[0], vm_rss_kib(w.server.pid) or 0)
         r = swarm.last()
         return r and r["connected"] >= AGENTS and swarm.since(t_kill + t_healthy)
     converged = True
     try:
-        wait_for(back, CONVERGE_TIMEOUT, "all agents back after the restart")
+        wait_for(back, CONVERGE_TIMEOUT, "all agents back after the restart", every=0.2)
     except AssertionError:
         converged = False
     curve = swarm.since(t_kill)
     t_back = next((dt for dt, r in curve if r["connected"] >= AGENTS), None)
     rss = vm_rss_kib(w.server.pid)
     srv = cpu_s(w.server.pid) - srv0
-    sw = swarm_cpu_s(swarm.p.pid) - sw0
+    last = swarm.last()
+    sw = last.get("cpu_s", float("nan")) - r0.get("cpu_s", float("nan"))
     print("Kill -9 + restart, reconnect %s: server healthy again %.2f s after the kill"
           % (reconnect, t_healthy))
     if t_back is not None:
         print("  all %d agents back            %8.2f s after the kill" % (AGENTS, t_back))
     else:
         print("  NOT all back within %.0f s" % CONVERGE_TIMEOUT)
-    print("  server RSS after              %8s KiB" % rss)
-    print("  CPU until then: server %.2f s, swarm %.2f s" % (srv, sw))
-    print_curve(curve, failures0)
+    print("  server RSS before the kill / peak in the storm / after: %d / %d / %d KiB"
+          % (rss_before, peak[0], rss))
+    print("  TLS handshakes since the kill: %d resumed, %d full"
+          % (last.get("resumed", 0) - r0.get("resumed", 0), last.get("full", 0) - r0.get("full", 0)))
+    print("  CPU until then: server %.2f s, swarm %.2f s (%d process%s)"
+          % (srv, sw, PROCS, "es" if PROCS > 1 else ""))
+    print_curve(curve, r0)
     return converged
 
 
@@ -222,33 +318,66 @@ def main():
     swarm = None
     ok = True
     try:
+        ops_port = harness.free_port()
         env = {"AURORA_LOG_LEVEL": "warn",
+               "AURORA_OPS_PORT": str(ops_port),
                "AURORA_TOKEN_RATE_LIMIT": str(AGENTS * 2 + 100),
                "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": str(AGENTS * 2 + 100)}
+        env.update(SERVER_ENV)
         w = World(t, "server", extra_env=env)
         t_tok = time.monotonic()
         tokfile, toks = make_tokens(w, root)
         log("%d tokens in %.1fs" % (len(toks), time.monotonic() - t_tok))
         rss0 = vm_rss_kib(w.server.pid)
 
-        print("Swarm: %d simulated %s agents (aurora-swarm: TLS, one process) on one server"
-              % (AGENTS, DIALECT))
+        print("Swarm: %d simulated %s agents (aurora-swarm: TLS, %d process%s, heartbeat %d s) "
+              "on one server" % (AGENTS, DIALECT, PROCS, "es" if PROCS > 1 else "", HEARTBEAT))
+        if SERVER_ENV:
+            print("  server settings: %s" % " ".join("%s=%s" % kv for kv in SERVER_ENV.items()))
+        # the baseline: one agent connected
+        one = os.path.join(root, "one-token.txt")
+        with open(one, "w") as fh:
+            fh.write(toks[0]["token"] + "\n")
+        swarm, _, _, _ = start_swarm(w, one, "backoff", count=1)
+        lat1 = command_latencies(w, [toks[0]["cluster_id"]], COMMANDS)
+        h1_main, h1_ops = health_latencies(w, ops_port, PROBES)
+        swarm.stop()
+        swarm = None
+        ids = [x["cluster_id"] for x in toks]
         for n, reconnect in enumerate(RECONNECT.split(",")):
             swarm, t_all, srv, sw = start_swarm(w, tokfile, reconnect)
             print("Connect, reconnect %s: all %d connected after %.2f s (CPU: server %.2f s, "
                   "swarm %.2f s)" % (reconnect, AGENTS, t_all, srv, sw))
             if n == 0:
                 rss1 = vm_rss_kib(w.server.pid)
-                # one command to one simulated agent, answered like /bin/echo would
-                r = w.kubectl(toks[len(toks) // 2]["cluster_id"], args=["version"])
-                harness.eq(r.status, 200, "kubectl through a simulated agent (%r)" % r)
-                harness.check("swarm" in (r.json.get("output") or ""),
-                              "the simulated agent's output is in the result", r.json)
-                wait_for(lambda: (swarm.last() or {}).get("commands", 0) >= 1, 10,
-                         "the swarm to count the command")
+                hb0 = swarm.last()
+                srv0 = cpu_s(w.server.pid)
+                t_m = time.monotonic()
+                latn = command_latencies(w, ids, COMMANDS)
+                hn_main, hn_ops = health_latencies(w, ops_port, PROBES)
+                # at least one full heartbeat round inside the window
+                rest = HEARTBEAT + 1 - (time.monotonic() - t_m)
+                if rest > 0:
+                    time.sleep(rest)
+                hb1 = swarm.last()
+                idle_cpu = (cpu_s(w.server.pid) - srv0) / (time.monotonic() - t_m)
                 print("  server RSS idle / with agents %7d / %d KiB  (+%.1f KiB per agent)"
                       % (rss0, rss1, (rss1 - rss0) / AGENTS))
-                print("  one command through the API answered by a simulated agent")
+                print("  heartbeats in %.0f s with all connected: %d sent, %d acknowledged; "
+                      "agents still connected %d; server CPU %.0f%% of a core meanwhile"
+                      % (time.monotonic() - t_m, hb1["heartbeats"] - hb0["heartbeats"],
+                         hb1["heartbeat_acks"] - hb0["heartbeat_acks"], hb1["connected"],
+                         idle_cpu * 100))
+                print_side_by_side([
+                    ("command p50 (ms)", pct(lat1, 50), pct(latn, 50)),
+                    ("command p99 (ms)", pct(lat1, 99), pct(latn, 99)),
+                    ("/health main port p50 (ms)", pct(h1_main, 50), pct(hn_main, 50)),
+                    ("/health main port p99 (ms)", pct(h1_main, 99), pct(hn_main, 99)),
+                    ("/health ops port p50 (ms)", pct(h1_ops, 50), pct(hn_ops, 50)),
+                    ("/health ops port p99 (ms)", pct(h1_ops, 99), pct(hn_ops, 99)),
+                ])
+                print("  (%d commands to random agents, %d probes per port, one at a time)"
+                      % (COMMANDS, PROBES))
             ok = storm(w, swarm, reconnect) and ok
             summary = swarm.stop()
             swarm = None

@@ -9,6 +9,7 @@ PKGS=(
   build-essential pkg-config
   libwebsockets-dev libssl-dev libcurl4-openssl-dev libcjson-dev libyaml-dev
   libsqlite3-dev libpq-dev libhiredis-dev libseccomp-dev libc-ares-dev
+  libev-dev libwebsockets-evlib-ev
   openssl ca-certificates curl procps
 )
 

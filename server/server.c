@@ -4,6 +4,7 @@
  * them down; lws callbacks find them as the context's user data. */
 #include "server.h"
 
+#include <ev.h>
 #include <libwebsockets.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -13,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "conn_admission.h"
 #include "http.h"
 #include "exec.h"
 #include "forward.h"
@@ -28,6 +31,7 @@
 #include "server_metrics.h"
 #include "store.h"
 #include "tls_selfsigned.h"
+#include "tls_tickets.h"
 #include "tunnel.h"
 #include "worker.h"
 
@@ -69,6 +73,63 @@ static struct lws_protocols g_ops_protocols[] = {
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 static struct lws_vhost *g_ops_vhost;
+
+/* The ticket key secret, read before the context exists (its TLS setup
+ * callback installs the keys). */
+static unsigned char g_ticket_secret[TLS_TICKET_SECRET_LEN];
+static int g_ticket_period;
+static int g_tickets_ok;
+/* lws keeps a validity timer per connection by default (a PING after 300 s
+ * idle), re-armed on traffic: with 10,000 agents each re-arm is a walk of
+ * lws's sorted timer list.  Agents heartbeat and the tunnel's idle sweep
+ * drops silent ones, so the vhost's policy turns it off. */
+static const uint32_t g_retry_ms[] = { 1000, 3000, 9000 };
+static const lws_retry_bo_t g_retry_policy = {
+    .retry_ms_table = g_retry_ms,
+    .retry_ms_table_count = 3,
+    .conceal_count = 3,
+    .secs_since_valid_ping = 0,
+    .secs_since_valid_hangup = 0, /* 0: no validity timer */
+    .jitter_percent = 20,
+};
+
+/* The event loop: lws's own poll() loop costs O(connections) per round,
+ * which at 10,000 agents is milliseconds for every request; with
+ * AURORA_EVENT_LOOP=libev (the default) lws runs on this libev loop
+ * (epoll).  NULL: lws's poll loop (the setting, or libev's lws plugin
+ * missing). */
+static struct ev_loop *g_loop;
+static ev_timer g_round_timer;
+
+static void round_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+static void loop_release(void)
+{
+    if (g_loop)
+        ev_loop_destroy(g_loop);
+    g_loop = NULL;
+}
+
+/* One round of service: waits for something to do, at most timeout_ms
+ * when > 0. */
+static int service_round(int timeout_ms)
+{
+    if (!g_loop)
+        return lws_service(g_ctx, timeout_ms);
+    if (timeout_ms > 0) {
+        ev_timer_set(&g_round_timer, timeout_ms / 1000.0, 0.);
+        ev_timer_start(g_loop, &g_round_timer);
+    }
+    ev_run(g_loop, EVRUN_ONCE);
+    if (timeout_ms > 0)
+        ev_timer_stop(g_loop, &g_round_timer);
+    return 0;
+}
 
 /* How forwarded commands verify the peer replica (forward_peer), and the
  * file that says whom to trust. */
@@ -125,12 +186,29 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 {
     struct pss *p = user;
     switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        /* wsi is the listener: the operations port is never refused, so
+         * probes keep their answers during a storm */
+        if (g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost)
+            return 0;
+        return conn_admission_filter();
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        if (!(g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost))
+            conn_admission_begin(wsi);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        conn_admission_over(wsi);
+        break;
+    case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+        conn_admission_over(wsi); /* the request's headers are in: the handshake is over */
+        break;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
         /* WebSocket is only for agents.  This server's agent uses
          * PROTO_PATH; the existing agent (no subprotocol) is accepted on any
          * path, as the existing server does: its chart's default endpoint
          * has none.  The token is checked at ESTABLISHED either way. */
         char uri[64] = "";
+        conn_admission_over(wsi);
         if (g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost)
             return 1;
         if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)
@@ -148,6 +226,7 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return 0;
 
     case LWS_CALLBACK_HTTP:
+        conn_admission_over(wsi);
         return http_on_request(wsi, &p->http, in);
     case LWS_CALLBACK_HTTP_BODY:
         return http_on_body(wsi, &p->http, in, len);
@@ -160,6 +239,16 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
             http_on_closed(wsi, &p->http);
         return 0;
 
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        /* the main vhost's server SSL_CTX, made before any connection.
+         * An idle agent's TLS read and write buffers (~34 KiB) are given
+         * back between records: with 10,000 agents that is most of the
+         * memory they would hold. */
+        SSL_CTX_set_mode((SSL_CTX *)user, SSL_MODE_RELEASE_BUFFERS);
+        if (g_tickets_ok && tls_tickets_install((SSL_CTX *)user, g_ticket_secret,
+                                                g_ticket_period) < 0)
+            log_warn("TLS session tickets not set up: reconnecting agents do full handshakes");
+        return 0;
     case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
         /* The client side is forward.c's connections to peer replicas. */
         return g_peer_mode == FORWARD_PEER_NONE ? 0 : peer_trust_store((SSL_CTX *)user);
@@ -236,6 +325,32 @@ int server_run(server_config *cfg)
     router_reset();
     modules_register_all();
 
+    admission_opts ao = {
+        .max_pending = (int)server_setting_int(cfg, "AURORA_MAX_PENDING_HANDSHAKES"),
+        .accept_rate = (double)server_setting_int(cfg, "AURORA_ACCEPT_RATE"),
+        .handshake_timeout_s = (int)server_setting_int(cfg, "AURORA_HANDSHAKE_TIMEOUT"),
+    };
+    if (conn_admission_init(&ao) < 0) {
+        log_error("out of memory");
+        return 1;
+    }
+    g_tickets_ok = 0;
+    if (!cfg->plain_http) {
+        char tk[1024];
+        const char *tkf = server_setting(cfg, "AURORA_TLS_TICKET_KEY_FILE");
+        if (!tkf) {
+            snprintf(tk, sizeof(tk), "%s/tls-ticket.key", cfg->data_dir);
+            tkf = tk;
+        }
+        g_ticket_period = (int)server_setting_int(cfg, "AURORA_TLS_TICKET_ROTATE");
+        if (tls_ticket_secret_load(tkf, g_ticket_secret, err, sizeof(err)) < 0) {
+            log_error("%s", err);
+            conn_admission_free();
+            return 1;
+        }
+        g_tickets_ok = 1;
+    }
+
     server_parts sv = { 0 };
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
@@ -250,6 +365,7 @@ int server_run(server_config *cfg)
     info.ka_time = 60;
     info.ka_probes = 3;
     info.ka_interval = 10;
+    info.retry_and_idle_policy = &g_retry_policy;
     if (!cfg->plain_http) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = cfg->tls_cert;
@@ -265,15 +381,37 @@ int server_run(server_config *cfg)
      * scrapes.  Without, lws's default vhost is the main one. */
     if (cfg->ops_port)
         info.options |= LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    const char *evl = server_setting(cfg, "AURORA_EVENT_LOOP");
+    void *foreign[1] = { NULL };
+    if (!evl || !strcmp(evl, "libev")) {
+        g_loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+        if (g_loop) {
+            ev_init(&g_round_timer, round_timer_cb);
+            foreign[0] = g_loop;
+            info.foreign_loops = foreign;
+            info.options |= LWS_SERVER_OPTION_LIBEV;
+        }
+    }
     g_ctx = lws_create_context(&info);
+    if (!g_ctx && g_loop) {
+        log_warn("the libev event loop is unavailable (libwebsockets' evlib_ev plugin "
+                 "missing?): lws's poll loop serves, at O(connections) per round");
+        ev_loop_destroy(g_loop);
+        g_loop = NULL;
+        info.foreign_loops = NULL;
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_LIBEV;
+        g_ctx = lws_create_context(&info);
+    }
     if (g_ctx && cfg->ops_port && !lws_create_vhost(g_ctx, &info)) {
         lws_context_destroy(g_ctx);
+        loop_release();
         g_ctx = NULL;
     }
     if (!g_ctx) {
         log_error("cannot start the listener on %s:%d (port in use, or bad TLS files %s / %s)",
                   cfg->bind, cfg->port, cfg->tls_cert, cfg->tls_key);
         router_reset();
+        conn_admission_free();
         return 1;
     }
     if (cfg->ops_port) {
@@ -290,8 +428,10 @@ int server_run(server_config *cfg)
             log_error("cannot start the operations listener on %s:%d (AURORA_OPS_PORT in use?)",
                       oi.iface, cfg->ops_port);
             lws_context_destroy(g_ctx);
+            loop_release();
             g_ctx = NULL;
             router_reset();
+            conn_admission_free();
             return 1;
         }
         http_set_ops_vhost(g_ops_vhost);
@@ -330,6 +470,7 @@ int server_run(server_config *cfg)
         registry_stop();
         http_client_set_default_ca(NULL);
         lws_context_destroy(g_ctx);
+        loop_release();
         g_ctx = NULL;
         g_ops_vhost = NULL;
         http_set_ops_vhost(NULL);
@@ -339,6 +480,7 @@ int server_run(server_config *cfg)
         workers_free(sv.pool);
         secrets_close(secrets);
         router_reset();
+        conn_admission_free();
         return 1;
     }
     struct sigaction sa;
@@ -347,6 +489,7 @@ int server_run(server_config *cfg)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    conn_admission_start(g_ctx);
     forward_start(cfg, g_ctx);
     instance_schedule(g_ctx, sv.pool);
     periodic_schedule(g_ctx, sv.pool); /* pollers (periodic.h) */
@@ -354,21 +497,24 @@ int server_run(server_config *cfg)
              cfg->bind, cfg->port, cfg->env);
 
     while (!g_stop)
-        if (lws_service(g_ctx, 0) < 0)
+        if (service_round(0) < 0)
             break;
 
     log_info("shutting down: closing %zu agent session(s)", tunnel_session_count(sv.tunnels));
     tunnel_shutdown(sv.tunnels);
     /* Let the close frames go out, bounded. */
     for (int i = 0; i < 50 && tunnel_session_count(sv.tunnels); i++)
-        lws_service(g_ctx, 20);
+        service_round(20);
     periodic_stop();
     workers_stop(sv.pool);
     registry_stop(); /* after the workers: their lookup connections are gone */
     server_metrics_watch_workers(NULL);
     instance_stop(cfg); /* after the last audit completion was written */
     secrets_close(secrets);
+    conn_admission_stop(); /* before its context goes */
     lws_context_destroy(g_ctx);
+    loop_release();
+    conn_admission_free(); /* after: closing connections end their handshakes */
     g_ctx = NULL;
     g_ops_vhost = NULL;
     http_set_ops_vhost(NULL);

@@ -51,6 +51,13 @@ static const config_def server_defs[] = {
     { "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE", "tokens.rate_limit_per_minute", CFG_INT, "5", "agent tokens a user may create per minute", 0 },
     { "AURORA_STALE_AFTER", "tunnel.stale_after", CFG_INT, "180", "seconds without heartbeat before a connection is 'stale'", 0 },
     { "AURORA_AGENT_IDLE_TIMEOUT", "tunnel.idle_timeout", CFG_INT, "200", "drop an agent that sent nothing for this long (s)", 0 },
+    /* admission of new connections (admission.h) and TLS resumption (tls_tickets.h) */
+    { "AURORA_EVENT_LOOP", "server.event_loop", CFG_STRING, "libev", "libev (epoll: a round of the loop costs what is ready, not every connection) | poll (lws's own loop, O(connections) a round); libev falls back to poll when libwebsockets' evlib_ev plugin is missing", 0 },
+    { "AURORA_MAX_PENDING_HANDSHAKES", "server.max_pending_handshakes", CFG_INT, "2048", "connections on AURORA_PORT between their accept and their first request at most (each holds ~45 KiB meanwhile); a connection beyond it is closed at accept, before any TLS work, and its client retries with backoff (the ops port is exempt)", 0, 1, 65536 },
+    { "AURORA_ACCEPT_RATE", "server.accept_rate", CFG_INT, "0", "new connections a second accepted on AURORA_PORT (burst: one second's worth); more are closed at accept; 0: no limit", 0, 0, 1000000 },
+    { "AURORA_HANDSHAKE_TIMEOUT", "server.handshake_timeout", CFG_INT, "10", "a connection on AURORA_PORT whose TLS handshake and first request's headers are not in after this long is dropped (s)", 0, 1, 300 },
+    { "AURORA_TLS_TICKET_KEY_FILE", "tls.ticket_key_file", CFG_STRING, NULL, "secret from which the TLS session ticket keys are derived, created 0600 on first run; default <data_dir>/tls-ticket.key. Kept across restarts, so reconnecting agents resume their TLS sessions", 0 },
+    { "AURORA_TLS_TICKET_ROTATE", "tls.ticket_rotate_s", CFG_INT, "86400", "a new ticket key every this many seconds; tickets of the previous period are still accepted (and renewed)", 0, 60, 604800 },
     { "AURORA_LOG_LEVEL", "log.level", CFG_STRING, "info", "debug | info | warn | error", 0 },
     { "AURORA_LOG_FORMAT", "log.format", CFG_STRING, "text", "text | json", 0 },
     { "SECRETS_BACKEND", "secrets.backend", CFG_STRING, "local", "where connector credentials live: local | vault | aws_secrets_manager", 0 },

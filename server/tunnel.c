@@ -32,6 +32,10 @@
 /* After start_close, how long the peer has to complete the close handshake
  * before its socket is dropped (see start_close). */
 #define CLOSE_GRACE_S 2
+/* Sessions indexed by cluster id: routing a command and counting a
+ * cluster's sessions look at one bucket, not at every agent (10,000 per
+ * replica make a full scan per handshake quadratic). */
+#define CLUSTER_BUCKETS 8192
 
 enum sess_state { SESS_AUTHENTICATING, SESS_READY, SESS_CLOSING };
 
@@ -80,8 +84,10 @@ struct tunnel_session {
     char close_reason[64];
     int counted; /* opened in the metrics: closing it is counted once */
     lws_sorted_usec_list_t close_sul;  /* drops the socket CLOSE_GRACE_S after start_close */
-    int64_t token_expires_at;          /* 0 = never */
-    lws_sorted_usec_list_t expiry_sul; /* ends a ready session when its token expires */
+    int64_t token_expires_at; /* 0 = never; checked by the hub's sweep */
+    time_t last_rx;           /* monotonic seconds of the last frame (idle sweep) */
+    int indexed;              /* in the cluster index (ready) */
+    struct tunnel_session *bucket_next;
     /* requests */
     struct tunnel_req *reqs; /* started and waiting */
     int inflight;            /* started at the agent */
@@ -119,6 +125,16 @@ struct tunnel_hub {
     double deadline_grace;
     tunnel_session *sessions;
     size_t nsessions;
+    tunnel_session *buckets[CLUSTER_BUCKETS]; /* ready sessions by cluster id */
+    /* One timer for all sessions' idle timeouts and token expiries: a
+     * per-connection lws timeout re-armed on every frame is an insertion
+     * into lws's sorted timer list, O(sessions) each time. */
+    lws_sorted_usec_list_t sweep_sul;
+    int sweeping;
+    /* connection bookkeeping waiting for a writer (conn_pump) */
+    struct conn_job *conn_head, *conn_tail;
+    struct conn_job *conn_running; /* on a worker now */
+    int conn_queued, conn_inflight, conn_writers, conn_dropped;
     unsigned revocation_epoch;
     uint64_t legacy_seq;
 };
@@ -132,10 +148,55 @@ tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o)
     h->ctx = o->lws;
     h->pool = o->pool;
     h->deadline_grace = o->deadline_grace;
+    /* half the store workers at most; the others stay free for lookups */
+    h->conn_writers = o->cfg && o->cfg->workers > 1 ? o->cfg->workers / 2 : 1;
     return h;
 }
 
 size_t tunnel_session_count(tunnel_hub *h) { return h->nsessions; }
+
+static time_t mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+static unsigned cluster_bucket(const char *cluster_id)
+{
+    unsigned hash = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)cluster_id; *p; p++)
+        hash = (hash ^ *p) * 16777619u;
+    return hash % CLUSTER_BUCKETS;
+}
+
+static void index_add(tunnel_session *s)
+{
+    tunnel_session **head = &s->hub->buckets[cluster_bucket(s->cluster_id)];
+    s->bucket_next = *head;
+    *head = s;
+    s->indexed = 1;
+}
+
+static void index_remove(tunnel_session *s)
+{
+    if (!s->indexed)
+        return;
+    tunnel_session **pp = &s->hub->buckets[cluster_bucket(s->cluster_id)];
+    while (*pp && *pp != s)
+        pp = &(*pp)->bucket_next;
+    if (*pp)
+        *pp = s->bucket_next;
+    s->bucket_next = NULL;
+    s->indexed = 0;
+}
+
+/* The first ready session of a cluster's bucket; walk on with bucket_next
+ * (other clusters share buckets: compare the id). */
+static tunnel_session *bucket_of(tunnel_hub *h, const char *cluster_id)
+{
+    return h->buckets[cluster_bucket(cluster_id)];
+}
 
 /* ---- outgoing frames ------------------------------------------------------ */
 
@@ -246,7 +307,6 @@ static void start_close(tunnel_session *s, int code, const char *reason)
     s->close_code = code;
     snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
     s->state = SESS_CLOSING;
-    lws_sul_cancel(&s->expiry_sul);
     /* Whatever stands in the way of the close frame (a peer that does not
      * read) or follows it (a peer that ignores it), the session ends within
      * the grace. */
@@ -375,7 +435,7 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
 {
     tunnel_session *best = NULL;
     int kubectl = !p->kind || !strcmp(p->kind, PROTO_KIND_KUBECTL);
-    for (tunnel_session *s = h->sessions; s; s = s->next)
+    for (tunnel_session *s = bucket_of(h, p->cluster_id); s; s = s->bucket_next)
         if (s->state == SESS_READY && s->open && !strcmp(s->cluster_id, p->cluster_id) &&
             !strcmp(s->org_id, p->org_id) && (kubectl || s->v2) &&
             (!best || s->inflight + s->waiting < best->inflight + best->waiting ||
@@ -555,10 +615,18 @@ static void session_maybe_free(tunnel_session *s)
         session_free(s);
 }
 
-/* Fire-and-forget connection bookkeeping. */
-typedef struct {
+/* Fire-and-forget connection bookkeeping, in order, with at most
+ * conn_writers jobs on the store pool at a time: a reconnecting fleet's
+ * row writes (each its own transaction, one writer at a time on SQLite)
+ * would otherwise take every store worker, and the token lookups that
+ * decide whether an agent is connected would wait behind them (seen: TLS
+ * resumed, `connected` seconds later, in bursts).  In order also means a
+ * cluster's up and down are written as they happened. */
+typedef struct conn_job {
     enum { CONN_UP, CONN_HEARTBEAT, CONN_DOWN } what;
     store_connection c;
+    tunnel_hub *hub; /* NULL once the hub is gone (the job still on a worker) */
+    struct conn_job *next;
 } conn_job;
 
 static void conn_job_run(worker_ctx *w, void *arg)
@@ -581,7 +649,53 @@ static void conn_job_run(worker_ctx *w, void *arg)
                   store_errmsg(w->store));
 }
 
-static void conn_job_done(void *arg) { free(arg); }
+/* Past this many writes waiting (the store stalled), new ones are dropped
+ * as the worker queue would drop them: the rows are rewritten at the next
+ * heartbeat or reconnection. */
+#define CONN_QUEUE_MAX 65536
+
+static void conn_job_done(void *arg);
+
+static void conn_pump(tunnel_hub *h)
+{
+    while (h->conn_inflight < h->conn_writers && h->conn_head) {
+        conn_job *j = h->conn_head;
+        h->conn_head = j->next;
+        if (!h->conn_head)
+            h->conn_tail = NULL;
+        h->conn_queued--;
+        j->next = NULL;
+        if (workers_submit(h->pool, WORKER_POOL_STORE, conn_job_run, conn_job_done, j) < 0) {
+            /* the queue is full, or the pool stopping (shutdown closes
+             * every session at once): one line per thousand, not one each */
+            if (h->conn_dropped++ % 1000 == 0)
+                log_warn("connection bookkeeping for %s dropped: worker queue full or stopping "
+                         "(%d dropped so far)", j->c.cluster_id, h->conn_dropped);
+            free(j);
+            continue;
+        }
+        j->next = h->conn_running; /* the worker owns j until done() */
+        h->conn_running = j;
+        h->conn_inflight++;
+    }
+}
+
+static void conn_job_done(void *arg)
+{
+    conn_job *j = arg;
+    tunnel_hub *h = j->hub;
+    if (h) {
+        conn_job **pp = &h->conn_running;
+        while (*pp && *pp != j)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = j->next;
+        h->conn_inflight--;
+    }
+    free(j);
+    if (h)
+        conn_pump(h);
+}
 
 static void submit_conn(tunnel_session *s, int what)
 {
@@ -596,10 +710,21 @@ static void submit_conn(tunnel_session *s, int what)
     snprintf(j->c.agent_version, sizeof(j->c.agent_version), "%s", s->agent_version);
     snprintf(j->c.protocol, sizeof(j->c.protocol), "%s", s->v2 ? PROTO_SUBPROTOCOL_V2 : "legacy");
     j->c.connected_at = j->c.last_heartbeat = (int64_t)time(NULL);
-    if (workers_submit(s->hub->pool, WORKER_POOL_STORE, conn_job_run, conn_job_done, j) < 0) {
-        log_warn("connection bookkeeping for %s dropped: worker queue full", s->cluster_id);
+    tunnel_hub *h = s->hub;
+    if (h->conn_queued >= CONN_QUEUE_MAX) {
+        log_warn("connection bookkeeping for %s dropped: %d writes waiting", s->cluster_id,
+                 h->conn_queued);
         free(j);
+        return;
     }
+    j->hub = h;
+    if (h->conn_tail)
+        h->conn_tail->next = j;
+    else
+        h->conn_head = j;
+    h->conn_tail = j;
+    h->conn_queued++;
+    conn_pump(h);
 }
 
 typedef struct {
@@ -611,7 +736,6 @@ typedef struct {
 
 static void process_message(tunnel_session *s, const char *p, size_t n);
 static void submit_auth(tunnel_session *s);
-static void schedule_expiry(tunnel_session *s);
 
 static void auth_run(worker_ctx *w, void *arg)
 {
@@ -651,7 +775,7 @@ static void auth_done(void *arg)
         reject = PROTO_REASON_EXPIRED;
     if (!reject) {
         int same = 0;
-        for (tunnel_session *o = s->hub->sessions; o; o = o->next)
+        for (tunnel_session *o = bucket_of(s->hub, j->tok.cluster_id); o; o = o->bucket_next)
             if (o != s && o->state == SESS_READY && !strcmp(o->cluster_id, j->tok.cluster_id))
                 same++;
         if (same >= MAX_SESSIONS_PER_CLUSTER)
@@ -671,11 +795,10 @@ static void auth_done(void *arg)
     s->token_expires_at = j->tok.expires_at;
     free(j);
     s->state = SESS_READY;
+    index_add(s);
     s->connected_at = (int64_t)time(NULL);
     registry_session_up(s->cluster_id); /* other replicas forward its commands here */
     s->registered_fleet = 1;
-    if (s->token_expires_at)
-        schedule_expiry(s);
     log_field lf[] = { LOG_STR("cluster", s->cluster_id), LOG_STR("cluster_name", s->cluster_name),
                        LOG_STR("org", s->org_id), LOG_STR("dialect", s->v2 ? "v2" : "legacy") };
     log_fields(LOG_INFO, "agent connected", lf, (int)(sizeof(lf) / sizeof(lf[0])));
@@ -758,36 +881,40 @@ void tunnel_recheck_tokens(tunnel_hub *h)
     }
 }
 
-/* ---- token expiry ------------------------------------------------------------- */
+/* ---- idle timeouts and token expiry ------------------------------------------- */
 
-static void token_expired(lws_sorted_usec_list_t *sul);
+#define SWEEP_EVERY_S 1
 
-/* A token's lifetime bounds the sessions it opened, not only its handshakes:
- * a ready session ends when its token expires, as on revocation.  The expiry
- * is known since authentication, so this is a timer on the loop (no store
- * call).  The timer runs on the monotonic clock; the expiry is wall-clock
- * time, which token_expired checks again. */
-static void schedule_expiry(tunnel_session *s)
+/* Once a second over every session: an agent silent for
+ * AURORA_AGENT_IDLE_TIMEOUT is dropped (as lws's own timeout did), and a
+ * token's lifetime bounds the sessions it opened, not only its handshakes:
+ * a ready session ends when its token expires, as on revocation (wall-clock
+ * time, checked each round).  O(sessions) per second instead of a timer
+ * insertion per frame. */
+static void sweep(lws_sorted_usec_list_t *sul)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-    int64_t at_us = s->token_expires_at * 1000000;
-    lws_sul_schedule(s->hub->ctx, 0, &s->expiry_sul, token_expired,
-                     (lws_usec_t)(at_us > now_us ? at_us - now_us : 0));
-}
-
-static void token_expired(lws_sorted_usec_list_t *sul)
-{
-    tunnel_session *s = lws_container_of(sul, tunnel_session, expiry_sul);
-    if (!s->open || s->state != SESS_READY)
-        return;
-    if ((int64_t)time(NULL) < s->token_expires_at) { /* the wall clock was set back */
-        schedule_expiry(s);
-        return;
+    tunnel_hub *h = lws_container_of(sul, tunnel_hub, sweep_sul);
+    time_t now = mono_s();
+    int64_t wall = (int64_t)time(NULL);
+    for (tunnel_session *s = h->sessions; s; s = s->next) {
+        if (!s->open || s->state == SESS_CLOSING)
+            continue;
+        if (s->wsi && now - s->last_rx >= h->cfg->agent_idle_timeout) {
+            log_info("agent %s: nothing received for %d s, dropping the connection",
+                     s->cluster_id[0] ? s->cluster_id : "?", h->cfg->agent_idle_timeout);
+            s->state = SESS_CLOSING;
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        } else if (s->state == SESS_READY && s->token_expires_at &&
+                   wall >= s->token_expires_at) {
+            log_info("agent %s: token %s expired, closing the session", s->cluster_id,
+                     s->token_id);
+            start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_EXPIRED);
+        }
     }
-    log_info("agent %s: token %s expired, closing the session", s->cluster_id, s->token_id);
-    start_close(s, PROTO_CLOSE_POLICY, PROTO_REASON_EXPIRED);
+    h->sweeping = h->nsessions > 0;
+    if (h->sweeping)
+        lws_sul_schedule(h->ctx, 0, &h->sweep_sul, sweep,
+                         (lws_usec_t)SWEEP_EVERY_S * LWS_USEC_PER_SEC);
 }
 
 int tunnel_cluster_supports(tunnel_hub *h, const char *org_id, const char *cluster_id,
@@ -795,7 +922,7 @@ int tunnel_cluster_supports(tunnel_hub *h, const char *org_id, const char *clust
 {
     int kubectl = !kind || !strcmp(kind, PROTO_KIND_KUBECTL);
     int any = 0;
-    for (tunnel_session *s = h->sessions; s; s = s->next) {
+    for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next) {
         if (s->state != SESS_READY || !s->open || strcmp(s->cluster_id, cluster_id) ||
             strcmp(s->org_id, org_id))
             continue;
@@ -810,7 +937,7 @@ int tunnel_close_sessions(tunnel_hub *h, const char *org_id, const char *cluster
                           const char *token_id, const char *reason)
 {
     int n = 0;
-    for (tunnel_session *s = h->sessions; s; s = s->next) {
+    for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next) {
         if (s->state != SESS_READY || strcmp(s->org_id, org_id) || strcmp(s->cluster_id, cluster_id))
             continue;
         if (token_id && strcmp(s->token_id, token_id))
@@ -833,7 +960,13 @@ static tunnel_session *session_new(tunnel_hub *h, struct lws *wsi, int v2)
     s->open = 1;
     s->v2 = v2;
     s->state = SESS_AUTHENTICATING;
+    s->last_rx = mono_s();
     session_link(s);
+    if (!h->sweeping && h->ctx) {
+        h->sweeping = 1;
+        lws_sul_schedule(h->ctx, 0, &h->sweep_sul, sweep,
+                         (lws_usec_t)SWEEP_EVERY_S * LWS_USEC_PER_SEC);
+    }
     return s;
 }
 
@@ -850,7 +983,6 @@ int tunnel_on_established(tunnel_hub *h, struct lws *wsi, struct tunnel_conn *c,
     if (!s)
         return -1;
     c->s = s;
-    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, h->cfg->agent_idle_timeout);
 
     char authz[512] = "";
     int alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
@@ -1054,8 +1186,7 @@ int tunnel_on_receive(struct lws *wsi, struct tunnel_conn *c, const void *in, si
     tunnel_session *s = c->s;
     if (!s)
         return -1;
-    if (s->state != SESS_CLOSING) /* a closing session keeps its close deadline */
-        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, s->hub->cfg->agent_idle_timeout);
+    s->last_rx = mono_s(); /* the idle sweep's clock */
     return receive_fragment(s, in, len, lws_is_first_fragment(wsi),
                             lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi),
                             lws_frame_is_binary(wsi));
@@ -1134,7 +1265,7 @@ static void session_closed(tunnel_session *s)
     s->wsi = NULL;
     s->open = 0;
     lws_sul_cancel(&s->close_sul);
-    lws_sul_cancel(&s->expiry_sul);
+    index_remove(s);
     if (s->counted) {
         const char *why = close_kind(s);
         log_field lf[] = { LOG_STR("cluster", s->cluster_id), LOG_STR("org", s->org_id),
@@ -1166,6 +1297,9 @@ void tunnel_on_closed(struct lws *wsi, struct tunnel_conn *c)
 
 void tunnel_shutdown(tunnel_hub *h)
 {
+    /* the timer lives in the lws context, destroyed before the hub */
+    lws_sul_cancel(&h->sweep_sul);
+    h->sweeping = 0;
     for (tunnel_session *s = h->sessions; s; s = s->next) {
         while (s->reqs)
             req_fail(s->reqs, 503, "SERVER_SHUTTING_DOWN", "server is shutting down");
@@ -1176,7 +1310,7 @@ void tunnel_shutdown(tunnel_hub *h)
 void tunnel_describe_sessions(tunnel_hub *h, const char *org_id, const char *cluster_id,
                               cJSON *arr)
 {
-    for (tunnel_session *s = h->sessions; s; s = s->next) {
+    for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next) {
         if (s->state != SESS_READY || strcmp(s->org_id, org_id) || strcmp(s->cluster_id, cluster_id))
             continue;
         cJSON *o = cJSON_CreateObject();
@@ -1211,6 +1345,13 @@ void tunnel_hub_free(tunnel_hub *h)
             session_free(s);
         }
     }
+    while (h->conn_head) { /* never written */
+        conn_job *j = h->conn_head;
+        h->conn_head = j->next;
+        free(j);
+    }
+    for (conn_job *j = h->conn_running; j; j = j->next)
+        j->hub = NULL; /* a pool still running finishes them without us */
     free(h);
 }
 

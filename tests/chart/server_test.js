@@ -77,7 +77,7 @@ function guideSettings(settings) {
 const MANAGED = {
   AURORA_PORT: 'port', AURORA_OPS_PORT: 'opsPort', AURORA_BIND: 'the chart', AURORA_OPS_BIND: 'the chart',
   AURORA_DATA_DIR: 'the chart', AURORA_TLS_CERT: 'tls.existingSecret', AURORA_TLS_KEY: 'tls.existingSecret',
-  AURORA_PLAIN_HTTP: 'tls.enabled', AURORA_TLS_TERMINATED_BY_PROXY: 'tls.enabled', SECRETS_BACKEND: 'secretsBackend.type',
+  AURORA_TLS_TICKET_KEY_FILE: 'tls.ticketKeySecret', AURORA_PLAIN_HTTP: 'tls.enabled', AURORA_TLS_TERMINATED_BY_PROXY: 'tls.enabled', SECRETS_BACKEND: 'secretsBackend.type',
   AURORA_MASTER_KEY: 'secretsBackend.local.masterKey', AURORA_MASTER_KEY_FILE: 'the chart', VAULT_ADDR: 'secretsBackend.vault.addr',
   VAULT_TOKEN: 'secretsBackend.vault.token', VAULT_AUTH_METHOD: 'secretsBackend.vault.authMethod',
   VAULT_K8S_ROLE: 'secretsBackend.vault.role', VAULT_K8S_JWT_PATH: 'secretsBackend.vault.serviceAccountToken',
@@ -722,6 +722,22 @@ test('TLS: the certificate of tls.existingSecret mounted 0440 (AURORA_TLS_CERT/K
   const s = container(mustRender(['values-sqlite.yaml']));
   assert.strictEqual(envValue(s, 'AURORA_PLAIN_HTTP'), 'true');
   assert.strictEqual(envValue(s, 'AURORA_TLS_TERMINATED_BY_PROXY'), 'true');
+});
+
+test('TLS session tickets: tls.ticketKeySecret mounted 0440 as AURORA_TLS_TICKET_KEY_FILE (shared by the pods, kept across restarts); unset: none', () => {
+  const r = mustRender(['values-full.yaml', w('ticket-key', { tls: { ticketKeySecret: 'aurora-ticket-key' } })]);
+  const c = container(r);
+  assert.strictEqual(envValue(c, 'AURORA_TLS_TICKET_KEY_FILE'), '/etc/aurora/tls-ticket/tls-ticket.key');
+  assert.deepStrictEqual(one(r, 'Deployment').spec.template.spec.volumes.find((v) => v.name === 'tls-ticket').secret,
+    { secretName: 'aurora-ticket-key', defaultMode: 0o440, items: [{ key: 'tls-ticket.key', path: 'tls-ticket.key' }] });
+  assert.ok(c.volumeMounts.some((m) => m.name === 'tls-ticket' && m.mountPath === '/etc/aurora/tls-ticket' && m.readOnly));
+  const m = container(mustRender(['values-minimal.yaml']));
+  assert.ok(!('AURORA_TLS_TICKET_KEY_FILE' in envMap(m)), 'the data directory by default');
+  // the admission settings are plain config entries
+  const a = container(mustRender(['values-minimal.yaml', w('admission', { config: { AURORA_MAX_PENDING_HANDSHAKES: 512, AURORA_ACCEPT_RATE: 2000 } })]));
+  const cm = one(mustRender(['values-minimal.yaml', w('admission2', { config: { AURORA_MAX_PENDING_HANDSHAKES: 512 } })]), 'ConfigMap');
+  assert.strictEqual(String(cm.data.AURORA_MAX_PENDING_HANDSHAKES), '512');
+  assert.ok(a);
 });
 
 test('restricted pod security in every scenario: non-root, read-only root fs, drop ALL, seccomp RuntimeDefault, no token automount, allowed volume types', () => {

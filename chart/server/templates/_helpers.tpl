@@ -84,6 +84,7 @@ AURORA_OPS_BIND: the chart (0.0.0.0)
 AURORA_DATA_DIR: the chart (/var/lib/aurora)
 AURORA_TLS_CERT: tls.existingSecret
 AURORA_TLS_KEY: tls.existingSecret
+AURORA_TLS_TICKET_KEY_FILE: tls.ticketKeySecret
 AURORA_PLAIN_HTTP: tls.enabled
 AURORA_TLS_TERMINATED_BY_PROXY: tls.enabled
 SECRETS_BACKEND: secretsBackend.type
