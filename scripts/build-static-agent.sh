@@ -135,7 +135,15 @@ OPENSSL_OPTS=(no-shared no-pic no-module no-dso no-engine no-legacy no-tests no-
 OPENSSL_CFLAGS="-Os -pthread -Wa,--noexecstack -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -fno-unwind-tables"
 OSSL_STAMP=$(printf '%s\n' "${OPENSSL_OPTS[*]}" "$OPENSSL_CFLAGS" | sha256sum | cut -c1-12)
 OSSL=""
+if [ "${AGENT_OPENSSL:-}" = debian ]; then
+  # the previous link (Debian's libssl.a/libcrypto.a as packaged), for
+  # bench/agent_bench.sh's before/after comparison
+  OSSL=$B/openssl-debian
+  mkdir -p "$OSSL/include"
+  ln -sf "$LIBDIR/libssl.a" "$LIBDIR/libcrypto.a" "$OSSL/"
+fi
 for d in "$B"/openssl-*; do
+  [ -n "$OSSL" ] && break
   [ -f "$d/stamp" ] && [ "$(cat "$d/stamp")" = "$OSSL_STAMP" ] && [ -f "$d/libcrypto.a" ] && OSSL=$d
 done
 if [ -z "$OSSL" ]; then
@@ -166,7 +174,7 @@ if [ -z "$OSSL" ]; then
 fi
 
 # ---- 3. the agent ------------------------------------------------------------
-OBJ="$B/obj"
+OBJ="$B/obj${AGENT_OPENSSL:+-$AGENT_OPENSSL}"
 mkdir -p "$OBJ"
 # -Os and no unwind tables: the agent's own code is not where time goes (it
 # waits on sockets and children), and nothing unwinds its frames (no C++, no
@@ -192,9 +200,9 @@ mkdir -p "$(dirname "$OUT")"
 # (see above), so those warnings are expected and filtered; any other linker
 # message is shown.
 link_log="$B/link.log"
-# The link map (build/static/aurora-agent.map) is what bench/agent_size.py
-# reads to attribute the binary's size to each library.
-if ! $CC -static -o "$OUT.unstripped" "${objs[@]}" -Wl,--gc-sections -Wl,-Map="$B/aurora-agent.map" \
+# The link map ($OUT.map) is what bench/agent_size.py reads to attribute the
+# binary's size to each library.
+if ! $CC -static -o "$OUT.unstripped" "${objs[@]}" -Wl,--gc-sections -Wl,-Map="$OUT.map" \
       -L"$OSSL" -L"$CJ" -L"$LIBDIR" \
       -Wl,--start-group -lwebsockets -lssl -lcrypto -lcap -lz -lyaml -lcjson -lseccomp -lcares -Wl,--end-group \
       -lpthread -ldl -lm 2>"$link_log"; then

@@ -441,7 +441,7 @@ def chroot_connects_by_name_through_dns(t):
                      "# test resolver\nnameserver %s\nsearch corp.test\n"
                      "options ndots:1 timeout:2 attempts:2\n" % DNS_ADDR)
     shutil.copy2(w.ca, os.path.join(root, "etc", "ssl", "certs", "ca-certificates.crt"))
-    # no AURORA_CA_FILE here: SSL_CERT_FILE, as in the image, names the system store
+    # no AURORA_CA_FILE here: SSL_CERT_FILE names the system store (a bundle)
     trace = os.path.join(t.tmp, "strace-dns.txt")
     check(shutil.which("strace"), "strace is not installed (scripts/install-deps.sh)")
     a = StaticAgent(t, w, root, None, "svc", "dns-agent", strace_to=trace)
