@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/err.h>
 #include <openssl/x509.h>
 
 static const char *env_or(const char *name, const char *fallback)
@@ -45,5 +46,8 @@ int agent_ca_store_load_system(SSL_CTX *ctx, char *desc, size_t desc_len)
     int used_file = file && SSL_CTX_load_verify_file(ctx, file) == 1;
     if (used_file && n >= 0 && (size_t)n < desc_len)
         snprintf(desc + n, desc_len - (size_t)n, " %s (bundle)", file);
+    /* a failed load leaves errors queued: they must not be read as the cause
+     * of a later TLS failure on this thread */
+    ERR_clear_error();
     return use_dir || used_file ? 0 : -1;
 }
