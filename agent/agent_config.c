@@ -67,7 +67,8 @@ static const config_def defs[] = {
     {"AURORA_ALLOW_INSECURE_WS", "server.allow_insecure_ws", CFG_BOOL, "false",
      "Allow a plain ws:// URL (development only)", 0},
     {"AURORA_CA_FILE", "tls.ca_file", CFG_STRING, NULL,
-     "PEM bundle used to verify the server certificate (default: system store)", 0},
+     "PEM bundle used to verify the server certificate, the only CA trusted when set "
+     "(default: system store, SSL_CERT_DIR read on demand or SSL_CERT_FILE)", 0},
     {"AURORA_TLS_INSECURE_SKIP_VERIFY", "tls.insecure_skip_verify", CFG_BOOL, "false",
      "Do not verify the server certificate (insecure)", 0},
     {"AURORA_KUBECTL_PATH", "exec.kubectl_path", CFG_STRING, "kubectl",

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "agent_config.h"
+#include "footprint.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
@@ -20,6 +21,11 @@
 #include "tunnel.h"
 
 #define OUTQ_CAP (4u * 1024 * 1024)
+/* fds libwebsockets serves: the tunnel, the health and metrics listeners and
+ * their clients, its cancel pipe.  Without a limit it sizes its fd tables by
+ * RLIMIT_NOFILE (1M in many containers: 16 MiB of tables); with one it uses a
+ * small table and a sparse lookup, so fd numbers above it are fine. */
+#define LWS_FD_LIMIT 256u
 
 static struct lws_context *g_ctx;
 
@@ -145,6 +151,7 @@ static void ensure_std_fds(void)
 
 int main(int argc, char **argv)
 {
+    footprint_at_start();
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             agent_config_help(stdout);
@@ -228,6 +235,7 @@ int main(int argc, char **argv)
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.gid = -1;
     info.uid = -1;
+    info.fd_limit_per_thread = LWS_FD_LIMIT;
     g_ctx = lws_create_context(&info);
     if (!g_ctx) {
         log_error("cannot create the libwebsockets context");
@@ -279,10 +287,15 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    int started_up = 0;
     while (!agent_tunnel_done(parts.tunnel)) {
         if (lws_service(g_ctx, 0) < 0) {
             log_error("event loop failed");
             goto out;
+        }
+        if (!started_up && agent_tunnel_ready(parts.tunnel)) {
+            started_up = 1;
+            footprint_after_startup();
         }
     }
     rc = 0;

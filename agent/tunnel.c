@@ -12,6 +12,7 @@
 
 #include "backoff.h"
 #include "buf.h"
+#include "ca_store.h"
 #include "cloud.h"
 #include "log.h"
 #include "metrics.h"
@@ -793,6 +794,22 @@ static int tunnel_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     if (!t)
         return 0;
     switch (reason) {
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS: {
+        /* the vhost has LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS: AURORA_CA_FILE
+         * alone, else the system store without parsing the whole bundle */
+        char desc[300];
+        /* an idle tunnel keeps no 34 KiB of TLS record buffers */
+        SSL_CTX_set_mode((SSL_CTX *)user, SSL_MODE_RELEASE_BUFFERS);
+        if (t->cfg->ca_file || !t->cfg->secure || t->cfg->tls_skip_verify)
+            return 0;
+        if (agent_ca_store_load_system(user, desc, sizeof(desc)) != 0)
+            log_warn("tunnel: no system CA store found (SSL_CERT_DIR, SSL_CERT_FILE or "
+                     "OpenSSL's default): the server certificate cannot be verified; set "
+                     "AURORA_CA_FILE");
+        else
+            log_debug("tunnel: CA %s", desc);
+        return 0;
+    }
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
         unsigned char **p = (unsigned char **)in, *end = (*p) + len;
         char auth[600];
@@ -923,7 +940,9 @@ int agent_tunnel_start(agent_tunnel *t, struct lws_context *ctx)
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = tunnel_protocols;
     info.user = t; /* tunnel_of() */
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    /* no OS store loaded by lws (the whole bundle, parsed at once): the
+     * LOAD_EXTRA_CLIENT_VERIFY_CERTS callback adds it lazily (ca_store.h) */
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
     if (cfg->ca_file)
         info.client_ssl_ca_filepath = cfg->ca_file;
     /* libwebsockets would take a proxy from http_proxy by itself, ignoring

@@ -125,7 +125,7 @@ def tree(root):
 
 
 class StaticAgent:
-    def __init__(self, t, w, root, ca, url_host, name, strace_to=None):
+    def __init__(self, t, w, root, ca, url_host, name, strace_to=None, env_extra=None):
         tok = w.create_token("static-%s" % name)
         self.token = tok
         self.health_port = free_port()
@@ -137,8 +137,11 @@ class StaticAgent:
                "AURORA_LOG_LEVEL": "debug"}
         if ca:
             env["AURORA_CA_FILE"] = ca
-        else:  # the system store, located the way Dockerfile.agent sets it up
+        else:  # the system store, named by SSL_CERT_FILE
             env["SSL_CERT_FILE"] = "/etc/ssl/certs/ca-certificates.crt"
+        if env_extra is not None:
+            env = {k: v for k, v in env.items() if k != "SSL_CERT_FILE"}
+            env.update(env_extra)
         argv = [shutil.which("chroot") or "/usr/sbin/chroot", root, "/aurora-agent"]
         if strace_to:
             argv = [shutil.which("strace"), "-f", "-qq", "-e", "trace=open,openat,execve", "-o", strace_to] + argv
@@ -229,7 +232,7 @@ def dockerfile_in_step_with_makefile(t):
     eq(final.splitlines()[0].strip(), "scratch", "the final stage is FROM scratch")
     for want in ("COPY --from=build /src/build/static/aurora-agent ", "USER 1000:1000",
                  "ENTRYPOINT [\"/usr/local/bin/aurora-agent\"]",
-                 "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"):
+                 "SSL_CERT_DIR=/etc/ssl/certs"):
         contains(final, want, "final stage")
     check(re.search(r"KUBECTL_VERSION=v\d+\.\d+\.\d+", df), "kubectl version pinned")
     check(re.search(r"KUBECTL_SHA256_AMD64=[0-9a-f]{64}", df), "kubectl checksum pinned")
@@ -288,6 +291,73 @@ def chroot_connects_by_name_from_etc_hosts(t):
               "\n".join(lines[:80]))
         check(any('"/bin/kubectl"' in ln and "execve" in ln for ln in lines),
               "kubectl ran inside the root", "\n".join(lines[-40:]))
+
+
+def hashed_ca_dir(root, ca):
+    """root/etc/ssl/certs/<subject hash>.0 = ca: a hashed directory as Debian's
+    /etc/ssl/certs and the image's (Dockerfile.agent) have; the hash by the
+    openssl command, not by the code under test."""
+    r = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", ca], capture_output=True,
+                       text=True)
+    check(r.returncode == 0, "openssl x509 -hash", r.stderr)
+    name = "%s.0" % r.stdout.strip()
+    shutil.copy2(ca, os.path.join(root, "etc", "ssl", "certs", name))
+    return "/etc/ssl/certs/" + name
+
+
+@test(timeout=120)
+def chroot_system_store_read_on_demand_from_hashed_dir(t):
+    """As in the image: SSL_CERT_DIR names a hashed directory and no bundle is
+    named; the agent verifies the server through it, opening the one root the
+    chain needs (when the handshake needs it) and no bundle file."""
+    check(os.geteuid() == 0, "this test needs root (chroot, mknod)")
+    check(shutil.which("strace"), "strace is not installed (scripts/install-deps.sh)")
+    b = static_binary(t)
+    w = world_with_names(t, ["aurora.test", "localhost"])
+    root = make_root(t, b, "127.0.0.1 aurora.test\n", "nameserver %s\n" % DNS_ADDR)
+    root_file = hashed_ca_dir(root, w.ca)
+    # a bundle is there too (as in the image, for kubectl) but must not be parsed
+    shutil.copy2(w.ca, os.path.join(root, "etc", "ssl", "certs", "ca-certificates.crt"))
+    trace = os.path.join(t.tmp, "strace-dir.txt")
+    a = StaticAgent(t, w, root, None, "aurora.test", "dir-agent", strace_to=trace,
+                    env_extra={"SSL_CERT_DIR": "/etc/ssl/certs"})
+    a.wait_ready(30)
+    cid = a.token["cluster_id"]
+    w.wait_connection(cid)
+    round_trip(w, cid, "static-dir-ok")
+    pid = a.agent_pid()  # the TLS set-up runs on the agent's main thread
+    a.stop_traced()
+    with open(trace) as f:
+        opened = [ln for ln in f.read().splitlines()
+                  if "/etc/ssl/" in ln and ln.split()[0] == str(pid)]
+    check(any('"%s"' % root_file in ln for ln in opened), "the root was read from the hashed "
+          "directory", "\n".join(opened))
+    eq([ln for ln in opened if "ca-certificates.crt" in ln or "cert.pem" in ln], [],
+       "bundle files opened")
+
+
+@test(timeout=120)
+def chroot_ca_file_is_the_only_trust_when_set(t):
+    """AURORA_CA_FILE set: that bundle alone is trusted (the system store is not
+    added): with a CA that did not sign the server certificate, the agent does
+    not connect even though the system store (SSL_CERT_DIR) would verify it."""
+    check(os.geteuid() == 0, "this test needs root (chroot, mknod)")
+    b = static_binary(t)
+    w = world_with_names(t, ["aurora.test", "localhost"])
+    root = make_root(t, b, "127.0.0.1 aurora.test\n", "nameserver %s\n" % DNS_ADDR)
+    hashed_ca_dir(root, w.ca)
+    other = os.path.join(t.tmp, "other")
+    os.makedirs(other)
+    other_crt, _ = make_cert(other, ["someone-else.test"])
+    shutil.copy2(other_crt, os.path.join(root, "other-ca.crt"))
+    a = StaticAgent(t, w, root, "/other-ca.crt", "aurora.test", "pinned-agent",
+                    env_extra={"SSL_CERT_DIR": "/etc/ssl/certs"})
+    wait_until(lambda: "connection failed" in a.proc.log_text(), 30, 0.1,
+               "the agent to report the failed connection")
+    check(a.proc.alive(), "the agent keeps running (and retrying)")
+    check(not a.ready(), "the agent is not ready")
+    c = w.connection(a.token["cluster_id"])
+    check(not c or c.get("status") != "active", "the pinned agent has no active connection", c)
 
 
 # ---------------------------------------------------------------------------
@@ -371,7 +441,7 @@ def chroot_connects_by_name_through_dns(t):
                      "# test resolver\nnameserver %s\nsearch corp.test\n"
                      "options ndots:1 timeout:2 attempts:2\n" % DNS_ADDR)
     shutil.copy2(w.ca, os.path.join(root, "etc", "ssl", "certs", "ca-certificates.crt"))
-    # no AURORA_CA_FILE here: SSL_CERT_FILE, as in the image, names the system store
+    # no AURORA_CA_FILE here: SSL_CERT_FILE names the system store (a bundle)
     trace = os.path.join(t.tmp, "strace-dns.txt")
     check(shutil.which("strace"), "strace is not installed (scripts/install-deps.sh)")
     a = StaticAgent(t, w, root, None, "svc", "dns-agent", strace_to=trace)
