@@ -14,6 +14,7 @@
 #include "instance.h"
 #include "log.h"
 #include "server_metrics.h"
+#include "sse_output.h"
 #include "proto.h"
 #include "registry.h"
 #include "tunnel.h"
@@ -476,26 +477,11 @@ static void sse_on_data(void *ctx, int channel, const unsigned char *p, size_t n
             tunnel_req_consumed(x->req, (size_t)(x->bytes - x->spec->max_output));
         n = (size_t)(x->spec->max_output - before);
     }
-    cJSON *d = cJSON_CreateObject();
-    if (d) {
-        cJSON_AddStringToObject(d, "stream", channel == PROTO_CHAN_STDERR ? "stderr" : "stdout");
-        if (utf8_valid((const char *)p, n)) {
-            char *txt = malloc(n + 1);
-            if (txt) {
-                memcpy(txt, p, n);
-                txt[n] = '\0';
-                cJSON_AddStringToObject(d, "text", txt);
-                free(txt);
-            }
-        } else {
-            char *b64 = crypto_base64(p, n);
-            if (b64)
-                cJSON_AddStringToObject(d, "base64", b64);
-            free(b64);
-        }
-    }
+    buf_t ev = BUF_INIT;
+    if (sse_output_event(&ev, channel, p, n) == 0)
+        http_txn_stream_write(x->txn, buf_head(&ev), buf_pending(&ev));
+    buf_free(&ev);
     x->uncredited += (int64_t)n;
-    sse_event(x->txn, "output", d);
     sse_maybe_credit(x);
 }
 
