@@ -1,6 +1,7 @@
 /* sse_output.c — command output as SSE events; see sse_output.h. */
 #include "sse_output.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,18 @@ static size_t multibyte_len(const unsigned char *p, size_t n)
     return len;
 }
 
+/* 8 bytes at a time: nonzero when any of them needs more than a copy (below
+ * 0x20, '"', '\\', or 0x80 and above).  The classic "has a zero byte" and
+ * "has a byte below k" bit tricks (no false negatives). */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+static uint64_t word_needs_care(uint64_t w)
+{
+    uint64_t quote = w ^ (ONES * '"'), bslash = w ^ (ONES * '\\');
+    return ((w - ONES * 0x20) & ~w & HIGHS) | ((quote - ONES) & ~quote & HIGHS) |
+           ((bslash - ONES) & ~bslash & HIGHS) | (w & HIGHS);
+}
+
 /* Appends p[0..n) JSON-escaped to b (room reserved by the caller: 6n).
  * 0, or -1 at the first byte that is not valid UTF-8 or is NUL. */
 static int escape_text(buf_t *b, const unsigned char *p, size_t n)
@@ -53,6 +66,13 @@ static int escape_text(buf_t *b, const unsigned char *p, size_t n)
     while (i < n) {
         /* the common case: a run of printable ASCII, copied at once */
         size_t run = i;
+        while (run + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, p + run, 8);
+            if (word_needs_care(w))
+                break;
+            run += 8;
+        }
         while (run < n && p[run] < 0x80 && !ascii_escape[p[run]])
             run++;
         memcpy(o, p + i, run - i);
