@@ -477,10 +477,9 @@ static void sse_on_data(void *ctx, int channel, const unsigned char *p, size_t n
             tunnel_req_consumed(x->req, (size_t)(x->bytes - x->spec->max_output));
         n = (size_t)(x->spec->max_output - before);
     }
-    buf_t ev = BUF_INIT;
-    if (sse_output_event(&ev, channel, p, n) == 0)
-        http_txn_stream_write(x->txn, buf_head(&ev), buf_pending(&ev));
-    buf_free(&ev);
+    buf_t *out = http_txn_stream_buf(x->txn);
+    if (out && sse_output_event(out, channel, p, n) == 0)
+        http_txn_stream_flush(x->txn);
     x->uncredited += (int64_t)n;
     sse_maybe_credit(x);
 }

@@ -112,10 +112,10 @@ int sse_output_event(buf_t *b, int channel, const unsigned char *p, size_t n)
     const char *head = channel == PROTO_CHAN_STDERR
                            ? "event: output\ndata: {\"stream\":\"stderr\",\""
                            : "event: output\ndata: {\"stream\":\"stdout\",\"";
-    size_t mark = b->len;
     /* at most 6 bytes per input byte (\u00XX) as text, 4/3 as base64 */
     if (n > ((size_t)-1 - 128) / 6 || buf_reserve(b, 64 + 6 * n) < 0)
         return -1;
+    size_t mark = b->len; /* after the reserve: it may move what is pending */
     buf_append_str(b, head);
     buf_append_str(b, "text\":\"");
     if (escape_text(b, p, n) < 0) {
