@@ -26,6 +26,12 @@ COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c server/connectors/*.c))
 AGENT_SRC  := $(filter-out agent/main.c,$(wildcard agent/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+# The web console's static files, compiled into aurora-server as C arrays
+# (server/console/embed.sh): a generated source of the server library.  The
+# directory is a prerequisite too, so adding or removing a file rebuilds it.
+CONSOLE_ASSETS := $(sort $(wildcard server/console/assets/*))
+CONSOLE_GEN    := build/gen/console_assets_data.c
+SERVER_SRC     += $(CONSOLE_GEN)
 
 # $(call objs,variant,sources)
 objs = $(patsubst %.c,build/$(1)/%.o,$(2))
@@ -51,6 +57,10 @@ test-deps:
 	@scripts/install-deps.sh --test
 
 # ---- object rules ---------------------------------------------------------
+$(CONSOLE_GEN): $(CONSOLE_ASSETS) server/console/assets server/console/embed.sh
+	@mkdir -p $(dir $@)
+	@server/console/embed.sh $@ $(CONSOLE_ASSETS)
+
 build/rel/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(REL_FLAGS) -c $< -o $@
@@ -134,6 +144,11 @@ unit: $(UNIT_BINS)
 
 integration: $(ASAN)/aurora-server $(ASAN)/aurora-agent $(TESTCTL)
 	@tests/run-integration.sh
+
+# The web console in headless chromium (tests/browser/; also part of `make test`).
+.PHONY: browser
+browser: $(ASAN)/aurora-server $(ASAN)/aurora-agent
+	@tests/run-browser.sh
 
 # Every target for FUZZ_SECONDS; new inputs accumulate in build/fuzz/corpus/,
 # crashes are saved in build/fuzz/artifacts/ (tests/fuzz/README.md).

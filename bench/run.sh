@@ -11,6 +11,9 @@
 #      aurora-agent (AURORA_KUBECTL_PATH=/bin/echo), and directly via subprocess.
 #      1b. a correctness check: concurrency 32 and 17 through an agent with its
 #      default 16 slots (the server must hold the excess; every command must succeed).
+#      1c. the same comparison with an I/O-bound command: bench/slow_echo.c
+#      (waits BENCH_IO_MS, 30, then echoes), BENCH_IO_COUNT (200) commands at
+#      BENCH_IO_CONCURRENCY (1,16), through its own agent.
 #   2. server VmRSS with 0, 100, 500, 1000 idle legacy-dialect agents
 #      (bench/idle_agents.js, one node process, one token per agent), then all
 #      leave, 1000 come back and leave again; glibc heap in use read with gdb.
@@ -18,13 +21,23 @@
 # Knobs: BENCH_COUNT, BENCH_CONCURRENCY (1,8,32), BENCH_AGENTS (0,100,500,1000),
 #        BENCH_AGENT_MAX_CONCURRENT (the measured agent's AURORA_MAX_CONCURRENT in 1;
 #        default: the highest concurrency, at least 16),
-#        BENCH_HEAP=0 (skip reading the server's heap in-use with gdb between steps).
+#        BENCH_HEAP=0 (skip reading the server's heap in-use with gdb between steps),
+#        BENCH_IO_COUNT, BENCH_IO_CONCURRENCY, BENCH_IO_MS (1c; BENCH_IO_COUNT=0 skips it),
+#        BENCH_DB_SYNC (the server's AURORA_DB_SYNC: full, the default, or normal),
+#        BENCH_CLIENT (lean, the default, or stdlib: see bench/tunnel_bench.py),
+#        BENCH_LOGS=<dir> (keep the server and agent logs there),
+#        BENCH_PERF=<dir> (perf record server + agent during 1: <dir>/perf.data,
+#        then python3 bench/perf_fold.py --perf-data <dir>/perf.data --out ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN=$ROOT/build/rel
 OUT=$ROOT/build/bench-latest.txt
 COUNT=${BENCH_COUNT:-200}
+IO_COUNT=${BENCH_IO_COUNT:-200}
+IO_CONCS=${BENCH_IO_CONCURRENCY:-1,16}
+IO_MS=${BENCH_IO_MS:-30}
+CLIENT=${BENCH_CLIENT:-lean}
 CONCS=${BENCH_CONCURRENCY:-1,8,32}
 AGENTS=${BENCH_AGENTS:-0,100,500,1000}
 MAX_AGENTS=$(tr ',' '\n' <<<"$AGENTS" | sort -n | tail -n1)
@@ -63,6 +76,9 @@ cleanup() {
     kill -KILL "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
   done
+  if [ -n "${BENCH_LOGS:-}" ]; then # keep the server/agent logs for a look afterwards
+    mkdir -p "$BENCH_LOGS" && cp "$WORK"/*.log "$BENCH_LOGS"/ 2>/dev/null || true
+  fi
   rm -rf "$WORK"
   if [ -n "${TEE_PID:-}" ]; then # let tee write its last lines before we return
     exec 1>&3 3>&-
@@ -80,6 +96,9 @@ cp "$BIN/aurora-server" "$BIN/aurora-agent" "$WORK/bin/"
 BIN=$WORK/bin
 "$BIN/aurora-server" --version >/dev/null && "$BIN/aurora-agent" --help >/dev/null \
   || die "the binaries in build/rel do not run (being rebuilt?)"
+if [ "$IO_COUNT" != 0 ]; then
+  cc -O2 -DSLOW_ECHO_MS="$IO_MS" -o "$BIN/slow_echo" bench/slow_echo.c || die "cannot build bench/slow_echo.c"
+fi
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -91,6 +110,7 @@ HEALTH_PORT=$(free_port)
 export AURORA_DATA_DIR=$WORK/data AURORA_PORT=$PORT AURORA_BIND=127.0.0.1
 export INTERNAL_API_SECRET=bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 export AURORA_LOG_LEVEL=info
+export AURORA_DB_SYNC=${BENCH_DB_SYNC:-full}
 export AURORA_TOKEN_RATE_LIMIT=$((MAX_AGENTS + 100)) # tokens for phase 2 come from the API
 export AURORA_TOKEN_RATE_LIMIT_PER_MINUTE=$AURORA_TOKEN_RATE_LIMIT
 mkdir -p "$AURORA_DATA_DIR"
@@ -129,13 +149,13 @@ stop_pid() { # $1 pid: SIGTERM, wait up to 10 s; exit status in STOP_STATUS
 }
 
 AGENT_PID=
-start_agent() { # $1 token, $2 AURORA_MAX_CONCURRENT ('' = default), $3 log file
+start_agent() { # $1 token, $2 AURORA_MAX_CONCURRENT ('' = default), $3 log file, [$4 program]
   (
     if [ -n "$2" ]; then export AURORA_MAX_CONCURRENT=$2; fi
     NEXT_PUBLIC_WEBSOCKET_URL="wss://127.0.0.1:$PORT/kubectl-agent" \
     AURORA_AGENT_TOKEN="$1" AURORA_CA_FILE="$CA" \
     AURORA_HEALTH_PORT=$HEALTH_PORT AURORA_HEALTH_BIND=127.0.0.1 \
-    AURORA_KUBECTL_PATH=/bin/echo \
+    AURORA_KUBECTL_PATH="${4:-/bin/echo}" \
     AURORA_POLICY_MODE=custom AURORA_POLICY_ALLOW=bench \
       exec "$BIN/aurora-agent"
   ) >"$3" 2>&1 &
@@ -162,7 +182,7 @@ report() {
     awk -v b="$b" -v sz="$sz" -v txt="${txt:-0}" \
       'BEGIN{printf "  %-14s %8.1f KiB file, %8.1f KiB text+data+bss\n", b, sz/1024, txt/1024}'
   done
-  echo "ulimit -n $(ulimit -n); server workers: default (AURORA_WORKERS unset)"
+  echo "ulimit -n $(ulimit -n); server workers: default (AURORA_WORKERS unset); AURORA_DB_SYNC=$AURORA_DB_SYNC; client: $CLIENT"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine skews the numbers)"
   echo
 
@@ -191,9 +211,22 @@ report() {
   local rc1=0 rc1b=0 rc2=0
   echo "== 1. tunnel vs direct: /bin/echo through POST /api/clusters/{id}/kubectl -> aurora-agent (v2 dialect, AURORA_MAX_CONCURRENT=$agent_max) vs subprocess"
   log "tunnel vs direct: $COUNT commands at concurrency $CONCS"
+  local perf_pid=
+  if [ -n "${BENCH_PERF:-}" ]; then # profile server and agent while 1 runs (see docs/performance.md)
+    mkdir -p "$BENCH_PERF"
+    perf record -q -F "${BENCH_PERF_FREQ:-1999}" --call-graph dwarf,16384 \
+      -p "$SERVER_PID,$agent_pid" -o "$BENCH_PERF/perf.data" 2>"$WORK/perf.log" &
+    perf_pid=$!
+    sleep 1 # perf attaches asynchronously
+  fi
   python3 bench/tunnel_bench.py --port "$PORT" --ca "$CA" --key "$key" --cluster "$cluster" \
-    --program /bin/echo --count "$COUNT" --concurrency "$CONCS" \
+    --program /bin/echo --count "$COUNT" --concurrency "$CONCS" --client "$CLIENT" \
     --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=$?
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    log "perf data in $BENCH_PERF/perf.data (fold it with bench/perf_fold.py)"
+  fi
   stop_pid "$agent_pid"
   [ "$STOP_STATUS" = 0 ] || { echo "  PROBLEM aurora-agent exited with status $STOP_STATUS on SIGTERM"; rc1=1; }
   echo
@@ -211,6 +244,23 @@ report() {
   stop_pid "$agent_pid"
   [ "$STOP_STATUS" = 0 ] || { echo "  PROBLEM aurora-agent exited with status $STOP_STATUS on SIGTERM"; rc1b=1; }
   echo
+
+  # ---- 1c. an I/O-bound command ---------------------------------------------------
+  if [ "$IO_COUNT" != 0 ]; then
+    local tok3 cluster3
+    tok3=$("$BIN/aurora-server" admin create-agent-token --org "$org" --user "$user" --cluster-name bench-io)
+    cluster3=$(json_get cluster_id <<<"$tok3")
+    start_agent "$(json_get token <<<"$tok3")" "$agent_max" "$WORK/agent-io.log" "$BIN/slow_echo"
+    agent_pid=$AGENT_PID
+    echo "== 1c. tunnel vs direct, I/O-bound: bench/slow_echo (waits $IO_MS ms, then echoes) through the tunnel vs subprocess"
+    log "I/O-bound: $IO_COUNT commands at concurrency $IO_CONCS"
+    python3 bench/tunnel_bench.py --port "$PORT" --ca "$CA" --key "$key" --cluster "$cluster3" \
+      --program "$BIN/slow_echo" --count "$IO_COUNT" --concurrency "$IO_CONCS" --client "$CLIENT" \
+      --warmup 16 --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=$?
+    stop_pid "$agent_pid"
+    [ "$STOP_STATUS" = 0 ] || { echo "  PROBLEM aurora-agent exited with status $STOP_STATUS on SIGTERM"; rc1=1; }
+    echo
+  fi
 
   # ---- 2. RSS vs idle agents -----------------------------------------------------
   echo "== 2. aurora-server VmRSS vs idle legacy-dialect agents (one node client, one token per agent)"
@@ -235,8 +285,9 @@ report() {
   echo
 
   # ---- server/agent log health -------------------------------------------------------
-  echo "== logs: warn/error lines (server phase 1, agent of 1, agent of 1b, server phase 2)"
-  for f in server.log agent.log agent-default.log server2.log; do
+  echo "== logs: warn/error lines (server phase 1, agent of 1, agent of 1b, agent of 1c, server phase 2)"
+  for f in server.log agent.log agent-default.log agent-io.log server2.log; do
+    [ -f "$WORK/$f" ] || continue
     local n
     n=$(grep -Ec ' (warn|error) ' "$WORK/$f" || true)
     echo "  $f: $n"

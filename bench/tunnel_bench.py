@@ -11,6 +11,17 @@ of client thread.
 
 Every result is checked (success, return_code 0, not truncated, exact output);
 each mismatch is an error and is printed.  Exit status 1 if any error.
+
+Fairness: the client shares the machine with what it measures, so both arms
+use equally lean client code (--client lean, the default): the tunnel arm
+writes one prebuilt HTTP/1.1 request on a kept-alive TLS socket and reads the
+answer by its Content-Length (http.client parses headers with the email
+package: ~0.2 ms of Python per request); the direct arm starts the program
+with os.posix_spawn and reads its pipes (subprocess.run: Popen, selectors).
+Both parse and check the result the same way.  --client stdlib uses
+http.client and subprocess.run instead.  The client's own CPU per command is
+printed for each arm, so what the client costs is visible, not folded into
+either side.
 """
 
 import argparse
@@ -18,6 +29,7 @@ import http.client
 import json
 import math
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -57,6 +69,164 @@ class Run:
     def err(self, i, what):
         with self.lock:
             self.errors.append((i, what))
+
+
+class LeanHTTPS:
+    """One kept-alive HTTPS connection: prebuilt requests, answers read by
+    Content-Length (the server always sends one for JSON answers)."""
+
+    def __init__(self, host, port, ctx):
+        raw = socket.create_connection((host, port), timeout=30)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.s = ctx.wrap_socket(raw, server_hostname=host)
+        self.buf = b""
+
+    def _fill(self):
+        chunk = self.s.recv(262144)
+        if not chunk:
+            raise ConnectionError("connection closed by the server")
+        self.buf += chunk
+
+    def request(self, raw_request):
+        """(status, body, close) of one request."""
+        self.s.sendall(raw_request)
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            self._fill()
+        head = self.buf[:end].decode("latin-1").split("\r\n")
+        status = int(head[0].split(" ", 2)[1])
+        clen, close = None, False
+        for h in head[1:]:
+            k, _, v = h.partition(":")
+            k = k.strip().lower()
+            if k == "content-length":
+                clen = int(v)
+            elif k == "connection" and v.strip().lower() == "close":
+                close = True
+            elif k == "transfer-encoding":
+                raise ValueError(f"unexpected Transfer-Encoding: {v.strip()}")
+        if clen is None:
+            raise ValueError("answer without Content-Length")
+        while len(self.buf) < end + 4 + clen:
+            self._fill()
+        body = self.buf[end + 4:end + 4 + clen]
+        self.buf = self.buf[end + 4 + clen:]
+        return status, body, close
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+def check_result(run, i, status, raw, expect):
+    """Shared by both tunnel clients: True when the answer is the expected one."""
+    if status != 200:
+        run.err(i, f"HTTP {status}: {raw[:300]!r}")
+        return False
+    try:
+        r = json.loads(raw)
+    except ValueError:
+        run.err(i, f"non-JSON body: {raw[:300]!r}")
+        return False
+    problems = []
+    if r.get("success") is not True:
+        problems.append(f"success={r.get('success')!r}")
+    if r.get("return_code") != 0:
+        problems.append(f"return_code={r.get('return_code')!r}")
+    if r.get("truncated"):
+        problems.append("truncated")
+    if r.get("output") != expect:
+        problems.append(f"output={r.get('output')!r} expected {expect!r}")
+    if problems:
+        run.err(i, "; ".join(problems) + f" (error={r.get('error')!r}, "
+                f"error_code={r.get('error_code')!r})")
+        return False
+    return True
+
+
+def lean_tunnel_worker(args, run, ctx, tag):
+    conn = None
+    head = (f"POST /api/clusters/{args.cluster}/kubectl HTTP/1.1\r\n"
+            f"Host: {args.host}:{args.port}\r\n"
+            f"Authorization: Bearer {args.key}\r\n"
+            "Content-Type: application/json\r\n")
+    while True:
+        i = run.take()
+        if i is None:
+            break
+        word = f"{tag}{i}"
+        body = json.dumps({"args": ["bench", word]}).encode()
+        raw_request = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        expect = f"bench {word}\n"
+        t0 = time.perf_counter()
+        try:
+            if conn is None:
+                conn = LeanHTTPS(args.host, args.port, ctx)
+            status, raw, close = conn.request(raw_request)
+            ms = (time.perf_counter() - t0) * 1000.0
+            if close:
+                conn.close()
+                conn = None
+        except Exception as e:  # noqa: BLE001 — every failure is reported
+            run.err(i, f"transport: {type(e).__name__}: {e}")
+            if conn is not None:
+                conn.close()
+            conn = None
+            continue
+        if check_result(run, i, status, raw, expect):
+            run.ok(ms)
+    if conn is not None:
+        conn.close()
+
+
+def spawn_capture(argv):
+    """(exit status, stdout, stderr) of argv, started with posix_spawn."""
+    out_r, out_w = os.pipe()  # close-on-exec: other threads' children never inherit them
+    err_r, err_w = os.pipe()
+    try:
+        pid = os.posix_spawn(argv[0], argv, os.environ,
+                             file_actions=[(os.POSIX_SPAWN_DUP2, out_w, 1),
+                                           (os.POSIX_SPAWN_DUP2, err_w, 2)])
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    chunks = {out_r: [], err_r: []}
+    try:
+        for fd in (out_r, err_r):  # small outputs: stderr cannot fill its pipe meanwhile
+            while True:
+                b = os.read(fd, 65536)
+                if not b:
+                    break
+                chunks[fd].append(b)
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    _, st = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(st), b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+
+def lean_direct_worker(args, run, ctx, tag):
+    while True:
+        i = run.take()
+        if i is None:
+            break
+        word = f"{tag}{i}"
+        expect = f"bench {word}\n".encode()
+        t0 = time.perf_counter()
+        try:
+            rc, out, _err = spawn_capture([args.program, "bench", word])
+        except Exception as e:  # noqa: BLE001
+            run.err(i, f"spawn: {type(e).__name__}: {e}")
+            continue
+        ms = (time.perf_counter() - t0) * 1000.0
+        if rc != 0 or out != expect:
+            run.err(i, f"rc={rc} stdout={out!r} expected {expect!r}")
+            continue
+        run.ok(ms)
 
 
 def tunnel_worker(args, run, ctx, tag):
@@ -139,7 +309,10 @@ def do_run(args, mode, conc, count, ctx, tag, run=None):
     if run is None:
         run = Run(mode, conc, 0)
     run.count += count
-    fn = tunnel_worker if mode == "tunnel" else direct_worker
+    if args.client == "lean":
+        fn = lean_tunnel_worker if mode == "tunnel" else lean_direct_worker
+    else:
+        fn = tunnel_worker if mode == "tunnel" else direct_worker
     threads = [threading.Thread(target=fn, args=(args, run, ctx, tag)) for _ in range(conc)]
     t0 = time.perf_counter()
     for t in threads:
@@ -200,6 +373,9 @@ def main():
     ap.add_argument("--tunnel-only", action="store_true",
                     help="a correctness check: tunnel mode only, one summary line per "
                          "concurrency, errors grouped by error_code")
+    ap.add_argument("--client", choices=("lean", "stdlib"), default="lean",
+                    help="lean: raw keep-alive TLS socket / posix_spawn in both arms; "
+                         "stdlib: http.client / subprocess.run in both arms")
     ap.add_argument("--server-pid", type=int, default=0)
     ap.add_argument("--agent-pid", type=int, default=0)
     args = ap.parse_args()
@@ -213,6 +389,7 @@ def main():
     rounds = max(1, min(args.rounds, args.count))
     by = {}
     cpu = {}  # conc -> (server ticks, agent ticks) spent during tunnel batches
+    client_cpu = {}  # (mode, conc) -> seconds of this client's own CPU (children excluded)
     all_errors = []
     for conc in concs:
         for mode in ("tunnel", "direct"):
@@ -229,7 +406,11 @@ def main():
                 r = runs[mode]  # indices continue across rounds: one distinct word per command
                 if mode == "tunnel":
                     s0, a0 = cpu_ticks(args.server_pid), cpu_ticks(args.agent_pid)
+                c0 = os.times()
                 do_run(args, mode, conc, n, ctx, "", r)
+                c1 = os.times()
+                client_cpu[(mode, conc)] = (client_cpu.get((mode, conc), 0.0)
+                                            + (c1.user - c0.user) + (c1.system - c0.system))
                 if mode == "tunnel":
                     sc += cpu_ticks(args.server_pid) - s0
                     ac += cpu_ticks(args.agent_pid) - a0
@@ -251,27 +432,39 @@ def main():
 
     print(f"{args.count} commands per row: {args.program} bench <i>, in {rounds} batches "
           "alternating tunnel/direct, after an unmeasured warm-up")
-    print("client: Python threads; tunnel = one kept-alive HTTPS connection per thread, "
-          "direct = subprocess.run")
+    if args.client == "lean":
+        print("client: Python threads, lean in both arms; tunnel = prebuilt request on one "
+              "kept-alive TLS socket per thread, direct = os.posix_spawn + pipes")
+    else:
+        print("client: Python threads; tunnel = http.client, one kept-alive HTTPS connection "
+              "per thread, direct = subprocess.run")
     hdr = (f"{'mode':<7} {'conc':>4} {'ok':>4} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} "
-           f"{'cmd/s':>8} | {'p50 x':>6} {'p99 x':>6} {'thru x':>6} | {'srv+agt CPU ms/cmd':>18}")
+           f"{'cmd/s':>8} | {'p50 x':>6} {'p99 x':>6} {'thru x':>6} | {'srv+agt CPU ms/cmd':>18}"
+           f" | {'client CPU':>10}")
     print(hdr)
     print("-" * len(hdr))
     for conc in concs:
         t, d = by[("tunnel", conc)], by[("direct", conc)]
         tp50, tp99, tthr = stats(t)
         dp50, dp99, dthr = stats(d)
+        def ccpu(mode, r):
+            return f"{1000.0 * client_cpu.get((mode, conc), 0.0) / max(1, r.count):.2f}"
         print(f"{'direct':<7} {conc:>4} {len(d.lat_ms):>4} {len(d.errors):>4} {dp50:>8.2f} "
-              f"{dp99:>8.2f} {dthr:>8.1f} | {'':>6} {'':>6} {'':>6} |")
+              f"{dp99:>8.2f} {dthr:>8.1f} | {'':>6} {'':>6} {'':>6} | {'':>18} | "
+              f"{ccpu('direct', d):>10}")
         sc, ac = cpu[conc]
         n = max(1, t.count)
         cpu_s = (f"{1000.0 * sc / hz / n:.2f}+{1000.0 * ac / hz / n:.2f}"
                  if args.server_pid and args.agent_pid else "-")
         print(f"{'tunnel':<7} {conc:>4} {len(t.lat_ms):>4} {len(t.errors):>4} {tp50:>8.2f} "
               f"{tp99:>8.2f} {tthr:>8.1f} | {ratio(tp50, dp50):>6.2f} {ratio(tp99, dp99):>6.2f} "
-              f"{ratio(tthr, dthr):>6.2f} | {cpu_s:>18}")
+              f"{ratio(tthr, dthr):>6.2f} | {cpu_s:>18} | {ccpu('tunnel', t):>10}")
     print("ratios are tunnel/direct (p50 x, p99 x: >1 = slower; thru x: <1 = fewer cmd/s); "
           "p99 = nearest rank")
+    print("added p50 (tunnel - direct): " + ", ".join(
+        f"c={c} {stats(by[('tunnel', c)])[0] - stats(by[('direct', c)])[0]:+.2f} ms"
+        for c in concs)
+        + "; client CPU = ms of this Python client's own CPU per command (children excluded)")
     print(f"errors: {len(all_errors)}")
     for mode, conc, phase, i, e in all_errors[:40]:
         print(f"  ERROR {mode} c={conc} {phase} #{i}: {e}")

@@ -10,6 +10,9 @@ DATA=${AURORA_DATA_DIR:-$PWD/data}
 PORT=${AURORA_PORT:-5080}
 HEALTH_PORT=${AURORA_HEALTH_PORT:-8080}
 export AURORA_DATA_DIR=$DATA AURORA_PORT=$PORT
+# The web console is served by the server itself: OAuth callbacks and chat
+# links (FRONTEND_URL/connectors, FRONTEND_URL/incidents/<id>) land on it.
+export FRONTEND_URL=${FRONTEND_URL:-https://localhost:$PORT}
 mkdir -p "$DATA"
 chmod 700 "$DATA"
 
@@ -116,6 +119,9 @@ CLUSTER=$(cat "$DATA/agent-cluster-id")
 cat <<MSG
 
 Aurora is running: server https://localhost:$PORT, agent connected as $CLUSTER.
+
+console: https://localhost:$PORT/  (sign in with API key: $API_KEY)
+
 Run a kubectl command through the tunnel:
 
   curl -sS --cacert $DATA/tls/server.crt -H "Authorization: Bearer \$(cat $DATA/admin-api-key)" \\

@@ -13,7 +13,8 @@
  * random hex digits.  Written into req->request_id. */
 void access_request_id(http_request *req);
 
-/* route: the matched pattern, or "unmatched"; status 499: the client closed
+/* route: the matched pattern, "console" (the web console's pages and
+ * files, console_static.h), or "unmatched"; status 499: the client closed
  * the connection before the answer was complete. */
 void access_log_request(const http_request *req, const char *route, int status, double seconds,
                         size_t bytes_out);

@@ -32,7 +32,9 @@ static void me(worker_ctx *w, http_request *req, http_response *resp)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "user_id", a->user_id);
     cJSON_AddStringToObject(o, "org_id", a->org_id);
-    cJSON_AddStringToObject(o, "auth", a->internal ? "internal_secret" : "api_key");
+    cJSON_AddStringToObject(o, "auth", a->internal  ? "internal_secret"
+                                       : a->session ? "console_session"
+                                                    : "api_key");
     if (a->key_id[0])
         cJSON_AddStringToObject(o, "key_id", a->key_id);
     cJSON *jo = cJSON_AddObjectToObject(o, "org");

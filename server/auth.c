@@ -1,9 +1,11 @@
-/* auth.c — API key (Authorization: Bearer) and internal-secret authentication. */
+/* auth.c — API key (Authorization: Bearer), internal-secret and console
+ * session cookie authentication. */
 #include "auth.h"
 
 #include <string.h>
 #include <strings.h>
 
+#include "console_session.h"
 #include "crypto.h"
 #include "http.h"
 #include "log.h"
@@ -138,6 +140,19 @@ int auth_authenticate(worker_ctx *w, http_request *req, int internal_only, http_
         return -1;
     }
     const char *authz = http_header_get(req, "authorization");
+    if (!authz) {
+        /* No Authorization header: the web console's session cookie, when
+         * the request carries one (an Authorization header always wins). */
+        int rc = console_session_authenticate(w, req, a, resp);
+        if (rc < 0)
+            return -1;
+        if (rc > 0) {
+            if (key_claims_match(req, a, resp) < 0)
+                return -1;
+            a->authenticated = 1;
+            return 0;
+        }
+    }
     if (!authz || strncasecmp(authz, "Bearer ", 7) != 0 || !authz[7]) {
         http_resp_error(resp, 401, "UNAUTHORIZED", "missing or invalid API key");
         return -1;
@@ -145,6 +160,16 @@ int auth_authenticate(worker_ctx *w, http_request *req, int internal_only, http_
     const char *key = authz + 7;
     while (*key == ' ')
         key++;
+    if (auth_api_key(w, key, a, resp) < 0)
+        return -1;
+    if (key_claims_match(req, a, resp) < 0)
+        return -1;
+    a->authenticated = 1;
+    return 0;
+}
+
+int auth_api_key(worker_ctx *w, const char *key, auth_ctx *a, http_response *resp)
+{
     char hash[65];
     token_hash(key, hash);
     store_api_key k;
@@ -160,9 +185,6 @@ int auth_authenticate(worker_ctx *w, http_request *req, int internal_only, http_
     snprintf(a->org_id, sizeof(a->org_id), "%s", k.org_id);
     snprintf(a->user_id, sizeof(a->user_id), "%s", k.user_id);
     snprintf(a->key_id, sizeof(a->key_id), "%s", k.id);
-    if (key_claims_match(req, a, resp) < 0)
-        return -1;
-    a->authenticated = 1;
     return 0;
 }
 

@@ -174,6 +174,8 @@ int cli_load_config(server_config *cfg)
     /* Before any command opens the store: every handle gets these limits. */
     db_set_limits((int)server_setting_int(cfg, "AURORA_DB_STATEMENT_TIMEOUT_MS"),
                   (int)server_setting_int(cfg, "AURORA_DB_CONNECT_TIMEOUT_MS"));
+    const char *dbsync = server_setting(cfg, "AURORA_DB_SYNC");
+    db_set_sync(dbsync && !strcmp(dbsync, "normal") ? DB_SYNC_NORMAL : DB_SYNC_FULL);
     /* Every command may be the first to touch the data directory (the
      * SQLite file, keys and certificate live there): create it, private. */
     if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {

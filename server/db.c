@@ -95,6 +95,12 @@ db_limits db_get_limits(void)
     return (db_limits){ .statement_ms = g_statement_ms, .connect_ms = g_connect_ms };
 }
 
+static _Atomic int g_sync = DB_SYNC_FULL;
+
+void db_set_sync(db_sync s) { g_sync = s == DB_SYNC_NORMAL ? DB_SYNC_NORMAL : DB_SYNC_FULL; }
+
+db_sync db_get_sync(void) { return g_sync == DB_SYNC_NORMAL ? DB_SYNC_NORMAL : DB_SYNC_FULL; }
+
 int64_t db_now_ms(void)
 {
     struct timespec ts;

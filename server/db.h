@@ -54,6 +54,18 @@ typedef struct {
 } db_limits;
 void db_set_limits(int statement_ms, int connect_ms);
 db_limits db_get_limits(void);
+
+/* What a commit promises (AURORA_DB_SYNC, process-wide, set once at
+ * start-up, read by every handle opened after):
+ *  - DB_SYNC_FULL: written to stable storage before the call returns;
+ *  - DB_SYNC_NORMAL: SQLite only (WAL, synchronous=NORMAL): in the OS page
+ *    cache when the call returns, on disk at the next checkpoint; survives a
+ *    crash of the process, a power loss may drop the last commits (the file
+ *    stays consistent).  Saves two fsyncs per command (its audit row).
+ * PostgreSQL follows its own server's synchronous_commit either way. */
+typedef enum { DB_SYNC_FULL = 0, DB_SYNC_NORMAL = 1 } db_sync;
+void db_set_sync(db_sync s);
+db_sync db_get_sync(void);
 /* Milliseconds on the monotonic clock (deadlines). */
 int64_t db_now_ms(void);
 

@@ -11,6 +11,12 @@
  * interrupts a statement still running at the deadline, so a database that
  * another process keeps locked, or a runaway statement, costs the caller a
  * bounded wait and DB_E_BUSY / DB_E_TIMEOUT instead of a hung worker.
+ *
+ * Prepared statements are kept per handle (STMT_CACHE of them, least
+ * recently used one replaced) and reset after each call rather than
+ * finalized: the store runs the same few statements per request, and
+ * parsing them again was a quarter of the SQLite time of a kubectl round
+ * trip (docs/performance.md).
  */
 #include "db.h"
 
@@ -26,8 +32,20 @@
  * nothing measurable. */
 #define PROGRESS_EVERY_OPS 1000
 
+/* Distinct statements kept prepared per handle: the hot path uses about a
+ * dozen; the rest (migrations, rare admin queries) come and go. */
+#define STMT_CACHE 48
+
+typedef struct {
+    char *sql;          /* the text as prepared (after rewrite_begin) */
+    sqlite3_stmt *st;
+    uint64_t last_used; /* db->uses at its last call */
+} cached_stmt;
+
 struct db {
     sqlite3 *h;
+    cached_stmt stmts[STMT_CACHE];
+    uint64_t uses;
     int statement_ms;    /* from db_get_limits() at open */
     int64_t deadline_ms; /* of the call in progress (db_now_ms clock) */
     int timed_out;       /* the progress handler interrupted it */
@@ -177,16 +195,33 @@ static const char *rewrite_begin(const char *sql)
     return sql;
 }
 
-static int prepare(db_t *db, const char *sql, const db_param *p, size_t np, sqlite3_stmt **out)
+/* Back into the cache, ready for its next call (bindings dropped: they
+ * point into the caller's strings). */
+static void release(sqlite3_stmt *st)
 {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* A prepared statement for sql: the cached one, or a new one put in the
+ * cache in place of the least recently used.  DB_OK or an error. */
+static int cached_prepare(db_t *db, const char *sql, sqlite3_stmt **out)
+{
+    cached_stmt *victim = &db->stmts[0];
+    db->uses++;
+    for (int i = 0; i < STMT_CACHE; i++) {
+        cached_stmt *c = &db->stmts[i];
+        if (c->sql && !strcmp(c->sql, sql)) {
+            c->last_used = db->uses;
+            *out = c->st;
+            return DB_OK;
+        }
+        if (!c->sql || (victim->sql && c->last_used < victim->last_used))
+            victim = c;
+    }
     sqlite3_stmt *st = NULL;
     const char *tail = NULL;
-    *out = NULL;
-    if (!sql)
-        return set_err(db, "sqlite: NULL statement"), DB_E_OTHER;
-    /* Preparing may already wait for a lock (the schema): the clock starts here. */
-    arm_deadline(db);
-    int rc = sqlite3_prepare_v2(db->h, rewrite_begin(sql), -1, &st, &tail);
+    int rc = sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail);
     if (rc != SQLITE_OK)
         return fail_rc(db, rc, "prepare");
     if (!st) /* only whitespace/comments */
@@ -196,10 +231,37 @@ static int prepare(db_t *db, const char *sql, const db_param *p, size_t np, sqli
         sqlite3_finalize(st);
         return set_err(db, "sqlite: more than one statement in one call"), DB_E_OTHER;
     }
+    char *copy = strdup(sql);
+    if (!copy) {
+        sqlite3_finalize(st);
+        return set_err(db, "sqlite: out of memory"), DB_E_OTHER;
+    }
+    if (victim->sql) {
+        sqlite3_finalize(victim->st);
+        free(victim->sql);
+    }
+    victim->sql = copy;
+    victim->st = st;
+    victim->last_used = db->uses;
+    *out = st;
+    return DB_OK;
+}
+
+static int prepare(db_t *db, const char *sql, const db_param *p, size_t np, sqlite3_stmt **out)
+{
+    sqlite3_stmt *st = NULL;
+    *out = NULL;
+    if (!sql)
+        return set_err(db, "sqlite: NULL statement"), DB_E_OTHER;
+    /* Preparing may already wait for a lock (the schema): the clock starts here. */
+    arm_deadline(db);
+    int rc = cached_prepare(db, rewrite_begin(sql), &st);
+    if (rc != DB_OK)
+        return rc;
     if ((size_t)sqlite3_bind_parameter_count(st) != np) {
         set_err(db, "sqlite: statement has %d placeholders, %zu values given",
                 sqlite3_bind_parameter_count(st), np);
-        sqlite3_finalize(st);
+        release(st);
         return DB_E_OTHER;
     }
     for (size_t i = 0; i < np; i++) {
@@ -218,13 +280,13 @@ static int prepare(db_t *db, const char *sql, const db_param *p, size_t np, sqli
             rc = sqlite3_bind_int64(st, idx, (sqlite3_int64)p[i].i);
             break;
         default:
-            sqlite3_finalize(st);
+            release(st);
             set_err(db, "sqlite: bad parameter type %d at %zu", (int)p[i].type, i + 1);
             return DB_E_OTHER;
         }
         if (rc != SQLITE_OK) {
             int e = fail_rc(db, rc, "bind");
-            sqlite3_finalize(st);
+            release(st);
             return e;
         }
     }
@@ -232,13 +294,14 @@ static int prepare(db_t *db, const char *sql, const db_param *p, size_t np, sqli
     return DB_OK;
 }
 
-/* Finalizes st; on a failed step the error is taken before finalizing. */
+/* Resets st for its next use; on a failed step the error is taken before
+ * resetting (which would repeat it). */
 static int finish(db_t *db, sqlite3_stmt *st, int rc, const char *what)
 {
     int e = DB_OK;
     if (rc != SQLITE_DONE)
         e = fail_rc(db, rc, what);
-    sqlite3_finalize(st);
+    release(st);
     return e;
 }
 
@@ -337,7 +400,7 @@ static int sqlite_query(db_t *db, const char *sql, const db_param *p, size_t np,
     return DB_OK;
 
 oom:
-    sqlite3_finalize(st);
+    release(st);
     free_cells(cells, ncells);
     set_err(db, "sqlite query: out of memory");
     return DB_E_OTHER;
@@ -361,6 +424,8 @@ static int pragma_value(db_t *db, const char *sql, char *buf, size_t cap)
     db_result_free(&r);
     return DB_OK;
 }
+
+static void sqlite_close(db_t *db);
 
 static int sqlite_open(const char *url, db_t **out, char *err, size_t errlen)
 {
@@ -414,10 +479,18 @@ static int sqlite_open(const char *url, db_t **out, char *err, size_t errlen)
         set_err(db, "sqlite: cannot enable WAL journal (got \"%s\")", val);
         e = DB_E_OTHER;
     }
+    /* FULL: every commit is fsynced before it returns (survives a power
+     * loss).  NORMAL, in WAL mode: a commit is in the OS's page cache when
+     * it returns, fsynced at the next checkpoint; it survives a crash of
+     * this process, never corrupts the file, but a power loss or kernel
+     * crash may drop the last commits.  AURORA_DB_SYNC chooses (db.h). */
+    if (e == DB_OK && !memory)
+        e = sqlite_exec(db, db_get_sync() == DB_SYNC_NORMAL ? "PRAGMA synchronous = NORMAL"
+                                                            : "PRAGMA synchronous = FULL",
+                        NULL, 0, NULL);
     if (e != DB_OK) {
         snprintf(err, errlen, "sqlite open %s: %s", path, db->err);
-        sqlite3_close(db->h);
-        free(db);
+        sqlite_close(db);
         return e;
     }
     *out = db;
@@ -428,8 +501,14 @@ static void sqlite_close(db_t *db)
 {
     if (!db)
         return;
-    /* Every statement is finalized before its call returns, so close cannot
-     * be refused for pending statements; close_v2 just to be safe. */
+    /* The cached statements are reset, not finalized: finalize them here, or
+     * close_v2 would keep the connection as a zombie. */
+    for (int i = 0; i < STMT_CACHE; i++) {
+        if (db->stmts[i].sql) {
+            sqlite3_finalize(db->stmts[i].st);
+            free(db->stmts[i].sql);
+        }
+    }
     sqlite3_close_v2(db->h);
     free(db);
 }

@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,10 +30,23 @@ typedef struct {
     size_t len, cap;
 } capture;
 
+/* A command's end waiting to be written to its audit row. */
+typedef struct audit_end {
+    store_audit_end row;
+    struct audit_end *next;
+} audit_end;
+
 struct exec_ctx {
     exec_limits *limits;
     tunnel_hub *tunnels;
     workers *pool;
+    /* Audit completions are written in batches: ends that arrive while a
+     * batch is queued or being written join the next one, so under load
+     * one transaction (one fsync with AURORA_DB_SYNC=full) closes many rows.
+     * At most one flush job is queued at a time. */
+    pthread_mutex_t audit_mu;
+    audit_end *audit_head, *audit_tail;
+    int audit_flush_queued;
 };
 
 typedef struct {
@@ -77,6 +91,7 @@ exec_ctx *exec_ctx_new(const server_config *cfg, tunnel_hub *tunnels, workers *p
     }
     x->tunnels = tunnels;
     x->pool = pool;
+    pthread_mutex_init(&x->audit_mu, NULL);
     return x;
 }
 
@@ -84,6 +99,15 @@ void exec_ctx_free(exec_ctx *x)
 {
     if (!x)
         return;
+    /* The workers are stopped: ends still here were never written; their
+     * rows stay "started" and are closed as interrupted by a later sweep. */
+    for (audit_end *a = x->audit_head, *next; a; a = next) {
+        next = a->next;
+        log_error("audit record %lld left 'started' (server stopping): outcome %s",
+                  (long long)a->row.id, a->row.outcome);
+        free(a);
+    }
+    pthread_mutex_destroy(&x->audit_mu);
     exec_limits_free(x->limits);
     free(x);
 }
@@ -158,23 +182,35 @@ static void audit_done(void *arg)
     free(a);
 }
 
-/* The end of a command whose "started" row exists. */
-typedef struct {
-    char org_id[STORE_ID_LEN];
-    int64_t id;
-    char outcome[32];
-    int return_code;
-    int64_t bytes, duration_ms, at;
-} audit_end;
+/* Rows closed per transaction at most: bounds the time the write lock is held. */
+#define AUDIT_BATCH_MAX 64
 
-static void audit_end_run(worker_ctx *w, void *arg)
+/* Worker: writes every pending end, AUDIT_BATCH_MAX per transaction. */
+static void audit_flush_run(worker_ctx *w, void *arg)
 {
-    audit_end *a = arg;
-    int rc = store_audit_complete(w->store, a->org_id, a->id, a->outcome, a->return_code, a->bytes,
-                                  a->duration_ms, a->at);
-    if (rc != STORE_OK)
-        log_error("audit record %lld: completing it (%s) failed: %s", (long long)a->id, a->outcome,
-                  rc == STORE_NOT_FOUND ? "no such row" : store_errmsg(w->store));
+    exec_ctx *x = arg;
+    pthread_mutex_lock(&x->audit_mu);
+    audit_end *list = x->audit_head;
+    x->audit_head = x->audit_tail = NULL;
+    x->audit_flush_queued = 0; /* ends from now on queue the next flush */
+    pthread_mutex_unlock(&x->audit_mu);
+    store_audit_end rows[AUDIT_BATCH_MAX];
+    while (list) {
+        size_t n = 0;
+        for (audit_end *a = list; a && n < AUDIT_BATCH_MAX; a = a->next)
+            rows[n++] = a->row;
+        int rc = store_audit_complete_many(w->store, rows, n);
+        for (size_t i = 0; i < n; i++) {
+            audit_end *a = list;
+            list = a->next;
+            int r = rc == STORE_OK ? rows[i].rc : STORE_ERR;
+            if (r != STORE_OK)
+                log_error("audit record %lld: completing it (%s) failed: %s", (long long)a->row.id,
+                          a->row.outcome,
+                          r == STORE_NOT_FOUND ? "no such row" : store_errmsg(w->store));
+            free(a);
+        }
+    }
 }
 
 /* Loop thread: the command's final audit outcome, written on a worker. */
@@ -187,22 +223,35 @@ static void audit_submit(const exec_spec *e, const char *outcome, int rc, int64_
     sm_command(e->kind, outcome, (double)duration_ms / 1000.0);
     sm_output_bytes(e->kind, bytes > 0 ? (size_t)bytes : 0);
     if (e->audit_id) {
+        exec_ctx *x = e->ctx;
         audit_end *a = calloc(1, sizeof(*a));
         if (!a)
             return;
-        snprintf(a->org_id, sizeof(a->org_id), "%s", e->org_id);
-        snprintf(a->outcome, sizeof(a->outcome), "%s", outcome);
-        a->id = e->audit_id;
-        a->return_code = rc;
-        a->bytes = bytes;
-        a->duration_ms = duration_ms;
-        a->at = (int64_t)time(NULL);
-        /* If this is dropped the row stays "started" and is closed as
-         * interrupted once this instance is gone: never lost. */
-        if (workers_submit(e->ctx->pool, WORKER_POOL_STORE, audit_end_run, free, a) < 0) {
-            log_error("audit record %lld left 'started' (worker queue full): outcome %s",
-                      (long long)a->id, outcome);
-            free(a);
+        snprintf(a->row.org_id, sizeof(a->row.org_id), "%s", e->org_id);
+        snprintf(a->row.outcome, sizeof(a->row.outcome), "%s", outcome);
+        a->row.id = e->audit_id;
+        a->row.return_code = rc;
+        a->row.bytes_out = bytes;
+        a->row.duration_ms = duration_ms;
+        a->row.ended_at = (int64_t)time(NULL);
+        pthread_mutex_lock(&x->audit_mu);
+        if (x->audit_tail)
+            x->audit_tail->next = a;
+        else
+            x->audit_head = a;
+        x->audit_tail = a;
+        int queue = !x->audit_flush_queued;
+        x->audit_flush_queued = 1;
+        pthread_mutex_unlock(&x->audit_mu);
+        /* If the flush cannot be queued the ends wait for the next one (or
+         * for exec_ctx_free); a row never completed stays "started" and is
+         * closed as interrupted once this instance is gone: never lost. */
+        if (queue && workers_submit(x->pool, WORKER_POOL_STORE, audit_flush_run, NULL, x) < 0) {
+            log_error("audit record %lld: completion delayed (worker queue full): outcome %s",
+                      (long long)e->audit_id, outcome);
+            pthread_mutex_lock(&x->audit_mu);
+            x->audit_flush_queued = 0;
+            pthread_mutex_unlock(&x->audit_mu);
         }
         return;
     }

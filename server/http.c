@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "access_log.h"
+#include "console_static.h"
 #include "log.h"
 #include "router.h"
 #include "server_metrics.h"
@@ -60,6 +61,7 @@ struct http_txn {
     double started;   /* sm_now() when the request line arrived */
     size_t bytes_out; /* body bytes written (access log) */
     int logged;       /* the access log line is written once */
+    int console;      /* answered by console_static.c (logged as route "console") */
 };
 
 static void log_txn(http_txn *t, int status);
@@ -649,6 +651,14 @@ static void dispatch(http_txn *t)
     /* Our own timers (exec deadlines) govern from here; lws must not drop the
      * connection while a worker or the agent is busy. */
     lws_set_timeout(t->wsi, NO_PENDING_TIMEOUT, 0);
+    /* The web console's pages and files (compiled in, no I/O): answered here,
+     * on the main listener only; every other path goes to the route table. */
+    if (!(g_ops_vhost && lws_get_vhost(t->wsi) == g_ops_vhost) &&
+        console_static_serve(&t->req, &t->resp)) {
+        t->console = 1;
+        respond_now(t);
+        return;
+    }
     t->route = router_match(&t->req, &t->resp);
     if (t->route && g_ops_vhost &&
         router_is_ops(t->route) != (lws_get_vhost(t->wsi) == g_ops_vhost)) {
@@ -808,8 +818,9 @@ int http_on_body_done(struct lws *wsi, struct http_conn *c)
 
 static unsigned char g_wbuf[LWS_PRE + WRITE_CHUNK + 64];
 
-static int write_headers(struct lws *wsi, http_txn *t, int status, const char *ctype,
-                         lws_filepos_t clen, int chunked)
+/* Builds the header block at g_wbuf + LWS_PRE; its end in *pp.  0 or -1. */
+static int build_headers(struct lws *wsi, http_txn *t, int status, const char *ctype,
+                         lws_filepos_t clen, int chunked, unsigned char **pp)
 {
     unsigned char *start = g_wbuf + LWS_PRE, *p = start, *end = g_wbuf + sizeof(g_wbuf) - 1;
     if (lws_add_http_common_headers(wsi, (unsigned int)status, ctype, clen, &p, end))
@@ -840,10 +851,49 @@ static int write_headers(struct lws *wsi, http_txn *t, int status, const char *c
                                         (int)strlen(t->resp.extra[i].value), &p, end))
             return -1;
     }
-    if (lws_finalize_write_http_header(wsi, start, &p, end))
+    if (lws_finalize_http_header(wsi, &p, end))
+        return -1;
+    *pp = p;
+    return 0;
+}
+
+static int write_headers(struct lws *wsi, http_txn *t, int status, const char *ctype,
+                         lws_filepos_t clen, int chunked)
+{
+    unsigned char *start = g_wbuf + LWS_PRE, *p;
+    if (build_headers(wsi, t, status, ctype, clen, chunked, &p) < 0)
+        return -1;
+    if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) != (int)(p - start))
         return -1;
     t->headers_sent = 1;
     return 0;
+}
+
+/* A small answer goes out whole: headers and body in one write, so one TLS
+ * record, one syscall and no second trip through the event loop (a kubectl
+ * result is typically a few hundred bytes).  1 when done this way, 0 when
+ * the answer does not fit (the caller writes it in steps), -1 on error. */
+static int write_fixed_whole(struct lws *wsi, http_txn *t, const char *ctype)
+{
+    http_response *r = &t->resp;
+    unsigned char *start = g_wbuf + LWS_PRE, *p;
+    size_t n = buf_pending(&r->body);
+    if (n > WRITE_CHUNK / 2)
+        return 0;
+    if (build_headers(wsi, t, r->status, ctype, (lws_filepos_t)n, 0, &p) < 0)
+        return -1;
+    if ((size_t)(g_wbuf + sizeof(g_wbuf) - p) < n)
+        return 0; /* unusually many headers: in steps */
+    memcpy(p, buf_head(&r->body), n);
+    size_t total = (size_t)(p - start) + n;
+    /* Written as headers: lws then does not count these bytes against the
+     * Content-Length it tracks (it would take the header bytes for body). */
+    if (lws_write(wsi, start, total, LWS_WRITE_HTTP_HEADERS) != (int)total)
+        return -1;
+    t->headers_sent = 1;
+    t->bytes_out += n;
+    buf_consume(&r->body, n);
+    return 1;
 }
 
 /* The access log line and metrics of a transaction, once.  status 0: the
@@ -853,7 +903,8 @@ static void log_txn(http_txn *t, int status)
     if (t->logged)
         return;
     t->logged = 1;
-    access_log_request(&t->req, t->route ? router_pattern(t->route) : "unmatched",
+    access_log_request(&t->req,
+                       t->route ? router_pattern(t->route) : t->console ? "console" : "unmatched",
                        status ? status : 499, sm_now() - t->started, t->bytes_out);
 }
 
@@ -880,8 +931,13 @@ static int write_fixed(struct lws *wsi, struct http_conn *c, http_txn *t)
     if (!t->headers_sent) {
         if (!r->status)
             r->status = 500;
-        if (write_headers(wsi, t, r->status, r->content_type ? r->content_type : "application/json",
-                          (lws_filepos_t)buf_pending(&r->body), 0) < 0)
+        const char *ctype = r->content_type ? r->content_type : "application/json";
+        int whole = write_fixed_whole(wsi, t, ctype);
+        if (whole < 0)
+            return -1;
+        if (whole)
+            return finish(wsi, c, t);
+        if (write_headers(wsi, t, r->status, ctype, (lws_filepos_t)buf_pending(&r->body), 0) < 0)
             return -1;
         if (buf_pending(&r->body) == 0)
             return finish(wsi, c, t);

@@ -32,6 +32,7 @@ typedef struct {
 typedef struct {
     int authenticated;
     int internal; /* trusted backend via X-Internal-Secret */
+    int session;  /* web console session cookie (console_session.h) */
     char org_id[STORE_ID_LEN];
     char user_id[STORE_ID_LEN];
     char key_id[STORE_ID_LEN];

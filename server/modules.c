@@ -14,6 +14,7 @@ void api_cloud_exec_register(void);
 void connectors_register(void);
 void incidents_register_routes(void); /* incidents.h */
 void kit_chat_register_routes(void);  /* connectors/kit_chat.h */
+void console_session_register(void);  /* console_session.h */
 
 static void (*const modules[])(void) = {
     auth_register,
@@ -28,6 +29,7 @@ static void (*const modules[])(void) = {
     connectors_register,
     incidents_register_routes,
     kit_chat_register_routes,
+    console_session_register,
 };
 
 void modules_register_all(void)

@@ -1154,6 +1154,47 @@ int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char 
     return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
 }
 
+static int abandon(store_t *s, int rc);
+static int commit(store_t *s, const char *what);
+
+int store_audit_complete_many(store_t *s, store_audit_end *ends, size_t n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!ends && n)
+        return serr(s, "store_audit_complete_many: missing argument");
+    if (n == 1) { /* no transaction of its own needed */
+        store_audit_end *e = &ends[0];
+        e->rc = store_audit_complete(s, e->org_id, e->id, e->outcome, e->return_code,
+                                     e->bytes_out, e->duration_ms, e->ended_at);
+        return e->rc == STORE_ERR ? STORE_ERR : STORE_OK;
+    }
+    if (n == 0)
+        return STORE_OK;
+    if (run_exec(s, "beginning audit completions", "BEGIN", NULL, 0, NULL) != STORE_OK)
+        return STORE_ERR;
+    for (size_t i = 0; i < n; i++) {
+        store_audit_end *e = &ends[i];
+        if (!e->org_id[0] || check_text(s, "outcome", e->outcome, sizeof(e->outcome), 1) ||
+            !strcmp(e->outcome, AUDIT_STARTED)) {
+            e->rc = STORE_ERR; /* refused before SQL: the others still go in */
+            continue;
+        }
+        int64_t changes = 0;
+        db_param p[] = { p_text(e->outcome),        DB_P_INT(e->return_code),
+                         DB_P_INT(e->bytes_out),    DB_P_INT(e->duration_ms),
+                         DB_P_INT(now_or_clock(e->ended_at)), DB_P_INT(e->id),
+                         p_text(e->org_id) };
+        if (run_exec(s, "completing audit record",
+                     "UPDATE audit_log SET outcome = ?, return_code = ?, bytes_out = ?,"
+                     " duration_ms = ?, ended_at = ? WHERE id = ? AND org_id = ?",
+                     p, 7, &changes))
+            return abandon(s, STORE_ERR);
+        e->rc = changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+    }
+    return commit(s, "committing audit completions");
+}
+
 int store_audit_query(store_t *s, const store_audit_filter *f, store_audit **out, size_t *n)
 {
     if (!s)

@@ -398,6 +398,20 @@ int store_audit_start(store_t *s, store_audit *a);
  * NOT_FOUND if no such row in that org. */
 int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char *outcome,
                          int return_code, int64_t bytes_out, int64_t duration_ms, int64_t now);
+/* Several completions in one transaction: one commit (one fsync under
+ * AURORA_DB_SYNC=full) for all of them.  Each item's result in its rc
+ * (STORE_OK, STORE_NOT_FOUND, or STORE_ERR for an invalid item, which is
+ * skipped); the call returns STORE_ERR if the transaction failed (then
+ * nothing of it is applied), else STORE_OK. */
+typedef struct {
+    char org_id[STORE_ID_LEN];
+    int64_t id;
+    char outcome[32];
+    int return_code;
+    int64_t bytes_out, duration_ms, ended_at;
+    int rc; /* set by the call */
+} store_audit_end;
+int store_audit_complete_many(store_t *s, store_audit_end *ends, size_t n);
 /* Newest first, at most `limit`; free with store_audit_list_free. */
 int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **out, size_t *n);
 /* Filters of store_audit_query; NULL/0 fields do not filter.  org_id NULL

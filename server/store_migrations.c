@@ -477,6 +477,26 @@ static const char *const m12_connection_owner[] = {
     NULL,
 };
 
+/* Web console sessions (issue 15, store_console.h): only the SHA-256 hex
+ * of the session id (the cookie) is stored.  key_id '' names a session the
+ * trusted backend's headers signed in.  No foreign key to orgs: a deleted
+ * organization takes its keys and members along, which ends its sessions
+ * (the lookup requires them), and the prune deletes the rows. */
+static const char *const m13_console_sessions[] = {
+    "CREATE TABLE console_sessions ("
+    " id_hash TEXT PRIMARY KEY,"
+    " org_id TEXT NOT NULL,"
+    " user_id TEXT NOT NULL,"
+    " key_id TEXT NOT NULL DEFAULT '',"
+    " csrf_token TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " last_seen_at BIGINT NOT NULL,"
+    " expires_at BIGINT NOT NULL)",
+    "CREATE INDEX console_sessions_expires_idx ON console_sessions (expires_at)",
+    "CREATE INDEX console_sessions_seen_idx ON console_sessions (last_seen_at)",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -491,6 +511,7 @@ static const migration migrations[] = {
     { 10, m10_incident_service_order },
     { 11, m11_chat },
     { 12, m12_connection_owner },
+    { 13, m13_console_sessions },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

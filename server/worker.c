@@ -80,6 +80,14 @@ static void *worker_main(void *p)
         wp->running++;
         pthread_mutex_unlock(&wp->mu);
         j->run(w, j->arg);
+        if (!j->done) {
+            /* Nothing to run on the loop (an audit flush): waking it would
+             * only cost an eventfd write and a loop pass per command. */
+            free(j);
+            pthread_mutex_lock(&wp->mu);
+            wp->running--;
+            continue;
+        }
         pthread_mutex_lock(&wp->mu);
         wp->running--;
         list_push(&wp->finished, j);

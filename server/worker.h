@@ -76,7 +76,8 @@ workers *workers_new(const workers_opts *o, char *err, size_t errlen);
 int workers_start(workers *wp, struct exec_ctx *exec, struct tunnel_hub *tunnels, char *err,
                   size_t errlen);
 /* Loop thread only.  0 on success, -1 when the queue is full, the pool has
- * not started or is stopping. */
+ * not started or is stopping.  done may be NULL: the job then ends on its
+ * worker and the loop is not woken for it. */
 int workers_submit(workers *wp, worker_pool pool, job_run_fn run, job_done_fn done, void *arg);
 /* Loop thread: run the done() of every finished job. */
 void workers_drain_completions(workers *wp);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# run-all.sh — unit tests (build/asan/tests/test_*), integration tests and the Helm
-# chart tests, the three at once, then a short run of every fuzz target
+# run-all.sh — unit tests (build/asan/tests/test_*), integration tests, the Helm
+# chart tests and the console's browser tests (tests/run-browser.sh), the four at
+# once, then a short run of every fuzz target
 # (build/fuzz/fuzz_*); the last line is the total `N passed, M failed`;
 # exit status 1 if anything failed.
 set -uo pipefail
@@ -13,7 +14,7 @@ shopt -s nullglob
 units=(build/asan/tests/test_*)
 shopt -u nullglob
 
-# The three parts run at the same time (each also runs its own programs in
+# The four parts run at the same time (each also runs its own programs in
 # parallel); each part's output is printed in one piece, in this order.
 pids=()
 tests/run-unit.sh "${units[@]}" >"$work/unit" 2>&1 &
@@ -22,6 +23,8 @@ tests/run-integration.sh >"$work/integration" 2>&1 &
 pids+=($!)
 tests/chart/run.sh >"$work/chart" 2>&1 &
 pids+=($!)
+tests/run-browser.sh >"$work/browser" 2>&1 &
+pids+=($!)
 stop_parts() {
   if [ ${#pids[@]} -gt 0 ]; then kill "${pids[@]}" 2>/dev/null; wait; fi
   rm -rf "$work"
@@ -29,7 +32,7 @@ stop_parts() {
 trap stop_parts EXIT
 trap 'exit 130' INT TERM
 i=0
-for part in unit integration chart; do
+for part in unit integration chart browser; do
   wait "${pids[$i]}"
   cat "$work/$part"
   i=$((i + 1))
@@ -41,7 +44,7 @@ tests/run-fuzz.sh 2>&1 | tee "$work/fuzz"
 
 total_pass=0
 total_fail=0
-for part in unit integration chart fuzz; do
+for part in unit integration chart browser fuzz; do
   summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$work/$part" | tail -n1)
   if [ -z "$summary" ]; then
     echo "run-all: the $part tests printed no summary"

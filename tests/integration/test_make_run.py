@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 
-from harness import ROOT, check, contains, eq, free_port, main, test, wait_until
+from harness import ROOT, check, contains, eq, free_port, main, procs_matching, test, wait_until
 
 SCRIPT = os.path.join(ROOT, "scripts", "run-local.sh")
 REL = os.path.join(ROOT, "build", "rel")
@@ -57,6 +57,40 @@ def printed_curl(banner):
     return m.group(1)
 
 
+def check_console_line(banner, data, port):
+    """The banner names the web console and the key to sign in with; the page
+    answers there, the key signs in, and FRONTEND_URL (where OAuth callbacks
+    send the browser back) is the server's own URL."""
+    m = re.search(r"^console: (https://localhost:(\d+)/)  \(sign in with API key: (\S+)\)$",
+                  banner, re.M)
+    check(m, "no console line in the banner", banner)
+    url, key = m.group(1), m.group(3)
+    eq(int(m.group(2)), port, "the console is on the server's port")
+    eq(key, open(os.path.join(data, "admin-api-key")).read().strip(), "the admin key")
+    ca = os.path.join(data, "tls", "server.crt")
+    page = subprocess.run(["curl", "-sS", "-i", "--cacert", ca, url], capture_output=True,
+                          timeout=30).stdout.decode()
+    contains(page, "content-security-policy:", "the console page with its CSP")
+    contains(page, "<!doctype html>", "the console page")
+    r = subprocess.run(["curl", "-sS", "--cacert", ca, "-H", "Content-Type: application/json",
+                        "-d", '{"api_key":"%s"}' % key, url + "api/console/session"],
+                       capture_output=True, timeout=30).stdout.decode()
+    contains(r, '"csrf_token"', "the printed key signs in")
+    servers = [pid for pid, cmd in procs_matching("aurora-server serve")
+               if ("AURORA_DATA_DIR=%s\0" % data).encode() in environ(pid)]
+    eq(len(servers), 1, "the run's server process")
+    check(("FRONTEND_URL=https://localhost:%d\0" % port).encode() in environ(servers[0]),
+          "FRONTEND_URL is the server's own URL")
+
+
+def environ(pid):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return f.read() + b"\0"
+    except OSError:
+        return b""
+
+
 def run_printed(cmd):
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=60, cwd=ROOT)
     return r.stdout.decode()
@@ -72,6 +106,7 @@ def printed_command_works_and_a_revoked_token_is_replaced(t):
     cmd = printed_curl(banner)
     out = run_printed(cmd)
     contains(out, '"return_code":0', "the printed command runs kubectl through the tunnel")
+    check_console_line(banner, data, port)
     cluster = open(os.path.join(data, "agent-cluster-id")).read().strip()
     contains(cmd, cluster, "the command names the local cluster")
 

@@ -251,6 +251,35 @@ static void test_services_reach_jobs(void **state)
     fixture_free(fx);
 }
 
+/* A job without done(): it runs once on a worker, and the loop is not woken
+ * for it (an audit flush must not cost the loop a pass per command). */
+static void test_job_without_done(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(1, 0);
+    fixture_start(fx, NULL, NULL);
+    enum { N = 20 };
+    job_rec recs[N];
+    for (int i = 0; i < N; i++) {
+        recs[i] = (job_rec){ .fx = fx, .pool = WORKER_POOL_STORE };
+        assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, NULL, &recs[i]), 0);
+    }
+    /* One job with done() behind them: when it is back, the single worker
+     * has run every earlier one (one thread takes them in order). */
+    job_rec last = { .fx = fx, .pool = WORKER_POOL_STORE };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &last), 0);
+    loop_until(fx, rec_done, &last);
+    assert_int_equal(fx->bad, 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(recs[i].runs, 1);
+    pthread_mutex_lock(&fx->mu);
+    assert_int_equal(fx->wakeups, 1); /* only for the job with done() */
+    assert_int_equal(fx->done, 1);
+    pthread_mutex_unlock(&fx->mu);
+    assert_int_equal(workers_backlog(fx->wp), 0);
+    fixture_free(fx);
+}
+
 /* Every store worker stuck (a stalled database): the outbound and the probe
  * pool still answer, each on its own threads. */
 static void test_pools_apart(void **state)
@@ -440,6 +469,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jobs_run_on_workers),
         cmocka_unit_test(test_services_reach_jobs),
+        cmocka_unit_test(test_job_without_done),
         cmocka_unit_test(test_pools_apart),
         cmocka_unit_test(test_bounded_queue),
         cmocka_unit_test(test_stop_with_queued_jobs),

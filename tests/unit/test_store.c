@@ -39,7 +39,7 @@ static pg_server g_pg;
 static int g_pg_schemas;
 #define PG_DB "aurora_test"
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 12
+#define SCHEMA_LATEST 13
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
@@ -1233,6 +1233,60 @@ static void test_audit_query_and_prune(void **state)
     assert_int_equal(store_audit_query(s, &all, &rows, &n), STORE_OK);
     assert_int_equal(n, 3); /* 1020, 1020 and the started row */
     store_audit_list_free(rows, n);
+}
+
+/* Completions written together: each row gets its own end, a wrong org or
+ * unknown id is reported per item and does not stop the others, and an
+ * invalid item is skipped. */
+static void test_audit_complete_many(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A"), b = new_org(s, "B");
+    int64_t ids[3];
+    for (int i = 0; i < 3; i++) {
+        store_audit st = audit_for(a.id, "[\"kubectl\",\"get\"]", 0);
+        assert_int_equal(store_audit_start(s, &st), STORE_OK);
+        ids[i] = st.id;
+    }
+    store_audit_end ends[5];
+    memset(ends, 0, sizeof(ends));
+    for (int i = 0; i < 5; i++) {
+        snprintf(ends[i].org_id, sizeof(ends[i].org_id), "%s", a.id);
+        snprintf(ends[i].outcome, sizeof(ends[i].outcome), "ok");
+        ends[i].id = ids[i < 3 ? i : 0];
+        ends[i].return_code = i;
+        ends[i].bytes_out = 100 + i;
+        ends[i].duration_ms = 10 + i;
+        ends[i].ended_at = 7000 + i;
+    }
+    snprintf(ends[1].outcome, sizeof(ends[1].outcome), "failed");
+    snprintf(ends[3].org_id, sizeof(ends[3].org_id), "%s", b.id); /* another org's row */
+    snprintf(ends[4].outcome, sizeof(ends[4].outcome), "started"); /* not an end */
+    assert_int_equal(store_audit_complete_many(s, ends, 5), STORE_OK);
+    assert_int_equal(ends[0].rc, STORE_OK);
+    assert_int_equal(ends[1].rc, STORE_OK);
+    assert_int_equal(ends[2].rc, STORE_OK);
+    assert_int_equal(ends[3].rc, STORE_NOT_FOUND);
+    assert_int_equal(ends[4].rc, STORE_ERR);
+
+    store_audit *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_audit_list(s, a.id, 10, &list, &n), STORE_OK);
+    assert_int_equal(n, 3);
+    for (size_t k = 0; k < n; k++) {
+        int i = list[k].id == ids[0] ? 0 : list[k].id == ids[1] ? 1 : 2;
+        assert_int_equal(list[k].id, ids[i]);
+        assert_string_equal(list[k].outcome, i == 1 ? "failed" : "ok");
+        assert_int_equal(list[k].return_code, i);
+        assert_int_equal(list[k].bytes_out, 100 + i);
+        assert_int_equal(list[k].duration_ms, 10 + i);
+        assert_int_equal(list[k].ended_at, 7000 + i);
+    }
+    store_audit_list_free(list, n);
+    /* One item, and none. */
+    assert_int_equal(store_audit_complete_many(s, ends + 3, 1), STORE_OK);
+    assert_int_equal(ends[3].rc, STORE_NOT_FOUND);
+    assert_int_equal(store_audit_complete_many(s, NULL, 0), STORE_OK);
 }
 
 static void test_audit_lifecycle(void **state)
@@ -2893,6 +2947,7 @@ int main(void)
         BOTH(test_audit),
         BOTH(test_audit_query_and_prune),
         BOTH(test_audit_lifecycle),
+        BOTH(test_audit_complete_many),
         DURABLE(test_audit_sweep),
         DURABLE(test_audit_upgrade_from_v2),
         DURABLE(test_identity_upgrade_from_v3),

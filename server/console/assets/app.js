@@ -1,0 +1,189 @@
+// app.js — the console's shell: session check, sign-in, navigation and the
+// history-API router. Every page lives in its own module and exports
+// render(main, params, query) → optional cleanup function (timers, streams).
+import { h, clear, field, errorBox, announce } from './dom.js';
+import { loadSession, signIn, signOut, session, setUnauthorizedHandler } from './api.js';
+import * as connectors from './connectors.js';
+import * as clusters from './clusters.js';
+import * as run from './run.js';
+import * as audit from './audit.js';
+import * as incidents from './incidents.js';
+
+const routes = [
+  { re: /^\/(?:connectors)?$/, nav: 'connectors', page: connectors.render, title: 'Connectors' },
+  { re: /^\/clusters$/, nav: 'clusters', page: clusters.renderList, title: 'Kubernetes' },
+  { re: /^\/clusters\/([^/]+)$/, nav: 'clusters', page: clusters.renderDetail, title: 'Cluster' },
+  { re: /^\/run$/, nav: 'run', page: run.render, title: 'Run' },
+  { re: /^\/audit$/, nav: 'audit', page: audit.render, title: 'Audit' },
+  { re: /^\/incidents$/, nav: 'incidents', page: incidents.renderList, title: 'Incidents' },
+  { re: /^\/incidents\/([^/]+)$/, nav: 'incidents', page: incidents.renderDetail, title: 'Incident' },
+];
+
+const main = document.getElementById('main');
+let cleanup = null;
+
+export function navigate(path, opts = {}) {
+  if (opts.replace) history.replaceState(null, '', path);
+  else history.pushState(null, '', path);
+  route();
+}
+
+function setChrome(signedIn) {
+  document.getElementById('nav').hidden = !signedIn;
+  document.getElementById('account').hidden = !signedIn;
+  document.getElementById('who').textContent = signedIn ? `${session.user_id} · ${session.org_id}` : '';
+}
+
+function focusHeading() {
+  const h1 = main.querySelector('h1');
+  if (h1) {
+    h1.setAttribute('tabindex', '-1');
+    h1.focus({ preventScroll: false });
+  }
+}
+
+async function route() {
+  if (cleanup) { try { cleanup(); } catch (_) { /* page already gone */ } cleanup = null; }
+  const path = location.pathname.replace(/\/+$/, '') || '/';
+  const query = new URLSearchParams(location.search);
+  if (path === '/signin' || !session.csrf) {
+    renderSignIn(query.get('next'), query.get('reason'));
+    return;
+  }
+  const r = routes.find((x) => x.re.test(path));
+  for (const a of document.querySelectorAll('[data-nav]')) {
+    if (r && a.dataset.nav === r.nav) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  clear(main);
+  if (!r) {
+    document.title = 'Not found · Aurora';
+    main.append(h('h1', {}, 'Page not found'),
+      h('p', {}, 'Nothing lives at this address. ', h('a', { href: '/connectors' }, 'Go to Connectors'), '.'));
+    focusHeading();
+    return;
+  }
+  document.title = `${r.title} · Aurora`;
+  const params = path.match(r.re).slice(1).map(decodeURIComponent);
+  try {
+    cleanup = r.page(main, params, query) || null;
+  } catch (e) {
+    main.append(errorBox(e, 'This page failed to load.'));
+  }
+  focusHeading();
+}
+
+function renderSignIn(nextArg, reason) {
+  setChrome(false);
+  let next = nextArg;
+  if (location.pathname !== '/signin') {
+    const here = location.pathname + location.search;
+    next = here;
+    history.replaceState(null, '', '/signin?next=' + encodeURIComponent(here) +
+      (reason ? '&reason=' + encodeURIComponent(reason) : ''));
+  }
+  document.title = 'Sign in · Aurora';
+  clear(main);
+  const key = h('input', { type: 'password', name: 'api_key', autocomplete: 'off', required: true,
+    spellcheck: 'false', autocapitalize: 'off' });
+  const err = h('div', { class: 'form-error' });
+  const btn = h('button', { type: 'submit', class: 'btn primary' }, 'Sign in');
+  const form = h('form', { class: 'card signin', novalidate: true },
+    field('API key', key, ['A key from ', h('code', {}, 'aurora-server admin create-key'), ' (or the one ', h('code', {}, 'make run'), ' printed).']),
+    err, btn);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clear(err);
+    if (!key.value.trim()) {
+      err.append(errorBox(new Error('Enter your API key.')));
+      key.focus();
+      return;
+    }
+    btn.disabled = true;
+    btn.textContent = 'Signing in…';
+    try {
+      await signIn(key.value.trim());
+      key.value = '';
+      setChrome(true);
+      announce('Signed in');
+      const dest = next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/signin')
+        ? next : '/connectors';
+      navigate(dest, { replace: true });
+    } catch (e) {
+      let msg = e;
+      if (e.status === 401) msg = Object.assign(new Error('That API key was not accepted.'), { code: e.code });
+      else if (e.status === 429) msg = Object.assign(new Error('Too many sign-in attempts. Wait a minute and try again.'), { code: e.code });
+      err.append(errorBox(msg));
+      key.focus();
+    } finally {
+      btn.disabled = false;
+      btn.textContent = 'Sign in';
+    }
+  });
+  main.append(h('div', { class: 'signin-wrap' },
+    h('h1', {}, 'Sign in to Aurora'),
+    reason === 'expired' ? h('p', { class: 'alert alert-info', role: 'status' }, 'Your session ended. Sign in again.') : null,
+    form));
+  key.focus();
+}
+
+// Links inside the console navigate without a reload.
+document.addEventListener('click', (ev) => {
+  const a = ev.target.closest && ev.target.closest('a');
+  if (!a || ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
+  if (a.target || a.hasAttribute('download') || (a.getAttribute('href') || '').startsWith('#')) return;
+  const url = new URL(a.href, location.href);
+  if (url.origin !== location.origin) return;
+  if (!/^\/(connectors|clusters|run|audit|incidents|signin)?(\/|$)/.test(url.pathname)) return;
+  ev.preventDefault();
+  navigate(url.pathname + url.search);
+});
+window.addEventListener('popstate', route);
+
+document.getElementById('signout').addEventListener('click', async () => {
+  try { await signOut(); } catch (_) { /* the cookie is cleared server-side or already gone */ }
+  setChrome(false);
+  navigate('/signin', { replace: true });
+  announce('Signed out');
+});
+
+setUnauthorizedHandler(() => {
+  if (!session.csrf) return;
+  session.csrf = null;
+  // stop the page's timers and streams and close its dialogs first
+  if (cleanup) { try { cleanup(); } catch (_) { /* page already gone */ } cleanup = null; }
+  setChrome(false);
+  renderSignIn(location.pathname + location.search, 'expired');
+});
+
+// An OAuth popup comes back to FRONTEND_URL/connectors?provider=X&status=Y:
+// hand the result to the window that opened it and close, before anything
+// else (it needs no session of its own).
+function oauthPopupLanded() {
+  const q = new URLSearchParams(location.search);
+  if (location.pathname !== '/connectors' || !q.get('provider') || !window.opener || window.opener.closed) return false;
+  const result = { provider: q.get('provider'), status: q.get('status') };
+  try { window.opener.postMessage({ aurora_oauth: result }, location.origin); } catch (_) { return false; }
+  clear(main);
+  main.append(h('h1', {}, `${result.provider}: ${result.status || 'done'}`), h('p', {}, 'You can close this window.'));
+  window.close();
+  return true;
+}
+
+async function boot() {
+  if (oauthPopupLanded()) return;
+  try {
+    const s = await loadSession();
+    setChrome(!!s);
+  } catch (e) {
+    clear(main);
+    main.append(h('h1', {}, 'Aurora console'), errorBox(e, 'The server did not answer.'));
+    return;
+  }
+  if (session.csrf && location.pathname === '/signin') {
+    const next = new URLSearchParams(location.search).get('next');
+    history.replaceState(null, '', next && next.startsWith('/') && !next.startsWith('//') ? next : '/connectors');
+  }
+  route();
+}
+boot();

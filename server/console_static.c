@@ -1,0 +1,172 @@
+/* console_static.c — the console's pages and files (console_static.h). */
+#include "console_static.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "console_assets.h"
+#include "crypto.h"
+#include "http.h"
+
+#define ASSET_PREFIX "/console/"
+#define ID_SEGMENT_MAX 128
+
+/* Strong validators: the first 16 bytes of each file's SHA-256, quoted.
+ * Computed once; the files never change while the binary runs. */
+typedef char etag_t[2 + 32 + 1];
+static etag_t *g_etags;
+static pthread_once_t g_etags_once = PTHREAD_ONCE_INIT;
+
+static void etags_compute(void)
+{
+    etag_t *e = calloc(console_assets_count ? console_assets_count : 1, sizeof(etag_t));
+    if (!e)
+        return; /* served without validators */
+    for (unsigned i = 0; i < console_assets_count; i++) {
+        unsigned char h[32];
+        crypto_sha256(console_assets[i].data, console_assets[i].size, h);
+        e[i][0] = '"';
+        crypto_hex(h, 16, e[i] + 1);
+        e[i][33] = '"';
+        e[i][34] = '\0';
+    }
+    g_etags = e;
+}
+
+static int asset_index(const char *name)
+{
+    for (unsigned i = 0; i < console_assets_count; i++)
+        if (!strcmp(console_assets[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+/* One path segment of an id in a page route (/clusters/{id}): the ids the
+ * API hands out, nothing that could mean another path. */
+static int id_segment(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > ID_SEGMENT_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-' || s[i] == '.'))
+            return 0;
+    return 1;
+}
+
+int console_is_page(const char *path)
+{
+    static const char *const pages[] = { "/",     "/connectors", "/clusters", "/run",
+                                         "/audit", "/incidents",  "/signin" };
+    static const char *const with_id[] = { "/clusters/", "/incidents/" };
+    for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
+        if (!strcmp(path, pages[i]))
+            return 1;
+    for (size_t i = 0; i < sizeof(with_id) / sizeof(with_id[0]); i++) {
+        size_t n = strlen(with_id[i]);
+        if (!strncmp(path, with_id[i], n) && id_segment(path + n))
+            return 1;
+    }
+    return 0;
+}
+
+const char *console_content_type(const char *name)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        { ".html", "text/html; charset=utf-8" },
+        { ".js", "text/javascript; charset=utf-8" },
+        { ".css", "text/css; charset=utf-8" },
+        { ".svg", "image/svg+xml" },
+        { ".png", "image/png" },
+        { ".ico", "image/x-icon" },
+        { ".json", "application/json" },
+        { ".txt", "text/plain; charset=utf-8" },
+        { ".woff2", "font/woff2" },
+    };
+    const char *dot = strrchr(name, '.');
+    for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
+        if (!strcasecmp(dot, types[i].ext))
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+static void security_headers(http_response *resp)
+{
+    http_resp_add_header(resp, "content-security-policy", CONSOLE_CSP);
+    http_resp_add_header(resp, "x-content-type-options", "nosniff");
+    http_resp_add_header(resp, "x-frame-options", "DENY");
+    http_resp_add_header(resp, "referrer-policy", "same-origin");
+}
+
+/* Does If-None-Match (a list of entity tags, or "*") name etag? */
+static int etag_listed(const char *inm, const char *etag)
+{
+    if (!inm)
+        return 0;
+    size_t el = strlen(etag);
+    for (const char *p = inm; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!strncmp(p, "W/", 2))
+            p += 2; /* weak comparison (RFC 9110 13.1.2) */
+        size_t n = strcspn(p, ",");
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if ((n == 1 && *p == '*') || (n == el && !strncmp(p, etag, el)))
+            return 1;
+        p += strcspn(p, ",");
+    }
+    return 0;
+}
+
+static void serve_asset(const http_request *req, http_response *resp, int idx)
+{
+    const console_asset *a = &console_assets[idx];
+    pthread_once(&g_etags_once, etags_compute);
+    buf_reset(&resp->body);
+    security_headers(resp);
+    /* No long caching: the names carry no version, so a browser asks again
+     * and gets a 304 while the file is unchanged. */
+    http_resp_add_header(resp, "cache-control", "no-cache");
+    resp->content_type = console_content_type(a->name);
+    if (g_etags) {
+        http_resp_add_header(resp, "etag", g_etags[idx]);
+        if (etag_listed(http_header_get(req, "if-none-match"), g_etags[idx])) {
+            resp->status = 304;
+            return;
+        }
+    }
+    resp->status = 200;
+    if (buf_append(&resp->body, a->data, a->size) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+    }
+}
+
+int console_static_serve(const http_request *req, http_response *resp)
+{
+    if (req->method != HTTP_GET || !req->path)
+        return 0;
+    const char *path = req->path;
+    int idx;
+    if (console_is_page(path)) {
+        idx = asset_index("index.html");
+    } else if (!strncmp(path, ASSET_PREFIX, strlen(ASSET_PREFIX))) {
+        /* Only a compiled-in file's exact name: no directory, nothing
+         * relative, nothing read from disk — there is nothing to traverse. */
+        idx = asset_index(path + strlen(ASSET_PREFIX));
+    } else {
+        return 0;
+    }
+    if (idx < 0) {
+        http_resp_error(resp, 404, "NOT_FOUND", "no such console file");
+        security_headers(resp);
+        return 1;
+    }
+    serve_asset(req, resp, idx);
+    return 1;
+}

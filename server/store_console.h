@@ -1,0 +1,52 @@
+/* store_console.h — web console sessions (migration 13, console_sessions).
+ *
+ * One row per signed-in browser.  The session id itself (the cookie) is
+ * never stored: the row is found by its SHA-256 hex, so a copy of the
+ * database signs nobody in.  A row names who the session speaks for (org,
+ * user, and the API key it was exchanged for; key_id '' when the trusted
+ * backend's headers signed it in) and the CSRF token its writes must carry.
+ *
+ * A session lives until expires_at (absolute) and while used at least
+ * every `idle` seconds (console_cookie.h), and only while what signed it
+ * in still stands: the API key not revoked nor deleted (for a backend
+ * session: the user still a member of the org).  Rows past any of these
+ * are never returned, and the periodic prune deletes them. */
+#ifndef AURORA_STORE_CONSOLE_H
+#define AURORA_STORE_CONSOLE_H
+
+#include <stdint.h>
+
+#include "store.h"
+
+#define STORE_CSRF_LEN 64
+
+typedef struct {
+    char org_id[STORE_ID_LEN];
+    char user_id[STORE_ID_LEN];
+    char key_id[STORE_ID_LEN]; /* "" : signed in by the trusted backend */
+    char csrf_token[STORE_CSRF_LEN];
+    int64_t created_at;
+    int64_t last_seen_at;
+    int64_t expires_at;
+} store_console_session;
+
+/* Inserts the session whose id hashes to id_hash (SHA-256 hex). */
+int store_console_session_create(store_t *s, const char *id_hash, const store_console_session *c);
+/* The live session of id_hash at `now` (idle: the idle timeout, seconds),
+ * marked used at now (last_seen_at, returned so).  NOT_FOUND when there is
+ * none, it expired, or its key or membership is gone. */
+int store_console_session_use(store_t *s, const char *id_hash, int64_t now, int64_t idle,
+                              store_console_session *out);
+/* Deletes the row (sign-out); NOT_FOUND when there was none. */
+int store_console_session_delete(store_t *s, const char *id_hash);
+/* Deletes every session that can no longer be used at now: expired,
+ * idle for `idle` seconds, or whose key or membership is gone.
+ * *deleted (may be NULL): rows deleted. */
+int store_console_session_prune(store_t *s, int64_t now, int64_t idle, int64_t *deleted);
+
+/* Deletes the rate-limit counters (store_rate_take) whose key starts with
+ * prefix and whose window started before `before`: the failed sign-in
+ * counters of addresses that stopped trying.  *deleted may be NULL. */
+int store_console_signin_forget(store_t *s, const char *prefix, int64_t before, int64_t *deleted);
+
+#endif

@@ -1,0 +1,641 @@
+#!/usr/bin/env node
+// test_console.mjs — the web console (issue 15) in a real browser: Debian's
+// chromium, headless, driven by playwright-core, against the real
+// aurora-server (build/asan) and real aurora-agent processes on loopback.
+// Peers: tests/fixtures/gcp_fixture.py (Google's token endpoint and Cloud
+// Resource Manager), tests/fixtures/oauth_google.js (oauth2-mock-server playing
+// Google's OAuth) and tests/fixtures/kubectl_stream.sh (stands in for kubectl).
+//
+//   node tests/browser/test_console.mjs [name-filter ...]
+//
+// The last line is `N passed, M failed`. Nothing here sleeps for something to
+// happen: every wait is for a selector, a state or an API answer, with a deadline.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { World, waitFor, ROOT } from './world.mjs';
+import { test, run } from './runner.mjs';
+
+const TOKEN_RE = /^aurora_kubectl_[A-Za-z0-9_-]{64}$/;
+const SHARED = {};
+const SESSION = /\/api\/console\/session$/;
+
+async function signIn(page, world) {
+  await page.goto(`${world.origin}/connectors`);
+  await page.waitForURL(/\/signin/);
+  await page.getByLabel('API key').fill(world.apiKey);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Connectors' }).waitFor();
+}
+
+async function stateOf(locator) {
+  return locator.locator('.state').first().getAttribute('data-state');
+}
+
+// ---------------------------------------------------------------------------
+test('keyboard_only_sign_in_and_out', async (t) => {
+  const ctx = await t.context();
+  const page = await t.page(ctx);
+  t.allowHttp(SESSION, 401); // GET before signing in, and the wrong key below
+  await page.goto(`${t.world.origin}/`);
+  await page.waitForURL(/\/signin\?next=/);
+  // the key field has focus on arrival; everything below is keys only
+  await page.getByRole('heading', { name: 'Sign in to Aurora' }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement && document.activeElement.name), 'api_key', 'focus starts in the API key field');
+  await page.keyboard.type('aurora_not_a_real_key');
+  await page.keyboard.press('Enter');
+  await page.getByRole('alert').filter({ hasText: 'That API key was not accepted.' }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.name), 'api_key', 'focus back in the field after an error');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type(t.world.apiKey);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Sign in', 'Tab reaches the Sign in button');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { level: 1, name: 'Connectors' }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/', 'back where the reader wanted to go');
+  // focus moved to the page's heading; going back with Shift+Tab passes
+  // Sign out and every navigation link, and ends at the skip link
+  const active = () => page.evaluate(() => {
+    const a = document.activeElement;
+    return { tag: a.tagName, id: a.id, text: (a.textContent || '').trim() };
+  });
+  assert.deepEqual(await active(), { tag: 'H1', id: '', text: 'Connectors' }, 'focus on the heading after signing in');
+  const seen = [];
+  for (let i = 0; i < 15; i++) {
+    await page.keyboard.press('Shift+Tab');
+    const a = await active();
+    seen.push(a.id || a.text);
+    if (a.text === 'Skip to content') break;
+  }
+  for (const want of ['signout', 'Connectors', 'Kubernetes', 'Run', 'Audit', 'Incidents', 'Skip to content']) {
+    assert.ok(seen.includes(want), `Shift+Tab reaches ${want} (${seen})`);
+  }
+  assert.ok(await page.getByRole('link', { name: 'Skip to content' }).isVisible(), 'the skip link shows when focused');
+  await page.keyboard.press('Enter');
+  assert.equal((await active()).tag, 'MAIN', 'the skip link moves focus to the content');
+  // Sign out is the control just before the content
+  await page.keyboard.press('Shift+Tab');
+  assert.equal((await active()).id, 'signout', 'Shift+Tab from the content reaches Sign out');
+  const focusRing = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(focusRing, 'none', 'the focused control shows a focus outline');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Sign in to Aurora' }).waitFor();
+  // the session is gone on the server too
+  await page.goto(`${t.world.origin}/audit`);
+  await page.waitForURL(/\/signin\?next=%2Faudit/);
+});
+
+test('session_end_sends_every_tab_to_sign_in', async (t) => {
+  const ctx = await t.context();
+  const a = await t.page(ctx);
+  t.allowHttp(SESSION, 401);
+  t.allowHttp(/\/api\/kubectl\/(connections|tokens)$/, 401);
+  await signIn(a, t.world);
+  const b = await t.page(ctx);
+  await b.goto(`${t.world.origin}/clusters`);
+  await b.getByRole('heading', { level: 1, name: 'Kubernetes' }).waitFor();
+  await a.getByRole('button', { name: 'Sign out' }).click();
+  await a.getByRole('heading', { name: 'Sign in to Aurora' }).waitFor();
+  // the other tab finds out on its next request (the clusters poll)
+  await b.getByText('Your session ended. Sign in again.').waitFor();
+  await b.waitForURL(/\/signin\?next=%2Fclusters&reason=expired/);
+  await b.getByLabel('API key').fill(t.world.apiKey);
+  await b.getByRole('button', { name: 'Sign in' }).click();
+  await b.getByRole('heading', { level: 1, name: 'Kubernetes' }).waitFor();
+});
+
+test('cookie_writes_need_the_csrf_token', async (t) => {
+  const page = await t.page();
+  t.allowHttp(/\/api\/kubectl\/tokens$/, 403);
+  await page.goto(`${t.world.origin}/audit`);
+  await page.getByRole('heading', { level: 1, name: 'Audit' }).waitFor();
+  const r = await page.evaluate(async () => {
+    const post = (headers) => fetch('/api/kubectl/tokens', { method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify({ cluster_name: 'csrf-check' }) })
+      .then(async (x) => ({ status: x.status, body: await x.json().catch(() => null) }));
+    const s = await fetch('/api/console/session', { credentials: 'same-origin' }).then((x) => x.json());
+    return { none: await post({}), wrong: await post({ 'X-CSRF-Token': 'x'.repeat(43) }), right: await post({ 'X-CSRF-Token': s.csrf_token }) };
+  });
+  assert.deepEqual([r.none.status, r.none.body && r.none.body.error_code], [403, 'CSRF_FAILED'], JSON.stringify(r.none));
+  assert.deepEqual([r.wrong.status, r.wrong.body && r.wrong.body.error_code], [403, 'CSRF_FAILED'], JSON.stringify(r.wrong));
+  assert.equal(r.right.status, 201, JSON.stringify(r.right));
+  // tidy: that cluster would otherwise show in later tests' tables
+  const del = await t.world.request('DELETE', `/api/kubectl/tokens/${r.right.body.token_id}`);
+  assert.equal(del.status, 200);
+});
+
+test('connectors_page_cards_states_and_urls', async (t) => {
+  const page = await t.page();
+  t.allowHttp(/\/aws\/onboarding$/, 503); // no AWS credentials in this deployment
+  await page.goto(`${t.world.origin}/connectors`);
+  await page.getByRole('heading', { level: 1, name: 'Connectors' }).waitFor();
+  const status = (await t.world.request('GET', '/api/connectors/status')).json.connectors;
+  for (const [id, s] of Object.entries(status)) {
+    const card = page.locator(`[data-connector="${id}"]`);
+    await card.waitFor();
+    assert.ok((await card.locator('h3').textContent()).includes(s.name), `${id} card is named ${s.name}`);
+  }
+  assert.equal(await stateOf(page.locator('[data-connector="gcp"]')), 'Not connected');
+  assert.equal(await stateOf(page.locator('[data-connector="ovh"]')), 'Disabled', 'OVH is off (NEXT_PUBLIC_ENABLE_OVH unset)');
+  assert.equal(await stateOf(page.locator('[data-connector="kubernetes"]')), 'Not connected');
+
+  // Grafana: the webhook URL of this deployment and this user, with a Copy button
+  const grafana = page.locator('[data-connector="grafana"]');
+  await grafana.getByRole('button', { name: 'Manage' }).click();
+  const dlg = page.getByRole('dialog', { name: 'Grafana' });
+  await dlg.waitFor();
+  const want = `${t.world.origin}/grafana/alerts/webhook/${t.world.userId}`;
+  const urlBox = dlg.locator('[data-testid="grafana-webhook"]');
+  assert.equal((await urlBox.locator('code').textContent()).trim(), want, 'Grafana webhook URL');
+  await urlBox.getByRole('button', { name: 'Copy' }).click();
+  await urlBox.getByRole('button', { name: 'Copied' }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), want, 'the clipboard holds the URL');
+  await page.keyboard.press('Escape');
+  await dlg.waitFor({ state: 'detached' });
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Manage', 'focus returns to the Manage button');
+
+  // Sentry and the Google Chat setup page show their exact URLs too
+  await page.locator('[data-connector="sentry"]').getByRole('button', { name: 'Manage' }).click();
+  const sdlg = page.getByRole('dialog', { name: 'Sentry' });
+  await sdlg.getByText(`${t.world.origin}/sentry/webhook/${t.world.userId}`, { exact: false }).first().waitFor();
+  await sdlg.getByRole('button', { name: 'Close' }).click();
+  await page.locator('[data-connector="google_chat"]').getByRole('button', { name: 'Manage' }).click();
+  const gdlg = page.getByRole('dialog', { name: 'Google Chat' });
+  await gdlg.getByText(`${t.world.origin}/google-chat/events`, { exact: true }).waitFor();
+  await gdlg.getByRole('button', { name: 'Close' }).click();
+
+  // Slack without SLACK_CLIENT_ID: the login route refuses in the popup; the
+  // dialog shows the guide's message and the popup closes
+  t.allowHttp(/\/slack\/login$/, 503);
+  t.allowHttp(/\/favicon\.ico$/, 404); // the browser's own request on that JSON page
+  await page.locator('[data-connector="slack"]').getByRole('button', { name: 'Manage' }).click();
+  const sl = page.getByRole('dialog', { name: 'Slack' });
+  const [popup] = await Promise.all([page.waitForEvent('popup'), sl.getByRole('button', { name: 'Connect Slack' }).click()]);
+  await popup.waitForEvent('close');
+  await sl.getByRole('alert').filter({ hasText: 'Slack OAuth credentials not configured' }).getByText('SLACK_OAUTH_NOT_CONFIGURED').waitFor();
+  await sl.getByRole('button', { name: 'Close' }).click();
+
+  // AWS without Aurora's own credentials: the guide's troubleshooting message
+  await page.locator('[data-connector="aws"]').getByRole('button', { name: 'Manage' }).click();
+  const adlg = page.getByRole('dialog', { name: 'Amazon Web Services' });
+  await adlg.getByRole('alert').filter({ hasText: "Unable to determine Aurora's AWS account ID" }).waitFor();
+  await adlg.getByRole('button', { name: 'Close' }).click();
+});
+
+test('grafana_connects_on_its_test_webhook_then_disconnect_and_reconnect', async (t) => {
+  const page = await t.page();
+  await page.goto(`${t.world.origin}/connectors`);
+  const card = page.locator('[data-connector="grafana"]');
+  await card.getByRole('button', { name: 'Manage' }).click();
+  const dlg = page.getByRole('dialog', { name: 'Grafana' });
+  await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+  const url = (await dlg.locator('[data-testid="grafana-webhook"] code').textContent()).trim();
+  // what Grafana's contact point "Test" button sends, to the URL shown on screen
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const r = await t.world.request('POST', new URL(url).pathname, { auth: false, body: {
+    receiver: 'test', status: 'firing', orgId: 1, groupKey: `test-${Date.now()}`, version: '1', title: '[FIRING:1] TestAlert Grafana ',
+    state: 'alerting', message: 'Notification test', externalURL: 'https://grafana.example.test/', truncatedAlerts: 0,
+    groupLabels: { alertname: 'TestAlert' }, commonLabels: { alertname: 'TestAlert', instance: 'Grafana' }, commonAnnotations: { summary: 'Notification test' },
+    alerts: [{ status: 'firing', labels: { alertname: 'TestAlert', instance: 'Grafana' }, annotations: { summary: 'Notification test' },
+      startsAt: now, endsAt: '0001-01-01T00:00:00Z', generatorURL: '', fingerprint: '57c6d9296de2ad39', silenceURL: '',
+      dashboardURL: '', panelURL: '', values: null, valueString: '' }] } });
+  assert.equal(r.status, 200, r.text);
+  // the open dialog flips by itself
+  await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+  // Disconnect deactivates; Reconnect brings the same URL back
+  await dlg.getByRole('button', { name: 'Disconnect' }).click();
+  await dlg.getByRole('button', { name: 'Yes, disconnect Grafana' }).click();
+  await dlg.locator('.dialog-head .state[data-state="Disabled"]').waitFor();
+  await dlg.getByRole('button', { name: 'Reconnect' }).click();
+  await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+  assert.equal((await dlg.locator('[data-testid="grafana-webhook"] code').textContent()).trim(), url, 'the same URL');
+  await dlg.getByRole('button', { name: 'Close' }).click();
+  await card.locator('.state[data-state="Connected"]').waitFor();
+});
+
+test('add_cluster_token_shown_once_and_card_flips_live', async (t) => {
+  const page = await t.page();
+  await page.goto(`${t.world.origin}/connectors`);
+  await page.locator('[data-connector="kubernetes"]').getByRole('link', { name: 'Add Cluster' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Kubernetes' }).waitFor();
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await page.getByLabel('Cluster name').fill('browser-prod');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  const panel = page.locator('.token-panel');
+  await panel.waitFor();
+  const token = (await panel.locator('[data-testid="agent-token"] code').textContent()).trim();
+  assert.match(token, TOKEN_RE, 'the agent token');
+  await panel.getByText('it will only be shown once', { exact: false }).waitFor();
+  const values = await panel.locator('[data-testid="values-yaml"] pre').textContent();
+  assert.ok(values.includes(`agentToken: "${token}"`), 'values.yaml carries the token');
+  assert.ok(values.includes(`wsEndpoint: "wss://${new URL(t.world.origin).host}/kubectl-agent"`), `values.yaml wsEndpoint: ${values}`);
+  assert.ok((await panel.locator('[data-testid="helm-install"] pre').textContent()).includes('helm install aurora-kubectl-agent'), 'helm install');
+  assert.ok((await panel.locator('[data-testid="helm-command"] pre').textContent()).includes(token), 'one-line helm command');
+  const clusterId = await panel.getAttribute('data-cluster-id');
+  const live = panel.locator('[data-testid="new-cluster-state"] .state');
+  assert.equal(await live.getAttribute('data-state'), 'Waiting for agent');
+
+  const agent = await t.world.startAgent(token, 'agent-browser-prod');
+  SHARED.agent = agent;
+  SHARED.clusterId = clusterId;
+  SHARED.token = token;
+  await page.waitForFunction(() => document.querySelector('[data-testid="new-cluster-state"] .state').dataset.state === 'Connected', null, { timeout: 30000 });
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'no reload: the page flipped by itself');
+  const row = page.locator(`tr[data-cluster-id="${clusterId}"]`);
+  await row.locator('.state[data-state="Connected"]').waitFor();
+  const cells = await row.locator('td').allTextContents();
+  assert.equal(cells[3], '1', `one agent (${cells})`);
+  assert.notEqual(cells[1], '—', 'agent version shown');
+  // the token is not shown again anywhere once the page is left
+  await page.goto(`${t.world.origin}/clusters`);
+  await row.waitFor();
+  assert.equal(await page.getByText(token).count(), 0, 'the token is shown only once');
+  // the Connectors card counts it
+  await page.goto(`${t.world.origin}/connectors`);
+  await page.locator('[data-connector="kubernetes"] .state[data-state="Connected"]').waitFor();
+});
+
+test('run_streams_output_and_shows_policy_refusal', async (t) => {
+  assert.ok(SHARED.agent, 'needs the cluster of add_cluster_token_shown_once_and_card_flips_live');
+  const page = await t.page();
+  await page.goto(`${t.world.origin}/run?cluster=${SHARED.clusterId}`);
+  await page.getByRole('heading', { level: 1, name: 'Run' }).waitFor();
+  await page.waitForFunction((id) => document.querySelector('select[name="cluster"]').value === id, SHARED.clusterId);
+  await page.getByLabel('kubectl command').fill('get pods -n default');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  const out = page.locator('#run-output');
+  // the first lines arrive while the command is still running …
+  await out.getByText('web-1', { exact: false }).waitFor();
+  assert.equal(await page.locator('.run-state').getAttribute('data-state'), 'running', 'still running when the first lines show');
+  assert.ok(!(await out.textContent()).includes('web-2'), 'the rest has not been printed yet');
+  // … and the rest once the fixture is released
+  fs.writeFileSync(path.join(SHARED.agent.fixtureDir, 'release'), '');
+  await out.getByText('web-2', { exact: false }).waitFor();
+  await page.locator('.run-state[data-state="done"]').waitFor();
+  const result = page.locator('[data-testid="run-result"]');
+  await result.getByText('Succeeded').waitFor();
+  assert.ok((await result.textContent()).includes('Exit code0'), await result.textContent());
+
+  // a command the agent's policy (readonly) refuses
+  await page.getByLabel('kubectl command').fill('delete pod web-1');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  const refusal = page.locator('[data-testid="policy-refusal"]');
+  await refusal.waitFor();
+  const text = await refusal.textContent();
+  assert.ok(text.includes("Refused by the agent's policy") && text.includes('POLICY_DENIED'), text);
+  assert.equal(await refusal.getAttribute('role'), 'alert');
+  assert.equal(await out.textContent(), '', 'nothing ran, nothing printed');
+
+  // a large output: the page shows 8 MiB of it and says so
+  await page.getByLabel('kubectl command').fill('get big');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await page.locator('.run-state[data-state="done"]').waitFor({ timeout: 60000 });
+  await page.getByText('Output beyond 8 MiB is not shown here.').waitFor();
+  const shown = await out.evaluate((el) => el.textContent.length);
+  assert.ok(shown > 7 * (1 << 20) && shown <= 8 * (1 << 20), `characters shown: ${shown}`);
+  await result.getByText('Succeeded').waitFor();
+
+  // Stop cancels a running command
+  fs.rmSync(path.join(SHARED.agent.fixtureDir, 'release'));
+  await page.getByLabel('kubectl command').fill('get pods -n kube-system');
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await out.getByText('web-1', { exact: false }).waitFor();
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await page.locator('.run-state[data-state="stopped"]').waitFor();
+  await page.getByText('Stopped: the command was cancelled.').waitFor();
+  const ended = await waitFor(async () => {
+    const r = await t.world.request('GET', `/api/audit?cluster_id=${SHARED.clusterId}`);
+    const e = r.json.entries.find((x) => x.argv.join(' ') === 'kubectl get pods -n kube-system');
+    return e && e.outcome !== 'started' ? e : null;
+  }, 20000, 'the stopped command to end in the audit log');
+  assert.ok(['client_gone', 'cancelled'].includes(ended.outcome), `stopped command outcome ${ended.outcome}`);
+
+  // all three are in the audit log
+  await page.getByRole('link', { name: 'Audit' }).click();
+  await page.locator('tr', { hasText: 'kubectl get pods -n kube-system' }).getByText(ended.outcome).waitFor();
+  await page.getByRole('heading', { level: 1, name: 'Audit' }).waitFor();
+  await page.locator('tr', { hasText: 'kubectl delete pod web-1' }).getByText('policy_denied').waitFor();
+  await page.locator('tr', { hasText: 'kubectl get pods -n default' }).getByText('ok', { exact: true }).waitFor();
+});
+
+test('revoke_token_disconnects_the_agent', async (t) => {
+  assert.ok(SHARED.agent, 'needs the cluster of add_cluster_token_shown_once_and_card_flips_live');
+  const page = await t.page();
+  await page.goto(`${t.world.origin}/clusters`);
+  await page.locator(`tr[data-cluster-id="${SHARED.clusterId}"]`).getByRole('link', { name: /^Manage/ }).click();
+  await page.getByRole('heading', { level: 1, name: 'browser-prod' }).waitFor();
+  await page.locator('[data-testid="cluster-state"][data-state="Connected"]').waitFor();
+  const tokens = async () => (await t.world.request('GET', '/api/kubectl/tokens')).json.tokens.filter((x) => x.cluster_id === SHARED.clusterId);
+  const [old] = await tokens();
+  // Rotate: a new token for the same cluster, shown once; the old one stays valid
+  await page.getByRole('button', { name: 'Rotate token' }).click();
+  const panel = page.locator('.token-panel');
+  const fresh = (await panel.locator('[data-testid="agent-token"] code').textContent()).trim();
+  assert.match(fresh, TOKEN_RE);
+  assert.notEqual(fresh, SHARED.token, 'a new token');
+  await panel.getByText('The old tokens stay valid until you revoke them', { exact: false }).waitFor();
+  const active = page.locator('tr[data-token-id]').filter({ has: page.getByRole('button', { name: /^Revoke/ }) });
+  await waitFor(async () => (await active.count()) === 2, 10000, 'two active tokens');
+  // revoke the token the agent uses: its tunnel is closed
+  SHARED.agent.tolerateExit = true; // a revoked agent may give up by itself
+  await page.locator(`tr[data-token-id="${old.id}"]`).getByRole('button', { name: /^Revoke/ }).click();
+  await page.locator('[data-testid="cluster-state"][data-state="Disconnected"]').waitFor({ timeout: 30000 });
+  await page.locator(`tr[data-token-id="${old.id}"]`).getByText('revoked').waitFor();
+  const after = await tokens();
+  assert.deepEqual(after.map((x) => x.status).sort(), ['active', 'revoked'], 'the rotated token stays active');
+  const c = (await t.world.request('GET', '/api/kubectl/connections')).json.connections.find((x) => x.cluster_id === SHARED.clusterId);
+  assert.equal(c.connected, false, 'the server closed the tunnel');
+  await page.goto(`${t.world.origin}/clusters`);
+  await page.locator(`tr[data-cluster-id="${SHARED.clusterId}"] .state[data-state="Disconnected"]`).waitFor();
+});
+
+test('gcp_oauth_connect_then_service_account_and_projects', async (t) => {
+  t.allowHttp(/\/gcp\/projects\/proj-beta\/root$/, 409); // Set as Root on a disabled project
+  t.allowHttp(/\/gcp\/projects$/, 404);                  // before any connection
+  const page = await t.page();
+  await page.goto(`${t.world.origin}/connectors`);
+  await page.locator('[data-connector="gcp"]').getByRole('button', { name: 'Manage' }).click();
+  const dlg = page.getByRole('dialog', { name: 'Google Cloud Platform' });
+  await dlg.waitFor();
+  // "Select Service Account authentication" is the default; OAuth is the other choice
+  assert.ok(await dlg.getByRole('radio', { name: 'Service Account' }).isChecked(), 'service account is the default method');
+  assert.ok(!(await dlg.getByRole('button', { name: 'Connect with Google' }).isVisible()), 'only the chosen flow shows');
+  await dlg.getByRole('radio', { name: 'OAuth 2.0' }).check();
+  assert.equal((await dlg.locator('.copyable code').first().textContent()).trim(), `${t.world.origin}/callback`, 'the redirect URI of this deployment');
+  // OAuth: a popup through this server's /login to the mock, back to /callback,
+  // then to FRONTEND_URL/connectors, which tells this page and closes
+  const [popup] = await Promise.all([
+    page.waitForEvent('popup'),
+    dlg.getByRole('button', { name: 'Connect with Google' }).click(),
+  ]);
+  await popup.waitForEvent('close', { timeout: 30000 });
+  await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+  await page.locator('#connectors-banner').getByText('gcp: connected').waitFor();
+  const s = (await t.world.request('GET', '/api/connectors/status')).json.connectors.gcp;
+  assert.equal(s.connected, true);
+  assert.equal(s.auth, 'oauth');
+  await dlg.getByRole('button', { name: 'Close' }).click();
+  await page.locator('[data-connector="gcp"] .state[data-state="Connected"]').waitFor();
+
+  // Option A: upload a service account key file; the projects list appears
+  const key = await t.world.makeServiceAccountKey('proj-alpha');
+  await page.locator('[data-connector="gcp"]').getByRole('button', { name: 'Manage' }).click();
+  await dlg.waitFor();
+  assert.ok(await dlg.getByRole('radio', { name: 'OAuth 2.0' }).isChecked(), 'connected with OAuth: that method is selected');
+  await dlg.getByRole('radio', { name: 'Service Account' }).check();
+  await dlg.getByLabel('Service account key file (JSON)').setInputFiles({ name: 'aurora-sa-key.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(key)) });
+  await dlg.getByRole('button', { name: 'Connect with service account' }).click();
+  const projects = dlg.locator('[data-testid="gcp-projects"]');
+  const beta = projects.locator('tr[data-project="proj-beta"]');
+  await beta.waitFor();
+  assert.equal((await t.world.request('GET', '/api/connectors/status')).json.connectors.gcp.auth, 'service_account');
+  // disable proj-beta: shown as GCP_PROJECT_DISABLED
+  await beta.getByRole('button', { name: 'Disable proj-beta' }).click();
+  await beta.getByText('GCP_PROJECT_DISABLED').waitFor();
+  await beta.getByRole('button', { name: 'Enable proj-beta' }).waitFor();
+  let v = (await t.world.request('GET', '/gcp/projects')).json;
+  assert.equal(v.projects.find((p) => p.id === 'proj-beta').enabled, false, 'the server has it disabled');
+  // a disabled project cannot be the root: the server's refusal is shown
+  await beta.getByRole('button', { name: 'Set proj-beta as Root' }).click();
+  await dlg.getByRole('alert').filter({ hasText: 'GCP_PROJECT_DISABLED' }).waitFor();
+  // enable it again, then pin it as root
+  await beta.getByRole('button', { name: 'Enable proj-beta' }).click();
+  await beta.getByRole('button', { name: 'Disable proj-beta' }).waitFor();
+  await beta.getByRole('button', { name: 'Set proj-beta as Root' }).click();
+  await beta.locator('.badge', { hasText: 'Root' }).waitFor();
+  v = (await t.world.request('GET', '/gcp/projects')).json;
+  assert.equal(v.root, 'proj-beta');
+  assert.equal(v.projects.find((p) => p.id === 'proj-beta').enabled, true);
+  // disconnect
+  await dlg.getByRole('button', { name: 'Disconnect' }).click();
+  await dlg.getByRole('button', { name: 'Yes, disconnect Google Cloud Platform' }).click();
+  await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+  assert.equal((await t.world.request('GET', '/api/connectors/status')).json.connectors.gcp.connected, false);
+});
+
+test('incidents_with_correlated_alerts', async (t) => {
+  const w = t.world;
+  const fp = `fp-${Date.now()}`;
+  for (const [i, state] of [[0, 'firing'], [1, 'firing']]) {
+    const r = await w.request('POST', '/internal/incidents/alerts', { auth: false,
+      headers: { 'X-Internal-Secret': w.secret, 'X-Org-ID': w.orgId },
+      body: { source: 'grafana', delivery_id: `browser-${fp}-${i}`, fingerprint: fp, state,
+        title: i ? 'Checkout latency high (again)' : 'Checkout latency high', service: 'checkout', severity: 'critical',
+        message: `p99 over 2 s (${i})`, url: 'https://grafana.example.test/alerting/1' } });
+    assert.ok([200, 201].includes(r.status), `intake ${r.status} ${r.text}`);
+  }
+  const page = await t.page();
+  await page.goto(`${w.origin}/incidents`);
+  await page.getByRole('heading', { level: 1, name: 'Incidents' }).waitFor();
+  await page.getByRole('link', { name: 'Checkout latency high', exact: true }).click();
+  await page.getByRole('heading', { level: 1, name: 'Checkout latency high' }).waitFor();
+  await page.getByRole('heading', { name: 'Correlated alerts (2)' }).waitFor();
+  assert.equal(await page.locator('tr[data-alert-id]').count(), 2);
+  await page.getByRole('button', { name: 'Resolve incident' }).click();
+  await page.locator('.facts .badge', { hasText: 'resolved' }).waitFor();
+});
+
+test('works_at_360px', async (t) => {
+  const ctx = await t.context({ viewport: { width: 360, height: 740 }, storageState: await SHARED.storage() });
+  const page = await t.page(ctx);
+  for (const [p, h1] of [['/connectors', 'Connectors'], ['/clusters', 'Kubernetes'], ['/run', 'Run'], ['/audit', 'Audit'], ['/incidents', 'Incidents']]) {
+    await page.goto(`${t.world.origin}${p}`);
+    await page.getByRole('heading', { level: 1, name: h1 }).waitFor();
+    await page.locator('main .loading').first().waitFor({ state: 'detached' });
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(wide <= 360, `${p}: the page is ${wide}px wide at a 360px viewport`);
+    const nav = await page.getByRole('navigation', { name: 'Main' }).boundingBox();
+    assert.ok(nav && nav.x >= 0 && nav.x + nav.width <= 361, `${p}: navigation fits`);
+  }
+  // a dialog fits as well, and its Copy buttons are reachable
+  await page.goto(`${t.world.origin}/connectors`);
+  await page.locator('[data-connector="grafana"]').getByRole('button', { name: 'Manage' }).click();
+  const dlg = page.getByRole('dialog', { name: 'Grafana' });
+  await dlg.waitFor();
+  const box = await dlg.boundingBox();
+  assert.ok(box.x >= 0 && box.x + box.width <= 360, `dialog fits (${JSON.stringify(box)})`);
+  const copy = await dlg.getByRole('button', { name: 'Copy' }).first().boundingBox();
+  assert.ok(copy.x + copy.width <= 360, 'Copy button on screen');
+});
+
+test('hostile_strings_render_as_text', async (t) => {
+  // names and titles come from users and providers: they must show as text,
+  // never become markup (the CSP would block a script; nothing may even try)
+  const evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>';
+  const tok = await t.world.request('POST', '/api/kubectl/tokens', { body: { cluster_name: `x${evil}`.slice(0, 100) } });
+  assert.equal(tok.status, 201, tok.text);
+  const r = await t.world.request('POST', '/internal/incidents/alerts', { auth: false,
+    headers: { 'X-Internal-Secret': t.world.secret, 'X-Org-ID': t.world.orgId },
+    body: { source: 'grafana', delivery_id: `evil-${Date.now()}`, fingerprint: `evil-${Date.now()}`, state: 'firing',
+      title: `Disk full ${evil}`, service: evil, severity: 'high', message: evil, url: 'javascript:alert(1)' } });
+  assert.ok([200, 201].includes(r.status), r.text);
+  const page = await t.page();
+  let dialogs = 0;
+  page.on('dialog', (d) => { dialogs += 1; d.dismiss(); });
+  await page.goto(`${t.world.origin}/clusters`);
+  await page.locator(`tr[data-cluster-id="${tok.json.cluster_id}"]`).getByText('<img src=x', { exact: false }).first().waitFor();
+  await page.goto(`${t.world.origin}/incidents/${r.json.incident_id}`);
+  await page.getByRole('heading', { level: 1, name: `Disk full ${evil}` }).waitFor();
+  await page.getByText('Correlated alerts (1)').waitFor();
+  assert.equal(await page.locator('main img, main script').count(), 0, 'no element made from the strings');
+  assert.equal(await page.locator('a[href^="javascript:"]').count(), 0, 'no javascript: link');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  assert.equal(dialogs, 0);
+  await t.world.request('DELETE', `/api/kubectl/connections/${tok.json.cluster_id}`);
+  await t.world.request('POST', `/api/incidents/${r.json.incident_id}/close`, { body: {} });
+});
+
+// WCAG 2.x contrast of two sRGB colours
+function contrast(fg, bg) {
+  const lum = ([r, g, b]) => {
+    const f = (c) => { const v = c / 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}
+
+test('controls_are_labelled_and_text_has_contrast', async (t) => {
+  const page = await t.page();
+  const problems = [];
+  const counted = { controls: 0, texts: 0 };
+  const audit = async (where) => {
+    const r = await page.evaluate(() => {
+      const out = { unlabelled: [], colours: [], controls: 0 };
+      const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+      for (const el of document.querySelectorAll('input, select, textarea, button, a[href]')) {
+        if (!visible(el)) continue;
+        out.controls += 1;
+        const name = (el.labels && [...el.labels].map((l) => l.textContent).join(' ').trim()) ||
+          el.getAttribute('aria-label') || (el.getAttribute('aria-labelledby') && document.getElementById(el.getAttribute('aria-labelledby'))?.textContent) ||
+          (['BUTTON', 'A'].includes(el.tagName) ? el.textContent.trim() : '');
+        if (!name) out.unlabelled.push(el.outerHTML.slice(0, 120));
+      }
+      const parse = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+      const bgOf = (el) => {
+        for (let e = el; e; e = e.parentElement) {
+          const c = parse(getComputedStyle(e).backgroundColor);
+          if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+        }
+        return [255, 255, 255];
+      };
+      for (const el of document.querySelectorAll('body *')) {
+        if (!visible(el) || el.closest('[disabled], .btn:disabled')) continue;
+        const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+        if (!own) continue;
+        const cs = getComputedStyle(el);
+        out.colours.push({ what: `${el.tagName}.${el.className} "${el.textContent.trim().slice(0, 30)}"`, fg: parse(cs.color).slice(0, 3), bg: bgOf(el) });
+      }
+      return out;
+    });
+    counted.controls += r.controls;
+    counted.texts += r.colours.length;
+    for (const u of r.unlabelled) problems.push(`${where}: control without a name: ${u}`);
+    for (const c of r.colours) {
+      const ratio = contrast(c.fg, c.bg);
+      if (ratio < 4.5) problems.push(`${where}: contrast ${ratio.toFixed(2)} < 4.5 for ${c.what}`);
+    }
+  };
+  for (const p of ['/connectors', '/clusters', '/run', '/audit', '/incidents']) {
+    await page.goto(`${t.world.origin}${p}`);
+    await page.locator('main h1').waitFor();
+    await page.locator('main .loading').first().waitFor({ state: 'detached' });
+    await audit(p);
+  }
+  await page.goto(`${t.world.origin}/clusters`);
+  await page.getByRole('button', { name: 'Add Cluster' }).click();
+  await audit('/clusters Add Cluster');
+  // every connector's Manage dialog
+  await page.goto(`${t.world.origin}/connectors`);
+  t.allowHttp(/\/aws\/onboarding$/, 503);
+  t.allowHttp(/\/gcp\/projects$/, 404);
+  await page.locator('[data-connector="bitbucket"]').waitFor();
+  const ids = await page.locator('[data-connector]').evaluateAll((els) => els.map((e) => e.dataset.connector).filter((x) => x !== 'kubernetes'));
+  for (const id of ids) {
+    await page.locator(`[data-connector="${id}"]`).getByRole('button', { name: 'Manage' }).click();
+    const dlg = page.locator(`dialog[data-dialog="${id}"]`);
+    await dlg.waitFor();
+    await dlg.locator('.loading').first().waitFor({ state: 'detached' });
+    await audit(`${id} dialog`);
+    await page.keyboard.press('Escape');
+    await dlg.waitFor({ state: 'detached' });
+  }
+  assert.deepEqual(problems, []);
+  assert.ok(counted.controls > 100 && counted.texts > 300, JSON.stringify(counted));
+  t.note(`${counted.controls} controls named, ${counted.texts} text colours at >= 4.5:1`);
+});
+
+test('connector_states_follow_the_guide', async () => {
+  // states.js is plain logic: checked here directly, for the GitHub states
+  // no fixture in this run produces (installations, suspension, new permissions)
+  const { connectorState } = await import('../../server/console/assets/states.js');
+  const cases = [
+    [['gcp', undefined], 'Not connected'],
+    [['gcp', { connected: false }], 'Not connected'],
+    [['gcp', { connected: true }], 'Connected'],
+    [['ovh', { enabled: false, connected: false }], 'Disabled'],
+    [['jira', { enabled: false, connected: true }], 'Disabled'],
+    [['grafana', { connected: false, status: 'disabled' }], 'Disabled'],
+    [['grafana', { connected: true, status: 'active' }], 'Connected'],
+    [['github', { connected: false, installations: 0, suspended: 0, pending: 0 }], 'Not connected'],
+    [['github', { connected: true, installations: 1, suspended: 0, pending: 0 }], 'Connected'],
+    [['github', { connected: true, installations: 2, suspended: 0, pending: 1 }], 'Pending permissions'],
+    [['github', { connected: false, installations: 1, suspended: 1, pending: 0 }], 'Suspended'],
+    [['github', { connected: false, installations: 0, oauth_connected: true, auth_mode: 'app' }], 'Available'],
+  ];
+  for (const [args, want] of cases) assert.equal(connectorState(...args).label, want, JSON.stringify(args));
+});
+
+// Last: everything the pages asked the server for during the tests above is
+// a page, an asset, or a route of docs/openapi.json with that method.
+test('pages_use_only_documented_routes', async (t) => {
+  const spec = JSON.parse(fs.readFileSync(path.join(ROOT, 'docs', 'openapi.json'), 'utf8'));
+  const routes = Object.entries(spec.paths).map(([p, ops]) => ({
+    re: new RegExp(`^${p.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\\?\{[^}]+\\?\}/g, '[^/]+')}$`),
+    methods: new Set(Object.keys(ops).map((m) => m.toUpperCase())),
+  }));
+  const pages = /^\/(|connectors|clusters(\/[^/]+)?|run|audit|incidents(\/[^/]+)?|signin)$/;
+  const undocumented = [];
+  for (const r of [...t.world.seenRequests].sort()) {
+    const [method, p] = r.split(' ');
+    if (method === 'GET' && (pages.test(p) || /^\/console\/[A-Za-z0-9._-]+$/.test(p) || p === '/favicon.ico')) continue;
+    if (!routes.some((x) => x.re.test(p) && x.methods.has(method))) undocumented.push(r);
+  }
+  assert.deepEqual(undocumented, [], 'requests to routes docs/openapi.json does not have');
+  assert.ok(t.world.seenRequests.size > 10, `requests seen: ${t.world.seenRequests.size}`);
+  t.note(`${t.world.seenRequests.size} distinct requests, all documented`);
+});
+
+// ---------------------------------------------------------------------------
+async function main() {
+  const world = new World();
+  let result = { passed: 0, failed: 1 };
+  let setupError = null;
+  try {
+    await world.start();
+    result = await run(world, async (t, shared) => {
+      const page = await t.page(shared.ctx);
+      t.allowHttp(SESSION, 401);
+      await signIn(page, world);
+      SHARED.storage = () => shared.ctx.storageState();
+      await page.close();
+    }, process.argv.slice(2));
+  } catch (e) {
+    setupError = e;
+  }
+  const problems = await world.stop(!!setupError || result.failed > 0);
+  if (setupError) console.log(`FAIL setup\n    ${String(setupError.stack || setupError).split('\n').join('\n    ')}`);
+  if (problems.length) {
+    console.log('FAIL processes (server, agents, fixtures)');
+    for (const p of problems) console.log(`    ${p.split('\n').join('\n    ')}`);
+    result.failed += 1;
+  } else if (!setupError) {
+    result.passed += 1;
+    console.log('PASS processes (server, agents, fixtures exit cleanly, no sanitizer report)');
+  }
+  if (problems.length || setupError || result.failed) console.log(`    temp dir kept: ${world.tmp}`);
+  console.log(`${result.passed} passed, ${result.failed} failed`);
+  process.exit(result.failed ? 1 : 0);
+}
+
+main();

@@ -1,0 +1,638 @@
+/* test_console_session.c — the web console's session rules and storage:
+ *  - console_cookie.c: the session cookie read out of hostile Cookie
+ *    headers (duplicates, oversized, wrong length or alphabet, look-alike
+ *    names, other applications' cookies), the Set-Cookie line, the CSRF
+ *    comparison, the Origin check, the expiry arithmetic and the sign-in
+ *    rate-limit bucket of a peer address;
+ *  - console_static.c: which paths are console pages, content types;
+ *  - store_console.c on a SQLite file and on a throwaway PostgreSQL server
+ *    (pg_harness.h): only the hash is stored, expiry (absolute and idle),
+ *    use marks the session, sign-out, a revoked or deleted key or a removed
+ *    member ends the session, the prune deletes exactly the dead rows, and
+ *    old sign-in counters are forgotten. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "console_cookie.h"
+#include "console_static.h"
+#include "crypto.h"
+#include "db.h"
+#include "pg_harness.h"
+#include "store.h"
+#include "store_console.h"
+#include "token.h"
+
+static pg_server g_pg;
+static int g_pg_schemas;
+#define PG_DB "aurora_console"
+
+/* 43 base64url characters: the shape of a session id */
+#define SID "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE"
+
+/* ---- cookie parsing ------------------------------------------------------------------------ */
+
+static int parse(const char *header, char *out)
+{
+    return console_cookie_session(header, out, CONSOLE_SESSION_ID_LEN + 1, NULL);
+}
+
+static void test_cookie_found(void **state)
+{
+    (void)state;
+    char v[CONSOLE_SESSION_ID_LEN + 1];
+    assert_int_equal(strlen(SID), CONSOLE_SESSION_ID_LEN);
+    assert_int_equal(parse("aurora_session=" SID, v), CONSOLE_COOKIE_FOUND);
+    assert_string_equal(v, SID);
+    /* among other cookies, with the white space browsers and proxies add */
+    assert_int_equal(parse("theme=dark; aurora_session=" SID "; lang=en", v), CONSOLE_COOKIE_FOUND);
+    assert_string_equal(v, SID);
+    assert_int_equal(parse("  aurora_session = " SID " ;", v), CONSOLE_COOKIE_FOUND);
+    assert_string_equal(v, SID);
+    /* other applications' cookies of this host hold anything: skipped */
+    assert_int_equal(parse("x=\"quoted, with; semicolons\"; junk; =; ==; aurora_session=" SID, v),
+                     CONSOLE_COOKIE_FOUND);
+    assert_string_equal(v, SID);
+}
+
+static void test_cookie_absent(void **state)
+{
+    (void)state;
+    char v[CONSOLE_SESSION_ID_LEN + 1];
+    assert_int_equal(parse(NULL, v), CONSOLE_COOKIE_ABSENT);
+    assert_int_equal(parse("", v), CONSOLE_COOKIE_ABSENT);
+    assert_int_equal(parse(";;; ;", v), CONSOLE_COOKIE_ABSENT);
+    assert_int_equal(parse("theme=dark", v), CONSOLE_COOKIE_ABSENT);
+    /* look-alike names are someone else's cookie */
+    assert_int_equal(parse("Aurora_Session=" SID, v), CONSOLE_COOKIE_ABSENT);
+    assert_int_equal(parse("aurora_session2=" SID, v), CONSOLE_COOKIE_ABSENT);
+    assert_int_equal(parse("xaurora_session=" SID, v), CONSOLE_COOKIE_ABSENT);
+    assert_int_equal(parse("aurora_sessio=" SID, v), CONSOLE_COOKIE_ABSENT);
+    /* the name without '=' is not a pair */
+    assert_int_equal(parse("aurora_session", v), CONSOLE_COOKIE_ABSENT);
+    assert_string_equal(v, "");
+}
+
+static void test_cookie_hostile(void **state)
+{
+    (void)state;
+    char v[CONSOLE_SESSION_ID_LEN + 1];
+    const char *why = NULL;
+    /* two copies (e.g. one planted by a sibling host for Path=/api) */
+    assert_int_equal(console_cookie_session("aurora_session=" SID "; aurora_session=" SID, v,
+                                            sizeof(v), &why),
+                     CONSOLE_COOKIE_MALFORMED);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "more than one"));
+    assert_int_equal(parse("aurora_session=" SID ", aurora_session=" SID, v),
+                     CONSOLE_COOKIE_MALFORMED); /* joined by a proxy with a comma */
+    /* wrong length, empty, oversized */
+    assert_int_equal(parse("aurora_session=", v), CONSOLE_COOKIE_MALFORMED);
+    assert_int_equal(parse("aurora_session=abc", v), CONSOLE_COOKIE_MALFORMED);
+    assert_int_equal(parse("aurora_session=" SID "A", v), CONSOLE_COOKIE_MALFORMED);
+    char big[20000];
+    memcpy(big, "aurora_session=", 15);
+    memset(big + 15, 'A', sizeof(big) - 16);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(parse(big, v), CONSOLE_COOKIE_MALFORMED);
+    /* right length, outside the alphabet */
+    assert_int_equal(parse("aurora_session=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789+/AbCdE", v),
+                     CONSOLE_COOKIE_MALFORMED);
+    assert_int_equal(parse("aurora_session=\"AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbC\"", v),
+                     CONSOLE_COOKIE_MALFORMED);
+    assert_int_equal(parse("aurora_session=AbCdEfGhIjKlMnOpQrStUvWxYz01234567 9-_AbCdE", v),
+                     CONSOLE_COOKIE_MALFORMED);
+    assert_int_equal(parse("aurora_session=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbC\x01", v),
+                     CONSOLE_COOKIE_MALFORMED);
+    assert_string_equal(v, "");
+    /* a malformed copy spoils a good one, whichever comes first */
+    assert_int_equal(parse("aurora_session=x; aurora_session=" SID, v), CONSOLE_COOKIE_MALFORMED);
+    assert_int_equal(parse("aurora_session=" SID "; aurora_session=x", v), CONSOLE_COOKIE_MALFORMED);
+    /* too small an output buffer is refused, never overrun */
+    char small[10];
+    assert_int_equal(console_cookie_session("aurora_session=" SID, small, sizeof(small), NULL),
+                     CONSOLE_COOKIE_MALFORMED);
+}
+
+static void test_random_tokens(void **state)
+{
+    (void)state;
+    char a[CONSOLE_SESSION_ID_LEN + 1], b[CONSOLE_SESSION_ID_LEN + 1], v[CONSOLE_SESSION_ID_LEN + 1];
+    assert_int_equal(console_random_token(a), 0);
+    assert_int_equal(console_random_token(b), 0);
+    assert_int_equal(strlen(a), CONSOLE_SESSION_ID_LEN);
+    assert_string_not_equal(a, b);
+    /* what the server makes, it reads back */
+    char h[80];
+    snprintf(h, sizeof(h), "aurora_session=%s", a);
+    assert_int_equal(parse(h, v), CONSOLE_COOKIE_FOUND);
+    assert_string_equal(v, a);
+}
+
+static void test_set_cookie(void **state)
+{
+    (void)state;
+    char c[200];
+    assert_int_equal(console_set_cookie(c, sizeof(c), SID, 28800, 1), 0);
+    assert_string_equal(c, "aurora_session=" SID
+                           "; Path=/; Max-Age=28800; HttpOnly; SameSite=Strict; Secure");
+    assert_int_equal(console_set_cookie(c, sizeof(c), SID, 60, 0), 0);
+    assert_string_equal(c, "aurora_session=" SID "; Path=/; Max-Age=60; HttpOnly; SameSite=Strict");
+    assert_int_equal(console_set_cookie(c, sizeof(c), NULL, 0, 1), 0);
+    assert_string_equal(c, "aurora_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure");
+    assert_int_equal(console_set_cookie(c, 20, SID, 60, 1), -1);
+}
+
+/* ---- CSRF and Origin -------------------------------------------------------------------------- */
+
+static void test_csrf_compare(void **state)
+{
+    (void)state;
+    assert_true(console_csrf_matches(SID, SID));
+    assert_false(console_csrf_matches(NULL, SID));
+    assert_false(console_csrf_matches("", SID));
+    assert_false(console_csrf_matches(SID, ""));
+    assert_false(console_csrf_matches(SID, NULL));
+    assert_false(console_csrf_matches("", ""));
+    assert_false(console_csrf_matches(SID "x", SID));
+    assert_false(console_csrf_matches("AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdF", SID));
+    /* case matters in a token */
+    assert_false(console_csrf_matches("abCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE", SID));
+}
+
+static void test_origin(void **state)
+{
+    (void)state;
+    char o[300];
+    assert_int_equal(console_url_origin("https://Aurora.Example.com/some/path?x#y", o, sizeof(o)), 0);
+    assert_string_equal(o, "https://aurora.example.com");
+    assert_int_equal(console_url_origin("http://127.0.0.1:5080", o, sizeof(o)), 0);
+    assert_string_equal(o, "http://127.0.0.1:5080");
+    assert_int_equal(console_url_origin("https://[::1]:5080/", o, sizeof(o)), 0);
+    assert_string_equal(o, "https://[::1]:5080");
+    assert_int_equal(console_url_origin("ftp://x", o, sizeof(o)), -1);
+    assert_int_equal(console_url_origin("https://", o, sizeof(o)), -1);
+    assert_int_equal(console_url_origin("https://a b", o, sizeof(o)), -1);
+    assert_int_equal(console_url_origin("https://user@host", o, sizeof(o)), -1);
+    assert_int_equal(console_url_origin("https://aurora.example.com", o, 10), -1);
+
+    const char *allowed[] = { "https://localhost:5080", NULL, "https://aurora.example.com" };
+    assert_true(console_origin_allowed("https://localhost:5080", allowed, 3));
+    assert_true(console_origin_allowed("HTTPS://LOCALHOST:5080", allowed, 3));
+    assert_true(console_origin_allowed("https://aurora.example.com", allowed, 3));
+    assert_false(console_origin_allowed("http://localhost:5080", allowed, 3));   /* scheme */
+    assert_false(console_origin_allowed("https://localhost:5081", allowed, 3));  /* port */
+    assert_false(console_origin_allowed("https://localhost", allowed, 3));
+    assert_false(console_origin_allowed("https://evil.example", allowed, 3));
+    assert_false(console_origin_allowed("https://localhost:5080.evil.example", allowed, 3));
+    assert_false(console_origin_allowed("https://localhost:5080/", allowed, 3)); /* not an origin */
+    assert_false(console_origin_allowed("null", allowed, 3));
+    assert_false(console_origin_allowed("", allowed, 3));
+    assert_false(console_origin_allowed(NULL, allowed, 3));
+    assert_false(console_origin_allowed("https://localhost:5080", allowed, 0));
+}
+
+/* ---- expiry arithmetic ------------------------------------------------------------------------ */
+
+static void test_expiry(void **state)
+{
+    (void)state;
+    /* signed in at 1000, 8 h absolute, 30 min idle */
+    int64_t exp = 1000 + 28800, idle = 1800;
+    assert_true(console_session_alive(exp, 1000, idle, 1000));
+    assert_true(console_session_alive(exp, 1000, idle, 1000 + 1799));
+    assert_false(console_session_alive(exp, 1000, idle, 1000 + 1800)); /* idle, to the second */
+    assert_int_equal(console_session_deadline(exp, 1000, idle), 2800);
+    /* used just before the idle end: alive again for a full idle period */
+    assert_true(console_session_alive(exp, 2799, idle, 2799 + 1799));
+    /* but never beyond the absolute end, however recently used */
+    assert_true(console_session_alive(exp, exp - 1, idle, exp - 1));
+    assert_false(console_session_alive(exp, exp - 1, idle, exp));
+    assert_int_equal(console_session_deadline(exp, exp - 10, idle), exp);
+    /* no overflow with extreme values */
+    assert_int_equal(console_session_deadline(INT64_MAX, INT64_MAX - 5, 1800), INT64_MAX);
+    assert_true(console_session_alive(INT64_MAX, INT64_MAX - 5, 1800, INT64_MAX - 1));
+    /* an idle of 0 (not configurable, but safe): the absolute end alone */
+    assert_int_equal(console_session_deadline(exp, 1000, 0), exp);
+}
+
+/* ---- sign-in rate-limit buckets ----------------------------------------------------------- */
+
+static void test_peer_bucket(void **state)
+{
+    (void)state;
+    char b[80];
+    console_peer_bucket("203.0.113.7", b, sizeof(b));
+    assert_string_equal(b, "203.0.113.7");
+    console_peer_bucket("::ffff:203.0.113.7", b, sizeof(b));
+    assert_string_equal(b, "203.0.113.7"); /* the same client over a dual-stack socket */
+    console_peer_bucket("::FFFF:127.0.0.1", b, sizeof(b));
+    assert_string_equal(b, "127.0.0.1");
+    /* every address of one /64 is one bucket */
+    console_peer_bucket("2001:db8:1:2:aaaa:bbbb:cccc:dddd", b, sizeof(b));
+    assert_string_equal(b, "2001:db8:1:2::/64");
+    char b2[80];
+    console_peer_bucket("2001:db8:1:2::1", b2, sizeof(b2));
+    assert_string_equal(b, b2);
+    console_peer_bucket("2001:db8:1:3::1", b2, sizeof(b2));
+    assert_string_not_equal(b, b2);
+    console_peer_bucket("::1", b, sizeof(b));
+    assert_string_equal(b, "::/64");
+    /* not an address: kept as given, cut to fit */
+    console_peer_bucket("unix-socket", b, sizeof(b));
+    assert_string_equal(b, "unix-socket");
+    console_peer_bucket(NULL, b, sizeof(b));
+    assert_string_equal(b, "");
+    char tiny[6];
+    console_peer_bucket("2001:db8:1:2::1", tiny, sizeof(tiny));
+    assert_int_equal(strlen(tiny), 5);
+}
+
+/* ---- pages and content types ------------------------------------------------------------------- */
+
+static void test_pages(void **state)
+{
+    (void)state;
+    static const char *const yes[] = { "/",          "/connectors",     "/clusters",
+                                       "/clusters/cluster-0123456789abcdef",
+                                       "/run",       "/audit",          "/incidents",
+                                       "/incidents/inc_0a1b2c",           "/signin" };
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        assert_true(console_is_page(yes[i]));
+    static const char *const no[] = { "",           "/connectors/",    "/clusters/",
+                                      "/clusters/a/b", "/clusters/..", "/clusters/.",
+                                      "/incidents/a%2fb", "/login",    "/callback",
+                                      "/health",    "/api/me",         "/console",
+                                      "/console/app.js", "/signin/x",  "//",
+                                      "/audit?x" };
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        assert_false(console_is_page(no[i]));
+    char longid[200] = "/clusters/";
+    memset(longid + 10, 'a', 150);
+    longid[160] = '\0';
+    assert_false(console_is_page(longid));
+    assert_string_equal(console_content_type("index.html"), "text/html; charset=utf-8");
+    assert_string_equal(console_content_type("app.js"), "text/javascript; charset=utf-8");
+    assert_string_equal(console_content_type("app.css"), "text/css; charset=utf-8");
+    assert_string_equal(console_content_type("logo.svg"), "image/svg+xml");
+    assert_string_equal(console_content_type("README"), "application/octet-stream");
+    assert_string_equal(console_content_type("x.exe"), "application/octet-stream");
+}
+
+/* ---- the store ------------------------------------------------------------------------------- */
+
+typedef struct {
+    store_t *s;
+    char dir[64];
+    char url[320];
+    char db[48];
+    int pg;
+    char org[STORE_ID_LEN];
+    char user[STORE_ID_LEN];
+    char key_id[STORE_ID_LEN];
+} fixture;
+
+static void init_fixture(fixture *f)
+{
+    char err[256] = "";
+    if (store_open(f->url, &f->s, err, sizeof(err)) != STORE_OK)
+        fail_msg("store_open: %s", err);
+    store_org o;
+    assert_int_equal(store_org_create(f->s, "acme", &o), STORE_OK);
+    memcpy(f->org, o.id, sizeof(f->org));
+    store_user u;
+    assert_int_equal(store_user_create(f->s, f->org, "ops@acme.test", "admin", &u), STORE_OK);
+    memcpy(f->user, u.id, sizeof(f->user));
+    char key[API_KEY_LEN + 1], hash[65], preview[TOKEN_PREVIEW_LEN];
+    assert_int_equal(token_new_api_key(key), 0);
+    token_hash(key, hash);
+    token_preview(key, preview);
+    store_api_key k;
+    assert_int_equal(store_api_key_create(f->s, f->org, f->user, "console", hash, preview, &k),
+                     STORE_OK);
+    memcpy(f->key_id, k.id, sizeof(f->key_id));
+}
+
+static int setup_file(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/aurora-console-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->url, sizeof(f->url), "sqlite://%s/store.db", f->dir);
+    init_fixture(f);
+    *state = f;
+    return 0;
+}
+
+static int setup_pg(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->pg = 1;
+    char sql[64];
+    snprintf(f->db, sizeof(f->db), PG_DB "/t%d", ++g_pg_schemas);
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA t%d", g_pg_schemas);
+    assert_int_equal(pg_sql(&g_pg, PG_DB, sql, NULL), 0);
+    pg_url(&g_pg, f->db, f->url, sizeof(f->url));
+    init_fixture(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    store_close(f->s);
+    if (f->dir[0]) {
+        static const char *const names[] = { "store.db", "store.db-wal", "store.db-shm" };
+        char p[128];
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(p, sizeof(p), "%s/%s", f->dir, names[i]);
+            unlink(p);
+        }
+        assert_int_equal(rmdir(f->dir), 0);
+    }
+    if (f->pg) {
+        assert_int_equal(pg_sql(&g_pg, PG_DB,
+                                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                " WHERE datname = '" PG_DB "' AND pid <> pg_backend_pid()",
+                                NULL),
+                         0);
+        char sql[64];
+        snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", strchr(f->db, '/') + 1);
+        assert_int_equal(pg_sql(&g_pg, PG_DB, sql, NULL), 0);
+    }
+    free(f);
+    return 0;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (pg_create(&g_pg) < 0)
+        return -1;
+    return pg_create_db(&g_pg, PG_DB);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    pg_destroy(&g_pg);
+    return 0;
+}
+
+#define T0 1793613600LL
+#define TTL 28800
+#define IDLE 1800
+
+/* A session of the fixture's key (or of the backend, key_id "") created at
+ * `at`; hash gets the SHA-256 hex of a fresh id. */
+static void new_session(fixture *f, const char *key_id, int64_t at, char hash[65], char *csrf)
+{
+    char id[CONSOLE_SESSION_ID_LEN + 1];
+    assert_int_equal(console_random_token(id), 0);
+    crypto_sha256_hex(id, strlen(id), hash);
+    store_console_session c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.org_id, sizeof(c.org_id), "%s", f->org);
+    snprintf(c.user_id, sizeof(c.user_id), "%s", f->user);
+    snprintf(c.key_id, sizeof(c.key_id), "%s", key_id);
+    assert_int_equal(console_random_token(c.csrf_token), 0);
+    if (csrf)
+        strcpy(csrf, c.csrf_token);
+    c.created_at = c.last_seen_at = at;
+    c.expires_at = at + TTL;
+    assert_int_equal(store_console_session_create(f->s, hash, &c), STORE_OK);
+}
+
+static void test_store_session_life(void **state)
+{
+    fixture *f = *state;
+    char h[65], csrf[CONSOLE_CSRF_LEN + 1];
+    new_session(f, f->key_id, T0, h, csrf);
+    store_console_session c;
+    assert_int_equal(store_console_session_use(f->s, h, T0 + 10, IDLE, &c), STORE_OK);
+    assert_string_equal(c.org_id, f->org);
+    assert_string_equal(c.user_id, f->user);
+    assert_string_equal(c.key_id, f->key_id);
+    assert_string_equal(c.csrf_token, csrf);
+    assert_int_equal(c.created_at, T0);
+    assert_int_equal(c.last_seen_at, T0 + 10);
+    assert_int_equal(c.expires_at, T0 + TTL);
+    /* used at T0+10: alive until T0+10+IDLE, not a second more */
+    assert_int_equal(store_console_session_use(f->s, h, T0 + 10 + IDLE - 1, IDLE, &c), STORE_OK);
+    assert_int_equal(c.last_seen_at, T0 + 10 + IDLE - 1);
+    assert_int_equal(store_console_session_use(f->s, h, T0 + 10 + 2 * IDLE - 1, IDLE, &c),
+                     STORE_NOT_FOUND);
+    /* a hash of no session, a malformed one */
+    char other[65];
+    crypto_sha256_hex("forged", 6, other);
+    assert_int_equal(store_console_session_use(f->s, other, T0, IDLE, &c), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_use(f->s, "not-a-hash", T0, IDLE, &c), STORE_ERR);
+    assert_int_equal(store_console_session_use(f->s, csrf, T0, IDLE, &c), STORE_ERR);
+}
+
+static void test_store_absolute_expiry(void **state)
+{
+    fixture *f = *state;
+    char h[65];
+    new_session(f, f->key_id, T0, h, NULL);
+    store_console_session c;
+    /* used every IDLE/2 seconds, it still ends at T0 + TTL */
+    int64_t t = T0;
+    for (; t < T0 + TTL; t += IDLE / 2)
+        assert_int_equal(store_console_session_use(f->s, h, t, IDLE, &c), STORE_OK);
+    assert_int_equal(store_console_session_use(f->s, h, T0 + TTL - 1, IDLE, &c), STORE_OK);
+    assert_int_equal(store_console_session_use(f->s, h, T0 + TTL, IDLE, &c), STORE_NOT_FOUND);
+}
+
+static void test_store_delete(void **state)
+{
+    fixture *f = *state;
+    char h1[65], h2[65];
+    new_session(f, f->key_id, T0, h1, NULL);
+    new_session(f, f->key_id, T0, h2, NULL);
+    assert_int_equal(store_console_session_delete(f->s, h1), STORE_OK);
+    assert_int_equal(store_console_session_delete(f->s, h1), STORE_NOT_FOUND);
+    store_console_session c;
+    assert_int_equal(store_console_session_use(f->s, h1, T0 + 1, IDLE, &c), STORE_NOT_FOUND);
+    /* the other session of the same key is untouched */
+    assert_int_equal(store_console_session_use(f->s, h2, T0 + 1, IDLE, &c), STORE_OK);
+}
+
+static void test_store_revoked_key_ends_sessions(void **state)
+{
+    fixture *f = *state;
+    char h[65], hb[65];
+    new_session(f, f->key_id, T0, h, NULL);
+    new_session(f, "", T0, hb, NULL); /* the backend's: the membership backs it */
+    store_console_session c;
+    assert_int_equal(store_console_session_use(f->s, h, T0 + 1, IDLE, &c), STORE_OK);
+    assert_int_equal(store_console_session_use(f->s, hb, T0 + 1, IDLE, &c), STORE_OK);
+    assert_int_equal(store_api_key_revoke(f->s, f->org, f->key_id, T0 + 2), STORE_OK);
+    assert_int_equal(store_console_session_use(f->s, h, T0 + 3, IDLE, &c), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_use(f->s, hb, T0 + 3, IDLE, &c), STORE_OK);
+    /* the prune deletes the revoked key's row, keeps the live one */
+    int64_t n = -1;
+    assert_int_equal(store_console_session_prune(f->s, T0 + 4, IDLE, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_console_session_delete(f->s, h), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_delete(f->s, hb), STORE_OK);
+}
+
+static void test_store_key_of_another_org(void **state)
+{
+    fixture *f = *state;
+    /* a row naming a key of another org (never made by the server, but the
+     * lookup must not trust it) is no session */
+    store_org o2;
+    assert_int_equal(store_org_create(f->s, "other", &o2), STORE_OK);
+    char h[65];
+    new_session(f, f->key_id, T0, h, NULL);
+    store_console_session c;
+    char id[CONSOLE_SESSION_ID_LEN + 1], h2[65];
+    assert_int_equal(console_random_token(id), 0);
+    crypto_sha256_hex(id, strlen(id), h2);
+    memset(&c, 0, sizeof(c));
+    snprintf(c.org_id, sizeof(c.org_id), "%s", o2.id);
+    snprintf(c.user_id, sizeof(c.user_id), "%s", f->user);
+    snprintf(c.key_id, sizeof(c.key_id), "%s", f->key_id);
+    strcpy(c.csrf_token, "t");
+    c.created_at = c.last_seen_at = T0;
+    c.expires_at = T0 + TTL;
+    assert_int_equal(store_console_session_create(f->s, h2, &c), STORE_OK);
+    assert_int_equal(store_console_session_use(f->s, h2, T0 + 1, IDLE, &c), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_use(f->s, h, T0 + 1, IDLE, &c), STORE_OK);
+    assert_string_equal(c.org_id, f->org);
+}
+
+static void test_store_removed_user_ends_sessions(void **state)
+{
+    fixture *f = *state;
+    char h[65], hb[65];
+    new_session(f, f->key_id, T0, h, NULL);
+    new_session(f, "", T0, hb, NULL);
+    int keys = 0;
+    assert_int_equal(store_user_remove(f->s, f->org, f->user, &keys), STORE_OK);
+    assert_int_equal(keys, 1);
+    store_console_session c;
+    assert_int_equal(store_console_session_use(f->s, h, T0 + 1, IDLE, &c), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_use(f->s, hb, T0 + 1, IDLE, &c), STORE_NOT_FOUND);
+}
+
+static void test_store_prune(void **state)
+{
+    fixture *f = *state;
+    char live[65], idle[65], expired[65];
+    new_session(f, f->key_id, T0, live, NULL);
+    new_session(f, f->key_id, T0, idle, NULL);
+    new_session(f, f->key_id, T0 - TTL, expired, NULL);
+    store_console_session c;
+    int64_t now = T0 + IDLE + 5;
+    assert_int_equal(store_console_session_use(f->s, live, T0 + 10, IDLE, &c), STORE_OK);
+    int64_t n = -1;
+    assert_int_equal(store_console_session_prune(f->s, now, IDLE, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_console_session_delete(f->s, idle), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_delete(f->s, expired), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_use(f->s, live, now, IDLE, &c), STORE_OK);
+    assert_int_equal(store_console_session_prune(f->s, now, IDLE, &n), STORE_OK);
+    assert_int_equal(n, 0);
+}
+
+static void test_store_bad_input(void **state)
+{
+    fixture *f = *state;
+    char h[65];
+    crypto_sha256_hex("x", 1, h);
+    store_console_session c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.org_id, sizeof(c.org_id), "%s", f->org);
+    snprintf(c.user_id, sizeof(c.user_id), "%s", f->user);
+    strcpy(c.csrf_token, "t");
+    c.expires_at = T0;
+    assert_int_equal(store_console_session_create(f->s, "plaintext-id", &c), STORE_ERR);
+    assert_int_equal(store_console_session_create(f->s, NULL, &c), STORE_ERR);
+    c.org_id[0] = '\0';
+    assert_int_equal(store_console_session_create(f->s, h, &c), STORE_ERR);
+    snprintf(c.org_id, sizeof(c.org_id), "%s", f->org);
+    c.csrf_token[0] = '\0';
+    assert_int_equal(store_console_session_create(f->s, h, &c), STORE_ERR);
+    strcpy(c.csrf_token, "t");
+    assert_int_equal(store_console_session_create(f->s, h, &c), STORE_OK);
+    /* the same id twice is a conflict, not a second row */
+    assert_int_equal(store_console_session_create(f->s, h, &c), STORE_CONFLICT);
+}
+
+static void test_store_signin_counters_forgotten(void **state)
+{
+    fixture *f = *state;
+    int allowed = 0;
+    /* two addresses that failed in an old minute, one in this minute, and
+     * another limiter's counter */
+    assert_int_equal(store_rate_take(f->s, "console-signin/minute:192.0.2.1", T0 - 120, 10, 0,
+                                     &allowed), STORE_OK);
+    assert_int_equal(store_rate_take(f->s, "console-signin/minute:192.0.2.2", T0 - 60, 10, 0,
+                                     &allowed), STORE_OK);
+    assert_int_equal(store_rate_take(f->s, "console-signin/minute:192.0.2.3", T0, 10, 0, &allowed),
+                     STORE_OK);
+    assert_int_equal(store_rate_take(f->s, "agent_tokens/minute:usr_x", T0 - 120, 10, 0, &allowed),
+                     STORE_OK);
+    int64_t n = -1;
+    assert_int_equal(store_console_signin_forget(f->s, "console-signin/minute:", T0, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_console_signin_forget(f->s, "console-signin/minute:", T0, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    /* this minute's counter is still there: one more slot, not a fresh limit */
+    assert_int_equal(store_rate_take(f->s, "console-signin/minute:192.0.2.3", T0, 2, 0, &allowed),
+                     STORE_OK);
+    assert_int_equal(allowed, 1);
+    assert_int_equal(store_rate_take(f->s, "console-signin/minute:192.0.2.3", T0, 2, 0, &allowed),
+                     STORE_OK);
+    assert_int_equal(allowed, 0);
+    /* another limiter's rows are not touched (its own take forgets them) */
+    assert_int_equal(store_rate_take(f->s, "agent_tokens/minute:usr_x", T0 - 120, 1, 0, &allowed),
+                     STORE_OK);
+    assert_int_equal(allowed, 0);
+    /* a prefix with LIKE wildcards is refused, not widened */
+    assert_int_equal(store_console_signin_forget(f->s, "console%", T0, &n), STORE_ERR);
+    assert_int_equal(store_console_signin_forget(f->s, "console_signin", T0, &n), STORE_ERR);
+    assert_int_equal(store_console_signin_forget(f->s, "", T0, &n), STORE_ERR);
+}
+
+#define BOTH(t)                                                                                    \
+    { "file/" #t, t, setup_file, teardown, NULL }, { "postgres/" #t, t, setup_pg, teardown, NULL }
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cookie_found),
+        cmocka_unit_test(test_cookie_absent),
+        cmocka_unit_test(test_cookie_hostile),
+        cmocka_unit_test(test_random_tokens),
+        cmocka_unit_test(test_set_cookie),
+        cmocka_unit_test(test_csrf_compare),
+        cmocka_unit_test(test_origin),
+        cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_peer_bucket),
+        cmocka_unit_test(test_pages),
+        BOTH(test_store_session_life),
+        BOTH(test_store_absolute_expiry),
+        BOTH(test_store_delete),
+        BOTH(test_store_revoked_key_ends_sessions),
+        BOTH(test_store_key_of_another_org),
+        BOTH(test_store_removed_user_ends_sessions),
+        BOTH(test_store_prune),
+        BOTH(test_store_bad_input),
+        BOTH(test_store_signin_counters_forgotten),
+    };
+    return cmocka_run_group_tests_name("console_session", tests, group_setup, group_teardown);
+}
