@@ -240,7 +240,7 @@ def echo_works(w, cid, what):
 
 @test(timeout=120)
 def agent_breaking_output_rules_gets_clear_errors(t):
-    w = t.world("rogue")
+    w = t.world("rogue", asan_extra=SMALL_QUARANTINE)
     a, cid = rogue(t, w)
     echo_works(w, cid, "at first")
 
