@@ -11,11 +11,12 @@ then a multi-byte UTF-8 character, exactly N bytes, deterministic per seed.
 Rows:
   direct   loggen run by this client with subprocess, stdout read and SHA-256'd.
   tunnel   POST /api/clusters/{id}/kubectl {"args":["logs",N,seed]} with
-           Accept: text/event-stream; the client decodes every `output` event
-           ("text" or "base64"), SHA-256s stdout and compares it with the
-           direct run's digest (byte-exact).  Server and agent VmRSS sampled
+           Accept: text/event-stream through curl into bench/sse_sink.c (C: TLS,
+           chunking and event decoding must not be the bottleneck), which decodes
+           every `output` event ("text" or "base64"), SHA-256s stdout and is
+           compared with the direct run's digest (byte-exact).  Server and agent VmRSS sampled
            every 20 ms: peak growth over the value before the request.
-  slow     the same with a client that reads at BENCH_SLOW_RATE MiB/s for
+  slow     the same, decoded in Python, by a client that reads at BENCH_SLOW_RATE MiB/s for
            BENCH_SLOW_SECONDS, then at full speed: server/agent RSS growth while
            slow, and whether the generator is blocked writing its pipe (what flow
            control should do: the agent stops reading, nothing piles up).
@@ -196,6 +197,9 @@ class World:
         self.loggen = os.path.join(b, "loggen")
         subprocess.run(["cc", "-O2", "-o", self.loggen, os.path.join(ROOT, "bench/loggen.c")],
                        check=True)
+        self.sink = os.path.join(b, "sse_sink")
+        subprocess.run(["cc", "-O2", "-o", self.sink, os.path.join(ROOT, "bench/sse_sink.c"),
+                        "-lcrypto"], check=True)
         self.port = free_port()
         self.health_port = free_port()
         self.data = os.path.join(self.work, "data")
@@ -257,7 +261,7 @@ class World:
                 sys.exit("bigout: aurora-agent not ready (%s/agent.log)" % self.work)
             time.sleep(0.1)
 
-    def sse(self, nbytes, seed):
+    def sse(self, nbytes, seed, sink=False):
         """Starts the request: curl (TLS and HTTP chunked decoding in C, so that the
         client is not what is measured) writes the event stream to a pipe that
         this process parses.  Returns (curl process, Sse)."""
@@ -269,7 +273,11 @@ class World:
              "-H", "Accept: text/event-stream", "--data-binary", body,
              "https://127.0.0.1:%d/api/clusters/%s/kubectl" % (self.port, self.cluster)],
             stdout=subprocess.PIPE, bufsize=0)
-        return c, Sse(c.stdout)
+        if not sink:
+            return c, Sse(c.stdout)
+        k = subprocess.Popen([self.sink], stdin=c.stdout, stdout=subprocess.PIPE)
+        c.stdout.close()  # the sink holds the pipe now
+        return c, k
 
     def stop(self):
         for p in reversed(self.procs):
@@ -304,15 +312,24 @@ def direct(w, nbytes, seed):
 
 
 def tunnel(w, nbytes, seed, slow_rate=0, slow_s=0):
-    """Returns a dict of measurements."""
+    """Returns a dict of measurements.  Full speed: curl | sse_sink (C); slow:
+    curl | this process, reading at slow_rate MiB/s for slow_s seconds."""
     pids = [w.server.pid, w.agent.pid]
     scpu0, acpu0, ccpu0 = cpu_s(w.server.pid), cpu_s(w.agent.pid), os.times()
     rss = Rss(pids)
     t0 = time.monotonic()
-    c, s = w.sse(nbytes, seed)
     out = {}
-    if slow_rate:
-        # Read at slow_rate MiB/s for slow_s seconds (small reads, paced).
+    if not slow_rate:
+        c, k = w.sse(nbytes, seed, sink=True)
+        rep = json.loads(k.communicate()[0])
+        dt = time.monotonic() - t0
+        errors = rep["errors"] + ([rep["bad"]] if rep["bad"] else [])
+        if c.wait() != 0:
+            errors.append("curl exited with status %d" % c.returncode)
+        out.update(bytes=rep["bytes"], digest=rep["sha256"], result=rep["result"], errors=errors,
+                   text=rep["text"], b64=rep["base64"], stderr=b"")
+    else:
+        c, s = w.sse(nbytes, seed)
         end = t0 + slow_s
         got = 0
         while time.monotonic() < end and s.result is None:
@@ -323,18 +340,19 @@ def tunnel(w, nbytes, seed, slow_rate=0, slow_s=0):
         out["slow_growth"] = rss.mark()
         out["slow_bytes"] = got
         out["children"] = children_blocked_on_pipe(w.agent.pid)
-    while s.result is None and not s.errors:
-        if not s.read():
-            break
-    dt = time.monotonic() - t0
-    c.stdout.close()
-    if c.wait() != 0:
-        s.errors.append("curl exited with status %d" % c.returncode)
+        while s.result is None and not s.errors:
+            if not s.read():
+                break
+        dt = time.monotonic() - t0
+        c.stdout.close()
+        if c.wait() != 0:
+            s.errors.append("curl exited with status %d" % c.returncode)
+        out.update(bytes=s.bytes, digest=s.h.hexdigest(), result=s.result, errors=s.errors,
+                   text=s.text_events, b64=s.b64_events, stderr=s.stderr)
     ccpu = os.times()
     out["growth"] = rss.done()
-    out.update(bytes=s.bytes, digest=s.h.hexdigest(), secs=dt, result=s.result, errors=s.errors,
-               text=s.text_events, b64=s.b64_events, stderr=s.stderr,
-               server_cpu=cpu_s(w.server.pid) - scpu0, agent_cpu=cpu_s(w.agent.pid) - acpu0,
+    out.update(secs=dt, server_cpu=cpu_s(w.server.pid) - scpu0,
+               agent_cpu=cpu_s(w.agent.pid) - acpu0,
                client_cpu=(ccpu.user + ccpu.system + ccpu.children_user + ccpu.children_system
                            - ccpu0.user - ccpu0.system - ccpu0.children_user - ccpu0.children_system))
     return out
