@@ -59,6 +59,7 @@ typedef struct {
     int64_t bytes;  /* all output bytes seen */
     int truncated;
     int64_t uncredited; /* SSE: bytes handed to the client not yet credited */
+    sse_output_stream sse_out; /* SSE: characters cut between chunks, held back */
     int64_t started_ms;
 } exec_run;
 
@@ -527,7 +528,7 @@ static void sse_on_data(void *ctx, int channel, const unsigned char *p, size_t n
         n = (size_t)(x->spec->max_output - before);
     }
     buf_t *out = http_txn_stream_buf(x->txn);
-    if (out && sse_output_event(out, channel, p, n) == 0)
+    if (out && sse_output_chunk(out, &x->sse_out, channel, p, n) == 0)
         http_txn_stream_flush(x->txn);
     x->uncredited += (int64_t)n;
     sse_maybe_credit(x);
@@ -547,6 +548,9 @@ static void sse_on_end(void *ctx, const tunnel_result *r)
                  r->duration_ms ? r->duration_ms : now_ms() - x->started_ms);
     if (x->txn) {
         http_txn *t = x->txn;
+        buf_t *out = http_txn_stream_buf(t);
+        if (out)
+            sse_output_finish(out, &x->sse_out);
         cJSON *o = result_json(x, r, 0);
         if (r->failed && o)
             cJSON_AddNumberToObject(o, "http_status", r->http_status);

@@ -7,6 +7,7 @@
 
 #include "crypto.h"
 #include "proto.h"
+#include "utf8.h"
 
 /* What a byte below 0x80 becomes inside a JSON string: 0 = itself, else the
  * second character of its two-character escape, or 'u' for \u00XX (the
@@ -133,4 +134,44 @@ int sse_output_event(buf_t *b, int channel, const unsigned char *p, size_t n)
     }
     buf_append_str(b, "\"}\n\n");
     return 0;
+}
+
+int sse_output_chunk(buf_t *b, sse_output_stream *s, int channel, const unsigned char *p,
+                     size_t n)
+{
+    int ch = channel == PROTO_CHAN_STDERR;
+    unsigned char *joined = NULL;
+    if (s->tail_len[ch]) {
+        size_t held = s->tail_len[ch];
+        joined = malloc(held + n);
+        if (!joined)
+            return -1;
+        memcpy(joined, s->tail[ch], held);
+        memcpy(joined + held, p, n);
+        s->tail_len[ch] = 0;
+        p = joined;
+        n += held;
+    }
+    size_t whole = utf8_complete_prefix((const char *)p, n);
+    int rc = 0;
+    if (whole < n) { /* at most 3 bytes: utf8_complete_prefix looks back no further */
+        memcpy(s->tail[ch], p + whole, n - whole);
+        s->tail_len[ch] = (unsigned char)(n - whole);
+    }
+    if (whole)
+        rc = sse_output_event(b, channel, p, whole);
+    free(joined);
+    return rc;
+}
+
+int sse_output_finish(buf_t *b, sse_output_stream *s)
+{
+    int rc = 0;
+    for (int ch = 0; ch < 2; ch++) {
+        if (s->tail_len[ch] && sse_output_event(b, ch ? PROTO_CHAN_STDERR : PROTO_CHAN_STDOUT,
+                                                s->tail[ch], s->tail_len[ch]) < 0)
+            rc = -1;
+        s->tail_len[ch] = 0;
+    }
+    return rc;
 }

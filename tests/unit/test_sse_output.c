@@ -121,11 +121,91 @@ static void test_random_agrees_with_utf8_valid(void **state)
     assert_true(bins > 500);
 }
 
+/* Decodes every output event of b (one channel) into out; counts base64 events. */
+static size_t decode_all(const buf_t *b, unsigned char *out, size_t cap, int *b64_events)
+{
+    const char *p = buf_head(b), *end = p + buf_pending(b);
+    size_t o = 0;
+    *b64_events = 0;
+    while (p < end) {
+        const char *data = strstr(p, "data: ");
+        const char *stop = strstr(p, "\n\n");
+        assert_non_null(data);
+        assert_non_null(stop);
+        data += 6;
+        cJSON *j = cJSON_ParseWithLength(data, (size_t)(stop - data));
+        assert_non_null(j);
+        cJSON *t = cJSON_GetObjectItem(j, "text");
+        if (t) {
+            size_t n = strlen(t->valuestring);
+            assert_true(o + n <= cap);
+            memcpy(out + o, t->valuestring, n);
+            o += n;
+        } else {
+            cJSON *b64 = cJSON_GetObjectItem(j, "base64");
+            size_t n = 0;
+            unsigned char *raw = crypto_base64_decode(b64->valuestring,
+                                                      strlen(b64->valuestring), &n);
+            assert_non_null(raw);
+            assert_true(o + n <= cap);
+            memcpy(out + o, raw, n);
+            o += n;
+            free(raw);
+            (*b64_events)++;
+        }
+        cJSON_Delete(j);
+        p = stop + 2;
+    }
+    return o;
+}
+
+/* Non-ASCII text cut into chunks at random places: every event is text (the
+ * cut characters are held back to the next chunk), and the events give the
+ * bytes back exactly; a stream that ends inside a character sends the rest
+ * as base64 at the finish. */
+static void chunked_stream_keeps_characters_whole(void **state)
+{
+    (void)state;
+    static const char *pieces[] = {"a", "\xc3\xa9", "\xe2\x86\x92", "\xf0\x9f\x98\x80",
+                                   "\n", "\xe6\x97\xa5\xe6\x9c\xac"};
+    unsigned char in[4096], got[8192];
+    unsigned seed = 7;
+    for (int round = 0; round < 300; round++) {
+        size_t n = 0;
+        while (n < sizeof(in) - 8) {
+            const char *pc = pieces[rand_r(&seed) % 6];
+            memcpy(in + n, pc, strlen(pc));
+            n += strlen(pc);
+        }
+        int cut_inside = round % 3 == 0; /* the output itself ends mid-character */
+        if (cut_inside)
+            in[n++] = 0xe2;
+        buf_t b = BUF_INIT;
+        sse_output_stream s;
+        memset(&s, 0, sizeof(s));
+        for (size_t off = 0; off < n;) {
+            size_t k = 1 + (size_t)rand_r(&seed) % 97;
+            if (k > n - off)
+                k = n - off;
+            assert_int_equal(sse_output_chunk(&b, &s, PROTO_CHAN_STDOUT, in + off, k), 0);
+            off += k;
+        }
+        assert_int_equal(sse_output_finish(&b, &s), 0);
+        int b64 = 0;
+        size_t m = decode_all(&b, got, sizeof(got), &b64);
+        assert_int_equal(m, n);
+        assert_memory_equal(got, in, n);
+        assert_int_equal(b64, cut_inside ? 1 : 0);
+        buf_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixed_cases),
         cmocka_unit_test(test_random_agrees_with_utf8_valid),
+        cmocka_unit_test(chunked_stream_keeps_characters_whole),
     };
     return cmocka_run_group_tests_name("sse_output", tests, NULL, NULL);
 }
