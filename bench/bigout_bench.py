@@ -23,7 +23,8 @@ Rows:
 
 Knobs (env or flags): BENCH_BIGOUT_MIB (1024), BENCH_SLOW_MIB (256),
 BENCH_SLOW_RATE (10 MiB/s), BENCH_SLOW_SECONDS (10), BENCH_STREAM_WINDOW (server's
-AURORA_STREAM_WINDOW; unset: its default).  Exit status 1 on any mismatch/error.
+AURORA_STREAM_WINDOW; unset: its default), BENCH_BIN (build/rel: the binaries
+measured).  Exit status 1 on any mismatch/error.
 Targets (issue 14): >= 200 MiB/s, server RSS growth <= 16 MiB, byte-exact.
 """
 
@@ -188,7 +189,7 @@ class World:
         b = os.path.join(self.work, "bin")
         os.makedirs(b)
         for name in ("aurora-server", "aurora-agent"):
-            src = os.path.join(ROOT, "build/rel", name)
+            src = os.path.join(args.bin, name)
             if not os.access(src, os.X_OK):
                 sys.exit("bigout: %s missing: run 'make all' first" % src)
             shutil.copy2(src, b)  # build/rel may be rebuilt while we run
@@ -367,6 +368,9 @@ def main():
                     default=float(os.environ.get("BENCH_SLOW_SECONDS", 10)))
     ap.add_argument("--window", type=int, default=int(os.environ.get("BENCH_STREAM_WINDOW", 0)))
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    ap.add_argument("--bin", default=os.environ.get("BENCH_BIN", os.path.join(ROOT, "build/rel")),
+                    help="directory of the aurora-server and aurora-agent to measure "
+                         "(default build/rel; e.g. an older build to compare)")
     args = ap.parse_args()
     w = World(args)
     problems = []
