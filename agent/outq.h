@@ -29,7 +29,8 @@ agent_frame *agent_frame_text(const char *s);
 void agent_frame_free(agent_frame *f);
 
 /* One queue per tunnel (opaque).  on_push runs (any thread, no lock held)
- * after each accepted push; on_room runs (lws thread) after a pop left the
+ * after an accepted push into an empty queue (the consumer pops until the
+ * queue is empty, so only then does it need waking); on_room runs (lws thread) after a pop left the
  * data lane below its cap.  Each gets its own arg. */
 typedef struct agent_outq agent_outq;
 

@@ -15,6 +15,7 @@
 #include "instance.h"
 #include "log.h"
 #include "server_metrics.h"
+#include "sse_output.h"
 #include "proto.h"
 #include "registry.h"
 #include "tunnel.h"
@@ -58,6 +59,7 @@ typedef struct {
     int64_t bytes;  /* all output bytes seen */
     int truncated;
     int64_t uncredited; /* SSE: bytes handed to the client not yet credited */
+    sse_output_stream sse_out; /* SSE: characters cut between chunks, held back */
     int64_t started_ms;
 } exec_run;
 
@@ -525,26 +527,10 @@ static void sse_on_data(void *ctx, int channel, const unsigned char *p, size_t n
             tunnel_req_consumed(x->req, (size_t)(x->bytes - x->spec->max_output));
         n = (size_t)(x->spec->max_output - before);
     }
-    cJSON *d = cJSON_CreateObject();
-    if (d) {
-        cJSON_AddStringToObject(d, "stream", channel == PROTO_CHAN_STDERR ? "stderr" : "stdout");
-        if (utf8_valid((const char *)p, n)) {
-            char *txt = malloc(n + 1);
-            if (txt) {
-                memcpy(txt, p, n);
-                txt[n] = '\0';
-                cJSON_AddStringToObject(d, "text", txt);
-                free(txt);
-            }
-        } else {
-            char *b64 = crypto_base64(p, n);
-            if (b64)
-                cJSON_AddStringToObject(d, "base64", b64);
-            free(b64);
-        }
-    }
+    buf_t *out = http_txn_stream_buf(x->txn);
+    if (out && sse_output_chunk(out, &x->sse_out, channel, p, n) == 0)
+        http_txn_stream_flush(x->txn);
     x->uncredited += (int64_t)n;
-    sse_event(x->txn, "output", d);
     sse_maybe_credit(x);
 }
 
@@ -562,6 +548,9 @@ static void sse_on_end(void *ctx, const tunnel_result *r)
                  r->duration_ms ? r->duration_ms : now_ms() - x->started_ms);
     if (x->txn) {
         http_txn *t = x->txn;
+        buf_t *out = http_txn_stream_buf(t);
+        if (out)
+            sse_output_finish(out, &x->sse_out);
         cJSON *o = result_json(x, r, 0);
         if (r->failed && o)
             cJSON_AddNumberToObject(o, "http_status", r->http_status);

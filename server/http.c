@@ -1075,6 +1075,14 @@ int http_txn_stream_write(http_txn *t, const void *p, size_t n)
 
 size_t http_txn_stream_pending(const http_txn *t) { return buf_pending(&t->out); }
 
+buf_t *http_txn_stream_buf(http_txn *t) { return t->wsi ? &t->out : NULL; }
+
+void http_txn_stream_flush(http_txn *t)
+{
+    if (t->wsi && buf_pending(&t->out))
+        lws_callback_on_writable(t->wsi);
+}
+
 void http_txn_stream_end(http_txn *t)
 {
     t->stream_ended = 1;

@@ -65,6 +65,11 @@ int http_txn_stream_begin(http_txn *t, int status, const char *content_type,
                           const http_stream_ops *ops, void *ctx);
 int http_txn_stream_write(http_txn *t, const void *p, size_t n);
 size_t http_txn_stream_pending(const http_txn *t);
+/* For writers that encode straight into the stream (no copy): its outgoing
+ * buffer (NULL once the client is gone); append to it, then call
+ * http_txn_stream_flush. */
+buf_t *http_txn_stream_buf(http_txn *t);
+void http_txn_stream_flush(http_txn *t);
 void http_txn_stream_end(http_txn *t);
 /* exec.c attaches/detaches itself so a closing client can be told. */
 void http_txn_attach(http_txn *t, const http_stream_ops *ops, void *ctx);

@@ -95,6 +95,7 @@ struct tunnel_session {
     int max_concurrent;      /* from register (v2); 0 = no limit known */
     uint64_t req_seq;
     uint32_t next_id;
+    unsigned stray_frames; /* output frames for no running request: logged sparingly */
     struct tunnel_session *prev, *next;
 };
 
@@ -375,6 +376,23 @@ static void req_fail(tunnel_req *r, int status, const char *code, const char *ms
     tunnel_result res = { .failed = 1, .http_status = status, .return_code = -1,
                           .error = msg, .error_code = code, .bytes = r->received };
     req_finish(r, &res);
+}
+
+/* The agent broke the protocol for r: the caller gets 502 AGENT_PROTOCOL_ERROR
+ * now; the request stays, muted, until the agent's exec_end (it still holds
+ * one of the agent's slots), and the agent is asked to stop the command. */
+static void req_protocol_error(tunnel_req *r, const char *msg)
+{
+    const tunnel_sink *sink = r->sink;
+    void *ctx = r->ctx;
+    r->sink = NULL;
+    r->ctx = NULL;
+    if (r->s->v2 && r->started)
+        send_json(r->s, proto_enc_cancel(r->id));
+    tunnel_result res = { .failed = 1, .http_status = 502, .return_code = -1, .error = msg,
+                          .error_code = EC_AGENT_PROTOCOL, .bytes = r->received };
+    if (sink)
+        sink->on_end(ctx, &res);
 }
 
 static void req_deadline(lws_sorted_usec_list_t *sul)
@@ -1051,14 +1069,30 @@ static void handle_data_frame(tunnel_session *s, const unsigned char *p, size_t 
     }
     tunnel_req *r = find_req_v2(s, id);
     if (!r) {
-        log_debug("agent %s: data for unknown request %u dropped", s->cluster_id, id);
+        /* An agent bug (or a late frame racing a cancel): drop it, keep the
+         * session.  Logged for the first few and then every 1000th, so a
+         * misbehaving agent cannot flood the log. */
+        if (s->stray_frames++ < 5 || s->stray_frames % 1000 == 0)
+            log_warn("agent %s: output for request %u dropped: %s (%u such frames)",
+                     s->cluster_id, id,
+                     id && id <= s->next_id ? "that request already ended"
+                                            : "no such request was sent to this agent",
+                     s->stray_frames);
         return;
     }
+    if (r->over_window_logged)
+        return; /* already failed for breaking its window: the rest is dropped */
     if (r->received + (int64_t)plen > r->window + r->credited) {
-        if (!r->over_window_logged)
-            log_warn("agent %s: request %u exceeded its flow-control window; data dropped",
-                     s->cluster_id, id);
+        /* Flow control is what bounds memory: an agent that ignores it is
+         * broken, and silently dropping bytes would hand the caller a
+         * "successful" output with a hole in it.  Fail the request, stop
+         * the command. */
+        log_warn("agent %s: request %u sent %lld bytes beyond its flow-control window; "
+                 "failing it and cancelling the command", s->cluster_id, id,
+                 (long long)(r->received + (int64_t)plen - r->window - r->credited));
         r->over_window_logged = 1;
+        req_protocol_error(r, "the agent sent more output than its flow-control window allowed "
+                              "(agent protocol error); the command was cancelled");
         return;
     }
     r->received += (int64_t)plen;
