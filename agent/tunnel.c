@@ -800,6 +800,7 @@ static int tunnel_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
         char desc[300];
         /* an idle tunnel keeps no 34 KiB of TLS record buffers */
         SSL_CTX_set_mode((SSL_CTX *)user, SSL_MODE_RELEASE_BUFFERS);
+        tls_resume_attach((SSL_CTX *)user); /* reconnections resume the session */
         if (t->cfg->ca_file || !t->cfg->secure || t->cfg->tls_skip_verify)
             return 0;
         if (agent_ca_store_load_system(user, desc, sizeof(desc)) != 0)
@@ -831,9 +832,6 @@ static int tunnel_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
             t->v2 = 1;
         return 0;
     }
-    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
-        tls_resume_attach((SSL_CTX *)user); /* reconnections resume the session */
-        return 0;
     case LWS_CALLBACK_CLIENT_ESTABLISHED: {
         if (wsi != t->wsi && t->wsi)
             return 0;
