@@ -662,22 +662,46 @@ static void test_credit_window(void **state)
     fixture *fx = *state;
     made_token m = new_token(fx, fx->org_id, 0);
     tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 0);
-    sink_rec rec = { 0 };
-    tunnel_req *r = exec_ok(fx, &m, &rec);
+    /* An agent that sends beyond window + credit fails that request with
+     * 502 AGENT_PROTOCOL_ERROR (never a result with bytes silently missing)
+     * and is told to cancel the command; its later frames are dropped. */
+    sink_rec bad = { 0 };
+    exec_ok(fx, &m, &bad);
     uint32_t id = sent_exec(s);
     send_data(s, id, PROTO_CHAN_STDOUT, 400, 'a');
     send_data(s, id, PROTO_CHAN_STDERR, 400, 'b');
-    send_data(s, id, PROTO_CHAN_STDOUT, 300, 'c'); /* 1100 > 1000: dropped */
+    assert_int_equal(bad.ndata, 800);
+    assert_int_equal(bad.nchunks, 2);
+    send_data(s, id, PROTO_CHAN_STDOUT, 300, 'c'); /* 1100 > 1000 */
+    assert_int_equal(bad.ends, 1);
+    assert_int_equal(bad.failed, 1);
+    assert_int_equal(bad.http_status, 502);
+    assert_string_equal(bad.error_code, "AGENT_PROTOCOL_ERROR");
+    assert_int_equal(bad.ndata, 800);
+    proto_msg c;
+    expect_type(s, MSG_CANCEL, &c);
+    assert_int_equal(c.id, id);
+    proto_msg_free(&c);
+    send_data(s, id, PROTO_CHAN_STDOUT, 10, 'x');
+    send_exec_end(s, id, 0); /* the muted request ends without a second result */
+    assert_int_equal(bad.ends, 1);
+    assert_int_equal(bad.ndata, 800);
+
+    /* Within the window: credit comes back as the client consumes. */
+    sink_rec rec = { 0 };
+    tunnel_req *r = exec_ok(fx, &m, &rec);
+    id = sent_exec(s);
+    send_data(s, id, PROTO_CHAN_STDOUT, 400, 'a');
+    send_data(s, id, PROTO_CHAN_STDERR, 400, 'b');
     assert_int_equal(rec.ndata, 800);
-    assert_int_equal(rec.nchunks, 2);
     /* Data for another request, a malformed frame: dropped, nothing else. */
     send_data(s, id + 1, PROTO_CHAN_STDOUT, 10, 'z');
     tunnel_session_receive(s, "\x01\x00", 2, 1);
     assert_int_equal(rec.ndata, 800);
+    assert_int_equal(rec.ends, 0);
     tunnel_req_consumed(r, 400); /* 400 owed: below half the window */
     expect_no_frame(s);
     tunnel_req_consumed(r, 400);
-    proto_msg c;
     expect_type(s, MSG_CREDIT, &c);
     assert_int_equal(c.id, id);
     assert_int_equal(c.bytes, 800);
@@ -685,8 +709,6 @@ static void test_credit_window(void **state)
     /* 1800 may now be outstanding in all. */
     send_data(s, id, PROTO_CHAN_STDOUT, 300, 'd');
     send_data(s, id, PROTO_CHAN_STDOUT, 700, 'e');
-    assert_int_equal(rec.ndata, 1800);
-    send_data(s, id, PROTO_CHAN_STDOUT, 1, 'f');
     assert_int_equal(rec.ndata, 1800);
     send_text(s, proto_enc_exec_end(id, 0, "", NULL, 0, 5, 1800));
     assert_int_equal(rec.ends, 1);
