@@ -18,10 +18,16 @@ static int is_b64url(char c)
 
 static int is_ows(char c) { return c == ' ' || c == '\t'; }
 
-int console_cookie_session(const char *header, char *out, size_t cap, const char **why)
+const char *console_cookie_name(int secure)
 {
-    static const char name[] = CONSOLE_COOKIE_NAME;
-    const size_t nl = sizeof(name) - 1;
+    return secure ? CONSOLE_COOKIE_NAME_SECURE : CONSOLE_COOKIE_NAME;
+}
+
+int console_cookie_session(const char *header, int secure, char *out, size_t cap,
+                           const char **why)
+{
+    const char *name = console_cookie_name(secure);
+    const size_t nl = strlen(name);
     const char *ignored;
     if (!why)
         why = &ignored;
@@ -55,17 +61,17 @@ int console_cookie_session(const char *header, char *out, size_t cap, const char
             v++;
         size_t vl = (size_t)(end - v);
         if (found) {
-            *why = "more than one " CONSOLE_COOKIE_NAME " cookie";
+            *why = "more than one session cookie";
             return CONSOLE_COOKIE_MALFORMED;
         }
         found = 1;
         if (vl != CONSOLE_SESSION_ID_LEN) {
-            *why = "the " CONSOLE_COOKIE_NAME " cookie is not a session id (wrong length)";
+            *why = "the session cookie is not a session id (wrong length)";
             return CONSOLE_COOKIE_MALFORMED;
         }
         for (size_t i = 0; i < vl; i++)
             if (!is_b64url(v[i])) {
-                *why = "the " CONSOLE_COOKIE_NAME " cookie is not a session id (bad character)";
+                *why = "the session cookie is not a session id (bad character)";
                 return CONSOLE_COOKIE_MALFORMED;
             }
         if (cap <= vl) {
@@ -91,7 +97,7 @@ int console_random_token(char out[CONSOLE_SESSION_ID_LEN + 1])
 int console_set_cookie(char *out, size_t cap, const char *value, int64_t max_age, int secure)
 {
     int n = snprintf(out, cap, "%s=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Strict%s",
-                     CONSOLE_COOKIE_NAME, value ? value : "",
+                     console_cookie_name(secure), value ? value : "",
                      (long long)(value && max_age > 0 ? max_age : 0), secure ? "; Secure" : "");
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }

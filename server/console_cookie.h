@@ -8,30 +8,40 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Over HTTPS the cookie carries the __Host- prefix: browsers then accept it
+ * only with Secure, Path=/ and no Domain, so a sibling subdomain (or a
+ * plain-HTTP page of this host) cannot plant a session cookie of its own
+ * beside ours.  Plain-HTTP mode (development) cannot use the prefix. */
 #define CONSOLE_COOKIE_NAME "aurora_session"
+#define CONSOLE_COOKIE_NAME_SECURE "__Host-aurora_session"
 /* base64url of 32 random bytes, no padding */
 #define CONSOLE_SESSION_ID_LEN 43
 #define CONSOLE_CSRF_LEN 43
 
 enum {
-    CONSOLE_COOKIE_ABSENT = 0,    /* no aurora_session cookie */
+    CONSOLE_COOKIE_ABSENT = 0,    /* no session cookie */
     CONSOLE_COOKIE_FOUND = 1,     /* out holds its value */
     CONSOLE_COOKIE_MALFORMED = -1 /* present but not one well-formed value (why says how) */
 };
 
-/* Finds aurora_session in a Cookie header value (NULL: no header).  Other
+/* The session cookie's name: CONSOLE_COOKIE_NAME_SECURE when secure. */
+const char *console_cookie_name(int secure);
+
+/* Finds the session cookie (console_cookie_name(secure)) in a Cookie
+ * header value (NULL: no header).  Other
  * cookies are skipped whatever they hold (browsers send every cookie of the
  * host, other ports' applications included).  Ours must appear once and be
  * exactly CONSOLE_SESSION_ID_LEN base64url characters: a second copy (a
  * cookie planted for a sub-path or by a sibling host) makes the request
  * ambiguous and is refused rather than guessed at.  out: at least
  * CONSOLE_SESSION_ID_LEN + 1 bytes. */
-int console_cookie_session(const char *header, char *out, size_t cap, const char **why);
+int console_cookie_session(const char *header, int secure, char *out, size_t cap,
+                           const char **why);
 
 /* A new random session id or CSRF token (CONSOLE_SESSION_ID_LEN chars + NUL). */
 int console_random_token(char out[CONSOLE_SESSION_ID_LEN + 1]);
 
-/* The Set-Cookie value that sets (value non-NULL, max_age > 0) or clears
+/* The Set-Cookie value (named console_cookie_name(secure)) that sets (value non-NULL, max_age > 0) or clears
  * (value NULL: empty value, Max-Age=0) the session cookie: Path=/,
  * HttpOnly, SameSite=Strict, and Secure unless secure is 0 (plain-HTTP
  * mode).  0, or -1 when cap is too small. */

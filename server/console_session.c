@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "api_util.h"
@@ -48,11 +49,11 @@ static void session_id_hash(const char *id, char hash[65])
 
 /* The session id the request's cookie carries: CONSOLE_COOKIE_* (why: the
  * reason when malformed). */
-static int cookie_of(const http_request *req, char id[CONSOLE_SESSION_ID_LEN + 1],
-                     const char **why)
+static int cookie_of(const worker_ctx *w, const http_request *req,
+                     char id[CONSOLE_SESSION_ID_LEN + 1], const char **why)
 {
-    return console_cookie_session(http_header_get(req, "cookie"), id, CONSOLE_SESSION_ID_LEN + 1,
-                                  why);
+    return console_cookie_session(http_header_get(req, "cookie"), cookie_secure(w), id,
+                                  CONSOLE_SESSION_ID_LEN + 1, why);
 }
 
 /* Looks the session of the request's cookie up (and marks it used).
@@ -64,7 +65,7 @@ static int live_session(worker_ctx *w, const http_request *req, store_console_se
 {
     char id[CONSOLE_SESSION_ID_LEN + 1];
     const char *why = NULL;
-    int k = cookie_of(req, id, &why);
+    int k = cookie_of(w, req, id, &why);
     if (k == CONSOLE_COOKIE_MALFORMED) {
         http_resp_error(resp, 400, "BAD_REQUEST", "%s", why);
         return STORE_NOT_FOUND;
@@ -140,7 +141,7 @@ int console_session_authenticate(worker_ctx *w, const http_request *req, auth_ct
                                  http_response *resp)
 {
     char id[CONSOLE_SESSION_ID_LEN + 1];
-    if (cookie_of(req, id, NULL) == CONSOLE_COOKIE_ABSENT)
+    if (cookie_of(w, req, id, NULL) == CONSOLE_COOKIE_ABSENT)
         return 0;
     explicit_bzero(id, sizeof(id));
     store_console_session c;
@@ -176,7 +177,8 @@ static void session_body(const worker_ctx *w, const store_console_session *c, in
 }
 
 /* One slot of the peer's failed sign-ins for this minute (its address, or
- * its IPv6 /64); a successful sign-in gives it back.  0 (taken: *window set), or -1 with 429/503. */
+ * its IPv6 /64): taken after a wrong API key, or before a backend-secret
+ * sign-in, which gives it back when it succeeds.  0 (taken: *window set), or -1 with 429/503. */
 static int signin_slot(worker_ctx *w, const http_request *req, char *key, size_t cap,
                        int64_t now, int64_t *window, http_response *resp)
 {
@@ -232,17 +234,91 @@ static int signin_identity(worker_ctx *w, http_request *req, auth_ctx *a, http_r
     return rc;
 }
 
+/* A sign-in is a cross-site request forgery target too ("login CSRF": a
+ * page of another site signs the victim's browser into the attacker's
+ * account, whose console then records what the victim types).  A browser
+ * says where a request comes from: Origin must be ours when sent, and
+ * Sec-Fetch-Site, when sent, same-origin (or "none": typed by the user).
+ * The API key form also has to be JSON, which no HTML form can send
+ * cross-site without a CORS preflight this server never grants.
+ * 0, or -1 with resp filled. */
+static int signin_request_ok(const worker_ctx *w, const http_request *req, int api_key,
+                             http_response *resp)
+{
+    const char *site = http_header_get(req, "sec-fetch-site");
+    if (!origin_ok(w, req) ||
+        (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)) {
+        log_warn("refused a console sign-in from %s: sent from another site", req->peer);
+        http_resp_error(resp, 403, "CSRF_FAILED",
+                        "a console sign-in must come from this server's own pages");
+        return -1;
+    }
+    if (api_key) {
+        const char *ct = http_header_get(req, "content-type");
+        size_t n = strlen("application/json");
+        if (!ct || strncasecmp(ct, "application/json", n) != 0 ||
+            (ct[n] != '\0' && ct[n] != ';' && ct[n] != ' ')) {
+            http_resp_error(resp, 415, "UNSUPPORTED_MEDIA_TYPE",
+                            "sign in with Content-Type: application/json and "
+                            "{\"api_key\": \"<API key>\"}");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The session the request's cookie still names, if any, ends: a sign-in
+ * always starts a fresh one (no fixation, and no orphan rows left behind
+ * by a browser that signs in again). */
+static int end_previous_session(worker_ctx *w, const http_request *req, http_response *resp)
+{
+    char id[CONSOLE_SESSION_ID_LEN + 1], hash[65];
+    if (cookie_of(w, req, id, NULL) != CONSOLE_COOKIE_FOUND)
+        return 0;
+    session_id_hash(id, hash);
+    explicit_bzero(id, sizeof(id));
+    if (store_console_session_delete(w->store, hash) == STORE_ERR) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    return 0;
+}
+
 static void session_create(worker_ctx *w, http_request *req, http_response *resp)
 {
     int64_t now = (int64_t)time(NULL), window = 0;
     char rate_key[128];
-    if (signin_slot(w, req, rate_key, sizeof(rate_key), now, &window, resp) < 0)
+    int by_key = !http_header_get(req, "x-internal-secret");
+    if (signin_request_ok(w, req, by_key, resp) < 0)
         return;
     auth_ctx a;
-    if (signin_identity(w, req, &a, resp) < 0) {
-        log_warn("console sign-in from %s failed (%d)", req->peer, resp->status);
-        return; /* the slot stays taken: a failed attempt */
+    if (by_key) {
+        /* The key is checked first and a right one always signs in: failed
+         * attempts from a shared address (a NAT, an office) must not lock
+         * the rightful user out.  Only failures take a slot; once the
+         * address has used them all, its attempts get 429 without an
+         * answer about the key. */
+        if (signin_identity(w, req, &a, resp) < 0) {
+            /* A store failure (503) is not the caller's failed attempt. */
+            if (resp->status != 503)
+                (void)signin_slot(w, req, rate_key, sizeof(rate_key), now, &window, resp);
+            log_warn("console sign-in from %s failed (%d)", req->peer, resp->status);
+            return;
+        }
+    } else {
+        /* The backend's secret: slot first, as before any shared-secret check. */
+        if (signin_slot(w, req, rate_key, sizeof(rate_key), now, &window, resp) < 0)
+            return;
+        if (signin_identity(w, req, &a, resp) < 0) {
+            log_warn("console sign-in from %s failed (%d)", req->peer, resp->status);
+            return; /* the slot stays taken: a failed attempt */
+        }
+        if (store_rate_give_back(w->store, rate_key, window) != STORE_OK)
+            log_error("console sign-in: giving the rate-limit slot back failed: %s",
+                      store_errmsg(w->store));
     }
+    if (end_previous_session(w, req, resp) < 0)
+        return;
     char id[CONSOLE_SESSION_ID_LEN + 1], hash[65];
     store_console_session c;
     memset(&c, 0, sizeof(c));
@@ -261,9 +337,6 @@ static void session_create(worker_ctx *w, http_request *req, http_response *resp
         api_store_error(w, resp);
         return;
     }
-    if (store_rate_give_back(w->store, rate_key, window) != STORE_OK)
-        log_error("console sign-in: giving the rate-limit slot back failed: %s",
-                  store_errmsg(w->store));
     char cookie[256];
     console_set_cookie(cookie, sizeof(cookie), id, ttl_s(w), cookie_secure(w));
     explicit_bzero(id, sizeof(id));
@@ -297,7 +370,7 @@ static void session_delete(worker_ctx *w, http_request *req, http_response *resp
 {
     char id[CONSOLE_SESSION_ID_LEN + 1], hash[65];
     const char *why = NULL;
-    int k = cookie_of(req, id, &why);
+    int k = cookie_of(w, req, id, &why);
     if (k == CONSOLE_COOKIE_MALFORMED) {
         http_resp_error(resp, 400, "BAD_REQUEST", "%s", why);
         clear_cookie(w, resp);
@@ -343,6 +416,7 @@ static long prune(worker_ctx *w)
 void console_session_register(void)
 {
     http_capture_header("x-csrf-token");
+    http_capture_header("sec-fetch-site");
     router_add(HTTP_POST, SESSION_PATH, ROUTE_PUBLIC, session_create);
     router_add(HTTP_GET, SESSION_PATH, ROUTE_PUBLIC, session_get);
     router_add(HTTP_DELETE, SESSION_PATH, ROUTE_PUBLIC, session_delete);

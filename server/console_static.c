@@ -57,7 +57,26 @@ static int id_segment(const char *s)
     return 1;
 }
 
+static int is_page_exact(const char *path);
+
+/* A page's path, also with one trailing slash ("/connectors/", as people
+ * type it or a proxy rewrites it): the page's script reads its location
+ * with the slash dropped. */
 int console_is_page(const char *path)
+{
+    size_t n = strlen(path);
+    if (n > 1 && path[n - 1] == '/' && path[n - 2] != '/') {
+        char trimmed[256];
+        if (n >= sizeof(trimmed))
+            return 0;
+        memcpy(trimmed, path, n - 1);
+        trimmed[n - 1] = '\0';
+        return is_page_exact(trimmed);
+    }
+    return is_page_exact(path);
+}
+
+static int is_page_exact(const char *path)
 {
     static const char *const pages[] = { "/",     "/connectors", "/clusters", "/run",
                                          "/audit", "/incidents",  "/signin" };
@@ -149,7 +168,8 @@ static void serve_asset(const http_request *req, http_response *resp, int idx)
 
 int console_static_serve(const http_request *req, http_response *resp)
 {
-    if (req->method != HTTP_GET || !req->path)
+    /* HEAD gets GET's status and headers (http.c sends no body for it). */
+    if ((req->method != HTTP_GET && req->method != HTTP_HEAD) || !req->path)
         return 0;
     const char *path = req->path;
     int idx;

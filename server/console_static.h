@@ -20,7 +20,8 @@
 int console_static_serve(const http_request *req, http_response *resp);
 
 /* 1 if path is a page of the single-page app (`/`, /connectors, /clusters,
- * /clusters/{id}, /run, /audit, /incidents, /incidents/{id}, /signin). */
+ * /clusters/{id}, /run, /audit, /incidents, /incidents/{id}, /signin), also
+ * with one trailing slash. */
 int console_is_page(const char *path);
 /* The Content-Type of an asset by its extension (a static string). */
 const char *console_content_type(const char *name);

@@ -932,6 +932,15 @@ static int write_fixed(struct lws *wsi, struct http_conn *c, http_txn *t)
         if (!r->status)
             r->status = 500;
         const char *ctype = r->content_type ? r->content_type : "application/json";
+        if (t->req.method == HTTP_HEAD) {
+            /* The headers GET would send, Content-Length included, and no
+             * body (RFC 9110 9.3.2). */
+            if (write_headers(wsi, t, r->status, ctype, (lws_filepos_t)buf_pending(&r->body),
+                              0) < 0)
+                return -1;
+            buf_reset(&r->body);
+            return finish(wsi, c, t);
+        }
         int whole = write_fixed_whole(wsi, t, ctype);
         if (whole < 0)
             return -1;

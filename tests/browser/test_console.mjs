@@ -104,6 +104,32 @@ test('session_end_sends_every_tab_to_sign_in', async (t) => {
   await b.getByRole('heading', { level: 1, name: 'Kubernetes' }).waitFor();
 });
 
+test('sign_in_next_stays_on_this_origin', async (t) => {
+  // ?next= comes from a link anyone can craft: after signing in the console
+  // goes there only when it stays on this origin (as the browser resolves it)
+  const cases = [['//evil.example/x', '/connectors'], ['/\\evil.example/x', '/connectors'],
+    ['https://evil.example/', '/connectors'], ['javascript:alert(1)', '/connectors'],
+    ['/signin?next=%2Faudit', '/connectors'], ['/audit?q=1', '/audit']];
+  t.allowHttp(SESSION, 401);
+  const here = (page) => { const u = new URL(page.url()); return [u.origin, u.pathname]; };
+  // through the form
+  for (const [next, want] of cases.slice(0, 2).concat(cases.slice(5))) {
+    const page = await t.page(await t.context());
+    await page.goto(`${t.world.origin}/signin?next=${encodeURIComponent(next)}`);
+    await page.getByLabel('API key').fill(t.world.apiKey);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL((u) => u.pathname === want);
+    assert.deepEqual(here(page), [t.world.origin, want], `next=${next}`);
+  }
+  // a signed-in visit to /signin?next=… goes on at once
+  const page = await t.page();
+  for (const [next, want] of cases) {
+    await page.goto(`${t.world.origin}/signin?next=${encodeURIComponent(next)}`);
+    await page.waitForURL((u) => u.pathname === want);
+    assert.deepEqual(here(page), [t.world.origin, want], `signed in, next=${next}`);
+  }
+});
+
 test('cookie_writes_need_the_csrf_token', async (t) => {
   const page = await t.page();
   t.allowHttp(/\/api\/kubectl\/tokens$/, 403);

@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     char v[CONSOLE_SESSION_ID_LEN + 1];
     const char *why = NULL;
-    int rc = console_cookie_session(cookie, v, sizeof(v), &why);
+    int rc = console_cookie_session(cookie, 0, v, sizeof(v), &why); /* the plain-HTTP name */
     int named = pairs_named_session(cookie);
     if (rc == CONSOLE_COOKIE_FOUND) {
         FUZZ_CHECK(strlen(v) == CONSOLE_SESSION_ID_LEN, "found a value of %zu chars", strlen(v));

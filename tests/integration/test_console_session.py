@@ -17,6 +17,7 @@
 - the same life of a session on PostgreSQL."""
 
 import calendar
+import json
 import os
 import re
 import secrets
@@ -26,7 +27,7 @@ from harness import (ROOT, Postgres, check, contains, eq, https_request, main, s
                      wait_until)
 
 SESSION = "/api/console/session"
-COOKIE_RE = re.compile(r"^aurora_session=([A-Za-z0-9_-]{43}); Path=/; Max-Age=(\d+); HttpOnly; "
+COOKIE_RE = re.compile(r"^__Host-aurora_session=([A-Za-z0-9_-]{43}); Path=/; Max-Age=(\d+); HttpOnly; "
                        r"SameSite=Strict; Secure$")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -74,7 +75,7 @@ class Session:
         return "https://127.0.0.1:%d" % self.w.port
 
     def req(self, method, path, body=None, csrf=True, origin=True, extra=None):
-        h = {"Cookie": "aurora_session=%s" % self.sid}
+        h = {"Cookie": "__Host-aurora_session=%s" % self.sid}
         if csrf:
             h["X-CSRF-Token"] = self.csrf if csrf is True else csrf
         if origin:
@@ -149,7 +150,7 @@ def writes_need_the_csrf_token_and_our_origin(t):
     eq((r.status, r.error_code), (403, "CSRF_FAILED"), "DELETE without the token")
     # Bearer requests are unaffected, a cookie beside them or not
     r = w.post("/api/kubectl/tokens", {"cluster_name": "bearer-" + secrets.token_hex(3)},
-               headers={"Cookie": "aurora_session=%s" % s.sid, "Origin": "https://evil.example"})
+               headers={"Cookie": "__Host-aurora_session=%s" % s.sid, "Origin": "https://evil.example"})
     eq(r.status, 201, "a bearer write needs no CSRF token: %r" % r)
     # The Authorization header wins: a bad key is 401 even with a good cookie
     r = s.req("GET", "/api/me", csrf=False, origin=False,
@@ -168,7 +169,7 @@ def sign_out_kills_the_cookie(t):
     r = s.req("DELETE", SESSION)
     eq(r.status, 204, "sign-out: %r" % r)
     eq(r.headers.get("set-cookie"),
-       "aurora_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure", "cookie cleared")
+       "__Host-aurora_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure", "cookie cleared")
     me = s.me()
     eq((me.status, me.error_code), (401, "UNAUTHORIZED"), "the cookie is dead: %r" % me)
     r = s.req("GET", SESSION, csrf=False)
@@ -177,6 +178,50 @@ def sign_out_kills_the_cookie(t):
     eq(r.status, 401, "a replayed cookie with its CSRF token after sign-out: %r" % r)
     eq(s.req("DELETE", SESSION).status, 204, "signing out again only clears the cookie")
     eq(raw(w, "DELETE", SESSION).status, 204, "sign-out without a cookie")
+
+
+@test
+def sign_in_refused_from_another_site(t):
+    """Login CSRF: a page of another site must not sign the victim's browser
+    into the attacker's account (whose console would then record what the
+    victim types)."""
+    w = sw()
+    own = "https://127.0.0.1:%d" % w.port
+    body = {"api_key": w.api_key}
+    for what, hdrs in [
+        ("a foreign Origin", {"Origin": "https://evil.example"}),
+        ("Origin null (sandboxed frame)", {"Origin": "null"}),
+        ("our Origin on another port", {"Origin": "https://127.0.0.1:%d" % (w.port + 1)}),
+        ("Sec-Fetch-Site cross-site", {"Sec-Fetch-Site": "cross-site", "Origin": own}),
+        ("Sec-Fetch-Site same-site", {"Sec-Fetch-Site": "same-site"}),
+    ]:
+        r = raw(w, "POST", SESSION, body, hdrs)
+        eq((r.status, r.error_code), (403, "CSRF_FAILED"), "sign-in with %s: %r" % (what, r))
+        check("set-cookie" not in r.headers, "no cookie for %s" % what)
+        r = raw(w, "POST", SESSION, None, dict(hdrs, **{"X-Internal-Secret": w.secret,
+                                                          "X-User-ID": "u1", "X-Org-ID": "o1"}))
+        eq((r.status, r.error_code), (403, "CSRF_FAILED"), "backend sign-in with %s" % what)
+    for what, hdrs in [("our Origin, same-origin", {"Origin": own, "Sec-Fetch-Site": "same-origin"}),
+                       ("typed by the user", {"Sec-Fetch-Site": "none"}),
+                       ("no browser headers (a script)", {})]:
+        r = raw(w, "POST", SESSION, body, hdrs)
+        eq(r.status, 201, "sign-in with %s: %r" % (what, r))
+
+
+@test
+def signing_in_again_ends_the_previous_session(t):
+    w = sw()
+    old = Session(w)
+    eq(old.me().status, 200, "the first session works")
+    r = raw(w, "POST", SESSION, {"api_key": w.api_key},
+            {"Cookie": "__Host-aurora_session=%s" % old.sid})
+    eq(r.status, 201, "sign-in again with the old cookie: %r" % r)
+    new_sid = COOKIE_RE.match(r.headers.get("set-cookie", "")).group(1)
+    check(new_sid != old.sid, "a fresh session id (no fixation)")
+    me = old.me()
+    eq((me.status, me.error_code), (401, "UNAUTHORIZED"), "the old session is gone: %r" % me)
+    r = raw(w, "GET", "/api/me", headers={"Cookie": "__Host-aurora_session=%s" % new_sid})
+    eq(r.status, 200, "the new one works")
 
 
 @test
@@ -292,18 +337,23 @@ def bad_cookies(t):
     s = Session(w)
     forged = secrets.token_urlsafe(32)
     cases = [
-        ("duplicate", "aurora_session=%s; aurora_session=%s" % (s.sid, s.sid), 400),
-        ("duplicate, one forged", "aurora_session=%s; aurora_session=%s" % (forged, s.sid), 400),
-        ("too short", "aurora_session=%s" % s.sid[:-1], 400),
-        ("too long", "aurora_session=%sA" % s.sid, 400),
-        ("bad alphabet", "aurora_session=%s" % (s.sid[:-1] + "+"), 400),
-        ("empty", "aurora_session=", 400),
-        ("oversized", "aurora_session=" + "A" * 9000, 400),
-        ("forged id", "aurora_session=%s" % forged, 401),
-        ("the CSRF token as id", "aurora_session=%s" % s.csrf, 401),
-        ("the hash of the id", "aurora_session=%s" % s.sid.lower(), 401),
+        ("duplicate", "__Host-aurora_session=%s; __Host-aurora_session=%s" % (s.sid, s.sid), 400),
+        ("duplicate, one forged",
+         "__Host-aurora_session=%s; __Host-aurora_session=%s" % (forged, s.sid), 400),
+        # over HTTPS only the __Host- cookie counts: one without the prefix
+        # could have been planted by a sibling host or a plain-HTTP page
+        ("the unprefixed name", "aurora_session=%s" % s.sid, 401),
+        ("too short", "__Host-aurora_session=%s" % s.sid[:-1], 400),
+        ("too long", "__Host-aurora_session=%sA" % s.sid, 400),
+        ("bad alphabet", "__Host-aurora_session=%s" % (s.sid[:-1] + "+"), 400),
+        ("empty", "__Host-aurora_session=", 400),
+        ("oversized", "__Host-aurora_session=" + "A" * 9000, 400),
+        ("forged id", "__Host-aurora_session=%s" % forged, 401),
+        ("the CSRF token as id", "__Host-aurora_session=%s" % s.csrf, 401),
+        ("the hash of the id", "__Host-aurora_session=%s" % s.sid.lower(), 401),
         ("other cookies only", "theme=dark; sid=%s" % s.sid, 401),
         ("look-alike name", "Aurora_Session=%s" % s.sid, 401),
+        ("look-alike prefix", "__host-aurora_session=%s" % s.sid, 401),
         ("many other cookies", "; ".join("c%d=%s" % (i, "v" * 40) for i in range(200)), 401),
     ]
     for what, cookie, want in cases:
@@ -313,7 +363,7 @@ def bad_cookies(t):
         eq(r.status, want, "%s cookie on GET session: %r" % (what, r))
     # our own session among other applications' cookies works
     r = raw(w, "GET", "/api/me",
-            headers={"Cookie": "theme=dark; x=\"a,b\"; aurora_session=%s; lang=en" % s.sid})
+            headers={"Cookie": "theme=dark; x=\"a,b\"; __Host-aurora_session=%s; lang=en" % s.sid})
     eq(r.status, 200, "the session among other cookies: %r" % r)
     eq(s.me().status, 200, "the real session untouched by the attempts")
 
@@ -337,7 +387,18 @@ def bad_sign_in_input(t):
         r = raw(w, "POST", SESSION, body)
         eq(r.status, want, "sign-in with %s: %r" % (what, r))
         check("set-cookie" not in r.headers, "no cookie after %s" % what)
-    r = raw(w, "POST", SESSION, None)
+    for ctype in ("application/x-www-form-urlencoded", "text/plain", "multipart/form-data",
+                  "application/jsonx", None):
+        # what an HTML form of another site can send without a preflight
+        r = raw(w, "POST", SESSION, json.dumps({"api_key": w.api_key}).encode(),
+                {"Content-Type": ctype} if ctype else {})
+        eq((r.status, r.error_code), (415, "UNSUPPORTED_MEDIA_TYPE"),
+           "sign-in as %s: %r" % (ctype, r))
+        check("set-cookie" not in r.headers, "no cookie after a %s sign-in" % ctype)
+    r = raw(w, "POST", SESSION, json.dumps({"api_key": w.api_key}).encode(),
+            {"Content-Type": "application/json; charset=utf-8"})
+    eq(r.status, 201, "application/json with a charset: %r" % r)
+    r = raw(w, "POST", SESSION, None, {"Content-Type": "application/json"})
     eq(r.status, 400, "sign-in without a body")
     r = raw(w, "POST", SESSION, b"x" * (2 << 20))
     eq(r.status, 413, "an oversized body")
@@ -363,8 +424,12 @@ def brute_force_is_rate_limited(t):
     eq(r.error_code, "RATE_LIMITED", "code")
     retry = int(r.headers.get("retry-after", "0"))
     check(1 <= retry <= 60, "Retry-After within the minute: %r" % r.headers)
-    r = raw(w, "POST", SESSION, {"api_key": w.api_key})
-    eq(r.status, 429, "while limited even the right key waits (nothing to learn)")
+    # failures from a shared address (a NAT, an office) do not lock the
+    # rightful user out: the right key signs in while the address is limited
+    s = Session(w)
+    eq(s.me().status, 200, "the right key signs in while the address is limited")
+    r = raw(w, "POST", SESSION, {"api_key": "aurora_key_" + secrets.token_urlsafe(32)})
+    eq((r.status, r.error_code), (429, "RATE_LIMITED"), "and the next wrong key is still refused")
     eq(w.get("/api/me").status, 200, "bearer requests are not limited")
 
 
@@ -381,7 +446,8 @@ def check_console_headers(r, what):
 def pages_and_assets(t):
     w = sw()
     for path in ("/", "/connectors", "/clusters", "/clusters/cluster-0123456789abcdef", "/run",
-                 "/audit", "/incidents", "/incidents/inc_0123", "/signin", "/connectors?provider=gcp&status=success"):
+                 "/audit", "/incidents", "/incidents/inc_0123", "/signin",
+                 "/connectors?provider=gcp&status=success", "/connectors/", "/clusters/c-1/"):
         r = raw(w, "GET", path)
         eq(r.status, 200, "GET %s" % path)
         eq(r.body, INDEX, "GET %s answers index.html" % path)
@@ -399,6 +465,15 @@ def pages_and_assets(t):
     r = raw(w, "GET", "/console/app.js", headers={"If-None-Match": '"0000"'})
     eq(r.status, 200, "another tag: the file")
     eq(raw(w, "GET", "/console/index.html").body, INDEX, "index.html is an asset too")
+    # HEAD: GET's status and headers, no body; the connection stays usable
+    for path, body in (("/connectors", INDEX), ("/console/app.js", APP_JS)):
+        g, hd = raw(w, "GET", path), raw(w, "HEAD", path)
+        eq((hd.status, hd.body), (200, b""), "HEAD %s: 200 without a body" % path)
+        for k in ("content-type", "content-length", "etag", "content-security-policy",
+                  "cache-control"):
+            eq(hd.headers.get(k), g.headers.get(k), "HEAD %s: %s as GET's" % (path, k))
+        eq(int(hd.headers.get("content-length")), len(body), "HEAD %s: the body's length" % path)
+    eq(raw(w, "HEAD", "/console/nope.js").status, 404, "HEAD of an unknown file")
     css = raw(w, "GET", "/console/app.css")
     eq((css.status, css.headers.get("content-type")), (200, "text/css; charset=utf-8"), "app.css")
     # the access log and the metrics name these requests "console", not "unmatched"

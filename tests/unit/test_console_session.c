@@ -41,7 +41,7 @@ static int g_pg_schemas;
 
 static int parse(const char *header, char *out)
 {
-    return console_cookie_session(header, out, CONSOLE_SESSION_ID_LEN + 1, NULL);
+    return console_cookie_session(header, 0, out, CONSOLE_SESSION_ID_LEN + 1, NULL);
 }
 
 static void test_cookie_found(void **state)
@@ -86,7 +86,7 @@ static void test_cookie_hostile(void **state)
     char v[CONSOLE_SESSION_ID_LEN + 1];
     const char *why = NULL;
     /* two copies (e.g. one planted by a sibling host for Path=/api) */
-    assert_int_equal(console_cookie_session("aurora_session=" SID "; aurora_session=" SID, v,
+    assert_int_equal(console_cookie_session("aurora_session=" SID "; aurora_session=" SID, 0, v,
                                             sizeof(v), &why),
                      CONSOLE_COOKIE_MALFORMED);
     assert_non_null(why);
@@ -117,7 +117,31 @@ static void test_cookie_hostile(void **state)
     assert_int_equal(parse("aurora_session=" SID "; aurora_session=x", v), CONSOLE_COOKIE_MALFORMED);
     /* too small an output buffer is refused, never overrun */
     char small[10];
-    assert_int_equal(console_cookie_session("aurora_session=" SID, small, sizeof(small), NULL),
+    assert_int_equal(console_cookie_session("aurora_session=" SID, 0, small, sizeof(small), NULL),
+                     CONSOLE_COOKIE_MALFORMED);
+}
+
+/* Over HTTPS only the __Host- cookie counts: one without the prefix (which a
+ * sibling host or a plain-HTTP page could have set) is somebody else's. */
+static void test_cookie_host_prefix(void **state)
+{
+    (void)state;
+    char v[CONSOLE_SESSION_ID_LEN + 1];
+    assert_string_equal(console_cookie_name(1), "__Host-aurora_session");
+    assert_string_equal(console_cookie_name(0), "aurora_session");
+    assert_int_equal(console_cookie_session("__Host-aurora_session=" SID, 1, v, sizeof(v), NULL),
+                     CONSOLE_COOKIE_FOUND);
+    assert_string_equal(v, SID);
+    assert_int_equal(console_cookie_session("aurora_session=" SID, 1, v, sizeof(v), NULL),
+                     CONSOLE_COOKIE_ABSENT);
+    assert_int_equal(console_cookie_session("__Host-aurora_session=" SID, 0, v, sizeof(v), NULL),
+                     CONSOLE_COOKIE_ABSENT);
+    assert_int_equal(console_cookie_session("aurora_session=x; __Host-aurora_session=" SID, 1, v,
+                                            sizeof(v), NULL),
+                     CONSOLE_COOKIE_FOUND);
+    assert_int_equal(console_cookie_session("__Host-aurora_session=" SID
+                                            "; __Host-aurora_session=" SID,
+                                            1, v, sizeof(v), NULL),
                      CONSOLE_COOKIE_MALFORMED);
 }
 
@@ -141,12 +165,13 @@ static void test_set_cookie(void **state)
     (void)state;
     char c[200];
     assert_int_equal(console_set_cookie(c, sizeof(c), SID, 28800, 1), 0);
-    assert_string_equal(c, "aurora_session=" SID
+    assert_string_equal(c, "__Host-aurora_session=" SID
                            "; Path=/; Max-Age=28800; HttpOnly; SameSite=Strict; Secure");
     assert_int_equal(console_set_cookie(c, sizeof(c), SID, 60, 0), 0);
     assert_string_equal(c, "aurora_session=" SID "; Path=/; Max-Age=60; HttpOnly; SameSite=Strict");
     assert_int_equal(console_set_cookie(c, sizeof(c), NULL, 0, 1), 0);
-    assert_string_equal(c, "aurora_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure");
+    assert_string_equal(c,
+                        "__Host-aurora_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure");
     assert_int_equal(console_set_cookie(c, 20, SID, 60, 1), -1);
 }
 
@@ -263,10 +288,13 @@ static void test_pages(void **state)
     static const char *const yes[] = { "/",          "/connectors",     "/clusters",
                                        "/clusters/cluster-0123456789abcdef",
                                        "/run",       "/audit",          "/incidents",
-                                       "/incidents/inc_0a1b2c",           "/signin" };
+                                       "/incidents/inc_0a1b2c",           "/signin",
+                                       /* one trailing slash, as typed */
+                                       "/connectors/", "/clusters/cluster-0123456789abcdef/",
+                                       "/signin/" };
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
         assert_true(console_is_page(yes[i]));
-    static const char *const no[] = { "",           "/connectors/",    "/clusters/",
+    static const char *const no[] = { "",           "/connectors//",   "/clusters//",
                                       "/clusters/a/b", "/clusters/..", "/clusters/.",
                                       "/incidents/a%2fb", "/login",    "/callback",
                                       "/health",    "/api/me",         "/console",
@@ -617,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_cookie_found),
         cmocka_unit_test(test_cookie_absent),
         cmocka_unit_test(test_cookie_hostile),
+        cmocka_unit_test(test_cookie_host_prefix),
         cmocka_unit_test(test_random_tokens),
         cmocka_unit_test(test_set_cookie),
         cmocka_unit_test(test_csrf_compare),

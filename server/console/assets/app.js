@@ -73,6 +73,25 @@ async function route() {
   focusHeading();
 }
 
+// Where to go after signing in: ?next= is whatever a link put there, so it
+// is resolved the way the browser would ('/\evil.example', '//evil.example'
+// and 'https:evil.example' all leave the origin) and kept only when it stays
+// on this origin and is not the sign-in page again.
+function safeNext(next) {
+  const fallback = '/connectors';
+  if (!next) return fallback;
+  let u;
+  try {
+    u = new URL(next, location.origin);
+  } catch (e) {
+    return fallback;
+  }
+  if (u.origin !== location.origin || u.pathname === '/signin' || u.pathname.startsWith('/signin/')) {
+    return fallback;
+  }
+  return u.pathname + u.search + u.hash;
+}
+
 function renderSignIn(nextArg, reason) {
   setChrome(false);
   let next = nextArg;
@@ -106,9 +125,7 @@ function renderSignIn(nextArg, reason) {
       key.value = '';
       setChrome(true);
       announce('Signed in');
-      const dest = next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/signin')
-        ? next : '/connectors';
-      navigate(dest, { replace: true });
+      navigate(safeNext(next), { replace: true });
     } catch (e) {
       let msg = e;
       if (e.status === 401) msg = Object.assign(new Error('That API key was not accepted.'), { code: e.code });
@@ -182,7 +199,7 @@ async function boot() {
   }
   if (session.csrf && location.pathname === '/signin') {
     const next = new URLSearchParams(location.search).get('next');
-    history.replaceState(null, '', next && next.startsWith('/') && !next.startsWith('//') ? next : '/connectors');
+    history.replaceState(null, '', safeNext(next));
   }
   route();
 }
