@@ -4,6 +4,7 @@
  * them down; lws callbacks find them as the context's user data. */
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <ev.h>
 #include <libwebsockets.h>
 #include <openssl/pem.h>
@@ -288,6 +289,21 @@ static void lws_log_emit(int level, const char *line)
     log_msg(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "lws: %.*s", (int)n, line);
 }
 
+/* The address lws is asked to bind.  libwebsockets 4.1 (Debian 12) listens
+ * on an IPv6 socket and, given an IPv4 literal such as 127.0.0.1, silently
+ * binds in6addr_any: every interface, the opposite of what the operator
+ * asked for.  The same address written IPv4-mapped (::ffff:127.0.0.1) is
+ * bound exactly and still takes IPv4 connections.  0.0.0.0 stays as it is
+ * (all interfaces, both families); names and IPv6 literals pass through. */
+static const char *lws_bind_address(const char *bind, char *out, size_t cap)
+{
+    struct in_addr a;
+    if (!bind || !*bind || !strcmp(bind, "0.0.0.0") || inet_pton(AF_INET, bind, &a) != 1)
+        return bind;
+    snprintf(out, cap, "::ffff:%s", bind);
+    return out;
+}
+
 int server_run(server_config *cfg)
 {
     char err[512];
@@ -356,7 +372,8 @@ int server_run(server_config *cfg)
     memset(&info, 0, sizeof(info));
     info.user = &sv;
     info.port = cfg->port;
-    info.iface = cfg->bind;
+    char bind_main[64], bind_ops[64];
+    info.iface = lws_bind_address(cfg->bind, bind_main, sizeof(bind_main));
     info.protocols = g_protocols;
     info.alpn = "http/1.1";
     info.timeout_secs = 30;
@@ -420,13 +437,14 @@ int server_run(server_config *cfg)
         memset(&oi, 0, sizeof(oi));
         oi.vhost_name = "ops";
         oi.port = cfg->ops_port;
-        oi.iface = ops_bind && *ops_bind ? ops_bind : cfg->bind;
+        const char *ops_addr = ops_bind && *ops_bind ? ops_bind : cfg->bind;
+        oi.iface = lws_bind_address(ops_addr, bind_ops, sizeof(bind_ops));
         oi.protocols = g_ops_protocols;
         oi.timeout_secs = 10;
         g_ops_vhost = lws_create_vhost(g_ctx, &oi);
         if (!g_ops_vhost) {
             log_error("cannot start the operations listener on %s:%d (AURORA_OPS_PORT in use?)",
-                      oi.iface, cfg->ops_port);
+                      ops_addr, cfg->ops_port);
             lws_context_destroy(g_ctx);
             loop_release();
             g_ctx = NULL;
@@ -435,7 +453,7 @@ int server_run(server_config *cfg)
             return 1;
         }
         http_set_ops_vhost(g_ops_vhost);
-        log_info("operations listener (/health, /ready, /metrics) on http://%s:%d", oi.iface,
+        log_info("operations listener (/health, /ready, /metrics) on http://%s:%d", ops_addr,
                  cfg->ops_port);
     }
     /* A secrets backend that cannot be opened only disables what needs it. */

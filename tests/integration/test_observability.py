@@ -272,5 +272,44 @@ def ops_port_moves_probes_and_metrics_to_their_own_listener(t):
     agent.proc.kill9()
 
 
+def listening_on(port):
+    """The local addresses of the TCP sockets listening on port (ss -ltn)."""
+    out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port], capture_output=True, text=True,
+                         timeout=10).stdout
+    return sorted(line.split()[3] for line in out.splitlines() if line.strip())
+
+
+def connect_refused(addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect((addr, port))
+        return False
+    except ConnectionRefusedError:
+        return True
+    finally:
+        s.close()
+
+
+@test
+def bind_address_is_honoured(t):
+    """AURORA_BIND=127.0.0.1 listens on 127.0.0.1 alone (libwebsockets 4.1
+    bound every interface when given an IPv4 literal): another loopback
+    address, 127.0.0.2, finds nothing; 0.0.0.0 listens everywhere."""
+    from harness import free_port
+    ops = free_port()
+    w = t.world(extra_env={"AURORA_OPS_PORT": str(ops), "AURORA_BIND": "127.0.0.1"})
+    for port in (w.port, ops):
+        eq(listening_on(port), ["[::ffff:127.0.0.1]:%d" % port], "port %d bound to 127.0.0.1" % port)
+        check(connect_refused("127.0.0.2", port), "127.0.0.2:%d refused" % port)
+    eq(w.get("/api/me").status, 200, "served on 127.0.0.1")
+    ops2 = free_port()
+    w2 = t.world("any", extra_env={"AURORA_OPS_PORT": str(ops2), "AURORA_BIND": "0.0.0.0",
+                                   "AURORA_OPS_BIND": "127.0.0.1"})
+    eq(listening_on(w2.port), ["*:%d" % w2.port], "0.0.0.0: every interface")
+    check(not connect_refused("127.0.0.2", w2.port), "0.0.0.0 takes 127.0.0.2")
+    eq(listening_on(ops2), ["[::ffff:127.0.0.1]:%d" % ops2], "AURORA_OPS_BIND=127.0.0.1 alone")
+
+
 if __name__ == "__main__":
     main()
