@@ -1,6 +1,7 @@
 /* proxy.c — HTTPS_PROXY / HTTP_PROXY / NO_PROXY (see proxy.h). */
 #include "proxy.h"
 #include "secret.h"
+#include "crypto.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -17,16 +18,6 @@ void agent_proxy_free(agent_proxy *p)
     memset(p, 0, sizeof(*p));
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* percent-decodes [s, s+n) into a new string; NULL on bad escapes / NUL / OOM */
 static char *pct_decode(const char *s, size_t n)
 {
@@ -39,8 +30,8 @@ static char *pct_decode(const char *s, size_t n)
             o[k++] = s[i];
             continue;
         }
-        int a = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
-        int b = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+        int a = i + 2 < n ? crypto_hex_digit((unsigned char)s[i + 1]) : -1;
+        int b = i + 2 < n ? crypto_hex_digit((unsigned char)s[i + 2]) : -1;
         if (a < 0 || b < 0 || (a == 0 && b == 0)) {
             o[k] = '\0';
             secret_free(o);

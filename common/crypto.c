@@ -20,6 +20,17 @@ void crypto_sha256(const void *data, size_t n, unsigned char out[32])
     EVP_Digest(data, n, out, &len, EVP_sha256(), NULL);
 }
 
+int crypto_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 void crypto_hex(const void *data, size_t n, char *out)
 {
     static const char hx[] = "0123456789abcdef";

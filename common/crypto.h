@@ -12,6 +12,8 @@ int crypto_random(void *buf, size_t n);
 void crypto_sha256_hex(const void *data, size_t n, char out[65]);
 void crypto_sha256(const void *data, size_t n, unsigned char out[32]);
 void crypto_hex(const void *data, size_t n, char *out /* 2n+1 */);
+/* The value of one hex digit (either case), -1 for anything else. */
+int crypto_hex_digit(int c);
 /* URL-safe alphabet, no padding.  Returns chars written (excl. NUL) or 0 if
  * outcap is too small.  outcap must hold 4*ceil(n/3)+1. */
 size_t crypto_base64url(const void *in, size_t n, char *out, size_t outcap);

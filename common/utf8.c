@@ -4,8 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Length of the valid sequence starting at p (n bytes available), 0 if invalid. */
-static size_t seq_len(const unsigned char *p, size_t n)
+size_t utf8_seq_len(const unsigned char *p, size_t n)
 {
     unsigned char c = p[0];
     if (c == 0)
@@ -35,7 +34,7 @@ int utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
-        size_t l = seq_len(p + i, n - i);
+        size_t l = utf8_seq_len(p + i, n - i);
         if (!l)
             return 0;
         i += l;
@@ -53,7 +52,7 @@ char *utf8_sanitize(const char *s, size_t n, size_t *outlen)
         return NULL;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        size_t l = seq_len(p + i, n - i);
+        size_t l = utf8_seq_len(p + i, n - i);
         if (l) {
             memcpy(out + o, p + i, l);
             o += l;

@@ -1,5 +1,6 @@
 /* cloud_argv.c — selectors in a cloud CLI's argv (see cloud_argv.h). */
 #include "cloud_argv.h"
+#include "crypto.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -191,14 +192,6 @@ static int scan_refs_in(cloud_argv_result *s, const cloud_ref *refs, const char 
     return 0;
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 /* One round of %XX decoding into out (as long as in); 1 if anything changed. */
 static int percent_decode(const char *in, char *out)
 {
@@ -206,7 +199,7 @@ static int percent_decode(const char *in, char *out)
     size_t k = 0;
     for (size_t i = 0; in[i]; i++) {
         int hi, lo;
-        if (in[i] == '%' && (hi = hexval(in[i + 1])) >= 0 && (lo = hexval(in[i + 2])) >= 0 &&
+        if (in[i] == '%' && (hi = crypto_hex_digit(in[i + 1])) >= 0 && (lo = crypto_hex_digit(in[i + 2])) >= 0 &&
             (hi || lo)) {
             out[k++] = (char)(hi * 16 + lo);
             i += 2;

@@ -76,17 +76,6 @@ static void key_id_of(const unsigned char key[KEY_LEN], char out[KEY_ID_HEX + 1]
     crypto_hex(md, KEY_ID_HEX / 2, out);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int secrets_local_parse_key(const char *text, unsigned char key[KEY_LEN])
 {
     if (!text)
@@ -100,7 +89,7 @@ int secrets_local_parse_key(const char *text, unsigned char key[KEY_LEN])
     if (n == 2 * KEY_LEN) {
         int ok = 1;
         for (size_t i = 0; i < KEY_LEN && ok; i++) {
-            int hi = hexval(text[2 * i]), lo = hexval(text[2 * i + 1]);
+            int hi = crypto_hex_digit(text[2 * i]), lo = crypto_hex_digit(text[2 * i + 1]);
             if (hi < 0 || lo < 0)
                 ok = 0;
             else

@@ -22,29 +22,6 @@ static const char ascii_escape[128] = {
     [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u',
 };
 
-/* Length of the valid UTF-8 sequence of a lead byte c >= 0x80 at p (n bytes
- * left), 0 if invalid (overlong, surrogate, above U+10FFFF, truncated). */
-static size_t multibyte_len(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    size_t len;
-    unsigned cp, min;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; min = 0x80; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; min = 0x800; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; min = 0x10000; cp = c & 0x07; }
-    else return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 /* 8 bytes at a time: nonzero when any of them needs more than a copy (below
  * 0x20, '"', '\\', or 0x80 and above).  The classic "has a zero byte" and
  * "has a byte below k" bit tricks (no false negatives). */
@@ -83,7 +60,7 @@ static int escape_text(buf_t *b, const unsigned char *p, size_t n)
             break;
         unsigned char c = p[i];
         if (c >= 0x80) {
-            size_t l = multibyte_len(p + i, n - i);
+            size_t l = utf8_seq_len(p + i, n - i);
             if (!l)
                 return -1;
             memcpy(o, p + i, l);

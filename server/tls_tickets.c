@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "secret.h"
+#include "crypto.h"
 
 uint64_t tls_ticket_epoch(int64_t now, int period_s)
 {
@@ -44,17 +45,6 @@ void tls_ticket_key_derive(const unsigned char secret[TLS_TICKET_SECRET_LEN], ui
     memcpy(out->aes, block[1], sizeof(out->aes));
     memcpy(out->hmac, block[2], sizeof(out->hmac));
     secret_wipe(block, sizeof(block));
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 int tls_ticket_secret_load(const char *path, unsigned char secret[TLS_TICKET_SECRET_LEN],
@@ -98,7 +88,7 @@ int tls_ticket_secret_load(const char *path, unsigned char secret[TLS_TICKET_SEC
              (n == 2 * TLS_TICKET_SECRET_LEN || text[2 * TLS_TICKET_SECRET_LEN] == '\n' ||
               text[2 * TLS_TICKET_SECRET_LEN] == '\r');
     for (int i = 0; ok && i < TLS_TICKET_SECRET_LEN; i++) {
-        int hi = hexval(text[2 * i]), lo = hexval(text[2 * i + 1]);
+        int hi = crypto_hex_digit(text[2 * i]), lo = crypto_hex_digit(text[2 * i + 1]);
         ok = hi >= 0 && lo >= 0;
         if (ok)
             secret[i] = (unsigned char)(hi << 4 | lo);

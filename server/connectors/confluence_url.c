@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "utf8.h"
+#include "crypto.h"
 
 /* ---- URLs ----------------------------------------------------------------------- */
 
@@ -90,14 +91,6 @@ int confluence_page_id_ok(const char *s)
     return 1;
 }
 
-static int hexval(char c)
-{
-    return isdigit((unsigned char)c) ? c - '0'
-           : (c >= 'a' && c <= 'f')  ? c - 'a' + 10
-           : (c >= 'A' && c <= 'F')  ? c - 'A' + 10
-                                     : -1;
-}
-
 /* Percent-decodes s[0..n) ('+' as a space when plus) into out (cap bytes
  * with the NUL).  -1 when it does not fit, is malformed or is not UTF-8
  * text without control characters. */
@@ -109,7 +102,7 @@ static int decode(const char *s, size_t n, int plus, char *out, size_t cap)
         if (c == '%') {
             if (i + 2 >= n)
                 return -1;
-            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            int h = crypto_hex_digit(s[i + 1]), l = crypto_hex_digit(s[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             c = h * 16 + l;
