@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http.h"
 #include "log.h"
 #include "server_config.h"
+#include "store.h"
 #include "timefmt.h"
 #include "utf8.h"
 
@@ -208,6 +210,31 @@ int api_public_base(const worker_ctx *w, const http_request *req, char *out, siz
     int https = !w->cfg->plain_http || w->cfg->tls_terminated_by_proxy;
     snprintf(out, cap, "%s://%s", https ? "https" : "http", host);
     return 0;
+}
+
+int api_rate_take(worker_ctx *w, const char *key, int64_t limit, int64_t window_s,
+                  const char *what, int64_t *window_start, http_response *resp)
+{
+    int64_t now = (int64_t)time(NULL), start = now - now % window_s;
+    int allowed = 0;
+    if (store_rate_take(w->store, key, start, limit, start - window_s, &allowed) != STORE_OK) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    if (window_start)
+        *window_start = start;
+    if (allowed)
+        return 0;
+    char retry[24], per[32];
+    snprintf(retry, sizeof(retry), "%lld", (long long)(start + window_s - now));
+    if (window_s == 60)
+        snprintf(per, sizeof(per), "minute");
+    else
+        snprintf(per, sizeof(per), "%lld s", (long long)window_s);
+    http_resp_error(resp, 429, "RATE_LIMITED", "too many %s (limit %lld per %s); retry in %s s",
+                    what, (long long)limit, per, retry);
+    http_resp_add_header(resp, "retry-after", retry);
+    return -1;
 }
 
 int api_query_arg(http_request *req, const char *name, char *out, size_t cap,

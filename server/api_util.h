@@ -22,6 +22,13 @@ int api_check_chars(const char *s, const char *field, size_t min, size_t max, ch
                     size_t errlen);
 /* 503 with a message that names the store but leaks nothing else. */
 void api_store_error(worker_ctx *w, http_response *resp);
+/* One slot of key's allowance (limit per window_s seconds, counted in the
+ * store, so the same on every replica).  0 when taken (*window_start, when
+ * not NULL, names the window: store_rate_give_back returns the slot), or -1
+ * with resp filled: 503 when the store fails, else 429 RATE_LIMITED with
+ * Retry-After and "too many <what> (limit N per minute); retry in S s". */
+int api_rate_take(worker_ctx *w, const char *key, int64_t limit, int64_t window_s,
+                  const char *what, int64_t *window_start, http_response *resp);
 /* Query argument `name` into out (cap bytes): 1 found, 0 absent, -1 with a
  * 400 in resp when it is longer than cap - 1 (or 254) characters. */
 int api_query_arg(http_request *req, const char *name, char *out, size_t cap,

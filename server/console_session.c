@@ -180,30 +180,18 @@ static void session_body(const worker_ctx *w, const store_console_session *c, in
  * its IPv6 /64): taken after a wrong API key, or before a backend-secret
  * sign-in, which gives it back when it succeeds.  0 (taken: *window set), or -1 with 429/503. */
 static int signin_slot(worker_ctx *w, const http_request *req, char *key, size_t cap,
-                       int64_t now, int64_t *window, http_response *resp)
+                       int64_t *window, http_response *resp)
 {
     char bucket[80];
     console_peer_bucket(req->peer, bucket, sizeof(bucket));
     snprintf(key, cap, CONSOLE_SIGNIN_RATE_PREFIX "%s", bucket);
-    *window = now - now % SIGNIN_WINDOW_S;
-    int allowed = 0;
     int64_t limit = server_setting_int(w->cfg, "AURORA_CONSOLE_SIGNIN_LIMIT");
-    if (store_rate_take(w->store, key, *window, limit, *window - SIGNIN_WINDOW_S, &allowed) !=
-        STORE_OK) {
-        api_store_error(w, resp);
-        return -1;
-    }
-    if (allowed)
+    if (api_rate_take(w, key, limit, SIGNIN_WINDOW_S, "failed sign-ins from this address",
+                      window, resp) == 0)
         return 0;
-    char retry[24];
-    snprintf(retry, sizeof(retry), "%lld", (long long)(*window + SIGNIN_WINDOW_S - now));
-    log_warn("console sign-in from %s refused: %lld failed attempts this minute", req->peer,
-             (long long)limit);
-    http_resp_error(resp, 429, "RATE_LIMITED",
-                    "too many failed sign-ins from this address (limit %lld per minute); try "
-                    "again in %s s",
-                    (long long)limit, retry);
-    http_resp_add_header(resp, "retry-after", retry);
+    if (resp->status == 429)
+        log_warn("console sign-in from %s refused: %lld failed attempts this minute", req->peer,
+                 (long long)limit);
     return -1;
 }
 
@@ -301,13 +289,13 @@ static void session_create(worker_ctx *w, http_request *req, http_response *resp
         if (signin_identity(w, req, &a, resp) < 0) {
             /* A store failure (503) is not the caller's failed attempt. */
             if (resp->status != 503)
-                (void)signin_slot(w, req, rate_key, sizeof(rate_key), now, &window, resp);
+                (void)signin_slot(w, req, rate_key, sizeof(rate_key), &window, resp);
             log_warn("console sign-in from %s failed (%d)", req->peer, resp->status);
             return;
         }
     } else {
         /* The backend's secret: slot first, as before any shared-secret check. */
-        if (signin_slot(w, req, rate_key, sizeof(rate_key), now, &window, resp) < 0)
+        if (signin_slot(w, req, rate_key, sizeof(rate_key), &window, resp) < 0)
             return;
         if (signin_identity(w, req, &a, resp) < 0) {
             log_warn("console sign-in from %s failed (%d)", req->peer, resp->status);

@@ -456,25 +456,12 @@ static int rate_limited(worker_ctx *w, const kit_tenant *t, http_response *resp)
     int64_t limit = server_setting_int(w->cfg, "GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE");
     if (limit <= 0)
         return 0;
-    int64_t now = (int64_t)time(NULL), start = now - now % RATE_WINDOW_S;
     char key[2 * STORE_ID_LEN + 32];
     snprintf(key, sizeof(key), "grafana-webhook:%s:%s", t->org_id, t->user_id);
-    int allowed = 0;
-    if (store_rate_take(w->store, key, start, limit, start - RATE_WINDOW_S, &allowed) !=
-        STORE_OK) {
-        api_store_error(w, resp);
-        return -1;
-    }
-    if (allowed)
+    if (api_rate_take(w, key, limit, RATE_WINDOW_S, "Grafana webhook deliveries for this user",
+                      NULL, resp) == 0)
         return 0;
-    char retry[24];
-    snprintf(retry, sizeof(retry), "%lld", (long long)(start + RATE_WINDOW_S - now));
-    http_resp_add_header(resp, "retry-after", retry);
-    http_resp_error(resp, 429, "RATE_LIMITED",
-                    "too many Grafana webhook deliveries for this user (limit %lld per minute); "
-                    "try again in %s s",
-                    (long long)limit, retry);
-    return 1;
+    return resp->status == 429 ? 1 : -1;
 }
 
 /* The user's optional signing secret (POST /grafana/signing-secret): when set,

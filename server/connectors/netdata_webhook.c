@@ -194,25 +194,11 @@ static int webhook_secret(worker_ctx *w, const char *org, const char *user, unsi
  * every replica (store_rate_take); 0, or -1 with a 429 (or 503) in resp. */
 static int rate_limited(worker_ctx *w, const kit_tenant *t, http_response *resp)
 {
-    int64_t now = (int64_t)time(NULL), start = now - now % 60;
     int64_t limit = server_setting_int(w->cfg, "NETDATA_WEBHOOK_RATE_LIMIT_MINUTE");
     char key[2 * STORE_ID_LEN + 32];
     snprintf(key, sizeof(key), "wh:netdata:%s:%s", t->org_id, t->user_id);
-    int allowed = 0;
-    if (store_rate_take(w->store, key, start, limit > 0 ? limit : 1, start - 60, &allowed) !=
-        STORE_OK) {
-        api_store_error(w, resp);
-        return -1;
-    }
-    if (allowed)
-        return 0;
-    char retry[24];
-    snprintf(retry, sizeof(retry), "%lld", (long long)(start + 60 - now));
-    http_resp_add_header(resp, "retry-after", retry);
-    http_resp_error(resp, 429, "RATE_LIMITED",
-                    "more than %lld Netdata notifications this minute for this user; retry later",
-                    (long long)limit);
-    return -1;
+    return api_rate_take(w, key, limit > 0 ? limit : 1, 60,
+                         "Netdata notifications for this user", NULL, resp);
 }
 
 /* The kit's keys callback: the URL's tenant, Netdata's Bearer token when

@@ -656,21 +656,9 @@ static int webhook_rate(worker_ctx *w, const http_request *req, http_response *r
     char key[STORE_ID_LEN * 2 + 32], org[STORE_ID_LEN + 2] = "";
     http_query_get(req, "org_id", org, sizeof(org));
     snprintf(key, sizeof(key), "sentry-webhook:%s:%s", org, http_param(req, "user_id"));
-    int64_t now = (int64_t)time(NULL), start = now - now % 60;
-    int allowed = 0;
-    if (store_rate_take(w->store, key, start, limit, start - 60, &allowed) != STORE_OK) {
-        api_store_error(w, resp);
-        return -1;
-    }
-    if (allowed)
-        return 0;
-    char retry[24];
-    snprintf(retry, sizeof(retry), "%lld", (long long)(start + 60 - now));
-    http_resp_add_header(resp, "retry-after", retry);
-    http_resp_error(resp, 429, "RATE_LIMITED",
-                    "more than %lld Sentry webhook deliveries this minute for this user "
-                    "(SENTRY_WEBHOOK_RATE_PER_MINUTE)", (long long)limit);
-    return -1;
+    return api_rate_take(w, key, limit, 60,
+                         "Sentry webhook deliveries for this user (SENTRY_WEBHOOK_RATE_PER_MINUTE)",
+                         NULL, resp);
 }
 
 static int webhook_check(worker_ctx *w, const http_request *req, const cJSON *json,
