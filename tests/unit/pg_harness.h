@@ -282,6 +282,50 @@ static inline int pg_sql(const pg_server *s, const char *db, const char *sql, lo
     return rc;
 }
 
+/* A fresh schema "t<n>" of database db for one test (*counter numbers
+ * them): spec gets "db/t<n>", url the store URL that migrates it on open. */
+static inline int pg_schema_new(const pg_server *s, const char *db, int *counter, char *spec,
+                                size_t speccap, char *url, size_t urlcap)
+{
+    char sql[64];
+    int n = ++*counter;
+    snprintf(spec, speccap, "%s/t%d", db, n);
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA t%d", n);
+    if (pg_sql(s, db, sql, NULL) < 0)
+        return -1;
+    pg_url(s, spec, url, urlcap);
+    return 0;
+}
+
+/* Drops the schema of spec ("db/t<n>").  Every other session of db ends
+ * first: a test that failed with a transaction open (holding locks) must
+ * not hold the DROP up for ever. */
+static inline int pg_schema_drop(const pg_server *s, const char *db, const char *spec)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
+             " WHERE datname = '%s' AND pid <> pg_backend_pid()", db);
+    if (pg_sql(s, db, sql, NULL) < 0)
+        return -1;
+    const char *schema = strchr(spec, '/');
+    snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", schema ? schema + 1 : spec);
+    return pg_sql(s, db, sql, NULL);
+}
+
+/* A SQLite test store's directory gone: store.db, its -wal and -shm, then
+ * the directory itself (which must then be empty). */
+static inline int sqlite_test_dir_remove(const char *dir)
+{
+    static const char *const names[] = { "store.db", "store.db-wal", "store.db-shm" };
+    char p[300];
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        unlink(p);
+    }
+    return rmdir(dir);
+}
+
 /* pg_dump of one database (data and schema, plain SQL) into path. */
 static inline int pg_dump_to(const pg_server *s, const char *db, const char *path)
 {

@@ -94,11 +94,9 @@ static int setup_pg(void **state)
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->pg = 1;
-    char sql[64];
-    snprintf(f->db, sizeof(f->db), PG_DB "/t%d", ++g_pg_schemas);
-    snprintf(sql, sizeof(sql), "CREATE SCHEMA t%d", g_pg_schemas);
-    assert_int_equal(pg_sql(&g_pg, PG_DB, sql, NULL), 0);
-    pg_url(&g_pg, f->db, f->url, sizeof(f->url));
+    assert_int_equal(pg_schema_new(&g_pg, PG_DB, &g_pg_schemas, f->db, sizeof(f->db), f->url,
+                                   sizeof(f->url)),
+                     0);
     init_fixture(f);
     *state = f;
     return 0;
@@ -109,26 +107,12 @@ static int teardown(void **state)
     fixture *f = *state;
     db_set_limits(0, 0); /* a failed test may have left short ones */
     store_close(f->s);
-    if (f->dir[0]) {
-        static const char *const names[] = { "store.db", "store.db-wal", "store.db-shm" };
-        char p[128];
-        for (size_t i = 0; i < 3; i++) {
-            snprintf(p, sizeof(p), "%s/%s", f->dir, names[i]);
-            unlink(p);
-        }
-        assert_int_equal(rmdir(f->dir), 0);
-    }
+    if (f->dir[0])
+        assert_int_equal(sqlite_test_dir_remove(f->dir), 0);
     if (f->pg) {
         /* A test that failed with a transaction open (holding locks) must
          * not hold the DROP up for ever. */
-        assert_int_equal(pg_sql(&g_pg, PG_DB,
-                                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                                " WHERE datname = '" PG_DB "' AND pid <> pg_backend_pid()",
-                                NULL),
-                         0);
-        char sql[64];
-        snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", strchr(f->db, '/') + 1);
-        assert_int_equal(pg_sql(&g_pg, PG_DB, sql, NULL), 0);
+        assert_int_equal(pg_schema_drop(&g_pg, PG_DB, f->db), 0);
     }
     free(f);
     return 0;

@@ -115,11 +115,9 @@ static int setup_pg(void **state)
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->pg = 1;
-    char sql[64];
-    snprintf(f->db, sizeof(f->db), PG_DB "/t%d", ++g_pg_schemas);
-    snprintf(sql, sizeof(sql), "CREATE SCHEMA t%d", g_pg_schemas);
-    assert_int_equal(pg_sql(&g_pg, PG_DB, sql, NULL), 0);
-    pg_url(&g_pg, f->db, f->url, sizeof(f->url));
+    assert_int_equal(pg_schema_new(&g_pg, PG_DB, &g_pg_schemas, f->db, sizeof(f->db), f->url,
+                                   sizeof(f->url)),
+                     0);
     f->s = open_ok(f->url);
     *state = f;
     return 0;
@@ -140,16 +138,7 @@ static int teardown(void **state)
         /* A test that stopped the server leaves it to be started here. */
         if (g_pg.pid <= 0)
             assert_int_equal(pg_start(&g_pg), 0);
-        /* A test that failed with connections open (a transaction holding
-         * locks) must not hold the DROP up for ever. */
-        assert_int_equal(pg_sql(&g_pg, PG_DB,
-                                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                                " WHERE datname = '" PG_DB "' AND pid <> pg_backend_pid()",
-                                NULL),
-                         0);
-        char sql[64];
-        snprintf(sql, sizeof(sql), "DROP SCHEMA %s CASCADE", strchr(f->db, '/') + 1);
-        assert_int_equal(pg_sql(&g_pg, PG_DB, sql, NULL), 0);
+        assert_int_equal(pg_schema_drop(&g_pg, PG_DB, f->db), 0);
     }
     free(f);
     return 0;
