@@ -56,12 +56,13 @@ static int cookie_of(const worker_ctx *w, const http_request *req,
                                   CONSOLE_SESSION_ID_LEN + 1, why);
 }
 
-/* Looks the session of the request's cookie up (and marks it used).
+/* Looks the session of the request's cookie up (and, when touch, marks it
+ * used).
  * STORE_OK with *c, STORE_NOT_FOUND (resp: 400, or 401 with code: UNAUTHORIZED
  * where the cookie stands for credentials, NO_SESSION on the public session
  * routes, which never ask for credentials), or STORE_ERR (resp: 503). */
 static int live_session(worker_ctx *w, const http_request *req, store_console_session *c,
-                        char hash[65], const char *code, http_response *resp)
+                        char hash[65], const char *code, int touch, http_response *resp)
 {
     char id[CONSOLE_SESSION_ID_LEN + 1];
     const char *why = NULL;
@@ -76,7 +77,8 @@ static int live_session(worker_ctx *w, const http_request *req, store_console_se
     }
     session_id_hash(id, hash);
     explicit_bzero(id, sizeof(id));
-    int rc = store_console_session_use(w->store, hash, (int64_t)time(NULL), idle_s(w), c);
+    int rc = touch ? store_console_session_use(w->store, hash, (int64_t)time(NULL), idle_s(w), c)
+                   : store_console_session_peek(w->store, hash, (int64_t)time(NULL), idle_s(w), c);
     if (rc == STORE_ERR) {
         api_store_error(w, resp);
         return STORE_ERR;
@@ -137,6 +139,15 @@ static int csrf_check(const worker_ctx *w, const http_request *req, const store_
     return 0;
 }
 
+/* The console marks its timer-driven refreshes (X-Aurora-Poll: 1): they
+ * are authenticated like any request but do not count as use, so an open
+ * tab that only polls still reaches the idle timeout. */
+static int background_request(const http_request *req)
+{
+    const char *v = http_header_get(req, "x-aurora-poll");
+    return v && !strcmp(v, "1");
+}
+
 int console_session_authenticate(worker_ctx *w, const http_request *req, auth_ctx *a,
                                  http_response *resp)
 {
@@ -146,7 +157,7 @@ int console_session_authenticate(worker_ctx *w, const http_request *req, auth_ct
     explicit_bzero(id, sizeof(id));
     store_console_session c;
     char hash[65];
-    if (live_session(w, req, &c, hash, "UNAUTHORIZED", resp) != STORE_OK ||
+    if (live_session(w, req, &c, hash, "UNAUTHORIZED", !background_request(req), resp) != STORE_OK ||
         csrf_check(w, req, &c, resp) < 0)
         return -1;
     snprintf(a->org_id, sizeof(a->org_id), "%s", c.org_id);
@@ -339,7 +350,7 @@ static void session_get(worker_ctx *w, http_request *req, http_response *resp)
 {
     store_console_session c;
     char hash[65];
-    if (live_session(w, req, &c, hash, "NO_SESSION", resp) != STORE_OK)
+    if (live_session(w, req, &c, hash, "NO_SESSION", 1, resp) != STORE_OK)
         return;
     session_body(w, &c, 200, resp);
 }
@@ -367,7 +378,7 @@ static void session_delete(worker_ctx *w, http_request *req, http_response *resp
     if (k == CONSOLE_COOKIE_FOUND) {
         explicit_bzero(id, sizeof(id));
         store_console_session c;
-        int rc = live_session(w, req, &c, hash, "NO_SESSION", resp);
+        int rc = live_session(w, req, &c, hash, "NO_SESSION", 1, resp);
         if (rc == STORE_ERR)
             return;
         if (rc == STORE_OK && csrf_check(w, req, &c, resp) < 0)
@@ -405,6 +416,7 @@ void console_session_register(void)
 {
     http_capture_header("x-csrf-token");
     http_capture_header("sec-fetch-site");
+    http_capture_header("x-aurora-poll");
     router_add(HTTP_POST, SESSION_PATH, ROUTE_PUBLIC, session_create);
     router_add(HTTP_GET, SESSION_PATH, ROUTE_PUBLIC, session_get);
     router_add(HTTP_DELETE, SESSION_PATH, ROUTE_PUBLIC, session_delete);

@@ -50,13 +50,13 @@ int store_console_session_create(store_t *s, const char *id_hash, const store_co
                     p, 8, NULL);
 }
 
-int store_console_session_use(store_t *s, const char *id_hash, int64_t now, int64_t idle,
-                              store_console_session *out)
+int store_console_session_peek(store_t *s, const char *id_hash, int64_t now, int64_t idle,
+                               store_console_session *out)
 {
     if (!s)
         return STORE_ERR;
     if (!out)
-        return serr(s, "store_console_session_use: missing argument");
+        return serr(s, "store_console_session_peek: missing argument");
     if (check_hash(s, "session id hash", id_hash))
         return STORE_ERR;
     /* Alive: now < expires_at and now < last_seen_at + idle (console_cookie.h). */
@@ -67,7 +67,13 @@ int store_console_session_use(store_t *s, const char *id_hash, int64_t now, int6
                   " AND c.expires_at > ? AND c.last_seen_at > ? AND " SESSION_BACKED,
                   p, 3, &r))
         return STORE_ERR;
-    int rc = one_row(s, &r, session_row, out);
+    return one_row(s, &r, session_row, out);
+}
+
+int store_console_session_use(store_t *s, const char *id_hash, int64_t now, int64_t idle,
+                              store_console_session *out)
+{
+    int rc = store_console_session_peek(s, id_hash, now, idle, out);
     if (rc != STORE_OK || out->last_seen_at >= now)
         return rc;
     /* Used now: the idle timeout counts from here.  At most one write per

@@ -37,6 +37,10 @@ int store_console_session_create(store_t *s, const char *id_hash, const store_co
  * none, it expired, or its key or membership is gone. */
 int store_console_session_use(store_t *s, const char *id_hash, int64_t now, int64_t idle,
                               store_console_session *out);
+/* The same lookup without marking the session used (a page's periodic
+ * refresh: the idle timeout measures what the person does). */
+int store_console_session_peek(store_t *s, const char *id_hash, int64_t now, int64_t idle,
+                               store_console_session *out);
 /* Deletes the row (sign-out); NOT_FOUND when there was none. */
 int store_console_session_delete(store_t *s, const char *id_hash);
 /* Deletes every session that can no longer be used at now: expired,

@@ -269,6 +269,33 @@ def idle_timeout_ends_an_unused_session(t):
 
 
 @test(timeout=90)
+def timer_refreshes_do_not_keep_a_session_alive(t):
+    """The console's timer-driven refreshes (X-Aurora-Poll: 1) are served
+    but are not use: an open tab that only polls reaches the idle timeout."""
+    w = t.world(extra_env={"AURORA_CONSOLE_SESSION_IDLE": "4"})
+    s = Session(w)
+    deadline = epoch(s.resp.get("idle_expires_at"))
+    polls = 0
+    while time.time() < deadline - 1:
+        r = s.req("GET", "/api/kubectl/connections", csrf=False, origin=False,
+                  extra={"X-Aurora-Poll": "1"})
+        eq(r.status, 200, "a timer's refresh is served: %r" % r)
+        polls += 1
+        time.sleep(0.2)  # the pace of a page's timer, not a wait for an event
+    check(polls >= 5, "refreshed %d times before the deadline" % polls)
+    # any other value is an ordinary request (on another session: it is use)
+    other = Session(w)
+    for value in ("0", "yes", "", "1" * 300):
+        r = raw(w, "GET", "/api/me", headers={"Cookie": "__Host-aurora_session=%s" % other.sid,
+                                              "X-Aurora-Poll": value})
+        eq(r.status, 200, "X-Aurora-Poll: %r: %r" % (value[:10], r))
+    wait_until(lambda: time.time() >= deadline + 0.1, 30, 0.05, "the first idle deadline")
+    r = s.req("GET", "/api/kubectl/connections", csrf=False, origin=False,
+              extra={"X-Aurora-Poll": "1"})
+    eq((r.status, r.error_code), (401, "UNAUTHORIZED"), "idle despite the refreshes: %r" % r)
+
+
+@test(timeout=90)
 def absolute_ttl_ends_a_used_session(t):
     w = t.world(extra_env={"AURORA_CONSOLE_SESSION_TTL": "4"})
     s = Session(w)

@@ -1,5 +1,5 @@
 // api.js — the console's only way to the server: the documented JSON API
-// (docs/openapi.json), authenticated by the aurora_session cookie
+// (docs/openapi.json), authenticated by the session cookie
 // (same-origin, HttpOnly: this code never sees it) and, on every write, the
 // session's CSRF token in X-CSRF-Token (docs/api.md, Console sessions).
 
@@ -34,13 +34,16 @@ async function readBody(resp) {
 }
 
 // api('GET', '/api/kubectl/connections') → parsed JSON; throws ApiError.
+// opts.background: a refresh made by a timer, not by the reader; sent with
+// X-Aurora-Poll: 1 so that it does not keep the session's idle timeout away.
 export async function api(method, path, body, opts = {}) {
   let resp;
+  const extra = opts.background ? { ...(opts.headers || {}), 'X-Aurora-Poll': '1' } : opts.headers;
   try {
     resp = await fetch(path, {
       method,
       credentials: 'same-origin',
-      headers: headersFor(method, body, opts.headers),
+      headers: headersFor(method, body, extra),
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: opts.signal,
     });

@@ -146,10 +146,12 @@ export function renderList(main, _params, query) {
   let alive = true;
   let timer = null;
   let lastErr = null;
-  async function poll() {
+  // background: called by the timer (the reader did nothing: X-Aurora-Poll)
+  async function poll(background = false) {
     clearTimeout(timer);
+    const o = { background };
     try {
-      const [t, c] = await Promise.all([get('/api/kubectl/tokens'), get('/api/kubectl/connections')]);
+      const [t, c] = await Promise.all([get('/api/kubectl/tokens', o), get('/api/kubectl/connections', o)]);
       if (!alive) return;
       lastErr = null;
       const conns = c.connections || [];
@@ -160,7 +162,7 @@ export function renderList(main, _params, query) {
       if (!lastErr) clear(tableBox).append(errorBox(e, 'Could not load the clusters.'));
       lastErr = e;
     }
-    if (alive) timer = setTimeout(poll, POLL_MS);
+    if (alive) timer = setTimeout(() => poll(true), POLL_MS);
   }
   poll();
   return () => { alive = false; clearTimeout(timer); };
@@ -244,10 +246,12 @@ export function renderDetail(main, params) {
   });
   let alive = true;
   let timer = null;
-  async function poll() {
+  // background: called by the timer (the reader did nothing: X-Aurora-Poll)
+  async function poll(background = false) {
     clearTimeout(timer);
+    const o = { background };
     try {
-      const [t, c] = await Promise.all([get('/api/kubectl/tokens'), get('/api/kubectl/connections')]);
+      const [t, c] = await Promise.all([get('/api/kubectl/tokens', o), get('/api/kubectl/connections', o)]);
       if (!alive) return;
       const conn = (c.connections || []).find((x) => x.cluster_id === id) || null;
       const tokens = (t.tokens || []).filter((x) => x.cluster_id === id);
@@ -275,7 +279,7 @@ export function renderDetail(main, params) {
     } catch (e) {
       if (alive) clear(info).append(errorBox(e));
     }
-    if (alive) timer = setTimeout(poll, POLL_MS);
+    if (alive) timer = setTimeout(() => poll(true), POLL_MS);
   }
   poll();
   return () => { alive = false; clearTimeout(timer); };

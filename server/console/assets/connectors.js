@@ -63,11 +63,13 @@ export function render(main, _params, query) {
     history.replaceState(null, '', '/connectors');
   }
   let alive = true;
-  const refresh = async () => {
+  // background: a timer's refresh, not the reader's (X-Aurora-Poll)
+  const refresh = async (background = false) => {
+    const o = { background };
     try {
       const [st, conns] = await Promise.all([
-        get('/api/connectors/status'),
-        get('/api/kubectl/connections').catch(() => ({ connections: [] })),
+        get('/api/connectors/status', o),
+        get('/api/kubectl/connections', o).catch(() => ({ connections: [] })),
       ]);
       if (!alive) return;
       statusCache = st.connectors || {};
@@ -173,7 +175,7 @@ function openDialog(id, refresh, opener) {
   // that, the status is polled so the dialog flips without a reload.
   const poll = setInterval(() => {
     if (dlg && dlg.el === el && WAITS_FOR_WEBHOOK.has(id) && connectorState(id, statusCache[id]).label === 'Not connected') {
-      refresh();
+      refresh(true);
     }
   }, WEBHOOK_POLL_MS);
   el.addEventListener('close', () => {
