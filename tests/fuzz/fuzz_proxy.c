@@ -10,7 +10,8 @@
  *    non-empty and made of host characters, the port is 1..65535, the
  *    display form is exactly http://host:port (no credentials) and the
  *    credentials are user:password without control characters; on failure
- *    nothing stays allocated and the message never repeats the credentials;
+ *    nothing stays allocated and the message does not depend on the
+ *    credentials (so it cannot repeat them);
  *  - agent_proxy_bypassed: "*" bypasses everything; a list only gains
  *    bypasses when entries are appended; matching ignores letter case; a
  *    name bypassed by a domain entry has its subdomains bypassed too. */
@@ -34,6 +35,54 @@ static char *raw_userinfo(const char *url)
         if (*q == '@')
             at = q;
     return at ? strndup(s, (size_t)(at - s)) : NULL;
+}
+
+/* Each letter and digit moved to its neighbour in the same class, so the
+ * rewritten text is as long as before and has its punctuation and control
+ * characters in the same places; percent escapes are left alone. */
+static char rotate_alnum(char c)
+{
+    if (c >= 'a' && c <= 'z')
+        return c == 'z' ? 'a' : (char)(c + 1);
+    if (c >= 'A' && c <= 'Z')
+        return c == 'Z' ? 'A' : (char)(c + 1);
+    if (c >= '0' && c <= '9')
+        return c == '9' ? '0' : (char)(c + 1);
+    return c;
+}
+
+/* A failed parse's message must not depend on the credentials: parsing the
+ * same URL with its userinfo's letters and digits rotated has to fail with
+ * the very same text.  (Searching the message for the credentials instead
+ * flags credentials that merely occur in the fixed wording, like "assword"
+ * in "user:password".) */
+static void check_error_ignores_credentials(const char *url, const char *err)
+{
+    char *other = strdup(url);
+    FUZZ_CHECK(other != NULL, "out of memory");
+    char *s = strstr(other, "://");
+    s = s ? s + 3 : other;
+    size_t alen = strcspn(s, "/?#");
+    char *at = NULL;
+    for (char *q = s; q < s + alen; q++)
+        if (*q == '@')
+            at = q;
+    for (char *q = s; at && q < at; q++) {
+        if (*q == '%') { /* a %XX escape stays as it is: it may spell anything */
+            q += q[1] && q + 1 < at ? (q[2] && q + 2 < at ? 2 : 1) : 0;
+            continue;
+        }
+        *q = rotate_alnum(*q);
+    }
+    agent_proxy p;
+    char err2[200] = "";
+    int rc = agent_proxy_parse(&p, other, err2, sizeof(err2));
+    if (rc == 0)
+        agent_proxy_free(&p);
+    FUZZ_CHECK(rc != 0, "rewriting the credentials made a bad proxy URL good");
+    FUZZ_CHECK(!strcmp(err, err2), "error message \"%s\" depends on the credentials (\"%s\")",
+               err, err2);
+    free(other);
 }
 
 static void check_parse(const char *url)
@@ -70,8 +119,8 @@ static void check_parse(const char *url)
     } else {
         FUZZ_CHECK(err[0], "agent_proxy_parse failed without a message");
         FUZZ_CHECK(p.userinfo == NULL, "failed parse kept the credentials");
-        if (ui && strlen(ui) >= 6 && !strstr(err, "scheme"))
-            FUZZ_CHECK(!strstr(err, ui), "error message \"%s\" repeats the credentials", err);
+        if (ui)
+            check_error_ignores_credentials(url, err);
     }
     free(ui);
 }
