@@ -17,6 +17,7 @@
 #include "server_metrics.h"
 #include "sse_output.h"
 #include "proto.h"
+#include "audit_starts.h"
 #include "registry.h"
 #include "tunnel.h"
 #include "utf8.h"
@@ -47,6 +48,8 @@ struct exec_ctx {
     pthread_mutex_t audit_mu;
     audit_end *audit_head, *audit_tail;
     int audit_flush_queued;
+    /* Audit starts of concurrent commands share a commit (audit_starts.h). */
+    audit_starts *starts;
 };
 
 typedef struct {
@@ -90,6 +93,12 @@ exec_ctx *exec_ctx_new(const server_config *cfg, tunnel_hub *tunnels, workers *p
         free(x);
         return NULL;
     }
+    x->starts = audit_starts_new();
+    if (!x->starts) {
+        exec_limits_free(x->limits);
+        free(x);
+        return NULL;
+    }
     x->tunnels = tunnels;
     x->pool = pool;
     pthread_mutex_init(&x->audit_mu, NULL);
@@ -109,6 +118,7 @@ void exec_ctx_free(exec_ctx *x)
         free(a);
     }
     pthread_mutex_destroy(&x->audit_mu);
+    audit_starts_free(x->starts);
     exec_limits_free(x->limits);
     free(x);
 }
@@ -594,17 +604,20 @@ int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp)
         return -1;
     }
     /* The row exists before the command is sent: a crash from here on
-     * leaves it "started", and a later sweep closes it as interrupted. */
+     * leaves it "started", and a later sweep closes it as interrupted.
+     * Commands admitted at the same moment share the commit. */
     store_audit a;
     fill_audit(&a, e, "started");
     int have_argv = a.argv_json != NULL;
-    int rc = have_argv ? store_audit_start(w->store, &a) : STORE_ERR;
+    char why[256] = "out of memory";
+    int rc = have_argv ? audit_starts_write(e->ctx->starts, w->store, &a, why, sizeof(why))
+                       : STORE_ERR;
     free(a.argv_json);
     if (rc != STORE_OK) {
         exec_limits_slot_release(&e->slot);
         log_error("audit: cannot write the record of a command on %s for org %s, not running it: "
                   "%s",
-                  e->cluster_id, e->org_id, have_argv ? store_errmsg(w->store) : "out of memory");
+                  e->cluster_id, e->org_id, why);
         http_resp_error(resp, 503, EC_AUDIT_UNAVAILABLE,
                         "the command was not run: its audit record could not be written; retry "
                         "later");

@@ -1131,6 +1131,39 @@ int store_audit_start(store_t *s, store_audit *a)
     return rc;
 }
 
+static int abandon(store_t *s, int rc);
+static int commit(store_t *s, const char *what);
+
+int store_audit_start_many(store_t *s, store_audit *const *rows, size_t n)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!rows && n)
+        return serr(s, "store_audit_start_many: missing argument");
+    if (n == 0)
+        return STORE_OK;
+    if (n == 1) /* no transaction of its own needed */
+        return store_audit_start(s, rows[0]);
+    if (run_exec(s, "beginning audit starts", "BEGIN", NULL, 0, NULL) != STORE_OK)
+        return STORE_ERR;
+    for (size_t i = 0; i < n; i++) {
+        int64_t id = 0;
+        int rc = audit_write(s, rows[i], 1, &id);
+        if (rc != STORE_OK) {
+            for (size_t j = 0; j < i; j++)
+                rows[j]->id = 0;
+            return abandon(s, rc);
+        }
+        rows[i]->id = id;
+    }
+    if (commit(s, "committing audit starts") != STORE_OK) {
+        for (size_t i = 0; i < n; i++)
+            rows[i]->id = 0;
+        return STORE_ERR;
+    }
+    return STORE_OK;
+}
+
 int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char *outcome,
                          int return_code, int64_t bytes_out, int64_t duration_ms, int64_t now)
 {
@@ -1153,9 +1186,6 @@ int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char 
         return STORE_ERR;
     return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
 }
-
-static int abandon(store_t *s, int rc);
-static int commit(store_t *s, const char *what);
 
 int store_audit_complete_many(store_t *s, store_audit_end *ends, size_t n)
 {

@@ -1,0 +1,349 @@
+/* test_audit_starts.c — the group commit of "started" audit rows
+ * (server/audit_starts.c) and the store call under it
+ * (store_audit_start_many), on real SQLite files and a real PostgreSQL
+ * server (pg_harness.h).
+ *
+ * Covered: several rows in one transaction get distinct ids and are all
+ * there; a batch with one bad row (an org that does not exist) writes
+ * nothing at all, on both engines; concurrent callers share commits: while
+ * the first leader waits for the database's write lock, the callers that
+ * arrive queue, and once the lock is free they are written as one batch
+ * (counted: two batches for eight rows); a batch that fails is written row
+ * by row, so only the bad row's caller gets the error, with its message.
+ *
+ * The write lock is held by a separate sqlite3 connection (BEGIN
+ * IMMEDIATE), and the test waits for the queue it expects (polled state,
+ * never a fixed sleep) before letting go. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit_starts.h"
+#include "db.h"
+#include "pg_harness.h"
+#include "store.h"
+
+#define WAIT_MS 60000
+#define PG_DB "aurora_audit_starts"
+
+static pg_server g_pg;
+static int g_pg_schemas;
+
+typedef struct {
+    char dir[64];  /* SQLite: the test's directory, "" on PostgreSQL */
+    char db[48];   /* PostgreSQL: "database/schema" */
+    char url[320]; /* what store_open takes */
+    char org[STORE_ID_LEN];
+} fixture;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static store_t *open_store(const fixture *f)
+{
+    store_t *s = NULL;
+    char err[256] = "";
+    if (store_open(f->url, &s, err, sizeof(err)) != STORE_OK)
+        fail_msg("store_open(%s): %s", f->url, err);
+    return s;
+}
+
+static void make_org(fixture *f)
+{
+    store_t *s = open_store(f);
+    store_org o;
+    assert_int_equal(store_org_create(s, "audit-starts", &o), STORE_OK);
+    snprintf(f->org, sizeof(f->org), "%s", o.id);
+    store_close(s);
+}
+
+static int setup_sqlite(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/aurora-audit-starts-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->url, sizeof(f->url), "%s/store.db", f->dir);
+    make_org(f);
+    *state = f;
+    return 0;
+}
+
+static int setup_pg(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    assert_int_equal(pg_schema_new(&g_pg, PG_DB, &g_pg_schemas, f->db, sizeof(f->db), f->url,
+                                   sizeof(f->url)),
+                     0);
+    make_org(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (f->dir[0])
+        assert_int_equal(sqlite_test_dir_remove(f->dir), 0);
+    else
+        assert_int_equal(pg_schema_drop(&g_pg, PG_DB, f->db), 0);
+    free(f);
+    return 0;
+}
+
+static void fill_row(store_audit *a, const char *org, const char *cluster)
+{
+    memset(a, 0, sizeof(*a));
+    snprintf(a->org_id, sizeof(a->org_id), "%s", org);
+    snprintf(a->user_id, sizeof(a->user_id), "user-1");
+    snprintf(a->cluster_id, sizeof(a->cluster_id), "%s", cluster);
+    snprintf(a->kind, sizeof(a->kind), "kubectl");
+    snprintf(a->outcome, sizeof(a->outcome), "started");
+    a->argv_json = "[\"get\",\"pods\"]";
+    a->at = (int64_t)time(NULL);
+}
+
+/* Rows of the org, all "started". */
+static size_t started_rows(const fixture *f)
+{
+    store_t *s = open_store(f);
+    store_audit *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_audit_list(s, f->org, 100, &list, &n), STORE_OK);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(list[i].outcome, "started");
+    store_audit_list_free(list, n);
+    store_close(s);
+    return n;
+}
+
+/* ---- store_audit_start_many -------------------------------------------------- */
+
+static void test_many_all_or_nothing(void **state)
+{
+    fixture *f = *state;
+    store_t *s = open_store(f);
+    store_audit rows[3];
+    store_audit *ptrs[3];
+    for (int i = 0; i < 3; i++) {
+        fill_row(&rows[i], f->org, "c-1");
+        ptrs[i] = &rows[i];
+    }
+    assert_int_equal(store_audit_start_many(s, ptrs, 3), STORE_OK);
+    assert_true(rows[0].id > 0 && rows[1].id > 0 && rows[2].id > 0);
+    assert_true(rows[0].id != rows[1].id && rows[1].id != rows[2].id &&
+                rows[0].id != rows[2].id);
+    assert_int_equal(started_rows(f), 3);
+
+    /* One row of an org that does not exist: nothing of the batch stays. */
+    for (int i = 0; i < 3; i++)
+        fill_row(&rows[i], i == 1 ? "org-that-does-not-exist" : f->org, "c-2");
+    assert_int_not_equal(store_audit_start_many(s, ptrs, 3), STORE_OK);
+    assert_true(rows[0].id == 0 && rows[1].id == 0 && rows[2].id == 0);
+    assert_int_equal(started_rows(f), 3);
+
+    /* An invalid row (empty kind) is refused before any SQL, same rule. */
+    fill_row(&rows[1], f->org, "c-3");
+    rows[2].kind[0] = '\0';
+    fill_row(&rows[0], f->org, "c-3");
+    assert_int_equal(store_audit_start_many(s, ptrs, 3), STORE_ERR);
+    assert_int_equal(started_rows(f), 3);
+
+    /* The handle is usable after the rollback. */
+    fill_row(&rows[0], f->org, "c-4");
+    assert_int_equal(store_audit_start_many(s, ptrs, 1), STORE_OK);
+    assert_int_equal(started_rows(f), 4);
+    assert_int_equal(store_audit_start_many(s, ptrs, 0), STORE_OK);
+    store_close(s);
+}
+
+/* ---- audit_starts ---------------------------------------------------------- */
+
+typedef struct {
+    audit_starts *g;
+    const fixture *f;
+    store_audit row;
+    int rc;
+    char err[256];
+    pthread_t th;
+} caller;
+
+static void *call_write(void *arg)
+{
+    caller *c = arg;
+    store_t *s = open_store(c->f); /* each worker has its own handle */
+    c->rc = audit_starts_write(c->g, s, &c->row, c->err, sizeof(c->err));
+    store_close(s);
+    return NULL;
+}
+
+static void start_caller(caller *c, audit_starts *g, const fixture *f, const char *org)
+{
+    memset(c, 0, sizeof(*c));
+    c->g = g;
+    c->f = f;
+    c->rc = -100;
+    fill_row(&c->row, org, "c-group");
+    assert_int_equal(pthread_create(&c->th, NULL, call_write, c), 0);
+}
+
+/* Waits until the group shows `writing` rows in the leader's batch and
+ * `waiting` queued behind it. */
+static void wait_for_queue(audit_starts *g, size_t writing, size_t waiting)
+{
+    int64_t until = now_ms() + WAIT_MS;
+    for (;;) {
+        audit_starts_stats st = audit_starts_stats_now(g);
+        if (st.writing == writing && st.waiting == waiting)
+            return;
+        if (now_ms() > until)
+            fail_msg("queue never reached writing=%zu waiting=%zu (now %zu, %zu)", writing,
+                     waiting, st.writing, st.waiting);
+        usleep(1000);
+    }
+}
+
+/* Another connection holds the write lock until released. */
+static sqlite3 *hold_write_lock(const fixture *f)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->url, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    return db;
+}
+
+static void release_write_lock(sqlite3 *db)
+{
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+static void test_concurrent_callers_share_a_commit(void **state)
+{
+    fixture *f = *state;
+    audit_starts *g = audit_starts_new();
+    assert_non_null(g);
+    sqlite3 *lock = hold_write_lock(f);
+    caller c[8];
+    start_caller(&c[0], g, f, f->org);
+    wait_for_queue(g, 1, 0); /* the first leader waits for the lock */
+    for (int i = 1; i < 8; i++)
+        start_caller(&c[i], g, f, f->org);
+    wait_for_queue(g, 1, 7);
+    release_write_lock(lock);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(pthread_join(c[i].th, NULL), 0);
+        assert_int_equal(c[i].rc, STORE_OK);
+        assert_string_equal(c[i].err, "");
+        assert_true(c[i].row.id > 0);
+        for (int j = 0; j < i; j++)
+            assert_true(c[i].row.id != c[j].row.id);
+    }
+    audit_starts_stats st = audit_starts_stats_now(g);
+    assert_int_equal(st.batches, 2); /* the first row alone, then the seven together */
+    assert_int_equal(st.rows, 8);
+    assert_int_equal(st.waiting, 0);
+    assert_int_equal(st.writing, 0);
+    assert_int_equal(started_rows(f), 8);
+    audit_starts_free(g);
+}
+
+static void test_failed_batch_answers_each_row(void **state)
+{
+    fixture *f = *state;
+    audit_starts *g = audit_starts_new();
+    assert_non_null(g);
+    sqlite3 *lock = hold_write_lock(f);
+    caller c[5];
+    start_caller(&c[0], g, f, f->org);
+    wait_for_queue(g, 1, 0);
+    for (int i = 1; i < 5; i++)
+        start_caller(&c[i], g, f, i == 3 ? "org-that-does-not-exist" : f->org);
+    wait_for_queue(g, 1, 4);
+    release_write_lock(lock);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(pthread_join(c[i].th, NULL), 0);
+    for (int i = 0; i < 5; i++) {
+        if (i == 3) {
+            assert_int_equal(c[i].rc, STORE_NOT_FOUND);
+            assert_int_equal(c[i].row.id, 0);
+            assert_true(c[i].err[0] != '\0');
+        } else {
+            assert_int_equal(c[i].rc, STORE_OK);
+            assert_string_equal(c[i].err, "");
+            assert_true(c[i].row.id > 0);
+        }
+    }
+    assert_int_equal(started_rows(f), 4);
+    audit_starts_free(g);
+}
+
+/* Many callers, no lock held: whatever the grouping, every row is written
+ * once and the counts add up. */
+static void test_many_callers_every_row_once(void **state)
+{
+    fixture *f = *state;
+    audit_starts *g = audit_starts_new();
+    assert_non_null(g);
+    enum { N = 24 };
+    caller *c = calloc(N, sizeof(*c));
+    assert_non_null(c);
+    for (int i = 0; i < N; i++)
+        start_caller(&c[i], g, f, f->org);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(c[i].th, NULL), 0);
+        assert_int_equal(c[i].rc, STORE_OK);
+    }
+    audit_starts_stats st = audit_starts_stats_now(g);
+    assert_int_equal(st.rows, N);
+    assert_true(st.batches >= 1 && st.batches <= N);
+    assert_int_equal(started_rows(f), N);
+    free(c);
+    audit_starts_free(g);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    db_set_limits(WAIT_MS, 0); /* a loaded machine: the lock waits stay inside the test's */
+    if (pg_create(&g_pg) < 0)
+        return -1;
+    return pg_create_db(&g_pg, PG_DB);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    pg_destroy(&g_pg);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_many_all_or_nothing, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_many_all_or_nothing, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_callers_share_a_commit, setup_sqlite,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failed_batch_answers_each_row, setup_sqlite,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_many_callers_every_row_once, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_many_callers_every_row_once, setup_pg, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
