@@ -69,7 +69,8 @@ static void check_error_ignores_credentials(const char *url, const char *err)
             at = q;
     for (char *q = s; at && q < at; q++) {
         if (*q == '%') { /* a %XX escape stays as it is: it may spell anything */
-            q += q[1] && q + 1 < at ? (q[2] && q + 2 < at ? 2 : 1) : 0;
+            for (int k = 0; k < 2 && q + 1 < at; k++)
+                q++;
             continue;
         }
         *q = rotate_alnum(*q);
