@@ -20,8 +20,7 @@ struct audit_starts {
     pthread_cond_t written; /* a batch ended: its callers are done, or a new leader is needed */
     pending *head, *tail;
     size_t waiting;
-    int leading;    /* a worker is writing a batch */
-    size_t writing; /* rows in that batch */
+    size_t writing; /* rows of the batch a worker is writing (0: no leader) */
     unsigned long batches, rows;
 };
 
@@ -58,20 +57,33 @@ static void finish(pending *p, int rc, store_t *st)
         snprintf(p->err, p->errlen, "%s", store_errmsg(st));
 }
 
-/* Leader, without the lock: the batch in one transaction, or each row alone
- * when the transaction fails (the rows' own answers). */
+/* Leader, without the lock.  A row that fails the store's checks is
+ * answered alone; the others go in one transaction.  If that fails because
+ * of one row (its org is gone, an id collided) each row is written alone for
+ * its own answer; if the store failed (down, locked past its deadline),
+ * every row gets that answer at once: writing them one by one would wait
+ * for the store once per row. */
 static void write_batch(store_t *st, pending **batch, size_t n)
 {
     store_audit *rows[AUDIT_STARTS_BATCH_MAX];
-    for (size_t i = 0; i < n; i++)
-        rows[i] = batch[i]->row;
-    if (n > 1 && store_audit_start_many(st, rows, n) == STORE_OK) {
-        for (size_t i = 0; i < n; i++)
-            finish(batch[i], STORE_OK, st);
+    pending *valid[AUDIT_STARTS_BATCH_MAX];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (store_audit_start_check(st, batch[i]->row) != STORE_OK) {
+            finish(batch[i], STORE_ERR, st);
+            continue;
+        }
+        valid[m] = batch[i];
+        rows[m++] = batch[i]->row;
+    }
+    int rc = store_audit_start_many(st, rows, m);
+    if (rc == STORE_OK || rc == STORE_ERR || m == 1) {
+        for (size_t i = 0; i < m; i++)
+            finish(valid[i], rc, st);
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        finish(batch[i], store_audit_start(st, rows[i]), st);
+    for (size_t i = 0; i < m; i++)
+        finish(valid[i], store_audit_start(st, rows[i]), st);
 }
 
 int audit_starts_write(audit_starts *g, store_t *st, store_audit *a, char *err, size_t errlen)
@@ -87,7 +99,7 @@ int audit_starts_write(audit_starts *g, store_t *st, store_audit *a, char *err, 
     g->tail = &me;
     g->waiting++;
     while (!me.done) {
-        if (g->leading) {
+        if (g->writing) {
             pthread_cond_wait(&g->written, &g->mu);
             continue;
         }
@@ -103,7 +115,6 @@ int audit_starts_write(audit_starts *g, store_t *st, store_audit *a, char *err, 
         if (!g->head)
             g->tail = NULL;
         g->waiting -= n;
-        g->leading = 1;
         g->writing = n;
         pthread_mutex_unlock(&g->mu);
         write_batch(st, batch, n);
@@ -112,7 +123,6 @@ int audit_starts_write(audit_starts *g, store_t *st, store_audit *a, char *err, 
             batch[i]->done = 1; /* after this, a waiter may return and free its frame */
         g->batches++;
         g->rows += n;
-        g->leading = 0;
         g->writing = 0;
         pthread_cond_broadcast(&g->written);
     }

@@ -8,9 +8,11 @@
  * leader and writes every row queued so far (at most AUDIT_STARTS_BATCH_MAX)
  * on its own store handle; the others wait for its commit, and one of them
  * leads the next batch.  A lone command is written as before (no BEGIN, one
- * statement).  If a batch fails, the leader writes its rows one by one, so
- * each command gets its own answer (a missing org is NOT_FOUND for that
- * command only). */
+ * statement).  A row the store refuses before any SQL fails alone; if a
+ * batch fails because of one row (its org is gone), the leader writes the
+ * rows one by one, so only that command fails; if the store itself fails
+ * (down, locked past its deadline), every command of the batch gets that
+ * error at once instead of waiting for the store once per row. */
 #ifndef AURORA_AUDIT_STARTS_H
 #define AURORA_AUDIT_STARTS_H
 

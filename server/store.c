@@ -1063,8 +1063,8 @@ static int audit_row(store_t *s, const db_result *r, size_t i, void *out)
     return STORE_OK;
 }
 
-/* Writes one row; started: outcome "started", return code -1, not ended. */
-static int audit_write(store_t *s, const store_audit *a, int started, int64_t *id_out)
+/* The checks before any SQL; started: the row will say "started". */
+static int audit_check(store_t *s, const store_audit *a, int started)
 {
     if (!a)
         return serr(s, "store_audit_insert: missing argument");
@@ -1079,31 +1079,46 @@ static int audit_write(store_t *s, const store_audit *a, int started, int64_t *i
         return STORE_ERR;
     if (!started && !strcmp(a->outcome, AUDIT_STARTED))
         return serr(s, "a final audit row cannot say \"started\" (use store_audit_start)");
-    int64_t at = now_or_clock(a->at);
-    int64_t ended_at = started ? 0 : (int64_t)time(NULL);
+    return STORE_OK;
+}
+
+/* One INSERT of a checked row under a fresh random id: STORE_OK (id in
+ * *id_out), STORE_CONFLICT (the org is missing or the id collided) or
+ * STORE_ERR. */
+static int audit_insert_once(store_t *s, const store_audit *a, int started, int64_t *id_out)
+{
+    int64_t id;
+    if (audit_id(&id) < 0)
+        return serr(s, "cannot generate an audit id");
+    db_param p[] = { DB_P_INT(id),
+                     p_text(a->org_id),
+                     p_text(a->user_id),
+                     p_text(a->cluster_id),
+                     p_text(a->kind),
+                     p_text(a->argv_json),
+                     DB_P_INT(started ? -1 : a->return_code),
+                     DB_P_INT(started ? 0 : a->bytes_out),
+                     DB_P_INT(started ? 0 : a->duration_ms),
+                     p_text(started ? AUDIT_STARTED : a->outcome),
+                     DB_P_INT(now_or_clock(a->at)),
+                     p_text(a->instance_id),
+                     DB_P_INT(started ? 0 : (int64_t)time(NULL)) };
+    int rc = run_exec(s, "writing audit record",
+                      "INSERT INTO audit_log (" AUDIT_COLS ")"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      p, 13, NULL);
+    if (rc == STORE_OK && id_out)
+        *id_out = id;
+    return rc;
+}
+
+/* Writes one row; started: outcome "started", return code -1, not ended. */
+static int audit_write(store_t *s, const store_audit *a, int started, int64_t *id_out)
+{
+    if (audit_check(s, a, started) != STORE_OK)
+        return STORE_ERR;
     for (int attempt = 0;; attempt++) {
-        int64_t id;
-        if (audit_id(&id) < 0)
-            return serr(s, "cannot generate an audit id");
-        db_param p[] = { DB_P_INT(id),
-                         p_text(a->org_id),
-                         p_text(a->user_id),
-                         p_text(a->cluster_id),
-                         p_text(a->kind),
-                         p_text(a->argv_json),
-                         DB_P_INT(started ? -1 : a->return_code),
-                         DB_P_INT(started ? 0 : a->bytes_out),
-                         DB_P_INT(started ? 0 : a->duration_ms),
-                         p_text(started ? AUDIT_STARTED : a->outcome),
-                         DB_P_INT(at),
-                         p_text(a->instance_id),
-                         DB_P_INT(ended_at) };
-        int rc = run_exec(s, "writing audit record",
-                          "INSERT INTO audit_log (" AUDIT_COLS ")"
-                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          p, 13, NULL);
-        if (rc == STORE_OK && id_out)
-            *id_out = id;
+        int rc = audit_insert_once(s, a, started, id_out);
         if (rc != STORE_CONFLICT)
             return rc;
         /* Either the org is missing (NOT_FOUND) or the id collided: retry. */
@@ -1131,6 +1146,11 @@ int store_audit_start(store_t *s, store_audit *a)
     return rc;
 }
 
+int store_audit_start_check(store_t *s, const store_audit *a)
+{
+    return s ? audit_check(s, a, 1) : STORE_ERR;
+}
+
 static int abandon(store_t *s, int rc);
 static int commit(store_t *s, const char *what);
 
@@ -1140,28 +1160,36 @@ int store_audit_start_many(store_t *s, store_audit *const *rows, size_t n)
         return STORE_ERR;
     if (!rows && n)
         return serr(s, "store_audit_start_many: missing argument");
+    for (size_t i = 0; i < n; i++)
+        if (audit_check(s, rows[i], 1) != STORE_OK)
+            return STORE_ERR;
     if (n == 0)
         return STORE_OK;
     if (n == 1) /* no transaction of its own needed */
         return store_audit_start(s, rows[0]);
-    if (run_exec(s, "beginning audit starts", "BEGIN", NULL, 0, NULL) != STORE_OK)
-        return STORE_ERR;
-    for (size_t i = 0; i < n; i++) {
-        int64_t id = 0;
-        int rc = audit_write(s, rows[i], 1, &id);
-        if (rc != STORE_OK) {
-            for (size_t j = 0; j < i; j++)
-                rows[j]->id = 0;
-            return abandon(s, rc);
+    int64_t *ids = calloc(n, sizeof(*ids));
+    if (!ids)
+        return serr(s, "out of memory");
+    int rc = run_exec(s, "beginning audit starts", "BEGIN", NULL, 0, NULL);
+    for (size_t i = 0; rc == STORE_OK && i < n; i++) {
+        rc = audit_insert_once(s, rows[i], 1, &ids[i]);
+        if (rc == STORE_CONFLICT) {
+            /* Asked once the transaction is gone: PostgreSQL answers no
+             * query inside a transaction where a statement failed. */
+            abandon(s, rc);
+            rc = on_constraint(s, rows[i]->org_id, "audit id collision");
+            free(ids);
+            return rc;
         }
-        rows[i]->id = id;
+        if (rc != STORE_OK)
+            abandon(s, rc);
     }
-    if (commit(s, "committing audit starts") != STORE_OK) {
-        for (size_t i = 0; i < n; i++)
-            rows[i]->id = 0;
-        return STORE_ERR;
-    }
-    return STORE_OK;
+    if (rc == STORE_OK)
+        rc = commit(s, "committing audit starts");
+    for (size_t i = 0; rc == STORE_OK && i < n; i++)
+        rows[i]->id = ids[i];
+    free(ids);
+    return rc;
 }
 
 int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char *outcome,

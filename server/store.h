@@ -393,11 +393,17 @@ int store_audit_insert(store_t *s, const store_audit *a);
 /* The row of a command being dispatched: outcome "started" whatever a->outcome
  * says, return_code -1; sets a->id for store_audit_complete. */
 int store_audit_start(store_t *s, store_audit *a);
+/* The checks store_audit_start makes before any SQL: STORE_OK, or STORE_ERR
+ * with the reason in store_errmsg. */
+int store_audit_start_check(store_t *s, const store_audit *a);
 /* Several started rows in one transaction: one commit (one fsync under
  * AURORA_DB_SYNC=full) for all of them.  All or nothing: STORE_OK sets every
- * rows[i]->id; on any failure (an invalid row, a missing org, the store) the
- * transaction is rolled back, no id is set and the first failure's code is
- * returned: write the rows one by one (store_audit_start) to learn which. */
+ * rows[i]->id; otherwise nothing is written, no id is set, and the result
+ * says why: STORE_NOT_FOUND (a row's org does not exist) or STORE_CONFLICT
+ * (an id collided) are one row's trouble, so write the rows one by one
+ * (store_audit_start) for each row's answer; STORE_ERR is a row that fails
+ * store_audit_start_check or the store itself (down, locked past its
+ * deadline), where writing them one by one would only wait again. */
 int store_audit_start_many(store_t *s, store_audit *const *rows, size_t n);
 /* Final outcome of a started row of org_id (also of one a sweep presumed
  * interrupted: the late truth wins).  outcome must not be "started".

@@ -4,12 +4,15 @@
  * server (pg_harness.h).
  *
  * Covered: several rows in one transaction get distinct ids and are all
- * there; a batch with one bad row (an org that does not exist) writes
- * nothing at all, on both engines; concurrent callers share commits: while
- * the first leader waits for the database's write lock, the callers that
- * arrive queue, and once the lock is free they are written as one batch
- * (counted: two batches for eight rows); a batch that fails is written row
- * by row, so only the bad row's caller gets the error, with its message.
+ * there; a batch with one bad row (an org that does not exist: NOT_FOUND;
+ * an invalid field: ERR) writes nothing at all, on both engines;
+ * concurrent callers share commits: while the first leader waits for the
+ * database's write lock, the callers that arrive queue, and once the lock is
+ * free they are written as one batch (counted: two batches for eight rows);
+ * a row of a missing org or with an invalid field fails alone, with its
+ * message, and the others are written; a store locked past the deadline
+ * fails the whole batch at once with the transaction's error (no second
+ * wait row by row).
  *
  * The write lock is held by a separate sqlite3 connection (BEGIN
  * IMMEDIATE), and the test waits for the queue it expects (polled state,
@@ -153,7 +156,7 @@ static void test_many_all_or_nothing(void **state)
     /* One row of an org that does not exist: nothing of the batch stays. */
     for (int i = 0; i < 3; i++)
         fill_row(&rows[i], i == 1 ? "org-that-does-not-exist" : f->org, "c-2");
-    assert_int_not_equal(store_audit_start_many(s, ptrs, 3), STORE_OK);
+    assert_int_equal(store_audit_start_many(s, ptrs, 3), STORE_NOT_FOUND);
     assert_true(rows[0].id == 0 && rows[1].id == 0 && rows[2].id == 0);
     assert_int_equal(started_rows(f), 3);
 
@@ -192,13 +195,15 @@ static void *call_write(void *arg)
     return NULL;
 }
 
-static void start_caller(caller *c, audit_starts *g, const fixture *f, const char *org)
+static void start_caller(caller *c, audit_starts *g, const fixture *f, const char *org,
+                         const char *kind)
 {
     memset(c, 0, sizeof(*c));
     c->g = g;
     c->f = f;
     c->rc = -100;
     fill_row(&c->row, org, "c-group");
+    snprintf(c->row.kind, sizeof(c->row.kind), "%s", kind);
     assert_int_equal(pthread_create(&c->th, NULL, call_write, c), 0);
 }
 
@@ -240,10 +245,10 @@ static void test_concurrent_callers_share_a_commit(void **state)
     assert_non_null(g);
     sqlite3 *lock = hold_write_lock(f);
     caller c[8];
-    start_caller(&c[0], g, f, f->org);
+    start_caller(&c[0], g, f, f->org, "kubectl");
     wait_for_queue(g, 1, 0); /* the first leader waits for the lock */
     for (int i = 1; i < 8; i++)
-        start_caller(&c[i], g, f, f->org);
+        start_caller(&c[i], g, f, f->org, "kubectl");
     wait_for_queue(g, 1, 7);
     release_write_lock(lock);
     for (int i = 0; i < 8; i++) {
@@ -270,10 +275,10 @@ static void test_failed_batch_answers_each_row(void **state)
     assert_non_null(g);
     sqlite3 *lock = hold_write_lock(f);
     caller c[5];
-    start_caller(&c[0], g, f, f->org);
+    start_caller(&c[0], g, f, f->org, "kubectl");
     wait_for_queue(g, 1, 0);
     for (int i = 1; i < 5; i++)
-        start_caller(&c[i], g, f, i == 3 ? "org-that-does-not-exist" : f->org);
+        start_caller(&c[i], g, f, i == 3 ? "org-that-does-not-exist" : f->org, "kubectl");
     wait_for_queue(g, 1, 4);
     release_write_lock(lock);
     for (int i = 0; i < 5; i++)
@@ -293,6 +298,70 @@ static void test_failed_batch_answers_each_row(void **state)
     audit_starts_free(g);
 }
 
+static void test_invalid_row_fails_alone(void **state)
+{
+    fixture *f = *state;
+    audit_starts *g = audit_starts_new();
+    assert_non_null(g);
+    sqlite3 *lock = hold_write_lock(f);
+    caller c[4];
+    start_caller(&c[0], g, f, f->org, "kubectl");
+    wait_for_queue(g, 1, 0);
+    for (int i = 1; i < 4; i++)
+        start_caller(&c[i], g, f, f->org, i == 2 ? "" : "kubectl"); /* 2: no kind */
+    wait_for_queue(g, 1, 3);
+    release_write_lock(lock);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_join(c[i].th, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        if (i == 2) {
+            assert_int_equal(c[i].rc, STORE_ERR);
+            assert_string_equal(c[i].err, "kind is empty");
+            assert_int_equal(c[i].row.id, 0);
+        } else {
+            assert_int_equal(c[i].rc, STORE_OK);
+            assert_true(c[i].row.id > 0);
+        }
+    }
+    audit_starts_stats st = audit_starts_stats_now(g);
+    assert_int_equal(st.batches, 2);
+    assert_int_equal(started_rows(f), 3);
+    audit_starts_free(g);
+}
+
+/* The store locked past the callers' deadline: the batch fails once, with
+ * the transaction's error, and its rows are not retried one by one (which
+ * would wait for the lock again per row: "writing audit record"). */
+static void test_locked_store_fails_the_batch_once(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *lock = hold_write_lock(f);
+    audit_starts *g = audit_starts_new();
+    assert_non_null(g);
+    caller c[6];
+    db_set_limits(5000, 0); /* the first leader waits 5 s for the lock ... */
+    start_caller(&c[0], g, f, f->org, "kubectl");
+    wait_for_queue(g, 1, 0); /* (its handle is open) */
+    db_set_limits(300, 0); /* ... the next one's handle 300 ms */
+    for (int i = 1; i < 6; i++)
+        start_caller(&c[i], g, f, f->org, "kubectl");
+    wait_for_queue(g, 1, 5);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(pthread_join(c[i].th, NULL), 0);
+    db_set_limits(WAIT_MS, 0);
+    release_write_lock(lock);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(c[i].rc, STORE_ERR);
+        assert_int_equal(c[i].row.id, 0);
+        assert_non_null(strstr(c[i].err, i == 0 ? "writing audit record" : "beginning audit starts"));
+    }
+    audit_starts_stats st = audit_starts_stats_now(g);
+    assert_int_equal(st.batches, 2);
+    assert_int_equal(st.rows, 6);
+    assert_int_equal(started_rows(f), 0);
+    audit_starts_free(g);
+}
+
 /* Many callers, no lock held: whatever the grouping, every row is written
  * once and the counts add up. */
 static void test_many_callers_every_row_once(void **state)
@@ -304,7 +373,7 @@ static void test_many_callers_every_row_once(void **state)
     caller *c = calloc(N, sizeof(*c));
     assert_non_null(c);
     for (int i = 0; i < N; i++)
-        start_caller(&c[i], g, f, f->org);
+        start_caller(&c[i], g, f, f->org, "kubectl");
     for (int i = 0; i < N; i++) {
         assert_int_equal(pthread_join(c[i].th, NULL), 0);
         assert_int_equal(c[i].rc, STORE_OK);
@@ -341,6 +410,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_callers_share_a_commit, setup_sqlite,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failed_batch_answers_each_row, setup_sqlite,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_row_fails_alone, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_locked_store_fails_the_batch_once, setup_sqlite,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_many_callers_every_row_once, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_many_callers_every_row_once, setup_pg, teardown),
