@@ -26,6 +26,13 @@
 #   under build/static/openssl-<version>.  (Debian's libssl-dev still has to be
 #   installed: lws's headers and pkg-config expect it.)
 #
+# Both libraries are also kept in a cache outside the tree, AURORA_BUILD_CACHE
+# (default ~/.cache/aurora-build; empty: none), like the packages apt keeps:
+# a fresh clone on the same machine (CI, `git clone . /tmp/x && make test`)
+# then links in seconds instead of rebuilding OpenSSL.  An entry is used only
+# when its stamp matches exactly: the source version, the configure options,
+# the flags and the compiler's version.
+#
 # No NSS at run time: the agent resolves host names with c-ares (agent/resolve.c),
 # which reads /etc/hosts and /etc/resolv.conf itself, and hands libwebsockets
 # numeric addresses, so the static glibc never loads an NSS module; a root
@@ -42,6 +49,26 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=${DEBIAN_SUITE:-bookworm}
 
 say() { echo "static-agent: $*"; }
+
+CACHE=${AURORA_BUILD_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/aurora-build}
+# from_cache NAME: copies the cache's entry NAME into $B (0), or 1 when the
+# cache has none
+from_cache() {
+  [ -n "$CACHE" ] && [ -f "$CACHE/$1/stamp" ] || return 1
+  rm -rf "${B:?}/$1" && cp -r "$CACHE/$1" "$B/$1"
+}
+# to_cache DIR: stores a finished DIR (with its stamp) under its name, replacing
+# an older entry; best effort: a cache that cannot be written costs only time
+to_cache() {
+  [ -n "$CACHE" ] || return 0
+  local name tmp
+  name=$(basename "$1")
+  mkdir -p "$CACHE" 2>/dev/null && tmp=$(mktemp -d "$CACHE/.new.XXXXXX" 2>/dev/null) || return 0
+  if cp -r "$1/." "$tmp/"; then
+    rm -rf "${CACHE:?}/$name" && mv -T "$tmp" "$CACHE/$name" && return 0
+  fi
+  rm -rf "$tmp"
+}
 
 # ---- 1. Debian packages ------------------------------------------------------
 PKGS=(build-essential pkg-config dpkg-dev file ca-certificates perl
@@ -104,7 +131,14 @@ debian_source() {
 
 CJSON_VER=$(dpkg-query -W -f='${Version}' libcjson-dev)
 CJ="$B/cjson-$CJSON_VER"
-if [ ! -f "$CJ/libcjson.a" ] || [ ! -f "$CJ/include/cjson/cJSON.h" ]; then
+CJ_STAMP="$CJSON_VER $($CC -dumpfullversion 2>/dev/null || $CC -dumpversion)"
+if [ ! -f "$CJ/stamp" ] || [ "$(cat "$CJ/stamp")" != "$CJ_STAMP" ]; then
+  if from_cache "cjson-$CJSON_VER" && [ "$(cat "$CJ/stamp")" = "$CJ_STAMP" ]; then
+    say "libcjson.a $CJSON_VER from $CACHE"
+  fi
+fi
+if [ ! -f "$CJ/stamp" ] || [ "$(cat "$CJ/stamp")" != "$CJ_STAMP" ] || [ ! -f "$CJ/libcjson.a" ] ||
+   [ ! -f "$CJ/include/cjson/cJSON.h" ]; then
   say "building libcjson.a from Debian source package cjson $CJSON_VER"
   apt_setup
   debian_source cjson "$CJSON_VER" "$APT/src/tree"
@@ -113,6 +147,8 @@ if [ ! -f "$CJ/libcjson.a" ] || [ ! -f "$CJ/include/cjson/cJSON.h" ]; then
       -c "$APT/src/tree/cJSON.c" -o "$CJ/cJSON.o"
   ar rcs "$CJ/libcjson.a" "$CJ/cJSON.o"
   cp "$APT/src/tree/cJSON.h" "$CJ/include/cjson/cJSON.h"
+  echo "$CJ_STAMP" >"$CJ/stamp"
+  to_cache "$CJ"
 fi
 
 # OpenSSL: what is left out, and why the agent does not need it (a TLS client
@@ -133,7 +169,8 @@ OPENSSL_OPTS=(no-shared no-pic no-module no-dso no-engine no-legacy no-tests no-
   no-cmp no-rfc3779 no-cms no-ts no-ct no-ocsp no-scrypt no-bf no-cast no-des
   no-ui-console no-uplink no-fips)
 OPENSSL_CFLAGS="-Os -pthread -Wa,--noexecstack -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -fno-unwind-tables"
-OSSL_STAMP=$(printf '%s\n' "${OPENSSL_OPTS[*]}" "$OPENSSL_CFLAGS" | sha256sum | cut -c1-12)
+OSSL_STAMP=$(printf '%s\n' "${OPENSSL_OPTS[*]}" "$OPENSSL_CFLAGS" \
+  "$($CC -dumpfullversion 2>/dev/null || $CC -dumpversion)" | sha256sum | cut -c1-12)
 OSSL=""
 if [ "${AGENT_OPENSSL:-}" = debian ]; then
   # the previous link (Debian's libssl.a/libcrypto.a as packaged), for
@@ -142,10 +179,18 @@ if [ "${AGENT_OPENSSL:-}" = debian ]; then
   mkdir -p "$OSSL/include"
   ln -sf "$LIBDIR/libssl.a" "$LIBDIR/libcrypto.a" "$OSSL/"
 fi
-for d in "$B"/openssl-*; do
+shopt -s nullglob
+for d in "$B"/openssl-* ${CACHE:+"$CACHE"/openssl-*}; do
   [ -n "$OSSL" ] && break
-  [ -f "$d/stamp" ] && [ "$(cat "$d/stamp")" = "$OSSL_STAMP" ] && [ -f "$d/libcrypto.a" ] && OSSL=$d
+  [ -f "$d/stamp" ] && [ "$(cat "$d/stamp")" = "$OSSL_STAMP" ] && [ -f "$d/libcrypto.a" ] || continue
+  if [ "$(dirname "$d")" = "$B" ]; then
+    OSSL=$d
+  elif from_cache "$(basename "$d")"; then
+    OSSL=$B/$(basename "$d")
+    say "libssl.a + libcrypto.a ($(basename "$d")) from $CACHE"
+  fi
 done
+shopt -u nullglob
 if [ -z "$OSSL" ]; then
   apt_setup
   # the installed libssl-dev version first; a mirror keeps only the newest of
@@ -171,6 +216,7 @@ if [ -z "$OSSL" ]; then
   cp -r "$APT/src/openssl-tree/include" "$OSSL/include"
   echo "$OSSL_STAMP" >"$OSSL/stamp"
   rm -rf "$APT/src/openssl-tree"
+  to_cache "$OSSL"
 fi
 
 # ---- 3. the agent ------------------------------------------------------------
