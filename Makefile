@@ -164,6 +164,7 @@ bench: deps test-deps
 	@python3 bench/webhook_bench.py | tee build/bench-webhooks-latest.txt
 	@python3 bench/replicas_bench.py | tee build/bench-replicas-latest.txt
 	@python3 bench/swarm_bench.py | tee build/bench-swarm-latest.txt
+	@python3 bench/listen_share_bench.py | tee build/bench-listen-share-latest.txt
 	@python3 bench/bigout_bench.py | tee build/bench-bigout-latest.txt
 
 clean:

@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 import harness  # noqa: E402
 from harness import Agent, HTTPSConn, Postgres, T, vm_rss_kib  # noqa: E402
-import test_replicas as tr  # noqa: E402  (Redis, Replica)
+import test_replicas as tr  # noqa: E402  (Replica)
+from fleet_peers import Redis, deployment_pki, redis_cmd  # noqa: E402
 
 COUNT = int(os.environ.get("BENCH_COUNT", "300"))
 CONCS = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,8,32").split(",")]
@@ -104,13 +105,13 @@ def main():
     pg = Postgres()
     failed = 0
     try:
-        redis = tr.Redis(t)
+        redis = Redis(t)
         env = {"DATABASE_URL": pg.url,
                "AURORA_REDIS_URL": "redis://127.0.0.1:%d/0" % redis.port,
                "AURORA_INTERNAL_FORWARD_SECRET": tr.FORWARD_SECRET,
                "AURORA_LOG_LEVEL": "warn",
                "AURORA_TOKEN_RATE_LIMIT": "100000"}
-        pki = tr.deployment_pki(os.path.join(t.tmp, "pki"))
+        pki = deployment_pki(os.path.join(t.tmp, "pki"))
         a = tr.Replica(t, "server-a", dict(env), pki)
         b = tr.Replica(t, "server-b", dict(env), pki)
         d = a.bootstrap()
@@ -123,7 +124,7 @@ def main():
                        "AURORA_POLICY_MODE": "custom", "AURORA_POLICY_ALLOW": "bench",
                        "AURORA_LOG_LEVEL": "warn"}, owner=t)
         agent.wait_ready(30)
-        harness.wait_until(lambda: tr.redis_cmd(redis.port, "ZCARD", "aurora:agents:" + cid) == 1,
+        harness.wait_until(lambda: redis_cmd(redis.port, "ZCARD", "aurora:agents:" + cid) == 1,
                            20, 0.05, "the agent's registration")
         log("agent on replica A; %d commands per run" % COUNT)
         rows = []
@@ -165,7 +166,7 @@ def main():
             p.stdin.write(b"up %d\n" % IDLE)
             p.stdin.flush()
             ev = json.loads(p.stdout.readline())
-            harness.wait_until(lambda: len(tr.redis_cmd(redis.port, "KEYS", "aurora:agents:*")) >= IDLE + 1,
+            harness.wait_until(lambda: len(redis_cmd(redis.port, "KEYS", "aurora:agents:*")) >= IDLE + 1,
                                60, 0.1, "the idle agents' registrations")
             rss1 = (vm_rss_kib(a.server.pid), vm_rss_kib(b.server.pid))
             p.stdin.write(b"quit\n")

@@ -19,6 +19,7 @@
 
 #include "conn_admission.h"
 #include "http.h"
+#include "listen_share.h"
 #include "exec.h"
 #include "forward.h"
 #include "http_client.h"
@@ -371,7 +372,9 @@ int server_run(server_config *cfg)
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     info.user = &sv;
-    info.port = cfg->port;
+    /* A shared port's socket is listen_share.c's: the main vhost only
+     * adopts what it accepts. */
+    info.port = cfg->listen_share ? CONTEXT_PORT_NO_LISTEN_SERVER : cfg->port;
     char bind_main[64], bind_ops[64];
     info.iface = lws_bind_address(cfg->bind, bind_main, sizeof(bind_main));
     info.protocols = g_protocols;
@@ -393,11 +396,13 @@ int server_run(server_config *cfg)
             g_peer_mode = forward_peer(cfg, &g_peer_file);
         info.ssl_private_key_filepath = cfg->tls_key;
     }
-    /* With an operations port the context gets two explicit vhosts: the
-     * main one (as info describes it) and a plain-HTTP one for probes and
-     * scrapes.  Without, lws's default vhost is the main one. */
-    if (cfg->ops_port)
-        info.options |= LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    /* The context gets explicit vhosts: the main one (as info describes
+     * it), and when set a plain-HTTP one for probes and scrapes and the
+     * replicas' own listener (the main one's copy on AURORA_INTERNAL_PORT).
+     * Explicit also when alone: a context whose implicit vhost cannot bind
+     * fails as a whole, which read as "no libev" (the fallback below) and
+     * leaked inside lws; a vhost that cannot bind fails on its own. */
+    info.options |= LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
     const char *evl = server_setting(cfg, "AURORA_EVENT_LOOP");
     void *foreign[1] = { NULL };
     if (!evl || !strcmp(evl, "libev")) {
@@ -419,10 +424,46 @@ int server_run(server_config *cfg)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_LIBEV;
         g_ctx = lws_create_context(&info);
     }
-    if (g_ctx && cfg->ops_port && !lws_create_vhost(g_ctx, &info)) {
+    if (g_ctx && !lws_create_vhost(g_ctx, &info)) {
         lws_context_destroy(g_ctx);
         loop_release();
         g_ctx = NULL;
+    }
+    if (g_ctx && cfg->internal_port) {
+        struct lws_context_creation_info ii = info;
+        char bind_internal[64];
+        ii.vhost_name = "internal";
+        ii.port = cfg->internal_port;
+        ii.iface = lws_bind_address(cfg->bind, bind_internal, sizeof(bind_internal));
+        if (!lws_create_vhost(g_ctx, &ii)) {
+            log_error("cannot start the internal listener on %s:%d (AURORA_INTERNAL_PORT in use?)",
+                      cfg->bind, cfg->internal_port);
+            lws_context_destroy(g_ctx);
+            loop_release();
+            g_ctx = NULL;
+            router_reset();
+            conn_admission_free();
+            return 1;
+        }
+        log_info("internal listener (forwarded commands) on %s:%d", cfg->bind, cfg->internal_port);
+    }
+    if (g_ctx && cfg->listen_share) {
+        struct lws_vhost *main_vh = lws_get_vhost_by_name(g_ctx, "default");
+        if (!g_loop)
+            snprintf(err, sizeof(err), "AURORA_LISTEN_SHARE needs the libev event loop "
+                                       "(AURORA_EVENT_LOOP=libev and libwebsockets' evlib_ev)");
+        if (!g_loop || !main_vh ||
+            listen_share_start(g_loop, main_vh, cfg->bind, cfg->port, err, sizeof(err)) < 0) {
+            log_error("%s", main_vh ? err : "the main vhost is missing");
+            lws_context_destroy(g_ctx);
+            loop_release();
+            g_ctx = NULL;
+            router_reset();
+            conn_admission_free();
+            return 1;
+        }
+        log_info("AURORA_PORT %d is shared (SO_REUSEPORT) with the other processes bound to it",
+                 cfg->port);
     }
     if (!g_ctx) {
         log_error("cannot start the listener on %s:%d (port in use, or bad TLS files %s / %s)",
@@ -445,6 +486,7 @@ int server_run(server_config *cfg)
         if (!g_ops_vhost) {
             log_error("cannot start the operations listener on %s:%d (AURORA_OPS_PORT in use?)",
                       ops_addr, cfg->ops_port);
+            listen_share_stop();
             lws_context_destroy(g_ctx);
             loop_release();
             g_ctx = NULL;
@@ -487,6 +529,7 @@ int server_run(server_config *cfg)
             workers_stop(sv.pool);
         registry_stop();
         http_client_set_default_ca(NULL);
+        listen_share_stop();
         lws_context_destroy(g_ctx);
         loop_release();
         g_ctx = NULL;
@@ -518,6 +561,8 @@ int server_run(server_config *cfg)
         if (service_round(0) < 0)
             break;
 
+    /* New connections go to the processes still bound to a shared port. */
+    listen_share_stop();
     log_info("shutting down: closing %zu agent session(s)", tunnel_session_count(sv.tunnels));
     tunnel_shutdown(sv.tunnels);
     /* Let the close frames go out, bounded. */

@@ -14,6 +14,8 @@ static const config_def server_defs[] = {
     { "AURORA_PORT", "server.port", CFG_INT, "5080", "HTTPS + WSS port (API, connectors, /kubectl-agent)", 0 },
     { "AURORA_OPS_PORT", "server.ops_port", CFG_INT, "0", "serve /health, /ready and /metrics on this separate plain-HTTP port instead of AURORA_PORT (0: on AURORA_PORT)", 0 },
     { "AURORA_OPS_BIND", "server.ops_bind", CFG_STRING, NULL, "listen address of AURORA_OPS_PORT (default: AURORA_BIND)", 0 },
+    { "AURORA_LISTEN_SHARE", "server.listen_share", CFG_BOOL, "false", "bind AURORA_PORT with SO_REUSEPORT, so that several aurora-server processes on one host (replicas: PostgreSQL and AURORA_REDIS_URL) share it and its TLS handshakes run on several cores; each process needs its own AURORA_INTERNAL_PORT", 0 },
+    { "AURORA_INTERNAL_PORT", "cluster.internal_port", CFG_INT, "0", "a listener of this process alone (same TLS, same API) at which the other replicas reach it, AURORA_INTERNAL_ADDR's port; required with AURORA_LISTEN_SHARE; 0: none", 0 },
     { "DATABASE_URL", "database.url", CFG_STRING, NULL, "state store; default sqlite://<data_dir>/aurora.db", 1 },
     { "AURORA_DB_STATEMENT_TIMEOUT_MS", "database.statement_timeout_ms", CFG_INT, "5000", "longest a state-store statement may take, lock waits included (ms); past it the call fails and the API answers 503 STORE_UNAVAILABLE", 0 },
     { "AURORA_DB_SYNC", "database.sync", CFG_STRING, "full", "full | normal: SQLite only. full fsyncs every commit (a command's audit row survives a power loss); normal (WAL synchronous=NORMAL) fsyncs at checkpoints: survives a crash of the server, a power loss may drop the last rows; about 0.15 ms less CPU and latency per command", 0 },
@@ -135,6 +137,8 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     c->bind = config_str(r, "AURORA_BIND");
     c->port = (int)config_int(r, "AURORA_PORT");
     c->ops_port = (int)config_int(r, "AURORA_OPS_PORT");
+    c->listen_share = config_bool(r, "AURORA_LISTEN_SHARE");
+    c->internal_port = (int)config_int(r, "AURORA_INTERNAL_PORT");
     c->plain_http = config_bool(r, "AURORA_PLAIN_HTTP");
     c->tls_terminated_by_proxy = config_bool(r, "AURORA_TLS_TERMINATED_BY_PROXY");
     c->internal_secret = config_str(r, "INTERNAL_API_SECRET");
@@ -191,6 +195,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     }
     if (!in_range(err, errlen, "AURORA_PORT", c->port, 0, 65535) ||
         !in_range(err, errlen, "AURORA_OPS_PORT", c->ops_port, 0, 65535) ||
+        !in_range(err, errlen, "AURORA_INTERNAL_PORT", c->internal_port, 0, 65535) ||
         !in_range(err, errlen, "AURORA_WORKERS", c->workers, 1, 256) ||
         !in_range(err, errlen, "AURORA_OUTBOUND_WORKERS", c->outbound_workers, 1, 256) ||
         !in_range(err, errlen, "AURORA_MAX_BODY", c->max_body, 1024, 1 << 30) ||
@@ -220,6 +225,35 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         const connector *cn = connector_at(i);
         if (cn->check_settings && cn->check_settings(r, err, errlen) < 0)
             goto fail;
+    }
+
+    /* A shared port takes every process's connections: the replicas must
+     * reach each other somewhere the kernel does not share. */
+    if (c->internal_port && (c->internal_port == c->port || c->internal_port == c->ops_port)) {
+        snprintf(err, errlen, "AURORA_INTERNAL_PORT must differ from AURORA_PORT and AURORA_OPS_PORT");
+        goto fail;
+    }
+    if (c->listen_share) {
+        const char *redis = config_str(r, "AURORA_REDIS_URL");
+        const char *addr = config_str(r, "AURORA_INTERNAL_ADDR");
+        const char *colon = addr ? strrchr(addr, ':') : NULL;
+        if (!redis || !*redis) {
+            snprintf(err, errlen, "AURORA_LISTEN_SHARE needs AURORA_REDIS_URL: the processes "
+                                  "sharing the port are replicas, and a command reaches the "
+                                  "one holding its agent through the registry");
+            goto fail;
+        }
+        if (!c->port || !c->internal_port) {
+            snprintf(err, errlen, "AURORA_LISTEN_SHARE needs a fixed AURORA_PORT and this "
+                                  "process's own AURORA_INTERNAL_PORT");
+            goto fail;
+        }
+        if (colon && atoi(colon + 1) != c->internal_port) {
+            snprintf(err, errlen, "with AURORA_LISTEN_SHARE, AURORA_INTERNAL_ADDR must name "
+                                  "AURORA_INTERNAL_PORT (%d): a command forwarded to the shared "
+                                  "AURORA_PORT could reach any of the processes", c->internal_port);
+            goto fail;
+        }
     }
 
     /* A result at the JSON cap must be able to fit an organization's budget. */

@@ -15,6 +15,8 @@ typedef struct {
     const char *bind;
     int port;
     int ops_port; /* /health, /ready, /metrics on their own listener; 0: on port */
+    int listen_share;  /* port bound with SO_REUSEPORT by several processes (listen_share.h) */
+    int internal_port; /* this process's own listener for forwarded commands; 0: none */
     const char *database_url; /* resolved: default sqlite file in data_dir */
     const char *tls_cert;
     const char *tls_key;

@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""One port, several processes (AURORA_LISTEN_SHARE, server/listen_share.c):
+two aurora-server processes on this host bind the same AURORA_PORT with
+SO_REUSEPORT, so the kernel spreads connections, and their TLS handshakes,
+over both; each is a replica (one PostgreSQL, one Redis) with a listener of
+its own, AURORA_INTERNAL_PORT, where the other forwards commands for the
+agents it holds.
+
+Real peers, all started by this test in its temp dir: PostgreSQL
+(harness.Postgres), redis-server, build/asan/aurora-server and
+build/asan/aurora-agent.  The deployment's certificate chain is made with the
+openssl command (fleet_peers.deployment_pki); both processes share it and the
+TLS ticket key file, as processes on one host share a data dir.
+
+  * connections to the shared port reach both processes;
+  * every cluster answers through either process's own listener, whichever
+    holds its agent (the other forwards), and through the shared port;
+  * a TLS session from one process resumes on the other;
+  * admission holds on the shared accept: beyond AURORA_MAX_PENDING_HANDSHAKES
+    a connection is closed before any TLS work, garbage is dropped, and the
+    process still serves;
+  * settings that would misroute forwarded commands are refused at start;
+    a process started without the setting cannot take the shared port;
+  * a process killed with -9: its agents come back through the survivor.
+Every wait is for an event, with a deadline."""
+
+import atexit
+import os
+import secrets
+import socket
+import ssl
+import subprocess
+
+from fleet_peers import Redis, deployment_pki
+from harness import (SERVER_BIN, Agent, Postgres, World, check, contains, eq, free_port,
+                     https_request, main, sanitizer_reports, test, wait_until)
+
+FORWARD_SECRET = secrets.token_hex(24)
+LEASE = 3  # registry and instance leases (s): a dead process is forgotten fast
+
+
+class Shared(World):
+    """One process of the group bound to the shared port."""
+
+    def __init__(self, t, name, env, pki, shared_port, extra=None):
+        self.pki = pki
+        super().__init__(t, name, extra_env=env, start=False)
+        self.port = shared_port  # what agents and clients dial
+        self.internal = free_port()
+        self.ops = free_port()
+        self.extra_env.update({
+            "AURORA_LISTEN_SHARE": "1",
+            "AURORA_INTERNAL_PORT": str(self.internal),
+            "AURORA_INTERNAL_ADDR": "127.0.0.1:%d" % self.internal,
+            "AURORA_OPS_PORT": str(self.ops),
+            "AURORA_TLS_CERT": pki["crt"],
+            "AURORA_TLS_KEY": pki["key"],
+        })
+        self.extra_env.update(extra or {})
+        self.start()
+
+    @property
+    def ca(self):
+        return self.pki["ca"]
+
+    def own(self, method, path, body=None, timeout=60):
+        """A request to this process alone (its internal listener)."""
+        return https_request(self.internal, self.ctx, method, path, body,
+                             {"Authorization": "Bearer %s" % self.api_key}, timeout)
+
+    def metrics(self):
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.ops, timeout=10)
+        try:
+            c.request("GET", "/metrics")
+            r = c.getresponse()
+            eq(r.status, 200, "GET /metrics of %s" % self.name)
+            return r.read().decode()
+        finally:
+            c.close()
+
+    def answered(self, route):
+        """Requests to route this process answered with 200."""
+        n = 0
+        for line in self.metrics().splitlines():
+            if line.startswith("aurora_http_requests_total{") and 'route="%s"' % route in line \
+                    and 'status="200"' in line:
+                n += int(float(line.rsplit(" ", 1)[1]))
+        return n
+
+
+class Group:
+    def __init__(self, t):
+        self.t = t
+        self.pg = Postgres()
+        atexit.register(self.pg.destroy)  # after the processes stopped
+        self.redis = Redis(t)
+        self.port = free_port()
+        self.pki = deployment_pki(os.path.join(t.tmp, "pki"))
+        self.env = {
+            "DATABASE_URL": self.pg.url,
+            "AURORA_REDIS_URL": "redis://127.0.0.1:%d/0" % self.redis.port,
+            "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET,
+            "AURORA_REGISTRY_LEASE_S": str(LEASE),
+            "AURORA_INSTANCE_LEASE": str(LEASE),
+            "AURORA_TOKEN_RATE_LIMIT": "100000",
+            # processes on one host share the ticket key (their data dir)
+            "AURORA_TLS_TICKET_KEY_FILE": os.path.join(t.tmp, "tls-ticket.key"),
+        }
+        self.procs = [Shared(t, "server-p%d" % i, dict(self.env), self.pki, self.port)
+                      for i in range(2)]
+        d = self.procs[0].bootstrap()
+        for p in self.procs[1:]:
+            p.org_id, p.user_id, p.api_key = d["org_id"], d["user_id"], d["api_key"]
+        self.agents = {}
+
+    def live(self):
+        return [p for p in self.procs if p.server.alive()]
+
+    def by_internal(self, addr):
+        for p in self.procs:
+            if "127.0.0.1:%d" % p.internal == addr:
+                return p
+        raise AssertionError("no process at %s" % addr)
+
+
+_GROUP = {}
+
+
+def group(t):
+    if "g" not in _GROUP:
+        import harness
+        if harness._SUITE["t"] is None:
+            harness._SUITE["t"] = harness.T(harness._SUITE["root"], "suite")
+        _GROUP["g"] = Group(harness._SUITE["t"])
+    return _GROUP["g"]
+
+
+def echo_on(p, port, cid, text):
+    return https_request(port, p.ctx, "POST", "/api/clusters/%s/kubectl" % cid,
+                         {"args": ["get", "--raw", "/fixture/echo/%s" % text]},
+                         {"Authorization": "Bearer %s" % p.api_key}, 60)
+
+
+def start_agents(g, n):
+    p = g.procs[0]
+    out = []
+    for i in range(n):
+        tok = p.create_token("share-%d-%s" % (i, secrets.token_hex(2)))
+        a = Agent(p, tok["token"], "agent-share-%d-%s" % (i, tok["cluster_id"][8:14]),
+                  owner=g.t)
+        out.append(a)
+    for a in out:
+        a.wait_ready(40)
+        g.agents[a.cluster_id] = a
+    return out
+
+
+def owner_addr(g, cid, timeout=20):
+    def one():
+        live = ["127.0.0.1:%d" % p.internal for p in g.live()]
+        addrs = [a for a in g.redis.owners(cid).values() if a in live]
+        return addrs[0] if len(addrs) == 1 else None
+    return wait_until(one, timeout, 0.05, "cluster %s registered by one live process" % cid)
+
+
+# ---------------------------------------------------------------------------
+@test(timeout=120)
+def connections_to_the_shared_port_reach_both_processes(t):
+    g = group(t)
+    route = "/api/kubectl/connections"
+    before = [p.answered(route) for p in g.procs]
+    n = 40
+    for _ in range(n):  # a new connection each: the kernel picks a process per connection
+        r = https_request(g.port, g.procs[0].ctx, "GET", route, None,
+                          {"Authorization": "Bearer %s" % g.procs[0].api_key}, 30)
+        eq(r.status, 200, "GET %s through the shared port" % route)
+    got = [p.answered(route) - b for p, b in zip(g.procs, before)]
+    eq(sum(got), n, "requests answered by the two processes together (%r)" % got)
+    check(all(x >= 1 for x in got), "each process answered some of %d connections: %r" % (n, got))
+
+
+@test(timeout=180)
+def every_cluster_answers_through_either_process(t):
+    g = group(t)
+    agents = start_agents(g, 4)
+    forwarded = 0
+    for a in agents:
+        owner = g.by_internal(owner_addr(g, a.cluster_id))
+        for p in g.procs:
+            text = "c-%s-%s" % (a.cluster_id[8:14], p.name[-2:])
+            r = echo_on(p, p.internal, a.cluster_id, text)
+            eq(r.status, 200, "%s through %s's own listener (%r)" % (a.cluster_id, p.name, r))
+            contains(r.json.get("output", ""), text, "the agent's answer")
+            forwarded += p is not owner
+        for i in range(3):
+            r = echo_on(g.procs[0], g.port, a.cluster_id, "shared-%d" % i)
+            eq(r.status, 200, "%s through the shared port (%r)" % (a.cluster_id, r))
+    eq(forwarded, len(agents), "commands that had to be forwarded to the other process")
+
+
+@test(timeout=60)
+def a_tls_session_resumes_on_the_other_process(t):
+    g = group(t)
+    ctx = ssl.create_default_context(cafile=g.pki["ca"])
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+
+    def request(port, session=None):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        ts = ctx.wrap_socket(s, server_hostname="127.0.0.1", session=session)
+        try:
+            ts.sendall(b"GET /api/kubectl/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                       + g.procs[0].api_key.encode() + b"\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:  # the whole answer: the ticket arrives after the handshake
+                chunk = ts.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            check(data.startswith(b"HTTP/1.1 200"), "answer on port %d" % port, data[:200])
+            return ts.session, ts.session_reused
+        finally:
+            ts.close()
+    a, b = g.procs
+    sess, reused = request(a.internal)
+    check(not reused, "the first handshake is a full one")
+    check(sess is not None and sess.has_ticket, "process %s issued a session ticket" % a.name)
+    _, reused = request(b.internal, sess)
+    check(reused, "the session from %s resumed on %s (shared ticket key)" % (a.name, b.name))
+
+
+@test(timeout=90)
+def admission_holds_on_the_shared_accept(t):
+    g = group(t)
+    port = free_port()
+    p = Shared(t, "server-adm", dict(g.env), g.pki, port,
+               extra={"AURORA_MAX_PENDING_HANDSHAKES": "2"})
+    p.org_id, p.api_key = g.procs[0].org_id, g.procs[0].api_key
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+    try:
+        # Both are accepted and pending (no TLS yet): wait until a third is
+        # closed at accept, which only the cap does.
+        def refused():
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            try:
+                s.settimeout(5)
+                try:
+                    return s.recv(1) == b""
+                except socket.timeout:
+                    return False
+                except ConnectionResetError:
+                    return True
+            finally:
+                s.close()
+        wait_until(refused, 30, 0.1, "a third connection to be closed at accept")
+        for s in idle:  # the two pending ones were kept: the cap closed only the excess
+            s.settimeout(0.2)
+            try:
+                check(s.recv(1) != b"", "a pending connection is still open")
+            except socket.timeout:
+                pass
+    finally:
+        for s in idle:
+            s.close()
+    # Garbage where a TLS ClientHello belongs, then a truncated handshake.
+    for junk in (b"\x16\x03\x01\x00\x05hello" + os.urandom(64), b"GET / HTTP/1.1\r\n\r\n",
+                 b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(junk)
+        s.settimeout(15)
+        try:
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(4096):
+                pass
+        except (ConnectionResetError, socket.timeout):
+            pass
+        s.close()
+
+    def serves():
+        try:
+            r = p.own("GET", "/api/kubectl/connections", timeout=10)
+            r2 = https_request(port, p.ctx, "GET", "/api/kubectl/connections", None,
+                               {"Authorization": "Bearer %s" % p.api_key}, 10)
+            return r.status == 200 and r2.status == 200
+        except (OSError, ssl.SSLError):
+            return False
+    wait_until(serves, 30, 0.1, "the process to serve again on both listeners")
+    check(p.server.alive(), "the process is still up")
+
+
+@test(timeout=90)
+def settings_that_would_misroute_are_refused_at_start(t):
+    g = group(t)
+    w = World(t, "refused", extra_env=dict(g.env), start=False)
+
+    def run(env_over, want):
+        sandir = os.path.join(w.dir, "san", "run-%s" % secrets.token_hex(3))
+        env = w.env(sandir)
+        env.update(env_over)
+        r = subprocess.run([SERVER_BIN], env={k: v for k, v in env.items() if v is not None},
+                           cwd=w.dir, capture_output=True, timeout=60)
+        out = (r.stdout + r.stderr).decode("utf-8", "replace")
+        check(r.returncode != 0, "the server refused to start (%s)" % want, out[-2000:])
+        contains(out, want, "the reason")
+        eq(sanitizer_reports(sandir), [], "no sanitizer report")
+    own = free_port()
+    run({"AURORA_LISTEN_SHARE": "1", "AURORA_REDIS_URL": None, "AURORA_INTERNAL_PORT": str(own)},
+        "AURORA_LISTEN_SHARE needs AURORA_REDIS_URL")
+    run({"AURORA_LISTEN_SHARE": "1", "AURORA_INTERNAL_PORT": str(own),
+         "AURORA_INTERNAL_ADDR": "127.0.0.1:%d" % g.port},
+        "AURORA_INTERNAL_ADDR must name AURORA_INTERNAL_PORT")
+    run({"AURORA_LISTEN_SHARE": "1", "AURORA_INTERNAL_ADDR": "127.0.0.1:%d" % own},
+        "AURORA_LISTEN_SHARE needs a fixed AURORA_PORT and this process's own AURORA_INTERNAL_PORT")
+    run({"AURORA_INTERNAL_PORT": str(w.port), "AURORA_REDIS_URL": None},
+        "AURORA_INTERNAL_PORT must differ from AURORA_PORT")
+    # The shared port is not taken by a process that did not ask to share it.
+    run({"AURORA_PORT": str(g.port), "AURORA_REDIS_URL": None, "AURORA_TLS_CERT": g.pki["crt"],
+         "AURORA_TLS_KEY": g.pki["key"]}, "cannot start the listener")
+    for p in g.procs:
+        check(p.server.alive(), "%s still serves" % p.name)
+
+
+@test(timeout=180)
+def a_killed_process_s_agents_come_back_through_the_survivor(t):
+    g = group(t)
+    if not g.agents:
+        start_agents(g, 4)
+    victim = g.by_internal(owner_addr(g, next(iter(g.agents))))
+    survivor = [p for p in g.procs if p is not victim][0]
+    victim.kill9()
+    for cid in g.agents:
+        eq(owner_addr(g, cid, timeout=60), "127.0.0.1:%d" % survivor.internal,
+           "cluster %s held by the survivor" % cid)
+
+        def answers():
+            r = echo_on(survivor, g.port, cid, "back")
+            return r if r.status == 200 else None
+        wait_until(answers, 30, 0.2, "cluster %s to answer through the shared port" % cid)
+
+
+if __name__ == "__main__":
+    main()
