@@ -813,12 +813,12 @@ int store_connection_connected(store_t *s, const store_connection *c)
     return store_connection_connected_by(s, c, "");
 }
 
-int store_connection_connected_by(store_t *s, const store_connection *c, const char *instance_id)
+static int abandon(store_t *s, int rc);
+static int commit(store_t *s, const char *what);
+
+/* The checks of a connection row before it is written. */
+static int conn_up_check(store_t *s, const store_connection *c)
 {
-    if (!s)
-        return STORE_ERR;
-    if (!c || !instance_id)
-        return serr(s, "store_connection_connected: missing argument");
     if (check_field(s, "cluster_id", c->cluster_id, sizeof(c->cluster_id), 1) ||
         check_field(s, "org_id", c->org_id, sizeof(c->org_id), 1) ||
         check_field(s, "token_id", c->token_id, sizeof(c->token_id), 0) ||
@@ -827,6 +827,13 @@ int store_connection_connected_by(store_t *s, const store_connection *c, const c
         check_field(s, "protocol", c->protocol, sizeof(c->protocol), 0) ||
         check_time(s, "connected_at", c->connected_at))
         return STORE_ERR;
+    return STORE_OK;
+}
+
+/* The writes of a checked row; STORE_CONFLICT as the engine said it (the
+ * caller asks why, outside any failed transaction). */
+static int conn_up_write(store_t *s, const store_connection *c, const char *instance_id)
+{
     int64_t at = now_or_clock(c->connected_at);
     db_param p[] = {
         p_text(c->cluster_id),    p_text(c->org_id),   p_text(c->token_id), p_text(c->cluster_name),
@@ -854,14 +861,100 @@ int store_connection_connected_by(store_t *s, const store_connection *c, const c
                       " last_heartbeat = excluded.last_heartbeat,"
                       " disconnected_at = 0",
                       p, 9, NULL);
-    if (rc == STORE_CONFLICT)
-        return on_constraint(s, c->org_id, "connection violates a constraint");
     if (rc != STORE_OK || !c->token_id[0])
         return rc;
     db_param pt[] = { DB_P_INT(at), p_text(c->org_id), p_text(c->token_id) };
     return run_exec(s, "recording token use",
                     "UPDATE agent_tokens SET last_connected_at = ? WHERE org_id = ? AND id = ?", pt,
                     3, NULL);
+}
+
+int store_connection_connected_by(store_t *s, const store_connection *c, const char *instance_id)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!c || !instance_id)
+        return serr(s, "store_connection_connected: missing argument");
+    if (conn_up_check(s, c) != STORE_OK)
+        return STORE_ERR;
+    int rc = conn_up_write(s, c, instance_id);
+    if (rc == STORE_CONFLICT)
+        return on_constraint(s, c->org_id, "connection violates a constraint");
+    return rc;
+}
+
+/* One write of a batch, as the single-row functions do it. */
+static int conn_write_one(store_t *s, const store_conn_write *w, const char *instance_id)
+{
+    switch (w->what) {
+    case STORE_CONN_UP: return store_connection_connected_by(s, &w->c, instance_id);
+    case STORE_CONN_HEARTBEAT:
+        return store_connection_heartbeat_by(s, w->c.cluster_id, instance_id, w->now);
+    case STORE_CONN_DOWN:
+        return store_connection_disconnected_by(s, w->c.cluster_id, instance_id, w->now);
+    }
+    return serr(s, "unknown connection write %d", (int)w->what);
+}
+
+int store_connection_write_many(store_t *s, store_conn_write *ws, size_t n, const char *instance_id)
+{
+    if (!s)
+        return STORE_ERR;
+    if ((!ws && n) || !instance_id)
+        return serr(s, "store_connection_write_many: missing argument");
+    /* Checked first: a row that cannot be written fails alone, before the
+     * transaction, and the others go on. */
+    size_t valid = 0;
+    for (size_t i = 0; i < n; i++) {
+        store_conn_write *w = &ws[i];
+        if (w->what != STORE_CONN_UP && w->what != STORE_CONN_HEARTBEAT &&
+            w->what != STORE_CONN_DOWN)
+            w->rc = serr(s, "unknown connection write %d", (int)w->what);
+        else if (w->what == STORE_CONN_UP)
+            w->rc = conn_up_check(s, &w->c);
+        else
+            w->rc = check_field(s, "cluster_id", w->c.cluster_id, sizeof(w->c.cluster_id), 1)
+                        ? STORE_ERR
+                        : STORE_OK;
+        valid += w->rc == STORE_OK;
+    }
+    if (valid < 2) { /* nothing to share a commit with */
+        for (size_t i = 0; i < n; i++)
+            if (ws[i].rc == STORE_OK)
+                ws[i].rc = conn_write_one(s, &ws[i], instance_id);
+        return STORE_OK;
+    }
+    int rc = run_exec(s, "beginning connection writes", "BEGIN", NULL, 0, NULL);
+    for (size_t i = 0; rc == STORE_OK && i < n; i++) {
+        store_conn_write *w = &ws[i];
+        if (w->rc != STORE_OK)
+            continue;
+        int one = w->what == STORE_CONN_UP ? conn_up_write(s, &w->c, instance_id)
+                                           : conn_write_one(s, w, instance_id);
+        if (one == STORE_CONFLICT) {
+            /* A row the schema refuses (its org was just deleted): the
+             * transaction is lost on PostgreSQL, so the batch is written
+             * again row by row, each failing or not on its own. */
+            abandon(s, one);
+            /* the rows checked fine read OK (not written yet) or what the
+             * lost transaction said of them (OK, NOT_FOUND) */
+            for (size_t k = 0; k < n; k++)
+                if (ws[k].rc == STORE_OK || ws[k].rc == STORE_NOT_FOUND)
+                    ws[k].rc = conn_write_one(s, &ws[k], instance_id);
+            return STORE_OK;
+        }
+        if (one == STORE_ERR) /* the store, not the row: the batch fails at once */
+            rc = abandon(s, STORE_ERR);
+        else
+            w->rc = one; /* STORE_OK, or STORE_NOT_FOUND: no row to update */
+    }
+    if (rc == STORE_OK)
+        rc = commit(s, "committing connection writes");
+    if (rc != STORE_OK)
+        for (size_t i = 0; i < n; i++)
+            if (ws[i].rc == STORE_OK || ws[i].rc == STORE_NOT_FOUND)
+                ws[i].rc = STORE_ERR;
+    return rc;
 }
 
 int store_connection_heartbeat(store_t *s, const char *cluster_id, int64_t now)
@@ -1151,8 +1244,6 @@ int store_audit_start_check(store_t *s, const store_audit *a)
     return s ? audit_check(s, a, 1) : STORE_ERR;
 }
 
-static int abandon(store_t *s, int rc);
-static int commit(store_t *s, const char *what);
 
 int store_audit_start_many(store_t *s, store_audit *const *rows, size_t n)
 {

@@ -208,6 +208,24 @@ int store_connection_heartbeat_by(store_t *s, const char *cluster_id, const char
                                   int64_t now);
 int store_connection_disconnected_by(store_t *s, const char *cluster_id, const char *instance_id,
                                      int64_t now);
+/* Connection bookkeeping in bulk: what connected_by / heartbeat_by /
+ * disconnected_by of instance_id would write, for ws[0..n) in order, in one
+ * transaction, so a reconnecting fleet pays one commit (one fsync on SQLite)
+ * per batch instead of per agent.  Each ws[i].rc says how its write went
+ * (STORE_NOT_FOUND: no row to update, as the single-row functions say).  A
+ * row that fails its checks fails alone, before the transaction; a row the
+ * schema refuses (its org just deleted) makes the batch be written again row
+ * by row.  STORE_ERR when the store itself failed (locked past its deadline,
+ * connection lost): then nothing of the batch was written, every checked
+ * row's rc is STORE_ERR, and the caller learns it once, not once per row. */
+typedef enum { STORE_CONN_UP, STORE_CONN_HEARTBEAT, STORE_CONN_DOWN } store_conn_event;
+typedef struct {
+    store_conn_event what;
+    store_connection c; /* UP: the row; HEARTBEAT, DOWN: c.cluster_id */
+    int64_t now;        /* HEARTBEAT, DOWN: when (0: the clock) */
+    int rc;             /* out */
+} store_conn_write;
+int store_connection_write_many(store_t *s, store_conn_write *ws, size_t n, const char *instance_id);
 /* Zeroes the rows owned by instances without a live lease (heartbeat_at >=
  * live_since and not retired), except self_id's: what a replica does at
  * start and in each sweep instead of resetting every row.  *reset: rows. */

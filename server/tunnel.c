@@ -134,8 +134,8 @@ struct tunnel_hub {
     int sweeping;
     /* connection bookkeeping waiting for a writer (conn_pump) */
     struct conn_job *conn_head, *conn_tail;
-    struct conn_job *conn_running; /* on a worker now */
-    int conn_queued, conn_inflight, conn_writers, conn_dropped;
+    struct conn_batch *conn_running; /* on a worker now (one at a time) */
+    int conn_queued, conn_dropped;
     unsigned revocation_epoch;
     uint64_t legacy_seq;
 };
@@ -150,7 +150,6 @@ tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o)
     h->pool = o->pool;
     h->deadline_grace = o->deadline_grace;
     /* half the store workers at most; the others stay free for lookups */
-    h->conn_writers = o->cfg && o->cfg->workers > 1 ? o->cfg->workers / 2 : 1;
     return h;
 }
 
@@ -633,38 +632,45 @@ static void session_maybe_free(tunnel_session *s)
         session_free(s);
 }
 
-/* Fire-and-forget connection bookkeeping, in order, with at most
- * conn_writers jobs on the store pool at a time: a reconnecting fleet's
- * row writes (each its own transaction, one writer at a time on SQLite)
- * would otherwise take every store worker, and the token lookups that
- * decide whether an agent is connected would wait behind them (seen: TLS
- * resumed, `connected` seconds later, in bursts).  In order also means a
- * cluster's up and down are written as they happened. */
+/* Fire-and-forget connection bookkeeping, in order, in batches: at most
+ * one batch on the store pool at a time, holding what queued meanwhile (up
+ * to CONN_BATCH_MAX writes), written in one transaction
+ * (store_connection_write_many).  A reconnecting fleet's row writes would
+ * otherwise take every store worker, each its own transaction (an fsync on
+ * SQLite), and the token lookups that decide whether an agent is connected
+ * would wait behind them (seen: TLS resumed, `connected` seconds later, in
+ * bursts).  One batch at a time also keeps a cluster's up and down in the
+ * order they happened. */
 typedef struct conn_job {
-    enum { CONN_UP, CONN_HEARTBEAT, CONN_DOWN } what;
+    int what; /* STORE_CONN_UP, _HEARTBEAT, _DOWN */
     store_connection c;
-    tunnel_hub *hub; /* NULL once the hub is gone (the job still on a worker) */
     struct conn_job *next;
 } conn_job;
 
-static void conn_job_run(worker_ctx *w, void *arg)
+#define CONN_BATCH_MAX 64
+
+typedef struct conn_batch {
+    tunnel_hub *hub; /* NULL once the hub is gone (the batch still on a worker) */
+    size_t n;
+    store_conn_write ws[CONN_BATCH_MAX];
+} conn_batch;
+
+static void conn_batch_run(worker_ctx *w, void *arg)
 {
-    conn_job *j = arg;
-    int rc = STORE_OK;
+    conn_batch *b = arg;
     int64_t now = (int64_t)time(NULL);
-    switch (j->what) {
-    /* The row names this replica (instance.h): other replicas leave it alone. */
-    case CONN_UP: rc = store_connection_connected_by(w->store, &j->c, instance_id()); break;
-    case CONN_HEARTBEAT:
-        rc = store_connection_heartbeat_by(w->store, j->c.cluster_id, instance_id(), now);
-        break;
-    case CONN_DOWN:
-        rc = store_connection_disconnected_by(w->store, j->c.cluster_id, instance_id(), now);
-        break;
-    }
-    if (rc == STORE_ERR)
-        log_error("connection bookkeeping for %s failed: %s", j->c.cluster_id,
+    for (size_t i = 0; i < b->n; i++)
+        b->ws[i].now = now;
+    /* The rows name this replica (instance.h): other replicas leave them alone. */
+    if (store_connection_write_many(w->store, b->ws, b->n, instance_id()) == STORE_ERR) {
+        log_error("connection bookkeeping for %zu agent(s) failed: %s", b->n,
                   store_errmsg(w->store));
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        if (b->ws[i].rc == STORE_ERR || b->ws[i].rc == STORE_CONFLICT)
+            log_error("connection bookkeeping for %s failed (status %d)", b->ws[i].c.cluster_id,
+                      b->ws[i].rc);
 }
 
 /* Past this many writes waiting (the store stalled), new ones are dropped
@@ -672,47 +678,50 @@ static void conn_job_run(worker_ctx *w, void *arg)
  * heartbeat or reconnection. */
 #define CONN_QUEUE_MAX 65536
 
-static void conn_job_done(void *arg);
+static void conn_batch_done(void *arg);
 
 static void conn_pump(tunnel_hub *h)
 {
-    while (h->conn_inflight < h->conn_writers && h->conn_head) {
-        conn_job *j = h->conn_head;
-        h->conn_head = j->next;
-        if (!h->conn_head)
-            h->conn_tail = NULL;
-        h->conn_queued--;
-        j->next = NULL;
-        if (workers_submit(h->pool, WORKER_POOL_STORE, conn_job_run, conn_job_done, j) < 0) {
+    while (!h->conn_running && h->conn_head) {
+        conn_batch *b = calloc(1, sizeof(*b));
+        if (!b)
+            return; /* the next write or done() tries again */
+        while (b->n < CONN_BATCH_MAX && h->conn_head) {
+            conn_job *j = h->conn_head;
+            h->conn_head = j->next;
+            if (!h->conn_head)
+                h->conn_tail = NULL;
+            h->conn_queued--;
+            b->ws[b->n].what = (store_conn_event)j->what;
+            b->ws[b->n].c = j->c;
+            b->n++;
+            free(j);
+        }
+        b->hub = h;
+        if (workers_submit(h->pool, WORKER_POOL_STORE, conn_batch_run, conn_batch_done, b) < 0) {
             /* the queue is full, or the pool stopping (shutdown closes
              * every session at once): one line per thousand, not one each */
-            if (h->conn_dropped++ % 1000 == 0)
-                log_warn("connection bookkeeping for %s dropped: worker queue full or stopping "
-                         "(%d dropped so far)", j->c.cluster_id, h->conn_dropped);
-            free(j);
+            if (h->conn_dropped / 1000 != (h->conn_dropped + (int)b->n) / 1000 ||
+                !h->conn_dropped)
+                log_warn("connection bookkeeping for %zu agent(s) dropped: worker queue full or "
+                         "stopping (%d dropped so far)", b->n, h->conn_dropped + (int)b->n);
+            h->conn_dropped += (int)b->n;
+            free(b);
             continue;
         }
-        j->next = h->conn_running; /* the worker owns j until done() */
-        h->conn_running = j;
-        h->conn_inflight++;
+        h->conn_running = b; /* the worker owns b until done() */
     }
 }
 
-static void conn_job_done(void *arg)
+static void conn_batch_done(void *arg)
 {
-    conn_job *j = arg;
-    tunnel_hub *h = j->hub;
+    conn_batch *b = arg;
+    tunnel_hub *h = b->hub;
+    free(b);
     if (h) {
-        conn_job **pp = &h->conn_running;
-        while (*pp && *pp != j)
-            pp = &(*pp)->next;
-        if (*pp)
-            *pp = j->next;
-        h->conn_inflight--;
-    }
-    free(j);
-    if (h)
+        h->conn_running = NULL;
         conn_pump(h);
+    }
 }
 
 static void submit_conn(tunnel_session *s, int what)
@@ -735,7 +744,6 @@ static void submit_conn(tunnel_session *s, int what)
         free(j);
         return;
     }
-    j->hub = h;
     if (h->conn_tail)
         h->conn_tail->next = j;
     else
@@ -1121,14 +1129,14 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
         if (!s->registered_db) {
             s->registered_db = 1;
             s->last_hb_db = time(NULL);
-            submit_conn(s, CONN_UP);
+            submit_conn(s, STORE_CONN_UP);
         }
         break;
     case MSG_HEARTBEAT:
         send_json(s, proto_enc_heartbeat_ack());
         if (s->registered_db && time(NULL) - s->last_hb_db >= HEARTBEAT_DB_EVERY_S) {
             s->last_hb_db = time(NULL);
-            submit_conn(s, CONN_HEARTBEAT);
+            submit_conn(s, STORE_CONN_HEARTBEAT);
         }
         break;
     case MSG_COMMAND_RESPONSE: {
@@ -1315,7 +1323,7 @@ static void session_closed(tunnel_session *s)
     while (s->reqs)
         req_fail(s->reqs, 502, EC_AGENT_DISCONNECTED, "agent disconnected mid-command");
     if (s->registered_db)
-        submit_conn(s, CONN_DOWN);
+        submit_conn(s, STORE_CONN_DOWN);
     session_unlink(s);
     session_maybe_free(s);
 }
@@ -1384,8 +1392,8 @@ void tunnel_hub_free(tunnel_hub *h)
         h->conn_head = j->next;
         free(j);
     }
-    for (conn_job *j = h->conn_running; j; j = j->next)
-        j->hub = NULL; /* a pool still running finishes them without us */
+    if (h->conn_running)
+        h->conn_running->hub = NULL; /* a pool still running finishes it without us */
     free(h);
 }
 

@@ -1,18 +1,27 @@
-/* test_audit_starts.c — the group commit of "started" audit rows
- * (server/audit_starts.c) and the store call under it
- * (store_audit_start_many), on real SQLite files and a real PostgreSQL
- * server (pg_harness.h).
+/* test_group_commit.c — writes that share a commit, on real SQLite files
+ * and a real PostgreSQL server (pg_harness.h):
  *
- * Covered: several rows in one transaction get distinct ids and are all
- * there; a batch with one bad row (an org that does not exist: NOT_FOUND;
- * an invalid field: ERR) writes nothing at all, on both engines;
- * concurrent callers share commits: while the first leader waits for the
- * database's write lock, the callers that arrive queue, and once the lock is
- * free they are written as one batch (counted: two batches for eight rows);
- * a row of a missing org or with an invalid field fails alone, with its
- * message, and the others are written; a store locked past the deadline
- * fails the whole batch at once with the transaction's error (no second
- * wait row by row).
+ * 1. the "started" audit rows of concurrent commands (server/audit_starts.c
+ *    over store_audit_start_many).  Covered: several rows in one
+ *    transaction get distinct ids and are all there; a batch with one bad
+ *    row (an org that does not exist: NOT_FOUND; an invalid field: ERR)
+ *    writes nothing at all, on both engines; concurrent callers share
+ *    commits: while the first leader waits for the database's write lock,
+ *    the callers that arrive queue, and once the lock is free they are
+ *    written as one batch (counted: two batches for eight rows); a row of a
+ *    missing org or with an invalid field fails alone, with its message, and
+ *    the others are written; a store locked past the deadline fails the
+ *    whole batch at once with the transaction's error (no second wait row by
+ *    row).
+ * 2. connection bookkeeping in bulk (store_connection_write_many, what the
+ *    tunnel hub writes for a reconnecting fleet).  Covered: ups, heartbeats
+ *    and downs in one batch land as the single-row calls would, in order
+ *    (an up then a down of one cluster reads disconnected), a heartbeat or
+ *    down of an unknown cluster says NOT_FOUND and the rest is written; a
+ *    row that fails its checks fails alone; a row of a missing org (the
+ *    schema refuses it) makes the batch be written again row by row, that
+ *    row NOT_FOUND, the others in; a locked store fails the batch once,
+ *    every row STORE_ERR, nothing written, in one lock wait.
  *
  * The write lock is held by a separate sqlite3 connection (BEGIN
  * IMMEDIATE), and the test waits for the queue it expects (polled state,
@@ -37,7 +46,7 @@
 #include "store.h"
 
 #define WAIT_MS 60000
-#define PG_DB "aurora_audit_starts"
+#define PG_DB "aurora_group_commit"
 
 static pg_server g_pg;
 static int g_pg_schemas;
@@ -78,7 +87,7 @@ static int setup_sqlite(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/aurora-audit-starts-XXXXXX");
+    snprintf(f->dir, sizeof(f->dir), "/tmp/aurora-group-commit-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->url, sizeof(f->url), "%s/store.db", f->dir);
     make_org(f);
@@ -386,6 +395,133 @@ static void test_many_callers_every_row_once(void **state)
     audit_starts_free(g);
 }
 
+/* ---- store_connection_write_many ------------------------------------------- */
+
+static void conn_up(store_conn_write *w, const char *org, const char *cluster)
+{
+    memset(w, 0, sizeof(*w));
+    w->what = STORE_CONN_UP;
+    snprintf(w->c.cluster_id, sizeof(w->c.cluster_id), "%s", cluster);
+    snprintf(w->c.org_id, sizeof(w->c.org_id), "%s", org);
+    snprintf(w->c.cluster_name, sizeof(w->c.cluster_name), "name-%s", cluster);
+    snprintf(w->c.agent_version, sizeof(w->c.agent_version), "1.2.3");
+    snprintf(w->c.protocol, sizeof(w->c.protocol), "aurora-tunnel.v2");
+    w->c.connected_at = (int64_t)time(NULL);
+    w->rc = -99; /* must be overwritten */
+}
+
+static void conn_event(store_conn_write *w, store_conn_event what, const char *cluster)
+{
+    memset(w, 0, sizeof(*w));
+    w->what = what;
+    snprintf(w->c.cluster_id, sizeof(w->c.cluster_id), "%s", cluster);
+    w->now = (int64_t)time(NULL);
+    w->rc = -99;
+}
+
+/* connected count of a cluster's row, -1 when there is none */
+static int connected_of(store_t *s, const char *org, const char *cluster, int64_t *disc)
+{
+    store_connection c;
+    int rc = store_connection_get(s, org, cluster, &c);
+    if (rc == STORE_NOT_FOUND)
+        return -1;
+    assert_int_equal(rc, STORE_OK);
+    if (disc)
+        *disc = c.disconnected_at;
+    return c.connected;
+}
+
+static void test_conn_batch_in_order(void **state)
+{
+    fixture *f = *state;
+    store_t *s = open_store(f);
+    store_conn_write w[6];
+    conn_up(&w[0], f->org, "cl-a");
+    conn_up(&w[1], f->org, "cl-b");
+    conn_event(&w[2], STORE_CONN_HEARTBEAT, "cl-a");
+    conn_event(&w[3], STORE_CONN_DOWN, "cl-b");
+    conn_event(&w[4], STORE_CONN_DOWN, "cl-nobody");
+    conn_up(&w[5], f->org, "cl-a"); /* a second session of cl-a */
+    assert_int_equal(store_connection_write_many(s, w, 6, "ins-1"), STORE_OK);
+    int want[6] = { STORE_OK, STORE_OK, STORE_OK, STORE_OK, STORE_NOT_FOUND, STORE_OK };
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(w[i].rc, want[i]);
+    int64_t disc = -1;
+    assert_int_equal(connected_of(s, f->org, "cl-a", &disc), 2);
+    assert_int_equal(disc, 0);
+    assert_int_equal(connected_of(s, f->org, "cl-b", &disc), 0);
+    assert_true(disc > 0); /* up then down, in that order */
+    assert_int_equal(connected_of(s, f->org, "cl-nobody", NULL), -1);
+    /* an empty batch and a batch of one (no transaction of its own) */
+    assert_int_equal(store_connection_write_many(s, w, 0, "ins-1"), STORE_OK);
+    conn_event(&w[0], STORE_CONN_DOWN, "cl-a");
+    assert_int_equal(store_connection_write_many(s, w, 1, "ins-1"), STORE_OK);
+    assert_int_equal(w[0].rc, STORE_OK);
+    assert_int_equal(connected_of(s, f->org, "cl-a", NULL), 1);
+    store_close(s);
+}
+
+static void test_conn_bad_rows_fail_alone(void **state)
+{
+    fixture *f = *state;
+    store_t *s = open_store(f);
+    store_conn_write w[5];
+    conn_up(&w[0], f->org, "cl-1");
+    conn_up(&w[1], f->org, ""); /* fails its checks */
+    conn_up(&w[2], "org-that-does-not-exist", "cl-2"); /* refused by the schema */
+    conn_up(&w[3], f->org, "cl-3");
+    conn_event(&w[4], STORE_CONN_HEARTBEAT, "cl-1");
+    assert_int_equal(store_connection_write_many(s, w, 5, "ins-1"), STORE_OK);
+    assert_int_equal(w[0].rc, STORE_OK);
+    assert_int_equal(w[1].rc, STORE_ERR);
+    assert_int_equal(w[2].rc, STORE_NOT_FOUND);
+    assert_int_equal(w[3].rc, STORE_OK);
+    assert_int_equal(w[4].rc, STORE_OK);
+    /* written once each, not twice (the lost transaction's rows again) */
+    assert_int_equal(connected_of(s, f->org, "cl-1", NULL), 1);
+    assert_int_equal(connected_of(s, f->org, "cl-3", NULL), 1);
+    assert_int_equal(connected_of(s, "org-that-does-not-exist", "cl-2", NULL), -1);
+    /* the handle is usable after the rollback */
+    conn_up(&w[0], f->org, "cl-4");
+    conn_up(&w[1], f->org, "cl-5");
+    assert_int_equal(store_connection_write_many(s, w, 2, "ins-1"), STORE_OK);
+    assert_int_equal(connected_of(s, f->org, "cl-5", NULL), 1);
+    store_close(s);
+}
+
+/* A store locked past the deadline: one wait for the whole batch, then
+ * every row reads STORE_ERR and nothing is written. */
+static void test_conn_locked_store_fails_once(void **state)
+{
+    fixture *f = *state;
+    store_t *s = open_store(f);
+    store_conn_write w[8];
+    for (int i = 0; i < 8; i++) {
+        char cl[16];
+        snprintf(cl, sizeof(cl), "cl-l%d", i);
+        conn_up(&w[i], f->org, cl);
+    }
+    sqlite3 *lock = hold_write_lock(f);
+    db_set_limits(300, 0);
+    store_close(s);
+    s = open_store(f); /* opened with the 300 ms limit */
+    int64_t t0 = now_ms();
+    assert_int_equal(store_connection_write_many(s, w, 8, "ins-1"), STORE_ERR);
+    int64_t took = now_ms() - t0;
+    db_set_limits(WAIT_MS, 0);
+    release_write_lock(lock);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(w[i].rc, STORE_ERR);
+    /* one wait of 300 ms, not eight: generous for a loaded machine, far
+     * below what a row-by-row retry would take */
+    assert_true(took < 8 * 300);
+    assert_non_null(strstr(store_errmsg(s), "beginning connection writes"));
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(connected_of(s, f->org, w[i].c.cluster_id, NULL), -1);
+    store_close(s);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -416,6 +552,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_many_callers_every_row_once, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_many_callers_every_row_once, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_batch_in_order, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_batch_in_order, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_bad_rows_fail_alone, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_bad_rows_fail_alone, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_locked_store_fails_once, setup_sqlite,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
