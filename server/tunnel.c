@@ -25,6 +25,12 @@
 #include "worker.h"
 
 #define MAX_PENDING_BEFORE_AUTH 16
+/* What a connection may have the server hold before its token is known:
+ * an agent sends at most a register and a heartbeat that early (a few KiB),
+ * and without this bound an unauthenticated legacy connection could park
+ * MAX_PENDING_BEFORE_AUTH messages of AURORA_LEGACY_MAX_FRAME (512 MiB)
+ * while its lookup waits on a busy store. */
+#define EARLY_MAX_BYTES (256 * 1024)
 #define MAX_SESSIONS_PER_CLUSTER 16
 #define HEARTBEAT_DB_EVERY_S 20
 #define OUTQ_MAX_BYTES (8 * 1024 * 1024)
@@ -76,6 +82,7 @@ struct tunnel_session {
     char *early[MAX_PENDING_BEFORE_AUTH];
     size_t early_len[MAX_PENDING_BEFORE_AUTH];
     int nearly;
+    size_t early_bytes; /* held in early[] and being assembled before authentication */
     /* outgoing */
     out_frame *oq_head, *oq_tail;
     size_t oq_bytes;
@@ -838,6 +845,7 @@ static void auth_done(void *arg)
         free(s->early[i]);
     }
     s->nearly = 0;
+    s->early_bytes = 0;
 }
 
 static void submit_auth(tunnel_session *s)
@@ -1188,6 +1196,11 @@ static int receive_fragment(tunnel_session *s, const void *in, size_t len, int f
     }
     size_t limit = !s->v2 ? (size_t)s->hub->cfg->legacy_max_frame
                   : s->rx_binary ? PROTO_DATA_HDR + PROTO_MAX_CHUNK : PROTO_MAX_CONTROL;
+    if (s->state == SESS_AUTHENTICATING) {
+        size_t room = EARLY_MAX_BYTES > s->early_bytes ? EARLY_MAX_BYTES - s->early_bytes : 0;
+        if (room < limit)
+            limit = room;
+    }
     if (buf_pending(&s->rx) + len > limit) {
         if (!s->rx_too_big)
             log_warn("agent %s: message larger than %zu bytes, closing",
@@ -1210,6 +1223,7 @@ static int receive_fragment(tunnel_session *s, const void *in, size_t len, int f
             size_t n;
             s->early[s->nearly] = buf_detach(&s->rx, &n);
             s->early_len[s->nearly++] = n;
+            s->early_bytes += n;
         } else {
             buf_reset(&s->rx);
         }

@@ -507,6 +507,58 @@ static void test_early_messages(void **state)
     assert_int_equal(r1.ends + r2.ends, 2);
 }
 
+/* Before its token is known a connection may have the server hold 256 KiB
+ * at most, whatever its dialect's frame limit: an unauthenticated legacy
+ * connection used to be able to park 16 messages of 32 MiB each. */
+static void test_early_bytes_bounded(void **state)
+{
+    fixture *fx = *state;
+    const size_t early_max = 256 * 1024;
+    /* the legacy limit as deployed (32 MiB), far above the early bound */
+    int64_t legacy_limit = fx->cfg.legacy_max_frame;
+    fx->cfg.legacy_max_frame = 32 * 1024 * 1024;
+    char *big = malloc(early_max + 1);
+    assert_non_null(big);
+    memset(big, ' ', early_max + 1);
+    for (int v2 = 0; v2 <= 2; v2 += 2) {
+        /* one message over the bound, before authentication: closed */
+        made_token m = new_token(fx, fx->org_id, 0);
+        tunnel_session *s = tunnel_session_connect(fx->hub, v2, m.bearer, m.t.cluster_id);
+        assert_false(tunnel_session_ready(s));
+        tunnel_session_receive(s, big, early_max + 1, 0);
+        expect_closed(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
+        serve_until(fx, settled, s, "the lookup to end");
+        assert_false(tunnel_session_ready(s));
+        tunnel_session_drop(s);
+        /* messages adding up past it: closed at the one that crosses */
+        made_token m2 = new_token(fx, fx->org_id, 0);
+        s = tunnel_session_connect(fx->hub, v2, m2.bearer, m2.t.cluster_id);
+        for (int i = 0; i < 3; i++)
+            tunnel_session_receive(s, big, early_max / 4, 0);
+        assert_int_equal(tunnel_session_close_code(s, NULL), 0);
+        tunnel_session_receive(s, big, early_max / 4 + 1, 0);
+        expect_closed(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
+        serve_until(fx, settled, s, "the lookup to end");
+        tunnel_session_drop(s);
+    }
+    /* once authenticated, the dialect's own limit applies again: a
+     * heartbeat padded past the early bound (JSON allows the spaces) is
+     * answered */
+    made_token v = new_token(fx, fx->org_id, 0);
+    tunnel_session *vs = connect_as(fx, fx->hub, &v, 2, 0);
+    assert_true(tunnel_session_ready(vs));
+    char *hb = proto_enc_heartbeat(v.t.cluster_id);
+    assert_non_null(hb);
+    memcpy(big, hb, strlen(hb));
+    free(hb);
+    tunnel_session_receive(vs, big, early_max + 1, 0);
+    assert_true(tunnel_session_ready(vs));
+    expect_type(vs, MSG_HEARTBEAT_ACK, NULL);
+    tunnel_session_drop(vs);
+    free(big);
+    fx->cfg.legacy_max_frame = legacy_limit;
+}
+
 static void test_registry_lookup(void **state)
 {
     fixture *fx = *state;
@@ -959,6 +1011,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_token_expiry_ends_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions_per_cluster_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_early_bytes_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_least_loaded_and_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_ids, setup, teardown),
