@@ -266,13 +266,13 @@ def admission_holds_on_the_shared_accept(t):
     for junk in (b"\x16\x03\x01\x00\x05hello" + os.urandom(64), b"GET / HTTP/1.1\r\n\r\n",
                  b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"):
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall(junk)
         s.settimeout(15)
-        try:
+        try:  # the server may drop it at any point: reset, or already gone
+            s.sendall(junk)
             s.shutdown(socket.SHUT_WR)
             while s.recv(4096):
                 pass
-        except (ConnectionResetError, socket.timeout):
+        except OSError:
             pass
         s.close()
 
