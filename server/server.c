@@ -305,6 +305,70 @@ static const char *lws_bind_address(const char *bind, char *out, size_t cap)
     return out;
 }
 
+/* The listeners of a new context: the main vhost (as info describes it), the
+ * replicas' own one on AURORA_INTERNAL_PORT, the shared accept of
+ * AURORA_LISTEN_SHARE and the operations vhost.  -1 (logged) when one
+ * cannot start; the caller tears the context down. */
+static int start_listeners(const server_config *cfg, const struct lws_context_creation_info *info)
+{
+    /* lws keeps these pointers for the vhosts' lifetime */
+    static char bind_internal[64], bind_ops[64];
+    char err[512];
+    if (!lws_create_vhost(g_ctx, info)) {
+        log_error("cannot start the listener on %s:%d (port in use, or bad TLS files %s / %s)",
+                  cfg->bind, cfg->port, cfg->tls_cert, cfg->tls_key);
+        return -1;
+    }
+    if (cfg->internal_port) {
+        struct lws_context_creation_info ii = *info;
+        ii.vhost_name = "internal";
+        ii.port = cfg->internal_port;
+        ii.iface = lws_bind_address(cfg->bind, bind_internal, sizeof(bind_internal));
+        if (!lws_create_vhost(g_ctx, &ii)) {
+            log_error("cannot start the internal listener on %s:%d (AURORA_INTERNAL_PORT in use?)",
+                      cfg->bind, cfg->internal_port);
+            return -1;
+        }
+        log_info("internal listener (forwarded commands) on %s:%d", cfg->bind, cfg->internal_port);
+    }
+    if (cfg->listen_share) {
+        struct lws_vhost *main_vh = lws_get_vhost_by_name(g_ctx, "default");
+        if (!g_loop) {
+            log_error("AURORA_LISTEN_SHARE needs the libev event loop (AURORA_EVENT_LOOP=libev "
+                      "and libwebsockets' evlib_ev)");
+            return -1;
+        }
+        if (!main_vh ||
+            listen_share_start(g_loop, main_vh, cfg->bind, cfg->port, err, sizeof(err)) < 0) {
+            log_error("%s", main_vh ? err : "the main vhost is missing");
+            return -1;
+        }
+        log_info("AURORA_PORT %d is shared (SO_REUSEPORT) with the other processes bound to it",
+                 cfg->port);
+    }
+    if (cfg->ops_port) {
+        const char *ops_bind = server_setting(cfg, "AURORA_OPS_BIND");
+        struct lws_context_creation_info oi;
+        memset(&oi, 0, sizeof(oi));
+        oi.vhost_name = "ops";
+        oi.port = cfg->ops_port;
+        const char *ops_addr = ops_bind && *ops_bind ? ops_bind : cfg->bind;
+        oi.iface = lws_bind_address(ops_addr, bind_ops, sizeof(bind_ops));
+        oi.protocols = g_ops_protocols;
+        oi.timeout_secs = 10;
+        g_ops_vhost = lws_create_vhost(g_ctx, &oi);
+        if (!g_ops_vhost) {
+            log_error("cannot start the operations listener on %s:%d (AURORA_OPS_PORT in use?)",
+                      ops_addr, cfg->ops_port);
+            return -1;
+        }
+        http_set_ops_vhost(g_ops_vhost);
+        log_info("operations listener (/health, /ready, /metrics) on http://%s:%d", ops_addr,
+                 cfg->ops_port);
+    }
+    return 0;
+}
+
 int server_run(server_config *cfg)
 {
     char err[512];
@@ -375,7 +439,7 @@ int server_run(server_config *cfg)
     /* A shared port's socket is listen_share.c's: the main vhost only
      * adopts what it accepts. */
     info.port = cfg->listen_share ? CONTEXT_PORT_NO_LISTEN_SERVER : cfg->port;
-    char bind_main[64], bind_ops[64];
+    static char bind_main[64]; /* lws keeps the pointer */
     info.iface = lws_bind_address(cfg->bind, bind_main, sizeof(bind_main));
     info.protocols = g_protocols;
     info.alpn = "http/1.1";
@@ -424,79 +488,19 @@ int server_run(server_config *cfg)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_LIBEV;
         g_ctx = lws_create_context(&info);
     }
-    if (g_ctx && !lws_create_vhost(g_ctx, &info)) {
-        lws_context_destroy(g_ctx);
+    if (!g_ctx)
+        log_error("cannot start libwebsockets (its messages above say why)");
+    if (!g_ctx || start_listeners(cfg, &info) < 0) {
+        listen_share_stop();
+        if (g_ctx)
+            lws_context_destroy(g_ctx);
         loop_release();
         g_ctx = NULL;
-    }
-    if (g_ctx && cfg->internal_port) {
-        struct lws_context_creation_info ii = info;
-        char bind_internal[64];
-        ii.vhost_name = "internal";
-        ii.port = cfg->internal_port;
-        ii.iface = lws_bind_address(cfg->bind, bind_internal, sizeof(bind_internal));
-        if (!lws_create_vhost(g_ctx, &ii)) {
-            log_error("cannot start the internal listener on %s:%d (AURORA_INTERNAL_PORT in use?)",
-                      cfg->bind, cfg->internal_port);
-            lws_context_destroy(g_ctx);
-            loop_release();
-            g_ctx = NULL;
-            router_reset();
-            conn_admission_free();
-            return 1;
-        }
-        log_info("internal listener (forwarded commands) on %s:%d", cfg->bind, cfg->internal_port);
-    }
-    if (g_ctx && cfg->listen_share) {
-        struct lws_vhost *main_vh = lws_get_vhost_by_name(g_ctx, "default");
-        if (!g_loop)
-            snprintf(err, sizeof(err), "AURORA_LISTEN_SHARE needs the libev event loop "
-                                       "(AURORA_EVENT_LOOP=libev and libwebsockets' evlib_ev)");
-        if (!g_loop || !main_vh ||
-            listen_share_start(g_loop, main_vh, cfg->bind, cfg->port, err, sizeof(err)) < 0) {
-            log_error("%s", main_vh ? err : "the main vhost is missing");
-            lws_context_destroy(g_ctx);
-            loop_release();
-            g_ctx = NULL;
-            router_reset();
-            conn_admission_free();
-            return 1;
-        }
-        log_info("AURORA_PORT %d is shared (SO_REUSEPORT) with the other processes bound to it",
-                 cfg->port);
-    }
-    if (!g_ctx) {
-        log_error("cannot start the listener on %s:%d (port in use, or bad TLS files %s / %s)",
-                  cfg->bind, cfg->port, cfg->tls_cert, cfg->tls_key);
+        g_ops_vhost = NULL;
+        http_set_ops_vhost(NULL);
         router_reset();
         conn_admission_free();
         return 1;
-    }
-    if (cfg->ops_port) {
-        const char *ops_bind = server_setting(cfg, "AURORA_OPS_BIND");
-        struct lws_context_creation_info oi;
-        memset(&oi, 0, sizeof(oi));
-        oi.vhost_name = "ops";
-        oi.port = cfg->ops_port;
-        const char *ops_addr = ops_bind && *ops_bind ? ops_bind : cfg->bind;
-        oi.iface = lws_bind_address(ops_addr, bind_ops, sizeof(bind_ops));
-        oi.protocols = g_ops_protocols;
-        oi.timeout_secs = 10;
-        g_ops_vhost = lws_create_vhost(g_ctx, &oi);
-        if (!g_ops_vhost) {
-            log_error("cannot start the operations listener on %s:%d (AURORA_OPS_PORT in use?)",
-                      ops_addr, cfg->ops_port);
-            listen_share_stop();
-            lws_context_destroy(g_ctx);
-            loop_release();
-            g_ctx = NULL;
-            router_reset();
-            conn_admission_free();
-            return 1;
-        }
-        http_set_ops_vhost(g_ops_vhost);
-        log_info("operations listener (/health, /ready, /metrics) on http://%s:%d", ops_addr,
-                 cfg->ops_port);
     }
     /* A secrets backend that cannot be opened only disables what needs it. */
     secrets_config sc;

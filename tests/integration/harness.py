@@ -1003,6 +1003,20 @@ def suite_world(**kw):
     return _SUITE["world"]
 
 
+def suite_shared(key, make):
+    """One object for the whole program, made on first use as make(T) with the
+    suite's own T (its processes are stopped and checked after the last test,
+    as suite_world's are)."""
+    if key not in _SUITE_SHARED:
+        if _SUITE["t"] is None:
+            _SUITE["t"] = T(_SUITE["root"], "suite")
+        _SUITE_SHARED[key] = make(_SUITE["t"])
+    return _SUITE_SHARED[key]
+
+
+_SUITE_SHARED = {}
+
+
 def test(fn=None, *, timeout=60):
     def deco(f):
         _TESTS.append((f.__name__, f, timeout))

@@ -33,7 +33,7 @@ import subprocess
 
 from fleet_peers import Redis, deployment_pki
 from harness import (SERVER_BIN, Agent, Postgres, World, check, contains, eq, free_port,
-                     https_request, main, sanitizer_reports, test, wait_until)
+                     https_request, main, sanitizer_reports, suite_shared, test, wait_until)
 
 FORWARD_SECRET = secrets.token_hex(24)
 LEASE = 3  # registry and instance leases (s): a dead process is forgotten fast
@@ -124,16 +124,9 @@ class Group:
         raise AssertionError("no process at %s" % addr)
 
 
-_GROUP = {}
-
-
 def group(t):
-    if "g" not in _GROUP:
-        import harness
-        if harness._SUITE["t"] is None:
-            harness._SUITE["t"] = harness.T(harness._SUITE["root"], "suite")
-        _GROUP["g"] = Group(harness._SUITE["t"])
-    return _GROUP["g"]
+    """One group for the whole program (its processes belong to the suite's T)."""
+    return suite_shared("group", Group)
 
 
 def echo_on(p, port, cid, text):

@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fleet_peers import Redis, deployment_pki, redis_cmd
 from harness import (HTTPSConn, NODE, ROOT, Agent, NodePeer, Postgres, RssSampler, V2Agent, World,
-                     check, eq, free_port, kube_api, main, parse_sse_stream, test, wait_until,
-                     _base_env)
+                     check, eq, free_port, kube_api, main, parse_sse_stream, suite_shared, test,
+                     wait_until, _base_env)
 
 FORWARD_SECRET = secrets.token_hex(24)
 SIMULATED = int(os.environ.get("AURORA_TEST_SIMULATED_AGENTS", "1000"))
@@ -177,18 +177,9 @@ class Fleet:
         return [x for x in self.live() if x is not r]
 
 
-_FLEET = {}
-
-
 def fleet(t):
-    """One fleet for the whole program (its processes belong to the first test's T
-    only in name: the suite's own T keeps them, stopped after the last test)."""
-    if "f" not in _FLEET:
-        import harness
-        if harness._SUITE["t"] is None:
-            harness._SUITE["t"] = harness.T(harness._SUITE["root"], "suite")
-        _FLEET["f"] = Fleet(harness._SUITE["t"])
-    return _FLEET["f"]
+    """One fleet for the whole program (its processes belong to the suite's T)."""
+    return suite_shared("fleet", Fleet)
 
 
 def echo(r, cid, text, **kw):
