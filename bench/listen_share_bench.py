@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import harness  # noqa: E402
-from fleet_peers import Redis, deployment_pki  # noqa: E402
+from fleet_peers import Redis, deployment_pki, replica_env  # noqa: E402
 from harness import Postgres, T, World, free_port  # noqa: E402
 import swarm_bench as sb  # noqa: E402
 
@@ -107,13 +107,9 @@ def main():
     try:
         redis = Redis(t)
         pki = deployment_pki(os.path.join(t.tmp, "pki"))
-        env = {"DATABASE_URL": pg.url,
-               "AURORA_REDIS_URL": "redis://127.0.0.1:%d/0" % redis.port,
-               "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET,
-               "AURORA_LOG_LEVEL": "warn",
-               "AURORA_TLS_TICKET_KEY_FILE": os.path.join(root, "tls-ticket.key"),
-               "AURORA_TOKEN_RATE_LIMIT": str(sb.AGENTS * 2 + 100),
-               "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": str(sb.AGENTS * 2 + 100)}
+        env = replica_env(pg, redis, FORWARD_SECRET, 30)
+        env.update({"AURORA_LOG_LEVEL": "warn",
+                    "AURORA_TLS_TICKET_KEY_FILE": os.path.join(root, "tls-ticket.key")})
         first = Proc(t, "server-setup", dict(env), pki, free_port())
         d = first.bootstrap()
         tokfile, _ = sb.make_tokens(first, root)

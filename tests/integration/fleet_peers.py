@@ -128,3 +128,18 @@ def deployment_pki(d):
         return {"crt": p(name + ".chain"), "key": p(name + ".key")}
     leaf = issue("server")
     return {"ca": p("root.crt"), "crt": leaf["crt"], "key": leaf["key"], "issue": issue}
+
+
+def replica_env(pg, redis, forward_secret, lease):
+    """The settings every replica of one deployment shares: the store, Redis,
+    the forward secret, short leases (a dead replica is forgotten fast) and
+    token limits that tests and benches do not hit."""
+    return {
+        "DATABASE_URL": pg.url,
+        "AURORA_REDIS_URL": "redis://127.0.0.1:%d/0" % redis.port,
+        "AURORA_INTERNAL_FORWARD_SECRET": forward_secret,
+        "AURORA_REGISTRY_LEASE_S": str(lease),
+        "AURORA_INSTANCE_LEASE": str(lease),
+        "AURORA_TOKEN_RATE_LIMIT": "100000",
+        "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": "100000",
+    }

@@ -31,7 +31,7 @@ import socket
 import ssl
 import subprocess
 
-from fleet_peers import Redis, deployment_pki
+from fleet_peers import Redis, deployment_pki, replica_env
 from harness import (SERVER_BIN, Agent, Postgres, World, check, contains, eq, free_port,
                      https_request, main, sanitizer_reports, suite_shared, test, wait_until)
 
@@ -97,16 +97,9 @@ class Group:
         self.redis = Redis(t)
         self.port = free_port()
         self.pki = deployment_pki(os.path.join(t.tmp, "pki"))
-        self.env = {
-            "DATABASE_URL": self.pg.url,
-            "AURORA_REDIS_URL": "redis://127.0.0.1:%d/0" % self.redis.port,
-            "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET,
-            "AURORA_REGISTRY_LEASE_S": str(LEASE),
-            "AURORA_INSTANCE_LEASE": str(LEASE),
-            "AURORA_TOKEN_RATE_LIMIT": "100000",
-            # processes on one host share the ticket key (their data dir)
-            "AURORA_TLS_TICKET_KEY_FILE": os.path.join(t.tmp, "tls-ticket.key"),
-        }
+        self.env = replica_env(self.pg, self.redis, FORWARD_SECRET, LEASE)
+        # processes on one host share the ticket key (their data dir)
+        self.env["AURORA_TLS_TICKET_KEY_FILE"] = os.path.join(t.tmp, "tls-ticket.key")
         self.procs = [Shared(t, "server-p%d" % i, dict(self.env), self.pki, self.port)
                       for i in range(2)]
         d = self.procs[0].bootstrap()

@@ -27,7 +27,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from fleet_peers import Redis, deployment_pki, redis_cmd
+from fleet_peers import Redis, deployment_pki, redis_cmd, replica_env
 from harness import (HTTPSConn, NODE, ROOT, Agent, NodePeer, Postgres, RssSampler, V2Agent, World,
                      check, eq, free_port, kube_api, main, parse_sse_stream, suite_shared, test,
                      wait_until, _base_env)
@@ -117,18 +117,12 @@ class Fleet:
         # deferred calls): the store outlives its clients.
         atexit.register(self.pg.destroy)
         self.redis = Redis(t)
-        self.env = {
-            "DATABASE_URL": self.pg.url,
-            "AURORA_REDIS_URL": "redis://127.0.0.1:%d/0" % self.redis.port,
-            "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET,
-            "AURORA_REGISTRY_LEASE_S": str(LEASE),
-            "AURORA_INSTANCE_LEASE": str(LEASE),
-            "AURORA_TOKEN_RATE_LIMIT": "100000",
-            "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": "100000",
+        self.env = replica_env(self.pg, self.redis, FORWARD_SECRET, LEASE)
+        self.env.update({
             # Small enough for per_cluster_limit_holds_across_replicas to fill,
             # large enough for the other tests' loads.
             "AURORA_EXEC_MAX_PER_CLUSTER": str(PER_CLUSTER_MAX),
-        }
+        })
         pki = deployment_pki(os.path.join(t.tmp, "pki"))
         self.replicas = [Replica(t, "server-r%d" % i, dict(self.env), pki) for i in range(n)]
         d = self.replicas[0].bootstrap()
