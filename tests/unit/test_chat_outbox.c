@@ -25,9 +25,8 @@
 #include "store_chat.h"
 #include "store_incidents.h"
 
-static pg_server g_pg;
-static int g_pg_schemas;
-#define PG_DB "aurora_chat"
+#define STORE_PLACE_DB "aurora_chat"
+#include "store_place.h"
 
 /* 2026-11-02T10:00:00Z: in the past, so every queued row is due now */
 #define T0 1793613600LL
@@ -35,10 +34,7 @@ static int g_pg_schemas;
 typedef struct {
     store_t *s;
     worker_ctx w;
-    char dir[64];
-    char url[320];
-    char db[48];
-    int pg;
+    store_place at; /* its database (store_place.h) */
     char org[STORE_ID_LEN];
     char user[STORE_ID_LEN];
     int delivery;
@@ -55,7 +51,7 @@ static store_t *open_store(const char *url)
 
 static void init_fixture(fixture *f)
 {
-    f->s = open_store(f->url);
+    f->s = open_store(f->at.url);
     f->w.store = f->s;
     store_org o;
     assert_int_equal(store_org_create(f->s, "acme", &o), STORE_OK);
@@ -69,9 +65,7 @@ static int setup_file(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/aurora-chat-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->url, sizeof(f->url), "sqlite://%s/store.db", f->dir);
+    store_place_sqlite(&f->at, "chat");
     init_fixture(f);
     *state = f;
     return 0;
@@ -81,10 +75,7 @@ static int setup_pg(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    f->pg = 1;
-    assert_int_equal(pg_schema_new(&g_pg, PG_DB, &g_pg_schemas, f->db, sizeof(f->db), f->url,
-                                   sizeof(f->url)),
-                     0);
+    store_place_pg(&f->at);
     init_fixture(f);
     *state = f;
     return 0;
@@ -94,27 +85,8 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     store_close(f->s);
-    if (f->dir[0])
-        assert_int_equal(sqlite_test_dir_remove(f->dir), 0);
-    if (f->pg) {
-        assert_int_equal(pg_schema_drop(&g_pg, PG_DB, f->db), 0);
-    }
+    store_place_remove(&f->at);
     free(f);
-    return 0;
-}
-
-static int group_setup(void **state)
-{
-    (void)state;
-    if (pg_create(&g_pg) < 0)
-        return -1;
-    return pg_create_db(&g_pg, PG_DB);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    pg_destroy(&g_pg);
     return 0;
 }
 
@@ -533,5 +505,6 @@ int main(void)
         BOTH(test_drain_sends_in_thread),
         BOTH(test_drain_retry_and_drop),
     };
-    return cmocka_run_group_tests_name("chat_outbox", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("chat_outbox", tests, store_place_group_setup,
+                                       store_place_group_teardown);
 }

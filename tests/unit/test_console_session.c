@@ -30,9 +30,8 @@
 #include "store_console.h"
 #include "token.h"
 
-static pg_server g_pg;
-static int g_pg_schemas;
-#define PG_DB "aurora_console"
+#define STORE_PLACE_DB "aurora_console"
+#include "store_place.h"
 
 /* 43 base64url characters: the shape of a session id */
 #define SID "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE"
@@ -318,10 +317,7 @@ static void test_pages(void **state)
 
 typedef struct {
     store_t *s;
-    char dir[64];
-    char url[320];
-    char db[48];
-    int pg;
+    store_place at; /* its database (store_place.h) */
     char org[STORE_ID_LEN];
     char user[STORE_ID_LEN];
     char key_id[STORE_ID_LEN];
@@ -330,7 +326,7 @@ typedef struct {
 static void init_fixture(fixture *f)
 {
     char err[256] = "";
-    if (store_open(f->url, &f->s, err, sizeof(err)) != STORE_OK)
+    if (store_open(f->at.url, &f->s, err, sizeof(err)) != STORE_OK)
         fail_msg("store_open: %s", err);
     store_org o;
     assert_int_equal(store_org_create(f->s, "acme", &o), STORE_OK);
@@ -352,9 +348,7 @@ static int setup_file(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/aurora-console-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->url, sizeof(f->url), "sqlite://%s/store.db", f->dir);
+    store_place_sqlite(&f->at, "console");
     init_fixture(f);
     *state = f;
     return 0;
@@ -364,10 +358,7 @@ static int setup_pg(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    f->pg = 1;
-    assert_int_equal(pg_schema_new(&g_pg, PG_DB, &g_pg_schemas, f->db, sizeof(f->db), f->url,
-                                   sizeof(f->url)),
-                     0);
+    store_place_pg(&f->at);
     init_fixture(f);
     *state = f;
     return 0;
@@ -377,27 +368,8 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     store_close(f->s);
-    if (f->dir[0])
-        assert_int_equal(sqlite_test_dir_remove(f->dir), 0);
-    if (f->pg) {
-        assert_int_equal(pg_schema_drop(&g_pg, PG_DB, f->db), 0);
-    }
+    store_place_remove(&f->at);
     free(f);
-    return 0;
-}
-
-static int group_setup(void **state)
-{
-    (void)state;
-    if (pg_create(&g_pg) < 0)
-        return -1;
-    return pg_create_db(&g_pg, PG_DB);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    pg_destroy(&g_pg);
     return 0;
 }
 
@@ -647,5 +619,6 @@ int main(void)
         BOTH(test_store_bad_input),
         BOTH(test_store_signin_counters_forgotten),
     };
-    return cmocka_run_group_tests_name("console_session", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("console_session", tests, store_place_group_setup,
+                                       store_place_group_teardown);
 }

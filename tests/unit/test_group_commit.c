@@ -46,15 +46,12 @@
 #include "store.h"
 
 #define WAIT_MS 60000
-#define PG_DB "aurora_group_commit"
+#define STORE_PLACE_DB "aurora_group_commit"
+#include "store_place.h"
 
-static pg_server g_pg;
-static int g_pg_schemas;
 
 typedef struct {
-    char dir[64];  /* SQLite: the test's directory, "" on PostgreSQL */
-    char db[48];   /* PostgreSQL: "database/schema" */
-    char url[320]; /* what store_open takes */
+    store_place at; /* its database (store_place.h) */
     char org[STORE_ID_LEN];
 } fixture;
 
@@ -69,8 +66,8 @@ static store_t *open_store(const fixture *f)
 {
     store_t *s = NULL;
     char err[256] = "";
-    if (store_open(f->url, &s, err, sizeof(err)) != STORE_OK)
-        fail_msg("store_open(%s): %s", f->url, err);
+    if (store_open(f->at.url, &s, err, sizeof(err)) != STORE_OK)
+        fail_msg("store_open(%s): %s", f->at.url, err);
     return s;
 }
 
@@ -87,9 +84,7 @@ static int setup_sqlite(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/aurora-group-commit-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->url, sizeof(f->url), "%s/store.db", f->dir);
+    store_place_sqlite(&f->at, "group-commit");
     make_org(f);
     *state = f;
     return 0;
@@ -99,9 +94,7 @@ static int setup_pg(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    assert_int_equal(pg_schema_new(&g_pg, PG_DB, &g_pg_schemas, f->db, sizeof(f->db), f->url,
-                                   sizeof(f->url)),
-                     0);
+    store_place_pg(&f->at);
     make_org(f);
     *state = f;
     return 0;
@@ -110,10 +103,7 @@ static int setup_pg(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    if (f->dir[0])
-        assert_int_equal(sqlite_test_dir_remove(f->dir), 0);
-    else
-        assert_int_equal(pg_schema_drop(&g_pg, PG_DB, f->db), 0);
+    store_place_remove(&f->at);
     free(f);
     return 0;
 }
@@ -236,7 +226,9 @@ static void wait_for_queue(audit_starts *g, size_t writing, size_t waiting)
 static sqlite3 *hold_write_lock(const fixture *f)
 {
     sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->url, &db), SQLITE_OK);
+    char path[sizeof(f->at.dir) + 16];
+    snprintf(path, sizeof(path), "%s/store.db", f->at.dir); /* the file the URL names */
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
     return db;
 }
@@ -522,22 +514,6 @@ static void test_conn_locked_store_fails_once(void **state)
     store_close(s);
 }
 
-static int group_setup(void **state)
-{
-    (void)state;
-    db_set_limits(WAIT_MS, 0); /* a loaded machine: the lock waits stay inside the test's */
-    if (pg_create(&g_pg) < 0)
-        return -1;
-    return pg_create_db(&g_pg, PG_DB);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    pg_destroy(&g_pg);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,5 +535,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conn_locked_store_fails_once, setup_sqlite,
                                         teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, store_place_group_setup, store_place_group_teardown);
 }

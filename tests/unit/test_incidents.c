@@ -38,9 +38,8 @@
 #include "store_incidents.h"
 #include "timefmt.h"
 
-static pg_server g_pg;
-static int g_pg_schemas;
-#define PG_DB "aurora_incidents"
+#define STORE_PLACE_DB "aurora_incidents"
+#include "store_place.h"
 
 /* 2026-11-02T10:00:00Z */
 #define T0 1793613600LL
@@ -51,10 +50,7 @@ static int g_pg_schemas;
 typedef struct {
     store_t *s;
     worker_ctx w;
-    char dir[64];
-    char url[320];
-    char db[48];
-    int pg;
+    store_place at; /* its database (store_place.h) */
     char org[STORE_ID_LEN];
     int delivery; /* next delivery number */
 } fixture;
@@ -70,7 +66,7 @@ static store_t *open_store(const char *url)
 
 static void init_fixture(fixture *f)
 {
-    f->s = open_store(f->url);
+    f->s = open_store(f->at.url);
     f->w.store = f->s;
     store_org o;
     assert_int_equal(store_org_create(f->s, "acme", &o), STORE_OK);
@@ -81,9 +77,7 @@ static int setup_file(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/aurora-inc-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->url, sizeof(f->url), "sqlite://%s/store.db", f->dir);
+    store_place_sqlite(&f->at, "incidents");
     init_fixture(f);
     *state = f;
     return 0;
@@ -93,10 +87,7 @@ static int setup_pg(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    f->pg = 1;
-    assert_int_equal(pg_schema_new(&g_pg, PG_DB, &g_pg_schemas, f->db, sizeof(f->db), f->url,
-                                   sizeof(f->url)),
-                     0);
+    store_place_pg(&f->at);
     init_fixture(f);
     *state = f;
     return 0;
@@ -107,29 +98,8 @@ static int teardown(void **state)
     fixture *f = *state;
     db_set_limits(0, 0); /* a failed test may have left short ones */
     store_close(f->s);
-    if (f->dir[0])
-        assert_int_equal(sqlite_test_dir_remove(f->dir), 0);
-    if (f->pg) {
-        /* A test that failed with a transaction open (holding locks) must
-         * not hold the DROP up for ever. */
-        assert_int_equal(pg_schema_drop(&g_pg, PG_DB, f->db), 0);
-    }
+    store_place_remove(&f->at);
     free(f);
-    return 0;
-}
-
-static int group_setup(void **state)
-{
-    (void)state;
-    if (pg_create(&g_pg) < 0)
-        return -1;
-    return pg_create_db(&g_pg, PG_DB);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    pg_destroy(&g_pg);
     return 0;
 }
 
@@ -138,11 +108,11 @@ static int group_teardown(void **state)
 /* The single integer a query returns. */
 static int64_t sql_int(fixture *f, const char *sql, const char *arg)
 {
-    const db_engine *eng = db_engine_for(f->url);
+    const db_engine *eng = db_engine_for(f->at.url);
     assert_non_null(eng);
     db_t *db = NULL;
     char err[256];
-    assert_int_equal(eng->open(f->url, &db, err, sizeof(err)), DB_OK);
+    assert_int_equal(eng->open(f->at.url, &db, err, sizeof(err)), DB_OK);
     db_param p[] = { DB_P_TEXT(arg) };
     db_result r;
     if (eng->query(db, sql, p, arg ? 1 : 0, &r) != DB_OK)
@@ -158,10 +128,10 @@ static int64_t sql_int(fixture *f, const char *sql, const char *arg)
 /* One text cell ("" for NULL) into out. */
 static void sql_text(fixture *f, const char *sql, const char *arg, char *out, size_t cap)
 {
-    const db_engine *eng = db_engine_for(f->url);
+    const db_engine *eng = db_engine_for(f->at.url);
     db_t *db = NULL;
     char err[256];
-    assert_int_equal(eng->open(f->url, &db, err, sizeof(err)), DB_OK);
+    assert_int_equal(eng->open(f->at.url, &db, err, sizeof(err)), DB_OK);
     db_param p[] = { DB_P_TEXT(arg) };
     db_result r;
     if (eng->query(db, sql, p, arg ? 1 : 0, &r) != DB_OK)
@@ -700,7 +670,7 @@ static void *race_main(void *p)
     racer *r = p;
     store_t *s = NULL;
     char err[256];
-    if (store_open(r->f->url, &s, err, sizeof(err)) != STORE_OK) {
+    if (store_open(r->f->at.url, &s, err, sizeof(err)) != STORE_OK) {
         r->rc = -2;
         pthread_barrier_wait(r->go);
         return NULL;
@@ -760,10 +730,10 @@ static void test_concurrent_same_fingerprint(void **state)
 static void test_pg_org_lock_scope(void **state)
 {
     fixture *f = *state;
-    const db_engine *eng = db_engine_for(f->url);
+    const db_engine *eng = db_engine_for(f->at.url);
     db_t *holder = NULL;
     char err[256];
-    assert_int_equal(eng->open(f->url, &holder, err, sizeof(err)), DB_OK);
+    assert_int_equal(eng->open(f->at.url, &holder, err, sizeof(err)), DB_OK);
     assert_int_equal(eng->exec(holder, "BEGIN", NULL, 0, NULL), DB_OK);
     db_param p[] = { DB_P_TEXT(f->org) };
     db_result r;
@@ -781,7 +751,7 @@ static void test_pg_org_lock_scope(void **state)
     assert_int_equal(store_webhook_insert(f->s, &d, "{}", 2, 0), STORE_OK);
 
     db_set_limits(300, 0); /* for the handle opened next */
-    store_t *waiter = open_store(f->url);
+    store_t *waiter = open_store(f->at.url);
     worker_ctx w = { .store = waiter };
     incident_alert a = plain_alert("whd_lock", 0, "fp-lock", ALERT_FIRING);
     incident_outcome o;
@@ -795,7 +765,7 @@ static void test_pg_org_lock_scope(void **state)
 
     /* A manual close takes the same lock: it waits for an ingest in flight
      * (here: times out while the holder keeps the lock) and changes nothing. */
-    assert_int_equal(eng->open(f->url, &holder, err, sizeof(err)), DB_OK);
+    assert_int_equal(eng->open(f->at.url, &holder, err, sizeof(err)), DB_OK);
     assert_int_equal(eng->exec(holder, "BEGIN", NULL, 0, NULL), DB_OK);
     assert_int_equal(
         eng->query(holder, "SELECT id FROM orgs WHERE id = ? FOR NO KEY UPDATE", p, 1, &r), DB_OK);
@@ -902,7 +872,7 @@ static void test_text_bounds(void **state)
     ingest_ok(f, &a, &o);
     assert_int_equal(o.result, INGEST_CREATED);
     assert_int_equal(sql_int(f, "SELECT LENGTH(title) FROM incidents WHERE id = ?", o.incident_id),
-                     f->pg ? 511 : 511); /* 510 'T' + one é (2 bytes = 1 char) */
+                     store_place_is_pg(&f->at) ? 511 : 511); /* 510 'T' + one é (2 bytes = 1 char) */
     char v[64];
     sql_text(f, "SELECT url FROM incident_alerts WHERE id = ?", o.alert_id, v, sizeof(v));
     assert_string_equal(v, "");
@@ -1045,5 +1015,6 @@ int main(void)
         BOTH(test_text_bounds),
         { "postgres/test_pg_org_lock_scope", test_pg_org_lock_scope, setup_pg, teardown, NULL },
     };
-    return cmocka_run_group_tests_name("incidents", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("incidents", tests, store_place_group_setup,
+                                       store_place_group_teardown);
 }

@@ -25,9 +25,8 @@
 #include "store.h"
 #include "store_rca.h"
 
-static pg_server g_pg;
-static int g_pg_schemas;
-#define PG_DB "aurora_rca"
+#define STORE_PLACE_DB "aurora_rca"
+#include "store_place.h"
 
 /* 2026-11-02T10:00:00Z */
 #define T0 1793613600LL
@@ -38,10 +37,7 @@ static int g_pg_schemas;
 typedef struct {
     store_t *s;
     worker_ctx w;
-    char dir[64];
-    char url[320];
-    char db[48];
-    int pg;
+    store_place at; /* its database (store_place.h) */
     char org[STORE_ID_LEN];
     int delivery; /* next delivery number */
 } fixture;
@@ -57,7 +53,7 @@ static store_t *open_store(const char *url)
 
 static void init_fixture(fixture *f)
 {
-    f->s = open_store(f->url);
+    f->s = open_store(f->at.url);
     f->w.store = f->s;
     store_org o;
     assert_int_equal(store_org_create(f->s, "acme", &o), STORE_OK);
@@ -68,9 +64,7 @@ static int setup_file(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/aurora-rca-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->url, sizeof(f->url), "sqlite://%s/store.db", f->dir);
+    store_place_sqlite(&f->at, "rca");
     init_fixture(f);
     *state = f;
     return 0;
@@ -80,10 +74,7 @@ static int setup_pg(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    f->pg = 1;
-    assert_int_equal(pg_schema_new(&g_pg, PG_DB, &g_pg_schemas, f->db, sizeof(f->db), f->url,
-                                   sizeof(f->url)),
-                     0);
+    store_place_pg(&f->at);
     init_fixture(f);
     *state = f;
     return 0;
@@ -94,29 +85,8 @@ static int teardown(void **state)
     fixture *f = *state;
     db_set_limits(0, 0); /* a failed test may have left short ones */
     store_close(f->s);
-    if (f->dir[0])
-        assert_int_equal(sqlite_test_dir_remove(f->dir), 0);
-    if (f->pg) {
-        /* A test that failed with a transaction open (holding locks) must
-         * not hold the DROP up for ever. */
-        assert_int_equal(pg_schema_drop(&g_pg, PG_DB, f->db), 0);
-    }
+    store_place_remove(&f->at);
     free(f);
-    return 0;
-}
-
-static int group_setup(void **state)
-{
-    (void)state;
-    if (pg_create(&g_pg) < 0)
-        return -1;
-    return pg_create_db(&g_pg, PG_DB);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    pg_destroy(&g_pg);
     return 0;
 }
 
@@ -125,11 +95,11 @@ static int group_teardown(void **state)
 /* The single integer a query returns. */
 static int64_t sql_int(fixture *f, const char *sql, const char *arg)
 {
-    const db_engine *eng = db_engine_for(f->url);
+    const db_engine *eng = db_engine_for(f->at.url);
     assert_non_null(eng);
     db_t *db = NULL;
     char err[256];
-    assert_int_equal(eng->open(f->url, &db, err, sizeof(err)), DB_OK);
+    assert_int_equal(eng->open(f->at.url, &db, err, sizeof(err)), DB_OK);
     db_param p[] = { DB_P_TEXT(arg) };
     db_result r;
     if (eng->query(db, sql, p, arg ? 1 : 0, &r) != DB_OK)
@@ -319,7 +289,7 @@ static void test_restart_keeps_jobs(void **state)
     assert_int_equal(claim(f, T0, 300, 2, 1, &a), 2);
     store_rca_jobs_free(a, 2);
     store_close(f->s);
-    f->s = open_store(f->url);
+    f->s = open_store(f->at.url);
     f->w.store = f->s;
     store_rca_job *none, *b;
     assert_int_equal(claim(f, T0 + 10, 300, 2, 5, &none), 0);
@@ -344,7 +314,7 @@ static void *claimer_main(void *p)
     claimer *c = p;
     store_t *s = NULL;
     char err[256];
-    int opened = store_open(c->f->url, &s, err, sizeof(err)) == STORE_OK;
+    int opened = store_open(c->f->at.url, &s, err, sizeof(err)) == STORE_OK;
     pthread_barrier_wait(c->go);
     if (!opened) {
         c->rc = -1;
@@ -459,5 +429,6 @@ int main(void)
         BOTH(test_lease_expiry),       BOTH(test_restart_keeps_jobs),
         BOTH(test_concurrent_claimers), BOTH(test_list_and_json),
     };
-    return cmocka_run_group_tests_name("rca_outbox", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("rca_outbox", tests, store_place_group_setup,
+                                       store_place_group_teardown);
 }
