@@ -35,9 +35,8 @@
 
 /* The PostgreSQL server shared by every postgres/… test (group setup), and
  * its database; each test gets a fresh schema in it (pg_harness.h). */
-static pg_server g_pg;
-static int g_pg_schemas;
-#define PG_DB "aurora_test"
+#define STORE_PLACE_DB "aurora_test"
+#include "store_place.h" /* g_pg and the group setup; this file places its own fixtures */
 /* The newest migration (server/store_migrations.c). */
 #define SCHEMA_LATEST 13
 
@@ -115,7 +114,7 @@ static int setup_pg(void **state)
     fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->pg = 1;
-    assert_int_equal(pg_schema_new(&g_pg, PG_DB, &g_pg_schemas, f->db, sizeof(f->db), f->url,
+    assert_int_equal(pg_schema_new(&g_pg, STORE_PLACE_DB, &g_pg_schemas, f->db, sizeof(f->db), f->url,
                                    sizeof(f->url)),
                      0);
     f->s = open_ok(f->url);
@@ -138,24 +137,9 @@ static int teardown(void **state)
         /* A test that stopped the server leaves it to be started here. */
         if (g_pg.pid <= 0)
             assert_int_equal(pg_start(&g_pg), 0);
-        assert_int_equal(pg_schema_drop(&g_pg, PG_DB, f->db), 0);
+        assert_int_equal(pg_schema_drop(&g_pg, STORE_PLACE_DB, f->db), 0);
     }
     free(f);
-    return 0;
-}
-
-static int group_setup(void **state)
-{
-    (void)state;
-    if (pg_create(&g_pg) < 0)
-        return -1;
-    return pg_create_db(&g_pg, PG_DB);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    pg_destroy(&g_pg);
     return 0;
 }
 
@@ -2363,7 +2347,7 @@ static void test_pg_inflight_statement(void **state)
     long long running = 0;
     for (int i = 0; i < 500 && running < 1; i++) {
         ph_sleep_ms(10);
-        assert_int_equal(pg_sql(&g_pg, PG_DB,
+        assert_int_equal(pg_sql(&g_pg, STORE_PLACE_DB,
                                 "SELECT COUNT(*) FROM pg_stat_activity"
                                 " WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'",
                                 &running),
@@ -2973,5 +2957,6 @@ int main(void)
         BOTH(test_user_remove),
         BOTH(test_org_delete),
     };
-    return cmocka_run_group_tests_name("store", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("store", tests, store_place_group_setup,
+                                       store_place_group_teardown);
 }
