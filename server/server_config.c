@@ -32,6 +32,7 @@ static const config_def server_defs[] = {
     { "AURORA_WEBHOOK_CLAIM_LEASE_S", "webhooks.claim_lease_s", CFG_INT, "300", "a webhook delivery claimed for processing longer ago than this is taken to belong to a process that died and is processed again (s); processing is idempotent, so a short lease costs only repeated work", 0, 5, 86400 },
     { "AURORA_PUBLIC_URL", "server.public_url", CFG_STRING, NULL, "public base URL of this server (https://aurora.example.com): the webhook URLs connectors show to users (default: built from the request's Host)", 0 },
     { "AURORA_LEGACY_MAX_FRAME", "tunnel.legacy_max_frame", CFG_INT, "33554432", "largest frame from a legacy agent (bytes)", 0 },
+    { "AURORA_AGENT_ASSEMBLY_BUDGET", "tunnel.assembly_budget", CFG_INT, "268435456", "bytes of agent messages larger than 1 MiB (legacy outputs arrive as one message) assembled at once: budget / AURORA_LEGACY_MAX_FRAME messages at a time (at least one); the others' connections stop being read until one ends", 0 },
     { "AURORA_EXEC_DEFAULT_TIMEOUT", "exec.default_timeout", CFG_INT, "60", "command timeout when the caller gives none (s)", 0 },
     { "AURORA_EXEC_MAX_TIMEOUT", "exec.max_timeout", CFG_INT, "3600", "largest timeout a caller may ask (s)", 0 },
     { "AURORA_EXEC_DEFAULT_MAX_OUTPUT", "exec.default_max_output", CFG_INT, "10485760", "output cap when the caller gives none (bytes)", 0 },
@@ -147,6 +148,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     c->outbound_workers = (int)config_int(r, "AURORA_OUTBOUND_WORKERS");
     c->max_body = config_int(r, "AURORA_MAX_BODY");
     c->legacy_max_frame = config_int(r, "AURORA_LEGACY_MAX_FRAME");
+    c->assembly_budget = config_int(r, "AURORA_AGENT_ASSEMBLY_BUDGET");
     c->default_timeout = (int)config_int(r, "AURORA_EXEC_DEFAULT_TIMEOUT");
     c->max_timeout = (int)config_int(r, "AURORA_EXEC_MAX_TIMEOUT");
     c->default_max_output = config_int(r, "AURORA_EXEC_DEFAULT_MAX_OUTPUT");
@@ -200,6 +202,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         !in_range(err, errlen, "AURORA_OUTBOUND_WORKERS", c->outbound_workers, 1, 256) ||
         !in_range(err, errlen, "AURORA_MAX_BODY", c->max_body, 1024, 1 << 30) ||
         !in_range(err, errlen, "AURORA_LEGACY_MAX_FRAME", c->legacy_max_frame, 65536, 1 << 30) ||
+        !in_range(err, errlen, "AURORA_AGENT_ASSEMBLY_BUDGET", c->assembly_budget, 65536, 1LL << 40) ||
         !in_range(err, errlen, "AURORA_EXEC_MAX_TIMEOUT", c->max_timeout, 1, 86400) ||
         !in_range(err, errlen, "AURORA_EXEC_DEFAULT_TIMEOUT", c->default_timeout, 1, c->max_timeout) ||
         !in_range(err, errlen, "AURORA_EXEC_MAX_OUTPUT_JSON", c->max_output_json, 1024, 1LL << 32) ||

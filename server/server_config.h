@@ -28,6 +28,7 @@ typedef struct {
     int outbound_workers;
     int64_t max_body;
     int64_t legacy_max_frame;
+    int64_t assembly_budget; /* big agent messages assembled at once (tunnel.c) */
     int default_timeout;
     int max_timeout;
     int64_t default_max_output;

@@ -31,6 +31,18 @@
  * MAX_PENDING_BEFORE_AUTH messages of AURORA_LEGACY_MAX_FRAME (512 MiB)
  * while its lookup waits on a busy store. */
 #define EARLY_MAX_BYTES (256 * 1024)
+/* A message that grows past this needs one of the hub's assembly slots
+ * (AURORA_AGENT_ASSEMBLY_BUDGET / AURORA_LEGACY_MAX_FRAME of them): a legacy
+ * agent sends a command's whole output as one message of up to
+ * AURORA_LEGACY_MAX_FRAME, and without a shared bound N such agents answering
+ * at once would hold N times that.  A connection that finds no slot free is
+ * not read any more (lws rx flow control) until one is handed to it, in
+ * arrival order; a slot holder is never paused, so every message in
+ * assembly finishes and gives its slot on.  v2 messages stay below it. */
+#define BIG_MESSAGE PROTO_MAX_CONTROL
+/* A slot holder must finish its message within this: one that trickles
+ * bytes would otherwise hold every other big message up. */
+#define BIG_HOLD_MAX_S 60
 #define MAX_SESSIONS_PER_CLUSTER 16
 #define HEARTBEAT_DB_EVERY_S 20
 #define OUTQ_MAX_BYTES (8 * 1024 * 1024)
@@ -83,6 +95,10 @@ struct tunnel_session {
     size_t early_len[MAX_PENDING_BEFORE_AUTH];
     int nearly;
     size_t early_bytes; /* held in early[] and being assembled before authentication */
+    int big_slot;       /* holds an assembly slot for the message it is sending */
+    time_t big_since;   /* ... since (mono_s) */
+    int big_waiting;    /* in the hub's queue for one, not read meanwhile */
+    struct tunnel_session *big_next;
     /* outgoing */
     out_frame *oq_head, *oq_tail;
     size_t oq_bytes;
@@ -145,6 +161,10 @@ struct tunnel_hub {
     int conn_queued, conn_dropped;
     unsigned revocation_epoch;
     uint64_t legacy_seq;
+    /* assembly slots of big messages (BIG_MESSAGE) and who waits for one */
+    int big_free;
+    tunnel_session *big_wait_head, *big_wait_tail;
+    unsigned long big_waits;
 };
 
 tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o)
@@ -156,7 +176,9 @@ tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o)
     h->ctx = o->lws;
     h->pool = o->pool;
     h->deadline_grace = o->deadline_grace;
-    /* half the store workers at most; the others stay free for lookups */
+    int64_t frame = o->cfg && o->cfg->legacy_max_frame > 0 ? o->cfg->legacy_max_frame : 1;
+    int64_t slots = o->cfg ? o->cfg->assembly_budget / frame : 1;
+    h->big_free = slots < 1 ? 1 : slots > 1000000 ? 1000000 : (int)slots;
     return h;
 }
 
@@ -933,7 +955,13 @@ static void sweep(lws_sorted_usec_list_t *sul)
     for (tunnel_session *s = h->sessions; s; s = s->next) {
         if (!s->open || s->state == SESS_CLOSING)
             continue;
-        if (s->wsi && now - s->last_rx >= h->cfg->agent_idle_timeout) {
+        if (s->big_slot && now - s->big_since >= BIG_HOLD_MAX_S) {
+            log_warn("agent %s: a message of %zu bytes so far took %d s, closing the connection",
+                     s->cluster_id[0] ? s->cluster_id : "?", buf_pending(&s->rx), BIG_HOLD_MAX_S);
+            start_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "Message too slow");
+        } else if (s->wsi && !s->big_waiting && now - s->last_rx >= h->cfg->agent_idle_timeout) {
+            /* (a connection waiting for an assembly slot is not read: its
+             * silence is ours) */
             log_info("agent %s: nothing received for %d s, dropping the connection",
                      s->cluster_id[0] ? s->cluster_id : "?", h->cfg->agent_idle_timeout);
             s->state = SESS_CLOSING;
@@ -1186,6 +1214,84 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
     proto_msg_free(&m);
 }
 
+/* Slots go to the waiting connections in arrival order; each is read again. */
+static void big_grant(tunnel_hub *h)
+{
+    while (h->big_free > 0 && h->big_wait_head) {
+        tunnel_session *w = h->big_wait_head;
+        h->big_wait_head = w->big_next;
+        if (!h->big_wait_head)
+            h->big_wait_tail = NULL;
+        w->big_next = NULL;
+        w->big_waiting = 0;
+        w->big_slot = 1;
+        w->big_since = mono_s();
+        w->last_rx = w->big_since; /* not read while it waited: not idle */
+        h->big_free--;
+        if (w->wsi)
+            lws_rx_flow_control(w->wsi, 1);
+    }
+}
+
+/* The message in assembly ended (or the connection did): its slot, or its
+ * place in the queue, goes. */
+static void big_release(tunnel_session *s)
+{
+    tunnel_hub *h = s->hub;
+    if (s->big_waiting) {
+        tunnel_session **pp = &h->big_wait_head, *prev = NULL;
+        while (*pp && *pp != s) {
+            prev = *pp;
+            pp = &(*pp)->big_next;
+        }
+        if (*pp) {
+            *pp = s->big_next;
+            if (h->big_wait_tail == s)
+                h->big_wait_tail = prev;
+        }
+        s->big_next = NULL;
+        s->big_waiting = 0;
+        if (s->wsi)
+            lws_rx_flow_control(s->wsi, 1);
+    }
+    if (s->big_slot) {
+        s->big_slot = 0;
+        h->big_free++;
+        big_grant(h);
+    }
+}
+
+/* The message grows past BIG_MESSAGE: it takes a slot, or its connection
+ * waits for one (what already arrived is kept: at most what lws had read). */
+static void big_admit(tunnel_session *s)
+{
+    tunnel_hub *h = s->hub;
+    if (s->big_slot || s->big_waiting)
+        return;
+    if (h->big_free > 0) {
+        h->big_free--;
+        s->big_slot = 1;
+        s->big_since = mono_s();
+        return;
+    }
+    s->big_waiting = 1;
+    h->big_waits++;
+    if (h->big_wait_tail)
+        h->big_wait_tail->big_next = s;
+    else
+        h->big_wait_head = s;
+    h->big_wait_tail = s;
+    if (s->wsi)
+        lws_rx_flow_control(s->wsi, 0);
+}
+
+/* The message in assembly is done with (processed, dropped or refused). */
+static void rx_done(tunnel_session *s)
+{
+    buf_reset(&s->rx);
+    big_release(s);
+}
+
 /* One fragment of a message: first and last say where it stands in it. */
 static int receive_fragment(tunnel_session *s, const void *in, size_t len, int first, int last,
                             int binary)
@@ -1207,15 +1313,18 @@ static int receive_fragment(tunnel_session *s, const void *in, size_t len, int f
                      s->cluster_id[0] ? s->cluster_id : "?", limit);
         s->rx_too_big = 1;
         buf_free(&s->rx);
+        big_release(s);
         start_close(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
         return 0;
     }
+    if (!last && buf_pending(&s->rx) + len > BIG_MESSAGE)
+        big_admit(s);
     if (buf_append(&s->rx, in, len) < 0)
         return -1;
     if (!last)
         return 0;
     if (s->state == SESS_CLOSING) {
-        buf_reset(&s->rx);
+        rx_done(s);
         return 0;
     }
     if (s->state == SESS_AUTHENTICATING) {
@@ -1224,16 +1333,15 @@ static int receive_fragment(tunnel_session *s, const void *in, size_t len, int f
             s->early[s->nearly] = buf_detach(&s->rx, &n);
             s->early_len[s->nearly++] = n;
             s->early_bytes += n;
-        } else {
-            buf_reset(&s->rx);
         }
+        rx_done(s);
         return 0;
     }
     if (s->rx_binary)
         handle_data_frame(s, (const unsigned char *)buf_head(&s->rx), buf_pending(&s->rx));
     else
         process_message(s, buf_head(&s->rx), buf_pending(&s->rx));
-    buf_reset(&s->rx);
+    rx_done(s);
     return 0;
 }
 
@@ -1319,6 +1427,7 @@ static const char *close_kind(const tunnel_session *s)
 static void session_closed(tunnel_session *s)
 {
     s->wsi = NULL;
+    big_release(s); /* a message cut off gives its slot on */
     s->open = 0;
     lws_sul_cancel(&s->close_sul);
     index_remove(s);
@@ -1435,6 +1544,16 @@ void tunnel_session_receive(tunnel_session *s, const void *p, size_t n, int bina
 {
     receive_fragment(s, p, n, 1, 1, binary);
 }
+
+void tunnel_session_receive_part(tunnel_session *s, const void *p, size_t n, int first, int last,
+                                 int binary)
+{
+    receive_fragment(s, p, n, first, last, binary);
+}
+
+int tunnel_session_assembly_waiting(const tunnel_session *s) { return s->big_waiting; }
+
+int tunnel_hub_assembly_free(const tunnel_hub *h) { return h->big_free; }
 
 char *tunnel_session_pop(tunnel_session *s, size_t *len, int *binary)
 {

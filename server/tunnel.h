@@ -144,6 +144,13 @@ void tunnel_shutdown(tunnel_hub *h);
 tunnel_session *tunnel_session_connect(tunnel_hub *h, int v2, const char *authorization,
                                        const char *cluster_id);
 void tunnel_session_receive(tunnel_session *s, const void *p, size_t n, int binary);
+/* One fragment of a message, as lws delivers a large one (first, last). */
+void tunnel_session_receive_part(tunnel_session *s, const void *p, size_t n, int first, int last,
+                                 int binary);
+/* 1 while its big message waits for an assembly slot (not read meanwhile). */
+int tunnel_session_assembly_waiting(const tunnel_session *s);
+/* Assembly slots free (AURORA_AGENT_ASSEMBLY_BUDGET / AURORA_LEGACY_MAX_FRAME at start). */
+int tunnel_hub_assembly_free(const tunnel_hub *h);
 char *tunnel_session_pop(tunnel_session *s, size_t *len, int *binary);
 void tunnel_session_drop(tunnel_session *s);
 /* 1 once authenticated and not closing. */

@@ -205,6 +205,44 @@ def legacy_concurrent_commands(t):
     check(not bad, "%d of 10 concurrent legacy commands got the wrong answer" % len(bad), *bad[:3])
 
 
+@test(timeout=120)
+def big_legacy_outputs_take_turns_in_a_bounded_assembly(t):
+    """Legacy agents answer with the whole output in one message: with
+    AURORA_AGENT_ASSEMBLY_BUDGET = AURORA_LEGACY_MAX_FRAME only one such
+    message over 1 MiB is assembled at a time, the other connections are not
+    read meanwhile; eight 3 MiB answers from four agents at once all arrive,
+    byte for byte."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+    size = 3 * 1024 * 1024
+    w = t.world("server-assembly", extra_env={"AURORA_LEGACY_MAX_FRAME": str(4 << 20),
+                                              "AURORA_AGENT_ASSEMBLY_BUDGET": str(4 << 20),
+                                              "AURORA_EXEC_MAX_OUTPUT_JSON": str(8 << 20),
+                                              "AURORA_EXEC_DEFAULT_MAX_OUTPUT": str(8 << 20)})
+    # the agents' kubectl: prints `size` letters, the first naming its argument
+    prog = os.path.join(t.tmp, "bigout.sh")
+    with open(prog, "w") as f:
+        f.write("#!/bin/sh\nprintf '%%s' \"$1\"\nhead -c %d /dev/zero | tr '\\0' x\n"
+                % (size - 2))
+    os.chmod(prog, 0o755)
+    cids = []
+    for i in range(4):
+        tok = w.create_token("big-%d" % i)
+        a = w.legacy_agent(tok["token"], ["--kubectl", prog], name="legacy-big-%d" % i)
+        a.wait_event("connected", 20)
+        w.wait_connection(tok["cluster_id"])
+        cids.append(tok["cluster_id"])
+    jobs = [(cids[i % 4], "k%d" % i) for i in range(8)]
+    with ThreadPoolExecutor(8) as ex:
+        rs = list(ex.map(lambda j: w.kubectl(j[0], command="%s" % j[1], http_timeout=90), jobs))
+    for (cid, tag), r in zip(jobs, rs):
+        eq(r.status, 200, "command %s on %s (%r)" % (tag, cid, r.json if r.status != 200 else ""))
+        out = r.get("output", "")
+        eq(len(out), size, "output length of %s" % tag)
+        check(out.startswith(tag + "x") and out.count("x") == size - 2,
+              "output of %s is what its agent printed" % tag, out[:40])
+
+
 @test(timeout=60)
 def legacy_revoke_closes_1008(t):
     w = suite_world()

@@ -1001,6 +1001,76 @@ static void test_two_hubs(void **state)
     assert_int_equal(r1.ends, 1);
 }
 
+/* Big agent messages (a legacy agent's whole output is one) are assembled
+ * AURORA_AGENT_ASSEMBLY_BUDGET / AURORA_LEGACY_MAX_FRAME at a time: here 4 MiB
+ * / 4 MiB, one.  A second connection whose message grows past 1 MiB waits
+ * (is not read) until the first message ends, then gets the slot; small
+ * messages are never held up; a waiting connection that goes leaves the
+ * queue; a holder that goes gives its slot on. */
+static void test_big_messages_take_turns(void **state)
+{
+    fixture *fx = *state;
+    int64_t frame = fx->cfg.legacy_max_frame, budget = fx->cfg.assembly_budget;
+    fx->cfg.legacy_max_frame = 4 << 20;
+    fx->cfg.assembly_budget = 4 << 20;
+    tunnel_hub *h = hub_new(fx, 0.05);
+    assert_int_equal(tunnel_hub_assembly_free(h), 1);
+    made_token ma = new_token(fx, fx->org_id, 0), mb = new_token(fx, fx->org_id, 0),
+               mc = new_token(fx, fx->org_id, 0);
+    tunnel_session *a = connect_as(fx, h, &ma, 0, 0);
+    tunnel_session *b = connect_as(fx, h, &mb, 0, 0);
+    tunnel_session *c = connect_as(fx, h, &mc, 0, 0);
+    /* each big message: a heartbeat padded with spaces past 1 MiB, in 2 parts */
+    size_t part = (1 << 20) + 1;
+    char *pad = malloc(part);
+    assert_non_null(pad);
+    memset(pad, ' ', part);
+    char *hb_a = proto_enc_heartbeat(ma.t.cluster_id), *hb_b = proto_enc_heartbeat(mb.t.cluster_id);
+    char *first_a = malloc(part), *first_b = malloc(part);
+    assert_true(hb_a && hb_b && first_a && first_b);
+    memcpy(first_a, pad, part);
+    memcpy(first_a, hb_a, strlen(hb_a));
+    memcpy(first_b, pad, part);
+    memcpy(first_b, hb_b, strlen(hb_b));
+
+    tunnel_session_receive_part(a, first_a, part, 1, 0, 0); /* a holds the slot */
+    assert_int_equal(tunnel_hub_assembly_free(h), 0);
+    assert_false(tunnel_session_assembly_waiting(a));
+    tunnel_session_receive_part(b, first_b, part, 1, 0, 0); /* b waits */
+    assert_true(tunnel_session_assembly_waiting(b));
+    send_text(c, proto_enc_heartbeat(mc.t.cluster_id)); /* small: not held up */
+    expect_type(c, MSG_HEARTBEAT_ACK, NULL);
+    tunnel_session_receive_part(a, pad, 100, 0, 1, 0); /* a's message ends ... */
+    expect_type(a, MSG_HEARTBEAT_ACK, NULL);
+    assert_false(tunnel_session_assembly_waiting(b)); /* ... and b gets the slot */
+    assert_int_equal(tunnel_hub_assembly_free(h), 0);
+    tunnel_session_receive_part(b, pad, part, 0, 1, 0);
+    expect_type(b, MSG_HEARTBEAT_ACK, NULL);
+    assert_int_equal(tunnel_hub_assembly_free(h), 1);
+
+    /* a waiting connection that goes leaves the queue; a holder that goes
+     * gives its slot on */
+    tunnel_session_receive_part(a, first_a, part, 1, 0, 0);
+    tunnel_session_receive_part(b, first_b, part, 1, 0, 0);
+    tunnel_session_receive_part(c, first_b, part, 1, 0, 0);
+    assert_true(tunnel_session_assembly_waiting(b) && tunnel_session_assembly_waiting(c));
+    tunnel_session_drop(b);
+    tunnel_session_drop(a);
+    assert_false(tunnel_session_assembly_waiting(c));
+    assert_int_equal(tunnel_hub_assembly_free(h), 0);
+    tunnel_session_drop(c);
+    assert_int_equal(tunnel_hub_assembly_free(h), 1);
+
+    free(hb_a);
+    free(hb_b);
+    free(first_a);
+    free(first_b);
+    free(pad);
+    tunnel_hub_free(h);
+    fx->cfg.legacy_max_frame = frame;
+    fx->cfg.assembly_budget = budget;
+}
+
 int main(void)
 {
     log_setup("test", "error", "text");
@@ -1012,6 +1082,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sessions_per_cluster_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_bytes_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_messages_take_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_least_loaded_and_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_ids, setup, teardown),
