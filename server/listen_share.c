@@ -6,12 +6,12 @@
 #include <errno.h>
 #include <ev.h>
 #include <libwebsockets.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn_admission.h"
@@ -21,25 +21,40 @@
  * worked off in slices, so requests already in flight keep their turn. */
 #define ACCEPTS_PER_WAKEUP 64
 
+/* Out of descriptors or memory, accept fails while the connection stays
+ * queued and the socket stays readable: the listener rests this long
+ * instead of spinning on the loop. */
+#define ACCEPT_REST_S 0.1
+
 static struct {
     int fd;
     ev_io io;
+    ev_timer rest;
     struct ev_loop *loop;
     struct lws_vhost *vh;
+    int ka_idle, ka_probes, ka_interval;
 } L = { .fd = -1 };
 
 /* What lws's own listener sets on an accepted socket: no Nagle (the
- * tunnel's frames are small and latency-bound) and keepalive probes as the
- * context's ka_time / ka_probes / ka_interval (60 / 3 / 10 s), so a peer
- * that vanished without a FIN is noticed. */
+ * tunnel's frames are small and latency-bound) and the context's keepalive
+ * probes, so a peer that vanished without a FIN is noticed. */
 static void tune_accepted(int fd)
 {
-    int one = 1, idle = 60, probes = 3, interval = 10;
+    int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (!L.ka_idle)
+        return;
     (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &L.ka_idle, sizeof(L.ka_idle));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &L.ka_probes, sizeof(L.ka_probes));
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &L.ka_interval, sizeof(L.ka_interval));
+}
+
+static void rest_over(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_io_start(loop, &L.io);
 }
 
 static void on_listener(struct ev_loop *loop, ev_io *w, int revents)
@@ -54,12 +69,20 @@ static void on_listener(struct ev_loop *loop, ev_io *w, int revents)
             /* a peer that gave up while queued, or a signal: the next one */
             if (e == ECONNABORTED || e == EINTR)
                 continue;
-            /* EAGAIN: drained (another process may have taken the rest).
-             * EMFILE/ENFILE/ENOBUFS: the connection stays queued and the
-             * next readiness retries; admission keeps the count of open
-             * handshakes well below the descriptor limit. */
-            if (e != EAGAIN && e != EWOULDBLOCK)
-                log_warn("accept on the shared port: %s", strerror(e));
+            if (e == EAGAIN || e == EWOULDBLOCK) /* drained (another process may have taken the rest) */
+                return;
+            /* EMFILE/ENFILE/ENOBUFS/ENOMEM: the connection stays queued;
+             * rest, or the still-readable socket would spin the loop */
+            static time_t warned;
+            time_t now = time(NULL);
+            if (now - warned >= 10) {
+                warned = now;
+                log_warn("accept on the shared port: %s (pausing accepts %.0f ms)", strerror(e),
+                         ACCEPT_REST_S * 1000);
+            }
+            ev_io_stop(L.loop, &L.io);
+            ev_timer_set(&L.rest, ACCEPT_REST_S, 0.);
+            ev_timer_start(L.loop, &L.rest);
             return;
         }
         /* The same gate as lws's listener: beyond the cap or the rate the
@@ -112,8 +135,9 @@ static int bind_address(const char *bind_addr, int port, struct sockaddr_storage
     return -1;
 }
 
-int listen_share_start(struct ev_loop *loop, struct lws_vhost *vh, const char *bind_addr, int port,
-                       char *err, size_t errlen)
+int listen_share_start(struct ev_loop *loop, struct lws_vhost *vh,
+                       const struct lws_context_creation_info *info, const char *bind_addr,
+                       int port, char *err, size_t errlen)
 {
     struct sockaddr_storage sa;
     socklen_t salen = 0;
@@ -162,7 +186,11 @@ int listen_share_start(struct ev_loop *loop, struct lws_vhost *vh, const char *b
     L.fd = fd;
     L.loop = loop;
     L.vh = vh;
+    L.ka_idle = info->ka_time;
+    L.ka_probes = info->ka_probes;
+    L.ka_interval = info->ka_interval;
     ev_io_init(&L.io, on_listener, fd, EV_READ);
+    ev_init(&L.rest, rest_over);
     ev_io_start(loop, &L.io);
     return 0;
 }
@@ -172,6 +200,7 @@ void listen_share_stop(void)
     if (L.fd < 0)
         return;
     ev_io_stop(L.loop, &L.io);
+    ev_timer_stop(L.loop, &L.rest);
     close(L.fd);
     L.fd = -1;
     L.loop = NULL;

@@ -27,11 +27,14 @@ struct ev_loop;
 struct lws_vhost;
 
 /* Main thread, once the main vhost exists: binds bind:port with
- * SO_REUSEADDR + SO_REUSEPORT and starts accepting into vh.  bind_addr as
- * AURORA_BIND: NULL, "" or 0.0.0.0 is every address of both families, an
- * IP literal exactly that address.  0, or -1 with err. */
-int listen_share_start(struct ev_loop *loop, struct lws_vhost *vh, const char *bind_addr, int port,
-                       char *err, size_t errlen);
+ * SO_REUSEADDR + SO_REUSEPORT and starts accepting into vh, with the
+ * keepalive settings of info (the context's).  bind_addr as AURORA_BIND:
+ * NULL, "" or 0.0.0.0 is every address of both families, an IP literal
+ * exactly that address.  0, or -1 with err. */
+struct lws_context_creation_info;
+int listen_share_start(struct ev_loop *loop, struct lws_vhost *vh,
+                       const struct lws_context_creation_info *info, const char *bind_addr,
+                       int port, char *err, size_t errlen);
 /* Main thread, before the lws context is destroyed: closes the listener
  * (connections already handed over stay). */
 void listen_share_stop(void);

@@ -339,7 +339,8 @@ static int start_listeners(const server_config *cfg, const struct lws_context_cr
             return -1;
         }
         if (!main_vh ||
-            listen_share_start(g_loop, main_vh, cfg->bind, cfg->port, err, sizeof(err)) < 0) {
+            listen_share_start(g_loop, main_vh, info, cfg->bind, cfg->port, err, sizeof(err)) <
+                0) {
             log_error("%s", main_vh ? err : "the main vhost is missing");
             return -1;
         }

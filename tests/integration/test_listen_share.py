@@ -30,6 +30,7 @@ import secrets
 import socket
 import ssl
 import subprocess
+import time
 
 from fleet_peers import Redis, deployment_pki, replica_env
 from harness import (SERVER_BIN, Agent, Postgres, World, check, contains, eq, free_port,
@@ -272,6 +273,52 @@ def admission_holds_on_the_shared_accept(t):
             return False
     wait_until(serves, 30, 0.1, "the process to serve again on both listeners")
     check(p.server.alive(), "the process is still up")
+
+
+@test(timeout=90)
+def out_of_descriptors_the_listener_rests_instead_of_spinning(t):
+    """accept() failing with EMFILE leaves the connection queued and the
+    socket readable: the listener must pause (and say so), not spin the
+    loop, and accept again once descriptors are free."""
+    g = group(t)
+    port = free_port()
+    p = Shared(t, "server-fds", dict(g.env), g.pki, port)
+    p.org_id, p.api_key = g.procs[0].org_id, g.procs[0].api_key
+    pid = p.server.pid
+    used = len(os.listdir("/proc/%d/fd" % pid))
+    limit = used + 4
+    r = subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%d:%d" % (limit, limit)],
+                       capture_output=True)
+    eq(r.returncode, 0, "prlimit (%s)" % r.stderr.decode())
+    idle = []
+    try:
+        for _ in range(12):  # more than the descriptors left
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        wait_until(lambda: "pausing accepts" in p.server.log_text(), 30, 0.1,
+                   "the listener to say it pauses")
+        with open("/proc/%d/stat" % pid) as fh:
+            f = fh.read().rsplit(")", 1)[1].split()
+        cpu0 = int(f[11]) + int(f[12])
+        t0 = time.monotonic()
+        time.sleep(1.0)  # a measuring window, not a wait for an event
+        with open("/proc/%d/stat" % pid) as fh:
+            f = fh.read().rsplit(")", 1)[1].split()
+        cpu = (int(f[11]) + int(f[12]) - cpu0) / os.sysconf("SC_CLK_TCK")
+        check(cpu < 0.5 * (time.monotonic() - t0),
+              "the server does not spin while out of descriptors (%.2f CPU-s in %.2f s)"
+              % (cpu, time.monotonic() - t0))
+    finally:
+        for s in idle:
+            s.close()
+    subprocess.run(["prlimit", "--pid", str(pid), "--nofile=65536:65536"], capture_output=True)
+
+    def serves():
+        try:
+            return https_request(port, p.ctx, "GET", "/api/kubectl/connections", None,
+                                 {"Authorization": "Bearer %s" % p.api_key}, 10).status == 200
+        except (OSError, ssl.SSLError):
+            return False
+    wait_until(serves, 30, 0.2, "the process to accept again")
 
 
 @test(timeout=90)
