@@ -1244,7 +1244,6 @@ int store_audit_start_check(store_t *s, const store_audit *a)
     return s ? audit_check(s, a, 1) : STORE_ERR;
 }
 
-
 int store_audit_start_many(store_t *s, store_audit *const *rows, size_t n)
 {
     if (!s)

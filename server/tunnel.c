@@ -164,7 +164,6 @@ struct tunnel_hub {
     /* assembly slots of big messages (BIG_MESSAGE) and who waits for one */
     int big_free;
     tunnel_session *big_wait_head, *big_wait_tail;
-    unsigned long big_waits;
 };
 
 tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o)
@@ -1275,7 +1274,6 @@ static void big_admit(tunnel_session *s)
         return;
     }
     s->big_waiting = 1;
-    h->big_waits++;
     if (h->big_wait_tail)
         h->big_wait_tail->big_next = s;
     else
