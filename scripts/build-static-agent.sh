@@ -30,8 +30,8 @@
 # (default ~/.cache/aurora-build; empty: none), like the packages apt keeps:
 # a fresh clone on the same machine (CI, `git clone . /tmp/x && make test`)
 # then links in seconds instead of rebuilding OpenSSL.  An entry is used only
-# when its stamp matches exactly: the source version, the configure options,
-# the flags and the compiler's version.
+# when its stamp matches exactly: the configure options, the flags, the
+# compiler's version and the installed libssl-dev's (cJSON: its version).
 #
 # No NSS at run time: the agent resolves host names with c-ares (agent/resolve.c),
 # which reads /etc/hosts and /etc/resolv.conf itself, and hands libwebsockets
@@ -169,8 +169,11 @@ OPENSSL_OPTS=(no-shared no-pic no-module no-dso no-engine no-legacy no-tests no-
   no-cmp no-rfc3779 no-cms no-ts no-ct no-ocsp no-scrypt no-bf no-cast no-des
   no-ui-console no-uplink no-fips)
 OPENSSL_CFLAGS="-Os -pthread -Wa,--noexecstack -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -fno-unwind-tables"
+# The installed libssl-dev's version is part of the stamp: a Debian security
+# update of OpenSSL makes a build (and a cache entry) from before it stale.
 OSSL_STAMP=$(printf '%s\n' "${OPENSSL_OPTS[*]}" "$OPENSSL_CFLAGS" \
-  "$($CC -dumpfullversion 2>/dev/null || $CC -dumpversion)" | sha256sum | cut -c1-12)
+  "$($CC -dumpfullversion 2>/dev/null || $CC -dumpversion)" \
+  "$(dpkg-query -W -f='${Version}' libssl-dev)" | sha256sum | cut -c1-12)
 OSSL=""
 if [ "${AGENT_OPENSSL:-}" = debian ]; then
   # the previous link (Debian's libssl.a/libcrypto.a as packaged), for
