@@ -171,7 +171,9 @@ def connections_to_the_shared_port_reach_both_processes(t):
 def every_cluster_answers_through_either_process(t):
     g = group(t)
     agents = start_agents(g, 4)
-    forwarded = 0
+    fwd = "/internal/forward/exec"
+    before = {p.name: p.answered(fwd) for p in g.procs}
+    want = {p.name: 0 for p in g.procs}  # forwarded calls each owner should answer
     for a in agents:
         owner = g.by_internal(owner_addr(g, a.cluster_id))
         for p in g.procs:
@@ -179,11 +181,16 @@ def every_cluster_answers_through_either_process(t):
             r = echo_on(p, p.internal, a.cluster_id, text)
             eq(r.status, 200, "%s through %s's own listener (%r)" % (a.cluster_id, p.name, r))
             contains(r.json.get("output", ""), text, "the agent's answer")
-            forwarded += p is not owner
+            if p is not owner:
+                want[owner.name] += 1
+    # the calls to a non-owner really went through the owner's forward route
+    eq({p.name: p.answered(fwd) - before[p.name] for p in g.procs}, want,
+       "forwarded commands answered by each owner")
+    for a in agents:
         for i in range(3):
             r = echo_on(g.procs[0], g.port, a.cluster_id, "shared-%d" % i)
             eq(r.status, 200, "%s through the shared port (%r)" % (a.cluster_id, r))
-    eq(forwarded, len(agents), "commands that had to be forwarded to the other process")
+            contains(r.json.get("output", ""), "shared-%d" % i, "the agent's answer")
 
 
 @test(timeout=60)
