@@ -12,8 +12,11 @@
 #      1b. a correctness check: concurrency 32 and 17 through an agent with its
 #      default 16 slots (the server must hold the excess; every command must succeed).
 #      1c. the same comparison with an I/O-bound command: bench/slow_echo.c
-#      (waits BENCH_IO_MS, 30, then echoes), BENCH_IO_COUNT (200) commands at
-#      BENCH_IO_CONCURRENCY (1,16), through its own agent.
+#      (waits BENCH_IO_MS ms, then echoes), BENCH_IO_COUNT (200) commands at
+#      BENCH_IO_CONCURRENCY (1,16), through its own agent, once per wait in
+#      BENCH_IO_MS (30,100): at 30 ms both arms keep a 2-core VM's CPU busy at
+#      concurrency 16 (the exec alone costs ~3 ms of CPU there), at 100 ms
+#      neither does, which is what "I/O-bound" means.
 #   2. server VmRSS with 0, 100, 500, 1000 idle legacy-dialect agents
 #      (bench/idle_agents.js, one node process, one token per agent), then all
 #      leave, 1000 come back and leave again; glibc heap in use read with gdb.
@@ -36,7 +39,7 @@ OUT=$ROOT/build/bench-latest.txt
 COUNT=${BENCH_COUNT:-200}
 IO_COUNT=${BENCH_IO_COUNT:-200}
 IO_CONCS=${BENCH_IO_CONCURRENCY:-1,16}
-IO_MS=${BENCH_IO_MS:-30}
+IO_MS=${BENCH_IO_MS:-30,100}
 CLIENT=${BENCH_CLIENT:-lean}
 CONCS=${BENCH_CONCURRENCY:-1,8,32}
 AGENTS=${BENCH_AGENTS:-0,100,500,1000}
@@ -97,7 +100,11 @@ BIN=$WORK/bin
 "$BIN/aurora-server" --version >/dev/null && "$BIN/aurora-agent" --help >/dev/null \
   || die "the binaries in build/rel do not run (being rebuilt?)"
 if [ "$IO_COUNT" != 0 ]; then
-  cc -O2 -DSLOW_ECHO_MS="$IO_MS" -o "$BIN/slow_echo" bench/slow_echo.c || die "cannot build bench/slow_echo.c"
+  for ms in ${IO_MS//,/ }; do
+    [[ $ms =~ ^[0-9]+$ ]] || die "BENCH_IO_MS: '$ms' is not a number of milliseconds"
+    cc -O2 -DSLOW_ECHO_MS="$ms" -o "$BIN/slow_echo_$ms" bench/slow_echo.c \
+      || die "cannot build bench/slow_echo.c"
+  done
 fi
 
 free_port() {
@@ -245,21 +252,23 @@ report() {
   [ "$STOP_STATUS" = 0 ] || { echo "  PROBLEM aurora-agent exited with status $STOP_STATUS on SIGTERM"; rc1b=1; }
   echo
 
-  # ---- 1c. an I/O-bound command ---------------------------------------------------
+  # ---- 1c. an I/O-bound command, once per wait ----------------------------------------
   if [ "$IO_COUNT" != 0 ]; then
-    local tok3 cluster3
-    tok3=$("$BIN/aurora-server" admin create-agent-token --org "$org" --user "$user" --cluster-name bench-io)
-    cluster3=$(json_get cluster_id <<<"$tok3")
-    start_agent "$(json_get token <<<"$tok3")" "$agent_max" "$WORK/agent-io.log" "$BIN/slow_echo"
-    agent_pid=$AGENT_PID
-    echo "== 1c. tunnel vs direct, I/O-bound: bench/slow_echo (waits $IO_MS ms, then echoes) through the tunnel vs subprocess"
-    log "I/O-bound: $IO_COUNT commands at concurrency $IO_CONCS"
-    python3 bench/tunnel_bench.py --port "$PORT" --ca "$CA" --key "$key" --cluster "$cluster3" \
-      --program "$BIN/slow_echo" --count "$IO_COUNT" --concurrency "$IO_CONCS" --client "$CLIENT" \
-      --warmup 16 --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=$?
-    stop_pid "$agent_pid"
-    [ "$STOP_STATUS" = 0 ] || { echo "  PROBLEM aurora-agent exited with status $STOP_STATUS on SIGTERM"; rc1=1; }
-    echo
+    local tok3 cluster3 ms
+    for ms in ${IO_MS//,/ }; do
+      tok3=$("$BIN/aurora-server" admin create-agent-token --org "$org" --user "$user" --cluster-name "bench-io-$ms")
+      cluster3=$(json_get cluster_id <<<"$tok3")
+      start_agent "$(json_get token <<<"$tok3")" "$agent_max" "$WORK/agent-io-$ms.log" "$BIN/slow_echo_$ms"
+      agent_pid=$AGENT_PID
+      echo "== 1c. tunnel vs direct, I/O-bound: bench/slow_echo (waits $ms ms, then echoes) through the tunnel vs subprocess"
+      log "I/O-bound ($ms ms): $IO_COUNT commands at concurrency $IO_CONCS"
+      python3 bench/tunnel_bench.py --port "$PORT" --ca "$CA" --key "$key" --cluster "$cluster3" \
+        --program "$BIN/slow_echo_$ms" --count "$IO_COUNT" --concurrency "$IO_CONCS" --client "$CLIENT" \
+        --warmup 16 --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=$?
+      stop_pid "$agent_pid"
+      [ "$STOP_STATUS" = 0 ] || { echo "  PROBLEM aurora-agent exited with status $STOP_STATUS on SIGTERM"; rc1=1; }
+      echo
+    done
   fi
 
   # ---- 2. RSS vs idle agents -----------------------------------------------------
@@ -286,7 +295,7 @@ report() {
 
   # ---- server/agent log health -------------------------------------------------------
   echo "== logs: warn/error lines (server phase 1, agent of 1, agent of 1b, agent of 1c, server phase 2)"
-  for f in server.log agent.log agent-default.log agent-io.log server2.log; do
+  for f in server.log agent.log agent-default.log agent-io-*.log server2.log; do
     [ -f "$WORK/$f" ] || continue
     local n
     n=$(grep -Ec ' (warn|error) ' "$WORK/$f" || true)

@@ -335,6 +335,14 @@ def cpu_ticks(pid):
         return 0
 
 
+def machine_ticks():
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat:
+    busy excludes idle and iowait."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
 def tunnel_check(args, ctx, concs):
     bad = 0
     for conc in concs:
@@ -390,6 +398,11 @@ def main():
     by = {}
     cpu = {}  # conc -> (server ticks, agent ticks) spent during tunnel batches
     client_cpu = {}  # (mode, conc) -> seconds of this client's own CPU (children excluded)
+    # (mode, conc) -> [busy, total] ticks of the whole machine during that arm's
+    # batches: an arm that kept every core busy was CPU-bound, and then the
+    # throughput ratio is a CPU budget (what the tunnel spends per command),
+    # not a latency
+    machine = {}
     all_errors = []
     for conc in concs:
         for mode in ("tunnel", "direct"):
@@ -406,9 +419,12 @@ def main():
                 r = runs[mode]  # indices continue across rounds: one distinct word per command
                 if mode == "tunnel":
                     s0, a0 = cpu_ticks(args.server_pid), cpu_ticks(args.agent_pid)
-                c0 = os.times()
+                c0, m0 = os.times(), machine_ticks()
                 do_run(args, mode, conc, n, ctx, "", r)
-                c1 = os.times()
+                c1, m1 = os.times(), machine_ticks()
+                acc = machine.setdefault((mode, conc), [0, 0])
+                acc[0] += m1[0] - m0[0]
+                acc[1] += m1[1] - m0[1]
                 client_cpu[(mode, conc)] = (client_cpu.get((mode, conc), 0.0)
                                             + (c1.user - c0.user) + (c1.system - c0.system))
                 if mode == "tunnel":
@@ -440,7 +456,7 @@ def main():
               "per thread, direct = subprocess.run")
     hdr = (f"{'mode':<7} {'conc':>4} {'ok':>4} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} "
            f"{'cmd/s':>8} | {'p50 x':>6} {'p99 x':>6} {'thru x':>6} | {'srv+agt CPU ms/cmd':>18}"
-           f" | {'client CPU':>10}")
+           f" | {'client CPU':>10} {'busy':>5}")
     print(hdr)
     print("-" * len(hdr))
     for conc in concs:
@@ -449,22 +465,29 @@ def main():
         dp50, dp99, dthr = stats(d)
         def ccpu(mode, r):
             return f"{1000.0 * client_cpu.get((mode, conc), 0.0) / max(1, r.count):.2f}"
+
+        def busy(mode):
+            b, tot = machine.get((mode, conc), (0, 0))
+            return f"{100.0 * b / tot:.0f}%" if tot else "-"
         print(f"{'direct':<7} {conc:>4} {len(d.lat_ms):>4} {len(d.errors):>4} {dp50:>8.2f} "
               f"{dp99:>8.2f} {dthr:>8.1f} | {'':>6} {'':>6} {'':>6} | {'':>18} | "
-              f"{ccpu('direct', d):>10}")
+              f"{ccpu('direct', d):>10} {busy('direct'):>5}")
         sc, ac = cpu[conc]
         n = max(1, t.count)
         cpu_s = (f"{1000.0 * sc / hz / n:.2f}+{1000.0 * ac / hz / n:.2f}"
                  if args.server_pid and args.agent_pid else "-")
         print(f"{'tunnel':<7} {conc:>4} {len(t.lat_ms):>4} {len(t.errors):>4} {tp50:>8.2f} "
               f"{tp99:>8.2f} {tthr:>8.1f} | {ratio(tp50, dp50):>6.2f} {ratio(tp99, dp99):>6.2f} "
-              f"{ratio(tthr, dthr):>6.2f} | {cpu_s:>18} | {ccpu('tunnel', t):>10}")
+              f"{ratio(tthr, dthr):>6.2f} | {cpu_s:>18} | {ccpu('tunnel', t):>10} {busy('tunnel'):>5}")
     print("ratios are tunnel/direct (p50 x, p99 x: >1 = slower; thru x: <1 = fewer cmd/s); "
           "p99 = nearest rank")
     print("added p50 (tunnel - direct): " + ", ".join(
         f"c={c} {stats(by[('tunnel', c)])[0] - stats(by[('direct', c)])[0]:+.2f} ms"
         for c in concs)
         + "; client CPU = ms of this Python client's own CPU per command (children excluded)")
+    print(f"busy = the whole machine's CPU in use during that arm ({os.cpu_count()} cores = 100%): "
+          "near 100% the arm was CPU-bound, and its throughput ratio is what the tunnel "
+          "costs in CPU per command, not in waiting")
     print(f"errors: {len(all_errors)}")
     for mode, conc, phase, i, e in all_errors[:40]:
         print(f"  ERROR {mode} c={conc} {phase} #{i}: {e}")
