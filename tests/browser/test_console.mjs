@@ -4,15 +4,19 @@
 // aurora-server (build/asan) and real aurora-agent processes on loopback.
 // Peers: tests/fixtures/gcp_fixture.py (Google's token endpoint and Cloud
 // Resource Manager), tests/fixtures/oauth_google.js (oauth2-mock-server playing
-// Google's OAuth) and tests/fixtures/kubectl_stream.sh (stands in for kubectl).
+// Google's OAuth), tests/fixtures/kubectl_stream.sh (stands in for kubectl),
+// and for the AWS test a real moto_server behind tests/fixtures/aws_sts_proxy.py
+// with the real `aws` CLI.
 //
 //   node tests/browser/test_console.mjs [name-filter ...]
 //
 // The last line is `N passed, M failed`. Nothing here sleeps for something to
 // happen: every wait is for a selector, a state or an API answer, with a deadline.
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { World, waitFor, ROOT } from './world.mjs';
 import { test, run } from './runner.mjs';
 
@@ -438,6 +442,102 @@ test('gcp_oauth_connect_then_service_account_and_projects', async (t) => {
   await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
   assert.equal((await t.world.request('GET', '/api/connectors/status')).json.connectors.gcp.connected, false);
 });
+
+// AWS, the guide's happy path, in its own server: the shared one has no AWS
+// credentials (the connectors page test shows the guide's message for that).
+// The customer's side is played by the real `aws` CLI against moto_server,
+// with the trust policy the page's Copy button put on the clipboard;
+// aws_sts_proxy.py evaluates that policy as AWS's STS would.
+const MOTO_ACCOUNT = '123456789012'; // moto's fixed account
+const AWS_GUIDE_ASSUME = 'Aurora cannot assume this role';
+
+function awsCli(motoUrl, ...args) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('AWS_')) env[k] = v;
+  Object.assign(env, { AWS_ACCESS_KEY_ID: 'AKIACUSTOMER00000001', AWS_SECRET_ACCESS_KEY: 'customer',
+    AWS_DEFAULT_REGION: 'us-east-1', AWS_PAGER: '', AWS_EC2_METADATA_DISABLED: 'true' });
+  const r = spawnSync(process.env.AURORA_AWS_CLI || 'aws', ['--endpoint-url', motoUrl, '--output', 'json', ...args],
+    { env, timeout: 120000 });
+  if (r.status !== 0) throw new Error(`aws ${args.slice(0, 2).join(' ')}: ${r.status} ${r.stderr}`);
+  return JSON.parse(r.stdout.toString() || '{}');
+}
+
+test('aws_connect_with_the_trust_policy_shown_then_disconnect', async (t) => {
+  const shared = t.world;
+  const w = new World();
+  try {
+    const aws = await w.startAwsPeers();
+    w.extraEnv = { AWS_ACCESS_KEY_ID: 'AKIAAURORASERVER0001', AWS_SECRET_ACCESS_KEY: `aurora-${crypto.randomBytes(8).toString('hex')}`,
+      AWS_DEFAULT_REGION: 'us-east-1', AWS_STS_ENDPOINT: `${aws.proxyUrl}/`, AURORA_PROVIDER_TIMEOUT_MS: '30000' };
+    await w.start();
+    t.world = w; // this page's requests and HTTP errors are checked against this server
+    t.allowHttp(SESSION, 401);
+    t.allowHttp(/\/aws\/connect$/, 400); // the refused role, below
+    const page = await t.page(await t.context());
+    await signIn(page, w);
+    await page.locator('[data-connector="aws"]').getByRole('button', { name: 'Manage' }).click();
+    const dlg = page.getByRole('dialog', { name: 'Amazon Web Services' });
+    await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+    // step 1 of the guide: Aurora's account (moto's GetCallerIdentity), this org's External ID
+    const acct = dlg.locator('[data-testid="aws-account-id"] code');
+    await acct.waitFor();
+    assert.equal((await acct.textContent()).trim(), MOTO_ACCOUNT);
+    const ext = (await dlg.locator('[data-testid="aws-external-id"] code').textContent()).trim();
+    assert.match(ext, /^[A-Za-z0-9_+=,.@:\/-]{2,1224}$/, 'an External ID as STS accepts it');
+    await dlg.locator('[data-testid="aws-trust-policy"]').getByRole('button', { name: 'Copy' }).click();
+    await dlg.locator('[data-testid="aws-trust-policy"]').getByRole('button', { name: 'Copied' }).waitFor();
+    const policy = JSON.parse(await page.evaluate(() => navigator.clipboard.readText()));
+    assert.equal(policy.Statement[0].Condition.StringEquals['sts:ExternalId'], ext, 'the copied policy requires this External ID');
+
+    // a role trusting another External ID: refused with the guide's message, nothing connected
+    const wrong = JSON.parse(JSON.stringify(policy));
+    wrong.Statement[0].Condition.StringEquals['sts:ExternalId'] = `not-${ext}`;
+    const wrongArn = awsCli(aws.motoUrl, 'iam', 'create-role', '--role-name', `WrongRole-${crypto.randomBytes(3).toString('hex')}`,
+      '--assume-role-policy-document', JSON.stringify(wrong)).Role.Arn;
+    await dlg.getByLabel('Role ARN').fill(wrongArn);
+    await dlg.getByRole('button', { name: 'Connect', exact: true }).click();
+    await dlg.getByRole('alert').filter({ hasText: AWS_GUIDE_ASSUME }).getByText('AWS_ASSUME_ROLE_DENIED').waitFor();
+    assert.equal((await w.request('GET', '/api/connectors/status')).json.connectors.aws.connected, false);
+
+    // the role made with the copied policy connects
+    const arn = awsCli(aws.motoUrl, 'iam', 'create-role', '--role-name', 'AuroraRole',
+      '--assume-role-policy-document', JSON.stringify(policy)).Role.Arn;
+    await dlg.getByLabel('Role ARN').fill(arn);
+    await dlg.getByLabel('Region').fill('eu-west-1');
+    await dlg.getByRole('button', { name: 'Connect', exact: true }).click();
+    await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+    const facts = dlg.locator('dl.facts');
+    await facts.getByText(arn, { exact: true }).waitFor();
+    await facts.getByText('eu-west-1', { exact: true }).waitFor();
+    const st = (await w.request('GET', '/api/connectors/status')).json.connectors.aws;
+    assert.equal(st.connected, true);
+    assert.equal(st.account, arn);
+    assert.equal(st.account_id, MOTO_ACCOUNT);
+    assert.equal(st.region, 'eu-west-1');
+    // what STS was asked: that role, with the External ID the page showed
+    const stats = await (await fetch(`${aws.proxyUrl}/_fixture/stats`)).json();
+    assert.equal(stats.last.AssumeRole.RoleArn, arn);
+    assert.equal(stats.last.AssumeRole.ExternalId, ext);
+    await dlg.getByRole('button', { name: 'Close' }).click();
+    await page.locator('[data-connector="aws"] .state[data-state="Connected"]').waitFor();
+
+    // disconnect from the dialog
+    await page.locator('[data-connector="aws"]').getByRole('button', { name: 'Manage' }).click();
+    await dlg.getByRole('button', { name: 'Disconnect' }).click();
+    await dlg.getByRole('button', { name: 'Yes, disconnect Amazon Web Services' }).click();
+    await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+    assert.equal((await w.request('GET', '/api/connectors/status')).json.connectors.aws.connected, false);
+  } catch (e) {
+    // the pages close below (before this server stops), so the shots are taken here
+    e.message += `\n    screenshots: ${(await t.screenshots()).join(', ')}`;
+    throw e;
+  } finally {
+    for (const r of w.seenRequests) shared.seenRequests.add(r); // for pages_use_only_documented_routes
+    t.world = shared;
+    await t.close();
+    t.problems.push(...(await w.stop()));
+  }
+}, { timeout: 240000 });
 
 test('incidents_with_correlated_alerts', async (t) => {
   const w = t.world;

@@ -3,7 +3,10 @@
 // its own data dir and a free port, bootstrapped with `admin bootstrap`;
 // aurora-agent processes; tests/fixtures/gcp_fixture.py (Google's token
 // endpoint + Cloud Resource Manager) and tests/fixtures/oauth_google.js
-// (oauth2-mock-server playing Google's OAuth). Every process gets a
+// (oauth2-mock-server playing Google's OAuth); on request (startAwsPeers) a real
+// moto_server with tests/fixtures/aws_sts_proxy.py in front of it (AWS STS and
+// IAM; the proxy evaluates the roles' trust policies, which moto does not).
+// Every process gets a
 // sanitizer log dir; stop() reports any ASan/UBSan report and any process
 // that did not exit 0 on SIGTERM.
 import { spawn, spawnSync } from 'node:child_process';
@@ -141,8 +144,19 @@ function jsonLines(child, onLine) {
   });
 }
 
+const MOTO = process.env.AURORA_MOTO_SERVER || 'moto_server';
+
+async function portAccepts(port) {
+  return new Promise((resolve) => {
+    const c = net.connect({ host: '127.0.0.1', port }, () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(false));
+  });
+}
+
 export class World {
-  constructor() {
+  // extraEnv: more settings for the server (added after the defaults below)
+  constructor({ extraEnv = {} } = {}) {
+    this.extraEnv = extraEnv;
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'aurora-browser-'));
     this.procs = [];
     this.agents = [];
@@ -174,7 +188,34 @@ export class World {
       GCP_AUTH_URL: `${this.oauthIssuer}/authorize`,
       GCP_TOKEN_URL: `${this.oauthIssuer}/token`,
       GCP_REVOKE_URL: `${this.oauthIssuer}/revoke`,
+      ...this.extraEnv,
     };
+  }
+
+  // moto_server (AWS's IAM and STS) and aws_sts_proxy.py in front of it;
+  // returns { motoUrl, proxyUrl }. Both are stopped with the world.
+  async startAwsPeers() {
+    const dir = path.join(this.tmp, 'aws');
+    const motoPort = await freePort();
+    const moto = new Proc('moto_server', [MOTO, '-H', '127.0.0.1', '-p', String(motoPort)], baseEnv(path.join(dir, 'home')), dir);
+    moto.killed = true; // SIGTERM ends it with a Python status
+    this.procs.push(moto);
+    // its imports take seconds, minutes on a busy machine
+    await waitFor(async () => {
+      if (!moto.alive()) throw new Error(`moto_server exited: ${moto.logTail()}`);
+      return portAccepts(motoPort);
+    }, 180000, `moto_server on port ${motoPort}`, 100);
+    const motoUrl = `http://127.0.0.1:${motoPort}`;
+    const proxy = new Proc('aws_sts_proxy', ['python3', path.join(FIXTURES, 'aws_sts_proxy.py'), '--upstream', motoUrl],
+      baseEnv(path.join(dir, 'home')), dir, { pipeStdout: true });
+    proxy.killed = true;
+    this.procs.push(proxy);
+    const proxyPort = await new Promise((resolve, reject) => {
+      const rl = readline.createInterface({ input: proxy.p.stdout });
+      rl.once('line', (l) => (/^PORT \d+$/.test(l.trim()) ? resolve(Number(l.trim().split(' ')[1])) : reject(new Error(`aws_sts_proxy: ${l}`))));
+      proxy.exit.then(() => reject(new Error(`aws_sts_proxy exited: ${proxy.logTail()}`)));
+    });
+    return { motoUrl, proxyUrl: `http://127.0.0.1:${proxyPort}` };
   }
 
   async start() {
