@@ -295,7 +295,9 @@ report() {
 
   # ---- server/agent log health -------------------------------------------------------
   echo "== logs: warn/error lines (server phase 1, agent of 1, agent of 1b, agent of 1c, server phase 2)"
-  for f in server.log agent.log agent-default.log agent-io-*.log server2.log; do
+  local io_logs=() ms
+  for ms in ${IO_MS//,/ }; do io_logs+=("agent-io-$ms.log"); done
+  for f in server.log agent.log agent-default.log "${io_logs[@]}" server2.log; do
     [ -f "$WORK/$f" ] || continue
     local n
     n=$(grep -Ec ' (warn|error) ' "$WORK/$f" || true)
