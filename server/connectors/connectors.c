@@ -246,8 +246,10 @@ static void connectors_status(worker_ctx *w, http_request *req, http_response *r
             c->status(w, &req->auth, one);
         if (!cJSON_GetObjectItemCaseSensitive(one, "connected"))
             cJSON_AddBoolToObject(one, "connected", 0);
-        if (!cJSON_GetObjectItemCaseSensitive(one, "name"))
-            cJSON_AddStringToObject(one, "name", c->name);
+        /* the connector's own name, whatever its status callback added
+         * (pages title the card and the dialog with it) */
+        cJSON_DeleteItemFromObjectCaseSensitive(one, "name");
+        cJSON_AddStringToObject(one, "name", c->name);
     }
     http_resp_json(resp, 200, o);
 }

@@ -709,12 +709,17 @@ static void add_webhook_fields(worker_ctx *w, const auth_ctx *who, const char *h
 
 static void pd_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
 {
-    static const char *const keys[] = { "auth", "token_type", "email", "name", "scope", NULL };
+    static const char *const keys[] = { "auth", "token_type", "email", "scope", NULL };
     cJSON_AddBoolToObject(out, "oauth_enabled", oauth_enabled(w));
     store_connector row;
     cJSON *md;
     if (!kit_status(w, who, PD_ID, keys, out, &row, &md))
         return;
+    /* "name" in a status object is the connector's (the console's title): the
+     * PagerDuty user's name goes out as user_name */
+    const char *user_name = api_json_str(md, "name");
+    if (user_name)
+        cJSON_AddStringToObject(out, "user_name", user_name);
     const cJSON *refs = cJSON_GetObjectItemCaseSensitive(md, "secret_refs");
     cJSON_AddBoolToObject(out, "webhook_signed", api_json_str(refs, PD_FIELD_WEBHOOK) != NULL);
     add_webhook_fields(w, who, NULL, out);

@@ -346,6 +346,9 @@ def test_token_connect_ok_and_bad(t):
     st = status(w, key)
     eq((st.get("connected"), st.get("auth"), st.get("email"), st.get("webhook_signed")),
        (True, "api_token", "oncall@example.test", False), "status")
+    # "name" stays the connector's (the console titles its card with it); the
+    # PagerDuty user's name has its own field
+    eq((st.get("name"), st.get("user_name")), ("PagerDuty", "On Call"), "status names")
     eq(st.get("webhook_path"), "/pagerduty/webhook/%s" % user, "webhook path shown")
     r = w.get("/pagerduty/status", key=key)
     eq(r.status, 200, "GET /pagerduty/status (%r)" % r)

@@ -525,7 +525,7 @@ const FLOWS = {
   pagerduty(body, s) {
     const out = h('div', {});
     const oOut = h('div', {});
-    if (s.connected) add(body, connectedFacts(s, [['account', 'Account'], ['auth', 'Authentication'], ['email', 'Email'], ['connected_at', 'Connected']]));
+    if (s.connected) add(body, connectedFacts(s, [['account', 'Account'], ['user_name', 'User'], ['auth', 'Authentication'], ['email', 'Email'], ['connected_at', 'Connected']]));
     if (s.oauth_enabled) {
       add(body, section('Option A: OAuth', h('div', { class: 'row' }, oauthButton('Connect with PagerDuty', '/pagerduty/oauth/login', oOut)), oOut,
         copyable('Redirect URL', `${ORIGIN}/pagerduty/oauth/callback`)));
