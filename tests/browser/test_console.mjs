@@ -539,6 +539,103 @@ test('aws_connect_with_the_trust_policy_shown_then_disconnect', async (t) => {
   }
 }, { timeout: 240000 });
 
+// The API-key connect forms, each against its provider's stand-in (the
+// same tests/fixtures/ the integration tests use; each checks the
+// credentials from its own configuration, not the server's code): a wrong
+// key is refused with the connector's error code in the dialog, the right
+// one connects (what the form sent reached the provider), and the dialog's
+// Disconnect removes it. A form field named differently from what the
+// server reads fails here, not in front of a user.
+const rnd = (n) => crypto.randomBytes(n).toString('hex');
+const API_KEY_CONNECTORS = [
+  { id: 'datadog', script: 'datadog_api.mjs', env: (u) => ({ AURORA_DATADOG_BASE_URL: u }),
+    creds: { api: rnd(16), app: rnd(20) },
+    config: (c) => ({ orgs: [{ api_key: c.api, app_keys: [c.app] }], monitors: 0, events: 0 }),
+    fill: (c, good) => ({ 'API key': good ? c.api : rnd(16), 'Application key': c.app }),
+    refused: 'DATADOG_INVALID_API_KEY' },
+  { id: 'pagerduty', script: 'pagerduty_api.mjs', env: (u) => ({ PAGERDUTY_API_BASE_URL: u }),
+    creds: { key: `u+${rnd(9)}` },
+    config: (c) => ({ user_keys: { [c.key]: { id: 'PUSER01', email: 'oncall@example.test', name: 'On Call' } }, account_keys: [] }),
+    fill: (c, good) => ({ 'API token': good ? c.key : `u+${rnd(9)}` }),
+    refused: 'PAGERDUTY_INVALID_TOKEN', facts: ['oncall@example.test'] },
+  { id: 'netdata', script: 'netdata_cloud.mjs', env: (u) => ({ NETDATA_API_BASE_URL: u }),
+    creds: { token: `ndc.${rnd(12)}` },
+    config: (c) => ({ token: c.token, spaces: [{ id: '6a1c6c1e-0000-4000-8000-000000000001', name: 'Production', slug: 'production' }], rooms: {}, nodes: {} }),
+    fill: (c, good) => ({ 'API token': good ? c.token : `ndc.wrong-${rnd(4)}` }),
+    refused: 'NETDATA_AUTH_FAILED' },
+  { id: 'newrelic', script: 'newrelic_nerdgraph.mjs',
+    env: (u) => ({ AURORA_NEWRELIC_US_GRAPHQL_URL: `${u}/us/graphql`, AURORA_NEWRELIC_EU_GRAPHQL_URL: `${u}/eu/graphql` }),
+    creds: { key: `NRAK-${crypto.randomBytes(27).map((b) => 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'.charCodeAt(b % 36)).toString('latin1')}`, account: String(1000000 + crypto.randomInt(8999999)) },
+    config: (c) => ({ keys: { [c.key]: { region: 'US', accounts: [Number(c.account)] } }, accounts: { [c.account]: 'Acme' } }),
+    fill: (c, good) => ({ 'User API Key': good ? c.key : `NRAK-${'X'.repeat(27)}`, 'Account ID': c.account }),
+    refused: 'NEWRELIC_INVALID_API_KEY', facts: [null] /* the account id, below */ },
+  { id: 'sentry', script: 'sentry_api.mjs', env: (u) => ({ SENTRY_US_BASE_URL: u, SENTRY_ALLOW_LOOPBACK: 'true' }),
+    creds: { token: `sntrys_${rnd(12)}` },
+    config: (c) => ({ orgs: { 'acme-co': { id: '1001', name: 'Acme Co', token: c.token, projects: 3 } } }),
+    fill: (c, good) => ({ 'Organization Slug': 'acme-co', 'Auth Token': good ? c.token : `sntrys_${rnd(12)}` }),
+    refused: 'SENTRY_INVALID_TOKEN', facts: ['acme-co'] },
+  { id: 'splunk', script: 'splunk_api.mjs', env: () => ({ SPLUNK_ALLOW_LOOPBACK: 'true' }),
+    creds: { token: `eyJ${rnd(16)}` },
+    config: (c) => ({ tokens: { [c.token]: { username: 'aurora-svc', capabilities: ['search', 'rest_properties_get'] } }, events: [], indexes: [], sourcetypes: [] }),
+    fill: (c, good, base) => ({ 'Splunk instance URL': base, 'API token': good ? c.token : `eyJ${rnd(16)}` }),
+    refused: 'SPLUNK_AUTH_FAILED' },
+];
+
+test('api_key_connect_forms_reach_their_providers', async (t) => {
+  const shared = t.world;
+  const w = new World();
+  try {
+    const bases = {};
+    for (const c of API_KEY_CONNECTORS) bases[c.id] = await w.startFixture(c.id, ['node', path.join(ROOT, 'tests', 'fixtures', c.script)]);
+    for (const c of API_KEY_CONNECTORS) {
+      const r = await fetch(`${bases[c.id]}/_fixture/config`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(c.config(c.creds)) });
+      assert.ok(r.ok, `${c.id} fixture config: ${r.status}`);
+    }
+    w.extraEnv = Object.assign({ AURORA_PROVIDER_TIMEOUT_MS: '10000' }, ...API_KEY_CONNECTORS.map((c) => c.env(bases[c.id])));
+    await w.start();
+    t.world = w;
+    t.allowHttp(SESSION, 401);
+    const names = (await w.request('GET', '/api/connectors/status')).json.connectors;
+    const page = await t.page(await t.context());
+    await signIn(page, w);
+    for (const c of API_KEY_CONNECTORS) {
+      for (const st of [400, 401, 403, 502]) t.allowHttp(new RegExp(`/${c.id}/connect$`), st); // the wrong key
+      await page.locator(`[data-connector="${c.id}"]`).getByRole('button', { name: 'Manage' }).click();
+      const dlg = page.getByRole('dialog', { name: names[c.id].name });
+      await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+      const submit = async (good) => {
+        for (const [label, v] of Object.entries(c.fill(c.creds, good, bases[c.id]))) await dlg.getByLabel(label, { exact: true }).fill(v);
+        await dlg.getByRole('button', { name: 'Connect', exact: true }).click();
+      };
+      await submit(false);
+      await dlg.getByRole('alert').getByText(c.refused).waitFor();
+      assert.equal((await w.request('GET', '/api/connectors/status')).json.connectors[c.id].connected, false, `${c.id}: a refused key connects nothing`);
+      await submit(true);
+      await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+      for (const f of c.facts || []) await dlg.locator('dl.facts').getByText(f === null ? c.creds.account : f, { exact: true }).first().waitFor();
+      assert.equal((await w.request('GET', '/api/connectors/status')).json.connectors[c.id].connected, true, `${c.id}: connected`);
+      // the card behind the dialog follows, still titled with the connector's name
+      const cardEl = page.locator(`[data-connector="${c.id}"]`);
+      await cardEl.locator('.state[data-state="Connected"]').waitFor();
+      assert.equal((await cardEl.locator('h3').textContent()).trim(), names[c.id].name, `${c.id}: the card's title`);
+      await dlg.getByRole('button', { name: 'Disconnect' }).click();
+      await dlg.getByRole('button', { name: `Yes, disconnect ${names[c.id].name}` }).click();
+      await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+      assert.equal((await w.request('GET', '/api/connectors/status')).json.connectors[c.id].connected, false, `${c.id}: disconnected`);
+      await dlg.getByRole('button', { name: 'Close' }).click();
+      t.note(`${c.id}: refused ${c.refused}, connected, disconnected`);
+    }
+  } catch (e) {
+    e.message += `\n    screenshots: ${(await t.screenshots()).join(', ')}`;
+    throw e;
+  } finally {
+    for (const r of w.seenRequests) shared.seenRequests.add(r);
+    t.world = shared;
+    await t.close();
+    t.problems.push(...(await w.stop()));
+  }
+}, { timeout: 240000 });
+
 test('incidents_with_correlated_alerts', async (t) => {
   const w = t.world;
   const fp = `fp-${Date.now()}`;

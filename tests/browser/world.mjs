@@ -192,6 +192,21 @@ export class World {
     };
   }
 
+  // A provider stand-in of tests/fixtures/ that prints "PORT <n>" once
+  // listening; returns its base URL. Stopped with the world.
+  async startFixture(name, argv) {
+    const dir = path.join(this.tmp, name);
+    const p = new Proc(name, argv, baseEnv(path.join(dir, 'home')), dir, { pipeStdout: true });
+    p.killed = true;
+    this.procs.push(p);
+    const port = await new Promise((resolve, reject) => {
+      const rl = readline.createInterface({ input: p.p.stdout });
+      rl.once('line', (l) => (/^PORT \d+$/.test(l.trim()) ? resolve(Number(l.trim().split(' ')[1])) : reject(new Error(`${name}: ${l}`))));
+      p.exit.then(() => reject(new Error(`${name} exited: ${p.logTail()}`)));
+    });
+    return `http://127.0.0.1:${port}`;
+  }
+
   // moto_server (AWS's IAM and STS) and aws_sts_proxy.py in front of it;
   // returns { motoUrl, proxyUrl }. Both are stopped with the world.
   async startAwsPeers() {
@@ -206,16 +221,8 @@ export class World {
       return portAccepts(motoPort);
     }, 180000, `moto_server on port ${motoPort}`, 100);
     const motoUrl = `http://127.0.0.1:${motoPort}`;
-    const proxy = new Proc('aws_sts_proxy', ['python3', path.join(FIXTURES, 'aws_sts_proxy.py'), '--upstream', motoUrl],
-      baseEnv(path.join(dir, 'home')), dir, { pipeStdout: true });
-    proxy.killed = true;
-    this.procs.push(proxy);
-    const proxyPort = await new Promise((resolve, reject) => {
-      const rl = readline.createInterface({ input: proxy.p.stdout });
-      rl.once('line', (l) => (/^PORT \d+$/.test(l.trim()) ? resolve(Number(l.trim().split(' ')[1])) : reject(new Error(`aws_sts_proxy: ${l}`))));
-      proxy.exit.then(() => reject(new Error(`aws_sts_proxy exited: ${proxy.logTail()}`)));
-    });
-    return { motoUrl, proxyUrl: `http://127.0.0.1:${proxyPort}` };
+    const proxyUrl = await this.startFixture('aws_sts_proxy', ['python3', path.join(FIXTURES, 'aws_sts_proxy.py'), '--upstream', motoUrl]);
+    return { motoUrl, proxyUrl };
   }
 
   async start() {
