@@ -636,6 +636,72 @@ test('api_key_connect_forms_reach_their_providers', async (t) => {
   }
 }, { timeout: 240000 });
 
+// GitHub, the guide's recommended path (Path A, GitHub App), in its own
+// server: Install GitHub App opens GitHub's install page (github_api.mjs,
+// which stands in for GitHub and verifies the App's JWTs with `jose`), whose
+// Install goes to the App's Setup URL on this server; the popup ends on
+// /connectors, the dialog shows the installation. The App's key pair is made
+// here with Node's crypto and stored with `aurora-server secrets put`.
+test('github_app_install_from_the_console', async (t) => {
+  const shared = t.world;
+  const w = new World();
+  const APP_ID = '424242';
+  const CLIENT_ID = 'Iv23liAuroraBrowser1';
+  const SLUG = 'aurora-browser-test';
+  const IID = 4711;
+  try {
+    const gh = await w.startFixture('github_api', ['node', path.join(ROOT, 'tests', 'fixtures', 'github_api.mjs')]);
+    w.extraEnv = (x) => ({ GITHUB_APP_ID: APP_ID, GITHUB_APP_CLIENT_ID: CLIENT_ID, NEXT_PUBLIC_GITHUB_APP_SLUG: SLUG,
+      GITHUB_APP_SETUP_URL: `${x.origin}/github/app/install/callback`, GH_BASE_URL: gh, GH_API_BASE_URL: `${gh}/api/v3/`,
+      GITHUB_APP_KEY_REFRESH_S: '1', AURORA_PROVIDER_TIMEOUT_MS: '10000' });
+    await w.start();
+    const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+    w.secretsPut('aurora/system/github-app/private-key', privateKey.export({ type: 'pkcs1', format: 'pem' }));
+    const perms = { contents: 'read', issues: 'write', metadata: 'read', pull_requests: 'write' };
+    const r = await fetch(`${gh}/_fixture/config`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({
+      public_key: publicKey.export({ type: 'spki', format: 'pem' }), issuers: [CLIENT_ID],
+      setup_url: `${w.origin}/github/app/install/callback`, install_id: IID,
+      installations: { [IID]: { id: IID, app_id: Number(APP_ID), app_slug: SLUG, target_type: 'Organization',
+        account: { login: 'octo-browser', id: IID * 10, type: 'Organization' }, repository_selection: 'selected',
+        permissions: perms, events: ['issues', 'pull_request'], suspended_at: null, created_at: '2026-01-01T00:00:00Z' } } }) });
+    assert.ok(r.ok, `github fixture config: ${r.status}`);
+    t.world = w;
+    t.allowHttp(SESSION, 401);
+    const page = await t.page(await t.context());
+    await signIn(page, w);
+    await page.locator('[data-connector="github"]').getByRole('button', { name: 'Manage' }).click();
+    const dlg = page.getByRole('dialog', { name: 'GitHub' });
+    await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+    await dlg.getByText('Recommended').waitFor();
+    const [popup] = await Promise.all([page.waitForEvent('popup'), dlg.getByRole('button', { name: 'Install GitHub App' }).click()]);
+    // GitHub's install page for this App, with the state the server made
+    await popup.waitForURL((u) => u.href.startsWith(`${gh}/apps/${SLUG}/installations/new?state=`));
+    await popup.getByRole('link', { name: 'Install' }).click();
+    await popup.waitForEvent('close', { timeout: 30000 });
+    await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+    const inst = dlg.locator('li', { hasText: 'octo-browser' });
+    await inst.waitFor();
+    await inst.locator('.badge', { hasText: 'Connected' }).waitFor();
+    await page.locator('#connectors-banner').getByText('github: connected').waitFor();
+    const st = (await w.request('GET', '/api/connectors/status')).json.connectors.github;
+    assert.equal(st.connected, true);
+    assert.equal(st.name, 'GitHub');
+    assert.equal(Number(st.installations), 1);
+    const stats = await (await fetch(`${gh}/_fixture/stats`)).json();
+    assert.equal(stats.install_pages, 1, 'one visit of the install page');
+    assert.ok(stats.jwt_ok > 0 && stats.jwt_rejects === 0, `the App's JWTs verified: ${JSON.stringify(stats)}`);
+    t.note(`installation ${IID} connected through the popup; ${stats.jwt_ok} App JWTs verified by jose`);
+  } catch (e) {
+    e.message += `\n    screenshots: ${(await t.screenshots()).join(', ')}`;
+    throw e;
+  } finally {
+    for (const x of w.seenRequests) shared.seenRequests.add(x);
+    t.world = shared;
+    await t.close();
+    t.problems.push(...(await w.stop()));
+  }
+}, { timeout: 240000 });
+
 test('incidents_with_correlated_alerts', async (t) => {
   const w = t.world;
   const fp = `fp-${Date.now()}`;

@@ -154,7 +154,8 @@ async function portAccepts(port) {
 }
 
 export class World {
-  // extraEnv: more settings for the server (added after the defaults below)
+  // extraEnv: more settings for the server (added after the defaults below);
+  // a function of the world when a value needs its origin
   constructor({ extraEnv = {} } = {}) {
     this.extraEnv = extraEnv;
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'aurora-browser-'));
@@ -188,7 +189,7 @@ export class World {
       GCP_AUTH_URL: `${this.oauthIssuer}/authorize`,
       GCP_TOKEN_URL: `${this.oauthIssuer}/token`,
       GCP_REVOKE_URL: `${this.oauthIssuer}/revoke`,
-      ...this.extraEnv,
+      ...(typeof this.extraEnv === 'function' ? this.extraEnv(this) : this.extraEnv),
     };
   }
 
@@ -295,6 +296,19 @@ export class World {
     const lines = out.trim().split('\n').reverse();
     for (const l of lines) { try { return JSON.parse(l); } catch (_) { /* next */ } }
     return JSON.parse(out);
+  }
+
+  // `aurora-server secrets put <path>` with data from a file (removed after),
+  // as the connector guide's operator does
+  secretsPut(secretPath, data) {
+    const f = path.join(this.tmp, `secret-${crypto.randomBytes(4).toString('hex')}`);
+    fs.writeFileSync(f, data, { mode: 0o600 });
+    const sandir = path.join(this.tmp, 'secrets-san');
+    const r = spawnSync(SERVER_BIN, ['secrets', 'put', secretPath, '--file', f], { env: { ...this.serverEnv(), ...sanEnv(sandir) }, cwd: path.join(this.tmp, 'server'), timeout: 60000 });
+    fs.rmSync(f, { force: true });
+    const reports = sanitizerReports(sandir);
+    if (reports.length) throw new Error(`secrets put ${secretPath}: ${reports[0]}`);
+    if (r.status !== 0) throw new Error(`secrets put ${secretPath} exited ${r.status}: ${r.stdout} ${r.stderr}`);
   }
 
   // One HTTPS request to the server, verifying its certificate with its CA.
