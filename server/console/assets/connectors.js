@@ -205,7 +205,8 @@ function dialogKey(id) {
   // carries the projects, which the dialog updates in place)
   const pick = (x) => {
     const v = statusCache[x] || {};
-    return [connectorState(x, v).label, v.connected, v.auth, v.account, v.status, v.enabled, v.installations, v.oauth_connected, v.region];
+    return [connectorState(x, v).label, v.connected, v.auth, v.account, v.status, v.enabled, v.installations, v.oauth_connected, v.region,
+      v.channel_id]; // Slack's facts name the channel chosen in the dialog
   };
   return JSON.stringify(ids.map(pick));
 }
@@ -687,7 +688,8 @@ function slackChannel(s) {
   const out = h('div', {});
   const sel = h('select', { name: 'channel' }, h('option', { value: '' }, 'Loading channels…'));
   get('/slack/channels').then((r) => {
-    clear(sel).append(h('option', { value: '' }, 'Choose a channel'),
+    // fill, not the DOM's append: the options come as an array
+    fill(clear(sel), h('option', { value: '' }, 'Choose a channel'),
       (r.channels || []).map((c) => h('option', { value: c.id, selected: c.id === s.channel_id }, '#' + c.name)));
   }).catch((e) => { clear(sel); out.append(errorBox(e)); });
   const b = h('button', { type: 'button', class: 'btn' }, 'Use this channel');
