@@ -443,6 +443,33 @@ test('gcp_oauth_connect_then_service_account_and_projects', async (t) => {
   assert.equal((await t.world.request('GET', '/api/connectors/status')).json.connectors.gcp.connected, false);
 });
 
+// A test in a server of its own, for settings the shared one must not have:
+// prepare(w) starts its peers and sets w.extraEnv, then the server starts, a
+// page signs in to it and body(w, page) runs, with this test's HTTP checks on
+// that server. Its requests count for pages_use_only_documented_routes.
+async function inOwnWorld(t, prepare, body) {
+  const shared = t.world;
+  const w = new World();
+  try {
+    await prepare(w);
+    await w.start();
+    t.world = w;
+    t.allowHttp(SESSION, 401);
+    const page = await t.page(await t.context());
+    await signIn(page, w);
+    await body(w, page);
+  } catch (e) {
+    // the pages close below (before this server stops), so the shots are taken here
+    e.message += `\n    screenshots: ${(await t.screenshots()).join(', ')}`;
+    throw e;
+  } finally {
+    for (const r of w.seenRequests) shared.seenRequests.add(r);
+    t.world = shared;
+    await t.close();
+    t.problems.push(...(await w.stop()));
+  }
+}
+
 // AWS, the guide's happy path, in its own server: the shared one has no AWS
 // credentials (the connectors page test shows the guide's message for that).
 // The customer's side is played by the real `aws` CLI against moto_server,
@@ -463,18 +490,13 @@ function awsCli(motoUrl, ...args) {
 }
 
 test('aws_connect_with_the_trust_policy_shown_then_disconnect', async (t) => {
-  const shared = t.world;
-  const w = new World();
-  try {
-    const aws = await w.startAwsPeers();
+  let aws;
+  await inOwnWorld(t, async (w) => {
+    aws = await w.startAwsPeers();
     w.extraEnv = { AWS_ACCESS_KEY_ID: 'AKIAAURORASERVER0001', AWS_SECRET_ACCESS_KEY: `aurora-${crypto.randomBytes(8).toString('hex')}`,
       AWS_DEFAULT_REGION: 'us-east-1', AWS_STS_ENDPOINT: `${aws.proxyUrl}/`, AURORA_PROVIDER_TIMEOUT_MS: '30000' };
-    await w.start();
-    t.world = w; // this page's requests and HTTP errors are checked against this server
-    t.allowHttp(SESSION, 401);
+  }, async (w, page) => {
     t.allowHttp(/\/aws\/connect$/, 400); // the refused role, below
-    const page = await t.page(await t.context());
-    await signIn(page, w);
     await page.locator('[data-connector="aws"]').getByRole('button', { name: 'Manage' }).click();
     const dlg = page.getByRole('dialog', { name: 'Amazon Web Services' });
     await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
@@ -527,16 +549,7 @@ test('aws_connect_with_the_trust_policy_shown_then_disconnect', async (t) => {
     await dlg.getByRole('button', { name: 'Yes, disconnect Amazon Web Services' }).click();
     await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
     assert.equal((await w.request('GET', '/api/connectors/status')).json.connectors.aws.connected, false);
-  } catch (e) {
-    // the pages close below (before this server stops), so the shots are taken here
-    e.message += `\n    screenshots: ${(await t.screenshots()).join(', ')}`;
-    throw e;
-  } finally {
-    for (const r of w.seenRequests) shared.seenRequests.add(r); // for pages_use_only_documented_routes
-    t.world = shared;
-    await t.close();
-    t.problems.push(...(await w.stop()));
-  }
+  });
 }, { timeout: 240000 });
 
 // The API-key connect forms, each against its provider's stand-in (the
@@ -582,22 +595,16 @@ const API_KEY_CONNECTORS = [
 ];
 
 test('api_key_connect_forms_reach_their_providers', async (t) => {
-  const shared = t.world;
-  const w = new World();
-  try {
-    const bases = {};
+  const bases = {};
+  await inOwnWorld(t, async (w) => {
     for (const c of API_KEY_CONNECTORS) bases[c.id] = await w.startFixture(c.id, ['node', path.join(ROOT, 'tests', 'fixtures', c.script)]);
     for (const c of API_KEY_CONNECTORS) {
       const r = await fetch(`${bases[c.id]}/_fixture/config`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(c.config(c.creds)) });
       assert.ok(r.ok, `${c.id} fixture config: ${r.status}`);
     }
     w.extraEnv = Object.assign({ AURORA_PROVIDER_TIMEOUT_MS: '10000' }, ...API_KEY_CONNECTORS.map((c) => c.env(bases[c.id])));
-    await w.start();
-    t.world = w;
-    t.allowHttp(SESSION, 401);
+  }, async (w, page) => {
     const names = (await w.request('GET', '/api/connectors/status')).json.connectors;
-    const page = await t.page(await t.context());
-    await signIn(page, w);
     for (const c of API_KEY_CONNECTORS) {
       for (const st of [400, 401, 403, 502]) t.allowHttp(new RegExp(`/${c.id}/connect$`), st); // the wrong key
       await page.locator(`[data-connector="${c.id}"]`).getByRole('button', { name: 'Manage' }).click();
@@ -625,15 +632,7 @@ test('api_key_connect_forms_reach_their_providers', async (t) => {
       await dlg.getByRole('button', { name: 'Close' }).click();
       t.note(`${c.id}: refused ${c.refused}, connected, disconnected`);
     }
-  } catch (e) {
-    e.message += `\n    screenshots: ${(await t.screenshots()).join(', ')}`;
-    throw e;
-  } finally {
-    for (const r of w.seenRequests) shared.seenRequests.add(r);
-    t.world = shared;
-    await t.close();
-    t.problems.push(...(await w.stop()));
-  }
+  });
 }, { timeout: 240000 });
 
 // GitHub, the guide's recommended path (Path A, GitHub App), in its own
@@ -643,18 +642,17 @@ test('api_key_connect_forms_reach_their_providers', async (t) => {
 // /connectors, the dialog shows the installation. The App's key pair is made
 // here with Node's crypto and stored with `aurora-server secrets put`.
 test('github_app_install_from_the_console', async (t) => {
-  const shared = t.world;
-  const w = new World();
   const APP_ID = '424242';
   const CLIENT_ID = 'Iv23liAuroraBrowser1';
   const SLUG = 'aurora-browser-test';
   const IID = 4711;
-  try {
-    const gh = await w.startFixture('github_api', ['node', path.join(ROOT, 'tests', 'fixtures', 'github_api.mjs')]);
+  let gh;
+  await inOwnWorld(t, async (w) => {
+    gh = await w.startFixture('github_api', ['node', path.join(ROOT, 'tests', 'fixtures', 'github_api.mjs')]);
     w.extraEnv = (x) => ({ GITHUB_APP_ID: APP_ID, GITHUB_APP_CLIENT_ID: CLIENT_ID, NEXT_PUBLIC_GITHUB_APP_SLUG: SLUG,
       GITHUB_APP_SETUP_URL: `${x.origin}/github/app/install/callback`, GH_BASE_URL: gh, GH_API_BASE_URL: `${gh}/api/v3/`,
       GITHUB_APP_KEY_REFRESH_S: '1', AURORA_PROVIDER_TIMEOUT_MS: '10000' });
-    await w.start();
+  }, async (w, page) => {
     const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
     w.secretsPut('aurora/system/github-app/private-key', privateKey.export({ type: 'pkcs1', format: 'pem' }));
     const perms = { contents: 'read', issues: 'write', metadata: 'read', pull_requests: 'write' };
@@ -665,10 +663,6 @@ test('github_app_install_from_the_console', async (t) => {
         account: { login: 'octo-browser', id: IID * 10, type: 'Organization' }, repository_selection: 'selected',
         permissions: perms, events: ['issues', 'pull_request'], suspended_at: null, created_at: '2026-01-01T00:00:00Z' } } }) });
     assert.ok(r.ok, `github fixture config: ${r.status}`);
-    t.world = w;
-    t.allowHttp(SESSION, 401);
-    const page = await t.page(await t.context());
-    await signIn(page, w);
     await page.locator('[data-connector="github"]').getByRole('button', { name: 'Manage' }).click();
     const dlg = page.getByRole('dialog', { name: 'GitHub' });
     await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
@@ -691,15 +685,60 @@ test('github_app_install_from_the_console', async (t) => {
     assert.equal(stats.install_pages, 1, 'one visit of the install page');
     assert.ok(stats.jwt_ok > 0 && stats.jwt_rejects === 0, `the App's JWTs verified: ${JSON.stringify(stats)}`);
     t.note(`installation ${IID} connected through the popup; ${stats.jwt_ok} App JWTs verified by jose`);
-  } catch (e) {
-    e.message += `\n    screenshots: ${(await t.screenshots()).join(', ')}`;
-    throw e;
-  } finally {
-    for (const x of w.seenRequests) shared.seenRequests.add(x);
-    t.world = shared;
-    await t.close();
-    t.problems.push(...(await w.stop()));
-  }
+  });
+}, { timeout: 240000 });
+
+// Slack: Connect Slack opens Slack's install page (slack_api.mjs, which
+// stands in for slack.com and its Web API and issues the code), Allow comes
+// back to this server's /slack/callback, the popup closes; the dialog then
+// lists the workspace's channels and saves the incidents channel; Disconnect
+// revokes the bot token at Slack.
+test('slack_install_choose_channel_disconnect', async (t) => {
+  let sl;
+  const CLIENT_SECRET = `slack-${crypto.randomBytes(8).toString('hex')}`;
+  await inOwnWorld(t, async (w) => {
+    sl = await w.startFixture('slack_api', ['node', path.join(ROOT, 'tests', 'fixtures', 'slack_api.mjs')]);
+    w.extraEnv = (x) => ({ SLACK_CLIENT_ID: 'slack-browser', SLACK_CLIENT_SECRET: CLIENT_SECRET,
+      SLACK_SIGNING_SECRET: crypto.randomBytes(16).toString('hex'), SLACK_REDIRECT_URI: `${x.origin}/slack/callback`,
+      SLACK_AUTHORIZE_URL: `${sl}/oauth/v2/authorize`, SLACK_TOKEN_URL: `${sl}/oauth.v2.access`, SLACK_API_BASE_URL: sl,
+      AURORA_PROVIDER_TIMEOUT_MS: '10000' });
+  }, async (w, page) => {
+    const r = await fetch(`${sl}/_fixture/config`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({
+      client_id: 'slack-browser', client_secret: CLIENT_SECRET, redirect_uri: `${w.origin}/slack/callback`,
+      team_id: 'T0BROWSER', team_name: 'Acme Browser' }) });
+    assert.ok(r.ok, `slack fixture config: ${r.status}`);
+    await page.locator('[data-connector="slack"]').getByRole('button', { name: 'Manage' }).click();
+    const dlg = page.getByRole('dialog', { name: 'Slack' });
+    await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+    const [popup] = await Promise.all([page.waitForEvent('popup'), dlg.getByRole('button', { name: 'Connect Slack' }).click()]);
+    await popup.getByRole('heading', { name: /requesting permission to access Acme Browser/ }).waitFor();
+    await popup.getByRole('link', { name: 'Allow' }).click();
+    await popup.waitForEvent('close', { timeout: 30000 });
+    await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+    await dlg.locator('dl.facts').getByText('Acme Browser', { exact: true }).waitFor();
+    // the incidents channel, from the workspace's channel list
+    const channel = dlg.getByLabel('Channel', { exact: true });
+    await channel.locator('option[value="C0INCIDENT"]').waitFor({ state: 'attached' });
+    await channel.selectOption('C0INCIDENT');
+    await dlg.getByRole('button', { name: 'Use this channel' }).click();
+    await page.locator('#announcer').getByText('Incidents channel saved').waitFor({ state: 'attached' });
+    // the dialog's facts follow (the status names the channel now)
+    await dlg.locator('dl.facts').getByText('incidents', { exact: true }).waitFor();
+    let st = (await w.request('GET', '/api/connectors/status')).json.connectors.slack;
+    assert.equal(st.connected, true);
+    assert.equal(st.team_id, 'T0BROWSER');
+    assert.equal(st.channel_id, 'C0INCIDENT');
+    const tokenCall = (await (await fetch(`${sl}/_fixture/stats`)).json()).calls.find((c) => c.method === 'oauth.v2.access');
+    assert.equal(tokenCall.body.redirect_uri, `${w.origin}/slack/callback`, 'the code exchanged with the redirect URI Slack sent it to');
+    // disconnect: the bot token is revoked at Slack
+    await dlg.getByRole('button', { name: 'Disconnect' }).click();
+    await dlg.getByRole('button', { name: 'Yes, disconnect Slack' }).click();
+    await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+    st = (await w.request('GET', '/api/connectors/status')).json.connectors.slack;
+    assert.equal(st.connected, false);
+    const calls = (await (await fetch(`${sl}/_fixture/stats`)).json()).calls.map((c) => c.method);
+    assert.ok(calls.includes('auth.revoke'), `auth.revoke called: ${calls.join(', ')}`);
+  });
 }, { timeout: 240000 });
 
 test('incidents_with_correlated_alerts', async (t) => {
