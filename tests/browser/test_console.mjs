@@ -741,6 +741,64 @@ test('slack_install_choose_channel_disconnect', async (t) => {
   });
 }, { timeout: 240000 });
 
+// OAuth connects through the popup, each against its provider's stand-in
+// (oauth2-mock-server with the provider's client and grant checks, as the
+// integration tests use them): the provider's authorize endpoint sends the
+// browser back to this server's callback with a code, the server exchanges
+// it, the popup ends on /connectors and closes; the dialog shows the account,
+// and its Disconnect removes the connection.
+const POPUP_CONNECTORS = [
+  { id: 'bitbucket', script: 'bitbucket_api.mjs', button: 'Connect Bitbucket', secret: `bb-${rnd(8)}`,
+    env: (u, o, sec) => ({ BB_OAUTH_CLIENT_ID: 'bb-browser', BB_OAUTH_CLIENT_SECRET: sec, NEXT_PUBLIC_BACKEND_URL: o,
+      BITBUCKET_AUTHORIZE_URL: `${u}/site/oauth2/authorize`, BITBUCKET_TOKEN_URL: `${u}/site/oauth2/access_token`,
+      BITBUCKET_API_BASE_URL: `${u}/2.0` }),
+    config: (o, sec) => ({ client_id: 'bb-browser', client_secret: sec, expires_in: 7200 }),
+    facts: ['jdoe', 'Jane Doe'] },
+  { id: 'pagerduty', script: 'pagerduty_api.mjs', button: 'Connect with PagerDuty', secret: `pd-${rnd(8)}`,
+    env: (u, o, sec) => ({ PAGERDUTY_CLIENT_ID: 'pd-browser', PAGERDUTY_CLIENT_SECRET: sec, NEXT_PUBLIC_ENABLE_PAGERDUTY_OAUTH: 'true',
+      PAGERDUTY_REDIRECT_URI: `${o}/pagerduty/oauth/callback`, PAGERDUTY_OAUTH_AUTHORIZE_URL: `${u}/oauth/authorize`,
+      PAGERDUTY_OAUTH_TOKEN_URL: `${u}/oauth/token`, PAGERDUTY_OAUTH_REVOKE_URL: `${u}/oauth/revoke`, PAGERDUTY_API_BASE_URL: u }),
+    config: (o, sec) => ({ client_id: 'pd-browser', client_secret: sec, redirect_uris: [`${o}/pagerduty/oauth/callback`] }),
+    facts: ['oauth@example.test', 'OAuth User'] },
+  { id: 'google_chat', script: 'google_chat_api.mjs', button: 'Connect Google Chat', secret: `gc-${rnd(8)}`,
+    env: (u, o, sec) => ({ GOOGLE_CHAT_CLIENT_ID: 'gchat-browser', GOOGLE_CHAT_CLIENT_SECRET: sec,
+      GOOGLE_CHAT_REDIRECT_URI: `${o}/google-chat/callback`, GOOGLE_CHAT_AUTH_URL: `${u}/o/oauth2/v2/auth`,
+      GOOGLE_CHAT_TOKEN_URL: `${u}/token`, GOOGLE_CHAT_REVOKE_URL: `${u}/revoke`, GOOGLE_CHAT_API_BASE_URL: u,
+      GOOGLE_CHAT_CERTS_URL: `${u}/certs/x509`, GOOGLE_CHAT_OIDC_CERTS_URL: `${u}/certs/jwks` }),
+    config: (o, sec) => ({ client_id: 'gchat-browser', client_secret: sec, redirect_uris: [`${o}/google-chat/callback`] }),
+    facts: [] },
+];
+
+test('oauth_popup_connects_reach_their_providers', async (t) => {
+  const bases = {};
+  await inOwnWorld(t, async (w) => {
+    for (const c of POPUP_CONNECTORS) bases[c.id] = await w.startFixture(c.id, ['node', path.join(ROOT, 'tests', 'fixtures', c.script)]);
+    w.extraEnv = (x) => Object.assign({ AURORA_PROVIDER_TIMEOUT_MS: '10000' }, ...POPUP_CONNECTORS.map((c) => c.env(bases[c.id], x.origin, c.secret)));
+  }, async (w, page) => {
+    const names = (await w.request('GET', '/api/connectors/status')).json.connectors;
+    for (const c of POPUP_CONNECTORS) {
+      const r = await fetch(`${bases[c.id]}/_fixture/config`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(c.config(w.origin, c.secret)) });
+      assert.ok(r.ok, `${c.id} fixture config: ${r.status}`);
+      await page.locator(`[data-connector="${c.id}"]`).getByRole('button', { name: 'Manage' }).click();
+      const dlg = page.getByRole('dialog', { name: names[c.id].name });
+      await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+      const [popup] = await Promise.all([page.waitForEvent('popup'), dlg.getByRole('button', { name: c.button }).click()]);
+      await popup.waitForEvent('close', { timeout: 30000 });
+      await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+      for (const f of c.facts) await dlg.locator('dl.facts').getByText(f, { exact: true }).first().waitFor();
+      const st = (await w.request('GET', '/api/connectors/status')).json.connectors[c.id];
+      assert.equal(st.connected, true, `${c.id}: connected`);
+      assert.equal(st.name, names[c.id].name, `${c.id}: still named as the connector`);
+      await dlg.getByRole('button', { name: 'Disconnect' }).click();
+      await dlg.getByRole('button', { name: `Yes, disconnect ${names[c.id].name}` }).click();
+      await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+      assert.equal((await w.request('GET', '/api/connectors/status')).json.connectors[c.id].connected, false, `${c.id}: disconnected`);
+      await dlg.getByRole('button', { name: 'Close' }).click();
+      t.note(`${c.id}: connected through the popup, disconnected`);
+    }
+  });
+}, { timeout: 240000 });
+
 test('incidents_with_correlated_alerts', async (t) => {
   const w = t.world;
   const fp = `fp-${Date.now()}`;
