@@ -767,6 +767,13 @@ const POPUP_CONNECTORS = [
       GOOGLE_CHAT_CERTS_URL: `${u}/certs/x509`, GOOGLE_CHAT_OIDC_CERTS_URL: `${u}/certs/jwks` }),
     config: (o, sec) => ({ client_id: 'gchat-browser', client_secret: sec, redirect_uris: [`${o}/google-chat/callback`] }),
     facts: [] },
+  { id: 'atlassian', script: 'atlassian_api.mjs', button: 'Connect with Atlassian', secret: `atl-${rnd(8)}`,
+    env: (u, o, sec) => ({ ATLASSIAN_CLIENT_ID: 'atl-browser', ATLASSIAN_CLIENT_SECRET: sec,
+      ATLASSIAN_REDIRECT_URI: `${o}/atlassian/callback`, ATLASSIAN_AUTH_URL: `${u}/authorize`,
+      ATLASSIAN_TOKEN_URL: `${u}/oauth/token`, ATLASSIAN_API_BASE_URL: u,
+      NEXT_PUBLIC_ENABLE_CONFLUENCE: 'true', NEXT_PUBLIC_ENABLE_JIRA: 'true' }),
+    config: (o, sec) => ({ client_id: 'atl-browser', client_secret: sec, redirect_uris: [`${o}/atlassian/callback`], mode: 'both', expires_in: 3600 }),
+    facts: ['https://acme.atlassian.net'] },
 ];
 
 test('oauth_popup_connects_reach_their_providers', async (t) => {
@@ -785,7 +792,7 @@ test('oauth_popup_connects_reach_their_providers', async (t) => {
       const [popup] = await Promise.all([page.waitForEvent('popup'), dlg.getByRole('button', { name: c.button }).click()]);
       await popup.waitForEvent('close', { timeout: 30000 });
       await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
-      for (const f of c.facts) await dlg.locator('dl.facts').getByText(f, { exact: true }).first().waitFor();
+      for (const f of c.facts) await dlg.getByText(f, { exact: true }).first().waitFor();
       const st = (await w.request('GET', '/api/connectors/status')).json.connectors[c.id];
       assert.equal(st.connected, true, `${c.id}: connected`);
       assert.equal(st.name, names[c.id].name, `${c.id}: still named as the connector`);
