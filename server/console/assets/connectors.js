@@ -440,7 +440,9 @@ const FLOWS = {
   azure(body, s) {
     const out = h('div', {});
     const oOut = h('div', {});
-    if (s.connected) add(body, connectedFacts(s, [['account', 'Tenant'], ['auth', 'Authentication'],
+    // the account is the tenant for a service principal but the user for a
+    // Microsoft sign-in: the tenant and the user are shown by their own fields
+    if (s.connected) add(body, connectedFacts(s, [['tenant_id', 'Tenant'], ['user', 'Signed in as'], ['auth', 'Authentication'],
       ['client_id', 'Client ID'], ['default_subscription_id', 'Default subscription'], ['connected_at', 'Connected']]));
     add(body, section('Service principal',
       form([field('Directory (tenant) ID', input('tenant_id', { required: true })),
