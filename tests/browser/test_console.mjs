@@ -806,6 +806,72 @@ test('oauth_popup_connects_reach_their_providers', async (t) => {
   });
 }, { timeout: 240000 });
 
+// Azure, both ways the guide offers: a service principal's form (the
+// Microsoft identity platform and Azure Resource Manager played by
+// azure_login.mjs, oauth2-mock-server with Microsoft's client checks, and
+// azure_management.py, which verifies the tokens against its JWKS), then
+// "Sign in with Microsoft" through the popup with Aurora's own App.
+test('azure_service_principal_then_microsoft_sign_in', async (t) => {
+  const APP = crypto.randomUUID(), APP_SECRET = `app-${rnd(8)}`;
+  const SP = crypto.randomUUID(), SP_SECRET = `sp~${rnd(8)}`;
+  const TENANT = crypto.randomUUID(), HOME = crypto.randomUUID();
+  const subs = [{ subscriptionId: crypto.randomUUID(), displayName: 'old', state: 'Disabled' },
+    { subscriptionId: crypto.randomUUID(), displayName: 'prod', state: 'Enabled' }];
+  let login, mgmt;
+  const ctl = async (base, p, body) => {
+    const r = await fetch(`${base}${p}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    assert.ok(r.ok, `${p}: ${r.status}`);
+  };
+  await inOwnWorld(t, async (w) => {
+    login = await w.startFixture('azure_login', ['node', path.join(ROOT, 'tests', 'fixtures', 'azure_login.mjs')]);
+    mgmt = await w.startFixture('azure_management', ['python3', path.join(ROOT, 'tests', 'fixtures', 'azure_management.py'),
+      '--issuer', login, '--jwks', `${login}/discovery/v2.0/keys`]);
+    await ctl(mgmt, '/_fixture/subscriptions', { tenant: TENANT, pages: [subs] });
+    await ctl(mgmt, '/_fixture/subscriptions', { tenant: HOME, pages: [[{ subscriptionId: crypto.randomUUID(), displayName: 'home', state: 'Enabled' }]] });
+    w.extraEnv = (x) => ({ AZURE_LOGIN_BASE: login, AZURE_MANAGEMENT_BASE: mgmt, AZURE_CLIENT_ID: APP, AZURE_CLIENT_SECRET: APP_SECRET,
+      AZURE_REDIRECT_URI: `${x.origin}/azure/callback`, AURORA_PROVIDER_TIMEOUT_MS: '10000' });
+  }, async (w, page) => {
+    await ctl(login, '/_fixture/config', { apps: { [APP]: { secret: APP_SECRET, redirect_uris: [`${w.origin}/azure/callback`] },
+      [SP]: { secret: SP_SECRET, redirect_uris: [] } }, tenants: [TENANT, HOME], home_tenant: HOME });
+    t.allowHttp(/\/azure\/connect$/, 400);
+    t.allowHttp(/\/azure\/connect$/, 401);
+    await page.locator('[data-connector="azure"]').getByRole('button', { name: 'Manage' }).click();
+    const dlg = page.getByRole('dialog', { name: 'Microsoft Azure' });
+    await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+    const fill = async (secret) => {
+      await dlg.getByLabel('Directory (tenant) ID', { exact: true }).fill(TENANT);
+      await dlg.getByLabel('Application (client) ID', { exact: true }).fill(SP);
+      await dlg.getByLabel('Client secret', { exact: true }).fill(secret);
+      await dlg.getByRole('button', { name: 'Connect', exact: true }).click();
+    };
+    await fill(`wrong-${rnd(4)}`);
+    await dlg.getByRole('alert').getByText('AZURE_INVALID_CREDENTIALS').waitFor();
+    await fill(SP_SECRET);
+    await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+    const facts = dlg.locator('dl.facts');
+    await facts.locator('dt:text-is("Tenant") + dd').getByText(TENANT, { exact: true }).waitFor();
+    await facts.getByText(subs[1].subscriptionId, { exact: true }).waitFor(); // the first Enabled one
+    let st = (await w.request('GET', '/api/connectors/status')).json.connectors.azure;
+    assert.equal(st.auth, 'service_principal');
+    assert.equal(st.client_id, SP);
+    await dlg.getByRole('button', { name: 'Disconnect' }).click();
+    await dlg.getByRole('button', { name: 'Yes, disconnect Microsoft Azure' }).click();
+    await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+    // Aurora's App: Microsoft's sign-in in the popup, back to /azure/callback
+    const [popup] = await Promise.all([page.waitForEvent('popup'), dlg.getByRole('button', { name: 'Sign in with Microsoft' }).click()]);
+    await popup.waitForEvent('close', { timeout: 30000 });
+    await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+    st = (await w.request('GET', '/api/connectors/status')).json.connectors.azure;
+    assert.equal(st.connected, true);
+    assert.notEqual(st.auth, 'service_principal', `signed in with Microsoft: ${JSON.stringify(st)}`);
+    // each fact under its own label: the tenant is not the signed-in user
+    const fact = (label) => facts.locator(`dt:text-is("${label}") + dd`);
+    await fact('Signed in as').getByText('alice@contoso.example', { exact: true }).waitFor();
+    assert.equal((await fact('Tenant').textContent()).trim(), HOME);
+    t.note(`service principal (${subs.length} subscriptions) and Microsoft sign-in (auth ${st.auth}) connected`);
+  });
+}, { timeout: 240000 });
+
 test('incidents_with_correlated_alerts', async (t) => {
   const w = t.world;
   const fp = `fp-${Date.now()}`;
