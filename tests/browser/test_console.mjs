@@ -774,6 +774,12 @@ const POPUP_CONNECTORS = [
       NEXT_PUBLIC_ENABLE_CONFLUENCE: 'true', NEXT_PUBLIC_ENABLE_JIRA: 'true' }),
     config: (o, sec) => ({ client_id: 'atl-browser', client_secret: sec, redirect_uris: [`${o}/atlassian/callback`], mode: 'both', expires_in: 3600 }),
     facts: ['https://acme.atlassian.net'] },
+  { id: 'github', script: 'github_oauth.mjs', button: 'Connect via OAuth', secret: `gh-${rnd(8)}`,
+    env: (u, o, sec) => ({ GITHUB_AUTH_MODE: 'oauth', GH_OAUTH_CLIENT_ID: 'Ov23liBrowser', GH_OAUTH_CLIENT_SECRET: sec,
+      GH_OAUTH_REDIRECT_URI: `${o}/github/callback`,
+      GH_BASE_URL: u, GH_API_BASE_URL: `${u}/api/v3` }),
+    config: (o, sec) => ({ client_id: 'Ov23liBrowser', client_secret: sec, login: 'octo-browser' }),
+    facts: [] },
 ];
 
 test('oauth_popup_connects_reach_their_providers', async (t) => {
