@@ -1112,4 +1112,5 @@ const connector connector_atlassian = {
     .disconnecting = NULL, /* no revocation endpoint for 3LO grants */
     .settings = atl_settings,
     .timeout_ms = CONNECTOR_TIMEOUT_MS,
+    .redirect_setting = "ATLASSIAN_REDIRECT_URI",
 };

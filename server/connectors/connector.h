@@ -95,6 +95,11 @@ typedef struct connector {
      * -1 with err (one line naming the setting and the fix, never its
      * value) makes the server refuse to start. */
     int (*check_settings)(const config_t *cfg, char *err, size_t errlen);
+    /* Optional: the setting that names the OAuth redirect URI this connector
+     * sends to its provider.  GET /api/connectors/status shows its value as
+     * "redirect_uri": what must be registered at the provider, which the
+     * console cannot guess (the API may live on another host than the page). */
+    const char *redirect_setting;
 } connector;
 
 /* The table, defined in connectors.c. */

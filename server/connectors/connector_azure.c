@@ -789,4 +789,5 @@ const connector connector_azure = {
     .disconnected = az_disconnected,
     .settings = az_settings,
     .timeout_ms = CONNECTOR_TIMEOUT_MS,
+    .redirect_setting = "AZURE_REDIRECT_URI",
 };

@@ -1081,4 +1081,5 @@ const connector connector_gcp = {
     .disconnecting = gcp_disconnecting,
     .settings = gcp_settings,
     .timeout_ms = CONNECTOR_TIMEOUT_MS,
+    .redirect_setting = "GCP_REDIRECT_URI",
 };

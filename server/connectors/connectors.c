@@ -246,6 +246,9 @@ static void connectors_status(worker_ctx *w, http_request *req, http_response *r
             c->status(w, &req->auth, one);
         if (!cJSON_GetObjectItemCaseSensitive(one, "connected"))
             cJSON_AddBoolToObject(one, "connected", 0);
+        const char *redirect = c->redirect_setting && w->cfg ? server_setting(w->cfg, c->redirect_setting) : NULL;
+        if (redirect && !cJSON_GetObjectItemCaseSensitive(one, "redirect_uri"))
+            cJSON_AddStringToObject(one, "redirect_uri", redirect);
         /* the connector's own name, whatever its status callback added
          * (pages title the card and the dialog with it) */
         cJSON_DeleteItemFromObjectCaseSensitive(one, "name");

@@ -794,4 +794,5 @@ const connector connector_github = {
     .settings = github_settings,
     .disconnecting = github_oauth_disconnecting, /* github_oauth.c: revoke the OAuth grant */
     .timeout_ms = 15000,
+    .redirect_setting = "GH_OAUTH_REDIRECT_URI",
 };

@@ -490,4 +490,5 @@ const connector connector_google_chat = {
     .settings = gchat_settings,
     .timeout_ms = CONNECTOR_TIMEOUT_MS,
     .check_settings = gchat_check_settings,
+    .redirect_setting = "GOOGLE_CHAT_REDIRECT_URI",
 };

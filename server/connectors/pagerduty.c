@@ -824,4 +824,5 @@ const connector connector_pagerduty = {
     .disconnecting = pd_disconnecting,
     .settings = pd_settings,
     .timeout_ms = CONNECTOR_TIMEOUT_MS,
+    .redirect_setting = "PAGERDUTY_REDIRECT_URI",
 };

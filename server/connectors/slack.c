@@ -385,4 +385,5 @@ const connector connector_slack = {
     .disconnecting = slack_disconnecting,
     .settings = slack_settings,
     .timeout_ms = CONNECTOR_TIMEOUT_MS,
+    .redirect_setting = "SLACK_REDIRECT_URI",
 };

@@ -203,7 +203,17 @@ test('connectors_page_cards_states_and_urls', async (t) => {
   const [popup] = await Promise.all([page.waitForEvent('popup'), sl.getByRole('button', { name: 'Connect Slack' }).click()]);
   await popup.waitForEvent('close');
   await sl.getByRole('alert').filter({ hasText: 'Slack OAuth credentials not configured' }).getByText('SLACK_OAUTH_NOT_CONFIGURED').waitFor();
+  // the redirect URI to register is the server's SLACK_REDIRECT_URI
+  await sl.locator('code', { hasText: `${API_HOST}/slack/callback` }).waitFor();
   await sl.getByRole('button', { name: 'Close' }).click();
+  // so are Azure's and GitHub's OAuth callbacks
+  for (const [id, name, url] of [['azure', 'Microsoft Azure', `${API_HOST}/azure/callback`], ['github', 'GitHub', `${API_HOST}/github/callback`]]) {
+    await page.locator(`[data-connector="${id}"]`).getByRole('button', { name: 'Manage' }).click();
+    const d = page.getByRole('dialog', { name });
+    await d.locator('code', { hasText: url }).waitFor();
+    assert.equal(await d.locator('code', { hasText: `${t.world.origin}/${id}/callback` }).count(), 0, `${id}: not this page's origin`);
+    await d.getByRole('button', { name: 'Close' }).click();
+  }
 
   // AWS without Aurora's own credentials: the guide's troubleshooting message
   await page.locator('[data-connector="aws"]').getByRole('button', { name: 'Manage' }).click();
@@ -1072,8 +1082,14 @@ test('pages_use_only_documented_routes', async (t) => {
 });
 
 // ---------------------------------------------------------------------------
+// Redirect URIs on another host than the console's (the API behind its own
+// name, as the guide's <API_URL>): the dialogs must show these, not guess
+// from the page's origin. No credentials come with them here.
+const API_HOST = 'https://api.aurora.example.test';
+
 async function main() {
-  const world = new World();
+  const world = new World({ extraEnv: { AZURE_REDIRECT_URI: `${API_HOST}/azure/callback`,
+    GH_OAUTH_REDIRECT_URI: `${API_HOST}/github/callback`, SLACK_REDIRECT_URI: `${API_HOST}/slack/callback` } });
   let result = { passed: 0, failed: 1 };
   let setupError = null;
   try {

@@ -182,6 +182,7 @@ def test_oauth_end_to_end(t):
     eq((st["connected"], st["team_id"], st["bot_user_id"], st["channel_chosen"]),
        (True, tid, "U0AURORABOT", False), "status after install (%r)" % st)
     check("xoxb" not in json.dumps(st), "no token in the status", st)
+    eq(st.get("redirect_uri"), w.extra_env["SLACK_REDIRECT_URI"], "the redirect URI to register (SLACK_REDIRECT_URI)")
     s = w.get("/slack/status", key=key).json
     eq((s["events_path"], s["signing_secret_configured"]), ("/slack/events", True), "slack status")
 

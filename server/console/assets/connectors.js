@@ -377,6 +377,10 @@ function genericFlow(body, s, id) {
 }
 
 // ---- per-connector flows ------------------------------------------------------
+// The redirect URIs shown are the server's (its status's redirect_uri, from
+// GCP_REDIRECT_URI, SLACK_REDIRECT_URI, …): what the provider must have
+// registered. This page's origin is only the fallback: the API may be served
+// from another host.
 const FLOWS = {
   gcp(body, s) {
     const out = h('div', {});
@@ -408,7 +412,7 @@ const FLOWS = {
     const oauthSection = section('Option B: OAuth 2.0',
       h('p', { class: 'muted small' }, 'Interactive consent with your Google account.'),
       h('div', { class: 'row' }, oauthButton('Connect with Google', '/login', out)), out,
-      copyable('Authorized redirect URI (GCP_REDIRECT_URI)', `${ORIGIN}/callback`));
+      copyable('Authorized redirect URI (GCP_REDIRECT_URI)', s.redirect_uri || `${ORIGIN}/callback`));
     add(body, authChoice('gcp-auth', [['sa', 'Service Account', saSection], ['oauth', 'OAuth 2.0', oauthSection]],
       s.auth === 'oauth' ? 'oauth' : 'sa'));
     add(body, disconnectSection('gcp', s));
@@ -453,7 +457,7 @@ const FLOWS = {
         client_secret: val(f, 'client_secret'), ...(val(f, 'subscription_id') ? { subscription_id: val(f, 'subscription_id') } : {}) }), out), out));
     add(body, section('Or sign in with Microsoft',
       h('div', { class: 'row' }, oauthButton('Sign in with Microsoft', '/azure/login', oOut)), oOut,
-      copyable('Redirect URI (Web)', `${ORIGIN}/azure/callback`)));
+      copyable('Redirect URI (Web)', s.redirect_uri || `${ORIGIN}/azure/callback`)));
     add(body, disconnectSection('azure', s));
   },
 
@@ -490,7 +494,7 @@ const FLOWS = {
     if (s.installations) add(body, githubInstallations());
     add(body, urls(['Webhook URL', `${ORIGIN}/github/webhook`],
       ['Setup URL', `${ORIGIN}/github/app/install/callback`],
-      ['Callback URL', `${ORIGIN}/github/callback`]));
+      ['Callback URL', s.redirect_uri || `${ORIGIN}/github/callback`]));
     if (s.oauth_connected) {
       add(body, disconnectSection('github', s, { always: true, label: 'Disconnect OAuth',
         note: 'Revokes the OAuth grant and deletes the user token. App installations are managed on GitHub.' }));
@@ -506,7 +510,7 @@ const FLOWS = {
     add(body, section(s.connected ? 'Reconnect' : 'Connect',
       h('div', { class: 'row' }, oauthButton('Connect Slack', '/slack/login', out)), out,
       s.oauth_configured === false ? h('p', { class: 'alert alert-info small' }, 'Slack OAuth credentials not configured: set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET in .env.') : null));
-    add(body, urls(['Redirect URL', `${ORIGIN}/slack/callback`], ['Event Subscriptions Request URL', `${ORIGIN}/slack/events`]));
+    add(body, urls(['Redirect URL', s.redirect_uri || `${ORIGIN}/slack/callback`], ['Event Subscriptions Request URL', `${ORIGIN}/slack/events`]));
     add(body, disconnectSection('slack', s));
   },
 
@@ -531,7 +535,7 @@ const FLOWS = {
     if (s.connected) add(body, connectedFacts(s, [['account', 'Account'], ['user_name', 'User'], ['auth', 'Authentication'], ['email', 'Email'], ['connected_at', 'Connected']]));
     if (s.oauth_enabled) {
       add(body, section('Option A: OAuth', h('div', { class: 'row' }, oauthButton('Connect with PagerDuty', '/pagerduty/oauth/login', oOut)), oOut,
-        copyable('Redirect URL', `${ORIGIN}/pagerduty/oauth/callback`)));
+        copyable('Redirect URL', s.redirect_uri || `${ORIGIN}/pagerduty/oauth/callback`)));
     }
     add(body, section(s.oauth_enabled ? 'Option B: API Token' : 'API Token',
       form([field('API token', secret('api_token', { required: true })),
@@ -649,7 +653,7 @@ function atlassianFlow(body, s, only) {
       const picked = boxes.map((b) => b.querySelector('input')).filter((i) => i.checked).map((i) => i.value);
       return '/atlassian/login' + (picked.length ? '?products=' + encodeURIComponent(picked.join(',')) : '');
     }, out)), out,
-    copyable('Callback URL', `${ORIGIN}/atlassian/callback`)));
+    copyable('Callback URL', (statusCache.atlassian || {}).redirect_uri || `${ORIGIN}/atlassian/callback`)));
   // Data Center: per product, its Base URL and Personal Access Token
   const patGroups = products.map(([id, label, ps]) => {
     const use = h('input', { type: 'checkbox', name: `pat-use-${id}`, checked: products.length === 1 || id === 'confluence', disabled: ps.enabled === false });
