@@ -207,7 +207,8 @@ test('connectors_page_cards_states_and_urls', async (t) => {
   await sl.locator('code', { hasText: `${API_HOST}/slack/callback` }).waitFor();
   await sl.getByRole('button', { name: 'Close' }).click();
   // so are Azure's and GitHub's OAuth callbacks
-  for (const [id, name, url] of [['azure', 'Microsoft Azure', `${API_HOST}/azure/callback`], ['github', 'GitHub', `${API_HOST}/github/callback`]]) {
+  for (const [id, name, url] of [['azure', 'Microsoft Azure', `${API_HOST}/azure/callback`], ['github', 'GitHub', `${API_HOST}/github/callback`],
+    ['github', 'GitHub', `${API_HOST}/github/app/install/callback`]]) { // and the App's Setup URL
     await page.locator(`[data-connector="${id}"]`).getByRole('button', { name: 'Manage' }).click();
     const d = page.getByRole('dialog', { name });
     await d.locator('code', { hasText: url }).waitFor();
@@ -1089,7 +1090,8 @@ const API_HOST = 'https://api.aurora.example.test';
 
 async function main() {
   const world = new World({ extraEnv: { AZURE_REDIRECT_URI: `${API_HOST}/azure/callback`,
-    GH_OAUTH_REDIRECT_URI: `${API_HOST}/github/callback`, SLACK_REDIRECT_URI: `${API_HOST}/slack/callback` } });
+    GH_OAUTH_REDIRECT_URI: `${API_HOST}/github/callback`, SLACK_REDIRECT_URI: `${API_HOST}/slack/callback`,
+    GITHUB_APP_SETUP_URL: `${API_HOST}/github/app/install/callback` } });
   let result = { passed: 0, failed: 1 };
   let setupError = null;
   try {

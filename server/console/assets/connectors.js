@@ -479,7 +479,15 @@ const FLOWS = {
   github(body, s) {
     const out = h('div', {});
     const actions = h('div', { class: 'row' }, h('p', { class: 'loading' }, 'Loading…'));
+    // the App's Setup and Webhook URLs as the server has them configured
+    // (GITHUB_APP_SETUP_URL, GITHUB_APP_WEBHOOK_URL), once /github/status says
+    const urlBox = h('div', {});
+    const drawUrls = (app) => fill(clear(urlBox), urls(['Webhook URL', app.webhook_url || `${ORIGIN}/github/webhook`],
+      ['Setup URL', app.setup_url || `${ORIGIN}/github/app/install/callback`],
+      ['Callback URL', s.redirect_uri || `${ORIGIN}/github/callback`]));
+    drawUrls({});
     get('/github/status').then((g) => {
+      drawUrls(g.app || {});
       clear(actions);
       for (const a of g.actions || []) {
         const path = a.action === 'app_install' ? '/github/app/install' : '/github/login';
@@ -492,9 +500,7 @@ const FLOWS = {
     }).catch((e) => clear(actions).append(errorBox(e)));
     add(body, section('Connect', actions, out));
     if (s.installations) add(body, githubInstallations());
-    add(body, urls(['Webhook URL', `${ORIGIN}/github/webhook`],
-      ['Setup URL', `${ORIGIN}/github/app/install/callback`],
-      ['Callback URL', s.redirect_uri || `${ORIGIN}/github/callback`]));
+    add(body, urlBox);
     if (s.oauth_connected) {
       add(body, disconnectSection('github', s, { always: true, label: 'Disconnect OAuth',
         note: 'Revokes the OAuth grant and deletes the user token. App installations are managed on GitHub.' }));
