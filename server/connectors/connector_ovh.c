@@ -354,6 +354,14 @@ static void ovh_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
     static const char *const keys[] = { "region", NULL };
     int on = config_bool(&w->cfg->raw, "NEXT_PUBLIC_ENABLE_OVH");
     cJSON_AddBoolToObject(out, "enabled", on);
+    /* each configured region's OVH_<REGION>_REDIRECT_URI: the callback to
+     * register with that region's OAuth2 client (the console shows it) */
+    cJSON *ru = cJSON_AddObjectToObject(out, "redirect_uris");
+    for (size_t i = 0; ru && i < sizeof(g_regions) / sizeof(g_regions[0]); i++) {
+        const char *v = rsetting(w, &g_regions[i], "REDIRECT_URI");
+        if (v)
+            cJSON_AddStringToObject(ru, g_regions[i].id, v);
+    }
     store_connector c;
     cJSON *md;
     if (!kit_status(w, who, OVH_ID, keys, out, &c, &md))

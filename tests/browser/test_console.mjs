@@ -791,6 +791,20 @@ const POPUP_CONNECTORS = [
       GH_BASE_URL: u, GH_API_BASE_URL: `${u}/api/v3` }),
     config: (o, sec) => ({ client_id: 'Ov23liBrowser', client_secret: sec, login: 'octo-browser' }),
     facts: [] },
+  { id: 'ovh', script: 'ovh_oauth.mjs', button: 'Connect with OVH', secret: `ovh-${rnd(8)}`,
+    env: (u, o, sec) => ({ NEXT_PUBLIC_ENABLE_OVH: 'true', OVH_EU_CLIENT_ID: 'eu-browser', OVH_EU_CLIENT_SECRET: sec,
+      OVH_EU_REDIRECT_URI: `${o}/ovh_api/ovh/oauth2/callback`, OVH_EU_AUTH_BASE: `${u}/auth`, OVH_EU_API_BASE: `${u}/1.0`,
+      OVH_CA_REDIRECT_URI: 'https://api.aurora.example.test/ovh/oauth2/callback' }),
+    config: (o, sec) => ({ client_id: 'eu-browser', client_secret: sec, redirect_uris: [`${o}/ovh_api/ovh/oauth2/callback`], nichandle: 'eu12345-ovh' }),
+    // each region's callback as the server has it (OVH_<REGION>_REDIRECT_URI)
+    before: async (dlg, w) => {
+      const region = dlg.getByLabel('Region', { exact: true });
+      await region.selectOption('ca');
+      await dlg.locator('code', { hasText: 'https://api.aurora.example.test/ovh/oauth2/callback' }).waitFor();
+      await region.selectOption('eu');
+      await dlg.locator('code', { hasText: `${w.origin}/ovh_api/ovh/oauth2/callback` }).waitFor();
+    },
+    facts: ['eu12345-ovh'] },
 ];
 
 test('oauth_popup_connects_reach_their_providers', async (t) => {
@@ -806,6 +820,7 @@ test('oauth_popup_connects_reach_their_providers', async (t) => {
       await page.locator(`[data-connector="${c.id}"]`).getByRole('button', { name: 'Manage' }).click();
       const dlg = page.getByRole('dialog', { name: names[c.id].name });
       await dlg.locator('.dialog-head .state[data-state="Not connected"]').waitFor();
+      if (c.before) await c.before(dlg, w);
       const [popup] = await Promise.all([page.waitForEvent('popup'), dlg.getByRole('button', { name: c.button }).click()]);
       await popup.waitForEvent('close', { timeout: 30000 });
       await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();

@@ -227,6 +227,8 @@ def test_eu_connect_and_refresh_rotation(t):
     st = status(w, key)
     eq((st.get("enabled"), st.get("connected"), st.get("account"), st.get("region")),
        (True, True, "eu12345-ovh", "eu"), "status")
+    eq(st.get("redirect_uris"), {"eu": w.extra_env["OVH_EU_REDIRECT_URI"], "ca": w.extra_env["OVH_CA_REDIRECT_URI"]},
+       "each configured region's callback to register (US has none)")
     eq(secret_paths(w, user), ["aurora/orgs/%s/users/%s/ovh/refresh-token" % (org, user)], "stored secrets")
     # refresh twice: OVH rotates refresh tokens, so the second only works if the
     # rotated one was stored

@@ -470,9 +470,15 @@ const FLOWS = {
     const out = h('div', {});
     if (s.connected) add(body, connectedFacts(s, [['account', 'Account'], ['region', 'Region'], ['connected_at', 'Connected']]));
     const region = select('region', [['eu', 'Europe (EU)'], ['ca', 'Canada (CA)'], ['us', 'United States (US)']], s.region || 'eu');
+    // the chosen region's OVH_<REGION>_REDIRECT_URI, as the server has it
+    const callback = h('div', {});
+    const drawCallback = () => fill(clear(callback), copyable('Callback URL (HTTPS only)',
+      (s.redirect_uris || {})[region.value] || `${ORIGIN}/ovh_api/ovh/oauth2/callback`));
+    region.addEventListener('change', drawCallback);
+    drawCallback();
     add(body, section('Connect with OVH', field('Region', region),
       h('div', { class: 'row' }, oauthButton('Connect with OVH', () => `/ovh_api/ovh/oauth2/initiate?region=${encodeURIComponent(region.value)}`, out)), out,
-      copyable('Callback URL (HTTPS only)', `${ORIGIN}/ovh_api/ovh/oauth2/callback`)));
+      callback));
     add(body, disconnectSection('ovh', s));
   },
 
