@@ -572,28 +572,28 @@ test('aws_connect_with_the_trust_policy_shown_then_disconnect', async (t) => {
 // server reads fails here, not in front of a user.
 const rnd = (n) => crypto.randomBytes(n).toString('hex');
 const API_KEY_CONNECTORS = [
-  { id: 'datadog', script: 'datadog_api.mjs', env: (u) => ({ AURORA_DATADOG_BASE_URL: u }),
+  { id: 'datadog', webhook: '/datadog/webhook', script: 'datadog_api.mjs', env: (u) => ({ AURORA_DATADOG_BASE_URL: u }),
     creds: { api: rnd(16), app: rnd(20) },
     config: (c) => ({ orgs: [{ api_key: c.api, app_keys: [c.app] }], monitors: 0, events: 0 }),
     fill: (c, good) => ({ 'API key': good ? c.api : rnd(16), 'Application key': c.app }),
     refused: 'DATADOG_INVALID_API_KEY' },
-  { id: 'pagerduty', script: 'pagerduty_api.mjs', env: (u) => ({ PAGERDUTY_API_BASE_URL: u }),
+  { id: 'pagerduty', webhook: '/pagerduty/webhook', webhookOrg: false, script: 'pagerduty_api.mjs', env: (u) => ({ PAGERDUTY_API_BASE_URL: u }),
     creds: { key: `u+${rnd(9)}` },
     config: (c) => ({ user_keys: { [c.key]: { id: 'PUSER01', email: 'oncall@example.test', name: 'On Call' } }, account_keys: [] }),
     fill: (c, good) => ({ 'API token': good ? c.key : `u+${rnd(9)}` }),
     refused: 'PAGERDUTY_INVALID_TOKEN', facts: ['oncall@example.test'] },
-  { id: 'netdata', script: 'netdata_cloud.mjs', env: (u) => ({ NETDATA_API_BASE_URL: u }),
+  { id: 'netdata', webhook: '/netdata/webhook', script: 'netdata_cloud.mjs', env: (u) => ({ NETDATA_API_BASE_URL: u }),
     creds: { token: `ndc.${rnd(12)}` },
     config: (c) => ({ token: c.token, spaces: [{ id: '6a1c6c1e-0000-4000-8000-000000000001', name: 'Production', slug: 'production' }], rooms: {}, nodes: {} }),
     fill: (c, good) => ({ 'API token': good ? c.token : `ndc.wrong-${rnd(4)}` }),
     refused: 'NETDATA_AUTH_FAILED' },
-  { id: 'newrelic', script: 'newrelic_nerdgraph.mjs',
+  { id: 'newrelic', webhook: '/newrelic/webhook', script: 'newrelic_nerdgraph.mjs',
     env: (u) => ({ AURORA_NEWRELIC_US_GRAPHQL_URL: `${u}/us/graphql`, AURORA_NEWRELIC_EU_GRAPHQL_URL: `${u}/eu/graphql` }),
     creds: { key: `NRAK-${crypto.randomBytes(27).map((b) => 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'.charCodeAt(b % 36)).toString('latin1')}`, account: String(1000000 + crypto.randomInt(8999999)) },
     config: (c) => ({ keys: { [c.key]: { region: 'US', accounts: [Number(c.account)] } }, accounts: { [c.account]: 'Acme' } }),
     fill: (c, good) => ({ 'User API Key': good ? c.key : `NRAK-${'X'.repeat(27)}`, 'Account ID': c.account }),
     refused: 'NEWRELIC_INVALID_API_KEY', facts: [null] /* the account id, below */ },
-  { id: 'sentry', script: 'sentry_api.mjs', env: (u) => ({ SENTRY_US_BASE_URL: u, SENTRY_ALLOW_LOOPBACK: 'true' }),
+  { id: 'sentry', webhook: '/sentry/webhook', script: 'sentry_api.mjs', env: (u) => ({ SENTRY_US_BASE_URL: u, SENTRY_ALLOW_LOOPBACK: 'true' }),
     creds: { token: `sntrys_${rnd(12)}` },
     config: (c) => ({ orgs: { 'acme-co': { id: '1001', name: 'Acme Co', token: c.token, projects: 3 } } }),
     fill: (c, good) => ({ 'Organization Slug': 'acme-co', 'Auth Token': good ? c.token : `sntrys_${rnd(12)}` }),
@@ -632,6 +632,12 @@ test('api_key_connect_forms_reach_their_providers', async (t) => {
       await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
       for (const f of c.facts || []) await dlg.locator('dl.facts').getByText(f === null ? c.creds.account : f, { exact: true }).first().waitFor();
       assert.equal((await w.request('GET', '/api/connectors/status')).json.connectors[c.id].connected, true, `${c.id}: connected`);
+      // the webhook URL to paste, as the server builds it: the user and (but for
+      // PagerDuty, which names the org only for a user of several) the org
+      if (c.webhook) {
+        const want = `${w.origin}${c.webhook}/${w.userId}${c.webhookOrg === false ? '' : `?org_id=${w.orgId}`}`;
+        await dlg.locator('code').filter({ hasText: new RegExp(`^${want.replace(/[.?*+^$()|[\]\\]/g, '\\$&')}$`) }).waitFor();
+      }
       // the card behind the dialog follows, still titled with the connector's name
       const cardEl = page.locator(`[data-connector="${c.id}"]`);
       await cardEl.locator('.state[data-state="Connected"]').waitFor();

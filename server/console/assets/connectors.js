@@ -9,6 +9,11 @@ import { connectorState } from './states.js';
 
 const ORIGIN = location.origin;
 const userWebhook = (path) => `${ORIGIN}${path}/${encodeURIComponent(session.user_id || '{user_id}')}`;
+// A webhook URL as the server gives it in the status (a path is put under
+// this origin); before that, the same shape: the user, and the org that keeps
+// the URL unambiguous once the user belongs to several organizations.
+const serverWebhook = (url, path) => (url ? (url.startsWith('/') ? ORIGIN + url : url)
+  : `${userWebhook(path)}?org_id=${encodeURIComponent(session.org_id || '{org_id}')}`);
 
 // Order and grouping of the guide's sections.
 const GROUPS = [
@@ -565,7 +570,7 @@ const FLOWS = {
         field('Application key', secret('app_key')),
         field('Site', select('site', [['datadoghq.com', 'US1 (datadoghq.com)'], ['us3.datadoghq.com', 'US3'], ['us5.datadoghq.com', 'US5'], ['datadoghq.eu', 'EU (datadoghq.eu)']], s.site || 'datadoghq.com'))],
       'Connect', (f) => post('/datadog/connect', { api_key: val(f, 'api_key'), site: val(f, 'site'), ...(val(f, 'app_key') ? { app_key: val(f, 'app_key') } : {}) }), out), out));
-    add(body, urls(['Webhook URL', userWebhook('/datadog/webhook')]));
+    add(body, urls(['Webhook URL', serverWebhook(s.webhook && s.webhook.url, '/datadog/webhook')]));
     add(body, disconnectSection('datadog', s));
   },
 
@@ -596,7 +601,7 @@ const FLOWS = {
         field('License Key (optional)', secret('license_key'))], 'Connect',
       (f) => post('/newrelic/connect', { api_key: val(f, 'api_key'), account_id: val(f, 'account_id'), region: val(f, 'region'),
         ...(val(f, 'license_key') ? { license_key: val(f, 'license_key') } : {}) }), out), out));
-    add(body, urls(['Webhook URL', userWebhook('/newrelic/webhook')]));
+    add(body, urls(['Webhook URL', serverWebhook(s.webhook && s.webhook.url, '/newrelic/webhook')]));
     add(body, disconnectSection('newrelic', s));
   },
 
@@ -621,7 +626,7 @@ const FLOWS = {
     add(body, section(s.connected ? 'Reconnect' : 'Connect',
       form([field('API token', secret('api_token', { required: true }))], 'Connect',
         (f) => post('/netdata/connect', { api_token: val(f, 'api_token') }), out), out));
-    add(body, urls(['Webhook URL', userWebhook('/netdata/webhook')]));
+    add(body, urls(['Webhook URL', serverWebhook(s.webhook_url || s.webhook_path, '/netdata/webhook')]));
     add(body, disconnectSection('netdata', s));
   },
 
