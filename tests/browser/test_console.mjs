@@ -460,7 +460,7 @@ test('gcp_oauth_connect_then_service_account_and_projects', async (t) => {
 // that server. Its requests count for pages_use_only_documented_routes.
 async function inOwnWorld(t, prepare, body) {
   const shared = t.world;
-  const w = new World();
+  const w = new World({ googlePeers: false });
   try {
     await prepare(w);
     await w.start();

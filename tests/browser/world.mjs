@@ -156,8 +156,11 @@ async function portAccepts(port) {
 export class World {
   // extraEnv: more settings for the server (added after the defaults below);
   // a function of the world when a value needs its origin
-  constructor({ extraEnv = {} } = {}) {
+  // googlePeers: false leaves out gcp_fixture.py and the OAuth mock (a
+  // world for other connectors' tests needs neither)
+  constructor({ extraEnv = {}, googlePeers = true } = {}) {
     this.extraEnv = extraEnv;
+    this.googlePeers = googlePeers;
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'aurora-browser-'));
     this.procs = [];
     this.agents = [];
@@ -179,7 +182,14 @@ export class World {
       INTERNAL_API_SECRET: this.secret,
       AURORA_LOG_LEVEL: 'info',
       AURORA_TOKEN_RATE_LIMIT_PER_MINUTE: '1000',
-      // the GCP connector's peers: gcp_fixture.py and the OAuth mock
+      ...(this.googlePeers ? this.googleEnv() : {}),
+      ...(typeof this.extraEnv === 'function' ? this.extraEnv(this) : this.extraEnv),
+    };
+  }
+
+  // the GCP connector's peers: gcp_fixture.py and the OAuth mock
+  googleEnv() {
+    return {
       GCP_TOKEN_URI_OVERRIDE: `http://127.0.0.1:${this.gcpPort}/token`,
       GCP_CRM_URL: `http://127.0.0.1:${this.gcpPort}`,
       AURORA_PROVIDER_TIMEOUT_MS: '5000',
@@ -189,7 +199,6 @@ export class World {
       GCP_AUTH_URL: `${this.oauthIssuer}/authorize`,
       GCP_TOKEN_URL: `${this.oauthIssuer}/token`,
       GCP_REVOKE_URL: `${this.oauthIssuer}/revoke`,
-      ...(typeof this.extraEnv === 'function' ? this.extraEnv(this) : this.extraEnv),
     };
   }
 
@@ -234,8 +243,10 @@ export class World {
     this.dataDir = path.join(this.tmp, 'server', 'data');
     fs.mkdirSync(this.dataDir, { recursive: true });
     this.secret = crypto.randomBytes(24).toString('hex');
-    await this.startGcpFixture();
-    await this.startOAuthMock();
+    if (this.googlePeers) {
+      await this.startGcpFixture();
+      await this.startOAuthMock();
+    }
     this.server = new Proc('server', [SERVER_BIN], this.serverEnv(), path.join(this.tmp, 'server'));
     this.procs.push(this.server);
     await this.waitHealthy();
