@@ -16,6 +16,7 @@
 
 #include "conn_admission.h"
 #include "log.h"
+#include "server_metrics.h"
 
 /* Connections taken per readiness of the listener: a storm's backlog is
  * worked off in slices, so requests already in flight keep their turn. */
@@ -73,6 +74,8 @@ static void on_listener(struct ev_loop *loop, ev_io *w, int revents)
                 return;
             /* EMFILE/ENFILE/ENOBUFS/ENOMEM: the connection stays queued;
              * rest, or the still-readable socket would spin the loop */
+            sm_accept_failed(e == EMFILE ? "emfile" : e == ENFILE ? "enfile"
+                             : e == ENOBUFS ? "enobufs" : e == ENOMEM ? "enomem" : "other");
             static time_t warned;
             time_t now = time(NULL);
             if (now - warned >= 10) {

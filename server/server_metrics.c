@@ -17,6 +17,7 @@ static struct {
     prom_family_t *commands, *command_s, *out_bytes;
     prom_family_t *http, *http_s, *webhooks;
     prom_family_t *store_s, *store_err, *secrets_s, *secrets_err;
+    prom_family_t *accept_fail;
     double start_time;
     struct workers *wp;
 } M;
@@ -121,6 +122,7 @@ void server_metrics_init(const char *version)
     static const char *const l_hook[] = { "source", "outcome" };
     static const char *const l_op[] = { "op" };
     static const char *const l_sec[] = { "backend", "op" };
+    static const char *const l_reason[] = { "reason" };
     M.start_time = (double)time(NULL);
     M.agents = prom_family(PROM_GAUGE, "aurora_agents_connected",
                               "Agent sessions this server holds, by protocol dialect", 1,
@@ -162,6 +164,10 @@ void server_metrics_init(const char *version)
                                  (int)(sizeof(call_bounds) / sizeof(call_bounds[0])));
     M.secrets_err = prom_family(PROM_COUNTER, "aurora_secrets_errors_total",
                                    "Secrets backend calls that failed", 2, l_sec, NULL, 0);
+    M.accept_fail = prom_family(PROM_COUNTER, "aurora_listener_accept_failures_total",
+                                "Accepts on the shared port (AURORA_LISTEN_SHARE) that failed for "
+                                "want of descriptors or memory; each pauses accepting for 100 ms",
+                                1, l_reason, NULL, 0);
     prom_add_collector(process_collector, NULL);
     prom_add_collector(workers_collector, NULL);
     /* Last: sm_* calls test it to know the families exist. */
@@ -258,4 +264,12 @@ void sm_secrets_call(const char *backend, const char *op, double seconds, int ok
     prom_observe(M.secrets_s, v, seconds);
     if (!ok)
         prom_add(M.secrets_err, v, 1);
+}
+
+void sm_accept_failed(const char *reason)
+{
+    if (!ready())
+        return;
+    const char *v[] = { reason };
+    prom_add(M.accept_fail, v, 1);
 }
