@@ -24,7 +24,6 @@
 #define SECRET_HEADER "x-aurora-forward-secret"
 #define MAX_EVENT (4 * 1024 * 1024)   /* one SSE event (a 1 MiB chunk, base64, framing) */
 #define MAX_ERROR_BODY (64 * 1024)
-#define GRACE_S (2 * TUNNEL_DEADLINE_GRACE_S)
 
 /* Process-wide: what every forward connection needs, set once at start. */
 static struct {
@@ -33,6 +32,7 @@ static struct {
     int verify; /* the peer's certificate is checked (forward_peer) */
     const char *secret;
     int64_t window;
+    double grace_s; /* twice the tunnel's: the owner replica's own deadline answers first */
     prom_family_t *outcomes; /* aurora_forward_commands_total{outcome} */
 } F;
 
@@ -79,6 +79,7 @@ void forward_start(const server_config *cfg, struct lws_context *ctx)
                  "whoever can write to Redis can receive commands and their credentials");
     F.secret = server_setting(cfg, "AURORA_INTERNAL_FORWARD_SECRET");
     F.window = cfg->stream_window > 0 ? cfg->stream_window : 262144;
+    F.grace_s = 2.0 * (cfg->deadline_grace_s > 0 ? cfg->deadline_grace_s : TUNNEL_DEADLINE_GRACE_S);
     static const char *const labels[] = { "outcome" };
     F.outcomes = prom_family(PROM_COUNTER, "aurora_forward_commands_total",
                                 "Commands this replica forwarded to the replica holding the "
@@ -185,7 +186,7 @@ static void fwd_deadline(lws_sorted_usec_list_t *sul)
     fwd *f = lws_container_of(sul, fwd, sul);
     char msg[160];
     snprintf(msg, sizeof(msg), "the replica holding the agent did not answer within %.0f s",
-             f->timeout + GRACE_S);
+             f->timeout + F.grace_s);
     fwd_fail(f, 504, EC_TIMEOUT, msg);
     fwd_kill(f);
 }
@@ -561,7 +562,7 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
         return NULL;
     }
     lws_sul_schedule(F.ctx, 0, &f->sul, fwd_deadline,
-                     (lws_usec_t)((p->timeout + GRACE_S) * LWS_USEC_PER_SEC));
+                     (lws_usec_t)((p->timeout + F.grace_s) * LWS_USEC_PER_SEC));
     log_info("exec on %s forwarded to the replica at %s", p->cluster_id, owner_addr);
     return f->req;
 }

@@ -520,7 +520,7 @@ int server_run(server_config *cfg)
     sv.pool = workers_new(&wo, err, sizeof(err));
     if (sv.pool) {
         tunnel_hub_opts to = { .cfg = cfg, .lws = g_ctx, .pool = sv.pool,
-                               .deadline_grace = TUNNEL_DEADLINE_GRACE_S };
+                               .deadline_grace = cfg->deadline_grace_s };
         sv.tunnels = tunnel_hub_new(&to);
         sv.exec = sv.tunnels ? exec_ctx_new(cfg, sv.tunnels, sv.pool) : NULL;
         if (!sv.exec)

@@ -40,6 +40,7 @@ static const config_def server_defs[] = {
     { "AURORA_EXEC_MAX_OUTPUT_STREAM", "exec.max_output_stream", CFG_INT, "1073741824", "largest output cap for a streamed (SSE) result (bytes)", 0 },
     { "AURORA_EXEC_OUTPUT_BUDGET", "exec.output_budget", CFG_INT, "268435456", "memory for buffered JSON-mode results of all commands at once (bytes); a command whose output does not fit is cancelled with 503 SERVER_OUTPUT_BUDGET_EXCEEDED (streamed output is not counted)", 0 },
     { "AURORA_EXEC_ORG_OUTPUT_BUDGET", "exec.org_output_budget", CFG_INT, "67108864", "the same budget per organization; over it: 429 ORG_OUTPUT_BUDGET_EXCEEDED", 0 },
+    { "AURORA_EXEC_DEADLINE_GRACE_S", "exec.deadline_grace_s", CFG_INT, "15", "how long past a command's timeout the server waits for the agent's answer before it fails the command itself with 504 TIMEOUT (s): the agent's own timeout answers first, so this covers only an agent that stopped answering; a forwarded command (another replica holds the agent) waits twice this", 0, 1, 3600 },
     { "AURORA_EXEC_MAX_PER_CLUSTER", "exec.max_per_cluster", CFG_INT, "128", "commands running or queued per cluster; more get 429 CLUSTER_BUSY", 0 },
     { "AURORA_AUDIT_RETENTION_DAYS", "audit.retention_days", CFG_INT, "365", "command audit records older than this are deleted (checked hourly; 0 keeps them forever)", 0 },
     { "AURORA_INSTANCE_LEASE", "server.instance_lease", CFG_INT, "60", "seconds after which a replica that stopped renewing its lease is taken for dead and its running commands are audited as interrupted", 0 },
@@ -158,6 +159,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     c->output_budget = config_int(r, "AURORA_EXEC_OUTPUT_BUDGET");
     c->org_output_budget = config_int(r, "AURORA_EXEC_ORG_OUTPUT_BUDGET");
     c->max_per_cluster = (int)config_int(r, "AURORA_EXEC_MAX_PER_CLUSTER");
+    c->deadline_grace_s = (int)config_int(r, "AURORA_EXEC_DEADLINE_GRACE_S");
     c->instance_lease = (int)config_int(r, "AURORA_INSTANCE_LEASE");
     c->token_rate_limit = (int)config_int(r, "AURORA_TOKEN_RATE_LIMIT");
     c->token_rate_limit_minute = (int)config_int(r, "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE");

@@ -24,14 +24,15 @@ typedef struct tunnel_session tunnel_session;
 typedef struct tunnel_req tunnel_req;
 
 /* How long past its timeout a request waits for the agent before the
- * server fails it (504 TIMEOUT): the agent's own timeout answers first. */
+ * server fails it (504 TIMEOUT): the agent's own timeout answers first.
+ * The default of AURORA_EXEC_DEADLINE_GRACE_S. */
 #define TUNNEL_DEADLINE_GRACE_S 15
 
 typedef struct {
     const server_config *cfg; /* stream_window, agent_idle_timeout, legacy_max_frame */
     struct lws_context *lws;  /* the loop whose timers sessions and requests use */
     workers *pool;            /* token lookups, connection bookkeeping (not owned) */
-    double deadline_grace;    /* seconds: TUNNEL_DEADLINE_GRACE_S */
+    double deadline_grace;    /* seconds: AURORA_EXEC_DEADLINE_GRACE_S */
 } tunnel_hub_opts;
 
 /* NULL when out of memory.  No session until the first connection. */
