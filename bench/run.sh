@@ -30,7 +30,9 @@
 #        BENCH_CLIENT (lean, the default, or stdlib: see bench/tunnel_bench.py),
 #        BENCH_LOGS=<dir> (keep the server and agent logs there),
 #        BENCH_PERF=<dir> (perf record server + agent during 1: <dir>/perf.data,
-#        then python3 bench/perf_fold.py --perf-data <dir>/perf.data --out ...).
+#        then python3 bench/perf_fold.py --perf-data <dir>/perf.data --out ...),
+#        BENCH_PERF_SCHED=<dir> (perf sched record, whole machine, during 1:
+#        <dir>/sched.data, summarised by bench/sched_summary.py in the report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -225,6 +227,11 @@ report() {
       -p "$SERVER_PID,$agent_pid" -o "$BENCH_PERF/perf.data" 2>"$WORK/perf.log" &
     perf_pid=$!
     sleep 1 # perf attaches asynchronously
+  elif [ -n "${BENCH_PERF_SCHED:-}" ]; then # scheduler events, whole machine, while 1 runs
+    mkdir -p "$BENCH_PERF_SCHED"
+    perf sched record -a -o "$BENCH_PERF_SCHED/sched.data" 2>"$WORK/perf.log" &
+    perf_pid=$!
+    sleep 1 # perf attaches asynchronously
   fi
   python3 bench/tunnel_bench.py --port "$PORT" --ca "$CA" --key "$key" --cluster "$cluster" \
     --program /bin/echo --count "$COUNT" --concurrency "$CONCS" --client "$CLIENT" \
@@ -232,7 +239,15 @@ report() {
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
-    log "perf data in $BENCH_PERF/perf.data (fold it with bench/perf_fold.py)"
+    if [ -n "${BENCH_PERF:-}" ]; then
+      log "perf data in $BENCH_PERF/perf.data (fold it with bench/perf_fold.py)"
+    else # the tunnel's commands in 1: each concurrency's count plus its warm-up
+      local ncmd=0 c
+      for c in ${CONCS//,/ }; do ncmd=$((ncmd + COUNT + (c > 20 ? c : 20))); done
+      echo "-- scheduler: run time and wake-up delay per tunnelled command ($ncmd), both arms' machine"
+      python3 bench/sched_summary.py --sched-data "$BENCH_PERF_SCHED/sched.data" \
+        --per-command "$ncmd" --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=1
+    fi
   fi
   stop_pid "$agent_pid"
   [ "$STOP_STATUS" = 0 ] || { echo "  PROBLEM aurora-agent exited with status $STOP_STATUS on SIGTERM"; rc1=1; }
