@@ -57,13 +57,23 @@ typedef struct job {
     int done;
     int slot_free; /* child reaped: no longer counts against max_concurrent */
     int efd;              /* eventfd: wakes the job thread */
-    pthread_t thr;
+    struct job *qnext;    /* in runner->queue until a pool thread takes it */
 } job;
 
 struct agent_runner {
     pthread_mutex_t mu;
     job *jobs;
     int shutting_down;
+    /* Job threads are kept between commands: a thread created per command
+     * cost a clone3 on the event loop (~56 us of CPU per command on a PVM
+     * guest, docs/performance.md) and its exit ~100 us more.  A thread idle
+     * for pool_idle_ms exits, so a burst's threads do not stay. */
+    pthread_cond_t pool_cv;   /* a job was queued, or the pool is stopping */
+    pthread_cond_t changed;   /* a job ended, or a pool thread exited */
+    job *queue, *queue_tail;  /* started jobs no thread has taken yet */
+    int queued;
+    int pool_threads, pool_idle;
+    int pool_stopping;
     agent_runner_opts o;
     char *kubectl_path;
     char **env;           /* environment for children (agent secrets removed) */
@@ -72,6 +82,8 @@ struct agent_runner {
 
 /* Stack of one job's thread (see agent_runner_exec). */
 #define JOB_STACK_BYTES (512 * 1024)
+/* A pool thread with no job for this long exits (agent_runner_opts). */
+#define POOL_IDLE_MS_DEFAULT 30000
 
 static int64_t now_ms(void)
 {
@@ -143,6 +155,8 @@ agent_runner *agent_runner_new(const agent_runner_opts *o)
         free(runner);
         return NULL;
     }
+    pthread_cond_init(&runner->pool_cv, NULL);
+    pthread_cond_init(&runner->changed, NULL);
     runner->o = *o;
     runner->kubectl_path = strdup(o->kubectl_path ? o->kubectl_path : "kubectl");
     runner->o.kubectl_path = runner->kubectl_path;
@@ -184,12 +198,25 @@ void agent_runner_stop(agent_runner *runner)
         j->request = REQ_DROP;
         wake(j);
     }
+    /* every job ends (a queued one is still taken, and drops at once), then
+     * the pool's threads leave */
+    for (;;) {
+        int running = 0;
+        for (job *j = runner->jobs; j; j = j->next)
+            running += !j->done;
+        if (!running)
+            break;
+        pthread_cond_wait(&runner->changed, &runner->mu);
+    }
+    runner->pool_stopping = 1;
+    pthread_cond_broadcast(&runner->pool_cv);
+    while (runner->pool_threads > 0)
+        pthread_cond_wait(&runner->changed, &runner->mu);
     job *list = runner->jobs;
     runner->jobs = NULL;
     pthread_mutex_unlock(&runner->mu);
     while (list) {
         job *n = list->next;
-        pthread_join(list->thr, NULL);
         job_free(list);
         list = n;
     }
@@ -202,8 +229,18 @@ void agent_runner_free(agent_runner *runner)
     agent_runner_stop(runner);
     env_free(runner->env);
     free(runner->kubectl_path);
+    pthread_cond_destroy(&runner->pool_cv);
+    pthread_cond_destroy(&runner->changed);
     pthread_mutex_destroy(&runner->mu);
     free(runner);
+}
+
+void agent_runner_pool(agent_runner *runner, int *threads, int *idle)
+{
+    pthread_mutex_lock(&runner->mu);
+    *threads = runner->pool_threads;
+    *idle = runner->pool_idle;
+    pthread_mutex_unlock(&runner->mu);
 }
 
 void agent_runner_reap(agent_runner *runner)
@@ -229,8 +266,7 @@ void agent_runner_reap(agent_runner *runner)
     pthread_mutex_unlock(&runner->mu);
     while (finished) {
         job *n = finished->next;
-        pthread_join(finished->thr, NULL);
-        job_free(finished);
+        job_free(finished); /* its thread let go of it when it set done */
         finished = n;
     }
 }
@@ -663,9 +699,8 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-static void *job_main(void *arg)
+static void job_main(job *j)
 {
-    job *j = arg;
     agent_runner *runner = j->runner;
     run_state *st = calloc(1, sizeof(*st));
     int64_t t0 = now_ms();
@@ -866,11 +901,85 @@ finish:
 finish_nostate:
     metrics_in_flight(-1);
     pthread_mutex_lock(&runner->mu);
-    j->done = 1;
+    j->done = 1; /* from here on j is the event loop's to free */
+    pthread_cond_broadcast(&runner->changed);
     pthread_mutex_unlock(&runner->mu);
     if (runner->o.notify)
         runner->o.notify(runner->o.notify_arg);
+}
+
+/* A pool thread: runs queued jobs one after the other; exits when the pool
+ * stops, or after pool_idle_ms without work. */
+static void *pool_main(void *arg)
+{
+    agent_runner *runner = arg;
+    pthread_mutex_lock(&runner->mu);
+    for (;;) {
+        job *j = runner->queue;
+        if (j) {
+            runner->queue = j->qnext;
+            if (!runner->queue)
+                runner->queue_tail = NULL;
+            runner->queued--;
+            pthread_mutex_unlock(&runner->mu);
+            job_main(j);
+            pthread_mutex_lock(&runner->mu);
+            continue;
+        }
+        if (runner->pool_stopping)
+            break;
+        int idle_ms = runner->o.pool_idle_ms > 0 ? runner->o.pool_idle_ms : POOL_IDLE_MS_DEFAULT;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += idle_ms / 1000;
+        until.tv_nsec += (long)(idle_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        runner->pool_idle++;
+        int rc = pthread_cond_timedwait(&runner->pool_cv, &runner->mu, &until);
+        runner->pool_idle--;
+        if (rc == ETIMEDOUT && !runner->queue)
+            break;
+    }
+    runner->pool_threads--;
+    pthread_cond_broadcast(&runner->changed);
+    pthread_mutex_unlock(&runner->mu);
     return NULL;
+}
+
+/* Hands j to an idle pool thread, or to a new one.  runner->mu held. */
+static int pool_submit_locked(agent_runner *runner, job *j)
+{
+    if (runner->queued + 1 > runner->pool_idle) {
+        /* A small stack: glibc keeps finished threads' stacks for reuse up
+         * to 40 MiB in all, so 8 MiB default stacks were unmapped and
+         * mapped again per command once a few ran at once.  The job
+         * thread's deepest path (sandbox set-up, logging) needs a few tens
+         * of KiB. */
+        pthread_attr_t ta;
+        pthread_t id;
+        if (pthread_attr_init(&ta) != 0)
+            return -1;
+        pthread_attr_setstacksize(&ta, JOB_STACK_BYTES);
+        pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&id, &ta, pool_main, runner);
+        pthread_attr_destroy(&ta);
+        if (rc != 0)
+            return -1; /* the busy threads may run for an hour: fail it now */
+        runner->pool_threads++;
+    } else {
+        pthread_cond_signal(&runner->pool_cv);
+    }
+    j->qnext = NULL;
+    if (runner->queue_tail)
+        runner->queue_tail->qnext = j;
+    else
+        runner->queue = j;
+    runner->queue_tail = j;
+    runner->queued++;
+    return 0;
 }
 
 /* ---- starting jobs --------------------------------------------------------- */
@@ -944,19 +1053,7 @@ static agent_run_result start_job(agent_runner *runner, uint64_t gen, uint32_t i
     if (max_output > 0 && max_output < j->limit)
         j->limit = max_output;
     j->window = window;
-    /* A small stack: glibc keeps finished threads' stacks for reuse up to
-     * 40 MiB in all, so 8 MiB default stacks were unmapped and mapped again
-     * per command once a few ran at once (munmap ~6 us/command at 16 in
-     * flight in docs/perf/before.txt, ~1 after).  The job thread's deepest
-     * path (sandbox set-up, logging) needs a few tens of KiB. */
-    pthread_attr_t ta;
-    int rc_attr = pthread_attr_init(&ta);
-    if (rc_attr == 0)
-        pthread_attr_setstacksize(&ta, JOB_STACK_BYTES);
-    int rc_create = pthread_create(&j->thr, rc_attr == 0 ? &ta : NULL, job_main, j);
-    if (rc_attr == 0)
-        pthread_attr_destroy(&ta);
-    if (rc_create != 0) {
+    if (pool_submit_locked(runner, j) != 0) {
         /* give argv back so the caller still owns it */
         *argv = j->argv;
         memset(&j->argv, 0, sizeof(j->argv));

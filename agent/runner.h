@@ -30,6 +30,7 @@ typedef struct {
     agent_outq *outq;       /* where output and exec_end go (not owned; outlives the runner) */
     void (*notify)(void *arg); /* any thread: a job finished (wake the event loop) */
     void *notify_arg;
+    int pool_idle_ms;       /* a job thread idle this long exits; 0: 30 s */
 } agent_runner_opts;
 
 typedef enum {
@@ -47,6 +48,8 @@ agent_runner *agent_runner_new(const agent_runner_opts *o);
 void agent_runner_stop(agent_runner *runner);
 /* Stops (if not done yet) and frees the runner. */
 void agent_runner_free(agent_runner *runner);
+/* Job threads kept now, and how many of them wait for a job. */
+void agent_runner_pool(agent_runner *runner, int *threads, int *idle);
 
 /* v2 exec.  On RUN_STARTED argv has been taken over (left empty).  timeout <= 0
  * or above the maximum means the maximum; max_output <= 0 means the agent's cap. */

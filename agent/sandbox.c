@@ -1111,7 +1111,8 @@ static __attribute__((noreturn)) void child_main(const child_args *a)
         if (syscall(SYS_setresuid, a->uid, a->uid, a->uid) != 0)
             child_fail(rfd, ST_UID);
     }
-    /* after the uid switch (which clears it): die with the job's thread */
+    /* after the uid switch (which clears it): die with the thread that
+     * started it (a job thread of the pool: the agent ends with it) */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
         child_fail(rfd, ST_PDEATH);
     if (getppid() != a->parent)

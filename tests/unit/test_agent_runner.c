@@ -83,8 +83,8 @@ static void on_room(void *arg)
         agent_runner_wake_room(fx->r);
 }
 
-static fixture *fixture_new(const char *program, int max_concurrent, int64_t max_output,
-                            size_t outq_cap)
+static fixture *fixture_new_idle(const char *program, int max_concurrent, int64_t max_output,
+                                 size_t outq_cap, int pool_idle_ms)
 {
     fixture *fx = calloc(1, sizeof(*fx));
     assert_non_null(fx);
@@ -103,12 +103,19 @@ static fixture *fixture_new(const char *program, int max_concurrent, int64_t max
                             .max_output = max_output,
                             .outq = fx->q,
                             .notify = on_event,
-                            .notify_arg = fx};
+                            .notify_arg = fx,
+                            .pool_idle_ms = pool_idle_ms};
     fx->r = agent_runner_new(&ro);
     assert_non_null(fx->r);
     fx->gen = 1;
     agent_outq_reset(fx->q, fx->gen);
     return fx;
+}
+
+static fixture *fixture_new(const char *program, int max_concurrent, int64_t max_output,
+                            size_t outq_cap)
+{
+    return fixture_new_idle(program, max_concurrent, max_output, outq_cap, 0);
 }
 
 static void fixture_free(fixture *fx)
@@ -713,6 +720,62 @@ static void free_with_running_job(void **state)
     fixture_free(fx); /* stop again, then free */
 }
 
+/* Waits (10 s at most) until the pool holds `threads` threads, all idle. */
+static void wait_pool(fixture *fx, int threads)
+{
+    int64_t deadline = now_ms() + 10000;
+    int n, idle;
+    for (;;) {
+        agent_runner_pool(fx->r, &n, &idle);
+        if (n == threads && idle == threads)
+            return;
+        if (now_ms() >= deadline)
+            fail_msg("pool: %d threads (%d idle), expected %d idle", n, idle, threads);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Job threads are kept between commands (a thread per command cost a
+ * clone3 on the event loop and an exit), grow with the commands running at
+ * once, and leave after pool_idle_ms without work. */
+static void job_threads_are_kept_then_leave(void **state)
+{
+    fixture *fx = fixture_new_idle("/bin/echo", 4, 1 << 20, 1 << 20, 400);
+    for (uint32_t id = 1; id <= 5; id++) {
+        assert_int_equal(exec_words(fx, id, 30, 0, PROTO_DEFAULT_WINDOW, words("one", NULL)),
+                         RUN_STARTED);
+        wait_end(fx, id);
+        assert_int_equal(fx->reqs[id].rc, 0);
+        assert_memory_equal(fx->reqs[id].out, "one\n", 4);
+        pump_until(fx, all_idle, NULL);
+        wait_pool(fx, 1); /* the same thread ran all five, one after the other */
+    }
+    /* three at once: three threads */
+    fixture *sl = fixture_new_idle("/bin/sleep", 4, 1 << 20, 1 << 20, 400);
+    for (uint32_t id = 1; id <= 3; id++)
+        assert_int_equal(exec_words(sl, id, 30, 0, PROTO_DEFAULT_WINDOW, words("60", NULL)),
+                         RUN_STARTED);
+    int n, idle;
+    agent_runner_pool(sl->r, &n, &idle);
+    assert_int_equal(n, 3);
+    for (uint32_t id = 1; id <= 3; id++) {
+        assert_int_equal(agent_runner_cancel(sl->r, sl->gen, id), 0);
+        wait_end(sl, id);
+        assert_int_equal(sl->reqs[id].rc, 130);
+    }
+    pump_until(sl, all_idle, NULL);
+    /* then idle for 400 ms: every thread of both runners leaves */
+    wait_pool(sl, 0);
+    wait_pool(fx, 0);
+    /* and a command after that starts a thread again */
+    assert_int_equal(exec_words(sl, 4, 30, 0, PROTO_DEFAULT_WINDOW, words("0", NULL)), RUN_STARTED);
+    wait_end(sl, 4);
+    assert_int_equal(sl->reqs[4].rc, 0);
+    fixture_free(sl);
+    fixture_free(fx);
+}
+
 static int setup(void **state)
 {
     log_setup("agent", "warn", "text");
@@ -740,6 +803,7 @@ int main(void)
         cmocka_unit_test(full_queue_pauses_and_resumes),
         cmocka_unit_test(two_runners_coexist),
         cmocka_unit_test(free_with_running_job),
+        cmocka_unit_test(job_threads_are_kept_then_leave),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
