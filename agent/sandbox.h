@@ -32,7 +32,9 @@
  *    it left at the top of /tmp, /var/tmp and /dev/shm are removed, before
  *    the uid is reused.  As non-root the command runs as the agent's uid
  *    ("shared uid"): see "Without root" below for what isolation remains;
- *  - PR_SET_PDEATHSIG (the command dies with the agent's job thread),
+ *  - PR_SET_PDEATHSIG (the command dies with the agent: the job thread that
+ *    started it is a pool thread, which lives until the agent stops or it
+ *    idles 30 s, after every command it ran is gone),
  *    PR_SET_NO_NEW_PRIVS, then a seccomp filter (libseccomp, default allow)
  *    that answers EPERM to ptrace, process_vm_*, mount & co, namespaces
  *    (unshare, setns, clone with CLONE_NEW*), module loading, kexec, bpf,
