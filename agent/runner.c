@@ -155,7 +155,13 @@ agent_runner *agent_runner_new(const agent_runner_opts *o)
         free(runner);
         return NULL;
     }
-    pthread_cond_init(&runner->pool_cv, NULL);
+    /* idle threads time out on the monotonic clock: a wall clock set back
+     * would keep them, one set forward would end them at once */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&runner->pool_cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&runner->changed, NULL);
     runner->o = *o;
     runner->kubectl_path = strdup(o->kubectl_path ? o->kubectl_path : "kubectl");
@@ -930,7 +936,7 @@ static void *pool_main(void *arg)
             break;
         int idle_ms = runner->o.pool_idle_ms > 0 ? runner->o.pool_idle_ms : POOL_IDLE_MS_DEFAULT;
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += idle_ms / 1000;
         until.tv_nsec += (long)(idle_ms % 1000) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
