@@ -445,6 +445,10 @@ int server_run(server_config *cfg)
     info.protocols = g_protocols;
     info.alpn = "http/1.1";
     info.timeout_secs = 30;
+    /* lws's default (5 s) equals the idle timeout of Node's HTTP agent and
+     * is shorter than a load balancer's: a client or proxy reusing the
+     * connection just as the server closes it got a reset. */
+    info.keepalive_timeout = (int)server_setting_int(cfg, "AURORA_HTTP_KEEPALIVE_S");
     info.max_http_header_data = 16384;
     info.max_http_header_pool = 1024;
     info.ka_time = 60;

@@ -320,5 +320,33 @@ def malformed_percent_encoding_refused_by_lws(t):
         still_serving(w, "malformed %%-encoding in %r" % target)
 
 
+@test(timeout=90)
+def idle_keepalive_lasts_past_a_clients_pool_then_closes(t):
+    """An idle kept-alive connection stays open for AURORA_HTTP_KEEPALIVE_S
+    (lws's own default was 5 s, the same as Node's HTTP agent: a client
+    reusing a connection just as the server closed it got a reset, a proxy
+    would answer 502), then the server closes it."""
+    keep = 7
+    w = t.world("keepalive", extra_env={"AURORA_HTTP_KEEPALIVE_S": str(keep)})
+    c = Conn(w, timeout=30)
+    c.send(get_head("/health"))
+    eq((c.response() or [None])[0], 200, "first request")
+    # nothing from the server for 5.5 s: the connection is neither closed
+    # nor answered (lws's old default closed it at 5 s)
+    quiet_until = time.monotonic() + 5.5
+    check(not c._fill(quiet_until) and not c.closed,
+          "the server closed or wrote on an idle kept-alive connection before 5.5 s")
+    c.send(get_head("/health"))
+    eq((c.response() or [None])[0], 200, "a request on the connection after 5.5 s idle")
+    idle_from = time.monotonic()
+    check(c.wait_closed(), "the server never closed the idle connection")
+    idle = time.monotonic() - idle_from
+    # lws checks its timeouts once a second
+    check(keep - 1.5 <= idle <= keep + 10, "closed after %.1f s idle (setting %d s)" % (idle, keep))
+    t.note("idle connection closed after %.1f s (AURORA_HTTP_KEEPALIVE_S=%d)" % (idle, keep))
+    c.close()
+    eq(w.get("/health", auth=False).status, 200, "still serving")
+
+
 if __name__ == "__main__":
     main()
