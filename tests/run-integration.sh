@@ -8,7 +8,8 @@
 #
 # The programs run INTEGRATION_JOBS (default 3) at a time: they pick free ports
 # and temp dirs, and mostly wait on their peers.  The longest (by the durations
-# of the previous run, kept in $BUILD/integration-seconds/) start first; each
+# of the previous run, kept in $BUILD/integration-seconds/, or else by
+# tests/integration/seconds) start first; each
 # program's output is printed in one piece when it ends, in the order above.
 set -uo pipefail
 args=()
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 BUILD="${AURORA_BUILD_DIR:-build/asan}"
 PROG_TIMEOUT="${INTEGRATION_PROG_TIMEOUT:-600}"
-JOBS="${INTEGRATION_JOBS:-3}"
+JOBS="${INTEGRATION_JOBS:-4}"
 PY="${PYTHON:-python3}"
 export PYTHONDONTWRITEBYTECODE=1
 
@@ -66,10 +67,17 @@ if [ ${#args[@]} -gt 0 ]; then progs=("${args[@]}"); else progs=(tests/integrati
 n=${#progs[@]}
 secs_dir="$BUILD/integration-seconds"
 mkdir -p "$secs_dir" 2>/dev/null
-# start order: longest first (a program never timed counts as the longest)
+# start order: longest first, by this tree's last run or, in a fresh clone
+# (CI), by tests/integration/seconds (a full run's durations, committed);
+# a program never timed counts as the longest
+declare -A known=()
+while read -r name secs; do
+  [[ "$secs" =~ ^[0-9]+$ ]] && known[$name]=$secs
+done < <(grep -v '^#' tests/integration/seconds 2>/dev/null)
 mapfile -t order < <(for i in "${!progs[@]}"; do
-  s=$(cat "$secs_dir/$(basename "${progs[$i]}")" 2>/dev/null)
-  [[ "$s" =~ ^[0-9]+$ ]] || s=999999
+  name=$(basename "${progs[$i]}")
+  s=$(cat "$secs_dir/$name" 2>/dev/null)
+  [[ "$s" =~ ^[0-9]+$ ]] || s=${known[$name]:-999999}
   echo "$s $i"
 done | sort -k1,1nr -k2,2n | cut -d' ' -f2)
 
