@@ -40,7 +40,7 @@ void sm_command(const char *kind, const char *outcome, double seconds);
 void sm_output_bytes(const char *kind, size_t n);
 void sm_webhook(const char *source, const char *outcome);
 /* A failed accept on the shared port (reason: emfile, enfile, enobufs,
- * enomem); the listener rests after each. */
+ * enomem, other); the listener rests after each. */
 void sm_accept_failed(const char *reason);
 void sm_store_call(const char *op, double seconds, int ok);
 void sm_secrets_call(const char *backend, const char *op, double seconds, int ok);
