@@ -19,8 +19,15 @@ AGENT_LIBS  := $(shell pkg-config --libs $(AGENT_PKGS) 2>/dev/null) -lpthread -l
 TEST_LIBS   := $(SERVER_LIBS) $(shell pkg-config --libs libseccomp libcares 2>/dev/null) -lcmocka
 
 REL_FLAGS  := -O2 -g $(CSTD) $(WARN) $(INCS) $(PKG_CFLAGS) -MMD -MP
-ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-              -fno-sanitize-recover=undefined $(CSTD) $(WARN) $(INCS) $(PKG_CFLAGS) -MMD -MP
+# The sanitizer build (tests, fuzz targets): clang with ASan+UBSan and
+# libFuzzer's coverage instrumentation (-fsanitize=fuzzer-no-link), so that one
+# set of objects serves the test binaries and the libFuzzer targets alike (the
+# project's code compiled once for both, not twice).  Without libFuzzer linked
+# in, the coverage hooks are the sanitizer runtime's empty defaults.
+ASAN_CC    := clang
+ASAN_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(ASAN_SAN) \
+              $(CSTD) $(WARN) $(INCS) $(PKG_CFLAGS) -MMD -MP
 
 COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c server/connectors/*.c))
@@ -61,15 +68,26 @@ $(CONSOLE_GEN): $(CONSOLE_ASSETS) server/console/assets server/console/embed.sh
 	@mkdir -p $(dir $@)
 	@server/console/embed.sh $@ $(CONSOLE_ASSETS)
 
-build/rel/%.o: %.c
+# Each variant's compiler and flags are kept in build/<variant>/.flags,
+# rewritten only when they change: a prerequisite of every object, so that a
+# changed compiler or flag (a Makefile edit) rebuilds the objects it made.
+.PHONY: FORCE
+build/%/.flags: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(FLAGS_$*)' | cmp -s - $@ || echo '$(FLAGS_$*)' >$@
+FLAGS_rel  = $(CC) $(REL_FLAGS)
+FLAGS_asan = $(ASAN_CC) $(ASAN_FLAGS)
+
+build/rel/%.o: %.c build/rel/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(REL_FLAGS) -c $< -o $@
 
-build/asan/%.o: %.c
+build/asan/%.o: %.c build/asan/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(ASAN_FLAGS) -c $< -o $@
+	$(ASAN_CC) $(ASAN_FLAGS) -c $< -o $@
 
 # ---- libraries and binaries, per variant ------------------------------------
+# $(call variant,dir,object dir,link flags,linker)
 define variant
 $(1)/libcommon.a: $(call objs,$(2),$(COMMON_SRC))
 	@rm -f $$@; ar rcs $$@ $$^
@@ -78,56 +96,41 @@ $(1)/libserver.a: $(call objs,$(2),$(SERVER_SRC))
 $(1)/libagent.a: $(call objs,$(2),$(AGENT_SRC))
 	@rm -f $$@; ar rcs $$@ $$^
 $(1)/aurora-server: build/$(2)/server/main.o $(1)/libserver.a $(1)/libcommon.a
-	$$(CC) $(3) $$^ -o $$@ $(SERVER_LIBS)
+	$(4) $(3) $$^ -o $$@ $(SERVER_LIBS)
 $(1)/aurora-agent: build/$(2)/agent/main.o $(1)/libagent.a $(1)/libcommon.a
-	$$(CC) $(3) $$^ -o $$@ $(AGENT_LIBS)
+	$(4) $(3) $$^ -o $$@ $(AGENT_LIBS)
 endef
-$(eval $(call variant,$(REL),rel,))
+$(eval $(call variant,$(REL),rel,,$$(CC)))
 # Load generator (bench/swarm.c): thousands of simulated agents in one process.
 # Not part of `all` or `test`: `make bench` or `make build/rel/aurora-swarm`.
 $(REL)/aurora-swarm: build/rel/bench/swarm.o $(REL)/libagent.a $(REL)/libcommon.a
 	$(CC) $^ -o $@ $(AGENT_LIBS) -lev
-ASAN_LD := -fsanitize=address,undefined
-$(eval $(call variant,$(ASAN),asan,$$(ASAN_LD)))
+ASAN_LD := $(ASAN_SAN)
+$(eval $(call variant,$(ASAN),asan,$$(ASAN_LD),$$(ASAN_CC)))
 
 UNIT_BINS := $(patsubst tests/unit/%.c,$(ASAN)/tests/%,$(UNIT_SRC))
 # Test-only commands on the store (tests/tools/aurora-testctl.c): not shipped.
 TESTCTL := $(ASAN)/aurora-testctl
 $(TESTCTL): build/asan/tests/tools/aurora-testctl.o $(ASAN)/libserver.a $(ASAN)/libcommon.a
-	$(CC) $(ASAN_LD) $^ -o $@ $(SERVER_LIBS)
+	$(ASAN_CC) $(ASAN_LD) $^ -o $@ $(SERVER_LIBS)
 $(ASAN)/tests/%: build/asan/tests/unit/%.o $(ASAN)/libserver.a $(ASAN)/libagent.a $(ASAN)/libcommon.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ASAN_LD) $^ -o $@ $(TEST_LIBS)
+	$(ASAN_CC) $(ASAN_LD) $^ -o $@ $(TEST_LIBS)
 
 # ---- libFuzzer targets (tests/fuzz/fuzz_*.c) ----------------------------------
-# The project's code is compiled again with clang: libFuzzer's coverage
-# instrumentation (-fsanitize=fuzzer-no-link) plus ASan+UBSan; each target's
-# main() comes from libFuzzer (-fsanitize=fuzzer at link time).
-FUZZ_CC    := clang
+# Linked from the sanitizer build's objects (already instrumented for
+# libFuzzer, above); each target's main() comes from libFuzzer
+# (-fsanitize=fuzzer at link time).
 FUZZ       := build/fuzz
-FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN) \
-              $(CSTD) $(WARN) $(INCS) $(PKG_CFLAGS) -MMD -MP
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS  := $(patsubst tests/fuzz/%.c,$(FUZZ)/%,$(FUZZ_SRC))
 # both programs' libraries (the targets link server and agent code) + c-ares (fuzz_dns)
 FUZZ_LIBS  := $(SERVER_LIBS) $(AGENT_LIBS) $(shell pkg-config --libs libcares 2>/dev/null)
 
-build/fuzz/%.o: %.c
+$(FUZZ)/fuzz_%: build/asan/tests/fuzz/fuzz_%.o $(ASAN)/libserver.a $(ASAN)/libagent.a \
+                $(ASAN)/libcommon.a
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -c $< -o $@
-
-$(FUZZ)/libcommon.a: $(call objs,fuzz,$(COMMON_SRC))
-	@rm -f $@; ar rcs $@ $^
-$(FUZZ)/libserver.a: $(call objs,fuzz,$(SERVER_SRC))
-	@rm -f $@; ar rcs $@ $^
-$(FUZZ)/libagent.a: $(call objs,fuzz,$(AGENT_SRC))
-	@rm -f $@; ar rcs $@ $^
-$(FUZZ)/fuzz_%: build/fuzz/tests/fuzz/fuzz_%.o $(FUZZ)/libserver.a $(FUZZ)/libagent.a \
-                $(FUZZ)/libcommon.a
-	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) $^ -o $@ $(FUZZ_LIBS)
-# keep the targets' objects (make would delete them as intermediate files)
-.SECONDARY: $(patsubst tests/fuzz/%.c,build/fuzz/tests/fuzz/%.o,$(FUZZ_SRC))
+	$(ASAN_CC) -fsanitize=fuzzer $(ASAN_SAN) $^ -o $@ $(FUZZ_LIBS)
 
 # ---- the two commands -------------------------------------------------------
 run: deps

@@ -98,8 +98,8 @@ static void other_events_are_not_alerts(void **state)
         "{\"event\":{\"id\":\"P2LA89X-note\",\"event_type\":\"incident.annotated\",\"data\":"
         "{\"incident\":{\"id\":\"PGR0VU2\"},\"id\":\"P2LA89X\",\"content\":\"hi\",\"type\":"
         "\"incident_note\"}}}",
-        "{\"event\":{\"id\":\"01\",\"event_type\":\"pagey.ping\",\"data\":{\"message\":\"Hello\","
-        "\"type\":\"ping\"}}}",
+        ("{\"event\":{\"id\":\"01\",\"event_type\":\"pagey.ping\",\"data\":{\"message\":\"Hello\","
+         "\"type\":\"ping\"}}}"),
     };
     for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
         cJSON *j = cJSON_Parse(others[i]);

@@ -89,7 +89,7 @@ static void test_secret_file(void **state)
     assert_int_equal(tls_ticket_secret_load(path, s2, err, sizeof(err)), 0); /* read back */
     assert_memory_equal(s1, s2, sizeof(s1));
 
-    static const char *bad[] = { "", "abc\n", "zz" "00112233445566778899aabbccddeeff00112233445566778899aabbccdd\n",
+    static const char *bad[] = { "", "abc\n", ("zz" "00112233445566778899aabbccddeeff00112233445566778899aabbccdd\n"),
                                  "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00\n" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         FILE *f = fopen(path, "w");
