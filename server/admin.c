@@ -167,8 +167,32 @@ static int cmd_bootstrap(admin_call *c)
     return print_json(o);
 }
 
+/* A user of org and, when with_key, an API key acting as it, added to o
+ * ("user_id"; "key_id", "api_key").  0, or -1 with the store's error. */
+static int new_user(store_t *st, const char *org, const char *email, const char *role,
+                    int with_key, cJSON *o, const char *id_field)
+{
+    store_user u;
+    if (store_user_create(st, org, email, role ? role : "member", &u) != STORE_OK)
+        return -1;
+    cJSON_AddStringToObject(o, id_field, u.id);
+    return with_key ? new_key(st, org, u.id, "admin", o) : 0;
+}
+
+static int role_ok(const char *role)
+{
+    return !role || !strcmp(role, "admin") || !strcmp(role, "member");
+}
+
 static int cmd_create_org(admin_call *c)
 {
+    /* With --user-email, onboarding a tenant is one command: the org, its
+     * first user and that user's API key. */
+    const char *email = val(c, "user-email"), *role = val(c, "role");
+    if (role && !email)
+        return cli_usage_error(c->name, "--role needs --user-email");
+    if (!role_ok(role))
+        return cli_usage_error(c->name, "--role must be admin or member, not '%s'", role);
     store_t *st = admin_store(c);
     if (!st)
         return c->rc;
@@ -177,6 +201,12 @@ static int cmd_create_org(admin_call *c)
         return failed(c, "%s", store_errmsg(st));
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", org.id);
+    if (email && new_user(st, org.id, email, role, 1, o, "user_id") < 0) {
+        cJSON_Delete(o);
+        /* the org stays: say so, so that a retry does not make a second one */
+        return failed(c, "organization %s was created, its user or API key was not: %s", org.id,
+                      store_errmsg(st));
+    }
     return print_json(o);
 }
 
@@ -228,20 +258,25 @@ static int cmd_delete_org(admin_call *c)
 static int cmd_create_user(admin_call *c)
 {
     const char *org = val(c, "org"), *email = val(c, "email"), *role = val(c, "role");
-    if (role && strcmp(role, "admin") && strcmp(role, "member"))
+    if (!role_ok(role))
         return cli_usage_error(c->name, "--role must be admin or member, not '%s'", role);
     store_t *st = admin_store(c);
     if (!st)
         return c->rc;
     store_org og;
-    store_user u;
     int r = store_org_get(st, org, &og);
     if (r == STORE_NOT_FOUND)
         return failed(c, "no such organization: %s", org);
-    if (r != STORE_OK || store_user_create(st, org, email, role ? role : "member", &u) != STORE_OK)
-        return failed(c, "%s", store_errmsg(st));
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", u.id);
+    if (r != STORE_OK || new_user(st, org, email, role, val(c, "with-key") != NULL, o, "id") < 0) {
+        int made = cJSON_GetObjectItem(o, "id") != NULL;
+        char id[80];
+        snprintf(id, sizeof(id), "%s", made ? cJSON_GetObjectItem(o, "id")->valuestring : "");
+        cJSON_Delete(o);
+        if (made)
+            return failed(c, "user %s was created, its API key was not: %s", id, store_errmsg(st));
+        return failed(c, "%s", store_errmsg(st));
+    }
     return print_json(o);
 }
 
@@ -574,8 +609,11 @@ static const admin_cmd commands[] = {
       "Creates the first organization, its admin user and an API key; when an\n"
       "organization exists already, prints its id and \"already_bootstrapped\": true.\n",
       cmd_bootstrap, { { "org-name", 1, 0 }, { "email", 1, 0 } } },
-    { "create-org", "--name N", "a new organization", NULL, cmd_create_org,
-      { { "name", 1, 1 } } },
+    { "create-org", "--name N [--user-email E [--role admin|member]]", "a new organization",
+      "With --user-email, also its first user (role member unless --role says\n"
+      "admin) and an API key acting as that user: prints id, user_id, key_id and\n"
+      "api_key.\n",
+      cmd_create_org, { { "name", 1, 1 }, { "user-email", 1, 0 }, { "role", 1, 0 } } },
     { "list-orgs", "", "every organization, oldest first (one JSON object a line)", NULL,
       cmd_list_orgs, { { NULL, 0, 0 } } },
     { "delete-org", "--id ORG_ID", "delete an organization that holds nothing but accounts",
@@ -585,8 +623,12 @@ static const admin_cmd commands[] = {
       "audit rows, GitHub installations): those keep their history.  The trusted\n"
       "backend provisions an organization again when it names it again.\n",
       cmd_delete_org, { { "id", 1, 1 } } },
-    { "create-user", "--org ORG_ID --email E [--role admin|member]", "a user who can hold API keys",
-      NULL, cmd_create_user, { { "org", 1, 1 }, { "email", 1, 1 }, { "role", 1, 0 } } },
+    { "create-user", "--org ORG_ID --email E [--role admin|member] [--with-key]",
+      "a user who can hold API keys",
+      "With --with-key, also an API key acting as the new user: prints id, key_id\n"
+      "and api_key.\n",
+      cmd_create_user,
+      { { "org", 1, 1 }, { "email", 1, 1 }, { "role", 1, 0 }, { "with-key", 0, 0 } } },
     { "add-member", "--org ORG_ID --user USER_ID",
       "record a user id the trusted backend names (org created if missing)", NULL, cmd_add_member,
       { { "org", 1, 1 }, { "user", 1, 1 } } },

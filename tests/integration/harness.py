@@ -739,20 +739,20 @@ class World:
     def new_user(self, org_id=None, email=None, role=None):
         org_id = org_id or self.org_id
         email = email or "user-%s@example.test" % rand_tag(4)
-        args = ["create-user", "--org", org_id, "--email", email]
+        args = ["create-user", "--org", org_id, "--email", email, "--with-key"]
         if role:
             args += ["--role", role]
         u = self.admin(*args)
-        check(u.get("id"), "admin create-user: no id", u)
-        k = self.admin("create-key", "--org", org_id, "--user", u["id"])
-        check(k.get("key"), "admin create-key: no key", k)
-        return u["id"], k["key"]
+        check(u.get("id") and u.get("api_key"), "admin create-user --with-key: no id or key", u)
+        return u["id"], u["api_key"]
 
     def new_org(self, name=None):
-        o = self.admin("create-org", "--name", name or "org-%s" % rand_tag(4))
-        check(o.get("id"), "admin create-org: no id", o)
-        user_id, key = self.new_user(org_id=o["id"])
-        return o["id"], user_id, key
+        """A new org with one member user and its API key: (org_id, user_id, key)."""
+        o = self.admin("create-org", "--name", name or "org-%s" % rand_tag(4),
+                       "--user-email", "user-%s@example.test" % rand_tag(4))
+        check(o.get("id") and o.get("user_id") and o.get("api_key"),
+              "admin create-org --user-email: no id, user or key", o)
+        return o["id"], o["user_id"], o["api_key"]
 
     # -- HTTP ----------------------------------------------------------------
     def request(self, method, path, body=None, headers=None, key=None, auth=True, timeout=60):

@@ -155,6 +155,12 @@ USAGE_ERRORS = [
     (["admin", "routes", "--json"], "unknown option '--json'"),
     (["admin", "create-user", "--org", "o", "--email", "e", "--role", "root"],
      "--role must be admin or member, not 'root'"),
+    (["admin", "create-user", "--org", "o", "--email", "e", "--with-key=yes"],
+     "option '--with-key' takes no value"),
+    (["admin", "create-org", "--name", "a", "--role", "admin"], "--role needs --user-email"),
+    (["admin", "create-org", "--name", "a", "--user-email", "e", "--role", "owner"],
+     "--role must be admin or member, not 'owner'"),
+    (["admin", "create-org", "--name", "a", "--user-email"], "option '--user-email' requires a value"),
     (["admin", "create-agent-token", "--org", "o", "--user", "u", "--cluster-name", "c",
       "--expires-days", "0"], "--expires-days must be a whole number from 1 to 3650, not '0'"),
     (["admin", "create-agent-token", "--org", "o", "--user", "u", "--cluster-name", "c",
@@ -374,6 +380,44 @@ def test_users_and_orgs(t):
     orgs, _ = admin_lines(w, "list-orgs")
     eq(sorted(o["id"] for o in orgs), sorted([w.org_id, org]), "list-orgs after the delete")
     keys, _ = admin_lines(w, "list-keys", "--org", spare, rc=1)
+    check(w.server.alive(), "server still serving")
+
+
+@test(timeout=180)
+def test_one_step_tenant_and_user_with_key(t):
+    """create-org --user-email and create-user --with-key: the org, its user
+    and a working key from one command each, in the right org and role."""
+    w = t.world()
+    made = one(w, "create-org", "--name", "tenant", "--user-email", "ops@tenant.example",
+               "--role", "admin")
+    eq(sorted(made), ["api_key", "id", "key_id", "user_id"], "create-org --user-email prints")
+    r = w.get("/api/me", key=made["api_key"])
+    eq(r.status, 200, "the new tenant's key works (%r)" % r)
+    eq((r.json.get("org_id"), r.json.get("user_id")), (made["id"], made["user_id"]),
+       "the key acts as the new user in the new org")
+    users, _ = admin_lines(w, "list-users", "--org", made["id"])
+    eq([(u["id"], u["email"], u["role"]) for u in users],
+       [(made["user_id"], "ops@tenant.example", "admin")], "one admin user in the new org")
+    keys, _ = admin_lines(w, "list-keys", "--org", made["id"])
+    eq([(k["id"], k["user_id"]) for k in keys], [(made["key_id"], made["user_id"])], "and one key")
+
+    member = one(w, "create-user", "--org", made["id"], "--email", "dev@tenant.example", "--with-key")
+    eq(sorted(member), ["api_key", "id", "key_id"], "create-user --with-key prints")
+    r = w.get("/api/me", key=member["api_key"])
+    eq((r.status, r.json.get("user_id")), (200, member["id"]), "the member's key works")
+    users, _ = admin_lines(w, "list-users", "--org", made["id"])
+    eq([u["role"] for u in users if u["id"] == member["id"]], ["member"], "role member by default")
+    check(one(w, "create-user", "--org", made["id"], "--email", "x@tenant.example").keys() == {"id"},
+          "without --with-key no key is made")
+    # without --user-email, create-org is unchanged: no user, no key
+    bare = one(w, "create-org", "--name", "bare")
+    eq(sorted(bare), ["id"], "create-org alone prints the id only")
+    users, _ = admin_lines(w, "list-users", "--org", bare["id"])
+    eq(users, [], "and makes no user")
+    # a user for a missing org: nothing made, the error names it
+    _, err = admin_lines(w, "create-user", "--org", "org_missing", "--email", "a@b.c", "--with-key", rc=1)
+    contains(err, "no such organization: org_missing", "create-user --with-key in a missing org")
+    eq(w.get("/api/me", key=made["api_key"]).status, 200, "other keys unaffected")
     check(w.server.alive(), "server still serving")
 
 
