@@ -16,6 +16,7 @@ App delivery always names its installation, so each payload is given the id of a
 installation the test bound (an example's own `installation` object is kept, with
 its id replaced).
 """
+import atexit
 import base64
 import json
 import os
@@ -45,16 +46,29 @@ _env = {}
 # ---------------------------------------------------------------------------
 # signing and delivery
 # ---------------------------------------------------------------------------
-def node_json(args, stdin=None):
-    r = subprocess.run([NODE, os.path.join(FIXTURES, "gh_webhook_sign.mjs")] + args, input=stdin,
-                       capture_output=True, cwd=FIXTURES, timeout=60)
-    check(r.returncode == 0, "gh_webhook_sign.mjs %s" % args[0], r.stderr)
-    return json.loads(r.stdout)
+_signer = {}
+
+
+def signer(op, **req):
+    """One request to tests/fixtures/gh_webhook_sign.mjs, a Node process kept
+    for the whole program (started on first use, ended at exit)."""
+    p = _signer.get("proc")
+    if p is None or p.poll() is not None:
+        p = subprocess.Popen([NODE, os.path.join(FIXTURES, "gh_webhook_sign.mjs"), "serve"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=FIXTURES)
+        _signer["proc"] = p
+        atexit.register(lambda: (p.stdin.close(), p.wait(10)))
+    p.stdin.write((json.dumps(dict(req, op=op)) + "\n").encode())
+    p.stdin.flush()
+    line = p.stdout.readline()
+    check(line, "gh_webhook_sign.mjs %s: no answer (exit status %s)" % (op, p.poll()))
+    answer = json.loads(line)
+    check("result" in answer, "gh_webhook_sign.mjs %s" % op, answer.get("error"))
+    return answer["result"]
 
 
 def sign_many(secret, bodies):
-    req = {"secret": secret, "bodies": [base64.b64encode(b).decode() for b in bodies]}
-    return node_json(["sign"], json.dumps(req).encode())
+    return signer("sign", secret=secret, bodies=[base64.b64encode(b).decode() for b in bodies])
 
 
 def sign(secret, body):
@@ -62,7 +76,7 @@ def sign(secret, body):
 
 
 def examples(events):
-    return node_json(["examples", ",".join(events)])
+    return signer("examples", events=list(events))
 
 
 def with_installation(payload, iid):
