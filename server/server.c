@@ -456,7 +456,12 @@ int server_run(server_config *cfg)
     info.ka_interval = 10;
     info.retry_and_idle_policy = &g_retry_policy;
     if (!cfg->plain_http) {
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        /* Not the system's CAs: the only TLS client here is forward.c's,
+         * which verifies peer replicas against a trust store of its own
+         * (peer_trust_store) or, without one, not at all.  Loading and
+         * parsing ~150 CA certificates cost every start CPU and the
+         * process ~1 MiB for nothing. */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
         info.ssl_cert_filepath = cfg->tls_cert;
         /* Forwarded commands (forward.c) are lws client connections of
          * this vhost: they verify the peer replica against this. */
