@@ -20,6 +20,7 @@ import atexit
 import base64
 import json
 import os
+import select
 import socket
 import sqlite3
 import subprocess
@@ -60,6 +61,9 @@ def signer(op, **req):
         atexit.register(lambda: (p.stdin.close(), p.wait(10)))
     p.stdin.write((json.dumps(dict(req, op=op)) + "\n").encode())
     p.stdin.flush()
+    # a signer that hangs fails this call in 60 s, not the program at its timeout
+    ready, _, _ = select.select([p.stdout], [], [], 60)
+    check(ready, "gh_webhook_sign.mjs %s: no answer within 60 s" % op)
     line = p.stdout.readline()
     check(line, "gh_webhook_sign.mjs %s: no answer (exit status %s)" % (op, p.poll()))
     answer = json.loads(line)
