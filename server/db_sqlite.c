@@ -19,6 +19,7 @@
  * trip (docs/performance.md).
  */
 #include "db.h"
+#include "db_sqlite_gate.h"
 
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -49,6 +50,9 @@ struct db {
     int statement_ms;    /* from db_get_limits() at open */
     int64_t deadline_ms; /* of the call in progress (db_now_ms clock) */
     int timed_out;       /* the progress handler interrupted it */
+    db_gate *gate;       /* this file's "a write transaction ended" signal, or NULL */
+    uint64_t gate_seen;  /* its count before the latest try for the lock */
+    int txn_open;        /* a transaction was open after the last statement */
     /* Copied at failure time: sqlite3_errmsg() is overwritten by the next
      * call (even sqlite3_finalize), so it cannot be read lazily. */
     char err[512];
@@ -127,7 +131,9 @@ static int past_deadline(void *arg)
  * SQLite's own back-off up to 100 ms: the store's workers hold the write
  * lock for one short transaction each, and a waiter asleep for 100 ms
  * loses its turn to every newcomer (webhook intake at concurrency 16:
- * p99 553 ms with SQLite's steps, 195 ms with these; bench/webhook_bench.py). */
+ * p99 553 ms with SQLite's steps, 195 ms with these; bench/webhook_bench.py).
+ * A step ends early when a connection of this process ends its write
+ * transaction (db_sqlite_gate.h). */
 static int wait_for_lock(void *arg, int count)
 {
     static const int steps_ms[] = { 1, 1, 2, 2, 3, 5 };
@@ -137,7 +143,12 @@ static int wait_for_lock(void *arg, int count)
         return 0;
     int nsteps = (int)(sizeof(steps_ms) / sizeof(steps_ms[0]));
     int64_t step = count < nsteps ? steps_ms[count] : steps_ms[nsteps - 1];
-    sqlite3_sleep((int)(step < left ? step : left));
+    if (step > left)
+        step = left;
+    if (db->gate) /* a connection of this process ending its transaction wakes us */
+        db->gate_seen = db_gate_wait(db->gate, db->gate_seen, (int)step);
+    else
+        sqlite3_sleep((int)step);
     return 1;
 }
 
@@ -247,6 +258,17 @@ static int cached_prepare(db_t *db, const char *sql, sqlite3_stmt **out)
     return DB_OK;
 }
 
+/* After each statement (reset): when it ended a transaction, or was a
+ * write outside one, the write lock it may have held is free: the other
+ * connections of this process waiting for it try again now. */
+static void note_lock_release(db_t *db, sqlite3_stmt *st)
+{
+    int open = !sqlite3_get_autocommit(db->h);
+    if (db->gate && !open && (db->txn_open || !sqlite3_stmt_readonly(st)))
+        db_gate_ended_one(db->gate);
+    db->txn_open = open;
+}
+
 static int prepare(db_t *db, const char *sql, const db_param *p, size_t np, sqlite3_stmt **out)
 {
     sqlite3_stmt *st = NULL;
@@ -255,6 +277,8 @@ static int prepare(db_t *db, const char *sql, const db_param *p, size_t np, sqli
         return set_err(db, "sqlite: NULL statement"), DB_E_OTHER;
     /* Preparing may already wait for a lock (the schema): the clock starts here. */
     arm_deadline(db);
+    if (db->gate) /* before any try for the lock: a release after it is seen */
+        db->gate_seen = db_gate_ended(db->gate);
     int rc = cached_prepare(db, rewrite_begin(sql), &st);
     if (rc != DB_OK)
         return rc;
@@ -302,6 +326,7 @@ static int finish(db_t *db, sqlite3_stmt *st, int rc, const char *what)
     if (rc != SQLITE_DONE)
         e = fail_rc(db, rc, what);
     release(st);
+    note_lock_release(db, st);
     return e;
 }
 
@@ -401,6 +426,7 @@ static int sqlite_query(db_t *db, const char *sql, const db_param *p, size_t np,
 
 oom:
     release(st);
+    note_lock_release(db, st);
     free_cells(cells, ncells);
     set_err(db, "sqlite query: out of memory");
     return DB_E_OTHER;
@@ -453,6 +479,8 @@ static int sqlite_open(const char *url, db_t **out, char *err, size_t errlen)
         return map_rc(rc) == DB_E_OTHER ? DB_E_CONN : map_rc(rc);
     }
     sqlite3_extended_result_codes(db->h, 1);
+    if (!memory)
+        db->gate = db_gate_get(path);
 
     char val[32];
     int e = DB_OK;
@@ -509,7 +537,10 @@ static void sqlite_close(db_t *db)
             free(db->stmts[i].sql);
         }
     }
-    sqlite3_close_v2(db->h);
+    sqlite3_close_v2(db->h); /* rolls back an open transaction */
+    if (db->gate && db->txn_open)
+        db_gate_ended_one(db->gate);
+    db_gate_put(db->gate);
     free(db);
 }
 

@@ -29,6 +29,7 @@
 
 #include "crypto.h"
 #include "db.h"
+#include "db_sqlite_gate.h"
 #include "pg_harness.h"
 #include "store.h"
 #include "token.h"
@@ -2615,6 +2616,84 @@ static void test_sqlite_lock_deadline(void **state)
     store_close(s);
 }
 
+static void exec_ok(const db_engine *eng, db_t *db, const char *sql)
+{
+    if (eng->exec(db, sql, NULL, 0, NULL) != DB_OK)
+        fail_msg("%s: %s", sql, eng->errmsg(db));
+}
+
+/* Connections of this process to one file: a writer that finds the file
+ * locked waits in the busy handler on the file's gate
+ * (server/db_sqlite_gate.h) and is woken when the transaction ends; readers
+ * never wait (WAL); a write still locked out at its deadline fails with
+ * DB_E_BUSY and says so; every way a transaction can end lets the next
+ * writer in: COMMIT, ROLLBACK, a failed autocommit write, closing the handle
+ * with a transaction open. */
+static void test_sqlite_writers_take_turns(void **state)
+{
+    fixture *f = *state;
+    const db_engine *eng = &db_engine_sqlite;
+    db_set_limits(300, 0);
+    db_t *a = engine_open(f->url), *b = engine_open(f->url);
+    db_set_limits(60000, 0);
+    db_t *patient = engine_open(f->url);
+    db_gate *gate = db_gate_get(f->path); /* the same gate as the handles' */
+    assert_non_null(gate);
+    exec_ok(eng, a, "CREATE TABLE turns (x INTEGER PRIMARY KEY)");
+
+    exec_ok(eng, a, "BEGIN");
+    exec_ok(eng, a, "INSERT INTO turns VALUES (1)");
+    /* A reader is not held up by the writer. */
+    timed_call c = query_call(eng, b, "SELECT COUNT(*) FROM turns");
+    call_within(&c, 20000);
+    assert_int_equal(c.rc, DB_OK);
+    /* A writer waits until its deadline, then says why. */
+    c = query_call(eng, b, "INSERT INTO turns VALUES (2)");
+    call_within(&c, 20000);
+    assert_int_equal(c.rc, DB_E_BUSY);
+    assert_non_null(strstr(c.msg, "locked by another connection after 300 ms"));
+    assert_true(c.ms >= 290);
+    /* A writer with time to spare waits on the gate and goes in when the
+     * transaction commits. */
+    c = query_call(eng, patient, "INSERT INTO turns VALUES (3)");
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, timed_call_main, &c), 0);
+    int64_t until = ph_now_ms() + 60000;
+    while (db_gate_waiters(gate) != 1) {
+        if (ph_now_ms() > until)
+            fail_msg("the second writer never waited in the gate");
+        usleep(1000);
+    }
+    exec_ok(eng, a, "COMMIT");
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(c.rc, DB_OK);
+    assert_true(c.ms < 60000);
+
+    /* ROLLBACK lets the next writer in. */
+    exec_ok(eng, a, "BEGIN");
+    exec_ok(eng, a, "INSERT INTO turns VALUES (4)");
+    exec_ok(eng, a, "ROLLBACK");
+    exec_ok(eng, b, "INSERT INTO turns VALUES (5)");
+    /* So does a failed autocommit write (the key exists). */
+    assert_int_equal(eng->exec(b, "INSERT INTO turns VALUES (5)", NULL, 0, NULL),
+                     DB_E_CONSTRAINT);
+    exec_ok(eng, a, "INSERT INTO turns VALUES (6)");
+    /* And closing a handle in the middle of a transaction. */
+    exec_ok(eng, b, "BEGIN");
+    exec_ok(eng, b, "INSERT INTO turns VALUES (7)");
+    eng->close(b);
+    exec_ok(eng, a, "INSERT INTO turns VALUES (8)");
+
+    db_result r;
+    assert_int_equal(eng->query(a, "SELECT group_concat(x) FROM (SELECT x FROM turns ORDER BY x)",
+                                NULL, 0, &r), DB_OK);
+    assert_string_equal(db_cell(&r, 0, 0), "1,3,5,6,8");
+    db_result_free(&r);
+    db_gate_put(gate);
+    eng->close(patient);
+    eng->close(a);
+}
+
 /* The server's statement_timeout cancels a slow statement and the
  * connection stays (same backend before and after). */
 static void test_pg_statement_timeout(void **state)
@@ -2956,6 +3035,8 @@ int main(void)
           teardown, NULL },
         { "file/test_sqlite_lock_deadline", test_sqlite_lock_deadline, setup_file, teardown,
           NULL },
+        { "file/test_sqlite_writers_take_turns", test_sqlite_writers_take_turns, setup_file,
+          teardown, NULL },
         PG(test_pg_statement_timeout),
         PG(test_pg_stopped_server),
         BOTH(test_operator_lists),
