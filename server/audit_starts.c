@@ -1,9 +1,12 @@
-/* audit_starts.c — group commit of "started" audit rows (audit_starts.h). */
+/* audit_starts.c — group commit of audit rows: starts, and the ends that
+ * ride along (audit_starts.h). */
 #include "audit_starts.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "log.h"
 
 /* One caller's row, on its own stack while it waits. */
 typedef struct pending {
@@ -15,6 +18,12 @@ typedef struct pending {
     struct pending *next;
 } pending;
 
+/* A command's end waiting for a transaction. */
+typedef struct end_node {
+    store_audit_end row;
+    struct end_node *next;
+} end_node;
+
 struct audit_starts {
     pthread_mutex_t mu;
     pthread_cond_t written; /* a batch ended: its callers are done, or a new leader is needed */
@@ -22,6 +31,9 @@ struct audit_starts {
     size_t waiting;
     size_t writing; /* rows of the batch a worker is writing (0: no leader) */
     unsigned long batches, rows;
+    end_node *ends_head, *ends_tail; /* queued ends, oldest first */
+    size_t ends_waiting;
+    unsigned long ends_written, ends_with_starts;
 };
 
 audit_starts *audit_starts_new(void)
@@ -45,6 +57,14 @@ void audit_starts_free(audit_starts *g)
 {
     if (!g)
         return;
+    /* The workers are stopped: ends still here were never written; their
+     * rows stay "started" and are closed as interrupted by a later sweep. */
+    for (end_node *e = g->ends_head, *next; e; e = next) {
+        next = e->next;
+        log_error("audit record %lld left 'started' (server stopping): outcome %s",
+                  (long long)e->row.id, e->row.outcome);
+        free(e);
+    }
     pthread_cond_destroy(&g->written);
     pthread_mutex_destroy(&g->mu);
     free(g);
@@ -57,33 +77,62 @@ static void finish(pending *p, int rc, store_t *st)
         snprintf(p->err, p->errlen, "%s", store_errmsg(st));
 }
 
+/* Takes up to max queued ends into out (oldest first).  g->mu held. */
+static size_t take_ends_locked(audit_starts *g, end_node **out, size_t max)
+{
+    size_t n = 0;
+    while (g->ends_head && n < max) {
+        out[n++] = g->ends_head;
+        g->ends_head = g->ends_head->next;
+    }
+    if (!g->ends_head)
+        g->ends_tail = NULL;
+    g->ends_waiting -= n;
+    return n;
+}
+
+/* Logs each end the store did not take, and frees them all. */
+static void ends_done(store_t *st, end_node **ends, const store_audit_end *rows, size_t m, int rc)
+{
+    for (size_t i = 0; i < m; i++) {
+        int r = rc == STORE_OK ? rows[i].rc : STORE_ERR;
+        if (r != STORE_OK)
+            log_error("audit record %lld: completing it (%s) failed: %s", (long long)rows[i].id,
+                      rows[i].outcome, r == STORE_NOT_FOUND ? "no such row" : store_errmsg(st));
+        free(ends[i]);
+    }
+}
+
 /* Leader, without the lock.  A row that fails the store's checks is
- * answered alone; the others go in one transaction.  If that fails because
- * of one row (its org is gone, an id collided) each row is written alone for
- * its own answer; if the store failed (down, locked past its deadline),
- * every row gets that answer at once: writing them one by one would wait
- * for the store once per row. */
-static void write_batch(store_t *st, pending **batch, size_t n)
+ * answered alone; the others go in one transaction, with the ends taken
+ * along.  If that fails because of one row (its org is gone, an id
+ * collided) each row is written alone for its own answer; if the store
+ * failed (down, locked past its deadline), every row gets that answer at
+ * once: writing them one by one would wait for the store once per row.
+ * Returns 1 when the ends went in with the rows, 0 when they are still to
+ * be written (the caller does that once its callers have their answers). */
+static int write_batch(store_t *st, pending **batch, size_t n, store_audit_end *ends, size_t m)
 {
     store_audit *rows[AUDIT_STARTS_BATCH_MAX];
     pending *valid[AUDIT_STARTS_BATCH_MAX];
-    size_t m = 0;
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (store_audit_start_check(st, batch[i]->row) != STORE_OK) {
             finish(batch[i], STORE_ERR, st);
             continue;
         }
-        valid[m] = batch[i];
-        rows[m++] = batch[i]->row;
+        valid[k] = batch[i];
+        rows[k++] = batch[i]->row;
     }
-    int rc = store_audit_start_many(st, rows, m);
-    if (rc == STORE_OK || rc == STORE_ERR || m == 1) {
-        for (size_t i = 0; i < m; i++)
+    int rc = store_audit_write_many(st, rows, k, ends, m);
+    if (rc == STORE_OK || rc == STORE_ERR || k == 1) {
+        for (size_t i = 0; i < k; i++)
             finish(valid[i], rc, st);
-        return;
+        return rc == STORE_OK;
     }
-    for (size_t i = 0; i < m; i++)
+    for (size_t i = 0; i < k; i++)
         finish(valid[i], store_audit_start(st, rows[i]), st);
+    return 0;
 }
 
 int audit_starts_write(audit_starts *g, store_t *st, store_audit *a, char *err, size_t errlen)
@@ -116,25 +165,85 @@ int audit_starts_write(audit_starts *g, store_t *st, store_audit *a, char *err, 
             g->tail = NULL;
         g->waiting -= n;
         g->writing = n;
+        /* Ends of finished commands share the commit (no fsync of their own). */
+        end_node *ends[AUDIT_STARTS_BATCH_MAX];
+        store_audit_end end_rows[AUDIT_STARTS_BATCH_MAX];
+        size_t m = take_ends_locked(g, ends, AUDIT_STARTS_BATCH_MAX);
         pthread_mutex_unlock(&g->mu);
-        write_batch(st, batch, n);
+        for (size_t i = 0; i < m; i++)
+            end_rows[i] = ends[i]->row;
+        int ends_in = write_batch(st, batch, n, end_rows, m);
         pthread_mutex_lock(&g->mu);
         for (size_t i = 0; i < n; i++)
             batch[i]->done = 1; /* after this, a waiter may return and free its frame */
         g->batches++;
         g->rows += n;
+        if (ends_in) {
+            g->ends_written += m;
+            g->ends_with_starts += m;
+        }
         g->writing = 0;
         pthread_cond_broadcast(&g->written);
+        if (m && !ends_in) {
+            /* Not with the rows: on their own, now that the callers (me
+             * among them) have their answers. */
+            pthread_mutex_unlock(&g->mu);
+            int rc = store_audit_complete_many(st, end_rows, m);
+            ends_done(st, ends, end_rows, m, rc);
+            pthread_mutex_lock(&g->mu);
+            g->ends_written += m;
+        } else if (m) {
+            ends_done(st, ends, end_rows, m, STORE_OK);
+        }
     }
     pthread_mutex_unlock(&g->mu);
     return me.rc;
+}
+
+int audit_starts_add_end(audit_starts *g, const store_audit_end *row)
+{
+    end_node *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -1;
+    e->row = *row;
+    pthread_mutex_lock(&g->mu);
+    if (g->ends_tail)
+        g->ends_tail->next = e;
+    else
+        g->ends_head = e;
+    g->ends_tail = e;
+    g->ends_waiting++;
+    pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+void audit_starts_flush_ends(audit_starts *g, store_t *st)
+{
+    end_node *ends[AUDIT_STARTS_BATCH_MAX];
+    store_audit_end rows[AUDIT_STARTS_BATCH_MAX];
+    for (;;) {
+        pthread_mutex_lock(&g->mu);
+        size_t m = take_ends_locked(g, ends, AUDIT_STARTS_BATCH_MAX);
+        pthread_mutex_unlock(&g->mu);
+        if (!m)
+            return;
+        for (size_t i = 0; i < m; i++)
+            rows[i] = ends[i]->row;
+        int rc = store_audit_complete_many(st, rows, m);
+        ends_done(st, ends, rows, m, rc);
+        pthread_mutex_lock(&g->mu);
+        g->ends_written += m;
+        pthread_mutex_unlock(&g->mu);
+    }
 }
 
 audit_starts_stats audit_starts_stats_now(audit_starts *g)
 {
     pthread_mutex_lock(&g->mu);
     audit_starts_stats st = { .waiting = g->waiting, .writing = g->writing,
-                              .batches = g->batches, .rows = g->rows };
+                              .batches = g->batches, .rows = g->rows,
+                              .ends_waiting = g->ends_waiting, .ends_written = g->ends_written,
+                              .ends_with_starts = g->ends_with_starts };
     pthread_mutex_unlock(&g->mu);
     return st;
 }

@@ -12,7 +12,15 @@
  * batch fails because of one row (its org is gone), the leader writes the
  * rows one by one, so only that command fails; if the store itself fails
  * (down, locked past its deadline), every command of the batch gets that
- * error at once instead of waiting for the store once per row. */
+ * error at once instead of waiting for the store once per row.
+ *
+ * Ends ride along.  A finished command's outcome (audit_starts_add_end) waits
+ * here for the next batch of starts and goes into its transaction: one
+ * command after another (concurrency 1) commits once per command instead of
+ * twice, and the next start no longer waits for the previous end's fsync.
+ * The caller also arranges audit_starts_flush_ends a little later (exec.c:
+ * AUDIT_END_DELAY_MS), so an end is never left waiting for a start that
+ * does not come.  If the batch fails, its ends are written on their own. */
 #ifndef AURORA_AUDIT_STARTS_H
 #define AURORA_AUDIT_STARTS_H
 
@@ -34,11 +42,22 @@ void audit_starts_free(audit_starts *g);
  * store's message. */
 int audit_starts_write(audit_starts *g, store_t *st, store_audit *a, char *err, size_t errlen);
 
+/* Any thread: queues a command's end for the next transaction.  0, or -1
+ * when out of memory (nothing queued). */
+int audit_starts_add_end(audit_starts *g, const store_audit_end *row);
+/* Worker thread: writes every queued end on st (AUDIT_STARTS_BATCH_MAX per
+ * transaction); a failure is logged (the row stays "started" and a later
+ * sweep closes it as interrupted). */
+void audit_starts_flush_ends(audit_starts *g, store_t *st);
+
 /* For tests: rows queued for the next leader, rows of the batch being
- * written, and the batches and rows written since audit_starts_new. */
+ * written, the batches and rows written since audit_starts_new; ends
+ * queued, written (tried), and of those, written with a batch of starts. */
 typedef struct {
     size_t waiting, writing;
     unsigned long batches, rows;
+    size_t ends_waiting;
+    unsigned long ends_written, ends_with_starts;
 } audit_starts_stats;
 audit_starts_stats audit_starts_stats_now(audit_starts *g);
 

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <libwebsockets.h>
+
 #include "buf.h"
 #include "crypto.h"
 #include "forward.h"
@@ -31,25 +33,19 @@ typedef struct {
     size_t len, cap;
 } capture;
 
-/* A command's end waiting to be written to its audit row. */
-typedef struct audit_end {
-    store_audit_end row;
-    struct audit_end *next;
-} audit_end;
-
 struct exec_ctx {
     exec_limits *limits;
     tunnel_hub *tunnels;
     workers *pool;
-    /* Audit completions are written in batches: ends that arrive while a
-     * batch is queued or being written join the next one, so under load
-     * one transaction (one fsync with AURORA_DB_SYNC=full) closes many rows.
-     * At most one flush job is queued at a time. */
-    pthread_mutex_t audit_mu;
-    audit_end *audit_head, *audit_tail;
-    int audit_flush_queued;
-    /* Audit starts of concurrent commands share a commit (audit_starts.h). */
+    /* Audit starts of concurrent commands share a commit, and the ends of
+     * finished commands ride in it (audit_starts.h).  An end no start took
+     * within AUDIT_END_DELAY_MS is written by a flush job: one timer armed
+     * at a time (loop thread), one flush job queued at a time. */
     audit_starts *starts;
+    struct lws_context *lws; /* the loop's, for the timer; NULL: flush at once */
+    lws_sorted_usec_list_t flush_sul;
+    int flush_armed;         /* loop thread only */
+    _Atomic int flush_queued;
 };
 
 typedef struct {
@@ -101,7 +97,7 @@ exec_ctx *exec_ctx_new(const server_config *cfg, tunnel_hub *tunnels, workers *p
     }
     x->tunnels = tunnels;
     x->pool = pool;
-    pthread_mutex_init(&x->audit_mu, NULL);
+    x->lws = tunnels ? tunnel_hub_lws(tunnels) : NULL;
     return x;
 }
 
@@ -109,16 +105,7 @@ void exec_ctx_free(exec_ctx *x)
 {
     if (!x)
         return;
-    /* The workers are stopped: ends still here were never written; their
-     * rows stay "started" and are closed as interrupted by a later sweep. */
-    for (audit_end *a = x->audit_head, *next; a; a = next) {
-        next = a->next;
-        log_error("audit record %lld left 'started' (server stopping): outcome %s",
-                  (long long)a->row.id, a->row.outcome);
-        free(a);
-    }
-    pthread_mutex_destroy(&x->audit_mu);
-    audit_starts_free(x->starts);
+    audit_starts_free(x->starts); /* logs the ends never written */
     exec_limits_free(x->limits);
     free(x);
 }
@@ -193,36 +180,54 @@ static void audit_done(void *arg)
     free(a);
 }
 
-/* Rows closed per transaction at most: bounds the time the write lock is held. */
-#define AUDIT_BATCH_MAX 64
-
-/* Worker: writes every pending end, AUDIT_BATCH_MAX per transaction. */
+/* Worker: writes the ends no start has taken (audit_starts.h). */
 static void audit_flush_run(worker_ctx *w, void *arg)
 {
     exec_ctx *x = arg;
-    pthread_mutex_lock(&x->audit_mu);
-    audit_end *list = x->audit_head;
-    x->audit_head = x->audit_tail = NULL;
-    x->audit_flush_queued = 0; /* ends from now on queue the next flush */
-    pthread_mutex_unlock(&x->audit_mu);
-    store_audit_end rows[AUDIT_BATCH_MAX];
-    while (list) {
-        size_t n = 0;
-        for (audit_end *a = list; a && n < AUDIT_BATCH_MAX; a = a->next)
-            rows[n++] = a->row;
-        int rc = store_audit_complete_many(w->store, rows, n);
-        for (size_t i = 0; i < n; i++) {
-            audit_end *a = list;
-            list = a->next;
-            int r = rc == STORE_OK ? rows[i].rc : STORE_ERR;
-            if (r != STORE_OK)
-                log_error("audit record %lld: completing it (%s) failed: %s", (long long)a->row.id,
-                          a->row.outcome,
-                          r == STORE_NOT_FOUND ? "no such row" : store_errmsg(w->store));
-            free(a);
-        }
+    x->flush_queued = 0; /* ends from now on queue the next flush */
+    audit_starts_flush_ends(x->starts, w->store);
+}
+
+/* Loop thread: queues the flush job unless one is queued.  If the queue is
+ * full the ends wait for the next start or flush (or exec_ctx_free, which
+ * logs them); a row never completed stays "started" and is closed as
+ * interrupted once this instance is gone: never lost. */
+static void audit_flush_submit(exec_ctx *x)
+{
+    if (x->flush_queued)
+        return;
+    x->flush_queued = 1;
+    if (workers_submit(x->pool, WORKER_POOL_STORE, audit_flush_run, NULL, x) < 0) {
+        x->flush_queued = 0;
+        log_error("audit completions delayed (worker queue full)");
     }
 }
+
+static void audit_flush_timer(lws_sorted_usec_list_t *sul)
+{
+    exec_ctx *x = lws_container_of(sul, exec_ctx, flush_sul);
+    x->flush_armed = 0;
+    if (audit_starts_stats_now(x->starts).ends_waiting)
+        audit_flush_submit(x);
+}
+
+void exec_ctx_flush_audit(exec_ctx *x)
+{
+    if (!x)
+        return;
+    if (x->flush_armed) {
+        lws_sul_cancel(&x->flush_sul);
+        x->flush_armed = 0;
+    }
+    if (audit_starts_stats_now(x->starts).ends_waiting)
+        audit_flush_submit(x);
+}
+
+/* How long a finished command's end waits for the next command's start to
+ * carry it into the same commit before it is written on its own.  Short: the
+ * row says "started" until then, and a server stopping flushes at once
+ * (exec_ctx_flush_audit). */
+#define AUDIT_END_DELAY_MS 20
 
 /* Loop thread: the command's final audit outcome, written on a worker. */
 static void audit_submit(const exec_spec *e, const char *outcome, int rc, int64_t bytes,
@@ -235,34 +240,26 @@ static void audit_submit(const exec_spec *e, const char *outcome, int rc, int64_
     sm_output_bytes(e->kind, bytes > 0 ? (size_t)bytes : 0);
     if (e->audit_id) {
         exec_ctx *x = e->ctx;
-        audit_end *a = calloc(1, sizeof(*a));
-        if (!a)
-            return;
-        snprintf(a->row.org_id, sizeof(a->row.org_id), "%s", e->org_id);
-        snprintf(a->row.outcome, sizeof(a->row.outcome), "%s", outcome);
-        a->row.id = e->audit_id;
-        a->row.return_code = rc;
-        a->row.bytes_out = bytes;
-        a->row.duration_ms = duration_ms;
-        a->row.ended_at = (int64_t)time(NULL);
-        pthread_mutex_lock(&x->audit_mu);
-        if (x->audit_tail)
-            x->audit_tail->next = a;
-        else
-            x->audit_head = a;
-        x->audit_tail = a;
-        int queue = !x->audit_flush_queued;
-        x->audit_flush_queued = 1;
-        pthread_mutex_unlock(&x->audit_mu);
-        /* If the flush cannot be queued the ends wait for the next one (or
-         * for exec_ctx_free); a row never completed stays "started" and is
-         * closed as interrupted once this instance is gone: never lost. */
-        if (queue && workers_submit(x->pool, WORKER_POOL_STORE, audit_flush_run, NULL, x) < 0) {
-            log_error("audit record %lld: completion delayed (worker queue full): outcome %s",
+        store_audit_end end;
+        memset(&end, 0, sizeof(end));
+        snprintf(end.org_id, sizeof(end.org_id), "%s", e->org_id);
+        snprintf(end.outcome, sizeof(end.outcome), "%s", outcome);
+        end.id = e->audit_id;
+        end.return_code = rc;
+        end.bytes_out = bytes;
+        end.duration_ms = duration_ms;
+        end.ended_at = (int64_t)time(NULL);
+        if (audit_starts_add_end(x->starts, &end) != 0) {
+            log_error("audit record %lld: completion lost (out of memory): outcome %s",
                       (long long)e->audit_id, outcome);
-            pthread_mutex_lock(&x->audit_mu);
-            x->audit_flush_queued = 0;
-            pthread_mutex_unlock(&x->audit_mu);
+            return;
+        }
+        if (!x->lws) {
+            audit_flush_submit(x);
+        } else if (!x->flush_armed) {
+            x->flush_armed = 1;
+            lws_sul_schedule(x->lws, 0, &x->flush_sul, audit_flush_timer,
+                             AUDIT_END_DELAY_MS * LWS_US_PER_MS);
         }
         return;
     }

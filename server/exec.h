@@ -32,6 +32,9 @@ typedef struct exec_ctx exec_ctx;
 /* Server start: the limits of exec_limits.h from the settings; tunnels and
  * pool are not owned.  NULL when out of memory. */
 exec_ctx *exec_ctx_new(const server_config *cfg, struct tunnel_hub *tunnels, workers *pool);
+/* Loop thread, before the workers stop: queues the write of every command
+ * end still waiting for a start to carry it (audit_starts.h), at once. */
+void exec_ctx_flush_audit(exec_ctx *x);
 /* After every exec has ended (the lws context is destroyed). */
 void exec_ctx_free(exec_ctx *x);
 exec_limits *exec_ctx_limits(exec_ctx *x);

@@ -583,6 +583,7 @@ int server_run(server_config *cfg)
     for (int i = 0; i < 50 && tunnel_session_count(sv.tunnels); i++)
         service_round(20);
     periodic_stop();
+    exec_ctx_flush_audit(sv.exec); /* the ends still waiting for a start */
     workers_stop(sv.pool);
     registry_stop(); /* after the workers: their lookup connections are gone */
     server_metrics_watch_workers(NULL);

@@ -1246,21 +1246,55 @@ int store_audit_start_check(store_t *s, const store_audit *a)
 
 int store_audit_start_many(store_t *s, store_audit *const *rows, size_t n)
 {
+    return store_audit_write_many(s, rows, n, NULL, 0);
+}
+
+/* One completion inside the caller's transaction: e->rc is the row's answer;
+ * STORE_ERR only when the statement itself failed (the transaction is lost). */
+static int audit_end_update(store_t *s, store_audit_end *e)
+{
+    if (!e->org_id[0] || check_text(s, "outcome", e->outcome, sizeof(e->outcome), 1) ||
+        !strcmp(e->outcome, AUDIT_STARTED)) {
+        e->rc = STORE_ERR; /* refused before SQL: the others still go in */
+        return STORE_OK;
+    }
+    int64_t changes = 0;
+    db_param p[] = { p_text(e->outcome),        DB_P_INT(e->return_code),
+                     DB_P_INT(e->bytes_out),    DB_P_INT(e->duration_ms),
+                     DB_P_INT(now_or_clock(e->ended_at)), DB_P_INT(e->id),
+                     p_text(e->org_id) };
+    if (run_exec(s, "completing audit record",
+                 "UPDATE audit_log SET outcome = ?, return_code = ?, bytes_out = ?,"
+                 " duration_ms = ?, ended_at = ? WHERE id = ? AND org_id = ?",
+                 p, 7, &changes))
+        return STORE_ERR;
+    e->rc = changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+    return STORE_OK;
+}
+
+int store_audit_write_many(store_t *s, store_audit *const *rows, size_t n,
+                           store_audit_end *ends, size_t m)
+{
     if (!s)
         return STORE_ERR;
-    if (!rows && n)
-        return serr(s, "store_audit_start_many: missing argument");
+    if ((!rows && n) || (!ends && m))
+        return serr(s, "store_audit_write_many: missing argument");
     for (size_t i = 0; i < n; i++)
         if (audit_check(s, rows[i], 1) != STORE_OK)
             return STORE_ERR;
-    if (n == 0)
+    if (n + m == 0)
         return STORE_OK;
-    if (n == 1) /* no transaction of its own needed */
+    if (n == 1 && m == 0) /* no transaction of its own needed */
         return store_audit_start(s, rows[0]);
-    int64_t *ids = calloc(n, sizeof(*ids));
-    if (!ids)
+    int64_t *ids = n ? calloc(n, sizeof(*ids)) : NULL;
+    if (n && !ids)
         return serr(s, "out of memory");
-    int rc = run_exec(s, "beginning audit starts", "BEGIN", NULL, 0, NULL);
+    /* The messages name what the transaction was for. */
+    const char *begin = !m ? "beginning audit starts"
+                      : !n ? "beginning audit completions" : "beginning audit writes";
+    const char *done = !m ? "committing audit starts"
+                     : !n ? "committing audit completions" : "committing audit writes";
+    int rc = run_exec(s, begin, "BEGIN", NULL, 0, NULL);
     for (size_t i = 0; rc == STORE_OK && i < n; i++) {
         rc = audit_insert_once(s, rows[i], 1, &ids[i]);
         if (rc == STORE_CONFLICT) {
@@ -1274,8 +1308,11 @@ int store_audit_start_many(store_t *s, store_audit *const *rows, size_t n)
         if (rc != STORE_OK)
             abandon(s, rc);
     }
+    for (size_t i = 0; rc == STORE_OK && i < m; i++)
+        if ((rc = audit_end_update(s, &ends[i])) != STORE_OK)
+            abandon(s, rc);
     if (rc == STORE_OK)
-        rc = commit(s, "committing audit starts");
+        rc = commit(s, done);
     for (size_t i = 0; rc == STORE_OK && i < n; i++)
         rows[i]->id = ids[i];
     free(ids);
@@ -1317,30 +1354,7 @@ int store_audit_complete_many(store_t *s, store_audit_end *ends, size_t n)
                                      e->bytes_out, e->duration_ms, e->ended_at);
         return e->rc == STORE_ERR ? STORE_ERR : STORE_OK;
     }
-    if (n == 0)
-        return STORE_OK;
-    if (run_exec(s, "beginning audit completions", "BEGIN", NULL, 0, NULL) != STORE_OK)
-        return STORE_ERR;
-    for (size_t i = 0; i < n; i++) {
-        store_audit_end *e = &ends[i];
-        if (!e->org_id[0] || check_text(s, "outcome", e->outcome, sizeof(e->outcome), 1) ||
-            !strcmp(e->outcome, AUDIT_STARTED)) {
-            e->rc = STORE_ERR; /* refused before SQL: the others still go in */
-            continue;
-        }
-        int64_t changes = 0;
-        db_param p[] = { p_text(e->outcome),        DB_P_INT(e->return_code),
-                         DB_P_INT(e->bytes_out),    DB_P_INT(e->duration_ms),
-                         DB_P_INT(now_or_clock(e->ended_at)), DB_P_INT(e->id),
-                         p_text(e->org_id) };
-        if (run_exec(s, "completing audit record",
-                     "UPDATE audit_log SET outcome = ?, return_code = ?, bytes_out = ?,"
-                     " duration_ms = ?, ended_at = ? WHERE id = ? AND org_id = ?",
-                     p, 7, &changes))
-            return abandon(s, STORE_ERR);
-        e->rc = changes > 0 ? STORE_OK : STORE_NOT_FOUND;
-    }
-    return commit(s, "committing audit completions");
+    return store_audit_write_many(s, NULL, 0, ends, n);
 }
 
 int store_audit_query(store_t *s, const store_audit_filter *f, store_audit **out, size_t *n)

@@ -442,6 +442,13 @@ typedef struct {
     int rc; /* set by the call */
 } store_audit_end;
 int store_audit_complete_many(store_t *s, store_audit_end *ends, size_t n);
+/* Started rows and completions of other commands in one transaction (one
+ * commit, one fsync under AURORA_DB_SYNC=full): store_audit_start_many's
+ * answer for the rows; the ends' results as store_audit_complete_many sets
+ * them, valid only when the call returns STORE_OK.  On any other answer
+ * nothing was written, neither rows nor ends. */
+int store_audit_write_many(store_t *s, store_audit *const *rows, size_t n,
+                           store_audit_end *ends, size_t m);
 /* Newest first, at most `limit`; free with store_audit_list_free. */
 int store_audit_list(store_t *s, const char *org_id, int limit, store_audit **out, size_t *n);
 /* Filters of store_audit_query; NULL/0 fields do not filter.  org_id NULL

@@ -183,6 +183,8 @@ tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o)
 
 size_t tunnel_session_count(tunnel_hub *h) { return h->nsessions; }
 
+struct lws_context *tunnel_hub_lws(tunnel_hub *h) { return h->ctx; }
+
 static time_t mono_s(void)
 {
     struct timespec ts;

@@ -37,6 +37,8 @@ typedef struct {
 
 /* NULL when out of memory.  No session until the first connection. */
 tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o);
+/* The loop whose timers the hub uses (tunnel_hub_opts.lws). */
+struct lws_context *tunnel_hub_lws(tunnel_hub *h);
 /* After the lws context is destroyed (every connection closed) and the pool
  * stopped: frees what is left. */
 void tunnel_hub_free(tunnel_hub *h);

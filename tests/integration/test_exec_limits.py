@@ -167,6 +167,17 @@ def db_rows(w, needle, db=None):
         con.close()
 
 
+def final_rows(w, needle, n=1):
+    """The audit rows matching needle once there are n and none says
+    "started": a command's end is written after its answer (and may wait a
+    few ms to share the next command's commit), so it is awaited, not
+    assumed."""
+    def done():
+        rs = db_rows(w, needle)
+        return rs if len(rs) == n and all(r[1] != "started" for r in rs) else None
+    return wait_until(done, 20, 0.05, "%d final audit row(s) of %s" % (n, needle))
+
+
 def limits_world():
     return suite_world(extra_env=LIMITS)
 
@@ -234,10 +245,10 @@ def org_budget_cancels_the_command_that_does_not_fit(t):
     wait_idle(w, "the SSE command")
 
     # the audit log: the cancelled command is recorded as such, once
-    rows = db_rows(w, sb)
+    rows = final_rows(w, sb, 2)
     outcomes = sorted(r[1] for r in rows)
     eq(outcomes, ["ok", "org_output_budget"], "audit outcomes of the refused-then-retried command")
-    eq([r[1] for r in db_rows(w, sa)], ["ok"], "audit of the held command")
+    eq([r[1] for r in final_rows(w, sa)], ["ok"], "audit of the held command")
 
 
 @test(timeout=90)
@@ -287,7 +298,7 @@ def every_way_a_command_ends_releases_what_it_held(t):
     eq(r.json.get("return_code"), 3, "return_code")
     check(result_bytes(r.json) == gen(n, s), "the failed command's output is exact")
     wait_idle(w, "a command that failed")
-    eq([x[1] for x in db_rows(w, s)], ["failed"], "audit of the failed command")
+    eq([x[1] for x in final_rows(w, s)], ["failed"], "audit of the failed command")
 
     # the agent never answers: the server's deadline (timeout + the 3 s grace) ends it
     s = "silent-" + rand_tag(4)
@@ -295,7 +306,7 @@ def every_way_a_command_ends_releases_what_it_held(t):
     eq(r.status, 504, "a command whose agent never answers (%r)" % r)
     eq(r.get("error_code"), "TIMEOUT", "error_code")
     wait_idle(w, "a server-side timeout")
-    eq([x[1] for x in db_rows(w, s)], ["timeout"], "audit of the timed-out command")
+    eq([x[1] for x in final_rows(w, s)], ["timeout"], "audit of the timed-out command")
 
     # the client goes away while output is buffered
     s = "gone-" + rand_tag(4)
@@ -325,7 +336,7 @@ def every_way_a_command_ends_releases_what_it_held(t):
     eq(r.status, 502, "the agent went away (%r)" % r)
     eq(r.get("error_code"), "AGENT_DISCONNECTED", "error_code")
     wait_idle(w, "the agent disconnected")
-    eq([x[1] for x in db_rows(w, s)], ["agent_disconnected"], "audit of the orphaned command")
+    eq([x[1] for x in final_rows(w, s)], ["agent_disconnected"], "audit of the orphaned command")
 
     # no agent at all: refused before anything is held
     wait_until(lambda: (w.connection(cid) or {}).get("connected") is False, 20, 0.1,
@@ -393,7 +404,7 @@ def cluster_concurrency_is_bounded(t):
     contains(r.get("error"), "6 commands", "the error says how many")
     check(not any(e.get("event") == "exec" and "seventh-" + tag in (e.get("argv") or [])
                   for e in a.events), "the refused command never reached the agent")
-    eq([x[1] for x in db_rows(w, "seventh-" + tag)], ["cluster_busy"], "audit of the refusal")
+    eq([x[1] for x in final_rows(w, "seventh-" + tag)], ["cluster_busy"], "audit of the refusal")
     # another cluster of the same organization is not affected
     expect_exact(emit(w, tok2["cluster_id"], 100, "other-" + tag), 100, "other-" + tag,
                  "a command on another cluster")

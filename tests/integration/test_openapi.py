@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, eq, main, suite_world, test  # noqa: E402
+from harness import check, eq, main, suite_world, test, wait_until  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DOC_PATH = os.path.join(ROOT, "docs", "openapi.json")
@@ -324,6 +324,9 @@ def test_core_answers_match_the_schemas(t):
     call("get", "/api/exec/usage")
     r = call("get", "/api/audit", "/api/audit?cluster_id=%s&limit=1" % cid)
     check(r.get("entries") and r.get("next_cursor"), "two commands: a first page of one", r)
+    # (the end is written just after the answer: awaited)
+    wait_until(lambda: call("get", "/api/audit", "/api/audit?outcome=policy_denied&cluster_id=%s"
+                            % cid).get("entries"), 20, 0.05, "the policy_denied audit row")
     r = call("get", "/api/audit", "/api/audit?outcome=policy_denied&cluster_id=%s" % cid)
     eq([e.get("argv") for e in r.get("entries", [])], [["kubectl", "delete", "pod", "x"]],
        "policy_denied audited, argv with the program first")

@@ -307,7 +307,11 @@ def any_replica_reaches_any_cluster(t):
     # does not audit what it runs for another replica).
     # clusters[1]: one command through each replica, one internal execute.
     n = len(f.live()) + 1
-    rows = f.sql("SELECT instance_id, outcome FROM audit_log WHERE cluster_id = '%s'" % clusters[1])
+    # (an end is written just after its answer: awaited)
+    q = "SELECT instance_id, outcome FROM audit_log WHERE cluster_id = '%s'" % clusters[1]
+    wait_until(lambda: all(o != "started" for _, o in f.sql(q)), 20, 0.05,
+               "the audit rows of the commands to be completed")
+    rows = f.sql(q)
     eq(len(rows), n, "audit rows of %d commands (%r)" % (n, rows))
     eq(sorted(o for _, o in rows), ["ok"] * n, "their outcomes")
     eq(len(set(i for i, _ in rows)), len(f.live()), "rows written by every replica reached (%r)"

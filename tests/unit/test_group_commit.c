@@ -13,6 +13,9 @@
  *    the others are written; a store locked past the deadline fails the
  *    whole batch at once with the transaction's error (no second wait row by
  *    row).
+ *    Ends ride along: a finished command's end waits for the next start
+ *    and is committed with it, or is written by the flush; a bad end, or a
+ *    failed start beside it, does not take the rest down.
  * 2. connection bookkeeping in bulk (store_connection_write_many, what the
  *    tunnel hub writes for a reconnecting fleet).  Covered: ups, heartbeats
  *    and downs in one batch land as the single-row calls would, in order
@@ -387,6 +390,132 @@ static void test_many_callers_every_row_once(void **state)
     audit_starts_free(g);
 }
 
+/* ---- ends riding with starts ---------------------------------------------- */
+
+static store_audit_end end_of(const char *org, int64_t id, const char *outcome, int rc)
+{
+    store_audit_end e;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.org_id, sizeof(e.org_id), "%s", org);
+    snprintf(e.outcome, sizeof(e.outcome), "%s", outcome);
+    e.id = id;
+    e.return_code = rc;
+    e.bytes_out = 11;
+    e.duration_ms = 7;
+    e.ended_at = (int64_t)time(NULL);
+    e.rc = -99;
+    return e;
+}
+
+/* The outcome of row id in the org ("" if there is no such row). */
+static void outcome_of(const fixture *f, int64_t id, char *out, size_t cap, int *return_code)
+{
+    store_t *s = open_store(f);
+    store_audit *list = NULL;
+    size_t n = 0;
+    assert_int_equal(store_audit_list(s, f->org, 100, &list, &n), STORE_OK);
+    snprintf(out, cap, "%s", "");
+    for (size_t i = 0; i < n; i++) {
+        if (list[i].id == id) {
+            snprintf(out, cap, "%s", list[i].outcome);
+            *return_code = list[i].return_code;
+        }
+    }
+    store_audit_list_free(list, n);
+    store_close(s);
+}
+
+static int64_t start_one(audit_starts *g, store_t *s, const char *org, int expect)
+{
+    store_audit a;
+    char err[256];
+    fill_row(&a, org, "c-ends");
+    int rc = audit_starts_write(g, s, &a, err, sizeof(err));
+    assert_int_equal(rc, expect);
+    return a.id;
+}
+
+/* A finished command's end waits for the next start and is committed with
+ * it; ends no start takes are written by audit_starts_flush_ends; an end of
+ * a row that does not exist is logged and the start beside it still goes in;
+ * when the start fails (its org is gone) the ends are written on their own;
+ * ends still queued when the group is freed are reported, not leaked. */
+static void test_ends_ride_with_starts(void **state)
+{
+    fixture *f = *state;
+    audit_starts *g = audit_starts_new();
+    assert_non_null(g);
+    store_t *s = open_store(f);
+    char outcome[32];
+    int rc = 0;
+
+    int64_t first = start_one(g, s, f->org, STORE_OK);
+    store_audit_end e = end_of(f->org, first, "ok", 0);
+    assert_int_equal(audit_starts_add_end(g, &e), 0);
+    audit_starts_stats st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 1);
+    outcome_of(f, first, outcome, sizeof(outcome), &rc);
+    assert_string_equal(outcome, "started"); /* not written yet */
+
+    int64_t second = start_one(g, s, f->org, STORE_OK);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 0);
+    assert_int_equal(st.ends_written, 1);
+    assert_int_equal(st.ends_with_starts, 1);
+    assert_int_equal(st.batches, 2);
+    outcome_of(f, first, outcome, sizeof(outcome), &rc);
+    assert_string_equal(outcome, "ok");
+    assert_int_equal(rc, 0);
+
+    /* No start comes: the flush writes it. */
+    e = end_of(f->org, second, "failed", 3);
+    assert_int_equal(audit_starts_add_end(g, &e), 0);
+    audit_starts_flush_ends(g, s);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 0);
+    assert_int_equal(st.ends_written, 2);
+    assert_int_equal(st.ends_with_starts, 1);
+    outcome_of(f, second, outcome, sizeof(outcome), &rc);
+    assert_string_equal(outcome, "failed");
+    assert_int_equal(rc, 3);
+    audit_starts_flush_ends(g, s); /* nothing queued: nothing happens */
+    assert_int_equal(audit_starts_stats_now(g).ends_written, 2);
+
+    /* An end of no such row beside a good one: the start and the good end go in. */
+    int64_t third = start_one(g, s, f->org, STORE_OK);
+    e = end_of(f->org, 4242, "ok", 0);
+    assert_int_equal(audit_starts_add_end(g, &e), 0);
+    e = end_of(f->org, third, "timeout", 124);
+    assert_int_equal(audit_starts_add_end(g, &e), 0);
+    int64_t fourth = start_one(g, s, f->org, STORE_OK);
+    assert_true(fourth > 0);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_with_starts, 3);
+    outcome_of(f, third, outcome, sizeof(outcome), &rc);
+    assert_string_equal(outcome, "timeout");
+
+    /* The start fails (its org does not exist): the end is written alone. */
+    e = end_of(f->org, fourth, "ok", 0);
+    assert_int_equal(audit_starts_add_end(g, &e), 0);
+    assert_int_equal(start_one(g, s, "org-that-does-not-exist", STORE_NOT_FOUND), 0);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 0);
+    assert_int_equal(st.ends_written, 5);
+    assert_int_equal(st.ends_with_starts, 3);
+    outcome_of(f, fourth, outcome, sizeof(outcome), &rc);
+    assert_string_equal(outcome, "ok");
+
+    /* Still queued at the end: reported by audit_starts_free (ASan checks
+     * nothing leaks); the row stays "started" for the sweep. */
+    int64_t fifth = start_one(g, s, f->org, STORE_OK);
+    e = end_of(f->org, fifth, "ok", 0);
+    assert_int_equal(audit_starts_add_end(g, &e), 0);
+    audit_starts_free(g);
+    outcome_of(f, fifth, outcome, sizeof(outcome), &rc);
+    assert_string_equal(outcome, "started");
+    store_close(s);
+}
+
 /* ---- store_connection_write_many ------------------------------------------- */
 
 static void conn_up(store_conn_write *w, const char *org, const char *cluster)
@@ -528,6 +657,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_many_callers_every_row_once, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_many_callers_every_row_once, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_ends_ride_with_starts, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_ends_ride_with_starts, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_conn_batch_in_order, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_conn_batch_in_order, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_conn_bad_rows_fail_alone, setup_sqlite, teardown),
