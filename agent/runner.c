@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "outq.h"
@@ -935,14 +936,7 @@ static void *pool_main(void *arg)
         if (runner->pool_stopping)
             break;
         int idle_ms = runner->o.pool_idle_ms > 0 ? runner->o.pool_idle_ms : POOL_IDLE_MS_DEFAULT;
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += idle_ms / 1000;
-        until.tv_nsec += (long)(idle_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = clock_after_ms(CLOCK_MONOTONIC, idle_ms);
         runner->pool_idle++;
         int rc = pthread_cond_timedwait(&runner->pool_cv, &runner->mu, &until);
         runner->pool_idle--;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "clock.h"
 #include "db.h"
 #include "db_sqlite_gate.h"
 #include "pg_harness.h"
@@ -2540,14 +2541,7 @@ static void call_within(timed_call *c, long limit_ms)
 {
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, timed_call_main, c), 0);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += limit_ms / 1000;
-    ts.tv_nsec += (limit_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = clock_after_ms(CLOCK_REALTIME, limit_ms);
     if (pthread_timedjoin_np(th, NULL, &ts) != 0) {
         pg_signal_all(SIGCONT);
         assert_int_equal(pthread_join(th, NULL), 0);
