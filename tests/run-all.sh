@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run-all.sh — unit tests (build/asan/tests/test_*), integration tests, the Helm
-# chart tests and the console's browser tests (tests/run-browser.sh), the four at
-# once, then a short run of every fuzz target
-# (build/fuzz/fuzz_*); the last line is the total `N passed, M failed`;
+# chart tests, the console's browser tests (tests/run-browser.sh) and a short
+# run of every fuzz target (build/fuzz/fuzz_*), the five at once; the last line
+# is the total `N passed, M failed`;
 # exit status 1 if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ shopt -s nullglob
 units=(build/asan/tests/test_*)
 shopt -u nullglob
 
-# The four parts run at the same time (each also runs its own programs in
+# The five parts run at the same time (each also runs its own programs in
 # parallel); each part's output is printed in one piece, in this order.
 pids=()
 tests/run-unit.sh "${units[@]}" >"$work/unit" 2>&1 &
@@ -25,6 +25,11 @@ tests/chart/run.sh >"$work/chart" 2>&1 &
 pids+=($!)
 tests/run-browser.sh >"$work/browser" 2>&1 &
 pids+=($!)
+# The fuzz targets run a fixed number of inputs each (not a time), one after
+# the other on one core: beside the others, not after them, where they were
+# ~30 s of a machine otherwise idle.
+tests/run-fuzz.sh >"$work/fuzz" 2>&1 &
+pids+=($!)
 stop_parts() {
   if [ ${#pids[@]} -gt 0 ]; then kill "${pids[@]}" 2>/dev/null; wait; fi
   rm -rf "$work"
@@ -32,15 +37,12 @@ stop_parts() {
 trap stop_parts EXIT
 trap 'exit 130' INT TERM
 i=0
-for part in unit integration chart browser; do
+for part in unit integration chart browser fuzz; do
   wait "${pids[$i]}"
   cat "$work/$part"
   i=$((i + 1))
 done
 pids=()
-
-# The fuzz targets last: they use both cores for a fixed number of runs.
-tests/run-fuzz.sh 2>&1 | tee "$work/fuzz"
 
 total_pass=0
 total_fail=0
