@@ -1249,26 +1249,51 @@ int store_audit_start_many(store_t *s, store_audit *const *rows, size_t n)
     return store_audit_write_many(s, rows, n, NULL, 0);
 }
 
-/* One completion inside the caller's transaction: e->rc is the row's answer;
- * STORE_ERR only when the statement itself failed (the transaction is lost). */
-static int audit_end_update(store_t *s, store_audit_end *e)
+/* What a completion must be before any SQL: an outcome that fits and is
+ * not "started".  STORE_OK, or STORE_ERR with the reason. */
+static int audit_end_check(store_t *s, const char *outcome)
 {
-    if (!e->org_id[0] || check_text(s, "outcome", e->outcome, sizeof(e->outcome), 1) ||
-        !strcmp(e->outcome, AUDIT_STARTED)) {
-        e->rc = STORE_ERR; /* refused before SQL: the others still go in */
-        return STORE_OK;
-    }
+    if (check_text(s, "outcome", outcome, sizeof(((store_audit *)0)->outcome), 1))
+        return STORE_ERR;
+    if (!strcmp(outcome, AUDIT_STARTED))
+        return serr(s, "a completed audit row cannot say \"started\"");
+    return STORE_OK;
+}
+
+/* The completion's UPDATE: STORE_OK, STORE_NOT_FOUND (no such row in that
+ * org), or STORE_ERR when the statement itself failed. */
+static int audit_end_sql(store_t *s, const char *org_id, int64_t id, const char *outcome,
+                         int return_code, int64_t bytes_out, int64_t duration_ms, int64_t now)
+{
     int64_t changes = 0;
-    db_param p[] = { p_text(e->outcome),        DB_P_INT(e->return_code),
-                     DB_P_INT(e->bytes_out),    DB_P_INT(e->duration_ms),
-                     DB_P_INT(now_or_clock(e->ended_at)), DB_P_INT(e->id),
-                     p_text(e->org_id) };
+    db_param p[] = { p_text(outcome),         DB_P_INT(return_code), DB_P_INT(bytes_out),
+                     DB_P_INT(duration_ms),   DB_P_INT(now_or_clock(now)), DB_P_INT(id),
+                     p_text(org_id) };
     if (run_exec(s, "completing audit record",
                  "UPDATE audit_log SET outcome = ?, return_code = ?, bytes_out = ?,"
                  " duration_ms = ?, ended_at = ? WHERE id = ? AND org_id = ?",
                  p, 7, &changes))
         return STORE_ERR;
-    e->rc = changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+/* One completion inside the caller's transaction: e->rc is the row's answer;
+ * STORE_ERR only when the statement itself failed (the transaction is lost). */
+static int audit_end_update(store_t *s, store_audit_end *e)
+{
+    if (!e->org_id[0]) {
+        e->rc = serr(s, "audit record %lld: a completion without its org", (long long)e->id);
+        return STORE_OK; /* refused before SQL: the others still go in */
+    }
+    if (audit_end_check(s, e->outcome) != STORE_OK) {
+        e->rc = STORE_ERR;
+        return STORE_OK;
+    }
+    int rc = audit_end_sql(s, e->org_id, e->id, e->outcome, e->return_code, e->bytes_out,
+                           e->duration_ms, e->ended_at);
+    if (rc == STORE_ERR)
+        return STORE_ERR;
+    e->rc = rc;
     return STORE_OK;
 }
 
@@ -1326,20 +1351,9 @@ int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char 
         return STORE_ERR;
     if (!org_id || !outcome)
         return serr(s, "store_audit_complete: missing argument");
-    if (check_text(s, "outcome", outcome, sizeof(((store_audit *)0)->outcome), 1))
+    if (audit_end_check(s, outcome) != STORE_OK)
         return STORE_ERR;
-    if (!strcmp(outcome, AUDIT_STARTED))
-        return serr(s, "a completed audit row cannot say \"started\"");
-    int64_t changes = 0;
-    db_param p[] = { p_text(outcome),         DB_P_INT(return_code), DB_P_INT(bytes_out),
-                     DB_P_INT(duration_ms),   DB_P_INT(now_or_clock(now)), DB_P_INT(id),
-                     p_text(org_id) };
-    if (run_exec(s, "completing audit record",
-                 "UPDATE audit_log SET outcome = ?, return_code = ?, bytes_out = ?,"
-                 " duration_ms = ?, ended_at = ? WHERE id = ? AND org_id = ?",
-                 p, 7, &changes))
-        return STORE_ERR;
-    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+    return audit_end_sql(s, org_id, id, outcome, return_code, bytes_out, duration_ms, now);
 }
 
 int store_audit_complete_many(store_t *s, store_audit_end *ends, size_t n)
