@@ -2620,9 +2620,10 @@ static void exec_ok(const db_engine *eng, db_t *db, const char *sql)
  * locked waits in the busy handler on the file's gate
  * (server/db_sqlite_gate.h) and is woken when the transaction ends; readers
  * never wait (WAL); a write still locked out at its deadline fails with
- * DB_E_BUSY and says so; every way a transaction can end lets the next
- * writer in: COMMIT, ROLLBACK, a failed autocommit write, closing the handle
- * with a transaction open. */
+ * DB_E_BUSY and says so; every way a write can end moves the gate's count
+ * (COMMIT, ROLLBACK, an autocommit write, a failed one, closing the handle
+ * with a transaction open) and a read or a statement inside a transaction
+ * does not. */
 static void test_sqlite_writers_take_turns(void **state)
 {
     fixture *f = *state;
@@ -2661,21 +2662,28 @@ static void test_sqlite_writers_take_turns(void **state)
     exec_ok(eng, a, "COMMIT");
     assert_int_equal(pthread_join(th, NULL), 0);
     assert_int_equal(c.rc, DB_OK);
-    assert_true(c.ms < 60000);
 
-    /* ROLLBACK lets the next writer in. */
+    /* Each way a write can end moves the gate's count (what wakes the
+     * waiters); a read and a statement inside a transaction do not. */
+    uint64_t n = db_gate_ended(gate);
+    exec_ok(eng, b, "SELECT COUNT(*) FROM turns");
+    assert_true(db_gate_ended(gate) == n);
     exec_ok(eng, a, "BEGIN");
     exec_ok(eng, a, "INSERT INTO turns VALUES (4)");
+    assert_true(db_gate_ended(gate) == n);
     exec_ok(eng, a, "ROLLBACK");
-    exec_ok(eng, b, "INSERT INTO turns VALUES (5)");
-    /* So does a failed autocommit write (the key exists). */
+    assert_true(db_gate_ended(gate) == ++n);
+    exec_ok(eng, b, "INSERT INTO turns VALUES (5)"); /* an autocommit write */
+    assert_true(db_gate_ended(gate) == ++n);
     assert_int_equal(eng->exec(b, "INSERT INTO turns VALUES (5)", NULL, 0, NULL),
-                     DB_E_CONSTRAINT);
+                     DB_E_CONSTRAINT); /* a failed one (the key exists) */
+    assert_true(db_gate_ended(gate) == ++n);
     exec_ok(eng, a, "INSERT INTO turns VALUES (6)");
-    /* And closing a handle in the middle of a transaction. */
-    exec_ok(eng, b, "BEGIN");
+    assert_true(db_gate_ended(gate) == ++n);
+    exec_ok(eng, b, "BEGIN"); /* a handle closed in the middle of a transaction */
     exec_ok(eng, b, "INSERT INTO turns VALUES (7)");
     eng->close(b);
+    assert_true(db_gate_ended(gate) == ++n);
     exec_ok(eng, a, "INSERT INTO turns VALUES (8)");
 
     db_result r;
@@ -2686,6 +2694,58 @@ static void test_sqlite_writers_take_turns(void **state)
     db_gate_put(gate);
     eng->close(patient);
     eng->close(a);
+}
+
+typedef struct {
+    db_gate *g;
+    uint64_t seen, got;
+} gate_waiter;
+
+static void *gate_wait_main(void *p)
+{
+    gate_waiter *w = p;
+    w->got = db_gate_wait(w->g, w->seen, 600000);
+    return NULL;
+}
+
+/* A waiter is woken by an ended transaction, not by its timeout (10 min
+ * here: the test's own 60 s limit fails it first); a count that moved
+ * before the wait began returns at once; connections to the same file
+ * share one gate, another file has its own. */
+static void test_sqlite_gate_wakes_waiters(void **state)
+{
+    fixture *f = *state;
+    db_gate *g = db_gate_get(f->path), *same = db_gate_get(f->path);
+    assert_non_null(g);
+    assert_ptr_equal(g, same);
+    char other[sizeof(f->dir) + 16];
+    snprintf(other, sizeof(other), "%s/junk.db", f->dir); /* teardown removes it */
+    FILE *fp = fopen(other, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    db_gate *g2 = db_gate_get(other);
+    assert_non_null(g2);
+    assert_true(g2 != g);
+
+    gate_waiter w = { .g = g, .seen = db_gate_ended(g) };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, gate_wait_main, &w), 0);
+    int64_t until = ph_now_ms() + 60000;
+    while (db_gate_waiters(g) != 1) {
+        if (ph_now_ms() > until)
+            fail_msg("the waiter never waited");
+        usleep(1000);
+    }
+    db_gate_ended_one(g2); /* another file: not this waiter's */
+    db_gate_ended_one(g);
+    struct timespec limit = clock_after_ms(CLOCK_REALTIME, 60000);
+    if (pthread_timedjoin_np(th, NULL, &limit) != 0)
+        fail_msg("an ended transaction did not wake the waiter");
+    assert_true(w.got == w.seen + 1);
+    assert_true(db_gate_wait(g, w.seen, 600000) == w.seen + 1); /* moved already */
+    db_gate_put(g2);
+    db_gate_put(same);
+    db_gate_put(g);
 }
 
 /* The server's statement_timeout cancels a slow statement and the
@@ -3030,6 +3090,8 @@ int main(void)
         { "file/test_sqlite_lock_deadline", test_sqlite_lock_deadline, setup_file, teardown,
           NULL },
         { "file/test_sqlite_writers_take_turns", test_sqlite_writers_take_turns, setup_file,
+          teardown, NULL },
+        { "file/test_sqlite_gate_wakes_waiters", test_sqlite_gate_wakes_waiters, setup_file,
           teardown, NULL },
         PG(test_pg_statement_timeout),
         PG(test_pg_stopped_server),
