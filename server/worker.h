@@ -90,6 +90,8 @@ void workers_free(workers *wp);
 size_t workers_backlog(workers *wp);
 /* Jobs waiting in one pool's queue (not yet running): /metrics. */
 size_t workers_queued(workers *wp, worker_pool pool);
+/* Threads of one pool waiting for a job (tests: which one a job goes to). */
+int workers_idle(workers *wp, worker_pool pool);
 
 /* http.c's dispatch, which names no pool set (that file is being changed on
  * another branch): submits to the running server's pools.  Defined in

@@ -6,7 +6,8 @@
  * three pools are apart (outbound and probe jobs finish while every store
  * worker is stuck); the bounded queue; nothing accepted before start or once
  * stopping; a stop with jobs still queued runs them all and their done();
- * two pool sets side by side; a store that cannot be opened. */
+ * two pool sets side by side; a store that cannot be opened; a job goes to
+ * the thread that went idle last. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -53,6 +54,7 @@ typedef struct {
     int gated;
     worker_pool pool;
     int runs, dones;
+    int ran_on; /* worker_ctx.index of the thread that ran it */
     pthread_t done_on;
 } job_rec;
 
@@ -81,6 +83,7 @@ static void job_run(worker_ctx *w, void *arg)
         fx->inside--;
     }
     j->runs++;
+    j->ran_on = w->index;
     fx->ran[w->pool]++;
     pthread_mutex_unlock(&fx->mu);
 }
@@ -226,6 +229,56 @@ static void test_jobs_run_on_workers(void **state)
         assert_int_equal(fx->ran[p], N / WORKER_POOLS);
     assert_int_equal(early.runs, 0);
     assert_int_equal(workers_backlog(fx->wp), 0);
+    fixture_free(fx);
+}
+
+/* Until n threads of the store pool wait for a job.  Going idle notifies
+ * nobody, so this polls, to a deadline. */
+static void wait_idle(fixture *fx, int n)
+{
+    int64_t end = now_ms() + WAIT_MS;
+    while (workers_idle(fx->wp, WORKER_POOL_STORE) != n) {
+        if (now_ms() > end)
+            fail_msg("%d of %d store workers idle after %d ms",
+                     workers_idle(fx->wp, WORKER_POOL_STORE), n, WAIT_MS);
+        sched_yield();
+    }
+}
+
+/* One job at a time goes to the thread that went idle last, so under light
+ * load one thread does the work (its SQLite page cache stays valid) while
+ * the others sleep; a job submitted while that thread is busy goes to
+ * another idle one, not behind it. */
+static void test_last_idle_takes_the_job(void **state)
+{
+    (void)state;
+    enum { THREADS = 4, ROUNDS = 12 };
+    fixture *fx = fixture_new(THREADS, 0);
+    fixture_start(fx, NULL, NULL);
+    job_rec recs[ROUNDS];
+    for (int i = 0; i < ROUNDS; i++) {
+        wait_idle(fx, THREADS);
+        recs[i] = (job_rec){ .fx = fx, .pool = WORKER_POOL_STORE, .ran_on = -1 };
+        assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &recs[i]),
+                         0);
+        loop_until(fx, rec_done, &recs[i]);
+        if (i > 0)
+            assert_int_equal(recs[i].ran_on, recs[0].ran_on);
+    }
+    /* While it is held at the gate, the next job goes to another thread. */
+    wait_idle(fx, THREADS);
+    job_rec held = { .fx = fx, .gated = 1, .pool = WORKER_POOL_STORE, .ran_on = -1 };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &held), 0);
+    wait_inside(fx, 1);
+    job_rec beside = { .fx = fx, .pool = WORKER_POOL_STORE, .ran_on = -1 };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &beside), 0);
+    loop_until(fx, rec_done, &beside);
+    assert_int_equal(held.ran_on, -1); /* set after the gate */
+    assert_int_not_equal(beside.ran_on, recs[0].ran_on);
+    open_gate(fx);
+    loop_until(fx, rec_done, &held);
+    assert_int_equal(held.ran_on, recs[0].ran_on);
+    assert_int_equal(fx->bad, 0);
     fixture_free(fx);
 }
 
@@ -469,6 +522,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jobs_run_on_workers),
         cmocka_unit_test(test_services_reach_jobs),
+        cmocka_unit_test(test_last_idle_takes_the_job),
         cmocka_unit_test(test_job_without_done),
         cmocka_unit_test(test_pools_apart),
         cmocka_unit_test(test_bounded_queue),
