@@ -780,7 +780,9 @@ static void job_main(job *j)
             signal_group(st, SIGKILL);
             killed = 1;
         }
-        if (!st->reaped)
+        /* With a pidfd the exit is learnt from poll below; without one,
+         * waitid is asked every pass (the poll is then bounded). */
+        if (!st->reaped && st->pidfd < 0)
             check_exit(st);
         if (st->reaped && st->fd[0] < 0 && st->fd[1] < 0)
             break;
