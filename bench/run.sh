@@ -32,7 +32,11 @@
 #        BENCH_PERF=<dir> (perf record server + agent during 1: <dir>/perf.data,
 #        then python3 bench/perf_fold.py --perf-data <dir>/perf.data --out ...),
 #        BENCH_PERF_SCHED=<dir> (perf sched record, whole machine, during 1:
-#        <dir>/sched.data, summarised by bench/sched_summary.py in the report).
+#        <dir>/sched.data, summarised by bench/sched_summary.py in the report),
+#        BENCH_SYSCALLS=<dir> (perf record of every system call of the server, the
+#        agent and its children during 1: <dir>/syscalls.data, counted per command
+#        by bench/syscall_summary.py in the report; counts, unlike times, do not
+#        swing with the machine's load, so two builds compare in one run each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -232,6 +236,12 @@ report() {
     perf sched record -a -o "$BENCH_PERF_SCHED/sched.data" 2>"$WORK/perf.log" &
     perf_pid=$!
     sleep 1 # perf attaches asynchronously
+  elif [ -n "${BENCH_SYSCALLS:-}" ]; then # every system call of server, agent, children
+    mkdir -p "$BENCH_SYSCALLS"
+    perf record -q -e raw_syscalls:sys_enter -p "$SERVER_PID,$agent_pid" \
+      -o "$BENCH_SYSCALLS/syscalls.data" 2>"$WORK/perf.log" &
+    perf_pid=$!
+    sleep 1 # perf attaches asynchronously
   fi
   python3 bench/tunnel_bench.py --port "$PORT" --ca "$CA" --key "$key" --cluster "$cluster" \
     --program /bin/echo --count "$COUNT" --concurrency "$CONCS" --client "$CLIENT" \
@@ -239,13 +249,18 @@ report() {
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
+    # the tunnel's commands in 1: each concurrency's count plus its warm-up
+    local ncmd=0 c
+    for c in ${CONCS//,/ }; do ncmd=$((ncmd + COUNT + (c > 20 ? c : 20))); done
     if [ -n "${BENCH_PERF:-}" ]; then
       log "perf data in $BENCH_PERF/perf.data (fold it with bench/perf_fold.py)"
-    else # the tunnel's commands in 1: each concurrency's count plus its warm-up
-      local ncmd=0 c
-      for c in ${CONCS//,/ }; do ncmd=$((ncmd + COUNT + (c > 20 ? c : 20))); done
+    elif [ -n "${BENCH_PERF_SCHED:-}" ]; then
       echo "-- scheduler: run time and wake-up delay per tunnelled command ($ncmd), both arms' machine"
       python3 bench/sched_summary.py --sched-data "$BENCH_PERF_SCHED/sched.data" \
+        --per-command "$ncmd" --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=1
+    else
+      echo "-- system calls per tunnelled command ($ncmd)"
+      python3 bench/syscall_summary.py --perf-data "$BENCH_SYSCALLS/syscalls.data" \
         --per-command "$ncmd" --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=1
     fi
   fi
