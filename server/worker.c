@@ -300,22 +300,23 @@ void workers_free(workers *wp)
     free(wp);
 }
 
-size_t workers_queued(workers *wp, worker_pool pool)
+/* One pool's count read under the lock: its queue, or its idle stack. */
+static size_t pool_count(workers *wp, worker_pool pool, int idle)
 {
     if (!wp || pool < 0 || pool >= WORKER_POOLS)
         return 0;
     pthread_mutex_lock(&wp->mu);
-    size_t n = wp->todo[pool].n;
+    size_t n = idle ? (size_t)wp->idle[pool].n : wp->todo[pool].n;
     pthread_mutex_unlock(&wp->mu);
     return n;
 }
 
+size_t workers_queued(workers *wp, worker_pool pool)
+{
+    return pool_count(wp, pool, 0);
+}
+
 int workers_idle(workers *wp, worker_pool pool)
 {
-    if (!wp || pool < 0 || pool >= WORKER_POOLS)
-        return 0;
-    pthread_mutex_lock(&wp->mu);
-    int n = wp->idle[pool].n;
-    pthread_mutex_unlock(&wp->mu);
-    return n;
+    return (int)pool_count(wp, pool, 1);
 }
