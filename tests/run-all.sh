@@ -16,22 +16,38 @@ shopt -u nullglob
 
 # The five parts run at the same time (each also runs its own programs in
 # parallel); each part's output is printed in one piece, in this order.
+# Each part also notes when it ended (seconds since the start), so the
+# summary says which part the suite's wall time waits for.
 pids=()
-tests/run-unit.sh "${units[@]}" >"$work/unit" 2>&1 &
+part() { # name command...
+  local name=$1
+  shift
+  "$@" >"$work/$name" 2>&1
+  local rc=$?
+  echo "$SECONDS" >"$work/$name.secs"
+  return $rc
+}
+SECONDS=0
+part unit tests/run-unit.sh "${units[@]}" &
 pids+=($!)
-tests/run-integration.sh >"$work/integration" 2>&1 &
+part integration tests/run-integration.sh &
 pids+=($!)
-tests/chart/run.sh >"$work/chart" 2>&1 &
+part chart tests/chart/run.sh &
 pids+=($!)
-tests/run-browser.sh >"$work/browser" 2>&1 &
+part browser tests/run-browser.sh &
 pids+=($!)
 # The fuzz targets run a fixed number of inputs each (not a time), one after
 # the other on one core: beside the others, not after them, where they were
 # ~30 s of a machine otherwise idle.
-tests/run-fuzz.sh >"$work/fuzz" 2>&1 &
+part fuzz tests/run-fuzz.sh &
 pids+=($!)
 stop_parts() {
-  if [ ${#pids[@]} -gt 0 ]; then kill "${pids[@]}" 2>/dev/null; wait; fi
+  if [ ${#pids[@]} -gt 0 ]; then
+    local p
+    for p in "${pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null; done # the part's script
+    kill "${pids[@]}" 2>/dev/null
+    wait
+  fi
   rm -rf "$work"
 }
 trap stop_parts EXIT
@@ -55,7 +71,7 @@ for part in unit integration chart browser fuzz; do
   fi
   p=${summary%% passed*}
   f=${summary#*passed, }; f=${f%% failed}
-  echo "run-all: $part: $summary"
+  echo "run-all: $part: $summary (done after $(cat "$work/$part.secs" 2>/dev/null || echo '?') s)"
   total_pass=$((total_pass + p))
   total_fail=$((total_fail + f))
 done
