@@ -6,7 +6,7 @@
 # `N passed, M failed`.  A program that dies without its summary line counts as
 # one failure.
 #
-# The programs run INTEGRATION_JOBS (default 3) at a time: they pick free ports
+# The programs run INTEGRATION_JOBS (default 5) at a time: they pick free ports
 # and temp dirs, and mostly wait on their peers.  The longest (by the durations
 # of the previous run, kept in $BUILD/integration-seconds/, or else by
 # tests/integration/seconds) start first; each
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 BUILD="${AURORA_BUILD_DIR:-build/asan}"
 PROG_TIMEOUT="${INTEGRATION_PROG_TIMEOUT:-600}"
-JOBS="${INTEGRATION_JOBS:-4}"
+JOBS="${INTEGRATION_JOBS:-5}"
 PY="${PYTHON:-python3}"
 export PYTHONDONTWRITEBYTECODE=1
 
