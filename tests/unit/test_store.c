@@ -2736,7 +2736,9 @@ static void test_sqlite_gate_wakes_waiters(void **state)
             fail_msg("the waiter never waited");
         usleep(1000);
     }
-    db_gate_ended_one(g2); /* another file: not this waiter's */
+    db_gate_ended_one(g2); /* another file: not this waiter's count */
+    assert_true(db_gate_ended(g) == w.seen);
+    assert_true(db_gate_ended(g2) != 0);
     db_gate_ended_one(g);
     struct timespec limit = clock_after_ms(CLOCK_REALTIME, 60000);
     if (pthread_timedjoin_np(th, NULL, &limit) != 0)
