@@ -6,7 +6,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include "sandbox.h"
 #include "utf8.h"
 #include "secret.h"
+#include "child_spawn.h"
 
 extern char **environ;
 
@@ -78,6 +78,7 @@ struct agent_runner {
     agent_runner_opts o;
     char *kubectl_path;
     char **env;           /* environment for children (agent secrets removed) */
+    int devnull;          /* children's stdin, opened once */
     int64_t next_orphan_scan; /* event loop only */
 };
 
@@ -152,6 +153,7 @@ agent_runner *agent_runner_new(const agent_runner_opts *o)
     agent_runner *runner = calloc(1, sizeof(*runner));
     if (!runner)
         return NULL;
+    runner->devnull = -1;
     if (pthread_mutex_init(&runner->mu, NULL) != 0) {
         free(runner);
         return NULL;
@@ -168,7 +170,8 @@ agent_runner *agent_runner_new(const agent_runner_opts *o)
     runner->kubectl_path = strdup(o->kubectl_path ? o->kubectl_path : "kubectl");
     runner->o.kubectl_path = runner->kubectl_path;
     runner->env = env_build();
-    if (!runner->kubectl_path || !runner->env) {
+    runner->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (!runner->kubectl_path || !runner->env || runner->devnull < 0) {
         agent_runner_free(runner);
         return NULL;
     }
@@ -236,6 +239,8 @@ void agent_runner_free(agent_runner *runner)
     agent_runner_stop(runner);
     env_free(runner->env);
     free(runner->kubectl_path);
+    if (runner->devnull >= 0)
+        close(runner->devnull);
     pthread_cond_destroy(&runner->pool_cv);
     pthread_cond_destroy(&runner->changed);
     pthread_mutex_destroy(&runner->mu);
@@ -449,8 +454,6 @@ static int spawn_child(run_state *st, char *err, size_t errlen)
     if (j->kind == MK_CLOUD_EXEC)
         return spawn_cloud(st, err, errlen);
     int outp[2] = {-1, -1}, errp[2] = {-1, -1};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
     int rc;
 
     if (pipe2(outp, O_CLOEXEC) != 0 || pipe2(errp, O_CLOEXEC) != 0) {
@@ -458,26 +461,17 @@ static int spawn_child(run_state *st, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create pipes: %s", strerror(rc));
         goto fail_pipes;
     }
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&at);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    sigdelset(&all, SIGKILL);
-    sigdelset(&all, SIGSTOP);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setsigdefault(&at, &all);
-    posix_spawnattr_setpgroup(&at, 0);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-
-    rc = posix_spawnp(&st->pid, runner->o.kubectl_path, &fa, &at, j->argv.v, runner->env);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    /* stdin /dev/null, its own process group, every signal at its default
+     * and unblocked, nothing else inherited (child_spawn.h) */
+    spawn_req req = {
+        .path = runner->o.kubectl_path,
+        .argv = j->argv.v,
+        .envp = runner->env,
+        .stdin_fd = runner->devnull,
+        .stdout_fd = outp[1],
+        .stderr_fd = errp[1],
+    };
+    rc = spawn_vfork(&req, &st->pid);
     close(outp[1]);
     close(errp[1]);
     if (rc != 0) {

@@ -1,0 +1,128 @@
+/* child_spawn.c — vfork + execve for kubectl children (see child_spawn.h for why). */
+#include "child_spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Parses the hex mask after "<name>:" in a /proc status text. */
+static int status_mask(const char *text, const char *name, uint64_t *out)
+{
+    const char *p = strstr(text, name);
+    if (!p || (p != text && p[-1] != '\n'))
+        return -1;
+    p += strlen(name);
+    while (*p == ' ' || *p == '\t')
+        p++;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(p, &end, 16);
+    if (errno || end == p || *end != '\n')
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int spawn_signals_to_reset(uint64_t *mask)
+{
+    char text[8192];
+    size_t len = 0;
+    uint64_t ign = 0, cgt = 0;
+    int found = 0;
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    /* one read returns the whole file; stop as soon as both lines are in */
+    while (!found && len < sizeof(text) - 1) {
+        ssize_t n = read(fd, text + len, sizeof(text) - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        text[len] = '\0';
+        found = status_mask(text, "SigIgn:", &ign) == 0 && status_mask(text, "SigCgt:", &cgt) == 0;
+    }
+    close(fd);
+    if (!found)
+        return -1;
+    *mask = ign | cgt;
+    return 0;
+}
+
+/* Closes every descriptor from lo up; close_range needs Linux 5.9. */
+static int closefrom_checked(unsigned lo)
+{
+    if (syscall(SYS_close_range, lo, ~0U, 0) == 0)
+        return 0;
+    if (errno != ENOSYS)
+        return -1;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    for (rlim_t fd = lo; fd < rl.rlim_cur && fd < 1048576; fd++)
+        close((int)fd);
+    return 0;
+}
+
+/* Between vfork and execve: system calls only, nothing written but *err. */
+static __attribute__((noreturn)) void child_exec(const spawn_req *r, uint64_t reset,
+                                                 volatile int *err)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s <= 64 && s < NSIG; s++)
+        if ((reset >> (s - 1) & 1) && s != SIGKILL && s != SIGSTOP)
+            sigaction(s, &dfl, NULL); /* libc refuses its reserved ones: harmless, execve
+                                         resets caught signals and none is ignored */
+    if (setpgid(0, 0) != 0 || dup2(r->stdin_fd, 0) != 0 || dup2(r->stdout_fd, 1) != 1 ||
+        dup2(r->stderr_fd, 2) != 2 || closefrom_checked(3) != 0)
+        goto fail;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (strchr(r->path, '/'))
+        execve(r->path, r->argv, r->envp);
+    else
+        execvpe(r->path, r->argv, r->envp);
+fail:
+    *err = errno ? errno : EINVAL;
+    _exit(127);
+}
+
+int spawn_vfork(const spawn_req *r, pid_t *pid)
+{
+    /* sources above 2, so no dup2 onto 0..2 can clobber a later source */
+    if (!r || !r->path || !r->argv || !r->envp || !pid || r->stdin_fd < 3 || r->stdout_fd < 3 ||
+        r->stderr_fd < 3)
+        return EINVAL;
+    uint64_t reset;
+    if (spawn_signals_to_reset(&reset) != 0)
+        reset = ~(uint64_t)0;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    volatile int child_err = 0;
+    pid_t child = vfork();
+    if (child == 0)
+        child_exec(r, reset, &child_err);
+    int vfork_err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (child < 0)
+        return vfork_err;
+    if (child_err) {
+        int rc = child_err;
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return rc;
+    }
+    *pid = child;
+    return 0;
+}

@@ -1,0 +1,47 @@
+/* child_spawn.h — starting a kubectl child with vfork, the lean way.
+ *
+ * glibc's posix_spawn cannot know which signals the calling process handles,
+ * so its child sets or queries the disposition of every one of the 64
+ * signals before execve: 62 rt_sigaction calls per command, about 70 µs of
+ * the command's path on a paravirtualised VM, where a system call costs 1 µs.
+ * The kernel already knows: /proc/thread-self/status lists the signals the
+ * process catches (SigCgt) and ignores (SigIgn).  Every other signal is at
+ * its default, so the child resets only those: typically three or four calls.
+ *
+ * The child, between vfork and execve, only makes system calls (it shares
+ * the agent's memory, and the agent's other threads keep running):
+ *  - signals stay blocked from before vfork until the dispositions are reset,
+ *    so no handler of the agent ever runs in the child;
+ *  - then its own process group (setpgid 0), stdin/stdout/stderr from the
+ *    given descriptors, every other descriptor closed, an empty signal mask,
+ *    and execve (execvpe when the path has no '/', searching the agent's
+ *    PATH as posix_spawnp does);
+ *  - an execve that fails is reported to the caller as its errno, and the
+ *    child is reaped, so a missing kubectl is an error, not an exit code.
+ * Without /proc (or when it cannot be read) every signal is reset, as glibc
+ * does. */
+#ifndef AURORA_AGENT_CHILD_SPAWN_H
+#define AURORA_AGENT_CHILD_SPAWN_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct {
+    const char *path;   /* program; no '/': searched in PATH */
+    char *const *argv;  /* NULL-terminated */
+    char *const *envp;  /* NULL-terminated */
+    int stdin_fd;       /* become the child's 0, 1, 2 (each >= 0) */
+    int stdout_fd;
+    int stderr_fd;
+} spawn_req;
+
+/* Starts the program; *pid is its pid (and process group).  Returns 0 or an
+ * errno value (vfork's, or the failed execve's, the child then reaped). */
+int spawn_vfork(const spawn_req *r, pid_t *pid);
+
+/* The signals this process catches or ignores, from /proc/thread-self/status
+ * (bit n-1 = signal n).  Returns 0, or -1 when it cannot be read. */
+int spawn_signals_to_reset(uint64_t *mask);
+
+#endif
