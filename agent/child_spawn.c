@@ -29,18 +29,20 @@ static int status_mask(const char *text, const char *name, uint64_t *out)
     return 0;
 }
 
-int spawn_signals_to_reset(uint64_t *mask)
+int spawn_signals_to_reset(int status_fd, uint64_t *mask)
 {
     char text[8192];
     size_t len = 0;
     uint64_t ign = 0, cgt = 0;
     int found = 0;
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    int fd = status_fd >= 0 ? status_fd : open("/proc/self/status", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    /* one read returns the whole file; stop as soon as both lines are in */
+    /* pread regenerates the text from the start (a kept descriptor costs half
+     * of an open + read + close); one read returns the whole file, so stop as
+     * soon as both lines are in */
     while (!found && len < sizeof(text) - 1) {
-        ssize_t n = read(fd, text + len, sizeof(text) - 1 - len);
+        ssize_t n = pread(fd, text + len, sizeof(text) - 1 - len, (off_t)len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -49,7 +51,8 @@ int spawn_signals_to_reset(uint64_t *mask)
         text[len] = '\0';
         found = status_mask(text, "SigIgn:", &ign) == 0 && status_mask(text, "SigCgt:", &cgt) == 0;
     }
-    close(fd);
+    if (fd != status_fd)
+        close(fd);
     if (!found)
         return -1;
     *mask = ign | cgt;
@@ -104,7 +107,7 @@ int spawn_vfork(const spawn_req *r, pid_t *pid)
         r->stderr_fd < 3)
         return EINVAL;
     uint64_t reset;
-    if (spawn_signals_to_reset(&reset) != 0)
+    if (spawn_signals_to_reset(r->status_fd, &reset) != 0)
         reset = ~(uint64_t)0;
     sigset_t all, old;
     sigfillset(&all);

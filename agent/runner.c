@@ -79,6 +79,7 @@ struct agent_runner {
     char *kubectl_path;
     char **env;           /* environment for children (agent secrets removed) */
     int devnull;          /* children's stdin, opened once */
+    int proc_status;      /* /proc/self/status, read before each spawn (child_spawn.h) */
     int64_t next_orphan_scan; /* event loop only */
 };
 
@@ -154,6 +155,7 @@ agent_runner *agent_runner_new(const agent_runner_opts *o)
     if (!runner)
         return NULL;
     runner->devnull = -1;
+    runner->proc_status = -1;
     if (pthread_mutex_init(&runner->mu, NULL) != 0) {
         free(runner);
         return NULL;
@@ -171,6 +173,7 @@ agent_runner *agent_runner_new(const agent_runner_opts *o)
     runner->o.kubectl_path = runner->kubectl_path;
     runner->env = env_build();
     runner->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    runner->proc_status = open("/proc/self/status", O_RDONLY | O_CLOEXEC); /* -1: per spawn */
     if (!runner->kubectl_path || !runner->env || runner->devnull < 0) {
         agent_runner_free(runner);
         return NULL;
@@ -241,6 +244,8 @@ void agent_runner_free(agent_runner *runner)
     free(runner->kubectl_path);
     if (runner->devnull >= 0)
         close(runner->devnull);
+    if (runner->proc_status >= 0)
+        close(runner->proc_status);
     pthread_cond_destroy(&runner->pool_cv);
     pthread_cond_destroy(&runner->changed);
     pthread_mutex_destroy(&runner->mu);
@@ -470,6 +475,7 @@ static int spawn_child(run_state *st, char *err, size_t errlen)
         .stdin_fd = runner->devnull,
         .stdout_fd = outp[1],
         .stderr_fd = errp[1],
+        .status_fd = runner->proc_status,
     };
     rc = spawn_vfork(&req, &st->pid);
     close(outp[1]);

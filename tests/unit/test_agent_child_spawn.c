@@ -26,6 +26,9 @@
 
 extern char **environ;
 
+/* the runner keeps /proc/self/status open; -1 makes spawn_vfork open it */
+static int status_fd = -1;
+
 typedef struct {
     pid_t pid;
     int status;
@@ -66,6 +69,7 @@ static int run(const char *path, char *const *argv, ran *r)
         .stdin_fd = devnull,
         .stdout_fd = out[1],
         .stderr_fd = err[1],
+        .status_fd = status_fd,
     };
     memset(r, 0, sizeof(*r));
     int rc = spawn_vfork(&req, &r->pid);
@@ -127,7 +131,7 @@ static void signals_reach_the_program_at_their_defaults(void **state)
     assert_int_equal(sigismember(&mask, SIGUSR1), 0);
 
     uint64_t reset = 0;
-    assert_int_equal(spawn_signals_to_reset(&reset), 0);
+    assert_int_equal(spawn_signals_to_reset(status_fd, &reset), 0);
     assert_true(reset >> (SIGUSR1 - 1) & 1);
     assert_true(reset >> (SIGUSR2 - 1) & 1);
     assert_true(reset >> (SIGPIPE - 1) & 1);
@@ -136,7 +140,7 @@ static void signals_reach_the_program_at_their_defaults(void **state)
     sigaction(SIGUSR1, &old_usr1, NULL);
     sigaction(SIGUSR2, &old_usr2, NULL);
     sigaction(SIGPIPE, &old_pipe, NULL);
-    assert_int_equal(spawn_signals_to_reset(&reset), 0);
+    assert_int_equal(spawn_signals_to_reset(status_fd, &reset), 0);
     assert_false(reset >> (SIGUSR1 - 1) & 1);
     assert_false(reset >> (SIGUSR2 - 1) & 1);
 }
@@ -158,6 +162,19 @@ static void only_stdio_is_inherited(void **state)
     /* ls sees 0, 1, 2 and the directory it reads (3) */
     assert_string_equal(r.out, "0\n1\n2\n3\n/dev/null\n");
     assert_string_equal(r.err, "to-stderr\n");
+}
+
+/* The same with the descriptor kept open across changes, as the runner does:
+ * each read sees the dispositions of that moment. */
+static void a_kept_status_descriptor_is_read_afresh(void **state)
+{
+    (void)state;
+    status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    assert_true(status_fd >= 3);
+    signals_reach_the_program_at_their_defaults(state);
+    only_stdio_is_inherited(state);
+    close(status_fd);
+    status_fd = -1;
 }
 
 static void the_program_leads_its_own_group(void **state)
@@ -201,7 +218,7 @@ static void stdio_below_three_is_refused(void **state)
     (void)state;
     char *argv[] = {"/bin/true", NULL};
     pid_t pid = 0;
-    spawn_req req = {"/bin/true", argv, environ, 0, 1, 2};
+    spawn_req req = {"/bin/true", argv, environ, 0, 1, 2, -1};
     assert_int_equal(spawn_vfork(&req, &pid), EINVAL);
     assert_int_equal(pid, 0);
 }
@@ -211,6 +228,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(signals_reach_the_program_at_their_defaults),
         cmocka_unit_test(only_stdio_is_inherited),
+        cmocka_unit_test(a_kept_status_descriptor_is_read_afresh),
         cmocka_unit_test(the_program_leads_its_own_group),
         cmocka_unit_test(a_bare_name_is_searched_in_path),
         cmocka_unit_test(a_missing_program_is_enoent_and_reaped),
