@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,10 +15,19 @@ int crypto_random(void *buf, size_t n)
     return RAND_bytes(buf, (int)n) == 1 ? 0 : -1;
 }
 
+/* OpenSSL 3 looks EVP_sha256() up in its provider tables (under a global
+ * lock) on every digest; fetched once, the digest skips that: API keys and
+ * agent tokens are hashed on every request. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA2-256", NULL); }
+
 void crypto_sha256(const void *data, size_t n, unsigned char out[32])
 {
     unsigned int len = 32;
-    EVP_Digest(data, n, out, &len, EVP_sha256(), NULL);
+    pthread_once(&sha256_once, sha256_fetch);
+    EVP_Digest(data, n, out, &len, sha256_md ? sha256_md : EVP_sha256(), NULL);
 }
 
 int crypto_hex_digit(int c)
