@@ -78,13 +78,17 @@ static int closefrom_checked(unsigned lo)
 static __attribute__((noreturn)) void child_exec(const spawn_req *r, uint64_t reset,
                                                  volatile int *err)
 {
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof(dfl));
-    dfl.sa_handler = SIG_DFL;
-    for (int s = 1; s <= 64 && s < NSIG; s++)
+    /* The kernel's sigaction, not libc's: libc refuses to touch the two
+     * signals it reserves (32, 33), and a parent that started the agent with
+     * glibc's posix_spawn leaves them ignored, which execve would pass on.
+     * The kernel's struct is the handler, then flags, a restorer on some
+     * architectures, the mask: for SIG_DFL all but the handler are zero, so
+     * one zeroed layout fits each of them.  The size is the kernel's sigset
+     * (_NSIG / 8 = 8 bytes on Linux). */
+    unsigned long dfl[4] = {(unsigned long)SIG_DFL, 0, 0, 0};
+    for (int s = 1; s <= 64; s++)
         if ((reset >> (s - 1) & 1) && s != SIGKILL && s != SIGSTOP)
-            sigaction(s, &dfl, NULL); /* libc refuses its reserved ones: harmless, execve
-                                         resets caught signals and none is ignored */
+            syscall(SYS_rt_sigaction, s, dfl, NULL, (size_t)8);
     if (setpgid(0, 0) != 0 || dup2(r->stdin_fd, 0) != 0 || dup2(r->stdout_fd, 1) != 1 ||
         dup2(r->stderr_fd, 2) != 2 || closefrom_checked(3) != 0)
         goto fail;
