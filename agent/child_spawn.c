@@ -60,7 +60,7 @@ int spawn_signals_to_reset(int status_fd, uint64_t *mask)
 }
 
 /* Closes every descriptor from lo up; close_range needs Linux 5.9. */
-static int closefrom_checked(unsigned lo)
+static __attribute__((noinline)) int closefrom_checked(unsigned lo)
 {
     if (syscall(SYS_close_range, lo, ~0U, 0) == 0)
         return 0;
@@ -74,9 +74,48 @@ static int closefrom_checked(unsigned lo)
     return 0;
 }
 
-/* Between vfork and execve: system calls only, nothing written but *err. */
-static __attribute__((noreturn)) void child_exec(const spawn_req *r, uint64_t reset,
-                                                 volatile int *err)
+/* posix_spawnp's search: each PATH entry in turn (an empty one is the
+ * current directory; no PATH: /bin:/usr/bin), on to the next while the file
+ * is missing there, EACCES if it was found only where it may not run; unlike
+ * execvpe, a file without "#!" is not handed to /bin/sh.  The path is built
+ * on the stack: no allocation between vfork and execve. */
+static __attribute__((noinline)) void exec_search(const char *file, char *const *argv,
+                                                  char *const *envp)
+{
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/bin:/usr/bin";
+    size_t flen = strlen(file);
+    char full[4096];
+    int eacces = 0;
+    for (const char *p = path;; p++) {
+        const char *end = strchr(p, ':');
+        size_t dlen = end ? (size_t)(end - p) : strlen(p);
+        if (dlen + 1 + flen + 1 <= sizeof(full)) {
+            memcpy(full, p, dlen);
+            size_t o = dlen;
+            if (dlen)
+                full[o++] = '/';
+            memcpy(full + o, file, flen + 1);
+            execve(full, argv, envp);
+            if (errno == EACCES)
+                eacces = 1;
+            else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE &&
+                     errno != ENODEV && errno != ETIMEDOUT)
+                return;
+        }
+        if (!end)
+            break;
+        p = end;
+    }
+    errno = eacces ? EACCES : ENOENT;
+}
+
+/* Between vfork and execve: system calls only, nothing written but *err.
+ * Not inlined: its locals then live below the frame of spawn_vfork, which the
+ * parent resumes in, instead of in slots the compiler could share with it. */
+static __attribute__((noinline, noreturn)) void child_exec(const spawn_req *r, uint64_t reset,
+                                                           volatile int *err)
 {
     /* The kernel's sigaction, not libc's: libc refuses to touch the two
      * signals it reserves (32, 33), and a parent that started the agent with
@@ -98,7 +137,7 @@ static __attribute__((noreturn)) void child_exec(const spawn_req *r, uint64_t re
     if (strchr(r->path, '/'))
         execve(r->path, r->argv, r->envp);
     else
-        execvpe(r->path, r->argv, r->envp);
+        exec_search(r->path, r->argv, r->envp);
 fail:
     *err = errno ? errno : EINVAL;
     _exit(127);

@@ -13,11 +13,13 @@
  * The child, between vfork and execve, only makes system calls (it shares
  * the agent's memory, and the agent's other threads keep running):
  *  - signals stay blocked from before vfork until the dispositions are reset,
- *    so no handler of the agent ever runs in the child;
+ *    so no handler of the agent runs in the child (all but libc's reserved
+ *    two, which libc does not let a program block; nothing sends them to a
+ *    process that is not one of the agent's threads);
  *  - then its own process group (setpgid 0), stdin/stdout/stderr from the
  *    given descriptors, every other descriptor closed, an empty signal mask,
- *    and execve (execvpe when the path has no '/', searching the agent's
- *    PATH as posix_spawnp does);
+ *    and execve (a path without '/' is searched in the agent's PATH as
+ *    posix_spawnp does: no /bin/sh for a file without "#!");
  *  - an execve that fails is reported to the caller as its errno, and the
  *    child is reaped, so a missing kubectl is an error, not an exit code.
  * Without /proc (or when it cannot be read) every signal is reset, as glibc

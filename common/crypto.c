@@ -27,7 +27,8 @@ void crypto_sha256(const void *data, size_t n, unsigned char out[32])
 {
     unsigned int len = 32;
     pthread_once(&sha256_once, sha256_fetch);
-    EVP_Digest(data, n, out, &len, sha256_md ? sha256_md : EVP_sha256(), NULL);
+    if (EVP_Digest(data, n, out, &len, sha256_md ? sha256_md : EVP_sha256(), NULL) != 1)
+        memset(out, 0, 32); /* never a stored key's hash: a lookup fails closed */
 }
 
 int crypto_hex_digit(int c)
