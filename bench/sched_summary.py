@@ -11,6 +11,14 @@ threads: CPU run time, scheduling delay (from a thread's wake-up until it runs
 on a CPU: what each hop between threads costs beyond its CPU) and context
 switches, each per command.  perf_fold.py says which functions take the CPU;
 this says whether the time between threads is waiting for a CPU or running.
+
+Then, from the wake-up events (`perf sched timehist -w`), one command's path
+hop by hop: from each wake-up to the next along the chain client -> server
+loop -> store worker -> server loop -> agent loop -> job thread -> spawned
+child -> (the command runs) -> agent loop -> server loop -> client, p50 and
+p90 over the commands whose chain was seen whole.  Only meaningful when the
+commands ran one at a time (BENCH_CONCURRENCY=1): at higher concurrency the
+chains interleave and few are matched.
 Python 3 stdlib only.
 """
 
@@ -31,6 +39,91 @@ def role(tid, pid, server_pid, agent_pid):
     if pid == agent_pid:
         return "agent event loop" if tid == pid else "agent job threads"
     return None
+
+
+# "  81432.141040 [0001]  echo[12920]        awakened: aurora-agent[12857/12806]"
+WAKE = re.compile(r"^\s*(\d+\.\d+)\s+\[\d+\]\s+(.*?)\[(-?\d+)(?:/(-?\d+))?\]\s+"
+                  r"awakened: (.*?)\[(-?\d+)(?:/(-?\d+))?\]\s*$")
+
+# One command's chain of wake-ups (waker, wakee); hop i runs from wake-up i
+# to wake-up i + 1.  "client" is any process that is neither the server, the
+# agent, a child of the agent nor a kernel thread.
+CHAIN = (("client", "loop"), ("loop", "worker"), ("worker", "loop"), ("loop", "agent"),
+         ("agent", "job"), ("job", "child"), ("child", "job"), ("job", "agent"),
+         ("loop", "client"))
+HOPS = ("server loop: request read and parsed, handed to a store worker",
+        "store worker: key lookup, started row committed",
+        "server loop: exec frame written to the agent",
+        "agent loop: frame read, job handed to a job thread",
+        "job thread: pipes, spawn",
+        "child: from vfork until execve releases the parent",
+        "the command runs; its exit seen, exec_end queued",
+        "agent loop -> server loop -> answer to the client")
+KERNEL = ("swapper", "ksoftirqd", "kworker", "rcu_", "migration", "kcompactd", "jbd2")
+
+
+def command_chains(sched_data, server_pid, agent_pid):
+    """Per command whose chain was seen whole: the hop durations (ms)."""
+    out = subprocess.run(["perf", "sched", "timehist", "-w", "-i", sched_data],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit("perf sched timehist -w failed: " + out.stderr.strip())
+    children = set()
+
+    def kind(comm, tid, pid):
+        if pid == server_pid:
+            return "loop" if tid == pid else "worker"
+        if pid == agent_pid:
+            return "agent" if tid == pid else "job"
+        if pid in children:
+            return "child"
+        return "kernel" if comm.startswith(KERNEL) else "client"
+
+    marks, done = None, []
+    for line in out.stdout.splitlines():
+        m = WAKE.match(line)
+        if not m:
+            continue
+        t = float(m.group(1)) * 1000.0
+        wtid, ttid = int(m.group(3)), int(m.group(6))
+        waker = kind(m.group(2), wtid, int(m.group(4)) if m.group(4) else wtid)
+        tpid = int(m.group(7)) if m.group(7) else ttid
+        wakee = kind(m.group(5), ttid, tpid)
+        if waker == "job" and wakee == "client":
+            children.add(tpid)  # a job thread waking a process it has just made
+            wakee = "child"
+        pair = (waker, wakee)
+        if pair == CHAIN[0]:
+            marks = [t]  # a request wakes the server: a new chain
+        elif marks is None:
+            continue
+        elif len(marks) == len(CHAIN) - 1 and pair == CHAIN[-2]:
+            marks[-1] = t  # output, then exec_end: the last one counts
+        elif pair == CHAIN[len(marks)]:
+            marks.append(t)
+            if len(marks) == len(CHAIN):
+                done.append([b - a for a, b in zip(marks, marks[1:])])
+                marks = None
+    return done
+
+
+def pctl(xs, p):
+    """Nearest-rank percentile."""
+    xs = sorted(xs)
+    k = max(1, -(-len(xs) * p // 100))
+    return xs[int(k) - 1]
+
+
+def print_hops(chains, n):
+    print(f"-- one command's path, hop by hop ({len(chains)} of {n} commands seen whole; "
+          "meaningful at concurrency 1)")
+    print("%-62s %8s %8s" % ("hop", "p50 us", "p90 us"))
+    for i, label in enumerate(HOPS):
+        xs = [c[i] for c in chains]
+        print("%-62s %8.0f %8.0f" % (label, pctl(xs, 50) * 1000, pctl(xs, 90) * 1000))
+    tot = [sum(c) for c in chains]
+    print("%-62s %8.0f %8.0f" % ("request to answer", pctl(tot, 50) * 1000,
+                                 pctl(tot, 90) * 1000))
 
 
 def main():
@@ -68,6 +161,11 @@ def main():
     print("%-22s %14.0f %16.0f %14.1f" % ("total", sum(run.values()) * 1000 / n,
                                           sum(delay.values()) * 1000 / n,
                                           sum(switches.values()) / n))
+    chains = command_chains(a.sched_data, a.server_pid, a.agent_pid)
+    if chains:
+        print_hops(chains, n)
+    else:
+        print("-- one command's path: no command's chain of wake-ups was seen whole")
 
 
 if __name__ == "__main__":
