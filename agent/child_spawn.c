@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,19 +58,47 @@ int spawn_signals_to_reset(int status_fd, uint64_t *mask)
     return 0;
 }
 
-/* Closes every descriptor from lo up; close_range needs Linux 5.9. */
-static __attribute__((noinline)) int closefrom_checked(unsigned lo)
+int child_close_all_but(int keep_a, int keep_b)
 {
-    if (syscall(SYS_close_range, lo, ~0U, 0) == 0)
-        return 0;
-    if (errno != ENOSYS)
-        return -1;
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return -1;
-    for (rlim_t fd = lo; fd < rl.rlim_cur && fd < 1048576; fd++)
-        close((int)fd);
-    return 0;
+    int k[2] = {keep_a, keep_b};
+    if (k[1] >= 0 && (k[0] < 0 || k[1] < k[0])) {
+        int t = k[0];
+        k[0] = k[1];
+        k[1] = t;
+    }
+    unsigned lo = 3;
+    int rc = 0;
+    for (int i = 0; i < 2 && !rc; i++) {
+        if (k[i] < 0)
+            continue;
+        if ((unsigned)k[i] > lo)
+            rc = (int)syscall(SYS_close_range, lo, (unsigned)k[i] - 1, 0);
+        lo = (unsigned)k[i] + 1;
+    }
+    if (!rc)
+        rc = (int)syscall(SYS_close_range, lo, ~0U, 0);
+    if (rc && errno == ENOSYS) { /* close_range: Linux 5.9 */
+        for (int fd = 3; fd < 65536; fd++)
+            if (fd != keep_a && fd != keep_b)
+                close(fd);
+        rc = 0;
+    }
+    return rc;
+}
+
+void child_reset_signals(uint64_t mask)
+{
+    /* The kernel's sigaction, not libc's: libc refuses to touch the two
+     * signals it reserves (32, 33), and a parent that started the agent with
+     * glibc's posix_spawn leaves them ignored, which execve would pass on.
+     * The kernel's struct is the handler, then flags, a restorer on some
+     * architectures, the mask: for SIG_DFL all but the handler are zero, so
+     * one zeroed layout fits each of them.  The size is the kernel's sigset
+     * (_NSIG / 8 = 8 bytes on Linux). */
+    unsigned long dfl[4] = {(unsigned long)SIG_DFL, 0, 0, 0};
+    for (int s = 1; s <= 64; s++)
+        if ((mask >> (s - 1) & 1) && s != SIGKILL && s != SIGSTOP)
+            syscall(SYS_rt_sigaction, s, dfl, NULL, (size_t)8);
 }
 
 /* posix_spawnp's search: each PATH entry in turn (an empty one is the
@@ -117,19 +144,9 @@ static __attribute__((noinline)) void exec_search(const char *file, char *const 
 static __attribute__((noinline, noreturn)) void child_exec(const spawn_req *r, uint64_t reset,
                                                            volatile int *err)
 {
-    /* The kernel's sigaction, not libc's: libc refuses to touch the two
-     * signals it reserves (32, 33), and a parent that started the agent with
-     * glibc's posix_spawn leaves them ignored, which execve would pass on.
-     * The kernel's struct is the handler, then flags, a restorer on some
-     * architectures, the mask: for SIG_DFL all but the handler are zero, so
-     * one zeroed layout fits each of them.  The size is the kernel's sigset
-     * (_NSIG / 8 = 8 bytes on Linux). */
-    unsigned long dfl[4] = {(unsigned long)SIG_DFL, 0, 0, 0};
-    for (int s = 1; s <= 64; s++)
-        if ((reset >> (s - 1) & 1) && s != SIGKILL && s != SIGSTOP)
-            syscall(SYS_rt_sigaction, s, dfl, NULL, (size_t)8);
+    child_reset_signals(reset);
     if (setpgid(0, 0) != 0 || dup2(r->stdin_fd, 0) != 0 || dup2(r->stdout_fd, 1) != 1 ||
-        dup2(r->stderr_fd, 2) != 2 || closefrom_checked(3) != 0)
+        dup2(r->stderr_fd, 2) != 2 || child_close_all_but(-1, -1) != 0)
         goto fail;
     sigset_t none;
     sigemptyset(&none);

@@ -35,7 +35,8 @@ typedef struct {
     const char *path;   /* program; no '/': searched in PATH */
     char *const *argv;  /* NULL-terminated */
     char *const *envp;  /* NULL-terminated */
-    int stdin_fd;       /* become the child's 0, 1, 2 (each >= 0) */
+    int stdin_fd;       /* become the child's 0, 1, 2; each >= 3, so that */
+                        /* no dup2 onto 0..2 clobbers a later one */
     int stdout_fd;
     int stderr_fd;
     int status_fd;      /* /proc/self/status kept open, or -1: opened per call */
@@ -49,5 +50,14 @@ int spawn_vfork(const spawn_req *r, pid_t *pid);
  * (status_fd if >= 0, else opened here); bit n-1 = signal n.  Returns 0, or
  * -1 when it cannot be read. */
 int spawn_signals_to_reset(int status_fd, uint64_t *mask);
+
+/* For a child between fork/vfork and execve (system calls only); the cloud
+ * sandbox's child uses them too. */
+/* Sets each signal of mask (bit n-1 = signal n) to SIG_DFL, libc's reserved
+ * ones included; SIGKILL and SIGSTOP are skipped. */
+void child_reset_signals(uint64_t mask);
+/* Closes every descriptor from 3 up but keep_a and keep_b (>= 3, or -1).
+ * Returns 0 or -1 (errno). */
+int child_close_all_but(int keep_a, int keep_b);
 
 #endif

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child_spawn.h"
 #include "cloud_cli.h"
 #include "landlock.h"
 #include "log.h"
@@ -1038,46 +1039,12 @@ static int lift_fd(int fd)
     return fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
 
-/* Closes every descriptor from 3 up but keep_a and keep_b (>= 3, or -1). */
-static int close_all_but(int keep_a, int keep_b)
-{
-    int k[2] = {keep_a, keep_b};
-    if (k[1] >= 0 && (k[0] < 0 || k[1] < k[0])) {
-        int t = k[0];
-        k[0] = k[1];
-        k[1] = t;
-    }
-    unsigned lo = 3;
-    int rc = 0;
-    for (int i = 0; i < 2 && !rc; i++) {
-        if (k[i] < 0)
-            continue;
-        if ((unsigned)k[i] > lo)
-            rc = (int)syscall(SYS_close_range, lo, (unsigned)k[i] - 1, 0);
-        lo = (unsigned)k[i] + 1;
-    }
-    if (!rc)
-        rc = (int)syscall(SYS_close_range, lo, ~0U, 0);
-    if (rc && errno == ENOSYS) {
-        for (int fd = 3; fd < 65536; fd++)
-            if (fd != keep_a && fd != keep_b)
-                close(fd);
-        rc = 0;
-    }
-    return rc;
-}
-
 /* Between fork and exec: system calls only. */
 static __attribute__((noreturn)) void child_main(const child_args *a)
 {
     int rfd = a->report_fd;
     setpgid(0, 0);
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof(dfl));
-    dfl.sa_handler = SIG_DFL;
-    for (int s = 1; s < NSIG; s++)
-        if (s != SIGKILL && s != SIGSTOP)
-            sigaction(s, &dfl, NULL); /* fails harmlessly for the reserved ones */
+    child_reset_signals(~(uint64_t)0); /* libc's reserved two included */
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -1091,7 +1058,7 @@ static __attribute__((noreturn)) void child_main(const child_args *a)
     if (dup2(a->devnull, 0) < 0 || dup2(a->out_fd, 1) < 0 || dup2(a->err_fd, 2) < 0)
         child_fail(rfd, ST_STDIO);
     /* everything else closed; the report pipe and the ruleset kept (close-on-exec) */
-    if (close_all_but(rfd, lfd) != 0)
+    if (child_close_all_but(rfd, lfd) != 0)
         child_fail(rfd, ST_FDS);
     umask(077);
 

@@ -847,6 +847,40 @@ static void rlimits_uid_nnp_seccomp_applied(void **state)
     sandbox_destroy(sb);
 }
 
+/* A cloud command starts with every signal at its default and unblocked,
+ * whatever the agent ignores or blocks: SIGUSR2 ignored and SIGTERM blocked
+ * here, and libc's reserved 32 and 33 ignored (libc's sigaction cannot set or
+ * reset them; a parent that used glibc's posix_spawn leaves them so). */
+static void signals_reach_the_cloud_command_at_their_defaults(void **state)
+{
+    (void)state;
+    unsigned long ign_k[4] = {(unsigned long)SIG_IGN, 0, 0, 0}, old_32[4], old_33[4];
+    assert_int_equal(syscall(SYS_rt_sigaction, 32, ign_k, old_32, (size_t)8), 0);
+    assert_int_equal(syscall(SYS_rt_sigaction, 33, ign_k, old_33, (size_t)8), 0);
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_usr2;
+    sigemptyset(&ign.sa_mask);
+    assert_int_equal(sigaction(SIGUSR2, &ign, &old_usr2), 0);
+    sigset_t term, old_mask;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &term, &old_mask), 0);
+
+    sandbox *sb = mk();
+    result *r = new_result();
+    const char *argv[] = {"/bin/cat", "/proc/self/status", NULL};
+    run(sb, argv, NULL, 0, r, 10000);
+
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    sigaction(SIGUSR2, &old_usr2, NULL);
+    syscall(SYS_rt_sigaction, 32, old_32, NULL, (size_t)8);
+    syscall(SYS_rt_sigaction, 33, old_33, NULL, (size_t)8);
+    assert_true(WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0);
+    assert_non_null(strstr(r->out, "SigBlk:\t0000000000000000\n"));
+    assert_non_null(strstr(r->out, "SigIgn:\t0000000000000000\n"));
+    free(r);
+    sandbox_destroy(sb);
+}
+
 static const char SYSCALLS_PY[] =
     "import ctypes, os\n"
     "libc = ctypes.CDLL(None, use_errno=True)\n"
@@ -1603,6 +1637,7 @@ int main(void)
         cmocka_unit_test(dir_removed_after_kill_and_escapees_killed),
         cmocka_unit_test(symlinks_are_not_followed_on_cleanup),
         cmocka_unit_test(rlimits_uid_nnp_seccomp_applied),
+        cmocka_unit_test(signals_reach_the_cloud_command_at_their_defaults),
         cmocka_unit_test(seccomp_refuses_dangerous_syscalls),
         cmocka_unit_test(fork_bomb_memory_hog_and_big_file_are_contained),
         cmocka_unit_test(no_writes_outside_and_no_peeking_at_other_commands),
