@@ -62,12 +62,8 @@ HOPS = ("server loop: request read and parsed, handed to a store worker",
 KERNEL = ("swapper", "ksoftirqd", "kworker", "rcu_", "migration", "kcompactd", "jbd2")
 
 
-def command_chains(sched_data, server_pid, agent_pid):
+def command_chains(lines, server_pid, agent_pid):
     """Per command whose chain was seen whole: the hop durations (ms)."""
-    out = subprocess.run(["perf", "sched", "timehist", "-w", "-i", sched_data],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit("perf sched timehist -w failed: " + out.stderr.strip())
     children = set()
 
     def kind(comm, tid, pid):
@@ -80,7 +76,7 @@ def command_chains(sched_data, server_pid, agent_pid):
         return "kernel" if comm.startswith(KERNEL) else "client"
 
     marks, done = None, []
-    for line in out.stdout.splitlines():
+    for line in lines:
         m = WAKE.match(line)
         if not m:
             continue
@@ -133,14 +129,16 @@ def main():
     ap.add_argument("--server-pid", type=int, required=True)
     ap.add_argument("--agent-pid", type=int, required=True)
     a = ap.parse_args()
-    out = subprocess.run(["perf", "sched", "timehist", "-i", a.sched_data],
+    # -w adds the wake-up events (for the hops) between the usual rows
+    out = subprocess.run(["perf", "sched", "timehist", "-w", "-i", a.sched_data],
                          capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit("perf sched timehist failed: " + out.stderr.strip())
     run = collections.Counter()
     delay = collections.Counter()
     switches = collections.Counter()
-    for line in out.stdout.splitlines():
+    lines = out.stdout.splitlines()
+    for line in lines:
         m = ROW.match(line)
         if not m:
             continue
@@ -161,7 +159,7 @@ def main():
     print("%-22s %14.0f %16.0f %14.1f" % ("total", sum(run.values()) * 1000 / n,
                                           sum(delay.values()) * 1000 / n,
                                           sum(switches.values()) / n))
-    chains = command_chains(a.sched_data, a.server_pid, a.agent_pid)
+    chains = command_chains(lines, a.server_pid, a.agent_pid)
     if chains:
         print_hops(chains, n)
     else:
