@@ -53,14 +53,18 @@ void agent_frame_free(agent_frame *f)
     free(f);
 }
 
-static void lane_free(lane *l)
+static void chain_free(agent_frame *f)
 {
-    agent_frame *f = l->head;
     while (f) {
         agent_frame *n = f->next;
         free(f);
         f = n;
     }
+}
+
+static void lane_free(lane *l)
+{
+    chain_free(l->head);
     l->head = l->tail = NULL;
 }
 
@@ -91,15 +95,15 @@ void agent_outq_free(agent_outq *q)
     free(q);
 }
 
-int agent_outq_push(agent_outq *q, agent_frame *f, uint64_t gen, int control)
+/* Appends first..last (linked) to a lane. */
+static int push_linked(agent_outq *q, agent_frame *first, agent_frame *last, size_t bytes,
+                       uint64_t gen, int control)
 {
-    if (!f)
-        return -1;
-    f->next = NULL;
+    last->next = NULL;
     pthread_mutex_lock(&q->mu);
     if (gen == 0 || gen != q->gen) {
         pthread_mutex_unlock(&q->mu);
-        free(f);
+        chain_free(first);
         return -1;
     }
     lane *l = control ? &q->ctl : &q->data;
@@ -108,18 +112,38 @@ int agent_outq_push(agent_outq *q, agent_frame *f, uint64_t gen, int control)
      * a wakeup of the event loop per 32 KiB frame. */
     int was_empty = !q->ctl.head && !q->data.head;
     if (l->tail)
-        l->tail->next = f;
+        l->tail->next = first;
     else
-        l->head = f;
-    l->tail = f;
+        l->head = first;
+    l->tail = last;
     if (!control)
-        q->data_bytes += f->len;
+        q->data_bytes += bytes;
     void (*cb)(void *) = was_empty ? q->on_push : NULL;
     void *cb_arg = q->on_push_arg;
     pthread_mutex_unlock(&q->mu);
     if (cb)
         cb(cb_arg);
     return 0;
+}
+
+int agent_outq_push(agent_outq *q, agent_frame *f, uint64_t gen, int control)
+{
+    if (!f)
+        return -1;
+    return push_linked(q, f, f, f->len, gen, control);
+}
+
+int agent_outq_push_chain(agent_outq *q, agent_frame *first, uint64_t gen)
+{
+    if (!first)
+        return -1;
+    agent_frame *last = first;
+    size_t bytes = first->len;
+    while (last->next) {
+        last = last->next;
+        bytes += last->len;
+    }
+    return push_linked(q, first, last, bytes, gen, 0);
 }
 
 int agent_outq_push_text(agent_outq *q, const char *json, uint64_t gen, int control)

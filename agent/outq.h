@@ -1,7 +1,7 @@
 /* outq.h — the queue of frames waiting to go out on the tunnel.
  *
- * Worker threads push; the libwebsockets thread pops one frame per
- * WRITEABLE callback.  Frames carry LWS_PRE bytes of headroom.  Two lanes:
+ * Worker threads push; the libwebsockets thread pops frames in its
+ * WRITEABLE callback while the socket takes them.  Frames carry LWS_PRE bytes of headroom.  Two lanes:
  * control (register, heartbeat, immediate refusals) goes before data (output
  * frames and the exec_end that closes each request, kept in order).
  *
@@ -48,6 +48,10 @@ agent_outq *agent_outq_new(const agent_outq_opts *o);
 void agent_outq_free(agent_outq *q);
 /* Takes f. 0 if queued, -1 if discarded (stale generation or closed). */
 int agent_outq_push(agent_outq *q, agent_frame *f, uint64_t gen, int control);
+/* Queues the frames linked from first through ->next on the data lane, in
+ * order, as one push (one on_push at most).  Takes them all; 0 if queued,
+ * -1 if discarded as agent_outq_push would. */
+int agent_outq_push_chain(agent_outq *q, agent_frame *first, uint64_t gen);
 /* Convenience: queues a text frame with a copy of json (NULL json → -1). */
 int agent_outq_push_text(agent_outq *q, const char *json, uint64_t gen, int control);
 agent_frame *agent_outq_pop(agent_outq *q);

@@ -51,6 +51,7 @@ typedef struct job {
     int64_t timeout_ms;
     int timeout_s;
     int64_t limit;        /* output cap for this job */
+    int64_t hold;         /* output bytes that may be kept back until exec_end (runner.h) */
     /* guarded by runner->mu */
     int64_t window;
     int request;          /* REQ_* */
@@ -398,6 +399,8 @@ typedef struct {
     int64_t sent;         /* payload bytes forwarded / kept */
     int truncated;
     buf_t cap[2];         /* legacy: collected stdout, stderr */
+    agent_frame *held, *held_tail; /* v2 with hold: output frames kept back, in order */
+    int64_t held_bytes;
     sandbox *sb;          /* cloud_exec */
     unsigned char scratch[PROTO_MAX_CHUNK];
 } run_state;
@@ -539,6 +542,43 @@ static void close_fd(run_state *st, int i)
     }
 }
 
+/* ---- output kept back until exec_end (hold) ---------------------------------- */
+
+static void held_add(run_state *st, agent_frame *f, ssize_t payload)
+{
+    f->next = NULL;
+    if (st->held_tail)
+        st->held_tail->next = f;
+    else
+        st->held = f;
+    st->held_tail = f;
+    st->held_bytes += payload;
+}
+
+/* Queues the held frames, then last (exec_end) if given, as one push: the
+ * event loop is woken once and finds them all. */
+static int held_send(run_state *st, agent_frame *last)
+{
+    job *j = st->j;
+    if (last)
+        held_add(st, last, 0);
+    agent_frame *chain = st->held;
+    st->held = st->held_tail = NULL;
+    st->held_bytes = 0;
+    return chain ? agent_outq_push_chain(j->runner->o.outq, chain, j->gen) : 0;
+}
+
+static void held_free(run_state *st)
+{
+    while (st->held) {
+        agent_frame *n = st->held->next;
+        agent_frame_free(st->held);
+        st->held = n;
+    }
+    st->held_tail = NULL;
+    st->held_bytes = 0;
+}
+
 /* One read from pipe i.  forward: within window/limit, else the bytes are dropped. */
 static void read_pipe(run_state *st, int i, int forward, int64_t window)
 {
@@ -595,10 +635,19 @@ static void read_pipe(run_state *st, int i, int forward, int64_t window)
     f->len = PROTO_DATA_HDR + (size_t)r;
     pthread_mutex_lock(&runner->mu);
     j->window -= r;
+    int64_t window_left = j->window;
     pthread_mutex_unlock(&runner->mu);
     st->sent += r;
     metrics_bytes(i + 1, r);
-    agent_outq_push(runner->o.outq, f, j->gen, 0);
+    if (j->hold <= 0) {
+        agent_outq_push(runner->o.outq, f, j->gen, 0);
+        return;
+    }
+    held_add(st, f, r);
+    /* Past the hold, or out of window (credit only comes back for output the
+     * server has): send what is held now. */
+    if (st->held_bytes >= j->hold || window_left <= 0)
+        held_send(st, NULL);
 }
 
 /* For the log: the first argument when it is a plain word (flags and their
@@ -693,7 +742,10 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
     }
     char *json = proto_enc_exec_end(j->id, rc, msg[0] ? msg : NULL, code, st->truncated,
                                     duration, st->sent);
-    if (!json || agent_outq_push_text(runner->o.outq, json, j->gen, 0) != 0)
+    agent_frame *endf = json ? agent_frame_text(json) : NULL;
+    if (!endf) /* the held output still goes, and the server learns of the loss */
+        held_send(st, NULL);
+    if (!endf || held_send(st, endf) != 0)
         log_warn("exec id=%u: exec_end not delivered (connection gone)", j->id);
     free(json);
     log_info("exec id=%u ended return_code=%d%s%s truncated=%d bytes_out=%lld duration_ms=%lld",
@@ -900,6 +952,7 @@ static void job_main(job *j)
     deliver(st, end, 0, NULL, now_ms() - t0);
 
 finish:
+    held_free(st); /* dropped with the connection, or never sent */
     close_fd(st, 0);
     close_fd(st, 1);
     if (st->pidfd >= 0)
@@ -990,7 +1043,7 @@ static agent_run_result start_job(agent_runner *runner, uint64_t gen, uint32_t i
                                   const char *command_id, int kind, const char *program,
                                   const sandbox_profile *profile,
                                   argv_t *argv, char *const *env, int nenv, double timeout,
-                                  int64_t max_output, int64_t window)
+                                  int64_t max_output, int64_t window, int64_t hold)
 {
     pthread_mutex_lock(&runner->mu);
     if (runner->shutting_down) {
@@ -1055,6 +1108,7 @@ static agent_run_result start_job(agent_runner *runner, uint64_t gen, uint32_t i
     if (max_output > 0 && max_output < j->limit)
         j->limit = max_output;
     j->window = window;
+    j->hold = hold > AGENT_HOLD_MAX ? AGENT_HOLD_MAX : hold;
     if (pool_submit_locked(runner, j) != 0) {
         /* give argv back so the caller still owns it */
         *argv = j->argv;
@@ -1076,26 +1130,27 @@ fail:
 }
 
 agent_run_result agent_runner_exec(agent_runner *runner, uint64_t gen, uint32_t id, argv_t *argv,
-                                   double timeout, int64_t max_output, int64_t window)
+                                   double timeout, int64_t max_output, int64_t window,
+                                   int64_t hold)
 {
     return start_job(runner, gen, id, NULL, MK_KUBECTL, runner->o.kubectl_path, NULL, argv, NULL,
-                     0, timeout, max_output, window);
+                     0, timeout, max_output, window, hold);
 }
 
 agent_run_result agent_runner_exec_cloud(agent_runner *runner, uint64_t gen, uint32_t id,
                                          const char *path, const sandbox_profile *profile,
                                          argv_t *argv, char *const *env, int nenv, double timeout,
-                                         int64_t max_output, int64_t window)
+                                         int64_t max_output, int64_t window, int64_t hold)
 {
     if (!path || path[0] != '/' || nenv < 0 || (nenv && !env))
         return RUN_FAILED;
     return start_job(runner, gen, id, NULL, MK_CLOUD_EXEC, path, profile, argv, env, nenv, timeout,
-                     max_output, window);
+                     max_output, window, hold);
 }
 
 agent_run_result agent_runner_legacy(agent_runner *runner, uint64_t gen,
                                      const char *command_id, argv_t *argv, double timeout)
 {
     return start_job(runner, gen, 0, command_id, MK_KUBECTL, runner->o.kubectl_path, NULL, argv,
-                     NULL, 0, timeout, 0, 0);
+                     NULL, 0, timeout, 0, 0, 0);
 }

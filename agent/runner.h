@@ -52,20 +52,27 @@ void agent_runner_free(agent_runner *runner);
 void agent_runner_pool(agent_runner *runner, int *threads, int *idle);
 
 /* v2 exec.  On RUN_STARTED argv has been taken over (left empty).  timeout <= 0
- * or above the maximum means the maximum; max_output <= 0 means the agent's cap. */
+ * or above the maximum means the maximum; max_output <= 0 means the agent's cap.
+ * hold > 0 (the exec's "hold_output"): output frames are kept back, up to
+ * that many bytes (at most AGENT_HOLD_MAX), and queued together with
+ * exec_end, so a short output crosses the tunnel in one trip.  They go out
+ * at once when the held bytes reach hold or the window runs out (the server
+ * returns credit only for output it has), never later than exec_end. */
+#define AGENT_HOLD_MAX (256 * 1024)
 agent_run_result agent_runner_exec(agent_runner *runner, uint64_t gen, uint32_t id, argv_t *argv,
-                                   double timeout, int64_t max_output, int64_t window);
+                                   double timeout, int64_t max_output, int64_t window,
+                                   int64_t hold);
 /* v2 exec of kind cloud_exec: path (absolute, resolved by the agent) runs in
  * a fresh sandbox (sandbox.h) with profile (its CLI, kept by the caller for
  * as long as the runner lives; may be NULL) and env[0..nenv) ("NAME=value",
  * checked by the caller) added to its environment.  The job keeps its own copy of env and
  * wipes it once the child has started; the caller wipes its own.  Output,
- * flow control, timeout, cancel and exec_end as for kubectl. */
+ * hold, flow control, timeout, cancel and exec_end as for kubectl. */
 struct sandbox_profile;
 agent_run_result agent_runner_exec_cloud(agent_runner *runner, uint64_t gen, uint32_t id,
                                          const char *path, const struct sandbox_profile *profile,
                                          argv_t *argv, char *const *env, int nenv, double timeout,
-                                         int64_t max_output, int64_t window);
+                                         int64_t max_output, int64_t window, int64_t hold);
 /* Legacy kubectl_command: the output is collected and sent as one command_response. */
 agent_run_result agent_runner_legacy(agent_runner *runner, uint64_t gen, const char *command_id,
                                      argv_t *argv, double timeout);

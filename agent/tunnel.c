@@ -31,6 +31,9 @@
 #define CLOSE_WAIT_MS 5000   /* after sending our close frame */
 #define SHUTDOWN_SLACK_MS 10000 /* beyond the grace: cancelled jobs' exec_end must be out */
 #define RX_BUFFER 65536
+/* One WRITEABLE pass writes at most this much (on_writeable). */
+#define WRITE_PASS_FRAMES 16
+#define WRITE_PASS_BYTES (128 * 1024)
 
 /* Host name resolution runs on its own thread (resolve.h is blocking). */
 typedef struct {
@@ -395,7 +398,7 @@ static void handle_cloud_exec(agent_tunnel *t, proto_msg *m)
     agent_run_result r = agent_runner_exec_cloud(t->runner, t->gen, m->id, path,
                                                  agent_cloud_profile(c, m->program), &m->argv,
                                                  m->env, m->nenv, m->timeout, m->max_output,
-                                                 t->window);
+                                                 t->window, m->hold_output);
     free(path);
     reply_run_result(t, m->id, MK_CLOUD_EXEC, r);
 }
@@ -428,7 +431,7 @@ static void handle_exec(agent_tunnel *t, proto_msg *m)
         return;
     }
     agent_run_result r = agent_runner_exec(t->runner, t->gen, m->id, &m->argv, m->timeout,
-                                           m->max_output, t->window);
+                                           m->max_output, t->window, m->hold_output);
     reply_run_result(t, m->id, MK_KUBECTL, r);
 }
 
@@ -705,8 +708,14 @@ static int on_writeable(agent_tunnel *t, struct lws *wsi)
                          sizeof(reason) - 1);
         return -1;
     }
-    agent_frame *f = agent_outq_pop(t->outq);
-    if (f) {
+    /* Frames queued together (a command's output and its exec_end) go out
+     * in one pass while the socket takes them: a loop pass and a poll cycle
+     * per frame saved.  Bounded, so that reads are served between passes. */
+    int wrote = 0;
+    size_t bytes = 0;
+    agent_frame *f;
+    while (wrote < WRITE_PASS_FRAMES && bytes < WRITE_PASS_BYTES &&
+           (wrote == 0 || !lws_send_pipe_choked(wsi)) && (f = agent_outq_pop(t->outq))) {
         int n = lws_write(wsi, agent_frame_data(f), f->len,
                           f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
         size_t flen = f->len;
@@ -715,7 +724,14 @@ static int on_writeable(agent_tunnel *t, struct lws *wsi)
             log_warn("tunnel: write failed");
             return -1;
         }
-        lws_callback_on_writable(wsi);
+        wrote++;
+        bytes += flen;
+    }
+    if (wrote) {
+        /* A push into the emptied queue wakes the loop (on_wakeup), so only
+         * frames still queued, or the close still to send, need another pass. */
+        if (t->closing || !agent_outq_empty(t->outq))
+            lws_callback_on_writable(wsi);
         return 0;
     }
     if (t->closing) {

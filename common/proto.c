@@ -201,6 +201,8 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
         m->timeout = d;
     if (num_field(root, "max_output", &d) && d > 0 && d < 9e15)
         m->max_output = (int64_t)d;
+    if (num_field(root, "hold_output", &d) && d > 0 && d < 9e15)
+        m->hold_output = (int64_t)d;
     if (num_field(root, "bytes", &d) && d >= 0 && d < 9e15)
         m->bytes = (int64_t)d;
     if (num_field(root, "bytes_out", &d) && d >= 0 && d < 9e15)
@@ -417,11 +419,12 @@ char *proto_enc_command_response(const char *command_id, int success, const char
 char *proto_enc_exec(uint32_t id, const char *kind, const argv_t *argv, double timeout,
                      int64_t max_output)
 {
-    return proto_enc_exec_env(id, kind, NULL, argv, NULL, 0, timeout, max_output);
+    return proto_enc_exec_env(id, kind, NULL, argv, NULL, 0, timeout, max_output, 0);
 }
 
 char *proto_enc_exec_env(uint32_t id, const char *kind, const char *program, const argv_t *argv,
-                         const char *const *env, int nenv, double timeout, int64_t max_output)
+                         const char *const *env, int nenv, double timeout, int64_t max_output,
+                         int64_t hold_output)
 {
     if ((program && !proto_program_ok(program)) || nenv < 0 || nenv > PROTO_MAX_ENV ||
         (nenv && !env))
@@ -458,6 +461,8 @@ char *proto_enc_exec_env(uint32_t id, const char *kind, const char *program, con
     }
     cJSON_AddNumberToObject(o, "timeout", timeout);
     cJSON_AddNumberToObject(o, "max_output", (double)max_output);
+    if (hold_output > 0)
+        cJSON_AddNumberToObject(o, "hold_output", (double)hold_output);
     char *s = cJSON_PrintUnformatted(o);
     secret_json_free(o);
     return s;

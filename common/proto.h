@@ -94,6 +94,8 @@ typedef struct {
     uint32_t id;         /* v2 request id; 0 if absent */
     double timeout;      /* seconds; 0 if absent */
     int64_t max_output;  /* bytes; 0 if absent */
+    int64_t hold_output; /* v2 exec: output bytes the agent may keep back and send with
+                            exec_end (the caller takes the result only whole); 0 if absent */
     int64_t bytes;       /* credit bytes / exec_end bytes_out */
     int64_t window;      /* connected: initial window */
     int64_t duration_ms;
@@ -122,11 +124,13 @@ char *proto_enc_command_response(const char *command_id, int success, const char
 char *proto_enc_exec(uint32_t id, const char *kind, const argv_t *argv, double timeout,
                      int64_t max_output);
 /* exec with a program and environment (cloud_exec).  env: nenv "NAME=value"
- * strings (may be NULL/0); program may be NULL (kubectl).  NULL on OOM or
- * when program/env break the limits above.  The text carries credentials:
- * release it with proto_free_secret. */
+ * strings (may be NULL/0); program may be NULL (kubectl).  hold_output > 0
+ * adds "hold_output" (docs/protocol.md).  NULL on OOM or when program/env
+ * break the limits above.  The text carries credentials: release it with
+ * proto_free_secret. */
 char *proto_enc_exec_env(uint32_t id, const char *kind, const char *program, const argv_t *argv,
-                         const char *const *env, int nenv, double timeout, int64_t max_output);
+                         const char *const *env, int nenv, double timeout, int64_t max_output,
+                         int64_t hold_output);
 /* Wipes and frees an encoded message. */
 void proto_free_secret(char *json);
 /* 1 if name is a valid exec env name / program is a valid program name. */

@@ -508,8 +508,9 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
         do {
             r->id = ++best->next_id;
         } while (r->id == 0 || find_req_v2(best, r->id));
+        int64_t hold = p->hold_output < r->window / 2 ? p->hold_output : r->window / 2;
         msg = proto_enc_exec_env(r->id, p->kind, p->program, p->argv, p->env, p->nenv,
-                                 p->timeout, p->max_output);
+                                 p->timeout, p->max_output, hold > 0 ? hold : 0);
     } else {
         /* The legacy agent splits `command` itself: quote so it splits back
          * into exactly this argv. */

@@ -68,6 +68,12 @@ typedef struct {
     const char *legacy_command; /* sent verbatim to legacy agents when not NULL */
     double timeout;   /* seconds the command may run */
     int64_t max_output;
+    /* The caller takes the output only whole (a JSON result): v2 agents may
+     * keep up to this many bytes back and send them with exec_end, so a
+     * short output crosses the tunnel with the end instead of ahead of it
+     * (docs/protocol.md, "hold_output").  0: output as it comes (SSE).
+     * Capped at half the request's window, so held bytes never stall it. */
+    int64_t hold_output;
     const char *program;      /* cloud_exec: the executable ("gcloud"); NULL for kubectl */
     const char *const *env;   /* cloud_exec: nenv "NAME=value" strings; the encoded
                                  frame is wiped once written (the caller wipes its own) */

@@ -71,7 +71,7 @@ static void check_frame(const argv_t *argv, const char *kind, const char *progra
     static const char *const env[] = {"CLOUDSDK_AUTH_ACCESS_TOKEN=ya29.fuzz"};
     int nenv = program ? 1 : 0;
     char *f = proto_enc_exec_env(7, kind, program, argv, program ? env : NULL, nenv, e->timeout,
-                                 e->max_output);
+                                 e->max_output, 0);
     FUZZ_CHECK(f != NULL, "an accepted command does not encode as an exec frame");
     proto_msg m;
     char err[256] = "";

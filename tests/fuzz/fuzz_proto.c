@@ -65,7 +65,8 @@ static void check_limits(const proto_msg *m)
         FUZZ_CHECK(!m->env || m->env[m->nenv] == NULL, "exec env not NULL-terminated");
     }
     FUZZ_CHECK(m->timeout >= 0 && isfinite(m->timeout), "timeout %f", m->timeout);
-    FUZZ_CHECK(m->max_output >= 0 && m->bytes >= 0 && m->window >= 0 && m->duration_ms >= 0,
+    FUZZ_CHECK(m->max_output >= 0 && m->hold_output >= 0 && m->bytes >= 0 && m->window >= 0 &&
+                   m->duration_ms >= 0,
                "a negative size decoded");
     FUZZ_CHECK(!m->policy_json || strlen(m->policy_json) <= 4096, "policy over 4 KiB kept");
 }
@@ -95,7 +96,7 @@ static char *reencode(const proto_msg *m, int *secret)
         *secret = 1;
         return proto_enc_exec_env(m->id, m->kind ? m->kind : PROTO_KIND_KUBECTL, m->program,
                                   &m->argv, (const char *const *)m->env, m->nenv, m->timeout,
-                                  m->max_output);
+                                  m->max_output, m->hold_output);
     case MSG_EXEC_END:
         return proto_enc_exec_end(m->id, m->return_code, m->error, m->error_code, m->truncated,
                                   m->duration_ms, m->bytes);
@@ -166,8 +167,9 @@ static void check_round_trip(const proto_msg *m)
         FUZZ_CHECK(b.nenv == m->nenv, "exec env %d entries became %d", m->nenv, b.nenv);
         for (int i = 0; i < m->nenv; i++)
             same_str(m->env[i], b.env[i], "exec env entry");
-        FUZZ_CHECK(b.timeout == m->timeout && b.max_output == m->max_output,
-                   "exec timeout/max_output changed");
+        FUZZ_CHECK(b.timeout == m->timeout && b.max_output == m->max_output &&
+                       b.hold_output == m->hold_output,
+                   "exec timeout/max_output/hold_output changed");
         break;
     case MSG_EXEC_END:
         FUZZ_CHECK(b.id == m->id && b.return_code == m->return_code &&

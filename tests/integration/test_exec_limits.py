@@ -243,6 +243,10 @@ def org_budget_cancels_the_command_that_does_not_fit(t):
     eq(st["n"], ns, "SSE bytes")
     eq(h.hexdigest(), hashlib.sha256(gen(ns, ss)).hexdigest(), "SSE bytes are exact")
     wait_idle(w, "the SSE command")
+    # a JSON caller lets the agent hold up to 64 KiB back until the end (a
+    # half of the 256 KiB window at most); a stream caller gets output as it comes
+    eq(a.exec_of(sa).get("hold_output"), 64 * KIB, "hold_output of a JSON request")
+    eq(a.exec_of(ss).get("hold_output"), None, "hold_output of an SSE request")
 
     # the audit log: the cancelled command is recorded as such, once
     rows = final_rows(w, sb, 2)

@@ -1,8 +1,9 @@
 /* test_agent_outq.c — the agent's outgoing frame queue (agent/outq.c) on its
  * own: generations (closed until reset, stale pushes refused), the two lanes
  * and their order, the data lane's byte cap and the room callback, the
- * callbacks run without the lock, independent instances, and frames freed on
- * every path (ASan's leak check fails the run otherwise). */
+ * callbacks run without the lock, independent instances, a chain of frames
+ * queued as one push, and frames freed on every path (ASan's leak check
+ * fails the run otherwise). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -400,6 +401,61 @@ static void reset_racing_producers_loses_nothing(void **state)
     agent_outq_free(q);
 }
 
+/* A command's held output and its exec_end go in as one push: in order, on
+ * the data lane, counted against the cap, one wake-up; a stale chain is
+ * freed whole. */
+static void a_chain_is_one_push_in_order(void **state)
+{
+    counters c = {0};
+    agent_outq *q = new_queue(1 << 20, &c);
+    agent_outq_reset(q, 3);
+    agent_frame *a = data_frame(100, 'a'), *b = data_frame(200, 'b');
+    agent_frame *end = agent_frame_text("{\"type\":\"exec_end\"}");
+    assert_non_null(end);
+    a->next = b;
+    b->next = end;
+    assert_int_equal(agent_outq_push_chain(q, a, 3), 0);
+    assert_int_equal(c.pushes, 1);
+    /* the control lane still goes first */
+    assert_int_equal(agent_outq_push_text(q, "{\"type\":\"heartbeat\"}", 3, 1), 0);
+    assert_int_equal(c.pushes, 1); /* not empty: no second wake-up */
+    pop_text(q, "{\"type\":\"heartbeat\"}");
+    agent_frame *f = agent_outq_pop(q);
+    assert_non_null(f);
+    assert_int_equal(f->len, 100);
+    assert_int_equal(agent_frame_data(f)[0], 'a');
+    assert_null(f->next);
+    agent_frame_free(f);
+    f = agent_outq_pop(q);
+    assert_non_null(f);
+    assert_int_equal(f->len, 200);
+    agent_frame_free(f);
+    pop_text(q, "{\"type\":\"exec_end\"}");
+    assert_null(agent_outq_pop(q));
+    assert_true(agent_outq_empty(q));
+
+    /* counted against the data cap like single pushes */
+    agent_outq *small = new_queue(150, NULL);
+    agent_outq_reset(small, 1);
+    a = data_frame(100, 'a');
+    a->next = data_frame(200, 'b');
+    assert_int_equal(agent_outq_push_chain(small, a, 1), 0);
+    assert_false(agent_outq_has_room(small));
+    agent_frame_free(agent_outq_pop(small));
+    assert_false(agent_outq_has_room(small)); /* 200 of 150 */
+    agent_frame_free(agent_outq_pop(small));
+    assert_true(agent_outq_has_room(small));
+    agent_outq_free(small);
+
+    /* a chain of another generation is refused and freed (ASan checks) */
+    a = data_frame(10, 'x');
+    a->next = data_frame(10, 'y');
+    assert_int_equal(agent_outq_push_chain(q, a, 2), -1);
+    assert_true(agent_outq_empty(q));
+    assert_int_equal(agent_outq_push_chain(q, NULL, 3), -1);
+    agent_outq_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +468,7 @@ int main(void)
         cmocka_unit_test(two_queues_are_independent),
         cmocka_unit_test(concurrent_producers_keep_per_producer_order),
         cmocka_unit_test(reset_racing_producers_loses_nothing),
+        cmocka_unit_test(a_chain_is_one_push_in_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

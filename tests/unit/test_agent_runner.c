@@ -6,7 +6,10 @@
  * stderr, the per-request credit window, the output cap, the timeout (rc 124,
  * the whole process group killed), cancel, the concurrency slots, duplicate
  * ids, dropped connections, shutdown, spawn failures, the child's
- * environment, two runners side by side and teardown with jobs running. */
+ * environment, two runners side by side, teardown with jobs running, and
+ * output held back until exec_end ("hold_output"), seen through a sink that
+ * drains the queue inside each push, so that what one push queued is one
+ * batch. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,12 +30,14 @@
 
 #include "argv.h"
 #include "log.h"
+#include "metrics.h"
 #include "outq.h"
 #include "proto.h"
 #include "runner.h"
 
 #define WAIT_MS 20000 /* generous: the machine may be loaded */
 #define MAX_IDS 16
+#define MAX_SEEN 64
 
 static int64_t now_ms(void)
 {
@@ -50,7 +55,13 @@ typedef struct {
     int rc, truncated;
     int64_t bytes_out;
     char code[64], error[256];
+    int first_data_batch, end_batch; /* drain-on-push sinks: which push brought them */
 } req;
+
+typedef struct {
+    agent_frame *f;
+    int batch;
+} seen_frame;
 
 /* A runner with its queue and the sink that drains it. */
 typedef struct {
@@ -65,12 +76,40 @@ typedef struct {
     int legacy_success, legacy_rc;
     char legacy_id[64], legacy_out[8192], legacy_err[1024];
     int foreign;          /* frames for an id nobody asked about */
+    /* drain-on-push sinks: frames taken inside the push that queued them */
+    seen_frame seen[MAX_SEEN];
+    int nseen, batches, seen_overflow;
+    int cur_batch;        /* batch of the frame being absorbed; 0: popped later */
 } fixture;
 
 static void on_event(void *arg)
 {
     fixture *fx = arg;
     pthread_mutex_lock(&fx->mu);
+    fx->events++;
+    pthread_cond_broadcast(&fx->cv);
+    pthread_mutex_unlock(&fx->mu);
+}
+
+/* on_push of a drain-on-push sink: runs in the pushing thread, so the frames
+ * it takes are exactly those of one push (or of pushes into a queue that was
+ * not empty, which then join the same batch). */
+static void on_push_drain(void *arg)
+{
+    fixture *fx = arg;
+    pthread_mutex_lock(&fx->mu);
+    int b = ++fx->batches;
+    agent_frame *f;
+    while ((f = agent_outq_pop(fx->q))) {
+        if (fx->nseen < MAX_SEEN) {
+            fx->seen[fx->nseen].f = f;
+            fx->seen[fx->nseen].batch = b;
+            fx->nseen++;
+        } else {
+            fx->seen_overflow = 1;
+            agent_frame_free(f);
+        }
+    }
     fx->events++;
     pthread_cond_broadcast(&fx->cv);
     pthread_mutex_unlock(&fx->mu);
@@ -83,15 +122,15 @@ static void on_room(void *arg)
         agent_runner_wake_room(fx->r);
 }
 
-static fixture *fixture_new_idle(const char *program, int max_concurrent, int64_t max_output,
-                                 size_t outq_cap, int pool_idle_ms)
+static fixture *fixture_new_sink(const char *program, int max_concurrent, int64_t max_output,
+                                 size_t outq_cap, int pool_idle_ms, int drain_on_push)
 {
     fixture *fx = calloc(1, sizeof(*fx));
     assert_non_null(fx);
     pthread_mutex_init(&fx->mu, NULL);
     pthread_cond_init(&fx->cv, NULL);
     agent_outq_opts qo = {.cap = outq_cap,
-                          .on_push = on_event,
+                          .on_push = drain_on_push ? on_push_drain : on_event,
                           .on_push_arg = fx,
                           .on_room = on_room,
                           .on_room_arg = fx};
@@ -112,6 +151,12 @@ static fixture *fixture_new_idle(const char *program, int max_concurrent, int64_
     return fx;
 }
 
+static fixture *fixture_new_idle(const char *program, int max_concurrent, int64_t max_output,
+                                 size_t outq_cap, int pool_idle_ms)
+{
+    return fixture_new_sink(program, max_concurrent, max_output, outq_cap, pool_idle_ms, 0);
+}
+
 static fixture *fixture_new(const char *program, int max_concurrent, int64_t max_output,
                             size_t outq_cap)
 {
@@ -122,6 +167,9 @@ static void fixture_free(fixture *fx)
 {
     agent_runner_free(fx->r);
     fx->r = NULL;
+    for (int i = 0; i < fx->nseen; i++)
+        agent_frame_free(fx->seen[i].f);
+    assert_false(fx->seen_overflow);
     agent_outq_free(fx->q);
     pthread_cond_destroy(&fx->cv);
     pthread_mutex_destroy(&fx->mu);
@@ -144,6 +192,8 @@ static void absorb(fixture *fx, agent_frame *f)
         }
         req *rq = &fx->reqs[id];
         assert_false(rq->ended); /* nothing after exec_end */
+        if (!rq->first_data_batch)
+            rq->first_data_batch = fx->cur_batch;
         rq->window -= (int64_t)n;
         assert_true(rq->window >= 0); /* never beyond the credit given */
         char *buf = ch == PROTO_CHAN_STDOUT ? rq->out : rq->err;
@@ -166,6 +216,7 @@ static void absorb(fixture *fx, agent_frame *f)
             req *rq = &fx->reqs[m.id];
             assert_false(rq->ended); /* exactly one exec_end */
             rq->ended = 1;
+            rq->end_batch = fx->cur_batch;
             rq->rc = m.return_code;
             rq->truncated = m.truncated;
             rq->bytes_out = m.bytes;
@@ -194,7 +245,17 @@ static void pump_until(fixture *fx, int (*done)(fixture *, const void *), const 
     for (;;) {
         pthread_mutex_lock(&fx->mu);
         int seen = fx->events;
+        seen_frame got[MAX_SEEN];
+        int ngot = fx->nseen;
+        memcpy(got, fx->seen, (size_t)ngot * sizeof(got[0]));
+        fx->nseen = 0;
         pthread_mutex_unlock(&fx->mu);
+        for (int i = 0; i < ngot; i++) {
+            fx->cur_batch = got[i].batch;
+            absorb(fx, got[i].f);
+            agent_frame_free(got[i].f);
+        }
+        fx->cur_batch = 0;
         agent_frame *f;
         while ((f = agent_outq_pop(fx->q))) {
             absorb(fx, f);
@@ -273,15 +334,22 @@ static argv_t words(const char *w0, ...)
     return a;
 }
 
-static agent_run_result exec_words(fixture *fx, uint32_t id, double timeout, int64_t max_output,
-                                   int64_t window, argv_t a)
+static agent_run_result exec_held(fixture *fx, uint32_t id, double timeout, int64_t max_output,
+                                  int64_t window, int64_t hold, argv_t a)
 {
     fx->reqs[id].window = window;
-    agent_run_result rr = agent_runner_exec(fx->r, fx->gen, id, &a, timeout, max_output, window);
+    agent_run_result rr =
+        agent_runner_exec(fx->r, fx->gen, id, &a, timeout, max_output, window, hold);
     if (rr == RUN_STARTED)
         assert_int_equal(a.c, 0); /* taken over */
     argv_free(&a);
     return rr;
+}
+
+static agent_run_result exec_words(fixture *fx, uint32_t id, double timeout, int64_t max_output,
+                                   int64_t window, argv_t a)
+{
+    return exec_held(fx, id, timeout, max_output, window, 0, a);
 }
 
 /* /proc/<pid>/stat state, or 0 if the process is gone. */
@@ -530,10 +598,10 @@ static void concurrency_slots(void **state)
     assert_int_equal(agent_runner_active(fx->r), 2);
 
     argv_t a = words("60", NULL);
-    assert_int_equal(agent_runner_exec(fx->r, fx->gen, 3, &a, 30, 0, 100), RUN_BUSY);
+    assert_int_equal(agent_runner_exec(fx->r, fx->gen, 3, &a, 30, 0, 100, 0), RUN_BUSY);
     assert_int_equal(a.c, 1); /* not taken: still the caller's */
     assert_string_equal(a.v[0], "60");
-    assert_int_equal(agent_runner_exec(fx->r, fx->gen, 1, &a, 30, 0, 100), RUN_DUPLICATE);
+    assert_int_equal(agent_runner_exec(fx->r, fx->gen, 1, &a, 30, 0, 100, 0), RUN_DUPLICATE);
     assert_int_equal(a.c, 1);
     assert_int_equal(agent_runner_legacy(fx->r, fx->gen, "cmd-busy", &a, 30), RUN_BUSY);
     assert_int_equal(a.c, 1);
@@ -602,12 +670,14 @@ static void spawn_failure_is_reported(void **state)
     assert_non_null(strstr(rq->error, "/nonexistent/kubectl"));
     /* a cloud program must be an absolute path */
     argv_t a = words("sts", NULL);
-    assert_int_equal(agent_runner_exec_cloud(fx->r, fx->gen, 2, "aws", NULL, &a, NULL, 0, 5, 0, 100),
-                     RUN_FAILED);
-    assert_int_equal(agent_runner_exec_cloud(fx->r, fx->gen, 2, NULL, NULL, &a, NULL, 0, 5, 0, 100),
-                     RUN_FAILED);
+    assert_int_equal(
+        agent_runner_exec_cloud(fx->r, fx->gen, 2, "aws", NULL, &a, NULL, 0, 5, 0, 100, 0),
+        RUN_FAILED);
+    assert_int_equal(
+        agent_runner_exec_cloud(fx->r, fx->gen, 2, NULL, NULL, &a, NULL, 0, 5, 0, 100, 0),
+        RUN_FAILED);
     assert_int_equal(agent_runner_exec_cloud(fx->r, fx->gen, 2, "/bin/true", NULL, &a, NULL, 1,
-                                             5, 0, 100),
+                                             5, 0, 100, 0),
                      RUN_FAILED); /* nenv without env */
     assert_int_equal(a.c, 1);
     argv_free(&a);
@@ -776,6 +846,107 @@ static void job_threads_are_kept_then_leave(void **state)
     fixture_free(fx);
 }
 
+/* ---- output held back until exec_end ("hold_output") ------------------------ */
+
+/* A short output and its exec_end are queued by one push (one wake-up of
+ * the event loop, one trip through the tunnel); without hold the output goes
+ * ahead on its own, which the same sink tells apart. */
+static void held_output_crosses_with_exec_end(void **state)
+{
+    fixture *fx = fixture_new_sink("/bin/echo", 4, 1 << 20, 1 << 20, 0, 1);
+    assert_int_equal(exec_held(fx, 1, 10, 0, PROTO_DEFAULT_WINDOW, 64 * 1024,
+                               words("hello", "held", NULL)),
+                     RUN_STARTED);
+    req *rq = wait_end(fx, 1);
+    assert_string_equal(rq->out, "hello held\n");
+    assert_int_equal(rq->rc, 0);
+    assert_int_equal(rq->bytes_out, 11);
+    assert_true(rq->first_data_batch > 0);
+    assert_int_equal(rq->first_data_batch, rq->end_batch);
+
+    assert_int_equal(exec_held(fx, 2, 10, 0, PROTO_DEFAULT_WINDOW, 0, words("streamed", NULL)),
+                     RUN_STARTED);
+    rq = wait_end(fx, 2);
+    assert_string_equal(rq->out, "streamed\n");
+    assert_true(rq->first_data_batch > 0);
+    assert_true(rq->first_data_batch < rq->end_batch);
+    fixture_free(fx);
+}
+
+/* Output past the hold goes out before the command ends, whole and in order. */
+static void hold_sends_what_passes_its_size(void **state)
+{
+    fixture *fx = fixture_new_sink("/bin/sh", 4, 1 << 20, 1 << 20, 0, 1);
+    assert_int_equal(exec_held(fx, 1, 10, 0, PROTO_DEFAULT_WINDOW, 1000,
+                               words("-c", "printf '%03000d' 7; printf E >&2", NULL)),
+                     RUN_STARTED);
+    req *rq = wait_end(fx, 1);
+    assert_int_equal(rq->outlen, 3000);
+    assert_int_equal(rq->out[0], '0');
+    assert_int_equal(rq->out[2999], '7');
+    assert_string_equal(rq->err, "E");
+    assert_int_equal(rq->bytes_out, 3001);
+    assert_true(rq->first_data_batch < rq->end_batch);
+    fixture_free(fx);
+}
+
+/* Held bytes use the window; when it runs out they go at once, or the server
+ * (which credits only output it has) and the agent would wait on each other. */
+static void hold_sends_when_the_window_runs_out(void **state)
+{
+    fixture *fx = fixture_new_sink("/bin/sh", 4, 1 << 20, 1 << 20, 0, 1);
+    assert_int_equal(exec_held(fx, 1, 10, 0, 100, 64 * 1024,
+                               words("-c", "printf '%0300d' 5", NULL)),
+                     RUN_STARTED);
+    wait_stdout(fx, 1, 100);
+    assert_false(fx->reqs[1].ended);
+    fx->reqs[1].window += 1000;
+    assert_int_equal(agent_runner_credit(fx->r, fx->gen, 1, 1000), 0);
+    req *rq = wait_end(fx, 1);
+    assert_int_equal(rq->outlen, 300);
+    assert_int_equal(rq->out[299], '5');
+    fixture_free(fx);
+}
+
+static uint64_t stdout_bytes_metric(void)
+{
+    size_t len;
+    char *m = metrics_render(&len);
+    assert_non_null(m);
+    const char *k = strstr(m, "aurora_agent_output_bytes_total{channel=\"stdout\"} ");
+    assert_non_null(k);
+    uint64_t v = strtoull(strchr(k, '}') + 2, NULL, 10);
+    free(m);
+    return v;
+}
+
+/* A connection that drops while output is held: nothing is delivered and
+ * the held frames are freed (the sanitizer's leak check holds the latter). */
+static void held_output_dropped_with_its_connection(void **state)
+{
+    fixture *fx = fixture_new_sink("/bin/sh", 4, 1 << 20, 1 << 20, 0, 1);
+    uint64_t before = stdout_bytes_metric();
+    assert_int_equal(exec_held(fx, 1, 30, 0, PROTO_DEFAULT_WINDOW, 64 * 1024,
+                               words("-c", "printf held; exec sleep 60", NULL)),
+                     RUN_STARTED);
+    /* the job has read (and holds) the 4 bytes once they are counted */
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (stdout_bytes_metric() < before + 4) {
+        assert_true(now_ms() < deadline);
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    uint64_t old = fx->gen;
+    fx->gen = old + 1;
+    agent_outq_reset(fx->q, fx->gen);
+    agent_runner_drop(fx->r, old);
+    pump_until(fx, all_idle, NULL);
+    assert_false(fx->reqs[1].ended);
+    assert_int_equal(fx->reqs[1].outlen, 0);
+    assert_int_equal(fx->foreign, 0);
+    fixture_free(fx);
+}
+
 static int setup(void **state)
 {
     log_setup("agent", "warn", "text");
@@ -804,6 +975,10 @@ int main(void)
         cmocka_unit_test(two_runners_coexist),
         cmocka_unit_test(free_with_running_job),
         cmocka_unit_test(job_threads_are_kept_then_leave),
+        cmocka_unit_test(held_output_crosses_with_exec_end),
+        cmocka_unit_test(hold_sends_what_passes_its_size),
+        cmocka_unit_test(hold_sends_when_the_window_runs_out),
+        cmocka_unit_test(held_output_dropped_with_its_connection),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

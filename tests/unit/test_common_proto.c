@@ -298,8 +298,28 @@ static void test_exec(void **state)
     assert_null(m.argv.v[n]);
     assert_true(m.timeout == 45.0);
     assert_int_equal(m.max_output, 10 * 1024 * 1024);
+    assert_int_equal(m.hold_output, 0); /* absent: stream output as it comes */
+    assert_null(strstr(s, "hold_output"));
     proto_msg_free(&m);
     free(s);
+
+    /* A caller that takes the result whole lets the agent hold output back. */
+    s = proto_enc_exec_env(9, "kubectl", NULL, &av, NULL, 0, 45, 4096, 65536);
+    decode_ok(s, &m);
+    assert_int_equal(m.hold_output, 65536);
+    proto_msg_free(&m);
+    free(s);
+    /* Out-of-range values from a peer read as absent. */
+    const char *bad_hold[] = {
+        "{\"type\":\"exec\",\"id\":1,\"argv\":[],\"hold_output\":-5}",
+        "{\"type\":\"exec\",\"id\":1,\"argv\":[],\"hold_output\":1e300}",
+        "{\"type\":\"exec\",\"id\":1,\"argv\":[],\"hold_output\":\"65536\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad_hold) / sizeof(bad_hold[0]); i++) {
+        decode_ok(bad_hold[i], &m);
+        assert_int_equal(m.hold_output, 0);
+        proto_msg_free(&m);
+    }
     argv_free(&av);
 
     /* Empty argv (plain `kubectl`) is legal. */
@@ -345,7 +365,7 @@ static void test_exec_cloud(void **state)
     big[strlen("TOKEN_VALUE=") + PROTO_MAX_ENV_VALUE] = '\0'; /* value exactly 8 KiB */
     const char *env[] = { "CLOUDSDK_AUTH_ACCESS_TOKEN=ya29.secret=with=equals",
                           "CLOUDSDK_CORE_PROJECT=proj-1", "EMPTY=", big };
-    char *s = proto_enc_exec_env(42, PROTO_KIND_CLOUD_EXEC, "gcloud", &av, env, 4, 30, 1024);
+    char *s = proto_enc_exec_env(42, PROTO_KIND_CLOUD_EXEC, "gcloud", &av, env, 4, 30, 1024, 0);
     cJSON *o = parse_obj(s, "exec");
     assert_string_equal(cJSON_GetObjectItem(o, "program")->valuestring, "gcloud");
     assert_string_equal(cJSON_GetObjectItem(o, "kind")->valuestring, "cloud_exec");
@@ -394,26 +414,26 @@ static void test_exec_cloud(void **state)
         snprintf(names[i], sizeof(names[i]), "V_%d=x", i);
         many[i] = names[i];
     }
-    s = proto_enc_exec_env(2, "cloud_exec", "aws", &av, many, PROTO_MAX_ENV, 1, 1);
+    s = proto_enc_exec_env(2, "cloud_exec", "aws", &av, many, PROTO_MAX_ENV, 1, 1, 0);
     decode_ok(s, &m);
     assert_int_equal(m.nenv, PROTO_MAX_ENV);
     proto_msg_free(&m);
     proto_free_secret(s);
 
     /* The encoder refuses what the decoder would refuse. */
-    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, many, PROTO_MAX_ENV + 1, 1, 1));
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, many, PROTO_MAX_ENV + 1, 1, 1, 0));
     const char *bad_name[] = { "lower=x" };
-    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, bad_name, 1, 1, 1));
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, bad_name, 1, 1, 1, 0));
     const char *no_eq[] = { "NOEQUALS" };
-    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, no_eq, 1, 1, 1));
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, no_eq, 1, 1, 1, 0));
     const char *dup[] = { "A=1", "A=2" };
-    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, dup, 2, 1, 1));
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, dup, 2, 1, 1, 0));
     big[strlen(big)] = 'v'; /* now one byte over */
     big[strlen("TOKEN_VALUE=") + PROTO_MAX_ENV_VALUE + 1] = '\0';
     const char *too_big[] = { big };
-    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, too_big, 1, 1, 1));
-    assert_null(proto_enc_exec_env(2, "cloud_exec", "/usr/bin/aws", &av, NULL, 0, 1, 1));
-    assert_null(proto_enc_exec_env(2, "cloud_exec", "../aws", &av, NULL, 0, 1, 1));
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "aws", &av, too_big, 1, 1, 1, 0));
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "/usr/bin/aws", &av, NULL, 0, 1, 1, 0));
+    assert_null(proto_enc_exec_env(2, "cloud_exec", "../aws", &av, NULL, 0, 1, 1, 0));
     argv_free(&av);
 }
 
