@@ -19,6 +19,7 @@
  * trip (docs/performance.md).
  */
 #include "db.h"
+#include "db_sqlite_checkpoint.h"
 #include "db_sqlite_gate.h"
 
 #include <sqlite3.h>
@@ -507,6 +508,10 @@ static int sqlite_open(const char *url, db_t **out, char *err, size_t errlen)
         set_err(db, "sqlite: cannot enable WAL journal (got \"%s\")", val);
         e = DB_E_OTHER;
     }
+    /* The WAL is checkpointed by the file's own thread, not by whichever
+     * command's commit takes it past the threshold (db_sqlite_checkpoint.h). */
+    if (e == DB_OK && db->gate)
+        db_checkpointer_attach(db_gate_checkpointer(db->gate), db->h);
     /* FULL: every commit is fsynced before it returns (survives a power
      * loss).  NORMAL, in WAL mode: a commit is in the OS's page cache when
      * it returns, fsynced at the next checkpoint; it survives a crash of

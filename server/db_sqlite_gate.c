@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "clock.h"
+#include "db_sqlite_checkpoint.h"
+#include "log.h"
 
 struct db_gate {
     dev_t dev;
@@ -17,6 +19,7 @@ struct db_gate {
     _Atomic uint64_t ended; /* changed under mu (the waiters' predicate), read without */
     pthread_mutex_t mu;
     pthread_cond_t moved; /* CLOCK_MONOTONIC */
+    db_checkpointer *ckpt; /* the file's WAL checkpointer, or NULL */
     db_gate *next;
 };
 
@@ -61,6 +64,10 @@ db_gate *db_gate_get(const char *path)
     while (g && !(g->dev == st.st_dev && g->ino == st.st_ino))
         g = g->next;
     if (!g && (g = gate_new(st.st_dev, st.st_ino)) != NULL) {
+        g->ckpt = db_checkpointer_start(path);
+        if (!g->ckpt)
+            log_warn("sqlite: no checkpoint thread for %s: commits checkpoint the WAL themselves",
+                     path);
         g->next = g_gates;
         g_gates = g;
     }
@@ -86,9 +93,15 @@ void db_gate_put(db_gate *g)
         }
     }
     pthread_mutex_unlock(&g_gates_mu);
+    db_checkpointer_stop(g->ckpt);
     pthread_cond_destroy(&g->moved);
     pthread_mutex_destroy(&g->mu);
     free(g);
+}
+
+db_checkpointer *db_gate_checkpointer(db_gate *g)
+{
+    return g ? g->ckpt : NULL;
 }
 
 uint64_t db_gate_ended(db_gate *g)

@@ -14,7 +14,8 @@
  * another process (the admin CLI, a second server on the file).
  *
  * Gates are shared by every connection to the same file (device and inode),
- * counted, and freed with the last one. */
+ * counted, and freed with the last one.  A gate also owns the file's WAL
+ * checkpointer (db_sqlite_checkpoint.h), started and stopped with it. */
 #ifndef AURORA_DB_SQLITE_GATE_H
 #define AURORA_DB_SQLITE_GATE_H
 
@@ -27,6 +28,9 @@ typedef struct db_gate db_gate;
  * sleeps its steps as before). */
 db_gate *db_gate_get(const char *path);
 void db_gate_put(db_gate *g);
+
+/* The file's WAL checkpointer, or NULL (none could be started). */
+struct db_checkpointer *db_gate_checkpointer(db_gate *g);
 
 /* Write transactions ended on the file so far (read before trying the lock). */
 uint64_t db_gate_ended(db_gate *g);
