@@ -1,8 +1,9 @@
 /* runner.h — runs the commands the server sends, one supervising thread each.
  *
- * kubectl (AURORA_KUBECTL_PATH) is started with posix_spawnp, a cloud_exec
- * program in the sandbox of sandbox.h — never a shell — in its own process group, stdin from /dev/null, stdout and stderr
- * on separate pipes, every other descriptor closed.  The thread reads the
+ * kubectl (AURORA_KUBECTL_PATH) is started with vfork (child_spawn.h), a
+ * cloud_exec program in the sandbox of sandbox.h — never a shell — in its own
+ * process group, stdin from /dev/null, stdout and stderr on separate pipes,
+ * every other descriptor closed.  The thread reads the
  * pipes, honours the request's flow-control window and output cap, enforces
  * the timeout (SIGTERM to the group, SIGKILL 2 s later), reaps the child and
  * queues the output frames then exactly one exec_end (or, for the legacy

@@ -571,7 +571,11 @@ static void cancel_ends_with_130(void **state)
                      RUN_STARTED);
     wait_stdout(fx, 8, 2);
     assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 8), 0);
-    assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 8), 0); /* repeated: still one end */
+    /* Repeated: still one end (absorb fails on a second).  The first may
+     * already have ended the job on another CPU, and then there is nothing
+     * left to cancel. */
+    int again = agent_runner_cancel(fx->r, fx->gen, 8);
+    assert_true(again == 0 || again == -1);
     req *rq = wait_end(fx, 8);
     assert_int_equal(rq->rc, 130);
     assert_string_equal(rq->code, EC_CANCELLED);
