@@ -17,6 +17,7 @@ struct db_checkpointer {
     pthread_cond_t wake;
     int pending;  /* a hook asked for a checkpoint since the last one began */
     int stopping;
+    int woken_at; /* WAL pages when a hook last woke the thread */
     int background_pages, inline_pages;
     _Atomic uint64_t runs, inline_runs;
 };
@@ -140,9 +141,18 @@ static int on_commit(void *arg, sqlite3 *h, const char *schema, int wal_pages)
         sqlite3_wal_checkpoint_v2(h, schema, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         atomic_fetch_add(&c->inline_runs, 1);
     } else if (wal_pages >= c->background_pages) {
+        /* Until a writer restarts the WAL from its start (it does once a
+         * checkpoint has copied every frame), it stays past the threshold:
+         * waking at every commit would sync both files per commit for a
+         * few new frames each.  Wake again once it has grown by a quarter
+         * of the threshold, or after a restart. */
         pthread_mutex_lock(&c->mu);
-        int wake = !c->pending;
-        c->pending = 1;
+        int wake = !c->pending && (wal_pages < c->woken_at ||
+                                   wal_pages - c->woken_at >= c->background_pages / 4);
+        if (wake) {
+            c->pending = 1;
+            c->woken_at = wal_pages;
+        }
         pthread_mutex_unlock(&c->mu);
         if (wake)
             pthread_cond_signal(&c->wake);
