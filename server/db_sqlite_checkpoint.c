@@ -84,35 +84,31 @@ db_checkpointer *db_checkpointer_start(const char *path)
      * decides what a checkpoint syncs: both FULL and NORMAL sync the WAL
      * before copying and the database file after, as the store's own
      * connections would. */
+    int have_mu = 0, have_cv = 0;
     if (sqlite3_open_v2(path, &c->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
         sqlite3_exec(c->h,
                      db_get_sync() == DB_SYNC_NORMAL ? "PRAGMA synchronous = NORMAL"
                                                      : "PRAGMA synchronous = FULL",
-                     NULL, NULL, NULL) != SQLITE_OK) {
-        sqlite3_close(c->h);
-        free(c);
-        return NULL;
-    }
-    if (pthread_mutex_init(&c->mu, NULL) != 0) {
-        sqlite3_close(c->h);
-        free(c);
-        return NULL;
-    }
-    if (pthread_cond_init(&c->wake, NULL) != 0) {
-        pthread_mutex_destroy(&c->mu);
-        sqlite3_close(c->h);
-        free(c);
-        return NULL;
-    }
-    if (pthread_create(&c->thread, NULL, checkpointer_main, c) != 0) {
-        pthread_cond_destroy(&c->wake);
-        pthread_mutex_destroy(&c->mu);
-        sqlite3_close(c->h);
-        free(c);
-        return NULL;
-    }
+                     NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    if (pthread_mutex_init(&c->mu, NULL) != 0)
+        goto fail;
+    have_mu = 1;
+    if (pthread_cond_init(&c->wake, NULL) != 0)
+        goto fail;
+    have_cv = 1;
+    if (pthread_create(&c->thread, NULL, checkpointer_main, c) != 0)
+        goto fail;
     return c;
+fail:
+    if (have_cv)
+        pthread_cond_destroy(&c->wake);
+    if (have_mu)
+        pthread_mutex_destroy(&c->mu);
+    sqlite3_close(c->h); /* a handle is returned even when open fails */
+    free(c);
+    return NULL;
 }
 
 void db_checkpointer_stop(db_checkpointer *c)
