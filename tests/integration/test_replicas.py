@@ -647,11 +647,14 @@ def killed_replica_fails_its_inflight_and_its_agents_come_back(t):
                 r = survivors[i % len(survivors)]
                 short_results.append((c, echo(r, c, "load-%d" % i, http_timeout=30).status))
                 i += 1
-    loaders = [ex.submit(short_load) for _ in range(2)]
-    # the long commands are in flight at the agent (through the forwarding hops)
+    # the long commands are in flight at the agent (through the forwarding hops);
+    # the short load starts after, or its commands would count in the agent's gauge
+    # and a long one could still be on its way to the owner when it dies
     agent_obj = f.agents[victims[0]]
     wait_until(lambda: agent_metric(agent_obj, "aurora_agent_commands_in_flight") == 4, 20, 0.05,
                "4 long commands in flight on the victim's agent")
+    loaders = [ex.submit(short_load) for _ in range(2)]
+    wait_until(lambda: len(short_results) >= 3, 20, 0.02, "the short load to be running")
     victim.kill9()
     killed = time.monotonic()
     for via, fu in long_futs:
