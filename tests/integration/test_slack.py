@@ -393,7 +393,10 @@ def test_rate_limit_and_rejoin(t):
     fx.ctl("/_fixture/fail", {"method": "chat.postMessage", "status": 429, "retry_after": 1, "count": 1})
     alert(w, org, "fp-" + rand_tag())
     wait_until(lambda: len(posts(fx)) == n0 + 1, 30, what="posted after Slack's Retry-After")
-    sent = [m for m in chat_rows(w, org, "sent")]
+    # The fixture records the post as it arrives; the outbox row turns "sent"
+    # only once the server has read Slack's reply and committed it.
+    wait_until(lambda: len(chat_rows(w, org, "sent")) == 1, 30, what="the outbox row marked sent")
+    sent = chat_rows(w, org, "sent")
     eq((len(sent), sent[0]["attempts"]), (1, 2), "one retry (%r)" % sent)
     # The bot was removed from the channel: joined again, then posted.
     fx.ctl("/_fixture/kick", {"channel": "C0INCIDENT"})
