@@ -479,7 +479,9 @@ def test_kill9_right_after_2xx_delivery_survives(t):
     wait_until(lambda: [e["status"] for e in by_delivery(w, d)] == ["processed"], 30,
                what="the recovery sweep processes it after the restart")
     eq(installation_of(w, KILL_ID)["suspended"], True, "its effect applied by the sweep")
-    contains(w.server.log_text(), "recovery sweep processed 1", "the sweep says so")
+    # the sweep logs its count once its batch is done, after each row turned processed
+    wait_until(lambda: "recovery sweep processed 1" in w.server.log_text(), 10, 0.05,
+               "the sweep to say so")
     # and a burst: every delivery that got a 2xx is there after a kill -9
     ids = []
     for i in range(20):
