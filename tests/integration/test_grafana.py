@@ -809,7 +809,9 @@ def kill9_after_2xx_recovered_by_sweep(t):
     g.wait_processed(did)
     eq(sorted(i[2] for i in g.incidents()), sorted(fps), "the sweep opened the three incidents")
     g.check_one_rca_job_each()
-    check("grafana: recovery sweep processed 1" in w.server.log_text(), "the sweep says so")
+    # the sweep logs its count once its batch is done, after the row turned processed
+    wait_until(lambda: "grafana: recovery sweep processed 1" in w.server.log_text(), 10, 0.05,
+               "the sweep to say so")
     # Processed again (a claim lost after its work was done): nothing doubles.
     w.kill9()
     reset_to_received(w, "id = ?", (did,))
