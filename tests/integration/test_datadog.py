@@ -585,7 +585,9 @@ def test_crash_between_commit_and_processing_is_recovered(t):
     got = incidents(w, key)
     eq([i["alert_count"] for i in got], [1, 1, 1], "three incidents (three services), one alert each")
     eq(len(db(w, "SELECT id FROM rca_jobs WHERE org_id = ?", (org,))), 3, "one RCA job each")
-    contains(w.server.log_text(), "datadog: recovery sweep processed", "the sweep did it")
+    # the sweep logs its count once its batch is done, after the rows turned processed
+    wait_until(lambda: "datadog: recovery sweep processed" in w.server.log_text(), 10, 0.05,
+               "the sweep to say it did it")
 
 
 @test(timeout=240)
