@@ -183,7 +183,11 @@ def every_cluster_answers_through_either_process(t):
             contains(r.json.get("output", ""), text, "the agent's answer")
             if p is not owner:
                 want[owner.name] += 1
-    # the calls to a non-owner really went through the owner's forward route
+    # the calls to a non-owner really went through the owner's forward route.  The
+    # owner counts a forward once the stream's last chunk is out, a loop turn after
+    # the result event the forwarding process answers on: awaited.
+    wait_until(lambda: sum(p.answered(fwd) - before[p.name] for p in g.procs) >= sum(want.values()),
+               10, 0.05, "the owners to count the forwarded calls they answered")
     eq({p.name: p.answered(fwd) - before[p.name] for p in g.procs}, want,
        "forwarded commands answered by each owner")
     for a in agents:
