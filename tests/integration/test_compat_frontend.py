@@ -765,7 +765,10 @@ def manage_page_connections_and_tokens(t):
     eq(c.get("connected"), True, "connected")
     check_dates_near(fe, [("connected_at", c.get("connected_at")), ("last_heartbeat", c.get("last_heartbeat"))],
                      t_connect)
-    e = fe.list_tokens(s)["route"]["body"]["tokens"][0]
+    # the token's last_connected_at is its own commit, after the connection row's
+    # (store.c, conn_up_write): the active connection does not mean it is there yet
+    e = wait_until(lambda: (lambda x: x if x.get("last_connected_at") else None)(
+        fe.list_tokens(s)["route"]["body"]["tokens"][0]), 10, 0.1, "the token's last_connected_at")
     check_dates_near(fe, [("last_connected_at", e.get("last_connected_at"))], t_connect)
     # the agent goes away: the cluster stays listed, "stale", no longer connected
     agent.op(op="close", code=1000)
