@@ -39,6 +39,15 @@ agent_frame *agent_frame_new(int binary, size_t len)
     return f;
 }
 
+agent_frame *agent_frame_shrink(agent_frame *f)
+{
+    agent_frame *g = realloc(f, sizeof(*f) + LWS_PRE + f->len + 1);
+    if (!g)
+        g = f; /* the bigger block still holds the frame */
+    g->mem[LWS_PRE + g->len] = 0;
+    return g;
+}
+
 agent_frame *agent_frame_text(const char *s)
 {
     size_t n = strlen(s);

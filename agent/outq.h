@@ -24,6 +24,9 @@ typedef struct agent_frame {
 
 unsigned char *agent_frame_data(agent_frame *f);
 agent_frame *agent_frame_new(int binary, size_t len);
+/* f allocated larger than f->len (filled by parts): gives back the rest.
+ * Returns the frame, perhaps moved. */
+agent_frame *agent_frame_shrink(agent_frame *f);
 /* Text frame holding a copy of the NUL-terminated string s. */
 agent_frame *agent_frame_text(const char *s);
 void agent_frame_free(agent_frame *f);

@@ -400,7 +400,9 @@ typedef struct {
     int truncated;
     buf_t cap[2];         /* legacy: collected stdout, stderr */
     agent_frame *held, *held_tail; /* v2 with hold: output frames kept back, in order */
-    int64_t held_bytes;
+    agent_frame **held_tail_link;  /* the pointer to held_tail (to shrink it in place) */
+    int held_tail_chan;            /* its channel; reads of the same channel fill it up */
+    int64_t held_bytes;            /* payload held, plus HELD_FRAME_COST per frame */
     sandbox *sb;          /* cloud_exec */
     unsigned char scratch[PROTO_MAX_CHUNK];
 } run_state;
@@ -544,15 +546,31 @@ static void close_fd(run_state *st, int i)
 
 /* ---- output kept back until exec_end (hold) ---------------------------------- */
 
+/* What a held frame costs beyond its payload (header, headroom, malloc's
+ * own), counted against the hold, so that many tiny reads (a command writing
+ * a byte at a time, alternating stdout and stderr) cannot keep more memory
+ * than the hold says. */
+#define HELD_FRAME_COST 64
+
+/* Gives back the unused room of the tail frame: it was allocated for a
+ * whole chunk, and no more reads will go into it. */
+static void held_seal_tail(run_state *st)
+{
+    agent_frame *t = st->held_tail;
+    if (!t)
+        return;
+    st->held_tail = *st->held_tail_link = agent_frame_shrink(t);
+}
+
 static void held_add(run_state *st, agent_frame *f, ssize_t payload)
 {
+    held_seal_tail(st);
     f->next = NULL;
-    if (st->held_tail)
-        st->held_tail->next = f;
-    else
-        st->held = f;
+    st->held_tail_link = st->held_tail ? &st->held_tail->next : &st->held;
+    *st->held_tail_link = f;
     st->held_tail = f;
-    st->held_bytes += payload;
+    st->held_tail_chan = -1;
+    st->held_bytes += payload + HELD_FRAME_COST;
 }
 
 /* Queues the held frames, then last (exec_end) if given, as one push: the
@@ -562,8 +580,10 @@ static int held_send(run_state *st, agent_frame *last)
     job *j = st->j;
     if (last)
         held_add(st, last, 0);
+    held_seal_tail(st);
     agent_frame *chain = st->held;
     st->held = st->held_tail = NULL;
+    st->held_tail_link = NULL;
     st->held_bytes = 0;
     return chain ? agent_outq_push_chain(j->runner->o.outq, chain, j->gen) : 0;
 }
@@ -576,7 +596,47 @@ static void held_free(run_state *st)
         st->held = n;
     }
     st->held_tail = NULL;
+    st->held_tail_link = NULL;
     st->held_bytes = 0;
+}
+
+/* One read of pipe i (at most n bytes) into the held output: into the room
+ * left in the tail frame when it is of the same channel, else into a new
+ * chunk-sized frame.  Returns the bytes read, or read's result. */
+static ssize_t read_held(run_state *st, int i, int64_t n)
+{
+    int chan = i == 0 ? PROTO_CHAN_STDOUT : PROTO_CHAN_STDERR;
+    agent_frame *t = st->held_tail;
+    if (t && st->held_tail_chan == chan && t->len < PROTO_DATA_HDR + PROTO_MAX_CHUNK) {
+        size_t spare = PROTO_DATA_HDR + PROTO_MAX_CHUNK - t->len;
+        if ((int64_t)spare < n)
+            n = (int64_t)spare;
+        ssize_t r = read(st->fd[i], agent_frame_data(t) + t->len, (size_t)n);
+        if (r > 0) {
+            t->len += (size_t)r;
+            st->held_bytes += r;
+        }
+        return r;
+    }
+    agent_frame *f = agent_frame_new(1, PROTO_DATA_HDR + PROTO_MAX_CHUNK);
+    if (!f) {
+        log_error("exec id=%u: out of memory", st->j->id);
+        errno = EAGAIN; /* try again on the next pass */
+        return -1;
+    }
+    unsigned char *d = agent_frame_data(f);
+    ssize_t r = read(st->fd[i], d + PROTO_DATA_HDR, (size_t)n);
+    if (r <= 0) {
+        int e = errno;
+        agent_frame_free(f);
+        errno = e;
+        return r;
+    }
+    proto_data_header(d, chan, st->j->id);
+    f->len = PROTO_DATA_HDR + (size_t)r;
+    held_add(st, f, r);
+    st->held_tail_chan = chan;
+    return r;
 }
 
 /* One read from pipe i.  forward: within window/limit, else the bytes are dropped. */
@@ -618,6 +678,25 @@ static void read_pipe(run_state *st, int i, int forward, int64_t window)
         n = window;
     if (n > room_limit)
         n = room_limit;
+    if (j->hold > 0) {
+        ssize_t r = read_held(st, i, n);
+        if (r <= 0) {
+            if (r == 0 || (errno != EAGAIN && errno != EINTR))
+                close_fd(st, i);
+            return;
+        }
+        pthread_mutex_lock(&runner->mu);
+        j->window -= r;
+        int64_t window_left = j->window;
+        pthread_mutex_unlock(&runner->mu);
+        st->sent += r;
+        metrics_bytes(i + 1, r);
+        /* Past the hold, or out of window (credit only comes back for output
+         * the server has): send what is held now. */
+        if (st->held_bytes >= j->hold || window_left <= 0)
+            held_send(st, NULL);
+        return;
+    }
     agent_frame *f = agent_frame_new(1, PROTO_DATA_HDR + (size_t)n);
     if (!f) {
         log_error("exec id=%u: out of memory", j->id);
@@ -635,19 +714,10 @@ static void read_pipe(run_state *st, int i, int forward, int64_t window)
     f->len = PROTO_DATA_HDR + (size_t)r;
     pthread_mutex_lock(&runner->mu);
     j->window -= r;
-    int64_t window_left = j->window;
     pthread_mutex_unlock(&runner->mu);
     st->sent += r;
     metrics_bytes(i + 1, r);
-    if (j->hold <= 0) {
-        agent_outq_push(runner->o.outq, f, j->gen, 0);
-        return;
-    }
-    held_add(st, f, r);
-    /* Past the hold, or out of window (credit only comes back for output the
-     * server has): send what is held now. */
-    if (st->held_bytes >= j->hold || window_left <= 0)
-        held_send(st, NULL);
+    agent_outq_push(runner->o.outq, f, j->gen, 0);
 }
 
 /* For the log: the first argument when it is a plain word (flags and their

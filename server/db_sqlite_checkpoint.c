@@ -85,8 +85,13 @@ db_checkpointer *db_checkpointer_start(const char *path)
      * before copying and the database file after, as the store's own
      * connections would. */
     int have_mu = 0, have_cv = 0;
+    /* The PRAGMA reads the schema: a file briefly locked (another process's
+     * WAL recovery, the previous gate's last close) is waited for, not taken
+     * as a reason to run without a checkpointer.  PASSIVE checkpoints never
+     * call the busy handler, so the thread's own work does not wait on it. */
     if (sqlite3_open_v2(path, &c->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
+        sqlite3_busy_timeout(c->h, 2000) != SQLITE_OK ||
         sqlite3_exec(c->h,
                      db_get_sync() == DB_SYNC_NORMAL ? "PRAGMA synchronous = NORMAL"
                                                      : "PRAGMA synchronous = FULL",

@@ -56,6 +56,7 @@ typedef struct {
     int64_t bytes_out;
     char code[64], error[256];
     int first_data_batch, end_batch; /* drain-on-push sinks: which push brought them */
+    int data_frames;
 } req;
 
 typedef struct {
@@ -194,6 +195,7 @@ static void absorb(fixture *fx, agent_frame *f)
         assert_false(rq->ended); /* nothing after exec_end */
         if (!rq->first_data_batch)
             rq->first_data_batch = fx->cur_batch;
+        rq->data_frames++;
         rq->window -= (int64_t)n;
         assert_true(rq->window >= 0); /* never beyond the credit given */
         char *buf = ch == PROTO_CHAN_STDOUT ? rq->out : rq->err;
@@ -894,6 +896,26 @@ static void hold_sends_what_passes_its_size(void **state)
     fixture_free(fx);
 }
 
+/* A command that writes a byte at a time: its held reads fill one frame,
+ * not a chunk-sized frame per read (held memory follows the bytes held). */
+static void held_trickle_fills_one_frame(void **state)
+{
+    fixture *fx = fixture_new_sink("/bin/sh", 4, 1 << 20, 1 << 20, 0, 1);
+    assert_int_equal(exec_held(fx, 1, 20, 0, PROTO_DEFAULT_WINDOW, 64 * 1024,
+                               words("-c", "i=0; while [ $i -lt 2000 ]; do printf x; i=$((i+1)); "
+                                           "done; printf E >&2",
+                                     NULL)),
+                     RUN_STARTED);
+    req *rq = wait_end(fx, 1);
+    assert_int_equal(rq->outlen, 2000);
+    assert_int_equal(strspn(rq->out, "x"), 2000);
+    assert_string_equal(rq->err, "E");
+    assert_int_equal(rq->rc, 0);
+    assert_int_equal(rq->data_frames, 2); /* stdout's 2,000 bytes, then stderr's one */
+    assert_int_equal(rq->first_data_batch, rq->end_batch);
+    fixture_free(fx);
+}
+
 /* Held bytes use the window; when it runs out they go at once, or the server
  * (which credits only output it has) and the agent would wait on each other. */
 static void hold_sends_when_the_window_runs_out(void **state)
@@ -982,6 +1004,7 @@ int main(void)
         cmocka_unit_test(held_output_crosses_with_exec_end),
         cmocka_unit_test(hold_sends_what_passes_its_size),
         cmocka_unit_test(hold_sends_when_the_window_runs_out),
+        cmocka_unit_test(held_trickle_fills_one_frame),
         cmocka_unit_test(held_output_dropped_with_its_connection),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
