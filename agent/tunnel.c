@@ -24,6 +24,7 @@
 #include "runner.h"
 #include "secret.h"
 #include "tls_resume.h"
+#include "ws_frame.h"
 
 #define STABLE_MS 10000      /* a connection up this long resets the backoff */
 #define TICK_MS 1000
@@ -716,11 +717,11 @@ static int on_writeable(agent_tunnel *t, struct lws *wsi)
     agent_frame *f;
     while (wrote < WRITE_PASS_FRAMES && bytes < WRITE_PASS_BYTES &&
            (wrote == 0 || !lws_send_pipe_choked(wsi)) && (f = agent_outq_pop(t->outq))) {
-        int n = lws_write(wsi, agent_frame_data(f), f->len,
-                          f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
         size_t flen = f->len;
+        int rc = ws_frame_write(wsi, agent_frame_data(f), flen,
+                                f->binary ? WS_OPCODE_BINARY : WS_OPCODE_TEXT);
         agent_frame_free(f);
-        if (n < (int)flen) {
+        if (rc != 0) {
             log_warn("tunnel: write failed");
             return -1;
         }

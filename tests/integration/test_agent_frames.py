@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""test_agent_frames.py — the WebSocket frames the real agent writes, as an
+independent implementation reads them.
+
+The agent frames and masks its own messages (agent/ws_frame.c) instead of
+leaving it to libwebsockets.  Every other integration test talks to our own
+server, which uses the same library: a mistake both sides share could pass
+there.  Here the server end is tests/fixtures/ws_frame_peer.js on the npm `ws`
+package (plain ws://, AURORA_ALLOW_INSECURE_WS; TLS is covered by every
+other test): `ws` refuses unmasked client frames, and the fixture parses every
+byte off the socket a second time, checking each frame against RFC 6455 5.2
+(FIN, no RSV bits, MASK with a fresh key, the shortest length encoding).
+
+Peers: build/asan/aurora-agent, node + `ws`, tests/fixtures/kubectl_pattern.sh
+as the agent's kubectl."""
+
+import os
+import secrets
+import subprocess
+import threading
+
+from harness import (AGENT_BIN, FIXTURES, NODE, NodePeer, _base_env, _san_env, check, eq,
+                     free_port, main, test)
+
+PATTERN = os.path.join(FIXTURES, "kubectl_pattern.sh")
+
+
+class FramePeer(NodePeer):
+    """ws_frame_peer.js on its own port (no World: it is the server)."""
+
+    def __init__(self, owner, dialect):  # pylint: disable=super-init-not-called
+        self.events = []
+        self.cv = threading.Condition()
+        d = os.path.join(owner.tmp, "peer-" + dialect)
+        os.makedirs(d, exist_ok=True)
+        self.proc = owner.spawn("peer-" + dialect,
+                                [NODE, os.path.join(FIXTURES, "ws_frame_peer.js"), "--dialect", dialect],
+                                dict(os.environ), os.path.join(d, "peer.log"), os.path.join(d, "san"),
+                                cwd=os.path.dirname(FIXTURES), stdout=subprocess.PIPE)
+        self.proc.tolerate_exit = True
+        threading.Thread(target=self._read, daemon=True).start()
+
+
+def run_agent(t, dialect):
+    peer = FramePeer(t, dialect)
+    port = peer.wait(lambda e: e.get("event") == "listening", 20, "the peer listening")["port"]
+    token = "aurora_kubectl_" + secrets.token_hex(32)
+    d = os.path.join(t.tmp, "agent-" + dialect)
+    env = _base_env(os.path.join(d, "home"))
+    env.update({
+        "NEXT_PUBLIC_WEBSOCKET_URL": "ws://127.0.0.1:%d/kubectl-agent" % port,
+        "AURORA_ALLOW_INSECURE_WS": "true",
+        "AURORA_AGENT_TOKEN": token,
+        "AURORA_HEALTH_PORT": str(free_port()),
+        "AURORA_KUBECTL_PATH": PATTERN,
+        "AURORA_POLICY_MODE": "custom",
+        "AURORA_POLICY_ALLOW": "logs",
+        "AURORA_LOG_LEVEL": "info",
+    })
+    env.update(_san_env(os.path.join(d, "san")))
+    t.spawn("agent-" + dialect, [AGENT_BIN], env, os.path.join(d, "agent.log"),
+            os.path.join(d, "san"), cwd=d)
+    peer.wait(lambda e: e.get("event") in ("done", "failed", "ws_error", "close"), 90,
+              "the peer's commands to finish (or the peer to refuse a frame)")
+    return peer
+
+
+def frames_of(peer):
+    bad = [e for e in peer.events if e.get("event") in ("failed", "ws_error", "close")]
+    eq(bad, [], "no failure, `ws` error or close while the commands ran")
+    f = next(e for e in peer.events if e.get("event") == "frames")
+    eq(f["unmasked"], 0, "frames without a mask")
+    eq(f["zero_key"], 0, "frames masked with an all-zero key")
+    eq(f["repeated_key"], 0, "frames masked with the previous frame's key")
+    eq(f["not_final"], 0, "fragmented frames (the agent never fragments)")
+    eq(f["rsv"], 0, "frames with RSV bits")
+    eq(f["non_minimal_length"], 0, "lengths not in their shortest encoding")
+    return f
+
+
+@test(timeout=120)
+def v2_frames_read_by_ws(t):
+    peer = run_agent(t, "v2")
+    reg = peer.wait(lambda e: e.get("event") == "register", 1, "register")
+    eq(reg["dialect"], "aurora-tunnel.v2", "dialect the agent spoke")
+    runs = [e for e in peer.events if e.get("event") == "exec"]
+    eq([r["size"] for r in runs], [0, 1, 120, 121, 40000, 200000], "commands run")
+    for r in runs:
+        check(r["exact"] and r["bytes"] == r["size"], "output of %d bytes arrived byte-exact" % r["size"], r)
+        eq(r["end"].get("return_code"), 0, "return code of logs %d" % r["size"])
+        eq(r["end"].get("bytes_out"), r["size"], "bytes_out of logs %d" % r["size"])
+    f = frames_of(peer)
+    # 1 + 4 + 120 = 125 bytes: the longest 7-bit length; 126 the shortest 16-bit
+    check(f["lengths"]["l7"] > 0 and f["lengths"]["l16"] > 0, "7-bit and 16-bit lengths seen", f)
+    check(f["opcodes"].get("1", 0) > 0 and f["opcodes"].get("2", 0) > 0,
+          "text and binary frames seen", f)
+    check(f["count"] >= 12, "every message counted as a frame", f)
+
+
+@test(timeout=120)
+def legacy_frames_read_by_ws(t):
+    peer = run_agent(t, "legacy")
+    reg = peer.wait(lambda e: e.get("event") == "register", 1, "register")
+    eq(reg["dialect"], "legacy", "dialect the agent spoke")
+    runs = [e for e in peer.events if e.get("event") == "legacy"]
+    eq([r["size"] for r in runs], [5, 300, 70000], "commands run")
+    for r in runs:
+        check(r["exact"] and r["success"] is True and r["return_code"] == 0,
+              "answer with %d bytes of output arrived exact" % r["size"], r)
+    f = frames_of(peer)
+    # 70,000 bytes of output in one text frame: the 64-bit length encoding
+    check(f["lengths"]["l7"] + f["lengths"]["l16"] > 0 and f["lengths"]["l64"] > 0,
+          "16-bit and 64-bit lengths seen", f)
+    check(f["max_len"] > 70000, "the longest frame holds the 70,000-byte answer", f)
+
+
+if __name__ == "__main__":
+    main()
