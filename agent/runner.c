@@ -26,6 +26,7 @@
 #include "utf8.h"
 #include "secret.h"
 #include "child_spawn.h"
+#include "ws_frame.h"
 
 extern char **environ;
 
@@ -551,6 +552,14 @@ static void close_fd(run_state *st, int i)
  * a byte at a time, alternating stdout and stderr) cannot keep more memory
  * than the hold says. */
 #define HELD_FRAME_COST 64
+/* The most output one data frame carries.  With its data header and its
+ * WebSocket header the frame is then two TLS records of 16 KiB exactly:
+ * PROTO_MAX_CHUNK would spill 13 bytes into a third record of its own, which
+ * both ends seal or open, write or read (two system calls without read-ahead)
+ * like a full one. */
+#define TLS_RECORD_MAX 16384
+#define AGENT_READ_CHUNK (2 * TLS_RECORD_MAX - WS_FRAME_HEAD_16 - PROTO_DATA_HDR)
+_Static_assert(AGENT_READ_CHUNK <= PROTO_MAX_CHUNK, "a frame the server accepts");
 
 /* Gives back the unused room of the tail frame: it was allocated for a
  * whole chunk, and no more reads will go into it. */
@@ -607,8 +616,8 @@ static ssize_t read_held(run_state *st, int i, int64_t n)
 {
     int chan = i == 0 ? PROTO_CHAN_STDOUT : PROTO_CHAN_STDERR;
     agent_frame *t = st->held_tail;
-    if (t && st->held_tail_chan == chan && t->len < PROTO_DATA_HDR + PROTO_MAX_CHUNK) {
-        size_t spare = PROTO_DATA_HDR + PROTO_MAX_CHUNK - t->len;
+    if (t && st->held_tail_chan == chan && t->len < PROTO_DATA_HDR + AGENT_READ_CHUNK) {
+        size_t spare = PROTO_DATA_HDR + AGENT_READ_CHUNK - t->len;
         if ((int64_t)spare < n)
             n = (int64_t)spare;
         ssize_t r = read(st->fd[i], agent_frame_data(t) + t->len, (size_t)n);
@@ -618,7 +627,7 @@ static ssize_t read_held(run_state *st, int i, int64_t n)
         }
         return r;
     }
-    agent_frame *f = agent_frame_new(1, PROTO_DATA_HDR + PROTO_MAX_CHUNK);
+    agent_frame *f = agent_frame_new(1, PROTO_DATA_HDR + AGENT_READ_CHUNK);
     if (!f) {
         log_error("exec id=%u: out of memory", st->j->id);
         errno = EAGAIN; /* try again on the next pass */
@@ -673,7 +682,7 @@ static void read_pipe(run_state *st, int i, int forward, int64_t window)
         }
         return;
     }
-    int64_t n = PROTO_MAX_CHUNK;
+    int64_t n = AGENT_READ_CHUNK;
     if (n > window)
         n = window;
     if (n > room_limit)
