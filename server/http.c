@@ -19,6 +19,12 @@
 #include "json_text.h"
 
 #define WRITE_CHUNK (32 * 1024)
+/* A streamed answer's write: one HTTP/1.1 chunk, "<hex>\r\n<data>\r\n", of
+ * four TLS records (16 KiB each) exactly when that much is pending.  32 KiB of
+ * data plus the chunk's 8 bytes of framing made three records, the last of 8
+ * bytes, each sealed and written (a system call) like a full one. */
+#define STREAM_WRITE (4 * 16384)
+#define STREAM_CHUNK_DATA (STREAM_WRITE - 8) /* "fff8\r\n" + data + "\r\n" */
 /* Custom headers modules register at start (auth: 3; the webhook kit: up to 4
  * per connector).  Only the ones a request carries are copied, and every copied
  * value lives in lws's header buffer first, so a larger list costs a lookup per
@@ -816,7 +822,7 @@ int http_on_body_done(struct lws *wsi, struct http_conn *c)
 
 /* ---- writing ------------------------------------------------------------- */
 
-static unsigned char g_wbuf[LWS_PRE + WRITE_CHUNK + 64];
+static unsigned char g_wbuf[LWS_PRE + (STREAM_WRITE > WRITE_CHUNK ? STREAM_WRITE : WRITE_CHUNK) + 64];
 
 /* Builds the header block at g_wbuf + LWS_PRE; its end in *pp.  0 or -1. */
 static int build_headers(struct lws *wsi, http_txn *t, int status, const char *ctype,
@@ -979,9 +985,8 @@ static int write_stream(struct lws *wsi, struct http_conn *c, http_txn *t)
     }
     size_t n = buf_pending(&t->out);
     if (n) {
-        if (n > WRITE_CHUNK)
-            n = WRITE_CHUNK;
-        /* One HTTP/1.1 chunk per write: "<hex>\r\n<data>\r\n". */
+        if (n > STREAM_CHUNK_DATA)
+            n = STREAM_CHUNK_DATA;
         unsigned char *p = g_wbuf + LWS_PRE;
         int hl = sprintf((char *)p, "%zx\r\n", n);
         memcpy(p + hl, buf_head(&t->out), n);

@@ -57,11 +57,18 @@ static struct lws_context *g_ctx;
 static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                            void *in, size_t len);
 
+/* lws sends at most tx_packet_size + LWS_PRE + 4 bytes per send() (with 0,
+ * rx_buffer_size: 16,404 here), buffering the rest for the next writable
+ * pass.  A streamed answer's 64 KiB writes (http.c) then went out as pieces
+ * of 16 KiB + 20 bytes: two TLS records each, the second of 20 bytes, and a
+ * loop pass per piece.  This lets one send() carry four whole records. */
+#define HTTP_TX_PACKET (4 * 16384 - LWS_PRE - 4)
+
 static struct lws_protocols g_protocols[] = {
     /* Index 0 serves HTTP and agents that ask for no subprotocol (legacy).
      * rx_buffer_size is paid by every idle agent: 16 KiB, and tunnel.c
      * reassembles larger messages from the pieces. */
-    { "http", server_callback, sizeof(struct pss), 16384, 0, NULL, 0 },
+    { "http", server_callback, sizeof(struct pss), 16384, 0, NULL, HTTP_TX_PACKET },
     { PROTO_SUBPROTOCOL_V2, server_callback, sizeof(struct pss), 16384, 0, NULL, 0 },
     /* Commands forwarded to the replica holding the agent (client side). */
     { FORWARD_PROTOCOL, forward_callback, 0, 0, 0, NULL, 0 },
