@@ -9,9 +9,9 @@ lines with timestamps, pods, request ids, a per-line sequence number and now and
 then a multi-byte UTF-8 character, exactly N bytes, deterministic per seed.
 
 Rows:
-  direct   loggen run by this client with subprocess, stdout read and SHA-256'd.
+  direct   loggen piped into bench/sse_sink.c --raw (C: read and SHA-256).
   tunnel   POST /api/clusters/{id}/kubectl {"args":["logs",N,seed]} with
-           Accept: text/event-stream through curl into bench/sse_sink.c (C: TLS,
+           Accept: text/event-stream, made and read by bench/sse_sink.c (C: TLS,
            chunking and event decoding must not be the bottleneck), which decodes
            every `output` event ("text" or "base64"), SHA-256s stdout and is
            compared with the direct run's digest (byte-exact).  Server and agent VmRSS sampled
@@ -200,7 +200,7 @@ class World:
                        check=True)
         self.sink = os.path.join(b, "sse_sink")
         subprocess.run(["cc", "-O2", "-o", self.sink, os.path.join(ROOT, "bench/sse_sink.c"),
-                        "-lcrypto"], check=True)
+                        "-lssl", "-lcrypto"], check=True)
         self.port = free_port()
         self.health_port = free_port()
         self.data = os.path.join(self.work, "data")
@@ -263,22 +263,29 @@ class World:
             time.sleep(0.1)
 
     def sse(self, nbytes, seed, sink=False):
-        """Starts the request: curl (TLS and HTTP chunked decoding in C, so that the
-        client is not what is measured) writes the event stream to a pipe that
-        this process parses.  Returns (curl process, Sse)."""
+        """Starts the request.  sink: bench/sse_sink.c makes it and decodes the
+        stream (TLS, chunking, events, SHA-256 in one C process, so that the client
+        is not what is measured); returns (None, sink process).  Else curl writes
+        the event stream to a pipe that this process parses; returns (curl, Sse)."""
         body = json.dumps({"args": ["logs", str(nbytes), str(seed)], "timeout": 3000,
                            "max_output": nbytes})
+        if sink:
+            req = os.path.join(self.work, "request-%d.http" % seed)
+            with open(req, "wb") as f:
+                f.write(("POST /api/clusters/%s/kubectl HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                         "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                         "Accept: text/event-stream\r\nContent-Length: %d\r\n"
+                         "Connection: close\r\n\r\n%s"
+                         % (self.cluster, self.port, self.key, len(body), body)).encode())
+            return None, subprocess.Popen([self.sink, "--connect", str(self.port), self.ca, req],
+                                          stdout=subprocess.PIPE)
         c = subprocess.Popen(
             ["curl", "-sS", "-N", "--fail-with-body", "--cacert", self.ca, "-X", "POST",
              "-H", "Authorization: Bearer " + self.key, "-H", "Content-Type: application/json",
              "-H", "Accept: text/event-stream", "--data-binary", body,
              "https://127.0.0.1:%d/api/clusters/%s/kubectl" % (self.port, self.cluster)],
             stdout=subprocess.PIPE, bufsize=0)
-        if not sink:
-            return c, Sse(c.stdout)
-        k = subprocess.Popen([self.sink], stdin=c.stdout, stdout=subprocess.PIPE)
-        c.stdout.close()  # the sink holds the pipe now
-        return c, k
+        return c, Sse(c.stdout)
 
     def stop(self):
         for p in reversed(self.procs):
@@ -297,36 +304,35 @@ class World:
 
 
 def direct(w, nbytes, seed):
+    """The generator straight into sse_sink --raw (C: read and SHA-256), the
+    same reader work as the tunnel row's minus the tunnel."""
     t0 = time.monotonic()
-    p = subprocess.Popen([w.loggen, "logs", str(nbytes), str(seed)], stdout=subprocess.PIPE,
-                         bufsize=0)
-    h = hashlib.sha256()
-    n = 0
-    while True:
-        b = p.stdout.read(1 << 20)
-        if not b:
-            break
-        h.update(b)
-        n += len(b)
-    p.wait()
-    return n, h.hexdigest(), time.monotonic() - t0
+    g = subprocess.Popen([w.loggen, "logs", str(nbytes), str(seed)], stdout=subprocess.PIPE)
+    k = subprocess.Popen([w.sink, "--raw"], stdin=g.stdout, stdout=subprocess.PIPE)
+    g.stdout.close()  # the sink holds the pipe now
+    rep = json.loads(k.communicate()[0])
+    g.wait()
+    return rep["bytes"], rep["sha256"], time.monotonic() - t0
 
 
 def tunnel(w, nbytes, seed, slow_rate=0, slow_s=0):
-    """Returns a dict of measurements.  Full speed: curl | sse_sink (C); slow:
-    curl | this process, reading at slow_rate MiB/s for slow_s seconds."""
+    """Returns a dict of measurements.  Full speed: sse_sink (C, its own HTTPS
+    request); slow: curl | this process, reading at slow_rate MiB/s for slow_s
+    seconds."""
     pids = [w.server.pid, w.agent.pid]
     scpu0, acpu0, ccpu0 = cpu_s(w.server.pid), cpu_s(w.agent.pid), os.times()
     rss = Rss(pids)
     t0 = time.monotonic()
     out = {}
     if not slow_rate:
-        c, k = w.sse(nbytes, seed, sink=True)
+        _, k = w.sse(nbytes, seed, sink=True)
         rep = json.loads(k.communicate()[0])
         dt = time.monotonic() - t0
         errors = rep["errors"] + ([rep["bad"]] if rep["bad"] else [])
-        if c.wait() != 0:
-            errors.append("curl exited with status %d" % c.returncode)
+        if rep["status"] != 200:
+            errors.append("HTTP status %d" % rep["status"])
+        if k.returncode != 0:
+            errors.append("sse_sink exited with status %d" % k.returncode)
         out.update(bytes=rep["bytes"], digest=rep["sha256"], result=rep["result"], errors=errors,
                    text=rep["text"], b64=rep["base64"], stderr=b"")
     else:
