@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -395,6 +396,7 @@ typedef struct {
     pid_t pid;
     int pidfd;
     int fd[2];            /* stdout, stderr read ends; -1 when closed */
+    int pipe_grown[2];    /* F_SETPIPE_SZ done (read_pipe) */
     int exited, reaped;
     int status;
     int64_t sent;         /* payload bytes forwarded / kept */
@@ -560,6 +562,13 @@ static void close_fd(run_state *st, int i)
 #define TLS_RECORD_MAX 16384
 #define AGENT_READ_CHUNK (2 * TLS_RECORD_MAX - WS_FRAME_HEAD_16 - PROTO_DATA_HDR)
 _Static_assert(AGENT_READ_CHUNK <= PROTO_MAX_CHUNK, "a frame the server accepts");
+/* Frames filled by one read of a pipe, at most */
+#define READ_FRAMES 4
+/* A pipe's size once its command has filled a whole read (the kernel's
+ * default is 64 KiB; an unprivileged process may go to pipe-max-size, 1 MiB
+ * by default).  Charged to the agent's memory only while bytes sit in it. */
+#define PIPE_GROWN_SIZE (256 * 1024)
+#define PIPE_DEFAULT_SIZE (64 * 1024)
 
 /* Gives back the unused room of the tail frame: it was allocated for a
  * whole chunk, and no more reads will go into it. */
@@ -706,27 +715,67 @@ static void read_pipe(run_state *st, int i, int forward, int64_t window)
             held_send(st, NULL);
         return;
     }
-    agent_frame *f = agent_frame_new(1, PROTO_DATA_HDR + (size_t)n);
-    if (!f) {
+    /* Up to READ_FRAMES frames' worth in one readv, queued with one push: a
+     * command writing fast costs a fraction of the reads, polls and
+     * event-loop wake-ups.  Never more than the window and the limit allow. */
+    agent_frame *fr[READ_FRAMES] = { NULL };
+    struct iovec iov[READ_FRAMES];
+    int nf = 0;
+    int64_t total = (int64_t)READ_FRAMES * AGENT_READ_CHUNK, want = 0;
+    if (total > window)
+        total = window;
+    if (total > room_limit)
+        total = room_limit;
+    while (nf < READ_FRAMES && want < total) {
+        size_t len = total - want < AGENT_READ_CHUNK ? (size_t)(total - want) : AGENT_READ_CHUNK;
+        agent_frame *f = agent_frame_new(1, PROTO_DATA_HDR + len);
+        if (!f)
+            break;
+        fr[nf] = f;
+        iov[nf].iov_base = agent_frame_data(f) + PROTO_DATA_HDR;
+        iov[nf].iov_len = len;
+        want += (int64_t)len;
+        nf++;
+    }
+    if (!nf) {
         log_error("exec id=%u: out of memory", j->id);
         return;
     }
-    unsigned char *d = agent_frame_data(f);
-    ssize_t r = read(st->fd[i], d + PROTO_DATA_HDR, (size_t)n);
+    ssize_t r = readv(st->fd[i], iov, nf);
     if (r <= 0) {
-        agent_frame_free(f);
+        for (int k = 0; k < nf; k++)
+            agent_frame_free(fr[k]);
         if (r == 0 || (errno != EAGAIN && errno != EINTR))
             close_fd(st, i);
         return;
     }
-    proto_data_header(d, i == 0 ? PROTO_CHAN_STDOUT : PROTO_CHAN_STDERR, j->id);
-    f->len = PROTO_DATA_HDR + (size_t)r;
+    if (r >= PIPE_DEFAULT_SIZE && !st->pipe_grown[i]) {
+        /* The pipe was full: the command writes faster than a pass takes.  A
+         * bigger pipe lets it run ahead instead of waiting on every 64 KiB. */
+        st->pipe_grown[i] = 1;
+        (void)fcntl(st->fd[i], F_SETPIPE_SZ, PIPE_GROWN_SIZE);
+    }
+    int chan = i == 0 ? PROTO_CHAN_STDOUT : PROTO_CHAN_STDERR;
+    size_t left = (size_t)r;
+    agent_frame *first = NULL, **link = &first;
+    for (int k = 0; k < nf; k++) {
+        if (!left) {
+            agent_frame_free(fr[k]);
+            continue;
+        }
+        size_t got = left < iov[k].iov_len ? left : iov[k].iov_len;
+        left -= got;
+        proto_data_header(agent_frame_data(fr[k]), chan, j->id);
+        fr[k]->len = PROTO_DATA_HDR + got;
+        *link = fr[k];
+        link = &fr[k]->next;
+    }
     pthread_mutex_lock(&runner->mu);
     j->window -= r;
     pthread_mutex_unlock(&runner->mu);
     st->sent += r;
     metrics_bytes(i + 1, r);
-    agent_outq_push(runner->o.outq, f, j->gen, 0);
+    agent_outq_push_chain(runner->o.outq, first, j->gen);
 }
 
 /* For the log: the first argument when it is a plain word (flags and their

@@ -57,6 +57,12 @@ typedef struct {
     char code[64], error[256];
     int first_data_batch, end_batch; /* drain-on-push sinks: which push brought them */
     int data_frames;
+    /* bulk: stdout is counted and checked to be all 'x', not kept (it may be
+     * larger than out) */
+    int bulk;
+    int64_t bulk_bytes;
+    size_t max_payload;
+    int last_batch, batch_frames, max_batch_frames; /* data frames per push */
 } req;
 
 typedef struct {
@@ -198,6 +204,22 @@ static void absorb(fixture *fx, agent_frame *f)
         rq->data_frames++;
         rq->window -= (int64_t)n;
         assert_true(rq->window >= 0); /* never beyond the credit given */
+        if (n > rq->max_payload)
+            rq->max_payload = n;
+        if (fx->cur_batch && fx->cur_batch == rq->last_batch) {
+            rq->batch_frames++;
+        } else {
+            rq->batch_frames = 1;
+            rq->last_batch = fx->cur_batch;
+        }
+        if (rq->batch_frames > rq->max_batch_frames)
+            rq->max_batch_frames = rq->batch_frames;
+        if (rq->bulk && ch == PROTO_CHAN_STDOUT) {
+            for (size_t k = 0; k < n; k++)
+                assert_int_equal(p[k], 'x');
+            rq->bulk_bytes += (int64_t)n;
+            return;
+        }
         char *buf = ch == PROTO_CHAN_STDOUT ? rq->out : rq->err;
         size_t *len = ch == PROTO_CHAN_STDOUT ? &rq->outlen : &rq->errlen;
         assert_true(ch == PROTO_CHAN_STDOUT || ch == PROTO_CHAN_STDERR);
@@ -916,6 +938,44 @@ static void held_trickle_fills_one_frame(void **state)
     fixture_free(fx);
 }
 
+static int file_exists(fixture *fx, const void *arg)
+{
+    (void)fx;
+    return access((const char *)arg, F_OK) == 0;
+}
+
+/* A command that writes fast: a full pipe is read in one go into several
+ * frames, queued as one push; each frame's payload stays within the chunk
+ * that makes the frame two whole TLS records, the window holds, and every
+ * byte arrives in order. */
+static void a_full_pipe_is_read_as_several_frames(void **state)
+{
+    char dir[] = "/tmp/runner-bulk-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char marker[64], script[256];
+    snprintf(marker, sizeof(marker), "%s/wrote", dir);
+    /* 64 KiB fills the pipe (the agent reads nothing without window); the
+     * marker says it is all there; then more, past the pipe's size */
+    snprintf(script, sizeof(script),
+             "head -c 65536 /dev/zero | tr '\\0' x; touch %s; head -c 400000 /dev/zero | tr '\\0' x",
+             marker);
+    fixture *fx = fixture_new_sink("/bin/sh", 4, 1 << 22, 1 << 22, 0, 1);
+    fx->reqs[1].bulk = 1;
+    assert_int_equal(exec_held(fx, 1, 20, 0, 0, 0, words("-c", script, NULL)), RUN_STARTED);
+    pump_until(fx, file_exists, marker);
+    fx->reqs[1].window = 1 << 21;
+    assert_int_equal(agent_runner_credit(fx->r, fx->gen, 1, 1 << 21), 0);
+    req *rq = wait_end(fx, 1);
+    assert_int_equal(rq->rc, 0);
+    assert_int_equal(rq->bulk_bytes, 465536);
+    assert_int_equal(rq->bytes_out, 465536);
+    assert_true(rq->max_payload <= PROTO_MAX_CHUNK - 13); /* + 5 + 8 of headers: 2 records */
+    assert_true(rq->max_batch_frames >= 2);
+    fixture_free(fx);
+    unlink(marker);
+    rmdir(dir);
+}
+
 /* Held bytes use the window; when it runs out they go at once, or the server
  * (which credits only output it has) and the agent would wait on each other. */
 static void hold_sends_when_the_window_runs_out(void **state)
@@ -1006,6 +1066,7 @@ int main(void)
         cmocka_unit_test(hold_sends_when_the_window_runs_out),
         cmocka_unit_test(held_trickle_fills_one_frame),
         cmocka_unit_test(held_output_dropped_with_its_connection),
+        cmocka_unit_test(a_full_pipe_is_read_as_several_frames),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
