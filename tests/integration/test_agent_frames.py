@@ -78,13 +78,19 @@ def frames_of(peer):
     return f
 
 
+def commands_run(t, dialect, spoken, event, sizes):
+    """The peer's commands in one dialect: (peer, their reports)."""
+    peer = run_agent(t, dialect)
+    reg = peer.wait(lambda e: e.get("event") == "register", 1, "register")
+    eq(reg["dialect"], spoken, "dialect the agent spoke")
+    runs = [e for e in peer.events if e.get("event") == event]
+    eq([r["size"] for r in runs], sizes, "commands run")
+    return peer, runs
+
+
 @test(timeout=120)
 def v2_frames_read_by_ws(t):
-    peer = run_agent(t, "v2")
-    reg = peer.wait(lambda e: e.get("event") == "register", 1, "register")
-    eq(reg["dialect"], "aurora-tunnel.v2", "dialect the agent spoke")
-    runs = [e for e in peer.events if e.get("event") == "exec"]
-    eq([r["size"] for r in runs], [0, 1, 120, 121, 40000, 200000], "commands run")
+    peer, runs = commands_run(t, "v2", "aurora-tunnel.v2", "exec", [0, 1, 120, 121, 40000, 200000])
     for r in runs:
         check(r["exact"] and r["bytes"] == r["size"], "output of %d bytes arrived byte-exact" % r["size"], r)
         eq(r["end"].get("return_code"), 0, "return code of logs %d" % r["size"])
@@ -99,11 +105,7 @@ def v2_frames_read_by_ws(t):
 
 @test(timeout=120)
 def legacy_frames_read_by_ws(t):
-    peer = run_agent(t, "legacy")
-    reg = peer.wait(lambda e: e.get("event") == "register", 1, "register")
-    eq(reg["dialect"], "legacy", "dialect the agent spoke")
-    runs = [e for e in peer.events if e.get("event") == "legacy"]
-    eq([r["size"] for r in runs], [5, 300, 70000], "commands run")
+    peer, runs = commands_run(t, "legacy", "legacy", "legacy", [5, 300, 70000])
     for r in runs:
         check(r["exact"] and r["success"] is True and r["return_code"] == 0,
               "answer with %d bytes of output arrived exact" % r["size"], r)
