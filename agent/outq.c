@@ -3,6 +3,7 @@
 
 #include <libwebsockets.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,6 +165,11 @@ int agent_outq_push_text(agent_outq *q, const char *json, uint64_t gen, int cont
 
 agent_frame *agent_outq_pop(agent_outq *q)
 {
+    return agent_outq_pop_upto(q, SIZE_MAX);
+}
+
+agent_frame *agent_outq_pop_upto(agent_outq *q, size_t max_len)
+{
     void (*room)(void *) = NULL;
     pthread_mutex_lock(&q->mu);
     agent_frame *f = q->ctl.head;
@@ -172,6 +178,8 @@ agent_frame *agent_outq_pop(agent_outq *q)
         f = q->data.head;
         l = &q->data;
     }
+    if (f && f->len > max_len)
+        f = NULL; /* stays first in its lane */
     if (f) {
         l->head = f->next;
         if (!l->head)

@@ -58,6 +58,9 @@ int agent_outq_push_chain(agent_outq *q, agent_frame *first, uint64_t gen);
 /* Convenience: queues a text frame with a copy of json (NULL json → -1). */
 int agent_outq_push_text(agent_outq *q, const char *json, uint64_t gen, int control);
 agent_frame *agent_outq_pop(agent_outq *q);
+/* The next frame, as agent_outq_pop would give it, only if its payload is at
+ * most max_len bytes; otherwise NULL and the frame stays first. */
+agent_frame *agent_outq_pop_upto(agent_outq *q, size_t max_len);
 int agent_outq_empty(agent_outq *q);
 int agent_outq_has_room(agent_outq *q);
 /* Drops every queued frame and starts accepting frames of gen only. */

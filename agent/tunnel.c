@@ -35,6 +35,10 @@
 /* One WRITEABLE pass writes at most this much (on_writeable). */
 #define WRITE_PASS_FRAMES 16
 #define WRITE_PASS_BYTES (128 * 1024)
+/* Small frames queued together are framed into one buffer and written at
+ * once: one TLS record, one write here and one record for the server to
+ * read, instead of one each.  The size of a TLS record's payload. */
+#define WRITE_BATCH 16384
 
 /* Host name resolution runs on its own thread (resolve.h is blocking). */
 typedef struct {
@@ -699,6 +703,38 @@ static int add_header(struct lws *wsi, const char *name, const char *value, unsi
                                        (const unsigned char *)value, (int)strlen(value), p, end);
 }
 
+/* Frames first and the small frames queued right after it (a command's
+ * last output and its exec_end, a burst of short lines) into one buffer and
+ * writes them with one lws_write.  Takes first; adds the frames written to
+ * *frames and their payload bytes to *bytes.  0, or -1 when the write
+ * failed or no masking key could be drawn. */
+static int write_batch(agent_tunnel *t, struct lws *wsi, agent_frame *first, int *frames,
+                       size_t *bytes)
+{
+    /* only the loop thread writes: one buffer, LWS_PRE of headroom for lws */
+    static unsigned char batch[LWS_PRE + WRITE_BATCH];
+    unsigned char *out = batch + LWS_PRE;
+    size_t used = 0;
+    agent_frame *f = first;
+    while (f) {
+        size_t n = ws_frame_encode(out + used, agent_frame_data(f), f->len,
+                                   f->binary ? WS_OPCODE_BINARY : WS_OPCODE_TEXT);
+        *bytes += f->len;
+        agent_frame_free(f);
+        if (!n)
+            return -1;
+        used += n;
+        ++*frames;
+        size_t room = WRITE_BATCH - used;
+        /* a frame of up to 125 bytes has a 6-byte header, longer ones 8
+         * (none of 64 KiB and more fits): what the next may carry */
+        f = NULL;
+        if (*frames < WRITE_PASS_FRAMES && room > 8)
+            f = agent_outq_pop_upto(t->outq, room - (room - 6 < 126 ? 6 : 8));
+    }
+    return lws_write(wsi, out, used, LWS_WRITE_RAW) == (int)used ? 0 : -1;
+}
+
 static int on_writeable(agent_tunnel *t, struct lws *wsi)
 {
     if (wsi != t->wsi)
@@ -715,18 +751,27 @@ static int on_writeable(agent_tunnel *t, struct lws *wsi)
     int wrote = 0;
     size_t bytes = 0;
     agent_frame *f;
+    /* lws_send_pipe_choked is a poll(): asked only when a frame is waiting */
     while (wrote < WRITE_PASS_FRAMES && bytes < WRITE_PASS_BYTES &&
-           (wrote == 0 || !lws_send_pipe_choked(wsi)) && (f = agent_outq_pop(t->outq))) {
+           (wrote == 0 || (!agent_outq_empty(t->outq) && !lws_send_pipe_choked(wsi))) &&
+           (f = agent_outq_pop(t->outq))) {
         size_t flen = f->len;
-        int rc = ws_frame_write(wsi, agent_frame_data(f), flen,
+        int rc;
+        if (ws_frame_head_len(flen) + flen <= WRITE_BATCH) {
+            int n = 0;
+            rc = write_batch(t, wsi, f, &n, &bytes);
+            wrote += n;
+        } else {
+            rc = ws_frame_write(wsi, agent_frame_data(f), flen,
                                 f->binary ? WS_OPCODE_BINARY : WS_OPCODE_TEXT);
-        agent_frame_free(f);
+            agent_frame_free(f);
+            wrote++;
+            bytes += flen;
+        }
         if (rc != 0) {
             log_warn("tunnel: write failed");
             return -1;
         }
-        wrote++;
-        bytes += flen;
     }
     if (wrote) {
         /* A push into the emptied queue wakes the loop (on_wakeup), so only

@@ -9,6 +9,12 @@
 
 _Static_assert(LWS_PRE >= WS_FRAME_HEAD_MAX, "the headroom holds the longest frame header");
 
+size_t ws_frame_head_len(size_t len)
+{
+    /* first byte, mask bit + 7-bit length, extended length, key */
+    return 2 + (len < 126 ? 0 : len <= 0xffff ? 2 : 8) + 4;
+}
+
 size_t ws_frame_head(unsigned char *payload, size_t len, int opcode, const unsigned char key[4])
 {
     unsigned char h[WS_FRAME_HEAD_MAX];
@@ -66,6 +72,18 @@ static int next_key(unsigned char key[4])
     explicit_bzero(pool + used, 4); /* a key is never handed out twice */
     used += 4;
     return 0;
+}
+
+size_t ws_frame_encode(unsigned char *dst, const unsigned char *payload, size_t len, int opcode)
+{
+    unsigned char key[4];
+    if (next_key(key) != 0)
+        return 0;
+    size_t head = ws_frame_head_len(len);
+    memcpy(dst + head, payload, len);
+    ws_frame_head(dst + head, len, opcode, key);
+    ws_frame_mask(dst + head, len, key);
+    return head + len;
 }
 
 int ws_frame_write(struct lws *wsi, unsigned char *payload, size_t len, int opcode)

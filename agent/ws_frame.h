@@ -31,6 +31,15 @@ size_t ws_frame_head(unsigned char *payload, size_t len, int opcode, const unsig
 /* XORs p[0..n) with key, key[0] on p[0] (masking and unmasking alike). */
 void ws_frame_mask(unsigned char *p, size_t n, const unsigned char key[4]);
 
+/* The length of the header ws_frame_head writes for a len-byte payload. */
+size_t ws_frame_head_len(size_t len);
+
+/* Writes the framed, masked copy of payload[0..len) at dst, which must hold
+ * ws_frame_head_len(len) + len bytes; several go out as one write (and one
+ * TLS record) when small frames are queued together.  Returns the bytes
+ * written, 0 when no masking key could be drawn (nothing may be sent). */
+size_t ws_frame_encode(unsigned char *dst, const unsigned char *payload, size_t len, int opcode);
+
 /* Frames, masks (in place) and writes payload[0..len) on the client
  * connection wsi; LWS_PRE bytes before payload are the headroom.  0 when lws
  * took the whole frame, -1 otherwise (no key, or the write failed). */

@@ -174,6 +174,40 @@ static void control_lane_goes_first_each_lane_in_order(void **state)
     agent_outq_free(q);
 }
 
+/* pop_upto hands out the frame pop would, only when it is small enough; a
+ * larger one stays first (the writer batches small frames behind it). */
+static void pop_upto_takes_only_a_small_enough_next_frame(void **state)
+{
+    (void)state;
+    counters c = {0};
+    agent_outq *q = new_queue(100, &c);
+    agent_outq_reset(q, 1);
+    c.rooms = 0;
+    assert_int_equal(agent_outq_push(q, data_frame(60, 'a'), 1, 0), 0);
+    assert_int_equal(agent_outq_push(q, data_frame(50, 'b'), 1, 0), 0);
+    assert_int_equal(agent_outq_push_text(q, "ctl", 1, 1), 0);
+    assert_null(agent_outq_pop_upto(q, 2)); /* the control frame is first */
+    agent_frame *f = agent_outq_pop_upto(q, 3);
+    assert_non_null(f);
+    assert_int_equal(f->binary, 0);
+    agent_frame_free(f);
+    assert_null(agent_outq_pop_upto(q, 59)); /* 'a' is 60 bytes: it stays */
+    assert_false(agent_outq_has_room(q)); /* and is still accounted: 110 */
+    assert_int_equal(c.rooms, 0);
+    f = agent_outq_pop_upto(q, 60);
+    assert_non_null(f);
+    assert_int_equal(agent_frame_data(f)[0], 'a'); /* order kept */
+    agent_frame_free(f);
+    assert_int_equal(c.rooms, 1); /* 110 → 50: room, said as pop says it */
+    f = agent_outq_pop_upto(q, 1000);
+    assert_non_null(f);
+    assert_int_equal(agent_frame_data(f)[0], 'b');
+    agent_frame_free(f);
+    assert_null(agent_outq_pop_upto(q, 1000));
+    assert_true(agent_outq_empty(q));
+    agent_outq_free(q);
+}
+
 /* The cap is the producers' to check (has_room); the queue accounts for
  * payload bytes of the data lane only and calls on_room once when a pop
  * takes a full lane back under the cap. */
@@ -464,6 +498,7 @@ int main(void)
         cmocka_unit_test(bad_arguments_are_refused),
         cmocka_unit_test(control_lane_goes_first_each_lane_in_order),
         cmocka_unit_test(data_cap_accounting_and_room_callback),
+        cmocka_unit_test(pop_upto_takes_only_a_small_enough_next_frame),
         cmocka_unit_test(wakes_only_on_push_into_empty),
         cmocka_unit_test(two_queues_are_independent),
         cmocka_unit_test(concurrent_producers_keep_per_producer_order),

@@ -131,12 +131,65 @@ static void mask_of_a_large_payload(void **state)
     free(b);
 }
 
+/* Frames encoded back to back into one buffer (the writer's batch) read
+ * back one after the other: each header as the decoder expects it and as
+ * long as ws_frame_head_len says, each payload unmasked by its own key,
+ * no two keys alike. */
+static void encoded_frames_read_back_one_after_another(void **state)
+{
+    (void)state;
+    static const size_t lens[] = { 0, 5, 125, 126, 300, 65535, 65536, 2, 70000 };
+    enum { N = sizeof(lens) / sizeof(lens[0]) };
+    size_t total = 0;
+    for (size_t k = 0; k < N; k++)
+        total += WS_FRAME_HEAD_MAX + lens[k];
+    unsigned char *buf = malloc(total), *src = malloc(70000 + N), *got = malloc(70000);
+    assert_non_null(buf);
+    assert_non_null(src);
+    assert_non_null(got);
+    for (size_t i = 0; i < 70000 + N; i++) /* frame k's payload starts at src + k */
+        src[i] = (unsigned char)(i * 7 + 3);
+    size_t used = 0;
+    for (size_t k = 0; k < N; k++) {
+        size_t n = ws_frame_encode(buf + used, src + k, lens[k],
+                                   k % 2 ? WS_OPCODE_BINARY : WS_OPCODE_TEXT);
+        assert_int_equal(n, ws_frame_head_len(lens[k]) + lens[k]);
+        used += n;
+    }
+    unsigned char keys[N][4];
+    size_t at = 0;
+    for (size_t k = 0; k < N; k++) {
+        decoded d;
+        decode(buf + at, &d);
+        assert_int_equal(d.fin, 1);
+        assert_int_equal(d.rsv, 0);
+        assert_int_equal(d.opcode, k % 2 ? WS_OPCODE_BINARY : WS_OPCODE_TEXT);
+        assert_int_equal(d.masked, 1);
+        assert_true(d.minimal);
+        assert_int_equal(d.len, lens[k]);
+        assert_int_equal(d.head_len, ws_frame_head_len(lens[k]));
+        memcpy(got, buf + at + d.head_len, lens[k]);
+        mask_bytewise(got, lens[k], d.key);
+        if (lens[k])
+            assert_memory_equal(got, src + k, lens[k]);
+        memcpy(keys[k], d.key, 4);
+        for (size_t j = 0; j < k; j++)
+            assert_memory_not_equal(keys[j], d.key, 4);
+        at += d.head_len + lens[k];
+    }
+    assert_int_equal(at, used);
+    free(buf);
+    free(src);
+    free(got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(header_at_each_length_boundary),
         cmocka_unit_test(mask_matches_bytewise_at_every_length_and_alignment),
         cmocka_unit_test(mask_of_a_large_payload),
+        cmocka_unit_test(encoded_frames_read_back_one_after_another),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
