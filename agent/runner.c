@@ -60,7 +60,7 @@ typedef struct job {
     int waiting_room;
     int done;
     int slot_free; /* child reaped: no longer counts against max_concurrent */
-    int efd;              /* eventfd: wakes the job thread */
+    int efd;              /* its thread's eventfd while one runs it, else -1 */
     struct job *qnext;    /* in runner->queue until a pool thread takes it */
 } job;
 
@@ -98,8 +98,13 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* runner->mu held.  A job not yet taken by a thread (or already done) has
+ * no eventfd: its thread reads the state under the lock before it first
+ * polls, so nothing is missed. */
 static void wake(job *j)
 {
+    if (j->efd < 0)
+        return;
     uint64_t one = 1;
     ssize_t r = write(j->efd, &one, sizeof(one));
     (void)r;
@@ -199,8 +204,6 @@ static void job_free(job *j)
     env_wipe(j);
     argv_free(&j->argv);
     free(j->command_id);
-    if (j->efd >= 0)
-        close(j->efd);
     free(j);
 }
 
@@ -1092,17 +1095,30 @@ finish_nostate:
     metrics_in_flight(-1);
     pthread_mutex_lock(&runner->mu);
     j->done = 1; /* from here on j is the event loop's to free */
+    j->efd = -1; /* the thread's: no wake-up may reach it for j any more */
     pthread_cond_broadcast(&runner->changed);
     pthread_mutex_unlock(&runner->mu);
     if (runner->o.notify)
         runner->o.notify(runner->o.notify_arg);
 }
 
+/* What a new pool thread starts with: its runner and its eventfd. */
+typedef struct {
+    agent_runner *runner;
+    int efd;
+} pool_thread_arg;
+
 /* A pool thread: runs queued jobs one after the other; exits when the pool
  * stops, or after pool_idle_ms without work. */
 static void *pool_main(void *arg)
 {
-    agent_runner *runner = arg;
+    pool_thread_arg *pa = arg;
+    agent_runner *runner = pa->runner;
+    /* One eventfd per thread, lent to each job it runs: not one created and
+     * closed on the event loop per command.  A wake-up left over from the
+     * thread's previous job costs the next one an extra pass, nothing more. */
+    int efd = pa->efd;
+    free(pa);
     pthread_mutex_lock(&runner->mu);
     for (;;) {
         job *j = runner->queue;
@@ -1111,6 +1127,7 @@ static void *pool_main(void *arg)
             if (!runner->queue)
                 runner->queue_tail = NULL;
             runner->queued--;
+            j->efd = efd;
             pthread_mutex_unlock(&runner->mu);
             job_main(j);
             pthread_mutex_lock(&runner->mu);
@@ -1129,6 +1146,7 @@ static void *pool_main(void *arg)
     runner->pool_threads--;
     pthread_cond_broadcast(&runner->changed);
     pthread_mutex_unlock(&runner->mu);
+    close(efd);
     return NULL;
 }
 
@@ -1143,14 +1161,26 @@ static int pool_submit_locked(agent_runner *runner, job *j)
          * of KiB. */
         pthread_attr_t ta;
         pthread_t id;
-        if (pthread_attr_init(&ta) != 0)
+        pool_thread_arg *pa = malloc(sizeof(*pa));
+        if (!pa)
             return -1;
+        pa->runner = runner;
+        pa->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (pa->efd < 0 || pthread_attr_init(&ta) != 0) {
+            if (pa->efd >= 0)
+                close(pa->efd);
+            free(pa);
+            return -1;
+        }
         pthread_attr_setstacksize(&ta, JOB_STACK_BYTES);
         pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&id, &ta, pool_main, runner);
+        int rc = pthread_create(&id, &ta, pool_main, pa);
         pthread_attr_destroy(&ta);
-        if (rc != 0)
+        if (rc != 0) {
+            close(pa->efd);
+            free(pa);
             return -1; /* the busy threads may run for an hour: fail it now */
+        }
         runner->pool_threads++;
     } else {
         pthread_cond_signal(&runner->pool_cv);
@@ -1197,12 +1227,7 @@ static agent_run_result start_job(agent_runner *runner, uint64_t gen, uint32_t i
     if (!j)
         goto fail;
     j->runner = runner;
-    j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (j->efd < 0) {
-        free(j);
-        j = NULL;
-        goto fail;
-    }
+    j->efd = -1; /* until a pool thread takes it */
     if (command_id && !(j->command_id = strdup(command_id)))
         goto fail;
     j->kind = kind;

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -874,6 +875,44 @@ static void job_threads_are_kept_then_leave(void **state)
     fixture_free(fx);
 }
 
+/* Open descriptors of this process. */
+static int open_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        n += fcntl(fd, F_GETFD) >= 0;
+    return n;
+}
+
+/* A kept thread lends its one eventfd to each job it runs: a credit and a
+ * cancel reach the thread's second and third jobs, blocked in poll with
+ * `sleep 60` running, as they reached its first; the eventfd is the only
+ * descriptor the idle thread keeps, and it is closed when the thread leaves. */
+static void a_kept_thread_wakes_each_job_it_runs(void **state)
+{
+    fixture *fx = fixture_new_idle("/bin/sh", 4, 1 << 20, 1 << 20, 300);
+    for (uint32_t id = 1; id <= 3; id++) {
+        /* window 0: the output waits for a credit, which must wake the job */
+        assert_int_equal(exec_words(fx, id, 30, 0, 0, words("-c", "echo $$; exec sleep 60", NULL)),
+                         RUN_STARTED);
+        fx->reqs[id].window = PROTO_DEFAULT_WINDOW; /* what the sink may receive */
+        assert_int_equal(agent_runner_credit(fx->r, fx->gen, id, PROTO_DEFAULT_WINDOW), 0);
+        wait_stdout(fx, id, 2);
+        assert_int_equal(agent_runner_cancel(fx->r, fx->gen, id), 0);
+        req *rq = wait_end(fx, id);
+        assert_int_equal(rq->rc, 130);
+        long pid = 0;
+        assert_int_equal(sscanf(rq->out, "%ld", &pid), 1);
+        assert_true(wait_dead((pid_t)pid));
+        pump_until(fx, all_idle, NULL);
+        wait_pool(fx, 1); /* one thread ran them all */
+    }
+    int with_thread = open_fds();
+    wait_pool(fx, 0);
+    assert_int_equal(open_fds(), with_thread - 1); /* the thread's eventfd */
+    fixture_free(fx);
+}
+
 /* ---- output held back until exec_end ("hold_output") ------------------------ */
 
 /* A short output and its exec_end are queued by one push (one wake-up of
@@ -1061,6 +1100,7 @@ int main(void)
         cmocka_unit_test(two_runners_coexist),
         cmocka_unit_test(free_with_running_job),
         cmocka_unit_test(job_threads_are_kept_then_leave),
+        cmocka_unit_test(a_kept_thread_wakes_each_job_it_runs),
         cmocka_unit_test(held_output_crosses_with_exec_end),
         cmocka_unit_test(hold_sends_what_passes_its_size),
         cmocka_unit_test(hold_sends_when_the_window_runs_out),
