@@ -680,6 +680,8 @@ static void tick(lws_sorted_usec_list_t *sul)
                          (lws_usec_t)(t->shutting ? TICK_SHUTDOWN_MS : TICK_MS) * 1000);
 }
 
+static int write_frames(agent_tunnel *t, struct lws *wsi);
+
 /* Event-loop side of agent_tunnel_wake / request_stop. */
 static void on_wakeup(agent_tunnel *t)
 {
@@ -690,8 +692,23 @@ static void on_wakeup(agent_tunnel *t)
         begin_shutdown(t);
     else if (stops > 1 && t->shutting && !t->done)
         shutdown_step(t, now_ms());
-    if (!agent_outq_empty(t->outq))
-        request_write(t);
+    if (agent_outq_empty(t->outq))
+        return;
+    /* Frames pushed by a job thread (a command's output, its exec_end) are
+     * written from here, outside every callback of the connection, when
+     * nothing of it is left in lws's buffer: asking for WRITEABLE first
+     * costs a poll and a loop pass per wake-up.  Closing goes through
+     * WRITEABLE, which sends the close frame after the queue. */
+    if (t->wsi && t->established && !t->closing && !t->close_1009 && !t->killing &&
+        !lws_partial_buffered(t->wsi)) {
+        if (write_frames(t, t->wsi) < 0) {
+            kill_connection(t);
+            return;
+        }
+        if (agent_outq_empty(t->outq))
+            return;
+    }
+    request_write(t);
 }
 
 /* ---- the libwebsockets protocol callback ---------------------------------- */
@@ -735,19 +752,11 @@ static int write_batch(agent_tunnel *t, struct lws *wsi, agent_frame *first, int
     return lws_write(wsi, out, used, LWS_WRITE_RAW) == (int)used ? 0 : -1;
 }
 
-static int on_writeable(agent_tunnel *t, struct lws *wsi)
+/* Writes queued frames while the socket takes them, bounded so that reads
+ * are served between passes.  The number of frames written, -1 if a write
+ * failed (the connection must go). */
+static int write_frames(agent_tunnel *t, struct lws *wsi)
 {
-    if (wsi != t->wsi)
-        return 0;
-    if (t->close_1009) {
-        static const char reason[] = "message too big";
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
-                         sizeof(reason) - 1);
-        return -1;
-    }
-    /* Frames queued together (a command's output and its exec_end) go out
-     * in one pass while the socket takes them: a loop pass and a poll cycle
-     * per frame saved.  Bounded, so that reads are served between passes. */
     int wrote = 0;
     size_t bytes = 0;
     agent_frame *f;
@@ -773,6 +782,25 @@ static int on_writeable(agent_tunnel *t, struct lws *wsi)
             return -1;
         }
     }
+    return wrote;
+}
+
+static int on_writeable(agent_tunnel *t, struct lws *wsi)
+{
+    if (wsi != t->wsi)
+        return 0;
+    if (t->close_1009) {
+        static const char reason[] = "message too big";
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
+                         sizeof(reason) - 1);
+        return -1;
+    }
+    /* Frames queued together (a command's output and its exec_end) go out
+     * in one pass while the socket takes them: a loop pass and a poll cycle
+     * per frame saved. */
+    int wrote = write_frames(t, wsi);
+    if (wrote < 0)
+        return -1;
     if (wrote) {
         /* A push into the emptied queue wakes the loop (on_wakeup), so only
          * frames still queued, or the close still to send, need another pass. */
