@@ -262,7 +262,10 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         /* The client side is forward.c's connections to peer replicas. */
         return g_peer_mode == FORWARD_PEER_NONE ? 0 : peer_trust_store((SSL_CTX *)user);
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        /* no tunnel connection is in a callback here: exec frames go out now */
+        tunnel_hub_write_now(parts_of(wsi)->tunnels, 1);
         workers_drain_completions(parts_of(wsi)->pool);
+        tunnel_hub_write_now(parts_of(wsi)->tunnels, 0);
         registry_deliver(parts_of(wsi)->tunnels); /* other replicas' revocations */
         return 0;
     default:

@@ -164,6 +164,7 @@ struct tunnel_hub {
     /* assembly slots of big messages (BIG_MESSAGE) and who waits for one */
     int big_free;
     tunnel_session *big_wait_head, *big_wait_tail;
+    int write_now; /* tunnel_hub_write_now */
 };
 
 tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o)
@@ -233,19 +234,44 @@ static tunnel_session *bucket_of(tunnel_hub *h, const char *cluster_id)
 static void start_close(tunnel_session *s, int code, const char *reason);
 static void drop_queue(tunnel_session *s);
 
-/* lws writes the queue when the socket can take it (a session without a
- * socket is read with tunnel_session_pop). */
-static void want_write(tunnel_session *s)
-{
-    if (s->wsi)
-        lws_callback_on_writable(s->wsi);
-}
-
 static void frame_free(out_frame *f)
 {
     if (f->secret)
         OPENSSL_cleanse(f->data + LWS_PRE, f->len);
     free(f);
+}
+
+static out_frame *pop_frame(tunnel_session *s);
+
+/* lws writes the queue when the socket can take it (a session without a
+ * socket is read with tunnel_session_pop).  With write_now on, a frame that
+ * is alone in the queue, with nothing of the connection left in lws's
+ * buffer, is written at once: asking for WRITEABLE first costs a loop pass
+ * and two epoll_ctl calls on the path of every command sent.  What the
+ * socket does not take lws keeps and writes itself. */
+static void want_write(tunnel_session *s)
+{
+    if (!s->wsi)
+        return;
+    if (!s->hub->write_now || s->close_code || !s->oq_head || s->oq_head != s->oq_tail ||
+        lws_partial_buffered(s->wsi)) {
+        lws_callback_on_writable(s->wsi);
+        return;
+    }
+    out_frame *f = pop_frame(s);
+    int rc = lws_write(s->wsi, f->data + LWS_PRE, f->len, f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+    frame_free(f);
+    if (rc < 0) {
+        /* as a failed write in WRITEABLE would: the connection goes, and
+         * with it (session_closed) the requests waiting on it */
+        log_warn("agent %s: write failed, dropping the connection", s->cluster_id);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+}
+
+void tunnel_hub_write_now(tunnel_hub *h, int on)
+{
+    h->write_now = on;
 }
 
 static int enqueue_ex(tunnel_session *s, const void *p, size_t n, int binary, int secret)

@@ -42,6 +42,11 @@ struct lws_context *tunnel_hub_lws(tunnel_hub *h);
 /* After the lws context is destroyed (every connection closed) and the pool
  * stopped: frees what is left. */
 void tunnel_hub_free(tunnel_hub *h);
+/* While on, a frame queued for a connection with nothing else waiting is
+ * written at once rather than on the connection's next WRITEABLE.  Only for
+ * loop code that runs outside every tunnel connection's own callbacks (the
+ * workers' completions): lws must not be inside that connection. */
+void tunnel_hub_write_now(tunnel_hub *h, int on);
 
 typedef struct {
     int failed;             /* 1: no result from the agent (see error_code) */
