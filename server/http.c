@@ -48,6 +48,7 @@ enum txn_state { TXN_RECEIVING, TXN_PROCESSING, TXN_WRITING, TXN_STREAMING, TXN_
 
 struct http_txn {
     struct lws *wsi; /* NULL once the connection is gone */
+    struct http_conn *conn; /* wsi's, while wsi is set */
     enum txn_state state;
     int job_pending;
     http_request req;
@@ -697,6 +698,7 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
     if (!t)
         return -1;
     c->txn = t;
+    t->conn = c;
     t->wsi = wsi;
     t->started = sm_now();
     char *uriptr = NULL;
@@ -1062,6 +1064,18 @@ void http_txn_respond(http_txn *t)
 {
     if (!t->wsi) {
         txn_maybe_free(t);
+        return;
+    }
+    /* exec.c answers from the tunnel's callbacks and timers, never from a
+     * callback of the client's own connection: the answer is written now,
+     * unless lws still holds some of that connection's output.  Waiting for
+     * WRITEABLE instead costs a loop pass and two epoll_ctl calls on the
+     * path of every command.  t may be freed by the time this returns. */
+    struct lws *wsi = t->wsi;
+    if (t->conn && t->conn->txn == t && !lws_partial_buffered(wsi)) {
+        t->state = TXN_WRITING;
+        if (write_fixed(wsi, t->conn, t) < 0) /* as a -1 from WRITEABLE would */
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return;
     }
     respond_now(t);

@@ -58,7 +58,9 @@ typedef struct {
 
 http_request *http_txn_request(http_txn *t);
 http_response *http_txn_response(http_txn *t);
-/* Write resp as a complete response (Content-Length). */
+/* Write resp as a complete response (Content-Length), at once when the
+ * socket takes it.  Only from outside the client connection's own callbacks
+ * (exec.c: the tunnel's callbacks and timers); t may be freed on return. */
 void http_txn_respond(http_txn *t);
 /* Chunked streaming response. */
 int http_txn_stream_begin(http_txn *t, int status, const char *content_type,

@@ -193,6 +193,79 @@ def stalled_reader_pauses_the_command_and_memory_stays_flat(t):
     check(srss.growth_mib < 32, "server VmRSS grew %.1f MiB over the run" % srss.growth_mib)
 
 
+def read_http_response(s):
+    """(status, body) of one Content-Length response read from socket s."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        check(chunk, "the connection closed before the headers", data[:200])
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    length = [int(x.split(":", 1)[1]) for x in lines[1:] if x.lower().startswith("content-length:")]
+    eq(len(length), 1, "Content-Length headers in %r" % lines)
+    while len(body) < length[0]:
+        chunk = s.recv(1 << 20)
+        check(chunk, "the connection closed %d bytes into the body" % len(body))
+        body += chunk
+    return status, body[:length[0]]
+
+
+@test(timeout=180)
+def json_answer_to_a_client_not_reading_arrives_whole(t):
+    """A JSON answer is written from the tunnel's callback the moment exec_end
+    arrives, not on the client connection's next WRITEABLE.  To a client that
+    reads nothing (a 4 KiB receive buffer), the socket takes part of it and lws
+    keeps the rest: the server answers other clients meanwhile, and once the
+    client reads, the answer arrives whole and byte-exact, and the same
+    connection takes the next request."""
+    w, agent, cid = gen_world(t, "jsonstall")
+    n, seed = 3 * MIB, "j" + rand_tag(4)
+    want = bigout_gen.stream(n, seed)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    raw.settimeout(120)
+    raw.connect(("127.0.0.1", w.port))
+    s = w.ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+
+    def request(args, max_output):
+        body = json.dumps({"args": args, "max_output": max_output}).encode()
+        s.sendall(("POST /api/clusters/%s/kubectl HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %d\r\n\r\n" % (cid, w.api_key, len(body))).encode() + body)
+
+    request(["logs", str(n), seed], n)
+
+    # The command has ended once its audit row has its outcome: the answer was
+    # built and handed to the socket in that same callback.
+    def ended():
+        r = w.get("/api/audit?cluster_id=%s&limit=5" % cid)
+        eq(r.status, 200, "GET /api/audit")
+        mine = [e for e in r.json["entries"] if seed in e["argv"]]
+        return mine if mine and all(e["outcome"] != "started" for e in mine) else None
+    rows = wait_until(ended, 120, 0.05, "the command's audit row with its outcome")
+    eq(rows[0]["outcome"], "ok", "outcome of %r" % rows)
+    # the answer (~4 MiB of JSON) cannot all be in a 4 KiB window: the server holds
+    # the rest, and still serves everyone else
+    other = w.kubectl(cid, args=["logs", "1000", "other"], max_output=1000)
+    eq(other.status, 200, "another client's command while this one is not read")
+    eq(other.json["output"].encode(), bigout_gen.stream(1000, "other"), "the other output")
+    status, body = read_http_response(s)
+    eq(status, 200, "status of the answer read late")
+    d = json.loads(body)
+    eq(d["return_code"], 0, "return_code")
+    eq(d["bytes"], n, "bytes")
+    got = base64.b64decode(d["output_base64"]) if "output_base64" in d else d["output"].encode()
+    eq(hashlib.sha256(got).hexdigest(), hashlib.sha256(want).hexdigest(), "output SHA-256")
+    # keep-alive: the connection takes the next command
+    request(["logs", "500", "again"], 500)
+    status, body = read_http_response(s)
+    eq(status, 200, "the next answer on the same connection")
+    eq(json.loads(body)["bytes"], 500, "the next answer's bytes")
+    s.close()
+
+
 @test(timeout=180)
 def client_gone_mid_stream_kills_the_command(t):
     w, agent, cid = gen_world(t, "gone")
