@@ -557,13 +557,6 @@ static void close_fd(run_state *st, int i)
  * a byte at a time, alternating stdout and stderr) cannot keep more memory
  * than the hold says. */
 #define HELD_FRAME_COST 64
-/* The most output one data frame carries.  With its data header and its
- * WebSocket header the frame is then two TLS records of 16 KiB exactly:
- * PROTO_MAX_CHUNK would spill 13 bytes into a third record of its own, which
- * both ends seal or open, write or read (two system calls without read-ahead)
- * like a full one. */
-#define TLS_RECORD_MAX 16384
-#define AGENT_READ_CHUNK (2 * TLS_RECORD_MAX - WS_FRAME_HEAD_16 - PROTO_DATA_HDR)
 _Static_assert(AGENT_READ_CHUNK <= PROTO_MAX_CHUNK, "a frame the server accepts");
 /* Frames filled by one read of a pipe, at most */
 #define READ_FRAMES 4
@@ -661,6 +654,14 @@ static ssize_t read_held(run_state *st, int i, int64_t n)
 }
 
 /* One read from pipe i.  forward: within window/limit, else the bytes are dropped. */
+/* What one read of a pipe may take: cap, and never more than the window
+ * or what is left below the output limit. */
+static int64_t read_budget(int64_t cap, int64_t window, int64_t room_limit)
+{
+    int64_t n = cap < window ? cap : window;
+    return n < room_limit ? n : room_limit;
+}
+
 static void read_pipe(run_state *st, int i, int forward, int64_t window)
 {
     job *j = st->j;
@@ -694,13 +695,8 @@ static void read_pipe(run_state *st, int i, int forward, int64_t window)
         }
         return;
     }
-    int64_t n = AGENT_READ_CHUNK;
-    if (n > window)
-        n = window;
-    if (n > room_limit)
-        n = room_limit;
     if (j->hold > 0) {
-        ssize_t r = read_held(st, i, n);
+        ssize_t r = read_held(st, i, read_budget(AGENT_READ_CHUNK, window, room_limit));
         if (r <= 0) {
             if (r == 0 || (errno != EAGAIN && errno != EINTR))
                 close_fd(st, i);
@@ -724,11 +720,8 @@ static void read_pipe(run_state *st, int i, int forward, int64_t window)
     agent_frame *fr[READ_FRAMES] = { NULL };
     struct iovec iov[READ_FRAMES];
     int nf = 0;
-    int64_t total = (int64_t)READ_FRAMES * AGENT_READ_CHUNK, want = 0;
-    if (total > window)
-        total = window;
-    if (total > room_limit)
-        total = room_limit;
+    int64_t total = read_budget((int64_t)READ_FRAMES * AGENT_READ_CHUNK, window, room_limit);
+    int64_t want = 0;
     while (nf < READ_FRAMES && want < total) {
         size_t len = total - want < AGENT_READ_CHUNK ? (size_t)(total - want) : AGENT_READ_CHUNK;
         agent_frame *f = agent_frame_new(1, PROTO_DATA_HDR + len);

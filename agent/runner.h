@@ -19,6 +19,8 @@
 
 #include "argv.h"
 #include "outq.h"
+#include "proto.h"
+#include "ws_frame.h"
 
 /* One runner per tunnel (opaque); its jobs queue their frames on opts.outq. */
 typedef struct agent_runner agent_runner;
@@ -51,6 +53,14 @@ void agent_runner_stop(agent_runner *runner);
 void agent_runner_free(agent_runner *runner);
 /* Job threads kept now, and how many of them wait for a job. */
 void agent_runner_pool(agent_runner *runner, int *threads, int *idle);
+
+/* The most output one data frame carries.  With its data header and its
+ * WebSocket header the frame is then two TLS records of 16 KiB exactly:
+ * PROTO_MAX_CHUNK would spill 13 bytes into a third record of its own, which
+ * both ends seal or open, write or read (two system calls without read-ahead)
+ * like a full one. */
+#define TLS_RECORD_MAX 16384
+#define AGENT_READ_CHUNK (2 * TLS_RECORD_MAX - WS_FRAME_HEAD_16 - PROTO_DATA_HDR)
 
 /* v2 exec.  On RUN_STARTED argv has been taken over (left empty).  timeout <= 0
  * or above the maximum means the maximum; max_output <= 0 means the agent's cap.

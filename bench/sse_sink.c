@@ -391,29 +391,40 @@ static int run_https(const char *port, const char *cafile, const char *reqfile)
     }
     static char req[1 << 16];
     size_t reqlen = fread(req, 1, sizeof(req), f);
+    int whole = feof(f) && !ferror(f);
     fclose(f);
+    if (!whole) {
+        fprintf(stderr, "%s: unreadable, or larger than %zu bytes\n", reqfile, sizeof(req));
+        return -1;
+    }
     struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *ai = NULL;
     if (getaddrinfo("127.0.0.1", port, &hints, &ai) != 0)
         return -1;
     int fd = socket(ai->ai_family, ai->ai_socktype, 0);
     if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
         perror("connect");
+        if (fd >= 0)
+            close(fd);
         freeaddrinfo(ai);
         return -1;
     }
     freeaddrinfo(ai);
+    int rc = -1;
+    SSL *ssl = NULL;
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        goto out;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1)
-        return -1;
+        goto out;
     SSL_CTX_set_read_ahead(ctx, 1);
-    SSL *ssl = SSL_new(ctx);
+    ssl = SSL_new(ctx);
+    if (!ssl)
+        goto out;
     X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
     SSL_set_fd(ssl, fd);
-    if (SSL_connect(ssl) != 1 || SSL_write(ssl, req, (int)reqlen) != (int)reqlen) {
-        ERR_print_errors_fp(stderr);
-        return -1;
-    }
+    if (SSL_connect(ssl) != 1 || SSL_write(ssl, req, (int)reqlen) != (int)reqlen)
+        goto out;
     static char in[1 << 18];
     for (;;) {
         int r = SSL_read(ssl, in, sizeof(in));
@@ -425,10 +436,14 @@ static int run_https(const char *port, const char *cafile, const char *reqfile)
     }
     if (http_state != DONE)
         fail(http_status == 200 ? "stream ended before its last chunk" : "HTTP status not 200");
+    rc = 0;
+out:
+    if (rc)
+        ERR_print_errors_fp(stderr);
     SSL_free(ssl);
     SSL_CTX_free(ctx);
     close(fd);
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv)

@@ -824,7 +824,10 @@ int http_on_body_done(struct lws *wsi, struct http_conn *c)
 
 /* ---- writing ------------------------------------------------------------- */
 
-static unsigned char g_wbuf[LWS_PRE + (STREAM_WRITE > WRITE_CHUNK ? STREAM_WRITE : WRITE_CHUNK) + 64];
+/* One write of either kind (a fixed answer's chunk, a streamed chunk), with
+ * slack for the chunk framing. */
+_Static_assert(STREAM_WRITE >= WRITE_CHUNK, "the buffer is sized by the larger write");
+static unsigned char g_wbuf[LWS_PRE + STREAM_WRITE + 64];
 
 /* Builds the header block at g_wbuf + LWS_PRE; its end in *pp.  0 or -1. */
 static int build_headers(struct lws *wsi, http_txn *t, int status, const char *ctype,
