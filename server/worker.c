@@ -146,9 +146,17 @@ static void *worker_main(void *p)
         }
         pthread_mutex_lock(&wp->mu);
         wp->running--;
+        /* The loop takes the whole list when woken: a push onto a list that
+         * is not empty has its wake-up coming already. */
+        int wake = !wp->finished.head;
         list_push(&wp->finished, j);
-        if (wp->notify)
+        if (wake && wp->notify) {
+            /* Woken with the lock held, the loop would find it taken when it
+             * comes for the list (a futex wait and wake per command). */
+            pthread_mutex_unlock(&wp->mu);
             wp->notify(wp->notify_arg);
+            pthread_mutex_lock(&wp->mu);
+        }
     }
     pthread_mutex_unlock(&wp->mu);
     return NULL;

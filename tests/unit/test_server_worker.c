@@ -7,7 +7,8 @@
  * worker is stuck); the bounded queue; nothing accepted before start or once
  * stopping; a stop with jobs still queued runs them all and their done();
  * two pool sets side by side; a store that cannot be opened; a job goes to
- * the thread that went idle last. */
+ * the thread that went idle last; completions wake the loop once until it
+ * drains them, with the pool's lock released. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,6 +46,7 @@ typedef struct {
     int ran[WORKER_POOLS];
     int done;
     int bad; /* a job or done() saw something it should not have */
+    int probe_lock; /* notify checks the pool's lock is free */
     pthread_t loop_thread;
 } fixture;
 
@@ -58,9 +60,34 @@ typedef struct {
     pthread_t done_on;
 } job_rec;
 
+static void *backlog_main(void *arg)
+{
+    (void)workers_backlog(arg); /* takes the pool's lock */
+    return NULL;
+}
+
+/* Whether another thread can take the pool's lock now (within 10 s). */
+static int pool_lock_free(workers *wp)
+{
+    pthread_t th;
+    if (pthread_create(&th, NULL, backlog_main, wp) != 0)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    if (pthread_timedjoin_np(th, NULL, &ts) != 0) {
+        pthread_detach(th);
+        return 0;
+    }
+    return 1;
+}
+
 static void notify(void *arg)
 {
     fixture *fx = arg;
+    /* The loop takes the pool's lock as soon as it is woken: it must be free. */
+    if (fx->probe_lock && !pool_lock_free(fx->wp))
+        __atomic_add_fetch(&fx->bad, 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&fx->mu);
     fx->wakeups++;
     pthread_cond_broadcast(&fx->cv);
@@ -333,6 +360,47 @@ static void test_job_without_done(void **state)
     fixture_free(fx);
 }
 
+/* Completions waiting for the loop wake it once: a job that ends while
+ * earlier ones are still undrained adds no wake-up (an eventfd write and a
+ * loop pass each).  After a drain the next completion wakes it again.  The
+ * wake-up comes with the pool's lock released, so the woken loop does not
+ * find it taken. */
+static void test_completions_wake_once_until_drained(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(1, 0);
+    fx->probe_lock = 1;
+    fixture_start(fx, NULL, NULL);
+    enum { N = 5 };
+    job_rec recs[N + 1];
+    for (int i = 0; i < N; i++) {
+        recs[i] = (job_rec){ .fx = fx, .pool = WORKER_POOL_STORE };
+        assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &recs[i]), 0);
+    }
+    /* all five finished (none running or queued), nothing drained yet */
+    int64_t end = now_ms() + WAIT_MS;
+    while (workers_backlog(fx->wp) > 0) {
+        if (now_ms() > end)
+            fail_msg("the jobs did not finish");
+        sched_yield();
+    }
+    pthread_mutex_lock(&fx->mu);
+    assert_int_equal(fx->wakeups, 1);
+    assert_int_equal(fx->done, 0);
+    pthread_mutex_unlock(&fx->mu);
+    int n = N;
+    loop_until(fx, done_reaches, &n);
+    recs[N] = (job_rec){ .fx = fx, .pool = WORKER_POOL_STORE };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &recs[N]), 0);
+    loop_until(fx, rec_done, &recs[N]);
+    pthread_mutex_lock(&fx->mu);
+    assert_int_equal(fx->wakeups, 2);
+    assert_int_equal(fx->done, N + 1);
+    assert_int_equal(fx->bad, 0);
+    pthread_mutex_unlock(&fx->mu);
+    fixture_free(fx);
+}
+
 /* Every store worker stuck (a stalled database): the outbound and the probe
  * pool still answer, each on its own threads. */
 static void test_pools_apart(void **state)
@@ -524,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_services_reach_jobs),
         cmocka_unit_test(test_last_idle_takes_the_job),
         cmocka_unit_test(test_job_without_done),
+        cmocka_unit_test(test_completions_wake_once_until_drained),
         cmocka_unit_test(test_pools_apart),
         cmocka_unit_test(test_bounded_queue),
         cmocka_unit_test(test_stop_with_queued_jobs),
