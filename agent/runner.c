@@ -417,8 +417,10 @@ static void pipes_ready(run_state *st, int out_rd, int err_rd)
 {
     st->fd[0] = out_rd;
     st->fd[1] = err_rd;
-    fcntl(st->fd[0], F_SETFL, fcntl(st->fd[0], F_GETFL) | O_NONBLOCK);
-    fcntl(st->fd[1], F_SETFL, fcntl(st->fd[1], F_GETFL) | O_NONBLOCK);
+    /* Fresh pipe read ends have no status flag F_SETFL could change but this
+     * one (the child's ends stay blocking): no F_GETFL first. */
+    fcntl(st->fd[0], F_SETFL, O_NONBLOCK);
+    fcntl(st->fd[1], F_SETFL, O_NONBLOCK);
 #ifdef SYS_pidfd_open
     st->pidfd = (int)syscall(SYS_pidfd_open, st->pid, 0);
 #else
@@ -1089,9 +1091,14 @@ finish_nostate:
     pthread_mutex_lock(&runner->mu);
     j->done = 1; /* from here on j is the event loop's to free */
     j->efd = -1; /* the thread's: no wake-up may reach it for j any more */
+    /* The loop frees finished jobs whenever it passes (agent_runner_reap):
+     * on the wake-up of the next frames, or its tick.  Waking it just for
+     * that cost an eventfd write and a loop pass per command; only a
+     * shutdown, which waits for the last command to end, is told at once. */
+    int wake = runner->shutting_down;
     pthread_cond_broadcast(&runner->changed);
     pthread_mutex_unlock(&runner->mu);
-    if (runner->o.notify)
+    if (wake && runner->o.notify)
         runner->o.notify(runner->o.notify_arg);
 }
 

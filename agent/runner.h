@@ -31,7 +31,7 @@ typedef struct {
     int timeout_max;        /* seconds */
     int64_t max_output;     /* bytes */
     agent_outq *outq;       /* where output and exec_end go (not owned; outlives the runner) */
-    void (*notify)(void *arg); /* any thread: a job finished (wake the event loop) */
+    void (*notify)(void *arg); /* any thread: a job finished while shutting down (wake the loop) */
     void *notify_arg;
     int pool_idle_ms;       /* a job thread idle this long exits; 0: 30 s */
 } agent_runner_opts;
