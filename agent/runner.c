@@ -655,7 +655,6 @@ static ssize_t read_held(run_state *st, int i, int64_t n)
     return r;
 }
 
-/* One read from pipe i.  forward: within window/limit, else the bytes are dropped. */
 /* What one read of a pipe may take: cap, and never more than the window
  * or what is left below the output limit. */
 static int64_t read_budget(int64_t cap, int64_t window, int64_t room_limit)
@@ -664,6 +663,7 @@ static int64_t read_budget(int64_t cap, int64_t window, int64_t room_limit)
     return n < room_limit ? n : room_limit;
 }
 
+/* One read from pipe i.  forward: within window/limit, else the bytes are dropped. */
 static void read_pipe(run_state *st, int i, int forward, int64_t window)
 {
     job *j = st->j;

@@ -720,9 +720,9 @@ static int add_header(struct lws *wsi, const char *name, const char *value, unsi
                                        (const unsigned char *)value, (int)strlen(value), p, end);
 }
 
-/* Frames first and the small frames queued right after it (a command's
- * last output and its exec_end, a burst of short lines) into one buffer and
- * writes them with one lws_write.  Takes first; adds the frames written to
+/* Frames first, and the small frames queued right after it (a command's
+ * last output and its exec_end, a burst of short lines), into one buffer,
+ * and writes them with one lws_write.  Takes first; adds the frames written to
  * *frames and their payload bytes to *bytes.  0, or -1 when the write
  * failed or no masking key could be drawn. */
 static int write_batch(agent_tunnel *t, struct lws *wsi, agent_frame *first, int *frames,
@@ -785,16 +785,19 @@ static int write_frames(agent_tunnel *t, struct lws *wsi)
     return wrote;
 }
 
+/* Hands lws the close frame to send (status, reason): -1 for WRITEABLE to return. */
+static int close_with(struct lws *wsi, enum lws_close_status status, const char *reason)
+{
+    lws_close_reason(wsi, status, (unsigned char *)reason, strlen(reason));
+    return -1;
+}
+
 static int on_writeable(agent_tunnel *t, struct lws *wsi)
 {
     if (wsi != t->wsi)
         return 0;
-    if (t->close_1009) {
-        static const char reason[] = "message too big";
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
-                         sizeof(reason) - 1);
-        return -1;
-    }
+    if (t->close_1009)
+        return close_with(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
     /* Frames queued together (a command's output and its exec_end) go out
      * in one pass while the socket takes them: a loop pass and a poll cycle
      * per frame saved. */
@@ -808,12 +811,8 @@ static int on_writeable(agent_tunnel *t, struct lws *wsi)
             lws_callback_on_writable(wsi);
         return 0;
     }
-    if (t->closing) {
-        static const char reason[] = "agent shutting down";
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)reason,
-                         sizeof(reason) - 1);
-        return -1;
-    }
+    if (t->closing)
+        return close_with(wsi, LWS_CLOSE_STATUS_NORMAL, "agent shutting down");
     return 0;
 }
 

@@ -243,6 +243,14 @@ static void frame_free(out_frame *f)
 
 static out_frame *pop_frame(tunnel_session *s);
 
+/* Writes f on wsi and frees it: lws_write's result. */
+static int write_frame(struct lws *wsi, out_frame *f)
+{
+    int rc = lws_write(wsi, f->data + LWS_PRE, f->len, f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+    frame_free(f);
+    return rc;
+}
+
 /* lws writes the queue when the socket can take it (a session without a
  * socket is read with tunnel_session_pop).  With write_now on, a frame that
  * is alone in the queue, with nothing of the connection left in lws's
@@ -258,10 +266,7 @@ static void want_write(tunnel_session *s)
         lws_callback_on_writable(s->wsi);
         return;
     }
-    out_frame *f = pop_frame(s);
-    int rc = lws_write(s->wsi, f->data + LWS_PRE, f->len, f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-    frame_free(f);
-    if (rc < 0) {
+    if (write_frame(s->wsi, pop_frame(s)) < 0) {
         /* as a failed write in WRITEABLE would: the connection goes, and
          * with it (session_closed) the requests waiting on it */
         log_warn("agent %s: write failed, dropping the connection", s->cluster_id);
@@ -1402,9 +1407,7 @@ int tunnel_on_writeable(struct lws *wsi, struct tunnel_conn *c)
         return -1;
     out_frame *f = pop_frame(s);
     if (f) {
-        int rc = lws_write(wsi, f->data + LWS_PRE, f->len, f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-        frame_free(f);
-        if (rc < 0)
+        if (write_frame(wsi, f) < 0)
             return -1;
         if (s->oq_head || s->close_code)
             lws_callback_on_writable(wsi);
