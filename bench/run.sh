@@ -28,6 +28,9 @@
 #        BENCH_IO_COUNT, BENCH_IO_CONCURRENCY, BENCH_IO_MS (1c; BENCH_IO_COUNT=0 skips it),
 #        BENCH_DB_SYNC (the server's AURORA_DB_SYNC: full, the default, or normal),
 #        BENCH_CLIENT (lean, the default, or stdlib: see bench/tunnel_bench.py),
+#        BENCH_ROUNDS (2: each row of 1 and 1c runs in that many batches, tunnel and
+#        direct alternating; more, smaller batches let a machine whose speed drifts
+#        within a run weigh on both arms alike),
 #        BENCH_LOGS=<dir> (keep the server and agent logs there),
 #        BENCH_PERF=<dir> (perf record server + agent during 1: <dir>/perf.data,
 #        then python3 bench/perf_fold.py --perf-data <dir>/perf.data --out ...),
@@ -47,6 +50,7 @@ IO_COUNT=${BENCH_IO_COUNT:-200}
 IO_CONCS=${BENCH_IO_CONCURRENCY:-1,16}
 IO_MS=${BENCH_IO_MS:-30,100}
 CLIENT=${BENCH_CLIENT:-lean}
+ROUNDS=${BENCH_ROUNDS:-2}
 CONCS=${BENCH_CONCURRENCY:-1,8,32}
 AGENTS=${BENCH_AGENTS:-0,100,500,1000}
 MAX_AGENTS=$(tr ',' '\n' <<<"$AGENTS" | sort -n | tail -n1)
@@ -245,7 +249,7 @@ report() {
   fi
   python3 bench/tunnel_bench.py --port "$PORT" --ca "$CA" --key "$key" --cluster "$cluster" \
     --program /bin/echo --count "$COUNT" --concurrency "$CONCS" --client "$CLIENT" \
-    --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=$?
+    --rounds "$ROUNDS" --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=$?
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
@@ -294,7 +298,7 @@ report() {
       log "I/O-bound ($ms ms): $IO_COUNT commands at concurrency $IO_CONCS"
       python3 bench/tunnel_bench.py --port "$PORT" --ca "$CA" --key "$key" --cluster "$cluster3" \
         --program "$BIN/slow_echo_$ms" --count "$IO_COUNT" --concurrency "$IO_CONCS" --client "$CLIENT" \
-        --warmup 16 --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=$?
+        --warmup 16 --rounds "$ROUNDS" --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=$?
       stop_pid "$agent_pid"
       [ "$STOP_STATUS" = 0 ] || { echo "  PROBLEM aurora-agent exited with status $STOP_STATUS on SIGTERM"; rc1=1; }
       echo
