@@ -105,6 +105,9 @@ $(eval $(call variant,$(REL),rel,,$$(CC)))
 # Not part of `all` or `test`: `make bench` or `make build/rel/aurora-swarm`.
 $(REL)/aurora-swarm: build/rel/bench/swarm.o $(REL)/libagent.a $(REL)/libcommon.a
 	$(CC) $^ -o $@ $(AGENT_LIBS) -lev
+# What one wake-up of another thread costs here (bench/hop_bench.c).
+$(REL)/hop_bench: build/rel/bench/hop_bench.o
+	$(CC) $^ -o $@ -pthread
 ASAN_LD := $(ASAN_SAN)
 $(eval $(call variant,$(ASAN),asan,$$(ASAN_LD),$$(ASAN_CC)))
 
@@ -161,8 +164,9 @@ fuzz: test-deps
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run-fuzz.sh --long
 
 bench: deps test-deps
-	@$(MAKE) --no-print-directory all $(REL)/aurora-swarm
+	@$(MAKE) --no-print-directory all $(REL)/aurora-swarm $(REL)/hop_bench
 	@bench/run.sh
+	@$(REL)/hop_bench | tee build/bench-hops-latest.txt
 	@bench/agent_bench.sh | tee build/bench-agent-latest.txt
 	@python3 bench/webhook_bench.py | tee build/bench-webhooks-latest.txt
 	@python3 bench/replicas_bench.py | tee build/bench-replicas-latest.txt

@@ -12,6 +12,11 @@ on a CPU: what each hop between threads costs beyond its CPU) and context
 switches, each per command.  perf_fold.py says which functions take the CPU;
 this says whether the time between threads is waiting for a CPU or running.
 
+Then, the wake-ups of those threads split by where the woken thread ran: on
+the CPU of the thread that woke it, or on another one (on a VM, waking an idle
+virtual CPU is the hypervisor's work: bench/hop_bench.c measures one hop each
+way), with the scheduling delay of each kind.
+
 Then, from the wake-up events (`perf sched timehist -w`), one command's path
 hop by hop: from each wake-up to the next along the chain client -> server
 loop -> store worker -> server loop -> agent loop -> job thread -> spawned
@@ -31,6 +36,10 @@ import sys
 # "  44775.569523 [0000]  aurora-server[22945/22942]   0.012   0.004   0.031"
 ROW = re.compile(r"^\s*(\d+\.\d+)\s+\[\d+\]\s+(.*?)\[(-?\d+)(?:/(-?\d+))?\]\s+"
                  r"([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+
+
+# The CPU a row or a wake-up line was recorded on (the waker's, for a wake-up).
+CPU = re.compile(r"^\s*\d+\.\d+\s+\[(\d+)\]")
 
 
 def role(tid, pid, server_pid, agent_pid):
@@ -103,6 +112,33 @@ def command_chains(lines, server_pid, agent_pid):
     return done
 
 
+def wake_placement(lines, server_pid, agent_pid):
+    """{"same CPU"|"another CPU": [scheduling delay ms, ...]} over the wake-ups
+    of the server's and the agent's threads: whether the woken thread then ran
+    on its waker's CPU, and how long it waited for it."""
+    waker_cpu = {}  # woken tid -> the waker's CPU, until the tid's next row
+    out = {"same CPU": [], "another CPU": []}
+    for line in lines:
+        c = CPU.match(line)
+        if not c:
+            continue
+        m = WAKE.match(line)
+        if m:
+            ttid = int(m.group(6))
+            tpid = int(m.group(7)) if m.group(7) else ttid
+            if tpid in (server_pid, agent_pid):
+                waker_cpu[ttid] = int(c.group(1))
+            continue
+        m = ROW.match(line)
+        if not m:
+            continue
+        tid = int(m.group(3))
+        if tid in waker_cpu:
+            where = "same CPU" if waker_cpu.pop(tid) == int(c.group(1)) else "another CPU"
+            out[where].append(float(m.group(6)))
+    return out
+
+
 def pctl(xs, p):
     """Nearest-rank percentile."""
     xs = sorted(xs)
@@ -159,6 +195,13 @@ def main():
     print("%-22s %14.0f %16.0f %14.1f" % ("total", sum(run.values()) * 1000 / n,
                                           sum(delay.values()) * 1000 / n,
                                           sum(switches.values()) / n))
+    placed = wake_placement(lines, a.server_pid, a.agent_pid)
+    print("-- wake-ups of these threads, by where the woken thread ran")
+    print("%-22s %14s %16s %16s" % ("ran on", "wake-ups/cmd", "delay p50 us", "delay mean us"))
+    for where, xs in placed.items():
+        if xs:
+            print("%-22s %14.1f %16.0f %16.0f" % (where, len(xs) / n, pctl(xs, 50) * 1000,
+                                                  sum(xs) * 1000 / len(xs)))
     chains = command_chains(lines, a.server_pid, a.agent_pid)
     if chains:
         print_hops(chains, n)
