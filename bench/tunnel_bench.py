@@ -377,7 +377,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2,
                     help="split each row's count into this many batches, tunnel and direct "
-                         "alternating, so background load hits both modes alike")
+                         "alternating, so background load hits both modes alike (fewer at a "
+                         "concurrency where a batch would hold under 8x the concurrency)")
     ap.add_argument("--tunnel-only", action="store_true",
                     help="a correctness check: tunnel mode only, one summary line per "
                          "concurrency, errors grouped by error_code")
@@ -395,6 +396,11 @@ def main():
     if args.tunnel_only:
         return tunnel_check(args, ctx, concs)
     rounds = max(1, min(args.rounds, args.count))
+    # A batch starts and ends with fewer commands in flight than the
+    # concurrency asks for; small batches at a high concurrency would measure
+    # that ramp, not the rate.  Each batch keeps at least 8x the concurrency.
+    def rounds_at(conc):
+        return max(1, min(rounds, args.count // (8 * conc)))
     by = {}
     cpu = {}  # conc -> (server ticks, agent ticks) spent during tunnel batches
     client_cpu = {}  # (mode, conc) -> seconds of this client's own CPU (children excluded)
@@ -412,8 +418,9 @@ def main():
                 all_errors.append((mode, conc, "warmup", i, e))
         runs = {m: Run(m, conc, 0) for m in ("tunnel", "direct")}
         sc = ac = 0
-        for rnd in range(rounds):
-            n = args.count // rounds + (1 if rnd < args.count % rounds else 0)
+        nr = rounds_at(conc)
+        for rnd in range(nr):
+            n = args.count // nr + (1 if rnd < args.count % nr else 0)
             order = ("tunnel", "direct") if rnd % 2 == 0 else ("direct", "tunnel")
             for mode in order:
                 r = runs[mode]  # indices continue across rounds: one distinct word per command
@@ -446,8 +453,10 @@ def main():
     def ratio(a, b):
         return a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
 
-    print(f"{args.count} commands per row: {args.program} bench <i>, in {rounds} batches "
-          "alternating tunnel/direct, after an unmeasured warm-up")
+    batches = ", ".join(f"c={c}: {rounds_at(c)}" for c in concs)
+    print(f"{args.count} commands per row: {args.program} bench <i>, in batches alternating "
+          f"tunnel/direct ({batches}; at least 8x the concurrency each), after an unmeasured "
+          "warm-up")
     if args.client == "lean":
         print("client: Python threads, lean in both arms; tunnel = prebuilt request on one "
               "kept-alive TLS socket per thread, direct = os.posix_spawn + pipes")
