@@ -30,7 +30,8 @@
 #        BENCH_CLIENT (lean, the default, or stdlib: see bench/tunnel_bench.py),
 #        BENCH_ROUNDS (2: each row of 1 and 1c runs in up to that many batches, tunnel and
 #        direct alternating; more, smaller batches let a machine whose speed drifts
-#        within a run weigh on both arms alike; each keeps at least 8x the concurrency),
+#        within a run weigh on both arms alike; beyond two, each keeps at least 8x
+#        the concurrency),
 #        BENCH_LOGS=<dir> (keep the server and agent logs there),
 #        BENCH_PERF=<dir> (perf record server + agent during 1: <dir>/perf.data,
 #        then python3 bench/perf_fold.py --perf-data <dir>/perf.data --out ...),

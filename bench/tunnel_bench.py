@@ -377,8 +377,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2,
                     help="split each row's count into this many batches, tunnel and direct "
-                         "alternating, so background load hits both modes alike (fewer at a "
-                         "concurrency where a batch would hold under 8x the concurrency)")
+                         "alternating, so background load hits both modes alike (beyond two, "
+                         "fewer where a batch would hold under 8x the concurrency)")
     ap.add_argument("--tunnel-only", action="store_true",
                     help="a correctness check: tunnel mode only, one summary line per "
                          "concurrency, errors grouped by error_code")
@@ -398,9 +398,10 @@ def main():
     rounds = max(1, min(args.rounds, args.count))
     # A batch starts and ends with fewer commands in flight than the
     # concurrency asks for; small batches at a high concurrency would measure
-    # that ramp, not the rate.  Each batch keeps at least 8x the concurrency.
+    # that ramp, not the rate.  Beyond two batches (the default), each keeps
+    # at least 8x the concurrency.
     def rounds_at(conc):
-        return max(1, min(rounds, args.count // (8 * conc)))
+        return max(min(rounds, 2), min(rounds, args.count // (8 * conc)))
     by = {}
     cpu = {}  # conc -> (server ticks, agent ticks) spent during tunnel batches
     client_cpu = {}  # (mode, conc) -> seconds of this client's own CPU (children excluded)
@@ -455,8 +456,8 @@ def main():
 
     batches = ", ".join(f"c={c}: {rounds_at(c)}" for c in concs)
     print(f"{args.count} commands per row: {args.program} bench <i>, in batches alternating "
-          f"tunnel/direct ({batches}; at least 8x the concurrency each), after an unmeasured "
-          "warm-up")
+          f"tunnel/direct ({batches}; beyond two, at least 8x the concurrency each), after an "
+          "unmeasured warm-up")
     if args.client == "lean":
         print("client: Python threads, lean in both arms; tunnel = prebuilt request on one "
               "kept-alive TLS socket per thread, direct = os.posix_spawn + pipes")
