@@ -108,6 +108,9 @@ $(REL)/aurora-swarm: build/rel/bench/swarm.o $(REL)/libagent.a $(REL)/libcommon.
 # What one wake-up of another thread costs here (bench/hop_bench.c).
 $(REL)/hop_bench: build/rel/bench/hop_bench.o
 	$(CC) $^ -o $@ -pthread
+# What it costs a new program to start on another CPU than its parent's.
+$(REL)/exec_bench: build/rel/bench/exec_bench.o
+	$(CC) $^ -o $@ -pthread
 ASAN_LD := $(ASAN_SAN)
 $(eval $(call variant,$(ASAN),asan,$$(ASAN_LD),$$(ASAN_CC)))
 
@@ -164,9 +167,10 @@ fuzz: test-deps
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run-fuzz.sh --long
 
 bench: deps test-deps
-	@$(MAKE) --no-print-directory all $(REL)/aurora-swarm $(REL)/hop_bench
+	@$(MAKE) --no-print-directory all $(REL)/aurora-swarm $(REL)/hop_bench $(REL)/exec_bench
 	@bench/run.sh
 	@$(REL)/hop_bench | tee build/bench-hops-latest.txt
+	@$(REL)/exec_bench | tee build/bench-exec-latest.txt
 	@bench/agent_bench.sh | tee build/bench-agent-latest.txt
 	@python3 bench/webhook_bench.py | tee build/bench-webhooks-latest.txt
 	@python3 bench/replicas_bench.py | tee build/bench-replicas-latest.txt
