@@ -24,6 +24,13 @@ child -> (the command runs) -> agent loop -> server loop -> client, p50 and
 p90 over the commands whose chain was seen whole.  Only meaningful when the
 commands ran one at a time (BENCH_CONCURRENCY=1): at higher concurrency the
 chains interleave and few are matched.
+
+Last, the command itself (every process that ran as COMMAND, `echo` in row
+1), in each arm: its CPU (the run time of all its rows), split by who started
+it (a thread of the agent, or the bench client) and whether it ran only on the
+CPU its starter was on when it made it.  A program that starts on another CPU
+finds nothing of its parent's fresh state in the caches (bench/exec_bench.c
+measures what such a move costs here).
 Python 3 stdlib only.
 """
 
@@ -139,6 +146,60 @@ def wake_placement(lines, server_pid, agent_pid):
     return out
 
 
+def command_cpu(lines, agent_pid, command):
+    """{(started by, where it ran): [CPU ms per process]} for each process that
+    ran as `command`; its starter is the thread whose wake-up of the new pid
+    came first (the one that made it), and "stayed" means every row of the
+    process is on that thread's CPU at that moment."""
+    starter = {}  # pid -> (starter is the agent, the starter's CPU)
+    cpu_ms = collections.Counter()
+    cpus = collections.defaultdict(set)
+    is_command = set()
+    for line in lines:
+        c = CPU.match(line)
+        if not c:
+            continue
+        m = WAKE.match(line)
+        if m:
+            ttid = int(m.group(6))
+            tpid = int(m.group(7)) if m.group(7) else ttid
+            wpid = int(m.group(4)) if m.group(4) else int(m.group(3))
+            if ttid == tpid and tpid not in starter:
+                starter[tpid] = (wpid == agent_pid, int(c.group(1)))
+            continue
+        m = ROW.match(line)
+        if not m:
+            continue
+        pid = int(m.group(4)) if m.group(4) else int(m.group(3))
+        if m.group(2) == command:
+            is_command.add(pid)
+        cpu_ms[pid] += float(m.group(7))
+        cpus[pid].add(int(c.group(1)))
+    out = collections.defaultdict(list)
+    for pid in is_command:
+        if pid not in starter:
+            continue  # started before the recording
+        by_agent, where = starter[pid]
+        stayed = cpus[pid] == {where}
+        out[("the agent (tunnel)" if by_agent else "the client (direct)",
+             "its starter's CPU only" if stayed else "another CPU too")].append(cpu_ms[pid])
+    return out
+
+
+def print_command_cpu(groups, command):
+    print(f"-- the command itself ({command}): its CPU per process, by who started it and "
+          "where it ran")
+    print("%-22s %-24s %9s %10s %10s" % ("started by", "ran on", "processes", "CPU p50 us",
+                                          "CPU p90 us"))
+    for by in ("the agent (tunnel)", "the client (direct)"):
+        for where in ("its starter's CPU only", "another CPU too"):
+            xs = groups.get((by, where))
+            if xs:
+                print("%-22s %-24s %9d %10.0f %10.0f" % (by, where, len(xs),
+                                                         pctl(xs, 50) * 1000,
+                                                         pctl(xs, 90) * 1000))
+
+
 def pctl(xs, p):
     """Nearest-rank percentile."""
     xs = sorted(xs)
@@ -164,6 +225,7 @@ def main():
     ap.add_argument("--per-command", type=int, required=True, help="commands it covers")
     ap.add_argument("--server-pid", type=int, required=True)
     ap.add_argument("--agent-pid", type=int, required=True)
+    ap.add_argument("--command", default="echo", help="the command's process name")
     a = ap.parse_args()
     # -w adds the wake-up events (for the hops) between the usual rows
     out = subprocess.run(["perf", "sched", "timehist", "-w", "-i", a.sched_data],
@@ -207,6 +269,9 @@ def main():
         print_hops(chains, n)
     else:
         print("-- one command's path: no command's chain of wake-ups was seen whole")
+    groups = command_cpu(lines, a.agent_pid, a.command)
+    if groups:
+        print_command_cpu(groups, a.command)
 
 
 if __name__ == "__main__":
