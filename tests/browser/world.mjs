@@ -63,7 +63,8 @@ export async function waitFor(pred, timeoutMs, what, intervalMs = 50) {
 function sanEnv(dir) {
   fs.mkdirSync(dir, { recursive: true });
   return {
-    ASAN_OPTIONS: `detect_leaks=1:abort_on_error=0:log_path=${dir}/asan`,
+    // the integration harness's quarantine (tests/integration/harness.py: ASAN_QUARANTINE)
+    ASAN_OPTIONS: `detect_leaks=1:abort_on_error=0:quarantine_size_mb=32:log_path=${dir}/asan`,
     UBSAN_OPTIONS: `print_stacktrace=1:halt_on_error=1:log_path=${dir}/ubsan`,
   };
 }
