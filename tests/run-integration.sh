@@ -6,8 +6,11 @@
 # `N passed, M failed`.  A program that dies without its summary line counts as
 # one failure.
 #
-# The programs run INTEGRATION_JOBS (default 5) at a time: they pick free ports
-# and temp dirs, and mostly wait on their peers.  The longest (by the durations
+# The programs run INTEGRATION_JOBS (default 4) at a time: they pick free ports
+# and temp dirs.  Inside `make test` they share the two cores with the other
+# four parts, and a fifth program at a time only added contention: the test
+# phase took 515 s (899 CPU seconds) with 5, 456 s (778) with 4 and 484 s
+# (785) with 3, on one idle 2-core machine one after the other (2026-12-05).  The longest (by the durations
 # of the previous run, kept in $BUILD/integration-seconds/, or else by
 # tests/integration/seconds) start first; each
 # program's output is printed in one piece when it ends, in the order above.
@@ -18,7 +21,7 @@ cd "$(dirname "$0")/.."
 
 BUILD="${AURORA_BUILD_DIR:-build/asan}"
 PROG_TIMEOUT="${INTEGRATION_PROG_TIMEOUT:-600}"
-JOBS="${INTEGRATION_JOBS:-5}"
+JOBS="${INTEGRATION_JOBS:-4}"
 PY="${PYTHON:-python3}"
 export PYTHONDONTWRITEBYTECODE=1
 
