@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sorted_stats.h"
+
 extern char **environ;
 
 static void pin(int cpu)
@@ -63,22 +65,6 @@ static void *spinner_main(void *arg)
         for (unsigned long i = 0; i < 4096; i++)
             spinner_sink += i * i;
     return NULL;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct(const double *sorted, int n, double p)
-{
-    int i = (int)(p * n + 0.5) - 1; /* nearest rank */
-    if (i < 0)
-        i = 0;
-    if (i >= n)
-        i = n - 1;
-    return sorted[i];
 }
 
 /* One start of prog: the parent on parent_cpu, the child on child_cpu from
@@ -179,7 +165,7 @@ int main(int argc, char **argv)
     printf("--------------------------------------------------------------------------\n");
     double stay_p50[2] = { 1e-9, 1e-9 }; /* per destination CPU, idle neighbour */
     for (int w = 0; w < NWAYS; w++) {
-        qsort(cpu[w], (size_t)n, sizeof(double), cmp_double);
+        sort_samples(cpu[w], n);
         double p50 = pct(cpu[w], n, 0.50);
         if (ways[w].parent == ways[w].child && !ways[w].busy && p50 > 0)
             stay_p50[ways[w].child] = p50;

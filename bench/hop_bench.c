@@ -34,7 +34,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -42,6 +41,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "sorted_stats.h"
 
 typedef struct {
     int to_sleeper, to_waker;  /* eventfds, or the two ends of one TCP connection */
@@ -131,22 +132,6 @@ static void *sleeper_main(void *arg)
     return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct(const double *sorted, int n, double p)
-{
-    int i = (int)(p * n + 0.5) - 1; /* nearest rank */
-    if (i < 0)
-        i = 0;
-    if (i >= n)
-        i = n - 1;
-    return sorted[i];
-}
-
 /* n wake-ups of a sleeper on sleeper_cpu by a waker on waker_cpu (-1: free),
  * gap_us apart, through eventfds or (tcp) one loopback TCP connection; the
  * sorted one-way latencies in out. */
@@ -189,7 +174,7 @@ static void run(int n, int gap_us, int waker_cpu, int sleeper_cpu, int tcp, doub
     pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved);
     close(r.to_sleeper);
     close(r.to_waker);
-    qsort(out, (size_t)n, sizeof(double), cmp_double);
+    sort_samples(out, n);
 }
 
 int main(int argc, char **argv)

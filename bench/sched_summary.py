@@ -119,30 +119,41 @@ def command_chains(lines, server_pid, agent_pid):
     return done
 
 
+def events(lines):
+    """(CPU the line was recorded on, WAKE match or None, ROW match or None)
+    for each wake-up line and each scheduling row of `perf sched timehist -w`."""
+    for line in lines:
+        c = CPU.match(line)
+        if not c:
+            continue
+        w = WAKE.match(line)
+        r = None if w else ROW.match(line)
+        if w or r:
+            yield int(c.group(1)), w, r
+
+
+def wakee(w):
+    """(tid, pid) of the thread a WAKE match woke."""
+    tid = int(w.group(6))
+    return tid, int(w.group(7)) if w.group(7) else tid
+
+
 def wake_placement(lines, server_pid, agent_pid):
     """{"same CPU"|"another CPU": [scheduling delay ms, ...]} over the wake-ups
     of the server's and the agent's threads: whether the woken thread then ran
     on its waker's CPU, and how long it waited for it."""
     waker_cpu = {}  # woken tid -> the waker's CPU, until the tid's next row
     out = {"same CPU": [], "another CPU": []}
-    for line in lines:
-        c = CPU.match(line)
-        if not c:
+    for cpu, w, r in events(lines):
+        if w:
+            tid, pid = wakee(w)
+            if pid in (server_pid, agent_pid):
+                waker_cpu[tid] = cpu
             continue
-        m = WAKE.match(line)
-        if m:
-            ttid = int(m.group(6))
-            tpid = int(m.group(7)) if m.group(7) else ttid
-            if tpid in (server_pid, agent_pid):
-                waker_cpu[ttid] = int(c.group(1))
-            continue
-        m = ROW.match(line)
-        if not m:
-            continue
-        tid = int(m.group(3))
+        tid = int(r.group(3))
         if tid in waker_cpu:
-            where = "same CPU" if waker_cpu.pop(tid) == int(c.group(1)) else "another CPU"
-            out[where].append(float(m.group(6)))
+            where = "same CPU" if waker_cpu.pop(tid) == cpu else "another CPU"
+            out[where].append(float(r.group(6)))
     return out
 
 
@@ -155,26 +166,18 @@ def command_cpu(lines, agent_pid, command):
     cpu_ms = collections.Counter()
     cpus = collections.defaultdict(set)
     is_command = set()
-    for line in lines:
-        c = CPU.match(line)
-        if not c:
+    for cpu, w, r in events(lines):
+        if w:
+            tid, pid = wakee(w)
+            waker_pid = int(w.group(4)) if w.group(4) else int(w.group(3))
+            if tid == pid and pid not in starter:
+                starter[pid] = (waker_pid == agent_pid, cpu)
             continue
-        m = WAKE.match(line)
-        if m:
-            ttid = int(m.group(6))
-            tpid = int(m.group(7)) if m.group(7) else ttid
-            wpid = int(m.group(4)) if m.group(4) else int(m.group(3))
-            if ttid == tpid and tpid not in starter:
-                starter[tpid] = (wpid == agent_pid, int(c.group(1)))
-            continue
-        m = ROW.match(line)
-        if not m:
-            continue
-        pid = int(m.group(4)) if m.group(4) else int(m.group(3))
-        if m.group(2) == command:
+        pid = int(r.group(4)) if r.group(4) else int(r.group(3))
+        if r.group(2) == command:
             is_command.add(pid)
-        cpu_ms[pid] += float(m.group(7))
-        cpus[pid].add(int(c.group(1)))
+        cpu_ms[pid] += float(r.group(7))
+        cpus[pid].add(cpu)
     out = collections.defaultdict(list)
     for pid in is_command:
         if pid not in starter:

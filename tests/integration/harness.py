@@ -384,8 +384,9 @@ def parse_sse_stream(resp, on_event):
 # caught; its default, 256 MiB per process, made each long-running test server
 # fault in and recycle up to 256 MiB: ~10% of the integration part's CPU on a
 # 2-core machine (552 -> 499 CPU seconds alone, 2026-12-05), where the suite is
-# CPU-bound.  32 MiB still holds every chunk a test's request frees for far
-# longer than the request's own stale pointers could live.
+# CPU-bound.  A freed chunk now stays poisoned until 32 MiB more has been
+# freed: many requests later on these servers, so a stale pointer used in the
+# same or a nearby request is still caught; the RSS tests use 4 MiB anyway.
 ASAN_QUARANTINE = "quarantine_size_mb=32"
 
 
