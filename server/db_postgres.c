@@ -29,12 +29,16 @@
  * that itself (statement_timeout, DB_E_TIMEOUT on a usable connection), and
  * a client deadline shortly after it drops a connection that has not
  * answered at all (DB_E_TIMEOUT, then the same rules as a lost connection).
+ * Deadlines bound one call; db_breaker.h bounds the rest: once a call could
+ * not reach the database, the other handles fail at once while one call at
+ * a time tries it, instead of each waiting out its own deadline.
  *
  * Error messages carry PostgreSQL's primary message and SQLSTATE, never the
  * DETAIL line (which can quote row values) and never the connection url
  * (which can carry a password).
  */
 #include "db.h"
+#include "db_breaker.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
@@ -60,6 +64,10 @@ struct db {
     int connect_ms;
     /* The connection died inside a transaction the caller has not ended. */
     int tx_lost;
+    /* Shared with every handle on this database: fail fast while it does
+     * not answer (db_breaker.h).  May be NULL. */
+    db_breaker *breaker;
+    db_outcome outcome; /* what the current call learned, for the breaker */
     char err[512];
 };
 
@@ -422,8 +430,12 @@ static int connect_within(db_t *db)
 static int reconnect(db_t *db)
 {
     int e = connect_within(db);
-    if (e == DB_OK)
+    if (e == DB_OK) {
+        db->outcome = DB_REACHED;
         return DB_OK;
+    }
+    if (e != DB_E_OTHER) /* not: out of memory, or a database this server cannot use */
+        db->outcome = DB_UNREACHABLE;
     char msg[sizeof(db->err)];
     snprintf(msg, sizeof(msg), "%s", db->err);
     set_err(db, "postgres: connection lost and cannot reconnect: %s", msg);
@@ -503,6 +515,7 @@ static int map_error(db_t *db, PGresult *res, const char *what, int was_in_tx)
 static int timed_out(db_t *db, enum stmt_kind kind, const char *what, int was_in_tx)
 {
     drop_connection(db);
+    db->outcome = DB_UNREACHABLE;
     if (kind == STMT_COMMIT) {
         set_err(db, "postgres COMMIT: no answer within %d ms; the connection was dropped and "
                     "the transaction rolled back unless the commit reached the server first",
@@ -518,28 +531,11 @@ static int timed_out(db_t *db, enum stmt_kind kind, const char *what, int was_in
     return DB_E_TIMEOUT;
 }
 
-/* Runs one statement; on DB_OK *out holds a result the caller PQclear()s. */
-static int run(db_t *db, const char *sql, const db_param *p, size_t np, PGresult **out,
-               const char *what)
+/* Runs one statement (run() below decided it may); on DB_OK *out holds a
+ * result the caller PQclear()s.  Sets db->outcome for the breaker. */
+static int run_statement(db_t *db, const char *sql, enum stmt_kind kind, const db_param *p,
+                         size_t np, PGresult **out, const char *what)
 {
-    *out = NULL;
-    if (!sql)
-        return set_err(db, "postgres: NULL statement"), DB_E_OTHER;
-    enum stmt_kind kind = classify(sql);
-
-    if (db->tx_lost) {
-        /* The server already rolled the transaction back with the old
-         * connection; the caller learns it until it ends the transaction. */
-        if (kind == STMT_ROLLBACK) {
-            db->tx_lost = 0;
-            return DB_OK;
-        }
-        if (kind == STMT_COMMIT)
-            db->tx_lost = 0;
-        set_err(db, "postgres %s: the connection was lost inside this transaction; it was rolled "
-                    "back and nothing of it was written", what);
-        return DB_E_CONN;
-    }
     int e = ensure_connected(db);
     if (e != DB_OK)
         return e;
@@ -609,6 +605,7 @@ static int run(db_t *db, const char *sql, const db_param *p, size_t np, PGresult
     if (e == DB_E_TIMEOUT)
         return timed_out(db, kind, what, was_in_tx);
 
+    db->outcome = DB_REACHED;
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         /* A lost COMMIT has an unknown outcome unless the transaction was
@@ -616,6 +613,8 @@ static int run(db_t *db, const char *sql, const db_param *p, size_t np, PGresult
          * the transaction anyway: nothing is left to report later. */
         e = map_error(db, res, kind == STMT_COMMIT ? "COMMIT" : what,
                       was_in_tx && kind != STMT_ROLLBACK);
+        if (e == DB_E_CONN) /* lost, or the server is shutting down (08xxx, 57P0x) */
+            db->outcome = DB_UNREACHABLE;
         if (e == DB_E_CONN && kind == STMT_COMMIT && db->tx_lost) {
             db->tx_lost = 0;
             set_err(db, "postgres COMMIT: connection lost while committing; the transaction "
@@ -633,6 +632,45 @@ static int run(db_t *db, const char *sql, const db_param *p, size_t np, PGresult
     }
     *out = res;
     return DB_OK;
+}
+
+/* Runs one statement; on DB_OK *out holds a result the caller PQclear()s. */
+static int run(db_t *db, const char *sql, const db_param *p, size_t np, PGresult **out,
+               const char *what)
+{
+    *out = NULL;
+    if (!sql)
+        return set_err(db, "postgres: NULL statement"), DB_E_OTHER;
+    enum stmt_kind kind = classify(sql);
+
+    if (db->tx_lost) {
+        /* The server already rolled the transaction back with the old
+         * connection; the caller learns it until it ends the transaction. */
+        if (kind == STMT_ROLLBACK) {
+            db->tx_lost = 0;
+            return DB_OK;
+        }
+        if (kind == STMT_COMMIT)
+            db->tx_lost = 0;
+        set_err(db, "postgres %s: the connection was lost inside this transaction; it was rolled "
+                    "back and nothing of it was written", what);
+        return DB_E_CONN;
+    }
+    /* A statement that starts a conversation asks the breaker; one inside a
+     * transaction that began is bounded by its own deadline, and its caller
+     * must learn how the transaction ended. */
+    int probe = 0;
+    if (!db->conn || !in_transaction(db)) {
+        char why[200];
+        if (!db_breaker_admit(db->breaker, &probe, why, sizeof(why))) {
+            set_err(db, "postgres %s: %s", what, why);
+            return DB_E_CONN;
+        }
+    }
+    db->outcome = DB_NOT_ASKED;
+    int e = run_statement(db, sql, kind, p, np, out, what);
+    db_breaker_report(db->breaker, probe, db->outcome, db->err);
+    return e;
 }
 
 /* ---- db.h entry points --------------------------------------------------------- */
@@ -705,6 +743,7 @@ static void free_db(db_t *db)
 {
     if (db->conn)
         PQfinish(db->conn);
+    db_breaker_put(db->breaker);
     if (db->url) {
         explicit_bzero(db->url, strlen(db->url));
         free(db->url);
@@ -728,7 +767,13 @@ static int pg_open(const char *url, db_t **out, char *err, size_t errlen)
     db_limits lim = db_get_limits();
     db->statement_ms = lim.statement_ms;
     db->connect_ms = lim.connect_ms;
+    /* A probe's turn: a reconnect, then a statement, each with its grace. */
+    db->breaker = db_breaker_get(url, lim.connect_ms + lim.statement_ms + 2 * CLIENT_GRACE_MS);
+    /* Opening is not refused (start-up, the admin CLI), but what it learns counts. */
     int e = connect_within(db);
+    db_breaker_report(db->breaker, 0, e == DB_OK ? DB_REACHED
+                                      : e == DB_E_OTHER ? DB_NOT_ASKED : DB_UNREACHABLE,
+                      db->err);
     if (e != DB_OK) {
         snprintf(err, errlen, "%s", db->err);
         free_db(db);

@@ -16,7 +16,7 @@ static struct {
     prom_family_t *info, *agents, *opened, *closed, *inflight, *waiting;
     prom_family_t *commands, *command_s, *out_bytes;
     prom_family_t *http, *http_s, *webhooks;
-    prom_family_t *store_s, *store_err, *secrets_s, *secrets_err;
+    prom_family_t *store_s, *store_err, *store_fast, *secrets_s, *secrets_err;
     prom_family_t *accept_fail;
     double start_time;
     struct workers *wp;
@@ -159,6 +159,9 @@ void server_metrics_init(const char *version)
                                (int)(sizeof(call_bounds) / sizeof(call_bounds[0])));
     M.store_err = prom_family(PROM_COUNTER, "aurora_store_errors_total",
                                  "State store statements that failed", 1, l_op, NULL, 0);
+    M.store_fast = prom_family(PROM_COUNTER, "aurora_store_fast_failures_total",
+                               "State store calls refused at once while the database did not "
+                               "answer and another call was checking it", 0, NULL, NULL, 0);
     M.secrets_s = prom_family(PROM_HISTOGRAM, "aurora_secrets_call_duration_seconds",
                                  "Secrets backend call latency", 2, l_sec, call_bounds,
                                  (int)(sizeof(call_bounds) / sizeof(call_bounds[0])));
@@ -254,6 +257,13 @@ void sm_store_call(const char *op, double seconds, int ok)
     prom_observe(M.store_s, v, seconds);
     if (!ok)
         prom_add(M.store_err, v, 1);
+}
+
+void sm_store_failed_fast(void)
+{
+    if (!ready())
+        return;
+    prom_add(M.store_fast, NULL, 1);
 }
 
 void sm_secrets_call(const char *backend, const char *op, double seconds, int ok)

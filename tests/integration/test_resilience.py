@@ -5,12 +5,16 @@ stalled_postgres_bounded_waits_and_recovery — the server runs on a real Postgr
 (started here from /usr/lib/postgresql/<v>/bin on a unix socket in a temp dir) with
 AURORA_DB_STATEMENT_TIMEOUT_MS / AURORA_DB_CONNECT_TIMEOUT_MS of 1 s.  Every postgres
 process is SIGSTOPped: the sockets stay open and the kernel keeps accepting
-connections, so nothing fails by itself.  While API calls wait on the database (more
-of them than there are store workers), /health answers 200 within 1 s (liveness is
-the event loop, not the store), /ready answers 503 {"store":"unavailable"}, each API
-call answers 503 STORE_UNAVAILABLE within the timeout plus a margin (not minutes),
-an unknown route still gets its 404 and the connected agent's tunnel stays up.
-After SIGCONT /ready, the API and commands recover (waited for with deadlines).
+connections, so nothing fails by itself.  While API calls wait on the database (six
+times as many as there are store workers, beside the server's own background
+sweeps), /health answers 200 within 1 s (liveness is the event loop, not the store),
+/ready answers 503 {"store":"unavailable"}, each API call answers 503
+STORE_UNAVAILABLE within two timeouts plus a margin (not one timeout per call queued
+ahead of it: once a call found the database silent, one call at a time tries it and
+the others fail at once), an unknown route still gets its 404 and the connected
+agent's tunnel stays up.  After SIGCONT /ready, the API and commands recover (waited
+for with deadlines), the log says when the database answered again and
+aurora_store_fast_failures_total counts the calls that did not wait.
 
 expired_token_ends_its_live_session — an agent token that expires while its agent is
 connected: the session is closed with 1008 `Token expired` when the token expires
@@ -82,7 +86,9 @@ def stalled_postgres_bounded_waits_and_recovery(t):
     limit = DB_TIMEOUT_MS / 1000.0
 
     pg.freeze()
-    # More API calls than store workers (4): every worker waits on the database.
+    # Six times as many API calls as store workers (4): queued one deadline
+    # each, the last would wait six.
+    calls = 24
     results = []
 
     def api_call(i):
@@ -90,7 +96,7 @@ def stalled_postgres_bounded_waits_and_recovery(t):
         body = None if i % 2 else {"args": ["get", "--raw", "/fixture/echo?text=x"]}
         results.append(timed(w.request, "GET" if i % 2 else "POST", path, body, timeout=120))
 
-    threads = [threading.Thread(target=api_call, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=api_call, args=(i,)) for i in range(calls)]
     for th in threads:
         th.start()
     try:
@@ -109,16 +115,19 @@ def stalled_postgres_bounded_waits_and_recovery(t):
     finally:
         for th in threads:
             th.join(120)
-    eq(len(results), 8, "every API call returned")
-    # A call may first wait for its worker (8 calls, 4 workers), then on the
-    # database: one statement deadline plus the client's grace, or a reconnect.
+    eq(len(results), calls, "every API call returned")
+    # A call may first wait for its worker (busy with a statement that began
+    # before the database was known silent), then on the database: one
+    # statement deadline plus the client's grace, or the one reconnect that
+    # tries it while the other calls fail at once.
     for r, took in results:
         eq(r.status, 503, "API call while the database is stopped (%r)" % r)
         eq(r.error_code, "STORE_UNAVAILABLE", "error_code (%r)" % r)
         check(took < 2 * (limit + 0.5) + MARGIN_S, "an API call must fail within the database "
               "timeout, not hang (took %.1fs)" % took)
-    t.note("8 API calls on a stopped database: 503 after %.1f-%.1fs (timeout %.1fs)"
-           % (min(x[1] for x in results), max(x[1] for x in results), limit))
+    t.note("%d API calls on a stopped database: 503 after %.1f-%.1fs (timeout %.1fs)"
+           % (calls, min(x[1] for x in results), max(x[1] for x in results), limit))
+    contains(w.server.log_text(), "state store: the database does not answer", "server log")
     # One more, alone: its worker's connection is gone, so this is the reconnect path.
     r, took = timed(w.get, "/api/kubectl/connections")
     eq(r.status, 503, "API call on a reconnect (%r)" % r)
@@ -150,6 +159,13 @@ def stalled_postgres_bounded_waits_and_recovery(t):
     eq(r.status, 200, "command after the stall (%r)" % r)
     eq(r.json.get("output"), "after", "output after the stall")
     contains(w.server.log_text(), "readiness: the state store does not answer", "server log")
+    contains(w.server.log_text(), "state store: the database answers again after", "server log")
+    m = w.get("/metrics", auth=False)
+    eq(m.status, 200, "/metrics")
+    fast = [ln for ln in m.body.decode().splitlines()
+            if ln.startswith("aurora_store_fast_failures_total ")]
+    check(fast and float(fast[0].split()[1]) > 0,
+          "calls failed fast while the database was stopped (%r)" % fast)
     # Stop the server while the database runs (its last bookkeeping needs it).
     problems = agent.proc.stop() + w.server.stop()
     check(not problems, "clean exit", *problems)
