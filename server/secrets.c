@@ -3,6 +3,7 @@
  * the value), sorted de-duplicated listings, wiping of returned values. */
 #include "secrets.h"
 #include "server_metrics.h"
+#include "log.h"
 #include "secret.h"
 
 #include <openssl/crypto.h>
@@ -229,6 +230,27 @@ void secrets_free(unsigned char *val, size_t len)
 
 /* ---- operations --------------------------------------------------------------- */
 
+/* Set on threads that must not wait on the backend (secrets.h). */
+static _Thread_local const char *t_forbidden;
+
+void secrets_forbid_on_this_thread(const char *kind)
+{
+    t_forbidden = kind ? kind : "forbidden thread";
+}
+
+/* SECRETS_OK, or SECRETS_E_INVALID on a thread that must not call the backend. */
+static int check_thread(const secrets_t *s, const char *op, const char *path, char *err,
+                        size_t errlen)
+{
+    if (!t_forbidden)
+        return SECRETS_OK;
+    say(err, errlen, "secrets backend %s: %s %s: called on a %s, which must not wait on the "
+                     "secrets backend (a route or task on the wrong worker pool)",
+        s->be->name, op, path ? path : "(none)", t_forbidden);
+    log_error("%s", err);
+    return SECRETS_E_INVALID;
+}
+
 /* "secrets backend vault: get aurora/x: <detail>" */
 static int fail(const secrets_t *s, int rc, const char *op, const char *path, const char *detail,
                 char *err, size_t errlen)
@@ -272,6 +294,8 @@ int secrets_put(secrets_t *s, const char *path, const void *val, size_t len, cha
         return SECRETS_E_INVALID;
     }
     int rc = check_path(s, "put", path, err, errlen);
+    if (rc == SECRETS_OK)
+        rc = check_thread(s, "put", path, err, errlen);
     if (rc != SECRETS_OK)
         return rc;
     if (!val || len == 0)
@@ -307,6 +331,8 @@ int secrets_get(secrets_t *s, const char *path, unsigned char **val, size_t *len
         return SECRETS_E_INVALID;
     }
     int rc = check_path(s, "get", path, err, errlen);
+    if (rc == SECRETS_OK)
+        rc = check_thread(s, "get", path, err, errlen);
     if (rc != SECRETS_OK)
         return rc;
     char detail[384] = "";
@@ -336,6 +362,8 @@ int secrets_delete(secrets_t *s, const char *path, char *err, size_t errlen)
         return SECRETS_E_INVALID;
     }
     int rc = check_path(s, "delete", path, err, errlen);
+    if (rc == SECRETS_OK)
+        rc = check_thread(s, "delete", path, err, errlen);
     if (rc != SECRETS_OK)
         return rc;
     char detail[384] = "";
@@ -410,6 +438,9 @@ int secrets_list(secrets_t *s, const char *prefix, char ***paths, size_t *n, cha
         strncmp(prefix, SECRETS_ROOT, strlen(SECRETS_ROOT)) == 0 ? prefix : SECRETS_ROOT;
     if (be_prefix != prefix && strncmp(SECRETS_ROOT, prefix, strlen(prefix)) != 0)
         return SECRETS_OK; /* a prefix outside aurora/ matches nothing */
+    int forbidden = check_thread(s, "list", prefix, err, errlen);
+    if (forbidden != SECRETS_OK)
+        return forbidden;
     collector c = { .prefix = prefix, .plen = strlen(prefix) };
     char detail[384] = "";
     int rc;

@@ -138,6 +138,15 @@ int secrets_ref_parse(const char *ref, char *backend, size_t bcap, const char **
 /* Short name of a result code ("not found", "backend unavailable", …). */
 const char *secrets_strerror(int rc);
 
+/* Marks the calling thread as one that must never wait on the secrets
+ * backend: the store workers (worker.c), which every API call, agent
+ * connect and command needs, while a remote backend (Vault, AWS) may take
+ * its whole timeout per call.  get/put/delete/list on such a thread fail at
+ * once with SECRETS_E_INVALID and a logged error naming the operation, so a
+ * route registered on the wrong pool fails its tests instead of waiting in
+ * production.  kind names the thread in that error ("store worker"). */
+void secrets_forbid_on_this_thread(const char *kind);
+
 /* ---- for backend implementations ------------------------------------------ */
 
 /* Reads a credential file that the kubelet keeps fresh (a projected

@@ -121,6 +121,10 @@ static void *worker_main(void *p)
     worker_thread *t = p;
     workers *wp = t->wp;
     worker_ctx *w = &t->ctx;
+    /* Everything waits on the store workers: a slow secrets backend must
+     * never hold one (connector routes that need it run on the outbound pool). */
+    if (w->pool == WORKER_POOL_STORE)
+        secrets_forbid_on_this_thread("store worker");
     pthread_mutex_lock(&wp->mu);
     for (;;) {
         while (!wp->todo[w->pool].head && !wp->stopping) {

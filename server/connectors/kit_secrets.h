@@ -10,7 +10,8 @@
  * (aurora/users/<user>/…) keep working.
  *
  * Blocking (secrets backends may be remote): outbound pool only, except
- * kit_row_load and kit_status, which read the store only. */
+ * kit_row_load and kit_status, which read the store only.  On a store
+ * worker the backend refuses every call (secrets_forbid_on_this_thread). */
 #ifndef AURORA_KIT_SECRETS_H
 #define AURORA_KIT_SECRETS_H
 

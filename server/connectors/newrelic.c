@@ -894,7 +894,8 @@ static void newrelic_register(void)
 {
     router_add_outbound(HTTP_POST, "/newrelic/connect", ROUTE_AUTH_API, connect_route);
     router_add(HTTP_GET, "/newrelic/status", ROUTE_AUTH_API, status_route);
-    router_add(HTTP_POST, "/newrelic/disconnect", ROUTE_AUTH_API, disconnect_route);
+    /* Deletes the connection's secrets: the backend may be remote. */
+    router_add_outbound(HTTP_POST, "/newrelic/disconnect", ROUTE_AUTH_API, disconnect_route);
     newrelic_api_register();
     newrelic_poll_register();
     if (kit_webhook_register(&newrelic_webhook) < 0)

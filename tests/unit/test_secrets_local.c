@@ -792,6 +792,49 @@ static void test_threads_share_a_handle(void **state)
     secrets_list_free(l, n);
 }
 
+/* A thread marked as one that must not wait on the backend (a store worker)
+ * gets every operation refused at once, with the thread named; nothing is
+ * written; other threads are not affected. */
+typedef struct {
+    secrets_t *s;
+    int rc[4];
+    char err[4][512];
+} forbidden_arg;
+
+static void *forbidden_thread(void *p)
+{
+    forbidden_arg *a = p;
+    secrets_forbid_on_this_thread("store worker");
+    unsigned char *got = NULL;
+    size_t len = 0;
+    char **l = NULL;
+    size_t n = 0;
+    a->rc[0] = secrets_get(a->s, "aurora/forbid/x", &got, &len, a->err[0], sizeof(a->err[0]));
+    a->rc[1] = secrets_put(a->s, "aurora/forbid/y", "v", 1, a->err[1], sizeof(a->err[1]));
+    a->rc[2] = secrets_delete(a->s, "aurora/forbid/x", a->err[2], sizeof(a->err[2]));
+    a->rc[3] = secrets_list(a->s, "aurora/forbid/", &l, &n, a->err[3], sizeof(a->err[3]));
+    secrets_list_free(l, n);
+    return NULL;
+}
+
+static void test_forbidden_thread_refused(void **state)
+{
+    fixture *f = *state;
+    put_ok(f->s, "aurora/forbid/x", "kept", 4);
+    forbidden_arg a = { .s = f->s };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, forbidden_thread, &a), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(a.rc[i], SECRETS_E_INVALID);
+        if (!strstr(a.err[i], "called on a store worker") || !strstr(a.err[i], "aurora/forbid/"))
+            fail_msg("operation %d: \"%s\"", i, a.err[i]);
+    }
+    /* Nothing deleted, nothing written; this thread still works. */
+    expect_secret(f->s, "aurora/forbid/x", "kept", 4);
+    expect_get_error(f->s, "aurora/forbid/y", SECRETS_NOT_FOUND, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -810,6 +853,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refs_and_user_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_share_a_handle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forbidden_thread_refused, setup, teardown),
     };
     return cmocka_run_group_tests_name("secrets_local", tests, NULL, NULL);
 }

@@ -8,7 +8,8 @@
  * stopping; a stop with jobs still queued runs them all and their done();
  * two pool sets side by side; a store that cannot be opened; a job goes to
  * the thread that went idle last; completions wake the loop once until it
- * drains them, with the pool's lock released. */
+ * drains them, with the pool's lock released; store workers are refused
+ * the secrets backend, outbound workers are not. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "proc_harness.h"
+#include "secrets.h"
 #include "worker.h"
 
 #define WAIT_MS 20000
@@ -585,6 +588,55 @@ static void test_store_cannot_open(void **state)
     workers_free(NULL);
 }
 
+/* A store worker must never wait on the secrets backend (secrets.h): a
+ * store job's secrets call is refused at once, the same call from an
+ * outbound job goes through. */
+typedef struct {
+    int rc;
+    char err[512];
+} secrets_call;
+
+static void secrets_run(worker_ctx *w, void *arg)
+{
+    secrets_call *c = arg;
+    c->rc = secrets_put(w->secrets, "aurora/pool-check/value", "v", 1, c->err, sizeof(c->err));
+}
+
+static void test_store_workers_never_call_secrets(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/aurora-worker-secrets-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    secrets_config scfg = { .backend = "local", .data_dir = dir };
+    secrets_t *sec = NULL;
+    char err[512] = "";
+    if (secrets_open(&scfg, &sec, err, sizeof(err)) != SECRETS_OK)
+        fail_msg("secrets_open: %s", err);
+    server_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.database_url = ":memory:";
+    cfg.workers = 1;
+    cfg.outbound_workers = 1;
+    workers_opts o = { .cfg = &cfg, .secrets = sec };
+    workers *wp = workers_new(&o, err, sizeof(err));
+    if (!wp)
+        fail_msg("workers_new: %s", err);
+    if (workers_start(wp, NULL, NULL, err, sizeof(err)) != 0)
+        fail_msg("workers_start: %s", err);
+    secrets_call on_store = { .rc = 99 }, on_outbound = { .rc = 99 };
+    assert_int_equal(workers_submit(wp, WORKER_POOL_STORE, secrets_run, NULL, &on_store), 0);
+    assert_int_equal(workers_submit(wp, WORKER_POOL_OUTBOUND, secrets_run, NULL, &on_outbound),
+                     0);
+    workers_stop(wp); /* runs what is queued first */
+    assert_int_equal(on_store.rc, SECRETS_E_INVALID);
+    assert_non_null(strstr(on_store.err, "called on a store worker"));
+    if (on_outbound.rc != SECRETS_OK)
+        fail_msg("outbound job: %s", on_outbound.err);
+    workers_free(wp);
+    secrets_close(sec);
+    assert_int_equal(ph_rmtree(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -598,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_stop_with_queued_jobs),
         cmocka_unit_test(test_two_sets_apart),
         cmocka_unit_test(test_store_cannot_open),
+        cmocka_unit_test(test_store_workers_never_call_secrets),
     };
     return cmocka_run_group_tests_name("server_worker", tests, NULL, NULL);
 }
