@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <libwebsockets.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -139,6 +141,10 @@ static struct {
     inbound *in, *in_tail;   /* thread -> loop */
     int stop;
     atomic_int connected;
+    /* The numeric address the registry thread last reached Redis at (under
+     * mu): workers' lookups connect there and never resolve the host name,
+     * since a blocking getaddrinfo would escape every lookup timeout. */
+    char lookup_ip[INET6_ADDRSTRLEN];
     pthread_key_t lookup_key;
     int key_made;
     /* the thread's own */
@@ -235,10 +241,11 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* A connected, authenticated context on the configured database, or NULL. */
-static redisContext *redis_open(int timeout_ms, char *why, size_t whylen)
+/* A connected, authenticated context on the configured database at host (a
+ * numeric address from a worker: no name to resolve), or NULL. */
+static redisContext *redis_open(const char *host, int timeout_ms, char *why, size_t whylen)
 {
-    redisContext *c = redisConnectWithTimeout(R.url.host, R.url.port, ms_tv(timeout_ms));
+    redisContext *c = redisConnectWithTimeout(host, R.url.port, ms_tv(timeout_ms));
     if (!c || c->err) {
         snprintf(why, whylen, "%s", c ? c->errstr : "out of memory");
         if (c)
@@ -354,12 +361,45 @@ static int subscribe(void)
     return 0;
 }
 
+/* The registry thread's first connection: the host name is resolved here,
+ * on this thread (where a slow resolver delays only the registry), and each
+ * address tried in turn; the one that answered is kept for the lookups. */
+static redisContext *open_resolving(char *why, size_t whylen)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(R.url.host, NULL, &hints, &res);
+    if (rc != 0) {
+        snprintf(why, whylen, "cannot resolve %.120s: %s", R.url.host, gai_strerror(rc));
+        return NULL;
+    }
+    snprintf(why, whylen, "%.120s has no IPv4 or IPv6 address", R.url.host);
+    redisContext *c = NULL;
+    for (struct addrinfo *ai = res; ai && !c; ai = ai->ai_next) {
+        char ip[INET6_ADDRSTRLEN];
+        const void *a = NULL;
+        if (ai->ai_family == AF_INET)
+            a = &((const struct sockaddr_in *)(const void *)ai->ai_addr)->sin_addr;
+        else if (ai->ai_family == AF_INET6)
+            a = &((const struct sockaddr_in6 *)(const void *)ai->ai_addr)->sin6_addr;
+        if (!a || !inet_ntop(ai->ai_family, a, ip, sizeof(ip)))
+            continue;
+        if ((c = redis_open(ip, IO_TIMEOUT_MS, why, whylen)) != NULL) {
+            pthread_mutex_lock(&R.mu);
+            snprintf(R.lookup_ip, sizeof(R.lookup_ip), "%s", ip);
+            pthread_mutex_unlock(&R.mu);
+        }
+    }
+    freeaddrinfo(res);
+    return c;
+}
+
 static int try_connect(void)
 {
     char why[256];
-    R.cmd = redis_open(IO_TIMEOUT_MS, why, sizeof(why));
+    R.cmd = open_resolving(why, sizeof(why));
     if (R.cmd)
-        R.sub = redis_open(IO_TIMEOUT_MS, why, sizeof(why));
+        R.sub = redis_open(R.lookup_ip, IO_TIMEOUT_MS, why, sizeof(why)); /* this thread writes it */
     if (!R.cmd || !R.sub) {
         if (R.cmd)
             redisFree(R.cmd);
@@ -373,8 +413,8 @@ static int try_connect(void)
     if (R.ever_connected)
         push_recheck();
     R.ever_connected = 1;
-    log_info("registry: connected to Redis at %s:%d; %zu cluster(s) registered", R.url.host,
-             R.url.port, R.nheld);
+    log_info("registry: connected to Redis at %s:%d (%s); %zu cluster(s) registered", R.url.host,
+             R.url.port, R.lookup_ip, R.nheld);
     return 0;
 }
 
@@ -673,8 +713,13 @@ int registry_lookup(const char *cluster_id, char *addr, size_t cap)
     for (int attempt = 0; attempt < 2 && !r; attempt++) {
         redisContext *c = pthread_getspecific(R.lookup_key);
         if (!c) {
-            char why[256];
-            c = redis_open(LOOKUP_TIMEOUT_MS, why, sizeof(why));
+            char why[256], ip[INET6_ADDRSTRLEN];
+            pthread_mutex_lock(&R.mu);
+            snprintf(ip, sizeof(ip), "%s", R.lookup_ip);
+            pthread_mutex_unlock(&R.mu);
+            if (!ip[0])
+                return -1; /* never reached yet: the registry thread resolves first */
+            c = redis_open(ip, LOOKUP_TIMEOUT_MS, why, sizeof(why));
             if (!c) {
                 log_warn("registry: lookup of cluster %s: cannot reach Redis (%s)", cluster_id,
                          why);

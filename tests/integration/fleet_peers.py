@@ -136,7 +136,9 @@ def replica_env(pg, redis, forward_secret, lease):
     token limits that tests and benches do not hit."""
     return {
         "DATABASE_URL": pg.url,
-        "AURORA_REDIS_URL": "redis://127.0.0.1:%d/0" % redis.port,
+        # A host name, as in a cluster (a Service name): the registry thread
+        # resolves it, workers' lookups use the address it reached.
+        "AURORA_REDIS_URL": "redis://localhost:%d/0" % redis.port,
         "AURORA_INTERNAL_FORWARD_SECRET": forward_secret,
         "AURORA_REGISTRY_LEASE_S": str(lease),
         "AURORA_INSTANCE_LEASE": str(lease),

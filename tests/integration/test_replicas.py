@@ -217,6 +217,11 @@ def agent_metric(agent, name):
 @test(timeout=120)
 def sessions_are_registered_and_startup_keeps_other_replicas_rows(t):
     f = fleet(t)
+    # AURORA_REDIS_URL names the host: resolved once by the registry thread,
+    # whose address the lookups on store workers use (no resolver there).
+    for r in f.live():
+        wait_until(lambda: "connected to Redis at localhost:%d (127.0.0.1)" % f.redis.port
+                   in r.server.log_text(), 15, 0.05, "%s to log the address it reached" % r.name)
     tok = f.any.create_token("rep-reg")
     cid = tok["cluster_id"]
     a = f.agent(tok["token"], "agent-reg")
