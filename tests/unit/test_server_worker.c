@@ -213,6 +213,23 @@ static void loop_until(fixture *fx, int (*until)(fixture *, void *), void *arg)
     }
 }
 
+/* Until the loop has been woken n times (a deadline, never a sleep). */
+static void wait_wakeups(fixture *fx, int n)
+{
+    int64_t end = now_ms() + WAIT_MS;
+    pthread_mutex_lock(&fx->mu);
+    while (fx->wakeups < n && now_ms() < end) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&fx->cv, &fx->mu, &ts);
+    }
+    int got = fx->wakeups;
+    pthread_mutex_unlock(&fx->mu);
+    if (got < n)
+        fail_msg("the loop was woken %d times, not %d, within %d ms", got, n, WAIT_MS);
+}
+
 static int done_reaches(fixture *fx, void *arg)
 {
     pthread_mutex_lock(&fx->mu);
@@ -387,6 +404,9 @@ static void test_completions_wake_once_until_drained(void **state)
             fail_msg("the jobs did not finish");
         sched_yield();
     }
+    /* A worker wakes the loop after it has let go of the pool's lock, so
+     * the wake-up may trail the job's end a little: waited for. */
+    wait_wakeups(fx, 1);
     pthread_mutex_lock(&fx->mu);
     assert_int_equal(fx->wakeups, 1);
     assert_int_equal(fx->done, 0);
@@ -396,6 +416,8 @@ static void test_completions_wake_once_until_drained(void **state)
     recs[N] = (job_rec){ .fx = fx, .pool = WORKER_POOL_STORE };
     assert_int_equal(workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &recs[N]), 0);
     loop_until(fx, rec_done, &recs[N]);
+    /* The drain may have run its done() before the worker's wake-up landed. */
+    wait_wakeups(fx, 2);
     pthread_mutex_lock(&fx->mu);
     assert_int_equal(fx->wakeups, 2);
     assert_int_equal(fx->done, N + 1);
