@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -473,9 +474,15 @@ static void child_never_sees_the_agent_token(void **state)
 static void credit_window_bounds_output(void **state)
 {
     fixture *fx = fixture_new("/bin/sh", 4, 1 << 20, 1 << 20);
-    /* 3000 bytes in one write, well within the pipe buffer */
-    assert_int_equal(exec_words(fx, 4, 20, 0, 100, words("-c", "head -c 3000 /dev/zero | tr '\\0' x", NULL)),
-                     RUN_STARTED);
+    /* 3000 bytes in one write, well within the pipe buffer; then the command
+     * waits on a FIFO, so that it is still running when the test gives its
+     * last credits (a command that had ended would refuse them). */
+    char dir[] = "/tmp/runner-credit-XXXXXX", fifo[64], script[160];
+    assert_non_null(mkdtemp(dir));
+    snprintf(fifo, sizeof(fifo), "%s/go", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    snprintf(script, sizeof(script), "head -c 3000 /dev/zero | tr '\\0' x; read go < %s", fifo);
+    assert_int_equal(exec_words(fx, 4, 20, 0, 100, words("-c", script, NULL)), RUN_STARTED);
     wait_stdout(fx, 4, 100);
     assert_int_equal(fx->reqs[4].outlen, 100);
     assert_false(fx->reqs[4].ended); /* cannot end with output still held back */
@@ -491,6 +498,18 @@ static void credit_window_bounds_output(void **state)
     assert_int_equal(agent_runner_credit(fx->r, fx->gen, 4, INT64_MAX), 0);
     assert_int_equal(agent_runner_credit(fx->r, fx->gen, 4, INT64_MAX), 0);
     fx->reqs[4].window = INT64_MAX;
+    /* Let the command end, once it reads the FIFO (ENXIO until then). */
+    int w = -1;
+    for (int i = 0; i < 20000 && w < 0; i++) {
+        w = open(fifo, O_WRONLY | O_NONBLOCK);
+        if (w < 0) {
+            assert_int_equal(errno, ENXIO);
+            usleep(1000);
+        }
+    }
+    assert_true(w >= 0);
+    assert_int_equal(write(w, "\n", 1), 1);
+    close(w);
     req *rq = wait_end(fx, 4);
     assert_int_equal(rq->outlen, 3000);
     assert_int_equal(rq->bytes_out, 3000);
@@ -501,6 +520,8 @@ static void credit_window_bounds_output(void **state)
     assert_int_equal(agent_runner_credit(fx->r, fx->gen, 9, 10), -1);
     assert_int_equal(agent_runner_credit(fx->r, fx->gen + 1, 4, 10), -1);
     fixture_free(fx);
+    assert_int_equal(unlink(fifo), 0);
+    assert_int_equal(rmdir(dir), 0);
 }
 
 /* A window of 0: nothing at all until the first credit. */
