@@ -2381,7 +2381,12 @@ typedef struct {
     const char *url;
     const char *org_id;
     _Atomic int *stop;
+    /* Bumped by the test once a restart has returned (the new server
+     * answers): an insert that read the bumped value before it started ran
+     * against the new server, not the old one. */
+    _Atomic int *epoch;
     _Atomic int ok; /* read by the test while the writer runs */
+    _Atomic int ok_epoch; /* the epoch the last successful insert started in */
     int failed, bad_error, ok_after;
 } load_arg;
 
@@ -2396,8 +2401,10 @@ static void *load_writer(void *p)
     }
     while (!*a->stop) {
         store_audit au = audit_for(a->org_id, "[\"get\",\"pods\"]", 0);
+        int started_in = *a->epoch;
         if (store_audit_insert(s, &au) == STORE_OK) {
             a->ok++;
+            a->ok_epoch = started_in;
         } else {
             a->failed++;
             if (!strstr(store_errmsg(s), "connect"))
@@ -2417,17 +2424,23 @@ static void *load_writer(void *p)
     return NULL;
 }
 
-/* Waits until every writer has stored a row since seen[] (its last count). */
-static void wait_every_writer_stores(load_arg *args, int *seen)
+/* Waits until every writer has stored a row with an insert that started in
+ * `epoch`, i.e. after the last restart returned.  A count taken before the
+ * restart is not enough: a writer may store rows between the count and the
+ * restart, and then still be failing (or failing fast while another writer
+ * probes the new server) when the test moves on.  Once every writer has
+ * stored in this epoch, every call that began against the old server has
+ * ended (each writer runs one call at a time), so nothing can reopen the
+ * store's circuit breaker. */
+static void wait_every_writer_stores(load_arg *args, int epoch)
 {
     long long end = ph_now_ms() + 30000;
     for (int i = 0; i < LOAD_WRITERS; i++) {
-        while (args[i].ok <= seen[i]) {
+        while (args[i].ok_epoch < epoch) {
             if (ph_now_ms() > end)
-                fail_msg("writer %d stored no row within 30 s", i);
+                fail_msg("writer %d stored no row in epoch %d within 30 s", i, epoch);
             ph_sleep_ms(5);
         }
-        seen[i] = args[i].ok;
     }
 }
 
@@ -2435,20 +2448,19 @@ static void test_pg_restart_under_load(void **state)
 {
     fixture *f = *state;
     store_org o = new_org(f->s, "load");
-    _Atomic int stop = 0;
+    _Atomic int stop = 0, epoch = 1;
     pthread_t th[LOAD_WRITERS];
     load_arg args[LOAD_WRITERS];
     for (int i = 0; i < LOAD_WRITERS; i++) {
-        args[i] = (load_arg){ .url = f->url, .org_id = o.id, .stop = &stop };
+        args[i] = (load_arg){ .url = f->url, .org_id = o.id, .stop = &stop, .epoch = &epoch };
         assert_int_equal(pthread_create(&th[i], NULL, load_writer, &args[i]), 0);
     }
     /* every writer stores rows before, between and after the restarts */
-    int seen[LOAD_WRITERS] = {0};
-    wait_every_writer_stores(args, seen);
+    wait_every_writer_stores(args, epoch);
     assert_int_equal(pg_restart(&g_pg), 0);
-    wait_every_writer_stores(args, seen);
+    wait_every_writer_stores(args, ++epoch);
     assert_int_equal(pg_restart(&g_pg), 0);
-    wait_every_writer_stores(args, seen);
+    wait_every_writer_stores(args, ++epoch);
     stop = 1;
     int ok = 0, failed = 0;
     for (int i = 0; i < LOAD_WRITERS; i++) {
