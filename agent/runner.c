@@ -72,7 +72,7 @@ struct agent_runner {
      * cost a clone3 on the event loop (~56 us of CPU per command on a PVM
      * guest, docs/performance.md) and its exit ~100 us more.  A thread idle
      * for pool_idle_ms exits, so a burst's threads do not stay. */
-    pthread_cond_t pool_cv;   /* a job was queued, or the pool is stopping */
+    pthread_cond_t pool_cv;   /* a job was queued, the idle time changed, or the pool stops */
     pthread_cond_t changed;   /* a job ended, or a pool thread exited */
     job *queue, *queue_tail;  /* started jobs no thread has taken yet */
     int queued;
@@ -263,6 +263,14 @@ void agent_runner_pool(agent_runner *runner, int *threads, int *idle)
     pthread_mutex_lock(&runner->mu);
     *threads = runner->pool_threads;
     *idle = runner->pool_idle;
+    pthread_mutex_unlock(&runner->mu);
+}
+
+void agent_runner_set_pool_idle_ms(agent_runner *runner, int pool_idle_ms)
+{
+    pthread_mutex_lock(&runner->mu);
+    runner->o.pool_idle_ms = pool_idle_ms;
+    pthread_cond_broadcast(&runner->pool_cv); /* waiting threads re-read it */
     pthread_mutex_unlock(&runner->mu);
 }
 

@@ -53,6 +53,9 @@ void agent_runner_stop(agent_runner *runner);
 void agent_runner_free(agent_runner *runner);
 /* Job threads kept now, and how many of them wait for a job. */
 void agent_runner_pool(agent_runner *runner, int *threads, int *idle);
+/* How long a job thread waits for work before it exits (0: 30 s), from now
+ * on: threads already waiting start their wait again with the new value. */
+void agent_runner_set_pool_idle_ms(agent_runner *runner, int pool_idle_ms);
 
 /* The most output one data frame carries.  With its data header and its
  * WebSocket header the frame is then two TLS records of 16 KiB exactly:

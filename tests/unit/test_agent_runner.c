@@ -856,12 +856,18 @@ static void wait_pool(fixture *fx, int threads)
     }
 }
 
+/* What the pool tests keep threads for between their steps: far longer than
+ * any step takes on a loaded machine (a short idle time let the thread leave
+ * between two jobs when the test waited for a CPU).  They shorten it, with
+ * agent_runner_set_pool_idle_ms, when they want the threads to leave. */
+#define KEEP_THREADS_MS 600000
+
 /* Job threads are kept between commands (a thread per command cost a
  * clone3 on the event loop and an exit), grow with the commands running at
  * once, and leave after pool_idle_ms without work. */
 static void job_threads_are_kept_then_leave(void **state)
 {
-    fixture *fx = fixture_new_idle("/bin/echo", 4, 1 << 20, 1 << 20, 400);
+    fixture *fx = fixture_new_idle("/bin/echo", 4, 1 << 20, 1 << 20, KEEP_THREADS_MS);
     for (uint32_t id = 1; id <= 5; id++) {
         assert_int_equal(exec_words(fx, id, 30, 0, PROTO_DEFAULT_WINDOW, words("one", NULL)),
                          RUN_STARTED);
@@ -872,7 +878,7 @@ static void job_threads_are_kept_then_leave(void **state)
         wait_pool(fx, 1); /* the same thread ran all five, one after the other */
     }
     /* three at once: three threads */
-    fixture *sl = fixture_new_idle("/bin/sleep", 4, 1 << 20, 1 << 20, 400);
+    fixture *sl = fixture_new_idle("/bin/sleep", 4, 1 << 20, 1 << 20, KEEP_THREADS_MS);
     for (uint32_t id = 1; id <= 3; id++)
         assert_int_equal(exec_words(sl, id, 30, 0, PROTO_DEFAULT_WINDOW, words("60", NULL)),
                          RUN_STARTED);
@@ -885,7 +891,11 @@ static void job_threads_are_kept_then_leave(void **state)
         assert_int_equal(sl->reqs[id].rc, 130);
     }
     pump_until(sl, all_idle, NULL);
-    /* then idle for 400 ms: every thread of both runners leaves */
+    wait_pool(sl, 3);
+    wait_pool(fx, 1);
+    /* with a short idle time, every thread of both runners leaves */
+    agent_runner_set_pool_idle_ms(sl->r, 50);
+    agent_runner_set_pool_idle_ms(fx->r, 50);
     wait_pool(sl, 0);
     wait_pool(fx, 0);
     /* and a command after that starts a thread again */
@@ -911,7 +921,7 @@ static int open_fds(void)
  * descriptor the idle thread keeps, and it is closed when the thread leaves. */
 static void a_kept_thread_wakes_each_job_it_runs(void **state)
 {
-    fixture *fx = fixture_new_idle("/bin/sh", 4, 1 << 20, 1 << 20, 300);
+    fixture *fx = fixture_new_idle("/bin/sh", 4, 1 << 20, 1 << 20, KEEP_THREADS_MS);
     for (uint32_t id = 1; id <= 3; id++) {
         /* window 0: the output waits for a credit, which must wake the job */
         assert_int_equal(exec_words(fx, id, 30, 0, 0, words("-c", "echo $$; exec sleep 60", NULL)),
@@ -929,6 +939,7 @@ static void a_kept_thread_wakes_each_job_it_runs(void **state)
         wait_pool(fx, 1); /* one thread ran them all */
     }
     int with_thread = open_fds();
+    agent_runner_set_pool_idle_ms(fx->r, 50);
     wait_pool(fx, 0);
     assert_int_equal(open_fds(), with_thread - 1); /* the thread's eventfd */
     fixture_free(fx);
