@@ -550,7 +550,11 @@ static void expect_resolves_to(const char *name, const resolve_opts *o, const ch
     assert_string_equal(a[0].ip, ip);
 }
 
-static char resolv_std[160], resolv_slow[160], resolv_ndots2[160];
+/* resolv_std waits 10 s for an answer: the tests that use it expect one
+ * from the DNS thread of this process, which on a loaded machine may wait
+ * seconds for a CPU (timeout:1 gave it one second).  resolv_short
+ * (timeout:1) is for the test of the waits themselves. */
+static char resolv_std[160], resolv_short[160], resolv_slow[160], resolv_ndots2[160];
 
 static void write_resolv_confs(void)
 {
@@ -558,14 +562,18 @@ static void write_resolv_confs(void)
              write_tmp("resolv.conf", "# test\n"
                                       "nameserver 127.0.0.1\n"
                                       "search corp.example\n"
-                                      "options ndots:1 timeout:1 attempts:1\n"));
+                                      "options ndots:1 timeout:10 attempts:1\n"));
+    snprintf(resolv_short, sizeof(resolv_short), "%s",
+             write_tmp("resolv-short.conf", "nameserver 127.0.0.1\n"
+                                            "search corp.example\n"
+                                            "options ndots:1 timeout:1 attempts:1\n"));
     snprintf(resolv_slow, sizeof(resolv_slow), "%s",
              write_tmp("resolv-slow.conf", "nameserver 127.0.0.1\n"
                                            "options timeout:5 attempts:3\n"));
     snprintf(resolv_ndots2, sizeof(resolv_ndots2), "%s",
              write_tmp("resolv-ndots2.conf", "nameserver 127.0.0.1\n"
                                              "search corp.example\n"
-                                             "options ndots:2 timeout:1 attempts:1\n"));
+                                             "options ndots:2 timeout:10 attempts:1\n"));
 }
 
 /* /etc/hosts comes first (here the file named by $CARES_HOSTS): no DNS question
@@ -586,7 +594,7 @@ static void test_resolver_hosts_file(void **state)
     dns_server s;
     dns_start(&s);
     resolve_opts o = {.resolv_path = resolv_std, .hosts_from_env = 1, .port = s.port,
-                      .deadline_ms = 5000};
+                      .deadline_ms = 20000};
     resolve_addr a[RESOLVE_MAX_ADDRS];
     char err[256];
     expect_resolves_to("localhost", &o, "127.0.0.1");
@@ -623,7 +631,7 @@ static void test_resolver_dns(void **state)
     dns_server s;
     dns_start(&s);
     resolve_opts o = {.resolv_path = resolv_std, .hosts_from_env = 1, .port = s.port,
-                      .deadline_ms = 5000};
+                      .deadline_ms = 20000};
     resolve_addr a[RESOLVE_MAX_ADDRS];
     char err[256];
 
@@ -694,7 +702,7 @@ static void test_resolver_bad_answers(void **state)
     dns_server s;
     dns_start(&s);
     resolve_opts o = {.resolv_path = resolv_std, .hosts_from_env = 1, .port = s.port,
-                      .deadline_ms = 5000};
+                      .deadline_ms = 20000};
 
     /* junk before the answer (short packet, wrong id, another question) is ignored */
     expect_resolves_to("noise.example", &o, "10.0.0.3");
@@ -742,7 +750,7 @@ static void test_resolver_bounds(void **state)
     setenv("CARES_HOSTS", write_tmp("hosts-empty", "127.0.0.1 localhost\n"), 1);
     dns_server s;
     dns_start(&s);
-    resolve_opts o = {.resolv_path = resolv_std, .hosts_from_env = 1, .port = s.port,
+    resolve_opts o = {.resolv_path = resolv_short, .hosts_from_env = 1, .port = s.port,
                       .deadline_ms = 10000};
 
     /* never answered: timeout:1 attempts:1 */

@@ -241,7 +241,7 @@ static void test_stream_cut_by_timeout(void **state)
 {
     (void)state;
     collector c = { .len = 0 };
-    http_client_req q = { .url = url("/stall"), .timeout_ms = 700, .on_body = collect,
+    http_client_req q = { .url = url("/stall"), .timeout_ms = 4000, .on_body = collect,
                           .on_body_ud = &c };
     http_client_resp r;
     assert_int_equal(http_client_do(&q, &r), AUR_E_TIMEOUT);

@@ -557,10 +557,11 @@ static void test_timeout(void **state)
     assert_int_equal(raw_call("POST", "/_fixture/delay", NULL, "{\"seconds\":1.5,\"count\":3}",
                               NULL),
                      200);
-    long long t0 = ph_now_ms();
+    int before = stat_of("requests");
     expect_get_error(s, "aurora/slow", SECRETS_E_UNAVAILABLE, "timed out");
-    /* One timeout, not one per retry. */
-    assert_true(ph_now_ms() - t0 < 1200);
+    /* One timeout, not one per retry: Vault was asked once (counted, not
+     * timed, so that a loaded machine cannot make it look like three). */
+    assert_int_equal(stat_of("requests"), before + 1);
     secrets_close(s);
 }
 

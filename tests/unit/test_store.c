@@ -2330,7 +2330,7 @@ static void *sleeper(void *p)
 {
     sleeper_arg *a = p;
     db_result r;
-    a->rc = a->eng->query(a->db, "SELECT pg_sleep(10)", NULL, 0, &r);
+    a->rc = a->eng->query(a->db, "SELECT pg_sleep(120)", NULL, 0, &r);
     if (a->rc == DB_OK)
         db_result_free(&r);
     snprintf(a->msg, sizeof(a->msg), "%s", a->eng->errmsg(a->db));
@@ -2342,6 +2342,10 @@ static void test_pg_inflight_statement(void **state)
     fixture *f = *state;
     sleeper_arg a = { .eng = db_engine_for(f->url) };
     char err[256];
+    /* The statement must still run when the restart ends it: its deadline
+     * is longer than the wait for it to start plus the restart, however
+     * loaded the machine (the default 5 s might not be; teardown resets). */
+    db_set_limits(90000, 0);
     assert_int_equal(a.eng->open(f->url, &a.db, err, sizeof(err)), DB_OK);
     pthread_t th;
     long long t0 = ph_now_ms();
@@ -2361,7 +2365,7 @@ static void test_pg_inflight_statement(void **state)
     assert_int_equal(pthread_join(th, NULL), 0);
     assert_int_equal(a.rc, DB_E_CONN);
     assert_non_null(strstr(a.msg, "connection lost"));
-    assert_true(ph_now_ms() - t0 < 9000); /* not the whole pg_sleep */
+    assert_true(ph_now_ms() - t0 < 60000); /* not the whole pg_sleep */
     db_result r;
     assert_int_equal(a.eng->query(a.db, "SELECT 1 + ?", (db_param[]){ DB_P_INT(41) }, 1, &r),
                      DB_OK);
@@ -2901,12 +2905,15 @@ static void test_pg_breaker_fails_fast(void **state)
     call_within(&c, 30000);
     assert_int_equal(c.rc, DB_E_CONN);
     assert_non_null(strstr(c.msg, "failing fast"));
-    assert_true(c.ms < statement_ms);
+    /* "failing fast" says the breaker refused it; the time only shows it
+     * waited for no deadline (bounded by the longest, so that a test thread
+     * waiting for a CPU cannot fail it). */
+    assert_true(c.ms < connect_ms);
     timed_call cs = { .s = s };
     call_within(&cs, 30000);
     assert_int_equal(cs.rc, STORE_ERR);
     assert_non_null(strstr(cs.msg, "failing fast"));
-    assert_true(cs.ms < statement_ms);
+    assert_true(cs.ms < connect_ms);
     assert_true(db_breaker_fast_failures(br) >= fast0 + 2);
     /* The transaction's statement is not refused: it waits its deadline. */
     timed_call ct = query_call(eng, tx, "INSERT INTO breaker_probe (k) VALUES ('b')");
