@@ -762,7 +762,7 @@ static void test_resolver_bounds(void **state)
     slow.resolv_path = resolv_slow;
     slow.deadline_ms = 400;
     took = expect_resolve_error("slow.example", &slow, "within 400 ms");
-    assert_true(took >= 350 && took < 3000);
+    assert_true(took >= 350 && took < 15000);
 
     /* cancelled while waiting (as agent_tunnel_teardown does) */
     atomic_int cancel = 0;
@@ -772,11 +772,11 @@ static void test_resolver_bounds(void **state)
     assert_int_equal(pthread_create(&thr, NULL, cancel_later, &cancel), 0);
     took = expect_resolve_error("slow.example", &slow, "cancelled");
     pthread_join(thr, NULL);
-    assert_true(took < 3000);
+    assert_true(took < 10000); /* not the 20 s deadline */
     /* already cancelled: nothing asked */
     dns_forget(&s);
     took = expect_resolve_error("svc.corp.example", &slow, "cancelled");
-    assert_true(took < 1000);
+    assert_true(took < 4000); /* not one 5 s try */
 
     /* a missing resolv.conf: nameserver 127.0.0.1 (here on the test port) */
     resolve_opts none = o;

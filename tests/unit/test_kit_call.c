@@ -653,11 +653,11 @@ static void test_wait_beyond_deadline_is_reported_not_slept(void **state)
     (void)state;
     const char *k = new_key();
     kit_call_req q = base_req(api_url("/fault?k=%s&fail=5&status=429&retry_after=3600", k));
-    q.deadline_ms = 5000;
+    q.deadline_ms = 60000;
     kit_call_resp r;
     long long t0 = ph_now_ms();
     assert_int_equal(kit_call(&q, &r), AUR_E_UNAVAILABLE);
-    assert_true(ph_now_ms() - t0 < 4000);
+    assert_true(ph_now_ms() - t0 < 30000); /* not slept until the deadline */
     assert_int_equal(r.attempts, 1);
     assert_int_equal(r.retry_after_s, 3600);
     assert_non_null(strstr(r.err, "Test: rate limited, retry after 3600 s"));
@@ -762,13 +762,13 @@ static void test_transport_failure_retried(void **state)
 static void test_slow_answer_bounded_by_deadline(void **state)
 {
     (void)state;
-    kit_call_req q = base_req(api_url("/slow?delay=6&k=%s", new_key()));
+    kit_call_req q = base_req(api_url("/slow?delay=40&k=%s", new_key()));
     q.deadline_ms = 1000;
     kit_call_resp r;
     long long t0 = ph_now_ms();
     assert_int_equal(kit_call(&q, &r), AUR_E_TIMEOUT);
     long long took = ph_now_ms() - t0;
-    assert_true(took < 4500); /* the deadline, not the 6 s answer */
+    assert_true(took < 20000); /* the deadline, not the 40 s answer */
     assert_int_equal(r.attempts, 1);
     assert_int_equal(r.status, 0);
     kit_call_resp_free(&r);

@@ -2593,12 +2593,12 @@ static void test_sqlite_statement_deadline(void **state)
     /* Seconds of work at least (finite, so that code without a deadline
      * fails this test instead of hanging it). */
     timed_call c = query_call(eng, db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
-                                       "SELECT x + 1 FROM c WHERE x < 20000000) "
+                                       "SELECT x + 1 FROM c WHERE x < 200000000) "
                                        "SELECT COUNT(*) FROM c");
     call_within(&c, 300000);
     assert_int_equal(c.rc, DB_E_TIMEOUT);
     assert_non_null(strstr(c.msg, "timed out after 300 ms"));
-    assert_true(c.ms >= 290 && c.ms < 3000);
+    assert_true(c.ms >= 290 && c.ms < 15000); /* the whole count: ~30 s */
     c = query_call(eng, db, "SELECT 1");
     call_within(&c, 5000);
     assert_int_equal(c.rc, DB_OK);
@@ -2620,7 +2620,7 @@ static void test_sqlite_lock_deadline(void **state)
     call_within(&c, 20000);
     assert_int_equal(c.rc, STORE_ERR);
     assert_non_null(strstr(c.msg, "locked"));
-    assert_true(c.ms >= 290 && c.ms < 3000);
+    assert_true(c.ms >= 290 && c.ms < 4500); /* SQLite's own wait is 5 s */
     assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(other);
     new_org(s, "after-the-lock");
@@ -2780,12 +2780,12 @@ static void test_pg_statement_timeout(void **state)
     char pid[32];
     snprintf(pid, sizeof(pid), "%s", db_cell(&r, 0, 0));
     db_result_free(&r);
-    timed_call c = query_call(eng, db, "SELECT pg_sleep(10)");
-    call_within(&c, 20000);
+    timed_call c = query_call(eng, db, "SELECT pg_sleep(60)");
+    call_within(&c, 90000);
     assert_int_equal(c.rc, DB_E_TIMEOUT);
     assert_non_null(strstr(c.msg, "statement timeout"));
     assert_non_null(strstr(c.msg, "57014"));
-    assert_true(c.ms >= 490 && c.ms < 4000);
+    assert_true(c.ms >= 490 && c.ms < 20000);
     assert_int_equal(eng->query(db, "SELECT pg_backend_pid()", NULL, 0, &r), DB_OK);
     assert_string_equal(db_cell(&r, 0, 0), pid);
     db_result_free(&r);
@@ -2816,24 +2816,24 @@ static void test_pg_stopped_server(void **state)
     call_within(&c, 30000);
     assert_int_equal(c.rc, DB_E_TIMEOUT);
     assert_non_null(strstr(c.msg, "no answer within 1000 ms"));
-    assert_true(c.ms >= limit - 10 && c.ms < limit + 3000);
+    assert_true(c.ms >= limit - 10 && c.ms < limit + 10000);
     /* The connection was dropped: the next call reconnects, within connect_ms. */
     c = query_call(eng, idle, "SELECT 1");
     call_within(&c, 30000);
     assert_int_equal(c.rc, DB_E_TIMEOUT);
     assert_non_null(strstr(c.msg, "cannot connect within 1000 ms"));
-    assert_true(c.ms >= limit - 10 && c.ms < limit + 3000);
+    assert_true(c.ms >= limit - 10 && c.ms < limit + 10000);
     /* Inside the transaction. */
     timed_call ct = { .eng = eng, .db = tx, .sql = "INSERT INTO stall_probe (k) VALUES ('b')" };
     call_within(&ct, 30000);
     assert_int_equal(ct.rc, DB_E_TIMEOUT);
     assert_non_null(strstr(ct.msg, "inside a transaction"));
-    assert_true(ct.ms < limit + 3000);
+    assert_true(ct.ms < limit + 10000);
     /* Through the store: STORE_ERR, promptly. */
     timed_call cs = { .s = s };
     call_within(&cs, 30000);
     assert_int_equal(cs.rc, STORE_ERR);
-    assert_true(cs.ms < limit + 3000);
+    assert_true(cs.ms < limit + 10000);
     pg_signal_all(SIGCONT);
     /* The deadlines were the point above.  From here on the server runs
      * again, and what is checked is what the lost transaction left, not how
