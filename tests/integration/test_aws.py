@@ -129,7 +129,9 @@ def server_env(**over):
     return env
 
 
-PROVIDER_TIMEOUT_MS = "2500"  # of the server that tests a hung STS
+# Of the server that tests a hung STS: long enough for its moto calls that must
+# succeed, and for the checks made while the hung call waits, on a loaded machine.
+PROVIDER_TIMEOUT_MS = "6000"
 
 
 def world():
@@ -376,24 +378,27 @@ def test_sts_errors_timeouts_and_unreachable_keep_server_serving(t):
     th.start()
     wait_until(lambda: proxy("/_fixture/stats")["faults"] > before, 10, 0.02,
                "the AssumeRole call to reach the hanging STS")
+    # Not blocked by the hung call: answered while it still waits (or, should
+    # it have timed out meanwhile, within a second).
     for path in ("/api/kubectl/tokens", "/api/connectors/status", "/health"):
         t0 = time.monotonic()
         r = w.get(path, key=key)
         dt = time.monotonic() - t0
         eq(r.status, 200, "GET %s while STS hangs" % path)
-        check(dt < 1.0, "GET %s took %.2fs while an STS call hangs" % (path, dt))
+        check(th.is_alive() or dt < 1.0, "GET %s took %.2fs while an STS call hangs" % (path, dt))
     # another outbound call (validation only) is not stuck behind the hung one either
     t0 = time.monotonic()
     r = w.post("/aws/connect", {"role_arn": "nope"}, key=key)
+    dt = time.monotonic() - t0
     eq(r.status, 400, "a second outbound request while STS hangs")
-    check(time.monotonic() - t0 < 1.0, "outbound pool blocked by one hung STS call")
-    check(th.is_alive(), "the hung call returned too early")
-    th.join(20)
+    check(th.is_alive() or dt < 1.0, "outbound pool blocked by one hung STS call (%.2fs)" % dt)
+    th.join(30)
     r = res["r"]
     eq(r.status, 504, "connect when STS never answers (%r)" % r)
     eq(r.error_code, "AWS_STS_TIMEOUT", "error_code")
     contains(r.get("error"), GUIDE_MSG_ASSUME, "error")
-    check(2.0 <= res["dt"] < 8.0, "timed out after AURORA_PROVIDER_TIMEOUT_MS (took %.1fs)" % res["dt"])
+    check(int(PROVIDER_TIMEOUT_MS) / 1000.0 - 0.5 <= res["dt"] < 20.0,
+          "timed out after AURORA_PROVIDER_TIMEOUT_MS (took %.1fs)" % res["dt"])
     eq(w.get("/health").status, 200, "health after the timeout")
 
 

@@ -61,7 +61,7 @@ def world():
             "OVH_CA_CLIENT_ID": "ca-client", "OVH_CA_CLIENT_SECRET": CA_SECRET,
             "OVH_CA_REDIRECT_URI": "https://127.0.0.1:%d/ovh/oauth2/callback" % w.port,
             "OVH_CA_AUTH_BASE": _peers["ca"] + "/auth/", "OVH_CA_API_BASE": _peers["ca"] + "/1.0",
-            "AURORA_PROVIDER_TIMEOUT_MS": "2500",
+            "AURORA_PROVIDER_TIMEOUT_MS": "6000",  # see the hang test
             "CLIENT_ID": "gcp-client.apps.googleusercontent.com", "CLIENT_SECRET": "gcp-secret",
         }
         w.extra_env.update(env)
@@ -334,14 +334,16 @@ def test_provider_failures_and_server_keeps_serving(t):
     th.start()
     wait_until(lambda: ctl("eu", "/_fixture/stats")["hung"] > before, 10, 0.02,
                "the refresh to reach the hung OVH token endpoint")
+    # Not blocked by the hung call: answered while it still waits (the 6 s
+    # provider timeout leaves room on a loaded machine) or within a second.
     for path in ("/api/connectors/status", "/health", "/api/kubectl/tokens"):
         t0 = time.monotonic()
         eq(w.get(path, key=key).status, 200, "GET %s while OVH hangs" % path)
-        check(time.monotonic() - t0 < 1.0, "GET %s slow while OVH hangs" % path)
-    check(th.is_alive(), "the hung call returned early")
-    th.join(20)
+        dt = time.monotonic() - t0
+        check(th.is_alive() or dt < 1.0, "GET %s slow while OVH hangs (%.2fs)" % (path, dt))
+    th.join(30)
     eq((res["r"].status, res["r"].error_code), (504, "OVH_TIMEOUT"), "OVH never answers (%r)" % res["r"])
-    check(2.0 <= res["dt"] < 8.0, "timed out after AURORA_PROVIDER_TIMEOUT_MS (%.1fs)" % res["dt"])
+    check(5.5 <= res["dt"] < 20.0, "timed out after AURORA_PROVIDER_TIMEOUT_MS (%.1fs)" % res["dt"])
     # the refresh token was revoked at OVH
     ctl("eu", "/_fixture/revoke_refresh_tokens", {})
     r = w.post("/ovh_api/ovh/oauth2/refresh", key=key)

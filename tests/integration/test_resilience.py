@@ -50,9 +50,12 @@ import urllib.parse
 
 from harness import Postgres, check, contains, eq, https_request, main, test, wait_until
 
-DB_TIMEOUT_MS = 1000
+# Long enough that the checks made while the first calls wait on the stopped
+# database (is /health answered meanwhile?) fit inside that wait, also on a
+# loaded machine.
+DB_TIMEOUT_MS = 3000
 # What a loaded 2-core machine may add to a bounded wait (scheduling, ASan).
-MARGIN_S = 2.5
+MARGIN_S = 4.0
 
 
 def timed(fn, *a, **kw):
@@ -99,16 +102,20 @@ def stalled_postgres_bounded_waits_and_recovery(t):
     threads = [threading.Thread(target=api_call, args=(i,)) for i in range(calls)]
     for th in threads:
         th.start()
+    def answered_meanwhile(path, status, what):
+        """Liveness is the loop: `path` is answered while the store workers
+        wait on the database.  Proof either way: before any API call came back
+        (the first wait a whole statement deadline), or within a second."""
+        r, took = get_within(w, path)
+        done = len(results)
+        eq(r.status, status, "%s while the database is stopped (%r)" % (what, r))
+        check(done == 0 or took < 1.0, "%s must not wait for the database (took %.2fs, after "
+              "%d API calls had come back)" % (what, took, done))
+
     try:
-        # Liveness is the loop: answered at once while the workers wait.
         for _ in range(5):
-            r, took = get_within(w, "/health")
-            eq(r.status, 200, "/health while the database is stopped (%r)" % r)
-            check(took < 1.0, "/health must answer within 1 s while the database is stopped "
-                  "(took %.2fs)" % took)
-        r, took = get_within(w, "/no/such/route")
-        eq(r.status, 404, "an unknown route while the database is stopped (%r)" % r)
-        check(took < 1.0, "the 404 must not wait for the database (took %.2fs)" % took)
+            answered_meanwhile("/health", 200, "/health")
+        answered_meanwhile("/no/such/route", 404, "an unknown route")
     except BaseException:
         pg.thaw()  # so that calls stuck on the database end and the failure is reported
         raise
@@ -145,7 +152,7 @@ def stalled_postgres_bounded_waits_and_recovery(t):
     eq(r.error_code, "STORE_UNAVAILABLE", "/ready error_code")
     r, took = get_within(w, "/health")
     eq(r.status, 200, "/health after the API calls (%r)" % r)
-    check(took < 1.0, "/health within 1 s (took %.2fs)" % took)
+    check(took < limit, "/health within the database timeout (took %.2fs)" % took)
     eq(agent.health("/ready")[0], 200, "the agent's tunnel stays up during the stall")
     check(w.server.alive(), "the server survives the stall")
 
@@ -179,7 +186,9 @@ def expired_token_ends_its_live_session(t):
     w = t.world()
     tok = w.create_token("expiring")
     cid = tok["cluster_id"]
-    expires_at = int(time.time()) + 5
+    # Time for the agent to start and connect and for one command, also on a
+    # loaded machine, before the token expires.
+    expires_at = int(time.time()) + 15
     db = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
     with db:
         n = db.execute("UPDATE agent_tokens SET expires_at = ? WHERE id = ?",
@@ -203,7 +212,7 @@ def expired_token_ends_its_live_session(t):
     check(ended >= expires_at - 0.05, "the session ended %.2fs before the token expired"
           % (expires_at - ended))
     t.note("session ended %.2fs after the token's expiry" % (ended - expires_at))
-    wait_until(lambda: "1008 Token expired" in agent.log(), 5, 0.05,
+    wait_until(lambda: "1008 Token expired" in agent.log(), 20, 0.05,
                "the agent to log the close reason `Token expired`")
     contains(w.server.log_text(), "expired, closing the session", "server log")
     r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo?text=after"])
