@@ -908,7 +908,8 @@ class Agent:
 
     def health(self, path="/ready"):
         try:
-            c = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=2)
+            # generous: a loaded machine may keep the agent from answering for seconds
+            c = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=15)
             c.request("GET", path)
             r = c.getresponse()
             body = r.read()

@@ -39,11 +39,11 @@ def command_timeout_caps_every_command(t):
     w.start_agent(tok["token"], name="timeout", extra_env={"AURORA_COMMAND_TIMEOUT_MAX": "2"})
     w.wait_connection(tok["cluster_id"])
     t0 = time.monotonic()
-    r = w.kubectl(tok["cluster_id"], args=["get", "--raw", "/fixture/sleep/10/cfg"], timeout=30)
+    r = w.kubectl(tok["cluster_id"], args=["get", "--raw", "/fixture/sleep/60/cfg"], timeout=50)
     took = time.monotonic() - t0
     eq(r.json.get("error_code"), "TIMEOUT", "a command beyond the agent's cap (%r)" % r)
     eq(r.json.get("return_code"), 124, "return code")
-    check(took < 6, "killed after about 2 s, not the server's 30 s (took %.1fs)" % took)
+    check(took < 20, "killed after about 2 s, not the server's 30 s (took %.1fs)" % took)
 
 
 @test(timeout=60)
@@ -53,12 +53,16 @@ def heartbeat_interval(t):
     a = w.start_agent(tok["token"], name="heartbeat",
                       extra_env={"AURORA_HEARTBEAT_INTERVAL": "1", "AURORA_LOG_LEVEL": "debug"})
     w.wait_connection(tok["cluster_id"])
-    wait_until(lambda: a.log().count("tunnel: heartbeat sent") >= 3, 6, 0.1,
-               "three heartbeats within 6 s")
+    wait_until(lambda: a.log().count("tunnel: heartbeat sent") >= 5, 30, 0.1,
+               "five heartbeats")
     stamps = re.findall(r"T\d\d:\d\d:(\d\d\.\d{3})Z debug agent: tunnel: heartbeat sent", a.log())
-    gaps = [(float(b) - float(x)) % 60 for x, b in zip(stamps, stamps[1:])]
-    check(gaps and all(0.8 <= g <= 1.6 for g in gaps), "heartbeats about 1 s apart", gaps)
-    wait_until(lambda: a.log().count("tunnel: heartbeat_ack") >= 2, 5, 0.1, "the server to acknowledge two of them")
+    gaps = sorted((float(b) - float(x)) % 60 for x, b in zip(stamps, stamps[1:]))
+    # The typical gap is the interval; one late timer on a loaded machine
+    # moves a gap or two, never the median, and no gap comes near the
+    # default 30 s.
+    check(len(gaps) >= 4 and 0.8 <= gaps[len(gaps) // 2] <= 1.6 and gaps[-1] < 10,
+          "heartbeats about 1 s apart", gaps)
+    wait_until(lambda: a.log().count("tunnel: heartbeat_ack") >= 2, 20, 0.1, "the server to acknowledge two of them")
 
 
 @test(timeout=60)

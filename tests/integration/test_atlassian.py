@@ -45,7 +45,9 @@ def fixture_env(fx, w):
         "ATLASSIAN_API_BASE_URL": fx.base,
         "NEXT_PUBLIC_ENABLE_CONFLUENCE": "true", "NEXT_PUBLIC_ENABLE_JIRA": "true",
         "ATLASSIAN_DC_ALLOW_LOOPBACK": "true",
-        "AURORA_PROVIDER_TIMEOUT_MS": "5000",
+        # 4 s above the slow token answer below, and under the stalled
+        # Data Center answer (the timeout test): room for a loaded machine
+        "AURORA_PROVIDER_TIMEOUT_MS": "10000",
     }
 
 
@@ -407,7 +409,7 @@ def test_concurrent_refresh_rotates_once(t):
     # Atlassian answers slowly: every request below arrives while the first
     # refresh is under way, and must use its result rather than rotate again
     # (a second rotation would present the refresh token the first retired)
-    reset(fx, w, token_delay_ms=3500)
+    reset(fx, w, token_delay_ms=6000)
     results = [None] * 6
 
     def one(i):
@@ -489,7 +491,7 @@ def test_pat_connect(t):
     s.close()
     r = dc_connect(w, key3, "jira", "http://127.0.0.1:%d" % closed, JIRA_PAT, allow_http=True)
     eq((r.status, r.error_code), (502, "ATLASSIAN_UNREACHABLE"), "unreachable (%r)" % r)
-    reset(fx, w, dc_delay_ms=7000)
+    reset(fx, w, dc_delay_ms=14000)
     r = dc_connect(w, key3, "jira", fx.base, JIRA_PAT, allow_http=True)
     eq((r.status, r.error_code), (504, "ATLASSIAN_TIMEOUT"), "timeout (%r)" % r)
     reset(fx, w)
