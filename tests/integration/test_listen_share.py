@@ -37,7 +37,10 @@ from harness import (SERVER_BIN, Agent, Postgres, World, check, contains, eq, fr
                      https_request, main, sanitizer_reports, suite_shared, test, wait_until)
 
 FORWARD_SECRET = secrets.token_hex(24)
-LEASE = 3  # registry and instance leases (s): a dead process is forgotten fast
+# Registry and instance leases (s): a dead process is forgotten within the
+# tests' 30 s waits, and a live one whose registry thread waits seconds for a
+# CPU (renewal every third of it) keeps its registrations.
+LEASE = 8
 
 
 class Shared(World):

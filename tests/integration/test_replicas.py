@@ -35,7 +35,10 @@ from harness import (HTTPSConn, NODE, ROOT, Agent, NodePeer, Postgres, RssSample
 FORWARD_SECRET = secrets.token_hex(24)
 SIMULATED = int(os.environ.get("AURORA_TEST_SIMULATED_AGENTS", "1000"))
 MIB = 1024 * 1024
-LEASE = 3  # registry and instance leases (s): a dead replica is forgotten fast
+# Registry and instance leases (s): a dead replica is forgotten within the
+# tests' 30 s waits, and a live one whose registry thread waits seconds for a
+# CPU (renewal every third of it) keeps its registrations.
+LEASE = 8
 
 
 # ---------------------------------------------------------------------------
@@ -383,7 +386,8 @@ def revocation_on_one_replica_closes_the_session_on_another(t):
     took = time.monotonic() - t0
     eq(ev.get("code"), 1008, "close code")
     check("revoked" in (ev.get("reason") or "").lower(), "close reason names the revocation", ev)
-    check(took < 3, "revocation must reach the owner at once (%.2fs)" % took)
+    # (without the message the owner would never learn it: nothing re-checks)
+    check(took < 8, "revocation must reach the owner at once (%.2fs)" % took)
     t.note("revoked on %s, closed on %s in %.0f ms" % (other.name, owner.name, took * 1000))
     wait_until(lambda: not f.redis.owners(cid), 10, 0.05, "the registration to go")
     # Deleting the connection on another replica closes every session of the cluster.
@@ -515,8 +519,9 @@ def per_cluster_limit_holds_across_replicas(t):
     ex = ThreadPoolExecutor(PER_CLUSTER_MAX)
     # The limit filled from the other replicas only (each holds fewer than the
     # limit on its own): only the owner's count can see them all.
+    # Held long enough for the checks below on a loaded machine.
     futs = [ex.submit(lambda k=k: others[k % len(others)].kubectl(
-        cid, args=["get", "--raw", "/fixture/sleep/6/limit-%d" % k], timeout=30))
+        cid, args=["get", "--raw", "/fixture/sleep/15/limit-%d" % k], timeout=45))
         for k in range(PER_CLUSTER_MAX)]
     agent = f.agents[cid]
     wait_until(lambda: agent_metric(agent, "aurora_agent_commands_in_flight") == PER_CLUSTER_MAX,
