@@ -333,14 +333,14 @@ def timeout_kills_kubectl(t):
     eq(res["return_code"], 124, "return_code")
     eq(res["error_code"], "TIMEOUT", "error_code")
     eq(res["success"], False, "success")
-    check(1.5 <= elapsed <= 6.0, "answer after %.2fs, expected ~2s (1.5–6)" % elapsed)
+    check(1.5 <= elapsed <= 20.0, "answer after %.2fs, expected ~2s, not the 30 s sleep" % elapsed)
     left = []
 
     def gone():
         left[:] = [p for p in procs_matching("fixture/sleep") if tag in p[1]]
         return not left
     try:
-        wait_until(gone, 2.0, 0.05, "the kubectl process to be gone")
+        wait_until(gone, 15.0, 0.05, "the kubectl process to be gone")
     except AssertionError:
         raise AssertionError("kubectl still running after the timeout: %s" % left)
     # the tunnel is still usable afterwards
@@ -372,9 +372,9 @@ def revoke_closes_tunnel(t):
     def not_active():
         c = w.connection(cid)
         return c is None or c.get("status") != "active"
-    wait_until(not_active, 2.0, 0.05, "connection to leave `active` after revoke")
+    wait_until(not_active, 15.0, 0.05, "connection to leave `active` after revoke")
     t.note("connection inactive %.2fs after revoke" % (time.monotonic() - t0))
-    wait_until(lambda: re.search(r"token revoked", agent.log(), re.I), 2.0, 0.05,
+    wait_until(lambda: re.search(r"token revoked", agent.log(), re.I), 15.0, 0.05,
                "the agent to log the close reason `Token revoked`")
     r = w.kubectl(cid, args=["version", "--client"])
     eq(r.status, 503, "exec after revoke (%r)" % r)
@@ -425,10 +425,10 @@ def server_kill9_restart_agent_reconnects(t):
         r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo?text=after"], http_timeout=10)
         return r if r.status == 200 and r.get("output") == "after" else None
     try:
-        wait_until(works, 8.0, 0.2, "commands to work again through the reconnected agent")
+        wait_until(works, 30.0, 0.2, "commands to work again through the reconnected agent")
     except AssertionError:
         c = w.connection(cid)
-        raise AssertionError("agent did not reconnect within 8 s of the restart; connection: %r; "
+        raise AssertionError("agent did not reconnect within 30 s of the restart; connection: %r; "
                              "agent log:\n%s" % (c, agent.proc.log_tail(20)))
     t.note("agent back %.1fs after restart" % (time.monotonic() - t0))
     c = w.wait_connection(cid)
