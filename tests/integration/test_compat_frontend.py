@@ -37,7 +37,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from harness import (FIXTURES, NODE, TOKEN_RE, check, cluster_id_for, contains, eq,
-                     https_request, main, rand_tag, suite_world, test, wait_until)
+                     https_request, main, rand_tag, suite_world, test, wait_until,
+                     within_one_window)
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 MSG_CREATED = "Token created successfully. Save this token - it will only be shown once!"
@@ -583,24 +584,6 @@ def retry_after(r, window):
     check(abs(int(v) - left) <= 3 or abs(int(v) - left) >= window - 3,
           "Retry-After %s must be the seconds left in the window (%d)" % (v, left))
     return int(v)
-
-
-def within_one_window(window, body, attempts=3):
-    """The limits count fixed windows (as the existing service's limiter): a
-    run that straddles a window's end sees the count reset mid-test.  Such a
-    run is started over with fresh users; a failure inside one window is a
-    failure."""
-    for _ in range(attempts):
-        start = int(time.time()) // window
-        try:
-            body()
-        except AssertionError:
-            if int(time.time()) // window == start:
-                raise
-            continue
-        if int(time.time()) // window == start:
-            return
-    raise AssertionError("no run of the test fitted in one %d s window" % window)
 
 
 @test
