@@ -80,7 +80,8 @@ def make_world(t, name, fx, trap, extra=None, start=True):
         "GITHUB_APP_SETUP_URL": "https://api.aurora.example.test/github/app/install/callback",
         "GH_BASE_URL": fx.base, "GH_API_BASE_URL": fx.base + "/api/v3/",
         "GITHUB_APP_KEY_REFRESH_S": "1", "FRONTEND_URL": FRONTEND,
-        "AURORA_PROVIDER_TIMEOUT_MS": "5000",
+        # no test here waits for a provider timeout: ample, for a loaded machine
+        "AURORA_PROVIDER_TIMEOUT_MS": "30000",
         "http_proxy": proxy, "https_proxy": proxy, "HTTPS_PROXY": proxy, "ALL_PROXY": proxy,
     })
     w.extra_env.update(extra or {})

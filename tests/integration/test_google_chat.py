@@ -52,7 +52,8 @@ def fixture_env(g, w, sa_key=True):
         "GOOGLE_CHAT_CERTS_REFETCH_S": "2",
         "AURORA_PUBLIC_URL": PUBLIC_URL,
         "FRONTEND_URL": FRONTEND,
-        "AURORA_PROVIDER_TIMEOUT_MS": "3000",
+        # no test here waits for a provider timeout: ample, for a loaded machine
+        "AURORA_PROVIDER_TIMEOUT_MS": "30000",
     }
     if sa_key:
         env["GOOGLE_CHAT_SERVICE_ACCOUNT_KEY"] = json.dumps(g.ctl("/_fixture/sa_key"), separators=(",", ":"))

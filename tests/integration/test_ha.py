@@ -68,7 +68,7 @@ def both_replicas_connect_and_share_the_work(t):
     check(na > 0 and nb > 0, "both replicas must get commands (a=%d, b=%d)" % (na, nb))
 
 
-@test(timeout=60)
+@test(timeout=120)
 def killed_replica_fails_its_commands_survivor_takes_over(t):
     w = suite_world()
     cid, a, b = two_replicas(t, w, "ha-kill")
@@ -77,7 +77,9 @@ def killed_replica_fails_its_commands_survivor_takes_over(t):
 
     def long_cmd(i):
         t0 = time.monotonic()
-        r = w.kubectl(cid, args=["get", "--raw", "/fixture/sleep/8/%s-%d" % (tag, i)], timeout=30)
+        # 20 s: still running through the set-up and the checks after the
+        # kill, however loaded the machine
+        r = w.kubectl(cid, args=["get", "--raw", "/fixture/sleep/20/%s-%d" % (tag, i)], timeout=60)
         return r, time.monotonic()
 
     ex = ThreadPoolExecutor(6)
@@ -101,7 +103,7 @@ def killed_replica_fails_its_commands_survivor_takes_over(t):
 
     failed, ok = [], []
     for f in futs:
-        r, done_at = f.result(timeout=30)
+        r, done_at = f.result(timeout=90)
         (ok if r.status == 200 else failed).append((r, done_at))
     ex.shutdown()
     eq(len(failed), on_a, "exactly the dead replica's in-flight commands fail")
@@ -109,10 +111,11 @@ def killed_replica_fails_its_commands_survivor_takes_over(t):
         eq(r.status, 502, "status of a command on the dead replica (%r)" % r)
         eq(r.get("error_code"), "AGENT_DISCONNECTED", "error_code (%r)" % r)
         check(r.get("error"), "a clear error message", r.json)
-        check(done_at - killed_at < 3, "the failure must be immediate (%.1fs after the kill)"
+        check(done_at - killed_at < 10, "the failure must be immediate, not the 20 s command's "
+              "end (%.1fs after the kill)"
               % (done_at - killed_at))
     for r, _ in ok:
-        eq(r.json.get("output"), "slept 8", "the survivor's long commands complete")
+        eq(r.json.get("output"), "slept 20", "the survivor's long commands complete")
     # the agent logs a command's end after its exec_end is out: wait for the line
     wait_until(lambda: "ended return_code=0" in b.log(), 10, 0.1, "the survivor to log the commands it ran")
 

@@ -86,7 +86,8 @@ def World_(st, **env):
         "SPLUNK_SEARCH_MAX_RESULTS": str(MAX_RESULTS),
         "SPLUNK_SEARCH_MAX_BYTES": str(MAX_BYTES),
         "SPLUNK_SEARCH_TIMEOUT_MS": str(SEARCH_TIMEOUT_MS),
-        "AURORA_PROVIDER_TIMEOUT_MS": "3000",
+        # no test here waits for a provider timeout: ample, for a loaded machine
+        "AURORA_PROVIDER_TIMEOUT_MS": "30000",
         "NETDATA_WEBHOOK_RATE_LIMIT_MINUTE": str(WH_RATE),
         "SPLUNK_SEARCH_MAX_PER_ORG": "1",
         "SPLUNK_SEARCH_MAX_CONCURRENT": "2",

@@ -78,7 +78,8 @@ def fixture_env(pd, w):
         "PAGERDUTY_OAUTH_REVOKE_URL": pd.base + "/oauth/revoke",
         "PAGERDUTY_API_BASE_URL": pd.base,
         "PAGERDUTY_WEBHOOK_RATE_LIMIT_PER_MINUTE": "100000",
-        "AURORA_PROVIDER_TIMEOUT_MS": "2500",
+        # no test here waits for a provider timeout: ample, for a loaded machine
+        "AURORA_PROVIDER_TIMEOUT_MS": "30000",
     }
 
 
