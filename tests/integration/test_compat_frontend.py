@@ -576,12 +576,13 @@ def expires_days_sets_expires_at(t):
 # ---------------------------------------------------------------------------
 def retry_after(r, window):
     """Retry-After of a fixed-window limit: whole seconds until the window ends
-    (the server and this test read the same clock; 3 s of slack)."""
+    (the server and this test read the same clock; 10 s of slack for the
+    time the answer took to reach the test on a loaded machine)."""
     v = r.headers.get("retry-after")
     check(v is not None and v.isdigit() and 0 < int(v) <= window,
           "Retry-After must be whole seconds in 1..%d" % window, r.headers)
     left = window - int(time.time()) % window
-    check(abs(int(v) - left) <= 3 or abs(int(v) - left) >= window - 3,
+    check(abs(int(v) - left) <= 10 or abs(int(v) - left) >= window - 10,
           "Retry-After %s must be the seconds left in the window (%d)" % (v, left))
     return int(v)
 
