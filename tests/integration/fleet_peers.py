@@ -13,7 +13,7 @@ import time
 from harness import _base_env, free_port, wait_until
 
 
-def redis_cmd(port, *args, timeout=3):
+def redis_cmd(port, *args, timeout=15):  # generous: a loaded machine
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         out = b"*%d\r\n" % len(args)

@@ -22,7 +22,7 @@ from harness import check, contains, eq, free_port, main, suite_world, test, wai
 
 def get(port, path):
     try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=15)  # a loaded machine
         c.request("GET", path)
         r = c.getresponse()
         body = r.read()

@@ -153,7 +153,7 @@ class StaticAgent:
     def ready(self):
         import http.client
         try:
-            c = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=2)
+            c = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=15)
             c.request("GET", "/ready")
             s = c.getresponse().status
             c.close()
