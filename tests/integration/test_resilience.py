@@ -104,13 +104,15 @@ def stalled_postgres_bounded_waits_and_recovery(t):
         th.start()
     def answered_meanwhile(path, status, what):
         """Liveness is the loop: `path` is answered while the store workers
-        wait on the database.  Proof either way: before any API call came back
-        (the first wait a whole statement deadline), or within a second."""
+        wait on the database.  Proof either way: within a second, or in less
+        than a statement deadline and before any API call came back (each
+        waits a whole deadline first)."""
         r, took = get_within(w, path)
         done = len(results)
         eq(r.status, status, "%s while the database is stopped (%r)" % (what, r))
-        check(done == 0 or took < 1.0, "%s must not wait for the database (took %.2fs, after "
-              "%d API calls had come back)" % (what, took, done))
+        check(took < 1.0 or (done == 0 and took < limit),
+              "%s must not wait for the database (took %.2fs, after %d API calls had come back)"
+              % (what, took, done))
 
     try:
         for _ in range(5):
