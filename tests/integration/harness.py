@@ -134,6 +134,16 @@ def within_one_window(window, body, attempts=3):
     raise AssertionError("no run of the test fitted in one %d s window" % window)
 
 
+def answered_beside(hung, took, timeout_s):
+    """Whether a request that took `took` s was answered beside a call that
+    hangs until the server's `timeout_s` (its thread `hung`), not behind it:
+    within a second, or while the hung call still waited and in less than
+    half its timeout (a request queued behind it would return only after the
+    hung call's own answer, about a whole timeout after both began; a
+    loaded machine may delay a prompt answer by a second or two)."""
+    return took < 1.0 or (hung.is_alive() and took < timeout_s / 2.0)
+
+
 def cluster_id_for(token):
     return "cluster-" + hashlib.sha256(token.encode()).hexdigest()[:16]
 

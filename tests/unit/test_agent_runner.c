@@ -570,7 +570,7 @@ static void output_cap_truncates(void **state)
 }
 
 /* The timeouts below must leave the shell time to start and print its pids
- * first, also on a loaded machine (0.2 s did not always). */
+ * first, also on a loaded machine (0.2 s left it little). */
 #define SHELL_TIMEOUT_S 3
 
 /* Timeout: rc 124 / TIMEOUT, and every process of the group is gone — the

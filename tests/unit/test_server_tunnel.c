@@ -431,7 +431,7 @@ static void test_token_expiry_ends_session(void **state)
     made_token forever = new_token(fx, fx->org_id, 0);
     tunnel_session *f = connect_as(fx, fx->hub, &forever, 2, 0);
     /* 4-5 s (time() counts whole seconds) for the handshake to be accepted
-     * first, also when the test waits for a CPU: 1-2 s was not always. */
+     * first, also when the test waits for a CPU (1-2 s left it little). */
     made_token m = new_token(fx, fx->org_id, (int64_t)time(NULL) + 5);
     tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 0);
     assert_true(tunnel_session_ready(s));
