@@ -28,6 +28,8 @@
 #        BENCH_IO_COUNT, BENCH_IO_CONCURRENCY, BENCH_IO_MS (1c; BENCH_IO_COUNT=0 skips it),
 #        BENCH_DB_SYNC (the server's AURORA_DB_SYNC: full, the default, or normal),
 #        BENCH_CLIENT (lean, the default, or stdlib: see bench/tunnel_bench.py),
+#        BENCH_WORKERS (process, the default: one client process per command in
+#        flight; thread: the old threads, whose interpreter lock caps the direct arm),
 #        BENCH_ROUNDS (2: each row of 1 and 1c runs in up to that many batches, tunnel and
 #        direct alternating; more, smaller batches let a machine whose speed drifts
 #        within a run weigh on both arms alike; beyond two, each keeps at least 8x
@@ -51,6 +53,7 @@ IO_COUNT=${BENCH_IO_COUNT:-200}
 IO_CONCS=${BENCH_IO_CONCURRENCY:-1,16}
 IO_MS=${BENCH_IO_MS:-30,100}
 CLIENT=${BENCH_CLIENT:-lean}
+WORKERS=${BENCH_WORKERS:-process}
 ROUNDS=${BENCH_ROUNDS:-2}
 CONCS=${BENCH_CONCURRENCY:-1,8,32}
 AGENTS=${BENCH_AGENTS:-0,100,500,1000}
@@ -249,7 +252,7 @@ report() {
     sleep 1 # perf attaches asynchronously
   fi
   python3 bench/tunnel_bench.py --port "$PORT" --ca "$CA" --key "$key" --cluster "$cluster" \
-    --program /bin/echo --count "$COUNT" --concurrency "$CONCS" --client "$CLIENT" \
+    --program /bin/echo --count "$COUNT" --concurrency "$CONCS" --client "$CLIENT" --workers "$WORKERS" \
     --rounds "$ROUNDS" --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=$?
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null || true
@@ -298,7 +301,7 @@ report() {
       echo "== 1c. tunnel vs direct, I/O-bound: bench/slow_echo (waits $ms ms, then echoes) through the tunnel vs subprocess"
       log "I/O-bound ($ms ms): $IO_COUNT commands at concurrency $IO_CONCS"
       python3 bench/tunnel_bench.py --port "$PORT" --ca "$CA" --key "$key" --cluster "$cluster3" \
-        --program "$BIN/slow_echo_$ms" --count "$IO_COUNT" --concurrency "$IO_CONCS" --client "$CLIENT" \
+        --program "$BIN/slow_echo_$ms" --count "$IO_COUNT" --concurrency "$IO_CONCS" --client "$CLIENT" --workers "$WORKERS" \
         --warmup 16 --rounds "$ROUNDS" --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=$?
       stop_pid "$agent_pid"
       [ "$STOP_STATUS" = 0 ] || { echo "  PROBLEM aurora-agent exited with status $STOP_STATUS on SIGTERM"; rc1=1; }
