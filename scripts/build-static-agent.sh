@@ -161,13 +161,22 @@ fi
 #                                            server certificate
 #   no-cms no-ts no-ct no-ocsp no-cmp no-rfc3779   PKI extras the agent never calls
 #   no-async no-ui-console no-uplink no-tests no-fips no-shared no-pic
+#   no-multiblock                             TLS 1.2 CBC's multi-buffer writes: two
+#                                            SHA assembler files (62 KiB), unused by GCM
+#   no-chacha no-poly1305                     AES-GCM is the suite: every server CPU
+#                                            this agent runs beside has AES instructions
+#   no-ocb no-siv no-cmac no-blake2 no-rmd160 in no TLS suite
+#   no-nextprotoneg                           ALPN replaced NPN; lws uses ALPN
+#   no-filenames                              source file names in error records
+#                                            (the reason strings stay)
 # -DOPENSSL_SMALL_FOOTPRINT and -Os: smaller tables and code; the assembler is
-# kept (AES-NI, SHA, ChaCha20/Poly1305, P-256, X25519, bignum).
+# kept (AES-NI, SHA, P-256, X25519, bignum).
 OPENSSL_OPTS=(no-shared no-pic no-module no-dso no-engine no-legacy no-tests no-async no-comp
   no-ssl3 no-dtls no-srp no-srtp no-sctp no-idea no-camellia no-seed no-aria no-sm2 no-sm3
   no-sm4 no-whirlpool no-rc2 no-rc4 no-rc5 no-md4 no-mdc2 no-siphash no-dsa no-ec2m no-gost
   no-cmp no-rfc3779 no-cms no-ts no-ct no-ocsp no-scrypt no-bf no-cast no-des
-  no-ui-console no-uplink no-fips)
+  no-ui-console no-uplink no-fips no-multiblock no-chacha no-poly1305 no-ocb no-siv no-cmac
+  no-blake2 no-rmd160 no-nextprotoneg no-filenames)
 OPENSSL_CFLAGS="-Os -pthread -Wa,--noexecstack -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -fno-unwind-tables"
 # The installed libssl-dev's version is part of the stamp: a Debian security
 # update of OpenSSL makes a build (and a cache entry) from before it stale.
