@@ -396,13 +396,12 @@ def pool_main(args, chan, shared):
             break
         mode, tag = msg
         run = BatchRun(shared)
-        c0 = os.times()
+        c0 = time.process_time()  # ns-precise; os.times() counts 10 ms ticks
         try:
             worker_fn(args.client, mode)(args, run, ctx, tag, keep)
         except Exception as e:  # noqa: BLE001 — reported, never a hang of the parent
             run.errors.append((-1, f"client process: {type(e).__name__}: {e}"))
-        c1 = os.times()
-        chan.send((run.lat_ms, run.errors, (c1.user - c0.user) + (c1.system - c0.system)))
+        chan.send((run.lat_ms, run.errors, time.process_time() - c0))
     end_batch(keep.pop("conn", None), None)
 
 
@@ -552,14 +551,16 @@ def main():
                 r = runs[mode]  # indices continue across rounds: one distinct word per command
                 if mode == "tunnel":
                     s0, a0 = cpu_ticks(args.server_pid), cpu_ticks(args.agent_pid)
-                c0, m0, w0 = os.times(), machine_ticks(), r.worker_cpu
+                # this process's CPU (its threads in thread mode), ns-precise:
+                # a batch's share is a few ms, below os.times()' 10 ms ticks
+                c0, m0, w0 = time.process_time(), machine_ticks(), r.worker_cpu
                 do_run(args, mode, conc, n, ctx, "", r, pool=pool)
-                c1, m1 = os.times(), machine_ticks()
+                c1, m1 = time.process_time(), machine_ticks()
                 acc = machine.setdefault((mode, conc), [0, 0])
                 acc[0] += m1[0] - m0[0]
                 acc[1] += m1[1] - m0[1]
                 client_cpu[(mode, conc)] = (client_cpu.get((mode, conc), 0.0)
-                                            + (c1.user - c0.user) + (c1.system - c0.system)
+                                            + (c1 - c0)
                                             + (r.worker_cpu - w0))
                 if mode == "tunnel":
                     sc += cpu_ticks(args.server_pid) - s0
