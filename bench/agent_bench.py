@@ -31,6 +31,8 @@ import tempfile
 import threading
 import time
 
+import targets  # bench/targets.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -228,8 +230,9 @@ class Bench:
         print("== agent binary")
         st = os.path.join(self.bin, "aurora-agent-static")
         desc = subprocess.run(["file", "-b", st], capture_output=True).stdout.decode().strip()
+        self.static_kib = os.path.getsize(st) / 1024
         print("  static (build/static/aurora-agent, stripped): %8.1f KiB  [%s]"
-              % (os.path.getsize(st) / 1024, desc.split(",")[3].strip() if desc.count(",") > 3 else desc))
+              % (self.static_kib, desc.split(",")[3].strip() if desc.count(",") > 3 else desc))
         rel = os.path.join(self.work, "aurora-agent-rel-stripped")
         subprocess.run(["strip", "-o", rel, os.path.join(self.bin, "aurora-agent")], check=True)
         print("  release (build/rel, dynamic, stripped):       %8.1f KiB  (+ shared libraries)"
@@ -244,10 +247,17 @@ class Bench:
             m = rss_kib(p.pid)
             print("  %-8s VmRSS %6d KiB   VmHWM %6d KiB"
                   % ("static" if static else "release", m.get("VmRSS", -1), m.get("VmHWM", -1)))
+            if static:
+                idle_kib = m.get("VmRSS", -1)
             rc = self.stop(p)
             if rc != 0:
                 print("  PROBLEM agent exited with status %s" % rc)
                 self.errors += 1
+        # issue 14: the static agent, stripped and idle, each within 4 MiB
+        print(targets.line([
+            ("static agent stripped <= 4096 KiB", "%.1f KiB" % self.static_kib,
+             self.static_kib <= 4096),
+            ("static agent idle RSS <= 4096 KiB", "%d KiB" % idle_kib, 0 < idle_kib <= 4096)]))
 
     # -- 3. throughput -------------------------------------------------------------------
     def throughput(self):

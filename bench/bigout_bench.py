@@ -44,6 +44,8 @@ import tempfile
 import threading
 import time
 
+import targets  # bench/targets.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1024 * 1024
 
@@ -434,9 +436,10 @@ def main():
     if not any("pipe_write" in wchan for _, wchan in s["children"]):
         problems.append("slow reader: the generator was not blocked writing its pipe: %r"
                         % (s["children"],))
-    print("targets: >= 200 MiB/s %s; server RSS growth <= 16 MiB %s; byte-exact %s" % (
-        "met" if tr >= 200 else "NOT met", "met" if t["growth"][sp] <= 16 else "NOT met",
-        "yes" if not problems else "NO"))
+    print(targets.line([
+        (">= 200 MiB/s", "%.1f MiB/s" % tr, tr >= 200),
+        ("server RSS growth <= 16 MiB", "%.1f MiB" % t["growth"][sp], t["growth"][sp] <= 16),
+        ("byte-exact", "yes" if not problems else "no", not problems)]))
     for p in problems:
         print("PROBLEM " + p)
     return 1 if problems else 0

@@ -302,7 +302,7 @@ report() {
       log "I/O-bound ($ms ms): $IO_COUNT commands at concurrency $IO_CONCS"
       python3 bench/tunnel_bench.py --port "$PORT" --ca "$CA" --key "$key" --cluster "$cluster3" \
         --program "$BIN/slow_echo_$ms" --count "$IO_COUNT" --concurrency "$IO_CONCS" --client "$CLIENT" --workers "$WORKERS" \
-        --warmup 16 --rounds "$ROUNDS" --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=$?
+        --warmup 16 --rounds "$ROUNDS" --targets c16 --server-pid "$SERVER_PID" --agent-pid "$agent_pid" || rc1=$?
       stop_pid "$agent_pid"
       [ "$STOP_STATUS" = 0 ] || { echo "  PROBLEM aurora-agent exited with status $STOP_STATUS on SIGTERM"; rc1=1; }
       echo

@@ -53,6 +53,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 import harness  # noqa: E402
 from harness import T, World, vm_rss_kib  # noqa: E402
+import targets  # noqa: E402  (bench/targets.py)
 
 AGENTS = int(os.environ.get("SWARM_AGENTS", "10000"))  # the fleet goal; 1000 for a quick look
 DIALECT = os.environ.get("SWARM_DIALECT", "v2")
@@ -265,7 +266,8 @@ def start_swarm(w, tokfile, reconnect, count=None):
 
 
 def storm(w, swarm, reconnect):
-    """kill -9 + restart; returns True if every agent came back."""
+    """kill -9 + restart; returns (every agent came back, seconds until then or
+    None, server RSS before the kill and after, KiB)."""
     r0 = swarm.last()
     rss_before = vm_rss_kib(w.server.pid)
     w.kill9()
@@ -304,7 +306,7 @@ def storm(w, swarm, reconnect):
     print("  CPU until then: server %.2f s, swarm %.2f s (%d process%s)"
           % (srv, sw, PROCS, "es" if PROCS > 1 else ""))
     print_curve(curve, r0)
-    return converged
+    return converged, t_back, rss_before, rss
 
 
 def main():
@@ -344,6 +346,7 @@ def main():
         swarm.stop()
         swarm = None
         ids = [x["cluster_id"] for x in toks]
+        goals = []  # issue 14's fleet goals, printed once every row has run
         for n, reconnect in enumerate(RECONNECT.split(",")):
             swarm, t_all, srv, sw = start_swarm(w, tokfile, reconnect)
             print("Connect, reconnect %s: all %d connected after %.2f s (CPU: server %.2f s, "
@@ -378,11 +381,37 @@ def main():
                 ])
                 print("  (%d commands to random agents, %d probes per port, one at a time)"
                       % (COMMANDS, PROBES))
-            ok = storm(w, swarm, reconnect) and ok
+                per_agent = (rss1 - rss0) / AGENTS
+                sent = hb1["heartbeats"] - hb0["heartbeats"]
+                acked = hb1["heartbeat_acks"] - hb0["heartbeat_acks"]
+                goals += [
+                    ("<= 48 KiB per agent", "%.1f KiB" % per_agent, per_agent <= 48),
+                    ("heartbeats kept", "%d/%d acknowledged, %d connected"
+                     % (acked, sent, hb1["connected"]),
+                     sent > 0 and acked == sent and hb1["connected"] >= AGENTS),
+                    ("/health p99 <= 50 ms", "%.2f ms" % pct(hn_main, 99), pct(hn_main, 99) <= 50)]
+            back, t_back, rss_before, rss_after = storm(w, swarm, reconnect)
+            ok = back and ok
+            # "returns near its pre-storm level": within a tenth of it
+            settled = ("RSS after the storm <= 1.1x before", "%d / %d KiB"
+                       % (rss_after, rss_before), rss_after <= 1.1 * rss_before)
+            if reconnect == "backoff":
+                goals += [("all back <= 60 s with the agent's backoff",
+                           "%.1f s" % t_back if t_back is not None else "not back",
+                           t_back is not None and t_back <= 60), settled]
+            else:
+                goals += [("converges with %s" % reconnect,
+                           "%.1f s" % t_back if t_back is not None else "not back",
+                           t_back is not None), settled]
             summary = swarm.stop()
             swarm = None
             if summary:
                 print("  swarm: " + " ".join("%s=%s" % kv for kv in summary.items()))
+        if AGENTS >= 10000:
+            print(targets.line(goals))
+        else:  # a fixed part of the server's RSS and CPU weighs more on fewer agents
+            print("targets: not judged: the goals are for 10,000 agents (SWARM_AGENTS=%d)"
+                  % AGENTS)
     finally:
         if swarm is not None:
             swarm.stop()

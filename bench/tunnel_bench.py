@@ -37,6 +37,8 @@ import sys
 import threading
 import time
 
+import targets  # bench/targets.py
+
 
 def pct(sorted_ms, p):
     """Nearest-rank percentile of a sorted list."""
@@ -508,6 +510,10 @@ def main():
                     help="process: one client process per command in flight, kept for the "
                          "row (the default); thread: threads of this process, which share "
                          "Python's interpreter lock and so cap the direct arm")
+    ap.add_argument("--targets", default="c1,c16",
+                    help="issue 14's goals to judge on the last line: c1 (added p50 at "
+                         "concurrency 1 <= 1 ms, stated for a command that exits at once) "
+                         "and c16 (throughput at concurrency 16 >= 0.95x direct); empty: none")
     ap.add_argument("--server-pid", type=int, default=0)
     ap.add_argument("--agent-pid", type=int, default=0)
     args = ap.parse_args()
@@ -630,6 +636,17 @@ def main():
     print(f"busy = the whole machine's CPU in use during that arm ({os.cpu_count()} cores = 100%): "
           "near 100% the arm was CPU-bound, and its throughput ratio is what the tunnel "
           "costs in CPU per command, not in waiting")
+    # issue 14's fast-path goals, where this run has the rows they name
+    goals = []
+    judged = args.targets.split(",")
+    if "c1" in judged and 1 in concs:
+        added = stats(by[("tunnel", 1)])[0] - stats(by[("direct", 1)])[0]
+        goals.append(("c=1 added p50 <= 1 ms", f"{added:+.2f} ms", added <= 1.0))
+    if "c16" in judged and 16 in concs:
+        thr = ratio(stats(by[("tunnel", 16)])[2], stats(by[("direct", 16)])[2])
+        goals.append(("c=16 throughput >= 0.95x direct", f"{thr:.2f}x", thr >= 0.95))
+    if goals:
+        print(targets.line(goals))
     print(f"errors: {len(all_errors)}")
     for mode, conc, phase, i, e in all_errors[:40]:
         print(f"  ERROR {mode} c={conc} {phase} #{i}: {e}")
