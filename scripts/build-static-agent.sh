@@ -163,8 +163,8 @@ fi
 #   no-async no-ui-console no-uplink no-tests no-fips no-shared no-pic
 #   no-multiblock                             TLS 1.2 CBC's multi-buffer writes: two
 #                                            SHA assembler files (62 KiB), unused by GCM
-#   no-chacha no-poly1305                     AES-GCM is the suite: every server CPU
-#                                            this agent runs beside has AES instructions
+#   no-chacha no-poly1305                     every TLS 1.3 peer must offer AES-128-GCM
+#                                            (RFC 8446, 9.1), done in hardware here
 #   no-ocb no-siv no-cmac no-blake2 no-rmd160 in no TLS suite
 #   no-nextprotoneg                           ALPN replaced NPN; lws uses ALPN
 #   no-filenames                              source file names in error records
