@@ -425,12 +425,23 @@ class Pool:
         start = run.next_i
         self.shared.next_i.value = start
         self.shared.end.value = start + count
-        run.count = start + count
+        run.count += count
         t0 = time.perf_counter()
-        for c in self.chans:
-            c.send((mode, tag))
-        for c in self.chans:
-            lat, errors, cpu_s = c.recv()
+        sent = []
+        for c, p in zip(self.chans, self.procs):
+            try:
+                c.send((mode, tag))
+                sent.append((c, p))
+            except OSError:  # ended in an earlier batch, reported there
+                pass
+        for c, p in sent:
+            try:
+                lat, errors, cpu_s = c.recv()
+            except EOFError:  # killed (a signal, the OOM killer): the rest run without it
+                p.join(5)
+                run.errors.append((-1, f"client process {p.pid} ended mid-batch "
+                                       f"(exit code {p.exitcode})"))
+                continue
             run.lat_ms += lat
             run.errors += errors
             run.worker_cpu += cpu_s
@@ -439,7 +450,10 @@ class Pool:
 
     def close(self):
         for c in self.chans:
-            c.send(None)
+            try:
+                c.send(None)
+            except OSError:
+                pass
         for p in self.procs:
             p.join(30)
 
@@ -517,6 +531,9 @@ def main():
     ap.add_argument("--server-pid", type=int, default=0)
     ap.add_argument("--agent-pid", type=int, default=0)
     args = ap.parse_args()
+    unknown = set(args.targets.split(",")) - {"c1", "c16", ""}
+    if unknown:
+        ap.error(f"--targets: unknown goal(s) {', '.join(sorted(unknown))} (known: c1, c16)")
 
     ctx = ssl.create_default_context(cafile=args.ca)
     hz = os.sysconf("SC_CLK_TCK")
