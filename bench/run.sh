@@ -14,9 +14,10 @@
 #      1c. the same comparison with an I/O-bound command: bench/slow_echo.c
 #      (waits BENCH_IO_MS ms, then echoes), BENCH_IO_COUNT (200) commands at
 #      BENCH_IO_CONCURRENCY (1,16), through its own agent, once per wait in
-#      BENCH_IO_MS (30,100): at 30 ms both arms keep a 2-core VM's CPU busy at
-#      concurrency 16 (the exec alone costs ~3 ms of CPU there), at 100 ms
-#      neither does, which is what "I/O-bound" means.
+#      BENCH_IO_MS (30,100): at 30 ms and concurrency 16 both arms keep a 2-core
+#      VM's CPU busy where an exec costs ~3 ms of CPU, and about a third busy
+#      where it costs ~1 ms; at 100 ms neither is, which is what "I/O-bound"
+#      means (the `busy` column says which case a run was).
 #   2. server VmRSS with 0, 100, 500, 1000 idle legacy-dialect agents
 #      (bench/idle_agents.js, one node process, one token per agent), then all
 #      leave, 1000 come back and leave again; glibc heap in use read with gdb.
