@@ -208,9 +208,18 @@ static int add_secret(worker_ctx *w, const kit_tenant *t, kit_wh_keys *out, http
                                   resp) < 0) {
             rc = -1;
         } else {
-            if (kit_wh_keys_add(out, v, len) < 0)
+            /* Unusable (emptied or grown past the kit's limit outside
+             * Aurora): refusing keeps it signed; skipping it would accept
+             * unsigned deliveries. */
+            if (kit_wh_keys_add(out, v, len) < 0) {
                 log_warn("pagerduty webhook: the signing secret of user %s is empty or too long; "
-                         "ignored", t->user_id);
+                         "deliveries refused until it is set again",
+                         t->user_id);
+                http_resp_error(resp, 503, "WEBHOOK_SECRET_UNAVAILABLE",
+                                "the stored PagerDuty webhook signing secret is unusable; set it "
+                                "again (POST /pagerduty/webhook-secret)");
+                rc = -1;
+            }
             secrets_free(v, len);
         }
     }

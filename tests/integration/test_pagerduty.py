@@ -31,8 +31,9 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (T, World, _SUITE, HttpFixture, Postgres, check, contains, eq, https_request,  # noqa: E402
-                     main, rand_tag, test, wait_until, within_one_window)
+from harness import (SERVER_BIN, T, World, _SUITE, HttpFixture, Postgres, check, contains, eq,  # noqa: E402
+                     https_request, main, rand_tag, sanitizer_reports, test, wait_until,
+                     within_one_window)
 
 CLIENT_SECRET = "pd-client-secret-" + rand_tag(8)
 USER_KEY = "u+" + rand_tag(18)
@@ -469,6 +470,46 @@ def test_webhook_unsigned_then_signed_rotation(t):
     for bad in ({"secret": "short"}, {"secret": "has spaces in it"}, {}, {"secret": "x" * 300}):
         r = w.post("/pagerduty/webhook-secret", bad, key=key)
         eq((r.status, r.error_code), (400, "PAGERDUTY_INVALID_WEBHOOK_SECRET"), "bad secret %r (%r)" % (bad, r))
+    check(secret not in w.server.log_text(), "the signing secret is never logged")
+
+
+def secrets_put_outside(w, path, value):
+    """Writes a secret with `aurora-server secrets put` (the operator's CLI,
+    another process), as someone changing the backend behind Aurora's back."""
+    sandir = os.path.join(w.dir, "san", "secrets-put-" + rand_tag(6))
+    r = subprocess.run([SERVER_BIN, "secrets", "put", "--stdin", path], input=value,
+                       env=w.env(sandir), cwd=w.dir, capture_output=True, timeout=60)
+    eq(r.returncode, 0, "secrets put %s: %s" % (path, r.stderr.decode("utf-8", "replace")))
+    reports = sanitizer_reports(sandir)
+    check(not reports, "secrets put: sanitizer report", reports[:1])
+
+
+@test
+def test_webhook_unusable_secret_refuses(t):
+    """A signing secret made unusable outside Aurora (longer than the kit
+    takes; the local backend refuses an empty one) must keep deliveries
+    refused, never fall back to unsigned."""
+    w = world()
+    org, user, key = connected_user(w)
+    secret = "whsec-" + rand_tag(24)
+    eq(w.post("/pagerduty/webhook-secret", {"secret": secret}, key=key).status, 200, "secret set")
+    path = "aurora/orgs/%s/users/%s/pagerduty/webhook-secret" % (org, user)
+    n = rows(w)
+    for bad, what in ((b"x" * 513, "513 bytes"), (b"y" * 4096, "4096 bytes")):
+        secrets_put_outside(w, path, bad)
+        body = json.dumps(v3("incident.triggered", "PUNUSABLE")).encode()
+        for signature, how in ((None, "unsigned"), (sig(secret, body), "signed with the old secret"),
+                               (sig(bad.decode(), body), "signed with the new value")):
+            r = deliver(w, user, body, signature)
+            eq((r.status, r.error_code), (503, "WEBHOOK_SECRET_UNAVAILABLE"),
+               "%s secret, %s delivery (%r)" % (what, how, r))
+            contains(r.get("error", ""), "POST /pagerduty/webhook-secret", "says how to mend it")
+    eq(rows(w), n, "nothing stored while the secret is unusable")
+    # set again through the API: signed deliveries flow again
+    eq(w.post("/pagerduty/webhook-secret", {"secret": secret}, key=key).status, 200, "set again")
+    body = json.dumps(v3("incident.triggered", "PUNUSABLE")).encode()
+    eq(deliver(w, user, body).status, 401, "unsigned refused again")
+    eq(deliver(w, user, body, sig(secret, body)).status, 200, "signed accepted again")
     check(secret not in w.server.log_text(), "the signing secret is never logged")
 
 
