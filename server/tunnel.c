@@ -475,10 +475,23 @@ static tunnel_req *find_req_v2(tunnel_session *s, uint32_t id)
     return NULL;
 }
 
+/* What the agent may answer: a request it was sent.  One still waiting for
+ * a slot has an id (v2) but never reached the agent, so a frame naming it
+ * is forged: it must neither feed it output nor end it (ending or failing
+ * a waiting request frees it, which its caller's callbacks do not expect
+ * while a frame is being handled). */
+static tunnel_req *find_started_v2(tunnel_session *s, uint32_t id)
+{
+    tunnel_req *r = find_req_v2(s, id);
+    return r && r->started ? r : NULL;
+}
+
 static tunnel_req *find_req_legacy(tunnel_session *s, const char *cid)
 {
+    if (!cid || !*cid)
+        return NULL;
     for (tunnel_req *r = s->reqs; r; r = r->next)
-        if (!strcmp(r->legacy_id, cid))
+        if (r->started && r->legacy_id[0] && !strcmp(r->legacy_id, cid))
             return r;
     return NULL;
 }
@@ -1144,7 +1157,7 @@ static void handle_data_frame(tunnel_session *s, const unsigned char *p, size_t 
         log_warn("agent %s: malformed binary frame (%zu bytes) dropped", s->cluster_id, n);
         return;
     }
-    tunnel_req *r = find_req_v2(s, id);
+    tunnel_req *r = find_started_v2(s, id);
     if (!r) {
         /* An agent bug (or a late frame racing a cancel): drop it, keep the
          * session.  Logged for the first few and then every 1000th, so a
@@ -1209,15 +1222,24 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
         }
         break;
     case MSG_COMMAND_RESPONSE: {
-        tunnel_req *r = find_req_legacy(s, m.command_id);
+        /* The legacy dialect's answer; a v2 agent ends commands with exec_end. */
+        tunnel_req *r = s->v2 ? NULL : find_req_legacy(s, m.command_id);
         if (!r) {
             log_debug("agent %s: response for unknown command %s dropped", s->cluster_id,
-                      m.command_id);
+                      m.command_id ? m.command_id : "");
             break;
         }
-        if (m.output_len && r->sink)
+        if (m.output_len && r->sink) {
+            char cid[sizeof(r->legacy_id)];
+            snprintf(cid, sizeof(cid), "%s", r->legacy_id);
             r->sink->on_data(r->ctx, PROTO_CHAN_STDOUT, (const unsigned char *)m.output,
                              m.output_len);
+            /* on_data may have given the request up (its output over a
+             * budget): look it up again rather than trust the pointer. */
+            r = find_req_legacy(s, cid);
+            if (!r)
+                break;
+        }
         int rc = m.return_code;
         if (rc < 0)
             rc = m.success == 1 ? 0 : 1;
@@ -1228,7 +1250,7 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
         break;
     }
     case MSG_EXEC_END: {
-        tunnel_req *r = find_req_v2(s, m.id);
+        tunnel_req *r = s->v2 ? find_started_v2(s, m.id) : NULL;
         if (!r) {
             log_debug("agent %s: exec_end for unknown request %u dropped", s->cluster_id, m.id);
             break;

@@ -14,7 +14,8 @@
  * agent's max_concurrent (FIFO, abandon, the queue cap), deadlines (504,
  * cancel sent for started requests only), dropping a session (only its
  * requests fail), closing by token, early messages, oversized messages,
- * shutdown, and two hubs side by side. */
+ * shutdown, two hubs side by side, and a rogue agent's answers to requests
+ * it was never sent (forged output, ends, legacy responses). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -820,6 +821,135 @@ static void test_queue_above_max_concurrent(void **state)
     free(many);
 }
 
+/* A sink that gives its request up from inside on_data, as exec.c does when
+ * output goes over the org's budget (json_fail_budget). */
+static tunnel_req *g_quitter;
+static sink_rec g_quitter_rec;
+static void quit_data(void *ctx, int channel, const unsigned char *p, size_t n)
+{
+    rec_data(ctx, channel, p, n);
+    if (g_quitter) {
+        tunnel_req *r = g_quitter;
+        g_quitter = NULL;
+        tunnel_req_abandon(r);
+    }
+}
+static const tunnel_sink g_quit_sink = { quit_data, rec_end };
+
+static int describe_count(fixture *fx, const made_token *m, const char *field)
+{
+    cJSON *arr = cJSON_CreateArray();
+    tunnel_describe_sessions(fx->hub, m->t.org_id, m->t.cluster_id, arr);
+    int v = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), field));
+    cJSON_Delete(arr);
+    return v;
+}
+
+/* A rogue agent answers only what it was sent: output or an end for a
+ * request still waiting for a slot (it has an id but never reached the
+ * agent) is dropped, never delivered or ended; a v2 agent cannot end a
+ * request with the legacy command_response (its requests' legacy ids are
+ * all empty, and "" used to match the newest one); a sink that abandons its
+ * request while output is delivered leaves nothing behind to be used
+ * after free (run under ASan). */
+static void test_forged_answers(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 1);
+    sink_rec r[2] = { { 0 } };
+    exec_ok(fx, &m, &r[0]);
+    char err[256] = "";
+    memset(&g_quitter_rec, 0, sizeof(g_quitter_rec));
+    static const char *const args[] = { "get", "pods" };
+    argv_t a = { 0 };
+    char aerr[64];
+    assert_int_equal(argv_from_strings(args, 2, &a, aerr, sizeof(aerr)), 0);
+    tunnel_exec_params p = { .org_id = m.t.org_id, .cluster_id = m.t.cluster_id,
+                             .kind = "kubectl", .argv = &a, .timeout = 30,
+                             .max_output = 1 << 20 };
+    tunnel_req *waiting = tunnel_exec(fx->hub, &p, &g_quit_sink, &g_quitter_rec, err,
+                                      sizeof(err));
+    argv_free(&a);
+    assert_non_null(waiting);
+    g_quitter = waiting;
+    assert_int_equal(sent_exec(s), 1);
+    expect_no_frame(s); /* request 2 waits for the agent's one slot */
+
+    /* first the legacy answer with an empty name: it used to reach the
+     * newest request, the waiting one, whose sink then freed it */
+    send_text(s, proto_enc_command_response("", 1, "forged", 6, "", 0));
+    send_text(s, proto_enc_command_response("cmd-1", 1, "forged", 6, "", 0));
+    send_data(s, 2, PROTO_CHAN_STDOUT, 100, 'x');
+    send_exec_end(s, 2, 0);
+    assert_int_equal(g_quitter_rec.ndata + (size_t)g_quitter_rec.ends, 0);
+    assert_int_equal(r[0].ndata + (size_t)r[0].ends, 0);
+    assert_ptr_equal(g_quitter, waiting); /* its sink never ran */
+    assert_int_equal(describe_count(fx, &m, "inflight"), 1);
+    assert_int_equal(describe_count(fx, &m, "queued"), 1);
+    assert_int_equal(tunnel_session_ready(s), 1); /* dropped, not a reason to close */
+
+    /* The real end: the waiting request goes out, and its output reaches
+     * a sink that abandons it mid-delivery. */
+    send_exec_end(s, 1, 0);
+    assert_int_equal(r[0].ends, 1);
+    assert_int_equal(sent_exec(s), 2);
+    send_data(s, 2, PROTO_CHAN_STDOUT, 10, 'y');
+    assert_null(g_quitter);
+    assert_int_equal(g_quitter_rec.ndata, 10);
+    proto_msg c;
+    expect_type(s, MSG_CANCEL, &c); /* abandoned while running: stopped at the agent */
+    assert_int_equal(c.id, 2);
+    proto_msg_free(&c);
+    send_data(s, 2, PROTO_CHAN_STDOUT, 10, 'z'); /* muted: nothing more delivered */
+    send_exec_end(s, 2, 0);
+    assert_int_equal(g_quitter_rec.ndata, 10);
+    assert_int_equal(g_quitter_rec.ends, 0);
+    assert_int_equal(describe_count(fx, &m, "inflight"), 0);
+    tunnel_session_drop(s);
+}
+
+/* The legacy dialect: a response names its command; an empty name matches
+ * nothing, and a sink that abandons its request while the response's output
+ * is delivered does not leave the response to end a freed request. */
+static void test_legacy_response_abandoned_mid_output(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 0, 0);
+    static const char *const args[] = { "get", "pods" };
+    argv_t a = { 0 };
+    char aerr[64], err[256] = "";
+    assert_int_equal(argv_from_strings(args, 2, &a, aerr, sizeof(aerr)), 0);
+    tunnel_exec_params p = { .org_id = m.t.org_id, .cluster_id = m.t.cluster_id,
+                             .kind = "kubectl", .argv = &a, .timeout = 30,
+                             .max_output = 1 << 20 };
+    memset(&g_quitter_rec, 0, sizeof(g_quitter_rec));
+    tunnel_req *req = tunnel_exec(fx->hub, &p, &g_quit_sink, &g_quitter_rec, err, sizeof(err));
+    argv_free(&a);
+    assert_non_null(req);
+    proto_msg cmd;
+    expect_type(s, MSG_KUBECTL_COMMAND, &cmd);
+    char cid[64];
+    snprintf(cid, sizeof(cid), "%s", cmd.command_id);
+    proto_msg_free(&cmd);
+
+    send_text(s, proto_enc_command_response("", 1, "forged", 6, "", 0));
+    assert_int_equal(g_quitter_rec.ndata + (size_t)g_quitter_rec.ends, 0);
+    assert_int_equal(describe_count(fx, &m, "inflight"), 1);
+
+    g_quitter = req;
+    send_text(s, proto_enc_command_response(cid, 1, "real output", 11, "", 0));
+    assert_null(g_quitter);
+    assert_int_equal(g_quitter_rec.ndata, 11);
+    assert_int_equal(g_quitter_rec.ends, 0); /* abandoned: its sink is not called */
+    assert_int_equal(describe_count(fx, &m, "inflight"), 0);
+    /* the same response again finds nothing */
+    send_text(s, proto_enc_command_response(cid, 1, "again", 5, "", 0));
+    assert_int_equal(g_quitter_rec.ndata, 11);
+    tunnel_session_drop(s);
+}
+
 static int ended(void *arg) { return ((sink_rec *)arg)->ends > 0; }
 
 /* A request the agent does not end within timeout + grace fails with 504
@@ -1090,6 +1220,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_credit_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_above_max_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forged_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_response_abandoned_mid_output, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_fails_only_its_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_by_token, setup, teardown),
