@@ -635,6 +635,15 @@ int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp)
 
 /* ---- start ------------------------------------------------------------------------ */
 
+void exec_never_sent(exec_spec *e)
+{
+    /* Without this the row admission committed would say "started" for as
+     * long as this instance lives: the sweep closes only rows of instances
+     * that are gone. */
+    audit_submit(e, "client_gone", -1, 0, 0);
+    exec_spec_free(e);
+}
+
 int exec_start(http_txn *t, exec_spec *e)
 {
     assert(e->ctx); /* admitted: exec_admit tied it to the server's context */

@@ -83,6 +83,10 @@ int exec_admit_forwarded(worker_ctx *w, exec_spec *e, http_response *resp);
 /* Loop thread, e admitted.  Takes ownership of e.  0: exec.c now owns the response;
  * -1: the txn's response holds an error to send. */
 int exec_start(http_txn *t, exec_spec *e);
+/* Loop thread, e admitted: the caller left before exec_start could send it.
+ * Its "started" audit row is closed as client_gone (nothing ran) and e is
+ * freed, its slot released. */
+void exec_never_sent(exec_spec *e);
 /* Records an exec that never reached an agent (worker thread). */
 void exec_audit_now(store_t *st, const exec_spec *e, const char *outcome);
 

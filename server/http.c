@@ -43,6 +43,7 @@
 struct exec_spec;
 void exec_spec_free(struct exec_spec *e);                    /* exec.c */
 int exec_start(http_txn *t, struct exec_spec *e);           /* exec.c */
+void exec_never_sent(struct exec_spec *e);                   /* exec.c */
 
 enum txn_state { TXN_RECEIVING, TXN_PROCESSING, TXN_WRITING, TXN_STREAMING, TXN_DONE };
 
@@ -638,6 +639,10 @@ static void job_done(void *arg)
     if (t->resp.on_loop)
         t->resp.on_loop(&t->resp, t->resp.on_loop_arg);
     if (!t->wsi) {
+        if (t->resp.exec) { /* admitted, audited as started, never to be sent */
+            exec_never_sent(t->resp.exec);
+            t->resp.exec = NULL;
+        }
         log_txn(t, 0); /* the client left while the job ran */
         txn_maybe_free(t);
         return;

@@ -4,7 +4,8 @@
 Audit rows that survive a crash: a command's row is written `started` when it is
 dispatched and completed at its end; a server killed with SIGKILL mid-command
 leaves it `started`, and the restarted server (or a live replica sharing the
-database) closes it as `interrupted` — never a live replica's row.
+database) closes it as `interrupted` — never a live replica's row; a caller that
+leaves while its command is being admitted gets a `client_gone` row.
 
 Output budgets and concurrency: JSON-mode results are charged to a server-wide
 and a per-organization budget as their output arrives; a command whose output
@@ -27,6 +28,7 @@ import os
 import re
 import socket
 import sqlite3
+import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -547,6 +549,65 @@ def kill9_mid_command_leaves_an_interrupted_row(t):
     eq(rows2[0][3], len(tag2), "bytes of the new command")
     check(rows2[0][5] > 0, "the new row has ended", rows2)
     eq([r[1] for r in db_rows(w, tag)], ["interrupted"], "the interrupted row is unchanged")
+
+
+def store_queue_depth(w):
+    r = w.get("/metrics", auth=False)  # answered on the event loop, whatever the workers do
+    eq(r.status, 200, "GET /metrics (%r)" % r)
+    m = re.search(r'^aurora_worker_queue_depth\{pool="store"\} (\d+)', r.body.decode(), re.M)
+    check(m, "the store pool's queue depth in /metrics", r.body[:400])
+    return int(m.group(1))
+
+
+@test(timeout=90)
+def caller_gone_before_the_command_is_sent_closes_its_row(t):
+    """A caller that leaves while its command is being admitted (the started
+    row committed on a store worker, nothing sent yet) leaves a row saying
+    client_gone, not one saying "started" for as long as the server lives
+    (the sweep only closes rows of instances that are gone)."""
+    w = t.world("caller-gone", extra_env={"AURORA_WORKERS": "1"})
+    tok = w.create_token("it-caller-gone")  # a known cluster; no agent needed
+    cid = tok["cluster_id"]
+    tags = ["gone-%d-%s" % (i, rand_tag(4)) for i in range(4)]
+    # Hold SQLite's write lock: the one store worker blocks on the first
+    # command's started row and the others queue behind it.
+    lock = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    released = []
+
+    def release():
+        if not released:
+            released.append(1)
+            lock.execute("ROLLBACK")
+            lock.close()
+    t.defer(release)
+    socks = []
+    for tag in tags:
+        body = json.dumps({"args": ["get", "pods", tag]}).encode()
+        raw = socket.create_connection(("127.0.0.1", w.port), 10)
+        sock = tls_context(w.ca).wrap_socket(raw, server_hostname="127.0.0.1")
+        sock.sendall(("POST /api/clusters/%s/kubectl HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %d\r\n\r\n" % (cid, w.api_key, len(body))).encode() + body)
+        socks.append(sock)
+    # One job runs, the rest wait: at least two of these four commands are in
+    # the pool even if two periodic jobs are queued too.
+    wait_until(lambda: store_queue_depth(w) >= 3, 20, 0.05, "the commands queued for the store")
+    for sock in socks:  # leave with a reset
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    # A request answered on a new connection after the resets means the
+    # event loop has polled the reset sockets since, and closed them.
+    eq(w.get("/health", auth=False).status, 200, "the server answers meanwhile")
+    release()
+
+    def final():
+        rows = [r for tag in tags for r in db_rows(w, tag)]
+        return rows if len(rows) >= 2 and all(r[1] != "started" for r in rows) else None
+    rows = wait_until(final, 20, 0.05, "the admitted commands' rows to be closed")
+    eq(sorted(set(r[1] for r in rows)), ["client_gone"], "each admitted command's outcome")
+    check(all(r[5] for r in rows), "each row has its end time", rows)
+    eq(store_queue_depth(w), 0, "nothing left queued")
 
 
 @test(timeout=120)
