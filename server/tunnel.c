@@ -119,6 +119,7 @@ struct tunnel_session {
     uint64_t req_seq;
     uint32_t next_id;
     unsigned stray_frames; /* output frames for no running request: logged sparingly */
+    unsigned bad_frames;   /* frames that do not decode: logged as sparingly */
     struct tunnel_session *prev, *next;
 };
 
@@ -1147,6 +1148,15 @@ static void session_authenticate(tunnel_session *s, const char *authz, int arepe
     submit_auth(s);
 }
 
+/* Whether the count-th frame of a kind an agent should never send is worth a
+ * log line: the first few, then every 1000th, so a misbehaving agent cannot
+ * turn a few bytes per frame into a line each (it would fill the disk). */
+static int log_sparingly(unsigned *count)
+{
+    ++*count;
+    return *count <= 5 || *count % 1000 == 0;
+}
+
 static void handle_data_frame(tunnel_session *s, const unsigned char *p, size_t n)
 {
     int chan;
@@ -1154,19 +1164,21 @@ static void handle_data_frame(tunnel_session *s, const unsigned char *p, size_t 
     const unsigned char *payload;
     size_t plen;
     if (!s->v2 || proto_data_parse(p, n, &chan, &id, &payload, &plen) < 0) {
-        log_warn("agent %s: malformed binary frame (%zu bytes) dropped", s->cluster_id, n);
+        if (log_sparingly(&s->bad_frames))
+            log_warn("agent %s: malformed binary frame (%zu bytes) dropped (%u bad frames)",
+                     s->cluster_id, n, s->bad_frames);
         return;
     }
     tunnel_req *r = find_started_v2(s, id);
     if (!r) {
         /* An agent bug (or a late frame racing a cancel): drop it, keep the
-         * session.  Logged for the first few and then every 1000th, so a
-         * misbehaving agent cannot flood the log. */
-        if (s->stray_frames++ < 5 || s->stray_frames % 1000 == 0)
+         * session. */
+        if (log_sparingly(&s->stray_frames))
             log_warn("agent %s: output for request %u dropped: %s (%u such frames)",
                      s->cluster_id, id,
-                     id && id <= s->next_id ? "that request already ended"
-                                            : "no such request was sent to this agent",
+                     find_req_v2(s, id)           ? "that request was not sent to this agent yet"
+                     : id && id <= s->next_id ? "that request already ended"
+                                              : "no such request was sent to this agent",
                      s->stray_frames);
         return;
     }
@@ -1195,7 +1207,9 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
     proto_msg m;
     char err[160];
     if (proto_decode(p, n, &m, err, sizeof(err)) < 0) {
-        log_warn("agent %s: bad frame dropped: %s", s->cluster_id[0] ? s->cluster_id : "?", err);
+        if (log_sparingly(&s->bad_frames))
+            log_warn("agent %s: bad frame dropped: %s (%u bad frames)",
+                     s->cluster_id[0] ? s->cluster_id : "?", err, s->bad_frames);
         return;
     }
     switch (m.type) {

@@ -950,6 +950,76 @@ static void test_legacy_response_abandoned_mid_output(void **state)
     tunnel_session_drop(s);
 }
 
+/* Lines of fd 2 that contain needle while fn(arg) runs. */
+static int stderr_lines_with(const char *needle, void (*fn)(void *), void *arg)
+{
+    char path[] = "/tmp/aurora-tunnel-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    fn(arg);
+    fflush(stderr);
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+    close(fd);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    unlink(path);
+    return n;
+}
+
+static void flood_bad_text(void *arg)
+{
+    for (int i = 0; i < 3000; i++)
+        tunnel_session_receive(arg, "{not json", 9, 0);
+}
+
+static void flood_bad_binary(void *arg)
+{
+    for (int i = 0; i < 3000; i++)
+        tunnel_session_receive(arg, "\x01", 1, 1);
+}
+
+static void flood_stray(void *arg)
+{
+    for (int i = 0; i < 3000; i++)
+        send_data(arg, 777, PROTO_CHAN_STDOUT, 4, 's');
+}
+
+/* Frames an agent should never send are dropped and logged sparingly (the
+ * first five, then every 1000th): a few bytes each must not become a log
+ * line each.  The session stays up. */
+static void test_bad_frames_logged_sparingly(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 4);
+    log_setup("test", "warn", "text"); /* the suite runs at "error" */
+    int text = stderr_lines_with("bad frame dropped", flood_bad_text, s);
+    int binary = stderr_lines_with("malformed binary frame", flood_bad_binary, s);
+    int stray = stderr_lines_with("output for request 777 dropped", flood_stray, s);
+    log_setup("test", "error", "text");
+    /* text and binary share one count: 3000 text frames, then 3000 binary */
+    assert_int_equal(text, 5 + 3);
+    assert_int_equal(binary, 3);
+    assert_int_equal(stray, 5 + 3);
+    assert_int_equal(tunnel_session_ready(s), 1);
+    sink_rec r = { 0 };
+    exec_ok(fx, &m, &r);
+    uint32_t id = sent_exec(s);
+    send_exec_end(s, id, 0);
+    assert_int_equal(r.ends, 1); /* still serving */
+    tunnel_session_drop(s);
+}
+
 static int ended(void *arg) { return ((sink_rec *)arg)->ends > 0; }
 
 /* A request the agent does not end within timeout + grace fails with 504
@@ -1223,6 +1293,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forged_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_response_abandoned_mid_output, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_bad_frames_logged_sparingly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_fails_only_its_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_by_token, setup, teardown),
