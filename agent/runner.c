@@ -60,6 +60,7 @@ typedef struct job {
     int waiting_room;
     int done;
     int slot_free; /* child reaped: no longer counts against max_concurrent */
+    pid_t child;   /* its process until the job ends (the orphan reaper spares it) */
     int efd;              /* its thread's eventfd while one runs it, else -1 */
     struct job *qnext;    /* in runner->queue until a pool thread takes it */
 } job;
@@ -279,7 +280,21 @@ void agent_runner_reap(agent_runner *runner)
     int64_t now = now_ms();
     if (now >= runner->next_orphan_scan) {
         runner->next_orphan_scan = now + 5000;
-        sandbox_reap_orphans();
+        /* The jobs' own processes are theirs to reap: one that left its
+         * process group looks like an orphan to the scan. */
+        size_t n = 0, cap = 0;
+        pid_t *keep = NULL;
+        pthread_mutex_lock(&runner->mu);
+        for (job *j = runner->jobs; j; j = j->next)
+            cap += j->child > 0;
+        keep = cap ? malloc(cap * sizeof(*keep)) : NULL;
+        for (job *j = runner->jobs; keep && j; j = j->next)
+            if (j->child > 0 && n < cap)
+                keep[n++] = j->child;
+        pthread_mutex_unlock(&runner->mu);
+        if (!cap || keep) /* out of memory: no scan this time rather than a wrong one */
+            sandbox_reap_orphans(keep, n);
+        free(keep);
     }
     job *finished = NULL;
     pthread_mutex_lock(&runner->mu);
@@ -410,6 +425,8 @@ typedef struct {
     int pipe_grown[2];    /* F_SETPIPE_SZ done (read_pipe) */
     int exited, reaped;
     int status;
+    int status_lost;      /* reaped by someone else: its exit status is unknown */
+    int64_t reaped_at;    /* now_ms() when reaped */
     int64_t sent;         /* payload bytes forwarded / kept */
     int truncated;
     buf_t cap[2];         /* legacy: collected stdout, stderr */
@@ -528,6 +545,21 @@ static void signal_group(run_state *st, int sig)
         return;
     if (kill(-st->pid, sig) != 0 && errno != ESRCH)
         log_warn("exec: kill process group %d: %s", (int)st->pid, strerror(errno));
+    /* The leader itself too: it may have moved to another process group
+     * (setpgid is a plain system call, open to any command), where the
+     * group's signal no longer reaches it and a timeout, a cancel or a
+     * shutdown would wait for it forever.  Until it is reaped its pid is
+     * ours (a zombie keeps it), so signalling it cannot hit another
+     * process; the pidfd says so outright. */
+    int rc = -1;
+#ifdef SYS_pidfd_send_signal
+    if (st->pidfd >= 0)
+        rc = (int)syscall(SYS_pidfd_send_signal, st->pidfd, sig, NULL, 0);
+#endif
+    if (rc != 0)
+        rc = kill(st->pid, sig);
+    if (rc != 0 && errno != ESRCH)
+        log_warn("exec: kill %d: %s", (int)st->pid, strerror(errno));
 }
 
 /* The leader has exited (still a zombie): kill anything left in its group,
@@ -538,7 +570,23 @@ static void check_exit(run_state *st)
         return;
     siginfo_t si;
     memset(&si, 0, sizeof(si));
-    if (waitid(P_PID, (id_t)st->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0)
+    if (waitid(P_PID, (id_t)st->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0) {
+        if (errno != ECHILD)
+            return;
+        /* Reaped by someone else (sandbox_reap_orphans leaves the runner's
+         * children alone, but a pid it saw before the job recorded it is
+         * not): gone, status unknown.  Never signal its pid or group again
+         * (they may be another process's by now), and stop waiting for an
+         * exit that was already collected. */
+        log_warn("exec: process %d was reaped outside its job; its exit status is lost",
+                 (int)st->pid);
+        st->exited = st->reaped = st->status_lost = 1;
+        st->reaped_at = now_ms();
+        if (st->sb)
+            sandbox_kill_all(st->sb);
+        return;
+    }
+    if (si.si_pid == 0)
         return;
     st->exited = 1;
     signal_group(st, SIGKILL);
@@ -547,6 +595,7 @@ static void check_exit(run_state *st)
         ;
     st->status = status;
     st->reaped = 1;
+    st->reaped_at = now_ms();
     /* processes that left the group still hold the sandbox uid */
     if (st->sb)
         sandbox_kill_all(st->sb);
@@ -830,7 +879,11 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
         code = EC_CANCELLED;
         snprintf(msg, sizeof(msg), "command cancelled: agent shutting down");
     } else {
-        if (WIFEXITED(st->status))
+        if (st->status_lost) {
+            rc = 1;
+            snprintf(msg, sizeof(msg), "the command's exit status was lost (its process was "
+                                       "reaped outside the agent's job)");
+        } else if (WIFEXITED(st->status))
             rc = WEXITSTATUS(st->status);
         else if (WIFSIGNALED(st->status))
             rc = 128 + WTERMSIG(st->status);
@@ -918,6 +971,9 @@ static void job_main(job *j)
         deliver(st, end, 1, err, now_ms() - t0);
         goto finish;
     }
+    pthread_mutex_lock(&runner->mu);
+    j->child = st->pid;
+    pthread_mutex_unlock(&runner->mu);
     if (j->command_id)
         log_info("command %s started pid=%d verb=%s timeout=%ds", j->command_id, (int)st->pid,
                  verb_of(j), j->timeout_s);
@@ -939,6 +995,9 @@ static void job_main(job *j)
     int64_t deadline = t0 + j->timeout_ms;
     int64_t term_at = 0;
     int killed = 0;
+    /* Since when the pipes, while watched, have been silent (see the escape
+     * grace below). */
+    int64_t quiet_since = t0;
     for (;;) {
         int64_t now = now_ms();
         pthread_mutex_lock(&runner->mu);
@@ -964,6 +1023,9 @@ static void job_main(job *j)
         }
         if (term_at && !killed && now >= term_at + KILL_GRACE_MS) {
             signal_group(st, SIGKILL);
+            /* with a uid of its own, whatever left the group dies too */
+            if (st->sb)
+                sandbox_kill_all(st->sb);
             killed = 1;
         }
         /* With a pidfd the exit is learnt from poll below; without one,
@@ -974,6 +1036,18 @@ static void job_main(job *j)
             break;
         if (st->reaped && term_at && now >= term_at + KILL_GRACE_MS + ESCAPE_GRACE_MS)
             break; /* a process outside the group holds the pipes */
+        if (st->reaped && !term_at && now >= st->reaped_at + ESCAPE_GRACE_MS &&
+            now >= quiet_since + ESCAPE_GRACE_MS) {
+            /* The command has exited (its group was killed with it), yet its
+             * pipes stay open and silent: a process that left the group
+             * (setsid) holds them.  Its output is the command's no longer;
+             * report the command's own exit rather than wait for the
+             * deadline and call it a timeout. */
+            log_warn("%s: exited, but a process outside its group keeps its output open; "
+                     "no longer reading it",
+                     label);
+            break;
+        }
 
         /* May we read the pipes, and will the bytes be forwarded? */
         int legacy = j->command_id != NULL;
@@ -1030,6 +1104,11 @@ static void job_main(job *j)
             int64_t w = term_at + KILL_GRACE_MS + ESCAPE_GRACE_MS - now;
             wait = wait < 0 ? w : min64(wait, w);
         }
+        if (!term_at && st->reaped && readable) {
+            int64_t from = st->reaped_at > quiet_since ? st->reaped_at : quiet_since;
+            int64_t w = from + ESCAPE_GRACE_MS - now;
+            wait = wait < 0 ? w : min64(wait, w);
+        }
         if (!st->exited && st->pidfd < 0)
             wait = wait < 0 ? NOPIDFD_POLL_MS : min64(wait, NOPIDFD_POLL_MS);
         if (wait < 0 && wait != -1)
@@ -1052,6 +1131,11 @@ static void job_main(job *j)
         }
         if (ip_pid >= 0 && pfd[ip_pid].revents)
             check_exit(st);
+        /* Silent only while watched: a pass that did not poll the pipes
+         * (no window, no room) waits on the server, not on the command. */
+        if (!readable || (ip_fd[0] >= 0 && pfd[ip_fd[0]].revents) ||
+            (ip_fd[1] >= 0 && pfd[ip_fd[1]].revents))
+            quiet_since = now_ms();
         for (int i = 0; i < 2; i++) {
             if (ip_fd[i] >= 0 && st->fd[i] >= 0 && pfd[ip_fd[i]].revents) {
                 int64_t w = window;
@@ -1097,7 +1181,8 @@ finish:
 finish_nostate:
     metrics_in_flight(-1);
     pthread_mutex_lock(&runner->mu);
-    j->done = 1; /* from here on j is the event loop's to free */
+    j->child = 0; /* reaped (or never started): an orphan like any other from here */
+    j->done = 1;  /* from here on j is the event loop's to free */
     j->efd = -1; /* the thread's: no wake-up may reach it for j any more */
     /* The loop frees finished jobs whenever it passes (agent_runner_reap):
      * on the wake-up of the next frames, or its tick.  Waking it just for

@@ -1341,7 +1341,7 @@ static int count_uid_procs(uid_t uid, int *zombies)
     return live;
 }
 
-void sandbox_reap_orphans(void)
+void sandbox_reap_orphans(const pid_t *keep, size_t nkeep)
 {
     if (!S.separate)
         return;
@@ -1370,9 +1370,15 @@ void sandbox_reap_orphans(void)
         if (!rp || sscanf(rp + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3)
             continue;
         long pid = strtol(de->d_name, NULL, 10);
-        /* a zombie reparented to us that is not a process group leader: never
-         * one of the runner's children (those lead their own group) */
-        if (state == 'Z' && ppid == (long)me && pgrp != pid)
+        /* a zombie reparented to us that is not a process group leader, and
+         * not one of the runner's children (which lead their own group unless
+         * they left it) */
+        if (state != 'Z' || ppid != (long)me || pgrp == pid)
+            continue;
+        int mine = 0;
+        for (size_t i = 0; i < nkeep && !mine; i++)
+            mine = keep[i] == (pid_t)pid;
+        if (!mine)
             waitpid((pid_t)pid, NULL, WNOHANG);
     }
     closedir(d);

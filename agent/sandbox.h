@@ -218,8 +218,10 @@ int sandbox_kill_all(sandbox *sb);
 /* Uid separation (the agent is a child subreaper): reaps zombies reparented
  * to the agent that are not process group leaders (orphans of killed command
  * trees, kubectl's included; the runner's own children lead their groups and
- * are left to it).  No-op without uid separation. */
-void sandbox_reap_orphans(void);
+ * are left to it), and never one of the nkeep pids in keep (the runner's
+ * children: one that moved to another group is no orphan).  No-op without
+ * uid separation. */
+void sandbox_reap_orphans(const pid_t *keep, size_t nkeep);
 /* Kills what is left, removes the directory, releases the uid, frees. */
 void sandbox_destroy(sandbox *sb);
 

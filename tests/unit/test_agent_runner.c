@@ -321,6 +321,13 @@ static int stdout_at_least(fixture *fx, const void *arg)
     return fx->reqs[want[0]].outlen >= want[1];
 }
 
+/* A whole line on stdout (a program may print one in several writes). */
+static int stdout_has_line(fixture *fx, const void *arg)
+{
+    const req *r = &fx->reqs[*(const uint32_t *)arg];
+    return memchr(r->out, '\n', r->outlen < sizeof(r->out) ? r->outlen : sizeof(r->out)) != NULL;
+}
+
 static int legacy_done(fixture *fx, const void *arg)
 {
     return fx->legacy_done;
@@ -638,6 +645,89 @@ static void cancel_ends_with_130(void **state)
     assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 8), -1);
     assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 12), -1);
     assert_int_equal(agent_runner_cancel(fx->r, fx->gen + 1, 8), -1);
+    fixture_free(fx);
+}
+
+/* A command whose leader moves itself into another process group (setpgid
+ * is open to any command; here the group its own child just made) and
+ * ignores SIGTERM: the group's signals no longer reach it, so the leader is
+ * signalled by its pid too and a cancel still ends the job (130), where it
+ * used to run forever and hold its slot. */
+static const char LEAVE_GROUP_PY[] =
+    "import os, signal, time\n"
+    "r, w = os.pipe()\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.setpgid(0, 0)\n"
+    "    os.close(1)\n"
+    "    os.close(2)\n"
+    "    os.write(w, b'x')\n"
+    "    time.sleep(60)\n"
+    "    os._exit(0)\n"
+    "os.read(r, 1)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "os.setpgid(0, pid)\n"
+    "print(os.getpid(), pid, flush=True)\n"
+    "time.sleep(60)\n";
+
+static void leader_that_leaves_its_group_is_still_stopped(void **state)
+{
+    fixture *fx = fixture_new("/usr/bin/python3", 4, 1 << 20, 1 << 20);
+    assert_int_equal(exec_words(fx, 9, 60, 0, PROTO_DEFAULT_WINDOW,
+                                words("-c", LEAVE_GROUP_PY, NULL)),
+                     RUN_STARTED);
+    uint32_t id = 9;
+    pump_until(fx, stdout_has_line, &id); /* printed after it moved */
+    long leader = 0, other = 0;
+    if (sscanf(fx->reqs[9].out, "%ld %ld", &leader, &other) != 2)
+        fail_msg("output: [%.*s]", (int)fx->reqs[9].outlen, fx->reqs[9].out);
+    assert_int_equal(getpgid((pid_t)leader), (pid_t)other);
+    assert_int_equal(agent_runner_cancel(fx->r, fx->gen, 9), 0);
+    req *rq = wait_end(fx, 9);
+    assert_int_equal(rq->rc, 130);
+    assert_string_equal(rq->code, EC_CANCELLED);
+    assert_true(wait_dead((pid_t)leader));
+    pump_until(fx, all_idle, NULL);
+    /* the group it joined is the command's child's own: not the runner's to
+     * know of without a uid of its own (cloud_exec's sandbox kills it) */
+    kill((pid_t)other, SIGKILL);
+    assert_true(wait_dead((pid_t)other));
+    fixture_free(fx);
+}
+
+/* The command exits, but a process it started in a session of its own
+ * (setsid) keeps its stdout open: the group kill at the leader's exit cannot
+ * reach it.  The job reports the command's own exit status once the pipes
+ * have been silent for a grace period, not a timeout at the deadline. */
+static const char SETSID_HOLDER_PY[] =
+    "import os, sys, time\n"
+    "r, w = os.pipe()\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.setsid()\n"
+    "    os.write(w, b'x')\n"
+    "    time.sleep(60)\n"
+    "    os._exit(0)\n"
+    "os.read(r, 1)\n"
+    "print(pid, flush=True)\n"
+    "sys.exit(3)\n";
+
+static void exit_reported_when_an_escaped_process_holds_the_output(void **state)
+{
+    fixture *fx = fixture_new("/usr/bin/python3", 4, 1 << 20, 1 << 20);
+    assert_int_equal(exec_words(fx, 10, 60, 0, PROTO_DEFAULT_WINDOW,
+                                words("-c", SETSID_HOLDER_PY, NULL)),
+                     RUN_STARTED);
+    req *rq = wait_end(fx, 10); /* within WAIT_MS, far below the 60 s deadline */
+    assert_int_equal(rq->rc, 3);
+    assert_string_equal(rq->code, "");
+    long holder = 0;
+    assert_int_equal(sscanf(rq->out, "%ld", &holder), 1);
+    assert_true(holder > 1);
+    assert_int_equal(proc_state((pid_t)holder) != 0, 1); /* still there: out of reach */
+    kill((pid_t)holder, SIGKILL);
+    assert_true(wait_dead((pid_t)holder));
+    pump_until(fx, all_idle, NULL);
     fixture_free(fx);
 }
 
@@ -1130,6 +1220,8 @@ int main(void)
         cmocka_unit_test(timeout_kills_the_process_group),
         cmocka_unit_test(timeout_escalates_to_sigkill),
         cmocka_unit_test(cancel_ends_with_130),
+        cmocka_unit_test(leader_that_leaves_its_group_is_still_stopped),
+        cmocka_unit_test(exit_reported_when_an_escaped_process_holds_the_output),
         cmocka_unit_test(concurrency_slots),
         cmocka_unit_test(shutdown_refuses_and_cancels),
         cmocka_unit_test(spawn_failure_is_reported),

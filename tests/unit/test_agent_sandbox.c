@@ -718,6 +718,60 @@ static void dir_is_private_and_removed(void **state)
     free(r);
 }
 
+/* The scan for orphans (zombies reparented to the agent that do not lead
+ * their process group) spares the pids the runner names: a command that
+ * moved into another group and exited looks like an orphan, and reaping it
+ * under its job left the job waiting for an exit already collected. */
+static void orphan_scan_spares_the_runners_children(void **state)
+{
+    int gate[2], said[2];
+    assert_int_equal(pipe(gate), 0);
+    assert_int_equal(pipe(said), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        pid_t g = fork();
+        if (g == 0) { /* a group of its own; waits for the test */
+            char c;
+            ssize_t r = read(gate[0], &c, 1);
+            _exit(r == 1 ? 0 : 1);
+        }
+        if (g < 0 || setpgid(g, g) != 0 || setpgid(0, g) != 0)
+            _exit(2);
+        ssize_t w = write(said[1], &g, sizeof(g));
+        _exit(w == (ssize_t)sizeof(g) ? 0 : 3);
+    }
+    pid_t g = 0;
+    assert_int_equal(read(said[0], &g, sizeof(g)), (ssize_t)sizeof(g));
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    assert_int_equal(waitid(P_PID, (id_t)child, &si, WEXITED | WNOWAIT), 0); /* a zombie now */
+    assert_int_equal(si.si_status, 0);
+    assert_int_equal(getpgid(child), g); /* not the leader of its group */
+
+    sandbox_reap_orphans(&child, 1);
+    memset(&si, 0, sizeof(si));
+    assert_int_equal(waitid(P_PID, (id_t)child, &si, WEXITED | WNOHANG | WNOWAIT), 0);
+    assert_int_equal(si.si_pid, child); /* spared: still ours to reap */
+
+    sandbox_reap_orphans(NULL, 0);
+    if (g_root) { /* uid separation: the scan runs, and takes it */
+        errno = 0;
+        assert_int_equal(waitpid(child, NULL, WNOHANG), -1);
+        assert_int_equal(errno, ECHILD);
+    } else { /* no separation: the scan is a no-op */
+        assert_int_equal(waitpid(child, NULL, 0), child);
+    }
+    assert_int_equal(write(gate[1], "x", 1), 1);
+    close(gate[0]);
+    close(gate[1]);
+    close(said[0]);
+    close(said[1]);
+    /* the grandchild was reparented to us (the subreaper) or to init */
+    while (waitpid(g, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
 static void dir_removed_after_kill_and_escapees_killed(void **state)
 {
     (void)state;
@@ -1635,6 +1689,7 @@ int main(void)
         cmocka_unit_test(cloud_policy_programs_and_printers),
         cmocka_unit_test(dir_is_private_and_removed),
         cmocka_unit_test(dir_removed_after_kill_and_escapees_killed),
+        cmocka_unit_test(orphan_scan_spares_the_runners_children),
         cmocka_unit_test(symlinks_are_not_followed_on_cleanup),
         cmocka_unit_test(rlimits_uid_nnp_seccomp_applied),
         cmocka_unit_test(signals_reach_the_cloud_command_at_their_defaults),
