@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "utf8.h"
 
 static void set_err(char *err, size_t errlen, const char *msg)
 {
@@ -28,6 +29,15 @@ static int push(argv_t *a, buf_t *word, size_t *total, char *err, size_t errlen)
 {
     if (a->c >= ARGV_MAX_ARGS) {
         set_err(err, errlen, "too many arguments");
+        return -1;
+    }
+    /* Arguments travel in JSON text frames, which must be UTF-8 (RFC 8259,
+     * RFC 6455): a byte sequence that is not would reach the agent in a frame
+     * its WebSocket layer may refuse, closing the tunnel of the whole
+     * cluster.  (JSON escapes decode to valid UTF-8; raw bytes in a body
+     * need not.) */
+    if (!utf8_valid(buf_head(word), buf_pending(word))) {
+        set_err(err, errlen, "argument is not valid UTF-8");
         return -1;
     }
     *total += word->len + 1;

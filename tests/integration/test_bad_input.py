@@ -308,6 +308,17 @@ def http_malformed_json(t):
         r = w.post("/api/clusters/%s/kubectl" % cid, body)
         eq(r.status, 400, "kubectl body %r (%r)" % (body, r))
         is_error_body(r, "BAD_REQUEST")
+    # raw bytes that are not UTF-8 inside JSON strings: they would reach the
+    # agent in a text frame its WebSocket layer may refuse
+    for body in (b'{"args": ["get", "pods", "\xff\xfe"]}', b'{"command": "get pods \xc3("}',
+                 b'{"args": ["get", "\xed\xa0\x80"]}'):
+        r = w.post("/api/clusters/%s/kubectl" % cid, body,
+                   headers={"Content-Type": "application/json"})
+        eq(r.status, 400, "kubectl body %r (%r)" % (body, r))
+        is_error_body(r, "BAD_REQUEST")
+        contains(r.get("error", ""), "not valid UTF-8", "the error names the problem")
+    r = w.post("/api/clusters/%s/kubectl" % cid, {"args": ["version", "--client", "caf\u00e9"]})
+    check(r.status != 400, "valid UTF-8 (an escaped \u00e9) is an argument like any other (%r)" % r)
     # (no cluster_name, or a blank one, is "Unnamed Cluster" as in the existing service)
     for body in ("{", '{"cluster_name": 7}', '{"cluster_name": ["x"]}', '{"cluster_name": "x" , "notes": 5}',
                  '{"cluster_name": "' + "x" * 101 + '"}',
