@@ -2387,7 +2387,8 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
         check_field(s, "tenant_key", d->tenant_key, sizeof(d->tenant_key), 0) ||
         check_field(s, "delivery_id", d->delivery_id, sizeof(d->delivery_id), 1) ||
         check_field(s, "event", d->event, sizeof(d->event), 0) ||
-        check_field(s, "action", d->action, sizeof(d->action), 0))
+        check_field(s, "action", d->action, sizeof(d->action), 0) ||
+        check_field(s, "adopt_key", d->adopt_key, sizeof(d->adopt_key), 0))
         return STORE_ERR;
     if (len > WEBHOOK_BODY_MAX)
         return serr(s, "webhook body too large");
@@ -2421,7 +2422,7 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
         p_text(text),         p_text(encoding),
         p_text(digest),       p_text(status),
         DB_P_INT(received_at), DB_P_INT(seq),
-        d->unique_body ? p_text(body_key) : DB_P_TEXT(NULL),
+        d->unique_body ? p_text(body_key) : DB_P_TEXT(NULL), p_text(d->adopt_key),
     };
     int64_t changes = 0;
     /* One autocommit statement: when the engine answers, the row is
@@ -2433,8 +2434,8 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
     int rc = run_exec(s, "storing webhook delivery",
                       "INSERT INTO webhook_deliveries (id, org_id, connector, tenant_key,"
                       " delivery_id, event, action, verified, body, body_encoding, body_sha256,"
-                      " status, received_at, received_seq, body_key) VALUES"
-                      " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                      " status, received_at, received_seq, body_key, adopt_key) VALUES"
+                      " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                       " ON CONFLICT DO NOTHING", /* delivery id, or body_key when set */
                       p, sizeof(p) / sizeof(p[0]), &changes);
     free(text);
@@ -2463,7 +2464,7 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
         return STORE_ERR;
     store_webhook_delivery prev;
     rc = one_row(s, &r, webhook_row, &prev);
-    if (rc == STORE_NOT_FOUND) /* cannot be: rows are never deleted */
+    if (rc == STORE_NOT_FOUND) /* pruned in between (an expired unassigned row): retried */
         return serr(s, "webhook delivery conflict without a row");
     if (rc != STORE_OK)
         return rc;
@@ -2633,9 +2634,9 @@ int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
     return webhook_ids(s, &r, ids, n);
 }
 
-int store_webhook_list_unassigned(store_t *s, const char *connector, int64_t after_seq,
-                                  const char *after_id, int limit, char (*ids)[STORE_ID_LEN],
-                                  int64_t *seqs, size_t *n)
+int store_webhook_list_unassigned(store_t *s, const char *connector, const char *key,
+                                  int64_t after_seq, const char *after_id, int limit,
+                                  char (*ids)[STORE_ID_LEN], int64_t *seqs, size_t *n)
 {
     if (!s)
         return STORE_ERR;
@@ -2644,14 +2645,27 @@ int store_webhook_list_unassigned(store_t *s, const char *connector, int64_t aft
     *n = 0;
     const char *aid = after_id ? after_id : "";
     db_result r;
-    db_param p[] = { p_text(connector), DB_P_INT(after_seq), DB_P_INT(after_seq), p_text(aid),
-                     DB_P_INT(limit) };
+    db_param p[6];
+    int np = 0;
+    p[np++] = p_text(connector);
+    if (key)
+        p[np++] = p_text(key);
+    p[np++] = DB_P_INT(after_seq);
+    p[np++] = DB_P_INT(after_seq);
+    p[np++] = p_text(aid);
+    p[np++] = DB_P_INT(limit);
+    /* Both read webhook_deliveries_adopt_idx (connector, adopt_key,
+     * received_seq, id) WHERE org_id IS NULL: only the rows asked for. */
     if (run_query(s, "listing unassigned webhook deliveries",
-                  "SELECT id, received_seq FROM webhook_deliveries"
-                  " WHERE connector = ? AND org_id IS NULL"
-                  " AND (received_seq > ? OR (received_seq = ? AND id > ?))"
-                  " ORDER BY received_seq, id LIMIT ?",
-                  p, 5, &r) != STORE_OK)
+                  key ? "SELECT id, received_seq FROM webhook_deliveries"
+                        " WHERE connector = ? AND org_id IS NULL AND adopt_key = ?"
+                        " AND (received_seq > ? OR (received_seq = ? AND id > ?))"
+                        " ORDER BY received_seq, id LIMIT ?"
+                      : "SELECT id, received_seq FROM webhook_deliveries"
+                        " WHERE connector = ? AND org_id IS NULL AND adopt_key IS NULL"
+                        " AND (received_seq > ? OR (received_seq = ? AND id > ?))"
+                        " ORDER BY received_seq, id LIMIT ?",
+                  p, np, &r) != STORE_OK)
         return STORE_ERR;
     int rc = STORE_OK;
     for (size_t i = 0; i < r.nrows && rc == STORE_OK; i++)
@@ -2660,6 +2674,83 @@ int store_webhook_list_unassigned(store_t *s, const char *connector, int64_t aft
             (*n)++;
     db_result_free(&r);
     return rc;
+}
+
+int store_webhook_unassigned_key_next(store_t *s, const char *connector, const char *after,
+                                      char key[STORE_WEBHOOK_KEY_LEN], char id[STORE_ID_LEN])
+{
+    if (!s)
+        return STORE_ERR;
+    if (!connector || !key || !id)
+        return serr(s, "store_webhook_unassigned_key_next: missing argument");
+    db_result r;
+    db_param p[] = { p_text(connector), p_text(after ? after : "") };
+    /* ORDER BY … LIMIT 1 on the index's own order: one seek, whatever the
+     * number of rows per key ("" and NULL are below any key > ''). */
+    if (run_query(s, "listing unassigned webhook tenants",
+                  "SELECT adopt_key, id FROM webhook_deliveries"
+                  " WHERE connector = ? AND org_id IS NULL AND adopt_key > ?"
+                  " ORDER BY adopt_key, received_seq, id LIMIT 1",
+                  p, 2, &r) != STORE_OK)
+        return STORE_ERR;
+    int rc = r.nrows == 0 ? STORE_NOT_FOUND : STORE_OK;
+    if (rc == STORE_OK &&
+        (cell_str(s, &r, 0, 0, key, STORE_WEBHOOK_KEY_LEN, "webhook adopt_key") != STORE_OK ||
+         cell_str(s, &r, 0, 1, id, STORE_ID_LEN, "webhook id") != STORE_OK))
+        rc = STORE_ERR;
+    db_result_free(&r);
+    return rc;
+}
+
+int store_webhook_set_adopt_key(store_t *s, const char *id, const char *key)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!id || !key || check_text(s, "adopt_key", key, STORE_WEBHOOK_KEY_LEN, 0))
+        return serr(s, "store_webhook_set_adopt_key: bad argument");
+    int64_t changes = 0;
+    db_param p[] = { p_text(key), p_text(id) };
+    if (run_exec(s, "recording webhook adopt key",
+                 "UPDATE webhook_deliveries SET adopt_key = ? WHERE id = ? AND org_id IS NULL", p,
+                 2, &changes) != STORE_OK)
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
+#define WEBHOOK_PRUNE_MAX 1000
+
+int store_webhook_prune_unassigned(store_t *s, const char *connector, int64_t before, int limit,
+                                   int64_t *deleted)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!connector || !deleted || limit < 1 || limit > WEBHOOK_PRUNE_MAX || before < 0)
+        return serr(s, "store_webhook_prune_unassigned: bad argument");
+    *deleted = 0;
+    /* received_seq is microseconds since the epoch (store_next_seq) and
+     * indexed after (org_id, connector): a range read of the expired rows
+     * only.  Asked first so that a pass with nothing to prune writes
+     * nothing (SQLite: no write lock taken). */
+    int64_t cut = before > INT64_MAX / 1000000 ? INT64_MAX : before * 1000000;
+    db_param p[] = { p_text(connector), DB_P_INT(cut), DB_P_INT(limit) };
+    db_result r;
+    if (run_query(s, "finding expired unassigned webhook deliveries",
+                  "SELECT id FROM webhook_deliveries WHERE org_id IS NULL AND connector = ?"
+                  " AND received_seq < ? ORDER BY received_seq LIMIT 1",
+                  p, 2, &r) != STORE_OK)
+        return STORE_ERR;
+    size_t found = r.nrows;
+    db_result_free(&r);
+    if (found == 0)
+        return STORE_OK;
+    /* One statement: autocommit, and the IN list is bounded by LIMIT
+     * (portable: neither engine's DELETE … LIMIT is). */
+    return run_exec(s, "pruning unassigned webhook deliveries",
+                    "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM"
+                    " webhook_deliveries WHERE org_id IS NULL AND connector = ?"
+                    " AND received_seq < ? ORDER BY received_seq LIMIT ?)"
+                    " AND org_id IS NULL",
+                    p, 3, deleted);
 }
 
 int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t stale_before,

@@ -317,6 +317,8 @@ typedef struct {
     char action[STORE_WEBHOOK_EVENT_LEN];
     int verified;          /* 1: signature checked; 0: accepted unsigned by the connector's policy */
     int unique_body;       /* insert: the same bytes under another delivery id are a duplicate */
+    char adopt_key[STORE_WEBHOOK_KEY_LEN]; /* insert: the tenant the body names, by which an
+                                              unassigned row is adopted ("" none; not read back) */
     char status[STORE_WEBHOOK_STATUS_LEN]; /* received, processing, processed, ignored,
                                               failed, unassigned */
     int attempts;          /* processing attempts started */
@@ -361,13 +363,30 @@ int store_webhook_tenant_stats(store_t *s, const char *org_id, const char *conne
  * worker that died); oldest first, at most limit.  ids: limit * STORE_ID_LEN. */
 int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
                             int64_t stale_before, int limit, char (*ids)[STORE_ID_LEN], size_t *n);
-/* The deliveries stored without an organization, oldest first, after the
- * cursor (after_seq, after_id: the received_seq and id of the last row of the
- * previous page; 0 and "" or NULL from the start), at most limit; each id's
- * received_seq in seqs (limit entries), so the caller can page on. */
-int store_webhook_list_unassigned(store_t *s, const char *connector, int64_t after_seq,
-                                  const char *after_id, int limit, char (*ids)[STORE_ID_LEN],
-                                  int64_t *seqs, size_t *n);
+/* The deliveries stored without an organization whose adopt_key is key
+ * (NULL: the rows stored before adopt keys existed, whose key is not known
+ * yet), oldest first, after the cursor (after_seq, after_id: the
+ * received_seq and id of the last row of the previous page; 0 and "" or NULL
+ * from the start), at most limit; each id's received_seq in seqs (limit
+ * entries), so the caller can page on.  An index read of those rows only,
+ * however many other unassigned rows exist. */
+int store_webhook_list_unassigned(store_t *s, const char *connector, const char *key,
+                                  int64_t after_seq, const char *after_id, int limit,
+                                  char (*ids)[STORE_ID_LEN], int64_t *seqs, size_t *n);
+/* The smallest adopt_key greater than after ("" or NULL: the first; "" keys,
+ * naming no tenant, are never returned) among a connector's unassigned
+ * deliveries, and the id of its oldest such delivery.  NOT_FOUND past the
+ * last.  One index seek per key. */
+int store_webhook_unassigned_key_next(store_t *s, const char *connector, const char *after,
+                                      char key[STORE_WEBHOOK_KEY_LEN], char id[STORE_ID_LEN]);
+/* Records the adopt_key of a delivery still without an organization (the
+ * rows stored before adopt keys existed).  NOT_FOUND when no such row. */
+int store_webhook_set_adopt_key(store_t *s, const char *id, const char *key);
+/* Deletes up to limit (1..1000) of a connector's deliveries that are still
+ * without an organization and were received before `before` (Unix seconds),
+ * oldest first; *deleted says how many. */
+int store_webhook_prune_unassigned(store_t *s, const char *connector, int64_t before, int limit,
+                                   int64_t *deleted);
 /* Claims a delivery for processing (status "processing", attempts + 1,
  * claimed_at = now) if it is still open in the sense of list_open;
  * CONFLICT when another worker has it or it is finished. */

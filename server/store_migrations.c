@@ -497,6 +497,22 @@ static const char *const m13_console_sessions[] = {
     NULL,
 };
 
+/* Adopting unassigned webhook deliveries by their tenant (kit_webhook.h):
+ * adopt_key is what the connector's resolve_org maps to an organization
+ * (GitHub: the installation id; Slack: team_id; Google Chat: space.name),
+ * read from the verified body when the delivery is stored; '' when it names
+ * none.  Rows stored before this migration have NULL: the connectors' sweep
+ * fills it in, a bounded batch per pass (kit_webhook_maintain).  The index
+ * holds only the rows waiting for an organization, so a newly bound tenant's
+ * deliveries are found by one range read however many unrelated ones wait;
+ * the retention prune (oldest first) reads the org index. */
+static const char *const m14_webhook_adopt_key[] = {
+    "ALTER TABLE webhook_deliveries ADD COLUMN adopt_key TEXT",
+    "CREATE INDEX webhook_deliveries_adopt_idx ON webhook_deliveries"
+    " (connector, adopt_key, received_seq, id) WHERE org_id IS NULL",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -512,6 +528,7 @@ static const migration migrations[] = {
     { 11, m11_chat },
     { 12, m12_connection_owner },
     { 13, m13_console_sessions },
+    { 14, m14_webhook_adopt_key },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -463,7 +463,7 @@ static void install_callback(worker_ctx *w, http_request *req, http_response *re
         /* Deliveries that arrived before this binding (installation.created
          * usually does) were kept without an organization: they are this
          * org's now, and processed. */
-        if (github_webhook_adopt(w) < 0)
+        if (github_webhook_adopt(w, id) < 0)
             log_warn("github: assigning earlier webhook deliveries failed; the next recovery "
                      "sweep retries");
         cJSON *o = cJSON_CreateObject();

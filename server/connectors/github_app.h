@@ -130,8 +130,9 @@ int github_installation_from_json(const struct cJSON *j, int64_t id,
 /* Webhooks (github_webhook.c): mounts POST /github/webhook and the events
  * API, and registers the recovery sweep (called from github.c's routes). */
 void github_webhook_register(void);
-/* Assigns deliveries kept without an organization whose installation is
- * bound now, and processes them; -1 on a store error. */
-int github_webhook_adopt(worker_ctx *w);
+/* Assigns the deliveries of installation_id kept without an organization
+ * (it is bound now), and processes them; how many, -1 on a store error
+ * (the webhook sweep retries). */
+int github_webhook_adopt(worker_ctx *w, int64_t installation_id);
 
 #endif

@@ -12,8 +12,11 @@
  * The organization of a delivery is the one its installation (installation.id
  * in the body) is bound to.  An installation not bound yet — installation.created
  * usually arrives before the Setup URL callback — leaves the delivery stored
- * without an organization; the callback binds the installation and calls
- * github_webhook_adopt(), which assigns and processes it.
+ * without an organization, keyed by its installation id; the callback binds
+ * the installation and calls github_webhook_adopt(id), which assigns and
+ * processes that installation's deliveries (an index read: never behind the
+ * pings and unbound installations' deliveries that wait forever, which the
+ * kit deletes after AURORA_WEBHOOK_UNASSIGNED_RETENTION_DAYS).
  *
  * Processing (after the commit, store pool, at least once: every step is an
  * idempotent write):
@@ -35,7 +38,6 @@
  * secret while a rotation is under way). */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +53,6 @@
 
 #define GH_CONNECTOR "github"
 #define SWEEP_BATCH 100      /* deliveries per recovery pass */
-#define ADOPT_SCAN 5000      /* unassigned deliveries re-examined when an installation is bound */
 #define MAX_REPOS_PER_EVENT 5000 /* GitHub sends far fewer; a bound on hostile bodies */
 #define MSG_NOT_CONFIGURED                                                                         \
     "GitHub App webhook secret not configured (GITHUB_APP_WEBHOOK_SECRET or "                      \
@@ -106,6 +107,16 @@ static int webhook_org(worker_ctx *w, const store_webhook_delivery *d, const cJS
     if (id == 0)
         return STORE_NOT_FOUND; /* e.g. the App's ping: no installation, no tenant */
     return store_github_installation_org(w->store, id, org_id);
+}
+
+/* What webhook_org resolves: the installation id, in decimal. */
+static void webhook_adopt_key(const store_webhook_delivery *d, const cJSON *json,
+                              char key[STORE_WEBHOOK_KEY_LEN])
+{
+    (void)d;
+    int64_t id = installation_id_of(json);
+    if (id > 0)
+        snprintf(key, STORE_WEBHOOK_KEY_LEN, "%" PRId64, id);
 }
 
 /* ---- processing ---------------------------------------------------------------------------- */
@@ -301,9 +312,6 @@ static int webhook_process(worker_ctx *w, const store_webhook_delivery *d, char 
 
 /* ---- the spec -------------------------------------------------------------------------------- */
 
-/* Set when assigning earlier deliveries failed: the sweep tries again. */
-static atomic_int g_adopt_again;
-
 static const kit_webhook_spec github_webhook = {
     .connector = GH_CONNECTOR,
     .policy = KIT_WH_SIGNED,
@@ -322,15 +330,18 @@ static const kit_webhook_spec github_webhook = {
     .unique_body = 1,
     .keys = webhook_keys,
     .resolve_org = webhook_org,
+    .adopt_key = webhook_adopt_key,
     .process = webhook_process,
     .msg_not_configured = MSG_NOT_CONFIGURED,
 };
 
-int github_webhook_adopt(worker_ctx *w)
+int github_webhook_adopt(worker_ctx *w, int64_t installation_id)
 {
-    int n = kit_webhook_adopt(w, &github_webhook, ADOPT_SCAN);
-    if (n < 0)
-        atomic_store(&g_adopt_again, 1); /* the next sweep tries again */
+    char key[32];
+    snprintf(key, sizeof(key), "%" PRId64, installation_id);
+    /* A failure (or more than a batch) is left to the kit: the next
+     * sweep's kit_webhook_maintain adopts what is left. */
+    int n = kit_webhook_adopt_key(w, &github_webhook, key);
     if (n > 0)
         log_info("github: %d webhook deliveries received before their installation was bound are "
                  "now assigned", n);
@@ -346,18 +357,16 @@ int github_webhook_adopt(worker_ctx *w)
 
 static void webhook_sweep(worker_ctx *w, int64_t now)
 {
-    static atomic_int started;
     int done = kit_webhook_process_open(w, &github_webhook, SWEEP_BATCH, now);
     if (done > 0)
         log_info("github: recovery sweep processed %d webhook deliveries", done);
     else if (done < 0)
         log_error("github: webhook recovery sweep: %s", store_errmsg(w->store));
-    /* At start-up (an install callback that died between binding and
-     * adopting), and after an adopt that failed (the scan reads every
-     * unassigned row: not on every pass). */
-    if ((!atomic_exchange(&started, 1) || atomic_exchange(&g_adopt_again, 0)) &&
-        github_webhook_adopt(w) < 0)
-        atomic_store(&g_adopt_again, 1);
+    /* Unassigned deliveries: expired ones deleted; at start-up (an install
+     * callback that died between binding and adopting) and after an
+     * adoption that failed, the installations bound meanwhile adopted. */
+    if (kit_webhook_maintain(w, &github_webhook, now) < 0)
+        log_error("github: webhook adoption sweep: %s", store_errmsg(w->store));
 }
 
 /* A periodic task (periodic.h): first as soon as the workers run (start-up:

@@ -367,7 +367,7 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
     cache_user_token(st.org_id, st.user_id, tok);
     log_info("google_chat: user %s (org %s) connected Google Chat, space %s", st.user_id,
              st.org_id, space);
-    gchat_events_adopt(w); /* events that arrived before the space was bound */
+    gchat_events_adopt(w, space); /* events that arrived before the space was bound */
 out:
     kit_oauth_callback_wipe(&cb);
     secret_free(at);

@@ -74,7 +74,7 @@ void gchat_forget_tokens(const char *org, const char *user);
 /* ---- google_chat_events.c ---------------------------------------------------------------- */
 
 void gchat_events_register(void);
-/* Assigns stored events of spaces that now have a connection. */
-void gchat_events_adopt(worker_ctx *w);
+/* Assigns the stored events of space, which now has a connection. */
+void gchat_events_adopt(worker_ctx *w, const char *space);
 
 #endif

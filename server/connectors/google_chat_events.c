@@ -22,7 +22,8 @@
  * persists the event before answering, and answers a redelivery of the same
  * body as a duplicate without storing it again.  Tenant: the event's
  * space.name → the organization whose connection created that space;
- * another space is stored unassigned and adopted when a connection names it.
+ * another space is stored unassigned (keyed by its name) and adopted when a
+ * connection names it, or deleted after AURORA_WEBHOOK_UNASSIGNED_RETENTION_DAYS.
  *
  * The event row says verified=false: the kit's flag is about HMAC
  * signatures; the events API adds "authenticated": "google_jwt" instead. */
@@ -200,6 +201,16 @@ static int events_resolve_org(worker_ctx *w, const store_webhook_delivery *d, co
     return gchat_space_org(w, space_of(json), org, NULL);
 }
 
+/* What events_resolve_org resolves: the space's name. */
+static void events_adopt_key(const store_webhook_delivery *d, const cJSON *json,
+                             char key[STORE_WEBHOOK_KEY_LEN])
+{
+    (void)d;
+    const char *space = space_of(json);
+    if (gchat_space_name_ok(space))
+        snprintf(key, STORE_WEBHOOK_KEY_LEN, "%s", space);
+}
+
 /* Processing: the app's membership of the space, as Chat reports it, goes
  * into the connection (status shows it); other events are kept for the
  * investigation service (events API). */
@@ -331,6 +342,7 @@ static const kit_webhook_spec g_events = {
     .keys = events_keys,
     .check = events_check,
     .resolve_org = events_resolve_org,
+    .adopt_key = events_adopt_key,
     .process = events_process,
     .ack = events_ack,
 };
@@ -354,20 +366,27 @@ static void get_route(worker_ctx *w, http_request *req, http_response *resp)
     kit_webhook_get_event_ex(w, GCHAT_ID, annotate, http_param(req, "event_id"), req, resp);
 }
 
-void gchat_events_adopt(worker_ctx *w)
+void gchat_events_adopt(worker_ctx *w, const char *space)
 {
-    int n = kit_webhook_adopt(w, &g_events, 1000);
+    int n = kit_webhook_adopt_key(w, &g_events, space);
+    if (n < 0)
+        log_warn("google_chat: assigning the events received before %s was connected failed; "
+                 "the events sweep retries", space);
     if (n > 0)
         log_info("google_chat: %d earlier event(s) assigned to their organization", n);
 }
 
 /* The recovery sweep: events committed right before a crash, or while the
- * processing queue was full. */
+ * processing queue was full; unassigned events pruned and, after a restart
+ * or a failed adoption, adopted (kit_webhook_maintain). */
 static long sweep_task(worker_ctx *w)
 {
-    int done = kit_webhook_process_open(w, &g_events, 100, (int64_t)time(NULL));
+    int64_t now = (int64_t)time(NULL);
+    int done = kit_webhook_process_open(w, &g_events, 100, now);
     if (done > 0)
         log_info("google_chat: recovery sweep processed %d event(s)", done);
+    if (kit_webhook_maintain(w, &g_events, now) < 0)
+        log_error("google_chat: events adoption sweep: %s", store_errmsg(w->store));
     return 30;
 }
 

@@ -11,6 +11,8 @@
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +106,10 @@ static int spec_check(const kit_webhook_spec *s, const char **why)
         *why = "replay_window_s is negative";
     else if (s->process_pool != WORKER_POOL_STORE && s->process_pool != WORKER_POOL_OUTBOUND)
         *why = "process_pool must be the store or the outbound pool";
+    else if (s->resolve_org && !s->adopt_key)
+        /* without a key, finding a tenant's waiting deliveries means reading
+         * everyone's */
+        *why = "resolve_org needs adopt_key";
     return *why ? -1 : 0;
 }
 
@@ -505,6 +511,19 @@ static void scope_delivery_id(const char *org_id, store_webhook_delivery *d)
     snprintf(d->delivery_id, sizeof(d->delivery_id), "org:%s", hex);
 }
 
+/* The spec's adopt_key for a body, "" unless it is a usable key. */
+static void adopt_key_of(const kit_webhook_spec *spec, const store_webhook_delivery *d,
+                         const cJSON *json, char key[STORE_WEBHOOK_KEY_LEN])
+{
+    memset(key, 0, STORE_WEBHOOK_KEY_LEN);
+    if (!json)
+        return;
+    spec->adopt_key(d, json, key);
+    size_t n = strnlen(key, STORE_WEBHOOK_KEY_LEN);
+    if (n == STORE_WEBHOOK_KEY_LEN || (n && !printable(key, n, STORE_WEBHOOK_KEY_LEN - 1, 0)))
+        memset(key, 0, STORE_WEBHOOK_KEY_LEN);
+}
+
 static void handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request *req,
                       http_response *resp, int64_t now, int *duplicate_out)
 {
@@ -570,9 +589,14 @@ static void handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request 
         cJSON_Delete(json);
         return;
     }
+    /* The tenant the body names, stored with the row: what adoption finds
+     * it by if the tenant is not known yet. */
+    if (spec->adopt_key)
+        adopt_key_of(spec, &d, json, d.adopt_key);
     /* Only a verified body may name its tenant: under an unsigned policy a
      * forged one would otherwise land in (and be processed for) any org. */
-    if (!d.org_id[0] && spec->resolve_org && d.verified) {
+    int resolvable = !d.org_id[0] && spec->resolve_org && d.verified;
+    if (resolvable) {
         char org[STORE_ID_LEN] = "";
         int r = spec->resolve_org(w, &d, json, org);
         if (r == STORE_OK && org[0])
@@ -581,7 +605,6 @@ static void handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request 
             log_warn("webhook %s: tenant lookup failed, delivery kept without an organization",
                      spec->connector);
     }
-    cJSON_Delete(json);
 
     /* The commit that makes the 2xx true: store_webhook_insert is one
      * autocommit INSERT, and it returns only once the engine reported the
@@ -604,20 +627,24 @@ static void handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request 
         d.id[0] = 0;
         rc = store_webhook_insert(w->store, &d, body, len, !spec->process_unassigned);
         if (rc == STORE_CONFLICT && strcmp(d.org_id, want_org)) {
+            cJSON_Delete(json);
             api_store_error(w, resp);
             return;
         }
     }
     if (rc == STORE_NOT_FOUND) {
         /* keys/resolve_org named an organization that does not exist */
+        cJSON_Delete(json);
         refuse(resp, 404, "UNKNOWN_TENANT", "Unknown webhook tenant", spec, req);
         return;
     }
     if (rc != STORE_OK && rc != STORE_CONFLICT) {
         /* No commit, no 2xx: the provider retries. */
+        cJSON_Delete(json);
         api_store_error(w, resp);
         return;
     }
+    cJSON_Delete(json);
     int duplicate = rc == STORE_CONFLICT;
     *duplicate_out = duplicate;
     if (spec->ack)
@@ -742,50 +769,102 @@ int kit_webhook_process_open(worker_ctx *w, const kit_webhook_spec *spec, int ma
     return done;
 }
 
-int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max)
+/* ---- adoption -------------------------------------------------------------------------- */
+
+/* Per connector: whether kit_webhook_adopt is due (the first maintenance
+ * pass of the process: a binding whose adoption a crash cut off; an
+ * adoption that failed or stopped at its batch).  A few connectors adopt;
+ * the table is never emptied. */
+#define ADOPT_CONNECTORS 16
+static struct {
+    char connector[STORE_WEBHOOK_CONNECTOR_LEN];
+    atomic_int checked; /* 0: a pass over every waiting key is due */
+} g_adopt[ADOPT_CONNECTORS];
+static pthread_mutex_t g_adopt_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static atomic_int *adopt_checked(const char *connector)
 {
-    if (!spec->resolve_org || max <= 0)
-        return 0;
-    if (max > KIT_WH_ADOPT_MAX)
-        max = KIT_WH_ADOPT_MAX;
+    atomic_int *out = NULL;
+    pthread_mutex_lock(&g_adopt_mu);
+    for (size_t i = 0; i < ADOPT_CONNECTORS && !out; i++) {
+        if (!g_adopt[i].connector[0])
+            snprintf(g_adopt[i].connector, sizeof(g_adopt[i].connector), "%s", connector);
+        if (!strcmp(g_adopt[i].connector, connector))
+            out = &g_adopt[i].checked;
+    }
+    pthread_mutex_unlock(&g_adopt_mu);
+    return out;
+}
+
+static void adopt_again(const kit_webhook_spec *spec)
+{
+    atomic_int *c = adopt_checked(spec->connector);
+    if (c)
+        atomic_store(c, 0);
+}
+
+/* resolve_org for a stored delivery; with key, also its adopt_key.  The
+ * resolver's answer, or STORE_ERR when the row cannot be read. */
+static int resolve_stored(worker_ctx *w, const kit_webhook_spec *spec, const char *id,
+                          char org[STORE_ID_LEN], char *key)
+{
+    store_webhook_delivery d;
+    int rc = store_webhook_get(w->store, NULL, spec->connector, id, &d);
+    if (rc != STORE_OK)
+        return rc == STORE_NOT_FOUND ? STORE_NOT_FOUND : STORE_ERR;
+    cJSON *json = d.body_len ? cJSON_ParseWithLength(d.body, d.body_len) : NULL;
+    if (key)
+        adopt_key_of(spec, &d, json, key);
+    org[0] = '\0';
+    rc = spec->resolve_org(w, &d, json, org);
+    cJSON_Delete(json);
+    store_webhook_free(&d);
+    return rc == STORE_OK && !org[0] ? STORE_NOT_FOUND : rc;
+}
+
+/* Pages over the unassigned deliveries with adopt_key key, oldest first
+ * (key NULL: those stored without one, before migration 14, which get
+ * theirs here), at most max rows read: each one resolve_org now assigns is
+ * assigned and processed.  Returns how many were assigned, -1 when the
+ * store failed before any was; *more when max rows were read. */
+static int adopt_rows(worker_ctx *w, const kit_webhook_spec *spec, const char *key, int max,
+                      int *more)
+{
     char(*ids)[STORE_ID_LEN] = calloc(LIST_MAX, STORE_ID_LEN);
     int64_t *seqs = calloc(LIST_MAX, sizeof(*seqs));
+    *more = 0;
     if (!ids || !seqs) {
         free(ids);
         free(seqs);
         return -1;
     }
-    /* Pages over every unassigned row (up to max), oldest first: rows that
-     * will never be assigned (a ping, an installation nobody binds) must not
-     * hide newer ones behind them. */
-    int assigned = 0, scanned = 0, failed = 0;
+    int assigned = 0, read = 0, failed = 0;
     int64_t after_seq = 0;
     char after_id[STORE_ID_LEN] = "";
-    while (scanned < max) {
-        int page = max - scanned < LIST_MAX ? max - scanned : LIST_MAX;
+    while (read < max) {
+        int page = max - read < LIST_MAX ? max - read : LIST_MAX;
         size_t n = 0;
-        if (store_webhook_list_unassigned(w->store, spec->connector, after_seq, after_id, page,
-                                          ids, seqs, &n) != STORE_OK) {
+        if (store_webhook_list_unassigned(w->store, spec->connector, key, after_seq, after_id,
+                                          page, ids, seqs, &n) != STORE_OK) {
             failed = 1;
             break;
         }
         for (size_t i = 0; i < n; i++) {
-            store_webhook_delivery d;
-            if (store_webhook_get(w->store, NULL, spec->connector, ids[i], &d) != STORE_OK)
-                continue;
-            cJSON *json = d.body_len ? cJSON_ParseWithLength(d.body, d.body_len) : NULL;
-            char org[STORE_ID_LEN] = "";
-            int r = spec->resolve_org(w, &d, json, org);
-            cJSON_Delete(json);
-            store_webhook_free(&d);
-            if (r == STORE_OK && org[0] &&
-                store_webhook_set_org(w->store, ids[i], org) == STORE_OK) {
+            char org[STORE_ID_LEN], found[STORE_WEBHOOK_KEY_LEN];
+            int r = resolve_stored(w, spec, ids[i], org, key ? NULL : found);
+            if (r == STORE_OK)
+                r = store_webhook_set_org(w->store, ids[i], org);
+            if (r == STORE_OK) {
                 assigned++;
                 if (spec->process)
                     (void)kit_webhook_process(w, spec, ids[i], (int64_t)time(NULL));
+            } else if (r != STORE_NOT_FOUND) {
+                failed = 1; /* the store or the resolver could not tell: asked again later */
+            } else if (!key && store_webhook_set_adopt_key(w->store, ids[i], found) == STORE_ERR) {
+                failed = 1; /* no tenant yet (or the row is gone): it waits with its key */
             }
         }
-        scanned += (int)n;
+        read += (int)n;
         if (n < (size_t)page)
             break;
         after_seq = seqs[n - 1];
@@ -793,6 +872,117 @@ int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max)
     }
     free(ids);
     free(seqs);
+    if (read >= max)
+        *more = 1;
+    if (failed)
+        *more = 1;
+    return failed && assigned == 0 ? -1 : assigned;
+}
+
+int kit_webhook_adopt_key(worker_ctx *w, const kit_webhook_spec *spec, const char *key)
+{
+    if (!spec->resolve_org || !spec->adopt_key || !key || !*key)
+        return 0;
+    int more = 0;
+    int n = adopt_rows(w, spec, key, KIT_WH_ADOPT_BATCH, &more);
+    if (n < 0 || more)
+        adopt_again(spec); /* the rest (or a retry) at the next kit_webhook_maintain */
+    return n;
+}
+
+int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max, int *more)
+{
+    if (more)
+        *more = 0;
+    if (!spec->resolve_org || !spec->adopt_key || max <= 0)
+        return 0;
+    /* One seek per distinct key (its oldest delivery decides whether the
+     * key resolves now), then that key's deliveries only: the cost follows
+     * the tenants waiting and the deliveries adopted, not the rows stored. */
+    int assigned = 0, failed = 0, cut = 0;
+    char after[STORE_WEBHOOK_KEY_LEN] = "";
+    for (;;) {
+        char key[STORE_WEBHOOK_KEY_LEN], id[STORE_ID_LEN], org[STORE_ID_LEN];
+        int rc = store_webhook_unassigned_key_next(w->store, spec->connector, after, key, id);
+        if (rc == STORE_NOT_FOUND)
+            break;
+        if (rc != STORE_OK) {
+            failed = 1;
+            break;
+        }
+        memcpy(after, key, sizeof(after));
+        rc = resolve_stored(w, spec, id, org, NULL);
+        if (rc == STORE_NOT_FOUND)
+            continue;
+        if (rc != STORE_OK) {
+            failed = 1;
+            continue;
+        }
+        if (assigned >= max) {
+            cut = 1;
+            break;
+        }
+        int key_more = 0;
+        int n = adopt_rows(w, spec, key, max - assigned, &key_more);
+        if (n < 0)
+            failed = 1;
+        else
+            assigned += n;
+        if (key_more) {
+            cut = 1;
+            if (assigned >= max)
+                break;
+        }
+    }
+    if (more)
+        *more = cut || failed;
+    return failed && assigned == 0 ? -1 : assigned;
+}
+
+int64_t kit_webhook_prune_unassigned(worker_ctx *w, const kit_webhook_spec *spec, int64_t before)
+{
+    int64_t deleted = 0;
+    if (store_webhook_prune_unassigned(w->store, spec->connector, before, KIT_WH_PRUNE_BATCH,
+                                       &deleted) != STORE_OK)
+        return -1;
+    return deleted;
+}
+
+int kit_webhook_maintain(worker_ctx *w, const kit_webhook_spec *spec, int64_t now)
+{
+    if (!spec->resolve_org || !spec->adopt_key)
+        return 0;
+    int failed = 0, assigned = 0;
+    int64_t days = w->cfg ? server_setting_int(w->cfg, "AURORA_WEBHOOK_UNASSIGNED_RETENTION_DAYS")
+                          : 0;
+    if (days > 0) {
+        int64_t gone = kit_webhook_prune_unassigned(w, spec, now - days * 86400);
+        if (gone < 0)
+            failed = 1;
+        else if (gone > 0)
+            log_info("webhook %s: %" PRId64 " deliveries still without an organization after %"
+                     PRId64 " days deleted (AURORA_WEBHOOK_UNASSIGNED_RETENTION_DAYS)",
+                     spec->connector, gone, days);
+    }
+    int more = 0;
+    int n = adopt_rows(w, spec, NULL, KIT_WH_BACKFILL_BATCH, &more);
+    if (n < 0)
+        failed = 1;
+    else
+        assigned += n;
+    atomic_int *checked = adopt_checked(spec->connector);
+    if (checked && !atomic_exchange(checked, 1)) {
+        n = kit_webhook_adopt(w, spec, KIT_WH_ADOPT_BATCH, &more);
+        if (n < 0 || more)
+            atomic_store(checked, 0);
+        if (n < 0)
+            failed = 1;
+        else
+            assigned += n;
+    }
+    if (assigned > 0)
+        log_info("webhook %s: %d deliveries received before their tenant was known are now "
+                 "assigned", spec->connector, assigned);
     return failed && assigned == 0 ? -1 : assigned;
 }
 

@@ -146,10 +146,19 @@ struct kit_webhook_spec {
      * org); json is the parsed body, NULL when it is not JSON.  Return STORE_OK with org_id filled, STORE_NOT_FOUND when not
      * known yet, < 0 on error.  Not known (or an error): the delivery is
      * stored WITHOUT an organization rather than dropped — it is the
-     * provider's only copy once we answer 2xx — and kit_webhook_adopt()
+     * provider's only copy once we answer 2xx — and kit_webhook_adopt_key()
      * assigns it once the mapping exists. */
     int (*resolve_org)(worker_ctx *w, const store_webhook_delivery *d, const struct cJSON *json,
                        char org_id[STORE_ID_LEN]);
+    /* adopt_key (required with resolve_org): the value resolve_org maps to an
+     * organization, as the verified body names it (GitHub: the installation
+     * id; Slack: team_id; Google Chat: space.name), into key; leave it ""
+     * when the body names none (a ping).  Printable ASCII, at most 128
+     * bytes (anything else is stored as "").  Stored with the delivery, so
+     * that when that tenant becomes known kit_webhook_adopt_key(key) reads
+     * its deliveries by an index, however many others wait. */
+    void (*adopt_key)(const store_webhook_delivery *d, const struct cJSON *json,
+                      char key[STORE_WEBHOOK_KEY_LEN]);
     /* process (optional): runs after the commit, in process_pool, once per
      * delivery (claimed in the store; a worker that died mid-way leaves a
      * claim retried after AURORA_WEBHOOK_CLAIM_LEASE_S, so make it idempotent).
@@ -194,12 +203,41 @@ int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char 
  * processing is recovered.  Returns how many were processed or ignored, -1 on
  * a store error. */
 int kit_webhook_process_open(worker_ctx *w, const kit_webhook_spec *spec, int max, int64_t now);
-/* Re-runs resolve_org over up to max (at most KIT_WH_ADOPT_MAX) deliveries
- * stored without an organization, oldest first, page by page (call when a
- * mapping appears, e.g. an installation was bound); the assigned ones are
- * processed.  Returns how many were assigned, -1 on a store error. */
-#define KIT_WH_ADOPT_MAX 10000
-int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max);
+/* ---- adoption: deliveries stored before their tenant was known ------------------
+ *
+ * Call kit_webhook_adopt_key when a mapping appears (an installation bound, a
+ * workspace connected) with the key its deliveries carry (the spec's
+ * adopt_key): it re-runs resolve_org over the unassigned deliveries stored
+ * with that key only, oldest first, assigns and processes them, up to
+ * KIT_WH_ADOPT_BATCH (the rest, and a pass that failed, are left to the
+ * next kit_webhook_maintain).  Deliveries of other tenants, however many,
+ * are never read.  Returns how many were assigned, -1 on a store error. */
+#define KIT_WH_ADOPT_BATCH 1000
+int kit_webhook_adopt_key(worker_ctx *w, const kit_webhook_spec *spec, const char *key);
+/* Every key waiting for a tenant re-checked (one index seek and one
+ * resolve_org per distinct key, not per delivery) and the keys that now
+ * resolve adopted, up to max deliveries: the recovery for a binding whose
+ * adoption never ran (a crash in between, a store error).  Returns how many
+ * were assigned, -1 on a store error; *more (may be NULL) is set when max
+ * was reached with deliveries left. */
+int kit_webhook_adopt(worker_ctx *w, const kit_webhook_spec *spec, int max, int *more);
+/* The periodic part, for the connector's recovery sweep (a spec with
+ * resolve_org), each pass bounded:
+ *  - deliveries still without an organization after
+ *    AURORA_WEBHOOK_UNASSIGNED_RETENTION_DAYS are deleted (up to 1000);
+ *  - up to KIT_WH_BACKFILL_BATCH deliveries stored before adopt keys
+ *    existed (migration 14) get theirs, or their organization when
+ *    resolve_org knows it now (a one-time catch-up after an upgrade);
+ *  - kit_webhook_adopt, on the first pass of the process and after an
+ *    adoption that failed or was cut short.
+ * Returns how many deliveries were assigned, -1 on a store error. */
+#define KIT_WH_BACKFILL_BATCH 500
+#define KIT_WH_PRUNE_BATCH 1000
+int kit_webhook_maintain(worker_ctx *w, const kit_webhook_spec *spec, int64_t now);
+/* Deletes up to KIT_WH_PRUNE_BATCH deliveries of the connector still
+ * without an organization that arrived before `before` (Unix seconds);
+ * returns how many, -1 on a store error. */
+int64_t kit_webhook_prune_unassigned(worker_ctx *w, const kit_webhook_spec *spec, int64_t before);
 
 /* ---- read API (ROUTE_AUTH_API routes a connector mounts) -----------------------
  * kit_webhook_list_events: GET …?limit=1..100 (default 20)&cursor=…&event=…

@@ -286,7 +286,7 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
         goto out;
     log_info("slack: user %s (org %s) connected Slack workspace %s", st.user_id, st.org_id,
              team_id);
-    slack_events_adopt(w);
+    slack_events_adopt(w, team_id);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "provider", SLACK_ID);
     cJSON_AddStringToObject(o, "team_id", team_id);

@@ -43,7 +43,7 @@ int slack_call(worker_ctx *w, const char *token, const char *method, const char 
 
 void slack_api_register(void);    /* channels routes, chat spec */
 void slack_events_register(void); /* POST /slack/events, events API, sweep */
-/* After a connect: deliveries stored before their team was known. */
-void slack_events_adopt(worker_ctx *w);
+/* After a connect: the deliveries of team_id stored before it was known. */
+void slack_events_adopt(worker_ctx *w, const char *team_id);
 
 #endif

@@ -13,7 +13,10 @@
  *
  * The tenant is the event's team_id: the organization whose Slack connection
  * is that workspace.  An event of a workspace not (yet) connected is stored
- * without an organization and assigned when it connects.  Processing
+ * without an organization, keyed by its team_id, and assigned when that
+ * workspace connects (slack_events_adopt); url_verification and the events
+ * of workspaces never connected are deleted after
+ * AURORA_WEBHOOK_UNASSIGNED_RETENTION_DAYS.  Processing
  * records what came: app_mention and message events are kept for the
  * investigation service (which answers through POST /internal/chat/messages);
  * bot messages, edits and other subtypes are ignored, so the bot never
@@ -33,7 +36,6 @@
 
 #define SWEEP_INTERVAL_S 30
 #define SWEEP_BATCH 50
-#define ADOPT_SCAN 1000
 
 static int events_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out,
                        http_response *resp)
@@ -86,6 +88,16 @@ static int events_org(worker_ctx *w, const store_webhook_delivery *d, const cJSO
 {
     (void)d;
     return slack_team_org(w, api_json_str(json, "team_id"), org_id);
+}
+
+/* What events_org resolves: the workspace (url_verification names none). */
+static void events_adopt_key(const store_webhook_delivery *d, const cJSON *json,
+                             char key[STORE_WEBHOOK_KEY_LEN])
+{
+    (void)d;
+    const char *team = api_json_str(json, "team_id");
+    if (slack_id_ok(team))
+        snprintf(key, STORE_WEBHOOK_KEY_LEN, "%s", team);
 }
 
 static int events_process(worker_ctx *w, const store_webhook_delivery *d, char *err,
@@ -154,26 +166,32 @@ static const kit_webhook_spec slack_events = {
     .keys = events_keys,
     .check = events_check,
     .resolve_org = events_org,
+    .adopt_key = events_adopt_key,
     .process = events_process,
     .ack = events_ack,
     .msg_not_configured = "Slack signing secret not configured: set SLACK_SIGNING_SECRET (Basic "
                           "Information > Signing Secret) and restart Aurora",
 };
 
-void slack_events_adopt(worker_ctx *w)
+void slack_events_adopt(worker_ctx *w, const char *team_id)
 {
-    int n = kit_webhook_adopt(w, &slack_events, ADOPT_SCAN);
+    int n = kit_webhook_adopt_key(w, &slack_events, team_id);
+    if (n < 0)
+        log_warn("slack: assigning the events received before workspace %s was connected "
+                 "failed; the events sweep retries", team_id);
     if (n > 0)
         log_info("slack: %d events received before their workspace was connected are now assigned",
                  n);
 }
 
 /* Recovery: an event committed right before a crash, or whose processing
- * failed, is processed here. */
+ * failed, is processed here; unassigned events are pruned and, after a
+ * restart or a failed adoption, adopted (kit_webhook_maintain). */
 static long sweep_task(worker_ctx *w)
 {
-    int done = kit_webhook_process_open(w, &slack_events, SWEEP_BATCH, (int64_t)time(NULL));
-    if (done < 0)
+    int64_t now = (int64_t)time(NULL);
+    int done = kit_webhook_process_open(w, &slack_events, SWEEP_BATCH, now);
+    if (done < 0 || kit_webhook_maintain(w, &slack_events, now) < 0)
         log_error("slack: events recovery sweep: %s", store_errmsg(w->store));
     return SWEEP_INTERVAL_S;
 }

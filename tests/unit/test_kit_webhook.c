@@ -50,6 +50,12 @@
     "2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121."               \
     "803a0bc887a14d10d2c447fce8b6703c"
 #define SLACK_SIG "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+/* An Events API delivery of a workspace not connected yet: HMAC(SLACK_SECRET,
+ * "v0:" SLACK_TS ":" + body). */
+#define SLACK_EVENT_BODY                                                                           \
+    "{\"type\":\"event_callback\",\"team_id\":\"T0ADOPT42\",\"event_id\":\"Ev0ADOPT1\",\"event\":"   \
+    "{\"type\":\"app_mention\",\"text\":\"hi\"}}"
+#define SLACK_EVENT_SIG "v0=b21fa73a6e1a71d56229eb894000ece6b70bd149fe86738986c442b568a4c15a"
 
 /* Stripe-like: HMAC(whsec_test_secret, "1700000000." + body). */
 #define STRIPE_SECRET "whsec_test_secret"
@@ -77,7 +83,9 @@ typedef struct {
 
 static fx *F; /* the callbacks below reach the fixture through it */
 static int g_install_known = 1;          /* GitHub installation 42 is bound to org */
+static int g_team_known;                 /* Slack team T0ADOPT42 is connected to org */
 static int g_process_calls, g_process_fail;
+static int g_resolve_calls;              /* resolve_org calls: what adoption reads */
 
 static int setup(void **state)
 {
@@ -94,7 +102,9 @@ static int setup(void **state)
     f->w.store = f->st;
     f->w.cfg = &f->cfg;
     g_install_known = 1;
+    g_team_known = 0;
     g_process_calls = g_process_fail = 0;
+    g_resolve_calls = 0;
     F = f;
     *state = f;
     return 0;
@@ -131,6 +141,32 @@ static int committed_rows(const fx *f, const char *where)
     sqlite3_finalize(st);
     sqlite3_close(h);
     return n;
+}
+
+/* n deliveries without an organization, written in one transaction through
+ * another connection, as intake stores them: received in 2023 (older than
+ * any the test posts), delivery ids tag-1..tag-n, body and adopt_key as SQL
+ * expressions of i (key "NULL": a row stored before migration 14). */
+static void raw_unassigned(const fx *f, const char *connector, const char *tag, int n,
+                           const char *body_sql, const char *key_sql)
+{
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open_v2(f->path, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < %d)"
+             " INSERT INTO webhook_deliveries (id, org_id, connector, tenant_key, delivery_id,"
+             " event, action, verified, body, body_encoding, body_sha256, status, received_at,"
+             " received_seq, adopt_key)"
+             " SELECT printf('whd_%s%%06d', i), NULL, '%s', '', printf('%s-%%d', i), 'check_run',"
+             " 'completed', 1, %s, 'utf8', '', 'unassigned', 1700000000,"
+             " 1700000000000000 + i, %s FROM c",
+             n, tag, connector, tag, body_sql, key_sql);
+    char *msg = NULL;
+    if (sqlite3_exec(h, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : "?");
+    sqlite3_close(h);
 }
 
 /* ---- requests -------------------------------------------------------------------- */
@@ -209,12 +245,43 @@ static int keys_static(worker_ctx *w, const http_request *req, kit_wh_keys *out,
 static int gh_resolve(worker_ctx *w, const store_webhook_delivery *d, const cJSON *json,
                       char org_id[STORE_ID_LEN])
 {
+    g_resolve_calls++;
     const cJSON *inst = cJSON_GetObjectItemCaseSensitive(json, "installation");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(inst, "id");
     if (!cJSON_IsNumber(id) || id->valuedouble != 42 || !g_install_known)
         return STORE_NOT_FOUND;
     snprintf(org_id, STORE_ID_LEN, "%s", F->org.id);
     return STORE_OK;
+}
+
+/* What gh_resolve maps: the installation id. */
+static void gh_key(const store_webhook_delivery *d, const cJSON *json,
+                   char key[STORE_WEBHOOK_KEY_LEN])
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(json, "installation"), "id");
+    if (cJSON_IsNumber(id))
+        snprintf(key, STORE_WEBHOOK_KEY_LEN, "%.0f", id->valuedouble);
+}
+
+/* Slack: team T0ADOPT42 belongs to org once g_team_known is set. */
+static int slack_resolve(worker_ctx *w, const store_webhook_delivery *d, const cJSON *json,
+                         char org_id[STORE_ID_LEN])
+{
+    g_resolve_calls++;
+    const cJSON *team = cJSON_GetObjectItemCaseSensitive(json, "team_id");
+    if (!cJSON_IsString(team) || strcmp(team->valuestring, "T0ADOPT42") || !g_team_known)
+        return STORE_NOT_FOUND;
+    snprintf(org_id, STORE_ID_LEN, "%s", F->org.id);
+    return STORE_OK;
+}
+
+static void slack_key(const store_webhook_delivery *d, const cJSON *json,
+                      char key[STORE_WEBHOOK_KEY_LEN])
+{
+    const cJSON *team = cJSON_GetObjectItemCaseSensitive(json, "team_id");
+    if (cJSON_IsString(team))
+        snprintf(key, STORE_WEBHOOK_KEY_LEN, "%s", team->valuestring);
 }
 
 static char g_process_last[STORE_ID_LEN];
@@ -243,6 +310,7 @@ static kit_webhook_spec github_spec(void)
         .action_json = "action",
         .keys = keys_static,
         .resolve_org = gh_resolve,
+        .adopt_key = gh_key,
         .process = process_cb,
     };
 }
@@ -260,6 +328,20 @@ static kit_webhook_spec slack_spec(void)
         .replay_window_s = 300,
         .keys = keys_static,
     };
+}
+
+/* Slack's Events API as slack_events.c declares it: the tenant is team_id. */
+static kit_webhook_spec slack_events_spec(void)
+{
+    kit_webhook_spec s = slack_spec();
+    s.delivery_id_json = "event_id";
+    s.event_json = "event.type";
+    s.action_json = "type";
+    s.require_json_object = 1;
+    s.resolve_org = slack_resolve;
+    s.adopt_key = slack_key;
+    s.process = process_cb;
+    return s;
 }
 
 static void gh_call(call *c, const char *body, const char *sig, const char *delivery)
@@ -928,23 +1010,22 @@ static void test_unknown_tenant_kept_then_adopted(void **state)
     set_secrets(GH_SECRET, NULL, NULL);
     kit_webhook_spec spec = github_spec();
     g_install_known = 0;
-    /* older deliveries that will never be assigned (no installation): more
-     * than a page, so adoption must page past them */
-    for (int i = 0; i < 150; i++) {
-        store_webhook_delivery o;
-        memset(&o, 0, sizeof(o));
-        snprintf(o.connector, sizeof(o.connector), "github");
-        snprintf(o.delivery_id, sizeof(o.delivery_id), "orphan-%d", i);
-        snprintf(o.event, sizeof(o.event), "ping");
-        assert_int_equal(store_webhook_insert(f->w.store, &o, "{}", 2, 1), STORE_OK);
-    }
+    /* Older deliveries that will never be assigned, in front of the one that
+     * will: pings (no installation) and an installation nobody binds, far
+     * more than a scan of the oldest unassigned rows ever reached. */
+    raw_unassigned(f, "github", "ping", 150, "'{\"zen\":\"ok\"}'", "''");
+    raw_unassigned(f, "github", "unbound", 6000,
+                   "printf('{\"action\":\"completed\",\"n\":%d,\"installation\":{\"id\":999999}}', i)",
+                   "'999999'");
     call c;
     gh_call(&c, GH_INSTALL_BODY, GH_INSTALL_SIG, "early-1");
     run_call(&c, &spec, 1700000000);
     assert_int_equal(c.resp.status, 200);
     assert_null(c.resp.on_loop); /* nothing to process without an org */
     free_call(&c);
-    assert_int_equal(committed_rows(f, "org_id IS NULL AND status = 'unassigned'"), 151);
+    assert_int_equal(committed_rows(f, "org_id IS NULL AND status = 'unassigned'"), 6151);
+    /* stored with the installation it names: what adoption finds it by */
+    assert_int_equal(committed_rows(f, "org_id IS NULL AND adopt_key = '42'"), 1);
     /* no organization sees it */
     store_webhook_delivery *list;
     size_t n;
@@ -955,17 +1036,116 @@ static void test_unknown_tenant_kept_then_adopted(void **state)
     g_process_calls = 0;
     assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, 1700000001), 0);
     assert_int_equal(g_process_calls, 0);
-    /* the installation gets bound: adopted and processed */
-    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 1000), 0); /* still unknown */
+    /* adopting installation 42 reads its own delivery only, bound or not */
+    g_resolve_calls = 0;
+    assert_int_equal(kit_webhook_adopt_key(&f->w, &spec, "42"), 0); /* still unknown */
+    assert_int_equal(g_resolve_calls, 1);
     g_install_known = 1;
-    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 100), 0); /* behind 150 older rows */
-    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 1000), 1);
+    g_resolve_calls = 0;
+    assert_int_equal(kit_webhook_adopt_key(&f->w, &spec, "42"), 1);
+    assert_int_equal(g_resolve_calls, 1);
     assert_int_equal(g_process_calls, 1);
     char where[128];
     snprintf(where, sizeof(where), "org_id = '%s' AND status = 'processed'", f->org.id);
     assert_int_equal(committed_rows(f, where), 1);
-    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 1000), 0);
-    assert_int_equal(committed_rows(f, "org_id IS NULL"), 150);
+    assert_int_equal(store_webhook_list(f->st, f->org.id, "github", NULL, 0, NULL, 10, &list, &n),
+                     STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].delivery_id, "early-1");
+    store_webhook_list_free(list, n);
+    assert_int_equal(kit_webhook_adopt_key(&f->w, &spec, "42"), 0);
+    assert_int_equal(kit_webhook_adopt_key(&f->w, &spec, ""), 0); /* a ping's: no tenant */
+    assert_int_equal(committed_rows(f, "org_id IS NULL"), 6150);
+    /* the recovery pass asks once per waiting installation, not per row */
+    g_resolve_calls = 0;
+    int more = -1;
+    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 1000, &more), 0);
+    assert_int_equal(more, 0);
+    assert_int_equal(g_resolve_calls, 1);
+    /* pruning: only rows still unassigned and older than the cut */
+    assert_int_equal(kit_webhook_prune_unassigned(&f->w, &spec, 1600000000), 0);
+    assert_int_equal(kit_webhook_prune_unassigned(&f->w, &spec, 1700000001), KIT_WH_PRUNE_BATCH);
+    assert_int_equal(committed_rows(f, "org_id IS NULL"), 6150 - KIT_WH_PRUNE_BATCH);
+    assert_int_equal(committed_rows(f, "delivery_id = 'early-1'"), 1);
+}
+
+/* More deliveries of one tenant than an adoption takes at once, and rows
+ * stored before adopt keys existed: kit_webhook_maintain finishes both. */
+static void test_adopt_batches_and_backfill(void **state)
+{
+    fx *f = *state;
+    kit_webhook_spec spec = github_spec();
+    g_install_known = 1;
+    raw_unassigned(f, "github", "many", KIT_WH_ADOPT_BATCH + 200,
+                   "printf('{\"n\":%d,\"installation\":{\"id\":42}}', i)", "'42'");
+    /* before migration 14: no key; one of 42 (assigned by the backfill), the
+     * others of an installation nobody bound (given their key) */
+    raw_unassigned(f, "github", "legacy42", 1,
+                   "'{\"installation\":{\"id\":42},\"legacy\":1}'", "NULL");
+    raw_unassigned(f, "github", "legacy7", KIT_WH_BACKFILL_BATCH + 20,
+                   "printf('{\"n\":%d,\"installation\":{\"id\":7}}', i)", "NULL");
+    assert_int_equal(kit_webhook_adopt_key(&f->w, &spec, "42"), KIT_WH_ADOPT_BATCH);
+    assert_int_equal(committed_rows(f, "org_id IS NULL AND adopt_key = '42'"), 200);
+    /* the first pass: the legacy rows' batch, and every waiting key (the
+     * adoption above was cut at its batch) */
+    int n = kit_webhook_maintain(&f->w, &spec, 1700000000);
+    assert_int_equal(n, 200 + 1);
+    assert_int_equal(committed_rows(f, "org_id IS NULL AND adopt_key = '42'"), 0);
+    assert_int_equal(committed_rows(f, "org_id IS NULL AND adopt_key = '7'"), KIT_WH_BACKFILL_BATCH - 1);
+    assert_int_equal(committed_rows(f, "org_id IS NULL AND adopt_key IS NULL"), 20 + 1);
+    assert_int_equal(kit_webhook_maintain(&f->w, &spec, 1700000000), 0);
+    assert_int_equal(committed_rows(f, "org_id IS NULL AND adopt_key IS NULL"), 0);
+    assert_int_equal(committed_rows(f, "org_id IS NULL AND adopt_key = '7'"),
+                     KIT_WH_BACKFILL_BATCH + 20);
+    char where[128];
+    snprintf(where, sizeof(where), "org_id = '%s' AND status = 'processed'", f->org.id);
+    assert_int_equal(committed_rows(f, where), KIT_WH_ADOPT_BATCH + 200 + 1);
+}
+
+/* Slack: events of a workspace connected later, behind thousands of events
+ * of workspaces never connected and url_verification requests. */
+static void test_slack_workspace_adopted_behind_others(void **state)
+{
+    fx *f = *state;
+    set_secrets(SLACK_SECRET, NULL, NULL);
+    kit_webhook_spec spec = slack_events_spec();
+    raw_unassigned(f, "slack", "verify", 200,
+                   "printf('{\"type\":\"url_verification\",\"challenge\":\"c%d\"}', i)", "''");
+    raw_unassigned(f, "slack", "other", 5000,
+                   "printf('{\"type\":\"event_callback\",\"team_id\":\"TJUNK%04d\",\"event_id\":"
+                   "\"Ev%d\",\"event\":{\"type\":\"message\"}}', i % 1000, i)",
+                   "printf('TJUNK%04d', i % 1000)");
+    call c;
+    init_call(&c, SLACK_EVENT_BODY, strlen(SLACK_EVENT_BODY));
+    add_header(&c, "x-slack-signature", SLACK_EVENT_SIG);
+    add_header(&c, "x-slack-request-timestamp", SLACK_TS);
+    run_call(&c, &spec, 1531420618);
+    assert_int_equal(c.resp.status, 200);
+    assert_null(c.resp.on_loop);
+    free_call(&c);
+    assert_int_equal(committed_rows(f, "org_id IS NULL AND adopt_key = 'T0ADOPT42'"), 1);
+    /* the workspace connects */
+    g_team_known = 1;
+    g_resolve_calls = 0;
+    g_process_calls = 0;
+    assert_int_equal(kit_webhook_adopt_key(&f->w, &spec, "T0ADOPT42"), 1);
+    assert_int_equal(g_resolve_calls, 1);
+    assert_int_equal(g_process_calls, 1);
+    store_webhook_delivery *list;
+    size_t n;
+    assert_int_equal(store_webhook_list(f->st, f->org.id, "slack", NULL, 0, NULL, 10, &list, &n),
+                     STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].delivery_id, "Ev0ADOPT1");
+    assert_string_equal(list[0].status, "processed");
+    store_webhook_list_free(list, n);
+    /* the recovery pass: one lookup per waiting workspace */
+    g_resolve_calls = 0;
+    int more = -1;
+    assert_int_equal(kit_webhook_adopt(&f->w, &spec, 1000, &more), 0);
+    assert_int_equal(g_resolve_calls, 1000);
+    assert_int_equal(more, 0);
+    assert_int_equal(committed_rows(f, "org_id IS NULL"), 5200);
 }
 
 /* ---- read API --------------------------------------------------------------------------- */
@@ -1127,6 +1307,9 @@ static void test_spec_checks(void **state)
     s.keys = NULL;
     assert_int_equal(kit_webhook_register(&s), -1);
     s = github_spec();
+    s.adopt_key = NULL; /* adoption would have to read every tenant's rows */
+    assert_int_equal(kit_webhook_register(&s), -1);
+    s = github_spec();
     s.connector = "a-connector-id-that-is-far-too-long-to-store";
     assert_int_equal(kit_webhook_register(&s), -1);
     /* a misdeclared spec never stores anything */
@@ -1173,6 +1356,7 @@ static void webhook_store_sequence(store_t *s)
     store_webhook_delivery u = d;
     u.org_id[0] = '\0';
     snprintf(u.delivery_id, sizeof(u.delivery_id), "seq-2");
+    snprintf(u.adopt_key, sizeof(u.adopt_key), "77");
     const unsigned char bin[] = { 0x00, 0xff, 'x' };
     assert_int_equal(store_webhook_insert(s, &u, bin, sizeof(bin), 1), STORE_OK);
     assert_string_equal(u.status, "unassigned");
@@ -1201,7 +1385,7 @@ static void webhook_store_sequence(store_t *s)
     store_webhook_free(&got);
     char ids[4][STORE_ID_LEN];
     int64_t seqs[4];
-    assert_int_equal(store_webhook_list_unassigned(s, "github", 0, NULL, 4, ids, seqs, &n),
+    assert_int_equal(store_webhook_list_unassigned(s, "github", "77", 0, NULL, 4, ids, seqs, &n),
                      STORE_OK);
     assert_int_equal(n, 1);
     assert_string_equal(ids[0], u.id);
@@ -1209,9 +1393,60 @@ static void webhook_store_sequence(store_t *s)
     /* the cursor: nothing after the last row */
     char last[STORE_ID_LEN];
     memcpy(last, ids[0], sizeof(last));
-    assert_int_equal(store_webhook_list_unassigned(s, "github", seqs[0], last, 4, ids, seqs, &n),
+    assert_int_equal(store_webhook_list_unassigned(s, "github", "77", seqs[0], last, 4, ids, seqs,
+                                                   &n),
                      STORE_OK);
     assert_int_equal(n, 0);
+    /* another key, and rows without one (stored before migration 14) */
+    assert_int_equal(store_webhook_list_unassigned(s, "github", "78", 0, NULL, 4, ids, seqs, &n),
+                     STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_webhook_list_unassigned(s, "github", NULL, 0, NULL, 4, ids, seqs, &n),
+                     STORE_OK);
+    assert_int_equal(n, 0);
+    /* the waiting keys, one seek each; "" names no tenant */
+    store_webhook_delivery ping = u;
+    snprintf(ping.delivery_id, sizeof(ping.delivery_id), "seq-ping");
+    ping.adopt_key[0] = '\0';
+    assert_int_equal(store_webhook_insert(s, &ping, "{}", 2, 1), STORE_OK);
+    store_webhook_delivery u2 = u;
+    snprintf(u2.delivery_id, sizeof(u2.delivery_id), "seq-4");
+    snprintf(u2.adopt_key, sizeof(u2.adopt_key), "8");
+    assert_int_equal(store_webhook_insert(s, &u2, "{}", 2, 1), STORE_OK);
+    char key[STORE_WEBHOOK_KEY_LEN], kid[STORE_ID_LEN];
+    assert_int_equal(store_webhook_unassigned_key_next(s, "github", "", key, kid), STORE_OK);
+    assert_string_equal(key, "77");
+    assert_string_equal(kid, u.id);
+    assert_int_equal(store_webhook_unassigned_key_next(s, "github", key, key, kid), STORE_OK);
+    assert_string_equal(key, "8");
+    assert_string_equal(kid, u2.id);
+    assert_int_equal(store_webhook_unassigned_key_next(s, "github", key, key, kid),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_unassigned_key_next(s, "slack", NULL, key, kid),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_set_adopt_key(s, ping.id, "9"), STORE_OK);
+    assert_int_equal(store_webhook_list_unassigned(s, "github", "9", 0, NULL, 4, ids, seqs, &n),
+                     STORE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_webhook_set_adopt_key(s, first, "9"), STORE_NOT_FOUND); /* assigned */
+    /* retention: only rows still without an organization, received before the cut */
+    int64_t gone = -1;
+    assert_int_equal(store_webhook_prune_unassigned(s, "github", u.received_at - 10, 10, &gone),
+                     STORE_OK);
+    assert_int_equal(gone, 0);
+    assert_int_equal(store_webhook_prune_unassigned(s, "github", INT64_MAX / 2000000, 1, &gone),
+                     STORE_OK);
+    assert_int_equal(gone, 1);
+    assert_int_equal(store_webhook_prune_unassigned(s, "github", INT64_MAX / 2000000, 1000,
+                                                    &gone),
+                     STORE_OK);
+    assert_int_equal(gone, 2);
+    assert_int_equal(store_webhook_prune_unassigned(s, "github", 0, 0, &gone), STORE_ERR);
+    assert_int_equal(store_webhook_get(s, NULL, "github", u.id, &got), STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_get(s, org.id, "github", first, &got), STORE_OK);
+    store_webhook_free(&got);
+    /* pruned: the same delivery id is accepted again (it was never processed) */
+    assert_int_equal(store_webhook_insert(s, &u, bin, sizeof(bin), 1), STORE_OK);
     assert_int_equal(store_webhook_set_org(s, u.id, "org_000000000000000000000000"),
                      STORE_NOT_FOUND);
     assert_int_equal(store_webhook_set_org(s, u.id, org.id), STORE_OK);
@@ -1301,6 +1536,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_processing_after_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_claim_recovered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_tenant_kept_then_adopted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_batches_and_backfill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slack_workspace_adopted_behind_others, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_events_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spec_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_sequence_sqlite, setup, teardown),

@@ -41,7 +41,7 @@
 #define STORE_PLACE_DB "aurora_test"
 #include "store_place.h" /* g_pg and the group setup; this file places its own fixtures */
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 13
+#define SCHEMA_LATEST 14
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
@@ -1728,6 +1728,116 @@ static void test_webhook_tenant_stats(void **state)
     assert_int_equal(store_webhook_tenant_stats(f->s, "", "grafana", "u1", &n, &last), STORE_ERR);
 }
 
+/* Adoption keys (migration 14): a tenant's unassigned deliveries are read by
+ * the partial index, whatever else waits; rows from before the migration
+ * have NULL; the retention prune deletes only unassigned rows past the cut. */
+static void test_webhook_adopt_keys(void **state)
+{
+    fixture *f = *state;
+    store_org a = new_org(f->s, "A");
+    struct { const char *org, *key, *id; } rows[] = {
+        { NULL, "204", "k1" }, { NULL, "999999", "k2" }, { NULL, "", "ping" },
+        { NULL, "204", "k3" }, { a.id, "204", "assigned" }, { NULL, "999999", "k4" },
+    };
+    char ids[6][STORE_ID_LEN];
+    for (size_t i = 0; i < 6; i++) {
+        store_webhook_delivery d;
+        memset(&d, 0, sizeof(d));
+        if (rows[i].org)
+            snprintf(d.org_id, sizeof(d.org_id), "%s", rows[i].org);
+        snprintf(d.connector, sizeof(d.connector), "github");
+        snprintf(d.delivery_id, sizeof(d.delivery_id), "%s", rows[i].id);
+        snprintf(d.adopt_key, sizeof(d.adopt_key), "%s", rows[i].key);
+        assert_int_equal(store_webhook_insert(f->s, &d, rows[i].id, strlen(rows[i].id), 1),
+                         STORE_OK);
+        memcpy(ids[i], d.id, STORE_ID_LEN);
+    }
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM webhook_deliveries WHERE adopt_key = '204'"),
+                     3);
+    /* one key's unassigned rows, oldest first, paged */
+    char got[2][STORE_ID_LEN];
+    int64_t seqs[2];
+    size_t n = 0;
+    assert_int_equal(store_webhook_list_unassigned(f->s, "github", "204", 0, NULL, 1, got, seqs, &n),
+                     STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0], ids[0]);
+    assert_int_equal(store_webhook_list_unassigned(f->s, "github", "204", seqs[0], got[0], 2, got,
+                                                   seqs, &n),
+                     STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0], ids[3]);
+    /* a row stored before the migration: NULL until the sweep fills it in */
+    char q[256];
+    snprintf(q, sizeof(q), "UPDATE webhook_deliveries SET adopt_key = NULL WHERE id = '%s'", ids[5]);
+    raw_exec(f, q);
+    assert_int_equal(store_webhook_list_unassigned(f->s, "github", NULL, 0, NULL, 2, got, seqs, &n),
+                     STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(got[0], ids[5]);
+    assert_int_equal(store_webhook_set_adopt_key(f->s, ids[5], "999999"), STORE_OK);
+    assert_int_equal(store_webhook_list_unassigned(f->s, "github", NULL, 0, NULL, 2, got, seqs, &n),
+                     STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_webhook_set_adopt_key(f->s, ids[4], "1"), STORE_NOT_FOUND);
+    char long_key[STORE_WEBHOOK_KEY_LEN + 1];
+    memset(long_key, 'k', sizeof(long_key) - 1);
+    long_key[sizeof(long_key) - 1] = '\0';
+    assert_int_equal(store_webhook_set_adopt_key(f->s, ids[5], long_key), STORE_ERR);
+    /* the distinct waiting keys */
+    char key[STORE_WEBHOOK_KEY_LEN], first[STORE_ID_LEN];
+    assert_int_equal(store_webhook_unassigned_key_next(f->s, "github", NULL, key, first), STORE_OK);
+    assert_string_equal(key, "204");
+    assert_string_equal(first, ids[0]);
+    assert_int_equal(store_webhook_unassigned_key_next(f->s, "github", key, key, first), STORE_OK);
+    assert_string_equal(key, "999999");
+    assert_string_equal(first, ids[1]);
+    assert_int_equal(store_webhook_unassigned_key_next(f->s, "github", key, key, first),
+                     STORE_NOT_FOUND);
+    if (!f->pg) {
+        /* SQLite reads the partial index (PostgreSQL's planner may prefer a
+         * scan of a table this small, so only its answers are checked). */
+        sqlite3 *h;
+        sqlite3_stmt *st;
+        assert_int_equal(sqlite3_open_v2(f->path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        const char *plans[] = {
+            "EXPLAIN QUERY PLAN SELECT id, received_seq FROM webhook_deliveries WHERE connector = 'x'"
+            " AND org_id IS NULL AND adopt_key = 'k' AND (received_seq > 0 OR (received_seq = 0"
+            " AND id > '')) ORDER BY received_seq, id LIMIT 100",
+            "EXPLAIN QUERY PLAN SELECT adopt_key, id FROM webhook_deliveries WHERE connector = 'x'"
+            " AND org_id IS NULL AND adopt_key > '' ORDER BY adopt_key, received_seq, id LIMIT 1",
+        };
+        for (size_t i = 0; i < 2; i++) {
+            assert_int_equal(sqlite3_prepare_v2(h, plans[i], -1, &st, NULL), SQLITE_OK);
+            int indexed = 0;
+            while (sqlite3_step(st) == SQLITE_ROW) {
+                const char *detail = (const char *)sqlite3_column_text(st, 3);
+                indexed |= detail && strstr(detail, "webhook_deliveries_adopt_idx") &&
+                           !strstr(detail, "TEMP B-TREE");
+            }
+            sqlite3_finalize(st);
+            assert_true(indexed);
+        }
+        sqlite3_close(h);
+    }
+    /* retention: rows still unassigned, received before the cut, oldest first */
+    snprintf(q, sizeof(q),
+             "UPDATE webhook_deliveries SET received_at = 1000, received_seq = 1000000000 + "
+             "received_seq %% 1000 WHERE id IN ('%s', '%s', '%s')",
+             ids[1], ids[2], ids[4]);
+    raw_exec(f, q);
+    int64_t gone = -1;
+    assert_int_equal(store_webhook_prune_unassigned(f->s, "github", 999, 10, &gone), STORE_OK);
+    assert_int_equal(gone, 0);
+    assert_int_equal(store_webhook_prune_unassigned(f->s, "slack", 2000, 10, &gone), STORE_OK);
+    assert_int_equal(gone, 0);
+    assert_int_equal(store_webhook_prune_unassigned(f->s, "github", 2000, 10, &gone), STORE_OK);
+    assert_int_equal(gone, 2); /* the assigned one stays */
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM webhook_deliveries"), 4);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM webhook_deliveries WHERE org_id IS NULL"),
+                     3);
+}
+
 /* What the GitHub webhooks change: state columns, description, repositories;
  * always scoped to the installation's own organization. */
 static void test_github_webhook_state(void **state)
@@ -3175,6 +3285,7 @@ int main(void)
         BOTH(test_github_installations),
         BOTH(test_github_webhook_state),
         BOTH(test_webhook_tenant_stats),
+        DURABLE(test_webhook_adopt_keys),
         BOTH(test_oauth_states),
         BOTH(test_org_settings),
         DURABLE(test_oauth_state_race),
