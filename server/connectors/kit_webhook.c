@@ -644,6 +644,21 @@ static void handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request 
         api_store_error(w, resp);
         return;
     }
+    if (rc == STORE_OK && resolvable && !d.org_id[0]) {
+        /* The tenant may have become known between the lookup above and the
+         * commit, and the adoption that binding ran may have read the
+         * unassigned rows before this one was committed.  Asked again now
+         * that the row is committed: either that adoption saw the row or
+         * this lookup sees the binding.  store_webhook_set_org changes only
+         * a row still without an organization, so both assigning it is
+         * harmless. */
+        char org[STORE_ID_LEN] = "";
+        if (spec->resolve_org(w, &d, json, org) == STORE_OK && org[0] &&
+            store_webhook_set_org(w->store, d.id, org) == STORE_OK) {
+            memcpy(d.org_id, org, sizeof(d.org_id));
+            snprintf(d.status, sizeof(d.status), "received");
+        }
+    }
     cJSON_Delete(json);
     int duplicate = rc == STORE_CONFLICT;
     *duplicate_out = duplicate;

@@ -86,6 +86,7 @@ static int g_install_known = 1;          /* GitHub installation 42 is bound to o
 static int g_team_known;                 /* Slack team T0ADOPT42 is connected to org */
 static int g_process_calls, g_process_fail;
 static int g_resolve_calls;              /* resolve_org calls: what adoption reads */
+static int g_bind_at_call;               /* installation 42 gets bound right before this call */
 
 static int setup(void **state)
 {
@@ -104,7 +105,7 @@ static int setup(void **state)
     g_install_known = 1;
     g_team_known = 0;
     g_process_calls = g_process_fail = 0;
-    g_resolve_calls = 0;
+    g_resolve_calls = g_bind_at_call = 0;
     F = f;
     *state = f;
     return 0;
@@ -245,7 +246,8 @@ static int keys_static(worker_ctx *w, const http_request *req, kit_wh_keys *out,
 static int gh_resolve(worker_ctx *w, const store_webhook_delivery *d, const cJSON *json,
                       char org_id[STORE_ID_LEN])
 {
-    g_resolve_calls++;
+    if (++g_resolve_calls == g_bind_at_call)
+        g_install_known = 1;
     const cJSON *inst = cJSON_GetObjectItemCaseSensitive(json, "installation");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(inst, "id");
     if (!cJSON_IsNumber(id) || id->valuedouble != 42 || !g_install_known)
@@ -1069,6 +1071,29 @@ static void test_unknown_tenant_kept_then_adopted(void **state)
     assert_int_equal(committed_rows(f, "delivery_id = 'early-1'"), 1);
 }
 
+/* The tenant becomes known between intake's lookup and its commit, and the
+ * adoption that binding ran read the unassigned rows before this one was
+ * committed: intake asks again after the commit. */
+static void test_binding_during_intake(void **state)
+{
+    fx *f = *state;
+    set_secrets(GH_SECRET, NULL, NULL);
+    kit_webhook_spec spec = github_spec();
+    g_install_known = 0;
+    g_bind_at_call = 2; /* bound after the first lookup */
+    call c;
+    gh_call(&c, GH_INSTALL_BODY, GH_INSTALL_SIG, "racing-1");
+    run_call(&c, &spec, 1700000000);
+    assert_int_equal(c.resp.status, 200);
+    assert_int_equal(g_resolve_calls, 2);
+    free_call(&c);
+    char where[128];
+    snprintf(where, sizeof(where), "org_id = '%s' AND delivery_id = 'racing-1'", f->org.id);
+    assert_int_equal(committed_rows(f, where), 1);
+    /* and processed (by the sweep here: no queue runs in this test) */
+    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, 1700000001), 1);
+}
+
 /* More deliveries of one tenant than an adoption takes at once, and rows
  * stored before adopt keys existed: kit_webhook_maintain finishes both. */
 static void test_adopt_batches_and_backfill(void **state)
@@ -1536,6 +1561,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_processing_after_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_claim_recovered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_tenant_kept_then_adopted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_binding_during_intake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt_batches_and_backfill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slack_workspace_adopted_behind_others, setup,
                                         teardown),
