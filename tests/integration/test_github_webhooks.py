@@ -18,6 +18,7 @@ its id replaced).
 """
 import atexit
 import base64
+import http.client
 import json
 import os
 import select
@@ -25,12 +26,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (FIXTURES, NODE, T, _SUITE, check, contains, eq, https_request, main,  # noqa: E402
-                     rand_tag, test, wait_until)
+from harness import (FIXTURES, NODE, T, _SUITE, HTTPSConn, check, contains, eq, https_request,  # noqa: E402
+                     main, rand_tag, test, wait_until)
 
 # test_github_app's peers and helpers, without its tests (importing registers them)
 _n_tests = len(harness._TESTS)
@@ -40,7 +43,8 @@ del harness._TESTS[_n_tests:]
 SUBSCRIBED = ["check_run", "check_suite", "deployment", "deployment_status", "issues", "pull_request",
               "workflow_run", "installation", "installation_repositories"]
 GATING = {"opened", "synchronize", "reopened", "ready_for_review"}
-BULK_ID, LIFE_ID, OTHER_ID, KILL_ID = 201, 202, 203, 204
+BULK_ID, LIFE_ID, OTHER_ID, KILL_ID, LATE_ID = 201, 202, 203, 204, 205
+NEVER_ID = 999999  # an installation nobody binds
 _env = {}
 
 
@@ -125,6 +129,44 @@ def events(w, key=None, **q):
         cursor = r.json["next_cursor"]
         if not cursor:
             return out
+
+
+def deliver_many(w, event, bodies, signatures, threads=4):
+    """Posts every body (signed) over a few kept-alive connections; the statuses."""
+    out = [None] * len(bodies)
+
+    def run(k):
+        conn = None
+        for i in range(k, len(bodies), threads):
+            h = {"Content-Type": "application/json", "X-GitHub-Event": event,
+                 "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": signatures[i],
+                 "User-Agent": "GitHub-Hookshot/test"}
+            for attempt in range(2):  # a connection the server closed: one more on a new one
+                try:
+                    conn = conn or HTTPSConn(w.port, w.ctx)
+                    conn.request("POST", "/github/webhook", bodies[i], h)
+                    r = conn.getresponse()
+                    r.read()
+                    out[i] = r.status
+                    if r.getheader("connection", "").lower() == "close":
+                        conn.close()
+                        conn = None
+                    break
+                except (OSError, http.client.HTTPException):
+                    if conn:
+                        conn.close()
+                    conn = None
+                    if attempt:
+                        raise
+        if conn:
+            conn.close()
+
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
+    for th in ts:
+        th.start()
+    for th in ts:
+        th.join()
+    return out
 
 
 def by_delivery(w, delivery, key=None):
@@ -452,6 +494,72 @@ def test_secret_rotation_and_unconfigured(t):
     r = send(w, "issues", p, secret=s1)
     eq((r.status, r.error_code), (401, "INVALID_SIGNATURE"), "the replaced secret is refused (%r)" % r)
     check(s1 not in w.server.log_text() and s2 not in w.server.log_text(), "no secret in the log")
+    serving(w)
+
+
+@test(timeout=600)
+def test_new_installation_adopted_behind_unassignable_backlog(t):
+    """Deliveries that will never be assigned (GitHub's pings, an installation
+    nobody binds) pile up without an organization.  An installation bound
+    after thousands of them still gets its installation.created (sent before
+    the Setup URL callback): adopted, its repositories recorded, shown by the
+    events API.  Then the retention deletes the unassignable rows that
+    expired, and only those."""
+    world()  # the fixture and keys
+    fx = _env["fx"]
+    secret = "whsec-late-" + rand_tag(12)
+    w = start_world(t, "late", {"GITHUB_APP_WEBHOOK_SECRET": secret})
+    junk = 5100  # more than the 5000 oldest unassigned rows adoption used to read
+    bodies = [json.dumps({"action": "completed", "aurora_test_delivery": i,
+                          "check_run": {"id": 7000000 + i, "status": "completed"},
+                          "installation": {"id": NEVER_ID}}).encode() for i in range(junk)]
+    statuses = deliver_many(w, "check_run", bodies, sign_many(secret, bodies))
+    eq({s: statuses.count(s) for s in set(statuses)}, {200: junk}, "every delivery accepted")
+    pings = examples(["ping"])
+    for p in pings:
+        eq(send(w, "ping", p["payload"], secret=secret).status, 200, "a ping (no installation)")
+    waiting = junk + len(pings)
+    eq(len(db_rows(w, "org_id IS NULL")), waiting, "all of them kept without an organization")
+
+    inst = with_installation(examples(["installation"])[1]["payload"], LATE_ID)
+    eq(inst["action"], "created", "the created example")
+    inst["installation"]["account"]["login"] = "octo-late"
+    inst["repositories"] = [{"id": 9501, "name": "late", "full_name": "octo-late/late", "private": True}]
+    created = str(uuid.uuid4())
+    eq(send(w, "installation", inst, secret=secret, delivery=created).status, 200,
+       "installation.created, before the callback")
+    eq([row[1:] for row in db_rows(w, "delivery_id = ?", (created,))], [(None, "unassigned")],
+       "kept without an organization, behind %d others" % waiting)
+    fx.config(installations={**{str(i): gha.installation(i) for i in range(BULK_ID, BULK_ID + 10)},
+                             str(LATE_ID): gha.installation(LATE_ID, login="octo-late")})
+    t0 = time.monotonic()
+    eq(gha.install(w, LATE_ID).status, 302, "the callback binds it")
+    wait_until(lambda: [e["status"] for e in by_delivery(w, created)] == ["processed"], 30,
+               what="the early installation.created adopted and processed")
+    print("adopted %.2fs after the callback started, %d unassigned rows in front"
+          % (time.monotonic() - t0, waiting))
+    eq([e["event"] + "." + e["action"] for e in by_delivery(w, created)], ["installation.created"],
+       "the events API shows it")
+    eq([(x["full_name"], x["private"]) for x in installation_of(w, LATE_ID)["repositories"]],
+       [("octo-late/late", True)], "its repositories recorded")
+    eq(len(db_rows(w, "org_id IS NULL")), waiting, "the others still wait")
+
+    # Retention (AURORA_WEBHOOK_UNASSIGNED_RETENTION_DAYS, 30 by default): 300
+    # unassignable rows made 31 days old; the sweep (every 20 s) deletes them.
+    old = int(time.time()) - 31 * 86400
+    con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=30)
+    con.execute("UPDATE webhook_deliveries SET received_at = ?, received_seq = ? * 1000000 + rowid"
+                " WHERE id IN (SELECT id FROM webhook_deliveries WHERE org_id IS NULL"
+                " ORDER BY received_seq LIMIT 300)", (old, old))
+    con.execute("UPDATE webhook_deliveries SET received_at = ?, received_seq = ? * 1000000"
+                " WHERE delivery_id = ?", (old, old, created))  # assigned: kept, however old
+    con.commit()
+    con.close()
+    wait_until(lambda: len(db_rows(w, "org_id IS NULL")) == waiting - 300, 60, 0.2,
+               "the sweep to delete the expired unassigned rows")
+    eq(len(db_rows(w, "delivery_id = ?", (created,))), 1, "an assigned delivery is not pruned")
+    contains(w.server.log_text(), "300 deliveries still without an organization after 30 days deleted",
+             "the sweep says so")
     serving(w)
 
 
