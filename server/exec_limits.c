@@ -147,7 +147,28 @@ void exec_limits_slot_release(exec_slot *s)
     pthread_mutex_unlock(&L->mu);
 }
 
-int exec_limits_reserve(exec_limits *L, exec_budget *b, const char *org_id, int64_t n)
+/* Under L->mu: charges n to b (and its organization's entry e) when force or
+ * when it fits; returns which budget is (or would be) over. */
+static int charge_locked(exec_limits *L, exec_budget *b, entry *e, int64_t n, int force)
+{
+    int rc = EXEC_BUDGET_OK;
+    if (!e)
+        return EXEC_BUDGET_SERVER; /* no memory even for the counter */
+    if (e->value + n > L->org_budget)
+        rc = EXEC_BUDGET_ORG;
+    else if (L->server_bytes + n > L->server_budget)
+        rc = EXEC_BUDGET_SERVER;
+    if (rc == EXEC_BUDGET_OK || force) {
+        e->value += n;
+        L->server_bytes += n;
+        b->bytes += n;
+    } else {
+        drop_if_zero(L, e);
+    }
+    return rc;
+}
+
+static int charge(exec_limits *L, exec_budget *b, const char *org_id, int64_t n, int force)
 {
     if (n <= 0)
         return EXEC_BUDGET_OK;
@@ -157,41 +178,49 @@ int exec_limits_reserve(exec_limits *L, exec_budget *b, const char *org_id, int6
     if (!b->org_id[0])
         snprintf(b->org_id, sizeof(b->org_id), "%s", org_id);
     pthread_mutex_lock(&L->mu);
-    int rc = EXEC_BUDGET_OK;
     entry *e = find(L, b->org_id, "", 1);
-    if (!e)
-        rc = EXEC_BUDGET_SERVER; /* no memory even for the counter */
-    else if (e->value + n > L->org_budget)
-        rc = EXEC_BUDGET_ORG;
-    else if (L->server_bytes + n > L->server_budget)
-        rc = EXEC_BUDGET_SERVER;
-    if (rc == EXEC_BUDGET_OK) {
-        e->value += n;
-        L->server_bytes += n;
-        b->bytes += n;
-    } else if (e) {
-        drop_if_zero(L, e);
-    }
+    int rc = charge_locked(L, b, e, n, force);
+    if (!e && force) /* not counted: say so rather than under-count silently */
+        log_error("exec limits: %lld bytes of %s not counted (out of memory)", (long long)n,
+                  b->org_id);
     pthread_mutex_unlock(&L->mu);
     return rc;
 }
 
-void exec_limits_release(exec_budget *b)
+int exec_limits_reserve(exec_limits *L, exec_budget *b, const char *org_id, int64_t n)
 {
-    if (!b || b->bytes <= 0)
+    return charge(L, b, org_id, n, 0);
+}
+
+int exec_limits_charge(exec_limits *L, exec_budget *b, const char *org_id, int64_t n)
+{
+    return charge(L, b, org_id, n, 1);
+}
+
+void exec_limits_unreserve(exec_budget *b, int64_t n)
+{
+    if (!b || n <= 0 || b->bytes <= 0)
         return;
+    if (n > b->bytes)
+        n = b->bytes;
     exec_limits *L = b->limits;
     pthread_mutex_lock(&L->mu);
     entry *e = find(L, b->org_id, "", 0);
     if (e) {
-        e->value -= b->bytes;
+        e->value -= n;
         drop_if_zero(L, e);
     } else {
         log_error("exec limits: released output budget of %s that was not counted", b->org_id);
     }
-    L->server_bytes -= b->bytes;
-    b->bytes = 0;
+    L->server_bytes -= n;
+    b->bytes -= n;
     pthread_mutex_unlock(&L->mu);
+}
+
+void exec_limits_release(exec_budget *b)
+{
+    if (b)
+        exec_limits_unreserve(b, b->bytes);
 }
 
 void exec_limits_usage(exec_limits *L, const char *org_id, exec_usage *u,

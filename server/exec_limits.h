@@ -1,11 +1,13 @@
 /* exec_limits.h — what running commands may hold at once, so that one tenant
  * cannot take the server's memory or a cluster's agent for itself:
  *
- *  - buffered output: a JSON-mode result is held in memory until the command
- *    ends.  Its buffer is charged, as it grows, to a server-wide budget
- *    (AURORA_EXEC_OUTPUT_BUDGET) and to its organization's budget
- *    (AURORA_EXEC_ORG_OUTPUT_BUDGET).  Streamed (SSE) output is passed on
- *    under flow control, never accumulated, and not counted;
+ *  - buffered output: what the server holds of a command's output for its
+ *    caller is charged to a server-wide budget (AURORA_EXEC_OUTPUT_BUDGET)
+ *    and to its organization's budget (AURORA_EXEC_ORG_OUTPUT_BUDGET): a
+ *    JSON-mode capture as it grows, then the JSON answer built from it until
+ *    the caller has it, and streamed (SSE) output waiting for a slow caller
+ *    (a legacy agent's whole answer; a v2 agent's, beyond what flow control
+ *    keeps in the stream);
  *  - commands per cluster (running at the agent or queued for it), across
  *    every agent session of the cluster (AURORA_EXEC_MAX_PER_CLUSTER).
  *
@@ -56,6 +58,14 @@ void exec_limits_slot_release(exec_slot *s);
  * or nothing: EXEC_BUDGET_ORG / EXEC_BUDGET_SERVER say which budget has no
  * room.  b is charged to L only. */
 int exec_limits_reserve(exec_limits *L, exec_budget *b, const char *org_id, int64_t n);
+/* Charges n more bytes to b whatever the budgets say, for memory that is
+ * already allocated and must be counted (a JSON answer built from a capture
+ * that fitted): the budgets may go over, and then refuse every reservation
+ * until enough is released.  EXEC_BUDGET_OK when b still fits, else which
+ * budget is over. */
+int exec_limits_charge(exec_limits *L, exec_budget *b, const char *org_id, int64_t n);
+/* Returns n of what b holds (at most all of it). */
+void exec_limits_unreserve(exec_budget *b, int64_t n);
 /* Returns everything b holds. */
 void exec_limits_release(exec_budget *b);
 

@@ -3,7 +3,10 @@
  * that a refusal charges nothing, that every release returns exactly what
  * was held (twice is harmless), tenant separation in the usage view, and
  * that concurrent reserve/release from several threads balances to zero,
- * and that two exec_limits objects count apart. */
+ * that two exec_limits objects count apart, and that memory already
+ * allocated is charged past the budgets (exec_limits_charge), then refuses
+ * every reservation until partial returns (exec_limits_unreserve) bring the
+ * usage back under. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -66,6 +69,59 @@ static void test_budgets(void **state)
     exec_limits_release(&a2);
     exec_limits_release(&b1);
     exec_limits_release(NULL);
+    u = usage_of(L, ORG_A, NULL, 0, NULL);
+    assert_int_equal(u.org_bytes, 0);
+    assert_int_equal(u.server_bytes, 0);
+    assert_int_equal(usage_of(L, ORG_B, NULL, 0, NULL).org_bytes, 0);
+    exec_limits_free(L);
+}
+
+/* A JSON answer built from a capture that fitted is charged at its size even
+ * past the budgets; new reservations are refused until enough is returned. */
+static void test_charge_past_budget(void **state)
+{
+    (void)state;
+    exec_limits *L = exec_limits_new(1000, 600, 2);
+    assert_non_null(L);
+    exec_budget ans = { 0 }, cap = { 0 }, other = { 0 };
+    assert_int_equal(exec_limits_reserve(L, &cap, ORG_A, 100), EXEC_BUDGET_OK);
+    /* within the budgets: OK, like a reservation */
+    assert_int_equal(exec_limits_charge(L, &ans, ORG_A, 400), EXEC_BUDGET_OK);
+    /* past the organization's 600: charged all the same, and it says so */
+    assert_int_equal(exec_limits_charge(L, &ans, ORG_A, 300), EXEC_BUDGET_ORG);
+    assert_int_equal(ans.bytes, 700);
+    exec_usage u = usage_of(L, ORG_A, NULL, 0, NULL);
+    assert_int_equal(u.org_bytes, 800);
+    assert_int_equal(u.server_bytes, 800);
+    /* over: even one byte more is refused, for the org; the server has 200 */
+    assert_int_equal(exec_limits_reserve(L, &cap, ORG_A, 1), EXEC_BUDGET_ORG);
+    assert_int_equal(exec_limits_reserve(L, &other, ORG_B, 201), EXEC_BUDGET_SERVER);
+    assert_int_equal(exec_limits_reserve(L, &other, ORG_B, 200), EXEC_BUDGET_OK);
+    /* past the server's budget */
+    assert_int_equal(exec_limits_charge(L, &ans, ORG_A, 50), EXEC_BUDGET_ORG);
+    assert_int_equal(usage_of(L, ORG_A, NULL, 0, NULL).server_bytes, 1050);
+    assert_int_equal(exec_limits_charge(L, &other, ORG_B, 1), EXEC_BUDGET_SERVER);
+    assert_int_equal(other.bytes, 201);
+    /* partial returns, clamped to what is held */
+    exec_limits_unreserve(&ans, 250);
+    assert_int_equal(ans.bytes, 500);
+    assert_int_equal(usage_of(L, ORG_A, NULL, 0, NULL).org_bytes, 600);
+    assert_int_equal(exec_limits_reserve(L, &cap, ORG_A, 1), EXEC_BUDGET_ORG);
+    exec_limits_unreserve(&ans, 1);
+    assert_int_equal(exec_limits_reserve(L, &cap, ORG_A, 1), EXEC_BUDGET_OK);
+    exec_limits_unreserve(&ans, 1 << 20);
+    assert_int_equal(ans.bytes, 0);
+    exec_limits_unreserve(&ans, 5); /* nothing held: harmless */
+    exec_limits_unreserve(NULL, 5);
+    exec_limits_unreserve(&cap, 0);
+    exec_limits_unreserve(&cap, -3);
+    assert_int_equal(cap.bytes, 101);
+    /* zero and negative charges change nothing */
+    assert_int_equal(exec_limits_charge(L, &ans, ORG_A, 0), EXEC_BUDGET_OK);
+    assert_int_equal(exec_limits_charge(L, &ans, ORG_A, -1), EXEC_BUDGET_OK);
+    assert_int_equal(ans.bytes, 0);
+    exec_limits_release(&cap);
+    exec_limits_release(&other);
     u = usage_of(L, ORG_A, NULL, 0, NULL);
     assert_int_equal(u.org_bytes, 0);
     assert_int_equal(u.server_bytes, 0);
@@ -205,6 +261,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_budgets),
+        cmocka_unit_test(test_charge_past_budget),
         cmocka_unit_test(test_cluster_slots),
         cmocka_unit_test(test_objects_apart),
         cmocka_unit_test(test_concurrent_balance),
