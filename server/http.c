@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "access_log.h"
 #include "console_static.h"
@@ -39,6 +40,12 @@
  * the header into a 32-byte buffer and atoll()s it) frames the body exactly as
  * we do. */
 #define CONTENT_LENGTH_MAX_DIGITS 18
+/* What a streamed answer may have waiting for its client.  Its writer (exec.c)
+ * stays far below: it encodes more only while less than 64 KiB is pending,
+ * at most 32 KiB of output (192 KiB of JSON escapes) at a time.  A stream
+ * that still gets here has a writer that ignores the backlog, and the client
+ * is dropped rather than the buffer grown without bound. */
+#define STREAM_MAX_PENDING (2 * 1024 * 1024)
 
 struct exec_spec;
 void exec_spec_free(struct exec_spec *e);                    /* exec.c */
@@ -70,11 +77,19 @@ struct http_txn {
     size_t bytes_out; /* body bytes written (access log) */
     int logged;       /* the access log line is written once */
     int console;      /* answered by console_static.c (logged as route "console") */
+    /* The send deadline (arm_send_deadline): armed while the client has
+     * bytes to take, re-armed at most once a second as it takes them. */
+    int deadline_armed;
+    time_t deadline_at; /* monotonic second it was last armed */
+    /* What the answer is charged to (http_txn_hold), given back once. */
+    void (*hold_release)(void *arg);
+    void *hold_arg;
 };
 
 static void log_txn(http_txn *t, int status);
 
 static int64_t g_max_body = 1 << 20;
+static int g_send_timeout_s = 60;
 static struct lws_vhost *g_ops_vhost;
 
 void http_set_ops_vhost(struct lws_vhost *v) { g_ops_vhost = v; }
@@ -82,6 +97,8 @@ static char *g_captured[MAX_CAPTURED];
 static int g_ncaptured;
 
 void http_set_limits(int64_t max_body) { g_max_body = max_body; }
+
+void http_set_send_timeout(int seconds) { g_send_timeout_s = seconds > 0 ? seconds : 60; }
 
 /* RFC 9110 token characters: what a header name is made of. */
 static int is_token_name(const char *s)
@@ -182,7 +199,7 @@ const char *http_method_name(http_method m)
 
 void http_resp_json(http_response *resp, int status, cJSON *obj)
 {
-    buf_reset(&resp->body);
+    buf_free(&resp->body);
     resp->status = status;
     resp->content_type = "application/json";
     char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
@@ -192,8 +209,14 @@ void http_resp_json(http_response *resp, int status, cJSON *obj)
         buf_append_str(&resp->body, "{\"error\":\"out of memory\",\"error_code\":\"INTERNAL\"}");
         return;
     }
-    buf_append_str(&resp->body, s);
-    free(s);
+    /* The printout becomes the body as it is: no second copy of a large
+     * result at once, and the body is exactly its size (what exec.c charges
+     * to the output budgets while it waits for the client). */
+    size_t n = strlen(s);
+    resp->body.data = s;
+    resp->body.len = n;
+    resp->body.off = 0;
+    resp->body.cap = n + 1;
 }
 
 void http_resp_error(http_response *resp, int status, const char *code, const char *fmt, ...)
@@ -284,6 +307,8 @@ static void txn_free(http_txn *t)
     if (t->resp.exec)
         exec_spec_free(t->resp.exec);
     buf_free(&t->out);
+    if (t->hold_release)
+        t->hold_release(t->hold_arg); /* the body it was charged for is gone */
     free(t);
 }
 
@@ -829,6 +854,44 @@ int http_on_body_done(struct lws *wsi, struct http_conn *c)
 
 /* ---- writing ------------------------------------------------------------- */
 
+/* The send deadline.  dispatch() turns lws's timeouts off (exec deadlines
+ * govern while a command runs); from then on nothing would ever drop a
+ * client that stops reading an answer, and what the server holds for it (a
+ * JSON result, a stream's pending events, the output still to encode) would
+ * stay as long as its TCP connection does.  So while the client has bytes
+ * to take, it must take some every AURORA_HTTP_SEND_TIMEOUT_S: each write
+ * (lws asks for one only once the socket took the previous one) re-arms the
+ * deadline, and when it expires lws closes the connection, which gives
+ * everything back (http_on_closed).  A stream with nothing pending (a
+ * command that prints nothing for a while) has no deadline.  Re-armed at
+ * most once a second: lws keeps timeouts in a sorted list. */
+static time_t mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+static void arm_send_deadline(http_txn *t)
+{
+    if (!t->wsi)
+        return;
+    time_t now = mono_s();
+    if (t->deadline_armed && t->deadline_at == now)
+        return;
+    lws_set_timeout(t->wsi, PENDING_TIMEOUT_HTTP_CONTENT, g_send_timeout_s);
+    t->deadline_armed = 1;
+    t->deadline_at = now;
+}
+
+static void clear_send_deadline(http_txn *t)
+{
+    if (!t->wsi || !t->deadline_armed)
+        return;
+    lws_set_timeout(t->wsi, NO_PENDING_TIMEOUT, 0);
+    t->deadline_armed = 0;
+}
+
 /* One write of either kind (a fixed answer's chunk, a streamed chunk), with
  * slack for the chunk framing. */
 _Static_assert(STREAM_WRITE >= WRITE_CHUNK, "the buffer is sized by the larger write");
@@ -928,6 +991,10 @@ static void log_txn(http_txn *t, int status)
 static int finish(struct lws *wsi, struct http_conn *c, http_txn *t)
 {
     log_txn(t, t->state == TXN_STREAMING ? t->stream_status : t->resp.status);
+    /* lws may still hold the end of the answer for a client that stopped
+     * reading: that connection, too, must not stay forever. */
+    if (lws_partial_buffered(wsi))
+        lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, g_send_timeout_s);
     int close_conn = t->close_after;
     c->txn = NULL;
     t->wsi = NULL;
@@ -966,6 +1033,7 @@ static int write_fixed(struct lws *wsi, struct http_conn *c, http_txn *t)
             return -1;
         if (buf_pending(&r->body) == 0)
             return finish(wsi, c, t);
+        arm_send_deadline(t);
         lws_callback_on_writable(wsi);
         return 0;
     }
@@ -980,6 +1048,7 @@ static int write_fixed(struct lws *wsi, struct http_conn *c, http_txn *t)
     buf_consume(&r->body, n);
     if (last)
         return finish(wsi, c, t);
+    arm_send_deadline(t);
     lws_callback_on_writable(wsi);
     return 0;
 }
@@ -1008,8 +1077,15 @@ static int write_stream(struct lws *wsi, struct http_conn *c, http_txn *t)
         buf_consume(&t->out, n);
         if (t->ops && t->ops->on_drain)
             t->ops->on_drain(t->ops_ctx, buf_pending(&t->out));
-        if (buf_pending(&t->out) || t->stream_ended)
+        /* The client took the previous write: progress.  While it has more
+         * to take (here, or lws's unsent part of this chunk), it is timed;
+         * lws asks for the next write once its part is out. */
+        if (buf_pending(&t->out) || t->stream_ended || lws_partial_buffered(wsi)) {
+            arm_send_deadline(t);
             lws_callback_on_writable(wsi);
+        } else {
+            clear_send_deadline(t); /* everything taken: an idle stream waits freely */
+        }
         return 0;
     }
     if (t->stream_ended && !t->final_chunk_sent) {
@@ -1019,6 +1095,7 @@ static int write_stream(struct lws *wsi, struct http_conn *c, http_txn *t)
         t->final_chunk_sent = 1;
         return finish(wsi, c, t);
     }
+    clear_send_deadline(t);
     return 0;
 }
 
@@ -1101,12 +1178,27 @@ int http_txn_stream_begin(http_txn *t, int status, const char *content_type,
     return 0;
 }
 
+/* Bytes were added to the stream: the client has something to take. */
+static int stream_added(http_txn *t)
+{
+    if (buf_pending(&t->out) > STREAM_MAX_PENDING) {
+        log_error("closing the stream of %s: %zu bytes wait for the client, more than the %d "
+                  "a stream may hold", t->req.peer, buf_pending(&t->out), STREAM_MAX_PENDING);
+        buf_free(&t->out);
+        lws_set_timeout(t->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return -1;
+    }
+    if (!t->deadline_armed) /* only the client's progress re-arms it */
+        arm_send_deadline(t);
+    lws_callback_on_writable(t->wsi);
+    return 0;
+}
+
 int http_txn_stream_write(http_txn *t, const void *p, size_t n)
 {
     if (!t->wsi || buf_append(&t->out, p, n) < 0)
         return -1;
-    lws_callback_on_writable(t->wsi);
-    return 0;
+    return stream_added(t);
 }
 
 size_t http_txn_stream_pending(const http_txn *t) { return buf_pending(&t->out); }
@@ -1116,7 +1208,13 @@ buf_t *http_txn_stream_buf(http_txn *t) { return t->wsi ? &t->out : NULL; }
 void http_txn_stream_flush(http_txn *t)
 {
     if (t->wsi && buf_pending(&t->out))
-        lws_callback_on_writable(t->wsi);
+        stream_added(t);
+}
+
+void http_txn_hold(http_txn *t, void (*release)(void *arg), void *arg)
+{
+    t->hold_release = release;
+    t->hold_arg = arg;
 }
 
 void http_txn_stream_end(http_txn *t)

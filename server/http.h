@@ -73,6 +73,10 @@ size_t http_txn_stream_pending(const http_txn *t);
 buf_t *http_txn_stream_buf(http_txn *t);
 void http_txn_stream_flush(http_txn *t);
 void http_txn_stream_end(http_txn *t);
+/* The answer in t is charged somewhere (exec.c: a JSON result, to the output
+ * budgets): release(arg) is called once, when t and its answer are freed
+ * (written, or the client gone). */
+void http_txn_hold(http_txn *t, void (*release)(void *arg), void *arg);
 /* exec.c attaches/detaches itself so a closing client can be told. */
 void http_txn_attach(http_txn *t, const http_stream_ops *ops, void *ctx);
 void http_txn_detach(http_txn *t);
@@ -89,6 +93,9 @@ void http_on_closed(struct lws *wsi, struct http_conn *c);
 /* Headers captured beyond the standard ones (lowercase, e.g. "x-hub-signature-256"). */
 int http_capture_header(const char *name);
 void http_set_limits(int64_t max_body);
+/* AURORA_HTTP_SEND_TIMEOUT_S: how long a client with bytes of an answer
+ * waiting may go without taking any before its connection is closed. */
+void http_set_send_timeout(int seconds);
 void http_module_cleanup(void);
 
 #endif
