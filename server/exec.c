@@ -469,6 +469,34 @@ static void json_on_data(void *ctx, int channel, const unsigned char *p, size_t 
         tunnel_req_consumed(x->req, n);
 }
 
+static void answer_release(void *arg)
+{
+    exec_limits_release(arg);
+    free(arg);
+}
+
+/* The answer built from the capture (JSON escapes make up to 6 bytes of one,
+ * plus output_base64) stays in memory until the client has taken it, maybe
+ * long after the command and its capture are gone: it is charged, at its
+ * actual size, until the txn frees it.  It is charged whatever the budgets
+ * say: it exists already, and refusing a command whose output fitted its
+ * caps because of how its answer is encoded would make max_output a lie.
+ * Over the budget, new output is refused until enough answers are taken or
+ * their clients dropped (AURORA_HTTP_SEND_TIMEOUT_S), so what a tenant's
+ * unread answers hold stays bounded by the budget and the encoding. */
+static void json_hold_answer(exec_run *x, http_txn *t)
+{
+    const buf_t *body = &http_txn_response(t)->body;
+    exec_budget *b = calloc(1, sizeof(*b));
+    if (!b) {
+        log_error("exec on %s for org %s: answer of %zu bytes not counted (out of memory)",
+                  x->spec->cluster_id, x->spec->org_id, body->cap);
+        return;
+    }
+    exec_limits_charge(x->ctx->limits, b, x->spec->org_id, (int64_t)body->cap);
+    http_txn_hold(t, answer_release, b);
+}
+
 static void json_on_end(void *ctx, const tunnel_result *r)
 {
     exec_run *x = ctx;
@@ -481,6 +509,8 @@ static void json_on_end(void *ctx, const tunnel_result *r)
         http_response *resp = http_txn_response(t);
         cJSON *o = result_json(x, r, 1);
         http_resp_json(resp, r->failed ? r->http_status : 200, o);
+        /* Charged before the capture is released: both exist until then. */
+        json_hold_answer(x, t);
         http_txn_respond(t);
     }
     run_free(x);
