@@ -32,6 +32,26 @@
  * both TLS legs instead of two.  The result is the same either way. */
 #define EXEC_HOLD_OUTPUT (64 * 1024)
 
+/* SSE mode: output is encoded into the client's stream only while less than
+ * SSE_AHEAD of it waits there (the threshold below which a v2 agent gets
+ * credit back), SSE_PIECE at a time.  JSON escapes make up to 6 bytes of
+ * one, so the stream never holds more than about 64 + 6 × 32 KiB for a client
+ * however far behind it is.  The rest waits raw (held_chunk), charged to the
+ * output budgets: for a v2 agent at most its window, since credit follows
+ * the encoding; for a legacy agent, which sends a command's whole output in
+ * one message (up to AURORA_LEGACY_MAX_FRAME), all of it. */
+#define SSE_AHEAD (64 * 1024)
+#define SSE_PIECE (32 * 1024)
+
+/* SSE mode: output received and not yet encoded, in arrival order.  Its
+ * allocation is what is charged. */
+typedef struct held_chunk {
+    struct held_chunk *next;
+    int channel;
+    size_t off, len;
+    unsigned char data[];
+} held_chunk;
+
 /* JSON mode: one channel's captured output.  Grown by hand (not buf_t) so
  * that what is allocated is exactly what is charged to the output budget. */
 typedef struct {
@@ -60,11 +80,15 @@ typedef struct {
     exec_spec *spec;
     tunnel_req *req;
     capture out, err;   /* JSON mode: captured output, capped at max_output */
-    exec_budget budget; /* JSON mode: what out and err are charged */
+    exec_budget budget; /* JSON mode: what out and err are charged; SSE: held */
     int64_t bytes;  /* all output bytes seen */
     int truncated;
     int64_t uncredited; /* SSE: bytes handed to the client not yet credited */
     sse_output_stream sse_out; /* SSE: characters cut between chunks, held back */
+    held_chunk *held, *held_tail; /* SSE: output waiting to be encoded */
+    int ended;        /* SSE: the command ended (audited); the client still drains */
+    char *final_event; /* SSE: the result/error event, sent once held is empty */
+    int final_failed;  /* SSE: it is an error event */
     int64_t started_ms;
 } exec_run;
 
@@ -363,6 +387,12 @@ static void run_free(exec_run *x)
 {
     free(x->out.data);
     free(x->err.data);
+    while (x->held) {
+        held_chunk *c = x->held;
+        x->held = c->next;
+        free(c);
+    }
+    free(x->final_event);
     exec_limits_release(&x->budget);
     exec_spec_free(x->spec);
     free(x);
@@ -524,7 +554,10 @@ static void on_client_gone(void *ctx)
         tunnel_req_abandon(x->req);
         x->req = NULL;
     }
-    audit_submit(x->spec, "client_gone", -1, x->bytes, now_ms() - x->started_ms);
+    /* A stream whose command ended was audited then; its client left while
+     * the output it had not taken yet was still held. */
+    if (!x->ended)
+        audit_submit(x->spec, "client_gone", -1, x->bytes, now_ms() - x->started_ms);
     run_free(x);
 }
 
@@ -550,10 +583,142 @@ static void sse_maybe_credit(exec_run *x)
         return;
     /* Credit only what the client has actually taken: while the socket
      * backs up, the agent runs out of window and the command blocks. */
-    if (x->uncredited && http_txn_stream_pending(x->txn) < 64 * 1024) {
+    if (x->uncredited && http_txn_stream_pending(x->txn) < SSE_AHEAD) {
         tunnel_req_consumed(x->req, (size_t)x->uncredited);
         x->uncredited = 0;
     }
+}
+
+/* Encodes p[0..n) into the stream, SSE_PIECE at a time, while less than
+ * SSE_AHEAD waits there; returns how many bytes it took. */
+static size_t sse_encode(exec_run *x, int channel, const unsigned char *p, size_t n)
+{
+    buf_t *out = x->txn ? http_txn_stream_buf(x->txn) : NULL;
+    if (!out)
+        return n; /* no client to encode for: nothing to hold either */
+    size_t done = 0;
+    while (done < n && buf_pending(out) < SSE_AHEAD) {
+        size_t k = n - done < SSE_PIECE ? n - done : SSE_PIECE;
+        /* Out of memory: the piece is lost, the stream stays consistent. */
+        if (sse_output_chunk(out, &x->sse_out, channel, p + done, k) < 0)
+            log_error("exec on %s: %zu bytes of output lost (out of memory)",
+                      x->spec->cluster_id, k);
+        done += k;
+    }
+    if (done) {
+        x->uncredited += (int64_t)done;
+        http_txn_stream_flush(x->txn);
+    }
+    return done;
+}
+
+/* Keeps p[0..n) raw until the client catches up, charged to the budgets.
+ * 0, an EXEC_BUDGET_* code, or -1 when out of memory. */
+static int sse_hold(exec_run *x, int channel, const unsigned char *p, size_t n)
+{
+    int64_t cost = (int64_t)(sizeof(held_chunk) + n);
+    int rc = exec_limits_reserve(x->ctx->limits, &x->budget, x->spec->org_id, cost);
+    if (rc != EXEC_BUDGET_OK)
+        return rc;
+    held_chunk *c = malloc(sizeof(held_chunk) + n);
+    if (!c) {
+        exec_limits_unreserve(&x->budget, cost);
+        return -1;
+    }
+    c->next = NULL;
+    c->channel = channel;
+    c->off = 0;
+    c->len = n;
+    memcpy(c->data, p, n);
+    if (x->held_tail)
+        x->held_tail->next = c;
+    else
+        x->held = c;
+    x->held_tail = c;
+    return 0;
+}
+
+/* The stream's end: what the encoder held back, then the result (or error)
+ * event built when the command ended.  Frees x. */
+static void sse_finish(exec_run *x)
+{
+    http_txn *t = x->txn;
+    if (t) {
+        buf_t *out = http_txn_stream_buf(t);
+        if (out)
+            sse_output_finish(out, &x->sse_out);
+        const char *ev = x->final_event      ? x->final_event
+                         : x->final_failed ? "event: error\ndata: {}\n\n"
+                                           : "event: result\ndata: {}\n\n";
+        http_txn_stream_write(t, ev, strlen(ev));
+        http_txn_detach(t);
+        http_txn_stream_end(t);
+    }
+    run_free(x);
+}
+
+/* Encodes held output as far as the client lets it; once nothing is held
+ * and the command has ended, ends the stream.  1 when x was freed. */
+static int sse_pump(exec_run *x)
+{
+    while (x->held) {
+        held_chunk *c = x->held;
+        c->off += sse_encode(x, c->channel, c->data + c->off, c->len - c->off);
+        if (c->off < c->len)
+            break; /* the client is behind */
+        x->held = c->next;
+        if (!x->held)
+            x->held_tail = NULL;
+        exec_limits_unreserve(&x->budget, (int64_t)(sizeof(held_chunk) + c->len));
+        free(c);
+    }
+    if (x->held || !x->ended)
+        return 0;
+    sse_finish(x);
+    return 1;
+}
+
+/* The output waiting for this stream's client does not fit the budgets (see
+ * json_fail_budget for why failing beats waiting): the command is cancelled
+ * and the stream ends with an error event; what was held is dropped.  Frees x. */
+static void sse_fail_budget(exec_run *x, int which)
+{
+    int org = which == EXEC_BUDGET_ORG;
+    if (x->req) {
+        tunnel_req_abandon(x->req);
+        x->req = NULL;
+    }
+    exec_usage u;
+    exec_limits_usage(x->ctx->limits, x->spec->org_id, &u, NULL, 0, NULL);
+    log_warn("exec on %s for org %s cancelled: %s output budget exhausted by a stream's "
+             "unread output after %lld bytes", x->spec->cluster_id, x->spec->org_id,
+             org ? "organization" : "server", (long long)x->bytes);
+    audit_submit(x->spec, org ? "org_output_budget" : "server_output_budget", -1, x->bytes,
+                 now_ms() - x->started_ms);
+    char msg[640];
+    snprintf(msg, sizeof(msg),
+             "the command was cancelled after %lld bytes of output: the output waiting for this "
+             "stream's reader (all of a legacy agent's answer, which arrives at once) does not "
+             "fit %s memory for held output (%lld of %lld bytes in use, %s). Read the stream as "
+             "it comes, ask for a smaller max_output, upgrade the agent to aurora-tunnel.v2 "
+             "(its output waits at the agent), or retry when other commands have finished",
+             (long long)x->bytes, org ? "the organization's" : "the server's",
+             (long long)(org ? u.org_bytes : u.server_bytes),
+             (long long)(org ? u.org_budget : u.server_budget),
+             org ? "AURORA_EXEC_ORG_OUTPUT_BUDGET" : "AURORA_EXEC_OUTPUT_BUDGET");
+    tunnel_result r = { .failed = 1, .http_status = org ? 429 : 503, .return_code = -1,
+                        .error = msg,
+                        .error_code = org ? EC_ORG_OUTPUT_BUDGET : EC_SERVER_OUTPUT_BUDGET };
+    http_txn *t = x->txn;
+    if (t) {
+        cJSON *o = result_json(x, &r, 0);
+        if (o)
+            cJSON_AddNumberToObject(o, "http_status", r.http_status);
+        sse_event(t, "error", o);
+        http_txn_detach(t);
+        http_txn_stream_end(t);
+    }
+    run_free(x);
 }
 
 static void sse_on_data(void *ctx, int channel, const unsigned char *p, size_t n)
@@ -573,38 +738,49 @@ static void sse_on_data(void *ctx, int channel, const unsigned char *p, size_t n
             tunnel_req_consumed(x->req, (size_t)(x->bytes - x->spec->max_output));
         n = (size_t)(x->spec->max_output - before);
     }
-    buf_t *out = http_txn_stream_buf(x->txn);
-    if (out && sse_output_chunk(out, &x->sse_out, channel, p, n) == 0)
-        http_txn_stream_flush(x->txn);
-    x->uncredited += (int64_t)n;
+    /* Straight into the stream when the client keeps up (the common case:
+     * no copy); behind held output, in order. */
+    size_t done = x->held ? 0 : sse_encode(x, channel, p, n);
+    if (done < n) {
+        int rc = sse_hold(x, channel, p + done, n - done);
+        if (rc != 0) {
+            sse_fail_budget(x, rc > 0 ? rc : EXEC_BUDGET_SERVER); /* frees x */
+            return;
+        }
+    }
     sse_maybe_credit(x);
 }
 
 static void sse_on_drain(void *ctx, size_t pending)
 {
     (void)pending;
-    sse_maybe_credit(ctx);
+    exec_run *x = ctx;
+    if (sse_pump(x))
+        return;
+    sse_maybe_credit(x);
 }
 
 static void sse_on_end(void *ctx, const tunnel_result *r)
 {
     exec_run *x = ctx;
     x->req = NULL;
+    x->ended = 1;
+    x->final_failed = r->failed;
     audit_submit(x->spec, outcome_of(r), r->return_code, x->bytes,
                  r->duration_ms ? r->duration_ms : now_ms() - x->started_ms);
-    if (x->txn) {
-        http_txn *t = x->txn;
-        buf_t *out = http_txn_stream_buf(t);
-        if (out)
-            sse_output_finish(out, &x->sse_out);
-        cJSON *o = result_json(x, r, 0);
-        if (r->failed && o)
-            cJSON_AddNumberToObject(o, "http_status", r->http_status);
-        sse_event(t, r->failed ? "error" : "result", o);
-        http_txn_detach(t);
-        http_txn_stream_end(t);
-    }
-    run_free(x);
+    /* Built now, sent after the output still held (sse_pump). */
+    cJSON *o = result_json(x, r, 0);
+    if (r->failed && o)
+        cJSON_AddNumberToObject(o, "http_status", r->http_status);
+    char *data = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    buf_t b = BUF_INIT;
+    if (buf_printf(&b, "event: %s\ndata: %s\n\n", r->failed ? "error" : "result",
+                   data ? data : "{}") == 0)
+        x->final_event = buf_detach(&b, NULL);
+    buf_free(&b);
+    free(data);
+    sse_pump(x);
 }
 
 static const tunnel_sink sse_sink = { sse_on_data, sse_on_end };
