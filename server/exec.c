@@ -128,9 +128,6 @@ exec_ctx *exec_ctx_new(const server_config *cfg, tunnel_hub *tunnels, workers *p
     x->tunnels = tunnels;
     x->pool = pool;
     x->lws = tunnels ? tunnel_hub_lws(tunnels) : NULL;
-    /* Set here rather than with http's other limits in server.c: it exists
-     * for what exec holds for clients (answers, streams), and bounds them. */
-    http_set_send_timeout((int)server_setting_int(cfg, "AURORA_HTTP_SEND_TIMEOUT_S"));
     return x;
 }
 

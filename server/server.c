@@ -414,6 +414,9 @@ int server_run(server_config *cfg)
 
     server_metrics_init(AURORA_VERSION);
     http_set_limits(cfg->max_body);
+    /* a client must keep taking what it is sent (answers, streams): what is
+     * held for one that stops is released when this runs out */
+    http_set_send_timeout((int)server_setting_int(cfg, "AURORA_HTTP_SEND_TIMEOUT_S"));
     router_reset();
     modules_register_all();
 
