@@ -21,6 +21,10 @@
 #include "tunnel.h"
 
 #define OUTQ_CAP (4u * 1024 * 1024)
+/* Control frames (refusals, heartbeats) waiting for the server: at this
+ * much the tunnel stops reading its requests until they drain (outq.h).
+ * About a thousand exec_end refusals; a server that reads lets it never fill. */
+#define OUTQ_CTL_CAP (256u * 1024)
 /* fds libwebsockets serves: the tunnel, the health and metrics listeners and
  * their clients, its cancel pipe.  Without a limit it sizes its fd tables by
  * RLIMIT_NOFILE (1M in many containers: 16 MiB of tables); with one it uses a
@@ -246,6 +250,7 @@ int main(int argc, char **argv)
     agent_parts parts = {NULL, NULL, NULL};
     agent_outq_opts qo = {
         .cap = OUTQ_CAP,
+        .ctl_cap = OUTQ_CTL_CAP,
         .on_push = wake_loop,
         .on_push_arg = &parts,
         .on_room = room_for_runner,

@@ -14,8 +14,9 @@ typedef struct {
 struct agent_outq {
     pthread_mutex_t mu;
     lane ctl, data;
-    size_t data_bytes;
-    size_t cap;
+    size_t ctl_bytes, data_bytes;
+    size_t cap, ctl_cap;
+    int backlogged;      /* outq.h: set by a push, cleared by a pop or a reset */
     uint64_t gen;
     void (*on_push)(void *);
     void *on_push_arg;
@@ -88,6 +89,9 @@ agent_outq *agent_outq_new(const agent_outq_opts *o)
         return NULL;
     }
     q->cap = o->cap;
+    q->ctl_cap = o->ctl_cap ? o->ctl_cap : o->cap / 16;
+    if (!q->ctl_cap)
+        q->ctl_cap = 1;
     q->on_push = o->on_push;
     q->on_push_arg = o->on_push_arg;
     q->on_room = o->on_room;
@@ -105,9 +109,30 @@ void agent_outq_free(agent_outq *q)
     free(q);
 }
 
-/* Appends first..last (linked) to a lane. */
+/* mu held.  The hysteresis of outq.h: backlogged at a cap, drained only well
+ * below it, so that the reader is not paused and resumed on every frame. */
+static void backlog_after_push(agent_outq *q)
+{
+    if (q->ctl_bytes >= q->ctl_cap || q->data_bytes >= q->cap + q->ctl_cap)
+        q->backlogged = 1;
+}
+
+static void backlog_after_pop(agent_outq *q)
+{
+    if (q->backlogged && q->ctl_bytes < q->ctl_cap / 2 && q->data_bytes < q->cap)
+        q->backlogged = 0;
+}
+
+typedef struct {
+    void (*fn)(void *);
+    void *arg;
+} queued_hook;
+
+/* Appends first..last (linked) to a lane.  with_room: the data lane only
+ * while below its cap, else AGENT_OUTQ_FULL and nothing is taken; then
+ * with_room->fn, if set, runs once the frames are in (agent_outq_try_push). */
 static int push_linked(agent_outq *q, agent_frame *first, agent_frame *last, size_t bytes,
-                       uint64_t gen, int control)
+                       uint64_t gen, int control, const queued_hook *with_room)
 {
     last->next = NULL;
     pthread_mutex_lock(&q->mu);
@@ -115,6 +140,10 @@ static int push_linked(agent_outq *q, agent_frame *first, agent_frame *last, siz
         pthread_mutex_unlock(&q->mu);
         chain_free(first);
         return -1;
+    }
+    if (with_room && q->data_bytes >= q->cap) {
+        pthread_mutex_unlock(&q->mu);
+        return AGENT_OUTQ_FULL;
     }
     lane *l = control ? &q->ctl : &q->data;
     /* The consumer pops until the queue is empty: it only needs waking for a
@@ -126,8 +155,13 @@ static int push_linked(agent_outq *q, agent_frame *first, agent_frame *last, siz
     else
         l->head = first;
     l->tail = last;
-    if (!control)
+    if (control)
+        q->ctl_bytes += bytes;
+    else
         q->data_bytes += bytes;
+    backlog_after_push(q);
+    if (with_room && with_room->fn)
+        with_room->fn(with_room->arg);
     void (*cb)(void *) = was_empty ? q->on_push : NULL;
     void *cb_arg = q->on_push_arg;
     pthread_mutex_unlock(&q->mu);
@@ -140,7 +174,16 @@ int agent_outq_push(agent_outq *q, agent_frame *f, uint64_t gen, int control)
 {
     if (!f)
         return -1;
-    return push_linked(q, f, f, f->len, gen, control);
+    return push_linked(q, f, f, f->len, gen, control, NULL);
+}
+
+int agent_outq_try_push(agent_outq *q, agent_frame *f, uint64_t gen,
+                        void (*queued)(void *), void *queued_arg)
+{
+    if (!f)
+        return -1;
+    queued_hook h = {queued, queued_arg};
+    return push_linked(q, f, f, f->len, gen, 0, &h);
 }
 
 int agent_outq_push_chain(agent_outq *q, agent_frame *first, uint64_t gen)
@@ -153,7 +196,7 @@ int agent_outq_push_chain(agent_outq *q, agent_frame *first, uint64_t gen)
         last = last->next;
         bytes += last->len;
     }
-    return push_linked(q, first, last, bytes, gen, 0);
+    return push_linked(q, first, last, bytes, gen, 0, NULL);
 }
 
 int agent_outq_push_text(agent_outq *q, const char *json, uint64_t gen, int control)
@@ -190,7 +233,10 @@ agent_frame *agent_outq_pop_upto(agent_outq *q, size_t max_len)
             q->data_bytes -= f->len;
             if (was_full && q->data_bytes < q->cap)
                 room = q->on_room;
+        } else {
+            q->ctl_bytes -= f->len;
         }
+        backlog_after_pop(q);
     }
     pthread_mutex_unlock(&q->mu);
     if (room)
@@ -214,13 +260,30 @@ int agent_outq_has_room(agent_outq *q)
     return r;
 }
 
+int agent_outq_backlogged(agent_outq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    int b = q->backlogged;
+    pthread_mutex_unlock(&q->mu);
+    return b;
+}
+
+size_t agent_outq_bytes(agent_outq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    size_t n = q->ctl_bytes + q->data_bytes;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
 void agent_outq_reset(agent_outq *q, uint64_t gen)
 {
     void (*room)(void *);
     pthread_mutex_lock(&q->mu);
     lane_free(&q->ctl);
     lane_free(&q->data);
-    q->data_bytes = 0;
+    q->ctl_bytes = q->data_bytes = 0;
+    q->backlogged = 0;
     q->gen = gen;
     room = q->on_room;
     pthread_mutex_unlock(&q->mu);

@@ -7,8 +7,19 @@
  *
  * Frames are tagged with the connection generation they belong to; a push for
  * another generation than the current one is discarded, so nothing from a
- * dropped tunnel leaks onto the next connection.  The data lane is bounded by
- * a byte cap that producers check (agent_outq_has_room) before reading more. */
+ * dropped tunnel leaks onto the next connection.
+ *
+ * Bounds.  The data lane has a byte cap that producers check before reading
+ * more (agent_outq_has_room) or that refuses their push (agent_outq_try_push).
+ * Some frames cannot wait for room and are never dropped: control frames
+ * (exec_end refusals, register, heartbeats), and data frames answering a
+ * request at once (legacy refusals, the exec_end closing a request).  Each is
+ * caused by a message the server sent, so what bounds them is the tunnel
+ * reading no more messages while the queue is backlogged: the control lane
+ * holds ctl_cap bytes, or the data lane cap + ctl_cap.  It reads again once
+ * the queue has drained: control lane below half its cap, data lane below
+ * its cap.  A server that stops reading then meets TCP's backpressure
+ * instead of growing the agent's memory. */
 #ifndef AURORA_AGENT_OUTQ_H
 #define AURORA_AGENT_OUTQ_H
 
@@ -34,11 +45,13 @@ void agent_frame_free(agent_frame *f);
 /* One queue per tunnel (opaque).  on_push runs (any thread, no lock held)
  * after an accepted push into an empty queue (the consumer pops until the
  * queue is empty, so only then does it need waking); on_room runs (lws thread) after a pop left the
- * data lane below its cap.  Each gets its own arg. */
+ * data lane below its cap.  Each gets its own arg.  The backlog state has no
+ * callback: pops happen on the consumer's thread, which asks after a pass. */
 typedef struct agent_outq agent_outq;
 
 typedef struct {
     size_t cap;                    /* data lane byte cap */
+    size_t ctl_cap;                /* control lane byte cap (backlog, above); 0: cap / 16 */
     void (*on_push)(void *arg);
     void *on_push_arg;
     void (*on_room)(void *arg);
@@ -55,6 +68,16 @@ int agent_outq_push(agent_outq *q, agent_frame *f, uint64_t gen, int control);
  * order, as one push (one on_push at most).  Takes them all; 0 if queued,
  * -1 if discarded as agent_outq_push would. */
 int agent_outq_push_chain(agent_outq *q, agent_frame *first, uint64_t gen);
+/* Data lane, only while it has room: 0 if queued, AGENT_OUTQ_FULL if the
+ * lane is at its cap (f is NOT taken: the caller waits for on_room and
+ * tries again), -1 if discarded as agent_outq_push would.  The check and
+ * the push are one step: producers racing for the last room cannot all get
+ * it, so the lane overshoots its cap by one frame at most.  queued (may be
+ * NULL) runs with queued_arg once f is queued, under the queue's lock, so
+ * before any consumer can pop f: it must not call into the queue. */
+#define AGENT_OUTQ_FULL 1
+int agent_outq_try_push(agent_outq *q, agent_frame *f, uint64_t gen,
+                        void (*queued)(void *), void *queued_arg);
 /* Convenience: queues a text frame with a copy of json (NULL json → -1). */
 int agent_outq_push_text(agent_outq *q, const char *json, uint64_t gen, int control);
 agent_frame *agent_outq_pop(agent_outq *q);
@@ -63,6 +86,11 @@ agent_frame *agent_outq_pop(agent_outq *q);
 agent_frame *agent_outq_pop_upto(agent_outq *q, size_t max_len);
 int agent_outq_empty(agent_outq *q);
 int agent_outq_has_room(agent_outq *q);
+/* 1 from the moment the queue is backlogged (above) until it has drained:
+ * the tunnel reads no messages meanwhile. */
+int agent_outq_backlogged(agent_outq *q);
+/* Payload bytes queued in both lanes (for the log). */
+size_t agent_outq_bytes(agent_outq *q);
 /* Drops every queued frame and starts accepting frames of gen only. */
 void agent_outq_reset(agent_outq *q, uint64_t gen);
 

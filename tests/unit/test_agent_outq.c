@@ -2,8 +2,9 @@
  * own: generations (closed until reset, stale pushes refused), the two lanes
  * and their order, the data lane's byte cap and the room callback, the
  * callbacks run without the lock, independent instances, a chain of frames
- * queued as one push, and frames freed on every path (ASan's leak check
- * fails the run otherwise). */
+ * queued as one push, the push that waits for room (try_push), the backlog
+ * that stops the tunnel reading (both lanes counted, with hysteresis), and
+ * frames freed on every path (ASan's leak check fails the run otherwise). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,10 +42,11 @@ static void count_room(void *arg)
     c->rooms++;
 }
 
-static agent_outq *new_queue(size_t cap, counters *c)
+static agent_outq *new_queue_ctl(size_t cap, size_t ctl_cap, counters *c)
 {
     agent_outq_opts o = {
         .cap = cap,
+        .ctl_cap = ctl_cap,
         .on_push = c ? count_push : NULL,
         .on_push_arg = c,
         .on_room = c ? count_room : NULL,
@@ -55,6 +57,11 @@ static agent_outq *new_queue(size_t cap, counters *c)
     if (c)
         c->q = q;
     return q;
+}
+
+static agent_outq *new_queue(size_t cap, counters *c)
+{
+    return new_queue_ctl(cap, 0, c);
 }
 
 /* A data frame of exactly len payload bytes, all of them tag. */
@@ -490,6 +497,203 @@ static void a_chain_is_one_push_in_order(void **state)
     agent_outq_free(q);
 }
 
+
+/* ---- the bounds of outq.h: try_push and the backlog ------------------------ */
+
+typedef struct {
+    agent_outq *q;
+    int calls;
+} queued_probe;
+
+static void on_queued(void *arg)
+{
+    queued_probe *p = arg;
+    p->calls++;
+}
+
+/* try_push takes the frame only while the data lane is below its cap; a
+ * full lane gives it back (the caller still owns it: ASan would see a double
+ * free or a leak otherwise) and runs no hook; a stale generation frees it. */
+static void try_push_only_with_room(void **state)
+{
+    counters c = {0};
+    agent_outq *q = new_queue(100, &c);
+    agent_outq_reset(q, 1);
+    c.rooms = 0; /* the reset's */
+    queued_probe p = {q, 0};
+
+    agent_frame *a = data_frame(60, 'a');
+    assert_int_equal(agent_outq_try_push(q, a, 1, on_queued, &p), 0);
+    assert_int_equal(p.calls, 1);
+    assert_int_equal(c.pushes, 1);
+    /* 60 < 100: room, and the frame may take the lane past its cap */
+    assert_int_equal(agent_outq_try_push(q, data_frame(70, 'b'), 1, on_queued, &p), 0);
+    assert_int_equal(p.calls, 2);
+    assert_false(agent_outq_has_room(q)); /* 130 */
+
+    agent_frame *d = data_frame(10, 'd');
+    assert_int_equal(agent_outq_try_push(q, d, 1, on_queued, &p), AGENT_OUTQ_FULL);
+    assert_int_equal(p.calls, 2); /* not queued: no hook */
+    assert_int_equal(agent_frame_data(d)[0], 'd'); /* still ours, untouched */
+    /* control frames and plain pushes still go in (they never wait) */
+    assert_int_equal(agent_outq_push_text(q, "ctl", 1, 1), 0);
+    assert_int_equal(agent_outq_push(q, data_frame(5, 'e'), 1, 0), 0);
+
+    pop_text(q, "ctl");
+    agent_frame_free(agent_outq_pop(q)); /* 'a': 135 → 75, room */
+    assert_int_equal(c.rooms, 1);
+    assert_int_equal(agent_outq_try_push(q, d, 1, NULL, NULL), 0); /* no hook: fine */
+    agent_frame *f = agent_outq_pop(q);
+    assert_int_equal(agent_frame_data(f)[0], 'b');
+    agent_frame_free(f);
+    f = agent_outq_pop(q);
+    assert_int_equal(agent_frame_data(f)[0], 'e');
+    agent_frame_free(f);
+    f = agent_outq_pop(q);
+    assert_int_equal(agent_frame_data(f)[0], 'd'); /* order kept */
+    agent_frame_free(f);
+
+    /* another generation: refused and freed, no hook */
+    assert_int_equal(agent_outq_try_push(q, data_frame(10, 'x'), 2, on_queued, &p), -1);
+    assert_int_equal(agent_outq_try_push(q, NULL, 1, on_queued, &p), -1);
+    assert_int_equal(p.calls, 2);
+    agent_outq_reset(q, 0);
+    assert_int_equal(agent_outq_try_push(q, data_frame(10, 'x'), 1, on_queued, &p), -1);
+    assert_int_equal(p.calls, 2);
+    agent_outq_free(q);
+}
+
+#define RACERS 4
+
+typedef struct {
+    agent_outq *q;
+    int queued;
+    pthread_barrier_t *go;
+} racer_arg;
+
+static void *racer_main(void *arg)
+{
+    racer_arg *r = arg;
+    pthread_barrier_wait(r->go);
+    for (;;) {
+        agent_frame *f = agent_frame_new(1, 50);
+        if (!f)
+            return (void *)1;
+        int rc = agent_outq_try_push(r->q, f, 1, NULL, NULL);
+        if (rc == AGENT_OUTQ_FULL) {
+            agent_frame_free(f);
+            return NULL;
+        }
+        if (rc != 0)
+            return (void *)1;
+        r->queued++;
+    }
+}
+
+/* Producers racing for the last room: the check and the push are one step,
+ * so the lane ends at most one frame past its cap, whoever wins. */
+static void racing_try_pushes_overshoot_by_one_frame_at_most(void **state)
+{
+    for (int round = 0; round < 20; round++) {
+        agent_outq *q = new_queue(1000, NULL);
+        agent_outq_reset(q, 1);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, RACERS);
+        pthread_t thr[RACERS];
+        racer_arg args[RACERS];
+        for (int i = 0; i < RACERS; i++) {
+            args[i] = (racer_arg){q, 0, &go};
+            assert_int_equal(pthread_create(&thr[i], NULL, racer_main, &args[i]), 0);
+        }
+        int queued = 0;
+        for (int i = 0; i < RACERS; i++) {
+            void *rv;
+            pthread_join(thr[i], &rv);
+            assert_null(rv);
+            queued += args[i].queued;
+        }
+        pthread_barrier_destroy(&go);
+        /* 20 frames of 50 reach the cap of 1000 exactly: never a 21st */
+        assert_int_equal(queued, 20);
+        assert_int_equal(agent_outq_bytes(q), 1000);
+        assert_false(agent_outq_has_room(q));
+        agent_outq_free(q);
+    }
+}
+
+/* Control frames count: at ctl_cap bytes the queue is backlogged, and stays
+ * so until the control lane is below half of it (hysteresis); a reset
+ * clears it.  The data lane needs cap + ctl_cap (frames pushed whatever the
+ * room), and must be back below cap. */
+static void backlog_counts_both_lanes_with_hysteresis(void **state)
+{
+    agent_outq *q = new_queue_ctl(1000, 100, NULL);
+    agent_outq_reset(q, 1);
+    assert_false(agent_outq_backlogged(q));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(agent_outq_push(q, data_frame(25, 'c'), 1, 1), 0);
+    assert_true(agent_outq_backlogged(q)); /* 100 of 100 */
+    assert_int_equal(agent_outq_bytes(q), 100);
+    assert_true(agent_outq_has_room(q)); /* the data lane's room is another matter */
+    agent_frame_free(agent_outq_pop(q)); /* 75 */
+    assert_true(agent_outq_backlogged(q));
+    agent_frame_free(agent_outq_pop(q)); /* 50: not below half */
+    assert_true(agent_outq_backlogged(q));
+    agent_frame_free(agent_outq_pop(q)); /* 25 */
+    assert_false(agent_outq_backlogged(q));
+    /* below the cap again: pushes do not set it */
+    assert_int_equal(agent_outq_push(q, data_frame(50, 'c'), 1, 1), 0); /* 75 */
+    assert_false(agent_outq_backlogged(q));
+    agent_frame_free(agent_outq_pop(q));
+    agent_frame_free(agent_outq_pop(q));
+    assert_int_equal(agent_outq_bytes(q), 0);
+
+    /* the data lane: its cap is the producers' (room), the backlog comes at
+     * cap + ctl_cap */
+    assert_int_equal(agent_outq_push(q, data_frame(1000, 'd'), 1, 0), 0);
+    assert_false(agent_outq_has_room(q));
+    assert_false(agent_outq_backlogged(q));
+    assert_int_equal(agent_outq_push(q, data_frame(99, 'e'), 1, 0), 0); /* 1099 */
+    assert_false(agent_outq_backlogged(q));
+    assert_int_equal(agent_outq_push(q, data_frame(1, 'f'), 1, 0), 0); /* 1100 */
+    assert_true(agent_outq_backlogged(q));
+    assert_int_equal(agent_outq_bytes(q), 1100);
+    /* a control frame popped first leaves the data lane as it is */
+    assert_int_equal(agent_outq_push_text(q, "x", 1, 1), 0);
+    pop_text(q, "x");
+    assert_true(agent_outq_backlogged(q));
+    agent_frame_free(agent_outq_pop(q)); /* 100: below the cap */
+    assert_false(agent_outq_backlogged(q));
+    assert_true(agent_outq_has_room(q));
+
+    /* both lanes must have drained: control above half keeps it */
+    assert_int_equal(agent_outq_push(q, data_frame(1100, 'g'), 1, 0), 0);
+    assert_int_equal(agent_outq_push(q, data_frame(60, 'h'), 1, 1), 0);
+    assert_true(agent_outq_backlogged(q));
+    agent_frame *f = agent_outq_pop(q); /* the control frame: 0 */
+    assert_int_equal(agent_frame_data(f)[0], 'h');
+    agent_frame_free(f);
+    assert_true(agent_outq_backlogged(q)); /* data still at 1200 */
+    agent_outq_reset(q, 2); /* a new connection starts unbacklogged */
+    assert_false(agent_outq_backlogged(q));
+    assert_int_equal(agent_outq_bytes(q), 0);
+
+    /* a refused push counts nothing */
+    assert_int_equal(agent_outq_push(q, data_frame(500, 'z'), 1, 1), -1);
+    assert_int_equal(agent_outq_bytes(q), 0);
+    assert_false(agent_outq_backlogged(q));
+    agent_outq_free(q);
+
+    /* ctl_cap 0: a sixteenth of the data cap */
+    q = new_queue(1600, NULL);
+    agent_outq_reset(q, 1);
+    assert_int_equal(agent_outq_push(q, data_frame(99, 'c'), 1, 1), 0);
+    assert_false(agent_outq_backlogged(q));
+    assert_int_equal(agent_outq_push(q, data_frame(1, 'c'), 1, 1), 0);
+    assert_true(agent_outq_backlogged(q));
+    agent_outq_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +708,9 @@ int main(void)
         cmocka_unit_test(concurrent_producers_keep_per_producer_order),
         cmocka_unit_test(reset_racing_producers_loses_nothing),
         cmocka_unit_test(a_chain_is_one_push_in_order),
+        cmocka_unit_test(try_push_only_with_room),
+        cmocka_unit_test(racing_try_pushes_overshoot_by_one_frame_at_most),
+        cmocka_unit_test(backlog_counts_both_lanes_with_hysteresis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
