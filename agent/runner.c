@@ -846,6 +846,58 @@ static const char *verb_of(const job *j)
     return strlen(v) > 40 ? "(long)" : v;
 }
 
+/* try_push's hook, under the queue's lock: the job's slot goes with its
+ * response (push_when_room). */
+static void free_slot(void *arg)
+{
+    job *j = arg;
+    pthread_mutex_lock(&j->runner->mu);
+    j->slot_free = 1;
+    pthread_mutex_unlock(&j->runner->mu);
+}
+
+/* Legacy: the whole response goes onto the data lane only while the lane
+ * has room (agent_outq_try_push: one response past the cap at most), as a
+ * v2 command's output does.  Its job keeps its concurrency slot until then,
+ * so a server that does not read its answers has at most max_concurrent of
+ * them waiting here; the requests beyond are refused busy, and those
+ * refusals backlog the queue, which stops the tunnel reading more (outq.h).
+ * The slot is freed as the response is queued (before the writer can take
+ * it): the server's next command, sent on this response, never finds it
+ * still taken.  Waits for room or for the connection to go (REQ_DROP: the
+ * frame is discarded); a cancel or the timeout no longer applies, the
+ * command has ended.  Takes f; 0 if queued, -1 if not. */
+static int push_when_room(job *j, agent_frame *f)
+{
+    agent_runner *runner = j->runner;
+    for (;;) {
+        int r = agent_outq_try_push(runner->o.outq, f, j->gen, free_slot, j);
+        if (r != AGENT_OUTQ_FULL)
+            return r;
+        pthread_mutex_lock(&runner->mu);
+        int dropped = j->request == REQ_DROP;
+        j->waiting_room = !dropped;
+        pthread_mutex_unlock(&runner->mu);
+        if (dropped) {
+            agent_frame_free(f);
+            return -1;
+        }
+        /* room that came before the flag was set woke nobody: look again */
+        if (agent_outq_has_room(runner->o.outq)) {
+            pthread_mutex_lock(&runner->mu);
+            j->waiting_room = 0;
+            pthread_mutex_unlock(&runner->mu);
+            continue;
+        }
+        struct pollfd p = {.fd = j->efd, .events = POLLIN};
+        if (poll(&p, 1, -1) > 0) {
+            uint64_t v;
+            ssize_t n = read(j->efd, &v, sizeof(v));
+            (void)n;
+        }
+    }
+}
+
 static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_err,
                     int64_t duration)
 {
@@ -857,10 +909,14 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
     msg[0] = '\0';
 
     /* The child is gone: free the concurrency slot before exec_end goes out,
-     * or the server's next command (sent on exec_end) could find us busy. */
-    pthread_mutex_lock(&runner->mu);
-    j->slot_free = 1;
-    pthread_mutex_unlock(&runner->mu);
+     * or the server's next command (sent on exec_end) could find us busy.
+     * A legacy response may have to wait for room: push_when_room frees its
+     * slot as it is queued. */
+    if (!j->command_id) {
+        pthread_mutex_lock(&runner->mu);
+        j->slot_free = 1;
+        pthread_mutex_unlock(&runner->mu);
+    }
 
     if (spawn_failed) {
         rc = 127;
@@ -919,9 +975,13 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
         char *json = proto_enc_command_response(j->command_id, success, buf_head(&st->cap[0]),
                                                 buf_pending(&st->cap[0]), errtext, rc);
         free(stderr_text);
-        if (!json || agent_outq_push_text(runner->o.outq, json, j->gen, 0) != 0)
-            log_warn("command %s: response not delivered (connection gone)", j->command_id);
+        agent_frame *f = json ? agent_frame_text(json) : NULL;
         free(json);
+        /* the response is all that is kept while it waits for room */
+        buf_free(&st->cap[0]);
+        buf_free(&st->cap[1]);
+        if (!f || push_when_room(j, f) != 0)
+            log_warn("command %s: response not delivered (connection gone)", j->command_id);
         log_info("command %s ended return_code=%d%s%s bytes=%lld duration_ms=%lld",
                  j->command_id, rc, code ? " error_code=" : "", code ? code : "",
                  (long long)st->sent, (long long)duration);
@@ -1055,9 +1115,10 @@ static void job_main(job *j)
         int forward = 0, readable = 0;
         if (end == END_DROP || over) {
             readable = 1; /* drain and drop */
-        } else if (legacy) {
-            readable = forward = 1;
-        } else if (window > 0) {
+        } else if (legacy || window > 0) {
+            /* legacy too: its response waits for room (push_when_room),
+             * so while there is none the child waits on its pipe rather
+             * than its output in here */
             int room = agent_outq_has_room(runner->o.outq);
             if (!room) {
                 pthread_mutex_lock(&runner->mu);

@@ -884,6 +884,165 @@ static void full_queue_pauses_and_resumes(void **state)
     fixture_free(fx);
 }
 
+/* Pops what is queued; the command_id of each legacy response into ids
+ * (comma-separated, in order). */
+static void take_responses(fixture *fx, char *ids, size_t cap)
+{
+    agent_frame *f;
+    while ((f = agent_outq_pop(fx->q))) {
+        proto_msg m;
+        char err[256];
+        memset(&m, 0, sizeof(m));
+        assert_false(f->binary);
+        assert_int_equal(proto_decode((const char *)agent_frame_data(f), f->len, &m, err,
+                                      sizeof(err)),
+                         0);
+        assert_int_equal(m.type, MSG_COMMAND_RESPONSE);
+        assert_int_equal(m.return_code, 0);
+        size_t n = strlen(ids);
+        snprintf(ids + n, cap - n, "%s%s", n ? "," : "", m.command_id);
+        proto_msg_free(&m);
+        agent_frame_free(f);
+    }
+}
+
+static int count_ids(const char *ids)
+{
+    int n = *ids != '\0';
+    for (const char *c = ids; *c; c++)
+        n += *c == ',';
+    return n;
+}
+
+/* Pops responses (take_responses) until ids holds n of them. */
+static void wait_responses(fixture *fx, char *ids, size_t cap, int n)
+{
+    int64_t deadline = now_ms() + WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&fx->mu);
+        int seen = fx->events;
+        pthread_mutex_unlock(&fx->mu);
+        take_responses(fx, ids, cap);
+        if (count_ids(ids) >= n)
+            return;
+        if (now_ms() > deadline)
+            fail_msg("responses so far: %s", ids);
+        pthread_mutex_lock(&fx->mu);
+        if (fx->events == seen) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50 * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&fx->cv, &fx->mu, &ts);
+        }
+        pthread_mutex_unlock(&fx->mu);
+    }
+}
+
+/* Watches the queue for up to ms (a push into a queue that is not empty
+ * wakes no one): 1 as soon as it holds more than bytes. */
+static int grows_within(fixture *fx, size_t bytes, int64_t ms)
+{
+    int64_t deadline = now_ms() + ms;
+    while (agent_outq_bytes(fx->q) <= bytes) {
+        if (now_ms() >= deadline)
+            return 0;
+        struct timespec ts = {0, 5 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return 1;
+}
+
+/* Legacy responses respect the queue's room as v2 output does: with the
+ * data lane full, a command that has printed and exited neither reads its
+ * output nor queues its response, and it keeps its concurrency slot
+ * meanwhile (so a server that reads nothing has at most max_concurrent
+ * responses waiting in the agent, and is refused busy beyond).  Once the
+ * writer makes room the response arrives, and the slot is free again; two
+ * commands ending together queue their responses one at a time. */
+static void legacy_responses_wait_for_room_holding_their_slots(void **state)
+{
+    /* a 16-byte lane, full before the command starts */
+    fixture *fx = fixture_new("/bin/sh", 1, 1 << 20, 16);
+    assert_int_equal(agent_outq_push(fx->q, agent_frame_new(1, 16), fx->gen, 0), 0);
+    char dir[] = "/tmp/runner-room-XXXXXX", fifo[64], script[160];
+    assert_non_null(mkdtemp(dir));
+    snprintf(fifo, sizeof(fifo), "%s/printed", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    /* prints, then says so through the FIFO, then exits */
+    snprintf(script, sizeof(script), "echo a-out; echo printed > %s", fifo);
+    argv_t a = words("-c", script, NULL);
+    assert_int_equal(agent_runner_legacy(fx->r, fx->gen, "cmd-a", &a, 20), RUN_STARTED);
+    argv_free(&a);
+    char buf[16] = "";
+    int fd = open(fifo, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_true(read(fd, buf, sizeof(buf) - 1) > 0);
+    close(fd);
+    unlink(fifo);
+    rmdir(dir);
+    /* the command has printed and ended: no response comes while the lane
+     * is full (a second long enough for one that would: milliseconds) */
+    assert_false(grows_within(fx, 16, 1000));
+    assert_int_equal(agent_outq_bytes(fx->q), 16);
+    a = words("-c", "echo b-out", NULL);
+    assert_int_equal(agent_runner_legacy(fx->r, fx->gen, "cmd-b", &a, 20), RUN_BUSY);
+    argv_free(&a);
+
+    /* the writer takes the frame: the response follows, the slot is free */
+    agent_frame_free(agent_outq_pop(fx->q));
+    char ids[256] = "";
+    wait_responses(fx, ids, sizeof(ids), 1);
+    assert_string_equal(ids, "cmd-a");
+    pump_until(fx, all_idle, NULL);
+    a = words("-c", "echo b-out", NULL);
+    assert_int_equal(agent_runner_legacy(fx->r, fx->gen, "cmd-b", &a, 20), RUN_STARTED);
+    argv_free(&a);
+    ids[0] = '\0';
+    wait_responses(fx, ids, sizeof(ids), 1);
+    assert_string_equal(ids, "cmd-b");
+    pump_until(fx, all_idle, NULL);
+    fixture_free(fx);
+
+    /* two slots, two commands ending together: the lane takes one response
+     * at a time (try_push), every one arrives once */
+    fx = fixture_new("/bin/sh", 2, 1 << 20, 16);
+    a = words("-c", "echo c-out", NULL);
+    assert_int_equal(agent_runner_legacy(fx->r, fx->gen, "cmd-c", &a, 20), RUN_STARTED);
+    argv_free(&a);
+    a = words("-c", "echo d-out", NULL);
+    assert_int_equal(agent_runner_legacy(fx->r, fx->gen, "cmd-d", &a, 20), RUN_STARTED);
+    argv_free(&a);
+    ids[0] = '\0';
+    wait_responses(fx, ids, sizeof(ids), 2);
+    assert_non_null(strstr(ids, "cmd-c"));
+    assert_non_null(strstr(ids, "cmd-d"));
+    pump_until(fx, all_idle, NULL);
+    fixture_free(fx);
+}
+
+/* A legacy response waiting for room goes with its connection: the job ends
+ * (nothing delivered, nothing leaked) instead of waiting for ever. */
+static void legacy_response_waiting_for_room_dropped_with_its_connection(void **state)
+{
+    fixture *fx = fixture_new("/bin/sh", 2, 1 << 20, 16);
+    /* the lane is full before the command starts */
+    assert_int_equal(agent_outq_push(fx->q, agent_frame_new(1, 16), fx->gen, 0), 0);
+    argv_t a = words("-c", "echo out", NULL);
+    assert_int_equal(agent_runner_legacy(fx->r, fx->gen, "cmd-1", &a, 20), RUN_STARTED);
+    argv_free(&a);
+    assert_int_equal(agent_runner_active(fx->r), 1);
+    /* the connection drops as on_disconnect does it */
+    agent_runner_drop(fx->r, fx->gen);
+    agent_outq_reset(fx->q, 0);
+    pump_until(fx, all_idle, NULL);
+    assert_false(fx->legacy_done);
+    fixture_free(fx);
+}
+
 /* Two runners, each with its own queue, side by side. */
 static void two_runners_coexist(void **state)
 {
@@ -1224,6 +1383,8 @@ int main(void)
         cmocka_unit_test(exit_reported_when_an_escaped_process_holds_the_output),
         cmocka_unit_test(concurrency_slots),
         cmocka_unit_test(shutdown_refuses_and_cancels),
+        cmocka_unit_test(legacy_responses_wait_for_room_holding_their_slots),
+        cmocka_unit_test(legacy_response_waiting_for_room_dropped_with_its_connection),
         cmocka_unit_test(spawn_failure_is_reported),
         cmocka_unit_test(legacy_command_response),
         cmocka_unit_test(full_queue_pauses_and_resumes),
