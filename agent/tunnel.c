@@ -73,6 +73,9 @@ struct agent_tunnel {
     buf_t rx;
     int rx_binary, rx_skip;
     int close_1009;          /* oversized message: close from WRITEABLE */
+    int rx_paused;           /* reading stopped: the outgoing queue is backlogged */
+    int64_t last_drain;      /* while paused: frames last written (the server reads) */
+    unsigned pauses;         /* this connection's, for log_sparingly */
 
     atomic_int stop_req;     /* signals seen */
     int shutting;
@@ -90,6 +93,15 @@ struct agent_tunnel {
 };
 
 static void rx_wipe(agent_tunnel *t);
+
+/* Something that may happen at a server's pace is logged sparingly: the
+ * first few of a connection, then every 1000th, with the count (as the
+ * server's log_sparingly). */
+static int log_sparingly(unsigned *count)
+{
+    ++*count;
+    return *count <= 5 || *count % 1000 == 0;
+}
 
 static int64_t now_ms(void)
 {
@@ -122,6 +134,39 @@ static void kill_connection(agent_tunnel *t)
         t->killing = 1;
         lws_set_timeout(t->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
     }
+}
+
+/* ---- reading follows the outgoing queue ------------------------------------ */
+
+/* Every answer the agent queues (a refusal, a command's output, a legacy
+ * response) is caused by a message the server sent.  While the queue is
+ * backlogged (outq.h: the server is not taking what the agent writes) no
+ * more messages are read: what is in the socket stays there, the server's
+ * writes block on TCP, and the agent's memory stays bounded however fast the
+ * server sends.  Reading resumes once the queue has drained.  Called after
+ * each message and after each write pass; the paused connection's liveness
+ * is the tick's silence watchdog (a server that never drains it is dropped
+ * like a silent one). */
+static void rx_flow_update(agent_tunnel *t)
+{
+    int pause = agent_outq_backlogged(t->outq);
+    if (pause == t->rx_paused)
+        return;
+    t->rx_paused = pause;
+    int64_t now = now_ms();
+    if (pause) {
+        t->last_drain = now;
+        if (log_sparingly(&t->pauses))
+            log_info("tunnel: %zu bytes wait for the server to read them; no more requests "
+                     "are read until they drain (%u pause%s on this connection)",
+                     agent_outq_bytes(t->outq), t->pauses, t->pauses == 1 ? "" : "s");
+    } else {
+        /* nothing was read while paused: that silence was ours */
+        t->last_rx = now;
+        log_debug("tunnel: the server read the backlog; reading requests again");
+    }
+    if (t->wsi && t->established)
+        lws_rx_flow_control(t->wsi, !pause);
 }
 
 /* ---- connect / disconnect -------------------------------------------------- */
@@ -295,6 +340,8 @@ static void new_session(agent_tunnel *t)
     t->close_code = 0;
     t->close_reason[0] = '\0';
     t->established = t->got_connected = t->killing = t->closing = t->close_1009 = 0;
+    t->rx_paused = 0; /* a new connection reads; the queue was reset with it */
+    t->pauses = 0;
     t->v2 = 0;
     t->window = PROTO_DEFAULT_WINDOW;
     t->connecting = 1;
@@ -661,9 +708,16 @@ static void tick(lws_sorted_usec_list_t *sul)
     int64_t now = now_ms();
     agent_runner_reap(t->runner);
     check_resolution(t);
+    rx_flow_update(t);
     if (t->wsi && t->established) {
         int64_t silence = (int64_t)t->cfg->heartbeat_interval * 3 * 1000;
-        if (now - t->last_rx > silence && !t->killing) {
+        /* While reading is paused the server's messages wait unread: what
+         * shows it is there is its taking our frames.  One that takes
+         * nothing is dropped as silent, and its backlog with it. */
+        int64_t heard = t->last_rx;
+        if (t->rx_paused && t->last_drain > heard)
+            heard = t->last_drain;
+        if (now - heard > silence && !t->killing) {
             log_warn("tunnel: nothing heard from the server for %ds; reconnecting",
                      t->cfg->heartbeat_interval * 3);
             kill_connection(t);
@@ -705,6 +759,7 @@ static void on_wakeup(agent_tunnel *t)
             kill_connection(t);
             return;
         }
+        rx_flow_update(t);
         if (agent_outq_empty(t->outq))
             return;
     }
@@ -782,6 +837,8 @@ static int write_frames(agent_tunnel *t, struct lws *wsi)
             return -1;
         }
     }
+    if (wrote && t->rx_paused)
+        t->last_drain = now_ms();
     return wrote;
 }
 
@@ -804,6 +861,7 @@ static int on_writeable(agent_tunnel *t, struct lws *wsi)
     int wrote = write_frames(t, wsi);
     if (wrote < 0)
         return -1;
+    rx_flow_update(t);
     if (wrote) {
         /* A push into the emptied queue wakes the loop (on_wakeup), so only
          * frames still queued, or the close still to send, need another pass. */
@@ -863,6 +921,7 @@ static int on_receive(agent_tunnel *t, struct lws *wsi, const void *in, size_t l
     else if (!t->rx_skip)
         handle_text(t, wsi, buf_head(&t->rx), buf_pending(&t->rx));
     rx_wipe(t);
+    rx_flow_update(t); /* the answers to this message may have filled the queue */
     return 0;
 }
 
@@ -1120,4 +1179,15 @@ uint64_t agent_tunnel_begin_session(agent_tunnel *t)
 void agent_tunnel_handle_message(agent_tunnel *t, const char *data, size_t len)
 {
     handle_text(t, NULL, data, len);
+    rx_flow_update(t);
+}
+
+void agent_tunnel_after_write(agent_tunnel *t)
+{
+    rx_flow_update(t);
+}
+
+int agent_tunnel_rx_paused(agent_tunnel *t)
+{
+    return t->rx_paused;
 }

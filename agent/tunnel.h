@@ -41,8 +41,14 @@ void agent_tunnel_free(agent_tunnel *t);
  * begin_session starts a connection generation as a connection attempt does
  * (the queue is reset to accept only it) but opens nothing; handle_message
  * then takes one complete text message as if the server had sent it on that
- * connection (dispatch to the runner, replies on the queue). */
+ * connection (dispatch to the runner, replies on the queue), and then stops
+ * reading if the queue is backlogged as after a received message;
+ * after_write decides again as a write pass does once it took frames off
+ * the queue (reading resumes when it has drained); rx_paused says whether
+ * the connection is being read (0) or not (1). */
 uint64_t agent_tunnel_begin_session(agent_tunnel *t);
 void agent_tunnel_handle_message(agent_tunnel *t, const char *data, size_t len);
+void agent_tunnel_after_write(agent_tunnel *t);
+int agent_tunnel_rx_paused(agent_tunnel *t);
 
 #endif

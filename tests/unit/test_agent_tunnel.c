@@ -5,7 +5,8 @@
  * sent on `connected` (content, once), dispatch of exec / credit / cancel /
  * kubectl_command to a real runner (a fake kubectl script), the policy and
  * cloud_exec refusals, busy, malformed and unknown messages, a reconnect's
- * new generation, and two tunnels side by side.  The connection itself
+ * new generation, two tunnels side by side, and reading paused while the
+ * outgoing queue is backlogged.  The connection itself
  * (lws, TLS, reconnects, shutdown) is covered by tests/integration against
  * the real server. */
 #include <setjmp.h>
@@ -83,8 +84,9 @@ static void on_room(void *arg)
         agent_runner_wake_room(fx->r);
 }
 
-/* env: extra NAME=value settings for the agent's configuration. */
-static fixture *fixture_new(const char *const *env)
+/* env: extra NAME=value settings for the agent's configuration; the
+ * outgoing queue's data and control caps (outq.h). */
+static fixture *fixture_new_q(const char *const *env, size_t cap, size_t ctl_cap)
 {
     fixture *fx = calloc(1, sizeof(*fx));
     assert_non_null(fx);
@@ -110,7 +112,8 @@ static fixture *fixture_new(const char *const *env)
         fail_msg("config: %s", err);
     unsetenv("AURORA_AGENT_TOKEN");
 
-    agent_outq_opts qo = {.cap = 1 << 20,
+    agent_outq_opts qo = {.cap = cap,
+                          .ctl_cap = ctl_cap,
                           .on_push = on_event,
                           .on_push_arg = fx,
                           .on_room = on_room,
@@ -131,6 +134,11 @@ static fixture *fixture_new(const char *const *env)
     fx->gen = agent_tunnel_begin_session(fx->t);
     assert_true(fx->gen > 0);
     return fx;
+}
+
+static fixture *fixture_new(const char *const *env)
+{
+    return fixture_new_q(env, 1 << 20, 0);
 }
 
 static void forget_messages(fixture *fx)
@@ -494,6 +502,93 @@ static void legacy_kubectl_command(void **state)
     fixture_free(fx);
 }
 
+/* A server sending requests to refuse faster than it reads the answers: the
+ * tunnel stops reading once the control lane reaches its cap (no refusal is
+ * dropped: every exec gets its exec_end, in order), stays paused while the
+ * queue holds more than half of it, and reads again once a write pass finds
+ * it drained.  A new connection starts reading. */
+static void refusals_past_the_control_cap_pause_reading(void **state)
+{
+    fixture *fx = fixture_new_q(NULL, 1 << 20, 2048);
+    say(fx, "{\"type\":\"connected\",\"protocol\":2}");
+    drain(fx); /* the register */
+    agent_tunnel_after_write(fx->t);
+    assert_false(agent_tunnel_rx_paused(fx->t));
+    forget_messages(fx);
+
+    int n = 0;
+    char msg[128];
+    while (!agent_tunnel_rx_paused(fx->t)) {
+        assert_true(n < 40); /* ~230-byte refusals: 2 KiB is about 9 */
+        snprintf(msg, sizeof(msg), "{\"type\":\"exec\",\"id\":%d,\"argv\":[\"delete\",\"pod\",\"x\"]}",
+                 ++n);
+        say(fx, msg);
+    }
+    assert_true(n >= 5);
+    /* nothing written yet: a write pass that took nothing changes nothing */
+    agent_tunnel_after_write(fx->t);
+    assert_true(agent_tunnel_rx_paused(fx->t));
+    /* one frame taken: still above half the cap */
+    agent_frame_free(agent_outq_pop(fx->q));
+    agent_tunnel_after_write(fx->t);
+    assert_true(agent_tunnel_rx_paused(fx->t));
+    drain(fx);
+    agent_tunnel_after_write(fx->t);
+    assert_false(agent_tunnel_rx_paused(fx->t));
+    /* the first was popped above; every other one is there, in order */
+    assert_int_equal(fx->nmsgs, n - 1);
+    for (int i = 0; i < fx->nmsgs; i++) {
+        const proto_msg *m = &fx->msgs[i].m;
+        assert_int_equal(m->type, MSG_EXEC_END);
+        assert_int_equal(m->id, (uint32_t)(i + 2));
+        assert_string_equal(m->error_code, EC_POLICY_DENIED);
+    }
+    forget_messages(fx);
+
+    /* paused again, then the connection goes: the next one reads */
+    while (!agent_tunnel_rx_paused(fx->t)) {
+        snprintf(msg, sizeof(msg), "{\"type\":\"exec\",\"id\":%d,\"argv\":[\"delete\",\"pod\",\"x\"]}",
+                 ++n);
+        say(fx, msg);
+    }
+    fx->gen = agent_tunnel_begin_session(fx->t);
+    assert_false(agent_tunnel_rx_paused(fx->t));
+    assert_true(agent_outq_empty(fx->q));
+    fixture_free(fx);
+}
+
+/* The legacy dialect answers refusals on the data lane (with the responses):
+ * past its cap plus the control cap, reading pauses too, and resumes once the
+ * lane is back below its cap. */
+static void legacy_refusals_past_the_data_cap_pause_reading(void **state)
+{
+    fixture *fx = fixture_new_q(NULL, 1024, 512);
+    say(fx, "{\"type\":\"connected\"}");
+    drain(fx);
+    agent_tunnel_after_write(fx->t);
+    forget_messages(fx);
+    int n = 0;
+    char msg[160];
+    while (!agent_tunnel_rx_paused(fx->t)) {
+        assert_true(n < 40);
+        snprintf(msg, sizeof(msg), "{\"type\":\"kubectl_command\",\"command_id\":\"c-%d\","
+                                   "\"command\":\"delete ns x\"}", ++n);
+        say(fx, msg);
+    }
+    assert_true(n >= 4);
+    drain(fx);
+    agent_tunnel_after_write(fx->t);
+    assert_false(agent_tunnel_rx_paused(fx->t));
+    assert_int_equal(count_type(fx, MSG_COMMAND_RESPONSE), n);
+    for (int i = 0; i < fx->nmsgs; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "c-%d", i + 1);
+        assert_string_equal(fx->msgs[i].m.command_id, want);
+        assert_int_equal(fx->msgs[i].m.return_code, POLICY_DENIED_RC);
+    }
+    fixture_free(fx);
+}
+
 /* A new connection generation: what was queued for the old one is gone and
  * the tunnel starts over (register again on the next connected). */
 static void new_session_starts_clean(void **state)
@@ -573,6 +668,8 @@ int main(void)
         cmocka_unit_test(legacy_kubectl_command),
         cmocka_unit_test(new_session_starts_clean),
         cmocka_unit_test(two_tunnels_coexist),
+        cmocka_unit_test(refusals_past_the_control_cap_pause_reading),
+        cmocka_unit_test(legacy_refusals_past_the_data_cap_pause_reading),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
