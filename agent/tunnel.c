@@ -76,6 +76,8 @@ struct agent_tunnel {
     int rx_paused;           /* reading stopped: the outgoing queue is backlogged */
     int64_t last_drain;      /* while paused: frames last written (the server reads) */
     unsigned pauses;         /* this connection's, for log_sparingly */
+    unsigned refused;        /* requests refused on this connection (log_sparingly) */
+    unsigned ignored;        /* messages dropped or ignored on this connection */
 
     atomic_int stop_req;     /* signals seen */
     int shutting;
@@ -94,9 +96,10 @@ struct agent_tunnel {
 
 static void rx_wipe(agent_tunnel *t);
 
-/* Something that may happen at a server's pace is logged sparingly: the
- * first few of a connection, then every 1000th, with the count (as the
- * server's log_sparingly). */
+/* A server may send requests to refuse (or garbage) as fast as the socket
+ * takes them: 2.6 million warnings in 20 s in a review.  The first few of a
+ * connection are logged, then every 1000th, with the count (as the server's
+ * log_sparingly). */
 static int log_sparingly(unsigned *count)
 {
     ++*count;
@@ -341,7 +344,7 @@ static void new_session(agent_tunnel *t)
     t->close_reason[0] = '\0';
     t->established = t->got_connected = t->killing = t->closing = t->close_1009 = 0;
     t->rx_paused = 0; /* a new connection reads; the queue was reset with it */
-    t->pauses = 0;
+    t->pauses = t->refused = t->ignored = 0;
     t->v2 = 0;
     t->window = PROTO_DEFAULT_WINDOW;
     t->connecting = 1;
@@ -403,18 +406,24 @@ static void reply_run_result(agent_tunnel *t, uint32_t id, metrics_kind k, agent
         char err[96];
         snprintf(err, sizeof(err), "agent busy: %d commands already running",
                  t->cfg->max_concurrent);
-        log_warn("exec id=%u refused: %s", id, err);
+        if (log_sparingly(&t->refused))
+            log_warn("exec id=%u refused: %s (%u refusals on this connection)", id, err,
+                     t->refused);
         metrics_command(k, MR_BUSY, -1);
         reply_exec_end(t, id, 1, err, EC_BUSY);
         break;
     }
     case RUN_SHUTTING_DOWN:
-        log_info("exec id=%u refused: agent shutting down", id);
+        if (log_sparingly(&t->refused))
+            log_info("exec id=%u refused: agent shutting down (%u refusals on this connection)",
+                     id, t->refused);
         metrics_command(k, MR_SHUTTING_DOWN, -1);
         reply_exec_end(t, id, 1, "agent shutting down", EC_SHUTTING_DOWN);
         break;
     case RUN_DUPLICATE:
-        log_warn("exec id=%u ignored: that id is already running", id);
+        if (log_sparingly(&t->ignored))
+            log_warn("exec id=%u ignored: that id is already running (%u messages ignored on "
+                     "this connection)", id, t->ignored);
         break;
     case RUN_FAILED:
         metrics_command(k, MR_SPAWN_FAILED, -1);
@@ -431,7 +440,9 @@ static void handle_cloud_exec(agent_tunnel *t, proto_msg *m)
     agent_policy_decision d;
     if (!agent_cloud_check(c, m->program, m->argv.c, (const char *const *)m->argv.v, m->env,
                            m->nenv, &d)) {
-        log_warn("exec id=%u cloud_exec refused: %s", m->id, d.reason);
+        if (log_sparingly(&t->refused))
+            log_warn("exec id=%u cloud_exec refused: %s (%u refusals on this connection)", m->id,
+                     d.reason, t->refused);
         metrics_policy_denial();
         metrics_command(MK_CLOUD_EXEC, MR_POLICY_DENIED, -1);
         reply_exec_end(t, m->id, POLICY_DENIED_RC, d.reason, EC_POLICY_DENIED);
@@ -442,7 +453,9 @@ static void handle_cloud_exec(agent_tunnel *t, proto_msg *m)
         char err[200];
         snprintf(err, sizeof(err), "%s is not installed on this agent (not found in %.100s)",
                  m->program, c->search_path ? c->search_path : "");
-        log_warn("exec id=%u cloud_exec: %s", m->id, err);
+        if (log_sparingly(&t->refused))
+            log_warn("exec id=%u cloud_exec: %s (%u refusals on this connection)", m->id, err,
+                     t->refused);
         metrics_command(MK_CLOUD_EXEC, MR_SPAWN_FAILED, -1);
         reply_exec_end(t, m->id, 127, err, EC_SPAWN_FAILED);
         return;
@@ -458,7 +471,9 @@ static void handle_cloud_exec(agent_tunnel *t, proto_msg *m)
 static void handle_exec(agent_tunnel *t, proto_msg *m)
 {
     if (m->id == 0) {
-        log_warn("tunnel: exec without an id dropped");
+        if (log_sparingly(&t->ignored))
+            log_warn("tunnel: exec without an id dropped (%u messages ignored on this connection)",
+                     t->ignored);
         return;
     }
     if (m->kind && !strcmp(m->kind, PROTO_KIND_CLOUD_EXEC)) {
@@ -468,15 +483,18 @@ static void handle_exec(agent_tunnel *t, proto_msg *m)
     if (m->kind && strcmp(m->kind, "kubectl") != 0) { /* absent kind means kubectl */
         char err[128];
         snprintf(err, sizeof(err), "unsupported kind \"%.60s\"", m->kind ? m->kind : "");
-        log_warn("exec id=%u refused: %s", m->id, err);
+        if (log_sparingly(&t->refused))
+            log_warn("exec id=%u refused: %s (%u refusals on this connection)", m->id, err,
+                     t->refused);
         metrics_command(metrics_kind_of(m->kind), MR_BAD_REQUEST, -1);
         reply_exec_end(t, m->id, 1, err, EC_BAD_REQUEST);
         return;
     }
     agent_policy_decision d;
     if (!agent_policy_check(&t->cfg->policy, m->argv.c, (const char *const *)m->argv.v, &d)) {
-        log_warn("exec id=%u refused by the %s policy: %s", m->id,
-                 agent_policy_mode_name(t->cfg->policy.mode), d.reason);
+        if (log_sparingly(&t->refused))
+            log_warn("exec id=%u refused by the %s policy: %s (%u refusals on this connection)",
+                     m->id, agent_policy_mode_name(t->cfg->policy.mode), d.reason, t->refused);
         metrics_policy_denial();
         metrics_command(MK_KUBECTL, MR_POLICY_DENIED, -1);
         reply_exec_end(t, m->id, POLICY_DENIED_RC, d.reason, EC_POLICY_DENIED);
@@ -496,7 +514,9 @@ static void handle_legacy(agent_tunnel *t, proto_msg *m)
     if (!m->command || argv_tokenize(m->command, &a, err, sizeof(err)) != 0) {
         if (!m->command)
             snprintf(err, sizeof(err), "missing command");
-        log_warn("command %s refused: %s", cid, err);
+        if (log_sparingly(&t->refused))
+            log_warn("command %s refused: %s (%u refusals on this connection)", cid, err,
+                     t->refused);
         reply_legacy(t, cid, err, 1);
         metrics_command(MK_KUBECTL, MR_BAD_REQUEST, -1);
         return;
@@ -506,8 +526,9 @@ static void handle_legacy(agent_tunnel *t, proto_msg *m)
     if (!agent_policy_check(&t->cfg->policy, a.c, (const char *const *)a.v, &d)) {
         char msg[400];
         snprintf(msg, sizeof(msg), "%s: %s", EC_POLICY_DENIED, d.reason);
-        log_warn("command %s refused by the %s policy: %s", cid,
-                 agent_policy_mode_name(t->cfg->policy.mode), d.reason);
+        if (log_sparingly(&t->refused))
+            log_warn("command %s refused by the %s policy: %s (%u refusals on this connection)",
+                     cid, agent_policy_mode_name(t->cfg->policy.mode), d.reason, t->refused);
         metrics_policy_denial();
         metrics_command(MK_KUBECTL, MR_POLICY_DENIED, -1);
         reply_legacy(t, cid, msg, POLICY_DENIED_RC);
@@ -516,7 +537,9 @@ static void handle_legacy(agent_tunnel *t, proto_msg *m)
     }
     agent_run_result r = agent_runner_legacy(t->runner, t->gen, cid, &a, m->timeout);
     if (r == RUN_BUSY) {
-        log_warn("command %s refused: agent busy", cid);
+        if (log_sparingly(&t->refused))
+            log_warn("command %s refused: agent busy (%u refusals on this connection)", cid,
+                     t->refused);
         metrics_command(MK_KUBECTL, MR_BUSY, -1);
         reply_legacy(t, cid, "agent busy: too many commands running", 1);
     } else if (r == RUN_SHUTTING_DOWN) {
@@ -560,7 +583,9 @@ static char *encode_register(agent_tunnel *t)
 static void handle_connected(agent_tunnel *t, proto_msg *m, struct lws *wsi)
 {
     if (t->got_connected) {
-        log_info("tunnel: repeated connected message ignored");
+        if (log_sparingly(&t->ignored))
+            log_info("tunnel: repeated connected message ignored (%u messages ignored on this "
+                     "connection)", t->ignored);
         return;
     }
     t->got_connected = 1;
@@ -601,11 +626,15 @@ static void handle_malformed(agent_tunnel *t, const char *data, size_t len, cons
     secret_json_wipe(root); /* a malformed exec may still carry credentials */
     cJSON_Delete(root);
     if (id) {
-        log_warn("exec id=%u malformed: %s", id, err);
+        if (log_sparingly(&t->refused))
+            log_warn("exec id=%u malformed: %s (%u refusals on this connection)", id, err,
+                     t->refused);
         reply_exec_end(t, id, 1, err, EC_BAD_REQUEST);
         return;
     }
-    log_warn("tunnel: malformed message dropped: %s", err);
+    if (log_sparingly(&t->ignored))
+        log_warn("tunnel: malformed message dropped: %s (%u messages ignored on this connection)",
+                 err, t->ignored);
 }
 
 static void handle_text(agent_tunnel *t, struct lws *wsi, const char *data, size_t len)
@@ -630,8 +659,9 @@ static void handle_text(agent_tunnel *t, struct lws *wsi, const char *data, size
     case MSG_CANCEL:
         if (agent_runner_cancel(t->runner, t->gen, m.id) == 0)
             log_info("exec id=%u: cancel requested", m.id);
-        else
-            log_info("tunnel: cancel for id %u that is not running (ignored)", m.id);
+        else if (log_sparingly(&t->ignored))
+            log_info("tunnel: cancel for id %u that is not running (ignored; %u messages ignored "
+                     "on this connection)", m.id, t->ignored);
         break;
     case MSG_CREDIT:
         if (agent_runner_credit(t->runner, t->gen, m.id, m.bytes) != 0)
@@ -641,8 +671,9 @@ static void handle_text(agent_tunnel *t, struct lws *wsi, const char *data, size
         handle_legacy(t, &m);
         break;
     default:
-        log_info("tunnel: ignoring message of type \"%.60s\"",
-                 m.type_name ? m.type_name : "?");
+        if (log_sparingly(&t->ignored))
+            log_info("tunnel: ignoring message of type \"%.60s\" (%u messages ignored on this "
+                     "connection)", m.type_name ? m.type_name : "?", t->ignored);
         break;
     }
     proto_msg_free(&m);
@@ -916,10 +947,13 @@ static int on_receive(agent_tunnel *t, struct lws *wsi, const void *in, size_t l
     }
     if (!lws_is_final_fragment(wsi))
         return 0;
-    if (t->rx_binary)
-        log_info("tunnel: binary frame from the server ignored");
-    else if (!t->rx_skip)
+    if (t->rx_binary) {
+        if (log_sparingly(&t->ignored))
+            log_info("tunnel: binary frame from the server ignored (%u messages ignored on this "
+                     "connection)", t->ignored);
+    } else if (!t->rx_skip) {
         handle_text(t, wsi, buf_head(&t->rx), buf_pending(&t->rx));
+    }
     rx_wipe(t);
     rx_flow_update(t); /* the answers to this message may have filled the queue */
     return 0;
