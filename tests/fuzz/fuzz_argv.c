@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "argv.h"
+#include "utf8.h"
 #include "fuzz_util.h"
 
 static void check_limits(const argv_t *a, const char *what)
@@ -89,7 +90,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *owned = NULL;
     int n = fuzz_split(data, size, words, ARGV_MAX_ARGS + 2, &owned);
     argv_t b = { 0 };
+    int all_utf8 = 1; /* arguments must be UTF-8 (they travel in JSON text frames) */
+    for (int i = 0; i < n; i++)
+        all_utf8 &= utf8_valid(words[i], strlen(words[i]));
     if (argv_from_strings((const char *const *)words, n, &b, err, sizeof(err)) == 0) {
+        FUZZ_CHECK(all_utf8, "argv_from_strings took a word that is not valid UTF-8");
         check_limits(&b, "argv_from_strings");
         FUZZ_CHECK(b.c == n, "argv_from_strings kept %d of %d words", b.c, n);
         for (int i = 0; i < n; i++)
@@ -97,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_display_round_trip(&b);
         argv_free(&b);
     } else {
-        FUZZ_CHECK(n > ARGV_MAX_ARGS || size + 1 > ARGV_MAX_TOTAL,
+        FUZZ_CHECK(n > ARGV_MAX_ARGS || size + 1 > ARGV_MAX_TOTAL || !all_utf8,
                    "argv_from_strings refused %d words of %zu bytes: %s", n, size, err);
     }
     free(owned);
