@@ -76,7 +76,9 @@ struct agent_tunnel {
     int rx_paused;           /* reading stopped: the outgoing queue is backlogged */
     int64_t last_drain;      /* while paused: frames last written (the server reads) */
     unsigned pauses;         /* this connection's, for log_sparingly */
-    unsigned refused;        /* requests refused on this connection (log_sparingly) */
+    unsigned refused;        /* requests refused on this connection (refusal_logged) */
+    int64_t refusal_window;  /* refusal_logged: its window's start */
+    unsigned refusal_lines;  /* and the lines logged in it */
     unsigned ignored;        /* messages dropped or ignored on this connection */
 
     atomic_int stop_req;     /* signals seen */
@@ -96,21 +98,38 @@ struct agent_tunnel {
 
 static void rx_wipe(agent_tunnel *t);
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* A server may send requests to refuse (or garbage) as fast as the socket
- * takes them: 2.6 million warnings in 20 s in a review.  The first few of a
- * connection are logged, then every 1000th, with the count (as the server's
- * log_sparingly). */
+ * takes them: 2.6 million warnings in 20 s in a review.  Garbage and
+ * ignored messages are logged for the first few of a connection, then every
+ * 1000th, with the count (as the server's log_sparingly). */
 static int log_sparingly(unsigned *count)
 {
     ++*count;
     return *count <= 5 || *count % 1000 == 0;
 }
 
-static int64_t now_ms(void)
+/* Refusals (a policy denial, a full agent, shutting down) are events an
+ * operator looks for, at any time of a connection's life: limited in time
+ * rather than in count, REFUSAL_LINES per REFUSAL_WINDOW_MS, each line with
+ * the connection's count so that the ones left out are accounted for. */
+#define REFUSAL_LINES 10
+#define REFUSAL_WINDOW_MS 1000
+static int refusal_logged(agent_tunnel *t)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t now = now_ms();
+    t->refused++;
+    if (now - t->refusal_window >= REFUSAL_WINDOW_MS) {
+        t->refusal_window = now;
+        t->refusal_lines = 0;
+    }
+    return t->refusal_lines++ < REFUSAL_LINES;
 }
 
 static void request_write(agent_tunnel *t)
@@ -344,7 +363,8 @@ static void new_session(agent_tunnel *t)
     t->close_reason[0] = '\0';
     t->established = t->got_connected = t->killing = t->closing = t->close_1009 = 0;
     t->rx_paused = 0; /* a new connection reads; the queue was reset with it */
-    t->pauses = t->refused = t->ignored = 0;
+    t->pauses = t->refused = t->ignored = t->refusal_lines = 0;
+    t->refusal_window = 0;
     t->v2 = 0;
     t->window = PROTO_DEFAULT_WINDOW;
     t->connecting = 1;
@@ -406,7 +426,7 @@ static void reply_run_result(agent_tunnel *t, uint32_t id, metrics_kind k, agent
         char err[96];
         snprintf(err, sizeof(err), "agent busy: %d commands already running",
                  t->cfg->max_concurrent);
-        if (log_sparingly(&t->refused))
+        if (refusal_logged(t))
             log_warn("exec id=%u refused: %s (%u refusals on this connection)", id, err,
                      t->refused);
         metrics_command(k, MR_BUSY, -1);
@@ -414,7 +434,7 @@ static void reply_run_result(agent_tunnel *t, uint32_t id, metrics_kind k, agent
         break;
     }
     case RUN_SHUTTING_DOWN:
-        if (log_sparingly(&t->refused))
+        if (refusal_logged(t))
             log_info("exec id=%u refused: agent shutting down (%u refusals on this connection)",
                      id, t->refused);
         metrics_command(k, MR_SHUTTING_DOWN, -1);
@@ -440,7 +460,7 @@ static void handle_cloud_exec(agent_tunnel *t, proto_msg *m)
     agent_policy_decision d;
     if (!agent_cloud_check(c, m->program, m->argv.c, (const char *const *)m->argv.v, m->env,
                            m->nenv, &d)) {
-        if (log_sparingly(&t->refused))
+        if (refusal_logged(t))
             log_warn("exec id=%u cloud_exec refused: %s (%u refusals on this connection)", m->id,
                      d.reason, t->refused);
         metrics_policy_denial();
@@ -453,7 +473,7 @@ static void handle_cloud_exec(agent_tunnel *t, proto_msg *m)
         char err[200];
         snprintf(err, sizeof(err), "%s is not installed on this agent (not found in %.100s)",
                  m->program, c->search_path ? c->search_path : "");
-        if (log_sparingly(&t->refused))
+        if (refusal_logged(t))
             log_warn("exec id=%u cloud_exec: %s (%u refusals on this connection)", m->id, err,
                      t->refused);
         metrics_command(MK_CLOUD_EXEC, MR_SPAWN_FAILED, -1);
@@ -483,7 +503,7 @@ static void handle_exec(agent_tunnel *t, proto_msg *m)
     if (m->kind && strcmp(m->kind, "kubectl") != 0) { /* absent kind means kubectl */
         char err[128];
         snprintf(err, sizeof(err), "unsupported kind \"%.60s\"", m->kind ? m->kind : "");
-        if (log_sparingly(&t->refused))
+        if (refusal_logged(t))
             log_warn("exec id=%u refused: %s (%u refusals on this connection)", m->id, err,
                      t->refused);
         metrics_command(metrics_kind_of(m->kind), MR_BAD_REQUEST, -1);
@@ -492,7 +512,7 @@ static void handle_exec(agent_tunnel *t, proto_msg *m)
     }
     agent_policy_decision d;
     if (!agent_policy_check(&t->cfg->policy, m->argv.c, (const char *const *)m->argv.v, &d)) {
-        if (log_sparingly(&t->refused))
+        if (refusal_logged(t))
             log_warn("exec id=%u refused by the %s policy: %s (%u refusals on this connection)",
                      m->id, agent_policy_mode_name(t->cfg->policy.mode), d.reason, t->refused);
         metrics_policy_denial();
@@ -514,7 +534,7 @@ static void handle_legacy(agent_tunnel *t, proto_msg *m)
     if (!m->command || argv_tokenize(m->command, &a, err, sizeof(err)) != 0) {
         if (!m->command)
             snprintf(err, sizeof(err), "missing command");
-        if (log_sparingly(&t->refused))
+        if (refusal_logged(t))
             log_warn("command %s refused: %s (%u refusals on this connection)", cid, err,
                      t->refused);
         reply_legacy(t, cid, err, 1);
@@ -526,7 +546,7 @@ static void handle_legacy(agent_tunnel *t, proto_msg *m)
     if (!agent_policy_check(&t->cfg->policy, a.c, (const char *const *)a.v, &d)) {
         char msg[400];
         snprintf(msg, sizeof(msg), "%s: %s", EC_POLICY_DENIED, d.reason);
-        if (log_sparingly(&t->refused))
+        if (refusal_logged(t))
             log_warn("command %s refused by the %s policy: %s (%u refusals on this connection)",
                      cid, agent_policy_mode_name(t->cfg->policy.mode), d.reason, t->refused);
         metrics_policy_denial();
@@ -537,7 +557,7 @@ static void handle_legacy(agent_tunnel *t, proto_msg *m)
     }
     agent_run_result r = agent_runner_legacy(t->runner, t->gen, cid, &a, m->timeout);
     if (r == RUN_BUSY) {
-        if (log_sparingly(&t->refused))
+        if (refusal_logged(t))
             log_warn("command %s refused: agent busy (%u refusals on this connection)", cid,
                      t->refused);
         metrics_command(MK_KUBECTL, MR_BUSY, -1);
@@ -626,7 +646,7 @@ static void handle_malformed(agent_tunnel *t, const char *data, size_t len, cons
     secret_json_wipe(root); /* a malformed exec may still carry credentials */
     cJSON_Delete(root);
     if (id) {
-        if (log_sparingly(&t->refused))
+        if (refusal_logged(t))
             log_warn("exec id=%u malformed: %s (%u refusals on this connection)", id, err,
                      t->refused);
         reply_exec_end(t, id, 1, err, EC_BAD_REQUEST);
