@@ -434,20 +434,29 @@ static int capture_room(exec_run *x, capture *c, size_t n)
  * server's) telling it to stream instead.  Failing it at once, rather than
  * pausing it until memory frees up, gives its memory back to the commands
  * still running, so concurrent large outputs cannot wait on each other. */
-static void json_fail_budget(exec_run *x, int which)
+/* What both modes do when output does not fit: the command is stopped at
+ * the agent, logged and audited; u gets the budget's numbers for the
+ * caller's error.  by: what exhausted it, for the log ("" or a phrase and a
+ * space). */
+static void cancel_over_budget(exec_run *x, int org, exec_usage *u, const char *by)
 {
-    int org = which == EXEC_BUDGET_ORG;
     if (x->req) {
         tunnel_req_abandon(x->req);
         x->req = NULL;
     }
-    exec_usage u;
-    exec_limits_usage(x->ctx->limits, x->spec->org_id, &u, NULL, 0, NULL);
-    log_warn("exec on %s for org %s cancelled: %s output budget exhausted after %lld bytes",
-             x->spec->cluster_id, x->spec->org_id, org ? "organization" : "server",
+    exec_limits_usage(x->ctx->limits, x->spec->org_id, u, NULL, 0, NULL);
+    log_warn("exec on %s for org %s cancelled: %s output budget exhausted %safter %lld bytes",
+             x->spec->cluster_id, x->spec->org_id, org ? "organization" : "server", by,
              (long long)x->bytes);
     audit_submit(x->spec, org ? "org_output_budget" : "server_output_budget", -1, x->bytes,
                  now_ms() - x->started_ms);
+}
+
+static void json_fail_budget(exec_run *x, int which)
+{
+    int org = which == EXEC_BUDGET_ORG;
+    exec_usage u;
+    cancel_over_budget(x, org, &u, "");
     if (x->txn) {
         http_txn *t = x->txn;
         http_txn_detach(t);
@@ -681,17 +690,8 @@ static int sse_pump(exec_run *x)
 static void sse_fail_budget(exec_run *x, int which)
 {
     int org = which == EXEC_BUDGET_ORG;
-    if (x->req) {
-        tunnel_req_abandon(x->req);
-        x->req = NULL;
-    }
     exec_usage u;
-    exec_limits_usage(x->ctx->limits, x->spec->org_id, &u, NULL, 0, NULL);
-    log_warn("exec on %s for org %s cancelled: %s output budget exhausted by a stream's "
-             "unread output after %lld bytes", x->spec->cluster_id, x->spec->org_id,
-             org ? "organization" : "server", (long long)x->bytes);
-    audit_submit(x->spec, org ? "org_output_budget" : "server_output_budget", -1, x->bytes,
-                 now_ms() - x->started_ms);
+    cancel_over_budget(x, org, &u, "by a stream's unread output ");
     char msg[640];
     snprintf(msg, sizeof(msg),
              "the command was cancelled after %lld bytes of output: the output waiting for this "

@@ -1201,6 +1201,17 @@ def main():
     sys.exit(1 if failed else 0)
 
 
+def scripted_bytes(n, seed):
+    """The bytes tests/fixtures/v2_scripted_agent.js emits for `emit n seed`
+    (computed here independently of the fixture's code path)."""
+    out = bytearray()
+    i = 0
+    while len(out) < n:
+        out += hashlib.sha256(("%s:%d" % (seed, i)).encode()).digest()
+        i += 1
+    return bytes(out[:n])
+
+
 class NodePeer:
     """A Node.js test peer from tests/fixtures/ connected to a World, reporting what
     it sees as JSON lines on stdout; events are kept in order and waited for."""

@@ -34,7 +34,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from harness import (NodePeer, RssSampler, check, contains, eq, kube_api, main,
-                     procs_matching, rand_tag, suite_world, test, tls_context, wait_until)
+                     procs_matching, rand_tag, scripted_bytes, suite_world, test, tls_context,
+                     wait_until)
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -55,14 +56,7 @@ LIMITS = {
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-def gen(n, seed):
-    """The bytes v2_scripted_agent.js emits for `emit n seed`."""
-    out = bytearray()
-    i = 0
-    while len(out) < n:
-        out += hashlib.sha256(("%s:%d" % (seed, i)).encode()).digest()
-        i += 1
-    return bytes(out[:n])
+gen = scripted_bytes  # what the scripted agent emits for `emit n seed`
 
 
 def result_bytes(res):

@@ -28,7 +28,6 @@ from a file, exactly); tests/fixtures/v2_scripted_agent.js (emits exact bytes,
 ends when told)."""
 
 import base64
-import hashlib
 import json
 import os
 import socket
@@ -37,7 +36,7 @@ import threading
 import time
 
 from harness import (NodePeer, RssSampler, check, contains, eq, main, parse_sse_stream,
-                     rand_tag, suite_world, test, vm_rss_kib, wait_until)
+                     rand_tag, scripted_bytes, suite_world, test, vm_rss_kib, wait_until)
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -62,14 +61,7 @@ def world():
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-def gen(n, seed):
-    """The bytes v2_scripted_agent.js emits for `emit n seed`."""
-    out = bytearray()
-    i = 0
-    while len(out) < n:
-        out += hashlib.sha256(("%s:%d" % (seed, i)).encode()).digest()
-        i += 1
-    return bytes(out[:n])
+gen = scripted_bytes  # what the scripted agent emits for `emit n seed`
 
 
 class ScriptedAgent(NodePeer):
