@@ -343,6 +343,8 @@ const RENDER_REJECTS = [
   ['replicas with per-pod self-signed certificates and no CA to verify each other', ['values-aws.yaml'], { config: { AURORA_INTERNAL_CA_FILE: null } }, /replicas with TLS in the pod need tls\.existingSecret .*impostor/],
   ['the local backend on PostgreSQL without a master key', ['values-minimal.yaml'], { secretsBackend: { local: { masterKey: null } } }, /secretsBackend\.local\.masterKey is required/],
   ['the local backend on SQLite without persistence or master key', ['values-sqlite.yaml'], { persistence: { enabled: false } }, /secretsBackend\.local\.masterKey is required/],
+  ['the local backend on PostgreSQL without persistence (its store would be an emptyDir)', ['values-minimal.yaml'], { persistence: { enabled: false } }, /secretsBackend\.type local keeps the stored connector credentials in the pod's data volume .*for 1 replica\(s\) without persistence use secretsBackend\.type vault or aws_secrets_manager/],
+  ['the local backend shared by 2 replicas (a store in each pod)', ['values-minimal.yaml'], { replicaCount: 2, config: { AURORA_REDIS_URL: REDIS, AURORA_INTERNAL_FORWARD_SECRET: { secretKeyRef: { name: 'f', key: 'f' } } }, tls: { existingSecret: 'shared-tls' } }, /secretsBackend\.type local keeps the stored connector credentials .*for 2 replica\(s\) use secretsBackend\.type vault/],
   ['vault without addr', ['values-minimal.yaml'], { secretsBackend: { type: 'vault', vault: { role: 'r' } } }, /secretsBackend\.vault\.addr is required/],
   ['vault Kubernetes auth without role', ['values-minimal.yaml'], { secretsBackend: { type: 'vault', vault: { addr: 'https://v:8200' } } }, /secretsBackend\.vault\.role is required with authMethod kubernetes/],
   ['vault token auth without token', ['values-minimal.yaml'], { secretsBackend: { type: 'vault', vault: { addr: 'https://v:8200', authMethod: 'token' } } }, /secretsBackend\.vault\.token is required/],
@@ -369,7 +371,9 @@ for (const [what, base, override, re] of RENDER_REJECTS) {
 
 test('more than one replica renders with PostgreSQL and Redis (replicaCount and the autoscaler)', () => {
   const ha = { config: { DATABASE_URL: PG, AURORA_REDIS_URL: REDIS, AURORA_INTERNAL_FORWARD_SECRET: { secretKeyRef: { name: 'f', key: 'f' } } },
-    tls: { existingSecret: 'shared-tls' } };
+    tls: { existingSecret: 'shared-tls' },
+    // replicas cannot share the local backend's store (a file in each pod's data volume)
+    secretsBackend: { type: 'vault', vault: { addr: 'https://vault:8200', role: 'aurora-server' } } };
   assert.strictEqual(one(mustRender(['values-minimal.yaml', w('ha3', { replicaCount: 3, ...ha })]), 'Deployment').spec.replicas, 3);
   assert.strictEqual(objs(mustRender(['values-minimal.yaml', w('hpa', { autoscaling: { enabled: true }, ...ha })]), 'HorizontalPodAutoscaler').length, 1);
 });
@@ -413,7 +417,7 @@ for (const [name, files] of Object.entries(K8S_SCENARIOS)) {
 
 test('objects for the minimal values: ServiceAccount, ConfigMap, Service, Deployment, Ingress; full adds PDB, HPA, ServiceMonitor, NetworkPolicy', () => {
   assert.deepStrictEqual(objs(mustRender(['values-minimal.yaml'])).map((o) => o.kind),
-    ['ServiceAccount', 'ConfigMap', 'Service', 'Deployment', 'Ingress']);
+    ['ServiceAccount', 'ConfigMap', 'PersistentVolumeClaim', 'Service', 'Deployment', 'Ingress']);
   assert.deepStrictEqual(objs(mustRender(['values-full.yaml'])).map((o) => o.kind).sort(),
     ['ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'Ingress', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'ServiceAccount', 'ServiceMonitor']);
   assert.deepStrictEqual(objs(mustRender(['values-sqlite.yaml'])).map((o) => o.kind),
@@ -602,7 +606,7 @@ test('secretsBackend local: AURORA_MASTER_KEY from its Secret; on SQLite with pe
   assert.strictEqual(envValue(s, 'AURORA_DATA_DIR'), '/var/lib/aurora');
 });
 
-test('SQLite: a PersistentVolumeClaim (kept on uninstall) at /var/lib/aurora, one replica, Recreate; existingClaim; emptyDir with PostgreSQL', () => {
+test('SQLite: a PersistentVolumeClaim (kept on uninstall) at /var/lib/aurora, one replica, Recreate; existingClaim; with PostgreSQL a claim only for the local secrets backend', () => {
   const r = mustRender(['values-sqlite.yaml']);
   const pvc = one(r, 'PersistentVolumeClaim');
   assert.deepStrictEqual(pvc.spec, { accessModes: ['ReadWriteOncePod'], storageClassName: 'fast-ssd', resources: { requests: { storage: '5Gi' } } });
@@ -616,7 +620,15 @@ test('SQLite: a PersistentVolumeClaim (kept on uninstall) at /var/lib/aurora, on
   const ex = mustRender(['values-sqlite.yaml', w('claim', { persistence: { existingClaim: 'preexisting-claim' } })]);
   assert.strictEqual(objs(ex, 'PersistentVolumeClaim').length, 0);
   assert.strictEqual(one(ex, 'Deployment').spec.template.spec.volumes.find((v) => v.name === 'data').persistentVolumeClaim.claimName, 'preexisting-claim');
-  const pg = mustRender(['values-minimal.yaml']);
+  // PostgreSQL with the local secrets backend: its store (secrets.db) is in
+  // the data directory, so that outlives the pod too, and one pod at a time
+  const pgLocal = mustRender(['values-minimal.yaml']);
+  const pvcLocal = one(pgLocal, 'PersistentVolumeClaim');
+  assert.deepStrictEqual(one(pgLocal, 'Deployment').spec.template.spec.volumes.find((v) => v.name === 'data').persistentVolumeClaim,
+    { claimName: pvcLocal.metadata.name });
+  assert.deepStrictEqual(one(pgLocal, 'Deployment').spec.strategy, { type: 'Recreate' });
+  // PostgreSQL and a secrets backend elsewhere: nothing in the data directory outlives the pod
+  const pg = mustRender(['values-aws-irsa.yaml']);
   assert.strictEqual(objs(pg, 'PersistentVolumeClaim').length, 0);
   assert.deepStrictEqual(one(pg, 'Deployment').spec.template.spec.volumes.find((v) => v.name === 'data').emptyDir, {});
   assert.deepStrictEqual(one(pg, 'Deployment').spec.strategy, { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });

@@ -125,6 +125,13 @@ eks.amazonaws.com/role-arn annotation given in serviceAccount.annotations. */}}
 {{- if not (include "aurora-server.isSet" .Values.config.DATABASE_URL) }}true{{ end }}
 {{- end }}
 
+{{/* Whether the data directory must outlive the pod: it holds the SQLite
+     database, or the local secrets backend's store (secrets.db, the stored
+     connector credentials), whatever the state database is. */}}
+{{- define "aurora-server.persistData" -}}
+{{- if and .Values.persistence.enabled (or (include "aurora-server.sqlite" .) (eq .Values.secretsBackend.type "local")) }}true{{ end }}
+{{- end }}
+
 {{/* Most replicas that may run: replicaCount, or the autoscaler's maximum. */}}
 {{- define "aurora-server.maxReplicas" -}}
 {{- if .Values.autoscaling.enabled }}{{ int64 .Values.autoscaling.maxReplicas }}{{ else }}{{ int64 .Values.replicaCount }}{{ end }}
@@ -175,6 +182,12 @@ eks.amazonaws.com/role-arn annotation given in serviceAccount.annotations. */}}
 {{- if eq $sb.type "local" }}
 {{- if and (not (include "aurora-server.isSet" $sb.local.masterKey)) (or (gt $max 1) (not (include "aurora-server.sqlite" .)) (not .Values.persistence.enabled)) }}
 {{- fail "secretsBackend.local.masterKey is required (secretKeyRef): without it each pod makes its own master key in a volume that does not outlive it, and the credentials stored under it are lost. Only a single SQLite replica with persistence.enabled may keep the key file" }}
+{{- end }}
+{{- /* The store itself (secrets.db) is in the data volume too, whatever the
+       state database: on PostgreSQL an emptyDir lost every credential at each
+       restart, and replicas each had a store of their own. */}}
+{{- if and (not (include "aurora-server.sqlite" .)) (or (gt $max 1) (not .Values.persistence.enabled)) }}
+{{- fail (printf "secretsBackend.type local keeps the stored connector credentials in the pod's data volume (secrets.db), not in config.DATABASE_URL's database: it needs one replica with persistence.enabled (a PersistentVolumeClaim); for %d replica(s)%s use secretsBackend.type vault or aws_secrets_manager" $max (ternary "" " without persistence" .Values.persistence.enabled)) }}
 {{- end }}
 {{- else if eq $sb.type "vault" }}
 {{- if not $sb.vault.addr }}{{ fail "secretsBackend.vault.addr is required with secretsBackend.type vault" }}{{ end }}
