@@ -21,13 +21,18 @@
 #include "db.h"
 #include "db_sqlite_checkpoint.h"
 #include "db_sqlite_gate.h"
+#include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* The progress handler runs every this many virtual-machine instructions:
  * often enough to stop within a millisecond or so, rarely enough to cost
@@ -454,6 +459,29 @@ static int pragma_value(db_t *db, const char *sql, char *buf, size_t cap)
 
 static void sqlite_close(db_t *db);
 
+/* Creates path 0600 if it does not exist; an existing file of ours that
+ * others may read (created by an older version under the umask) loses
+ * those bits.  A symlink is refused. */
+static int ensure_private_file(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "sqlite: cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 077)) {
+        if (fchmod(fd, st.st_mode & 0700) != 0)
+            log_warn("sqlite: %s is readable by others and cannot be made private: %s", path,
+                     strerror(errno));
+        else
+            log_info("sqlite: %s was readable by others (mode %03o); made private (0600)", path,
+                     (unsigned)(st.st_mode & 0777));
+    }
+    close(fd);
+    return 0;
+}
+
 static int sqlite_open(const char *url, db_t **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -468,6 +496,15 @@ static int sqlite_open(const char *url, db_t **out, char *err, size_t errlen)
     if (!db) {
         snprintf(err, errlen, "sqlite: out of memory");
         return DB_E_OTHER;
+    }
+    /* The state database holds every tenant's incidents, webhook bodies,
+     * audit rows and key hashes: created 0600 here, before SQLite would
+     * create it under the umask (0644 with the usual 022, readable by every
+     * local user when the data directory already existed with 0755).  SQLite
+     * gives its -wal and -shm files the main file's mode. */
+    if (!memory && ensure_private_file(path, err, errlen) != 0) {
+        free(db);
+        return DB_E_CONN;
     }
     /* No SQLITE_OPEN_URI: the path is a file name, never "file:…?opts". */
     int rc = sqlite3_open_v2(

@@ -213,6 +213,34 @@ def test_usage_errors(t):
     check(not os.path.exists(data), "no usage error created the data directory")
 
 
+@test(timeout=60)
+def test_state_database_is_private(t):
+    """The SQLite state database (every tenant's incidents, webhook bodies,
+    audit, key hashes) is 0600 however its directory came to be: created by
+    the operator 0755 beforehand under umask 022, and an older file made
+    0644 is made private on the next open."""
+    data = os.path.join(t.tmp, "pre-made")
+    os.mkdir(data, 0o755)
+    os.chmod(data, 0o755)
+    old = os.umask(0o022)
+    try:
+        rc, out, err = run(t, ["admin", "bootstrap", "--org-name", "perm", "--email", "p@example.invalid"],
+                           data=data)
+    finally:
+        os.umask(old)
+    eq(rc, 0, "bootstrap (%s)" % err)
+    db = os.path.join(data, "aurora.db")
+    eq(oct(os.stat(db).st_mode & 0o777), oct(0o600), "a new aurora.db")
+    for name in os.listdir(data):  # -wal / -shm, if left, take the main file's mode
+        if name.startswith("aurora.db"):
+            eq(oct(os.stat(os.path.join(data, name)).st_mode & 0o077), oct(0), name)
+    os.chmod(db, 0o644)  # as an older version left it
+    rc, out, err = run(t, ["admin", "list-orgs"], data=data)
+    eq(rc, 0, "list-orgs (%s)" % err)
+    eq(oct(os.stat(db).st_mode & 0o777), oct(0o600), "an existing 0644 aurora.db after the next open")
+    contains(err, "made private (0600)", "the change is logged")
+
+
 @test(timeout=120)
 def test_settings_and_failures(t):
     data = os.path.join(t.tmp, "data")
