@@ -178,9 +178,16 @@ OPENSSL_OPTS=(no-shared no-pic no-module no-dso no-engine no-legacy no-tests no-
   no-ui-console no-uplink no-fips no-multiblock no-chacha no-poly1305 no-ocb no-siv no-cmac
   no-blake2 no-rmd160 no-nextprotoneg no-filenames)
 OPENSSL_CFLAGS="-Os -pthread -Wa,--noexecstack -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -fno-unwind-tables"
+# OpenSSL's target for this machine: its assembler is per architecture, and
+# Dockerfile.agent builds for arm64 nodes too (TARGETARCH).
+case "$(dpkg-architecture -qDEB_HOST_ARCH 2>/dev/null || uname -m)" in
+  amd64 | x86_64) OPENSSL_TARGET=linux-x86_64 ;;
+  arm64 | aarch64) OPENSSL_TARGET=linux-aarch64 ;;
+  *) say "no OpenSSL target known for $(uname -m) (amd64 and arm64 are)"; exit 1 ;;
+esac
 # The installed libssl-dev's version is part of the stamp: a Debian security
 # update of OpenSSL makes a build (and a cache entry) from before it stale.
-OSSL_STAMP=$(printf '%s\n' "${OPENSSL_OPTS[*]}" "$OPENSSL_CFLAGS" \
+OSSL_STAMP=$(printf '%s\n' "$OPENSSL_TARGET" "${OPENSSL_OPTS[*]}" "$OPENSSL_CFLAGS" \
   "$($CC -dumpfullversion 2>/dev/null || $CC -dumpversion)" \
   "$(dpkg-query -W -f='${Version}' libssl-dev)" | sha256sum | cut -c1-12)
 OSSL=""
@@ -219,7 +226,7 @@ if [ -z "$OSSL" ]; then
   say "building libssl.a + libcrypto.a from Debian source package openssl $ver (~2 min)"
   OSSL="$B/openssl-$ver"
   (cd "$APT/src/openssl-tree" &&
-   CFLAGS="$OPENSSL_CFLAGS" ./Configure linux-x86_64 --prefix=/nonexistent --openssldir=/usr/lib/ssl \
+   CFLAGS="$OPENSSL_CFLAGS" ./Configure "$OPENSSL_TARGET" --prefix=/nonexistent --openssldir=/usr/lib/ssl \
      "${OPENSSL_OPTS[@]}" -DOPENSSL_SMALL_FOOTPRINT >configure.log 2>&1 &&
    make -j"$(nproc)" build_libs >make.log 2>&1) ||
     { tail -30 "$APT/src/openssl-tree/configure.log" "$APT/src/openssl-tree/make.log" >&2; exit 1; }
