@@ -587,6 +587,30 @@ test('PodDisruptionBudget only when enabled (policy/v1; policy/v1beta1 before Ku
   assert.strictEqual(old.apiVersion, 'policy/v1beta1');
 });
 
+test('NetworkPolicy: on with cloudExec (null follows it), or as set; ingress only to the health/metrics port, egress DNS and all but the metadata endpoints', () => {
+  // off by default (cloud_exec is), on when cloud_exec is, and as set either way
+  assert.strictEqual(objs(mustRender(['values-minimal.yaml']), 'NetworkPolicy').length, 0);
+  const cloud = mustRender(['values-minimal.yaml', writeValues('np-cloud', { cloudExec: { enabled: true } })]);
+  const np = one(cloud, 'NetworkPolicy');
+  assert.deepStrictEqual(np.spec.podSelector, one(cloud, 'Deployment').spec.selector, 'the agent\'s own pods');
+  assert.deepStrictEqual(np.spec.policyTypes, ['Ingress', 'Egress']);
+  assert.deepStrictEqual(np.spec.ingress, [{ ports: [{ port: 8080, protocol: 'TCP' }] }]);
+  assert.deepStrictEqual(np.spec.egress[0], { ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] });
+  assert.deepStrictEqual(np.spec.egress[1], { to: [
+    { ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.0.0/16', '168.63.129.16/32', '100.100.100.200/32'] } },
+    { ipBlock: { cidr: '::/0', except: ['fd00:ec2::254/128'] } }] });
+  assert.strictEqual(objs(mustRender(['values-minimal.yaml', writeValues('np-off', { cloudExec: { enabled: true }, networkPolicy: { enabled: false } })]), 'NetworkPolicy').length, 0);
+  assert.strictEqual(objs(mustRender(['values-minimal.yaml', writeValues('np-on', { networkPolicy: { enabled: true } })]), 'NetworkPolicy').length, 1);
+  // values-full: its own list, a separate metrics port, scrapes from one namespace
+  const rf = mustRender(['values-full.yaml']);
+  const full = one(rf, 'NetworkPolicy');
+  assert.notStrictEqual(rf.values.monitoring.metrics.port, rf.values.agent.healthPort);
+  assert.deepStrictEqual(full.spec.ingress[0].ports.map((p) => p.port), [rf.values.agent.healthPort, rf.values.monitoring.metrics.port]);
+  assert.deepStrictEqual(full.spec.ingress[0].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+  assert.deepStrictEqual(full.spec.egress[1].to[0].ipBlock.except, ['169.254.169.254/32', '10.0.0.10/32']);
+  mustFail(['values-minimal.yaml', writeValues('np-bad', { networkPolicy: { denyCidrs: ['metadata.internal'] } })], /denyCidrs/);
+});
+
 test('ClusterRole rules equal rbac.rules (the read-only default, and a custom list); bound to the agent ServiceAccount', () => {
   const defaults = readYaml(path.join(CHART, 'values.yaml'))[0];
   const r = mustRender(['values-minimal.yaml']);
