@@ -611,6 +611,13 @@ test('NetworkPolicy: on with cloudExec (null follows it), or as set; ingress onl
   mustFail(['values-minimal.yaml', writeValues('np-bad', { networkPolicy: { denyCidrs: ['metadata.internal'] } })], /denyCidrs/);
 });
 
+test('Kubernetes 1.19 (no kube-root-ca.crt ConfigMap): the projected token is refused with what to do; automount renders', () => {
+  mustFail(['values-minimal.yaml'], /kube-root-ca\.crt ConfigMap, which Kubernetes publishes from 1\.20 on \(this cluster: v1\.19\.16\).*set agent\.serviceAccountToken\.mode automount/, { kubeVersion: '1.19.16' });
+  const r = mustRender(['values-minimal.yaml', writeValues('k119', { agent: { serviceAccountToken: { mode: 'automount' } } })], { kubeVersion: '1.19.16' });
+  assert.strictEqual(one(r, 'Deployment').spec.template.spec.automountServiceAccountToken, true);
+  assert.strictEqual(objs(mustRender(['values-minimal.yaml'], { kubeVersion: '1.20.0' }), 'Deployment').length, 1);
+});
+
 test('ClusterRole rules equal rbac.rules (the read-only default, and a custom list); bound to the agent ServiceAccount', () => {
   const defaults = readYaml(path.join(CHART, 'values.yaml'))[0];
   const r = mustRender(['values-minimal.yaml']);

@@ -186,6 +186,9 @@ with a message naming the value to set.
 {{- if and (eq .Values.agent.serviceAccountToken.mode "projected") (lt (int .Values.agent.serviceAccountToken.expirationSeconds) 600) }}
 {{- fail "agent.serviceAccountToken.expirationSeconds must be at least 600 (Kubernetes minimum)" }}
 {{- end }}
+{{- if and (eq .Values.agent.serviceAccountToken.mode "projected") (semverCompare "<1.20-0" .Capabilities.KubeVersion.GitVersion) }}
+{{- fail (printf "agent.serviceAccountToken.mode projected reads the cluster CA from the kube-root-ca.crt ConfigMap, which Kubernetes publishes from 1.20 on (this cluster: %s), so the pod would never start: set agent.serviceAccountToken.mode automount (not with cloudExec.enabled), or upgrade the cluster" .Capabilities.KubeVersion.GitVersion) }}
+{{- end }}
 {{- if and (eq .Values.agent.serviceAccountToken.mode "automount") .Values.cloudExec.enabled }}
 {{- fail "agent.serviceAccountToken.mode automount mounts the kubelet's token world-readable (0644): with cloudExec.enabled a cloud command could read it. Use mode projected (0440, the agent's group only)" }}
 {{- end }}
