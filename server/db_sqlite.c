@@ -466,7 +466,7 @@ static int ensure_private_file(const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        snprintf(err, errlen, "sqlite: cannot open %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "sqlite: unable to open %s: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
