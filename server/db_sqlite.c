@@ -461,24 +461,36 @@ static void sqlite_close(db_t *db);
 
 /* Creates path 0600 if it does not exist; an existing file of ours that
  * others may read (created by an older version under the umask) loses
- * those bits.  A symlink is refused. */
+ * those bits.  Never through a descriptor of an existing file: closing any
+ * descriptor of a file drops every POSIX lock this process holds on it,
+ * and SQLite's other connections to the database hold theirs in this
+ * process (their transactions would silently lose their locks). */
 static int ensure_private_file(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        snprintf(err, errlen, "sqlite: unable to open %s: %s", path, strerror(errno));
-        return -1;
-    }
     struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 077)) {
-        if (fchmod(fd, st.st_mode & 0700) != 0)
+    if (lstat(path, &st) != 0) {
+        if (errno != ENOENT) {
+            snprintf(err, errlen, "sqlite: unable to open %s: %s", path, strerror(errno));
+            return -1;
+        }
+        /* new: nobody can hold a lock on it yet */
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0 && errno != EEXIST) {
+            snprintf(err, errlen, "sqlite: unable to open %s: %s", path, strerror(errno));
+            return -1;
+        }
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    if (S_ISREG(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & 077)) {
+        if (chmod(path, st.st_mode & 0700) != 0)
             log_warn("sqlite: %s is readable by others and cannot be made private: %s", path,
                      strerror(errno));
         else
             log_info("sqlite: %s was readable by others (mode %03o); made private (0600)", path,
                      (unsigned)(st.st_mode & 0777));
     }
-    close(fd);
     return 0;
 }
 
