@@ -396,18 +396,41 @@ def a_quiet_stream_is_not_dropped(t):
         # may wait for the end), once
         if ev == "output" and not state.get("armed"):
             state["armed"] = True
-            # nothing more to send for twice the send timeout: time must pass
-            # here for nothing to happen, so this is the one deliberate wait
+            # The stream now stays silent.  For a send timeout to pass, twice,
+            # without sleeping: a caller that never reads, started after this
+            # stream's last write, is dropped by that timeout (its command is
+            # cancelled at the agent); once two such callers have been dropped
+            # one after the other, this stream has been quiet for longer than
+            # two timeouts and must still be open.
             def later():
-                time.sleep(2 * SEND_TIMEOUT_S + 1)
-                state["ended_at"] = time.monotonic()
-                a.end(seed)
+                try:
+                    wait_two_timeouts()
+                    state["ended_at"] = time.monotonic()
+                except Exception as e:  # noqa: BLE001 — reported by the main thread
+                    state["error"] = e
+                finally:
+                    a.end(seed)
+
+            def wait_two_timeouts():
+                for i in range(2):
+                    ref = "sleeper%d-%s" % (i, rand_tag(4))
+                    sleeper = Sleeper(w, tok["cluster_id"],
+                                      {"args": ["emit", str(2 * MIB), ref, "hold"]}, sse=True)
+                    state.setdefault("sleepers", []).append(sleeper)  # open until dropped
+                    rid = a.exec_of(ref)["id"]
+                    a.wait(lambda e: e.get("event") == "cancel" and e.get("id") == rid,
+                           SEND_TIMEOUT_S + 60, "the never-reading caller %d to be dropped" % i)
             threading.Thread(target=later, daemon=True).start()
         return False
     status, _ = w.kubectl_sse(tok["cluster_id"], {"args": ["emit", "1000", seed, "hold"]},
                               on_event)
     eq(status, 200, "SSE status")
-    check(state["ended_at"] is not None, "the stream lasted until the command ended")
+    for sleeper in state.get("sleepers", []):
+        sleeper.s.close()
+    if state.get("error"):
+        raise state["error"]
+    check(state["ended_at"] is not None, "the stream lasted until two never-reading callers "
+          "had been dropped by the send timeout, and then the command ended")
     check(not st.errors, "no error event", st.errors)
     check(st.result is not None and st.result.get("return_code") == 0,
           "the result after the quiet time", st.result)
