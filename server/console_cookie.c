@@ -23,10 +23,9 @@ const char *console_cookie_name(int secure)
     return secure ? CONSOLE_COOKIE_NAME_SECURE : CONSOLE_COOKIE_NAME;
 }
 
-int console_cookie_session(const char *header, int secure, char *out, size_t cap,
-                           const char **why)
+int console_cookie_find(const char *header, const char *name, char *out, size_t cap,
+                        const char **why)
 {
-    const char *name = console_cookie_name(secure);
     const size_t nl = strlen(name);
     const char *ignored;
     if (!why)
@@ -61,27 +60,33 @@ int console_cookie_session(const char *header, int secure, char *out, size_t cap
             v++;
         size_t vl = (size_t)(end - v);
         if (found) {
-            *why = "more than one session cookie";
+            *why = "the cookie is sent more than once";
             return CONSOLE_COOKIE_MALFORMED;
         }
         found = 1;
         if (vl != CONSOLE_SESSION_ID_LEN) {
-            *why = "the session cookie is not a session id (wrong length)";
+            *why = "the cookie is not one of ours (wrong length)";
             return CONSOLE_COOKIE_MALFORMED;
         }
         for (size_t i = 0; i < vl; i++)
             if (!is_b64url(v[i])) {
-                *why = "the session cookie is not a session id (bad character)";
+                *why = "the cookie is not one of ours (bad character)";
                 return CONSOLE_COOKIE_MALFORMED;
             }
         if (cap <= vl) {
-            *why = "no room for the session id";
+            *why = "no room for the cookie's value";
             return CONSOLE_COOKIE_MALFORMED;
         }
         memcpy(out, v, vl);
         out[vl] = '\0';
     }
     return found ? CONSOLE_COOKIE_FOUND : CONSOLE_COOKIE_ABSENT;
+}
+
+int console_cookie_session(const char *header, int secure, char *out, size_t cap,
+                           const char **why)
+{
+    return console_cookie_find(header, console_cookie_name(secure), out, cap, why);
 }
 
 int console_random_token(char out[CONSOLE_SESSION_ID_LEN + 1])

@@ -37,6 +37,10 @@ const char *console_cookie_name(int secure);
  * CONSOLE_SESSION_ID_LEN + 1 bytes. */
 int console_cookie_session(const char *header, int secure, char *out, size_t cap,
                            const char **why);
+/* The same rules for the cookie called `name` (the OAuth flows' browser
+ * binding, connectors/oauth_binding.h, uses them too). */
+int console_cookie_find(const char *header, const char *name, char *out, size_t cap,
+                        const char **why);
 
 /* A new random session id or CSRF token (CONSOLE_SESSION_ID_LEN chars + NUL). */
 int console_random_token(char out[CONSOLE_SESSION_ID_LEN + 1]);

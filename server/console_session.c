@@ -37,8 +37,10 @@ static int64_t idle_s(const worker_ctx *w)
 }
 
 /* Secure unless the browser talks plain HTTP to this very listener. */
-static int cookie_secure(const worker_ctx *w)
+int console_cookie_secure(const worker_ctx *w)
 {
+    if (!w->cfg)
+        return 1;
     return !w->cfg->plain_http || w->cfg->tls_terminated_by_proxy;
 }
 
@@ -52,7 +54,7 @@ static void session_id_hash(const char *id, char hash[65])
 static int cookie_of(const worker_ctx *w, const http_request *req,
                      char id[CONSOLE_SESSION_ID_LEN + 1], const char **why)
 {
-    return console_cookie_session(http_header_get(req, "cookie"), cookie_secure(w), id,
+    return console_cookie_session(http_header_get(req, "cookie"), console_cookie_secure(w), id,
                                   CONSOLE_SESSION_ID_LEN + 1, why);
 }
 
@@ -101,7 +103,7 @@ static int origin_ok(const worker_ctx *w, const http_request *req)
     char self[300] = "", pub[300] = "", url[300];
     const char *host = http_header_get(req, "host");
     if (host && strlen(host) < 256) {
-        snprintf(url, sizeof(url), "%s://%s", cookie_secure(w) ? "https" : "http", host);
+        snprintf(url, sizeof(url), "%s://%s", console_cookie_secure(w) ? "https" : "http", host);
         if (console_url_origin(url, self, sizeof(self)) < 0)
             self[0] = '\0';
     }
@@ -337,7 +339,7 @@ static void session_create(worker_ctx *w, http_request *req, http_response *resp
         return;
     }
     char cookie[256];
-    console_set_cookie(cookie, sizeof(cookie), id, ttl_s(w), cookie_secure(w));
+    console_set_cookie(cookie, sizeof(cookie), id, ttl_s(w), console_cookie_secure(w));
     explicit_bzero(id, sizeof(id));
     log_info("console session started for user %s in org %s from %s", c.user_id, c.org_id,
              req->peer);
@@ -358,7 +360,7 @@ static void session_get(worker_ctx *w, http_request *req, http_response *resp)
 static void clear_cookie(const worker_ctx *w, http_response *resp)
 {
     char cookie[160];
-    console_set_cookie(cookie, sizeof(cookie), NULL, 0, cookie_secure(w));
+    console_set_cookie(cookie, sizeof(cookie), NULL, 0, console_cookie_secure(w));
     http_resp_add_header(resp, "set-cookie", cookie);
 }
 

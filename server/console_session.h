@@ -30,4 +30,8 @@ int console_session_authenticate(worker_ctx *w, const http_request *req, auth_ct
 
 void console_session_register(void);
 
+/* 1 when this server's cookies must be Secure (and __Host- named): unless
+ * the browser talks plain HTTP to this very listener. */
+int console_cookie_secure(const worker_ctx *w);
+
 #endif

@@ -89,7 +89,7 @@ static void test_cookie_hostile(void **state)
                                             sizeof(v), &why),
                      CONSOLE_COOKIE_MALFORMED);
     assert_non_null(why);
-    assert_non_null(strstr(why, "more than one"));
+    assert_non_null(strstr(why, "more than once"));
     assert_int_equal(parse("aurora_session=" SID ", aurora_session=" SID, v),
                      CONSOLE_COOKIE_MALFORMED); /* joined by a proxy with a comma */
     /* wrong length, empty, oversized */
