@@ -273,6 +273,7 @@ typedef struct {
     char provider[32];
     char redirect_uri[512];
     char extra[512];
+    char browser_hash[65]; /* SHA-256 hex of the browser binding's nonce; "" unbound */
     int64_t expires_at;
 } store_oauth_state;
 

@@ -513,6 +513,15 @@ static const char *const m14_webhook_adopt_key[] = {
     NULL,
 };
 
+/* The browser binding of console-started OAuth flows
+ * (connectors/oauth_binding.h): the SHA-256 hex of the nonce the login
+ * answer put in a cookie; '' for a flow started without a console session
+ * (the frontend's server-side call, an API key). */
+static const char *const m15_oauth_browser_binding[] = {
+    "ALTER TABLE oauth_states ADD COLUMN browser_hash TEXT NOT NULL DEFAULT ''",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -529,6 +538,7 @@ static const migration migrations[] = {
     { 12, m12_connection_owner },
     { 13, m13_console_sessions },
     { 14, m14_webhook_adopt_key },
+    { 15, m15_oauth_browser_binding },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -2,7 +2,8 @@
  * oauth.h.  A state is 32 random bytes, base64url (43 chars); only its
  * SHA-256 is stored, with who asked, for which provider and redirect URI,
  * and an expiry (the connector kit, kit_oauth.c, builds the flow on these).  Taking it is one conditional UPDATE in the store, so it is
- * single-use even when two callbacks (or two replicas) race. */
+ * single-use even when two callbacks (or two replicas) race.  A flow the
+ * console starts is also tied to its browser (oauth_binding.h). */
 #include "oauth.h"
 
 #include <cjson/cJSON.h>
@@ -14,10 +15,14 @@
 
 #include "api_util.h"
 #include "auth.h"
+#include "config.h"
 #include "connector.h"
+#include "console_cookie.h"
+#include "console_session.h"
 #include "kit_oauth.h"
 #include "crypto.h"
 #include "log.h"
+#include "oauth_binding.h"
 
 #define STATE_LEN 43
 #define EC_STATE "OAUTH_STATE_INVALID"
@@ -60,19 +65,38 @@ int oauth_state_new(worker_ctx *w, const auth_ctx *who, const char *provider,
         out[0] = '\0';
         return -1;
     }
-    st.expires_at = (int64_t)time(NULL) + state_ttl(w);
+    /* The browser itself asked (console session): tie the flow to it. */
+    char nonce[CONSOLE_SESSION_ID_LEN + 1] = "";
+    if (who->session) {
+        if (console_random_token(nonce) != 0) {
+            http_resp_error(resp, 500, "INTERNAL", "cannot generate an OAuth state");
+            out[0] = '\0';
+            return -1;
+        }
+        crypto_sha256_hex(nonce, strlen(nonce), st.browser_hash);
+    }
+    int64_t ttl = state_ttl(w);
+    st.expires_at = (int64_t)time(NULL) + ttl;
     int rc = store_oauth_state_create(w->store, hash, &st);
     if (rc == STORE_NOT_FOUND) {
         http_resp_error(resp, 404, "ORG_NOT_FOUND", "organization not found");
         out[0] = '\0';
-        return -1;
-    }
-    if (rc != STORE_OK) {
+    } else if (rc != STORE_OK) {
         api_store_error(w, resp);
         out[0] = '\0';
-        return -1;
+    } else if (nonce[0]) {
+        char cookie[256];
+        if (oauth_binding_set_cookie(cookie, sizeof(cookie), hash, nonce, ttl,
+                                     console_cookie_secure(w)) < 0 ||
+            http_resp_add_header(resp, "set-cookie", cookie) < 0) {
+            http_resp_error(resp, 500, "INTERNAL", "cannot tie the OAuth flow to this browser");
+            out[0] = '\0';
+            rc = STORE_ERR;
+        }
+        OPENSSL_cleanse(cookie, sizeof(cookie));
     }
-    return 0;
+    OPENSSL_cleanse(nonce, sizeof(nonce));
+    return rc == STORE_OK ? 0 : -1;
 }
 
 static int state_well_formed(const char *s)
@@ -93,6 +117,45 @@ static int bad_state(http_response *resp, const char *msg)
 {
     http_resp_error(resp, 400, EC_STATE, "%s", msg);
     return -1;
+}
+
+/* Login CSRF (oauth_binding.h): a flow the console started must end in the
+ * browser that started it; with AURORA_OAUTH_REQUIRE_BOUND_CALLBACK a flow
+ * started otherwise must end in a callback that carries its user's
+ * credentials (the frontend forwarding it).  The state is consumed already:
+ * a refused callback cannot be retried with the same URL.  1 when refused
+ * (resp filled), else 0. */
+static int binding_refused(worker_ctx *w, const http_request *req, const char *provider,
+                           const char *state_hash, const store_oauth_state *st,
+                           http_response *resp)
+{
+    if (!st->browser_hash[0]) {
+        if (req->auth.authenticated || !w->cfg ||
+            !config_bool(&w->cfg->raw, "AURORA_OAUTH_REQUIRE_BOUND_CALLBACK"))
+            return 0;
+        log_warn("OAuth callback for %s refused: the flow was started without a console session"
+                 " and the callback carries no credentials (AURORA_OAUTH_REQUIRE_BOUND_CALLBACK)",
+                 provider);
+        bad_state(resp, "OAuth callback is not tied to the user who started the connection: start it"
+                        " from the Aurora console in this browser, or send the callback with the"
+                        " user's credentials (AURORA_OAUTH_REQUIRE_BOUND_CALLBACK=true)");
+        return 1;
+    }
+    int secure = console_cookie_secure(w);
+    const char *why = NULL;
+    int k = oauth_binding_check(http_header_get(req, "cookie"), state_hash, st->browser_hash,
+                                secure, &why);
+    /* The flow is over either way: its cookie goes. */
+    char clear[256];
+    if (oauth_binding_set_cookie(clear, sizeof(clear), state_hash, NULL, 0, secure) == 0)
+        http_resp_add_header(resp, "set-cookie", clear);
+    if (k == OAUTH_BINDING_OK)
+        return 0;
+    log_warn("OAuth callback for %s refused (user %s of %s started it from the console): %s",
+             provider, st->user_id, st->org_id, why ? why : "binding check failed");
+    bad_state(resp, "OAuth state was issued to another browser: finish the connection in the browser"
+                    " that started it, with the console open at the callback URL's address");
+    return 1;
 }
 
 int oauth_state_take(worker_ctx *w, const http_request *req, const char *provider,
@@ -133,6 +196,8 @@ int oauth_state_take(worker_ctx *w, const http_request *req, const char *provide
         log_warn("OAuth callback for %s with a state issued to another user", provider);
         return bad_state(resp, "OAuth state was issued to another user");
     }
+    if (binding_refused(w, req, provider, hash, &st, resp))
+        return -1;
     snprintf(out->org_id, sizeof(out->org_id), "%s", st.org_id);
     snprintf(out->user_id, sizeof(out->user_id), "%s", st.user_id);
     snprintf(out->provider, sizeof(out->provider), "%s", st.provider);

@@ -507,6 +507,31 @@ function awsCli(motoUrl, ...args) {
   return JSON.parse(r.stdout.toString() || '{}');
 }
 
+
+// Login CSRF: a flow started in one browser (the signed-in console) and
+// finished in another (a victim handed the provider's URL) is refused at the
+// callback; the flow's cookie is HttpOnly, SameSite=Lax and Secure, as the
+// browser stored it.
+test('oauth_flow_finishes_only_in_the_browser_that_started_it', async (t) => {
+  t.allowHttp(/\/callback\?/, 400);
+  const page = await t.page();
+  const ctx = page.context();
+  const r = await ctx.request.get(`${t.world.origin}/login`, { maxRedirects: 0 });
+  assert.equal(r.status(), 302, 'the console starts a Google flow');
+  const provider = r.headers().location;
+  const state = new URL(provider).searchParams.get('state');
+  const name = `__Host-aurora_oauth_${crypto.createHash('sha256').update(state).digest('hex').slice(0, 16)}`;
+  const mine = (await ctx.cookies(t.world.origin)).find((c) => c.name === name);
+  assert.ok(mine, 'the browser that started the flow holds its cookie');
+  assert.deepEqual([mine.httpOnly, mine.secure, mine.sameSite, mine.path], [true, true, 'Lax', '/'], 'cookie flags');
+  const victim = await t.page(await t.context());
+  await victim.goto(provider); // the mock approves and sends this browser to /callback
+  await victim.waitForURL((u) => u.pathname === '/callback');
+  const body = JSON.parse(await victim.locator('body').innerText());
+  assert.equal(body.error_code, 'OAUTH_STATE_INVALID');
+  assert.match(body.error, /another browser/);
+  t.note('a flow started in the console and finished in another browser was refused');
+});
 test('aws_connect_with_the_trust_policy_shown_then_disconnect', async (t) => {
   let aws;
   await inOwnWorld(t, async (w) => {

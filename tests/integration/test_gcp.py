@@ -13,9 +13,11 @@ Peers, none of them this project's code:
 Service account keys are made with the openssl CLI."""
 
 import atexit
+import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -529,6 +531,117 @@ def oauth_redirect_uri_mismatch(t):
     eq((r.status, r.error_code), (400, "REDIRECT_URI_MISMATCH"), "mismatch (%r)" % r)
     contains(r.get("error"), "Redirect URI mismatch", "mismatch")
     contains(r.get("error"), SHARED["redirect"], "names the URI to register")
+
+
+def console_cookie(w, k):
+    """Signs a browser in to the console with key k: its Cookie header."""
+    r = w.request("POST", "/api/console/session", {"api_key": k}, auth=False)
+    eq(r.status, 201, "console sign-in (%r)" % r)
+    sid = re.match(r"__Host-aurora_session=([A-Za-z0-9_-]{43});", r.headers.get("set-cookie", ""))
+    check(sid, "console session cookie", r.headers)
+    return "__Host-aurora_session=" + sid.group(1)
+
+
+BINDING_RE = re.compile(r"^(__Host-aurora_oauth_[0-9a-f]{16})=([A-Za-z0-9_-]{43}); Path=/; Max-Age=600;"
+                        r" HttpOnly; SameSite=Lax; Secure$")
+
+
+def console_login(w, session):
+    """The console's popup: GET /login with the session cookie only.  The
+    provider's URL and the flow's binding cookie ("name=nonce")."""
+    r = w.request("GET", "/login", auth=False, headers={"Cookie": session})
+    eq(r.status, 302, "/login from the console (%r)" % r)
+    m = BINDING_RE.match(r.headers.get("set-cookie", ""))
+    check(m, "the login answer ties the flow to this browser", r.headers)
+    state = urllib.parse.parse_qs(urllib.parse.urlsplit(r.headers["location"]).query)["state"][0]
+    check(m.group(1)[20:] == hashlib.sha256(state.encode()).hexdigest()[:16],
+          "the cookie is named after the state's hash", m.group(1))
+    check(m.group(2) != state, "the nonce is not the state")
+    return r.headers["location"], "%s=%s" % (m.group(1), m.group(2))
+
+
+def gcp_connected(w, k):
+    return w.get("/api/connectors/status", key=k).json["connectors"]["gcp"]["connected"]
+
+
+@test
+def oauth_from_the_console_is_tied_to_its_browser(t):
+    """Login CSRF: a user starts a flow in the console and hands the
+    provider's URL to a victim, whose browser finishes it without the flow's
+    cookie.  Refused, the state spent, nothing stored; the browser that
+    started a flow finishes it."""
+    w, oauth = world()
+    uid, k = fresh_user(w)
+    session = console_cookie(w, k)
+    _, victim_key = fresh_user(w)
+    victim_session = console_cookie(w, victim_key)
+    for who, cookie in (("the victim's own console session", victim_session), ("no cookie", None)):
+        loc, binding = console_login(w, session)
+        back = follow_authorize(loc)
+        r = https_get(w, back, headers={"Cookie": cookie} if cookie else None)
+        eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "%s (%r)" % (who, r))
+        contains(r.get("error"), "another browser", who)
+        contains(r.headers.get("set-cookie", ""), "Max-Age=0", "the flow's cookie is cleared")
+    eq(gcp_connected(w, k), False, "nothing stored for the user who started it")
+    eq(gcp_connected(w, victim_key), False, "nor for the victim")
+    r = https_get(w, back, headers={"Cookie": session + "; " + binding})
+    contains(r.get("error"), "already used", "the refused flow is spent, even for its own browser")
+    # another flow's cookie does not finish this one; its value under this flow's name neither
+    loc_a, binding_a = console_login(w, session)
+    loc_b, binding_b = console_login(w, session)
+    r = https_get(w, follow_authorize(loc_a), headers={"Cookie": binding_b})
+    contains(r.get("error"), "another browser", "flow B's cookie on flow A's callback")
+    loc_a, binding_a = console_login(w, session)
+    forged = binding_a.split("=")[0] + "=" + binding_b.split("=")[1]
+    r = https_get(w, follow_authorize(loc_a), headers={"Cookie": forged})
+    contains(r.get("error"), "another browser", "flow B's nonce under flow A's name")
+    # the browser that started it: connected, and flow B still works beside it
+    loc, binding = console_login(w, session)
+    r = https_get(w, follow_authorize(loc), headers={"Cookie": "theme=dark; %s; %s" % (session, binding)})
+    eq(r.status, 302, "the starting browser's callback (%r)" % r)
+    contains(r.headers.get("location"), "status=connected", "connected")
+    check(r.headers.get("set-cookie", "").startswith(binding.split("=")[0] + "=; Path=/; Max-Age=0;"),
+          "the flow's cookie is cleared", r.headers)
+    eq(gcp_connected(w, k), True, "connected for the user who started it")
+    r = https_get(w, follow_authorize(loc_b), headers={"Cookie": binding_b})
+    eq(r.status, 302, "flow B, started before, still finishes in its browser (%r)" % r)
+
+
+@test
+def oauth_unbound_callbacks_refused_when_required(t):
+    """AURORA_OAUTH_REQUIRE_BOUND_CALLBACK=true: a flow started without a
+    console session (API key, the frontend's server-side call) finishes only
+    in a callback that carries its user's credentials."""
+    w0, oauth = world()
+    env = dict(w0.extra_env)
+    w = t.world("bound", start=False)
+    redirect = "https://127.0.0.1:%d/callback" % w.port
+    env.update({"GCP_REDIRECT_URI": redirect, "AURORA_OAUTH_REQUIRE_BOUND_CALLBACK": "true"})
+    w.extra_env.update(env)
+    w.start()
+    w.bootstrap()
+    oauth.op(op="register", redirect_uri=redirect)
+    try:
+        uid, k = w.new_user()
+        loc, _ = start_login(w, k)
+        r = https_get(w, follow_authorize(loc))
+        eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "unbound, no credentials (%r)" % r)
+        contains(r.get("error"), "AURORA_OAUTH_REQUIRE_BOUND_CALLBACK", "says which setting")
+        eq(gcp_connected(w, k), False, "nothing stored")
+        _, k2 = w.new_user()
+        loc, _ = start_login(w, k)
+        r = https_get(w, follow_authorize(loc), key=k2)
+        contains(r.get("error"), "another user", "another user's credentials")
+        loc, _ = start_login(w, k)
+        r = https_get(w, follow_authorize(loc), key=k)
+        eq(r.status, 302, "the user's own credentials with the callback (%r)" % r)
+        eq(gcp_connected(w, k), True, "connected")
+        loc, binding = console_login(w, console_cookie(w, k2))
+        r = https_get(w, follow_authorize(loc), headers={"Cookie": binding})
+        eq(r.status, 302, "a console flow in its browser (%r)" % r)
+        eq(gcp_connected(w, k2), True, "connected from the console")
+    finally:
+        oauth.op(op="register", redirect_uri=SHARED["redirect"])
 
 
 @test

@@ -2,7 +2,8 @@
  * rules, form encoding, bounded requests), server/jwt.c (RS256 signatures
  * checked with OpenSSL's verifier, service account key validation),
  * server/connectors/oauth.c (state values: single use, expiry, provider and user
- * binding) and cloud_creds (connectors.c). */
+ * binding, and the browser binding of a flow a console session starts) and
+ * cloud_creds (connectors.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -389,6 +390,125 @@ static void test_oauth_state(void **state)
     buf_free(&resp.body);
 }
 
+/* A flow a console session starts is tied to that browser: the login
+ * answer sets a cookie named after the state, holding a nonce whose hash
+ * the state row keeps; the callback without that cookie (the victim's
+ * browser in a login CSRF), or with another flow's, is refused and the
+ * state is spent; with it, the flow goes on and the cookie is cleared. */
+static void resp_free(http_response *r)
+{
+    buf_free(&r->body);
+    for (int i = 0; i < r->nextra; i++) {
+        free(r->extra[i].name);
+        free(r->extra[i].value);
+    }
+    memset(r, 0, sizeof(*r));
+}
+
+static const char *resp_header(const http_response *r, const char *name)
+{
+    for (int i = 0; i < r->nextra; i++)
+        if (!strcmp(r->extra[i].name, name))
+            return r->extra[i].value;
+    return NULL;
+}
+
+/* A state started from a console session; cookie gets "name=nonce". */
+static void new_bound_state(oauth_fx *f, const store_user *u, char out[64], char cookie[128])
+{
+    auth_ctx a = who_of(f, u);
+    a.session = 1;
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(oauth_state_new(&f->w, &a, "gcp", "http://localhost:5080/callback", NULL, out,
+                                     &resp),
+                     0);
+    const char *sc = resp_header(&resp, "set-cookie");
+    assert_non_null(sc);
+    assert_non_null(strstr(sc, "; HttpOnly; SameSite=Lax; Secure"));
+    size_t n = strcspn(sc, ";");
+    assert_true(n < 128);
+    memcpy(cookie, sc, n);
+    cookie[n] = '\0';
+    assert_memory_equal(cookie, "__Host-aurora_oauth_", 20);
+    /* the name is the state's hash's, the nonce is neither the state nor its hash */
+    char h[65];
+    crypto_sha256_hex(out, strlen(out), h);
+    assert_memory_equal(cookie + 20, h, 16);
+    assert_null(strstr(cookie, out));
+    resp_free(&resp);
+}
+
+static int take_with_cookie(oauth_fx *f, const char *s, const char *cookie, char *msg, size_t cap,
+                            char *set_cookie, size_t sc_cap)
+{
+    char args[128];
+    int n = snprintf(args, sizeof(args), "state=%s", s);
+    http_header h = { .name = "cookie", .value = (char *)cookie };
+    http_request req;
+    memset(&req, 0, sizeof(req));
+    req.query = args;
+    req.query_len = (size_t)n + 1;
+    req.headers = cookie ? &h : NULL;
+    req.nheaders = cookie ? 1 : 0;
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    oauth_state_info info;
+    int rc = oauth_state_take(&f->w, &req, "gcp", &info, &resp);
+    snprintf(msg, cap, "%.*s", (int)buf_pending(&resp.body), buf_head(&resp.body));
+    const char *sc = resp_header(&resp, "set-cookie");
+    snprintf(set_cookie, sc_cap, "%s", sc ? sc : "");
+    if (rc < 0)
+        assert_int_equal(resp.status, 400);
+    else
+        assert_string_equal(info.user_id, f->u1.id);
+    resp_free(&resp);
+    return rc;
+}
+
+static void test_oauth_state_browser_binding(void **state)
+{
+    oauth_fx *f = *state;
+    char s1[64], s2[64], c1[128], c2[128], msg[512], sc[256];
+
+    /* the victim's browser: no cookie of this flow */
+    new_bound_state(f, &f->u1, s1, c1);
+    assert_int_equal(take_with_cookie(f, s1, NULL, msg, sizeof(msg), sc, sizeof(sc)), -1);
+    assert_non_null(strstr(msg, "another browser"));
+    assert_non_null(strstr(sc, "Max-Age=0"));
+    /* spent: the attacker cannot finish it in their own browser afterwards */
+    assert_int_equal(take_with_cookie(f, s1, c1, msg, sizeof(msg), sc, sizeof(sc)), -1);
+    assert_non_null(strstr(msg, "already used"));
+
+    /* another flow's cookie, as is and with its value under this flow's name */
+    new_bound_state(f, &f->u1, s1, c1);
+    new_bound_state(f, &f->u1, s2, c2);
+    assert_int_equal(take_with_cookie(f, s1, c2, msg, sizeof(msg), sc, sizeof(sc)), -1);
+    assert_non_null(strstr(msg, "another browser"));
+    char forged[256];
+    snprintf(forged, sizeof(forged), "%.36s%s", c1, strchr(c2, '='));
+    assert_int_equal(take_with_cookie(f, s2, c2, msg, sizeof(msg), sc, sizeof(sc)), 0);
+    new_bound_state(f, &f->u1, s1, c1);
+    snprintf(forged, sizeof(forged), "%.36s%s", c1, strchr(c2, '='));
+    assert_int_equal(take_with_cookie(f, s1, forged, msg, sizeof(msg), sc, sizeof(sc)), -1);
+    assert_non_null(strstr(msg, "another browser"));
+
+    /* the browser that started it, beside other cookies: accepted, cookie cleared */
+    new_bound_state(f, &f->u1, s1, c1);
+    char jar[512];
+    snprintf(jar, sizeof(jar), "theme=dark; %s; other=1", c1);
+    assert_int_equal(take_with_cookie(f, s1, jar, msg, sizeof(msg), sc, sizeof(sc)), 0);
+    assert_memory_equal(sc, c1, 36);
+    assert_non_null(strstr(sc, "=; Path=/; Max-Age=0;"));
+
+    /* a flow started without a session (API key, the frontend's server-side
+     * call) sets no cookie and needs none (AURORA_OAUTH_REQUIRE_BOUND_CALLBACK
+     * is off by default; tests/integration/test_oauth_binding.py turns it on) */
+    new_state(f, &f->u1, "gcp", s1);
+    assert_int_equal(take_with_cookie(f, s1, NULL, msg, sizeof(msg), sc, sizeof(sc)), 0);
+    assert_string_equal(sc, "");
+}
+
 /* ---- cloud_creds ---------------------------------------------------------------------- */
 
 static void test_cloud_creds(void **state)
@@ -438,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_jwt_rs256),
         cmocka_unit_test(test_sa_key_parse),
         cmocka_unit_test_setup_teardown(test_oauth_state, oauth_setup, oauth_teardown),
+        cmocka_unit_test_setup_teardown(test_oauth_state_browser_binding, oauth_setup, oauth_teardown),
         cmocka_unit_test(test_cloud_creds),
     };
     return cmocka_run_group_tests_name("connectors", tests, NULL, NULL);
