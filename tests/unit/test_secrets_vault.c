@@ -526,12 +526,15 @@ static void test_down_backend(void **state)
     put_ok(s, "aurora/down/1", "before", 6);
     int port = F.port;
     stop_fixture();
-    long long t0 = ph_now_ms();
+    /* Quick: the refused connection is the answer, no wait for the timeout
+     * (the message says which of the two it was). */
     expect_get_error(s, "aurora/down/1", SECRETS_E_UNAVAILABLE, "unreachable");
+    expect_get_error(s, "aurora/down/1", SECRETS_E_UNAVAILABLE, "Couldn't connect");
     char err[512];
     assert_int_equal(secrets_put(s, "aurora/down/2", "x", 1, err, sizeof(err)),
                      SECRETS_E_UNAVAILABLE);
-    assert_true(ph_now_ms() - t0 < 4000);
+    assert_non_null(strstr(err, "Couldn't connect"));
+    assert_null(strstr(err, "timed out"));
     /* Back on the same address (a fresh, empty Vault here). */
     assert_int_equal(start_fixture(port, 3600), 0);
     put_ok(s, "aurora/down/1", "after", 5);
