@@ -27,7 +27,8 @@ static struct {
     char version[96];
     char mode[16];
     atomic_int state;
-    atomic_uint_fast64_t connects, reconnects, denials;
+    atomic_uint_fast64_t connects, reconnects, denials, pauses;
+    atomic_int reading_paused;
     atomic_uint_fast64_t commands[MK__N][MR__N];
     atomic_uint_fast64_t hist[MK__N][NBUCKETS + 1]; /* non-cumulative; last = +Inf */
     atomic_uint_fast64_t hist_count[MK__N];
@@ -114,6 +115,14 @@ void metrics_bytes(int channel, int64_t n)
 void metrics_policy_denial(void)
 {
     atomic_fetch_add_explicit(&M.denials, 1, memory_order_relaxed);
+}
+
+void metrics_reading_paused(int paused)
+{
+    if (paused && !atomic_exchange(&M.reading_paused, 1))
+        atomic_fetch_add_explicit(&M.pauses, 1, memory_order_relaxed);
+    else if (!paused)
+        atomic_store(&M.reading_paused, 0);
 }
 
 void metrics_state_set(metrics_state s)
@@ -247,6 +256,13 @@ char *metrics_render(size_t *len)
     head(&b, "aurora_agent_policy_denials_total", "counter",
          "Commands refused by the agent's command policy.");
     out(&b, "aurora_agent_policy_denials_total %llu\n", ld(&M.denials));
+    head(&b, "aurora_agent_reading_paused", "gauge",
+         "1 while the server is not reading what the agent sends and the agent has stopped "
+         "reading requests until it does.");
+    out(&b, "aurora_agent_reading_paused %d\n", atomic_load(&M.reading_paused));
+    head(&b, "aurora_agent_reading_pauses_total", "counter",
+         "Times the agent stopped reading requests because the server was not reading.");
+    out(&b, "aurora_agent_reading_pauses_total %llu\n", ld(&M.pauses));
 
     if (atomic_load(&M.sandbox_set)) {
         head(&b, "aurora_agent_sandbox_landlock_abi", "gauge",

@@ -12,6 +12,10 @@
  *   aurora_agent_commands_in_flight                         gauge
  *   aurora_agent_output_bytes_total{channel}                counter, stdout|stderr bytes streamed / sent
  *   aurora_agent_policy_denials_total                       counter
+ *   aurora_agent_reading_paused                             gauge 0/1: the server is not reading
+ *                                                           what the agent sends, so the agent
+ *                                                           has stopped reading requests
+ *   aurora_agent_reading_pauses_total                       counter, times reading was paused
  *   aurora_agent_sandbox_landlock_abi                       gauge, the kernel's Landlock ABI (0: none)
  *   aurora_agent_sandbox_isolation{layer}                   gauge 0/1: filesystem|network|scoped
  *                                                           (Landlock rules in force), uid (a uid per command)
@@ -58,6 +62,8 @@ metrics_result metrics_result_of(const char *error_code, int return_code);
 void metrics_in_flight(int delta);
 void metrics_bytes(int channel /* 1 stdout, 2 stderr */, int64_t n);
 void metrics_policy_denial(void);
+/* Reading the tunnel paused (1: counted) or resumed (0), tunnel.c. */
+void metrics_reading_paused(int paused);
 void metrics_state_set(metrics_state s);
 void metrics_connected(void);   /* counts a successful connection */
 void metrics_reconnect(void);   /* counts a reconnect attempt scheduled */

@@ -175,6 +175,7 @@ static void rx_flow_update(agent_tunnel *t)
     if (pause == t->rx_paused)
         return;
     t->rx_paused = pause;
+    metrics_reading_paused(pause);
     int64_t now = now_ms();
     if (pause) {
         t->last_drain = now;
@@ -363,6 +364,7 @@ static void new_session(agent_tunnel *t)
     t->close_reason[0] = '\0';
     t->established = t->got_connected = t->killing = t->closing = t->close_1009 = 0;
     t->rx_paused = 0; /* a new connection reads; the queue was reset with it */
+    metrics_reading_paused(0);
     t->pauses = t->refused = t->ignored = t->refusal_lines = 0;
     t->refusal_window = 0;
     t->v2 = 0;

@@ -25,6 +25,7 @@ import secrets
 import subprocess
 import threading
 import time
+import urllib.request
 
 from harness import (AGENT_BIN, FIXTURES, NODE, NodePeer, RssSampler, _base_env, _san_env, check,
                      eq, free_port, main, test, vm_rss_kib, wait_until)
@@ -90,19 +91,34 @@ def start_agent(t, peer, dialect, extra_env=None):
                 " *) echo \"$@\" ;; esac\n")
     os.chmod(kubectl, 0o755)
     env = _base_env(os.path.join(d, "home"))
+    health_port = free_port()
     env.update({
         "NEXT_PUBLIC_WEBSOCKET_URL": "ws://127.0.0.1:%d/kubectl-agent" % peer.port,
         "AURORA_ALLOW_INSECURE_WS": "true",
         "AURORA_AGENT_TOKEN": token,
-        "AURORA_HEALTH_PORT": str(free_port()),
+        "AURORA_HEALTH_PORT": str(health_port),
         "AURORA_KUBECTL_PATH": kubectl,
         "AURORA_LOG_LEVEL": "info",
     })
     env.update(extra_env or {})
     env.update(_san_env(os.path.join(d, "san")))
     env["ASAN_OPTIONS"] += ":" + SMALL_QUARANTINE
-    return t.spawn("agent-" + dialect, [AGENT_BIN], env, os.path.join(d, "agent.log"),
-                   os.path.join(d, "san"), cwd=d)
+    p = t.spawn("agent-" + dialect, [AGENT_BIN], env, os.path.join(d, "agent.log"),
+                os.path.join(d, "san"), cwd=d)
+    p.health_port = health_port
+    return p
+
+
+def reading(agent):
+    """The agent's own account on /metrics: (reading_paused, reading_pauses_total)."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % agent.health_port, timeout=10) as r:
+        text = r.read().decode()
+    got = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("aurora_agent_reading_paused", "aurora_agent_reading_pauses_total"):
+            got[name] = int(value)
+    return got.get("aurora_agent_reading_paused"), got.get("aurora_agent_reading_pauses_total")
 
 
 PAUSED = "no more requests are read until they drain"
@@ -159,6 +175,9 @@ def v2_flood_from_a_deaf_server_is_held_at_the_socket(t):
         wait_until(lambda: peer.report()["buffered"] >= 1 << 20, 60, 0.1,
                    "the server's flood to be held back by TCP")
         check_rss(t, rss, "flood held")
+        paused, pauses = reading(agent)
+        eq(paused, 1, "/metrics: aurora_agent_reading_paused while the server does not read")
+        check(pauses >= 1, "/metrics: the pause counted (%r)" % pauses)
 
         peer.cmd(op="stop")
         peer.cmd(op="read")
@@ -170,6 +189,9 @@ def v2_flood_from_a_deaf_server_is_held_at_the_socket(t):
     eq(rep["n"], 1, "served on the same connection")
     eq(rep["exec_ends"], rep["execs"] + 1, "an exec_end for every exec sent (and the probe)")
     check_rss(t, rss, "flood held, then drained")
+    paused, pauses_after = reading(agent)
+    eq(paused, 0, "/metrics: reading again once the server read the backlog")
+    check(pauses_after >= pauses, "/metrics: the counter never goes back")
     # the refusals are logged at a bounded rate, not one line each
     lines = refusal_lines(agent)
     check(lines <= refusal_line_bound(t0),
@@ -196,6 +218,9 @@ def a_deaf_server_that_never_drains_is_dropped_as_silent(t):
         check_rss(t, rss, "flood held until the connection was dropped")
     peer.cmd(op="send", msg={"type": "exec", "id": PROBE_ID, "argv": ["version"]})
     ans = peer.wait(lambda e: e.get("event") == "answer", 60, "the probe's exec_end")
+    paused, pauses = reading(agent)
+    eq(paused, 0, "/metrics: the new connection reads")
+    check(pauses >= 1, "/metrics: the dropped connection's pause counted (%r)" % pauses)
     eq(ans.get("n"), 2, "answered on the new connection")
     eq(ans["msg"].get("return_code"), 0, "the probe ran (%r)" % ans)
     check(agent.alive(), "the agent is running")

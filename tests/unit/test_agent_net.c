@@ -810,6 +810,11 @@ static void test_metrics_render(void **state)
     metrics_in_flight(-1);
     metrics_bytes(1, 1000);
     metrics_bytes(2, 24);
+    /* paused twice (a repeat while paused is one pause), resumed, paused again */
+    metrics_reading_paused(1);
+    metrics_reading_paused(1);
+    metrics_reading_paused(0);
+    metrics_reading_paused(1);
     size_t n = 0;
     char *t = metrics_render(&n);
     assert_non_null(t);
@@ -836,6 +841,8 @@ static void test_metrics_render(void **state)
         "aurora_agent_output_bytes_total{channel=\"stdout\"} 1000\n",
         "aurora_agent_output_bytes_total{channel=\"stderr\"} 24\n",
         "aurora_agent_policy_denials_total 1\n",
+        "# TYPE aurora_agent_reading_paused gauge\naurora_agent_reading_paused 1\n",
+        "# TYPE aurora_agent_reading_pauses_total counter\naurora_agent_reading_pauses_total 2\n",
         "# HELP process_resident_memory_bytes",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
