@@ -824,6 +824,26 @@ test('NOTES.txt: the guide\'s verification commands for the release namespace an
   assert.ok(!r.notes.includes('uidSeparation'));
 });
 
+test('NOTES.txt: warns when cloudExec\'s concurrent CLIs outgrow the memory limit, reading the quantity as Kubernetes does', () => {
+  const notes = (name, v) => mustRender(['values-minimal.yaml', writeValues(name, v)]).notes;
+  const on = (agent) => ({ cloudExec: { enabled: true }, agent });
+  // the defaults: 16 at once against 1Gi
+  const d = notes('mem-default', on({}));
+  assert.match(d, /WARNING: cloudExec is enabled with agent\.maxConcurrent 16: /);
+  assert.match(d, /The memory limit\s+1Gi \(1024 MiB\) is below 64 MiB \+ 16 x 128 MiB = 2112 MiB/);
+  const lim = (memory, maxConcurrent = 16) => notes(`mem-${memory}-${maxConcurrent}`.replace(/[^A-Za-z0-9-]/g, '_'),
+    on({ maxConcurrent, resources: { limits: { memory } } }));
+  for (const [q, mib] of [['1500M', 1430], ['2147483648', 2048], ['1.5Gi', 1536], ['2000000k', 1907]]) {
+    assert.match(lim(q), new RegExp(`\\(${mib} MiB\\) is below`), q);
+  }
+  for (const q of ['3G', '2112Mi', '3Gi', '1Ti']) assert.ok(!lim(q).includes('WARNING: cloudExec'), q);
+  assert.ok(!lim('1Gi', 4).includes('WARNING: cloudExec'), '4 at once fit in 1Gi');
+  assert.ok(!lim('lots').includes('WARNING: cloudExec'), 'a quantity it cannot read: no guess');
+  assert.ok(!notes('mem-off', { agent: { resources: { limits: { memory: '256Mi' } } } }).includes('WARNING: cloudExec'),
+    'cloudExec disabled: kubectl only');
+  assert.ok(!mustRender(['values-full.yaml']).notes.includes('WARNING: cloudExec'), '8 at once in 2Gi');
+});
+
 test('namespaced objects are in the release namespace; ClusterRole/Binding are cluster-scoped', () => {
   const r = mustRender(['values-full.yaml'], { namespace: 'aurora' });
   for (const o of objs(r)) {

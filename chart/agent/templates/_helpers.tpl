@@ -307,3 +307,17 @@ seccomp, stay as given). Needs the baseline Pod Security Standard.
 {{- end }}
 {{- if $sc }}{{ toYaml $sc }}{{ end }}
 {{- end }}
+
+{{/*
+The agent container's memory limit in MiB (rounded down): Kubernetes quantities with a
+binary (Ki Mi Gi Ti) or decimal (k M G T) suffix, or plain bytes. 0 when there is no
+limit or it is written some other way (the NOTES then stay silent rather than guess).
+*/}}
+{{- define "aurora-agent.memoryLimitMiB" -}}
+{{- $limits := (.Values.agent.resources | default dict).limits | default dict }}
+{{- $q := toString (index $limits "memory" | default "") }}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
+{{- $perUnit := dict "" 0.00000095367431640625 "Ki" 0.0009765625 "Mi" 1.0 "Gi" 1024.0 "Ti" 1048576.0 "k" 0.00095367431640625 "M" 0.95367431640625 "G" 953.67431640625 "T" 976562.5 }}
+{{- $unit := trimPrefix $num $q }}
+{{- if and $num (hasKey $perUnit $unit) }}{{ floor (mulf (float64 $num) (get $perUnit $unit)) | int64 }}{{ else }}0{{ end }}
+{{- end }}
