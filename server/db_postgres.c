@@ -29,7 +29,7 @@
  * that itself (statement_timeout, DB_E_TIMEOUT on a usable connection), and
  * a client deadline shortly after it drops a connection that has not
  * answered at all (DB_E_TIMEOUT, then the same rules as a lost connection).
- * Deadlines bound one call; db_breaker.h bounds the rest: once a call could
+ * Deadlines bound one call; breaker.h bounds the rest: once a call could
  * not reach the database, the other handles fail at once while one call at
  * a time tries it, instead of each waiting out its own deadline.
  *
@@ -38,7 +38,7 @@
  * (which can carry a password).
  */
 #include "db.h"
-#include "db_breaker.h"
+#include "breaker.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
@@ -65,9 +65,9 @@ struct db {
     /* The connection died inside a transaction the caller has not ended. */
     int tx_lost;
     /* Shared with every handle on this database: fail fast while it does
-     * not answer (db_breaker.h).  May be NULL. */
-    db_breaker *breaker;
-    db_outcome outcome; /* what the current call learned, for the breaker */
+     * not answer (breaker.h).  May be NULL. */
+    breaker *breaker;
+    breaker_outcome outcome; /* what the current call learned, for the breaker */
     char err[512];
 };
 
@@ -431,11 +431,11 @@ static int reconnect(db_t *db)
 {
     int e = connect_within(db);
     if (e == DB_OK) {
-        db->outcome = DB_REACHED;
+        db->outcome = BREAKER_REACHED;
         return DB_OK;
     }
     if (e != DB_E_OTHER) /* not: out of memory, or a database this server cannot use */
-        db->outcome = DB_UNREACHABLE;
+        db->outcome = BREAKER_UNREACHABLE;
     char msg[sizeof(db->err)];
     snprintf(msg, sizeof(msg), "%s", db->err);
     set_err(db, "postgres: connection lost and cannot reconnect: %s", msg);
@@ -515,7 +515,7 @@ static int map_error(db_t *db, PGresult *res, const char *what, int was_in_tx)
 static int timed_out(db_t *db, enum stmt_kind kind, const char *what, int was_in_tx)
 {
     drop_connection(db);
-    db->outcome = DB_UNREACHABLE;
+    db->outcome = BREAKER_UNREACHABLE;
     if (kind == STMT_COMMIT) {
         set_err(db, "postgres COMMIT: no answer within %d ms; the connection was dropped and "
                     "the transaction rolled back unless the commit reached the server first",
@@ -605,7 +605,7 @@ static int run_statement(db_t *db, const char *sql, enum stmt_kind kind, const d
     if (e == DB_E_TIMEOUT)
         return timed_out(db, kind, what, was_in_tx);
 
-    db->outcome = DB_REACHED;
+    db->outcome = BREAKER_REACHED;
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         /* A lost COMMIT has an unknown outcome unless the transaction was
@@ -614,7 +614,7 @@ static int run_statement(db_t *db, const char *sql, enum stmt_kind kind, const d
         e = map_error(db, res, kind == STMT_COMMIT ? "COMMIT" : what,
                       was_in_tx && kind != STMT_ROLLBACK);
         if (e == DB_E_CONN) /* lost, or the server is shutting down (08xxx, 57P0x) */
-            db->outcome = DB_UNREACHABLE;
+            db->outcome = BREAKER_UNREACHABLE;
         if (e == DB_E_CONN && kind == STMT_COMMIT && db->tx_lost) {
             db->tx_lost = 0;
             set_err(db, "postgres COMMIT: connection lost while committing; the transaction "
@@ -662,14 +662,14 @@ static int run(db_t *db, const char *sql, const db_param *p, size_t np, PGresult
     int probe = 0;
     if (!db->conn || !in_transaction(db)) {
         char why[200];
-        if (!db_breaker_admit(db->breaker, &probe, why, sizeof(why))) {
+        if (!breaker_admit(db->breaker, &probe, why, sizeof(why))) {
             set_err(db, "postgres %s: %s", what, why);
             return DB_E_CONN;
         }
     }
-    db->outcome = DB_NOT_ASKED;
+    db->outcome = BREAKER_NOT_ASKED;
     int e = run_statement(db, sql, kind, p, np, out, what);
-    db_breaker_report(db->breaker, probe, db->outcome, db->err);
+    breaker_report(db->breaker, probe, db->outcome, db->err);
     return e;
 }
 
@@ -743,7 +743,7 @@ static void free_db(db_t *db)
 {
     if (db->conn)
         PQfinish(db->conn);
-    db_breaker_put(db->breaker);
+    breaker_put(db->breaker);
     if (db->url) {
         explicit_bzero(db->url, strlen(db->url));
         free(db->url);
@@ -768,11 +768,11 @@ static int pg_open(const char *url, db_t **out, char *err, size_t errlen)
     db->statement_ms = lim.statement_ms;
     db->connect_ms = lim.connect_ms;
     /* A probe's turn: a reconnect, then a statement, each with its grace. */
-    db->breaker = db_breaker_get(url, lim.connect_ms + lim.statement_ms + 2 * CLIENT_GRACE_MS);
+    db->breaker = breaker_get(BREAKER_STORE, url, "the database", lim.connect_ms + lim.statement_ms + 2 * CLIENT_GRACE_MS);
     /* Opening is not refused (start-up, the admin CLI), but what it learns counts. */
     int e = connect_within(db);
-    db_breaker_report(db->breaker, 0, e == DB_OK ? DB_REACHED
-                                      : e == DB_E_OTHER ? DB_NOT_ASKED : DB_UNREACHABLE,
+    breaker_report(db->breaker, 0, e == DB_OK ? BREAKER_REACHED
+                                      : e == DB_E_OTHER ? BREAKER_NOT_ASKED : BREAKER_UNREACHABLE,
                       db->err);
     if (e != DB_OK) {
         snprintf(err, errlen, "%s", db->err);

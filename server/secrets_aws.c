@@ -45,6 +45,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "breaker.h"
 #include "crypto.h"
 #include "http_client.h"
 #include "secrets_aws_sts.h"
@@ -78,6 +79,7 @@ typedef struct {
     atomic_uint attempts;
     int last_rc;
     char last_err[300];
+    breaker *breaker; /* fails calls fast while the endpoint does not answer (breaker.h) */
 } aws_t;
 
 static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -96,6 +98,7 @@ static void aws_close(void *impl)
         return;
     if (a->web_identity)
         pthread_mutex_destroy(&a->mu);
+    breaker_put(a->breaker);
     secret_free_n(a, sizeof(*a));
 }
 
@@ -205,6 +208,11 @@ static int aws_open(const secrets_config *cfg, void **impl, char *err, size_t er
         return SECRETS_E_INVALID;
     }
     a->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : SECRETS_DEFAULT_TIMEOUT_MS;
+    /* Shared by every handle on this endpoint; a probe may take one timeout
+     * and the retries' backoff. */
+    char label[600];
+    snprintf(label, sizeof(label), "AWS Secrets Manager at %s", a->endpoint);
+    a->breaker = breaker_get(BREAKER_SECRETS, a->endpoint, label, (int)a->timeout_ms + 5000);
     *impl = a;
     return SECRETS_OK;
 }
@@ -376,7 +384,16 @@ static int call_with(aws_t *a, const aws_creds *c, const char *action, const cha
                       .timeout_ms = a->timeout_ms,
                       .aws_sigv4 = a->sigv4,
                       .userpwd = c->userpwd };
-    int rc = SECRETS_E_UNAVAILABLE;
+    int rc = SECRETS_E_UNAVAILABLE, probe = 0, reached = 0;
+    char why[192];
+    if (!breaker_admit(a->breaker, &probe, why, sizeof(why))) {
+        memset(e, 0, sizeof(*e));
+        memset(resp, 0, sizeof(*resp));
+        say(err, errlen, "AWS Secrets Manager at %s %s", a->endpoint, why);
+        if (c->session_token[0])
+            OPENSSL_cleanse(tokhdr, sizeof(tokhdr));
+        return SECRETS_E_UNAVAILABLE;
+    }
     for (int attempt = 1; attempt <= AWS_ATTEMPTS; attempt++) {
         memset(e, 0, sizeof(*e));
         if (attempt > 1)
@@ -388,6 +405,7 @@ static int call_with(aws_t *a, const aws_creds *c, const char *action, const cha
                 break;
             continue;
         }
+        reached = 1;
         if (resp->status == 200) {
             rc = SECRETS_OK;
             break;
@@ -404,6 +422,9 @@ static int call_with(aws_t *a, const aws_creds *c, const char *action, const cha
             say(err, errlen, "%s: throttled by AWS (%s) after %d attempts", action, e->type,
                 AWS_ATTEMPTS);
     }
+    /* Any HTTP answer (throttling and 5xx included) is the endpoint answering. */
+    breaker_report(a->breaker, probe, reached ? BREAKER_REACHED : BREAKER_UNREACHABLE,
+                   reached ? NULL : err);
     if (c->session_token[0])
         OPENSSL_cleanse(tokhdr, sizeof(tokhdr));
     return rc;

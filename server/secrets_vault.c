@@ -37,6 +37,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "breaker.h"
 #include "crypto.h"
 #include "http_client.h"
 #include "utf8.h"
@@ -58,6 +59,7 @@ typedef struct {
     char token[2048];
     time_t token_expiry; /* 0: does not expire (or unknown) */
     long timeout_ms;
+    breaker *breaker; /* fails calls fast while Vault does not answer (breaker.h) */
 } vault_t;
 
 static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -99,6 +101,7 @@ static void vault_close(void *impl)
     if (!v)
         return;
     OPENSSL_cleanse(v->token, sizeof(v->token));
+    breaker_put(v->breaker);
     pthread_mutex_destroy(&v->mu);
     free(v);
 }
@@ -149,6 +152,11 @@ static int vault_open(const secrets_config *cfg, void **impl, char *err, size_t 
         snprintf(v->prefix, sizeof(v->prefix), "%s%s", prefix, prefix[0] ? "/" : "");
         snprintf(v->cacert, sizeof(v->cacert), "%s", cfg->vault_cacert ? cfg->vault_cacert : "");
         v->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : SECRETS_DEFAULT_TIMEOUT_MS;
+        /* Shared by every handle on this address; a probe may take one
+         * timeout and the retries' backoff. */
+        char label[600];
+        snprintf(label, sizeof(label), "Vault at %s", v->addr);
+        v->breaker = breaker_get(BREAKER_SECRETS, v->addr, label, (int)v->timeout_ms + 5000);
         const char *method = cfg->vault_auth_method && *cfg->vault_auth_method
                                  ? cfg->vault_auth_method
                                  : "token";
@@ -243,7 +251,14 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
                       .body_len = body_len,
                       .timeout_ms = v->timeout_ms,
                       .cacert = v->cacert[0] ? v->cacert : NULL };
-    int rc = SECRETS_E_UNAVAILABLE;
+    int rc = SECRETS_E_UNAVAILABLE, probe = 0, reached = 0;
+    char why[192];
+    if (!breaker_admit(v->breaker, &probe, why, sizeof(why))) {
+        say(err, errlen, "Vault at %s %s", v->addr, why);
+        memset(resp, 0, sizeof(*resp));
+        OPENSSL_cleanse(tokhdr, sizeof(tokhdr));
+        return SECRETS_E_UNAVAILABLE;
+    }
     for (int attempt = 1; attempt <= VAULT_ATTEMPTS; attempt++) {
         if (attempt > 1)
             http_client_sleep_ms(http_client_backoff_ms(attempt - 1));
@@ -254,6 +269,7 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
                 break;
             continue;
         }
+        reached = 1;
         rc = map_status(resp->status);
         if (rc == SECRETS_OK)
             break;
@@ -262,6 +278,9 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
         if (rc != SECRETS_E_UNAVAILABLE)
             break;
     }
+    /* Any HTTP answer (a 503 of a sealed Vault included) is Vault answering. */
+    breaker_report(v->breaker, probe, reached ? BREAKER_REACHED : BREAKER_UNREACHABLE,
+                   reached ? NULL : err);
     OPENSSL_cleanse(tokhdr, sizeof(tokhdr));
     return rc;
 }

@@ -16,7 +16,7 @@ static struct {
     prom_family_t *info, *agents, *opened, *closed, *inflight, *waiting;
     prom_family_t *commands, *command_s, *out_bytes;
     prom_family_t *http, *http_s, *webhooks;
-    prom_family_t *store_s, *store_err, *store_fast, *secrets_s, *secrets_err;
+    prom_family_t *store_s, *store_err, *store_fast, *secrets_s, *secrets_err, *secrets_fast;
     prom_family_t *accept_fail;
     double start_time;
     struct workers *wp;
@@ -167,6 +167,9 @@ void server_metrics_init(const char *version)
                                  (int)(sizeof(call_bounds) / sizeof(call_bounds[0])));
     M.secrets_err = prom_family(PROM_COUNTER, "aurora_secrets_errors_total",
                                    "Secrets backend calls that failed", 2, l_sec, NULL, 0);
+    M.secrets_fast = prom_family(PROM_COUNTER, "aurora_secrets_fast_failures_total",
+                                 "Secrets backend calls refused at once while the backend did "
+                                 "not answer and another call was checking it", 0, NULL, NULL, 0);
     M.accept_fail = prom_family(PROM_COUNTER, "aurora_listener_accept_failures_total",
                                 "Accepts on the shared port (AURORA_LISTEN_SHARE) that failed for "
                                 "want of descriptors or memory; each pauses accepting for 100 ms",
@@ -264,6 +267,13 @@ void sm_store_failed_fast(void)
     if (!ready())
         return;
     prom_add(M.store_fast, NULL, 1);
+}
+
+void sm_secrets_failed_fast(void)
+{
+    if (!ready())
+        return;
+    prom_add(M.secrets_fast, NULL, 1);
 }
 
 void sm_secrets_call(const char *backend, const char *op, double seconds, int ok)

@@ -15,9 +15,10 @@
  *   aurora_webhook_deliveries_total{source,outcome}          counter
  *   aurora_store_call_duration_seconds{op}                   histogram; op = query|exec
  *   aurora_store_errors_total{op}                            counter
- *   aurora_store_fast_failures_total                         counter, refused by db_breaker.h
+ *   aurora_store_fast_failures_total                         counter, refused by breaker.h
  *   aurora_secrets_call_duration_seconds{backend,op}         histogram; op = get|put|delete
  *   aurora_secrets_errors_total{backend,op}                  counter
+ *   aurora_secrets_fast_failures_total                       counter, refused by breaker.h
  *   aurora_worker_queue_depth{pool}                          gauge (collector)
  *   process_cpu_seconds_total, process_resident_memory_bytes, process_virtual_memory_bytes,
  *   process_open_fds, process_max_fds, process_start_time_seconds   (collector, /proc/self)
@@ -44,9 +45,11 @@ void sm_webhook(const char *source, const char *outcome);
  * enomem, other); the listener rests after each. */
 void sm_accept_failed(const char *reason);
 void sm_store_call(const char *op, double seconds, int ok);
-/* A store call failed at once: the database was not answering (db_breaker.h). */
+/* A store call failed at once: the database was not answering (breaker.h). */
 void sm_store_failed_fast(void);
 void sm_secrets_call(const char *backend, const char *op, double seconds, int ok);
+/* A secrets call failed at once: the backend was not answering (breaker.h). */
+void sm_secrets_failed_fast(void);
 
 /* Monotonic seconds, for durations. */
 double sm_now(void);

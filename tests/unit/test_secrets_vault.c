@@ -15,12 +15,15 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "breaker.h"
 #include "proc_harness.h"
 #include "secrets.h"
+#include "silent_peer.h"
 
 #define ROOT_TOKEN "root-token-for-tests"
 #define K8S_ROLE "aurora-server"
@@ -568,6 +571,75 @@ static void test_timeout(void **state)
     secrets_close(s);
 }
 
+/* A Vault that accepts connections and never answers: the first call
+ * waits out its timeout and opens the breaker; while one call (the probe)
+ * waits on Vault, the others fail at once instead of each waiting its own
+ * timeout; Vault's answer to the probe (any HTTP answer) closes it.
+ * Counted, not timed: only the first call and the probe reach Vault. */
+typedef struct {
+    secrets_t *s;
+    int rc;
+    char err[512];
+} probe_arg;
+
+static void *probe_main(void *p)
+{
+    probe_arg *a = p;
+    unsigned char *got = NULL;
+    size_t len = 0;
+    a->rc = secrets_get(a->s, "aurora/stall/probe", &got, &len, a->err, sizeof(a->err));
+    if (got)
+        secrets_free(got, len);
+    return NULL;
+}
+
+static void test_stalled_vault_fails_fast(void **state)
+{
+    (void)state;
+    silent_peer peer;
+    assert_int_equal(silent_peer_open(&peer), 0);
+    secrets_config c = { .backend = "vault", .vault_addr = peer.url, .vault_token = ROOT_TOKEN,
+                         .timeout_ms = 300 };
+    secrets_t *quick = open_ok(&c);
+    c.timeout_ms = 60000; /* the probe: waits until the test answers it */
+    secrets_t *patient = open_ok(&c);
+    breaker *br = breaker_get(BREAKER_SECRETS, peer.url, "", 0); /* the handles' own */
+    assert_non_null(br);
+    uint64_t fast0 = breaker_fast_failures(br);
+
+    expect_get_error(quick, "aurora/stall/a", SECRETS_E_UNAVAILABLE, "timed out");
+    assert_true(breaker_is_open(br));
+    probe_arg probe = { .s = patient };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, probe_main, &probe), 0);
+    long long t0 = ph_now_ms();
+    while (!breaker_probing(br) && ph_now_ms() - t0 < 30000)
+        usleep(1000);
+    assert_true(breaker_probing(br));
+    for (int i = 0; i < 3; i++)
+        expect_get_error(quick, "aurora/stall/a", SECRETS_E_UNAVAILABLE, "failing fast");
+    char err[512];
+    assert_int_equal(secrets_put(quick, "aurora/stall/b", "x", 1, err, sizeof(err)),
+                     SECRETS_E_UNAVAILABLE);
+    assert_non_null(strstr(err, "has not answered for"));
+    assert_non_null(strstr(err, peer.url));
+    assert_int_equal(breaker_fast_failures(br), fast0 + 4);
+
+    /* Vault answers the probe (a 404 of its own): the breaker closes. */
+    int conns = silent_peer_answer_all(&peer, "HTTP/1.1 404 Not Found\r\nContent-Type: "
+                                              "application/json\r\nContent-Length: 13\r\n"
+                                              "Connection: close\r\n\r\n{\"errors\":[]}");
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(conns, 2); /* the first call and the probe; not the four refused */
+    if (probe.rc != SECRETS_NOT_FOUND)
+        fail_msg("probe: rc %d (%s)", probe.rc, probe.err);
+    assert_false(breaker_is_open(br));
+    breaker_put(br);
+    secrets_close(patient);
+    secrets_close(quick);
+    silent_peer_close(&peer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -580,6 +652,7 @@ int main(void)
         cmocka_unit_test_setup(test_server_errors_retried, setup),
         cmocka_unit_test_setup(test_down_backend, setup),
         cmocka_unit_test_setup(test_timeout, setup),
+        cmocka_unit_test(test_stalled_vault_fails_fast),
     };
     return cmocka_run_group_tests_name("secrets_vault", tests, group_setup, group_teardown);
 }

@@ -30,7 +30,7 @@
 #include "crypto.h"
 #include "clock.h"
 #include "db.h"
-#include "db_breaker.h"
+#include "breaker.h"
 #include "db_sqlite_gate.h"
 #include "pg_harness.h"
 #include "store.h"
@@ -2985,30 +2985,30 @@ static void test_pg_breaker_fails_fast(void **state)
     const db_engine *eng = &db_engine_postgres;
     db_t *a = engine_open(f->url), *b = engine_open(f->url), *tx = engine_open(f->url);
     store_t *s = open_ok(f->url);
-    db_breaker *br = db_breaker_get(f->url, 0); /* the handles' own breaker */
+    breaker *br = breaker_get(BREAKER_STORE, f->url, "the database", 0); /* the handles' own breaker */
     assert_non_null(br);
-    assert_false(db_breaker_is_open(br));
+    assert_false(breaker_is_open(br));
     assert_int_equal(
         eng->exec(a, "CREATE TABLE breaker_probe (k TEXT PRIMARY KEY)", NULL, 0, NULL), DB_OK);
     assert_int_equal(eng->exec(tx, "BEGIN", NULL, 0, NULL), DB_OK);
     assert_int_equal(eng->exec(tx, "INSERT INTO breaker_probe (k) VALUES ('a')", NULL, 0, NULL),
                      DB_OK);
-    uint64_t fast0 = db_breaker_fast_failures(br);
+    uint64_t fast0 = breaker_fast_failures(br);
 
     pg_signal_all(SIGSTOP);
     /* The first call waits out its deadline and opens the breaker. */
     timed_call c = query_call(eng, a, "SELECT 1");
     call_within(&c, 30000);
     assert_int_equal(c.rc, DB_E_TIMEOUT);
-    assert_true(db_breaker_is_open(br));
+    assert_true(breaker_is_open(br));
     /* a's next call is the probe: a reconnect to the stopped server. */
     timed_call probe = query_call(eng, a, "SELECT 1");
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, timed_call_main, &probe), 0);
     long long t0 = ph_now_ms();
-    while (!db_breaker_probing(br) && ph_now_ms() - t0 < 30000)
+    while (!breaker_probing(br) && ph_now_ms() - t0 < 30000)
         usleep(1000);
-    assert_true(db_breaker_probing(br));
+    assert_true(breaker_probing(br));
 
     /* Meanwhile another handle and the store fail at once, not after a deadline. */
     c = query_call(eng, b, "SELECT 1");
@@ -3024,33 +3024,33 @@ static void test_pg_breaker_fails_fast(void **state)
     assert_int_equal(cs.rc, STORE_ERR);
     assert_non_null(strstr(cs.msg, "failing fast"));
     assert_true(cs.ms < connect_ms);
-    assert_true(db_breaker_fast_failures(br) >= fast0 + 2);
+    assert_true(breaker_fast_failures(br) >= fast0 + 2);
     /* The transaction's statement is not refused: it waits its deadline. */
     timed_call ct = query_call(eng, tx, "INSERT INTO breaker_probe (k) VALUES ('b')");
     call_within(&ct, 30000);
     assert_int_equal(ct.rc, DB_E_TIMEOUT);
     assert_non_null(strstr(ct.msg, "inside a transaction"));
     assert_true(ct.ms >= statement_ms - 10);
-    int probe_still_waiting = db_breaker_probing(br);
+    int probe_still_waiting = breaker_probing(br);
 
     pg_signal_all(SIGCONT);
     assert_int_equal(pthread_join(th, NULL), 0);
     /* Woken before its deadline, the probe connects and closes the breaker. */
     if (probe_still_waiting) {
         assert_int_equal(probe.rc, DB_OK);
-        assert_false(db_breaker_is_open(br));
+        assert_false(breaker_is_open(br));
     }
     /* Either way the next call goes to the database and works. */
     c = query_call(eng, b, "SELECT COUNT(*) FROM breaker_probe");
     call_within(&c, 30000);
     assert_int_equal(c.rc, DB_OK);
-    assert_false(db_breaker_is_open(br));
+    assert_false(breaker_is_open(br));
     assert_int_equal(eng->exec(tx, "COMMIT", NULL, 0, NULL), DB_E_CONN);
     assert_non_null(strstr(eng->errmsg(tx), "rolled back"));
     assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM breaker_probe"), 0);
     new_org(s, "after-the-breaker");
     db_set_limits(30000, 30000);
-    db_breaker_put(br);
+    breaker_put(br);
     store_close(s);
     eng->close(a);
     eng->close(b);

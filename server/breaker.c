@@ -1,18 +1,20 @@
-/* db_breaker.c — fail fast while a database does not answer, one probe at a
- * time (db_breaker.h). */
-#include "db_breaker.h"
+/* breaker.c — fail fast while a backend does not answer, one probe at a
+ * time (breaker.h). */
+#include "breaker.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "db.h"
 #include "log.h"
 #include "server_metrics.h"
 
-struct db_breaker {
-    uint64_t key;            /* FNV-1a of the url */
+struct breaker {
+    breaker_kind kind;
+    uint64_t key;            /* FNV-1a of the key (a URL) */
+    char label[128];         /* for the log: never a secret */
     int refs;
     int lease_ms;
     int open;
@@ -21,35 +23,50 @@ struct db_breaker {
     int64_t probe_since_ms;  /* when the current probe took its turn */
     uint64_t failed_fast;    /* since created */
     uint64_t failed_fast_at_open; /* failed_fast when it last opened */
-    db_breaker *next;
+    breaker *next;
 };
 
 /* One mutex for the list and every breaker's state: a few instructions per
  * call, far below the statement it guards. */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static db_breaker *g_breakers;
+static breaker *g_breakers;
 
-static uint64_t url_key(const char *url)
+static uint64_t key_hash(const char *key)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)url; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
         h ^= *p;
         h *= 0x100000001b3ULL;
     }
     return h;
 }
 
-db_breaker *db_breaker_get(const char *url, int lease_ms)
+static int64_t now_ms(void)
 {
-    if (!url)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The log's name of what the breaker guards ("state store: the database"). */
+static const char *kind_name(breaker_kind k)
+{
+    return k == BREAKER_SECRETS ? "secrets backend" : "state store";
+}
+
+breaker *breaker_get(breaker_kind kind, const char *key, const char *label, int lease_ms)
+{
+    if (!key)
         return NULL;
-    uint64_t key = url_key(url);
+    uint64_t h = key_hash(key);
     pthread_mutex_lock(&g_mu);
-    db_breaker *b = g_breakers;
-    while (b && b->key != key)
+    breaker *b = g_breakers;
+    while (b && (b->key != h || b->kind != kind))
         b = b->next;
     if (!b && (b = calloc(1, sizeof(*b))) != NULL) {
-        b->key = key;
+        b->kind = kind;
+        b->key = h;
+        snprintf(b->label, sizeof(b->label), "%s", label && *label ? label : "the backend");
         b->next = g_breakers;
         g_breakers = b;
     }
@@ -63,13 +80,13 @@ db_breaker *db_breaker_get(const char *url, int lease_ms)
     return b;
 }
 
-void db_breaker_put(db_breaker *b)
+void breaker_put(breaker *b)
 {
     if (!b)
         return;
     pthread_mutex_lock(&g_mu);
     if (--b->refs == 0) {
-        for (db_breaker **p = &g_breakers; *p; p = &(*p)->next) {
+        for (breaker **p = &g_breakers; *p; p = &(*p)->next) {
             if (*p == b) {
                 *p = b->next;
                 break;
@@ -80,13 +97,13 @@ void db_breaker_put(db_breaker *b)
     pthread_mutex_unlock(&g_mu);
 }
 
-int db_breaker_admit(db_breaker *b, int *probe, char *why, size_t cap)
+int breaker_admit(breaker *b, int *probe, char *why, size_t cap)
 {
     *probe = 0;
     if (!b)
         return 1;
     pthread_mutex_lock(&g_mu);
-    int64_t now = db_now_ms();
+    int64_t now = now_ms();
     if (!b->open) {
         pthread_mutex_unlock(&g_mu);
         return 1;
@@ -100,46 +117,58 @@ int db_breaker_admit(db_breaker *b, int *probe, char *why, size_t cap)
     }
     b->failed_fast++;
     int64_t down = now - b->opened_ms;
+    breaker_kind kind = b->kind;
     pthread_mutex_unlock(&g_mu);
-    snprintf(why, cap, "not connected: the database has not answered for %lld ms (failing fast "
-                       "while another call checks whether it is back)",
-             (long long)down);
-    sm_store_failed_fast();
+    if (kind == BREAKER_SECRETS) {
+        snprintf(why, cap, "has not answered for %lld ms (failing fast while another call "
+                           "checks whether it is back)",
+                 (long long)down);
+        sm_secrets_failed_fast();
+    } else {
+        snprintf(why, cap, "not connected: the database has not answered for %lld ms (failing "
+                           "fast while another call checks whether it is back)",
+                 (long long)down);
+        sm_store_failed_fast();
+    }
     return 0;
 }
 
-void db_breaker_report(db_breaker *b, int probe, db_outcome outcome, const char *reason)
+void breaker_report(breaker *b, int probe, breaker_outcome outcome, const char *reason)
 {
     if (!b)
         return;
     pthread_mutex_lock(&g_mu);
-    int64_t now = db_now_ms();
+    int64_t now = now_ms();
     if (probe)
         b->probing = 0;
-    if (outcome == DB_UNREACHABLE && !b->open) {
+    if (outcome == BREAKER_UNREACHABLE && !b->open) {
         b->open = 1;
         b->opened_ms = now;
         b->failed_fast_at_open = b->failed_fast;
+        char label[sizeof(b->label)];
+        memcpy(label, b->label, sizeof(label));
         pthread_mutex_unlock(&g_mu);
-        log_warn("state store: the database does not answer (%s); until it does, one call at a "
-                 "time tries it and the others fail at once",
-                 reason && *reason ? reason : "no reason given");
+        log_warn("%s: %s does not answer (%s); until it does, one call at a time tries it and "
+                 "the others fail at once",
+                 kind_name(b->kind), label, reason && *reason ? reason : "no reason given");
         return;
     }
-    if (outcome == DB_REACHED && b->open) {
+    if (outcome == BREAKER_REACHED && b->open) {
         b->open = 0;
         b->probing = 0;
         long long down = (long long)(now - b->opened_ms);
         unsigned long long fast = (unsigned long long)(b->failed_fast - b->failed_fast_at_open);
+        char label[sizeof(b->label)];
+        memcpy(label, b->label, sizeof(label));
         pthread_mutex_unlock(&g_mu);
-        log_info("state store: the database answers again after %lld ms; %llu calls failed fast "
-                 "meanwhile", down, fast);
+        log_info("%s: %s answers again after %lld ms; %llu calls failed fast meanwhile",
+                 kind_name(b->kind), label, down, fast);
         return;
     }
     pthread_mutex_unlock(&g_mu);
 }
 
-int db_breaker_is_open(db_breaker *b)
+int breaker_is_open(breaker *b)
 {
     if (!b)
         return 0;
@@ -149,7 +178,7 @@ int db_breaker_is_open(db_breaker *b)
     return v;
 }
 
-int db_breaker_probing(db_breaker *b)
+int breaker_probing(breaker *b)
 {
     if (!b)
         return 0;
@@ -159,7 +188,7 @@ int db_breaker_probing(db_breaker *b)
     return v;
 }
 
-uint64_t db_breaker_fast_failures(db_breaker *b)
+uint64_t breaker_fast_failures(breaker *b)
 {
     if (!b)
         return 0;
