@@ -18,7 +18,6 @@ its id replaced).
 """
 import atexit
 import base64
-import http.client
 import json
 import os
 import select
@@ -26,14 +25,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (FIXTURES, NODE, T, _SUITE, HTTPSConn, check, contains, eq, https_request,  # noqa: E402
-                     main, rand_tag, test, wait_until)
+from harness import (FIXTURES, NODE, T, _SUITE, check, contains, eq, https_request,  # noqa: E402
+                     main, post_many, rand_tag, test, wait_until)
 
 # test_github_app's peers and helpers, without its tests (importing registers them)
 _n_tests = len(harness._TESTS)
@@ -131,42 +129,12 @@ def events(w, key=None, **q):
             return out
 
 
-def deliver_many(w, event, bodies, signatures, threads=4):
+def deliver_many(w, event, bodies, signatures):
     """Posts every body (signed) over a few kept-alive connections; the statuses."""
-    out = [None] * len(bodies)
-
-    def run(k):
-        conn = None
-        for i in range(k, len(bodies), threads):
-            h = {"Content-Type": "application/json", "X-GitHub-Event": event,
-                 "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": signatures[i],
-                 "User-Agent": "GitHub-Hookshot/test"}
-            for attempt in range(2):  # a connection the server closed: one more on a new one
-                try:
-                    conn = conn or HTTPSConn(w.port, w.ctx)
-                    conn.request("POST", "/github/webhook", bodies[i], h)
-                    r = conn.getresponse()
-                    r.read()
-                    out[i] = r.status
-                    if r.getheader("connection", "").lower() == "close":
-                        conn.close()
-                        conn = None
-                    break
-                except (OSError, http.client.HTTPException):
-                    if conn:
-                        conn.close()
-                    conn = None
-                    if attempt:
-                        raise
-        if conn:
-            conn.close()
-
-    ts = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
-    for th in ts:
-        th.start()
-    for th in ts:
-        th.join()
-    return out
+    return post_many(w, "/github/webhook", bodies, lambda i: {
+        "Content-Type": "application/json", "X-GitHub-Event": event,
+        "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": signatures[i],
+        "User-Agent": "GitHub-Hookshot/test"})
 
 
 def by_delivery(w, delivery, key=None):

@@ -26,7 +26,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (SERVER_BIN, T, World, _SUITE, HttpFixture, check, contains, eq, https_request,  # noqa: E402
-                     main, rand_tag, sanitizer_reports, test, wait_until)
+                     main, post_many, rand_tag, sanitizer_reports, test, wait_until)
 
 PUBLIC_URL = "https://aurora.test"
 AUDIENCE = PUBLIC_URL + "/google-chat/events"
@@ -465,6 +465,32 @@ def test_events_of_unknown_space_adopted_on_setup(t):
     eq(c.get("space_name"), space, "same space")
     wait_until(lambda: len(events(w, key)) == 1, 15, what="event adopted")
     eq(rows(w, "org_id IS NULL AND body LIKE ?", ("%before setup%",)), 0, "assigned")
+
+
+@test(timeout=300)
+def test_space_adopted_behind_unassignable_backlog(t):
+    """Events of a space nobody will set up pile up without an organization
+    (more than the 1,000 oldest unassigned rows adoption used to read).  A
+    space set up after them still gets its earlier event."""
+    w = world()
+    g = _env["g"]
+    org, user, key, space = connected_org(w)
+    eq(w.delete("/api/connectors/google_chat", key=key).status, 200, "disconnect")
+    tok = token(g)
+    never = "spaces/NEVER" + rand_tag(8).upper()
+    junk = [json.dumps(event("MESSAGE", never, "junk %d" % i)).encode() for i in range(1100)]
+    statuses = post_many(w, "/google-chat/events", junk, lambda i: {
+        "Content-Type": "application/json", "Authorization": "Bearer " + tok})
+    eq({s: statuses.count(s) for s in set(statuses)}, {200: len(junk)}, "every event accepted")
+    r = post_event(w, event("MESSAGE", space, "early, behind the backlog"), token(g))
+    eq(r.status, 200, "the early event is kept (%r)" % r)
+    eq(rows(w, "org_id IS NULL AND body LIKE ?", ("%behind the backlog%",)), 1, "stored unassigned")
+    c = connect(w, key)
+    eq(c.get("space_name"), space, "same space")
+    wait_until(lambda: len(events(w, key)) == 1, 30, what="the early event adopted")
+    eq(rows(w, "org_id IS NULL AND body LIKE ?", ("%behind the backlog%",)), 0, "assigned")
+    eq(rows(w, "org_id IS NULL AND body LIKE ?", ("%" + never + "%",)), len(junk), "the backlog still waits")
+    serving(w)
 
 
 @test

@@ -23,7 +23,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (FIXTURES, NODE, T, World, _SUITE, HttpFixture, check, contains, eq,  # noqa: E402
-                     https_request, main, rand_tag, test, wait_until)
+                     https_request, main, post_many, rand_tag, test, wait_until)
 
 SIGNING = "8f742231b10e8888abcd99yyyzzz85a5-" + rand_tag(6)
 CLIENT_SECRET = "slack-secret-" + rand_tag(8)
@@ -345,6 +345,39 @@ def test_unknown_workspace_adopted_when_it_connects(t):
     wait_until(lambda: any(e["id"] == first for e in events(w, key_b)), 15,
                what="the early event assigned to the workspace's organization")
     check(all(e["id"] != first for e in events(w, key_a)), "still not shown to the other organization")
+
+
+def sign_many(bodies, ts):
+    """Slack's signatures of every body at timestamp ts, by one run of slack_sign.mjs."""
+    out = subprocess.run([NODE, os.path.join(FIXTURES, "slack_sign.mjs")], check=True, capture_output=True,
+                         input=json.dumps({"secret": SIGNING, "timestamp": ts,
+                                           "bodies": [base64.b64encode(b).decode() for b in bodies]}).encode())
+    return json.loads(out.stdout)["signatures"]
+
+
+@test(timeout=300)
+def test_new_workspace_adopted_behind_unassignable_backlog(t):
+    """Events of a workspace nobody will connect pile up without an organization
+    (more than the 1,000 oldest unassigned rows adoption used to read).  A
+    workspace connected after them still gets its earlier event."""
+    w, fx = world()
+    _, _, key = w.new_org()
+    never, tid = team(), team()
+    ts = str(int(time.time()))
+    junk = [mention(never, text="junk %d" % i) for i in range(1100)]
+    sigs = sign_many(junk, ts)
+    statuses = post_many(w, "/slack/events", junk, lambda i: {
+        "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sigs[i], "Content-Type": "application/json"})
+    eq({s: statuses.count(s) for s in set(statuses)}, {200: len(junk)}, "every event accepted")
+    body = mention(tid, text="early, behind the backlog")
+    r = post_event(w, body, sign(body))
+    eq(r.status, 200, "the early event is kept (%r)" % r)
+    early = r.json["id"]
+    connect(w, fx, key, tid, channel=None)
+    wait_until(lambda: any(e["id"] == early for e in events(w, key)), 30,
+               what="the early event assigned to the newly connected workspace's organization")
+    eq([e["id"] for e in events(w, key)], [early], "only its own event, none of the backlog")
+    serving(w)
 
 
 def chat_rows(w, org, status=None):
