@@ -105,7 +105,7 @@ static const config_def server_defs[] = {
     { "AURORA_CONSOLE_SESSION_IDLE", "console.session_idle", CFG_INT, "1800", "a web console session not used for this long ends (s)", 0, 1, 2592000 },
     { "AURORA_CONSOLE_SIGNIN_LIMIT", "console.signin_limit", CFG_INT, "10", "failed console sign-ins one peer address may make per minute; more get 429", 0, 1, 100000 },
     { "AURORA_OAUTH_STATE_TTL", "connectors.oauth_state_ttl", CFG_INT, "600", "lifetime of an OAuth state value (s)", 0 },
-    { "AURORA_OAUTH_REQUIRE_BOUND_CALLBACK", "connectors.oauth_require_bound_callback", CFG_BOOL, "false", "refuse an OAuth callback that is tied to neither the browser that started the flow (console) nor its user (credentials sent with it): closes login CSRF for flows the frontend starts server-side, once it forwards callbacks with the user's credentials", 0 },
+    { "AURORA_OAUTH_REQUIRE_BOUND_CALLBACK", "connectors.oauth_require_bound_callback", CFG_BOOL, "false", "also refuse OAuth callbacks of flows the frontend started (X-Internal-Secret) unless they carry the user's credentials (console flows are always tied to their browser, API-key flows to their key): closes login CSRF once the frontend forwards callbacks with the user's identity", 0 },
 };
 #define NDEFS (sizeof(server_defs) / sizeof(server_defs[0]))
 

@@ -1822,6 +1822,7 @@ int store_oauth_state_create(store_t *s, const char *state_hash, const store_oau
         check_field(s, "redirect_uri", st->redirect_uri, sizeof(st->redirect_uri), 0) ||
         check_field(s, "extra", st->extra, sizeof(st->extra), 0) ||
         (st->browser_hash[0] && check_hash(s, "browser_hash", st->browser_hash)) ||
+        check_field(s, "started_via", st->started_via, sizeof(st->started_via), 0) ||
         check_time(s, "expires_at", st->expires_at))
         return STORE_ERR;
     int64_t now = (int64_t)time(NULL);
@@ -1831,12 +1832,13 @@ int store_oauth_state_create(store_t *s, const char *state_hash, const store_oau
                    pd, 1, NULL);
     db_param p[] = { p_text(state_hash),      p_text(st->org_id),   p_text(st->user_id),
                      p_text(st->provider),    p_text(st->redirect_uri), p_text(st->extra),
-                     DB_P_INT(now),           DB_P_INT(st->expires_at), p_text(st->browser_hash) };
+                     DB_P_INT(now),           DB_P_INT(st->expires_at), p_text(st->browser_hash),
+                     p_text(st->started_via) };
     int rc = run_exec(s, "creating OAuth state",
                       "INSERT INTO oauth_states (state_hash, org_id, user_id, provider,"
-                      " redirect_uri, extra, created_at, expires_at, used_at, browser_hash)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                      p, 9, NULL);
+                      " redirect_uri, extra, created_at, expires_at, used_at, browser_hash,"
+                      " started_via) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                      p, 10, NULL);
     if (rc == STORE_CONFLICT)
         return on_constraint(s, st->org_id, "this OAuth state exists");
     return rc;
@@ -1851,7 +1853,8 @@ static int oauth_state_row(store_t *s, const db_result *r, size_t i, void *out)
         cell_str(s, r, i, 3, o->redirect_uri, sizeof(o->redirect_uri), "state redirect_uri") ||
         cell_str(s, r, i, 4, o->extra, sizeof(o->extra), "state extra") ||
         cell_i64(s, r, i, 5, &o->expires_at, "state expires_at") ||
-        cell_str(s, r, i, 6, o->browser_hash, sizeof(o->browser_hash), "state browser_hash"))
+        cell_str(s, r, i, 6, o->browser_hash, sizeof(o->browser_hash), "state browser_hash") ||
+        cell_str(s, r, i, 7, o->started_via, sizeof(o->started_via), "state started_via"))
         return STORE_ERR;
     return STORE_OK;
 }
@@ -1881,7 +1884,7 @@ int store_oauth_state_consume(store_t *s, const char *state_hash, int64_t now,
     db_param pq[] = { p_text(state_hash) };
     if (run_query(s, "reading OAuth state",
                   "SELECT org_id, user_id, provider, redirect_uri, extra, expires_at,"
-                  " browser_hash FROM oauth_states WHERE state_hash = ?",
+                  " browser_hash, started_via FROM oauth_states WHERE state_hash = ?",
                   pq, 1, &r))
         return STORE_ERR;
     return one_row(s, &r, oauth_state_row, out);

@@ -513,12 +513,14 @@ static const char *const m14_webhook_adopt_key[] = {
     NULL,
 };
 
-/* The browser binding of console-started OAuth flows
- * (connectors/oauth_binding.h): the SHA-256 hex of the nonce the login
- * answer put in a cookie; '' for a flow started without a console session
- * (the frontend's server-side call, an API key). */
+/* What ties an OAuth flow to the user who started it (login CSRF,
+ * connectors/oauth_binding.h): browser_hash, the SHA-256 hex of the nonce
+ * the login answer put in a cookie ('' for a flow started without a console
+ * session), and started_via, how the login was authenticated ('session',
+ * 'internal' for the trusted frontend, 'api_key'). */
 static const char *const m15_oauth_browser_binding[] = {
     "ALTER TABLE oauth_states ADD COLUMN browser_hash TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE oauth_states ADD COLUMN started_via TEXT NOT NULL DEFAULT ''",
     NULL,
 };
 

@@ -172,6 +172,11 @@ static void status_route(worker_ctx *w, http_request *req, http_response *resp)
         cJSON_AddBoolToObject(a, "available", !problem[0]);
         if (problem[0]) {
             cJSON_AddStringToObject(a, "error", problem);
+        } else if (req->auth.session) {
+            /* The console reads this on every view of its GitHub page: a
+             * state (and, for a session, a browser-binding cookie) per view
+             * would pile up.  Its button goes to the route that makes one. */
+            cJSON_AddStringToObject(a, "install_url", "/github/app/install");
         } else {
             if (install_url(w, &req->auth, url, sizeof(url), resp) < 0) {
                 cJSON_Delete(a);

@@ -65,6 +65,8 @@ int oauth_state_new(worker_ctx *w, const auth_ctx *who, const char *provider,
         out[0] = '\0';
         return -1;
     }
+    snprintf(st.started_via, sizeof(st.started_via), "%s",
+             who->session ? "session" : who->internal ? "internal" : "api_key");
     /* The browser itself asked (console session): tie the flow to it. */
     char nonce[CONSOLE_SESSION_ID_LEN + 1] = "";
     if (who->session) {
@@ -119,42 +121,64 @@ static int bad_state(http_response *resp, const char *msg)
     return -1;
 }
 
-/* Login CSRF (oauth_binding.h): a flow the console started must end in the
- * browser that started it; with AURORA_OAUTH_REQUIRE_BOUND_CALLBACK a flow
- * started otherwise must end in a callback that carries its user's
- * credentials (the frontend forwarding it).  The state is consumed already:
- * a refused callback cannot be retried with the same URL.  1 when refused
- * (resp filled), else 0. */
+/* Login CSRF (oauth_binding.h).  The state's user is the one who started
+ * the flow; the callback must show that the browser finishing it is that
+ * user's:
+ *  - a callback carrying credentials was matched to the state's user already
+ *    (the frontend forwarding it with the user's identity): accepted;
+ *  - a flow the console started must end in the browser that started it
+ *    (the flow's cookie);
+ *  - a flow started with an API key cannot be tied to any browser, and an
+ *    API key is what any user holds: refused, or anyone could hand a victim
+ *    the provider's URL of a flow they started;
+ *  - a flow the trusted frontend started (X-Internal-Secret) is accepted, as
+ *    the frontend's documented flow sends the provider straight here, unless
+ *    AURORA_OAUTH_REQUIRE_BOUND_CALLBACK (then the frontend must forward the
+ *    callback with the user's credentials).
+ * The state is consumed already: a refused callback cannot be retried with
+ * the same URL.  1 when refused (resp filled), else 0. */
 static int binding_refused(worker_ctx *w, const http_request *req, const char *provider,
                            const char *state_hash, const store_oauth_state *st,
                            http_response *resp)
 {
-    if (!st->browser_hash[0]) {
-        if (req->auth.authenticated || !w->cfg ||
-            !config_bool(&w->cfg->raw, "AURORA_OAUTH_REQUIRE_BOUND_CALLBACK"))
+    int secure = console_cookie_secure(w);
+    if (st->browser_hash[0]) {
+        /* The flow is over either way: its cookie goes. */
+        char clear[256];
+        if (oauth_binding_set_cookie(clear, sizeof(clear), state_hash, NULL, 0, secure) == 0)
+            http_resp_add_header(resp, "set-cookie", clear);
+    }
+    if (req->auth.authenticated)
+        return 0;
+    if (st->browser_hash[0]) {
+        const char *why = NULL;
+        if (oauth_binding_check(http_header_get(req, "cookie"), state_hash, st->browser_hash,
+                                secure, &why) == OAUTH_BINDING_OK)
             return 0;
-        log_warn("OAuth callback for %s refused: the flow was started without a console session"
-                 " and the callback carries no credentials (AURORA_OAUTH_REQUIRE_BOUND_CALLBACK)",
-                 provider);
-        bad_state(resp, "OAuth callback is not tied to the user who started the connection: start it"
-                        " from the Aurora console in this browser, or send the callback with the"
-                        " user's credentials (AURORA_OAUTH_REQUIRE_BOUND_CALLBACK=true)");
+        log_warn("OAuth callback for %s refused (user %s of %s started it from the console): %s",
+                 provider, st->user_id, st->org_id, why ? why : "binding check failed");
+        bad_state(resp, "OAuth state was issued to another browser: finish the connection in the"
+                        " browser that started it, with the console open at the callback URL's"
+                        " address");
         return 1;
     }
-    int secure = console_cookie_secure(w);
-    const char *why = NULL;
-    int k = oauth_binding_check(http_header_get(req, "cookie"), state_hash, st->browser_hash,
-                                secure, &why);
-    /* The flow is over either way: its cookie goes. */
-    char clear[256];
-    if (oauth_binding_set_cookie(clear, sizeof(clear), state_hash, NULL, 0, secure) == 0)
-        http_resp_add_header(resp, "set-cookie", clear);
-    if (k == OAUTH_BINDING_OK)
+    if (!strcmp(st->started_via, "api_key")) {
+        log_warn("OAuth callback for %s refused: user %s of %s started the flow with an API key and"
+                 " the callback carries no credentials",
+                 provider, st->user_id, st->org_id);
+        bad_state(resp, "OAuth flow was started with an API key, which ties it to no browser: start"
+                        " the connection from the Aurora console or the frontend, or send the"
+                        " callback with that user's credentials");
+        return 1;
+    }
+    if (!w->cfg || !config_bool(&w->cfg->raw, "AURORA_OAUTH_REQUIRE_BOUND_CALLBACK"))
         return 0;
-    log_warn("OAuth callback for %s refused (user %s of %s started it from the console): %s",
-             provider, st->user_id, st->org_id, why ? why : "binding check failed");
-    bad_state(resp, "OAuth state was issued to another browser: finish the connection in the browser"
-                    " that started it, with the console open at the callback URL's address");
+    log_warn("OAuth callback for %s refused: the flow was started without a console session"
+             " and the callback carries no credentials (AURORA_OAUTH_REQUIRE_BOUND_CALLBACK)",
+             provider);
+    bad_state(resp, "OAuth callback is not tied to the user who started the connection: start it"
+                    " from the Aurora console in this browser, or send the callback with the"
+                    " user's credentials (AURORA_OAUTH_REQUIRE_BOUND_CALLBACK=true)");
     return 1;
 }
 

@@ -851,6 +851,24 @@ class World:
     def delete(self, path, **kw):
         return self.request("DELETE", path, **kw)
 
+    def as_frontend(self, key=None):
+        """The headers with which the trusted frontend acts for the user of
+        `key` (X-Internal-Secret, X-Org-ID, X-User-ID): how the documented
+        OAuth flows start (an API key starts a flow no browser is tied to, and
+        its callback must then carry the key)."""
+        me = self.get("/api/me", key=key)
+        eq(me.status, 200, "GET /api/me (%r)" % me)
+        return {"X-Internal-Secret": self.secret, "X-Org-ID": me.json["org_id"],
+                "X-User-ID": me.json["user_id"]}
+
+    def frontend_get(self, path, key=None):
+        """GET path as the frontend, for the user of `key` (as_frontend)."""
+        return self.request("GET", path, auth=False, headers=self.as_frontend(key))
+
+    def frontend_post(self, path, body=None, key=None):
+        """POST path as the frontend, for the user of `key` (as_frontend)."""
+        return self.request("POST", path, body, auth=False, headers=self.as_frontend(key))
+
     def internal(self, body, secret=None, headers=None, timeout=60):
         h = {"X-Internal-Secret": self.secret if secret is None else secret}
         if headers:

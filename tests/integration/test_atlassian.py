@@ -127,7 +127,7 @@ def callback(w, cb_url, key=None):
 
 
 def login(w, key, products="confluence,jira"):
-    r = w.get("/atlassian/login?products=" + products, key=key)
+    r = w.frontend_get("/atlassian/login?products=" + products, key=key)
     eq(r.status, 302, "login %s (%r)" % (products, r))
     return r.headers["location"]
 
@@ -171,10 +171,10 @@ def test_missing_config_and_disabled_product(t):
         contains(r.get("error"), "Atlassian OAuth configuration missing", "the guide's message")
         contains(r.get("error"), "ATLASSIAN_CLIENT_ID and ATLASSIAN_CLIENT_SECRET", "the guide's fix")
     # a disabled product cannot be connected, by OAuth or PAT
-    r = w.get("/atlassian/login?products=jira")
+    r = w.frontend_get("/atlassian/login?products=jira")
     eq((r.status, r.error_code), (404, "JIRA_DISABLED"), "Jira disabled (%r)" % r)
     contains(r.get("error"), "NEXT_PUBLIC_ENABLE_JIRA=true", "names the flag")
-    r = w.get("/atlassian/login?products=confluence,jira")
+    r = w.frontend_get("/atlassian/login?products=confluence,jira")
     eq((r.status, r.error_code), (404, "JIRA_DISABLED"), "both with Jira disabled (%r)" % r)
     r = dc_connect(w, w.api_key, "jira", fx.base, JIRA_PAT, allow_http=True)
     eq((r.status, r.error_code), (404, "JIRA_DISABLED"), "Jira PAT when disabled (%r)" % r)
@@ -248,7 +248,7 @@ def test_oauth_confluence_jira_and_both(t):
     eq((r.status, r.get("products")), (200, ["jira"]), "POST login (%r)" % r)
     r = w.post("/atlassian/login", {}, key=key)
     eq((r.status, r.get("products")), (200, ["confluence", "jira"]), "POST login, every enabled product (%r)" % r)
-    r = w.get("/atlassian/login", key=key)
+    r = w.frontend_get("/atlassian/login", key=key)
     eq(r.status, 302, "GET login, every enabled product (%r)" % r)
     eq(set(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.headers["location"]).query))["scope"].split()),
        {"read:page:confluence", "read:space:confluence", "read:user:confluence", "search:confluence",
@@ -649,7 +649,7 @@ def test_bad_input_every_route(t):
         r = w.post("/atlassian/refresh", bad, key=key)
         eq(r.status, 400, "bad refresh body %r (%r)" % (bad, r))
     for q in ("products=", "products=bitbucket", "products=confluence,,x", "products=" + "jira," * 30):
-        r = w.get("/atlassian/login?" + q, key=key)
+        r = w.frontend_get("/atlassian/login?" + q, key=key)
         eq(r.status, 400, "bad login query %s (%r)" % (q, r))
     for bad in ({"products": 5}, {"products": [1]}, {"products": ["jira", "x", "y"]}, {"products": []}, [1]):
         r = w.post("/atlassian/login", bad, key=key)

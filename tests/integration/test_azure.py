@@ -325,7 +325,7 @@ def test_next_link_only_followed_on_the_management_host_and_bounded(t):
 
 def follow_login(w, key=None, query=""):
     """GET /azure/login -> the mock's /authorize -> our callback URL; returns (login resp, callback url)."""
-    r = w.get("/azure/login" + query, key=key)
+    r = w.frontend_get("/azure/login" + query, key=key)
     eq(r.status, 302, "GET /azure/login (%r)" % r)
     loc = r.headers.get("location")
     check(loc and loc == r.get("authorization_url"), "Location header and authorization_url", r.headers, r)
@@ -423,7 +423,7 @@ def test_oauth_callback_rejects_bad_states(t):
     eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "state of another user (%r)" % c)
     contains(c.get("error"), "another user", "error")
     # issued for another provider (GCP's login)
-    g = w.get("/gcp/login", key=key)
+    g = w.frontend_get("/gcp/login", key=key)
     eq(g.status, 302, "GET /gcp/login (%r)" % g)
     gstate = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(g.headers["location"]).query))["state"]
     c = https_request(w.port, w.ctx, "GET", "/azure/callback?code=x&state=" + gstate)
@@ -447,7 +447,7 @@ def test_oauth_callback_rejects_bad_states(t):
 @test
 def test_sign_in_not_configured_and_code_exchange_refused(t):
     w = own_world(t, AZURE_CLIENT_ID="", AZURE_CLIENT_SECRET="")
-    r = w.get("/azure/login")
+    r = w.frontend_get("/azure/login")
     eq((r.status, r.error_code), (503, "AZURE_OAUTH_NOT_CONFIGURED"), "login without an App (%r)" % r)
     contains(r.get("error"), "AZURE_CLIENT_ID", "error names the setting")
     # a configured app whose redirect URI is not the one registered at Microsoft:

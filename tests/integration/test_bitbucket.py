@@ -71,7 +71,7 @@ def callback(w, cb_url):
 
 
 def login(w, key):
-    r = w.get("/bitbucket/login", key=key)
+    r = w.frontend_get("/bitbucket/login", key=key)
     eq(r.status, 302, "login (%r)" % r)
     return r.headers["location"]
 
@@ -89,7 +89,7 @@ def serving(w):
 @test
 def test_not_configured(t):
     w = World(t, "bare")
-    r = w.get("/bitbucket/login", key=w.api_key)
+    r = w.frontend_get("/bitbucket/login", key=w.api_key)
     eq(r.status, 503, "login without the consumer (%r)" % r)
     contains(r.get("error"), "BB_OAUTH_CLIENT_ID and BB_OAUTH_CLIENT_SECRET", "what to set")
     st = w.get("/bitbucket/status", key=w.api_key).json

@@ -73,7 +73,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def cloud_connect(w, key):
-    r = w.get("/atlassian/login?products=confluence,jira", key=key)
+    r = w.frontend_get("/atlassian/login?products=confluence,jira", key=key)
     eq(r.status, 302, "login (%r)" % r)
     try:
         a = urllib.request.build_opener(NoRedirect).open(r.headers["location"], timeout=10)

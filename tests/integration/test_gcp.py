@@ -425,7 +425,7 @@ def https_get(w, url, key=None, headers=None):
 
 
 def start_login(w, k):
-    r = w.get("/login", key=k)
+    r = w.frontend_get("/login", key=k)
     eq(r.status, 302, "/login (%r)" % r)
     loc = r.headers.get("location")
     q = urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query)
@@ -608,6 +608,32 @@ def oauth_from_the_console_is_tied_to_its_browser(t):
 
 
 @test
+def oauth_started_with_an_api_key_needs_the_key_at_the_callback(t):
+    """The bypass of the browser binding: a console user starts the flow with
+    their API key instead of the cookie (no browser is tied to it) and hands
+    the provider's URL to a victim.  Refused unless the callback carries that
+    user's credentials."""
+    w, oauth = world()
+    uid, k = fresh_user(w)
+    _, victim_key = fresh_user(w)
+    victim_session = console_cookie(w, victim_key)
+    r = w.get("/login", key=k)
+    eq(r.status, 302, "/login with an API key (%r)" % r)
+    check("set-cookie" not in r.headers, "no browser to tie it to", r.headers)
+    r = https_get(w, follow_authorize(r.headers["location"]), headers={"Cookie": victim_session})
+    eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "the victim's browser (%r)" % r)
+    contains(r.get("error"), "started with an API key", "says why")
+    eq(gcp_connected(w, k), False, "nothing stored for the user who started it")
+    eq(gcp_connected(w, victim_key), False, "nor for the victim")
+    r = w.get("/login", key=k)
+    r = https_get(w, follow_authorize(r.headers["location"]), key=k)
+    eq(r.status, 302, "the key's own callback (%r)" % r)
+    eq(gcp_connected(w, k), True, "connected")
+    serving = w.get("/health", auth=False)
+    eq(serving.status, 200, "still serving")
+
+
+@test
 def oauth_unbound_callbacks_refused_when_required(t):
     """AURORA_OAUTH_REQUIRE_BOUND_CALLBACK=true: a flow started without a
     console session (API key, the frontend's server-side call) finishes only
@@ -647,7 +673,7 @@ def oauth_unbound_callbacks_refused_when_required(t):
 @test
 def oauth_without_client_id_is_a_clear_error(t):
     w = t.world("noclient")
-    r = w.get("/login")
+    r = w.frontend_get("/login")
     eq((r.status, r.error_code), (503, "OAUTH_NOT_CONFIGURED"), "no CLIENT_ID (%r)" % r)
     contains(r.get("error"), "CLIENT_ID", "no CLIENT_ID")
 

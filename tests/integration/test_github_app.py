@@ -136,7 +136,10 @@ def gh_status(w, key=None):
 
 
 def fresh_state(w, key=None):
-    st = gh_status(w, key)
+    """A state as the frontend gets it (its GitHub page reads /github/status)."""
+    r = w.frontend_get("/github/status", key=key)
+    eq(r.status, 200, "GET /github/status as the frontend (%r)" % r)
+    st = r.json
     app = [a for a in st["actions"] if a["action"] == "app_install"]
     check(app and app[0].get("install_url"), "status offers the App install URL", st)
     u = urllib.parse.urlsplit(app[0]["install_url"])
@@ -181,7 +184,7 @@ def test_status_actions_per_auth_mode(t):
     eq(len(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(a["install_url"]).query))["state"]), 43, "state")
     eq((st["app"]["configured"], st["app"]["private_key"]), (True, "ok"), "app block")
     eq(st["app"]["setup_url"], "https://api.aurora.example.test/github/app/install/callback", "setup URL shown")
-    r = w.get("/github/app/install")
+    r = w.frontend_get("/github/app/install")
     eq(r.status, 302, "GET /github/app/install (%r)" % r)
     check(r.headers["location"].startswith(_env["fx"].base + "/apps/%s/installations/new?state=" % SLUG),
           "install redirect", r.headers)
@@ -199,7 +202,7 @@ def test_status_actions_per_auth_mode(t):
     st = gh_status(wo)
     eq([(a["action"], a["available"], a["recommended"]) for a in st["actions"]], [("oauth", True, True)],
        "oauth mode offers OAuth only")
-    r = wo.get("/github/app/install")
+    r = wo.frontend_get("/github/app/install")
     eq((r.status, r.error_code), (404, "GITHUB_APP_DISABLED"), "no App install in oauth mode (%r)" % r)
     wb = make_world(t, "badmode", fx, trap, {"GITHUB_AUTH_MODE": "both"})
     r = wb.get("/github/status")
@@ -281,7 +284,7 @@ def test_callback_refuses_replayed_expired_foreign_states(t):
     eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "another user's state (%r)" % c)
     contains(c.get("error"), "another user", "error")
     # a state issued for another provider (GCP's login)
-    g = w.get("/gcp/login", key=key)
+    g = w.frontend_get("/gcp/login", key=key)
     eq(g.status, 302, "GET /gcp/login (%r)" % g)
     gstate = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(g.headers["location"]).query))["state"]
     c = callback(w, "installation_id=103&setup_action=install&state=" + gstate)
@@ -527,7 +530,7 @@ def test_pem_without_newlines_reports_unconfigured(t):
     cs = connectors_status(w)
     eq((cs["app_configured"], cs["private_key"], cs["connected"]), (False, "invalid", False), "connectors status")
     for _ in range(3):
-        r = w.get("/github/app/install")
+        r = w.frontend_get("/github/app/install")
         eq((r.status, r.error_code), (503, "GITHUB_APP_NOT_CONFIGURED"), "install while unconfigured (%r)" % r)
     state_r = w.get("/github/status")
     eq(state_r.status, 200, "status still answers")
@@ -557,7 +560,7 @@ def test_secrets_backend_down_reports_unavailable(t):
     st = gh_status(w)
     eq((st["app"]["configured"], st["app"]["private_key"]), (False, "unavailable"), "key unreadable")
     contains(st["app"]["error"], "secrets backend", "error names the backend")
-    r = w.get("/github/app/install")
+    r = w.frontend_get("/github/app/install")
     eq((r.status, r.error_code), (503, "GITHUB_APP_NOT_CONFIGURED"), "install (%r)" % r)
     eq(connectors_status(w)["private_key"], "unavailable", "connectors status")
     eq(w.get("/health", auth=False).status, 200, "server serving")

@@ -94,7 +94,7 @@ def world():
 # helpers
 # ---------------------------------------------------------------------------
 def login_url(w, key=None):
-    r = w.get("/github/login", key=key)
+    r = w.frontend_get("/github/login", key=key)
     eq(r.status, 302, "GET /github/login (%r)" % r)
     return r.headers["location"]
 
@@ -205,7 +205,7 @@ def test_failed_to_initiate_when_client_unset(t):
         eq(wu.get("/health", auth=False).status, 200, "server serving")
         contains(wu.server.log_text(), "GH_OAUTH_CLIENT_ID", "logged")
     wa = make_world(t, "appmode", fx, trap, {"GITHUB_AUTH_MODE": "app"})
-    r = wa.get("/github/login")
+    r = wa.frontend_get("/github/login")
     eq((r.status, r.error_code), (404, "GITHUB_OAUTH_DISABLED"), "app mode: no OAuth (%r)" % r)
     r = callback(wa, "code=x&state=" + "A" * 43)
     eq((r.status, r.error_code), (404, "GITHUB_OAUTH_DISABLED"), "app mode: no OAuth callback (%r)" % r)

@@ -134,7 +134,7 @@ def callback(w, cb_url):
 
 def connect(w, key):
     """The setup sign-in end to end; the callback's answer."""
-    r = w.get("/google-chat/login", key=key)
+    r = w.frontend_get("/google-chat/login", key=key)
     eq(r.status, 302, "login (%r)" % r)
     c = callback(w, authorize(r.headers["location"]))
     eq(c.status, 302, "callback (%r)" % c)
@@ -253,7 +253,7 @@ def test_oauth_creates_space_and_adds_app(t):
     g = _env["g"]
     org, user, key = w.new_org()
     g.config(workspace="ws-" + org)
-    r = w.get("/google-chat/login", key=key)
+    r = w.frontend_get("/google-chat/login", key=key)
     eq(r.status, 302, "login (%r)" % r)
     loc = r.headers["location"]
     check(loc.startswith(g.base + "/o/oauth2/v2/auth?"), "Google's authorization endpoint", loc)
@@ -307,7 +307,7 @@ def test_oauth_creates_space_and_adds_app(t):
     check(CLIENT_SECRET not in w.server.log_text(), "client secret never logged")
     # another organization in the same Workspace: the name is taken, Google says so
     _, _, key2 = w.new_org()
-    r = w.get("/google-chat/login", key=key2)
+    r = w.frontend_get("/google-chat/login", key=key2)
     c = callback(w, authorize(r.headers["location"]))
     eq((c.status, c.error_code), (409, "GOOGLE_CHAT_SPACE_EXISTS"), "display name taken (%r)" % c)
     contains(c.get("error"), "GOOGLE_CHAT_SPACE_DISPLAY_NAME", "the fix")

@@ -111,7 +111,7 @@ def callback(w, cb_url, key=None):
 
 
 def connect(w, key, region="eu", prefix="/ovh_api/ovh/oauth2"):
-    r = w.get("%s/initiate?region=%s" % (prefix, region), key=key)
+    r = w.frontend_get("%s/initiate?region=%s" % (prefix, region), key=key)
     eq(r.status, 302, "initiate %s (%r)" % (region, r))
     c = callback(w, authorize(r.headers["location"]))
     eq(c.status, 302, "callback (%r)" % c)
@@ -158,20 +158,20 @@ def test_disabled_unless_next_public_enable_ovh(t):
 @test
 def test_regions_configuration_errors(t):
     w = world()
-    r = w.get("/ovh_api/ovh/oauth2/initiate?region=us")
+    r = w.frontend_get("/ovh_api/ovh/oauth2/initiate?region=us")
     eq((r.status, r.error_code), (400, "OVH_REGION_NOT_CONFIGURED"), "unconfigured region (%r)" % r)
     contains(r.get("error"), "OAuth2 credentials not configured for us", "error (the guide's message)")
     contains(r.get("error"), "OVH_US_CLIENT_ID", "error names the settings")
     r = w.post("/ovh_api/ovh/oauth2/initiate", {"region": "US"})
     contains(r.get("error"), "OAuth2 credentials not configured for us", "POST, upper-case region")
-    r = w.get("/ovh_api/ovh/oauth2/initiate?region=ap")
+    r = w.frontend_get("/ovh_api/ovh/oauth2/initiate?region=ap")
     eq((r.status, r.error_code), (400, "OVH_UNKNOWN_REGION"), "unknown region (%r)" % r)
     # query values are %-decoded exactly once: "e%2575" is the literal "e%75", not "eu"
-    r = w.get("/ovh_api/ovh/oauth2/initiate?region=e%2575")
+    r = w.frontend_get("/ovh_api/ovh/oauth2/initiate?region=e%2575")
     eq((r.status, r.error_code), (400, "OVH_UNKNOWN_REGION"), "double-encoded region (%r)" % r)
     contains(r.get("error"), "'e%75'", "the region as sent, decoded once")
     # a decoded '&' inside a value does not split it into another argument
-    r = w.get("/ovh_api/ovh/oauth2/initiate?x=%26region%3Deu&region=ap")
+    r = w.frontend_get("/ovh_api/ovh/oauth2/initiate?x=%26region%3Deu&region=ap")
     eq((r.status, r.error_code), (400, "OVH_UNKNOWN_REGION"), "an encoded '&' stays data (%r)" % r)
     # a redirect_uri other than the configured one
     r = w.get("/ovh_api/ovh/oauth2/initiate?region=eu&redirect_uri=" +
@@ -184,7 +184,7 @@ def test_regions_configuration_errors(t):
                             "OVH_EU_REDIRECT_URI": "http://localhost:5080/ovh_api/ovh/oauth2/callback",
                             "OVH_CA_CLIENT_ID": "a", "OVH_CA_CLIENT_SECRET": "b"})
     for region in ("eu", "ca"):
-        r = w2.get("/ovh_api/ovh/oauth2/initiate?region=" + region)
+        r = w2.frontend_get("/ovh_api/ovh/oauth2/initiate?region=" + region)
         eq((r.status, r.error_code), (400, "OVH_INVALID_REDIRECT_URI"), "%s: http / missing redirect (%r)" % (region, r))
         contains(r.get("error"), "Invalid redirect_uri", "error")
         contains(r.get("error"), "HTTPS", "error says why")
@@ -218,7 +218,7 @@ def test_eu_connect_and_refresh_rotation(t):
     w = world()
     org, user, key = w.new_org()
     before_ca = ctl("ca", "/_fixture/stats")["token"]
-    r = w.get("/ovh_api/ovh/oauth2/initiate?region=eu", key=key)
+    r = w.frontend_get("/ovh_api/ovh/oauth2/initiate?region=eu", key=key)
     eq(r.status, 302, "initiate (%r)" % r)
     loc = r.headers["location"]
     check(loc.startswith(_peers["eu"] + "/auth/oauth2/authorize?"), "EU authorization URL", loc)
@@ -259,7 +259,7 @@ def test_eu_connect_and_refresh_rotation(t):
 def test_ca_region_on_the_alias_routes(t):
     w = world()
     _, user, key = w.new_org()
-    r = w.post("/ovh/oauth2/initiate", {"region": "ovh-ca"}, key=key)
+    r = w.frontend_post("/ovh/oauth2/initiate", {"region": "ovh-ca"}, key=key)
     eq(r.status, 200, "POST /ovh/oauth2/initiate (%r)" % r)
     cb = authorize(r.get("authorization_url"))
     contains(cb, "/ovh/oauth2/callback?", "CA callback URL (the alias)")
@@ -279,7 +279,7 @@ def test_callback_rejects_bad_states(t):
         eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "%s state (%r)" % (what, c))
 
     def fresh_cb():
-        r = w.get("/ovh_api/ovh/oauth2/initiate?region=eu", key=key)
+        r = w.frontend_get("/ovh_api/ovh/oauth2/initiate?region=eu", key=key)
         return authorize(r.headers["location"])
     cb = fresh_cb()
     eq(callback(w, cb).status, 302, "first use")
@@ -295,7 +295,7 @@ def test_callback_rejects_bad_states(t):
     c = callback(w, fresh_cb(), key=key_b)
     eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "another user's state (%r)" % c)
     contains(c.get("error"), "another user", "error")
-    g = w.get("/gcp/login", key=key)
+    g = w.frontend_get("/gcp/login", key=key)
     eq(g.status, 302, "GET /gcp/login (%r)" % g)
     gstate = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(g.headers["location"]).query))["state"]
     c = https_request(w.port, w.ctx, "GET", "/ovh_api/ovh/oauth2/callback?code=x&state=" + gstate)
@@ -312,7 +312,7 @@ def test_provider_failures_and_server_keeps_serving(t):
     w = world()
     _, user, key = w.new_org()
     # /me refuses the new token -> nothing stored
-    r = w.get("/ovh_api/ovh/oauth2/initiate?region=eu", key=key)
+    r = w.frontend_get("/ovh_api/ovh/oauth2/initiate?region=eu", key=key)
     cb = authorize(r.headers["location"])
     # /me is a GET made through the connector kit (kit_call): a 5xx is retried,
     # up to 4 attempts, so the fault must outlast them to reach the caller

@@ -258,7 +258,7 @@ def test_oauth_round_trip_refresh_and_revoke(t):
     w = world()
     pd = _env["pd"]
     org, user, key = w.new_org()
-    r = w.get("/pagerduty/oauth/login", key=key)
+    r = w.frontend_get("/pagerduty/oauth/login", key=key)
     eq(r.status, 302, "login (%r)" % r)
     loc = r.headers["location"]
     check(loc.startswith(pd.base + "/oauth/authorize?"), "authorization endpoint", loc)

@@ -64,7 +64,7 @@ def team():
 
 
 def login_url(w, key):
-    r = w.get("/slack/login", key=key)
+    r = w.frontend_get("/slack/login", key=key)
     eq(r.status, 302, "GET /slack/login (%r)" % r)
     return r.headers["location"]
 
@@ -145,7 +145,7 @@ def posts(fx, channel="C0INCIDENT"):
 @test
 def test_not_configured(t):
     w = World(t, "bare")
-    r = w.get("/slack/login", key=w.api_key)
+    r = w.frontend_get("/slack/login", key=w.api_key)
     eq(r.status, 503, "login without client id/secret (%r)" % r)
     contains(r.get("error"), "Slack OAuth credentials not configured", "the guide's message")
     contains(r.get("error"), "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET", "what to set")

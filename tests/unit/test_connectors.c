@@ -279,12 +279,25 @@ static int oauth_teardown(void **state)
     return 0;
 }
 
+/* The user as the trusted frontend presents them (X-Internal-Secret): the
+ * documented way flows start. */
 static auth_ctx who_of(const oauth_fx *f, const store_user *u)
 {
-    auth_ctx a = { .authenticated = 1 };
+    auth_ctx a = { .authenticated = 1, .internal = 1 };
     snprintf(a.org_id, sizeof(a.org_id), "%s", f->org.id);
     snprintf(a.user_id, sizeof(a.user_id), "%s", u->id);
     return a;
+}
+
+/* Frees what a handler left in a response: its body and extra headers. */
+static void resp_free(http_response *r)
+{
+    buf_free(&r->body);
+    for (int i = 0; i < r->nextra; i++) {
+        free(r->extra[i].name);
+        free(r->extra[i].value);
+    }
+    memset(r, 0, sizeof(*r));
 }
 
 /* A callback request "?state=<s>" (optionally authenticated as who). */
@@ -311,7 +324,7 @@ static int take(oauth_fx *f, const char *query, const auth_ctx *who, const char 
     snprintf(msg, cap, "%.*s", (int)buf_pending(&resp.body), buf_head(&resp.body));
     if (rc < 0)
         assert_int_equal(resp.status, 400);
-    buf_free(&resp.body);
+    resp_free(&resp);
     return rc;
 }
 
@@ -395,16 +408,6 @@ static void test_oauth_state(void **state)
  * the state row keeps; the callback without that cookie (the victim's
  * browser in a login CSRF), or with another flow's, is refused and the
  * state is spent; with it, the flow goes on and the cookie is cleared. */
-static void resp_free(http_response *r)
-{
-    buf_free(&r->body);
-    for (int i = 0; i < r->nextra; i++) {
-        free(r->extra[i].name);
-        free(r->extra[i].value);
-    }
-    memset(r, 0, sizeof(*r));
-}
-
 static const char *resp_header(const http_response *r, const char *name)
 {
     for (int i = 0; i < r->nextra; i++)
@@ -486,7 +489,6 @@ static void test_oauth_state_browser_binding(void **state)
     assert_int_equal(take_with_cookie(f, s1, c2, msg, sizeof(msg), sc, sizeof(sc)), -1);
     assert_non_null(strstr(msg, "another browser"));
     char forged[256];
-    snprintf(forged, sizeof(forged), "%.36s%s", c1, strchr(c2, '='));
     assert_int_equal(take_with_cookie(f, s2, c2, msg, sizeof(msg), sc, sizeof(sc)), 0);
     new_bound_state(f, &f->u1, s1, c1);
     snprintf(forged, sizeof(forged), "%.36s%s", c1, strchr(c2, '='));
@@ -501,12 +503,40 @@ static void test_oauth_state_browser_binding(void **state)
     assert_memory_equal(sc, c1, 36);
     assert_non_null(strstr(sc, "=; Path=/; Max-Age=0;"));
 
-    /* a flow started without a session (API key, the frontend's server-side
-     * call) sets no cookie and needs none (AURORA_OAUTH_REQUIRE_BOUND_CALLBACK
-     * is off by default; tests/integration/test_oauth_binding.py turns it on) */
+    /* a flow the frontend started server-side sets no cookie and needs none
+     * (AURORA_OAUTH_REQUIRE_BOUND_CALLBACK is off by default;
+     * test_gcp.py: oauth_unbound_callbacks_refused_when_required turns it on) */
     new_state(f, &f->u1, "gcp", s1);
     assert_int_equal(take_with_cookie(f, s1, NULL, msg, sizeof(msg), sc, sizeof(sc)), 0);
     assert_string_equal(sc, "");
+
+    /* a flow started with an API key is tied to no browser: its callback
+     * must carry that user's credentials */
+    auth_ctx k = who_of(f, &f->u1);
+    k.internal = 0;
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(oauth_state_new(&f->w, &k, "gcp", "http://localhost:5080/callback", NULL, s1,
+                                     &resp),
+                     0);
+    assert_null(resp_header(&resp, "set-cookie"));
+    resp_free(&resp);
+    assert_int_equal(take_with_cookie(f, s1, NULL, msg, sizeof(msg), sc, sizeof(sc)), -1);
+    assert_non_null(strstr(msg, "started with an API key"));
+    assert_int_equal(oauth_state_new(&f->w, &k, "gcp", "http://localhost:5080/callback", NULL, s1,
+                                     &resp),
+                     0);
+    resp_free(&resp);
+    char q[128];
+    oauth_state_info info;
+    snprintf(q, sizeof(q), "state=%s", s1);
+    assert_int_equal(take(f, q, &k, "gcp", &info, msg, sizeof(msg)), 0);
+
+    /* a console flow whose callback carries the same user's credentials (the
+     * frontend forwarding it): the credentials are as good as the cookie */
+    new_bound_state(f, &f->u1, s1, c1);
+    snprintf(q, sizeof(q), "state=%s", s1);
+    assert_int_equal(take(f, q, &k, "gcp", &info, msg, sizeof(msg)), 0);
 }
 
 /* ---- cloud_creds ---------------------------------------------------------------------- */
