@@ -219,6 +219,10 @@ static void on_disconnect(agent_tunnel *t, const char *why)
     rx_wipe(t);
     agent_runner_drop(t->runner, t->gen);
     agent_outq_reset(t->outq, 0); /* nothing is accepted until the next connection */
+    /* The backlog went with the connection: nothing is held back now (the
+     * next connection starts reading, new_session). */
+    t->rx_paused = 0;
+    metrics_reading_paused(0);
 
     if (t->shutting) {
         log_info("tunnel: closed (%s)", why);

@@ -26,6 +26,7 @@
 
 #include "agent_config.h"
 #include "log.h"
+#include "metrics.h"
 #include "outq.h"
 #include "policy.h"
 #include "proto.h"
@@ -545,14 +546,21 @@ static void refusals_past_the_control_cap_pause_reading(void **state)
     }
     forget_messages(fx);
 
-    /* paused again, then the connection goes: the next one reads */
+    /* paused again (and /metrics says so), then the connection goes: the
+     * next one reads */
     while (!agent_tunnel_rx_paused(fx->t)) {
         snprintf(msg, sizeof(msg), "{\"type\":\"exec\",\"id\":%d,\"argv\":[\"delete\",\"pod\",\"x\"]}",
                  ++n);
         say(fx, msg);
     }
+    char *text = metrics_render(NULL);
+    assert_non_null(strstr(text, "\naurora_agent_reading_paused 1\n"));
+    free(text);
     fx->gen = agent_tunnel_begin_session(fx->t);
     assert_false(agent_tunnel_rx_paused(fx->t));
+    text = metrics_render(NULL);
+    assert_non_null(strstr(text, "\naurora_agent_reading_paused 0\n"));
+    free(text);
     assert_true(agent_outq_empty(fx->q));
     fixture_free(fx);
 }
