@@ -19,6 +19,7 @@ struct breaker {
     int lease_ms;
     int open;
     int probing;
+    int probe_seq;           /* the current probe's number: only it ends its turn */
     int64_t opened_ms;       /* when it opened (monotonic) */
     int64_t probe_since_ms;  /* when the current probe took its turn */
     uint64_t failed_fast;    /* since created */
@@ -111,7 +112,11 @@ int breaker_admit(breaker *b, int *probe, char *why, size_t cap)
     if (!b->probing || now - b->probe_since_ms > b->lease_ms) {
         b->probing = 1;
         b->probe_since_ms = now;
-        *probe = 1;
+        /* Numbered, so that a probe that outlived its lease and reports
+         * late cannot end the turn of the one that took over. */
+        if (++b->probe_seq <= 0)
+            b->probe_seq = 1;
+        *probe = b->probe_seq;
         pthread_mutex_unlock(&g_mu);
         return 1;
     }
@@ -139,7 +144,7 @@ void breaker_report(breaker *b, int probe, breaker_outcome outcome, const char *
         return;
     pthread_mutex_lock(&g_mu);
     int64_t now = now_ms();
-    if (probe)
+    if (probe && probe == b->probe_seq)
         b->probing = 0;
     if (outcome == BREAKER_UNREACHABLE && !b->open) {
         b->open = 1;

@@ -57,7 +57,8 @@ typedef enum {
 } breaker_outcome;
 
 /* Before a call that starts a conversation with the backend.  1: go (*probe
- * says whether this call is the open breaker's probe, and must be reported);
+ * is non-zero when this call is the open breaker's probe, and must be
+ * passed back to breaker_report as it is);
  * 0: fail fast, why holds the message ("… has not answered for N ms (failing
  * fast …)").  b may be NULL (always go). */
 int breaker_admit(breaker *b, int *probe, char *why, size_t cap);

@@ -446,6 +446,11 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
             snprintf(out->err, sizeof(out->err), "%s",
                      curl_err[0] ? curl_err : curl_easy_strerror(rc));
         out->code = rc == CURLE_OPERATION_TIMEDOUT ? AUR_E_TIMEOUT : AUR_E_UNAVAILABLE;
+        out->unreached = !sk.overflow && !sk.address_refused &&
+                         (rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_CONNECT ||
+                          rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_SEND_ERROR ||
+                          rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING ||
+                          rc == CURLE_SSL_CONNECT_ERROR);
         if (sk.address_refused && rc == CURLE_COULDNT_CONNECT) {
             out->code = AUR_E_INVALID; /* not a transient failure: retrying changes nothing */
             out->address_refused = 1;

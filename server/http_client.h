@@ -81,6 +81,10 @@ typedef struct {
     int stopped;   /* on_body asked to stop reading (a streamed answer cut short on purpose) */
     int os_errno;  /* a transport failure's errno (ECONNREFUSED: nothing listens there), else 0 */
     int address_refused; /* allow_address refused the address connected to (see above) */
+    int unreached; /* the failure says the server did not answer: no connection, a timeout,
+                      the connection reset or closed without an answer (not a TLS
+                      certificate it refused, an oversized answer, a bad URL); for
+                      breakers (breaker.h) */
 } http_client_resp;
 
 /* AUR_OK when the server answered (any status), else a negative aur_err with

@@ -384,7 +384,7 @@ static int call_with(aws_t *a, const aws_creds *c, const char *action, const cha
                       .timeout_ms = a->timeout_ms,
                       .aws_sigv4 = a->sigv4,
                       .userpwd = c->userpwd };
-    int rc = SECRETS_E_UNAVAILABLE, probe = 0, reached = 0;
+    int rc = SECRETS_E_UNAVAILABLE, probe = 0, reached = 0, unreached = 0;
     char why[192];
     if (!breaker_admit(a->breaker, &probe, why, sizeof(why))) {
         memset(e, 0, sizeof(*e));
@@ -401,6 +401,7 @@ static int call_with(aws_t *a, const aws_creds *c, const char *action, const cha
         if (http_client_do(&req, resp) < 0) {
             say(err, errlen, "AWS Secrets Manager at %s unreachable: %s", a->endpoint, resp->err);
             rc = SECRETS_E_UNAVAILABLE;
+            unreached |= resp->unreached;
             if (resp->code == AUR_E_TIMEOUT) /* one timeout is the most a caller waits */
                 break;
             continue;
@@ -423,7 +424,12 @@ static int call_with(aws_t *a, const aws_creds *c, const char *action, const cha
                 AWS_ATTEMPTS);
     }
     /* Any HTTP answer (throttling and 5xx included) is the endpoint answering. */
-    breaker_report(a->breaker, probe, reached ? BREAKER_REACHED : BREAKER_UNREACHABLE,
+    /* A certificate it refused, an oversized answer: the endpoint is there,
+     * the breaker learns nothing (and its callers keep the real reason). */
+    breaker_report(a->breaker, probe,
+                   reached     ? BREAKER_REACHED
+                   : unreached ? BREAKER_UNREACHABLE
+                               : BREAKER_NOT_ASKED,
                    reached ? NULL : err);
     if (c->session_token[0])
         OPENSSL_cleanse(tokhdr, sizeof(tokhdr));

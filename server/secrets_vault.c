@@ -31,6 +31,7 @@
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,13 @@ typedef struct {
     time_t token_expiry; /* 0: does not expire (or unknown) */
     long timeout_ms;
     breaker *breaker; /* fails calls fast while Vault does not answer (breaker.h) */
+    /* Kubernetes logins tried so far (read without the lock by a caller about
+     * to wait for one) and how the last one ended: callers that queued behind
+     * a login that failed take its answer instead of each trying in turn,
+     * which against a silent Vault would cost one timeout per caller. */
+    atomic_uint logins;
+    int last_login_rc;
+    char last_login_err[300];
 } vault_t;
 
 static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -251,7 +259,7 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
                       .body_len = body_len,
                       .timeout_ms = v->timeout_ms,
                       .cacert = v->cacert[0] ? v->cacert : NULL };
-    int rc = SECRETS_E_UNAVAILABLE, probe = 0, reached = 0;
+    int rc = SECRETS_E_UNAVAILABLE, probe = 0, reached = 0, unreached = 0;
     char why[192];
     if (!breaker_admit(v->breaker, &probe, why, sizeof(why))) {
         say(err, errlen, "Vault at %s %s", v->addr, why);
@@ -265,6 +273,7 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
         if (http_client_do(&req, resp) < 0) {
             say(err, errlen, "Vault at %s unreachable: %s", v->addr, resp->err);
             rc = SECRETS_E_UNAVAILABLE;
+            unreached |= resp->unreached;
             if (resp->code == AUR_E_TIMEOUT)
                 break;
             continue;
@@ -279,7 +288,12 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
             break;
     }
     /* Any HTTP answer (a 503 of a sealed Vault included) is Vault answering. */
-    breaker_report(v->breaker, probe, reached ? BREAKER_REACHED : BREAKER_UNREACHABLE,
+    /* A certificate it refused, an oversized answer: Vault is there, the
+     * breaker learns nothing (and its callers keep the real reason). */
+    breaker_report(v->breaker, probe,
+                   reached     ? BREAKER_REACHED
+                   : unreached ? BREAKER_UNREACHABLE
+                               : BREAKER_NOT_ASKED,
                    reached ? NULL : err);
     OPENSSL_cleanse(tokhdr, sizeof(tokhdr));
     return rc;
@@ -348,12 +362,22 @@ static int current_token(vault_t *v, char *tok, size_t cap, int force_login, cha
                          size_t errlen)
 {
     int rc = SECRETS_OK;
+    unsigned seen = atomic_load(&v->logins);
     pthread_mutex_lock(&v->mu);
     if (v->k8s &&
         (force_login || !v->token[0] || (v->token_expiry && time(NULL) >= v->token_expiry))) {
-        OPENSSL_cleanse(v->token, sizeof(v->token));
-        v->token[0] = '\0';
-        rc = k8s_login(v, err, errlen);
+        if (atomic_load(&v->logins) != seen && v->last_login_rc != SECRETS_OK) {
+            /* A login failed while this call waited for it: its answer. */
+            rc = v->last_login_rc;
+            say(err, errlen, "%s", v->last_login_err);
+        } else {
+            OPENSSL_cleanse(v->token, sizeof(v->token));
+            v->token[0] = '\0';
+            rc = k8s_login(v, err, errlen);
+            v->last_login_rc = rc;
+            snprintf(v->last_login_err, sizeof(v->last_login_err), "%s", rc ? err : "");
+            atomic_fetch_add(&v->logins, 1);
+        }
     }
     if (rc == SECRETS_OK)
         snprintf(tok, cap, "%s", v->token);

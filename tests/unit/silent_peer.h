@@ -21,7 +21,7 @@ typedef struct {
     char url[64]; /* http://127.0.0.1:<port> */
 } silent_peer;
 
-static int silent_peer_open(silent_peer *p)
+static inline int silent_peer_open(silent_peer *p)
 {
     p->fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -34,10 +34,17 @@ static int silent_peer_open(silent_peer *p)
     return 0;
 }
 
+/* Waits (up to ms) until a connection is pending.  1 when one is. */
+static inline int silent_peer_wait_connection(silent_peer *p, int ms)
+{
+    struct pollfd pf = { .fd = p->fd, .events = POLLIN };
+    return poll(&pf, 1, ms) == 1;
+}
+
 /* Accepts every connection made so far and answers each with `response`
  * once its request headers have arrived (a client that already gave up
- * gets it too, harmlessly).  The number of connections. */
-static int silent_peer_answer_all(silent_peer *p, const char *response)
+ * gets it too, harmlessly: no SIGPIPE).  The number of connections. */
+static inline int silent_peer_answer_all(silent_peer *p, const char *response)
 {
     int n = 0;
     for (int c; (c = accept(p->fd, NULL, NULL)) >= 0; n++) {
@@ -53,13 +60,18 @@ static int silent_peer_answer_all(silent_peer *p, const char *response)
             if (strstr(buf, "\r\n\r\n"))
                 break;
         }
-        (void)!write(c, response, strlen(response));
+        for (size_t off = 0, total = strlen(response); off < total;) {
+            ssize_t w = send(c, response + off, total - off, MSG_NOSIGNAL);
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
         close(c);
     }
     return n;
 }
 
-static void silent_peer_close(silent_peer *p)
+static inline void silent_peer_close(silent_peer *p)
 {
     if (p->fd >= 0)
         close(p->fd);

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -580,6 +581,7 @@ typedef struct {
     secrets_t *s;
     int rc;
     char err[512];
+    atomic_int done;
 } probe_arg;
 
 static void *probe_main(void *p)
@@ -590,6 +592,7 @@ static void *probe_main(void *p)
     a->rc = secrets_get(a->s, "aurora/stall/probe", &got, &len, a->err, sizeof(a->err));
     if (got)
         secrets_free(got, len);
+    atomic_store(&a->done, 1);
     return NULL;
 }
 
@@ -640,6 +643,81 @@ static void test_stalled_vault_fails_fast(void **state)
     silent_peer_close(&peer);
 }
 
+/* Kubernetes auth against a Vault that never answers: the calls that
+ * queued behind one login take its failure rather than each logging in
+ * (and, with the breaker open, each becoming the probe) in turn, one
+ * timeout apiece.  Counted, not timed: fewer connections than callers. */
+static void test_silent_vault_one_login_for_queued_callers(void **state)
+{
+    (void)state;
+    silent_peer peer;
+    assert_int_equal(silent_peer_open(&peer), 0);
+    secrets_config c = { .backend = "vault", .vault_addr = peer.url, .timeout_ms = 2000,
+                         .vault_auth_method = "kubernetes", .vault_k8s_role = K8S_ROLE,
+                         .vault_k8s_jwt_path = F.jwt_path };
+    secrets_t *s = open_ok(&c);
+    enum { N = 4 };
+    probe_arg a[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        a[i] = (probe_arg){ .s = s };
+        assert_int_equal(pthread_create(&th[i], NULL, probe_main, &a[i]), 0);
+    }
+    int joined = 0; /* all joined before any check (a failed one leaves the test) */
+    for (int i = 0; i < N; i++)
+        joined += pthread_join(th[i], NULL) == 0;
+    assert_int_equal(joined, N);
+    for (int i = 0; i < N; i++) {
+        if (a[i].rc != SECRETS_E_UNAVAILABLE || !strstr(a[i].err, "Kubernetes auth login"))
+            fail_msg("caller %d: rc %d (%s)", i, a[i].rc, a[i].err);
+    }
+    int conns = silent_peer_answer_all(&peer, "HTTP/1.1 503 Service Unavailable\r\n"
+                                              "Content-Length: 0\r\nConnection: close\r\n\r\n");
+    if (conns < 1 || conns >= N)
+        fail_msg("%d callers against a silent Vault opened %d connections", N, conns);
+    secrets_close(s);
+    silent_peer_close(&peer);
+}
+
+/* Vault is there but its answer is refused (here: larger than the client
+ * takes; a certificate it does not trust is the same): the caller gets the
+ * real reason and the breaker stays closed, so the other callers are not
+ * told Vault "has not answered". */
+static void test_refused_answer_does_not_open_the_breaker(void **state)
+{
+    (void)state;
+    silent_peer peer;
+    assert_int_equal(silent_peer_open(&peer), 0);
+    secrets_config c = { .backend = "vault", .vault_addr = peer.url, .vault_token = ROOT_TOKEN,
+                         .timeout_ms = 60000 };
+    secrets_t *s = open_ok(&c);
+    breaker *br = breaker_get(BREAKER_SECRETS, peer.url, "", 0);
+    size_t big = 2u << 20;
+    char *resp = malloc(big + 128);
+    assert_non_null(resp);
+    int n = snprintf(resp, 128, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", big);
+    memset(resp + n, 'x', big);
+    resp[n + big] = '\0';
+    probe_arg call = { .s = s };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, probe_main, &call), 0);
+    /* Every attempt (the backend retries what may pass) gets the same answer,
+     * until the call has ended. */
+    int conns = 0;
+    while (!atomic_load(&call.done) && conns < 10)
+        if (silent_peer_wait_connection(&peer, 100))
+            conns += silent_peer_answer_all(&peer, resp);
+    free(resp);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_true(conns >= 1);
+    if (call.rc != SECRETS_E_UNAVAILABLE || !strstr(call.err, "larger than"))
+        fail_msg("rc %d (%s)", call.rc, call.err);
+    assert_false(breaker_is_open(br));
+    breaker_put(br);
+    secrets_close(s);
+    silent_peer_close(&peer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -653,6 +731,8 @@ int main(void)
         cmocka_unit_test_setup(test_down_backend, setup),
         cmocka_unit_test_setup(test_timeout, setup),
         cmocka_unit_test(test_stalled_vault_fails_fast),
+        cmocka_unit_test(test_silent_vault_one_login_for_queued_callers),
+        cmocka_unit_test(test_refused_answer_does_not_open_the_breaker),
     };
     return cmocka_run_group_tests_name("secrets_vault", tests, group_setup, group_teardown);
 }
