@@ -33,12 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "breaker.h"
 #include "moto_harness.h"
 #include "secrets.h"
 #include "secrets_config.h"
 #include "server_config.h"
-#include "silent_peer.h"
+#include "stalled_secrets.h"
 
 static const char PEM[] = "-----BEGIN RSA PRIVATE KEY-----\n"
                           "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
@@ -870,11 +869,8 @@ static void test_web_identity_sts_silent(void **state)
     close(fd);
 }
 
-/* An endpoint that accepts connections and never answers: the first call
- * waits out its timeout and opens the breaker; while one call (the probe)
- * waits, the others fail at once; AWS's answer to the probe (a 400 of its
- * own) closes it.  Counted, not timed: only the first call and the probe
- * reach the endpoint. */
+/* An endpoint that accepts connections and never answers (stalled_secrets.h);
+ * AWS's answer to the probe is a 400 of its own. */
 static void test_stalled_endpoint_fails_fast(void **state)
 {
     (void)state;
@@ -885,39 +881,13 @@ static void test_stalled_endpoint_fails_fast(void **state)
     secrets_t *quick = open_ok(&c);
     c.timeout_ms = 60000; /* the probe: waits until the test answers it */
     secrets_t *patient = open_ok(&c);
-    breaker *br = breaker_get(BREAKER_SECRETS, peer.url, "", 0); /* the handles' own */
-    assert_non_null(br);
-
-    expect_get_error(quick, "aurora/stall/a", SECRETS_E_UNAVAILABLE, "timed out");
-    assert_true(breaker_is_open(br));
-    blackhole_arg probe = { .s = patient };
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, get_once, &probe), 0);
-    long long t0 = ph_now_ms();
-    while (!breaker_probing(br) && ph_now_ms() - t0 < 30000)
-        usleep(1000);
-    assert_true(breaker_probing(br));
-    for (int i = 0; i < 3; i++)
-        expect_get_error(quick, "aurora/stall/a", SECRETS_E_UNAVAILABLE, "failing fast");
-    char err[512];
-    assert_int_equal(secrets_put(quick, "aurora/stall/b", "x", 1, err, sizeof(err)),
-                     SECRETS_E_UNAVAILABLE);
-    assert_non_null(strstr(err, "has not answered for"));
-    assert_int_equal(breaker_fast_failures(br), 4);
-
     static const char body[] = "{\"__type\":\"ResourceNotFoundException\",\"message\":\"no\"}";
     char resp[256];
     snprintf(resp, sizeof(resp),
              "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\n"
              "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
              strlen(body), body);
-    int conns = silent_peer_answer_all(&peer, resp);
-    assert_int_equal(pthread_join(th, NULL), 0);
-    assert_int_equal(conns, 2); /* the first call and the probe; not the four refused */
-    if (probe.rc != SECRETS_NOT_FOUND)
-        fail_msg("probe: rc %d (%s)", probe.rc, probe.err);
-    assert_false(breaker_is_open(br));
-    breaker_put(br);
+    stalled_secrets_fail_fast(&peer, quick, patient, resp, SECRETS_NOT_FOUND);
     secrets_close(patient);
     secrets_close(quick);
     silent_peer_close(&peer);

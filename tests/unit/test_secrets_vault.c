@@ -21,10 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "breaker.h"
 #include "proc_harness.h"
 #include "secrets.h"
-#include "silent_peer.h"
+#include "stalled_secrets.h"
 
 #define ROOT_TOKEN "root-token-for-tests"
 #define K8S_ROLE "aurora-server"
@@ -572,30 +571,8 @@ static void test_timeout(void **state)
     secrets_close(s);
 }
 
-/* A Vault that accepts connections and never answers: the first call
- * waits out its timeout and opens the breaker; while one call (the probe)
- * waits on Vault, the others fail at once instead of each waiting its own
- * timeout; Vault's answer to the probe (any HTTP answer) closes it.
- * Counted, not timed: only the first call and the probe reach Vault. */
-typedef struct {
-    secrets_t *s;
-    int rc;
-    char err[512];
-    atomic_int done;
-} probe_arg;
-
-static void *probe_main(void *p)
-{
-    probe_arg *a = p;
-    unsigned char *got = NULL;
-    size_t len = 0;
-    a->rc = secrets_get(a->s, "aurora/stall/probe", &got, &len, a->err, sizeof(a->err));
-    if (got)
-        secrets_free(got, len);
-    atomic_store(&a->done, 1);
-    return NULL;
-}
-
+/* A Vault that accepts connections and never answers (stalled_secrets.h);
+ * its answer to the probe is a 404 of its own. */
 static void test_stalled_vault_fails_fast(void **state)
 {
     (void)state;
@@ -606,38 +583,10 @@ static void test_stalled_vault_fails_fast(void **state)
     secrets_t *quick = open_ok(&c);
     c.timeout_ms = 60000; /* the probe: waits until the test answers it */
     secrets_t *patient = open_ok(&c);
-    breaker *br = breaker_get(BREAKER_SECRETS, peer.url, "", 0); /* the handles' own */
-    assert_non_null(br);
-    uint64_t fast0 = breaker_fast_failures(br);
-
-    expect_get_error(quick, "aurora/stall/a", SECRETS_E_UNAVAILABLE, "timed out");
-    assert_true(breaker_is_open(br));
-    probe_arg probe = { .s = patient };
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, probe_main, &probe), 0);
-    long long t0 = ph_now_ms();
-    while (!breaker_probing(br) && ph_now_ms() - t0 < 30000)
-        usleep(1000);
-    assert_true(breaker_probing(br));
-    for (int i = 0; i < 3; i++)
-        expect_get_error(quick, "aurora/stall/a", SECRETS_E_UNAVAILABLE, "failing fast");
-    char err[512];
-    assert_int_equal(secrets_put(quick, "aurora/stall/b", "x", 1, err, sizeof(err)),
-                     SECRETS_E_UNAVAILABLE);
-    assert_non_null(strstr(err, "has not answered for"));
-    assert_non_null(strstr(err, peer.url));
-    assert_int_equal(breaker_fast_failures(br), fast0 + 4);
-
-    /* Vault answers the probe (a 404 of its own): the breaker closes. */
-    int conns = silent_peer_answer_all(&peer, "HTTP/1.1 404 Not Found\r\nContent-Type: "
-                                              "application/json\r\nContent-Length: 13\r\n"
-                                              "Connection: close\r\n\r\n{\"errors\":[]}");
-    assert_int_equal(pthread_join(th, NULL), 0);
-    assert_int_equal(conns, 2); /* the first call and the probe; not the four refused */
-    if (probe.rc != SECRETS_NOT_FOUND)
-        fail_msg("probe: rc %d (%s)", probe.rc, probe.err);
-    assert_false(breaker_is_open(br));
-    breaker_put(br);
+    stalled_secrets_fail_fast(&peer, quick, patient,
+                              "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                              "Content-Length: 13\r\nConnection: close\r\n\r\n{\"errors\":[]}",
+                              SECRETS_NOT_FOUND);
     secrets_close(patient);
     secrets_close(quick);
     silent_peer_close(&peer);
@@ -657,11 +606,11 @@ static void test_silent_vault_one_login_for_queued_callers(void **state)
                          .vault_k8s_jwt_path = F.jwt_path };
     secrets_t *s = open_ok(&c);
     enum { N = 4 };
-    probe_arg a[N];
+    stalled_call a[N];
     pthread_t th[N];
     for (int i = 0; i < N; i++) {
-        a[i] = (probe_arg){ .s = s };
-        assert_int_equal(pthread_create(&th[i], NULL, probe_main, &a[i]), 0);
+        a[i] = (stalled_call){ .s = s };
+        assert_int_equal(pthread_create(&th[i], NULL, stalled_call_main, &a[i]), 0);
     }
     int joined = 0; /* all joined before any check (a failed one leaves the test) */
     for (int i = 0; i < N; i++)
@@ -698,9 +647,9 @@ static void test_refused_answer_does_not_open_the_breaker(void **state)
     int n = snprintf(resp, 128, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", big);
     memset(resp + n, 'x', big);
     resp[n + big] = '\0';
-    probe_arg call = { .s = s };
+    stalled_call call = { .s = s };
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, probe_main, &call), 0);
+    assert_int_equal(pthread_create(&th, NULL, stalled_call_main, &call), 0);
     /* Every attempt (the backend retries what may pass) gets the same answer,
      * until the call has ended. */
     int conns = 0;
