@@ -27,5 +27,6 @@ void secrets_config_from_server(const server_config *c, secrets_config *out)
     out->aws_web_identity_token_file = c->aws_web_identity_token_file;
     out->aws_role_session_name = c->aws_role_session_name;
     out->aws_sts_endpoint = c->aws_sm_sts_endpoint;
-    out->timeout_ms = SECRETS_DEFAULT_TIMEOUT_MS;
+    int64_t ms = server_setting_int(c, "AURORA_SECRETS_TIMEOUT_MS");
+    out->timeout_ms = ms > 0 ? (long)ms : SECRETS_DEFAULT_TIMEOUT_MS;
 }

@@ -86,6 +86,7 @@ static const config_def server_defs[] = {
     { "AWS_ROLE_ARN", "secrets.aws.role_arn", CFG_STRING, NULL, "aws_secrets_manager backend without static keys: IAM role assumed with the web identity token (EKS IRSA sets it)", 0 },
     { "AWS_WEB_IDENTITY_TOKEN_FILE", "secrets.aws.web_identity_token_file", CFG_STRING, NULL, "aws_secrets_manager backend: file holding the web identity token (EKS IRSA sets it; re-read at every credential refresh, it rotates)", 0 },
     { "AWS_ROLE_SESSION_NAME", "secrets.aws.role_session_name", CFG_STRING, "aurora-server", "aws_secrets_manager backend: session name of the assumed role (CloudTrail shows it)", 0 },
+    { "AURORA_SECRETS_TIMEOUT_MS", "secrets.timeout_ms", CFG_INT, "10000", "vault and aws_secrets_manager backends: time limit of one request to the backend (ms); while it does not answer, one call at a time waits this long and the others fail at once", 0, 100, 120000 },
     { "AWS_SM_STS_ENDPOINT", "secrets.aws.sts_endpoint", CFG_STRING, NULL, "aws_secrets_manager backend: STS endpoint of AssumeRoleWithWebIdentity (default https://sts.<AWS_SM_REGION>.amazonaws.com)", 0 },
     /* connectors: what they share (each connector declares its own settings:
      * connector.settings, server/connectors/) */

@@ -170,6 +170,10 @@ void server_metrics_init(const char *version)
     M.secrets_fast = prom_family(PROM_COUNTER, "aurora_secrets_fast_failures_total",
                                  "Secrets backend calls refused at once while the backend did "
                                  "not answer and another call was checking it", 0, NULL, NULL, 0);
+    /* Label-less counters exist from the start at 0, so that rate() over
+     * them has a series before the first refusal. */
+    prom_add(M.store_fast, NULL, 0);
+    prom_add(M.secrets_fast, NULL, 0);
     M.accept_fail = prom_family(PROM_COUNTER, "aurora_listener_accept_failures_total",
                                 "Accepts on the shared port (AURORA_LISTEN_SHARE) that failed for "
                                 "want of descriptors or memory; each pauses accepting for 100 ms",

@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 
 from harness import check, contains, eq, main, suite_world, test, wait_until
 
@@ -236,6 +237,64 @@ def ready_fails_when_the_secrets_backend_is_down(t):
     eq(r.json.get("store"), "ok", "store state")
     eq(r.error_code, "SECRETS_UNAVAILABLE", "error code")
     eq(w.get("/health", auth=False).status, 200, "liveness unaffected")
+
+
+@test(timeout=120)
+def a_silent_secrets_backend_is_found_and_recovers(t):
+    """A Vault that accepts connections and never answers (a listener nobody
+    accepts on, standing in for a hung Vault): /ready finds it silent after
+    AURORA_SECRETS_TIMEOUT_MS, not the 10 s default (curl's message gives the
+    wait), and the log names it as the breaker opens (server/breaker.h: while
+    it is silent one call at a time waits on it, the others fail at once and
+    are counted in aurora_secrets_fast_failures_total; test_secrets_vault.c
+    shows that, /ready coalesces its probes); once Vault answers, the next
+    call closes the breaker and /ready is 200 again."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # the kernel completes connections; nobody answers yet
+    port = silent.getsockname()[1]
+    addr = "http://127.0.0.1:%d" % port
+    w = t.world(extra_env={"SECRETS_BACKEND": "vault", "VAULT_ADDR": addr, "VAULT_TOKEN": "test-token",
+                           "AURORA_SECRETS_TIMEOUT_MS": "500"})
+    r = w.get("/ready", auth=False)
+    eq((r.status, r.json.get("secrets")), (503, "unavailable"), "not ready (%r)" % r)
+    wait_until(lambda: "secrets backend: Vault at %s does not answer" % addr in w.server.log_text(), 20,
+               what="the log to name the silent backend")
+    waited = [int(x) for x in re.findall(r"timed out after (\d+) milliseconds", w.server.log_text())]
+    check(waited and max(waited) < 5000, "the wait is AURORA_SECRETS_TIMEOUT_MS's (%r)" % waited)
+    eq(sample(scrape(w), "aurora_secrets_fast_failures_total"), 0, "the refusals' counter is exported")
+    check(w.server.alive(), "still serving")
+
+    # Vault answers now: 404 for the probe path (a healthy "not found").
+    stop = threading.Event()
+
+    def answer():
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = silent.accept()
+            except OSError:
+                continue
+            with c:
+                c.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 13\r\nConnection: close\r\n\r\n{\"errors\":[]}")
+    th = threading.Thread(target=answer)
+    th.start()
+    try:
+        wait_until(lambda: w.get("/ready", auth=False).status == 200, 60, what="ready once Vault answers")
+        wait_until(lambda: "secrets backend: Vault at %s answers again" % addr in w.server.log_text(), 20,
+                   what="the log to say Vault is back")
+    finally:
+        stop.set()
+        th.join(10)
+        silent.close()
 
 
 @test(timeout=90)
