@@ -2,6 +2,7 @@
  * time (breaker.h). */
 #include "breaker.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,8 +115,7 @@ int breaker_admit(breaker *b, int *probe, char *why, size_t cap)
         b->probe_since_ms = now;
         /* Numbered, so that a probe that outlived its lease and reports
          * late cannot end the turn of the one that took over. */
-        if (++b->probe_seq <= 0)
-            b->probe_seq = 1;
+        b->probe_seq = b->probe_seq >= INT_MAX - 1 ? 1 : b->probe_seq + 1;
         *probe = b->probe_seq;
         pthread_mutex_unlock(&g_mu);
         return 1;

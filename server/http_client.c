@@ -449,8 +449,7 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
         out->unreached = !sk.overflow && !sk.address_refused &&
                          (rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_CONNECT ||
                           rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_SEND_ERROR ||
-                          rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING ||
-                          rc == CURLE_SSL_CONNECT_ERROR);
+                          rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING);
         if (sk.address_refused && rc == CURLE_COULDNT_CONNECT) {
             out->code = AUR_E_INVALID; /* not a transient failure: retrying changes nothing */
             out->address_refused = 1;

@@ -83,7 +83,8 @@ typedef struct {
     int address_refused; /* allow_address refused the address connected to (see above) */
     int unreached; /* the failure says the server did not answer: no connection, a timeout,
                       the connection reset or closed without an answer (not a TLS
-                      certificate it refused, an oversized answer, a bad URL); for
+                      handshake that failed, e.g. a certificate refused or plain HTTP
+                      where TLS was expected, an oversized answer, a bad URL); for
                       breakers (breaker.h) */
 } http_client_resp;
 

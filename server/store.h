@@ -274,7 +274,7 @@ typedef struct {
     char redirect_uri[512];
     char extra[512];
     char browser_hash[65]; /* SHA-256 hex of the browser binding's nonce; "" unbound */
-    char started_via[16];  /* "session", "internal", "api_key" ("" before migration 15) */
+    char started_via[16];  /* "session", "internal", "api_key" ("" before migration 16) */
     int64_t expires_at;
 } store_oauth_state;
 

@@ -513,13 +513,21 @@ static const char *const m14_webhook_adopt_key[] = {
     NULL,
 };
 
-/* What ties an OAuth flow to the user who started it (login CSRF,
- * connectors/oauth_binding.h): browser_hash, the SHA-256 hex of the nonce
- * the login answer put in a cookie ('' for a flow started without a console
- * session), and started_via, how the login was authenticated ('session',
- * 'internal' for the trusted frontend, 'api_key'). */
+/* The browser binding of console-started OAuth flows
+ * (connectors/oauth_binding.h): the SHA-256 hex of the nonce the login
+ * answer put in a cookie; '' for a flow started without a console session
+ * (the frontend's server-side call, an API key). */
 static const char *const m15_oauth_browser_binding[] = {
     "ALTER TABLE oauth_states ADD COLUMN browser_hash TEXT NOT NULL DEFAULT ''",
+    NULL,
+};
+
+/* How the login of an OAuth flow was authenticated ('session', 'internal'
+ * for the trusted frontend, 'api_key'; '' for states made before): a flow
+ * started with an API key ties to no browser, so its callback must carry
+ * the key (connectors/oauth.c, login CSRF).  A migration of its own: 15 was
+ * already applied by builds without it. */
+static const char *const m16_oauth_started_via[] = {
     "ALTER TABLE oauth_states ADD COLUMN started_via TEXT NOT NULL DEFAULT ''",
     NULL,
 };
@@ -541,6 +549,7 @@ static const migration migrations[] = {
     { 13, m13_console_sessions },
     { 14, m14_webhook_adopt_key },
     { 15, m15_oauth_browser_binding },
+    { 16, m16_oauth_started_via },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

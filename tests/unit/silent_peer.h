@@ -57,7 +57,8 @@ static inline int silent_peer_answer_all(silent_peer *p, const char *response)
                 break;
             got += (size_t)r;
             buf[got] = '\0';
-            if (strstr(buf, "\r\n\r\n"))
+            /* the end of the headers, or not HTTP at all (a TLS ClientHello) */
+            if (strstr(buf, "\r\n\r\n") || buf[0] < 'A' || buf[0] > 'Z')
                 break;
         }
         for (size_t off = 0, total = strlen(response); off < total;) {

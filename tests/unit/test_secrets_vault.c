@@ -628,25 +628,23 @@ static void test_silent_vault_one_login_for_queued_callers(void **state)
     silent_peer_close(&peer);
 }
 
-/* Vault is there but its answer is refused (here: larger than the client
- * takes; a certificate it does not trust is the same): the caller gets the
- * real reason and the breaker stays closed, so the other callers are not
- * told Vault "has not answered". */
-static void test_refused_answer_does_not_open_the_breaker(void **state)
+/* Vault is there but its answer is refused (larger than the client takes;
+ * a TLS handshake that fails on what it sent, as with a certificate the
+ * client does not trust): the caller gets the real reason and the breaker
+ * stays closed, so the other callers are not told Vault "has not
+ * answered". */
+/* One call against a peer that gives every attempt `answer`: the call must
+ * fail with `why` in its error and leave the breaker closed. */
+static void refused_answer_case(const char *scheme, const char *answer, const char *why)
 {
-    (void)state;
     silent_peer peer;
     assert_int_equal(silent_peer_open(&peer), 0);
-    secrets_config c = { .backend = "vault", .vault_addr = peer.url, .vault_token = ROOT_TOKEN,
+    char addr[80];
+    snprintf(addr, sizeof(addr), "%s%s", scheme, strstr(peer.url, "://"));
+    secrets_config c = { .backend = "vault", .vault_addr = addr, .vault_token = ROOT_TOKEN,
                          .timeout_ms = 60000 };
     secrets_t *s = open_ok(&c);
-    breaker *br = breaker_get(BREAKER_SECRETS, peer.url, "", 0);
-    size_t big = 2u << 20;
-    char *resp = malloc(big + 128);
-    assert_non_null(resp);
-    int n = snprintf(resp, 128, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", big);
-    memset(resp + n, 'x', big);
-    resp[n + big] = '\0';
+    breaker *br = breaker_get(BREAKER_SECRETS, addr, "", 0);
     stalled_call call = { .s = s };
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, stalled_call_main, &call), 0);
@@ -655,16 +653,32 @@ static void test_refused_answer_does_not_open_the_breaker(void **state)
     int conns = 0;
     while (!atomic_load(&call.done) && conns < 10)
         if (silent_peer_wait_connection(&peer, 100))
-            conns += silent_peer_answer_all(&peer, resp);
-    free(resp);
+            conns += silent_peer_answer_all(&peer, answer);
     assert_int_equal(pthread_join(th, NULL), 0);
     assert_true(conns >= 1);
-    if (call.rc != SECRETS_E_UNAVAILABLE || !strstr(call.err, "larger than"))
+    if (call.rc != SECRETS_E_UNAVAILABLE || !strstr(call.err, why))
         fail_msg("rc %d (%s)", call.rc, call.err);
     assert_false(breaker_is_open(br));
     breaker_put(br);
     secrets_close(s);
     silent_peer_close(&peer);
+}
+
+static void test_refused_answer_does_not_open_the_breaker(void **state)
+{
+    (void)state;
+    /* an answer larger than the client takes */
+    size_t big = 2u << 20;
+    char *resp = malloc(big + 128);
+    assert_non_null(resp);
+    int n = snprintf(resp, 128, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", big);
+    memset(resp + n, 'x', big);
+    resp[n + big] = '\0';
+    refused_answer_case("http", resp, "larger than");
+    free(resp);
+    /* plain HTTP where VAULT_ADDR says https: the TLS handshake fails on
+     * what Vault said (a configuration mistake, not a silent Vault) */
+    refused_answer_case("https", "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "SSL");
 }
 
 int main(void)

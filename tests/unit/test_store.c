@@ -41,7 +41,7 @@
 #define STORE_PLACE_DB "aurora_test"
 #include "store_place.h" /* g_pg and the group setup; this file places its own fixtures */
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 15
+#define SCHEMA_LATEST 16
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
