@@ -262,7 +262,8 @@ def a_silent_secrets_backend_is_found_and_recovers(t):
                what="the log to name the silent backend")
     waited = [int(x) for x in re.findall(r"timed out after (\d+) milliseconds", w.server.log_text())]
     check(waited and max(waited) < 5000, "the wait is AURORA_SECRETS_TIMEOUT_MS's (%r)" % waited)
-    eq(sample(scrape(w), "aurora_secrets_fast_failures_total"), 0, "the refusals' counter is exported")
+    fast = sample(scrape(w), "aurora_secrets_fast_failures_total")
+    check(fast is not None and fast >= 0, "the refusals' counter is exported (%r)" % fast)
     check(w.server.alive(), "still serving")
 
     # Vault answers now: 404 for the probe path (a healthy "not found").
