@@ -228,6 +228,18 @@ class Stream:
         return False
 
 
+def legacy_stream(w, lg, name, output):
+    """One SSE caller who reads, answered with `output` by the legacy agent;
+    the number of output bytes it received."""
+    st = Stream()
+    th = threading.Thread(target=lambda: w.kubectl_sse(
+        lg.cid, {"args": ["get", name], "max_output": 8 * MIB}, st.on_event), daemon=True)
+    th.start()
+    lg.answer(lg.next_command(), output)
+    th.join(60)
+    return len(st.out)
+
+
 # ---------------------------------------------------------------------------
 # SSE and a legacy agent
 # ---------------------------------------------------------------------------
@@ -269,13 +281,7 @@ def legacy_output_for_a_caller_that_never_reads_is_bounded(t):
     n = 4 * MIB
     output = "\x01" * n
     # warm-up (first-use allocations, one legacy answer's transient copies)
-    st = Stream()
-    th = threading.Thread(target=lambda: w.kubectl_sse(
-        lg.cid, {"args": ["get", "warm"], "max_output": 8 * MIB}, st.on_event), daemon=True)
-    th.start()
-    lg.answer(lg.next_command(), output)
-    th.join(60)
-    eq(len(st.out), n, "warm-up bytes")
+    eq(legacy_stream(w, lg, "warm", output), n, "warm-up bytes")
     wait_idle(w, "the warm-up")
 
     base = vm_rss_kib(w.server.pid)
@@ -311,13 +317,7 @@ def legacy_output_for_a_caller_that_never_reads_is_bounded(t):
     contains(refused[0].decode("utf-8", "replace"), "AURORA_EXEC_ORG_OUTPUT_BUDGET",
              "the error names the setting")
     # and everything works again
-    st = Stream()
-    th = threading.Thread(target=lambda: w.kubectl_sse(
-        lg.cid, {"args": ["get", "again"], "max_output": 8 * MIB}, st.on_event), daemon=True)
-    th.start()
-    lg.answer(lg.next_command(), output)
-    th.join(60)
-    eq(len(st.out), n, "a legacy stream after the callers were dropped")
+    eq(legacy_stream(w, lg, "again", output), n, "a legacy stream after the callers were dropped")
     wait_idle(w, "the last stream")
 
 
