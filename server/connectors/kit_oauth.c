@@ -215,7 +215,8 @@ int kit_oauth_callback_take(worker_ctx *w, http_request *req, const kit_oauth_cl
     char error[128] = "", desc[512] = "";
     int has_error = http_query_get(req, "error", error, sizeof(error)) && error[0];
     /* Consumed even when the provider reports an error: single use. */
-    int state_ok = oauth_state_take(w, req, c->provider, &cb->st, resp) == 0;
+    const char *providers[] = { c->provider, c->also_provider, NULL };
+    int state_ok = oauth_state_take_any(w, req, providers, &cb->st, resp) == 0;
     if (has_error) {
         char clean[128], code[32];
         size_t o = 0;

@@ -50,6 +50,9 @@ typedef struct {
 /* One provider, as configured for this request. */
 typedef struct {
     const char *provider;      /* the state's provider: the connector id */
+    const char *also_provider; /* a second provider whose states the callback also ends, or
+                                  NULL (GitHub's /github/callback: the App's installer check);
+                                  the callback's cb->st.provider says which one it was */
     const char *authorize_url;
     const char *token_url;
     const char *revoke_url;    /* NULL: the provider has no revocation endpoint */

@@ -19,6 +19,7 @@ typedef struct {
     char provider[32];
     char redirect_uri[512];
     char extra[512]; /* provider data, e.g. the OVH region */
+    char started_via[16]; /* "session", "internal", "api_key" (how the flow was started) */
 } oauth_state_info;
 
 /* Creates a state for `who` (stored only as a hash).  out gets 43 URL-safe
@@ -32,6 +33,15 @@ int oauth_state_new(worker_ctx *w, const auth_ctx *who, const char *provider,
  * without revealing anything.  Single use even under concurrent callbacks. */
 int oauth_state_take(worker_ctx *w, const http_request *req, const char *provider,
                      oauth_state_info *out, http_response *resp);
+/* The same for a callback that ends flows of several providers (GitHub's
+ * /github/callback: the OAuth App's sign-in and the App's installer check);
+ * providers is NULL-terminated, out->provider says whose state it was. */
+int oauth_state_take_any(worker_ctx *w, const http_request *req, const char *const *providers,
+                         oauth_state_info *out, http_response *resp);
+/* The caller a follow-on flow of st is started for (oauth_state_new): the same
+ * user, started the same way, so it is held to the same binding (a console
+ * flow gets a cookie of its own in the browser that finished st). */
+void oauth_state_who(const oauth_state_info *st, auth_ctx *who);
 /* For a callback route registered ROUTE_PUBLIC (the provider redirects a
  * browser there): when the request carries credentials anyway (API key or
  * internal secret), authenticate them so oauth_state_take can check the

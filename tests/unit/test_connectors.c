@@ -539,6 +539,75 @@ static void test_oauth_state_browser_binding(void **state)
     assert_int_equal(take(f, q, &k, "gcp", &info, msg, sizeof(msg)), 0);
 }
 
+/* A callback that ends two providers' flows (GitHub's /github/callback) takes
+ * either one's state and says whose; a follow-on flow (the GitHub App's
+ * installer check) is started for the same user, the same way, and so is
+ * held to the same binding. */
+static void test_oauth_state_take_any_and_follow_on(void **state)
+{
+    oauth_fx *f = *state;
+    const char *both[] = { "github", "github-app-user", NULL };
+    char s1[64], c1[128], q[128], msg[512];
+    oauth_state_info info;
+    http_request req;
+    http_response resp;
+
+    new_state(f, &f->u1, "github-app-user", s1);
+    snprintf(q, sizeof(q), "state=%s", s1);
+    memset(&req, 0, sizeof(req));
+    req.query = q;
+    req.query_len = strlen(q) + 1;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(oauth_state_take_any(&f->w, &req, both, &info, &resp), 0);
+    assert_string_equal(info.provider, "github-app-user");
+    assert_string_equal(info.started_via, "internal");
+    resp_free(&resp);
+    new_state(f, &f->u1, "gcp", s1);
+    snprintf(q, sizeof(q), "state=%s", s1);
+    req.query_len = strlen(q) + 1;
+    assert_int_equal(oauth_state_take_any(&f->w, &req, both, &info, &resp), -1);
+    assert_int_equal(resp.status, 400);
+    assert_non_null(strstr(buf_head(&resp.body), "another provider"));
+    resp_free(&resp);
+
+    /* from the console: the follow-on flow gets a cookie of its own */
+    new_bound_state(f, &f->u1, s1, c1);
+    snprintf(q, sizeof(q), "state=%s", s1);
+    auth_ctx k = who_of(f, &f->u1);
+    assert_int_equal(take(f, q, &k, "gcp", &info, msg, sizeof(msg)), 0);
+    assert_string_equal(info.started_via, "session");
+    auth_ctx next;
+    oauth_state_who(&info, &next);
+    assert_true(next.session && !next.internal && !next.authenticated);
+    assert_string_equal(next.user_id, f->u1.id);
+    assert_int_equal(oauth_state_new(&f->w, &next, "gcp", "http://localhost:5080/callback", NULL, s1,
+                                     &resp),
+                     0);
+    assert_non_null(resp_header(&resp, "set-cookie"));
+    resp_free(&resp);
+    assert_int_equal(take_with_cookie(f, s1, NULL, msg, sizeof(msg), c1, sizeof(c1)), -1);
+    assert_non_null(strstr(msg, "another browser"));
+
+    /* with an API key: the follow-on flow needs the key at its callback too */
+    k.internal = 0;
+    assert_int_equal(oauth_state_new(&f->w, &k, "gcp", "http://localhost:5080/callback", NULL, s1,
+                                     &resp),
+                     0);
+    resp_free(&resp);
+    snprintf(q, sizeof(q), "state=%s", s1);
+    assert_int_equal(take(f, q, &k, "gcp", &info, msg, sizeof(msg)), 0);
+    assert_string_equal(info.started_via, "api_key");
+    oauth_state_who(&info, &next);
+    assert_true(!next.session && !next.internal);
+    assert_int_equal(oauth_state_new(&f->w, &next, "gcp", "http://localhost:5080/callback", NULL, s1,
+                                     &resp),
+                     0);
+    assert_null(resp_header(&resp, "set-cookie"));
+    resp_free(&resp);
+    assert_int_equal(take_with_cookie(f, s1, NULL, msg, sizeof(msg), c1, sizeof(c1)), -1);
+    assert_non_null(strstr(msg, "started with an API key"));
+}
+
 /* ---- cloud_creds ---------------------------------------------------------------------- */
 
 static void test_cloud_creds(void **state)
@@ -589,6 +658,8 @@ int main(void)
         cmocka_unit_test(test_sa_key_parse),
         cmocka_unit_test_setup_teardown(test_oauth_state, oauth_setup, oauth_teardown),
         cmocka_unit_test_setup_teardown(test_oauth_state_browser_binding, oauth_setup, oauth_teardown),
+        cmocka_unit_test_setup_teardown(test_oauth_state_take_any_and_follow_on, oauth_setup,
+                                        oauth_teardown),
         cmocka_unit_test(test_cloud_creds),
     };
     return cmocka_run_group_tests_name("connectors", tests, NULL, NULL);
