@@ -45,6 +45,7 @@
 
 #define SECRETS_PATH_GITHUB_APP_PRIVATE_KEY "aurora/system/github-app/private-key"
 #define SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET "aurora/system/github-app/webhook-secret"
+#define SECRETS_PATH_GITHUB_APP_CLIENT_SECRET "aurora/system/github-app/client-secret"
 
 /* The shared codes (common/err.h) under this module's names. */
 enum {

@@ -33,6 +33,7 @@
 #include "api_util.h"
 #include "connector.h"
 #include "github_app.h"
+#include "github_installer.h"
 #include "github_oauth.h" /* OAuth fallback and poller: github_oauth.c, github_poll.c */
 #include "http_client.h"
 #include "kit_call.h"
@@ -224,6 +225,20 @@ static void status_route(worker_ctx *w, http_request *req, http_response *resp)
                                 server_setting(w->cfg, "GITHUB_APP_WEBHOOK_SECRET")
                                     ? "GITHUB_APP_WEBHOOK_SECRET"
                                     : SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET);
+        /* Whether an installation is checked on GitHub before it is bound. */
+        unsigned char *cs = NULL;
+        size_t clen = 0;
+        github_cred_state ss = github_app_client_secret(w, &cs, &clen);
+        if (cs)
+            secret_free_n(cs, clen);
+        cJSON_AddStringToObject(app, "installer_check",
+                                ss == GITHUB_CRED_OK && clen > 0 ? "on"
+                                : ss == GITHUB_CRED_OK || ss == GITHUB_CRED_MISSING ? "off"
+                                                                                    : "unavailable");
+        cJSON_AddStringToObject(app, "client_secret_source",
+                                server_setting(w->cfg, "GITHUB_APP_CLIENT_SECRET")
+                                    ? "GITHUB_APP_CLIENT_SECRET"
+                                    : SECRETS_PATH_GITHUB_APP_CLIENT_SECRET);
     }
     cJSON *oa = cJSON_AddObjectToObject(o, "oauth");
     cJSON_AddBoolToObject(oa, "enabled", want_oauth);
@@ -403,6 +418,35 @@ static void install_callback(worker_ctx *w, http_request *req, http_response *re
                         "installation_id must be a positive integer of at most 16 digits");
         return;
     }
+    /* An org updating an installation it already holds needs no proof. */
+    store_github_installation held;
+    int rc = store_github_installation_get(w->store, st.org_id, id, &held);
+    if (rc == STORE_OK) {
+        store_github_installation_free(&held);
+    } else if (rc != STORE_NOT_FOUND) {
+        api_store_error(w, resp);
+        return;
+    } else {
+        /* The id in this URL is only what the browser brought back: anyone
+         * can type one.  With the App's client secret, GitHub tells whether
+         * the user who installed can access it (github_installer.c). */
+        int check = github_installer_configured(w, resp);
+        if (check < 0)
+            return;
+        if (check) {
+            github_installer_start(w, &st, id, action[0] ? action : "install", resp);
+            return;
+        }
+        log_warn("github: installation %" PRId64 " is bound to org %s without checking on GitHub "
+                 "that user %s can access it (GITHUB_APP_CLIENT_SECRET is not set)",
+                 id, st.org_id, st.user_id);
+    }
+    github_installation_bind(w, &st, id, action[0] ? action : "install", resp);
+}
+
+void github_installation_bind(worker_ctx *w, const oauth_state_info *st, int64_t id,
+                              const char *action, http_response *resp)
+{
     char err[256], api[512], url[640];
     char *jwt = github_app_jwt(w, err, sizeof(err));
     if (!jwt) {
@@ -449,12 +493,12 @@ static void install_callback(worker_ctx *w, http_request *req, http_response *re
     }
     cJSON_Delete(j);
     g.installation_id = id;
-    snprintf(g.org_id, sizeof(g.org_id), "%s", st.org_id);
-    snprintf(g.installed_by, sizeof(g.installed_by), "%s", st.user_id);
+    snprintf(g.org_id, sizeof(g.org_id), "%s", st->org_id);
+    snprintf(g.installed_by, sizeof(g.installed_by), "%s", st->user_id);
     rc = store_github_installation_upsert(w->store, &g);
     if (rc == STORE_CONFLICT) {
         log_warn("github: installation %" PRId64 " is already bound to another organization; "
-                 "refused for %s", id, st.org_id);
+                 "refused for %s", id, st->org_id);
         http_resp_error(resp, 409, "GITHUB_INSTALLATION_CLAIMED",
                         "this GitHub App installation is connected to another Aurora organization");
     } else if (rc == STORE_NOT_FOUND) {
@@ -463,8 +507,8 @@ static void install_callback(worker_ctx *w, http_request *req, http_response *re
         api_store_error(w, resp);
     } else {
         log_info("github: installation_id %" PRId64 " (%s %s, %s) connected to org %s by user %s",
-                 id, g.account_type, g.account_login, action[0] ? action : "install", st.org_id,
-                 st.user_id);
+                 id, g.account_type, g.account_login, action, st->org_id,
+                 st->user_id);
         /* Deliveries that arrived before this binding (installation.created
          * usually does) were kept without an organization: they are this
          * org's now, and processed. */
@@ -779,6 +823,8 @@ static const config_def github_settings[] = {
     { "GITHUB_APP_WEBHOOK_URL", "github.app_webhook_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/webhook, as registered on the App", 0 },
     { "GITHUB_APP_SETUP_URL", "github.app_setup_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/app/install/callback, as registered on the App", 0 },
     { "GITHUB_APP_WEBHOOK_SECRET", NULL, CFG_STRING, NULL, "GitHub App: webhook secret (else read from aurora/system/github-app/webhook-secret)", 1 },
+    { "GITHUB_APP_CLIENT_SECRET", NULL, CFG_STRING, NULL, "GitHub App: client secret (else read from aurora/system/github-app/client-secret); when there is one, an installation is connected only once GitHub confirms that the user who installed it can access it", 1 },
+    { "GITHUB_APP_CALLBACK_URL", "github.app_callback_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/callback, its Callback URL as registered on the App (default: derived from GITHUB_APP_SETUP_URL, else AURORA_PUBLIC_URL)", 0 },
     { "GITHUB_APP_WEBHOOK_SECRET_PREVIOUS", NULL, CFG_STRING, NULL, "GitHub App: the webhook secret being rotated out, also accepted until unset", 1 },
     { "GITHUB_APP_KEY_REFRESH_S", "github.app_key_refresh_s", CFG_INT, "60", "GitHub App: the private key and webhook secret are re-read from the secrets backend at most this often (s)", 0, 1, 86400 },
     { "GITHUB_MAX_REPO_PAGES", "github.max_repo_pages", CFG_INT, "10", "GitHub connector: most pages (100 repositories each) read per repository listing", 0, 1, 100 },

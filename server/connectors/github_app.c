@@ -91,7 +91,8 @@ static int64_t mono_s(void)
 
 typedef struct {
     const char *path;
-    const char *what; /* for logs */
+    const char *what;    /* for logs */
+    const char *missing; /* for logs: what its absence means */
     github_cred_state state;
     int64_t checked_at; /* monotonic seconds of the last read; 0: never */
     unsigned char digest[32];
@@ -105,8 +106,15 @@ typedef struct {
 } cred;
 
 static pthread_mutex_t g_cred_mu = PTHREAD_MUTEX_INITIALIZER;
-static cred g_key = { .path = SECRETS_PATH_GITHUB_APP_PRIVATE_KEY, .what = "private key" };
-static cred g_hook = { .path = SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET, .what = "webhook secret" };
+static cred g_key = { .path = SECRETS_PATH_GITHUB_APP_PRIVATE_KEY, .what = "private key",
+                      .missing = "the GitHub App is unconfigured" };
+static cred g_hook = { .path = SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET, .what = "webhook secret",
+                       .missing = "the GitHub App is unconfigured" };
+/* Optional: without it an installation is bound without checking who
+ * installed it (github_installer.c). */
+static cred g_client = { .path = SECRETS_PATH_GITHUB_APP_CLIENT_SECRET, .what = "client secret",
+                         .missing = "installations are bound without checking on GitHub that "
+                                    "the user who installed the App can access them" };
 
 static void cred_drop(cred *c)
 {
@@ -197,7 +205,7 @@ static github_cred_state cred_refresh(worker_ctx *w, cred *c, int force)
     } else if (rc == SECRETS_NOT_FOUND) {
         c->warned_backend = 0;
         if (c->state != GITHUB_CRED_MISSING)
-            log_warn("github: no App %s at %s; the GitHub App is unconfigured", c->what, c->path);
+            log_warn("github: no App %s at %s; %s", c->what, c->path, c->missing);
         cred_drop(c);
         c->have_digest = 0;
         c->state = GITHUB_CRED_MISSING;
@@ -230,11 +238,13 @@ github_cred_state github_app_key_state(void)
     return st;
 }
 
-github_cred_state github_app_webhook_secret(worker_ctx *w, unsigned char **out, size_t *len)
+/* The value of setting when set, else the backend's value at c->path. */
+static github_cred_state setting_or_backend(worker_ctx *w, const char *setting, cred *c,
+                                            unsigned char **out, size_t *len)
 {
     *out = NULL;
     *len = 0;
-    const char *env = server_setting(w->cfg, "GITHUB_APP_WEBHOOK_SECRET");
+    const char *env = server_setting(w->cfg, setting);
     if (env) {
         size_t n = strlen(env);
         if (!(*out = malloc(n + 1)))
@@ -243,18 +253,28 @@ github_cred_state github_app_webhook_secret(worker_ctx *w, unsigned char **out, 
         *len = n;
         return GITHUB_CRED_OK;
     }
-    github_cred_state st = cred_refresh(w, &g_hook, 0);
+    github_cred_state st = cred_refresh(w, c, 0);
     if (st != GITHUB_CRED_OK)
         return st;
     pthread_mutex_lock(&g_cred_mu);
-    if (g_hook.state == GITHUB_CRED_OK && g_hook.value && (*out = malloc(g_hook.len + 1))) {
-        memcpy(*out, g_hook.value, g_hook.len);
-        (*out)[g_hook.len] = '\0';
-        *len = g_hook.len;
+    if (c->state == GITHUB_CRED_OK && c->value && (*out = malloc(c->len + 1))) {
+        memcpy(*out, c->value, c->len);
+        (*out)[c->len] = '\0';
+        *len = c->len;
     }
     st = *out ? GITHUB_CRED_OK : GITHUB_CRED_UNAVAILABLE;
     pthread_mutex_unlock(&g_cred_mu);
     return st;
+}
+
+github_cred_state github_app_webhook_secret(worker_ctx *w, unsigned char **out, size_t *len)
+{
+    return setting_or_backend(w, "GITHUB_APP_WEBHOOK_SECRET", &g_hook, out, len);
+}
+
+github_cred_state github_app_client_secret(worker_ctx *w, unsigned char **out, size_t *len)
+{
+    return setting_or_backend(w, "GITHUB_APP_CLIENT_SECRET", &g_client, out, len);
 }
 
 /* ---- App JWT ------------------------------------------------------------------------------ */

@@ -30,6 +30,7 @@
 #include "buf.h"
 #include "crypto.h"
 #include "github_app.h"
+#include "github_installer.h"
 #include "github_oauth.h"
 #include "kit_call.h"
 #include "kit_oauth.h"
@@ -184,16 +185,55 @@ static int fetch_login(worker_ctx *w, const char *token, char *login, size_t cap
     return 0;
 }
 
+int github_token_refused(cJSON *tok, const char *redirect_uri, const char *redirect_setting,
+                         const char *secret_hint, http_response *resp)
+{
+    const char *gh_error = api_json_str(tok, "error");
+    if (!gh_error)
+        return 0;
+    char code[64];
+    clean_code(gh_error, code, sizeof(code));
+    secret_json_free(tok);
+    log_warn("github: OAuth code exchange refused: %s", code);
+    if (!strcmp(code, "redirect_uri_mismatch"))
+        http_resp_error(resp, 400, "GITHUB_REDIRECT_MISMATCH",
+                        "Redirect URI mismatch: the callback URL registered on GitHub must be "
+                        "exactly %s (%s)", redirect_uri, redirect_setting);
+    else
+        http_resp_error(resp, 400, "GITHUB_BAD_CREDENTIALS",
+                        MSG_BAD_CREDENTIALS ": GitHub refused the code exchange (%s); %s", code,
+                        !strcmp(code, "incorrect_client_credentials") ? secret_hint
+                                                                       : "start the connection again");
+    return 1;
+}
+
+/* /github/callback ends two flows: this file's OAuth App sign-in, and the
+ * GitHub App's check of who installed it (github_installer.c), whose
+ * registered "Callback URL" the guide points here too.  The state says
+ * which one. */
 static void callback_route(worker_ctx *w, http_request *req, http_response *resp)
 {
-    if (disabled(w, resp))
+    char probe[8];
+    int installer = github_installer_offered(w);
+    if (!oauth_mode(w) && (!installer || !http_query_get(req, "state", probe, sizeof(probe)))) {
+        disabled(w, resp);
         return;
+    }
     kit_oauth_client c;
     char authz[640], tokurl[640];
     int configured = client_of(w, &c, authz, tokurl, sizeof(authz)) == 0;
+    c.also_provider = installer ? GITHUB_INSTALLER_PROVIDER : NULL;
     kit_oauth_callback cb;
-    if (kit_oauth_callback_take(w, req, &c, "GitHub authorization", c.redirect_uri, &cb, resp) < 0)
+    if (kit_oauth_callback_take(w, req, &c, "GitHub authorization", NULL, &cb, resp) < 0)
         return;
+    if (!strcmp(cb.st.provider, GITHUB_INSTALLER_PROVIDER)) {
+        github_installer_callback(w, &cb, resp);
+        return;
+    }
+    if (disabled(w, resp) || kit_oauth_redirect_check(&c, &cb, c.redirect_uri, resp) < 0) {
+        kit_oauth_callback_wipe(&cb);
+        return;
+    }
     if (!configured) {
         kit_oauth_callback_wipe(&cb);
         http_resp_error(resp, 503, "GITHUB_NOT_CONFIGURED",
@@ -203,27 +243,12 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
     }
     oauth_state_info st = cb.st;
     cJSON *tok = kit_oauth_exchange(w, &c, &cb, MSG_BAD_CREDENTIALS, resp);
-    if (!tok)
+    if (!tok ||
+        github_token_refused(tok, c.redirect_uri, "GH_OAUTH_REDIRECT_URI",
+                             "regenerate the OAuth App's client secret and update "
+                             "GH_OAUTH_CLIENT_SECRET",
+                             resp))
         return;
-    const char *gh_error = api_json_str(tok, "error");
-    if (gh_error) { /* GitHub's refusal: HTTP 200 with an error field */
-        char code[64];
-        clean_code(gh_error, code, sizeof(code));
-        secret_json_free(tok);
-        log_warn("github: OAuth code exchange refused: %s", code);
-        if (!strcmp(code, "redirect_uri_mismatch"))
-            http_resp_error(resp, 400, "GITHUB_REDIRECT_MISMATCH",
-                            "Redirect URI mismatch: the OAuth App's callback URL must be exactly %s "
-                            "(GH_OAUTH_REDIRECT_URI)", c.redirect_uri);
-        else
-            http_resp_error(resp, 400, "GITHUB_BAD_CREDENTIALS",
-                            MSG_BAD_CREDENTIALS ": GitHub refused the code exchange (%s); %s",
-                            code, !strcmp(code, "incorrect_client_credentials")
-                                      ? "regenerate the OAuth App's client secret and update "
-                                        "GH_OAUTH_CLIENT_SECRET"
-                                      : "start the connection again");
-        return;
-    }
     int64_t exp = 0;
     char *token = kit_oauth_access_token(tok, MAX_TOKEN_LEN, (int64_t)time(NULL), &exp);
     const char *scope = api_json_str(tok, "scope");

@@ -22,6 +22,13 @@ int github_oauth_status(worker_ctx *w, const auth_ctx *who, struct cJSON *out);
 /* connector.disconnecting: revokes the user's grant at GitHub (best effort). */
 void github_oauth_disconnecting(worker_ctx *w, const auth_ctx *who, const store_connector *row);
 
+/* When tok (a code exchange's answer) is GitHub's refusal (HTTP 200 with an
+ * "error" field): frees tok, fills resp (400 GITHUB_REDIRECT_MISMATCH naming
+ * redirect_uri and redirect_setting, or GITHUB_BAD_CREDENTIALS with
+ * secret_hint for refused client credentials) and returns 1; else 0. */
+int github_token_refused(struct cJSON *tok, const char *redirect_uri, const char *redirect_setting,
+                         const char *secret_hint, http_response *resp);
+
 /* The settings of both files (github.c lists them in its table). */
 #define GITHUB_OAUTH_SETTINGS                                                                      \
     { "GH_OAUTH_REDIRECT_URI", "github.oauth_redirect_uri", CFG_STRING, "http://localhost:5080/github/callback", "GitHub OAuth App: callback URL as registered on the OAuth App (<API_URL>/github/callback)", 0 }, \

@@ -690,17 +690,19 @@ test('api_key_connect_forms_reach_their_providers', async (t) => {
 // Install goes to the App's Setup URL on this server; the popup ends on
 // /connectors, the dialog shows the installation. The App's key pair is made
 // here with Node's crypto and stored with `aurora-server secrets put`.
-test('github_app_install_from_the_console', async (t) => {
+async function githubAppInstall(t, verify) {
   const APP_ID = '424242';
   const CLIENT_ID = 'Iv23liAuroraBrowser1';
   const SLUG = 'aurora-browser-test';
   const IID = 4711;
+  const SECRET = `app-secret-${rnd(12)}`;
   let gh;
   await inOwnWorld(t, async (w) => {
     gh = await w.startFixture('github_api', ['node', path.join(ROOT, 'tests', 'fixtures', 'github_api.mjs')]);
     w.extraEnv = (x) => ({ GITHUB_APP_ID: APP_ID, GITHUB_APP_CLIENT_ID: CLIENT_ID, NEXT_PUBLIC_GITHUB_APP_SLUG: SLUG,
       GITHUB_APP_SETUP_URL: `${x.origin}/github/app/install/callback`, GH_BASE_URL: gh, GH_API_BASE_URL: `${gh}/api/v3/`,
-      GITHUB_APP_KEY_REFRESH_S: '1', AURORA_PROVIDER_TIMEOUT_MS: '10000' });
+      GITHUB_APP_KEY_REFRESH_S: '1', AURORA_PROVIDER_TIMEOUT_MS: '10000',
+      ...(verify ? { GITHUB_APP_CLIENT_SECRET: SECRET } : {}) });
   }, async (w, page) => {
     const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
     w.secretsPut('aurora/system/github-app/private-key', privateKey.export({ type: 'pkcs1', format: 'pem' }));
@@ -708,6 +710,8 @@ test('github_app_install_from_the_console', async (t) => {
     const r = await fetch(`${gh}/_fixture/config`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({
       public_key: publicKey.export({ type: 'spki', format: 'pem' }), issuers: [CLIENT_ID],
       setup_url: `${w.origin}/github/app/install/callback`, install_id: IID,
+      app: { client_id: CLIENT_ID, client_secret: SECRET, callback_urls: [`${w.origin}/github/callback`] },
+      user: { login: 'octo-browser-admin', installations: [IID] }, authorize_page: true,
       installations: { [IID]: { id: IID, app_id: Number(APP_ID), app_slug: SLUG, target_type: 'Organization',
         account: { login: 'octo-browser', id: IID * 10, type: 'Organization' }, repository_selection: 'selected',
         permissions: perms, events: ['issues', 'pull_request'], suspended_at: null, created_at: '2026-01-01T00:00:00Z' } } }) });
@@ -720,6 +724,12 @@ test('github_app_install_from_the_console', async (t) => {
     // GitHub's install page for this App, with the state the server made
     await popup.waitForURL((u) => u.href.startsWith(`${gh}/apps/${SLUG}/installations/new?state=`));
     await popup.getByRole('link', { name: 'Install' }).click();
+    if (verify) {
+      // GitHub asks the user to authorize the App: the server checks on
+      // GitHub that this user can access the installation before binding it
+      await popup.waitForURL((u) => u.href.startsWith(`${gh}/login/oauth/authorize?`));
+      await popup.getByRole('link', { name: 'Authorize' }).click();
+    }
     await popupClosed(popup);
     await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
     const inst = dlg.locator('li', { hasText: 'octo-browser' });
@@ -733,9 +743,21 @@ test('github_app_install_from_the_console', async (t) => {
     const stats = await (await fetch(`${gh}/_fixture/stats`)).json();
     assert.equal(stats.install_pages, 1, 'one visit of the install page');
     assert.ok(stats.jwt_ok > 0 && stats.jwt_rejects === 0, `the App's JWTs verified: ${JSON.stringify(stats)}`);
-    t.note(`installation ${IID} connected through the popup; ${stats.jwt_ok} App JWTs verified by jose`);
+    assert.equal(stats.authorizations, verify ? 1 : 0, 'user authorizations');
+    assert.deepEqual(stats.exchanges, verify ? [{ ok: true }] : [], 'code exchanges');
+    t.note(`installation ${IID} connected through the popup${verify ? ' after GitHub confirmed the installer' : ''}; ` +
+      `${stats.jwt_ok} App JWTs verified by jose`);
   });
-}, { timeout: 240000 });
+}
+
+test('github_app_install_from_the_console', (t) => githubAppInstall(t, false), { timeout: 240000 });
+
+// The same with the App's client secret: after the install GitHub's user
+// authorization page comes up in the popup, and only its answer binds the
+// installation. The second leg is tied to the browser like the first (its own
+// flow cookie, set on the Setup URL's redirect), so this also shows Chromium
+// carrying that cookie through GitHub and back.
+test('github_app_install_checks_the_installer', (t) => githubAppInstall(t, true), { timeout: 240000 });
 
 // Slack: Connect Slack opens Slack's install page (slack_api.mjs, which
 // stands in for slack.com and its Web API and issues the code), Allow comes

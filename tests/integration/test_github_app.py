@@ -13,6 +13,7 @@ openssl and stored with `aurora-server secrets put`, as the guide's Step 3.
 Every other host is a trap: the server's http(s)_proxy points at a listener
 that records any connection, so a call that leaves GH_API_BASE_URL is seen.
 """
+import http.client
 import json
 import os
 import re
@@ -606,6 +607,243 @@ def test_only_gh_api_base_url_is_contacted(t):
             check(m.group(0) in ("github.com", "api.github.com") and
                   ("base_setting" in line or "GH_" in line or "*" in line),
                   "%s names %s outside the defaults: %s" % (f, m.group(0), line.strip()))
+
+
+# ---------------------------------------------------------------------------
+# who installed it: the App's user authorization (github_installer.c)
+# ---------------------------------------------------------------------------
+APP_CALLBACK = "https://api.aurora.example.test/github/callback"  # derived from the Setup URL
+
+
+def installer_world(t, name, extra=None, secret_in_backend=True):
+    """A server with the App's client secret, so an installation it does not
+    hold yet is checked on GitHub (the fixture's web flow) before it is bound."""
+    fx, trap = Fixture(t), Trap()
+    priv, pub = keypair(t, "k")
+    secret = "app-secret-" + rand_tag(16)
+    env = dict(extra or {})
+    if not secret_in_backend:
+        env["GITHUB_APP_CLIENT_SECRET"] = secret
+    w = make_world(t, name, fx, trap, env)
+    secret_put(w, "aurora/system/github-app/private-key", priv)
+    if secret_in_backend:
+        secret_put(w, "aurora/system/github-app/client-secret", secret)
+    fx.config(public_key=pub, issuers=[CLIENT_ID],
+              installations={str(i): installation(i, login="octo-%d" % i) for i in range(501, 509)},
+              app={"client_id": CLIENT_ID, "client_secret": secret, "callback_urls": [APP_CALLBACK]},
+              user={"login": "octo-admin", "installations": [501]})
+    return w, fx, trap, priv
+
+
+def authorize_url(fx, c):
+    """The server's answer to the install callback: 302 to the App's user authorization."""
+    eq(c.status, 302, "install callback asks GitHub who installed (%r)" % c)
+    loc = c.headers["location"]
+    check(loc.startswith(fx.base + "/login/oauth/authorize?"), "redirect to GH_BASE_URL's authorize page", loc)
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(loc).query))
+    eq((q.get("client_id"), q.get("redirect_uri"), len(q.get("state", ""))), (CLIENT_ID, APP_CALLBACK, 43),
+       "the App's client id, its Callback URL, a fresh state")
+    return loc, q["state"]
+
+
+def github_sends_back(loc):
+    """GitHub's side: the signed-in user authorizes (fixture) and the browser is sent
+    to the App's Callback URL; returns that URL's query."""
+    u = urllib.parse.urlsplit(loc)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request("GET", u.path + "?" + u.query)
+        r = conn.getresponse()
+        r.read()
+        eq(r.status, 302, "GitHub's authorize page redirects back")
+        back = r.getheader("location")
+    finally:
+        conn.close()
+    check(back.startswith(APP_CALLBACK + "?"), "back to the App's Callback URL", back)
+    return urllib.parse.urlsplit(back).query
+
+
+def app_callback(w, qs, key=None):
+    h = {"Authorization": "Bearer %s" % key} if key else {}
+    return https_request(w.port, w.ctx, "GET", "/github/callback?" + qs, headers=h)
+
+
+def installed(w, iid, key=None):
+    return iid in [i["installation_id"] for i in w.get("/api/github/installations", key=key).json["installations"]]
+
+
+@test
+def installer_is_checked_on_github_with_the_client_secret(t):
+    w, fx, trap, priv = installer_world(t, "installer")
+    app = gh_status(w)["app"]
+    eq((app["installer_check"], app["client_secret_source"]), ("on", "aurora/system/github-app/client-secret"),
+       "status: the check is on, secret from the backend")
+    loc, _ = authorize_url(fx, install(w, 501))
+    check(not installed(w, 501), "nothing bound before GitHub confirms")
+    back = github_sends_back(loc)
+    c = app_callback(w, back)
+    eq((c.status, c.headers.get("location")), (302, FRONTEND + "/connectors?provider=github&status=connected"),
+       "connected once GitHub confirmed (%r)" % c)
+    eq((c.get("installation_id"), c.get("account")), (501, "octo-501"), "callback body")
+    i = [x for x in w.get("/api/github/installations").json["installations"] if x["installation_id"] == 501]
+    eq((len(i), i[0]["installed_by"] if i else None), (1, w.user_id), "bound to the user's org")
+    st = fx.stats()
+    eq((st["exchanges"], st["user_pages"]), ([{"ok": True}], 1), "one code exchange (client secret checked by "
+                                                                   "the fixture), one listing")
+    contains(w.server.log_text(), "GitHub confirmed that user %s can access installation 501" % w.user_id, "log")
+    # the user's token was used once and kept nowhere
+    tok = st["last_user_token"]
+    check(tok not in w.server.log_text(), "user token not logged")
+    for root, _, files in os.walk(w.data):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                check(tok.encode() not in fh.read(), "user token not stored (%s)" % f)
+    # the callback URL is single use
+    r = app_callback(w, back)
+    eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "replayed callback (%r)" % r)
+    contains(r.get("error"), "already used", "error")
+    # an org updating an installation it holds is not sent to GitHub again
+    state, _ = fresh_state(w)
+    c = callback(w, "installation_id=501&setup_action=update&state=" + state)
+    eq((c.status, c.headers.get("location")), (302, FRONTEND + "/connectors?provider=github&status=connected"),
+       "update of a held installation (%r)" % c)
+    eq(fx.stats()["authorizations"], 1, "no second sign-in")
+    # the secret from the environment works the same
+    we, fxe, _, _ = installer_world(t, "installer-env", secret_in_backend=False)
+    eq(gh_status(we)["app"]["client_secret_source"], "GITHUB_APP_CLIENT_SECRET", "from the env")
+    c = app_callback(we, github_sends_back(authorize_url(fxe, install(we, 501))[0]))
+    eq(c.status, 302, "connected with the env secret (%r)" % c)
+    check(installed(we, 501), "bound")
+    eq(trap.hits(), [], "no other host contacted")
+
+
+@test
+def installer_of_another_account_cannot_claim_an_installation(t):
+    w, fx, trap, priv = installer_world(t, "claim")
+    org, user, key = w.new_org()
+    # org B's user signs in to GitHub as an account without access to 502
+    fx.config(user={"login": "mallory", "installations": [999001]})
+    state, _ = fresh_state(w, key)
+    loc, _ = authorize_url(fx, callback(w, "installation_id=502&setup_action=install&state=" + state))
+    c = app_callback(w, github_sends_back(loc))
+    eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "claim refused (%r)" % c)
+    contains(c.get("error"), "installation 502", "error names the installation")
+    check(not installed(w, 502, key) and not installed(w, 502), "502 bound to no one")
+    contains(w.server.log_text(), "installation 502 refused for org %s" % org, "log")
+    # the org whose GitHub admin installed it binds it
+    fx.config(user={"login": "octo-admin", "installations": [502]})
+    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 502))[0]))
+    eq(c.status, 302, "the installer's org connects it (%r)" % c)
+    check(installed(w, 502), "bound to the installer's org")
+    # a user of org B who can also see it on GitHub still cannot take it over
+    state, _ = fresh_state(w, key)
+    loc, _ = authorize_url(fx, callback(w, "installation_id=502&setup_action=install&state=" + state))
+    c = app_callback(w, github_sends_back(loc))
+    eq((c.status, c.error_code), (409, "GITHUB_INSTALLATION_CLAIMED"), "held by another org (%r)" % c)
+    # the user cancels on GitHub: nothing bound, the state spent
+    fx.config(deny=True, user={"login": "octo-admin", "installations": [503]})
+    back = github_sends_back(authorize_url(fx, install(w, 503))[0])
+    c = app_callback(w, back)
+    eq((c.status, c.error_code), (400, "GITHUB_OAUTH_FAILED"), "denied on GitHub (%r)" % c)
+    contains(c.get("error"), "access_denied", "error")
+    r = app_callback(w, back.replace("error=access_denied", "code=" + "a" * 20))
+    eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "the state of a denied flow is spent (%r)" % r)
+    check(not installed(w, 503), "503 not bound")
+    fx.config(deny=False)
+    # a rotated client secret on GitHub: the exchange is refused and says what to do
+    fx.config(app={"client_id": CLIENT_ID, "client_secret": "rotated-" + rand_tag(8), "callback_urls": [APP_CALLBACK]})
+    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 503))[0]))
+    eq((c.status, c.error_code), (400, "GITHUB_BAD_CREDENTIALS"), "refused client secret (%r)" % c)
+    contains(c.get("error"), "GITHUB_APP_CLIENT_SECRET", "error names the setting")
+    check(not installed(w, 503), "503 not bound")
+    eq(w.get("/health", auth=False).status, 200, "server serving")
+    eq(trap.hits(), [], "no other host contacted")
+
+
+@test
+def installer_check_refuses_hostile_answers_and_crossed_states(t):
+    w, fx, trap, priv = installer_world(t, "installer-bad")
+    # 150 installations: 504 is on the second page
+    fx.config(user={"login": "octo-admin", "installations": list(range(900000, 900150)) + [504]})
+    before = fx.stats()["user_pages"]
+    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 504))[0]))
+    eq(c.status, 302, "found on page 2 (%r)" % c)
+    eq(fx.stats()["user_pages"] - before, 2, "two pages read")
+    # a next-page link to another host is not followed with the user's token
+    fx.config(link_base="http://elsewhere.invalid/api/v3",
+              user={"login": "octo-admin", "installations": list(range(900000, 900100)) + [505]})
+    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 505))[0]))
+    eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "foreign next link (%r)" % c)
+    fx.config(link_base=None, user={"login": "octo-admin", "installations": [505]})
+    # malformed listings
+    for body, what in (("{not json", "not JSON"), ('{"installations": "x"}', "installations not a list"),
+                       ('{"installations": [{"id": "505"}]}', "id as a string")):
+        loc, _ = authorize_url(fx, install(w, 505))
+        fx.ctl("/_fixture/override", {"match": "/user/installations", "status": 200, "body": body})
+        c = app_callback(w, github_sends_back(loc))
+        check(c.status in (403, 502) and c.error_code in ("GITHUB_ERROR", "GITHUB_INSTALLATION_NOT_YOURS"),
+              "%s: refused (%r)" % (what, c))
+        check(not installed(w, 505), "%s: 505 not bound" % what)
+    loc, _ = authorize_url(fx, install(w, 505))
+    fx.ctl("/_fixture/override", {"match": "/user/installations", "status": 401, "body": '{"message":"Bad credentials"}'})
+    c = app_callback(w, github_sends_back(loc))
+    eq((c.status, c.error_code), (502, "GITHUB_DENIED"), "GitHub refuses the new token (%r)" % c)
+    # crossed states: the check's state at the install callback, an install state at /github/callback
+    _, s2 = authorize_url(fx, install(w, 506))
+    c = callback(w, "installation_id=506&setup_action=install&state=" + s2)
+    eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "check state at the Setup URL (%r)" % c)
+    contains(c.get("error"), "another provider", "error")
+    state, _ = fresh_state(w)
+    c = app_callback(w, "code=abc&state=" + state)
+    eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "install state at the Callback URL (%r)" % c)
+    contains(c.get("error"), "another provider", "error")
+    # no code, a made-up code, a malformed state
+    loc, s3 = authorize_url(fx, install(w, 506))
+    c = app_callback(w, "state=" + s3)
+    eq((c.status, c.get("error")), (400, "No authorization code provided"), "no code (%r)" % c)
+    _, s4 = authorize_url(fx, install(w, 506))
+    c = app_callback(w, "code=made-up&state=" + s4)
+    eq((c.status, c.error_code), (400, "GITHUB_BAD_CREDENTIALS"), "unknown code (%r)" % c)
+    for qs in ("code=x&state=short", "code=x&state=" + "C" * 43, "code=x&state=" + "A" * 42 + "%2F"):
+        c = app_callback(w, qs)
+        eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "state %r (%r)" % (qs, c))
+    check(not installed(w, 506), "506 not bound")
+    eq(w.get("/health", auth=False).status, 200, "server serving")
+    eq(trap.hits(), [], "no other host contacted")
+
+
+@test
+def installer_check_keeps_the_flows_binding(t):
+    w, fx, trap, priv = installer_world(t, "installer-bind")
+    org, user, key = w.new_org()
+    fx.config(user={"login": "octo-admin", "installations": [507]})
+    # started with an API key: each callback must carry that user's credentials
+    r = w.get("/github/app/install", key=key)
+    eq(r.status, 302, "install started with an API key (%r)" % r)
+    state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.headers["location"]).query))["state"]
+    loc, _ = authorize_url(fx, callback(w, "installation_id=507&setup_action=install&state=" + state, key=key))
+    back = github_sends_back(loc)
+    c = app_callback(w, back)
+    eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "second leg without the key (%r)" % c)
+    contains(c.get("error"), "API key", "error")
+    check(not installed(w, 507, key), "not bound")
+    loc, _ = authorize_url(fx, callback(w, "installation_id=507&setup_action=install&state=" +
+                                        dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(
+                                            w.get("/github/app/install", key=key).headers["location"]).query))["state"],
+                                        key=key))
+    c = app_callback(w, github_sends_back(loc), key=key)
+    eq(c.status, 302, "second leg with the user's key (%r)" % c)
+    check(installed(w, 507, key), "bound to the key's org")
+    # without the secret anywhere: bound as the redirect says, with a warning naming the setting
+    wn = make_world(t, "no-secret", fx, trap)
+    secret_put(wn, "aurora/system/github-app/private-key", priv)
+    eq(gh_status(wn)["app"]["installer_check"], "off", "status: the check is off")
+    c = install(wn, 508)
+    eq((c.status, c.headers.get("location")), (302, FRONTEND + "/connectors?provider=github&status=connected"),
+       "bound without the check (%r)" % c)
+    contains(wn.server.log_text(), "without checking on GitHub that user %s can access it "
+                                   "(GITHUB_APP_CLIENT_SECRET is not set)" % wn.user_id, "warning")
+    eq(trap.hits(), [], "no other host contacted")
 
 
 if __name__ == "__main__":
