@@ -292,6 +292,7 @@ const SCHEMA_REJECTS = [
   ['a literal DATABASE_URL', { config: { DATABASE_URL: 'postgres://u:p@db/aurora' } }, /config\.DATABASE_URL/],
   ['a literal AURORA_REDIS_URL', { config: { AURORA_REDIS_URL: 'redis://:p@redis:6379/0' } }, /config\.AURORA_REDIS_URL/],
   ['a literal GITHUB_APP_WEBHOOK_SECRET', { config: { GITHUB_APP_WEBHOOK_SECRET: 'abc' } }, /config\.GITHUB_APP_WEBHOOK_SECRET/],
+  ['a literal GITHUB_APP_CLIENT_SECRET', { config: { GITHUB_APP_CLIENT_SECRET: 'abc' } }, /config\.GITHUB_APP_CLIENT_SECRET/],
   ['a secretKeyRef without key', { config: { SLACK_SIGNING_SECRET: { secretKeyRef: { name: 'slack' } } } }, /config\.SLACK_SIGNING_SECRET/],
   ['a secretKeyRef with a bad Secret name', { config: { SLACK_SIGNING_SECRET: { secretKeyRef: { name: 'Slack_Secret', key: 'k' } } } }, /config\.SLACK_SIGNING_SECRET/],
   ['AURORA_PORT in config (set from port)', { config: { AURORA_PORT: 8080 } }, /config\.AURORA_PORT/],
