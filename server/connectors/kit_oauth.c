@@ -233,7 +233,9 @@ int kit_oauth_callback_take(worker_ctx *w, http_request *req, const kit_oauth_cl
     }
     if (!state_ok)
         return -1;
-    if (c->pkce) { /* the verifier is the first part of the state's data */
+    /* PKCE is c's: a state of also_provider never carries a verifier. */
+    if (c->pkce && !strcmp(cb->st.provider, c->provider)) {
+        /* the verifier is the first part of the state's data */
         if (strlen(cb->st.extra) < KIT_PKCE_VERIFIER_LEN) {
             http_resp_error(resp, 400, "OAUTH_STATE_INVALID",
                             "OAuth state was issued without PKCE; start the connection again");

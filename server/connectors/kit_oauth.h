@@ -52,7 +52,8 @@ typedef struct {
     const char *provider;      /* the state's provider: the connector id */
     const char *also_provider; /* a second provider whose states the callback also ends, or
                                   NULL (GitHub's /github/callback: the App's installer check);
-                                  the callback's cb->st.provider says which one it was */
+                                  the callback's cb->st.provider says which one it was;
+                                  its states carry no PKCE verifier */
     const char *authorize_url;
     const char *token_url;
     const char *revoke_url;    /* NULL: the provider has no revocation endpoint */
