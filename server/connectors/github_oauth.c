@@ -289,6 +289,51 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
 
 /* ---- disconnect ------------------------------------------------------------------------------ */
 
+int github_user_token_revoke(worker_ctx *w, const char *client_id, const char *client_secret,
+                             const char *what, const char *token, char *err, size_t errlen)
+{
+    char api[512], path[600], basic_h[1200] = "";
+    github_api_base(w->cfg, api, sizeof(api));
+    char *id = http_client_escape(client_id);
+    snprintf(path, sizeof(path), "applications/%s/%s", id ? id : "", what);
+    free(id);
+    char *url = kit_url(api, path);
+    size_t plen = strlen(client_id) + strlen(client_secret) + 2;
+    char *pair = malloc(plen);
+    char *b64 = NULL;
+    if (pair) {
+        snprintf(pair, plen, "%s:%s", client_id, client_secret);
+        b64 = crypto_base64(pair, strlen(pair));
+        secret_free(pair);
+    }
+    if (b64)
+        snprintf(basic_h, sizeof(basic_h), "Authorization: Basic %s", b64);
+    secret_free(b64);
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "access_token", token);
+    char *bs = cJSON_PrintUnformatted(body);
+    secret_json_free(body);
+    const char *headers[] = { "Accept: application/vnd.github+json",
+                              "X-GitHub-Api-Version: " GITHUB_API_VERSION,
+                              "Content-Type: application/json", basic_h, NULL };
+    int rc = AUR_E_INTERNAL;
+    snprintf(err, errlen, "out of memory");
+    if (url && bs && basic_h[0]) {
+        kit_call_req rq = { .provider = "GitHub", .base_url = api, .method = "DELETE", .url = url,
+                            .headers = headers, .body = bs, .body_len = strlen(bs),
+                            .attempt_timeout_ms = connector_timeout_ms(w, connector_find(GH_ID)),
+                            .max_attempts = 1 };
+        kit_call_resp rp;
+        rc = kit_call(&rq, &rp);
+        snprintf(err, errlen, "%s", rp.err);
+        kit_call_resp_free(&rp);
+    }
+    OPENSSL_cleanse(basic_h, sizeof(basic_h));
+    secret_free(bs);
+    free(url);
+    return rc == AUR_OK ? 0 : -1;
+}
+
 void github_oauth_disconnecting(worker_ctx *w, const auth_ctx *who, const store_connector *row)
 {
     (void)who;
@@ -305,48 +350,14 @@ void github_oauth_disconnecting(worker_ctx *w, const auth_ctx *who, const store_
         return;
     }
     buf_free(&scratch.body);
-    char api[512], path[600], basic_h[1200] = "";
-    github_api_base(w->cfg, api, sizeof(api));
-    char *id = http_client_escape(c.client_id);
-    snprintf(path, sizeof(path), "applications/%s/grant", id ? id : "");
-    free(id);
-    char *url = kit_url(api, path);
-    size_t plen = strlen(c.client_id) + strlen(c.client_secret) + 2;
-    char *pair = malloc(plen);
-    char *b64 = NULL;
-    if (pair) {
-        snprintf(pair, plen, "%s:%s", c.client_id, c.client_secret);
-        b64 = crypto_base64(pair, strlen(pair));
-        secret_free(pair);
-    }
-    if (b64)
-        snprintf(basic_h, sizeof(basic_h), "Authorization: Basic %s", b64);
-    secret_free(b64);
-    cJSON *body = cJSON_CreateObject();
-    cJSON_AddStringToObject(body, "access_token", (const char *)tok);
-    char *bs = cJSON_PrintUnformatted(body);
-    secret_json_free(body);
+    char err[320];
+    if (github_user_token_revoke(w, c.client_id, c.client_secret, "grant", (const char *)tok, err,
+                                 sizeof(err)) == 0)
+        log_info("github: OAuth grant of %s revoked at GitHub", row->account);
+    else
+        log_warn("github: revoking the OAuth grant of %s failed (%s); the token is deleted "
+                 "here anyway", row->account, err);
     secrets_free(tok, len);
-    const char *headers[] = { "Accept: application/vnd.github+json",
-                              "X-GitHub-Api-Version: " GITHUB_API_VERSION,
-                              "Content-Type: application/json", basic_h, NULL };
-    if (url && bs && basic_h[0]) {
-        kit_call_req rq = { .provider = "GitHub", .base_url = api, .method = "DELETE", .url = url,
-                            .headers = headers, .body = bs, .body_len = strlen(bs),
-                            .attempt_timeout_ms = connector_timeout_ms(w, connector_find(GH_ID)),
-                            .max_attempts = 1 };
-        kit_call_resp rp;
-        int rc = kit_call(&rq, &rp);
-        if (rc == AUR_OK)
-            log_info("github: OAuth grant of %s revoked at GitHub", row->account);
-        else
-            log_warn("github: revoking the OAuth grant of %s failed (%s); the token is deleted "
-                     "here anyway", row->account, rp.err);
-        kit_call_resp_free(&rp);
-    }
-    OPENSSL_cleanse(basic_h, sizeof(basic_h));
-    secret_free(bs);
-    free(url);
 }
 
 /* ---- status ------------------------------------------------------------------------------------ */

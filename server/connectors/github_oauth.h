@@ -29,6 +29,14 @@ void github_oauth_disconnecting(worker_ctx *w, const auth_ctx *who, const store_
 int github_token_refused(struct cJSON *tok, const char *redirect_uri, const char *redirect_setting,
                          const char *secret_hint, http_response *resp);
 
+/* GitHub's revocation of a user's authorization of an app (what = "grant":
+ * every token of that user for it) or of one token ("token"): DELETE
+ * {GH_API_BASE_URL}/applications/{client_id}/{what}, HTTP Basic client id and
+ * secret, {"access_token": token}.  0 when GitHub accepted it, else -1 with
+ * err (never a credential).  Outbound pool. */
+int github_user_token_revoke(worker_ctx *w, const char *client_id, const char *client_secret,
+                             const char *what, const char *token, char *err, size_t errlen);
+
 /* The settings of both files (github.c lists them in its table). */
 #define GITHUB_OAUTH_SETTINGS                                                                      \
     { "GH_OAUTH_REDIRECT_URI", "github.oauth_redirect_uri", CFG_STRING, "http://localhost:5080/github/callback", "GitHub OAuth App: callback URL as registered on the OAuth App (<API_URL>/github/callback)", 0 }, \
