@@ -93,6 +93,7 @@ typedef struct {
     const char *path;
     const char *what;    /* for logs */
     const char *missing; /* for logs: what its absence means */
+    int optional;        /* its absence is a setting, kept while the backend is down */
     github_cred_state state;
     int64_t checked_at; /* monotonic seconds of the last read; 0: never */
     unsigned char digest[32];
@@ -113,6 +114,7 @@ static cred g_hook = { .path = SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET, .what = "
 /* Optional: without it an installation is bound without checking who
  * installed it (github_installer.c). */
 static cred g_client = { .path = SECRETS_PATH_GITHUB_APP_CLIENT_SECRET, .what = "client secret",
+                         .optional = 1,
                          .missing = "installations are bound without checking on GitHub that "
                                     "the user who installed the App can access them" };
 
@@ -215,7 +217,10 @@ static github_cred_state cred_refresh(worker_ctx *w, cred *c, int force)
         if (!c->warned_backend)
             log_warn("github: cannot read the App %s: %s", c->what, err);
         c->warned_backend = 1;
-        if (c->state != GITHUB_CRED_OK)
+        /* The last answer stands: a value loaded stays in use, and an
+         * optional one the backend said is absent stays absent (an
+         * installation is not refused for a secret never configured). */
+        if (c->state != GITHUB_CRED_OK && !(c->optional && c->state == GITHUB_CRED_MISSING))
             c->state = GITHUB_CRED_UNAVAILABLE;
     }
     st = c->state;

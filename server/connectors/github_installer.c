@@ -65,8 +65,14 @@ int github_installer_configured(worker_ctx *w, http_response *resp)
     github_cred_state st = github_app_client_secret(w, &sec, &len);
     if (sec)
         secret_free_n(sec, len);
-    if (st == GITHUB_CRED_OK && len > 0)
-        return 1;
+    if (st == GITHUB_CRED_OK && len > 0) {
+        if (github_installer_offered(w))
+            return 1;
+        http_resp_error(resp, 503, "GITHUB_APP_NOT_CONFIGURED",
+                        "the GitHub App's client secret is set but GITHUB_APP_CLIENT_ID is not: "
+                        "the installation cannot be checked on GitHub and was not connected");
+        return -1;
+    }
     if (st == GITHUB_CRED_MISSING || st == GITHUB_CRED_OK) /* not set, or set empty */
         return 0;
     backend_down(resp);
@@ -180,64 +186,187 @@ void github_installer_start(worker_ctx *w, const oauth_state_info *st, int64_t i
     free(url);
 }
 
-/* Whether installation id is among those the user token can access:
- * 1 yes, 0 no, -1 with resp filled. */
-static int user_can_access(worker_ctx *w, const char *token, int64_t id, http_response *resp)
+/* What GitHub says about the signed-in user and the installation. */
+typedef struct {
+    char login[64]; /* the signed-in GitHub user */
+    int64_t user_id;
+    char account[64];      /* the installation's account */
+    char account_type[16]; /* "User" or "Organization" */
+    int64_t account_id;
+    int truncated; /* the listing had more pages than were read */
+} installer_seen;
+
+/* A GitHub login or account name as GitHub allows them (letters, digits,
+ * '-', at most 39), plus '_' and '.' and "[bot]" for bot accounts. */
+static int name_ok(const char *s)
 {
-    char api[512], url[2048];
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n >= 64)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.' || *s == '[' || *s == ']'))
+            return 0;
+    return 1;
+}
+
+/* GET url with the user's token; the JSON answer of a 200 (*status 200), or
+ * NULL with *status GitHub's other status (resp untouched), or NULL with
+ * *status 0 and resp filled when GitHub did not answer. */
+static cJSON *user_get(worker_ctx *w, const char *url, const char *token, long *status,
+                       char *link, size_t link_cap, http_response *resp)
+{
+    http_client_resp rp;
+    github_result res;
+    *status = 0;
+    int rc = github_api_call(w, "GET", url, token, link ? "Link" : NULL, &rp, &res);
+    if (rc < 0) {
+        http_resp_error(resp, rc == AUR_E_TIMEOUT ? 504 : 502,
+                        rc == AUR_E_TIMEOUT ? "GITHUB_TIMEOUT" : "GITHUB_UNREACHABLE", "%s", res.err);
+        return NULL;
+    }
+    *status = rp.status;
+    cJSON *j = rp.status == 200 ? http_client_json(&rp) : NULL;
+    if (link) {
+        const char *l = http_client_header(&rp, "Link");
+        if (!l || !github_link_next(l, link, link_cap))
+            link[0] = '\0';
+    }
+    http_client_resp_free(&rp);
+    return j;
+}
+
+static int github_refused(long status, const char *what, http_response *resp)
+{
+    http_resp_error(resp, 502, status == 401 || status == 403 ? "GITHUB_DENIED" : "GITHUB_ERROR",
+                    "GitHub answered HTTP %ld to %s", status, what);
+    return -1;
+}
+
+/* GET /user: who signed in.  0, or -1 with resp filled. */
+static int read_user(worker_ctx *w, const char *token, installer_seen *seen, http_response *resp)
+{
+    char api[512], url[600];
+    github_api_base(w->cfg, api, sizeof(api));
+    snprintf(url, sizeof(url), "%s/user", api);
+    long status;
+    cJSON *j = user_get(w, url, token, &status, NULL, 0, resp);
+    if (!status)
+        return -1;
+    if (status != 200)
+        return github_refused(status, "the signed-in user's lookup", resp);
+    const char *login = j ? api_json_str(j, "login") : NULL;
+    int ok = name_ok(login) && api_json_int64(cJSON_GetObjectItemCaseSensitive(j, "id"), &seen->user_id);
+    if (ok)
+        snprintf(seen->login, sizeof(seen->login), "%s", login);
+    cJSON_Delete(j);
+    if (!ok) {
+        http_resp_error(resp, 502, "GITHUB_ERROR", "GitHub's description of the signed-in user is unusable");
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether installation id is among those the user token can access (then
+ * its account goes into seen): 1 yes, 0 no, -1 with resp filled. */
+static int find_installation(worker_ctx *w, const char *token, int64_t id, installer_seen *seen,
+                             http_response *resp)
+{
+    char api[512], url[2048], next[2048];
     github_api_base(w->cfg, api, sizeof(api));
     snprintf(url, sizeof(url), "%s/user/installations?per_page=100", api);
     for (int page = 0; page < GITHUB_INSTALLER_MAX_PAGES; page++) {
-        http_client_resp rp;
-        github_result res;
-        int rc = github_api_call(w, "GET", url, token, "Link", &rp, &res);
-        if (rc < 0) {
-            http_resp_error(resp, rc == AUR_E_TIMEOUT ? 504 : 502,
-                            rc == AUR_E_TIMEOUT ? "GITHUB_TIMEOUT" : "GITHUB_UNREACHABLE", "%s",
-                            res.err);
+        long status;
+        cJSON *j = user_get(w, url, token, &status, next, sizeof(next), resp);
+        if (!status)
             return -1;
-        }
-        if (rp.status != 200) {
-            long s = rp.status;
-            http_client_resp_free(&rp);
-            http_resp_error(resp, 502, s == 401 || s == 403 ? "GITHUB_DENIED" : "GITHUB_ERROR",
-                            "GitHub answered HTTP %ld to the signed-in user's installation listing",
-                            s);
-            return -1;
-        }
-        cJSON *j = http_client_json(&rp);
+        if (status != 200)
+            return github_refused(status, "the signed-in user's installation listing", resp);
         cJSON *list = j ? cJSON_GetObjectItemCaseSensitive(j, "installations") : NULL;
         if (!cJSON_IsArray(list)) {
             cJSON_Delete(j);
-            http_client_resp_free(&rp);
             http_resp_error(resp, 502, "GITHUB_ERROR",
                             "GitHub's listing of the signed-in user's installations is unusable");
             return -1;
         }
-        int found = 0;
-        const cJSON *it;
+        const cJSON *it, *found = NULL;
         cJSON_ArrayForEach(it, list)
         {
             int64_t got;
             if (api_json_int64(cJSON_GetObjectItemCaseSensitive(it, "id"), &got) && got == id)
-                found = 1;
+                found = it;
+        }
+        if (found) {
+            const cJSON *acct = cJSON_GetObjectItemCaseSensitive(found, "account");
+            const char *login = api_json_str(acct, "login"), *type = api_json_str(acct, "type");
+            int ok = name_ok(login) && type &&
+                     (!strcmp(type, "User") || !strcmp(type, "Organization")) &&
+                     api_json_int64(cJSON_GetObjectItemCaseSensitive(acct, "id"), &seen->account_id);
+            if (ok) {
+                snprintf(seen->account, sizeof(seen->account), "%s", login);
+                snprintf(seen->account_type, sizeof(seen->account_type), "%s", type);
+            }
+            cJSON_Delete(j);
+            if (!ok) {
+                http_resp_error(resp, 502, "GITHUB_ERROR",
+                                "GitHub's description of installation %" PRId64
+                                "'s account is unusable",
+                                id);
+                return -1;
+            }
+            return 1;
         }
         cJSON_Delete(j);
-        char next[2048];
-        const char *link = http_client_header(&rp, "Link");
-        int more = link && github_link_next(link, next, sizeof(next));
-        http_client_resp_free(&rp);
-        if (found)
-            return 1;
         /* The user's token goes only to GH_API_BASE_URL. */
-        if (!more || !http_client_url_under(next, api))
+        if (!next[0] || !http_client_url_under(next, api))
             return 0;
         snprintf(url, sizeof(url), "%s", next);
     }
     log_warn("github: the signed-in user's installations span more than %d pages; the rest were "
              "not read",
              GITHUB_INSTALLER_MAX_PAGES);
+    seen->truncated = 1;
     return 0;
+}
+
+/* Whether the signed-in user owns the installation's account: the account
+ * itself, or an admin of the organization (GET /user/memberships/orgs/{org},
+ * which needs the App's Organization permission Members: read, as the guide
+ * sets it).  1 yes, 0 no, -1 with resp filled. */
+static int owns_account(worker_ctx *w, const char *token, const installer_seen *seen,
+                        http_response *resp)
+{
+    if (!strcmp(seen->account_type, "User"))
+        return seen->account_id == seen->user_id;
+    char api[512], url[800];
+    github_api_base(w->cfg, api, sizeof(api));
+    char *org = http_client_escape(seen->account);
+    if (!org) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        return -1;
+    }
+    snprintf(url, sizeof(url), "%s/user/memberships/orgs/%s", api, org);
+    free(org);
+    long status;
+    cJSON *j = user_get(w, url, token, &status, NULL, 0, resp);
+    if (!status)
+        return -1;
+    if (status == 404)
+        return 0; /* not a member */
+    if (status == 403) {
+        http_resp_error(resp, 502, "GITHUB_DENIED",
+                        "GitHub refused to tell whether %s is an owner of %s (HTTP 403): give the "
+                        "App the Organization permission Members: read, as the connector guide "
+                        "sets it, and accept it on the installation",
+                        seen->login, seen->account);
+        return -1;
+    }
+    if (status != 200)
+        return github_refused(status, "the organization membership lookup", resp);
+    const char *state = j ? api_json_str(j, "state") : NULL, *role = j ? api_json_str(j, "role") : NULL;
+    int admin = state && role && !strcmp(state, "active") && !strcmp(role, "admin");
+    cJSON_Delete(j);
+    return admin;
 }
 
 void github_installer_callback(worker_ctx *w, kit_oauth_callback *cb, http_response *resp)
@@ -264,31 +393,59 @@ void github_installer_callback(worker_ctx *w, kit_oauth_callback *cb, http_respo
         return;
     }
     cJSON *tok = kit_oauth_exchange(w, &c, cb, "GitHub sign-in", resp);
-    secret_free_n(secret, slen);
-    if (!tok || github_token_refused(tok, redirect, "GITHUB_APP_CALLBACK_URL", MSG_SECRET_HINT, resp))
+    if (!tok || github_token_refused(tok, redirect, "GITHUB_APP_CALLBACK_URL", MSG_SECRET_HINT, resp)) {
+        secret_free_n(secret, slen);
         return;
+    }
     int64_t exp = 0;
     char *token = kit_oauth_access_token(tok, MAX_USER_TOKEN_LEN, (int64_t)time(NULL), &exp);
     secret_json_free(tok);
     if (!token) {
+        secret_free_n(secret, slen);
         http_resp_error(resp, 502, "GITHUB_ERROR", "Invalid response from GitHub (no access token)");
         return;
     }
-    int ok = user_can_access(w, token, id, resp);
+    installer_seen seen;
+    memset(&seen, 0, sizeof(seen));
+    int ok = read_user(w, token, &seen, resp);
+    int found = ok < 0 ? -1 : find_installation(w, token, id, &seen, resp);
+    int owner = found <= 0 ? found : owns_account(w, token, &seen, resp);
+    /* Used for these reads only: revoked, so it outlives nothing here. */
+    char err[320];
+    if (github_user_token_revoke(w, c.client_id, c.client_secret, "token", token, err,
+                                 sizeof(err)) < 0)
+        log_warn("github: revoking the user token used to check installation %" PRId64
+                 " failed (%s); it expires by itself",
+                 id, err);
     secret_free(token);
-    if (ok < 0)
+    secret_free_n(secret, slen);
+    if (owner < 0)
         return;
-    if (!ok) {
-        log_warn("github: installation %" PRId64 " refused for org %s: the GitHub account user %s "
-                 "signed in with cannot access it",
-                 id, st.org_id, st.user_id);
+    if (!found) {
+        log_warn("github: installation %" PRId64 " refused for org %s: GitHub user %s (user %s) "
+                 "cannot access it%s",
+                 id, st.org_id, seen.login, st.user_id,
+                 seen.truncated ? " among the installations read" : "");
         http_resp_error(resp, 403, "GITHUB_INSTALLATION_NOT_YOURS",
-                        "the GitHub account you signed in with cannot access installation %" PRId64
-                        " of this App: sign in as a GitHub user of the account it is installed on",
-                        id);
+                        "the GitHub account %s cannot access installation %" PRId64
+                        " of this App%s: sign in to GitHub as an owner of the account it is "
+                        "installed on",
+                        seen.login, id,
+                        seen.truncated ? " (among the first 1000 installations it can see)" : "");
         return;
     }
-    log_info("github: GitHub confirmed that user %s can access installation %" PRId64, st.user_id,
-             id);
+    if (!owner) {
+        log_warn("github: installation %" PRId64 " refused for org %s: GitHub user %s (user %s) is "
+                 "not an owner of %s",
+                 id, st.org_id, seen.login, st.user_id, seen.account);
+        http_resp_error(resp, 403, "GITHUB_INSTALLATION_NOT_YOURS",
+                        "the GitHub account %s is not an owner of %s, where installation %" PRId64
+                        " is installed: sign in to GitHub as an owner of %s",
+                        seen.login, seen.account, id, seen.account);
+        return;
+    }
+    log_info("github: GitHub confirmed that %s (user %s) owns %s, where installation %" PRId64
+             " is installed",
+             seen.login, st.user_id, seen.account, id);
     github_installation_bind(w, &st, id, action, resp);
 }

@@ -10,12 +10,16 @@
  * GitHub confirms it: the browser is sent through the App's user
  * authorization (GitHub's web flow; a user who has authorized the App before
  * comes straight back) to the App's Callback URL, /github/callback, and the
- * installation must be among GET /user/installations of that user's token.
- * The token is used for that one listing and never stored.
+ * signed-in GitHub user must own the installation's account: the
+ * installation is among GET /user/installations of that user's token, and
+ * its account is that user (GET /user) or an organization the user is an
+ * admin of (GET /user/memberships/orgs/{org}, the App's Members: read).
+ * The token is used for these reads only, then revoked, never stored.
  *
  * Without the secret an installation is bound as the redirect says, and a
  * warning names the setting (the connector guide's setup has no client
- * secret; docs/security.md keeps the residual). */
+ * secret; docs/security.md keeps the residual, and the one of flows the
+ * frontend starts, which carry no browser binding). */
 #ifndef AURORA_GITHUB_INSTALLER_H
 #define AURORA_GITHUB_INSTALLER_H
 
@@ -47,8 +51,8 @@ void github_installer_start(worker_ctx *w, const oauth_state_info *st, int64_t i
                             const char *action, http_response *resp);
 
 /* /github/callback with an installer state (taken already): exchanges the
- * code, reads the user's installations and binds `id` if it is among them;
- * 403 GITHUB_INSTALLATION_NOT_YOURS if not.  Wipes cb. */
+ * code, checks the signed-in user owns installation `id`'s account and binds
+ * it; 403 GITHUB_INSTALLATION_NOT_YOURS if not.  Wipes cb. */
 void github_installer_callback(worker_ctx *w, kit_oauth_callback *cb, http_response *resp);
 
 /* Binds installation id (fetched with the App JWT) to st's organization and

@@ -711,7 +711,8 @@ async function githubAppInstall(t, verify) {
       public_key: publicKey.export({ type: 'spki', format: 'pem' }), issuers: [CLIENT_ID],
       setup_url: `${w.origin}/github/app/install/callback`, install_id: IID,
       app: { client_id: CLIENT_ID, client_secret: SECRET, callback_urls: [`${w.origin}/github/callback`] },
-      user: { login: 'octo-browser-admin', installations: [IID] }, authorize_page: true,
+      user: { login: 'octo-browser-admin', installations: [IID], memberships: { 'octo-browser': 'admin' } },
+      authorize_page: true,
       installations: { [IID]: { id: IID, app_id: Number(APP_ID), app_slug: SLUG, target_type: 'Organization',
         account: { login: 'octo-browser', id: IID * 10, type: 'Organization' }, repository_selection: 'selected',
         permissions: perms, events: ['issues', 'pull_request'], suspended_at: null, created_at: '2026-01-01T00:00:00Z' } } }) });
@@ -745,6 +746,7 @@ async function githubAppInstall(t, verify) {
     assert.ok(stats.jwt_ok > 0 && stats.jwt_rejects === 0, `the App's JWTs verified: ${JSON.stringify(stats)}`);
     assert.equal(stats.authorizations, verify ? 1 : 0, 'user authorizations');
     assert.deepEqual(stats.exchanges, verify ? [{ ok: true }] : [], 'code exchanges');
+    assert.equal(stats.revocations, verify ? 1 : 0, 'the user token revoked after the check');
     t.note(`installation ${IID} connected through the popup${verify ? ' after GitHub confirmed the installer' : ''}; ` +
       `${stats.jwt_ok} App JWTs verified by jose`);
   });

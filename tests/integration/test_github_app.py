@@ -25,7 +25,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ROOT, SERVER_BIN, T, _SUITE, HostTrap, HttpFixture, check, contains, eq,  # noqa: E402
+from harness import (FIXTURES, ROOT, SERVER_BIN, T, _SUITE, HostTrap, HttpFixture, check, contains, eq,  # noqa: E402
                      https_request, main, rand_tag, sanitizer_reports, test, wait_until)
 
 APP_ID = "424242"
@@ -615,6 +615,13 @@ def test_only_gh_api_base_url_is_contacted(t):
 APP_CALLBACK = "https://api.aurora.example.test/github/callback"  # derived from the Setup URL
 
 
+def gh_user(login, iids, owner=True, uid=7001):
+    """The GitHub user the fixture signs in: can see installations iids and (owner)
+    is an admin of the organization each one is installed on."""
+    return {"login": login, "id": uid, "installations": list(iids),
+            "memberships": {"octo-%d" % i: "admin" for i in iids if 500 <= i < 600} if owner else {}}
+
+
 def installer_world(t, name, extra=None, secret_in_backend=True):
     """A server with the App's client secret, so an installation it does not
     hold yet is checked on GitHub (the fixture's web flow) before it is bound."""
@@ -629,9 +636,10 @@ def installer_world(t, name, extra=None, secret_in_backend=True):
     if secret_in_backend:
         secret_put(w, "aurora/system/github-app/client-secret", secret)
     fx.config(public_key=pub, issuers=[CLIENT_ID],
-              installations={str(i): installation(i, login="octo-%d" % i) for i in range(501, 509)},
+              installations={**{str(i): installation(i, login="octo-%d" % i) for i in range(501, 509)},
+                             "509": installation(509, login="octo-admin", type_="User")},
               app={"client_id": CLIENT_ID, "client_secret": secret, "callback_urls": [APP_CALLBACK]},
-              user={"login": "octo-admin", "installations": [501]})
+              user=gh_user("octo-admin", [501]))
     return w, fx, trap, priv
 
 
@@ -690,7 +698,9 @@ def installer_is_checked_on_github_with_the_client_secret(t):
     st = fx.stats()
     eq((st["exchanges"], st["user_pages"]), ([{"ok": True}], 1), "one code exchange (client secret checked by "
                                                                    "the fixture), one listing")
-    contains(w.server.log_text(), "GitHub confirmed that user %s can access installation 501" % w.user_id, "log")
+    contains(w.server.log_text(), "GitHub confirmed that octo-admin (user %s) owns octo-501, where installation "
+                                  "501 is installed" % w.user_id, "log")
+    eq((st["membership_lookups"], st["revocations"]), (1, 1), "the owner check, then the user's token revoked")
     # the user's token was used once and kept nowhere
     tok = st["last_user_token"]
     check(tok not in w.server.log_text(), "user token not logged")
@@ -722,16 +732,16 @@ def installer_of_another_account_cannot_claim_an_installation(t):
     w, fx, trap, priv = installer_world(t, "claim")
     org, user, key = w.new_org()
     # org B's user signs in to GitHub as an account without access to 502
-    fx.config(user={"login": "mallory", "installations": [999001]})
+    fx.config(user=gh_user("mallory", [999001]))
     state, _ = fresh_state(w, key)
     loc, _ = authorize_url(fx, callback(w, "installation_id=502&setup_action=install&state=" + state))
     c = app_callback(w, github_sends_back(loc))
     eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "claim refused (%r)" % c)
-    contains(c.get("error"), "installation 502", "error names the installation")
+    contains(c.get("error"), "the GitHub account mallory cannot access installation 502", "error")
     check(not installed(w, 502, key) and not installed(w, 502), "502 bound to no one")
     contains(w.server.log_text(), "installation 502 refused for org %s" % org, "log")
     # the org whose GitHub admin installed it binds it
-    fx.config(user={"login": "octo-admin", "installations": [502]})
+    fx.config(user=gh_user("octo-admin", [502]))
     c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 502))[0]))
     eq(c.status, 302, "the installer's org connects it (%r)" % c)
     check(installed(w, 502), "bound to the installer's org")
@@ -741,7 +751,7 @@ def installer_of_another_account_cannot_claim_an_installation(t):
     c = app_callback(w, github_sends_back(loc))
     eq((c.status, c.error_code), (409, "GITHUB_INSTALLATION_CLAIMED"), "held by another org (%r)" % c)
     # the user cancels on GitHub: nothing bound, the state spent
-    fx.config(deny=True, user={"login": "octo-admin", "installations": [503]})
+    fx.config(deny=True, user=gh_user("octo-admin", [503]))
     back = github_sends_back(authorize_url(fx, install(w, 503))[0])
     c = app_callback(w, back)
     eq((c.status, c.error_code), (400, "GITHUB_OAUTH_FAILED"), "denied on GitHub (%r)" % c)
@@ -764,25 +774,32 @@ def installer_of_another_account_cannot_claim_an_installation(t):
 def installer_check_refuses_hostile_answers_and_crossed_states(t):
     w, fx, trap, priv = installer_world(t, "installer-bad")
     # 150 installations: 504 is on the second page
-    fx.config(user={"login": "octo-admin", "installations": list(range(900000, 900150)) + [504]})
+    fx.config(user={**gh_user("octo-admin", [504]), "installations": list(range(900000, 900150)) + [504]})
     before = fx.stats()["user_pages"]
     c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 504))[0]))
     eq(c.status, 302, "found on page 2 (%r)" % c)
     eq(fx.stats()["user_pages"] - before, 2, "two pages read")
     # a next-page link to another host is not followed with the user's token
     fx.config(link_base="http://elsewhere.invalid/api/v3",
-              user={"login": "octo-admin", "installations": list(range(900000, 900100)) + [505]})
+              user={**gh_user("octo-admin", [505]), "installations": list(range(900000, 900100)) + [505]})
     c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 505))[0]))
     eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "foreign next link (%r)" % c)
-    fx.config(link_base=None, user={"login": "octo-admin", "installations": [505]})
+    fx.config(link_base=None, user=gh_user("octo-admin", [505]))
     # malformed listings
-    for body, what in (("{not json", "not JSON"), ('{"installations": "x"}', "installations not a list"),
-                       ('{"installations": [{"id": "505"}]}', "id as a string")):
+    for body, what, want in (
+            ("{not json", "not JSON", (502, "GITHUB_ERROR")),
+            ('{"installations": "x"}', "installations not a list", (502, "GITHUB_ERROR")),
+            ('{"installations": [{"id": "505"}]}', "id as a string", (403, "GITHUB_INSTALLATION_NOT_YOURS")),
+            ('{"installations": [{"id": 505.5}, {"id": 1e400}]}', "not an exact id", (403, "GITHUB_INSTALLATION_NOT_YOURS")),
+            ('{"installations": [{"id": 505, "account": {"login": "a\\u0000b", "id": 1, "type": "Organization"}}]}',
+             "an account name with a NUL (read up to it: 'a', whose owner this user is not)",
+             (403, "GITHUB_INSTALLATION_NOT_YOURS")),
+            ('{"installations": [{"id": 505, "account": {"login": "octo-505", "id": 1, "type": "Enterprise"}}]}',
+             "an account of another kind", (502, "GITHUB_ERROR"))):
         loc, _ = authorize_url(fx, install(w, 505))
         fx.ctl("/_fixture/override", {"match": "/user/installations", "status": 200, "body": body})
         c = app_callback(w, github_sends_back(loc))
-        check(c.status in (403, 502) and c.error_code in ("GITHUB_ERROR", "GITHUB_INSTALLATION_NOT_YOURS"),
-              "%s: refused (%r)" % (what, c))
+        eq((c.status, c.error_code), want, "%s: refused (%r)" % (what, c))
         check(not installed(w, 505), "%s: 505 not bound" % what)
     loc, _ = authorize_url(fx, install(w, 505))
     fx.ctl("/_fixture/override", {"match": "/user/installations", "status": 401, "body": '{"message":"Bad credentials"}'})
@@ -816,7 +833,7 @@ def installer_check_refuses_hostile_answers_and_crossed_states(t):
 def installer_check_keeps_the_flows_binding(t):
     w, fx, trap, priv = installer_world(t, "installer-bind")
     org, user, key = w.new_org()
-    fx.config(user={"login": "octo-admin", "installations": [507]})
+    fx.config(user=gh_user("octo-admin", [507]))
     # started with an API key: each callback must carry that user's credentials
     r = w.get("/github/app/install", key=key)
     eq(r.status, 302, "install started with an API key (%r)" % r)
@@ -834,6 +851,25 @@ def installer_check_keeps_the_flows_binding(t):
     c = app_callback(w, github_sends_back(loc), key=key)
     eq(c.status, 302, "second leg with the user's key (%r)" % c)
     check(installed(w, 507, key), "bound to the key's org")
+    # a flow the frontend started carries no browser binding (docs/security.md, residual 2): a
+    # frontend user (org B) brings their own browser back with the victim's installation id and
+    # sends the victim GitHub's authorize URL; with AURORA_OAUTH_REQUIRE_BOUND_CALLBACK the
+    # victim's browser, which carries no credentials, is refused on both legs
+    wr, fxr, trapr, _ = installer_world(t, "installer-required", {"AURORA_OAUTH_REQUIRE_BOUND_CALLBACK": "true"})
+    org_b, _, key_b = wr.new_org()
+    state, _ = fresh_state(wr, key_b)
+    c = callback(wr, "installation_id=501&setup_action=install&state=" + state)
+    eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "first leg without credentials (%r)" % c)
+    contains(c.get("error"), "AURORA_OAUTH_REQUIRE_BOUND_CALLBACK", "error names the setting")
+    fwd = wr.as_frontend(key_b)  # the frontend forwarding the first leg with the user's identity
+    state, _ = fresh_state(wr, key_b)
+    c = https_request(wr.port, wr.ctx, "GET", "/github/app/install/callback?installation_id=501&setup_action="
+                      "install&state=" + state, headers=fwd)
+    loc, _ = authorize_url(fxr, c)
+    c = app_callback(wr, github_sends_back(loc))  # the victim's browser: GitHub's redirect, no credentials
+    eq((c.status, c.error_code), (400, "OAUTH_STATE_INVALID"), "second leg in another browser (%r)" % c)
+    check(not installed(wr, 501, key_b) and not installed(wr, 501), "501 bound to no one")
+    eq(trapr.hits(), [], "no other host contacted")
     # without the secret anywhere: bound as the redirect says, with a warning naming the setting
     wn = make_world(t, "no-secret", fx, trap)
     secret_put(wn, "aurora/system/github-app/private-key", priv)
@@ -843,6 +879,97 @@ def installer_check_keeps_the_flows_binding(t):
        "bound without the check (%r)" % c)
     contains(wn.server.log_text(), "without checking on GitHub that user %s can access it "
                                    "(GITHUB_APP_CLIENT_SECRET is not set)" % wn.user_id, "warning")
+    eq(trap.hits(), [], "no other host contacted")
+
+
+@test
+def installer_must_own_the_account(t):
+    w, fx, trap, priv = installer_world(t, "installer-owner")
+    # an organization member who can see the installation but is not an owner
+    fx.config(user=gh_user("octo-dev", [508], owner=False))
+    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
+    eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "a member, not an owner (%r)" % c)
+    contains(c.get("error"), "octo-dev is not an owner of octo-508", "error")
+    fx.config(user={**gh_user("octo-dev", [508]), "memberships": {"octo-508": "member"}})
+    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
+    eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "role member (%r)" % c)
+    # an App without the guide's Members: read permission: the check cannot be made
+    fx.config(user=gh_user("octo-admin", [508]), members_forbidden=True)
+    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
+    eq((c.status, c.error_code), (502, "GITHUB_DENIED"), "membership lookup refused (%r)" % c)
+    contains(c.get("error"), "Members: read", "error says which permission")
+    check(not installed(w, 508), "508 bound to no one")
+    fx.config(members_forbidden=False)
+    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
+    eq(c.status, 302, "the organization's owner (%r)" % c)
+    # an installation on a personal account: only that account itself
+    fx.config(user=gh_user("someone-else", [509], uid=7001))
+    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 509))[0]))
+    eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "another user's account (%r)" % c)
+    fx.config(user=gh_user("octo-admin", [509], uid=5090))
+    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 509))[0]))
+    eq(c.status, 302, "the account's own user (%r)" % c)
+    check(installed(w, 508) and installed(w, 509), "both bound")
+    st = fx.stats()
+    eq(st["revocations"], len(st["exchanges"]), "every user token revoked after its check")
+    # a client secret without GITHUB_APP_CLIENT_ID (the JWT can use GITHUB_APP_ID): refused, not half-done
+    fx.config(issuers=[CLIENT_ID, APP_ID])
+    wn = make_world(t, "no-client-id", fx, trap, {"GITHUB_APP_CLIENT_ID": "",
+                                                  "GITHUB_APP_CLIENT_SECRET": "s-" + rand_tag(8)})
+    secret_put(wn, "aurora/system/github-app/private-key", priv)
+    c = install(wn, 507)
+    eq((c.status, c.error_code), (503, "GITHUB_APP_NOT_CONFIGURED"), "secret without client id (%r)" % c)
+    contains(c.get("error"), "GITHUB_APP_CLIENT_ID", "error names the setting")
+    eq(trap.hits(), [], "no other host contacted")
+
+
+def vault(t):
+    """tests/fixtures/vault_fixture.py, standing in for HashiCorp Vault's KV v2 API."""
+    tok = "hvs." + rand_tag(20)
+    p = t.spawn("vault", [sys.executable, os.path.join(FIXTURES, "vault_fixture.py"), "--token", tok,
+                          "--mounts", "aurora,secret"], dict(os.environ),
+                os.path.join(t.tmp, "vault.log"), os.path.join(t.tmp, "vault-san"), stdout=subprocess.PIPE)
+    line = p.p.stdout.readline().decode()
+    check(line.startswith("PORT "), "vault fixture did not start", line)
+    p.killed = True
+    base = "http://127.0.0.1:%d" % int(line.split()[1])
+
+    def fail(status, count, match):
+        req = urllib.request.Request(base + "/_fixture/fail", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"status": status, "count": count, "match": match}).encode())
+        urllib.request.urlopen(req, timeout=10).read()
+    return {"SECRETS_BACKEND": "vault", "VAULT_ADDR": base, "VAULT_TOKEN": tok}, fail
+
+
+@test
+def installer_check_when_the_secrets_backend_fails(t):
+    fx, trap = Fixture(t), Trap()
+    priv, pub = keypair(t, "k")
+    fx.config(public_key=pub, issuers=[CLIENT_ID], installations={str(i): installation(i) for i in (601, 602, 603)})
+    # the client secret was never read and the backend fails on it: refused, never bound unchecked
+    env, fail = vault(t)
+    w = make_world(t, "vault-down", fx, trap, env)
+    secret_put(w, "aurora/system/github-app/private-key", priv)
+    fail(503, 100000, "github-app/client-secret")
+    c = install(w, 601)
+    eq((c.status, c.error_code), (503, "GITHUB_APP_NOT_CONFIGURED"), "secret unreadable (%r)" % c)
+    contains(c.get("error"), "cannot read the GitHub App's client secret", "error")
+    check(not installed(w, 601), "601 not bound")
+    eq(gh_status(w)["app"]["installer_check"], "unavailable", "status")
+    # the guide's setup (no client secret anywhere), then a backend outage: a known
+    # absence stays known, as a loaded private key stays loaded
+    env2, fail2 = vault(t)
+    w2 = make_world(t, "vault-blip", fx, trap, env2)
+    secret_put(w2, "aurora/system/github-app/private-key", priv)
+    eq(gh_status(w2)["app"]["installer_check"], "off", "no client secret stored")
+    eq(install(w2, 602).status, 302, "bound before the outage")
+    fail2(503, 100000, "/v1/aurora/")
+    wait_until(lambda: gh_status(w2) and "cannot read the App client secret" in w2.server.log_text(), 30,
+               what="the server to re-read the secrets during the outage")
+    eq(gh_status(w2)["app"]["installer_check"], "off", "still off during the outage")
+    c = install(w2, 603)
+    eq(c.status, 302, "installs go on during the outage (%r)" % c)
+    check(installed(w2, 603), "603 bound")
     eq(trap.hits(), [], "no other host contacted")
 
 
