@@ -357,19 +357,26 @@ static int k8s_login(vault_t *v, char *err, size_t errlen)
     return rc;
 }
 
-/* Copies the current token (logging in first when needed) into tok. */
-static int current_token(vault_t *v, char *tok, size_t cap, int force_login, char *err,
-                         size_t errlen)
+/* Copies the current token (logging in first when needed) into tok, and
+ * into *gen the number of logins when it was handed out.  refused: the
+ * generation of a token Vault has just refused (NULL: none), so a login is
+ * needed unless another caller has logged in since; then its token, or its
+ * failure, is this caller's too: callers holding a revoked token log in
+ * once between them, not once each. */
+static int current_token(vault_t *v, char *tok, size_t cap, unsigned *gen, const unsigned *refused,
+                         char *err, size_t errlen)
 {
     int rc = SECRETS_OK;
-    unsigned seen = atomic_load(&v->logins);
+    unsigned seen = refused ? *refused : atomic_load(&v->logins);
     pthread_mutex_lock(&v->mu);
-    if (v->k8s &&
-        (force_login || !v->token[0] || (v->token_expiry && time(NULL) >= v->token_expiry))) {
-        if (atomic_load(&v->logins) != seen && v->last_login_rc != SECRETS_OK) {
-            /* A login failed while this call waited for it: its answer. */
+    int stale = !v->token[0] || (v->token_expiry && time(NULL) >= v->token_expiry);
+    if (v->k8s && (refused || stale)) {
+        if (atomic_load(&v->logins) != seen && (v->last_login_rc != SECRETS_OK || !stale)) {
+            /* A login ended while this call waited (or since its token was
+             * refused): its answer. */
             rc = v->last_login_rc;
-            say(err, errlen, "%s", v->last_login_err);
+            if (rc != SECRETS_OK)
+                say(err, errlen, "%s", v->last_login_err);
         } else {
             OPENSSL_cleanse(v->token, sizeof(v->token));
             v->token[0] = '\0';
@@ -381,6 +388,7 @@ static int current_token(vault_t *v, char *tok, size_t cap, int force_login, cha
     }
     if (rc == SECRETS_OK)
         snprintf(tok, cap, "%s", v->token);
+    *gen = atomic_load(&v->logins);
     pthread_mutex_unlock(&v->mu);
     return rc;
 }
@@ -395,14 +403,16 @@ static int kv_call(vault_t *v, const char *method, const char *kind, const char 
         say(err, errlen, "url too long");
         return SECRETS_E_INVALID;
     }
-    int rc = current_token(v, tok, sizeof(tok), 0, err, errlen);
+    unsigned gen = 0;
+    int rc = current_token(v, tok, sizeof(tok), &gen, NULL, err, errlen);
     if (rc == SECRETS_OK)
         rc = send_with_retries(v, method, url, tok, body, body_len, resp, err, errlen);
     /* A Kubernetes-auth token may have been revoked or expired early: one
      * fresh login, one more try. */
     if (rc == SECRETS_E_DENIED && v->k8s) {
         char e2[300];
-        if (current_token(v, tok, sizeof(tok), 1, e2, sizeof(e2)) == SECRETS_OK)
+        unsigned refused = gen;
+        if (current_token(v, tok, sizeof(tok), &gen, &refused, e2, sizeof(e2)) == SECRETS_OK)
             rc = send_with_retries(v, method, url, tok, body, body_len, resp, err, errlen);
     }
     OPENSSL_cleanse(tok, sizeof(tok));

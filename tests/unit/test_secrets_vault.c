@@ -434,6 +434,39 @@ static void test_kubernetes_auth(void **state)
     assert_non_null(strstr(err, "VAULT_K8S_ROLE"));
 }
 
+/* Vault revokes the token while several calls hold it: each gets 403, and
+ * they log in once between them, not once each (the first to ask logs in,
+ * the others take its token). */
+static void test_revoked_token_one_login_for_all_holders(void **state)
+{
+    (void)state;
+    secrets_config c = { .backend = "vault", .vault_addr = F.addr,
+                         .vault_auth_method = "kubernetes", .vault_k8s_role = K8S_ROLE,
+                         .vault_k8s_jwt_path = F.jwt_path, .timeout_ms = 10000 };
+    secrets_t *s = open_ok(&c);
+    put_ok(s, "aurora/stall/probe", "v", 1);
+    int before = stat_of("logins");
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(raw_call("POST", "/_fixture/revoke", NULL, "{}", NULL), 200);
+        enum { N = 6 };
+        stalled_call a[N];
+        pthread_t th[N];
+        for (int i = 0; i < N; i++) {
+            a[i] = (stalled_call){ .s = s };
+            assert_int_equal(pthread_create(&th[i], NULL, stalled_call_main, &a[i]), 0);
+        }
+        int joined = 0;
+        for (int i = 0; i < N; i++)
+            joined += pthread_join(th[i], NULL) == 0;
+        assert_int_equal(joined, N);
+        for (int i = 0; i < N; i++)
+            if (a[i].rc != SECRETS_OK)
+                fail_msg("round %d, caller %d: rc %d (%s)", round, i, a[i].rc, a[i].err);
+        assert_int_equal(stat_of("logins"), before + round + 1);
+    }
+    secrets_close(s);
+}
+
 /* A short lease: the backend logs in again before using an expired token. */
 static void test_kubernetes_lease_expiry(void **state)
 {
@@ -688,6 +721,7 @@ int main(void)
         cmocka_unit_test_setup(test_guide_paths_written_by_cli, setup),
         cmocka_unit_test_setup(test_mount_and_prefix, setup),
         cmocka_unit_test_setup(test_kubernetes_auth, setup),
+        cmocka_unit_test_setup(test_revoked_token_one_login_for_all_holders, setup),
         cmocka_unit_test_setup(test_kubernetes_lease_expiry, setup),
         cmocka_unit_test_setup(test_denied_and_not_found, setup),
         cmocka_unit_test_setup(test_server_errors_retried, setup),
