@@ -405,11 +405,12 @@ static int kv_call(vault_t *v, const char *method, const char *kind, const char 
     }
     unsigned gen = 0;
     int rc = current_token(v, tok, sizeof(tok), &gen, NULL, err, errlen);
-    if (rc == SECRETS_OK)
+    int sent = rc == SECRETS_OK; /* else the login itself failed: nothing to refresh */
+    if (sent)
         rc = send_with_retries(v, method, url, tok, body, body_len, resp, err, errlen);
     /* A Kubernetes-auth token may have been revoked or expired early: one
      * fresh login, one more try. */
-    if (rc == SECRETS_E_DENIED && v->k8s) {
+    if (sent && rc == SECRETS_E_DENIED && v->k8s) {
         char e2[300];
         unsigned refused = gen;
         if (current_token(v, tok, sizeof(tok), &gen, &refused, e2, sizeof(e2)) == SECRETS_OK)

@@ -436,7 +436,9 @@ static void test_kubernetes_auth(void **state)
 
 /* Vault revokes the token while several calls hold it: each gets 403, and
  * they log in once between them, not once each (the first to ask logs in,
- * the others take its token). */
+ * the others take its token).  The fixture holds the 403s until all N
+ * callers wait for theirs, so every round has N holders of the revoked
+ * token whatever the scheduling. */
 static void test_revoked_token_one_login_for_all_holders(void **state)
 {
     (void)state;
@@ -447,8 +449,8 @@ static void test_revoked_token_one_login_for_all_holders(void **state)
     put_ok(s, "aurora/stall/probe", "v", 1);
     int before = stat_of("logins");
     for (int round = 0; round < 3; round++) {
-        assert_int_equal(raw_call("POST", "/_fixture/revoke", NULL, "{}", NULL), 200);
         enum { N = 6 };
+        assert_int_equal(raw_call("POST", "/_fixture/revoke", NULL, "{\"hold\": 6}", NULL), 200);
         stalled_call a[N];
         pthread_t th[N];
         for (int i = 0; i < N; i++) {
@@ -464,6 +466,21 @@ static void test_revoked_token_one_login_for_all_holders(void **state)
                 fail_msg("round %d, caller %d: rc %d (%s)", round, i, a[i].rc, a[i].err);
         assert_int_equal(stat_of("logins"), before + round + 1);
     }
+    secrets_close(s);
+}
+
+/* A refused login (a wrong role) is not a refused token: one login attempt
+ * per call, not a second one taken for a token refresh. */
+static void test_refused_login_tried_once(void **state)
+{
+    (void)state;
+    secrets_config c = { .backend = "vault", .vault_addr = F.addr,
+                         .vault_auth_method = "kubernetes", .vault_k8s_role = "intruder",
+                         .vault_k8s_jwt_path = F.jwt_path, .timeout_ms = 3000 };
+    secrets_t *s = open_ok(&c);
+    int before = stat_of("requests"); /* control calls are not counted */
+    expect_get_error(s, "aurora/users/u1/slack/token", SECRETS_E_DENIED, "invalid role");
+    assert_int_equal(stat_of("requests") - before, 1);
     secrets_close(s);
 }
 
@@ -722,6 +739,7 @@ int main(void)
         cmocka_unit_test_setup(test_mount_and_prefix, setup),
         cmocka_unit_test_setup(test_kubernetes_auth, setup),
         cmocka_unit_test_setup(test_revoked_token_one_login_for_all_holders, setup),
+        cmocka_unit_test_setup(test_refused_login_tried_once, setup),
         cmocka_unit_test_setup(test_kubernetes_lease_expiry, setup),
         cmocka_unit_test_setup(test_denied_and_not_found, setup),
         cmocka_unit_test_setup(test_server_errors_retried, setup),
