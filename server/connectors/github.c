@@ -232,7 +232,8 @@ static void status_route(worker_ctx *w, http_request *req, http_response *resp)
         if (cs)
             secret_free_n(cs, clen);
         cJSON_AddStringToObject(app, "installer_check",
-                                ss == GITHUB_CRED_OK && clen > 0 ? "on"
+                                ss == GITHUB_CRED_OK && clen > 0
+                                    ? (github_installer_offered(w) ? "on" : "misconfigured")
                                 : ss == GITHUB_CRED_OK || ss == GITHUB_CRED_MISSING ? "off"
                                                                                     : "unavailable");
         cJSON_AddStringToObject(app, "client_secret_source",

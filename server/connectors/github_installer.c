@@ -194,6 +194,7 @@ typedef struct {
     char account_type[16]; /* "User" or "Organization" */
     int64_t account_id;
     int truncated; /* the listing had more pages than were read */
+    int silent;    /* a call got no answer from GitHub */
 } installer_seen;
 
 /* A GitHub login or account name as GitHub allows them (letters, digits,
@@ -201,7 +202,7 @@ typedef struct {
 static int name_ok(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n >= 64)
+    if (n == 0 || n >= 64 || s[0] == '.') /* "." and ".." would be path segments in a URL */
         return 0;
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
@@ -252,7 +253,7 @@ static int read_user(worker_ctx *w, const char *token, installer_seen *seen, htt
     long status;
     cJSON *j = user_get(w, url, token, &status, NULL, 0, resp);
     if (!status)
-        return -1;
+        return seen->silent = 1, -1;
     if (status != 200)
         return github_refused(status, "the signed-in user's lookup", resp);
     const char *login = j ? api_json_str(j, "login") : NULL;
@@ -279,7 +280,7 @@ static int find_installation(worker_ctx *w, const char *token, int64_t id, insta
         long status;
         cJSON *j = user_get(w, url, token, &status, next, sizeof(next), resp);
         if (!status)
-            return -1;
+            return seen->silent = 1, -1;
         if (status != 200)
             return github_refused(status, "the signed-in user's installation listing", resp);
         cJSON *list = j ? cJSON_GetObjectItemCaseSensitive(j, "installations") : NULL;
@@ -333,7 +334,7 @@ static int find_installation(worker_ctx *w, const char *token, int64_t id, insta
  * itself, or an admin of the organization (GET /user/memberships/orgs/{org},
  * which needs the App's Organization permission Members: read, as the guide
  * sets it).  1 yes, 0 no, -1 with resp filled. */
-static int owns_account(worker_ctx *w, const char *token, const installer_seen *seen,
+static int owns_account(worker_ctx *w, const char *token, installer_seen *seen,
                         http_response *resp)
 {
     if (!strcmp(seen->account_type, "User"))
@@ -350,7 +351,7 @@ static int owns_account(worker_ctx *w, const char *token, const installer_seen *
     long status;
     cJSON *j = user_get(w, url, token, &status, NULL, 0, resp);
     if (!status)
-        return -1;
+        return seen->silent = 1, -1;
     if (status == 404)
         return 0; /* not a member */
     if (status == 403) {
@@ -364,7 +365,12 @@ static int owns_account(worker_ctx *w, const char *token, const installer_seen *
     if (status != 200)
         return github_refused(status, "the organization membership lookup", resp);
     const char *state = j ? api_json_str(j, "state") : NULL, *role = j ? api_json_str(j, "role") : NULL;
-    int admin = state && role && !strcmp(state, "active") && !strcmp(role, "admin");
+    /* The organization by its id, not only by the name the URL carried. */
+    int64_t org_id = 0;
+    const cJSON *o = j ? cJSON_GetObjectItemCaseSensitive(j, "organization") : NULL;
+    int same = api_json_int64(cJSON_GetObjectItemCaseSensitive(o, "id"), &org_id) &&
+               org_id == seen->account_id;
+    int admin = same && state && role && !strcmp(state, "active") && !strcmp(role, "admin");
     cJSON_Delete(j);
     return admin;
 }
@@ -410,12 +416,13 @@ void github_installer_callback(worker_ctx *w, kit_oauth_callback *cb, http_respo
     int ok = read_user(w, token, &seen, resp);
     int found = ok < 0 ? -1 : find_installation(w, token, id, &seen, resp);
     int owner = found <= 0 ? found : owns_account(w, token, &seen, resp);
-    /* Used for these reads only: revoked, so it outlives nothing here. */
+    /* Used for these reads only: revoked (unless GitHub has just stopped
+     * answering, where it would only double the wait), never stored. */
     char err[320];
-    if (github_user_token_revoke(w, c.client_id, c.client_secret, "token", token, err,
-                                 sizeof(err)) < 0)
+    if (!seen.silent && github_user_token_revoke(w, c.client_id, c.client_secret, "token", token,
+                                                 err, sizeof(err)) < 0)
         log_warn("github: revoking the user token used to check installation %" PRId64
-                 " failed (%s); it expires by itself",
+                 " failed (%s); it was not stored here",
                  id, err);
     secret_free(token);
     secret_free_n(secret, slen);

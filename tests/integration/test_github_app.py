@@ -632,6 +632,7 @@ def installer_world(t, name, extra=None, secret_in_backend=True):
     if not secret_in_backend:
         env["GITHUB_APP_CLIENT_SECRET"] = secret
     w = make_world(t, name, fx, trap, env)
+    w.app_secret = secret
     secret_put(w, "aurora/system/github-app/private-key", priv)
     if secret_in_backend:
         secret_put(w, "aurora/system/github-app/client-secret", secret)
@@ -795,7 +796,9 @@ def installer_check_refuses_hostile_answers_and_crossed_states(t):
              "an account name with a NUL (read up to it: 'a', whose owner this user is not)",
              (403, "GITHUB_INSTALLATION_NOT_YOURS")),
             ('{"installations": [{"id": 505, "account": {"login": "octo-505", "id": 1, "type": "Enterprise"}}]}',
-             "an account of another kind", (502, "GITHUB_ERROR"))):
+             "an account of another kind", (502, "GITHUB_ERROR")),
+            ('{"installations": [{"id": 505, "account": {"login": "..", "id": 5050, "type": "Organization"}}]}',
+             "an account name that is a path segment", (502, "GITHUB_ERROR"))):
         loc, _ = authorize_url(fx, install(w, 505))
         fx.ctl("/_fixture/override", {"match": "/user/installations", "status": 200, "body": body})
         c = app_callback(w, github_sends_back(loc))
@@ -890,9 +893,11 @@ def installer_must_own_the_account(t):
     c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
     eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "a member, not an owner (%r)" % c)
     contains(c.get("error"), "octo-dev is not an owner of octo-508", "error")
-    fx.config(user={**gh_user("octo-dev", [508]), "memberships": {"octo-508": "member"}})
-    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
-    eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "role member (%r)" % c)
+    for mem, what in (("member", "role member"), ({"role": "admin", "state": "pending"}, "an invitation not accepted"),
+                      ({"role": "admin", "org_id": 1}, "an organization of that name with another id")):
+        fx.config(user={**gh_user("octo-dev", [508]), "memberships": {"octo-508": mem}})
+        c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
+        eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "%s (%r)" % (what, c))
     # an App without the guide's Members: read permission: the check cannot be made
     fx.config(user=gh_user("octo-admin", [508]), members_forbidden=True)
     c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
@@ -903,15 +908,26 @@ def installer_must_own_the_account(t):
     c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
     eq(c.status, 302, "the organization's owner (%r)" % c)
     # an installation on a personal account: only that account itself
-    fx.config(user=gh_user("someone-else", [509], uid=7001))
-    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 509))[0]))
-    eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "another user's account (%r)" % c)
+    for login, what in (("someone-else", "another user's account"), ("octo-admin", "the same login, another id")):
+        fx.config(user=gh_user(login, [509], uid=7001))
+        c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 509))[0]))
+        eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "%s (%r)" % (what, c))
     fx.config(user=gh_user("octo-admin", [509], uid=5090))
     c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 509))[0]))
     eq(c.status, 302, "the account's own user (%r)" % c)
     check(installed(w, 508) and installed(w, 509), "both bound")
     st = fx.stats()
     eq(st["revocations"], len(st["exchanges"]), "every user token revoked after its check")
+    # GitHub refuses the revocation: the installation is bound anyway, and the log
+    # names the failure without the client secret or the token
+    fx.config(user=gh_user("octo-admin", [507]))
+    fx.ctl("/_fixture/override", {"match": "/token", "method": "DELETE", "status": 500, "body": '{"message":"x"}'})
+    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 507))[0]))
+    eq(c.status, 302, "bound although the revocation failed (%r)" % c)
+    log = w.server.log_text()
+    contains(log, "revoking the user token used to check installation 507 failed", "log")
+    check(w.app_secret not in log and fx.stats()["last_user_token"] not in log,
+          "neither the client secret nor the user token in the log")
     # a client secret without GITHUB_APP_CLIENT_ID (the JWT can use GITHUB_APP_ID): refused, not half-done
     fx.config(issuers=[CLIENT_ID, APP_ID])
     wn = make_world(t, "no-client-id", fx, trap, {"GITHUB_APP_CLIENT_ID": "",
@@ -920,6 +936,7 @@ def installer_must_own_the_account(t):
     c = install(wn, 507)
     eq((c.status, c.error_code), (503, "GITHUB_APP_NOT_CONFIGURED"), "secret without client id (%r)" % c)
     contains(c.get("error"), "GITHUB_APP_CLIENT_ID", "error names the setting")
+    eq(gh_status(wn)["app"]["installer_check"], "misconfigured", "status says so")
     eq(trap.hits(), [], "no other host contacted")
 
 
