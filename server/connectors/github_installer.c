@@ -32,17 +32,7 @@
     "generate a new client secret on the App's settings page and store it as "                   \
     "GITHUB_APP_CLIENT_SECRET (or at " SECRETS_PATH_GITHUB_APP_CLIENT_SECRET ")"
 
-static const kit_oauth_errors installer_errors = {
-    .service = "GitHub",
-    .timeout = "GITHUB_TIMEOUT",
-    .unreachable = "GITHUB_UNREACHABLE",
-    .grant = "GITHUB_BAD_CREDENTIALS",
-    .denied = "GITHUB_BAD_CREDENTIALS",
-    .failed = "GITHUB_ERROR",
-    .denied_hint = MSG_SECRET_HINT,
-    .authorization_failed = "GITHUB_OAUTH_FAILED",
-    .redirect_mismatch = "GITHUB_REDIRECT_MISMATCH",
-};
+static const kit_oauth_errors installer_errors = GITHUB_KIT_OAUTH_ERRORS(MSG_SECRET_HINT);
 
 int github_installer_offered(const worker_ctx *w)
 {

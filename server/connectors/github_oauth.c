@@ -43,17 +43,8 @@
 #define MSG_BAD_CREDENTIALS "Bad credentials"
 #define MAX_TOKEN_LEN 1024
 
-static const kit_oauth_errors gh_errors = {
-    .service = "GitHub",
-    .timeout = "GITHUB_TIMEOUT",
-    .unreachable = "GITHUB_UNREACHABLE",
-    .grant = "GITHUB_BAD_CREDENTIALS",
-    .denied = "GITHUB_BAD_CREDENTIALS",
-    .failed = "GITHUB_ERROR",
-    .denied_hint = "regenerate the OAuth App's client secret and update GH_OAUTH_CLIENT_SECRET",
-    .authorization_failed = "GITHUB_OAUTH_FAILED",
-    .redirect_mismatch = "GITHUB_REDIRECT_MISMATCH",
-};
+static const kit_oauth_errors gh_errors = GITHUB_KIT_OAUTH_ERRORS(
+    "regenerate the OAuth App's client secret and update GH_OAUTH_CLIENT_SECRET");
 
 static int oauth_mode(const worker_ctx *w)
 {

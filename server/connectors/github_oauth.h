@@ -22,6 +22,18 @@ int github_oauth_status(worker_ctx *w, const auth_ctx *who, struct cJSON *out);
 /* connector.disconnecting: revokes the user's grant at GitHub (best effort). */
 void github_oauth_disconnecting(worker_ctx *w, const auth_ctx *who, const store_connector *row);
 
+/* GitHub's OAuth errors as the connector guide names them (kit_oauth_errors),
+ * for the OAuth App and the GitHub App's user authorization alike; `hint`
+ * says which client secret to renew when GitHub refuses it. */
+#define GITHUB_KIT_OAUTH_ERRORS(hint)                                                              \
+    {                                                                                              \
+        .service = "GitHub", .timeout = "GITHUB_TIMEOUT", .unreachable = "GITHUB_UNREACHABLE",     \
+        .grant = "GITHUB_BAD_CREDENTIALS", .denied = "GITHUB_BAD_CREDENTIALS",                     \
+        .failed = "GITHUB_ERROR", .denied_hint = (hint),                                           \
+        .authorization_failed = "GITHUB_OAUTH_FAILED",                                             \
+        .redirect_mismatch = "GITHUB_REDIRECT_MISMATCH",                                           \
+    }
+
 /* When tok (a code exchange's answer) is GitHub's refusal (HTTP 200 with an
  * "error" field): frees tok, fills resp (400 GITHUB_REDIRECT_MISMATCH naming
  * redirect_uri and redirect_setting, or GITHUB_BAD_CREDENTIALS with

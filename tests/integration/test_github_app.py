@@ -672,6 +672,12 @@ def github_sends_back(loc):
     return urllib.parse.urlsplit(back).query
 
 
+def confirmed(w, fx, iid, key=None):
+    """The whole check as a browser goes through it: install (the frontend's flow for the
+    user of key), GitHub's authorize page, back to the App's Callback URL; its answer."""
+    return app_callback(w, github_sends_back(authorize_url(fx, install(w, iid, key))[0]))
+
+
 def app_callback(w, qs, key=None):
     h = {"Authorization": "Bearer %s" % key} if key else {}
     return https_request(w.port, w.ctx, "GET", "/github/callback?" + qs, headers=h)
@@ -722,7 +728,7 @@ def installer_is_checked_on_github_with_the_client_secret(t):
     # the secret from the environment works the same
     we, fxe, _, _ = installer_world(t, "installer-env", secret_in_backend=False)
     eq(gh_status(we)["app"]["client_secret_source"], "GITHUB_APP_CLIENT_SECRET", "from the env")
-    c = app_callback(we, github_sends_back(authorize_url(fxe, install(we, 501))[0]))
+    c = confirmed(we, fxe, 501)
     eq(c.status, 302, "connected with the env secret (%r)" % c)
     check(installed(we, 501), "bound")
     eq(trap.hits(), [], "no other host contacted")
@@ -734,22 +740,18 @@ def installer_of_another_account_cannot_claim_an_installation(t):
     org, user, key = w.new_org()
     # org B's user signs in to GitHub as an account without access to 502
     fx.config(user=gh_user("mallory", [999001]))
-    state, _ = fresh_state(w, key)
-    loc, _ = authorize_url(fx, callback(w, "installation_id=502&setup_action=install&state=" + state))
-    c = app_callback(w, github_sends_back(loc))
+    c = confirmed(w, fx, 502, key)
     eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "claim refused (%r)" % c)
     contains(c.get("error"), "the GitHub account mallory cannot access installation 502", "error")
     check(not installed(w, 502, key) and not installed(w, 502), "502 bound to no one")
     contains(w.server.log_text(), "installation 502 refused for org %s" % org, "log")
     # the org whose GitHub admin installed it binds it
     fx.config(user=gh_user("octo-admin", [502]))
-    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 502))[0]))
+    c = confirmed(w, fx, 502)
     eq(c.status, 302, "the installer's org connects it (%r)" % c)
     check(installed(w, 502), "bound to the installer's org")
     # a user of org B who can also see it on GitHub still cannot take it over
-    state, _ = fresh_state(w, key)
-    loc, _ = authorize_url(fx, callback(w, "installation_id=502&setup_action=install&state=" + state))
-    c = app_callback(w, github_sends_back(loc))
+    c = confirmed(w, fx, 502, key)
     eq((c.status, c.error_code), (409, "GITHUB_INSTALLATION_CLAIMED"), "held by another org (%r)" % c)
     # the user cancels on GitHub: nothing bound, the state spent
     fx.config(deny=True, user=gh_user("octo-admin", [503]))
@@ -763,7 +765,7 @@ def installer_of_another_account_cannot_claim_an_installation(t):
     fx.config(deny=False)
     # a rotated client secret on GitHub: the exchange is refused and says what to do
     fx.config(app={"client_id": CLIENT_ID, "client_secret": "rotated-" + rand_tag(8), "callback_urls": [APP_CALLBACK]})
-    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 503))[0]))
+    c = confirmed(w, fx, 503)
     eq((c.status, c.error_code), (400, "GITHUB_BAD_CREDENTIALS"), "refused client secret (%r)" % c)
     contains(c.get("error"), "GITHUB_APP_CLIENT_SECRET", "error names the setting")
     check(not installed(w, 503), "503 not bound")
@@ -777,13 +779,13 @@ def installer_check_refuses_hostile_answers_and_crossed_states(t):
     # 150 installations: 504 is on the second page
     fx.config(user={**gh_user("octo-admin", [504]), "installations": list(range(900000, 900150)) + [504]})
     before = fx.stats()["user_pages"]
-    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 504))[0]))
+    c = confirmed(w, fx, 504)
     eq(c.status, 302, "found on page 2 (%r)" % c)
     eq(fx.stats()["user_pages"] - before, 2, "two pages read")
     # a next-page link to another host is not followed with the user's token
     fx.config(link_base="http://elsewhere.invalid/api/v3",
               user={**gh_user("octo-admin", [505]), "installations": list(range(900000, 900100)) + [505]})
-    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 505))[0]))
+    c = confirmed(w, fx, 505)
     eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "foreign next link (%r)" % c)
     fx.config(link_base=None, user=gh_user("octo-admin", [505]))
     # malformed listings
@@ -890,30 +892,30 @@ def installer_must_own_the_account(t):
     w, fx, trap, priv = installer_world(t, "installer-owner")
     # an organization member who can see the installation but is not an owner
     fx.config(user=gh_user("octo-dev", [508], owner=False))
-    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
+    c = confirmed(w, fx, 508)
     eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "a member, not an owner (%r)" % c)
     contains(c.get("error"), "octo-dev is not an owner of octo-508", "error")
     for mem, what in (("member", "role member"), ({"role": "admin", "state": "pending"}, "an invitation not accepted"),
                       ({"role": "admin", "org_id": 1}, "an organization of that name with another id")):
         fx.config(user={**gh_user("octo-dev", [508]), "memberships": {"octo-508": mem}})
-        c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
+        c = confirmed(w, fx, 508)
         eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "%s (%r)" % (what, c))
     # an App without the guide's Members: read permission: the check cannot be made
     fx.config(user=gh_user("octo-admin", [508]), members_forbidden=True)
-    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
+    c = confirmed(w, fx, 508)
     eq((c.status, c.error_code), (502, "GITHUB_DENIED"), "membership lookup refused (%r)" % c)
     contains(c.get("error"), "Members: read", "error says which permission")
     check(not installed(w, 508), "508 bound to no one")
     fx.config(members_forbidden=False)
-    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 508))[0]))
+    c = confirmed(w, fx, 508)
     eq(c.status, 302, "the organization's owner (%r)" % c)
     # an installation on a personal account: only that account itself
     for login, what in (("someone-else", "another user's account"), ("octo-admin", "the same login, another id")):
         fx.config(user=gh_user(login, [509], uid=7001))
-        c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 509))[0]))
+        c = confirmed(w, fx, 509)
         eq((c.status, c.error_code), (403, "GITHUB_INSTALLATION_NOT_YOURS"), "%s (%r)" % (what, c))
     fx.config(user=gh_user("octo-admin", [509], uid=5090))
-    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 509))[0]))
+    c = confirmed(w, fx, 509)
     eq(c.status, 302, "the account's own user (%r)" % c)
     check(installed(w, 508) and installed(w, 509), "both bound")
     st = fx.stats()
@@ -922,7 +924,7 @@ def installer_must_own_the_account(t):
     # names the failure without the client secret or the token
     fx.config(user=gh_user("octo-admin", [507]))
     fx.ctl("/_fixture/override", {"match": "/token", "method": "DELETE", "status": 500, "body": '{"message":"x"}'})
-    c = app_callback(w, github_sends_back(authorize_url(fx, install(w, 507))[0]))
+    c = confirmed(w, fx, 507)
     eq(c.status, 302, "bound although the revocation failed (%r)" % c)
     log = w.server.log_text()
     contains(log, "revoking the user token used to check installation 507 failed", "log")
