@@ -758,6 +758,24 @@ static int pg_open(const char *url, db_t **out, char *err, size_t errlen)
         snprintf(err, errlen, "postgres: bad database url");
         return DB_E_CONN;
     }
+    /* libpq's URI errors quote the part they could not read ("invalid
+     * percent-encoded token: \"<password>\"", or the whole URI): parse it
+     * here, and say only that it is malformed. */
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &perr);
+    if (perr) {
+        explicit_bzero(perr, strlen(perr));
+        PQfreemem(perr);
+    }
+    if (!opts) {
+        snprintf(err, errlen, "postgres: DATABASE_URL is not a valid connection URI (check "
+                              "that user name and password are percent-encoded)");
+        return DB_E_CONN;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (o->val)
+            explicit_bzero(o->val, strlen(o->val));
+    PQconninfoFree(opts);
     db_t *db = calloc(1, sizeof(*db));
     if (!db || !(db->url = strdup(url))) {
         free(db);
