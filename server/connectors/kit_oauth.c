@@ -124,28 +124,25 @@ char *kit_oauth_authorize_url(worker_ctx *w, const auth_ctx *who, const kit_oaut
                               const char *extra, http_response *resp)
 {
     char verifier[64] = "", challenge[64] = "", state[64];
-    char stored[512];
+    unsigned char raw[32];
     if (c->pkce) {
-        unsigned char raw[32], sum[32];
+        unsigned char sum[32];
         if (crypto_random(raw, sizeof(raw)) != 0 ||
             crypto_base64url(raw, sizeof(raw), verifier, sizeof(verifier)) != KIT_PKCE_VERIFIER_LEN) {
             OPENSSL_cleanse(raw, sizeof(raw));
             http_resp_error(resp, 500, "INTERNAL", "cannot generate a PKCE verifier");
             return NULL;
         }
-        OPENSSL_cleanse(raw, sizeof(raw));
         crypto_sha256(verifier, KIT_PKCE_VERIFIER_LEN, sum);
         crypto_base64url(sum, sizeof(sum), challenge, sizeof(challenge));
+        OPENSSL_cleanse(verifier, sizeof(verifier));
     }
-    /* The verifier rides with the state (fixed length, first), so the
-     * callback that consumes the state, on any replica, gets it back. */
-    if (snprintf(stored, sizeof(stored), "%s%s", verifier, extra ? extra : "") >= (int)sizeof(stored)) {
-        http_resp_error(resp, 500, "INTERNAL", "OAuth state data too long");
-        return NULL;
-    }
-    int rc = oauth_state_new(w, who, c->provider, c->redirect_uri, stored, state, resp);
-    OPENSSL_cleanse(stored, sizeof(stored));
-    OPENSSL_cleanse(verifier, sizeof(verifier));
+    /* The verifier rides with the state, masked by it (oauth.h), so the
+     * callback that consumes the state, on any replica, gets it back, and
+     * the store alone never holds it. */
+    int rc = oauth_state_new_pkce(w, who, c->provider, c->redirect_uri, extra,
+                                  c->pkce ? raw : NULL, state, resp);
+    OPENSSL_cleanse(raw, sizeof(raw));
     if (rc < 0)
         return NULL;
     buf_t u = BUF_INIT;
@@ -241,8 +238,18 @@ int kit_oauth_callback_take(worker_ctx *w, http_request *req, const kit_oauth_cl
                             "OAuth state was issued without PKCE; start the connection again");
             return -1;
         }
-        memcpy(cb->verifier, cb->st.extra, KIT_PKCE_VERIFIER_LEN);
-        cb->verifier[KIT_PKCE_VERIFIER_LEN] = '\0';
+        char state[128] = "", v[64];
+        int bad = !http_query_get(req, "state", state, sizeof(state)) ||
+                  oauth_pkce_unmask(state, cb->st.extra, v) < 0;
+        if (!bad)
+            memcpy(cb->verifier, v, KIT_PKCE_VERIFIER_LEN + 1);
+        OPENSSL_cleanse(state, sizeof(state));
+        OPENSSL_cleanse(v, sizeof(v));
+        if (bad) {
+            http_resp_error(resp, 400, "OAUTH_STATE_INVALID",
+                            "OAuth state was issued without PKCE; start the connection again");
+            return -1;
+        }
         memmove(cb->st.extra, cb->st.extra + KIT_PKCE_VERIFIER_LEN,
                 strlen(cb->st.extra + KIT_PKCE_VERIFIER_LEN) + 1);
     }

@@ -33,9 +33,66 @@ static int64_t state_ttl(const worker_ctx *w)
     return ttl > 0 ? ttl : OAUTH_STATE_TTL;
 }
 
+/* The PKCE verifier is never stored as it is: the state row holds its 32
+ * raw bytes XORed with SHA-256("aurora-pkce-v1\0" || state), base64url.
+ * Only the state's own SHA-256 is stored (another input), so the row alone
+ * does not give the verifier back; the callback, which holds the state,
+ * does, on any replica. */
+static void pkce_pad(const char *state, unsigned char pad[32])
+{
+    static const char dom[] = "aurora-pkce-v1";
+    unsigned char in[sizeof(dom) + STATE_LEN];
+    size_t sl = strnlen(state, STATE_LEN);
+    memcpy(in, dom, sizeof(dom)); /* with its NUL */
+    memcpy(in + sizeof(dom), state, sl);
+    crypto_sha256(in, sizeof(dom) + sl, pad);
+    OPENSSL_cleanse(in, sizeof(in));
+}
+
+/* raw32 XOR pad(state), base64url into out (OAUTH_PKCE_MASKED_LEN + 1); 0 or -1. */
+static int pkce_mask(const char *state, const unsigned char *raw32, char *out, size_t cap)
+{
+    unsigned char m[32], pad[32];
+    pkce_pad(state, pad);
+    for (int i = 0; i < 32; i++)
+        m[i] = raw32[i] ^ pad[i];
+    int ok = crypto_base64url(m, sizeof(m), out, cap) == OAUTH_PKCE_MASKED_LEN;
+    OPENSSL_cleanse(m, sizeof(m));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    return ok ? 0 : -1;
+}
+
+int oauth_pkce_unmask(const char *state, const char *masked, char verifier[64])
+{
+    size_t n = 0;
+    unsigned char *m = crypto_base64_decode(masked, OAUTH_PKCE_MASKED_LEN, &n);
+    unsigned char pad[32];
+    int rc = -1;
+    verifier[0] = '\0';
+    if (m && n == 32) {
+        pkce_pad(state, pad);
+        for (int i = 0; i < 32; i++)
+            m[i] ^= pad[i];
+        rc = crypto_base64url(m, 32, verifier, 64) == OAUTH_PKCE_MASKED_LEN ? 0 : -1;
+        OPENSSL_cleanse(pad, sizeof(pad));
+    }
+    if (m) {
+        OPENSSL_cleanse(m, n);
+        free(m);
+    }
+    return rc;
+}
+
 int oauth_state_new(worker_ctx *w, const auth_ctx *who, const char *provider,
                     const char *redirect_uri, const char *extra, char out[64],
                     http_response *resp)
+{
+    return oauth_state_new_pkce(w, who, provider, redirect_uri, extra, NULL, out, resp);
+}
+
+int oauth_state_new_pkce(worker_ctx *w, const auth_ctx *who, const char *provider,
+                         const char *redirect_uri, const char *extra,
+                         const unsigned char *verifier_raw, char out[64], http_response *resp)
 {
     unsigned char raw[32];
     out[0] = '\0';
@@ -51,16 +108,23 @@ int oauth_state_new(worker_ctx *w, const auth_ctx *who, const char *provider,
         return -1;
     }
     OPENSSL_cleanse(raw, sizeof(raw));
-    char hash[65];
+    char hash[65], masked[64] = "";
     crypto_sha256_hex(out, STATE_LEN, hash);
+    if (verifier_raw && pkce_mask(out, verifier_raw, masked, sizeof(masked)) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "cannot generate an OAuth state");
+        out[0] = '\0';
+        return -1;
+    }
     store_oauth_state st;
     memset(&st, 0, sizeof(st));
     snprintf(st.org_id, sizeof(st.org_id), "%s", who->org_id);
     snprintf(st.user_id, sizeof(st.user_id), "%s", who->user_id);
+    /* extra: the masked verifier (fixed length) first, then the connector's */
     if (snprintf(st.provider, sizeof(st.provider), "%s", provider) >= (int)sizeof(st.provider) ||
         snprintf(st.redirect_uri, sizeof(st.redirect_uri), "%s", redirect_uri ? redirect_uri : "") >=
             (int)sizeof(st.redirect_uri) ||
-        snprintf(st.extra, sizeof(st.extra), "%s", extra ? extra : "") >= (int)sizeof(st.extra)) {
+        snprintf(st.extra, sizeof(st.extra), "%s%s", masked, extra ? extra : "") >=
+            (int)sizeof(st.extra)) {
         http_resp_error(resp, 500, "INTERNAL", "OAuth state data too long");
         out[0] = '\0';
         return -1;

@@ -27,6 +27,16 @@ typedef struct {
 int oauth_state_new(worker_ctx *w, const auth_ctx *who, const char *provider,
                     const char *redirect_uri, const char *extra, char out[64],
                     http_response *resp);
+/* As oauth_state_new, for a flow with PKCE: the verifier's 32 random bytes
+ * ride with the state, masked by the state itself (which the store never
+ * holds), as the first OAUTH_PKCE_MASKED_LEN characters of extra. */
+#define OAUTH_PKCE_MASKED_LEN 43
+int oauth_state_new_pkce(worker_ctx *w, const auth_ctx *who, const char *provider,
+                         const char *redirect_uri, const char *extra,
+                         const unsigned char *verifier_raw, char out[64], http_response *resp);
+/* The verifier (base64url, 43 chars) back from the state a callback carries
+ * and the masked value its row kept; 0, or -1 if malformed. */
+int oauth_pkce_unmask(const char *state, const char *masked, char verifier[64]);
 /* Consumes a state from a callback: missing, malformed, unknown, reused,
  * expired, issued for another provider, or (when the callback is itself
  * authenticated) for another user -> -1 with a 400 in resp that says which
