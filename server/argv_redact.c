@@ -1,0 +1,73 @@
+/* argv_redact.c — see argv_redact.h. */
+#include "argv_redact.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Long flags whose value is a credential, in any of the CLIs: kubectl's
+ * --token, --password, --client-key (`config set-credentials`), its
+ * --auth-provider-arg and --exec-env (may carry secrets), `create secret`'s
+ * --from-literal; az's --password and --client-secret. */
+static const char *const secret_flags[] = { "token",        "password",          "client-key",
+                                            "client-secret", "auth-provider-arg", "from-literal",
+                                            "exec-env",     NULL };
+
+/* Short flags of one CLI whose value is a credential. */
+static const struct {
+    const char *program;
+    const char *flag;
+} secret_short[] = {
+    { "az", "-p" }, /* az login --service-principal -u <id> -p <secret> */
+    { NULL, NULL },
+};
+
+/* CLIs built on Python's argparse take any unambiguous prefix of a long
+ * flag ("--pass" for "--password"), as test_cloud_argv.c records for
+ * az and aws; kubectl and gcloud take whole names only. */
+static int takes_prefixes(const char *program)
+{
+    return !strcmp(program, "az") || !strcmp(program, "aws");
+}
+#define MIN_PREFIX 3 /* "--tok", "--pas", "--cli" */
+
+/* 1 if name (n bytes, '_' read as '-') is one of secret_flags, or (prefixes)
+ * the start of one. */
+static int secret_long(const char *name, size_t n, int prefixes)
+{
+    for (const char *const *f = secret_flags; *f; f++) {
+        size_t fl = strlen(*f);
+        if (n > fl || (n < fl && (!prefixes || n < MIN_PREFIX)))
+            continue;
+        size_t i = 0;
+        while (i < n && (name[i] == '_' ? '-' : name[i]) == (*f)[i])
+            i++;
+        if (i == n)
+            return 1;
+    }
+    return 0;
+}
+
+argv_redact argv_redact_arg(const char *program, const char *arg, char *shown, size_t cap)
+{
+    if (!strncmp(arg, "--", 2)) {
+        const char *name = arg + 2;
+        size_t n = strcspn(name, "=");
+        if (!secret_long(name, n, takes_prefixes(program)))
+            return ARGV_REDACT_NONE;
+        if (!name[n])
+            return ARGV_REDACT_NEXT;
+        snprintf(shown, cap, "--%.*s=" ARGV_REDACTED, (int)(n < 64 ? n : 64), name);
+        return ARGV_REDACT_INLINE;
+    }
+    for (size_t i = 0; secret_short[i].program; i++) {
+        size_t fl = strlen(secret_short[i].flag);
+        if (strcmp(program, secret_short[i].program) || strncmp(arg, secret_short[i].flag, fl))
+            continue;
+        if (!arg[fl])
+            return ARGV_REDACT_NEXT; /* "-p secret" */
+        /* "-psecret" or "-p=secret" */
+        snprintf(shown, cap, "%s" ARGV_REDACTED, secret_short[i].flag);
+        return ARGV_REDACT_INLINE;
+    }
+    return ARGV_REDACT_NONE;
+}

@@ -1,0 +1,32 @@
+/* argv_redact.h — credentials typed into a command line, kept out of the
+ * audit trail.  The audit row of a command keeps its argv (docs/api.md,
+ * GET /api/audit: every member of the organization reads it), written when
+ * the command is dispatched, before the agent's policy may refuse it; a
+ * `kubectl … --token=…` or an `az login -p …` would leave the credential
+ * there.  The value of a flag known to carry one is replaced by
+ * ARGV_REDACTED; the flag itself stays, so the row still says what was
+ * run. */
+#ifndef AURORA_ARGV_REDACT_H
+#define AURORA_ARGV_REDACT_H
+
+#include <stddef.h>
+
+#define ARGV_REDACTED "[REDACTED]"
+#define ARGV_REDACT_SHOWN_MAX 96 /* "--<flag>=" ARGV_REDACTED, the flag cut at 64 */
+
+typedef enum {
+    ARGV_REDACT_NONE = 0, /* keep the argument */
+    ARGV_REDACT_INLINE,   /* "--flag=value": write `shown` ("--flag=[REDACTED]") instead */
+    ARGV_REDACT_NEXT,     /* "--flag" / "-p": keep it, redact the next argument */
+} argv_redact;
+
+/* What to do with argument `arg` of `program` ("kubectl", "gcloud", "aws",
+ * "az"): the long flags of every CLI whose value is a credential (--token,
+ * --password, --client-key, --client-secret, --auth-provider-arg,
+ * --from-literal, --exec-env; '_' read as '-', as kubectl's flag parser
+ * does; for az and aws, whose argparse takes them, prefixes of 3 or more
+ * letters too) and a CLI's own short ones (az's -p).  shown gets the
+ * replacement for ARGV_REDACT_INLINE. */
+argv_redact argv_redact_arg(const char *program, const char *arg, char *shown, size_t cap);
+
+#endif
