@@ -339,6 +339,9 @@ static const kit_webhook_spec g_events = {
     .action_json = "common.invokedFunction",
     .require_json_object = 1,
     .content_type = "application/json",
+    /* Google Chat's legacy verification token (apps set up before bearer
+     * tokens): the header's bearer token is what is checked; not stored */
+    .secret_fields = (const char *const[]){ "token", NULL },
     .keys = events_keys,
     .check = events_check,
     .resolve_org = events_resolve_org,

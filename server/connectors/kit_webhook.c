@@ -497,7 +497,50 @@ static void default_ack(const store_webhook_delivery *d, int duplicate, http_res
 static int has_json_needs(const kit_webhook_spec *s)
 {
     return s->delivery_id_json || s->event_json || s->action_json || s->require_json_object ||
-           s->check || s->resolve_org;
+           s->check || s->resolve_org || s->secret_fields;
+}
+
+/* Removes every member at a dotted path (a JSON object may repeat a key),
+ * wiping a string value first.  The number removed. */
+static int remove_path(cJSON *root, const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    cJSON *parent = root;
+    if (dot) {
+        char head[128];
+        size_t n = (size_t)(dot - path);
+        if (n >= sizeof(head))
+            return 0;
+        memcpy(head, path, n);
+        head[n] = '\0';
+        parent = (cJSON *)json_path(root, head);
+    }
+    const char *key = dot ? dot + 1 : path;
+    int removed = 0;
+    cJSON *it;
+    while (cJSON_IsObject(parent) && (it = cJSON_DetachItemFromObjectCaseSensitive(parent, key))) {
+        if (cJSON_IsString(it) && it->valuestring)
+            OPENSSL_cleanse(it->valuestring, strlen(it->valuestring));
+        cJSON_Delete(it);
+        removed++;
+    }
+    return removed;
+}
+
+/* The body to store without spec->secret_fields: NULL when it has none of
+ * them (store the bytes received), else malloc'd JSON (secret_free), or
+ * NULL with *oom set. */
+static char *without_secrets(const kit_webhook_spec *spec, cJSON *json, int *oom)
+{
+    *oom = 0;
+    int removed = 0;
+    for (const char *const *f = spec->secret_fields; f && *f && json; f++)
+        removed += remove_path(json, *f);
+    if (!removed)
+        return NULL;
+    char *out = cJSON_PrintUnformatted(json);
+    *oom = !out;
+    return out;
 }
 
 /* "org:" + the SHA-256 (hex, 64) of "<org>\n<delivery id>": printable, fits
@@ -606,6 +649,19 @@ static void handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request 
                      spec->connector);
     }
 
+    /* Credentials a provider puts in its bodies are not kept. */
+    int oom = 0;
+    char *scrubbed = without_secrets(spec, json, &oom);
+    if (oom) {
+        cJSON_Delete(json);
+        http_resp_error(resp, 503, "WEBHOOK_UNAVAILABLE", "out of memory");
+        return;
+    }
+    if (scrubbed) {
+        body = scrubbed;
+        len = strlen(scrubbed);
+    }
+
     /* The commit that makes the 2xx true: store_webhook_insert is one
      * autocommit INSERT, and it returns only once the engine reported the
      * COMMIT done (SQLite: sqlite3_step finished the WAL commit, fsynced
@@ -628,10 +684,12 @@ static void handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request 
         rc = store_webhook_insert(w->store, &d, body, len, !spec->process_unassigned);
         if (rc == STORE_CONFLICT && strcmp(d.org_id, want_org)) {
             cJSON_Delete(json);
+            secret_free(scrubbed);
             api_store_error(w, resp);
             return;
         }
     }
+    secret_free(scrubbed);
     if (rc == STORE_NOT_FOUND) {
         /* keys/resolve_org named an organization that does not exist */
         cJSON_Delete(json);

@@ -128,6 +128,12 @@ struct kit_webhook_spec {
     /* The media type the provider sends (e.g. "application/json"; parameters
      * such as charset are ignored); another one is a 415.  NULL: any. */
     const char *content_type;
+    /* Fields of a verified JSON body that carry a credential (dotted paths:
+     * Slack's legacy verification "token", Sentry's installation grant
+     * "data.installation.code"): removed before the body is stored, so
+     * neither the database nor the event read API holds them; a body
+     * without them is stored byte for byte.  NULL-terminated; NULL: none. */
+    const char *const *secret_fields;
 
     /* ---- callbacks (worker thread) ---------------------------------------------
      * keys: before the signature check, from the request (path parameters,

@@ -765,6 +765,9 @@ static const kit_webhook_spec sentry_webhook = {
     .event_header = "sentry-hook-resource",
     .action_json = "action",
     .content_type = "application/json",
+    /* an installation webhook carries the grant code the integration
+     * exchanges for its token: not stored */
+    .secret_fields = (const char *const[]){ "data.installation.code", NULL },
     .require_json_object = 1,
     /* Sentry signs the body only; its bodies carry ids and times, so two
      * distinct deliveries are never byte-identical, and a replay is. */

@@ -163,6 +163,9 @@ static const kit_webhook_spec slack_events = {
     .action_json = "type",
     .require_json_object = 1,
     .content_type = "application/json",
+    /* Slack's legacy verification token rides in every Events API body:
+     * the signing secret is what is checked, the token is not stored */
+    .secret_fields = (const char *const[]){ "token", NULL },
     .keys = events_keys,
     .check = events_check,
     .resolve_org = events_org,

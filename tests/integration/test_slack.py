@@ -269,6 +269,8 @@ def test_events_signed_and_stored(t):
     eq((len(evs), evs[0]["event"], evs[0]["verified"]), (1, "app_mention", True), "listed once")
     r = w.get("/api/slack/events/" + first, key=key)
     eq(r.json["payload"]["event"]["text"], "<@U0AURORABOT> why is checkout slow?", "payload kept")
+    # Slack's legacy verification token, in every Events API body, is not kept
+    check("token" not in r.json["payload"] and b"legacy" not in r.body, "the verification token stored", r.json)
     # a bot's own message is stored and ignored
     bot = json.dumps({"team_id": tid, "type": "event_callback", "event_id": "Ev" + rand_tag(8).upper(),
                       "event": {"type": "message", "bot_id": "B0AURORA", "text": "hi", "channel": "C0INCIDENT",

@@ -885,6 +885,44 @@ static void test_binary_body_kept_byte_exact(void **state)
     assert_int_equal(committed_rows(f, "body_encoding = 'base64'"), 1);
 }
 
+/* Credentials a provider puts in its bodies (Slack's legacy "token",
+ * Sentry's installation grant) are removed before the body is stored, every
+ * copy of a repeated key too; a body without them is kept byte for byte. */
+static void test_secret_fields_not_stored(void **state)
+{
+    fx *f = *state;
+    static const char *const fields[] = { "token", "data.installation.code", NULL };
+    kit_webhook_spec spec = { .connector = "scrub", .policy = KIT_WH_UNSIGNED,
+                              .require_json_object = 1, .secret_fields = fields };
+    const char *body = "{\"token\":\"VERIFY-1\",\"x\":1,\"data\":{\"installation\":{\"uuid\":\"u\","
+                       "\"code\":\"GRANT-2\"}},\"token\":\"VERIFY-3\"}";
+    call c;
+    init_call(&c, body, strlen(body));
+    run_call(&c, &spec, 1700000000);
+    assert_int_equal(c.resp.status, 200);
+    store_webhook_delivery d;
+    assert_int_equal(store_webhook_get(f->st, NULL, "scrub", resp_str(&c, "id"), &d), STORE_OK);
+    free_call(&c);
+    char *stored = strndup(d.body, d.body_len);
+    assert_null(strstr(stored, "VERIFY-1"));
+    assert_null(strstr(stored, "VERIFY-3"));
+    assert_null(strstr(stored, "GRANT-2"));
+    assert_non_null(strstr(stored, "\"x\":1"));
+    assert_non_null(strstr(stored, "\"uuid\":\"u\""));
+    free(stored);
+    store_webhook_free(&d);
+    /* none of them: the bytes as received (spacing and all) */
+    const char *plain = "{ \"x\" : 2, \"tokens\": \"kept\", \"data\": {\"code\": 3} }";
+    init_call(&c, plain, strlen(plain));
+    run_call(&c, &spec, 1700000000);
+    assert_int_equal(c.resp.status, 200);
+    assert_int_equal(store_webhook_get(f->st, NULL, "scrub", resp_str(&c, "id"), &d), STORE_OK);
+    free_call(&c);
+    assert_int_equal(d.body_len, strlen(plain));
+    assert_memory_equal(d.body, plain, strlen(plain));
+    store_webhook_free(&d);
+}
+
 /* The store is unreachable (another connection holds the write lock past the
  * statement deadline): 503, never a 2xx, and nothing stored. */
 static void test_store_unavailable_no_ack(void **state)
@@ -1557,6 +1595,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shape_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_redelivery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binary_body_kept_byte_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_fields_not_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_unavailable_no_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_processing_after_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_claim_recovered, setup, teardown),
