@@ -1,8 +1,11 @@
 /* main.c — aurora-server entry point: serve (default), admin, secrets, rca,
  * --help, --version.  Each command parses its own command line (cli.h) before
  * anything is loaded, so `--help` and usage errors have no side effect. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include "admin.h"
 #include "cli.h"
@@ -72,6 +75,13 @@ static int serve_main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* The process holds every tenant's secrets in memory at one time or
+     * another (the master key, Vault token, client secrets, decrypted
+     * connector credentials): no core file, and /proc/<pid>/mem and environ
+     * readable by root only, as for the agent. */
+    struct rlimit no_core = { 0, 0 };
+    if (setrlimit(RLIMIT_CORE, &no_core) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        fprintf(stderr, "aurora-server: cannot turn core dumps off: %s\n", strerror(errno));
     if (argc < 2) {
         char *self[] = { "serve", NULL };
         return serve_main(1, self);
