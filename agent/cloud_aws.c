@@ -24,7 +24,21 @@ static const char *const server_env[] = {
     "AWS_EC2_METADATA_DISABLED",
     NULL};
 
-static const char *const printers[] = {"configure export-credentials", NULL};
+/* Commands whose purpose is to print the credentials the command runs
+ * with, or a token made from them (an EKS bearer token, a registry or
+ * database password, another role's keys). */
+static const char *const printers[] = {"configure export-credentials",
+                                       "eks get-token",
+                                       "ecr get-login-password",
+                                       "ecr-public get-login-password",
+                                       "codeartifact get-authorization-token",
+                                       "rds generate-db-auth-token",
+                                       "sts get-session-token",
+                                       "sts get-federation-token",
+                                       "sts assume-role",
+                                       "sts assume-role-with-web-identity",
+                                       "sts assume-role-with-saml",
+                                       NULL};
 
 static const char *const home_env[] = {"AWS_CONFIG_FILE=.aws/config",
                                        "AWS_SHARED_CREDENTIALS_FILE=.aws/credentials", NULL};

@@ -435,7 +435,9 @@ static const char *const server_env[] = {
     "AZURE_CORE_COLLECT_TELEMETRY",
     NULL};
 
-static const char *const printers[] = {"account get-access-token", NULL};
+/* `acr login` with --expose-token prints a registry token (and without
+ * it, runs a docker login the agent has no docker for). */
+static const char *const printers[] = {"account get-access-token", "acr login", NULL};
 
 static const char *const home_env[] = {"AZURE_CONFIG_DIR=.azure", NULL};
 

@@ -668,6 +668,26 @@ static void cloud_policy_programs_and_printers(void **state)
     assert_int_equal(agent_cloud_check(&c, "aws", 2, a5, NULL, 0, &d), 0);
     const char *a6[] = {"sts", "get-caller-identity"};
     assert_int_equal(agent_cloud_check(&c, "aws", 2, a6, NULL, 0, &d), 1);
+    /* tokens made from the credentials, and other roles' keys */
+    const char *aws_printers[][3] = { {"eks", "get-token", "--cluster-name=prod"},
+                                      {"ecr", "get-login-password", "--region=eu-west-1"},
+                                      {"sts", "assume-role", "--role-arn=arn:aws:iam::1:role/x"},
+                                      {"rds", "generate-db-auth-token", "--hostname=db"} };
+    for (size_t i = 0; i < sizeof(aws_printers) / sizeof(aws_printers[0]); i++) {
+        assert_int_equal(agent_cloud_check(&c, "aws", 3, aws_printers[i], NULL, 0, &d), 0);
+        assert_non_null(strstr(d.reason, "print the command's credentials"));
+    }
+    const char *a7[] = {"eks", "describe-cluster", "--name=prod"};
+    assert_int_equal(agent_cloud_check(&c, "aws", 3, a7, NULL, 0, &d), 1);
+    agent_cloud_free(&c);
+    assert_int_equal(
+        agent_cloud_init(&c, "enabled", "az=/bin/true", NULL, "/nonexistent-dir", err, sizeof(err)),
+        0);
+    const char *az1[] = {"acr", "login", "--name=reg", "--expose-token"};
+    assert_int_equal(agent_cloud_check(&c, "az", 4, az1, NULL, 0, &d), 0);
+    assert_non_null(strstr(d.reason, "print the command's credentials"));
+    const char *az2[] = {"acr", "list"};
+    assert_int_equal(agent_cloud_check(&c, "az", 2, az2, NULL, 0, &d), 1);
     agent_cloud_free(&c);
 
     assert_int_equal(agent_cloud_init(&c, "disabled", NULL, NULL, NULL, err, sizeof(err)), 0);
