@@ -258,15 +258,12 @@ char *agent_cloud_path(const agent_cloud *c, const char *program)
     return lookup(c->search_path, program); /* installed since start? */
 }
 
-/* The printer of cli whose words appear consecutively among the positional
- * arguments, or NULL. */
+/* The printer of cli whose words appear, in order, among the positional
+ * arguments (not necessarily adjacent: a global option's value may sit
+ * between service and operation, `aws eks --region r get-token`), or NULL.
+ * Every argument is looked at (up to ARGV_MAX_ARGS), none skipped. */
 static const char *printer_match(const cloud_cli *cli, int argc, const char *const *argv)
 {
-    const char *pos[64];
-    int np = 0;
-    for (int i = 0; i < argc && np < 64; i++)
-        if (argv[i][0] != '-')
-            pos[np++] = argv[i];
     for (int k = 0; cli->printers && cli->printers[k]; k++) {
         char words[160];
         snprintf(words, sizeof(words), "%s", cli->printers[k]);
@@ -275,13 +272,12 @@ static const char *printer_match(const cloud_cli *cli, int argc, const char *con
         char *save = NULL;
         for (char *t = strtok_r(words, " ", &save); t && nw < 8; t = strtok_r(NULL, " ", &save))
             w[nw++] = t;
-        for (int s0 = 0; nw && s0 + nw <= np; s0++) {
-            int ok = 1;
-            for (int j = 0; ok && j < nw; j++)
-                ok = !strcmp(pos[s0 + j], w[j]);
-            if (ok)
-                return cli->printers[k];
-        }
+        int j = 0;
+        for (int i = 0; nw && i < argc && j < nw; i++)
+            if (argv[i][0] != '-' && !strcmp(argv[i], w[j]))
+                j++;
+        if (nw && j == nw)
+            return cli->printers[k];
     }
     return NULL;
 }

@@ -28,7 +28,29 @@ static int takes_prefixes(const char *program)
 {
     return !strcmp(program, "az") || !strcmp(program, "aws");
 }
-#define MIN_PREFIX 3 /* "--tok", "--pas", "--cli" */
+#define MIN_PREFIX 1 /* argparse takes "--p" when only --password starts so (cloud_argv.c) */
+
+/* Flag names whose last words say they carry a credential, in any CLI:
+ * --admin-password, --docker-password, --master-user-password,
+ * --root-password, --new-password, --sas-token, --account-key,
+ * --secret-string, --connection-string, --client-secret, … */
+static const char *const secret_suffixes[] = { "password", "secret", "token", "account-key",
+                                               "secret-string", "connection-string", NULL };
+
+static int secret_suffix(const char *name, size_t n)
+{
+    for (const char *const *f = secret_suffixes; *f; f++) {
+        size_t fl = strlen(*f);
+        if (n < fl || (n > fl && name[n - fl - 1] != '-' && name[n - fl - 1] != '_'))
+            continue;
+        size_t i = 0;
+        while (i < fl && (name[n - fl + i] == '_' ? '-' : name[n - fl + i]) == (*f)[i])
+            i++;
+        if (i == fl)
+            return 1;
+    }
+    return 0;
+}
 
 /* 1 if name (n bytes, '_' read as '-') is one of secret_flags, or (prefixes)
  * the start of one. */
@@ -52,7 +74,7 @@ argv_redact argv_redact_arg(const char *program, const char *arg, char *shown, s
     if (!strncmp(arg, "--", 2)) {
         const char *name = arg + 2;
         size_t n = strcspn(name, "=");
-        if (!secret_long(name, n, takes_prefixes(program)))
+        if (!secret_long(name, n, takes_prefixes(program)) && !secret_suffix(name, n))
             return ARGV_REDACT_NONE;
         if (!name[n])
             return ARGV_REDACT_NEXT;

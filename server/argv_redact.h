@@ -24,8 +24,11 @@ typedef enum {
  * "az"): the long flags of every CLI whose value is a credential (--token,
  * --password, --client-key, --client-secret, --auth-provider-arg,
  * --from-literal, --exec-env; '_' read as '-', as kubectl's flag parser
- * does; for az and aws, whose argparse takes them, prefixes of 3 or more
- * letters too) and a CLI's own short ones (az's -p).  shown gets the
+ * does; for az and aws, whose argparse takes them, any prefix too), every
+ * flag whose last words name a credential (--admin-password,
+ * --docker-password, --sas-token, --account-key, --secret-string,
+ * --connection-string, …), and a CLI's own short ones (az's -p).  Over-
+ * redacting costs a little: aws's --next-token, gcloud's --secret=<name>.   shown gets the
  * replacement for ARGV_REDACT_INLINE. */
 argv_redact argv_redact_arg(const char *program, const char *arg, char *shown, size_t cap);
 

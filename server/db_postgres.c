@@ -772,10 +772,25 @@ static int pg_open(const char *url, db_t **out, char *err, size_t errlen)
                               "that user name and password are percent-encoded)");
         return DB_E_CONN;
     }
+    /* A bare '/' or a second '@' in the password parses, but shifts it into
+     * the port ("invalid integer value \"<part>\"") or the host name ("could
+     * not translate host name \"<part>@host\""), which the connect error
+     * quotes: such a URL is refused here the same way. */
+    int misread = 0;
     for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (o->val)
+        if (o->val) {
+            if ((!strcmp(o->keyword, "port") && o->val[strspn(o->val, "0123456789,")]) ||
+                ((!strcmp(o->keyword, "host") || !strcmp(o->keyword, "hostaddr") ||
+                  !strcmp(o->keyword, "dbname")) && strchr(o->val, '@')))
+                misread = 1;
             explicit_bzero(o->val, strlen(o->val));
+        }
     PQconninfoFree(opts);
+    if (misread) {
+        snprintf(err, errlen, "postgres: DATABASE_URL is not a valid connection URI (check "
+                              "that user name and password are percent-encoded)");
+        return DB_E_CONN;
+    }
     db_t *db = calloc(1, sizeof(*db));
     if (!db || !(db->url = strdup(url))) {
         free(db);

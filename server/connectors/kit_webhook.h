@@ -132,7 +132,11 @@ struct kit_webhook_spec {
      * Slack's legacy verification "token", Sentry's installation grant
      * "data.installation.code"): removed before the body is stored, so
      * neither the database nor the event read API holds them; a body
-     * without them is stored byte for byte.  NULL-terminated; NULL: none. */
+     * without them is stored byte for byte, one with them as cJSON prints
+     * the rest (no longer the bytes the provider signed; a number beyond
+     * double precision rounded; text after a \u0000 in a string dropped).
+     * Only for providers whose processing reads strings and small numbers.
+     * NULL-terminated; NULL: none. */
     const char *const *secret_fields;
 
     /* ---- callbacks (worker thread) ---------------------------------------------

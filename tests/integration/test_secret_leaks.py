@@ -110,5 +110,23 @@ def server_writes_no_core_file(t):
     eq(line[0].split()[4:6], ["0", "0"], "core file size soft and hard limits")
     eq(w.get("/health", auth=False).status, 200, "server serving")
 
+
+@test
+def database_url_unencoded_slash_or_at_not_logged(t):
+    """A password with a bare '/' or '@' parses (PQconninfoParse is happy) but shifts
+    into the port or the host name, which libpq's connect error quotes (found in review)."""
+    tag = rand_tag(6)
+    for url, leaked in (("postgresql://aurora:S3cr%s/et@127.0.0.1/aurora" % tag, "S3cr" + tag),
+                        ("postgresql://aurora:S3c@ret%s@127.0.0.1:1/aurora" % tag, "ret" + tag)):
+        env = _base_env(os.path.join(t.tmp, "home"))
+        env.update(_san_env(os.path.join(t.tmp, "san", rand_tag(6))))
+        env.update({"AURORA_DATA_DIR": os.path.join(t.tmp, "data-" + rand_tag(4)),
+                    "DATABASE_URL": url, "AURORA_PORT": "1", "INTERNAL_API_SECRET": "x" * 40})
+        r = subprocess.run([SERVER_BIN, "admin", "list-orgs"], env=env, capture_output=True, timeout=60)
+        err = r.stderr.decode("utf-8", "replace")
+        check("DATABASE_URL is not a valid connection URI" in err, "the error says what is wrong", err[-400:])
+        check(leaked not in err, "part of the DATABASE_URL password is in `admin` stderr", err[-400:])
+
+
 if __name__ == "__main__":
     main()

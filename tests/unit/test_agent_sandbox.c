@@ -677,6 +677,20 @@ static void cloud_policy_programs_and_printers(void **state)
         assert_int_equal(agent_cloud_check(&c, "aws", 3, aws_printers[i], NULL, 0, &d), 0);
         assert_non_null(strstr(d.reason, "print the command's credentials"));
     }
+    /* aws takes a global option between service and operation, and padding
+     * with options hides nothing (found in review) */
+    const char *rv1[] = {"eks", "--region", "us-east-1", "get-token", "--cluster-name=prod"};
+    assert_int_equal(agent_cloud_check(&c, "aws", 5, rv1, NULL, 0, &d), 0);
+    const char *rv3[140];
+    for (int i = 0; i < 138; i += 2) {
+        rv3[i] = "--output";
+        rv3[i + 1] = "json";
+    }
+    rv3[138] = "eks";
+    rv3[139] = "get-token";
+    assert_int_equal(agent_cloud_check(&c, "aws", 140, rv3, NULL, 0, &d), 0);
+    const char *rv2[] = {"ecr", "get-authorization-token"};
+    assert_int_equal(agent_cloud_check(&c, "aws", 2, rv2, NULL, 0, &d), 0);
     const char *a7[] = {"eks", "describe-cluster", "--name=prod"};
     assert_int_equal(agent_cloud_check(&c, "aws", 3, a7, NULL, 0, &d), 1);
     agent_cloud_free(&c);

@@ -68,7 +68,7 @@ static void test_prefixes_where_the_cli_takes_them(void **state)
     assert_string_equal(shown, "--client-sec=" ARGV_REDACTED);
     assert_int_equal(of("aws", "--tok=t", shown), ARGV_REDACT_INLINE);
     assert_int_equal(of("az", "--client-id", shown), ARGV_REDACT_NONE);
-    assert_int_equal(of("az", "--pa", shown), ARGV_REDACT_NONE); /* too short to tell */
+    assert_int_equal(of("az", "--pa", shown), ARGV_REDACT_NEXT); /* argparse: --password */
     assert_int_equal(of("az", "--passwords", shown), ARGV_REDACT_NONE);
     /* kubectl and gcloud: whole names only */
     assert_int_equal(of("kubectl", "--pass=x", shown), ARGV_REDACT_NONE);
@@ -90,6 +90,33 @@ static void test_long_flag_names_are_cut(void **state)
     assert_null(strchr(small, 'x'));
 }
 
+/* argparse takes any unambiguous prefix, even one letter (cloud_argv.c's
+ * abbreviation_of checks "--s"); and credential flags named by their last
+ * words outside the list (found in review). */
+static void test_prefixes_and_named_credentials(void **state)
+{
+    (void)state;
+    char shown[ARGV_REDACT_SHOWN_MAX];
+    int fails = 0;
+    struct { const char *p, *a; } leak[] = {
+        { "az", "--pa=S3cret" },                    /* az login: --pa is --password */
+        { "az", "--admin-password=S3cret" },        /* az vm create */
+        { "az", "--account-key=S3cret" },           /* az storage */
+        { "az", "--sas-token=S3cret" },             /* az storage */
+        { "kubectl", "--docker-password=S3cret" },  /* kubectl create secret docker-registry */
+        { "gcloud", "--root-password=S3cret" },     /* gcloud sql instances create */
+        { "aws", "--master-user-password=S3cret" }, /* aws rds create-db-instance */
+        { "aws", "--secret-string=S3cret" },        /* aws secretsmanager create-secret */
+        { "aws", "--new-password=S3cret" },         /* aws iam change-password */
+    };
+    for (size_t i = 0; i < sizeof(leak) / sizeof(leak[0]); i++)
+        if (of(leak[i].p, leak[i].a, shown) == ARGV_REDACT_NONE) {
+            print_message("kept: %s %s\n", leak[i].p, leak[i].a);
+            fails++;
+        }
+    assert_int_equal(fails, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -97,6 +124,7 @@ int main(void)
         cmocka_unit_test(test_what_stays),
         cmocka_unit_test(test_prefixes_where_the_cli_takes_them),
         cmocka_unit_test(test_long_flag_names_are_cut),
+        cmocka_unit_test(test_prefixes_and_named_credentials),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
