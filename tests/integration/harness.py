@@ -1249,6 +1249,11 @@ def main():
             report("suite_server_exits_cleanly", time.monotonic() - start, None, problems, st)
     finally:
         _stop_kube_fixture()
+    # A name given on the command line that matches no test is a typo, not a pass.
+    for f in filters:
+        if not any(f in name for name, _, _ in _TESTS):
+            failed += 1
+            print("FAIL %s: no test of %s has that name" % (f, prog), flush=True)
     if failed == 0 and os.environ.get("AURORA_KEEP_TMP") != "1":
         shutil.rmtree(root, ignore_errors=True)
     else:
