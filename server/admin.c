@@ -17,6 +17,7 @@
 
 #include "api_audit.h"
 #include "auth.h"
+#include "argv_redact.h"
 #include "cli.h"
 #include "http.h"
 #include "router.h"
@@ -503,6 +504,24 @@ static int cmd_expire_token(admin_call *c)
 
 /* ---- the audit log ------------------------------------------------------------------------- */
 
+/* Rows written before the argv redaction existed keep what was typed: this
+ * rewrites them with today's rule (argv_redact.h).  Safe to run again:
+ * a row already redacted is left as it is. */
+static int cmd_redact_audit(admin_call *c)
+{
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    int64_t seen = 0, changed = 0;
+    if (store_audit_rewrite_argv(st, argv_redact_stored, 500, &seen, &changed) != STORE_OK)
+        return failed(c, "%s (%lld rows read, %lld redacted before it)", store_errmsg(st),
+                      (long long)seen, (long long)changed);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "rows", (double)seen);
+    cJSON_AddNumberToObject(o, "redacted", (double)changed);
+    return print_json(o);
+}
+
 /* RFC 3339 or Unix seconds, as GET /api/audit takes them. */
 static int audit_time(admin_call *c, const char *opt, int64_t *out)
 {
@@ -670,6 +689,13 @@ static const admin_cmd commands[] = {
       cmd_audit,
       { { "org", 1, 0 }, { "cluster-id", 1, 0 }, { "user-id", 1, 0 }, { "outcome", 1, 0 },
         { "since", 1, 0 }, { "until", 1, 0 }, { "limit", 1, 0 }, { "cursor", 1, 0 } } },
+    { "redact-audit", "", "redact credentials typed into commands of older audit rows",
+      "Rewrites every audit row's argv with the rule rows are written with now:\n"
+      "the value of a flag that carries a credential (--token, --password, az's -p,\n"
+      "...) becomes [REDACTED].  Rows written before that rule existed keep what was\n"
+      "typed until this runs; run it once after upgrading (again is harmless).\n"
+      "Prints {\"rows\": read, \"redacted\": rewritten}.\n",
+      cmd_redact_audit, { { NULL, 0, 0 } } },
     { "routes", "", "the server's route table (one JSON object a line)",
       "Each line: {\"method\", \"pattern\", \"auth\"} with auth public, api (API key or\n"
       "internal secret) or internal (internal secret only).  Reads no settings.\n",

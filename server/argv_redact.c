@@ -1,7 +1,10 @@
 /* argv_redact.c — see argv_redact.h. */
 #include "argv_redact.h"
 
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Long flags whose value is a credential, in any of the CLIs: kubectl's
@@ -92,4 +95,51 @@ argv_redact argv_redact_arg(const char *program, const char *arg, char *shown, s
         return ARGV_REDACT_INLINE;
     }
     return ARGV_REDACT_NONE;
+}
+
+/* Replaces item i of a with a new string (the old one wiped first). */
+static int replace_item(cJSON *a, int i, const char *text)
+{
+    cJSON *old = cJSON_GetArrayItem(a, i);
+    if (old && cJSON_IsString(old) && old->valuestring)
+        OPENSSL_cleanse(old->valuestring, strlen(old->valuestring));
+    cJSON *now = cJSON_CreateString(text);
+    return now && cJSON_ReplaceItemInArray(a, i, now) ? 1 : (cJSON_Delete(now), 0);
+}
+
+int argv_redact_array(cJSON *argv)
+{
+    const cJSON *prog = cJSON_GetArrayItem(argv, 0);
+    if (!cJSON_IsArray(argv) || !cJSON_IsString(prog))
+        return 0;
+    char program[64];
+    snprintf(program, sizeof(program), "%s", prog->valuestring);
+    int n = cJSON_GetArraySize(argv), replaced = 0, redact_next = 0;
+    for (int i = 1; i < n; i++) {
+        const cJSON *it = cJSON_GetArrayItem(argv, i);
+        if (!cJSON_IsString(it) || !it->valuestring) {
+            redact_next = 0;
+            continue;
+        }
+        if (redact_next) {
+            redact_next = 0;
+            if (strcmp(it->valuestring, ARGV_REDACTED))
+                replaced += replace_item(argv, i, ARGV_REDACTED);
+            continue;
+        }
+        char shown[ARGV_REDACT_SHOWN_MAX];
+        argv_redact r = argv_redact_arg(program, it->valuestring, shown, sizeof(shown));
+        if (r == ARGV_REDACT_INLINE && strcmp(it->valuestring, shown))
+            replaced += replace_item(argv, i, shown);
+        redact_next = r == ARGV_REDACT_NEXT;
+    }
+    return replaced;
+}
+
+char *argv_redact_stored(const char *argv_json)
+{
+    cJSON *a = argv_json ? cJSON_Parse(argv_json) : NULL;
+    char *out = a && argv_redact_array(a) > 0 ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return out;
 }

@@ -32,4 +32,13 @@ typedef enum {
  * replacement for ARGV_REDACT_INLINE. */
 argv_redact argv_redact_arg(const char *program, const char *arg, char *shown, size_t cap);
 
+struct cJSON;
+/* Applies the rule in place to an audit argv array ["<program>", arg, …]
+ * (strings; anything else is left alone); the number of items replaced. */
+int argv_redact_array(struct cJSON *argv);
+/* The same for argv_json as an audit row stores it: malloc'd JSON when
+ * something was replaced, else NULL (unchanged, or not an argv array).
+ * For rows written before the rule existed (admin redact-audit). */
+char *argv_redact_stored(const char *argv_json);
+
 #endif

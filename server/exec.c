@@ -163,28 +163,14 @@ static char *argv_json(const exec_spec *e)
         return NULL;
     /* The program run ("kubectl", "gcloud", …); never the environment. */
     cJSON_AddItemToArray(a, cJSON_CreateString(e->program[0] ? e->program : e->kind));
-    /* A credential typed into the command line stays out of the row, which
-     * every member of the org can read (argv_redact.h). */
-    const char *program = e->program[0] ? e->program : e->kind;
-    int redact_next = 0;
     for (int i = 0; i < e->argv.c; i++) {
-        const char *v = e->argv.v[i];
-        char shown[ARGV_REDACT_SHOWN_MAX];
-        if (redact_next) {
-            redact_next = 0;
-            cJSON_AddItemToArray(a, cJSON_CreateString(ARGV_REDACTED));
-            continue;
-        }
-        argv_redact r = argv_redact_arg(program, v, shown, sizeof(shown));
-        if (r == ARGV_REDACT_INLINE) {
-            cJSON_AddItemToArray(a, cJSON_CreateString(shown));
-            continue;
-        }
-        redact_next = r == ARGV_REDACT_NEXT;
-        char *clean = utf8_sanitize(v, strlen(v), NULL);
+        char *clean = utf8_sanitize(e->argv.v[i], strlen(e->argv.v[i]), NULL);
         cJSON_AddItemToArray(a, cJSON_CreateString(clean ? clean : ""));
         free(clean);
     }
+    /* A credential typed into the command line stays out of the row, which
+     * every member of the org can read (argv_redact.h). */
+    argv_redact_array(a);
     char *s = cJSON_PrintUnformatted(a);
     cJSON_Delete(a);
     return s;

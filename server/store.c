@@ -1476,6 +1476,54 @@ int store_audit_prune(store_t *s, int64_t before, int batch, int64_t *deleted)
     }
 }
 
+int store_audit_rewrite_argv(store_t *s, char *(*fix)(const char *argv_json), int batch,
+                             int64_t *seen, int64_t *changed)
+{
+    if (!s || !fix)
+        return STORE_ERR;
+    *seen = *changed = 0;
+    if (batch <= 0)
+        batch = 500;
+    int64_t after = INT64_MIN;
+    for (;;) {
+        db_param p[] = { DB_P_INT(after), DB_P_INT(batch) };
+        db_result r;
+        if (run_query(s, "reading audit records",
+                      "SELECT id, argv_json FROM audit_log WHERE id > ? ORDER BY id LIMIT ?", p, 2,
+                      &r))
+            return STORE_ERR;
+        size_t rows = r.nrows;
+        for (size_t i = 0; i < rows; i++) {
+            const char *id = db_cell(&r, i, 0);
+            char *end = NULL;
+            long long v = id ? strtoll(id, &end, 10) : 0;
+            if (!id || end == id || *end) {
+                db_result_free(&r);
+                return serr(s, "audit record with an unreadable id");
+            }
+            after = v;
+            (*seen)++;
+            char *now = fix(db_cell(&r, i, 1));
+            if (!now)
+                continue;
+            db_param u[] = { p_text(now), DB_P_INT(v) };
+            int rc = strlen(now) > AUDIT_ARGV_JSON_MAX
+                         ? serr(s, "rewritten argv too long")
+                         : run_exec(s, "rewriting an audit record",
+                                    "UPDATE audit_log SET argv_json = ? WHERE id = ?", u, 2, NULL);
+            free(now);
+            if (rc != STORE_OK) {
+                db_result_free(&r);
+                return rc;
+            }
+            (*changed)++;
+        }
+        db_result_free(&r);
+        if (rows < (size_t)batch)
+            return STORE_OK;
+    }
+}
+
 void store_audit_list_free(store_audit *a, size_t n)
 {
     if (!a)

@@ -489,6 +489,13 @@ int store_audit_query(store_t *s, const store_audit_filter *f, store_audit **out
 /* Retention: deletes final rows dispatched before `before`, `batch` rows per
  * statement; *deleted (may be NULL) gets the count. */
 int store_audit_prune(store_t *s, int64_t before, int batch, int64_t *deleted);
+/* Rewrites the argv_json of every audit row through fix (a malloc'd new
+ * value when the row must change, else NULL), `batch` rows at a time in id
+ * order; *seen and *changed count the rows read and rewritten.  For a
+ * one-off pass over history (admin redact-audit); rows written meanwhile
+ * are read too. */
+int store_audit_rewrite_argv(store_t *s, char *(*fix)(const char *argv_json), int batch,
+                             int64_t *seen, int64_t *changed);
 void store_audit_list_free(store_audit *a, size_t n);
 
 /* ---- server instances (audit rows of a dead process) ------------------------

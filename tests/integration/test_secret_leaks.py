@@ -76,6 +76,37 @@ def audit_rows_keep_no_credentials_from_argv(t):
 
 
 @test
+def older_audit_rows_redacted_by_admin(t):
+    """Rows written before the redaction existed keep what was typed; `admin
+    redact-audit` rewrites them with today's rule, and running it again changes
+    nothing.  The old row is made by writing what an older server wrote into the
+    row of a real command (sqlite3, beside the running server)."""
+    w = t.world()
+    tok, _a = w.new_connected_agent()
+    r = w.kubectl(tok["cluster_id"], args=["get", "pods", "-n", "default"])
+    eq(r.status, 200, "a command (%r)" % r)
+    secret = "eyJhbGciOiJSUzI1NiJ9.OLD-%s" % rand_tag(8)
+    old = '["kubectl","get","pods","--token=%s","-n","default"]' % secret
+    con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=30)
+    try:
+        with con:
+            n = con.execute("UPDATE audit_log SET argv_json = ? WHERE argv_json LIKE '%\"pods\"%'",
+                            (old,)).rowcount
+    finally:
+        con.close()
+    eq(n, 1, "one old-style row planted")
+    check(secret in w.get("/api/audit").body.decode(), "the old row shows the token before the pass")
+    got = w.admin("redact-audit")
+    eq((got["rows"] >= 1, got["redacted"]), (True, 1), "one row rewritten: %r" % got)
+    rows = db_rows(w, "SELECT argv_json FROM audit_log")
+    check(not any(secret in x[0] for x in rows), "the token is gone from the row", rows)
+    check(any('"--token=[REDACTED]","-n","default"' in x[0] for x in rows), "the rest kept", rows)
+    check(secret not in w.get("/api/audit").body.decode(), "GET /api/audit no longer shows it")
+    got = w.admin("redact-audit")
+    eq(got["redacted"], 0, "a second pass changes nothing: %r" % got)
+
+
+@test
 def database_url_password_not_logged(t):
     """A DATABASE_URL the server cannot use must not have its password logged."""
     password = "Pa55%zzword-" + rand_tag(6)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <stdlib.h>
 
 #include "argv_redact.h"
 
@@ -117,6 +118,35 @@ static void test_prefixes_and_named_credentials(void **state)
     assert_int_equal(fails, 0);
 }
 
+/* Rows written before the rule: the same rule over the stored JSON. */
+static void test_stored_rows(void **state)
+{
+    (void)state;
+    char *o = argv_redact_stored("[\"kubectl\",\"get\",\"pods\",\"--token=eyJ.s3cret\","
+                                 "\"--password\",\"hunter2\",\"-n\",\"x\"]");
+    assert_non_null(o);
+    assert_string_equal(o, "[\"kubectl\",\"get\",\"pods\",\"--token=[REDACTED]\",\"--password\","
+                           "\"[REDACTED]\",\"-n\",\"x\"]");
+    /* already redacted, or nothing to redact: unchanged */
+    char *again = argv_redact_stored(o);
+    assert_null(again);
+    free(o);
+    assert_null(argv_redact_stored("[\"kubectl\",\"get\",\"pods\"]"));
+    /* the program decides the short flags */
+    o = argv_redact_stored("[\"az\",\"login\",\"-u\",\"id\",\"-p\",\"S3cret\"]");
+    assert_non_null(o);
+    assert_null(strstr(o, "S3cret"));
+    free(o);
+    assert_null(argv_redact_stored("[\"kubectl\",\"-p\",\"{}\"]"));
+    /* not an argv array: left alone */
+    const char *odd[] = { "", "{}", "[]", "[1,\"--token=x\"]", "not json", "[\"kubectl\",5,\"--token\"]" };
+    for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
+        assert_null(argv_redact_stored(odd[i]));
+    /* a non-string between a flag and its value ends the flag */
+    assert_null(argv_redact_stored("[\"kubectl\",\"--token\",7,\"visible\"]"));
+    assert_null(argv_redact_stored(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -125,6 +155,7 @@ int main(void)
         cmocka_unit_test(test_prefixes_where_the_cli_takes_them),
         cmocka_unit_test(test_long_flag_names_are_cut),
         cmocka_unit_test(test_prefixes_and_named_credentials),
+        cmocka_unit_test(test_stored_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

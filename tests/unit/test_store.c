@@ -1211,6 +1211,46 @@ static void test_audit_query_and_prune(void **state)
     store_audit_list_free(rows, n);
 }
 
+/* A pass over history rewrites only the rows its fix changes, in batches,
+ * reading every row once (admin redact-audit). */
+static char *fix_secret(const char *argv_json)
+{
+    const char *at = strstr(argv_json, "s3cret");
+    if (!at)
+        return NULL;
+    char *out = strdup(argv_json);
+    assert_non_null(out);
+    memcpy(out + (at - argv_json), "XXXXXX", 6);
+    return out;
+}
+
+static void test_audit_rewrite_argv(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A"), b = new_org(s, "B");
+    for (int i = 0; i < 7; i++) {
+        store_audit x = audit_for(i % 2 ? a.id : b.id,
+                                  i % 3 ? "[\"kubectl\",\"get\"]" : "[\"kubectl\",\"--token=s3cret\"]",
+                                  2000 + i);
+        assert_int_equal(store_audit_insert(s, &x), STORE_OK);
+    }
+    int64_t seen = 0, changed = 0;
+    assert_int_equal(store_audit_rewrite_argv(s, fix_secret, 2, &seen, &changed), STORE_OK);
+    assert_int_equal(seen, 7);
+    assert_int_equal(changed, 3); /* i = 0, 3, 6 */
+    store_audit *rows = NULL;
+    size_t n = 0;
+    store_audit_filter all = { .limit = 100 };
+    assert_int_equal(store_audit_query(s, &all, &rows, &n), STORE_OK);
+    assert_int_equal(n, 7);
+    for (size_t k = 0; k < n; k++)
+        assert_null(strstr(rows[k].argv_json, "s3cret"));
+    store_audit_list_free(rows, n);
+    assert_int_equal(store_audit_rewrite_argv(s, fix_secret, 0, &seen, &changed), STORE_OK);
+    assert_int_equal(seen, 7);
+    assert_int_equal(changed, 0);
+}
+
 /* Completions written together: each row gets its own end, a wrong org or
  * unknown id is reported per item and does not stop the others, and an
  * invalid item is skipped. */
@@ -3275,6 +3315,7 @@ int main(void)
         BOTH(test_connection_owner),
         BOTH(test_audit),
         BOTH(test_audit_query_and_prune),
+        BOTH(test_audit_rewrite_argv),
         BOTH(test_audit_lifecycle),
         BOTH(test_audit_complete_many),
         DURABLE(test_audit_sweep),
