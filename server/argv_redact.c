@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 /* Long flags whose value is a credential, in any of the CLIs: kubectl's
  * --token, --password, --client-key (`config set-credentials`), its
  * --auth-provider-arg and --exec-env (may carry secrets), `create secret`'s
@@ -81,7 +83,9 @@ argv_redact argv_redact_arg(const char *program, const char *arg, char *shown, s
             return ARGV_REDACT_NONE;
         if (!name[n])
             return ARGV_REDACT_NEXT;
-        snprintf(shown, cap, "--%.*s=" ARGV_REDACTED, (int)(n < 64 ? n : 64), name);
+        /* cut at a character boundary: the row must stay valid UTF-8 */
+        size_t kept = n < 64 ? n : utf8_complete_prefix(name, 64);
+        snprintf(shown, cap, "--%.*s=" ARGV_REDACTED, (int)kept, name);
         return ARGV_REDACT_INLINE;
     }
     for (size_t i = 0; secret_short[i].program; i++) {

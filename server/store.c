@@ -1507,10 +1507,15 @@ int store_audit_rewrite_argv(store_t *s, char *(*fix)(const char *argv_json), in
             if (!now)
                 continue;
             db_param u[] = { p_text(now), DB_P_INT(v) };
-            int rc = strlen(now) > AUDIT_ARGV_JSON_MAX
-                         ? serr(s, "rewritten argv too long")
-                         : run_exec(s, "rewriting an audit record",
-                                    "UPDATE audit_log SET argv_json = ? WHERE id = ?", u, 2, NULL);
+            int rc = check_text(s, "rewritten argv_json", now, AUDIT_ARGV_JSON_MAX, 1);
+            if (rc == STORE_OK)
+                rc = run_exec(s, "rewriting an audit record",
+                              "UPDATE audit_log SET argv_json = ? WHERE id = ?", u, 2, NULL);
+            if (rc != STORE_OK) { /* the id, so the operator can find the row */
+                char why[512];
+                snprintf(why, sizeof(why), "%s", store_errmsg(s));
+                serr(s, "audit record %lld: %s", (long long)v, why);
+            }
             free(now);
             if (rc != STORE_OK) {
                 db_result_free(&r);

@@ -9,7 +9,10 @@
 #include <cmocka.h>
 #include <stdlib.h>
 
+#include <stdio.h>
+
 #include "argv_redact.h"
+#include "utf8.h"
 
 static argv_redact of(const char *program, const char *arg, char *shown)
 {
@@ -147,6 +150,25 @@ static void test_stored_rows(void **state)
     assert_null(argv_redact_stored(NULL));
 }
 
+/* A flag name over 64 bytes is cut at a character boundary: the row stays
+ * valid UTF-8, which PostgreSQL insists on (found in review). */
+static void test_long_names_cut_at_a_character(void **state)
+{
+    (void)state;
+    char in[256];
+    char name[80];
+    memset(name, 'a', 63);
+    name[63] = 0;
+    snprintf(in, sizeof(in), "[\"kubectl\",\"--%s\xc3\xa9-password=hunter2\"]", name);
+    assert_true(utf8_valid(in, strlen(in)));
+    char *o = argv_redact_stored(in);
+    assert_non_null(o);
+    assert_null(strstr(o, "hunter2"));
+    int ok = utf8_valid(o, strlen(o));
+    free(o);
+    assert_true(ok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -156,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_long_flag_names_are_cut),
         cmocka_unit_test(test_prefixes_and_named_credentials),
         cmocka_unit_test(test_stored_rows),
+        cmocka_unit_test(test_long_names_cut_at_a_character),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

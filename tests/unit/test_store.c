@@ -33,6 +33,7 @@
 #include "breaker.h"
 #include "db_sqlite_gate.h"
 #include "pg_harness.h"
+#include "argv_redact.h"
 #include "store.h"
 #include "token.h"
 
@@ -1249,6 +1250,37 @@ static void test_audit_rewrite_argv(void **state)
     assert_int_equal(store_audit_rewrite_argv(s, fix_secret, 0, &seen, &changed), STORE_OK);
     assert_int_equal(seen, 7);
     assert_int_equal(changed, 0);
+}
+
+/* A row the rule once rewrote into invalid UTF-8 (a flag name cut at 64
+ * bytes mid-character) stopped the pass on PostgreSQL, and every row after
+ * it kept its credential, run after run (found in review). */
+static void test_audit_rewrite_passes_every_row(void **state)
+{
+    store_t *s = ((fixture *)*state)->s;
+    store_org a = new_org(s, "A");
+    char bad[256], name[80];
+    memset(name, 'a', 63);
+    name[63] = 0;
+    snprintf(bad, sizeof(bad), "[\"kubectl\",\"--%s\xc3\xa9-password=hunter2\"]", name);
+    store_audit x = audit_for(a.id, bad, 3000);
+    assert_int_equal(store_audit_insert(s, &x), STORE_OK);
+    store_audit y = audit_for(a.id, "[\"kubectl\",\"--token=s3cret\"]", 3001);
+    assert_int_equal(store_audit_insert(s, &y), STORE_OK);
+    int64_t seen = 0, changed = 0;
+    int rc = store_audit_rewrite_argv(s, argv_redact_stored, 500, &seen, &changed);
+    if (rc != STORE_OK)
+        fail_msg("the pass stopped after %lld rows: %s", (long long)seen, store_errmsg(s));
+    store_audit *rows = NULL;
+    size_t n = 0;
+    store_audit_filter all = { .limit = 100 };
+    assert_int_equal(store_audit_query(s, &all, &rows, &n), STORE_OK);
+    int leaks = 0;
+    for (size_t k = 0; k < n; k++)
+        leaks += strstr(rows[k].argv_json, "s3cret") || strstr(rows[k].argv_json, "hunter2");
+    store_audit_list_free(rows, n);
+    assert_int_equal(rc, STORE_OK);
+    assert_int_equal(leaks, 0);
 }
 
 /* Completions written together: each row gets its own end, a wrong org or
@@ -3316,6 +3348,7 @@ int main(void)
         BOTH(test_audit),
         BOTH(test_audit_query_and_prune),
         BOTH(test_audit_rewrite_argv),
+        BOTH(test_audit_rewrite_passes_every_row),
         BOTH(test_audit_lifecycle),
         BOTH(test_audit_complete_many),
         DURABLE(test_audit_sweep),
