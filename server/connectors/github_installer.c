@@ -41,31 +41,42 @@ int github_installer_offered(const worker_ctx *w)
     return (!mode || strcasecmp(mode, "oauth") != 0) && id && *id;
 }
 
-static void backend_down(http_response *resp)
+/* Reads the App's client secret: 1 with it in *sec (secret_free_n(*sec,
+ * *len)), 0 when it is set nowhere (or empty), -1 with a 503 in resp when
+ * the secrets backend does not answer (refusing is safer than binding
+ * unchecked). */
+static int read_client_secret(worker_ctx *w, unsigned char **sec, size_t *len,
+                              http_response *resp)
 {
+    *sec = NULL;
+    *len = 0;
+    github_cred_state st = github_app_client_secret(w, sec, len);
+    if (st == GITHUB_CRED_OK && *len > 0)
+        return 1;
+    if (*sec)
+        secret_free_n(*sec, *len);
+    *sec = NULL;
+    if (st == GITHUB_CRED_MISSING || st == GITHUB_CRED_OK)
+        return 0;
     http_resp_error(resp, 503, "GITHUB_APP_NOT_CONFIGURED",
                     "cannot read the GitHub App's client secret (" SECRETS_PATH_GITHUB_APP_CLIENT_SECRET
                     "): the secrets backend did not answer; the installation was not connected");
+    return -1;
 }
 
 int github_installer_configured(worker_ctx *w, http_response *resp)
 {
-    unsigned char *sec = NULL;
-    size_t len = 0;
-    github_cred_state st = github_app_client_secret(w, &sec, &len);
-    if (sec)
-        secret_free_n(sec, len);
-    if (st == GITHUB_CRED_OK && len > 0) {
-        if (github_installer_offered(w))
-            return 1;
-        http_resp_error(resp, 503, "GITHUB_APP_NOT_CONFIGURED",
-                        "the GitHub App's client secret is set but GITHUB_APP_CLIENT_ID is not: "
-                        "the installation cannot be checked on GitHub and was not connected");
-        return -1;
-    }
-    if (st == GITHUB_CRED_MISSING || st == GITHUB_CRED_OK) /* not set, or set empty */
-        return 0;
-    backend_down(resp);
+    unsigned char *sec;
+    size_t len;
+    int have = read_client_secret(w, &sec, &len, resp);
+    if (have <= 0)
+        return have;
+    secret_free_n(sec, len);
+    if (github_installer_offered(w))
+        return 1;
+    http_resp_error(resp, 503, "GITHUB_APP_NOT_CONFIGURED",
+                    "the GitHub App's client secret is set but GITHUB_APP_CLIENT_ID is not: "
+                    "the installation cannot be checked on GitHub and was not connected");
     return -1;
 }
 
@@ -120,20 +131,15 @@ static int installer_client(worker_ctx *w, kit_oauth_client *c, char *authz, cha
     c->errors = &installer_errors;
     if (!secret)
         return 0;
-    github_cred_state st = github_app_client_secret(w, secret, slen);
-    if (st == GITHUB_CRED_OK && *slen > 0) {
+    int have = read_client_secret(w, secret, slen, resp);
+    if (have > 0) {
         c->client_secret = (const char *)*secret;
         return 0;
     }
-    if (*secret)
-        secret_free_n(*secret, *slen);
-    *secret = NULL;
-    if (st == GITHUB_CRED_OK || st == GITHUB_CRED_MISSING)
+    if (have == 0)
         http_resp_error(resp, 503, "GITHUB_APP_NOT_CONFIGURED",
                         "the GitHub App's client secret is no longer set (GITHUB_APP_CLIENT_SECRET "
                         "or " SECRETS_PATH_GITHUB_APP_CLIENT_SECRET "); install the App again");
-    else
-        backend_down(resp);
     return -1;
 }
 
@@ -187,18 +193,11 @@ typedef struct {
     int silent;    /* a call got no answer from GitHub */
 } installer_seen;
 
-/* A GitHub login or account name as GitHub allows them (letters, digits,
- * '-', at most 39), plus '_' and '.' and "[bot]" for bot accounts. */
-static int name_ok(const char *s)
+/* A login or account name GitHub answered, fit to go into a URL path:
+ * github_name_ok's alphabet (bots are "name[bot]"), and not "." or "..". */
+static int account_ok(const char *s)
 {
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n >= 64 || s[0] == '.') /* "." and ".." would be path segments in a URL */
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_' || *s == '.' || *s == '[' || *s == ']'))
-            return 0;
-    return 1;
+    return s && s[0] != '.' && github_name_ok(s, 63, "-_.[]");
 }
 
 /* GET url with the user's token; the JSON answer of a 200 (*status 200), or
@@ -247,7 +246,7 @@ static int read_user(worker_ctx *w, const char *token, installer_seen *seen, htt
     if (status != 200)
         return github_refused(status, "the signed-in user's lookup", resp);
     const char *login = j ? api_json_str(j, "login") : NULL;
-    int ok = name_ok(login) && api_json_int64(cJSON_GetObjectItemCaseSensitive(j, "id"), &seen->user_id);
+    int ok = account_ok(login) && api_json_int64(cJSON_GetObjectItemCaseSensitive(j, "id"), &seen->user_id);
     if (ok)
         snprintf(seen->login, sizeof(seen->login), "%s", login);
     cJSON_Delete(j);
@@ -290,7 +289,7 @@ static int find_installation(worker_ctx *w, const char *token, int64_t id, insta
         if (found) {
             const cJSON *acct = cJSON_GetObjectItemCaseSensitive(found, "account");
             const char *login = api_json_str(acct, "login"), *type = api_json_str(acct, "type");
-            int ok = name_ok(login) && type &&
+            int ok = account_ok(login) && type &&
                      (!strcmp(type, "User") || !strcmp(type, "Organization")) &&
                      api_json_int64(cJSON_GetObjectItemCaseSensitive(acct, "id"), &seen->account_id);
             if (ok) {

@@ -113,18 +113,6 @@ static void login_route(worker_ctx *w, http_request *req, http_response *resp)
 
 /* ---- GET /github/callback ------------------------------------------------------------------- */
 
-static int login_ok(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 100)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_' || *s == '.' || *s == '['|| *s == ']'))
-            return 0;
-    return 1;
-}
-
 /* GitHub's own error code of a 200 token answer, reduced to [a-z_]. */
 static void clean_code(const char *e, char *out, size_t cap)
 {
@@ -166,7 +154,7 @@ static int fetch_login(worker_ctx *w, const char *token, char *login, size_t cap
     cJSON *j = kit_call_json(&rp);
     kit_call_resp_free(&rp);
     const char *l = j ? api_json_str(j, "login") : NULL;
-    if (!login_ok(l)) {
+    if (!github_name_ok(l, 100, "-_.[]")) { /* bots: "name[bot]" */
         cJSON_Delete(j);
         http_resp_error(resp, 502, "GITHUB_ERROR", "Invalid response from GitHub (no usable login)");
         return -1;
