@@ -27,13 +27,13 @@ static const struct {
 };
 
 /* CLIs built on Python's argparse take any unambiguous prefix of a long
- * flag ("--pass" for "--password"), as test_cloud_argv.c records for
- * az and aws; kubectl and gcloud take whole names only. */
+ * flag, even one letter ("--p" for az login's "--password"), as
+ * test_cloud_argv.c records for az and aws; kubectl and gcloud take whole
+ * names only. */
 static int takes_prefixes(const char *program)
 {
     return !strcmp(program, "az") || !strcmp(program, "aws");
 }
-#define MIN_PREFIX 1 /* argparse takes "--p" when only --password starts so (cloud_argv.c) */
 
 /* Flag names whose last words say they carry a credential, in any CLI:
  * --admin-password, --docker-password, --master-user-password,
@@ -63,7 +63,7 @@ static int secret_long(const char *name, size_t n, int prefixes)
 {
     for (const char *const *f = secret_flags; *f; f++) {
         size_t fl = strlen(*f);
-        if (n > fl || (n < fl && (!prefixes || n < MIN_PREFIX)))
+        if (n == 0 || n > fl || (n < fl && !prefixes))
             continue;
         size_t i = 0;
         while (i < n && (name[i] == '_' ? '-' : name[i]) == (*f)[i])

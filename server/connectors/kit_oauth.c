@@ -232,14 +232,10 @@ int kit_oauth_callback_take(worker_ctx *w, http_request *req, const kit_oauth_cl
         return -1;
     /* PKCE is c's: a state of also_provider never carries a verifier. */
     if (c->pkce && !strcmp(cb->st.provider, c->provider)) {
-        /* the verifier is the first part of the state's data */
-        if (strlen(cb->st.extra) < KIT_PKCE_VERIFIER_LEN) {
-            http_resp_error(resp, 400, "OAUTH_STATE_INVALID",
-                            "OAuth state was issued without PKCE; start the connection again");
-            return -1;
-        }
-        char state[128] = "", v[64];
-        int bad = !http_query_get(req, "state", state, sizeof(state)) ||
+        /* the masked verifier is the first part of the state's data */
+        char state[128] = "", v[64] = "";
+        int bad = strlen(cb->st.extra) < KIT_PKCE_VERIFIER_LEN ||
+                  !http_query_get(req, "state", state, sizeof(state)) ||
                   oauth_pkce_unmask(state, cb->st.extra, v) < 0;
         if (!bad)
             memcpy(cb->verifier, v, KIT_PKCE_VERIFIER_LEN + 1);
