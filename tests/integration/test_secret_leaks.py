@@ -47,6 +47,8 @@ def pkce_verifier_not_stored_in_clear(t):
     q = urllib.parse.parse_qs(urllib.parse.urlsplit(r.headers["location"]).query)
     challenge = q["code_challenge"][0]
     rows = db_rows(w, "SELECT state_hash, extra FROM oauth_states")
+    eq(len(rows), 1, "the login's state row")
+    check(len(rows[0][1]) >= 43, "the row carries the masked verifier", rows)
     for _, extra in rows:
         v = extra[:43]
         c = base64.urlsafe_b64encode(hashlib.sha256(v.encode()).digest()).decode().rstrip("=")

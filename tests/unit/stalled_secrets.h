@@ -38,6 +38,24 @@ static inline void *stalled_call_main(void *p)
     return NULL;
 }
 
+/* n calls on s at once, each on a thread of its own; returns once all of
+ * them have ended (all joined before any check: a failed one leaves the
+ * test).  a[i].rc and a[i].err say how each ended. */
+#define STALLED_CALLS_MAX 16
+static inline void stalled_calls_together(secrets_t *s, stalled_call *a, int n)
+{
+    pthread_t th[STALLED_CALLS_MAX];
+    assert_true(n > 0 && n <= STALLED_CALLS_MAX);
+    for (int i = 0; i < n; i++) {
+        a[i] = (stalled_call){ .s = s };
+        assert_int_equal(pthread_create(&th[i], NULL, stalled_call_main, &a[i]), 0);
+    }
+    int joined = 0;
+    for (int i = 0; i < n; i++)
+        joined += pthread_join(th[i], NULL) == 0;
+    assert_int_equal(joined, n);
+}
+
 static inline int stalled_get(secrets_t *s, char *err, size_t cap)
 {
     unsigned char *got = NULL;

@@ -802,23 +802,6 @@ static void test_web_identity_threads(void **state)
     secrets_close(s);
 }
 
-typedef struct {
-    secrets_t *s;
-    int rc;
-    char err[512];
-} blackhole_arg;
-
-static void *get_once(void *p)
-{
-    blackhole_arg *b = p;
-    unsigned char *got = NULL;
-    size_t len = 0;
-    b->rc = secrets_get(b->s, "aurora/bh/a", &got, &len, b->err, sizeof(b->err));
-    if (got)
-        secrets_free(got, len);
-    return NULL;
-}
-
 /* STS accepting connections but never answering: the calls that queued
  * behind the refresh share its timeout instead of each waiting out its
  * own one after the other. */
@@ -840,16 +823,8 @@ static void test_web_identity_sts_silent(void **state)
     c.timeout_ms = 1000;
     secrets_t *s = open_ok(&c);
     enum { N = 6 };
-    pthread_t th[N];
-    blackhole_arg args[N];
-    for (int i = 0; i < N; i++) {
-        args[i] = (blackhole_arg){ .s = s };
-        assert_int_equal(pthread_create(&th[i], NULL, get_once, &args[i]), 0);
-    }
-    int joined = 0; /* all joined before any check (a failed one leaves the test) */
-    for (int i = 0; i < N; i++)
-        joined += pthread_join(th[i], NULL) == 0;
-    assert_int_equal(joined, N);
+    stalled_call args[N];
+    stalled_calls_together(s, args, N);
     for (int i = 0; i < N; i++) {
         if (args[i].rc != SECRETS_E_UNAVAILABLE)
             fail_msg("thread %d: rc %d (%s)", i, args[i].rc, args[i].err);

@@ -452,15 +452,7 @@ static void test_revoked_token_one_login_for_all_holders(void **state)
         enum { N = 6 };
         assert_int_equal(raw_call("POST", "/_fixture/revoke", NULL, "{\"hold\": 6}", NULL), 200);
         stalled_call a[N];
-        pthread_t th[N];
-        for (int i = 0; i < N; i++) {
-            a[i] = (stalled_call){ .s = s };
-            assert_int_equal(pthread_create(&th[i], NULL, stalled_call_main, &a[i]), 0);
-        }
-        int joined = 0;
-        for (int i = 0; i < N; i++)
-            joined += pthread_join(th[i], NULL) == 0;
-        assert_int_equal(joined, N);
+        stalled_calls_together(s, a, N);
         for (int i = 0; i < N; i++)
             if (a[i].rc != SECRETS_OK)
                 fail_msg("round %d, caller %d: rc %d (%s)", round, i, a[i].rc, a[i].err);
@@ -657,15 +649,7 @@ static void test_silent_vault_one_login_for_queued_callers(void **state)
     secrets_t *s = open_ok(&c);
     enum { N = 4 };
     stalled_call a[N];
-    pthread_t th[N];
-    for (int i = 0; i < N; i++) {
-        a[i] = (stalled_call){ .s = s };
-        assert_int_equal(pthread_create(&th[i], NULL, stalled_call_main, &a[i]), 0);
-    }
-    int joined = 0; /* all joined before any check (a failed one leaves the test) */
-    for (int i = 0; i < N; i++)
-        joined += pthread_join(th[i], NULL) == 0;
-    assert_int_equal(joined, N);
+    stalled_calls_together(s, a, N);
     for (int i = 0; i < N; i++) {
         if (a[i].rc != SECRETS_E_UNAVAILABLE || !strstr(a[i].err, "Kubernetes auth login"))
             fail_msg("caller %d: rc %d (%s)", i, a[i].rc, a[i].err);
