@@ -18,6 +18,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -507,12 +508,14 @@ static void test_bounded_queue(void **state)
 typedef struct {
     fixture *fx;
     pthread_t id;
+    atomic_int running; /* set just before workers_stop() is called */
 } stopper;
 
 static void *stop_thread(void *arg)
 {
     stopper *st = arg;
     st->id = pthread_self();
+    atomic_store(&st->running, 1);
     workers_stop(st->fx->wp);
     return NULL;
 }
@@ -525,7 +528,11 @@ static void test_stop_with_queued_jobs(void **state)
     (void)state;
     fixture *fx = fixture_new(1, 0);
     fixture_start(fx, NULL, NULL);
-    enum { MAX = 4096 };
+    /* One record for every job the queue can hold, the running one and the
+     * refused one: however late the stopping thread gets a core, the loop
+     * below ends on a refusal (the stop's, or a full queue's) inside the
+     * array. */
+    enum { MAX = WORKER_QUEUE_MAX + 3 };
     job_rec *recs = calloc(MAX, sizeof(*recs));
     assert_non_null(recs);
     recs[0] = (job_rec){ .fx = fx, .gated = 1, .pool = WORKER_POOL_STORE };
@@ -540,17 +547,23 @@ static void test_stop_with_queued_jobs(void **state)
     stopper st = { .fx = fx };
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, stop_thread, &st), 0);
-    /* Until the stop is under way, submits are still taken (and must run
-     * too); the first refusal shows it began. */
+    /* Wait for the stopping thread to run (a loaded machine may not start
+     * it for a while), then keep submitting: until the stop is under way
+     * submits are still taken (and must run too); the first refusal shows
+     * it began. */
     int64_t end = now_ms() + WAIT_MS;
+    while (!atomic_load(&st.running) && now_ms() < end)
+        sched_yield();
     for (;;) {
-        assert_true(accepted < MAX);
         recs[accepted] = (job_rec){ .fx = fx, .pool = WORKER_POOL_STORE };
         if (workers_submit(fx->wp, WORKER_POOL_STORE, job_run, job_done, &recs[accepted]) != 0)
             break;
         accepted++;
-        if (now_ms() > end)
-            fail_msg("the stop never began");
+        if (accepted >= MAX - 1 || now_ms() > end) {
+            open_gate(fx); /* let the stop end before failing */
+            pthread_join(th, NULL);
+            fail_msg("the stop never began (%d jobs taken)", accepted);
+        }
         sched_yield();
     }
     open_gate(fx);
