@@ -288,6 +288,17 @@ int github_name_ok(const char *s, size_t max, const char *extra)
     return 1;
 }
 
+int github_full_name_ok(const char *full)
+{
+    const char *slash = full ? strchr(full, '/') : NULL;
+    if (!slash || slash == full || (size_t)(slash - full) > 100 ||
+        !github_name_ok(slash + 1, 100, "-_."))
+        return 0;
+    char owner[128];
+    snprintf(owner, sizeof(owner), "%.*s", (int)(slash - full), full);
+    return github_name_ok(owner, 100, "-_.");
+}
+
 /* GitHub's installation object -> g (permissions and events rebuilt from
  * checked parts, never stored as received).  0, or -1 with what is wrong. */
 int github_installation_from_json(const cJSON *j, int64_t id, store_github_installation *g,
@@ -615,14 +626,11 @@ static int add_repos(const worker_ctx *w, const cJSON *page, cJSON *out, int64_t
     {
         const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r, "id");
         const char *full = api_json_str(r, "full_name");
-        const char *slash = full ? strchr(full, '/') : NULL;
-        if (!cJSON_IsNumber(rid) || !slash || !github_name_ok(slash + 1, 100, "-_.") ||
-            (size_t)(slash - full) > 100)
+        if (!cJSON_IsNumber(rid) || !github_full_name_ok(full))
             return -1;
+        const char *slash = strchr(full, '/');
         char owner[128];
         snprintf(owner, sizeof(owner), "%.*s", (int)(slash - full), full);
-        if (!github_name_ok(owner, 100, "-_."))
-            return -1;
         const char *branch = api_json_str(r, "default_branch");
         /* Shown to users: built from GH_BASE_URL, not taken from the answer. */
         snprintf(html, sizeof(html), "%s/%s", web, full);

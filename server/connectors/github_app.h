@@ -124,6 +124,9 @@ int github_parse_installation_id(const char *s, int64_t *out);
 struct cJSON;
 /* 1 if s is 1..max bytes of [A-Za-z0-9] and the characters in extra. */
 int github_name_ok(const char *s, size_t max, const char *extra);
+/* 1 if full is "owner/repo", each part 1..100 bytes of GitHub's name
+ * alphabet ([A-Za-z0-9-_.]). */
+int github_full_name_ok(const char *full);
 /* GitHub's installation object (REST answer or a webhook's "installation")
  * -> g's description (account, selection, permissions and events rebuilt
  * from checked parts, never stored as received; suspended_at).  0, or -1

@@ -71,17 +71,6 @@ typedef struct {
     char err[256];
 } poll_run;
 
-static int name_ok(const char *s, size_t max, const char *extra)
-{
-    if (!s || !*s || strlen(s) > max)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              strchr(extra, *s)))
-            return 0;
-    return 1;
-}
-
 static void add_str(cJSON *o, const cJSON *from, const char *key, size_t max)
 {
     const char *v = api_json_str(from, key);
@@ -96,22 +85,12 @@ static void add_num(cJSON *o, const cJSON *from, const char *key)
         cJSON_AddNumberToObject(o, key, v->valuedouble);
 }
 
-static int full_name_ok(const char *full)
-{
-    const char *slash = full ? strchr(full, '/') : NULL;
-    if (!slash || slash == full || (size_t)(slash - full) > 100 || !name_ok(slash + 1, 100, "-_."))
-        return 0;
-    char owner[128];
-    snprintf(owner, sizeof(owner), "%.*s", (int)(slash - full), full);
-    return name_ok(owner, 100, "-_.");
-}
-
 /* ---- trimmed items ------------------------------------------------------------------------ */
 
 static cJSON *repo_item(const poll_run *p, const cJSON *r)
 {
     const char *full = api_json_str(r, "full_name");
-    if (!cJSON_IsObject(r) || !full_name_ok(full))
+    if (!cJSON_IsObject(r) || !github_full_name_ok(full))
         return NULL;
     char html[800];
     snprintf(html, sizeof(html), "%s/%s", p->web, full);
@@ -121,7 +100,7 @@ static cJSON *repo_item(const poll_run *p, const cJSON *r)
     cJSON_AddBoolToObject(o, "private", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "private")));
     cJSON_AddBoolToObject(o, "archived", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "archived")));
     const char *branch = api_json_str(r, "default_branch");
-    if (branch && name_ok(branch, 255, "-_./"))
+    if (branch && github_name_ok(branch, 255, "-_./"))
         cJSON_AddStringToObject(o, "default_branch", branch);
     add_str(o, r, "pushed_at", 32);
     cJSON_AddStringToObject(o, "html_url", html);
@@ -143,11 +122,11 @@ static cJSON *pull_item(const poll_run *p, const char *full, const cJSON *r)
     cJSON_AddBoolToObject(o, "draft", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "draft")));
     const cJSON *user = cJSON_GetObjectItemCaseSensitive(r, "user");
     const char *login = user ? api_json_str(user, "login") : NULL;
-    if (name_ok(login, 100, "-_.[]"))
+    if (github_name_ok(login, 100, "-_.[]"))
         cJSON_AddStringToObject(o, "user", login);
     const cJSON *head = cJSON_GetObjectItemCaseSensitive(r, "head");
     const char *ref = head ? api_json_str(head, "ref") : NULL;
-    if (name_ok(ref, 255, "-_./"))
+    if (github_name_ok(ref, 255, "-_./"))
         cJSON_AddStringToObject(o, "head_ref", ref);
     add_str(o, r, "created_at", 32);
     add_str(o, r, "updated_at", 32);
@@ -171,7 +150,7 @@ static cJSON *run_item(const poll_run *p, const char *full, const cJSON *r)
     add_str(o, r, "conclusion", 32);
     add_str(o, r, "event", 64);
     const char *branch = api_json_str(r, "head_branch");
-    if (name_ok(branch, 255, "-_./"))
+    if (github_name_ok(branch, 255, "-_./"))
         cJSON_AddStringToObject(o, "head_branch", branch);
     add_str(o, r, "created_at", 32);
     add_str(o, r, "updated_at", 32);

@@ -146,14 +146,8 @@ static int repo_from_json(const cJSON *r, int64_t installation_id, store_github_
 {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "id");
     const char *full = api_json_str(r, "full_name");
-    const char *slash = full ? strchr(full, '/') : NULL;
     if (!cJSON_IsNumber(id) || id->valuedouble < 1 ||
-        id->valuedouble > (double)GITHUB_MAX_INSTALLATION_ID || !slash || slash == full ||
-        (size_t)(slash - full) > 100 || !github_name_ok(slash + 1, 100, "-_."))
-        return -1;
-    char owner[128];
-    snprintf(owner, sizeof(owner), "%.*s", (int)(slash - full), full);
-    if (!github_name_ok(owner, 100, "-_."))
+        id->valuedouble > (double)GITHUB_MAX_INSTALLATION_ID || !github_full_name_ok(full))
         return -1;
     memset(out, 0, sizeof(*out));
     out->installation_id = installation_id;
