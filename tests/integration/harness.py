@@ -180,6 +180,53 @@ def free_port():
     return p
 
 
+def listens_on(pid, port):
+    """Whether process pid holds a listening TCP socket on port (by the
+    socket inodes of /proc/net/tcp{,6} and of its descriptors)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            col = row.split()
+            if len(col) > 9 and col[3] == "0A" and int(col[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add("socket:[%s]" % col[9])
+    if not inodes:
+        return False
+    fds = "/proc/%d/fd" % pid
+    try:
+        names = os.listdir(fds)
+    except OSError:
+        return False
+    for n in names:
+        try:
+            if os.readlink(os.path.join(fds, n)) in inodes:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+# How many times a process the harness starts on a port of its choosing is
+# started again on another one when it found the port taken.
+PORT_TRIES = 4
+
+
+def lost_port_race(proc, port, message):
+    """Whether proc exited by itself because another process had bound
+    `port` (EADDRINUSE): free_port's pick is only a guess until our process
+    binds it, and the other integration programs (and the browser tests)
+    pick from the same range at the same time.  `message` is what proc logs
+    when its listener cannot start; lws logs errno 98 beside it."""
+    if proc.alive():
+        return False
+    log = proc.log_text()
+    return message in log and ("to port %d (-1 98)" % port) in log
+
+
 def rand_tag(n=8):
     return secrets.token_hex(n)
 
@@ -671,6 +718,8 @@ class World:
         self.data = os.path.join(self.dir, "data")
         os.makedirs(self.data, exist_ok=True)
         self.port = free_port()
+        self._picked_port = self.port  # chosen here: may be chosen again (start)
+        self._was_up = False
         self.secret = secrets.token_hex(24)
         self.extra_env = dict(extra_env or {})
         self.asan_extra = asan_extra
@@ -707,13 +756,33 @@ class World:
 
     def start(self, timeout=20):
         check(os.access(SERVER_BIN, os.X_OK), "server binary missing: %s" % SERVER_BIN)
-        self.generation += 1
-        tag = "%s-%d" % (self.name, self.generation)
-        sandir = os.path.join(self.dir, "san", tag)
-        self.server = self.t.spawn(tag, [SERVER_BIN], self.env(sandir),
-                                   os.path.join(self.dir, tag + ".log"), sandir, cwd=self.dir)
-        self.wait_healthy(timeout)
-        return self.server
+        for attempt in range(PORT_TRIES):
+            self.generation += 1
+            tag = "%s-%d" % (self.name, self.generation)
+            sandir = os.path.join(self.dir, "san", tag)
+            self.server = self.t.spawn(tag, [SERVER_BIN], self.env(sandir),
+                                       os.path.join(self.dir, tag + ".log"), sandir, cwd=self.dir)
+            try:
+                self.wait_healthy(timeout)
+            except AssertionError:
+                if attempt + 1 == PORT_TRIES or not self._may_take_another_port():
+                    raise
+                self.t.note("%s: port %d was taken by another process; trying another"
+                            % (tag, self.port))
+                self.server.tolerate_exit = True  # exited on its own, as it should
+                self.port = self._picked_port = free_port()
+                continue
+            self._was_up = True
+            return self.server
+
+    def _may_take_another_port(self):
+        """A first start that lost the port free_port picked to another
+        process may go to another port: nothing knows the port yet (no
+        earlier start, no setting naming it, as a redirect URI would)."""
+        return (not self._was_up and self.port == self._picked_port
+                and not any(str(self.port) in str(v) for v in self.extra_env.values())
+                and lost_port_race(self.server, self.port,
+                                   "cannot start the listener on 127.0.0.1:%d" % self.port))
 
     def wait_healthy(self, timeout=20):
         deadline = time.monotonic() + timeout
@@ -989,8 +1058,33 @@ class Agent:
         })
         env.update(_san_env(os.path.join(d, "san")))
         env.update(extra_env or {})
+        self._respawn = dict(owner=owner, name=name, env=env, dir=d, tries=1,
+                             port_is_ours=env["AURORA_HEALTH_PORT"] == str(self.health_port))
         self.proc = owner.spawn(name, [AGENT_BIN], env, os.path.join(d, "agent.log"),
                                   os.path.join(d, "san"), cwd=d)
+
+    def _on_another_port(self):
+        """The agent exited because its health port (free_port's pick) was
+        taken by another process meanwhile: the same agent again on another
+        port; False when that is not what happened (or it happened too often)."""
+        r = self._respawn
+        if (not r["port_is_ours"] or r["tries"] >= PORT_TRIES or
+                not lost_port_race(self.proc, self.health_port,
+                                   "health: cannot listen on 0.0.0.0:%d" % self.health_port)):
+            return False
+        r["owner"].note("%s: health port %d was taken by another process; trying another"
+                        % (self.proc.name, self.health_port))
+        self.proc.tolerate_exit = True  # exited on its own, as it should
+        # its log moves aside: agent.log is the running agent's
+        old = os.path.join(r["dir"], "agent-port-taken-%d.log" % r["tries"])
+        os.rename(self.proc.logpath, old)
+        self.proc.logpath = old
+        r["tries"] += 1
+        self.health_port = free_port()
+        r["env"]["AURORA_HEALTH_PORT"] = str(self.health_port)
+        self.proc = r["owner"].spawn(r["name"], [AGENT_BIN], r["env"], os.path.join(r["dir"], "agent.log"),
+                                     os.path.join(r["dir"], "san"), cwd=r["dir"])
+        return True
 
     def health(self, path="/ready"):
         try:
@@ -1006,9 +1100,12 @@ class Agent:
 
     def wait_ready(self, timeout=20):
         def ok():
-            if not self.proc.alive():
+            if not self.proc.alive() and not self._on_another_port():
                 raise AssertionError("%s exited with status %s before becoming ready; log:\n%s"
                                      % (self.proc.name, self.proc.p.returncode, self.proc.log_tail()))
+            # this agent's own listener, not another process's on a port both picked
+            if not listens_on(self.proc.pid, self.health_port):
+                return False
             return self.health("/ready")[0] == 200
         wait_until(ok, timeout, 0.05, "%s /ready on port %d" % (self.proc.name, self.health_port))
 
