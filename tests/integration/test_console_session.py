@@ -280,7 +280,10 @@ def timer_refreshes_do_not_keep_a_session_alive(t):
     s = Session(w)
     deadline = epoch(s.resp.get("idle_expires_at"))
     polls = 0
-    while time.time() < deadline - 1:
+    # the last refresh is sent 3 s before the deadline: a request the server
+    # reads after it (a fresh TLS connection on a loaded machine can take a
+    # second or more) is refused, rightly, and is not what is tested here
+    while time.time() < deadline - 3:
         r = s.req("GET", "/api/kubectl/connections", csrf=False, origin=False,
                   extra={"X-Aurora-Poll": "1"})
         eq(r.status, 200, "a timer's refresh is served: %r" % r)
