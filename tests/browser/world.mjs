@@ -193,7 +193,8 @@ export class World {
     return {
       GCP_TOKEN_URI_OVERRIDE: `http://127.0.0.1:${this.gcpPort}/token`,
       GCP_CRM_URL: `http://127.0.0.1:${this.gcpPort}`,
-      AURORA_PROVIDER_TIMEOUT_MS: '5000',
+      // no test waits for a provider timeout: ample, for a loaded machine
+      AURORA_PROVIDER_TIMEOUT_MS: '30000',
       CLIENT_ID: this.oauthClient.id,
       CLIENT_SECRET: this.oauthClient.secret,
       GCP_REDIRECT_URI: `${this.origin}/callback`,
