@@ -1151,8 +1151,10 @@ class LegacyAgent:
             self.events.append({"event": "exit"})
             self.cv.notify_all()
 
-    def wait_event(self, pred, timeout=10, what="event"):
-        """Waits for an event matching pred (a name or a function); returns it."""
+    def wait_event(self, pred, timeout=30, what="event"):
+        """Waits for an event matching pred (a name or a function); returns it.
+        (30 s: the node process, its TLS handshake and the server's answer, on
+        a loaded machine; a wait ends as soon as the event is there.)"""
         if isinstance(pred, str):
             name = pred
             pred = lambda e: e.get("event") == name  # noqa: E731
@@ -1172,7 +1174,7 @@ class LegacyAgent:
         with self.cv:
             return any(e.get("event") == name for e in self.events)
 
-    def wait_close(self, timeout=10):
+    def wait_close(self, timeout=30):
         return self.wait_event("close", timeout, "close")
 
     def op(self, **op):

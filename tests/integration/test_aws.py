@@ -439,7 +439,7 @@ def test_cloud_exec_hands_the_agent_assumed_role_credentials(t):
     r = cloud_exec(w, key, cid, command="aws sts get-caller-identity --output json")
     eq(r.status, 200, "cloud_exec (%r)" % r)
     eq(r.get("return_code"), 0, "return code")
-    ex = wait_until(lambda: a.execs() and a.execs()[-1], 5, 0.02, "exec frame at the agent")
+    ex = wait_until(lambda: a.execs() and a.execs()[-1], 15, 0.02, "exec frame at the agent")
     eq((ex["kind"], ex["program"], ex["argv"]), ("cloud_exec", "aws", ["sts", "get-caller-identity", "--output", "json"]),
        "kind/program/argv")
     env = ex["env"]
@@ -508,7 +508,7 @@ def test_cloud_exec_refuses_profile_endpoint_and_role_switching(t):
                  ["iam", "get-instance-profile", "--instance-profile-name", "x"]):
         r = cloud_exec(w, key, cid, args=args)
         eq(r.status, 200, "%s (%r)" % (" ".join(args), r))
-        ex = wait_until(lambda: len(a.execs()) > k and a.execs()[-1], 5, 0.02, "exec frame")
+        ex = wait_until(lambda: len(a.execs()) > k and a.execs()[-1], 15, 0.02, "exec frame")
         k = len(a.execs())
         eq(ex["argv"], args, "argv")
     eq(w.get("/health").status, 200, "server still serving")

@@ -511,7 +511,7 @@ def test_cloud_exec_service_principal_hands_only_a_short_lived_token(t):
     n = grants("client_credentials")
     r = az(w, key, cid, command="az vm list --output table")
     eq(r.status, 200, "cloud_exec (%r)" % r)
-    ex = wait_until(lambda: a.execs() and a.execs()[-1], 5, 0.02, "exec frame")
+    ex = wait_until(lambda: a.execs() and a.execs()[-1], 15, 0.02, "exec frame")
     eq((ex["kind"], ex["program"], ex["argv"]), ("cloud_exec", "az", ["vm", "list", "--output", "table"]),
        "kind/program/argv")
     env = ex["env"]
@@ -593,7 +593,7 @@ def test_cloud_exec_checks_every_subscription_selector_in_argv(t):
                  ["account", "set", "--name", other]):
         r = az(w, key, cid, args=args)
         eq(r.status, 200, "%s (%r)" % (" ".join(args), r))
-        ex = wait_until(lambda: len(a.execs()) > k and a.execs()[-1], 5, 0.02, "exec frame")
+        ex = wait_until(lambda: len(a.execs()) > k and a.execs()[-1], 15, 0.02, "exec frame")
         k = len(a.execs())
         eq((ex["argv"], ex["env"]["AZURE_SUBSCRIPTION_ID"]), (args, other), "argv and subscription")
     for args in (["rest", "--url", "/subscriptions/{subscriptionId}/resourcegroups?api-version=2021-04-01"],
@@ -601,7 +601,7 @@ def test_cloud_exec_checks_every_subscription_selector_in_argv(t):
                  ["vm", "show", "-n", "vm1", "-g", "rg", "--query", "[?name=='@x']"]):
         r = az(w, key, cid, args=args)
         eq(r.status, 200, "%s (%r)" % (" ".join(args), r))
-        ex = wait_until(lambda: len(a.execs()) > k and a.execs()[-1], 5, 0.02, "exec frame")
+        ex = wait_until(lambda: len(a.execs()) > k and a.execs()[-1], 15, 0.02, "exec frame")
         k = len(a.execs())
         eq((ex["argv"], ex["env"]["AZURE_SUBSCRIPTION_ID"]), (args, default), "argv and default subscription")
     eq(w.get("/health").status, 200, "server still serving")

@@ -67,7 +67,7 @@ def audit_ends_batched_v2_and_legacy(t):
 
     ltok = w.create_token("fast-legacy")
     la = w.legacy_agent(ltok["token"], ["--heartbeat", "1"])
-    la.wait_event("connected", 10)
+    la.wait_event("connected", 30)
     w.wait_connection(ltok["cluster_id"])
     ltexts = ["lg-%02d-%s" % (i, rand_tag(4)) for i in range(N)]
     run_many(w, ltok["cluster_id"], ltexts, command_form=True)

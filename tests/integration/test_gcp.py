@@ -125,7 +125,7 @@ class OAuthMock:
         n = len([e for e in self.events if e.get("event") == "ack"])
         self.p.stdin.write((json.dumps(o) + "\n").encode())
         self.p.stdin.flush()
-        wait_until(lambda: len([e for e in self.events if e.get("event") == "ack"]) > n, 5, 0.02,
+        wait_until(lambda: len([e for e in self.events if e.get("event") == "ack"]) > n, 15, 0.02,
                    "oauth mock ack")
 
 
@@ -707,7 +707,7 @@ def cloud_exec_injects_project_and_token(t):
     eq(r.status, 200, "cloud_exec (%r)" % r)
     eq((r.get("success"), r.get("return_code")), (True, 0), "result")
     contains(r.get("output"), "ran gcloud", "output streamed back")
-    ex = wait_until(lambda: a.execs()[n0:] and a.execs()[-1], 5, 0.02, "exec frame")
+    ex = wait_until(lambda: a.execs()[n0:] and a.execs()[-1], 15, 0.02, "exec frame")
     eq((ex["kind"], ex["program"]), ("cloud_exec", "gcloud"), "kind/program")
     eq(ex["argv"], ["compute", "instances", "list", "--filter=name~a;b|c", "$(id)", "`uname`", "&&",
                     "echo", "x", "--project=proj-alpha"], "literal argv + default project")
@@ -858,7 +858,7 @@ def cloud_exec_checks_every_project_selector_in_argv(t):
         for args, want in ok:
             r = run(args)
             eq(r.status, 200, "%s (%r)" % (" ".join(args), r))
-            ex = wait_until(lambda: len(a.execs()) > n and a.execs()[-1], 5, 0.02, "exec frame")
+            ex = wait_until(lambda: len(a.execs()) > n and a.execs()[-1], 15, 0.02, "exec frame")
             n = len(a.execs())
             if want:
                 eq(ex["argv"], want, "argv")
@@ -895,7 +895,7 @@ def cloud_exec_errors(t):
     # a legacy agent cannot run cloud_exec
     lt = w.create_token("it-gcp-legacy", key=k)
     la = w.legacy_agent(lt["token"], name="legacy-gcp")
-    la.wait_event("connected", 10)
+    la.wait_event("connected", 30)
     w.wait_connection(lt["cluster_id"], key=k)
     r = cloud_exec(w, k, provider="gcp", cluster_id=lt["cluster_id"], command="projects list")
     eq((r.status, r.error_code), (409, "AGENT_UNSUPPORTED"), "legacy agent (%r)" % r)
