@@ -41,7 +41,7 @@ def two_replicas(t, w, name):
     a = w.start_agent(tok["token"], name="%s-a" % name)
     b = w.start_agent(tok["token"], name="%s-b" % name)
     cid = tok["cluster_id"]
-    wait_until(lambda: (w.connection(cid) or {}).get("agents") == 2, 10, 0.1,
+    wait_until(lambda: (w.connection(cid) or {}).get("agents") == 2, 30, 0.1,
                "the connection to show 2 agents")
     eq(w.connection(cid).get("status"), "active", "connection status")
     return cid, a, b
@@ -85,7 +85,7 @@ def killed_replica_fails_its_commands_survivor_takes_over(t):
     ex = ThreadPoolExecutor(6)
     futs = [ex.submit(long_cmd, i) for i in range(6)]
     wait_until(lambda: metrics(a).get("aurora_agent_commands_in_flight", 0)
-               + metrics(b).get("aurora_agent_commands_in_flight", 0) == 6, 10, 0.1,
+               + metrics(b).get("aurora_agent_commands_in_flight", 0) == 6, 15, 0.1,
                "6 commands in flight")
     on_a = int(metrics(a)["aurora_agent_commands_in_flight"])
     check(0 < on_a < 6, "the long commands must be spread (a has %d of 6)" % on_a)
@@ -97,7 +97,7 @@ def killed_replica_fails_its_commands_survivor_takes_over(t):
         r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo/after-%d" % i], timeout=30)
         eq(r.status, 200, "command after the kill (%r)" % r)
         eq(r.json.get("output"), "after-%d" % i, "output after the kill")
-    wait_until(lambda: (w.connection(cid) or {}).get("agents") == 1, 10, 0.1,
+    wait_until(lambda: (w.connection(cid) or {}).get("agents") == 1, 30, 0.1,
                "the connection to show 1 agent")
     eq(w.connection(cid).get("status"), "active", "the cluster stays active with one replica")
 
@@ -117,7 +117,7 @@ def killed_replica_fails_its_commands_survivor_takes_over(t):
     for r, _ in ok:
         eq(r.json.get("output"), "slept 20", "the survivor's long commands complete")
     # the agent logs a command's end after its exec_end is out: wait for the line
-    wait_until(lambda: "ended return_code=0" in b.log(), 10, 0.1, "the survivor to log the commands it ran")
+    wait_until(lambda: "ended return_code=0" in b.log(), 30, 0.1, "the survivor to log the commands it ran")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ against tests/fixtures/kube_api.py."""
 
 import base64
 import hashlib
+import http.client
 import json
 import re
 import threading
@@ -422,13 +423,16 @@ def server_kill9_restart_agent_reconnects(t):
     w.restart()
 
     def works():
-        r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo?text=after"], http_timeout=10)
+        try:
+            r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo?text=after"], http_timeout=20)
+        except (OSError, http.client.HTTPException):
+            return None  # (a slow answer on a loaded machine: ask again)
         return r if r.status == 200 and r.get("output") == "after" else None
     try:
-        wait_until(works, 30.0, 0.2, "commands to work again through the reconnected agent")
+        wait_until(works, 60.0, 0.2, "commands to work again through the reconnected agent")
     except AssertionError:
         c = w.connection(cid)
-        raise AssertionError("agent did not reconnect within 30 s of the restart; connection: %r; "
+        raise AssertionError("agent did not reconnect within 60 s of the restart; connection: %r; "
                              "agent log:\n%s" % (c, agent.proc.log_tail(20)))
     t.note("agent back %.1fs after restart" % (time.monotonic() - t0))
     c = w.wait_connection(cid)
