@@ -39,6 +39,25 @@ async function popupClosed(popup) {
   if (!popup.isClosed()) await popup.waitForEvent('close', { timeout: 30000 });
 }
 
+// Clicks a Copy button and waits until it said "Copied". It says so for
+// 2 s only (dom.js), and a test that starts looking after its click came
+// back can miss those 2 s on a loaded machine: the page itself watches the
+// button, from before the click.
+async function copyAndSeeCopied(page, button) {
+  await button.evaluate((b) => {
+    window.__auroraCopied = false;
+    const seen = () => {
+      if (b.textContent !== 'Copied') return;
+      window.__auroraCopied = true;
+      obs.disconnect();
+    };
+    const obs = new MutationObserver(seen);
+    obs.observe(b, { childList: true, characterData: true, subtree: true });
+  });
+  await button.click();
+  await page.waitForFunction(() => window.__auroraCopied === true);
+}
+
 async function stateOf(locator) {
   return locator.locator('.state').first().getAttribute('data-state');
 }
@@ -184,8 +203,7 @@ test('connectors_page_cards_states_and_urls', async (t) => {
   const want = `${t.world.origin}/grafana/alerts/webhook/${t.world.userId}`;
   const urlBox = dlg.locator('[data-testid="grafana-webhook"]');
   assert.equal((await urlBox.locator('code').textContent()).trim(), want, 'Grafana webhook URL');
-  await urlBox.getByRole('button', { name: 'Copy' }).click();
-  await urlBox.getByRole('button', { name: 'Copied' }).waitFor();
+  await copyAndSeeCopied(page, urlBox.getByRole('button', { name: 'Copy' }));
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), want, 'the clipboard holds the URL');
   await page.keyboard.press('Escape');
   await dlg.waitFor({ state: 'detached' });
@@ -549,8 +567,7 @@ test('aws_connect_with_the_trust_policy_shown_then_disconnect', async (t) => {
     assert.equal((await acct.textContent()).trim(), MOTO_ACCOUNT);
     const ext = (await dlg.locator('[data-testid="aws-external-id"] code').textContent()).trim();
     assert.match(ext, /^[A-Za-z0-9_+=,.@:\/-]{2,1224}$/, 'an External ID as STS accepts it');
-    await dlg.locator('[data-testid="aws-trust-policy"]').getByRole('button', { name: 'Copy' }).click();
-    await dlg.locator('[data-testid="aws-trust-policy"]').getByRole('button', { name: 'Copied' }).waitFor();
+    await copyAndSeeCopied(page, dlg.locator('[data-testid="aws-trust-policy"]').getByRole('button', { name: 'Copy' }));
     const policy = JSON.parse(await page.evaluate(() => navigator.clipboard.readText()));
     assert.equal(policy.Statement[0].Condition.StringEquals['sts:ExternalId'], ext, 'the copied policy requires this External ID');
 
