@@ -43,7 +43,11 @@ static inline int silent_peer_wait_connection(silent_peer *p, int ms)
 
 /* Accepts every connection made so far and answers each with `response`
  * once its request headers have arrived (a client that already gave up
- * gets it too, harmlessly: no SIGPIPE).  The number of connections. */
+ * gets it too, harmlessly: no SIGPIPE).  The wait for the headers is as
+ * long as the tests' other waits: a client thread on a loaded machine may
+ * send its request seconds after the kernel completed its connection (5 s
+ * was a guess at that).  A client that gave up has sent them already, or
+ * its closed end ends the wait.  The number of connections. */
 static inline int silent_peer_answer_all(silent_peer *p, const char *response)
 {
     int n = 0;
@@ -51,7 +55,7 @@ static inline int silent_peer_answer_all(silent_peer *p, const char *response)
         char buf[8192];
         size_t got = 0;
         struct pollfd pf = { .fd = c, .events = POLLIN };
-        while (got < sizeof(buf) - 1 && poll(&pf, 1, 5000) == 1) {
+        while (got < sizeof(buf) - 1 && poll(&pf, 1, 20000) == 1) {
             ssize_t r = read(c, buf + got, sizeof(buf) - 1 - got);
             if (r <= 0)
                 break;
