@@ -114,7 +114,14 @@ static inline int moto_start(moto_server_t *m, const char *logdir)
     memset(m, 0, sizeof(*m));
     m->pid = -1;
     for (int attempt = 0; attempt < 3 && m->pid < 0; attempt++) {
-        m->port = ph_free_port();
+        /* The port stays held until moto listens on it: moto takes seconds
+         * to start, and a port that was merely free could meanwhile go to
+         * a server of another test binary, which the wait below would then
+         * take for moto. */
+        int hold = -1;
+        m->port = ph_hold_port(0, &hold, 1);
+        if (m->port < 0)
+            return -1;
         char port[16];
         snprintf(port, sizeof(port), "%d", m->port);
         snprintf(m->log, sizeof(m->log), "%s/moto.log", logdir);
@@ -124,20 +131,23 @@ static inline int moto_start(moto_server_t *m, const char *logdir)
         const char *env[] = { "INITIAL_NO_AUTH_ACTION_COUNT=8", NULL };
         ph_opts o = { .log_path = m->log, .env = env };
         m->pid = ph_spawn(argv, &o, NULL);
-        if (m->pid < 0)
+        if (m->pid < 0) {
+            close(hold);
             return -1;
+        }
         snprintf(m->endpoint, sizeof(m->endpoint), "http://127.0.0.1:%d", m->port);
         int status;
         /* moto_server imports for seconds of CPU: minutes when the CPUs are shared */
         long long end = ph_now_ms() + 120000;
         int up = 0;
         while (!up && ph_now_ms() < end) {
-            if (waitpid(m->pid, &status, WNOHANG) == m->pid) { /* port taken? try another */
+            if (waitpid(m->pid, &status, WNOHANG) == m->pid) { /* died at start: try again */
                 m->pid = -1;
                 break;
             }
             up = ph_wait_tcp(m->port, 100);
         }
+        close(hold);
         if (m->pid > 0 && !up) {
             ph_stop(m->pid, SIGTERM, 5000);
             m->pid = -1;

@@ -200,6 +200,37 @@ static inline int ph_free_port(void)
     return port;
 }
 
+/* A TCP port on 127.0.0.1 that stays this process's until it closes *fd
+ * (bound, never listening).  A port that is merely free a moment ago (as
+ * ph_free_port's) may be taken meanwhile by another test binary: they run
+ * in parallel (tests/run-unit.sh), and bind(0) hands out the same ports.
+ *   shared 0: nobody else can bind it, and connecting to it is refused at
+ *             once (a backend that is down);
+ *   shared 1: SO_REUSEADDR, so that a server the test starts on it that
+ *             sets SO_REUSEADDR too (Python's http.server, werkzeug, so
+ *             moto_server) may bind and listen there, while bind(0) of
+ *             other processes still never picks it.
+ * port: that one (a server's port kept while it is down), 0: any.
+ * Returns the port, or -1. */
+static inline int ph_hold_port(int port, int *fd, int shared)
+{
+    *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (*fd < 0)
+        return -1;
+    int one = 1;
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if ((shared && setsockopt(*fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) ||
+        bind(*fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(*fd, (struct sockaddr *)&a, &len) != 0) {
+        close(*fd);
+        *fd = -1;
+        return -1;
+    }
+    return ntohs(a.sin_port);
+}
+
 /* 1 once something accepts TCP connections on 127.0.0.1:port. */
 static inline int ph_wait_tcp(int port, long timeout_ms)
 {
