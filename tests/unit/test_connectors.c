@@ -84,7 +84,8 @@ static void test_request_failures(void **state)
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     socklen_t al = sizeof(a);
     getsockname(fd, (struct sockaddr *)&a, &al);
-    close(fd); /* nothing listens there now */
+    /* Bound, never listening: the port refuses, and stays ours (closed, it
+     * could go to a server of a test binary running beside this one). */
     char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", ntohs(a.sin_port));
     http_client_req rq = { .url = url, .timeout_ms = 2000 };
@@ -99,6 +100,7 @@ static void test_request_failures(void **state)
     rq.url = "file:///etc/passwd";
     rq.https_only = 0;
     assert_int_equal(http_client_do(&rq, &rp), AUR_E_INVALID);
+    close(fd);
 
     /* A server that accepts and never answers: the timeout holds. */
     fd = socket(AF_INET, SOCK_STREAM, 0);

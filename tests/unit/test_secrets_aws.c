@@ -332,7 +332,9 @@ static void test_down_and_config(void **state)
 {
     (void)state;
     char ep[64];
-    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", ph_free_port());
+    int held = -1; /* a port of ours, refusing: no other test binary's server can be there */
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", ph_hold_port(0, &held, 0));
+    assert_true(held >= 0);
     secrets_config c = cfg(ep);
     c.timeout_ms = 1000;
     secrets_t *s = open_ok(&c); /* no I/O at open */
@@ -340,6 +342,7 @@ static void test_down_and_config(void **state)
     /* quick: refused at once, not a wait for the timeout */
     expect_get_error(s, "aurora/down/x", SECRETS_E_UNAVAILABLE, "Couldn't connect");
     secrets_close(s);
+    close(held);
 
     char err[512];
     c = cfg(NULL);
@@ -613,13 +616,16 @@ static void test_web_identity_errors(void **state)
 
     /* STS down. */
     char down[64];
-    snprintf(down, sizeof(down), "http://127.0.0.1:%d", ph_free_port());
+    int held = -1; /* a port of ours, refusing */
+    snprintf(down, sizeof(down), "http://127.0.0.1:%d", ph_hold_port(0, &held, 0));
+    assert_true(held >= 0);
     c.aws_sts_endpoint = down;
     c.timeout_ms = 1000;
     s = open_ok(&c);
     expect_get_error(s, "aurora/err/a", SECRETS_E_UNAVAILABLE, "STS");
     expect_get_error(s, "aurora/err/a", SECRETS_E_UNAVAILABLE, "unreachable");
     secrets_close(s);
+    close(held);
 
     /* Configuration: neither static keys nor web identity names both;
      * half of each is refused; bad endpoint and session name. */

@@ -249,7 +249,9 @@ static void test_migrate_partial_failure(void **state)
     /* A source that cannot be listed: nothing is attempted. */
     secrets_config down = all_backends("vault", data);
     char addr[64];
-    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", ph_free_port());
+    int held = -1; /* a port of ours, refusing */
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", ph_hold_port(0, &held, 0));
+    assert_true(held >= 0);
     down.vault_addr = addr;
     down.timeout_ms = 500;
     secrets_t *gone = open_ok(&down);
@@ -259,6 +261,7 @@ static void test_migrate_partial_failure(void **state)
     assert_int_equal(copied, 0);
     assert_non_null(strstr(err, "unreachable"));
     secrets_close(gone);
+    close(held);
     secrets_close(local);
     secrets_close(vault);
 }
@@ -531,7 +534,9 @@ static void test_backend_down_store_unaffected(void **state)
     (void)state;
     char data[128], url[320], addr[64];
     snprintf(data, sizeof(data), "%s/down", DIR_);
-    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", ph_free_port());
+    int held = -1; /* a port of ours, refusing */
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", ph_hold_port(0, &held, 0));
+    assert_true(held >= 0);
     secrets_config vc = all_backends("vault", data);
     vc.vault_addr = addr;
     vc.timeout_ms = 500;
@@ -555,6 +560,7 @@ static void test_backend_down_store_unaffected(void **state)
     assert_int_equal(store_org_get(st, o.id, &got), STORE_OK);
     store_close(st);
     secrets_close(vault);
+    close(held);
 }
 
 int main(void)

@@ -571,6 +571,12 @@ static void test_down_backend(void **state)
     put_ok(s, "aurora/down/1", "before", 6);
     int port = F.port;
     stop_fixture();
+    /* The port stays ours while Vault is down, so that the restart below
+     * finds it free (the test binaries run side by side, and bind(0) hands
+     * out the same ports): bound, not listening, it refuses connections as
+     * the stopped Vault's did; SO_REUSEADDR lets the fixture take it back. */
+    int held = -1;
+    assert_int_equal(ph_hold_port(port, &held, 1), port);
     /* Quick: the refused connection is the answer, no wait for the timeout
      * (the message says which of the two it was). */
     expect_get_error(s, "aurora/down/1", SECRETS_E_UNAVAILABLE, "unreachable");
@@ -582,6 +588,7 @@ static void test_down_backend(void **state)
     assert_null(strstr(err, "timed out"));
     /* Back on the same address (a fresh, empty Vault here). */
     assert_int_equal(start_fixture(port, 3600), 0);
+    close(held);
     put_ok(s, "aurora/down/1", "after", 5);
     expect_secret(s, "aurora/down/1", "after", 5);
     secrets_close(s);
@@ -589,11 +596,13 @@ static void test_down_backend(void **state)
     /* Opening needs no reachable Vault: the server starts regardless. */
     secrets_config none = token_cfg();
     char addr[64];
-    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", ph_free_port());
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", ph_hold_port(0, &held, 0));
+    assert_true(held >= 0); /* a port of ours, refusing */
     none.vault_addr = addr;
     s = open_ok(&none);
     expect_get_error(s, "aurora/down/1", SECRETS_E_UNAVAILABLE, "unreachable");
     secrets_close(s);
+    close(held);
 }
 
 static void test_timeout(void **state)
