@@ -431,7 +431,7 @@ static int fixture_hits(const char *k)
     char url[256];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/_fixture/hits?%s=%s", g_port,
              k[0] == '/' ? "path" : "k", k);
-    http_client_req q = { .url = url, .timeout_ms = 5000 };
+    http_client_req q = { .url = url, .timeout_ms = 20000 }; /* the tests' usual wait */
     http_client_resp r;
     assert_int_equal(http_client_do(&q, &r), AUR_OK);
     cJSON *j = http_client_json(&r);
@@ -1077,7 +1077,7 @@ static void test_bearer_and_pager_walk(void **state)
     kit_call_resp_free(&r);
     char url[256];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/_fixture/last?k=%s", g_port, k);
-    http_client_req lq = { .url = url, .timeout_ms = 5000 };
+    http_client_req lq = { .url = url, .timeout_ms = 20000 };
     http_client_resp lr;
     assert_int_equal(http_client_do(&lq, &lr), AUR_OK);
     assert_non_null(strstr(lr.body, "\"Bearer tok-123\""));

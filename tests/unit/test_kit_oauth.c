@@ -187,7 +187,10 @@ static int setup(void **state)
                                .scope = "read write",
                                .extra_params = "prompt=consent",
                                .pkce = 1,
-                               .timeout_ms = 2000,
+                               /* the stand-in is a thread of this process, which on a
+                                * loaded machine may wait seconds for a CPU (the test of
+                                * the timeout sets its own) */
+                               .timeout_ms = 20000,
                                .errors = &errs };
     *state = f;
     return 0;

@@ -51,6 +51,13 @@ static pid_t proxy_pid = -1;
 static int proxy_port;
 static char proxy_endpoint[64];
 
+/* How long a call that must succeed may take: as long as the tests' other
+ * waits.  moto and the proxy are Python processes that share the CPUs with
+ * everything else running, and a call that timed out would also open the
+ * endpoint's breaker for the calls after it.  (The tests of timeouts and
+ * of endpoints that are down set their own.) */
+#define ANSWER_MS 20000
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -94,7 +101,7 @@ static secrets_config cfg(const char *endpoint)
                          .aws_endpoint = endpoint ? endpoint : M.endpoint,
                          .aws_access_key_id = M.key_id,
                          .aws_secret_access_key = M.secret,
-                         .timeout_ms = 5000 };
+                         .timeout_ms = ANSWER_MS };
     return c;
 }
 
@@ -463,7 +470,7 @@ static secrets_config wcfg(void)
                          .aws_web_identity_token_file = TOKEN_FILE,
                          .aws_role_session_name = "aurora-test",
                          .aws_sts_endpoint = proxy_endpoint,
-                         .timeout_ms = 5000 };
+                         .timeout_ms = ANSWER_MS };
     return c;
 }
 

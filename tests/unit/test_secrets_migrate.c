@@ -95,7 +95,10 @@ static secrets_config all_backends(const char *backend, const char *data_dir)
                          .aws_endpoint = MOTO.endpoint,
                          .aws_access_key_id = MOTO.key_id,
                          .aws_secret_access_key = MOTO.secret,
-                         .timeout_ms = 5000 };
+                         /* a call that must succeed: as long as the tests' other
+                          * waits (Vault and AWS stand-ins are Python processes on
+                          * CPUs shared with everything else running) */
+                         .timeout_ms = 20000 };
     return c;
 }
 
