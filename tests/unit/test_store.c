@@ -2532,19 +2532,27 @@ static void test_pg_inflight_statement(void **state)
     pthread_t th;
     long long t0 = ph_now_ms();
     assert_int_equal(pthread_create(&th, NULL, sleeper, &a), 0);
-    /* Restart only once the statement runs on the server. */
-    long long running = 0;
-    for (int i = 0; i < 500 && running < 1; i++) {
+    /* Restart only once the statement runs on the server: waited for (a
+     * thread of a loaded machine may take seconds to get there, which 500
+     * polls did not always cover), and the thread is joined before any
+     * failure is reported (the restart ends its statement): a thread still
+     * running would write into this frame after the test left it. */
+    long long running = 0, end = ph_now_ms() + 30000;
+    int polled = 0;
+    while (running < 1 && ph_now_ms() < end) {
         ph_sleep_ms(10);
-        assert_int_equal(pg_sql(&g_pg, STORE_PLACE_DB,
-                                "SELECT COUNT(*) FROM pg_stat_activity"
-                                " WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'",
-                                &running),
-                         0);
+        polled = pg_sql(&g_pg, STORE_PLACE_DB,
+                        "SELECT COUNT(*) FROM pg_stat_activity"
+                        " WHERE query = 'SELECT pg_sleep(120)' AND state = 'active'",
+                        &running);
+        if (polled != 0)
+            break;
     }
-    assert_int_equal(running, 1);
-    assert_int_equal(pg_restart(&g_pg), 0);
+    int restarted = pg_restart(&g_pg);
     assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(polled, 0);
+    assert_int_equal(running, 1);
+    assert_int_equal(restarted, 0);
     assert_int_equal(a.rc, DB_E_CONN);
     assert_non_null(strstr(a.msg, "connection lost"));
     assert_true(ph_now_ms() - t0 < 60000); /* not the whole pg_sleep */
