@@ -698,9 +698,12 @@ static void test_concurrent_same_fingerprint(void **state)
         r[i] = (racer){ .f = f, .go = &go, .n = i };
         assert_int_equal(pthread_create(&th[i], NULL, race_main, &r[i]), 0);
     }
+    /* Every racer is joined before any check: a failed check leaves the
+     * test, and a racer still running would write into its dead frame. */
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(th[i], NULL);
     int created = 0, attached = 0;
     for (int i = 0; i < RACERS; i++) {
-        pthread_join(th[i], NULL);
         if (r[i].rc != 0)
             fail_msg("racer %d: %d %s", i, r[i].rc, r[i].err);
         created += r[i].out.result == INGEST_CREATED;

@@ -357,9 +357,12 @@ static void test_concurrent_claimers(void **state)
         c[i].n = i;
         assert_int_equal(pthread_create(&th[i], NULL, claimer_main, &c[i]), 0);
     }
+    /* Every claimer is joined before any check: a failed check leaves the
+     * test (its fixture is freed), and a claimer still running would use it. */
+    for (int i = 0; i < CLAIMERS; i++)
+        pthread_join(th[i], NULL);
     size_t total = 0;
     for (int i = 0; i < CLAIMERS; i++) {
-        pthread_join(th[i], NULL);
         assert_int_equal(c[i].rc, 0);
         total += c[i].got;
     }
