@@ -953,7 +953,10 @@ static void test_store_unavailable_no_ack(void **state)
     assert_int_equal(sqlite3_exec(locker, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(locker);
     assert_int_equal(committed_rows(f, NULL), 0);
-    /* the provider's retry, once the store is back: stored once */
+    /* the provider's retry, once the store is back: stored once (through the
+     * fixture's store: 200 ms is the deadline of a call that must fail,
+     * short for one that must succeed on a loaded machine) */
+    w.store = f->w.store;
     gh_call(&c, GH_INSTALL_BODY, GH_INSTALL_SIG, "while-down");
     kit_webhook_handle_at(&w, &spec, &c.req, &c.resp, 1700000000);
     assert_int_equal(c.resp.status, 200);
