@@ -1103,10 +1103,10 @@ static void free_with_running_job(void **state)
     fixture_free(fx); /* stop again, then free */
 }
 
-/* Waits (10 s at most) until the pool holds `threads` threads, all idle. */
+/* Waits (WAIT_MS at most) until the pool holds `threads` threads, all idle. */
 static void wait_pool(fixture *fx, int threads)
 {
-    int64_t deadline = now_ms() + 10000;
+    int64_t deadline = now_ms() + WAIT_MS;
     int n, idle;
     for (;;) {
         agent_runner_pool(fx->r, &n, &idle);
