@@ -70,7 +70,8 @@ static void *backlog_main(void *arg)
     return NULL;
 }
 
-/* Whether another thread can take the pool's lock now (within 10 s). */
+/* Whether another thread can take the pool's lock now (within WAIT_MS:
+ * a thread of a loaded machine may wait seconds to run at all). */
 static int pool_lock_free(workers *wp)
 {
     pthread_t th;
@@ -78,7 +79,7 @@ static int pool_lock_free(workers *wp)
         return 0;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 10;
+    ts.tv_sec += WAIT_MS / 1000;
     if (pthread_timedjoin_np(th, NULL, &ts) != 0) {
         pthread_detach(th);
         return 0;
