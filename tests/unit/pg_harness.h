@@ -66,13 +66,16 @@ static inline void pg_split(const char *spec, char *db, size_t dbcap, const char
     *schema = slash ? slash + 1 : NULL;
 }
 
-/* libpq keyword/value connection string for a database of this server. */
+/* libpq keyword/value connection string for a database of this server.
+ * connect_timeout: the tests' usual 20 s (the server forks a backend per
+ * connection, which on a loaded machine has taken over a second; the
+ * helpers below connect for every statement). */
 static inline void pg_conninfo(const pg_server *s, const char *spec, char *out, size_t cap)
 {
     char db[64];
     const char *schema;
     pg_split(spec, db, sizeof(db), &schema);
-    snprintf(out, cap, "host=%s port=5432 user=" PG_ROLE " dbname=%s connect_timeout=5%s%s%s",
+    snprintf(out, cap, "host=%s port=5432 user=" PG_ROLE " dbname=%s connect_timeout=20%s%s%s",
              s->dir, db, schema ? " options='-c search_path=" : "", schema ? schema : "",
              schema ? "'" : "");
 }
