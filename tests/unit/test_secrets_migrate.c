@@ -555,7 +555,7 @@ static void test_backend_down_store_unaffected(void **state)
     assert_int_equal(secrets_get(vault, SECRETS_PATH_GITHUB_APP_PRIVATE_KEY, &v, &n, err,
                                  sizeof(err)),
                      SECRETS_E_UNAVAILABLE);
-    assert_true(ph_now_ms() - t0 < 3000);
+    assert_true(ph_now_ms() - t0 < 10000); /* refused (and retried) at once: not a hang */
     assert_non_null(strstr(err, "vault"));
     assert_non_null(strstr(err, SECRETS_PATH_GITHUB_APP_PRIVATE_KEY));
     store_org o, got;
