@@ -202,6 +202,16 @@ static secrets_config token_cfg(void)
     return c;
 }
 
+/* The fixture's Kubernetes auth: role K8S_ROLE, the service account JWT at
+ * F.jwt_path. */
+static secrets_config k8s_cfg(void)
+{
+    secrets_config c = { .backend = "vault", .vault_addr = F.addr,
+                         .vault_auth_method = "kubernetes", .vault_k8s_role = K8S_ROLE,
+                         .vault_k8s_jwt_path = F.jwt_path, .timeout_ms = ANSWER_MS };
+    return c;
+}
+
 static secrets_t *open_ok(const secrets_config *c)
 {
     secrets_t *s = NULL;
@@ -397,9 +407,7 @@ static void test_mount_and_prefix(void **state)
 static void test_kubernetes_auth(void **state)
 {
     (void)state;
-    secrets_config c = { .backend = "vault", .vault_addr = F.addr,
-                         .vault_auth_method = "kubernetes", .vault_k8s_role = K8S_ROLE,
-                         .vault_k8s_jwt_path = F.jwt_path, .timeout_ms = ANSWER_MS };
+    secrets_config c = k8s_cfg();
     secrets_t *s = open_ok(&c);
     assert_int_equal(stat_of("logins"), 0); /* open does no I/O */
     put_ok(s, "aurora/users/u1/slack/token", "xoxb-1", 6);
@@ -449,9 +457,7 @@ static void test_kubernetes_auth(void **state)
 static void test_revoked_token_one_login_for_all_holders(void **state)
 {
     (void)state;
-    secrets_config c = { .backend = "vault", .vault_addr = F.addr,
-                         .vault_auth_method = "kubernetes", .vault_k8s_role = K8S_ROLE,
-                         .vault_k8s_jwt_path = F.jwt_path, .timeout_ms = ANSWER_MS };
+    secrets_config c = k8s_cfg();
     secrets_t *s = open_ok(&c);
     put_ok(s, "aurora/stall/probe", "v", 1);
     int before = stat_of("logins");
@@ -473,9 +479,8 @@ static void test_revoked_token_one_login_for_all_holders(void **state)
 static void test_refused_login_tried_once(void **state)
 {
     (void)state;
-    secrets_config c = { .backend = "vault", .vault_addr = F.addr,
-                         .vault_auth_method = "kubernetes", .vault_k8s_role = "intruder",
-                         .vault_k8s_jwt_path = F.jwt_path, .timeout_ms = ANSWER_MS };
+    secrets_config c = k8s_cfg();
+    c.vault_k8s_role = "intruder";
     secrets_t *s = open_ok(&c);
     int before = stat_of("requests"); /* control calls are not counted */
     expect_get_error(s, "aurora/users/u1/slack/token", SECRETS_E_DENIED, "invalid role");
@@ -492,9 +497,7 @@ static void test_kubernetes_lease_expiry(void **state)
     enum { LEASE_S = 4, RENEW_S = LEASE_S * 9 / 10 };
     stop_fixture();
     assert_int_equal(start_fixture(0, LEASE_S), 0);
-    secrets_config c = { .backend = "vault", .vault_addr = F.addr,
-                         .vault_auth_method = "kubernetes", .vault_k8s_role = K8S_ROLE,
-                         .vault_k8s_jwt_path = F.jwt_path, .timeout_ms = ANSWER_MS };
+    secrets_config c = k8s_cfg();
     secrets_t *s = open_ok(&c);
     time_t before = time(NULL);
     put_ok(s, "aurora/l/1", "a", 1);
@@ -674,9 +677,9 @@ static void test_silent_vault_one_login_for_queued_callers(void **state)
     (void)state;
     silent_peer peer;
     assert_int_equal(silent_peer_open(&peer), 0);
-    secrets_config c = { .backend = "vault", .vault_addr = peer.url, .timeout_ms = 2000,
-                         .vault_auth_method = "kubernetes", .vault_k8s_role = K8S_ROLE,
-                         .vault_k8s_jwt_path = F.jwt_path };
+    secrets_config c = k8s_cfg();
+    c.vault_addr = peer.url;
+    c.timeout_ms = 2000;
     secrets_t *s = open_ok(&c);
     enum { N = 4 };
     stalled_call a[N];
