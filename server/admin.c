@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "argv_redact.h"
 #include "cli.h"
+#include "connectors/kit_webhook.h"
 #include "http.h"
 #include "router.h"
 #include "store.h"
@@ -522,6 +523,58 @@ static int cmd_redact_audit(admin_call *c)
     return print_json(o);
 }
 
+/* ---- webhook deliveries --------------------------------------------------------------------- */
+
+typedef struct {
+    store_t *st;
+    cJSON *per_connector;
+    int64_t rows, redacted;
+    char err[600]; /* the first failure; the pass stops there */
+} redact_pass;
+
+static void redact_connector(const kit_webhook_spec *spec, void *arg)
+{
+    redact_pass *p = arg;
+    if (p->err[0] || !spec->secret_fields || !spec->secret_fields[0])
+        return;
+    int64_t seen = 0, changed = 0;
+    int rc = kit_webhook_redact_stored(p->st, spec, &seen, &changed);
+    p->rows += seen;
+    p->redacted += changed;
+    if (rc != STORE_OK) {
+        snprintf(p->err, sizeof(p->err), "%s: %s", spec->connector, store_errmsg(p->st));
+        return;
+    }
+    cJSON *o = cJSON_AddObjectToObject(p->per_connector, spec->connector);
+    cJSON_AddNumberToObject(o, "rows", (double)seen);
+    cJSON_AddNumberToObject(o, "redacted", (double)changed);
+}
+
+/* Deliveries stored before their connector removed a credential its
+ * provider puts in every body (Slack's verification token, Sentry's grant
+ * code: kit_webhook_spec.secret_fields) still hold it, and the event read
+ * APIs hand it to the organization's members.  This rewrites them as they
+ * are stored today.  Safe to run again, and beside a serving server. */
+static int cmd_redact_webhooks(admin_call *c)
+{
+    modules_register_all(); /* the connectors' specs name the fields */
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    redact_pass p = { .st = st, .per_connector = cJSON_CreateObject() };
+    kit_webhook_foreach(redact_connector, &p);
+    if (p.err[0]) {
+        cJSON_Delete(p.per_connector);
+        return failed(c, "%s (%lld rows read, %lld redacted before it)", p.err, (long long)p.rows,
+                      (long long)p.redacted);
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "rows", (double)p.rows);
+    cJSON_AddNumberToObject(o, "redacted", (double)p.redacted);
+    cJSON_AddItemToObject(o, "connectors", p.per_connector);
+    return print_json(o);
+}
+
 /* RFC 3339 or Unix seconds, as GET /api/audit takes them. */
 static int audit_time(admin_call *c, const char *opt, int64_t *out)
 {
@@ -696,6 +749,14 @@ static const admin_cmd commands[] = {
       "typed until this runs; run it once after upgrading (again is harmless).\n"
       "Prints {\"rows\": read, \"redacted\": rewritten}.\n",
       cmd_redact_audit, { { NULL, 0, 0 } } },
+    { "redact-webhooks", "", "remove provider credentials from older webhook deliveries",
+      "Rewrites every stored delivery of a connector whose provider puts a\n"
+      "credential in its bodies (Slack's and Google Chat's verification token,\n"
+      "Sentry's installation grant code) without it, as new ones are stored.\n"
+      "Deliveries stored before that rule existed keep it until this runs; run it\n"
+      "once after upgrading (again is harmless).  Prints {\"rows\": read,\n"
+      "\"redacted\": rewritten, \"connectors\": {id: {rows, redacted}}}.\n",
+      cmd_redact_webhooks, { { NULL, 0, 0 } } },
     { "routes", "", "the server's route table (one JSON object a line)",
       "Each line: {\"method\", \"pattern\", \"auth\"} with auth public, api (API key or\n"
       "internal secret) or internal (internal secret only).  Reads no settings.\n",

@@ -25,6 +25,7 @@
 
 #include "crypto.h"
 #include "db.h"
+#include "secret.h"
 #include "store_internal.h"
 #include "store_migrations.h"
 #include "token.h"
@@ -2586,6 +2587,110 @@ int store_webhook_get(store_t *s, const char *org_id, const char *connector, con
     }
     db_result_free(&r);
     return rc;
+}
+
+/* The ids of one page of the rewrite, copied out of the result so that each
+ * row's own read and update can run before the next page is asked for. */
+static int webhook_id_page(store_t *s, const char *connector, const char *after, int batch,
+                           char (**ids)[STORE_ID_LEN], size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    db_result r;
+    db_param p[] = { p_text(connector), p_text(after), DB_P_INT(batch) };
+    if (run_query(s, "reading webhook deliveries",
+                  "SELECT id FROM webhook_deliveries WHERE connector = ? AND id > ?"
+                  " ORDER BY id LIMIT ?",
+                  p, 3, &r) != STORE_OK)
+        return STORE_ERR;
+    if (r.nrows && !(*ids = calloc(r.nrows, sizeof(**ids)))) {
+        db_result_free(&r);
+        return serr(s, "out of memory");
+    }
+    for (size_t i = 0; i < r.nrows; i++) {
+        if (cell_str(s, &r, i, 0, (*ids)[i], sizeof((*ids)[i]), "webhook id")) {
+            db_result_free(&r);
+            free(*ids);
+            *ids = NULL;
+            return STORE_ERR;
+        }
+    }
+    *n = r.nrows;
+    db_result_free(&r);
+    return STORE_OK;
+}
+
+/* One row of store_webhook_rewrite_bodies: 1 rewritten, 0 left, < 0 error. */
+static int webhook_rewrite_one(store_t *s, const char *connector, const char *id,
+                               char *(*fix)(const char *, size_t, void *, int *), void *arg)
+{
+    store_webhook_delivery d;
+    int rc = store_webhook_get(s, NULL, connector, id, &d);
+    if (rc == STORE_NOT_FOUND) /* deleted meanwhile (pruned): nothing to rewrite */
+        return 0;
+    if (rc != STORE_OK)
+        return rc;
+    int err = 0;
+    char *now = fix(d.body, d.body_len, arg, &err);
+    secret_free_n(d.body, d.body_len + 1);
+    d.body = NULL;
+    if (err)
+        return serr(s, "the body could not be rewritten (out of memory)");
+    if (!now)
+        return 0;
+    size_t len = strlen(now);
+    char digest[65], *text = NULL;
+    const char *encoding = "utf8";
+    crypto_sha256_hex(now, len, digest);
+    rc = len > WEBHOOK_BODY_MAX ? serr(s, "rewritten webhook body too large")
+                                : webhook_encode_body(s, now, len, &text, &encoding);
+    secret_free(now);
+    if (rc == STORE_OK) {
+        db_param u[] = { p_text(text), p_text(encoding), p_text(digest), p_text(id) };
+        rc = run_exec(s, "rewriting a webhook delivery",
+                      "UPDATE webhook_deliveries SET body = ?, body_encoding = ?, body_sha256 = ?"
+                      " WHERE id = ?",
+                      u, 4, NULL);
+    }
+    free(text);
+    return rc == STORE_OK ? 1 : rc;
+}
+
+int store_webhook_rewrite_bodies(store_t *s, const char *connector,
+                                 char *(*fix)(const char *body, size_t len, void *arg, int *err),
+                                 void *arg, int batch, int64_t *seen, int64_t *changed)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!connector || !*connector || !fix || !seen || !changed)
+        return serr(s, "store_webhook_rewrite_bodies: missing argument");
+    *seen = *changed = 0;
+    if (batch <= 0)
+        batch = 500;
+    char after[STORE_ID_LEN] = "";
+    for (;;) {
+        char(*ids)[STORE_ID_LEN];
+        size_t n;
+        if (webhook_id_page(s, connector, after, batch, &ids, &n) != STORE_OK)
+            return STORE_ERR;
+        for (size_t i = 0; i < n; i++) {
+            int rc = webhook_rewrite_one(s, connector, ids[i], fix, arg);
+            if (rc < 0) { /* the id, so the operator can find the row */
+                char why[512];
+                snprintf(why, sizeof(why), "%s", store_errmsg(s));
+                serr(s, "webhook delivery %s: %s", ids[i], why);
+                free(ids);
+                return rc;
+            }
+            (*seen)++;
+            *changed += rc;
+        }
+        if (n)
+            memcpy(after, ids[n - 1], sizeof(after));
+        free(ids);
+        if (n < (size_t)batch)
+            return STORE_OK;
+    }
 }
 
 int store_webhook_list(store_t *s, const char *org_id, const char *connector, const char *event,

@@ -348,6 +348,17 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
  * is for the kit's own processing (any tenant, unassigned included). */
 int store_webhook_get(store_t *s, const char *org_id, const char *connector, const char *id,
                       store_webhook_delivery *out);
+/* Rewrites the stored body of every delivery of `connector` through fix,
+ * `batch` ids at a time in id order, one body in memory at a time (bodies
+ * reach AURORA_MAX_BODY).  fix gets the raw bytes and returns a malloc'd new
+ * body when the row must change (body_sha256 then follows it; delivery_id,
+ * body_key and status are kept), NULL when it must not, or NULL with *err
+ * set to stop the pass.  The old bytes are wiped before they are freed.
+ * *seen and *changed count the rows read and rewritten.  For a one-off pass
+ * over history (admin redact-webhooks); rows written meanwhile are read too. */
+int store_webhook_rewrite_bodies(store_t *s, const char *connector,
+                                 char *(*fix)(const char *body, size_t len, void *arg, int *err),
+                                 void *arg, int batch, int64_t *seen, int64_t *changed);
 /* One organization's deliveries of a connector, newest first, without
  * bodies: those received strictly before the cursor (before_seq, before_id;
  * before_seq <= 0 starts at the newest), at most limit (1..200); event NULL

@@ -113,12 +113,47 @@ static int spec_check(const kit_webhook_spec *s, const char **why)
     return *why ? -1 : 0;
 }
 
+/* Every spec registered in this process, so that a pass over what they
+ * stored (admin redact-webhooks) finds them without a list of its own.
+ * Filled at start-up, before any thread reads it; one entry per connector
+ * (a spec registered again replaces its entry). */
+#define KIT_WH_MAX_SPECS 64
+static struct {
+    const kit_webhook_spec *spec;
+    char connector[STORE_WEBHOOK_CONNECTOR_LEN]; /* a copy: matching never reads an old spec */
+} g_specs[KIT_WH_MAX_SPECS];
+static size_t g_nspecs;
+
+static int remember_spec(const kit_webhook_spec *spec)
+{
+    size_t i = 0;
+    while (i < g_nspecs && strcmp(g_specs[i].connector, spec->connector))
+        i++;
+    if (i == KIT_WH_MAX_SPECS)
+        return -1;
+    if (i == g_nspecs)
+        g_nspecs++;
+    g_specs[i].spec = spec;
+    snprintf(g_specs[i].connector, sizeof(g_specs[i].connector), "%s", spec->connector);
+    return 0;
+}
+
+void kit_webhook_foreach(void (*fn)(const kit_webhook_spec *spec, void *arg), void *arg)
+{
+    for (size_t i = 0; i < g_nspecs; i++)
+        fn(g_specs[i].spec, arg);
+}
+
 int kit_webhook_register(const kit_webhook_spec *spec)
 {
     const char *why;
     if (!spec || spec_check(spec, &why) < 0) {
         log_error("webhook kit: bad spec for %s: %s", spec && spec->connector ? spec->connector : "?",
                   spec ? why : "no spec");
+        return -1;
+    }
+    if (remember_spec(spec) < 0) {
+        log_error("webhook kit: %s: more than %d webhook specs", spec->connector, KIT_WH_MAX_SPECS);
         return -1;
     }
     const char *headers[] = { spec->signature_header, spec->timestamp_header,
@@ -541,6 +576,29 @@ static char *without_secrets(const kit_webhook_spec *spec, cJSON *json, int *oom
     char *out = cJSON_PrintUnformatted(json);
     *oom = !out;
     return out;
+}
+
+/* store_webhook_rewrite_bodies' fix: the stored body without the spec's
+ * secret_fields, exactly as the intake stores a new one (NULL: keep it). */
+static char *stored_without_secrets(const char *body, size_t len, void *arg, int *err)
+{
+    const kit_webhook_spec *spec = arg;
+    cJSON *json = cJSON_ParseWithLength(body, len);
+    if (!json)
+        return NULL; /* not JSON: the intake would have stored it as it came */
+    char *out = without_secrets(spec, json, err);
+    secret_json_free(json);
+    return out;
+}
+
+int kit_webhook_redact_stored(store_t *st, const kit_webhook_spec *spec, int64_t *seen,
+                              int64_t *changed)
+{
+    *seen = *changed = 0;
+    if (!spec || !spec->secret_fields || !spec->secret_fields[0])
+        return STORE_OK;
+    return store_webhook_rewrite_bodies(st, spec->connector, stored_without_secrets, (void *)spec,
+                                        500, seen, changed);
 }
 
 /* "org:" + the SHA-256 (hex, 64) of "<org>\n<delivery id>": printable, fits

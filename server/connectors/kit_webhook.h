@@ -188,10 +188,22 @@ struct kit_webhook_spec {
     const char *msg_not_configured;
 };
 
-/* Checks the spec (templates, names) and registers its headers with
- * http_capture_header().  Call from the connector's register_routes; -1 with
- * a log line naming what is wrong. */
+/* Checks the spec (templates, names), registers its headers with
+ * http_capture_header() and remembers it (kit_webhook_foreach: the spec must
+ * live as long as the process).  Call from the connector's register_routes;
+ * -1 with a log line naming what is wrong. */
 int kit_webhook_register(const kit_webhook_spec *spec);
+/* fn for every spec registered so far, in registration order. */
+void kit_webhook_foreach(void (*fn)(const kit_webhook_spec *spec, void *arg), void *arg);
+/* Deliveries stored before their spec named a field in secret_fields still
+ * hold it: this rewrites every stored body of the connector as the intake
+ * would store it today (the fields removed, the rest as cJSON prints it; a
+ * body without them, or not JSON, is left byte for byte).  Safe to run
+ * again and beside a serving server (a body is never changed otherwise).
+ * *seen and *changed count rows read and rewritten; STORE_OK or the store's
+ * error (its message names the delivery). */
+int kit_webhook_redact_stored(store_t *st, const kit_webhook_spec *spec, int64_t *seen,
+                              int64_t *changed);
 
 /* The route handler's body (a ROUTE_PUBLIC route in the store pool). */
 void kit_webhook_handle(worker_ctx *w, const kit_webhook_spec *spec, http_request *req,

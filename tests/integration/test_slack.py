@@ -14,8 +14,10 @@ method, api.slack.com/methods); Slack's token method answers HTTP 200
 {"ok": false} for refusals, which no standard OAuth mock does.
 """
 import base64
+import hashlib
 import json
 import os
+import sqlite3
 import sys
 import subprocess
 import time
@@ -279,6 +281,59 @@ def test_events_signed_and_stored(t):
     eq(r.status, 200, "bot message accepted (%r)" % r)
     wait_until(lambda: any(e["id"] == r.json["id"] and e["status"] == "ignored" for e in events(w, key)),
                15, what="the bot message ignored")
+
+
+@test
+def test_older_rows_token_removed_by_admin(t):
+    """Deliveries stored before the verification token was removed keep it, and the
+    event read API hands it out; `admin redact-webhooks` rewrites them as new ones
+    are stored (beside the running server), and a second pass changes nothing.  The
+    old row is made by writing what an older server stored (the signed body, token
+    and all) into a real delivery's row with sqlite3."""
+    w, fx = world()
+    _, _, key = w.new_org()
+    tid = team()
+    connect(w, fx, key, tid)
+    legacy = "legacy-" + rand_tag(12)
+    body = mention(tid).replace(b'"token": "legacy"', ('"token": "%s"' % legacy).encode())
+    r = post_event(w, body, sign(body))
+    eq(r.status, 200, "signed mention stored (%r)" % r)
+    eid = r.get("id")
+    con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=30)
+    try:
+        with con:
+            n = con.execute("UPDATE webhook_deliveries SET body = ? WHERE id = ?",
+                            (body.decode(), eid)).rowcount
+    finally:
+        con.close()
+    eq(n, 1, "the old-style row planted")
+    r = w.get("/api/slack/events/" + eid, key=key)
+    eq(r.json["payload"].get("token"), legacy, "before the pass the read API shows the token")
+    got = w.admin("redact-webhooks")
+    eq((got["redacted"], got["connectors"]["slack"]["redacted"]), (1, 1), "one row rewritten: %r" % got)
+    check(got["connectors"]["slack"]["rows"] >= 1 and got["rows"] >= got["connectors"]["slack"]["rows"],
+          "rows counted", got)
+    eq(sorted(got["connectors"]), ["google_chat", "sentry", "slack"],
+       "every connector whose bodies carry a credential is passed over")
+    r = w.get("/api/slack/events/" + eid, key=key)
+    eq(r.status, 200, "the delivery still reads (%r)" % r)
+    check(legacy not in r.body.decode() and "token" not in r.json["payload"], "token gone from the API", r.json)
+    eq(r.json["payload"]["event"]["text"], "<@U0AURORABOT> why is checkout slow?", "the rest kept")
+    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(w.data, "aurora.db"), uri=True, timeout=10)
+    try:
+        stored, digest = con.execute("SELECT body, body_sha256 FROM webhook_deliveries WHERE id = ?",
+                                     (eid,)).fetchone()
+        leaked = con.execute("SELECT COUNT(*) FROM webhook_deliveries WHERE body LIKE ?",
+                             ("%" + legacy + "%",)).fetchone()[0]
+    finally:
+        con.close()
+    eq(leaked, 0, "no row holds the token")
+    eq(digest, hashlib.sha256(stored.encode()).hexdigest(), "body_sha256 follows the new body")
+    got = w.admin("redact-webhooks")
+    eq(got["redacted"], 0, "a second pass changes nothing: %r" % got)
+    again = mention(tid)
+    r = post_event(w, again, sign(again))
+    eq(r.status, 200, "the server still takes deliveries (%r)" % r)
 
 
 @test

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crypto.h"
 #include "db.h"
 #include "pg_harness.h"
 #include "http.h"
@@ -923,6 +924,181 @@ static void test_secret_fields_not_stored(void **state)
     store_webhook_free(&d);
 }
 
+/* One stored delivery as an older server wrote it, through the store. */
+static void stored_as_before(store_t *st, const char *org_id, const char *connector,
+                             const char *delivery, const void *body, size_t len,
+                             char id[STORE_ID_LEN])
+{
+    store_webhook_delivery d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.org_id, sizeof(d.org_id), "%s", org_id);
+    snprintf(d.connector, sizeof(d.connector), "%s", connector);
+    snprintf(d.delivery_id, sizeof(d.delivery_id), "%s", delivery);
+    d.verified = 1;
+    assert_int_equal(store_webhook_insert(st, &d, body, len, 0), STORE_OK);
+    memcpy(id, d.id, STORE_ID_LEN);
+}
+
+/* The stored body of a delivery, and its body_sha256 column (read apart). */
+static char *stored_body(const fx *f, const char *connector, const char *id, size_t *len,
+                         char sha[65])
+{
+    store_webhook_delivery d;
+    assert_int_equal(store_webhook_get(f->st, NULL, connector, id, &d), STORE_OK);
+    *len = d.body_len;
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open_v2(f->path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(h, "SELECT body_sha256 FROM webhook_deliveries WHERE id = ?",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(sha, 65, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return d.body;
+}
+
+/* Deliveries stored before a spec named its secret_fields keep them until
+ * kit_webhook_redact_stored (admin redact-webhooks) rewrites them as intake
+ * stores new ones; everything else is left byte for byte, and a second pass
+ * changes nothing. */
+static void test_secret_fields_redacted_in_older_rows(void **state)
+{
+    fx *f = *state;
+    static const char *const fields[] = { "token", "data.installation.code", NULL };
+    kit_webhook_spec spec = { .connector = "scrub", .policy = KIT_WH_UNSIGNED,
+                              .require_json_object = 1, .secret_fields = fields };
+    const char *old = "{\"token\":\"VERIFY-1\",\"x\":1,\"data\":{\"installation\":{\"uuid\":\"u\","
+                      "\"code\":\"GRANT-2\"}},\"token\":\"VERIFY-3\"}";
+    const char *plain = "{ \"x\" : 2, \"tokens\": \"kept\" }";
+    const char *text = "token=VERIFY-4 (not JSON)";
+    const unsigned char binary[] = { '{', 0, 0xff, '}' };
+    char id_old[STORE_ID_LEN], id_plain[STORE_ID_LEN], id_text[STORE_ID_LEN],
+        id_bin[STORE_ID_LEN], id_other[STORE_ID_LEN];
+    stored_as_before(f->st, f->org.id, "scrub", "d-old", old, strlen(old), id_old);
+    stored_as_before(f->st, f->org.id, "scrub", "d-plain", plain, strlen(plain), id_plain);
+    stored_as_before(f->st, f->org.id, "scrub", "d-text", text, strlen(text), id_text);
+    stored_as_before(f->st, f->org.id, "scrub", "d-bin", binary, sizeof(binary), id_bin);
+    stored_as_before(f->st, f->org.id, "other", "d-other", old, strlen(old), id_other); /* not this spec's */
+
+    int64_t seen = -1, changed = -1;
+    assert_int_equal(kit_webhook_redact_stored(f->st, &spec, &seen, &changed), STORE_OK);
+    assert_int_equal(seen, 4);
+    assert_int_equal(changed, 1);
+
+    size_t len;
+    char sha[65], want[65];
+    char *b = stored_body(f, "scrub", id_old, &len, sha);
+    assert_null(strstr(b, "VERIFY"));
+    assert_null(strstr(b, "GRANT"));
+    assert_string_equal(b, "{\"x\":1,\"data\":{\"installation\":{\"uuid\":\"u\"}}}");
+    crypto_sha256_hex(b, len, want);
+    assert_string_equal(sha, want); /* the digest follows the body */
+    free(b);
+    const struct {
+        const char *connector, *id;
+        const void *body;
+        size_t len;
+    } kept[] = { { "scrub", id_plain, plain, strlen(plain) },
+                 { "scrub", id_text, text, strlen(text) },
+                 { "scrub", id_bin, binary, sizeof(binary) },
+                 { "other", id_other, old, strlen(old) } };
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+        b = stored_body(f, kept[i].connector, kept[i].id, &len, sha);
+        assert_int_equal(len, kept[i].len);
+        assert_memory_equal(b, kept[i].body, len);
+        free(b);
+    }
+
+    /* again: nothing left to change */
+    assert_int_equal(kit_webhook_redact_stored(f->st, &spec, &seen, &changed), STORE_OK);
+    assert_int_equal(seen, 4);
+    assert_int_equal(changed, 0);
+    /* a spec without secret fields reads nothing */
+    kit_webhook_spec none = { .connector = "other", .policy = KIT_WH_UNSIGNED };
+    assert_int_equal(kit_webhook_redact_stored(f->st, &none, &seen, &changed), STORE_OK);
+    assert_int_equal(seen, 0);
+}
+
+static int g_fix_calls, g_fix_fail_at;
+
+/* Appends "!" to every body; sets *err at call g_fix_fail_at (1-based). */
+static char *bang(const char *body, size_t len, void *arg, int *err)
+{
+    (void)arg;
+    if (++g_fix_calls == g_fix_fail_at) {
+        *err = 1;
+        return NULL;
+    }
+    char *out = malloc(len + 2);
+    assert_non_null(out);
+    memcpy(out, body, len);
+    memcpy(out + len, "!", 2);
+    return out;
+}
+
+static int by_text(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* How many of the ids have exactly this body. */
+static int bodies_equal(store_t *st, const char *connector, char ids[][STORE_ID_LEN], int n,
+                        const char *body)
+{
+    int same = 0;
+    for (int i = 0; i < n; i++) {
+        store_webhook_delivery d;
+        assert_int_equal(store_webhook_get(st, NULL, connector, ids[i], &d), STORE_OK);
+        same += d.body_len == strlen(body) && !memcmp(d.body, body, d.body_len);
+        store_webhook_free(&d);
+    }
+    return same;
+}
+
+/* The pass pages by id (every row once, however the batch falls), and a
+ * failure stops it naming the delivery, the rows before it kept.  On both
+ * engines (the SQL is shared). */
+static void rewrite_pages_sequence(store_t *st, const char *org_id)
+{
+    char ids[5][STORE_ID_LEN];
+    for (int i = 0; i < 5; i++) {
+        char dlv[16];
+        snprintf(dlv, sizeof(dlv), "p-%d", i);
+        stored_as_before(st, org_id, "pages", dlv, "{}", 2, ids[i]);
+    }
+    int64_t seen, changed;
+    g_fix_calls = 0;
+    g_fix_fail_at = 0;
+    assert_int_equal(store_webhook_rewrite_bodies(st, "pages", bang, NULL, 2, &seen, &changed),
+                     STORE_OK);
+    assert_int_equal(seen, 5);
+    assert_int_equal(changed, 5);
+    assert_int_equal(g_fix_calls, 5);
+    assert_int_equal(bodies_equal(st, "pages", ids, 5, "{}!"), 5);
+
+    g_fix_calls = 0;
+    g_fix_fail_at = 3;
+    assert_int_equal(store_webhook_rewrite_bodies(st, "pages", bang, NULL, 2, &seen, &changed),
+                     STORE_ERR);
+    assert_int_equal(seen, 2);
+    assert_int_equal(changed, 2);
+    char sorted[5][STORE_ID_LEN];
+    memcpy(sorted, ids, sizeof(sorted));
+    qsort(sorted, 5, STORE_ID_LEN, by_text);
+    assert_non_null(strstr(store_errmsg(st), sorted[2])); /* the third in id order */
+    assert_int_equal(bodies_equal(st, "pages", sorted, 2, "{}!!"), 2);
+    assert_int_equal(bodies_equal(st, "pages", sorted + 2, 3, "{}!"), 3);
+}
+
+static void test_rewrite_bodies_pages_and_stops(void **state)
+{
+    fx *f = *state;
+    rewrite_pages_sequence(f->st, f->org.id);
+}
+
 /* The store is unreachable (another connection holds the write lock past the
  * statement deadline): 503, never a 2xx, and nothing stored. */
 static void test_store_unavailable_no_ack(void **state)
@@ -1579,6 +1755,9 @@ static void test_store_sequence_postgres(void **state)
     if (store_open(url, &s, err, sizeof(err)) != STORE_OK)
         fail_msg("store_open: %s", err);
     webhook_store_sequence(s);
+    store_org org;
+    assert_int_equal(store_org_create(s, "pg-pages", &org), STORE_OK);
+    rewrite_pages_sequence(s, org.id);
     store_close(s);
 }
 
@@ -1599,6 +1778,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idempotent_redelivery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binary_body_kept_byte_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_fields_not_stored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_fields_redacted_in_older_rows, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rewrite_bodies_pages_and_stops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_unavailable_no_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_processing_after_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_claim_recovered, setup, teardown),
