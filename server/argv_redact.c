@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "utf8.h"
 
@@ -101,6 +102,166 @@ argv_redact argv_redact_arg(const char *program, const char *arg, char *shown, s
     return ARGV_REDACT_NONE;
 }
 
+/* ---- credentials that no flag name announces ----------------------------------------------- */
+
+/* Words of a name (split at '_', '-', '.', case ignored) that say its value
+ * is a credential: DB_PASSWORD, GITHUB_TOKEN, aws_secret_access_key,
+ * client.secret, …; and a last word "key" after another (API_KEY,
+ * STRIPE_KEY, private-key). */
+static const char *const credential_words[] = { "password", "passwd",      "pwd",
+                                                "passphrase", "secret",    "secrets",
+                                                "token",    "apikey",      "credential",
+                                                "credentials", NULL };
+
+static int credential_name(const char *name, size_t n)
+{
+    size_t words = 0;
+    for (size_t i = 0; i < n;) {
+        size_t w = 0;
+        while (i + w < n && name[i + w] != '_' && name[i + w] != '-' && name[i + w] != '.')
+            w++;
+        if (w) {
+            words++;
+            for (const char *const *c = credential_words; *c; c++)
+                if (strlen(*c) == w && !strncasecmp(name + i, *c, w))
+                    return 1;
+            if (i + w == n && words > 1 && w == 3 && !strncasecmp(name + i, "key", 3))
+                return 1;
+        }
+        i += w + 1;
+    }
+    return 0;
+}
+
+static int name_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '.';
+}
+
+/* The offset where a credential embedded in arg starts and, through *end,
+ * where it stops: the value of the first NAME=VALUE whose NAME is a
+ * credential's (an environment assignment after `kubectl set env`,
+ * `kubectl exec … -- env`, in --env=, --set-env-vars=A=1,DB_PASSWORD=…,
+ * --settings, Variables={…}), which runs to the end of the argument: a list
+ * of pairs has no delimiter a value cannot hold, so the pairs after it go
+ * too; else the password of a URL's user info (scheme://user:PASSWORD@host).
+ * -1 when there is none, or it reads ARGV_REDACTED already. */
+static long embedded_credential(const char *arg, size_t len, size_t *end)
+{
+    for (const char *eq = memchr(arg, '=', len); eq; eq = memchr(eq + 1, '=', len - (size_t)(eq + 1 - arg))) {
+        const char *name = eq;
+        while (name > arg && name_char(name[-1]))
+            name--;
+        if (!credential_name(name, (size_t)(eq - name)))
+            continue;
+        *end = len;
+        size_t at = (size_t)(eq + 1 - arg);
+        return strcmp(arg + at, ARGV_REDACTED) ? (long)at : -1;
+    }
+    for (const char *p = arg; (p = strstr(p, "://")); p += 3) {
+        const char *host = p + 3, *stop = host + strcspn(host, "/?#@");
+        if (*stop != '@')
+            continue;
+        const char *colon = memchr(host, ':', (size_t)(stop - host));
+        if (!colon || colon + 1 == stop)
+            continue;
+        size_t at = (size_t)(colon + 1 - arg);
+        *end = (size_t)(stop - arg);
+        if (*end - at == strlen(ARGV_REDACTED) && !strncmp(arg + at, ARGV_REDACTED, *end - at))
+            continue;
+        return (long)at;
+    }
+    return -1;
+}
+
+char *argv_redact_embedded(const char *arg)
+{
+    size_t len = strlen(arg), end = 0;
+    long at = embedded_credential(arg, len, &end);
+    if (at < 0)
+        return NULL;
+    size_t red = strlen(ARGV_REDACTED);
+    char *out = malloc(len + red + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, arg, (size_t)at);
+    memcpy(out + at, ARGV_REDACTED, red);
+    memcpy(out + at + red, arg + end, len - end + 1);
+    /* a URL may hold two (a proxy's and the target's): all of them go */
+    char *again = argv_redact_embedded(out);
+    if (again) {
+        free(out);
+        return again;
+    }
+    return out;
+}
+
+/* Flags whose value is a credential only in one command: its words must
+ * stand one after the other among the arguments. */
+static const struct {
+    const char *program;
+    const char *words[4];
+    const char *flag;
+} command_flags[] = {
+    { "az", { "keyvault", "secret", "set", NULL }, "value" },      /* the secret itself */
+    { "az", { "containerapp", "secret", "set", NULL }, "secrets" }, /* name=value pairs */
+    { "aws", { "ssm", "put-parameter", NULL }, "value" },           /* SecureString or not */
+    { NULL, { NULL }, NULL },
+};
+
+/* Index of the first argument after words[] standing in a row, 0 if absent. */
+static int after_words(const cJSON *argv, int n, const char *const *words)
+{
+    for (int i = 1; i < n; i++) {
+        int k = 0;
+        while (words[k] && i + k < n) {
+            const cJSON *it = cJSON_GetArrayItem(argv, i + k);
+            if (!cJSON_IsString(it) || strcmp(it->valuestring, words[k]))
+                break;
+            k++;
+        }
+        if (!words[k])
+            return i + k;
+    }
+    return 0;
+}
+
+/* The command's own credential flag, if arg is it: NEXT, INLINE (shown
+ * filled) or NONE. */
+static argv_redact command_flag(const char *flag, int prefixes, const char *arg, char *shown,
+                                size_t cap)
+{
+    if (!flag || strncmp(arg, "--", 2))
+        return ARGV_REDACT_NONE;
+    const char *name = arg + 2;
+    size_t n = strcspn(name, "="), fl = strlen(flag);
+    if (n == 0 || n > fl || (n < fl && !prefixes) || strncmp(name, flag, n))
+        return ARGV_REDACT_NONE;
+    if (!name[n])
+        return ARGV_REDACT_NEXT;
+    snprintf(shown, cap, "--%.*s=" ARGV_REDACTED, (int)n, name);
+    return ARGV_REDACT_INLINE;
+}
+
+/* `aws configure set <name> <value>`: the index of a value whose name is a
+ * credential's (aws_secret_access_key, aws_session_token, a profile's
+ * profile.dev.aws_secret_access_key), else 0. */
+static int aws_configure_value(const cJSON *argv, int n, const char *program)
+{
+    static const char *const words[] = { "configure", "set", NULL };
+    int i = strcmp(program, "aws") ? 0 : after_words(argv, n, words);
+    while (i > 0 && i < n) { /* the first argument that is not a flag is the name */
+        const cJSON *it = cJSON_GetArrayItem(argv, i);
+        if (!cJSON_IsString(it))
+            return 0;
+        if (it->valuestring[0] != '-')
+            return i + 1 < n && credential_name(it->valuestring, strlen(it->valuestring)) ? i + 1 : 0;
+        i += strchr(it->valuestring, '=') ? 1 : 2; /* --profile dev */
+    }
+    return 0;
+}
+
 /* Replaces item i of a with a new string (the old one wiped first). */
 static int replace_item(cJSON *a, int i, const char *text)
 {
@@ -119,13 +280,19 @@ int argv_redact_array(cJSON *argv)
     char program[64];
     snprintf(program, sizeof(program), "%s", prog->valuestring);
     int n = cJSON_GetArraySize(argv), replaced = 0, redact_next = 0;
+    const char *own_flag = NULL; /* this command's own credential flag (command_flags) */
+    for (size_t c = 0; command_flags[c].program && !own_flag; c++)
+        if (!strcmp(program, command_flags[c].program) &&
+            after_words(argv, n, command_flags[c].words))
+            own_flag = command_flags[c].flag;
+    int configured = aws_configure_value(argv, n, program);
     for (int i = 1; i < n; i++) {
         const cJSON *it = cJSON_GetArrayItem(argv, i);
         if (!cJSON_IsString(it) || !it->valuestring) {
             redact_next = 0;
             continue;
         }
-        if (redact_next) {
+        if (redact_next || i == configured) {
             redact_next = 0;
             if (strcmp(it->valuestring, ARGV_REDACTED))
                 replaced += replace_item(argv, i, ARGV_REDACTED);
@@ -133,9 +300,18 @@ int argv_redact_array(cJSON *argv)
         }
         char shown[ARGV_REDACT_SHOWN_MAX];
         argv_redact r = argv_redact_arg(program, it->valuestring, shown, sizeof(shown));
+        if (r == ARGV_REDACT_NONE)
+            r = command_flag(own_flag, takes_prefixes(program), it->valuestring, shown,
+                             sizeof(shown));
         if (r == ARGV_REDACT_INLINE && strcmp(it->valuestring, shown))
             replaced += replace_item(argv, i, shown);
         redact_next = r == ARGV_REDACT_NEXT;
+        if (r != ARGV_REDACT_NONE)
+            continue;
+        char *inner = argv_redact_embedded(it->valuestring);
+        if (inner)
+            replaced += replace_item(argv, i, inner);
+        free(inner);
     }
     return replaced;
 }

@@ -32,9 +32,21 @@ typedef enum {
  * replacement for ARGV_REDACT_INLINE. */
 argv_redact argv_redact_arg(const char *program, const char *arg, char *shown, size_t cap);
 
+/* A credential inside an argument that no flag announces, or NULL: the
+ * value of the first NAME=VALUE whose NAME says it is one (DB_PASSWORD=…,
+ * GITHUB_TOKEN=…, API_KEY=…: `kubectl set env`, `kubectl exec … -- env`,
+ * --env=, --set-env-vars=, --settings), to the end of the argument (the
+ * pairs after it go too); the password of a URL's user info
+ * (postgres://user:[REDACTED]@host).  malloc'd; NULL when nothing changes. */
+char *argv_redact_embedded(const char *arg);
+
 struct cJSON;
 /* Applies the rule in place to an audit argv array ["<program>", arg, …]
- * (strings; anything else is left alone); the number of items replaced. */
+ * (strings; anything else is left alone): argv_redact_arg for each
+ * argument, a command's own credential flag (`az keyvault secret set
+ * --value`, `aws ssm put-parameter --value`, `az containerapp secret set
+ * --secrets`), the value of `aws configure set <credential name> <value>`,
+ * then argv_redact_embedded.  The number of items replaced. */
 int argv_redact_array(struct cJSON *argv);
 /* The same for argv_json as an audit row stores it: malloc'd JSON when
  * something was replaced, else NULL (unchanged, or not an argv array).

@@ -78,6 +78,32 @@ def audit_rows_keep_no_credentials_from_argv(t):
 
 
 @test
+def audit_rows_keep_no_embedded_credentials(t):
+    """Credentials no flag announces: an environment assignment whose name is a
+    credential's (`kubectl set env … DB_PASSWORD=…`) and a URL's password
+    (`--env=DATABASE_URL=postgres://app:…@db/app`) are neither stored nor
+    answered; the names, the other pairs and the URL's host stay."""
+    w = t.world()
+    tok, _a = w.new_connected_agent()
+    pw, token = "S3cret-%s" % rand_tag(8), "ghp_%s" % rand_tag(12)
+    url_pw = "UrlPw-%s" % rand_tag(8)
+    for args in (["set", "env", "deployment/api", "DB_PASSWORD=" + pw, "LOG_LEVEL=debug"],
+                 ["run", "probe", "--image=busybox", "--env=GITHUB_TOKEN=" + token,
+                  "--env=DATABASE_URL=postgres://app:%s@db:5432/app" % url_pw]):
+        r = w.kubectl(tok["cluster_id"], args=args)
+        t.note("kubectl %s answered %d" % (args[0], r.status))
+    a = w.get("/api/audit")
+    eq(a.status, 200, "GET /api/audit")
+    rows = [x[0] for x in db_rows(w, "SELECT argv_json FROM audit_log")]
+    for secret in (pw, token, url_pw):
+        check(not any(secret in x for x in rows), "audit_log.argv_json holds a credential", rows)
+        check(secret not in a.body.decode(), "GET /api/audit answers a credential", a.body[:400])
+    check(any('"DB_PASSWORD=[REDACTED]","LOG_LEVEL=debug"' in x for x in rows), "set env row", rows)
+    check(any('"--env=GITHUB_TOKEN=[REDACTED]","--env=DATABASE_URL=postgres://app:[REDACTED]@db:5432/app"'
+              in x for x in rows), "run row", rows)
+
+
+@test
 def older_audit_rows_redacted_by_admin(t):
     """Rows written before the redaction existed keep what was typed; `admin
     redact-audit` rewrites them with today's rule, and running it again changes

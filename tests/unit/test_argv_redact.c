@@ -150,6 +150,95 @@ static void test_stored_rows(void **state)
     assert_null(argv_redact_stored(NULL));
 }
 
+/* Credentials no flag name announces: NAME=VALUE where NAME is a
+ * credential's, and a URL's password; what stays. */
+static void test_embedded_credentials(void **state)
+{
+    (void)state;
+    struct { const char *in, *out; } red[] = {
+        { "DB_PASSWORD=S3cret", "DB_PASSWORD=" ARGV_REDACTED },
+        { "GITHUB_TOKEN=ghp_S3cret", "GITHUB_TOKEN=" ARGV_REDACTED },
+        { "api-key=S3cret", "api-key=" ARGV_REDACTED },
+        { "client.secret=S3cret", "client.secret=" ARGV_REDACTED },
+        { "Stripe_Key=S3cret", "Stripe_Key=" ARGV_REDACTED },
+        /* a list: the pairs before stay, the value runs to the end */
+        { "--set-env-vars=LOG=1,DB_PASSWORD=S3cret,X=2", "--set-env-vars=LOG=1,DB_PASSWORD=" ARGV_REDACTED },
+        { "Variables={A=1,AWS_SESSION_TOKEN=S3cret}", "Variables={A=1,AWS_SESSION_TOKEN=" ARGV_REDACTED },
+        { "--env=DATABASE_URL=postgres://app:S3cret@db:5432/app",
+          "--env=DATABASE_URL=postgres://app:" ARGV_REDACTED "@db:5432/app" },
+        { "https://u:S3cret@proxy/?to=https://v:Other@host/",
+          "https://u:" ARGV_REDACTED "@proxy/?to=https://v:" ARGV_REDACTED "@host/" },
+    };
+    for (size_t i = 0; i < sizeof(red) / sizeof(red[0]); i++) {
+        char *o = argv_redact_embedded(red[i].in);
+        if (!o)
+            fail_msg("kept: %s", red[i].in);
+        assert_string_equal(o, red[i].out);
+        assert_null(argv_redact_embedded(o)); /* a second pass changes nothing */
+        free(o);
+    }
+    const char *keep[] = { "app=web", "KEY=value", "tier=secret-store", "status.phase=Running",
+                           "https://example.com:8443/a@b", "user@host", "ssh://git@host/repo",
+                           "postgres://app:@db/app", "{.data.password}", "==token", "" };
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+        if (argv_redact_embedded(keep[i]))
+            fail_msg("redacted: %s", keep[i]);
+}
+
+/* Credentials in one command's own flag or position, and environment
+ * assignments anywhere in the argv. */
+static void test_commands_with_their_own_credentials(void **state)
+{
+    (void)state;
+    struct { const char *in, *out; } rows[] = {
+        { "[\"az\",\"keyvault\",\"secret\",\"set\",\"--vault-name\",\"v\",\"--name\",\"n\","
+          "\"--value\",\"S3cret\"]",
+          "[\"az\",\"keyvault\",\"secret\",\"set\",\"--vault-name\",\"v\",\"--name\",\"n\","
+          "\"--value\",\"[REDACTED]\"]" },
+        { "[\"az\",\"keyvault\",\"secret\",\"set\",\"--val=S3cret\"]", /* argparse's prefix */
+          "[\"az\",\"keyvault\",\"secret\",\"set\",\"--val=[REDACTED]\"]" },
+        { "[\"az\",\"containerapp\",\"secret\",\"set\",\"-n\",\"app\",\"--secrets\",\"db=S3cret\"]",
+          "[\"az\",\"containerapp\",\"secret\",\"set\",\"-n\",\"app\",\"--secrets\",\"[REDACTED]\"]" },
+        { "[\"aws\",\"ssm\",\"put-parameter\",\"--name\",\"/db/pw\",\"--value\",\"S3cret\","
+          "\"--type\",\"SecureString\"]",
+          "[\"aws\",\"ssm\",\"put-parameter\",\"--name\",\"/db/pw\",\"--value\",\"[REDACTED]\","
+          "\"--type\",\"SecureString\"]" },
+        { "[\"aws\",\"configure\",\"set\",\"aws_secret_access_key\",\"S3cret\"]",
+          "[\"aws\",\"configure\",\"set\",\"aws_secret_access_key\",\"[REDACTED]\"]" },
+        { "[\"aws\",\"configure\",\"set\",\"--profile\",\"dev\",\"profile.dev.aws_session_token\","
+          "\"S3cret\"]",
+          "[\"aws\",\"configure\",\"set\",\"--profile\",\"dev\",\"profile.dev.aws_session_token\","
+          "\"[REDACTED]\"]" },
+        { "[\"kubectl\",\"set\",\"env\",\"deploy/api\",\"DB_PASSWORD=S3cret\",\"LOG_LEVEL=debug\"]",
+          "[\"kubectl\",\"set\",\"env\",\"deploy/api\",\"DB_PASSWORD=[REDACTED]\",\"LOG_LEVEL=debug\"]" },
+        { "[\"kubectl\",\"exec\",\"p\",\"--\",\"env\",\"GITHUB_TOKEN=S3cret\",\"sh\"]",
+          "[\"kubectl\",\"exec\",\"p\",\"--\",\"env\",\"GITHUB_TOKEN=[REDACTED]\",\"sh\"]" },
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char *o = argv_redact_stored(rows[i].in);
+        if (!o)
+            fail_msg("kept: %s", rows[i].in);
+        assert_string_equal(o, rows[i].out);
+        assert_null(argv_redact_stored(o));
+        free(o);
+    }
+    /* the same flags and positions elsewhere are not credentials */
+    const char *keep[] = {
+        "[\"az\",\"tag\",\"create\",\"--value\",\"v\"]",
+        "[\"aws\",\"ssm\",\"get-parameter\",\"--name\",\"/db/pw\"]",
+        "[\"aws\",\"configure\",\"set\",\"region\",\"us-east-1\"]",
+        "[\"aws\",\"configure\",\"set\",\"--profile\",\"dev\",\"output\",\"json\"]",
+        "[\"aws\",\"configure\",\"set\"]",
+        "[\"kubectl\",\"configure\",\"set\",\"token\",\"x\"]",
+        "[\"kubectl\",\"get\",\"pods\",\"-l\",\"app=web\",\"--field-selector=status.phase=Running\"]",
+    };
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+        char *o = argv_redact_stored(keep[i]);
+        if (o)
+            fail_msg("redacted: %s -> %s", keep[i], o);
+    }
+}
+
 /* A flag name over 64 bytes is cut at a character boundary: the row stays
  * valid UTF-8, which PostgreSQL insists on (found in review). */
 static void test_long_names_cut_at_a_character(void **state)
@@ -179,6 +268,8 @@ int main(void)
         cmocka_unit_test(test_prefixes_and_named_credentials),
         cmocka_unit_test(test_stored_rows),
         cmocka_unit_test(test_long_names_cut_at_a_character),
+        cmocka_unit_test(test_embedded_credentials),
+        cmocka_unit_test(test_commands_with_their_own_credentials),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
