@@ -139,61 +139,75 @@ static int name_char(char c)
            c == '_' || c == '-' || c == '.';
 }
 
-/* The offset where a credential embedded in arg starts and, through *end,
- * where it stops: the value of the first NAME=VALUE whose NAME is a
- * credential's (an environment assignment after `kubectl set env`,
- * `kubectl exec … -- env`, in --env=, --set-env-vars=A=1,DB_PASSWORD=…,
- * --settings, Variables={…}), which runs to the end of the argument: a list
- * of pairs has no delimiter a value cannot hold, so the pairs after it go
- * too; else the password of a URL's user info (scheme://user:PASSWORD@host).
- * -1 when there is none, or it reads ARGV_REDACTED already. */
-static long embedded_credential(const char *arg, size_t len, size_t *end)
+/* Where the value of the first NAME=VALUE whose NAME is a credential's
+ * starts (an environment assignment after `kubectl set env`, `kubectl exec
+ * … -- env`, in --env=, --set-env-vars=A=1,DB_PASSWORD=…, --settings,
+ * Variables={…}); the value runs to the end of the argument: a list of
+ * pairs has no delimiter a value cannot hold, so the pairs after it go too.
+ * len when there is none or it reads ARGV_REDACTED already.  Linear: each
+ * name is read back only to the '=' before it. */
+static size_t assignment_value(const char *arg, size_t len)
 {
-    for (const char *eq = memchr(arg, '=', len); eq; eq = memchr(eq + 1, '=', len - (size_t)(eq + 1 - arg))) {
+    for (const char *eq = memchr(arg, '=', len); eq;
+         eq = memchr(eq + 1, '=', len - (size_t)(eq + 1 - arg))) {
         const char *name = eq;
         while (name > arg && name_char(name[-1]))
             name--;
         if (!credential_name(name, (size_t)(eq - name)))
             continue;
-        *end = len;
         size_t at = (size_t)(eq + 1 - arg);
-        return strcmp(arg + at, ARGV_REDACTED) ? (long)at : -1;
+        return strcmp(arg + at, ARGV_REDACTED) ? at : len;
     }
-    for (const char *p = arg; (p = strstr(p, "://")); p += 3) {
-        const char *host = p + 3, *stop = host + strcspn(host, "/?#@");
-        if (*stop != '@')
-            continue;
-        const char *colon = memchr(host, ':', (size_t)(stop - host));
-        if (!colon || colon + 1 == stop)
-            continue;
-        size_t at = (size_t)(colon + 1 - arg);
-        *end = (size_t)(stop - arg);
-        if (*end - at == strlen(ARGV_REDACTED) && !strncmp(arg + at, ARGV_REDACTED, *end - at))
-            continue;
-        return (long)at;
-    }
-    return -1;
+    return len;
 }
 
 char *argv_redact_embedded(const char *arg)
 {
-    size_t len = strlen(arg), end = 0;
-    long at = embedded_credential(arg, len, &end);
-    if (at < 0)
-        return NULL;
-    size_t red = strlen(ARGV_REDACTED);
-    char *out = malloc(len + red + 1);
+    size_t len = strlen(arg), red = strlen(ARGV_REDACTED);
+    size_t cut = assignment_value(arg, len);
+    if (cut == len && !strstr(arg, "://"))
+        return NULL; /* the common case, without an allocation */
+    /* Every replaced URL password is at least one byte of at least six
+     * ("://:p@"), so the copy grows by at most red per six bytes. */
+    char *out = malloc(cut + (cut / 6 + 1) * red + 1);
     if (!out)
         return NULL;
-    memcpy(out, arg, (size_t)at);
-    memcpy(out + at, ARGV_REDACTED, red);
-    memcpy(out + at + red, arg + end, len - end + 1);
-    /* a URL may hold two (a proxy's and the target's): all of them go */
-    char *again = argv_redact_embedded(out);
-    if (again) {
-        free(out);
-        return again;
+    size_t o = 0, from = 0;
+    int changed = cut < len;
+    /* The password of each URL's user info (scheme://user:PASSWORD@host)
+     * before the cut; a '/' ends a host, and every "://" holds one, so each
+     * byte is read at most twice. */
+    for (size_t i = 0; i + 3 <= cut; i++) {
+        if (memcmp(arg + i, "://", 3))
+            continue;
+        size_t host = i + 3, stop = host;
+        while (stop < cut && !strchr("/?#@", arg[stop]))
+            stop++;
+        const char *colon = stop < cut && arg[stop] == '@'
+                                ? memchr(arg + host, ':', stop - host) : NULL;
+        size_t at = colon ? (size_t)(colon + 1 - arg) : 0;
+        if (colon && at < stop &&
+            !(stop - at == red && !memcmp(arg + at, ARGV_REDACTED, red))) {
+            memcpy(out + o, arg + from, at - from);
+            o += at - from;
+            memcpy(out + o, ARGV_REDACTED, red);
+            o += red;
+            from = stop;
+            changed = 1;
+        }
+        i = stop - 2; /* the next "://" may start right before the delimiter */
     }
+    if (!changed) {
+        free(out);
+        return NULL;
+    }
+    memcpy(out + o, arg + from, cut - from);
+    o += cut - from;
+    if (cut < len) {
+        memcpy(out + o, ARGV_REDACTED, red);
+        o += red;
+    }
+    out[o] = '\0';
     return out;
 }
 
@@ -250,14 +264,26 @@ static argv_redact command_flag(const char *flag, int prefixes, const char *arg,
 static int aws_configure_value(const cJSON *argv, int n, const char *program)
 {
     static const char *const words[] = { "configure", "set", NULL };
+    /* aws's options that take a value as the next argument ("--profile dev");
+     * any other option stands alone.  A fixed list, not "has no '='": the
+     * pass itself removes a '=' from what it redacts, and a second pass must
+     * find the same name. */
+    static const char *const valued[] = { "--profile",      "--region",           "--output",
+                                          "--endpoint-url", "--query",            "--color",
+                                          "--ca-bundle",    "--cli-read-timeout", "--cli-connect-timeout",
+                                          "--cli-binary-format", NULL };
     int i = strcmp(program, "aws") ? 0 : after_words(argv, n, words);
-    while (i > 0 && i < n) { /* the first argument that is not a flag is the name */
+    while (i > 0 && i < n) { /* the first argument that is not an option is the name */
         const cJSON *it = cJSON_GetArrayItem(argv, i);
         if (!cJSON_IsString(it))
             return 0;
-        if (it->valuestring[0] != '-')
-            return i + 1 < n && credential_name(it->valuestring, strlen(it->valuestring)) ? i + 1 : 0;
-        i += strchr(it->valuestring, '=') ? 1 : 2; /* --profile dev */
+        const char *a = it->valuestring;
+        if (a[0] != '-')
+            return i + 1 < n && credential_name(a, strlen(a)) ? i + 1 : 0;
+        int takes = 0;
+        for (const char *const *v = valued; *v && !takes; v++)
+            takes = !strcmp(a, *v);
+        i += takes ? 2 : 1;
     }
     return 0;
 }
@@ -272,13 +298,9 @@ static int replace_item(cJSON *a, int i, const char *text)
     return now && cJSON_ReplaceItemInArray(a, i, now) ? 1 : (cJSON_Delete(now), 0);
 }
 
-int argv_redact_array(cJSON *argv)
+/* One pass over the arguments; the number of items replaced. */
+static int redact_once(cJSON *argv, const char *program)
 {
-    const cJSON *prog = cJSON_GetArrayItem(argv, 0);
-    if (!cJSON_IsArray(argv) || !cJSON_IsString(prog))
-        return 0;
-    char program[64];
-    snprintf(program, sizeof(program), "%s", prog->valuestring);
     int n = cJSON_GetArraySize(argv), replaced = 0, redact_next = 0;
     const char *own_flag = NULL; /* this command's own credential flag (command_flags) */
     for (size_t c = 0; command_flags[c].program && !own_flag; c++)
@@ -303,17 +325,40 @@ int argv_redact_array(cJSON *argv)
         if (r == ARGV_REDACT_NONE)
             r = command_flag(own_flag, takes_prefixes(program), it->valuestring, shown,
                              sizeof(shown));
-        if (r == ARGV_REDACT_INLINE && strcmp(it->valuestring, shown))
-            replaced += replace_item(argv, i, shown);
         redact_next = r == ARGV_REDACT_NEXT;
-        if (r != ARGV_REDACT_NONE)
-            continue;
-        char *inner = argv_redact_embedded(it->valuestring);
+        /* what is kept of the argument (a flag's name too) may still hold one */
+        const char *kept = r == ARGV_REDACT_INLINE ? shown : it->valuestring;
+        char *inner = argv_redact_embedded(kept);
         if (inner)
-            replaced += replace_item(argv, i, inner);
+            kept = inner;
+        if (strcmp(it->valuestring, kept))
+            replaced += replace_item(argv, i, kept);
         free(inner);
     }
     return replaced;
+}
+
+int argv_redact_array(cJSON *argv)
+{
+    const cJSON *prog = cJSON_GetArrayItem(argv, 0);
+    if (!cJSON_IsArray(argv) || !cJSON_IsString(prog))
+        return 0;
+    char program[64];
+    snprintf(program, sizeof(program), "%s", prog->valuestring);
+    /* Until nothing changes: a pass can change how the next one reads an
+     * argument (a URL password that held the first '=' of a flag moves
+     * where its name ends; a flag left without '=' then takes the next
+     * argument), and the rule must be idempotent for admin redact-audit.
+     * Every change only replaces text with ARGV_REDACTED, which no rule
+     * reads again, so the passes end; the bound is a guard. */
+    int total = 0;
+    for (int pass = 0; pass < 8; pass++) {
+        int r = redact_once(argv, program);
+        total += r;
+        if (!r)
+            break;
+    }
+    return total;
 }
 
 char *argv_redact_stored(const char *argv_json)

@@ -166,6 +166,8 @@ static void test_embedded_credentials(void **state)
         { "Variables={A=1,AWS_SESSION_TOKEN=S3cret}", "Variables={A=1,AWS_SESSION_TOKEN=" ARGV_REDACTED },
         { "--env=DATABASE_URL=postgres://app:S3cret@db:5432/app",
           "--env=DATABASE_URL=postgres://app:" ARGV_REDACTED "@db:5432/app" },
+        { "x://y:z://u:S3cret@h", "x://y:z://u:" ARGV_REDACTED "@h" },
+        { "https://u:S3cret@h/?x=1&TOKEN=S3cret", "https://u:" ARGV_REDACTED "@h/?x=1&TOKEN=" ARGV_REDACTED },
         { "https://u:S3cret@proxy/?to=https://v:Other@host/",
           "https://u:" ARGV_REDACTED "@proxy/?to=https://v:" ARGV_REDACTED "@host/" },
     };
@@ -183,6 +185,31 @@ static void test_embedded_credentials(void **state)
     for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
         if (argv_redact_embedded(keep[i]))
             fail_msg("redacted: %s", keep[i]);
+}
+
+/* An argument as long as a command may be (128 KiB), full of URLs and
+ * assignments: every password goes, in one pass over the text (the work is
+ * linear: bench it with `time` on this test, not in the test). */
+static void test_long_argument_of_urls(void **state)
+{
+    (void)state;
+    const char *unit = "://u:p@h/a=b,";
+    size_t n = 128 * 1024 / strlen(unit), ul = strlen(unit);
+    char *arg = malloc(n * ul + 32);
+    assert_non_null(arg);
+    for (size_t i = 0; i < n; i++)
+        memcpy(arg + i * ul, unit, ul);
+    strcpy(arg + n * ul, "API_KEY=k");
+    char *o = argv_redact_embedded(arg);
+    assert_non_null(o);
+    size_t count = 0;
+    for (const char *p = o; (p = strstr(p, ARGV_REDACTED)); p++)
+        count++;
+    assert_int_equal(count, n + 1); /* each URL's password and the key */
+    assert_null(strstr(o, ":p@"));
+    assert_null(argv_redact_embedded(o));
+    free(o);
+    free(arg);
 }
 
 /* Credentials in one command's own flag or position, and environment
@@ -269,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_stored_rows),
         cmocka_unit_test(test_long_names_cut_at_a_character),
         cmocka_unit_test(test_embedded_credentials),
+        cmocka_unit_test(test_long_argument_of_urls),
         cmocka_unit_test(test_commands_with_their_own_credentials),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
