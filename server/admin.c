@@ -514,9 +514,11 @@ static int cmd_redact_audit(admin_call *c)
     if (!st)
         return c->rc;
     int64_t seen = 0, changed = 0;
-    if (store_audit_rewrite_argv(st, argv_redact_stored, 500, &seen, &changed) != STORE_OK)
+    if (store_scrub_begin(st) != STORE_OK ||
+        store_audit_rewrite_argv(st, argv_redact_stored, 500, &seen, &changed) != STORE_OK)
         return failed(c, "%s (%lld rows read, %lld redacted before it)", store_errmsg(st),
                       (long long)seen, (long long)changed);
+    store_scrub_end(st);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "rows", (double)seen);
     cJSON_AddNumberToObject(o, "redacted", (double)changed);
@@ -561,8 +563,11 @@ static int cmd_redact_webhooks(admin_call *c)
     store_t *st = admin_store(c);
     if (!st)
         return c->rc;
+    if (store_scrub_begin(st) != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
     redact_pass p = { .st = st, .per_connector = cJSON_CreateObject() };
     kit_webhook_foreach(redact_connector, &p);
+    store_scrub_end(st);
     if (p.err[0]) {
         cJSON_Delete(p.per_connector);
         return failed(c, "%s (%lld rows read, %lld redacted before it)", p.err, (long long)p.rows,

@@ -104,33 +104,74 @@ argv_redact argv_redact_arg(const char *program, const char *arg, char *shown, s
 
 /* ---- credentials that no flag name announces ----------------------------------------------- */
 
-/* Words of a name (split at '_', '-', '.', case ignored) that say its value
- * is a credential: DB_PASSWORD, GITHUB_TOKEN, aws_secret_access_key,
- * client.secret, …; and a last word "key" after another (API_KEY,
- * STRIPE_KEY, private-key). */
-static const char *const credential_words[] = { "password", "passwd",      "pwd",
-                                                "passphrase", "secret",    "secrets",
-                                                "token",    "apikey",      "credential",
-                                                "credentials", NULL };
+static int is_lower(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
 
+static int is_upper(char c)
+{
+    return c >= 'A' && c <= 'Z';
+}
+
+/* Whether one word (w bytes at p, case ignored) contains needle. */
+static int word_has(const char *p, size_t w, const char *needle)
+{
+    size_t nl = strlen(needle);
+    for (size_t i = 0; i + nl <= w; i++)
+        if (!strncasecmp(p + i, needle, nl))
+            return 1;
+    return 0;
+}
+
+static int word_is(const char *p, size_t w, const char *word)
+{
+    return strlen(word) == w && !strncasecmp(p, word, w);
+}
+
+/* Whether a name says its value is a credential.  Its words are split at
+ * '_', '-', '.' and where camelCase changes case (DBPassword → DB Password,
+ * clientSecret → client Secret).  A credential's when a word holds
+ * password, passwd, secret, token, apikey, credential or passphrase
+ * (PGPASSWORD, ClientSecret, GITHUB_TOKEN), is pwd, ends the name as pass
+ * (RABBITMQ_DEFAULT_PASS), or when the name ends in key after another word
+ * (API_KEY, AccountKey, SharedAccessKey, STRIPE_KEY) or in key data
+ * (client-key-data).  Over-reading costs a value in the audit row
+ * (TOKENIZER_MODE, ParameterKey); under-reading costs a credential. */
 static int credential_name(const char *name, size_t n)
 {
-    size_t words = 0;
+    static const char *const inside[] = { "password", "passwd",     "secret",     "token",
+                                          "apikey",   "credential", "passphrase", NULL };
+    const char *prev = NULL, *last = NULL;
+    size_t prev_w = 0, last_w = 0, words = 0;
     for (size_t i = 0; i < n;) {
-        size_t w = 0;
-        while (i + w < n && name[i + w] != '_' && name[i + w] != '-' && name[i + w] != '.')
-            w++;
-        if (w) {
-            words++;
-            for (const char *const *c = credential_words; *c; c++)
-                if (strlen(*c) == w && !strncasecmp(name + i, *c, w))
-                    return 1;
-            if (i + w == n && words > 1 && w == 3 && !strncasecmp(name + i, "key", 3))
-                return 1;
+        if (name[i] == '_' || name[i] == '-' || name[i] == '.') {
+            i++;
+            continue;
         }
-        i += w + 1;
+        size_t w = 1;
+        while (i + w < n && name[i + w] != '_' && name[i + w] != '-' && name[i + w] != '.' &&
+               !(is_lower(name[i + w - 1]) && is_upper(name[i + w])) &&
+               !(is_upper(name[i + w - 1]) && is_upper(name[i + w]) && i + w + 1 < n &&
+                 name[i + w + 1] >= 'a' && name[i + w + 1] <= 'z'))
+            w++;
+        for (const char *const *c = inside; *c; c++)
+            if (word_has(name + i, w, *c))
+                return 1;
+        if (word_is(name + i, w, "pwd"))
+            return 1;
+        prev = last;
+        prev_w = last_w;
+        last = name + i;
+        last_w = w;
+        words++;
+        i += w;
     }
-    return 0;
+    if (!last)
+        return 0;
+    if (word_is(last, last_w, "pass") || (words > 1 && word_is(last, last_w, "key")))
+        return 1;
+    return words > 2 && word_is(last, last_w, "data") && word_is(prev, prev_w, "key");
 }
 
 static int name_char(char c)
@@ -144,12 +185,16 @@ static int name_char(char c)
  * … -- env`, in --env=, --set-env-vars=A=1,DB_PASSWORD=…, --settings,
  * Variables={…}); the value runs to the end of the argument: a list of
  * pairs has no delimiter a value cannot hold, so the pairs after it go too.
+ * An option's own "--name=" is not an assignment (argv_redact_arg judges
+ * the option: --secret-id=prod/db names a secret, it does not hold one).
  * len when there is none or it reads ARGV_REDACTED already.  Linear: each
  * name is read back only to the '=' before it. */
 static size_t assignment_value(const char *arg, size_t len)
 {
-    for (const char *eq = memchr(arg, '=', len); eq;
-         eq = memchr(eq + 1, '=', len - (size_t)(eq + 1 - arg))) {
+    const char *eq = memchr(arg, '=', len);
+    if (eq && arg[0] == '-')
+        eq = memchr(eq + 1, '=', len - (size_t)(eq + 1 - arg));
+    for (; eq; eq = memchr(eq + 1, '=', len - (size_t)(eq + 1 - arg))) {
         const char *name = eq;
         while (name > arg && name_char(name[-1]))
             name--;
@@ -159,6 +204,15 @@ static size_t assignment_value(const char *arg, size_t len)
         return strcmp(arg + at, ARGV_REDACTED) ? at : len;
     }
     return len;
+}
+
+/* The next "://" at or after i and before end, or end. */
+static size_t next_scheme(const char *arg, size_t i, size_t end)
+{
+    for (; i + 3 <= end; i++)
+        if (arg[i] == ':' && arg[i + 1] == '/' && arg[i + 2] == '/')
+            return i;
+    return end;
 }
 
 char *argv_redact_embedded(const char *arg)
@@ -174,28 +228,40 @@ char *argv_redact_embedded(const char *arg)
         return NULL;
     size_t o = 0, from = 0;
     int changed = cut < len;
-    /* The password of each URL's user info (scheme://user:PASSWORD@host)
-     * before the cut; a '/' ends a host, and every "://" holds one, so each
-     * byte is read at most twice. */
-    for (size_t i = 0; i + 3 <= cut; i++) {
-        if (memcmp(arg + i, "://", 3))
-            continue;
-        size_t host = i + 3, stop = host;
-        while (stop < cut && !strchr("/?#@", arg[stop]))
-            stop++;
-        const char *colon = stop < cut && arg[stop] == '@'
-                                ? memchr(arg + host, ':', stop - host) : NULL;
-        size_t at = colon ? (size_t)(colon + 1 - arg) : 0;
-        if (colon && at < stop &&
-            !(stop - at == red && !memcmp(arg + at, ARGV_REDACTED, red))) {
-            memcpy(out + o, arg + from, at - from);
-            o += at - from;
+    /* The password of each URL's user info (scheme://user:PASSWORD@host):
+     * from the first ':' of the authority, when no '/' comes before it and
+     * it starts no port (host:8443/…), to the last '@' before the next URL
+     * or a space.  The last '@', not the
+     * first delimiter: passwords hold '@', '#', '/' and '?' (a DATABASE_URL
+     * with an unencoded password), and a few bytes more redacted in an odd
+     * URL cost less than part of a password shown.  Each span is read once. */
+    size_t i = next_scheme(arg, 0, cut);
+    while (i < cut) {
+        size_t host = i + 3, next = next_scheme(arg, host, cut), colon = 0, at = 0;
+        for (size_t k = host; k < next && arg[k] != ' ' && arg[k] != '\t'; k++) {
+            if (arg[k] == '/' && !colon)
+                break;
+            if (arg[k] == ':' && !colon) {
+                size_t d = k + 1;
+                while (d < next && arg[d] >= '0' && arg[d] <= '9')
+                    d++;
+                if (d > k + 1 && (d == next || arg[d] == '/'))
+                    break; /* host:port/…: no user info */
+                colon = k;
+            }
+            if (arg[k] == '@' && colon)
+                at = k;
+        }
+        if (colon && at > colon + 1 &&
+            !(at - colon - 1 == red && !memcmp(arg + colon + 1, ARGV_REDACTED, red))) {
+            memcpy(out + o, arg + from, colon + 1 - from);
+            o += colon + 1 - from;
             memcpy(out + o, ARGV_REDACTED, red);
             o += red;
-            from = stop;
+            from = at;
             changed = 1;
         }
-        i = stop - 2; /* the next "://" may start right before the delimiter */
+        i = next;
     }
     if (!changed) {
         free(out);
@@ -211,35 +277,75 @@ char *argv_redact_embedded(const char *arg)
     return out;
 }
 
-/* Flags whose value is a credential only in one command: its words must
- * stand one after the other among the arguments. */
+/* ---- one command's own credentials ------------------------------------------------------------ */
+
+/* Each CLI's options that take the next argument as their value, wherever
+ * they stand (aws --profile dev configure set …): skipped when looking for
+ * the command's words.  Any other option stands alone.  A fixed list, not
+ * "has no '='": a pass removes a '=' from what it redacts, and a second pass
+ * must read the command the same way. */
+static const struct {
+    const char *program;
+    const char *const options[16];
+} valued_options[] = {
+    { "aws", { "--profile", "--region", "--output", "--endpoint-url", "--query", "--color",
+               "--ca-bundle", "--cli-read-timeout", "--cli-connect-timeout", "--cli-binary-format",
+               NULL } },
+    { "az", { "--subscription", "--output", "-o", "--query", NULL } },
+    { "gcloud", { "--project", "--account", "--configuration", "--format", "--verbosity",
+                  "--billing-project", "--impersonate-service-account", NULL } },
+    { "kubectl", { "--kubeconfig", "--context", "--cluster", "--user", "-n", "--namespace", "-s",
+                   "--server", "--as", "--as-group", "--request-timeout", "--certificate-authority",
+                   "--client-certificate", "--tls-server-name", NULL } },
+    { NULL, { NULL } },
+};
+
+static int takes_value(const char *program, const char *opt)
+{
+    for (size_t p = 0; valued_options[p].program; p++)
+        if (!strcmp(program, valued_options[p].program))
+            for (const char *const *o = valued_options[p].options; *o; o++)
+                if (!strcmp(opt, *o))
+                    return 1;
+    return 0;
+}
+
+/* The index of the first argument after the command's words (the first
+ * arguments that are not options, in order), 0 when the command is another:
+ * `az keyvault secret set …`. */
+static int after_command(const cJSON *argv, int n, const char *program, const char *const *words)
+{
+    int i = 1, k = 0;
+    while (words[k] && i < n) {
+        const cJSON *it = cJSON_GetArrayItem(argv, i);
+        if (!cJSON_IsString(it))
+            return 0;
+        const char *a = it->valuestring;
+        if (a[0] == '-') {
+            i += takes_value(program, a) ? 2 : 1;
+            continue;
+        }
+        if (strcmp(a, words[k]))
+            return 0;
+        k++;
+        i++;
+    }
+    return words[k] ? 0 : i;
+}
+
+/* Options whose value is a credential only in one command (in any of the
+ * command's forms when only its first words are named). */
 static const struct {
     const char *program;
     const char *words[4];
     const char *flag;
+    int many; /* takes every argument up to the next option (argparse's nargs='+') */
 } command_flags[] = {
-    { "az", { "keyvault", "secret", "set", NULL }, "value" },      /* the secret itself */
-    { "az", { "containerapp", "secret", "set", NULL }, "secrets" }, /* name=value pairs */
-    { "aws", { "ssm", "put-parameter", NULL }, "value" },           /* SecureString or not */
-    { NULL, { NULL }, NULL },
+    { "az", { "keyvault", "secret", "set", NULL }, "value", 0 }, /* the secret itself */
+    { "az", { "containerapp", NULL }, "secrets", 1 },            /* name=value pairs */
+    { "aws", { "ssm", "put-parameter", NULL }, "value", 0 },     /* SecureString or not */
+    { NULL, { NULL }, NULL, 0 },
 };
-
-/* Index of the first argument after words[] standing in a row, 0 if absent. */
-static int after_words(const cJSON *argv, int n, const char *const *words)
-{
-    for (int i = 1; i < n; i++) {
-        int k = 0;
-        while (words[k] && i + k < n) {
-            const cJSON *it = cJSON_GetArrayItem(argv, i + k);
-            if (!cJSON_IsString(it) || strcmp(it->valuestring, words[k]))
-                break;
-            k++;
-        }
-        if (!words[k])
-            return i + k;
-    }
-    return 0;
-}
 
 /* The command's own credential flag, if arg is it: NEXT, INLINE (shown
  * filled) or NONE. */
@@ -258,32 +364,33 @@ static argv_redact command_flag(const char *flag, int prefixes, const char *arg,
     return ARGV_REDACT_INLINE;
 }
 
-/* `aws configure set <name> <value>`: the index of a value whose name is a
- * credential's (aws_secret_access_key, aws_session_token, a profile's
- * profile.dev.aws_secret_access_key), else 0. */
-static int aws_configure_value(const cJSON *argv, int n, const char *program)
+/* Commands that set a named value: `aws configure set <name> <value>`,
+ * `kubectl config set <name> <value>`.  The index of a value whose name is a
+ * credential's (aws_secret_access_key, profile.dev.aws_session_token,
+ * users.admin.token, users.admin.client-key-data), else 0. */
+static int set_value(const cJSON *argv, int n, const char *program)
 {
-    static const char *const words[] = { "configure", "set", NULL };
-    /* aws's options that take a value as the next argument ("--profile dev");
-     * any other option stands alone.  A fixed list, not "has no '='": the
-     * pass itself removes a '=' from what it redacts, and a second pass must
-     * find the same name. */
-    static const char *const valued[] = { "--profile",      "--region",           "--output",
-                                          "--endpoint-url", "--query",            "--color",
-                                          "--ca-bundle",    "--cli-read-timeout", "--cli-connect-timeout",
-                                          "--cli-binary-format", NULL };
-    int i = strcmp(program, "aws") ? 0 : after_words(argv, n, words);
-    while (i > 0 && i < n) { /* the first argument that is not an option is the name */
-        const cJSON *it = cJSON_GetArrayItem(argv, i);
-        if (!cJSON_IsString(it))
-            return 0;
-        const char *a = it->valuestring;
-        if (a[0] != '-')
-            return i + 1 < n && credential_name(a, strlen(a)) ? i + 1 : 0;
-        int takes = 0;
-        for (const char *const *v = valued; *v && !takes; v++)
-            takes = !strcmp(a, *v);
-        i += takes ? 2 : 1;
+    static const struct {
+        const char *program;
+        const char *words[3];
+    } setters[] = {
+        { "aws", { "configure", "set", NULL } },
+        { "kubectl", { "config", "set", NULL } },
+        { NULL, { NULL } },
+    };
+    for (size_t s = 0; setters[s].program; s++) {
+        if (strcmp(program, setters[s].program))
+            continue;
+        int i = after_command(argv, n, program, setters[s].words);
+        while (i > 0 && i < n) { /* the first argument that is not an option is the name */
+            const cJSON *it = cJSON_GetArrayItem(argv, i);
+            if (!cJSON_IsString(it))
+                return 0;
+            const char *a = it->valuestring;
+            if (a[0] != '-')
+                return i + 1 < n && credential_name(a, strlen(a)) ? i + 1 : 0;
+            i += takes_value(program, a) ? 2 : 1;
+        }
     }
     return 0;
 }
@@ -301,31 +408,44 @@ static int replace_item(cJSON *a, int i, const char *text)
 /* One pass over the arguments; the number of items replaced. */
 static int redact_once(cJSON *argv, const char *program)
 {
-    int n = cJSON_GetArraySize(argv), replaced = 0, redact_next = 0;
+    int n = cJSON_GetArraySize(argv), replaced = 0;
     const char *own_flag = NULL; /* this command's own credential flag (command_flags) */
+    int own_many = 0;
     for (size_t c = 0; command_flags[c].program && !own_flag; c++)
         if (!strcmp(program, command_flags[c].program) &&
-            after_words(argv, n, command_flags[c].words))
+            after_command(argv, n, program, command_flags[c].words)) {
             own_flag = command_flags[c].flag;
-    int configured = aws_configure_value(argv, n, program);
+            own_many = command_flags[c].many;
+        }
+    int value_at = set_value(argv, n, program);
+    /* 0: judge the argument; 1: the previous one was a flag, this is its
+     * value; 2: values of a flag that takes every argument up to an option */
+    int values = 0;
     for (int i = 1; i < n; i++) {
         const cJSON *it = cJSON_GetArrayItem(argv, i);
         if (!cJSON_IsString(it) || !it->valuestring) {
-            redact_next = 0;
+            values = 0;
             continue;
         }
-        if (redact_next || i == configured) {
-            redact_next = 0;
+        if (values == 2 && it->valuestring[0] == '-')
+            values = 0;
+        if (values || i == value_at) {
+            if (values == 1)
+                values = 0;
             if (strcmp(it->valuestring, ARGV_REDACTED))
                 replaced += replace_item(argv, i, ARGV_REDACTED);
             continue;
         }
         char shown[ARGV_REDACT_SHOWN_MAX];
         argv_redact r = argv_redact_arg(program, it->valuestring, shown, sizeof(shown));
-        if (r == ARGV_REDACT_NONE)
+        int many = 0;
+        if (r == ARGV_REDACT_NONE) {
             r = command_flag(own_flag, takes_prefixes(program), it->valuestring, shown,
                              sizeof(shown));
-        redact_next = r == ARGV_REDACT_NEXT;
+            many = own_many;
+        }
+        if (r == ARGV_REDACT_NEXT)
+            values = many ? 2 : 1;
         /* what is kept of the argument (a flag's name too) may still hold one */
         const char *kept = r == ARGV_REDACT_INLINE ? shown : it->valuestring;
         char *inner = argv_redact_embedded(kept);

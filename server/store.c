@@ -1530,6 +1530,27 @@ int store_audit_rewrite_argv(store_t *s, char *(*fix)(const char *argv_json), in
     }
 }
 
+static int store_is_sqlite(const store_t *s)
+{
+    return s && s->eng && !strcmp(s->eng->name, "sqlite");
+}
+
+int store_scrub_begin(store_t *s)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!store_is_sqlite(s))
+        return STORE_OK;
+    return run_exec(s, "turning on secure delete", "PRAGMA secure_delete = ON", NULL, 0, NULL);
+}
+
+void store_scrub_end(store_t *s)
+{
+    if (store_is_sqlite(s))
+        (void)run_exec(s, "checkpointing the WAL", "PRAGMA wal_checkpoint(TRUNCATE)", NULL, 0,
+                       NULL);
+}
+
 void store_audit_list_free(store_audit *a, size_t n)
 {
     if (!a)
@@ -2589,33 +2610,42 @@ int store_webhook_get(store_t *s, const char *org_id, const char *connector, con
     return rc;
 }
 
-/* The ids of one page of the rewrite, copied out of the result so that each
- * row's own read and update can run before the next page is asked for. */
+/* One page of the rewrite: the ids of the connector's rows among the next
+ * `batch` rows in id order (*seen_rows of them, *last the last id read),
+ * copied out of the result so that each row's own read and update can run
+ * before the next page is asked for.  Paged by the primary key alone, the
+ * connector compared here: a "connector = ?" in the query makes SQLite
+ * take the (connector, …) index and sort every one of the connector's rows
+ * for each page, which is quadratic over a long history. */
 static int webhook_id_page(store_t *s, const char *connector, const char *after, int batch,
-                           char (**ids)[STORE_ID_LEN], size_t *n)
+                           char (**ids)[STORE_ID_LEN], size_t *n, size_t *seen_rows,
+                           char last[STORE_ID_LEN])
 {
     *ids = NULL;
-    *n = 0;
+    *n = *seen_rows = 0;
     db_result r;
-    db_param p[] = { p_text(connector), p_text(after), DB_P_INT(batch) };
+    db_param p[] = { p_text(after), DB_P_INT(batch) };
     if (run_query(s, "reading webhook deliveries",
-                  "SELECT id FROM webhook_deliveries WHERE connector = ? AND id > ?"
-                  " ORDER BY id LIMIT ?",
-                  p, 3, &r) != STORE_OK)
+                  "SELECT id, connector FROM webhook_deliveries WHERE id > ? ORDER BY id LIMIT ?",
+                  p, 2, &r) != STORE_OK)
         return STORE_ERR;
     if (r.nrows && !(*ids = calloc(r.nrows, sizeof(**ids)))) {
         db_result_free(&r);
         return serr(s, "out of memory");
     }
     for (size_t i = 0; i < r.nrows; i++) {
-        if (cell_str(s, &r, i, 0, (*ids)[i], sizeof((*ids)[i]), "webhook id")) {
+        if (cell_str(s, &r, i, 0, last, STORE_ID_LEN, "webhook id")) {
             db_result_free(&r);
             free(*ids);
             *ids = NULL;
+            *n = 0;
             return STORE_ERR;
         }
+        const char *c = db_cell(&r, i, 1);
+        if (c && !strcmp(c, connector))
+            memcpy((*ids)[(*n)++], last, STORE_ID_LEN);
     }
-    *n = r.nrows;
+    *seen_rows = r.nrows;
     db_result_free(&r);
     return STORE_OK;
 }
@@ -2629,7 +2659,7 @@ static int webhook_rewrite_one(store_t *s, const char *connector, const char *id
     if (rc == STORE_NOT_FOUND) /* deleted meanwhile (pruned): nothing to rewrite */
         return 0;
     if (rc != STORE_OK)
-        return rc;
+        return rc < 0 ? rc : STORE_ERR;
     int err = 0;
     char *now = fix(d.body, d.body_len, arg, &err);
     secret_free_n(d.body, d.body_len + 1);
@@ -2645,15 +2675,18 @@ static int webhook_rewrite_one(store_t *s, const char *connector, const char *id
     rc = len > WEBHOOK_BODY_MAX ? serr(s, "rewritten webhook body too large")
                                 : webhook_encode_body(s, now, len, &text, &encoding);
     secret_free(now);
+    int64_t changes = 0;
     if (rc == STORE_OK) {
         db_param u[] = { p_text(text), p_text(encoding), p_text(digest), p_text(id) };
         rc = run_exec(s, "rewriting a webhook delivery",
                       "UPDATE webhook_deliveries SET body = ?, body_encoding = ?, body_sha256 = ?"
                       " WHERE id = ?",
-                      u, 4, NULL);
+                      u, 4, &changes);
     }
-    free(text);
-    return rc == STORE_OK ? 1 : rc;
+    secret_free(text);
+    if (rc != STORE_OK)
+        return rc < 0 ? rc : STORE_ERR;
+    return changes > 0; /* 0: deleted between the read and the update */
 }
 
 int store_webhook_rewrite_bodies(store_t *s, const char *connector,
@@ -2670,8 +2703,9 @@ int store_webhook_rewrite_bodies(store_t *s, const char *connector,
     char after[STORE_ID_LEN] = "";
     for (;;) {
         char(*ids)[STORE_ID_LEN];
-        size_t n;
-        if (webhook_id_page(s, connector, after, batch, &ids, &n) != STORE_OK)
+        size_t n, rows;
+        char last[STORE_ID_LEN] = "";
+        if (webhook_id_page(s, connector, after, batch, &ids, &n, &rows, last) != STORE_OK)
             return STORE_ERR;
         for (size_t i = 0; i < n; i++) {
             int rc = webhook_rewrite_one(s, connector, ids[i], fix, arg);
@@ -2685,13 +2719,13 @@ int store_webhook_rewrite_bodies(store_t *s, const char *connector,
             (*seen)++;
             *changed += rc;
         }
-        if (n)
-            memcpy(after, ids[n - 1], sizeof(after));
         free(ids);
-        if (n < (size_t)batch)
+        if (rows < (size_t)batch)
             return STORE_OK;
+        memcpy(after, last, sizeof(after));
     }
 }
+
 
 int store_webhook_list(store_t *s, const char *org_id, const char *connector, const char *event,
                        int64_t before_seq, const char *before_id, int limit,

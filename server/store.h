@@ -349,7 +349,8 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
 int store_webhook_get(store_t *s, const char *org_id, const char *connector, const char *id,
                       store_webhook_delivery *out);
 /* Rewrites the stored body of every delivery of `connector` through fix,
- * `batch` ids at a time in id order, one body in memory at a time (bodies
+ * reading `batch` rows (of any connector) at a time in id order, one body
+ * in memory at a time (bodies
  * reach AURORA_MAX_BODY).  fix gets the raw bytes and returns a malloc'd new
  * body when the row must change (body_sha256 then follows it; delivery_id,
  * body_key and status are kept), NULL when it must not, or NULL with *err
@@ -507,6 +508,16 @@ int store_audit_prune(store_t *s, int64_t before, int batch, int64_t *deleted);
  * are read too. */
 int store_audit_rewrite_argv(store_t *s, char *(*fix)(const char *argv_json), int batch,
                              int64_t *seen, int64_t *changed);
+/* Around a pass that rewrites rows to remove what they held (admin
+ * redact-audit, redact-webhooks).  begin: SQLite overwrites with zeros the
+ * space this connection's writes free (PRAGMA secure_delete), so the old
+ * bytes do not stay in free blocks and free pages of the file.  end: SQLite
+ * copies the WAL, which still holds the old page versions, into the file
+ * and truncates it; best effort (a reader in another process may hold it,
+ * and the server's own checkpoints copy it later).  PostgreSQL: nothing; its
+ * old row versions stay until VACUUM reuses their space. */
+int store_scrub_begin(store_t *s);
+void store_scrub_end(store_t *s);
 void store_audit_list_free(store_audit *a, size_t n);
 
 /* ---- server instances (audit rows of a dead process) ------------------------

@@ -130,6 +130,11 @@ def older_audit_rows_redacted_by_admin(t):
     check(not any(secret in x[0] for x in rows), "the token is gone from the row", rows)
     check(any('"--token=[REDACTED]","-n","default"' in x[0] for x in rows), "the rest kept", rows)
     check(secret not in w.get("/api/audit").body.decode(), "GET /api/audit no longer shows it")
+    for name in ("aurora.db", "aurora.db-wal"):  # zeroed, and the WAL checkpointed away
+        path = os.path.join(w.data, name)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                check(secret.encode() not in f.read(), "%s still holds the token" % name)
     got = w.admin("redact-audit")
     eq(got["redacted"], 0, "a second pass changes nothing: %r" % got)
 

@@ -161,6 +161,19 @@ static void test_embedded_credentials(void **state)
         { "api-key=S3cret", "api-key=" ARGV_REDACTED },
         { "client.secret=S3cret", "client.secret=" ARGV_REDACTED },
         { "Stripe_Key=S3cret", "Stripe_Key=" ARGV_REDACTED },
+        /* run together or camelCase (found in review) */
+        { "PGPASSWORD=S3cret", "PGPASSWORD=" ARGV_REDACTED },
+        { "DbPassword=S3cret", "DbPassword=" ARGV_REDACTED },
+        { "ClientSecret=S3cret", "ClientSecret=" ARGV_REDACTED },
+        { "RABBITMQ_DEFAULT_PASS=S3cret", "RABBITMQ_DEFAULT_PASS=" ARGV_REDACTED },
+        { "ParameterKey=DBPassword,ParameterValue=S3cret", "ParameterKey=" ARGV_REDACTED },
+        { "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=S3cret==;EndpointSuffix=x",
+          "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=" ARGV_REDACTED },
+        { "client-key-data=LS0tS3cret", "client-key-data=" ARGV_REDACTED },
+        /* unencoded '@', '#', '/' in a password: up to the last '@' */
+        { "postgres://app:p@ss@db/app", "postgres://app:" ARGV_REDACTED "@db/app" },
+        { "postgres://app:P#ss@db", "postgres://app:" ARGV_REDACTED "@db" },
+        { "postgres://app:ab/cd@db", "postgres://app:" ARGV_REDACTED "@db" },
         /* a list: the pairs before stay, the value runs to the end */
         { "--set-env-vars=LOG=1,DB_PASSWORD=S3cret,X=2", "--set-env-vars=LOG=1,DB_PASSWORD=" ARGV_REDACTED },
         { "Variables={A=1,AWS_SESSION_TOKEN=S3cret}", "Variables={A=1,AWS_SESSION_TOKEN=" ARGV_REDACTED },
@@ -181,6 +194,8 @@ static void test_embedded_credentials(void **state)
     }
     const char *keep[] = { "app=web", "KEY=value", "tier=secret-store", "status.phase=Running",
                            "https://example.com:8443/a@b", "user@host", "ssh://git@host/repo",
+                           "ssh://git@host:22/repo", "--secret-id=prod/db", "--token-file=/x",
+                           "-token=x", "--partition-key=user1", "--set-secrets=ENV=sec:latest",
                            "postgres://app:@db/app", "{.data.password}", "==token", "" };
     for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
         if (argv_redact_embedded(keep[i]))
@@ -224,8 +239,24 @@ static void test_commands_with_their_own_credentials(void **state)
           "\"--value\",\"[REDACTED]\"]" },
         { "[\"az\",\"keyvault\",\"secret\",\"set\",\"--val=S3cret\"]", /* argparse's prefix */
           "[\"az\",\"keyvault\",\"secret\",\"set\",\"--val=[REDACTED]\"]" },
-        { "[\"az\",\"containerapp\",\"secret\",\"set\",\"-n\",\"app\",\"--secrets\",\"db=S3cret\"]",
-          "[\"az\",\"containerapp\",\"secret\",\"set\",\"-n\",\"app\",\"--secrets\",\"[REDACTED]\"]" },
+        /* --secrets takes every argument up to the next option, in any containerapp command */
+        { "[\"az\",\"containerapp\",\"secret\",\"set\",\"-n\",\"app\",\"--secrets\",\"db=S3cret\","
+          "\"queue=S3cret\",\"--verbose\"]",
+          "[\"az\",\"containerapp\",\"secret\",\"set\",\"-n\",\"app\",\"--secrets\",\"[REDACTED]\","
+          "\"[REDACTED]\",\"--verbose\"]" },
+        { "[\"az\",\"containerapp\",\"create\",\"-n\",\"app\",\"--secrets\",\"db=S3cret\"]",
+          "[\"az\",\"containerapp\",\"create\",\"-n\",\"app\",\"--secrets\",\"[REDACTED]\"]" },
+        /* kubectl config set, and options between a command's words */
+        { "[\"kubectl\",\"config\",\"set\",\"users.admin.token\",\"eyJS3cret\"]",
+          "[\"kubectl\",\"config\",\"set\",\"users.admin.token\",\"[REDACTED]\"]" },
+        { "[\"kubectl\",\"--kubeconfig\",\"/k\",\"config\",\"set\",\"users.a.client-key-data\",\"LS0t\"]",
+          "[\"kubectl\",\"--kubeconfig\",\"/k\",\"config\",\"set\",\"users.a.client-key-data\","
+          "\"[REDACTED]\"]" },
+        { "[\"aws\",\"configure\",\"--profile\",\"dev\",\"set\",\"aws_secret_access_key\",\"S3cret\"]",
+          "[\"aws\",\"configure\",\"--profile\",\"dev\",\"set\",\"aws_secret_access_key\","
+          "\"[REDACTED]\"]" },
+        { "[\"aws\",\"cloudformation\",\"deploy\",\"--parameter-overrides\",\"DbPassword=S3cret\"]",
+          "[\"aws\",\"cloudformation\",\"deploy\",\"--parameter-overrides\",\"DbPassword=[REDACTED]\"]" },
         { "[\"aws\",\"ssm\",\"put-parameter\",\"--name\",\"/db/pw\",\"--value\",\"S3cret\","
           "\"--type\",\"SecureString\"]",
           "[\"aws\",\"ssm\",\"put-parameter\",\"--name\",\"/db/pw\",\"--value\",\"[REDACTED]\","
@@ -256,7 +287,12 @@ static void test_commands_with_their_own_credentials(void **state)
         "[\"aws\",\"configure\",\"set\",\"region\",\"us-east-1\"]",
         "[\"aws\",\"configure\",\"set\",\"--profile\",\"dev\",\"output\",\"json\"]",
         "[\"aws\",\"configure\",\"set\"]",
-        "[\"kubectl\",\"configure\",\"set\",\"token\",\"x\"]",
+        "[\"kubectl\",\"config\",\"set\",\"clusters.c.server\",\"https://k:6443\"]",
+        "[\"kubectl\",\"get\",\"pods\",\"config\",\"set\",\"users.a.token\",\"x\"]",
+        "[\"az\",\"containerapp\",\"list\",\"--query\",\"[].name\"]",
+        "[\"aws\",\"secretsmanager\",\"get-secret-value\",\"--secret-id=prod/db\"]",
+        "[\"aws\",\"secretsmanager\",\"get-secret-value\",\"--secret-id\",\"prod/db\"]",
+        "[\"kubectl\",\"get\",\"pods\",\"--token-file=/x\",\"--partition-key=user1\"]",
         "[\"kubectl\",\"get\",\"pods\",\"-l\",\"app=web\",\"--field-selector=status.phase=Running\"]",
     };
     for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {

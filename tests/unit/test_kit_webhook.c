@@ -1022,6 +1022,64 @@ static void test_secret_fields_redacted_in_older_rows(void **state)
     assert_int_equal(seen, 0);
 }
 
+/* Whether a file holds these bytes. */
+static int file_holds(const char *path, const char *needle)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return 0;
+    size_t cap = 1 << 16, len = 0, n;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    while ((n = fread(buf + len, 1, cap - len, fp)) > 0) {
+        len += n;
+        if (len == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+    }
+    fclose(fp);
+    int found = 0;
+    for (size_t i = 0; i + strlen(needle) <= len && !found; i++)
+        found = !memcmp(buf + i, needle, strlen(needle));
+    free(buf);
+    return found;
+}
+
+/* The pass leaves the old bytes nowhere in the files: the secret sits at
+ * the end of a long body, so the shorter body written over it would leave
+ * it in the page's free space without secure_delete, and in the WAL's old
+ * frames without the checkpoint. */
+static void test_redacted_bytes_leave_the_files(void **state)
+{
+    fx *f = *state;
+    static const char *const fields[] = { "token", NULL };
+    kit_webhook_spec spec = { .connector = "scrub", .policy = KIT_WH_UNSIGNED,
+                              .secret_fields = fields };
+    char body[2100], id[STORE_ID_LEN];
+    memset(body, 0, sizeof(body));
+    strcpy(body, "{\"x\":\"");
+    memset(body + strlen(body), 'a', 1500);
+    strcat(body, "\",\"token\":\"TAIL-SECRET-0123456789\"}");
+    stored_as_before(f->st, f->org.id, "scrub", "d-tail", body, strlen(body), id);
+    /* the row reaches the database file, as an older server's would have */
+    assert_int_equal(store_scrub_begin(f->st), STORE_OK);
+    store_scrub_end(f->st);
+    char db[128], wal[128];
+    snprintf(db, sizeof(db), "%s", f->path);
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    assert_true(file_holds(db, "TAIL-SECRET-0123456789"));
+
+    int64_t seen, changed;
+    assert_int_equal(store_scrub_begin(f->st), STORE_OK);
+    assert_int_equal(kit_webhook_redact_stored(f->st, &spec, &seen, &changed), STORE_OK);
+    store_scrub_end(f->st);
+    assert_int_equal(changed, 1);
+    assert_false(file_holds(db, "TAIL-SECRET-0123456789"));
+    assert_false(file_holds(wal, "TAIL-SECRET-0123456789"));
+}
+
 static int g_fix_calls, g_fix_fail_at;
 
 /* Appends "!" to every body; sets *err at call g_fix_fail_at (1-based). */
@@ -1781,6 +1839,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_secret_fields_redacted_in_older_rows, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_bodies_pages_and_stops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redacted_bytes_leave_the_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_unavailable_no_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_processing_after_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_claim_recovered, setup, teardown),
