@@ -503,6 +503,21 @@ static int cmd_expire_token(admin_call *c)
     return print_json(o);
 }
 
+/* ---- redact passes ------------------------------------------------------------------------ */
+
+/* After a redact pass: whether the old page versions left the WAL.  When a
+ * reader of another process held it, the operator is told to run the
+ * command again (which then finds nothing to rewrite, and truncates). */
+static void add_wal_truncated(cJSON *o, store_t *st)
+{
+    int done = store_scrub_end(st);
+    cJSON_AddBoolToObject(o, "wal_truncated", done == 1);
+    if (done != 1)
+        fprintf(stderr, "aurora-server admin: the WAL still holds the old values (%s): run the "
+                        "command again when the server is less busy\n",
+                done < 0 ? store_errmsg(st) : "a reader kept it");
+}
+
 /* ---- the audit log ------------------------------------------------------------------------- */
 
 /* Rows written before the argv redaction existed keep what was typed: this
@@ -514,14 +529,19 @@ static int cmd_redact_audit(admin_call *c)
     if (!st)
         return c->rc;
     int64_t seen = 0, changed = 0;
-    if (store_scrub_begin(st) != STORE_OK ||
-        store_audit_rewrite_argv(st, argv_redact_stored, 500, &seen, &changed) != STORE_OK)
-        return failed(c, "%s (%lld rows read, %lld redacted before it)", store_errmsg(st),
-                      (long long)seen, (long long)changed);
-    store_scrub_end(st);
+    if (store_scrub_begin(st) != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    if (store_audit_rewrite_argv(st, argv_redact_stored, 500, &seen, &changed) != STORE_OK) {
+        char why[600];
+        snprintf(why, sizeof(why), "%s", store_errmsg(st));
+        store_scrub_end(st); /* what was rewritten leaves the WAL too */
+        return failed(c, "%s (%lld rows read, %lld redacted before it)", why, (long long)seen,
+                      (long long)changed);
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "rows", (double)seen);
     cJSON_AddNumberToObject(o, "redacted", (double)changed);
+    add_wal_truncated(o, st);
     return print_json(o);
 }
 
@@ -567,8 +587,8 @@ static int cmd_redact_webhooks(admin_call *c)
         return failed(c, "%s", store_errmsg(st));
     redact_pass p = { .st = st, .per_connector = cJSON_CreateObject() };
     kit_webhook_foreach(redact_connector, &p);
-    store_scrub_end(st);
     if (p.err[0]) {
+        store_scrub_end(st); /* what was rewritten leaves the WAL too */
         cJSON_Delete(p.per_connector);
         return failed(c, "%s (%lld rows read, %lld redacted before it)", p.err, (long long)p.rows,
                       (long long)p.redacted);
@@ -577,6 +597,7 @@ static int cmd_redact_webhooks(admin_call *c)
     cJSON_AddNumberToObject(o, "rows", (double)p.rows);
     cJSON_AddNumberToObject(o, "redacted", (double)p.redacted);
     cJSON_AddItemToObject(o, "connectors", p.per_connector);
+    add_wal_truncated(o, st);
     return print_json(o);
 }
 
@@ -752,7 +773,8 @@ static const admin_cmd commands[] = {
       "the value of a flag that carries a credential (--token, --password, az's -p,\n"
       "...) becomes [REDACTED].  Rows written before that rule existed keep what was\n"
       "typed until this runs; run it once after upgrading (again is harmless).\n"
-      "Prints {\"rows\": read, \"redacted\": rewritten}.\n",
+      "Prints {\"rows\": read, \"redacted\": rewritten, \"wal_truncated\": false when\n"
+      "a reader kept the old values in SQLite's WAL}.\n",
       cmd_redact_audit, { { NULL, 0, 0 } } },
     { "redact-webhooks", "", "remove provider credentials from older webhook deliveries",
       "Rewrites every stored delivery of a connector whose provider puts a\n"
@@ -760,7 +782,8 @@ static const admin_cmd commands[] = {
       "Sentry's installation grant code) without it, as new ones are stored.\n"
       "Deliveries stored before that rule existed keep it until this runs; run it\n"
       "once after upgrading (again is harmless).  Prints {\"rows\": read,\n"
-      "\"redacted\": rewritten, \"connectors\": {id: {rows, redacted}}}.\n",
+      "\"redacted\": rewritten, \"connectors\": {id: {rows, redacted}},\n"
+      "\"wal_truncated\": false when a reader kept the old values in SQLite's WAL}.\n",
       cmd_redact_webhooks, { { NULL, 0, 0 } } },
     { "routes", "", "the server's route table (one JSON object a line)",
       "Each line: {\"method\", \"pattern\", \"auth\"} with auth public, api (API key or\n"

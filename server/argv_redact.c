@@ -40,8 +40,12 @@ static int takes_prefixes(const char *program)
  * --admin-password, --docker-password, --master-user-password,
  * --root-password, --new-password, --sas-token, --account-key,
  * --secret-string, --connection-string, --client-secret, … */
-static const char *const secret_suffixes[] = { "password", "secret", "token", "account-key",
-                                               "secret-string", "connection-string", NULL };
+static const char *const secret_suffixes[] = { "password",      "secret",          "token",
+                                               "account-key",   "secret-string",   "connection-string",
+                                               "access-key",    "storage-key",     "workspace-key",
+                                               "sse-c-key",     "primary-key",     "secondary-key",
+                                               "api-key",       "shared-key",      "master-key",
+                                               NULL };
 
 static int secret_suffix(const char *name, size_t n)
 {
@@ -191,12 +195,15 @@ static int name_char(char c)
  * name is read back only to the '=' before it. */
 static size_t assignment_value(const char *arg, size_t len)
 {
+    /* A short option's value may follow it at once (pflag: -eDB_PASSWORD=…):
+     * names start after the option letter. */
+    const char *start = arg[0] == '-' && arg[1] && arg[1] != '-' ? arg + 2 : arg;
     const char *eq = memchr(arg, '=', len);
-    if (eq && arg[0] == '-')
+    if (eq && arg[0] == '-' && arg[1] == '-')
         eq = memchr(eq + 1, '=', len - (size_t)(eq + 1 - arg));
     for (; eq; eq = memchr(eq + 1, '=', len - (size_t)(eq + 1 - arg))) {
         const char *name = eq;
-        while (name > arg && name_char(name[-1]))
+        while (name > start && name_char(name[-1]))
             name--;
         if (!credential_name(name, (size_t)(eq - name)))
             continue;
@@ -245,8 +252,8 @@ char *argv_redact_embedded(const char *arg)
                 size_t d = k + 1;
                 while (d < next && arg[d] >= '0' && arg[d] <= '9')
                     d++;
-                if (d > k + 1 && (d == next || arg[d] == '/'))
-                    break; /* host:port/…: no user info */
+                if (d > k + 1 && (d == next || arg[d] == '/' || arg[d] == '?' || arg[d] == '#'))
+                    break; /* host:port/…: no user info (so user:123/x@h keeps "123/x") */
                 colon = k;
             }
             if (arg[k] == '@' && colon)
@@ -286,7 +293,7 @@ char *argv_redact_embedded(const char *arg)
  * must read the command the same way. */
 static const struct {
     const char *program;
-    const char *const options[16];
+    const char *const options[24];
 } valued_options[] = {
     { "aws", { "--profile", "--region", "--output", "--endpoint-url", "--query", "--color",
                "--ca-bundle", "--cli-read-timeout", "--cli-connect-timeout", "--cli-binary-format",
@@ -295,13 +302,17 @@ static const struct {
     { "gcloud", { "--project", "--account", "--configuration", "--format", "--verbosity",
                   "--billing-project", "--impersonate-service-account", NULL } },
     { "kubectl", { "--kubeconfig", "--context", "--cluster", "--user", "-n", "--namespace", "-s",
-                   "--server", "--as", "--as-group", "--request-timeout", "--certificate-authority",
-                   "--client-certificate", "--tls-server-name", NULL } },
+                   "--server", "--as", "--as-group", "--as-uid", "--request-timeout",
+                   "--certificate-authority", "--client-certificate", "--tls-server-name", "-v",
+                   "--v", "--cache-dir", "--profile", "--log-dir", "--log-file", NULL } },
     { NULL, { NULL } },
 };
 
 static int takes_value(const char *program, const char *opt)
 {
+    char shown[ARGV_REDACT_SHOWN_MAX];
+    if (argv_redact_arg(program, opt, shown, sizeof(shown)) == ARGV_REDACT_NEXT)
+        return 1; /* --token, --password, --client-key, … */
     for (size_t p = 0; valued_options[p].program; p++)
         if (!strcmp(program, valued_options[p].program))
             for (const char *const *o = valued_options[p].options; *o; o++)
@@ -339,19 +350,26 @@ static const struct {
     const char *program;
     const char *words[4];
     const char *flag;
+    const char *short_flag; /* its one-letter spelling, or NULL */
     int many; /* takes every argument up to the next option (argparse's nargs='+') */
 } command_flags[] = {
-    { "az", { "keyvault", "secret", "set", NULL }, "value", 0 }, /* the secret itself */
-    { "az", { "containerapp", NULL }, "secrets", 1 },            /* name=value pairs */
-    { "aws", { "ssm", "put-parameter", NULL }, "value", 0 },     /* SecureString or not */
-    { NULL, { NULL }, NULL, 0 },
+    { "az", { "keyvault", "secret", "set", NULL }, "value", NULL, 0 }, /* the secret itself */
+    { "az", { "containerapp", NULL }, "secrets", "-s", 1 },            /* name=value pairs */
+    { "aws", { "ssm", "put-parameter", NULL }, "value", NULL, 0 },     /* SecureString or not */
+    { NULL, { NULL }, NULL, NULL, 0 },
 };
 
 /* The command's own credential flag, if arg is it: NEXT, INLINE (shown
  * filled) or NONE. */
-static argv_redact command_flag(const char *flag, int prefixes, const char *arg, char *shown,
-                                size_t cap)
+static argv_redact command_flag(const char *flag, const char *short_flag, int prefixes,
+                                const char *arg, char *shown, size_t cap)
 {
+    if (short_flag && arg[0] == '-' && arg[1] != '-' && !strncmp(arg, short_flag, 2)) {
+        if (!arg[2])
+            return ARGV_REDACT_NEXT; /* "-s v" */
+        snprintf(shown, cap, "%s" ARGV_REDACTED, short_flag); /* "-sv", "-s=v" */
+        return ARGV_REDACT_INLINE;
+    }
     if (!flag || strncmp(arg, "--", 2))
         return ARGV_REDACT_NONE;
     const char *name = arg + 2;
@@ -409,12 +427,13 @@ static int replace_item(cJSON *a, int i, const char *text)
 static int redact_once(cJSON *argv, const char *program)
 {
     int n = cJSON_GetArraySize(argv), replaced = 0;
-    const char *own_flag = NULL; /* this command's own credential flag (command_flags) */
+    const char *own_flag = NULL, *own_short = NULL; /* this command's own (command_flags) */
     int own_many = 0;
     for (size_t c = 0; command_flags[c].program && !own_flag; c++)
         if (!strcmp(program, command_flags[c].program) &&
             after_command(argv, n, program, command_flags[c].words)) {
             own_flag = command_flags[c].flag;
+            own_short = command_flags[c].short_flag;
             own_many = command_flags[c].many;
         }
     int value_at = set_value(argv, n, program);
@@ -440,8 +459,8 @@ static int redact_once(cJSON *argv, const char *program)
         argv_redact r = argv_redact_arg(program, it->valuestring, shown, sizeof(shown));
         int many = 0;
         if (r == ARGV_REDACT_NONE) {
-            r = command_flag(own_flag, takes_prefixes(program), it->valuestring, shown,
-                             sizeof(shown));
+            r = command_flag(own_flag, own_short, takes_prefixes(program), it->valuestring,
+                             shown, sizeof(shown));
             many = own_many;
         }
         if (r == ARGV_REDACT_NEXT)

@@ -1544,11 +1544,21 @@ int store_scrub_begin(store_t *s)
     return run_exec(s, "turning on secure delete", "PRAGMA secure_delete = ON", NULL, 0, NULL);
 }
 
-void store_scrub_end(store_t *s)
+int store_scrub_end(store_t *s)
 {
-    if (store_is_sqlite(s))
-        (void)run_exec(s, "checkpointing the WAL", "PRAGMA wal_checkpoint(TRUNCATE)", NULL, 0,
-                       NULL);
+    if (!s)
+        return STORE_ERR;
+    if (!store_is_sqlite(s))
+        return 1;
+    db_result r;
+    if (run_query(s, "checkpointing the WAL", "PRAGMA wal_checkpoint(TRUNCATE)", NULL, 0, &r))
+        return STORE_ERR;
+    /* one row: busy (1 when a reader or writer kept it from finishing), log
+     * frames, frames checkpointed */
+    const char *busy = r.nrows == 1 ? db_cell(&r, 0, 0) : NULL;
+    int done = busy && !strcmp(busy, "0");
+    db_result_free(&r);
+    return done;
 }
 
 void store_audit_list_free(store_audit *a, size_t n)

@@ -517,7 +517,9 @@ int store_audit_rewrite_argv(store_t *s, char *(*fix)(const char *argv_json), in
  * and the server's own checkpoints copy it later).  PostgreSQL: nothing; its
  * old row versions stay until VACUUM reuses their space. */
 int store_scrub_begin(store_t *s);
-void store_scrub_end(store_t *s);
+/* 1 when the WAL was checkpointed and truncated (or there is none:
+ * PostgreSQL), 0 when a reader kept part of it, < 0 on an error. */
+int store_scrub_end(store_t *s);
 void store_audit_list_free(store_audit *a, size_t n);
 
 /* ---- server instances (audit rows of a dead process) ------------------------

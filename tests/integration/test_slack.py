@@ -330,7 +330,13 @@ def test_older_rows_token_removed_by_admin(t):
     eq(leaked, 0, "no row holds the token")
     eq(digest, hashlib.sha256(stored.encode()).hexdigest(), "body_sha256 follows the new body")
     # nor do the files: the old bytes are zeroed (secure_delete) and the WAL that
-    # held the old page versions is checkpointed and truncated
+    # held the old page versions is checkpointed and truncated; a reader of the
+    # server's may keep it, and the command says so: run again, as the operator would
+    for _ in range(10):
+        if got["wal_truncated"]:
+            break
+        got = w.admin("redact-webhooks")
+    eq(got["wal_truncated"], True, "the WAL truncated (%r)" % got)
     for name in ("aurora.db", "aurora.db-wal"):
         path = os.path.join(w.data, name)
         if os.path.exists(path):

@@ -50,7 +50,8 @@ static void test_what_stays(void **state)
     char shown[ARGV_REDACT_SHOWN_MAX];
     const char *keep[] = { "get", "pods", "-n", "kube-system", "--namespace=default", "--tokens",
                            "--token-file=/x", "-token=x", "token", "--", "-o=json",
-                           "--kubeconfig=/home/k", "--passwords", "-p", "-pfoo", "" };
+                           "--kubeconfig=/home/k", "--passwords", "-p", "-pfoo", "--kms-key=k",
+                           "--partition-key=user1", "" };
     for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
         if (of("kubectl", keep[i], shown) != ARGV_REDACT_NONE)
             fail_msg("kubectl %s redacted", keep[i]);
@@ -112,6 +113,11 @@ static void test_prefixes_and_named_credentials(void **state)
         { "aws", "--master-user-password=S3cret" }, /* aws rds create-db-instance */
         { "aws", "--secret-string=S3cret" },        /* aws secretsmanager create-secret */
         { "aws", "--new-password=S3cret" },         /* aws iam change-password */
+        { "az", "--storage-key=S3cret" },           /* az sql db import */
+        { "az", "--logs-workspace-key=S3cret" },    /* az containerapp env create */
+        { "aws", "--sse-c-key=S3cret" },            /* aws s3 cp */
+        { "az", "--access-key" },                   /* az webapp config storage-account add */
+        { "az", "--primary-key=S3cret" },           /* az iot */
     };
     for (size_t i = 0; i < sizeof(leak) / sizeof(leak[0]); i++)
         if (of(leak[i].p, leak[i].a, shown) == ARGV_REDACT_NONE) {
@@ -170,6 +176,9 @@ static void test_embedded_credentials(void **state)
         { "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=S3cret==;EndpointSuffix=x",
           "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=" ARGV_REDACTED },
         { "client-key-data=LS0tS3cret", "client-key-data=" ARGV_REDACTED },
+        /* a short option's value right after it (pflag) */
+        { "-eDB_PASSWORD=S3cret", "-eDB_PASSWORD=" ARGV_REDACTED },
+        { "-e=DB_PASSWORD=S3cret", "-e=DB_PASSWORD=" ARGV_REDACTED },
         /* unencoded '@', '#', '/' in a password: up to the last '@' */
         { "postgres://app:p@ss@db/app", "postgres://app:" ARGV_REDACTED "@db/app" },
         { "postgres://app:P#ss@db", "postgres://app:" ARGV_REDACTED "@db" },
@@ -195,6 +204,7 @@ static void test_embedded_credentials(void **state)
     const char *keep[] = { "app=web", "KEY=value", "tier=secret-store", "status.phase=Running",
                            "https://example.com:8443/a@b", "user@host", "ssh://git@host/repo",
                            "ssh://git@host:22/repo", "--secret-id=prod/db", "--token-file=/x",
+                           "https://h:8443?a=b@c",
                            "-token=x", "--partition-key=user1", "--set-secrets=ENV=sec:latest",
                            "postgres://app:@db/app", "{.data.password}", "==token", "" };
     for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
@@ -244,6 +254,12 @@ static void test_commands_with_their_own_credentials(void **state)
           "\"queue=S3cret\",\"--verbose\"]",
           "[\"az\",\"containerapp\",\"secret\",\"set\",\"-n\",\"app\",\"--secrets\",\"[REDACTED]\","
           "\"[REDACTED]\",\"--verbose\"]" },
+        { "[\"az\",\"containerapp\",\"create\",\"-n\",\"app\",\"-s\",\"db=S3cret\",\"q=S3cret\"]",
+          "[\"az\",\"containerapp\",\"create\",\"-n\",\"app\",\"-s\",\"[REDACTED]\",\"[REDACTED]\"]" },
+        { "[\"kubectl\",\"-v\",\"6\",\"config\",\"set\",\"users.a.token\",\"S3cret\"]",
+          "[\"kubectl\",\"-v\",\"6\",\"config\",\"set\",\"users.a.token\",\"[REDACTED]\"]" },
+        { "[\"kubectl\",\"--token\",\"t\",\"config\",\"set\",\"users.a.token\",\"S3cret\"]",
+          "[\"kubectl\",\"--token\",\"[REDACTED]\",\"config\",\"set\",\"users.a.token\",\"[REDACTED]\"]" },
         { "[\"az\",\"containerapp\",\"create\",\"-n\",\"app\",\"--secrets\",\"db=S3cret\"]",
           "[\"az\",\"containerapp\",\"create\",\"-n\",\"app\",\"--secrets\",\"[REDACTED]\"]" },
         /* kubectl config set, and options between a command's words */
