@@ -827,6 +827,30 @@ class World:
         return self.start(timeout)
 
     # -- admin CLI -----------------------------------------------------------
+    def redact_until_wal_truncated(self, command, tries=10):
+        """Runs `admin <command>` (redact-audit, redact-webhooks) again while it
+        reports that a reader of the server's kept SQLite's WAL, as its message tells
+        the operator to, and checks that the WAL got truncated in the end.  Returns
+        the last answer."""
+        got = self.admin(command)
+        for _ in range(tries):
+            if got["wal_truncated"]:
+                break
+            got = self.admin(command)
+        eq(got["wal_truncated"], True, "admin %s: the WAL truncated (%r)" % (command, got))
+        return got
+
+    def data_files_holding(self, needle):
+        """Which of the SQLite database file and its WAL hold these bytes."""
+        held = []
+        for name in ("aurora.db", "aurora.db-wal"):
+            path = os.path.join(self.data, name)
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    if needle in f.read():
+                        held.append(name)
+        return held
+
     def admin(self, *args, expect_ok=True):
         self.generation += 1
         tag = "admin-%d" % self.generation
