@@ -886,17 +886,28 @@ static void test_binary_body_kept_byte_exact(void **state)
     assert_int_equal(committed_rows(f, "body_encoding = 'base64'"), 1);
 }
 
+/* A spec whose bodies carry credentials at a top-level and a nested path
+ * (Slack's "token", Sentry's "data.installation.code"), and a body holding
+ * both, the top-level one twice. */
+static kit_webhook_spec scrub_spec(void)
+{
+    static const char *const fields[] = { "token", "data.installation.code", NULL };
+    return (kit_webhook_spec){ .connector = "scrub", .policy = KIT_WH_UNSIGNED,
+                               .require_json_object = 1, .secret_fields = fields };
+}
+
+#define SCRUB_BODY                                                                                 \
+    "{\"token\":\"VERIFY-1\",\"x\":1,\"data\":{\"installation\":{\"uuid\":\"u\","                   \
+    "\"code\":\"GRANT-2\"}},\"token\":\"VERIFY-3\"}"
+
 /* Credentials a provider puts in its bodies (Slack's legacy "token",
  * Sentry's installation grant) are removed before the body is stored, every
  * copy of a repeated key too; a body without them is kept byte for byte. */
 static void test_secret_fields_not_stored(void **state)
 {
     fx *f = *state;
-    static const char *const fields[] = { "token", "data.installation.code", NULL };
-    kit_webhook_spec spec = { .connector = "scrub", .policy = KIT_WH_UNSIGNED,
-                              .require_json_object = 1, .secret_fields = fields };
-    const char *body = "{\"token\":\"VERIFY-1\",\"x\":1,\"data\":{\"installation\":{\"uuid\":\"u\","
-                       "\"code\":\"GRANT-2\"}},\"token\":\"VERIFY-3\"}";
+    kit_webhook_spec spec = scrub_spec();
+    const char *body = SCRUB_BODY;
     call c;
     init_call(&c, body, strlen(body));
     run_call(&c, &spec, 1700000000);
@@ -967,11 +978,8 @@ static char *stored_body(const fx *f, const char *connector, const char *id, siz
 static void test_secret_fields_redacted_in_older_rows(void **state)
 {
     fx *f = *state;
-    static const char *const fields[] = { "token", "data.installation.code", NULL };
-    kit_webhook_spec spec = { .connector = "scrub", .policy = KIT_WH_UNSIGNED,
-                              .require_json_object = 1, .secret_fields = fields };
-    const char *old = "{\"token\":\"VERIFY-1\",\"x\":1,\"data\":{\"installation\":{\"uuid\":\"u\","
-                      "\"code\":\"GRANT-2\"}},\"token\":\"VERIFY-3\"}";
+    kit_webhook_spec spec = scrub_spec();
+    const char *old = SCRUB_BODY;
     const char *plain = "{ \"x\" : 2, \"tokens\": \"kept\" }";
     const char *text = "token=VERIFY-4 (not JSON)";
     const unsigned char binary[] = { '{', 0, 0xff, '}' };
