@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "argv_redact_text.h"
 #include "utf8.h"
 
 /* Long flags whose value is a credential, in any of the CLIs: kubectl's
@@ -142,7 +143,7 @@ static int word_is(const char *p, size_t w, const char *word)
  * (API_KEY, AccountKey, SharedAccessKey, STRIPE_KEY) or in key data
  * (client-key-data).  Over-reading costs a value in the audit row
  * (TOKENIZER_MODE, ParameterKey); under-reading costs a credential. */
-static int credential_name(const char *name, size_t n)
+int argv_credential_name(const char *name, size_t n)
 {
     static const char *const inside[] = { "password", "passwd",     "secret",     "token",
                                           "apikey",   "credential", "passphrase", NULL };
@@ -178,12 +179,6 @@ static int credential_name(const char *name, size_t n)
     return words > 2 && word_is(last, last_w, "data") && word_is(prev, prev_w, "key");
 }
 
-static int name_char(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.';
-}
-
 /* Where the value of the first NAME=VALUE whose NAME is a credential's
  * starts (an environment assignment after `kubectl set env`, `kubectl exec
  * … -- env`, in --env=, --set-env-vars=A=1,DB_PASSWORD=…, --settings,
@@ -203,9 +198,9 @@ static size_t assignment_value(const char *arg, size_t len)
         eq = memchr(eq + 1, '=', len - (size_t)(eq + 1 - arg));
     for (; eq; eq = memchr(eq + 1, '=', len - (size_t)(eq + 1 - arg))) {
         const char *name = eq;
-        while (name > start && name_char(name[-1]))
+        while (name > start && argv_name_char(name[-1]))
             name--;
-        if (!credential_name(name, (size_t)(eq - name)))
+        if (!argv_credential_name(name, (size_t)(eq - name)))
             continue;
         size_t at = (size_t)(eq + 1 - arg);
         return strcmp(arg + at, ARGV_REDACTED) ? at : len;
@@ -222,19 +217,47 @@ static size_t next_scheme(const char *arg, size_t i, size_t end)
     return end;
 }
 
-char *argv_redact_embedded(const char *arg)
+void argv_splice_init(argv_splice *s, const char *src)
 {
-    size_t len = strlen(arg), red = strlen(ARGV_REDACTED);
+    memset(s, 0, sizeof(*s));
+    s->src = src;
+}
+
+void argv_splice_cut(argv_splice *s, size_t start, size_t end)
+{
+    if (s->failed || start < s->from || end < start)
+        return;
+    if (buf_append(&s->out, s->src + s->from, start - s->from) < 0 ||
+        buf_append_str(&s->out, ARGV_REDACTED) < 0)
+        s->failed = 1;
+    s->from = end;
+    s->changed = 1;
+}
+
+char *argv_splice_finish(argv_splice *s, size_t len)
+{
+    if (!s->changed)
+        return NULL;
+    if (!s->failed && s->from < len && buf_append(&s->out, s->src + s->from, len - s->from) < 0)
+        s->failed = 1;
+    if (s->failed) { /* fail closed: the whole argument goes */
+        if (s->out.data)
+            OPENSSL_cleanse(s->out.data, s->out.len);
+        buf_free(&s->out);
+        return strdup(ARGV_REDACTED);
+    }
+    return buf_detach(&s->out, NULL);
+}
+
+/* Assignments and URL passwords (the first rule of argv_redact_embedded). */
+static char *assignments_and_urls(const char *arg, size_t len)
+{
     size_t cut = assignment_value(arg, len);
     if (cut == len && !strstr(arg, "://"))
         return NULL; /* the common case, without an allocation */
-    /* Every replaced URL password is at least one byte of at least six
-     * ("://:p@"), so the copy grows by at most red per six bytes. */
-    char *out = malloc(cut + (cut / 6 + 1) * red + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0, from = 0;
-    int changed = cut < len;
+    size_t red = strlen(ARGV_REDACTED);
+    argv_splice s;
+    argv_splice_init(&s, arg);
     /* The password of each URL's user info (scheme://user:PASSWORD@host):
      * from the first ':' of the authority, when no '/' comes before it and
      * it starts no port (host:8443/…), to the last '@' before the next URL
@@ -260,28 +283,42 @@ char *argv_redact_embedded(const char *arg)
                 at = k;
         }
         if (colon && at > colon + 1 &&
-            !(at - colon - 1 == red && !memcmp(arg + colon + 1, ARGV_REDACTED, red))) {
-            memcpy(out + o, arg + from, colon + 1 - from);
-            o += colon + 1 - from;
-            memcpy(out + o, ARGV_REDACTED, red);
-            o += red;
-            from = at;
-            changed = 1;
-        }
+            !(at - colon - 1 == red && !memcmp(arg + colon + 1, ARGV_REDACTED, red)))
+            argv_splice_cut(&s, colon + 1, at);
         i = next;
     }
-    if (!changed) {
-        free(out);
-        return NULL;
+    if (cut < len)
+        argv_splice_cut(&s, cut, len);
+    return argv_splice_finish(&s, len);
+}
+
+/* Every rule over one argument's text, each over the previous one's result;
+ * secret_data: the command reads or writes a Secret. */
+static char *embedded(const char *arg, int secret_data)
+{
+    char *now = assignments_and_urls(arg, strlen(arg));
+    const char *text = now ? now : arg;
+    char *values = argv_redact_values(text, strlen(text), secret_data || argv_names_secret(text));
+    if (values) {
+        if (now)
+            OPENSSL_cleanse(now, strlen(now));
+        free(now);
+        now = values;
+        text = now;
     }
-    memcpy(out + o, arg + from, cut - from);
-    o += cut - from;
-    if (cut < len) {
-        memcpy(out + o, ARGV_REDACTED, red);
-        o += red;
+    char *shell = argv_redact_shell(text, strlen(text));
+    if (shell) {
+        if (now)
+            OPENSSL_cleanse(now, strlen(now));
+        free(now);
+        now = shell;
     }
-    out[o] = '\0';
-    return out;
+    return now;
+}
+
+char *argv_redact_embedded(const char *arg)
+{
+    return embedded(arg, 0);
 }
 
 /* ---- one command's own credentials ------------------------------------------------------------ */
@@ -406,7 +443,7 @@ static int set_value(const cJSON *argv, int n, const char *program)
                 return 0;
             const char *a = it->valuestring;
             if (a[0] != '-')
-                return i + 1 < n && credential_name(a, strlen(a)) ? i + 1 : 0;
+                return i + 1 < n && argv_credential_name(a, strlen(a)) ? i + 1 : 0;
             i += takes_value(program, a) ? 2 : 1;
         }
     }
@@ -437,6 +474,20 @@ static int redact_once(cJSON *argv, const char *program)
             own_many = command_flags[c].many;
         }
     int value_at = set_value(argv, n, program);
+    /* A command that names a Secret (kubectl patch secret db -p '{"data":…}'):
+     * the values under "data" in its arguments are credentials.  The words
+     * after "--" are a program's own (kubectl exec … -- mysql -p…). */
+    int secret_data = 0, dashdash = 0;
+    for (int i = 1; i < n; i++) {
+        const cJSON *it = cJSON_GetArrayItem(argv, i);
+        if (!cJSON_IsString(it) || !it->valuestring)
+            continue;
+        if (!dashdash && !strcmp(it->valuestring, "--"))
+            dashdash = i;
+        else if (!dashdash && !secret_data)
+            secret_data = argv_names_secret(it->valuestring);
+    }
+    argv_inner inner = ARGV_INNER_INIT;
     /* 0: judge the argument; 1: the previous one was a flag, this is its
      * value; 2: values of a flag that takes every argument up to an option */
     int values = 0;
@@ -444,8 +495,15 @@ static int redact_once(cJSON *argv, const char *program)
         const cJSON *it = cJSON_GetArrayItem(argv, i);
         if (!cJSON_IsString(it) || !it->valuestring) {
             values = 0;
+            inner = (argv_inner)ARGV_INNER_INIT;
             continue;
         }
+        /* every word after "--" moves the inner program's state, whichever
+         * rule redacts it */
+        size_t keep = 0;
+        int inner_cut = dashdash && i > dashdash &&
+                        argv_inner_word(&inner, it->valuestring, strlen(it->valuestring),
+                                        &keep) == ARGV_INNER_CUT;
         if (values == 2 && it->valuestring[0] == '-')
             values = 0;
         if (values || i == value_at) {
@@ -467,12 +525,22 @@ static int redact_once(cJSON *argv, const char *program)
             values = many ? 2 : 1;
         /* what is kept of the argument (a flag's name too) may still hold one */
         const char *kept = r == ARGV_REDACT_INLINE ? shown : it->valuestring;
-        char *inner = argv_redact_embedded(kept);
-        if (inner)
-            kept = inner;
+        char *own = NULL;
+        if (inner_cut && r != ARGV_REDACT_INLINE) { /* -pS3cret of mysql: "-p" stays */
+            argv_splice sp;
+            argv_splice_init(&sp, it->valuestring);
+            argv_splice_cut(&sp, keep, strlen(it->valuestring));
+            own = argv_splice_finish(&sp, strlen(it->valuestring));
+            if (own)
+                kept = own;
+        }
+        char *text = embedded(kept, secret_data);
+        if (text)
+            kept = text;
         if (strcmp(it->valuestring, kept))
             replaced += replace_item(argv, i, kept);
-        free(inner);
+        free(text);
+        free(own);
     }
     return replaced;
 }

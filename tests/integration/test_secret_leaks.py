@@ -104,6 +104,36 @@ def audit_rows_keep_no_embedded_credentials(t):
 
 
 @test
+def audit_rows_keep_no_inner_credentials(t):
+    """Credentials in what a command runs: the options of the program after
+    `kubectl exec … --` (mysql -p…, redis-cli -a), a shell line (`sh -c "curl
+    -H 'Authorization: Bearer …'"`), and a JSON patch of a Secret.  None is
+    stored or answered; the commands' other words stay."""
+    w = t.world()
+    tok, _a = w.new_connected_agent()
+    my_pw, redis_pw = "MyPw-%s" % rand_tag(8), "RedisPw-%s" % rand_tag(8)
+    bearer, b64 = "Bearer-%s" % rand_tag(12), "QjY0LXNlY3JldC0%s" % rand_tag(8)
+    commands = (["exec", "db-0", "--", "mysql", "-uroot", "-p" + my_pw, "app"],
+                ["exec", "cache-0", "--", "redis-cli", "-a", redis_pw, "PING"],
+                ["exec", "api-0", "--", "sh", "-c",
+                 "curl -s -H 'Authorization: Bearer %s' http://localhost/ | head" % bearer],
+                ["patch", "secret", "db", "-p", '{"data":{"password":"%s"}}' % b64])
+    for args in commands:
+        r = w.kubectl(tok["cluster_id"], args=args)
+        t.note("kubectl %s answered %d" % (args[0], r.status))
+    a = w.get("/api/audit")
+    eq(a.status, 200, "GET /api/audit")
+    rows = [x[0] for x in db_rows(w, "SELECT argv_json FROM audit_log")]
+    for secret in (my_pw, redis_pw, bearer, b64):
+        check(not any(secret in x for x in rows), "audit_log.argv_json holds a credential", rows)
+        check(secret not in a.body.decode(), "GET /api/audit answers a credential", a.body[:400])
+    for kept in ('"mysql","-uroot","-p[REDACTED]","app"', '"redis-cli","-a","[REDACTED]","PING"',
+                 "Authorization: Bearer [REDACTED]' http://localhost/ | head",
+                 '{\\"data\\":{\\"password\\":\\"[REDACTED]\\"}}'):
+        check(any(kept in x for x in rows), "a row keeps %s" % kept, rows)
+
+
+@test
 def older_audit_rows_redacted_by_admin(t):
     """Rows written before the redaction existed keep what was typed; `admin
     redact-audit` rewrites them with today's rule, and running it again changes

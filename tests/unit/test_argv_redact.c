@@ -337,6 +337,173 @@ static void test_long_names_cut_at_a_character(void **state)
     assert_true(ok);
 }
 
+/* The options of a program a command runs (after "--", or in a shell line
+ * inside one argument): mysql -p…, redis-cli -a, curl -u, … */
+static void test_programs_a_command_runs(void **state)
+{
+    (void)state;
+    struct { const char *in, *out; } rows[] = {
+        { "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-uroot\",\"-pS3cret\",\"app\"]",
+          "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-uroot\",\"-p[REDACTED]\",\"app\"]" },
+        { "[\"kubectl\",\"exec\",\"r\",\"--\",\"redis-cli\",\"-h\",\"redis\",\"-a\",\"S3cret\",\"PING\"]",
+          "[\"kubectl\",\"exec\",\"r\",\"--\",\"redis-cli\",\"-h\",\"redis\",\"-a\",\"[REDACTED]\","
+          "\"PING\"]" },
+        { "[\"kubectl\",\"exec\",\"r\",\"--\",\"redis-cli\",\"--pass=S3cret\"]",
+          "[\"kubectl\",\"exec\",\"r\",\"--\",\"redis-cli\",\"--pass=[REDACTED]\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"curl\",\"-u\",\"admin:S3cret\",\"http://x\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"curl\",\"-u\",\"admin:[REDACTED]\",\"http://x\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"/usr/bin/curl\",\"-uadmin:S3cret\",\"http://x\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"/usr/bin/curl\",\"-uadmin:[REDACTED]\",\"http://x\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"curl\",\"-b\",\"session=S3cret\",\"http://x\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"curl\",\"-b\",\"[REDACTED]\",\"http://x\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"curl\",\"-H\",\"Authorization: Bearer S3cret\",\"http://x\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"curl\",\"-H\",\"Authorization: Bearer [REDACTED]\","
+          "\"http://x\"]" },
+        { "[\"kubectl\",\"exec\",\"m\",\"--\",\"mongosh\",\"-u\",\"root\",\"-p\",\"S3cret\"]",
+          "[\"kubectl\",\"exec\",\"m\",\"--\",\"mongosh\",\"-u\",\"root\",\"-p\",\"[REDACTED]\"]" },
+        { "[\"kubectl\",\"exec\",\"v\",\"--\",\"vault\",\"login\",\"-address\",\"http://v\",\"s.S3cret\"]",
+          "[\"kubectl\",\"exec\",\"v\",\"--\",\"vault\",\"login\",\"-address\",\"http://v\","
+          "\"[REDACTED]\"]" },
+        { "[\"kubectl\",\"exec\",\"q\",\"--\",\"rabbitmqctl\",\"add_user\",\"alice\",\"S3cret\"]",
+          "[\"kubectl\",\"exec\",\"q\",\"--\",\"rabbitmqctl\",\"add_user\",\"alice\",\"[REDACTED]\"]" },
+        { "[\"kubectl\",\"exec\",\"d\",\"--\",\"docker\",\"login\",\"-u\",\"u\",\"-pS3cret\",\"reg\"]",
+          "[\"kubectl\",\"exec\",\"d\",\"--\",\"docker\",\"login\",\"-u\",\"u\",\"-p[REDACTED]\",\"reg\"]" },
+        { "[\"kubectl\",\"exec\",\"x\",\"--\",\"env\",\"A=1\",\"mysql\",\"-pS3cret\"]",
+          "[\"kubectl\",\"exec\",\"x\",\"--\",\"env\",\"A=1\",\"mysql\",\"-p[REDACTED]\"]" },
+        { "[\"kubectl\",\"exec\",\"x\",\"--\",\"openssl\",\"pkcs12\",\"-in\",\"a.p12\",\"-passin\","
+          "\"pass:S3cret\",\"-keyout\",\"k.pem\"]",
+          "[\"kubectl\",\"exec\",\"x\",\"--\",\"openssl\",\"pkcs12\",\"-in\",\"a.p12\",\"-passin\","
+          "\"[REDACTED]\",\"-keyout\",\"k.pem\"]" },
+        /* a shell line inside one argument: the words are read the same way */
+        { "[\"kubectl\",\"exec\",\"db\",\"--\",\"sh\",\"-c\",\"mysql -uroot -pS3cret -e 'select 1'\"]",
+          "[\"kubectl\",\"exec\",\"db\",\"--\",\"sh\",\"-c\",\"mysql -uroot -p[REDACTED] -e 'select 1'\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\","
+          "\"curl -s -H 'Authorization: Bearer S3cret' http://x/ | jq .\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\","
+          "\"curl -s -H 'Authorization: Bearer [REDACTED]' http://x/ | jq .\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"cd /x; redis-cli -a 'S3 cret' info\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"cd /x; redis-cli -a [REDACTED] info\"]" },
+        { "[\"gcloud\",\"compute\",\"ssh\",\"vm\",\"--command=sshpass -p S3cret ssh h\"]",
+          "[\"gcloud\",\"compute\",\"ssh\",\"vm\",\"--command=sshpass -p [REDACTED] ssh h\"]" },
+        /* JSON: a credential's key, a Secret's data, an env item's value */
+        { "[\"kubectl\",\"patch\",\"secret\",\"db\",\"-p\","
+          "\"{\\\"data\\\":{\\\"password\\\":\\\"UzNjcmV0\\\",\\\"user\\\":\\\"YWRtaW4=\\\"}}\"]",
+          "[\"kubectl\",\"patch\",\"secret\",\"db\",\"-p\","
+          "\"{\\\"data\\\":{\\\"password\\\":\\\"[REDACTED]\\\",\\\"user\\\":\\\"[REDACTED]\\\"}}\"]" },
+        { "[\"kubectl\",\"patch\",\"deploy/api\",\"-p\",\"{\\\"spec\\\":{\\\"template\\\":{\\\"spec\\\":"
+          "{\\\"containers\\\":[{\\\"name\\\":\\\"api\\\",\\\"env\\\":[{\\\"name\\\":\\\"DB_PASSWORD\\\","
+          "\\\"value\\\":\\\"S3cret\\\"},{\\\"name\\\":\\\"LOG\\\",\\\"value\\\":\\\"debug\\\"}]}]}}}}\"]",
+          "[\"kubectl\",\"patch\",\"deploy/api\",\"-p\",\"{\\\"spec\\\":{\\\"template\\\":{\\\"spec\\\":"
+          "{\\\"containers\\\":[{\\\"name\\\":\\\"api\\\",\\\"env\\\":[{\\\"name\\\":\\\"DB_PASSWORD\\\","
+          "\\\"value\\\":\\\"[REDACTED]\\\"},{\\\"name\\\":\\\"LOG\\\",\\\"value\\\":\\\"debug\\\"}]}]}}}}\"]" },
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char *o = argv_redact_stored(rows[i].in);
+        if (!o)
+            fail_msg("kept: %s", rows[i].in);
+        if (strcmp(o, rows[i].out))
+            fail_msg("%s\n  became %s\n  wanted %s", rows[i].in, o, rows[i].out);
+        assert_null(strstr(o, "S3cret"));
+        assert_null(argv_redact_stored(o)); /* a second pass changes nothing */
+        free(o);
+    }
+    const char *keep[] = {
+        "[\"kubectl\",\"exec\",\"x\",\"--\",\"ls\",\"-la\",\"-p\",\"/tmp\"]",
+        "[\"kubectl\",\"exec\",\"x\",\"--\",\"mysql\",\"-p\",\"app\"]", /* -p alone asks */
+        "[\"kubectl\",\"exec\",\"x\",\"--\",\"curl\",\"-u\",\"admin\",\"http://x\"]",
+        "[\"kubectl\",\"exec\",\"x\",\"--\",\"curl\",\"-b\",\"cookies.txt\",\"http://x\"]",
+        "[\"kubectl\",\"exec\",\"x\",\"--\",\"docker\",\"run\",\"-p\",\"8080:80\",\"nginx\"]",
+        "[\"kubectl\",\"exec\",\"x\",\"--\",\"openssl\",\"req\",\"-keyout\",\"k.pem\",\"-k\"]",
+        "[\"kubectl\",\"exec\",\"x\",\"--\",\"vault\",\"login\",\"-method=oidc\",\"role=dev\"]",
+        "[\"kubectl\",\"exec\",\"x\",\"--\",\"sh\",\"-c\",\"mysql -h db app; ls -pa\"]",
+        "[\"kubectl\",\"exec\",\"x\",\"--\",\"sh\",\"-c\",\"echo hello world\"]",
+        "[\"kubectl\",\"get\",\"pods\",\"-o\",\"custom-columns=NAME:.metadata.name,T:.spec.token\"]",
+        "[\"kubectl\",\"patch\",\"configmap\",\"c\",\"-p\",\"{\\\"data\\\":{\\\"level\\\":\\\"debug\\\"}}\"]",
+        "[\"kubectl\",\"mysql\",\"-pfoo\"]", /* before "--": kubectl's own words */
+    };
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+        char *o = argv_redact_stored(keep[i]);
+        if (o)
+            fail_msg("redacted: %s -> %s", keep[i], o);
+    }
+}
+
+/* Keyed values inside one argument: JSON members, YAML and header lines. */
+static void test_keyed_values(void **state)
+{
+    (void)state;
+    struct { const char *in, *out; } red[] = {
+        { "{\"password\":\"S3cret\",\"user\":\"u\"}", "{\"password\":\"" ARGV_REDACTED "\",\"user\":\"u\"}" },
+        { "{\"auth\": {\"token\": \"S3\\\"cret\"}}", "{\"auth\": {\"token\": \"" ARGV_REDACTED "\"}}" },
+        { "{\"apiKey\": 1234, \"n\": 1}", "{\"apiKey\": " ARGV_REDACTED ", \"n\": 1}" },
+        { "{\"stringData\":{\"url\":\"S3cret\",\"n\":\"S3cret\"},\"x\":\"y\"}",
+          "{\"stringData\":{\"url\":\"" ARGV_REDACTED "\",\"n\":\"" ARGV_REDACTED "\"},\"x\":\"y\"}" },
+        { "{\"credentials\":[\"S3cret\",\"S3cret\"]}",
+          "{\"credentials\":[\"" ARGV_REDACTED "\",\"" ARGV_REDACTED "\"]}" },
+        { "{\"kind\":\"Secret\",\"data\":{\"a\":\"UzNj\"}}",
+          "{\"kind\":\"Secret\",\"data\":{\"a\":\"" ARGV_REDACTED "\"}}" },
+        { "[{\"ParameterKey\":\"DbPassword\",\"ParameterValue\":\"S3cret\"}]",
+          "[{\"ParameterKey\":\"DbPassword\",\"ParameterValue\":\"" ARGV_REDACTED "\"}]" },
+        { "password: S3cret", "password: " ARGV_REDACTED },
+        { "db:\n  password: S3cret\n  host: h", "db:\n  password: " ARGV_REDACTED "\n  host: h" },
+        { "Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic " ARGV_REDACTED },
+        { "authorization: S3cret", "authorization: " ARGV_REDACTED },
+        { "X-Api-Key: S3cret", "X-Api-Key: " ARGV_REDACTED },
+        { "Cookie: session=S3cret; theme=dark", "Cookie: " ARGV_REDACTED },
+        { "{\"cmd\":\"curl -H 'Private-Token: S3cret' http://x\"}",
+          "{\"cmd\":\"curl -H 'Private-Token: " ARGV_REDACTED "' http://x\"}" },
+    };
+    for (size_t i = 0; i < sizeof(red) / sizeof(red[0]); i++) {
+        char *o = argv_redact_embedded(red[i].in);
+        if (!o)
+            fail_msg("kept: %s", red[i].in);
+        if (strcmp(o, red[i].out))
+            fail_msg("%s\n  became %s\n  wanted %s", red[i].in, o, red[i].out);
+        assert_null(argv_redact_embedded(o));
+        free(o);
+    }
+    const char *keep[] = { "{\"data\":{\"level\":\"debug\"}}", "{\"name\":\"web\",\"value\":\"1\"}",
+                           "Host: example.com", "{.data.password}", "NAME:.metadata.name",
+                           "{\"kind\":\"SecretProviderClass\",\"data\":{\"a\":\"b\"}}",
+                           "https://h:8443/x", "{\"password\":\"\"}", "time: 12:30" };
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+        char *o = argv_redact_embedded(keep[i]);
+        if (o)
+            fail_msg("redacted: %s -> %s", keep[i], o);
+    }
+}
+
+/* Arguments as long as a command may be (128 KiB) of JSON members, header
+ * lines and shell words: every value goes, and the work stays linear (time
+ * this test by hand; a quadratic rule takes seconds here). */
+static void test_long_arguments_of_values_and_words(void **state)
+{
+    (void)state;
+    const char *units[] = { "{\"password\":\"p\",\"a\":[\"b\"]},", "X-Api-Key: p\nHost: h\n",
+                            "curl -u a:p -H 'Cookie: p' ; mysql -pp ",
+                            "{\"name\":\"DB_PASSWORD\",\"value\":\"p\"},",
+                            "\"\"\"\"::[[{{ " /* no credential: nothing to do */ };
+    size_t expect[] = { 1, 1, 3, 1, 0 };
+    for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
+        size_t ul = strlen(units[u]), n = 128 * 1024 / ul;
+        char *arg = malloc(n * ul + 1);
+        assert_non_null(arg);
+        for (size_t i = 0; i < n; i++)
+            memcpy(arg + i * ul, units[u], ul);
+        arg[n * ul] = '\0';
+        char *o = argv_redact_embedded(arg);
+        size_t count = 0;
+        for (const char *p = o; p && (p = strstr(p, ARGV_REDACTED)); p++)
+            count++;
+        if (count != n * expect[u])
+            fail_msg("unit %zu: %zu of %zu values redacted", u, count, n * expect[u]);
+        if (o)
+            assert_null(argv_redact_embedded(o));
+        free(o);
+        free(arg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +517,9 @@ int main(void)
         cmocka_unit_test(test_embedded_credentials),
         cmocka_unit_test(test_long_argument_of_urls),
         cmocka_unit_test(test_commands_with_their_own_credentials),
+        cmocka_unit_test(test_programs_a_command_runs),
+        cmocka_unit_test(test_keyed_values),
+        cmocka_unit_test(test_long_arguments_of_values_and_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,284 @@
+/* argv_redact_inner.c — the options of programs a command runs, which carry
+ * credentials under names no rule of the outer CLI knows (argv_redact_text.h):
+ *   kubectl exec db-0 -- mysql -uroot -pS3cret
+ *   kubectl exec api -- sh -c "curl -u admin:S3cret http://localhost/…"
+ *   kubectl run tmp --image=redis -- redis-cli -h redis -a S3cret PING
+ *   gcloud compute ssh vm --command "PGPASSWORD=… psql …; sshpass -p S3cret …"
+ * A word naming one of the programs below (its base name: /usr/bin/mysql,
+ * "mysql) switches the words after it to that program's options, until a
+ * shell separator or another program. */
+#include "argv_redact_text.h"
+
+#include <string.h>
+
+#include "argv_redact.h"
+
+typedef enum {
+    FORM_SHORT,    /* -a S3cret, -aS3cret */
+    FORM_ATTACHED, /* -pS3cret only: a bare -p asks for the password (mysql) */
+    FORM_LONG,     /* --pass S3cret, --pass=S3cret; -passin S3cret (openssl) */
+} opt_form;
+
+typedef enum {
+    VALUE_WHOLE,    /* the value is the credential */
+    VALUE_USERPASS, /* user:password: what follows the first ':' (curl -u) */
+    VALUE_COOKIE,   /* name=value cookies (curl -b); a file name when it has no '=' */
+} opt_value;
+
+typedef struct {
+    const char *flag;
+    opt_form form;
+    opt_value value;
+} inner_opt;
+
+typedef struct {
+    const char *const *names;
+    const char *subs[3];       /* options count only after one of these words (docker login) */
+    inner_opt opts[8];
+    int positional;            /* the n-th word after the subcommand that is no option */
+    const char *valued[8];     /* options that take the next word, for counting positions */
+} inner_program;
+
+static const char *const mysql_names[] = {
+    "mysql",        "mysqldump",     "mysqladmin",     "mysqlcheck",   "mysqlimport",
+    "mysqlshow",    "mysqlslap",     "mysqlpump",      "mysqlbinlog",  "mysqlsh",
+    "mariadb",      "mariadb-dump",  "mariadb-admin",  "mariadb-check", "mariadb-import",
+    "mariadb-show", "mariadb-binlog", "mariadb-slap",  NULL
+};
+static const char *const redis_names[] = { "redis-cli", "valkey-cli", "keydb-cli", NULL };
+static const char *const curl_names[] = { "curl", NULL };
+static const char *const mongo_names[] = { "mongo",       "mongosh",   "mongodump", "mongorestore",
+                                           "mongoexport", "mongoimport", "mongostat", "mongotop",
+                                           "mongofiles",  NULL };
+static const char *const sshpass_names[] = { "sshpass", NULL };
+static const char *const openssl_names[] = { "openssl", NULL };
+static const char *const influx_names[] = { "influx", NULL };
+static const char *const registry_names[] = { "docker", "podman", "nerdctl", "buildah", "helm",
+                                              "oras",   "crane",  "regctl",  "az",      NULL };
+static const char *const skopeo_names[] = { "skopeo", NULL };
+static const char *const etcd_names[] = { "etcdctl", NULL };
+static const char *const ldap_names[] = { "ldapsearch", "ldapadd",     "ldapmodify", "ldapdelete",
+                                          "ldapwhoami", "ldapcompare", "ldapmodrdn", "ldapexop",
+                                          NULL };
+static const char *const ldappasswd_names[] = { "ldappasswd", NULL };
+static const char *const mssql_names[] = { "sqlcmd", "bcp", "osql", NULL };
+static const char *const cqlsh_names[] = { "cqlsh", NULL };
+static const char *const vault_names[] = { "vault", "bao", NULL };
+static const char *const rabbit_names[] = { "rabbitmqctl", NULL };
+
+static const inner_program programs[] = {
+    { mysql_names, { NULL }, { { "-p", FORM_ATTACHED, VALUE_WHOLE } }, 0, { NULL } },
+    { redis_names, { NULL },
+      { { "-a", FORM_SHORT, VALUE_WHOLE }, { "--pass", FORM_LONG, VALUE_WHOLE } }, 0, { NULL } },
+    { curl_names, { NULL },
+      { { "-u", FORM_SHORT, VALUE_USERPASS },
+        { "--user", FORM_LONG, VALUE_USERPASS },
+        { "-U", FORM_SHORT, VALUE_USERPASS },
+        { "--proxy-user", FORM_LONG, VALUE_USERPASS },
+        { "-E", FORM_SHORT, VALUE_USERPASS }, /* certificate:passphrase */
+        { "--cert", FORM_LONG, VALUE_USERPASS },
+        { "--oauth2-bearer", FORM_LONG, VALUE_WHOLE },
+        { "-b", FORM_SHORT, VALUE_COOKIE } },
+      0, { NULL } },
+    { curl_names, { NULL },
+      { { "--cookie", FORM_LONG, VALUE_COOKIE }, { "--pass", FORM_LONG, VALUE_WHOLE } }, 0,
+      { NULL } },
+    { mongo_names, { NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
+    { sshpass_names, { NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
+    { openssl_names, { NULL },
+      { { "-pass", FORM_LONG, VALUE_WHOLE },
+        { "-passin", FORM_LONG, VALUE_WHOLE },
+        { "-passout", FORM_LONG, VALUE_WHOLE },
+        { "-password", FORM_LONG, VALUE_WHOLE },
+        { "-k", FORM_LONG, VALUE_WHOLE } },
+      0, { NULL } },
+    { influx_names, { NULL },
+      { { "-password", FORM_LONG, VALUE_WHOLE }, { "-t", FORM_LONG, VALUE_WHOLE } }, 0,
+      { NULL } },
+    { registry_names, { "login", NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
+    { skopeo_names, { NULL },
+      { { "--creds", FORM_LONG, VALUE_USERPASS },
+        { "--src-creds", FORM_LONG, VALUE_USERPASS },
+        { "--dest-creds", FORM_LONG, VALUE_USERPASS } },
+      0, { NULL } },
+    { etcd_names, { NULL }, { { "--user", FORM_LONG, VALUE_USERPASS } }, 0, { NULL } },
+    { ldap_names, { NULL }, { { "-w", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
+    { ldappasswd_names, { NULL },
+      { { "-w", FORM_SHORT, VALUE_WHOLE },
+        { "-s", FORM_SHORT, VALUE_WHOLE },
+        { "-a", FORM_SHORT, VALUE_WHOLE } },
+      0, { NULL } },
+    { mssql_names, { NULL }, { { "-P", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
+    { cqlsh_names, { NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
+    /* vault login <token>: the first word after login that is no option and
+     * no method=… pair */
+    { vault_names, { "login", NULL }, { { NULL, 0, 0 } }, 1,
+      { "-address", "-namespace", "-method", "-path", "-ca-cert", "-format", "-field", NULL } },
+    /* rabbitmqctl add_user <name> <password>, change_password <name> <password> */
+    { rabbit_names, { "add_user", "change_password", NULL }, { { NULL, 0, 0 } }, 2,
+      { "-n", "--node", "-t", "--timeout", NULL } },
+    { NULL, { NULL }, { { NULL, 0, 0 } }, 0, { NULL } },
+};
+
+/* The program a word names, or -1: its base name, quotes and an option's
+ * "name=" before it dropped (/usr/bin/mysql, "mysql, --command=mysql). */
+static int program_named(const char *w, size_t n)
+{
+    while (n && (w[n - 1] == '"' || w[n - 1] == '\''))
+        n--;
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++)
+        if (w[i] == '/' || w[i] == '=' || w[i] == '"' || w[i] == '\'')
+            start = i + 1;
+    w += start;
+    n -= start;
+    if (!n)
+        return -1;
+    for (int p = 0; programs[p].names; p++)
+        for (const char *const *name = programs[p].names; *name; name++)
+            if (strlen(*name) == n && !memcmp(*name, w, n))
+                return p;
+    return -1;
+}
+
+static int word_is(const char *w, size_t n, const char *word)
+{
+    return strlen(word) == n && !memcmp(w, word, n);
+}
+
+/* What of a value word stays (argv_inner.pending): -1 all of it. */
+static int value_keep(int value, const char *w, size_t n, size_t *keep)
+{
+    if (value == VALUE_USERPASS) {
+        const char *colon = memchr(w, ':', n);
+        if (!colon)
+            return 0; /* a user alone: the program asks for the password */
+        *keep = (size_t)(colon + 1 - w);
+    } else if (value == VALUE_COOKIE) {
+        if (!memchr(w, '=', n))
+            return 0; /* a cookie file */
+        *keep = 0;
+    } else {
+        *keep = 0;
+    }
+    size_t rest = n - *keep;
+    return rest && !(rest == strlen(ARGV_REDACTED) && !memcmp(w + *keep, ARGV_REDACTED, rest));
+}
+
+/* Shell words after which the next command starts. */
+static int separator(const char *w, size_t n)
+{
+    return n && (w[n - 1] == ';' || w[n - 1] == '|' || w[n - 1] == '&');
+}
+
+static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t *keep)
+{
+    if (st->pending) { /* the value of the option before */
+        int value = st->pending - 1;
+        st->pending = 0;
+        return value_keep(value, w, n, keep) ? ARGV_INNER_CUT : ARGV_INNER_NONE;
+    }
+    int named = program_named(w, n);
+    if (named >= 0) {
+        st->program = named;
+        st->after_sub = programs[named].subs[0] ? -1 : 0;
+        st->skip = 0;
+        return ARGV_INNER_NONE;
+    }
+    if (st->program < 0)
+        return ARGV_INNER_NONE;
+    const inner_program *p = &programs[st->program];
+    if (st->after_sub < 0) {
+        for (size_t s = 0; p->subs[s]; s++)
+            if (word_is(w, n, p->subs[s]))
+                st->after_sub = 0;
+        return ARGV_INNER_NONE;
+    }
+    if (n > 1 && w[0] == '-') {
+        for (size_t v = 0; p->valued[v]; v++)
+            if (word_is(w, n, p->valued[v]))
+                st->skip = 1; /* its value is not a position */
+        for (size_t o = 0; o < sizeof(p->opts) / sizeof(p->opts[0]) && p->opts[o].flag; o++) {
+            const inner_opt *opt = &p->opts[o];
+            size_t fl = strlen(opt->flag);
+            if (n < fl || memcmp(w, opt->flag, fl))
+                continue;
+            if (n == fl) {
+                if (opt->form == FORM_ATTACHED)
+                    return ARGV_INNER_NONE; /* -p alone: a prompt */
+                st->pending = 1 + (int)opt->value;
+                return ARGV_INNER_NONE;
+            }
+            size_t at = fl;
+            if (opt->form == FORM_LONG) {
+                if (w[fl] != '=')
+                    continue; /* --password-file is another option */
+                at = fl + 1;
+            } else if (w[fl] == '=') {
+                at = fl + 1; /* -a=S3cret */
+            }
+            size_t k = 0;
+            if (!value_keep((int)opt->value, w + at, n - at, &k))
+                return ARGV_INNER_NONE;
+            *keep = at + k;
+            return ARGV_INNER_CUT;
+        }
+        return ARGV_INNER_NONE;
+    }
+    if (st->skip) {
+        st->skip = 0;
+        return ARGV_INNER_NONE;
+    }
+    if (p->positional && ++st->after_sub == p->positional && !memchr(w, '=', n) &&
+        !(n == strlen(ARGV_REDACTED) && !memcmp(w, ARGV_REDACTED, n)))
+        return ARGV_INNER_CUT; /* keep 0: the whole word */
+    return ARGV_INNER_NONE;
+}
+
+argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size_t *keep)
+{
+    *keep = 0;
+    argv_inner_verdict v = judge(st, w, n, keep);
+    if (separator(w, n)) { /* "-pS3cret;" is still mysql's */
+        st->program = -1;
+        st->pending = 0;
+    }
+    return v;
+}
+
+char *argv_redact_shell(const char *arg, size_t len)
+{
+    size_t i = 0;
+    while (i < len && !argv_blank(arg[i]))
+        i++;
+    if (i == len)
+        return NULL; /* one word: not a command line */
+    argv_splice s;
+    argv_splice_init(&s, arg);
+    argv_inner st = ARGV_INNER_INIT;
+    for (i = 0; i < len;) {
+        while (i < len && argv_blank(arg[i]))
+            i++;
+        if (i == len)
+            break;
+        /* a word runs to the next blank outside quotes ('a b', "a b") */
+        size_t start = i;
+        char quote = 0;
+        for (; i < len && (quote || !argv_blank(arg[i])); i++) {
+            if (quote) {
+                if (arg[i] == quote)
+                    quote = 0;
+                else if (arg[i] == '\\' && quote == '"' && i + 1 < len)
+                    i++;
+            } else if (arg[i] == '\'' || arg[i] == '"') {
+                quote = arg[i];
+            } else if (arg[i] == '\\' && i + 1 < len) {
+                i++;
+            }
+        }
+        size_t keep = 0;
+        if (argv_inner_word(&st, arg + start, i - start, &keep) == ARGV_INNER_CUT)
+            argv_splice_cut(&s, start + keep, i);
+    }
+    return argv_splice_finish(&s, len);
+}

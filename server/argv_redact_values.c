@@ -1,0 +1,254 @@
+/* argv_redact_values.c — credentials written as keyed values inside one
+ * argument of a command (argv_redact_text.h): a JSON patch or override
+ * (kubectl patch secret s -p '{"stringData":{"password":"…"}}',
+ * --overrides='{…"env":[{"name":"X","value":"…"}]…}'), a YAML line, an HTTP
+ * header (curl -H "Authorization: Bearer …" inside kubectl exec).
+ *
+ * One pass over the text, no parser: an argument is often not JSON at all
+ * (a shell line holding a JSON body, YAML flow style, a truncated paste), and
+ * whatever it is, the value after a credential's key must not reach the
+ * audit row.  Keys and structure stay, so the row still says what changed. */
+#include "argv_redact_text.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "argv_redact.h"
+
+static int is(const char *p, size_t n, const char *word)
+{
+    return strlen(word) == n && !strncasecmp(p, word, n);
+}
+
+static int already(const char *p, size_t n)
+{
+    return n == strlen(ARGV_REDACTED) && !memcmp(p, ARGV_REDACTED, n);
+}
+
+static size_t skip_blank(const char *a, size_t len, size_t i)
+{
+    while (i < len && argv_blank(a[i]))
+        i++;
+    return i;
+}
+
+/* The index of the quote that closes the string opening at i, or len. */
+static size_t string_end(const char *a, size_t len, size_t i)
+{
+    for (i++; i < len; i++) {
+        if (a[i] == '\\')
+            i++;
+        else if (a[i] == '"')
+            return i < len ? i : len;
+    }
+    return len;
+}
+
+/* Header lines and YAML keys starting in a[from, to): "Name: value" where
+ * the name says credential (password: …, X-Api-Key: …, Private-Token: …),
+ * or is Authorization / Proxy-Authorization (the credentials after the
+ * scheme go, the scheme stays: "Authorization: Bearer [REDACTED]") or
+ * Cookie / Set-Cookie.  The value runs to the end of its line, up to limit
+ * (quotes in it included: password: "a b").  Returns where the caller goes
+ * on: to, or the end of the last value read past it.  Each byte is read
+ * once: a name not followed by ": " is skipped whole. */
+static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to, size_t limit)
+{
+    size_t i = from;
+    while (i < to) {
+        if (!argv_name_char(a[i]) || (i > from && argv_name_char(a[i - 1]))) {
+            i++;
+            continue;
+        }
+        size_t e = i;
+        while (e < to && argv_name_char(a[e]))
+            e++;
+        if (e + 1 >= to || a[e] != ':' || (a[e + 1] != ' ' && a[e + 1] != '\t')) {
+            i = e;
+            continue;
+        }
+        size_t v = e + 1;
+        while (v < limit && (a[v] == ' ' || a[v] == '\t'))
+            v++;
+        /* inside quotes ('Authorization: Bearer …' in a shell line) the
+         * value ends at the closing one */
+        char quote = i > 0 && (a[i - 1] == '\'' || a[i - 1] == '"') ? a[i - 1] : 0;
+        size_t eol = v;
+        while (eol < limit && a[eol] != '\n' && a[eol] != '\r' && a[eol] != quote)
+            eol++;
+        size_t n = e - i;
+        int auth = is(a + i, n, "authorization") || is(a + i, n, "proxy-authorization");
+        if (auth || is(a + i, n, "cookie") || is(a + i, n, "set-cookie") ||
+            argv_credential_name(a + i, n)) {
+            size_t cut = v;
+            if (auth) { /* keep "Bearer " / "Basic " when a credential follows it */
+                size_t sp = v;
+                while (sp < eol && a[sp] != ' ' && a[sp] != '\t')
+                    sp++;
+                size_t after = sp;
+                while (after < eol && (a[after] == ' ' || a[after] == '\t'))
+                    after++;
+                if (after < eol)
+                    cut = after;
+            }
+            if (cut < eol && !already(a + cut, eol - cut))
+                argv_splice_cut(s, cut, eol);
+            i = eol; /* the value is read: the next name starts after it */
+            continue;
+        }
+        i = e + 1;
+    }
+    return i > to ? i : to;
+}
+
+/* A bare JSON or YAML-flow scalar after a credential's key: "pin": 1234. */
+static size_t scalar_end(const char *a, size_t len, size_t v)
+{
+    while (v < len && !argv_blank(a[v]) && a[v] != ',' && a[v] != '}' && a[v] != ']')
+        v++;
+    return v;
+}
+
+/* Keys whose string value names another member's: {"name": "DB_PASSWORD",
+ * "value": "…"} (a container's env), {"ParameterKey": "DbPassword",
+ * "ParameterValue": "…"} (CloudFormation), {"Key": …, "Value": …} (tags). */
+static int names_a_value(const char *k, size_t n)
+{
+    return is(k, n, "name") || is(k, n, "key") || is(k, n, "ParameterKey") ||
+           is(k, n, "OptionName");
+}
+
+static int is_the_value(const char *k, size_t n)
+{
+    return is(k, n, "value") || is(k, n, "ParameterValue");
+}
+
+#define NAMED_DEPTHS 64 /* objects nested deeper are not tracked (bits of named) */
+
+char *argv_redact_values(const char *arg, size_t len, int secret_data)
+{
+    /* Every rule needs a key and a ':' after it. */
+    if (!memchr(arg, ':', len))
+        return NULL;
+    argv_splice s;
+    argv_splice_init(&s, arg);
+    /* secret_at: the nesting depth from which every string value is a
+     * credential ("stringData": {…}, "password": [...]), 0 outside one. */
+    size_t i = 0, depth = 0, secret_at = 0;
+    /* bit d: the object at depth d has named a credential ("name":
+     * "DB_PASSWORD"), so its "value" member is one.  The name comes first
+     * in what kubectl and people write; a value before its name is missed. */
+    unsigned long long named = 0;
+    while (i < len) {
+        char c = arg[i];
+        if (c == '{' || c == '[') {
+            depth++;
+            if (depth < NAMED_DEPTHS)
+                named &= ~(1ULL << depth);
+            i++;
+            continue;
+        }
+        if (c == '}' || c == ']') {
+            if (depth < NAMED_DEPTHS)
+                named &= ~(1ULL << depth);
+            if (depth)
+                depth--;
+            if (secret_at && depth < secret_at)
+                secret_at = 0;
+            i++;
+            continue;
+        }
+        if (c != '"') {
+            /* outside strings: YAML and header lines, to the end of a line */
+            size_t eol = i;
+            while (eol < len && arg[eol] != '"' && arg[eol] != '{' && arg[eol] != '}' &&
+                   arg[eol] != '[' && arg[eol] != ']')
+                eol++;
+            i = header_lines(&s, arg, i, eol, len);
+            continue;
+        }
+        size_t end = string_end(arg, len, i);
+        size_t after = end < len ? end + 1 : len;
+        size_t colon = skip_blank(arg, len, after);
+        if (colon >= len || arg[colon] != ':') {
+            /* a string that is no key: an array item, or a value read below */
+            if (secret_at && end > i + 1 && !already(arg + i + 1, end - i - 1))
+                argv_splice_cut(&s, i + 1, end);
+            else
+                header_lines(&s, arg, i + 1, end, end); /* "Authorization: Bearer …" */
+            i = after;
+            continue;
+        }
+        const char *key = arg + i + 1;
+        size_t kn = end - i - 1, v = skip_blank(arg, len, colon + 1);
+        int naming = names_a_value(key, kn);
+        int cred = !naming && argv_credential_name(key, kn);
+        if (depth < NAMED_DEPTHS && (named >> depth & 1) && is_the_value(key, kn))
+            cred = 1;
+        if (v < len && arg[v] == '"') {
+            size_t vend = string_end(arg, len, v);
+            if (naming && depth < NAMED_DEPTHS && vend > v + 1 &&
+                argv_credential_name(arg + v + 1, vend - v - 1))
+                named |= 1ULL << depth;
+            if ((cred || secret_at) && vend > v + 1 && !already(arg + v + 1, vend - v - 1))
+                argv_splice_cut(&s, v + 1, vend);
+            else
+                header_lines(&s, arg, v + 1, vend, vend);
+            i = vend < len ? vend + 1 : len;
+            continue;
+        }
+        if (v < len && (arg[v] == '{' || arg[v] == '[')) {
+            if (!secret_at && (cred || is(key, kn, "stringData") ||
+                               (secret_data && is(key, kn, "data"))))
+                secret_at = depth + 1; /* the container opening at v */
+            i = v;
+            continue;
+        }
+        if ((cred || secret_at) && v < len) {
+            size_t e = scalar_end(arg, len, v);
+            if (e > v && !already(arg + v, e - v))
+                argv_splice_cut(&s, v, e);
+            i = e > v ? e : v;
+            continue;
+        }
+        i = v;
+    }
+    return argv_splice_finish(&s, len);
+}
+
+/* "kind": "Secret" (JSON) or kind: Secret (YAML) at p, read backwards from
+ * the start of "Secret". */
+static int kind_before(const char *arg, const char *p)
+{
+    while (p > arg && (p[-1] == ' ' || p[-1] == '\t' || p[-1] == '"'))
+        p--;
+    if (p == arg || p[-1] != ':')
+        return 0;
+    p--;
+    while (p > arg && (p[-1] == ' ' || p[-1] == '\t' || p[-1] == '"'))
+        p--;
+    return p - arg >= 4 && !strncmp(p - 4, "kind", 4) && (p - 4 == arg || !argv_name_char(p[-5]));
+}
+
+int argv_names_secret(const char *arg)
+{
+    /* kubectl's resource words: secret, secrets, secret/name, secrets.v1, a
+     * comma list (configmap,secret); not an option or a line of text */
+    if (*arg != '-' && !strpbrk(arg, " \t\n"))
+        for (const char *w = arg; *w;) {
+            size_t n = strcspn(w, ",");
+            size_t r = strcspn(w, "/.,");
+            if ((r == 6 && !strncmp(w, "secret", 6)) || (r == 7 && !strncmp(w, "secrets", 7)))
+                return 1;
+            w += n;
+            if (*w)
+                w++;
+        }
+    for (const char *p = arg; (p = strstr(p, "Secret")); p += 6) {
+        char next = p[6];
+        if ((next == '\0' || next == '"' || argv_blank(next) || next == ',' || next == '}') &&
+            kind_before(arg, p))
+            return 1;
+    }
+    return 0;
+}
