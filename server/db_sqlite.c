@@ -561,6 +561,10 @@ static int sqlite_open(const char *url, db_t **out, char *err, size_t errlen)
      * command's commit takes it past the threshold (db_sqlite_checkpoint.h). */
     if (e == DB_OK && db->gate)
         db_checkpointer_attach(db_gate_checkpointer(db->gate), db->h);
+    /* A WAL that grew during a burst keeps its size after it starts over
+     * unless told: the first commit after a restart cuts it back to this. */
+    if (e == DB_OK && !memory)
+        e = sqlite_exec(db, "PRAGMA journal_size_limit = " DB_SQLITE_WAL_KEEP_BYTES, NULL, 0, NULL);
     /* FULL: every commit is fsynced before it returns (survives a power
      * loss).  NORMAL, in WAL mode: a commit is in the OS's page cache when
      * it returns, fsynced at the next checkpoint; it survives a crash of

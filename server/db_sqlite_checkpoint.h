@@ -14,9 +14,13 @@
  * waits for a reader or a writer; what it cannot copy now it copies next
  * time).  Should the WAL still reach CHECKPOINT_INLINE_PAGES (the thread
  * starved, or a long reader holding the pages), the committing connection
- * checkpoints itself as SQLite would have: the WAL stays bounded whatever
- * happens to the thread.  A checkpoint syncs as SQLite's own does (the WAL
- * before copying, the database file after).
+ * checkpoints itself, in RESTART mode (it waits for the write lock and the
+ * readers through its busy handler): the WAL stays bounded whatever happens
+ * to the thread.  A checkpoint syncs as SQLite's own does (the WAL
+ * before copying, the database file after).  After each run the thread
+ * makes the next writer start the WAL over (a RESTART checkpoint, bounded
+ * in time): under steady commits the WAL otherwise never starts over and
+ * grows, and appending to it doubles the cost of each commit's sync.
  *
  * One checkpointer per file per process, owned by the file's gate
  * (db_sqlite_gate.h): started with its first connection, stopped with its
@@ -29,13 +33,19 @@
 
 #define CHECKPOINT_PAGES 1000        /* SQLite's own default threshold */
 #define CHECKPOINT_INLINE_PAGES 20000 /* ~80 MiB of WAL at 4 KiB pages */
+/* What a WAL file is cut back to when it starts over (PRAGMA
+ * journal_size_limit): four times what a checkpoint run finds, so steady
+ * operation overwrites and never appends past it. */
+#define DB_SQLITE_WAL_KEEP_BYTES "16777216"
 
 typedef struct db_checkpointer db_checkpointer;
+struct db_gate;
 
 /* Starts the checkpointer of the database file at path (its own connection
- * and thread).  NULL when it cannot: the connections then keep SQLite's
- * automatic checkpoint. */
-db_checkpointer *db_checkpointer_start(const char *path);
+ * and thread); gate (the file's, may be NULL) is told when a restart lets go
+ * of the write lock.  NULL when it cannot: the connections then keep
+ * SQLite's automatic checkpoint. */
+db_checkpointer *db_checkpointer_start(const char *path, struct db_gate *gate);
 /* Stops the thread (a checkpoint under way finishes first) and frees c. */
 void db_checkpointer_stop(db_checkpointer *c);
 
@@ -46,6 +56,8 @@ void db_checkpointer_attach(db_checkpointer *c, sqlite3 *h);
  * fallback), so far. */
 uint64_t db_checkpointer_runs(db_checkpointer *c);
 uint64_t db_checkpointer_inline_runs(db_checkpointer *c);
+/* Runs after which the next writer started the WAL over. */
+uint64_t db_checkpointer_restarts(db_checkpointer *c);
 /* For tests: the two thresholds, in WAL pages, for checkpointers started
  * from now on (0 keeps the default). */
 void db_checkpointer_set_pages(int background, int inline_pages);

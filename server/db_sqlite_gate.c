@@ -64,7 +64,7 @@ db_gate *db_gate_get(const char *path)
     while (g && !(g->dev == st.st_dev && g->ino == st.st_ino))
         g = g->next;
     if (!g && (g = gate_new(st.st_dev, st.st_ino)) != NULL) {
-        g->ckpt = db_checkpointer_start(path);
+        g->ckpt = db_checkpointer_start(path, g);
         if (!g->ckpt)
             log_warn("sqlite: no checkpoint thread for %s: commits checkpoint the WAL themselves",
                      path);

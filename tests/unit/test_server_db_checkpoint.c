@@ -5,7 +5,8 @@
  * wake the thread, which copies the WAL into the file while no commit ran a
  * checkpoint itself; a WAL past the inline limit is checkpointed by the
  * committing connection (the bound that holds if the thread falls behind);
- * below the threshold nothing is checkpointed; the thread stops and the WAL
+ * below the threshold nothing is checkpointed; under commits that never
+ * pause the WAL starts over instead of growing; the thread stops and the WAL
  * is folded in when the last connection closes (ASan checks nothing leaks). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -146,12 +147,42 @@ static void below_the_threshold_nothing_is_copied(void **state)
     close_file(f);
 }
 
+/* Under commits that never pause, a PASSIVE checkpoint never catches up and
+ * SQLite never starts the WAL over: it grew with every commit (412 MB in
+ * 30 s of this loop without the restart).  The thread now restarts it after
+ * each run, and the first commit after a restart cuts the file back to
+ * DB_SQLITE_WAL_KEEP_BYTES.  Written until both hold (or WAIT_MS passes): a
+ * restart, and a WAL file under half of the bytes committed. */
+static void steady_commits_start_the_wal_over(void **state)
+{
+    fixture *f = open_file(50, 100000);
+    db_checkpointer *c = db_gate_checkpointer(f->gate);
+    char wal[192];
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    int64_t until = now_ms() + WAIT_MS;
+    long long written = 0, keep = atoll(DB_SQLITE_WAL_KEEP_BYTES);
+    for (;;) {
+        write_rows(f, 100);
+        written += 100;
+        off_t size = size_of(wal);
+        if (written * ROW_BYTES > 2 * keep && db_checkpointer_restarts(c) >= 1 &&
+            size < written * ROW_BYTES / 2)
+            break;
+        if (now_ms() > until)
+            fail_msg("after %lld commits: %llu restarts, a WAL of %lld bytes", written,
+                     (unsigned long long)db_checkpointer_restarts(c), (long long)size);
+    }
+    assert_int_equal(db_checkpointer_inline_runs(c), 0);
+    close_file(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(commits_past_the_threshold_wake_the_thread),
         cmocka_unit_test(a_wal_past_the_inline_limit_is_checkpointed_by_its_commit),
         cmocka_unit_test(below_the_threshold_nothing_is_copied),
+        cmocka_unit_test(steady_commits_start_the_wal_over),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
