@@ -49,11 +49,13 @@ export async function freePort() {
   throw new Error('no free port');
 }
 
+// pred may throw: the wait goes on, unless the error has .fatal set (a
+// process it waits for exited: no use waiting longer).
 export async function waitFor(pred, timeoutMs, what, intervalMs = 50) {
   const deadline = Date.now() + timeoutMs;
   let last;
   for (;;) {
-    try { last = await pred(); } catch (e) { last = undefined; }
+    try { last = await pred(); } catch (e) { if (e && e.fatal) throw e; last = undefined; }
     if (last) return last;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
@@ -229,7 +231,7 @@ export class World {
     this.procs.push(moto);
     // its imports take seconds, minutes on a busy machine
     await waitFor(async () => {
-      if (!moto.alive()) throw new Error(`moto_server exited: ${moto.logTail()}`);
+      if (!moto.alive()) throw Object.assign(new Error(`moto_server exited: ${moto.logTail()}`), { fatal: true });
       return portAccepts(motoPort);
     }, 180000, `moto_server on port ${motoPort}`, 100);
     const motoUrl = `http://127.0.0.1:${motoPort}`;
@@ -290,7 +292,7 @@ export class World {
 
   async waitHealthy() {
     await waitFor(async () => {
-      if (!this.server.alive()) throw Object.assign(new Error(`server exited: ${this.server.logTail()}`), { fatal: true });
+      if (!this.server.alive()) throw Object.assign(new Error('server exited'), { fatal: true });
       if (!fs.existsSync(this.ca)) return false;
       const r = await this.request('GET', '/health', { auth: false });
       return r.status === 200;
