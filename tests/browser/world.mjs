@@ -34,6 +34,9 @@ function ephemeralLow() {
 
 // A port below the kernel's ephemeral range (as harness.free_port: tests run
 // in parallel, and an ephemeral port can be taken by an outgoing connection).
+// Only a guess until our process binds it: another program can bind it in
+// between, and the process that lost it is started again on another
+// (lostPortRace).
 export async function freePort() {
   const hi = ephemeralLow() - 1;
   const lo = hi > 12000 ? 10000 : 1024;
@@ -47,6 +50,44 @@ export async function freePort() {
     if (ok) return p;
   }
   throw new Error('no free port');
+}
+
+// How many times a process the world starts on a port of freePort's choosing
+// is started again on another one when it found the port taken (as
+// harness.PORT_TRIES).
+const PORT_TRIES = 4;
+
+// Whether proc exited by itself because another process had bound `port`
+// (EADDRINUSE): freePort's pick is only a guess until our process binds it,
+// and the integration programs pick from the same range at the same time
+// (as harness.lost_port_race). `lines`: what proc logs when it cannot listen.
+function lostPortRace(proc, port, lines) {
+  if (proc.alive()) return false;
+  const log = proc.logText();
+  return lines.every((l) => log.includes(l));
+}
+
+// What lws logs beside our message when its bind fails with EADDRINUSE (98).
+const lwsInUse = (port) => `to port ${port} (-1 98)`;
+
+// Whether process pid holds a listening TCP socket on port (by the socket
+// inodes of /proc/net/tcp{,6} and of its descriptors; as harness.listens_on).
+function listensOn(pid, port) {
+  const inodes = new Set();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let rows;
+    try { rows = fs.readFileSync(table, 'utf8').split('\n').slice(1); } catch (_) { continue; }
+    for (const row of rows) {
+      const col = row.trim().split(/\s+/);
+      if (col.length > 9 && col[3] === '0A' && parseInt(col[1].split(':').pop(), 16) === port) inodes.add(`socket:[${col[9]}]`);
+    }
+  }
+  if (!inodes.size) return false;
+  let names;
+  try { names = fs.readdirSync(`/proc/${pid}/fd`); } catch (_) { return false; }
+  return names.some((n) => {
+    try { return inodes.has(fs.readlinkSync(`/proc/${pid}/fd/${n}`)); } catch (_) { return false; }
+  });
 }
 
 // pred may throw: the wait goes on, unless the error has .fatal set (a
@@ -105,8 +146,20 @@ class Proc {
 
   alive() { return this.exited === null; }
 
+  logText() {
+    try { return fs.readFileSync(this.logPath, 'utf8'); } catch (_) { return ''; }
+  }
+
   logTail(n = 40) {
-    try { return fs.readFileSync(this.logPath, 'utf8').split('\n').slice(-n).join('\n'); } catch (_) { return ''; }
+    return this.logText().split('\n').slice(-n).join('\n');
+  }
+
+  // The log of a process that lost its port moves aside: `${name}.log` is
+  // the one started in its place.
+  moveLogAside(suffix) {
+    const old = this.logPath.replace(/\.log$/, `-${suffix}.log`);
+    fs.renameSync(this.logPath, old);
+    this.logPath = old;
   }
 
   // SIGTERM, wait; returns problems (empty if clean).
@@ -148,13 +201,6 @@ function jsonLines(child, onLine) {
 }
 
 const MOTO = process.env.AURORA_MOTO_SERVER || 'moto_server';
-
-async function portAccepts(port) {
-  return new Promise((resolve) => {
-    const c = net.connect({ host: '127.0.0.1', port }, () => { c.destroy(); resolve(true); });
-    c.once('error', () => resolve(false));
-  });
-}
 
 export class World {
   // extraEnv: more settings for the server (added after the defaults below);
@@ -225,15 +271,26 @@ export class World {
   // returns { motoUrl, proxyUrl }. Both are stopped with the world.
   async startAwsPeers() {
     const dir = path.join(this.tmp, 'aws');
-    const motoPort = await freePort();
-    const moto = new Proc('moto_server', [MOTO, '-H', '127.0.0.1', '-p', String(motoPort)], baseEnv(path.join(dir, 'home')), dir);
-    moto.killed = true; // SIGTERM ends it with a Python status
-    this.procs.push(moto);
-    // its imports take seconds, minutes on a busy machine
-    await waitFor(async () => {
-      if (!moto.alive()) throw Object.assign(new Error(`moto_server exited: ${moto.logTail()}`), { fatal: true });
-      return portAccepts(motoPort);
-    }, 180000, `moto_server on port ${motoPort}`, 100);
+    let motoPort;
+    for (let tries = 1; ; tries++) {
+      motoPort = await freePort();
+      const moto = new Proc('moto_server', [MOTO, '-H', '127.0.0.1', '-p', String(motoPort)], baseEnv(path.join(dir, 'home')), dir);
+      moto.killed = true; // SIGTERM ends it with a Python status
+      this.procs.push(moto);
+      try {
+        // its imports take seconds, minutes on a busy machine; its own
+        // listener, not another process's on a port both picked
+        await waitFor(async () => {
+          if (!moto.alive()) throw Object.assign(new Error(`moto_server exited: ${moto.logTail()}`), { fatal: true });
+          return listensOn(moto.p.pid, motoPort);
+        }, 180000, `moto_server on port ${motoPort}`, 100);
+        break;
+      } catch (e) {
+        // werkzeug's words for EADDRINUSE; nothing has been told the port yet
+        if (tries >= PORT_TRIES || !lostPortRace(moto, motoPort, [`Port ${motoPort} is in use by another program`])) throw e;
+        this.portTaken(moto, motoPort, tries);
+      }
+    }
     const motoUrl = `http://127.0.0.1:${motoPort}`;
     const proxyUrl = await this.startFixture('aws_sts_proxy', ['python3', path.join(FIXTURES, 'aws_sts_proxy.py'), '--upstream', motoUrl]);
     return { motoUrl, proxyUrl };
@@ -251,9 +308,27 @@ export class World {
       await this.startGcpFixture();
       await this.startOAuthMock();
     }
-    this.server = new Proc('server', [SERVER_BIN], this.serverEnv(), path.join(this.tmp, 'server'));
-    this.procs.push(this.server);
-    await this.waitHealthy();
+    for (let tries = 1; ; tries++) {
+      this.server = new Proc('server', [SERVER_BIN], this.serverEnv(), path.join(this.tmp, 'server'));
+      this.procs.push(this.server);
+      try {
+        await this.waitHealthy();
+        break;
+      } catch (e) {
+        // The port was picked above, so only this world knows it: the
+        // settings made from it (serverEnv, extraEnv's function) follow a
+        // new one, and so does the OAuth mock, started again with the new
+        // redirect URI.
+        if (tries >= PORT_TRIES || !lostPortRace(this.server, this.port,
+          [`cannot start the listener on 127.0.0.1:${this.port}`, lwsInUse(this.port)])) throw e;
+        this.portTaken(this.server, this.port, tries);
+        this.port = await freePort();
+        if (this.googlePeers) {
+          this.problems.push(...(await this.oauthMock.stop()));
+          await this.startOAuthMock();
+        }
+      }
+    }
     const boot = this.admin('bootstrap');
     for (const k of ['org_id', 'user_id', 'api_key']) if (!boot[k]) throw new Error(`admin bootstrap: no ${k}`);
     Object.assign(this, { orgId: boot.org_id, userId: boot.user_id, apiKey: boot.api_key });
@@ -275,12 +350,14 @@ export class World {
     const dir = path.join(this.tmp, 'oauth-mock');
     this.oauthClient = { id: '1234-aurora-browser.apps.googleusercontent.com', secret: `GOCSPX-browser-${crypto.randomBytes(6).toString('hex')}` };
     this.oauthEvents = [];
+    this.oauthIssuer = null; // this mock's, not a mock's stopped for another port
     // the redirect URI names the server's port, chosen above
     const p = new Proc('oauth_google', ['node', path.join(FIXTURES, 'oauth_google.js'),
       '--client-id', this.oauthClient.id, '--client-secret', this.oauthClient.secret,
       '--redirect-uri', `${this.origin}/callback`], baseEnv(path.join(dir, 'home')), dir, { pipeStdout: true });
     p.killed = true;
     this.procs.push(p);
+    this.oauthMock = p;
     this.oauthIssuer = await new Promise((resolve, reject) => {
       jsonLines(p.p, (v) => {
         if (v && v.issuer && !this.oauthIssuer) resolve(String(v.issuer).replace(/\/$/, ''));
@@ -290,10 +367,21 @@ export class World {
     });
   }
 
+  // proc exited because another process took the port freePort picked for
+  // it: as it should, and its log moves aside for the next one's.
+  portTaken(proc, port, tries) {
+    console.log(`note: ${proc.name}: port ${port} was taken by another process; trying another`);
+    proc.tolerateExit = true;
+    proc.moveLogAside(`port-taken-${tries}`);
+  }
+
   async waitHealthy() {
     await waitFor(async () => {
       if (!this.server.alive()) throw Object.assign(new Error('server exited'), { fatal: true });
       if (!fs.existsSync(this.ca)) return false;
+      // its own listener first: a process that took the port meanwhile may
+      // hold a request for its 30 s (and the server exits, to be retried)
+      if (!listensOn(this.server.p.pid, this.port)) return false;
       const r = await this.request('GET', '/health', { auth: false });
       return r.status === 200;
     }, 30000, 'the server to answer /health').catch((e) => {
@@ -361,7 +449,7 @@ export class World {
 
   async startAgent(token, name, extraEnv = {}) {
     const dir = path.join(this.tmp, name);
-    const healthPort = await freePort();
+    let healthPort = await freePort();
     const env = {
       ...baseEnv(path.join(dir, 'home')),
       NEXT_PUBLIC_WEBSOCKET_URL: `wss://127.0.0.1:${this.port}/kubectl-agent`,
@@ -373,12 +461,29 @@ export class World {
       AURORA_LOG_LEVEL: 'info',
       ...extraEnv,
     };
-    const a = new Proc(name, [AGENT_BIN], env, dir);
-    a.healthPort = healthPort;
-    a.fixtureDir = dir;
-    this.procs.push(a);
-    this.agents.push(a);
-    return a;
+    // a health port of extraEnv's is the caller's: not ours to change
+    const portIsOurs = env.AURORA_HEALTH_PORT === String(healthPort);
+    for (let tries = 1; ; tries++) {
+      const a = new Proc(name, [AGENT_BIN], env, dir);
+      a.healthPort = healthPort;
+      a.fixtureDir = dir;
+      this.procs.push(a);
+      if (portIsOurs) {
+        // it listens on its health port before it connects: that (its own
+        // listener, not another process's on a port both picked), or its exit
+        await waitFor(() => !a.alive() || listensOn(a.p.pid, healthPort), 30000,
+          `${name} to listen on its health port ${healthPort}`);
+        if (tries < PORT_TRIES && lostPortRace(a, healthPort,
+          [`health: cannot listen on 0.0.0.0:${healthPort}`, lwsInUse(healthPort)])) {
+          this.portTaken(a, healthPort, tries);
+          healthPort = await freePort();
+          env.AURORA_HEALTH_PORT = String(healthPort);
+          continue;
+        }
+      }
+      this.agents.push(a);
+      return a;
+    }
   }
 
   // gcp_fixture.py's control API (plain HTTP on loopback)
