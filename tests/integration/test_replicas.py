@@ -671,7 +671,11 @@ def killed_replica_fails_its_inflight_and_its_agents_come_back(t):
         res, done = fu.result(timeout=30)
         eq(res.status, 502, "in-flight command through %s when the owner died (%r)" % (via.name, res))
         eq(res.get("error_code"), "AGENT_DISCONNECTED", "error_code (%r)" % res)
-        check(done - killed < 5, "the failure must be prompt (%.1fs)" % (done - killed))
+        # Prompt: at the owner's death (its connection ends), not at a deadline;
+        # the forward's own is 90 s away (the command's 60 s and twice the 15 s
+        # grace).  30 s leaves a loaded machine seconds to schedule the survivor
+        # and this client: 5 s measured the scheduler as much as the server.
+        check(done - killed < 30, "the failure must be prompt (%.1fs)" % (done - killed))
     gone = sum(server_metrics(r).get('aurora_forward_commands_total{outcome="owner_gone"}', 0)
                for r in survivors)
     check(gone >= len(long_futs), "the survivors count the forwards whose owner died (%d)" % gone)
