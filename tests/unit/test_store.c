@@ -3097,6 +3097,38 @@ static void test_pg_stopped_server(void **state)
     eng->close(tx);
 }
 
+/* Ends db's backend (pg_terminate_backend) and waits until the process has
+ * exited: its socket is closed then, and db's next call reconnects. */
+static void end_backend(const fixture *f, const db_engine *eng, db_t *db)
+{
+    db_result r;
+    assert_int_equal(eng->query(db, "SELECT pg_backend_pid()", NULL, 0, &r), DB_OK);
+    long pid = atol(db_cell(&r, 0, 0));
+    db_result_free(&r);
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SELECT COUNT(pg_terminate_backend(%ld))", pid);
+    assert_int_equal(raw_int(f, sql), 1);
+    long long end = ph_now_ms() + 30000;
+    for (;;) {
+        /* gone, or a zombie the postmaster has yet to reap (its files closed) */
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            return;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[n] = '\0';
+        const char *rp = strrchr(buf, ')');
+        char state;
+        if (rp && sscanf(rp + 1, " %c", &state) == 1 && state == 'Z')
+            return;
+        if (ph_now_ms() > end)
+            fail_msg("backend %ld did not exit within 30 s of pg_terminate_backend", pid);
+        usleep(1000);
+    }
+}
+
 /* Once a call could not reach the stopped server, the breaker shared by
  * every handle on that database lets one call at a time try it (here a
  * reconnect, bounded by connect_ms) and fails the others at once instead of
@@ -3115,6 +3147,14 @@ static void test_pg_breaker_fails_fast(void **state)
     const db_engine *eng = &db_engine_postgres;
     db_t *a = engine_open(f->url), *b = engine_open(f->url), *tx = engine_open(f->url);
     store_t *s = open_ok(f->url);
+    /* The probe's handle: once the server runs again, its SELECT 1 must
+     * answer within the handle's statement limit, and 1000 ms was a bet on a
+     * just-resumed server getting a CPU on a loaded machine.  30 s, and its
+     * connection ended before the stall: its next call is a reconnect, as
+     * a's would be after its timeout. */
+    db_set_limits(30000, connect_ms);
+    db_t *p = engine_open(f->url);
+    end_backend(f, eng, p);
     breaker *br = breaker_get(BREAKER_STORE, f->url, "the database", 0); /* the handles' own breaker */
     assert_non_null(br);
     assert_false(breaker_is_open(br));
@@ -3131,8 +3171,8 @@ static void test_pg_breaker_fails_fast(void **state)
     call_within(&c, 30000);
     assert_int_equal(c.rc, DB_E_TIMEOUT);
     assert_true(breaker_is_open(br));
-    /* a's next call is the probe: a reconnect to the stopped server. */
-    timed_call probe = query_call(eng, a, "SELECT 1");
+    /* p's next call is the probe: a reconnect to the stopped server. */
+    timed_call probe = query_call(eng, p, "SELECT 1");
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, timed_call_main, &probe), 0);
     long long t0 = ph_now_ms();
@@ -3188,6 +3228,7 @@ static void test_pg_breaker_fails_fast(void **state)
     eng->close(a);
     eng->close(b);
     eng->close(tx);
+    eng->close(p);
 }
 
 /* ---- operator listings and removals (aurora-server admin) -------------------------------- */
