@@ -277,8 +277,19 @@ char *argv_redact_shell(const char *arg, size_t len)
             }
         }
         size_t keep = 0;
-        if (argv_inner_word(&st, arg + start, i - start, &keep) == ARGV_INNER_CUT)
-            argv_splice_cut(&s, start + keep, i);
+        if (argv_inner_word(&st, arg + start, i - start, &keep) == ARGV_INNER_CUT) {
+            /* 'admin:S3cret': the quote that closes one the kept part opened
+             * stays, or the line would read as one word to its end */
+            size_t end = i, opened = 0;
+            char last = arg[i - 1];
+            if (i - start > keep + 1 && (last == '\'' || last == '"')) {
+                for (size_t k = start; k < start + keep; k++)
+                    opened += arg[k] == last;
+                if (opened % 2)
+                    end = i - 1;
+            }
+            argv_splice_cut(&s, start + keep, end);
+        }
     }
     return argv_splice_finish(&s, len);
 }

@@ -383,6 +383,8 @@ static void test_programs_a_command_runs(void **state)
           "\"curl -s -H 'Authorization: Bearer [REDACTED]' http://x/ | jq .\"]" },
         { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"cd /x; redis-cli -a 'S3 cret' info\"]",
           "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"cd /x; redis-cli -a [REDACTED] info\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -u 'admin:S3cret' http://x/ -o y\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -u 'admin:[REDACTED]' http://x/ -o y\"]" },
         { "[\"gcloud\",\"compute\",\"ssh\",\"vm\",\"--command=sshpass -p S3cret ssh h\"]",
           "[\"gcloud\",\"compute\",\"ssh\",\"vm\",\"--command=sshpass -p [REDACTED] ssh h\"]" },
         /* JSON: a credential's key, a Secret's data, an env item's value */
