@@ -225,10 +225,15 @@ void argv_splice_init(argv_splice *s, const char *src)
 
 void argv_splice_cut(argv_splice *s, size_t start, size_t end)
 {
+    argv_splice_cut_as(s, start, end, "");
+}
+
+void argv_splice_cut_as(argv_splice *s, size_t start, size_t end, const char *after)
+{
     if (s->failed || start < s->from || end < start)
         return;
     if (buf_append(&s->out, s->src + s->from, start - s->from) < 0 ||
-        buf_append_str(&s->out, ARGV_REDACTED) < 0)
+        buf_append_str(&s->out, ARGV_REDACTED) < 0 || buf_append_str(&s->out, after) < 0)
         s->failed = 1;
     s->from = end;
     s->changed = 1;

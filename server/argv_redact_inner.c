@@ -246,6 +246,27 @@ argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size
     return v;
 }
 
+/* Scans a shell word from i to the first blank outside quotes ('a b',
+ * "a b", a\ b) or stop; *quote is the quote still open there (0: none). */
+static size_t scan_word(const char *a, size_t i, size_t stop, char *quote)
+{
+    char q = 0;
+    for (; i < stop && (q || !argv_blank(a[i])); i++) {
+        if (q) {
+            if (a[i] == q)
+                q = 0;
+            else if (a[i] == '\\' && q == '"' && i + 1 < stop)
+                i++;
+        } else if (a[i] == '\'' || a[i] == '"') {
+            q = a[i];
+        } else if (a[i] == '\\' && i + 1 < stop) {
+            i++;
+        }
+    }
+    *quote = q;
+    return i;
+}
+
 char *argv_redact_shell(const char *arg, size_t len)
 {
     size_t i = 0;
@@ -256,40 +277,30 @@ char *argv_redact_shell(const char *arg, size_t len)
     argv_splice s;
     argv_splice_init(&s, arg);
     argv_inner st = ARGV_INNER_INIT;
+    size_t red = strlen(ARGV_REDACTED);
     for (i = 0; i < len;) {
         while (i < len && argv_blank(arg[i]))
             i++;
         if (i == len)
             break;
-        /* a word runs to the next blank outside quotes ('a b', "a b") */
         size_t start = i;
-        char quote = 0;
-        for (; i < len && (quote || !argv_blank(arg[i])); i++) {
-            if (quote) {
-                if (arg[i] == quote)
-                    quote = 0;
-                else if (arg[i] == '\\' && quote == '"' && i + 1 < len)
-                    i++;
-            } else if (arg[i] == '\'' || arg[i] == '"') {
-                quote = arg[i];
-            } else if (arg[i] == '\\' && i + 1 < len) {
-                i++;
-            }
-        }
+        char open = 0;
+        i = scan_word(arg, start, len, &open);
         size_t keep = 0;
-        if (argv_inner_word(&st, arg + start, i - start, &keep) == ARGV_INNER_CUT) {
-            /* 'admin:S3cret': the quote that closes one the kept part opened
-             * stays, or the line would read as one word to its end */
-            size_t end = i, opened = 0;
-            char last = arg[i - 1];
-            if (i - start > keep + 1 && (last == '\'' || last == '"')) {
-                for (size_t k = start; k < start + keep; k++)
-                    opened += arg[k] == last;
-                if (opened % 2)
-                    end = i - 1;
-            }
-            argv_splice_cut(&s, start + keep, end);
-        }
+        if (argv_inner_word(&st, arg + start, i - start, &keep) != ARGV_INNER_CUT)
+            continue;
+        /* 'admin:S3cret': a quote the kept part opened is closed after the
+         * replacement, so the line splits into the same words again (a
+         * later pass, admin redact-audit) and nothing after it is read as
+         * part of this word */
+        char quote[2] = { 0, 0 };
+        scan_word(arg, start, start + keep, &quote[0]);
+        const char *rest = arg + start + keep;
+        size_t n = i - start - keep;
+        if ((n == red || (n == red + 1 && quote[0] && rest[red] == quote[0])) &&
+            !memcmp(rest, ARGV_REDACTED, red))
+            continue; /* already */
+        argv_splice_cut_as(&s, start + keep, i, quote);
     }
     return argv_splice_finish(&s, len);
 }

@@ -43,6 +43,8 @@ typedef struct {
 void argv_splice_init(argv_splice *s, const char *src);
 /* Replaces src[start, end) (start >= the previous span's end). */
 void argv_splice_cut(argv_splice *s, size_t start, size_t end);
+/* The same, with `after` written behind ARGV_REDACTED (a closing quote). */
+void argv_splice_cut_as(argv_splice *s, size_t start, size_t end, const char *after);
 /* The result over src's first len bytes: malloc'd text when a span was cut,
  * NULL when nothing changed.  When memory ran out the whole argument is
  * replaced (ARGV_REDACTED): failing closed keeps a credential out of the
