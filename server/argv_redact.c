@@ -505,10 +505,10 @@ static int redact_once(cJSON *argv, const char *program)
         }
         /* every word after "--" moves the inner program's state, whichever
          * rule redacts it */
-        size_t keep = 0;
+        size_t keep = 0, keep_end = 0;
         int inner_cut = dashdash && i > dashdash &&
                         argv_inner_word(&inner, it->valuestring, strlen(it->valuestring),
-                                        &keep) == ARGV_INNER_CUT;
+                                        &keep, &keep_end) == ARGV_INNER_CUT;
         if (values == 2 && it->valuestring[0] == '-')
             values = 0;
         if (values || i == value_at) {
@@ -534,7 +534,7 @@ static int redact_once(cJSON *argv, const char *program)
         if (inner_cut && r != ARGV_REDACT_INLINE) { /* -pS3cret of mysql: "-p" stays */
             argv_splice sp;
             argv_splice_init(&sp, it->valuestring);
-            argv_splice_cut(&sp, keep, strlen(it->valuestring));
+            argv_splice_cut(&sp, keep, keep_end);
             own = argv_splice_finish(&sp, strlen(it->valuestring));
             if (own)
                 kept = own;
@@ -568,8 +568,28 @@ int argv_redact_array(cJSON *argv)
         int r = redact_once(argv, program);
         total += r;
         if (!r)
-            break;
+            return total;
     }
+    /* No fixpoint within the bound (a cut that moved quotes changes how the
+     * next pass splits a shell line, again and again): fail closed, so that
+     * a second run changes nothing.  The items a further pass still changes
+     * go whole; if that is not enough, every argument does. */
+    cJSON *before = cJSON_Duplicate(argv, 1);
+    int n = cJSON_GetArraySize(argv);
+    if (before && redact_once(argv, program)) {
+        for (int i = 1; i < n; i++) {
+            const cJSON *a = cJSON_GetArrayItem(before, i), *b = cJSON_GetArrayItem(argv, i);
+            if (cJSON_IsString(a) && cJSON_IsString(b) && strcmp(a->valuestring, b->valuestring))
+                total += replace_item(argv, i, ARGV_REDACTED);
+        }
+    }
+    cJSON_Delete(before);
+    if (!before || redact_once(argv, program))
+        for (int i = 1; i < n; i++) {
+            const cJSON *it = cJSON_GetArrayItem(argv, i);
+            if (cJSON_IsString(it) && strcmp(it->valuestring, ARGV_REDACTED))
+                total += replace_item(argv, i, ARGV_REDACTED);
+        }
     return total;
 }
 

@@ -34,9 +34,10 @@ typedef struct {
 typedef struct {
     const char *const *names;
     const char *subs[3];       /* options count only after one of these words (docker login) */
-    inner_opt opts[8];
+    inner_opt opts[12];
     int positional;            /* the n-th word after the subcommand that is no option */
-    const char *valued[8];     /* options that take the next word, for counting positions */
+    const char *valued[16];    /* options that take the next word, for counting positions */
+    int pairs;                 /* a word with '=' is a key=value pair, not the position (vault) */
 } inner_program;
 
 static const char *const mysql_names[] = {
@@ -78,11 +79,10 @@ static const inner_program programs[] = {
         { "-E", FORM_SHORT, VALUE_USERPASS }, /* certificate:passphrase */
         { "--cert", FORM_LONG, VALUE_USERPASS },
         { "--oauth2-bearer", FORM_LONG, VALUE_WHOLE },
-        { "-b", FORM_SHORT, VALUE_COOKIE } },
+        { "-b", FORM_SHORT, VALUE_COOKIE },
+        { "--cookie", FORM_LONG, VALUE_COOKIE },
+        { "--pass", FORM_LONG, VALUE_WHOLE } },
       0, { NULL } },
-    { curl_names, { NULL },
-      { { "--cookie", FORM_LONG, VALUE_COOKIE }, { "--pass", FORM_LONG, VALUE_WHOLE } }, 0,
-      { NULL } },
     { mongo_names, { NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
     { sshpass_names, { NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
     { openssl_names, { NULL },
@@ -113,7 +113,10 @@ static const inner_program programs[] = {
     /* vault login <token>: the first word after login that is no option and
      * no method=… pair */
     { vault_names, { "login", NULL }, { { NULL, 0, 0 } }, 1,
-      { "-address", "-namespace", "-method", "-path", "-ca-cert", "-format", "-field", NULL } },
+      { "-address", "-namespace", "-method", "-path", "-ca-cert", "-ca-path", "-client-cert",
+        "-client-key", "-tls-server-name", "-header", "-mfa", "-wrap-ttl", "-format", "-field",
+        NULL },
+      1 },
     /* rabbitmqctl add_user <name> <password>, change_password <name> <password> */
     { rabbit_names, { "add_user", "change_password", NULL }, { { NULL, 0, 0 } }, 2,
       { "-n", "--node", "-t", "--timeout", NULL } },
@@ -195,8 +198,11 @@ static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t 
         return ARGV_INNER_NONE;
     }
     if (n > 1 && w[0] == '-') {
+        /* Go's flag package (vault) reads --flag as -flag */
+        const char *ow = p->pairs && n > 2 && w[1] == '-' ? w + 1 : w;
+        size_t on = n - (size_t)(ow - w);
         for (size_t v = 0; p->valued[v]; v++)
-            if (word_is(w, n, p->valued[v]))
+            if (word_is(ow, on, p->valued[v]))
                 st->skip = 1; /* its value is not a position */
         for (size_t o = 0; o < sizeof(p->opts) / sizeof(p->opts[0]) && p->opts[o].flag; o++) {
             const inner_opt *opt = &p->opts[o];
@@ -229,17 +235,32 @@ static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t 
         st->skip = 0;
         return ARGV_INNER_NONE;
     }
-    if (p->positional && ++st->after_sub == p->positional && !memchr(w, '=', n) &&
+    if (p->positional && ++st->after_sub == p->positional && !(p->pairs && memchr(w, '=', n)) &&
+        !(n == 1 && w[0] == '-') && /* vault login -: the token is read from stdin */
         !(n == strlen(ARGV_REDACTED) && !memcmp(w, ARGV_REDACTED, n)))
         return ARGV_INNER_CUT; /* keep 0: the whole word */
     return ARGV_INNER_NONE;
 }
 
-argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size_t *keep)
+argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size_t *keep,
+                                   size_t *end)
 {
+    /* "-pS3cret;" is still mysql's, and the ';' stays: a pass that cut it
+     * would let the next pass read the words after it as mysql's too */
+    size_t m = n;
+    while (m && (w[m - 1] == ';' || w[m - 1] == '|' || w[m - 1] == '&'))
+        m--;
+    /* a word quoted whole ("-p$PW", 'S3 cret') is read without its quotes,
+     * which stay */
+    size_t q = 0;
+    if (m >= 2 && (w[0] == '"' || w[0] == '\'') && w[m - 1] == w[0] &&
+        !memchr(w + 1, w[0], m - 2))
+        q = 1;
     *keep = 0;
-    argv_inner_verdict v = judge(st, w, n, keep);
-    if (separator(w, n)) { /* "-pS3cret;" is still mysql's */
+    argv_inner_verdict v = m ? judge(st, w + q, m - 2 * q, keep) : ARGV_INNER_NONE;
+    *keep += q;
+    *end = m - q;
+    if (separator(w, n)) {
         st->program = -1;
         st->pending = 0;
     }
@@ -278,6 +299,7 @@ char *argv_redact_shell(const char *arg, size_t len)
     argv_splice_init(&s, arg);
     argv_inner st = ARGV_INNER_INIT;
     size_t red = strlen(ARGV_REDACTED);
+    int next_flag = 0; /* the previous word was a flag argv_redact_arg knows (--password) */
     for (i = 0; i < len;) {
         while (i < len && argv_blank(arg[i]))
             i++;
@@ -286,21 +308,36 @@ char *argv_redact_shell(const char *arg, size_t len)
         size_t start = i;
         char open = 0;
         i = scan_word(arg, start, len, &open);
-        size_t keep = 0;
-        if (argv_inner_word(&st, arg + start, i - start, &keep) != ARGV_INNER_CUT)
+        size_t keep = 0, end = 0;
+        int flag = next_flag;
+        next_flag = 0;
+        argv_inner_verdict v = argv_inner_word(&st, arg + start, i - start, &keep, &end);
+        if (v != ARGV_INNER_CUT && !flag) {
+            /* a flag every CLI's rule knows: its value is the next word */
+            char shown[ARGV_REDACT_SHOWN_MAX], word[128];
+            if (end < sizeof(word) && arg[start] == '-') {
+                memcpy(word, arg + start, end);
+                word[end] = '\0';
+                next_flag = argv_redact_arg("", word, shown, sizeof(shown)) == ARGV_REDACT_NEXT;
+            }
             continue;
-        /* 'admin:S3cret': a quote the kept part opened is closed after the
-         * replacement, so the line splits into the same words again (a
-         * later pass, admin redact-audit) and nothing after it is read as
-         * part of this word */
+        }
+        if (end <= keep)
+            continue;
+        /* 'admin:S3cret': a quote the kept part opened and the kept tail
+         * (a trailing ';', the closing quote of a word quoted whole) does
+         * not close is closed after the replacement, so the line splits
+         * into the same words again (a later pass, admin redact-audit) */
         char quote[2] = { 0, 0 };
         scan_word(arg, start, start + keep, &quote[0]);
+        if (quote[0] && memchr(arg + start + end, quote[0], i - start - end))
+            quote[0] = 0;
         const char *rest = arg + start + keep;
-        size_t n = i - start - keep;
+        size_t n = end - keep;
         if ((n == red || (n == red + 1 && quote[0] && rest[red] == quote[0])) &&
             !memcmp(rest, ARGV_REDACTED, red))
             continue; /* already */
-        argv_splice_cut_as(&s, start + keep, i, quote);
+        argv_splice_cut_as(&s, start + keep, start + end, quote);
     }
     return argv_splice_finish(&s, len);
 }

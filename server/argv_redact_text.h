@@ -5,7 +5,10 @@
  *   argv_redact_inner.c   the options of programs a command runs
  *                         (kubectl exec … -- mysql -p…, sh -c "curl -u …")
  * Every rule replaces text with ARGV_REDACTED and never reads that text as
- * a credential again, so a second pass changes nothing. */
+ * a credential again, and keeps the quotes and separators that split a
+ * shell line, so passes reach a point where nothing changes; should they
+ * not within argv_redact_array's bound, what still changes is replaced
+ * whole, so a second run changes nothing. */
 #ifndef AURORA_ARGV_REDACT_TEXT_H
 #define AURORA_ARGV_REDACT_TEXT_H
 
@@ -84,8 +87,10 @@ typedef enum {
 } argv_inner_verdict;
 
 /* Judges one word (n bytes) of a program's command line and moves st on.
- * For ARGV_INNER_CUT, *keep is how many bytes of the word stay. */
-argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size_t *keep);
+ * For ARGV_INNER_CUT, the bytes [*keep, *end) go (*end leaves a trailing
+ * shell separator, "S3cret;", in place). */
+argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size_t *keep,
+                                   size_t *end);
 
 /* The same over the words of a shell command line inside one argument
  * (sh -c "mysql -uroot -pS3cret", gcloud compute ssh --command "…"):

@@ -44,6 +44,24 @@ static size_t string_end(const char *a, size_t len, size_t i)
     return len;
 }
 
+/* A line break at k: a newline, or "\n" / "\r" written as an escape (a
+ * JSON string, printf's format). */
+static int line_break(const char *a, size_t k, size_t limit)
+{
+    return a[k] == '\n' || a[k] == '\r' ||
+           (a[k] == '\\' && k + 1 < limit && (a[k + 1] == 'n' || a[k + 1] == 'r'));
+}
+
+/* Whether a name may start at i: the byte before it is no name's, or ends
+ * an escaped line break ("…\npassword: …"). */
+static int name_start(const char *a, size_t from, size_t i)
+{
+    if (i == from || !argv_name_char(a[i - 1]))
+        return 1;
+    return i >= from + 2 && a[i - 2] == '\\' &&
+           (a[i - 1] == 'n' || a[i - 1] == 'r' || a[i - 1] == 't');
+}
+
 /* Header lines and YAML keys starting in a[from, to): "Name: value" where
  * the name says credential (password: …, X-Api-Key: …, Private-Token: …),
  * or is Authorization / Proxy-Authorization (the credentials after the
@@ -56,7 +74,11 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
 {
     size_t i = from;
     while (i < to) {
-        if (!argv_name_char(a[i]) || (i > from && argv_name_char(a[i - 1]))) {
+        if (a[i] == '\\' && i + 1 < to && (a[i + 1] == 'n' || a[i + 1] == 'r' || a[i + 1] == 't')) {
+            i += 2; /* an escaped line break or tab: the next name starts after it */
+            continue;
+        }
+        if (!argv_name_char(a[i]) || !name_start(a, from, i)) {
             i++;
             continue;
         }
@@ -67,19 +89,50 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
             i = e;
             continue;
         }
+        size_t n = e - i;
+        int auth = is(a + i, n, "authorization") || is(a + i, n, "proxy-authorization");
+        if (!auth && !is(a + i, n, "cookie") && !is(a + i, n, "set-cookie") &&
+            !argv_credential_name(a + i, n)) {
+            i = e + 1; /* read before its value: each byte once */
+            continue;
+        }
         size_t v = e + 1;
         while (v < limit && (a[v] == ' ' || a[v] == '\t'))
             v++;
         /* inside quotes ('Authorization: Bearer …' in a shell line) the
-         * value ends at the closing one */
+         * value ends at the closing one, an escaped one (\") too */
         char quote = i > 0 && (a[i - 1] == '\'' || a[i - 1] == '"') ? a[i - 1] : 0;
         size_t eol = v;
-        while (eol < limit && a[eol] != '\n' && a[eol] != '\r' && a[eol] != quote)
+        while (eol < limit && !line_break(a, eol, limit) && a[eol] != quote)
             eol++;
-        size_t n = e - i;
-        int auth = is(a + i, n, "authorization") || is(a + i, n, "proxy-authorization");
-        if (auth || is(a + i, n, "cookie") || is(a + i, n, "set-cookie") ||
-            argv_credential_name(a + i, n)) {
+        if (quote && eol < limit && a[eol] == quote && eol > v && a[eol - 1] == '\\')
+            eol--;
+        /* a YAML block scalar (tls.key: |): the lines indented deeper go too */
+        if (eol > v && (a[v] == '|' || a[v] == '>') && eol - v <= 3) {
+            size_t bol = i;
+            while (bol > from && !line_break(a, bol - 1, limit) &&
+                   !(bol >= from + 2 && a[bol - 2] == '\\' && a[bol - 1] == 'n'))
+                bol--;
+            size_t indent = i - bol, k = eol;
+            for (;;) {
+                size_t nl = k;
+                if (nl >= limit || !line_break(a, nl, limit))
+                    break;
+                nl += a[nl] == '\\' ? 2 : 1;
+                size_t d = nl;
+                while (d < limit && a[d] == ' ')
+                    d++;
+                if (d < limit && !line_break(a, d, limit) && d - nl <= indent)
+                    break; /* the block ends at a line indented no deeper */
+                k = d;
+                while (k < limit && !line_break(a, k, limit) && a[k] != quote)
+                    k++;
+                eol = k;
+                if (k >= limit || a[k] == quote)
+                    break;
+            }
+        }
+        {
             size_t cut = v;
             if (auth) { /* keep "Bearer " / "Basic " when a credential follows it */
                 size_t sp = v;
@@ -94,9 +147,7 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
             if (cut < eol && !already(a + cut, eol - cut))
                 argv_splice_cut(s, cut, eol);
             i = eol; /* the value is read: the next name starts after it */
-            continue;
         }
-        i = e + 1;
     }
     return i > to ? i : to;
 }
@@ -123,6 +174,50 @@ static int is_the_value(const char *k, size_t n)
     return is(k, n, "value") || is(k, n, "ParameterValue");
 }
 
+static int reference_key(const char *k, size_t n);
+
+/* A JSON patch operation's "path" (RFC 6902: {"op":"replace",
+ * "path":"/data/password","value":"…"}) names its "value": a credential
+ * when the last segment says so, or when it is under /data or /stringData
+ * of a Secret. */
+static int path_names_credential(const char *p, size_t n, int secret_data)
+{
+    if (n >= 12 && !strncmp(p, "/stringData", 11) && p[11] == '/')
+        return 1;
+    if (secret_data && n >= 6 && !strncmp(p, "/data", 5) && p[5] == '/')
+        return 1;
+    size_t last = n;
+    while (last && p[last - 1] != '/')
+        last--;
+    return last < n && !reference_key(p + last, n - last) && argv_credential_name(p + last, n - last);
+}
+
+/* Keys that refer to a credential kept elsewhere, not hold one
+ * (secretKeyRef, secretName, imagePullSecrets' names, tokenSecretRef,
+ * passwordFile): their last word. */
+static int reference_key(const char *k, size_t n)
+{
+    static const char *const last_words[] = { "name", "names", "ref", "refs", "file",
+                                              "path", "namespace", "selector", NULL };
+    size_t w = n;
+    while (w && !(k[w - 1] >= 'A' && k[w - 1] <= 'Z') && k[w - 1] != '_' && k[w - 1] != '-' &&
+           k[w - 1] != '.')
+        w--;
+    if (w && k[w - 1] >= 'A' && k[w - 1] <= 'Z')
+        w--; /* secretKeyRef: "Ref" */
+    for (const char *const *l = last_words; *l; l++)
+        if (is(k + w, n - w, *l) || (w < n && (k[w] == '_' || k[w] == '-' || k[w] == '.') &&
+                                     is(k + w + 1, n - w - 1, *l)))
+            return 1;
+    return 0;
+}
+
+/* true, false, null: no credential */
+static int literal(const char *v, size_t n)
+{
+    return is(v, n, "true") || is(v, n, "false") || is(v, n, "null");
+}
+
 #define NAMED_DEPTHS 64 /* objects nested deeper are not tracked (bits of named) */
 
 char *argv_redact_values(const char *arg, size_t len, int secret_data)
@@ -135,6 +230,7 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
     /* secret_at: the nesting depth from which every string value is a
      * credential ("stringData": {…}, "password": [...]), 0 outside one. */
     size_t i = 0, depth = 0, secret_at = 0;
+    int secret_refs = 0; /* secret_at opened by a credential's key, not stringData / data */
     /* bit d: the object at depth d has named a credential ("name":
      * "DB_PASSWORD"), so its "value" member is one.  The name comes first
      * in what kubectl and people write; a value before its name is missed. */
@@ -182,7 +278,9 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
         const char *key = arg + i + 1;
         size_t kn = end - i - 1, v = skip_blank(arg, len, colon + 1);
         int naming = names_a_value(key, kn);
-        int cred = !naming && argv_credential_name(key, kn);
+        int path = is(key, kn, "path");
+        int ref = reference_key(key, kn);
+        int cred = !naming && !ref && argv_credential_name(key, kn);
         if (depth < NAMED_DEPTHS && (named >> depth & 1) && is_the_value(key, kn))
             cred = 1;
         if (v < len && arg[v] == '"') {
@@ -190,7 +288,11 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
             if (naming && depth < NAMED_DEPTHS && vend > v + 1 &&
                 argv_credential_name(arg + v + 1, vend - v - 1))
                 named |= 1ULL << depth;
-            if ((cred || secret_at) && vend > v + 1 && !already(arg + v + 1, vend - v - 1))
+            if (path && depth < NAMED_DEPTHS && vend > v + 1 &&
+                path_names_credential(arg + v + 1, vend - v - 1, secret_data))
+                named |= 1ULL << depth;
+            if ((cred || (secret_at && !(secret_refs && ref))) && vend > v + 1 &&
+                !already(arg + v + 1, vend - v - 1))
                 argv_splice_cut(&s, v + 1, vend);
             else
                 header_lines(&s, arg, v + 1, vend, vend);
@@ -199,14 +301,17 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
         }
         if (v < len && (arg[v] == '{' || arg[v] == '[')) {
             if (!secret_at && (cred || is(key, kn, "stringData") ||
-                               (secret_data && is(key, kn, "data"))))
+                               (secret_data && is(key, kn, "data")))) {
                 secret_at = depth + 1; /* the container opening at v */
+                /* under "secret": {…} the names of what it refers to stay */
+                secret_refs = cred;
+            }
             i = v;
             continue;
         }
         if ((cred || secret_at) && v < len) {
             size_t e = scalar_end(arg, len, v);
-            if (e > v && !already(arg + v, e - v))
+            if (e > v && !already(arg + v, e - v) && !literal(arg + v, e - v))
                 argv_splice_cut(&s, v, e);
             i = e > v ? e : v;
             continue;

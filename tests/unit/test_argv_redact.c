@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <stdlib.h>
@@ -13,6 +14,36 @@
 
 #include "argv_redact.h"
 #include "utf8.h"
+
+typedef struct {
+    const char *in, *out;
+} row;
+
+/* Each stored argv becomes exactly out, holds no "S3cret", and a second
+ * pass changes nothing. */
+static void check_rows(const row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *o = argv_redact_stored(rows[i].in);
+        if (!o)
+            fail_msg("kept: %s", rows[i].in);
+        if (strcmp(o, rows[i].out))
+            fail_msg("%s\n  became %s\n  wanted %s", rows[i].in, o, rows[i].out);
+        assert_null(strstr(o, "S3cret"));
+        assert_null(argv_redact_stored(o));
+        free(o);
+    }
+}
+
+/* Each stored argv is left as it is. */
+static void check_kept(const char *const *keep, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *o = argv_redact_stored(keep[i]);
+        if (o)
+            fail_msg("redacted: %s -> %s", keep[i], o);
+    }
+}
 
 static argv_redact of(const char *program, const char *arg, char *shown)
 {
@@ -242,7 +273,7 @@ static void test_long_argument_of_urls(void **state)
 static void test_commands_with_their_own_credentials(void **state)
 {
     (void)state;
-    struct { const char *in, *out; } rows[] = {
+    const row rows[] = {
         { "[\"az\",\"keyvault\",\"secret\",\"set\",\"--vault-name\",\"v\",\"--name\",\"n\","
           "\"--value\",\"S3cret\"]",
           "[\"az\",\"keyvault\",\"secret\",\"set\",\"--vault-name\",\"v\",\"--name\",\"n\","
@@ -288,14 +319,7 @@ static void test_commands_with_their_own_credentials(void **state)
         { "[\"kubectl\",\"exec\",\"p\",\"--\",\"env\",\"GITHUB_TOKEN=S3cret\",\"sh\"]",
           "[\"kubectl\",\"exec\",\"p\",\"--\",\"env\",\"GITHUB_TOKEN=[REDACTED]\",\"sh\"]" },
     };
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        char *o = argv_redact_stored(rows[i].in);
-        if (!o)
-            fail_msg("kept: %s", rows[i].in);
-        assert_string_equal(o, rows[i].out);
-        assert_null(argv_redact_stored(o));
-        free(o);
-    }
+    check_rows(rows, sizeof(rows) / sizeof(rows[0]));
     /* the same flags and positions elsewhere are not credentials */
     const char *keep[] = {
         "[\"az\",\"tag\",\"create\",\"--value\",\"v\"]",
@@ -311,11 +335,7 @@ static void test_commands_with_their_own_credentials(void **state)
         "[\"kubectl\",\"get\",\"pods\",\"--token-file=/x\",\"--partition-key=user1\"]",
         "[\"kubectl\",\"get\",\"pods\",\"-l\",\"app=web\",\"--field-selector=status.phase=Running\"]",
     };
-    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
-        char *o = argv_redact_stored(keep[i]);
-        if (o)
-            fail_msg("redacted: %s -> %s", keep[i], o);
-    }
+    check_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
 /* A flag name over 64 bytes is cut at a character boundary: the row stays
@@ -342,7 +362,7 @@ static void test_long_names_cut_at_a_character(void **state)
 static void test_programs_a_command_runs(void **state)
 {
     (void)state;
-    struct { const char *in, *out; } rows[] = {
+    const row rows[] = {
         { "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-uroot\",\"-pS3cret\",\"app\"]",
           "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-uroot\",\"-p[REDACTED]\",\"app\"]" },
         { "[\"kubectl\",\"exec\",\"r\",\"--\",\"redis-cli\",\"-h\",\"redis\",\"-a\",\"S3cret\",\"PING\"]",
@@ -382,9 +402,13 @@ static void test_programs_a_command_runs(void **state)
           "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\","
           "\"curl -s -H 'Authorization: Bearer [REDACTED]' http://x/ | jq .\"]" },
         { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"cd /x; redis-cli -a 'S3 cret' info\"]",
-          "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"cd /x; redis-cli -a [REDACTED] info\"]" },
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"cd /x; redis-cli -a '[REDACTED]' info\"]" },
         { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -u 'admin:S3cret' http://x/ -o y\"]",
           "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -u 'admin:[REDACTED]' http://x/ -o y\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -u'admin:S3cret' http://x/; redis-cli -a S3cret; echo -a x\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -u'admin:[REDACTED]' http://x/; redis-cli -a [REDACTED]; echo -a x\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"mongosh -u root --password 'S3 cret' admin\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"mongosh -u root --password '[REDACTED]' admin\"]" },
         { "[\"gcloud\",\"compute\",\"ssh\",\"vm\",\"--command=sshpass -p S3cret ssh h\"]",
           "[\"gcloud\",\"compute\",\"ssh\",\"vm\",\"--command=sshpass -p [REDACTED] ssh h\"]" },
         /* JSON: a credential's key, a Secret's data, an env item's value */
@@ -399,16 +423,7 @@ static void test_programs_a_command_runs(void **state)
           "{\\\"containers\\\":[{\\\"name\\\":\\\"api\\\",\\\"env\\\":[{\\\"name\\\":\\\"DB_PASSWORD\\\","
           "\\\"value\\\":\\\"[REDACTED]\\\"},{\\\"name\\\":\\\"LOG\\\",\\\"value\\\":\\\"debug\\\"}]}]}}}}\"]" },
     };
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        char *o = argv_redact_stored(rows[i].in);
-        if (!o)
-            fail_msg("kept: %s", rows[i].in);
-        if (strcmp(o, rows[i].out))
-            fail_msg("%s\n  became %s\n  wanted %s", rows[i].in, o, rows[i].out);
-        assert_null(strstr(o, "S3cret"));
-        assert_null(argv_redact_stored(o)); /* a second pass changes nothing */
-        free(o);
-    }
+    check_rows(rows, sizeof(rows) / sizeof(rows[0]));
     const char *keep[] = {
         "[\"kubectl\",\"exec\",\"x\",\"--\",\"ls\",\"-la\",\"-p\",\"/tmp\"]",
         "[\"kubectl\",\"exec\",\"x\",\"--\",\"mysql\",\"-p\",\"app\"]", /* -p alone asks */
@@ -423,11 +438,7 @@ static void test_programs_a_command_runs(void **state)
         "[\"kubectl\",\"patch\",\"configmap\",\"c\",\"-p\",\"{\\\"data\\\":{\\\"level\\\":\\\"debug\\\"}}\"]",
         "[\"kubectl\",\"mysql\",\"-pfoo\"]", /* before "--": kubectl's own words */
     };
-    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
-        char *o = argv_redact_stored(keep[i]);
-        if (o)
-            fail_msg("redacted: %s -> %s", keep[i], o);
-    }
+    check_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
 /* Keyed values inside one argument: JSON members, YAML and header lines. */
@@ -506,6 +517,64 @@ static void test_long_arguments_of_values_and_words(void **state)
     }
 }
 
+/* Review regressions: forms of the commit's claims that leaked, cuts that
+ * moved a shell line's quotes or separators, references over-redacted. */
+static void test_review_regressions(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"curl\",\"--cookie\",\"session=S3cret\",\"http://x\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"curl\",\"--cookie\",\"[REDACTED]\",\"http://x\"]" },
+        { "[\"kubectl\",\"exec\",\"q\",\"--\",\"rabbitmqctl\",\"add_user\",\"alice\",\"Zm9vYmFy=\"]",
+          "[\"kubectl\",\"exec\",\"q\",\"--\",\"rabbitmqctl\",\"add_user\",\"alice\",\"[REDACTED]\"]" },
+        { "[\"kubectl\",\"exec\",\"v\",\"--\",\"vault\",\"login\",\"--address\",\"http://v\",\"hvs.S3cret\"]",
+          "[\"kubectl\",\"exec\",\"v\",\"--\",\"vault\",\"login\",\"--address\",\"http://v\",\"[REDACTED]\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"redis-cli -a S3cret; echo -a foo\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"redis-cli -a [REDACTED]; echo -a foo\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -u 'admin:S3cret' -H 'A: 1' -H 'B: 2' "
+          "-H 'C: 3' -H 'D: 4' -H 'E: 5' -H 'F: 6' -H 'G: 7' -H 'H: 8' http://x\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -u 'admin:[REDACTED]' -H 'A: 1' -H 'B: 2' "
+          "-H 'C: 3' -H 'D: 4' -H 'E: 5' -H 'F: 6' -H 'G: 7' -H 'H: 8' http://x\"]" },
+        { "[\"kubectl\",\"exec\",\"m\",\"--\",\"sh\",\"-c\",\"mongosh -u root --password S3cret admin\"]",
+          "[\"kubectl\",\"exec\",\"m\",\"--\",\"sh\",\"-c\",\"mongosh -u root --password [REDACTED] admin\"]" },
+        { "[\"kubectl\",\"patch\",\"secret\",\"db\",\"--type=json\",\"-p\",\"[{\\\"op\\\":\\\"replace\\\","
+          "\\\"path\\\":\\\"/data/password\\\",\\\"value\\\":\\\"UzNjcmV0\\\"}]\"]",
+          "[\"kubectl\",\"patch\",\"secret\",\"db\",\"--type=json\",\"-p\",\"[{\\\"op\\\":\\\"replace\\\","
+          "\\\"path\\\":\\\"/data/password\\\",\\\"value\\\":\\\"[REDACTED]\\\"}]\"]" },
+        { "[\"kubectl\",\"patch\",\"secret\",\"t\",\"-p\",\"stringData:\\n  tls.key: |\\n    S3cret\\n    S3cret\\n\"]",
+          "[\"kubectl\",\"patch\",\"secret\",\"t\",\"-p\",\"stringData:\\n  tls.key: [REDACTED]\"]" },
+        { "[\"aws\",\"lambda\",\"invoke\",\"--payload\",\"{\\\"h\\\":\\\"Host: x\\\\nAuthorization: Bearer S3cret\\\"}\"]",
+          "[\"aws\",\"lambda\",\"invoke\",\"--payload\",\"{\\\"h\\\":\\\"Host: x\\\\nAuthorization: Bearer [REDACTED]\\\"}\"]" },
+    };
+    check_rows(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[\"kubectl\",\"patch\",\"sa\",\"default\",\"-p\",\"{\\\"imagePullSecrets\\\":[{\\\"name\\\":\\\"regcred\\\"}]}\"]",
+        "[\"kubectl\",\"patch\",\"deploy\",\"a\",\"-p\",\"{\\\"env\\\":[{\\\"name\\\":\\\"DB_PASSWORD\\\",\\\"valueFrom\\\":"
+        "{\\\"secretKeyRef\\\":{\\\"name\\\":\\\"db\\\",\\\"key\\\":\\\"password\\\"}}}]}\"]",
+        "[\"kubectl\",\"run\",\"d\",\"--overrides={\\\"spec\\\":{\\\"automountServiceAccountToken\\\":false}}\"]",
+        "[\"kubectl\",\"patch\",\"ingress\",\"w\",\"--type=json\",\"-p\",\"[{\\\"op\\\":\\\"replace\\\","
+        "\\\"path\\\":\\\"/spec/tls/0/secretName\\\",\\\"value\\\":\\\"web-tls\\\"}]\"]",
+        "[\"kubectl\",\"exec\",\"v\",\"--\",\"vault\",\"login\",\"-\"]",
+    };
+    check_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
+/* One line of "a: a: a: …": the header rule reads each byte once. */
+static void test_long_line_of_names(void **state)
+{
+    (void)state;
+    size_t n = 128 * 1024;
+    char *arg = malloc(n + 1);
+    assert_non_null(arg);
+    for (size_t i = 0; i < n; i++)
+        arg[i] = "a: "[i % 3];
+    arg[n] = '\0';
+    clock_t t = clock();
+    assert_null(argv_redact_embedded(arg));
+    assert_true(clock() - t < CLOCKS_PER_SEC); /* quadratic: 17 s under ASan */
+    free(arg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -522,6 +591,8 @@ int main(void)
         cmocka_unit_test(test_programs_a_command_runs),
         cmocka_unit_test(test_keyed_values),
         cmocka_unit_test(test_long_arguments_of_values_and_words),
+        cmocka_unit_test(test_review_regressions),
+        cmocka_unit_test(test_long_line_of_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
