@@ -23,6 +23,7 @@ typedef enum {
     VALUE_WHOLE,    /* the value is the credential */
     VALUE_USERPASS, /* user:password: what follows the first ':' (curl -u) */
     VALUE_COOKIE,   /* name=value cookies (curl -b); a file name when it has no '=' */
+    VALUE_OPTIONAL, /* the value, unless the next word is an option: mongosh -p prompts */
 } opt_value;
 
 typedef struct {
@@ -83,7 +84,7 @@ static const inner_program programs[] = {
         { "--cookie", FORM_LONG, VALUE_COOKIE },
         { "--pass", FORM_LONG, VALUE_WHOLE } },
       0, { NULL } },
-    { mongo_names, { NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
+    { mongo_names, { NULL }, { { "-p", FORM_SHORT, VALUE_OPTIONAL } }, 0, { NULL } },
     { sshpass_names, { NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
     { openssl_names, { NULL },
       { { "-pass", FORM_LONG, VALUE_WHOLE },
@@ -179,7 +180,8 @@ static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t 
     if (st->pending) { /* the value of the option before */
         int value = st->pending - 1;
         st->pending = 0;
-        return value_keep(value, w, n, keep) ? ARGV_INNER_CUT : ARGV_INNER_NONE;
+        if (!(value == VALUE_OPTIONAL && n > 1 && w[0] == '-'))
+            return value_keep(value, w, n, keep) ? ARGV_INNER_CUT : ARGV_INNER_NONE;
     }
     int named = program_named(w, n);
     if (named >= 0) {

@@ -102,8 +102,16 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
         /* inside quotes ('Authorization: Bearer …' in a shell line) the
          * value ends at the closing one, an escaped one (\") too */
         char quote = i > 0 && (a[i - 1] == '\'' || a[i - 1] == '"') ? a[i - 1] : 0;
+        /* after '{' or ',' the name is a flow mapping's key (YAML flow,
+         * a JMESPath multiselect: --query "{Token: accessToken, Id: id}"):
+         * the value ends at the next ',' or '}' */
+        size_t before = i;
+        while (before > from && (a[before - 1] == ' ' || a[before - 1] == '\t'))
+            before--;
+        int flow = before > 0 && (a[before - 1] == '{' || a[before - 1] == ',');
         size_t eol = v;
-        while (eol < limit && !line_break(a, eol, limit) && a[eol] != quote)
+        while (eol < limit && !line_break(a, eol, limit) && a[eol] != quote &&
+               !(flow && (a[eol] == ',' || a[eol] == '}')))
             eol++;
         if (quote && eol < limit && a[eol] == quote && eol > v && a[eol - 1] == '\\')
             eol--;

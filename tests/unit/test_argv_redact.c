@@ -458,6 +458,10 @@ static void test_keyed_values(void **state)
         { "[{\"ParameterKey\":\"DbPassword\",\"ParameterValue\":\"S3cret\"}]",
           "[{\"ParameterKey\":\"DbPassword\",\"ParameterValue\":\"" ARGV_REDACTED "\"}]" },
         { "password: S3cret", "password: " ARGV_REDACTED },
+        /* a flow mapping's value ends at ',' or '}' (YAML flow, JMESPath) */
+        { "{password: S3cret, user: u}", "{password: " ARGV_REDACTED ", user: u}" },
+        { "[].{Token: accessToken, Expires: expiresOn}",
+          "[].{Token: " ARGV_REDACTED ", Expires: expiresOn}" },
         { "db:\n  password: S3cret\n  host: h", "db:\n  password: " ARGV_REDACTED "\n  host: h" },
         { "Authorization: Basic dXNlcjpwYXNz", "Authorization: Basic " ARGV_REDACTED },
         { "authorization: S3cret", "authorization: " ARGV_REDACTED },
@@ -555,6 +559,9 @@ static void test_review_regressions(void **state)
         "[\"kubectl\",\"patch\",\"ingress\",\"w\",\"--type=json\",\"-p\",\"[{\\\"op\\\":\\\"replace\\\","
         "\\\"path\\\":\\\"/spec/tls/0/secretName\\\",\\\"value\\\":\\\"web-tls\\\"}]\"]",
         "[\"kubectl\",\"exec\",\"v\",\"--\",\"vault\",\"login\",\"-\"]",
+        /* mongosh -p without a value prompts: the next option stays */
+        "[\"kubectl\",\"exec\",\"m\",\"--\",\"mongosh\",\"-u\",\"admin\",\"-p\","
+        "\"--authenticationDatabase\",\"admin\"]",
     };
     check_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
