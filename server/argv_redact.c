@@ -583,6 +583,12 @@ int argv_redact_array(cJSON *argv)
                 total += replace_item(argv, i, ARGV_REDACTED);
         }
     }
+    /* the copy held what the passes were still cutting */
+    for (int i = 1; before && i < n; i++) {
+        const cJSON *a = cJSON_GetArrayItem(before, i);
+        if (cJSON_IsString(a) && a->valuestring)
+            OPENSSL_cleanse(a->valuestring, strlen(a->valuestring));
+    }
     cJSON_Delete(before);
     if (!before || redact_once(argv, program))
         for (int i = 1; i < n; i++) {

@@ -150,7 +150,8 @@ static int word_is(const char *w, size_t n, const char *word)
     return strlen(word) == n && !memcmp(w, word, n);
 }
 
-/* What of a value word stays (argv_inner.pending): -1 all of it. */
+/* Whether a value word (read as `value`) holds a credential to cut; *keep
+ * is how many of its bytes stay (the user of user:password). */
 static int value_keep(int value, const char *w, size_t n, size_t *keep)
 {
     if (value == VALUE_USERPASS) {
@@ -270,7 +271,8 @@ argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size
 }
 
 /* Scans a shell word from i to the first blank outside quotes ('a b',
- * "a b", a\ b) or stop; *quote is the quote still open there (0: none). */
+ * "a b", a\ b) or stop; *quote (when not NULL) is the quote still open
+ * there (0: none). */
 static size_t scan_word(const char *a, size_t i, size_t stop, char *quote)
 {
     char q = 0;
@@ -286,7 +288,8 @@ static size_t scan_word(const char *a, size_t i, size_t stop, char *quote)
             i++;
         }
     }
-    *quote = q;
+    if (quote)
+        *quote = q;
     return i;
 }
 
@@ -308,8 +311,7 @@ char *argv_redact_shell(const char *arg, size_t len)
         if (i == len)
             break;
         size_t start = i;
-        char open = 0;
-        i = scan_word(arg, start, len, &open);
+        i = scan_word(arg, start, len, NULL);
         size_t keep = 0, end = 0;
         int flag = next_flag;
         next_flag = 0;

@@ -39,7 +39,7 @@ static size_t string_end(const char *a, size_t len, size_t i)
         if (a[i] == '\\')
             i++;
         else if (a[i] == '"')
-            return i < len ? i : len;
+            return i;
     }
     return len;
 }
@@ -140,22 +140,20 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
                     break;
             }
         }
-        {
-            size_t cut = v;
-            if (auth) { /* keep "Bearer " / "Basic " when a credential follows it */
-                size_t sp = v;
-                while (sp < eol && a[sp] != ' ' && a[sp] != '\t')
-                    sp++;
-                size_t after = sp;
-                while (after < eol && (a[after] == ' ' || a[after] == '\t'))
-                    after++;
-                if (after < eol)
-                    cut = after;
-            }
-            if (cut < eol && !already(a + cut, eol - cut))
-                argv_splice_cut(s, cut, eol);
-            i = eol; /* the value is read: the next name starts after it */
+        size_t cut = v;
+        if (auth) { /* keep "Bearer " / "Basic " when a credential follows it */
+            size_t sp = v;
+            while (sp < eol && a[sp] != ' ' && a[sp] != '\t')
+                sp++;
+            size_t after = sp;
+            while (after < eol && (a[after] == ' ' || a[after] == '\t'))
+                after++;
+            if (after < eol)
+                cut = after;
         }
+        if (cut < eol && !already(a + cut, eol - cut))
+            argv_splice_cut(s, cut, eol);
+        i = eol; /* the value is read: the next name starts after it */
     }
     return i > to ? i : to;
 }

@@ -45,6 +45,9 @@ static int on_journal_mode(void *arg, int n, char **values, char **names)
 /* How long a restart may wait for the write lock and for readers to leave
  * the WAL; holding the write lock meanwhile, it stalls commits that long. */
 #define RESTART_WAIT_MS 5
+/* How long the thread's connection waits for a lock otherwise (its first
+ * read of the schema while another process recovers the WAL). */
+#define CHECKPOINTER_BUSY_MS 2000
 
 /* Under a steady stream of commits a PASSIVE checkpoint never catches up:
  * frames are appended while it copies, so the WAL never has all its frames
@@ -63,7 +66,7 @@ static void restart_wal(db_checkpointer *c)
 {
     sqlite3_busy_timeout(c->h, RESTART_WAIT_MS);
     int rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
-    sqlite3_busy_timeout(c->h, 2000);
+    sqlite3_busy_timeout(c->h, CHECKPOINTER_BUSY_MS);
     /* commits that found the file locked wait on the gate, not a timer */
     if (c->gate)
         db_gate_ended_one(c->gate);
@@ -127,7 +130,7 @@ db_checkpointer *db_checkpointer_start(const char *path, db_gate *gate)
      * call the busy handler, so the thread's own work does not wait on it. */
     if (sqlite3_open_v2(path, &c->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
             SQLITE_OK ||
-        sqlite3_busy_timeout(c->h, 2000) != SQLITE_OK ||
+        sqlite3_busy_timeout(c->h, CHECKPOINTER_BUSY_MS) != SQLITE_OK ||
         sqlite3_exec(c->h,
                      db_get_sync() == DB_SYNC_NORMAL ? "PRAGMA synchronous = NORMAL"
                                                      : "PRAGMA synchronous = FULL",

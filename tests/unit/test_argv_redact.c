@@ -5,7 +5,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include <cmocka.h>
 #include <stdlib.h>
@@ -566,7 +565,10 @@ static void test_review_regressions(void **state)
     check_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
-/* One line of "a: a: a: …": the header rule reads each byte once. */
+/* One line of "a: a: a: …" (128 KiB): nothing to redact.  The header
+ * rule reads each byte once; a version that scanned each value before
+ * judging its name took 17 s here under ASan (time this test by hand, as
+ * the tests above: speed is not asserted in a test). */
 static void test_long_line_of_names(void **state)
 {
     (void)state;
@@ -576,9 +578,7 @@ static void test_long_line_of_names(void **state)
     for (size_t i = 0; i < n; i++)
         arg[i] = "a: "[i % 3];
     arg[n] = '\0';
-    clock_t t = clock();
     assert_null(argv_redact_embedded(arg));
-    assert_true(clock() - t < CLOCKS_PER_SEC); /* quadratic: 17 s under ASan */
     free(arg);
 }
 
