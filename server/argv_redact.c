@@ -228,15 +228,26 @@ void argv_splice_cut(argv_splice *s, size_t start, size_t end)
     argv_splice_cut_as(s, start, end, "");
 }
 
-void argv_splice_cut_as(argv_splice *s, size_t start, size_t end, const char *after)
+/* Replaces src[start, end) by `text` then `after`. */
+static void splice(argv_splice *s, size_t start, size_t end, const char *text, const char *after)
 {
     if (s->failed || start < s->from || end < start)
         return;
     if (buf_append(&s->out, s->src + s->from, start - s->from) < 0 ||
-        buf_append_str(&s->out, ARGV_REDACTED) < 0 || buf_append_str(&s->out, after) < 0)
+        buf_append_str(&s->out, text) < 0 || buf_append_str(&s->out, after) < 0)
         s->failed = 1;
     s->from = end;
     s->changed = 1;
+}
+
+void argv_splice_cut_as(argv_splice *s, size_t start, size_t end, const char *after)
+{
+    splice(s, start, end, ARGV_REDACTED, after);
+}
+
+void argv_splice_put(argv_splice *s, size_t start, size_t end, const char *text)
+{
+    splice(s, start, end, text, "");
 }
 
 char *argv_splice_finish(argv_splice *s, size_t len)

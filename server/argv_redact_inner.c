@@ -9,7 +9,10 @@
  * shell separator or another program. */
 #include "argv_redact_text.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 
 #include "argv_redact.h"
 
@@ -39,6 +42,8 @@ typedef struct {
     int positional;            /* the n-th word after the subcommand that is no option */
     const char *valued[16];    /* options that take the next word, for counting positions */
     int pairs;                 /* a word with '=' is a key=value pair, not the position (vault) */
+    const char *bundle;        /* short options without a value, which may be bundled before
+                                * a credential's: curl -fsSu user:pw, ldapsearch -xw pw */
 } inner_program;
 
 static const char *const mysql_names[] = {
@@ -68,6 +73,11 @@ static const char *const cqlsh_names[] = { "cqlsh", NULL };
 static const char *const vault_names[] = { "vault", "bao", NULL };
 static const char *const rabbit_names[] = { "rabbitmqctl", NULL };
 
+/* curl's and OpenLDAP's short options that take no value (their manuals):
+ * any of them may come before a credential's letter in one word. */
+#define CURL_FLAGS_WITHOUT_VALUE "012346#:aBfgGiIjJkLlMNnOpqRsSvVZ"
+#define LDAP_FLAGS_WITHOUT_VALUE "AcCLMnNtuvWxZ"
+
 static const inner_program programs[] = {
     { mysql_names, { NULL }, { { "-p", FORM_ATTACHED, VALUE_WHOLE } }, 0, { NULL } },
     { redis_names, { NULL },
@@ -83,7 +93,7 @@ static const inner_program programs[] = {
         { "-b", FORM_SHORT, VALUE_COOKIE },
         { "--cookie", FORM_LONG, VALUE_COOKIE },
         { "--pass", FORM_LONG, VALUE_WHOLE } },
-      0, { NULL } },
+      0, { NULL }, .bundle = CURL_FLAGS_WITHOUT_VALUE },
     { mongo_names, { NULL }, { { "-p", FORM_SHORT, VALUE_OPTIONAL } }, 0, { NULL } },
     { sshpass_names, { NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
     { openssl_names, { NULL },
@@ -103,12 +113,13 @@ static const inner_program programs[] = {
         { "--dest-creds", FORM_LONG, VALUE_USERPASS } },
       0, { NULL } },
     { etcd_names, { NULL }, { { "--user", FORM_LONG, VALUE_USERPASS } }, 0, { NULL } },
-    { ldap_names, { NULL }, { { "-w", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
+    { ldap_names, { NULL }, { { "-w", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL },
+      .bundle = LDAP_FLAGS_WITHOUT_VALUE },
     { ldappasswd_names, { NULL },
       { { "-w", FORM_SHORT, VALUE_WHOLE },
         { "-s", FORM_SHORT, VALUE_WHOLE },
         { "-a", FORM_SHORT, VALUE_WHOLE } },
-      0, { NULL } },
+      0, { NULL }, .bundle = LDAP_FLAGS_WITHOUT_VALUE },
     { mssql_names, { NULL }, { { "-P", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
     { cqlsh_names, { NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
     /* vault login <token>: the first word after login that is no option and
@@ -176,6 +187,36 @@ static int separator(const char *w, size_t n)
     return n && (w[n - 1] == ';' || w[n - 1] == '|' || w[n - 1] == '&');
 }
 
+/* Short options bundled in one word before a credential's (curl -fsSu
+ * user:pw, -su user:pw, ldapsearch -xwS3cret): the letters before it must
+ * all be options without a value, else one of them takes the rest. */
+static argv_inner_verdict bundled(argv_inner *st, const inner_program *p, const char *w, size_t n,
+                                  size_t *keep)
+{
+    if (!p->bundle || n < 3 || w[1] == '-')
+        return ARGV_INNER_NONE;
+    size_t k = 1;
+    while (k < n && w[k] && strchr(p->bundle, w[k]))
+        k++;
+    if (k == 1 || k == n)
+        return ARGV_INNER_NONE;
+    for (size_t o = 0; o < sizeof(p->opts) / sizeof(p->opts[0]) && p->opts[o].flag; o++) {
+        const inner_opt *opt = &p->opts[o];
+        if (opt->form != FORM_SHORT || strlen(opt->flag) != 2 || opt->flag[1] != w[k])
+            continue;
+        if (k + 1 == n) {
+            st->pending = 1 + (int)opt->value;
+            return ARGV_INNER_NONE;
+        }
+        size_t v = 0;
+        if (!value_keep((int)opt->value, w + k + 1, n - k - 1, &v))
+            return ARGV_INNER_NONE;
+        *keep = k + 1 + v;
+        return ARGV_INNER_CUT;
+    }
+    return ARGV_INNER_NONE;
+}
+
 static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t *keep)
 {
     if (st->pending) { /* the value of the option before */
@@ -232,7 +273,7 @@ static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t 
             *keep = at + k;
             return ARGV_INNER_CUT;
         }
-        return ARGV_INNER_NONE;
+        return bundled(st, p, w, n, keep);
     }
     if (st->skip) {
         st->skip = 0;
@@ -270,13 +311,27 @@ argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size
     return v;
 }
 
-/* Scans a shell word from i to the first blank outside quotes ('a b',
- * "a b", a\ b) or stop; *quote (when not NULL) is the quote still open
- * there (0: none). */
+/* A shell operator at a[i], which ends the word and, but for a redirection,
+ * the command before it: ; | & ( ) and the backquote, so that in
+ * "cd /x&&mysql -p…" and "$(redis-cli -a …)" the program is a word of its
+ * own.  The '&' of a redirection (2>&1, &>file) belongs to its word. */
+static int shell_operator(const char *a, size_t i, size_t from, size_t stop)
+{
+    char c = a[i];
+    if (c == ';' || c == '|' || c == '(' || c == ')' || c == '`')
+        return 1;
+    return c == '&' && !(i > from && (a[i - 1] == '>' || a[i - 1] == '<')) &&
+           !(i + 1 < stop && a[i + 1] == '>');
+}
+
+/* Scans a shell word from i to the first blank or operator outside quotes
+ * ('a b', "a b", a\ b) or stop; *quote (when not NULL) is the quote still
+ * open there (0: none). */
 static size_t scan_word(const char *a, size_t i, size_t stop, char *quote)
 {
+    size_t from = i;
     char q = 0;
-    for (; i < stop && (q || !argv_blank(a[i])); i++) {
+    for (; i < stop && (q || (!argv_blank(a[i]) && !shell_operator(a, i, from, stop))); i++) {
         if (q) {
             if (a[i] == q)
                 q = 0;
@@ -293,8 +348,81 @@ static size_t scan_word(const char *a, size_t i, size_t stop, char *quote)
     return i;
 }
 
-char *argv_redact_shell(const char *arg, size_t len)
+argv_inner_verdict argv_words_next(argv_words *ws, const char *w, size_t n, size_t *keep,
+                                   size_t *end)
 {
+    int flag = ws->next_flag;
+    ws->next_flag = 0;
+    argv_inner_verdict v = argv_inner_word(&ws->inner, w, n, keep, end);
+    if (v == ARGV_INNER_CUT || flag)
+        return *end > *keep ? ARGV_INNER_CUT : ARGV_INNER_NONE;
+    /* a flag every CLI's rule knows: its value is the next word */
+    char shown[ARGV_REDACT_SHOWN_MAX], word[128];
+    size_t fn = *end - *keep;
+    if (fn && fn < sizeof(word) && w[*keep] == '-') {
+        memcpy(word, w + *keep, fn);
+        word[fn] = '\0';
+        ws->next_flag = argv_redact_arg("", word, shown, sizeof(shown)) == ARGV_REDACT_NEXT;
+    }
+    return ARGV_INNER_NONE;
+}
+
+void argv_splice_cut_words(argv_splice *s, const char *a, size_t start, size_t n, size_t keep, size_t end)
+{
+    /* 'admin:S3cret': a quote the kept part opened and the kept tail (a
+     * trailing ';', the closing quote of a word quoted whole) does not
+     * close is closed after the replacement, so the line splits into the
+     * same words again (a later pass, admin redact-audit) */
+    char quote[2] = { 0, 0 };
+    scan_word(a, start, start + keep, &quote[0]);
+    if (quote[0] && memchr(a + start + end, quote[0], n - end))
+        quote[0] = 0;
+    const char *rest = a + start + keep;
+    size_t red = strlen(ARGV_REDACTED), rn = end - keep;
+    if ((rn == red || (rn == red + 1 && quote[0] && rest[red] == quote[0])) &&
+        !memcmp(rest, ARGV_REDACTED, red))
+        return; /* already */
+    argv_splice_cut_as(s, start + keep, start + end, quote);
+}
+
+/* How deep quoted shell lines are read inside each other. */
+#define SHELL_NESTING 4
+
+static char *redact_line(const char *arg, size_t len, int depth);
+
+/* The quoted parts of a word a[start, end) are read as shell lines of their
+ * own: bash -c 'mysql -p…' inside sh -c "…", "$(redis-cli -a …)", a JSON
+ * "command" string.  What replaces a credential there holds no quote of
+ * the part's kind (its text cannot hold one unescaped), so the word still
+ * ends where it did. */
+static void nested_lines(argv_splice *s, const char *a, size_t start, size_t end, int depth)
+{
+    for (size_t i = start; i < end; i++) {
+        if (a[i] == '\\') {
+            i++;
+            continue;
+        }
+        if (a[i] != '\'' && a[i] != '"')
+            continue;
+        char q = a[i];
+        size_t c = i + 1;
+        for (; c < end && a[c] != q; c++)
+            if (q == '"' && a[c] == '\\' && c + 1 < end)
+                c++;
+        char *inner = redact_line(a + i + 1, c - i - 1, depth + 1);
+        if (inner) {
+            argv_splice_put(s, i + 1, c, inner);
+            OPENSSL_cleanse(inner, strlen(inner));
+            free(inner);
+        }
+        i = c;
+    }
+}
+
+static char *redact_line(const char *arg, size_t len, int depth)
+{
+    if (depth > SHELL_NESTING)
+        return NULL;
     size_t i = 0;
     while (i < len && !argv_blank(arg[i]))
         i++;
@@ -302,46 +430,31 @@ char *argv_redact_shell(const char *arg, size_t len)
         return NULL; /* one word: not a command line */
     argv_splice s;
     argv_splice_init(&s, arg);
-    argv_inner st = ARGV_INNER_INIT;
-    size_t red = strlen(ARGV_REDACTED);
-    int next_flag = 0; /* the previous word was a flag argv_redact_arg knows (--password) */
+    argv_words ws = ARGV_WORDS_INIT;
     for (i = 0; i < len;) {
-        while (i < len && argv_blank(arg[i]))
+        if (argv_blank(arg[i])) {
+            if (arg[i] == '\n') /* a command ends with its line */
+                ws = (argv_words)ARGV_WORDS_INIT;
             i++;
-        if (i == len)
-            break;
+            continue;
+        }
+        if (shell_operator(arg, i, i, len)) {
+            ws = (argv_words)ARGV_WORDS_INIT;
+            i++;
+            continue;
+        }
         size_t start = i;
         i = scan_word(arg, start, len, NULL);
         size_t keep = 0, end = 0;
-        int flag = next_flag;
-        next_flag = 0;
-        argv_inner_verdict v = argv_inner_word(&st, arg + start, i - start, &keep, &end);
-        if (v != ARGV_INNER_CUT && !flag) {
-            /* a flag every CLI's rule knows: its value is the next word */
-            char shown[ARGV_REDACT_SHOWN_MAX], word[128];
-            if (end < sizeof(word) && arg[start] == '-') {
-                memcpy(word, arg + start, end);
-                word[end] = '\0';
-                next_flag = argv_redact_arg("", word, shown, sizeof(shown)) == ARGV_REDACT_NEXT;
-            }
-            continue;
-        }
-        if (end <= keep)
-            continue;
-        /* 'admin:S3cret': a quote the kept part opened and the kept tail
-         * (a trailing ';', the closing quote of a word quoted whole) does
-         * not close is closed after the replacement, so the line splits
-         * into the same words again (a later pass, admin redact-audit) */
-        char quote[2] = { 0, 0 };
-        scan_word(arg, start, start + keep, &quote[0]);
-        if (quote[0] && memchr(arg + start + end, quote[0], i - start - end))
-            quote[0] = 0;
-        const char *rest = arg + start + keep;
-        size_t n = end - keep;
-        if ((n == red || (n == red + 1 && quote[0] && rest[red] == quote[0])) &&
-            !memcmp(rest, ARGV_REDACTED, red))
-            continue; /* already */
-        argv_splice_cut_as(&s, start + keep, start + end, quote);
+        if (argv_words_next(&ws, arg + start, i - start, &keep, &end) == ARGV_INNER_CUT)
+            argv_splice_cut_words(&s, arg, start, i - start, keep, end);
+        else
+            nested_lines(&s, arg, start, i, depth);
     }
     return argv_splice_finish(&s, len);
+}
+
+char *argv_redact_shell(const char *arg, size_t len)
+{
+    return redact_line(arg, len, 0);
 }

@@ -48,6 +48,8 @@ void argv_splice_init(argv_splice *s, const char *src);
 void argv_splice_cut(argv_splice *s, size_t start, size_t end);
 /* The same, with `after` written behind ARGV_REDACTED (a closing quote). */
 void argv_splice_cut_as(argv_splice *s, size_t start, size_t end, const char *after);
+/* Replaces src[start, end) by text (a nested line's own result). */
+void argv_splice_put(argv_splice *s, size_t start, size_t end, const char *text);
 /* The result over src's first len bytes: malloc'd text when a span was cut,
  * NULL when nothing changed.  When memory ran out the whole argument is
  * replaced (ARGV_REDACTED): failing closed keeps a credential out of the
@@ -92,9 +94,33 @@ typedef enum {
 argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size_t *keep,
                                    size_t *end);
 
+/* The words of a command line that is not the audit argv itself (a shell
+ * line inside one argument, a JSON array of strings): the programs' options
+ * as above, and the value after a flag every CLI's rule knows
+ * (--password S3cret, argv_redact_arg). */
+typedef struct {
+    argv_inner inner;
+    int next_flag; /* the previous word was such a flag */
+} argv_words;
+
+#define ARGV_WORDS_INIT { ARGV_INNER_INIT, 0 }
+
+/* argv_inner_word for such a word. */
+argv_inner_verdict argv_words_next(argv_words *ws, const char *w, size_t n, size_t *keep,
+                                   size_t *end);
+
+/* Cuts what argv_words_next judged of the word a[start, start + n): [keep,
+ * end) from its start, unless it reads ARGV_REDACTED already; a quote its
+ * kept part opened is closed after the replacement. */
+void argv_splice_cut_words(argv_splice *s, const char *a, size_t start, size_t n, size_t keep,
+                           size_t end);
+
 /* The same over the words of a shell command line inside one argument
  * (sh -c "mysql -uroot -pS3cret", gcloud compute ssh --command "…"):
- * malloc'd, or NULL when nothing changes or the argument has no blank. */
+ * split at blanks and operators (; | & ( ) `, so cd /x&&mysql -p… and
+ * $(redis-cli -a …) too), quoted parts read as lines of their own
+ * (bash -c 'mysql -p…' inside sh -c "…").  malloc'd, or NULL when nothing
+ * changes or the argument has no blank. */
 char *argv_redact_shell(const char *arg, size_t len);
 
 #endif

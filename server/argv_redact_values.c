@@ -44,6 +44,72 @@ static size_t string_end(const char *a, size_t len, size_t i)
     return len;
 }
 
+static int reference_key(const char *k, size_t n);
+static size_t scalar_end(const char *a, size_t len, size_t v);
+static int literal(const char *v, size_t n);
+
+/* Whether a name's last word is a credential's (X-Api-Key, Private-Token,
+ * token; not secret-manager): such a name is read as a header even with no
+ * blank after its colon. */
+static int ends_in_credential(const char *k, size_t n)
+{
+    static const char *const last_words[] = { "password", "passwd", "pass",  "pwd",
+                                              "token",    "secret", "apikey", "key",
+                                              "credential", "credentials", NULL };
+    if (!argv_credential_name(k, n))
+        return 0;
+    size_t w = n;
+    while (w && k[w - 1] != '-' && k[w - 1] != '_' && k[w - 1] != '.')
+        w--;
+    for (const char *const *l = last_words; *l; l++)
+        if (is(k + w, n - w, *l))
+            return 1;
+    return 0;
+}
+
+/* A Python-style dict member at a[i], the quote opening its key:
+ * {'password': 'S3cret'} or , 'api_key': "…" (print(dict), a script's
+ * literal).  Cuts the value when the key names a credential; returns where
+ * the member's value ends, or 0 when there is no such member here. */
+static size_t python_member(argv_splice *s, const char *a, size_t i, size_t limit)
+{
+    size_t b = i;
+    while (b > 0 && argv_blank(a[b - 1]))
+        b--;
+    if (!b || (a[b - 1] != '{' && a[b - 1] != ','))
+        return 0;
+    size_t k = i + 1;
+    while (k < limit && argv_name_char(a[k]))
+        k++;
+    if (k >= limit || a[k] != '\'' || k == i + 1)
+        return 0;
+    size_t colon = skip_blank(a, limit, k + 1);
+    if (colon >= limit || a[colon] != ':' || reference_key(a + i + 1, k - i - 1) ||
+        !argv_credential_name(a + i + 1, k - i - 1))
+        return 0;
+    size_t v = skip_blank(a, limit, colon + 1), start = v, end;
+    size_t red = strlen(ARGV_REDACTED);
+    if (limit - v >= red && !memcmp(a + v, ARGV_REDACTED, red))
+        return v + red; /* already */
+    if (v >= limit || a[v] == '[' || a[v] == '{')
+        return 0; /* a container: its strings are no credential by this key alone */
+    if (a[v] == '\'' || a[v] == '"') {
+        end = v + 1;
+        while (end < limit && a[end] != a[v])
+            end += a[end] == '\\' && end + 1 < limit ? 2 : 1;
+        if (end > limit)
+            end = limit;
+        start = v + 1;
+    } else {
+        end = scalar_end(a, limit, v);
+        if (literal(a + v, end - v) || is(a + v, end - v, "none"))
+            return end > v ? end : v + 1;
+    }
+    if (end > start && !already(a + start, end - start))
+        argv_splice_cut(s, start, end);
+    return end < limit ? end + 1 : limit;
+}
+
 /* A line break at k: a newline, or "\n" / "\r" written as an escape (a
  * JSON string, printf's format). */
 static int line_break(const char *a, size_t k, size_t limit)
@@ -78,6 +144,11 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
             i += 2; /* an escaped line break or tab: the next name starts after it */
             continue;
         }
+        if (a[i] == '\'') {
+            size_t past = python_member(s, a, i, limit);
+            i = past ? past : i + 1;
+            continue;
+        }
         if (!argv_name_char(a[i]) || !name_start(a, from, i)) {
             i++;
             continue;
@@ -85,14 +156,27 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
         size_t e = i;
         while (e < to && argv_name_char(a[e]))
             e++;
-        if (e + 1 >= to || a[e] != ':' || (a[e + 1] != ' ' && a[e + 1] != '\t')) {
+        if (e + 1 >= to || a[e] != ':') {
             i = e;
             continue;
         }
         size_t n = e - i;
         int auth = is(a + i, n, "authorization") || is(a + i, n, "proxy-authorization");
-        if (!auth && !is(a + i, n, "cookie") && !is(a + i, n, "set-cookie") &&
-            !argv_credential_name(a + i, n)) {
+        int cookie = is(a + i, n, "cookie") || is(a + i, n, "set-cookie");
+        if (a[e + 1] != ' ' && a[e + 1] != '\t') {
+            /* "X-Api-Key:abc" (curl takes a header without the blank): only
+             * at the start of the argument or of a quoted part, for a name
+             * that ends in a credential's word, and not before a path or
+             * a template (TOKEN:.data.token, custom-columns) */
+            int tight = (i == 0 || a[i - 1] == '\'' || a[i - 1] == '"') &&
+                        (auth || cookie || ends_in_credential(a + i, n)) &&
+                        !strchr("./{[$:\\", a[e + 1]);
+            if (!tight) {
+                i = e;
+                continue;
+            }
+        }
+        if (!auth && !cookie && !argv_credential_name(a + i, n)) {
             i = e + 1; /* read before its value: each byte once */
             continue;
         }
@@ -180,8 +264,6 @@ static int is_the_value(const char *k, size_t n)
     return is(k, n, "value") || is(k, n, "ParameterValue");
 }
 
-static int reference_key(const char *k, size_t n);
-
 /* A JSON patch operation's "path" (RFC 6902: {"op":"replace",
  * "path":"/data/password","value":"…"}) names its "value": a credential
  * when the last segment says so, or when it is under /data or /stringData
@@ -225,11 +307,51 @@ static int literal(const char *v, size_t n)
 }
 
 #define NAMED_DEPTHS 64 /* objects nested deeper are not tracked (bits of named) */
+#define LOOKAHEAD_MAX 4096 /* bytes read ahead for a member naming an earlier "value" */
+
+/* Whether a later member of the object whose member's value starts at
+ * from names that value a credential: {"value": "…", "name": "DB_PASSWORD"},
+ * {"value": …, "op": "add", "path": "/data/password"}.  Reads up to the
+ * object's end, at most LOOKAHEAD_MAX bytes; once per object. */
+static int named_later(const char *a, size_t len, size_t from, int secret_data)
+{
+    size_t stop = len - from > LOOKAHEAD_MAX ? from + LOOKAHEAD_MAX : len, depth = 0;
+    for (size_t i = from; i < stop; i++) {
+        char c = a[i];
+        if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (!depth)
+                return 0;
+            depth--;
+        } else if (c == '"') {
+            size_t e = string_end(a, stop, i);
+            if (e >= stop)
+                return 0;
+            size_t colon = skip_blank(a, stop, e + 1), v;
+            if (depth || colon >= stop || a[colon] != ':' ||
+                (v = skip_blank(a, stop, colon + 1)) >= stop || a[v] != '"') {
+                i = e;
+                continue;
+            }
+            size_t ve = string_end(a, stop, v);
+            if (ve >= stop)
+                return 0;
+            const char *k = a + i + 1, *val = a + v + 1;
+            size_t kn = e - i - 1, vn = ve - v - 1;
+            if (vn && ((names_a_value(k, kn) && argv_credential_name(val, vn)) ||
+                       (is(k, kn, "path") && path_names_credential(val, vn, secret_data))))
+                return 1;
+            i = ve;
+        }
+    }
+    return 0;
+}
 
 char *argv_redact_values(const char *arg, size_t len, int secret_data)
 {
-    /* Every rule needs a key and a ':' after it. */
-    if (!memchr(arg, ':', len))
+    /* Every rule needs a key and a ':' after it, or an array of words. */
+    if (!memchr(arg, ':', len) && !memchr(arg, '[', len))
         return NULL;
     argv_splice s;
     argv_splice_init(&s, arg);
@@ -238,21 +360,35 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
     size_t i = 0, depth = 0, secret_at = 0;
     int secret_refs = 0; /* secret_at opened by a credential's key, not stringData / data */
     /* bit d: the object at depth d has named a credential ("name":
-     * "DB_PASSWORD"), so its "value" member is one.  The name comes first
-     * in what kubectl and people write; a value before its name is missed. */
+     * "DB_PASSWORD"), so its "value" member is one; a name after its value
+     * is read ahead (named_later). */
     unsigned long long named = 0;
+    /* bit d: the object at depth d was read ahead for a name that comes
+     * after its value (named_later); the container at depth d is an array */
+    unsigned long long looked = 0, arrays = 0;
+    /* the strings of an array are a command's words: "command": ["mysql",
+     * "-uroot", "-pS3cret"], "args": ["--password", "S3cret"] */
+    argv_words words = ARGV_WORDS_INIT;
     while (i < len) {
         char c = arg[i];
         if (c == '{' || c == '[') {
             depth++;
-            if (depth < NAMED_DEPTHS)
+            if (depth < NAMED_DEPTHS) {
                 named &= ~(1ULL << depth);
+                looked &= ~(1ULL << depth);
+                arrays = c == '[' ? arrays | 1ULL << depth : arrays & ~(1ULL << depth);
+            }
+            words = (argv_words)ARGV_WORDS_INIT;
             i++;
             continue;
         }
         if (c == '}' || c == ']') {
-            if (depth < NAMED_DEPTHS)
+            if (depth < NAMED_DEPTHS) {
                 named &= ~(1ULL << depth);
+                looked &= ~(1ULL << depth);
+                arrays &= ~(1ULL << depth);
+            }
+            words = (argv_words)ARGV_WORDS_INIT;
             if (depth)
                 depth--;
             if (secret_at && depth < secret_at)
@@ -274,8 +410,13 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
         size_t colon = skip_blank(arg, len, after);
         if (colon >= len || arg[colon] != ':') {
             /* a string that is no key: an array item, or a value read below */
+            size_t keep = 0, wend = 0;
             if (secret_at && end > i + 1 && !already(arg + i + 1, end - i - 1))
                 argv_splice_cut(&s, i + 1, end);
+            else if (depth < NAMED_DEPTHS && (arrays >> depth & 1) &&
+                     argv_words_next(&words, arg + i + 1, end - i - 1, &keep, &wend) ==
+                         ARGV_INNER_CUT)
+                argv_splice_cut_words(&s, arg, i + 1, end - i - 1, keep, wend);
             else
                 header_lines(&s, arg, i + 1, end, end); /* "Authorization: Bearer …" */
             i = after;
@@ -287,8 +428,15 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
         int path = is(key, kn, "path");
         int ref = reference_key(key, kn);
         int cred = !naming && !ref && argv_credential_name(key, kn);
-        if (depth < NAMED_DEPTHS && (named >> depth & 1) && is_the_value(key, kn))
-            cred = 1;
+        if (depth < NAMED_DEPTHS && is_the_value(key, kn)) {
+            if (!(named >> depth & 1) && !(looked >> depth & 1)) {
+                looked |= 1ULL << depth;
+                if (named_later(arg, len, v, secret_data))
+                    named |= 1ULL << depth;
+            }
+            if (named >> depth & 1)
+                cred = 1;
+        }
         if (v < len && arg[v] == '"') {
             size_t vend = string_end(arg, len, v);
             if (naming && depth < NAMED_DEPTHS && vend > v + 1 &&
