@@ -505,18 +505,50 @@ static int cmd_expire_token(admin_call *c)
 
 /* ---- redact passes ------------------------------------------------------------------------ */
 
-/* After a redact pass: whether the old page versions left the WAL.  When a
- * reader of another process held it, the operator is told to run the
- * command again (which then finds nothing to rewrite, and truncates). */
-static void add_wal_truncated(cJSON *o, store_t *st)
+/* After a redact pass over `table`, where the old values still are.
+ * SQLite: whether the old page versions left the WAL; when a reader of
+ * another process held it, the operator is told to run the command again
+ * (which then finds nothing to rewrite, and truncates).  PostgreSQL: its
+ * dead row versions keep them until VACUUM reuses their space, without
+ * zeroing it; --vacuum-full rewrites the table's files (store_vacuum_full).
+ * Returns the exit status. */
+static int finish_scrub(admin_call *c, cJSON *o, const char *table, int64_t redacted)
 {
-    int done = store_scrub_end(st);
-    cJSON_AddBoolToObject(o, "wal_truncated", done == 1);
-    if (done != 1)
-        fprintf(stderr, "aurora-server admin: the WAL still holds the old values (%s): run the "
-                        "command again when the server is less busy\n",
-                done < 0 ? store_errmsg(st) : "a reader kept it");
+    store_t *st = c->st;
+    if (!store_keeps_dead_rows(st)) {
+        int done = store_scrub_end(st);
+        cJSON_AddBoolToObject(o, "wal_truncated", done == 1);
+        if (done != 1)
+            fprintf(stderr, "%s: the WAL still holds the old values (%s): run the command again "
+                            "when the server is less busy\n",
+                    c->name, done < 0 ? store_errmsg(st) : "a reader kept it");
+        return print_json(o);
+    }
+    int vacuum = val(c, "vacuum-full") != NULL;
+    if (vacuum && store_vacuum_full(st, table) != STORE_OK) {
+        char why[600];
+        snprintf(why, sizeof(why), "%s", store_errmsg(st));
+        cJSON_Delete(o);
+        return failed(c, "the rows are rewritten (%lld this run), but VACUUM FULL of %s failed: "
+                         "%s; run again (with a longer AURORA_DB_STATEMENT_TIMEOUT_MS for a "
+                         "large table)",
+                      (long long)redacted, table, why);
+    }
+    cJSON_AddBoolToObject(o, "vacuumed", vacuum);
+    if (!vacuum && redacted > 0)
+        fprintf(stderr, "%s: PostgreSQL keeps the old values in dead row versions until VACUUM "
+                        "reuses their space; run again with --vacuum-full to rewrite %s's files "
+                        "(it locks the table meanwhile)\n",
+                c->name, table);
+    return print_json(o);
 }
+
+#define VACUUM_FULL_HELP                                                                       \
+    "On PostgreSQL the old values stay in dead row versions until VACUUM reuses\n"              \
+    "their space, and the answer has \"vacuumed\" instead of \"wal_truncated\":\n"              \
+    "--vacuum-full then rewrites the table's files (VACUUM FULL), so they leave\n"             \
+    "them; it locks the table meanwhile (commands or deliveries wait for it) and\n"            \
+    "must finish within AURORA_DB_STATEMENT_TIMEOUT_MS (raise it for this run).\n"
 
 /* ---- the audit log ------------------------------------------------------------------------- */
 
@@ -541,8 +573,7 @@ static int cmd_redact_audit(admin_call *c)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "rows", (double)seen);
     cJSON_AddNumberToObject(o, "redacted", (double)changed);
-    add_wal_truncated(o, st);
-    return print_json(o);
+    return finish_scrub(c, o, "audit_log", changed);
 }
 
 /* ---- webhook deliveries --------------------------------------------------------------------- */
@@ -597,8 +628,7 @@ static int cmd_redact_webhooks(admin_call *c)
     cJSON_AddNumberToObject(o, "rows", (double)p.rows);
     cJSON_AddNumberToObject(o, "redacted", (double)p.redacted);
     cJSON_AddItemToObject(o, "connectors", p.per_connector);
-    add_wal_truncated(o, st);
-    return print_json(o);
+    return finish_scrub(c, o, "webhook_deliveries", p.redacted);
 }
 
 /* RFC 3339 or Unix seconds, as GET /api/audit takes them. */
@@ -768,23 +798,24 @@ static const admin_cmd commands[] = {
       cmd_audit,
       { { "org", 1, 0 }, { "cluster-id", 1, 0 }, { "user-id", 1, 0 }, { "outcome", 1, 0 },
         { "since", 1, 0 }, { "until", 1, 0 }, { "limit", 1, 0 }, { "cursor", 1, 0 } } },
-    { "redact-audit", "", "redact credentials typed into commands of older audit rows",
+    { "redact-audit", "[--vacuum-full]", "redact credentials typed into commands of older audit rows",
       "Rewrites every audit row's argv with the rule rows are written with now:\n"
       "the value of a flag that carries a credential (--token, --password, az's -p,\n"
       "...) becomes [REDACTED].  Rows written before that rule existed keep what was\n"
       "typed until this runs; run it once after upgrading (again is harmless).\n"
       "Prints {\"rows\": read, \"redacted\": rewritten, \"wal_truncated\": false when\n"
-      "a reader kept the old values in SQLite's WAL}.\n",
-      cmd_redact_audit, { { NULL, 0, 0 } } },
-    { "redact-webhooks", "", "remove provider credentials from older webhook deliveries",
+      "a reader kept the old values in SQLite's WAL}.\n" VACUUM_FULL_HELP,
+      cmd_redact_audit, { { "vacuum-full", 0, 0 } } },
+    { "redact-webhooks", "[--vacuum-full]", "remove provider credentials from older webhook deliveries",
       "Rewrites every stored delivery of a connector whose provider puts a\n"
       "credential in its bodies (Slack's and Google Chat's verification token,\n"
       "Sentry's installation grant code) without it, as new ones are stored.\n"
       "Deliveries stored before that rule existed keep it until this runs; run it\n"
       "once after upgrading (again is harmless).  Prints {\"rows\": read,\n"
       "\"redacted\": rewritten, \"connectors\": {id: {rows, redacted}},\n"
-      "\"wal_truncated\": false when a reader kept the old values in SQLite's WAL}.\n",
-      cmd_redact_webhooks, { { NULL, 0, 0 } } },
+      "\"wal_truncated\": false when a reader kept the old values in SQLite's WAL}.\n"
+      VACUUM_FULL_HELP,
+      cmd_redact_webhooks, { { "vacuum-full", 0, 0 } } },
     { "routes", "", "the server's route table (one JSON object a line)",
       "Each line: {\"method\", \"pattern\", \"auth\"} with auth public, api (API key or\n"
       "internal secret) or internal (internal secret only).  Reads no settings.\n",

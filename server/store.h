@@ -520,6 +520,17 @@ int store_scrub_begin(store_t *s);
 /* 1 when the WAL was checkpointed and truncated (or there is none:
  * PostgreSQL), 0 when a reader kept part of it, < 0 on an error. */
 int store_scrub_end(store_t *s);
+/* Whether old row versions outlive a rewrite until a VACUUM (PostgreSQL);
+ * SQLite's scrub zeroes them (store_scrub_begin). */
+int store_keeps_dead_rows(const store_t *s);
+/* PostgreSQL: VACUUM (FULL) of `table` (audit_log or webhook_deliveries),
+ * which writes the live rows to new files and truncates the old ones, so
+ * the old versions of rewritten rows (and their TOAST copies) leave the
+ * database's files; their WAL records stay until PostgreSQL recycles its
+ * WAL.  It holds the table's ACCESS EXCLUSIVE lock meanwhile (writers of
+ * that table wait) and is bounded by AURORA_DB_STATEMENT_TIMEOUT_MS.
+ * SQLite: nothing to do. */
+int store_vacuum_full(store_t *s, const char *table);
 void store_audit_list_free(store_audit *a, size_t n);
 
 /* ---- server instances (audit rows of a dead process) ------------------------

@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import urllib.parse
 
-from harness import SERVER_BIN, _base_env, _san_env, check, eq, main, rand_tag, test
+from harness import Postgres, SERVER_BIN, _base_env, _san_env, check, eq, main, rand_tag, test
 
 
 def db_rows(w, sql):
@@ -165,6 +165,66 @@ def older_audit_rows_redacted_by_admin(t):
     eq(w.data_files_holding(secret.encode()), [], "database files still holding the token")
     got = w.admin("redact-audit")
     eq(got["redacted"], 0, "a second pass changes nothing: %r" % got)
+
+
+def _pg_files_holding(pg, needle):
+    """Which files of PostgreSQL's databases (base/, not its WAL) hold these bytes."""
+    held = []
+    for root, _dirs, files in os.walk(os.path.join(pg.data, "base")):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                if needle in f.read():
+                    held.append(os.path.relpath(path, pg.data))
+    return held
+
+
+@test(timeout=180)
+def older_audit_rows_leave_postgres_files_with_vacuum_full(t):
+    """On PostgreSQL a rewritten row's old version stays in the table's files (a
+    dead row version) until VACUUM reuses its space, without zeroing it; `admin
+    redact-audit --vacuum-full` rewrites the table's files, so it leaves them.  The
+    old-style row is planted with psql, and CHECKPOINT writes the pages to the files
+    before each look, so what is found there is what PostgreSQL keeps.  Its WAL
+    (pg_wal) still holds the row until PostgreSQL recycles it: docs/security.md."""
+    pg = Postgres()
+    t.defer(pg.destroy)
+    w = t.world(extra_env={"DATABASE_URL": pg.url})
+
+    def psql(sql):
+        r = subprocess.run([os.path.join(pg.bindir, "psql"), "-h", pg.dir, "-p", "5432", "-U",
+                            "aurora", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+                           capture_output=True, timeout=60)
+        check(r.returncode == 0, "psql %s" % sql, r.stderr)
+        return r.stdout.decode()
+
+    tok, _a = w.new_connected_agent()
+    r = w.kubectl(tok["cluster_id"], args=["get", "pods", "-n", "default"])
+    eq(r.status, 200, "a command (%r)" % r)
+    secret = "eyJhbGciOiJSUzI1NiJ9.PG-OLD-%s" % rand_tag(8)
+    old = '["kubectl","get","pods","--token=%s","-n","default"]' % secret
+    eq(psql("UPDATE audit_log SET argv_json = '%s' WHERE argv_json LIKE '%%\"pods\"%%'" % old).strip(),
+       "UPDATE 1", "one old-style row planted")
+    psql("CHECKPOINT")
+    check(_pg_files_holding(pg, secret.encode()), "the planted row is in the table's file")
+
+    got = w.admin("redact-audit")
+    eq((got["redacted"], got.get("vacuumed"), "wal_truncated" in got), (1, False, False),
+       "rewritten, not vacuumed: %r" % got)
+    check(secret not in w.get("/api/audit").body.decode(), "GET /api/audit no longer shows it")
+    psql("CHECKPOINT")
+    check(_pg_files_holding(pg, secret.encode()),
+          "without --vacuum-full the dead row version keeps the token in the file")
+
+    got = w.admin("redact-audit", "--vacuum-full")
+    eq((got["redacted"], got["vacuumed"]), (0, True), "nothing left to rewrite, vacuumed: %r" % got)
+    psql("CHECKPOINT")
+    eq(_pg_files_holding(pg, secret.encode()), [], "database files still holding the token")
+    rows = psql("SELECT argv_json FROM audit_log")
+    check('"--token=[REDACTED]","-n","default"' in rows, "the row kept, redacted", rows)
+    eq(w.kubectl(tok["cluster_id"], args=["get", "pods"]).status, 200, "the server still serves")
+    got = w.admin("redact-webhooks", "--vacuum-full")
+    eq(got["vacuumed"], True, "the webhook table vacuumed too: %r" % got)
 
 
 @test
