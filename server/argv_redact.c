@@ -346,7 +346,7 @@ char *argv_redact_embedded(const char *arg)
  * must read the command the same way. */
 static const struct {
     const char *program;
-    const char *const options[24];
+    const char *const options[32];
 } valued_options[] = {
     { "aws", { "--profile", "--region", "--output", "--endpoint-url", "--query", "--color",
                "--ca-bundle", "--cli-read-timeout", "--cli-connect-timeout", "--cli-binary-format",
@@ -357,7 +357,9 @@ static const struct {
     { "kubectl", { "--kubeconfig", "--context", "--cluster", "--user", "-n", "--namespace", "-s",
                    "--server", "--as", "--as-group", "--as-uid", "--request-timeout",
                    "--certificate-authority", "--client-certificate", "--tls-server-name", "-v",
-                   "--v", "--cache-dir", "--profile", "--log-dir", "--log-file", NULL } },
+                   "--v", "--cache-dir", "--profile", "--log-dir", "--log-file", "-l",
+                   "--selector", "--field-selector", "-o", "--output", "-c", "--container",
+                   NULL } },
     { NULL, { NULL } },
 };
 
@@ -493,15 +495,20 @@ static int redact_once(cJSON *argv, const char *program)
     /* A command that names a Secret (kubectl patch secret db -p '{"data":…}'):
      * the values under "data" in its arguments are credentials.  The words
      * after "--" are a program's own (kubectl exec … -- mysql -p…). */
-    int secret_data = 0, dashdash = 0;
+    int secret_data = 0, dashdash = 0, option_value = 0;
     for (int i = 1; i < n; i++) {
         const cJSON *it = cJSON_GetArrayItem(argv, i);
         if (!cJSON_IsString(it) || !it->valuestring)
             continue;
-        if (!dashdash && !strcmp(it->valuestring, "--"))
+        if (!dashdash && !strcmp(it->valuestring, "--")) {
             dashdash = i;
-        else if (!dashdash && !secret_data)
-            secret_data = argv_names_secret(it->valuestring);
+        } else if (option_value) {
+            option_value = 0; /* -n secret, -l app=secret: a name, not the resource */
+        } else if (!dashdash) {
+            option_value = it->valuestring[0] == '-' && takes_value(program, it->valuestring);
+            if (!secret_data)
+                secret_data = argv_names_secret(it->valuestring);
+        }
     }
     argv_inner inner = ARGV_INNER_INIT;
     /* 0: judge the argument; 1: the previous one was a flag, this is its

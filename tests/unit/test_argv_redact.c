@@ -680,7 +680,15 @@ static void test_hidden_words_and_late_names(void **state)
             NULL },
           { "kubectl", "exec", "a", "--", "sh", "-c",
             "curl -H 'Authorization:Bearer [REDACTED]' http://x", NULL } },
+        /* the namespace named "secret" is not the resource */
+        { { "kubectl", "-n", "secret", "patch", "secret", "db", "-p", "{\"data\":{\"u\":\"S3cret\"}}",
+            NULL },
+          { "kubectl", "-n", "secret", "patch", "secret", "db", "-p",
+            "{\"data\":{\"u\":\"[REDACTED]\"}}", NULL } },
         /* what stays */
+        { { "kubectl", "patch", "configmap", "c", "-n", "secret", "-p", "{\"data\":{\"level\":\"debug\"}}",
+            NULL }, { NULL } },
+        { { "kubectl", "get", "configmap", "-l", "secret", "-o", "json", NULL }, { NULL } },
         { { "kubectl", "exec", "a", "--", "sh", "-c", "ls -la&&echo -a x|grep -p y", NULL }, { NULL } },
         { { "kubectl", "exec", "a", "--", "sh", "-c", "curl -fsSL http://x -o y&&sh y", NULL }, { NULL } },
         { { "kubectl", "exec", "a", "--", "curl", "-fo", "out", "http://x", NULL }, { NULL } },
