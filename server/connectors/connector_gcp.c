@@ -60,6 +60,7 @@
 #define MSG_MALFORMED "Service account key is malformed"
 #define MSG_REFRESH "Credential refresh failed"
 #define MSG_NO_PROJECTS "No accessible projects"
+#define MSG_API_DISABLED "API not enabled"
 #define EC_DISABLED "GCP_PROJECT_DISABLED"
 #define EC_MISSING "MISSING_CONNECTOR"
 #define MAX_PROJECT_ID 128
@@ -307,6 +308,31 @@ static int add_projects(const kit_call_resp *r, void *arr)
     return ok ? 0 : -1;
 }
 
+/* 1 if a Google API error answer says the API itself is not enabled for the
+ * credentials' project (google.rpc.ErrorInfo reason SERVICE_DISABLED, or the
+ * older errors[].reason accessNotConfigured), which is not a missing role. */
+static int api_not_enabled(const kit_call_resp *r)
+{
+    cJSON *j = kit_call_json(r);
+    const cJSON *e = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "error") : NULL;
+    int hit = 0;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(e, "details"))
+    {
+        const char *reason = api_json_str(d, "reason");
+        if (reason && !strcmp(reason, "SERVICE_DISABLED"))
+            hit = 1;
+    }
+    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(e, "errors"))
+    {
+        const char *reason = api_json_str(d, "reason");
+        if (reason && !strcmp(reason, "accessNotConfigured"))
+            hit = 1;
+    }
+    cJSON_Delete(j);
+    return hit;
+}
+
 /* Appends every project of every page to arr ([{id, name, enabled}]):
  * projects.list through the kit pager (nextPageToken sent back as
  * pageToken, never off GCP_CRM_URL, at most GCP_MAX_PROJECT_PAGES pages). */
@@ -332,6 +358,12 @@ static int list_projects(worker_ctx *w, const char *token, cJSON *arr, http_resp
         fail(resp, 502, "GCP_PROJECTS_FAILED", "Listing projects failed: the answer is not a JSON object");
     else if (wk.refused)
         fail(resp, 502, "GCP_PROJECTS_FAILED", "Listing projects failed: %s", wk.err);
+    else if (wk.last.status == 403 && api_not_enabled(&wk.last))
+        fail(resp, 400, "GCP_API_NOT_ENABLED",
+             MSG_API_DISABLED ": the Cloud Resource Manager API is disabled for the project of "
+                              "these credentials; enable the required APIs in GCP Console "
+                              "(Cloud Resource Manager, Compute Engine, Cloud Logging, Cloud "
+                              "Monitoring)");
     else if (wk.last.status == 403)
         fail(resp, 400, "GCP_NO_PROJECTS",
              MSG_NO_PROJECTS ": grant at least roles/viewer on the target project "

@@ -319,6 +319,11 @@ def refresh_failure_and_no_projects(t):
         r = connect_sa(w, key, user_key=k)
         eq(r.status, 400, "projects 403 (%r)" % r)
         contains(r.get("error"), "No accessible projects", "projects 403")
+        # the API switched off is the guide's "API not enabled", not a missing role
+        fx_mode(projects_mode="disabled")
+        r = connect_sa(w, key, user_key=k)
+        eq((r.status, r.error_code), (400, "GCP_API_NOT_ENABLED"), "API disabled (%r)" % r)
+        contains(r.get("error"), "API not enabled", "API disabled")
     finally:
         fx_mode(token_mode="ok", projects_mode="ok")
     s = w.get("/api/connectors/status", key=k)
