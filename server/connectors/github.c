@@ -24,6 +24,7 @@
  * github_poll.c; this file registers it and merges its status. */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -590,6 +591,119 @@ static cJSON *installation_json(const worker_ctx *w, const store_github_installa
     return o;
 }
 
+/* ---- pending permission updates ------------------------------------------------------------ */
+
+/* GitHub applies an App's changed permissions to an installation only once
+ * its owner accepts them (then installation.new_permissions_accepted comes);
+ * no event says that the App asked.  Until then the App's own permissions
+ * (GET /app) exceed the installation's: that installation is pending.  The
+ * App's permissions are read at most every GITHUB_APP_PERMISSIONS_REFRESH_S
+ * (a failure too). */
+
+static pthread_mutex_t g_app_perms_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *g_app_perms;      /* JSON object text of the App's permissions; NULL: unknown */
+static int64_t g_app_perms_at; /* when GET /app was last tried (0: never) */
+
+static int perm_rank(const cJSON *v)
+{
+    const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
+    if (!s || !*s || !strcmp(s, "none"))
+        return 0;
+    if (!strcmp(s, "write"))
+        return 2;
+    if (!strcmp(s, "admin"))
+        return 3;
+    return 1; /* read (or a level GitHub adds later) */
+}
+
+/* 1 if the App asks for a permission, or a level of one, that the
+ * installation has not been granted. */
+static int permissions_pending(const cJSON *app, const cJSON *inst)
+{
+    const cJSON *p;
+    cJSON_ArrayForEach(p, app)
+    {
+        if (p->string && perm_rank(p) > perm_rank(cJSON_GetObjectItemCaseSensitive(inst, p->string)))
+            return 1;
+    }
+    return 0;
+}
+
+/* The App's permissions (caller cJSON_Deletes), or NULL when they cannot be
+ * read now (no App configured, GitHub unreachable or refusing). */
+static cJSON *app_permissions(worker_ctx *w)
+{
+    int64_t now = (int64_t)time(NULL);
+    int64_t ttl = server_setting_int(w->cfg, "GITHUB_APP_PERMISSIONS_REFRESH_S");
+    pthread_mutex_lock(&g_app_perms_mu);
+    int fresh = g_app_perms_at && now - g_app_perms_at < (ttl > 0 ? ttl : 60);
+    cJSON *cached = fresh && g_app_perms ? cJSON_Parse(g_app_perms) : NULL;
+    pthread_mutex_unlock(&g_app_perms_mu);
+    if (fresh)
+        return cached;
+    char err[256], api[512], url[640];
+    cJSON *perms = NULL;
+    char *jwt = github_app_jwt(w, err, sizeof(err));
+    if (jwt) {
+        github_api_base(w->cfg, api, sizeof(api));
+        snprintf(url, sizeof(url), "%s/app", api);
+        http_client_resp rp;
+        github_result res;
+        int rc = github_api_call(w, "GET", url, jwt, NULL, &rp, &res);
+        secret_free(jwt);
+        if (rc < 0) {
+            log_warn("github: reading the App's permissions failed (%s); pending permission "
+                     "updates are not checked now", res.err);
+        } else {
+            cJSON *j = rp.status == 200 ? http_client_json(&rp) : NULL;
+            perms = j ? cJSON_DetachItemFromObjectCaseSensitive(j, "permissions") : NULL;
+            cJSON_Delete(j);
+            if (!cJSON_IsObject(perms)) {
+                log_warn("github: GET /app answered HTTP %ld without the App's permissions; "
+                         "pending permission updates are not checked now", rp.status);
+                cJSON_Delete(perms);
+                perms = NULL;
+            }
+            http_client_resp_free(&rp);
+        }
+    }
+    char *text = perms ? cJSON_PrintUnformatted(perms) : NULL;
+    pthread_mutex_lock(&g_app_perms_mu);
+    free(g_app_perms);
+    g_app_perms = text;
+    g_app_perms_at = now;
+    pthread_mutex_unlock(&g_app_perms_mu);
+    return perms;
+}
+
+/* Sets each listed installation's pending flag from the App's permissions. */
+static void sync_pending(worker_ctx *w, store_github_installation *list, size_t n)
+{
+    if (n == 0 || mode_of(w) == MODE_OAUTH)
+        return;
+    cJSON *app = app_permissions(w);
+    if (!app)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (list[i].removed_at)
+            continue;
+        cJSON *have = cJSON_Parse(list[i].permissions_json ? list[i].permissions_json : "{}");
+        int want = permissions_pending(app, have);
+        cJSON_Delete(have);
+        if (want == (list[i].pending != 0))
+            continue;
+        if (store_github_installation_set(w->store, list[i].org_id, list[i].installation_id,
+                                          STORE_GH_PENDING, want) != STORE_OK)
+            continue;
+        list[i].pending = want;
+        if (want)
+            log_info("github: installation %" PRId64 " (%s) has not accepted the App's new "
+                     "permissions: pending its owner's approval", list[i].installation_id,
+                     list[i].account_login);
+    }
+    cJSON_Delete(app);
+}
+
 static void installations_route(worker_ctx *w, http_request *req, http_response *resp)
 {
     if (connector_require_user(&req->auth, resp) < 0)
@@ -600,6 +714,7 @@ static void installations_route(worker_ctx *w, http_request *req, http_response 
         api_store_error(w, resp);
         return;
     }
+    sync_pending(w, list, n);
     cJSON *o = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(o, "installations");
     for (size_t i = 0; i < n; i++)
@@ -814,7 +929,9 @@ static void github_register(void)
     router_add_outbound(HTTP_GET, "/github/status", ROUTE_AUTH_API, status_route);
     router_add_outbound(HTTP_GET, "/github/app/install", ROUTE_AUTH_API, install_route);
     router_add_outbound(HTTP_GET, "/github/app/install/callback", ROUTE_PUBLIC, install_callback);
-    router_add(HTTP_GET, "/api/github/installations", ROUTE_AUTH_API, installations_route);
+    /* outbound: compares the App's permissions (GET /app) with each installation's */
+    router_add_outbound(HTTP_GET, "/api/github/installations", ROUTE_AUTH_API,
+                        installations_route);
     github_webhook_register(); /* POST /github/webhook, GET /api/github/events[/{id}] */
     router_add_outbound(HTTP_GET, "/api/github/installations/{installation_id}/repositories",
                         ROUTE_AUTH_API, repositories_route);
@@ -836,6 +953,7 @@ static const config_def github_settings[] = {
     { "GITHUB_APP_CALLBACK_URL", "github.app_callback_url", CFG_STRING, NULL, "GitHub App: <API_URL>/github/callback, its Callback URL as registered on the App (default: derived from GITHUB_APP_SETUP_URL, else AURORA_PUBLIC_URL)", 0 },
     { "GITHUB_APP_WEBHOOK_SECRET_PREVIOUS", NULL, CFG_STRING, NULL, "GitHub App: the webhook secret being rotated out, also accepted until unset", 1 },
     { "GITHUB_APP_KEY_REFRESH_S", "github.app_key_refresh_s", CFG_INT, "60", "GitHub App: the private key and webhook secret are re-read from the secrets backend at most this often (s)", 0, 1, 86400 },
+    { "GITHUB_APP_PERMISSIONS_REFRESH_S", "github.app_permissions_refresh_s", CFG_INT, "60", "GitHub App: the App's own permissions (GET /app), compared with each installation's to flag those pending an owner's approval, are re-read at most this often (s)", 0, 1, 86400 },
     { "GITHUB_MAX_REPO_PAGES", "github.max_repo_pages", CFG_INT, "10", "GitHub connector: most pages (100 repositories each) read per repository listing", 0, 1, 100 },
     { "GH_OAUTH_CLIENT_ID", "github.oauth_client_id", CFG_STRING, NULL, "GitHub OAuth App client id (GITHUB_AUTH_MODE oauth or hybrid)", 0 },
     { "GH_OAUTH_CLIENT_SECRET", NULL, CFG_STRING, NULL, "GitHub OAuth App client secret", 1 },

@@ -41,7 +41,7 @@ del harness._TESTS[_n_tests:]
 SUBSCRIBED = ["check_run", "check_suite", "deployment", "deployment_status", "issues", "pull_request",
               "workflow_run", "installation", "installation_repositories"]
 GATING = {"opened", "synchronize", "reopened", "ready_for_review"}
-BULK_ID, LIFE_ID, OTHER_ID, KILL_ID, LATE_ID = 201, 202, 203, 204, 205
+BULK_ID, LIFE_ID, OTHER_ID, KILL_ID, LATE_ID, PEND_ID = 201, 202, 203, 204, 205, 206
 NEVER_ID = 999999  # an installation nobody binds
 _env = {}
 
@@ -404,6 +404,49 @@ def test_installation_lifecycle(t):
     bad.pop("repositories", None)
     eq(send(w, "installation_repositories", bad, delivery=d).status, 200, "accepted (signed by GitHub)")
     wait_until(lambda: [e["status"] for e in by_delivery(w, d)] == ["failed"], 10, what="failed processing")
+    serving(w)
+
+
+@test(timeout=120)
+def test_permission_upgrade_pending_until_accepted(t):
+    """connectors.md, "Upgrading permissions later": GitHub applies an App's new
+    permissions to an installation only once its owner accepts them, and tells the
+    App nothing when it asks (installation actions: created, deleted, suspend,
+    unsuspend, new_permissions_accepted).  While the App's own permissions (GET /app)
+    exceed the installation's, the installation is pending; the
+    new_permissions_accepted delivery refreshes its permissions and clears it."""
+    world()  # the suite's App key pair and webhook secret
+    fx, trap = gha.Fixture(t), gha.Trap()  # this test's GitHub: its App's permissions change
+    fx.config(public_key=_env["pub"], issuers=[gha.CLIENT_ID], app_permissions=gha.PERMS,
+              installations={str(PEND_ID): gha.installation(PEND_ID, login="octo-pend")})
+    w = gha.make_world(t, "pending", fx, trap, {"GITHUB_APP_PERMISSIONS_REFRESH_S": "1"}, start=False)
+    os.makedirs(w.data, exist_ok=True)
+    w.start()
+    w.bootstrap()
+    gha.secret_put(w, "aurora/system/github-app/private-key", _env["priv"])
+    gha.secret_put(w, "aurora/system/github-app/webhook-secret", _env["secret"])
+    eq(gha.install(w, PEND_ID).status, 302, "installation %d bound" % PEND_ID)
+    eq(installation_of(w, PEND_ID)["pending"], False, "granted everything the App asks for")
+    # the App's owner raises Checks to write and adds Administration: read
+    more = dict(gha.PERMS, checks="write", administration="read")
+    fx.config(app_permissions=more)
+    wait_until(lambda: installation_of(w, PEND_ID)["pending"], 15, what="installation flagged pending")
+    eq(gha.connectors_status(w)["pending"], 1, "connectors status counts it")
+    contains(w.server.log_text(), "installation %d (octo-pend) has not accepted the App's new permissions"
+             % PEND_ID, "logged")
+    check(fx.stats().get("app_reads", 0) >= 2, "the App's permissions read with the App JWT", fx.stats())
+    # the owner clicks Accept new permissions: GitHub sends new_permissions_accepted
+    p = with_installation(examples(["installation"])[1]["payload"], PEND_ID)
+    p["action"] = "new_permissions_accepted"
+    p.pop("repositories", None)
+    p["installation"].update(permissions=more, events=gha.EVENTS)
+    p["installation"]["account"]["login"] = "octo-pend"
+    d = str(uuid.uuid4())
+    eq(send(w, "installation", p, delivery=d).status, 200, "new_permissions_accepted delivered")
+    wait_until(lambda: [e["status"] for e in by_delivery(w, d)] == ["processed"], 10, what="processed")
+    i = installation_of(w, PEND_ID)
+    eq((i["pending"], i["permissions"]), (False, more), "permissions refreshed, pending cleared")
+    eq(gha.connectors_status(w)["pending"], 0, "nothing pending")
     serving(w)
 
 
