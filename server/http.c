@@ -1,6 +1,7 @@
 /* http.c — request assembly, asynchronous dispatch and response writing on
  * the lws event loop; see http.h. */
 #include "http.h"
+#include "https_redirect.h"
 
 #include <ctype.h>
 #include <cjson/cJSON.h>
@@ -93,6 +94,9 @@ static int g_send_timeout_s = 60;
 static struct lws_vhost *g_ops_vhost;
 
 void http_set_ops_vhost(struct lws_vhost *v) { g_ops_vhost = v; }
+
+static struct lws_vhost *g_https_vhost;
+void http_set_https_vhost(struct lws_vhost *v) { g_https_vhost = v; }
 static char *g_captured[MAX_CAPTURED];
 static int g_ncaptured;
 
@@ -779,6 +783,13 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
          * request as HTTP/1.0, whose connection it closes. */
         if (clen > 0 || cut)
             t->close_after = 1;
+        respond_now(t);
+        return 0;
+    }
+    if (g_https_vhost && lws_get_vhost(wsi) == g_https_vhost && !lws_is_ssl(wsi)) {
+        /* plain HTTP on the TLS port: the same URL over https, nothing served */
+        https_redirect_answer(&t->req, &t->resp);
+        t->close_after = 1;
         respond_now(t);
         return 0;
     }

@@ -45,6 +45,9 @@ struct cJSON *http_json_body(const http_request *req, http_response *resp);
  * reached only on it (router_set_ops). */
 struct lws_vhost;
 void http_set_ops_vhost(struct lws_vhost *v);
+/* The TLS listener that also lets plain-HTTP connections in, only to answer
+ * them with https_redirect_answer (server.c); NULL: none. */
+void http_set_https_vhost(struct lws_vhost *v);
 
 /* ---- transaction (event-loop thread only) -------------------------------- */
 typedef struct http_txn http_txn;

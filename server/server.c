@@ -178,6 +178,10 @@ static int peer_trust_store(SSL_CTX *ctx)
     return 0;
 }
 
+/* The main listener when it speaks TLS (it lets plain HTTP in only to
+ * redirect it: start_listeners). */
+static struct lws_vhost *g_https_vhost;
+
 /* lws binds the vhost's copy of the protocol table: compare names. */
 static int is_v2(struct lws *wsi)
 {
@@ -220,6 +224,8 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         conn_admission_over(wsi);
         if (g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost)
             return 1;
+        if (g_https_vhost && lws_get_vhost(wsi) == g_https_vhost && !lws_is_ssl(wsi))
+            return 1; /* ws:// on the TLS port: agents and their tokens use TLS */
         if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)
             return 1;
         return strcmp(uri, PROTO_PATH) != 0 && is_v2(wsi);
@@ -324,11 +330,22 @@ static int start_listeners(const server_config *cfg, const struct lws_context_cr
     /* lws keeps these pointers for the vhosts' lifetime */
     static char bind_internal[64], bind_ops[64];
     char err[512];
-    if (!lws_create_vhost(g_ctx, info)) {
+    /* The main listener lets a connection that opens in plain text through
+     * (not the internal one, which only replicas reach), to send a browser
+     * that followed an http:// redirect URI to https (https_redirect.c);
+     * such a connection is served nothing else, and no WebSocket. */
+    struct lws_context_creation_info mi = *info;
+    if (!cfg->plain_http)
+        mi.options |= LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
+                      LWS_SERVER_OPTION_ALLOW_HTTP_ON_HTTPS_LISTENER;
+    struct lws_vhost *main_vh = lws_create_vhost(g_ctx, &mi);
+    if (!main_vh) {
         log_error("cannot start the listener on %s:%d (port in use, or bad TLS files %s / %s)",
                   cfg->bind, cfg->port, cfg->tls_cert, cfg->tls_key);
         return -1;
     }
+    g_https_vhost = cfg->plain_http ? NULL : main_vh;
+    http_set_https_vhost(g_https_vhost);
     if (cfg->internal_port) {
         struct lws_context_creation_info ii = *info;
         ii.vhost_name = "internal";
@@ -342,7 +359,6 @@ static int start_listeners(const server_config *cfg, const struct lws_context_cr
         log_info("internal listener (forwarded commands) on %s:%d", cfg->bind, cfg->internal_port);
     }
     if (cfg->listen_share) {
-        struct lws_vhost *main_vh = lws_get_vhost_by_name(g_ctx, "default");
         if (!g_loop) {
             log_error("AURORA_LISTEN_SHARE needs the libev event loop (AURORA_EVENT_LOOP=libev "
                       "and libwebsockets' evlib_ev)");
@@ -521,6 +537,8 @@ int server_run(server_config *cfg)
         g_ctx = NULL;
         g_ops_vhost = NULL;
         http_set_ops_vhost(NULL);
+        g_https_vhost = NULL;
+        http_set_https_vhost(NULL);
         router_reset();
         conn_admission_free();
         return 1;
@@ -562,6 +580,8 @@ int server_run(server_config *cfg)
         g_ctx = NULL;
         g_ops_vhost = NULL;
         http_set_ops_vhost(NULL);
+        g_https_vhost = NULL;
+        http_set_https_vhost(NULL);
         tunnel_hub_free(sv.tunnels);
         exec_ctx_free(sv.exec);
         server_metrics_watch_workers(NULL);
@@ -609,6 +629,8 @@ int server_run(server_config *cfg)
     g_ctx = NULL;
     g_ops_vhost = NULL;
     http_set_ops_vhost(NULL);
+    g_https_vhost = NULL;
+    http_set_https_vhost(NULL);
     /* The connections closed by the destruction released what they held. */
     tunnel_hub_free(sv.tunnels);
     exec_ctx_free(sv.exec);

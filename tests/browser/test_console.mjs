@@ -483,9 +483,9 @@ test('gcp_oauth_connect_then_service_account_and_projects', async (t) => {
 // prepare(w) starts its peers and sets w.extraEnv, then the server starts, a
 // page signs in to it and body(w, page) runs, with this test's HTTP checks on
 // that server. Its requests count for pages_use_only_documented_routes.
-async function inOwnWorld(t, prepare, body) {
+async function inOwnWorld(t, prepare, body, worldOpts = { googlePeers: false }) {
   const shared = t.world;
-  const w = new World({ googlePeers: false });
+  const w = new World(worldOpts);
   try {
     await prepare(w);
     await w.start();
@@ -525,6 +525,37 @@ function awsCli(motoUrl, ...args) {
   return JSON.parse(r.stdout.toString() || '{}');
 }
 
+
+// The guide registers http://localhost:5080/callback while the server speaks
+// TLS on that port: the provider's redirect arrives in plain HTTP, is sent on
+// to the same URL over https (307, server/https_redirect.c), and the flow
+// finishes there, in the browser that started it (its cookie is Secure).
+test('oauth_redirect_uri_over_plain_http_reaches_the_https_callback', async (t) => {
+  await inOwnWorld(t, async () => {}, async (w, page) => {
+    const plainHops = [];
+    page.context().on('response', (r) => {
+      if (r.url().startsWith(`${w.redirectOrigin}/callback?`)) plainHops.push([r.status(), r.headers().location || '']);
+    });
+    await page.goto(`${w.origin}/connectors`);
+    await page.locator('[data-connector="gcp"]').getByRole('button', { name: 'Manage' }).click();
+    const dlg = page.getByRole('dialog', { name: 'Google Cloud Platform' });
+    await dlg.waitFor();
+    await dlg.getByRole('radio', { name: 'OAuth 2.0' }).check();
+    assert.equal((await dlg.locator('.copyable code').first().textContent()).trim(), `${w.redirectOrigin}/callback`,
+      'the page shows the http:// redirect URI the guide registers');
+    const [popup] = await Promise.all([
+      page.waitForEvent('popup'),
+      dlg.getByRole('button', { name: 'Connect with Google' }).click(),
+    ]);
+    await popupClosed(popup);
+    await dlg.locator('.dialog-head .state[data-state="Connected"]').waitFor();
+    assert.equal((await w.request('GET', '/api/connectors/status')).json.connectors.gcp.auth, 'oauth');
+    assert.equal(plainHops.length, 1, `one plain-HTTP hop: ${JSON.stringify(plainHops)}`);
+    assert.equal(plainHops[0][0], 307, 'answered with a redirect');
+    assert.ok(plainHops[0][1].startsWith(`${w.origin}/callback?`), `to the https callback: ${plainHops[0][1]}`);
+    t.note('the provider\'s plain-HTTP redirect went on to https and the flow finished');
+  }, { googlePeers: true, redirectScheme: 'http' });
+}, { timeout: 180000 });
 
 // Login CSRF: a flow started in one browser (the signed-in console) and
 // finished in another (a victim handed the provider's URL) is refused at the

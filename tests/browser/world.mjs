@@ -207,9 +207,12 @@ export class World {
   // a function of the world when a value needs its origin
   // googlePeers: false leaves out gcp_fixture.py and the OAuth mock (a
   // world for other connectors' tests needs neither)
-  constructor({ extraEnv = {}, googlePeers = true } = {}) {
+  // redirectScheme: 'http' registers the GCP redirect URI as the guide
+  // writes it (http://…/callback) on this TLS-only port
+  constructor({ extraEnv = {}, googlePeers = true, redirectScheme = 'https' } = {}) {
     this.extraEnv = extraEnv;
     this.googlePeers = googlePeers;
+    this.redirectScheme = redirectScheme;
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'aurora-browser-'));
     this.procs = [];
     this.agents = [];
@@ -218,6 +221,7 @@ export class World {
   }
 
   get origin() { return `https://127.0.0.1:${this.port}`; }
+  get redirectOrigin() { return `${this.redirectScheme}://127.0.0.1:${this.port}`; }
   get ca() { return path.join(this.dataDir, 'tls', 'server.crt'); }
 
   serverEnv() {
@@ -245,7 +249,7 @@ export class World {
       AURORA_PROVIDER_TIMEOUT_MS: '30000',
       CLIENT_ID: this.oauthClient.id,
       CLIENT_SECRET: this.oauthClient.secret,
-      GCP_REDIRECT_URI: `${this.origin}/callback`,
+      GCP_REDIRECT_URI: `${this.redirectOrigin}/callback`,
       GCP_AUTH_URL: `${this.oauthIssuer}/authorize`,
       GCP_TOKEN_URL: `${this.oauthIssuer}/token`,
       GCP_REVOKE_URL: `${this.oauthIssuer}/revoke`,
@@ -354,7 +358,7 @@ export class World {
     // the redirect URI names the server's port, chosen above
     const p = new Proc('oauth_google', ['node', path.join(FIXTURES, 'oauth_google.js'),
       '--client-id', this.oauthClient.id, '--client-secret', this.oauthClient.secret,
-      '--redirect-uri', `${this.origin}/callback`], baseEnv(path.join(dir, 'home')), dir, { pipeStdout: true });
+      '--redirect-uri', `${this.redirectOrigin}/callback`], baseEnv(path.join(dir, 'home')), dir, { pipeStdout: true });
     p.killed = true;
     this.procs.push(p);
     this.oauthMock = p;

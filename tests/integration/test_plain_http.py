@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Plain HTTP on the TLS port.  The connector guide has users register OAuth
+redirect URIs such as http://localhost:5080/callback (the server's defaults
+too) while the server speaks TLS on that port: the provider's redirect used to
+end in a connection reset.  A browser's plain GET is now sent to the same path
+and query over https (307); anything else sent in plain text is refused
+(400 HTTPS_REQUIRED, closed, nothing done), a WebSocket upgrade above all;
+hostile plain input leaves the server serving over TLS.  Raw sockets, exact
+bytes: the answers are read as a browser would get them."""
+
+import socket
+import time
+import urllib.parse
+
+from harness import check, eq, main, suite_world, test
+
+STATE = {}
+
+
+def world():
+    w = suite_world()
+    if "key" not in STATE:
+        STATE["uid"], STATE["key"] = w.new_user()
+    return w
+
+
+def plain(w, data, timeout=15):
+    """Sends data over plain TCP to the TLS port; (status, headers, body, closed):
+    the first answer, and whether the server then closed the connection."""
+    s = socket.create_connection(("127.0.0.1", w.port), timeout)
+    try:
+        s.sendall(data)
+        buf, closed = b"", False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                closed = True
+                break
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        if not head:
+            return None, {}, b"", closed
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        hdrs = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        return status, hdrs, body, closed
+    finally:
+        s.close()
+
+
+def request(method, target, host, extra=()):
+    lines = ["%s %s HTTP/1.1" % (method, target)] + (["Host: %s" % host] if host else [])
+    return ("\r\n".join(lines + list(extra)) + "\r\n\r\n").encode("latin-1")
+
+
+def still_serving(w, what):
+    eq(w.get("/health", auth=False).status, 200, "after %s: /health over TLS" % what)
+    eq(w.get("/api/kubectl/connections", key=STATE["key"]).status, 200,
+       "after %s: an API call over TLS" % what)
+
+
+@test
+def plain_get_is_sent_to_the_same_url_over_https(t):
+    """What the guide's http:// redirect URI gets: 307 to https with the path and
+    the query (escapes included) kept, then the connection closed; the route
+    answers at that URL over TLS."""
+    w = world()
+    host = "127.0.0.1:%d" % w.port
+    target = "/callback?code=4%2F0Ab%26x%3D1&state=s%20t%2Bu&scope=a+b"
+    status, hdrs, _body, closed = plain(w, request("GET", target, host))
+    eq(status, 307, "plain GET: redirected (%r)" % hdrs)
+    loc = hdrs.get("location", "")
+    check(loc.startswith("https://%s/callback?" % host), "Location is the same URL over https", loc)
+    # the arguments as the route will read them: decoded, the same as sent
+    want = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query, keep_blank_values=True)
+    got = urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query, keep_blank_values=True)
+    eq(got, want, "the query arguments kept")
+    check(closed, "the plain connection is closed after the answer")
+
+    status, hdrs, _body, _closed = plain(w, request("GET", "/health", host))
+    eq((status, hdrs.get("location")), (307, "https://%s/health" % host), "plain /health")
+    r = w.get(urllib.parse.urlsplit(hdrs["location"]).path, auth=False)
+    eq(r.status, 200, "the Location answers over TLS")
+
+    status, hdrs, body, _closed = plain(w, request("HEAD", "/", host))
+    eq((status, hdrs.get("location")), (307, "https://%s/" % host), "plain HEAD /")
+    eq(body, b"", "no body to a HEAD")
+
+    # a name the browser reached the server by is what it is sent back to
+    status, hdrs, _body, _closed = plain(w, request("GET", "/x/%C3%A9?a=%E2%82%AC", "localhost:5080"))
+    eq((status, hdrs.get("location")), (307, "https://localhost:5080/x/%C3%A9?a=%E2%82%AC"),
+       "UTF-8 path and query re-encoded")
+    still_serving(w, "plain GETs")
+
+
+@test
+def plain_api_calls_and_webhooks_are_refused(t):
+    """A POST over plain HTTP (an API key, a webhook body on the wire) is answered
+    400 HTTPS_REQUIRED naming the https URL, the connection closed, and nothing is
+    done: no token is created."""
+    w = world()
+    host = "127.0.0.1:%d" % w.port
+    before = len(w.get("/api/kubectl/tokens", key=STATE["key"]).json.get("tokens", []))
+    body = b'{"cluster_name": "plain-http"}'
+    status, hdrs, resp, closed = plain(w, request(
+        "POST", "/api/kubectl/tokens", host,
+        ["Authorization: Bearer %s" % STATE["key"], "Content-Type: application/json",
+         "Content-Length: %d" % len(body)]) + body)
+    eq(status, 400, "plain POST refused (%r)" % resp[:300])
+    check(b'"HTTPS_REQUIRED"' in resp and b"https://%s/api/kubectl/tokens" % host.encode() in resp,
+          "the answer names HTTPS_REQUIRED and the https URL", resp[:300])
+    check("location" not in hdrs, "no redirect for a POST (the client must choose to resend)")
+    check(closed, "the connection is closed")
+    after = len(w.get("/api/kubectl/tokens", key=STATE["key"]).json.get("tokens", []))
+    eq(after, before, "no token created by the plain request")
+    for method in ("PUT", "DELETE", "PATCH"):
+        status, _h, resp, _c = plain(w, request(method, "/api/kubectl/tokens/x", host,
+                                                ["Authorization: Bearer %s" % STATE["key"]]))
+        eq(status, 400, "plain %s refused (%r)" % (method, resp[:200]))
+    still_serving(w, "plain API calls")
+
+
+@test
+def plain_websocket_upgrade_is_refused(t):
+    """ws:// to the TLS port with a valid agent token: no 101, the agent never
+    connects (tokens travel only over TLS)."""
+    w = world()
+    tok = w.create_token(key=STATE["key"])
+    host = "127.0.0.1:%d" % w.port
+    for path in ("/kubectl-agent", "/"):
+        status, _h, _b, closed = plain(w, request(
+            "GET", path, host,
+            ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+             "Sec-WebSocket-Version: 13", "Authorization: Bearer %s" % tok["token"],
+             "X-Cluster-ID: %s" % tok["cluster_id"]]))
+        check(status != 101, "plain WebSocket upgrade on %s must not be accepted (%r)" % (path, status))
+        check(closed, "the connection is closed")
+    check(all(c.get("cluster_id") != tok["cluster_id"] or c.get("status") != "connected"
+              for c in w.connections(key=STATE["key"])), "the agent is not connected")
+    still_serving(w, "plain WebSocket upgrades")
+
+
+@test
+def plain_requests_with_hostile_hosts_or_bytes(t):
+    """A Host that could send the browser elsewhere, none at all, junk that is no
+    request, an oversized request line, half a request then silence: each is
+    refused or dropped, and the server keeps serving over TLS."""
+    w = world()
+    for host in ("evil.example/x", "a@b", "x y", "\\\\evil", "h?x", "h#x", ":80", "a" * 300):
+        status, hdrs, body, closed = plain(w, request("GET", "/callback?code=1", host))
+        eq(status, 400, "Host %r refused (%r)" % (host[:40], body[:200]))
+        check("location" not in hdrs and b"HTTPS_REQUIRED" in body, "no Location for Host %r" % host[:40], body[:200])
+    status, _h, body, _c = plain(w, b"GET /callback HTTP/1.0\r\n\r\n")
+    eq(status, 400, "no Host (HTTP/1.0) refused (%r)" % body[:200])
+    status, _h, _b, closed = plain(w, b"x" * 65536 + b"\r\n\r\n")
+    check(status in (None, 400, 403) and closed, "printable junk: refused or dropped (%r)" % status)
+    status, _h, _b, closed = plain(w, request("GET", "/" + "a" * 20000, "127.0.0.1"))
+    check(status in (None, 400, 414, 431) and closed, "oversized request line (%r)" % status)
+    s = socket.create_connection(("127.0.0.1", w.port), 10)
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no end of headers: the server's timeout
+    still_serving(w, "half a plain request")
+    s.close()
+    still_serving(w, "hostile plain requests")
+
+
+if __name__ == "__main__":
+    main()

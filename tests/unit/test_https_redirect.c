@@ -1,0 +1,71 @@
+/* test_https_redirect.c — the https URL a plain-HTTP request on the TLS port
+ * is sent to (server/https_redirect.c): the same path and query, re-encoded
+ * from lws's decoded arguments, and no Location for a Host that could send the
+ * browser elsewhere.  The expected URLs are written by hand. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "https_redirect.h"
+
+/* query as lws hands it over: decoded arguments, each NUL-terminated */
+static void check(const char *host, const char *path, const char *query, size_t qlen,
+                  const char *want)
+{
+    char *got = https_redirect_location(host, path, query, qlen);
+    if (!want) {
+        if (got)
+            fail_msg("Host %s: no Location wanted, got %s", host, got);
+        return;
+    }
+    if (!got || strcmp(got, want))
+        fail_msg("%s %s: got %s, wanted %s", host, path, got ? got : "(none)", want);
+    free(got);
+}
+
+static void test_path_and_query_reencoded(void **state)
+{
+    (void)state;
+    static const char q1[] = "code=4/0Ab&x=1\0state=s t+u\0";
+    check("localhost:5080", "/callback", q1, sizeof(q1) - 1,
+          "https://localhost:5080/callback?code=4%2F0Ab%26x%3D1&state=s%20t%2Bu");
+    check("127.0.0.1:5080", "/health", NULL, 0, "https://127.0.0.1:5080/health");
+    check("h", "", NULL, 0, "https://h/");
+    check("h", NULL, NULL, 0, "https://h/");
+    static const char q2[] = "flag\0a=\0=b\0";
+    check("h", "/x y/\xc3\xa9", q2, sizeof(q2) - 1, "https://h/x%20y/%C3%A9?flag&a=&=b");
+    check("[::1]:5080", "/a/b", NULL, 0, "https://[::1]:5080/a/b");
+    check("aurora.example.com", "/~u/a-b_c.d", NULL, 0, "https://aurora.example.com/~u/a-b_c.d");
+}
+
+static void test_hosts_that_could_send_the_browser_elsewhere(void **state)
+{
+    (void)state;
+    const char *bad[] = { "",      "evil.example/x", "a@b", "a b", "\\\\evil", "h?x",
+                          "h#x",   ":80",            ".x",  "h\r\nX: 1", NULL };
+    for (size_t i = 0; bad[i]; i++)
+        check(bad[i], "/callback", NULL, 0, NULL);
+    check(NULL, "/callback", NULL, 0, NULL);
+    char longhost[300];
+    memset(longhost, 'a', sizeof(longhost) - 1);
+    longhost[sizeof(longhost) - 1] = '\0';
+    check(longhost, "/", NULL, 0, NULL);
+    longhost[255] = '\0';
+    char *ok = https_redirect_location(longhost, "/", NULL, 0);
+    assert_non_null(ok); /* 255 bytes: a host name's longest */
+    free(ok);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_path_and_query_reencoded),
+        cmocka_unit_test(test_hosts_that_could_send_the_browser_elsewhere),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
