@@ -326,13 +326,34 @@ static int shell_operator(const char *a, size_t i, size_t from, size_t stop)
 
 /* Scans a shell word from i to the first blank or operator outside quotes
  * ('a b', "a b", a\ b) or stop; *quote (when not NULL) is the quote still
- * open there (0: none). */
-static size_t scan_word(const char *a, size_t i, size_t stop, char *quote)
+ * open there (0: none, 'e': \").  In a line that is the text of a "…" part
+ * (esc: sh -c "mysql -p\"S3;cret\"", a JSON string) \" is a quote too: the
+ * shell that runs the line reads it as one. */
+/* In a \"…\" part, how many bytes the escape at a[i] (a backslash) takes:
+ * 0 when it is the \" that ends the part; \\ escapes what follows it, so
+ * \\\" (a quote inside the part) is one. */
+static size_t escaped_unit(const char *a, size_t i, size_t stop)
+{
+    if (i + 1 >= stop)
+        return 1;
+    if (a[i + 1] == '"')
+        return 0;
+    if (a[i + 1] == '\\' && i + 2 < stop)
+        return a[i + 2] == '\\' && i + 3 < stop ? 4 : 3;
+    return 2;
+}
+
+static size_t scan_word(const char *a, size_t i, size_t stop, int esc, char *quote)
 {
     size_t from = i;
     char q = 0;
     for (; i < stop && (q || (!argv_blank(a[i]) && !shell_operator(a, i, from, stop))); i++) {
-        if (q) {
+        if (q == 'e') {
+            size_t u = a[i] == '\\' ? escaped_unit(a, i, stop) : 1;
+            if (!u)
+                q = 0;
+            i += u ? u - 1 : 1;
+        } else if (q) {
             if (a[i] == q)
                 q = 0;
             else if (a[i] == '\\' && q == '"' && i + 1 < stop)
@@ -340,7 +361,8 @@ static size_t scan_word(const char *a, size_t i, size_t stop, char *quote)
         } else if (a[i] == '\'' || a[i] == '"') {
             q = a[i];
         } else if (a[i] == '\\' && i + 1 < stop) {
-            i++;
+            if (a[++i] == '"' && esc)
+                q = 'e';
         }
     }
     if (quote)
@@ -367,59 +389,77 @@ argv_inner_verdict argv_words_next(argv_words *ws, const char *w, size_t n, size
     return ARGV_INNER_NONE;
 }
 
-void argv_splice_cut_words(argv_splice *s, const char *a, size_t start, size_t n, size_t keep, size_t end)
+static void cut_word(argv_splice *s, const char *a, size_t start, size_t n, size_t keep,
+                     size_t end, int esc)
 {
     /* 'admin:S3cret': a quote the kept part opened and the kept tail (a
      * trailing ';', the closing quote of a word quoted whole) does not
      * close is closed after the replacement, so the line splits into the
      * same words again (a later pass, admin redact-audit) */
-    char quote[2] = { 0, 0 };
-    scan_word(a, start, start + keep, &quote[0]);
-    if (quote[0] && memchr(a + start + end, quote[0], n - end))
-        quote[0] = 0;
+    char q = 0;
+    scan_word(a, start, start + keep, esc, &q);
+    const char *close = q == 'e' ? "\\\"" : q == '"' ? "\"" : q == '\'' ? "'" : "";
+    if (q && memchr(a + start + end, q == 'e' ? '"' : q, n - end))
+        close = "";
     const char *rest = a + start + keep;
-    size_t red = strlen(ARGV_REDACTED), rn = end - keep;
-    if ((rn == red || (rn == red + 1 && quote[0] && rest[red] == quote[0])) &&
+    size_t red = strlen(ARGV_REDACTED), rn = end - keep, cn = strlen(close);
+    if ((rn == red || (cn && rn == red + cn && !memcmp(rest + red, close, cn))) &&
         !memcmp(rest, ARGV_REDACTED, red))
         return; /* already */
-    argv_splice_cut_as(s, start + keep, start + end, quote);
+    argv_splice_cut_as(s, start + keep, start + end, close);
+}
+
+void argv_splice_cut_words(argv_splice *s, const char *a, size_t start, size_t n, size_t keep, size_t end)
+{
+    cut_word(s, a, start, n, keep, end, 0);
 }
 
 /* How deep quoted shell lines are read inside each other. */
 #define SHELL_NESTING 4
 
-static char *redact_line(const char *arg, size_t len, int depth);
+static char *redact_line(const char *arg, size_t len, int depth, int esc);
 
 /* The quoted parts of a word a[start, end) are read as shell lines of their
  * own: bash -c 'mysql -p…' inside sh -c "…", "$(redis-cli -a …)", a JSON
- * "command" string.  What replaces a credential there holds no quote of
- * the part's kind (its text cannot hold one unescaped), so the word still
- * ends where it did. */
-static void nested_lines(argv_splice *s, const char *a, size_t start, size_t end, int depth)
+ * "command" string, and in a line inside "…" (esc) a \"…\" part.  What
+ * replaces a credential there holds no quote of the part's kind (its text
+ * cannot hold one unescaped), so the word still ends where it did. */
+static void nested_lines(argv_splice *s, const char *a, size_t start, size_t end, int depth,
+                         int esc)
 {
     for (size_t i = start; i < end; i++) {
-        if (a[i] == '\\') {
+        int escaped = esc && a[i] == '\\' && i + 1 < end && a[i + 1] == '"';
+        if (a[i] == '\\' && !escaped) {
             i++;
             continue;
         }
-        if (a[i] != '\'' && a[i] != '"')
+        if (!escaped && a[i] != '\'' && a[i] != '"')
             continue;
         char q = a[i];
-        size_t c = i + 1;
-        for (; c < end && a[c] != q; c++)
-            if (q == '"' && a[c] == '\\' && c + 1 < end)
+        size_t open = escaped ? i + 2 : i + 1, c = open;
+        for (; c < end; c++) {
+            size_t u = escaped && a[c] == '\\' ? escaped_unit(a, c, end) : 1;
+            if (!u || (!escaped && a[c] == q))
+                break;
+            if (!escaped && q == '"' && a[c] == '\\' && c + 1 < end)
                 c++;
-        char *inner = redact_line(a + i + 1, c - i - 1, depth + 1);
+            c += u - 1;
+        }
+        /* the text of "…" writes its quotes \" (esc), that of '…' as the
+         * line does; a \"…\" part's own are \\\", not read as quotes: its
+         * words split at blanks */
+        int inner_esc = q == '"' ? 1 : q == '\'' ? esc : 0;
+        char *inner = redact_line(a + open, c - open, depth + 1, inner_esc);
         if (inner) {
-            argv_splice_put(s, i + 1, c, inner);
+            argv_splice_put(s, open, c, inner);
             OPENSSL_cleanse(inner, strlen(inner));
             free(inner);
         }
-        i = c;
+        i = escaped && c < end ? c + 1 : c;
     }
 }
 
-static char *redact_line(const char *arg, size_t len, int depth)
+static char *redact_line(const char *arg, size_t len, int depth, int esc)
 {
     if (depth > SHELL_NESTING)
         return NULL;
@@ -444,17 +484,17 @@ static char *redact_line(const char *arg, size_t len, int depth)
             continue;
         }
         size_t start = i;
-        i = scan_word(arg, start, len, NULL);
+        i = scan_word(arg, start, len, esc, NULL);
         size_t keep = 0, end = 0;
         if (argv_words_next(&ws, arg + start, i - start, &keep, &end) == ARGV_INNER_CUT)
-            argv_splice_cut_words(&s, arg, start, i - start, keep, end);
+            cut_word(&s, arg, start, i - start, keep, end, esc);
         else
-            nested_lines(&s, arg, start, i, depth);
+            nested_lines(&s, arg, start, i, depth, esc);
     }
     return argv_splice_finish(&s, len);
 }
 
 char *argv_redact_shell(const char *arg, size_t len)
 {
-    return redact_line(arg, len, 0);
+    return redact_line(arg, len, 0, 0);
 }

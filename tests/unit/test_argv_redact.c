@@ -685,6 +685,25 @@ static void test_hidden_words_and_late_names(void **state)
             NULL },
           { "kubectl", "-n", "secret", "patch", "secret", "db", "-p",
             "{\"data\":{\"u\":\"[REDACTED]\"}}", NULL } },
+        /* a line inside "…" (a JSON string, sh -c "…" in bash -c) quotes with \":
+         * what it quotes is one word, operators and blanks in it too (found
+         * in review: "S3;cret" kept ";cret", "S3 cret" kept " cret") */
+        { { "kubectl", "run", "m", "--overrides",
+            "{\"command\":[\"sh\",\"-c\",\"mysql -uroot -p\\\"S3;cret\\\" app\"]}", NULL },
+          { "kubectl", "run", "m", "--overrides",
+            "{\"command\":[\"sh\",\"-c\",\"mysql -uroot -p[REDACTED] app\"]}", NULL } },
+        { { "aws", "ssm", "send-command", "--parameters",
+            "{\"commands\":[\"redis-cli -a \\\"S3 (cret)\\\" ping\"]}", NULL },
+          { "aws", "ssm", "send-command", "--parameters",
+            "{\"commands\":[\"redis-cli -a [REDACTED] ping\"]}", NULL } },
+        { { "kubectl", "exec", "a", "--", "bash", "-c", "sh -c \"curl -u \\\"admin:S3&cret\\\" http://x\"",
+            NULL },
+          { "kubectl", "exec", "a", "--", "bash", "-c",
+            "sh -c \"curl -u \\\"admin:[REDACTED]\\\" http://x\"", NULL } },
+        { { "kubectl", "run", "m", "--overrides",
+            "{\"command\":[\"sh\",\"-c\",\"su app -c \\\"mysql -pS3cret\\\"\"]}", NULL },
+          { "kubectl", "run", "m", "--overrides",
+            "{\"command\":[\"sh\",\"-c\",\"su app -c \\\"mysql -p[REDACTED]\\\"\"]}", NULL } },
         /* what stays */
         { { "kubectl", "patch", "configmap", "c", "-n", "secret", "-p", "{\"data\":{\"level\":\"debug\"}}",
             NULL }, { NULL } },
