@@ -367,8 +367,11 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
      * after its value (named_later); the container at depth d is an array */
     unsigned long long looked = 0, arrays = 0;
     /* the strings of an array are a command's words: "command": ["mysql",
-     * "-uroot", "-pS3cret"], "args": ["--password", "S3cret"] */
+     * "-uroot", "-pS3cret"], "args": ["--password", "S3cret"]; those of the
+     * arrays of one object (words_at: its depth) are one command, as a
+     * container's "command": ["redis-cli"] and "args": ["-a", "S3cret"] */
     argv_words words = ARGV_WORDS_INIT;
+    size_t words_at = 0;
     while (i < len) {
         char c = arg[i];
         if (c == '{' || c == '[') {
@@ -378,7 +381,6 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
                 looked &= ~(1ULL << depth);
                 arrays = c == '[' ? arrays | 1ULL << depth : arrays & ~(1ULL << depth);
             }
-            words = (argv_words)ARGV_WORDS_INIT;
             i++;
             continue;
         }
@@ -388,7 +390,8 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
                 looked &= ~(1ULL << depth);
                 arrays &= ~(1ULL << depth);
             }
-            words = (argv_words)ARGV_WORDS_INIT;
+            if (depth <= words_at) /* the object whose arrays they were ends */
+                words = (argv_words)ARGV_WORDS_INIT;
             if (depth)
                 depth--;
             if (secret_at && depth < secret_at)
@@ -411,11 +414,15 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
         if (colon >= len || arg[colon] != ':') {
             /* a string that is no key: an array item, or a value read below */
             size_t keep = 0, wend = 0;
+            int word = depth < NAMED_DEPTHS && (arrays >> depth & 1);
+            if (word && depth - 1 != words_at) { /* an array of another object */
+                words = (argv_words)ARGV_WORDS_INIT;
+                words_at = depth - 1;
+            }
             if (secret_at && end > i + 1 && !already(arg + i + 1, end - i - 1))
                 argv_splice_cut(&s, i + 1, end);
-            else if (depth < NAMED_DEPTHS && (arrays >> depth & 1) &&
-                     argv_words_next(&words, arg + i + 1, end - i - 1, &keep, &wend) ==
-                         ARGV_INNER_CUT)
+            else if (word && argv_words_next(&words, arg + i + 1, end - i - 1, &keep, &wend) ==
+                                 ARGV_INNER_CUT)
                 argv_splice_cut_words(&s, arg, i + 1, end - i - 1, keep, wend);
             else
                 header_lines(&s, arg, i + 1, end, end); /* "Authorization: Bearer …" */

@@ -704,6 +704,20 @@ static void test_hidden_words_and_late_names(void **state)
             "{\"command\":[\"sh\",\"-c\",\"su app -c \\\"mysql -pS3cret\\\"\"]}", NULL },
           { "kubectl", "run", "m", "--overrides",
             "{\"command\":[\"sh\",\"-c\",\"su app -c \\\"mysql -p[REDACTED]\\\"\"]}", NULL } },
+        /* a container's "command" and "args" are one command line (found in
+         * review: the program named in "command" was forgotten in "args") */
+        { { "kubectl", "run", "r", "--overrides",
+            "{\"spec\":{\"containers\":[{\"name\":\"r\",\"command\":[\"redis-cli\"],"
+            "\"env\":[{\"name\":\"A\",\"value\":\"1\"}],\"args\":[\"-h\",\"r\",\"-a\",\"S3cret\"]}]}}",
+            NULL },
+          { "kubectl", "run", "r", "--overrides",
+            "{\"spec\":{\"containers\":[{\"name\":\"r\",\"command\":[\"redis-cli\"],"
+            "\"env\":[{\"name\":\"A\",\"value\":\"1\"}],\"args\":[\"-h\",\"r\",\"-a\",\"[REDACTED]\"]}]}}",
+            NULL } },
+        { { "kubectl", "run", "m", "--overrides",
+            "{\"command\":[\"mysql\"],\"args\":[\"-uroot\",\"-pS3cret\"]}", NULL },
+          { "kubectl", "run", "m", "--overrides",
+            "{\"command\":[\"mysql\"],\"args\":[\"-uroot\",\"-p[REDACTED]\"]}", NULL } },
         /* what stays */
         { { "kubectl", "patch", "configmap", "c", "-n", "secret", "-p", "{\"data\":{\"level\":\"debug\"}}",
             NULL }, { NULL } },
@@ -717,6 +731,9 @@ static void test_hidden_words_and_late_names(void **state)
           { NULL } },
         { { "kubectl", "patch", "deploy/api", "-p",
             "{\"env\":[{\"value\":\"debug\",\"name\":\"LOG_LEVEL\"}]}", NULL }, { NULL } },
+        { { "kubectl", "run", "a", "--overrides",
+            "{\"containers\":[{\"command\":[\"redis-cli\",\"-a\"]},{\"args\":[\"web\"]}]}", NULL },
+          { NULL } },
         { { "kubectl", "run", "a", "--overrides",
             "{\"spec\":{\"containers\":[{\"image\":\"secret-manager:v1\",\"args\":[\"-p\",\"80\"]}]}}",
             NULL }, { NULL } },
