@@ -110,6 +110,26 @@ static size_t python_member(argv_splice *s, const char *a, size_t i, size_t limi
     return end < limit ? end + 1 : limit;
 }
 
+/* Whether a shell word starts at a[i]: the argument's start, a blank or a
+ * quote before it. */
+static int word_start(const char *a, size_t i)
+{
+    return i == 0 || argv_blank(a[i - 1]) || a[i - 1] == '\'' || a[i - 1] == '"';
+}
+
+/* Whether a[i] starts the word after curl's -H or --header, blanks between
+ * (curl -H X-Api-Key:abc in a shell line). */
+static int after_header_option(const char *a, size_t i)
+{
+    size_t b = i;
+    while (b > 0 && (a[b - 1] == ' ' || a[b - 1] == '\t'))
+        b--;
+    if (b == i)
+        return 0;
+    return (b >= 2 && !memcmp(a + b - 2, "-H", 2) && word_start(a, b - 2)) ||
+           (b >= 8 && !memcmp(a + b - 8, "--header", 8) && word_start(a, b - 8));
+}
+
 /* A line break at k: a newline, or "\n" / "\r" written as an escape (a
  * JSON string, printf's format). */
 static int line_break(const char *a, size_t k, size_t limit)
@@ -160,21 +180,37 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
             i = e;
             continue;
         }
-        size_t n = e - i;
-        int auth = is(a + i, n, "authorization") || is(a + i, n, "proxy-authorization");
-        int cookie = is(a + i, n, "cookie") || is(a + i, n, "set-cookie");
-        if (a[e + 1] != ' ' && a[e + 1] != '\t') {
+        size_t n = e - i, at = i;
+        int tight = a[e + 1] != ' ' && a[e + 1] != '\t', word = 0;
+        if (tight) {
             /* "X-Api-Key:abc" (curl takes a header without the blank): only
-             * at the start of the argument or of a quoted part, for a name
-             * that ends in a credential's word, and not before a path or
-             * a template (TOKEN:.data.token, custom-columns) */
-            int tight = (i == 0 || a[i - 1] == '\'' || a[i - 1] == '"') &&
-                        (auth || cookie || ends_in_credential(a + i, n)) &&
-                        !strchr("./{[$:\\", a[e + 1]);
-            if (!tight) {
+             * at the start of the argument or of a quoted part, or as the
+             * value of curl's -H in a shell line (-H X-Api-Key:abc,
+             * -HX-Api-Key:abc; there it ends with its word, and its name has
+             * a '-': grep -H token:x is no header), for a name that ends in a
+             * credential's word, and not before a path or a template
+             * (TOKEN:.data.token, custom-columns) */
+            if (n > 3 && a[i] == '-' && a[i + 1] == 'H' && word_start(a, i)) {
+                i += 2; /* -HX-Api-Key:abc */
+                n -= 2;
+                word = 1;
+            } else if (i > 0 && a[i - 1] != '\'' && a[i - 1] != '"') {
+                word = after_header_option(a, i);
+                if (!word) {
+                    i = e;
+                    continue;
+                }
+            }
+            if ((word && !memchr(a + i, '-', n)) || strchr("./{[$:\\", a[e + 1])) {
                 i = e;
                 continue;
             }
+        }
+        int auth = is(a + i, n, "authorization") || is(a + i, n, "proxy-authorization");
+        int cookie = is(a + i, n, "cookie") || is(a + i, n, "set-cookie");
+        if (tight && !auth && !cookie && !ends_in_credential(a + i, n)) {
+            i = e;
+            continue;
         }
         if (!auth && !cookie && !argv_credential_name(a + i, n)) {
             i = e + 1; /* read before its value: each byte once */
@@ -185,7 +221,7 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
             v++;
         /* inside quotes ('Authorization: Bearer …' in a shell line) the
          * value ends at the closing one, an escaped one (\") too */
-        char quote = i > 0 && (a[i - 1] == '\'' || a[i - 1] == '"') ? a[i - 1] : 0;
+        char quote = at > 0 && (a[at - 1] == '\'' || a[at - 1] == '"') ? a[at - 1] : 0;
         /* after '{' or ',' the name is a flow mapping's key (YAML flow,
          * a JMESPath multiselect: --query "{Token: accessToken, Id: id}"):
          * the value ends at the next ',' or '}' */
@@ -195,8 +231,15 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
         int flow = before > 0 && (a[before - 1] == '{' || a[before - 1] == ',');
         size_t eol = v;
         while (eol < limit && !line_break(a, eol, limit) && a[eol] != quote &&
-               !(flow && (a[eol] == ',' || a[eol] == '}')))
+               !(flow && (a[eol] == ',' || a[eol] == '}'))) {
+            if (word && (argv_blank(a[eol]) || (a[eol] && strchr(";|&()`", a[eol]))))
+                break; /* the end of the shell word */
+            if (word && (a[eol] == '\'' || a[eol] == '"')) { /* a part of it quoted */
+                const char *c = memchr(a + eol + 1, a[eol], limit - eol - 1);
+                eol = c ? (size_t)(c - a) : limit - 1;
+            }
             eol++;
+        }
         if (quote && eol < limit && a[eol] == quote && eol > v && a[eol - 1] == '\\')
             eol--;
         /* a YAML block scalar (tls.key: |): the lines indented deeper go too */
