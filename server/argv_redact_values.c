@@ -67,6 +67,32 @@ static int ends_in_credential(const char *k, size_t n)
     return 0;
 }
 
+/* Whether a name is an Authorization or a Cookie header's, whose value is
+ * a credential whatever its name says. */
+static int auth_name(const char *k, size_t n)
+{
+    return is(k, n, "authorization") || is(k, n, "proxy-authorization");
+}
+
+static int cookie_name(const char *k, size_t n)
+{
+    return is(k, n, "cookie") || is(k, n, "set-cookie");
+}
+
+/* Where the credentials of an Authorization value a[v, end) start: after
+ * the scheme ("Bearer ", "Basic "), which stays, or at v when the value is
+ * one word. */
+static size_t after_scheme(const char *a, size_t v, size_t end)
+{
+    size_t sp = v;
+    while (sp < end && a[sp] != ' ' && a[sp] != '\t')
+        sp++;
+    size_t after = sp;
+    while (after < end && (a[after] == ' ' || a[after] == '\t'))
+        after++;
+    return after < end ? after : v;
+}
+
 /* A Python-style dict member at a[i], the quote opening its key:
  * {'password': 'S3cret'} or , 'api_key': "…" (print(dict), a script's
  * literal).  Cuts the value when the key names a credential; returns where
@@ -83,9 +109,11 @@ static size_t python_member(argv_splice *s, const char *a, size_t i, size_t limi
         k++;
     if (k >= limit || a[k] != '\'' || k == i + 1)
         return 0;
-    size_t colon = skip_blank(a, limit, k + 1);
-    if (colon >= limit || a[colon] != ':' || reference_key(a + i + 1, k - i - 1) ||
-        !argv_credential_name(a + i + 1, k - i - 1))
+    size_t colon = skip_blank(a, limit, k + 1), kn = k - i - 1;
+    int auth = auth_name(a + i + 1, kn); /* headers={'Authorization': 'Bearer …'} */
+    if (colon >= limit || a[colon] != ':' ||
+        (!auth && !cookie_name(a + i + 1, kn) &&
+         (reference_key(a + i + 1, kn) || !argv_credential_name(a + i + 1, kn))))
         return 0;
     size_t v = skip_blank(a, limit, colon + 1), start = v, end;
     size_t red = strlen(ARGV_REDACTED);
@@ -105,6 +133,8 @@ static size_t python_member(argv_splice *s, const char *a, size_t i, size_t limi
         if (literal(a + v, end - v) || is(a + v, end - v, "none"))
             return end > v ? end : v + 1;
     }
+    if (auth)
+        start = after_scheme(a, start, end);
     if (end > start && !already(a + start, end - start))
         argv_splice_cut(s, start, end);
     return end < limit ? end + 1 : limit;
@@ -206,8 +236,7 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
                 continue;
             }
         }
-        int auth = is(a + i, n, "authorization") || is(a + i, n, "proxy-authorization");
-        int cookie = is(a + i, n, "cookie") || is(a + i, n, "set-cookie");
+        int auth = auth_name(a + i, n), cookie = cookie_name(a + i, n);
         if (tight && !auth && !cookie && !ends_in_credential(a + i, n)) {
             i = e;
             continue;
@@ -267,17 +296,7 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
                     break;
             }
         }
-        size_t cut = v;
-        if (auth) { /* keep "Bearer " / "Basic " when a credential follows it */
-            size_t sp = v;
-            while (sp < eol && a[sp] != ' ' && a[sp] != '\t')
-                sp++;
-            size_t after = sp;
-            while (after < eol && (a[after] == ' ' || a[after] == '\t'))
-                after++;
-            if (after < eol)
-                cut = after;
-        }
+        size_t cut = auth ? after_scheme(a, v, eol) : v;
         if (cut < eol && !already(a + cut, eol - cut))
             argv_splice_cut(s, cut, eol);
         i = eol; /* the value is read: the next name starts after it */
@@ -495,9 +514,12 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
             if (path && depth < NAMED_DEPTHS && vend > v + 1 &&
                 path_names_credential(arg + v + 1, vend - v - 1, secret_data))
                 named |= 1ULL << depth;
-            if ((cred || (secret_at && !(secret_refs && ref))) && vend > v + 1 &&
-                !already(arg + v + 1, vend - v - 1))
-                argv_splice_cut(&s, v + 1, vend);
+            /* "Authorization": "Bearer …" and "Cookie" as header lines are read */
+            int auth = auth_name(key, kn), header = auth || cookie_name(key, kn);
+            size_t from = auth ? after_scheme(arg, v + 1, vend) : v + 1;
+            if ((cred || header || (secret_at && !(secret_refs && ref))) && vend > from &&
+                !already(arg + from, vend - from))
+                argv_splice_cut(&s, from, vend);
             else
                 header_lines(&s, arg, v + 1, vend, vend);
             i = vend < len ? vend + 1 : len;

@@ -734,6 +734,17 @@ static void test_hidden_words_and_late_names(void **state)
             NULL },
           { "kubectl", "exec", "a", "--", "sh", "-c", "curl '-HX-Api-Key:[REDACTED]' -H X-Api-Key:[REDACTED];ls",
             NULL } },
+        /* an Authorization or Cookie member, as a header line is read
+         * (found in review: requests' headers={'Authorization': …}) */
+        { { "kubectl", "exec", "a", "--", "python3", "-c",
+            "requests.get(u, headers={'Authorization': 'Bearer S3cret', 'Cookie': 's=S3cret'})", NULL },
+          { "kubectl", "exec", "a", "--", "python3", "-c",
+            "requests.get(u, headers={'Authorization': 'Bearer [REDACTED]', 'Cookie': '[REDACTED]'})",
+            NULL } },
+        { { "aws", "lambda", "invoke", "--function-name", "f", "--payload",
+            "{\"headers\":{\"Authorization\":\"Basic S3cret\",\"Accept\":\"*/*\"}}", NULL },
+          { "aws", "lambda", "invoke", "--function-name", "f", "--payload",
+            "{\"headers\":{\"Authorization\":\"Basic [REDACTED]\",\"Accept\":\"*/*\"}}", NULL } },
         /* what stays */
         { { "kubectl", "patch", "configmap", "c", "-n", "secret", "-p", "{\"data\":{\"level\":\"debug\"}}",
             NULL }, { NULL } },
