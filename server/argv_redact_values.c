@@ -121,23 +121,24 @@ static size_t python_member(argv_splice *s, const char *a, size_t i, size_t limi
         return v + red; /* already */
     if (v >= limit || a[v] == '[' || a[v] == '{')
         return 0; /* a container: its strings are no credential by this key alone */
-    if (a[v] == '\'' || a[v] == '"') {
+    int quoted = a[v] == '\'' || a[v] == '"';
+    if (quoted) {
         end = v + 1;
         while (end < limit && a[end] != a[v])
             end += a[end] == '\\' && end + 1 < limit ? 2 : 1;
-        if (end > limit)
-            end = limit;
         start = v + 1;
     } else {
         end = scalar_end(a, limit, v);
         if (literal(a + v, end - v) || is(a + v, end - v, "none"))
-            return end > v ? end : v + 1;
+            return end;
     }
     if (auth)
         start = after_scheme(a, start, end);
     if (end > start && !already(a + start, end - start))
         argv_splice_cut(s, start, end);
-    return end < limit ? end + 1 : limit;
+    /* past the closing quote; a bare value's ',' or '}' is read by the
+     * caller (a '}' skipped would leave the caller's depth one too deep) */
+    return quoted && end < limit ? end + 1 : end;
 }
 
 /* Whether a shell word starts at a[i]: the argument's start, a blank or a

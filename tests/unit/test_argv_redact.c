@@ -772,6 +772,13 @@ static void test_hidden_words_and_late_names(void **state)
             NULL }, { NULL } },
     };
     check_words(rows, sizeof(rows) / sizeof(rows[0]));
+    /* a Python member's bare value ends at the '}' that closes its dict,
+     * and the text after it is read outside it (found in review) */
+    char *o = argv_redact_embedded("{\"stringData\": {'pin_password': 1234}, \"note\": \"kept\"}");
+    assert_non_null(o);
+    assert_string_equal(o, "{\"stringData\": {'pin_password': [REDACTED]}, \"note\": \"kept\"}");
+    assert_null(argv_redact_embedded(o));
+    free(o);
 }
 
 /* One line of "a: a: a: …" (128 KiB): nothing to redact.  The header
