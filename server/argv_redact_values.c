@@ -93,6 +93,25 @@ static size_t after_scheme(const char *a, size_t v, size_t end)
     return after < end ? after : v;
 }
 
+/* Where a Python string at a[v] opens its quote ('…', "…", after a prefix:
+ * b'…', rb"…", f'…'), or limit when none starts there. */
+static size_t py_quote(const char *a, size_t limit, size_t v)
+{
+    size_t p = v;
+    while (p < limit && p - v < 2 && a[p] && strchr("bBrRuUfF", a[p]))
+        p++;
+    return p < limit && (a[p] == '\'' || a[p] == '"') ? p : limit;
+}
+
+/* The index of the quote closing the string whose quote is a[q], or limit. */
+static size_t py_close(const char *a, size_t limit, size_t q)
+{
+    size_t end = q + 1;
+    while (end < limit && a[end] != a[q])
+        end += a[end] == '\\' && end + 1 < limit ? 2 : 1;
+    return end;
+}
+
 /* A Python-style dict member at a[i], the quote opening its key:
  * {'password': 'S3cret'} or , 'api_key': "…" (print(dict), a script's
  * literal).  Cuts the value when the key names a credential; returns where
@@ -121,12 +140,11 @@ static size_t python_member(argv_splice *s, const char *a, size_t i, size_t limi
         return v + red; /* already */
     if (v >= limit || a[v] == '[' || a[v] == '{')
         return 0; /* a container: its strings are no credential by this key alone */
-    int quoted = a[v] == '\'' || a[v] == '"';
+    size_t q = py_quote(a, limit, v);
+    int quoted = q < limit;
     if (quoted) {
-        end = v + 1;
-        while (end < limit && a[end] != a[v])
-            end += a[end] == '\\' && end + 1 < limit ? 2 : 1;
-        start = v + 1;
+        end = py_close(a, limit, q);
+        start = q + 1;
     } else {
         end = scalar_end(a, limit, v);
         if (literal(a + v, end - v) || is(a + v, end - v, "none"))
@@ -537,10 +555,12 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
             continue;
         }
         if ((cred || secret_at) && v < len) {
-            size_t e = scalar_end(arg, len, v);
-            if (e > v && !already(arg + v, e - v) && !literal(arg + v, e - v))
-                argv_splice_cut(&s, v, e);
-            i = e > v ? e : v;
+            /* {"token": 'S3 cret'}: a Python string, to its closing quote */
+            size_t q = py_quote(arg, len, v), from = q < len ? q + 1 : v;
+            size_t e = q < len ? py_close(arg, len, q) : scalar_end(arg, len, v);
+            if (e > from && !already(arg + from, e - from) && !literal(arg + from, e - from))
+                argv_splice_cut(&s, from, e);
+            i = q < len && e < len ? e + 1 : e > v ? e : v;
             continue;
         }
         i = v;

@@ -745,6 +745,13 @@ static void test_hidden_words_and_late_names(void **state)
             "{\"headers\":{\"Authorization\":\"Basic S3cret\",\"Accept\":\"*/*\"}}", NULL },
           { "aws", "lambda", "invoke", "--function-name", "f", "--payload",
             "{\"headers\":{\"Authorization\":\"Basic [REDACTED]\",\"Accept\":\"*/*\"}}", NULL } },
+        /* a Python string after a prefix or a JSON key, blanks in it (found
+         * in review: " cret'" was kept) */
+        { { "kubectl", "exec", "a", "--", "python3", "-c",
+            "c({'password': b'S3 cret', 'api_key': rb\"S3 cret\", \"token\": 'S3 cret', 'u': 'x'})", NULL },
+          { "kubectl", "exec", "a", "--", "python3", "-c",
+            "c({'password': b'[REDACTED]', 'api_key': rb\"[REDACTED]\", \"token\": '[REDACTED]', 'u': 'x'})",
+            NULL } },
         /* what stays */
         { { "kubectl", "patch", "configmap", "c", "-n", "secret", "-p", "{\"data\":{\"level\":\"debug\"}}",
             NULL }, { NULL } },
