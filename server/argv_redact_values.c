@@ -79,6 +79,14 @@ static int cookie_name(const char *k, size_t n)
     return is(k, n, "cookie") || is(k, n, "set-cookie");
 }
 
+/* The same for a member (a JSON or Python dict's key) and its value
+ * a[v, end): a Cookie's holds one when it has a name=value pair
+ * ("session=…"; {"cookie": "secure"} is a setting). */
+static int header_member(const char *k, size_t n, const char *a, size_t v, size_t end)
+{
+    return auth_name(k, n) || (cookie_name(k, n) && memchr(a + v, '=', end - v));
+}
+
 /* Where the credentials of an Authorization value a[v, end) start: after
  * the scheme ("Bearer ", "Basic "), which stays, or at v when the value is
  * one word. */
@@ -129,10 +137,10 @@ static size_t python_member(argv_splice *s, const char *a, size_t i, size_t limi
     if (k >= limit || a[k] != '\'' || k == i + 1)
         return 0;
     size_t colon = skip_blank(a, limit, k + 1), kn = k - i - 1;
-    int auth = auth_name(a + i + 1, kn); /* headers={'Authorization': 'Bearer …'} */
+    /* headers={'Authorization': 'Bearer …'}: judged with the value below */
+    int auth = auth_name(a + i + 1, kn), header = auth || cookie_name(a + i + 1, kn);
     if (colon >= limit || a[colon] != ':' ||
-        (!auth && !cookie_name(a + i + 1, kn) &&
-         (reference_key(a + i + 1, kn) || !argv_credential_name(a + i + 1, kn))))
+        (!header && (reference_key(a + i + 1, kn) || !argv_credential_name(a + i + 1, kn))))
         return 0;
     size_t v = skip_blank(a, limit, colon + 1), start = v, end;
     size_t red = strlen(ARGV_REDACTED);
@@ -152,7 +160,8 @@ static size_t python_member(argv_splice *s, const char *a, size_t i, size_t limi
     }
     if (auth)
         start = after_scheme(a, start, end);
-    if (end > start && !already(a + start, end - start))
+    if (end > start && !already(a + start, end - start) &&
+        (!header || header_member(a + i + 1, kn, a, start, end)))
         argv_splice_cut(s, start, end);
     /* past the closing quote; a bare value's ',' or '}' is read by the
      * caller (a '}' skipped would leave the caller's depth one too deep) */
@@ -534,7 +543,7 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
                 path_names_credential(arg + v + 1, vend - v - 1, secret_data))
                 named |= 1ULL << depth;
             /* "Authorization": "Bearer …" and "Cookie" as header lines are read */
-            int auth = auth_name(key, kn), header = auth || cookie_name(key, kn);
+            int auth = auth_name(key, kn), header = header_member(key, kn, arg, v + 1, vend);
             size_t from = auth ? after_scheme(arg, v + 1, vend) : v + 1;
             if ((cred || header || (secret_at && !(secret_refs && ref))) && vend > from &&
                 !already(arg + from, vend - from))

@@ -775,6 +775,7 @@ static void test_hidden_words_and_late_names(void **state)
           { NULL } },
         { { "kubectl", "exec", "a", "--", "sh", "-c", "grep -H token:x f; echo a -H api-key:/k", NULL },
           { NULL } },
+        { { "kubectl", "patch", "cm", "c", "-p", "{\"data\":{\"cookie\":\"secure\"}}", NULL }, { NULL } },
         { { "kubectl", "exec", "a", "--", "python3", "-c", "f({'secretName': 'tls', 'token': None})",
             NULL }, { NULL } },
     };
