@@ -73,10 +73,11 @@ static const char *const cqlsh_names[] = { "cqlsh", NULL };
 static const char *const vault_names[] = { "vault", "bao", NULL };
 static const char *const rabbit_names[] = { "rabbitmqctl", NULL };
 
-/* curl's and OpenLDAP's short options that take no value (their manuals):
- * any of them may come before a credential's letter in one word. */
+/* curl's and OpenLDAP's short options that take no value (their manuals;
+ * ldapdelete's and ldapmodrdn's -r too): any of them may come before a
+ * credential's letter in one word. */
 #define CURL_FLAGS_WITHOUT_VALUE "012346#:aBfgGiIjJkLlMNnOpqRsSvVZ"
-#define LDAP_FLAGS_WITHOUT_VALUE "AcCLMnNtuvWxZ"
+#define LDAP_FLAGS_WITHOUT_VALUE "AcCILMnNQrtuvVWxZ"
 
 static const inner_program programs[] = {
     { mysql_names, { NULL }, { { "-p", FORM_ATTACHED, VALUE_WHOLE } }, 0, { NULL } },

@@ -752,6 +752,10 @@ static void test_hidden_words_and_late_names(void **state)
           { "kubectl", "exec", "a", "--", "python3", "-c",
             "c({'password': b'[REDACTED]', 'api_key': rb\"[REDACTED]\", \"token\": '[REDACTED]', 'u': 'x'})",
             NULL } },
+        /* OpenLDAP's -I, -Q, -V and ldapdelete's -r take no value either */
+        { { "kubectl", "exec", "l", "--", "sh", "-c", "ldapdelete -rxw S3cret cn=x; ldapsearch -QxwS3cret", NULL },
+          { "kubectl", "exec", "l", "--", "sh", "-c", "ldapdelete -rxw [REDACTED] cn=x; ldapsearch -Qxw[REDACTED]",
+            NULL } },
         /* what stays */
         { { "kubectl", "patch", "configmap", "c", "-n", "secret", "-p", "{\"data\":{\"level\":\"debug\"}}",
             NULL }, { NULL } },
