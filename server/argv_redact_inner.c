@@ -325,11 +325,26 @@ static int shell_operator(const char *a, size_t i, size_t from, size_t stop)
            !(i + 1 < stop && a[i + 1] == '>');
 }
 
-/* Scans a shell word from i to the first blank or operator outside quotes
- * ('a b', "a b", a\ b) or stop; *quote (when not NULL) is the quote still
- * open there (0: none, 'e': \").  In a line that is the text of a "…" part
- * (esc: sh -c "mysql -p\"S3;cret\"", a JSON string) \" is a quote too: the
- * shell that runs the line reads it as one. */
+/* Scans a shell word from i to the first blank, operator or redirection
+ * (S3cret>out) outside quotes ('a b', "a b", a\ b) or stop; *quote (when
+ * not NULL) is the quote still open there (0: none, 'e': \").  In a line
+ * that is the text of a "…" part (esc: sh -c "mysql -p\"S3;cret\"", a JSON
+ * string) \" is a quote too: the shell that runs the line reads it as one. */
+/* Whether a redirection starts at a[i] inside a word, which it ends there:
+ * S3cret>out, S3cret&>log, S3cret<in; not the operator's own bytes (>>,
+ * 2>&1, &>) nor an fd number's (2>log). */
+static int redirection_at(const char *a, size_t i, size_t from, size_t stop)
+{
+    if (a[i] != '>' && a[i] != '<' && !(a[i] == '&' && i + 1 < stop && a[i + 1] == '>'))
+        return 0;
+    if (i == from || a[i - 1] == '>' || a[i - 1] == '<' || a[i - 1] == '&')
+        return 0;
+    for (size_t k = from; k < i; k++) /* at most twice per word: after this '>' is in it */
+        if (a[k] < '0' || a[k] > '9')
+            return 1;
+    return 0;
+}
+
 /* In a \"…\" part, how many bytes the escape at a[i] (a backslash) takes:
  * 0 when it is the \" that ends the part; \\ escapes what follows it, so
  * \\\" (a quote inside the part) is one. */
@@ -348,7 +363,9 @@ static size_t scan_word(const char *a, size_t i, size_t stop, int esc, char *quo
 {
     size_t from = i;
     char q = 0;
-    for (; i < stop && (q || (!argv_blank(a[i]) && !shell_operator(a, i, from, stop))); i++) {
+    for (; i < stop && (q || (!argv_blank(a[i]) && !shell_operator(a, i, from, stop) &&
+                              !redirection_at(a, i, from, stop)));
+         i++) {
         if (q == 'e') {
             size_t u = a[i] == '\\' ? escaped_unit(a, i, stop) : 1;
             if (!u)

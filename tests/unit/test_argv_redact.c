@@ -629,6 +629,13 @@ static void test_hidden_words_and_late_names(void **state)
         { { "kubectl", "exec", "db", "--", "sh", "-c", "mysql -pS3cret -e 'select 1' 2>&1|tee o", NULL },
           { "kubectl", "exec", "db", "--", "sh", "-c", "mysql -p[REDACTED] -e 'select 1' 2>&1|tee o",
             NULL } },
+        /* a redirection written against the credential stays (found in
+         * review: ">/tmp/o", "&>/dev/null", "<dump.sql" went with it) */
+        { { "kubectl", "exec", "db", "--", "sh", "-c",
+            "mysql -pS3cret>/tmp/o; redis-cli -a S3cret&>/dev/null; mysql -pS3cret<d.sql", NULL },
+          { "kubectl", "exec", "db", "--", "sh", "-c",
+            "mysql -p[REDACTED]>/tmp/o; redis-cli -a [REDACTED]&>/dev/null; mysql -p[REDACTED]<d.sql",
+            NULL } },
         { { "kubectl", "exec", "db", "--", "sh", "-c", "bash -c 'mysql -uroot -pS3cret app'", NULL },
           { "kubectl", "exec", "db", "--", "sh", "-c", "bash -c 'mysql -uroot -p[REDACTED] app'",
             NULL } },
