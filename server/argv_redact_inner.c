@@ -325,11 +325,6 @@ static int shell_operator(const char *a, size_t i, size_t from, size_t stop)
            !(i + 1 < stop && a[i + 1] == '>');
 }
 
-/* Scans a shell word from i to the first blank, operator or redirection
- * (S3cret>out) outside quotes ('a b', "a b", a\ b) or stop; *quote (when
- * not NULL) is the quote still open there (0: none, 'e': \").  In a line
- * that is the text of a "…" part (esc: sh -c "mysql -p\"S3;cret\"", a JSON
- * string) \" is a quote too: the shell that runs the line reads it as one. */
 /* Whether a redirection starts at a[i] inside a word, which it ends there:
  * S3cret>out, S3cret&>log, S3cret<in; not the operator's own bytes (>>,
  * 2>&1, &>) nor an fd number's (2>log). */
@@ -359,6 +354,11 @@ static size_t escaped_unit(const char *a, size_t i, size_t stop)
     return 2;
 }
 
+/* Scans a shell word from i to the first blank, operator or redirection
+ * (S3cret>out) outside quotes ('a b', "a b", a\ b) or stop; *quote (when
+ * not NULL) is the quote still open there (0: none, 'e': \").  In a line
+ * that is the text of a "…" part (esc: sh -c "mysql -p\"S3;cret\"", a JSON
+ * string) \" is a quote too: the shell that runs the line reads it as one. */
 static size_t scan_word(const char *a, size_t i, size_t stop, int esc, char *quote)
 {
     size_t from = i;

@@ -245,9 +245,9 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
              * at the start of the argument or of a quoted part, or as the
              * value of curl's -H in a shell line (-H X-Api-Key:abc,
              * -HX-Api-Key:abc; there it ends with its word, and its name has
-             * a '-': grep -H token:x is no header), for a name that ends in a
-             * credential's word, and not before a path or a template
-             * (TOKEN:.data.token, custom-columns) */
+             * a '-' or is Authorization's or Cookie's: grep -H token:x is no
+             * header), for a name that ends in a credential's word, and not
+             * before a path or a template (TOKEN:.data.token, custom-columns) */
             if (n > 3 && a[i] == '-' && a[i + 1] == 'H' && word_start(a, i)) {
                 i += 2; /* -HX-Api-Key:abc */
                 n -= 2;
@@ -259,7 +259,8 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
                     continue;
                 }
             }
-            if ((word && !memchr(a + i, '-', n)) || strchr("./{[$:\\", a[e + 1])) {
+            if ((word && !memchr(a + i, '-', n) && !auth_name(a + i, n) && !cookie_name(a + i, n)) ||
+                strchr("./{[$:\\", a[e + 1])) {
                 i = e;
                 continue;
             }
