@@ -427,7 +427,8 @@ static void cut_word(argv_splice *s, const char *a, size_t start, size_t n, size
     argv_splice_cut_as(s, start + keep, start + end, close);
 }
 
-void argv_splice_cut_words(argv_splice *s, const char *a, size_t start, size_t n, size_t keep, size_t end)
+void argv_splice_cut_words(argv_splice *s, const char *a, size_t start, size_t n, size_t keep,
+                           size_t end)
 {
     cut_word(s, a, start, n, keep, end, 0);
 }

@@ -259,8 +259,8 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
                     continue;
                 }
             }
-            if ((word && !memchr(a + i, '-', n) && !auth_name(a + i, n) && !cookie_name(a + i, n)) ||
-                strchr("./{[$:\\", a[e + 1])) {
+            int header_like = memchr(a + i, '-', n) || auth_name(a + i, n) || cookie_name(a + i, n);
+            if ((word && !header_like) || strchr("./{[$:\\", a[e + 1])) {
                 i = e;
                 continue;
             }
