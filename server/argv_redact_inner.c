@@ -295,12 +295,15 @@ argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size
     size_t m = n;
     while (m && (w[m - 1] == ';' || w[m - 1] == '|' || w[m - 1] == '&'))
         m--;
-    /* a word quoted whole ("-p$PW", 'S3 cret') is read without its quotes,
-     * which stay */
+    /* a word quoted whole ("-p$PW", 'S3 cret', \"-p…\" in a line inside
+     * "…") is read without its quotes, which stay */
     size_t q = 0;
     if (m >= 2 && (w[0] == '"' || w[0] == '\'') && w[m - 1] == w[0] &&
         !memchr(w + 1, w[0], m - 2))
         q = 1;
+    else if (m >= 4 && w[0] == '\\' && w[1] == '"' && w[m - 2] == '\\' && w[m - 1] == '"' &&
+             !memchr(w + 2, '"', m - 4))
+        q = 2;
     *keep = 0;
     argv_inner_verdict v = m ? judge(st, w + q, m - 2 * q, keep) : ARGV_INNER_NONE;
     *keep += q;
