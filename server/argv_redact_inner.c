@@ -357,6 +357,18 @@ static size_t escaped_unit(const char *a, size_t i, size_t stop)
     return 2;
 }
 
+/* In a line inside "…" (esc), an escaped line break or tab ("set -e\nmysql
+ * -p…" in a JSON string): 'n' for \n and \r, which end a command as a
+ * newline does, 't' for \t, a blank; 0 for anything else.  In a shell's
+ * "…" the shell keeps \n as it is: read as a break, it costs a word more
+ * redacted at most. */
+static char escaped_blank(const char *a, size_t i, size_t stop, int esc)
+{
+    if (!esc || a[i] != '\\' || i + 1 >= stop)
+        return 0;
+    return a[i + 1] == 'n' || a[i + 1] == 'r' ? 'n' : a[i + 1] == 't' ? 't' : 0;
+}
+
 /* Scans a shell word from i to the first blank, operator or redirection
  * (S3cret>out) outside quotes ('a b', "a b", a\ b) or stop; *quote (when
  * not NULL) is the quote still open there (0: none, 'e': \").  In a line
@@ -366,7 +378,8 @@ static size_t scan_word(const char *a, size_t i, size_t stop, int esc, char *quo
 {
     size_t from = i;
     char q = 0;
-    for (; i < stop && (q || (!argv_blank(a[i]) && !shell_operator(a, i, from, stop) &&
+    for (; i < stop && (q || (!argv_blank(a[i]) && !escaped_blank(a, i, stop, esc) &&
+                              !shell_operator(a, i, from, stop) &&
                               !redirection_at(a, i, from, stop)));
          i++) {
         if (q == 'e') {
@@ -486,7 +499,7 @@ static char *redact_line(const char *arg, size_t len, int depth, int esc)
     if (depth > SHELL_NESTING)
         return NULL;
     size_t i = 0;
-    while (i < len && !argv_blank(arg[i]))
+    while (i < len && !argv_blank(arg[i]) && !escaped_blank(arg, i, len, esc))
         i++;
     if (i == len)
         return NULL; /* one word: not a command line */
@@ -494,10 +507,11 @@ static char *redact_line(const char *arg, size_t len, int depth, int esc)
     argv_splice_init(&s, arg);
     argv_words ws = ARGV_WORDS_INIT;
     for (i = 0; i < len;) {
-        if (argv_blank(arg[i])) {
-            if (arg[i] == '\n') /* a command ends with its line */
+        char eb = escaped_blank(arg, i, len, esc);
+        if (argv_blank(arg[i]) || eb) {
+            if (arg[i] == '\n' || eb == 'n') /* a command ends with its line */
                 ws = (argv_words)ARGV_WORDS_INIT;
-            i++;
+            i += eb ? 2 : 1;
             continue;
         }
         if (shell_operator(arg, i, i, len)) {

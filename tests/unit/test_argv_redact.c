@@ -707,6 +707,17 @@ static void test_hidden_words_and_late_names(void **state)
             NULL },
           { "kubectl", "exec", "a", "--", "bash", "-c",
             "sh -c \"curl -u \\\"admin:[REDACTED]\\\" http://x\"", NULL } },
+        /* a script's lines in a JSON string, "\n" between them (found in
+         * review: the next line's program was read as a word) */
+        { { "aws", "ssm", "send-command", "--parameters",
+            "{\"commands\":[\"set -e\\ncd /app\\nmysql -uroot -pS3cret app\"]}", NULL },
+          { "aws", "ssm", "send-command", "--parameters",
+            "{\"commands\":[\"set -e\\ncd /app\\nmysql -uroot -p[REDACTED] app\"]}", NULL } },
+        { { "kubectl", "run", "m", "--overrides",
+            "{\"command\":[\"sh\",\"-c\",\"redis-cli -a S3cret ping\\nmysql\\t-pS3cret\"]}", NULL },
+          { "kubectl", "run", "m", "--overrides",
+            "{\"command\":[\"sh\",\"-c\",\"redis-cli -a [REDACTED] ping\\nmysql\\t-p[REDACTED]\"]}",
+            NULL } },
         { { "kubectl", "exec", "a", "--", "bash", "-c", "sh -c \"mysql -uroot \\\"-pS3;cret\\\" app\"",
             NULL },
           { "kubectl", "exec", "a", "--", "bash", "-c", "sh -c \"mysql -uroot \\\"-p[REDACTED]\\\" app\"",
