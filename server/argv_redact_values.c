@@ -565,8 +565,14 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
             continue;
         }
         if ((cred || secret_at) && v < len) {
-            /* {"token": 'S3 cret'}: a Python string, to its closing quote */
-            size_t q = py_quote(arg, len, v), from = q < len ? q + 1 : v;
+            /* {"token": 'S3 cret'}: a Python string, to its closing quote;
+             * only a single-quoted one: b"…" read as a string here and as
+             * a JSON key elsewhere would make the text read otherwise
+             * when no credential's key comes before it */
+            size_t q = py_quote(arg, len, v);
+            if (q < len && arg[q] != '\'')
+                q = len;
+            size_t from = q < len ? q + 1 : v;
             size_t e = q < len ? py_close(arg, len, q) : scalar_end(arg, len, v);
             if (e > from && !already(arg + from, e - from) && !literal(arg + from, e - from))
                 argv_splice_cut(&s, from, e);
