@@ -410,8 +410,16 @@ argv_inner_verdict argv_words_next(argv_words *ws, const char *w, size_t n, size
     int flag = ws->next_flag;
     ws->next_flag = 0;
     argv_inner_verdict v = argv_inner_word(&ws->inner, w, n, keep, end);
-    if (v == ARGV_INNER_CUT || flag)
+    if (v == ARGV_INNER_CUT)
         return *end > *keep ? ARGV_INNER_CUT : ARGV_INNER_NONE;
+    if (flag) {
+        /* JSON's punctuation after a quoted flag ({"args": [ "--token" ], …})
+         * is no value: cutting it would only break the text */
+        size_t k = *keep;
+        while (k < *end && strchr("[]{},:", w[k]) && w[k])
+            k++;
+        return k < *end ? ARGV_INNER_CUT : ARGV_INNER_NONE;
+    }
     /* a flag every CLI's rule knows: its value is the next word */
     char shown[ARGV_REDACT_SHOWN_MAX], word[128];
     size_t fn = *end - *keep;

@@ -782,6 +782,9 @@ static void test_hidden_words_and_late_names(void **state)
         { { "kubectl", "exec", "l", "--", "sh", "-c", "ldapdelete -rxw S3cret cn=x; ldapsearch -QxwS3cret", NULL },
           { "kubectl", "exec", "l", "--", "sh", "-c", "ldapdelete -rxw [REDACTED] cn=x; ldapsearch -Qxw[REDACTED]",
             NULL } },
+        /* JSON punctuation after a quoted flag is no value (found in review) */
+        { { "kubectl", "run", "a", "--overrides", "{\"args\": [ \"--token\" ], \"x\": 1}", NULL },
+          { NULL } },
         /* what stays */
         { { "kubectl", "patch", "configmap", "c", "-n", "secret", "-p", "{\"data\":{\"level\":\"debug\"}}",
             NULL }, { NULL } },
