@@ -95,6 +95,20 @@ static struct lws_vhost *g_ops_vhost;
 
 void http_set_ops_vhost(struct lws_vhost *v) { g_ops_vhost = v; }
 
+int http_host_ok(const char *h)
+{
+    size_t n = h ? strlen(h) : 0;
+    if (n == 0 || n > 255 || h[0] == ':' || h[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
+            return 0;
+    }
+    return 1;
+}
+
 static struct lws_vhost *g_https_vhost;
 void http_set_https_vhost(struct lws_vhost *v) { g_https_vhost = v; }
 static char *g_captured[MAX_CAPTURED];

@@ -29,6 +29,11 @@ const char *http_method_name(http_method m);
  * name, each name once, no control character.  Otherwise -1 and why. */
 int http_query_check(const char *query, size_t len, char *why, size_t whylen);
 
+/* Whether a Host header value can be written as the host of a URL: a name
+ * or address with an optional port ([v6]:port too), at most 255 bytes,
+ * nothing that could end the authority ('/', '@', '\\', '?', '#', blanks). */
+int http_host_ok(const char *host);
+
 /* Response helpers (take ownership of obj). */
 void http_resp_json(http_response *resp, int status, struct cJSON *obj);
 void http_resp_error(http_response *resp, int status, const char *code, const char *fmt, ...)

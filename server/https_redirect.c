@@ -19,24 +19,6 @@
 #include "buf.h"
 #include "http.h"
 
-#define HOST_MAX 255
-
-/* host, host:port, [v6], [v6]:port: nothing that could end the authority
- * and send the browser elsewhere ('/', '@', '\\', '?', '#', blanks). */
-static int host_ok(const char *h)
-{
-    size_t n = strlen(h);
-    if (!n || n > HOST_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = h[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
-            return 0;
-    }
-    return h[0] != ':' && h[0] != '.';
-}
-
 static int unreserved(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -60,7 +42,7 @@ static int put_encoded(buf_t *b, const char *s, size_t n, char keep)
 char *https_redirect_location(const char *host, const char *path, const char *query,
                               size_t query_len)
 {
-    if (!host || !host_ok(host))
+    if (!http_host_ok(host))
         return NULL;
     buf_t b = { 0 };
     int bad = buf_append_str(&b, "https://") < 0 || buf_append_str(&b, host) < 0 ||

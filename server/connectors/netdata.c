@@ -174,22 +174,6 @@ static int token_ok(const char *t, size_t min, size_t max)
     return 1;
 }
 
-/* 1 if a Host header can be shown as the host of a URL: a name or address
- * with an optional port, nothing else. */
-static int host_ok(const char *h)
-{
-    size_t n = h ? strlen(h) : 0;
-    if (n == 0 || n > 255)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = h[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
-            return 0;
-    }
-    return 1;
-}
-
 /* The webhook URL's path for `who`: it names the organization too, so it
  * stays unambiguous when the user later joins another one (kit_tenant.h). */
 static void webhook_path(char *out, size_t cap, const auth_ctx *who)
@@ -251,7 +235,7 @@ static void netdata_connect(worker_ctx *w, http_request *req, http_response *res
     webhook_path(path, sizeof(path), &req->auth);
     cJSON_AddStringToObject(md, "webhook_path", path);
     const char *host = http_header_get(req, "host");
-    if (host_ok(host)) {
+    if (http_host_ok(host)) {
         char url[480];
         snprintf(url, sizeof(url), "https://%s%s", host, path);
         cJSON_AddStringToObject(md, "webhook_url", url);

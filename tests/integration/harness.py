@@ -376,6 +376,27 @@ class HTTPSConn(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self._sni)
 
 
+def parse_responses(data):
+    """Splits what the server sent into [(status, {header: value}, body)]."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            out.append((None, {}, data))  # a truncated response still counts
+            break
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        hdrs = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        n = int(hdrs.get("content-length", len(rest)))
+        out.append((status, hdrs, rest[:n]))
+        data = rest[n:]
+    return out
+
+
 def https_request(port, ctx, method, path, body=None, headers=None, timeout=30, sni="127.0.0.1"):
     """One request on a fresh connection. body: dict/list (sent as JSON), bytes or str.
     Tolerates a server that answers (e.g. 413) and closes before reading the body."""

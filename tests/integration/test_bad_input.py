@@ -13,7 +13,7 @@ import socket
 import ssl
 import time
 
-from harness import (check, contains, eq, https_request, main, rand_tag,
+from harness import (check, contains, eq, https_request, main, parse_responses, rand_tag,
                      suite_world, test, wait_until)
 
 STATE = {}
@@ -500,27 +500,6 @@ def raw_exchange(w, data, timeout=15):
     finally:
         s.close()
     return got, closed
-
-
-def parse_responses(data):
-    """Splits what the server sent into [(status, {header: value}, body)]."""
-    out = []
-    while data:
-        head, sep, rest = data.partition(b"\r\n\r\n")
-        if not sep:
-            out.append((None, {}, data))  # a truncated response still counts
-            break
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-        hdrs = {}
-        for ln in lines[1:]:
-            k, _, v = ln.partition(":")
-            hdrs[k.strip().lower()] = v.strip()
-        n = int(hdrs.get("content-length", len(rest)))
-        out.append((status, hdrs, rest[:n]))
-        data = rest[n:]
-    return out
 
 
 def smuggled_request(key, marker):

@@ -12,7 +12,7 @@ import socket
 import time
 import urllib.parse
 
-from harness import check, eq, main, suite_world, test
+from harness import check, eq, main, parse_responses, suite_world, test
 
 STATE = {}
 
@@ -35,22 +35,17 @@ def plain(w, data, timeout=15):
         while time.monotonic() < deadline:
             try:
                 chunk = s.recv(65536)
+            except socket.timeout:
+                break  # the server kept the connection open: closed stays False
             except ConnectionResetError:
                 chunk = b""
             if not chunk:
                 closed = True
                 break
             buf += chunk
-        head, _, body = buf.partition(b"\r\n\r\n")
-        if not head:
+        if not buf:
             return None, {}, b"", closed
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-        hdrs = {}
-        for ln in lines[1:]:
-            k, _, v = ln.partition(":")
-            hdrs[k.strip().lower()] = v.strip()
+        status, hdrs, body = parse_responses(buf)[0]
         return status, hdrs, body, closed
     finally:
         s.close()
