@@ -376,6 +376,19 @@ class HTTPSConn(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self._sni)
 
 
+def parse_head(head):
+    """(status, {lowercase header: value}) of an answer's head (bytes before the
+    blank line); status None when the status line is not HTTP's."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    hdrs = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    return status, hdrs
+
+
 def parse_responses(data):
     """Splits what the server sent into [(status, {header: value}, body)]."""
     out = []
@@ -384,13 +397,7 @@ def parse_responses(data):
         if not sep:
             out.append((None, {}, data))  # a truncated response still counts
             break
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-        hdrs = {}
-        for ln in lines[1:]:
-            k, _, v = ln.partition(":")
-            hdrs[k.strip().lower()] = v.strip()
+        status, hdrs = parse_head(head)
         n = int(hdrs.get("content-length", len(rest)))
         out.append((status, hdrs, rest[:n]))
         data = rest[n:]
@@ -1257,6 +1264,11 @@ def suite_shared(key, make):
 
 
 _SUITE_SHARED = {}
+
+
+def suite_user():
+    """(user id, API key) of one user of the suite's server, made on first use."""
+    return suite_shared("user", lambda _t: suite_world().new_user())
 
 
 def test(fn=None, *, timeout=60):

@@ -11,15 +11,14 @@ import socket
 import ssl
 import time
 
-from harness import check, eq, main, suite_world, test
+from harness import check, eq, main, parse_head, suite_user, suite_world, test
 
 STATE = {}
 
 
 def world():
     w = suite_world()
-    if "key" not in STATE:
-        STATE["uid"], STATE["key"] = w.new_user()
+    STATE["uid"], STATE["key"] = suite_user()
     return w
 
 
@@ -67,13 +66,7 @@ class Conn:
             if not self._fill(deadline):
                 return None
         head, _, rest = self.buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-        hdrs = {}
-        for ln in lines[1:]:
-            k, _, v = ln.partition(":")
-            hdrs[k.strip().lower()] = v.strip()
+        status, hdrs = parse_head(head)
         n = int(hdrs.get("content-length", "0"))
         self.buf = rest
         while len(self.buf) < n:

@@ -12,15 +12,14 @@ import socket
 import time
 import urllib.parse
 
-from harness import check, eq, main, parse_responses, suite_world, test
+from harness import check, eq, main, parse_responses, suite_user, suite_world, test
 
 STATE = {}
 
 
 def world():
     w = suite_world()
-    if "key" not in STATE:
-        STATE["uid"], STATE["key"] = w.new_user()
+    STATE["uid"], STATE["key"] = suite_user()
     return w
 
 
