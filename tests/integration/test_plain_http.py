@@ -102,7 +102,7 @@ def plain_api_calls_and_webhooks_are_refused(t):
     done: no token is created."""
     w = world()
     host = "127.0.0.1:%d" % w.port
-    before = len(w.get("/api/kubectl/tokens", key=STATE["key"]).json.get("tokens", []))
+    before = len(w.get("/api/kubectl/tokens", key=STATE["key"]).json["tokens"])
     body = b'{"cluster_name": "plain-http"}'
     status, hdrs, resp, closed = plain(w, request(
         "POST", "/api/kubectl/tokens", host,
@@ -113,8 +113,9 @@ def plain_api_calls_and_webhooks_are_refused(t):
           "the answer names HTTPS_REQUIRED and the https URL", resp[:300])
     check("location" not in hdrs, "no redirect for a POST (the client must choose to resend)")
     check(closed, "the connection is closed")
-    after = len(w.get("/api/kubectl/tokens", key=STATE["key"]).json.get("tokens", []))
-    eq(after, before, "no token created by the plain request")
+    tokens = w.get("/api/kubectl/tokens", key=STATE["key"]).json["tokens"]
+    eq(len(tokens), before, "no token created by the plain request")
+    check(not any(x.get("cluster_name") == "plain-http" for x in tokens), "no token named plain-http")
     for method in ("PUT", "DELETE", "PATCH"):
         status, _h, resp, _c = plain(w, request(method, "/api/kubectl/tokens/x", host,
                                                 ["Authorization: Bearer %s" % STATE["key"]]))
@@ -137,8 +138,8 @@ def plain_websocket_upgrade_is_refused(t):
              "X-Cluster-ID: %s" % tok["cluster_id"]]))
         check(status != 101, "plain WebSocket upgrade on %s must not be accepted (%r)" % (path, status))
         check(closed, "the connection is closed")
-    check(all(c.get("cluster_id") != tok["cluster_id"] or c.get("status") != "connected"
-              for c in w.connections(key=STATE["key"])), "the agent is not connected")
+    c = w.connection(tok["cluster_id"], key=STATE["key"])
+    check(c is None or c.get("status") != "active", "the agent is not connected", c)
     still_serving(w, "plain WebSocket upgrades")
 
 
