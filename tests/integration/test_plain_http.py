@@ -166,5 +166,39 @@ def plain_requests_with_hostile_hosts_or_bytes(t):
     still_serving(w, "hostile plain requests")
 
 
+@test
+def plain_h2c_upgrade_reaches_no_route(t):
+    """Upgrade: h2c on a plain connection: lws would switch to HTTP/2 (101) and
+    serve the upgrade's own request as stream 1, on a stream whose wsi claims
+    TLS (lws sets it from the vhost): a GET route with an API key answered in
+    plain text.  Refused: no 101, nothing served, the connection closed."""
+    w = world()
+    host = "127.0.0.1:%d" % w.port
+    s = socket.create_connection(("127.0.0.1", w.port), 10)
+    try:
+        s.sendall(request("GET", "/api/kubectl/connections", host,
+                          ["Authorization: Bearer %s" % STATE["key"],
+                           "Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c",
+                           "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA"]))
+        time.sleep(0.3)
+        # the client preface and an empty SETTINGS, as an h2c client sends them
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        buf, deadline = b"", time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        s.close()
+    check(b" 101 " not in buf, "no switch to HTTP/2 in plain text", buf[:300])
+    check(b"connections" not in buf and b":status" not in buf and b"200" not in buf,
+          "the route was not served over plain h2c", buf[:600])
+    still_serving(w, "a plain h2c upgrade")
+
+
 if __name__ == "__main__":
     main()
