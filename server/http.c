@@ -800,7 +800,9 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
         respond_now(t);
         return 0;
     }
-    if (g_https_vhost && lws_get_vhost(wsi) == g_https_vhost && !lws_is_ssl(wsi)) {
+    /* the network connection's TLS: an HTTP/2 stream's wsi has the vhost's */
+    if (g_https_vhost && lws_get_vhost(wsi) == g_https_vhost &&
+        !lws_is_ssl(lws_get_network_wsi(wsi))) {
         /* plain HTTP on the TLS port: the same URL over https, nothing served */
         https_redirect_answer(&t->req, &t->resp);
         t->close_after = 1;

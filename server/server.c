@@ -182,6 +182,16 @@ static int peer_trust_store(SSL_CTX *ctx)
  * redirect it: start_listeners). */
 static struct lws_vhost *g_https_vhost;
 
+/* A connection of the TLS listener that came in plain text (it is only
+ * redirected: https_redirect.c).  The network connection's flag: lws 4.1.6
+ * gives an HTTP/2 stream's wsi the vhost's TLS flag whatever the connection
+ * under it is. */
+static int plain_on_tls_port(struct lws *wsi)
+{
+    return g_https_vhost && lws_get_vhost(wsi) == g_https_vhost &&
+           !lws_is_ssl(lws_get_network_wsi(wsi));
+}
+
 /* lws binds the vhost's copy of the protocol table: compare names. */
 static int is_v2(struct lws *wsi)
 {
@@ -224,12 +234,20 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         conn_admission_over(wsi);
         if (g_ops_vhost && lws_get_vhost(wsi) == g_ops_vhost)
             return 1;
-        if (g_https_vhost && lws_get_vhost(wsi) == g_https_vhost && !lws_is_ssl(wsi))
+        if (plain_on_tls_port(wsi))
             return 1; /* ws:// on the TLS port: agents and their tokens use TLS */
         if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)
             return 1;
         return strcmp(uri, PROTO_PATH) != 0 && is_v2(wsi);
     }
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* No HTTP/2 (ALPN offers http/1.1 only): lws would answer an
+         * Upgrade: h2c with 101 and serve the request on streams of its own,
+         * in plain text too.  And a plain connection on the TLS port is
+         * upgraded to nothing.  -1: lws hangs up. */
+        if (plain_on_tls_port(wsi) || (in && !strcasecmp((const char *)in, "h2c")))
+            return -1;
+        return 0;
     case LWS_CALLBACK_ESTABLISHED:
         return tunnel_on_established(parts_of(wsi)->tunnels, wsi, &p->tun, is_v2(wsi));
     case LWS_CALLBACK_RECEIVE:
