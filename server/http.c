@@ -98,14 +98,30 @@ void http_set_ops_vhost(struct lws_vhost *v) { g_ops_vhost = v; }
 int http_host_ok(const char *h)
 {
     size_t n = h ? strlen(h) : 0;
-    if (n == 0 || n > 255 || h[0] == ':' || h[0] == '.')
+    if (n == 0 || n > 255)
         return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = h[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
+    size_t i = 0;
+    if (h[0] == '[') { /* an IPv6 literal: hex digits, ':' and '.' up to its ']' */
+        for (i = 1; i < n && h[i] != ']'; i++)
+            if (!isxdigit((unsigned char)h[i]) && h[i] != ':' && h[i] != '.')
+                return 0;
+        if (i == n || i == 1)
+            return 0;
+        i++;
+    } else { /* a name or IPv4 address: letters, digits, '-' and '.', not first */
+        for (; i < n && h[i] != ':'; i++)
+            if (!isalnum((unsigned char)h[i]) && h[i] != '-' && h[i] != '.')
+                return 0;
+        if (i == 0 || h[0] == '.' || h[0] == '-')
             return 0;
     }
+    if (i == n)
+        return 1;
+    if (h[i] != ':' || i + 1 == n || n - i - 1 > 5) /* ":port", 1 to 5 digits */
+        return 0;
+    for (i++; i < n; i++)
+        if (!isdigit((unsigned char)h[i]))
+            return 0;
     return 1;
 }
 

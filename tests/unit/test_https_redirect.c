@@ -40,14 +40,19 @@ static void test_path_and_query_reencoded(void **state)
     static const char q2[] = "flag\0a=\0=b\0";
     check("h", "/x y/\xc3\xa9", q2, sizeof(q2) - 1, "https://h/x%20y/%C3%A9?flag&a=&=b");
     check("[::1]:5080", "/a/b", NULL, 0, "https://[::1]:5080/a/b");
+    check("[::ffff:127.0.0.1]", "/", NULL, 0, "https://[::ffff:127.0.0.1]/");
+    check("10.0.0.1:443", "/", NULL, 0, "https://10.0.0.1:443/");
     check("aurora.example.com", "/~u/a-b_c.d", NULL, 0, "https://aurora.example.com/~u/a-b_c.d");
 }
 
 static void test_hosts_that_could_send_the_browser_elsewhere(void **state)
 {
     (void)state;
-    const char *bad[] = { "",      "evil.example/x", "a@b", "a b", "\\\\evil", "h?x",
-                          "h#x",   ":80",            ".x",  "h\r\nX: 1", NULL };
+    const char *bad[] = { "",        "evil.example/x", "a@b",     "a b",      "\\\\evil",
+                          "h?x",     "h#x",            ":80",     ".x",       "h\r\nX: 1",
+                          "evil.example]:[", "[::1",   "[]:80",   "[g::1]",   "h:",
+                          "h:80:80", "h:123456",       "h:8a",    "-h",       "[::1]x",
+                          NULL };
     for (size_t i = 0; bad[i]; i++)
         check(bad[i], "/callback", NULL, 0, NULL);
     check(NULL, "/callback", NULL, 0, NULL);
