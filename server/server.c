@@ -248,6 +248,10 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         if (plain_on_tls_port(wsi) || (in && !strcasecmp((const char *)in, "h2c")))
             return -1;
         return 0;
+    case LWS_CALLBACK_RAW_ADOPT:
+        /* a CONNECT request: lws makes the connection a raw socket, which
+         * nothing here serves; held, it would only wait for a timeout */
+        return -1;
     case LWS_CALLBACK_ESTABLISHED:
         return tunnel_on_established(parts_of(wsi)->tunnels, wsi, &p->tun, is_v2(wsi));
     case LWS_CALLBACK_RECEIVE:

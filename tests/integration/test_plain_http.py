@@ -9,6 +9,7 @@ hostile plain input leaves the server serving over TLS.  Raw sockets, exact
 bytes: the answers are read as a browser would get them."""
 
 import socket
+import ssl
 import time
 import urllib.parse
 
@@ -198,6 +199,33 @@ def plain_h2c_upgrade_reaches_no_route(t):
     check(b"connections" not in buf and b":status" not in buf and b"200" not in buf,
           "the route was not served over plain h2c", buf[:600])
     still_serving(w, "a plain h2c upgrade")
+
+
+@test(timeout=120)
+def connect_requests_are_closed_not_held(t):
+    """lws turns a CONNECT into a raw socket that nothing here serves: it is closed
+    at once, in plain text and over TLS, instead of holding the connection until
+    the handshake timeout (300 s here, so a held one outlasts the wait below)."""
+    w = t.world(extra_env={"AURORA_HANDSHAKE_TIMEOUT": "300"})
+    req = b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n"
+    status, _h, _b, closed = plain(w, req, timeout=60)
+    check(closed and status in (None, 400, 403), "a plain CONNECT is closed (%r, closed %r)" % (status, closed))
+    s = w.ctx.wrap_socket(socket.create_connection(("127.0.0.1", w.port), 60), server_hostname="127.0.0.1")
+    try:
+        s.sendall(req)
+        got = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, ssl.SSLError):
+                chunk = b""
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        s.close()
+    check(not got.startswith(b"HTTP/1.1 200"), "a CONNECT over TLS is not tunnelled", got[:200])
+    eq(w.get("/health", auth=False).status, 200, "still serving")
 
 
 if __name__ == "__main__":
