@@ -598,11 +598,15 @@ static cJSON *installation_json(const worker_ctx *w, const store_github_installa
  * no event says that the App asked.  Until then the App's own permissions
  * (GET /app) exceed the installation's: that installation is pending.  The
  * App's permissions are read at most every GITHUB_APP_PERMISSIONS_REFRESH_S
- * (a failure too). */
+ * (a failure too), by one caller at a time: listings that find the copy stale
+ * while a read is under way use the stale copy rather than each asking GitHub
+ * (a burst of listings would otherwise be a burst of App-JWT calls, each
+ * holding a worker for up to the provider timeout when GitHub is slow). */
 
 static pthread_mutex_t g_app_perms_mu = PTHREAD_MUTEX_INITIALIZER;
-static char *g_app_perms;      /* JSON object text of the App's permissions; NULL: unknown */
-static int64_t g_app_perms_at; /* when GET /app was last tried (0: never) */
+static char *g_app_perms;       /* JSON object text of the App's permissions; NULL: unknown */
+static int64_t g_app_perms_at;  /* when GET /app last answered or failed (0: never) */
+static int g_app_perms_reading; /* a caller is reading GET /app now */
 
 static int perm_rank(const cJSON *v)
 {
@@ -637,10 +641,13 @@ static cJSON *app_permissions(worker_ctx *w)
     int64_t ttl = server_setting_int(w->cfg, "GITHUB_APP_PERMISSIONS_REFRESH_S");
     pthread_mutex_lock(&g_app_perms_mu);
     int fresh = g_app_perms_at && now - g_app_perms_at < (ttl > 0 ? ttl : 60);
-    cJSON *cached = fresh && g_app_perms ? cJSON_Parse(g_app_perms) : NULL;
+    int use_copy = fresh || g_app_perms_reading;
+    cJSON *cached = use_copy && g_app_perms ? cJSON_Parse(g_app_perms) : NULL;
+    if (!use_copy)
+        g_app_perms_reading = 1;
     pthread_mutex_unlock(&g_app_perms_mu);
-    if (fresh)
-        return cached;
+    if (use_copy)
+        return cached; /* NULL while the first read is under way: not checked this time */
     char err[256], api[512], url[640];
     cJSON *perms = NULL;
     char *jwt = github_app_jwt(w, err, sizeof(err));
@@ -671,7 +678,8 @@ static cJSON *app_permissions(worker_ctx *w)
     pthread_mutex_lock(&g_app_perms_mu);
     free(g_app_perms);
     g_app_perms = text;
-    g_app_perms_at = now;
+    g_app_perms_at = (int64_t)time(NULL); /* fresh from the answer, not the ask */
+    g_app_perms_reading = 0;
     pthread_mutex_unlock(&g_app_perms_mu);
     return perms;
 }

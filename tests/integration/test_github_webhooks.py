@@ -25,6 +25,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -407,6 +408,39 @@ def test_installation_lifecycle(t):
     serving(w)
 
 
+def one_read_of_the_app_at_a_time(w, fx):
+    """Listings that find the App's permissions stale while one of them is
+    reading GET /app answer from the stale copy: one call to GitHub, not one per
+    listing (each would hold a worker for as long as GitHub takes)."""
+    fx.config(app_hold=True)
+    stop, first = threading.Event(), []
+
+    def refresher():  # lists until a listing finds the copy stale and is held at GET /app
+        while not stop.is_set():
+            first.append(installation_of(w, PEND_ID))
+
+    th = threading.Thread(target=refresher, daemon=True)
+    th.start()
+    try:
+        wait_until(lambda: fx.stats().get("app_reads_held", 0) >= 1, 15, what="a GET /app under way")
+        stop.set()
+        got = []
+        others = [threading.Thread(target=lambda: got.append(installation_of(w, PEND_ID)), daemon=True)
+                  for _ in range(4)]
+        for o in others:
+            o.start()
+        for o in others:
+            o.join(20)
+        eq(len(got), 4, "listings answered while GET /app is held")
+        eq([i["pending"] for i in got], [True] * 4, "from the stale copy, still pending")
+        eq(fx.stats().get("app_reads_held"), 1, "one GET /app at a time")
+    finally:
+        stop.set()
+        fx.config(app_hold=False)
+        th.join(20)
+    eq(th.is_alive(), False, "the held listing answered once GitHub did")
+
+
 @test(timeout=120)
 def test_permission_upgrade_pending_until_accepted(t):
     """connectors.md, "Upgrading permissions later": GitHub applies an App's new
@@ -435,6 +469,7 @@ def test_permission_upgrade_pending_until_accepted(t):
     contains(w.server.log_text(), "installation %d (octo-pend) has not accepted the App's new permissions"
              % PEND_ID, "logged")
     check(fx.stats().get("app_reads", 0) >= 2, "the App's permissions read with the App JWT", fx.stats())
+    one_read_of_the_app_at_a_time(w, fx)
     # the owner clicks Accept new permissions: GitHub sends new_permissions_accepted
     p = with_installation(examples(["installation"])[1]["payload"], PEND_ID)
     p["action"] = "new_permissions_accepted"
