@@ -5,7 +5,8 @@
  *   POST /newrelic/poll-issues     the caller's connection, now:
  *        {"issues": n, "created": n, "attached": n, "duplicates": n, "unmatched": n}
  *   periodic "newrelic-poll"       every AURORA_NEWRELIC_POLL_INTERVAL_S (0: off),
- *        up to AURORA_NEWRELIC_POLL_CONNECTIONS connections per tick, off the
+ *        up to AURORA_NEWRELIC_POLL_CONNECTIONS connections per tick (the
+ *        next ones in turn, so every connection is reached), off the
  *        event loop (outbound pool), the interval doubled per failing tick
  *        (at most an hour) until one succeeds.
  *
@@ -31,6 +32,7 @@
 #define POLL_PAGES 5
 #define BACKOFF_MAX_S 3600
 #define IDLE_RECHECK_S 60 /* poller off: look at the setting again this often */
+#define MAX_ROWS 10000     /* connections read per tick, to take the next turns from */
 
 typedef struct {
     int issues, created, attached, duplicates, unmatched, skipped;
@@ -94,8 +96,12 @@ static void poll_route(worker_ctx *w, http_request *req, http_response *resp)
     newrelic_creds_clear(&c);
 }
 
-/* Only the periodic task's thread touches it (one run at a time). */
+/* Only the periodic task's thread touches them (one run at a time). */
 static int g_failing_ticks;
+/* Where the next tick starts among the connections (oldest first): each tick
+ * polls the next AURORA_NEWRELIC_POLL_CONNECTIONS active ones, so every
+ * connection gets its turn, not only the oldest ones every time. */
+static size_t g_next;
 
 static long poll_tick(worker_ctx *w)
 {
@@ -105,15 +111,23 @@ static long poll_tick(worker_ctx *w)
     int limit = (int)server_setting_int(w->cfg, "AURORA_NEWRELIC_POLL_CONNECTIONS");
     store_connector *rows = NULL;
     size_t nrows = 0;
-    if (store_connector_list_by_connector(w->store, NEWRELIC_ID, limit > 0 ? limit : 50, &rows,
-                                          &nrows) != STORE_OK) {
+    if (limit <= 0)
+        limit = 50;
+    if (store_connector_list_by_connector(w->store, NEWRELIC_ID, MAX_ROWS, &rows, &nrows) !=
+        STORE_OK) {
         log_error("newrelic poll: listing connections: %s", store_errmsg(w->store));
         g_failing_ticks++;
     } else {
-        int failed = 0;
-        for (size_t i = 0; i < nrows; i++) {
+        int failed = 0, polled = 0;
+        if (nrows >= MAX_ROWS)
+            log_warn("newrelic poll: more than %d New Relic connections; only the oldest %d are "
+                     "polled", MAX_ROWS, MAX_ROWS);
+        size_t start = nrows ? g_next % nrows : 0, k;
+        for (k = 0; k < nrows && polled < limit; k++) {
+            size_t i = (start + k) % nrows;
             if (strcmp(rows[i].status, "active"))
                 continue;
+            polled++;
             newrelic_creds c;
             char err[256];
             http_response r;
@@ -133,6 +147,7 @@ static long poll_tick(worker_ctx *w)
             buf_free(&r.body);
             newrelic_creds_clear(&c);
         }
+        g_next = start + k;
         store_connector_list_free(rows, nrows);
         g_failing_ticks = failed ? g_failing_ticks + 1 : 0;
     }

@@ -357,5 +357,20 @@ def test_periodic_poller_makes_incidents_once(t):
     eq(w.get("/health", auth=False).status, 200, "server serving")
 
 
+@test
+def test_periodic_poller_reaches_every_connection(t):
+    # One connection per tick: the connections past that number get their
+    # turn in later ticks (they were never polled: every tick took the
+    # oldest ones again).
+    w, fx = fixture_world(t, extra={"AURORA_NEWRELIC_POLL_INTERVAL_S": "1",
+                                    "AURORA_NEWRELIC_POLL_CONNECTIONS": "1"})
+    keys = [connected_user(w, fx)[2] for _ in range(3)]
+    fx.config(issues=[issue("ACTIVATED", "every-" + secrets.token_hex(6), "HIGH")])
+    for i, key in enumerate(keys):
+        wait_until(lambda key=key: len(incidents(w, key)) == 1, 30,
+                   what="the poller's incident in the organization connected %d%s"
+                        % (i + 1, ("st", "nd", "rd")[i]))
+
+
 if __name__ == "__main__":
     main()
