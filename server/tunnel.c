@@ -22,6 +22,7 @@
 #include "store.h"
 #include "timefmt.h"
 #include "token.h"
+#include "utf8.h"
 #include "worker.h"
 
 #define MAX_PENDING_BEFORE_AUTH 16
@@ -1157,6 +1158,36 @@ static int log_sparingly(unsigned *count)
     return *count <= 5 || *count % 1000 == 0;
 }
 
+/* What an agent says of itself (its version) as text fit for a log line,
+ * an API answer and the connections row, which refuses what is not UTF-8
+ * (the row would then stay unwritten, and the session's disconnect would
+ * take the count of another, live session of the cluster): control
+ * characters and invalid bytes become '?', and the copy is cut at a
+ * character boundary to fit cap. */
+static void agent_text(char *dst, size_t cap, const char *src)
+{
+    const unsigned char *p = (const unsigned char *)src;
+    size_t n = strlen(src), o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq_len(p + i, n - i);
+        int c1 = l == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0; /* U+0080..U+009F */
+        if (l <= 1 || c1) {
+            unsigned char c = l == 1 && p[i] >= 0x20 && p[i] != 0x7f ? p[i] : '?';
+            if (o + 1 >= cap)
+                break;
+            dst[o++] = (char)c;
+            i += l ? l : 1;
+            continue;
+        }
+        if (o + l >= cap)
+            break;
+        memcpy(dst + o, p + i, l);
+        o += l;
+        i += l;
+    }
+    dst[o] = '\0';
+}
+
 static void handle_data_frame(tunnel_session *s, const unsigned char *p, size_t n)
 {
     int chan;
@@ -1214,11 +1245,15 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
     }
     switch (m.type) {
     case MSG_REGISTER:
-        snprintf(s->agent_version, sizeof(s->agent_version), "%s",
-                 m.agent_version ? m.agent_version : "unknown");
+        agent_text(s->agent_version, sizeof(s->agent_version),
+                   m.agent_version ? m.agent_version : "unknown");
         free(s->policy_json);
-        s->policy_json = m.policy_json;
-        m.policy_json = NULL;
+        s->policy_json = NULL;
+        /* cJSON passes invalid UTF-8 through: not for an API answer */
+        if (m.policy_json && utf8_valid(m.policy_json, strlen(m.policy_json))) {
+            s->policy_json = m.policy_json;
+            m.policy_json = NULL;
+        }
         if (s->v2 && m.max_concurrent > 0)
             s->max_concurrent = m.max_concurrent;
         log_info("agent %s registered, version %s", s->cluster_id, s->agent_version);

@@ -35,6 +35,7 @@
 #include "proto.h"
 #include "store.h"
 #include "token.h"
+#include "utf8.h"
 #include "tunnel.h" /* server/tunnel.h: -Iserver comes first */
 #include "worker.h"
 
@@ -1032,6 +1033,85 @@ static void test_bad_frames_logged_sparingly(void **state)
     tunnel_session_drop(s);
 }
 
+typedef struct {
+    fixture *fx;
+    const made_token *m;
+    int connected; /* what the row must say */
+} row_want;
+
+/* The cluster's connections row says `connected` live sessions. */
+static int row_connected(void *arg)
+{
+    row_want *w = arg;
+    store_connection c;
+    return store_connection_get(w->fx->st, w->m->t.org_id, w->m->t.cluster_id, &c) == STORE_OK &&
+           c.connected == w->connected;
+}
+
+/* A register whose agent_version is not text (invalid UTF-8, control
+ * characters, a multi-byte character across the field's size) and whose
+ * policy holds invalid UTF-8: what the server keeps of it is valid UTF-8
+ * without control characters, in the sessions' description and in the
+ * connections row, and the session still counts as connected there (the
+ * store refused the row; the session's disconnect then took the count of
+ * another, live session of the cluster). */
+static void test_hostile_register_fields(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *a = connect_as(fx, fx->hub, &m, 2, 4);
+    row_want one = { fx, &m, 1 }, two = { fx, &m, 2 };
+    serve_until(fx, row_connected, &one, "the first session's row");
+
+    tunnel_session *b = tunnel_session_connect(fx->hub, 2, m.bearer, m.t.cluster_id);
+    serve_until(fx, settled, b, "authentication");
+    expect_type(b, MSG_CONNECTED, NULL);
+    /* 61 bytes, then a 3-byte character that the 63-byte field cuts */
+    char version[128];
+    snprintf(version, sizeof(version), "1.0\n\x1b[31mred\xff\x7f%s\xe2\x82\xac",
+             "...............................................");
+    assert_int_equal(strlen(version), 64);
+    char frame[512];
+    snprintf(frame, sizeof(frame),
+             "{\"type\":\"register\",\"cluster_id\":\"%s\",\"agent_version\":\"%s\","
+             "\"protocol\":2,\"max_concurrent\":4,\"policy\":{\"mode\":\"r\xc3\"}}",
+             m.t.cluster_id, "PLACEHOLDER");
+    /* the version's raw bytes go in as they are (JSON-escaped controls) */
+    cJSON *jv = cJSON_CreateString(version);
+    char *js = cJSON_PrintUnformatted(jv);
+    cJSON_Delete(jv);
+    assert_non_null(js);
+    char *ph = strstr(frame, "\"PLACEHOLDER\"");
+    char out[768];
+    snprintf(out, sizeof(out), "%.*s%s%s", (int)(ph - frame), frame, js,
+             ph + strlen("\"PLACEHOLDER\""));
+    cJSON_free(js);
+    tunnel_session_receive(b, out, strlen(out), 0);
+
+    cJSON *arr = cJSON_CreateArray();
+    tunnel_describe_sessions(fx->hub, m.t.org_id, m.t.cluster_id, arr);
+    assert_int_equal(cJSON_GetArraySize(arr), 2);
+    char *desc = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    assert_non_null(desc);
+    assert_true(utf8_valid(desc, strlen(desc)));
+    assert_null(strstr(desc, "\\n"));
+    assert_null(strstr(desc, "\\u001b"));
+    assert_null(strstr(desc, "\x7f"));
+    free(desc);
+
+    /* its row is written (2 sessions), and its end leaves the other's */
+    serve_until(fx, row_connected, &two, "the second session's row");
+    store_connection c;
+    assert_int_equal(store_connection_get(fx->st, m.t.org_id, m.t.cluster_id, &c), STORE_OK);
+    assert_true(utf8_valid(c.agent_version, strlen(c.agent_version)));
+    assert_non_null(strstr(c.agent_version, "1.0?"));
+    tunnel_session_drop(b);
+    serve_until(fx, row_connected, &one, "the row after the second session left");
+    assert_true(tunnel_session_ready(a));
+    tunnel_session_drop(a);
+}
+
 static int ended(void *arg) { return ((sink_rec *)arg)->ends > 0; }
 
 /* A request the agent does not end within timeout + grace fails with 504
@@ -1306,6 +1386,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_legacy_response_abandoned_mid_output, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_frames_logged_sparingly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_register_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_fails_only_its_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_by_token, setup, teardown),
