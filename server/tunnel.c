@@ -121,6 +121,7 @@ struct tunnel_session {
     uint32_t next_id;
     unsigned stray_frames; /* output frames for no running request: logged sparingly */
     unsigned bad_frames;   /* frames that do not decode: logged as sparingly */
+    unsigned registers;    /* register messages: logged as sparingly after the first */
     struct tunnel_session *prev, *next;
 };
 
@@ -1256,7 +1257,15 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
         }
         if (s->v2 && m.max_concurrent > 0)
             s->max_concurrent = m.max_concurrent;
-        log_info("agent %s registered, version %s", s->cluster_id, s->agent_version);
+        /* once per connection from an agent; one that repeats it is
+         * logged as sparingly as bad frames (each would be a line) */
+        if (log_sparingly(&s->registers)) {
+            if (s->registers == 1)
+                log_info("agent %s registered, version %s", s->cluster_id, s->agent_version);
+            else
+                log_info("agent %s registered again, version %s (%u registers)", s->cluster_id,
+                         s->agent_version, s->registers);
+        }
         if (!s->registered_db) {
             s->registered_db = 1;
             s->last_hb_db = time(NULL);

@@ -1007,9 +1007,19 @@ static void flood_stray(void *arg)
         send_data(arg, 777, PROTO_CHAN_STDOUT, 4, 's');
 }
 
+static void flood_register(void *arg)
+{
+    tunnel_session *s = arg;
+    char *reg = proto_enc_register("cluster-x", "1.2.3", 2, 4);
+    assert_non_null(reg);
+    for (int i = 0; i < 3000; i++)
+        tunnel_session_receive(s, reg, strlen(reg), 0);
+    free(reg);
+}
+
 /* Frames an agent should never send are dropped and logged sparingly (the
  * first five, then every 1000th): a few bytes each must not become a log
- * line each.  The session stays up. */
+ * line each; so are repeated registers.  The session stays up. */
 static void test_bad_frames_logged_sparingly(void **state)
 {
     fixture *fx = *state;
@@ -1019,7 +1029,11 @@ static void test_bad_frames_logged_sparingly(void **state)
     int text = stderr_lines_with("bad frame dropped", flood_bad_text, s);
     int binary = stderr_lines_with("malformed binary frame", flood_bad_binary, s);
     int stray = stderr_lines_with("output for request 777 dropped", flood_stray, s);
+    /* a register is a log line (info) once per connection, not per frame */
+    log_setup("test", "info", "text");
+    int regs = stderr_lines_with("registered", flood_register, s);
     log_setup("test", "error", "text");
+    assert_int_equal(regs, 4 + 3); /* connect_as sent the first */
     /* text and binary share one count: 3000 text frames, then 3000 binary */
     assert_int_equal(text, 5 + 3);
     assert_int_equal(binary, 3);
