@@ -1189,6 +1189,22 @@ static void agent_text(char *dst, size_t cap, const char *src)
     dst[o] = '\0';
 }
 
+/* An agent's error_code is one of its codes (POLICY_DENIED, AGENT_BUSY, …):
+ * it reaches the caller's answer as it is (the JSON answer, SSE events,
+ * the audit outcome), so anything else an agent puts there (invalid
+ * UTF-8, control characters, megabytes) is no code at all. */
+static int error_code_ok(const char *c)
+{
+    if (!c || !*c)
+        return 0;
+    size_t n = 0;
+    for (; c[n]; n++)
+        if (n >= 64 || !((c[n] >= 'A' && c[n] <= 'Z') || (c[n] >= '0' && c[n] <= '9') ||
+                         c[n] == '_'))
+            return 0;
+    return 1;
+}
+
 static void handle_data_frame(tunnel_session *s, const unsigned char *p, size_t n)
 {
     int chan;
@@ -1316,7 +1332,7 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
         tunnel_result res = { .return_code = m.return_code, .truncated = m.truncated,
                               .duration_ms = m.duration_ms, .bytes = r->received,
                               .error = m.error ? m.error : "",
-                              .error_code = m.error_code && *m.error_code ? m.error_code : NULL };
+                              .error_code = error_code_ok(m.error_code) ? m.error_code : NULL };
         req_finish(r, &res);
         break;
     }

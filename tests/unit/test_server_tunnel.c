@@ -1126,6 +1126,45 @@ static void test_hostile_register_fields(void **state)
     tunnel_session_drop(a);
 }
 
+/* exec_end's error_code is one of the agent's codes ([A-Z0-9_], as the
+ * API documents them) or nothing: an agent's other text (invalid UTF-8,
+ * control characters, megabytes) never becomes the caller's error_code,
+ * which the JSON answer and the SSE events carry as they are. */
+static void test_exec_end_error_code_is_a_code(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 4);
+    char *big = malloc(100001);
+    assert_non_null(big);
+    memset(big, 'A', 100000);
+    big[100000] = '\0';
+    struct {
+        const char *sent, *seen;
+    } cases[] = {
+        { "POLICY_DENIED", "POLICY_DENIED" },
+        { "AGENT_BUSY", "AGENT_BUSY" },
+        { "bad\xff\ncode", "" },
+        { "BAD CODE", "" },
+        { "\x1b[2J", "" },
+        { big, "" },
+        { "", "" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sink_rec r = { 0 };
+        exec_ok(fx, &m, &r);
+        uint32_t id = sent_exec(s);
+        assert_true(id > 0);
+        send_text(s, proto_enc_exec_end(id, 3, "refused", cases[i].sent, 0, 5, 0));
+        assert_int_equal(r.ends, 1);
+        assert_int_equal(r.return_code, 3);
+        assert_string_equal(r.error_code, cases[i].seen);
+    }
+    free(big);
+    assert_true(tunnel_session_ready(s));
+    tunnel_session_drop(s);
+}
+
 static int ended(void *arg) { return ((sink_rec *)arg)->ends > 0; }
 
 /* A request the agent does not end within timeout + grace fails with 504
@@ -1401,6 +1440,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_frames_logged_sparingly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_register_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_end_error_code_is_a_code, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_fails_only_its_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_by_token, setup, teardown),
