@@ -102,7 +102,7 @@ struct tunnel_session {
     struct tunnel_session *big_next;
     /* outgoing */
     out_frame *oq_head, *oq_tail;
-    size_t oq_bytes;
+    size_t oq_bytes; /* allocated for the queued frames (FRAME_COST) */
     int close_code;
     int close_handed; /* the close frame is lws's: it sends it and awaits the ack */
     char close_reason[64];
@@ -237,6 +237,9 @@ static tunnel_session *bucket_of(tunnel_hub *h, const char *cluster_id)
 static void start_close(tunnel_session *s, int code, const char *reason);
 static void drop_queue(tunnel_session *s);
 
+/* What a queued frame of n payload bytes holds (OUTQ_MAX_BYTES counts this). */
+#define FRAME_COST(n) (sizeof(out_frame) + LWS_PRE + (n))
+
 static void frame_free(out_frame *f)
 {
     if (f->secret)
@@ -286,7 +289,12 @@ static int enqueue_ex(tunnel_session *s, const void *p, size_t n, int binary, in
 {
     if (!s->open || s->state == SESS_CLOSING)
         return -1;
-    if (s->oq_bytes + n > OUTQ_MAX_BYTES) {
+    /* Counted as allocated: a frame's header and LWS_PRE are most of a
+     * small one (a heartbeat_ack is 24 bytes of 64), and an agent that
+     * sends heartbeats and never reads would otherwise have the server
+     * hold about three times the cap. */
+    size_t cost = FRAME_COST(n);
+    if (s->oq_bytes + cost > OUTQ_MAX_BYTES) {
         /* An agent that sends but never reads: stop queueing for it. */
         log_warn("agent %s: outgoing queue full (agent not reading), closing", s->cluster_id);
         drop_queue(s);
@@ -306,7 +314,7 @@ static int enqueue_ex(tunnel_session *s, const void *p, size_t n, int binary, in
     else
         s->oq_head = f;
     s->oq_tail = f;
-    s->oq_bytes += n;
+    s->oq_bytes += cost;
     want_write(s);
     return 0;
 }
@@ -1491,7 +1499,7 @@ static out_frame *pop_frame(tunnel_session *s)
         s->oq_head = f->next;
         if (!s->oq_head)
             s->oq_tail = NULL;
-        s->oq_bytes -= f->len;
+        s->oq_bytes -= FRAME_COST(f->len);
     }
     return f;
 }

@@ -30,6 +30,18 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__SANITIZE_ADDRESS__)
+#define WITH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WITH_ASAN 1
+#endif
+#endif
+#if WITH_ASAN
+#include <sanitizer/allocator_interface.h>
+#else
+#include <malloc.h>
+#endif
 
 #include "log.h"
 #include "proto.h"
@@ -1165,6 +1177,48 @@ static void test_exec_end_error_code_is_a_code(void **state)
     tunnel_session_drop(s);
 }
 
+/* Bytes the process has allocated and not freed. */
+static size_t heap_in_use(void)
+{
+#if WITH_ASAN
+    return __sanitizer_get_current_allocated_bytes();
+#else
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks;
+#endif
+}
+
+/* An agent that sends and never reads: what the server queues for it (here
+ * a heartbeat_ack per heartbeat, 24 bytes each) is bounded in memory, not
+ * only in payload bytes: each queued frame is an allocation of its own, so
+ * 8 MiB counted as payload held about 3 times that. */
+static void test_send_queue_bounded_in_memory(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 4);
+    char *hb = proto_enc_heartbeat(m.t.cluster_id);
+    assert_non_null(hb);
+    size_t len = strlen(hb);
+    size_t before = heap_in_use(), peak = before;
+    int sent = 0;
+    while (sent < 2000000 && !tunnel_session_close_code(s, NULL)) {
+        tunnel_session_receive(s, hb, len, 0);
+        if (++sent % 512 == 0) {
+            size_t now = heap_in_use();
+            if (now > peak)
+                peak = now;
+        }
+    }
+    free(hb);
+    expect_closed(s, PROTO_CLOSE_POLICY, "Send queue overflow");
+    size_t grew = peak > before ? peak - before : 0;
+    if (grew > (size_t)9 * 1024 * 1024)
+        fail_msg("the queue of a session that never reads held %zu bytes (%d heartbeats)", grew,
+                 sent);
+    tunnel_session_drop(s);
+}
+
 static int ended(void *arg) { return ((sink_rec *)arg)->ends > 0; }
 
 /* A request the agent does not end within timeout + grace fails with 504
@@ -1441,6 +1495,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_frames_logged_sparingly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_register_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_end_error_code_is_a_code, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_queue_bounded_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_fails_only_its_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_by_token, setup, teardown),
