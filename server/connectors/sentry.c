@@ -34,6 +34,9 @@
  * sentry_api.c. */
 #include "sentry.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -126,23 +129,86 @@ static const char *region_base(const worker_ctx *w, const char *region)
     return v ? v : !strcmp(region, "eu") ? "https://de.sentry.io" : "https://sentry.io";
 }
 
-/* 1 if the URL's host is this machine (as curl will read it: numeric and
- * percent-encoded forms resolved by http_client_url_parse). */
-static int host_is_loopback(const char *url)
+/* What an address is to a self-hosted base_url.  Private ranges (10/8,
+ * 192.168/16, fc00::/7…) are fine: a self-hosted Sentry lives there. */
+typedef enum { ADDR_OK, ADDR_LOOPBACK, ADDR_FORBIDDEN } addr_kind;
+
+/* Unspecified (Linux connects 0.0.0.0 and :: to this host), link-local
+ * (169.254.169.254 is the cloud metadata service), multicast, broadcast. */
+static addr_kind v4_kind(const unsigned char *a)
+{
+    if (a[0] == 127)
+        return ADDR_LOOPBACK;
+    if (a[0] == 0 || (a[0] == 169 && a[1] == 254) || a[0] >= 224)
+        return ADDR_FORBIDDEN;
+    return ADDR_OK;
+}
+
+static addr_kind v6_kind(const unsigned char *a)
+{
+    static const unsigned char zero[16] = { 0 };
+    static const unsigned char one[16] = { [15] = 1 };
+    static const unsigned char mapped[12] = { [10] = 0xff, [11] = 0xff };
+    static const unsigned char nat64[12] = { 0x00, 0x64, 0xff, 0x9b };
+    if (!memcmp(a, mapped, 12) || !memcmp(a, nat64, 12))
+        return v4_kind(a + 12); /* an IPv4 address in IPv6 clothes */
+    if (!memcmp(a, one, 16))
+        return ADDR_LOOPBACK;
+    if (!memcmp(a, zero, 16) || a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80))
+        return ADDR_FORBIDDEN;
+    return ADDR_OK;
+}
+
+/* The URL's host as curl will read it (numeric and percent-encoded forms
+ * resolved by http_client_url_parse): a literal address or "localhost";
+ * other names are ADDR_OK here and judged once resolved (allow_address). */
+static addr_kind url_host_kind(const char *url)
 {
     http_client_url u;
+    unsigned char a[16];
     if (http_client_url_parse(url, 0, &u) < 0)
-        return 1; /* unreadable: treated as the stricter case */
-    size_t n = strlen(u.host);
-    return !strncmp(u.host, "127.", 4) || !strcmp(u.host, "::1") ||
-           !strncmp(u.host, "::ffff:127.", 11) || !strcmp(u.host, "localhost") ||
-           !strcmp(u.host, "localhost.") || (n > 10 && !strcmp(u.host + n - 10, ".localhost")) ||
-           !strcmp(u.host, "0.0.0.0");
+        return ADDR_FORBIDDEN; /* unreadable: the stricter case */
+    if (!strcasecmp(u.host, "localhost") || !strcasecmp(u.host, "localhost."))
+        return ADDR_LOOPBACK;
+    if (inet_pton(AF_INET, u.host, a) == 1)
+        return v4_kind(a);
+    if (inet_pton(AF_INET6, u.host, a) == 1)
+        return v6_kind(a);
+    return ADDR_OK;
+}
+
+/* http_client's allow_address for a self-hosted base: every address a name
+ * resolves to is judged like the literal.  ud: an int, SENTRY_ALLOW_LOOPBACK. */
+int sentry_allow_address(const struct sockaddr *sa, void *ud)
+{
+    const int *allow_loopback = ud;
+    addr_kind k = ADDR_FORBIDDEN;
+    if (sa->sa_family == AF_INET)
+        k = v4_kind((const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr);
+    else if (sa->sa_family == AF_INET6)
+        k = v6_kind(((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr);
+    return k == ADDR_OK || (k == ADDR_LOOPBACK && allow_loopback && *allow_loopback);
+}
+
+static int *allow_loopback_flag(const worker_ctx *w)
+{
+    static int yes = 1, no = 0;
+    return config_bool(&w->cfg->raw, "SENTRY_ALLOW_LOOPBACK") ? &yes : &no;
+}
+
+/* The guard of the calls to a connection's base: none for the operator's
+ * region settings, sentry_allow_address for a user's self-hosted base. */
+static void base_guard(const worker_ctx *w, int custom, kit_call_req *q)
+{
+    if (custom) {
+        q->allow_address = sentry_allow_address;
+        q->allow_address_ud = allow_loopback_flag(w);
+    }
 }
 
 /* The API base of a connection's metadata: its self-hosted base, else its
  * region's setting.  0, or -1 when the stored values are unusable. */
-static int md_base(const worker_ctx *w, const cJSON *md, char *out, size_t cap)
+static int md_base(const worker_ctx *w, const cJSON *md, char *out, size_t cap, int *is_custom)
 {
     const char *custom = api_json_str(md, "base_url");
     const char *region = api_json_str(md, "region");
@@ -150,8 +216,10 @@ static int md_base(const worker_ctx *w, const cJSON *md, char *out, size_t cap)
     if (strlen(b) >= cap)
         return -1;
     /* Accepted on loopback at connect; not once the operator turned that off. */
-    if (custom && host_is_loopback(custom) && !config_bool(&w->cfg->raw, "SENTRY_ALLOW_LOOPBACK"))
+    addr_kind k = custom ? url_host_kind(custom) : ADDR_OK;
+    if (k == ADDR_FORBIDDEN || (k == ADDR_LOOPBACK && !*allow_loopback_flag(w)))
         return -1;
+    *is_custom = custom != NULL;
     snprintf(out, cap, "%s", b);
     /* Without trailing slashes: paths are joined with kit_url_fmt. */
     size_t n = strlen(out);
@@ -204,7 +272,11 @@ static void error_with_hint(http_response *resp, int status, const char *code, c
 static void call_failed(const worker_ctx *w, const kit_call_resp *r, const char *slug,
                         const char *what, http_response *resp)
 {
-    if (r->status == 401 || r->status == 403) {
+    if (r->http.address_refused) {
+        http_resp_error(resp, 400, "SENTRY_INVALID_BASE_URL",
+                        "base_url resolves to an address Aurora does not connect to (link-local, "
+                        "unspecified, multicast; loopback unless SENTRY_ALLOW_LOOPBACK=true)");
+    } else if (r->status == 401 || r->status == 403) {
         error_with_hint(resp, 400, "SENTRY_INVALID_TOKEN", MSG_INVALID_TOKEN,
                         "Verify the token starts with sntrys_ and the Internal Integration grants "
                         "Issue & Event: Read, Project: Read, Organization: Read");
@@ -220,8 +292,8 @@ static void call_failed(const worker_ctx *w, const kit_call_resp *r, const char 
 
 /* GET <base>/api/0/organizations/<slug>/: the organization the token reads.
  * *org (an object) or -1 with resp filled. */
-static int fetch_org(worker_ctx *w, const char *base, const char *slug, const char *token,
-                     cJSON **org, http_response *resp)
+static int fetch_org(worker_ctx *w, const char *base, int custom, const char *slug,
+                     const char *token, cJSON **org, http_response *resp)
 {
     char url[1024];
     if (kit_url_fmt(url, sizeof(url), base, "/api/0/organizations/%s/", slug) < 0) {
@@ -233,6 +305,7 @@ static int fetch_org(worker_ctx *w, const char *base, const char *slug, const ch
     kit_call_req q = { .provider = "Sentry API", .base_url = base, .url = url, .headers = headers,
                        .bearer = token, .attempt_timeout_ms = t, .deadline_ms = t,
                        .max_response = 1024 * 1024 };
+    base_guard(w, custom, &q);
     kit_call_resp rp;
     int rc = kit_call(&q, &rp);
     cJSON *j = rc == AUR_OK ? kit_call_json(&rp) : NULL;
@@ -283,8 +356,8 @@ static int add_projects(const kit_call_resp *page, void *arg)
     return 0;
 }
 
-static int list_projects(worker_ctx *w, const char *base, const char *slug, const char *token,
-                         cJSON **out, int *capped, http_response *resp)
+static int list_projects(worker_ctx *w, const char *base, int custom, const char *slug,
+                         const char *token, cJSON **out, int *capped, http_response *resp)
 {
     char url[1024];
     if (kit_url_fmt(url, sizeof(url), base, "/api/0/organizations/%s/projects/", slug) < 0) {
@@ -297,6 +370,7 @@ static int list_projects(worker_ctx *w, const char *base, const char *slug, cons
     kit_call_req q = { .provider = "Sentry API", .base_url = base, .url = url, .headers = headers,
                        .bearer = token, .attempt_timeout_ms = t, .deadline_ms = t,
                        .max_response = 4 * 1024 * 1024 };
+    base_guard(w, custom, &q);
     kit_pager_cfg pc = { .style = KIT_PAGE_LINK,
                          .max_pages = pages < 1 ? 20 : pages > 1000 ? 1000 : (int)pages };
     cJSON *projects = cJSON_CreateArray();
@@ -349,8 +423,16 @@ static int connect_base(const worker_ctx *w, const char *region, const char *cus
             return -1;
         }
         /* Loopback (plain http allowed there) is this server itself: only
-         * when the operator says so (tests, a Sentry on this host). */
-        if (host_is_loopback(custom) && !config_bool(&w->cfg->raw, "SENTRY_ALLOW_LOOPBACK")) {
+         * when the operator says so (tests, a Sentry on this host).  A name
+         * is judged by what it resolves to, when connecting. */
+        addr_kind k = url_host_kind(custom);
+        if (k == ADDR_FORBIDDEN) {
+            http_resp_error(resp, 400, "SENTRY_INVALID_BASE_URL",
+                            "base_url names an address no Sentry server has (link-local, "
+                            "unspecified or multicast)");
+            return -1;
+        }
+        if (k == ADDR_LOOPBACK && !*allow_loopback_flag(w)) {
             http_resp_error(resp, 400, "SENTRY_INVALID_BASE_URL",
                             "base_url on loopback is refused unless SENTRY_ALLOW_LOOPBACK=true");
             return -1;
@@ -408,8 +490,8 @@ static void connect_route(worker_ctx *w, http_request *req, http_response *resp)
         goto out;
     }
     if (connect_base(w, region, custom, base, sizeof(base), resp) < 0 ||
-        fetch_org(w, base, slug, token, &org, resp) < 0 ||
-        list_projects(w, base, slug, token, &projects, &capped, resp) < 0)
+        fetch_org(w, base, custom != NULL, slug, token, &org, resp) < 0 ||
+        list_projects(w, base, custom != NULL, slug, token, &projects, &capped, resp) < 0)
         goto out;
     if (capped)
         log_warn("sentry: stopped listing projects of %s after SENTRY_MAX_PROJECT_PAGES pages",
@@ -468,12 +550,13 @@ int sentry_conn_load(worker_ctx *w, const auth_ctx *who, sentry_conn *c, http_re
     const char *slug = api_json_str(md, "org_slug");
     unsigned char *tok = NULL;
     size_t len = 0;
-    if (!slug || !sentry_slug_ok(slug) || md_base(w, md, c->base, sizeof(c->base)) < 0) {
+    if (!slug || !sentry_slug_ok(slug) || md_base(w, md, c->base, sizeof(c->base), &c->custom) < 0) {
         http_resp_error(resp, 500, "SENTRY_CONNECTION_CORRUPT",
                         "the stored Sentry connection is invalid; connect again");
         goto out;
     }
     snprintf(c->org_slug, sizeof(c->org_slug), "%s", slug);
+    c->allow_loopback = *allow_loopback_flag(w);
     if (kit_secret_get(w, row.secret_ref, &tok, &len, 404, "SENTRY_NOT_CONNECTED",
                        "the Sentry auth token is no longer stored; connect Sentry again", resp) < 0)
         goto out;

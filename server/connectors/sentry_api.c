@@ -159,7 +159,12 @@ static int limit_of(const char *text, const cJSON *num, int *out, http_response 
 static void read_failed(const worker_ctx *w, const kit_call_resp *r, const char *not_found,
                         http_response *resp)
 {
-    if (r->status == 401 || r->status == 403) {
+    if (r->http.address_refused) {
+        http_resp_error(resp, 502, "SENTRY_INVALID_BASE_URL",
+                        "the self-hosted base_url now resolves to an address Aurora does not "
+                        "connect to (link-local, unspecified, multicast; loopback unless "
+                        "SENTRY_ALLOW_LOOPBACK=true)");
+    } else if (r->status == 401 || r->status == 403) {
         http_resp_error(resp, 502, "SENTRY_DENIED",
                         "Invalid Sentry auth token or insufficient permissions");
     } else if (r->status == 404 && not_found) {
@@ -191,6 +196,10 @@ static int get_json(worker_ctx *w, const sentry_conn *c, const char *url, const 
     kit_call_req q = { .provider = "Sentry API", .base_url = c->base, .url = url,
                        .headers = headers, .bearer = c->token, .attempt_timeout_ms = t,
                        .deadline_ms = t, .max_response = SENTRY_API_MAX_RESPONSE };
+    if (c->custom) { /* the user's self-hosted base: its name may resolve elsewhere since */
+        q.allow_address = sentry_allow_address;
+        q.allow_address_ud = (void *)&c->allow_loopback;
+    }
     kit_call_resp rp;
     int rc = kit_call(&q, &rp);
     *json = NULL;

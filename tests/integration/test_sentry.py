@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -500,6 +501,43 @@ def test_loopback_base_refused_unless_allowed(t):
         eq(r.status, 400, "loopback base %s (%r)" % (base, r))
         contains(r.get("error"), "SENTRY_ALLOW_LOOPBACK", "says how to allow it")
     eq(w.get("/health", auth=False).status, 200, "still serving")
+
+
+@test
+def test_base_reaching_this_host_by_other_spellings_or_names_refused(t):
+    """The loopback rule holds for what curl connects to, not for the spelling: a name that
+    resolves to loopback (curl resolves *.localhost itself), another case, the unspecified
+    address (Linux connects it to this host), an IPv4-mapped form; link-local (the cloud
+    metadata service) never, SENTRY_ALLOW_LOOPBACK or not."""
+    world()  # the fixture
+    w = t.world(extra_env={"SENTRY_US_BASE_URL": "https://sentry.invalid"})
+    lst = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    lst.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    lst.bind(("::", 0))
+    lst.listen(16)
+    lst.setblocking(False)
+    port = lst.getsockname()[1]
+    try:
+        for base in ["https://LOCALHOST:%d" % port, "https://sentry.localhost:%d" % port,
+                     "https://[::]:%d" % port, "https://0.0.0.0:%d" % port,
+                     "https://[::ffff:7f00:1]:%d" % port, "https://169.254.169.254",
+                     "https://[fe80::1]:%d" % port]:
+            r = w.post("/sentry/connect", {"org_slug": ORG, "auth_token": TOKEN, "base_url": base})
+            eq((r.status, r.error_code), (400, "SENTRY_INVALID_BASE_URL"), "base %s (%r)" % (base, r))
+            try:
+                conn, peer = lst.accept()  # a connect completed before the answer is queued here
+                conn.close()
+                check(False, "base %s: the server connected to this host (%r)" % (base, peer))
+            except BlockingIOError:
+                pass
+    finally:
+        lst.close()
+    eq(w.get("/health", auth=False).status, 200, "still serving")
+    allowing = world()  # SENTRY_ALLOW_LOOPBACK=true
+    _, key = user(allowing)
+    for base in ["https://169.254.169.254", "https://[::ffff:169.254.169.254]"]:
+        r = connect(allowing, key, base_url=base)
+        eq((r.status, r.error_code), (400, "SENTRY_INVALID_BASE_URL"), "with loopback allowed: %s (%r)" % (base, r))
 
 
 @test(timeout=120)
