@@ -10,7 +10,8 @@
  *       time window (filter[from] / filter[to]: "now-1h", ISO 8601 or epoch
  *       milliseconds; default the last hour), newest first, up to limit (1–1000,
  *       default 100) over as many pages (page[limit] at most 100) as that
- *       takes (meta.page.after → page[cursor]); next_cursor continues.
+ *       takes (meta.page.after → page[cursor]), at most EVENTS_PAGES_MAX,
+ *       ending at a page that adds no event; next_cursor continues.
  * Every URL stays under the configured base (kit_call's confinement: a
  * hostile cursor cannot send the keys elsewhere); answers are bounded. */
 #include <cjson/cJSON.h>
@@ -31,6 +32,9 @@
 #define EVENTS_LIMIT_MAX 1000
 #define EVENTS_LIMIT_DEFAULT 100
 #define EVENTS_PAGE 100
+/* Pages one request walks: twice what the largest limit needs in full
+ * pages; a Datadog answering short pages gets next_cursor to go on with. */
+#define EVENTS_PAGES_MAX (2 * ((EVENTS_LIMIT_MAX + EVENTS_PAGE - 1) / EVENTS_PAGE))
 #define CURSOR_MAX 1024
 #define MAX_RESPONSE (8 * 1024 * 1024)
 
@@ -210,11 +214,12 @@ static cJSON *event_summary(const cJSON *e)
 }
 
 /* One page of events into list (at most limit - *n more); the next cursor
- * into after ("" when none).  0, or -1 when the page is not an event list
- * or its cursor is unusable. */
+ * into after ("" when none); *progress 0 when the page added no event.  0,
+ * or -1 when the page is not an event list or its cursor is unusable. */
 static int events_page(const kit_call_resp *page, cJSON *list, long limit, long *n, char *after,
-                       size_t cap)
+                       size_t cap, int *progress)
 {
+    long before = *n;
     cJSON *j = kit_call_json(page);
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(j, "data");
     const char *next = kit_json_path_string(j, "meta.page.after");
@@ -232,8 +237,12 @@ static int events_page(const kit_call_resp *page, cJSON *list, long limit, long 
             (*n)++;
         }
     }
-    /* An empty page with a cursor would never end the walk: it ends it. */
+    /* A page with a cursor but nothing taken from it (empty, or no event
+     * objects: a hostile or broken answer) would never end the walk: it
+     * ends it, its cursor kept only when the page had entries. */
     snprintf(after, cap, "%s", next && cJSON_GetArraySize(data) > 0 ? next : "");
+    if (*n == before)
+        *progress = 0;
     cJSON_Delete(j);
     return 0;
 }
@@ -273,8 +282,9 @@ static void events_route(worker_ctx *w, http_request *req, http_response *resp)
      * page asks for no more than is still wanted, so the cursor returned
      * skips nothing. */
     long n = 0;
-    int pages = 0, failed = 0;
-    while (!failed && n < limit && (pages == 0 || cursor[0])) {
+    int pages = 0, failed = 0, progress = 1;
+    while (!failed && progress && n < limit && pages < EVENTS_PAGES_MAX &&
+           (pages == 0 || cursor[0])) {
         char psize[24];
         long want = limit - n < EVENTS_PAGE ? limit - n : (long)EVENTS_PAGE;
         snprintf(psize, sizeof(psize), "%ld", want);
@@ -295,7 +305,7 @@ static void events_route(worker_ctx *w, http_request *req, http_response *resp)
         if (rc != AUR_OK) {
             kit_call_error(&api_errors, &r, "listing events", timeout, "", resp);
             failed = 1;
-        } else if (events_page(&r, list, limit, &n, cursor, sizeof(cursor)) < 0) {
+        } else if (events_page(&r, list, limit, &n, cursor, sizeof(cursor), &progress) < 0) {
             http_resp_error(resp, 502, "DATADOG_ERROR",
                             "Datadog API answered /api/v2/events without an event list");
             failed = 1;

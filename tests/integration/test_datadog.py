@@ -354,6 +354,35 @@ def test_events_window_and_cursor_paging(t):
 
 
 @test
+def test_events_walk_ends_on_a_hostile_cursor_loop(t):
+    """A Datadog that answers every page with a cursor and nothing usable (entries that are
+    not events), or one event a page, must not keep the outbound worker walking: the walk
+    ends at a page that adds nothing, and after a bounded number of pages, with the cursor
+    handed back so the caller can go on."""
+    w, fx = fixture_world()
+    org, user, key, api, app = connected_user(w, fx)
+    fx.ctl("/_fixture/reset", {})
+    fx.ctl("/_fixture/override", {"match": "/api/v2/events", "status": 200, "count": 200,
+                                  "body": '{"data": [1, "x", null], "meta": {"page": {"after": "loop"}}}'})
+    r = w.get("/datadog/events?limit=1000", key=key)
+    eq(r.status, 200, "answered (%r)" % r)
+    eq((r.json["count"], r.json["next_cursor"]), (0, "loop"), "nothing usable; the cursor handed back")
+    eq(len(fx.stats()["requests"]), 1, "one page that added nothing ends the walk")
+    fx.ctl("/_fixture/reset", {})
+    one = {"data": [{"id": "AAAA", "attributes": {"timestamp": "2026-12-01T00:00:00Z", "message": "m",
+                                                  "attributes": {"title": "t"}}}],
+           "meta": {"page": {"after": "again"}}}
+    fx.ctl("/_fixture/override", {"match": "/api/v2/events", "status": 200, "count": 1000,
+                                  "body": json.dumps(one)})
+    r = w.get("/datadog/events?limit=1000", key=key)
+    eq(r.status, 200, "answered (%r)" % r)
+    n = len(fx.stats()["requests"])
+    check(n <= 20, "one event a page: at most 20 pages walked, not %d" % n)
+    eq((r.json["count"], r.json["pages"], r.json["next_cursor"]), (n, n, "again"), "what was read, and the cursor")
+    fx.ctl("/_fixture/reset", {})
+
+
+@test
 def test_webhook_fire_then_recover_makes_and_resolves_an_incident(t):
     w, fx = fixture_world()
     org, user, key, api, app = connected_user(w, fx)
