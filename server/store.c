@@ -1854,22 +1854,36 @@ int store_connector_list(store_t *s, const char *org_id, store_connector **out, 
     return STORE_OK;
 }
 
-int store_connector_list_by_connector(store_t *s, const char *connector, int limit,
-                                      store_connector **out, size_t *n)
+int store_connector_page(store_t *s, const char *connector, store_connector_cursor *cur, int limit,
+                         store_connector **out, size_t *n)
 {
     if (!s)
         return STORE_ERR;
-    db_result r;
-    if (!connector || !out || !n || limit <= 0)
-        return serr(s, "store_connector_list_by_connector: missing argument");
+    if (!connector || !cur || !out || !n || limit <= 0)
+        return serr(s, "store_connector_page: missing argument");
     *out = NULL;
     *n = 0;
-    db_param p[] = { p_text(connector), DB_P_INT(limit) };
-    if (run_query(s, "listing connectors by id",
-                  "SELECT " CONNECTOR_COLS " FROM connectors WHERE connector = ?"
-                  " ORDER BY created_at, created_seq, org_id, user_id LIMIT ?",
-                  p, 2, &r))
-        return STORE_ERR;
+    db_result r;
+    /* created_seq (column 9) orders rows created within the same second; the
+     * primary key's (org_id, user_id) settles the rest, so the order is total. */
+    if (!cur->started) {
+        db_param p[] = { p_text(connector), DB_P_INT(limit) };
+        if (run_query(s, "listing connectors by id",
+                      "SELECT " CONNECTOR_COLS ", created_seq FROM connectors WHERE connector = ?"
+                      " ORDER BY created_at, created_seq, org_id, user_id LIMIT ?",
+                      p, 2, &r))
+            return STORE_ERR;
+    } else {
+        db_param p[] = { p_text(connector),       DB_P_INT(cur->created_at),
+                         DB_P_INT(cur->created_seq), p_text(cur->org_id),
+                         p_text(cur->user_id),    DB_P_INT(limit) };
+        if (run_query(s, "listing connectors by id",
+                      "SELECT " CONNECTOR_COLS ", created_seq FROM connectors WHERE connector = ?"
+                      " AND (created_at, created_seq, org_id, user_id) > (?, ?, ?, ?)"
+                      " ORDER BY created_at, created_seq, org_id, user_id LIMIT ?",
+                      p, 6, &r))
+            return STORE_ERR;
+    }
     if (r.nrows == 0) {
         db_result_free(&r);
         return STORE_OK;
@@ -1879,13 +1893,21 @@ int store_connector_list_by_connector(store_t *s, const char *connector, int lim
         db_result_free(&r);
         return serr(s, "out of memory");
     }
+    int64_t seq = 0;
     for (size_t i = 0; i < r.nrows; i++) {
-        if (connector_row(s, &r, i, &arr[i]) != STORE_OK) {
+        if (connector_row(s, &r, i, &arr[i]) != STORE_OK ||
+            (i + 1 == r.nrows && cell_i64(s, &r, i, 9, &seq, "connector created_seq"))) {
             store_connector_list_free(arr, i + 1);
             db_result_free(&r);
             return STORE_ERR;
         }
     }
+    const store_connector *last = &arr[r.nrows - 1];
+    cur->started = 1;
+    cur->created_at = last->created_at;
+    cur->created_seq = seq;
+    snprintf(cur->org_id, sizeof(cur->org_id), "%s", last->org_id);
+    snprintf(cur->user_id, sizeof(cur->user_id), "%s", last->user_id);
     *out = arr;
     *n = r.nrows;
     db_result_free(&r);

@@ -259,10 +259,22 @@ int store_connector_get(store_t *s, const char *org_id, const char *user_id,
 int store_connector_list(store_t *s, const char *org_id, store_connector **out, size_t *n);
 int store_connector_delete(store_t *s, const char *org_id, const char *user_id,
                            const char *connector);
-/* Up to `limit` rows of one connector across every organization, oldest
- * first (background pollers: connectors/github_poll.c). */
-int store_connector_list_by_connector(store_t *s, const char *connector, int limit,
-                                      store_connector **out, size_t *n);
+/* A place among the rows of one connector across every organization, in
+ * the order they were created (oldest first); zeroed: before the first. */
+typedef struct {
+    int started;
+    int64_t created_at, created_seq;
+    char org_id[STORE_ID_LEN];
+    char user_id[STORE_ID_LEN];
+} store_connector_cursor;
+
+/* The next rows (at most `limit`) of one connector after *cur, oldest
+ * first, and *cur moved past them; fewer than `limit` (none included): the
+ * end was reached.  Keyset paging: no row is skipped or repeated however
+ * many there are, and each page costs the same (background pollers, and
+ * the events that find their org among every workspace's row). */
+int store_connector_page(store_t *s, const char *connector, store_connector_cursor *cur, int limit,
+                         store_connector **out, size_t *n);
 void store_connector_free(store_connector *c);             /* frees metadata_json */
 void store_connector_list_free(store_connector *c, size_t n);
 

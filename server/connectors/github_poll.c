@@ -47,7 +47,7 @@
 
 #define GH_ID "github"
 #define POLL_TASK "github-oauth-poll"
-#define MAX_ROWS 1000          /* connections polled per tick */
+#define PAGE_ROWS 200          /* connections read from the store at a time */
 #define MAX_TICK_S 30          /* a new connection waits at most this for its first poll */
 #define REPOS_PER_PAGE 100     /* per_page=100 */
 #define ITEMS_PER_REPO 10      /* open PRs and workflow runs kept per repository */
@@ -529,27 +529,28 @@ static long poll_tick(worker_ctx *w)
     long next = interval > 0 && interval < MAX_TICK_S ? interval : MAX_TICK_S;
     if (!oauth_mode(w))
         return PERIODIC_MAX_DELAY_S;
-    store_connector *rows = NULL;
-    size_t n = 0;
-    if (store_connector_list_by_connector(w->store, GH_ID, MAX_ROWS, &rows, &n) != STORE_OK) {
-        log_error("github poll: listing connections failed: %s", store_errmsg(w->store));
-        return next;
+    store_connector_cursor cur = { 0 };
+    for (;;) {
+        store_connector *rows = NULL;
+        size_t n = 0;
+        if (store_connector_page(w->store, GH_ID, &cur, PAGE_ROWS, &rows, &n) != STORE_OK) {
+            log_error("github poll: listing connections failed: %s", store_errmsg(w->store));
+            return next;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (!is_oauth_row(&rows[i]))
+                continue;
+            /* Per row: POST /api/github/poll waits for one row's poll at most. */
+            pthread_mutex_lock(&g_lock);
+            long lim, d = poll_fresh(w, &rows[i], 0, &lim);
+            pthread_mutex_unlock(&g_lock);
+            if (d < next)
+                next = d;
+        }
+        store_connector_list_free(rows, n);
+        if (n < PAGE_ROWS)
+            return next;
     }
-    if (n >= MAX_ROWS)
-        log_warn("github poll: more than %d GitHub connections; only the oldest %d are polled",
-                 MAX_ROWS, MAX_ROWS);
-    for (size_t i = 0; i < n; i++) {
-        if (!is_oauth_row(&rows[i]))
-            continue;
-        /* Per row: POST /api/github/poll waits for one row's poll at most. */
-        pthread_mutex_lock(&g_lock);
-        long lim, d = poll_fresh(w, &rows[i], 0, &lim);
-        pthread_mutex_unlock(&g_lock);
-        if (d < next)
-            next = d;
-    }
-    store_connector_list_free(rows, n);
-    return next;
 }
 
 /* ---- routes ------------------------------------------------------------------------------------ */

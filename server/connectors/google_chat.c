@@ -169,33 +169,21 @@ static int oauth_client(const worker_ctx *w, kit_oauth_client *c, http_response 
 
 /* ---- connection rows -------------------------------------------------------------------- */
 
-#define MAX_ROWS 10000 /* connections scanned for a space (one per org in practice) */
+static int is_space(const store_connector *row, const void *space)
+{
+    cJSON *md = cJSON_Parse(row->metadata_json ? row->metadata_json : "{}");
+    const char *s = api_json_str(md, "space_name");
+    int yes = s && !strcmp(s, space);
+    cJSON_Delete(md);
+    return yes;
+}
 
 int gchat_space_org(worker_ctx *w, const char *space, char org[STORE_ID_LEN],
                     char user[STORE_ID_LEN])
 {
-    store_connector *rows = NULL;
-    size_t n = 0;
     if (!gchat_space_name_ok(space))
         return STORE_NOT_FOUND;
-    if (store_connector_list_by_connector(w->store, GCHAT_ID, MAX_ROWS, &rows, &n) != STORE_OK)
-        return STORE_ERR;
-    int rc = STORE_NOT_FOUND;
-    for (size_t i = 0; i < n && rc == STORE_NOT_FOUND; i++) {
-        if (strcmp(rows[i].status, "active") != 0)
-            continue;
-        cJSON *md = cJSON_Parse(rows[i].metadata_json ? rows[i].metadata_json : "{}");
-        const char *s = api_json_str(md, "space_name");
-        if (s && !strcmp(s, space)) {
-            snprintf(org, STORE_ID_LEN, "%s", rows[i].org_id);
-            if (user)
-                snprintf(user, STORE_ID_LEN, "%s", rows[i].user_id);
-            rc = STORE_OK;
-        }
-        cJSON_Delete(md);
-    }
-    store_connector_list_free(rows, n);
-    return rc;
+    return kit_first_row(w, GCHAT_ID, is_space, space, org, user);
 }
 
 static int has_space(const cJSON *md)

@@ -328,6 +328,33 @@ void kit_connected_reply(http_response *resp, const char *conn, const cJSON *md,
     http_resp_json(resp, 200, o);
 }
 
+#define FIRST_ROW_PAGE 200
+
+int kit_first_row(worker_ctx *w, const char *conn,
+                  int (*match)(const store_connector *row, const void *arg), const void *arg,
+                  char org[STORE_ID_LEN], char user[STORE_ID_LEN])
+{
+    store_connector_cursor cur = { 0 };
+    for (;;) {
+        store_connector *rows = NULL;
+        size_t n = 0;
+        if (store_connector_page(w->store, conn, &cur, FIRST_ROW_PAGE, &rows, &n) != STORE_OK)
+            return STORE_ERR;
+        int rc = STORE_NOT_FOUND;
+        for (size_t i = 0; i < n && rc == STORE_NOT_FOUND; i++) {
+            if (strcmp(rows[i].status, "active") || !match(&rows[i], arg))
+                continue;
+            snprintf(org, STORE_ID_LEN, "%s", rows[i].org_id);
+            if (user)
+                snprintf(user, STORE_ID_LEN, "%s", rows[i].user_id);
+            rc = STORE_OK;
+        }
+        store_connector_list_free(rows, n);
+        if (rc == STORE_OK || n < FIRST_ROW_PAGE)
+            return rc;
+    }
+}
+
 int kit_org_row(worker_ctx *w, const char *org, const char *conn,
                 int (*ok)(const cJSON *md), store_connector *row, cJSON **md)
 {

@@ -88,6 +88,14 @@ int kit_row_save_meta(worker_ctx *w, store_connector *row, const struct cJSON *m
 int kit_org_row(worker_ctx *w, const char *org, const char *conn,
                 int (*ok)(const struct cJSON *md), store_connector *row, struct cJSON **md);
 
+/* The oldest active row of conn in any organization that match accepts
+ * (an event naming a workspace or a space finds its organization this way).
+ * Every row is looked at, a page at a time.  STORE_OK with org (and user
+ * when not NULL), STORE_NOT_FOUND, or STORE_ERR. */
+int kit_first_row(worker_ctx *w, const char *conn,
+                  int (*match)(const store_connector *row, const void *arg), const void *arg,
+                  char org[STORE_ID_LEN], char user[STORE_ID_LEN]);
+
 /* The common part of a connector's status: "connected" (an active row),
  * "account", "status", the metadata fields named in keys (strings, NULL
  * ended; may be NULL), "connected_at", "updated_at".  Returns 1 with *row

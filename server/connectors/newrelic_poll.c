@@ -32,7 +32,7 @@
 #define POLL_PAGES 5
 #define BACKOFF_MAX_S 3600
 #define IDLE_RECHECK_S 60 /* poller off: look at the setting again this often */
-#define MAX_ROWS 10000     /* connections read per tick, to take the next turns from */
+#define PAGE_ROWS 200 /* connections read from the store at a time */
 
 typedef struct {
     int issues, created, attached, duplicates, unmatched, skipped;
@@ -96,12 +96,39 @@ static void poll_route(worker_ctx *w, http_request *req, http_response *resp)
     newrelic_creds_clear(&c);
 }
 
+/* Polls one connection for the periodic task.  0, or -1 when it failed. */
+static int poll_row(worker_ctx *w, const store_connector *row)
+{
+    newrelic_creds c;
+    char err[256];
+    http_response r;
+    memset(&r, 0, sizeof(r));
+    poll_counts n = { 0 };
+    int rc = 0;
+    if (newrelic_creds_from_row(w, row, &c, err, sizeof(err)) < 0) {
+        log_warn("newrelic poll: user %s of %s: %s", row->user_id, row->org_id, err);
+        return -1;
+    }
+    if (poll_connection(w, row->org_id, row->user_id, &c, &n, &r) < 0) {
+        log_warn("newrelic poll: user %s of %s: HTTP %d", row->user_id, row->org_id, r.status);
+        rc = -1;
+    } else if (n.created || n.attached) {
+        log_info("newrelic poll: user %s of %s: %d issues, %d new incidents, %d attached",
+                 row->user_id, row->org_id, n.issues, n.created, n.attached);
+    }
+    buf_free(&r.body);
+    newrelic_creds_clear(&c);
+    return rc;
+}
+
 /* Only the periodic task's thread touches them (one run at a time). */
 static int g_failing_ticks;
-/* Where the next tick starts among the connections (oldest first): each tick
- * polls the next AURORA_NEWRELIC_POLL_CONNECTIONS active ones, so every
- * connection gets its turn, not only the oldest ones every time. */
-static size_t g_next;
+/* Where the next tick goes on among the connections (oldest first): each
+ * tick polls the next AURORA_NEWRELIC_POLL_CONNECTIONS active ones; a tick
+ * that passes the newest ends there and the next starts from the oldest.
+ * So every connection has its turn however many there are (each once per
+ * round), not only the oldest ones every time. */
+static store_connector_cursor g_next;
 
 static long poll_tick(worker_ctx *w)
 {
@@ -109,48 +136,35 @@ static long poll_tick(worker_ctx *w)
     if (interval <= 0)
         return IDLE_RECHECK_S;
     int limit = (int)server_setting_int(w->cfg, "AURORA_NEWRELIC_POLL_CONNECTIONS");
-    store_connector *rows = NULL;
-    size_t nrows = 0;
     if (limit <= 0)
         limit = 50;
-    if (store_connector_list_by_connector(w->store, NEWRELIC_ID, MAX_ROWS, &rows, &nrows) !=
-        STORE_OK) {
-        log_error("newrelic poll: listing connections: %s", store_errmsg(w->store));
-        g_failing_ticks++;
-    } else {
-        int failed = 0, polled = 0;
-        if (nrows >= MAX_ROWS)
-            log_warn("newrelic poll: more than %d New Relic connections; only the oldest %d are "
-                     "polled", MAX_ROWS, MAX_ROWS);
-        size_t start = nrows ? g_next % nrows : 0, k;
-        for (k = 0; k < nrows && polled < limit; k++) {
-            size_t i = (start + k) % nrows;
+    int failed = 0, polled = 0;
+    while (polled < limit) {
+        /* never more rows than the tick may still poll: a page is polled
+         * whole, and the cursor stays right after its last row */
+        int want = limit - polled < PAGE_ROWS ? limit - polled : PAGE_ROWS;
+        store_connector *rows = NULL;
+        size_t nrows = 0;
+        if (store_connector_page(w->store, NEWRELIC_ID, &g_next, want, &rows, &nrows) !=
+            STORE_OK) {
+            log_error("newrelic poll: listing connections: %s", store_errmsg(w->store));
+            failed = 1;
+            break;
+        }
+        for (size_t i = 0; i < nrows; i++) {
             if (strcmp(rows[i].status, "active"))
                 continue;
             polled++;
-            newrelic_creds c;
-            char err[256];
-            http_response r;
-            memset(&r, 0, sizeof(r));
-            poll_counts n = { 0 };
-            if (newrelic_creds_from_row(w, &rows[i], &c, err, sizeof(err)) < 0) {
-                log_warn("newrelic poll: user %s of %s: %s", rows[i].user_id, rows[i].org_id, err);
+            if (poll_row(w, &rows[i]) < 0)
                 failed = 1;
-            } else if (poll_connection(w, rows[i].org_id, rows[i].user_id, &c, &n, &r) < 0) {
-                log_warn("newrelic poll: user %s of %s: HTTP %d", rows[i].user_id,
-                         rows[i].org_id, r.status);
-                failed = 1;
-            } else if (n.created || n.attached) {
-                log_info("newrelic poll: user %s of %s: %d issues, %d new incidents, %d attached",
-                         rows[i].user_id, rows[i].org_id, n.issues, n.created, n.attached);
-            }
-            buf_free(&r.body);
-            newrelic_creds_clear(&c);
         }
-        g_next = start + k;
         store_connector_list_free(rows, nrows);
-        g_failing_ticks = failed ? g_failing_ticks + 1 : 0;
+        if (nrows < (size_t)want) {
+            memset(&g_next, 0, sizeof(g_next)); /* past the newest: the oldest next time */
+            break;
+        }
     }
+    g_failing_ticks = failed ? g_failing_ticks + 1 : 0;
     long delay = interval;
     for (int i = 0; i < g_failing_ticks && delay < BACKOFF_MAX_S; i++)
         delay *= 2;

@@ -33,7 +33,6 @@
 
 #define MSG_NOT_CONFIGURED "Slack OAuth credentials not configured"
 #define SLACK_SCOPES "chat:write,channels:read,channels:history,channels:join,app_mentions:read,users:read"
-#define MAX_ROWS 10000 /* Slack connections scanned for a team (one per org in practice) */
 
 extern const connector connector_slack;
 
@@ -126,24 +125,18 @@ static int oauth_client(const worker_ctx *w, kit_oauth_client *c, http_response 
 
 /* ---- connection rows ------------------------------------------------------------------ */
 
+static int is_team(const store_connector *row, const void *team_id)
+{
+    return !strcmp(row->account, team_id);
+}
+
 int slack_team_org(worker_ctx *w, const char *team_id, char org[STORE_ID_LEN])
 {
     if (!slack_id_ok(team_id))
         return STORE_NOT_FOUND;
-    store_connector *rows = NULL;
-    size_t n = 0;
-    if (store_connector_list_by_connector(w->store, SLACK_ID, MAX_ROWS, &rows, &n) != STORE_OK)
-        return STORE_ERR;
-    int rc = STORE_NOT_FOUND;
     /* Oldest first: a workspace connected in two organizations belongs to
      * the first (installing the app needs the workspace's consent both times). */
-    for (size_t i = 0; i < n && rc == STORE_NOT_FOUND; i++)
-        if (!strcmp(rows[i].status, "active") && !strcmp(rows[i].account, team_id)) {
-            snprintf(org, STORE_ID_LEN, "%s", rows[i].org_id);
-            rc = STORE_OK;
-        }
-    store_connector_list_free(rows, n);
-    return rc;
+    return kit_first_row(w, SLACK_ID, is_team, team_id, org, NULL);
 }
 
 static int has_channel(const cJSON *md)

@@ -2090,24 +2090,51 @@ static void test_connectors(void **state)
     assert_string_equal(list[0].user_id, ua.id);
     store_connector_list_free(list, n);
 
-    /* One connector across every organization (pollers), oldest first, bounded. */
-    assert_int_equal(store_connector_list_by_connector(f->s, "gcp", 100, &list, &n), STORE_OK);
+    /* One connector across every organization (pollers), oldest first, a
+     * page at a time: the rows here share their second, so created_seq and
+     * the key order them, and a page of one walks the same order. */
+    store_connector_cursor cur = { 0 };
+    assert_int_equal(store_connector_page(f->s, "gcp", &cur, 100, &list, &n), STORE_OK);
     assert_int_equal(n, 4);
-    for (size_t i = 0; i < n; i++)
+    char seen[4][2 * STORE_ID_LEN + 2];
+    for (size_t i = 0; i < n; i++) {
         assert_string_equal(list[i].connector, "gcp");
+        snprintf(seen[i], sizeof(seen[i]), "%s/%s", list[i].org_id, list[i].user_id);
+    }
     assert_string_equal(list[0].org_id, a.id);
     assert_string_equal(list[3].account, "b@p");
     store_connector_list_free(list, n);
-    assert_int_equal(store_connector_list_by_connector(f->s, "gcp", 2, &list, &n), STORE_OK);
-    assert_int_equal(n, 2);
+    assert_int_equal(store_connector_page(f->s, "gcp", &cur, 100, &list, &n), STORE_OK);
+    assert_int_equal(n, 0); /* past the newest */
+    memset(&cur, 0, sizeof(cur));
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(store_connector_page(f->s, "gcp", &cur, 1, &list, &n), STORE_OK);
+        assert_int_equal(n, 1);
+        char k[2 * STORE_ID_LEN + 2];
+        snprintf(k, sizeof(k), "%s/%s", list[0].org_id, list[0].user_id);
+        assert_string_equal(k, seen[i]);
+        store_connector_list_free(list, n);
+    }
+    /* a row made after the walk began is met at its end */
+    store_user ub2 = new_user(f->s, b.id, "b2@x");
+    c = connector_for(b.id, ub2.id, "gcp", "b2@p", "{}");
+    assert_int_equal(store_connector_upsert(f->s, &c), STORE_OK);
+    assert_int_equal(store_connector_page(f->s, "gcp", &cur, 10, &list, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].account, "b2@p");
     store_connector_list_free(list, n);
-    assert_int_equal(store_connector_list_by_connector(f->s, "aws", 100, &list, &n), STORE_OK);
+    assert_int_equal(store_connector_delete(f->s, b.id, ub2.id, "gcp"), STORE_OK);
+    memset(&cur, 0, sizeof(cur));
+    assert_int_equal(store_connector_page(f->s, "aws", &cur, 100, &list, &n), STORE_OK);
     assert_int_equal(n, 1);
     store_connector_list_free(list, n);
-    assert_int_equal(store_connector_list_by_connector(f->s, "nope", 100, &list, &n), STORE_OK);
+    memset(&cur, 0, sizeof(cur));
+    assert_int_equal(store_connector_page(f->s, "nope", &cur, 100, &list, &n), STORE_OK);
     assert_int_equal(n, 0);
-    assert_int_equal(store_connector_list_by_connector(f->s, "gcp", 0, &list, &n), STORE_ERR);
-    assert_int_equal(store_connector_list_by_connector(f->s, NULL, 10, &list, &n), STORE_ERR);
+    assert_int_equal(cur.started, 0);
+    assert_int_equal(store_connector_page(f->s, "gcp", &cur, 0, &list, &n), STORE_ERR);
+    assert_int_equal(store_connector_page(f->s, NULL, &cur, 10, &list, &n), STORE_ERR);
+    assert_int_equal(store_connector_page(f->s, "gcp", NULL, 10, &list, &n), STORE_ERR);
 
     /* Tenant scoping: org B's view of the same (user, connector) is its own row. */
     assert_int_equal(store_connector_get(f->s, b.id, ua.id, "gcp", &got), STORE_OK);
