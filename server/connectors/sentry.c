@@ -730,15 +730,20 @@ static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out
 /* The per-user limit of SENTRY_WEBHOOK_RATE_PER_MINUTE over fixed minutes,
  * counted in the store (the same on every replica).  Called once the
  * signature is verified, so a stranger who knows the URL cannot spend the
- * user's allowance.  0, or -1 with a 429 (or 503) in resp. */
+ * user's allowance.  Keyed on the resolved tenant, not on the URL's
+ * `?org_id=`: with and without it the same user has one budget, not two.
+ * 0, or -1 with a 429 (or 503, 404 when disconnected meanwhile) in resp. */
 static int webhook_rate(worker_ctx *w, const http_request *req, http_response *resp)
 {
     int64_t limit = server_setting_int(w->cfg, "SENTRY_WEBHOOK_RATE_PER_MINUTE");
     if (limit <= 0)
         return 0;
-    char key[STORE_ID_LEN * 2 + 32], org[STORE_ID_LEN + 2] = "";
-    http_query_get(req, "org_id", org, sizeof(org));
-    snprintf(key, sizeof(key), "sentry-webhook:%s:%s", org, http_param(req, "user_id"));
+    kit_tenant t;
+    if (kit_tenant_resolve(w, SENTRY_ID, req, http_param(req, "user_id"), KIT_TENANT_CONNECTED,
+                           MSG_WEBHOOK_UNKNOWN, &t, resp) < 0)
+        return -1;
+    char key[STORE_ID_LEN * 2 + 32];
+    snprintf(key, sizeof(key), "sentry-webhook:%s:%s", t.org_id, t.user_id);
     return api_rate_take(w, key, limit, 60,
                          "Sentry webhook deliveries for this user (SENTRY_WEBHOOK_RATE_PER_MINUTE)",
                          NULL, resp);

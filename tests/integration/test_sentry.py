@@ -608,6 +608,30 @@ def test_per_user_rate_limit_counts_verified_deliveries_only(t):
     raise AssertionError("three tries straddled a minute boundary")
 
 
+@test(timeout=150)
+def test_rate_limit_one_budget_with_or_without_org_id(t):
+    """The budget is the resolved tenant's: a URL with ?org_id= and one without
+    name the same user of the same organization, so they share one count (the
+    key was the raw query value: two budgets, twice the limit)."""
+    world()  # the fixture
+    w = t.world(extra_env={"SENTRY_US_BASE_URL": _peer["url"], "SENTRY_WEBHOOK_RATE_PER_MINUTE": "3"})
+    secret = "5d" * 32
+    for attempt in range(3):  # a try straddling a minute's end starts over with a fresh user
+        org, uid, key = w.new_org()
+        eq(connect(w, key, secret=secret).status, 200, "connect")
+        minute = int(time.time()) // 60
+        got = [deliver(w, uid, "comment", {"action": "created",
+                                           "data": {"comment": "c%d" % i, "issue_id": 1}}, secret,
+                       query="?org_id=%s" % org if i % 2 else "").status
+               for i in range(4)]
+        if int(time.time()) // 60 != minute:
+            continue
+        eq(got, [200, 200, 200, 429], "the 4th verified delivery this minute, however the URL names the org")
+        eq(len(deliveries(w, key)), 3, "the refused one is not stored")
+        return
+    raise AssertionError("three tries straddled a minute boundary")
+
+
 @test(timeout=180)
 def test_postgres_webhook_incident_dedup_and_rate_limit(t):
     """The same path on PostgreSQL: delivery, incident + one RCA job, dedup, attach, rate limit."""
