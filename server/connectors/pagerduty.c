@@ -599,12 +599,23 @@ int pd_caller_cred(worker_ctx *w, const auth_ctx *who, pd_cred *c, http_response
         size_t len = 0;
         if (kit_secret_get(w, row.secret_ref, &v, &len, 400, "PAGERDUTY_NOT_CONNECTED",
                            "the PagerDuty API token is no longer stored; connect again", resp) == 0) {
+            /* What connect stored was checked; a value changed in the backend
+             * since (longer than the cap, a NUL, a line break: another header)
+             * is refused, never cut to size and sent. */
             char tok[PD_TOKEN_MAX + 1];
-            snprintf(tok, sizeof(tok), "%.*s", (int)(len < PD_TOKEN_MAX ? len : PD_TOKEN_MAX),
-                     (const char *)v);
-            rc = cred_set(c, 0, tok);
+            int ok = len <= PD_TOKEN_MAX;
+            if (ok) {
+                memcpy(tok, v, len);
+                tok[len] = '\0';
+                ok = strlen(tok) == len && token_ok(tok) && cred_set(c, 0, tok) == 0;
+            }
             OPENSSL_cleanse(tok, sizeof(tok));
             secrets_free(v, len);
+            if (ok)
+                rc = 0;
+            else
+                http_resp_error(resp, 500, "PAGERDUTY_CONNECTION_CORRUPT",
+                                "the stored PagerDuty API token is not a token; connect again");
         }
     }
     cJSON_Delete(md);

@@ -485,6 +485,36 @@ def secrets_put_outside(w, path, value):
 
 
 @test
+def test_stored_token_not_a_token_is_refused(t):
+    """An API token changed in the secrets backend into something connect
+    would refuse (longer than PD_TOKEN_MAX, or with a line break) is refused
+    as corrupt before any call: it was cut to 512 bytes and sent."""
+    w = world()
+    pd = _env["pd"]
+    org, user, key = connected_user(w)
+    long_key = "y_" + "k" * 510  # 512: the longest key connect takes
+    eq(token_connect(w, key, token=long_key).status, 400, "unknown to the fixture yet")
+    pd.config(user_keys={USER_KEY: {"id": "PUSER01", "email": "oncall@example.test", "name": "On Call"},
+                         long_key: {"id": "PUSER02", "email": "long@example.test", "name": "Long Key"}})
+    try:
+        path = "aurora/orgs/%s/users/%s/pagerduty/api-token" % (org, user)
+        eq(w.get("/pagerduty/services?max=1", key=key).status, 200, "the stored key works")
+        for bad, what in ((long_key + "zz", "514 bytes, 512 of them a valid key"),
+                          (USER_KEY + "\r\nX-Injected: 1", "a line break")):
+            secrets_put_outside(w, path, bad.encode())
+            n0 = len(pd.stats()["api"])
+            r = w.get("/pagerduty/services?max=1", key=key)
+            eq((r.status, r.error_code), (500, "PAGERDUTY_CONNECTION_CORRUPT"), "%s (%r)" % (what, r))
+            contains(r.get("error", ""), "connect again", "says how to mend it")
+            eq(len(pd.stats()["api"]), n0, "%s: nothing sent to PagerDuty" % what)
+        eq(token_connect(w, key).status, 200, "connect again")
+        eq(w.get("/pagerduty/services?max=1", key=key).status, 200, "reads again")
+    finally:
+        configure(pd, fixture_env(pd, w))
+    serving(w)
+
+
+@test
 def test_webhook_unusable_secret_refuses(t):
     """A signing secret made unusable outside Aurora (longer than the kit
     takes; the local backend refuses an empty one) must keep deliveries
