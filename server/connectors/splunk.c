@@ -30,7 +30,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <openssl/crypto.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +65,7 @@ static const config_def splunk_settings[] = {
     { "SPLUNK_CA_FILE", "splunk.ca_file", CFG_STRING, NULL, "Splunk connector: CA bundle for instance certificates (Splunk's management port often has its own CA); unset: AURORA_OUTBOUND_CA_FILE or the system store", 0 },
     { "SPLUNK_SEARCH_MAX_RESULTS", "splunk.search_max_results", CFG_INT, "1000", "Splunk connector: most results one search returns (a request may ask for fewer)", 0, 1, 100000 },
     { "SPLUNK_SEARCH_MAX_BYTES", "splunk.search_max_bytes", CFG_INT, "4194304", "Splunk connector: most bytes of the export stream read per search", 0, 4096, 67108864 },
-    { "SPLUNK_SEARCH_MAX_CONCURRENT", "splunk.search_max_concurrent", CFG_INT, "4", "Splunk connector: searches running at once on this server (each holds an outbound worker up to SPLUNK_SEARCH_TIMEOUT_MS); more: 429", 0, 1, 256 },
+    { "SPLUNK_SEARCH_MAX_CONCURRENT", "splunk.search_max_concurrent", CFG_INT, "4", "Splunk connector: searches running at once on this server (each holds an outbound worker up to SPLUNK_SEARCH_TIMEOUT_MS); more: 429", 0, 1, SPLUNK_SEARCH_CONCURRENT_CAP },
     { "SPLUNK_SEARCH_MAX_PER_ORG", "splunk.search_max_per_org", CFG_INT, "2", "Splunk connector: searches one organization runs at once on this server; more: 429", 0, 1, 256 },
     { "SPLUNK_SEARCH_TIMEOUT_MS", "splunk.search_timeout_ms", CFG_INT, "60000", "Splunk connector: time limit of one search (ms); results found by then are returned, marked truncated", 0, 500, 600000 },
     { NULL },
@@ -407,42 +406,12 @@ static size_t setting_size(const worker_ctx *w, const char *name)
     return v > 0 ? (size_t)v : 1;
 }
 
-/* Searches in progress on this server: a search holds an outbound worker
- * (shared with every connector) for up to SPLUNK_SEARCH_TIMEOUT_MS, so they
- * are bounded in all and per organization. */
-#define SEARCH_ORG_SLOTS 64
-static pthread_mutex_t g_search_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-    char org[STORE_ID_LEN];
-    int running;
-} g_search_orgs[SEARCH_ORG_SLOTS];
-static int g_search_running;
-
-/* Takes a place for org; 0, or -1 with a 429 in resp. */
+/* Takes a place for org (splunk_search_take); 0, or -1 with a 429 in resp. */
 static int search_begin(const worker_ctx *w, const char *org, http_response *resp)
 {
     int64_t max_all = server_setting_int(w->cfg, "SPLUNK_SEARCH_MAX_CONCURRENT");
     int64_t max_org = server_setting_int(w->cfg, "SPLUNK_SEARCH_MAX_PER_ORG");
-    int slot = -1, free_slot = -1, busy = 0;
-    pthread_mutex_lock(&g_search_mu);
-    for (int i = 0; i < SEARCH_ORG_SLOTS && slot < 0; i++) {
-        if (g_search_orgs[i].running && !strcmp(g_search_orgs[i].org, org))
-            slot = i;
-        else if (!g_search_orgs[i].running && free_slot < 0)
-            free_slot = i;
-    }
-    if (slot < 0 && free_slot >= 0) {
-        slot = free_slot;
-        snprintf(g_search_orgs[slot].org, sizeof(g_search_orgs[slot].org), "%s", org);
-    }
-    if (slot < 0 || g_search_running >= max_all || g_search_orgs[slot].running >= max_org) {
-        busy = 1;
-    } else {
-        g_search_orgs[slot].running++;
-        g_search_running++;
-    }
-    pthread_mutex_unlock(&g_search_mu);
-    if (!busy)
+    if (splunk_search_take(org, (long long)max_all, (long long)max_org) == 0)
         return 0;
     http_resp_add_header(resp, "retry-after", "5");
     http_resp_error(resp, 429, "SPLUNK_BUSY",
@@ -450,18 +419,6 @@ static int search_begin(const worker_ctx *w, const char *org, http_response *res
                     "SPLUNK_SEARCH_MAX_CONCURRENT %lld); retry when one has finished",
                     (long long)max_org, (long long)max_all);
     return -1;
-}
-
-static void search_end(const char *org)
-{
-    pthread_mutex_lock(&g_search_mu);
-    for (int i = 0; i < SEARCH_ORG_SLOTS; i++)
-        if (g_search_orgs[i].running && !strcmp(g_search_orgs[i].org, org)) {
-            g_search_orgs[i].running--;
-            g_search_running--;
-            break;
-        }
-    pthread_mutex_unlock(&g_search_mu);
 }
 
 /* Runs spl for the caller (org: its organization, for the concurrency
@@ -480,7 +437,7 @@ static int run_search(worker_ctx *w, const char *org, const splunk_conn *c, cons
                             .allow_address_ud = &allow_lo };
     http_client_resp h;
     int rc = splunk_export(&q, s, &h);
-    search_end(org);
+    splunk_search_give(org);
     if (rc == AUR_OK) {
         http_client_resp_free(&h);
         return 0;

@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 
 #include "kit_call.h"
 #include "secret.h"
+#include "store.h"
 #include "utf8.h"
 
 /* ---- SPL ------------------------------------------------------------------------------ */
@@ -355,4 +357,56 @@ int splunk_export(const splunk_export_req *q, splunk_stream *s, http_client_resp
         return out->code = out->status == 400 ? AUR_E_INVALID : AUR_E_UNAVAILABLE;
     }
     return rc;
+}
+
+/* ---- searches in progress ---------------------------------------------------------------- */
+
+/* An organization holds a place only while it has a search running, and
+ * each running search counts against SPLUNK_SEARCH_MAX_CONCURRENT: with as
+ * many places as that bound can be, an organization under it always finds
+ * one. */
+#define SEARCH_ORG_SLOTS SPLUNK_SEARCH_CONCURRENT_CAP
+static pthread_mutex_t g_search_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char org[STORE_ID_LEN];
+    int running;
+} g_search_orgs[SEARCH_ORG_SLOTS];
+static int g_search_running;
+
+int splunk_search_take(const char *org, long long max_all, long long max_org)
+{
+    int slot = -1, free_slot = -1, busy = 0;
+    if (max_all > SPLUNK_SEARCH_CONCURRENT_CAP)
+        max_all = SPLUNK_SEARCH_CONCURRENT_CAP;
+    pthread_mutex_lock(&g_search_mu);
+    for (int i = 0; i < SEARCH_ORG_SLOTS && slot < 0; i++) {
+        if (g_search_orgs[i].running && !strcmp(g_search_orgs[i].org, org))
+            slot = i;
+        else if (!g_search_orgs[i].running && free_slot < 0)
+            free_slot = i;
+    }
+    if (slot < 0 && free_slot >= 0) {
+        slot = free_slot;
+        snprintf(g_search_orgs[slot].org, sizeof(g_search_orgs[slot].org), "%s", org);
+    }
+    if (slot < 0 || g_search_running >= max_all || g_search_orgs[slot].running >= max_org) {
+        busy = 1;
+    } else {
+        g_search_orgs[slot].running++;
+        g_search_running++;
+    }
+    pthread_mutex_unlock(&g_search_mu);
+    return busy ? -1 : 0;
+}
+
+void splunk_search_give(const char *org)
+{
+    pthread_mutex_lock(&g_search_mu);
+    for (int i = 0; i < SEARCH_ORG_SLOTS; i++)
+        if (g_search_orgs[i].running && !strcmp(g_search_orgs[i].org, org)) {
+            g_search_orgs[i].running--;
+            g_search_running--;
+            break;
+        }
+    pthread_mutex_unlock(&g_search_mu);
 }

@@ -91,4 +91,16 @@ typedef struct {
  * Release out with http_client_resp_free. */
 int splunk_export(const splunk_export_req *q, splunk_stream *s, http_client_resp *out);
 
+/* Searches in progress on this server: a search holds an outbound worker
+ * (shared with every connector) for up to SPLUNK_SEARCH_TIMEOUT_MS, so they
+ * are bounded in all (SPLUNK_SEARCH_MAX_CONCURRENT, at most
+ * SPLUNK_SEARCH_CONCURRENT_CAP) and per organization
+ * (SPLUNK_SEARCH_MAX_PER_ORG).  Every organization with a search running
+ * has a place, however many there are under the global bound. */
+#define SPLUNK_SEARCH_CONCURRENT_CAP 256
+/* Takes a place for org: 0, or -1 when one of the bounds is reached. */
+int splunk_search_take(const char *org, long long max_all, long long max_org);
+/* Gives back a place splunk_search_take gave org. */
+void splunk_search_give(const char *org);
+
 #endif

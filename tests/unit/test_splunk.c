@@ -336,6 +336,46 @@ static void test_stream_results_array_and_messages(void **state)
     splunk_stream_free(&s);
 }
 
+/* ---- searches in progress ----------------------------------------------------------- */
+
+/* Under the global bound every organization gets its place, however many
+ * organizations search at once (the per-org table had 64 places while the
+ * global bound goes to 256: a 65th organization was refused under it). */
+static void test_search_places_per_org_and_in_all(void **state)
+{
+    (void)state;
+    const int n = SPLUNK_SEARCH_CONCURRENT_CAP;
+    char org[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(org, sizeof(org), "org-%d", i);
+        assert_int_equal(splunk_search_take(org, n, 1), 0);
+    }
+    assert_int_equal(splunk_search_take("org-new", n, 1), -1); /* the global bound */
+    assert_int_equal(splunk_search_take("org-7", n + 1, 1), -1); /* org-7's own bound */
+    splunk_search_give("org-7");
+    assert_int_equal(splunk_search_take("org-new", n, 1), 0); /* org-7's place freed */
+    assert_int_equal(splunk_search_take("org-7", n, 1), -1);  /* the global bound again */
+    splunk_search_give("org-new");
+    for (int i = 0; i < n; i++) {
+        snprintf(org, sizeof(org), "org-%d", i);
+        if (i != 7)
+            splunk_search_give(org);
+    }
+    /* all given back: per-org bound of 2, global of 3 */
+    assert_int_equal(splunk_search_take("a", 3, 2), 0);
+    assert_int_equal(splunk_search_take("a", 3, 2), 0);
+    assert_int_equal(splunk_search_take("a", 3, 2), -1);
+    assert_int_equal(splunk_search_take("b", 3, 2), 0);
+    assert_int_equal(splunk_search_take("c", 3, 2), -1);
+    splunk_search_give("a");
+    splunk_search_give("a");
+    splunk_search_give("b");
+    splunk_search_give("never-took"); /* nothing to give: no effect */
+    assert_int_equal(splunk_search_take("c", 1, 1), 0);
+    assert_int_equal(splunk_search_take("d", 1, 1), -1);
+    splunk_search_give("c");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_stream_bytes_cap),
         cmocka_unit_test(test_stream_oversized_line),
         cmocka_unit_test(test_stream_results_array_and_messages),
+        cmocka_unit_test(test_search_places_per_org_and_in_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
