@@ -35,6 +35,7 @@
 #include "api_util.h"
 #include "atlassian_internal.h"
 #include "http_client.h"
+#include "kit_addr.h"
 #include "kit_cache.h"
 #include "kit_call.h"
 #include "kit_oauth.h"
@@ -477,7 +478,7 @@ static int credentials(worker_ctx *w, const auth_ctx *who, atl_product p, int fo
         snprintf(out->api_base, sizeof(out->api_base), "%s", base);
         out->cloud = 0;
         out->allow_http = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(md, "allow_http"));
-        out->allow_address = atl_dc_allow_address;
+        out->allow_address = kit_addr_allow;
         out->allow_address_ud = atl_dc_allow_loopback(w);
         ret = 0;
     } else if (mode && !strcmp(mode, "cloud")) {

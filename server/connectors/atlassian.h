@@ -43,8 +43,8 @@ typedef struct {
     int allow_http;      /* the Data Center base URL is http:// by the user's explicit choice */
     long timeout_ms;     /* connector_timeout_ms for this product */
     /* Data Center: the base URL was typed by a user, so every address it
-     * resolves to is judged (no link-local, unspecified, multicast; loopback
-     * only with ATLASSIAN_DC_ALLOW_LOOPBACK).  Pass both as
+     * resolves to is judged (kit_addr_allow: no link-local, cloud metadata,
+     * unspecified, multicast; loopback only with ATLASSIAN_DC_ALLOW_LOOPBACK).  Pass both as
      * kit_call_req.allow_address / allow_address_ud, and allow_http as
      * kit_call_req.allow_http.  NULL for Cloud. */
     int (*allow_address)(const struct sockaddr *sa, void *ud);

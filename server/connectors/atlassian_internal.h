@@ -35,10 +35,8 @@ int atl_product_disabled(const worker_ctx *w, atl_product p, http_response *resp
 /* Drops the cached Cloud access token of who. */
 void atl_forget_tokens(const auth_ctx *who);
 
-/* Data Center: http_client's allow_address for a user-typed base URL (ud: an
- * int, ATLASSIAN_DC_ALLOW_LOOPBACK). */
-int atl_dc_allow_address(const struct sockaddr *sa, void *ud);
-/* ATLASSIAN_DC_ALLOW_LOOPBACK as a static int for allow_address_ud. */
+/* ATLASSIAN_DC_ALLOW_LOOPBACK as a static int for allow_address_ud (Data
+ * Center: a user-typed base URL is judged by kit_addr_allow). */
 void *atl_dc_allow_loopback(const worker_ctx *w);
 void atl_pat_register(void);
 

@@ -15,14 +15,13 @@
  * The base URL is typed by a user: https:// unless allow_http is true (then
  * stored with the row, and the PAT travels in clear by the user's choice),
  * no user name, query or fragment, and never an address no Atlassian server
- * has — link-local (169.254.169.254 is the cloud metadata service),
- * unspecified, multicast — judged on the literal and on every address the
- * name resolves to (http_client's allow_address); loopback only with
+ * has — link-local (169.254.169.254 is the cloud metadata service), the
+ * other cloud metadata addresses, unspecified, multicast (kit_addr.h) —
+ * judged on the literal and on every address the name resolves to
+ * (http_client's allow_address: kit_addr_allow); loopback only with
  * ATLASSIAN_DC_ALLOW_LOOPBACK (tests, an instance on this host).  Private
  * ranges are fine: that is where an on-premises instance lives. */
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +30,7 @@
 #include "api_util.h"
 #include "atlassian_internal.h"
 #include "http_client.h"
+#include "kit_addr.h"
 #include "kit_call.h"
 #include "kit_secrets.h"
 #include "log.h"
@@ -40,57 +40,6 @@
 #define MAX_PRODUCTS 2
 
 /* ---- the base URL ------------------------------------------------------------------------ */
-
-typedef enum { ADDR_OK, ADDR_LOOPBACK, ADDR_FORBIDDEN } addr_kind;
-
-/* Unspecified, link-local, multicast and broadcast: no Atlassian server has those. */
-static addr_kind v4_kind(const unsigned char *a)
-{
-    if (a[0] == 127)
-        return ADDR_LOOPBACK;
-    if (a[0] == 0 || (a[0] == 169 && a[1] == 254) || a[0] >= 224)
-        return ADDR_FORBIDDEN;
-    return ADDR_OK;
-}
-
-static addr_kind v6_kind(const unsigned char *a)
-{
-    static const unsigned char zero[16] = { 0 };
-    static const unsigned char one[16] = { [15] = 1 };
-    static const unsigned char mapped[12] = { [10] = 0xff, [11] = 0xff };
-    static const unsigned char nat64[12] = { 0x00, 0x64, 0xff, 0x9b };
-    if (!memcmp(a, mapped, 12) || !memcmp(a, nat64, 12))
-        return v4_kind(a + 12); /* an IPv4 address in IPv6 clothes */
-    if (!memcmp(a, one, 16))
-        return ADDR_LOOPBACK;
-    if (!memcmp(a, zero, 16) || a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80))
-        return ADDR_FORBIDDEN;
-    return ADDR_OK;
-}
-
-/* A literal address or "localhost"; other names are judged once resolved. */
-static addr_kind host_kind(const char *h)
-{
-    unsigned char a[16];
-    if (!strcasecmp(h, "localhost") || !strcasecmp(h, "localhost."))
-        return ADDR_LOOPBACK;
-    if (inet_pton(AF_INET, h, a) == 1)
-        return v4_kind(a);
-    if (inet_pton(AF_INET6, h, a) == 1)
-        return v6_kind(a);
-    return ADDR_OK;
-}
-
-int atl_dc_allow_address(const struct sockaddr *sa, void *ud)
-{
-    const int *allow_loopback = ud;
-    addr_kind k = ADDR_FORBIDDEN;
-    if (sa->sa_family == AF_INET)
-        k = v4_kind((const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr);
-    else if (sa->sa_family == AF_INET6)
-        k = v6_kind(((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr);
-    return k == ADDR_OK || (k == ADDR_LOOPBACK && allow_loopback && *allow_loopback);
-}
 
 void *atl_dc_allow_loopback(const worker_ctx *w)
 {
@@ -124,14 +73,14 @@ static int base_url_check(const worker_ctx *w, const char *name, const char *url
                         !strcmp(name, "Jira") ? "jira" : "confluence");
         return -1;
     }
-    addr_kind kind = host_kind(u.host);
-    if (kind == ADDR_FORBIDDEN) {
+    kit_addr_kind kind = kit_addr_host(u.host);
+    if (kind == KIT_ADDR_FORBIDDEN) {
         http_resp_error(resp, 400, "ATLASSIAN_INVALID_URL",
-                        "%s base_url names an address no %s server has (link-local, unspecified "
-                        "or multicast)", name, name);
+                        "%s base_url names an address no %s server has (link-local, cloud "
+                        "metadata, unspecified or multicast)", name, name);
         return -1;
     }
-    if (kind == ADDR_LOOPBACK && !*(int *)atl_dc_allow_loopback(w)) {
+    if (kind == KIT_ADDR_LOOPBACK && !*(int *)atl_dc_allow_loopback(w)) {
         http_resp_error(resp, 400, "ATLASSIAN_INVALID_URL",
                         "%s base_url is on loopback, which this server does not allow "
                         "(ATLASSIAN_DC_ALLOW_LOOPBACK)", name);
@@ -198,7 +147,7 @@ static int validate(worker_ctx *w, dc_item *it, http_response *resp)
     kit_call_req q = { .provider = name, .base_url = it->base, .url = url, .headers = headers,
                        .bearer = it->pat, .attempt_timeout_ms = t, .deadline_ms = t,
                        .max_attempts = 2, .max_response = 256 * 1024,
-                       .allow_address = atl_dc_allow_address,
+                       .allow_address = kit_addr_allow,
                        .allow_address_ud = atl_dc_allow_loopback(w), .allow_http = it->allow_http };
     kit_call_resp r;
     int rc = kit_call(&q, &r);

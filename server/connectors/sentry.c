@@ -34,9 +34,6 @@
  * sentry_api.c. */
 #include "sentry.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -47,6 +44,7 @@
 
 #include "api_util.h"
 #include "http_client.h"
+#include "kit_addr.h"
 #include "kit_call.h"
 #include "kit_secrets.h"
 #include "kit_tenant.h"
@@ -129,65 +127,17 @@ static const char *region_base(const worker_ctx *w, const char *region)
     return v ? v : !strcmp(region, "eu") ? "https://de.sentry.io" : "https://sentry.io";
 }
 
-/* What an address is to a self-hosted base_url.  Private ranges (10/8,
- * 192.168/16, fc00::/7…) are fine: a self-hosted Sentry lives there. */
-typedef enum { ADDR_OK, ADDR_LOOPBACK, ADDR_FORBIDDEN } addr_kind;
-
-/* Unspecified (Linux connects 0.0.0.0 and :: to this host), link-local
- * (169.254.169.254 is the cloud metadata service), multicast, broadcast. */
-static addr_kind v4_kind(const unsigned char *a)
-{
-    if (a[0] == 127)
-        return ADDR_LOOPBACK;
-    if (a[0] == 0 || (a[0] == 169 && a[1] == 254) || a[0] >= 224)
-        return ADDR_FORBIDDEN;
-    return ADDR_OK;
-}
-
-static addr_kind v6_kind(const unsigned char *a)
-{
-    static const unsigned char zero[16] = { 0 };
-    static const unsigned char one[16] = { [15] = 1 };
-    static const unsigned char mapped[12] = { [10] = 0xff, [11] = 0xff };
-    static const unsigned char nat64[12] = { 0x00, 0x64, 0xff, 0x9b };
-    if (!memcmp(a, mapped, 12) || !memcmp(a, nat64, 12))
-        return v4_kind(a + 12); /* an IPv4 address in IPv6 clothes */
-    if (!memcmp(a, one, 16))
-        return ADDR_LOOPBACK;
-    if (!memcmp(a, zero, 16) || a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80))
-        return ADDR_FORBIDDEN;
-    return ADDR_OK;
-}
-
-/* The URL's host as curl will read it (numeric and percent-encoded forms
+/* What an address is to a self-hosted base_url: kit_addr.h (private ranges
+ * are fine, a self-hosted Sentry lives there).
+ * The URL's host as curl will read it (numeric and percent-encoded forms
  * resolved by http_client_url_parse): a literal address or "localhost";
- * other names are ADDR_OK here and judged once resolved (allow_address). */
-static addr_kind url_host_kind(const char *url)
+ * other names are KIT_ADDR_OK here and judged once resolved (kit_addr_allow). */
+static kit_addr_kind url_host_kind(const char *url)
 {
     http_client_url u;
-    unsigned char a[16];
     if (http_client_url_parse(url, 0, &u) < 0)
-        return ADDR_FORBIDDEN; /* unreadable: the stricter case */
-    if (!strcasecmp(u.host, "localhost") || !strcasecmp(u.host, "localhost."))
-        return ADDR_LOOPBACK;
-    if (inet_pton(AF_INET, u.host, a) == 1)
-        return v4_kind(a);
-    if (inet_pton(AF_INET6, u.host, a) == 1)
-        return v6_kind(a);
-    return ADDR_OK;
-}
-
-/* http_client's allow_address for a self-hosted base: every address a name
- * resolves to is judged like the literal.  ud: an int, SENTRY_ALLOW_LOOPBACK. */
-int sentry_allow_address(const struct sockaddr *sa, void *ud)
-{
-    const int *allow_loopback = ud;
-    addr_kind k = ADDR_FORBIDDEN;
-    if (sa->sa_family == AF_INET)
-        k = v4_kind((const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr);
-    else if (sa->sa_family == AF_INET6)
-        k = v6_kind(((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr);
-    return k == ADDR_OK || (k == ADDR_LOOPBACK && allow_loopback && *allow_loopback);
+        return KIT_ADDR_FORBIDDEN; /* unreadable: the stricter case */
+    return kit_addr_host(u.host);
 }
 
 static int *allow_loopback_flag(const worker_ctx *w)
@@ -197,11 +147,11 @@ static int *allow_loopback_flag(const worker_ctx *w)
 }
 
 /* The guard of the calls to a connection's base: none for the operator's
- * region settings, sentry_allow_address for a user's self-hosted base. */
+ * region settings, kit_addr_allow for a user's self-hosted base. */
 static void base_guard(const worker_ctx *w, int custom, kit_call_req *q)
 {
     if (custom) {
-        q->allow_address = sentry_allow_address;
+        q->allow_address = kit_addr_allow;
         q->allow_address_ud = allow_loopback_flag(w);
     }
 }
@@ -216,8 +166,8 @@ static int md_base(const worker_ctx *w, const cJSON *md, char *out, size_t cap, 
     if (strlen(b) >= cap)
         return -1;
     /* Accepted on loopback at connect; not once the operator turned that off. */
-    addr_kind k = custom ? url_host_kind(custom) : ADDR_OK;
-    if (k == ADDR_FORBIDDEN || (k == ADDR_LOOPBACK && !*allow_loopback_flag(w)))
+    kit_addr_kind k = custom ? url_host_kind(custom) : KIT_ADDR_OK;
+    if (k == KIT_ADDR_FORBIDDEN || (k == KIT_ADDR_LOOPBACK && !*allow_loopback_flag(w)))
         return -1;
     *is_custom = custom != NULL;
     snprintf(out, cap, "%s", b);
@@ -425,14 +375,14 @@ static int connect_base(const worker_ctx *w, const char *region, const char *cus
         /* Loopback (plain http allowed there) is this server itself: only
          * when the operator says so (tests, a Sentry on this host).  A name
          * is judged by what it resolves to, when connecting. */
-        addr_kind k = url_host_kind(custom);
-        if (k == ADDR_FORBIDDEN) {
+        kit_addr_kind k = url_host_kind(custom);
+        if (k == KIT_ADDR_FORBIDDEN) {
             http_resp_error(resp, 400, "SENTRY_INVALID_BASE_URL",
                             "base_url names an address no Sentry server has (link-local, "
-                            "unspecified or multicast)");
+                            "cloud metadata, unspecified or multicast)");
             return -1;
         }
-        if (k == ADDR_LOOPBACK && !*allow_loopback_flag(w)) {
+        if (k == KIT_ADDR_LOOPBACK && !*allow_loopback_flag(w)) {
             http_resp_error(resp, 400, "SENTRY_INVALID_BASE_URL",
                             "base_url on loopback is refused unless SENTRY_ALLOW_LOOPBACK=true");
             return -1;

@@ -31,18 +31,13 @@ typedef struct {
     char base[SENTRY_BASE_MAX];
     char *token;
     int custom;         /* base is the user's self-hosted base_url */
-    int allow_loopback; /* SENTRY_ALLOW_LOOPBACK, for sentry_allow_address */
+    int allow_loopback; /* SENTRY_ALLOW_LOOPBACK, for kit_addr_allow */
 } sentry_conn;
 
 /* 0, or -1 with resp filled (404 when Sentry is not connected, 503 when the
  * secrets backend fails).  Outbound pool. */
 int sentry_conn_load(worker_ctx *w, const auth_ctx *who, sentry_conn *c, http_response *resp);
 void sentry_conn_free(sentry_conn *c);
-struct sockaddr;
-/* http_client's allow_address for calls to a self-hosted base: loopback only
- * when *(int *)ud (SENTRY_ALLOW_LOOPBACK), never unspecified, link-local or
- * multicast, whatever the name resolves to. */
-int sentry_allow_address(const struct sockaddr *sa, void *ud);
 long sentry_timeout_ms(const worker_ctx *w);
 
 /* sentry_api.c: GET /sentry/issues, /sentry/issues/{issue_id},

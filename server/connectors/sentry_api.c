@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "api_util.h"
+#include "kit_addr.h"
 #include "kit_call.h"
 #include "log.h"
 #include "router.h"
@@ -197,7 +198,7 @@ static int get_json(worker_ctx *w, const sentry_conn *c, const char *url, const 
                        .headers = headers, .bearer = c->token, .attempt_timeout_ms = t,
                        .deadline_ms = t, .max_response = SENTRY_API_MAX_RESPONSE };
     if (c->custom) { /* the user's self-hosted base: its name may resolve elsewhere since */
-        q.allow_address = sentry_allow_address;
+        q.allow_address = kit_addr_allow;
         q.allow_address_ud = (void *)&c->allow_loopback;
     }
     kit_call_resp rp;

@@ -24,9 +24,6 @@
  * http only to loopback, and loopback only when SPLUNK_ALLOW_LOOPBACK is
  * set — tests, a Splunk on the same host), never to link-local, unspecified
  * or multicast addresses written as literals (cloud metadata endpoints). */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -38,6 +35,7 @@
 #include "api_util.h"
 #include "connector.h"
 #include "http_client.h"
+#include "kit_addr.h"
 #include "kit_call.h"
 #include "kit_secrets.h"
 #include "log.h"
@@ -83,64 +81,6 @@ static const char *ca_file(const worker_ctx *w)
 
 /* ---- the instance URL -------------------------------------------------------------------- */
 
-/* What an address is to this connector.  Private ranges (10/8, 192.168/16,
- * fc00::/7…) are fine: an on-premises Splunk lives there. */
-typedef enum { ADDR_OK, ADDR_LOOPBACK, ADDR_FORBIDDEN } addr_kind;
-
-/* Unspecified, link-local (169.254.169.254 is the cloud metadata service),
- * multicast and broadcast: no Splunk instance has those. */
-static addr_kind v4_kind(const unsigned char *a)
-{
-    if (a[0] == 127)
-        return ADDR_LOOPBACK;
-    if (a[0] == 0 || (a[0] == 169 && a[1] == 254) || a[0] >= 224)
-        return ADDR_FORBIDDEN;
-    return ADDR_OK;
-}
-
-static addr_kind v6_kind(const unsigned char *a)
-{
-    static const unsigned char zero[16] = { 0 };
-    static const unsigned char one[16] = { [15] = 1 };
-    static const unsigned char mapped[12] = { [10] = 0xff, [11] = 0xff };
-    static const unsigned char nat64[12] = { 0x00, 0x64, 0xff, 0x9b };
-    if (!memcmp(a, mapped, 12) || !memcmp(a, nat64, 12))
-        return v4_kind(a + 12); /* an IPv4 address in IPv6 clothes */
-    if (!memcmp(a, one, 16))
-        return ADDR_LOOPBACK;
-    if (!memcmp(a, zero, 16) || a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80))
-        return ADDR_FORBIDDEN;
-    return ADDR_OK;
-}
-
-/* A URL's host: a literal address, or "localhost"; other names are ADDR_OK
- * here and judged once resolved (allow_address). */
-static addr_kind host_kind(const char *h)
-{
-    unsigned char a[16];
-    if (!strcasecmp(h, "localhost") || !strcasecmp(h, "localhost."))
-        return ADDR_LOOPBACK;
-    if (inet_pton(AF_INET, h, a) == 1)
-        return v4_kind(a);
-    if (inet_pton(AF_INET6, h, a) == 1)
-        return v6_kind(a);
-    return ADDR_OK;
-}
-
-/* http_client's allow_address: every resolved address the token would go
- * to (a name resolving to 127.0.0.1 or 169.254.169.254 is refused like the
- * literal).  ud: an int, SPLUNK_ALLOW_LOOPBACK. */
-static int allow_address(const struct sockaddr *sa, void *ud)
-{
-    const int *allow_loopback = ud;
-    addr_kind k = ADDR_FORBIDDEN;
-    if (sa->sa_family == AF_INET)
-        k = v4_kind((const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr);
-    else if (sa->sa_family == AF_INET6)
-        k = v6_kind(((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr);
-    return k == ADDR_OK || (k == ADDR_LOOPBACK && *allow_loopback);
-}
-
 /* 1 if the URL's authority ends with an explicit ":<port>" (the guide:
  * "https://your-splunk:8089"; Splunk's REST API is not on 443). */
 static int has_explicit_port(const char *url)
@@ -184,20 +124,21 @@ static int instance_url_check(const worker_ctx *w, const char *url, http_respons
                         "instance_url must include the management port, e.g. https://your-splunk:8089");
         return -1;
     }
-    addr_kind kind = host_kind(u.host);
-    if (kind == ADDR_FORBIDDEN) {
+    /* kit_addr.h: private ranges are fine, an on-premises Splunk lives there */
+    kit_addr_kind kind = kit_addr_host(u.host);
+    if (kind == KIT_ADDR_FORBIDDEN) {
         http_resp_error(resp, 400, "SPLUNK_INVALID_URL",
                         "instance_url names an address no Splunk instance has (link-local, "
-                        "unspecified or multicast)");
+                        "cloud metadata, unspecified or multicast)");
         return -1;
     }
-    if (kind == ADDR_LOOPBACK && !config_bool(&w->cfg->raw, "SPLUNK_ALLOW_LOOPBACK")) {
+    if (kind == KIT_ADDR_LOOPBACK && !config_bool(&w->cfg->raw, "SPLUNK_ALLOW_LOOPBACK")) {
         http_resp_error(resp, 400, "SPLUNK_INVALID_URL",
                         "instance_url is on loopback, which this server does not allow "
                         "(SPLUNK_ALLOW_LOOPBACK)");
         return -1;
     }
-    if (strcmp(u.scheme, "https") != 0 && kind != ADDR_LOOPBACK) {
+    if (strcmp(u.scheme, "https") != 0 && kind != KIT_ADDR_LOOPBACK) {
         http_resp_error(resp, 400, "SPLUNK_INVALID_URL",
                         "instance_url must be https:// (Splunk's REST API on port 8089 uses TLS): "
                         "the token is never sent in clear");
@@ -348,7 +289,7 @@ static void splunk_connect(worker_ctx *w, http_request *req, http_response *resp
     kit_call_req q = { .provider = "Splunk", .base_url = base, .url = probe, .headers = headers,
                        .bearer = token, .attempt_timeout_ms = timeout, .deadline_ms = timeout,
                        .max_attempts = 2, .max_response = 256 * 1024, .cacert = ca_file(w),
-                       .allow_address = allow_address, .allow_address_ud = &allow_lo };
+                       .allow_address = kit_addr_allow, .allow_address_ud = &allow_lo };
     kit_call_resp rp;
     int rc = probe ? kit_call(&q, &rp) : AUR_E_INTERNAL;
     if (!probe) {
@@ -433,7 +374,7 @@ static int run_search(worker_ctx *w, const char *org, const splunk_conn *c, cons
     int allow_lo = config_bool(&w->cfg->raw, "SPLUNK_ALLOW_LOOPBACK");
     splunk_export_req q = { .instance_url = c->url, .token = (const char *)c->token, .spl = spl,
                             .earliest = earliest, .latest = latest, .timeout_ms = timeout,
-                            .cacert = ca_file(w), .allow_address = allow_address,
+                            .cacert = ca_file(w), .allow_address = kit_addr_allow,
                             .allow_address_ud = &allow_lo };
     http_client_resp h;
     int rc = splunk_export(&q, s, &h);
@@ -671,7 +612,7 @@ static void splunk_indexes(worker_ctx *w, http_request *req, http_response *resp
     kit_call_req q = { .provider = "Splunk", .base_url = c.url, .url = url, .headers = headers,
                        .bearer = (const char *)c.token, .attempt_timeout_ms = timeout,
                        .deadline_ms = timeout, .max_attempts = 2, .max_response = 4 * 1024 * 1024,
-                       .cacert = ca_file(w), .allow_address = allow_address,
+                       .cacert = ca_file(w), .allow_address = kit_addr_allow,
                        .allow_address_ud = &allow_lo };
     kit_call_resp rp;
     int built = url != NULL;

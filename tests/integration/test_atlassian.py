@@ -501,7 +501,8 @@ def test_pat_connect(t):
     reset(fx, w)
     # addresses no Atlassian server has
     for base in ("http://169.254.169.254", "http://0.0.0.0:8080", "https://[fe80::1]", "http://224.0.0.1",
-                 "http://[::ffff:169.254.169.254]"):
+                 "http://[::ffff:169.254.169.254]", "http://[fd00:ec2::254]", "https://168.63.129.16",
+                 "http://100.100.100.200"):
         r = dc_connect(w, key3, "confluence", base, CONF_PAT, allow_http=True)
         eq((r.status, r.error_code), (400, "ATLASSIAN_INVALID_URL"), "%s refused (%r)" % (base, r))
     nothing_connected(w, key3, "refused connects")

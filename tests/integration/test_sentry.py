@@ -535,7 +535,11 @@ def test_base_reaching_this_host_by_other_spellings_or_names_refused(t):
     eq(w.get("/health", auth=False).status, 200, "still serving")
     allowing = world()  # SENTRY_ALLOW_LOOPBACK=true
     _, key = user(allowing)
-    for base in ["https://169.254.169.254", "https://[::ffff:169.254.169.254]"]:
+    # the cloud metadata services outside link-local: AWS's and GCP's IPv6 ones,
+    # Azure's wireserver, Alibaba's (and a mapped form)
+    for base in ["https://169.254.169.254", "https://[::ffff:169.254.169.254]", "https://[fd00:ec2::254]",
+                 "https://[fd20:ce::254]", "https://168.63.129.16", "https://100.100.100.200",
+                 "https://[::ffff:168.63.129.16]"]:
         r = connect(allowing, key, base_url=base)
         eq((r.status, r.error_code), (400, "SENTRY_INVALID_BASE_URL"), "with loopback allowed: %s (%r)" % (base, r))
 
