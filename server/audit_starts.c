@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "server_metrics.h"
 
 /* One caller's row, on its own stack while it waits. */
 typedef struct pending {
@@ -21,6 +22,7 @@ typedef struct pending {
 /* A command's end waiting for a transaction. */
 typedef struct end_node {
     store_audit_end row;
+    unsigned tries; /* writes of it the store failed (down, locked, breaker open) */
     struct end_node *next;
 } end_node;
 
@@ -32,8 +34,8 @@ struct audit_starts {
     size_t writing; /* rows of the batch a worker is writing (0: no leader) */
     unsigned long batches, rows;
     end_node *ends_head, *ends_tail; /* queued ends, oldest first */
-    size_t ends_waiting;
-    unsigned long ends_written, ends_with_starts;
+    size_t ends_waiting; /* at most AUDIT_ENDS_MAX */
+    unsigned long ends_written, ends_with_starts, ends_retried, ends_dropped;
 };
 
 audit_starts *audit_starts_new(void)
@@ -57,7 +59,8 @@ void audit_starts_free(audit_starts *g)
 {
     if (!g)
         return;
-    /* The workers are stopped: ends still here were never written; their
+    /* The workers are stopped: ends still here were never written (the
+     * store failed the last try at shutdown, exec_ctx_flush_audit); their
      * rows stay "started" and are closed as interrupted by a later sweep. */
     for (end_node *e = g->ends_head, *next; e; e = next) {
         next = e->next;
@@ -91,16 +94,109 @@ static size_t take_ends_locked(audit_starts *g, end_node **out, size_t max)
     return n;
 }
 
-/* Logs each end the store did not take, and frees them all. */
-static void ends_done(store_t *st, end_node **ends, const store_audit_end *rows, size_t m, int rc)
+/* g->mu held: past AUDIT_ENDS_MAX the oldest queued ends leave the queue;
+ * returned (a list) for the caller to log once the lock is let go. */
+static end_node *trim_ends_locked(audit_starts *g)
 {
+    end_node *out = NULL, **tail = &out;
+    while (g->ends_waiting > AUDIT_ENDS_MAX && g->ends_head) {
+        end_node *e = g->ends_head;
+        g->ends_head = e->next;
+        if (!g->ends_head)
+            g->ends_tail = NULL;
+        g->ends_waiting--;
+        g->ends_dropped++;
+        e->next = NULL;
+        *tail = e;
+        tail = &e->next;
+    }
+    return out;
+}
+
+/* Without the lock: logs and frees the ends trim_ends_locked gave up. */
+static void ends_dropped(end_node *e)
+{
+    size_t n = 0;
+    for (end_node *next; e; e = next, n++) {
+        next = e->next;
+        log_error("audit record %lld left 'started': its completion (%s) dropped, %d more "
+                  "already waiting for the store",
+                  (long long)e->row.id, e->row.outcome, AUDIT_ENDS_MAX);
+        free(e);
+    }
+    if (n)
+        sm_audit_ends_dropped(n);
+}
+
+/* Without the lock: the store failed to write these ends for a reason of its
+ * own (down, locked past its deadline, its breaker open), not theirs.  They
+ * go back to the front of the queue in their order, for the next batch,
+ * flush or retry (exec.c), and past AUDIT_ENDS_MAX the oldest are dropped.
+ * Each is logged the first time; later failures in one line. */
+static void keep_ends(audit_starts *g, store_t *st, end_node **ends, size_t m)
+{
+    size_t again = 0;
     for (size_t i = 0; i < m; i++) {
-        int r = rc == STORE_OK ? rows[i].rc : STORE_ERR;
+        if (ends[i]->tries++ == 0)
+            log_error("audit record %lld: completing it (%s) failed: %s; kept to be written "
+                      "again",
+                      (long long)ends[i]->row.id, ends[i]->row.outcome, store_errmsg(st));
+        else
+            again++;
+    }
+    pthread_mutex_lock(&g->mu);
+    for (size_t i = m; i-- > 0;) {
+        ends[i]->next = g->ends_head;
+        g->ends_head = ends[i];
+        if (!g->ends_tail)
+            g->ends_tail = ends[i];
+    }
+    g->ends_waiting += m;
+    g->ends_retried += m;
+    end_node *dropped = trim_ends_locked(g);
+    size_t waiting = g->ends_waiting;
+    pthread_mutex_unlock(&g->mu);
+    sm_audit_ends_retried(m);
+    if (again)
+        log_error("audit: %zu command completion(s) failed again: %s; %zu waiting for the store",
+                  again, store_errmsg(st), waiting);
+    ends_dropped(dropped);
+}
+
+/* Without the lock, the store took the call (rows[i].rc is each end's
+ * answer): logs each end it refused (no such row, or the row's own fault:
+ * trying again would not help), and frees them all. */
+static void ends_done(store_t *st, end_node **ends, const store_audit_end *rows, size_t m)
+{
+    size_t late = 0;
+    for (size_t i = 0; i < m; i++) {
+        int r = rows[i].rc;
         if (r != STORE_OK)
             log_error("audit record %lld: completing it (%s) failed: %s", (long long)rows[i].id,
                       rows[i].outcome, r == STORE_NOT_FOUND ? "no such row" : store_errmsg(st));
+        else if (ends[i]->tries)
+            late++;
         free(ends[i]);
     }
+    if (late)
+        log_info("audit: %zu command completion(s) written once the store answered again", late);
+}
+
+/* Without the lock: ends taken from the queue, on their own (no starts):
+ * written, or kept if the store failed.  0, or -1 when the store failed. */
+static int write_ends(audit_starts *g, store_t *st, end_node **ends, store_audit_end *rows,
+                      size_t m)
+{
+    int rc = store_audit_complete_many(st, rows, m);
+    pthread_mutex_lock(&g->mu);
+    g->ends_written += m;
+    pthread_mutex_unlock(&g->mu);
+    if (rc != STORE_OK) {
+        keep_ends(g, st, ends, m);
+        return -1;
+    }
+    ends_done(st, ends, rows, m);
+    return 0;
 }
 
 /* Leader, without the lock.  A row that fails the store's checks is
@@ -110,7 +206,9 @@ static void ends_done(store_t *st, end_node **ends, const store_audit_end *rows,
  * failed (down, locked past its deadline), every row gets that answer at
  * once: writing them one by one would wait for the store once per row.
  * Returns 1 when the ends went in with the rows, 0 when they are still to
- * be written (the caller does that once its callers have their answers). */
+ * be written (the caller does that once its callers have their answers),
+ * -1 when the store failed (the ends are kept for later: writing them now
+ * would only wait for it again). */
 static int write_batch(store_t *st, pending **batch, size_t n, store_audit_end *ends, size_t m)
 {
     store_audit *rows[AUDIT_STARTS_BATCH_MAX];
@@ -128,7 +226,7 @@ static int write_batch(store_t *st, pending **batch, size_t n, store_audit_end *
     if (rc == STORE_OK || rc == STORE_ERR || k == 1) {
         for (size_t i = 0; i < k; i++)
             finish(valid[i], rc, st);
-        return rc == STORE_OK;
+        return rc == STORE_OK ? 1 : rc == STORE_ERR ? -1 : 0;
     }
     for (size_t i = 0; i < k; i++)
         finish(valid[i], store_audit_start(st, rows[i]), st);
@@ -178,22 +276,22 @@ int audit_starts_write(audit_starts *g, store_t *st, store_audit *a, char *err, 
             batch[i]->done = 1; /* after this, a waiter may return and free its frame */
         g->batches++;
         g->rows += n;
-        if (ends_in) {
-            g->ends_written += m;
+        if (ends_in != 0)
+            g->ends_written += m; /* tried with the rows */
+        if (ends_in > 0)
             g->ends_with_starts += m;
-        }
         g->writing = 0;
         pthread_cond_broadcast(&g->written);
-        if (m && !ends_in) {
-            /* Not with the rows: on their own, now that the callers (me
-             * among them) have their answers. */
+        if (m) {
+            /* Now that the callers (me among them) have their answers. */
             pthread_mutex_unlock(&g->mu);
-            int rc = store_audit_complete_many(st, end_rows, m);
-            ends_done(st, ends, end_rows, m, rc);
+            if (ends_in > 0)
+                ends_done(st, ends, end_rows, m);
+            else if (ends_in < 0)
+                keep_ends(g, st, ends, m);
+            else
+                write_ends(g, st, ends, end_rows, m); /* not with the rows: on their own */
             pthread_mutex_lock(&g->mu);
-            g->ends_written += m;
-        } else if (m) {
-            ends_done(st, ends, end_rows, m, STORE_OK);
         }
     }
     pthread_mutex_unlock(&g->mu);
@@ -213,7 +311,9 @@ int audit_starts_add_end(audit_starts *g, const store_audit_end *row)
         g->ends_head = e;
     g->ends_tail = e;
     g->ends_waiting++;
+    end_node *dropped = trim_ends_locked(g);
     pthread_mutex_unlock(&g->mu);
+    ends_dropped(dropped);
     return 0;
 }
 
@@ -229,11 +329,10 @@ void audit_starts_flush_ends(audit_starts *g, store_t *st)
             return;
         for (size_t i = 0; i < m; i++)
             rows[i] = ends[i]->row;
-        int rc = store_audit_complete_many(st, rows, m);
-        ends_done(st, ends, rows, m, rc);
-        pthread_mutex_lock(&g->mu);
-        g->ends_written += m;
-        pthread_mutex_unlock(&g->mu);
+        /* The store failed: the rest waits for the next try, not for the
+         * store once per batch (nor for ever: they are back in the queue). */
+        if (write_ends(g, st, ends, rows, m) < 0)
+            return;
     }
 }
 
@@ -243,7 +342,8 @@ audit_starts_stats audit_starts_stats_now(audit_starts *g)
     audit_starts_stats st = { .waiting = g->waiting, .writing = g->writing,
                               .batches = g->batches, .rows = g->rows,
                               .ends_waiting = g->ends_waiting, .ends_written = g->ends_written,
-                              .ends_with_starts = g->ends_with_starts };
+                              .ends_with_starts = g->ends_with_starts,
+                              .ends_retried = g->ends_retried, .ends_dropped = g->ends_dropped };
     pthread_mutex_unlock(&g->mu);
     return st;
 }

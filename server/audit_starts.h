@@ -20,7 +20,17 @@
  * twice, and the next start no longer waits for the previous end's fsync.
  * The caller also arranges audit_starts_flush_ends a little later (exec.c:
  * AUDIT_END_DELAY_MS), so an end is never left waiting for a start that
- * does not come.  If the batch fails, its ends are written on their own. */
+ * does not come.  If the batch fails because of a start, its ends are
+ * written on their own.
+ *
+ * An end the store fails to write for a reason of its own (down, locked past
+ * its deadline, PostgreSQL's breaker open) is not lost: it goes back to the
+ * front of the queue and is tried again with the next batch, flush, the
+ * periodic retry (exec.c) and once more at shutdown; only an end refused on
+ * its own merits (no such row, an invalid outcome) is logged and let go.  At
+ * most AUDIT_ENDS_MAX ends wait: past that the oldest is dropped (logged;
+ * its row stays "started").  Counted in aurora_audit_ends_retried_total and
+ * aurora_audit_ends_dropped_total. */
 #ifndef AURORA_AUDIT_STARTS_H
 #define AURORA_AUDIT_STARTS_H
 
@@ -29,6 +39,8 @@
 #include "store.h"
 
 #define AUDIT_STARTS_BATCH_MAX 64
+/* Ends waiting for the store at most (about 150 bytes each). */
+#define AUDIT_ENDS_MAX 10000
 
 typedef struct audit_starts audit_starts;
 
@@ -42,22 +54,28 @@ void audit_starts_free(audit_starts *g);
  * store's message. */
 int audit_starts_write(audit_starts *g, store_t *st, store_audit *a, char *err, size_t errlen);
 
-/* Any thread: queues a command's end for the next transaction.  0, or -1
- * when out of memory (nothing queued). */
+/* Any thread: queues a command's end for the next transaction (past
+ * AUDIT_ENDS_MAX waiting, the oldest is dropped).  0, or -1 when out of
+ * memory (nothing queued). */
 int audit_starts_add_end(audit_starts *g, const store_audit_end *row);
 /* Worker thread: writes every queued end on st (AUDIT_STARTS_BATCH_MAX per
- * transaction); a failure is logged (the row stays "started" and a later
- * sweep closes it as interrupted). */
+ * transaction), those the store failed before first.  An end refused on its
+ * own merits is logged; if the store fails, the ends it was given go back
+ * to the queue and the flush stops there (the next one tries again). */
 void audit_starts_flush_ends(audit_starts *g, store_t *st);
 
 /* For tests: rows queued for the next leader, rows of the batch being
  * written, the batches and rows written since audit_starts_new; ends
- * queued, written (tried), and of those, written with a batch of starts. */
+ * queued (those the store failed among them), written (tried), and of
+ * those, written with a batch of starts; ends put back in the queue after
+ * the store failed them (once per failure), and ends dropped past
+ * AUDIT_ENDS_MAX. */
 typedef struct {
     size_t waiting, writing;
     unsigned long batches, rows;
     size_t ends_waiting;
     unsigned long ends_written, ends_with_starts;
+    unsigned long ends_retried, ends_dropped;
 } audit_starts_stats;
 audit_starts_stats audit_starts_stats_now(audit_starts *g);
 

@@ -17,6 +17,7 @@
 #include "forward.h"
 #include "instance.h"
 #include "log.h"
+#include "periodic.h"
 #include "server_metrics.h"
 #include "sse_output.h"
 #include "proto.h"
@@ -110,6 +111,18 @@ void exec_spec_wipe_env(exec_spec *e)
     e->nenv = 0;
 }
 
+/* Ends the store failed to write (down, locked, breaker open) wait in the
+ * queue (audit_starts.h); this retries them when no command's start or end
+ * comes to carry them. */
+#define AUDIT_END_RETRY_S 5
+
+static long audit_retry_run(worker_ctx *w)
+{
+    if (w->exec && audit_starts_stats_now(w->exec->starts).ends_waiting)
+        audit_starts_flush_ends(w->exec->starts, w->store);
+    return AUDIT_END_RETRY_S;
+}
+
 exec_ctx *exec_ctx_new(const server_config *cfg, tunnel_hub *tunnels, workers *pool)
 {
     exec_ctx *x = calloc(1, sizeof(*x));
@@ -129,6 +142,7 @@ exec_ctx *exec_ctx_new(const server_config *cfg, tunnel_hub *tunnels, workers *p
     x->tunnels = tunnels;
     x->pool = pool;
     x->lws = tunnels ? tunnel_hub_lws(tunnels) : NULL;
+    periodic_add("audit-ends-retry", WORKER_POOL_STORE, AUDIT_END_RETRY_S, audit_retry_run);
     return x;
 }
 
@@ -223,8 +237,8 @@ static void audit_flush_run(worker_ctx *w, void *arg)
 }
 
 /* Loop thread: queues the flush job unless one is queued.  If the queue is
- * full the ends wait for the next start or flush (or exec_ctx_free, which
- * logs them); a row never completed stays "started" and is closed as
+ * full the ends wait for the next start, flush or retry (or exec_ctx_free,
+ * which logs them); a row never completed stays "started" and is closed as
  * interrupted once this instance is gone: never lost. */
 static void audit_flush_submit(exec_ctx *x)
 {

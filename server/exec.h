@@ -33,7 +33,8 @@ typedef struct exec_ctx exec_ctx;
  * pool are not owned.  NULL when out of memory. */
 exec_ctx *exec_ctx_new(const server_config *cfg, struct tunnel_hub *tunnels, workers *pool);
 /* Loop thread, before the workers stop: queues the write of every command
- * end still waiting for a start to carry it (audit_starts.h), at once. */
+ * end still waiting for a start to carry it or for the store to answer
+ * again (audit_starts.h), at once: the last try before they are logged. */
 void exec_ctx_flush_audit(exec_ctx *x);
 /* After every exec has ended (the lws context is destroyed). */
 void exec_ctx_free(exec_ctx *x);

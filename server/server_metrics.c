@@ -18,6 +18,7 @@ static struct {
     prom_family_t *http, *http_s, *webhooks;
     prom_family_t *store_s, *store_err, *store_fast, *secrets_s, *secrets_err, *secrets_fast;
     prom_family_t *accept_fail;
+    prom_family_t *audit_retried, *audit_dropped;
     double start_time;
     struct workers *wp;
 } M;
@@ -178,6 +179,17 @@ void server_metrics_init(const char *version)
                                 "Accepts on the shared port (AURORA_LISTEN_SHARE) that failed for "
                                 "want of descriptors or memory; each pauses accepting for 100 ms",
                                 1, l_reason, NULL, 0);
+    M.audit_retried = prom_family(PROM_COUNTER, "aurora_audit_ends_retried_total",
+                                  "Command audit completions the state store failed to write "
+                                  "(down, locked, breaker open), kept to be written again; once "
+                                  "per failed try",
+                                  0, NULL, NULL, 0);
+    M.audit_dropped = prom_family(PROM_COUNTER, "aurora_audit_ends_dropped_total",
+                                  "Command audit completions given up while too many waited for "
+                                  "the state store (their rows stay 'started')",
+                                  0, NULL, NULL, 0);
+    prom_add(M.audit_retried, NULL, 0);
+    prom_add(M.audit_dropped, NULL, 0);
     prom_add_collector(process_collector, NULL);
     prom_add_collector(workers_collector, NULL);
     /* Last: sm_* calls test it to know the families exist. */
@@ -296,4 +308,18 @@ void sm_accept_failed(const char *reason)
         return;
     const char *v[] = { reason };
     prom_add(M.accept_fail, v, 1);
+}
+
+void sm_audit_ends_retried(size_t n)
+{
+    if (!ready())
+        return;
+    prom_add(M.audit_retried, NULL, (double)n);
+}
+
+void sm_audit_ends_dropped(size_t n)
+{
+    if (!ready())
+        return;
+    prom_add(M.audit_dropped, NULL, (double)n);
 }

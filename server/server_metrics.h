@@ -20,6 +20,10 @@
  *   aurora_secrets_errors_total{backend,op}                  counter
  *   aurora_secrets_fast_failures_total                       counter, refused by breaker.h
  *   aurora_worker_queue_depth{pool}                          gauge (collector)
+ *   aurora_audit_ends_retried_total                          counter, command completions the
+ *                                                            store failed, kept to try again
+ *   aurora_audit_ends_dropped_total                          counter, completions given up
+ *                                                            (AUDIT_ENDS_MAX waiting)
  *   process_cpu_seconds_total, process_resident_memory_bytes, process_virtual_memory_bytes,
  *   process_open_fds, process_max_fds, process_start_time_seconds   (collector, /proc/self)
  */
@@ -50,6 +54,11 @@ void sm_store_failed_fast(void);
 void sm_secrets_call(const char *backend, const char *op, double seconds, int ok);
 /* A secrets call failed at once: the backend was not answering (breaker.h). */
 void sm_secrets_failed_fast(void);
+
+/* Command audit completions (audit_starts.h): n the store failed to write,
+ * kept to be tried again (once per failure); n dropped, too many waiting. */
+void sm_audit_ends_retried(size_t n);
+void sm_audit_ends_dropped(size_t n);
 
 /* Monotonic seconds, for durations. */
 double sm_now(void);

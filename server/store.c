@@ -1286,6 +1286,13 @@ static int audit_end_update(store_t *s, store_audit_end *e)
         e->rc = serr(s, "audit record %lld: a completion without its org", (long long)e->id);
         return STORE_OK; /* refused before SQL: the others still go in */
     }
+    /* Whatever the database would refuse of this row alone is refused here:
+     * a failed statement then means the store failed (audit_starts.c keeps
+     * such ends to try again). */
+    if (check_text(s, "org_id", e->org_id, sizeof(e->org_id), 1) != STORE_OK) {
+        e->rc = STORE_ERR;
+        return STORE_OK;
+    }
     if (audit_end_check(s, e->outcome) != STORE_OK) {
         e->rc = STORE_ERR;
         return STORE_OK;
@@ -1364,10 +1371,13 @@ int store_audit_complete_many(store_t *s, store_audit_end *ends, size_t n)
     if (!ends && n)
         return serr(s, "store_audit_complete_many: missing argument");
     if (n == 1) { /* no transaction of its own needed */
-        store_audit_end *e = &ends[0];
-        e->rc = store_audit_complete(s, e->org_id, e->id, e->outcome, e->return_code,
-                                     e->bytes_out, e->duration_ms, e->ended_at);
-        return e->rc == STORE_ERR ? STORE_ERR : STORE_OK;
+        /* As in a transaction: an invalid item is its own answer, and the
+         * call fails only when the store did. */
+        if (audit_end_update(s, &ends[0]) != STORE_OK) {
+            ends[0].rc = STORE_ERR;
+            return STORE_ERR;
+        }
+        return STORE_OK;
     }
     return store_audit_write_many(s, NULL, 0, ends, n);
 }

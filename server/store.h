@@ -477,7 +477,8 @@ int store_audit_complete(store_t *s, const char *org_id, int64_t id, const char 
  * AURORA_DB_SYNC=full) for all of them.  Each item's result in its rc
  * (STORE_OK, STORE_NOT_FOUND, or STORE_ERR for an invalid item, which is
  * skipped); the call returns STORE_ERR if the transaction failed (then
- * nothing of it is applied), else STORE_OK. */
+ * nothing of it is applied: the store failed, not an item), else STORE_OK;
+ * the same for a single item, written without a transaction. */
 typedef struct {
     char org_id[STORE_ID_LEN];
     int64_t id;

@@ -5,7 +5,8 @@ Audit rows that survive a crash: a command's row is written `started` when it is
 dispatched and completed at its end; a server killed with SIGKILL mid-command
 leaves it `started`, and the restarted server (or a live replica sharing the
 database) closes it as `interrupted` — never a live replica's row; a caller that
-leaves while its command is being admitted gets a `client_gone` row.
+leaves while its command is being admitted gets a `client_gone` row; an end the
+store failed to write (its write lock held) is written once it answers again.
 
 Output budgets and concurrency: JSON-mode results are charged to a server-wide
 and a per-organization budget as their output arrives; a command whose output
@@ -543,6 +544,61 @@ def kill9_mid_command_leaves_an_interrupted_row(t):
     eq(rows2[0][3], len(tag2), "bytes of the new command")
     check(rows2[0][5] > 0, "the new row has ended", rows2)
     eq([r[1] for r in db_rows(w, tag)], ["interrupted"], "the interrupted row is unchanged")
+
+
+@test(timeout=120)
+def an_end_the_store_failed_is_written_once_it_is_back(t):
+    """A command's end (outcome, exit code, output size) that the store
+    fails to write (here SQLite's write lock held past the statement
+    deadline) is kept, counted in aurora_audit_ends_retried_total, and
+    written once the store answers again: no other command comes to carry
+    it, the periodic retry does.  It used to be logged and let go, the row
+    saying "started" for as long as the server lived."""
+    w = t.world("end-kept", extra_env={"AURORA_DB_STATEMENT_TIMEOUT_MS": "500"})
+    tok = w.create_token("it-end-kept")
+    w.start_agent(tok["token"])
+    cid = tok["cluster_id"]
+    w.wait_connection(cid)
+    eq(audit_end_counters(w), (0, 0), "nothing retried or dropped yet")
+    tag = "kept-" + rand_tag(4)
+    t.defer(lambda: [os.kill(pid, 9) for pid, _ in procs_matching(tag)])
+    th, res = sleep_in_thread(w, cid, tag, seconds=5)
+    wait_until(lambda: [r[1] for r in db_rows(w, tag)] == ["started"], 20, 0.05, "a started row")
+    wait_until(lambda: procs_matching(tag), 20, 0.05, "kubectl to run at the agent")
+    lock = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    released = []
+
+    def release():
+        if not released:
+            released.append(1)
+            lock.execute("ROLLBACK")
+            lock.close()
+    t.defer(release)
+    th.join(60)
+    check("r" in res and res["r"].status == 200, "the command answered", res)
+    wait_until(lambda: audit_end_counters(w)[0] >= 1, 20, 0.05, "the end to fail and be kept")
+    eq([r[1] for r in db_rows(w, tag)], ["started"], "not written while the store is locked")
+    release()
+    rows = final_rows(w, tag)
+    eq(rows[0][1], "ok", "the command's outcome")
+    eq(rows[0][2], 0, "its exit code")
+    check(rows[0][5] > 0, "its end time", rows)
+    eq(audit_end_counters(w)[1], 0, "nothing dropped")
+    contains(w.server.log_text(), "kept to be written again", "the log says the end waits")
+
+
+def audit_end_counters(w):
+    """(aurora_audit_ends_retried_total, aurora_audit_ends_dropped_total)."""
+    r = w.get("/metrics", auth=False)
+    eq(r.status, 200, "GET /metrics (%r)" % r)
+    text = r.body.decode()
+    out = []
+    for name in ("aurora_audit_ends_retried_total", "aurora_audit_ends_dropped_total"):
+        m = re.search(r"^%s (\S+)$" % name, text, re.M)
+        check(m, "%s in /metrics" % name, text[:400])
+        out.append(int(float(m.group(1))))
+    return tuple(out)
 
 
 def store_queue_depth(w):

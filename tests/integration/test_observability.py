@@ -81,7 +81,8 @@ def metrics_pass_promtool_and_need_no_auth(t):
     for name in ("aurora_server_info", "process_cpu_seconds_total", "process_resident_memory_bytes",
                  "process_open_fds", "process_start_time_seconds", "aurora_worker_queue_depth",
                  "aurora_http_requests_total", "aurora_http_request_duration_seconds_bucket",
-                 "aurora_store_call_duration_seconds_bucket"):
+                 "aurora_store_call_duration_seconds_bucket", "aurora_audit_ends_retried_total",
+                 "aurora_audit_ends_dropped_total"):
         check(sample(text, name) is not None, "metric %s missing" % name, text[:3000])
     check(sample(text, "process_resident_memory_bytes") > 1e6, "RSS looks wrong")
     check(sample(text, "aurora_worker_queue_depth", pool="store") is not None, "store pool depth")

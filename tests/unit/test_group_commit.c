@@ -15,7 +15,10 @@
  *    row).
  *    Ends ride along: a finished command's end waits for the next start
  *    and is committed with it, or is written by the flush; a bad end, or a
- *    failed start beside it, does not take the rest down.
+ *    failed start beside it, does not take the rest down.  An end the store
+ *    fails to write (SQLite locked past the deadline, PostgreSQL stopped) is
+ *    kept and written once the store is back, by the next batch of starts
+ *    or the flush; at most AUDIT_ENDS_MAX wait, the oldest dropped past it.
  * 2. connection bookkeeping in bulk (store_connection_write_many, what the
  *    tunnel hub writes for a reconnecting fleet).  Covered: ups, heartbeats
  *    and downs in one batch land as the single-row calls would, in order
@@ -522,6 +525,220 @@ static void test_ends_ride_with_starts(void **state)
     store_close(s);
 }
 
+/* The store fails for a while: SQLite's write lock held by another
+ * connection (the handles under test wait LOCK_WAIT_MS for it), or the
+ * PostgreSQL server stopped (a real outage). */
+#define LOCK_WAIT_MS 300
+typedef struct {
+    sqlite3 *lock;
+} outage;
+
+static void store_down(const fixture *f, outage *o)
+{
+    if (store_place_is_pg(&f->at))
+        pg_stop(&g_pg);
+    else
+        o->lock = hold_write_lock(f);
+}
+
+/* Until a new handle answers (the server may take a moment). */
+static void store_up(const fixture *f, outage *o)
+{
+    if (!store_place_is_pg(&f->at)) {
+        release_write_lock(o->lock);
+        o->lock = NULL;
+        return;
+    }
+    assert_int_equal(pg_start(&g_pg), 0);
+    int64_t until = now_ms() + WAIT_MS;
+    for (;;) {
+        store_t *s = NULL;
+        char err[256] = "";
+        store_org o1;
+        int rc = store_open(f->at.url, &s, err, sizeof(err));
+        if (rc == STORE_OK)
+            rc = store_org_first(s, &o1);
+        store_close(s);
+        if (rc == STORE_OK)
+            return;
+        if (now_ms() > until)
+            fail_msg("the store does not answer again: %s", err);
+        usleep(20000);
+    }
+}
+
+static void expect_outcome(const fixture *f, int64_t id, const char *want, int want_rc)
+{
+    char outcome[32];
+    int rc = -100;
+    outcome_of(f, id, outcome, sizeof(outcome), &rc);
+    assert_string_equal(outcome, want);
+    if (want_rc != -100)
+        assert_int_equal(rc, want_rc);
+}
+
+/* An end the store failed to write (down, locked past its deadline) is not
+ * let go: it waits in the queue, in order, through every failed try (a
+ * flush, a batch of starts that fails too), and is written once the store
+ * is back, with the next start or by the next flush. */
+static void test_ends_kept_while_store_fails(void **state)
+{
+    fixture *f = *state;
+    int pg = store_place_is_pg(&f->at);
+    if (!pg)
+        db_set_limits(LOCK_WAIT_MS, 0); /* the handle below fails after 300 ms */
+    audit_starts *g = audit_starts_new();
+    assert_non_null(g);
+    store_t *s = open_store(f);
+    db_set_limits(WAIT_MS, 0);
+    int64_t a = start_one(g, s, f->org, STORE_OK);
+    int64_t b = start_one(g, s, f->org, STORE_OK);
+    int64_t c = start_one(g, s, f->org, STORE_OK);
+    outage o = { 0 };
+
+    store_down(f, &o);
+    store_audit_end e = end_of(f->org, a, "ok", 0);
+    assert_int_equal(audit_starts_add_end(g, &e), 0);
+    audit_starts_flush_ends(g, s); /* fails: kept, and the flush returns */
+    audit_starts_stats st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 1);
+    assert_int_equal(st.ends_retried, 1);
+    assert_int_equal(st.ends_dropped, 0);
+    /* A start while the store fails carries the ends; they fail with it
+     * and are kept again. */
+    e = end_of(f->org, b, "failed", 3);
+    assert_int_equal(audit_starts_add_end(g, &e), 0);
+    assert_int_equal(start_one(g, s, f->org, STORE_ERR), 0);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 2);
+    assert_int_equal(st.ends_retried, 3);
+    assert_int_equal(st.ends_with_starts, 0);
+    audit_starts_flush_ends(g, s);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 2);
+    assert_int_equal(st.ends_retried, 5);
+    store_up(f, &o);
+
+    /* Back: the next start carries both into its commit. */
+    expect_outcome(f, a, "started", -100);
+    int64_t d = start_one(g, s, f->org, STORE_OK);
+    assert_true(d > 0);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 0);
+    assert_int_equal(st.ends_with_starts, 2);
+    expect_outcome(f, a, "ok", 0);
+    expect_outcome(f, b, "failed", 3);
+
+    /* Down again, no start comes: the flush writes it once it is back. */
+    store_down(f, &o);
+    e = end_of(f->org, c, "timeout", 124);
+    assert_int_equal(audit_starts_add_end(g, &e), 0);
+    audit_starts_flush_ends(g, s);
+    assert_int_equal(audit_starts_stats_now(g).ends_waiting, 1);
+    store_up(f, &o);
+    audit_starts_flush_ends(g, s);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 0);
+    assert_int_equal(st.ends_retried, 6);
+    assert_int_equal(st.ends_dropped, 0);
+    expect_outcome(f, c, "timeout", 124);
+    expect_outcome(f, d, "started", -100);
+    /* An end of no such row is the row's own fault: not kept. */
+    e = end_of(f->org, 4242, "ok", 0);
+    assert_int_equal(audit_starts_add_end(g, &e), 0);
+    audit_starts_flush_ends(g, s);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 0);
+    assert_int_equal(st.ends_retried, 6);
+    audit_starts_free(g);
+    store_close(s);
+}
+
+/* The rows of the SQLite file still "started", at most cap of their ids
+ * (lowest first) in ids; returns how many there are. */
+static size_t started_ids(const fixture *f, int64_t *ids, size_t cap)
+{
+    sqlite3 *db = NULL;
+    char path[sizeof(f->at.dir) + 16];
+    snprintf(path, sizeof(path), "%s/store.db", f->at.dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT id FROM audit_log WHERE outcome = 'started'"
+                                        " ORDER BY id",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    size_t n = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        if (n < cap)
+            ids[n] = sqlite3_column_int64(q, 0);
+        n++;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
+}
+
+/* At most AUDIT_ENDS_MAX ends wait: ends kept while the store was locked
+ * count, and past the bound the oldest are dropped (counted); the rest are
+ * all written once the store is back. */
+static void test_kept_ends_bounded(void **state)
+{
+    fixture *f = *state;
+    enum { N = AUDIT_ENDS_MAX + 3, CHUNK = 500 };
+    store_audit *rows = calloc(N, sizeof(*rows));
+    store_audit **ptrs = calloc(N, sizeof(*ptrs));
+    assert_non_null(rows);
+    assert_non_null(ptrs);
+    store_t *s = open_store(f);
+    for (size_t i = 0; i < N; i++) {
+        fill_row(&rows[i], f->org, "c-bound");
+        ptrs[i] = &rows[i];
+    }
+    for (size_t i = 0; i < N; i += CHUNK)
+        assert_int_equal(store_audit_start_many(s, ptrs + i, N - i < CHUNK ? N - i : CHUNK),
+                         STORE_OK);
+    store_close(s);
+    db_set_limits(LOCK_WAIT_MS, 0);
+    s = open_store(f);
+    db_set_limits(WAIT_MS, 0);
+    audit_starts *g = audit_starts_new();
+    assert_non_null(g);
+
+    outage o = { 0 };
+    store_down(f, &o);
+    for (size_t i = 0; i < 10; i++) {
+        store_audit_end e = end_of(f->org, rows[i].id, "ok", 0);
+        assert_int_equal(audit_starts_add_end(g, &e), 0);
+    }
+    audit_starts_flush_ends(g, s); /* the first 64 fail: all ten kept */
+    audit_starts_stats st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 10);
+    assert_int_equal(st.ends_retried, 10);
+    for (size_t i = 10; i < N; i++) {
+        store_audit_end e = end_of(f->org, rows[i].id, "ok", 0);
+        assert_int_equal(audit_starts_add_end(g, &e), 0);
+    }
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, AUDIT_ENDS_MAX);
+    assert_int_equal(st.ends_dropped, 3);
+    store_up(f, &o);
+
+    audit_starts_flush_ends(g, s);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 0);
+    assert_int_equal(st.ends_dropped, 3);
+    /* The three oldest were dropped; every other row has its outcome. */
+    int64_t left[4];
+    assert_int_equal(started_ids(f, left, 4), 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(left[i] == rows[0].id || left[i] == rows[1].id || left[i] == rows[2].id);
+    audit_starts_free(g);
+    store_close(s);
+    free(ptrs);
+    free(rows);
+}
+
 /* ---- store_connection_write_many ------------------------------------------- */
 
 static void conn_up(store_conn_write *w, const char *org, const char *cluster)
@@ -665,6 +882,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_callers_every_row_once, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_ends_ride_with_starts, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_ends_ride_with_starts, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_ends_kept_while_store_fails, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_ends_kept_while_store_fails, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_kept_ends_bounded, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_conn_batch_in_order, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_conn_batch_in_order, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_conn_bad_rows_fail_alone, setup_sqlite, teardown),

@@ -1346,6 +1346,18 @@ static void test_audit_complete_many(void **state)
     assert_int_equal(store_audit_complete_many(s, ends + 3, 1), STORE_OK);
     assert_int_equal(ends[3].rc, STORE_NOT_FOUND);
     assert_int_equal(store_audit_complete_many(s, NULL, 0), STORE_OK);
+    /* An item refused on its own merits is its answer, alone as in a batch:
+     * the call fails only when the store does (audit_starts.c keeps those
+     * ends to try again, and lets these go).  An org id the database would
+     * refuse (not UTF-8, PostgreSQL) is refused before any SQL. */
+    assert_int_equal(store_audit_complete_many(s, ends + 4, 1), STORE_OK);
+    assert_int_equal(ends[4].rc, STORE_ERR);
+    snprintf(ends[3].org_id, sizeof(ends[3].org_id), "org-\xff");
+    assert_int_equal(store_audit_complete_many(s, ends + 3, 1), STORE_OK);
+    assert_int_equal(ends[3].rc, STORE_ERR);
+    assert_int_equal(store_audit_complete_many(s, ends, 4), STORE_OK);
+    assert_int_equal(ends[3].rc, STORE_ERR);
+    assert_int_equal(ends[0].rc, STORE_OK);
 }
 
 static void test_audit_lifecycle(void **state)
