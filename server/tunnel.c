@@ -1307,8 +1307,12 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
         /* The legacy dialect's answer; a v2 agent ends commands with exec_end. */
         tunnel_req *r = s->v2 ? NULL : find_req_legacy(s, m.command_id);
         if (!r) {
-            log_debug("agent %s: response for unknown command %s dropped", s->cluster_id,
-                      m.command_id ? m.command_id : "");
+            if (log_enabled(LOG_DEBUG)) { /* the agent's text: no control characters */
+                char cid[64];
+                agent_text(cid, sizeof(cid), m.command_id ? m.command_id : "");
+                log_debug("agent %s: response for unknown command %s dropped", s->cluster_id,
+                          cid);
+            }
             break;
         }
         if (m.output_len && r->sink) {
@@ -1345,7 +1349,11 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
         break;
     }
     default:
-        log_debug("agent %s: ignoring message type '%s'", s->cluster_id, m.type_name);
+        if (log_enabled(LOG_DEBUG)) { /* the agent's text: no control characters */
+            char type[64];
+            agent_text(type, sizeof(type), m.type_name ? m.type_name : "");
+            log_debug("agent %s: ignoring message type '%s'", s->cluster_id, type);
+        }
         break;
     }
     proto_msg_free(&m);

@@ -15,7 +15,8 @@
  * cancel sent for started requests only), dropping a session (only its
  * requests fail), closing by token, early messages, oversized messages,
  * shutdown, two hubs side by side, and a rogue agent's answers to requests
- * it was never sent (forged output, ends, legacy responses). */
+ * it was never sent (forged output, ends, legacy responses), and the text
+ * of its unknown messages kept out of the log as sent. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1059,6 +1060,53 @@ static void test_bad_frames_logged_sparingly(void **state)
     tunnel_session_drop(s);
 }
 
+/* What an agent names in a frame the server does not act on (a message
+ * type it does not know, a legacy command_id it never sent) reaches a
+ * debug line in the text format: terminal escapes and other control
+ * characters (C0 and C1) never reach the log as they are. */
+static tunnel_session *g_rogue;
+static void send_rogue_type(void *arg)
+{
+    (void)arg;
+    static const char f[] = "{\"type\":\"x\\u001b]0;owned\\u0007\\u001b[2J\\u009b31m\"}";
+    tunnel_session_receive(g_rogue, f, strlen(f), 0);
+}
+static void send_rogue_command_id(void *arg)
+{
+    (void)arg;
+    static const char f[] = "{\"type\":\"command_response\",\"command_id\":"
+                            "\"cmd-\\u001b]0;owned\\u0007\\u001b[2J\\u009b31m\",\"success\":true,"
+                            "\"output\":\"\",\"error\":\"\",\"return_code\":0}";
+    tunnel_session_receive(g_rogue, f, strlen(f), 0);
+}
+
+static void test_peer_text_escaped_in_logs(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *v2 = connect_as(fx, fx->hub, &m, 2, 4);
+    tunnel_session *v1 = connect_as(fx, fx->hub, &m, 0, 0); /* legacy */
+    log_setup("test", "debug", "text");
+    g_rogue = v2;
+    int seen = stderr_lines_with("ignoring message type", send_rogue_type, NULL);
+    int esc = stderr_lines_with("\x1b", send_rogue_type, NULL);
+    int bel = stderr_lines_with("\x07", send_rogue_type, NULL);
+    int csi = stderr_lines_with("\xc2\x9b", send_rogue_type, NULL);
+    g_rogue = v1;
+    int seen_cid = stderr_lines_with("response for unknown command", send_rogue_command_id, NULL);
+    int esc_cid = stderr_lines_with("\x1b", send_rogue_command_id, NULL);
+    int bel_cid = stderr_lines_with("\x07", send_rogue_command_id, NULL);
+    int csi_cid = stderr_lines_with("\xc2\x9b", send_rogue_command_id, NULL);
+    log_setup("test", "error", "text");
+    assert_int_equal(seen, 1);
+    assert_int_equal(esc + bel + csi, 0);
+    assert_int_equal(seen_cid, 1);
+    assert_int_equal(esc_cid + bel_cid + csi_cid, 0);
+    assert_true(tunnel_session_ready(v2) && tunnel_session_ready(v1));
+    tunnel_session_drop(v1);
+    tunnel_session_drop(v2);
+}
+
 typedef struct {
     fixture *fx;
     const made_token *m;
@@ -1494,6 +1542,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_frames_logged_sparingly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_register_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_text_escaped_in_logs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_end_error_code_is_a_code, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_queue_bounded_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
