@@ -107,6 +107,7 @@ struct tunnel_session {
     int close_handed; /* the close frame is lws's: it sends it and awaits the ack */
     char close_reason[64];
     int counted; /* opened in the metrics: closing it is counted once */
+    int idle_dropped; /* the sweep dropped it for silence (no close frame: close_code 0) */
     lws_sorted_usec_list_t close_sul;  /* drops the socket CLOSE_GRACE_S after start_close */
     int64_t token_expires_at; /* 0 = never; checked by the hub's sweep */
     time_t last_rx;           /* monotonic seconds of the last frame (idle sweep) */
@@ -1022,6 +1023,7 @@ static void sweep(lws_sorted_usec_list_t *sul)
             log_info("agent %s: nothing received for %d s, dropping the connection",
                      s->cluster_id[0] ? s->cluster_id : "?", h->cfg->agent_idle_timeout);
             s->state = SESS_CLOSING;
+            s->idle_dropped = 1;
             lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         } else if (s->state == SESS_READY && s->token_expires_at &&
                    wall >= s->token_expires_at) {
@@ -1544,6 +1546,8 @@ int tunnel_on_writeable(struct lws *wsi, struct tunnel_conn *c)
  * field): the close this server started, or the agent's side. */
 static const char *close_kind(const tunnel_session *s)
 {
+    if (s->idle_dropped)
+        return "idle_timeout"; /* dropped without a close frame: no close code */
     if (!s->close_code)
         return "agent_closed";
     if (!strcmp(s->close_reason, PROTO_REASON_REVOKED))
