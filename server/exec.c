@@ -330,6 +330,8 @@ static const char *outcome_of(const tunnel_result *r)
     if (r->failed)
         return r->error_code && !strcmp(r->error_code, EC_TIMEOUT) ? "timeout"
              : r->error_code && !strcmp(r->error_code, EC_AGENT_DISCONNECTED) ? "agent_disconnected"
+             /* queued for its agent, which went before sending it: it never ran */
+             : r->error_code && !strcmp(r->error_code, EC_AGENT_NOT_CONNECTED) ? "agent_not_connected"
              : r->error_code && !strcmp(r->error_code, EC_CLUSTER_BUSY) ? "cluster_busy"
              : "failed";
     if (r->error_code && !strcmp(r->error_code, EC_TIMEOUT))

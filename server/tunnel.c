@@ -118,7 +118,6 @@ struct tunnel_session {
     int inflight;            /* started at the agent */
     int waiting;             /* queued here until the agent has a free slot */
     int max_concurrent;      /* from register (v2); 0 = no limit known */
-    uint64_t req_seq;
     uint32_t next_id;
     unsigned stray_frames; /* output frames for no running request: logged sparingly */
     unsigned bad_frames;   /* frames that do not decode: logged as sparingly */
@@ -138,8 +137,10 @@ struct tunnel_req {
     lws_sorted_usec_list_t sul; /* deadline */
     double timeout;
     int started;
-    uint64_t seq;     /* FIFO order among waiting requests */
+    int kubectl;      /* a kubectl command (a legacy agent can run it) */
+    uint64_t seq;     /* FIFO order among waiting requests (hub-wide: kept when moved) */
     char *pending;    /* encoded exec, sent when a slot frees up */
+    char *legacy_cmd; /* waiting kubectl: its command string, should it move to a legacy agent */
     struct tunnel_req *next;
     /* A request another replica runs (s NULL): its credit and cancel go there. */
     const tunnel_remote_ops *rops;
@@ -165,6 +166,7 @@ struct tunnel_hub {
     int conn_queued, conn_dropped;
     unsigned revocation_epoch;
     uint64_t legacy_seq;
+    uint64_t req_seq; /* waiting requests' order, across the sessions they may move between */
     /* assembly slots of big messages (BIG_MESSAGE) and who waits for one */
     int big_free;
     tunnel_session *big_wait_head, *big_wait_tail;
@@ -405,6 +407,8 @@ static void req_unlink(tunnel_req *r)
     sm_agent_commands(r->started ? -1 : 0, r->started ? 0 : -1);
     proto_free_secret(r->pending);
     r->pending = NULL;
+    free(r->legacy_cmd);
+    r->legacy_cmd = NULL;
     lws_sul_cancel(&r->sul);
 }
 
@@ -423,6 +427,8 @@ static void pump(tunnel_session *s)
             break;
         char *msg = oldest->pending;
         oldest->pending = NULL;
+        free(oldest->legacy_cmd);
+        oldest->legacy_cmd = NULL;
         oldest->started = 1;
         s->waiting--;
         s->inflight++;
@@ -533,17 +539,26 @@ static char *legacy_join(const argv_t *a)
     return buf_detach(&b, NULL);
 }
 
-tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel_sink *sink,
-                        void *ctx, char *err, size_t errlen)
+/* The ready session of org/cluster that runs a command of that kind next:
+ * the least loaded, then the one picked least often.  NULL: none. */
+static tunnel_session *pick_session(tunnel_hub *h, const char *org_id, const char *cluster_id,
+                                    int kubectl)
 {
     tunnel_session *best = NULL;
-    int kubectl = !p->kind || !strcmp(p->kind, PROTO_KIND_KUBECTL);
-    for (tunnel_session *s = bucket_of(h, p->cluster_id); s; s = s->bucket_next)
-        if (s->state == SESS_READY && s->open && !strcmp(s->cluster_id, p->cluster_id) &&
-            !strcmp(s->org_id, p->org_id) && (kubectl || s->v2) &&
+    for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next)
+        if (s->state == SESS_READY && s->open && !strcmp(s->cluster_id, cluster_id) &&
+            !strcmp(s->org_id, org_id) && (kubectl || s->v2) &&
             (!best || s->inflight + s->waiting < best->inflight + best->waiting ||
              (s->inflight + s->waiting == best->inflight + best->waiting && s->picks < best->picks)))
             best = s;
+    return best;
+}
+
+tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel_sink *sink,
+                        void *ctx, char *err, size_t errlen)
+{
+    int kubectl = !p->kind || !strcmp(p->kind, PROTO_KIND_KUBECTL);
+    tunnel_session *best = pick_session(h, p->org_id, p->cluster_id, kubectl);
     if (!best) {
         snprintf(err, errlen, "the agent for cluster %s is not connected", p->cluster_id);
         return NULL;
@@ -558,6 +573,7 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
     r->sink = sink;
     r->ctx = ctx;
     r->timeout = p->timeout;
+    r->kubectl = kubectl;
     r->window = h->cfg->stream_window;
     char *msg;
     if (best->v2) {
@@ -590,8 +606,19 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
                      p->cluster_id, best->waiting);
             return NULL;
         }
+        /* Never sent, it may move to another agent of the cluster if this
+         * one goes (requeue_waiting), a legacy one too if it is kubectl. */
+        if (kubectl && best->v2) {
+            r->legacy_cmd = p->legacy_command ? strdup(p->legacy_command) : legacy_join(p->argv);
+            if (!r->legacy_cmd) {
+                proto_free_secret(msg);
+                free(r);
+                snprintf(err, errlen, "out of memory");
+                return NULL;
+            }
+        }
         r->pending = msg;
-        r->seq = ++best->req_seq;
+        r->seq = ++h->req_seq;
         best->waiting++;
         sm_agent_commands(0, 1);
     } else {
@@ -676,6 +703,108 @@ void tunnel_req_abandon(tunnel_req *r)
     r->ctx = NULL;
     if (s->v2)
         send_json(s, proto_enc_cancel(r->id));
+}
+
+/* ---- requests that never reached an agent whose session ends ----------------- */
+
+/* r's message, re-encoded for session `to` (a fresh id there, or the legacy
+ * dialect's command): 0, or -1 (out of memory, nothing to build it from). */
+static int req_reencode(tunnel_req *r, tunnel_session *to)
+{
+    char *msg = NULL;
+    uint32_t id = 0;
+    char legacy_id[sizeof(r->legacy_id)] = "";
+    if (to->v2) {
+        /* Only an exec message of the v2 dialect is moved (a legacy session
+         * never queues: it reports no max_concurrent).  It is ours, encoded
+         * by proto_enc_exec_env, whose first fields are the type and the id:
+         * the id is replaced, the rest (credentials included) copied. */
+        char head[64];
+        int n = snprintf(head, sizeof(head), "{\"type\":\"exec\",\"id\":%u,", r->id);
+        if (!r->s->v2 || !r->pending || strncmp(r->pending, head, (size_t)n))
+            return -1;
+        do {
+            id = ++to->next_id;
+        } while (id == 0 || find_req_v2(to, id));
+        size_t rest = strlen(r->pending + n);
+        msg = malloc(sizeof(head) + rest + 1);
+        if (!msg)
+            return -1;
+        int m = snprintf(msg, sizeof(head), "{\"type\":\"exec\",\"id\":%u,", id);
+        memcpy(msg + m, r->pending + n, rest + 1);
+    } else {
+        if (!r->kubectl || !r->legacy_cmd)
+            return -1;
+        snprintf(legacy_id, sizeof(legacy_id), "cmd-%llu",
+                 (unsigned long long)(to->hub->legacy_seq + 1));
+        msg = proto_enc_kubectl_command(legacy_id, r->legacy_cmd, r->timeout);
+        if (!msg)
+            return -1;
+        to->hub->legacy_seq++;
+    }
+    proto_free_secret(r->pending);
+    r->pending = msg;
+    r->id = id;
+    snprintf(r->legacy_id, sizeof(r->legacy_id), "%s", legacy_id);
+    return 0;
+}
+
+static int req_older(const void *a, const void *b)
+{
+    uint64_t x = (*(tunnel_req *const *)a)->seq, y = (*(tunnel_req *const *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+/* s is gone: the requests it held waiting for a slot never reached its
+ * agent, so nothing of them ran.  Each moves, oldest first, to the ready
+ * session of the cluster that would take it now (an agent may hold several,
+ * as during a rollout of its Deployment), with its place in the order of
+ * arrival (the hub-wide seq: older than that session's own waiting ones
+ * goes first) and its deadline (its timer is left as it is); with none, it
+ * gets what a command gets when no agent is connected, and its caller
+ * knows it did not run.  Runs no caller's callback while it moves them. */
+static void requeue_waiting(tunnel_session *s)
+{
+    tunnel_hub *h = s->hub;
+    tunnel_req **w = s->waiting > 0 ? malloc((size_t)s->waiting * sizeof(*w)) : NULL;
+    if (w) {
+        int n = 0;
+        for (tunnel_req *r = s->reqs; r && n < s->waiting; r = r->next)
+            if (!r->started)
+                w[n++] = r;
+        qsort(w, (size_t)n, sizeof(*w), req_older);
+        for (int i = 0; i < n; i++) {
+            tunnel_req *r = w[i];
+            tunnel_session *to = pick_session(h, s->org_id, s->cluster_id, r->kubectl);
+            if (!to || to->waiting >= MAX_WAITING_PER_SESSION || req_reencode(r, to) < 0)
+                continue; /* it fails below */
+            for (tunnel_req **pp = &s->reqs; *pp; pp = &(*pp)->next)
+                if (*pp == r) {
+                    *pp = r->next;
+                    break;
+                }
+            s->waiting--;
+            r->s = to;
+            r->next = to->reqs;
+            to->reqs = r;
+            to->waiting++;
+            to->picks++;
+            pump(to);
+        }
+        free(w);
+    }
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "the agent for cluster %s is not connected (its connection ended before the "
+             "command was sent to it: the command did not run)", s->cluster_id);
+    for (;;) {
+        tunnel_req *r = s->reqs;
+        while (r && r->started)
+            r = r->next;
+        if (!r)
+            break;
+        req_fail(r, 503, EC_AGENT_NOT_CONNECTED, msg);
+    }
 }
 
 /* ---- sessions: registry and auth ------------------------------------------ */
@@ -1589,6 +1718,7 @@ static void session_closed(tunnel_session *s)
     if (s->registered_fleet)
         registry_session_down(s->cluster_id);
     s->registered_fleet = 0;
+    requeue_waiting(s); /* what it never sent moves on, or fails as not connected */
     while (s->reqs)
         req_fail(s->reqs, 502, EC_AGENT_DISCONNECTED, "agent disconnected mid-command");
     if (s->registered_db)

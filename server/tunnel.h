@@ -56,7 +56,8 @@ typedef struct {
     int64_t duration_ms;
     int64_t bytes;
     const char *error;      /* agent's or server's message ("" if none) */
-    const char *error_code; /* NULL, agent codes (proto.h) or AGENT_DISCONNECTED / TIMEOUT */
+    const char *error_code; /* NULL, agent codes (proto.h) or AGENT_DISCONNECTED / TIMEOUT /
+                               AGENT_NOT_CONNECTED (queued, never sent: it did not run) */
 } tunnel_result;
 
 typedef struct {

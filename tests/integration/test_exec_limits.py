@@ -14,7 +14,9 @@ does not fit is cancelled with 429 ORG_OUTPUT_BUDGET_EXCEEDED / 503
 SERVER_OUTPUT_BUDGET_EXCEEDED telling the caller to stream; streamed (SSE)
 output is not counted; a cluster runs or queues at most AURORA_EXEC_MAX_PER_CLUSTER
 commands (429 CLUSTER_BUSY).  Every way a command ends returns what it held
-(GET /api/exec/usage shows it, and a budget-sized command succeeds again).
+(GET /api/exec/usage shows it, and a budget-sized command succeeds again).  A
+command queued for its agent's free slot when the agent goes never ran: it moves
+to another agent of the cluster, or ends 503 AGENT_NOT_CONNECTED, audited so.
 
 Peers: build/asan/aurora-server; the real build/asan/aurora-agent with
 /usr/bin/kubectl against tests/fixtures/kube_api.py (large outputs, long
@@ -352,6 +354,66 @@ def every_way_a_command_ends_releases_what_it_held(t):
     w.wait_connection(cid)
     budget_sized_request_works(w, cid, what="after every failure path")
     wait_idle(w, "the last command")
+
+
+def queued_at(w, cid, n):
+    """Waits until the cluster's sessions on this server hold n commands queued
+    for a free slot (GET /api/kubectl/connections, `sessions[].queued`)."""
+    def ok():
+        c = w.connection(cid) or {}
+        return sum(x.get("queued", 0) for x in c.get("sessions") or []) == n
+    wait_until(ok, 20, 0.05, "%d command(s) queued at the server for %s" % (n, cid))
+
+
+@test(timeout=120)
+def queued_command_moves_to_another_agent_or_is_not_connected(t):
+    """A command queued on the server for its agent's free slot never reached
+    the agent: when that agent's connection goes while another agent of the
+    cluster is connected (two replicas of the agent Deployment), it runs there;
+    with none left it gets 503 AGENT_NOT_CONNECTED and its audit row says
+    agent_not_connected.  The command that was running gets 502
+    AGENT_DISCONNECTED (it may have run) both times."""
+    w = limits_world()
+    tok = w.create_token("move-%s" % rand_tag(3))
+    cid = tok["cluster_id"]
+    a = ScriptedAgent(w, tok["token"], t, max_concurrent=1)
+    w.wait_connection(cid)
+    tag = rand_tag(4)
+    ex = ThreadPoolExecutor(4)
+    held = ex.submit(emit, w, cid, 10, "held1-" + tag, "hold")
+    a.exec_of("held1-" + tag)
+    queued = ex.submit(emit, w, cid, 64, "queued1-" + tag, "end")
+    queued_at(w, cid, 1)
+    b = ScriptedAgent(w, tok["token"], t, max_concurrent=1)
+    wait_until(lambda: (w.connection(cid) or {}).get("agents") == 2, 20, 0.05,
+               "the second agent registered")
+    a.op(op="drop")
+    r = held.result(30)
+    eq(r.status, 502, "the running command (%r)" % r)
+    eq(r.get("error_code"), "AGENT_DISCONNECTED", "error_code of the running command")
+    r = queued.result(30)
+    expect_exact(r, 64, "queued1-" + tag, "the queued command, run by the other agent")
+    b.exec_of("queued1-" + tag)
+    eq([x[1] for x in final_rows(w, "queued1-" + tag)], ["ok"], "audit of the moved command")
+
+    # the last agent goes: what it queued never ran
+    held = ex.submit(emit, w, cid, 10, "held2-" + tag, "hold")
+    b.exec_of("held2-" + tag)
+    queued = ex.submit(emit, w, cid, 10, "queued2-" + tag, "end")
+    queued_at(w, cid, 1)
+    b.op(op="drop")
+    r = held.result(30)
+    eq(r.status, 502, "the running command (%r)" % r)
+    eq(r.get("error_code"), "AGENT_DISCONNECTED", "error_code of the running command")
+    r = queued.result(30)
+    ex.shutdown()
+    eq(r.status, 503, "the queued command with no agent left (%r)" % r)
+    eq(r.get("error_code"), "AGENT_NOT_CONNECTED", "error_code of the queued command")
+    eq([x[1] for x in final_rows(w, "queued2-" + tag)], ["agent_not_connected"],
+       "audit of the command that never ran")
+    eq([x[1] for x in final_rows(w, "held2-" + tag)], ["agent_disconnected"],
+       "audit of the command that was running")
+    wait_idle(w, "the agents went")
 
 
 @test

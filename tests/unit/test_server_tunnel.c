@@ -13,7 +13,8 @@
  * ids and the hub-wide legacy ids, the credit window, queueing above the
  * agent's max_concurrent (FIFO, abandon, the queue cap), deadlines (504,
  * cancel sent for started requests only), dropping a session (only its
- * requests fail), closing by token, early messages, oversized messages,
+ * requests fail; what it never sent moves to another session of the
+ * cluster, in order, or fails as not connected), closing by token, early messages, oversized messages,
  * shutdown, two hubs side by side, and a rogue agent's answers to requests
  * it was never sent (forged output, ends, legacy responses), and the text
  * of its unknown messages kept out of the log as sent. */
@@ -838,10 +839,12 @@ static void test_queue_above_max_concurrent(void **state)
     assert_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 30, &many[CAP + 1], err,
                         sizeof(err)));
     assert_non_null(strstr(err, "commands queued"));
-    /* Dropping the session fails every one of them, running or waiting. */
+    /* Dropping the session fails every one of them: the running one may
+     * have run, the waiting ones never did. */
     tunnel_session_drop(s);
     for (int i = 0; i < CAP + 1; i++)
-        if (many[i].ends != 1 || strcmp(many[i].error_code, EC_AGENT_DISCONNECTED))
+        if (many[i].ends != 1 ||
+            strcmp(many[i].error_code, i ? EC_AGENT_NOT_CONNECTED : EC_AGENT_DISCONNECTED))
             fail_msg("request %d: %d ends, %s", i, many[i].ends, many[i].error_code);
     assert_int_equal(many[CAP + 1].ends, 0);
     free(many);
@@ -1354,6 +1357,119 @@ static void test_drop_fails_only_its_requests(void **state)
     assert_int_equal(again.ends, 1);
 }
 
+static void expect_never_ran(const sink_rec *r)
+{
+    assert_int_equal(r->ends, 1);
+    assert_int_equal(r->failed, 1);
+    assert_int_equal(r->http_status, 503);
+    assert_string_equal(r->error_code, EC_AGENT_NOT_CONNECTED);
+    assert_int_equal(r->ndata, 0);
+}
+
+/* A request still queued at the server for its agent's free slot never
+ * reached the agent: when that session goes, it moves to another ready
+ * session of the cluster (an agent Deployment's rollout: two agents),
+ * keeping its place among that session's waiting requests (older ones
+ * first) and its deadline; without one it gets what a request gets with no
+ * agent connected (503 AGENT_NOT_CONNECTED), not 502 AGENT_DISCONNECTED,
+ * which says it may have run.  What was sent keeps the 502. */
+static void test_waiting_requests_move_on_drop(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *a = connect_as(fx, fx->hub, &m, 2, 1);
+    sink_rec r0 = { 0 }, r1 = { 0 }, r2 = { 0 }, r3 = { 0 }, r4 = { 0 }, rt = { 0 };
+    char err[256] = "";
+    exec_ok(fx, &m, &r0);                  /* a: running */
+    exec_ok(fx, &m, &r1);                  /* a: waiting */
+    exec_ok(fx, &m, &r2);                  /* a: waiting */
+    assert_non_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 0.3, &rt, err,
+                            sizeof(err))); /* a: waiting, a short deadline */
+    assert_int_equal(sent_exec(a), 1);
+    expect_no_frame(a);
+    tunnel_session *b = connect_as(fx, fx->hub, &m, 2, 1);
+    exec_ok(fx, &m, &r3); /* b: the least loaded, running */
+    exec_ok(fx, &m, &r4); /* b: waiting, newer than a's */
+    assert_int_equal(sent_exec(b), 1);
+    expect_no_frame(b);
+
+    tunnel_session_drop(a);
+    assert_int_equal(r0.ends, 1); /* sent: it may have run */
+    assert_int_equal(r0.http_status, 502);
+    assert_string_equal(r0.error_code, EC_AGENT_DISCONNECTED);
+    assert_int_equal(r1.ends + r2.ends + rt.ends + r3.ends + r4.ends, 0);
+    expect_no_frame(b); /* b's one slot is taken: they wait there */
+    assert_int_equal(describe_count(fx, &m, "queued"), 4);
+
+    /* its own deadline, not a new one: it ends while waiting at b, unsent */
+    serve_until(fx, ended, &rt, "the moved request's deadline");
+    assert_string_equal(rt.error_code, EC_TIMEOUT);
+    expect_no_frame(b);
+
+    /* a's requests go first (they are older than b's waiting one), in order */
+    send_exec_end(b, 1, 0);
+    assert_int_equal(r3.ends, 1);
+    uint32_t id1 = sent_exec(b);
+    assert_true(id1 > 2); /* a fresh id at b: 1 and 2 are r3's and r4's */
+    expect_no_frame(b);
+    send_exec_end(b, id1, 0);
+    assert_int_equal(r1.ends, 1);
+    assert_int_equal(r1.failed, 0);
+    assert_int_equal(r2.ends + r4.ends, 0);
+    uint32_t id2 = sent_exec(b);
+    send_exec_end(b, id2, 0);
+    assert_int_equal(r2.ends, 1);
+    assert_int_equal(r2.failed, 0);
+    assert_int_equal(r4.ends, 0);
+    assert_int_equal(sent_exec(b), 2); /* r4, last */
+    send_exec_end(b, 2, 0);
+    assert_int_equal(r4.ends, 1);
+
+    /* The cluster's last session goes: its waiting requests never ran. */
+    sink_rec q0 = { 0 }, q1 = { 0 }, q2 = { 0 };
+    exec_ok(fx, &m, &q0);
+    exec_ok(fx, &m, &q1);
+    exec_ok(fx, &m, &q2);
+    assert_true(sent_exec(b) > 0);
+    tunnel_session_drop(b);
+    assert_int_equal(q0.http_status, 502);
+    assert_string_equal(q0.error_code, EC_AGENT_DISCONNECTED);
+    expect_never_ran(&q1);
+    expect_never_ran(&q2);
+}
+
+/* Moving takes the dialect and the kind into account: a queued kubectl
+ * command goes to a legacy agent of the cluster (as a kubectl_command),
+ * a queued cloud_exec, which a legacy agent cannot run, does not. */
+static void test_waiting_requests_move_across_dialects(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *v2 = connect_as(fx, fx->hub, &m, 2, 1);
+    sink_rec run = { 0 }, kube = { 0 }, cloud = { 0 };
+    char err[256] = "";
+    exec_ok(fx, &m, &run);
+    exec_ok(fx, &m, &kube);
+    assert_non_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "cloud_exec", 30, &cloud, err,
+                            sizeof(err)));
+    assert_int_equal(sent_exec(v2), 1);
+    expect_no_frame(v2);
+    tunnel_session *legacy = connect_as(fx, fx->hub, &m, 0, 0);
+    tunnel_session_drop(v2);
+    assert_string_equal(run.error_code, EC_AGENT_DISCONNECTED);
+    expect_never_ran(&cloud);
+    assert_int_equal(kube.ends, 0);
+    proto_msg cmd;
+    expect_type(legacy, MSG_KUBECTL_COMMAND, &cmd);
+    assert_string_equal(cmd.command, "get pods");
+    send_text(legacy, proto_enc_command_response(cmd.command_id, 1, "pods", 4, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(kube.ends, 1);
+    assert_int_equal(kube.failed, 0);
+    assert_int_equal(kube.ndata, 4);
+    tunnel_session_drop(legacy);
+}
+
 /* Closing by token ends only that token's sessions. */
 static void test_close_by_token(void **state)
 {
@@ -1547,6 +1663,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_queue_bounded_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_fails_only_its_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_requests_move_on_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_requests_move_across_dialects, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_close_by_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
