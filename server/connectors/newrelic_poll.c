@@ -125,7 +125,8 @@ static int poll_row(worker_ctx *w, const store_connector *row)
 static int g_failing_ticks;
 /* Where the next tick goes on among the connections (oldest first): each
  * tick polls the next AURORA_NEWRELIC_POLL_CONNECTIONS active ones; a tick
- * that passes the newest ends there and the next starts from the oldest.
+ * that passes the newest ends there and the next starts from the oldest
+ * (one left right on the newest finds nothing after it and starts over).
  * So every connection has its turn however many there are (each once per
  * round), not only the oldest ones every time. */
 static store_connector_cursor g_next;
@@ -139,6 +140,11 @@ static long poll_tick(worker_ctx *w)
     if (limit <= 0)
         limit = 50;
     int failed = 0, polled = 0;
+    /* A tick that begins after the newest row (the last one ended there on
+     * a full page) finds nothing: it goes on from the oldest, once, rather
+     * than idle a whole interval.  Only when it has polled nothing yet, so
+     * no connection is polled twice in one tick. */
+    int may_wrap = g_next.started;
     while (polled < limit) {
         /* never more rows than the tick may still poll: a page is polled
          * whole, and the cursor stays right after its last row */
@@ -161,6 +167,10 @@ static long poll_tick(worker_ctx *w)
         store_connector_list_free(rows, nrows);
         if (nrows < (size_t)want) {
             memset(&g_next, 0, sizeof(g_next)); /* past the newest: the oldest next time */
+            if (may_wrap && polled == 0) {
+                may_wrap = 0;
+                continue;
+            }
             break;
         }
     }

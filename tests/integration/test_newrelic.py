@@ -372,5 +372,25 @@ def test_periodic_poller_reaches_every_connection(t):
                         % (i + 1, ("st", "nd", "rd")[i]))
 
 
+@test
+def test_periodic_poller_no_idle_tick_after_a_round(t):
+    # As many connections as a tick polls (one here; 50 and 50 by default):
+    # the tick that polls the newest leaves the place there, and the next
+    # found nothing after it and polled nothing, so every connection was
+    # polled every other interval.  Each tick polls: polls are one interval
+    # apart (2 s here; an idle tick between them makes 4 s).
+    w, fx = fixture_world(t, extra={"AURORA_NEWRELIC_POLL_INTERVAL_S": "2",
+                                    "AURORA_NEWRELIC_POLL_CONNECTIONS": "1"})
+    nrak = connected_user(w, fx)[3]
+    fx.config(issues=[])
+
+    def polls():
+        return [q["at_ms"] for q in requests_of(fx, "issues") if q["key"] == nrak]
+    wait_until(lambda: len(polls()) >= 4, 60, what="four periodic polls")
+    at = polls()[:4]
+    gaps = [b - a for a, b in zip(at, at[1:])]
+    check(max(gaps) < 3000, "a poll every tick (2 s), not every other: gaps %r ms" % gaps)
+
+
 if __name__ == "__main__":
     main()
