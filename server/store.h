@@ -271,8 +271,9 @@ typedef struct {
 /* The next rows (at most `limit`) of one connector after *cur, oldest
  * first, and *cur moved past them; fewer than `limit` (none included): the
  * end was reached.  Keyset paging: no row is skipped or repeated however
- * many there are, and each page costs the same (background pollers, and
- * the events that find their org among every workspace's row). */
+ * many there are, and each page is one range read of an index (migration
+ * 17), so each costs the same (background pollers, and the events that
+ * find their org among every workspace's row). */
 int store_connector_page(store_t *s, const char *connector, store_connector_cursor *cur, int limit,
                          store_connector **out, size_t *n);
 void store_connector_free(store_connector *c);             /* frees metadata_json */

@@ -532,6 +532,16 @@ static const char *const m16_oauth_started_via[] = {
     NULL,
 };
 
+/* The rows of one connector across every organization in the order they
+ * were created (store_connector_page: pollers, and the events that find
+ * their organization among every workspace's row): a page is one range
+ * read of this index, not a scan and sort of the table per page. */
+static const char *const m17_connectors_by_kind[] = {
+    "CREATE INDEX connectors_kind_created_idx ON connectors"
+    " (connector, created_at, created_seq, org_id, user_id)",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -550,6 +560,7 @@ static const migration migrations[] = {
     { 14, m14_webhook_adopt_key },
     { 15, m15_oauth_browser_binding },
     { 16, m16_oauth_started_via },
+    { 17, m17_connectors_by_kind },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
