@@ -389,7 +389,9 @@ def test_periodic_poller_no_idle_tick_after_a_round(t):
     wait_until(lambda: len(polls()) >= 4, 60, what="four periodic polls")
     at = polls()[:4]
     gaps = [b - a for a, b in zip(at, at[1:])]
-    check(max(gaps) < 3000, "a poll every tick (2 s), not every other: gaps %r ms" % gaps)
+    # an idle tick between every two polls makes each gap 4 s; the smallest
+    # gap judges, so one tick a loaded machine ran late cannot fail it
+    check(min(gaps) < 3000, "a poll every tick (2 s), not every other: gaps %r ms" % gaps)
 
 
 if __name__ == "__main__":
