@@ -1085,6 +1085,21 @@ static int tunnel_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_CLIENT_CLOSED:
         on_disconnect(t, "connection closed");
         return 0;
+    case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+        /* Before the upgrade the connection is an HTTP client's: an attempt
+         * whose handshake gets no answer in lws's time (a hung server behind
+         * a proxy or a balancer), or whose socket dies while it waits, ends
+         * here, not in CONNECTION_ERROR. */
+        if (wsi == t->wsi)
+            on_disconnect(t, "the server did not answer the WebSocket handshake");
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* The last word on every connection: if none of the callbacks above
+         * told us it ended, it has all the same (t->wsi must never outlive
+         * it, and an attempt that ends unseen is never retried). */
+        if (wsi == t->wsi)
+            on_disconnect(t, "connection lost");
+        return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         on_wakeup(t);
         return 0;

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""test_agent_connect.py — the agent's connection attempts against a server
+that does not answer (docs/security.md, the agent's tunnel liveness).
+
+A server that accepts the TCP connection (a hung process behind an ingress or
+a load balancer, an overloaded one) and never answers the WebSocket upgrade
+made libwebsockets give the attempt up after its own timeout with
+LWS_CALLBACK_CLOSED_CLIENT_HTTP, a callback the agent did not handle: the
+attempt was never counted as failed, no reconnect was scheduled and the
+agent stayed disconnected for good (its /ready 503 until a restart), still
+holding a pointer to the freed connection, which a SIGTERM then used.
+
+The server here is a few lines of Python on a loopback port (plain ws://):
+it holds the first connection open without a word, then answers the next
+one's upgrade; the agent is the real build/asan/aurora-agent."""
+
+import base64
+import hashlib
+import os
+import secrets
+import socket
+import threading
+
+from harness import AGENT_BIN, _base_env, _san_env, check, contains, main, test, wait_until
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class MuteThenAnswering:
+    """Listens on loopback.  The first `mute` connections are held open and
+    never answered; the ones after get a 101 (no subprotocol: the legacy
+    dialect) and nothing more."""
+
+    def __init__(self, mute=1):
+        self.mute = mute
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.requests = []
+        self.upgraded = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+                n = len(self.conns)
+            threading.Thread(target=self._serve, args=(c, n), daemon=True).start()
+
+    def _serve(self, c, n):
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head:
+                d = c.recv(4096)
+                if not d:
+                    return
+                head += d
+        except OSError:
+            return
+        with self.lock:
+            self.requests.append(head)
+        if n <= self.mute:
+            return  # held open, never answered
+        key = b""
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"sec-websocket-key":
+                key = value.strip()
+        accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+        try:
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        except OSError:
+            return
+        with self.lock:
+            self.upgraded += 1
+
+    def count(self):
+        with self.lock:
+            return len(self.conns)
+
+    def close(self):
+        self.sock.close()
+        with self.lock:
+            for c in self.conns:
+                c.close()
+
+
+def start_agent(t, port):
+    d = os.path.join(t.tmp, "agent")
+    env = _base_env(os.path.join(d, "home"))
+    env.update({
+        "NEXT_PUBLIC_WEBSOCKET_URL": "ws://127.0.0.1:%d/kubectl-agent" % port,
+        "AURORA_ALLOW_INSECURE_WS": "true",
+        "AURORA_AGENT_TOKEN": "aurora_kubectl_" + secrets.token_hex(32),
+        "AURORA_HEALTH_PORT": "0",
+        "AURORA_RECONNECT_INTERVAL": "1",
+        "AURORA_RECONNECT_MAX": "2",
+        "AURORA_CLOUD_EXEC": "disabled",
+    })
+    env.update(_san_env(os.path.join(d, "san")))
+    return t.spawn("agent", [AGENT_BIN], env, os.path.join(d, "agent.log"),
+                   os.path.join(d, "san"), cwd=d)
+
+
+@test(timeout=90)
+def an_unanswered_handshake_is_retried(t):
+    """The first attempt's upgrade is never answered: libwebsockets gives it
+    up (5 s in 4.1), the agent logs it and tries again with its backoff, and
+    the next attempt connects.  The agent then stops cleanly on SIGTERM
+    (the harness checks the exit status and that ASan reported nothing)."""
+    srv = MuteThenAnswering(mute=1)
+    t.defer(srv.close)
+    agent = start_agent(t, srv.port)
+    wait_until(lambda: len(srv.requests) >= 1, 30, 0.05, "the agent's first upgrade request")
+    contains(srv.requests[0].decode("latin-1").lower(), "upgrade: websocket",
+             "the first request is the WebSocket upgrade")
+    # before the fix: no second attempt, ever
+    wait_until(lambda: srv.count() >= 2, 45, 0.1,
+               "the agent to try again after its unanswered attempt")
+    contains(agent.log_text(), "did not answer the WebSocket handshake",
+             "the agent says why the attempt failed")
+    wait_until(lambda: "WebSocket established" in agent.log_text(), 30, 0.1,
+               "the next attempt to connect")
+    check(srv.upgraded >= 1, "the second connection was upgraded")
+    check(agent.alive(), "the agent is running")
+
+
+if __name__ == "__main__":
+    main()
