@@ -119,12 +119,12 @@ static void cloud_exec(worker_ctx *w, http_request *req, http_response *resp)
     if (cloud_argv_scan(c->cloud->argv_rules, e->argv.c, (const char *const *)e->argv.v,
                         &scan) < 0) {
         http_resp_error(resp, scan.status, scan.code, "%s", scan.err);
-        exec_audit_now(w->store, e, "refused");
+        exec_audit_now(w, e, "refused");
         goto out;
     }
     if (c->cloud->prepare(w, &req->auth, target, &scan, &e->argv, &creds, resp) < 0) {
         /* Refused by the connector's policy or no credentials: audited too. */
-        exec_audit_now(w->store, e, "refused");
+        exec_audit_now(w, e, "refused");
         goto out;
     }
     if (creds.nenv > 0) {

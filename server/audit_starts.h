@@ -30,7 +30,12 @@
  * its own merits (no such row, an invalid outcome) is logged and let go.  At
  * most AUDIT_ENDS_MAX ends wait: past that the oldest is dropped (logged;
  * its row stays "started").  Counted in aurora_audit_ends_retried_total and
- * aurora_audit_ends_dropped_total. */
+ * aurora_audit_ends_dropped_total.
+ *
+ * The one row of a command refused before it was admitted (cluster_busy, a
+ * cloud_exec refused: no "started" row to complete) rides the same queue
+ * when the store fails it (audit_starts_write_final): kept, bounded (also
+ * by AUDIT_KEPT_BYTES_MAX of argv), retried by the flush and counted alike. */
 #ifndef AURORA_AUDIT_STARTS_H
 #define AURORA_AUDIT_STARTS_H
 
@@ -41,6 +46,9 @@
 #define AUDIT_STARTS_BATCH_MAX 64
 /* Ends waiting for the store at most (about 150 bytes each). */
 #define AUDIT_ENDS_MAX 10000
+/* Of which the final rows of refused commands hold at most this much (their
+ * argv: up to 1 MiB each), past which the oldest waiting are dropped too. */
+#define AUDIT_KEPT_BYTES_MAX (16u * 1024 * 1024)
 
 typedef struct audit_starts audit_starts;
 
@@ -64,12 +72,26 @@ int audit_starts_add_end(audit_starts *g, const store_audit_end *row);
  * to the queue and the flush stops there (the next one tries again). */
 void audit_starts_flush_ends(audit_starts *g, store_t *st);
 
+/* Worker thread: the one row of a command refused before it was admitted
+ * (outcome cluster_busy, refused: it has no "started" row), written at once
+ * on st.  If the store fails (down, locked past its deadline, breaker open)
+ * a copy is kept in the ends' queue and written by the flushes and retries
+ * that write them, with their bound and counters (its ended_at stays the
+ * refusal's time, a->at unless set); a row refused on its own merits
+ * (invalid, no such org) is logged and let go.  0 when written or kept, -1
+ * when not (logged). */
+int audit_starts_write_final(audit_starts *g, store_t *st, const store_audit *a);
+/* Any thread, no store call: queues a copy of such a row for the next
+ * flush.  0, or -1 when out of memory (nothing queued). */
+int audit_starts_add_final(audit_starts *g, const store_audit *a);
+
 /* For tests: rows queued for the next leader, rows of the batch being
  * written, the batches and rows written since audit_starts_new; ends
- * queued (those the store failed among them), written (tried), and of
- * those, written with a batch of starts; ends put back in the queue after
- * the store failed them (once per failure), and ends dropped past
- * AUDIT_ENDS_MAX. */
+ * queued (those the store failed among them, and kept final rows), written
+ * (tried; ends only), and of those, written with a batch of starts; ends
+ * and final rows put back in the queue after the store failed them (once
+ * per failure), and those dropped past AUDIT_ENDS_MAX or
+ * AUDIT_KEPT_BYTES_MAX. */
 typedef struct {
     size_t waiting, writing;
     unsigned long batches, rows;

@@ -204,28 +204,18 @@ static void fill_audit(store_audit *a, const exec_spec *e, const char *outcome)
     snprintf(a->instance_id, sizeof(a->instance_id), "%s", instance_id());
 }
 
-void exec_audit_now(store_t *st, const exec_spec *e, const char *outcome)
+void exec_audit_now(worker_ctx *w, const exec_spec *e, const char *outcome)
 {
     sm_command(e->kind, outcome, 0);
     store_audit a;
     fill_audit(&a, e, outcome);
-    if (store_audit_insert(st, &a) != STORE_OK)
-        log_error("audit insert failed: %s", store_errmsg(st));
-    free(a.argv_json);
-}
-
-static void audit_run(worker_ctx *w, void *arg)
-{
-    store_audit *a = arg;
-    if (store_audit_insert(w->store, a) != STORE_OK)
+    a.ended_at = a.at;
+    /* A store failure keeps the row to be written again (audit_starts.h). */
+    if (w->exec)
+        audit_starts_write_final(w->exec->starts, w->store, &a);
+    else if (store_audit_insert(w->store, &a) != STORE_OK)
         log_error("audit insert failed: %s", store_errmsg(w->store));
-}
-
-static void audit_done(void *arg)
-{
-    store_audit *a = arg;
-    free(a->argv_json);
-    free(a);
+    free(a.argv_json);
 }
 
 /* Worker: writes the ends no start has taken (audit_starts.h). */
@@ -286,8 +276,8 @@ static void audit_submit(const exec_spec *e, const char *outcome, int rc, int64_
         return;
     sm_command(e->kind, outcome, (double)duration_ms / 1000.0);
     sm_output_bytes(e->kind, bytes > 0 ? (size_t)bytes : 0);
+    exec_ctx *x = e->ctx;
     if (e->audit_id) {
-        exec_ctx *x = e->ctx;
         store_audit_end end;
         memset(&end, 0, sizeof(end));
         snprintf(end.org_id, sizeof(end.org_id), "%s", e->org_id);
@@ -302,26 +292,30 @@ static void audit_submit(const exec_spec *e, const char *outcome, int rc, int64_
                       (long long)e->audit_id, outcome);
             return;
         }
-        if (!x->lws) {
-            audit_flush_submit(x);
-        } else if (!x->flush_armed) {
-            x->flush_armed = 1;
-            lws_sul_schedule(x->lws, 0, &x->flush_sul, audit_flush_timer,
-                             AUDIT_END_DELAY_MS * LWS_US_PER_MS);
+    } else {
+        /* No "started" row (every command here was admitted with one, so
+         * this is a safety net): its one row goes the ends' way, kept if
+         * the store fails it. */
+        store_audit a;
+        fill_audit(&a, e, outcome);
+        a.return_code = rc;
+        a.bytes_out = bytes;
+        a.duration_ms = duration_ms;
+        a.ended_at = a.at;
+        int queued = a.argv_json && audit_starts_add_final(x->starts, &a) == 0;
+        free(a.argv_json);
+        if (!queued) {
+            log_error("audit record lost (out of memory): org %s cluster %s outcome %s",
+                      e->org_id, e->cluster_id, outcome);
+            return;
         }
-        return;
     }
-    store_audit *a = malloc(sizeof(*a));
-    if (!a)
-        return;
-    fill_audit(a, e, outcome);
-    a->return_code = rc;
-    a->bytes_out = bytes;
-    a->duration_ms = duration_ms;
-    if (workers_submit(e->ctx->pool, WORKER_POOL_STORE, audit_run, audit_done, a) < 0) {
-        log_error("audit record dropped (worker queue full): org %s cluster %s", e->org_id,
-                  e->cluster_id);
-        audit_done(a);
+    if (!x->lws) {
+        audit_flush_submit(x);
+    } else if (!x->flush_armed) {
+        x->flush_armed = 1;
+        lws_sul_schedule(x->lws, 0, &x->flush_sul, audit_flush_timer,
+                         AUDIT_END_DELAY_MS * LWS_US_PER_MS);
     }
 }
 
@@ -829,7 +823,7 @@ int exec_admit_forwarded(worker_ctx *w, exec_spec *e, http_response *resp)
 int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp)
 {
     if (take_slot(w, e, resp) < 0) {
-        exec_audit_now(w->store, e, "cluster_busy");
+        exec_audit_now(w, e, "cluster_busy");
         return -1;
     }
     /* The row exists before the command is sent: a crash from here on

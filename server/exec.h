@@ -88,7 +88,9 @@ int exec_start(http_txn *t, exec_spec *e);
  * Its "started" audit row is closed as client_gone (nothing ran) and e is
  * freed, its slot released. */
 void exec_never_sent(exec_spec *e);
-/* Records an exec that never reached an agent (worker thread). */
-void exec_audit_now(store_t *st, const exec_spec *e, const char *outcome);
+/* Worker thread: the one audit row of a command refused before it was
+ * admitted (outcome cluster_busy, refused), written on w's store before the
+ * answer; if the store fails it, kept and written later (audit_starts.h). */
+void exec_audit_now(worker_ctx *w, const exec_spec *e, const char *outcome);
 
 #endif

@@ -180,13 +180,15 @@ void server_metrics_init(const char *version)
                                 "want of descriptors or memory; each pauses accepting for 100 ms",
                                 1, l_reason, NULL, 0);
     M.audit_retried = prom_family(PROM_COUNTER, "aurora_audit_ends_retried_total",
-                                  "Command audit completions the state store failed to write "
+                                  "Command audit completions, and rows of commands refused "
+                                  "before they were admitted, the state store failed to write "
                                   "(down, locked, breaker open), kept to be written again; once "
                                   "per failed try",
                                   0, NULL, NULL, 0);
     M.audit_dropped = prom_family(PROM_COUNTER, "aurora_audit_ends_dropped_total",
-                                  "Command audit completions given up while too many waited for "
-                                  "the state store (their rows stay 'started')",
+                                  "Command audit completions (their rows stay 'started') and "
+                                  "refused commands' rows (lost) given up while too many waited "
+                                  "for the state store",
                                   0, NULL, NULL, 0);
     prom_add(M.audit_retried, NULL, 0);
     prom_add(M.audit_dropped, NULL, 0);

@@ -20,9 +20,10 @@
  *   aurora_secrets_errors_total{backend,op}                  counter
  *   aurora_secrets_fast_failures_total                       counter, refused by breaker.h
  *   aurora_worker_queue_depth{pool}                          gauge (collector)
- *   aurora_audit_ends_retried_total                          counter, command completions the
- *                                                            store failed, kept to try again
- *   aurora_audit_ends_dropped_total                          counter, completions given up
+ *   aurora_audit_ends_retried_total                          counter, command completions (and
+ *                                                            refused commands' rows) the store
+ *                                                            failed, kept to try again
+ *   aurora_audit_ends_dropped_total                          counter, those given up
  *                                                            (AUDIT_ENDS_MAX waiting)
  *   process_cpu_seconds_total, process_resident_memory_bytes, process_virtual_memory_bytes,
  *   process_open_fds, process_max_fds, process_start_time_seconds   (collector, /proc/self)

@@ -1196,7 +1196,7 @@ static int audit_insert_once(store_t *s, const store_audit *a, int started, int6
                      p_text(started ? AUDIT_STARTED : a->outcome),
                      DB_P_INT(now_or_clock(a->at)),
                      p_text(a->instance_id),
-                     DB_P_INT(started ? 0 : (int64_t)time(NULL)) };
+                     DB_P_INT(started ? 0 : a->ended_at > 0 ? a->ended_at : (int64_t)time(NULL)) };
     int rc = run_exec(s, "writing audit record",
                       "INSERT INTO audit_log (" AUDIT_COLS ")"
                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1243,6 +1243,11 @@ int store_audit_start(store_t *s, store_audit *a)
 int store_audit_start_check(store_t *s, const store_audit *a)
 {
     return s ? audit_check(s, a, 1) : STORE_ERR;
+}
+
+int store_audit_final_check(store_t *s, const store_audit *a)
+{
+    return s ? audit_check(s, a, 0) : STORE_ERR;
 }
 
 int store_audit_start_many(store_t *s, store_audit *const *rows, size_t n)

@@ -452,8 +452,14 @@ typedef struct {
     int64_t ended_at;       /* when the row got its final outcome; 0 while "started" */
 } store_audit;
 
-/* One final row (outcome as given; ended_at = now). */
+/* One final row (outcome as given; ended_at as given, else now).  STORE_OK,
+ * STORE_NOT_FOUND (no such org), or STORE_ERR: a row that fails
+ * store_audit_final_check, else the store failed (down, locked past its
+ * deadline, breaker open). */
 int store_audit_insert(store_t *s, const store_audit *a);
+/* The checks store_audit_insert makes before any SQL: STORE_OK, or STORE_ERR
+ * with the reason in store_errmsg (which a passing check leaves alone). */
+int store_audit_final_check(store_t *s, const store_audit *a);
 /* The row of a command being dispatched: outcome "started" whatever a->outcome
  * says, return_code -1; sets a->id for store_audit_complete. */
 int store_audit_start(store_t *s, store_audit *a);

@@ -6,7 +6,8 @@ dispatched and completed at its end; a server killed with SIGKILL mid-command
 leaves it `started`, and the restarted server (or a live replica sharing the
 database) closes it as `interrupted` — never a live replica's row; a caller that
 leaves while its command is being admitted gets a `client_gone` row; an end the
-store failed to write (its write lock held) is written once it answers again.
+store failed to write (its write lock held) is written once it answers again, and
+so is the one row of a command refused before it was admitted (CLUSTER_BUSY).
 
 Output budgets and concurrency: JSON-mode results are charged to a server-wide
 and a per-organization budget as their output arrives; a command whose output
@@ -648,6 +649,62 @@ def an_end_the_store_failed_is_written_once_it_is_back(t):
     check(rows[0][5] > 0, "its end time", rows)
     eq(audit_end_counters(w)[1], 0, "nothing dropped")
     contains(w.server.log_text(), "kept to be written again", "the log says the end waits")
+
+
+@test(timeout=120)
+def a_refusal_the_store_failed_is_written_once_it_is_back(t):
+    """A command refused before it was admitted (here CLUSTER_BUSY) gets one
+    audit row, written before the answer; if the store fails that write
+    (SQLite's write lock held past the statement deadline while reads still
+    answer) the row is kept, counted in aurora_audit_ends_retried_total, and
+    written once the store answers again.  It used to be logged ("audit
+    insert failed") and lost: the refusal never reached the audit log."""
+    w = t.world("refusal-kept", extra_env={"AURORA_DB_STATEMENT_TIMEOUT_MS": "500",
+                                           "AURORA_EXEC_MAX_PER_CLUSTER": "1"})
+    tok = w.create_token("it-refusal-kept")
+    w.start_agent(tok["token"])
+    cid = tok["cluster_id"]
+    w.wait_connection(cid)
+    eq(audit_end_counters(w), (0, 0), "nothing retried or dropped yet")
+    tag = "holder-" + rand_tag(4)
+
+    def kill_holder():
+        for pid, _ in procs_matching(tag):
+            os.kill(pid, 9)
+    t.defer(kill_holder)
+    th, res = sleep_in_thread(w, cid, tag)  # holds the cluster's one slot
+    wait_until(lambda: [r[1] for r in db_rows(w, tag)] == ["started"], 20, 0.05, "a started row")
+    wait_until(lambda: procs_matching(tag), 20, 0.05, "kubectl to run at the agent")
+    lock = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    released = []
+
+    def release():
+        if not released:
+            released.append(1)
+            lock.execute("ROLLBACK")
+            lock.close()
+    t.defer(release)
+    busy = "busy-" + rand_tag(4)
+    r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo/%s" % busy])
+    eq(r.status, 429, "the second command on the cluster (%r)" % r)
+    eq(r.get("error_code"), "CLUSTER_BUSY", "error_code")
+    # the row's write was tried before the answer: only the refusal failed so far
+    # (the periodic retry may have tried it again meanwhile)
+    retried, dropped = audit_end_counters(w)
+    check(retried >= 1 and dropped == 0, "the refusal row failed and is kept",
+          (retried, dropped))
+    eq(db_rows(w, busy), [], "not written while the store is locked")
+    release()
+    rows = final_rows(w, busy)  # no command comes: the periodic retry writes it
+    eq(rows[0][1], "cluster_busy", "the refusal's outcome")
+    eq(rows[0][2], -1, "no exit code")
+    check(rows[0][5] > 0, "its end time", rows)
+    eq(audit_end_counters(w)[1], 0, "nothing dropped")
+    contains(w.server.log_text(), "kept to be written again", "the log says the row waits")
+    kill_holder()
+    th.join(60)
+    check("r" in res and res["r"].status == 200, "the holding command answered", res)
 
 
 def audit_end_counters(w):

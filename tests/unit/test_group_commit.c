@@ -19,6 +19,9 @@
  *    fails to write (SQLite locked past the deadline, PostgreSQL stopped) is
  *    kept and written once the store is back, by the next batch of starts
  *    or the flush; at most AUDIT_ENDS_MAX wait, the oldest dropped past it.
+ *    The one row of a command refused before it was admitted, which the
+ *    store fails, is kept the same way and written by the flush (its times
+ *    the refusal's); kept ones are bounded by the bytes they hold too.
  * 2. connection bookkeeping in bulk (store_connection_write_many, what the
  *    tunnel hub writes for a reconnecting fleet).  Covered: ups, heartbeats
  *    and downs in one batch land as the single-row calls would, in order
@@ -739,6 +742,167 @@ static void test_kept_ends_bounded(void **state)
     free(rows);
 }
 
+/* ---- final rows of refused commands ------------------------------------------ */
+
+static void fill_final(store_audit *a, const char *org, const char *cluster, const char *outcome)
+{
+    fill_row(a, org, cluster);
+    snprintf(a->outcome, sizeof(a->outcome), "%s", outcome);
+    snprintf(a->kind, sizeof(a->kind), "cloud_exec");
+    a->at = (int64_t)time(NULL) - 100; /* refused a while before it is written */
+}
+
+/* The org's rows of cluster: how many, and the outcome and times of the last. */
+static size_t rows_of(const fixture *f, const char *cluster, char *outcome, size_t cap,
+                      int64_t *at, int64_t *ended_at)
+{
+    store_t *s = open_store(f);
+    store_audit *list = NULL;
+    size_t n = 0, k = 0;
+    assert_int_equal(store_audit_list(s, f->org, 100, &list, &n), STORE_OK);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(list[i].cluster_id, cluster) != 0)
+            continue;
+        k++;
+        if (outcome)
+            snprintf(outcome, cap, "%s", list[i].outcome);
+        if (at)
+            *at = list[i].at;
+        if (ended_at)
+            *ended_at = list[i].ended_at;
+    }
+    store_audit_list_free(list, n);
+    store_close(s);
+    return k;
+}
+
+/* The one row of a command refused before it was admitted (cluster_busy, a
+ * cloud_exec refused) the store fails to write is kept with the ends and
+ * written by the flush once the store is back, its times those of the
+ * refusal; one refused on its own merits (no such org, invalid) is not
+ * kept.  It used to be logged and lost. */
+static void test_refusal_rows_kept_while_store_fails(void **state)
+{
+    fixture *f = *state;
+    int pg = store_place_is_pg(&f->at);
+    if (!pg)
+        db_set_limits(LOCK_WAIT_MS, 0);
+    audit_starts *g = audit_starts_new();
+    assert_non_null(g);
+    store_t *s = open_store(f);
+    db_set_limits(WAIT_MS, 0);
+    int64_t a = start_one(g, s, f->org, STORE_OK);
+    char outcome[32];
+    int64_t at = 0, ended_at = 0;
+
+    /* The store answers: written at once, nothing kept. */
+    store_audit r;
+    fill_final(&r, f->org, "c-refused-0", "refused");
+    assert_int_equal(audit_starts_write_final(g, s, &r), 0);
+    assert_int_equal(rows_of(f, "c-refused-0", outcome, sizeof(outcome), &at, &ended_at), 1);
+    assert_string_equal(outcome, "refused");
+    assert_int_equal(audit_starts_stats_now(g).ends_waiting, 0);
+
+    outage o = { 0 };
+    store_down(f, &o);
+    fill_final(&r, f->org, "c-refused-1", "cluster_busy");
+    int64_t refused_at = r.at;
+    assert_int_equal(audit_starts_write_final(g, s, &r), 0);
+    audit_starts_stats st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 1);
+    assert_int_equal(st.ends_retried, 1);
+    /* An end behind it; a start while the store fails fails, and takes no
+     * final row along (a batch of starts carries ends only). */
+    store_audit_end e = end_of(f->org, a, "ok", 0);
+    assert_int_equal(audit_starts_add_end(g, &e), 0);
+    assert_int_equal(start_one(g, s, f->org, STORE_ERR), 0);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 2);
+    assert_int_equal(st.ends_retried, 1);
+    /* The flush tries the row, fails, and keeps both (the end untried). */
+    audit_starts_flush_ends(g, s);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 2);
+    assert_int_equal(st.ends_retried, 3);
+    assert_int_equal(st.ends_dropped, 0);
+    store_up(f, &o);
+    assert_int_equal(rows_of(f, "c-refused-1", NULL, 0, NULL, NULL), 0);
+
+    audit_starts_flush_ends(g, s);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 0);
+    assert_int_equal(st.ends_retried, 3);
+    assert_int_equal(rows_of(f, "c-refused-1", outcome, sizeof(outcome), &at, &ended_at), 1);
+    assert_string_equal(outcome, "cluster_busy");
+    assert_int_equal(at, refused_at);
+    assert_int_equal(ended_at, refused_at); /* when refused, not when written */
+    expect_outcome(f, a, "ok", 0);
+
+    /* Its own fault: not kept (a missing org, an invalid row). */
+    fill_final(&r, "org-that-does-not-exist", "c-refused-2", "refused");
+    assert_int_equal(audit_starts_write_final(g, s, &r), -1);
+    fill_final(&r, f->org, "c-refused-2", "refused");
+    r.argv_json = NULL;
+    assert_int_equal(audit_starts_write_final(g, s, &r), -1);
+    st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, 0);
+    assert_int_equal(st.ends_retried, 3);
+
+    /* Queued without a try (the loop thread's way): the flush writes it;
+     * one still queued when the group is freed is reported, not leaked. */
+    fill_final(&r, f->org, "c-refused-3", "refused");
+    assert_int_equal(audit_starts_add_final(g, &r), 0);
+    assert_int_equal(audit_starts_stats_now(g).ends_waiting, 1);
+    audit_starts_flush_ends(g, s);
+    assert_int_equal(rows_of(f, "c-refused-3", NULL, 0, NULL, NULL), 1);
+    fill_final(&r, f->org, "c-refused-4", "refused");
+    assert_int_equal(audit_starts_add_final(g, &r), 0);
+    audit_starts_free(g);
+    assert_int_equal(rows_of(f, "c-refused-4", NULL, 0, NULL, NULL), 0);
+    store_close(s);
+}
+
+/* Kept refusal rows hold their argv: past AUDIT_KEPT_BYTES_MAX of them the
+ * oldest are dropped (counted), however few they are. */
+static void test_kept_refusal_rows_bounded_in_bytes(void **state)
+{
+    fixture *f = *state;
+    enum { ARGV = 1000 * 1000 };
+    size_t fit = AUDIT_KEPT_BYTES_MAX / (ARGV + sizeof(store_audit) + 1);
+    char *argv = malloc(ARGV + 1);
+    assert_non_null(argv);
+    memset(argv, 'x', ARGV);
+    argv[0] = '[';
+    argv[1] = '"';
+    argv[ARGV - 2] = '"';
+    argv[ARGV - 1] = ']';
+    argv[ARGV] = '\0';
+    audit_starts *g = audit_starts_new();
+    assert_non_null(g);
+    for (size_t i = 0; i <= fit; i++) {
+        store_audit r;
+        char cluster[32];
+        snprintf(cluster, sizeof(cluster), "c-big-%zu", i);
+        fill_final(&r, f->org, cluster, "refused");
+        r.argv_json = argv;
+        assert_int_equal(audit_starts_add_final(g, &r), 0);
+    }
+    audit_starts_stats st = audit_starts_stats_now(g);
+    assert_int_equal(st.ends_waiting, fit);
+    assert_int_equal(st.ends_dropped, 1);
+    store_t *s = open_store(f);
+    audit_starts_flush_ends(g, s);
+    assert_int_equal(audit_starts_stats_now(g).ends_waiting, 0);
+    assert_int_equal(rows_of(f, "c-big-0", NULL, 0, NULL, NULL), 0); /* the oldest dropped */
+    char last[32];
+    snprintf(last, sizeof(last), "c-big-%zu", fit);
+    assert_int_equal(rows_of(f, "c-big-1", NULL, 0, NULL, NULL), 1);
+    assert_int_equal(rows_of(f, last, NULL, 0, NULL, NULL), 1);
+    audit_starts_free(g);
+    store_close(s);
+    free(argv);
+}
+
 /* ---- store_connection_write_many ------------------------------------------- */
 
 static void conn_up(store_conn_write *w, const char *org, const char *cluster)
@@ -885,6 +1049,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ends_kept_while_store_fails, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_ends_kept_while_store_fails, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_kept_ends_bounded, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_refusal_rows_kept_while_store_fails, setup_sqlite,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refusal_rows_kept_while_store_fails, setup_pg,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_kept_refusal_rows_bounded_in_bytes, setup_sqlite,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_conn_batch_in_order, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_conn_batch_in_order, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_conn_bad_rows_fail_alone, setup_sqlite, teardown),
