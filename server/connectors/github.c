@@ -598,7 +598,7 @@ static cJSON *installation_json(const worker_ctx *w, const store_github_installa
  * no event says that the App asked.  Until then the App's own permissions
  * (GET /app) exceed the installation's: that installation is pending.  The
  * App's permissions are read at most every GITHUB_APP_PERMISSIONS_REFRESH_S
- * (a failure too), by one caller at a time: listings that find the copy stale
+ * (a failure too, which keeps the last copy read), by one caller at a time: listings that find the copy stale
  * while a read is under way use the stale copy rather than each asking GitHub
  * (a burst of listings would otherwise be a burst of App-JWT calls, each
  * holding a worker for up to the provider timeout when GitHub is slow). */
@@ -660,14 +660,15 @@ static cJSON *app_permissions(worker_ctx *w)
         secret_free(jwt);
         if (rc < 0) {
             log_warn("github: reading the App's permissions failed (%s); pending permission "
-                     "updates are not checked now", res.err);
+                     "updates are checked against the last copy read, if any", res.err);
         } else {
             cJSON *j = rp.status == 200 ? http_client_json(&rp) : NULL;
             perms = j ? cJSON_DetachItemFromObjectCaseSensitive(j, "permissions") : NULL;
             cJSON_Delete(j);
             if (!cJSON_IsObject(perms)) {
                 log_warn("github: GET /app answered HTTP %ld without the App's permissions; "
-                         "pending permission updates are not checked now", rp.status);
+                         "pending permission updates are checked against the last copy read, "
+                         "if any", rp.status);
                 cJSON_Delete(perms);
                 perms = NULL;
             }
@@ -676,8 +677,15 @@ static cJSON *app_permissions(worker_ctx *w)
     }
     char *text = perms ? cJSON_PrintUnformatted(perms) : NULL;
     pthread_mutex_lock(&g_app_perms_mu);
-    free(g_app_perms);
-    g_app_perms = text;
+    if (text) {
+        free(g_app_perms);
+        g_app_perms = text;
+    } else if (g_app_perms) {
+        /* A failed read keeps the last copy GitHub gave (an App's permissions
+         * change rarely; checking against them beats checking nothing until
+         * the next read), and is tried again only after the refresh time. */
+        perms = cJSON_Parse(g_app_perms);
+    }
     g_app_perms_at = (int64_t)time(NULL); /* fresh from the answer, not the ask */
     g_app_perms_reading = 0;
     pthread_mutex_unlock(&g_app_perms_mu);

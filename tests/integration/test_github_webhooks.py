@@ -482,7 +482,39 @@ def test_permission_upgrade_pending_until_accepted(t):
     i = installation_of(w, PEND_ID)
     eq((i["pending"], i["permissions"]), (False, more), "permissions refreshed, pending cleared")
     eq(gha.connectors_status(w)["pending"], 0, "nothing pending")
+    a_failed_read_of_the_app_keeps_the_last_copy(w, fx, more)
     serving(w)
+
+
+def a_failed_read_of_the_app_keeps_the_last_copy(w, fx, more):
+    """GitHub failing GET /app leaves the last copy of the App's permissions
+    in use: an installation that now has less than the App asks for is still
+    found pending (checking nothing until GitHub answers again would leave it
+    unflagged)."""
+    def app_reads():
+        return sum(1 for r in fx.stats()["requests"] if r["method"] == "GET" and r["path"].endswith("/app"))
+
+    # from now on GitHub answers GET /app with an error; listings go on until
+    # one has found the copy stale and read it (and failed)
+    n0 = app_reads()
+    fx.ctl("/_fixture/override", {"match": "/app", "method": "GET", "status": 500,
+                                  "body": '{"message": "Server Error"}', "count": 100000})
+    wait_until(lambda: installation_of(w, PEND_ID) and app_reads() > n0, 15, what="a failed GET /app")
+    # then the installation's permissions fall back to the older set (a signed
+    # delivery says so), while the App still asks for `more`
+    p = with_installation(examples(["installation"])[1]["payload"], PEND_ID)
+    p["action"] = "new_permissions_accepted"
+    p.pop("repositories", None)
+    p["installation"].update(permissions=gha.PERMS, events=gha.EVENTS)
+    p["installation"]["account"]["login"] = "octo-pend"
+    d = str(uuid.uuid4())
+    eq(send(w, "installation", p, delivery=d).status, 200, "older permissions delivered")
+    wait_until(lambda: [e["status"] for e in by_delivery(w, d)] == ["processed"], 10, what="processed")
+    wait_until(lambda: installation_of(w, PEND_ID)["pending"], 15,
+               what="pending found against the last copy while GET /app fails")
+    check(app_reads() > n0, "GET /app failing meanwhile", fx.stats()["requests"][-3:])
+    contains(w.server.log_text(), "GET /app answered HTTP 500 without the App's permissions",
+             "the failed read logged")
 
 
 @test
