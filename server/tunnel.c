@@ -37,9 +37,10 @@
  * agent sends a command's whole output as one message of up to
  * AURORA_LEGACY_MAX_FRAME, and without a shared bound N such agents answering
  * at once would hold N times that.  A connection that finds no slot free is
- * not read any more (lws rx flow control) until one is handed to it, in
- * arrival order; a slot holder is never paused, so every message in
- * assembly finishes and gives its slot on.  v2 messages stay below it. */
+ * not read any more (lws rx flow control) until one is handed to it (see
+ * big_grant: the organizations share them); a slot holder is never paused,
+ * so every message in assembly finishes and gives its slot on.  v2 messages
+ * stay below it. */
 #define BIG_MESSAGE PROTO_MAX_CONTROL
 /* A slot holder must finish its message within this: one that trickles
  * bytes would otherwise hold every other big message up. */
@@ -100,6 +101,7 @@ struct tunnel_session {
     time_t big_since;   /* ... since (mono_s) */
     int big_waiting;    /* in the hub's queue for one, not read meanwhile */
     struct tunnel_session *big_next;
+    struct big_org *big_org; /* its organization's share, while holding or waiting */
     /* outgoing */
     out_frame *oq_head, *oq_tail;
     size_t oq_bytes; /* allocated for the queued frames (FRAME_COST) */
@@ -147,6 +149,15 @@ struct tunnel_req {
     void *rctx;
 };
 
+/* An organization's share of the assembly slots, while any of its
+ * connections holds or waits for one (big_grant). */
+typedef struct big_org {
+    char org_id[STORE_ID_LEN];
+    int held; /* slots its connections hold */
+    int refs; /* its connections holding or waiting */
+    struct big_org *prev, *next;
+} big_org;
+
 struct tunnel_hub {
     const server_config *cfg;
     struct lws_context *ctx;
@@ -170,6 +181,7 @@ struct tunnel_hub {
     /* assembly slots of big messages (BIG_MESSAGE) and who waits for one */
     int big_free;
     tunnel_session *big_wait_head, *big_wait_tail;
+    big_org *big_orgs; /* the organizations holding or waiting */
     int write_now; /* tunnel_hub_write_now */
 };
 
@@ -1490,17 +1502,80 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
     proto_msg_free(&m);
 }
 
-/* Slots go to the waiting connections in arrival order; each is read again. */
+/* s's organization's share, found or made (NULL: out of memory).  O(orgs
+ * holding or waiting), as taking s out of the queue is O(waiting). */
+static big_org *big_org_join(tunnel_hub *h, tunnel_session *s)
+{
+    big_org *o = h->big_orgs;
+    while (o && strcmp(o->org_id, s->org_id))
+        o = o->next;
+    if (!o) {
+        o = calloc(1, sizeof(*o));
+        if (!o)
+            return NULL;
+        snprintf(o->org_id, sizeof(o->org_id), "%s", s->org_id);
+        o->next = h->big_orgs;
+        if (o->next)
+            o->next->prev = o;
+        h->big_orgs = o;
+    }
+    o->refs++;
+    s->big_org = o;
+    return o;
+}
+
+static void big_org_leave(tunnel_hub *h, tunnel_session *s)
+{
+    big_org *o = s->big_org;
+    if (!o)
+        return;
+    s->big_org = NULL;
+    if (--o->refs > 0)
+        return;
+    if (o->prev)
+        o->prev->next = o->next;
+    else
+        h->big_orgs = o->next;
+    if (o->next)
+        o->next->prev = o->prev;
+    free(o);
+}
+
+/* Takes w (after prev, NULL for the head) out of the queue. */
+static void big_unqueue(tunnel_hub *h, tunnel_session *w, tunnel_session *prev)
+{
+    if (prev)
+        prev->big_next = w->big_next;
+    else
+        h->big_wait_head = w->big_next;
+    if (h->big_wait_tail == w)
+        h->big_wait_tail = prev;
+    w->big_next = NULL;
+    w->big_waiting = 0;
+}
+
+/* A free slot goes to the waiting connection whose organization holds the
+ * fewest slots, the earliest of those: a tenant with many agents queued (or
+ * trickling its messages for BIG_HOLD_MAX_S each, then reconnecting) cannot
+ * make another's message wait for all of its own turns, only for the next
+ * slot that frees; and a lone tenant still gets every slot (a slot is only
+ * free while nobody waits).  O(waiting): it stops at the first waiter whose
+ * organization holds none.  Each is read again. */
 static void big_grant(tunnel_hub *h)
 {
     while (h->big_free > 0 && h->big_wait_head) {
-        tunnel_session *w = h->big_wait_head;
-        h->big_wait_head = w->big_next;
-        if (!h->big_wait_head)
-            h->big_wait_tail = NULL;
-        w->big_next = NULL;
-        w->big_waiting = 0;
+        tunnel_session *w = NULL, *wprev = NULL;
+        for (tunnel_session *p = NULL, *c = h->big_wait_head; c; p = c, c = c->big_next) {
+            if (!w || c->big_org->held < w->big_org->held) {
+                w = c;
+                wprev = p;
+                if (!w->big_org->held)
+                    break;
+            }
+        }
+        big_unqueue(h, w, wprev);
         w->big_slot = 1;
+        w->big_org->held++;
         w->big_since = mono_s();
         w->last_rx = w->big_since; /* not read while it waited: not idle */
         h->big_free--;
@@ -1515,40 +1590,46 @@ static void big_release(tunnel_session *s)
 {
     tunnel_hub *h = s->hub;
     if (s->big_waiting) {
-        tunnel_session **pp = &h->big_wait_head, *prev = NULL;
-        while (*pp && *pp != s) {
-            prev = *pp;
-            pp = &(*pp)->big_next;
+        tunnel_session *prev = NULL, *c = h->big_wait_head;
+        while (c && c != s) {
+            prev = c;
+            c = c->big_next;
         }
-        if (*pp) {
-            *pp = s->big_next;
-            if (h->big_wait_tail == s)
-                h->big_wait_tail = prev;
-        }
+        if (c)
+            big_unqueue(h, s, prev);
         s->big_next = NULL;
         s->big_waiting = 0;
         if (s->wsi)
             lws_rx_flow_control(s->wsi, 1);
     }
-    if (s->big_slot) {
+    int freed = s->big_slot;
+    if (freed) {
         s->big_slot = 0;
+        s->big_org->held--;
         h->big_free++;
-        big_grant(h);
     }
+    big_org_leave(h, s);
+    if (freed)
+        big_grant(h);
 }
 
 /* The message grows past BIG_MESSAGE: it takes a slot, or its connection
- * waits for one (what already arrived is kept: at most what lws had read). */
-static void big_admit(tunnel_session *s)
+ * waits for one (what already arrived is kept: at most what lws had read).
+ * -1: out of memory. */
+static int big_admit(tunnel_session *s)
 {
     tunnel_hub *h = s->hub;
     if (s->big_slot || s->big_waiting)
-        return;
-    if (h->big_free > 0) {
+        return 0;
+    big_org *o = big_org_join(h, s);
+    if (!o)
+        return -1;
+    if (h->big_free > 0) { /* then nobody waits (big_grant) */
         h->big_free--;
+        o->held++;
         s->big_slot = 1;
         s->big_since = mono_s();
-        return;
+        return 0;
     }
     s->big_waiting = 1;
     if (h->big_wait_tail)
@@ -1558,6 +1639,7 @@ static void big_admit(tunnel_session *s)
     h->big_wait_tail = s;
     if (s->wsi)
         lws_rx_flow_control(s->wsi, 0);
+    return 0;
 }
 
 /* The message in assembly is done with (processed, dropped or refused). */
@@ -1592,8 +1674,8 @@ static int receive_fragment(tunnel_session *s, const void *in, size_t len, int f
         start_close(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
         return 0;
     }
-    if (!last && buf_pending(&s->rx) + len > BIG_MESSAGE)
-        big_admit(s);
+    if (!last && buf_pending(&s->rx) + len > BIG_MESSAGE && big_admit(s) < 0)
+        return -1;
     if (buf_append(&s->rx, in, len) < 0)
         return -1;
     if (!last)

@@ -15,6 +15,7 @@
  * cancel sent for started requests only), dropping a session (only its
  * requests fail; what it never sent moves to another session of the
  * cluster, in order, or fails as not connected), closing by token, early messages, oversized messages,
+ * big messages' assembly slots (turns, shared across organizations),
  * shutdown, two hubs side by side, and a rogue agent's answers to requests
  * it was never sent (forged output, ends, legacy responses), and the text
  * of its unknown messages kept out of the log as sent. */
@@ -1636,6 +1637,85 @@ static void test_big_messages_take_turns(void **state)
     fx->cfg.assembly_budget = budget;
 }
 
+/* The first part of a big message: a heartbeat padded with spaces to n bytes. */
+static char *big_heartbeat(const char *cluster_id, size_t n)
+{
+    char *hb = proto_enc_heartbeat(cluster_id), *m = malloc(n);
+    assert_true(hb && m && strlen(hb) < n);
+    memset(m, ' ', n);
+    memcpy(m, hb, strlen(hb));
+    free(hb);
+    return m;
+}
+
+/* The slots are shared fairly across organizations: a freed slot goes to
+ * the waiting connection whose organization holds the fewest (the earliest
+ * of those).  Org A's agents hold both slots and queue for more (as a tenant
+ * trickling its big messages for 60 s each, reconnecting and queueing again
+ * would); org B's big message gets the next slot that frees, however many of
+ * A's connections queued first, and A still uses every slot when it is alone. */
+static void test_big_message_slots_shared_across_orgs(void **state)
+{
+    fixture *fx = *state;
+    int64_t frame = fx->cfg.legacy_max_frame, budget = fx->cfg.assembly_budget;
+    fx->cfg.legacy_max_frame = 4 << 20;
+    fx->cfg.assembly_budget = 8 << 20;
+    tunnel_hub *h = hub_new(fx, 0.05);
+    assert_int_equal(tunnel_hub_assembly_free(h), 2);
+    enum { NA = 5 };
+    made_token ma[NA], mb = new_token(fx, fx->org2_id, 0);
+    tunnel_session *a[NA];
+    for (int i = 0; i < NA; i++) {
+        ma[i] = new_token(fx, fx->org_id, 0);
+        a[i] = connect_as(fx, h, &ma[i], 0, 0);
+    }
+    tunnel_session *b = connect_as(fx, h, &mb, 0, 0);
+    size_t part = (1 << 20) + 1;
+    char *first_a[NA], *first_b = big_heartbeat(mb.t.cluster_id, part);
+    for (int i = 0; i < NA; i++)
+        first_a[i] = big_heartbeat(ma[i].t.cluster_id, part);
+
+    /* alone, A takes every slot; then its others queue, and B behind them */
+    for (int i = 0; i < NA; i++)
+        tunnel_session_receive_part(a[i], first_a[i], part, 1, 0, 0);
+    assert_int_equal(tunnel_hub_assembly_free(h), 0);
+    assert_false(tunnel_session_assembly_waiting(a[0]) || tunnel_session_assembly_waiting(a[1]));
+    for (int i = 2; i < NA; i++)
+        assert_true(tunnel_session_assembly_waiting(a[i]));
+    tunnel_session_receive_part(b, first_b, part, 1, 0, 0);
+    assert_true(tunnel_session_assembly_waiting(b));
+
+    /* a[0] is closed (as the 60 s cap closes a trickler): its slot goes to
+     * B, not to A's queue */
+    tunnel_session_drop(a[0]);
+    assert_false(tunnel_session_assembly_waiting(b));
+    for (int i = 2; i < NA; i++)
+        assert_true(tunnel_session_assembly_waiting(a[i]));
+    /* each org holds one: the next slot goes to A's earliest waiter */
+    tunnel_session_receive_part(b, first_b + part - 100, 100, 0, 1, 0);
+    expect_type(b, MSG_HEARTBEAT_ACK, NULL);
+    assert_false(tunnel_session_assembly_waiting(a[2]));
+    assert_true(tunnel_session_assembly_waiting(a[3]) && tunnel_session_assembly_waiting(a[4]));
+    /* B queues again behind A's two: a slot A frees is B's once more */
+    tunnel_session_receive_part(b, first_b, part, 1, 0, 0);
+    assert_true(tunnel_session_assembly_waiting(b));
+    tunnel_session_receive_part(a[1], first_b + part - 100, 100, 0, 1, 0);
+    expect_type(a[1], MSG_HEARTBEAT_ACK, NULL);
+    assert_false(tunnel_session_assembly_waiting(b));
+    assert_true(tunnel_session_assembly_waiting(a[3]) && tunnel_session_assembly_waiting(a[4]));
+
+    for (int i = 1; i < NA; i++)
+        tunnel_session_drop(a[i]);
+    tunnel_session_drop(b);
+    assert_int_equal(tunnel_hub_assembly_free(h), 2);
+    for (int i = 0; i < NA; i++)
+        free(first_a[i]);
+    free(first_b);
+    tunnel_hub_free(h);
+    fx->cfg.legacy_max_frame = frame;
+    fx->cfg.assembly_budget = budget;
+}
+
 int main(void)
 {
     log_setup("test", "error", "text");
@@ -1648,6 +1728,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_early_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_bytes_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_messages_take_turns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_message_slots_shared_across_orgs, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_registry_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_least_loaded_and_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_ids, setup, teardown),
