@@ -84,7 +84,7 @@ void forward_start(const server_config *cfg, struct lws_context *ctx)
     F.outcomes = prom_family(PROM_COUNTER, "aurora_forward_commands_total",
                                 "Commands this replica forwarded to the replica holding the "
                                 "agent, by how they ended (ok, failed, timeout, owner_gone, "
-                                "unreachable, cancelled)",
+                                "unreachable, not_connected, cancelled)",
                                 1, labels, NULL, 0);
 }
 
@@ -142,9 +142,13 @@ static void fwd_end(fwd *f, const tunnel_result *r)
     if (!q)
         return;
     const char *code = r->error_code ? r->error_code : "";
+    /* AGENT_NOT_CONNECTED is ours when the owner could not be reached (no
+     * HTTP status from it), the owner's when its agent left before the
+     * command started there (or while it was queued). */
     count_outcome(!r->failed                                 ? "ok"
                   : !strcmp(code, EC_AGENT_DISCONNECTED)     ? "owner_gone"
-                  : !strcmp(code, EC_AGENT_NOT_CONNECTED)    ? "unreachable"
+                  : !strcmp(code, EC_AGENT_NOT_CONNECTED)    ? (f->status ? "not_connected"
+                                                                          : "unreachable")
                   : !strcmp(code, EC_TIMEOUT)                ? "timeout"
                                                              : "failed");
     tunnel_req_remote_end(q, r);

@@ -598,6 +598,41 @@ def forwarded_answers_match_the_owners(t):
 
 
 @test(timeout=120)
+def forward_outcomes_tell_an_unreachable_owner_from_an_agent_gone(t):
+    """aurora_forward_commands_total counts an owner that cannot be reached as
+    `unreachable`, and an owner that answered AGENT_NOT_CONNECTED (its agent
+    left before the command started there, or while it was queued; here a
+    registration that outlived the agent) as `not_connected`."""
+    f = fleet(t)
+    cid = f.any.create_token("rep-stale")["cluster_id"]  # no agent anywhere
+    fwd, stale = f.replicas[0], f.replicas[1]
+    key = "aurora:agents:" + cid
+
+    def outcomes():
+        m = server_metrics(fwd)
+        return {k: m.get('aurora_forward_commands_total{outcome="%s"}' % k, 0)
+                for k in ("unreachable", "not_connected")}
+    before = outcomes()
+    redis_cmd(f.redis.port, "ZADD", key, "%.3f" % (time.time() + 60), "ins_stale " + stale.addr)
+    r = echo(fwd, cid, "to-a-replica-without-the-agent")
+    redis_cmd(f.redis.port, "DEL", key)
+    eq((r.status, r.get("error_code")), (503, "AGENT_NOT_CONNECTED"),
+       "through a replica that does not hold the agent (%r)" % r)
+    eq(outcomes(), {"unreachable": before["unreachable"],
+                    "not_connected": before["not_connected"] + 1},
+       "counted as the owner's answer, not as unreachable")
+    redis_cmd(f.redis.port, "ZADD", key, "%.3f" % (time.time() + 60),
+              "ins_gone 127.0.0.1:%d" % free_port())
+    r = echo(fwd, cid, "to-a-closed-port")
+    redis_cmd(f.redis.port, "DEL", key)
+    eq((r.status, r.get("error_code")), (503, "AGENT_NOT_CONNECTED"),
+       "through an owner address nobody listens on (%r)" % r)
+    eq(outcomes(), {"unreachable": before["unreachable"] + 1,
+                    "not_connected": before["not_connected"] + 1},
+       "an owner that cannot be reached is unreachable")
+
+
+@test(timeout=120)
 def client_disconnect_cancels_on_the_owner(t):
     f = fleet(t)
     tok = f.any.create_token("rep-cancel")
