@@ -1086,6 +1086,36 @@ test('hostile_strings_render_as_text', async (t) => {
   await t.world.request('POST', `/api/incidents/${r.json.incident_id}/close`, { body: {} });
 });
 
+test('crafted_popup_result_links_show_no_text_of_theirs', async (t) => {
+  // /connectors?provider=X&status=Y is where an OAuth popup lands, and anyone
+  // can link to it (or send the popup there from the provider's page): what
+  // the console says there must be its own words, never the URL's
+  const spoof = 'Security notice: your API key leaked, paste it at evil.example';
+  const q = `provider=${encodeURIComponent(spoof)}&status=${encodeURIComponent('call +1 555 0100')}`;
+  const page = await t.page();
+  await page.goto(`${t.world.origin}/connectors?${q}`);
+  await page.locator('[data-connector="kubernetes"]').waitFor();
+  assert.equal(await page.locator('#connectors-banner').textContent(), '', 'a crafted link puts no text on the page');
+  assert.equal(new URL(page.url()).search, '', 'the query is dropped either way');
+  // a known connector with a status the server sends still says so
+  await page.goto(`${t.world.origin}/connectors?provider=github&status=requested`);
+  await page.locator('#connectors-banner')
+    .getByText('github: installation requested; an owner must approve it', { exact: true }).waitFor();
+  await page.goto(`${t.world.origin}/connectors?provider=github&status=${encodeURIComponent('<b>hacked</b>')}`);
+  await page.locator('[data-connector="kubernetes"]').waitFor();
+  assert.equal(await page.locator('#connectors-banner').textContent(), '', 'an unknown status shows nothing');
+  // the same URL in a window this page opened: it posts the result here
+  // (same origin, so the message is accepted); still no text of its own
+  // (a listener added after the page's own runs after it for each message)
+  await page.evaluate(() => window.addEventListener('message', (e) => { window.__auroraGot = e.data; }));
+  const [popup] = await Promise.all([page.waitForEvent('popup'),
+    page.evaluate((u) => { window.open(u, 'aurora-oauth'); }, `/connectors?${q}`)]);
+  await popupClosed(popup);
+  await page.waitForFunction(() => window.__auroraGot && window.__auroraGot.aurora_oauth);
+  assert.equal(await page.locator('#connectors-banner').textContent(), '', 'a forged popup message puts no text on the page');
+  assert.equal(await page.getByText(spoof, { exact: false }).count(), 0);
+});
+
 // WCAG 2.x contrast of two sRGB colours
 function contrast(fg, bg) {
   const lum = ([r, g, b]) => {

@@ -182,7 +182,8 @@ function oauthPopupLanded() {
   const result = { provider: q.get('provider'), status: q.get('status') };
   try { window.opener.postMessage({ aurora_oauth: result }, location.origin); } catch (_) { return false; }
   clear(main);
-  main.append(h('h1', {}, `${result.provider}: ${result.status || 'done'}`), h('p', {}, 'You can close this window.'));
+  const said = connectors.popupResultText(result);
+  main.append(h('h1', {}, said ? said.text : 'Aurora'), h('p', {}, 'You can close this window.'));
   window.close();
   return true;
 }

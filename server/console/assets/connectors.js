@@ -47,6 +47,19 @@ const BLURB = {
   bitbucket: 'OAuth consumer for Bitbucket Cloud.',
 };
 
+// What an OAuth popup's landing (/connectors?provider=X&status=Y, or the
+// message the popup posts from there) may make this page say. The server
+// only ever sends a connector's id with `connected` or `requested`; anyone can
+// link to that URL (or send a popup there from a provider's page), so the
+// words are this page's own and anything else shows nothing.
+const KNOWN_CONNECTORS = new Set(GROUPS.flatMap((g) => g[1]));
+const POPUP_STATUS = { connected: 'connected', requested: 'installation requested; an owner must approve it' };
+export function popupResultText(r) {
+  if (!r || typeof r.provider !== 'string' || typeof r.status !== 'string' ||
+      !KNOWN_CONNECTORS.has(r.provider) || !Object.hasOwn(POPUP_STATUS, r.status)) return null;
+  return { text: `${r.provider}: ${POPUP_STATUS[r.status]}`, ok: r.status === 'connected' };
+}
+
 const WAITS_FOR_WEBHOOK = new Set(['grafana']);
 const WEBHOOK_POLL_MS = 2000;
 
@@ -62,9 +75,8 @@ export function render(main, _params, query) {
     h('p', { class: 'lead' }, 'Connect cloud providers, chat and observability tools. Open a card with Manage to connect, copy its URLs or disconnect.'),
     banner, grid);
   if (popupResult) {
-    const ok = popupResult.status === 'connected';
-    banner.append(h('div', { class: `alert ${ok ? 'alert-ok' : 'alert-info'}`, role: 'status' },
-      `${popupResult.provider}: ${popupResult.status === 'requested' ? 'installation requested; an owner must approve it' : popupResult.status}`));
+    const said = popupResultText(popupResult);
+    if (said) banner.append(h('div', { class: `alert ${said.ok ? 'alert-ok' : 'alert-info'}`, role: 'status' }, said.text));
     history.replaceState(null, '', '/connectors');
   }
   let alive = true;
@@ -89,8 +101,8 @@ export function render(main, _params, query) {
   };
   const onMessage = (ev) => {
     if (ev.origin !== ORIGIN || !ev.data || !ev.data.aurora_oauth) return;
-    const r = ev.data.aurora_oauth;
-    clear(banner).append(h('div', { class: 'alert alert-ok', role: 'status' }, `${r.provider}: ${r.status}`));
+    const said = popupResultText(ev.data.aurora_oauth);
+    if (said) clear(banner).append(h('div', { class: `alert ${said.ok ? 'alert-ok' : 'alert-info'}`, role: 'status' }, said.text));
     refresh();
   };
   window.addEventListener('message', onMessage);
