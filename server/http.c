@@ -965,6 +965,21 @@ static int build_headers(struct lws *wsi, http_txn *t, int status, const char *c
         lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
                                     (const unsigned char *)"close", 5, &p, end))
         return -1;
+    /* Defaults a route may set otherwise: a JSON answer is never sniffed
+     * into something a browser renders, and an API answer (tokens, audit
+     * rows, command output) is kept in no cache, the browser's included.
+     * Streams say no-cache above; the console sets its own. */
+    int has_nosniff = 0, has_cache = chunked;
+    for (int i = 0; i < t->resp.nextra; i++) {
+        has_nosniff |= !strcasecmp(t->resp.extra[i].name, "x-content-type-options");
+        has_cache |= !strcasecmp(t->resp.extra[i].name, "cache-control");
+    }
+    if ((!has_nosniff && lws_add_http_header_by_name(wsi,
+                                                     (const unsigned char *)"x-content-type-options:",
+                                                     (const unsigned char *)"nosniff", 7, &p, end)) ||
+        (!has_cache && lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                                   (const unsigned char *)"no-store", 8, &p, end)))
+        return -1;
     for (int i = 0; i < t->resp.nextra; i++) {
         char nm[96];
         snprintf(nm, sizeof(nm), "%s:", t->resp.extra[i].name);

@@ -348,5 +348,39 @@ def idle_keepalive_lasts_past_a_clients_pool_then_closes(t):
     eq(w.get("/health", auth=False).status, 200, "still serving")
 
 
+def raw_head(w, target, key=None):
+    """The header block of one GET's answer, as sent (repeats kept)."""
+    c = Conn(w)
+    try:
+        c.send(get_head(target, key, ("Connection: close",)))
+        deadline = time.monotonic() + c.timeout
+        while b"\r\n\r\n" not in c.buf and c._fill(deadline):
+            pass
+        check(b"\r\n\r\n" in c.buf, "an answer to %s" % target, c.buf[:200])
+        return [ln.decode("latin-1") for ln in c.buf.partition(b"\r\n\r\n")[0].split(b"\r\n")]
+    finally:
+        c.close()
+
+
+def header_values(lines, name):
+    return [ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.split(":", 1)[0].strip().lower() == name]
+
+
+@test
+def api_answers_are_not_sniffed_or_cached(t):
+    """Every API answer (an error too) says nosniff and no-store, once; the
+    console's own caching of its assets is left as it sets it."""
+    w = world()
+    for target, key in (("/api/me", STATE["key"]), ("/api/kubectl/tokens", STATE["key"]),
+                        ("/api/no-such-route", STATE["key"]), ("/api/me", None)):
+        lines = raw_head(w, target, key)
+        eq(header_values(lines, "x-content-type-options"), ["nosniff"], "%s: nosniff once" % target)
+        eq(header_values(lines, "cache-control"), ["no-store"], "%s: no-store once" % target)
+    lines = raw_head(w, "/console/app.js")
+    check(lines[0].split()[1] == "200", "console asset served", lines[0])
+    eq(header_values(lines, "x-content-type-options"), ["nosniff"], "console: nosniff once")
+    eq(header_values(lines, "cache-control"), ["no-cache"], "console: its own revalidation kept")
+
+
 if __name__ == "__main__":
     main()
