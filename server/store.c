@@ -2874,9 +2874,13 @@ int store_webhook_tenant_stats(store_t *s, const char *org_id, const char *conne
 }
 
 /* The open-for-processing condition shared by list_open and claim. */
+/* A stale claim is open only with attempts left: a delivery that kills or
+ * hangs its worker every time would otherwise be handed out for ever (see
+ * store_webhook_expire_claims).  Parameters: max_attempts, stale_before,
+ * max_attempts. */
 #define WEBHOOK_OPEN_SQL                                                                           \
     "(status = 'received' OR (status = 'failed' AND attempts < ?)"                                 \
-    " OR (status = 'processing' AND claimed_at < ?))"
+    " OR (status = 'processing' AND claimed_at < ? AND attempts < ?))"
 
 int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
                             int64_t stale_before, int limit, char (*ids)[STORE_ID_LEN], size_t *n)
@@ -2887,14 +2891,43 @@ int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
         return serr(s, "store_webhook_list_open: bad argument");
     db_result r;
     db_param p[] = { p_text(connector), DB_P_INT(max_attempts), DB_P_INT(stale_before),
-                     DB_P_INT(limit) };
+                     DB_P_INT(max_attempts), DB_P_INT(limit) };
     if (run_query(s, "listing open webhook deliveries",
                   "SELECT id FROM webhook_deliveries WHERE connector = ?"
                   " AND status IN ('received', 'processing', 'failed') AND " WEBHOOK_OPEN_SQL
                   " ORDER BY received_seq, id LIMIT ?",
-                  p, 4, &r) != STORE_OK)
+                  p, 5, &r) != STORE_OK)
         return STORE_ERR;
     return webhook_ids(s, &r, ids, n);
+}
+
+int store_webhook_expire_claims(store_t *s, const char *connector, int max_attempts,
+                                int64_t stale_before, int64_t *expired)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!connector || !expired)
+        return serr(s, "store_webhook_expire_claims: missing argument");
+    *expired = 0;
+    db_param p[] = { p_text(connector), DB_P_INT(stale_before), DB_P_INT(max_attempts) };
+    /* (connector, status) index: the claims only.  Asked first so that a
+     * pass with nothing to expire writes nothing (SQLite: no write lock). */
+    db_result r;
+    if (run_query(s, "finding expired webhook claims",
+                  "SELECT id FROM webhook_deliveries WHERE connector = ? AND status = 'processing'"
+                  " AND claimed_at < ? AND attempts >= ? LIMIT 1",
+                  p, 3, &r) != STORE_OK)
+        return STORE_ERR;
+    size_t found = r.nrows;
+    db_result_free(&r);
+    if (found == 0)
+        return STORE_OK;
+    return run_exec(s, "expiring webhook claims",
+                    "UPDATE webhook_deliveries SET status = 'failed', processed_at = 0,"
+                    " last_error = 'lease expired on the last attempt (the worker died or hung)'"
+                    " WHERE connector = ? AND status = 'processing' AND claimed_at < ?"
+                    " AND attempts >= ?",
+                    p, 3, expired);
 }
 
 int store_webhook_list_unassigned(store_t *s, const char *connector, const char *key,
@@ -3026,11 +3059,11 @@ int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t st
     int64_t changes = 0;
     /* One UPDATE is the claim: of two workers, only one sees a changed row. */
     db_param p[] = { DB_P_INT(now_or_clock(now)), p_text(id), DB_P_INT(max_attempts),
-                     DB_P_INT(stale_before) };
+                     DB_P_INT(stale_before), DB_P_INT(max_attempts) };
     if (run_exec(s, "claiming webhook delivery",
                  "UPDATE webhook_deliveries SET status = 'processing', attempts = attempts + 1,"
                  " claimed_at = ? WHERE id = ? AND " WEBHOOK_OPEN_SQL,
-                 p, 4, &changes) != STORE_OK)
+                 p, 5, &changes) != STORE_OK)
         return STORE_ERR;
     return changes > 0 ? STORE_OK : STORE_CONFLICT;
 }

@@ -387,7 +387,7 @@ int store_webhook_tenant_stats(store_t *s, const char *org_id, const char *conne
                                const char *tenant_key, int64_t *count, int64_t *last_received_at);
 /* Ids of a connector's deliveries awaiting processing: "received", "failed"
  * with attempts < max_attempts, "processing" claimed before stale_before (a
- * worker that died); oldest first, at most limit.  ids: limit * STORE_ID_LEN. */
+ * worker that died) with attempts < max_attempts; oldest first, at most limit.  ids: limit * STORE_ID_LEN. */
 int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
                             int64_t stale_before, int limit, char (*ids)[STORE_ID_LEN], size_t *n);
 /* The deliveries stored without an organization whose adopt_key is key
@@ -414,6 +414,12 @@ int store_webhook_set_adopt_key(store_t *s, const char *id, const char *key);
  * oldest first; *deleted says how many. */
 int store_webhook_prune_unassigned(store_t *s, const char *connector, int64_t before, int limit,
                                    int64_t *deleted);
+/* Claims of a connector older than stale_before on their last attempt
+ * (attempts >= max_attempts: the delivery killed or hung its worker every
+ * time) become "failed" with a reason instead of being handed out again;
+ * *expired says how many. */
+int store_webhook_expire_claims(store_t *s, const char *connector, int max_attempts,
+                                int64_t stale_before, int64_t *expired);
 /* Claims a delivery for processing (status "processing", attempts + 1,
  * claimed_at = now) if it is still open in the sense of list_open;
  * CONFLICT when another worker has it or it is finished. */

@@ -883,6 +883,16 @@ int kit_webhook_process_open(worker_ctx *w, const kit_webhook_spec *spec, int ma
      * (until its attempts run out), never retried in a loop here. */
     if (max > LIST_MAX)
         max = LIST_MAX;
+    /* A claim that expired on its last attempt (the delivery killed or hung
+     * its worker every time) is not handed out again: failed, with why. */
+    int64_t expired = 0;
+    if (store_webhook_expire_claims(w->store, spec->connector, attempts_of(spec),
+                                    now - claim_lease_s(w), &expired) != STORE_OK)
+        return -1;
+    if (expired > 0)
+        log_warn("webhook %s: %" PRId64 " deliveries failed for good: their worker died or hung "
+                 "on each of %d attempts",
+                 spec->connector, expired, attempts_of(spec));
     char(*ids)[STORE_ID_LEN] = calloc((size_t)max, STORE_ID_LEN);
     size_t n = 0;
     if (!ids || store_webhook_list_open(w->store, spec->connector, attempts_of(spec),

@@ -220,7 +220,8 @@ void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_req
 #define KIT_WH_NOT_OPEN 2
 int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char *id, int64_t now);
 /* One pass over up to max (at most 100) open deliveries of the connector,
- * oldest first (received, failed with attempts left, stale claims): call it
+ * oldest first (received, failed with attempts left, stale claims with attempts
+ * left; a claim that expired on its last attempt is marked failed): call it
  * at start-up and periodically, so a crash or a full queue between commit and
  * processing is recovered.  Returns how many were processed or ignored, -1 on
  * a store error. */

@@ -1291,6 +1291,54 @@ static void test_stale_claim_recovered(void **state)
     assert_string_equal(g_process_last, id);
 }
 
+/* A delivery that kills (or hangs) its worker every time leaves a stale
+ * claim at every attempt: once its attempts are spent it is no longer
+ * claimed again (it would be retried for ever, a crash every lease), and
+ * it does not stay "processing" either: failed, with the reason. */
+static void test_poison_claim_not_retried_forever(void **state)
+{
+    fx *f = *state;
+    set_secrets(GH_SECRET, NULL, NULL);
+    kit_webhook_spec spec = github_spec();
+    spec.max_attempts = 2;
+    call c;
+    gh_call(&c, GH_INSTALL_BODY, GH_INSTALL_SIG, "poison-1");
+    run_call(&c, &spec, 1700000000);
+    char id[STORE_ID_LEN];
+    snprintf(id, sizeof(id), "%s", resp_str(&c, "id"));
+    free_call(&c);
+    int64_t t = 1700000000;
+    /* two workers died on it, each after claiming it */
+    assert_int_equal(store_webhook_claim(f->st, id, 2, 0, t), STORE_OK);
+    t += KIT_WH_CLAIM_LEASE_S + 1;
+    assert_int_equal(store_webhook_claim(f->st, id, 2, t - KIT_WH_CLAIM_LEASE_S, t), STORE_OK);
+    assert_int_equal(committed_rows(f, "delivery_id = 'poison-1' AND attempts = 2"), 1);
+    /* its last lease runs out: not handed out a third time */
+    t += KIT_WH_CLAIM_LEASE_S + 1;
+    g_process_calls = 0;
+    assert_int_equal(store_webhook_claim(f->st, id, 2, t - KIT_WH_CLAIM_LEASE_S, t),
+                     STORE_CONFLICT);
+    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, t), 0);
+    assert_int_equal(kit_webhook_process(&f->w, &spec, id, t), KIT_WH_NOT_OPEN);
+    assert_int_equal(g_process_calls, 0);
+    assert_int_equal(committed_rows(f, "delivery_id = 'poison-1' AND status = 'failed'"
+                                       " AND attempts = 2 AND last_error LIKE '%lease%'"),
+                     1);
+    /* and it stays so */
+    t += 10 * KIT_WH_CLAIM_LEASE_S;
+    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, t), 0);
+    assert_int_equal(g_process_calls, 0);
+    /* a claim of another delivery that is still within its lease is left alone */
+    gh_call(&c, GH_INSTALL_BODY, GH_INSTALL_SIG, "slow-1");
+    run_call(&c, &spec, 1700000000);
+    snprintf(id, sizeof(id), "%s", resp_str(&c, "id"));
+    free_call(&c);
+    assert_int_equal(store_webhook_claim(f->st, id, 1, 0, t), STORE_OK);
+    spec.max_attempts = 1;
+    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, t + 1), 0);
+    assert_int_equal(committed_rows(f, "delivery_id = 'slow-1' AND status = 'processing'"), 1);
+}
+
 /* GitHub: the installation is not bound to an organization yet. */
 static void test_unknown_tenant_kept_then_adopted(void **state)
 {
@@ -1854,6 +1902,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_unavailable_no_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_processing_after_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_claim_recovered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poison_claim_not_retried_forever, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_tenant_kept_then_adopted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binding_during_intake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt_batches_and_backfill, setup, teardown),
