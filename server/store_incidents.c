@@ -225,14 +225,32 @@ static int find_for_firing(store_t *s, const store_alert_in *a, int64_t window_s
     return STORE_OK;
 }
 
-/* resolved / acknowledged / info: the newest incident (any status) that
- * holds a firing alert of this fingerprint. */
+/* A firing alert of the fingerprint not yet resolved in its incident (the
+ * condition of still_firing below). */
+#define FP_UNRESOLVED                                                                              \
+    " AND NOT EXISTS (SELECT 1 FROM incident_alerts b WHERE b.incident_id = a.incident_id"        \
+    " AND b.fingerprint = a.fingerprint AND b.state = 'resolved'"                                  \
+    " AND b.incident_pos > a.incident_pos)"
+
+/* acknowledged / info: the newest incident (any status) that holds a firing
+ * alert of this fingerprint.  resolved: the newest one in which that
+ * fingerprint is still firing.  An incident whose instance of the alert is
+ * already resolved is not a resolution's: a fingerprint recurs (the same
+ * rule and labels firing again), and the resolution of the next instance,
+ * processed before its own firing alert, would land on the old incident and
+ * leave the new one open for ever.  Matching nothing, it is recorded
+ * unmatched and the firing alert adopts it (adopt_followups). */
 static int find_for_followup(store_t *s, const store_alert_in *a, candidate *c)
 {
     db_param p[] = { p_text(a->org_id), p_text(a->fingerprint), p_text(a->source) };
+    int resolved = !strcmp(a->state, "resolved");
     return find_one(s, "correlating by fingerprint",
-                    BY_FINGERPRINT " AND a.state = 'firing'"
-                                   " ORDER BY i.started_at DESC, i.started_seq DESC LIMIT 1",
+                    resolved ? BY_FINGERPRINT " AND a.state = 'firing'" FP_UNRESOLVED
+                                              " ORDER BY i.started_at DESC, i.started_seq DESC"
+                                              " LIMIT 1"
+                             : BY_FINGERPRINT " AND a.state = 'firing'"
+                                              " ORDER BY i.started_at DESC, i.started_seq DESC"
+                                              " LIMIT 1",
                     p, 3, c);
 }
 

@@ -563,6 +563,47 @@ static void test_resolution_before_firing(void **state)
     assert_int_equal(count_jobs(f), 1);
 }
 
+/* A fingerprint recurs (the same rule and labels fire again later): the
+ * resolution of its second instance, processed before that instance's
+ * firing alert, must not land on the first (already resolved) incident,
+ * which would leave the second one open for ever. */
+static void test_recurring_resolution_before_firing(void **state)
+{
+    fixture *f = *state;
+    incident_outcome a, b, c, d;
+    incident_alert fire1 = plain_alert("whd_rf1", 0, "fp-flap", ALERT_FIRING);
+    ingest_ok(f, &fire1, &a);
+    incident_alert res1 = plain_alert("whd_rr1", 0, "fp-flap", ALERT_RESOLVED);
+    res1.occurred_at = T0 + 300;
+    ingest_ok(f, &res1, &b);
+    assert_int_equal(b.result, INGEST_ATTACHED);
+    char st[32];
+    incident_status(f, a.incident_id, st, sizeof(st));
+    assert_string_equal(st, "resolved");
+    /* the second instance: its resolution is processed first */
+    incident_alert res2 = plain_alert("whd_rr2", 0, "fp-flap", ALERT_RESOLVED);
+    res2.occurred_at = T0 + DAY + 300;
+    ingest_ok(f, &res2, &c);
+    assert_int_equal(c.result, INGEST_UNMATCHED);
+    incident_alert fire2 = plain_alert("whd_rf2", 0, "fp-flap", ALERT_FIRING);
+    fire2.occurred_at = T0 + DAY;
+    ingest_ok(f, &fire2, &d);
+    assert_int_equal(d.result, INGEST_CREATED);
+    incident_status(f, d.incident_id, st, sizeof(st));
+    assert_string_equal(st, "resolved");
+    assert_int_equal(sql_int(f, "SELECT alert_count FROM incidents WHERE id = ?", a.incident_id),
+                     2);
+    assert_int_equal(sql_int(f, "SELECT alert_count FROM incidents WHERE id = ?", d.incident_id),
+                     2);
+    /* a resolution repeated for the first instance changes neither */
+    incident_alert again = plain_alert("whd_rr1b", 0, "fp-flap", ALERT_RESOLVED);
+    again.occurred_at = T0 + 300;
+    ingest_ok(f, &again, &b);
+    incident_status(f, d.incident_id, st, sizeof(st));
+    assert_string_equal(st, "resolved");
+    assert_int_equal(count_incidents(f), 2);
+}
+
 /* Fingerprints are each provider's own ids: a PagerDuty resolution whose
  * incident id equals a Sentry issue's fingerprint resolves nothing. */
 static void test_fingerprint_scoped_by_source(void **state)
@@ -1015,6 +1056,7 @@ int main(void)
         BOTH(test_dedup_key),
         BOTH(test_fingerprint_scoped_by_source),
         BOTH(test_resolution_before_firing),
+        BOTH(test_recurring_resolution_before_firing),
         BOTH(test_window_and_service),
         BOTH(test_acknowledge_and_info),
         BOTH(test_concurrent_same_fingerprint),
