@@ -303,7 +303,10 @@ int incident_ingest(worker_ctx *w, const char *org_id, const char *user_id,
     out->result = map[so.result];
     memcpy(out->incident_id, so.incident_id, sizeof(out->incident_id));
     memcpy(out->alert_id, so.alert_id, sizeof(out->alert_id));
-    if (so.result == STORE_INGEST_UNMATCHED)
+    if (so.result == STORE_INGEST_UNMATCHED && a->state == ALERT_FIRING)
+        log_info("incident: %s firing alert %s repeats an instance already resolved (recorded, "
+                 "skipped)", a->source, so.alert_id);
+    else if (so.result == STORE_INGEST_UNMATCHED)
         log_info("incident: %s %s alert %s matched no incident (recorded, skipped)", a->source,
                  in.state, so.alert_id);
     else if (so.result == STORE_INGEST_CREATED)

@@ -11,7 +11,11 @@
  *   same (org, source, dedup_key) when dedup_key is set — is a duplicate
  *   and changes nothing, so the kit's at-least-once processing is safe)
  *   → correlate:
- *       firing:   the newest (started_at DESC) OPEN incident of the org
+ *       firing:   a copy of an instance already resolved (a firing alert of
+ *                 the same source, fingerprint and start time is in an
+ *                 incident with a resolution of it after it) → recorded
+ *                 with no incident (INGEST_UNMATCHED); else
+ *                 the newest (started_at DESC) OPEN incident of the org
  *                 that has an alert with the same fingerprint (and source), or whose
  *                 service is similar and which started within the
  *                 correlation window → attach; none → open a new incident,
@@ -78,7 +82,8 @@ typedef struct {
 typedef enum {
     INGEST_CREATED = 0,  /* a new incident (and its one RCA job) */
     INGEST_ATTACHED,     /* attached to an existing incident */
-    INGEST_UNMATCHED,    /* resolution/ack/info with no incident: recorded, skipped */
+    INGEST_UNMATCHED,    /* resolution/ack/info with no incident, or a late copy of a
+                            resolved firing alert: recorded, skipped */
     INGEST_DUPLICATE,    /* already recorded: nothing changed */
 } ingest_result;
 

@@ -417,6 +417,33 @@ static int adopt_followups(store_t *s, const store_alert_in *a, candidate *c)
     return rc;
 }
 
+/* 1 if this firing alert is a late copy of an instance already resolved:
+ * a firing alert of the same source, fingerprint and start time is in an
+ * incident that holds a resolution of it after it, which happened after
+ * that start.  Grafana repeats a group's still-firing alerts with their
+ * startsAt; processed after the resolution, such a copy would open an
+ * incident, or keep one open, that nothing resolves any more.  (An alert
+ * that fires, resolves and fires again within one second of the
+ * provider's clock is taken as a new instance.)  0 if not, STORE_ERR. */
+static int resolved_instance(store_t *s, const store_alert_in *a, const char *alert_id)
+{
+    db_param p[] = { p_text(a->org_id), p_text(a->fingerprint), p_text(a->source),
+                     DB_P_INT(a->occurred_at), p_text(alert_id) };
+    db_result r;
+    if (run_query(s, "checking for a resolved instance",
+                  "SELECT a.id FROM incident_alerts a WHERE a.org_id = ? AND a.fingerprint = ?"
+                  " AND a.source = ? AND a.state = 'firing' AND a.occurred_at = ? AND a.id <> ?"
+                  " AND a.incident_id IS NOT NULL AND EXISTS (SELECT 1 FROM incident_alerts b"
+                  " WHERE b.incident_id = a.incident_id AND b.fingerprint = a.fingerprint"
+                  " AND b.state = 'resolved' AND b.incident_pos > a.incident_pos"
+                  " AND b.occurred_at > a.occurred_at) LIMIT 1",
+                  p, 5, &r) != STORE_OK)
+        return STORE_ERR;
+    int found = r.nrows > 0;
+    db_result_free(&r);
+    return found;
+}
+
 /* Everything between BEGIN and COMMIT. */
 static int ingest_locked(store_t *s, const store_alert_in *a, int64_t window_s,
                          const store_incident_new *n, store_ingest_out *out)
@@ -437,6 +464,15 @@ static int ingest_locked(store_t *s, const store_alert_in *a, int64_t window_s,
     memcpy(out->alert_id, alert_id, sizeof(alert_id));
     candidate c;
     int firing = !strcmp(a->state, "firing");
+    if (firing) {
+        int late = resolved_instance(s, a, alert_id);
+        if (late < 0)
+            return STORE_ERR;
+        if (late) { /* recorded with no incident, like an unmatched follow-up */
+            out->result = STORE_INGEST_UNMATCHED;
+            return STORE_OK;
+        }
+    }
     if ((firing ? find_for_firing(s, a, window_s, &c) : find_for_followup(s, a, &c)) != STORE_OK)
         return STORE_ERR;
     if (!c.found) {

@@ -603,10 +603,14 @@ static int webhook_process(worker_ctx *w, const store_webhook_delivery *d, char 
         int rc = incident_ingest(w, d->org_id, d->tenant_key[0] ? d->tenant_key : NULL, &g.alert,
                                  now, &res, err, errlen);
         if (rc == 0 && res.result == INGEST_UNMATCHED)
-            log_info("grafana: resolution of alert %s (fingerprint %s%s) matched no incident: "
-                     "recorded, skipped (delivery %s)",
-                     g.alert.title, g.fingerprint,
-                     g.fingerprint_computed ? ", from its labels" : "", d->id);
+            log_info("grafana: %s of alert %s (fingerprint %s%s) %s: recorded, skipped "
+                     "(delivery %s)",
+                     g.alert.state == ALERT_FIRING ? "firing copy" : "resolution", g.alert.title,
+                     g.fingerprint,
+                     g.fingerprint_computed ? ", from its labels" : "",
+                     g.alert.state == ALERT_FIRING ? "repeats an instance already resolved"
+                                                   : "matched no incident",
+                     d->id);
         created += rc == 0 && res.result == INGEST_CREATED;
         attached += rc == 0 && res.result == INGEST_ATTACHED;
         unmatched += rc == 0 && res.result == INGEST_UNMATCHED;

@@ -604,6 +604,76 @@ static void test_recurring_resolution_before_firing(void **state)
     assert_int_equal(count_incidents(f), 2);
 }
 
+/* A firing notification of an instance already resolved, processed after
+ * its resolution (Grafana repeats a group's still-firing alerts with the
+ * same startsAt; deliveries are processed in parallel and retried): it is
+ * recorded but neither opens an incident nor keeps one open.  The
+ * resolution must have happened after that start: within one second it is
+ * a new instance. */
+static void test_late_firing_copy_after_resolution(void **state)
+{
+    fixture *f = *state;
+    incident_outcome a, b, c;
+    char st[32];
+    incident_alert fire = plain_alert("whd_lf1", 0, "fp-rep", ALERT_FIRING);
+    ingest_ok(f, &fire, &a);
+    assert_int_equal(a.result, INGEST_CREATED);
+    incident_alert res = plain_alert("whd_lr1", 0, "fp-rep", ALERT_RESOLVED);
+    res.occurred_at = T0 + 300;
+    ingest_ok(f, &res, &b);
+    incident_status(f, a.incident_id, st, sizeof(st));
+    assert_string_equal(st, "resolved");
+    incident_alert copy = plain_alert("whd_lf2", 0, "fp-rep", ALERT_FIRING); /* same start */
+    ingest_ok(f, &copy, &c);
+    assert_int_equal(c.result, INGEST_UNMATCHED);
+    assert_int_equal(count_incidents(f), 1);
+    assert_int_equal(count_jobs(f), 1);
+    incident_status(f, a.incident_id, st, sizeof(st));
+    assert_string_equal(st, "resolved");
+
+    /* inside an incident still open for another fingerprint */
+    incident_alert x = plain_alert("whd_lx1", 0, "fp-x", ALERT_FIRING);
+    x.occurred_at = T0 + DAY;
+    ingest_ok(f, &x, &a);
+    assert_int_equal(a.result, INGEST_CREATED);
+    incident_alert y = plain_alert("whd_ly1", 0, "fp-y", ALERT_FIRING);
+    y.occurred_at = T0 + DAY + 10;
+    ingest_ok(f, &y, &b);
+    assert_string_equal(b.incident_id, a.incident_id);
+    incident_alert xres = plain_alert("whd_lx2", 0, "fp-x", ALERT_RESOLVED);
+    xres.occurred_at = T0 + DAY + 300;
+    ingest_ok(f, &xres, &c);
+    assert_string_equal(c.incident_id, a.incident_id);
+    incident_alert xcopy = plain_alert("whd_lx3", 0, "fp-x", ALERT_FIRING);
+    xcopy.occurred_at = T0 + DAY;
+    ingest_ok(f, &xcopy, &c);
+    assert_int_equal(c.result, INGEST_UNMATCHED);
+    incident_alert yres = plain_alert("whd_ly2", 0, "fp-y", ALERT_RESOLVED);
+    yres.occurred_at = T0 + DAY + 400;
+    ingest_ok(f, &yres, &c);
+    assert_string_equal(c.incident_id, a.incident_id);
+    incident_status(f, a.incident_id, st, sizeof(st));
+    assert_string_equal(st, "resolved");
+    /* a new instance (a later start) still opens an incident */
+    incident_alert again = plain_alert("whd_lx4", 0, "fp-x", ALERT_FIRING);
+    again.occurred_at = T0 + 2 * DAY;
+    ingest_ok(f, &again, &c);
+    assert_int_equal(c.result, INGEST_CREATED);
+    assert_int_equal(count_incidents(f), 3);
+    /* fired, resolved and fired again within one second: a new instance */
+    incident_alert q1 = plain_alert("whd_lq1", 0, "fp-quick", ALERT_FIRING);
+    q1.occurred_at = T0 + 3 * DAY;
+    ingest_ok(f, &q1, &a);
+    incident_alert q2 = plain_alert("whd_lq2", 0, "fp-quick", ALERT_RESOLVED);
+    q2.occurred_at = T0 + 3 * DAY;
+    ingest_ok(f, &q2, &b);
+    assert_string_equal(b.incident_id, a.incident_id);
+    incident_alert q3 = plain_alert("whd_lq3", 0, "fp-quick", ALERT_FIRING);
+    q3.occurred_at = T0 + 3 * DAY;
+    ingest_ok(f, &q3, &c);
+    assert_int_equal(c.result, INGEST_CREATED);
+}
+
 /* Fingerprints are each provider's own ids: a PagerDuty resolution whose
  * incident id equals a Sentry issue's fingerprint resolves nothing. */
 static void test_fingerprint_scoped_by_source(void **state)
@@ -1057,6 +1127,7 @@ int main(void)
         BOTH(test_fingerprint_scoped_by_source),
         BOTH(test_resolution_before_firing),
         BOTH(test_recurring_resolution_before_firing),
+        BOTH(test_late_firing_copy_after_resolution),
         BOTH(test_window_and_service),
         BOTH(test_acknowledge_and_info),
         BOTH(test_concurrent_same_fingerprint),
