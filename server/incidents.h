@@ -22,9 +22,10 @@
  *                 with a generated summary and exactly one RCA job in the
  *                 outbox (rca_jobs, source_type = the alert's source);
  *       resolved: the newest incident (any status) that has a firing alert
- *                 with the same fingerprint not yet resolved in it (a
- *                 fingerprint recurs: the resolution of its next instance
- *                 is not the old incident's) → attach the resolution (and
+ *                 with the same fingerprint, started no later than the
+ *                 resolution, not yet resolved in it (a fingerprint
+ *                 recurs: one instance's resolution is not another's)
+ *                 → attach the resolution (and
  *                 resolve the incident when none of its fingerprints is
  *                 still firing); none → recorded with no incident, logged
  *                 and skipped (never opens an incident);

@@ -239,19 +239,24 @@ static int find_for_firing(store_t *s, const store_alert_in *a, int64_t window_s
  * rule and labels firing again), and the resolution of the next instance,
  * processed before its own firing alert, would land on the old incident and
  * leave the new one open for ever.  Matching nothing, it is recorded
- * unmatched and the firing alert adopts it (adopt_followups). */
+ * unmatched and the firing alert adopts it (adopt_followups).  Nor does a
+ * resolution match an alert that started after it happened: a late copy of
+ * the previous instance's resolution would resolve the incident of the
+ * instance firing now. */
 static int find_for_followup(store_t *s, const store_alert_in *a, candidate *c)
 {
-    db_param p[] = { p_text(a->org_id), p_text(a->fingerprint), p_text(a->source) };
+    db_param p[] = { p_text(a->org_id), p_text(a->fingerprint), p_text(a->source),
+                     DB_P_INT(a->occurred_at) };
     int resolved = !strcmp(a->state, "resolved");
     return find_one(s, "correlating by fingerprint",
                     resolved ? BY_FINGERPRINT " AND a.state = 'firing'" FP_UNRESOLVED
+                                              " AND a.occurred_at <= ?"
                                               " ORDER BY i.started_at DESC, i.started_seq DESC"
                                               " LIMIT 1"
                              : BY_FINGERPRINT " AND a.state = 'firing'"
                                               " ORDER BY i.started_at DESC, i.started_seq DESC"
                                               " LIMIT 1",
-                    p, 3, c);
+                    p, resolved ? 4 : 3, c);
 }
 
 static int severity_rank(const char *sev)

@@ -604,6 +604,39 @@ static void test_recurring_resolution_before_firing(void **state)
     assert_int_equal(count_incidents(f), 2);
 }
 
+/* A resolution of an earlier instance processed late (its delivery was
+ * retried) while the alert fires again: it ended before the open
+ * incident's alert started, so it does not resolve that incident. */
+static void test_late_resolution_of_earlier_instance(void **state)
+{
+    fixture *f = *state;
+    incident_outcome a, b, c;
+    char st[32];
+    incident_alert fire1 = plain_alert("whd_er1", 0, "fp-early", ALERT_FIRING);
+    ingest_ok(f, &fire1, &a);
+    incident_alert res1 = plain_alert("whd_er2", 0, "fp-early", ALERT_RESOLVED);
+    res1.occurred_at = T0 + 300;
+    ingest_ok(f, &res1, &b);
+    incident_alert fire2 = plain_alert("whd_er3", 0, "fp-early", ALERT_FIRING);
+    fire2.occurred_at = T0 + 900;
+    ingest_ok(f, &fire2, &b);
+    assert_int_equal(b.result, INGEST_CREATED);
+    /* another copy of the first resolution, processed now */
+    incident_alert late = plain_alert("whd_er4", 0, "fp-early", ALERT_RESOLVED);
+    late.occurred_at = T0 + 300;
+    ingest_ok(f, &late, &c);
+    assert_int_equal(c.result, INGEST_UNMATCHED);
+    incident_status(f, b.incident_id, st, sizeof(st));
+    assert_string_equal(st, "open");
+    /* its own resolution still resolves it */
+    incident_alert res2 = plain_alert("whd_er5", 0, "fp-early", ALERT_RESOLVED);
+    res2.occurred_at = T0 + 1200;
+    ingest_ok(f, &res2, &c);
+    assert_string_equal(c.incident_id, b.incident_id);
+    incident_status(f, b.incident_id, st, sizeof(st));
+    assert_string_equal(st, "resolved");
+}
+
 /* A firing notification of an instance already resolved, processed after
  * its resolution (Grafana repeats a group's still-firing alerts with the
  * same startsAt; deliveries are processed in parallel and retried): it is
@@ -1128,6 +1161,7 @@ int main(void)
         BOTH(test_resolution_before_firing),
         BOTH(test_recurring_resolution_before_firing),
         BOTH(test_late_firing_copy_after_resolution),
+        BOTH(test_late_resolution_of_earlier_instance),
         BOTH(test_window_and_service),
         BOTH(test_acknowledge_and_info),
         BOTH(test_concurrent_same_fingerprint),
