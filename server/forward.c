@@ -24,6 +24,13 @@
 #define SECRET_HEADER "x-aurora-forward-secret"
 #define MAX_EVENT (4 * 1024 * 1024)   /* one SSE event (a 1 MiB chunk, base64, framing) */
 #define MAX_ERROR_BODY (64 * 1024)
+/* How long the owner may take to accept the connection and finish the TLS
+ * handshake.  A live replica does it in milliseconds; one that is frozen
+ * (SIGSTOP, a hung node) or whose pod IP is black-holed never does, while
+ * its registration attracts the cluster's commands until its lease lapses:
+ * without this each of them waited out libwebsockets' 30 s connection
+ * timeout, holding one of the cluster's slots. */
+#define CONNECT_DEADLINE_S 5
 
 /* Process-wide: what every forward connection needs, set once at start. */
 static struct {
@@ -104,7 +111,9 @@ typedef struct {
     int64_t outstanding; /* output handed to the sink and not yet consumed */
     int paused;
     double timeout;
+    int connected;     /* TCP and TLS done: the request is being sent */
     lws_sorted_usec_list_t sul; /* deadline */
+    lws_sorted_usec_list_t connect_sul; /* CONNECT_DEADLINE_S */
 } fwd;
 
 static void fwd_consumed(void *rctx, size_t n);
@@ -123,6 +132,7 @@ static void fwd_wipe_body(fwd *f)
 static void fwd_free(fwd *f)
 {
     lws_sul_cancel(&f->sul);
+    lws_sul_cancel(&f->connect_sul);
     fwd_wipe_body(f);
     buf_free(&f->in);
     free(f);
@@ -139,6 +149,7 @@ static void fwd_end(fwd *f, const tunnel_result *r)
     tunnel_req *q = f->req;
     f->req = NULL;
     lws_sul_cancel(&f->sul);
+    lws_sul_cancel(&f->connect_sul);
     if (!q)
         return;
     const char *code = r->error_code ? r->error_code : "";
@@ -178,6 +189,7 @@ static void fwd_abandon(void *rctx)
         count_outcome("cancelled");
     f->req = NULL; /* freed by tunnel_req_abandon */
     lws_sul_cancel(&f->sul);
+    lws_sul_cancel(&f->connect_sul);
     /* Closing the connection is the cancel: the owner's exec sees its
      * client go and cancels at the agent. */
     fwd_kill(f);
@@ -192,6 +204,19 @@ static void fwd_deadline(lws_sorted_usec_list_t *sul)
     snprintf(msg, sizeof(msg), "the replica holding the agent did not answer within %.0f s",
              f->timeout + F.grace_s);
     fwd_fail(f, 504, EC_TIMEOUT, msg);
+    fwd_kill(f);
+}
+
+static void fwd_connect_deadline(lws_sorted_usec_list_t *sul)
+{
+    fwd *f = lws_container_of(sul, fwd, connect_sul);
+    if (f->connected || !f->req)
+        return;
+    char msg[400];
+    snprintf(msg, sizeof(msg), "the replica holding the agent (%s:%d) cannot be reached: no "
+                               "connection within %d s",
+             f->host, f->port, CONNECT_DEADLINE_S);
+    fwd_fail(f, 503, EC_AGENT_NOT_CONNECTED, msg);
     fwd_kill(f);
 }
 
@@ -363,6 +388,8 @@ int forward_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
         if (!f)
             return -1;
+        f->connected = 1;
+        lws_sul_cancel(&f->connect_sul);
         unsigned char **p = (unsigned char **)in, *end = (*p) + len;
         char clen[32];
         snprintf(clen, sizeof(clen), "%zu", f->body_len);
@@ -567,6 +594,9 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
     }
     lws_sul_schedule(F.ctx, 0, &f->sul, fwd_deadline,
                      (lws_usec_t)((p->timeout + F.grace_s) * LWS_USEC_PER_SEC));
+    if (!f->connected)
+        lws_sul_schedule(F.ctx, 0, &f->connect_sul, fwd_connect_deadline,
+                         (lws_usec_t)CONNECT_DEADLINE_S * LWS_USEC_PER_SEC);
     log_info("exec on %s forwarded to the replica at %s", p->cluster_id, owner_addr);
     return f->req;
 }

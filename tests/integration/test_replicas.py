@@ -505,6 +505,43 @@ def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
 
 
 @test(timeout=120)
+def a_registered_owner_that_never_answers_fails_the_command_fast(t):
+    """The replica a registration names is frozen (SIGSTOP, a hung node) or its
+    pod IP black-holed: the kernel (or nobody) takes the connection, and no TLS
+    handshake ever comes back.  Its registration stays live until the lease
+    lapses, so every command for the cluster goes there: each must fail with a
+    clear 503 within the forward's connect deadline (5 s), not wait out
+    libwebsockets' 30 s connection timeout holding one of the cluster's slots."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-frozen")  # a cluster of the org, no agent anywhere
+    cid = tok["cluster_id"]
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(64)  # connections complete in the kernel; nothing ever answers
+    t.defer(lsock.close)
+    frozen = "127.0.0.1:%d" % lsock.getsockname()[1]
+    redis_cmd(f.redis.port, "ZADD", "aurora:agents:" + cid, "%.3f" % (time.time() + 300),
+              "ins_frozen " + frozen)
+    t.defer(lambda: redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid))
+    ex = ThreadPoolExecutor(3)
+
+    def timed(r):
+        t0 = time.monotonic()
+        res = echo(r, cid, "to-the-frozen-replica", http_timeout=90)
+        return res, time.monotonic() - t0
+    futs = [ex.submit(timed, r) for r in f.live()]
+    for fu in futs:
+        res, took = fu.result(timeout=90)
+        eq(res.status, 503, "a command for a cluster registered by a silent replica (%r)" % res)
+        eq(res.get("error_code"), "AGENT_NOT_CONNECTED", "error_code (%r)" % res)
+        check(frozen in (res.get("error") or ""), "the error names the silent replica", res)
+        # 5 s deadline; 20 s leaves a loaded machine room and is still well
+        # under the 30 s the connection timeout took.
+        check(took < 20, "the failure must come at the connect deadline (%.1fs)" % took)
+    ex.shutdown()
+
+
+@test(timeout=120)
 def per_cluster_limit_holds_across_replicas(t):
     """AURORA_EXEC_MAX_PER_CLUSTER counts every command of a cluster, whichever
     replica the caller reached: the replica holding the agent takes a slot for
