@@ -312,27 +312,41 @@ static int sts_refresh(aws_t *a, char *err, size_t errlen)
     return rc;
 }
 
+/* Which credentials a call was handed: their generation, and the number of
+ * refreshes tried by then. */
+typedef struct {
+    unsigned gen;
+    unsigned tries;
+} creds_ticket;
+
 /* The credentials one call signs with, copied to *out (the caller wipes
  * it).  Web identity: refreshed first when none are cached, when they
- * expire within STS_REFRESH_AHEAD_S, or when `stale` names the generation
- * AWS just refused (another thread may have refreshed since: then its
- * credentials are taken as they are). */
-static int creds_get(aws_t *a, aws_creds *out, unsigned *gen, const unsigned *stale, char *err,
-                     size_t errlen)
+ * expire within STS_REFRESH_AHEAD_S, or when `stale` names the ones AWS
+ * just refused (another thread may have refreshed since: then its
+ * credentials are taken as they are, or, when that refresh failed, its
+ * failure: the callers holding refused credentials ask STS once between
+ * them, not once each, one timeout after the other). */
+static int creds_get(aws_t *a, aws_creds *out, creds_ticket *t, const creds_ticket *stale,
+                     char *err, size_t errlen)
 {
     if (!a->web_identity) {
         *out = a->creds;
-        *gen = 0;
+        t->gen = t->tries = 0;
         return SECRETS_OK;
     }
     int rc = SECRETS_OK;
     unsigned seen = atomic_load(&a->attempts);
     pthread_mutex_lock(&a->mu);
     time_t now = time(NULL);
-    int forced = stale && *stale == a->generation;
+    int forced = stale && stale->gen == a->generation;
     int valid = a->expiry != 0 && now < a->expiry;
-    if (!valid && !forced && atomic_load(&a->attempts) != seen &&
-        a->last_rc == SECRETS_E_UNAVAILABLE) {
+    if (forced && atomic_load(&a->attempts) != stale->tries && a->last_rc != SECRETS_OK) {
+        /* A refresh tried since the refused credentials were handed out
+         * left them in place: STS failed it just now. */
+        say(err, errlen, "%s", a->last_err);
+        rc = a->last_rc;
+    } else if (!valid && !forced && atomic_load(&a->attempts) != seen &&
+               a->last_rc == SECRETS_E_UNAVAILABLE) {
         /* STS did not answer the refresh this call waited for: its answer. */
         say(err, errlen, "%s", a->last_err);
         rc = a->last_rc;
@@ -352,7 +366,8 @@ static int creds_get(aws_t *a, aws_creds *out, unsigned *gen, const unsigned *st
     }
     if (rc == SECRETS_OK) {
         *out = a->creds;
-        *gen = a->generation;
+        t->gen = a->generation;
+        t->tries = atomic_load(&a->attempts);
     }
     pthread_mutex_unlock(&a->mu);
     return rc;
@@ -447,13 +462,13 @@ static int call(aws_t *a, const char *action, const char *body, http_client_resp
         e = &local;
     memset(e, 0, sizeof(*e));
     aws_creds c;
-    unsigned gen = 0;
-    int rc = creds_get(a, &c, &gen, NULL, err, errlen);
+    creds_ticket t = { 0, 0 };
+    int rc = creds_get(a, &c, &t, NULL, err, errlen);
     if (rc == SECRETS_OK)
         rc = call_with(a, &c, action, body, resp, e, err, errlen);
     if (rc == SECRETS_E_DENIED && a->web_identity && creds_refused(e->type)) {
-        unsigned refused = gen;
-        rc = creds_get(a, &c, &gen, &refused, err, errlen);
+        creds_ticket refused = t;
+        rc = creds_get(a, &c, &t, &refused, err, errlen);
         if (rc == SECRETS_OK)
             rc = call_with(a, &c, action, body, resp, e, err, errlen);
     }

@@ -857,6 +857,101 @@ static void test_web_identity_sts_silent(void **state)
     close(fd);
 }
 
+/* Answers every connection to a silent_peer with *response until stop. */
+typedef struct {
+    silent_peer *peer;
+    const char *_Atomic response;
+    atomic_int stop;
+} canned_server;
+
+static void *canned_main(void *p)
+{
+    canned_server *c = p;
+    while (!atomic_load(&c->stop))
+        if (silent_peer_wait_connection(c->peer, 20))
+            silent_peer_answer_all(c->peer, atomic_load(&c->response));
+    return NULL;
+}
+
+/* Several calls hold the cached credentials when AWS refuses them as expired
+ * (revoked, clock skew) while STS accepts connections and never answers:
+ * the callers whose credentials a refresh failed to replace after they were
+ * handed out take that refresh's failure, rather than each trying STS in
+ * turn and waiting out one timeout apiece, one after the other.  Counted,
+ * not timed, as in test_web_identity_sts_silent. */
+static void test_web_identity_refused_while_sts_silent(void **state)
+{
+    (void)state;
+    silent_peer sm, sts;
+    assert_int_equal(silent_peer_open(&sm), 0);
+    assert_int_equal(silent_peer_open(&sts), 0);
+    static const char ok_body[] = "{\"Name\":\"aurora/stall/probe\",\"SecretString\":\"v\"}";
+    static const char expired_body[] =
+        "{\"__type\":\"ExpiredTokenException\",\"message\":\"The security token included in "
+        "the request is expired\"}";
+    char ok[512], expired[512], sts_ok[1024];
+    snprintf(ok, sizeof(ok),
+             "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+             strlen(ok_body), ok_body);
+    snprintf(expired, sizeof(expired),
+             "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\n"
+             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+             strlen(expired_body), expired_body);
+    static const char sts_body[] =
+        "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
+        "<AccessKeyId>ASIAEXAMPLE</AccessKeyId><SecretAccessKey>example-secret</SecretAccessKey>"
+        "<SessionToken>example-session</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>"
+        "</Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>";
+    snprintf(sts_ok, sizeof(sts_ok),
+             "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: %zu\r\n"
+             "Connection: close\r\n\r\n%s",
+             strlen(sts_body), sts_body);
+    canned_server srv = { .peer = &sm };
+    atomic_store(&srv.response, ok);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, canned_main, &srv), 0);
+
+    secrets_config c = wcfg();
+    write_token(TOKEN_FILE, "eks-token-refused");
+    c.aws_endpoint = sm.url;
+    c.aws_sts_endpoint = sts.url;
+    c.timeout_ms = 1000;
+    secrets_t *s = open_ok(&c);
+    /* Credentials for the hour, from the one STS answer the test gives. */
+    stalled_call first = { .s = s };
+    pthread_t th1;
+    assert_int_equal(pthread_create(&th1, NULL, stalled_call_main, &first), 0);
+    assert_true(silent_peer_wait_connection(&sts, 30000));
+    assert_int_equal(silent_peer_answer_all(&sts, sts_ok), 1);
+    assert_int_equal(pthread_join(th1, NULL), 0);
+    if (first.rc != SECRETS_OK)
+        fail_msg("with fresh credentials: rc %d (%s)", first.rc, first.err);
+
+    /* Now AWS refuses them, and STS is silent. */
+    atomic_store(&srv.response, expired);
+    enum { N = 6 };
+    stalled_call args[N];
+    stalled_calls_together(s, args, N);
+    atomic_store(&srv.stop, 1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    for (int i = 0; i < N; i++) {
+        if (args[i].rc != SECRETS_E_UNAVAILABLE)
+            fail_msg("caller %d: rc %d (%s)", i, args[i].rc, args[i].err);
+        assert_non_null(strstr(args[i].err, "STS"));
+        assert_null(strstr(args[i].err, "example-s")); /* no credential in a message */
+    }
+    int conns = 0;
+    for (int c2; (c2 = accept(sts.fd, NULL, NULL)) >= 0; conns++)
+        close(c2);
+    if (conns < 1 || conns >= N)
+        fail_msg("%d callers refused as expired against a silent STS opened %d connections", N,
+                 conns);
+    secrets_close(s);
+    silent_peer_close(&sm);
+    silent_peer_close(&sts);
+}
+
 /* An endpoint that accepts connections and never answers (stalled_secrets.h);
  * AWS's answer to the probe is a 400 of its own. */
 static void test_stalled_endpoint_fails_fast(void **state)
@@ -897,6 +992,7 @@ int main(void)
         cmocka_unit_test(test_web_identity_settings),
         cmocka_unit_test(test_web_identity_threads),
         cmocka_unit_test(test_web_identity_sts_silent),
+        cmocka_unit_test(test_web_identity_refused_while_sts_silent),
         cmocka_unit_test(test_stalled_endpoint_fails_fast),
     };
     return cmocka_run_group_tests_name("secrets_aws", tests, group_setup, group_teardown);
