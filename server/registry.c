@@ -293,19 +293,31 @@ static void drop_connections(const char *why)
         prom_set(R.m_up, NULL, 0);
 }
 
-/* Runs the n commands appended to R.cmd; 0 when every one answered. */
+/* Runs the n commands appended to R.cmd; 0 when every one was carried out.
+ * An error answer means this Redis cannot keep the registrations now: a
+ * primary demoted to a replica by a failover (READONLY: the connection
+ * stays up while the service's address moves to the new primary), one
+ * still loading its data (LOADING), out of memory, or wanting a password.
+ * The connection is dropped and made again with backoff, which follows a
+ * failover to the new primary and registers everything there; kept, every
+ * renewal was refused for as long as the connection lived while the
+ * registry reported itself connected. */
 static int run_pipeline(int n)
 {
-    int ok = 0;
+    char refused[200] = "";
     for (int i = 0; i < n; i++) {
         redisReply *r = NULL;
         if (redisGetReply(R.cmd, (void **)&r) != REDIS_OK) {
             drop_connections(R.cmd->errstr);
             return -1;
         }
-        if (r && r->type == REDIS_REPLY_ERROR && !ok++)
-            log_warn("registry: Redis refused a command: %s", r->str);
+        if (r && r->type == REDIS_REPLY_ERROR && !refused[0])
+            snprintf(refused, sizeof(refused), "it refused a command: %.150s", r->str);
         freeReplyObject(r);
+    }
+    if (refused[0]) {
+        drop_connections(refused);
+        return -1;
     }
     return 0;
 }
@@ -321,11 +333,39 @@ static void append_register(const char *cluster_id, double expires)
     redisAppendCommand(R.cmd, "EXPIRE %s %d", key, 2 * R.lease);
 }
 
+/* 0 while R.cmd leads to a primary.  After a failover the old primary,
+ * now a replica, keeps its connections: a replica that registers nothing
+ * (it holds no agent) would never be refused a write, and would go on
+ * publishing its revocations where nobody on the new primary hears them
+ * (a replica does not pass a PUBLISH on to its primary).  A Redis that
+ * does not know ROLE (renamed away by a managed service) is taken as a
+ * primary: the writes tell otherwise. */
+static int check_role(void)
+{
+    redisReply *r = redisCommand(R.cmd, "ROLE");
+    if (!r) {
+        drop_connections(R.cmd->errstr);
+        return -1;
+    }
+    char role[32] = "";
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+        r->element[0]->type == REDIS_REPLY_STRING)
+        snprintf(role, sizeof(role), "%s", r->element[0]->str);
+    freeReplyObject(r);
+    if (role[0] && strcmp(role, "master") != 0) {
+        char why[96];
+        snprintf(why, sizeof(why), "it is a %s, not the primary (a failover?)", role);
+        drop_connections(why);
+        return -1;
+    }
+    return 0;
+}
+
 /* Every cluster held, registered again (after a heartbeat period, or once
  * Redis is back).  Members other replicas left to lapse are trimmed too. */
 static int renew_all(void)
 {
-    if (!R.cmd)
+    if (!R.cmd || check_role() < 0)
         return -1;
     double now = now_s(), expires = now + R.lease;
     int n = 0;
@@ -350,8 +390,12 @@ static int renew_all(void)
 static int subscribe(void)
 {
     redisReply *r = redisCommand(R.sub, "SUBSCRIBE %s", CLOSE_CHANNEL);
-    if (!r) {
-        drop_connections(R.sub->errstr);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        char why[200];
+        snprintf(why, sizeof(why), "SUBSCRIBE refused: %.150s", r ? r->str : R.sub->errstr);
+        if (r)
+            freeReplyObject(r);
+        drop_connections(why);
         return -1;
     }
     freeReplyObject(r);

@@ -51,17 +51,18 @@ def _resp(f):
 
 
 class Redis:
-    def __init__(self, t):
+    def __init__(self, t, name="redis"):
         self.t = t
+        self.name = name
         self.port = free_port()
-        self.dir = os.path.join(t.tmp, "redis")
+        self.dir = os.path.join(t.tmp, name)
         os.makedirs(self.dir, exist_ok=True)
         self.gen = 0
         self.start()
 
     def start(self):
         self.gen += 1
-        self.proc = self.t.spawn("redis-%d" % self.gen,
+        self.proc = self.t.spawn("%s-%d" % (self.name, self.gen),
                                  ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                                   "--save", "", "--appendonly", "no", "--dir", self.dir],
                                  _base_env(os.path.join(self.dir, "home")),

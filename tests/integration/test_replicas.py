@@ -838,6 +838,109 @@ def redis_restart_brings_registrations_back(t):
     wait_until(lambda: not f.redis.owners(cid), 10, 0.05, "the revoked session to be gone")
 
 
+class SwitchingProxy:
+    """A TCP proxy standing for the Redis service's address: each new
+    connection goes to the current upstream, connections made before a switch
+    stay where they are (a failover moves the service, not the sockets)."""
+
+    def __init__(self, t, upstream):
+        self.upstream = upstream
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        t.defer(self.close)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+            except OSError:
+                c.close()
+                continue
+            u.settimeout(None)
+            self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@test(timeout=180)
+def a_redis_failover_is_followed(t):
+    """Redis fails over: the service's address now leads to the new primary,
+    while the old one, demoted to its replica, keeps the connections it had and
+    refuses writes (READONLY).  Each replica's registry must notice that its
+    registrations are refused, connect again (to the new primary) and register
+    its sessions there, and a replica that holds nothing must move too (its
+    revocations, published on a replica, would reach nobody on the primary);
+    commands forwarded between replicas and revocations work again.  Kept,
+    the connection refused every renewal for as long as it lived, the registry
+    reported itself connected, and no registration ever reached the new
+    primary."""
+    f = fleet(t)
+    old, new = Redis(t, "redis-old"), Redis(t, "redis-new")
+    proxy = SwitchingProxy(t, old.port)
+    # Few workers: the fleet's replicas hold most of PostgreSQL's connections.
+    env = dict(f.env, AURORA_REDIS_URL="redis://127.0.0.1:%d/0" % proxy.port,
+               AURORA_WORKERS="2", AURORA_OUTBOUND_WORKERS="1")
+    pair = [Replica(t, "server-fo%d" % i, dict(env), f.any.pki) for i in range(2)]
+    for r in pair:
+        r.org_id, r.user_id, r.api_key = f.any.org_id, f.any.user_id, f.any.api_key
+    holder, via = pair
+    tok = holder.create_token("rep-failover")
+    cid = tok["cluster_id"]
+    Agent(holder, tok["token"], "agent-failover", owner=t).wait_ready(30)
+    wait_until(lambda: holder.addr in old.owners(cid).values(), 15, 0.05,
+               "the holder to register the cluster in the first primary")
+    eq(echo(via, cid, "before").status, 200, "a forwarded command before the failover")
+
+    proxy.upstream = new.port  # the service's address moves to the new primary...
+    redis_cmd(old.port, "REPLICAOF", "127.0.0.1", new.port)  # ...the old one is its replica
+    wait_until(lambda: holder.addr in new.owners(cid).values(), 30, 0.1,
+               "the holder to register the cluster in the new primary")
+    # Both follow it, the one that holds nothing too: each subscribes there.
+    wait_until(lambda: redis_cmd(new.port, "PUBSUB", "NUMSUB", "aurora:close")[1] == 2, 30, 0.1,
+               "both replicas to subscribe on the new primary")
+    for r in pair:
+        eq(server_metrics(r).get("aurora_registry_redis_connected"), 1.0,
+           "%s: Redis connected gauge" % r.name)
+        check("not the primary" in r.server.log_text(), "%s logs why it connected again" % r.name)
+    wait_until(lambda: echo(via, cid, "after").status == 200, 30, 0.2,
+               "forwarded commands to work after the failover")
+    # A revocation through the replica that does not hold the session reaches
+    # the one that does (published where it subscribes).
+    tid = [x for x in via.get("/api/kubectl/tokens").json.get("tokens", [])
+           if x.get("cluster_id") == cid][0]["id"]
+    eq(via.revoke_token(tid).status, 200, "revoke through the other replica")
+    wait_until(lambda: not new.owners(cid), 15, 0.05, "the revoked session to end on its holder")
+
+
 @test(timeout=300)
 def a_thousand_simulated_agents_spread_and_registered(t):
     """SIMULATED (1000) idle agents (bench/idle_agents.js, one node process) dial
