@@ -141,6 +141,9 @@ static struct {
     inbound *in, *in_tail;   /* thread -> loop */
     int stop;
     atomic_int connected;
+    /* A worker's lookup got no answer: the registry thread checks Redis at
+     * once (lookups are skipped meanwhile) rather than at its next renewal. */
+    atomic_int suspect;
     /* The numeric address the registry thread last reached Redis at (under
      * mu): workers' lookups connect there and never resolve the host name,
      * since a blocking getaddrinfo would escape every lookup timeout. */
@@ -689,6 +692,21 @@ static void drain_wake(void)
     }
 }
 
+/* A lookup found Redis silent: is it?  Lookups stay skipped (connected 0)
+ * unless it answers within the registry's own timeout. */
+static void check_suspect(void)
+{
+    if (!atomic_exchange(&R.suspect, 0) || !R.cmd)
+        return;
+    redisReply *r = redisCommand(R.cmd, "PING");
+    if (!r) {
+        drop_connections(R.cmd->errstr[0] ? R.cmd->errstr : "no answer to PING");
+        return;
+    }
+    freeReplyObject(r);
+    atomic_store(&R.connected, 1);
+}
+
 static void *thread_main(void *arg)
 {
     (void)arg;
@@ -713,6 +731,7 @@ static void *thread_main(void *arg)
         apply_ops();
         if (stop)
             break;
+        check_suspect();
         if (R.cmd && mono_ms() >= next_renew) {
             renew_all();
             next_renew = mono_ms() + period_ms;
@@ -743,6 +762,18 @@ static void *thread_main(void *arg)
 
 static void free_lookup_conn(void *c) { redisFree(c); }
 
+/* Redis did not answer a lookup: the commands after it skip Redis until the
+ * registry thread has checked (check_suspect).  Without this every command
+ * of every cluster, local ones included, held a store worker for a lookup
+ * timeout or two until the registry's next renewal noticed. */
+static void lookup_unanswered(void)
+{
+    if (atomic_exchange(&R.connected, 0)) {
+        atomic_store(&R.suspect, 1);
+        wake_thread();
+    }
+}
+
 int registry_lookup(const char *cluster_id, char *addr, size_t cap)
 {
     addr[0] = '\0';
@@ -767,6 +798,7 @@ int registry_lookup(const char *cluster_id, char *addr, size_t cap)
             if (!c) {
                 log_warn("registry: lookup of cluster %s: cannot reach Redis (%s)", cluster_id,
                          why);
+                lookup_unanswered();
                 return -1;
             }
             pthread_setspecific(R.lookup_key, c);
@@ -780,8 +812,10 @@ int registry_lookup(const char *cluster_id, char *addr, size_t cap)
             redisFree(c);
         }
     }
-    if (!r)
+    if (!r) {
+        lookup_unanswered();
         return -1;
+    }
     int found = 0;
     if (r->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < r->elements && !found; i++) {

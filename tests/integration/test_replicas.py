@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import socket
+import signal
 import subprocess
 import threading
 import time
@@ -836,6 +837,35 @@ def redis_restart_brings_registrations_back(t):
     tid = [x for x in tokens if x.get("cluster_id") == cid][0]["id"]
     eq(fwd.revoke_token(tid).status, 200, "revoke after the Redis restart")
     wait_until(lambda: not f.redis.owners(cid), 10, 0.05, "the revoked session to be gone")
+
+
+@test(timeout=120)
+def a_stalled_redis_delays_one_lookup_not_every_command(t):
+    """Redis stops answering (SIGSTOP: the kernel still takes connections).
+    Every command asks Redis which replica holds its cluster, on a store
+    worker, before it runs, even on the replica that holds the agent: the
+    first lookup to wait out its timeout must tell the registry, so that the
+    next commands skip Redis at once instead of each holding a worker for a
+    second, until the registry's own renewal (a third of the lease later)
+    found out.  Counted, not timed: the lookups that waited are logged."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-stall")
+    cid = tok["cluster_id"]
+    f.agent(tok["token"], "agent-stall")
+    owner = f.owner_of(cid)
+    eq(echo(owner, cid, "before").status, 200, "a command before Redis stalls")
+    mark = len(owner.server.log_text())
+    f.redis.proc.p.send_signal(signal.SIGSTOP)
+    t.defer(lambda: f.redis.proc.p.send_signal(signal.SIGCONT))
+    for i in range(6):
+        res = echo(owner, cid, "stalled-%d" % i)
+        eq(res.status, 200, "a command on the replica holding the agent, Redis stalled (%r)" % res)
+    waited = owner.server.log_text()[mark:].count("registry: lookup of cluster")
+    eq(waited, 1, "lookups that waited on the stalled Redis")
+    f.redis.proc.p.send_signal(signal.SIGCONT)
+    fwd = f.others(owner)[0]
+    wait_until(lambda: echo(fwd, cid, "after").status == 200, 30, 0.2,
+               "forwarded commands to work once Redis answers again")
 
 
 class SwitchingProxy:
