@@ -15,7 +15,9 @@
  * Throttling (ThrottlingException and friends), 5xx answers and transport
  * errors are retried with exponential backoff and jitter; every attempt of
  * one put carries the same ClientRequestToken, so a retried write is applied
- * once.  The error type (__type) and AWS's message are passed on: they name
+ * once.  A name AWS is still deleting (ForceDeleteWithoutRecovery works in
+ * the background: "marked for deletion") is waited for before a write, up to
+ * DELETION_WAITS times, and reads as not found.  The error type (__type) and AWS's message are passed on: they name
  * the secret and the denied action, never the value.
  *
  * Credentials: static keys (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
@@ -526,6 +528,19 @@ static void free_body(char *body)
     secret_free(body);
 }
 
+/* AWS has yet to finish deleting the name (ForceDeleteWithoutRecovery
+ * deletes in the background): "marked for deletion" on a write,
+ * "scheduled for deletion" on a create. */
+static int deletion_pending(const aws_error *e)
+{
+    return !strcmp(e->type, "InvalidRequestException") && strstr(e->message, "for deletion");
+}
+
+/* Waits for a deletion still under way before a write (250 ms doubling:
+ * 3.75 s in all), as AWS asks of a caller that deletes a secret and writes
+ * the name again at once (a disconnect followed by a reconnect). */
+#define DELETION_WAITS 4
+
 static int aws_put(void *impl, const char *path, const unsigned char *val, size_t len, char *err,
                    size_t errlen)
 {
@@ -537,6 +552,7 @@ static int aws_put(void *impl, const char *path, const unsigned char *val, size_
     }
     /* Updating is the common case; a new name falls back to creating it,
      * and a creator that lost a race to another creator updates after all. */
+    int waits = 0;
     for (int round = 0; round < 2; round++) {
         char *body = value_body("SecretId", path, token, val, len);
         if (!body) {
@@ -551,6 +567,11 @@ static int aws_put(void *impl, const char *path, const unsigned char *val, size_
             http_client_resp_free(&r);
             return SECRETS_OK;
         }
+        if (deletion_pending(&e) && waits < DELETION_WAITS) {
+            http_client_sleep_ms(250L << waits++);
+            round--;
+            continue;
+        }
         if (rc != SECRETS_NOT_FOUND)
             return rc;
         body = value_body("Name", path, token, val, len);
@@ -563,6 +584,11 @@ static int aws_put(void *impl, const char *path, const unsigned char *val, size_
         if (rc == SECRETS_OK) {
             http_client_resp_free(&r);
             return SECRETS_OK;
+        }
+        if (deletion_pending(&e) && waits < DELETION_WAITS) {
+            http_client_sleep_ms(250L << waits++);
+            round--;
+            continue;
         }
         if (strcmp(e.type, "ResourceExistsException") != 0)
             return rc;
@@ -583,8 +609,12 @@ static int aws_get(void *impl, const char *path, unsigned char **val, size_t *le
         return SECRETS_E_OTHER;
     }
     http_client_resp r;
-    int rc = call(a, "GetSecretValue", body, &r, NULL, err, errlen);
+    aws_error e;
+    int rc = call(a, "GetSecretValue", body, &r, &e, err, errlen);
     free(body);
+    /* Deleted, or scheduled for deletion: nothing to read. */
+    if (rc != SECRETS_OK && deletion_pending(&e))
+        rc = SECRETS_NOT_FOUND;
     if (rc != SECRETS_OK)
         return rc;
     cJSON *j = cJSON_ParseWithLength(r.body, r.len);

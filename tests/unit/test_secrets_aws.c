@@ -170,13 +170,16 @@ static int aws_cli(const char *const args[])
     return ph_run(argv, &o, 60000);
 }
 
-static void proxy_fault(int status, const char *type, int count, const char *target)
+static void proxy_fault_says(int status, const char *type, int count, const char *target,
+                             const char *message)
 {
     CURL *c = curl_easy_init();
-    char url[128], body[256];
+    char url[128], body[512];
     snprintf(url, sizeof(url), "%s/_fixture/fail", proxy_endpoint);
-    snprintf(body, sizeof(body), "{\"status\":%d,\"type\":\"%s\",\"count\":%d%s%s%s}", status, type,
-             count, target ? ",\"target\":\"" : "", target ? target : "", target ? "\"" : "");
+    snprintf(body, sizeof(body), "{\"status\":%d,\"type\":\"%s\",\"count\":%d%s%s%s%s%s%s}",
+             status, type, count, target ? ",\"target\":\"" : "", target ? target : "",
+             target ? "\"" : "", message ? ",\"message\":\"" : "", message ? message : "",
+             message ? "\"" : "");
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, moto_sink);
@@ -185,6 +188,11 @@ static void proxy_fault(int status, const char *type, int count, const char *tar
     assert_int_equal(curl_easy_perform(c), CURLE_OK);
     free(b.data);
     curl_easy_cleanup(c);
+}
+
+static void proxy_fault(int status, const char *type, int count, const char *target)
+{
+    proxy_fault_says(status, type, count, target, NULL);
 }
 
 /* ---- tests ------------------------------------------------------------------------------------ */
@@ -373,6 +381,44 @@ static void test_down_and_config(void **state)
     s = open_ok(&c);
     expect_get_error(s, "aurora/never/written", SECRETS_NOT_FOUND, NULL);
     assert_int_equal(secrets_delete(s, "aurora/never/written", err, sizeof(err)), SECRETS_OK);
+    secrets_close(s);
+}
+
+/* A secret deleted (ForceDeleteWithoutRecovery) and written again at once,
+ * as a disconnect followed by a reconnect does: AWS deletes in the
+ * background and, until it has, refuses the name with InvalidRequestException
+ * ("marked for deletion", "scheduled for deletion"); its documentation asks
+ * callers to back off and retry.  moto deletes at once: the proxy gives
+ * AWS's answers for the first attempts. */
+static void test_write_after_delete_waits_for_the_deletion(void **state)
+{
+    (void)state;
+    secrets_config c = cfg(proxy_endpoint);
+    secrets_t *s = open_ok(&c);
+    char err[512];
+    put_ok(s, "aurora/del/a", "first", 5);
+    assert_int_equal(secrets_delete(s, "aurora/del/a", err, sizeof(err)), SECRETS_OK);
+    proxy_fault_says(400, "InvalidRequestException", 1, "secretsmanager.PutSecretValue",
+                     "You can't perform this operation on the secret because it was marked "
+                     "for deletion.");
+    proxy_fault_says(400, "InvalidRequestException", 1, "secretsmanager.CreateSecret",
+                     "You can't create this secret because a secret with this name is already "
+                     "scheduled for deletion.");
+    put_ok(s, "aurora/del/a", "second", 6);
+    expect_secret(s, "aurora/del/a", "second", 6);
+    /* A name being deleted (or scheduled for deletion by an operator) has
+     * nothing to read. */
+    proxy_fault_says(400, "InvalidRequestException", 1, "secretsmanager.GetSecretValue",
+                     "You can't perform this operation on the secret because it was marked "
+                     "for deletion.");
+    expect_get_error(s, "aurora/del/a", SECRETS_NOT_FOUND, "marked for deletion");
+    /* Any other InvalidRequestException is not waited for. */
+    proxy_fault_says(400, "InvalidRequestException", 1, "secretsmanager.PutSecretValue",
+                     "You can't perform this operation on a secret that is managed elsewhere.");
+    assert_int_equal(secrets_put(s, "aurora/del/a", "third", 5, err, sizeof(err)),
+                     SECRETS_E_OTHER);
+    assert_non_null(strstr(err, "InvalidRequestException"));
+    expect_secret(s, "aurora/del/a", "second", 6);
     secrets_close(s);
 }
 
@@ -985,6 +1031,7 @@ int main(void)
         cmocka_unit_test(test_throttling_and_server_errors),
         cmocka_unit_test(test_down_and_config),
         cmocka_unit_test(test_list_pages),
+        cmocka_unit_test(test_write_after_delete_waits_for_the_deletion),
         cmocka_unit_test(test_web_identity_roundtrip),
         cmocka_unit_test(test_web_identity_rotation_and_expiry),
         cmocka_unit_test(test_web_identity_errors),
