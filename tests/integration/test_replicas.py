@@ -860,8 +860,10 @@ def a_stalled_redis_delays_one_lookup_not_every_command(t):
     for i in range(6):
         res = echo(owner, cid, "stalled-%d" % i)
         eq(res.status, 200, "a command on the replica holding the agent, Redis stalled (%r)" % res)
+    # One (none if the registry's own renewal found out first); without the
+    # word from the lookup, every one until then: 2 to 5 with this lease.
     waited = owner.server.log_text()[mark:].count("registry: lookup of cluster")
-    eq(waited, 1, "lookups that waited on the stalled Redis")
+    check(waited <= 1, "lookups that waited on the stalled Redis: %d" % waited)
     f.redis.proc.p.send_signal(signal.SIGCONT)
     fwd = f.others(owner)[0]
     wait_until(lambda: echo(fwd, cid, "after").status == 200, 30, 0.2,
