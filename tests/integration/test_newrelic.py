@@ -394,5 +394,44 @@ def test_periodic_poller_no_idle_tick_after_a_round(t):
     check(min(gaps) < 3000, "a poll every tick (2 s), not every other: gaps %r ms" % gaps)
 
 
+@test
+def test_periodic_poller_one_failing_key_does_not_slow_the_others(t):
+    # One organization's key New Relic refuses (revoked): that connection is
+    # tried less and less often, every other one keeps the interval (the
+    # whole poller used to back off toward an hour for everyone).
+    w, fx = fixture_world(t, extra={"AURORA_NEWRELIC_POLL_INTERVAL_S": "1"})
+    good = connected_user(w, fx)[3]
+    bad = connected_user(w, fx)[3]
+    fx.config(issues=[])
+
+    def reqs():
+        return requests_of(fx, "issues")
+
+    def polls(key, since=0):
+        return [q for q in reqs()[since:] if q["key"] == key]
+    wait_until(lambda: polls(good) and polls(bad), 30, what="both connections polled")
+    saved = w.fx_keys.pop(bad)
+    fx.config(keys=w.fx_keys)  # New Relic now answers 401 to it
+    mark = len(reqs())
+    wait_until(lambda: polls(bad, mark), 30, what="the refused key polled")
+    mark = len(reqs())
+    wait_until(lambda: len(polls(good, mark)) >= 8, 40,
+               what="eight polls of the good connection, one a tick")
+    n_bad = len(polls(bad, mark))
+    # backing off 2, 4, 8 ticks: at most 3 tries in 8 ticks (8 without)
+    check(n_bad <= 3, "the refused key backs off on its own: %d polls while the good one had %d"
+          % (n_bad, len(polls(good, mark))))
+    # New Relic takes the key again: the next try succeeds and the
+    # connection is back at the interval
+    w.fx_keys[bad] = saved
+    fx.config(keys=w.fx_keys)
+    mark = len(reqs())
+    wait_until(lambda: len(polls(bad, mark)) >= 4, 40, what="the key polled again after New Relic took it")
+    at = [i for i, q in enumerate(reqs()) if i >= mark and q["key"] == bad][:4]
+    n_good = len([q for q in reqs()[at[0]:at[3]] if q["key"] == good])
+    check(n_good <= 4, "the recovered key polled every tick: %d good polls between its 1st and 4th"
+          % n_good)
+
+
 if __name__ == "__main__":
     main()
