@@ -14,8 +14,10 @@
  *  - the cloud metadata services outside link-local: fd00:ec2::254 (AWS's
  *    IPv6 instance metadata), fd20:ce::254 (GCP's IPv6 metadata server),
  *    168.63.129.16 (Azure's wireserver) and 100.100.100.200 (Alibaba Cloud).
- * IPv4 addresses in IPv6 clothes (::ffff:a.b.c.d, 64:ff9b::a.b.c.d) are
- * judged as the IPv4 address.  Loopback (127/8, ::1, "localhost") is its
+ * IPv4 addresses in IPv6 clothes (::ffff:a.b.c.d, 64:ff9b::a.b.c.d,
+ * IPv4-compatible ::a.b.c.d, 6to4 2002:AABB:CCDD::/48, the local-use NAT64
+ * prefix 64:ff9b:1::/48 at every prefix length it may use) are judged as
+ * the IPv4 address; Teredo (2001::/32) is refused.  Loopback (127/8, ::1, "localhost") is its
  * own kind: each connector allows it only with its setting. */
 #ifndef AURORA_KIT_ADDR_H
 #define AURORA_KIT_ADDR_H

@@ -104,12 +104,55 @@ static void test_loopback_and_the_rest(void **state)
     assert_int_equal(kit_addr_allow(&sa, &yes), 0);
 }
 
+/* The other IPv6 forms that carry an IPv4 address, which a host with the
+ * matching tunnel or translator sends on to that IPv4 address: judged as
+ * it (Teredo refused outright). */
+static void test_ipv4_in_other_ipv6_forms(void **state)
+{
+    (void)state;
+    static const char *const forbidden[] = {
+        "::169.254.169.254",            /* IPv4-compatible (::/96) */
+        "::a9fe:a9fe",
+        "::168.63.129.16",
+        "::0.0.0.2",
+        "2002:a9fe:a9fe::",             /* 6to4 of 169.254.169.254 */
+        "2002:a9fe:a9fe:1::5",
+        "2002:a83f:8110::1",            /* 6to4 of the Azure wireserver */
+        "2002:e000:1::",                /* 6to4 of 224.0.1.0 */
+        "64:ff9b:1::a9fe:a9fe",         /* local-use NAT64, /96 */
+        "64:ff9b:1:a9fe:a9:fe00::",     /* the same at /48 (byte 8 skipped) */
+        "64:ff9b:1:64:64:64c8::",       /* 100.100.100.200 at /56 */
+        "64:ff9b:1:0:a9:fea9:fe00:0",   /* 169.254.169.254 at /64 */
+        "64:ff9b:1::",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2", /* Teredo */
+        "2001::1",
+    };
+    for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++) {
+        print_message("%s\n", forbidden[i]);
+        assert_int_equal(kind_of(forbidden[i]), KIT_ADDR_FORBIDDEN);
+    }
+    static const char *const lo[] = { "::127.0.0.1", "::7f00:5", "2002:7f00:1::",
+                                      "64:ff9b:1::7f00:1", "64:ff9b:1:7f00:0:100::" };
+    for (size_t i = 0; i < sizeof(lo) / sizeof(lo[0]); i++) {
+        print_message("%s\n", lo[i]);
+        assert_int_equal(kind_of(lo[i]), KIT_ADDR_LOOPBACK);
+    }
+    static const char *const ok[] = { "::10.1.2.3", "::203.0.113.7", "2002:cb00:7107::1",
+                                      "64:ff9b:1::a00:1", "64:ff9b:1:cb00:71:700::",
+                                      "2001:db8::1", "2001:1::1", "2001:4860::8888" };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        print_message("%s\n", ok[i]);
+        assert_int_equal(kind_of(ok[i]), KIT_ADDR_OK);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cloud_metadata_refused),
         cmocka_unit_test(test_neighbours_and_private_ranges_allowed),
         cmocka_unit_test(test_loopback_and_the_rest),
+        cmocka_unit_test(test_ipv4_in_other_ipv6_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
