@@ -5,8 +5,10 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -19,6 +21,13 @@
 #include "crypto.h"
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 static int curl_ok;
 static char *g_default_ca;
 
@@ -47,14 +56,35 @@ typedef struct {
     int (*allow_address)(const struct sockaddr *sa, void *ud);
     void *allow_address_ud;
     int address_refused;
+    /* the address the connection is pinned to (already allowed) */
+    int pinned;
+    struct sockaddr_storage pin;
 } sink;
+
+/* The same host address (the port aside). */
+static int same_addr(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return 0;
+    if (a->sa_family == AF_INET)
+        return !memcmp(&((const struct sockaddr_in *)(const void *)a)->sin_addr,
+                       &((const struct sockaddr_in *)(const void *)b)->sin_addr,
+                       sizeof(struct in_addr));
+    if (a->sa_family == AF_INET6)
+        return !memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+                       &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr,
+                       sizeof(struct in6_addr));
+    return 0;
+}
 
 /* CURLOPT_OPENSOCKETFUNCTION, set only for requests with allow_address:
  * curl names each resolved address before connecting to it. */
 static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
 {
     sink *s = ud;
-    if (purpose == CURLSOCKTYPE_IPCXN && !s->allow_address(&a->addr, s->allow_address_ud)) {
+    if (purpose == CURLSOCKTYPE_IPCXN &&
+        !(s->pinned && same_addr(&a->addr, (const struct sockaddr *)&s->pin)) &&
+        !s->allow_address(&a->addr, s->allow_address_ud)) {
         s->address_refused = 1;
         return CURL_SOCKET_BAD;
     }
@@ -343,6 +373,95 @@ static void slist_wipe_free(struct curl_slist *l)
     curl_slist_free_all(l);
 }
 
+/* ---- pinning (requests with allow_address) -------------------------------------------------
+ * curl follows https_proxy / http_proxy / ALL_PROXY from the environment:
+ * through a proxy it never resolves the URL's host (the proxy does), so the
+ * only address allow_address would see is the proxy's, and a user-typed base
+ * URL would reach whatever the proxy reaches.  So the host is resolved here
+ * first, by curl (same resolver, same timeout, same handling of names such
+ * as *.localhost) on a handle that uses no proxy and opens no socket: every
+ * address it would connect to is judged, and the request is pinned to the
+ * first allowed one with CURLOPT_CONNECT_TO, which curl uses both for a
+ * direct connection and as the target of a proxy's CONNECT (an HTTP proxy is
+ * switched to tunnel mode for it, even for http://). */
+typedef struct {
+    int (*allow)(const struct sockaddr *sa, void *ud);
+    void *ud;
+    int seen, found;
+    struct sockaddr_storage addr;
+} pin_probe;
+
+static curl_socket_t probe_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    pin_probe *p = ud;
+    if (purpose != CURLSOCKTYPE_IPCXN)
+        return CURL_SOCKET_BAD;
+    p->seen++;
+    if (!p->found && (a->family == AF_INET || a->family == AF_INET6) &&
+        a->addrlen <= sizeof(p->addr) && p->allow(&a->addr, p->ud)) {
+        memcpy(&p->addr, &a->addr, a->addrlen);
+        p->found = 1;
+    }
+    return CURL_SOCKET_BAD; /* never connected here: curl offers the next address */
+}
+
+/* 0 with *to ("::<address>:", for CURLOPT_CONNECT_TO) and *pin, or the
+ * request's aur_err with out filled. */
+static int pin_address(const http_client_req *req, CURLU *url, long timeout,
+                       struct curl_slist **to, struct sockaddr_storage *pin,
+                       http_client_resp *out)
+{
+    CURL *c = curl_easy_init();
+    if (!c) {
+        snprintf(out->err, sizeof(out->err), "out of memory");
+        return out->code = AUR_E_INTERNAL;
+    }
+    pin_probe p = { .allow = req->allow_address, .ud = req->allow_address_ud };
+    char curl_err[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(c, CURLOPT_CURLU, url);
+    curl_easy_setopt(c, CURLOPT_PROXY, ""); /* the URL's own host, whatever the environment */
+    curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, req->https_only ? "https" : "http,https");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout < 5000 ? timeout : 5000L);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, probe_socket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &p);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    if (!p.found) {
+        if (p.seen) {
+            snprintf(out->err, sizeof(out->err), "the host's address is not allowed");
+            out->address_refused = 1;
+            return out->code = AUR_E_INVALID;
+        }
+        snprintf(out->err, sizeof(out->err), "%s",
+                 curl_err[0] ? curl_err : curl_easy_strerror(rc));
+        out->code = rc == CURLE_OPERATION_TIMEDOUT ? AUR_E_TIMEOUT : AUR_E_UNAVAILABLE;
+        out->unreached = rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_RESOLVE_HOST;
+        return out->code;
+    }
+    char ip[INET6_ADDRSTRLEN], line[INET6_ADDRSTRLEN + 8];
+    const void *bytes = p.addr.ss_family == AF_INET
+                            ? (const void *)&((struct sockaddr_in *)&p.addr)->sin_addr
+                            : (const void *)&((struct sockaddr_in6 *)&p.addr)->sin6_addr;
+    if (!inet_ntop(p.addr.ss_family, bytes, ip, sizeof(ip))) {
+        snprintf(out->err, sizeof(out->err), "the host's address is not allowed");
+        out->address_refused = 1;
+        return out->code = AUR_E_INVALID;
+    }
+    /* empty host and port: any request (no redirect is followed); empty
+     * connect-to port: the URL's */
+    snprintf(line, sizeof(line), p.addr.ss_family == AF_INET6 ? "::[%s]:" : "::%s:", ip);
+    if (!(*to = curl_slist_append(NULL, line))) {
+        snprintf(out->err, sizeof(out->err), "out of memory");
+        return out->code = AUR_E_INTERNAL;
+    }
+    *pin = p.addr;
+    return 0;
+}
+
 int http_client_do(const http_client_req *req, http_client_resp *out)
 {
     memset(out, 0, sizeof(*out));
@@ -412,7 +531,22 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &sk);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+    struct curl_slist *connect_to = NULL;
     if (req->allow_address) {
+        int64_t t0 = mono_ms();
+        if (pin_address(req, url, timeout, &connect_to, &sk.pin, out) < 0) {
+            slist_wipe_free(hdrs);
+            curl_easy_cleanup(c);
+            curl_url_cleanup(url);
+            return out->code;
+        }
+        sk.pinned = 1;
+        /* the resolution was part of the request's time */
+        long spent = (long)(mono_ms() - t0);
+        if (spent >= timeout)
+            spent = timeout - 1;
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout - spent);
+        curl_easy_setopt(c, CURLOPT_CONNECT_TO, connect_to);
         curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
         curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &sk);
     }
@@ -475,6 +609,7 @@ int http_client_do(const http_client_req *req, http_client_resp *out)
     /* The USERPWD copy inside the handle is libcurl's; the handle is freed. */
     slist_wipe_free(hdrs);
     curl_easy_cleanup(c);
+    curl_slist_free_all(connect_to);
     curl_url_cleanup(url);
     return out->code;
 }

@@ -54,7 +54,11 @@ typedef struct {
      * caught, not only literal ones): returns 1 to allow it.  A refused
      * address is not connected to; when none is left the request fails with
      * AUR_E_INVALID and out->address_refused.  NULL: every address (for URLs
-     * the operator configured).  For URLs a user typed (a Splunk instance). */
+     * the operator configured).  For URLs a user typed (a Splunk instance).
+     * With it the host is resolved and judged before the request and the
+     * connection pinned to an allowed address, also through a proxy from
+     * the environment (https_proxy, …: its CONNECT names that address);
+     * the proxy's own address is judged too. */
     int (*allow_address)(const struct sockaddr *sa, void *ud);
     void *allow_address_ud;
 } http_client_req;

@@ -6,7 +6,11 @@
  *   /denied     401 with a JSON body
  *   /stall      200, one chunk, then silence
  *   /big        200, Content-Length, 3 MiB (over the default response cap)
- * Requests without on_body must behave exactly as before. */
+ * Requests without on_body must behave exactly as before.
+ * And an HTTP proxy (forked too, on 127.0.0.1) that records each request
+ * line it gets (a CONNECT's target) and tunnels CONNECTs, answering any
+ * other request itself: a request with allow_address goes through it only
+ * to an address allow_address judged. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +19,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +122,137 @@ static void serve_one(int fd)
     }
 }
 
+/* ---- the proxy (child process) ----------------------------------------------------------- */
+
+static pid_t g_proxy = -1;
+static int g_proxy_port;
+static int g_proxy_log = -1; /* read end: one request line per proxied request */
+
+static void relay(int a, int b)
+{
+    char buf[16384];
+    struct pollfd p[2] = { { .fd = a, .events = POLLIN }, { .fd = b, .events = POLLIN } };
+    for (;;) {
+        if (poll(p, 2, 15000) <= 0)
+            return;
+        for (int i = 0; i < 2; i++) {
+            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t k = recv(p[i].fd, buf, sizeof(buf), 0);
+            if (k <= 0 || write_all(p[1 - i].fd, buf, (size_t)k))
+                return;
+        }
+    }
+}
+
+static void proxy_one(int fd, int log_fd)
+{
+    char req[8192] = "";
+    size_t got = 0;
+    while (got < sizeof(req) - 1 && !strstr(req, "\r\n\r\n")) {
+        ssize_t k = recv(fd, req + got, sizeof(req) - 1 - got, 0);
+        if (k <= 0)
+            return;
+        got += (size_t)k;
+        req[got] = '\0';
+    }
+    char *eol = strstr(req, "\r\n");
+    if (!eol)
+        return;
+    *eol = '\n';
+    (void)!write(log_fd, req, (size_t)(eol + 1 - req)); /* one line: atomic on a pipe */
+    *eol = '\0';
+    char host[256];
+    int port;
+    if (sscanf(req, "CONNECT %255[^ ] ", host) != 1) {
+        static const char r[] = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\n"
+                                "via-proxy";
+        write_all(fd, r, strlen(r));
+        return;
+    }
+    char *colon = strrchr(host, ':');
+    if (!colon)
+        return;
+    *colon = '\0';
+    port = atoi(colon + 1);
+    if (host[0] == '[') {
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = '\0';
+    }
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+    if (getaddrinfo(host, ps, &hints, &res) != 0)
+        return;
+    int up = socket(res->ai_family, SOCK_STREAM, 0);
+    if (up < 0 || connect(up, res->ai_addr, res->ai_addrlen) < 0) {
+        freeaddrinfo(res);
+        static const char r[] = "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";
+        write_all(fd, r, strlen(r));
+        return;
+    }
+    freeaddrinfo(res);
+    static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+    if (write_all(fd, ok, strlen(ok)) == 0)
+        relay(fd, up);
+    close(up);
+}
+
+static int proxy_start(void)
+{
+    int ls = socket(AF_INET, SOCK_STREAM, 0), pfd[2];
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t al = sizeof(a);
+    if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(ls, 16) < 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &al) < 0 || pipe(pfd) < 0)
+        return -1;
+    g_proxy_port = ntohs(a.sin_port);
+    g_proxy = fork();
+    if (g_proxy < 0)
+        return -1;
+    if (g_proxy == 0) {
+        close(pfd[0]);
+        for (;;) {
+            int fd = accept(ls, NULL, NULL);
+            if (fd < 0)
+                continue;
+            if (fork() == 0) {
+                close(ls);
+                proxy_one(fd, pfd[1]);
+                close(fd);
+                _exit(0);
+            }
+            close(fd);
+            while (waitpid(-1, NULL, WNOHANG) > 0)
+                ;
+        }
+    }
+    close(ls);
+    close(pfd[1]);
+    g_proxy_log = pfd[0];
+    return fcntl(g_proxy_log, F_SETFL, O_NONBLOCK);
+}
+
+static void proxy_stop(void)
+{
+    if (g_proxy > 0) {
+        kill(g_proxy, SIGKILL);
+        waitpid(g_proxy, NULL, 0);
+    }
+    if (g_proxy_log >= 0)
+        close(g_proxy_log);
+}
+
+/* The request lines the proxy got since the last call (it writes each
+ * before answering: every request answered is in). */
+static const char *proxy_seen(void)
+{
+    static char seen[4096];
+    ssize_t k = read(g_proxy_log, seen, sizeof(seen) - 1);
+    seen[k > 0 ? k : 0] = '\0';
+    return seen;
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -146,12 +284,13 @@ static int group_setup(void **state)
         }
     }
     close(ls);
-    return 0;
+    return proxy_start();
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
+    proxy_stop();
     if (g_server > 0) {
         kill(g_server, SIGKILL);
         waitpid(g_server, NULL, 0);
@@ -355,6 +494,70 @@ static void test_allow_address(void **state)
     http_client_resp_free(&r);
 }
 
+/* curl follows https_proxy / http_proxy from the environment: through a
+ * proxy it never resolves the URL's host, so allow_address judged only the
+ * proxy's address and the proxy went wherever the URL said.  A request with
+ * allow_address is resolved and judged first, and the proxy asked to
+ * CONNECT to the judged address; one without goes through it as before. */
+static int only_the_proxy(const struct sockaddr *sa, void *ud)
+{
+    (void)ud;
+    return sa->sa_family == AF_INET &&
+           ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port) == g_proxy_port;
+}
+
+static void test_allow_address_through_a_proxy(void **state)
+{
+    (void)state;
+    char proxy[64], named[128], want[128];
+    snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", g_proxy_port);
+    snprintf(named, sizeof(named), "http://localhost:%d/chunks", g_port);
+    setenv("http_proxy", proxy, 1);
+    setenv("https_proxy", proxy, 1);
+    setenv("HTTPS_PROXY", proxy, 1);
+    unsetenv("no_proxy");
+    unsetenv("NO_PROXY");
+    (void)proxy_seen();
+
+    /* the host's every address refused (the proxy's is allowed): no request
+     * reaches the proxy */
+    http_client_req q = { .url = named, .timeout_ms = 10000, .allow_address = only_the_proxy };
+    http_client_resp r;
+    assert_int_equal(http_client_do(&q, &r), AUR_E_INVALID);
+    assert_int_equal(r.address_refused, 1);
+    assert_int_equal(r.status, 0);
+    http_client_resp_free(&r);
+    assert_string_equal(proxy_seen(), "");
+
+    /* allowed: the proxy is asked for the judged address, never the name */
+    addr_policy allow = { .allow = 1 };
+    q.allow_address = policy;
+    q.allow_address_ud = &allow;
+    assert_int_equal(http_client_do(&q, &r), AUR_OK);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"a\":1}\n{\"b\":2}\n{\"c\":\"third line\"}\n");
+    http_client_resp_free(&r);
+    const char *seen = proxy_seen();
+    snprintf(want, sizeof(want), "CONNECT 127.0.0.1:%d HTTP/1.1\n", g_port);
+    char want6[128];
+    snprintf(want6, sizeof(want6), "CONNECT [::1]:%d HTTP/1.1\n", g_port);
+    print_message("proxy saw: %s", seen);
+    assert_true(!strcmp(seen, want) || !strcmp(seen, want6));
+
+    /* no allow_address (an operator's URL): through the proxy as before */
+    http_client_req plain = { .url = named, .timeout_ms = 10000 };
+    assert_int_equal(http_client_do(&plain, &r), AUR_OK);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "via-proxy");
+    http_client_resp_free(&r);
+    snprintf(want, sizeof(want), "GET %s HTTP/1.1\n", named);
+    assert_string_equal(proxy_seen(), want);
+
+    unsetenv("http_proxy");
+    unsetenv("https_proxy");
+    unsetenv("HTTPS_PROXY");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -365,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_max_response_only_without_stream),
         cmocka_unit_test(test_refused_errno),
         cmocka_unit_test(test_allow_address),
+        cmocka_unit_test(test_allow_address_through_a_proxy),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
