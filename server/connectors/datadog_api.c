@@ -213,11 +213,14 @@ static cJSON *event_summary(const cJSON *e)
     return o;
 }
 
-/* One page of events into list (at most limit - *n more); the next cursor
- * into after ("" when none); *progress 0 when the page added no event.  0,
- * or -1 when the page is not an event list or its cursor is unusable. */
-static int events_page(const kit_call_resp *page, cJSON *list, long limit, long *n, char *after,
-                       size_t cap, int *progress)
+/* One page of events into list, every one of them: the page asked for no
+ * more than is still wanted, and an answer with more (its cursor after them
+ * all) must not lose the rest, which no cursor could reach again.  The next
+ * cursor into after ("" when none); *progress 0 when the page added no
+ * event.  0, or -1 when the page is not an event list or its cursor is
+ * unusable. */
+static int events_page(const kit_call_resp *page, cJSON *list, long *n, char *after, size_t cap,
+                       int *progress)
 {
     long before = *n;
     cJSON *j = kit_call_json(page);
@@ -230,8 +233,6 @@ static int events_page(const kit_call_resp *page, cJSON *list, long limit, long 
     const cJSON *e;
     cJSON_ArrayForEach(e, data)
     {
-        if (*n >= limit)
-            break;
         if (cJSON_IsObject(e)) {
             cJSON_AddItemToArray(list, event_summary(e));
             (*n)++;
@@ -279,8 +280,9 @@ static void events_route(worker_ctx *w, http_request *req, http_response *resp)
     /* Datadog's cursor pagination (meta.page.after → page[cursor]), walked
      * here rather than by kit_pager: a walk must start from the caller's
      * cursor, and the kit's pager adds each cursor to the first URL.  Each
-     * page asks for no more than is still wanted, so the cursor returned
-     * skips nothing. */
+     * page asks for no more than is still wanted, and every event of a page
+     * is kept (a Datadog that answers more than asked included), so the
+     * cursor returned skips nothing. */
     long n = 0;
     int pages = 0, failed = 0, progress = 1;
     while (!failed && progress && n < limit && pages < EVENTS_PAGES_MAX &&
@@ -305,7 +307,7 @@ static void events_route(worker_ctx *w, http_request *req, http_response *resp)
         if (rc != AUR_OK) {
             kit_call_error(&api_errors, &r, "listing events", timeout, "", resp);
             failed = 1;
-        } else if (events_page(&r, list, limit, &n, cursor, sizeof(cursor), &progress) < 0) {
+        } else if (events_page(&r, list, &n, cursor, sizeof(cursor), &progress) < 0) {
             http_resp_error(resp, 502, "DATADOG_ERROR",
                             "Datadog API answered /api/v2/events without an event list");
             failed = 1;

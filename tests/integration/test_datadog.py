@@ -354,6 +354,35 @@ def test_events_window_and_cursor_paging(t):
 
 
 @test
+def test_events_page_larger_than_asked_loses_nothing(t):
+    """A Datadog that answers a page with more events than page[limit], its cursor after
+    them all: the ones past what was still wanted were dropped and next_cursor skipped
+    them.  Following next_cursor must read every event once, in order."""
+    w, fx = fixture_world()
+    org, user, key, api, app = connected_user(w, fx)
+    fx.ctl("/_fixture/reset", {})
+    fx.config(events_overfill=20)
+    try:
+        ids, cursor, calls = [], None, 0
+        while calls < 10:
+            r = w.get("/datadog/events?limit=150" + ("&cursor=" + cursor if cursor else ""), key=key)
+            eq(r.status, 200, "events (%r)" % r)
+            ids += [e["id"] for e in r.json["events"]]
+            calls += 1
+            cursor = r.json["next_cursor"]
+            if not cursor:
+                break
+        want = ["AAAAAY%010d" % i for i in range(250)]
+        eq([i for i in want if i not in ids], [], "no event skipped")
+        eq(ids, want, "every event once, in order")
+        asked = [q["query"].get("page[limit]") for q in fx.stats()["requests"]]
+        check(all(int(a) <= 100 for a in asked), "never more asked than a page: %r" % asked)
+    finally:
+        fx.config(events_overfill=0)
+        fx.ctl("/_fixture/reset", {})
+
+
+@test
 def test_events_walk_ends_on_a_hostile_cursor_loop(t):
     """A Datadog that answers every page with a cursor and nothing usable (entries that are
     not events), or one event a page, must not keep the outbound worker walking: the walk
