@@ -24,7 +24,6 @@
 #include "outq.h"
 #include "proto.h"
 #include "sandbox.h"
-#include "utf8.h"
 #include "secret.h"
 #include "child_spawn.h"
 #include "ws_frame.h"
@@ -960,23 +959,45 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
         return;
     }
     if (j->command_id) {
-        /* legacy: one command_response with the whole output */
+        /* legacy: one command_response with the output, encoded straight
+         * into its frame and never over AGENT_LEGACY_MAX_RESPONSE */
         const char *errtext = msg;
-        char *stderr_text = NULL;
+        size_t errlen = strlen(msg);
         if (!code || !strcmp(code, EC_OUTPUT_LIMIT)) {
-            size_t sl = 0;
-            stderr_text = utf8_sanitize(buf_head(&st->cap[1]), buf_pending(&st->cap[1]), &sl);
-            errtext = stderr_text ? stderr_text : "";
+            errtext = buf_head(&st->cap[1]);
+            errlen = buf_pending(&st->cap[1]);
         } else if (end == END_TIMEOUT) {
             snprintf(msg, sizeof(msg), "Command timed out after %d seconds", j->timeout_s);
+            errlen = strlen(msg);
         }
         /* truncated output alone does not make a legacy command fail */
         int success = (!code || !strcmp(code, EC_OUTPUT_LIMIT)) && rc == 0;
-        char *json = proto_enc_command_response(j->command_id, success, buf_head(&st->cap[0]),
-                                                buf_pending(&st->cap[0]), errtext, rc);
-        free(stderr_text);
-        agent_frame *f = json ? agent_frame_text(json) : NULL;
-        free(json);
+        const char *out = buf_head(&st->cap[0]);
+        size_t outlen = buf_pending(&st->cap[0]);
+        /* The cut is said in the error: the response's own bound, or else
+         * the output limit (force: the output is whole, yet not all). */
+        char note[160];
+        snprintf(note, sizeof(note),
+                 "output truncated: a response to a legacy server holds at most %lld bytes",
+                 (long long)AGENT_LEGACY_MAX_RESPONSE);
+        int cut = 0, force = 0;
+        size_t cap = (size_t)AGENT_LEGACY_MAX_RESPONSE;
+        size_t len = proto_command_response_into(NULL, cap, j->command_id, success, out, outlen,
+                                                  errtext, errlen, note, 0, rc, &cut);
+        if (!cut && st->truncated) {
+            snprintf(note, sizeof(note), "output exceeded %lld bytes and was truncated",
+                     (long long)j->limit);
+            force = 1;
+            len = proto_command_response_into(NULL, cap, j->command_id, success, out, outlen,
+                                              errtext, errlen, note, force, rc, NULL);
+        }
+        agent_frame *f = len ? agent_frame_new(0, len) : NULL;
+        if (f)
+            proto_command_response_into((char *)agent_frame_data(f), cap, j->command_id, success,
+                                        out, outlen, errtext, errlen, note, force, rc, NULL);
+        if (cut)
+            log_warn("command %s: output cut to fit one %lld-byte legacy response", j->command_id,
+                     (long long)AGENT_LEGACY_MAX_RESPONSE);
         /* the response is all that is kept while it waits for room */
         buf_free(&st->cap[0]);
         buf_free(&st->cap[1]);
@@ -1414,6 +1435,8 @@ static agent_run_result start_job(agent_runner *runner, uint64_t gen, uint32_t i
     j->limit = runner->o.max_output;
     if (max_output > 0 && max_output < j->limit)
         j->limit = max_output;
+    if (command_id && j->limit > AGENT_LEGACY_MAX_RESPONSE)
+        j->limit = AGENT_LEGACY_MAX_RESPONSE; /* more could never be sent */
     j->window = window;
     j->hold = hold > AGENT_HOLD_MAX ? AGENT_HOLD_MAX : hold;
     if (pool_submit_locked(runner, j) != 0) {

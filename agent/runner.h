@@ -87,7 +87,14 @@ agent_run_result agent_runner_exec_cloud(agent_runner *runner, uint64_t gen, uin
                                          const char *path, const struct sandbox_profile *profile,
                                          argv_t *argv, char *const *env, int nenv, double timeout,
                                          int64_t max_output, int64_t window, int64_t hold);
-/* Legacy kubectl_command: the output is collected and sent as one command_response. */
+/* Legacy kubectl_command: the output is collected and sent as one command_response.
+ * That message is at most AGENT_LEGACY_MAX_RESPONSE bytes whatever the
+ * output (proto_command_response_into): the deployed legacy server closes
+ * the whole tunnel on a larger message (10 MiB, its websockets max_size;
+ * this server's AURORA_LEGACY_MAX_FRAME is 32 MiB), and JSON makes up to 6
+ * bytes of one byte of output.  Output past the bound is cut and the cut
+ * said in the response's error; no more than the bound is collected. */
+#define AGENT_LEGACY_MAX_RESPONSE ((int64_t)10 << 20)
 agent_run_result agent_runner_legacy(agent_runner *runner, uint64_t gen, const char *command_id,
                                      argv_t *argv, double timeout);
 /* 0, or -1 if no such running request on this connection. */

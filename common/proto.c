@@ -416,6 +416,151 @@ char *proto_enc_command_response(const char *command_id, int success, const char
     return finish(o);
 }
 
+/* A JSON text being written: into p when not NULL, else only counted. */
+typedef struct {
+    char *p;
+    size_t len;
+} json_out;
+
+static void out_put(json_out *w, const void *s, size_t n)
+{
+    if (w->p)
+        memcpy(w->p + w->len, s, n);
+    w->len += n;
+}
+
+/* The character at p (n > 0 bytes left) as it stands inside a JSON string,
+ * into e: cJSON's escapes (so a response reads as the cJSON encoder's), and
+ * U+FFFD for a byte that is not valid UTF-8 or is NUL (as utf8_sanitize).
+ * Its length; *used: the input bytes it stands for. */
+static size_t escape_char(const unsigned char *p, size_t n, char e[6], size_t *used)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char c = p[0];
+    *used = 1;
+    if (c == 0 || c >= 0x80) {
+        size_t l = utf8_seq_len(p, n);
+        if (!l) {
+            memcpy(e, "\xEF\xBF\xBD", 3);
+            return 3;
+        }
+        memcpy(e, p, l);
+        *used = l;
+        return l;
+    }
+    char short_esc = c == '"' ? '"' : c == '\\' ? '\\' : c == '\b' ? 'b' : c == '\f' ? 'f'
+                   : c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : 0;
+    if (short_esc) {
+        e[0] = '\\';
+        e[1] = short_esc;
+        return 2;
+    }
+    if (c < 0x20) {
+        memcpy(e, "\\u00", 4);
+        e[4] = hex[c >> 4];
+        e[5] = hex[c & 15];
+        return 6;
+    }
+    e[0] = (char)c;
+    return 1;
+}
+
+/* s[0..n) escaped, as far as budget bytes of it go, whole characters only.
+ * Returns the input bytes written. */
+static size_t out_escaped(json_out *w, const char *s, size_t n, size_t budget)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, left = budget;
+    while (i < n) {
+        /* a run that is copied as it is */
+        size_t run = i;
+        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
+            run++;
+        size_t take = run - i < left ? run - i : left;
+        out_put(w, p + i, take);
+        i += take;
+        left -= take;
+        if (i < run || i >= n)
+            break;
+        char e[6];
+        size_t used;
+        size_t el = escape_char(p + i, n - i, e, &used);
+        if (el > left)
+            break;
+        out_put(w, e, el);
+        i += used;
+        left -= el;
+    }
+    return i;
+}
+
+static size_t escaped_len(const char *s, size_t n)
+{
+    json_out w = {NULL, 0};
+    out_escaped(&w, s, n, SIZE_MAX);
+    return w.len;
+}
+
+size_t proto_command_response_into(char *out, size_t cap, const char *command_id, int success,
+                                   const char *output, size_t output_len, const char *error,
+                                   size_t error_len, const char *note, int force_note,
+                                   int return_code, int *cut)
+{
+    static const char head[] = "{\"type\":\"command_response\",\"command_id\":\"";
+    static const char err_key[] = "\",\"error\":\"";
+    char mid[48], tail[48];
+    int ml = snprintf(mid, sizeof(mid), "\",\"success\":%s,\"output\":\"",
+                      success ? "true" : "false");
+    int tl = snprintf(tail, sizeof(tail), "\",\"return_code\":%d}", return_code);
+    if (cut)
+        *cut = 0;
+    if (!command_id || ml < 0 || tl < 0)
+        return 0;
+    if (!output)
+        output_len = 0;
+    if (!error)
+        error_len = 0;
+    size_t cid_len = strlen(command_id), cid_esc = escaped_len(command_id, cid_len);
+    size_t fixed = sizeof(head) - 1 + cid_esc + (size_t)ml + sizeof(err_key) - 1 + (size_t)tl;
+    if (fixed > cap)
+        return 0;
+    size_t out_esc = escaped_len(output, output_len), err_esc = escaped_len(error, error_len);
+    size_t out_keep = out_esc, err_keep = err_esc, note_part = 0;
+    int cutting = force_note || out_esc > cap - fixed || err_esc > cap - fixed - out_esc;
+    if (cutting) {
+        /* the note on a line of its own ("\n": 2 bytes escaped), if it fits */
+        if (note)
+            note_part = 2 + escaped_len(note, strlen(note));
+        if (note_part > cap - fixed)
+            note_part = 0;
+        size_t avail = cap - fixed - note_part;
+        /* the error's head first (it says why a command failed), then as
+         * much output as fits, then the rest of the error */
+        err_keep = err_esc < PROTO_LEGACY_ERROR_KEEP ? err_esc : PROTO_LEGACY_ERROR_KEEP;
+        if (err_keep > avail)
+            err_keep = avail;
+        out_keep = out_esc < avail - err_keep ? out_esc : avail - err_keep;
+        err_keep = err_esc < avail - out_keep ? err_esc : avail - out_keep;
+        if (cut)
+            *cut = 1;
+    }
+    json_out w = {out, 0};
+    out_put(&w, head, sizeof(head) - 1);
+    out_escaped(&w, command_id, cid_len, SIZE_MAX);
+    out_put(&w, mid, (size_t)ml);
+    out_escaped(&w, output, output_len, out_keep);
+    out_put(&w, err_key, sizeof(err_key) - 1);
+    size_t err_start = w.len;
+    out_escaped(&w, error, error_len, err_keep);
+    if (note_part) {
+        if (w.len > err_start)
+            out_put(&w, "\\n", 2);
+        out_escaped(&w, note, strlen(note), SIZE_MAX);
+    }
+    out_put(&w, tail, (size_t)tl);
+    return w.len;
+}
+
 char *proto_enc_exec(uint32_t id, const char *kind, const argv_t *argv, double timeout,
                      int64_t max_output)
 {

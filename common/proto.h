@@ -121,6 +121,24 @@ char *proto_enc_kubectl_command(const char *command_id, const char *command, dou
 /* output may hold any bytes: it is made valid UTF-8 (lossy) for the legacy dialect. */
 char *proto_enc_command_response(const char *command_id, int success, const char *output,
                                  size_t output_len, const char *error, int return_code);
+/* The legacy command_response within cap bytes: one frame, whatever the
+ * output (a legacy server closes the tunnel on a message over its limit).
+ * Written into out (no NUL after it) when out is not NULL, which must have
+ * room for what a call with out NULL and the same arguments returns: the
+ * text's length, at most cap; 0 when not even an empty answer fits.
+ * output and error may hold any bytes, escaped as proto_enc_command_response
+ * writes them (invalid UTF-8 and NUL become U+FFFD): a response that fits is
+ * that encoder's text.  One that does not is cut at character boundaries:
+ * the error keeps its first PROTO_LEGACY_ERROR_KEEP bytes (escaped), the
+ * output what is left, then the error the rest; note (may be NULL) is then
+ * appended to the error on a line of its own.  force_note: append the note
+ * even when nothing needs cutting.  *cut (may be NULL): 1 if the note was
+ * due (something cut, or force_note). */
+#define PROTO_LEGACY_ERROR_KEEP 65536
+size_t proto_command_response_into(char *out, size_t cap, const char *command_id, int success,
+                                   const char *output, size_t output_len, const char *error,
+                                   size_t error_len, const char *note, int force_note,
+                                   int return_code, int *cut);
 char *proto_enc_exec(uint32_t id, const char *kind, const argv_t *argv, double timeout,
                      int64_t max_output);
 /* exec with a program and environment (cloud_exec).  env: nenv "NAME=value"

@@ -259,6 +259,142 @@ static void test_command_response_binary_output(void **state)
     free(s);
 }
 
+/* proto_command_response_into, measured then written as the agent does. */
+static char *bounded_response(size_t cap, const char *out, size_t out_len, const char *err,
+                              size_t err_len, const char *note, int force, int rc, size_t *len,
+                              int *cut)
+{
+    size_t n = proto_command_response_into(NULL, cap, "cmd-b", 1, out, out_len, err, err_len, note,
+                                           force, rc, cut);
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    size_t n2 = proto_command_response_into(s, cap, "cmd-b", 1, out, out_len, err, err_len, note,
+                                            force, rc, NULL);
+    assert_int_equal(n2, n);
+    s[n] = '\0';
+    *len = n;
+    return s;
+}
+
+/* A response that fits is the cJSON encoder's text, byte for byte. */
+static void test_command_response_into_fits(void **state)
+{
+    char raw[600];
+    for (size_t i = 0; i < sizeof(raw); i++)
+        raw[i] = (char)((i * 7) & 0xff);
+    const char text[] = "caf\xc3\xa9 \xf0\x9f\x98\x80 \"q\" \\ \t\x7f\x01";
+    const char *outs[] = {raw, text, ""};
+    size_t out_lens[] = {sizeof(raw), sizeof(text) - 1, 0};
+    for (int i = 0; i < 3; i++) {
+        char *want = proto_enc_command_response("cmd-b", 1, outs[i], out_lens[i],
+                                                "err \x02\n", 7);
+        size_t len;
+        int cut = -1;
+        char *got = bounded_response(1 << 20, outs[i], out_lens[i], "err \x02\n", 6, "NOTE", 0, 7,
+                                     &len, &cut);
+        assert_int_equal(cut, 0);
+        assert_int_equal(len, strlen(want));
+        assert_string_equal(got, want);
+        /* exactly its own length is room enough */
+        free(got);
+        got = bounded_response(strlen(want), outs[i], out_lens[i], "err \x02\n", 6, "NOTE", 0, 7,
+                               &len, &cut);
+        assert_int_equal(cut, 0);
+        assert_string_equal(got, want);
+        free(got);
+        free(want);
+    }
+}
+
+/* Binary and control bytes (6 bytes of JSON each as \u00XX, 3 as U+FFFD):
+ * never more than cap, cut only between characters, the note in the error,
+ * for every cap from the smallest answer up. */
+static void test_command_response_into_bounded(void **state)
+{
+    size_t raw_len = 1 << 20;
+    char *raw = malloc(raw_len);
+    assert_non_null(raw);
+    for (size_t i = 0; i < raw_len; i++) {
+        static const unsigned char pat[] = {0x01, 0x1f, 0x00, 0xff, 'a', 0xc3, 0xa9, '"',
+                                            0xe2, 0x82, 0xac, 0x80, '\n', 0xf0, 0x9f, 0x98};
+        raw[i] = (char)pat[i % sizeof(pat)];
+    }
+    const char *note = "output truncated: a legacy response is at most N bytes";
+    char *full = proto_enc_command_response("cmd-b", 1, raw, raw_len, "stderr", 3);
+    cJSON *fo = parse_obj(full, "command_response");
+    const char *full_out = cJSON_GetObjectItem(fo, "output")->valuestring;
+    size_t full_out_len = strlen(full_out);
+    assert_true(strlen(full) > 2 * raw_len); /* what the cJSON encoder made of it */
+
+    size_t smallest = proto_command_response_into(NULL, 1 << 20, "cmd-b", 1, NULL, 0, "", 0, NULL,
+                                                  0, 3, NULL);
+    assert_int_equal(proto_command_response_into(NULL, smallest - 1, "cmd-b", 1, raw, raw_len,
+                                                 "stderr", 6, note, 0, 3, NULL), 0);
+    size_t caps[] = {smallest, smallest + 1, smallest + 5, smallest + 64, smallest + 70,
+                     smallest + 71, 4096, 65536 + 1, 65536 + 2, 65536 + 3, 65536 + 4, 65536 + 5,
+                     (size_t)1 << 20};
+    for (size_t k = 0; k < sizeof(caps) / sizeof(caps[0]); k++) {
+        size_t len;
+        int cut = 0;
+        char *s = bounded_response(caps[k], raw, raw_len, "stderr", 6, note, 0, 3, &len, &cut);
+        assert_true(len <= caps[k]);
+        assert_int_equal(cut, 1);
+        assert_true(utf8_valid(s, len));
+        cJSON *o = parse_obj(s, "command_response");
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "success")));
+        assert_int_equal(cJSON_GetObjectItem(o, "return_code")->valueint, 3);
+        const char *got = cJSON_GetObjectItem(o, "output")->valuestring;
+        size_t got_len = strlen(got);
+        /* what was kept is the start of the whole, cut between characters */
+        assert_true(got_len < full_out_len);
+        assert_memory_equal(got, full_out, got_len);
+        const char *err = cJSON_GetObjectItem(o, "error")->valuestring;
+        if (caps[k] >= smallest + 71) { /* room for the note and the error */
+            char want[128];
+            snprintf(want, sizeof(want), "stderr\n%s", note);
+            assert_string_equal(err, want);
+        }
+        if (caps[k] == (size_t)1 << 20) /* most of it output: nothing wasted */
+            assert_true(len + 6 > caps[k]);
+        proto_msg m;
+        decode_ok(s, &m);
+        assert_int_equal(m.output_len, got_len);
+        proto_msg_free(&m);
+        cJSON_Delete(o);
+        free(s);
+    }
+
+    /* A long error keeps its head beside the output; the rest goes first. */
+    size_t elen = 4 * PROTO_LEGACY_ERROR_KEEP;
+    char *e = malloc(elen);
+    assert_non_null(e);
+    memset(e, 'e', elen);
+    size_t len;
+    int cut;
+    char *s = bounded_response((size_t)1 << 20, raw, raw_len, e, elen, note, 0, 1, &len, &cut);
+    assert_true(len <= (size_t)1 << 20);
+    cJSON *o = parse_obj(s, "command_response");
+    const char *err = cJSON_GetObjectItem(o, "error")->valuestring;
+    assert_int_equal(strlen(err), PROTO_LEGACY_ERROR_KEEP + 1 + strlen(note));
+    assert_true(strlen(cJSON_GetObjectItem(o, "output")->valuestring) > 100000);
+    cJSON_Delete(o);
+    free(s);
+    free(e);
+
+    /* force_note: nothing cut, the note still said */
+    s = bounded_response((size_t)1 << 20, "ok\n", 3, "", 0, note, 1, 0, &len, &cut);
+    assert_int_equal(cut, 1);
+    o = parse_obj(s, "command_response");
+    assert_string_equal(cJSON_GetObjectItem(o, "output")->valuestring, "ok\n");
+    assert_string_equal(cJSON_GetObjectItem(o, "error")->valuestring, note);
+    cJSON_Delete(o);
+    free(s);
+
+    cJSON_Delete(fo);
+    free(full);
+    free(raw);
+}
+
 static void test_command_id_numeric(void **state)
 {
     proto_msg m;
@@ -812,6 +948,8 @@ int main(void)
         cmocka_unit_test(test_kubectl_command),
         cmocka_unit_test(test_command_response),
         cmocka_unit_test(test_command_response_binary_output),
+        cmocka_unit_test(test_command_response_into_fits),
+        cmocka_unit_test(test_command_response_into_bounded),
         cmocka_unit_test(test_command_id_numeric),
         cmocka_unit_test(test_exec),
         cmocka_unit_test(test_exec_end),
