@@ -446,11 +446,20 @@ static void reply_run_result(agent_tunnel *t, uint32_t id, metrics_kind k, agent
         metrics_command(k, MR_SHUTTING_DOWN, -1);
         reply_exec_end(t, id, 1, "agent shutting down", EC_SHUTTING_DOWN);
         break;
-    case RUN_DUPLICATE:
-        if (log_sparingly(&t->ignored))
-            log_warn("exec id=%u ignored: that id is already running (%u messages ignored on "
-                     "this connection)", id, t->ignored);
+    case RUN_DUPLICATE: {
+        /* Answered, or the server's request waits for its own deadline
+         * (and takes the running command's end for its own); the running
+         * command goes on and still ends with its exec_end.  The refusal
+         * goes on the control lane: ahead of that command's queued output. */
+        char err[96];
+        snprintf(err, sizeof(err), "id %u is already running on this connection", id);
+        if (refusal_logged(t))
+            log_warn("exec id=%u refused: that id is already running (%u refusals on this "
+                     "connection)", id, t->refused);
+        metrics_command(k, MR_BAD_REQUEST, -1);
+        reply_exec_end(t, id, 1, err, EC_BAD_REQUEST);
         break;
+    }
     case RUN_FAILED:
         metrics_command(k, MR_SPAWN_FAILED, -1);
         reply_exec_end(t, id, 127, "agent could not start the command", EC_SPAWN_FAILED);

@@ -451,7 +451,6 @@ static void busy_and_cancel(void **state)
     say(fx, "{\"type\":\"connected\",\"protocol\":2}");
     say(fx, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\",\"slow\"],\"timeout\":30}");
     say(fx, "{\"type\":\"exec\",\"id\":2,\"argv\":[\"get\",\"pods\"]}");
-    say(fx, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\",\"pods\"]}"); /* duplicate: ignored */
     drain(fx);
     const proto_msg *m = find_end(fx, 2);
     assert_non_null(m);
@@ -463,11 +462,34 @@ static void busy_and_cancel(void **state)
     m = wait_end(fx, 1);
     assert_int_equal(m->return_code, 130);
     assert_string_equal(m->error_code, EC_CANCELLED);
-    assert_int_equal(count_type(fx, MSG_EXEC_END), 2); /* one each, the duplicate got none */
+    assert_int_equal(count_type(fx, MSG_EXEC_END), 2); /* one each */
     say(fx, "{\"type\":\"exec\",\"id\":3,\"argv\":[\"get\",\"ns\"]}");
     m = wait_end(fx, 3);
     assert_int_equal(m->return_code, 0);
     assert_string_equal(fx->data[3], "get ns\n");
+    fixture_free(fx);
+}
+
+/* An exec reusing the id of a running command is refused at once
+ * (BAD_REQUEST), not left for the server to wait on until its deadline; the
+ * running command goes on and still ends with its own exec_end. */
+static void duplicate_exec_refused_running_command_untouched(void **state)
+{
+    fixture *fx = fixture_new(NULL);
+    say(fx, "{\"type\":\"connected\",\"protocol\":2}");
+    say(fx, "{\"type\":\"exec\",\"id\":7,\"argv\":[\"get\",\"slow\"],\"timeout\":30}");
+    say(fx, "{\"type\":\"exec\",\"id\":7,\"argv\":[\"get\",\"pods\"]}");
+    const proto_msg *m = wait_end(fx, 7);
+    assert_int_equal(m->return_code, 1);
+    assert_string_equal(m->error_code, EC_BAD_REQUEST);
+    assert_non_null(strstr(m->error, "id 7 is already running"));
+    assert_int_equal(agent_runner_active(fx->r), 1); /* the first still runs */
+    forget_messages(fx);
+    say(fx, "{\"type\":\"cancel\",\"id\":7}");
+    m = wait_end(fx, 7);
+    assert_int_equal(m->return_code, 130);
+    assert_string_equal(m->error_code, EC_CANCELLED);
+    assert_int_equal(count_type(fx, MSG_EXEC_END), 1);
     fixture_free(fx);
 }
 
@@ -673,6 +695,7 @@ int main(void)
         cmocka_unit_test(policy_and_kind_refusals),
         cmocka_unit_test(malformed_messages),
         cmocka_unit_test(busy_and_cancel),
+        cmocka_unit_test(duplicate_exec_refused_running_command_untouched),
         cmocka_unit_test(legacy_kubectl_command),
         cmocka_unit_test(new_session_starts_clean),
         cmocka_unit_test(two_tunnels_coexist),
