@@ -66,12 +66,16 @@ API_KEY=$(cat "$DATA/admin-api-key")
 # Agent token for the local cluster: created once through the API like a user
 # would, and replaced when it was revoked or expired since (a rotation: the
 # cluster keeps its id and history), so the printed command always works.
-AUTH=(-H "Authorization: Bearer $API_KEY")
+# The key goes to curl on its standard input (a config line), never as an
+# argument: any local user reads every process's command line (ps).
+api() {
+  printf 'header = "Authorization: Bearer %s"\n' "$API_KEY" | "${CURL[@]}" -K - "$@"
+}
 token_active() {  # the saved token id is listed with status "active"
   [ -s "$DATA/agent-token-id" ] || return 1
   local id list
   id=$(cat "$DATA/agent-token-id")
-  list=$("${CURL[@]}" "${AUTH[@]}" "https://localhost:$PORT/api/kubectl/tokens") || return 1
+  list=$(api "https://localhost:$PORT/api/kubectl/tokens") || return 1
   case "$list" in *'"tokens"'*) ;; *)
     echo "listing agent tokens failed (is $DATA/admin-api-key still valid?): $list" >&2; exit 1 ;;
   esac
@@ -83,7 +87,7 @@ new_token() {
   if [ -s "$DATA/agent-cluster-id" ]; then
     body="{\"cluster_id\":\"$(cat "$DATA/agent-cluster-id")\",\"notes\":\"rotated by make run\"}"
   fi
-  out=$("${CURL[@]}" -X POST "https://localhost:$PORT/api/kubectl/tokens" "${AUTH[@]}" \
+  out=$(api -X POST "https://localhost:$PORT/api/kubectl/tokens" \
         -H 'Content-Type: application/json' -d "$body")
   tok=$(printf '%s' "$out" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
   [ -n "$tok" ] || { echo "creating the agent token failed: $out" >&2; exit 1; }
@@ -124,7 +128,7 @@ console: https://localhost:$PORT/  (sign in with API key: $API_KEY)
 
 Run a kubectl command through the tunnel:
 
-  curl -sS --cacert $DATA/tls/server.crt -H "Authorization: Bearer \$(cat $DATA/admin-api-key)" \\
+  curl -sS --cacert $DATA/tls/server.crt -H @<(echo "Authorization: Bearer \$(cat $DATA/admin-api-key)") \\
     -H 'Content-Type: application/json' -d '{"args":["version","--client"]}' \\
     https://localhost:$PORT/api/clusters/$CLUSTER/kubectl
 

@@ -2,7 +2,9 @@
 """`make run`'s script (scripts/run-local.sh) with the release binaries, as a new
 user runs it: the command it prints works as printed; after the local token is
 revoked, the next run replaces it (same cluster) instead of printing a command
-that answers 503; a port that is taken ends the run with a message."""
+that answers 503; a port that is taken ends the run with a message; the admin
+API key never appears on a command line (where `ps` shows it to every user),
+neither the script's own calls nor the command it prints."""
 
 import os
 import re
@@ -18,9 +20,10 @@ REL = os.path.join(ROOT, "build", "rel")
 
 
 class Run:
-    def __init__(self, t, data, port, health):
+    def __init__(self, t, data, port, health, extra_env=None):
         env = dict(os.environ, AURORA_DATA_DIR=data, AURORA_PORT=str(port),
                    AURORA_HEALTH_PORT=str(health), AURORA_BIND="127.0.0.1")
+        env.update(extra_env or {})
         self.log = os.path.join(t.tmp, "run-%d.log" % time.monotonic_ns())
         self.f = open(self.log, "wb")
         self.p = subprocess.Popen(["bash", SCRIPT], env=env, cwd=ROOT, stdout=self.f,
@@ -91,9 +94,25 @@ def environ(pid):
         return b""
 
 
-def run_printed(cmd):
-    r = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=60, cwd=ROOT)
+def run_printed(cmd, env=None):
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=60, cwd=ROOT, env=env)
     return r.stdout.decode()
+
+
+def curl_recorder(t):
+    """A directory to put first in PATH: its `curl` writes its arguments (one
+    NUL-separated record a line) to the returned log, then runs the real one."""
+    real = subprocess.run(["bash", "-c", "command -v curl"], capture_output=True,
+                          timeout=10).stdout.decode().strip()
+    check(real, "curl not found")
+    d = os.path.join(t.tmp, "recorder")
+    os.makedirs(d, exist_ok=True)
+    log = os.path.join(t.tmp, "curl-argv.log")
+    with open(os.path.join(d, "curl"), "w") as f:
+        f.write("#!/bin/sh\n{ printf '%%s\\0' \"$@\"; echo; } >> %s\nexec %s \"$@\"\n"
+                % (log, real))
+    os.chmod(os.path.join(d, "curl"), 0o755)
+    return d, log
 
 
 @test(timeout=240)
@@ -126,6 +145,28 @@ def printed_command_works_and_a_revoked_token_is_replaced(t):
     check(open(os.path.join(data, "agent-token-id")).read().strip() != tid, "a new token id")
     eq(open(os.path.join(data, "agent-cluster-id")).read().strip(), cluster, "same cluster")
     contains(run_printed(printed_curl(banner2)), '"return_code":0', "the command works again")
+
+
+@test(timeout=240)
+def the_admin_key_never_goes_on_a_command_line(t):
+    """Any local user reads every process's arguments (/proc/<pid>/cmdline,
+    `ps`): the script's curl calls and the command it prints must pass the key
+    some other way, and still work."""
+    check(os.access(os.path.join(REL, "aurora-server"), os.X_OK), "build/rel missing (make all)")
+    rec, log = curl_recorder(t)
+    path = rec + os.pathsep + os.environ.get("PATH", "")
+    data = os.path.join(t.tmp, "data")
+    run = Run(t, data, free_port(), free_port(), {"PATH": path})
+    banner = run.wait_banner()
+    out = run_printed(printed_curl(banner), dict(os.environ, PATH=path))
+    contains(out, '"return_code":0', "the printed command still works")
+    key = open(os.path.join(data, "admin-api-key")).read().strip()
+    calls = open(log, "rb").read().decode("utf-8", "replace").splitlines()
+    authed = [c for c in calls if "/api/kubectl/tokens" in c or "/kubectl" in c]
+    check(len(authed) >= 2, "the script's and the printed command's API calls were recorded", calls)
+    for c in calls:
+        check(key not in c, "the admin API key is on a curl command line",
+              c.replace("\0", " ").replace(key, "<KEY>"))
 
 
 @test(timeout=120)
