@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "db.h"
 #include "log.h"
@@ -183,6 +184,32 @@ int cli_load_config(server_config *cfg)
                 strerror(errno));
         server_config_free(cfg);
         return CLI_EXIT_FAILED;
+    }
+    /* One that was there already: every user who may create and rename
+     * entries in it can swap the key files, the certificate or the database
+     * under us (a symbolic link to a directory is judged by that
+     * directory).  Ours: others lose that right, as aurora.db loses their
+     * read (db_sqlite.c).  Not ours (a Kubernetes emptyDir is root's, 0777,
+     * and the pod's only user is the server): said, as it cannot be fixed
+     * here.  Group write is the operator's (fsGroup volumes). */
+    struct stat st;
+    int bad = stat(cfg->data_dir, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+    if (bad) {
+        fprintf(stderr, "aurora-server: data directory %s: %s\n", cfg->data_dir, strerror(bad));
+        server_config_free(cfg);
+        return CLI_EXIT_FAILED;
+    }
+    if (st.st_mode & S_IWOTH) {
+        mode_t mode = st.st_mode & 07777;
+        if (st.st_uid == geteuid() && chmod(cfg->data_dir, mode & ~(mode_t)S_IWOTH) == 0)
+            log_warn("data directory %s was writable by every user (mode %04o); made %04o",
+                     cfg->data_dir, (unsigned)mode, (unsigned)(mode & ~(mode_t)S_IWOTH));
+        else
+            log_warn("data directory %s is writable by every user (mode %04o) and not ours to "
+                     "change: harmless where the server is its only user (a Kubernetes "
+                     "emptyDir), but on a shared host another user can replace its keys, "
+                     "certificate and database; make it 0700",
+                     cfg->data_dir, (unsigned)mode);
     }
     return 0;
 }

@@ -243,6 +243,37 @@ def test_state_database_is_private(t):
 
 
 @test(timeout=120)
+def test_data_directory_writable_by_every_user_is_made_private(t):
+    """A data directory of ours that any local user can write to (0777, or
+    1777 like /tmp) would let them replace master.key, the TLS key or the
+    database: the first command takes their write right away (and says so)
+    before it creates anything there; a file in its place is refused."""
+    for mode in (0o777, 0o1777):
+        data = os.path.join(t.tmp, "open-%o" % mode)
+        os.mkdir(data)
+        os.chmod(data, mode)
+        rc, out, err = run(t, ["secrets", "list"], data=data)
+        eq(rc, 0, "secrets list in a %o data directory (%s)" % (mode, err))
+        eq(oct(os.stat(data).st_mode & 0o7777), oct(mode & ~0o002), "others' write taken away")
+        contains(err, "was writable by every user (mode %04o)" % mode, "the change is logged")
+        check(os.path.exists(os.path.join(data, "master.key")), "the command ran")
+    if os.geteuid() == 0:  # another user's (a Kubernetes emptyDir): said, left as it is
+        data = os.path.join(t.tmp, "not-ours")
+        os.mkdir(data)
+        os.chown(data, 65534, 65534)
+        os.chmod(data, 0o777)
+        rc, out, err = run(t, ["secrets", "list"], data=data)
+        eq(rc, 0, "secrets list in another user's 0777 data directory (%s)" % err)
+        contains(err, "is writable by every user (mode 0777) and not ours to change", "said")
+        eq(oct(os.stat(data).st_mode & 0o7777), oct(0o777), "left as it is")
+    plain = os.path.join(t.tmp, "a-file")
+    open(plain, "w").close()
+    rc, out, err = run(t, ["admin", "list-orgs"], data=plain)
+    eq(rc, 1, "a data directory that is a file (%s)" % err)
+    contains(err, "data directory %s: Not a directory" % plain, "the reason")
+
+
+@test(timeout=120)
 def test_settings_and_failures(t):
     data = os.path.join(t.tmp, "data")
     # Settings that do not load: exit 2, named; --help on the same command works.
