@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #define YAML_MAX_DEPTH 16
@@ -52,6 +53,23 @@ static int load_yaml(const char *path, kv_list *out, char *err, size_t errlen)
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* The file sets what a local user must not (where the agent sends its
+     * token, which CA it trusts, its policy; the server's database and
+     * secrets backend): one every user may write is refused, like ssh's
+     * keys.  Group write is the operator's (umask 002, fsGroup). */
+    struct stat st;
+    const char *bad = NULL;
+    if (fstat(fileno(f), &st) != 0)
+        bad = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        bad = "not a regular file";
+    else if (st.st_mode & S_IWOTH)
+        bad = "writable by every user; chmod o-w it";
+    if (bad) {
+        snprintf(err, errlen, "config file %s: %s", path, bad);
+        fclose(f);
         return -1;
     }
     yaml_parser_t p;

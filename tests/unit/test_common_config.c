@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -535,6 +536,29 @@ static void test_missing_file(void **state)
     assert_true(strlen(err) > 0);
 }
 
+/* A file every local user may change would let any of them set the
+ * settings (the agent's server URL, CA and policy; the server's database and
+ * secrets backend): refused, naming the file and the fix.  Group write is the
+ * operator's (a umask of 002 gives 0664). */
+static void test_world_writable_file_refused(void **state)
+{
+    unset_basic();
+    char *p = write_yaml("server:\n  port: 7000\n");
+    config_t c;
+    char err[256] = "";
+    assert_int_equal(chmod(p, 0666), 0);
+    assert_int_equal(config_load(&c, basic_defs, N(basic_defs), p, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, p));
+    assert_non_null(strstr(err, "writable by every user"));
+    assert_null(c.values);
+    assert_int_equal(chmod(p, 0664), 0);
+    memset(err, 0, sizeof(err));
+    assert_int_equal(config_load(&c, basic_defs, N(basic_defs), p, err, sizeof(err)), 0);
+    assert_string_equal(config_str(&c, "AURORA_UT_CFG_PORT"), "7000");
+    config_free(&c);
+    drop_yaml(p);
+}
+
 static void test_secrets_not_in_errors(void **state)
 {
     const config_def defs[] = {
@@ -618,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_int_validation),
         cmocka_unit_test(test_bool_parsing),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_world_writable_file_refused),
         cmocka_unit_test(test_secrets_not_in_errors),
         cmocka_unit_test(test_print_help),
     };
