@@ -31,6 +31,15 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
+# A server already answering there (another terminal's run, or one a killed
+# run left behind) would pass the poll below for ours, which cannot bind:
+# say so instead of going on with a dead server.  -k: any server's answer.
+if curl -sk --max-time 2 -o /dev/null "https://localhost:$PORT/health" 2>/dev/null; then
+  echo "a server already answers on port $PORT (an earlier make run still running?);" >&2
+  echo "stop it, or set AURORA_PORT to use another port." >&2
+  exit 1
+fi
+
 "$BIN/aurora-server" serve &
 pids+=($!)
 

@@ -169,6 +169,28 @@ def the_admin_key_never_goes_on_a_command_line(t):
               c.replace("\0", " ").replace(key, "<KEY>"))
 
 
+@test(timeout=240)
+def a_server_left_running_on_the_port_ends_the_run_with_a_reason(t):
+    """A second run while the first one's server still answers on the port
+    (another terminal, or left behind by a killed run): it used to take that
+    server's /health for its own, go on (its own server dead), start a second
+    agent with the same token and print the banner; it must stop at once,
+    saying why, and leave the first run working."""
+    check(os.access(os.path.join(REL, "aurora-server"), os.X_OK), "build/rel missing (make all)")
+    data = os.path.join(t.tmp, "data")
+    port = free_port()
+    first = Run(t, data, port, free_port())
+    banner = first.wait_banner()
+    second = Run(t, data, port, free_port())
+    wait_until(lambda: second.p.poll() is not None, 90, 0.1, "the second run to give up")
+    check(second.p.returncode != 0, "non-zero exit")
+    text = second.text()
+    contains(text, "already answers on port %d" % port, "the reason is printed")
+    check("Aurora is running" not in text, "no banner for a run that is not running", text)
+    check(first.p.poll() is None, "the first run goes on")
+    contains(run_printed(printed_curl(banner)), '"return_code":0', "the first run still works")
+
+
 @test(timeout=120)
 def a_port_that_is_taken_ends_the_run_with_a_reason(t):
     s = socket.socket()
