@@ -64,6 +64,19 @@ if [ ! -s "$DATA/admin-api-key" ]; then
   out=$("$BIN/aurora-server" admin bootstrap)
   key=$(printf '%s' "$out" | sed -n 's/.*"api_key":"\([^"]*\)".*/\1/p')
   if [ -z "$key" ]; then
+    # Bootstrapped by a run that stopped before saving its key (or the file
+    # was removed): a new key for the organization's first admin.
+    org=$(printf '%s' "$out" | sed -n 's/.*"org_id":"\([^"]*\)".*/\1/p')
+    # (sed reads every line: quitting early could cut the command's output)
+    user=$("$BIN/aurora-server" admin list-users --org "$org" |
+           sed -n '/"role":"admin"/s/.*"id":"\([^"]*\)".*/\1/p')
+    user=${user%%$'\n'*}
+    if [ -n "$user" ]; then
+      out=$("$BIN/aurora-server" admin create-key --org "$org" --user "$user" --name make-run)
+      key=$(printf '%s' "$out" | sed -n 's/.*"api_key":"\([^"]*\)".*/\1/p')
+    fi
+  fi
+  if [ -z "$key" ]; then
     echo "The store is bootstrapped but $DATA/admin-api-key is missing; create a key with" >&2
     echo "  $BIN/aurora-server admin create-key --org <org> --user <user>" >&2
     exit 1

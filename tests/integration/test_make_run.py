@@ -170,6 +170,29 @@ def the_admin_key_never_goes_on_a_command_line(t):
 
 
 @test(timeout=240)
+def a_run_that_lost_the_admin_key_makes_another(t):
+    """A run stopped between bootstrapping the store and saving the key it
+    printed (Ctrl-C at that moment, a crash), or a removed admin-api-key: the
+    next run used to stop for good with instructions; it makes a new key for
+    the organization's admin, and the printed command works with it."""
+    check(os.access(os.path.join(REL, "aurora-server"), os.X_OK), "build/rel missing (make all)")
+    data = os.path.join(t.tmp, "data")
+    port, health = free_port(), free_port()
+    first = Run(t, data, port, health)
+    first.wait_banner()
+    first.stop()
+    keyfile = os.path.join(data, "admin-api-key")
+    old = open(keyfile).read().strip()
+    os.unlink(keyfile)
+    second = Run(t, data, port, health)
+    banner = second.wait_banner()
+    new = open(keyfile).read().strip()
+    check(new and new != old, "a new admin key saved")
+    eq(oct(os.stat(keyfile).st_mode & 0o777), oct(0o600), "the key file's mode")
+    contains(run_printed(printed_curl(banner)), '"return_code":0', "the printed command works")
+
+
+@test(timeout=240)
 def a_server_left_running_on_the_port_ends_the_run_with_a_reason(t):
     """A second run while the first one's server still answers on the port
     (another terminal, or left behind by a killed run): it used to take that
