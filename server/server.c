@@ -422,7 +422,9 @@ int server_run(server_config *cfg)
 {
     char err[512];
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
-    if (!cfg->plain_http && !getenv("AURORA_TLS_CERT")) {
+    /* Only the default pair: files the operator named (in the environment
+     * or the AURORA_CONFIG file) are theirs, never made up here. */
+    if (!cfg->plain_http && cfg->tls_selfsigned) {
         int rc = tls_ensure_selfsigned(cfg->tls_cert, cfg->tls_key, NULL, err, sizeof(err));
         if (rc < 0) {
             log_error("%s", err);

@@ -292,6 +292,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         snprintf(c->cert_buf, sizeof(c->cert_buf), "%s", cert);
         snprintf(c->key_buf, sizeof(c->key_buf), "%s", key);
     } else {
+        c->tls_selfsigned = 1;
         snprintf(c->cert_buf, sizeof(c->cert_buf), "%s/tls/server.crt", c->data_dir);
         snprintf(c->key_buf, sizeof(c->key_buf), "%s/tls/server.key", c->data_dir);
     }

@@ -20,6 +20,8 @@ typedef struct {
     const char *database_url; /* resolved: default sqlite file in data_dir */
     const char *tls_cert;
     const char *tls_key;
+    int tls_selfsigned;       /* neither AURORA_TLS_CERT nor AURORA_TLS_KEY set (env or file):
+                                 the default pair in the data directory, made when missing */
     int plain_http;           /* serve without TLS (behind a TLS-terminating proxy) */
     int tls_terminated_by_proxy;
     const char *internal_secret;

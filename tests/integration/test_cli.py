@@ -19,8 +19,8 @@ import os
 import subprocess
 import time
 
-from harness import (SERVER_BIN, _base_env, _san_env, check, contains, eq, main, rand_tag,
-                     sanitizer_reports, test)
+from harness import (SERVER_BIN, World, _base_env, _san_env, check, contains, eq, main, rand_tag,
+                     sanitizer_reports, test, wait_until)
 
 # Every admin command; `admin --help` must list exactly these.
 ADMIN_COMMANDS = ["bootstrap", "create-org", "list-orgs", "delete-org", "create-user",
@@ -271,6 +271,42 @@ def test_data_directory_writable_by_every_user_is_made_private(t):
     rc, out, err = run(t, ["admin", "list-orgs"], data=plain)
     eq(rc, 1, "a data directory that is a file (%s)" % err)
     contains(err, "data directory %s: Not a directory" % plain, "the reason")
+
+
+@test(timeout=120)
+def test_tls_files_named_in_the_config_file_are_not_made_up(t):
+    """AURORA_TLS_CERT/AURORA_TLS_KEY given in the AURORA_CONFIG file (tls.cert,
+    tls.key) are the operator's certificate: when they cannot be loaded (a typo,
+    a volume not mounted yet) the server stops, naming them.  Only the
+    environment variable used to count: a self-signed pair was made at the
+    operator's paths and served as if it were theirs."""
+    w = World(t, "tlsyaml", start=False)
+    os.makedirs(w.data, exist_ok=True)
+    tls = os.path.join(w.dir, "operator-tls")
+    cert, key = os.path.join(tls, "server.crt"), os.path.join(tls, "server.key")
+    cfg = os.path.join(w.dir, "server.yaml")
+    with open(cfg, "w") as f:
+        f.write("tls:\n  cert: %s\n  key: %s\n" % (cert, key))
+    sandir = os.path.join(w.dir, "san", "serve")
+    env = w.env(sandir)
+    env["AURORA_CONFIG"] = cfg
+    log = open(os.path.join(w.dir, "serve.log"), "wb")
+    p = subprocess.Popen([SERVER_BIN, "serve"], env=env, cwd=w.dir, stdout=log,
+                         stderr=subprocess.STDOUT)
+
+    def stop():
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        log.close()
+    t.defer(stop)
+    wait_until(lambda: p.poll() is not None, 60, 0.1, "the server to refuse to start")
+    err = open(os.path.join(w.dir, "serve.log"), "rb").read().decode("utf-8", "replace")
+    check(p.returncode != 0, "non-zero exit", err)
+    contains(err, cert, "the certificate's path is named")
+    check(not os.path.exists(cert) and not os.path.exists(key),
+          "no certificate or key made at the operator's paths", os.listdir(w.dir))
+    eq(sanitizer_reports(sandir), [], "sanitizer clean")
 
 
 @test(timeout=120)
