@@ -123,11 +123,14 @@ if [ ! -s "$DATA/agent-token" ] || ! token_active; then
   new_token
 fi
 
+# The agent stands for the cluster: the server's internal secret (any user of
+# any organization) is not its to hold, nor kubectl's, which inherits its
+# environment.  (Values in env's arguments would show in ps: none there.)
 NEXT_PUBLIC_WEBSOCKET_URL="wss://localhost:$PORT/kubectl-agent" \
 AURORA_AGENT_TOKEN="$(cat "$DATA/agent-token")" \
 AURORA_CA_FILE="$DATA/tls/server.crt" \
 AURORA_HEALTH_PORT=$HEALTH_PORT \
-  "$BIN/aurora-agent" &
+  env -u INTERNAL_API_SECRET "$BIN/aurora-agent" &
 pids+=($!)
 
 ready=0

@@ -170,6 +170,26 @@ def the_admin_key_never_goes_on_a_command_line(t):
 
 
 @test(timeout=240)
+def the_agent_is_not_given_the_servers_secrets(t):
+    """The agent stands for the cluster: its environment (which kubectl and
+    its credential plugins inherit) holds its own token, never the server's
+    internal secret (which acts as any user of any organization)."""
+    check(os.access(os.path.join(REL, "aurora-server"), os.X_OK), "build/rel missing (make all)")
+    data = os.path.join(t.tmp, "data")
+    run = Run(t, data, free_port(), free_port())
+    run.wait_banner()
+    secret = open(os.path.join(data, "internal-api-secret")).read().strip()
+    mine = ("AURORA_DATA_DIR=%s\0" % data).encode()
+    agents = [pid for pid, cmd in procs_matching("aurora-agent") if mine in environ(pid)]
+    servers = [pid for pid, cmd in procs_matching("aurora-server serve") if mine in environ(pid)]
+    eq((len(agents), len(servers)), (1, 1), "the run's agent and server processes")
+    check(("INTERNAL_API_SECRET=%s\0" % secret).encode() in environ(servers[0]),
+          "the server has the internal secret (positive control)")
+    check(b"INTERNAL_API_SECRET=" not in environ(agents[0]), "the agent has the internal secret")
+    check(b"AURORA_AGENT_TOKEN=" in environ(agents[0]), "the agent has its token")
+
+
+@test(timeout=240)
 def a_run_that_lost_the_admin_key_makes_another(t):
     """A run stopped between bootstrapping the store and saving the key it
     printed (Ctrl-C at that moment, a crash), or a removed admin-api-key: the
