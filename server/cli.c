@@ -14,6 +14,15 @@
 #define CLI_MAX_OPTIONS 32
 #define CLI_OPT_BASE 256 /* getopt_long's val for opts[i]: above every short option */
 
+int cli_extra_args_error(const char *cmd, int first, int count, int takes)
+{
+    char taken[32] = "";
+    if (takes >= 0)
+        snprintf(taken, sizeof(taken), takes ? "; takes %d" : "; takes none", takes);
+    return cli_usage_error(cmd, "unexpected argument at position %d (%d in all%s)", first, count,
+                           taken);
+}
+
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
@@ -70,6 +79,10 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_option *opts, si
     *npos = 0;
 
     first_error err = { "", 0 };
+    /* An argument too many is named by its position, never by its text: it
+     * is often a value typed where it does not belong (`secrets put PATH
+     * VALUE`), and stderr goes to scrollback and CI logs. */
+    int extra_first = 0, extras = 0, extra_is_err = 0;
     int help = 0;
     opterr = 0; /* our messages, not getopt's */
     optind = 0; /* glibc: start afresh (also forgets a previous parse's state) */
@@ -81,10 +94,13 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_option *opts, si
         if (c == -1)
             break;
         if (c == 1) {
-            if (*npos < max_pos)
+            if (*npos < max_pos) {
                 pos[(*npos)++] = optarg;
-            else
-                note(&err, "unexpected argument '%s'", optarg);
+            } else if (extras++ == 0) {
+                extra_first = optind - 1;
+                extra_is_err = !err.set;
+                note(&err, "unexpected argument");
+            }
             continue;
         }
         if (c == 'h') {
@@ -146,13 +162,20 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_option *opts, si
             note(&err, "missing option '--%s'", opts[i].name);
     /* What follows "--" is never an option. */
     for (int k = optind; k < argc; k++) {
-        if (*npos < max_pos)
+        if (*npos < max_pos) {
             pos[(*npos)++] = argv[k];
-        else
-            note(&err, "unexpected argument '%s'", argv[k]);
+        } else if (extras++ == 0) {
+            extra_first = k;
+            extra_is_err = !err.set;
+            note(&err, "unexpected argument");
+        }
     }
     if (help)
         return CLI_HELP;
+    if (extra_is_err) {
+        cli_extra_args_error(cmd, extra_first, extras, (int)max_pos);
+        return CLI_BAD;
+    }
     if (err.set) {
         cli_usage_error(cmd, "%s", err.msg);
         return CLI_BAD;
@@ -239,7 +262,7 @@ int cli_group_head(const char *self, int argc, char **argv, void (*usage)(FILE *
     if (strcmp(name, "--help") && strcmp(name, "-h") && strcmp(name, "help"))
         return CLI_GO_ON;
     if (argc > 1)
-        return cli_usage_error(self, "unexpected argument '%s'", argv[1]);
+        return cli_extra_args_error(self, 2, argc - 1, -1);
     usage(stdout);
     return CLI_EXIT_OK;
 }

@@ -54,6 +54,11 @@ int cli_unknown_command(const char *self, const char *word);
 /* Prints "<cmd>: <message>" and "Try '<cmd> --help'." on stderr; returns
  * CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The usage error for arguments too many: count of them, the first at
+ * position first (1: the word after cmd); takes: how many the command
+ * accepts, -1 not said.  Never their text, which may be a secret typed in
+ * the wrong place. */
+int cli_extra_args_error(const char *cmd, int first, int count, int takes);
 
 /* Loads the settings (environment, AURORA_CONFIG), sets up logging and the
  * database limits, and creates the data directory (private).  0, or the

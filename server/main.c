@@ -89,13 +89,13 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         if (argc > 2)
-            return cli_usage_error("aurora-server", "unexpected argument '%s'", argv[2]);
+            return cli_extra_args_error("aurora-server", 2, argc - 2, -1);
         usage(stdout);
         return CLI_EXIT_OK;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         if (argc > 2)
-            return cli_usage_error("aurora-server", "unexpected argument '%s'", argv[2]);
+            return cli_extra_args_error("aurora-server", 2, argc - 2, -1);
         printf("aurora-server %s\n", AURORA_VERSION);
         return CLI_EXIT_OK;
     }

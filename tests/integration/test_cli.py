@@ -136,30 +136,30 @@ def test_serve_help_returns_at_once(t):
 USAGE_ERRORS = [
     (["frobnicate"], "aurora-server: unknown command 'frobnicate'"),
     (["--bogus"], "aurora-server: unknown option '--bogus'"),
-    (["--help", "x"], "unexpected argument 'x'"),
-    (["--version", "x"], "unexpected argument 'x'"),
-    (["serve", "x"], "aurora-server serve: unexpected argument 'x'"),
+    (["--help", "x"], "unexpected argument at position 2"),
+    (["--version", "x"], "unexpected argument at position 2"),
+    (["serve", "x"], "aurora-server serve: unexpected argument at position 1 (1 in all; takes none)"),
     (["serve", "--port", "1"], "aurora-server serve: unknown option '--port'"),
     (["admin"], "aurora-server admin: missing command"),
     (["admin", "frob"], "aurora-server admin: unknown command 'frob'"),
     (["admin", "--org", "x"], "aurora-server admin: unknown option '--org'"),
-    (["admin", "--help", "x"], "unexpected argument 'x'"),
+    (["admin", "--help", "x"], "unexpected argument at position 2"),
     (["admin", "expire-oauth-state", "--state", "s"], "unknown command 'expire-oauth-state'"),
     (["admin", "create-org", "--nme", "x"], "aurora-server admin create-org: unknown option '--nme'"),
     (["admin", "create-org", "--name"], "option '--name' requires a value"),
     (["admin", "create-org", "--name="], "option '--name' requires a value"),
     (["admin", "create-org"], "missing option '--name'"),
-    (["admin", "create-org", "--name", "a", "extra"], "unexpected argument 'extra'"),
+    (["admin", "create-org", "--name", "a", "extra"], "unexpected argument at position 3"),
     (["admin", "create-org", "--name", "a", "--name=b"], "option '--name' given twice"),
     (["admin", "create-key", "--org", "--user", "u"], "option '--org' requires a value"),
     (["admin", "create-key", "--or=o", "--user", "u"], "unknown option '--or' (did you mean '--org'?)"),
     (["admin", "create-key", "--org", "o"], "missing option '--user'"),
     (["admin", "list-orgs", "-x"], "unknown option '-x'"),
-    (["admin", "list-orgs", "extra"], "unexpected argument 'extra'"),
+    (["admin", "list-orgs", "extra"], "unexpected argument at position 1"),
     (["admin", "list-keys", "--org"], "option '--org' requires a value"),
     (["admin", "list-users"], "missing option '--org'"),
     (["admin", "revoke-key"], "missing option '--id'"),
-    (["admin", "revoke-key", "key_1", "--id", "key_2"], "unexpected argument 'key_1'"),
+    (["admin", "revoke-key", "key_1", "--id", "key_2"], "unexpected argument at position 1"),
     (["admin", "remove-user", "--org", "o"], "missing option '--user'"),
     (["admin", "delete-org", "--name", "o"], "unknown option '--name'"),
     (["admin", "routes", "--json"], "unknown option '--json'"),
@@ -183,14 +183,14 @@ USAGE_ERRORS = [
     (["secrets", "put", "aurora/x"], "give --file F or --stdin (values never go on the command line)"),
     (["secrets", "put", "aurora/x", "--stdin=yes"], "option '--stdin' takes no value"),
     (["secrets", "put", "aurora/x", "--file", "f", "--stdin"], "give --file F or --stdin"),
-    (["secrets", "list", "a", "b"], "unexpected argument 'b'"),
+    (["secrets", "list", "a", "b"], "unexpected argument at position 2 (1 in all; takes 1)"),
     (["secrets", "delete"], "missing PATH"),
     (["secrets", "migrate", "--from", "local"], "missing option '--to'"),
     (["secrets", "migrate", "--from", "vault", "--to", "vault"], "--from and --to name the same backend"),
     (["secrets", "rotate-key", "--new-key-file", "a", "--new-key-env", "B"], "not both"),
     (["rca"], "aurora-server rca: missing command"),
     (["rca", "frob"], "aurora-server rca: unknown command 'frob'"),
-    (["rca", "counts", "x"], "unexpected argument 'x'"),
+    (["rca", "counts", "x"], "unexpected argument at position 1"),
     (["rca", "list", "--status", "bogus"], "--status must be pending, claimed, done or dead, not 'bogus'"),
     (["rca", "list", "--limit", "0"], "--limit must be an integer between 1 and 1000000, not '0'"),
     (["rca", "watch", "--lease"], "option '--lease' requires a value"),
@@ -211,6 +211,38 @@ def test_usage_errors(t):
         contains(err, "--help'.", "%s points to --help" % what)
         eq(out, "", "%s prints nothing on stdout" % what)
         check(len(err.splitlines()) == 2, "%s: one line and the pointer" % what, err)
+    check(not os.path.exists(data), "no usage error created the data directory")
+
+
+@test(timeout=120)
+def test_unexpected_arguments_are_not_repeated(t):
+    """A secret typed on the command line by mistake (`secrets put PATH
+    VALUE`) must not be echoed to stderr, which ends up in terminals'
+    scrollback, CI logs and screen shares: an argument too many is named by
+    its position and count, never by its text."""
+    data = os.path.join(t.tmp, "data")
+    secret = "s3cr3t-" + rand_tag(12)
+    f = os.path.join(t.tmp, "value")
+    with open(f, "wb") as fh:
+        fh.write(b"v")
+    cases = [
+        (["secrets", "put", "aurora/x", secret], "position 2 (1 in all; takes 1)"),
+        (["secrets", "put", "aurora/x", "--file", f, secret, "other"],
+         "position 4 (2 in all; takes 1)"),
+        (["secrets", "put", "aurora/x", "--stdin", "--", secret], "position 4 (1 in all; takes 1)"),
+        (["secrets", "delete", "aurora/x", secret], "position 2 (1 in all; takes 1)"),
+        (["admin", "create-key", "--org", "o", "--user", "u", secret], "position 5 (1 in all; takes none)"),
+        (["admin", "--help", secret], "position 2 (1 in all)"),
+        (["--help", secret], "position 2 (1 in all)"),
+        (["--version", secret, secret], "position 2 (2 in all)"),
+    ]
+    results = run_many(t, [args for args, _ in cases], data=data, extra_env={"SECRETS_BACKEND": "local"})
+    for (args, want), (rc, out, err) in zip(cases, results):
+        what = "aurora-server %s" % " ".join(a if a != secret else "SECRET" for a in args)
+        eq(rc, 2, "%s exit status (stderr: %s)" % (what, err.replace(secret, "SECRET")))
+        check(secret not in err and secret not in out, "%s does not repeat the argument" % what,
+              err.replace(secret, "SECRET"))
+        contains(err, "unexpected argument at " + want, "%s names its position and count" % what)
     check(not os.path.exists(data), "no usage error created the data directory")
 
 
