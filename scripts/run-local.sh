@@ -93,19 +93,43 @@ API_KEY=$(cat "$DATA/admin-api-key")
 api() {
   printf 'header = "Authorization: Bearer %s"\n' "$API_KEY" | "${CURL[@]}" -K - "$@"
 }
-token_active() {  # the saved token id is listed with status "active"
-  [ -s "$DATA/agent-token-id" ] || return 1
-  local id list
-  id=$(cat "$DATA/agent-token-id")
-  list=$(api "https://localhost:$PORT/api/kubectl/tokens") || return 1
-  case "$list" in *'"tokens"'*) ;; *)
-    echo "listing agent tokens failed (is $DATA/admin-api-key still valid?): $list" >&2; exit 1 ;;
-  esac
-  # One token object per line (they hold no nested objects).
-  printf '%s' "$list" | tr '{' '\n' | grep -F "\"id\":\"$id\"" | grep -qF '"status":"active"'
+# The saved token, its id and the cluster id are three files, written once
+# the token is made: a run stopped before all three are kept (a crash,
+# Ctrl-C) must not make the next one create a second "local" cluster, nor
+# leave active a token nobody holds.  So every run reads the listing; the
+# tokens this script made ("… by make run") name the cluster to reuse, and
+# those active but not saved are revoked before a new one is made.
+list=$(api "https://localhost:$PORT/api/kubectl/tokens") || list=
+case "$list" in *'"tokens"'*) ;; *)
+  echo "listing agent tokens failed (is $DATA/admin-api-key still valid?): $list" >&2; exit 1 ;;
+esac
+# One token object per line (they hold no nested objects).
+tokens=$(printf '%s\n' "$list" | tr '{' '\n')
+field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+save() {  # save FILE VALUE: whole or not at all (umask 077 from the caller)
+  printf '%s\n' "$2" > "$DATA/$1.tmp" && mv -f "$DATA/$1.tmp" "$DATA/$1"
 }
-new_token() {
-  local body='{"cluster_name":"local","notes":"created by make run"}' out tok
+saved_id=$(cat "$DATA/agent-token-id" 2>/dev/null || true)
+ours=$(printf '%s\n' "$tokens" | grep -E '"notes":"(created|rotated) by make run"' || true)
+if [ -s "$DATA/agent-token" ] && [ -n "$saved_id" ] &&
+   printf '%s\n' "$tokens" | grep -F "\"id\":\"$saved_id\"" | grep -qF '"status":"active"'; then
+  if [ ! -s "$DATA/agent-cluster-id" ]; then
+    cluster=$(printf '%s\n' "$tokens" | grep -F "\"id\":\"$saved_id\"" | field cluster_id)
+    (umask 077; save agent-cluster-id "$cluster")
+  fi
+else
+  [ -s "$DATA/agent-token" ] && echo "the saved agent token is revoked, expired or unknown: creating a new one"
+  if [ ! -s "$DATA/agent-cluster-id" ]; then
+    cluster=$(printf '%s\n' "$ours" | field cluster_id | sed -n 1p)  # (no early exit: pipefail)
+    [ -z "$cluster" ] || (umask 077; save agent-cluster-id "$cluster")
+  fi
+  # Active tokens of ours that no file holds: their values are lost.
+  for id in $(printf '%s\n' "$ours" | grep -F '"status":"active"' | field id); do
+    out=$(api -X DELETE "https://localhost:$PORT/api/kubectl/tokens/$id")
+    case "$out" in *'"revoked":true'*) echo "revoked agent token $id, made by a run that stopped before saving it" ;;
+      *) echo "revoking the unsaved agent token $id failed: $out" >&2; exit 1 ;; esac
+  done
+  body='{"cluster_name":"local","notes":"created by make run"}'
   if [ -s "$DATA/agent-cluster-id" ]; then
     body="{\"cluster_id\":\"$(cat "$DATA/agent-cluster-id")\",\"notes\":\"rotated by make run\"}"
   fi
@@ -113,14 +137,11 @@ new_token() {
         -H 'Content-Type: application/json' -d "$body")
   tok=$(printf '%s' "$out" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
   [ -n "$tok" ] || { echo "creating the agent token failed: $out" >&2; exit 1; }
+  # The cluster first: a run stopped after it rotates the same cluster.
   (umask 077
-   printf '%s\n' "$tok" > "$DATA/agent-token"
-   printf '%s' "$out" | sed -n 's/.*"token_id":"\([^"]*\)".*/\1/p' > "$DATA/agent-token-id"
-   printf '%s' "$out" | sed -n 's/.*"cluster_id":"\([^"]*\)".*/\1/p' > "$DATA/agent-cluster-id")
-}
-if [ ! -s "$DATA/agent-token" ] || ! token_active; then
-  [ -s "$DATA/agent-token" ] && echo "the saved agent token is revoked, expired or unknown: creating a new one"
-  new_token
+   save agent-cluster-id "$(printf '%s' "$out" | field cluster_id)"
+   save agent-token "$tok"
+   save agent-token-id "$(printf '%s' "$out" | field token_id)")
 fi
 
 # The agent stands for the cluster: the server's internal secret (any user of

@@ -6,6 +6,7 @@ that answers 503; a port that is taken ends the run with a message; the admin
 API key never appears on a command line (where `ps` shows it to every user),
 neither the script's own calls nor the command it prints."""
 
+import json
 import os
 import re
 import signal
@@ -145,6 +146,60 @@ def printed_command_works_and_a_revoked_token_is_replaced(t):
     check(open(os.path.join(data, "agent-token-id")).read().strip() != tid, "a new token id")
     eq(open(os.path.join(data, "agent-cluster-id")).read().strip(), cluster, "same cluster")
     contains(run_printed(printed_curl(banner2)), '"return_code":0', "the command works again")
+
+
+def list_tokens(data, port):
+    key = open(os.path.join(data, "admin-api-key")).read().strip()
+    r = subprocess.run(["curl", "-sS", "--cacert", os.path.join(data, "tls", "server.crt"), "-H",
+                        "Authorization: Bearer " + key,
+                        "https://localhost:%d/api/kubectl/tokens" % port],
+                       capture_output=True, timeout=30)
+    return json.loads(r.stdout.decode())["tokens"]
+
+
+def saved(data, name):
+    return open(os.path.join(data, name)).read().strip()
+
+
+@test(timeout=300)
+def a_run_stopped_while_saving_the_token_is_recovered(t):
+    """The agent token, its id and the cluster id are saved one after the
+    other once the token is made: a run stopped in between (a crash, Ctrl-C)
+    used to make the next one create a second "local" cluster and leave the
+    first token active though its value was never kept, or stop without a
+    word when only the cluster id was missing.  The next run reuses the
+    cluster, revokes the tokens nobody holds, and the printed command works."""
+    check(os.access(os.path.join(REL, "aurora-server"), os.X_OK), "build/rel missing (make all)")
+    data = os.path.join(t.tmp, "data")
+    port, health = free_port(), free_port()
+    first = Run(t, data, port, health)
+    first.wait_banner()
+    first.stop()
+    cluster, tid = saved(data, "agent-cluster-id"), saved(data, "agent-token-id")
+
+    # A first run stopped after writing the token, before its id and the cluster's.
+    os.unlink(os.path.join(data, "agent-token-id"))
+    os.unlink(os.path.join(data, "agent-cluster-id"))
+    second = Run(t, data, port, health)
+    banner = second.wait_banner()
+    eq(saved(data, "agent-cluster-id"), cluster, "the cluster is reused")
+    tokens = list_tokens(data, port)
+    eq(sorted(set(x["cluster_id"] for x in tokens)), [cluster], "no second cluster")
+    active = [x["id"] for x in tokens if x["status"] == "active"]
+    eq(active, [saved(data, "agent-token-id")], "only the saved token is active")
+    check(tid not in active, "the token never saved is revoked")
+    contains(run_printed(printed_curl(banner)), '"return_code":0', "the printed command works")
+    second.stop()
+
+    # Stopped after the token and its id, before the cluster id.
+    tid = saved(data, "agent-token-id")
+    os.unlink(os.path.join(data, "agent-cluster-id"))
+    third = Run(t, data, port, health)
+    banner = third.wait_banner()
+    eq(saved(data, "agent-cluster-id"), cluster, "the cluster id is found again")
+    eq(saved(data, "agent-token-id"), tid, "the saved token, still active, is kept")
+    contains(printed_curl(banner), cluster, "the command names the cluster")
+    contains(run_printed(printed_curl(banner)), '"return_code":0', "the printed command works")
 
 
 @test(timeout=240)
