@@ -48,6 +48,13 @@ fi
 if [ "${1:-}" = "--test" ]; then
   command -v node >/dev/null || { echo "install-deps: node is required for the integration tests" >&2; exit 1; }
   if [ ! -f tests/node_modules/.installed ] || [ tests/package.json -nt tests/node_modules/.installed ]; then
-    (cd tests && npm install --no-audit --no-fund --silent) && touch tests/node_modules/.installed
+    # --loglevel=error, not --silent: npm's reason (stderr) must show when it
+    # fails; its summary (stdout) is not needed.
+    if ! (cd tests && npm install --no-audit --no-fund --loglevel=error >/dev/null); then
+      echo "install-deps: 'npm install' in tests/ failed (the test peers of tests/package.json; npm's reason is above)." >&2
+      echo "install-deps: fix that (network, proxy: npm config get registry) and run 'make test-deps' (scripts/install-deps.sh --test) again." >&2
+      exit 1
+    fi
+    touch tests/node_modules/.installed
   fi
 fi
