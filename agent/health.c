@@ -1,9 +1,11 @@
 /* health.c — /health and /ready over plain HTTP, served by libwebsockets. */
 #include "health.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -18,6 +20,103 @@ typedef struct {
 } health_pss;
 
 #define WRITE_CHUNK 16384
+
+/* These listeners share the agent's one libwebsockets context, whose fd table
+ * (LWS_FD_LIMIT in main.c) also holds the tunnel.  lws stops accepting on every
+ * listener when that table is nearly full, and by default drops a connection
+ * that sends nothing only after 10 s: idle connections from any pod that can
+ * reach the port kept kubelet's probes out (and got the agent restarted).
+ * So: a connection has HEADER_DEADLINE_S to deliver its request headers (a
+ * probe or a scrape sends them at once) and as long between keep-alive
+ * requests; and one source address holds at most PER_ADDR_MAX connections, the
+ * excess closed at accept, before lws allocates anything for it (kubelet
+ * probes come from the node's address, which no pod has). */
+#define HEADER_DEADLINE_S 3
+#define PER_ADDR_MAX 8
+#define TRACKED_MAX 256 /* live connections over all health/metrics listeners */
+
+typedef struct {
+    int family; /* AF_INET or AF_INET6; an IPv4-mapped IPv6 peer counts as IPv4 */
+    unsigned char addr[16];
+} peer_key;
+
+/* the live accepted connections and their peers; the event loop's thread only */
+static struct {
+    struct lws *wsi;
+    peer_key key;
+} tracked[TRACKED_MAX];
+
+static int peer_key_of(const struct sockaddr *sa, peer_key *k)
+{
+    memset(k, 0, sizeof(*k));
+    if (sa->sa_family == AF_INET) {
+        k->family = AF_INET;
+        memcpy(k->addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            k->family = AF_INET;
+            memcpy(k->addr, a6->s6_addr + 12, 4);
+        } else {
+            k->family = AF_INET6;
+            memcpy(k->addr, a6->s6_addr, 16);
+        }
+        return 0;
+    }
+    return -1;
+}
+
+static int peer_count(const peer_key *k, int *free_slot)
+{
+    int n = 0;
+    *free_slot = -1;
+    for (int i = 0; i < TRACKED_MAX; i++) {
+        if (!tracked[i].wsi) {
+            if (*free_slot < 0)
+                *free_slot = i;
+        } else if (!memcmp(&tracked[i].key, k, sizeof(*k))) {
+            n++;
+        }
+    }
+    return n;
+}
+
+/* LWS_CALLBACK_FILTER_NETWORK_CONNECTION: nonzero closes the accepted socket */
+static int admit_peer(const struct lws_filter_network_conn_args *f)
+{
+    peer_key k;
+    int slot;
+    if (!f || peer_key_of((const struct sockaddr *)&f->cli_addr, &k) != 0)
+        return 0; /* not IP: nothing to count */
+    return peer_count(&k, &slot) >= PER_ADDR_MAX || slot < 0;
+}
+
+/* LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: the admitted connection joins
+ * its peer's count until LWS_CALLBACK_WSI_DESTROY */
+static int track_peer(struct lws *wsi)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    peer_key k;
+    int slot;
+    if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl) != 0 ||
+        peer_key_of((const struct sockaddr *)&ss, &k) != 0)
+        return 0;
+    if (peer_count(&k, &slot) >= PER_ADDR_MAX || slot < 0)
+        return 1;
+    tracked[slot].wsi = wsi;
+    tracked[slot].key = k;
+    return 0;
+}
+
+static void untrack_peer(struct lws *wsi)
+{
+    for (int i = 0; i < TRACKED_MAX; i++)
+        if (tracked[i].wsi == wsi)
+            tracked[i].wsi = NULL;
+}
 
 static void pss_release(health_pss *pss)
 {
@@ -45,6 +144,18 @@ static int health_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
                                       *end = hdr + sizeof(hdr) - 1;
 
     switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return admit_peer(user);
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        if (track_peer(wsi))
+            return 1;
+        /* until the headers are in; lws's header table timeout
+         * (timeout_secs_ah_idle, below) takes over when it attaches one */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_ESTABLISH_WITH_SERVER, HEADER_DEADLINE_S);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        untrack_peer(wsi);
+        break;
     case LWS_CALLBACK_HTTP: {
         const char *uri = in ? (const char *)in : "";
         int serves = vhost_serves(wsi);
@@ -141,6 +252,8 @@ int agent_health_start(struct lws_context *ctx, const char *bind, int port, int 
     info.vhost_name = serve & HEALTH_SERVE_PROBES ? "health" : "metrics";
     info.port = port;
     info.protocols = health_protocols;
+    info.timeout_secs_ah_idle = HEADER_DEADLINE_S;
+    info.keepalive_timeout = HEADER_DEADLINE_S;
     if (bind && *bind && strcmp(bind, "0.0.0.0") && strcmp(bind, "::") && strcmp(bind, "*"))
         info.iface = bind;
     if (bind && strchr(bind, '.') && !strchr(bind, ':'))

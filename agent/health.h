@@ -3,7 +3,8 @@
  * GET /ready → 200 while the tunnel is up and the server said `connected`,
  * else 503; GET /metrics → Prometheus text (metrics.h).  /metrics is served
  * on the health listener when AURORA_METRICS_PORT equals the health port,
- * else on a listener of its own. */
+ * else on a listener of its own.  A connection has 3 s to send its request
+ * headers, and one source address holds at most 8 connections (health.c). */
 #ifndef AURORA_AGENT_HEALTH_H
 #define AURORA_AGENT_HEALTH_H
 

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""The agent's health/metrics listener (agent/health.c) stays answerable while
+connections that send nothing hold places on it.  Every address of 127.0.0.0/8
+is local: 127.0.0.1 stands for an attacking pod, 127.0.0.2 and others for
+kubelet (the node's address).
+
+idle_connections_from_one_address_leave_probes_answered — 1000 connections from
+127.0.0.1 that never send a byte, opened before the probe: kubelet's /health
+and /ready from 127.0.0.2 are still answered.  (Before: the agent took idle
+connections until its fd table was nearly full, stopped accepting on the
+listener, and dropped each only after 10 s, so the probe waited in the accept
+queue behind the rest, about 40 s.)
+
+one_address_holds_at_most_eight_connections — eight idle connections from
+127.0.0.3: a ninth from it is closed at accept, its request unanswered, while
+127.0.0.4 is served; once the eight are gone 127.0.0.3 is served again.
+
+stalled_requests_are_dropped_at_the_header_deadline — a connection that sends
+nothing and one that sends half a request are closed by the agent (3 s; lws
+alone: 10 s) without an answer.
+
+Real peers: build/asan/aurora-server and aurora-agent."""
+
+import http.client
+import socket
+
+from harness import check, eq, main, suite_world, test, wait_until
+
+ATTACKERS = 1000
+PER_ADDR_MAX = 8  # agent/health.c
+
+
+def get_from(source, port, path, timeout=15):  # generous: a loaded machine
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                   source_address=(source, 0))
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    except OSError as e:  # timed out in the accept queue, refused, reset
+        return None, repr(e)
+    finally:
+        c.close()
+
+
+def idle_conn(source, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(15)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def answer(s, timeout):
+    """Whatever the agent sends until it closes: bytes (b"" = closed with no
+    answer), or None when it neither answered nor closed within timeout."""
+    s.settimeout(timeout)
+    got = b""
+    try:
+        while True:
+            b = s.recv(4096)
+            if not b:
+                return got
+            got += b
+    except ConnectionResetError:
+        return got
+    except socket.timeout:
+        return None
+
+
+def agent(name):
+    w = suite_world()
+    tok = w.create_token("health-" + name)
+    a = w.start_agent(tok["token"], name=name)
+    w.wait_connection(tok["cluster_id"])
+    return a
+
+
+@test(timeout=120)
+def idle_connections_from_one_address_leave_probes_answered(t):
+    a = agent("idle-flood")
+    held = []
+    try:
+        for _ in range(ATTACKERS):
+            held.append(idle_conn("127.0.0.1", a.health_port))
+        st, body = get_from("127.0.0.2", a.health_port, "/health")
+        eq(st, 200, "/health from kubelet's address behind %d idle connections" % ATTACKERS)
+        eq(body, b'{"status":"ok"}', "/health body")
+        eq(get_from("127.0.0.2", a.health_port, "/ready")[0], 200, "/ready from kubelet's address")
+    finally:
+        for s in held:
+            s.close()
+    # the places held are given back: the attacking address itself is served again
+    wait_until(lambda: a.health("/health")[0] == 200, 15, 0.05, "127.0.0.1 served again")
+    check(a.proc.alive(), "the agent runs on")
+
+
+@test(timeout=90)
+def one_address_holds_at_most_eight_connections(t):
+    a = agent("per-addr")
+    held = [idle_conn("127.0.0.3", a.health_port) for _ in range(PER_ADDR_MAX)]
+    try:
+        extra = idle_conn("127.0.0.3", a.health_port)
+        extra.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        eq(answer(extra, 15), b"", "the ninth connection from one address: closed, unanswered")
+        extra.close()
+        eq(get_from("127.0.0.4", a.health_port, "/health")[0], 200, "another address is served")
+    finally:
+        for s in held:
+            s.close()
+    # the agent sees the eight go when it next reads them, maybe after this accept
+    wait_until(lambda: get_from("127.0.0.3", a.health_port, "/health")[0] == 200, 15, 0.05,
+               "the address to be served again once its connections are gone")
+
+
+@test(timeout=60)
+def stalled_requests_are_dropped_at_the_header_deadline(t):
+    a = agent("deadline")
+    silent = idle_conn("127.0.0.5", a.health_port)
+    half = idle_conn("127.0.0.5", a.health_port)
+    half.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.")
+    # the deadline is 3 s; lws's own drop after 10 s would time these out
+    eq(answer(silent, 8), b"", "a connection that sends nothing is closed, unanswered")
+    eq(answer(half, 8), b"", "half a request is closed, unanswered")
+    silent.close()
+    half.close()
+    eq(get_from("127.0.0.5", a.health_port, "/health")[0], 200, "the address is served")
+
+
+if __name__ == "__main__":
+    main()
