@@ -156,6 +156,13 @@ static int health_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_WSI_DESTROY:
         untrack_peer(wsi);
         break;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* a WebSocket or h2c upgrade: lws would switch protocols and hold
+         * the connection with no deadline.  -1: lws hangs up. */
+        return -1;
+    case LWS_CALLBACK_RAW_ADOPT:
+        /* a CONNECT request, which lws makes a raw socket: the same */
+        return -1;
     case LWS_CALLBACK_HTTP: {
         const char *uri = in ? (const char *)in : "";
         int serves = vhost_serves(wsi);

@@ -19,6 +19,10 @@ stalled_requests_are_dropped_at_the_header_deadline — a connection that sends
 nothing and one that sends half a request are closed by the agent (3 s; lws
 alone: 10 s) without an answer.
 
+connect_and_upgrades_are_closed_not_held — a CONNECT request (which lws turns
+into a raw socket), a WebSocket upgrade and an h2c upgrade are closed without a
+101 or any deadline to wait for (before: the first two were held open for good).
+
 Real peers: build/asan/aurora-server and aurora-agent."""
 
 import http.client
@@ -125,6 +129,29 @@ def stalled_requests_are_dropped_at_the_header_deadline(t):
     silent.close()
     half.close()
     eq(get_from("127.0.0.5", a.health_port, "/health")[0], 200, "the address is served")
+
+
+@test(timeout=60)
+def connect_and_upgrades_are_closed_not_held(t):
+    a = agent("upgrades")
+    asks = {
+        "CONNECT": b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n",
+        "websocket": b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n",
+        "h2c": b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+               b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+    }
+    conns = {}
+    for what, req in asks.items():
+        conns[what] = idle_conn("127.0.0.8", a.health_port)
+        conns[what].sendall(req)
+    for what, c in conns.items():
+        got = answer(c, 8)  # generous: closed at once
+        check(got is not None, "%s: closed, not held" % what)
+        check(b" 101 " not in got, "%s: not switched" % what, got[:200])
+        c.close()
+    eq(get_from("127.0.0.8", a.health_port, "/health")[0], 200, "the address is served")
 
 
 if __name__ == "__main__":
