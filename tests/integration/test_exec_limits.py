@@ -609,25 +609,9 @@ def kill9_mid_command_leaves_an_interrupted_row(t):
     eq([r[1] for r in db_rows(w, tag)], ["interrupted"], "the interrupted row is unchanged")
 
 
-@test(timeout=120)
-def an_end_the_store_failed_is_written_once_it_is_back(t):
-    """A command's end (outcome, exit code, output size) that the store
-    fails to write (here SQLite's write lock held past the statement
-    deadline) is kept, counted in aurora_audit_ends_retried_total, and
-    written once the store answers again: no other command comes to carry
-    it, the periodic retry does.  It used to be logged and let go, the row
-    saying "started" for as long as the server lived."""
-    w = t.world("end-kept", extra_env={"AURORA_DB_STATEMENT_TIMEOUT_MS": "500"})
-    tok = w.create_token("it-end-kept")
-    w.start_agent(tok["token"])
-    cid = tok["cluster_id"]
-    w.wait_connection(cid)
-    eq(audit_end_counters(w), (0, 0), "nothing retried or dropped yet")
-    tag = "kept-" + rand_tag(4)
-    t.defer(lambda: [os.kill(pid, 9) for pid, _ in procs_matching(tag)])
-    th, res = sleep_in_thread(w, cid, tag, seconds=5)
-    wait_until(lambda: [r[1] for r in db_rows(w, tag)] == ["started"], 20, 0.05, "a started row")
-    wait_until(lambda: procs_matching(tag), 20, 0.05, "kubectl to run at the agent")
+def hold_write_lock(t, w):
+    """SQLite's write lock taken by another connection (a stalled writer:
+    reads still answer) until the returned release() (or the test's end)."""
     lock = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")
     released = []
@@ -638,6 +622,37 @@ def an_end_the_store_failed_is_written_once_it_is_back(t):
             lock.execute("ROLLBACK")
             lock.close()
     t.defer(release)
+    return release
+
+
+def a_command_running(t, name, env, **sleep_kw):
+    """A world (statement deadline 500 ms, env added) whose agent runs one
+    sleeping command with its "started" row written: (w, cluster id, the
+    command's tag, its thread, its result dict)."""
+    w = t.world(name, extra_env=dict({"AURORA_DB_STATEMENT_TIMEOUT_MS": "500"}, **env))
+    tok = w.create_token("it-" + name)
+    w.start_agent(tok["token"])
+    cid = tok["cluster_id"]
+    w.wait_connection(cid)
+    eq(audit_end_counters(w), (0, 0), "nothing retried or dropped yet")
+    tag = name + "-" + rand_tag(4)
+    t.defer(lambda: [os.kill(pid, 9) for pid, _ in procs_matching(tag)])
+    th, res = sleep_in_thread(w, cid, tag, **sleep_kw)
+    wait_until(lambda: [r[1] for r in db_rows(w, tag)] == ["started"], 20, 0.05, "a started row")
+    wait_until(lambda: procs_matching(tag), 20, 0.05, "kubectl to run at the agent")
+    return w, cid, tag, th, res
+
+
+@test(timeout=120)
+def an_end_the_store_failed_is_written_once_it_is_back(t):
+    """A command's end (outcome, exit code, output size) that the store
+    fails to write (here SQLite's write lock held past the statement
+    deadline) is kept, counted in aurora_audit_ends_retried_total, and
+    written once the store answers again: no other command comes to carry
+    it, the periodic retry does.  It used to be logged and let go, the row
+    saying "started" for as long as the server lived."""
+    w, cid, tag, th, res = a_command_running(t, "end-kept", {}, seconds=5)
+    release = hold_write_lock(t, w)
     th.join(60)
     check("r" in res and res["r"].status == 200, "the command answered", res)
     wait_until(lambda: audit_end_counters(w)[0] >= 1, 20, 0.05, "the end to fail and be kept")
@@ -659,32 +674,9 @@ def a_refusal_the_store_failed_is_written_once_it_is_back(t):
     answer) the row is kept, counted in aurora_audit_ends_retried_total, and
     written once the store answers again.  It used to be logged ("audit
     insert failed") and lost: the refusal never reached the audit log."""
-    w = t.world("refusal-kept", extra_env={"AURORA_DB_STATEMENT_TIMEOUT_MS": "500",
-                                           "AURORA_EXEC_MAX_PER_CLUSTER": "1"})
-    tok = w.create_token("it-refusal-kept")
-    w.start_agent(tok["token"])
-    cid = tok["cluster_id"]
-    w.wait_connection(cid)
-    eq(audit_end_counters(w), (0, 0), "nothing retried or dropped yet")
-    tag = "holder-" + rand_tag(4)
-
-    def kill_holder():
-        for pid, _ in procs_matching(tag):
-            os.kill(pid, 9)
-    t.defer(kill_holder)
-    th, res = sleep_in_thread(w, cid, tag)  # holds the cluster's one slot
-    wait_until(lambda: [r[1] for r in db_rows(w, tag)] == ["started"], 20, 0.05, "a started row")
-    wait_until(lambda: procs_matching(tag), 20, 0.05, "kubectl to run at the agent")
-    lock = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10, isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
-    released = []
-
-    def release():
-        if not released:
-            released.append(1)
-            lock.execute("ROLLBACK")
-            lock.close()
-    t.defer(release)
+    # the running command holds the cluster's one slot
+    w, cid, tag, th, res = a_command_running(t, "refusal-kept", {"AURORA_EXEC_MAX_PER_CLUSTER": "1"})
+    release = hold_write_lock(t, w)
     busy = "busy-" + rand_tag(4)
     r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo/%s" % busy])
     eq(r.status, 429, "the second command on the cluster (%r)" % r)
@@ -702,7 +694,8 @@ def a_refusal_the_store_failed_is_written_once_it_is_back(t):
     check(rows[0][5] > 0, "its end time", rows)
     eq(audit_end_counters(w)[1], 0, "nothing dropped")
     contains(w.server.log_text(), "kept to be written again", "the log says the row waits")
-    kill_holder()
+    for pid, _ in procs_matching(tag):  # the holding command is done with
+        os.kill(pid, 9)
     th.join(60)
     check("r" in res and res["r"].status == 200, "the holding command answered", res)
 
@@ -740,16 +733,7 @@ def caller_gone_before_the_command_is_sent_closes_its_row(t):
     tags = ["gone-%d-%s" % (i, rand_tag(4)) for i in range(4)]
     # Hold SQLite's write lock: the one store worker blocks on the first
     # command's started row and the others queue behind it.
-    lock = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10, isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
-    released = []
-
-    def release():
-        if not released:
-            released.append(1)
-            lock.execute("ROLLBACK")
-            lock.close()
-    t.defer(release)
+    release = hold_write_lock(t, w)
     socks = []
     for tag in tags:
         body = json.dumps({"args": ["get", "pods", tag]}).encode()
