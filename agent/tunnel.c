@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "ca_store.h"
 #include "cloud.h"
+#include "crypto.h"
 #include "log.h"
 #include "metrics.h"
 #include "outq.h"
@@ -89,6 +90,12 @@ struct agent_tunnel {
     int64_t closing_at;
     int killing;
     int done;
+
+    /* Names this process to the server across its reconnections (register's
+     * "instance", with "connection" counting them): a server still holding
+     * an older connection of it, silently dead, closes that one. */
+    char instance[33];
+    int64_t connections;
 
     agent_proxy proxy;       /* egress proxy decision (proxy.h) */
     int resolving;           /* a resolver thread runs for this attempt */
@@ -604,6 +611,10 @@ static char *encode_register(agent_tunnel *t)
         /* what cloud_exec this agent runs and how it is isolated (cloud.h) */
         if (cloud && cJSON_AddItemToObject(o, "cloud_exec", cloud))
             cloud = NULL;
+        if (t->instance[0]) {
+            cJSON_AddStringToObject(o, "instance", t->instance);
+            cJSON_AddNumberToObject(o, "connection", (double)++t->connections);
+        }
         out = cJSON_PrintUnformatted(o);
     }
     cJSON_Delete(cloud);
@@ -1138,6 +1149,12 @@ agent_tunnel *agent_tunnel_new(const agent_config *cfg, agent_runner *runner, ag
     atomic_init(&t->rs.done, 0);
     atomic_init(&t->rs.cancel, 0);
     buf_init(&t->rx);
+    unsigned char id[16];
+    if (crypto_random(id, sizeof(id)) == 0)
+        crypto_hex(id, sizeof(id), t->instance);
+    else
+        log_warn("tunnel: no randomness for an instance id; a reconnection cannot replace a "
+                 "dead connection at once");
     return t;
 }
 

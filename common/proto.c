@@ -80,6 +80,19 @@ static char *dup_field(const cJSON *o, const char *key)
     return NULL;
 }
 
+/* An agent instance id: 8-64 of A-Z a-z 0-9 _ - (it reaches logs and Redis). */
+static int instance_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 8 || n > 64)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
 static int num_field(const cJSON *o, const char *key, double *out)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -119,6 +132,7 @@ void proto_msg_free(proto_msg *m)
     free(m->error_code);
     free(m->kind);
     free(m->policy_json);
+    free(m->instance);
     free(m->program);
     for (int i = 0; m->env && i < m->nenv; i++) {
         secret_free(m->env[i]);
@@ -213,6 +227,16 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
         m->duration_ms = (int64_t)d;
     if (num_field(root, "max_concurrent", &d) && d >= 0 && d <= 100000)
         m->max_concurrent = (int)d;
+    if (m->type == MSG_REGISTER) {
+        const cJSON *in = cJSON_GetObjectItemCaseSensitive(root, "instance");
+        if (cJSON_IsString(in) && instance_ok(in->valuestring)) {
+            m->instance = strdup(in->valuestring);
+            if (!m->instance)
+                goto oom;
+        }
+        if (num_field(root, "connection", &d) && d >= 1 && d < 9e15)
+            m->connection = (int64_t)d;
+    }
 
     switch (m->type) {
     case MSG_COMMAND_RESPONSE:

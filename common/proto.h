@@ -102,6 +102,10 @@ typedef struct {
     int max_concurrent;  /* register */
     char *policy_json;   /* register: the agent's command policy object, compact JSON
                             (NULL if absent, not an object, or over 4 KiB) */
+    char *instance;      /* register (optional): the agent process's random id, 8-64 of
+                            A-Z a-z 0-9 _ - (NULL if absent or not so) */
+    int64_t connection;  /* register (optional): that process's connection number, counted
+                            from 1; 0 if absent */
 } proto_msg;
 
 /* Parses one text frame.  0 on success (type may be MSG_UNKNOWN: check it);

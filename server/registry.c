@@ -117,6 +117,8 @@ typedef struct inbound {
     char cluster_id[STORE_CLUSTER_ID_LEN]; /* "": re-check every token (see push_recheck) */
     char token_id[STORE_ID_LEN]; /* "" = every session of the cluster */
     char reason[64];
+    char instance[65]; /* a supersession: that agent process's older sessions */
+    long long conn;
 } inbound;
 
 typedef struct {
@@ -220,6 +222,32 @@ void registry_publish_close(const char *org_id, const char *cluster_id, const ch
         free(json);
         log_error("registry: out of memory; the close of cluster %s reaches no other replica",
                   cluster_id);
+        return;
+    }
+    o->kind = OP_PUBLISH;
+    o->message = json;
+    push_op(o);
+}
+
+void registry_publish_supersede(const char *org_id, const char *cluster_id,
+                                const char *instance, long long conn)
+{
+    if (!R.enabled)
+        return;
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "from", R.instance);
+    cJSON_AddStringToObject(m, "org_id", org_id);
+    cJSON_AddStringToObject(m, "cluster_id", cluster_id);
+    cJSON_AddStringToObject(m, "agent_instance", instance);
+    cJSON_AddNumberToObject(m, "agent_connection", (double)conn);
+    op *o = calloc(1, sizeof(*o));
+    char *json = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    if (!o || !json) {
+        free(o);
+        free(json);
+        log_error("registry: out of memory; other replicas keep the older sessions of an agent "
+                  "of cluster %s", cluster_id);
         return;
     }
     o->kind = OP_PUBLISH;
@@ -601,6 +629,28 @@ static void on_close_message(const char *json, size_t len)
     const char *cluster = cJSON_GetStringValue(cJSON_GetObjectItem(m, "cluster_id"));
     const char *token = cJSON_GetStringValue(cJSON_GetObjectItem(m, "token_id"));
     const char *reason = cJSON_GetStringValue(cJSON_GetObjectItem(m, "reason"));
+    const char *agent = cJSON_GetStringValue(cJSON_GetObjectItem(m, "agent_instance"));
+    const cJSON *conn = cJSON_GetObjectItem(m, "agent_connection");
+    if (agent) { /* a supersession (registry_publish_supersede) */
+        if (!from || !org || !cluster || !org[0] || !cluster[0] || !agent[0] ||
+            strlen(org) >= STORE_ID_LEN || strlen(cluster) >= STORE_CLUSTER_ID_LEN ||
+            strlen(agent) > 64 || !cJSON_IsNumber(conn)) {
+            log_warn("registry: malformed supersession message ignored");
+        } else if (strcmp(from, R.instance)) {
+            inbound *in = calloc(1, sizeof(*in));
+            if (in) {
+                snprintf(in->org_id, sizeof(in->org_id), "%s", org);
+                snprintf(in->cluster_id, sizeof(in->cluster_id), "%s", cluster);
+                snprintf(in->instance, sizeof(in->instance), "%s", agent);
+                in->conn = conn->valuedouble >= 0 && conn->valuedouble < 9e15
+                               ? (long long)conn->valuedouble
+                               : 0;
+                push_inbound(in);
+            }
+        }
+        cJSON_Delete(m);
+        return;
+    }
     if (!from || !org || !cluster || !token || !reason || !org[0] || !cluster[0] ||
         strlen(org) >= STORE_ID_LEN || strlen(cluster) >= STORE_CLUSTER_ID_LEN ||
         strlen(token) >= STORE_ID_LEN) {
@@ -659,6 +709,16 @@ void registry_deliver(struct tunnel_hub *tunnels)
             log_info("registry: Redis is back; re-checking the tokens of %zu session(s)",
                      tunnel_session_count(tunnels));
             tunnel_recheck_tokens(tunnels);
+            free(in);
+            in = next;
+            continue;
+        }
+        if (in->instance[0]) {
+            int n = tunnel_close_superseded(tunnels, in->org_id, in->cluster_id, in->instance,
+                                            in->conn);
+            if (n)
+                log_info("closed %d session(s) of cluster %s: the same agent connected to "
+                         "another replica", n, in->cluster_id);
             free(in);
             in = next;
             continue;

@@ -69,6 +69,13 @@ void registry_session_down(const char *cluster_id);
  * (only those of token_id when not NULL), as this one just did. */
 void registry_publish_close(const char *org_id, const char *cluster_id, const char *token_id,
                             const char *reason);
+/* Loop thread: an agent process (register's "instance") connected here as
+ * its connection number conn: every other replica closes its older sessions
+ * of it (tunnel_close_superseded).  Published on aurora:close without a
+ * token_id, which a replica without this ignores as malformed (it would
+ * read an empty one as "every session of the cluster"). */
+void registry_publish_supersede(const char *org_id, const char *cluster_id,
+                                const char *instance, long long conn);
 /* Loop thread (LWS_CALLBACK_EVENT_WAIT_CANCELLED): closes the sessions that
  * other replicas' messages named. */
 void registry_deliver(struct tunnel_hub *tunnels);

@@ -83,6 +83,8 @@ struct tunnel_session {
     char cluster_name[STORE_CLUSTER_NAME_LEN];
     char agent_version[64];
     char *policy_json; /* as reported in register; NULL for agents that report none */
+    char instance[65]; /* register's "instance": the agent process ("" if it named none) */
+    int64_t instance_conn; /* register's "connection" (0: unknown) */
     int64_t connected_at;
     uint64_t picks;    /* commands routed here: breaks ties between replicas */
     int registered_db; /* counted in the connections table */
@@ -1210,6 +1212,25 @@ int tunnel_close_sessions(tunnel_hub *h, const char *org_id, const char *cluster
     return n;
 }
 
+int tunnel_close_superseded(tunnel_hub *h, const char *org_id, const char *cluster_id,
+                            const char *instance, int64_t conn)
+{
+    int n = 0;
+    tunnel_session *s = bucket_of(h, cluster_id);
+    while (s) {
+        tunnel_session *next = s->bucket_next;
+        if (s->state == SESS_READY && !strcmp(s->org_id, org_id) &&
+            !strcmp(s->cluster_id, cluster_id) && s->instance[0] && !strcmp(s->instance, instance) &&
+            (!conn || !s->instance_conn || s->instance_conn < conn)) {
+            start_close(s, LWS_CLOSE_STATUS_GOINGAWAY, TUNNEL_REASON_SUPERSEDED);
+            requeue_waiting(s); /* now, not when its dead socket is given up */
+            n++;
+        }
+        s = next;
+    }
+    return n;
+}
+
 /* ---- lws callbacks -------------------------------------------------------- */
 
 static tunnel_session *session_new(tunnel_hub *h, struct lws *wsi, int v2)
@@ -1437,6 +1458,20 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
             s->registered_db = 1;
             s->last_hb_db = time(NULL);
             submit_conn(s, STORE_CONN_UP);
+        }
+        /* The same agent process on a new connection: the one it had is
+         * dead (a silent one stays ready until the idle timeout, taking
+         * commands that end in 504), here and on every other replica. */
+        if (m.instance && !s->instance[0] && s->state == SESS_READY) {
+            /* named after the walk: it is not one of its own elders */
+            int old = tunnel_close_superseded(s->hub, s->org_id, s->cluster_id, m.instance,
+                                              m.connection);
+            snprintf(s->instance, sizeof(s->instance), "%s", m.instance);
+            s->instance_conn = m.connection;
+            if (old)
+                log_info("agent %s: closed %d older connection(s) of the same agent process",
+                         s->cluster_id, old);
+            registry_publish_supersede(s->org_id, s->cluster_id, s->instance, s->instance_conn);
         }
         break;
     case MSG_HEARTBEAT:
@@ -1765,6 +1800,8 @@ static const char *close_kind(const tunnel_session *s)
         return "token_revoked";
     if (!strcmp(s->close_reason, PROTO_REASON_EXPIRED))
         return "token_expired";
+    if (!strcmp(s->close_reason, TUNNEL_REASON_SUPERSEDED))
+        return "superseded"; /* 1001 too, but no shutdown */
     switch (s->close_code) {
     case LWS_CLOSE_STATUS_GOINGAWAY:
         return "server_shutdown";

@@ -125,6 +125,15 @@ void tunnel_req_remote_end(tunnel_req *r, const tunnel_result *res);
  * authenticated with token_id when it is not NULL.  Returns how many. */
 int tunnel_close_sessions(tunnel_hub *h, const char *org_id, const char *cluster_id,
                           const char *token_id, const char *reason);
+/* An agent process (register's "instance") connected again as connection
+ * number conn (0: unknown): its older ready sessions of org/cluster
+ * (connection number below conn, or unknown) are closed (1001) and what
+ * they queued but never sent moves to another session.  An agent whose old
+ * connection died silently holds no second session waiting for the idle
+ * timeout.  Returns how many. */
+#define TUNNEL_REASON_SUPERSEDED "Superseded by a newer connection"
+int tunnel_close_superseded(tunnel_hub *h, const char *org_id, const char *cluster_id,
+                            const char *instance, int64_t conn);
 /* Any session authenticating right now re-checks its token (revocation race). */
 void tunnel_note_revocation(tunnel_hub *h);
 /* Every ready session looks its token up again (on the pool) and closes if

@@ -406,6 +406,52 @@ def revocation_on_one_replica_closes_the_session_on_another(t):
     wait_until(lambda: not f.redis.owners(cid2), 10, 0.05, "the deleted cluster's registration to go")
 
 
+@test(timeout=120)
+def a_reconnected_agent_replaces_its_old_session_on_another_replica(t):
+    """An agent process whose connection died without a word (its replica
+    holds the session until the idle timeout) connects again to another
+    replica: the old replica closes its session at once and stops renewing
+    the registration, so no command is routed to the dead one (504)."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-supersede")
+    cid = tok["cluster_id"]
+    inst = secrets.token_hex(16)
+    old = NodePeer(f.front, tok["token"], t, "v2_agent.js", "v2-old",
+                   ["--instance", inst, "--connection", "1"])
+    old.wait(lambda e: e.get("event") == "connected", 20, "connected")
+    owner = f.owner_of(cid)
+    other = f.others(owner)[0]
+    t0 = time.monotonic()
+    new = NodePeer(other, tok["token"], t, "v2_agent.js", "v2-new",
+                   ["--instance", inst, "--connection", "2"])
+    new.wait(lambda e: e.get("event") == "connected", 20, "the new connection")
+    ev = old.wait(lambda e: e.get("event") == "close", 10, "the old session to be closed")
+    eq(ev.get("code"), 1001, "close code of the superseded session")
+    eq(ev.get("reason"), "Superseded by a newer connection", "close reason")
+    t.note("superseded on %s %.0f ms after connecting to %s"
+           % (owner.name, (time.monotonic() - t0) * 1000, other.name))
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {other.addr}, 10, 0.05,
+               "only the new replica to hold the registration")
+    superseded = sum(v for k, v in server_metrics(owner).items()
+                     if k.startswith("aurora_agent_sessions_closed_total{") and 'reason="superseded"' in k)
+    check(superseded >= 1, "the close counted as superseded, not as a shutdown", superseded)
+    # A command sent to the old replica reaches the new session.
+    r = owner.kubectl(cid, args=["get", "pods"])
+    eq(r.status, 200, "command through %s (%r)" % (owner.name, r))
+    new.wait(lambda e: e.get("event") == "exec", 10, "the command at the new session")
+    # Another process of the same cluster (no instance named) is left alone.
+    pod_b = NodePeer(owner, tok["token"], t, "v2_agent.js", "v2-pod-b")
+    pod_b.wait(lambda e: e.get("event") == "connected", 20, "a second pod")
+    again = NodePeer(other, tok["token"], t, "v2_agent.js", "v2-newer",
+                     ["--instance", inst, "--connection", "3"])
+    again.wait(lambda e: e.get("event") == "connected", 20, "a third connection")
+    new.wait(lambda e: e.get("event") == "close", 10, "the second connection to be superseded")
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {owner.addr, other.addr}, 10, 0.05,
+               "both replicas registered (pod b, the third connection)")
+    check(not [e for e in pod_b.events if e.get("event") == "close"], "pod b stays connected",
+          pod_b.events)
+
+
 @test(timeout=60)
 def forged_forward_is_refused(t):
     f = fleet(t)

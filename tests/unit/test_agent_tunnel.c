@@ -296,6 +296,11 @@ static void connected_sends_register_once(void **state)
     assert_string_equal(m->agent_version, fx->cfg.version);
     assert_int_equal(m->protocol, 2);
     assert_int_equal(m->max_concurrent, 1);
+    /* the process's random id and its first connection (a server closes an
+     * older, dead connection of the same process when it sees a newer one) */
+    assert_non_null(m->instance);
+    assert_int_equal(strlen(m->instance), 32);
+    assert_int_equal(m->connection, 1);
     /* the policy and cloud_exec settings, for the server to show */
     cJSON *o = cJSON_Parse(fx->msgs[0].json);
     assert_non_null(o);
@@ -633,6 +638,10 @@ static void new_session_starts_clean(void **state)
     say(fx, "{\"type\":\"connected\",\"protocol\":2}");
     drain(fx);
     assert_int_equal(count_type(fx, MSG_REGISTER), 1);
+    /* the same process: its second connection */
+    const proto_msg *m = find_type(fx, MSG_REGISTER);
+    assert_non_null(m->instance);
+    assert_int_equal(m->connection, 2);
     fixture_free(fx);
 }
 

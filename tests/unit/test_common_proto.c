@@ -143,6 +143,26 @@ static void test_register(void **state)
     assert_int_equal(m.type, MSG_REGISTER);
     assert_int_equal(m.protocol, 0);
     assert_string_equal(m.agent_version, "1.0.0");
+    assert_null(m.instance);
+    assert_int_equal(m.connection, 0);
+    proto_msg_free(&m);
+
+    /* The C agent names its process and counts its connections; an id a
+     * log or Redis should not carry is ignored, not an error. */
+    decode_ok("{\"type\":\"register\",\"cluster_id\":\"c\",\"instance\":\"0123abcdEF_-\","
+              "\"connection\":3}",
+              &m);
+    assert_string_equal(m.instance, "0123abcdEF_-");
+    assert_int_equal(m.connection, 3);
+    proto_msg_free(&m);
+    decode_ok("{\"type\":\"register\",\"cluster_id\":\"c\",\"instance\":\"ab cd\\nefgh\","
+              "\"connection\":-1}",
+              &m);
+    assert_null(m.instance);
+    assert_int_equal(m.connection, 0);
+    proto_msg_free(&m);
+    decode_ok("{\"type\":\"register\",\"cluster_id\":\"c\",\"instance\":\"short\"}", &m);
+    assert_null(m.instance);
     proto_msg_free(&m);
 }
 

@@ -1439,6 +1439,85 @@ static void test_waiting_requests_move_on_drop(void **state)
     expect_never_ran(&q2);
 }
 
+/* register naming the agent process (its "instance") and its connection number */
+static void register_instance(tunnel_session *s, const made_token *m, int max_concurrent,
+                              const char *instance, int conn)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf),
+             "{\"type\":\"register\",\"cluster_id\":\"%s\",\"agent_version\":\"9.9.9\","
+             "\"protocol\":2,\"max_concurrent\":%d,\"instance\":\"%s\",\"connection\":%d}",
+             m->t.cluster_id, max_concurrent, instance, conn);
+    tunnel_session_receive(s, buf, strlen(buf), 0);
+}
+
+/* An agent process that connects again while its old connection is still
+ * held (dead without a word: it stays ready until the idle timeout) ends
+ * that one at once: commands no longer go where nothing answers them.
+ * What the old session queued but never sent moves on and runs; what it
+ * sent keeps its outcome (502 when its socket goes).  Another process of
+ * the same cluster (a second pod), an agent that names no instance and an
+ * older connection number close nothing. */
+static void test_reconnection_supersedes_dead_session(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *other = connect_as(fx, fx->hub, &m, 2, 0); /* another pod, no limit */
+    register_instance(other, &m, 0, "pod-b-0123456789", 1);
+    tunnel_session *plain = connect_as(fx, fx->hub, &m, 2, 0); /* names no instance */
+    sink_rec rb = { 0 }, rp = { 0 }, r0 = { 0 }, r1 = { 0 };
+    exec_ok(fx, &m, &rb);
+    exec_ok(fx, &m, &rp);
+    assert_true(sent_exec(other) + sent_exec(plain) > 0); /* one each: both are loaded */
+    expect_no_frame(other);
+    expect_no_frame(plain);
+
+    tunnel_session *old = connect_as(fx, fx->hub, &m, 2, 1);
+    register_instance(old, &m, 1, "pod-a-0123456789", 1);
+    exec_ok(fx, &m, &r0); /* old: the least loaded, running */
+    assert_true(sent_exec(old) > 0);
+    exec_ok(fx, &m, &r1); /* old: first in turn at equal load; waits for its one slot */
+    expect_no_frame(other);
+    expect_no_frame(plain);
+    expect_no_frame(old);
+
+    tunnel_session *fresh = connect_as(fx, fx->hub, &m, 2, 1);
+    register_instance(fresh, &m, 1, "pod-a-0123456789", 2);
+    expect_closed(old, LWS_CLOSE_STATUS_GOINGAWAY, TUNNEL_REASON_SUPERSEDED);
+    assert_true(tunnel_session_ready(other));
+    assert_true(tunnel_session_ready(plain));
+    assert_true(tunnel_session_ready(fresh));
+    /* the unsent one moved to the new connection (the least loaded) and ran */
+    assert_int_equal(r1.ends, 0);
+    uint32_t id = sent_exec(fresh);
+    assert_true(id > 0);
+    send_exec_end(fresh, id, 0);
+    assert_int_equal(r1.ends, 1);
+    assert_int_equal(r1.failed, 0);
+    /* the sent one: its outcome comes with its connection's end */
+    assert_int_equal(r0.ends, 0);
+    tunnel_session_drop(old);
+    assert_int_equal(r0.ends, 1);
+    assert_int_equal(r0.http_status, 502);
+    assert_string_equal(r0.error_code, EC_AGENT_DISCONNECTED);
+
+    /* a connection number older than the one held replaces nothing */
+    tunnel_session *stale = connect_as(fx, fx->hub, &m, 2, 1);
+    register_instance(stale, &m, 1, "pod-a-0123456789", 1);
+    assert_true(tunnel_session_ready(fresh));
+    /* nor does a register repeated on the new connection close it */
+    register_instance(fresh, &m, 1, "pod-a-0123456789", 2);
+    assert_true(tunnel_session_ready(fresh));
+    assert_true(tunnel_session_ready(other));
+    assert_true(tunnel_session_ready(plain));
+    assert_int_equal(tunnel_close_superseded(fx->hub, fx->org2_id, m.t.cluster_id,
+                                             "pod-a-0123456789", 9), 0); /* another org's word */
+    assert_true(tunnel_session_ready(fresh));
+    send_exec_end(other, 1, 0);
+    send_exec_end(plain, 1, 0);
+    assert_int_equal(rb.ends + rp.ends, 2);
+}
+
 /* Moving takes the dialect and the kind into account: a queued kubectl
  * command goes to a legacy agent of the cluster (as a kubectl_command),
  * a queued cloud_exec, which a legacy agent cannot run, does not. */
@@ -1747,6 +1826,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drop_fails_only_its_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_on_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_across_dialects, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reconnection_supersedes_dead_session, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_close_by_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_message, setup, teardown),
