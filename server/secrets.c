@@ -216,6 +216,13 @@ const char *secrets_backend_name(const secrets_t *s)
     return s ? s->be->name : "none";
 }
 
+long secrets_maintain(secrets_t *s)
+{
+    if (!s || !s->be->maintain)
+        return 0;
+    return s->be->maintain(s->impl);
+}
+
 void *secrets_impl(secrets_t *s)
 {
     return s ? s->impl : NULL;

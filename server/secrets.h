@@ -118,6 +118,13 @@ int secrets_list(secrets_t *s, const char *prefix, char ***paths, size_t *n, cha
 void secrets_list_free(char **paths, size_t n);
 void secrets_free(unsigned char *val, size_t len);
 
+/* Upkeep of the backend's credentials, from a periodic task on the outbound
+ * pool (never a store worker): Vault's token auth renews a renewable
+ * VAULT_TOKEN at half its TTL and logs when it cannot (not renewable, at
+ * its maximum TTL, refused) and when the token will expire.  Returns the
+ * seconds until the next run wanted, 0 when the backend needs none. */
+long secrets_maintain(secrets_t *s);
+
 /* 1 if path is a valid secret path (rules above). */
 int secrets_path_valid(const char *path);
 /* aurora/orgs/<org_id>/users/<user_id>/<connector>/<field>: one user's
@@ -173,6 +180,10 @@ typedef struct {
      * returns -1 on out of memory, which the backend passes on. */
     int (*list)(void *impl, const char *prefix, int (*add)(void *ctx, const char *path),
                 void *ctx, char *err, size_t errlen);
+    /* Optional upkeep of the backend's credentials (Vault: renews a static
+     * token before it expires); returns the seconds until it wants to run
+     * again, 0 when it needs no upkeep. */
+    long (*maintain)(void *impl);
 } secrets_backend;
 
 extern const secrets_backend secrets_backend_local;

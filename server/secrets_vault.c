@@ -18,7 +18,11 @@
  *
  * Auth: VAULT_TOKEN, or Kubernetes (the pod's service-account JWT exchanged
  * for a token at login, renewed by logging in again when its lease is near
- * its end or Vault answers 403).
+ * its end or Vault answers 403).  A VAULT_TOKEN with a TTL is looked up
+ * (GET /v1/auth/token/lookup-self) by the periodic upkeep (secrets_maintain)
+ * and renewed (POST /v1/auth/token/renew-self) once half its TTL is spent;
+ * one Vault will not renew (not renewable, at its maximum TTL) is logged
+ * with the time it expires.
  *
  * Failures: 403 → DENIED, 404 → NOT_FOUND, 429/5xx and transport errors →
  * UNAVAILABLE after two retries with backoff (a timeout is not retried: the
@@ -41,12 +45,17 @@
 #include "breaker.h"
 #include "crypto.h"
 #include "http_client.h"
+#include "log.h"
 #include "utf8.h"
 
 #define VAULT_ATTEMPTS 3
 #define JWT_MAX 16384
 #define LIST_MAX_DEPTH 16
 #define DEFAULT_JWT_PATH "/var/run/secrets/kubernetes.io/serviceaccount/token"
+#define UPKEEP_MIN_S 5      /* the token's upkeep runs at most this often */
+#define UPKEEP_MAX_S 3600   /* ... and at least this often */
+#define UPKEEP_RETRY_S 30   /* after a lookup or renewal Vault did not answer */
+#define UPKEEP_REFUSED_S 600 /* after Vault refused the token its own lookup */
 
 typedef struct {
     pthread_mutex_t mu; /* guards token and token_expiry */
@@ -68,6 +77,11 @@ typedef struct {
     atomic_uint logins;
     int last_login_rc;
     char last_login_err[300];
+    /* the token's upkeep (vault_maintain: one run at a time) */
+    time_t warned_expiry; /* the expiry time last logged as one no renewal moves */
+    char warned_at[48];   /* ... as logged */
+    int refused_logged;   /* Vault refuses the token: logged once until it takes it again */
+    int static_logged;    /* a token without TTL: logged once */
 } vault_t;
 
 static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -420,6 +434,161 @@ static int kv_call(vault_t *v, const char *method, const char *kind, const char 
     return rc;
 }
 
+/* ---- the token's upkeep (VAULT_TOKEN) ------------------------------------------ */
+
+static long upkeep_clamp(double s)
+{
+    return s < UPKEEP_MIN_S ? UPKEEP_MIN_S : s > UPKEEP_MAX_S ? UPKEEP_MAX_S : (long)s;
+}
+
+/* /v1/auth/token/<what> with the token; SECRETS_OK with the answer's JSON. */
+static int token_self(vault_t *v, const char *method, const char *what, cJSON **out, char *err,
+                      size_t errlen)
+{
+    char url[700], tok[2048];
+    snprintf(url, sizeof(url), "%s/v1/auth/token/%s", v->addr, what);
+    pthread_mutex_lock(&v->mu);
+    snprintf(tok, sizeof(tok), "%s", v->token);
+    pthread_mutex_unlock(&v->mu);
+    http_client_resp r;
+    const char *body = strcmp(method, "GET") ? "{}" : NULL;
+    int rc = send_with_retries(v, method, url, tok, body, body ? strlen(body) : 0, &r, err, errlen);
+    OPENSSL_cleanse(tok, sizeof(tok));
+    *out = NULL;
+    if (rc != SECRETS_OK)
+        return rc;
+    *out = cJSON_ParseWithLength(r.body, r.len);
+    /* renew-self's answer names the token again (auth.client_token) */
+    cJSON *auth = cJSON_GetObjectItemCaseSensitive(*out, "auth");
+    cJSON *ct = cJSON_GetObjectItemCaseSensitive(auth, "client_token");
+    if (cJSON_IsString(ct))
+        OPENSSL_cleanse(ct->valuestring, strlen(ct->valuestring));
+    OPENSSL_cleanse(r.body, r.len);
+    http_client_resp_free(&r);
+    if (!*out) {
+        say(err, errlen, "Vault's answer to %s is not JSON", what);
+        return SECRETS_E_OTHER;
+    }
+    return SECRETS_OK;
+}
+
+static double num_of(const cJSON *o, const char *key)
+{
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(n) ? n->valuedouble : 0;
+}
+
+/* Logs, once per expiry time, that the token ends then whatever happens:
+ * at Vault's expire_time (lookup-self) when it gives one, else in ttl s. */
+static void warn_expiry(vault_t *v, const cJSON *expire_time, double ttl, const char *why)
+{
+    char when[48] = "";
+    const char *vt = cJSON_GetStringValue(expire_time);
+    if (vt && strlen(vt) < sizeof(when)) {
+        snprintf(when, sizeof(when), "%s", vt);
+        for (char *p = when; *p; p++) /* Vault's text: printable only */
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = ' ';
+        if (!strcmp(when, v->warned_at))
+            return;
+    } else {
+        time_t at = time(NULL) + (time_t)ttl;
+        if (v->warned_expiry && labs((long)(at - v->warned_expiry)) <= UPKEEP_MIN_S)
+            return;
+        v->warned_expiry = at;
+        struct tm tm;
+        gmtime_r(&at, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    snprintf(v->warned_at, sizeof(v->warned_at), "%s", when);
+    log_warn("secrets: Vault at %s: VAULT_TOKEN %s: it expires at %s (in %.0f s), and every "
+             "secrets call fails from then on; give the server a renewable (or periodic) token "
+             "or a new one before then",
+             v->addr, why, when, ttl);
+}
+
+/* A VAULT_TOKEN with a TTL expired unnoticed: nothing renewed it, and every
+ * call failed DENIED from then on.  Looked up each run; renewed once half
+ * its TTL (its period, or the TTL it was created with) is spent, which
+ * leaves the other half for retries while Vault is away. */
+static long vault_maintain(void *impl)
+{
+    vault_t *v = impl;
+    if (v->k8s)
+        return 0; /* logs in again near the end of each lease (current_token) */
+    cJSON *j = NULL;
+    char err[300];
+    int rc = token_self(v, "GET", "lookup-self", &j, err, sizeof(err));
+    if (rc == SECRETS_E_DENIED) {
+        if (!v->refused_logged)
+            log_error("secrets: Vault at %s refuses VAULT_TOKEN its own lookup (%s): it expired "
+                      "or was revoked (then every secrets call fails until the server is given "
+                      "a valid token), or its policies lack Vault's default policy "
+                      "(auth/token/lookup-self and renew-self): then it is never renewed",
+                      v->addr, err);
+        v->refused_logged = 1;
+        return UPKEEP_REFUSED_S;
+    }
+    if (rc != SECRETS_OK) {
+        log_warn("secrets: cannot look VAULT_TOKEN up at %s (%s); trying again in %d s", v->addr,
+                 err, UPKEEP_RETRY_S);
+        cJSON_Delete(j);
+        return UPKEEP_RETRY_S;
+    }
+    v->refused_logged = 0;
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(j, "data");
+    double ttl = num_of(data, "ttl");
+    double period = num_of(data, "period");
+    if (period <= 0)
+        period = num_of(data, "creation_ttl");
+    int renewable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(data, "renewable"));
+    const cJSON *expire_time = cJSON_GetObjectItemCaseSensitive(data, "expire_time");
+    /* ttl 0 is also a token in its last second (whole seconds): only one
+     * without an expiry time nor a TTL to begin with never expires */
+    int expires = ttl > 0 || period > 0 || cJSON_IsString(expire_time);
+    if (!renewable && expires)
+        warn_expiry(v, expire_time, ttl, "is not renewable");
+    cJSON_Delete(j);
+    if (!expires) {
+        if (!v->static_logged)
+            log_info("secrets: Vault at %s: VAULT_TOKEN has no TTL (it does not expire)", v->addr);
+        v->static_logged = 1;
+        return UPKEEP_MAX_S;
+    }
+    if (!renewable)
+        return upkeep_clamp(ttl / 2);
+    if (period > 0 && ttl > period / 2)
+        return upkeep_clamp(ttl - period / 2); /* not half spent yet */
+    rc = token_self(v, "POST", "renew-self", &j, err, sizeof(err));
+    if (rc != SECRETS_OK) {
+        long retry = upkeep_clamp(ttl / 4 < UPKEEP_RETRY_S ? ttl / 4 : UPKEEP_RETRY_S);
+        log_warn("secrets: renewing VAULT_TOKEN at %s failed (%s); it expires in %.0f s; trying "
+                 "again in %ld s",
+                 v->addr, err, ttl, retry);
+        cJSON_Delete(j);
+        return retry;
+    }
+    const cJSON *auth = cJSON_GetObjectItemCaseSensitive(j, "auth");
+    double lease = num_of(auth, "lease_duration");
+    cJSON_Delete(j);
+    if (lease <= 0) {
+        log_warn("secrets: Vault at %s renewed VAULT_TOKEN without a lease duration; looking it "
+                 "up again in %d s", v->addr, UPKEEP_RETRY_S);
+        return UPKEEP_RETRY_S;
+    }
+    log_info("secrets: Vault at %s renewed VAULT_TOKEN for %.0f s", v->addr, lease);
+    if (period > 0 && lease < period) {
+        /* cut short: its maximum TTL; when exactly, Vault says */
+        if (token_self(v, "GET", "lookup-self", &j, err, sizeof(err)) != SECRETS_OK)
+            j = NULL;
+        data = cJSON_GetObjectItemCaseSensitive(j, "data");
+        warn_expiry(v, cJSON_GetObjectItemCaseSensitive(data, "expire_time"), lease,
+                    "reached its maximum TTL");
+        cJSON_Delete(j);
+    }
+    return upkeep_clamp(lease / 2);
+}
+
 /* aurora/<rest> -> <prefix><rest> */
 static int inside_path(const vault_t *v, const char *path, char *out, size_t cap)
 {
@@ -663,4 +832,5 @@ const secrets_backend secrets_backend_vault = {
     .get = vault_get,
     .del = vault_del,
     .list = vault_list,
+    .maintain = vault_maintain,
 };

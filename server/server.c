@@ -312,6 +312,13 @@ int workers_submit_pool(worker_pool pool, job_run_fn run, job_done_fn done, void
 /* Worker thread: a job finished, wake the loop to run its done(). */
 static void wake_loop(void *ctx) { lws_cancel_service(ctx); }
 
+/* Outbound worker: the secrets backend's credential upkeep (secrets_maintain). */
+static long secrets_upkeep(worker_ctx *w)
+{
+    long s = secrets_maintain(w->secrets);
+    return s > 0 ? s : PERIODIC_MAX_DELAY_S;
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -576,6 +583,9 @@ int server_run(server_config *cfg)
         secrets = NULL;
     } else {
         log_info("secrets backend: %s", secrets_backend_name(secrets));
+        /* a VAULT_TOKEN with a TTL is renewed before it expires */
+        if (periodic_add("secrets-upkeep", WORKER_POOL_OUTBOUND, 1, secrets_upkeep) < 0)
+            log_error("secrets: no room for the upkeep task: the credentials are not renewed");
     }
     http_client_set_default_ca(server_setting(cfg, "AURORA_OUTBOUND_CA_FILE"));
     /* The pools first (their stores open, no thread yet), then what submits

@@ -520,6 +520,145 @@ static void test_kubernetes_lease_expiry(void **state)
     secrets_close(s);
 }
 
+/* ---- a static VAULT_TOKEN's upkeep (secrets_maintain) ----------------------------- */
+
+static void fixture_post(const char *path, const char *body)
+{
+    assert_int_equal(raw_call("POST", path, NULL, body, NULL), 200);
+}
+
+/* Moves the fixture's clock (its tokens' TTLs) forward: no real waiting. */
+static void advance(long seconds)
+{
+    char body[64];
+    snprintf(body, sizeof(body), "{\"advance\":%ld}", seconds);
+    fixture_post("/_fixture/clock", body);
+}
+
+/* Runs secrets_maintain(s) with stderr (the log) captured: *delay its
+ * answer, the count of log lines holding each of needle1 and needle2. */
+static void maintain_logged(secrets_t *s, long *delay, const char *needle1, int *n1,
+                            const char *needle2, int *n2)
+{
+    char path[] = "/tmp/aurora-vault-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    *delay = secrets_maintain(s);
+    fflush(stderr);
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+    close(fd);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[2048];
+    *n1 = 0;
+    if (n2)
+        *n2 = 0;
+    while (fgets(line, sizeof(line), f)) {
+        fputs(line, stderr); /* still in the test's output */
+        *n1 += strstr(line, needle1) != NULL;
+        if (n2)
+            *n2 += strstr(line, needle2) != NULL;
+        assert_null(strstr(line, ROOT_TOKEN)); /* never the token */
+    }
+    fclose(f);
+    unlink(path);
+}
+
+/* A renewable VAULT_TOKEN with a TTL is renewed once half of it is spent,
+ * again and again, and keeps working long past its first TTL; nothing
+ * renewed it before, and every call failed DENIED once it expired. */
+static void test_static_token_renewed_before_it_expires(void **state)
+{
+    (void)state;
+    fixture_post("/_fixture/token", "{\"ttl\":100,\"renewable\":true,\"max_ttl\":100000}");
+    secrets_config c = token_cfg();
+    secrets_t *s = open_ok(&c);
+    put_ok(s, "aurora/r/1", "kept", 4);
+    /* fresh: nothing to renew yet; the next look when half is spent */
+    long d = secrets_maintain(s);
+    assert_true(d >= 45 && d <= 50);
+    assert_int_equal(stat_of("lookups"), 1);
+    assert_int_equal(stat_of("renewals"), 0);
+    for (int round = 1; round <= 4; round++) {
+        advance(d + 1); /* past the half of its TTL */
+        d = secrets_maintain(s);
+        assert_int_equal(stat_of("renewals"), round);
+        assert_true(d >= 45 && d <= 50); /* a full TTL again: half of it */
+        expect_secret(s, "aurora/r/1", "kept", 4);
+    }
+    /* 200 s of fixture time and more: twice the TTL it started with */
+    advance(d + 1);
+    expect_secret(s, "aurora/r/1", "kept", 4);
+    /* and unrenewed, it ends as Vault says: DENIED */
+    advance(200);
+    expect_get_error(s, "aurora/r/1", SECRETS_E_DENIED, "permission denied");
+    int refused = 0;
+    maintain_logged(s, &d, "refuses VAULT_TOKEN", &refused, NULL, NULL);
+    assert_int_equal(refused, 1);
+    maintain_logged(s, &d, "refuses VAULT_TOKEN", &refused, NULL, NULL);
+    assert_int_equal(refused, 0); /* said once */
+    secrets_close(s);
+}
+
+/* What no renewal can extend is logged with the time it ends: a token that
+ * is not renewable (never renew-self), one that reached its maximum TTL.
+ * A token without a TTL (a root token) needs nothing; Kubernetes auth logs
+ * in again by itself. */
+static void test_static_token_that_will_expire_is_logged(void **state)
+{
+    (void)state;
+    secrets_config c = token_cfg();
+    secrets_t *s = open_ok(&c);
+    long d = 0;
+    int n1 = 0, n2 = 0;
+    maintain_logged(s, &d, "does not expire", &n1, NULL, NULL);
+    assert_int_equal(d, 3600);
+    assert_int_equal(n1, 1);
+    assert_int_equal(stat_of("renewals"), 0);
+
+    fixture_post("/_fixture/token", "{\"ttl\":100,\"renewable\":false}");
+    maintain_logged(s, &d, "is not renewable", &n1, "expires at", &n2);
+    assert_int_equal(n1, 1);
+    assert_int_equal(n2, 1);
+    assert_true(d >= 45 && d <= 50);
+    assert_int_equal(stat_of("renewals"), 0);
+    advance(d);
+    maintain_logged(s, &d, "is not renewable", &n1, NULL, NULL);
+    assert_int_equal(n1, 0); /* the same expiry: said once */
+
+    /* renewable up to a maximum TTL of 170 s from now */
+    fixture_post("/_fixture/token", "{\"ttl\":100,\"renewable\":true,\"max_ttl\":170}");
+    advance(60);
+    maintain_logged(s, &d, "maximum TTL", &n1, NULL, NULL);
+    assert_int_equal(stat_of("renewals"), 1);
+    assert_int_equal(n1, 0); /* a full TTL: 160 s */
+    advance(60);
+    maintain_logged(s, &d, "maximum TTL", &n1, "expires at", &n2);
+    assert_int_equal(stat_of("renewals"), 2);
+    assert_int_equal(n1, 1); /* 50 s left, whatever happens */
+    assert_int_equal(n2, 1);
+    assert_true(d >= 20 && d <= 25);
+
+    /* in its last second Vault says "ttl":0, as of a token without TTL:
+     * the expiry time tells them apart, and this one is renewed */
+    fixture_post("/_fixture/token", "{\"ttl\":100,\"renewable\":true}");
+    fixture_post("/_fixture/clock", "{\"advance\":99.5}");
+    d = secrets_maintain(s);
+    assert_int_equal(stat_of("renewals"), 3);
+    assert_true(d >= 45 && d <= 50);
+    secrets_close(s);
+
+    c = k8s_cfg();
+    s = open_ok(&c);
+    assert_int_equal(secrets_maintain(s), 0);
+    secrets_close(s);
+}
+
 static void test_denied_and_not_found(void **state)
 {
     (void)state;
@@ -759,6 +898,8 @@ int main(void)
         cmocka_unit_test_setup(test_revoked_token_one_login_for_all_holders, setup),
         cmocka_unit_test_setup(test_refused_login_tried_once, setup),
         cmocka_unit_test_setup(test_kubernetes_lease_expiry, setup),
+        cmocka_unit_test_setup(test_static_token_renewed_before_it_expires, setup),
+        cmocka_unit_test_setup(test_static_token_that_will_expire_is_logged, setup),
         cmocka_unit_test_setup(test_denied_and_not_found, setup),
         cmocka_unit_test_setup(test_server_errors_retried, setup),
         cmocka_unit_test_setup(test_down_backend, setup),
