@@ -27,7 +27,9 @@
  *                 recurs: one instance's resolution is not another's)
  *                 → attach the resolution (and
  *                 resolve the incident when none of its fingerprints is
- *                 still firing); none → recorded with no incident, logged
+ *                 still firing: a firing alert is ended only by a
+ *                 resolution after it that happened no earlier than it
+ *                 started); none → recorded with no incident, logged
  *                 and skipped (never opens an incident);
  *       acknowledged / info: attach like resolved, never open.
  *

@@ -225,12 +225,16 @@ static int find_for_firing(store_t *s, const store_alert_in *a, int64_t window_s
     return STORE_OK;
 }
 
-/* A firing alert of the fingerprint not yet resolved in its incident (the
- * condition of still_firing below). */
+/* A firing alert a of the fingerprint not yet resolved in its incident
+ * (also the condition of still_firing below): no resolution b of it came
+ * after it in the incident that happened no earlier than it started.  A
+ * resolution that happened before (the previous instance's, processed after
+ * the next instance's firing alert joined the still open incident) ends
+ * that previous instance only, as find_for_followup matches it. */
 #define FP_UNRESOLVED                                                                              \
     " AND NOT EXISTS (SELECT 1 FROM incident_alerts b WHERE b.incident_id = a.incident_id"        \
     " AND b.fingerprint = a.fingerprint AND b.state = 'resolved'"                                  \
-    " AND b.incident_pos > a.incident_pos)"
+    " AND b.incident_pos > a.incident_pos AND b.occurred_at >= a.occurred_at)"
 
 /* acknowledged / info: the newest incident (any status) that holds a firing
  * alert of this fingerprint.  resolved: the newest one in which that
@@ -319,16 +323,15 @@ static int attach(store_t *s, const store_alert_in *a, const candidate *c, const
 }
 
 /* 1 if some fingerprint of the incident is still firing: a firing alert
- * with no resolution of the same fingerprint attached after it. */
+ * with no resolution of the same fingerprint attached after it (and
+ * happened no earlier than it started: FP_UNRESOLVED). */
 static int still_firing(store_t *s, const char *incident_id)
 {
     db_param p[] = { p_text(incident_id) };
     db_result r;
     if (run_query(s, "checking firing alerts",
                   "SELECT a.id FROM incident_alerts a WHERE a.incident_id = ? AND a.state = 'firing'"
-                  " AND NOT EXISTS (SELECT 1 FROM incident_alerts b WHERE b.incident_id ="
-                  " a.incident_id AND b.fingerprint = a.fingerprint AND b.state = 'resolved'"
-                  " AND b.incident_pos > a.incident_pos) LIMIT 1",
+                  FP_UNRESOLVED " LIMIT 1",
                   p, 1, &r) != STORE_OK)
         return STORE_ERR;
     int firing = r.nrows > 0;

@@ -637,6 +637,43 @@ static void test_late_resolution_of_earlier_instance(void **state)
     assert_string_equal(st, "resolved");
 }
 
+/* The same flapping alert, both instances in one incident: the second
+ * instance's firing alert attached to the still open incident before the
+ * first instance's resolution was processed (deliveries in parallel).  That
+ * resolution ends the first instance only: the incident stays open while
+ * the second fires, and the second's own resolution resolves it. */
+static void test_late_resolution_inside_the_incident_of_both(void **state)
+{
+    fixture *f = *state;
+    incident_outcome a, b, c;
+    char st[32];
+    incident_alert fire1 = plain_alert("whd_eb1", 0, "fp-both", ALERT_FIRING);
+    ingest_ok(f, &fire1, &a);
+    assert_int_equal(a.result, INGEST_CREATED);
+    incident_alert fire2 = plain_alert("whd_eb2", 0, "fp-both", ALERT_FIRING);
+    fire2.occurred_at = T0 + 900;
+    ingest_ok(f, &fire2, &b);
+    assert_int_equal(b.result, INGEST_ATTACHED);
+    assert_string_equal(b.incident_id, a.incident_id);
+    /* the first instance's resolution, processed now */
+    incident_alert res1 = plain_alert("whd_eb3", 0, "fp-both", ALERT_RESOLVED);
+    res1.occurred_at = T0 + 300;
+    ingest_ok(f, &res1, &c);
+    assert_string_equal(c.incident_id, a.incident_id);
+    incident_status(f, a.incident_id, st, sizeof(st));
+    assert_string_equal(st, "open"); /* the second instance still fires */
+    /* its own resolution resolves it */
+    incident_alert res2 = plain_alert("whd_eb4", 0, "fp-both", ALERT_RESOLVED);
+    res2.occurred_at = T0 + 1200;
+    ingest_ok(f, &res2, &c);
+    assert_int_equal(c.result, INGEST_ATTACHED);
+    assert_string_equal(c.incident_id, a.incident_id);
+    incident_status(f, a.incident_id, st, sizeof(st));
+    assert_string_equal(st, "resolved");
+    assert_int_equal(sql_int(f, "SELECT resolved_at FROM incidents WHERE id = ?", a.incident_id),
+                     T0 + 1200);
+}
+
 /* A firing notification of an instance already resolved, processed after
  * its resolution (Grafana repeats a group's still-firing alerts with the
  * same startsAt; deliveries are processed in parallel and retried): it is
@@ -1162,6 +1199,7 @@ int main(void)
         BOTH(test_recurring_resolution_before_firing),
         BOTH(test_late_firing_copy_after_resolution),
         BOTH(test_late_resolution_of_earlier_instance),
+        BOTH(test_late_resolution_inside_the_incident_of_both),
         BOTH(test_window_and_service),
         BOTH(test_acknowledge_and_info),
         BOTH(test_concurrent_same_fingerprint),
