@@ -560,6 +560,13 @@ static void keep_unsent(op *o)
 
 static void flush_unsent(void)
 {
+    /* A primary a failover demoted takes a PUBLISH (a replica accepts one)
+     * and passes it to nobody subscribed on the new primary, where the other
+     * replicas listen once they followed it: until this registry's next
+     * renewal asks ROLE (a third of the lease later), every close published
+     * was spent there.  Asked first, the closes wait for the reconnection. */
+    if (!R.unsent || !R.cmd || check_role() < 0)
+        return;
     while (R.unsent && R.cmd) {
         op *o = R.unsent;
         redisReply *r = redisCommand(R.cmd, "PUBLISH %s %s", CLOSE_CHANNEL, o->message);

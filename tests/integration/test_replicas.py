@@ -1019,6 +1019,49 @@ def a_redis_failover_is_followed(t):
     wait_until(lambda: not new.owners(cid), 15, 0.05, "the revoked session to end on its holder")
 
 
+@test(timeout=180)
+def a_revocation_right_after_a_failover_reaches_the_new_primary(t):
+    """Redis fails over and a revocation is made through a replica whose
+    registry has not noticed yet (its next renewal, where it asks ROLE, is
+    a third of its lease away): the demoted primary takes the PUBLISH (a
+    replica accepts one) and passes it to nobody subscribed on the new
+    primary, where the replica holding the session listens.  The close must
+    wait for the reconnection instead of being spent there: sent on the
+    demoted primary, it was lost, and the revoked token's session stayed up
+    on its holder for good (nothing re-checks it later)."""
+    f = fleet(t)
+    old, new = Redis(t, "redis-old"), Redis(t, "redis-new")
+    proxy = SwitchingProxy(t, old.port)
+    env = dict(f.env, AURORA_REDIS_URL="redis://127.0.0.1:%d/0" % proxy.port,
+               AURORA_WORKERS="2", AURORA_OUTBOUND_WORKERS="1")
+    # the holder renews (and asks ROLE) every second; the other replica,
+    # holding nothing, only in 20 minutes
+    holder = Replica(t, "server-rv0", dict(env, AURORA_REGISTRY_LEASE_S="3"), f.any.pki)
+    via = Replica(t, "server-rv1", dict(env, AURORA_REGISTRY_LEASE_S="3600"), f.any.pki)
+    for r in (holder, via):
+        r.org_id, r.user_id, r.api_key = f.any.org_id, f.any.user_id, f.any.api_key
+    tok = holder.create_token("rep-fo-revoke")
+    cid = tok["cluster_id"]
+    Agent(holder, tok["token"], "agent-fo-revoke", owner=t).wait_ready(30)
+    wait_until(lambda: holder.addr in old.owners(cid).values(), 15, 0.05,
+               "the holder to register the cluster in the first primary")
+    wait_until(lambda: redis_cmd(old.port, "PUBSUB", "NUMSUB", "aurora:close")[1] == 2, 30, 0.1,
+               "both replicas to subscribe on the first primary")
+
+    proxy.upstream = new.port
+    redis_cmd(old.port, "REPLICAOF", "127.0.0.1", new.port)
+    wait_until(lambda: holder.addr in new.owners(cid).values(), 30, 0.1,
+               "the holder to register the cluster in the new primary")
+    wait_until(lambda: redis_cmd(new.port, "PUBSUB", "NUMSUB", "aurora:close")[1] == 1, 30, 0.1,
+               "the holder to subscribe on the new primary")
+    eq(redis_cmd(old.port, "PUBSUB", "NUMSUB", "aurora:close")[1], 1,
+       "the other replica still subscribed on the demoted primary")
+    tid = [x for x in via.get("/api/kubectl/tokens").json.get("tokens", [])
+           if x.get("cluster_id") == cid][0]["id"]
+    eq(via.revoke_token(tid).status, 200, "revoke through the replica that has not noticed")
+    wait_until(lambda: not new.owners(cid), 20, 0.1, "the revoked session to end on its holder")
+
+
 @test(timeout=300)
 def a_thousand_simulated_agents_spread_and_registered(t):
     """SIMULATED (1000) idle agents (bench/idle_agents.js, one node process) dial
