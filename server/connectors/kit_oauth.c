@@ -3,6 +3,8 @@
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,31 +332,168 @@ cJSON *kit_oauth_exchange(worker_ctx *w, const kit_oauth_client *c, kit_oauth_ca
     return tok;
 }
 
+/* ---- refresh: one at a time per grant ------------------------------------------------------ */
+
+/* Refreshes of one stored refresh token are serialized by a striped lock:
+ * providers that rotate refresh tokens (PagerDuty, Bitbucket, Azure AD,
+ * OVH…) retire the token a refresh presents, so a second refresh running
+ * at the same time with the same token is refused (invalid_grant) although
+ * the connection is fine.  Callers that queued behind a refresh take its
+ * outcome (its answer without the refresh token, or its failure) instead
+ * of refreshing again; the stripe keeps that copy only while somebody
+ * waits. */
+#define REFRESH_STRIPES 64
+
+typedef struct {
+    pthread_mutex_t mu;
+    atomic_int waiting;          /* callers between their arrival and the lock */
+    unsigned char what[32];      /* which refresh: refresh_what */
+    int64_t done_ms;             /* when the last refresh of ref ended; 0: nothing kept */
+    cJSON *tok;                  /* its answer (no refresh token), or NULL: r */
+    oauth_result r;
+} refresh_stripe;
+
+static refresh_stripe g_refresh[REFRESH_STRIPES];
+static pthread_once_t g_refresh_once = PTHREAD_ONCE_INIT;
+
+static void refresh_init(void)
+{
+    for (int i = 0; i < REFRESH_STRIPES; i++)
+        pthread_mutex_init(&g_refresh[i].mu, NULL);
+}
+
+static refresh_stripe *refresh_stripe_of(const char *ref)
+{
+    pthread_once(&g_refresh_once, refresh_init);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *k = ref; *k; k++)
+        h = (h ^ (unsigned char)*k) * 16777619u;
+    return &g_refresh[h % REFRESH_STRIPES];
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* SHA-256 of what a refresh asks for: the grant (secret_ref), where and by
+ * which client (a token URL per Azure tenant), the scope.  A kept outcome
+ * answers only callers asking the same. */
+static void refresh_what(const kit_oauth_client *c, const char *secret_ref, const char *scope,
+                         unsigned char out[32])
+{
+    const char *parts[] = { secret_ref, c->token_url, c->client_id, scope };
+    unsigned char each[4][32];
+    for (size_t i = 0; i < 4; i++)
+        crypto_sha256(parts[i] ? parts[i] : "", parts[i] ? strlen(parts[i]) : 0, each[i]);
+    crypto_sha256(each, sizeof(each), out);
+}
+
+/* Forgets the kept outcome (the lock held). */
+static void refresh_stripe_drop(refresh_stripe *s)
+{
+    secret_json_free(s->tok);
+    s->tok = NULL;
+    s->done_ms = 0;
+    memset(s->what, 0, sizeof(s->what));
+    memset(&s->r, 0, sizeof(s->r));
+}
+
+/* The refresh grant itself (the stripe held): *tok or r.  A refused
+ * refresh whose token is no longer the stored one (another replica
+ * rotated it meanwhile) is tried once more with the stored one.  0, or -1
+ * with resp (no refresh token stored). */
+static int refresh_grant(worker_ctx *w, const kit_oauth_client *c, const char *secret_ref,
+                         const char *scope, const char *missing_code, const char *missing_msg,
+                         cJSON **out, oauth_result *r, http_response *resp)
+{
+    *out = NULL;
+    for (int attempt = 0;; attempt++) {
+        unsigned char *rt = NULL;
+        size_t len = 0;
+        if (kit_secret_get(w, secret_ref, &rt, &len, 400, missing_code, missing_msg, resp) < 0)
+            return attempt ? 0 : -1; /* a retry's token gone: the first refusal stands */
+        const char *form[16] = { "grant_type", "refresh_token", "refresh_token",
+                                 (const char *)rt, "scope", scope };
+        oauth_result now;
+        cJSON *tok = client_post(c, c->token_url, form, 6, &now);
+        if (tok) {
+            const char *nrt = api_json_str(tok, "refresh_token");
+            if (nrt && *nrt && (strlen(nrt) != len || CRYPTO_memcmp(nrt, rt, len) != 0)) {
+                /* Rotated: the old one is dead at the provider; keep the new one. */
+                char err[512];
+                if (kit_secret_replace(w, secret_ref, nrt, err, sizeof(err)) != SECRETS_OK)
+                    log_error("%s: could not store the rotated refresh token: %s", c->provider,
+                              err);
+            }
+            secrets_free(rt, len);
+            *out = tok;
+            return 0;
+        }
+        if (!attempt)
+            *r = now;
+        int refused = now.status >= 400 && now.status < 500 && now.code != AUR_E_TIMEOUT;
+        unsigned char *cur = NULL;
+        size_t clen = 0;
+        int changed = 0;
+        if (refused && !attempt) {
+            http_response scratch;
+            memset(&scratch, 0, sizeof(scratch));
+            if (kit_secret_get(w, secret_ref, &cur, &clen, 400, "GONE", "gone", &scratch) == 0)
+                changed = clen != len || CRYPTO_memcmp(cur, rt, len) != 0;
+            buf_free(&scratch.body);
+            secrets_free(cur, clen);
+        }
+        secrets_free(rt, len);
+        if (!changed)
+            return 0;
+        log_info("%s: the refresh token was replaced while a refresh ran elsewhere; refreshing "
+                 "with the stored one", c->provider);
+    }
+}
+
 cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *secret_ref,
                          const char *scope, const char *what, const char *missing_code,
                          const char *missing_msg, http_response *resp)
 {
-    unsigned char *rt = NULL;
-    size_t len = 0;
-    if (kit_secret_get(w, secret_ref, &rt, &len, 400, missing_code, missing_msg, resp) < 0)
-        return NULL;
-    const char *form[16] = { "grant_type", "refresh_token", "refresh_token", (const char *)rt,
-                             "scope", scope };
+    refresh_stripe *s = refresh_stripe_of(secret_ref);
+    int64_t asked = mono_ms();
+    atomic_fetch_add(&s->waiting, 1);
+    pthread_mutex_lock(&s->mu);
+    atomic_fetch_sub(&s->waiting, 1);
+    cJSON *tok = NULL;
     oauth_result r;
-    cJSON *tok = client_post(c, c->token_url, form, 6, &r);
-    if (!tok) {
-        log_warn("%s: refresh failed: %s", c->provider, r.err);
-        kit_oauth_error(c, &r, what, resp);
+    memset(&r, 0, sizeof(r));
+    int missing = 0;
+    unsigned char ask[32];
+    refresh_what(c, secret_ref, scope, ask);
+    if (s->done_ms && s->done_ms >= asked && !memcmp(s->what, ask, sizeof(ask))) {
+        /* a refresh of this grant ended while this caller waited: its outcome */
+        r = s->r;
+        if (s->tok && !(tok = cJSON_Duplicate(s->tok, 1))) {
+            r.code = AUR_E_INTERNAL;
+            snprintf(r.err, sizeof(r.err), "out of memory");
+        }
     } else {
-        const char *nrt = api_json_str(tok, "refresh_token");
-        if (nrt && *nrt && (strlen(nrt) != len || CRYPTO_memcmp(nrt, rt, len) != 0)) {
-            /* Rotated: the old one is dead at the provider; keep the new one. */
-            char err[512];
-            if (kit_secret_replace(w, secret_ref, nrt, err, sizeof(err)) != SECRETS_OK)
-                log_error("%s: could not store the rotated refresh token: %s", c->provider, err);
+        missing = refresh_grant(w, c, secret_ref, scope, missing_code, missing_msg, &tok, &r,
+                                resp) < 0;
+        refresh_stripe_drop(s);
+        if (!missing && (!tok || (s->tok = cJSON_Duplicate(tok, 1)))) {
+            secret_json_free(cJSON_DetachItemFromObjectCaseSensitive(s->tok, "refresh_token"));
+            memcpy(s->what, ask, sizeof(ask));
+            s->r = r;
+            s->done_ms = mono_ms();
         }
     }
-    secrets_free(rt, len);
+    if (atomic_load(&s->waiting) == 0)
+        refresh_stripe_drop(s); /* nobody left to take it */
+    pthread_mutex_unlock(&s->mu);
+    if (!tok && !missing) {
+        log_warn("%s: refresh failed: %s", c->provider, r.err);
+        kit_oauth_error(c, &r, what, resp);
+    }
     return tok;
 }
 

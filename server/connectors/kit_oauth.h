@@ -120,7 +120,11 @@ struct cJSON *kit_oauth_exchange(worker_ctx *w, const kit_oauth_client *c, kit_o
 
 /* refresh_token grant with the refresh token secret_ref names (scope: NULL
  * or the scope to ask for).  A new refresh token in the answer replaces the
- * stored one (rotation).  The token answer or NULL with resp filled:
+ * stored one (rotation).  One refresh per secret_ref at a time in this
+ * process: callers that waited behind one take its outcome (its answer
+ * without the refresh token, or its failure).  A refused refresh whose
+ * token was replaced meanwhile (another replica rotated it) is tried once
+ * with the stored one.  The token answer or NULL with resp filled:
  * missing secret -> 400 missing_code "<missing_msg>". */
 struct cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *secret_ref,
                                 const char *scope, const char *what, const char *missing_code,

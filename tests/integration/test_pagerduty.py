@@ -314,6 +314,43 @@ def test_oauth_round_trip_refresh_and_revoke(t):
 
 
 @test
+def test_oauth_concurrent_refreshes_spend_the_token_once(t):
+    """PagerDuty rotates refresh tokens: a refresh retires the token it
+    presents.  Two requests that both need a refresh at once must not both
+    present the stored token (the second would be refused with invalid_grant
+    and the user told to reconnect a connection that is fine)."""
+    w = world()
+    pd = _env["pd"]
+    _, _, key = w.new_org()
+    r = w.frontend_get("/pagerduty/oauth/login", key=key)
+    eq(r.status, 302, "login (%r)" % r)
+    eq(callback(w, authorize(r.headers["location"])).status, 302, "connected")
+    before = pd.stats()["token"].get("refresh_token", 0)
+    # both refreshes are held at PagerDuty until both have arrived (or, when
+    # the server sends them one at a time, until the hold runs out)
+    pd.ctl("/_fixture/hold", {"n": 2, "max_ms": 3000})
+    results = [None] * 2
+
+    def one(i):
+        results[i] = w.post("/pagerduty/oauth/refresh", key=key)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(results))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    for i, r in enumerate(results):
+        eq((r.status, r.get("refreshed")), (200, True), "concurrent refresh %d (%r)" % (i, r))
+    st = pd.stats()
+    eq(st["token_max_in_flight"], 1, "one refresh of the grant at a time")
+    check(st["token"]["refresh_token"] - before in (1, 2), "refresh grants", st["token"])
+    # the stored refresh token is the live one
+    r = w.post("/pagerduty/oauth/refresh", key=key)
+    eq((r.status, r.get("refreshed")), (200, True), "refresh afterwards (%r)" % r)
+    check("pdus+" not in w.server.log_text(), "no token logged")
+
+
+@test
 def test_oauth_denied_and_forged_callbacks(t):
     w = world()
     _, _, key = w.new_org()

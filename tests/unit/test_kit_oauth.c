@@ -39,6 +39,12 @@ typedef struct {
     int status;
     char body[1024];
     int hang; /* accept, read, never answer (until the client gives up) */
+    /* the answer after the next one (then_status 0: the same again) */
+    int then_status;
+    char then_body[1024];
+    /* run once when the next request has arrived, before it is answered */
+    void (*on_request)(void *arg);
+    void *on_request_arg;
     /* what the last request carried */
     char req_head[4096];
     char req_body[4096];
@@ -79,6 +85,11 @@ static void *serve(void *arg)
             snprintf(p->req_body, sizeof(p->req_body), "%s", end + 4);
         }
         p->served++;
+        if (p->on_request) {
+            void (*fn)(void *) = p->on_request;
+            p->on_request = NULL;
+            fn(p->on_request_arg);
+        }
         if (p->hang) {
             char tmp[16];
             while (read(c, tmp, sizeof(tmp)) > 0) {
@@ -90,6 +101,11 @@ static void *serve(void *arg)
                              "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
                              p->status, strlen(p->body), p->body);
             if (write(c, out, (size_t)m) < 0) {
+            }
+            if (p->then_status) {
+                p->status = p->then_status;
+                snprintf(p->body, sizeof(p->body), "%s", p->then_body);
+                p->then_status = 0;
             }
         }
         close(c);
@@ -121,6 +137,7 @@ static void script(provider *p, int status, const char *body)
     p->status = status;
     snprintf(p->body, sizeof(p->body), "%s", body);
     p->hang = 0;
+    p->then_status = 0;
 }
 
 /* 1 if the recorded form body has name=value exactly. */
@@ -515,6 +532,63 @@ static void test_refresh_rotation_and_basic_auth(void **state)
     buf_free(&resp.body);
 }
 
+/* Another replica rotated the token while this refresh was on its way: the
+ * provider refuses the retired token (invalid_grant); the stored token is
+ * read again and, being another one, used, instead of reporting a grant
+ * the user must reconnect although it is fine. */
+typedef struct {
+    fx *f;
+    const char *ref;
+} swap_arg;
+
+static void other_replica_rotates(void *arg)
+{
+    swap_arg *a = arg;
+    char err[256];
+    assert_int_equal(kit_secret_replace(&a->f->w, a->ref, "rt-elsewhere", err, sizeof(err)),
+                     SECRETS_OK);
+}
+
+static void test_refresh_after_rotation_elsewhere(void **state)
+{
+    fx *f = *state;
+    char ref[512];
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(kit_secret_put(&f->w, f->org.id, "usr_1", "demo", "refresh-token", "rt-1", ref,
+                                    sizeof(ref), &resp),
+                     0);
+    swap_arg a = { f, ref };
+    script(&f->prov, 400, "{\"error\":\"invalid_grant\"}");
+    f->prov.then_status = 200;
+    snprintf(f->prov.then_body, sizeof(f->prov.then_body),
+             "{\"access_token\":\"at-9\",\"refresh_token\":\"rt-9\",\"expires_in\":60}");
+    f->prov.on_request = other_replica_rotates;
+    f->prov.on_request_arg = &a;
+    cJSON *tok = kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE", "gone",
+                                   &resp);
+    assert_non_null(tok);
+    assert_string_equal(cJSON_GetObjectItem(tok, "access_token")->valuestring, "at-9");
+    secret_json_free(tok);
+    assert_int_equal(f->prov.served, 2);
+    assert_true(form_has(&f->prov, "refresh_token=rt-elsewhere"));
+    unsigned char *v;
+    size_t n;
+    assert_int_equal(kit_secret_get(&f->w, ref, &v, &n, 404, "X", "x", &resp), 0);
+    assert_int_equal(n, 4);
+    assert_memory_equal(v, "rt-9", 4);
+    secrets_free(v, n);
+    /* refused, and the stored token is the one sent: refused once, no retry */
+    script(&f->prov, 400, "{\"error\":\"invalid_grant\"}");
+    f->prov.then_status = 200;
+    snprintf(f->prov.then_body, sizeof(f->prov.then_body), "{\"access_token\":\"at-x\"}");
+    assert_null(kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE", "gone",
+                                  &resp));
+    assert_non_null(strstr(body_of(&resp), "DEMO_GRANT_INVALID"));
+    assert_int_equal(f->prov.served, 3);
+    buf_free(&resp.body);
+}
+
 /* Expiry bookkeeping: expires_in, absent or absurd, and tokens too long. */
 static void test_access_token_expiry(void **state)
 {
@@ -567,6 +641,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_callback_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_mapping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_rotation_and_basic_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_after_rotation_elsewhere, setup, teardown),
         cmocka_unit_test(test_access_token_expiry),
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
     };
