@@ -26,6 +26,7 @@
  * refreshes of one user are serialized, because a second concurrent refresh
  * would present a refresh token the first one just retired. */
 #include <cjson/cJSON.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,6 +284,25 @@ static void drop_if_disconnected(worker_ctx *w, const auth_ctx *who, const char 
                  "token deleted", who->user_id);
 }
 
+/* After a refused refresh with rts: the stored refresh token when it is
+ * another one (a replica rotated the grant meanwhile; rts freed), else NULL
+ * (rts freed too: the refusal stands). */
+static char *retry_token(worker_ctx *w, const char *ref, char *rts)
+{
+    unsigned char *v = NULL;
+    size_t len = 0;
+    http_response scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    char *now = NULL;
+    if (kit_secret_get(w, ref, &v, &len, 404, "GONE", "gone", &scratch) == 0 &&
+        (len != strlen(rts) || CRYPTO_memcmp(v, rts, len) != 0))
+        now = strndup((const char *)v, len);
+    buf_free(&scratch.body);
+    secrets_free(v, len);
+    secret_free(rts);
+    return now;
+}
+
 /* The refresh of who's grant (the lock held).  The access token (secret_free
  * it) and *exp, or NULL with resp. */
 static char *refresh_grant(worker_ctx *w, const auth_ctx *who, atl_product p, int64_t *exp,
@@ -332,6 +352,14 @@ static char *refresh_grant(worker_ctx *w, const auth_ctx *who, atl_product p, in
     const char *grant[] = { "grant_type", "refresh_token", "refresh_token", rts, NULL };
     oauth_result r;
     tok = token_post(&c, grant, &r);
+    if (!tok && r.status >= 400 && r.status < 500 && r.code != AUR_E_TIMEOUT &&
+        (rts = retry_token(w, row.secret_ref, rts))) {
+        /* another replica rotated the grant while this refresh was on its way */
+        log_info("atlassian: the refresh token of user %s was replaced during this refresh; "
+                 "refreshing with the stored one", who->user_id);
+        grant[3] = rts;
+        tok = token_post(&c, grant, &r);
+    }
     if (!tok) {
         log_warn("atlassian: refresh for user %s (org %s) failed: %s", who->user_id, who->org_id, r.err);
         /* Atlassian refuses a revoked, expired or retired refresh token with

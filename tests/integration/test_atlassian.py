@@ -15,6 +15,7 @@ Data Center identity endpoints (Confluence /rest/api/user/current, Jira
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import urllib.error
@@ -22,8 +23,8 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (T, World, _SUITE, HttpFixture, check, contains, eq, https_request,  # noqa: E402
-                     main, rand_tag, test)
+from harness import (SERVER_BIN, T, World, _SUITE, HttpFixture, check, contains, eq,  # noqa: E402
+                     https_request, main, rand_tag, sanitizer_reports, test, wait_until)
 
 CLIENT_SECRET = "atl-client-secret-" + rand_tag(8)
 CONF_PAT = "NjM2ODQ" + rand_tag(24)
@@ -428,6 +429,50 @@ def test_concurrent_refresh_rotates_once(t):
     reset(fx, w)
     r = w.post("/atlassian/refresh", {"product": "jira"}, key=key)
     eq((r.status, r.get("rotated")), (200, True), "the stored token is the rotated one (%r)" % r)
+
+
+@test
+def test_refresh_after_another_replica_rotated(t):
+    """Another replica refreshes the same grant while this one's refresh is on
+    its way: Atlassian refuses the token this one sent (the other retired it),
+    but the stored token is the other replica's new one and still good, so
+    the connection is not reported expired."""
+    w, fx = world()
+    org, user, key = w.new_org()
+    oauth_connect(w, key, "jira")
+    reset(fx, w)
+    rt1 = fx.stats()["issued_refresh"][-1]
+    fx.ctl("/_fixture/hold", {})
+    result = [None]
+
+    def one():
+        result[0] = w.post("/atlassian/refresh", {"product": "jira"}, key=key)
+
+    th = threading.Thread(target=one)
+    th.start()
+    try:
+        wait_until(lambda: fx.stats()["held"] >= 1, 30, what="this replica's refresh at Atlassian")
+        # the other replica: refresh with the same token, store the new one
+        form = urllib.parse.urlencode({"grant_type": "refresh_token", "refresh_token": rt1,
+                                       "client_id": "atl-client", "client_secret": CLIENT_SECRET}).encode()
+        with urllib.request.urlopen(urllib.request.Request(fx.base + "/oauth/token", data=form),
+                                    timeout=30) as r:
+            rt2 = json.loads(r.read())["refresh_token"]
+        sandir = os.path.join(w.dir, "san", "secrets-put-" + rand_tag(6))
+        path = "aurora/orgs/%s/users/%s/atlassian/refresh-token" % (org, user)
+        p = subprocess.run([SERVER_BIN, "secrets", "put", "--stdin", path], input=rt2.encode(),
+                           env=w.env(sandir), cwd=w.dir, capture_output=True, timeout=60)
+        eq(p.returncode, 0, "secrets put: %s" % p.stderr.decode("utf-8", "replace"))
+        check(not sanitizer_reports(sandir), "secrets put: sanitizer report")
+    finally:
+        fx.ctl("/_fixture/release", {})
+        th.join(60)
+    r = result[0]
+    eq((r.status, r.get("refreshed")), (200, True), "refresh after the other replica's (%r)" % r)
+    eq(fx.stats()["refused_refresh"] >= 1, True, "Atlassian refused the retired token once")
+    r = w.post("/atlassian/refresh", {"product": "jira"}, key=key)
+    eq((r.status, r.get("refreshed")), (200, True), "the stored token is the live one (%r)" % r)
+    check(rt1 not in w.server.log_text() and rt2 not in w.server.log_text(), "no refresh token logged")
 
 
 # ---------------------------------------------------------------------------
