@@ -1811,6 +1811,29 @@ int store_connector_upsert(store_t *s, const store_connector *c)
     return rc;
 }
 
+int store_connector_update_meta(store_t *s, const store_connector *c)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!c)
+        return serr(s, "store_connector_update_meta: missing argument");
+    const char *meta = c->metadata_json && *c->metadata_json ? c->metadata_json : "{}";
+    if (check_field(s, "org_id", c->org_id, sizeof(c->org_id), 1) ||
+        check_field(s, "user_id", c->user_id, sizeof(c->user_id), 1) ||
+        check_field(s, "connector", c->connector, sizeof(c->connector), 1) ||
+        check_text(s, "metadata_json", meta, CONNECTOR_METADATA_MAX, 1))
+        return STORE_ERR;
+    int64_t changes = 0;
+    db_param p[] = { p_text(meta), DB_P_INT((int64_t)time(NULL)), p_text(c->org_id),
+                     p_text(c->user_id), p_text(c->connector) };
+    if (run_exec(s, "saving connector metadata",
+                 "UPDATE connectors SET metadata_json = ?, updated_at = ?"
+                 " WHERE org_id = ? AND user_id = ? AND connector = ?",
+                 p, 5, &changes))
+        return STORE_ERR;
+    return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
+}
+
 int store_connector_get(store_t *s, const char *org_id, const char *user_id,
                         const char *connector, store_connector *out)
 {

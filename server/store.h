@@ -253,6 +253,10 @@ typedef struct {
 } store_connector;
 
 int store_connector_upsert(store_t *s, const store_connector *c);
+/* c's metadata_json (and updated_at) written onto the existing row of (org,
+ * user, connector) only: STORE_NOT_FOUND when it is gone (disconnected
+ * meanwhile: never brought back). */
+int store_connector_update_meta(store_t *s, const store_connector *c);
 int store_connector_get(store_t *s, const char *org_id, const char *user_id,
                         const char *connector, store_connector *out);
 /* Every connector row of the org (all users), oldest first. */

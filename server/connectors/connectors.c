@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "api_util.h"
+#include "kit_oauth.h"
 #include "kit_secrets.h"
 #include "log.h"
 #include "router.h"
@@ -274,20 +275,31 @@ static void connectors_delete(worker_ctx *w, http_request *req, http_response *r
         return;
     }
     int existed = rc == STORE_OK;
+    /* A token refresh of this connection under way ends first: the refresh
+     * token it rotates would otherwise be written back after the delete. */
+    char paused[sizeof(row.secret_ref)] = "";
+    if (existed && row.secret_ref[0]) {
+        snprintf(paused, sizeof(paused), "%s", row.secret_ref);
+        kit_oauth_refresh_pause(paused, c->id);
+    }
     if (existed && c->disconnecting)
         c->disconnecting(w, &req->auth, &row);
     /* Secrets first: a row without its secret is harmless, the reverse is not. */
     rc = kit_secrets_delete_connection(w, &req->auth, c->id, existed ? &row : NULL, resp);
     store_connector_free(&row);
-    if (rc < 0)
-        return;
-    rc = store_connector_delete(w->store, req->auth.org_id, req->auth.user_id, c->id);
-    if (rc == STORE_ERR) {
-        api_store_error(w, resp);
-        return;
+    if (rc == 0) {
+        rc = store_connector_delete(w->store, req->auth.org_id, req->auth.user_id, c->id);
+        if (rc == STORE_ERR)
+            api_store_error(w, resp);
+        else if (c->disconnected)
+            c->disconnected(w, &req->auth);
+    } else {
+        rc = STORE_ERR;
     }
-    if (c->disconnected)
-        c->disconnected(w, &req->auth);
+    if (paused[0])
+        kit_oauth_refresh_resume(paused);
+    if (rc == STORE_ERR)
+        return;
     log_info("connector %s disconnected for user %s (org %s)", c->id, req->auth.user_id,
              req->auth.org_id);
     cJSON *o = cJSON_CreateObject();

@@ -497,6 +497,21 @@ cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *s
     return tok;
 }
 
+void kit_oauth_refresh_pause(const char *secret_ref, const char *conn)
+{
+    refresh_stripe *s = refresh_stripe_of(secret_ref);
+    if (pthread_mutex_trylock(&s->mu) != 0) {
+        log_info("%s: the disconnect waits for the token refresh under way to end", conn);
+        pthread_mutex_lock(&s->mu);
+    }
+    refresh_stripe_drop(s); /* no caller takes a token of a grant being deleted */
+}
+
+void kit_oauth_refresh_resume(const char *secret_ref)
+{
+    pthread_mutex_unlock(&refresh_stripe_of(secret_ref)->mu);
+}
+
 int64_t kit_oauth_expires_in(const cJSON *tok)
 {
     const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");

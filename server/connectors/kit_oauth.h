@@ -130,6 +130,15 @@ struct cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const 
                                 const char *scope, const char *what, const char *missing_code,
                                 const char *missing_msg, http_response *resp);
 
+/* Holds kit_oauth_refresh of secret_ref off while a connection's
+ * credentials are deleted (conn: named in the log when it has to wait): a
+ * refresh under way ends first, so the refresh token it rotates is deleted
+ * with the rest instead of written back after the disconnect; later ones
+ * find the secret gone.  Pair with kit_oauth_refresh_resume, and call no
+ * kit_oauth_refresh in between. */
+void kit_oauth_refresh_pause(const char *secret_ref, const char *conn);
+void kit_oauth_refresh_resume(const char *secret_ref);
+
 /* The access token of a token answer (malloc'd copy, secret_free it) and
  * its expiry (now + expires_in; 3600 s when absent or absurd, at most a
  * week).  NULL when there is none or it is longer than max_len. */

@@ -226,7 +226,16 @@ int kit_connect_store(worker_ctx *w, const char *org, const char *user, const ch
     snprintf(row.connector, sizeof(row.connector), "%s", conn);
     snprintf(row.account, sizeof(row.account), "%.255s", account ? account : "");
     snprintf(row.status, sizeof(row.status), "active");
-    ret = kit_row_save_meta(w, &row, stored, resp);
+    char *text = cJSON_PrintUnformatted(stored);
+    if (!text) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        goto out;
+    }
+    row.metadata_json = text; /* freed with row */
+    if (store_connector_upsert(w->store, &row) != STORE_OK)
+        api_store_error(w, resp);
+    else
+        ret = 0;
 out:
     for (size_t i = 0; i < nkeep; i++)
         free(keep[i]);
@@ -277,7 +286,13 @@ int kit_row_save_meta(worker_ctx *w, store_connector *row, const cJSON *md, http
     }
     free(row->metadata_json);
     row->metadata_json = s;
-    if (store_connector_upsert(w->store, row) != STORE_OK) {
+    int rc = store_connector_update_meta(w->store, row);
+    if (rc == STORE_NOT_FOUND) {
+        /* disconnected meanwhile (a refresh or an event that was under way) */
+        http_resp_error(resp, 404, "MISSING_CONNECTOR", "%s is not connected", row->connector);
+        return -1;
+    }
+    if (rc != STORE_OK) {
         api_store_error(w, resp);
         return -1;
     }

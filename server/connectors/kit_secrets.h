@@ -76,7 +76,9 @@ void kit_connected_reply(http_response *resp, const char *conn, const struct cJS
  * MISSING_CONNECTOR and not_connected_msg. */
 int kit_row_load(worker_ctx *w, const auth_ctx *who, const char *conn, store_connector *row,
                  struct cJSON **md, const char *not_connected_msg, http_response *resp);
-/* Writes row's metadata_json from md (and updated_at) and upserts it. */
+/* Writes row's metadata_json from md (and updated_at) onto the stored row;
+ * a row deleted meanwhile (a disconnect while a refresh or event was under
+ * way) stays deleted: -1 with 404 MISSING_CONNECTOR. */
 int kit_row_save_meta(worker_ctx *w, store_connector *row, const struct cJSON *md,
                       http_response *resp);
 

@@ -256,6 +256,51 @@ def test_eu_connect_and_refresh_rotation(t):
 
 
 @test
+def test_disconnect_during_a_refresh_leaves_no_token(t):
+    """A disconnect while a refresh is at OVH: OVH rotates the refresh token,
+    and the new one must not be written back to the secrets backend after
+    the disconnect deleted the connection's secrets (a live credential of a
+    connection the user removed, kept with no row pointing at it)."""
+    w = world()
+    org, user, key = w.new_org()
+    connect(w, key)
+    eq(len(secret_paths(w, user)), 1, "the refresh token stored")
+    held = ctl("eu", "/_fixture/stats")["held"]
+    ctl("eu", "/_fixture/fail", {"target": "token", "hold": True})
+    res = {}
+
+    def refresh():
+        res["refresh"] = w.post("/ovh_api/ovh/oauth2/refresh", key=key)
+
+    def disconnect():
+        res["delete"] = w.delete("/api/connectors/ovh", key=key)
+
+    ta = threading.Thread(target=refresh)
+    ta.start()
+    tb = None
+    try:
+        wait_until(lambda: ctl("eu", "/_fixture/stats")["held"] > held, 30, what="the refresh held at OVH")
+        mark = len(w.server.log_text())
+        tb = threading.Thread(target=disconnect)
+        tb.start()
+        # the disconnect either waits for the refresh (says so) or is done
+        wait_until(lambda: "delete" in res or
+                   "the disconnect waits for the token refresh" in w.server.log_text()[mark:],
+                   30, what="the disconnect to finish or wait for the refresh")
+    finally:
+        ctl("eu", "/_fixture/release", {})
+        ta.join(60)
+        if tb:
+            tb.join(60)
+    eq((res["delete"].status, res["delete"].get("deleted")), (200, True), "disconnect (%r)" % res["delete"])
+    eq(res["refresh"].status, 200, "the refresh that was under way (%r)" % res["refresh"])
+    eq(secret_paths(w, user), [], "no secret left after the disconnect")
+    eq(status(w, key).get("connected"), False, "status after the disconnect")
+    r = w.post("/ovh_api/ovh/oauth2/refresh", key=key)
+    eq((r.status, r.error_code), (404, "MISSING_CONNECTOR"), "refresh after the disconnect (%r)" % r)
+
+
+@test
 def test_ca_region_on_the_alias_routes(t):
     w = world()
     _, user, key = w.new_org()

@@ -254,6 +254,21 @@ static void test_replace_and_rows(void **state)
     assert_int_equal(resp.status, 404);
     assert_non_null(strstr(buf_head(&resp.body), "MISSING_CONNECTOR"));
     buf_free(&resp.body);
+    /* metadata saved onto the loaded row (a refresh's expiry) */
+    cJSON_AddNumberToObject(md, "access_token_expires_at", 1234);
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(kit_row_save_meta(&f->w, &row, md, &resp), 0);
+    store_connector r4;
+    assert_int_equal(store_connector_get(f->w.store, f->b.id, "usr_4", "demo", &r4), STORE_OK);
+    assert_non_null(strstr(r4.metadata_json, "\"access_token_expires_at\":1234"));
+    assert_string_equal(r4.secret_ref, row.secret_ref);
+    store_connector_free(&r4);
+    /* disconnected meanwhile: the save does not bring the row back */
+    assert_int_equal(store_connector_delete(f->w.store, f->b.id, "usr_4", "demo"), STORE_OK);
+    assert_int_equal(kit_row_save_meta(&f->w, &row, md, &resp), -1);
+    assert_int_equal(resp.status, 404);
+    buf_free(&resp.body);
+    assert_int_equal(store_connector_get(f->w.store, f->b.id, "usr_4", "demo", &r4), STORE_NOT_FOUND);
     cJSON_Delete(md);
     store_connector_free(&row);
 }
