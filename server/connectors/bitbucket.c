@@ -17,9 +17,8 @@
  * Cloud): bitbucket.org/site/oauth2/{authorize,access_token}, access tokens
  * of two hours, refresh_token grant (a new refresh token in the answer is
  * stored in place of the old one).  Access tokens are cached per (org, user)
- * until shortly before they expire; refreshes are serialized. */
+ * until shortly before they expire; refreshes of one grant are serialized. */
 #include <cjson/cJSON.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,10 +76,10 @@ static const kit_call_errors bb_api_errors = {
     .unreachable = "BITBUCKET_UNREACHABLE", .denied = "BITBUCKET_DENIED", .failed = "BITBUCKET_ERROR",
 };
 
+/* Refreshes of one grant are serialized by kit_oauth_refresh (a caller
+ * queued behind one takes its answer), so two requests never both spend the
+ * same refresh token, and one user's slow refresh holds up nobody else's. */
 static kit_cache g_tokens = KIT_CACHE_INIT(1024);
-/* Refreshes are rare (every two hours per user): one lock serializes them,
- * so two requests never both spend the same refresh token. */
-static pthread_mutex_t g_refresh_mu = PTHREAD_MUTEX_INITIALIZER;
 
 long bb_timeout_ms(const worker_ctx *w) { return connector_timeout_ms(w, &connector_bitbucket); }
 
@@ -276,8 +275,7 @@ char *bb_access_token(worker_ctx *w, const auth_ctx *who, int force, http_respon
     char redirect[600];
     if (oauth_client(w, &c, redirect, sizeof(redirect), resp) < 0)
         goto out;
-    pthread_mutex_lock(&g_refresh_mu);
-    /* a refresh that finished while this request waited is as good */
+    /* a refresh that finished while this request loaded the row is as good */
     if (!force)
         at = kit_cache_get(&g_tokens, key, (int64_t)time(NULL), &exp);
     if (!at) {
@@ -304,7 +302,6 @@ char *bb_access_token(worker_ctx *w, const auth_ctx *who, int force, http_respon
         buf_free(&scratch.body);
         secret_json_free(tok);
     }
-    pthread_mutex_unlock(&g_refresh_mu);
 out:
     cJSON_Delete(md);
     store_connector_free(&row);

@@ -13,6 +13,7 @@ OAuth 2.0 server, and Bitbucket Cloud REST API 2.0 routes.
 """
 import os
 import sys
+import threading
 import urllib.parse
 import urllib.request
 
@@ -199,6 +200,36 @@ def test_refresh(t):
     r = w.get("/bitbucket/workspaces", key=key)
     eq((r.status, r.get("error_code")), (401, "BITBUCKET_CREDENTIALS_EXPIRED"), "refused refresh (%r)" % r)
     contains(r.get("error"), "reconnect via the Connectors page", "how to recover")
+
+
+@test
+def test_refreshes_of_two_users_run_side_by_side(t):
+    """Two users' refreshes are independent: one user's refresh at Bitbucket
+    (slow, or hung until the timeout) must not hold up another's, as one
+    lock over every refresh of the server did."""
+    w, fx = world()
+    keys = []
+    for _ in range(2):
+        _, _, key = w.new_org()
+        connect(w, key)
+        keys.append(key)
+    fx.ctl("/_fixture/expire_access", {})
+    # both refreshes are held at Bitbucket until both have arrived (or, when
+    # the server sends them one after the other, until the hold runs out)
+    fx.ctl("/_fixture/hold", {"n": 2, "max_ms": 3000})
+    results = [None] * 2
+
+    def one(i):
+        results[i] = w.get("/bitbucket/workspaces", key=keys[i])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    for i, r in enumerate(results):
+        eq(r.status, 200, "user %d after the refresh (%r)" % (i, r))
+    eq(fx.stats()["token_max_in_flight"], 2, "both users' refreshes at Bitbucket at once")
 
 
 @test
