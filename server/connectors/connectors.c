@@ -277,11 +277,9 @@ static void connectors_delete(worker_ctx *w, http_request *req, http_response *r
     int existed = rc == STORE_OK;
     /* A token refresh of this connection under way ends first: the refresh
      * token it rotates would otherwise be written back after the delete. */
-    char paused[sizeof(row.secret_ref)] = "";
-    if (existed && row.secret_ref[0]) {
-        snprintf(paused, sizeof(paused), "%s", row.secret_ref);
-        kit_oauth_refresh_pause(paused, c->id);
-    }
+    kit_oauth_pause *paused = existed && row.secret_ref[0]
+                                  ? kit_oauth_refresh_pause(row.secret_ref, c->id)
+                                  : NULL;
     if (existed && c->disconnecting)
         c->disconnecting(w, &req->auth, &row);
     /* Secrets first: a row without its secret is harmless, the reverse is not. */
@@ -296,8 +294,7 @@ static void connectors_delete(worker_ctx *w, http_request *req, http_response *r
     } else {
         rc = STORE_ERR;
     }
-    if (paused[0])
-        kit_oauth_refresh_resume(paused);
+    kit_oauth_refresh_resume(paused);
     if (rc == STORE_ERR)
         return;
     log_info("connector %s disconnected for user %s (org %s)", c->id, req->auth.user_id,

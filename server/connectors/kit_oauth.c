@@ -4,7 +4,6 @@
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,41 +333,75 @@ cJSON *kit_oauth_exchange(worker_ctx *w, const kit_oauth_client *c, kit_oauth_ca
 
 /* ---- refresh: one at a time per grant ------------------------------------------------------ */
 
-/* Refreshes of one stored refresh token are serialized by a striped lock:
- * providers that rotate refresh tokens (PagerDuty, Bitbucket, Azure AD,
- * OVH…) retire the token a refresh presents, so a second refresh running
- * at the same time with the same token is refused (invalid_grant) although
- * the connection is fine.  Callers that queued behind a refresh take its
- * outcome (its answer without the refresh token, or its failure) instead
- * of refreshing again; the stripe keeps that copy only while somebody
- * waits. */
-#define REFRESH_STRIPES 64
-
-typedef struct {
-    pthread_mutex_t mu;
-    atomic_int waiting;          /* callers between their arrival and the lock */
-    unsigned char what[32];      /* which refresh: refresh_what */
-    int64_t done_ms;             /* when the last refresh of ref ended; 0: nothing kept */
+/* Refreshes of one stored refresh token are serialized: providers that
+ * rotate refresh tokens (PagerDuty, Bitbucket, Azure AD, OVH…) retire the
+ * token a refresh presents, so a second refresh running at the same time
+ * with the same token is refused (invalid_grant) although the connection
+ * is fine.  Callers that queued behind a refresh take its outcome (its
+ * answer without the refresh token, or its failure) instead of refreshing
+ * again; it is kept only while somebody waits.  One entry per grant in use
+ * (no striping: other grants' refreshes never wait for this one). */
+typedef struct grant_flight {
+    unsigned char ref[32];       /* SHA-256 of the secret reference */
+    int busy;                    /* a refresh (or a disconnect) holds the grant */
+    int users;                   /* callers holding or waiting for it */
+    unsigned char what[32];      /* which refresh ended last: refresh_what */
+    int64_t done_ms;             /* when it ended; 0: nothing kept */
     cJSON *tok;                  /* its answer (no refresh token), or NULL: r */
     oauth_result r;
-} refresh_stripe;
+    struct grant_flight *next;
+} grant_flight;
 
-static refresh_stripe g_refresh[REFRESH_STRIPES];
-static pthread_once_t g_refresh_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t g_flights_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_flights_cv = PTHREAD_COND_INITIALIZER;
+static grant_flight *g_flights;
 
-static void refresh_init(void)
+/* Waits until the grant secret_ref names is free and takes it (conn: the
+ * disconnect of that connector, which says in the log when it has to wait,
+ * or NULL).  NULL when out of memory. */
+static grant_flight *grant_take(const char *secret_ref, const char *conn)
 {
-    for (int i = 0; i < REFRESH_STRIPES; i++)
-        pthread_mutex_init(&g_refresh[i].mu, NULL);
+    unsigned char ref[32];
+    crypto_sha256(secret_ref, strlen(secret_ref), ref);
+    pthread_mutex_lock(&g_flights_mu);
+    grant_flight *g = g_flights;
+    while (g && memcmp(g->ref, ref, sizeof(ref)))
+        g = g->next;
+    if (!g && (g = calloc(1, sizeof(*g)))) {
+        memcpy(g->ref, ref, sizeof(ref));
+        g->next = g_flights;
+        g_flights = g;
+    }
+    if (g && g->busy && conn)
+        log_info("%s: the disconnect waits for the token refresh under way to end", conn);
+    if (g) {
+        g->users++;
+        while (g->busy)
+            pthread_cond_wait(&g_flights_cv, &g_flights_mu);
+        g->busy = 1;
+    }
+    pthread_mutex_unlock(&g_flights_mu);
+    return g;
 }
 
-static refresh_stripe *refresh_stripe_of(const char *ref)
+static void refresh_outcome_drop(grant_flight *g);
+
+/* Gives g back: the next waiter takes it; the kept outcome and the entry go
+ * when nobody waits. */
+static void grant_give(grant_flight *g)
 {
-    pthread_once(&g_refresh_once, refresh_init);
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *k = ref; *k; k++)
-        h = (h ^ (unsigned char)*k) * 16777619u;
-    return &g_refresh[h % REFRESH_STRIPES];
+    pthread_mutex_lock(&g_flights_mu);
+    g->busy = 0;
+    if (--g->users == 0) {
+        refresh_outcome_drop(g);
+        grant_flight **pp = &g_flights;
+        while (*pp != g)
+            pp = &(*pp)->next;
+        *pp = g->next;
+        free(g);
+    }
+    pthread_cond_broadcast(&g_flights_cv);
+    pthread_mutex_unlock(&g_flights_mu);
 }
 
 static int64_t mono_ms(void)
@@ -391,8 +424,8 @@ static void refresh_what(const kit_oauth_client *c, const char *secret_ref, cons
     crypto_sha256(each, sizeof(each), out);
 }
 
-/* Forgets the kept outcome (the lock held). */
-static void refresh_stripe_drop(refresh_stripe *s)
+/* Forgets the kept outcome (g held, or g_flights_mu with nobody on it). */
+static void refresh_outcome_drop(grant_flight *s)
 {
     secret_json_free(s->tok);
     s->tok = NULL;
@@ -401,7 +434,7 @@ static void refresh_stripe_drop(refresh_stripe *s)
     memset(&s->r, 0, sizeof(s->r));
 }
 
-/* The refresh grant itself (the stripe held): *tok or r.  A refused
+/* The refresh grant itself (s held): *tok or r.  A refused
  * refresh whose token is no longer the stored one (another replica
  * rotated it meanwhile) is tried once more with the stored one.  0, or -1
  * with resp (no refresh token stored). */
@@ -458,11 +491,12 @@ cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *s
                          const char *scope, const char *what, const char *missing_code,
                          const char *missing_msg, http_response *resp)
 {
-    refresh_stripe *s = refresh_stripe_of(secret_ref);
     int64_t asked = mono_ms();
-    atomic_fetch_add(&s->waiting, 1);
-    pthread_mutex_lock(&s->mu);
-    atomic_fetch_sub(&s->waiting, 1);
+    grant_flight *s = grant_take(secret_ref, NULL);
+    if (!s) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        return NULL;
+    }
     cJSON *tok = NULL;
     oauth_result r;
     memset(&r, 0, sizeof(r));
@@ -479,7 +513,7 @@ cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *s
     } else {
         missing = refresh_grant(w, c, secret_ref, scope, missing_code, missing_msg, &tok, &r,
                                 resp) < 0;
-        refresh_stripe_drop(s);
+        refresh_outcome_drop(s);
         if (!missing && (!tok || (s->tok = cJSON_Duplicate(tok, 1)))) {
             secret_json_free(cJSON_DetachItemFromObjectCaseSensitive(s->tok, "refresh_token"));
             memcpy(s->what, ask, sizeof(ask));
@@ -487,9 +521,7 @@ cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *s
             s->done_ms = mono_ms();
         }
     }
-    if (atomic_load(&s->waiting) == 0)
-        refresh_stripe_drop(s); /* nobody left to take it */
-    pthread_mutex_unlock(&s->mu);
+    grant_give(s); /* the outcome stays only for those waiting */
     if (!tok && !missing) {
         log_warn("%s: refresh failed: %s", c->provider, r.err);
         kit_oauth_error(c, &r, what, resp);
@@ -497,19 +529,29 @@ cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *s
     return tok;
 }
 
-void kit_oauth_refresh_pause(const char *secret_ref, const char *conn)
+struct kit_oauth_pause {
+    grant_flight *g;
+};
+
+kit_oauth_pause *kit_oauth_refresh_pause(const char *secret_ref, const char *conn)
 {
-    refresh_stripe *s = refresh_stripe_of(secret_ref);
-    if (pthread_mutex_trylock(&s->mu) != 0) {
-        log_info("%s: the disconnect waits for the token refresh under way to end", conn);
-        pthread_mutex_lock(&s->mu);
+    kit_oauth_pause *p = malloc(sizeof(*p));
+    if (!p)
+        return NULL;
+    if (!(p->g = grant_take(secret_ref, conn ? conn : "connector"))) {
+        free(p);
+        return NULL;
     }
-    refresh_stripe_drop(s); /* no caller takes a token of a grant being deleted */
+    refresh_outcome_drop(p->g); /* no caller takes a token of a grant being deleted */
+    return p;
 }
 
-void kit_oauth_refresh_resume(const char *secret_ref)
+void kit_oauth_refresh_resume(kit_oauth_pause *p)
 {
-    pthread_mutex_unlock(&refresh_stripe_of(secret_ref)->mu);
+    if (!p)
+        return;
+    grant_give(p->g);
+    free(p);
 }
 
 int64_t kit_oauth_expires_in(const cJSON *tok)

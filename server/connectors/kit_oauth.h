@@ -134,10 +134,12 @@ struct cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const 
  * credentials are deleted (conn: named in the log when it has to wait): a
  * refresh under way ends first, so the refresh token it rotates is deleted
  * with the rest instead of written back after the disconnect; later ones
- * find the secret gone.  Pair with kit_oauth_refresh_resume, and call no
- * kit_oauth_refresh in between. */
-void kit_oauth_refresh_pause(const char *secret_ref, const char *conn);
-void kit_oauth_refresh_resume(const char *secret_ref);
+ * find the secret gone.  NULL when out of memory (nothing held).  Pair with
+ * kit_oauth_refresh_resume, and call no kit_oauth_refresh of that grant in
+ * between. */
+typedef struct kit_oauth_pause kit_oauth_pause;
+kit_oauth_pause *kit_oauth_refresh_pause(const char *secret_ref, const char *conn);
+void kit_oauth_refresh_resume(kit_oauth_pause *p); /* NULL: nothing */
 
 /* The access token of a token answer (malloc'd copy, secret_free it) and
  * its expiry (now + expires_in; 3600 s when absent or absurd, at most a

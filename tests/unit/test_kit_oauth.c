@@ -589,6 +589,63 @@ static void test_refresh_after_rotation_elsewhere(void **state)
     buf_free(&resp.body);
 }
 
+/* A refresh of one grant at the provider does not hold up anything of
+ * another grant (here a disconnect's pause): per grant, not per bucket of
+ * a hash.  The other grant's reference is picked to share the bucket of a
+ * 64-way FNV-1a striping, as the first version of the refresh lock had. */
+typedef struct {
+    const char *ref;
+    int paused;
+} other_arg;
+
+static void other_grant_disconnects(void *arg)
+{
+    other_arg *a = arg;
+    kit_oauth_pause *p = kit_oauth_refresh_pause(a->ref, "demo");
+    a->paused = p != NULL;
+    kit_oauth_refresh_resume(p);
+}
+
+static uint32_t fnv1a(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static void test_other_grants_do_not_wait(void **state)
+{
+    fx *f = *state;
+    char ref[512], other[512], path[SECRETS_MAX_PATH + 1], user[32];
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(kit_secret_put(&f->w, f->org.id, "usr_1", "demo", "refresh-token", "rt-1", ref,
+                                    sizeof(ref), &resp),
+                     0);
+    other[0] = '\0';
+    for (int i = 2; i < 100000 && !other[0]; i++) {
+        snprintf(user, sizeof(user), "usr_%d", i);
+        assert_int_equal(secrets_user_path(path, sizeof(path), f->org.id, user, "demo",
+                                           "refresh-token"),
+                         0);
+        snprintf(other, sizeof(other), "local:%s", path);
+        if (fnv1a(other) % 64 != fnv1a(ref) % 64)
+            other[0] = '\0';
+    }
+    assert_true(other[0] && strcmp(other, ref));
+    other_arg a = { other, 0 };
+    script(&f->prov, 200, "{\"access_token\":\"at-2\",\"expires_in\":60}");
+    f->prov.on_request = other_grant_disconnects; /* while this grant's refresh is out */
+    f->prov.on_request_arg = &a;
+    f->c.timeout_ms = 3000; /* a pause that waited for this refresh makes it time out */
+    cJSON *tok = kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE", "gone",
+                                   &resp);
+    assert_non_null(tok);
+    secret_json_free(tok);
+    assert_int_equal(a.paused, 1);
+}
+
 /* Expiry bookkeeping: expires_in, absent or absurd, and tokens too long. */
 static void test_access_token_expiry(void **state)
 {
@@ -642,6 +699,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_mapping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_rotation_and_basic_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_after_rotation_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_grants_do_not_wait, setup, teardown),
         cmocka_unit_test(test_access_token_expiry),
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
     };
