@@ -349,6 +349,12 @@ typedef struct grant_flight {
     int64_t done_ms;             /* when it ended; 0: nothing kept */
     cJSON *tok;                  /* its answer (no refresh token), or NULL: r */
     oauth_result r;
+    /* A rotated refresh token the secrets backend did not take (the
+     * provider has retired the stored one): SHA-256 of the token it
+     * replaces, and the token, used and stored again at the next refresh
+     * while the stored one is still the retired one. */
+    unsigned char pend_old[32];
+    char *pend_new;
     struct grant_flight *next;
 } grant_flight;
 
@@ -386,19 +392,21 @@ static grant_flight *grant_take(const char *secret_ref, const char *conn)
 
 static void refresh_outcome_drop(grant_flight *g);
 
-/* Gives g back: the next waiter takes it; the kept outcome and the entry go
- * when nobody waits. */
+/* Gives g back: the next waiter takes it; the kept outcome goes when nobody
+ * waits, the entry too unless it keeps a rotated token. */
 static void grant_give(grant_flight *g)
 {
     pthread_mutex_lock(&g_flights_mu);
     g->busy = 0;
     if (--g->users == 0) {
         refresh_outcome_drop(g);
-        grant_flight **pp = &g_flights;
-        while (*pp != g)
-            pp = &(*pp)->next;
-        *pp = g->next;
-        free(g);
+        if (!g->pend_new) {
+            grant_flight **pp = &g_flights;
+            while (*pp != g)
+                pp = &(*pp)->next;
+            *pp = g->next;
+            free(g);
+        }
     }
     pthread_cond_broadcast(&g_flights_cv);
     pthread_mutex_unlock(&g_flights_mu);
@@ -424,6 +432,14 @@ static void refresh_what(const kit_oauth_client *c, const char *secret_ref, cons
     crypto_sha256(each, sizeof(each), out);
 }
 
+/* Forgets the rotated token kept for want of storing it (g held). */
+static void refresh_pending_drop(grant_flight *s)
+{
+    secret_free(s->pend_new);
+    s->pend_new = NULL;
+    memset(s->pend_old, 0, sizeof(s->pend_old));
+}
+
 /* Forgets the kept outcome (g held, or g_flights_mu with nobody on it). */
 static void refresh_outcome_drop(grant_flight *s)
 {
@@ -438,9 +454,10 @@ static void refresh_outcome_drop(grant_flight *s)
  * refresh whose token is no longer the stored one (another replica
  * rotated it meanwhile) is tried once more with the stored one.  0, or -1
  * with resp (no refresh token stored). */
-static int refresh_grant(worker_ctx *w, const kit_oauth_client *c, const char *secret_ref,
-                         const char *scope, const char *missing_code, const char *missing_msg,
-                         cJSON **out, oauth_result *r, http_response *resp)
+static int refresh_grant(worker_ctx *w, grant_flight *s, const kit_oauth_client *c,
+                         const char *secret_ref, const char *scope, const char *missing_code,
+                         const char *missing_msg, cJSON **out, oauth_result *r,
+                         http_response *resp)
 {
     *out = NULL;
     for (int attempt = 0;; attempt++) {
@@ -448,18 +465,55 @@ static int refresh_grant(worker_ctx *w, const kit_oauth_client *c, const char *s
         size_t len = 0;
         if (kit_secret_get(w, secret_ref, &rt, &len, 400, missing_code, missing_msg, resp) < 0)
             return attempt ? 0 : -1; /* a retry's token gone: the first refusal stands */
+        int used_pending = 0;
+        if (s->pend_new) {
+            unsigned char sum[32];
+            crypto_sha256(rt, len, sum);
+            if (!CRYPTO_memcmp(sum, s->pend_old, sizeof(sum))) {
+                /* still the token the provider retired: the one it gave instead */
+                unsigned char *p = (unsigned char *)strdup(s->pend_new);
+                if (p) {
+                    secrets_free(rt, len);
+                    rt = p;
+                    len = strlen(s->pend_new);
+                    used_pending = 1;
+                }
+            } else {
+                refresh_pending_drop(s); /* stored anew meanwhile (a reconnect) */
+            }
+        }
         const char *form[16] = { "grant_type", "refresh_token", "refresh_token",
                                  (const char *)rt, "scope", scope };
         oauth_result now;
         cJSON *tok = client_post(c, c->token_url, form, 6, &now);
         if (tok) {
             const char *nrt = api_json_str(tok, "refresh_token");
+            int pending = s->pend_new != NULL;
             if (nrt && *nrt && (strlen(nrt) != len || CRYPTO_memcmp(nrt, rt, len) != 0)) {
                 /* Rotated: the old one is dead at the provider; keep the new one. */
                 char err[512];
-                if (kit_secret_replace(w, secret_ref, nrt, err, sizeof(err)) != SECRETS_OK)
-                    log_error("%s: could not store the rotated refresh token: %s", c->provider,
-                              err);
+                if (kit_secret_replace(w, secret_ref, nrt, err, sizeof(err)) == SECRETS_OK) {
+                    if (pending)
+                        refresh_pending_drop(s);
+                } else {
+                    log_error("%s: could not store the rotated refresh token (kept in memory "
+                              "until it can be): %s", c->provider, err);
+                    /* what the backend still holds is the retired one: the
+                     * stored token's sum, kept as it was when pending */
+                    unsigned char old[32];
+                    if (pending)
+                        memcpy(old, s->pend_old, sizeof(old));
+                    else
+                        crypto_sha256(rt, len, old);
+                    refresh_pending_drop(s);
+                    if ((s->pend_new = strdup(nrt)))
+                        memcpy(s->pend_old, old, sizeof(old));
+                }
+            } else if (pending) {
+                /* the provider kept the token: store it again */
+                char err[512];
+                if (kit_secret_replace(w, secret_ref, s->pend_new, err, sizeof(err)) == SECRETS_OK)
+                    refresh_pending_drop(s);
             }
             secrets_free(rt, len);
             *out = tok;
@@ -468,6 +522,11 @@ static int refresh_grant(worker_ctx *w, const kit_oauth_client *c, const char *s
         if (!attempt)
             *r = now;
         int refused = now.status >= 400 && now.status < 500 && now.code != AUR_E_TIMEOUT;
+        if (refused && used_pending) {
+            /* the token kept in memory is refused too: nothing better left */
+            refresh_pending_drop(s);
+            refused = 0;
+        }
         unsigned char *cur = NULL;
         size_t clen = 0;
         int changed = 0;
@@ -511,7 +570,7 @@ cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *s
             snprintf(r.err, sizeof(r.err), "out of memory");
         }
     } else {
-        missing = refresh_grant(w, c, secret_ref, scope, missing_code, missing_msg, &tok, &r,
+        missing = refresh_grant(w, s, c, secret_ref, scope, missing_code, missing_msg, &tok, &r,
                                 resp) < 0;
         refresh_outcome_drop(s);
         if (!missing && (!tok || (s->tok = cJSON_Duplicate(tok, 1)))) {
@@ -542,7 +601,9 @@ kit_oauth_pause *kit_oauth_refresh_pause(const char *secret_ref, const char *con
         free(p);
         return NULL;
     }
-    refresh_outcome_drop(p->g); /* no caller takes a token of a grant being deleted */
+    /* no caller takes a token of a grant being deleted, nor a kept rotated one */
+    refresh_outcome_drop(p->g);
+    refresh_pending_drop(p->g);
     return p;
 }
 

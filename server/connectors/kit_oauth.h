@@ -124,7 +124,10 @@ struct cJSON *kit_oauth_exchange(worker_ctx *w, const kit_oauth_client *c, kit_o
  * process: callers that waited behind one take its outcome (its answer
  * without the refresh token, or its failure).  A refused refresh whose
  * token was replaced meanwhile (another replica rotated it) is tried once
- * with the stored one.  The token answer or NULL with resp filled:
+ * with the stored one.  A rotated refresh token the secrets backend does
+ * not take is kept in this process and sent (and stored) at the next
+ * refresh while the backend still holds the retired one.  The token answer
+ * or NULL with resp filled:
  * missing secret -> 400 missing_code "<missing_msg>". */
 struct cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *secret_ref,
                                 const char *scope, const char *what, const char *missing_code,

@@ -646,6 +646,69 @@ static void test_other_grants_do_not_wait(void **state)
     assert_int_equal(a.paused, 1);
 }
 
+/* The provider rotated the refresh token but the secrets backend did not
+ * take the new one (down for a moment): the retired one is all the backend
+ * holds, so the new one is kept in memory, sent at the next refresh and
+ * stored then, instead of the connection being lost. */
+typedef struct {
+    fx *f;
+    secrets_t *down;
+} outage_arg;
+
+static void backend_goes_down(void *arg)
+{
+    outage_arg *a = arg;
+    a->f->w.secrets = a->down;
+}
+
+static void test_rotated_token_kept_when_the_store_fails(void **state)
+{
+    fx *f = *state;
+    char ref[512], err[256];
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(kit_secret_put(&f->w, f->org.id, "usr_1", "demo", "refresh-token", "rt-1", ref,
+                                    sizeof(ref), &resp),
+                     0);
+    /* a Vault nobody answers at: every call fails at once */
+    secrets_config vc = { .backend = "vault", .vault_addr = "http://127.0.0.1:1",
+                          .vault_token = "t", .timeout_ms = 2000 };
+    secrets_t *down = NULL;
+    assert_int_equal(secrets_open(&vc, &down, err, sizeof(err)), SECRETS_OK);
+    outage_arg a = { f, down };
+    secrets_t *up = f->sec;
+    script(&f->prov, 200, "{\"access_token\":\"at-2\",\"refresh_token\":\"rt-2\"}");
+    f->prov.on_request = backend_goes_down;
+    f->prov.on_request_arg = &a;
+    cJSON *tok = kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE", "gone",
+                                   &resp);
+    assert_non_null(tok); /* this call has its access token */
+    secret_json_free(tok);
+    f->w.secrets = up;
+    unsigned char *v;
+    size_t n;
+    assert_int_equal(kit_secret_get(&f->w, ref, &v, &n, 404, "X", "x", &resp), 0);
+    assert_memory_equal(v, "rt-1", 4); /* the backend missed the rotation */
+    secrets_free(v, n);
+    /* the backend is back: the next refresh presents rt-2 and stores rt-3 */
+    script(&f->prov, 200, "{\"access_token\":\"at-3\",\"refresh_token\":\"rt-3\"}");
+    tok = kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE", "gone", &resp);
+    assert_non_null(tok);
+    secret_json_free(tok);
+    assert_true(form_has(&f->prov, "refresh_token=rt-2"));
+    assert_int_equal(kit_secret_get(&f->w, ref, &v, &n, 404, "X", "x", &resp), 0);
+    assert_int_equal(n, 4);
+    assert_memory_equal(v, "rt-3", 4);
+    secrets_free(v, n);
+    /* stored: the one after presents the stored one again */
+    script(&f->prov, 200, "{\"access_token\":\"at-4\"}");
+    tok = kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE", "gone", &resp);
+    assert_non_null(tok);
+    secret_json_free(tok);
+    assert_true(form_has(&f->prov, "refresh_token=rt-3"));
+    secrets_close(down);
+}
+
 /* Expiry bookkeeping: expires_in, absent or absurd, and tokens too long. */
 static void test_access_token_expiry(void **state)
 {
@@ -700,6 +763,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refresh_rotation_and_basic_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_after_rotation_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_grants_do_not_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotated_token_kept_when_the_store_fails, setup,
+                                        teardown),
         cmocka_unit_test(test_access_token_expiry),
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
     };
