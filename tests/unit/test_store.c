@@ -2194,6 +2194,17 @@ static void test_connectors(void **state)
     assert_int_equal(n, 2);
     store_connector_list_free(list, n);
 
+    /* Metadata onto an existing row only: a deleted row stays deleted. */
+    c = connector_for(a.id, ua.id, "gcp", "gone@p", "{\"late\":1}");
+    assert_int_equal(store_connector_update_meta(f->s, &c), STORE_NOT_FOUND);
+    assert_int_equal(store_connector_get(f->s, a.id, ua.id, "gcp", &got), STORE_NOT_FOUND);
+    c = connector_for(b.id, ua.id, "gcp", "ignored@p", "{\"late\":2}");
+    assert_int_equal(store_connector_update_meta(f->s, &c), STORE_OK);
+    assert_int_equal(store_connector_get(f->s, b.id, ua.id, "gcp", &got), STORE_OK);
+    assert_string_equal(got.account, "foreign@p"); /* only the metadata */
+    assert_non_null(strstr(got.metadata_json, "\"late\""));
+    store_connector_free(&got);
+
     /* Bad input and a missing org. */
     c = connector_for("org_nope", ua.id, "gcp", "x", "{}");
     assert_int_equal(store_connector_upsert(f->s, &c), STORE_NOT_FOUND);
