@@ -83,6 +83,21 @@ static const kit_oauth_errors az_errors = {
     .redirect_mismatch = "AZURE_REDIRECT_URI_MISMATCH",
 };
 
+/* The refresh of a signed-in user's grant: only a refusal (4xx) says to
+ * sign in again; a timeout or a 5xx is the identity platform's trouble and
+ * the next command tries again. */
+static const kit_oauth_errors az_refresh_errors = {
+    .service = "Azure sign-in (Microsoft identity platform)",
+    .timeout = "AZURE_TIMEOUT",
+    .unreachable = "AZURE_UNREACHABLE",
+    .grant = "AZURE_GRANT_INVALID",
+    .denied = "AZURE_INVALID_CREDENTIALS",
+    .failed = "AZURE_LOGIN_ERROR",
+    .denied_hint = "the sign-in has expired or was revoked; sign in again",
+    .authorization_failed = "AZURE_AUTHORIZATION_FAILED",
+    .redirect_mismatch = "AZURE_REDIRECT_URI_MISMATCH",
+};
+
 static kit_cache g_tokens = KIT_CACHE_INIT(4096);
 
 /* ---- settings and small helpers ----------------------------------------------- */
@@ -560,8 +575,9 @@ static char *access_token(worker_ctx *w, const auth_ctx *who, const store_connec
         client_for(w, tenant, &ac);
         if (app_configured(w, resp) < 0)
             return NULL;
+        ac.c.errors = &az_refresh_errors;
         j = kit_oauth_refresh(w, &ac.c, c->secret_ref, AZ_SCOPE_APP " offline_access",
-                              "Azure sign-in has expired or was revoked; sign in again",
+                              "Azure token refresh failed",
                               "AZURE_NOT_CONNECTED",
                               "the Azure credential is no longer stored; connect Azure again", resp);
     } else {

@@ -626,6 +626,13 @@ def test_cloud_exec_signed_in_user_refreshes_and_reports_revocation(t):
         env = a.wait_execs(2)[-1]["env"]
         check(arm_accepts(env["AZURE_ACCESS_TOKEN"]), "ARM refuses the refreshed token")
         eq(env["AZURE_TENANT_ID"], HOME_TENANT, "tenant")
+        # the identity platform fails for a moment: an error to retry, not a
+        # sign-in to redo, and the connection still works afterwards
+        ctl("login", "/_fixture/fail", {"status": 500, "count": 1})
+        r = az(w, key, cid)
+        eq((r.status, r.error_code), (502, "AZURE_LOGIN_ERROR"), "identity platform 500 (%r)" % r)
+        check("sign in again" not in r.get("error", ""), "a 500 does not ask to sign in again", r.get("error"))
+        eq(az(w, key, cid).status, 200, "cloud_exec after the 500")
         ctl("login", "/_fixture/revoke_refresh_tokens", {})
         k = len(a.execs())
         r = az(w, key, cid)
