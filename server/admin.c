@@ -631,6 +631,49 @@ static int cmd_redact_webhooks(admin_call *c)
     return finish_scrub(c, o, "webhook_deliveries", p.redacted);
 }
 
+static int audit_time(admin_call *c, const char *opt, int64_t *out);
+
+typedef struct {
+    const char *want;
+    int found;
+    char names[256]; /* the connectors that take webhooks, for the message */
+} spec_find;
+
+static void find_spec(const kit_webhook_spec *spec, void *arg)
+{
+    spec_find *f = arg;
+    if (!strcmp(spec->connector, f->want))
+        f->found = 1;
+    size_t n = strlen(f->names);
+    snprintf(f->names + n, sizeof(f->names) - n, "%s%s", n ? ", " : "", spec->connector);
+}
+
+/* Deliveries that failed (their attempts spent over the retry window, e.g.
+ * during a long provider outage) are put back: attempts 0, due at once;
+ * the server's next sweep processes them.  Safe beside a serving server. */
+static int cmd_webhooks_retry(admin_call *c)
+{
+    int64_t since = 0;
+    if (audit_time(c, "since", &since) < 0)
+        return CLI_EXIT_USAGE;
+    modules_register_all(); /* the connectors' specs: which ones take webhooks */
+    spec_find f = { .want = val(c, "connector") };
+    kit_webhook_foreach(find_spec, &f);
+    if (!f.found)
+        return cli_usage_error(c->name, "--connector must be one of %s, not '%s'", f.names,
+                               f.want);
+    store_t *st = admin_store(c);
+    if (!st)
+        return c->rc;
+    int64_t n = 0;
+    if (store_webhook_retry_failed(st, f.want, since, &n) != STORE_OK)
+        return failed(c, "%s", store_errmsg(st));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "connector", f.want);
+    cJSON_AddNumberToObject(o, "retried", (double)n);
+    return print_json(o);
+}
+
 /* RFC 3339 or Unix seconds, as GET /api/audit takes them. */
 static int audit_time(admin_call *c, const char *opt, int64_t *out)
 {
@@ -816,6 +859,15 @@ static const admin_cmd commands[] = {
       "\"wal_truncated\": false when a reader kept the old values in SQLite's WAL}.\n"
       VACUUM_FULL_HELP,
       cmd_redact_webhooks, { { "vacuum-full", 0, 0 } } },
+    { "webhooks-retry", "--connector C [--since T]",
+      "put a connector's failed webhook deliveries back for processing",
+      "A delivery whose processing failed is retried with a backoff (30 s, 2 min,\n"
+      "8 min, ... at most 2 h apart, 8 attempts over ~7 hours) and then left\n"
+      "\"failed\".  This gives every failed delivery of the connector received at\n"
+      "or after --since (RFC 3339 or Unix seconds; default: all) its attempts back;\n"
+      "the server's next sweep (within 30 s) processes them.  Safe beside a serving\n"
+      "server and to run again.  Prints {\"connector\", \"retried\": rows put back}.\n",
+      cmd_webhooks_retry, { { "connector", 1, 1 }, { "since", 1, 0 } } },
     { "routes", "", "the server's route table (one JSON object a line)",
       "Each line: {\"method\", \"pattern\", \"auth\"} with auth public, api (API key or\n"
       "internal secret) or internal (internal secret only).  Reads no settings.\n",

@@ -2899,29 +2899,47 @@ int store_webhook_tenant_stats(store_t *s, const char *org_id, const char *conne
 /* The open-for-processing condition shared by list_open and claim. */
 /* A stale claim is open only with attempts left: a delivery that kills or
  * hangs its worker every time would otherwise be handed out for ever (see
- * store_webhook_expire_claims).  Parameters: max_attempts, stale_before,
- * max_attempts. */
+ * store_webhook_expire_claims).  A failed delivery is open once its retry
+ * is due (next_attempt_at, the kit's backoff; NULL: never, its attempts are
+ * spent).  Parameters: max_attempts, now, stale_before, max_attempts. */
 #define WEBHOOK_OPEN_SQL                                                                           \
-    "(status = 'received' OR (status = 'failed' AND attempts < ?)"                                 \
+    "(status = 'received' OR (status = 'failed' AND attempts < ?"                                  \
+    " AND next_attempt_at <= ?)"                                                                   \
     " OR (status = 'processing' AND claimed_at < ? AND attempts < ?))"
 
 int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
-                            int64_t stale_before, int limit, char (*ids)[STORE_ID_LEN], size_t *n)
+                            int64_t stale_before, int64_t now, int limit,
+                            char (*ids)[STORE_ID_LEN], size_t *n)
 {
     if (!s)
         return STORE_ERR;
     if (!connector || !ids || !n || limit < 1 || limit > WEBHOOK_LIST_MAX)
         return serr(s, "store_webhook_list_open: bad argument");
     db_result r;
-    db_param p[] = { p_text(connector), DB_P_INT(max_attempts), DB_P_INT(stale_before),
-                     DB_P_INT(max_attempts), DB_P_INT(limit) };
+    db_param p[] = { p_text(connector), DB_P_INT(max_attempts), DB_P_INT(now_or_clock(now)),
+                     DB_P_INT(stale_before), DB_P_INT(max_attempts), DB_P_INT(limit) };
     if (run_query(s, "listing open webhook deliveries",
                   "SELECT id FROM webhook_deliveries WHERE connector = ?"
                   " AND status IN ('received', 'processing', 'failed') AND " WEBHOOK_OPEN_SQL
                   " ORDER BY received_seq, id LIMIT ?",
-                  p, 5, &r) != STORE_OK)
+                  p, 6, &r) != STORE_OK)
         return STORE_ERR;
     return webhook_ids(s, &r, ids, n);
+}
+
+int store_webhook_retry_failed(store_t *s, const char *connector, int64_t since,
+                               int64_t *count)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!connector || !*connector || !count || since < 0)
+        return serr(s, "store_webhook_retry_failed: bad argument");
+    *count = 0;
+    db_param p[] = { p_text(connector), DB_P_INT(since) };
+    return run_exec(s, "putting failed webhook deliveries back",
+                    "UPDATE webhook_deliveries SET attempts = 0, next_attempt_at = 0"
+                    " WHERE connector = ? AND status = 'failed' AND received_at >= ?",
+                    p, 2, count);
 }
 
 int store_webhook_expire_claims(store_t *s, const char *connector, int max_attempts,
@@ -3081,18 +3099,19 @@ int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t st
         return serr(s, "store_webhook_claim: missing argument");
     int64_t changes = 0;
     /* One UPDATE is the claim: of two workers, only one sees a changed row. */
-    db_param p[] = { DB_P_INT(now_or_clock(now)), p_text(id), DB_P_INT(max_attempts),
-                     DB_P_INT(stale_before), DB_P_INT(max_attempts) };
+    now = now_or_clock(now);
+    db_param p[] = { DB_P_INT(now), p_text(id), DB_P_INT(max_attempts),
+                     DB_P_INT(now), DB_P_INT(stale_before), DB_P_INT(max_attempts) };
     if (run_exec(s, "claiming webhook delivery",
                  "UPDATE webhook_deliveries SET status = 'processing', attempts = attempts + 1,"
                  " claimed_at = ? WHERE id = ? AND " WEBHOOK_OPEN_SQL,
-                 p, 5, &changes) != STORE_OK)
+                 p, 6, &changes) != STORE_OK)
         return STORE_ERR;
     return changes > 0 ? STORE_OK : STORE_CONFLICT;
 }
 
 int store_webhook_finish(store_t *s, const char *id, const char *status, const char *error,
-                         int64_t now)
+                         int64_t now, int64_t retry_at)
 {
     if (!s)
         return STORE_ERR;
@@ -3113,12 +3132,13 @@ int store_webhook_finish(store_t *s, const char *id, const char *status, const c
     }
     int64_t changes = 0;
     int64_t at = now_or_clock(now);
-    db_param p[] = { p_text(status), p_text(line), DB_P_INT(strcmp(status, "failed") ? at : 0),
-                     p_text(id) };
+    int failed = !strcmp(status, "failed");
+    db_param p[] = { p_text(status), p_text(line), DB_P_INT(failed ? 0 : at),
+                     failed && retry_at >= 0 ? DB_P_INT(retry_at) : DB_P_TEXT(NULL), p_text(id) };
     if (run_exec(s, "finishing webhook delivery",
-                 "UPDATE webhook_deliveries SET status = ?, last_error = ?, processed_at = ?"
-                 " WHERE id = ? AND status = 'processing'",
-                 p, 4, &changes) != STORE_OK)
+                 "UPDATE webhook_deliveries SET status = ?, last_error = ?, processed_at = ?,"
+                 " next_attempt_at = ? WHERE id = ? AND status = 'processing'",
+                 p, 5, &changes) != STORE_OK)
         return STORE_ERR;
     return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
 }

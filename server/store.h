@@ -390,10 +390,19 @@ int store_webhook_list(store_t *s, const char *org_id, const char *connector, co
 int store_webhook_tenant_stats(store_t *s, const char *org_id, const char *connector,
                                const char *tenant_key, int64_t *count, int64_t *last_received_at);
 /* Ids of a connector's deliveries awaiting processing: "received", "failed"
- * with attempts < max_attempts, "processing" claimed before stale_before (a
- * worker that died) with attempts < max_attempts; oldest first, at most limit.  ids: limit * STORE_ID_LEN. */
+ * with attempts < max_attempts whose retry is due (next_attempt_at <= now,
+ * see store_webhook_finish), "processing" claimed before stale_before (a
+ * worker that died) with attempts < max_attempts; oldest first, at most
+ * limit.  ids: limit * STORE_ID_LEN. */
 int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
-                            int64_t stale_before, int limit, char (*ids)[STORE_ID_LEN], size_t *n);
+                            int64_t stale_before, int64_t now, int limit,
+                            char (*ids)[STORE_ID_LEN], size_t *n);
+/* The operator's way back for deliveries that failed (admin webhooks-retry):
+ * every "failed" delivery of connector received at or after since (Unix
+ * seconds; 0: all) gets its attempts back (attempts = 0) and is due at once,
+ * so the next sweep processes it.  *count says how many. */
+int store_webhook_retry_failed(store_t *s, const char *connector, int64_t since,
+                               int64_t *count);
 /* The deliveries stored without an organization whose adopt_key is key
  * (NULL: the rows stored before adopt keys existed, whose key is not known
  * yet), oldest first, after the cursor (after_seq, after_id: the
@@ -425,14 +434,17 @@ int store_webhook_prune_unassigned(store_t *s, const char *connector, int64_t be
 int store_webhook_expire_claims(store_t *s, const char *connector, int max_attempts,
                                 int64_t stale_before, int64_t *expired);
 /* Claims a delivery for processing (status "processing", attempts + 1,
- * claimed_at = now) if it is still open in the sense of list_open;
- * CONFLICT when another worker has it or it is finished. */
+ * claimed_at = now) if it is still open in the sense of list_open at now;
+ * CONFLICT when another worker has it, it is finished or its retry is not
+ * due yet. */
 int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t stale_before,
                         int64_t now);
 /* Final status of a claimed delivery: "processed", "ignored" or "failed"
- * (error: one line naming no secret, may be NULL). */
+ * (error: one line naming no secret, may be NULL).  A failed delivery is
+ * not open again before retry_at (Unix seconds; 0: at once; < 0: never,
+ * its attempts are spent, until store_webhook_retry_failed). */
 int store_webhook_finish(store_t *s, const char *id, const char *status, const char *error,
-                         int64_t now);
+                         int64_t now, int64_t retry_at);
 /* Assigns a delivery stored without an organization to org_id ("unassigned"
  * becomes "received", any other status is kept).  NOT_FOUND when no such
  * row without an organization, or no such organization. */

@@ -542,6 +542,19 @@ static const char *const m17_connectors_by_kind[] = {
     NULL,
 };
 
+/* When a failed webhook delivery may be claimed again (kit_webhook.c's
+ * backoff: a provider or database outage of minutes must not use up its
+ * attempts in as many sweeps).  NULL on a failed row: never (its attempts
+ * are spent).  The failed rows of older builds still had attempts left
+ * below their limit, 5: they are due at once, as they were; those that
+ * reached it stay given up (a delivery that killed its worker each time
+ * is not handed out again by the higher limit). */
+static const char *const m18_webhook_next_attempt[] = {
+    "ALTER TABLE webhook_deliveries ADD COLUMN next_attempt_at BIGINT",
+    "UPDATE webhook_deliveries SET next_attempt_at = 0 WHERE status = 'failed' AND attempts < 5",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -561,6 +574,7 @@ static const migration migrations[] = {
     { 15, m15_oauth_browser_binding },
     { 16, m16_oauth_started_via },
     { 17, m17_connectors_by_kind },
+    { 18, m18_webhook_next_attempt },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

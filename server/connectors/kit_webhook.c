@@ -829,6 +829,28 @@ static int64_t claim_lease_s(const worker_ctx *w)
     return v > 0 ? v : KIT_WH_CLAIM_LEASE_S;
 }
 
+/* Why these numbers: a failure is most often the provider's API or our
+ * database down for a while, and the sweep runs every 20-30 s.  Retrying at
+ * each sweep spent 5 attempts in ~2 minutes, so an outage of a few minutes
+ * lost deliveries that had been answered 2xx.  30 s x 4^n (30 s, 2 min,
+ * 8 min, 32 min, then 2 h, 2 h, 2 h with 8 attempts) rides out a short
+ * blip at once and an outage of up to ~6 h 40 min without losing anything,
+ * for 8 attempts per delivery in all (a poison delivery costs little).  The
+ * jitter (0-25 %, never less than the schedule) spreads the deliveries of
+ * one outage over several sweeps. */
+int64_t kit_webhook_retry_delay(int attempt)
+{
+    int64_t d = KIT_WH_RETRY_BASE_S;
+    for (int i = 1; i < attempt && d < KIT_WH_RETRY_MAX_S; i++)
+        d *= 4;
+    if (d > KIT_WH_RETRY_MAX_S)
+        d = KIT_WH_RETRY_MAX_S;
+    uint32_t r = 0;
+    if (crypto_random(&r, sizeof(r)) != 0)
+        r = (uint32_t)time(NULL); /* jitter only: any value will do */
+    return d + (int64_t)(r % (uint32_t)(d / 4 + 1));
+}
+
 int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char *id, int64_t now)
 {
     if (!spec->process)
@@ -859,6 +881,7 @@ int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char 
     }
     char err[STORE_WEBHOOK_ERROR_LEN] = "";
     int out = spec->process(w, &d, err, sizeof(err));
+    int attempt = d.attempts + 1; /* this claim's */
     store_webhook_free(&d);
     const char *status = out == KIT_WH_PROCESSED ? "processed"
                          : out == KIT_WH_IGNORED ? "ignored"
@@ -868,8 +891,12 @@ int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char 
         log_warn("webhook %s: processing %s failed: %s", spec->connector, id,
                  err[0] ? err : "(no reason given)");
     }
-    if (store_webhook_finish(w->store, id, status, out == KIT_WH_FAILED ? err : NULL, now) !=
-        STORE_OK)
+    /* The last attempt schedules none: given up (store_webhook_finish). */
+    int64_t retry_at = out != KIT_WH_FAILED       ? 0
+                       : attempt >= attempts_of(spec) ? -1
+                                                      : now + kit_webhook_retry_delay(attempt);
+    if (store_webhook_finish(w->store, id, status, out == KIT_WH_FAILED ? err : NULL, now,
+                             retry_at) != STORE_OK)
         log_error("webhook %s: recording the outcome of %s: %s", spec->connector, id,
                   store_errmsg(w->store));
     return out;
@@ -879,8 +906,9 @@ int kit_webhook_process_open(worker_ctx *w, const kit_webhook_spec *spec, int ma
 {
     if (!spec->process || max <= 0)
         return 0;
-    /* One pass: a delivery that fails again stays open for the next call
-     * (until its attempts run out), never retried in a loop here. */
+    /* One pass: a delivery that fails again waits for its retry time
+     * (kit_webhook_retry_delay) until its attempts run out, never retried
+     * in a loop here. */
     if (max > LIST_MAX)
         max = LIST_MAX;
     /* A claim that expired on its last attempt (the delivery killed or hung
@@ -896,7 +924,7 @@ int kit_webhook_process_open(worker_ctx *w, const kit_webhook_spec *spec, int ma
     char(*ids)[STORE_ID_LEN] = calloc((size_t)max, STORE_ID_LEN);
     size_t n = 0;
     if (!ids || store_webhook_list_open(w->store, spec->connector, attempts_of(spec),
-                                        now - claim_lease_s(w), max, ids, &n) != STORE_OK) {
+                                        now - claim_lease_s(w), now, max, ids, &n) != STORE_OK) {
         free(ids);
         return -1;
     }

@@ -38,7 +38,14 @@
 #define KIT_WH_SECRET_MAX 512  /* bytes of one secret */
 #define KIT_WH_MAX_SIGNATURES 8 /* candidates read from one signature header */
 #define KIT_WH_DEFAULT_WINDOW_S 300
-#define KIT_WH_DEFAULT_ATTEMPTS 5
+/* Processing attempts of one delivery (the first, then the retries of
+ * kit_webhook_retry_delay's schedule: ~6 h 40 min at least between the first
+ * and the last; admin webhooks-retry puts a delivery back after that). */
+#define KIT_WH_DEFAULT_ATTEMPTS 8
+/* The backoff between attempts: 30 s after the first failure, 4 times
+ * longer after each next one, at most 2 h, plus 0-25 % jitter. */
+#define KIT_WH_RETRY_BASE_S 30
+#define KIT_WH_RETRY_MAX_S 7200
 /* A claim older than this is taken to belong to a worker that died
  * (default of AURORA_WEBHOOK_CLAIM_LEASE_S). */
 #define KIT_WH_CLAIM_LEASE_S 300
@@ -174,7 +181,8 @@ struct kit_webhook_spec {
      * claim retried after AURORA_WEBHOOK_CLAIM_LEASE_S, so make it idempotent).
      * KIT_WH_PROCESSED, KIT_WH_IGNORED (e.g. an unsubscribed event) or
      * KIT_WH_FAILED with one line in err (no secret): kept, retried up to
-     * max_attempts by kit_webhook_process_open. */
+     * max_attempts by kit_webhook_process_open, kit_webhook_retry_delay
+     * apart. */
     int (*process)(worker_ctx *w, const store_webhook_delivery *d, char *err, size_t errlen);
     worker_pool process_pool;  /* WORKER_POOL_STORE (default) or _OUTBOUND for provider calls */
     int process_unassigned;    /* 1: process deliveries without an organization too */
@@ -219,9 +227,15 @@ void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_req
  * organization and the spec processes only assigned ones), or STORE_ERR. */
 #define KIT_WH_NOT_OPEN 2
 int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char *id, int64_t now);
+/* How long a delivery waits after its attempt-th attempt (1, 2, …) failed:
+ * KIT_WH_RETRY_BASE_S * 4^(attempt-1), at most KIT_WH_RETRY_MAX_S, plus a
+ * random 0-25 % of that (deliveries that failed together, in one outage,
+ * do not all come back in the same sweep). */
+int64_t kit_webhook_retry_delay(int attempt);
 /* One pass over up to max (at most 100) open deliveries of the connector,
- * oldest first (received, failed with attempts left, stale claims with attempts
- * left; a claim that expired on its last attempt is marked failed): call it
+ * oldest first (received, failed with attempts left whose retry is due at now,
+ * stale claims with attempts left; a claim that expired on its last attempt
+ * is marked failed): call it
  * at start-up and periodically, so a crash or a full queue between commit and
  * processing is recovered.  Returns how many were processed or ignored, -1 on
  * a store error. */

@@ -16,6 +16,7 @@
 import concurrent.futures
 import json
 import os
+import sqlite3
 import subprocess
 import time
 
@@ -26,7 +27,7 @@ from harness import (SERVER_BIN, World, _base_env, _san_env, check, contains, eq
 ADMIN_COMMANDS = ["bootstrap", "create-org", "list-orgs", "delete-org", "create-user",
                   "add-member", "list-users", "remove-user", "create-key", "list-keys",
                   "revoke-key", "create-agent-token", "expire-token", "audit", "redact-audit",
-                  "redact-webhooks", "routes"]
+                  "redact-webhooks", "webhooks-retry", "routes"]
 SECRETS_COMMANDS = ["migrate", "rotate-key", "put", "list", "delete"]
 RCA_COMMANDS = ["counts", "list", "watch"]
 
@@ -177,6 +178,10 @@ USAGE_ERRORS = [
       "--expires-days=7x"], "not '7x'"),
     (["admin", "add-member", "--org", "bad id!", "--user", "u"], "ids are 1-64 characters"),
     (["admin", "bootstrap", "--once"], "unknown option '--once'"),
+    (["admin", "webhooks-retry"], "missing option '--connector'"),
+    (["admin", "webhooks-retry", "--connector", "nope"], "--connector must be one of github, "),
+    (["admin", "webhooks-retry", "--connector", "github", "--since", "yesterday"],
+     "--since must be an RFC 3339 time or Unix seconds, not 'yesterday'"),
     (["secrets"], "aurora-server secrets: missing command"),
     (["secrets", "frob"], "aurora-server secrets: unknown command 'frob'"),
     (["secrets", "put"], "aurora-server secrets put: missing PATH"),
@@ -367,6 +372,24 @@ def test_settings_and_failures(t):
     for args in (["admin", "list-orgs"], ["admin", "list-keys"]):
         rc, out, err = run(t, args, data=data)
         eq((rc, out), (0, ""), "%s on an empty store (%s)" % (" ".join(args), err))
+    # Failed webhook deliveries put back: attempts 0 and due at once, only
+    # the connector's and only those received since --since.
+    db = sqlite3.connect(os.path.join(data, "aurora.db"))
+    for i, (connector, status, received_at) in enumerate(
+            [("github", "failed", 1000), ("github", "failed", 5000), ("github", "processed", 5000),
+             ("slack", "failed", 5000)]):
+        db.execute("INSERT INTO webhook_deliveries (id, connector, delivery_id, body, body_encoding,"
+                   " body_sha256, status, attempts, received_at, received_seq, next_attempt_at)"
+                   " VALUES (?, ?, ?, '{}', 'utf8', '', ?, 8, ?, ?, 9999999999)",
+                   ("whd_cli%d" % i, connector, "d%d" % i, status, received_at, received_at * 1000000))
+    db.commit()
+    rc, out, err = run(t, ["admin", "webhooks-retry", "--connector", "github", "--since",
+                           "1970-01-01T01:00:00Z"], data=data)
+    eq((rc, json.loads(out)), (0, {"connector": "github", "retried": 1}), "webhooks-retry (%s)" % err)
+    rows = db.execute("SELECT id, attempts, next_attempt_at FROM webhook_deliveries ORDER BY id").fetchall()
+    eq(rows, [("whd_cli0", 8, 9999999999), ("whd_cli1", 0, 0), ("whd_cli2", 8, 9999999999),
+              ("whd_cli3", 8, 9999999999)], "only github's failed row since 01:00 is put back")
+    db.close()
 
 
 @test(timeout=120)

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crypto.h"
@@ -1241,16 +1242,19 @@ static void test_processing_after_commit(void **state)
     assert_int_equal(committed_rows(f, "status = 'failed' AND attempts = 1"
                                        " AND last_error = 'provider said no'"),
                      1);
-    /* the sweep retries it; once finished it is never claimed again */
+    /* the sweep retries it once it is due; once finished it is never
+     * claimed again */
     g_process_fail = 0;
-    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, 1700000002), 1);
+    int64_t due = 1700000001 + KIT_WH_RETRY_BASE_S + KIT_WH_RETRY_BASE_S / 4 + 1;
+    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, due), 1);
     assert_int_equal(g_process_calls, 2);
-    assert_int_equal(kit_webhook_process(&f->w, &spec, id, 1700000003), KIT_WH_NOT_OPEN);
-    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, 1700000004), 0);
+    assert_int_equal(kit_webhook_process(&f->w, &spec, id, due + 1), KIT_WH_NOT_OPEN);
+    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, due + 2), 0);
     assert_int_equal(g_process_calls, 2);
-    assert_int_equal(committed_rows(f, "status = 'processed' AND processed_at = 1700000002"
-                                       " AND attempts = 2"),
-                     1);
+    char where[128];
+    snprintf(where, sizeof(where), "status = 'processed' AND processed_at = %lld AND attempts = 2",
+             (long long)due);
+    assert_int_equal(committed_rows(f, where), 1);
 
     /* attempts run out: failed for good, never retried again */
     g_process_fail = 1;
@@ -1258,13 +1262,112 @@ static void test_processing_after_commit(void **state)
     run_call(&c, &spec, 1700000000);
     free_call(&c);
     spec.max_attempts = 2;
-    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, 1700000010), 0);
-    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, 1700000011), 0);
+    int64_t t = 1700000010;
+    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, t), 0);
+    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, t + 3600), 0);
     int calls = g_process_calls;
-    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, 1700000012), 0);
+    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, t + 2 * 3600), 0);
     assert_int_equal(g_process_calls, calls);
-    assert_int_equal(committed_rows(f, "delivery_id = 'p-2' AND status = 'failed'"), 1);
+    assert_int_equal(committed_rows(f, "delivery_id = 'p-2' AND status = 'failed'"
+                                       " AND attempts = 2"),
+                     1);
     g_process_fail = 0;
+}
+
+/* The seconds of each process_cb call of the sweeps below. */
+static int64_t g_sweep_now;
+static int64_t g_attempt_at[16];
+static int g_attempts_seen;
+static int process_timed(worker_ctx *w, const store_webhook_delivery *d, char *err,
+                         size_t errlen)
+{
+    if (g_attempts_seen < 16)
+        g_attempt_at[g_attempts_seen] = g_sweep_now;
+    g_attempts_seen++;
+    return process_cb(w, d, err, errlen);
+}
+
+/* A provider (or the database) down for a few hours: the sweep runs every
+ * 20 s, as periodic_add makes it, and every attempt fails meanwhile.  The
+ * delivery, answered 2xx, is tried on a backoff, not at every sweep, so its
+ * attempts outlast the outage; it is processed once the provider is back.
+ * Then the operator's way back for one whose attempts did run out. */
+static void test_outage_ridden_out_with_backoff(void **state)
+{
+    fx *f = *state;
+    set_secrets(GH_SECRET, NULL, NULL);
+    kit_webhook_spec spec = github_spec();
+    spec.process = process_timed;
+    g_attempts_seen = 0;
+    g_process_fail = 1;
+    const int64_t t0 = 1700000000, outage = 5 * 3600, sweep = 20;
+    call c;
+    gh_call(&c, GH_INSTALL_BODY, GH_INSTALL_SIG, "outage-1");
+    run_call(&c, &spec, t0);
+    assert_int_equal(c.resp.status, 200);
+    free_call(&c);
+    int64_t t = t0, processed_at = 0;
+    for (; t <= t0 + 12 * 3600 && !processed_at; t += sweep) {
+        g_sweep_now = t;
+        g_process_fail = t < t0 + outage;
+        assert_true(kit_webhook_process_open(&f->w, &spec, 10, t) >= 0);
+        if (committed_rows(f, "delivery_id = 'outage-1' AND status = 'processed'"))
+            processed_at = t;
+    }
+    print_message("attempts: %d, processed %lld s after receipt\n", g_attempts_seen,
+                  (long long)(processed_at - t0));
+    assert_true(processed_at >= t0 + outage);
+    /* at most the attempts the spec allows, each after the schedule's wait
+     * (and within its jitter plus one sweep) */
+    assert_true(g_attempts_seen <= KIT_WH_DEFAULT_ATTEMPTS);
+    for (int i = 1; i < g_attempts_seen && i < 16; i++) {
+        int64_t gap = g_attempt_at[i] - g_attempt_at[i - 1];
+        int64_t want = KIT_WH_RETRY_BASE_S;
+        for (int k = 1; k < i && want < KIT_WH_RETRY_MAX_S; k++)
+            want *= 4;
+        if (want > KIT_WH_RETRY_MAX_S)
+            want = KIT_WH_RETRY_MAX_S;
+        print_message("attempt %d: %lld s after the previous\n", i + 1, (long long)gap);
+        assert_true(gap >= want);
+        assert_true(gap <= want + want / 4 + sweep);
+    }
+    /* and the delay itself, over many draws */
+    for (int i = 0; i < 200; i++) {
+        int64_t d1 = kit_webhook_retry_delay(1), d9 = kit_webhook_retry_delay(9);
+        assert_true(d1 >= KIT_WH_RETRY_BASE_S && d1 <= KIT_WH_RETRY_BASE_S * 5 / 4);
+        assert_true(d9 >= KIT_WH_RETRY_MAX_S && d9 <= KIT_WH_RETRY_MAX_S * 5 / 4);
+    }
+
+    /* an outage longer than the window: failed for good, until the operator
+     * puts it back (admin webhooks-retry); the next sweep then processes it */
+    spec.max_attempts = 2;
+    g_process_fail = 1;
+    gh_call(&c, GH_INSTALL_BODY, GH_INSTALL_SIG, "outage-2");
+    run_call(&c, &spec, t);
+    free_call(&c);
+    for (int64_t end = t + 4 * 3600; t < end; t += sweep)
+        assert_true(kit_webhook_process_open(&f->w, &spec, 10, t) >= 0);
+    assert_int_equal(committed_rows(f, "delivery_id = 'outage-2' AND status = 'failed'"
+                                       " AND attempts = 2"),
+                     1);
+    g_process_fail = 0;
+    int calls = g_process_calls;
+    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, t), 0);
+    assert_int_equal(g_process_calls, calls);
+    int64_t back = -1;
+    assert_int_equal(store_webhook_retry_failed(f->st, "slack", 0, &back), STORE_OK);
+    assert_int_equal(back, 0); /* another connector's: none */
+    /* received_at is the store's clock */
+    assert_int_equal(store_webhook_retry_failed(f->st, "github", (int64_t)time(NULL) + 3600,
+                                                &back),
+                     STORE_OK);
+    assert_int_equal(back, 0); /* received before --since */
+    assert_int_equal(store_webhook_retry_failed(f->st, "github", 0, &back), STORE_OK);
+    assert_int_equal(back, 1);
+    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, t), 1);
+    assert_int_equal(committed_rows(f, "delivery_id = 'outage-2' AND status = 'processed'"
+                                       " AND attempts = 1"),
+                     1);
 }
 
 /* A worker that died mid-processing leaves a claim: retried after the lease. */
@@ -1811,19 +1914,42 @@ static void webhook_store_sequence(store_t *s)
     assert_int_equal(store_webhook_set_org(s, u.id, org.id), STORE_OK);
     assert_int_equal(store_webhook_set_org(s, u.id, org.id), STORE_NOT_FOUND);
     /* claim once, finish once */
-    assert_int_equal(store_webhook_list_open(s, "github", 5, 0, 4, ids, &n), STORE_OK);
+    assert_int_equal(store_webhook_list_open(s, "github", 5, 0, 100, 4, ids, &n), STORE_OK);
     assert_int_equal(n, 2);
     assert_string_equal(ids[0], first);
     assert_int_equal(store_webhook_claim(s, first, 5, 0, 100), STORE_OK);
     assert_int_equal(store_webhook_claim(s, first, 5, 0, 101), STORE_CONFLICT);
-    assert_int_equal(store_webhook_finish(s, first, "processed", NULL, 102), STORE_OK);
-    assert_int_equal(store_webhook_finish(s, first, "processed", NULL, 103), STORE_NOT_FOUND);
-    assert_int_equal(store_webhook_finish(s, u.id, "bogus", NULL, 103), STORE_ERR);
+    assert_int_equal(store_webhook_finish(s, first, "processed", NULL, 102, 0), STORE_OK);
+    assert_int_equal(store_webhook_finish(s, first, "processed", NULL, 103, 0), STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_finish(s, u.id, "bogus", NULL, 103, 0), STORE_ERR);
     assert_int_equal(store_webhook_get(s, org.id, "github", first, &got), STORE_OK);
     assert_string_equal(got.status, "processed");
     assert_int_equal(got.processed_at, 102);
     assert_int_equal(got.attempts, 1);
     store_webhook_free(&got);
+    /* a failure waits for its retry time; the operator puts it back at once */
+    assert_int_equal(store_webhook_claim(s, u.id, 5, 0, 200), STORE_OK);
+    assert_int_equal(store_webhook_finish(s, u.id, "failed", "down", 201, 500), STORE_OK);
+    assert_int_equal(store_webhook_list_open(s, "github", 5, 0, 499, 4, ids, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_webhook_claim(s, u.id, 5, 0, 499), STORE_CONFLICT);
+    assert_int_equal(store_webhook_list_open(s, "github", 5, 0, 500, 4, ids, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], u.id);
+    assert_int_equal(store_webhook_list_open(s, "github", 1, 0, 500, 4, ids, &n), STORE_OK);
+    assert_int_equal(n, 0); /* no attempts left */
+    /* failed on its last attempt: never again, whatever the limit */
+    assert_int_equal(store_webhook_claim(s, u.id, 5, 0, 500), STORE_OK);
+    assert_int_equal(store_webhook_finish(s, u.id, "failed", "down", 501, -1), STORE_OK);
+    assert_int_equal(store_webhook_list_open(s, "github", 5, 0, INT64_MAX, 4, ids, &n),
+                     STORE_OK);
+    assert_int_equal(n, 0);
+    int64_t back = -1;
+    assert_int_equal(store_webhook_retry_failed(s, "github", 0, &back), STORE_OK);
+    assert_int_equal(back, 1);
+    assert_int_equal(store_webhook_list_open(s, "github", 1, 0, 202, 4, ids, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_webhook_retry_failed(s, "", 0, &back), STORE_ERR);
 
     /* the handler on this engine: GitHub's documented vector, twice */
     server_config cfg = { .max_body = 1 << 20 };
@@ -1901,6 +2027,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redacted_bytes_leave_the_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_unavailable_no_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_processing_after_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outage_ridden_out_with_backoff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_claim_recovered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_claim_not_retried_forever, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_tenant_kept_then_adopted, setup, teardown),

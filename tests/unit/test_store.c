@@ -42,7 +42,7 @@
 #define STORE_PLACE_DB "aurora_test"
 #include "store_place.h" /* g_pg and the group setup; this file places its own fixtures */
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 17
+#define SCHEMA_LATEST 18
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
