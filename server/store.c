@@ -2592,6 +2592,8 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
         p_text(digest),       p_text(status),
         DB_P_INT(received_at), DB_P_INT(seq),
         d->unique_body ? p_text(body_key) : DB_P_TEXT(NULL), p_text(d->adopt_key),
+        /* due at once; one waiting for its organization is not the sweep's */
+        strcmp(status, "received") ? DB_P_TEXT(NULL) : DB_P_INT(0),
     };
     int64_t changes = 0;
     /* One autocommit statement: when the engine answers, the row is
@@ -2603,8 +2605,8 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
     int rc = run_exec(s, "storing webhook delivery",
                       "INSERT INTO webhook_deliveries (id, org_id, connector, tenant_key,"
                       " delivery_id, event, action, verified, body, body_encoding, body_sha256,"
-                      " status, received_at, received_seq, body_key, adopt_key) VALUES"
-                      " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                      " status, received_at, received_seq, body_key, adopt_key, next_attempt_at)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                       " ON CONFLICT DO NOTHING", /* delivery id, or body_key when set */
                       p, sizeof(p) / sizeof(p[0]), &changes);
     free(text);
@@ -2897,14 +2899,18 @@ int store_webhook_tenant_stats(store_t *s, const char *org_id, const char *conne
 }
 
 /* The open-for-processing condition shared by list_open and claim. */
-/* A stale claim is open only with attempts left: a delivery that kills or
+/* next_attempt_at is set only on the rows the sweep may hand out (0 when
+ * received, the claim time when claimed, the retry time when failed with
+ * attempts left; NULL once finished or failed for good, and while waiting
+ * for an organization, migration 19), so webhook_deliveries_due_idx holds
+ * only those and the sweep reads the rows due, not every finished one.  A
+ * failed delivery is open once its retry is due (the kit's backoff).  A
+ * stale claim is open only with attempts left: a delivery that kills or
  * hangs its worker every time would otherwise be handed out for ever (see
- * store_webhook_expire_claims).  A failed delivery is open once its retry
- * is due (next_attempt_at, the kit's backoff; NULL: never, its attempts are
- * spent).  Parameters: max_attempts, now, stale_before, max_attempts. */
+ * store_webhook_expire_claims).  Parameters: now, max_attempts,
+ * stale_before, max_attempts. */
 #define WEBHOOK_OPEN_SQL                                                                           \
-    "(status = 'received' OR (status = 'failed' AND attempts < ?"                                  \
-    " AND next_attempt_at <= ?)"                                                                   \
+    "next_attempt_at <= ? AND (status = 'received' OR (status = 'failed' AND attempts < ?)"        \
     " OR (status = 'processing' AND claimed_at < ? AND attempts < ?))"
 
 int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
@@ -2916,11 +2922,12 @@ int store_webhook_list_open(store_t *s, const char *connector, int max_attempts,
     if (!connector || !ids || !n || limit < 1 || limit > WEBHOOK_LIST_MAX)
         return serr(s, "store_webhook_list_open: bad argument");
     db_result r;
-    db_param p[] = { p_text(connector), DB_P_INT(max_attempts), DB_P_INT(now_or_clock(now)),
+    db_param p[] = { p_text(connector), DB_P_INT(now_or_clock(now)), DB_P_INT(max_attempts),
                      DB_P_INT(stale_before), DB_P_INT(max_attempts), DB_P_INT(limit) };
+    /* A range read of webhook_deliveries_due_idx: (connector, next_attempt_at
+     * <= now); only the rows due are sorted. */
     if (run_query(s, "listing open webhook deliveries",
-                  "SELECT id FROM webhook_deliveries WHERE connector = ?"
-                  " AND status IN ('received', 'processing', 'failed') AND " WEBHOOK_OPEN_SQL
+                  "SELECT id FROM webhook_deliveries WHERE connector = ? AND " WEBHOOK_OPEN_SQL
                   " ORDER BY received_seq, id LIMIT ?",
                   p, 6, &r) != STORE_OK)
         return STORE_ERR;
@@ -2950,14 +2957,16 @@ int store_webhook_expire_claims(store_t *s, const char *connector, int max_attem
     if (!connector || !expired)
         return serr(s, "store_webhook_expire_claims: missing argument");
     *expired = 0;
-    db_param p[] = { p_text(connector), DB_P_INT(stale_before), DB_P_INT(max_attempts) };
-    /* (connector, status) index: the claims only.  Asked first so that a
-     * pass with nothing to expire writes nothing (SQLite: no write lock). */
+    /* A claim's next_attempt_at is its claimed_at: a range read of
+     * webhook_deliveries_due_idx, the open rows only.  Asked first so that
+     * a pass with nothing to expire writes nothing (SQLite: no write lock). */
+    db_param p[] = { p_text(connector), DB_P_INT(stale_before), DB_P_INT(stale_before),
+                     DB_P_INT(max_attempts) };
     db_result r;
     if (run_query(s, "finding expired webhook claims",
-                  "SELECT id FROM webhook_deliveries WHERE connector = ? AND status = 'processing'"
-                  " AND claimed_at < ? AND attempts >= ? LIMIT 1",
-                  p, 3, &r) != STORE_OK)
+                  "SELECT id FROM webhook_deliveries WHERE connector = ? AND next_attempt_at < ?"
+                  " AND status = 'processing' AND claimed_at < ? AND attempts >= ? LIMIT 1",
+                  p, 4, &r) != STORE_OK)
         return STORE_ERR;
     size_t found = r.nrows;
     db_result_free(&r);
@@ -2965,10 +2974,11 @@ int store_webhook_expire_claims(store_t *s, const char *connector, int max_attem
         return STORE_OK;
     return run_exec(s, "expiring webhook claims",
                     "UPDATE webhook_deliveries SET status = 'failed', processed_at = 0,"
+                    " next_attempt_at = NULL,"
                     " last_error = 'lease expired on the last attempt (the worker died or hung)'"
-                    " WHERE connector = ? AND status = 'processing' AND claimed_at < ?"
-                    " AND attempts >= ?",
-                    p, 3, expired);
+                    " WHERE connector = ? AND next_attempt_at < ? AND status = 'processing'"
+                    " AND claimed_at < ? AND attempts >= ?",
+                    p, 4, expired);
 }
 
 int store_webhook_list_unassigned(store_t *s, const char *connector, const char *key,
@@ -3100,12 +3110,13 @@ int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t st
     int64_t changes = 0;
     /* One UPDATE is the claim: of two workers, only one sees a changed row. */
     now = now_or_clock(now);
-    db_param p[] = { DB_P_INT(now), p_text(id), DB_P_INT(max_attempts),
-                     DB_P_INT(now), DB_P_INT(stale_before), DB_P_INT(max_attempts) };
+    db_param p[] = { DB_P_INT(now), DB_P_INT(now),          p_text(id),
+                     DB_P_INT(now), DB_P_INT(max_attempts), DB_P_INT(stale_before),
+                     DB_P_INT(max_attempts) };
     if (run_exec(s, "claiming webhook delivery",
                  "UPDATE webhook_deliveries SET status = 'processing', attempts = attempts + 1,"
-                 " claimed_at = ? WHERE id = ? AND " WEBHOOK_OPEN_SQL,
-                 p, 6, &changes) != STORE_OK)
+                 " claimed_at = ?, next_attempt_at = ? WHERE id = ? AND " WEBHOOK_OPEN_SQL,
+                 p, 7, &changes) != STORE_OK)
         return STORE_ERR;
     return changes > 0 ? STORE_OK : STORE_CONFLICT;
 }
@@ -3152,7 +3163,8 @@ int store_webhook_set_org(store_t *s, const char *id, const char *org_id)
     int64_t changes = 0;
     db_param p[] = { p_text(org_id), p_text(id) };
     int rc = run_exec(s, "assigning webhook delivery",
-                      "UPDATE webhook_deliveries SET org_id = ?, status ="
+                      "UPDATE webhook_deliveries SET org_id = ?, next_attempt_at ="
+                      " CASE WHEN status = 'unassigned' THEN 0 ELSE next_attempt_at END, status ="
                       " CASE WHEN status = 'unassigned' THEN 'received' ELSE status END"
                       " WHERE id = ? AND org_id IS NULL",
                       p, 2, &changes);

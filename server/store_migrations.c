@@ -555,6 +555,27 @@ static const char *const m18_webhook_next_attempt[] = {
     NULL,
 };
 
+/* The recovery sweep's index.  next_attempt_at is now set exactly on the
+ * rows the sweep may hand out: 0 on a received row, the claim time on a
+ * claimed one, the retry time on a failed one with attempts left; NULL on
+ * everything finished (processed, ignored, failed for good) and on rows
+ * waiting for an organization.  The index holds only those rows, so a
+ * sweep is one range read of the rows due, however many finished ones
+ * pile up.  (webhook_deliveries_open_idx kept every failed row, and the
+ * sweep's query did not even match its WHERE: it read all of a
+ * connector's rows every 20 s.) */
+static const char *const m19_webhook_due_idx[] = {
+    "UPDATE webhook_deliveries SET next_attempt_at ="
+    " CASE WHEN status = 'processing' THEN claimed_at ELSE 0 END"
+    " WHERE status IN ('received', 'processing')",
+    "UPDATE webhook_deliveries SET next_attempt_at = NULL"
+    " WHERE status NOT IN ('received', 'processing', 'failed') AND next_attempt_at IS NOT NULL",
+    "DROP INDEX webhook_deliveries_open_idx",
+    "CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (connector, next_attempt_at)"
+    " WHERE next_attempt_at IS NOT NULL",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -575,6 +596,7 @@ static const migration migrations[] = {
     { 16, m16_oauth_started_via },
     { 17, m17_connectors_by_kind },
     { 18, m18_webhook_next_attempt },
+    { 19, m19_webhook_due_idx },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -42,7 +42,7 @@
 #define STORE_PLACE_DB "aurora_test"
 #include "store_place.h" /* g_pg and the group setup; this file places its own fixtures */
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 18
+#define SCHEMA_LATEST 19
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
@@ -1823,6 +1823,164 @@ static void test_webhook_tenant_stats(void **state)
     assert_int_equal(store_webhook_tenant_stats(f->s, "", "grafana", "u1", &n, &last), STORE_ERR);
 }
 
+/* One delivery of org_id stored through the store; its id in id. */
+static void sweep_row(store_t *s, const char *org_id, const char *delivery,
+                      char id[STORE_ID_LEN])
+{
+    store_webhook_delivery d;
+    memset(&d, 0, sizeof(d));
+    snprintf(d.org_id, sizeof(d.org_id), "%s", org_id);
+    snprintf(d.connector, sizeof(d.connector), "github");
+    snprintf(d.delivery_id, sizeof(d.delivery_id), "%s", delivery);
+    assert_int_equal(store_webhook_insert(s, &d, "{}", 2, 0), STORE_OK);
+    memcpy(id, d.id, STORE_ID_LEN);
+}
+
+/* The recovery sweep (store_webhook_list_open, every 20 s per connector)
+ * reads the deliveries it may hand out, not the finished ones: processed,
+ * ignored, and failed with no attempts left pile up for ever, and a sweep
+ * that read them all would cost more every day. */
+#define SWEEP_DEAD 200
+static void test_webhook_sweep_reads_open_rows_only(void **state)
+{
+    fixture *f = *state;
+    store_org a = new_org(f->s, "sweep");
+    char id[STORE_ID_LEN], received[STORE_ID_LEN], retry[STORE_ID_LEN], claimed[STORE_ID_LEN];
+    for (int i = 0; i < SWEEP_DEAD; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "dead-%d", i);
+        sweep_row(f->s, a.id, name, id);
+        assert_int_equal(store_webhook_claim(f->s, id, 8, 0, 100), STORE_OK);
+        if (i % 3 == 0)
+            assert_int_equal(store_webhook_finish(f->s, id, "processed", NULL, 101, 0), STORE_OK);
+        else if (i % 3 == 1)
+            assert_int_equal(store_webhook_finish(f->s, id, "ignored", NULL, 101, 0), STORE_OK);
+        else /* its last attempt */
+            assert_int_equal(store_webhook_finish(f->s, id, "failed", "x", 101, -1), STORE_OK);
+    }
+    sweep_row(f->s, a.id, "open-received", received);
+    sweep_row(f->s, a.id, "open-retry", retry);
+    assert_int_equal(store_webhook_claim(f->s, retry, 8, 0, 100), STORE_OK);
+    assert_int_equal(store_webhook_finish(f->s, retry, "failed", "x", 101, 500), STORE_OK);
+    sweep_row(f->s, a.id, "open-claimed", claimed);
+    assert_int_equal(store_webhook_claim(f->s, claimed, 8, 0, 200), STORE_OK);
+    /* what each sweep hands out, by time */
+    char ids[8][STORE_ID_LEN];
+    size_t n = 0;
+    assert_int_equal(store_webhook_list_open(f->s, "github", 8, 0, 300, 8, ids, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], received);
+    assert_int_equal(store_webhook_list_open(f->s, "github", 8, 201, 500, 8, ids, &n), STORE_OK);
+    assert_int_equal(n, 3); /* the retry is due, the claim is stale */
+    assert_string_equal(ids[0], received);
+    assert_string_equal(ids[1], retry);
+    assert_string_equal(ids[2], claimed);
+    assert_int_equal(store_webhook_list_open(f->s, "github", 1, 201, 500, 8, ids, &n), STORE_OK);
+    assert_int_equal(n, 1); /* a limit of 1: only the one never tried */
+    /* the operator's way back reaches the dead failed rows too */
+    int64_t back = 0;
+    assert_int_equal(store_webhook_retry_failed(f->s, "github", 0, &back), STORE_OK);
+    assert_int_equal(back, SWEEP_DEAD / 3 + 1);
+    assert_int_equal(store_webhook_list_open(f->s, "github", 8, 0, 300, 8, ids, &n), STORE_OK);
+    assert_int_equal(n, 8);
+    if (f->pg)
+        return; /* PostgreSQL's planner may prefer a scan of a table this small */
+    /* SQLite: the sweep's statement is a range read of the index of the rows
+     * it may hand out, and its cost (VM steps) does not follow the dead rows */
+    raw_exec(f, "UPDATE webhook_deliveries SET attempts = 8, next_attempt_at = NULL"
+                " WHERE status = 'failed'");
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open_v2(f->path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    static const char open_sql[] =
+        "SELECT id FROM webhook_deliveries WHERE connector = 'github' AND next_attempt_at <= 500"
+        " AND (status = 'received' OR (status = 'failed' AND attempts < 8)"
+        " OR (status = 'processing' AND claimed_at < 201 AND attempts < 8))"
+        " ORDER BY received_seq, id LIMIT 100";
+    char plan[512];
+    snprintf(plan, sizeof(plan), "EXPLAIN QUERY PLAN %s", open_sql);
+    assert_int_equal(sqlite3_prepare_v2(h, plan, -1, &st, NULL), SQLITE_OK);
+    int indexed = 0, scan = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *detail = (const char *)sqlite3_column_text(st, 3);
+        print_message("sweep plan: %s\n", detail ? detail : "");
+        indexed |= detail && strstr(detail, "webhook_deliveries_due_idx") != NULL;
+        scan |= detail && !strncmp(detail, "SCAN", 4);
+    }
+    sqlite3_finalize(st);
+    assert_true(indexed);
+    assert_false(scan);
+    assert_int_equal(sqlite3_prepare_v2(h, open_sql, -1, &st, NULL), SQLITE_OK);
+    int rows = 0;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        rows++;
+    int steps = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    print_message("sweep: %d rows, %d VM steps beside %d dead rows\n", rows, steps, SWEEP_DEAD);
+    assert_int_equal(rows, 2);
+    assert_true(steps < SWEEP_DEAD);
+}
+
+/* Deliveries stored by a build before migrations 18 and 19: what was open
+ * stays open (a failed one below the old limit of 5 attempts, at once), a
+ * failed one that reached it stays given up, finished ones leave the
+ * sweep's index. */
+static void test_webhook_upgrade_from_v17(void **state)
+{
+    fixture *f = *state;
+    store_org o = new_org(f->s, "old-hooks");
+    store_close(f->s);
+    f->s = NULL;
+    raw_exec(f, "DROP INDEX webhook_deliveries_due_idx");
+    raw_exec(f, "ALTER TABLE webhook_deliveries DROP COLUMN next_attempt_at");
+    raw_exec(f, "CREATE INDEX webhook_deliveries_open_idx ON webhook_deliveries (connector, status)"
+                " WHERE status IN ('received', 'processing', 'failed', 'unassigned')");
+    raw_exec(f, "DELETE FROM schema_migrations WHERE version >= 18");
+    static const struct {
+        const char *id, *status;
+        int attempts;
+        int64_t claimed_at;
+    } rows[] = {
+        { "whd_old_received", "received", 0, 0 },   { "whd_old_claimed", "processing", 1, 100 },
+        { "whd_old_failed3", "failed", 3, 100 },    { "whd_old_failed5", "failed", 5, 100 },
+        { "whd_old_processed", "processed", 1, 100 }, { "whd_old_unassigned", "unassigned", 0, 0 },
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char q[640];
+        int unassigned = !strcmp(rows[i].status, "unassigned");
+        snprintf(q, sizeof(q),
+                 "INSERT INTO webhook_deliveries (id, org_id, connector, delivery_id, body,"
+                 " body_encoding, body_sha256, status, attempts, received_at, received_seq,"
+                 " claimed_at) VALUES ('%s', %s%s%s, 'github', '%s', '{}', 'utf8', '', '%s', %d,"
+                 " 1000, %d, %lld)",
+                 rows[i].id, unassigned ? "" : "'", unassigned ? "NULL" : o.id,
+                 unassigned ? "" : "'", rows[i].id, rows[i].status, rows[i].attempts,
+                 (int)(1000 + i), (long long)rows[i].claimed_at);
+        raw_exec(f, q);
+    }
+    f->s = open_ok(f->url);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
+    char ids[8][STORE_ID_LEN];
+    size_t n = 0;
+    assert_int_equal(store_webhook_list_open(f->s, "github", 8, 101, 2000, 8, ids, &n), STORE_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(ids[0], "whd_old_received");
+    assert_string_equal(ids[1], "whd_old_claimed");
+    assert_string_equal(ids[2], "whd_old_failed3");
+    /* the claim is still within its lease at 100 + lease: not handed out */
+    assert_int_equal(store_webhook_list_open(f->s, "github", 8, 100, 2000, 8, ids, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM webhook_deliveries WHERE next_attempt_at IS NULL"
+                                " AND id IN ('whd_old_failed5', 'whd_old_processed',"
+                                " 'whd_old_unassigned')"),
+                     3);
+    /* adopted: the sweep's again */
+    assert_int_equal(store_webhook_set_org(f->s, "whd_old_unassigned", o.id), STORE_OK);
+    assert_int_equal(store_webhook_list_open(f->s, "github", 8, 101, 2000, 8, ids, &n), STORE_OK);
+    assert_int_equal(n, 4);
+}
+
 /* Adoption keys (migration 14): a tenant's unassigned deliveries are read by
  * the partial index, whatever else waits; rows from before the migration
  * have NULL; the retention prune deletes only unassigned rows past the cut. */
@@ -3552,6 +3710,8 @@ int main(void)
         BOTH(test_github_webhook_state),
         BOTH(test_webhook_tenant_stats),
         DURABLE(test_webhook_adopt_keys),
+        DURABLE(test_webhook_sweep_reads_open_rows_only),
+        DURABLE(test_webhook_upgrade_from_v17),
         BOTH(test_oauth_states),
         BOTH(test_org_settings),
         DURABLE(test_oauth_state_race),
