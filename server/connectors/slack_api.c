@@ -352,12 +352,16 @@ static char *post_body(const kit_chat_message *m, const char *channel)
     cJSON_AddStringToObject(b, "channel", channel);
     if (m->thread[0])
         cJSON_AddStringToObject(b, "thread_ts", m->thread);
+    /* every field that reaches the mrkdwn: the service comes from the alert
+     * as much as the title does */
     char *title = mrkdwn_escape(m->title[0] ? m->title : "Incident");
     char *text = mrkdwn_escape(m->text);
+    char *sev = mrkdwn_escape(m->severity);
+    char *svc = mrkdwn_escape(m->service);
     char line[4096];
     if (m->kind == KIT_CHAT_OPENED)
         snprintf(line, sizeof(line), "%s *%s* — %s%s%s", severity_emoji(m->severity),
-                 title ? title : "", m->severity, m->service[0] ? " · " : "", m->service);
+                 title ? title : "", sev ? sev : "", svc && *svc ? " · " : "", svc ? svc : "");
     else
         snprintf(line, sizeof(line), "%s", text ? text : "");
     fit(line); /* snprintf may have cut a character in two */
@@ -393,6 +397,8 @@ static char *post_body(const kit_chat_message *m, const char *channel)
     }
     free(title);
     free(text);
+    free(sev);
+    free(svc);
     char *s = cJSON_PrintUnformatted(b);
     cJSON_Delete(b);
     return s;

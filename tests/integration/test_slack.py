@@ -481,6 +481,30 @@ def test_incident_notifications_in_thread(t):
 
 
 @test(timeout=120)
+def test_alert_fields_cannot_ping_or_link(t):
+    """Title, service and summary come from webhooks anyone holding a webhook
+    URL can send: in Slack none of them may become a mention (<!channel>,
+    <!here>, <@U…>) or a disguised link (<https://evil|text>)."""
+    w, fx = world()
+    org, _, key = w.new_org()
+    connect(w, fx, key, team())
+    n0 = len(posts(fx))
+    a = {"source": "grafana", "delivery_id": "sl-%s" % rand_tag(10), "index": 0,
+         "fingerprint": "fp-" + rand_tag(), "state": "firing", "title": "<!channel> checkout down",
+         "service": "<!here> <@U0BOSS> <https://evil.example|aurora.example>",
+         "severity": "critical", "message": "<!everyone> see <https://evil.example|the runbook>",
+         "occurred_at": "2026-11-02T10:00:00Z"}
+    r = internal(w, "POST", "/internal/incidents/alerts", org, a)
+    check(r.status in (200, 201), "alert intake (%r)" % r)
+    wait_until(lambda: len(posts(fx)) == n0 + 1, 20, what="the incident announced in Slack")
+    p = posts(fx)[-1]
+    shown = json.dumps([p["text"], p["blocks"]], ensure_ascii=False)
+    for bad in ("<!channel>", "<!here>", "<!everyone>", "<@U0BOSS>", "<https://evil.example|"):
+        check(bad not in shown, "%s is not Slack markup in the post" % bad, shown)
+    contains(p["text"], "&lt;!here&gt; &lt;@U0BOSS&gt;", "the service shown, escaped")
+
+
+@test(timeout=120)
 def test_rate_limit_and_rejoin(t):
     w, fx = world()
     org, _, key = w.new_org()
