@@ -32,6 +32,7 @@
 #include "kit_oauth.h"
 #include "log.h"
 #include "secret.h"
+#include "utf8.h"
 
 #define DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"
 #define SA_KEY_MAX (32 * 1024)
@@ -357,27 +358,66 @@ static void add_card(cJSON *msg, const kit_chat_message *m)
     cJSON_AddItemToArray(cards, c);
 }
 
+/* A text message's markup all opens with '<' (<users/all>, <users/{id}>,
+ * <url|label>) and Chat has no escape for it: the incident's own text gets
+ * the full-width look-alikes (U+FF1C, U+FF1E) instead of < and >, so an
+ * alert cannot mention the space or disguise a link.  malloc'd. */
+static char *chat_text_escape(const char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++)
+        n += (*p == '<' || *p == '>') ? 3 : 1;
+    char *o = malloc(n + 1), *q = o;
+    if (!o)
+        return NULL;
+    for (const char *p = s; *p; p++) {
+        if (*p == '<' || *p == '>') {
+            memcpy(q, *p == '<' ? "\xef\xbc\x9c" : "\xef\xbc\x9e", 3);
+            q += 3;
+        } else {
+            *q++ = *p;
+        }
+    }
+    *q = '\0';
+    return o;
+}
+
 /* The message body: text always (the notification's preview, and the whole
  * message when sent as the user), the card as the app. */
 static char *message_body(const kit_chat_message *m, int as_app)
 {
+    char *title = chat_text_escape(m->title), *sev = chat_text_escape(m->severity);
+    char *svc = chat_text_escape(m->service), *body = chat_text_escape(m->text);
+    if (!title || !sev || !svc || !body) {
+        free(title);
+        free(sev);
+        free(svc);
+        free(body);
+        return NULL;
+    }
     cJSON *msg = cJSON_CreateObject();
     char text[KIT_CHAT_TEXT_MAX + 1024];
     if (m->kind == KIT_CHAT_REPLY) {
-        snprintf(text, sizeof(text), "%s", m->text);
+        snprintf(text, sizeof(text), "%s", body);
     } else {
         int resolved = m->kind == KIT_CHAT_RESOLVED;
         int n = snprintf(text, sizeof(text), "%s%s%s%s: %s", resolved ? "Resolved" : "Incident",
-                         m->severity[0] && !resolved ? " [" : "", resolved ? "" : m->severity,
-                         m->severity[0] && !resolved ? "]" : "", m->title);
-        if (m->service[0] && n > 0 && (size_t)n < sizeof(text))
-            n += snprintf(text + n, sizeof(text) - (size_t)n, " (service %s)", m->service);
-        if (!as_app && m->text[0] && n > 0 && (size_t)n < sizeof(text))
-            n += snprintf(text + n, sizeof(text) - (size_t)n, "\n%s", m->text);
+                         sev[0] && !resolved ? " [" : "", resolved ? "" : sev,
+                         sev[0] && !resolved ? "]" : "", title);
+        if (svc[0] && n > 0 && (size_t)n < sizeof(text))
+            n += snprintf(text + n, sizeof(text) - (size_t)n, " (service %s)", svc);
+        if (!as_app && body[0] && n > 0 && (size_t)n < sizeof(text))
+            n += snprintf(text + n, sizeof(text) - (size_t)n, "\n%s", body);
         /* Chat's own link syntax <url|text> when there is no card to carry it */
         if (!as_app && m->link[0] && n > 0 && (size_t)n < sizeof(text))
             snprintf(text + n, sizeof(text) - (size_t)n, "\n<%s|View Investigation>", m->link);
     }
+    /* the escaped text is longer: a cut must not split a character */
+    text[utf8_complete_prefix(text, strlen(text))] = '\0';
+    free(title);
+    free(sev);
+    free(svc);
+    free(body);
     cJSON_AddStringToObject(msg, "text", text);
     if (as_app && m->kind != KIT_CHAT_REPLY)
         add_card(msg, m);

@@ -570,6 +570,30 @@ def test_incident_posted_as_app_and_resolved_in_thread(t):
     eq(link["onClick"]["openLink"]["url"], FRONTEND + "/incidents/" + inc, "answer links the incident")
 
 
+@test
+def test_alert_fields_cannot_mention_or_link(t):
+    """Title and service come from webhooks anyone holding a webhook URL can
+    send, a reply's text from the investigation (which reads them): none may
+    become a Chat mention (<users/all>, <users/…>) or a disguised link."""
+    w = world()
+    g = _env["g"]
+    org, user, key, space = connected_org(w)
+    inc = intake(w, org, "fp-" + rand_tag(6), title="<users/all> checkout down",
+                 service="<users/123456> <https://evil.example|app.aurora.test>")["incident_id"]
+    wait_messages(g, space, 1, "incident message in the space")
+    r = https_request(w.port, w.ctx, "POST", "/internal/chat/messages",
+                      {"incident_id": inc, "text": "Root cause: <users/all> see <https://evil.example|the runbook>"},
+                      {"X-Internal-Secret": w.secret, "X-Org-ID": org})
+    eq(r.status, 202, "reply queued (%r)" % r)
+    sent = wait_messages(g, space, 2, "the reply in the thread")
+    for m in sent:
+        shown = json.dumps(m["body"], ensure_ascii=False)
+        for bad in ("<users/", "<https://evil.example|"):
+            check(bad not in shown, "%s is not Chat markup in the message" % bad, shown)
+    contains(sent[0]["body"]["text"], "users/all", "the title still shown")
+    contains(sent[1]["body"]["text"], "Root cause:", "the reply still shown")
+
+
 def outbox(w, org, incident_id=None):
     q = "/internal/chat/messages?limit=500" + ("&incident_id=" + incident_id if incident_id else "")
     r = https_request(w.port, w.ctx, "GET", q, None, {"X-Internal-Secret": w.secret, "X-Org-ID": org})
