@@ -421,7 +421,9 @@ static void req_unlink(tunnel_req *r)
     sm_agent_commands(r->started ? -1 : 0, r->started ? 0 : -1);
     proto_free_secret(r->pending);
     r->pending = NULL;
-    free(r->legacy_cmd);
+    /* The command line may carry a credential (--token=…), as the encoded
+     * message does: wiped the same way. */
+    secret_free(r->legacy_cmd);
     r->legacy_cmd = NULL;
     lws_sul_cancel(&r->sul);
 }
@@ -441,7 +443,7 @@ static void pump(tunnel_session *s)
             break;
         char *msg = oldest->pending;
         oldest->pending = NULL;
-        free(oldest->legacy_cmd);
+        secret_free(oldest->legacy_cmd);
         oldest->legacy_cmd = NULL;
         oldest->started = 1;
         s->waiting--;
@@ -534,6 +536,14 @@ static tunnel_req *find_req_legacy(tunnel_session *s, const char *cid)
 static char *legacy_join(const argv_t *a)
 {
     buf_t b = BUF_INIT;
+    /* Room for the worst case up front (every byte a quote, 4 bytes, plus
+     * the quotes and a space): the buffer never grows, so no copy of a
+     * credential in the arguments is left behind in a block realloc freed. */
+    size_t need = 0;
+    for (int i = 0; i < a->c; i++)
+        need += 4 * strlen(a->v[i]) + 3;
+    if (buf_reserve(&b, need) < 0)
+        return NULL;
     for (int i = 0; i < a->c; i++) {
         const char *v = a->v[i];
         if (i)
@@ -604,7 +614,7 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
                  (unsigned long long)++h->legacy_seq);
         char *cmd = p->legacy_command ? strdup(p->legacy_command) : legacy_join(p->argv);
         msg = cmd ? proto_enc_kubectl_command(r->legacy_id, cmd, p->timeout) : NULL;
-        free(cmd);
+        secret_free(cmd); /* a --token=… in it: wiped like the message */
     }
     if (!msg) {
         free(r);
