@@ -145,6 +145,7 @@ struct tunnel_req {
     uint64_t seq;     /* FIFO order among waiting requests (hub-wide: kept when moved) */
     char *pending;    /* encoded exec, sent when a slot frees up */
     char *legacy_cmd; /* waiting kubectl: its command string, should it move to a legacy agent */
+    int full_queue;   /* requeue_waiting: the session it could move to holds this many waiting */
     struct tunnel_req *next;
     /* A request another replica runs (s NULL): its credit and cancel go there. */
     const tunnel_remote_ops *rops;
@@ -785,7 +786,8 @@ static int req_older(const void *a, const void *b)
  * as during a rollout of its Deployment), with its place in the order of
  * arrival (the hub-wide seq: older than that session's own waiting ones
  * goes first) and its deadline (its timer is left as it is); with none, it
- * gets what a command gets when no agent is connected, and its caller
+ * gets what a command gets when no agent is connected (or, when that
+ * session's queue is full, what a new command gets then), and its caller
  * knows it did not run.  Runs no caller's callback while it moves them. */
 static void requeue_waiting(tunnel_session *s)
 {
@@ -800,7 +802,11 @@ static void requeue_waiting(tunnel_session *s)
         for (int i = 0; i < n; i++) {
             tunnel_req *r = w[i];
             tunnel_session *to = pick_session(h, s->org_id, s->cluster_id, r->kubectl);
-            if (!to || to->waiting >= MAX_WAITING_PER_SESSION || req_reencode(r, to) < 0)
+            if (to && to->waiting >= MAX_WAITING_PER_SESSION) {
+                r->full_queue = to->waiting; /* it fails below, as a new command would */
+                continue;
+            }
+            if (!to || req_reencode(r, to) < 0)
                 continue; /* it fails below */
             for (tunnel_req **pp = &s->reqs; *pp; pp = &(*pp)->next)
                 if (*pp == r) {
@@ -817,16 +823,24 @@ static void requeue_waiting(tunnel_session *s)
         }
         free(w);
     }
-    char msg[160];
-    snprintf(msg, sizeof(msg),
-             "the agent for cluster %s is not connected (its connection ended before the "
-             "command was sent to it: the command did not run)", s->cluster_id);
+    char msg[192];
     for (;;) {
         tunnel_req *r = s->reqs;
         while (r && r->started)
             r = r->next;
         if (!r)
             break;
+        /* An agent is connected but its queue is full: what tunnel_exec
+         * answers a new command then (same status and code, exec.c). */
+        if (r->full_queue)
+            snprintf(msg, sizeof(msg),
+                     "the agent for cluster %s has %d commands queued; retry later (the "
+                     "command was never sent to an agent: it did not run)",
+                     s->cluster_id, r->full_queue);
+        else
+            snprintf(msg, sizeof(msg),
+                     "the agent for cluster %s is not connected (its connection ended before "
+                     "the command was sent to it: the command did not run)", s->cluster_id);
         req_fail(r, 503, EC_AGENT_NOT_CONNECTED, msg);
     }
 }

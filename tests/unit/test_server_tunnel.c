@@ -14,7 +14,8 @@
  * agent's max_concurrent (FIFO, abandon, the queue cap), deadlines (504,
  * cancel sent for started requests only), dropping a session (only its
  * requests fail; what it never sent moves to another session of the
- * cluster, in order, or fails as not connected), closing by token, early messages, oversized messages,
+ * cluster, in order, or fails as not connected, or as queue full when the
+ * other session's queue is), closing by token, early messages, oversized messages,
  * big messages' assembly slots (turns, shared across organizations),
  * shutdown, two hubs side by side, and a rogue agent's answers to requests
  * it was never sent (forged output, ends, legacy responses), and the text
@@ -303,6 +304,7 @@ typedef struct {
     int ends;
     int failed, http_status, return_code;
     char error_code[64];
+    char error[256];
     char data[4096];
     size_t ndata;
     int nchunks;
@@ -327,6 +329,7 @@ static void rec_end(void *ctx, const tunnel_result *res)
     r->http_status = res->http_status;
     r->return_code = res->return_code;
     snprintf(r->error_code, sizeof(r->error_code), "%s", res->error_code ? res->error_code : "");
+    snprintf(r->error, sizeof(r->error), "%s", res->error ? res->error : "");
 }
 
 static const tunnel_sink g_sink = { rec_data, rec_end };
@@ -1439,6 +1442,45 @@ static void test_waiting_requests_move_on_drop(void **state)
     expect_never_ran(&q2);
 }
 
+/* A waiting request whose session goes, while the cluster's other agent is
+ * connected but holds a full queue, cannot move: it gets what a new command
+ * gets then (queue full, retry later), not "not connected". */
+static void test_waiting_request_meets_full_queue(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *b = connect_as(fx, fx->hub, &m, 2, 1);
+    enum { CAP = 4096 };
+    sink_rec *many = calloc(CAP + 1, sizeof(*many));
+    assert_non_null(many);
+    for (int i = 0; i < CAP + 1; i++) /* b: one running, its queue full */
+        exec_ok(fx, &m, &many[i]);
+    char err[256] = "";
+    assert_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 30, &(sink_rec){ 0 },
+                        err, sizeof(err)));
+    tunnel_session *a = connect_as(fx, fx->hub, &m, 2, 1);
+    sink_rec r0 = { 0 }, r1 = { 0 };
+    exec_ok(fx, &m, &r0); /* a: running */
+    exec_ok(fx, &m, &r1); /* a: waiting */
+    assert_true(sent_exec(a) > 0);
+    expect_no_frame(a);
+
+    tunnel_session_drop(a);
+    assert_string_equal(r0.error_code, EC_AGENT_DISCONNECTED);
+    expect_never_ran(&r1);
+    /* the message a new command gets, not "not connected" */
+    if (!strstr(r1.error, "commands queued") || strstr(r1.error, "not connected"))
+        fail_msg("moved request: %s (a new one: %s)", r1.error, err);
+    assert_non_null(strstr(r1.error, "did not run"));
+    tunnel_session_drop(b);
+    for (int i = 1; i < CAP + 1; i++)
+        if (many[i].ends != 1 || strcmp(many[i].error_code, EC_AGENT_NOT_CONNECTED) ||
+            !strstr(many[i].error, "not connected"))
+            fail_msg("request %d: %d ends, %s: %s", i, many[i].ends, many[i].error_code,
+                     many[i].error);
+    free(many);
+}
+
 /* register naming the agent process (its "instance") and its connection number */
 static void register_instance(tunnel_session *s, const made_token *m, int max_concurrent,
                               const char *instance, int conn)
@@ -1825,6 +1867,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_fails_only_its_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_on_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_request_meets_full_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_across_dialects, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reconnection_supersedes_dead_session, setup,
