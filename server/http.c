@@ -950,8 +950,6 @@ static int build_headers(struct lws *wsi, http_txn *t, int status, const char *c
     if (chunked) {
         if (lws_add_http_header_by_name(wsi, (const unsigned char *)"transfer-encoding:",
                                         (const unsigned char *)"chunked", 7, &p, end) ||
-            lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                        (const unsigned char *)"no-cache", 8, &p, end) ||
             lws_add_http_header_by_name(wsi, (const unsigned char *)"x-accel-buffering:",
                                         (const unsigned char *)"no", 2, &p, end))
             return -1;
@@ -967,9 +965,10 @@ static int build_headers(struct lws *wsi, http_txn *t, int status, const char *c
         return -1;
     /* Defaults a route may set otherwise: a JSON answer is never sniffed
      * into something a browser renders, and an API answer (tokens, audit
-     * rows, command output) is kept in no cache, the browser's included.
-     * Streams say no-cache above; the console sets its own. */
-    int has_nosniff = 0, has_cache = chunked;
+     * rows, command output) is kept in no cache, the browser's included:
+     * streams too (they carry command output; no-cache would let a cache
+     * store it).  The console sets its own. */
+    int has_nosniff = 0, has_cache = 0;
     for (int i = 0; i < t->resp.nextra; i++) {
         has_nosniff |= !strcasecmp(t->resp.extra[i].name, "x-content-type-options");
         has_cache |= !strcasecmp(t->resp.extra[i].name, "cache-control");

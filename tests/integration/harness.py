@@ -1047,7 +1047,9 @@ class World:
                 "Content-Type": "application/json", "Accept": "text/event-stream",
                 "Connection": "close"})
             r = conn.getresponse()
-            headers = {k.lower(): v for k, v in r.getheaders()}
+            headers = {}
+            for k, v in r.getheaders():  # a repeated header reads as its values joined
+                headers[k.lower()] = headers[k.lower()] + ", " + v if k.lower() in headers else v
             if "text/event-stream" not in headers.get("content-type", ""):
                 raise AssertionError("expected text/event-stream, got HTTP %d %s: %s"
                                      % (r.status, headers.get("content-type"),

@@ -306,6 +306,9 @@ def sse_small_and_text(t):
     status, headers = w.kubectl_sse(cid, {"args": ["get", "--raw", "/fixture/echo?text=sse-hello"]},
                                     lambda ev, d: events.append((ev, json.loads(d))) and False)
     eq(status, 200, "status")
+    # command output is kept in no cache (the browser's included), said once
+    eq(headers.get("cache-control"), "no-store", "the stream's cache-control")
+    eq(headers.get("x-content-type-options"), "nosniff", "the stream's nosniff")
     check(events and events[-1][0] == "result", "last event must be `result`", events)
     out = "".join(d.get("text", "") for ev, d in events if ev == "output" and d.get("stream") == "stdout")
     eq(out, "sse-hello", "stdout text")
