@@ -142,7 +142,12 @@ exec_ctx *exec_ctx_new(const server_config *cfg, tunnel_hub *tunnels, workers *p
     x->tunnels = tunnels;
     x->pool = pool;
     x->lws = tunnels ? tunnel_hub_lws(tunnels) : NULL;
-    periodic_add("audit-ends-retry", WORKER_POOL_STORE, AUDIT_END_RETRY_S, audit_retry_run);
+    /* Once per process: periodic_add ignores a name already registered (the
+     * run uses its worker's exec context, not this one). */
+    if (periodic_add("audit-ends-retry", WORKER_POOL_STORE, AUDIT_END_RETRY_S,
+                     audit_retry_run) < 0)
+        log_error("exec: no periodic task slot left: audit completions the store failed "
+                  "are retried only when another command starts or ends");
     return x;
 }
 
