@@ -11,7 +11,8 @@
  *                             token stored (aurora/orgs/<org>/users/<user>/slack/
  *                             bot-token), the workspace (team) kept in the row
  *   GET  /slack/status        the connection, the channel, the Events URL to paste
- * Disconnect: DELETE /api/connectors/slack (auth.revoke first, best effort).
+ * Disconnect: DELETE /api/connectors/slack (auth.revoke first, best effort, unless
+ *                             the workspace is still connected by another row).
  * Channels and chat notifications: slack_api.c; the Events API: slack_events.c.
  *
  * Slack's documents: "Installing with OAuth" (oauth/v2/authorize,
@@ -339,9 +340,36 @@ static void status_route(worker_ctx *w, http_request *req, http_response *resp)
 
 /* ---- disconnect -------------------------------------------------------------------------- */
 
+struct other_install {
+    const char *team, *org, *user;
+};
+
+static int is_other_install(const store_connector *row, const void *arg)
+{
+    const struct other_install *o = arg;
+    return !strcmp(row->account, o->team) &&
+           (strcmp(row->org_id, o->org) || strcmp(row->user_id, o->user));
+}
+
 static void slack_disconnecting(worker_ctx *w, const auth_ctx *who, const store_connector *row)
 {
     (void)who;
+    /* Slack has one bot user, and one bot token, per app and workspace:
+     * another organization (or user) that installed the app in the same
+     * workspace holds it too, and auth.revoke deactivates that bot user.
+     * The last connection of the workspace revokes; the others only forget. */
+    struct other_install o = { row->account, row->org_id, row->user_id };
+    char org[STORE_ID_LEN];
+    int rc = kit_first_row(w, SLACK_ID, is_other_install, &o, org, NULL);
+    if (rc != STORE_NOT_FOUND) {
+        if (rc == STORE_OK)
+            log_info("slack: workspace %s is still connected elsewhere: its bot token is not "
+                     "revoked, only deleted here", row->account);
+        else
+            log_warn("slack: could not tell whether workspace %s is connected elsewhere: its "
+                     "bot token is not revoked, only deleted here", row->account);
+        return;
+    }
     char *token = row->secret_ref[0] ? slack_bot_token(w, row, NULL) : NULL;
     if (!token)
         return;

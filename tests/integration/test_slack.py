@@ -544,5 +544,37 @@ def test_disconnect_revokes(t):
     eq(w.get("/slack/channels", key=key).status, 404, "no channels without a connection")
 
 
+@test(timeout=120)
+def test_disconnect_keeps_workspace_shared_with_another_org(t):
+    """Slack has one bot user and one bot token per app and workspace: two
+    organizations that installed Aurora in the same workspace share them, and
+    auth.revoke deactivates that bot user.  One of them disconnecting must not
+    revoke it (the other still posts); the last one does."""
+    w, fx = world()
+    org1, _, key1 = w.new_org()
+    org2, _, key2 = w.new_org()
+    tid = team()
+    connect(w, fx, key1, tid)
+    connect(w, fx, key2, tid)
+    calls0 = len(fx.stats()["calls"])
+    r = w.request("DELETE", "/api/connectors/slack", key=key1)
+    eq(r.status, 200, "first organization disconnects (%r)" % r)
+    revokes = [c for c in fx.stats()["calls"][calls0:] if c["method"] == "auth.revoke"]
+    eq(revokes, [], "the workspace's bot token is not revoked while another organization uses it")
+    eq(w.get("/api/connectors/status", key=key1).json["connectors"]["slack"]["connected"], False,
+       "the first organization is disconnected")
+    n0 = len(posts(fx))
+    alert(w, org2, "fp-" + rand_tag())
+    wait_until(lambda: len(posts(fx)) == n0 + 1 or chat_rows(w, org2, "dropped"), 30,
+               what="the other organization's incident posted or dropped")
+    eq(chat_rows(w, org2, "dropped"), [], "nothing dropped for the other organization")
+    eq(len(posts(fx)), n0 + 1, "the other organization still posts")
+    calls1 = len(fx.stats()["calls"])
+    r = w.request("DELETE", "/api/connectors/slack", key=key2)
+    eq(r.status, 200, "the last organization disconnects (%r)" % r)
+    check(any(c["method"] == "auth.revoke" for c in fx.stats()["calls"][calls1:]),
+          "the last connection of the workspace revokes the token")
+
+
 if __name__ == "__main__":
     main()
