@@ -359,7 +359,8 @@ static void add_card(cJSON *msg, const kit_chat_message *m)
 }
 
 /* A text message's markup all opens with '<' (<users/all>, <users/{id}>,
- * <url|label>) and Chat has no escape for it: the incident's own text gets
+ * <url|label>; the message asks for Chat's syntax, so Markdown's [label](url)
+ * is plain text) and Chat has no escape for it: the incident's own text gets
  * the full-width look-alikes (U+FF1C, U+FF1E) instead of < and >, so an
  * alert cannot mention the space or disguise a link.  malloc'd. */
 static char *chat_text_escape(const char *s)
@@ -419,6 +420,10 @@ static char *message_body(const kit_chat_message *m, int as_app)
     free(svc);
     free(body);
     cJSON_AddStringToObject(msg, "text", text);
+    /* Chat's own syntax, whatever the app's default: an app created today
+     * reads text as Markdown, where [label](url) in an alert would be a
+     * disguised link (and our <url|label> would not be one). */
+    cJSON_AddStringToObject(msg, "markupSyntax", "MARKUP_SYNTAX_CHAT");
     if (as_app && m->kind != KIT_CHAT_REPLY)
         add_card(msg, m);
     cJSON *thread = cJSON_AddObjectToObject(msg, "thread");

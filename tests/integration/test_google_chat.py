@@ -578,7 +578,7 @@ def test_alert_fields_cannot_mention_or_link(t):
     w = world()
     g = _env["g"]
     org, user, key, space = connected_org(w)
-    inc = intake(w, org, "fp-" + rand_tag(6), title="<users/all> checkout down",
+    inc = intake(w, org, "fp-" + rand_tag(6), title="<users/all> checkout down [docs](https://evil.example)",
                  service="<users/123456> <https://evil.example|app.aurora.test>")["incident_id"]
     wait_messages(g, space, 1, "incident message in the space")
     r = https_request(w.port, w.ctx, "POST", "/internal/chat/messages",
@@ -592,6 +592,9 @@ def test_alert_fields_cannot_mention_or_link(t):
             check(bad not in shown, "%s is not Chat markup in the message" % bad, shown)
     contains(sent[0]["body"]["text"], "users/all", "the title still shown")
     contains(sent[1]["body"]["text"], "Root cause:", "the reply still shown")
+    # An app created today reads text as Markdown ([label](url) is a link,
+    # unescapable here): every message says its text is in Chat's syntax.
+    eq([m["markup"] for m in sent], ["MARKUP_SYNTAX_CHAT"] * 2, "text read in Chat's markup syntax")
 
 
 def outbox(w, org, incident_id=None):
@@ -675,6 +678,7 @@ def test_without_service_account_messages_as_user(t):
     wait_until(lambda: [x for x in g.stats()["messages"] if x.get("thread")], 30, what="message as the user")
     m = [x for x in g.stats()["messages"] if x.get("thread")][0]
     eq((m["auth"], "cardsV2" in m["body"]), ("user", False), "user token, text only")
+    eq(m["markup"], "MARKUP_SYNTAX_CHAT", "the text (and its <url|label> link) read in Chat's syntax")
     contains(m["body"]["text"], "<%s/incidents/%s|View Investigation>" % (FRONTEND, inc), "link in the text")
 
 
