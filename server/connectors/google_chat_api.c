@@ -324,6 +324,8 @@ static void add_text_widget(cJSON *widgets, const char *label, const char *text)
     free(e);
 }
 
+static char *chat_text_escape(const char *s);
+
 /* The incident card (cardsV2, app identity only). */
 static void add_card(cJSON *msg, const kit_chat_message *m)
 {
@@ -334,7 +336,9 @@ static void add_card(cJSON *msg, const kit_chat_message *m)
     cJSON_AddStringToObject(c, "cardId", id);
     cJSON *card = cJSON_AddObjectToObject(c, "card");
     cJSON *hdr = cJSON_AddObjectToObject(card, "header");
-    char *t = html_escape(m->title[0] ? m->title : "Incident");
+    /* the header is plain text (only widgets read HTML): &lt; would show as
+     * such; the look-alikes of < > keep it from ever forming a tag */
+    char *t = chat_text_escape(m->title[0] ? m->title : "Incident");
     cJSON_AddStringToObject(hdr, "title", t ? t : "Incident");
     free(t);
     cJSON_AddStringToObject(hdr, "subtitle", m->kind == KIT_CHAT_RESOLVED ? "Resolved" : "New incident");

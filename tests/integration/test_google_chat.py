@@ -578,7 +578,7 @@ def test_alert_fields_cannot_mention_or_link(t):
     w = world()
     g = _env["g"]
     org, user, key, space = connected_org(w)
-    inc = intake(w, org, "fp-" + rand_tag(6), title="<users/all> checkout down [docs](https://evil.example)",
+    inc = intake(w, org, "fp-" + rand_tag(6), title="<users/all> checkout & cart down [docs](https://evil.example)",
                  service="<users/123456> <https://evil.example|app.aurora.test>")["incident_id"]
     wait_messages(g, space, 1, "incident message in the space")
     r = https_request(w.port, w.ctx, "POST", "/internal/chat/messages",
@@ -595,6 +595,10 @@ def test_alert_fields_cannot_mention_or_link(t):
     # An app created today reads text as Markdown ([label](url) is a link,
     # unescapable here): every message says its text is in Chat's syntax.
     eq([m["markup"] for m in sent], ["MARKUP_SYNTAX_CHAT"] * 2, "text read in Chat's markup syntax")
+    # The card header is plain text (only widgets read HTML): nothing escaped
+    # shows as &lt; or &amp;, and no markup can form there either.
+    eq(sent[0]["body"]["cardsV2"][0]["card"]["header"]["title"],
+       "\uff1cusers/all\uff1e checkout & cart down [docs](https://evil.example)", "card header title as text")
 
 
 def outbox(w, org, incident_id=None):
