@@ -109,9 +109,8 @@ static const kit_call_errors atl_api_errors = {
     .failed = "ATLASSIAN_ERROR",
 };
 
-/* Access tokens of Cloud grants.  The kit hands a value out until
- * KIT_CACHE_MARGIN before the expiry it was given; entries are stored with
- * their expiry moved so that this is ATL_REFRESH_MARGIN_S before the real one. */
+/* Access tokens of Cloud grants, stored with their real expiry and a margin
+ * of at most ATL_REFRESH_MARGIN_S (see kit_cache_margin). */
 static kit_cache g_tokens = KIT_CACHE_INIT(1024);
 
 /* Refreshes are serialized per (org, user) by a striped lock; each stripe
@@ -242,7 +241,7 @@ void atl_forget_tokens(const auth_ctx *who) { kit_cache_forget(&g_tokens, who->o
 
 static void cache_put(const char *key, const char *at, int64_t exp, int64_t now)
 {
-    kit_cache_put(&g_tokens, key, at, exp - ATL_REFRESH_MARGIN_S + KIT_CACHE_MARGIN, now);
+    kit_cache_put_margin(&g_tokens, key, at, exp, ATL_REFRESH_MARGIN_S, now);
 }
 
 static int token_key(const auth_ctx *who, char *key, size_t cap)
@@ -423,10 +422,8 @@ static char *cloud_access(worker_ctx *w, const auth_ctx *who, atl_product p, int
     }
     int64_t now = (int64_t)time(NULL);
     char *at = force ? NULL : kit_cache_get(&g_tokens, key, now, exp);
-    if (at) {
-        *exp += ATL_REFRESH_MARGIN_S - KIT_CACHE_MARGIN; /* the real expiry */
+    if (at)
         return at;
-    }
     refresh_stripe *s = stripe_of(key);
     int64_t asked = mono_ms();
     pthread_mutex_lock(&s->mu);
@@ -443,8 +440,6 @@ static char *cloud_access(worker_ctx *w, const auth_ctx *who, atl_product p, int
             s->done_ms = mono_ms();
             *rotated = 1;
         }
-    } else {
-        *exp += ATL_REFRESH_MARGIN_S - KIT_CACHE_MARGIN; /* the real expiry */
     }
     pthread_mutex_unlock(&s->mu);
     return at;

@@ -11,6 +11,7 @@ typedef struct kit_cache_entry {
     char *key;
     char *value;
     int64_t expires_at;
+    int64_t fresh_until; /* handed out while now < fresh_until */
     struct kit_cache_entry *next;
 } kit_cache_entry;
 
@@ -64,13 +65,22 @@ int kit_cache_key(char *out, size_t cap, const char *org, const char *user, cons
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
+int64_t kit_cache_margin(int64_t expires_at, int64_t now, int64_t max_margin)
+{
+    int64_t life = expires_at > now ? expires_at - now : 0;
+    int64_t m = life / 10;
+    if (m < KIT_CACHE_MIN_MARGIN)
+        m = KIT_CACHE_MIN_MARGIN;
+    return m < max_margin ? m : max_margin;
+}
+
 char *kit_cache_get(kit_cache *c, const char *key, int64_t now, int64_t *expires_at)
 {
     char *out = NULL;
     pthread_mutex_lock(&c->mu);
     for (kit_cache_entry *e = c->head; e; e = e->next)
         if (!strcmp(e->key, key)) {
-            if (e->expires_at - KIT_CACHE_MARGIN > now) {
+            if (e->fresh_until > now) {
                 out = strdup(e->value);
                 if (out && expires_at)
                     *expires_at = e->expires_at;
@@ -84,6 +94,12 @@ char *kit_cache_get(kit_cache *c, const char *key, int64_t now, int64_t *expires
 void kit_cache_put(kit_cache *c, const char *key, const char *value, int64_t expires_at,
                    int64_t now)
 {
+    kit_cache_put_margin(c, key, value, expires_at, KIT_CACHE_MARGIN, now);
+}
+
+void kit_cache_put_margin(kit_cache *c, const char *key, const char *value, int64_t expires_at,
+                          int64_t max_margin, int64_t now)
+{
     if (!c->registered)
         register_cache(c);
     kit_cache_entry *ne = calloc(1, sizeof(*ne));
@@ -92,6 +108,7 @@ void kit_cache_put(kit_cache *c, const char *key, const char *value, int64_t exp
     ne->key = strdup(key);
     ne->value = strdup(value);
     ne->expires_at = expires_at;
+    ne->fresh_until = expires_at - kit_cache_margin(expires_at, now, max_margin);
     if (!ne->key || !ne->value) {
         entry_free(ne);
         return;
@@ -100,7 +117,7 @@ void kit_cache_put(kit_cache *c, const char *key, const char *value, int64_t exp
     /* The old value under this key and everything stale go. */
     for (kit_cache_entry **pp = &c->head; *pp;) {
         kit_cache_entry *e = *pp;
-        if (!strcmp(e->key, key) || e->expires_at - KIT_CACHE_MARGIN <= now) {
+        if (!strcmp(e->key, key) || e->fresh_until <= now) {
             *pp = e->next;
             entry_free(e);
             c->n--;

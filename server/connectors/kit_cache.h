@@ -13,8 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A cached value is handed out until this many seconds before it expires. */
+/* A cached value is handed out until this many seconds before it expires,
+ * or a tenth of the lifetime it was stored with if that is less (never under
+ * KIT_CACHE_MIN_MARGIN): a token that lives 300 s or less is still reused. */
 #define KIT_CACHE_MARGIN 300
+#define KIT_CACHE_MIN_MARGIN 5
 
 struct kit_cache_entry;
 
@@ -30,13 +33,20 @@ typedef struct kit_cache {
 
 /* "<org>\n<user>\n<rest>" into out; 0, or -1 if it does not fit. */
 int kit_cache_key(char *out, size_t cap, const char *org, const char *user, const char *rest);
+/* The margin of a value stored at `now` that expires at expires_at, at most
+ * max_margin: min(max_margin, max(lifetime / 10, KIT_CACHE_MIN_MARGIN)). */
+int64_t kit_cache_margin(int64_t expires_at, int64_t now, int64_t max_margin);
 /* A malloc'd copy of the value under key if it is still fresh at `now`
- * (more than KIT_CACHE_MARGIN seconds left), else NULL; *expires_at (may be
- * NULL) gets its expiry.  Wipe the copy with secret_free. */
+ * (more than its margin left, see kit_cache_margin), else NULL; *expires_at
+ * (may be NULL) gets its expiry.  Wipe the copy with secret_free. */
 char *kit_cache_get(kit_cache *c, const char *key, int64_t now, int64_t *expires_at);
-/* Stores a copy of value under key (replacing it), dropping stale entries. */
+/* Stores a copy of value under key (replacing it), dropping stale entries;
+ * its margin is at most KIT_CACHE_MARGIN. */
 void kit_cache_put(kit_cache *c, const char *key, const char *value, int64_t expires_at,
                    int64_t now);
+/* kit_cache_put with a margin of at most max_margin seconds. */
+void kit_cache_put_margin(kit_cache *c, const char *key, const char *value, int64_t expires_at,
+                          int64_t max_margin, int64_t now);
 /* Drops every entry of (org, user). */
 void kit_cache_forget(kit_cache *c, const char *org, const char *user);
 /* Drops everything. */

@@ -53,6 +53,42 @@ static void test_fresh_until_the_margin(void **state)
     assert_int_equal(c.n, 0);
 }
 
+/* A token that lives KIT_CACHE_MARGIN seconds or less is still reused: its
+ * margin is a tenth of its lifetime (never under KIT_CACHE_MIN_MARGIN = 5). */
+static void test_short_lifetimes_reused(void **state)
+{
+    (void)state;
+    static kit_cache c = KIT_CACHE_INIT(16);
+    kit_cache_put(&c, "o\nu\n300", "t300", 1000 + 300, 1000); /* margin 30 */
+    kit_cache_put(&c, "o\nu\n60", "t60", 1000 + 60, 1000);    /* margin 6 */
+    kit_cache_put(&c, "o\nu\n20", "t20", 1000 + 20, 1000);    /* margin 5, the floor */
+    kit_cache_put(&c, "o\nu\n2000", "t2k", 1000 + 2000, 1000); /* margin 200 */
+    kit_cache_put(&c, "o\nu\n9000", "t9k", 1000 + 9000, 1000); /* margin 300, the cap */
+    expect_cached(&c, "o\nu\n300", 1001, "t300");
+    expect_cached(&c, "o\nu\n300", 1269, "t300");
+    expect_cached(&c, "o\nu\n300", 1270, NULL);
+    expect_cached(&c, "o\nu\n60", 1053, "t60");
+    expect_cached(&c, "o\nu\n60", 1054, NULL);
+    expect_cached(&c, "o\nu\n20", 1014, "t20");
+    expect_cached(&c, "o\nu\n20", 1015, NULL);
+    expect_cached(&c, "o\nu\n2000", 2799, "t2k");
+    expect_cached(&c, "o\nu\n2000", 2800, NULL);
+    expect_cached(&c, "o\nu\n9000", 9699, "t9k");
+    expect_cached(&c, "o\nu\n9000", 9700, NULL);
+    /* the margin is the lifetime's when stored, not what is left later */
+    kit_cache_put(&c, "o\nu\nlate", "late", 1000 + 3600, 1000 + 3000);
+    expect_cached(&c, "o\nu\nlate", 4539, "late");
+    expect_cached(&c, "o\nu\nlate", 4540, NULL);
+    /* a caller's own cap (Atlassian refreshes 60 s before expiry) */
+    kit_cache_put_margin(&c, "o\nu\ncap", "cap", 1000 + 3600, 60, 1000);
+    expect_cached(&c, "o\nu\ncap", 4539, "cap");
+    expect_cached(&c, "o\nu\ncap", 4540, NULL);
+    kit_cache_put_margin(&c, "o\nu\ncap", "cap", 1000 + 300, 60, 1000); /* 30 under the cap */
+    expect_cached(&c, "o\nu\ncap", 1269, "cap");
+    expect_cached(&c, "o\nu\ncap", 1270, NULL);
+    kit_cache_clear(&c);
+}
+
 static void test_forget_one_user_only(void **state)
 {
     (void)state;
@@ -126,6 +162,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fresh_until_the_margin),
+        cmocka_unit_test(test_short_lifetimes_reused),
         cmocka_unit_test(test_forget_one_user_only),
         cmocka_unit_test(test_bounded_and_stale_dropped),
         cmocka_unit_test(test_threads),
