@@ -615,11 +615,25 @@ void kit_oauth_refresh_resume(kit_oauth_pause *p)
     free(p);
 }
 
+#define KIT_OAUTH_MAX_EXPIRES_IN (86400 * 7)
+
 int64_t kit_oauth_expires_in(const cJSON *tok)
 {
     const cJSON *ei = cJSON_GetObjectItemCaseSensitive(tok, "expires_in");
+    /* Azure AD v1 endpoints and ADFS send it as a string ("3599"): digits
+     * only, at most 7 of them (no sign, space, fraction or overflow) */
+    if (cJSON_IsString(ei) && ei->valuestring) {
+        const char *s = ei->valuestring;
+        size_t n = strspn(s, "0123456789");
+        if (!n || s[n] || n > 7)
+            return 0;
+        int64_t v = 0;
+        for (size_t i = 0; i < n; i++)
+            v = v * 10 + (s[i] - '0');
+        return v > 0 && v <= KIT_OAUTH_MAX_EXPIRES_IN ? v : 0;
+    }
     /* range first: casting a huge or non-finite double is undefined */
-    return cJSON_IsNumber(ei) && ei->valuedouble > 0 && ei->valuedouble <= 86400 * 7
+    return cJSON_IsNumber(ei) && ei->valuedouble > 0 && ei->valuedouble <= KIT_OAUTH_MAX_EXPIRES_IN
                ? (int64_t)ei->valuedouble
                : 0;
 }

@@ -148,7 +148,8 @@ void kit_oauth_refresh_resume(kit_oauth_pause *p); /* NULL: nothing */
  * its expiry (now + expires_in; 3600 s when absent or absurd, at most a
  * week).  NULL when there is none or it is longer than max_len. */
 /* The answer's expires_in in seconds when it is a sane lifetime (0 < s <=
- * 7 days), else 0 (absent, negative, absurd). */
+ * 7 days), a JSON number or a string of digits ("3599", as Azure AD v1 and
+ * ADFS send it), else 0 (absent, negative, absurd, not a plain number). */
 int64_t kit_oauth_expires_in(const struct cJSON *tok);
 char *kit_oauth_access_token(const struct cJSON *tok, size_t max_len, int64_t now,
                              int64_t *expires_at);

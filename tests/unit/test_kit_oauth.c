@@ -709,6 +709,15 @@ static void test_rotated_token_kept_when_the_store_fails(void **state)
     secrets_close(down);
 }
 
+static int64_t expires_in_of(const char *doc)
+{
+    cJSON *j = cJSON_Parse(doc);
+    assert_non_null(j);
+    int64_t v = kit_oauth_expires_in(j);
+    cJSON_Delete(j);
+    return v;
+}
+
 /* Expiry bookkeeping: expires_in, absent or absurd, and tokens too long. */
 static void test_access_token_expiry(void **state)
 {
@@ -729,6 +738,24 @@ static void test_access_token_expiry(void **state)
     assert_int_equal(exp, 1000 + 3600);
     free(t);
     cJSON_Delete(j);
+    /* Azure AD v1 endpoints and ADFS send it as a string: a 300 s token
+     * taken for 3600 s would be handed out long after it died */
+    j = cJSON_Parse("{\"access_token\":\"a\",\"expires_in\":\"300\"}");
+    t = kit_oauth_access_token(j, 10, 1000, &exp);
+    assert_int_equal(exp, 1000 + 300);
+    free(t);
+    cJSON_Delete(j);
+    assert_int_equal(expires_in_of("{\"expires_in\":\"3599\"}"), 3599);
+    assert_int_equal(expires_in_of("{\"expires_in\":\"604800\"}"), 604800);
+    /* anything but plain digits within a week is no answer */
+    const char *bad[] = { "\"\"", "\"0\"", "\"-5\"", "\"+5\"", "\" 5\"", "\"5 \"", "\"5s\"",
+                          "\"3.5\"", "\"0x10\"", "\"604801\"", "\"99999999999999999999999\"",
+                          "\"1e3\"", "null", "true", "[60]" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char doc[96];
+        snprintf(doc, sizeof(doc), "{\"expires_in\":%s}", bad[i]);
+        assert_int_equal(expires_in_of(doc), 0);
+    }
     j = cJSON_Parse("{\"access_token\":\"abcdefghijk\"}");
     assert_null(kit_oauth_access_token(j, 10, 1000, &exp));
     cJSON_Delete(j);
