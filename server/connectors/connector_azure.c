@@ -94,6 +94,7 @@ static const kit_oauth_errors az_refresh_errors = {
     .denied = "AZURE_INVALID_CREDENTIALS",
     .failed = "AZURE_LOGIN_ERROR",
     .denied_hint = "the sign-in has expired or was revoked; sign in again",
+    .grant_hint = "the sign-in has expired or was revoked; sign in again",
     .authorization_failed = "AZURE_AUTHORIZATION_FAILED",
     .redirect_mismatch = "AZURE_REDIRECT_URI_MISMATCH",
 };

@@ -93,6 +93,8 @@ static const kit_oauth_errors refresh_errors = {
     .denied = "GCP_CREDENTIAL_REFRESH_FAILED",
     .failed = "GCP_CREDENTIAL_REFRESH_FAILED",
     .denied_hint = "the service account may be disabled or the key revoked: create a new key",
+    /* Google answers invalid_grant to an assertion signed by a deleted key */
+    .grant_hint = "the service account may be disabled or the key revoked: create a new key",
     .authorization_failed = "OAUTH_DENIED",
     .redirect_mismatch = "REDIRECT_URI_MISMATCH",
 };

@@ -101,10 +101,14 @@ void kit_oauth_error(const kit_oauth_client *c, const oauth_result *r, const cha
                         "matches %s",
                         e->service, c->redirect_uri ? c->redirect_uri : "");
     } else {
-        http_resp_error(resp, 400, !strcmp(r->error, "invalid_grant") ? e->grant : e->denied,
-                        "%s: %s refused (HTTP %ld%s%s)%s%s", what, e->service, r->status,
-                        r->error[0] ? ", " : "", r->error, e->denied_hint ? " — " : "",
-                        e->denied_hint ? e->denied_hint : "");
+        /* a refused grant is the user's to redo: the client hint would send
+         * the operator to settings that are fine */
+        int grant = !strcmp(r->error, "invalid_grant");
+        const char *hint = grant ? (e->grant_hint ? e->grant_hint : KIT_OAUTH_GRANT_HINT)
+                                 : e->denied_hint;
+        http_resp_error(resp, 400, grant ? e->grant : e->denied, "%s: %s refused (HTTP %ld%s%s)%s%s",
+                        what, e->service, r->status, r->error[0] ? ", " : "", r->error,
+                        hint ? " — " : "", hint ? hint : "");
     }
 }
 

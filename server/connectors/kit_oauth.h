@@ -31,9 +31,15 @@ struct cJSON;
 
 #define KIT_PKCE_VERIFIER_LEN 43 /* base64url of 32 random bytes */
 
+/* An invalid_grant (the user's grant revoked or expired, or a spent code)
+ * is the user's to redo, not the client settings' to check. */
+#define KIT_OAUTH_GRANT_HINT "the authorization has expired or was revoked: reconnect via the " \
+                             "Connectors page"
+
 /* How a connector names token-endpoint failures (codes of the connector
  * guide).  Messages: "<what>: <service> did not answer within N s", "… is
- * unreachable (<detail>)", "… refused (HTTP n, <error>)[ — <denied_hint>]",
+ * unreachable (<detail>)", "… refused (HTTP n, <error>) — <grant_hint>" for invalid_grant,
+ * "… refused (HTTP n, <error>)[ — <denied_hint>]" for the other 4xx,
  * "… answered HTTP n". */
 typedef struct {
     const char *service;     /* "OVH", "Azure sign-in (Microsoft identity platform)" */
@@ -42,7 +48,9 @@ typedef struct {
     const char *grant;       /* 400: invalid_grant (code or refresh token revoked/expired) */
     const char *denied;      /* 400: any other 4xx (client or credentials refused) */
     const char *failed;      /* 502: 5xx and the rest */
-    const char *denied_hint; /* appended to a 4xx message, or NULL */
+    const char *denied_hint; /* appended to a 4xx message but invalid_grant's, or NULL
+                                (invalid_client, unauthorized_client: the operator's client) */
+    const char *grant_hint;  /* appended to an invalid_grant message; NULL: KIT_OAUTH_GRANT_HINT */
     const char *authorization_failed; /* 400: the provider's ?error= on the callback */
     const char *redirect_mismatch;    /* 400: redirect URI changed or refused */
 } kit_oauth_errors;

@@ -129,6 +129,8 @@ def test_callback_refusals(t):
     state = urllib.parse.parse_qs(urllib.parse.urlsplit(login(w, key)).query)["state"][0]
     r = https_request(w.port, w.ctx, "GET", "/bitbucket/callback?code=not-issued&state=" + state)
     eq((r.status, r.get("error_code")), (400, "BITBUCKET_GRANT_INVALID"), "a code Bitbucket never issued (%r)" % r)
+    contains(r.get("error"), "reconnect via the Connectors page", "the user's to redo")
+    check("BB_OAUTH_CLIENT" not in r.get("error"), "no client settings hint for a refused grant", r.get("error"))
     fx.config(client_secret="changed")
     cb = authorize(login(w, key))
     r = callback(w, cb)

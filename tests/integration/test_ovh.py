@@ -401,6 +401,7 @@ def test_provider_failures_and_server_keeps_serving(t):
     r = w.post("/ovh_api/ovh/oauth2/refresh", key=key)
     eq((r.status, r.error_code), (400, "OVH_GRANT_INVALID"), "revoked refresh token (%r)" % r)
     contains(r.get("error"), "invalid_grant", "error")
+    contains(r.get("error"), "reconnect via the Connectors page", "what to do")
     no_secrets_anywhere(w, EU_SECRET)
 
 

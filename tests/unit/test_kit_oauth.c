@@ -430,6 +430,7 @@ static void test_error_mapping(void **state)
         { 400, "{\"error\":\"redirect_uri_mismatch\"}", 400, "DEMO_REDIRECT_URI_MISMATCH" },
         { 500, "oops", 502, "DEMO_ERROR" },
         { 200, "not json", 502, "DEMO_ERROR" },
+        { 400, "{\"error\":\"unauthorized_client\"}", 400, "DEMO_INVALID_CREDENTIALS" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         script(&f->prov, cases[i].status, cases[i].body);
@@ -445,8 +446,13 @@ static void test_error_mapping(void **state)
         assert_non_null(strstr(body_of(&resp), cases[i].status == 400 && i == 2
                                                    ? "Redirect URI mismatch"
                                                    : "Demo login failed"));
-        if (cases[i].status == 401)
-            assert_non_null(strstr(body_of(&resp), "check the client secret"));
+        /* the client hint for a refused client only: a revoked or expired
+         * grant is the user's to reconnect, not the operator's settings */
+        const char *err = cases[i].body;
+        int client = strstr(err, "invalid_client") || strstr(err, "unauthorized_client");
+        assert_int_equal(strstr(body_of(&resp), "check the client secret") != NULL, client);
+        assert_int_equal(strstr(body_of(&resp), "reconnect via the Connectors page") != NULL,
+                         strstr(err, "invalid_grant") != NULL);
         buf_free(&resp.body);
     }
     /* no answer in time: 504 */
