@@ -46,6 +46,7 @@
 #include "secret.h"
 #include "secrets.h"
 
+#define ATL_RT_GONE "ATLASSIAN_REFRESH_TOKEN_GONE" /* kit_oauth_refresh_r: none stored */
 #define ATL_REFRESH_MARGIN_S 60   /* an access token is refreshed this long before expiry */
 #define ATL_STRIPES 64
 #define ATL_MAX_SITES 50
@@ -266,7 +267,8 @@ static cJSON *token_post(const kit_oauth_client *c, const char *const *grant, oa
 }
 
 /* A disconnect that ran during a refresh deleted the grant's secret before
- * the rotated one was written back: the row is gone, so is the new secret. */
+ * the rotated one was written back: the row is gone, so is the new secret,
+ * and so is one the kit kept for want of storing it. */
 static void drop_if_disconnected(worker_ctx *w, const auth_ctx *who, const char *ref)
 {
     store_connector row;
@@ -277,29 +279,22 @@ static void drop_if_disconnected(worker_ctx *w, const auth_ctx *who, const char 
     }
     char be[32], err[512];
     const char *path;
+    if (rc == STORE_NOT_FOUND)
+        kit_oauth_refresh_resume(kit_oauth_refresh_pause(ref, NULL));
     if (rc == STORE_NOT_FOUND && secrets_ref_parse(ref, be, sizeof(be), &path) == 0 &&
         secrets_delete(w->secrets, path, err, sizeof(err)) == SECRETS_OK)
         log_info("atlassian: grant of user %s was removed during a refresh; its new refresh "
                  "token deleted", who->user_id);
 }
 
-/* After a refused refresh with rts: the stored refresh token when it is
- * another one (a replica rotated the grant meanwhile; rts freed), else NULL
- * (rts freed too: the refusal stands). */
-static char *retry_token(worker_ctx *w, const char *ref, char *rts)
+/* 1 if a failed refresh's answer says no refresh token is stored. */
+static int missing_secret(const http_response *r)
 {
-    unsigned char *v = NULL;
-    size_t len = 0;
-    http_response scratch;
-    memset(&scratch, 0, sizeof(scratch));
-    char *now = NULL;
-    if (kit_secret_get(w, ref, &v, &len, 404, "GONE", "gone", &scratch) == 0 &&
-        (len != strlen(rts) || CRYPTO_memcmp(v, rts, len) != 0))
-        now = strndup((const char *)v, len);
-    buf_free(&scratch.body);
-    secrets_free(v, len);
-    secret_free(rts);
-    return now;
+    cJSON *j = cJSON_ParseWithLength(buf_head(&r->body), buf_pending(&r->body));
+    const char *code = api_json_str(j, "error_code");
+    int yes = code && !strcmp(code, ATL_RT_GONE);
+    cJSON_Delete(j);
+    return yes;
 }
 
 /* The refresh of who's grant (the lock held).  The access token (secret_free
@@ -327,68 +322,43 @@ static char *refresh_grant(worker_ctx *w, const auth_ctx *who, atl_product p, in
         return NULL;
     }
     char *at = NULL;
-    unsigned char *rt = NULL;
-    size_t len = 0;
-    cJSON *tok = NULL;
-    memset(&scratch, 0, sizeof(scratch));
-    rc = kit_secret_get(w, row.secret_ref, &rt, &len, 404, "GONE", "gone", &scratch);
-    status = scratch.status;
-    buf_free(&scratch.body);
-    if (rc < 0) {
-        if (status == 404)
-            expired(p, "the refresh token is no longer stored", resp);
-        else
-            http_resp_error(resp, 503, "SECRETS_UNAVAILABLE",
-                            "the Atlassian refresh token cannot be read; retry later");
-        goto out;
-    }
-    char *rts = strndup((const char *)rt, len);
-    secrets_free(rt, len);
-    if (!rts) {
-        http_resp_error(resp, 500, "INTERNAL", "out of memory");
-        goto out;
-    }
-    const char *grant[] = { "grant_type", "refresh_token", "refresh_token", rts, NULL };
+    /* The kit's refresh: one per grant in this process, a retry with the
+     * stored token when another replica rotated it meanwhile, the rotated
+     * token stored, or kept in memory when the secrets backend refuses it
+     * (the old one is dead at Atlassian). */
     oauth_result r;
-    tok = token_post(&c, grant, &r);
-    if (!tok && r.status >= 400 && r.status < 500 && r.code != AUR_E_TIMEOUT &&
-        (rts = retry_token(w, row.secret_ref, rts))) {
-        /* another replica rotated the grant while this refresh was on its way */
-        log_info("atlassian: the refresh token of user %s was replaced during this refresh; "
-                 "refreshing with the stored one", who->user_id);
-        grant[3] = rts;
-        tok = token_post(&c, grant, &r);
-    }
+    memset(&scratch, 0, sizeof(scratch));
+    cJSON *tok = kit_oauth_refresh_r(w, &c, row.secret_ref, NULL, "Atlassian token refresh failed",
+                                     ATL_RT_GONE, "the refresh token is no longer stored", &r,
+                                     &scratch);
     if (!tok) {
-        log_warn("atlassian: refresh for user %s (org %s) failed: %s", who->user_id, who->org_id, r.err);
         /* Atlassian refuses a revoked, expired or retired refresh token with
          * 403 unauthorized_client (invalid_grant elsewhere); a 401 or
          * invalid_client is this server's client id/secret, not the user's grant. */
         int client = r.status == 401 || !strcmp(r.error, "invalid_client");
         if (r.status >= 400 && r.status < 500 && r.code != AUR_E_TIMEOUT && !client) {
+            log_warn("atlassian: refresh for user %s (org %s) refused: %s", who->user_id,
+                     who->org_id, r.err);
             char code[64];
             kit_code_text(r.error, code, sizeof(code));
             char why[160];
             snprintf(why, sizeof(why), "Atlassian refused the refresh: HTTP %ld%s%s", r.status,
                      code[0] ? ", " : "", code);
             expired(p, why, resp);
+        } else if (!r.status && scratch.status == 400 && missing_secret(&scratch)) {
+            expired(p, "the refresh token is no longer stored", resp);
         } else {
-            kit_oauth_error(&c, &r, "Atlassian token refresh failed", resp);
+            resp->status = scratch.status;
+            buf_free(&resp->body);
+            resp->body = scratch.body;
+            memset(&scratch.body, 0, sizeof(scratch.body));
         }
-        secret_free(rts);
+        buf_free(&scratch.body);
         goto out;
     }
-    const char *nrt = api_json_str(tok, "refresh_token");
-    if (nrt && *nrt && strcmp(nrt, rts) != 0) {
-        /* Rotated: the old one is dead at Atlassian; only the new one works. */
-        char err[512];
-        if (kit_secret_replace(w, row.secret_ref, nrt, err, sizeof(err)) != SECRETS_OK)
-            log_error("atlassian: could not store the rotated refresh token of user %s: %s",
-                      who->user_id, err);
-        else
-            drop_if_disconnected(w, who, row.secret_ref);
-    }
-    secret_free(rts);
+    buf_free(&scratch.body);
+    /* a disconnect of a product that released the grant meanwhile */
+    drop_if_disconnected(w, who, row.secret_ref);
     int64_t now = (int64_t)time(NULL);
     at = kit_oauth_access_token(tok, ATL_TOKEN_MAX, now, exp);
     if (!at) {

@@ -554,6 +554,16 @@ cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *s
                          const char *scope, const char *what, const char *missing_code,
                          const char *missing_msg, http_response *resp)
 {
+    return kit_oauth_refresh_r(w, c, secret_ref, scope, what, missing_code, missing_msg, NULL,
+                               resp);
+}
+
+cJSON *kit_oauth_refresh_r(worker_ctx *w, const kit_oauth_client *c, const char *secret_ref,
+                           const char *scope, const char *what, const char *missing_code,
+                           const char *missing_msg, oauth_result *out_r, http_response *resp)
+{
+    if (out_r)
+        memset(out_r, 0, sizeof(*out_r));
     int64_t asked = mono_ms();
     grant_flight *s = grant_take(secret_ref, NULL);
     if (!s) {
@@ -588,6 +598,8 @@ cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *s
     if (!tok && !missing) {
         log_warn("%s: refresh failed: %s", c->provider, r.err);
         kit_oauth_error(c, &r, what, resp);
+        if (out_r)
+            *out_r = r;
     }
     return tok;
 }

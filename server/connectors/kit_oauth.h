@@ -140,6 +140,12 @@ struct cJSON *kit_oauth_exchange(worker_ctx *w, const kit_oauth_client *c, kit_o
 struct cJSON *kit_oauth_refresh(worker_ctx *w, const kit_oauth_client *c, const char *secret_ref,
                                 const char *scope, const char *what, const char *missing_code,
                                 const char *missing_msg, http_response *resp);
+/* kit_oauth_refresh that also gives, when it fails, the token endpoint's
+ * answer in *r (status 0 when there was none, nor a secret), for a
+ * connector whose provider words a refusal its own way (Atlassian). */
+struct cJSON *kit_oauth_refresh_r(worker_ctx *w, const kit_oauth_client *c, const char *secret_ref,
+                                  const char *scope, const char *what, const char *missing_code,
+                                  const char *missing_msg, oauth_result *r, http_response *resp);
 
 /* Holds kit_oauth_refresh of secret_ref off while a connection's
  * credentials are deleted (conn: named in the log when it has to wait): a

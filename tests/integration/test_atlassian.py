@@ -23,7 +23,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SERVER_BIN, T, World, _SUITE, HttpFixture, check, contains, eq,  # noqa: E402
+from harness import (FIXTURES, SERVER_BIN, T, World, _SUITE, HttpFixture, check, contains, eq,  # noqa: E402
                      https_request, main, rand_tag, sanitizer_reports, test, wait_until)
 
 CLIENT_SECRET = "atl-client-secret-" + rand_tag(8)
@@ -473,6 +473,61 @@ def test_refresh_after_another_replica_rotated(t):
     r = w.post("/atlassian/refresh", {"product": "jira"}, key=key)
     eq((r.status, r.get("refreshed")), (200, True), "the stored token is the live one (%r)" % r)
     check(rt1 not in w.server.log_text() and rt2 not in w.server.log_text(), "no refresh token logged")
+
+
+def vault(t):
+    """tests/fixtures/vault_fixture.py standing in for HashiCorp Vault: the
+    server's environment and the fixture's base URL."""
+    tok = "hvs." + rand_tag(20)
+    p = t.spawn("vault", [sys.executable, os.path.join(FIXTURES, "vault_fixture.py"), "--token", tok,
+                          "--mounts", "aurora"], dict(os.environ),
+                os.path.join(t.tmp, "vault.log"), os.path.join(t.tmp, "vault-san"), stdout=subprocess.PIPE)
+    line = p.p.stdout.readline().decode()
+    check(line.startswith("PORT "), "vault fixture did not start", line)
+    p.killed = True
+    base = "http://127.0.0.1:%d" % int(line.split()[1])
+    return {"SECRETS_BACKEND": "vault", "VAULT_ADDR": base, "VAULT_TOKEN": tok}, base
+
+
+def vault_ctl(base, path, body=None):
+    req = urllib.request.Request(base + path, method="POST" if body is not None else "GET",
+                                 headers={"Content-Type": "application/json"},
+                                 data=json.dumps(body).encode() if body is not None else None)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"{}")
+
+
+@test
+def test_rotated_refresh_token_kept_when_the_backend_refuses_it(t):
+    """Atlassian rotates the refresh token at each refresh and retires the
+    old one: when the secrets backend refuses the new one for a moment
+    (Vault sealed, a denied write), it was dropped, the next refresh
+    presented the retired one and the user had to reconnect."""
+    fx = HttpFixture(t, "atl-vault", "atlassian_api.mjs")
+    env, vbase = vault(t)
+    w = t.world(start=False)
+    w.extra_env.update(fixture_env(fx, w))
+    w.extra_env.update(env)
+    w.start()
+    w.bootstrap()
+    reset(fx, w)
+    org, user, key = w.new_org()
+    oauth_connect(w, key, "confluence,jira")
+    raw = "/_fixture/raw?mount=aurora&path=orgs/%s/users/%s/atlassian/refresh-token" % (org, user)
+    stored = vault_ctl(vbase, raw)
+    # the write of the rotated token is refused once (no retry: a denial)
+    vault_ctl(vbase, "/_fixture/fail", {"status": 403, "count": 1, "match": "/atlassian/refresh-token",
+                                        "method": "POST"})
+    r = w.post("/atlassian/refresh", {"product": "jira"}, key=key)
+    eq((r.status, r.get("rotated")), (200, True), "refresh, its new token not stored (%r)" % r)
+    eq(vault_ctl(vbase, raw), stored, "Vault still holds the retired token")
+    refused = fx.stats()["refused_refresh"]
+    for i in range(2):
+        r = w.post("/atlassian/refresh", {"product": "confluence"}, key=key)
+        eq((r.status, r.get("rotated")), (200, True), "refresh %d after the refused write (%r)" % (i, r))
+    eq(fx.stats()["refused_refresh"], refused, "the retired token never presented")
+    check(vault_ctl(vbase, raw) != stored, "the live token stored once Vault took it")
+    serving(w)
 
 
 # ---------------------------------------------------------------------------
