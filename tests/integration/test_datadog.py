@@ -610,10 +610,12 @@ def plant_delivery(w, org, user, payload, status_, claimed_at=0):
         seq = con.execute("SELECT COALESCE(MAX(received_seq), 0) + 1 FROM webhook_deliveries").fetchone()[0]
         con.execute("INSERT INTO webhook_deliveries (id, org_id, connector, tenant_key, delivery_id, event, "
                     "action, verified, body, body_encoding, body_sha256, status, attempts, received_at, "
-                    "received_seq, claimed_at) VALUES (?, ?, 'datadog', ?, ?, ?, ?, 0, ?, 'utf8', ?, ?, ?, ?, ?, ?)",
+                    "received_seq, claimed_at, next_attempt_at)"
+                    " VALUES (?, ?, 'datadog', ?, ?, ?, ?, 0, ?, 'utf8', ?, ?, ?, ?, ?, ?, ?)",
                     ("whd_" + secrets.token_hex(12), org, user, payload["id"], payload["event_type"],
                      payload["alert_transition"], body, hashlib.sha256(body.encode()).hexdigest(), status_,
-                     1 if claimed_at else 0, int(time.time()), seq, claimed_at))
+                     1 if claimed_at else 0, int(time.time()), seq, claimed_at,
+                     claimed_at))  # due from the claim's time (0: received, due at once)
         con.commit()
     finally:
         con.close()
@@ -632,8 +634,9 @@ def test_crash_between_commit_and_processing_is_recovered(t):
     # retry must not record it twice)
     con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
     try:
-        con.execute("UPDATE webhook_deliveries SET claimed_at = ? WHERE status = 'processing'",
-                    (int(time.time()) - 400,))
+        # (a claim's next_attempt_at is its claim time: the sweep reads that)
+        con.execute("UPDATE webhook_deliveries SET claimed_at = ?, next_attempt_at = ?"
+                    " WHERE status = 'processing'", (int(time.time()) - 400,) * 2)
         con.commit()
     finally:
         con.close()

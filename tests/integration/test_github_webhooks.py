@@ -657,7 +657,8 @@ def test_kill9_right_after_2xx_delivery_survives(t):
     eq(len(rows), 1, "the delivery is in the database after kill -9")
     # the crash may have come before its processing: make it so, then restart
     con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
-    con.execute("UPDATE webhook_deliveries SET status = 'received', processed_at = 0 WHERE delivery_id = ?", (d,))
+    con.execute("UPDATE webhook_deliveries SET status = 'received', processed_at = 0, next_attempt_at = 0"
+                " WHERE delivery_id = ?", (d,))
     con.execute("UPDATE github_installations SET suspended_at = 0 WHERE installation_id = ?", (KILL_ID,))
     con.commit()
     con.close()
@@ -682,7 +683,9 @@ def test_kill9_right_after_2xx_delivery_survives(t):
     # a delivery claimed by the dead process is retried once its claim's lease
     # (KIT_WH_CLAIM_LEASE_S, 300 s) has passed: let that time pass
     con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
-    con.execute("UPDATE webhook_deliveries SET claimed_at = claimed_at - 301 WHERE status = 'processing'")
+    # (a claim's next_attempt_at is its claim time: the sweep reads that)
+    con.execute("UPDATE webhook_deliveries SET claimed_at = claimed_at - 301,"
+                " next_attempt_at = next_attempt_at - 301 WHERE status = 'processing'")
     con.commit()
     con.close()
     w.restart()

@@ -781,7 +781,7 @@ def optional_signing_secret(t):
 def reset_to_received(w, where, args=()):
     con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
     con.execute("UPDATE webhook_deliveries SET status = 'received', processed_at = 0,"
-                " claimed_at = 0 WHERE connector = 'grafana' AND " + where, args)
+                " claimed_at = 0, next_attempt_at = 0 WHERE connector = 'grafana' AND " + where, args)
     con.commit()
     con.close()
 
@@ -852,8 +852,9 @@ def burst_then_kill9_every_acknowledged_delivery_kept(t):
     eq([d for d in acked if d not in have], [], "every acknowledged delivery survived")
     # Claims of the dead process are retried once their lease (300 s) has passed.
     con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
-    con.execute("UPDATE webhook_deliveries SET claimed_at = claimed_at - 301"
-                " WHERE status = 'processing'")
+    # (a claim's next_attempt_at is its claim time: the sweep reads that)
+    con.execute("UPDATE webhook_deliveries SET claimed_at = claimed_at - 301,"
+                " next_attempt_at = next_attempt_at - 301 WHERE status = 'processing'")
     con.commit()
     con.close()
     w.restart()

@@ -826,8 +826,8 @@ def test_concurrent_deliveries_and_kill9_recovery(t):
     con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
     n = con.execute("SELECT COUNT(*) FROM webhook_deliveries WHERE connector = 'pagerduty' AND delivery_id = ?",
                     (json.loads(b)["event"]["id"],)).fetchone()[0]
-    con.execute("UPDATE webhook_deliveries SET status = 'received', processed_at = 0, claimed_at = 0 "
-                "WHERE connector = 'pagerduty'")
+    con.execute("UPDATE webhook_deliveries SET status = 'received', processed_at = 0, claimed_at = 0, "
+                "next_attempt_at = 0 WHERE connector = 'pagerduty'")
     con.commit()
     con.close()
     eq(n, 1, "the acknowledged delivery is stored after kill -9")
