@@ -548,10 +548,13 @@ static const char *const m17_connectors_by_kind[] = {
  * are spent).  The failed rows of older builds still had attempts left
  * below their limit, 5: they are due at once, as they were; those that
  * reached it stay given up (a delivery that killed its worker each time
- * is not handed out again by the higher limit). */
+ * is not handed out again by the higher limit).  The default is 0, due:
+ * a row an older build inserts (a replica not yet upgraded, during a
+ * rolling upgrade) is never left out of the sweep; the sweep's query
+ * still reads the status. */
 static const char *const m18_webhook_next_attempt[] = {
-    "ALTER TABLE webhook_deliveries ADD COLUMN next_attempt_at BIGINT",
-    "UPDATE webhook_deliveries SET next_attempt_at = 0 WHERE status = 'failed' AND attempts < 5",
+    "ALTER TABLE webhook_deliveries ADD COLUMN next_attempt_at BIGINT DEFAULT 0",
+    "UPDATE webhook_deliveries SET next_attempt_at = NULL WHERE status = 'failed' AND attempts >= 5",
     NULL,
 };
 

@@ -1979,6 +1979,19 @@ static void test_webhook_upgrade_from_v17(void **state)
     assert_int_equal(store_webhook_set_org(f->s, "whd_old_unassigned", o.id), STORE_OK);
     assert_int_equal(store_webhook_list_open(f->s, "github", 8, 101, 2000, 8, ids, &n), STORE_OK);
     assert_int_equal(n, 4);
+    /* a row an older build inserts after the upgrade (a replica not yet
+     * upgraded), naming no next_attempt_at, is the sweep's too */
+    char q[512];
+    snprintf(q, sizeof(q),
+             "INSERT INTO webhook_deliveries (id, org_id, connector, delivery_id, body, body_encoding,"
+             " body_sha256, status, attempts, received_at, received_seq, claimed_at) VALUES"
+             " ('whd_old_build', '%s', 'github', 'whd_old_build', '{}', 'utf8', '', 'received', 0,"
+             " 1000, 1100, 0)",
+             o.id);
+    raw_exec(f, q);
+    assert_int_equal(store_webhook_list_open(f->s, "github", 8, 101, 2000, 8, ids, &n), STORE_OK);
+    assert_int_equal(n, 5);
+    assert_string_equal(ids[4], "whd_old_build");
 }
 
 /* Adoption keys (migration 14): a tenant's unassigned deliveries are read by
