@@ -845,6 +845,18 @@ test('labels and names: app: aurora-server and app.kubernetes.io/* on every obje
   assert.strictEqual(one(mustRender(['values-minimal.yaml'], { name: 'prod' }), 'Deployment').metadata.name, 'prod-aurora-server');
 });
 
+test('pod labels: the chart\'s app.kubernetes.io/* labels and commonLabels on the pods too, as on every object', () => {
+  for (const files of [['values-minimal.yaml'], ['values-full.yaml']]) {
+    const dep = one(mustRender(files), 'Deployment');
+    const pod = dep.spec.template.metadata.labels;
+    for (const [k, v] of Object.entries(dep.metadata.labels)) {
+      if (k in (valuesFile(files[files.length - 1]).labels || {})) continue; // the Deployment's own labels
+      assert.strictEqual(pod[k], v, `${files}: pod label ${k}`);
+    }
+    for (const [k, v] of Object.entries(dep.spec.selector.matchLabels)) assert.strictEqual(pod[k], v, `selector ${k}`);
+  }
+});
+
 test('scheduling and pod values of values-full.yaml reach the pod; image by digest from the registry', () => {
   const full = valuesFile('values-full.yaml');
   const dep = one(mustRender(['values-full.yaml']), 'Deployment');
