@@ -857,6 +857,30 @@ test('pod labels: the chart\'s app.kubernetes.io/* labels and commonLabels on th
   }
 });
 
+test('replicas: spread over nodes by default (preferred anti-affinity on the hostname); one replica, or affinity / topologySpreadConstraints given: none added', () => {
+  const spread = {
+    podAntiAffinity: {
+      preferredDuringSchedulingIgnoredDuringExecution: [{
+        weight: 100,
+        podAffinityTerm: {
+          topologyKey: 'kubernetes.io/hostname',
+          labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-server', 'app.kubernetes.io/instance': RELEASE } },
+        },
+      }],
+    },
+  };
+  const spec = (files) => one(mustRender(files), 'Deployment').spec.template.spec;
+  assert.deepStrictEqual(spec(['values-aws.yaml']).affinity, spread, 'two replicas');
+  assert.deepStrictEqual(spec(['values-aws.yaml', w('hpa', { replicaCount: 1, autoscaling: { enabled: true } })]).affinity, spread, 'autoscaled');
+  assert.strictEqual(spec(['values-minimal.yaml']).affinity, undefined, 'one replica');
+  const given = { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In', values: ['aurora'] }] }] } } };
+  assert.deepStrictEqual(spec(['values-aws.yaml', w('aff', { affinity: given })]).affinity, given, 'affinity given');
+  const tsc = [{ maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-server' } } }];
+  const s = spec(['values-aws.yaml', w('tsc', { topologySpreadConstraints: tsc })]);
+  assert.strictEqual(s.affinity, undefined, 'topologySpreadConstraints given');
+  assert.deepStrictEqual(s.topologySpreadConstraints, tsc);
+});
+
 test('scheduling and pod values of values-full.yaml reach the pod; image by digest from the registry', () => {
   const full = valuesFile('values-full.yaml');
   const dep = one(mustRender(['values-full.yaml']), 'Deployment');
