@@ -257,6 +257,8 @@ const RENDER_REJECTS = [
   ['the projected token without fsGroup (the agent could not read it)', { agent: { podSecurityContext: { fsGroup: null } } }, /set agent\.podSecurityContext\.fsGroup/],
   ['a Landlock variable in agent.env', { agent: { env: { AURORA_SANDBOX_ALLOWED_PORTS: 'all' } } }, /agent\.env\.AURORA_SANDBOX_ALLOWED_PORTS is set by the chart/],
   ['AURORA_CLOUD_ENV in agent.extraEnv', { agent: { extraEnv: [{ name: 'AURORA_CLOUD_ENV', value: 'gcloud:A=b' }] } }, /agent\.extraEnv AURORA_CLOUD_ENV is set by the chart/],
+  ['rbac.create bound to the namespace\'s default ServiceAccount (every pod in it would read the cluster)', { serviceAccount: { create: false } }, /rbac\.create binds the agent's ClusterRole to its ServiceAccount: with serviceAccount\.create false, name an existing account in serviceAccount\.name.*"default".*every pod of namespace aurora/],
+  ['rbac.create bound to "default" by name', { serviceAccount: { create: false, name: 'default' } }, /rbac\.create binds the agent's ClusterRole to its ServiceAccount/],
 ];
 for (const [what, override, re] of RENDER_REJECTS) {
   test(`render fails with a clear message: ${what}`, () => {

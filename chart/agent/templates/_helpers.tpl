@@ -162,6 +162,9 @@ with a message naming the value to set.
 {{- fail (printf "agent.extraEnv %s is set by the chart (from aurora.*, network.*, monitoring.*, policy.*, cloudExec.*, sandbox.* or agent.* values; the token only through its Secret): set that value instead" .name) }}
 {{- end }}
 {{- end }}
+{{- if and .Values.rbac.create (eq (include "aurora-agent.serviceAccountName" .) "default") }}
+{{- fail (printf "rbac.create binds the agent's ClusterRole to its ServiceAccount: with serviceAccount.create false, name an existing account in serviceAccount.name (not \"default\", which every pod of namespace %s runs as unless it names another: they would all read the cluster), or keep serviceAccount.create" .Release.Namespace) }}
+{{- end }}
 {{- $pdb := .Values.podDisruptionBudget }}
 {{- if and $pdb.enabled (not (kindIs "invalid" $pdb.minAvailable)) (not (kindIs "invalid" $pdb.maxUnavailable)) }}
 {{- fail "podDisruptionBudget: set only one of minAvailable and maxUnavailable (set the other to null)" }}
