@@ -668,7 +668,10 @@ test('replicas and autoscaling: replicaCount on the Deployment; with the HPA (au
 });
 
 test('Service: HTTPS + WSS on one port (5080 by default), the ops port beside it when set; plain http name with TLS off', () => {
-  const m = mustRender(['values-minimal.yaml']);
+  const d = mustRender(['values-minimal.yaml']);
+  assert.deepStrictEqual(one(d, 'Service').spec.ports, [{ name: 'https', port: 5080, targetPort: 'https', protocol: 'TCP', appProtocol: 'https' },
+    { name: 'ops', port: 9090, targetPort: 'ops', protocol: 'TCP', appProtocol: 'http' }]);
+  const m = mustRender(['values-minimal.yaml', w('ops-off', { opsPort: 0 })]);
   assert.deepStrictEqual(one(m, 'Service').spec.ports, [{ name: 'https', port: 5080, targetPort: 'https', protocol: 'TCP', appProtocol: 'https' }]);
   assert.deepStrictEqual(container(m).ports, [{ name: 'https', containerPort: 5080, protocol: 'TCP' }]);
   assert.strictEqual(envValue(container(m), 'AURORA_PORT'), '5080');
@@ -678,10 +681,10 @@ test('Service: HTTPS + WSS on one port (5080 by default), the ops port beside it
   assert.strictEqual(svc.spec.type, 'LoadBalancer');
   assert.deepStrictEqual(svc.metadata.annotations, { 'service.beta.kubernetes.io/aws-load-balancer-type': 'nlb' });
   assert.deepStrictEqual(svc.spec.ports, [{ name: 'https', port: 443, targetPort: 'https', protocol: 'TCP', appProtocol: 'https' },
-    { name: 'ops', port: 9090, targetPort: 'ops', protocol: 'TCP', appProtocol: 'http' }]);
-  assert.deepStrictEqual(container(f).ports, [{ name: 'https', containerPort: 8443, protocol: 'TCP' }, { name: 'ops', containerPort: 9090, protocol: 'TCP' }]);
+    { name: 'ops', port: 9102, targetPort: 'ops', protocol: 'TCP', appProtocol: 'http' }]);
+  assert.deepStrictEqual(container(f).ports, [{ name: 'https', containerPort: 8443, protocol: 'TCP' }, { name: 'ops', containerPort: 9102, protocol: 'TCP' }]);
   assert.strictEqual(envValue(container(f), 'AURORA_PORT'), '8443');
-  assert.strictEqual(envValue(container(f), 'AURORA_OPS_PORT'), '9090');
+  assert.strictEqual(envValue(container(f), 'AURORA_OPS_PORT'), '9102');
   assert.strictEqual(one(mustRender(['values-sqlite.yaml']), 'Service').spec.ports[0].name, 'http');
   // the server's own default port is the chart's
   assert.match(fs.readFileSync(path.join(ROOT, 'server', 'server_config.c'), 'utf8'), /"AURORA_PORT", "[^"]+", CFG_INT, "5080"/);
@@ -708,17 +711,32 @@ test('Ingress: the guide\'s ingress.hosts.api, / to the Service\'s HTTPS port, c
 });
 
 test('probes: liveness GET /health, readiness GET /ready; HTTPS on the main port with TLS, HTTP on the ops port or without TLS', () => {
-  const m = container(mustRender(['values-minimal.yaml']));
+  const m = container(mustRender(['values-minimal.yaml', w('probes-ops-off', { opsPort: 0 })]));
   assert.deepStrictEqual(m.livenessProbe, { httpGet: { path: '/health', port: 'https', scheme: 'HTTPS' }, initialDelaySeconds: 5, periodSeconds: 20, timeoutSeconds: 3, failureThreshold: 3 });
   assert.deepStrictEqual(m.readinessProbe, { httpGet: { path: '/ready', port: 'https', scheme: 'HTTPS' }, initialDelaySeconds: 2, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 });
   const f = container(mustRender(['values-full.yaml']));
   assert.deepStrictEqual(f.livenessProbe, { httpGet: { path: '/health', port: 'ops', scheme: 'HTTP' }, initialDelaySeconds: 11, periodSeconds: 31, timeoutSeconds: 6, failureThreshold: 4 });
   assert.deepStrictEqual(f.readinessProbe, { httpGet: { path: '/ready', port: 'ops', scheme: 'HTTP' }, initialDelaySeconds: 3, periodSeconds: 7, timeoutSeconds: 2, failureThreshold: 5, successThreshold: 2 });
-  const s = container(mustRender(['values-sqlite.yaml']));
+  const s = container(mustRender(['values-sqlite.yaml', w('probes-ops-off', { opsPort: 0 })]));
   assert.deepStrictEqual(s.livenessProbe.httpGet, { path: '/health', port: 'http', scheme: 'HTTP' });
   const off = container(mustRender(['values-minimal.yaml', w('probes-off', { livenessProbe: { enabled: false }, readinessProbe: { enabled: false } })]));
   assert.strictEqual(off.livenessProbe, undefined);
   assert.strictEqual(off.readinessProbe, undefined);
+});
+
+test('the default install probes and scrapes the ops listener (plain HTTP, exempt from connection admission), not the API port', () => {
+  // The API port refuses new connections at accept beyond AURORA_MAX_PENDING_HANDSHAKES
+  // (or AURORA_ACCEPT_RATE): during a reconnect storm or a flood of idle connections, a
+  // probe there is refused like any client, and three refused liveness probes restart a
+  // pod that was serving every tunnel it held. The ops listener is never refused.
+  const r = mustRender(['values-minimal.yaml', w('ops-default-sm', { serviceMonitor: { enabled: true }, networkPolicy: { enabled: true } })]);
+  const c = container(r);
+  assert.strictEqual(envValue(c, 'AURORA_OPS_PORT'), '9090');
+  assert.deepStrictEqual(c.livenessProbe.httpGet, { path: '/health', port: 'ops', scheme: 'HTTP' });
+  assert.deepStrictEqual(c.readinessProbe.httpGet, { path: '/ready', port: 'ops', scheme: 'HTTP' });
+  assert.ok(c.ports.some((p) => p.name === 'ops' && p.containerPort === 9090));
+  assert.deepStrictEqual(one(r, 'ServiceMonitor').spec.endpoints[0].port, 'ops');
+  assert.ok(one(r, 'NetworkPolicy').spec.ingress.some((i) => i.ports[0].port === 9090), 'the policy lets probes and scrapes in');
 });
 
 test('TLS: the certificate of tls.existingSecret mounted 0440 (AURORA_TLS_CERT/KEY); TLS off sets AURORA_PLAIN_HTTP and AURORA_TLS_TERMINATED_BY_PROXY', () => {
@@ -800,7 +818,7 @@ test('ServiceMonitor (monitoring.coreos.com/v1) only when enabled: /metrics on t
   assert.strictEqual(f.metadata.labels.release, 'kube-prometheus-stack');
   assert.deepStrictEqual(f.spec.endpoints, [{ port: 'ops', path: '/metrics', scheme: 'http', interval: '15s', scrapeTimeout: '5s' }]);
   assert.deepStrictEqual(f.spec.namespaceSelector, { matchNames: [NS] });
-  const t = one(mustRender(['values-vault-token.yaml']), 'ServiceMonitor');
+  const t = one(mustRender(['values-vault-token.yaml', w('sm-ops-off', { opsPort: 0 })]), 'ServiceMonitor');
   assert.deepStrictEqual(t.spec.endpoints, [{ port: 'https', path: '/metrics', scheme: 'https', interval: '30s', scrapeTimeout: '10s', tlsConfig: { insecureSkipVerify: true } }]);
 });
 
@@ -812,7 +830,7 @@ test('NetworkPolicy only when enabled: the API port from apiFrom, the ops port f
   const peers = { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-api', 'app.kubernetes.io/instance': RELEASE } } };
   assert.deepStrictEqual(f.spec.ingress, [
     { ports: [{ port: 8443, protocol: 'TCP' }], from: [...full.apiFrom, peers] },
-    { ports: [{ port: 9090, protocol: 'TCP' }], from: full.opsFrom }]);
+    { ports: [{ port: 9102, protocol: 'TCP' }], from: full.opsFrom }]);
   // restricted egress still lets a replica forward a command to the replica holding the
   // agent (Redis: many replicas), on the main port
   assert.deepStrictEqual(f.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] },
@@ -821,7 +839,7 @@ test('NetworkPolicy only when enabled: the API port from apiFrom, the ops port f
   assert.deepStrictEqual(single.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] }], 'one replica: no peer rule');
   const open = one(mustRender(['values-minimal.yaml', w('np-open', { networkPolicy: { enabled: true } })]), 'NetworkPolicy');
   assert.deepStrictEqual(open.spec, { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-server', 'app.kubernetes.io/instance': RELEASE } },
-    policyTypes: ['Ingress'], ingress: [{ ports: [{ port: 5080, protocol: 'TCP' }] }] });
+    policyTypes: ['Ingress'], ingress: [{ ports: [{ port: 5080, protocol: 'TCP' }] }, { ports: [{ port: 9090, protocol: 'TCP' }] }] });
 });
 
 test('labels and names: app: aurora-server and app.kubernetes.io/* on every object, selectors match, overrides apply', () => {
@@ -915,14 +933,15 @@ test('NOTES.txt: state store, secrets backend, verification commands, the agent\
   assert.match(r.notes, /State store: PostgreSQL \(config\.DATABASE_URL\); 1 replica\(s\)\./);
   assert.match(r.notes, /Secrets backend: local\./);
   assert.ok(r.notes.includes('kubectl get pods -n aurora -l app=aurora-server'));
-  assert.ok(r.notes.includes('curl -sk https://localhost:5080/health'));
+  assert.ok(r.notes.includes('curl -s localhost:9090/health'));
+  assert.ok(mustRender(['values-minimal.yaml', w('notes-ops-off', { opsPort: 0 })]).notes.includes('curl -sk https://localhost:5080/health'));
   assert.ok(r.notes.includes('wss://api.aurora.example.com/kubectl-agent'));
   assert.ok(r.notes.includes('helm install aurora-kubectl-agent ./chart/agent'));
   assert.match(r.notes, /self-signed certificate/);
   const f = mustRender(['values-full.yaml']);
   assert.match(f.notes, /3-10 replicas \(autoscaled\)/);
   assert.match(f.notes, /Secrets backend: vault \(https:\/\/vault\.example\.com:8200, kubernetes auth, role aurora-server\)\./);
-  assert.ok(f.notes.includes('curl -s localhost:9090/health'));
+  assert.ok(f.notes.includes('curl -s localhost:9102/health'));
   assert.ok(!f.notes.includes('self-signed'));
   assert.match(f.notes, /forward commands to each other at\n\$\(POD_IP\):8443 under \/internal\/forward\/\. Refuse that path at the edge/);
   assert.ok(!r.notes.includes('/internal/forward/'));
