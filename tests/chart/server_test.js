@@ -811,6 +811,16 @@ test('PodDisruptionBudget (policy/v1) only when enabled: minAvailable from value
   assert.strictEqual(pct.spec.maxUnavailable, '50%');
 });
 
+test('PodDisruptionBudget by default exactly when more than one replica may run (a drain leaves the others serving); enabled false: none', () => {
+  const auto = w('pdb-auto', { podDisruptionBudget: { enabled: null } });
+  const pdb = one(mustRender(['values-aws.yaml', auto]), 'PodDisruptionBudget');
+  assert.strictEqual(pdb.spec.maxUnavailable, 1, 'two replicas');
+  assert.strictEqual(one(mustRender(['values-aws.yaml', auto, w('pdb-hpa', { replicaCount: 1, autoscaling: { enabled: true } })]), 'PodDisruptionBudget').spec.maxUnavailable, 1, 'autoscaled');
+  assert.strictEqual(objs(mustRender(['values-minimal.yaml']), 'PodDisruptionBudget').length, 0, 'one replica: a budget would only block drains');
+  assert.strictEqual(objs(mustRender(['values-aws.yaml', w('pdb-off', { podDisruptionBudget: { enabled: false } })]), 'PodDisruptionBudget').length, 0);
+  mustFail(['values-aws.yaml', auto, w('pdb-both', { podDisruptionBudget: { minAvailable: 1 } })], /set only one of minAvailable and maxUnavailable/);
+});
+
 test('ServiceMonitor (monitoring.coreos.com/v1) only when enabled: /metrics on the ops port over HTTP, or on the HTTPS port with tlsConfig', () => {
   assert.strictEqual(objs(mustRender(['values-minimal.yaml']), 'ServiceMonitor').length, 0);
   const f = one(mustRender(['values-full.yaml']), 'ServiceMonitor');

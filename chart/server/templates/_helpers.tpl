@@ -137,6 +137,13 @@ eks.amazonaws.com/role-arn annotation given in serviceAccount.annotations. */}}
 {{- if .Values.autoscaling.enabled }}{{ int64 .Values.autoscaling.maxReplicas }}{{ else }}{{ int64 .Values.replicaCount }}{{ end }}
 {{- end }}
 
+{{/* "true" when the chart makes a PodDisruptionBudget: podDisruptionBudget.enabled, or when
+it is null (the default), whenever more than one replica may run. */}}
+{{- define "aurora-server.pdbEnabled" -}}
+{{- $e := .Values.podDisruptionBudget.enabled }}
+{{- if kindIs "invalid" $e }}{{ if gt (int64 (include "aurora-server.maxReplicas" .)) 1 }}true{{ end }}{{ else if $e }}true{{ end }}
+{{- end }}
+
 {{/* The checks no JSON schema can say; every template includes them once (deployment.yaml). */}}
 {{- define "aurora-server.validate" -}}
 {{- $cfg := .Values.config }}
@@ -215,7 +222,7 @@ eks.amazonaws.com/role-arn annotation given in serviceAccount.annotations. */}}
 {{- fail "ingress.hosts.api is required with ingress.enabled (the backend host, e.g. api.aurora.example.com)" }}
 {{- end }}
 {{- with .Values.podDisruptionBudget }}
-{{- if and .enabled (not (kindIs "invalid" .minAvailable)) (not (kindIs "invalid" .maxUnavailable)) }}
+{{- if and (include "aurora-server.pdbEnabled" $) (not (kindIs "invalid" .minAvailable)) (not (kindIs "invalid" .maxUnavailable)) }}
 {{- fail "podDisruptionBudget: set only one of minAvailable and maxUnavailable (the other to null)" }}
 {{- end }}
 {{- end }}
