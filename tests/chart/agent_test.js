@@ -581,12 +581,19 @@ test('PodDisruptionBudget only when enabled (policy/v1; policy/v1beta1 before Ku
   assert.strictEqual(objs(mustRender(['values-minimal.yaml']), 'PodDisruptionBudget').length, 0);
   const pdb = one(mustRender(['values-full.yaml']), 'PodDisruptionBudget');
   assert.strictEqual(pdb.apiVersion, 'policy/v1');
-  assert.deepStrictEqual(pdb.spec, { minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-agent', 'app.kubernetes.io/instance': RELEASE } } });
+  assert.deepStrictEqual(pdb.spec, { minAvailable: 1, unhealthyPodEvictionPolicy: 'IfHealthyBudget', selector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-agent', 'app.kubernetes.io/instance': RELEASE } } });
   assert.deepStrictEqual(one(mustRender(['values-existing-secret.yaml']), 'PodDisruptionBudget').spec.maxUnavailable, '50%');
   const defaultPdb = one(mustRender(['values-minimal.yaml', writeValues('pdb-on', { podDisruptionBudget: { enabled: true } })]), 'PodDisruptionBudget');
   assert.strictEqual(defaultPdb.spec.maxUnavailable, 1);
   const old = one(mustRender(['values-full.yaml'], { kubeVersion: '1.20.15' }), 'PodDisruptionBudget');
   assert.strictEqual(old.apiVersion, 'policy/v1beta1');
+});
+
+test('PodDisruptionBudget: unready agents (no tunnel while Aurora is unreachable) never block a node drain: unhealthyPodEvictionPolicy AlwaysAllow from Kubernetes 1.27', () => {
+  const on = writeValues('pdb-on-unhealthy', { podDisruptionBudget: { enabled: true } });
+  assert.strictEqual(one(mustRender(['values-minimal.yaml', on]), 'PodDisruptionBudget').spec.unhealthyPodEvictionPolicy, 'AlwaysAllow');
+  assert.ok(!('unhealthyPodEvictionPolicy' in one(mustRender(['values-minimal.yaml', on], { kubeVersion: '1.26.9' }), 'PodDisruptionBudget').spec), 'unknown before 1.27');
+  assert.ok(!('unhealthyPodEvictionPolicy' in one(mustRender(['values-full.yaml'], { kubeVersion: '1.20.15' }), 'PodDisruptionBudget').spec), 'policy/v1beta1');
 });
 
 test('NetworkPolicy: on with cloudExec (null follows it), or as set; ingress only to the health/metrics port, egress DNS and all but the metadata endpoints', () => {

@@ -805,7 +805,7 @@ test('PodDisruptionBudget (policy/v1) only when enabled: minAvailable from value
   assert.strictEqual(objs(mustRender(['values-minimal.yaml']), 'PodDisruptionBudget').length, 0);
   const f = one(mustRender(['values-full.yaml']), 'PodDisruptionBudget');
   assert.strictEqual(f.apiVersion, 'policy/v1');
-  assert.deepStrictEqual(f.spec, { minAvailable: 2, selector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-api', 'app.kubernetes.io/instance': RELEASE } } });
+  assert.deepStrictEqual(f.spec, { minAvailable: 2, unhealthyPodEvictionPolicy: 'IfHealthyBudget', selector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-api', 'app.kubernetes.io/instance': RELEASE } } });
   assert.strictEqual(one(mustRender(['values-aws.yaml']), 'PodDisruptionBudget').spec.maxUnavailable, 1);
   const pct = one(mustRender(['values-aws.yaml', w('pdb-pct', { podDisruptionBudget: { maxUnavailable: '50%' } })]), 'PodDisruptionBudget');
   assert.strictEqual(pct.spec.maxUnavailable, '50%');
@@ -819,6 +819,11 @@ test('PodDisruptionBudget by default exactly when more than one replica may run 
   assert.strictEqual(objs(mustRender(['values-minimal.yaml']), 'PodDisruptionBudget').length, 0, 'one replica: a budget would only block drains');
   assert.strictEqual(objs(mustRender(['values-aws.yaml', w('pdb-off', { podDisruptionBudget: { enabled: false } })]), 'PodDisruptionBudget').length, 0);
   mustFail(['values-aws.yaml', auto, w('pdb-both', { podDisruptionBudget: { minAvailable: 1 } })], /set only one of minAvailable and maxUnavailable/);
+});
+
+test('PodDisruptionBudget: unready replicas (state store or secrets backend down: all of them at once) never block a node drain: unhealthyPodEvictionPolicy AlwaysAllow from Kubernetes 1.27', () => {
+  assert.strictEqual(one(mustRender(['values-aws.yaml']), 'PodDisruptionBudget').spec.unhealthyPodEvictionPolicy, 'AlwaysAllow');
+  assert.ok(!('unhealthyPodEvictionPolicy' in one(mustRender(['values-aws.yaml'], { kubeVersion: '1.26.9' }), 'PodDisruptionBudget').spec), 'unknown before 1.27');
 });
 
 test('ServiceMonitor (monitoring.coreos.com/v1) only when enabled: /metrics on the ops port over HTTP, or on the HTTPS port with tlsConfig', () => {
