@@ -739,6 +739,20 @@ test('the default install probes and scrapes the ops listener (plain HTTP, exemp
   assert.ok(one(r, 'NetworkPolicy').spec.ingress.some((i) => i.ports[0].port === 9090), 'the policy lets probes and scrapes in');
 });
 
+test('startup probe: the server migrates the state store before it listens at all; liveness waits for GET /health to answer first (up to 10 minutes by default)', () => {
+  // store_open (schema migrations under an advisory lock, instance_start's sweep) runs
+  // before any listener, the ops one included: a migration longer than the liveness
+  // probe's ~65 s got the pod killed mid-migration, the transaction rolled back, and the
+  // next start began again, forever.
+  const m = container(mustRender(['values-minimal.yaml']));
+  assert.deepStrictEqual(m.startupProbe, { httpGet: { path: '/health', port: 'ops', scheme: 'HTTP' }, initialDelaySeconds: 0, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 120 });
+  const off = container(mustRender(['values-minimal.yaml', w('ops-off-startup', { opsPort: 0 })]));
+  assert.deepStrictEqual(off.startupProbe.httpGet, { path: '/health', port: 'https', scheme: 'HTTPS' });
+  const f = container(mustRender(['values-full.yaml']));
+  assert.deepStrictEqual(f.startupProbe, { httpGet: { path: '/health', port: 'ops', scheme: 'HTTP' }, initialDelaySeconds: 1, periodSeconds: 4, timeoutSeconds: 2, failureThreshold: 300 });
+  assert.strictEqual(container(mustRender(['values-minimal.yaml', w('startup-off', { startupProbe: { enabled: false } })])).startupProbe, undefined);
+});
+
 test('TLS: the certificate of tls.existingSecret mounted 0440 (AURORA_TLS_CERT/KEY); TLS off sets AURORA_PLAIN_HTTP and AURORA_TLS_TERMINATED_BY_PROXY', () => {
   const r = mustRender(['values-full.yaml']);
   const c = container(r);
@@ -833,7 +847,7 @@ test('ServiceMonitor (monitoring.coreos.com/v1) only when enabled: /metrics on t
   assert.strictEqual(f.metadata.labels.release, 'kube-prometheus-stack');
   assert.deepStrictEqual(f.spec.endpoints, [{ port: 'ops', path: '/metrics', scheme: 'http', interval: '15s', scrapeTimeout: '5s' }]);
   assert.deepStrictEqual(f.spec.namespaceSelector, { matchNames: [NS] });
-  const t = one(mustRender(['values-vault-token.yaml', w('sm-ops-off', { opsPort: 0 })]), 'ServiceMonitor');
+  const t = one(mustRender(['values-vault-token.yaml']), 'ServiceMonitor');
   assert.deepStrictEqual(t.spec.endpoints, [{ port: 'https', path: '/metrics', scheme: 'https', interval: '30s', scrapeTimeout: '10s', tlsConfig: { insecureSkipVerify: true } }]);
 });
 
