@@ -753,6 +753,19 @@ test('startup probe: the server migrates the state store before it listens at al
   assert.strictEqual(container(mustRender(['values-minimal.yaml', w('startup-off', { startupProbe: { enabled: false } })])).startupProbe, undefined);
 });
 
+test('the data volume keeps its files\' modes across restarts: fsGroupChangePolicy OnRootMismatch', () => {
+  // With the default (Always) the kubelet walks an fsGroup volume at every mount and adds
+  // group read-write to every file: the local backend's master.key (0600 on the claim of a
+  // single SQLite replica) became 0660 at the first restart, and the server refuses a key
+  // file others could replace ("accessible by other users (mode 0660)"): every stored
+  // credential unusable, the pod never ready.
+  for (const f of ['values-sqlite.yaml', 'values-minimal.yaml', 'values-full.yaml']) {
+    const psc = one(mustRender([f]), 'Deployment').spec.template.spec.securityContext;
+    assert.strictEqual(psc.fsGroupChangePolicy, 'OnRootMismatch', f);
+    assert.ok(psc.fsGroup, f);
+  }
+});
+
 test('TLS: the certificate of tls.existingSecret mounted 0440 (AURORA_TLS_CERT/KEY); TLS off sets AURORA_PLAIN_HTTP and AURORA_TLS_TERMINATED_BY_PROXY', () => {
   const r = mustRender(['values-full.yaml']);
   const c = container(r);
