@@ -3121,12 +3121,12 @@ int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t st
     return changes > 0 ? STORE_OK : STORE_CONFLICT;
 }
 
-int store_webhook_finish(store_t *s, const char *id, const char *status, const char *error,
-                         int64_t now, int64_t retry_at)
+int store_webhook_finish(store_t *s, const char *id, int64_t claimed_at, const char *status,
+                         const char *error, int64_t now, int64_t retry_at)
 {
     if (!s)
         return STORE_ERR;
-    if (!id || !status ||
+    if (!id || !status || claimed_at <= 0 ||
         (strcmp(status, "processed") && strcmp(status, "ignored") && strcmp(status, "failed")))
         return serr(s, "store_webhook_finish: bad argument");
     /* The error line is informative only: cut it to the column's size (at a
@@ -3145,11 +3145,19 @@ int store_webhook_finish(store_t *s, const char *id, const char *status, const c
     int64_t at = now_or_clock(now);
     int failed = !strcmp(status, "failed");
     db_param p[] = { p_text(status), p_text(line), DB_P_INT(failed ? 0 : at),
-                     failed && retry_at >= 0 ? DB_P_INT(retry_at) : DB_P_TEXT(NULL), p_text(id) };
+                     failed && retry_at >= 0 ? DB_P_INT(retry_at) : DB_P_TEXT(NULL), p_text(id),
+                     DB_P_INT(claimed_at) };
+    /* The claim is the caller's while claimed_at is its own: a claim taken
+     * over after the lease has a later claimed_at (store_webhook_claim needs
+     * the old one before now - lease).  A claim the sweep expired on its
+     * last attempt is "failed" with next_attempt_at NULL and the same
+     * claimed_at until someone claims it again (or the operator puts it
+     * back: next_attempt_at 0). */
     if (run_exec(s, "finishing webhook delivery",
                  "UPDATE webhook_deliveries SET status = ?, last_error = ?, processed_at = ?,"
-                 " next_attempt_at = ? WHERE id = ? AND status = 'processing'",
-                 p, 5, &changes) != STORE_OK)
+                 " next_attempt_at = ? WHERE id = ? AND claimed_at = ? AND (status = 'processing'"
+                 " OR (status = 'failed' AND next_attempt_at IS NULL))",
+                 p, 6, &changes) != STORE_OK)
         return STORE_ERR;
     return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
 }

@@ -442,9 +442,15 @@ int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t st
 /* Final status of a claimed delivery: "processed", "ignored" or "failed"
  * (error: one line naming no secret, may be NULL).  A failed delivery is
  * not open again before retry_at (Unix seconds; 0: at once; < 0: never,
- * its attempts are spent, until store_webhook_retry_failed). */
-int store_webhook_finish(store_t *s, const char *id, const char *status, const char *error,
-                         int64_t now, int64_t retry_at);
+ * its attempts are spent, until store_webhook_retry_failed).  claimed_at
+ * is the `now` of the caller's store_webhook_claim: the outcome is written
+ * only while that claim is the row's last one, still "processing" or
+ * failed by store_webhook_expire_claims (a worker slower than the lease on
+ * its last attempt: its real outcome replaces the expiry).  NOT_FOUND when
+ * another worker claimed the row since, or it was processed, ignored or put
+ * back by store_webhook_retry_failed. */
+int store_webhook_finish(store_t *s, const char *id, int64_t claimed_at, const char *status,
+                         const char *error, int64_t now, int64_t retry_at);
 /* Assigns a delivery stored without an organization to org_id ("unassigned"
  * becomes "received", any other status is kept).  NOT_FOUND when no such
  * row without an organization, or no such organization. */

@@ -855,6 +855,8 @@ int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char 
 {
     if (!spec->process)
         return KIT_WH_NOT_OPEN;
+    if (now <= 0)
+        now = (int64_t)time(NULL); /* the claim's claimed_at, which finish names */
     store_webhook_delivery d;
     int rc = store_webhook_get(w->store, NULL, spec->connector, id, &d);
     if (rc == STORE_NOT_FOUND)
@@ -895,8 +897,15 @@ int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char 
     int64_t retry_at = out != KIT_WH_FAILED       ? 0
                        : attempt >= attempts_of(spec) ? -1
                                                       : now + kit_webhook_retry_delay(attempt);
-    if (store_webhook_finish(w->store, id, status, out == KIT_WH_FAILED ? err : NULL, now,
-                             retry_at) != STORE_OK)
+    /* Named by this claim's time: a worker slower than the lease still
+     * records its outcome unless another worker took the delivery over. */
+    rc = store_webhook_finish(w->store, id, now, status, out == KIT_WH_FAILED ? err : NULL, now,
+                              retry_at);
+    if (rc == STORE_NOT_FOUND)
+        log_warn("webhook %s: %s is no longer this worker's (its lease ran out and it was "
+                 "claimed again or put back); outcome %s not recorded",
+                 spec->connector, id, status);
+    else if (rc != STORE_OK)
         log_error("webhook %s: recording the outcome of %s: %s", spec->connector, id,
                   store_errmsg(w->store));
     return out;

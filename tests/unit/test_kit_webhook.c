@@ -1442,6 +1442,73 @@ static void test_poison_claim_not_retried_forever(void **state)
     assert_int_equal(committed_rows(f, "delivery_id = 'slow-1' AND status = 'processing'"), 1);
 }
 
+/* A live worker slower than the lease: while it works, a sweep elsewhere
+ * (clock at its claim + lease + 1) expires the claim.  On its last attempt
+ * the row is marked failed; the worker's real result, reported after, is
+ * what is kept, since nobody claimed the row meanwhile.  A worker whose
+ * stale claim another one took over does not overwrite that one's row. */
+static int64_t g_slow_at;      /* the clock of the sweep run mid-processing */
+static const kit_webhook_spec *g_slow_spec;
+static int g_slow_depth;
+static int slow_process_cb(worker_ctx *w, const store_webhook_delivery *d, char *err,
+                           size_t errlen)
+{
+    (void)d;
+    g_process_calls++;
+    if (g_slow_depth == 0) { /* the slow worker: a sweep runs while it works */
+        g_slow_depth++;
+        assert_true(kit_webhook_process_open(w, g_slow_spec, 10, g_slow_at) >= 0);
+        g_slow_depth--;
+        return KIT_WH_PROCESSED;
+    }
+    if (g_process_fail) { /* the worker that took the stale claim over */
+        snprintf(err, errlen, "second worker failed");
+        return KIT_WH_FAILED;
+    }
+    return KIT_WH_PROCESSED;
+}
+
+static void test_slow_worker_result_kept(void **state)
+{
+    fx *f = *state;
+    set_secrets(GH_SECRET, NULL, NULL);
+    kit_webhook_spec spec = github_spec();
+    spec.process = slow_process_cb;
+    spec.max_attempts = 1;
+    g_slow_spec = &spec;
+    int64_t t = 1700000000;
+    call c;
+    gh_call(&c, GH_INSTALL_BODY, GH_INSTALL_SIG, "slow-last");
+    run_call(&c, &spec, t);
+    char id[STORE_ID_LEN];
+    snprintf(id, sizeof(id), "%s", resp_str(&c, "id"));
+    free_call(&c);
+    g_process_calls = 0;
+    g_slow_at = t + KIT_WH_CLAIM_LEASE_S + 1;
+    assert_int_equal(kit_webhook_process(&f->w, &spec, id, t), KIT_WH_PROCESSED);
+    assert_int_equal(g_process_calls, 1); /* the sweep expired it, did not rerun it */
+    assert_int_equal(committed_rows(f, "delivery_id = 'slow-last' AND status = 'processed'"
+                                       " AND attempts = 1 AND processed_at = 1700000000"
+                                       " AND next_attempt_at IS NULL"),
+                     1);
+    /* an attempt left: the sweep hands the stale claim to another worker,
+     * whose outcome (here a failure on the last attempt) stands */
+    spec.max_attempts = 2;
+    g_process_fail = 1;
+    gh_call(&c, GH_INSTALL_BODY, GH_INSTALL_SIG, "slow-taken");
+    run_call(&c, &spec, t);
+    snprintf(id, sizeof(id), "%s", resp_str(&c, "id"));
+    free_call(&c);
+    g_process_calls = 0;
+    assert_int_equal(kit_webhook_process(&f->w, &spec, id, t), KIT_WH_PROCESSED);
+    assert_int_equal(g_process_calls, 2);
+    assert_int_equal(committed_rows(f, "delivery_id = 'slow-taken' AND status = 'failed'"
+                                       " AND attempts = 2 AND last_error = 'second worker failed'"
+                                       " AND next_attempt_at IS NULL"),
+                     1);
+    g_process_fail = 0;
+}
+
 /* GitHub: the installation is not bound to an organization yet. */
 static void test_unknown_tenant_kept_then_adopted(void **state)
 {
@@ -1919,9 +1986,14 @@ static void webhook_store_sequence(store_t *s)
     assert_string_equal(ids[0], first);
     assert_int_equal(store_webhook_claim(s, first, 5, 0, 100), STORE_OK);
     assert_int_equal(store_webhook_claim(s, first, 5, 0, 101), STORE_CONFLICT);
-    assert_int_equal(store_webhook_finish(s, first, "processed", NULL, 102, 0), STORE_OK);
-    assert_int_equal(store_webhook_finish(s, first, "processed", NULL, 103, 0), STORE_NOT_FOUND);
-    assert_int_equal(store_webhook_finish(s, u.id, "bogus", NULL, 103, 0), STORE_ERR);
+    /* named by another claim's time: not this one's outcome */
+    assert_int_equal(store_webhook_finish(s, first, 99, "processed", NULL, 102, 0),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_finish(s, first, 100, "processed", NULL, 102, 0), STORE_OK);
+    assert_int_equal(store_webhook_finish(s, first, 100, "processed", NULL, 103, 0),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_finish(s, first, 0, "processed", NULL, 103, 0), STORE_ERR);
+    assert_int_equal(store_webhook_finish(s, u.id, 100, "bogus", NULL, 103, 0), STORE_ERR);
     assert_int_equal(store_webhook_get(s, org.id, "github", first, &got), STORE_OK);
     assert_string_equal(got.status, "processed");
     assert_int_equal(got.processed_at, 102);
@@ -1929,7 +2001,7 @@ static void webhook_store_sequence(store_t *s)
     store_webhook_free(&got);
     /* a failure waits for its retry time; the operator puts it back at once */
     assert_int_equal(store_webhook_claim(s, u.id, 5, 0, 200), STORE_OK);
-    assert_int_equal(store_webhook_finish(s, u.id, "failed", "down", 201, 500), STORE_OK);
+    assert_int_equal(store_webhook_finish(s, u.id, 200, "failed", "down", 201, 500), STORE_OK);
     assert_int_equal(store_webhook_list_open(s, "github", 5, 0, 499, 4, ids, &n), STORE_OK);
     assert_int_equal(n, 0);
     assert_int_equal(store_webhook_claim(s, u.id, 5, 0, 499), STORE_CONFLICT);
@@ -1940,7 +2012,7 @@ static void webhook_store_sequence(store_t *s)
     assert_int_equal(n, 0); /* no attempts left */
     /* failed on its last attempt: never again, whatever the limit */
     assert_int_equal(store_webhook_claim(s, u.id, 5, 0, 500), STORE_OK);
-    assert_int_equal(store_webhook_finish(s, u.id, "failed", "down", 501, -1), STORE_OK);
+    assert_int_equal(store_webhook_finish(s, u.id, 500, "failed", "down", 501, -1), STORE_OK);
     assert_int_equal(store_webhook_list_open(s, "github", 5, 0, INT64_MAX, 4, ids, &n),
                      STORE_OK);
     assert_int_equal(n, 0);
@@ -2030,6 +2102,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_outage_ridden_out_with_backoff, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_claim_recovered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_claim_not_retried_forever, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_worker_result_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_tenant_kept_then_adopted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binding_during_intake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt_batches_and_backfill, setup, teardown),

@@ -1852,16 +1852,18 @@ static void test_webhook_sweep_reads_open_rows_only(void **state)
         sweep_row(f->s, a.id, name, id);
         assert_int_equal(store_webhook_claim(f->s, id, 8, 0, 100), STORE_OK);
         if (i % 3 == 0)
-            assert_int_equal(store_webhook_finish(f->s, id, "processed", NULL, 101, 0), STORE_OK);
+            assert_int_equal(store_webhook_finish(f->s, id, 100, "processed", NULL, 101, 0),
+                             STORE_OK);
         else if (i % 3 == 1)
-            assert_int_equal(store_webhook_finish(f->s, id, "ignored", NULL, 101, 0), STORE_OK);
+            assert_int_equal(store_webhook_finish(f->s, id, 100, "ignored", NULL, 101, 0),
+                             STORE_OK);
         else /* its last attempt */
-            assert_int_equal(store_webhook_finish(f->s, id, "failed", "x", 101, -1), STORE_OK);
+            assert_int_equal(store_webhook_finish(f->s, id, 100, "failed", "x", 101, -1), STORE_OK);
     }
     sweep_row(f->s, a.id, "open-received", received);
     sweep_row(f->s, a.id, "open-retry", retry);
     assert_int_equal(store_webhook_claim(f->s, retry, 8, 0, 100), STORE_OK);
-    assert_int_equal(store_webhook_finish(f->s, retry, "failed", "x", 101, 500), STORE_OK);
+    assert_int_equal(store_webhook_finish(f->s, retry, 100, "failed", "x", 101, 500), STORE_OK);
     sweep_row(f->s, a.id, "open-claimed", claimed);
     assert_int_equal(store_webhook_claim(f->s, claimed, 8, 0, 200), STORE_OK);
     /* what each sweep hands out, by time */
