@@ -67,7 +67,10 @@ typedef struct {
  *   error.created               firing, fingerprint = data.error.issue_id
  * dedup_key: "<issue_id>:<action>" plus, for issues, ":<lastSeen>" when the
  * payload has one (a regression brings a new event, so a second resolution
- * after it is not a duplicate) and, for errors, ":error:<event_id>". */
+ * after it is not a duplicate) and, for errors, ":error:<event_id>".
+ * a.occurred_at: firstSeen (created), lastSeen (unresolved), the event's
+ * datetime (error.created), else 0: the caller dates the change by the
+ * delivery's received_at. */
 int sentry_alert_from_payload(const char *resource, const char *action, const struct cJSON *body,
                               sentry_alert *out, char *err, size_t errlen);
 

@@ -33,7 +33,9 @@
 #include "incident_normalize.h"
 #include "incident_summary.h"
 #include "incidents.h"
+#include "kit_webhook.h"
 #include "pg_harness.h"
+#include "sentry.h"
 #include "store.h"
 #include "store_incidents.h"
 #include "timefmt.h"
@@ -674,6 +676,89 @@ static void test_late_resolution_inside_the_incident_of_both(void **state)
                      T0 + 1200);
 }
 
+/* ---- through the Sentry connector's processing ------------------------------ */
+
+static void take_sentry_spec(const kit_webhook_spec *spec, void *arg)
+{
+    if (!strcmp(spec->connector, "sentry"))
+        *(const kit_webhook_spec **)arg = spec;
+}
+
+static const kit_webhook_spec *sentry_spec(void)
+{
+    static const kit_webhook_spec *spec;
+    if (!spec) {
+        connector_sentry.register_routes();
+        kit_webhook_foreach(take_sentry_spec, &spec);
+    }
+    assert_non_null(spec);
+    return spec;
+}
+
+/* An issue delivery of Sentry's documented shape, stored as the intake
+ * stores it and received at `received` (the store's clock, set back). */
+static void sentry_issue(fixture *f, const char *action, int64_t first_seen, int64_t last_seen,
+                         int64_t received, char id[STORE_ID_LEN])
+{
+    char first[TIME_RFC3339_LEN], last[TIME_RFC3339_LEN], body[512];
+    assert_int_equal(time_rfc3339(first_seen, first), 0);
+    assert_int_equal(time_rfc3339(last_seen, last), 0);
+    snprintf(body, sizeof(body),
+             "{\"action\":\"%s\",\"data\":{\"issue\":{\"id\":\"5150\","
+             "\"title\":\"TypeError: x is undefined\",\"level\":\"error\","
+             "\"firstSeen\":\"%s\",\"lastSeen\":\"%s\",\"project\":{\"slug\":\"web\"}}}}",
+             action, first, last);
+    store_webhook_delivery d = { .verified = 1 };
+    snprintf(d.org_id, sizeof(d.org_id), "%s", f->org);
+    snprintf(d.connector, sizeof(d.connector), "sentry");
+    snprintf(d.delivery_id, sizeof(d.delivery_id), "req-%d", ++f->delivery);
+    snprintf(d.event, sizeof(d.event), "issue");
+    snprintf(d.action, sizeof(d.action), "%s", action);
+    assert_int_equal(store_webhook_insert(f->s, &d, body, strlen(body), 0), STORE_OK);
+    memcpy(id, d.id, STORE_ID_LEN);
+    const db_engine *eng = db_engine_for(f->at.url);
+    db_t *db = NULL;
+    char err[256];
+    assert_int_equal(eng->open(f->at.url, &db, err, sizeof(err)), DB_OK);
+    db_param p[] = { DB_P_INT(received), DB_P_TEXT(id) };
+    int64_t changed = 0;
+    if (eng->exec(db, "UPDATE webhook_deliveries SET received_at = ? WHERE id = ?", p, 2,
+                  &changed) != DB_OK)
+        fail_msg("setting received_at: %s", eng->errmsg(db));
+    assert_int_equal(changed, 1);
+    eng->close(db);
+}
+
+/* A Sentry resolution happened when Sentry sent it (its payload dates
+ * nothing else: lastSeen is the issue's last event).  Processed late (its
+ * first attempt failed and the retry came on a backoff, or the queue was
+ * full), after the issue regressed, it must still end only the instance it
+ * followed: taken at processing time, it "happened" after the regression
+ * started and resolved the incident while the issue fired again. */
+static void test_sentry_late_resolution_dated_by_delivery(void **state)
+{
+    fixture *f = *state;
+    const kit_webhook_spec *spec = sentry_spec();
+    int64_t now = (int64_t)time(NULL);
+    char created[STORE_ID_LEN], resolved[STORE_ID_LEN], regressed[STORE_ID_LEN], st[32];
+    sentry_issue(f, "created", now - 3600, now - 3600, now - 3600, created);
+    sentry_issue(f, "resolved", now - 3600, now - 3000, now - 1800, resolved);
+    sentry_issue(f, "unresolved", now - 3600, now - 600, now - 600, regressed);
+    assert_int_equal(kit_webhook_process(&f->w, spec, created, now), KIT_WH_PROCESSED);
+    assert_int_equal(kit_webhook_process(&f->w, spec, regressed, now), KIT_WH_PROCESSED);
+    char incident[STORE_ID_LEN];
+    sql_text(f, "SELECT id FROM incidents WHERE org_id = ?", f->org, incident, sizeof(incident));
+    assert_int_equal(sql_int(f, "SELECT alert_count FROM incidents WHERE id = ?", incident), 2);
+    /* the resolution of 30 minutes ago, processed now */
+    assert_int_equal(kit_webhook_process(&f->w, spec, resolved, now), KIT_WH_PROCESSED);
+    incident_status(f, incident, st, sizeof(st));
+    assert_string_equal(st, "open"); /* the regression still fires */
+    assert_int_equal(sql_int(f, "SELECT occurred_at FROM incident_alerts WHERE org_id = ?"
+                                " AND state = 'resolved'",
+                             f->org),
+                     now - 1800);
+}
+
 /* A firing notification of an instance already resolved, processed after
  * its resolution (Grafana repeats a group's still-firing alerts with the
  * same startsAt; deliveries are processed in parallel and retried): it is
@@ -1200,6 +1285,7 @@ int main(void)
         BOTH(test_late_firing_copy_after_resolution),
         BOTH(test_late_resolution_of_earlier_instance),
         BOTH(test_late_resolution_inside_the_incident_of_both),
+        BOTH(test_sentry_late_resolution_dated_by_delivery),
         BOTH(test_window_and_service),
         BOTH(test_acknowledge_and_info),
         BOTH(test_concurrent_same_fingerprint),
