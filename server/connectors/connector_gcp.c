@@ -785,10 +785,14 @@ static void gcp_disconnecting(worker_ctx *w, const auth_ctx *who, const store_co
  *                                     other projects (public images, a
  *                                     shared VPC host) stay usable
  *   --account, --impersonate-service-account, --access-token-file,
- *   --configuration, auth login, auth activate-service-account
+ *   --credential-file-override (hidden), --configuration, auth login,
+ *   auth activate-service-account
  *                                     refused: the connector chooses the
  *                                     identity (and a configuration could
  *                                     hold another project)
+ *   --universe-domain (hidden)        refused: every API host becomes
+ *                                     <api>.<domain>, and the bearer token
+ *                                     goes there (checked with gcloud 528)
  *   --flags-file                      refused: flags read from a file are
  *                                     not checked
  * gcloud accepts no abbreviated flags ("--proj=x" is an error: checked with
@@ -804,6 +808,9 @@ static const cloud_flag gcloud_flags[] = {
     { .name = "--impersonate-service-account", .kind = CLOUD_FLAG_REFUSE,
       .why = WHY_GCP_IDENTITY },
     { .name = "--access-token-file", .kind = CLOUD_FLAG_REFUSE, .why = WHY_GCP_IDENTITY },
+    { .name = "--credential-file-override", .kind = CLOUD_FLAG_REFUSE, .why = WHY_GCP_IDENTITY },
+    { .name = "--universe-domain", .kind = CLOUD_FLAG_REFUSE,
+      .why = "it sends the connection's token to the API hosts of another domain" },
     { .name = "--configuration", .kind = CLOUD_FLAG_REFUSE,
       .why = "a named configuration could hold another account or project" },
     { .name = "--flags-file", .kind = CLOUD_FLAG_REFUSE,

