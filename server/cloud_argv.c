@@ -159,12 +159,45 @@ static int word_char(unsigned char c)
     return isalnum(c) || c == '_' || c == '-';
 }
 
-static int scan_refs_in(cloud_argv_result *s, const cloud_ref *refs, const char *text, int argi)
+/* The characters that end a URL's host (urllib3 and WHATWG parsers). */
+static const char *host_breaker(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strchr("/?#\\", v[i]))
+            return v + i;
+    return NULL;
+}
+
+static int refuse_host_part(cloud_argv_result *s, const cloud_cli *cli, const char *where,
+                            const char *v)
+{
+    char shown[80];
+    cloud_argv_shown(v, shown, sizeof(shown));
+    return refuse(s, 403, EC_REFUSED,
+                  "%s (%s) is not allowed: %s builds an API host name from it, and a '/', '?', "
+                  "'#' or '\\' there would send the request and its credentials to another host",
+                  where, shown, cli->program);
+}
+
+static int scan_refs_in(cloud_argv_result *s, const cloud_cli *cli, const char *text, int argi)
 {
     char what[32];
     snprintf(what, sizeof(what), "argument %d", argi + 1);
-    for (const cloud_ref *r = refs; r && (r->prefix || r->suffix); r++) {
-        if (r->prefix) {
+    for (const cloud_ref *r = cli->refs; r && (r->prefix || r->suffix); r++) {
+        if (r->prefix && r->host_part) {
+            size_t pl = strlen(r->prefix);
+            for (const char *p = strcasestr(text, r->prefix); p; p = strcasestr(p + 1, r->prefix)) {
+                if (isalnum((unsigned char)r->prefix[0]) && p > text &&
+                    word_char((unsigned char)p[-1]))
+                    continue;
+                const char *seg = p + pl;
+                size_t n = 0;
+                while (seg[n] && seg[n] != '/' && (unsigned char)seg[n] > 0x20)
+                    n++;
+                if (host_breaker(seg, n))
+                    return refuse_host_part(s, cli, what, seg);
+            }
+        } else if (r->prefix) {
             size_t pl = strlen(r->prefix);
             for (const char *p = strcasestr(text, r->prefix); p; p = strcasestr(p + 1, r->prefix)) {
                 if (isalnum((unsigned char)r->prefix[0]) && p > text &&
@@ -213,11 +246,11 @@ static int percent_decode(const char *in, char *out)
 }
 
 /* References in an argument, as written and as a server would decode it. */
-static int scan_refs(cloud_argv_result *s, const cloud_ref *refs, const char *arg, int argi)
+static int scan_refs(cloud_argv_result *s, const cloud_cli *cli, const char *arg, int argi)
 {
-    if (!refs)
+    if (!cli->refs)
         return 0;
-    if (scan_refs_in(s, refs, arg, argi) < 0)
+    if (scan_refs_in(s, cli, arg, argi) < 0)
         return -1;
     if (!strchr(arg, '%'))
         return 0;
@@ -231,7 +264,7 @@ static int scan_refs(cloud_argv_result *s, const cloud_ref *refs, const char *ar
     }
     memcpy(a, arg, n + 1);
     for (int round = 0; round < MAX_DECODE_ROUNDS && rc == 0 && percent_decode(a, b); round++) {
-        rc = scan_refs_in(s, refs, b, argi);
+        rc = scan_refs_in(s, cli, b, argi);
         char *t = a;
         a = b;
         b = t;
@@ -319,7 +352,7 @@ int cloud_argv_scan(const cloud_cli *cli, int argc, const char *const *argv, clo
                    "give the value itself", i + 1, shown, cli->program);
             goto out;
         }
-        if (scan_refs(s, cli->refs, argv[i], i) < 0)
+        if (scan_refs(s, cli, argv[i], i) < 0)
             goto out;
     }
     /* Flags and positionals, as the CLI's parser reads them. */
@@ -387,6 +420,10 @@ int cloud_argv_scan(const cloud_cli *cli, int argc, const char *const *argv, clo
         }
         if (!attached && i + 1 < argc && !(argv[i + 1][0] == '-' && argv[i + 1][1]))
             val = argv[++i];
+        if (f->host_part && val && host_breaker(val, strlen(val))) {
+            refuse_host_part(s, cli, f->name, val);
+            goto out;
+        }
         if (f->kind != CLOUD_FLAG_SELECT)
             continue;
         if (!val || !*val) {

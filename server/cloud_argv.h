@@ -23,7 +23,9 @@
  *     unambiguous prefixes (argparse: `az … --subs X`, `aws --prof X`);
  *   - a selector without a value;
  *   - argument indirection: az reads `@path` (a whole argument, or after
- *     the first '=') as the file's content — which could be a flag.
+ *     the first '=') as the file's content — which could be a flag;
+ *   - a value the CLI makes part of an API host name (host_part) holding a
+ *     character that ends the host ('/', '?', '#', '\\').
  *
  * Positionals: a word that is not a flag, nor the value of a flag the table
  * knows to take one.  After an unknown flag written without '=', the next
@@ -50,6 +52,10 @@ typedef struct {
     const char *context; /* NULL: every command; else the command's leading words must
                             begin with these ("account", "account show") */
     const char *why;     /* REFUSE: the end of "… is not allowed: <why>" */
+    int host_part;       /* the CLI builds an API host name from its value (gcloud's
+                            regional endpoints, https://<region>-aiplatform.googleapis.com/):
+                            a '/', '?', '#' or '\\' in it is refused, as it would end the
+                            host there and send the request, token included, elsewhere */
 } cloud_flag;
 
 typedef enum { CLOUD_CMD_REFUSE = 0, CLOUD_CMD_SELECT } cloud_cmd_kind;
@@ -69,6 +75,8 @@ typedef struct {
                            of an argument or after a character that is not [A-Za-z0-9_-]) */
     const char *suffix; /* or ".iam.gserviceaccount.com": the id is between an '@' and it */
     const char *dest;
+    int host_part;      /* prefix only: the segment after it (up to the next '/') is put
+                           in a host name, as cloud_flag.host_part; checked, not reported */
 } cloud_ref;
 
 typedef struct {

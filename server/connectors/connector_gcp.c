@@ -790,6 +790,12 @@ static void gcp_disconnecting(worker_ctx *w, const auth_ctx *who, const store_co
  *                                     refused: the connector chooses the
  *                                     identity (and a configuration could
  *                                     hold another project)
+ *   --region, --location, --zone,     a '/', '?', '#' or '\\' in the value
+ *   locations/<l>, regions/<r>,       is refused: gcloud builds regional
+ *   zones/<z> in any argument         API hosts from them
+ *                                     (https://<region>-aiplatform.googleapis.com/),
+ *                                     so the host would end there and the
+ *                                     token go to it (checked with gcloud 528)
  *   --universe-domain (hidden)        refused: every API host becomes
  *                                     <api>.<domain>, and the bearer token
  *                                     goes there (checked with gcloud 528)
@@ -819,6 +825,11 @@ static const cloud_flag gcloud_flags[] = {
     { .name = "--flatten" }, { .name = "--format" }, { .name = "--verbosity" },
     { .name = "--trace-token" }, { .name = "--filter" }, { .name = "--limit" },
     { .name = "--page-size" }, { .name = "--sort-by" },
+    /* regional API hosts are built from these (ai, ml-engine, run:
+     * https://<region>-<api>.googleapis.com/; artifacts, pubsub lite,
+     * resource-manager tags, gkemulticloud: --location / --zone) */
+    { .name = "--region", .host_part = 1 }, { .name = "--location", .host_part = 1 },
+    { .name = "--zone", .host_part = 1 },
     /* the projects and billing projects commands' own */
     { .name = "--member" }, { .name = "--role" }, { .name = "--condition" },
     { .name = "--condition-from-file" }, { .name = "--name" }, { .name = "--labels" },
@@ -850,6 +861,9 @@ static const cloud_cmd gcloud_cmds[] = {
 static const cloud_ref gcloud_refs[] = {
     { .prefix = "projects/", .dest = "project" },
     { .suffix = ".iam.gserviceaccount.com", .dest = "project" },
+    /* and from the location of a resource name */
+    { .prefix = "locations/", .host_part = 1 }, { .prefix = "regions/", .host_part = 1 },
+    { .prefix = "zones/", .host_part = 1 },
     { .prefix = NULL, .suffix = NULL },
 };
 static const cloud_cli gcp_gcloud_argv = {

@@ -834,6 +834,11 @@ def cloud_exec_checks_every_project_selector_in_argv(t):
             (["compute", "zones", "list", "--account=other@example.com"], 403, "CLOUD_ARG_REFUSED"),
             (["compute", "zones", "list", "--access-token-file=/var/run/secrets/token"], 403, "CLOUD_ARG_REFUSED"),
             (["auth", "activate-service-account", "--key-file=k.json"], 403, "CLOUD_ARG_REFUSED"),
+            # the token sent to a host the command names (gcloud 528 --log-http)
+            (["compute", "zones", "list", "--universe-domain=evil.example"], 403, "CLOUD_ARG_REFUSED"),
+            (["ai", "endpoints", "list", "--region=evil.example/x"], 403, "CLOUD_ARG_REFUSED"),
+            (["ai", "endpoints", "describe", "projects/proj-alpha/locations/evil.example?/endpoints/e"], 403,
+             "CLOUD_ARG_REFUSED"),
             (["compute", "zones", "list", "--project"], 400, "BAD_REQUEST"),
         ]
         for args, status, code in refused:
@@ -858,6 +863,7 @@ def cloud_exec_checks_every_project_selector_in_argv(t):
             (["compute", "images", "describe", "projects/debian-cloud/global/images/debian-12"], None),
             (["compute", "instances", "create", "vm", "--image-project=debian-cloud", "--format=json"], None),
             (["projects", "list", "--filter=lifecycleState:ACTIVE"], None),
+            (["ai", "endpoints", "list", "--region=us-central1"], None),
             (["compute", "ssh", "vm", "--", "--project=proj-beta"], None),
         ]
         for args, want in ok:

