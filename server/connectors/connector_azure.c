@@ -617,10 +617,25 @@ static char *access_token(worker_ctx *w, const auth_ctx *who, const store_connec
  *                                       command's subscription) is allowed
  *   az login                            refused: the connector chooses the
  *                                       identity (--identity would be the pod's)
+ *   az rest --url/--uri/-u              az sends the Resource Manager token to a
+ *                                       URL that merely starts with the ARM
+ *                                       endpoint (url.startswith(
+ *                                       resource_manager.rstrip('/')), az 2.45),
+ *                                       and makes a URL without "://" relative
+ *                                       to it whatever its first character:
+ *                                       `.evil.example/x` and
+ *                                       `https://management.azure.com@evil.example/`
+ *                                       both reach evil.example with the token.
+ *                                       A URL without "://" must start with '/';
+ *                                       one that starts with AZURE_MANAGEMENT_BASE
+ *                                       must go on with '/', '?', '#' or end
+ *   az rest --resource                  refused: az sends that resource's token
+ *                                       to the --url, whatever its host
  * az accepts unambiguous prefixes (`--subs X` is --subscription, checked with
  * the real az): an abbreviation of these flags is refused, as is az's
  * "@file" argument indirection.  Its command words always come first. */
 #define AZ_SUB "subscription"
+#define AZ_REST_URL "rest URL"
 #define AZ_PROFILE_SUB(ctx)                                                                       \
     { .name = "--name", .kind = CLOUD_FLAG_SELECT, .dest = AZ_SUB, .primary = 1, .context = ctx }, \
     { .name = "-n", .kind = CLOUD_FLAG_SELECT, .dest = AZ_SUB, .primary = 1, .context = ctx }
@@ -629,6 +644,11 @@ static const cloud_flag az_flags[] = {
     AZ_PROFILE_SUB("account show"),
     AZ_PROFILE_SUB("account list-locations"),
     AZ_PROFILE_SUB("account get-access-token"),
+    { .name = "--url", .kind = CLOUD_FLAG_SELECT, .dest = AZ_REST_URL, .context = "rest" },
+    { .name = "--uri", .kind = CLOUD_FLAG_SELECT, .dest = AZ_REST_URL, .context = "rest" },
+    { .name = "-u", .kind = CLOUD_FLAG_SELECT, .dest = AZ_REST_URL, .context = "rest" },
+    { .name = "--resource", .kind = CLOUD_FLAG_REFUSE, .context = "rest",
+      .why = "az would send that resource's token to the --url, whatever its host" },
     { .name = "-s", .kind = CLOUD_FLAG_SELECT, .dest = AZ_SUB, .primary = 1, .context = "account" },
     { .name = "--subscription", .kind = CLOUD_FLAG_SELECT, .dest = AZ_SUB, .primary = 1 },
     /* value shorthands that `az account …` commands share: "-otsv" is -o tsv */
@@ -676,15 +696,43 @@ static int az_resolve(const cJSON *subs, const char *v, int by_name, const char 
     return 0;
 }
 
+/* 1 if az rest sends the Resource Manager token for url (see the table)
+ * only to the Resource Manager at base. */
+static int rest_url_ok(const char *base, const char *url)
+{
+    if (!strstr(url, "://"))
+        return url[0] == '/'; /* az prefixes it with the endpoint, as is */
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    if (bl == 0 || strncasecmp(url, base, bl) != 0)
+        return 1; /* another host: az finds no token of the connection for it */
+    return url[bl] == '\0' || strchr("/?#", url[bl]) != NULL;
+}
+
 /* Every selector the scan found: 0 (*primary: the subscription the command
  * names, or NULL), or -1 with a 403 in resp. */
-static int az_check_selectors(const cJSON *subs, const cloud_argv_result *scan,
-                              const char **primary, http_response *resp)
+static int az_check_selectors(const worker_ctx *w, const cJSON *subs,
+                              const cloud_argv_result *scan, const char **primary,
+                              http_response *resp)
 {
     *primary = NULL;
     for (int i = 0; i < scan->n; i++) {
         const cloud_selector *s = &scan->sel[i];
         const char *id = NULL;
+        if (!strcmp(s->dest, AZ_REST_URL)) {
+            if (!rest_url_ok(mgmt_base(w), s->value)) {
+                char shown[80];
+                cloud_argv_shown(s->value, shown, sizeof(shown));
+                http_resp_error(resp, 403, "AZURE_REST_URL_NOT_ALLOWED",
+                                "az rest %s %s is not allowed: az would send the Resource "
+                                "Manager token to another host; give a resource id from its "
+                                "leading '/' or a URL under %s/",
+                                s->what, shown, mgmt_base(w));
+                return -1;
+            }
+            continue;
+        }
         if (s->source == CLOUD_SEL_EMBEDDED && !strcmp(s->value, "{subscriptionId}"))
             continue;
         if (az_resolve(subs, s->value, s->source != CLOUD_SEL_EMBEDDED, &id) < 0) {
@@ -726,7 +774,7 @@ static int az_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
         goto out;
     }
     const char *sub, *in_argv;
-    if (az_check_selectors(subs, scan, &in_argv, resp) < 0)
+    if (az_check_selectors(w, subs, scan, &in_argv, resp) < 0)
         goto out;
     if (target && *target) {
         sub = pick_subscription(subs, target);

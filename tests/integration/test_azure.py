@@ -574,6 +574,15 @@ def test_cloud_exec_checks_every_subscription_selector_in_argv(t):
          403, "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
         (["role", "assignment", "list", "--scope=/subscriptions/%s" % foreign], 403,
          "AZURE_SUBSCRIPTION_NOT_ALLOWED"),
+        # az rest sends the Resource Manager token to a URL that merely starts
+        # with the ARM endpoint (az 2.45: url.startswith(resource_manager.rstrip('/'))),
+        # and prefixes a relative URL with it whatever its first character
+        (["rest", "--url", _peers["mgmt"].rstrip("/") + ".evil.example/x"], 403, "AZURE_REST_URL_NOT_ALLOWED"),
+        (["rest", "--uri", _peers["mgmt"].rstrip("/") + "@evil.example/x"], 403, "AZURE_REST_URL_NOT_ALLOWED"),
+        (["rest", "-u", ".evil.example/x"], 403, "AZURE_REST_URL_NOT_ALLOWED"),
+        (["rest", "--url=:443@evil.example/x"], 403, "AZURE_REST_URL_NOT_ALLOWED"),
+        (["rest", "--url", "https://evil.example/", "--resource", "https://management.azure.com/"], 403,
+         "CLOUD_ARG_REFUSED"),
         (["group", "list", "--subscription", "@/etc/hostname"], 403, "CLOUD_ARG_REFUSED"),
         (["@/etc/hostname"], 403, "CLOUD_ARG_REFUSED"),
         (["login", "--identity"], 403, "CLOUD_ARG_REFUSED"),
@@ -597,6 +606,8 @@ def test_cloud_exec_checks_every_subscription_selector_in_argv(t):
         k = len(a.execs())
         eq((ex["argv"], ex["env"]["AZURE_SUBSCRIPTION_ID"]), (args, other), "argv and subscription")
     for args in (["rest", "--url", "/subscriptions/{subscriptionId}/resourcegroups?api-version=2021-04-01"],
+                 ["rest", "--url", _peers["mgmt"].rstrip("/") + "/subscriptions?api-version=2020-01-01"],
+                 ["rest", "--url", "https://example.com/no-token-for-this-host"],
                  ["resource", "show", "--ids", "/subscriptions/%s/resourceGroups/rg/providers/a/b/c" % other],
                  ["vm", "show", "-n", "vm1", "-g", "rg", "--query", "[?name=='@x']"]):
         r = az(w, key, cid, args=args)

@@ -212,13 +212,29 @@ static const row rows[] = {
     /* subscriptions inside resource ids and URLs */
     { "azure", "rest --method get --url https://management.azure.com/subscriptions/" S2
                "/resourcegroups?api-version=2021-04-01",
-      "E:subscription=" S2, NULL },
+      "E:subscription=" S2 " | F:rest URL=https://management.azure.com/subscriptions/" S2
+      "/resourcegroups?api-version=2021-04-01", NULL },
     { "azure", "rest --url /subscriptions/{subscriptionId}/resourcegroups",
-      "E:subscription={subscriptionId}", NULL },
+      "E:subscription={subscriptionId} | F:rest URL=/subscriptions/{subscriptionId}/resourcegroups",
+      NULL },
     { "azure", "resource show --ids /SUBSCRIPTIONS/" S2 "/resourceGroups/rg/providers/a/b/c",
       "E:subscription=" S2, NULL },
     { "azure", "rest --url https://management.azure.com/subscriptions%2F" S2 "%2Fx",
-      "E:subscription=" S2, NULL },
+      "E:subscription=" S2 " | F:rest URL=https://management.azure.com/subscriptions%2F" S2 "%2Fx",
+      NULL },
+    /* az rest: the URL the Resource Manager token is sent to (the connector
+     * checks its host), every spelling; --resource picks the token whatever
+     * the URL's host */
+    { "azure", "rest --uri .evil.example/x", "F:rest URL=.evil.example/x", NULL },
+    { "azure", "rest -u https://x.example", "F:rest URL=https://x.example", NULL },
+    { "azure", "rest -uhttps://x.example", "F:rest URL=https://x.example", NULL },
+    { "azure", "rest --url=a --uri b", "!CLOUD_ARG_AMBIGUOUS", "more than once" },
+    { "azure", "rest --ur .evil.example/x", "!CLOUD_ARG_AMBIGUOUS", NULL },
+    { "azure", "rest --url /x --resource https://management.azure.com/", "!CLOUD_ARG_REFUSED",
+      "--resource" },
+    { "azure", "rest --url https://evil.example/ --res=https://management.azure.com/",
+      "!CLOUD_ARG_AMBIGUOUS", NULL },
+    { "azure", "webapp create -n a -g rg -u https://x", "", NULL },
     { "azure", "role assignment list --scope=/subscriptions/" S1 " --subscription " S1,
       "E:subscription=" S1 " | F*:subscription=" S1, NULL },
     { "azure", "login --identity", "!CLOUD_ARG_REFUSED", "az login" },
