@@ -773,11 +773,14 @@ static void gcp_disconnecting(worker_ctx *w, const auth_ctx *who, const store_co
 /* What a gcloud command may select, and how each is checked
  * (cloud_argv.h reads the argv; gcp_check_selectors decides):
  *
- *   --project, --billing-project      a project of the connection that is
- *   projects <verb> PROJECT           enabled, by id or number (a connection
- *   billing projects <verb> PROJECT   that lists no project — OAuth without
- *                                     Resource Manager access — has nothing
- *                                     disabled and is not restricted)
+ *   --project, --billing-project,     a project of the connection that is
+ *   --host-project (shared VPC)       enabled, by id or number (a connection
+ *   projects <verb> PROJECT           that lists no project — OAuth without
+ *   billing [accounts] projects <verb> PROJECT   Resource Manager access —
+ *   compute shared-vpc <verb> PROJECT has nothing disabled and is not
+ *                                     restricted); shared-vpc's PROJECT_ID is
+ *                                     args.project: the later of it and
+ *                                     --project wins
  *   projects/<p>, <sa>@<p>.iam.gserviceaccount.com anywhere in an argument
  *                                     (resource names, URIs, service
  *                                     accounts): refused when <p> is a
@@ -810,6 +813,7 @@ static void gcp_disconnecting(worker_ctx *w, const auth_ctx *who, const store_co
 static const cloud_flag gcloud_flags[] = {
     { .name = "--project", .kind = CLOUD_FLAG_SELECT, .dest = "project", .primary = 1 },
     { .name = "--billing-project", .kind = CLOUD_FLAG_SELECT, .dest = "billing project" },
+    { .name = "--host-project", .kind = CLOUD_FLAG_SELECT, .dest = "host project" },
     { .name = "--account", .kind = CLOUD_FLAG_REFUSE, .why = WHY_GCP_IDENTITY },
     { .name = "--impersonate-service-account", .kind = CLOUD_FLAG_REFUSE,
       .why = WHY_GCP_IDENTITY },
@@ -856,6 +860,18 @@ static const cloud_cmd gcloud_cmds[] = {
     { .words = "billing projects describe", .kind = CLOUD_CMD_SELECT, .dest = "project" },
     { .words = "billing projects link", .kind = CLOUD_CMD_SELECT, .dest = "project" },
     { .words = "billing projects unlink", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "accounts projects link", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "accounts projects unlink", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    /* PROJECT_ID here shares args.project with --project: the later one wins,
+     * so `gcloud --project=a compute shared-vpc enable b` enables b */
+    { .words = "shared-vpc enable", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "shared-vpc disable", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "shared-vpc get-host-project", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "shared-vpc list-associated-resources", .kind = CLOUD_CMD_SELECT,
+      .dest = "project" },
+    { .words = "associated-projects add", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "associated-projects remove", .kind = CLOUD_CMD_SELECT, .dest = "project" },
+    { .words = "associated-projects list", .kind = CLOUD_CMD_SELECT, .dest = "project" },
     { .words = NULL },
 };
 static const cloud_ref gcloud_refs[] = {

@@ -814,6 +814,10 @@ def cloud_exec_checks_every_project_selector_in_argv(t):
             (["--project=proj-alpha", "projects", "add-iam-policy-binding", "proj-beta",
               "--member=user:x@example.com", "--role=roles/owner"], 403, "GCP_PROJECT_DISABLED"),
             (["billing", "projects", "unlink", "proj-beta"], 403, "GCP_PROJECT_DISABLED"),
+            # the positional shares args.project with --project: gcloud 528 enables proj-beta
+            (["--project=proj-alpha", "compute", "shared-vpc", "enable", "proj-beta"], 403, "GCP_PROJECT_DISABLED"),
+            (["compute", "shared-vpc", "associated-projects", "add", "proj-gamma", "--host-project=proj-beta"], 403,
+             "GCP_PROJECT_DISABLED"),
             (["compute", "zones", "list", "--billing-project=proj-beta"], 403, "GCP_PROJECT_DISABLED"),
             (["compute", "zones", "list", "--billing-project", "proj-beta"], 403, "GCP_PROJECT_DISABLED"),
             (["compute", "zones", "list", "--project=100000000002"], 403, "GCP_PROJECT_DISABLED"),
