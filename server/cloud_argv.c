@@ -85,12 +85,27 @@ static int context_ok(const cloud_flag *f, const char *const *lead, int nlead)
     return !f->context || words_lead(f->context, lead, nlead);
 }
 
+static int wildcard(const cloud_flag *f)
+{
+    return !strncmp(f->name, "--*", 3);
+}
+
 static const cloud_flag *find_flag(const cloud_cli *cli, const char *name, size_t len,
                                    const char *const *lead, int nlead)
 {
     for (const cloud_flag *f = cli->flags; f && f->name; f++)
-        if (strlen(f->name) == len && !strncmp(f->name, name, len) && context_ok(f, lead, nlead))
+        if (!wildcard(f) && strlen(f->name) == len && !strncmp(f->name, name, len) &&
+            context_ok(f, lead, nlead))
             return f;
+    /* "--*-project": a long flag (not "--" alone) that ends with "-project" */
+    for (const cloud_flag *f = cli->flags; f && f->name; f++) {
+        if (!wildcard(f) || !context_ok(f, lead, nlead))
+            continue;
+        size_t sl = strlen(f->name + 3);
+        if (len > 2 + sl && name[0] == '-' && name[1] == '-' &&
+            !strncmp(name + len - sl, f->name + 3, sl))
+            return f;
+    }
     return NULL;
 }
 
@@ -102,7 +117,8 @@ static const cloud_flag *abbreviation_of(const cloud_cli *cli, const char *name,
     if (!cli->abbrev || len < 3 || name[1] != '-')
         return NULL;
     for (const cloud_flag *f = cli->flags; f && f->name; f++)
-        if (f->kind != CLOUD_FLAG_VALUE && f->name[1] == '-' && strlen(f->name) > len &&
+        if (f->kind != CLOUD_FLAG_VALUE && !wildcard(f) && f->name[1] == '-' &&
+            strlen(f->name) > len &&
             !strncmp(f->name, name, len) && context_ok(f, lead, nlead))
             return f;
     return NULL;
@@ -423,6 +439,18 @@ int cloud_argv_scan(const cloud_cli *cli, int argc, const char *const *argv, clo
         if (f->host_part && val && host_breaker(val, strlen(val))) {
             refuse_host_part(s, cli, f->name, val);
             goto out;
+        }
+        if (f->kind == CLOUD_FLAG_REFER && val && *val) {
+            char typed[80];
+            size_t tl = strcspn(t, "=");
+            snprintf(typed, sizeof(typed), "%.*s", (int)(tl < 64 ? tl : 64), t);
+            cloud_argv_shown(typed, shown, sizeof(shown));
+            if (add_sel(s, val, strlen(val), f->dest, CLOUD_SEL_EMBEDDED, 0, shown) < 0)
+                goto out;
+            /* a boolean flag may end the same way: its "value" is checked as
+             * a positional too, as after an unknown flag */
+            if (!attached)
+                pos[npos++] = i;
         }
         if (f->kind != CLOUD_FLAG_SELECT)
             continue;

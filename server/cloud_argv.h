@@ -41,10 +41,14 @@ typedef enum {
     CLOUD_FLAG_VALUE = 0, /* takes a value; nothing to check */
     CLOUD_FLAG_SELECT,    /* takes a value that selects: reported */
     CLOUD_FLAG_REFUSE,    /* never allowed */
+    CLOUD_FLAG_REFER,     /* takes a value naming a dest the command also reaches (not
+                             the one it runs in): reported like a reference inside an
+                             argument (CLOUD_SEL_EMBEDDED), repeats allowed */
 } cloud_flag_kind;
 
 typedef struct {
-    const char *name;    /* "--project", "-s" */
+    const char *name;    /* "--project", "-s"; "--*-project": every long flag that ends
+                            with "-project" and no other row names */
     cloud_flag_kind kind;
     const char *dest;    /* SELECT: what it selects ("project"); two flags with one dest
                             are one setting ("--subscription" and "-s") */

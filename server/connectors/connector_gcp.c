@@ -782,11 +782,10 @@ static void gcp_disconnecting(worker_ctx *w, const auth_ctx *who, const store_co
  *                                     args.project: the later of it and
  *                                     --project wins
  *   projects/<p>, <sa>@<p>.iam.gserviceaccount.com anywhere in an argument
- *                                     (resource names, URIs, service
- *                                     accounts): refused when <p> is a
- *                                     disabled project of the connection;
- *                                     other projects (public images, a
- *                                     shared VPC host) stay usable
+ *   (resource names, URIs, service    refused when <p> is a disabled
+ *   accounts); --<anything>-project   project of the connection; other
+ *   (--image-project, --kms-project,  projects (public images, a shared
+ *   --target-project, …)              VPC host) stay usable
  *   --account, --impersonate-service-account, --access-token-file,
  *   --credential-file-override (hidden), --configuration, auth login,
  *   auth activate-service-account
@@ -814,6 +813,9 @@ static const cloud_flag gcloud_flags[] = {
     { .name = "--project", .kind = CLOUD_FLAG_SELECT, .dest = "project", .primary = 1 },
     { .name = "--billing-project", .kind = CLOUD_FLAG_SELECT, .dest = "billing project" },
     { .name = "--host-project", .kind = CLOUD_FLAG_SELECT, .dest = "host project" },
+    /* --image-project, --kms-project, --target-project, …: another project the
+     * command reaches, checked like projects/<id> (gcloud 528 has ~90 of them) */
+    { .name = "--*-project", .kind = CLOUD_FLAG_REFER, .dest = "project" },
     { .name = "--account", .kind = CLOUD_FLAG_REFUSE, .why = WHY_GCP_IDENTITY },
     { .name = "--impersonate-service-account", .kind = CLOUD_FLAG_REFUSE,
       .why = WHY_GCP_IDENTITY },
