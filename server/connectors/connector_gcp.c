@@ -277,10 +277,25 @@ static int oauth_mint(worker_ctx *w, const char *secret_ref, char **token, int64
 static const kit_call_errors crm_errors = { .service = "Cloud Resource Manager",
                                             .failed = "GCP_PROJECTS_FAILED" };
 
-/* One page's ACTIVE projects into arr (a cJSON array); 0, or -1 when the
- * page is not a JSON object. */
-static int add_projects(const kit_call_resp *r, void *arr)
+/* The project list a connection keeps: it is stored in the row and read by
+ * every cloud_exec, so a hostile or broken answer (up to 4 MiB a page, up to
+ * GCP_MAX_PROJECT_PAGES pages) must not make it hundreds of megabytes.
+ * Google's project names have at most 30 characters. */
+#define MAX_PROJECTS 10000
+#define MAX_PROJECT_NAME 256
+
+typedef struct {
+    cJSON *arr;
+    int n;
+    int capped;
+} project_list;
+
+/* One page's ACTIVE projects into the list; 0, or -1 when the page is not a
+ * JSON object. */
+static int add_projects(const kit_call_resp *r, void *ctx)
 {
+    project_list *pl = ctx;
+    cJSON *arr = pl->arr;
     cJSON *j = kit_call_json(r);
     const cJSON *ps = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "projects") : NULL;
     const cJSON *p;
@@ -293,6 +308,10 @@ static int add_projects(const kit_call_resp *r, void *arr)
             continue;
         if (state && strcmp(state, "ACTIVE") != 0)
             continue; /* DELETE_REQUESTED projects cannot be investigated */
+        if (pl->n >= MAX_PROJECTS) {
+            pl->capped = 1;
+            break;
+        }
         cJSON *o = cJSON_CreateObject();
         if (!o)
             continue;
@@ -301,9 +320,10 @@ static int add_projects(const kit_call_resp *r, void *arr)
         const char *num = api_json_str(p, "projectNumber");
         if (num && *num && strlen(num) <= 32 && strspn(num, "0123456789") == strlen(num))
             cJSON_AddStringToObject(o, "number", num);
-        cJSON_AddStringToObject(o, "name", name ? name : id);
+        cJSON_AddStringToObject(o, "name", name && strlen(name) <= MAX_PROJECT_NAME ? name : id);
         cJSON_AddBoolToObject(o, "enabled", 1);
         cJSON_AddItemToArray(arr, o);
+        pl->n++;
     }
     int ok = cJSON_IsObject(j);
     cJSON_Delete(j);
@@ -337,7 +357,9 @@ static int api_not_enabled(const kit_call_resp *r)
 
 /* Appends every project of every page to arr ([{id, name, enabled}]):
  * projects.list through the kit pager (nextPageToken sent back as
- * pageToken, never off GCP_CRM_URL, at most GCP_MAX_PROJECT_PAGES pages). */
+ * pageToken, never off GCP_CRM_URL, at most GCP_MAX_PROJECT_PAGES pages),
+ * at most MAX_PROJECTS of them, names longer than MAX_PROJECT_NAME replaced
+ * by the id. */
 static int list_projects(worker_ctx *w, const char *token, cJSON *arr, http_response *resp)
 {
     const char *base = setting(w, "GCP_CRM_URL", "https://cloudresourcemanager.googleapis.com");
@@ -352,8 +374,12 @@ static int list_projects(worker_ctx *w, const char *token, cJSON *arr, http_resp
                          .cursor_param = "pageToken",
                          .max_pages = max_pages > 0 ? (int)max_pages : 100 };
     kit_walk wk;
-    int rc = kit_pager_walk(&q, &pc, add_projects, arr, &wk);
+    project_list pl = { .arr = arr, .n = cJSON_GetArraySize(arr) };
+    int rc = kit_pager_walk(&q, &pc, add_projects, &pl, &wk);
     free(url);
+    if (rc == AUR_OK && pl.capped)
+        log_warn("gcp: projects.list gave more than %d projects; the first %d are kept",
+                 MAX_PROJECTS, MAX_PROJECTS);
     if (rc == AUR_OK && wk.capped)
         log_warn("gcp: projects.list stopped after %d pages", wk.pages);
     else if (wk.bad_page)

@@ -324,6 +324,16 @@ def refresh_failure_and_no_projects(t):
         r = connect_sa(w, key, user_key=k)
         eq((r.status, r.error_code), (400, "GCP_API_NOT_ENABLED"), "API disabled (%r)" % r)
         contains(r.get("error"), "API not enabled", "API disabled")
+        # a hostile or broken answer: 30000 projects, a 300000-character name,
+        # within the client's 4 MiB: the connection keeps a bounded list
+        fx_mode(projects_mode="huge")
+        r = connect_sa(w, key, user_key=k)
+        eq(r.status, 200, "huge project list (%r)" % r)
+        ps = r.json["projects"]
+        eq(len(ps), 10000, "projects kept")
+        eq((ps[0]["id"], ps[0]["name"]), ("proj-h00000", "proj-h00000"), "an oversized name is not kept")
+        check(len(r.body) < 2 << 20, "the answer is bounded", len(r.body))
+        eq(w.delete("/api/connectors/gcp", key=k).status, 200, "disconnect")
     finally:
         fx_mode(token_mode="ok", projects_mode="ok")
     s = w.get("/api/connectors/status", key=k)
