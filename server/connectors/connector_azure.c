@@ -57,6 +57,7 @@
 #define AZ_SCOPE_USER "https://management.azure.com/user_impersonation offline_access openid profile"
 #define AZ_API_VERSION "2020-01-01"
 #define AZ_MAX_SUBSCRIPTIONS 1000
+#define AZ_MAX_NAME 256
 #define MSG_NO_SUB "No enabled subscription found"
 
 extern const connector connector_azure;
@@ -241,8 +242,10 @@ static int add_subscriptions(const kit_call_resp *r, void *subs)
             continue;
         cJSON *s = cJSON_CreateObject();
         cJSON_AddStringToObject(s, "id", id);
-        cJSON_AddStringToObject(s, "name", name ? name : "");
-        cJSON_AddStringToObject(s, "state", state ? state : "");
+        /* kept in the row every cloud_exec reads: a hostile answer's
+         * kilobytes are not (Azure allows 64-character display names) */
+        cJSON_AddStringToObject(s, "name", name && strlen(name) <= AZ_MAX_NAME ? name : "");
+        cJSON_AddStringToObject(s, "state", state && strlen(state) <= 32 ? state : "");
         cJSON_AddItemToArray(subs, s);
     }
     cJSON_Delete(j);

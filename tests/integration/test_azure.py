@@ -304,9 +304,9 @@ def test_provider_errors_timeouts_and_server_keeps_serving(t):
 def test_next_link_only_followed_on_the_management_host_and_bounded(t):
     w = world()
     _, _, key = w.new_org()
-    tenant = str(uuid.uuid4())
+    tenant, huge = str(uuid.uuid4()), str(uuid.uuid4())
     ctl("login", "/_fixture/config", {"tenants": [TENANT, HOME_TENANT, EMPTY_TENANT, DISABLED_TENANT,
-                                                  PAGED_TENANT, tenant]})
+                                                  PAGED_TENANT, tenant, huge]})
     ctl("mgmt", "/_fixture/subscriptions", {"tenant": tenant, "pages": [[sub()], [sub()]], "next_host": "localhost"})
     before = ctl("mgmt", "/_fixture/stats")
     r = w.post("/azure/connect", sp_body(tenant_id=tenant), key=key)
@@ -321,6 +321,12 @@ def test_next_link_only_followed_on_the_management_host_and_bounded(t):
     eq(r.status, 200, "25 pages (%r)" % r)
     eq(len(r.get("subscriptions")), 20, "subscriptions read (bounded)")
     eq(ctl("mgmt", "/_fixture/stats")["requests"] - before, 20, "ARM requests (bounded)")
+    # a display name or state of hundreds of kilobytes is not kept in the connection
+    ctl("mgmt", "/_fixture/subscriptions", {"tenant": huge, "pages": [[sub(name="N" * 300000), sub()]]})
+    r = w.post("/azure/connect", sp_body(tenant_id=huge), key=key)
+    eq(r.status, 200, "huge display name (%r)" % r.status)
+    eq([x["name"] for x in r.get("subscriptions")][0], "", "an oversized display name")
+    check(len(r.body) < 64 << 10, "the answer is bounded", len(r.body))
 
 
 def follow_login(w, key=None, query=""):
