@@ -361,6 +361,15 @@ static char *finish(cJSON *o)
     return s;
 }
 
+/* finish for a message that carries a command line or credentials: the
+ * tree's strings are wiped and no outgrown print buffer is left unwiped. */
+static char *finish_secret(cJSON *o)
+{
+    char *s = secret_json_print(o);
+    secret_json_free(o);
+    return s;
+}
+
 static cJSON *typed(const char *type)
 {
     cJSON *o = cJSON_CreateObject();
@@ -417,7 +426,7 @@ char *proto_enc_kubectl_command(const char *command_id, const char *command, dou
     cJSON_AddStringToObject(o, "command_id", command_id);
     cJSON_AddStringToObject(o, "command", command);
     cJSON_AddNumberToObject(o, "timeout", timeout);
-    return finish(o);
+    return finish_secret(o);
 }
 
 char *proto_enc_command_response(const char *command_id, int success, const char *output,
@@ -632,9 +641,7 @@ char *proto_enc_exec_env(uint32_t id, const char *kind, const char *program, con
     cJSON_AddNumberToObject(o, "max_output", (double)max_output);
     if (hold_output > 0)
         cJSON_AddNumberToObject(o, "hold_output", (double)hold_output);
-    char *s = cJSON_PrintUnformatted(o);
-    secret_json_free(o);
-    return s;
+    return finish_secret(o);
 }
 
 char *proto_enc_exec_end(uint32_t id, int return_code, const char *error,

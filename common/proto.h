@@ -121,6 +121,8 @@ char *proto_enc_register(const char *cluster_id, const char *agent_version, int 
                          int max_concurrent);
 char *proto_enc_heartbeat(const char *cluster_id);
 char *proto_enc_heartbeat_ack(void);
+/* The command line may carry a credential (--token=…): release the text
+ * with proto_free_secret. */
 char *proto_enc_kubectl_command(const char *command_id, const char *command, double timeout);
 /* output may hold any bytes: it is made valid UTF-8 (lossy) for the legacy dialect. */
 char *proto_enc_command_response(const char *command_id, int success, const char *output,

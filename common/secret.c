@@ -2,6 +2,7 @@
 #include "secret.h"
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,4 +48,53 @@ void secret_json_free(cJSON *tree)
 {
     secret_json_wipe(tree);
     cJSON_Delete(tree);
+}
+
+/* What cJSON writes for a string: its quotes, a 2-byte escape for " \ and
+ * the named controls, \uXXXX for the other controls, other bytes as they are. */
+static size_t printed_string(const char *s)
+{
+    size_t n = 2;
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++)
+        n += (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' || *p == '\n' ||
+              *p == '\r' || *p == '\t')
+                 ? 2
+                 : *p < 0x20 ? 6 : 1;
+    return n;
+}
+
+/* An upper bound of cJSON_PrintUnformatted's length for tree. */
+static size_t printed_size(const cJSON *it)
+{
+    if (cJSON_IsString(it))
+        return printed_string(it->valuestring);
+    if (cJSON_IsRaw(it))
+        return it->valuestring ? strlen(it->valuestring) : 0;
+    if (cJSON_IsArray(it) || cJSON_IsObject(it)) {
+        size_t n = 2;
+        for (const cJSON *c = it->child; c; c = c->next)
+            n += (cJSON_IsObject(it) ? printed_string(c->string) + 1 : 0) + printed_size(c) + 1;
+        return n;
+    }
+    return 32; /* a number (cJSON prints at most 26 characters), true, false, null */
+}
+
+char *secret_json_print(const cJSON *tree)
+{
+    if (!tree)
+        return NULL;
+    /* cJSON_PrintUnformatted starts with 256 bytes and reallocates as it
+     * goes, freeing the copies it outgrew unwiped: print once into a buffer
+     * of the size the text needs instead (a bigger one, should the bound
+     * ever be short). */
+    size_t cap = printed_size(tree) + 64;
+    for (int tries = 0; tries < 4 && cap <= (size_t)INT32_MAX; tries++, cap *= 2) {
+        char *out = malloc(cap);
+        if (!out)
+            return NULL;
+        if (cJSON_PrintPreallocated((cJSON *)tree, out, (int)cap, 0))
+            return out;
+        secret_free_n(out, cap);
+    }
+    return NULL;
 }

@@ -22,5 +22,10 @@ void secret_free_n(void *p, size_t n);
 void secret_json_wipe(struct cJSON *tree);
 /* secret_json_wipe, then cJSON_Delete; NULL is fine. */
 void secret_json_free(struct cJSON *tree);
+/* cJSON_PrintUnformatted for a tree holding secrets: the text is printed
+ * into one buffer of its size, so no outgrown copy of it is freed unwiped
+ * (release it with secret_free; the tree is still the caller's to wipe).
+ * NULL on OOM or a NULL tree. */
+char *secret_json_print(const struct cJSON *tree);
 
 #endif

@@ -486,14 +486,10 @@ static char *encode_request(const tunnel_exec_params *p, const char *user_id)
         cJSON_AddItemToArray(env, cJSON_CreateString(p->env[i]));
     cJSON_AddNumberToObject(o, "timeout", p->timeout);
     cJSON_AddNumberToObject(o, "max_output", (double)p->max_output);
-    char *s = cJSON_PrintUnformatted(o);
-    /* The tree holds the credentials too: wipe its strings before freeing. */
-    for (int i = 0; env && i < cJSON_GetArraySize(env); i++) {
-        char *v = cJSON_GetStringValue(cJSON_GetArrayItem(env, i));
-        if (v)
-            OPENSSL_cleanse(v, strlen(v));
-    }
-    cJSON_Delete(o);
+    /* The credentials and the command line (a --token=… typed into it):
+     * printed without outgrown copies, the tree's strings wiped. */
+    char *s = secret_json_print(o);
+    secret_json_free(o);
     return s;
 }
 
@@ -660,18 +656,6 @@ static void free_strings(char **v, int n)
     free(v);
 }
 
-/* The cloud credentials in a forwarded body's "env", wiped before the body
- * is freed (on every path). */
-static void wipe_env(cJSON *body)
-{
-    cJSON *env = cJSON_GetObjectItemCaseSensitive(body, "env");
-    for (int i = 0; i < cJSON_GetArraySize(env); i++) {
-        char *v = cJSON_GetStringValue(cJSON_GetArrayItem(env, i));
-        if (v)
-            OPENSSL_cleanse(v, strlen(v));
-    }
-}
-
 /* POST /internal/forward/exec: another replica's command for an agent held
  * here.  It was authenticated, validated, admitted and audited there. */
 static void forward_in(worker_ctx *w, http_request *req, http_response *resp)
@@ -712,15 +696,14 @@ static void forward_in(worker_ctx *w, http_request *req, http_response *resp)
                         why[0] ? ": " : "", why);
         free_strings(argv, argc);
         exec_spec_free(e);
-        wipe_env(body);
-        cJSON_Delete(body);
+        secret_json_free(body);
         return;
     }
     free_strings(argv, argc);
-    wipe_env(body); /* the body's copies of the credentials go with it */
     e->timeout = to->valuedouble;
     e->max_output = (int64_t)mo->valuedouble;
-    cJSON_Delete(body);
+    /* The body's copies of the credentials and the command line go with it. */
+    secret_json_free(body);
     e->stream = 1;    /* streamed back as it comes, whatever the caller asked */
     e->forwarded = 1; /* audited by the replica the caller reached */
     /* Counted here too: every command of the cluster runs through this

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "free_watch.h"
 #include "proto.h"
 #include "utf8.h"
 
@@ -656,6 +657,49 @@ static void test_decode_exec_env_errors(void **state)
     proto_msg_free(&m);
 }
 
+/* The messages that carry a command line (a --token=… typed into it) or a
+ * cloud_exec's credentials leave no copy in freed memory: the tree's
+ * strings are wiped, and printing grows no buffer that is freed unwiped
+ * (cJSON's print starts at 256 bytes and reallocates as it goes). */
+static void test_secret_messages_leave_no_copies(void **state)
+{
+    (void)state;
+    static const char marker[] = "Zq7-leftover-credential";
+    char tok[600], envv[700];
+    snprintf(tok, sizeof(tok), "--token=%s", marker);
+    memset(tok + strlen(tok), 'a', 400);
+    tok[strlen("--token=") + strlen(marker) + 400] = '\0';
+    snprintf(envv, sizeof(envv), "AWS_SESSION_TOKEN=%s", marker);
+    memset(envv + strlen(envv), 'b', 500);
+    envv[strlen("AWS_SESSION_TOKEN=") + strlen(marker) + 500] = '\0';
+    const char *args[] = { "get", "pods", tok, "-o", "json" };
+    argv_t av = { 0 };
+    char err[128];
+    assert_int_equal(argv_from_strings(args, 5, &av, err, sizeof(err)), 0);
+    const char *env[] = { "AWS_REGION=eu-west-1", envv };
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd), "get pods %s -o json", tok);
+
+    free_watch_arm(marker);
+    char *cloud = proto_enc_exec_env(7, PROTO_KIND_CLOUD_EXEC, "aws", &av, env, 2, 30, 1024, 0);
+    char *kube = proto_enc_exec(8, PROTO_KIND_KUBECTL, &av, 30, 1024);
+    char *legacy = proto_enc_kubectl_command("cmd-1", cmd, 30);
+    int hits = free_watch_disarm();
+    assert_non_null(cloud);
+    assert_non_null(kube);
+    assert_non_null(legacy);
+    assert_non_null(strstr(cloud, envv + strlen("AWS_SESSION_TOKEN=")));
+    assert_non_null(strstr(kube, tok));
+    assert_non_null(strstr(legacy, tok));
+    assert_int_equal(hits, 0);
+    free_watch_arm(marker);
+    proto_free_secret(cloud);
+    proto_free_secret(kube);
+    proto_free_secret(legacy);
+    assert_int_equal(free_watch_disarm(), 0);
+    argv_free(&av);
+}
+
 static void test_exec_end(void **state)
 {
     proto_msg m;
@@ -973,6 +1017,7 @@ int main(void)
         cmocka_unit_test(test_command_id_numeric),
         cmocka_unit_test(test_exec),
         cmocka_unit_test(test_exec_end),
+        cmocka_unit_test(test_secret_messages_leave_no_copies),
         cmocka_unit_test(test_exec_cloud),
         cmocka_unit_test(test_decode_exec_env_errors),
         cmocka_unit_test(test_cancel_credit),

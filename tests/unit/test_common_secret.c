@@ -86,6 +86,40 @@ static void test_json_root_string(void **state)
     secret_json_free(s);
 }
 
+/* secret_json_print prints what cJSON_PrintUnformatted prints, whatever the
+ * escapes (a control byte takes 6), nesting and numbers. */
+static void test_json_print_same_text(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "{}", "[]", "\"\"", "{\"a\":\"\\u0001\\u001f\\n\\t\\\"\\\\\"}",
+        "{\"n\":-1.2345678901234567e-300,\"m\":[1e308,0,true,false,null,{}],\"k\\b\":\"caf\u00e9\"}",
+        "[[[[\"x\"]]],{\"\":\"\"}]",
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        cJSON *t = cJSON_Parse(texts[i]);
+        assert_non_null(t);
+        char *want = cJSON_PrintUnformatted(t);
+        char *got = secret_json_print(t);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(want);
+        secret_free(got);
+        cJSON_Delete(t);
+    }
+    /* A long string of control bytes: six times its length. */
+    char raw[3000];
+    memset(raw, 1, sizeof(raw) - 1);
+    raw[sizeof(raw) - 1] = '\0';
+    cJSON *s = cJSON_CreateString(raw);
+    char *got = secret_json_print(s);
+    assert_non_null(got);
+    assert_int_equal(strlen(got), 6 * (sizeof(raw) - 1) + 2);
+    secret_free(got);
+    cJSON_Delete(s);
+    assert_null(secret_json_print(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -93,6 +127,7 @@ int main(void)
         cmocka_unit_test(test_free_null_and_strings),
         cmocka_unit_test(test_json_tree_wiped),
         cmocka_unit_test(test_json_root_string),
+        cmocka_unit_test(test_json_print_same_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
