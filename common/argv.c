@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "secret.h"
 #include "utf8.h"
 
 static void set_err(char *err, size_t errlen, const char *msg)
@@ -17,8 +18,9 @@ static void set_err(char *err, size_t errlen, const char *msg)
 void argv_free(argv_t *a)
 {
     if (a->v) {
+        /* A command line may carry a credential (--token=…, --password …). */
         for (int i = 0; i < a->c; i++)
-            free(a->v[i]);
+            secret_free(a->v[i]);
         free(a->v);
     }
     a->v = NULL;
@@ -51,12 +53,16 @@ static int push(argv_t *a, buf_t *word, size_t *total, char *err, size_t errlen)
         return -1;
     }
     a->v = nv;
-    size_t len;
-    char *s = buf_detach(word, &len);
+    /* A copy of its size; the word's buffer is wiped for the next one (the
+     * caller wipes and frees it). */
+    char *s = malloc(word->len + 1);
     if (!s) {
         set_err(err, errlen, "out of memory");
         return -1;
     }
+    memcpy(s, buf_head(word), word->len + 1);
+    secret_wipe(word->data, word->len);
+    buf_reset(word);
     a->v[a->c++] = s;
     a->v[a->c] = NULL;
     return 0;
@@ -72,10 +78,16 @@ int argv_tokenize(const char *s, argv_t *out, char *err, size_t errlen)
         set_err(err, errlen, "empty command");
         return -1;
     }
-    if (strlen(s) > ARGV_MAX_TOTAL) {
+    size_t slen = strlen(s);
+    if (slen > ARGV_MAX_TOTAL) {
         set_err(err, errlen, "command too long");
         return -1;
     }
+    /* One buffer for every word, with room for the longest a word can be:
+     * it never grows, so no outgrown copy of a credential typed into the
+     * command is freed unwiped. */
+    if (buf_reserve(&w, slen) < 0)
+        goto oom;
     for (const char *p = s;; p++) {
         char c = *p;
         if (c == '\0' || c == ' ' || c == '\t' || c == '\n' || c == '\r') {
@@ -130,7 +142,7 @@ int argv_tokenize(const char *s, argv_t *out, char *err, size_t errlen)
                 goto oom;
         }
     }
-    buf_free(&w);
+    secret_free_n(w.data, w.cap);
     if (a.c == 0) {
         set_err(err, errlen, "empty command");
         argv_free(&a);
@@ -141,7 +153,7 @@ int argv_tokenize(const char *s, argv_t *out, char *err, size_t errlen)
 oom:
     set_err(err, errlen, "out of memory");
 fail:
-    buf_free(&w);
+    secret_free_n(w.data, w.cap);
     argv_free(&a);
     return -1;
 }
@@ -164,10 +176,10 @@ int argv_from_strings(const char *const *strs, int n, argv_t *out, char *err, si
             set_err(err, errlen, "out of memory");
             goto fail;
         }
-        if (push(&a, &w, &total, err, errlen) < 0) { /* push set err */
-            buf_free(&w);
+        int rc = push(&a, &w, &total, err, errlen); /* push sets err */
+        secret_free_n(w.data, w.cap);
+        if (rc < 0)
             goto fail;
-        }
     }
     *out = a;
     return 0;
@@ -218,6 +230,14 @@ static int needs_quotes(const char *s)
 char *argv_display(const argv_t *a)
 {
     buf_t b = BUF_INIT;
+    /* Room for the worst case up front (every byte a quote, 4 bytes, plus
+     * the quotes and a space), as the arguments may hold a credential: the
+     * buffer never grows, so no outgrown copy is freed unwiped. */
+    size_t need = 0;
+    for (int i = 0; i < a->c; i++)
+        need += 4 * strlen(a->v[i]) + 3;
+    if (buf_reserve(&b, need) < 0)
+        return NULL;
     for (int i = 0; i < a->c; i++) {
         if (i)
             buf_append(&b, " ", 1);

@@ -26,6 +26,7 @@
 #include "exec.h"
 #include "log.h"
 #include "router.h"
+#include "secret.h"
 
 /* The caller's project / account / subscription, if any (one of them). */
 static int parse_target(const cJSON *body, const char **target, http_response *resp)
@@ -150,7 +151,7 @@ out:
     cloud_argv_scan_free(&scan);
     cloud_creds_clear(&creds);
     exec_spec_free(e);
-    cJSON_Delete(body);
+    secret_json_free(body); /* the command line may carry a credential */
 }
 
 void api_cloud_exec_register(void)

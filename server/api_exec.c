@@ -15,6 +15,7 @@
 #include "exec.h"
 #include "log.h"
 #include "router.h"
+#include "secret.h"
 
 int api_exec_wants_sse(const http_request *req)
 {
@@ -101,7 +102,7 @@ static void cluster_kubectl(worker_ctx *w, http_request *req, http_response *res
     if (!body)
         return;
     run_exec(w, req, resp, req->auth.org_id, http_param(req, "cluster_id"), body, "command");
-    cJSON_Delete(body);
+    secret_json_free(body); /* the command line may carry a credential */
 }
 
 /* The org a call of the trusted backend acts in.  With X-Org-ID, that one
@@ -171,7 +172,7 @@ static void internal_execute(worker_ctx *w, http_request *req, http_response *re
         goto out;
     run_exec(w, req, resp, org, cluster, body, "command");
 out:
-    cJSON_Delete(body);
+    secret_json_free(body); /* the command line may carry a credential */
 }
 
 /* The caller's organization: its buffered JSON output against its budget

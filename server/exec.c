@@ -168,8 +168,8 @@ void exec_spec_free(exec_spec *e)
         return;
     exec_limits_slot_release(&e->slot);
     exec_spec_wipe_env(e);
-    argv_free(&e->argv);
-    free(e->command);
+    argv_free(&e->argv); /* wiped: a --token=… typed into the command */
+    secret_free(e->command);
     free(e);
 }
 
@@ -185,7 +185,7 @@ static char *argv_json(const exec_spec *e)
     for (int i = 0; i < e->argv.c; i++) {
         char *clean = utf8_sanitize(e->argv.v[i], strlen(e->argv.v[i]), NULL);
         cJSON_AddItemToArray(a, cJSON_CreateString(clean ? clean : ""));
-        free(clean);
+        secret_free(clean); /* redacted below, in the tree */
     }
     /* A credential typed into the command line stays out of the row, which
      * every member of the org can read (argv_redact.h). */

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "argv.h"
+#include "free_watch.h"
+#include "secret.h"
 
 /* Tokenizes s and checks the result equals the NULL-terminated list want. */
 static void expect_tokens(const char *s, const char *const *want)
@@ -442,10 +444,45 @@ static void test_display_roundtrip(void **state)
         roundtrip(&nasty[i], 1);
 }
 
+/* A credential typed into a command (--token=…) leaves no copy in freed
+ * memory: not the words' outgrown buffers while they are split, not the
+ * display string's, not the words themselves when the argv is freed. */
+static void test_credentials_leave_no_copies(void **state)
+{
+    (void)state;
+    static const char marker[] = "Zq7-leftover-credential";
+    char cmd[1200];
+    int n = snprintf(cmd, sizeof(cmd), "kubectl get pods '--token=%s", marker);
+    memset(cmd + n, 'a', 600);
+    snprintf(cmd + n + 600, sizeof(cmd) - (size_t)n - 600, "' -o \"json\" --password %s",
+             marker);
+    const char *strs[] = { "get", "pods", cmd };
+    argv_t a = { 0 }, b = { 0 };
+    char err[128];
+
+    free_watch_arm(marker);
+    assert_int_equal(argv_tokenize(cmd, &a, err, sizeof(err)), 0);
+    assert_int_equal(argv_from_strings(strs, 3, &b, err, sizeof(err)), 0);
+    char *shown = argv_display(&a);
+    assert_non_null(shown);
+    assert_int_equal(a.c, 8);
+    assert_non_null(strstr(a.v[3], marker));
+    assert_non_null(strstr(shown, marker));
+    assert_string_equal(b.v[2], cmd);
+    secret_free(shown);
+    argv_free(&a);
+    argv_free(&b);
+    /* a refused command's words too */
+    assert_int_equal(argv_tokenize("get --token=Zq7-leftover-credential 'open", &a, err,
+                                   sizeof(err)), -1);
+    assert_int_equal(free_watch_disarm(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_words),
+        cmocka_unit_test(test_credentials_leave_no_copies),
         cmocka_unit_test(test_whitespace),
         cmocka_unit_test(test_single_quotes),
         cmocka_unit_test(test_double_quotes),

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "exec.h"
+#include "free_watch.h"
 #include "http.h"
 #include "log.h"
 #include "store.h"
@@ -177,6 +178,32 @@ static void raw_exec(const char *path, const char *sql)
 }
 
 /* No audit row, no command: 503, and the slot taken first is given back. */
+/* A credential typed into the command (--token=…) leaves no copy in freed
+ * memory once the command is admitted, audited (redacted) and freed. */
+static void test_credential_in_command_leaves_no_copies(void **state)
+{
+    fixture *fx = *state;
+    worker_ctx w = { .store = fx->st, .cfg = &fx->cfg, .exec = fx->x };
+    http_response resp = { 0 };
+    static const char marker[] = "Zq7-leftover-credential";
+    exec_spec *e = spec_new(fx, "cluster-a", NULL);
+    argv_free(&e->argv);
+    const char *args[] = { "get", "pods", "--token=Zq7-leftover-credential", "-o", "json" };
+    char err[64];
+    assert_int_equal(argv_from_strings(args, 5, &e->argv, err, sizeof(err)), 0);
+    e->command = strdup("get pods --token=Zq7-leftover-credential -o json");
+    assert_non_null(e->command);
+    free_watch_arm(marker);
+    assert_int_equal(exec_admit(&w, e, &resp), 0);
+    exec_spec_free(e);
+    assert_int_equal(free_watch_disarm(), 0);
+    size_t n = 0;
+    store_audit *rows = audit_rows(fx, &n);
+    assert_int_equal(n, 1);
+    assert_null(strstr(rows[0].argv_json, marker));
+    store_audit_list_free(rows, n);
+}
+
 static void test_audit_unavailable(void **state)
 {
     fixture *fx = *state;
@@ -228,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_admit_slot_and_started_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_unavailable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_credential_in_command_leaves_no_copies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contexts_apart, setup, teardown),
     };
     return cmocka_run_group_tests_name("server_exec", tests, NULL, NULL);
