@@ -8,6 +8,7 @@
 
 #include "api_util.h"
 #include "connector.h"
+#include "kit_oauth.h"
 #include "log.h"
 #include "secrets.h"
 
@@ -199,11 +200,17 @@ int kit_connect_store(worker_ctx *w, const char *org, const char *user, const ch
     char **list = NULL;
     size_t nkeep = 0, n = 0;
     int ret = -1;
+    kit_oauth_pause *paused = NULL;
     if (!refs || !keep) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         goto out;
     }
     int have_old = store_connector_get(w->store, org, user, conn, &old) == STORE_OK;
+    /* A refresh of the previous grant under way ends first: the refresh
+     * token it rotates would otherwise be written over the new grant's
+     * (same secret path), leaving the new connection on the old grant. */
+    if (have_old && old.secret_ref[0])
+        paused = kit_oauth_refresh_pause(old.secret_ref, conn);
     for (size_t i = 0; i < nfields; i++) {
         char ref[REF_MAX], be[32];
         const char *path;
@@ -237,6 +244,7 @@ int kit_connect_store(worker_ctx *w, const char *org, const char *user, const ch
     else
         ret = 0;
 out:
+    kit_oauth_refresh_resume(paused);
     for (size_t i = 0; i < nkeep; i++)
         free(keep[i]);
     free(keep);

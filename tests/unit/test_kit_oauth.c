@@ -715,6 +715,98 @@ static void test_rotated_token_kept_when_the_store_fails(void **state)
     secrets_close(down);
 }
 
+/* The user connects again (the callback stores the new grant's refresh
+ * token) while a refresh of the previous grant is at the provider: that
+ * refresh's rotated token must not be written over the new grant's, or the
+ * connection (the new account in its row) runs on the old grant.  The
+ * reconnect waits for the refresh under way to end, then stores its own. */
+typedef struct {
+    fx *f;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, rc, done_during_refresh;
+} reconnect_arg;
+
+static void *reconnect_thread(void *arg)
+{
+    reconnect_arg *a = arg;
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    kit_field fld = { "refresh-token", "rt-new" };
+    int rc = kit_connect_store(&a->f->w, a->f->org.id, "usr_1", "demo", "acct-2", &fld, 1, NULL,
+                               &resp);
+    buf_free(&resp.body);
+    pthread_mutex_lock(&a->mu);
+    a->rc = rc;
+    a->done = 1;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+static void user_reconnects(void *arg)
+{
+    reconnect_arg *a = arg;
+    assert_int_equal(pthread_create(&a->th, NULL, reconnect_thread, a), 0);
+    /* while this refresh is out, the reconnect does not get through: it
+     * has not ended half a second later (it ends at once when it does) */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 500 * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&a->mu);
+    while (!a->done && pthread_cond_timedwait(&a->cv, &a->mu, &until) == 0) {
+    }
+    a->done_during_refresh = a->done;
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void test_reconnect_during_refresh_keeps_the_new_grant(void **state)
+{
+    fx *f = *state;
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    kit_field fld = { "refresh-token", "rt-1" };
+    assert_int_equal(
+        kit_connect_store(&f->w, f->org.id, "usr_1", "demo", "acct-1", &fld, 1, NULL, &resp), 0);
+    store_connector row;
+    assert_int_equal(store_connector_get(f->st, f->org.id, "usr_1", "demo", &row), STORE_OK);
+    char ref[sizeof(row.secret_ref)];
+    snprintf(ref, sizeof(ref), "%s", row.secret_ref);
+    store_connector_free(&row);
+    reconnect_arg a = { .f = f };
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_cond_init(&a.cv, NULL);
+    script(&f->prov, 200, "{\"access_token\":\"at-2\",\"refresh_token\":\"rt-2\"}");
+    f->prov.on_request = user_reconnects;
+    f->prov.on_request_arg = &a;
+    cJSON *tok = kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE", "gone",
+                                   &resp);
+    assert_non_null(tok);
+    secret_json_free(tok);
+    pthread_join(a.th, NULL);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(a.done_during_refresh, 0);
+    /* the new grant's token is the stored one, and the row names it */
+    unsigned char *v;
+    size_t n;
+    assert_int_equal(kit_secret_get(&f->w, ref, &v, &n, 404, "X", "x", &resp), 0);
+    assert_int_equal(n, 6);
+    assert_memory_equal(v, "rt-new", 6);
+    secrets_free(v, n);
+    assert_int_equal(store_connector_get(f->st, f->org.id, "usr_1", "demo", &row), STORE_OK);
+    assert_string_equal(row.account, "acct-2");
+    assert_string_equal(row.secret_ref, ref);
+    store_connector_free(&row);
+    pthread_cond_destroy(&a.cv);
+    pthread_mutex_destroy(&a.mu);
+    buf_free(&resp.body);
+}
+
 static int64_t expires_in_of(const char *doc)
 {
     cJSON *j = cJSON_Parse(doc);
@@ -797,6 +889,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refresh_after_rotation_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_grants_do_not_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotated_token_kept_when_the_store_fails, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_during_refresh_keeps_the_new_grant, setup,
                                         teardown),
         cmocka_unit_test(test_access_token_expiry),
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
