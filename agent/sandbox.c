@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -60,6 +61,7 @@ static struct {
 struct sandbox {
     char *dir;        /* <base>/aurora-sbx-XXXXXX */
     char *name;       /* its last component */
+    int lock_fd;      /* dir, flock()ed while it exists: not stale (sweep_stale) */
     char *home, *tmp;
     uid_t uid;
     gid_t gid;
@@ -525,6 +527,57 @@ static void landlock_report(void)
                     S.separate);
 }
 
+/* Directories of commands whose agent died without removing them (SIGKILL,
+ * the OOM killer: sandbox_destroy never ran) hold what the commands were
+ * given, az's token cache included.  Each live sandbox directory is flock()ed
+ * by its agent (sandbox_create) until removed, and the kernel drops the lock
+ * when the agent dies: an unlocked one is stale.  Another agent's live
+ * commands sharing the base keep theirs. */
+/* exactly what sandbox_create's mkdtemp makes: SBX_PREFIX and 6 of
+ * [A-Za-z0-9] (the base may be /tmp: nothing else is touched) */
+static int sbx_name(const char *n)
+{
+    size_t pl = strlen(SBX_PREFIX);
+    if (strncmp(n, SBX_PREFIX, pl) || strlen(n) != pl + 6)
+        return 0;
+    for (const char *c = n + pl; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')))
+            return 0;
+    return 1;
+}
+
+static void sweep_stale(const char *base)
+{
+    int bfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = bfd >= 0 ? fdopendir(bfd) : NULL;
+    if (!d) {
+        if (bfd >= 0)
+            close(bfd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!sbx_name(de->d_name))
+            continue;
+        int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            /* removed while locked: sandbox_create checks it still exists once
+             * it has the lock */
+            if (sandbox_rmtree_at(dirfd(d), de->d_name) != 0)
+                log_warn("sandbox: cannot remove the stale %s/%s: %s", base, de->d_name,
+                         strerror(errno));
+            else
+                log_info("sandbox: removed %s/%s, left by an agent that stopped without "
+                         "cleaning up",
+                         base, de->d_name);
+        }
+        close(fd);
+    }
+    closedir(d);
+}
+
 int sandbox_init(const sandbox_config *c, char *err, size_t errlen)
 {
     sandbox_shutdown();
@@ -629,6 +682,7 @@ int sandbox_init(const sandbox_config *c, char *err, size_t errlen)
             goto fail;
         }
     }
+    sweep_stale(S.base);
     if (build_filter(err, errlen) != 0)
         goto fail;
     if (landlock_setup(c, err, errlen) != 0)
@@ -932,6 +986,7 @@ sandbox *sandbox_create(char *err, size_t errlen)
     sb->uid = geteuid();
     sb->gid = getegid();
     sb->clean = 1;
+    sb->lock_fd = -1;
     if (S.separate) {
         if (uid_take(&sb->uid) != 0) {
             snprintf(err, errlen, "no free sandbox uid in %u-%u", (unsigned)S.uid_lo,
@@ -942,33 +997,57 @@ sandbox *sandbox_create(char *err, size_t errlen)
         sb->gid = (gid_t)sb->uid;
         sb->has_uid = 1;
     }
-    sb->dir = cat3(S.base, "/" SBX_PREFIX, "XXXXXX");
-    if (!sb->dir)
-        goto oom;
-    if (!mkdtemp(sb->dir)) {
-        snprintf(err, errlen, "cannot create a directory in %s: %s", S.base, strerror(errno));
+    /* locked before anything goes in; a directory another agent's start
+     * swept between mkdtemp and the lock is gone (no link left): another */
+    for (int tries = 0; sb->lock_fd < 0; tries++) {
         free(sb->dir);
-        sb->dir = NULL;
-        goto fail;
+        sb->dir = cat3(S.base, "/" SBX_PREFIX, "XXXXXX");
+        if (!sb->dir)
+            goto oom;
+        if (!mkdtemp(sb->dir)) {
+            snprintf(err, errlen, "cannot create a directory in %s: %s", S.base, strerror(errno));
+            free(sb->dir);
+            sb->dir = NULL;
+            goto fail;
+        }
+        int lfd = open(sb->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat lst;
+        int r = lfd < 0 ? -1 : flock(lfd, LOCK_EX);
+        if (r == 0)
+            r = fstat(lfd, &lst);
+        if (r != 0) {
+            snprintf(err, errlen, "cannot lock %s: %s", sb->dir, strerror(errno));
+            if (lfd >= 0)
+                close(lfd);
+            goto fail;
+        }
+        if (lst.st_nlink > 0) {
+            sb->lock_fd = lfd;
+            break;
+        }
+        close(lfd);
+        if (tries >= 3) {
+            snprintf(err, errlen, "cannot keep a directory in %s", S.base);
+            free(sb->dir);
+            sb->dir = NULL;
+            goto fail;
+        }
     }
     sb->name = strdup(strrchr(sb->dir, '/') + 1);
     sb->home = cat3(sb->dir, "/home", "");
     sb->tmp = cat3(sb->dir, "/tmp", "");
     if (!sb->name || !sb->home || !sb->tmp)
         goto oom;
-    int fd = open(sb->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int bad = fd < 0 || mkdirat(fd, "home", 0700) != 0 || mkdirat(fd, "tmp", 0700) != 0;
+    int fd = sb->lock_fd;
+    int bad = mkdirat(fd, "home", 0700) != 0 || mkdirat(fd, "tmp", 0700) != 0;
     if (!bad && S.separate)
         bad = fchownat(fd, "home", sb->uid, sb->gid, AT_SYMLINK_NOFOLLOW) != 0 ||
               fchownat(fd, "tmp", sb->uid, sb->gid, AT_SYMLINK_NOFOLLOW) != 0 ||
               fchown(fd, sb->uid, sb->gid) != 0;
     if (bad) {
         snprintf(err, errlen, "cannot prepare %s: %s", sb->dir, strerror(errno));
-        if (fd >= 0)
-            close(fd);
         goto fail;
     }
-    close(fd);
     if (add_fixed(sb, "HOME", sb->home, NULL) || add_fixed(sb, "TMPDIR", sb->tmp, NULL) ||
         add_fixed(sb, "PATH", S.path, NULL) || add_fixed(sb, "USER", SANDBOX_USER, NULL) ||
         add_fixed(sb, "LOGNAME", SANDBOX_USER, NULL) || add_fixed(sb, "LANG", "C.UTF-8", NULL) ||
@@ -1449,6 +1528,8 @@ void sandbox_destroy(sandbox *sb)
         if (bfd >= 0)
             close(bfd);
     }
+    if (sb->lock_fd >= 0)
+        close(sb->lock_fd); /* once removed: never seen unlocked */
     if (sb->has_uid && !left)
         sweep_shared_tmp(sb->uid);
     if (sb->has_uid)

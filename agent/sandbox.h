@@ -4,6 +4,8 @@
  *  - a fresh directory <base>/aurora-sbx-XXXXXX (mode 0700) with home/ and
  *    tmp/ (0700), removed recursively when the command ends (also after a
  *    timeout, a cancel or a lost connection), without following symlinks;
+ *    the agent holds a flock() on it until then, so one an agent killed
+ *    (SIGKILL) left behind is unlocked and removed at the next sandbox_init;
  *  - an environment built from scratch: PATH (AURORA_SANDBOX_PATH), HOME,
  *    TMPDIR, USER/LOGNAME, LANG/LC_ALL=C.UTF-8; the CLI's config locations
  *    inside HOME (its plug-in's home_env, cloud_cli.h: CLOUDSDK_CONFIG,

@@ -840,6 +840,62 @@ static void dir_removed_after_kill_and_escapees_killed(void **state)
     assert_false(exists(dir));
 }
 
+/* An agent killed with SIGKILL (OOM killer, node pressure, kill -9) never
+ * runs sandbox_destroy: its commands' directories stay in the base, az's
+ * token cache among them.  The next start removes them, and leaves alone
+ * those of commands still running (this process's, another agent's). */
+static void stale_dirs_of_a_killed_agent_are_removed_at_start(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        char err[300] = "", path[600];
+        sandbox *sb = sandbox_create(err, sizeof(err));
+        if (!sb)
+            _exit(1);
+        snprintf(path, sizeof(path), "%s/.azure", sandbox_home(sb));
+        if (mkdir(path, 0700) != 0)
+            _exit(1);
+        snprintf(path, sizeof(path), "%s/.azure/msal_token_cache.json", sandbox_home(sb));
+        if (put_file(path, "{\"secret\":\"eyJ0eXAi.stale-access-token\"}", 0600) != 0)
+            _exit(1);
+        if (write(p[1], path, strlen(path) + 1) <= 0)
+            _exit(1);
+        raise(SIGKILL); /* no sandbox_destroy */
+        _exit(1);
+    }
+    close(p[1]);
+    char stale[600] = "";
+    assert_true(read(p[0], stale, sizeof(stale) - 1) > 0);
+    close(p[0]);
+    int st;
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    assert_true(exists(stale));
+
+    sandbox *live = mk(); /* a command of this agent, running */
+    char live_dir[512], other[512];
+    snprintf(live_dir, sizeof(live_dir), "%s", sandbox_dir(live));
+    /* a name mkdtemp would not make: someone else's (the base may be /tmp) */
+    snprintf(other, sizeof(other), "%s/aurora-sbx-it-kept", g_base);
+    assert_int_equal(mkdir(other, 0700), 0);
+
+    assert_int_equal(init_sandbox("required", g_uid_range), 0); /* the next start */
+    assert_false(exists(stale));
+    char *slash = strstr(stale, "/home/");
+    assert_non_null(slash);
+    *slash = '\0';
+    assert_false(exists(stale)); /* the whole directory */
+    assert_true(exists(live_dir));
+    assert_true(exists(other));
+    sandbox_destroy(live);
+    assert_false(exists(live_dir));
+    assert_int_equal(rmdir(other), 0);
+}
+
 static void symlinks_are_not_followed_on_cleanup(void **state)
 {
     (void)state;
@@ -1723,6 +1779,7 @@ int main(void)
         cmocka_unit_test(cloud_policy_programs_and_printers),
         cmocka_unit_test(dir_is_private_and_removed),
         cmocka_unit_test(dir_removed_after_kill_and_escapees_killed),
+        cmocka_unit_test(stale_dirs_of_a_killed_agent_are_removed_at_start),
         cmocka_unit_test(orphan_scan_spares_the_runners_children),
         cmocka_unit_test(symlinks_are_not_followed_on_cleanup),
         cmocka_unit_test(rlimits_uid_nnp_seccomp_applied),
