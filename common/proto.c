@@ -126,7 +126,7 @@ void proto_msg_free(proto_msg *m)
     free(m->cluster_name);
     free(m->agent_version);
     free(m->command_id);
-    free(m->command);
+    secret_free(m->command); /* legacy kubectl_command: may carry credentials */
     free(m->output);
     free(m->error);
     free(m->error_code);
@@ -344,8 +344,8 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
 oom:
     set_err(err, errlen, "%s", "out of memory");
 out:
-    if (m->type == MSG_EXEC)
-        secret_json_wipe(root); /* env values are credentials */
+    if (m->type == MSG_EXEC || m->type == MSG_KUBECTL_COMMAND)
+        secret_json_wipe(root); /* env values are credentials; argv may carry some */
     cJSON_Delete(root);
     if (rc < 0)
         proto_msg_free(m);

@@ -6,10 +6,12 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <sanitizer/allocator_interface.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "argv.h"
 #include "free_watch.h"
 #include "proto.h"
 #include "utf8.h"
@@ -432,6 +434,84 @@ static void test_command_id_numeric(void **state)
     assert_string_equal(m.command_id, "7");
     assert_true(m.timeout == 60.0);
     proto_msg_free(&m);
+}
+
+/* ---- what freed memory keeps --------------------------------------------- */
+
+/* The unit tests run under ASan, whose free hook sees each block while it is
+ * still readable: blocks freed while armed that still hold the marker. */
+#define FREED_MARKER "s3cr3t-Marker-9f1c"
+static volatile int g_freed_armed;
+static volatile int g_freed_with_marker;
+
+static void freed_hook(const volatile void *p)
+{
+    if (!g_freed_armed || !p)
+        return;
+    size_t n = __sanitizer_get_allocated_size((const void *)p);
+    if (n && memmem((const void *)p, n, FREED_MARKER, strlen(FREED_MARKER)))
+        g_freed_with_marker++;
+}
+
+static void malloc_hook_none(const volatile void *p, size_t n)
+{
+    (void)p;
+    (void)n;
+}
+
+static void freed_hook_install(void)
+{
+    static int installed;
+    if (!installed)
+        installed = __sanitizer_install_malloc_and_free_hooks(malloc_hook_none, freed_hook);
+    assert_true(installed);
+}
+
+/* A kubectl argv carries credentials (`create secret --from-literal=`,
+ * `--token=` refused by policy but decoded first, `exec … -- env K=V`), and so
+ * does a cloud_exec's (`az keyvault secret set --value`): the decoded frame,
+ * the argv the runner keeps and the legacy command string are wiped before
+ * their memory goes back. */
+static void test_credentials_in_argv_are_wiped_when_freed(void **state)
+{
+    (void)state;
+    freed_hook_install();
+    static const char *const frames[] = {
+        "{\"type\":\"exec\",\"id\":7,\"argv\":[\"create\",\"secret\",\"generic\",\"db\","
+        "\"--from-literal=password=" FREED_MARKER "\"],\"timeout\":30}",
+        "{\"type\":\"exec\",\"id\":8,\"kind\":\"cloud_exec\",\"program\":\"az\",\"argv\":"
+        "[\"keyvault\",\"secret\",\"set\",\"--value\",\"" FREED_MARKER "\"],"
+        "\"env\":{\"AZURE_ACCESS_TOKEN\":\"" FREED_MARKER "\"}}",
+        "{\"type\":\"kubectl_command\",\"command_id\":\"c1\",\"command\":\"kubectl create "
+        "secret generic db --from-literal=password=" FREED_MARKER
+        "-and-a-value-longer-than-the-first-buffer-of-a-word-0123456789\",\"timeout\":30}",
+        /* malformed after the argv was copied: the error path frees it too */
+        "{\"type\":\"exec\",\"id\":9,\"argv\":[\"--token=" FREED_MARKER "\"],\"program\":\"/bin/sh\"}",
+    };
+    for (size_t i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
+        char *frame = strdup(frames[i]);
+        assert_non_null(frame);
+        proto_msg m;
+        char err[200] = "";
+        g_freed_with_marker = 0;
+        g_freed_armed = 1;
+        int rc = proto_decode(frame, strlen(frame), &m, err, sizeof(err));
+        if (rc == 0 && m.type == MSG_KUBECTL_COMMAND) {
+            argv_t a;
+            memset(&a, 0, sizeof(a));
+            assert_int_equal(argv_tokenize(m.command, &a, err, sizeof(err)), 0);
+            assert_non_null(strstr(a.v[a.c - 1], FREED_MARKER));
+            argv_free(&a);
+        }
+        if (rc == 0)
+            proto_msg_free(&m);
+        g_freed_armed = 0;
+        assert_int_equal(rc, i == 3 ? -1 : 0);
+        if (g_freed_with_marker)
+            fail_msg("frame %zu: %d freed blocks still hold the credential", i,
+                     g_freed_with_marker);
+        free(frame);
+    }
 }
 
 static void test_exec(void **state)
@@ -1030,6 +1110,7 @@ int main(void)
         cmocka_unit_test(test_data_frames),
         cmocka_unit_test(test_data_frame_errors),
         cmocka_unit_test(test_encoders_escape),
+        cmocka_unit_test(test_credentials_in_argv_are_wiped_when_freed),
     };
     return cmocka_run_group_tests_name("common_proto", tests, NULL, NULL);
 }
