@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "secret.h"
+
 #define YAML_MAX_DEPTH 16
 
 typedef struct {
@@ -24,7 +26,7 @@ static void kv_free(kv_list *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         free(l->items[i].key);
-        free(l->items[i].value);
+        secret_free(l->items[i].value); /* the agent's token, a database URL, … */
     }
     free(l->items);
 }
@@ -39,7 +41,7 @@ static int kv_add(kv_list *l, const char *key, const char *value)
     n[l->n].value = strdup(value);
     if (!n[l->n].key || !n[l->n].value) {
         free(n[l->n].key);
-        free(n[l->n].value);
+        secret_free(n[l->n].value);
         return -1;
     }
     l->n++;
@@ -159,6 +161,10 @@ static int load_yaml(const char *path, kv_list *out, char *err, size_t errlen)
         /* A mapping value that was itself a mapping: the key is consumed when it ends. */
         if (ev.type == YAML_MAPPING_START_EVENT && depth > 1)
             want_key[depth - 1] = 0;
+        /* libyaml's copy of a value (its scanner's and read buffers stay
+         * out of reach) */
+        if (ev.type == YAML_SCALAR_EVENT && ev.data.scalar.value)
+            secret_wipe(ev.data.scalar.value, ev.data.scalar.length);
         yaml_event_delete(&ev);
     }
     rc = 0;
@@ -247,7 +253,7 @@ void config_free(config_t *c)
 {
     if (c->values)
         for (size_t i = 0; i < c->n; i++)
-            free(c->values[i]);
+            secret_free(c->values[i]); /* secret settings: kept by their owner only */
     free(c->values);
     free(c->source);
     memset(c, 0, sizeof(*c));

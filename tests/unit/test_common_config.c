@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "freed_marker.h"
 
 /* Writes text to a fresh temporary .yaml file; returns its malloc'd path. */
 static char *write_yaml(const char *text)
@@ -608,6 +609,35 @@ static void test_secrets_not_in_errors(void **state)
     unsetenv("AURORA_UT_CFG_PORT");
 }
 
+/* A secret setting (the agent's token) is kept once, by its owner: the
+ * config's own copies are wiped before they are freed. */
+static void test_secret_values_wiped_when_freed(void **state)
+{
+    (void)state;
+    const config_def defs[] = {
+        { "AURORA_UT_SEC_STR", "auth.token", CFG_STRING, NULL, "", 1 },
+    };
+    static const char secret[] = "aurora_kubectl_Fr33dTok3nFr33dTok3n";
+    config_t c;
+    char err[512] = "";
+    setenv("AURORA_UT_SEC_STR", secret, 1);
+    assert_true(freed_marker_arm(secret));
+    assert_int_equal(config_load(&c, defs, N(defs), NULL, err, sizeof(err)), 0);
+    assert_string_equal(config_str(&c, "AURORA_UT_SEC_STR"), secret);
+    config_free(&c);
+    assert_int_equal(freed_marker_disarm(), 0);
+    unsetenv("AURORA_UT_SEC_STR");
+
+    /* from the file (libyaml's own buffers are out of reach: the config's
+     * copy is checked) */
+    char yaml[256];
+    snprintf(yaml, sizeof(yaml), "auth:\n  token: %s\n", secret);
+    assert_int_equal(load_text(&c, defs, N(defs), yaml, err, sizeof(err)), 0);
+    assert_true(freed_marker_arm(secret));
+    config_free(&c);
+    assert_int_equal(freed_marker_disarm(), 0);
+}
+
 static void test_print_help(void **state)
 {
     char *text = NULL;
@@ -629,6 +659,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_secret_values_wiped_when_freed),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_env_only_ignores_file),
         cmocka_unit_test(test_nested_flow_and_block),

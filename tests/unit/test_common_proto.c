@@ -6,13 +6,13 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
-#include <sanitizer/allocator_interface.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "argv.h"
 #include "free_watch.h"
+#include "freed_marker.h"
 #include "proto.h"
 #include "utf8.h"
 
@@ -438,34 +438,7 @@ static void test_command_id_numeric(void **state)
 
 /* ---- what freed memory keeps --------------------------------------------- */
 
-/* The unit tests run under ASan, whose free hook sees each block while it is
- * still readable: blocks freed while armed that still hold the marker. */
 #define FREED_MARKER "s3cr3t-Marker-9f1c"
-static volatile int g_freed_armed;
-static volatile int g_freed_with_marker;
-
-static void freed_hook(const volatile void *p)
-{
-    if (!g_freed_armed || !p)
-        return;
-    size_t n = __sanitizer_get_allocated_size((const void *)p);
-    if (n && memmem((const void *)p, n, FREED_MARKER, strlen(FREED_MARKER)))
-        g_freed_with_marker++;
-}
-
-static void malloc_hook_none(const volatile void *p, size_t n)
-{
-    (void)p;
-    (void)n;
-}
-
-static void freed_hook_install(void)
-{
-    static int installed;
-    if (!installed)
-        installed = __sanitizer_install_malloc_and_free_hooks(malloc_hook_none, freed_hook);
-    assert_true(installed);
-}
 
 /* A kubectl argv carries credentials (`create secret --from-literal=`,
  * `--token=` refused by policy but decoded first, `exec … -- env K=V`), and so
@@ -475,7 +448,6 @@ static void freed_hook_install(void)
 static void test_credentials_in_argv_are_wiped_when_freed(void **state)
 {
     (void)state;
-    freed_hook_install();
     static const char *const frames[] = {
         "{\"type\":\"exec\",\"id\":7,\"argv\":[\"create\",\"secret\",\"generic\",\"db\","
         "\"--from-literal=password=" FREED_MARKER "\"],\"timeout\":30}",
@@ -493,8 +465,7 @@ static void test_credentials_in_argv_are_wiped_when_freed(void **state)
         assert_non_null(frame);
         proto_msg m;
         char err[200] = "";
-        g_freed_with_marker = 0;
-        g_freed_armed = 1;
+        assert_true(freed_marker_arm(FREED_MARKER));
         int rc = proto_decode(frame, strlen(frame), &m, err, sizeof(err));
         if (rc == 0 && m.type == MSG_KUBECTL_COMMAND) {
             argv_t a;
@@ -505,11 +476,10 @@ static void test_credentials_in_argv_are_wiped_when_freed(void **state)
         }
         if (rc == 0)
             proto_msg_free(&m);
-        g_freed_armed = 0;
+        int kept = freed_marker_disarm();
         assert_int_equal(rc, i == 3 ? -1 : 0);
-        if (g_freed_with_marker)
-            fail_msg("frame %zu: %d freed blocks still hold the credential", i,
-                     g_freed_with_marker);
+        if (kept)
+            fail_msg("frame %zu: %d freed blocks still hold the credential", i, kept);
         free(frame);
     }
 }
