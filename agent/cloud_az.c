@@ -284,7 +284,16 @@ static char *token_cache_json(const azure_profile_input *in, long long now, long
     cJSON_AddObjectToObject(root, "RefreshToken");
     cJSON_AddObjectToObject(root, "IdToken");
     cJSON_AddObjectToObject(root, "AppMetadata");
-    char *out = cJSON_PrintUnformatted(root);
+    /* printed into one buffer that fits (cJSON_Print grows its own by
+     * realloc, leaving copies of the token in freed memory): token_ok
+     * allows no byte JSON escapes as more than two; the rest is < 8 KiB */
+    size_t cap = 2 * strlen(in->token) + 8192;
+    char *out = malloc(cap);
+    if (out && !cJSON_PrintPreallocated(root, out, (int)cap, 0)) {
+        explicit_bzero(out, cap);
+        free(out);
+        out = NULL;
+    }
     /* the token's copy inside the tree */
     cJSON *sec = cJSON_GetObjectItemCaseSensitive(at, "secret");
     if (sec && sec->valuestring)

@@ -37,6 +37,7 @@
 
 #include "cloud.h"
 #include "cloud_cli.h"
+#include "freed_marker.h"
 #include "landlock.h"
 #include "log.h"
 #include "metrics.h"
@@ -894,6 +895,35 @@ static void stale_dirs_of_a_killed_agent_are_removed_at_start(void **state)
     sandbox_destroy(live);
     assert_false(exists(live_dir));
     assert_int_equal(rmdir(other), 0);
+}
+
+/* az's token cache is printed into memory before it is written: the agent
+ * frees no block still holding the access token (cJSON's printer grows its
+ * buffer by realloc, leaving copies behind). */
+static void az_token_cache_leaves_no_copy_in_freed_memory(void **state)
+{
+    (void)state;
+    static const char token[] = "eyJ0eXAiOiJKV1Qi.az-Fr33d-Acc3ss-T0ken.sig";
+    char *env[] = {"AZURE_ACCESS_TOKEN=eyJ0eXAiOiJKV1Qi.az-Fr33d-Acc3ss-T0ken.sig",
+                   "AZURE_SUBSCRIPTION_ID=00000000-0000-0000-0000-000000000001",
+                   "AZURE_TENANT_ID=00000000-0000-0000-0000-000000000002"};
+    sandbox_profile pf = {.cli = &cloud_cli_az};
+    const char *argv[] = {"/bin/sh", "-c",
+                          "cat \"$AZURE_CONFIG_DIR/msal_token_cache.json\"; echo; "
+                          "echo \"env:${AZURE_ACCESS_TOKEN:-none}\"",
+                          NULL};
+    sandbox *sb = mk();
+    int o, e;
+    assert_true(freed_marker_arm(token));
+    pid_t pid = start_p(sb, &pf, argv, env, 3, &o, &e);
+    int kept = freed_marker_disarm();
+    result r;
+    finish(pid, o, e, &r, 10000);
+    sandbox_destroy(sb);
+    assert_true(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
+    assert_non_null(strstr(r.out, token)); /* the cache was written */
+    assert_non_null(strstr(r.out, "env:none"));
+    assert_int_equal(kept, 0);
 }
 
 static void symlinks_are_not_followed_on_cleanup(void **state)
@@ -1780,6 +1810,7 @@ int main(void)
         cmocka_unit_test(dir_is_private_and_removed),
         cmocka_unit_test(dir_removed_after_kill_and_escapees_killed),
         cmocka_unit_test(stale_dirs_of_a_killed_agent_are_removed_at_start),
+        cmocka_unit_test(az_token_cache_leaves_no_copy_in_freed_memory),
         cmocka_unit_test(orphan_scan_spares_the_runners_children),
         cmocka_unit_test(symlinks_are_not_followed_on_cleanup),
         cmocka_unit_test(rlimits_uid_nnp_seccomp_applied),
