@@ -344,8 +344,10 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
 oom:
     set_err(err, errlen, "%s", "out of memory");
 out:
-    if (m->type == MSG_EXEC || m->type == MSG_KUBECTL_COMMAND)
-        secret_json_wipe(root); /* env values are credentials; argv may carry some */
+    /* env values are credentials, argv may carry some; a frame refused
+     * before its type was read may be either */
+    if (rc < 0 || m->type == MSG_EXEC || m->type == MSG_KUBECTL_COMMAND)
+        secret_json_wipe(root);
     cJSON_Delete(root);
     if (rc < 0)
         proto_msg_free(m);
