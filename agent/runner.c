@@ -112,9 +112,13 @@ static void wake(job *j)
 
 /* ---- child environment ----------------------------------------------------- */
 
+/* The agent's secret settings (agent_config.c): its token, and the
+ * operator's variables for the cloud CLIs (proxy credentials), which
+ * kubectl never needs: a shared-uid cloud command without Landlock could
+ * read them from kubectl's /proc/<pid>/environ. */
 static int env_secret(const char *kv)
 {
-    static const char *const hidden[] = {"AURORA_AGENT_TOKEN=", NULL};
+    static const char *const hidden[] = {"AURORA_AGENT_TOKEN=", "AURORA_CLOUD_ENV=", NULL};
     for (int i = 0; hidden[i]; i++)
         if (!strncmp(kv, hidden[i], strlen(hidden[i])))
             return 1;

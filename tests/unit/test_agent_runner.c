@@ -457,22 +457,27 @@ static void exit_code_and_stderr_channel(void **state)
     fixture_free(fx);
 }
 
-/* The child's environment is the agent's minus its token. */
+/* The child's environment is the agent's minus its secret settings: its
+ * token, and AURORA_CLOUD_ENV (the operator's proxy credentials for the
+ * cloud CLIs, which kubectl never needs). */
 static void child_never_sees_the_agent_token(void **state)
 {
     setenv("AURORA_AGENT_TOKEN", "aurora_kubectl_secret", 1);
+    setenv("AURORA_CLOUD_ENV", "az:HTTPS_PROXY=http://ops:pr0xy-pass@proxy:3128", 1);
     setenv("RUNNER_TEST_VISIBLE", "yes", 1);
     fixture *fx = fixture_new("/bin/sh", 4, 1 << 20, 1 << 20);
     unsetenv("AURORA_AGENT_TOKEN");
+    unsetenv("AURORA_CLOUD_ENV");
     assert_int_equal(exec_words(fx, 1, 10, 0, PROTO_DEFAULT_WINDOW,
                                 words("-c",
-                                      "echo \"${AURORA_AGENT_TOKEN-unset} $RUNNER_TEST_VISIBLE\"; "
+                                      "echo \"${AURORA_AGENT_TOKEN-unset} "
+                                      "${AURORA_CLOUD_ENV-unset} $RUNNER_TEST_VISIBLE\"; "
                                       "ls /proc/self/fd | wc -l",
                                       NULL)),
                      RUN_STARTED);
     req *rq = wait_end(fx, 1);
     /* stdin, stdout, stderr and ls's own directory fd: nothing else inherited */
-    assert_string_equal(rq->out, "unset yes\n4\n");
+    assert_string_equal(rq->out, "unset unset yes\n4\n");
     fixture_free(fx);
 }
 
