@@ -12,7 +12,7 @@
 #include <sanitizer/allocator_interface.h>
 #include <string.h>
 
-static const char *free_watch_marker;
+static const char *volatile free_watch_marker; /* armed while non-NULL */
 static volatile int free_watch_hits;
 
 static void free_watch_malloc_hook(const volatile void *p, size_t n)
@@ -26,25 +26,23 @@ static void free_watch_free_hook(const volatile void *p)
     const char *m = free_watch_marker;
     if (!m || !p)
         return;
-    size_t n = __sanitizer_get_allocated_size((const void *)p), ml = strlen(m);
-    const char *b = (const char *)p;
-    for (size_t i = 0; i + ml <= n; i++)
-        if (b[i] == m[0] && !memcmp(b + i, m, ml)) {
-            free_watch_hits++;
-            return;
-        }
+    size_t n = __sanitizer_get_allocated_size((const void *)p);
+    if (n && memmem((const void *)p, n, m, strlen(m)))
+        free_watch_hits++;
 }
 
-/* Starts counting frees of blocks holding marker (kept by pointer). */
-static void free_watch_arm(const char *marker)
+/* Starts counting frees of blocks holding marker (kept by pointer).
+ * Nonzero once the hook is in (a test asserts it, so that a build without
+ * the sanitizer's hooks cannot pass by seeing nothing). */
+static int free_watch_arm(const char *marker)
 {
     static int installed;
-    if (!installed) {
-        __sanitizer_install_malloc_and_free_hooks(free_watch_malloc_hook, free_watch_free_hook);
-        installed = 1;
-    }
+    if (!installed)
+        installed = __sanitizer_install_malloc_and_free_hooks(free_watch_malloc_hook,
+                                                              free_watch_free_hook);
     free_watch_hits = 0;
     free_watch_marker = marker;
+    return installed;
 }
 
 /* Stops counting; returns how many blocks were freed holding the marker. */

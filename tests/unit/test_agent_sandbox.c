@@ -37,7 +37,7 @@
 
 #include "cloud.h"
 #include "cloud_cli.h"
-#include "freed_marker.h"
+#include "free_watch.h"
 #include "landlock.h"
 #include "log.h"
 #include "metrics.h"
@@ -914,9 +914,9 @@ static void az_token_cache_leaves_no_copy_in_freed_memory(void **state)
                           NULL};
     sandbox *sb = mk();
     int o, e;
-    assert_true(freed_marker_arm(token));
+    assert_true(free_watch_arm(token));
     pid_t pid = start_p(sb, &pf, argv, env, 3, &o, &e);
-    int kept = freed_marker_disarm();
+    int kept = free_watch_disarm();
     result r;
     finish(pid, o, e, &r, 10000);
     sandbox_destroy(sb);

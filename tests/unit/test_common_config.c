@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "freed_marker.h"
+#include "free_watch.h"
 
 /* Writes text to a fresh temporary .yaml file; returns its malloc'd path. */
 static char *write_yaml(const char *text)
@@ -621,11 +621,11 @@ static void test_secret_values_wiped_when_freed(void **state)
     config_t c;
     char err[512] = "";
     setenv("AURORA_UT_SEC_STR", secret, 1);
-    assert_true(freed_marker_arm(secret));
+    assert_true(free_watch_arm(secret));
     assert_int_equal(config_load(&c, defs, N(defs), NULL, err, sizeof(err)), 0);
     assert_string_equal(config_str(&c, "AURORA_UT_SEC_STR"), secret);
     config_free(&c);
-    assert_int_equal(freed_marker_disarm(), 0);
+    assert_int_equal(free_watch_disarm(), 0);
     unsetenv("AURORA_UT_SEC_STR");
 
     /* from the file (libyaml's own buffers are out of reach: the config's
@@ -633,9 +633,9 @@ static void test_secret_values_wiped_when_freed(void **state)
     char yaml[256];
     snprintf(yaml, sizeof(yaml), "auth:\n  token: %s\n", secret);
     assert_int_equal(load_text(&c, defs, N(defs), yaml, err, sizeof(err)), 0);
-    assert_true(freed_marker_arm(secret));
+    assert_true(free_watch_arm(secret));
     config_free(&c);
-    assert_int_equal(freed_marker_disarm(), 0);
+    assert_int_equal(free_watch_disarm(), 0);
 }
 
 static void test_print_help(void **state)

@@ -12,7 +12,6 @@
 
 #include "argv.h"
 #include "free_watch.h"
-#include "freed_marker.h"
 #include "proto.h"
 #include "utf8.h"
 
@@ -469,7 +468,7 @@ static void test_credentials_in_argv_are_wiped_when_freed(void **state)
         assert_non_null(frame);
         proto_msg m;
         char err[200] = "";
-        assert_true(freed_marker_arm(FREED_MARKER));
+        assert_true(free_watch_arm(FREED_MARKER));
         int rc = proto_decode(frame, strlen(frame), &m, err, sizeof(err));
         if (rc == 0 && m.type == MSG_KUBECTL_COMMAND) {
             argv_t a;
@@ -480,7 +479,7 @@ static void test_credentials_in_argv_are_wiped_when_freed(void **state)
         }
         if (rc == 0)
             proto_msg_free(&m);
-        int kept = freed_marker_disarm();
+        int kept = free_watch_disarm();
         assert_int_equal(rc, i >= 3 ? -1 : 0);
         if (kept)
             fail_msg("frame %zu: %d freed blocks still hold the credential", i, kept);
