@@ -26,11 +26,16 @@ static const char *const server_env[] = {
 
 /* Commands whose purpose is to print the credentials the command runs
  * with, or a token made from them (an EKS bearer token, a registry or
- * database password, another role's keys). */
+ * database password, a presigned URL — which carries the session token —,
+ * another role's keys). */
 static const char *const printers[] = {"configure export-credentials",
                                        "eks get-token",
                                        "ecr get-login-password",
                                        "ecr-public get-login-password",
+                                       "ecr get-login",
+                                       "s3 presign",
+                                       "dsql generate-db-connect-auth-token",
+                                       "dsql generate-db-connect-admin-auth-token",
                                        "codeartifact get-authorization-token",
                                        "rds generate-db-auth-token",
                                        "sts get-session-token",

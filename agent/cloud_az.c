@@ -445,8 +445,12 @@ static const char *const server_env[] = {
     NULL};
 
 /* `acr login` with --expose-token prints a registry token (and without
- * it, runs a docker login the agent has no docker for). */
-static const char *const printers[] = {"account get-access-token", "acr login", NULL};
+ * it, runs a docker login the agent has no docker for).  `az storage …
+ * generate-sas` (account, container, blob, share, file, queue, table, fs)
+ * signs a SAS with an account key or a user delegation key, either one
+ * fetched with the command's token. */
+static const char *const printers[] = {"account get-access-token", "acr login",
+                                       "storage generate-sas", NULL};
 
 static const char *const home_env[] = {"AZURE_CONFIG_DIR=.azure", NULL};
 

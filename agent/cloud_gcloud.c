@@ -29,6 +29,8 @@ static const char *const printers[] = {
     "auth print-identity-token",
     "auth application-default print-access-token",
     "config config-helper",
+    "sql generate-login-token",
+    "storage sign-url", /* a URL signed for the command's account */
     NULL};
 
 static const char *const home_env[] = {"CLOUDSDK_CONFIG=.config/gcloud", NULL};

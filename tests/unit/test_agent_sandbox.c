@@ -692,6 +692,29 @@ static void cloud_policy_programs_and_printers(void **state)
     assert_int_equal(agent_cloud_check(&c, "aws", 140, rv3, NULL, 0, &d), 0);
     const char *rv2[] = {"ecr", "get-authorization-token"};
     assert_int_equal(agent_cloud_check(&c, "aws", 2, rv2, NULL, 0, &d), 0);
+    /* URLs and database tokens signed with the command's credentials (a
+     * presigned S3 URL carries the session token), and AWS CLI v1's docker
+     * login line (found in review) */
+    const char *aws_signers[][3] = { {"s3", "presign", "s3://bucket/key"},
+                                     {"s3", "--region=us-east-1", "presign"},
+                                     {"ecr", "get-login", "--no-include-email"},
+                                     {"dsql", "generate-db-connect-auth-token", "--hostname=h"},
+                                     {"dsql", "generate-db-connect-admin-auth-token",
+                                      "--hostname=h"} };
+    for (size_t i = 0; i < sizeof(aws_signers) / sizeof(aws_signers[0]); i++) {
+        assert_int_equal(agent_cloud_check(&c, "aws", 3, aws_signers[i], NULL, 0, &d), 0);
+        assert_non_null(strstr(d.reason, "print the command's credentials"));
+    }
+    const char *a8[] = {"s3", "ls", "s3://bucket"};
+    assert_int_equal(agent_cloud_check(&c, "aws", 3, a8, NULL, 0, &d), 1);
+    const char *gc_signers[][4] = { {"storage", "sign-url", "gs://bucket/obj", "--duration=7d"},
+                                    {"sql", "generate-login-token", "--format=json", "x"} };
+    for (size_t i = 0; i < sizeof(gc_signers) / sizeof(gc_signers[0]); i++) {
+        assert_int_equal(agent_cloud_check(&c, "gcloud", 4, gc_signers[i], NULL, 0, &d), 0);
+        assert_non_null(strstr(d.reason, "print the command's credentials"));
+    }
+    const char *a9[] = {"storage", "ls", "gs://bucket"};
+    assert_int_equal(agent_cloud_check(&c, "gcloud", 3, a9, NULL, 0, &d), 1);
     const char *a7[] = {"eks", "describe-cluster", "--name=prod"};
     assert_int_equal(agent_cloud_check(&c, "aws", 3, a7, NULL, 0, &d), 1);
     agent_cloud_free(&c);
@@ -701,6 +724,18 @@ static void cloud_policy_programs_and_printers(void **state)
     const char *az1[] = {"acr", "login", "--name=reg", "--expose-token"};
     assert_int_equal(agent_cloud_check(&c, "az", 4, az1, NULL, 0, &d), 0);
     assert_non_null(strstr(d.reason, "print the command's credentials"));
+    /* a SAS is signed with an account key or a user delegation key, both
+     * fetched with the command's token (found in review) */
+    const char *az_sas[][4] = { {"storage", "account", "generate-sas", "--services=b"},
+                                {"storage", "blob", "generate-sas", "--as-user"},
+                                {"storage", "container", "generate-sas", "--name=c"},
+                                {"storage", "share", "generate-sas", "--name=s"} };
+    for (size_t i = 0; i < sizeof(az_sas) / sizeof(az_sas[0]); i++) {
+        assert_int_equal(agent_cloud_check(&c, "az", 4, az_sas[i], NULL, 0, &d), 0);
+        assert_non_null(strstr(d.reason, "print the command's credentials"));
+    }
+    const char *az3[] = {"storage", "blob", "list", "--container-name=c"};
+    assert_int_equal(agent_cloud_check(&c, "az", 4, az3, NULL, 0, &d), 1);
     const char *az2[] = {"acr", "list"};
     assert_int_equal(agent_cloud_check(&c, "az", 2, az2, NULL, 0, &d), 1);
     agent_cloud_free(&c);
