@@ -1005,9 +1005,12 @@ static int gcp_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
     const cloud_selector *named = cloud_argv_primary(scan, "project");
     const char *in_argv = named ? named->value : NULL;
     if (target && *target && in_argv && strcmp(target, in_argv) != 0) {
+        char shown_t[80], shown_a[80];
+        cloud_argv_shown(target, shown_t, sizeof(shown_t));
+        cloud_argv_shown(in_argv, shown_a, sizeof(shown_a));
         http_resp_error(resp, 400, "BAD_REQUEST",
-                        "the request names project %.128s but the command says --project=%.128s",
-                        target, in_argv);
+                        "the request names project %s but the command says --project=%s",
+                        shown_t, shown_a);
         goto out;
     }
     const char *root = api_json_str(meta, "root"), *def = api_json_str(meta, "default_project");

@@ -953,6 +953,16 @@ def cloud_exec_with_oauth_connection(t):
     eq(grant["status"], 200, "refresh grant at the mock")
     eq(ex["argv"][-1], "--project=proj-oauth", "project")
     SHARED.setdefault("oauth_secrets", []).append(grant["access_token"])
+    # no project list to check --project against: a mismatch with the
+    # request's project echoes it printable and bounded (found in review)
+    weird = "\x1b]0;owned\x07" + "\u00e9" * 200
+    r = cloud_exec(w, k, provider="gcp", cluster_id=tok["cluster_id"], project="proj-oauth",
+                   args=["projects", "list", "--project=" + weird])
+    eq((r.status, r.error_code), (400, "BAD_REQUEST"), "project mismatch (%r)" % r)
+    err = r.get("error")
+    contains(err, "--project=?]0;owned?", "the value, printable")
+    check(not any(ord(c) < 0x20 or ord(c) > 0x7e for c in err), "only printable ASCII", err)
+    check(len(err) < 200, "bounded", err)
 
 
 @test
