@@ -123,6 +123,7 @@ static void cloud_exec(worker_ctx *w, http_request *req, http_response *resp)
         exec_audit_now(w, e, "refused");
         goto out;
     }
+    creds.lifetime = (int)e->timeout + 1; /* timeout is in (0, AURORA_EXEC_MAX_TIMEOUT] */
     if (c->cloud->prepare(w, &req->auth, target, &scan, &e->argv, &creds, resp) < 0) {
         /* Refused by the connector's policy or no credentials: audited too. */
         exec_audit_now(w, e, "refused");

@@ -32,6 +32,8 @@ typedef struct {
     char *env[CLOUD_MAX_ENV]; /* "NAME=value", malloc'd */
     int nenv;
     char target[256];         /* project / account / subscription acted on */
+    int lifetime;             /* in: seconds the command may run (its timeout, set
+                               * before prepare()): credentials should outlive it */
 } cloud_creds;
 
 /* 0, or -1 when the name is not [A-Z0-9_]+, the value is over

@@ -17,9 +17,12 @@
  * cloud_exec for `aws`: prepare() hands the agent short-lived credentials of
  * the assumed role (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
  * AWS_SESSION_TOKEN, AWS_DEFAULT_REGION, AWS_EC2_METADATA_DISABLED=true,
- * AWS_PAGER=).  Assumed-role credentials are cached per (org, user, role)
- * until 5 minutes before they expire; the cache is shared by the outbound
- * workers (mutex) and wiped when entries are dropped and at exit.
+ * AWS_PAGER=).  Sessions are as short as the command allows: 15 minutes
+ * (AWS's minimum) unless its timeout asks more, up to the role's
+ * MaxSessionDuration.  Assumed-role credentials are cached per (org, user,
+ * role) and handed to a command only while they outlive its timeout (and
+ * not within 5 minutes of their expiry); the cache is shared by the
+ * outbound workers (mutex) and wiped when entries are dropped and at exit.
  *
  * The credential cache, the connection row and the settings table are the
  * connector kit's (kit_cache.h, kit_secrets.h).
@@ -47,7 +50,16 @@
 
 #define AWS_ID "aws"
 #define AWS_EXTERNAL_ID_KEY "aws_external_id"
-#define AWS_SESSION_SECONDS 3600
+/* AssumeRole's DurationSeconds: AWS's minimum, a role's default (and least)
+ * MaxSessionDuration, AWS's maximum.  A command's session covers its timeout
+ * plus AWS_SESSION_SLACK (the way to the agent and the CLI's start); a new
+ * one lasts AWS_SESSION_REUSE more, so that the commands that follow within
+ * that time reuse it. */
+#define AWS_SESSION_MIN 900
+#define AWS_SESSION_ROLE_DEFAULT 3600
+#define AWS_SESSION_MAX 43200
+#define AWS_SESSION_SLACK 60
+#define AWS_SESSION_REUSE 300
 #define MSG_NO_ACCOUNT "Unable to determine Aurora's AWS account ID"
 #define MSG_CANNOT_ASSUME "Aurora cannot assume this role"
 
@@ -478,20 +490,36 @@ static void cache_forget(const char *org, const char *user)
     kit_cache_forget(&g_creds, org, user);
 }
 
-/* AssumeRole; on success *out holds the credentials (caller wipes). */
+/* AssumeRole for a session of `seconds` (AWS_SESSION_MIN..AWS_SESSION_MAX);
+ * on success *out holds the credentials (caller wipes).  Past the 1 h every
+ * role allows, a role whose MaxSessionDuration is shorter answers
+ * ValidationError: the session is then asked for 1 h. */
 static int assume_role(worker_ctx *w, const char *user_id, const char *role_arn, const char *ext,
-                       aws_creds *out, char *assumed_arn, size_t acap, http_response *resp)
+                       int seconds, aws_creds *out, char *assumed_arn, size_t acap,
+                       http_response *resp)
 {
     char sess[65], dur[16];
     session_name(user_id, sess);
-    snprintf(dur, sizeof(dur), "%d", AWS_SESSION_SECONDS);
     const char *pairs[] = { "Action", "AssumeRole", "Version", "2011-06-15", "RoleArn", role_arn,
                             "RoleSessionName", sess, "ExternalId", ext, "DurationSeconds", dur,
                             NULL };
     kit_call_resp r;
     sts_result res;
     memset(out, 0, sizeof(*out));
-    if (sts_call(w, pairs, &r, &res) != STS_OK) {
+    if (seconds < AWS_SESSION_MIN)
+        seconds = AWS_SESSION_MIN;
+    if (seconds > AWS_SESSION_MAX)
+        seconds = AWS_SESSION_MAX;
+    snprintf(dur, sizeof(dur), "%d", seconds);
+    int rc = sts_call(w, pairs, &r, &res);
+    if (rc != STS_OK && seconds > AWS_SESSION_ROLE_DEFAULT && res.kind == STS_HTTP &&
+        res.status == 400 && !strcmp(res.code, "ValidationError")) {
+        log_info("aws: %s allows no %d s session; asking for %d s", role_arn, seconds,
+                 AWS_SESSION_ROLE_DEFAULT);
+        snprintf(dur, sizeof(dur), "%d", AWS_SESSION_ROLE_DEFAULT);
+        rc = sts_call(w, pairs, &r, &res);
+    }
+    if (rc != STS_OK) {
         log_warn("aws: AssumeRole of %s failed (kind %d, HTTP %ld, %s%s)", role_arn, res.kind,
                  res.status, res.code, res.detail);
         sts_error(w, resp, &res, MSG_CANNOT_ASSUME);
@@ -588,7 +616,8 @@ static void connect_role(worker_ctx *w, http_request *req, http_response *resp)
     }
     if (external_id(w, req->auth.org_id, ext, sizeof(ext), resp) < 0)
         goto out;
-    if (assume_role(w, req->auth.user_id, arn, ext, &cr, assumed, sizeof(assumed), resp) < 0)
+    if (assume_role(w, req->auth.user_id, arn, ext, AWS_SESSION_MIN, &cr, assumed,
+                    sizeof(assumed), resp) < 0)
         goto out;
 
     if (strlen(arn) >= sizeof(((store_connector *)0)->account)) {
@@ -769,10 +798,21 @@ static int aws_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
     int64_t now = (int64_t)time(NULL);
     char key[2400];
     cache_key(key, sizeof(key), who->org_id, who->user_id, c.account);
-    if (!cache_get(key, now, &cr)) {
+    /* Credentials that expire while the command may still run are not
+     * handed out; a new session covers it, and a little more for reuse. */
+    int64_t need = (int64_t)(out->lifetime > 0 ? out->lifetime : 0) + AWS_SESSION_SLACK;
+    int hit = cache_get(key, now, &cr);
+    if (hit && cr.expires_at - now < need) {
+        creds_wipe(&cr);
+        hit = 0;
+    }
+    if (!hit) {
         if (external_id(w, who->org_id, ext, sizeof(ext), resp) < 0)
             goto out;
-        if (assume_role(w, who->user_id, c.account, ext, &cr, NULL, 0, resp) < 0)
+        int64_t want = need + AWS_SESSION_REUSE;
+        if (assume_role(w, who->user_id, c.account, ext,
+                        want > AWS_SESSION_MAX ? AWS_SESSION_MAX : (int)want, &cr, NULL, 0,
+                        resp) < 0)
             goto out;
         cache_put(key, &cr, now);
     }

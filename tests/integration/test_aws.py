@@ -111,10 +111,11 @@ def aws_cli(*args, env=None):
     return json.loads(r.stdout or b"{}")
 
 
-def create_role(trust_policy, name=None):
+def create_role(trust_policy, name=None, max_session=None):
     name = name or "AuroraRole-" + rand_tag(4)
+    extra = ["--max-session-duration", str(max_session)] if max_session else []
     out = aws_cli("iam", "create-role", "--role-name", name,
-                  "--assume-role-policy-document", json.dumps(trust_policy))
+                  "--assume-role-policy-document", json.dumps(trust_policy), *extra)
     return out["Role"]["Arn"]
 
 
@@ -234,7 +235,7 @@ def test_connect_assumes_role_with_external_id(t):
     eq(last.get("RoleArn"), arn, "RoleArn sent")
     eq(last.get("ExternalId"), ob["external_id"], "ExternalId sent (the org's)")
     eq(last.get("RoleSessionName"), "aurora-" + user, "RoleSessionName")
-    eq(last.get("DurationSeconds"), "3600", "DurationSeconds")
+    eq(last.get("DurationSeconds"), "900", "DurationSeconds: AWS's shortest session")
     eq(last.get("Version"), "2011-06-15", "STS API version")
     check(last.get("authorization_scope", "").startswith(SERVER_KEY_ID + "/"), "signed with Aurora's key", last)
     # nothing secret comes back: no temporary credentials, not our key
@@ -568,6 +569,58 @@ def test_cloud_exec_refreshes_credentials_before_expiry(t):
         eq(sts_count("AssumeRole") - n, 1, "AssumeRole calls for three commands with 1 h credentials")
     finally:
         proxy("/_fixture/expiration", {"seconds": None})
+
+
+@test
+def test_cloud_exec_sessions_last_as_long_as_the_command(t):
+    """The assumed role's session covers the command's timeout and not much
+    more: AWS's 15-minute minimum for usual commands, longer ones for long
+    commands as far as the role's MaxSessionDuration allows (found in review:
+    every session lasted one hour, and cached credentials with 5 minutes
+    left were handed to a command allowed to run for an hour)."""
+    w = world()
+
+    def last_duration():
+        return proxy("/_fixture/stats")["last"]["AssumeRole"].get("DurationSeconds")
+
+    key, user, arn, cid, a = exec_setup(t, w)
+    n = sts_count("AssumeRole")
+    eq(cloud_exec(w, key, cid, timeout=60).status, 200, "a 60 s command")
+    eq(sts_count("AssumeRole"), n, "the connect's 15-minute session covers a 60 s command")
+    k0 = a.wait_execs(1)[-1]["env"]["AWS_ACCESS_KEY_ID"]
+    # 20 minutes: the 15-minute session does not cover it; the role's
+    # default MaxSessionDuration (1 h) allows what is asked
+    eq(cloud_exec(w, key, cid, timeout=1200).status, 200, "a 20-minute command")
+    eq(sts_count("AssumeRole"), n + 1, "AssumeRole for a command longer than the cached session")
+    d = int(last_duration())
+    check(1200 < d <= 1800, "DurationSeconds covers the 20 minutes", d)
+    k1 = a.wait_execs(2)[-1]["env"]["AWS_ACCESS_KEY_ID"]
+    check(k1 != k0, "fresh credentials for the long command")
+    # now cached: another such command, and a short one, reuse them
+    for to in (1200, 60):
+        eq(cloud_exec(w, key, cid, timeout=to).status, 200, "timeout %d again" % to)
+    eq(sts_count("AssumeRole"), n + 1, "AssumeRole calls while the session covers the commands")
+    eq(a.wait_execs(4)[-1]["env"]["AWS_ACCESS_KEY_ID"], k1, "cached credentials reused")
+    # an hour: past the role's 1 h maximum AWS refuses (ValidationError); the
+    # longest session the role allows is asked instead
+    eq(cloud_exec(w, key, cid, timeout=3600).status, 200, "a 1 h command")
+    eq(last_duration(), "3600", "DurationSeconds after AWS refused a longer session")
+    # a role that allows 12 h sessions gets one that covers the hour
+    org, user2, key2 = w.new_org()
+    ob = onboarding(w, key2)
+    arn2 = create_role(ob["trust_policy"], max_session=43200)
+    eq(w.post("/aws/connect", {"role_arn": arn2}, key=key2).status, 200, "connect a 12 h role")
+    tok = w.create_token("it-aws-" + rand_tag(3), key=key2)
+    a2 = V2Agent(w, tok["token"], t)
+    w.wait_connection(tok["cluster_id"], key=key2)
+    m = sts_count("AssumeRole")
+    eq(cloud_exec(w, key2, tok["cluster_id"], timeout=3600).status, 200, "a 1 h command (12 h role)")
+    eq(sts_count("AssumeRole"), m + 1, "one AssumeRole, accepted")
+    d = int(last_duration())
+    check(3600 < d <= 4200, "DurationSeconds covers the hour", d)
+    env = a2.wait_execs(1)[-1]["env"]
+    who = aws_cli("sts", "get-caller-identity", env=env)
+    contains(who.get("Arn"), ":assumed-role/%s/" % arn2.split("/")[-1], "the 12 h role's credentials")
 
 
 @test
