@@ -41,6 +41,7 @@
 #include "secret.h"
 #include "api_util.h"
 #include "connector.h"
+#include "crypto.h"
 #include "http_client.h"
 #include "json_text.h"
 #include "jwt.h"
@@ -146,11 +147,36 @@ static kit_oauth_client oauth_client(worker_ctx *w, const kit_oauth_errors *erro
 
 static kit_cache g_tokens = KIT_CACHE_INIT(1024);
 
-static void version_key(char *out, size_t cap, const char *org, const char *user, int64_t version)
+/* The token cache's key: the connection's key_id (metadata), a random id
+ * new at every connect, so that a token minted with a replaced key or grant
+ * (by a command in flight during the upload, or on another replica) is
+ * never found for the new one.  The row's updated_at was the key: whole
+ * seconds, the same for two uploads within one.  Rows made before key_id:
+ * updated_at still. */
+#define META_KEY_ID "key_id"
+
+static void version_key(char *out, size_t cap, const char *org, const char *user,
+                        const cJSON *meta, int64_t updated_at)
 {
-    char v[32];
-    snprintf(v, sizeof(v), "%lld", (long long)version);
+    const char *id = api_json_str(meta, META_KEY_ID);
+    char v[64];
+    if (id && *id)
+        snprintf(v, sizeof(v), "k:%.48s", id);
+    else
+        snprintf(v, sizeof(v), "%lld", (long long)updated_at);
     kit_cache_key(out, cap, org, user, v);
+}
+
+/* A fresh key_id into meta; -1 if no randomness or memory. */
+static int add_key_id(cJSON *meta)
+{
+    unsigned char r[16];
+    char hex[sizeof(r) * 2 + 1];
+    if (crypto_random(r, sizeof(r)) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    return cJSON_AddStringToObject(meta, META_KEY_ID, hex) ? 0 : -1;
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -575,6 +601,10 @@ static void gcp_service_account(worker_ctx *w, http_request *req, http_response 
     if (store_connector_get(w->store, who->org_id, who->user_id, GCP_ID, &old) == STORE_OK)
         old_meta = cJSON_Parse(old.metadata_json ? old.metadata_json : "{}");
     carry_over(old_meta, meta);
+    if (add_key_id(meta) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        goto out;
+    }
 
     snprintf(row.org_id, sizeof(row.org_id), "%s", who->org_id);
     snprintf(row.user_id, sizeof(row.user_id), "%s", who->user_id);
@@ -590,7 +620,7 @@ static void gcp_service_account(worker_ctx *w, http_request *req, http_response 
     store_connector saved;
     if (store_connector_get(w->store, who->org_id, who->user_id, GCP_ID, &saved) == STORE_OK) {
         char ck[256];
-        version_key(ck, sizeof(ck), who->org_id, who->user_id, saved.updated_at);
+        version_key(ck, sizeof(ck), who->org_id, who->user_id, meta, saved.updated_at);
         kit_cache_forget(&g_tokens, who->org_id, who->user_id);
         kit_cache_put(&g_tokens, ck, token, expires_at, (int64_t)time(NULL));
         store_connector_free(&saved);
@@ -755,6 +785,10 @@ static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
     buf_free(&scratch.body);
     cJSON_AddStringToObject(meta, "auth", "oauth");
     cJSON_AddNullToObject(meta, "root");
+    if (add_key_id(meta) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        goto out;
+    }
     cJSON *first = cJSON_GetArrayItem(projects, 0);
     const char *fid = first ? api_json_str(first, "id") : NULL;
     if (fid)
@@ -1056,7 +1090,7 @@ static int gcp_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
     /* Credentials. */
     int64_t now = (int64_t)time(NULL), expires_at = 0;
     char ck[256];
-    version_key(ck, sizeof(ck), who->org_id, who->user_id, row.updated_at);
+    version_key(ck, sizeof(ck), who->org_id, who->user_id, meta, row.updated_at);
     token = kit_cache_get(&g_tokens, ck, now, NULL);
     if (!token) {
         const char *auth = api_json_str(meta, "auth");

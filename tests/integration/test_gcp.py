@@ -13,6 +13,7 @@ Peers, none of them this project's code:
 Service account keys are made with the openssl CLI."""
 
 import atexit
+import base64
 import hashlib
 import http.client
 import json
@@ -963,6 +964,70 @@ def cloud_exec_with_oauth_connection(t):
     contains(err, "--project=?]0;owned?", "the value, printable")
     check(not any(ord(c) < 0x20 or ord(c) > 0x7e for c in err), "only printable ASCII", err)
     check(len(err) < 200, "bounded", err)
+
+
+@test
+def a_token_of_the_replaced_key_is_not_cached_for_the_new_one(t):
+    """A command in flight while the user uploads another key (a different
+    service account) must not leave its token, minted with the old key, in the
+    cache for the new connection.  The cache was keyed on the row's
+    updated_at in whole seconds: a key replaced within the second of the
+    previous upload kept serving the old account's token (found in review).
+    The race needs both uploads in one second: each attempt starts on a fresh
+    second, and only attempts that made it decide."""
+    w, _ = world()
+    _, _, _, tok, a = exec_env(w)
+    cid = tok["cluster_id"]
+    uid, k = fresh_user(w)
+    key_a, _, _ = make_key()
+    key_b, _, _ = make_key()
+    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(w.data, "aurora.db"), uri=True, timeout=5)
+
+    def version():
+        return con.execute("SELECT updated_at FROM connectors WHERE connector='gcp' AND user_id=?",
+                           (uid,)).fetchone()[0]
+
+    def iss(assertion):
+        p = assertion.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["iss"]
+
+    decided = False
+    try:
+        for attempt in range(8):
+            wait_until(lambda: time.time() % 1 < 0.05, 3, 0.002, "the start of a second")
+            # A's connect token lives 5 s, within the cache's margin: not cached,
+            # so the command below mints one with A's key
+            fx_mode(expires_in=5, hold_iss=None, release=True)
+            eq(connect_sa(w, key_a, user_key=k).status, 200, "connect A")
+            va = version()
+            held = fx_state()["held"]
+            fx_mode(expires_in=3599, hold_iss=key_a["client_email"])
+            n = len(a.execs())
+            res = {}
+            th = threading.Thread(target=lambda: res.update(
+                r=cloud_exec(w, k, provider="gcp", cluster_id=cid, args=["projects", "list"])))
+            th.start()
+            wait_until(lambda: fx_state()["held"] > held, 15, 0.005, "the command's token request held")
+            eq(connect_sa(w, key_b, user_key=k).status, 200, "connect B while the command mints")
+            vb = version()
+            fx_mode(hold_iss=None, release=True)
+            th.join(30)
+            eq(res["r"].status, 200, "the command in flight (%r)" % res.get("r"))
+            tok_x = a.wait_execs(n + 1)[-1]["env"]["CLOUDSDK_AUTH_ACCESS_TOKEN"]
+            r = cloud_exec(w, k, provider="gcp", cluster_id=cid, args=["projects", "list"])
+            eq(r.status, 200, "a command after B's upload (%r)" % r)
+            tok_y = a.wait_execs(n + 2)[-1]["env"]["CLOUDSDK_AUTH_ACCESS_TOKEN"]
+            if va != vb:
+                continue  # not within one second: nothing decided
+            decided = True
+            check(tok_y != tok_x, "the next command got the token minted with the replaced key A",
+                  attempt)
+            eq(iss(fx_state()["assertions"][-1]), key_b["client_email"], "the last token minted with B")
+            break
+    finally:
+        fx_mode(expires_in=3599, hold_iss=None, release=True)
+        con.close()
+    check(decided, "no attempt uploaded both keys within one second")
 
 
 @test
