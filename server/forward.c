@@ -719,4 +719,5 @@ void forward_register(void)
 {
     http_capture_header(SECRET_HEADER);
     router_add(HTTP_POST, FORWARD_PATH, ROUTE_PUBLIC, forward_in);
+    router_set_internal(FORWARD_PATH);
 }

@@ -127,6 +127,8 @@ int http_host_ok(const char *h)
 
 static struct lws_vhost *g_https_vhost;
 void http_set_https_vhost(struct lws_vhost *v) { g_https_vhost = v; }
+static struct lws_vhost *g_internal_vhost;
+void http_set_internal_vhost(struct lws_vhost *v) { g_internal_vhost = v; }
 static char *g_captured[MAX_CAPTURED];
 static int g_ncaptured;
 
@@ -734,6 +736,14 @@ static void dispatch(http_txn *t)
     if (t->route && g_ops_vhost &&
         router_is_ops(t->route) != (lws_get_vhost(t->wsi) == g_ops_vhost)) {
         t->route = NULL; /* the other listener's route: as if it did not exist */
+        http_resp_error(&t->resp, 404, "NOT_FOUND", "no such route");
+    }
+    /* The replicas' route, on another listener than theirs: answered as an
+     * unknown route before any header of it (the forward secret) is read,
+     * whatever the edge in front of the main port lets through. */
+    if (t->route && g_internal_vhost && router_is_internal(t->route) &&
+        lws_get_vhost(t->wsi) != g_internal_vhost) {
+        t->route = NULL;
         http_resp_error(&t->resp, 404, "NOT_FOUND", "no such route");
     }
     if (!t->route) {

@@ -53,6 +53,9 @@ void http_set_ops_vhost(struct lws_vhost *v);
 /* The TLS listener that also lets plain-HTTP connections in, only to answer
  * them with https_redirect_answer (server.c); NULL: none. */
 void http_set_https_vhost(struct lws_vhost *v);
+/* The replicas' listener (AURORA_INTERNAL_PORT), NULL when there is none:
+ * while it is set, internal routes (router_set_internal) answer only on it. */
+void http_set_internal_vhost(struct lws_vhost *v);
 
 /* ---- transaction (event-loop thread only) -------------------------------- */
 typedef struct http_txn http_txn;

@@ -21,7 +21,8 @@ struct route {
     route_auth auth;
     route_handler handler;
     int on_loop;
-    int ops; /* router_set_ops */
+    int ops;      /* router_set_ops */
+    int internal; /* router_set_internal */
 };
 
 static route g_routes[MAX_ROUTES];
@@ -69,6 +70,7 @@ static int add(http_method m, const char *pattern, route_auth auth, route_handle
     r->handler = h;
     r->pool = pool;
     r->on_loop = on_loop;
+    r->ops = r->internal = 0; /* a slot router_reset freed keeps its flags */
     g_nroutes++;
     return 0;
 }
@@ -111,6 +113,15 @@ void router_set_ops(const char *pattern)
 }
 
 int router_is_ops(const route *r) { return r->ops; }
+
+void router_set_internal(const char *pattern)
+{
+    for (int i = 0; i < g_nroutes; i++)
+        if (!strcmp(g_routes[i].pattern, pattern))
+            g_routes[i].internal = 1;
+}
+
+int router_is_internal(const route *r) { return r->internal; }
 
 void router_foreach(route_visit fn, void *arg)
 {

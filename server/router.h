@@ -45,6 +45,12 @@ void router_run(worker_ctx *w, const route *r, http_request *req, http_response 
 void router_set_ops(const char *pattern);
 int router_is_ops(const route *r);
 
+/* Routes between replicas (/internal/forward/exec): with AURORA_INTERNAL_PORT
+ * they answer only on that listener, the main one 404s them (an Ingress
+ * that passes the path never reaches them); without it, on the main one. */
+void router_set_internal(const char *pattern);
+int router_is_internal(const route *r);
+
 /* The route's pattern as registered ("/api/clusters/{cluster_id}/kubectl"):
  * what the access log and the metrics name a request by, so that ids in
  * paths never become log fields or metric labels. */

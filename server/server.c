@@ -380,11 +380,14 @@ static int start_listeners(const server_config *cfg, const struct lws_context_cr
         ii.vhost_name = "internal";
         ii.port = cfg->internal_port;
         ii.iface = lws_bind_address(cfg->bind, bind_internal, sizeof(bind_internal));
-        if (!lws_create_vhost(g_ctx, &ii)) {
+        struct lws_vhost *internal_vh = lws_create_vhost(g_ctx, &ii);
+        if (!internal_vh) {
             log_error("cannot start the internal listener on %s:%d (AURORA_INTERNAL_PORT in use?)",
                       cfg->bind, cfg->internal_port);
             return -1;
         }
+        /* /internal/forward/exec is served here only, not on the main port */
+        http_set_internal_vhost(internal_vh);
         log_info("internal listener (forwarded commands) on %s:%d", cfg->bind, cfg->internal_port);
     }
     if (cfg->listen_share) {
@@ -570,6 +573,7 @@ int server_run(server_config *cfg)
         http_set_ops_vhost(NULL);
         g_https_vhost = NULL;
         http_set_https_vhost(NULL);
+        http_set_internal_vhost(NULL);
         router_reset();
         conn_admission_free();
         return 1;
@@ -616,6 +620,7 @@ int server_run(server_config *cfg)
         http_set_ops_vhost(NULL);
         g_https_vhost = NULL;
         http_set_https_vhost(NULL);
+        http_set_internal_vhost(NULL);
         tunnel_hub_free(sv.tunnels);
         exec_ctx_free(sv.exec);
         server_metrics_watch_workers(NULL);
@@ -665,6 +670,7 @@ int server_run(server_config *cfg)
     http_set_ops_vhost(NULL);
     g_https_vhost = NULL;
     http_set_https_vhost(NULL);
+    http_set_internal_vhost(NULL);
     /* The connections closed by the destruction released what they held. */
     tunnel_hub_free(sv.tunnels);
     exec_ctx_free(sv.exec);

@@ -15,7 +15,7 @@ static const config_def server_defs[] = {
     { "AURORA_OPS_PORT", "server.ops_port", CFG_INT, "0", "serve /health, /ready and /metrics on this separate plain-HTTP port instead of AURORA_PORT (0: on AURORA_PORT)", 0 },
     { "AURORA_OPS_BIND", "server.ops_bind", CFG_STRING, NULL, "listen address of AURORA_OPS_PORT (default: AURORA_BIND)", 0 },
     { "AURORA_LISTEN_SHARE", "server.listen_share", CFG_BOOL, "false", "bind AURORA_PORT with SO_REUSEPORT, so that several aurora-server processes on one host (replicas: PostgreSQL and AURORA_REDIS_URL) share it and its TLS handshakes run on several cores; each process needs its own AURORA_INTERNAL_PORT", 0 },
-    { "AURORA_INTERNAL_PORT", "cluster.internal_port", CFG_INT, "0", "a listener of this process alone (same TLS, same API) at which the other replicas reach it, AURORA_INTERNAL_ADDR's port; required with AURORA_LISTEN_SHARE; 0: none", 0 },
+    { "AURORA_INTERNAL_PORT", "cluster.internal_port", CFG_INT, "0", "a listener of this process alone (same TLS, same API) at which the other replicas reach it, AURORA_INTERNAL_ADDR's port, and the only one serving their forwarded commands (/internal/forward/exec: the main port 404s it); required with AURORA_LISTEN_SHARE; 0: none (forwarded commands on AURORA_PORT)", 0 },
     { "DATABASE_URL", "database.url", CFG_STRING, NULL, "state store; default sqlite://<data_dir>/aurora.db", 1 },
     { "AURORA_DB_STATEMENT_TIMEOUT_MS", "database.statement_timeout_ms", CFG_INT, "5000", "longest a state-store statement may take, lock waits included (ms); past it the call fails and the API answers 503 STORE_UNAVAILABLE", 0 },
     { "AURORA_DB_SYNC", "database.sync", CFG_STRING, "full", "full | normal: SQLite only. full fsyncs every commit (a command's audit row survives a power loss); normal (WAL synchronous=NORMAL) fsyncs at checkpoints: survives a crash of the server, a power loss may drop the last rows; about 0.15 ms less CPU and latency per command", 0 },
@@ -242,6 +242,20 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     if (c->internal_port && (c->internal_port == c->port || c->internal_port == c->ops_port)) {
         snprintf(err, errlen, "AURORA_INTERNAL_PORT must differ from AURORA_PORT and AURORA_OPS_PORT");
         goto fail;
+    }
+    /* With its own listener, a replica serves forwarded commands there only
+     * (the main port 404s them): an address naming another port would make
+     * every command forwarded to it fail. */
+    if (c->internal_port && !c->listen_share) {
+        const char *redis = config_str(r, "AURORA_REDIS_URL");
+        const char *addr = config_str(r, "AURORA_INTERNAL_ADDR");
+        const char *colon = addr ? strrchr(addr, ':') : NULL;
+        if (redis && *redis && colon && atoi(colon + 1) != c->internal_port) {
+            snprintf(err, errlen, "AURORA_INTERNAL_ADDR must name AURORA_INTERNAL_PORT (%d): "
+                                  "forwarded commands are served on that listener only",
+                     c->internal_port);
+            goto fail;
+        }
     }
     if (c->listen_share) {
         const char *redis = config_str(r, "AURORA_REDIS_URL");

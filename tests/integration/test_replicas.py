@@ -56,12 +56,17 @@ class Replica(World):
     Redis and the deployment's TLS certificate (haproxy passes TLS through, so
     every replica shows the client the same one)."""
 
-    def __init__(self, t, name, env, pki):
+    def __init__(self, t, name, env, pki, internal=False):
+        """internal: a listener of its own for forwarded commands
+        (AURORA_INTERNAL_PORT), which AURORA_INTERNAL_ADDR then names."""
         self.pki = pki
         # A small ASan quarantine keeps VmRSS meaningful (test_tunnel.py does the same).
         super().__init__(t, name, extra_env=env, start=False,
                          asan_extra="quarantine_size_mb=4:thread_local_quarantine_size_kb=64")
-        self.extra_env["AURORA_INTERNAL_ADDR"] = "127.0.0.1:%d" % self.port
+        self.internal_port = free_port() if internal else None
+        if internal:
+            self.extra_env["AURORA_INTERNAL_PORT"] = str(self.internal_port)
+        self.extra_env["AURORA_INTERNAL_ADDR"] = self.addr
         # The certificate is issued by a CA it does not carry: the replicas
         # verify each other against the certificate itself (the default trust
         # anchor, AURORA_TLS_CERT), which takes partial-chain verification.
@@ -75,7 +80,7 @@ class Replica(World):
 
     @property
     def addr(self):
-        return "127.0.0.1:%d" % self.port
+        return "127.0.0.1:%d" % (self.internal_port or self.port)
 
 
 class Front:
@@ -127,7 +132,7 @@ class Fleet:
             # large enough for the other tests' loads.
             "AURORA_EXEC_MAX_PER_CLUSTER": str(PER_CLUSTER_MAX),
         })
-        pki = deployment_pki(os.path.join(t.tmp, "pki"))
+        pki = self.pki = deployment_pki(os.path.join(t.tmp, "pki"))
         self.replicas = [Replica(t, "server-r%d" % i, dict(self.env), pki) for i in range(n)]
         d = self.replicas[0].bootstrap()
         for r in self.replicas[1:]:
@@ -480,6 +485,41 @@ def forged_forward_is_refused(t):
     # and the replica still serves
     res = echo(owner, cid, "still-serving")
     eq(res.status, 200, "a command after the forged forwards (%r)" % res)
+
+
+@test(timeout=120)
+def with_an_internal_port_forwards_are_served_there_only(t):
+    """Replicas with AURORA_INTERNAL_PORT: a command reaches the agent another
+    holds through that listener, and the main port (the one an Ingress
+    reaches) answers /internal/forward/exec as an unknown route, even with
+    the right secret and body."""
+    f = fleet(t)
+    # Few workers: the fleet's three replicas hold most of the store's connections.
+    env = dict(f.env, AURORA_WORKERS="1", AURORA_OUTBOUND_WORKERS="1")
+    rs = [Replica(t, "server-int%d" % i, env, f.pki, internal=True) for i in range(2)]
+    for r in rs:
+        r.org_id, r.user_id, r.api_key = f.any.org_id, f.any.user_id, f.any.api_key
+    holder, via = rs
+    tok = via.create_token("rep-internal")
+    cid = tok["cluster_id"]
+    Agent(holder, tok["token"], "agent-internal", owner=t).wait_ready(30)
+    wait_until(lambda: list(f.redis.owners(cid).values()) == [holder.addr], 15, 0.05,
+               "the agent registered at the holder's internal address")
+    res = echo(via, cid, "through-the-internal-port")
+    eq(res.status, 200, "kubectl forwarded to the internal port (%r)" % res)
+    eq(res.json.get("output"), "through-the-internal-port", "forwarded output")
+    from harness import https_request
+    good = {"X-Aurora-Forward-Secret": FORWARD_SECRET}
+    body = {"org_id": holder.org_id, "user_id": "", "cluster_id": cid, "kind": "kubectl",
+            "program": "", "argv": ["get", "--raw", "/fixture/echo/main-port"], "env": [],
+            "timeout": 5, "max_output": 1000}
+    for hdr in (good, {}):
+        r = https_request(holder.port, holder.ctx, "POST", "/internal/forward/exec", body, hdr, 10)
+        eq(r.status, 404, "the forward route on the main port (%r)" % r)
+    r = https_request(holder.internal_port, holder.ctx, "POST", "/internal/forward/exec", {}, good, 10)
+    eq(r.status, 400, "the internal port serves the route (%r)" % r)
+    r = https_request(holder.internal_port, holder.ctx, "POST", "/internal/forward/exec", body, {}, 10)
+    eq(r.status, 401, "and still wants the secret there (%r)" % r)
 
 
 @test(timeout=60)
@@ -1130,7 +1170,10 @@ def bad_cluster_settings_refuse_to_start(t):
             ("short-secret", {"AURORA_REDIS_URL": "redis://127.0.0.1:1", "AURORA_INTERNAL_ADDR": "127.0.0.1:9", "AURORA_INTERNAL_FORWARD_SECRET": "short"}, "AURORA_INTERNAL_FORWARD_SECRET"),
             ("bad-url", {"AURORA_REDIS_URL": "http://x", "AURORA_INTERNAL_ADDR": "127.0.0.1:9", "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET}, "AURORA_REDIS_URL"),
             # a name would be resolved on the peers' event loops
-            ("named-addr", {"AURORA_REDIS_URL": "redis://127.0.0.1:1", "AURORA_INTERNAL_ADDR": "replica-0.example:5080", "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET}, "AURORA_INTERNAL_ADDR")):
+            ("named-addr", {"AURORA_REDIS_URL": "redis://127.0.0.1:1", "AURORA_INTERNAL_ADDR": "replica-0.example:5080", "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET}, "AURORA_INTERNAL_ADDR"),
+            # forwards are served on the internal listener only: an address
+            # naming another port would have every forwarded command fail
+            ("addr-not-internal-port", {"AURORA_REDIS_URL": "redis://127.0.0.1:1", "AURORA_INTERNAL_PORT": "5999", "AURORA_INTERNAL_ADDR": "127.0.0.1:5080", "AURORA_INTERNAL_FORWARD_SECRET": FORWARD_SECRET}, "AURORA_INTERNAL_ADDR must name AURORA_INTERNAL_PORT")):
         w = World(t, "server-" + name, extra_env=env, start=False)
         w.generation += 1
         sandir = os.path.join(w.dir, "san", "x")
