@@ -85,7 +85,7 @@ const MANAGED = {
   VAULT_CACERT: 'secretsBackend.vault.caBundle', AWS_SM_REGION: 'secretsBackend.aws.region', AWS_SM_ENDPOINT: 'secretsBackend.aws.endpoint',
   AWS_SM_STS_ENDPOINT: 'secretsBackend.aws.stsEndpoint', AWS_ROLE_ARN: 'secretsBackend.aws.roleArn',
   AWS_WEB_IDENTITY_TOKEN_FILE: 'the chart',
-  AURORA_INTERNAL_ADDR: 'the chart', POD_IP: 'the chart',
+  AURORA_INTERNAL_ADDR: 'the chart', AURORA_INTERNAL_PORT: 'internalPort', POD_IP: 'the chart',
 };
 
 // ------------------------------------------------------------------ validation
@@ -358,6 +358,8 @@ const RENDER_REJECTS = [
   ['an Ingress without ingress.hosts.api', ['values-minimal.yaml'], { ingress: { hosts: { api: '' } } }, /ingress\.hosts\.api is required with ingress\.enabled/],
   ['a PDB with minAvailable and maxUnavailable', ['values-minimal.yaml'], { podDisruptionBudget: { enabled: true, minAvailable: 1 } }, /set only one of minAvailable and maxUnavailable/],
   ['opsPort equal to port', ['values-minimal.yaml'], { opsPort: 5080 }, /opsPort must differ from port/],
+  ['internalPort equal to port (replicas)', ['values-aws.yaml'], { internalPort: 5080 }, /internalPort must differ from port and opsPort/],
+  ['AURORA_INTERNAL_PORT in config (AURORA_INTERNAL_ADDR and the NetworkPolicy follow internalPort)', ['values-aws.yaml'], { config: { AURORA_INTERNAL_PORT: 6000 } }, /config\.AURORA_INTERNAL_PORT: Must not validate/],
   ['plain HTTP in production with no ingress in front', ['values-minimal.yaml'], { tls: { enabled: false }, ingress: { enabled: false } }, /tls\.enabled false serves plain HTTP/],
   ['a secret-looking setting the chart does not list, as a literal', ['values-minimal.yaml'], { config: { NEWRELIC_API_TOKEN: 'NRAK-1' } }, /config\.NEWRELIC_API_TOKEN looks like a secret/],
   ['AURORA_MASTER_KEY through extraEnv', ['values-minimal.yaml'], { extraEnv: [{ name: 'AURORA_MASTER_KEY', value: 'k' }] }, /extraEnv AURORA_MASTER_KEY: set it under config/],
@@ -636,18 +638,27 @@ test('SQLite: a PersistentVolumeClaim (kept on uninstall) at /var/lib/aurora, on
   assert.deepStrictEqual(one(mustRender(['values-vault-token.yaml']), 'Deployment').spec.strategy, { type: 'Recreate' });
 });
 
-test('Redis: AURORA_REDIS_URL and AURORA_INTERNAL_FORWARD_SECRET from Secrets, AURORA_INTERNAL_ADDR the pod IP and port; nothing without Redis', () => {
+test('Redis: AURORA_REDIS_URL and AURORA_INTERNAL_FORWARD_SECRET from Secrets, AURORA_INTERNAL_ADDR the pod IP and internalPort; nothing without Redis', () => {
   const f = container(mustRender(['values-full.yaml']));
   assert.deepStrictEqual(envMap(f).POD_IP.valueFrom, { fieldRef: { fieldPath: 'status.podIP' } });
-  assert.strictEqual(envValue(f, 'AURORA_INTERNAL_ADDR'), '$(POD_IP):8443');
+  // forwarded commands go to the replicas' own listener, which alone serves them
+  assert.strictEqual(envValue(f, 'AURORA_INTERNAL_PORT'), '9443');
+  assert.strictEqual(envValue(f, 'AURORA_INTERNAL_ADDR'), '$(POD_IP):9443');
   const names = f.env.map((e) => e.name);
   assert.ok(names.indexOf('POD_IP') < names.indexOf('AURORA_INTERNAL_ADDR'), 'POD_IP is defined before it is referenced');
   assert.deepStrictEqual(envMap(f).AURORA_INTERNAL_FORWARD_SECRET.valueFrom, { secretKeyRef: { name: 'aurora-server', key: 'forward-secret' } });
   const a = container(mustRender(['values-aws.yaml']));
-  assert.strictEqual(envValue(a, 'AURORA_INTERNAL_ADDR'), '$(POD_IP):5080');
+  assert.strictEqual(envValue(a, 'AURORA_INTERNAL_PORT'), '5081', 'on by default with replicas');
+  assert.strictEqual(envValue(a, 'AURORA_INTERNAL_ADDR'), '$(POD_IP):5081');
+  assert.ok(a.ports.some((p) => p.name === 'internal' && p.containerPort === 5081), 'a container port named internal');
+  // internalPort 0: a single port, forwarded commands on it (the edge must refuse the path)
+  const single = container(mustRender(['values-aws.yaml', w('internal-off', { internalPort: 0 })]));
+  assert.ok(!('AURORA_INTERNAL_PORT' in envMap(single)));
+  assert.strictEqual(envValue(single, 'AURORA_INTERNAL_ADDR'), '$(POD_IP):5080');
+  assert.ok(!single.ports.some((p) => p.name === 'internal'));
   assert.ok(a.volumeMounts.some((m) => m.mountPath === '/etc/aurora/peer-ca'), 'the peers\' CA is mounted where AURORA_INTERNAL_CA_FILE points');
   const m = container(mustRender(['values-minimal.yaml']));
-  for (const k of ['POD_IP', 'AURORA_INTERNAL_ADDR', 'AURORA_REDIS_URL', 'AURORA_INTERNAL_FORWARD_SECRET']) assert.ok(!(k in envMap(m)), k);
+  for (const k of ['POD_IP', 'AURORA_INTERNAL_ADDR', 'AURORA_INTERNAL_PORT', 'AURORA_REDIS_URL', 'AURORA_INTERNAL_FORWARD_SECRET']) assert.ok(!(k in envMap(m)), k);
   // the server requires exactly these with Redis (server/registry.c)
   const reg = fs.readFileSync(path.join(ROOT, 'server', 'registry.c'), 'utf8');
   for (const k of ['AURORA_INTERNAL_ADDR', 'AURORA_INTERNAL_FORWARD_SECRET']) assert.ok(reg.includes(`"${k}"`), k);
@@ -682,7 +693,8 @@ test('Service: HTTPS + WSS on one port (5080 by default), the ops port beside it
   assert.deepStrictEqual(svc.metadata.annotations, { 'service.beta.kubernetes.io/aws-load-balancer-type': 'nlb' });
   assert.deepStrictEqual(svc.spec.ports, [{ name: 'https', port: 443, targetPort: 'https', protocol: 'TCP', appProtocol: 'https' },
     { name: 'ops', port: 9102, targetPort: 'ops', protocol: 'TCP', appProtocol: 'http' }]);
-  assert.deepStrictEqual(container(f).ports, [{ name: 'https', containerPort: 8443, protocol: 'TCP' }, { name: 'ops', containerPort: 9102, protocol: 'TCP' }]);
+  assert.deepStrictEqual(container(f).ports, [{ name: 'https', containerPort: 8443, protocol: 'TCP' }, { name: 'ops', containerPort: 9102, protocol: 'TCP' },
+    { name: 'internal', containerPort: 9443, protocol: 'TCP' }]);
   assert.strictEqual(envValue(container(f), 'AURORA_PORT'), '8443');
   assert.strictEqual(envValue(container(f), 'AURORA_OPS_PORT'), '9102');
   assert.strictEqual(one(mustRender(['values-sqlite.yaml']), 'Service').spec.ports[0].name, 'http');
@@ -870,13 +882,22 @@ test('NetworkPolicy only when enabled: the API port from apiFrom, the ops port f
   const full = valuesFile('values-full.yaml').networkPolicy;
   assert.deepStrictEqual(f.spec.policyTypes, ['Ingress', 'Egress']);
   const peers = { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-api', 'app.kubernetes.io/instance': RELEASE } } };
+  // forwarded commands: the internal port, from the server's own pods only; the API port
+  // from apiFrom alone
   assert.deepStrictEqual(f.spec.ingress, [
-    { ports: [{ port: 8443, protocol: 'TCP' }], from: [...full.apiFrom, peers] },
+    { ports: [{ port: 8443, protocol: 'TCP' }], from: full.apiFrom },
+    { ports: [{ port: 9443, protocol: 'TCP' }], from: [peers] },
     { ports: [{ port: 9102, protocol: 'TCP' }], from: full.opsFrom }]);
   // restricted egress still lets a replica forward a command to the replica holding the
-  // agent (Redis: many replicas), on the main port
+  // agent (Redis: many replicas), on the internal port
   assert.deepStrictEqual(f.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] },
-    { ports: [{ port: 8443, protocol: 'TCP' }], to: [peers] }, ...full.egress.to]);
+    { ports: [{ port: 9443, protocol: 'TCP' }], to: [peers] }, ...full.egress.to]);
+  // internalPort 0 (one port): the replicas reach each other on the API port
+  const one_port = one(mustRender(['values-full.yaml', w('np-internal-off', { internalPort: 0 })]), 'NetworkPolicy');
+  assert.deepStrictEqual(one_port.spec.ingress, [
+    { ports: [{ port: 8443, protocol: 'TCP' }], from: [...full.apiFrom, peers] },
+    { ports: [{ port: 9102, protocol: 'TCP' }], from: full.opsFrom }]);
+  assert.deepStrictEqual(one_port.spec.egress[1], { ports: [{ port: 8443, protocol: 'TCP' }], to: [peers] });
   const single = one(mustRender(['values-minimal.yaml', w('np-egress-single', { networkPolicy: { enabled: true, egress: { enabled: true } } })]), 'NetworkPolicy');
   assert.deepStrictEqual(single.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] }], 'one replica: no peer rule');
   const open = one(mustRender(['values-minimal.yaml', w('np-open', { networkPolicy: { enabled: true } })]), 'NetworkPolicy');
@@ -985,7 +1006,9 @@ test('NOTES.txt: state store, secrets backend, verification commands, the agent\
   assert.match(f.notes, /Secrets backend: vault \(https:\/\/vault\.example\.com:8200, kubernetes auth, role aurora-server\)\./);
   assert.ok(f.notes.includes('curl -s localhost:9102/health'));
   assert.ok(!f.notes.includes('self-signed'));
-  assert.match(f.notes, /forward commands to each other at\n\$\(POD_IP\):8443 under \/internal\/forward\/\. Refuse that path at the edge/);
+  assert.match(f.notes, /forward commands to each other at\n\$\(POD_IP\):9443 \(internalPort\), on neither the Service nor the Ingress; port 8443\nanswers \/internal\/forward\/ 404/);
+  const single = mustRender(['values-full.yaml', w('notes-internal-off', { internalPort: 0 })]);
+  assert.match(single.notes, /forward commands to each other at\n\$\(POD_IP\):8443 under \/internal\/forward\/ \(internalPort 0\)\. Refuse that path at\nthe edge/);
   assert.ok(!r.notes.includes('/internal/forward/'));
   const s = mustRender(['values-sqlite.yaml', w('notes-nopvc', { persistence: { enabled: false }, secretsBackend: { local: { masterKey: { secretKeyRef: { name: 'k', key: 'k' } } } } })]);
   assert.match(s.notes, /WARNING: SQLite on an emptyDir/);

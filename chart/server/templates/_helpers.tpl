@@ -103,7 +103,8 @@ AWS_SM_ENDPOINT: secretsBackend.aws.endpoint
 AWS_SM_STS_ENDPOINT: secretsBackend.aws.stsEndpoint
 AWS_ROLE_ARN: secretsBackend.aws.roleArn
 AWS_WEB_IDENTITY_TOKEN_FILE: the chart (IRSA's projected token)
-AURORA_INTERNAL_ADDR: the chart (the pod IP and port)
+AURORA_INTERNAL_ADDR: the chart (the pod IP and internalPort)
+AURORA_INTERNAL_PORT: internalPort
 POD_IP: the chart (status.podIP, for AURORA_INTERNAL_ADDR)
 {{- end }}
 
@@ -130,6 +131,17 @@ eks.amazonaws.com/role-arn annotation given in serviceAccount.annotations. */}}
      connector credentials), whatever the state database is. */}}
 {{- define "aurora-server.persistData" -}}
 {{- if and .Values.persistence.enabled (or (include "aurora-server.sqlite" .) (eq .Values.secretsBackend.type "local")) }}true{{ end }}
+{{- end }}
+
+{{/* The replicas' own listener (internalPort) when the pods are replicas (Redis) and it is
+not 0; "" otherwise. */}}
+{{- define "aurora-server.internalPort" -}}
+{{- if and (include "aurora-server.isSet" .Values.config.AURORA_REDIS_URL) (ne (int64 .Values.internalPort) 0) }}{{ int64 .Values.internalPort }}{{ end }}
+{{- end }}
+
+{{/* The port the other replicas forward commands to: internalPort, else port. */}}
+{{- define "aurora-server.peerPort" -}}
+{{- include "aurora-server.internalPort" . | default (int64 .Values.port) }}
 {{- end }}
 
 {{/* Most replicas that may run: replicaCount, or the autoscaler's maximum. */}}
@@ -224,6 +236,11 @@ it is null (the default), whenever more than one replica may run. */}}
 {{- with .Values.podDisruptionBudget }}
 {{- if and (include "aurora-server.pdbEnabled" $) (not (kindIs "invalid" .minAvailable)) (not (kindIs "invalid" .maxUnavailable)) }}
 {{- fail "podDisruptionBudget: set only one of minAvailable and maxUnavailable (the other to null)" }}
+{{- end }}
+{{- end }}
+{{- with include "aurora-server.internalPort" . }}
+{{- if or (eq (int64 .) (int64 $.Values.port)) (eq (int64 .) (int64 $.Values.opsPort)) }}
+{{- fail "internalPort must differ from port and opsPort (0: forwarded commands on port)" }}
 {{- end }}
 {{- end }}
 {{- if and (ne (int64 .Values.opsPort) 0) (eq (int64 .Values.opsPort) (int64 .Values.port)) }}
