@@ -358,6 +358,8 @@ const RENDER_REJECTS = [
   ['an Ingress without ingress.hosts.api', ['values-minimal.yaml'], { ingress: { hosts: { api: '' } } }, /ingress\.hosts\.api is required with ingress\.enabled/],
   ['a PDB with minAvailable and maxUnavailable', ['values-minimal.yaml'], { podDisruptionBudget: { enabled: true, minAvailable: 1 } }, /set only one of minAvailable and maxUnavailable/],
   ['opsPort equal to port', ['values-minimal.yaml'], { opsPort: 5080 }, /opsPort must differ from port/],
+  ['a grace period the preStop sleep would eat', ['values-minimal.yaml'], { terminationGracePeriodSeconds: 10 }, /terminationGracePeriodSeconds \(10\) must be at least lifecycle\.preStopSleepSeconds \(5\) \+ 15/],
+  ['a preStop sleep longer than the grace period leaves', ['values-minimal.yaml'], { lifecycle: { preStopSleepSeconds: 20 } }, /terminationGracePeriodSeconds \(30\) must be at least lifecycle\.preStopSleepSeconds \(20\) \+ 15/],
   ['internalPort equal to port (replicas)', ['values-aws.yaml'], { internalPort: 5080 }, /internalPort must differ from port and opsPort/],
   ['AURORA_INTERNAL_PORT in config (AURORA_INTERNAL_ADDR and the NetworkPolicy follow internalPort)', ['values-aws.yaml'], { config: { AURORA_INTERNAL_PORT: 6000 } }, /config\.AURORA_INTERNAL_PORT: Must not validate/],
   ['plain HTTP in production with no ingress in front', ['values-minimal.yaml'], { tls: { enabled: false }, ingress: { enabled: false } }, /tls\.enabled false serves plain HTTP/],
@@ -903,6 +905,23 @@ test('NetworkPolicy only when enabled: the API port from apiFrom, the ops port f
   const open = one(mustRender(['values-minimal.yaml', w('np-open', { networkPolicy: { enabled: true } })]), 'NetworkPolicy');
   assert.deepStrictEqual(open.spec, { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'aurora-server', 'app.kubernetes.io/instance': RELEASE } },
     policyTypes: ['Ingress'], ingress: [{ ports: [{ port: 5080, protocol: 'TCP' }] }, { ports: [{ port: 9090, protocol: 'TCP' }] }] });
+});
+
+test('rollouts: a preStop sleep before SIGTERM (the kubelet\'s sleep from 1.30, the image\'s sleep before), and a grace period that covers it plus the shutdown', () => {
+  const m = one(mustRender(['values-minimal.yaml']), 'Deployment').spec.template.spec;
+  assert.deepStrictEqual(m.containers[0].lifecycle, { preStop: { sleep: { seconds: 5 } } });
+  assert.strictEqual(m.terminationGracePeriodSeconds, 30);
+  const old = container(mustRender(['values-minimal.yaml'], { kubeVersion: '1.29.5' }));
+  assert.deepStrictEqual(old.lifecycle, { preStop: { exec: { command: ['sleep', '5'] } } });
+  // the exec form needs a sleep binary in the image: the runtime stage is Debian (coreutils)
+  const docker = fs.readFileSync(path.join(ROOT, 'Dockerfile.server'), 'utf8');
+  const stages = docker.split('\n').filter((l) => /^FROM /.test(l));
+  assert.strictEqual(stages[stages.length - 1], 'FROM ${DEBIAN_IMAGE}', 'the runtime image has /bin/sleep');
+  assert.match(docker, /^ARG DEBIAN_IMAGE=debian:/m);
+  const f = one(mustRender(['values-full.yaml']), 'Deployment').spec.template.spec;
+  assert.deepStrictEqual(f.containers[0].lifecycle, { preStop: { sleep: { seconds: 10 } } });
+  const off = container(mustRender(['values-minimal.yaml', w('prestop-off', { lifecycle: { preStopSleepSeconds: 0 } })]));
+  assert.ok(!('lifecycle' in off), 'preStopSleepSeconds 0: no hook');
 });
 
 test('labels and names: app: aurora-server and app.kubernetes.io/* on every object, selectors match, overrides apply', () => {

@@ -243,6 +243,10 @@ it is null (the default), whenever more than one replica may run. */}}
 {{- fail "internalPort must differ from port and opsPort (0: forwarded commands on port)" }}
 {{- end }}
 {{- end }}
+{{- $preStop := int64 .Values.lifecycle.preStopSleepSeconds }}
+{{- if lt (int64 .Values.terminationGracePeriodSeconds) (add $preStop 15) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be at least lifecycle.preStopSleepSeconds (%d) + 15: the server's shutdown after the sleep (closing agent sessions, the workers' queued jobs, an outbound call up to 10 s) would be cut by SIGKILL" (int64 .Values.terminationGracePeriodSeconds) $preStop) }}
+{{- end }}
 {{- if and (ne (int64 .Values.opsPort) 0) (eq (int64 .Values.opsPort) (int64 .Values.port)) }}
 {{- fail "opsPort must differ from port (0 keeps /health, /ready, /metrics on port)" }}
 {{- end }}
