@@ -983,7 +983,7 @@ static int wh_process(worker_ctx *w, const store_webhook_delivery *d, char *err,
         .severity = m.severity,
         .message = m.message,
         .url = m.url,
-        .occurred_at = m.occurred_at,
+        .occurred_at = kit_webhook_occurred_at(d, m.occurred_at), /* else its receipt */
         .raw = json,
     };
     incident_outcome o;

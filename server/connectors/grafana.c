@@ -599,6 +599,7 @@ static int webhook_process(worker_ctx *w, const store_webhook_delivery *d, char 
         }
         g.alert.delivery_id = d->id;
         g.alert.index = i;
+        g.alert.occurred_at = kit_webhook_occurred_at(d, g.alert.occurred_at); /* no startsAt */
         incident_outcome res;
         int rc = incident_ingest(w, d->org_id, d->tenant_key[0] ? d->tenant_key : NULL, &g.alert,
                                  now, &res, err, errlen);

@@ -851,6 +851,11 @@ int64_t kit_webhook_retry_delay(int attempt)
     return d + (int64_t)(r % (uint32_t)(d / 4 + 1));
 }
 
+int64_t kit_webhook_occurred_at(const store_webhook_delivery *d, int64_t t)
+{
+    return t > 0 ? t : d->received_at;
+}
+
 int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char *id, int64_t now)
 {
     if (!spec->process)

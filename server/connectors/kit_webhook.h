@@ -222,6 +222,13 @@ void kit_webhook_handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_req
 
 /* ---- processing and recovery (worker threads) -------------------------------- */
 
+/* The time an alert of delivery `d` happened: `t` (the payload's own, in
+ * seconds) when it has one, else when the delivery was received.  A change
+ * a payload does not date happened when the provider sent it, not when it
+ * is processed: a failed delivery is retried on a backoff, hours later, and
+ * dated then a resolution would end an instance that started after it. */
+int64_t kit_webhook_occurred_at(const store_webhook_delivery *d, int64_t t);
+
 /* Claims and processes one delivery: KIT_WH_PROCESSED / _IGNORED / _FAILED,
  * KIT_WH_NOT_OPEN when it is not open (finished, another worker has it, no
  * organization and the spec processes only assigned ones), or STORE_ERR. */

@@ -256,6 +256,7 @@ static int wh_process(worker_ctx *w, const store_webhook_delivery *d, char *err,
         cJSON_Delete(j);
         return KIT_WH_IGNORED; /* a test notification: stored, nothing to correlate */
     }
+    na.alert.occurred_at = kit_webhook_occurred_at(d, na.alert.occurred_at); /* no date */
     incident_outcome o;
     int rc = incident_ingest(w, d->org_id, d->tenant_key, &na.alert, (int64_t)time(NULL), &o, err,
                              errlen);

@@ -849,6 +849,7 @@ static int wh_process(worker_ctx *w, const store_webhook_delivery *d, char *err,
         cJSON_Delete(json);
         return KIT_WH_IGNORED;
     }
+    is.occurred_at = kit_webhook_occurred_at(d, is.occurred_at); /* no createdAt */
     int rc = newrelic_ingest(w, d->org_id, d->tenant_key[0] ? d->tenant_key : NULL, d->id, &is,
                              json, NULL, err, errlen);
     cJSON_Delete(json);

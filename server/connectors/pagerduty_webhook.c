@@ -281,6 +281,7 @@ static int webhook_process(worker_ctx *w, const store_webhook_delivery *d, char 
     e.alert.delivery_id = d->id;
     e.alert.index = 0;
     e.alert.raw = json;
+    e.alert.occurred_at = kit_webhook_occurred_at(d, e.alert.occurred_at); /* no occurred_at */
     incident_outcome out;
     /* Idempotent on (org, delivery id, index): a second run after a crash
      * between ingest and the delivery's status update changes nothing. */

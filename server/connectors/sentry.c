@@ -778,11 +778,8 @@ static int webhook_process(worker_ctx *w, const store_webhook_delivery *d, char 
     sa.a.delivery_id = d->id;
     /* A change the payload does not date (resolved, assigned, ignored: the
      * issue carries firstSeen and lastSeen only, the times of its events)
-     * happened when Sentry sent it, not when it is processed: a retry on a
-     * backoff comes hours later, and dated then a resolution would end an
-     * instance that started after it (a regression). */
-    if (sa.a.occurred_at <= 0)
-        sa.a.occurred_at = d->received_at;
+     * is dated by the delivery (a regression must outlive a late resolution). */
+    sa.a.occurred_at = kit_webhook_occurred_at(d, sa.a.occurred_at);
     sa.a.severity = incident_severity_normalize(sa.a.severity);
     if (!strcmp(d->event, "error"))
         project_slug_of(w, d, sa.service, sizeof(sa.service));

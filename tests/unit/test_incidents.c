@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "connector.h"
 #include "db.h"
 #include "incident_normalize.h"
 #include "incident_summary.h"
@@ -678,41 +679,47 @@ static void test_late_resolution_inside_the_incident_of_both(void **state)
 
 /* ---- through the Sentry connector's processing ------------------------------ */
 
-static void take_sentry_spec(const kit_webhook_spec *spec, void *arg)
+struct spec_pick {
+    const char *name;
+    const kit_webhook_spec *spec;
+};
+
+static void take_spec(const kit_webhook_spec *spec, void *arg)
 {
-    if (!strcmp(spec->connector, "sentry"))
-        *(const kit_webhook_spec **)arg = spec;
+    struct spec_pick *p = arg;
+    if (!strcmp(spec->connector, p->name))
+        p->spec = spec;
+}
+
+/* The webhook spec a connector registers (its routes registered once). */
+static const kit_webhook_spec *webhook_spec(const connector *c, const char *name)
+{
+    struct spec_pick p = { name, NULL };
+    kit_webhook_foreach(take_spec, &p);
+    if (!p.spec) {
+        c->register_routes();
+        kit_webhook_foreach(take_spec, &p);
+    }
+    assert_non_null(p.spec);
+    return p.spec;
 }
 
 static const kit_webhook_spec *sentry_spec(void)
 {
-    static const kit_webhook_spec *spec;
-    if (!spec) {
-        connector_sentry.register_routes();
-        kit_webhook_foreach(take_sentry_spec, &spec);
-    }
-    assert_non_null(spec);
-    return spec;
+    return webhook_spec(&connector_sentry, "sentry");
 }
 
-/* An issue delivery of Sentry's documented shape, stored as the intake
- * stores it and received at `received` (the store's clock, set back). */
-static void sentry_issue(fixture *f, const char *action, int64_t first_seen, int64_t last_seen,
-                         int64_t received, char id[STORE_ID_LEN])
+/* A delivery stored as the intake stores it and received at `received`
+ * (the store's clock, set back). */
+static void store_delivery(fixture *f, const char *connector, const char *event,
+                           const char *action, const char *body, int64_t received,
+                           char id[STORE_ID_LEN])
 {
-    char first[TIME_RFC3339_LEN], last[TIME_RFC3339_LEN], body[512];
-    assert_int_equal(time_rfc3339(first_seen, first), 0);
-    assert_int_equal(time_rfc3339(last_seen, last), 0);
-    snprintf(body, sizeof(body),
-             "{\"action\":\"%s\",\"data\":{\"issue\":{\"id\":\"5150\","
-             "\"title\":\"TypeError: x is undefined\",\"level\":\"error\","
-             "\"firstSeen\":\"%s\",\"lastSeen\":\"%s\",\"project\":{\"slug\":\"web\"}}}}",
-             action, first, last);
     store_webhook_delivery d = { .verified = 1 };
     snprintf(d.org_id, sizeof(d.org_id), "%s", f->org);
-    snprintf(d.connector, sizeof(d.connector), "sentry");
+    snprintf(d.connector, sizeof(d.connector), "%s", connector);
     snprintf(d.delivery_id, sizeof(d.delivery_id), "req-%d", ++f->delivery);
-    snprintf(d.event, sizeof(d.event), "issue");
+    snprintf(d.event, sizeof(d.event), "%s", event);
     snprintf(d.action, sizeof(d.action), "%s", action);
     assert_int_equal(store_webhook_insert(f->s, &d, body, strlen(body), 0), STORE_OK);
     memcpy(id, d.id, STORE_ID_LEN);
@@ -729,12 +736,21 @@ static void sentry_issue(fixture *f, const char *action, int64_t first_seen, int
     eng->close(db);
 }
 
-/* A Sentry resolution happened when Sentry sent it (its payload dates
- * nothing else: lastSeen is the issue's last event).  Processed late (its
- * first attempt failed and the retry came on a backoff, or the queue was
- * full), after the issue regressed, it must still end only the instance it
- * followed: taken at processing time, it "happened" after the regression
- * started and resolved the incident while the issue fired again. */
+/* An issue delivery of Sentry's documented shape. */
+static void sentry_issue(fixture *f, const char *action, int64_t first_seen, int64_t last_seen,
+                         int64_t received, char id[STORE_ID_LEN])
+{
+    char first[TIME_RFC3339_LEN], last[TIME_RFC3339_LEN], body[512];
+    assert_int_equal(time_rfc3339(first_seen, first), 0);
+    assert_int_equal(time_rfc3339(last_seen, last), 0);
+    snprintf(body, sizeof(body),
+             "{\"action\":\"%s\",\"data\":{\"issue\":{\"id\":\"5150\","
+             "\"title\":\"TypeError: x is undefined\",\"level\":\"error\","
+             "\"firstSeen\":\"%s\",\"lastSeen\":\"%s\",\"project\":{\"slug\":\"web\"}}}}",
+             action, first, last);
+    store_delivery(f, "sentry", "issue", action, body, received, id);
+}
+
 static void test_sentry_late_resolution_dated_by_delivery(void **state)
 {
     fixture *f = *state;
@@ -757,6 +773,67 @@ static void test_sentry_late_resolution_dated_by_delivery(void **state)
                                 " AND state = 'resolved'",
                              f->org),
                      now - 1800);
+}
+
+/* The same for every connector whose payload may carry no time: a firing
+ * and a resolution of one alert, neither dated, the resolution received 30
+ * minutes ago and retried only now, after a newer firing (received 10
+ * minutes ago) was processed.  Dated by processing, the stale resolution
+ * would end the newer instance; dated by its delivery it precedes it. */
+extern const connector connector_datadog, connector_netdata, connector_pagerduty,
+    connector_newrelic, connector_grafana;
+
+static void test_undated_late_resolution_dated_by_delivery(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        const connector *c;
+        const char *name, *firing, *resolved;
+    } cases[] = {
+        { &connector_datadog, "datadog", "{\"id\":1,\"alert_id\":4242,\"title\":\"Load high\","
+          "\"alert_transition\":\"Triggered\",\"alert_scope\":\"host:a\"}",
+          "{\"id\":2,\"alert_id\":4242,\"title\":\"Load high\","
+          "\"alert_transition\":\"Recovered\",\"alert_scope\":\"host:a\"}" },
+        { &connector_netdata, "netdata", "{\"alert\":\"10min_cpu_usage\",\"chart\":"
+          "\"system.cpu\",\"space\":\"Production\",\"severity\":\"critical\"}",
+          "{\"alert\":\"10min_cpu_usage\",\"chart\":\"system.cpu\",\"space\":\"Production\","
+          "\"severity\":\"clear\"}" },
+        { &connector_pagerduty, "pagerduty",
+          "{\"event\":{\"id\":\"E1\",\"event_type\":\"incident.triggered\",\"data\":"
+          "{\"id\":\"P1\",\"type\":\"incident\",\"title\":\"Bump\"}}}",
+          "{\"event\":{\"id\":\"E2\",\"event_type\":\"incident.resolved\",\"data\":"
+          "{\"id\":\"P1\",\"type\":\"incident\",\"title\":\"Bump\"}}}" },
+        { &connector_newrelic, "newrelic",
+          "{\"issueId\":\"abc\",\"title\":\"Latency\",\"state\":\"ACTIVATED\"}",
+          "{\"issueId\":\"abc\",\"title\":\"Latency\",\"state\":\"CLOSED\"}" },
+        { &connector_grafana, "grafana",
+          "{\"status\":\"firing\",\"alerts\":[{\"status\":\"firing\",\"labels\":"
+          "{\"alertname\":\"High CPU\"}}]}",
+          "{\"status\":\"resolved\",\"alerts\":[{\"status\":\"resolved\",\"labels\":"
+          "{\"alertname\":\"High CPU\"}}]}" },
+    };
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const kit_webhook_spec *spec = webhook_spec(cases[i].c, cases[i].name);
+        char firing[STORE_ID_LEN], resolved[STORE_ID_LEN], incident[STORE_ID_LEN], st[32];
+        store_delivery(f, cases[i].name, "", "", cases[i].resolved, now - 1800,
+                       resolved);
+        store_delivery(f, cases[i].name, "", "", cases[i].firing, now - 600, firing);
+        assert_int_equal(kit_webhook_process(&f->w, spec, firing, now), KIT_WH_PROCESSED);
+        sql_text(f, "SELECT incident_id FROM incident_alerts WHERE delivery_id = ?", firing,
+                 incident, sizeof(incident));
+        assert_int_equal(kit_webhook_process(&f->w, spec, resolved, now), KIT_WH_PROCESSED);
+        incident_status(f, incident, st, sizeof(st));
+        if (strcmp(st, "open") != 0)
+            fail_msg("%s: a late undated resolution ended the newer instance (%s)",
+                     cases[i].name, st);
+        assert_int_equal(sql_int(f, "SELECT occurred_at FROM incident_alerts WHERE delivery_id = ?",
+                                 firing),
+                         now - 600);
+        assert_int_equal(sql_int(f, "SELECT occurred_at FROM incident_alerts WHERE delivery_id = ?",
+                                 resolved),
+                         now - 1800);
+    }
 }
 
 /* A firing notification of an instance already resolved, processed after
@@ -1286,6 +1363,7 @@ int main(void)
         BOTH(test_late_resolution_of_earlier_instance),
         BOTH(test_late_resolution_inside_the_incident_of_both),
         BOTH(test_sentry_late_resolution_dated_by_delivery),
+        BOTH(test_undated_late_resolution_dated_by_delivery),
         BOTH(test_window_and_service),
         BOTH(test_acknowledge_and_info),
         BOTH(test_concurrent_same_fingerprint),
