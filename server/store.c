@@ -3103,6 +3103,12 @@ int store_webhook_prune_unassigned(store_t *s, const char *connector, int64_t be
 int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t stale_before,
                         int64_t now)
 {
+    return store_webhook_claim_attempt(s, id, max_attempts, stale_before, now, NULL);
+}
+
+int store_webhook_claim_attempt(store_t *s, const char *id, int max_attempts,
+                                int64_t stale_before, int64_t now, int *attempt)
+{
     if (!s)
         return STORE_ERR;
     if (!id)
@@ -3118,7 +3124,25 @@ int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t st
                  " claimed_at = ?, next_attempt_at = ? WHERE id = ? AND " WEBHOOK_OPEN_SQL,
                  p, 7, &changes) != STORE_OK)
         return STORE_ERR;
-    return changes > 0 ? STORE_OK : STORE_CONFLICT;
+    if (changes == 0)
+        return STORE_CONFLICT;
+    if (!attempt)
+        return STORE_OK;
+    /* This claim's row: another claim can only take over after the lease,
+     * with a later claimed_at (then this one is already lost: CONFLICT). */
+    int64_t n = 0;
+    db_param q[] = { p_text(id), DB_P_INT(now) };
+    db_result r;
+    if (run_query(s, "reading a claim's attempt",
+                  "SELECT attempts FROM webhook_deliveries WHERE id = ? AND claimed_at = ?"
+                  " AND status = 'processing'",
+                  q, 2, &r) != STORE_OK)
+        return STORE_ERR;
+    int rc = r.nrows == 0 ? STORE_CONFLICT : cell_i64(s, &r, 0, 0, &n, "webhook attempts");
+    db_result_free(&r);
+    if (rc == STORE_OK)
+        *attempt = n > INT_MAX ? INT_MAX : (int)n;
+    return rc;
 }
 
 int store_webhook_finish(store_t *s, const char *id, int64_t claimed_at, const char *status,

@@ -439,6 +439,11 @@ int store_webhook_expire_claims(store_t *s, const char *connector, int max_attem
  * due yet. */
 int store_webhook_claim(store_t *s, const char *id, int max_attempts, int64_t stale_before,
                         int64_t now);
+/* The same, with *attempt set to this claim's attempt number: the row's
+ * attempts as the claim left them, not as read before it (another worker
+ * may have claimed it in between, once or more). */
+int store_webhook_claim_attempt(store_t *s, const char *id, int max_attempts,
+                                int64_t stale_before, int64_t now, int *attempt);
 /* Final status of a claimed delivery: "processed", "ignored" or "failed"
  * (error: one line naming no secret, may be NULL).  A failed delivery is
  * not open again before retry_at (Unix seconds; 0: at once; < 0: never,

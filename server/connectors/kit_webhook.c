@@ -878,7 +878,9 @@ int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char 
     }
     /* The claim is what makes processing run once: of two workers (or a
      * worker and the recovery sweep) only one changes the row. */
-    rc = store_webhook_claim(w->store, id, attempts_of(spec), now - claim_lease_s(w), now);
+    int attempt = 0; /* this claim's: d.attempts + 1 unless another claim came in between */
+    rc = store_webhook_claim_attempt(w->store, id, attempts_of(spec), now - claim_lease_s(w), now,
+                                     &attempt);
     if (rc != STORE_OK) {
         store_webhook_free(&d);
         if (rc == STORE_CONFLICT)
@@ -888,7 +890,6 @@ int kit_webhook_process(worker_ctx *w, const kit_webhook_spec *spec, const char 
     }
     char err[STORE_WEBHOOK_ERROR_LEN] = "";
     int out = spec->process(w, &d, err, sizeof(err));
-    int attempt = d.attempts + 1; /* this claim's */
     store_webhook_free(&d);
     const char *status = out == KIT_WH_PROCESSED ? "processed"
                          : out == KIT_WH_IGNORED ? "ignored"

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2076,6 +2077,108 @@ static void test_store_sequence_postgres(void **state)
     store_close(s);
 }
 
+/* Two claims racing: a worker reads a delivery, and before its claim
+ * another worker claims it, fails and makes it due again (a retry at once,
+ * or a lease run out).  The first worker's claim is then the last attempt
+ * (attempts 2 of 2): it must give the delivery up, not schedule a retry
+ * from the attempt count it read before claiming (1): a retry that would
+ * never come (a failed row is handed out only while attempts < max), with
+ * the delivery shown as pending for good.  PostgreSQL, where a row lock
+ * holds the first worker's claim between its read and its UPDATE. */
+struct racing_worker {
+    worker_ctx *w;
+    const kit_webhook_spec *spec;
+    const char *id;
+    int64_t now;
+    int rc;
+};
+
+static void *racing_process(void *arg)
+{
+    struct racing_worker *r = arg;
+    r->rc = kit_webhook_process(r->w, r->spec, r->id, r->now);
+    return NULL;
+}
+
+static PGresult *pg_ok(PGconn *c, const char *sql, ExecStatusType want)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != want)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    return r;
+}
+
+static void test_claim_race_attempt_postgres(void **state)
+{
+    (void)state;
+    char url[320], ci[256], err[256], sql[256];
+    pg_url(&g_pg, PG_DB, url, sizeof(url));
+    pg_conninfo(&g_pg, PG_DB, ci, sizeof(ci));
+    server_config cfg = { .max_body = 1 << 20 };
+    worker_ctx w = { .cfg = &cfg };
+    if (store_open(url, &w.store, err, sizeof(err)) != STORE_OK)
+        fail_msg("store_open: %s", err);
+    store_org org;
+    assert_int_equal(store_org_create(w.store, "claim-race", &org), STORE_OK);
+    store_webhook_delivery d = { .verified = 1 };
+    snprintf(d.org_id, sizeof(d.org_id), "%s", org.id);
+    snprintf(d.connector, sizeof(d.connector), "github");
+    snprintf(d.delivery_id, sizeof(d.delivery_id), "race-1");
+    snprintf(d.event, sizeof(d.event), "installation");
+    assert_int_equal(store_webhook_insert(w.store, &d, "{}", 2, 0), STORE_OK);
+    kit_webhook_spec spec = github_spec();
+    spec.max_attempts = 2;
+    g_process_fail = 1;
+    int64_t t = (int64_t)time(NULL);
+
+    /* the other worker holds the row: the first one reads it, then waits */
+    PGconn *other = PQconnectdb(ci), *watch = PQconnectdb(ci);
+    assert_int_equal(PQstatus(other), CONNECTION_OK);
+    assert_int_equal(PQstatus(watch), CONNECTION_OK);
+    PQclear(pg_ok(other, "BEGIN", PGRES_COMMAND_OK));
+    snprintf(sql, sizeof(sql), "SELECT id FROM webhook_deliveries WHERE id = '%s' FOR UPDATE",
+             d.id);
+    PQclear(pg_ok(other, sql, PGRES_TUPLES_OK));
+    struct racing_worker first = { &w, &spec, d.id, t, -1 };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, racing_process, &first), 0);
+    for (int tries = 0;; tries++) { /* its claim waits for the row */
+        if (tries == 3000)
+            fail_msg("the first worker's claim never waited for the row");
+        PGresult *r = pg_ok(watch,
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type ="
+                            " 'Lock' AND query LIKE 'UPDATE webhook_deliveries SET status ="
+                            " ''processing''%'",
+                            PGRES_TUPLES_OK);
+        int waiting = atoi(PQgetvalue(r, 0, 0));
+        PQclear(r);
+        if (waiting)
+            break;
+        usleep(10 * 1000);
+    }
+    /* the other worker's claim, failed, due again at once */
+    snprintf(sql, sizeof(sql),
+             "UPDATE webhook_deliveries SET attempts = attempts + 1, status = 'failed',"
+             " claimed_at = %lld, next_attempt_at = 0 WHERE id = '%s'",
+             (long long)(t - 1), d.id);
+    PQclear(pg_ok(other, sql, PGRES_COMMAND_OK));
+    PQclear(pg_ok(other, "COMMIT", PGRES_COMMAND_OK));
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(first.rc, KIT_WH_FAILED);
+
+    snprintf(sql, sizeof(sql),
+             "SELECT status || ' ' || attempts || ' ' || coalesce(next_attempt_at::text, 'none')"
+             " FROM webhook_deliveries WHERE id = '%s'",
+             d.id);
+    PGresult *r = pg_ok(watch, sql, PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "failed 2 none"); /* given up */
+    PQclear(r);
+    PQfinish(other);
+    PQfinish(watch);
+    g_process_fail = 0;
+    store_close(w.store);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2114,6 +2217,7 @@ int main(void)
     };
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test(test_store_sequence_postgres),
+        cmocka_unit_test(test_claim_race_attempt_postgres),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     failed += cmocka_run_group_tests_name("postgres", pg_tests, pg_group_setup, pg_group_teardown);
