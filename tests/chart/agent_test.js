@@ -730,6 +730,32 @@ test('labels: pods carry app: aurora-kubectl-agent (the guide\'s selector) and a
   assert.strictEqual(other.spec.template.metadata.labels.app, 'aurora-kubectl-agent');
 });
 
+test('labels: commonLabels, agent.labels and agent.podLabels merge into one map (the most specific wins); selector keys refused', () => {
+  const base = 'values-minimal.yaml';
+  const r = mustRender([base, writeValues('agent-labels-merge', {
+    commonLabels: { team: 'common', app: 'aurora-agent-x', cost: 'c1' },
+    agent: { labels: { team: 'deploy' }, podLabels: { team: 'pod', cost: 'c2' } },
+  })]);
+  for (const o of objs(r)) assert.strictEqual(o.metadata.labels.app, 'aurora-agent-x', `${o.kind}: commonLabels overrides app`);
+  const dep = one(r, 'Deployment');
+  assert.strictEqual(dep.metadata.labels.team, 'deploy');
+  const pod = dep.spec.template.metadata.labels;
+  assert.strictEqual(pod.team, 'pod');
+  assert.strictEqual(pod.cost, 'c2');
+  for (const [k, v] of Object.entries(dep.spec.selector.matchLabels)) assert.strictEqual(pod[k], v, `selector ${k}`);
+  const cases = [
+    ['commonLabels', (l) => ({ commonLabels: l })],
+    ['agent.labels', (l) => ({ agent: { labels: l } })],
+    ['agent.podLabels', (l) => ({ agent: { podLabels: l } })],
+  ];
+  for (const [key, mk] of cases) {
+    for (const sel of ['app.kubernetes.io/name', 'app.kubernetes.io/instance']) {
+      mustFail([base, writeValues(`agent-labels-sel-${key}-${sel.replace(/\W/g, '')}`, mk({ [sel]: 'other' }))],
+        new RegExp(`${key.replace(/\./g, '\\.')}.*${sel.replace(/\./g, '\\.')}.*selector`));
+    }
+  }
+});
+
 test('image: repository:appVersion by default; registry, tag, digest and pull policy from values', () => {
   const appVersion = readYaml(path.join(CHART, 'Chart.yaml'))[0].appVersion;
   const f = writeValues('noimage', { aurora: { wsEndpoint: 'wss://a.example.com/kubectl-agent', agentToken: TOKEN } });

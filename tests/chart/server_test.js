@@ -957,6 +957,28 @@ test('pod labels: the chart\'s app.kubernetes.io/* labels and commonLabels on th
   }
 });
 
+test('labels: commonLabels, labels and podLabels merge into one map (the most specific wins); selector keys refused', () => {
+  const r = mustRender(['values-minimal.yaml', w('labels-merge', {
+    commonLabels: { team: 'common', app: 'aurora-api', cost: 'c1' },
+    labels: { team: 'deploy' },
+    podLabels: { team: 'pod', cost: 'c2' },
+  })]);
+  for (const o of objs(r)) assert.strictEqual(o.metadata.labels.app, 'aurora-api', `${o.kind}: commonLabels overrides app`);
+  const dep = one(r, 'Deployment');
+  assert.strictEqual(dep.metadata.labels.team, 'deploy');
+  const pod = dep.spec.template.metadata.labels;
+  assert.strictEqual(pod.team, 'pod');
+  assert.strictEqual(pod.cost, 'c2');
+  assert.strictEqual(pod.app, 'aurora-api');
+  for (const [k, v] of Object.entries(dep.spec.selector.matchLabels)) assert.strictEqual(pod[k], v, `selector ${k}`);
+  for (const key of ['commonLabels', 'labels', 'podLabels']) {
+    for (const sel of ['app.kubernetes.io/name', 'app.kubernetes.io/instance']) {
+      mustFail(['values-minimal.yaml', w(`labels-sel-${key}-${sel.replace(/\W/g, '')}`, { [key]: { [sel]: 'other' } })],
+        new RegExp(`${key}.*${sel.replace(/\./g, '\\.')}.*selector`));
+    }
+  }
+});
+
 test('replicas: spread over nodes by default (preferred anti-affinity on the hostname); one replica, or affinity / topologySpreadConstraints given: none added', () => {
   const spread = {
     podAntiAffinity: {

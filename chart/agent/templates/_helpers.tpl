@@ -40,15 +40,32 @@ Labels of every object. `app` is what the connector guide selects on:
   kubectl get pods -n aurora -l app=aurora-kubectl-agent
 */}}
 {{- define "aurora-agent.labels" -}}
-helm.sh/chart: {{ include "aurora-agent.chart" . }}
-{{ include "aurora-agent.selectorLabels" . }}
-app: {{ include "aurora-agent.name" . }}
-app.kubernetes.io/version: {{ .Values.agent.image.tag | default .Chart.AppVersion | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
-app.kubernetes.io/component: agent
-app.kubernetes.io/part-of: aurora
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-{{- with .Values.commonLabels }}
-{{ toYaml . }}
+{{- include "aurora-agent.labelsWith" (dict "ctx" . "extra" dict) }}
+{{- end }}
+
+{{/*
+The labels of every object plus "extra" (an object's own labels: a Deployment's labels, the
+pods' podLabels), as one map: the chart's labels, then commonLabels, then extra, each
+overriding the one before, then the selector labels (which validate keeps out of the others).
+Printing the maps one after the other instead rendered a key given twice as a duplicate YAML
+key, which the API server refuses.
+*/}}
+{{- define "aurora-agent.labelsWith" -}}
+{{- $c := .ctx }}
+{{- $l := dict "helm.sh/chart" (include "aurora-agent.chart" $c) "app" (include "aurora-agent.name" $c) "app.kubernetes.io/version" ($c.Values.agent.image.tag | default $c.Chart.AppVersion | replace "+" "_" | trunc 63 | trimSuffix "-" | toString) "app.kubernetes.io/component" "agent" "app.kubernetes.io/part-of" "aurora" "app.kubernetes.io/managed-by" $c.Release.Service }}
+{{- $l = mustMergeOverwrite $l (deepCopy ($c.Values.commonLabels | default dict)) (deepCopy (.extra | default dict)) (include "aurora-agent.selectorLabels" $c | fromYaml) }}
+{{- toYaml $l }}
+{{- end }}
+
+{{/* The pod selector's keys are the chart's: a user label with one of them would leave the pods
+unselected by the Deployment (whose selector is immutable), the Service and the policies. */}}
+{{- define "aurora-agent.validateLabels" -}}
+{{- range $key, $m := dict "commonLabels" .Values.commonLabels "agent.labels" .Values.agent.labels "agent.podLabels" .Values.agent.podLabels }}
+{{- range $sel := list "app.kubernetes.io/name" "app.kubernetes.io/instance" }}
+{{- if hasKey ($m | default dict) $sel }}
+{{- fail (printf "%s: %s is a key of the pods' selector, set by the chart; remove it (the Deployment's selector cannot change and must match its pods)" $key $sel) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -124,6 +141,7 @@ Checks the values that templates cannot express in values.schema.json; fails the
 with a message naming the value to set.
 */}}
 {{- define "aurora-agent.validate" -}}
+{{- include "aurora-agent.validateLabels" . }}
 {{- $a := .Values.aurora }}
 {{- $ws := required "aurora.wsEndpoint is required: the Aurora tunnel endpoint, e.g. --set aurora.wsEndpoint=wss://your-aurora-instance.com/kubectl-agent" $a.wsEndpoint }}
 {{- if not (regexMatch "^wss?://[^/?#\\s]+" $ws) }}

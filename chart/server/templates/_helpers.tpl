@@ -27,15 +27,32 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "aurora-server.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{ include "aurora-server.selectorLabels" . }}
-app: {{ include "aurora-server.name" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
-app.kubernetes.io/component: server
-app.kubernetes.io/part-of: aurora
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-{{- with .Values.commonLabels }}
-{{ toYaml . }}
+{{- include "aurora-server.labelsWith" (dict "ctx" . "extra" dict) }}
+{{- end }}
+
+{{/*
+The labels of every object plus "extra" (an object's own labels: a Deployment's labels, the
+pods' podLabels), as one map: the chart's labels, then commonLabels, then extra, each
+overriding the one before, then the selector labels (which validate keeps out of the others).
+Printing the maps one after the other instead rendered a key given twice as a duplicate YAML
+key, which the API server refuses.
+*/}}
+{{- define "aurora-server.labelsWith" -}}
+{{- $c := .ctx }}
+{{- $l := dict "helm.sh/chart" (printf "%s-%s" $c.Chart.Name $c.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-") "app" (include "aurora-server.name" $c) "app.kubernetes.io/version" ($c.Values.image.tag | default $c.Chart.AppVersion | replace "+" "_" | trunc 63 | trimSuffix "-" | toString) "app.kubernetes.io/component" "server" "app.kubernetes.io/part-of" "aurora" "app.kubernetes.io/managed-by" $c.Release.Service }}
+{{- $l = mustMergeOverwrite $l (deepCopy ($c.Values.commonLabels | default dict)) (deepCopy (.extra | default dict)) (include "aurora-server.selectorLabels" $c | fromYaml) }}
+{{- toYaml $l }}
+{{- end }}
+
+{{/* The pod selector's keys are the chart's: a user label with one of them would leave the pods
+unselected by the Deployment (whose selector is immutable), the Service and the policies. */}}
+{{- define "aurora-server.validateLabels" -}}
+{{- range $key, $m := dict "commonLabels" .Values.commonLabels "labels" .Values.labels "podLabels" .Values.podLabels }}
+{{- range $sel := list "app.kubernetes.io/name" "app.kubernetes.io/instance" }}
+{{- if hasKey ($m | default dict) $sel }}
+{{- fail (printf "%s: %s is a key of the pods' selector, set by the chart; remove it (the Deployment's selector cannot change and must match its pods)" $key $sel) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -158,6 +175,7 @@ it is null (the default), whenever more than one replica may run. */}}
 
 {{/* The checks no JSON schema can say; every template includes them once (deployment.yaml). */}}
 {{- define "aurora-server.validate" -}}
+{{- include "aurora-server.validateLabels" . }}
 {{- $cfg := .Values.config }}
 {{- $managed := include "aurora-server.managed" . | fromYaml }}
 {{- range $name, $v := $cfg }}
