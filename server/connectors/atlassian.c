@@ -280,7 +280,7 @@ static void drop_if_disconnected(worker_ctx *w, const auth_ctx *who, const char 
     char be[32], err[512];
     const char *path;
     if (rc == STORE_NOT_FOUND)
-        kit_oauth_refresh_resume(kit_oauth_refresh_pause(ref, NULL));
+        kit_oauth_refresh_resume(kit_oauth_refresh_pause(NULL, ref, NULL));
     if (rc == STORE_NOT_FOUND && secrets_ref_parse(ref, be, sizeof(be), &path) == 0 &&
         secrets_delete(w->secrets, path, err, sizeof(err)) == SECRETS_OK)
         log_info("atlassian: grant of user %s was removed during a refresh; its new refresh "

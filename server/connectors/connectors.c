@@ -278,7 +278,7 @@ static void connectors_delete(worker_ctx *w, http_request *req, http_response *r
     /* A token refresh of this connection under way ends first: the refresh
      * token it rotates would otherwise be written back after the delete. */
     kit_oauth_pause *paused = existed && row.secret_ref[0]
-                                  ? kit_oauth_refresh_pause(row.secret_ref, c->id)
+                                  ? kit_oauth_refresh_pause(w, row.secret_ref, c->id)
                                   : NULL;
     if (existed && c->disconnecting)
         c->disconnecting(w, &req->auth, &row);

@@ -467,8 +467,13 @@ static int refresh_grant(worker_ctx *w, grant_flight *s, const kit_oauth_client 
     for (int attempt = 0;; attempt++) {
         unsigned char *rt = NULL;
         size_t len = 0;
-        if (kit_secret_get(w, secret_ref, &rt, &len, 400, missing_code, missing_msg, resp) < 0)
+        if (kit_secret_get(w, secret_ref, &rt, &len, 400, missing_code, missing_msg, resp) < 0) {
+            /* the connection was removed (elsewhere): its kept token goes too,
+             * not kept until exit; a backend error (503) keeps it */
+            if (resp->status == 400)
+                refresh_pending_drop(s);
             return attempt ? 0 : -1; /* a retry's token gone: the first refusal stands */
+        }
         int used_pending = 0;
         if (s->pend_new) {
             unsigned char sum[32];
@@ -608,7 +613,8 @@ struct kit_oauth_pause {
     grant_flight *g;
 };
 
-kit_oauth_pause *kit_oauth_refresh_pause(const char *secret_ref, const char *conn)
+kit_oauth_pause *kit_oauth_refresh_pause(worker_ctx *w, const char *secret_ref,
+                                         const char *conn)
 {
     kit_oauth_pause *p = malloc(sizeof(*p));
     if (!p)
@@ -617,9 +623,30 @@ kit_oauth_pause *kit_oauth_refresh_pause(const char *secret_ref, const char *con
         free(p);
         return NULL;
     }
+    grant_flight *g = p->g;
+    if (w && g->pend_new) {
+        /* The live refresh token is the one kept in memory, the stored one
+         * retired: store it, so that the disconnect revokes the grant in
+         * use rather than a token the provider has already retired. */
+        unsigned char *rt = NULL, sum[32];
+        size_t len = 0;
+        char err[512];
+        http_response scratch;
+        memset(&scratch, 0, sizeof(scratch));
+        if (kit_secret_get(w, secret_ref, &rt, &len, 404, "GONE", "gone", &scratch) == 0) {
+            crypto_sha256(rt, len, sum);
+            if (!CRYPTO_memcmp(sum, g->pend_old, sizeof(sum)) &&
+                kit_secret_replace(w, secret_ref, g->pend_new, err, sizeof(err)) != SECRETS_OK)
+                log_error("%s: could not store the rotated refresh token kept in memory before "
+                          "the disconnect; the grant may stay valid at the provider: %s",
+                          conn ? conn : "connector", err);
+        }
+        secrets_free(rt, len);
+        buf_free(&scratch.body);
+    }
     /* no caller takes a token of a grant being deleted, nor a kept rotated one */
-    refresh_outcome_drop(p->g);
-    refresh_pending_drop(p->g);
+    refresh_outcome_drop(g);
+    refresh_pending_drop(g);
     return p;
 }
 

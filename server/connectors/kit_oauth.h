@@ -151,11 +151,15 @@ struct cJSON *kit_oauth_refresh_r(worker_ctx *w, const kit_oauth_client *c, cons
  * credentials are deleted (conn: named in the log when it has to wait): a
  * refresh under way ends first, so the refresh token it rotates is deleted
  * with the rest instead of written back after the disconnect; later ones
- * find the secret gone.  NULL when out of memory (nothing held).  Pair with
+ * find the secret gone.  With w, a rotated refresh token kept in memory
+ * (the backend refused it) is stored first, while the stored one is still
+ * the retired one: a disconnect then revokes the live grant.  NULL when out
+ * of memory (nothing held).  Pair with
  * kit_oauth_refresh_resume, and call no kit_oauth_refresh of that grant in
  * between. */
 typedef struct kit_oauth_pause kit_oauth_pause;
-kit_oauth_pause *kit_oauth_refresh_pause(const char *secret_ref, const char *conn);
+kit_oauth_pause *kit_oauth_refresh_pause(worker_ctx *w, const char *secret_ref,
+                                         const char *conn);
 void kit_oauth_refresh_resume(kit_oauth_pause *p); /* NULL: nothing */
 
 /* The access token of a token answer (malloc'd copy, secret_free it) and

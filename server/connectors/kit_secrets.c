@@ -210,7 +210,7 @@ int kit_connect_store(worker_ctx *w, const char *org, const char *user, const ch
      * token it rotates would otherwise be written over the new grant's
      * (same secret path), leaving the new connection on the old grant. */
     if (have_old && old.secret_ref[0])
-        paused = kit_oauth_refresh_pause(old.secret_ref, conn);
+        paused = kit_oauth_refresh_pause(NULL, old.secret_ref, conn);
     for (size_t i = 0; i < nfields; i++) {
         char ref[REF_MAX], be[32];
         const char *path;

@@ -607,7 +607,7 @@ typedef struct {
 static void other_grant_disconnects(void *arg)
 {
     other_arg *a = arg;
-    kit_oauth_pause *p = kit_oauth_refresh_pause(a->ref, "demo");
+    kit_oauth_pause *p = kit_oauth_refresh_pause(NULL, a->ref, "demo");
     a->paused = p != NULL;
     kit_oauth_refresh_resume(p);
 }
@@ -713,6 +713,87 @@ static void test_rotated_token_kept_when_the_store_fails(void **state)
     secret_json_free(tok);
     assert_true(form_has(&f->prov, "refresh_token=rt-3"));
     secrets_close(down);
+}
+
+/* Leaves rt-2, the rotated token of ref's grant, kept in memory only: the
+ * backend is down while the refresh stores it, so it still holds rt-1. */
+static void keep_rotated_token(fx *f, const char *ref)
+{
+    char err[256];
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    secrets_config vc = { .backend = "vault", .vault_addr = "http://127.0.0.1:1",
+                          .vault_token = "t", .timeout_ms = 2000 };
+    secrets_t *down = NULL;
+    assert_int_equal(secrets_open(&vc, &down, err, sizeof(err)), SECRETS_OK);
+    outage_arg a = { f, down };
+    script(&f->prov, 200, "{\"access_token\":\"at-2\",\"refresh_token\":\"rt-2\"}");
+    f->prov.on_request = backend_goes_down;
+    f->prov.on_request_arg = &a;
+    cJSON *tok = kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE", "gone",
+                                   &resp);
+    assert_non_null(tok);
+    secret_json_free(tok);
+    f->prov.on_request = NULL;
+    f->w.secrets = f->sec;
+    secrets_close(down);
+    buf_free(&resp.body);
+}
+
+/* A disconnect's pause stores the kept rotated token before the
+ * disconnecting hook reads the stored one to revoke it: the hook revokes
+ * the live grant, not the token the provider has already retired. */
+static void test_disconnect_pause_stores_the_live_token(void **state)
+{
+    fx *f = *state;
+    char ref[512];
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(kit_secret_put(&f->w, f->org.id, "usr_1", "demo", "refresh-token", "rt-1", ref,
+                                    sizeof(ref), &resp),
+                     0);
+    keep_rotated_token(f, ref);
+    kit_oauth_pause *p = kit_oauth_refresh_pause(&f->w, ref, "demo");
+    assert_non_null(p);
+    unsigned char *v;
+    size_t n;
+    assert_int_equal(kit_secret_get(&f->w, ref, &v, &n, 404, "X", "x", &resp), 0);
+    assert_int_equal(n, 4);
+    assert_memory_equal(v, "rt-2", 4); /* what the hook revokes */
+    secrets_free(v, n);
+    kit_oauth_refresh_resume(p);
+}
+
+/* The connection is removed elsewhere (another replica) while a rotated
+ * token is kept here: the refresh that finds the secret gone drops it too,
+ * and it is never sent again (here: the retired token stored anew at the
+ * same path is sent as it is). */
+static void test_kept_token_dropped_when_the_secret_is_gone(void **state)
+{
+    fx *f = *state;
+    char ref[512], err[256], be[32];
+    const char *path;
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(kit_secret_put(&f->w, f->org.id, "usr_1", "demo", "refresh-token", "rt-1", ref,
+                                    sizeof(ref), &resp),
+                     0);
+    keep_rotated_token(f, ref);
+    assert_int_equal(secrets_ref_parse(ref, be, sizeof(be), &path), 0);
+    assert_int_equal(secrets_delete(f->sec, path, err, sizeof(err)), SECRETS_OK);
+    assert_null(kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE", "gone",
+                                  &resp));
+    assert_int_equal(resp.status, 400);
+    buf_free(&resp.body);
+    assert_int_equal(secrets_put(f->sec, path, "rt-1", 4, err, sizeof(err)), SECRETS_OK);
+    script(&f->prov, 200, "{\"access_token\":\"at-3\"}");
+    memset(&resp, 0, sizeof(resp));
+    cJSON *tok = kit_oauth_refresh(&f->w, &f->c, ref, NULL, "refresh failed", "GONE", "gone",
+                                   &resp);
+    assert_non_null(tok);
+    secret_json_free(tok);
+    assert_true(form_has(&f->prov, "refresh_token=rt-1"));
+    assert_false(form_has(&f->prov, "refresh_token=rt-2"));
 }
 
 /* The user connects again (the callback stores the new grant's refresh
@@ -889,6 +970,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refresh_after_rotation_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_grants_do_not_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotated_token_kept_when_the_store_fails, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_disconnect_pause_stores_the_live_token, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_kept_token_dropped_when_the_secret_is_gone, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_during_refresh_keeps_the_new_grant, setup,
                                         teardown),
