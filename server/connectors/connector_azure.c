@@ -43,6 +43,7 @@
 
 #include "api_util.h"
 #include "connector.h"
+#include "crypto.h"
 #include "http_client.h"
 #include "jwt.h"
 #include "kit_cache.h"
@@ -321,6 +322,27 @@ static const char *pick_subscription(const cJSON *subs, const char *wanted)
 }
 
 
+/* The token cache's key: the connection's key_id (metadata), a random id
+ * new at every connect, so that a token minted for a replaced connection
+ * (by a command in flight during the connect, or on another replica, whose
+ * cache the connect does not forget) is never found for the new one.  The
+ * key was the tenant and the client id, which another user signing in to
+ * the same tenant (or a new secret of the same principal) does not change.
+ * Rows made before key_id: those and the row's updated_at. */
+#define META_KEY_ID "key_id"
+
+/* A fresh key_id into md; -1 if no randomness or memory. */
+static int add_key_id(cJSON *md)
+{
+    unsigned char r[16];
+    char hex[sizeof(r) * 2 + 1];
+    if (crypto_random(r, sizeof(r)) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    return cJSON_AddStringToObject(md, META_KEY_ID, hex) ? 0 : -1;
+}
+
 /* The connection's one credential (a client secret or a refresh token) and
  * its row; the token cache of the user starts afresh. */
 static int save_connection(worker_ctx *w, const char *org, const char *user, const char *auth,
@@ -328,6 +350,10 @@ static int save_connection(worker_ctx *w, const char *org, const char *user, con
                            http_response *resp)
 {
     cJSON_AddStringToObject(md, "auth", auth);
+    if (add_key_id(md) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        return -1;
+    }
     kit_field f = { field, secret };
     if (kit_connect_store(w, org, user, AZ_ID, account, &f, 1, md, resp) < 0)
         return -1;
@@ -335,12 +361,19 @@ static int save_connection(worker_ctx *w, const char *org, const char *user, con
     return 0;
 }
 
-/* The cache key of a credential. */
-static void token_key(char *out, size_t cap, const char *org, const char *user, int oauth,
-                      const char *tenant, const char *client)
+/* The cache key of a connection's credential (md: its metadata). */
+static void token_key(char *out, size_t cap, const char *org, const char *user, const cJSON *md,
+                      int64_t updated_at)
 {
-    char rest[600];
-    snprintf(rest, sizeof(rest), "%s\n%s\n%s", oauth ? "oauth" : "sp", tenant, client);
+    char rest[640];
+    const char *id = api_json_str(md, META_KEY_ID), *auth = api_json_str(md, "auth"),
+               *tenant = api_json_str(md, "tenant_id"), *client = api_json_str(md, "client_id");
+    if (id && *id)
+        snprintf(rest, sizeof(rest), "k:%.48s", id);
+    else
+        snprintf(rest, sizeof(rest), "%s\n%.253s\n%.253s\n%lld",
+                 auth && !strcmp(auth, "oauth") ? "oauth" : "sp", tenant ? tenant : "",
+                 client ? client : "", (long long)updated_at);
     kit_cache_key(out, cap, org, user, rest);
 }
 
@@ -414,14 +447,15 @@ static void sp_connect(worker_ctx *w, http_request *req, http_response *resp)
         char key[1024];
         int64_t now = (int64_t)time(NULL), exp = 0;
         char *t = kit_oauth_access_token(tok, CLOUD_MAX_ENV_VALUE, now, &exp);
-        token_key(key, sizeof(key), req->auth.org_id, req->auth.user_id, 0, tenant, client);
+        token_key(key, sizeof(key), req->auth.org_id, req->auth.user_id, md, 0);
         if (t)
             kit_cache_put(&g_tokens, key, t, exp, now);
         secret_free(t);
     }
     log_info("azure: user %s of %s connected service principal %s (tenant %s)", req->auth.user_id,
              req->auth.org_id, client, tenant);
-    kit_connected_reply(resp, AZ_ID, md, NULL);
+    static const char *const drop[] = { META_KEY_ID, NULL };
+    kit_connected_reply(resp, AZ_ID, md, drop);
 out:
     cJSON_Delete(md);
     cJSON_Delete(subs);
@@ -523,6 +557,10 @@ static void callback(worker_ctx *w, http_request *req, http_response *resp)
     char account[256];
     snprintf(account, sizeof(account), "%.255s", who ? who : tenant);
     cJSON_AddStringToObject(md, "auth", "oauth");
+    if (add_key_id(md) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        goto out;
+    }
     if (kit_oauth_finish(w, &cb, AZ_ID, "refresh-token", account, tok, md, NULL, resp) < 0)
         goto out;
     kit_cache_forget(&g_tokens, cb.st.org_id, cb.st.user_id);
@@ -563,13 +601,13 @@ static void az_disconnected(worker_ctx *w, const auth_ctx *who)
 
 /* Mints (or reuses) a management token for the stored credential. */
 static char *access_token(worker_ctx *w, const auth_ctx *who, const store_connector *c,
-                          const char *auth, const char *tenant, const char *client,
-                          int64_t *expires_at, http_response *resp)
+                          const cJSON *md, const char *auth, const char *tenant,
+                          const char *client, int64_t *expires_at, http_response *resp)
 {
     char key[1024];
     int64_t now = (int64_t)time(NULL);
     int oauth = !strcmp(auth, "oauth");
-    token_key(key, sizeof(key), who->org_id, who->user_id, oauth, tenant, client);
+    token_key(key, sizeof(key), who->org_id, who->user_id, md, c->updated_at);
     char *tok = kit_cache_get(&g_tokens, key, now, expires_at);
     if (tok)
         return tok;
@@ -806,7 +844,7 @@ static int az_prepare(worker_ctx *w, const auth_ctx *who, const char *target,
         }
     }
     int64_t exp = 0;
-    tok = access_token(w, who, &c, auth, tenant, client, &exp, resp);
+    tok = access_token(w, who, &c, md, auth, tenant, client, &exp, resp);
     if (!tok)
         goto out;
     char expbuf[24];

@@ -16,6 +16,7 @@ Peers:
                                       env each cloud_exec hands it; the token it got
                                       is then presented to the ARM fixture
 """
+import base64
 import json
 import os
 import subprocess
@@ -677,6 +678,53 @@ def test_cloud_exec_signed_in_user_refreshes_and_reports_revocation(t):
         eq(len(a.execs()), k, "execs without a token")
     finally:
         ctl("login", "/_fixture/config", {"expires_in": 3600})
+
+
+def claims_of(token):
+    p = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
+
+
+@test
+def test_a_token_of_the_replaced_sign_in_is_not_cached_for_the_new_one(t):
+    """Another Azure user of the same tenant signing in through another
+    replica must not leave this replica serving the first user's cached
+    token.  The cache was keyed on the tenant and the App's client id, which
+    the second sign-in does not change, and only the replica that took the
+    callback forgets its cache: the others ran the user's commands as the
+    first user until the token neared expiry (on one replica, a command in
+    flight put the first user's token back after the callback's forget;
+    found in review).  The second replica shares the first one's data dir."""
+    w = world()
+    _, _, key = w.new_org()
+    alice, bob = "alice-%s@contoso.example" % rand_tag(4), "bob-%s@contoso.example" % rand_tag(4)
+    try:
+        ctl("login", "/_fixture/config", {"user": alice})
+        _, _, cb = follow_login(w, key)
+        eq(callback(w, cb).status, 302, "%s signs in" % alice)
+        cid, a = agent_for(t, w, key)
+        eq(az(w, key, cid).status, 200, "a command as %s" % alice)
+        tok_x = a.wait_execs(1)[-1]["env"]["AZURE_ACCESS_TOKEN"]
+        eq(claims_of(tok_x)["preferred_username"], alice, "the first command ran as")
+        # bob signs in through the other replica (same store and secrets)
+        r2 = World(t, "replica", start=False)
+        r2.data, r2.secret = w.data, w.secret
+        r2.extra_env.update(w.extra_env)
+        r2.start()
+        ctl("login", "/_fixture/config", {"user": bob})
+        r = r2.frontend_get("/azure/login", key=key)
+        eq(r.status, 302, "GET /azure/login on the other replica (%r)" % r)
+        with _no_redirect(r.headers.get("location")) as resp:
+            cb = resp.headers.get("Location")
+        u = urllib.parse.urlsplit(cb)
+        c = https_request(r2.port, r2.ctx, "GET", u.path + "?" + u.query)
+        eq(c.status, 302, "%s signs in on the other replica (%r)" % (bob, c))
+        eq(status(w, key).get("user"), bob, "the connection's user")
+        eq(az(w, key, cid).status, 200, "a command after the second sign-in")
+        tok_y = a.wait_execs(2)[-1]["env"]["AZURE_ACCESS_TOKEN"]
+        eq(claims_of(tok_y)["preferred_username"], bob, "the command after the second sign-in ran as")
+    finally:
+        ctl("login", "/_fixture/config", {"user": "alice@contoso.example"})
 
 
 @test
