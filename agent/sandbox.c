@@ -998,7 +998,8 @@ sandbox *sandbox_create(char *err, size_t errlen)
         sb->has_uid = 1;
     }
     /* locked before anything goes in; a directory another agent's start
-     * swept between mkdtemp and the lock is gone (no link left): another */
+     * swept between mkdtemp and the lock is gone (not there to open, or no
+     * link left once locked): another */
     for (int tries = 0; sb->lock_fd < 0; tries++) {
         free(sb->dir);
         sb->dir = cat3(S.base, "/" SBX_PREFIX, "XXXXXX");
@@ -1011,9 +1012,9 @@ sandbox *sandbox_create(char *err, size_t errlen)
             goto fail;
         }
         int lfd = open(sb->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        struct stat lst;
-        int r = lfd < 0 ? -1 : flock(lfd, LOCK_EX);
-        if (r == 0)
+        struct stat lst = { 0 }; /* st_nlink 0: swept */
+        int r = lfd < 0 ? (errno == ENOENT ? 0 : -1) : flock(lfd, LOCK_EX);
+        if (r == 0 && lfd >= 0)
             r = fstat(lfd, &lst);
         if (r != 0) {
             snprintf(err, errlen, "cannot lock %s: %s", sb->dir, strerror(errno));
@@ -1025,7 +1026,8 @@ sandbox *sandbox_create(char *err, size_t errlen)
             sb->lock_fd = lfd;
             break;
         }
-        close(lfd);
+        if (lfd >= 0)
+            close(lfd);
         if (tries >= 3) {
             snprintf(err, errlen, "cannot keep a directory in %s", S.base);
             free(sb->dir);

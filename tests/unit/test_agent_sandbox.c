@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -930,6 +931,55 @@ static void stale_dirs_of_a_killed_agent_are_removed_at_start(void **state)
     sandbox_destroy(live);
     assert_false(exists(live_dir));
     assert_int_equal(rmdir(other), 0);
+}
+
+/* Another agent sharing the base starts between this one's mkdtemp and
+ * its open of the new directory: its sweep finds the directory unlocked and
+ * removes it.  sandbox_create must make another, as it does when the sweep
+ * comes between the open and the lock, not fail the command (found in
+ * review: "cannot lock …: No such file or directory").  mkdtemp is this
+ * binary's own (below): the next N directories it makes are removed at
+ * once, as that sweep would. */
+static int g_sweep_next_mkdtemp;
+
+char *mkdtemp(char *tmpl)
+{
+    static char *(*real)(char *);
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "mkdtemp");
+    char *r = real ? real(tmpl) : NULL;
+    if (r && g_sweep_next_mkdtemp > 0) {
+        g_sweep_next_mkdtemp--;
+        if (rmdir(r) != 0)
+            return NULL;
+    }
+    return r;
+}
+
+static void dir_swept_before_it_is_opened_is_made_again(void **state)
+{
+    (void)state;
+    g_sweep_next_mkdtemp = 1;
+    char err[300] = "";
+    sandbox *sb = sandbox_create(err, sizeof(err));
+    int left = g_sweep_next_mkdtemp;
+    g_sweep_next_mkdtemp = 0;
+    assert_int_equal(left, 0); /* the first directory was swept */
+    if (!sb)
+        fail_msg("sandbox_create after a sweep: %s", err);
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s", sandbox_dir(sb));
+    assert_true(exists(dir));
+    assert_true(exists(sandbox_home(sb)));
+    sandbox_destroy(sb);
+    assert_false(exists(dir));
+    /* swept every time: a bounded number of tries, then an error */
+    g_sweep_next_mkdtemp = 100;
+    sb = sandbox_create(err, sizeof(err));
+    left = g_sweep_next_mkdtemp;
+    g_sweep_next_mkdtemp = 0;
+    assert_null(sb);
+    assert_true(left >= 90);
 }
 
 /* az's token cache is printed into memory before it is written: the agent
@@ -1845,6 +1895,7 @@ int main(void)
         cmocka_unit_test(dir_is_private_and_removed),
         cmocka_unit_test(dir_removed_after_kill_and_escapees_killed),
         cmocka_unit_test(stale_dirs_of_a_killed_agent_are_removed_at_start),
+        cmocka_unit_test(dir_swept_before_it_is_opened_is_made_again),
         cmocka_unit_test(az_token_cache_leaves_no_copy_in_freed_memory),
         cmocka_unit_test(orphan_scan_spares_the_runners_children),
         cmocka_unit_test(symlinks_are_not_followed_on_cleanup),
