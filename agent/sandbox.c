@@ -869,11 +869,20 @@ static int rmtree_rec(int parent, const char *name, int depth)
     int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == EACCES) {
         /* a directory its owner made unreadable: we are that owner (shared
-         * uid) or root; give it back its permissions, without following */
-        struct stat st;
-        if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
-            fchmodat(parent, name, 0700, 0) == 0)
-            fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+         * uid) or root; give it back its permissions, without following.
+         * fchmodat(2) on the name would follow a symlink swapped in after
+         * any check (a command racing its own cleanup, or anyone where the
+         * base is /tmp), so the directory itself is pinned first: an O_PATH
+         * descriptor needs no read permission, and chmod through its
+         * /proc/self/fd link reaches exactly that inode. */
+        int pin = openat(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (pin >= 0) {
+            char link[40];
+            snprintf(link, sizeof(link), "/proc/self/fd/%d", pin);
+            if (chmod(link, 0700) == 0)
+                fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            close(pin);
+        }
     }
     if (fd < 0)
         return -1;

@@ -1885,6 +1885,68 @@ static void shared_uid_mode(void **state)
     sandbox_set_unavailable("");
 }
 
+/* Cleanup as the owner of a tree, not root (shared-uid mode): a directory
+ * a command made unreadable (mode 000) is given its permissions back through
+ * a descriptor of the directory itself (O_PATH, never a name a symlink could
+ * be swapped into) and removed; a symlink beside it to a file outside is
+ * removed, its target's mode untouched. */
+static void unreadable_dirs_removed_without_root(void **state)
+{
+    (void)state;
+    char base[] = "/tmp/aurora-test-rm-XXXXXX";
+    assert_non_null(mkdtemp(base));
+    assert_int_equal(chmod(base, 0755), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* the child becomes nobody and builds and removes its own tree */
+        if (chown(base, 65534, 65534) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(10);
+        char p[256];
+        snprintf(p, sizeof(p), "%s/victim", base);
+        int v = open(p, O_CREAT | O_WRONLY | O_EXCL, 0600);
+        if (v < 0)
+            _exit(11);
+        close(v);
+        snprintf(p, sizeof(p), "%s/t", base);
+        if (mkdir(p, 0700) != 0)
+            _exit(12);
+        snprintf(p, sizeof(p), "%s/t/a", base);
+        if (mkdir(p, 0700) != 0)
+            _exit(13);
+        snprintf(p, sizeof(p), "%s/t/a/f", base);
+        v = open(p, O_CREAT | O_WRONLY | O_EXCL, 0600);
+        if (v < 0)
+            _exit(14);
+        close(v);
+        char target[256];
+        snprintf(target, sizeof(target), "%s/victim", base);
+        snprintf(p, sizeof(p), "%s/t/link", base);
+        if (symlink(target, p) != 0)
+            _exit(15);
+        snprintf(p, sizeof(p), "%s/t/a", base);
+        if (chmod(p, 0) != 0)
+            _exit(16);
+        int bfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (bfd < 0 || sandbox_rmtree_at(bfd, "t") != 0)
+            _exit(17);
+        struct stat st;
+        if (fstatat(bfd, "t", &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+            _exit(18);
+        if (fstatat(bfd, "victim", &st, 0) != 0 || (st.st_mode & 07777) != 0600)
+            _exit(19);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char victim[256];
+    snprintf(victim, sizeof(victim), "%s/victim", base);
+    assert_int_equal(unlink(victim), 0);
+    assert_int_equal(rmdir(base), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1899,6 +1961,7 @@ int main(void)
         cmocka_unit_test(az_token_cache_leaves_no_copy_in_freed_memory),
         cmocka_unit_test(orphan_scan_spares_the_runners_children),
         cmocka_unit_test(symlinks_are_not_followed_on_cleanup),
+        cmocka_unit_test(unreadable_dirs_removed_without_root),
         cmocka_unit_test(rlimits_uid_nnp_seccomp_applied),
         cmocka_unit_test(signals_reach_the_cloud_command_at_their_defaults),
         cmocka_unit_test(seccomp_refuses_dangerous_syscalls),
