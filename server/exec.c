@@ -74,6 +74,7 @@ struct exec_ctx {
     lws_sorted_usec_list_t flush_sul;
     int flush_armed;         /* loop thread only */
     _Atomic int flush_queued;
+    _Atomic int draining; /* exec_ctx_drain: new commands are refused */
 };
 
 typedef struct {
@@ -161,6 +162,15 @@ void exec_ctx_free(exec_ctx *x)
 }
 
 exec_limits *exec_ctx_limits(exec_ctx *x) { return x->limits; }
+
+void exec_ctx_drain(exec_ctx *x) { x->draining = 1; }
+
+int64_t exec_ctx_busy(exec_ctx *x)
+{
+    exec_usage u;
+    exec_limits_usage(x->limits, "", &u, NULL, 0, NULL);
+    return u.server_commands + (u.server_bytes > 0);
+}
 
 void exec_spec_free(exec_spec *e)
 {
@@ -804,15 +814,25 @@ static const http_stream_ops sse_http_ops = { sse_on_drain, on_client_gone };
 
 /* ---- admission (worker) ------------------------------------------------------------ */
 
-/* The cluster's slot, or 429 CLUSTER_BUSY in resp. */
+/* The cluster's slot: 0; -1 with 429 CLUSTER_BUSY in resp; -2 with 503
+ * SERVER_SHUTTING_DOWN once the server drains (exec_ctx_drain).  Checked
+ * after the slot is taken: exec_ctx_drain sets the flag before it counts
+ * the slots, so either this sees the flag or the drain sees the slot. */
 static int take_slot(worker_ctx *w, exec_spec *e, http_response *resp)
 {
     assert(w->exec);
     e->ctx = w->exec;
     int running = 0;
     if (exec_limits_slot_acquire(e->ctx->limits, &e->slot, e->org_id, e->cluster_id, &running) ==
-        0)
-        return 0;
+        0) {
+        if (!e->ctx->draining)
+            return 0;
+        exec_limits_slot_release(&e->slot);
+        http_resp_error(resp, 503, EC_SERVER_SHUTTING_DOWN,
+                        "the server is shutting down: the command was not run; retry it (another "
+                        "replica, or this one once restarted, takes it)");
+        return -2;
+    }
     http_resp_error(resp, 429, EC_CLUSTER_BUSY,
                     "cluster %s already has %d commands running or queued, the most allowed "
                     "(AURORA_EXEC_MAX_PER_CLUSTER); retry when some have finished",
@@ -822,13 +842,16 @@ static int take_slot(worker_ctx *w, exec_spec *e, http_response *resp)
 
 int exec_admit_forwarded(worker_ctx *w, exec_spec *e, http_response *resp)
 {
-    return take_slot(w, e, resp); /* counted and audited where the caller is */
+    return take_slot(w, e, resp) < 0 ? -1 : 0; /* counted and audited where the caller is */
 }
 
 int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp)
 {
-    if (take_slot(w, e, resp) < 0) {
-        exec_audit_now(w, e, "cluster_busy");
+    int slot = take_slot(w, e, resp);
+    if (slot < 0) {
+        if (slot == -1)
+            exec_audit_now(w, e, "cluster_busy"); /* a shutdown's refusal gets no row, as
+                                                     AUDIT_UNAVAILABLE: its caller is told */
         return -1;
     }
     /* The row exists before the command is sent: a crash from here on

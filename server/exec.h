@@ -38,6 +38,14 @@ exec_ctx *exec_ctx_new(const server_config *cfg, struct tunnel_hub *tunnels, wor
 void exec_ctx_flush_audit(exec_ctx *x);
 /* After every exec has ended (the lws context is destroyed). */
 void exec_ctx_free(exec_ctx *x);
+/* Server shutdown (SIGTERM), loop thread: from now on exec_admit and
+ * exec_admit_forwarded refuse new commands with 503 SERVER_SHUTTING_DOWN;
+ * those already admitted run on. */
+void exec_ctx_drain(exec_ctx *x);
+/* Commands admitted and not ended, plus 1 while output held for a caller
+ * (an answer not yet taken) remains: the server keeps serving until this is
+ * 0 or AURORA_SHUTDOWN_DRAIN_S passes. */
+int64_t exec_ctx_busy(exec_ctx *x);
 exec_limits *exec_ctx_limits(exec_ctx *x);
 
 typedef struct exec_spec {
@@ -70,7 +78,8 @@ void exec_spec_free(exec_spec *e);
 /* Wipes and frees e->env. */
 void exec_spec_wipe_env(exec_spec *e);
 /* Worker thread, the last step before a handler sets resp->exec = e: ties e
- * to w->exec, takes a slot of the cluster (else 429 CLUSTER_BUSY, audited) and writes the
+ * to w->exec, takes a slot of the cluster (else 429 CLUSTER_BUSY, audited;
+ * 503 SERVER_SHUTTING_DOWN once exec_ctx_drain was called) and writes the
  * "started" audit row (else 503 AUDIT_UNAVAILABLE: a command that cannot be
  * audited is not run).  0, or -1 with the error in resp (e still the
  * caller's to free). */
@@ -79,7 +88,7 @@ int exec_admit(worker_ctx *w, exec_spec *e, http_response *resp);
  * audited there, so only the cluster's slot is taken.  All the cluster's
  * commands run through the replica holding its agent, so this is where
  * AURORA_EXEC_MAX_PER_CLUSTER holds for the whole fleet.  0, or -1 with 429
- * CLUSTER_BUSY in resp. */
+ * CLUSTER_BUSY (or 503 SERVER_SHUTTING_DOWN) in resp. */
 int exec_admit_forwarded(worker_ctx *w, exec_spec *e, http_response *resp);
 /* Loop thread, e admitted.  Takes ownership of e.  0: exec.c now owns the response;
  * -1: the txn's response holds an error to send. */

@@ -322,9 +322,49 @@ static long secrets_upkeep(worker_ctx *w)
 static void on_signal(int sig)
 {
     (void)sig;
-    g_stop = 1;
+    g_stop = g_stop ? 2 : 1; /* 2: a second signal, stop without waiting (drain_commands) */
     if (g_ctx)
         lws_cancel_service(g_ctx);
+}
+
+/* At the first SIGTERM: new commands are refused (503 SERVER_SHUTTING_DOWN)
+ * while the loop keeps serving those already running, and their answers,
+ * for at most drain_s seconds or until a second signal; the agent sessions
+ * are closed only after, so a rollout of the server does not cut the
+ * commands it happens to be running. */
+static void drain_commands(exec_ctx *x, int drain_s)
+{
+    exec_ctx_drain(x);
+    int64_t busy = exec_ctx_busy(x);
+    if (drain_s <= 0 || busy == 0)
+        return;
+    log_info("shutting down: draining %lld running command(s), up to %d s (a second signal "
+             "stops waiting)",
+             (long long)busy, drain_s);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t end_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + (int64_t)drain_s * 1000;
+    for (;;) {
+        if (g_stop > 1) {
+            log_info("shutting down: second signal, %lld command(s) not waited for",
+                     (long long)exec_ctx_busy(x));
+            return;
+        }
+        if (exec_ctx_busy(x) == 0) {
+            log_info("shutting down: the running commands have ended");
+            return;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t left = end_ms - ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+        if (left <= 0) {
+            log_info("shutting down: %lld command(s) still running after %d s "
+                     "(AURORA_SHUTDOWN_DRAIN_S)",
+                     (long long)exec_ctx_busy(x), drain_s);
+            return;
+        }
+        if (service_round(left < 200 ? (int)left : 200) < 0)
+            return;
+    }
 }
 
 static void lws_log_emit(int level, const char *line)
@@ -649,6 +689,7 @@ int server_run(server_config *cfg)
 
     /* New connections go to the processes still bound to a shared port. */
     listen_share_stop();
+    drain_commands(sv.exec, cfg->shutdown_drain_s);
     log_info("shutting down: closing %zu agent session(s)", tunnel_session_count(sv.tunnels));
     tunnel_shutdown(sv.tunnels);
     /* Let the close frames go out, bounded. */

@@ -43,6 +43,7 @@ static const config_def server_defs[] = {
     { "AURORA_EXEC_ORG_OUTPUT_BUDGET", "exec.org_output_budget", CFG_INT, "67108864", "the same budget per organization; over it: 429 ORG_OUTPUT_BUDGET_EXCEEDED", 0 },
     { "AURORA_EXEC_DEADLINE_GRACE_S", "exec.deadline_grace_s", CFG_INT, "15", "how long past a command's timeout the server waits for the agent's answer before it fails the command itself with 504 TIMEOUT (s): the agent's own timeout answers first, so this covers only an agent that stopped answering; a forwarded command (another replica holds the agent) waits twice this", 0, 1, 3600 },
     { "AURORA_HTTP_SEND_TIMEOUT_S", "server.send_timeout_s", CFG_INT, "60", "how long an answer being sent (a JSON result, a stream's pending events) may wait for its client to take any of it before the connection is closed (s): memory held for a client that stops reading is given back", 0, 1, 3600 },
+    { "AURORA_SHUTDOWN_DRAIN_S", "server.shutdown_drain_s", CFG_INT, "10", "at SIGTERM, how long the commands already running may go on before the agent sessions are closed under them (s): new commands are answered 503 SERVER_SHUTTING_DOWN meanwhile, and the server stops as soon as the last one has ended and been answered; a second SIGTERM or SIGINT stops waiting; 0: no wait (running commands fail with 503 SERVER_SHUTTING_DOWN)", 0, 0, 3600 },
     { "AURORA_EXEC_MAX_PER_CLUSTER", "exec.max_per_cluster", CFG_INT, "128", "commands running or queued per cluster; more get 429 CLUSTER_BUSY", 0 },
     { "AURORA_AUDIT_RETENTION_DAYS", "audit.retention_days", CFG_INT, "365", "command audit records older than this are deleted (checked hourly; 0 keeps them forever)", 0 },
     { "AURORA_INSTANCE_LEASE", "server.instance_lease", CFG_INT, "60", "seconds after which a replica that stopped renewing its lease is taken for dead and its running commands are audited as interrupted", 0 },
@@ -165,6 +166,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     c->org_output_budget = config_int(r, "AURORA_EXEC_ORG_OUTPUT_BUDGET");
     c->max_per_cluster = (int)config_int(r, "AURORA_EXEC_MAX_PER_CLUSTER");
     c->deadline_grace_s = (int)config_int(r, "AURORA_EXEC_DEADLINE_GRACE_S");
+    c->shutdown_drain_s = (int)config_int(r, "AURORA_SHUTDOWN_DRAIN_S");
     c->instance_lease = (int)config_int(r, "AURORA_INSTANCE_LEASE");
     c->token_rate_limit = (int)config_int(r, "AURORA_TOKEN_RATE_LIMIT");
     c->token_rate_limit_minute = (int)config_int(r, "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE");

@@ -41,6 +41,7 @@ typedef struct {
     int64_t org_output_budget; /* the same per organization */
     int max_per_cluster;           /* commands running or queued per cluster */
     int deadline_grace_s;          /* past a command's timeout, wait this for the agent */
+    int shutdown_drain_s;          /* at SIGTERM, running commands may end within this */
     int instance_lease;            /* seconds (instance.h) */
     int token_rate_limit;     /* agent tokens per user per hour */
     int token_rate_limit_minute; /* agent tokens per user per minute */

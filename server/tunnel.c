@@ -1886,7 +1886,7 @@ void tunnel_shutdown(tunnel_hub *h)
     h->sweeping = 0;
     for (tunnel_session *s = h->sessions; s; s = s->next) {
         while (s->reqs)
-            req_fail(s->reqs, 503, "SERVER_SHUTTING_DOWN", "server is shutting down");
+            req_fail(s->reqs, 503, EC_SERVER_SHUTTING_DOWN, "server is shutting down");
         start_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "Server shutting down");
     }
 }

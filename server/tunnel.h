@@ -95,6 +95,7 @@ int tunnel_cluster_supports(tunnel_hub *h, const char *org_id, const char *clust
 #define EC_AGENT_NOT_CONNECTED "AGENT_NOT_CONNECTED"
 #define EC_AGENT_DISCONNECTED "AGENT_DISCONNECTED"
 #define EC_AGENT_PROTOCOL "AGENT_PROTOCOL_ERROR" /* e.g. output beyond the window */
+#define EC_SERVER_SHUTTING_DOWN "SERVER_SHUTTING_DOWN" /* 503: stopping (exec_ctx_drain) */
 
 /* Sends the command to a ready session of that cluster (the least loaded if
  * several, then the one picked least often).  NULL when none is connected

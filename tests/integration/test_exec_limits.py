@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import sqlite3
 import struct
@@ -607,6 +608,71 @@ def kill9_mid_command_leaves_an_interrupted_row(t):
     eq(rows2[0][3], len(tag2), "bytes of the new command")
     check(rows2[0][5] > 0, "the new row has ended", rows2)
     eq([r[1] for r in db_rows(w, tag)], ["interrupted"], "the interrupted row is unchanged")
+
+
+def drain_world(t, name, seconds):
+    """A world whose agent runs one sleeping command (its kubectl running):
+    (w, cluster id, tag, thread, result dict)."""
+    w = t.world(name)
+    tok = w.create_token("it-" + name)
+    w.start_agent(tok["token"])
+    cid = tok["cluster_id"]
+    w.wait_connection(cid)
+    tag = name + "-" + rand_tag(4)
+    t.defer(lambda: [os.kill(pid, 9) for pid, _ in procs_matching(tag)])
+    th, res = sleep_in_thread(w, cid, tag, seconds=seconds)
+    wait_until(lambda: procs_matching(tag), 20, 0.05, "kubectl to run at the agent")
+    return w, cid, tag, th, res
+
+
+def refused_while_draining(w, cid, tag):
+    wait_until(lambda: "draining 1 running command" in w.server.log_text(), 10, 0.02,
+               "the server to log that it drains its running command")
+    r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo/late-" + tag])
+    eq(r.status, 503, "a command sent while the server drains (%r)" % r)
+    eq(r.error_code, "SERVER_SHUTTING_DOWN", "its error code")
+    contains(r.json["error"], "shutting down", "its message")
+
+
+@test(timeout=120)
+def sigterm_lets_the_running_command_finish(t):
+    """A rollout's SIGTERM: the command already running ends normally (200 and
+    its output) before the agent sessions are closed, a new one is refused 503
+    SERVER_SHUTTING_DOWN meanwhile (not audited: it never ran), and the server
+    exits 0 once the command was answered, well within AURORA_SHUTDOWN_DRAIN_S
+    (10 s).  Before, the sessions were closed at once and the running command
+    failed with 503 SERVER_SHUTTING_DOWN."""
+    w, cid, tag, th, res = drain_world(t, "drain", 3)
+    w.server.p.send_signal(signal.SIGTERM)
+    refused_while_draining(w, cid, tag)
+    th.join(30)
+    check("r" in res, "the running command got an answer", res)
+    eq(res["r"].status, 200, "the running command's status (%r)" % res["r"])
+    eq(res["r"].json["output"], "slept 3", "its output")
+    eq(res["r"].json["return_code"], 0, "its exit code")
+    eq(w.server.p.wait(30), 0, "the server's exit status")
+    log = w.server.log_text()
+    contains(log, "the running commands have ended", "the server says the drain ended")
+    eq([(r[1], r[2]) for r in db_rows(w, tag)], [("ok", 0)], "the drained command's audit row")
+    eq(db_rows(w, "late-" + tag), [], "no row for the refused command")
+
+
+@test(timeout=120)
+def a_second_sigterm_stops_the_drain(t):
+    """A second signal while the server drains stops the wait: the running
+    command fails with 503 SERVER_SHUTTING_DOWN as before the drain existed,
+    and the server exits 0 without waiting for it."""
+    w, cid, tag, th, res = drain_world(t, "drain2", 60)
+    w.server.p.send_signal(signal.SIGTERM)
+    refused_while_draining(w, cid, tag)
+    w.server.p.send_signal(signal.SIGINT)
+    eq(w.server.p.wait(20), 0, "the server's exit status")
+    contains(w.server.log_text(), "second signal, 1 command(s) not waited for",
+             "the server says it did not wait")
+    th.join(30)
+    check("r" in res, "the running command got an answer", res)
+    eq(res["r"].status, 503, "the running command's status (%r)" % res["r"])
+    eq(res["r"].error_code, "SERVER_SHUTTING_DOWN", "its error code")
 
 
 def hold_write_lock(t, w):

@@ -5,7 +5,8 @@
  * sent; a full cluster is refused (429 CLUSTER_BUSY, audited as
  * cluster_busy) until a spec is freed; a store that cannot write the row
  * refuses the command (503 AUDIT_UNAVAILABLE) and keeps no slot; two
- * contexts count apart.  Running a command (exec_start) needs an HTTP
+ * contexts count apart; a draining context (server shutdown) refuses new
+ * commands with 503 SERVER_SHUTTING_DOWN.  Running a command (exec_start) needs an HTTP
  * transaction and an agent: tests/integration covers it. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +25,7 @@
 #include "http.h"
 #include "log.h"
 #include "store.h"
+#include "tunnel.h" /* EC_SERVER_SHUTTING_DOWN */
 
 typedef struct {
     char dir[64];
@@ -223,6 +225,50 @@ static void test_audit_unavailable(void **state)
 
 /* Two servers' contexts (e.g. two in one test process) count apart: a spec
  * admitted through one holds nothing in the other. */
+/* Server shutdown: once draining, new commands (admitted here or forwarded
+ * by another replica) are refused 503 SERVER_SHUTTING_DOWN with no slot and
+ * no audit row; those admitted before keep theirs and count as busy until
+ * freed. */
+static void test_drain_refuses_new_commands(void **state)
+{
+    fixture *fx = *state;
+    worker_ctx w = { .store = fx->st, .cfg = &fx->cfg, .exec = fx->x };
+    http_response resp = { 0 };
+    assert_int_equal(exec_ctx_busy(fx->x), 0);
+    exec_spec *running = spec_new(fx, "cluster-a", NULL);
+    assert_int_equal(exec_admit(&w, running, &resp), 0);
+    assert_int_equal(exec_ctx_busy(fx->x), 1);
+
+    exec_ctx_drain(fx->x);
+    exec_spec *late = spec_new(fx, "cluster-b", NULL);
+    assert_int_equal(exec_admit(&w, late, &resp), -1);
+    assert_int_equal(resp.status, 503);
+    assert_non_null(strstr(buf_head(&resp.body), EC_SERVER_SHUTTING_DOWN));
+    assert_non_null(strstr(buf_head(&resp.body), "shutting down"));
+    assert_false(late->slot.held);
+    assert_int_equal(late->audit_id, 0);
+    buf_free(&resp.body);
+    memset(&resp, 0, sizeof(resp));
+    exec_spec *fwd = spec_new(fx, "cluster-b", NULL);
+    assert_int_equal(exec_admit_forwarded(&w, fwd, &resp), -1);
+    assert_int_equal(resp.status, 503);
+    assert_non_null(strstr(buf_head(&resp.body), EC_SERVER_SHUTTING_DOWN));
+    assert_false(fwd->slot.held);
+    buf_free(&resp.body);
+    assert_int_equal(commands_of(fx->x, fx->org_id, "cluster-b"), 0);
+    size_t n = 0;
+    store_audit *rows = audit_rows(fx, &n);
+    assert_int_equal(n, 1); /* the running command's "started" row only */
+    assert_int_equal(rows[0].id, running->audit_id);
+    store_audit_list_free(rows, n);
+
+    assert_int_equal(exec_ctx_busy(fx->x), 1);
+    exec_spec_free(running);
+    assert_int_equal(exec_ctx_busy(fx->x), 0);
+    exec_spec_free(late);
+    exec_spec_free(fwd);
+}
+
 static void test_contexts_apart(void **state)
 {
     fixture *fx = *state;
@@ -257,6 +303,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_unavailable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_credential_in_command_leaves_no_copies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_contexts_apart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain_refuses_new_commands, setup, teardown),
     };
     return cmocka_run_group_tests_name("server_exec", tests, NULL, NULL);
 }
