@@ -86,6 +86,7 @@ const MANAGED = {
   AWS_SM_STS_ENDPOINT: 'secretsBackend.aws.stsEndpoint', AWS_ROLE_ARN: 'secretsBackend.aws.roleArn',
   AWS_WEB_IDENTITY_TOKEN_FILE: 'the chart',
   AURORA_INTERNAL_ADDR: 'the chart', AURORA_INTERNAL_PORT: 'internalPort', POD_IP: 'the chart',
+  AURORA_SHUTDOWN_DRAIN_S: 'lifecycle.shutdownDrainSeconds',
 };
 
 // ------------------------------------------------------------------ validation
@@ -358,8 +359,10 @@ const RENDER_REJECTS = [
   ['an Ingress without ingress.hosts.api', ['values-minimal.yaml'], { ingress: { hosts: { api: '' } } }, /ingress\.hosts\.api is required with ingress\.enabled/],
   ['a PDB with minAvailable and maxUnavailable', ['values-minimal.yaml'], { podDisruptionBudget: { enabled: true, minAvailable: 1 } }, /set only one of minAvailable and maxUnavailable/],
   ['opsPort equal to port', ['values-minimal.yaml'], { opsPort: 5080 }, /opsPort must differ from port/],
-  ['a grace period the preStop sleep would eat', ['values-minimal.yaml'], { terminationGracePeriodSeconds: 10 }, /terminationGracePeriodSeconds \(10\) must be at least lifecycle\.preStopSleepSeconds \(5\) \+ 15/],
-  ['a preStop sleep longer than the grace period leaves', ['values-minimal.yaml'], { lifecycle: { preStopSleepSeconds: 20 } }, /terminationGracePeriodSeconds \(30\) must be at least lifecycle\.preStopSleepSeconds \(20\) \+ 15/],
+  ['a grace period the preStop sleep would eat', ['values-minimal.yaml'], { terminationGracePeriodSeconds: 10 }, /terminationGracePeriodSeconds \(10\) must be at least lifecycle\.preStopSleepSeconds \(5\) \+ lifecycle\.shutdownDrainSeconds \(10\) \+ 15/],
+  ['a preStop sleep longer than the grace period leaves', ['values-minimal.yaml'], { lifecycle: { preStopSleepSeconds: 20 } }, /terminationGracePeriodSeconds \(30\) must be at least lifecycle\.preStopSleepSeconds \(20\) \+ lifecycle\.shutdownDrainSeconds \(10\) \+ 15/],
+  ['a command drain the grace period does not cover', ['values-minimal.yaml'], { lifecycle: { shutdownDrainSeconds: 11 } }, /terminationGracePeriodSeconds \(30\) must be at least lifecycle\.preStopSleepSeconds \(5\) \+ lifecycle\.shutdownDrainSeconds \(11\) \+ 15/],
+  ['AURORA_SHUTDOWN_DRAIN_S in config (the grace period check follows lifecycle.shutdownDrainSeconds)', ['values-minimal.yaml'], { config: { AURORA_SHUTDOWN_DRAIN_S: 5 } }, /config\.AURORA_SHUTDOWN_DRAIN_S: Must not validate/],
   ['internalPort equal to port (replicas)', ['values-aws.yaml'], { internalPort: 5080 }, /internalPort must differ from port and opsPort/],
   ['AURORA_INTERNAL_PORT in config (AURORA_INTERNAL_ADDR and the NetworkPolicy follow internalPort)', ['values-aws.yaml'], { config: { AURORA_INTERNAL_PORT: 6000 } }, /config\.AURORA_INTERNAL_PORT: Must not validate/],
   ['plain HTTP in production with no ingress in front', ['values-minimal.yaml'], { tls: { enabled: false }, ingress: { enabled: false } }, /tls\.enabled false serves plain HTTP/],
@@ -922,6 +925,14 @@ test('rollouts: a preStop sleep before SIGTERM (the kubelet\'s sleep from 1.30, 
   assert.deepStrictEqual(f.containers[0].lifecycle, { preStop: { sleep: { seconds: 10 } } });
   const off = container(mustRender(['values-minimal.yaml', w('prestop-off', { lifecycle: { preStopSleepSeconds: 0 } })]));
   assert.ok(!('lifecycle' in off), 'preStopSleepSeconds 0: no hook');
+  // the commands running at SIGTERM may end first: the drain is the server's setting, and in the grace
+  assert.strictEqual(envValue(m.containers[0], 'AURORA_SHUTDOWN_DRAIN_S'), '10');
+  assert.strictEqual(envValue(f.containers[0], 'AURORA_SHUTDOWN_DRAIN_S'), '30');
+  assert.match(fs.readFileSync(path.join(ROOT, 'server', 'server_config.c'), 'utf8'),
+    /\{ "AURORA_SHUTDOWN_DRAIN_S", "[a-z_.]+", CFG_INT, "10",/, 'the chart default is the server default');
+  const noDrain = mustRender(['values-minimal.yaml', w('drain-off', { lifecycle: { shutdownDrainSeconds: 0 }, terminationGracePeriodSeconds: 20 })]);
+  assert.strictEqual(envValue(container(noDrain), 'AURORA_SHUTDOWN_DRAIN_S'), '0');
+  assert.strictEqual(one(noDrain, 'Deployment').spec.template.spec.terminationGracePeriodSeconds, 20);
 });
 
 test('labels and names: app: aurora-server and app.kubernetes.io/* on every object, selectors match, overrides apply', () => {

@@ -122,6 +122,7 @@ AWS_ROLE_ARN: secretsBackend.aws.roleArn
 AWS_WEB_IDENTITY_TOKEN_FILE: the chart (IRSA's projected token)
 AURORA_INTERNAL_ADDR: the chart (the pod IP and internalPort)
 AURORA_INTERNAL_PORT: internalPort
+AURORA_SHUTDOWN_DRAIN_S: lifecycle.shutdownDrainSeconds
 POD_IP: the chart (status.podIP, for AURORA_INTERNAL_ADDR)
 {{- end }}
 
@@ -262,8 +263,9 @@ it is null (the default), whenever more than one replica may run. */}}
 {{- end }}
 {{- end }}
 {{- $preStop := int64 .Values.lifecycle.preStopSleepSeconds }}
-{{- if lt (int64 .Values.terminationGracePeriodSeconds) (add $preStop 15) }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must be at least lifecycle.preStopSleepSeconds (%d) + 15: the server's shutdown after the sleep (closing agent sessions, the workers' queued jobs, an outbound call up to 10 s) would be cut by SIGKILL" (int64 .Values.terminationGracePeriodSeconds) $preStop) }}
+{{- $drain := int64 .Values.lifecycle.shutdownDrainSeconds }}
+{{- if lt (int64 .Values.terminationGracePeriodSeconds) (add $preStop $drain 15) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be at least lifecycle.preStopSleepSeconds (%d) + lifecycle.shutdownDrainSeconds (%d) + 15: the server's shutdown after the sleep (the running commands' drain, then closing agent sessions, the workers' queued jobs, an outbound call up to 10 s) would be cut by SIGKILL" (int64 .Values.terminationGracePeriodSeconds) $preStop $drain) }}
 {{- end }}
 {{- if and (ne (int64 .Values.opsPort) 0) (eq (int64 .Values.opsPort) (int64 .Values.port)) }}
 {{- fail "opsPort must differ from port (0 keeps /health, /ready, /metrics on port)" }}
