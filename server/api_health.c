@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "exec.h"
 #include "http.h"
 #include "log.h"
 #include "prom.h"
@@ -117,6 +118,14 @@ static int secrets_check(worker_ctx *w, char *why, size_t cap)
 
 static void ready(worker_ctx *w, http_request *req, http_response *resp)
 {
+    /* Draining at shutdown: new commands are refused, so a load balancer
+     * must stop sending them here (the chart's preStop usually took the pod
+     * out of the endpoints already). */
+    if (exec_ctx_draining(w->exec)) {
+        http_resp_error(resp, 503, "SERVER_SHUTTING_DOWN",
+                        "this replica is shutting down; send requests to another one");
+        return;
+    }
     int store_ok = checked(&R.store, w, store_check, "state store");
     int secrets_ok = checked(&R.secrets, w, secrets_check, "secrets backend");
     cJSON *o = cJSON_CreateObject();

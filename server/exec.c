@@ -165,6 +165,8 @@ exec_limits *exec_ctx_limits(exec_ctx *x) { return x->limits; }
 
 void exec_ctx_drain(exec_ctx *x) { x->draining = 1; }
 
+int exec_ctx_draining(const exec_ctx *x) { return x && x->draining; }
+
 int64_t exec_ctx_busy(exec_ctx *x)
 {
     exec_usage u;

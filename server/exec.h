@@ -42,6 +42,8 @@ void exec_ctx_free(exec_ctx *x);
  * exec_admit_forwarded refuse new commands with 503 SERVER_SHUTTING_DOWN;
  * those already admitted run on. */
 void exec_ctx_drain(exec_ctx *x);
+/* 1 once exec_ctx_drain was called (any thread). */
+int exec_ctx_draining(const exec_ctx *x);
 /* Commands admitted and not ended, plus 1 while output held for a caller
  * (an answer not yet taken) remains: the server keeps serving until this is
  * 0 or AURORA_SHUTDOWN_DRAIN_S passes. */

@@ -632,6 +632,9 @@ def refused_while_draining(w, cid, tag):
     eq(r.status, 503, "a command sent while the server drains (%r)" % r)
     eq(r.error_code, "SERVER_SHUTTING_DOWN", "its error code")
     contains(r.json["error"], "shutting down", "its message")
+    # and a load balancer is told to stop sending here
+    r = w.get("/ready", auth=False)
+    eq((r.status, r.get("error_code")), (503, "SERVER_SHUTTING_DOWN"), "/ready while draining (%r)" % r)
 
 
 @test(timeout=120)
