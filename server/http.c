@@ -319,22 +319,32 @@ cJSON *http_json_body(const http_request *req, http_response *resp)
 http_request *http_txn_request(http_txn *t) { return &t->req; }
 http_response *http_txn_response(http_txn *t) { return &t->resp; }
 
-static void txn_free(http_txn *t)
+void http_request_release(http_request *r)
 {
-    http_request *r = &t->req;
     free(r->path);
     free(r->query);
+    /* Authorization (API keys, agent tokens), the forward and internal
+     * secrets: header values are wiped like bodies. */
     for (size_t i = 0; i < r->nheaders; i++) {
         free(r->headers[i].name);
+        if (r->headers[i].value)
+            explicit_bzero(r->headers[i].value, strlen(r->headers[i].value));
         free(r->headers[i].value);
     }
     free(r->headers);
+    r->headers = NULL;
+    r->nheaders = 0;
     for (int i = 0; i < r->nparams; i++)
         free(r->params[i]);
     /* Bodies carry client secrets, keys and tokens: leave nothing behind. */
     if (r->body.data)
         explicit_bzero(r->body.data, r->body.cap);
     buf_free(&r->body);
+}
+
+static void txn_free(http_txn *t)
+{
+    http_request_release(&t->req);
     buf_free(&t->resp.body);
     for (int i = 0; i < t->resp.nextra; i++) {
         free(t->resp.extra[i].name);
@@ -355,7 +365,7 @@ static void txn_maybe_free(http_txn *t)
         txn_free(t);
 }
 
-static int add_header(http_request *r, const char *name, const char *value)
+int http_request_add_header(http_request *r, const char *name, const char *value)
 {
     http_header *n = realloc(r->headers, sizeof(http_header) * (r->nheaders + 1));
     if (!n)
@@ -365,6 +375,8 @@ static int add_header(http_request *r, const char *name, const char *value)
     n[r->nheaders].value = strdup(value);
     if (!n[r->nheaders].name || !n[r->nheaders].value) {
         free(n[r->nheaders].name);
+        if (n[r->nheaders].value)
+            explicit_bzero(n[r->nheaders].value, strlen(n[r->nheaders].value));
         free(n[r->nheaders].value);
         return -1;
     }
@@ -401,7 +413,7 @@ static int copy_headers(struct lws *wsi, http_request *r)
             name[nl - 1] = '\0';
         if (!name[0] || strchr(name, ' '))
             continue; /* method tokens like "get " are not headers */
-        rc = add_header(r, name, val);
+        rc = http_request_add_header(r, name, val);
     }
     for (int i = 0; i < g_ncaptured && rc == 0; i++) {
         char cname[CAPTURED_NAME_MAX + 2];
@@ -414,8 +426,9 @@ static int copy_headers(struct lws *wsi, http_request *r)
             rc = -1;
             break;
         }
-        rc = add_header(r, g_captured[i], val);
+        rc = http_request_add_header(r, g_captured[i], val);
     }
+    explicit_bzero(val, HEADER_VALUE_MAX); /* held the last header copied */
     free(val);
     return rc;
 }

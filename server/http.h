@@ -34,6 +34,13 @@ int http_query_check(const char *query, size_t len, char *why, size_t whylen);
  * nothing that could end the authority ('/', '@', '\\', '?', '#', blanks). */
 int http_host_ok(const char *host);
 
+/* The request's own copies: a header appended (name lowercased; 0, or -1
+ * out of memory), and everything it holds (path, query, headers, parameters,
+ * body) freed, header values and the body wiped first: they carry API keys,
+ * agent tokens and the replicas' shared secrets. */
+int http_request_add_header(http_request *r, const char *name, const char *value);
+void http_request_release(http_request *r);
+
 /* Response helpers (take ownership of obj). */
 void http_resp_json(http_response *resp, int status, struct cJSON *obj);
 void http_resp_error(http_response *resp, int status, const char *code, const char *fmt, ...)
