@@ -181,6 +181,8 @@ static int peer_trust_store(SSL_CTX *ctx)
 /* The main listener when it speaks TLS (it lets plain HTTP in only to
  * redirect it: start_listeners). */
 static struct lws_vhost *g_https_vhost;
+/* The replicas' listener (AURORA_INTERNAL_PORT): no agent WebSocket on it. */
+static struct lws_vhost *g_internal_vhost;
 
 /* A connection of the TLS listener that came in plain text (it is only
  * redirected: https_redirect.c).  The network connection's flag: lws 4.1.6
@@ -236,6 +238,8 @@ static int server_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
             return 1;
         if (plain_on_tls_port(wsi))
             return 1; /* ws:// on the TLS port: agents and their tokens use TLS */
+        if (g_internal_vhost && lws_get_vhost(wsi) == g_internal_vhost)
+            return 1; /* agents dial the main port; the replicas' one serves them nothing */
         if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0)
             return 1;
         return strcmp(uri, PROTO_PATH) != 0 && is_v2(wsi);
@@ -426,7 +430,9 @@ static int start_listeners(const server_config *cfg, const struct lws_context_cr
                       cfg->bind, cfg->internal_port);
             return -1;
         }
-        /* /internal/forward/exec is served here only, not on the main port */
+        /* /internal/forward/exec is served here only, not on the main port;
+         * no agent WebSocket is accepted here */
+        g_internal_vhost = internal_vh;
         http_set_internal_vhost(internal_vh);
         log_info("internal listener (forwarded commands) on %s:%d", cfg->bind, cfg->internal_port);
     }
@@ -613,6 +619,7 @@ int server_run(server_config *cfg)
         http_set_ops_vhost(NULL);
         g_https_vhost = NULL;
         http_set_https_vhost(NULL);
+        g_internal_vhost = NULL;
         http_set_internal_vhost(NULL);
         router_reset();
         conn_admission_free();
@@ -660,6 +667,7 @@ int server_run(server_config *cfg)
         http_set_ops_vhost(NULL);
         g_https_vhost = NULL;
         http_set_https_vhost(NULL);
+        g_internal_vhost = NULL;
         http_set_internal_vhost(NULL);
         tunnel_hub_free(sv.tunnels);
         exec_ctx_free(sv.exec);
@@ -711,6 +719,7 @@ int server_run(server_config *cfg)
     http_set_ops_vhost(NULL);
     g_https_vhost = NULL;
     http_set_https_vhost(NULL);
+    g_internal_vhost = NULL;
     http_set_internal_vhost(NULL);
     /* The connections closed by the destruction released what they held. */
     tunnel_hub_free(sv.tunnels);

@@ -492,7 +492,7 @@ def with_an_internal_port_forwards_are_served_there_only(t):
     """Replicas with AURORA_INTERNAL_PORT: a command reaches the agent another
     holds through that listener, and the main port (the one an Ingress
     reaches) answers /internal/forward/exec as an unknown route, even with
-    the right secret and body."""
+    the right secret and body; the internal port accepts no agent WebSocket."""
     f = fleet(t)
     # Few workers: the fleet's three replicas hold most of the store's connections.
     env = dict(f.env, AURORA_WORKERS="1", AURORA_OUTBOUND_WORKERS="1")
@@ -520,6 +520,43 @@ def with_an_internal_port_forwards_are_served_there_only(t):
     eq(r.status, 400, "the internal port serves the route (%r)" % r)
     r = https_request(holder.internal_port, holder.ctx, "POST", "/internal/forward/exec", body, {}, 10)
     eq(r.status, 401, "and still wants the secret there (%r)" % r)
+    # Agents dial the main port: the internal one accepts no agent WebSocket,
+    # with a valid token, with or without the v2 subprotocol.
+    ws_tok = via.create_token("rep-internal-ws")
+    for proto in (None, "aurora-tunnel.v2"):
+        status = ws_upgrade_status(holder.internal_port, holder.ctx, ws_tok, proto)
+        check(status != 101, "no agent WebSocket on the internal port (%s: %r)" % (proto, status))
+    c = via.connection(ws_tok["cluster_id"])
+    check(c is None or c.get("status") != "active", "the refused agent is not connected", c)
+    res = echo(via, cid, "still-through-the-internal-port")
+    eq(res.status, 200, "forwarding still works (%r)" % res)
+    eq(res.json.get("output"), "still-through-the-internal-port", "forwarded output")
+
+
+def ws_upgrade_status(port, ctx, tok, proto):
+    """The status line's code of an agent's WebSocket upgrade over TLS (0: the
+    connection closed without an answer)."""
+    import ssl
+    lines = ["GET /kubectl-agent HTTP/1.1", "Host: 127.0.0.1:%d" % port, "Upgrade: websocket",
+             "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+             "Sec-WebSocket-Version: 13", "Authorization: Bearer %s" % tok["token"],
+             "X-Cluster-ID: %s" % tok["cluster_id"]]
+    if proto:
+        lines.append("Sec-WebSocket-Protocol: %s" % proto)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+        except (ConnectionError, ssl.SSLError):
+            pass
+    first = head.split(b"\r\n", 1)[0].split()
+    return int(first[1]) if len(first) > 1 and first[1].isdigit() else 0
 
 
 @test(timeout=60)
