@@ -737,9 +737,10 @@ static void dispatch(http_txn *t)
     /* Our own timers (exec deadlines) govern from here; lws must not drop the
      * connection while a worker or the agent is busy. */
     lws_set_timeout(t->wsi, NO_PENDING_TIMEOUT, 0);
+    int on_internal = g_internal_vhost && lws_get_vhost(t->wsi) == g_internal_vhost;
     /* The web console's pages and files (compiled in, no I/O): answered here,
      * on the main listener only; every other path goes to the route table. */
-    if (!(g_ops_vhost && lws_get_vhost(t->wsi) == g_ops_vhost) &&
+    if (!(g_ops_vhost && lws_get_vhost(t->wsi) == g_ops_vhost) && !on_internal &&
         console_static_serve(&t->req, &t->resp)) {
         t->console = 1;
         respond_now(t);
@@ -754,8 +755,9 @@ static void dispatch(http_txn *t)
     /* The replicas' route, on another listener than theirs: answered as an
      * unknown route before any header of it (the forward secret) is read,
      * whatever the edge in front of the main port lets through. */
-    if (t->route && g_internal_vhost && router_is_internal(t->route) &&
-        lws_get_vhost(t->wsi) != g_internal_vhost) {
+    if (t->route && g_internal_vhost && router_is_internal(t->route) != on_internal) {
+        /* and the replicas' listener serves nothing else (no API, console or
+         * probe): only the server's own pods are meant to reach it */
         t->route = NULL;
         http_resp_error(&t->resp, 404, "NOT_FOUND", "no such route");
     }

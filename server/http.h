@@ -61,7 +61,8 @@ void http_set_ops_vhost(struct lws_vhost *v);
  * them with https_redirect_answer (server.c); NULL: none. */
 void http_set_https_vhost(struct lws_vhost *v);
 /* The replicas' listener (AURORA_INTERNAL_PORT), NULL when there is none:
- * while it is set, internal routes (router_set_internal) answer only on it. */
+ * while it is set, internal routes (router_set_internal) answer only on it,
+ * and it answers nothing else (404; server.c refuses WebSockets there). */
 void http_set_internal_vhost(struct lws_vhost *v);
 
 /* ---- transaction (event-loop thread only) -------------------------------- */

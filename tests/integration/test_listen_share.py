@@ -25,6 +25,7 @@ TLS ticket key file, as processes on one host share a data dir.
 Every wait is for an event, with a deadline."""
 
 import atexit
+import json
 import os
 import secrets
 import socket
@@ -33,7 +34,7 @@ import subprocess
 import time
 
 from fleet_peers import Redis, deployment_pki, replica_env
-from harness import (SERVER_BIN, Agent, Postgres, World, check, contains, eq, free_port,
+from harness import (SERVER_BIN, Agent, HTTPSConn, Postgres, Resp, World, check, contains, eq, free_port,
                      https_request, main, sanitizer_reports, suite_shared, test, wait_until)
 
 FORWARD_SECRET = secrets.token_hex(24)
@@ -67,10 +68,26 @@ class Shared(World):
     def ca(self):
         return self.pki["ca"]
 
-    def own(self, method, path, body=None, timeout=60):
-        """A request to this process alone (its internal listener)."""
-        return https_request(self.internal, self.ctx, method, path, body,
-                             {"Authorization": "Bearer %s" % self.api_key}, timeout)
+    def own_answers(self, timeout=10):
+        """The internal listener's answer to a forward without the secret (it
+        serves the replicas' route alone): 401 while this process serves."""
+        return https_request(self.internal, self.ctx, "POST", "/internal/forward/exec", {},
+                             None, timeout).status
+
+    def pinned(self, port):
+        """A keep-alive connection to the shared port that the kernel gave to
+        this process (ss names the process holding the accepted socket)."""
+        for _ in range(64):
+            c = HTTPSConn(port, self.ctx, timeout=60)
+            c.connect()
+            mine = c.sock.getsockname()[1]
+            out = subprocess.run(["ss", "-Htnp", "state", "established",
+                                  "( sport = :%d and dport = :%d )" % (port, mine)],
+                                 capture_output=True, text=True, timeout=10).stdout
+            if "pid=%d," % self.server.pid in out:
+                return c
+            c.close()
+        raise AssertionError("no connection to port %d reached %s" % (port, self.name))
 
     def metrics(self):
         import http.client
@@ -126,6 +143,16 @@ def group(t):
     return suite_shared("group", Group)
 
 
+def echo_pinned(p, conn, cid, text):
+    """echo_on over conn, a keep-alive connection to one process."""
+    body = json.dumps({"args": ["get", "--raw", "/fixture/echo/%s" % text]})
+    conn.request("POST", "/api/clusters/%s/kubectl" % cid, body=body,
+                 headers={"Authorization": "Bearer %s" % p.api_key,
+                          "Content-Type": "application/json"})
+    r = conn.getresponse()
+    return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+
+
 def echo_on(p, port, cid, text):
     return https_request(port, p.ctx, "POST", "/api/clusters/%s/kubectl" % cid,
                          {"args": ["get", "--raw", "/fixture/echo/%s" % text]},
@@ -175,14 +202,15 @@ def every_cluster_answers_through_either_process(t):
     g = group(t)
     agents = start_agents(g, 4)
     fwd = "/internal/forward/exec"
+    conns = {p.name: p.pinned(g.port) for p in g.procs}  # one per process
     before = {p.name: p.answered(fwd) for p in g.procs}
     want = {p.name: 0 for p in g.procs}  # forwarded calls each owner should answer
     for a in agents:
         owner = g.by_internal(owner_addr(g, a.cluster_id))
         for p in g.procs:
             text = "c-%s-%s" % (a.cluster_id[8:14], p.name[-2:])
-            r = echo_on(p, p.internal, a.cluster_id, text)
-            eq(r.status, 200, "%s through %s's own listener (%r)" % (a.cluster_id, p.name, r))
+            r = echo_pinned(p, conns[p.name], a.cluster_id, text)
+            eq(r.status, 200, "%s through %s (%r)" % (a.cluster_id, p.name, r))
             contains(r.json.get("output", ""), text, "the agent's answer")
             if p is not owner:
                 want[owner.name] += 1
@@ -193,6 +221,8 @@ def every_cluster_answers_through_either_process(t):
                10, 0.05, "the owners to count the forwarded calls they answered")
     eq({p.name: p.answered(fwd) - before[p.name] for p in g.procs}, want,
        "forwarded commands answered by each owner")
+    for c in conns.values():
+        c.close()
     for a in agents:
         for i in range(3):
             r = echo_on(g.procs[0], g.port, a.cluster_id, "shared-%d" % i)
@@ -210,15 +240,16 @@ def a_tls_session_resumes_on_the_other_process(t):
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
         ts = ctx.wrap_socket(s, server_hostname="127.0.0.1", session=session)
         try:
-            ts.sendall(b"GET /api/kubectl/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                       + g.procs[0].api_key.encode() + b"\r\nConnection: close\r\n\r\n")
+            # the internal listener serves the replicas' route alone: 401 without the secret
+            ts.sendall(b"POST /internal/forward/exec HTTP/1.1\r\nHost: x\r\n"
+                       b"Content-Length: 0\r\nConnection: close\r\n\r\n")
             data = b""
             while True:  # the whole answer: the ticket arrives after the handshake
                 chunk = ts.recv(65536)
                 if not chunk:
                     break
                 data += chunk
-            check(data.startswith(b"HTTP/1.1 200"), "answer on port %d" % port, data[:200])
+            check(data.startswith(b"HTTP/1.1 401"), "answer on port %d" % port, data[:200])
             return ts.session, ts.session_reused
         finally:
             ts.close()
@@ -279,10 +310,9 @@ def admission_holds_on_the_shared_accept(t):
 
     def serves():
         try:
-            r = p.own("GET", "/api/kubectl/connections", timeout=10)
             r2 = https_request(port, p.ctx, "GET", "/api/kubectl/connections", None,
                                {"Authorization": "Bearer %s" % p.api_key}, 10)
-            return r.status == 200 and r2.status == 200
+            return p.own_answers() == 401 and r2.status == 200
         except (OSError, ssl.SSLError):
             return False
     wait_until(serves, 30, 0.1, "the process to serve again on both listeners")

@@ -492,7 +492,8 @@ def with_an_internal_port_forwards_are_served_there_only(t):
     """Replicas with AURORA_INTERNAL_PORT: a command reaches the agent another
     holds through that listener, and the main port (the one an Ingress
     reaches) answers /internal/forward/exec as an unknown route, even with
-    the right secret and body; the internal port accepts no agent WebSocket."""
+    the right secret and body; the internal port answers nothing else (API,
+    console, probes: 404) and accepts no agent WebSocket."""
     f = fleet(t)
     # Few workers: the fleet's three replicas hold most of the store's connections.
     env = dict(f.env, AURORA_WORKERS="1", AURORA_OUTBOUND_WORKERS="1")
@@ -520,6 +521,17 @@ def with_an_internal_port_forwards_are_served_there_only(t):
     eq(r.status, 400, "the internal port serves the route (%r)" % r)
     r = https_request(holder.internal_port, holder.ctx, "POST", "/internal/forward/exec", body, {}, 10)
     eq(r.status, 401, "and still wants the secret there (%r)" % r)
+    # The internal port serves nothing else: no API (with a valid key or the
+    # trusted backend's secret), no console, no probe.
+    key = {"Authorization": "Bearer %s" % holder.api_key}
+    eq(https_request(holder.port, holder.ctx, "GET", "/api/kubectl/connections", None, key,
+                     10).status, 200, "the API on the main port")
+    for method, path, hdr in (("GET", "/api/kubectl/connections", key),
+                              ("GET", "/api/me", key),
+                              ("POST", "/internal/kubectl/execute", holder.as_frontend()),
+                              ("GET", "/", {}), ("GET", "/health", {})):
+        r = https_request(holder.internal_port, holder.ctx, method, path, None, hdr, 10)
+        eq(r.status, 404, "%s %s on the internal port (%r)" % (method, path, r))
     # Agents dial the main port: the internal one accepts no agent WebSocket,
     # with a valid token, with or without the v2 subprotocol.
     ws_tok = via.create_token("rep-internal-ws")
