@@ -746,21 +746,16 @@ static void dispatch(http_txn *t)
         respond_now(t);
         return;
     }
-    t->route = router_match(&t->req, &t->resp);
-    if (t->route && g_ops_vhost &&
-        router_is_ops(t->route) != (lws_get_vhost(t->wsi) == g_ops_vhost)) {
-        t->route = NULL; /* the other listener's route: as if it did not exist */
-        http_resp_error(&t->resp, 404, "NOT_FOUND", "no such route");
-    }
-    /* The replicas' route, on another listener than theirs: answered as an
-     * unknown route before any header of it (the forward secret) is read,
-     * whatever the edge in front of the main port lets through. */
-    if (t->route && g_internal_vhost && router_is_internal(t->route) != on_internal) {
-        /* and the replicas' listener serves nothing else (no API, console or
-         * probe): only the server's own pods are meant to reach it */
-        t->route = NULL;
-        http_resp_error(&t->resp, 404, "NOT_FOUND", "no such route");
-    }
+    /* The other listeners' routes are absent here: an ops route answers on
+     * the ops listener only, and the replicas' route (before any header of
+     * it, the forward secret, is read) on theirs only, which serves nothing
+     * else (no API, console or probe): only the server's own pods are meant
+     * to reach it, whatever the edge in front of the main port lets through. */
+    router_view view = {
+        .on_ops = g_ops_vhost ? lws_get_vhost(t->wsi) == g_ops_vhost : -1,
+        .on_internal = g_internal_vhost ? on_internal : -1,
+    };
+    t->route = router_match(&t->req, &t->resp, view);
     if (!t->route) {
         respond_now(t);
         return;

@@ -169,7 +169,16 @@ static void add_allowed(char *list, size_t cap, http_method m)
     snprintf(list + len, cap - len, "%s%s", len ? ", " : "", name);
 }
 
-const route *router_match(http_request *req, http_response *resp)
+static int in_view(const route *r, router_view v)
+{
+    if (v.on_ops >= 0 && r->ops != v.on_ops)
+        return 0;
+    if (v.on_internal >= 0 && r->internal != v.on_internal)
+        return 0;
+    return 1;
+}
+
+const route *router_match(http_request *req, http_response *resp, router_view v)
 {
     char *path = strdup(req->path);
     char *segs[MAX_SEGS + 1];
@@ -183,6 +192,8 @@ const route *router_match(http_request *req, http_response *resp)
     const route *found = NULL;
     for (int i = 0; n >= 0 && i < g_nroutes && !found; i++) {
         const route *r = &g_routes[i];
+        if (!in_view(r, v))
+            continue;
         int saved = req->nparams;
         int m = match(r, segs, n, req);
         if (m < 0) {

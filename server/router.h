@@ -30,9 +30,20 @@ int router_add_pool(worker_pool pool, http_method m, const char *pattern, route_
  * handler must not block nor touch the store. */
 int router_add_loop(http_method m, const char *pattern, route_handler h);
 
-/* Loop thread (pure, no I/O): finds the route and fills req's params; NULL
- * with resp filled (404/405) when none matches. */
-const route *router_match(http_request *req, http_response *resp);
+/* Which routes the listener a request came in on has: with an ops
+ * listener, the ops routes are there and nowhere else; with an internal
+ * listener, the replicas' routes are there and it has nothing else.  -1:
+ * that listener does not exist (no split); 0/1: the request is not/is on it. */
+typedef struct {
+    int on_ops;
+    int on_internal;
+} router_view;
+
+/* Loop thread (pure, no I/O): finds the route the view has and fills req's
+ * params; NULL with resp filled (404/405) when none matches.  A route the
+ * view lacks is absent: no 405 names its methods (which would tell that an
+ * ops or internal path exists to a caller of the main port). */
+const route *router_match(http_request *req, http_response *resp, router_view v);
 worker_pool router_pool(const route *r);
 /* 1 for a router_add_loop route: http.c runs it with router_run(NULL, …). */
 int router_on_loop(const route *r);

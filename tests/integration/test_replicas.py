@@ -517,6 +517,9 @@ def with_an_internal_port_forwards_are_served_there_only(t):
     for hdr in (good, {}):
         r = https_request(holder.port, holder.ctx, "POST", "/internal/forward/exec", body, hdr, 10)
         eq(r.status, 404, "the forward route on the main port (%r)" % r)
+    # another method tells nothing either (a 405 with Allow: POST would say the path exists)
+    r = https_request(holder.port, holder.ctx, "GET", "/internal/forward/exec", None, {}, 10)
+    eq((r.status, r.headers.get("allow")), (404, None), "GET of the forward route on the main port (%r)" % r)
     r = https_request(holder.internal_port, holder.ctx, "POST", "/internal/forward/exec", {}, good, 10)
     eq(r.status, 400, "the internal port serves the route (%r)" % r)
     r = https_request(holder.internal_port, holder.ctx, "POST", "/internal/forward/exec", body, {}, 10)
@@ -528,6 +531,7 @@ def with_an_internal_port_forwards_are_served_there_only(t):
                      10).status, 200, "the API on the main port")
     for method, path, hdr in (("GET", "/api/kubectl/connections", key),
                               ("GET", "/api/me", key),
+                              ("DELETE", "/api/me", key),  # a known path, another method: no 405
                               ("POST", "/internal/kubectl/execute", holder.as_frontend()),
                               ("GET", "/", {}), ("GET", "/health", {})):
         r = https_request(holder.internal_port, holder.ctx, method, path, None, hdr, 10)
