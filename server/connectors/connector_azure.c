@@ -329,19 +329,7 @@ static const char *pick_subscription(const cJSON *subs, const char *wanted)
  * key was the tenant and the client id, which another user signing in to
  * the same tenant (or a new secret of the same principal) does not change.
  * Rows made before key_id: those and the row's updated_at. */
-#define META_KEY_ID "key_id"
-
-/* A fresh key_id into md; -1 if no randomness or memory. */
-static int add_key_id(cJSON *md)
-{
-    unsigned char r[16];
-    char hex[sizeof(r) * 2 + 1];
-    if (crypto_random(r, sizeof(r)) != 0)
-        return -1;
-    for (size_t i = 0; i < sizeof(r); i++)
-        snprintf(hex + 2 * i, 3, "%02x", r[i]);
-    return cJSON_AddStringToObject(md, META_KEY_ID, hex) ? 0 : -1;
-}
+#define META_KEY_ID KIT_CACHE_KEY_ID
 
 /* The connection's one credential (a client secret or a refresh token) and
  * its row; the token cache of the user starts afresh. */
@@ -350,7 +338,7 @@ static int save_connection(worker_ctx *w, const char *org, const char *user, con
                            http_response *resp)
 {
     cJSON_AddStringToObject(md, "auth", auth);
-    if (add_key_id(md) < 0) {
+    if (kit_cache_add_key_id(md) < 0) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         return -1;
     }
@@ -557,7 +545,7 @@ static void callback(worker_ctx *w, http_request *req, http_response *resp)
     char account[256];
     snprintf(account, sizeof(account), "%.255s", who ? who : tenant);
     cJSON_AddStringToObject(md, "auth", "oauth");
-    if (add_key_id(md) < 0) {
+    if (kit_cache_add_key_id(md) < 0) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         goto out;
     }

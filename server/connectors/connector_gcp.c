@@ -153,7 +153,7 @@ static kit_cache g_tokens = KIT_CACHE_INIT(1024);
  * never found for the new one.  The row's updated_at was the key: whole
  * seconds, the same for two uploads within one.  Rows made before key_id:
  * updated_at still. */
-#define META_KEY_ID "key_id"
+#define META_KEY_ID KIT_CACHE_KEY_ID
 
 static void version_key(char *out, size_t cap, const char *org, const char *user,
                         const cJSON *meta, int64_t updated_at)
@@ -165,18 +165,6 @@ static void version_key(char *out, size_t cap, const char *org, const char *user
     else
         snprintf(v, sizeof(v), "%lld", (long long)updated_at);
     kit_cache_key(out, cap, org, user, v);
-}
-
-/* A fresh key_id into meta; -1 if no randomness or memory. */
-static int add_key_id(cJSON *meta)
-{
-    unsigned char r[16];
-    char hex[sizeof(r) * 2 + 1];
-    if (crypto_random(r, sizeof(r)) != 0)
-        return -1;
-    for (size_t i = 0; i < sizeof(r); i++)
-        snprintf(hex + 2 * i, 3, "%02x", r[i]);
-    return cJSON_AddStringToObject(meta, META_KEY_ID, hex) ? 0 : -1;
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -601,7 +589,7 @@ static void gcp_service_account(worker_ctx *w, http_request *req, http_response 
     if (store_connector_get(w->store, who->org_id, who->user_id, GCP_ID, &old) == STORE_OK)
         old_meta = cJSON_Parse(old.metadata_json ? old.metadata_json : "{}");
     carry_over(old_meta, meta);
-    if (add_key_id(meta) < 0) {
+    if (kit_cache_add_key_id(meta) < 0) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         goto out;
     }
@@ -785,7 +773,7 @@ static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
     buf_free(&scratch.body);
     cJSON_AddStringToObject(meta, "auth", "oauth");
     cJSON_AddNullToObject(meta, "root");
-    if (add_key_id(meta) < 0) {
+    if (kit_cache_add_key_id(meta) < 0) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         goto out;
     }

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "crypto.h"
 #include "secret.h"
 
 typedef struct kit_cache_entry {
@@ -156,4 +159,15 @@ void kit_cache_forget(kit_cache *c, const char *org, const char *user)
             pp = &e->next;
     }
     pthread_mutex_unlock(&c->mu);
+}
+
+int kit_cache_add_key_id(struct cJSON *md)
+{
+    unsigned char r[16];
+    char hex[sizeof(r) * 2 + 1];
+    if (crypto_random(r, sizeof(r)) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    return cJSON_AddStringToObject(md, KIT_CACHE_KEY_ID, hex) ? 0 : -1;
 }

@@ -31,6 +31,16 @@ typedef struct kit_cache {
 
 #define KIT_CACHE_INIT(max_entries) { PTHREAD_MUTEX_INITIALIZER, NULL, 0, (max_entries), 0, NULL }
 
+/* A connection's cache generation: a random id a connector stores in the
+ * connection's metadata under KIT_CACHE_KEY_ID at every connect and puts in
+ * its cache keys, so that a value minted for a replaced connection (by a
+ * command in flight during the connect, or on another replica, whose cache
+ * the connect does not forget) is never found for the new one. */
+#define KIT_CACHE_KEY_ID "key_id"
+struct cJSON;
+/* A fresh id into md (KIT_CACHE_KEY_ID); 0, or -1 without randomness or memory. */
+int kit_cache_add_key_id(struct cJSON *md);
+
 /* "<org>\n<user>\n<rest>" into out; 0, or -1 if it does not fit. */
 int kit_cache_key(char *out, size_t cap, const char *org, const char *user, const char *rest);
 /* The margin of a value stored at `now` that expires at expires_at, at most
