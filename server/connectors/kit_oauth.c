@@ -369,7 +369,10 @@ static grant_flight *g_flights;
 /* Waits until the grant secret_ref names is free and takes it (conn: the
  * disconnect of that connector, which says in the log when it has to wait,
  * or NULL).  NULL when out of memory. */
-static grant_flight *grant_take(const char *secret_ref, const char *conn)
+/* waiter: who would wait (logged once when the grant is busy: a refresh
+ * behind another of the same grant, or a disconnect or reconnect behind a
+ * refresh), e.g. "pagerduty: a token refresh". */
+static grant_flight *grant_take(const char *secret_ref, const char *waiter)
 {
     unsigned char ref[32];
     crypto_sha256(secret_ref, strlen(secret_ref), ref);
@@ -382,8 +385,8 @@ static grant_flight *grant_take(const char *secret_ref, const char *conn)
         g->next = g_flights;
         g_flights = g;
     }
-    if (g && g->busy && conn)
-        log_info("%s: the disconnect waits for the token refresh under way to end", conn);
+    if (g && g->busy)
+        log_info("%s waits for the token refresh under way to end", waiter);
     if (g) {
         g->users++;
         while (g->busy)
@@ -570,7 +573,9 @@ cJSON *kit_oauth_refresh_r(worker_ctx *w, const kit_oauth_client *c, const char 
     if (out_r)
         memset(out_r, 0, sizeof(*out_r));
     int64_t asked = mono_ms();
-    grant_flight *s = grant_take(secret_ref, NULL);
+    char waiter[96];
+    snprintf(waiter, sizeof(waiter), "%s: a token refresh", c->provider);
+    grant_flight *s = grant_take(secret_ref, waiter);
     if (!s) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         return NULL;
@@ -619,7 +624,9 @@ kit_oauth_pause *kit_oauth_refresh_pause(worker_ctx *w, const char *secret_ref,
     kit_oauth_pause *p = malloc(sizeof(*p));
     if (!p)
         return NULL;
-    if (!(p->g = grant_take(secret_ref, conn ? conn : "connector"))) {
+    char waiter[96];
+    snprintf(waiter, sizeof(waiter), "%s: the disconnect", conn ? conn : "connector");
+    if (!(p->g = grant_take(secret_ref, waiter))) {
         free(p);
         return NULL;
     }
