@@ -84,12 +84,13 @@ def start_agent(t, peer):
     d = os.path.join(t.tmp, "agent")
     kubectl = os.path.join(t.tmp, "kubectl-legacy.sh")
     with open(kubectl, "w") as f:
-        # `get ctl N`: N bytes of 0x01; `get wait FILE`: waits for FILE, then
-        # prints "waited"; anything else echoes its arguments
+        # `get ctl N`: N bytes of 0x01; `get wait FIFO`: waits for a line on
+        # FIFO (the test writes it), then prints "waited"; anything else echoes
+        # its arguments
         f.write("#!/bin/sh\n"
                 "case \"$1 $2\" in\n"
                 "'get ctl') head -c \"$3\" /dev/zero | tr '\\0' '\\001' ;;\n"
-                "'get wait') while [ ! -e \"$3\" ]; do sleep 0.05; done; echo waited ;;\n"
+                "'get wait') read -r line < \"$3\"; echo waited ;;\n"
                 "*) echo \"$@\" ;;\n"
                 "esac\n")
     os.chmod(kubectl, 0o755)
@@ -122,6 +123,7 @@ def control_byte_output_fits_one_legacy_message(t):
        "the legacy dialect (no subprotocol)")
     base = vm_kib(agent.pid, "VmRSS")
     flag = os.path.join(t.tmp, "release-the-waiting-command")
+    os.mkfifo(flag)
     peer.command("waiting", "get wait %s" % flag)
     for i in range(3):
         peer.command("ctl-%d" % i, "get ctl %d" % (12 * MIB))
@@ -146,8 +148,8 @@ def control_byte_output_fits_one_legacy_message(t):
     check((hwm - base) / 1024.0 < HWM_GROWTH_CEILING_MIB,
           "the agent's peak RSS grew by %.0f MiB (ceiling %d MiB)"
           % ((hwm - base) / 1024.0, HWM_GROWTH_CEILING_MIB))
-    with open(flag, "w"):
-        pass
+    with open(flag, "w") as f:  # opens once the command reads it: an event, no poll
+        f.write("go\n")
     w = peer.answer("waiting")
     eq((w.get("n"), w.get("output_head")), (1, "waited\n"),
        "the command in flight answered on the same connection")
