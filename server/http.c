@@ -16,6 +16,7 @@
 #include "console_static.h"
 #include "log.h"
 #include "router.h"
+#include "secret.h"
 #include "server_metrics.h"
 #include "worker.h"
 #include "json_text.h"
@@ -327,9 +328,7 @@ void http_request_release(http_request *r)
      * secrets: header values are wiped like bodies. */
     for (size_t i = 0; i < r->nheaders; i++) {
         free(r->headers[i].name);
-        if (r->headers[i].value)
-            explicit_bzero(r->headers[i].value, strlen(r->headers[i].value));
-        free(r->headers[i].value);
+        secret_free(r->headers[i].value);
     }
     free(r->headers);
     r->headers = NULL;
@@ -375,9 +374,7 @@ int http_request_add_header(http_request *r, const char *name, const char *value
     n[r->nheaders].value = strdup(value);
     if (!n[r->nheaders].name || !n[r->nheaders].value) {
         free(n[r->nheaders].name);
-        if (n[r->nheaders].value)
-            explicit_bzero(n[r->nheaders].value, strlen(n[r->nheaders].value));
-        free(n[r->nheaders].value);
+        secret_free(n[r->nheaders].value);
         return -1;
     }
     for (char *p = n[r->nheaders].name; *p; p++)
