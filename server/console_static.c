@@ -175,6 +175,11 @@ int console_static_serve(const http_request *req, http_response *resp)
     int idx;
     if (console_is_page(path)) {
         idx = asset_index("index.html");
+    } else if (!strcmp(path, "/favicon.ico")) {
+        /* Browsers ask for it on their own on any page without an icon link
+         * (a JSON error of /callback, an API answer opened in a tab): the
+         * console's icon, not a 404 in the access log and the devtools. */
+        idx = asset_index("favicon.svg");
     } else if (!strncmp(path, ASSET_PREFIX, strlen(ASSET_PREFIX))) {
         /* Only a compiled-in file's exact name: no directory, nothing
          * relative, nothing read from disk — there is nothing to traverse. */

@@ -222,7 +222,6 @@ test('connectors_page_cards_states_and_urls', async (t) => {
   // Slack without SLACK_CLIENT_ID: the login route refuses in the popup; the
   // dialog shows the guide's message and the popup closes
   t.allowHttp(/\/slack\/login$/, 503);
-  t.allowHttp(/\/favicon\.ico$/, 404); // the browser's own request on that JSON page
   await page.locator('[data-connector="slack"]').getByRole('button', { name: 'Manage' }).click();
   const sl = page.getByRole('dialog', { name: 'Slack' });
   const [popup] = await Promise.all([page.waitForEvent('popup'), sl.getByRole('button', { name: 'Connect Slack' }).click()]);

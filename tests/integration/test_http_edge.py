@@ -382,5 +382,21 @@ def api_answers_are_not_sniffed_or_cached(t):
     eq(header_values(lines, "cache-control"), ["no-cache"], "console: its own revalidation kept")
 
 
+@test
+def favicon_is_the_consoles_icon(t):
+    """Browsers fetch /favicon.ico by themselves on pages without an icon link
+    (the JSON answer of an OAuth callback): it is the console's icon, with
+    the console's headers, not a 404."""
+    w = world()
+    lines = raw_head(w, "/favicon.ico")
+    eq(lines[0].split()[1], "200", "/favicon.ico served")
+    eq(header_values(lines, "content-type"), ["image/svg+xml"], "the icon's type")
+    eq(header_values(lines, "x-content-type-options"), ["nosniff"], "nosniff once")
+    icon = w.get("/favicon.ico", auth=False)
+    same = w.get("/console/favicon.svg", auth=False)
+    eq(icon.status, 200, "GET /favicon.ico")
+    check(icon.body and icon.body == same.body, "the same bytes as /console/favicon.svg")
+    eq(w.get("/favicon.png", auth=False).status, 404, "no other name at the root")
+
 if __name__ == "__main__":
     main()
