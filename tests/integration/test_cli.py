@@ -392,6 +392,40 @@ def test_settings_and_failures(t):
     db.close()
 
 
+@test(timeout=180)
+def test_production_startup_check(t):
+    """The connector guide (GitHub, Step 4): "Set AURORA_ENV=production and a
+    rotated INTERNAL_API_SECRET so the runtime startup check enforces both."
+    In production the server refuses to start (exit 2, the setting named)
+    without a rotated secret of at least 32 characters, or with TLS off and
+    no proxy terminating it; AURORA_ENV takes development or production only."""
+    dev_default = "dev-internal-secret-change-me"
+    refused = [
+        ({"AURORA_ENV": "production"}, "INTERNAL_API_SECRET is missing or left at the development default"),
+        ({"AURORA_ENV": "production", "INTERNAL_API_SECRET": ""}, "INTERNAL_API_SECRET is missing"),
+        ({"AURORA_ENV": "production", "INTERNAL_API_SECRET": dev_default},
+         "INTERNAL_API_SECRET is missing or left at the development default"),
+        ({"AURORA_ENV": "production", "INTERNAL_API_SECRET": "x" * 31}, "INTERNAL_API_SECRET is too short"),
+        ({"AURORA_ENV": "production", "INTERNAL_API_SECRET": "r" * 40, "AURORA_PLAIN_HTTP": "true"},
+         "TLS is off (AURORA_PLAIN_HTTP=true)"),
+        ({"AURORA_ENV": "staging", "INTERNAL_API_SECRET": "r" * 40}, "AURORA_ENV must be 'development' or 'production'"),
+    ]
+    for env, says in refused:
+        data = os.path.join(t.tmp, "data-" + rand_tag(6))
+        rc, out, err = run(t, ["serve"], data=data, extra_env=dict(env, AURORA_PORT="0"))
+        eq(rc, 2, "serve with %r exits 2 (%s)" % (env, err))
+        contains(err, says, "the refusal names the setting (%r)" % env)
+        if env.get("INTERNAL_API_SECRET"):
+            check(env["INTERNAL_API_SECRET"] not in err, "the secret is not echoed", err)
+    # a rotated secret of 32+ characters: production serves, and the secret works
+    w = t.world("prod", extra_env={"AURORA_ENV": "production"})
+    check(len(w.secret) >= 32, "the world's secret is long enough", w.secret)
+    eq(w.get("/api/me").status, 200, "production server serves")
+    # the development default starts in development (the default AURORA_ENV)
+    d = t.world("dev", extra_env={"INTERNAL_API_SECRET": dev_default})
+    eq(d.get("/api/me").status, 200, "development serves with the default secret")
+
+
 @test(timeout=120)
 def test_secrets_arguments_in_place(t):
     """Options after the PATH, --stdin, `--`, and POSIXLY_CORRECT (which
