@@ -47,6 +47,21 @@ static void test_every_name_and_default_kept(void **state)
         { "OVH_CA_API_BASE", "https://ca.api.ovh.com/1.0", "ovh", 0 },
         { "OVH_US_CLIENT_SECRET", NULL, "ovh", 1 },
         { "OVH_US_REDIRECT_URI", NULL, "ovh", 0 },
+        /* the connector guide's GitHub and Slack settings */
+        { "GITHUB_AUTH_MODE", "app", "github", 0 },
+        { "GITHUB_APP_ID", NULL, "github", 0 },
+        { "GITHUB_APP_CLIENT_ID", NULL, "github", 0 },
+        { "NEXT_PUBLIC_GITHUB_APP_SLUG", NULL, "github", 0 },
+        { "GITHUB_APP_WEBHOOK_URL", NULL, "github", 0 },
+        { "GITHUB_APP_SETUP_URL", NULL, "github", 0 },
+        { "GITHUB_APP_WEBHOOK_SECRET", NULL, "github", 1 },
+        { "GH_OAUTH_CLIENT_ID", NULL, "github", 0 },
+        { "GH_OAUTH_CLIENT_SECRET", NULL, "github", 1 },
+        { "GH_OAUTH_REDIRECT_URI", "http://localhost:5080/github/callback", "github", 0 },
+        { "SLACK_CLIENT_ID", NULL, "slack", 0 },
+        { "SLACK_CLIENT_SECRET", NULL, "slack", 1 },
+        { "SLACK_SIGNING_SECRET", NULL, "slack", 1 },
+        { "SLACK_REDIRECT_URI", "http://localhost:5080/slack/callback", "slack", 0 },
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         const connector *c = connector_find(want[i].owner);
@@ -140,12 +155,43 @@ static void test_loaded_with_ranges_and_help(void **state)
     free(text);
 }
 
+/* What a server started with none of them set uses: the guide's port 5080
+ * ("the Flask server on port 5080", `ngrok http 5080`) and the redirect
+ * URIs it tells users to register for local development. */
+static void test_guide_defaults_when_unset(void **state)
+{
+    (void)state;
+    static const char *const names[] = { "AURORA_PORT", "AURORA_ENV", "GITHUB_AUTH_MODE",
+                                         "GCP_REDIRECT_URI", "AZURE_REDIRECT_URI",
+                                         "GH_OAUTH_REDIRECT_URI", "SLACK_REDIRECT_URI",
+                                         "AWS_DEFAULT_REGION", "NEXT_PUBLIC_ENABLE_OVH" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        unsetenv(names[i]);
+    server_config c;
+    char err[256];
+    assert_int_equal(server_config_load(&c, err, sizeof(err)), 0);
+    assert_int_equal(c.port, 5080);
+    assert_string_equal(c.env, "development");
+    assert_string_equal(server_setting(&c, "GITHUB_AUTH_MODE"), "app");
+    assert_string_equal(server_setting(&c, "GCP_REDIRECT_URI"), "http://localhost:5080/callback");
+    assert_string_equal(server_setting(&c, "AZURE_REDIRECT_URI"),
+                        "http://localhost:5080/azure/callback");
+    assert_string_equal(server_setting(&c, "GH_OAUTH_REDIRECT_URI"),
+                        "http://localhost:5080/github/callback");
+    assert_string_equal(server_setting(&c, "SLACK_REDIRECT_URI"),
+                        "http://localhost:5080/slack/callback");
+    assert_string_equal(server_setting(&c, "AWS_DEFAULT_REGION"), "us-east-1");
+    assert_false(config_bool(&c.raw, "NEXT_PUBLIC_ENABLE_OVH"));
+    server_config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_name_and_default_kept),
         cmocka_unit_test(test_merged_once_no_duplicates),
         cmocka_unit_test(test_loaded_with_ranges_and_help),
+        cmocka_unit_test(test_guide_defaults_when_unset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
