@@ -835,8 +835,10 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
     }
     /* the network connection's TLS: an HTTP/2 stream's wsi has the vhost's */
     if (g_https_vhost && lws_get_vhost(wsi) == g_https_vhost &&
-        !lws_is_ssl(lws_get_network_wsi(wsi))) {
-        /* plain HTTP on the TLS port: the same URL over https, nothing served */
+        !lws_is_ssl(lws_get_network_wsi(wsi)) &&
+        !https_redirect_tunneled(t->req.peer, http_header_get(&t->req, "x-forwarded-proto"))) {
+        /* plain HTTP on the TLS port: the same URL over https, nothing served
+         * (but from a TLS tunnel on this host: served, https_redirect.h) */
         https_redirect_answer(&t->req, &t->resp);
         t->close_after = 1;
         respond_now(t);

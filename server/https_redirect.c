@@ -12,9 +12,12 @@
  * served), and no WebSocket (server.c refuses the upgrade). */
 #include "https_redirect.h"
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 #include "http.h"
@@ -90,3 +93,33 @@ void https_redirect_answer(const http_request *req, http_response *resp)
     }
     free(url);
 }
+
+/* 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104 (lws names an IPv4 peer of a
+ * dual-stack listener that way). */
+static int loopback(const char *peer)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (!peer)
+        return 0;
+    if (inet_pton(AF_INET, peer, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, peer, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return 0;
+}
+
+int https_redirect_tunneled(const char *peer, const char *forwarded_proto)
+{
+    if (!forwarded_proto || !loopback(peer))
+        return 0;
+    const char *v = forwarded_proto;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    return n == 5 && !strncasecmp(v, "https", 5);
+}
+
+void https_redirect_register(void) { http_capture_header("x-forwarded-proto"); }

@@ -12,6 +12,20 @@
  * host[:port], gets 400 HTTPS_REQUIRED. */
 void https_redirect_answer(const http_request *req, http_response *resp);
 
+/* 1 when a plain-HTTP request on the TLS port was sent by a TLS tunnel or
+ * proxy on this host: the peer is a loopback address and the request says
+ * X-Forwarded-Proto: https (forwarded_proto, NULL when absent).  The guide
+ * has users run `ngrok http 5080` (or cloudflared) for local development:
+ * such a tunnel ends TLS at its edge and sends the request on in plain text
+ * over loopback, with the browser's Host, so a redirect to https://<Host>/…
+ * would only loop back through the tunnel.  The plain hop never left the
+ * host, so the request is served as if it had come in over TLS.  Anything
+ * else keeps https_redirect_answer. */
+int https_redirect_tunneled(const char *peer, const char *forwarded_proto);
+
+/* Captures X-Forwarded-Proto (modules.c). */
+void https_redirect_register(void);
+
 /* The https URL for host, path and query (lws-decoded arguments, each
  * NUL-terminated, query_len bytes in all), every byte outside RFC 3986's
  * unreserved set percent-encoded again (a path's '/' and each argument's

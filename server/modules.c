@@ -4,6 +4,7 @@
 
 void auth_register(void);
 void access_log_register(void); /* access_log.h */
+void https_redirect_register(void); /* https_redirect.h */
 void api_health_register(void);
 void api_identity_register(void);
 void api_tokens_register(void);
@@ -19,6 +20,7 @@ void console_session_register(void);  /* console_session.h */
 static void (*const modules[])(void) = {
     auth_register,
     access_log_register,
+    https_redirect_register,
     api_health_register,
     api_identity_register,
     api_tokens_register,

@@ -125,6 +125,57 @@ def plain_api_calls_and_webhooks_are_refused(t):
 
 
 @test
+def a_local_tls_tunnel_is_served(t):
+    """The guide's local development setup: `ngrok http 5080` (or cloudflared)
+    ends TLS at its edge and sends each request on in plain text over loopback,
+    with the browser's Host and X-Forwarded-Proto: https.  A redirect to
+    https://<that host>/… went back through the tunnel forever (and a webhook
+    POST got 400): such a request is served.  Without the header, or with
+    X-Forwarded-Proto: http, it is still redirected."""
+    w = world()
+    tunnel = "abc123.ngrok-free.app"
+    # (Connection: close: plain() reads until the server hangs up)
+    xfp = ["X-Forwarded-Proto: https", "X-Forwarded-For: 203.0.113.7", "Connection: close"]
+    status, hdrs, body, _closed = plain(w, request("GET", "/health", tunnel, xfp))
+    eq(status, 200, "GET through the tunnel served, not sent to https://%s (%r %r)"
+       % (tunnel, hdrs.get("location"), body[:200]))
+    # the OAuth redirect URI the guide registers with OVH, Slack, GitHub: the route answers
+    # (a made-up state: its own 400), it is not a redirect to the tunnel's own URL
+    status, hdrs, body, _closed = plain(w, request("GET", "/slack/callback?state=x", tunnel, xfp))
+    eq((status, b'"OAUTH_STATE_INVALID"' in body), (400, True),
+       "the callback route answers (its own state check, not a redirect: %r %r)" % (hdrs.get("location"), body[:200]))
+    # an API call with its key through the tunnel
+    body = b'{"cluster_name": "through-tunnel"}'
+    status, _h, resp, _c = plain(w, request(
+        "POST", "/api/kubectl/tokens", tunnel,
+        xfp + ["Authorization: Bearer %s" % STATE["key"], "Content-Type: application/json",
+               "Content-Length: %d" % len(body)]) + body)
+    eq(status, 201, "POST through the tunnel served (%r)" % resp[:300])
+    tokens = w.get("/api/kubectl/tokens", key=STATE["key"]).json["tokens"]
+    check(any(x.get("cluster_name") == "through-tunnel" for x in tokens), "the token was made")
+    # a webhook's route answers (no secret here: the route's own refusal, not HTTPS_REQUIRED)
+    status, _h, resp, _c = plain(w, request("POST", "/github/webhook", tunnel,
+                                            xfp + ["Content-Type: application/json",
+                                                   "X-GitHub-Event: ping", "X-GitHub-Delivery: d1",
+                                                   "Content-Length: 2"]) + b"{}")
+    eq((status, b'"WEBHOOK_SECRET_NOT_CONFIGURED"' in resp), (401, True),
+       "the webhook route answers (%r)" % resp[:200])
+    # no header, or a tunnel that says it took plain HTTP: redirected as before
+    for extra in ([], ["X-Forwarded-Proto: http"], ["X-Forwarded-Proto: httpsx"]):
+        status, hdrs, _b, _c = plain(w, request("GET", "/health", tunnel, extra))
+        eq((status, hdrs.get("location")), (307, "https://%s/health" % tunnel), "plain with %r" % extra)
+    # and no WebSocket through it: agents and their tokens use TLS end to end
+    tok = w.create_token(key=STATE["key"])
+    status, _h, _b, closed = plain(w, request(
+        "GET", "/kubectl-agent", tunnel,
+        xfp[:2] + ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+               "Sec-WebSocket-Version: 13", "Authorization: Bearer %s" % tok["token"],
+               "X-Cluster-ID: %s" % tok["cluster_id"]]))
+    check(status != 101 and closed, "no plain WebSocket, tunnel or not (%r)" % status)
+    still_serving(w, "requests through a local tunnel")
+
+
+@test
 def plain_websocket_upgrade_is_refused(t):
     """ws:// to the TLS port with a valid agent token: no 101, the agent never
     connects (tokens travel only over TLS)."""

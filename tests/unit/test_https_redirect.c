@@ -66,11 +66,36 @@ static void test_hosts_that_could_send_the_browser_elsewhere(void **state)
     free(ok);
 }
 
+/* Served in plain text only from a loopback peer that says the request
+ * came in over https (a tunnel such as ngrok on this host); the peer as
+ * lws_get_peer_simple writes it.  A remote peer's header proves nothing. */
+static void test_tunnel_on_this_host(void **state)
+{
+    (void)state;
+    static const char *const local[] = { "127.0.0.1", "127.3.4.5", "::1", "::ffff:127.0.0.1" };
+    for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+        assert_true(https_redirect_tunneled(local[i], "https"));
+        assert_true(https_redirect_tunneled(local[i], " HTTPS\t"));
+        assert_false(https_redirect_tunneled(local[i], NULL));
+        assert_false(https_redirect_tunneled(local[i], "http"));
+        assert_false(https_redirect_tunneled(local[i], ""));
+        assert_false(https_redirect_tunneled(local[i], "https, http"));
+        assert_false(https_redirect_tunneled(local[i], "httpsx"));
+    }
+    static const char *const remote[] = { "10.0.0.5",     "192.168.1.20", "::ffff:10.0.0.5",
+                                          "::ffff:7f00:1x", "2001:db8::1", "0.0.0.0",
+                                          "::",           "",             "128.0.0.1",
+                                          "localhost",    NULL };
+    for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
+        assert_false(https_redirect_tunneled(remote[i], "https"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_path_and_query_reencoded),
         cmocka_unit_test(test_hosts_that_could_send_the_browser_elsewhere),
+        cmocka_unit_test(test_tunnel_on_this_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
