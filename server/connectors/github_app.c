@@ -110,7 +110,8 @@ static pthread_mutex_t g_cred_mu = PTHREAD_MUTEX_INITIALIZER;
 static cred g_key = { .path = SECRETS_PATH_GITHUB_APP_PRIVATE_KEY, .what = "private key",
                       .missing = "the GitHub App is unconfigured" };
 static cred g_hook = { .path = SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET, .what = "webhook secret",
-                       .missing = "the GitHub App is unconfigured" };
+                       .missing = "webhooks verify against GITHUB_APP_WEBHOOK_SECRET only, and "
+                                  "are refused without it" };
 /* Optional: without it an installation is bound without checking who
  * installed it (github_installer.c). */
 static cred g_client = { .path = SECRETS_PATH_GITHUB_APP_CLIENT_SECRET, .what = "client secret",
@@ -243,6 +244,25 @@ github_cred_state github_app_key_state(void)
     return st;
 }
 
+/* The backend's value at c->path (refreshed when due). */
+static github_cred_state backend_value(worker_ctx *w, cred *c, unsigned char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    github_cred_state st = cred_refresh(w, c, 0);
+    if (st != GITHUB_CRED_OK)
+        return st;
+    pthread_mutex_lock(&g_cred_mu);
+    if (c->state == GITHUB_CRED_OK && c->value && (*out = malloc(c->len + 1))) {
+        memcpy(*out, c->value, c->len);
+        (*out)[c->len] = '\0';
+        *len = c->len;
+    }
+    st = *out ? GITHUB_CRED_OK : GITHUB_CRED_UNAVAILABLE;
+    pthread_mutex_unlock(&g_cred_mu);
+    return st;
+}
+
 /* The value of setting when set, else the backend's value at c->path. */
 static github_cred_state setting_or_backend(worker_ctx *w, const char *setting, cred *c,
                                             unsigned char **out, size_t *len)
@@ -258,18 +278,13 @@ static github_cred_state setting_or_backend(worker_ctx *w, const char *setting, 
         *len = n;
         return GITHUB_CRED_OK;
     }
-    github_cred_state st = cred_refresh(w, c, 0);
-    if (st != GITHUB_CRED_OK)
-        return st;
-    pthread_mutex_lock(&g_cred_mu);
-    if (c->state == GITHUB_CRED_OK && c->value && (*out = malloc(c->len + 1))) {
-        memcpy(*out, c->value, c->len);
-        (*out)[c->len] = '\0';
-        *len = c->len;
-    }
-    st = *out ? GITHUB_CRED_OK : GITHUB_CRED_UNAVAILABLE;
-    pthread_mutex_unlock(&g_cred_mu);
-    return st;
+    return backend_value(w, c, out, len);
+}
+
+github_cred_state github_app_webhook_secret_stored(worker_ctx *w, unsigned char **out,
+                                                   size_t *len)
+{
+    return backend_value(w, &g_hook, out, len);
 }
 
 github_cred_state github_app_webhook_secret(worker_ctx *w, unsigned char **out, size_t *len)

@@ -80,6 +80,10 @@ char *github_app_jwt(worker_ctx *w, char *err, size_t errlen);
 /* The current webhook secret (refreshed when due): *out malloc'd, release
  * with secret_free_n(*out, *len).  GITHUB_CRED_OK or why not. */
 github_cred_state github_app_webhook_secret(worker_ctx *w, unsigned char **out, size_t *len);
+/* The secrets backend's webhook secret (aurora/system/github-app/webhook-secret)
+ * alone, whether GITHUB_APP_WEBHOOK_SECRET is set or not; the same way. */
+github_cred_state github_app_webhook_secret_stored(worker_ctx *w, unsigned char **out,
+                                                   size_t *len);
 /* The App's OAuth client secret (GITHUB_APP_CLIENT_SECRET, else
  * aurora/system/github-app/client-secret), the same way: it lets the install
  * callback check the installer on GitHub (github_installer.h). */

@@ -32,12 +32,15 @@
  *                             change-gating triggers ("change_gating": true)
  *   anything else (ping, star, …)  accepted and kept, status "ignored"
  *
- * Secrets: GITHUB_APP_WEBHOOK_SECRET, else the secrets backend's
- * aurora/system/github-app/webhook-secret (github_app.c, re-read on change);
+ * Secrets: GITHUB_APP_WEBHOOK_SECRET and the secrets backend's
+ * aurora/system/github-app/webhook-secret (github_app.c, re-read on change),
+ * either when both are set (webhook_keys);
  * GITHUB_APP_WEBHOOK_SECRET_PREVIOUS, when set, is also accepted (the old
  * secret while a rotation is under way). */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,26 +63,51 @@
 
 /* ---- intake callbacks ------------------------------------------------------------------- */
 
+/* 1 the first time both secrets are set and differ (then 0 until they agree). */
+static int differ_first(int differ)
+{
+    static atomic_int said;
+    return differ ? !atomic_exchange(&said, 1) : (atomic_store(&said, 0), 0);
+}
+
+/* The secrets a delivery may be signed with: GITHUB_APP_WEBHOOK_SECRET and
+ * the backend's aurora/system/github-app/webhook-secret, both when both are
+ * set.  The guide has operators set both (Steps 3 and 4), and its
+ * troubleshooting fixes failing deliveries by rewriting the backend's: with
+ * the setting alone verifying, that fix changed nothing. */
 static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out,
                         http_response *resp)
 {
     (void)req;
+    const char *env = server_setting(w->cfg, "GITHUB_APP_WEBHOOK_SECRET");
+    size_t elen = env ? strlen(env) : 0;
+    if (env && kit_wh_keys_add(out, env, elen) < 0)
+        log_warn("github webhook: GITHUB_APP_WEBHOOK_SECRET is longer than %d bytes; ignored",
+                 KIT_WH_SECRET_MAX);
     unsigned char *secret = NULL;
     size_t len = 0;
-    github_cred_state st = github_app_webhook_secret(w, &secret, &len);
-    if (st == GITHUB_CRED_OK && kit_wh_keys_add(out, secret, len) < 0)
-        log_warn("github webhook: the webhook secret is empty or longer than %d bytes; ignored",
-                 KIT_WH_SECRET_MAX);
+    github_cred_state st = github_app_webhook_secret_stored(w, &secret, &len);
+    if (st == GITHUB_CRED_OK) {
+        int same = env && elen == len && CRYPTO_memcmp(env, secret, len) == 0;
+        if (!same && kit_wh_keys_add(out, secret, len) < 0)
+            log_warn("github webhook: the webhook secret is empty or longer than %d bytes; ignored",
+                     KIT_WH_SECRET_MAX);
+        if (env && differ_first(!same))
+            log_warn("github webhook: GITHUB_APP_WEBHOOK_SECRET and "
+                     SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET " differ: deliveries signed with "
+                     "either are accepted; remove or fix the one that is not the App's");
+    }
     if (secret)
         secret_free_n(secret, len);
     const char *prev = server_setting(w->cfg, "GITHUB_APP_WEBHOOK_SECRET_PREVIOUS");
     if (prev && *prev && kit_wh_keys_add(out, prev, strlen(prev)) < 0)
         log_warn("github webhook: GITHUB_APP_WEBHOOK_SECRET_PREVIOUS is longer than %d bytes; "
                  "ignored", KIT_WH_SECRET_MAX);
-    if (st == GITHUB_CRED_UNAVAILABLE) {
+    if (!env && st == GITHUB_CRED_UNAVAILABLE) {
         /* Not the sender's fault: a 503 makes GitHub's redelivery worth it.
          * Also when the previous secret is set: trying it alone would answer
-         * deliveries signed with the current one 401, which GitHub drops. */
+         * deliveries signed with the current one 401, which GitHub drops.
+         * (With the setting, a backend that does not answer leaves it.) */
         http_resp_error(resp, 503, "WEBHOOK_SECRET_UNAVAILABLE",
                         "the secrets backend holding the GitHub App webhook secret is unavailable");
         return -1;

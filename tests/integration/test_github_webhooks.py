@@ -575,6 +575,35 @@ def test_secret_rotation_and_unconfigured(t):
     serving(w)
 
 
+@test(timeout=120)
+def test_backend_secret_fixes_deliveries_with_the_setting_also_set(t):
+    """The guide has the webhook secret written to the secrets backend (Step 3)
+    and set as GITHUB_APP_WEBHOOK_SECRET (Step 4, Helm config:), and its
+    troubleshooting says: deliveries fail with 4xx -> rewrite the secret at
+    aurora/system/github-app/webhook-secret.  With the setting also set, the
+    backend's value was never read, so that fix changed nothing.  Both verify;
+    a third value does not; the log says that they differ, never what they are."""
+    world()  # the fixture and keys
+    env_secret = "whsec-env-" + rand_tag(12)
+    w = start_world(t, "both", {"GITHUB_APP_WEBHOOK_SECRET": env_secret})
+    eq(gha.install(w, OTHER_ID + 6).status, 302, "installation bound")
+    p = with_installation(examples(["issues"])[0]["payload"], OTHER_ID + 6)
+    eq(send(w, "issues", p, secret=env_secret).status, 200, "the setting's secret verifies")
+    # the operator follows the troubleshooting row: the App's secret rewritten in the backend
+    fixed = "whsec-fixed-" + rand_tag(12)
+    gha.secret_put(w, "aurora/system/github-app/webhook-secret", fixed)
+    wait_until(lambda: send(w, "issues", p, secret=fixed).status == 200, 10,
+               what="the backend's secret verifies with GITHUB_APP_WEBHOOK_SECRET also set")
+    eq(send(w, "issues", p, secret=env_secret).status, 200, "the setting's secret still verifies")
+    r = send(w, "issues", p, secret="whsec-other-" + rand_tag(12))
+    eq((r.status, r.error_code), (401, "INVALID_SIGNATURE"), "any other secret refused (%r)" % r)
+    log = w.server.log_text()
+    contains(log, "GITHUB_APP_WEBHOOK_SECRET and aurora/system/github-app/webhook-secret differ",
+             "the log says both are set and differ")
+    check(env_secret not in log and fixed not in log, "no secret in the log")
+    serving(w)
+
+
 @test(timeout=600)
 def test_new_installation_adopted_behind_unassignable_backlog(t):
     """Deliveries that will never be assigned (GitHub's pings, an installation
