@@ -248,6 +248,13 @@ def test_install_callback_happy_path(t):
     eq(c.status, 302, "update callback (%r)" % c)
     i = [x for x in w.get("/api/github/installations").json["installations"] if x["installation_id"] == 101][0]
     eq(i["permissions"]["checks"], "write", "permissions refreshed")
+    # the guide's Manage link of a personal account's installation: {GH_BASE_URL}/settings/installations/<id>
+    fx.config(installations={**{str(k): installation(k) for k in (101, 102, 103, 104, 105, 106)},
+                             "171": installation(171, login="octo-user", type_="User")})
+    eq(install(w, 171).status, 302, "a personal account's installation bound")
+    i = [x for x in w.get("/api/github/installations").json["installations"] if x["installation_id"] == 171][0]
+    eq((i["account_type"], i["manage_url"]), ("User", "%s/settings/installations/171" % fx.base),
+       "a user's installation is managed under /settings/installations")
     no_foreign_hosts()
 
 
