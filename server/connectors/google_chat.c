@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "api_util.h"
@@ -72,7 +73,8 @@ static const config_def gchat_settings[] = {
       "Aurora Incidents", "Google Chat connector: name of the incidents space created at setup", 0 },
     { "GOOGLE_CHAT_AUDIENCE", "google_chat.audience", CFG_STRING, NULL,
       "Google Chat connector: the Authentication Audience of the Chat app (default: "
-      "AURORA_PUBLIC_URL + /google-chat/events)", 0 },
+      "AURORA_PUBLIC_URL + /google-chat/events, and FRONTEND_URL + /google-chat/events when "
+      "FRONTEND_URL is https: a frontend that forwards the path)", 0 },
     { "GOOGLE_CHAT_CERTS_URL", "google_chat.certs_url", CFG_STRING,
       "https://www.googleapis.com/service_accounts/v1/metadata/x509/chat@system.gserviceaccount.com",
       "Google Chat connector: certificates of tokens issued by chat@system.gserviceaccount.com", 0 },
@@ -366,17 +368,39 @@ out:
 
 /* ---- status -------------------------------------------------------------------------------- */
 
-/* AURORA_PUBLIC_URL + path, or "" when the public URL is not set. */
-static void public_url(const worker_ctx *w, const char *path, char *out, size_t cap)
+/* base (trailing slashes dropped) + path into out; 0, or -1 when it does not fit. */
+static int url_join(const char *base, const char *path, char *out, size_t cap)
 {
-    const char *pub = server_setting(w->cfg, "AURORA_PUBLIC_URL");
-    out[0] = '\0';
-    if (!pub || strlen(pub) >= cap - strlen(path))
-        return;
-    size_t n = strlen(pub);
-    while (n > 0 && pub[n - 1] == '/')
+    size_t n = strlen(base);
+    while (n > 0 && base[n - 1] == '/')
         n--;
-    snprintf(out, cap, "%.*s%s", (int)n, pub, path);
+    if (n == 0 || n + strlen(path) >= cap)
+        return -1;
+    snprintf(out, cap, "%.*s%s", (int)n, base, path);
+    return 0;
+}
+
+int gchat_event_audiences(const worker_ctx *w, char out[2][GCHAT_AUD_MAX])
+{
+    const char *a = server_setting(w->cfg, "GOOGLE_CHAT_AUDIENCE");
+    if (a && *a) {
+        if (strlen(a) >= GCHAT_AUD_MAX)
+            return 0;
+        snprintf(out[0], GCHAT_AUD_MAX, "%s", a);
+        return 1;
+    }
+    int n = 0;
+    const char *pub = server_setting(w->cfg, "AURORA_PUBLIC_URL");
+    if (pub && url_join(pub, GCHAT_EVENTS_PATH, out[n], GCHAT_AUD_MAX) == 0)
+        n++;
+    /* FRONTEND_URL has a default (http://localhost:3000): only an https URL
+     * is one Chat can post to. */
+    const char *fe = server_setting(w->cfg, "FRONTEND_URL");
+    if (fe && !strncasecmp(fe, "https://", 8) &&
+        url_join(fe, GCHAT_EVENTS_PATH, out[n], GCHAT_AUD_MAX) == 0 &&
+        (n == 0 || strcmp(out[0], out[1])))
+        n++;
+    return n;
 }
 
 static void gchat_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
@@ -388,13 +412,22 @@ static void gchat_status(worker_ctx *w, const auth_ctx *who, cJSON *out)
     const char *redirect = server_setting(w->cfg, "GOOGLE_CHAT_REDIRECT_URI");
     if (redirect)
         cJSON_AddStringToObject(out, "redirect_uri", redirect);
-    char url[1024];
+    /* With GOOGLE_CHAT_AUDIENCE set, the URL is still the public one. */
     const char *aud = server_setting(w->cfg, "GOOGLE_CHAT_AUDIENCE");
-    public_url(w, "/google-chat/events", url, sizeof(url));
+    char urls[2][GCHAT_AUD_MAX];
+    int n = gchat_event_audiences(w, urls);
+    char url[GCHAT_AUD_MAX] = "";
+    const char *pub = server_setting(w->cfg, "AURORA_PUBLIC_URL");
+    if (aud && *aud) {
+        if (pub)
+            url_join(pub, GCHAT_EVENTS_PATH, url, sizeof(url));
+    } else if (n > 0) {
+        snprintf(url, sizeof(url), "%s", urls[0]);
+    }
     if (url[0])
         cJSON_AddStringToObject(out, "events_url", url);
-    if (aud || url[0])
-        cJSON_AddStringToObject(out, "authentication_audience", aud ? aud : url);
+    if (n > 0)
+        cJSON_AddStringToObject(out, "authentication_audience", urls[0]);
     int sa = gchat_sa_configured(w);
     cJSON_AddStringToObject(out, "identity", sa ? "app" : "user");
     if (!sa) {

@@ -48,6 +48,16 @@ int gchat_org_connection(worker_ctx *w, const char *org, store_connector *row, s
  * refresh grant).  Malloc'd (secret_free it) or NULL with resp. */
 char *gchat_user_token(worker_ctx *w, store_connector *row, http_response *resp);
 
+#define GCHAT_EVENTS_PATH "/google-chat/events"
+#define GCHAT_AUD_MAX 1024
+/* The URLs Chat may post events to, each a possible Authentication
+ * Audience: GOOGLE_CHAT_AUDIENCE alone when set; else AURORA_PUBLIC_URL +
+ * /google-chat/events and, when FRONTEND_URL is an https URL (the guide's
+ * ngrok tunnel to the frontend, which rewrites the path to this server),
+ * FRONTEND_URL + /google-chat/events.  Operator settings only, never the
+ * request's Host.  How many (0-2); out[0] is the one the setup page shows. */
+int gchat_event_audiences(const worker_ctx *w, char out[2][GCHAT_AUD_MAX]);
+
 /* ---- google_chat_api.c ---------------------------------------------------------------- */
 
 /* 1 when GOOGLE_CHAT_SERVICE_ACCOUNT_KEY is set (validated at start). */

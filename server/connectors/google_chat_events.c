@@ -14,7 +14,9 @@
  *     against GOOGLE_CHAT_OIDC_CERTS_URL (JWKS) — what Chat sends when the
  *     Authentication Audience is the HTTP endpoint URL;
  * either way aud must be this endpoint's URL (GOOGLE_CHAT_AUDIENCE, else
- * AURORA_PUBLIC_URL + /google-chat/events), RS256 only, exp/iat checked.
+ * AURORA_PUBLIC_URL + /google-chat/events or, an https FRONTEND_URL being
+ * set, FRONTEND_URL + /google-chat/events: the guide's tunnel to the
+ * frontend, which forwards the path here), RS256 only, exp/iat checked.
  * Anything else is a 401 and nothing is stored.
  *
  * Then the kit (kit_webhook.h, policy KIT_WH_UNSIGNED: the bearer check
@@ -59,22 +61,24 @@ static const char *const g_types[] = { "MESSAGE", "ADDED_TO_SPACE", "REMOVED_FRO
 
 /* ---- the bearer token ------------------------------------------------------------------- */
 
-/* This endpoint's URL as Chat's Authentication Audience names it; 0 or -1. */
-static int audience(const worker_ctx *w, char *out, size_t cap)
+/* The configured URL (gchat_event_audiences) the unverified token names
+ * as its audience, else the first: the one the token is then verified
+ * against, so a token for any other endpoint still fails on aud. */
+static const char *audience_claimed(const cJSON *claims, char urls[2][GCHAT_AUD_MAX], int n)
 {
-    const char *a = server_setting(w->cfg, "GOOGLE_CHAT_AUDIENCE");
-    if (a) {
-        snprintf(out, cap, "%s", a);
-        return 0;
+    const cJSON *aud = cJSON_GetObjectItemCaseSensitive(claims, "aud");
+    for (int i = 0; i < n; i++) {
+        if (cJSON_IsString(aud) && !strcmp(aud->valuestring, urls[i]))
+            return urls[i];
+        const cJSON *e;
+        if (cJSON_IsArray(aud))
+            cJSON_ArrayForEach(e, aud)
+            {
+                if (cJSON_IsString(e) && !strcmp(e->valuestring, urls[i]))
+                    return urls[i];
+            }
     }
-    const char *pub = server_setting(w->cfg, "AURORA_PUBLIC_URL");
-    if (!pub || strlen(pub) + 32 > cap)
-        return -1;
-    size_t n = strlen(pub);
-    while (n > 0 && pub[n - 1] == '/')
-        n--;
-    snprintf(out, cap, "%.*s/google-chat/events", (int)n, pub);
-    return 0;
+    return urls[0];
 }
 
 static void refuse(const http_request *req, http_response *resp, int status, const char *code,
@@ -93,22 +97,26 @@ static void refuse(const http_request *req, http_response *resp, int status, con
 /* 0 when the request carries a valid Google Chat token, else -1 with resp. */
 static int verify_bearer(worker_ctx *w, const http_request *req, http_response *resp)
 {
-    char aud[1024];
-    if (audience(w, aud, sizeof(aud)) < 0) {
+    char urls[2][GCHAT_AUD_MAX];
+    int n = gchat_event_audiences(w, urls);
+    if (n == 0) {
         refuse(req, resp, 503, "GOOGLE_CHAT_AUDIENCE_NOT_CONFIGURED",
-               "set AURORA_PUBLIC_URL (or GOOGLE_CHAT_AUDIENCE) to the URL Google Chat posts "
+               "set AURORA_PUBLIC_URL (or GOOGLE_CHAT_AUDIENCE, or FRONTEND_URL to the https URL "
+               "of a frontend that forwards /google-chat/events) to the URL Google Chat posts "
                "events to", NULL);
         return -1;
     }
     const char *h = http_header_get(req, "authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
-        refuse(req, resp, 401, "MISSING_TOKEN", "no bearer token", aud);
+        refuse(req, resp, 401, "MISSING_TOKEN", "no bearer token", urls[0]);
         return -1;
     }
     const char *token = h + 7;
     /* Which of Google's two token kinds this claims to be decides the keys
-     * and issuer it is checked against; the claim itself is then verified. */
+     * and issuer it is checked against, and which configured URL its
+     * audience; every claim is then verified. */
     cJSON *peek = jwt_unverified_claims(token);
+    const char *aud = audience_claimed(peek, urls, n);
     const char *iss = api_json_str(peek, "iss");
     int oidc = iss && (!strcmp(iss, OIDC_ISSUER) || !strcmp(iss, "accounts.google.com"));
     jwt_verify_opts o = {

@@ -388,6 +388,56 @@ def test_events_valid_answered_and_idempotent(t):
 
 
 @test
+def test_events_behind_the_frontend_tunnel(t):
+    """The guide's local development: ngrok points at the frontend, which
+    rewrites /google-chat/events to this server, and the user sets FRONTEND_URL
+    (not AURORA_PUBLIC_URL) to the ngrok URL.  Chat's Authentication Audience is
+    then <ngrok URL>/google-chat/events: that is the URL the setup page shows and
+    the audience the events endpoint accepts."""
+    ngrok = "https://aurora-%s.ngrok-free.app" % rand_tag(6)
+    g = HttpFixture(t, "google-tunnel", "google_chat_api.mjs")
+    w = t.world(start=False)
+    env = fixture_env(g, w)
+    del env["AURORA_PUBLIC_URL"]
+    env["FRONTEND_URL"] = ngrok
+    w.extra_env.update(env)
+    w.start()
+    w.bootstrap()
+    configure(g, env)
+    org, user, key, space = connected_org_g(w, g)
+    st = status(w, key)
+    eq((st.get("events_url"), st.get("authentication_audience")),
+       (ngrok + "/google-chat/events",) * 2, "the setup page shows the tunnel's events URL (%r)" % st)
+    r = post_event(w, event("MESSAGE", space, "via the tunnel"), token(g, aud=ngrok + "/google-chat/events"))
+    eq(r.status, 200, "event whose audience is the tunnel's URL (%r)" % r)
+    eq([e["event"] for e in events(w, key)], ["MESSAGE"], "stored")
+    n = rows(w)
+    for aud in ("http://localhost:3000/google-chat/events", "https://elsewhere.test/google-chat/events",
+                ngrok + "/google-chat/callback"):
+        r = post_event(w, event("MESSAGE", space, "forged"), token(g, aud=aud))
+        eq((r.status, r.error_code), (401, "INVALID_TOKEN"), "audience %s (%r)" % (aud, r))
+        contains(r.get("error"), ngrok + "/google-chat/events", "names the URL to set")
+    eq(rows(w), n, "nothing stored")
+    eq(w.server.stop(), [], "clean stop")
+    # FRONTEND_URL's default (http://localhost:3000) is no URL Chat can post to:
+    # without AURORA_PUBLIC_URL the endpoint is still unconfigured
+    del w.extra_env["FRONTEND_URL"]
+    w.start()
+    r = post_event(w, event("MESSAGE", space, "default"), token(g, aud="http://localhost:3000/google-chat/events"))
+    eq((r.status, r.error_code), (503, "GOOGLE_CHAT_AUDIENCE_NOT_CONFIGURED"), "default FRONTEND_URL (%r)" % r)
+    contains(r.get("error"), "FRONTEND_URL", "names the setting the guide uses")
+    eq(rows(w), n, "nothing stored")
+    # With both set (the chart's AURORA_PUBLIC_URL is the API host), the URL on
+    # the frontend's host, which the guide's production line shows, works too.
+    sw = world()
+    sg = _env["g"]
+    _, _, skey, sspace = connected_org(sw)
+    r = post_event(sw, event("MESSAGE", sspace, "via the frontend"), token(sg, aud=FRONTEND + "/google-chat/events"))
+    eq(r.status, 200, "audience on FRONTEND_URL's host (%r)" % r)
+    eq(status(sw, skey).get("events_url"), AUDIENCE, "AURORA_PUBLIC_URL's is the one shown")
+
+
+@test
 def test_events_refused_tokens(t):
     w = world()
     g = _env["g"]
