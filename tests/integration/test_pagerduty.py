@@ -254,6 +254,27 @@ def test_oauth_disabled_unless_flag(t):
 
 
 @test
+def test_oauth_redirect_url_defaults_to_the_guides(t):
+    """The guide registers http://localhost:5080/pagerduty/oauth/callback and sets
+    only the flag and the client's id and secret: that is the redirect URI the
+    server sends and the one the console shows to register."""
+    pd = HttpFixture(t, "pd-default", "pagerduty_api.mjs")
+    w = t.world(start=False)
+    env = fixture_env(pd, w)
+    del env["PAGERDUTY_REDIRECT_URI"]
+    env["NEXT_PUBLIC_ENABLE_PAGERDUTY_OAUTH"] = "true"
+    w.extra_env.update(env)
+    w.start()
+    w.bootstrap()
+    want = "http://localhost:5080/pagerduty/oauth/callback"
+    eq(status(w, w.api_key).get("redirect_uri"), want, "the Redirect URL the console shows")
+    r = w.post("/pagerduty/oauth/login", {}, key=w.api_key)
+    eq(r.status, 200, "login (%r)" % r)
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.get("authorization_url")).query))
+    eq(q.get("redirect_uri"), want, "the redirect URI sent to PagerDuty")
+
+
+@test
 def test_oauth_round_trip_refresh_and_revoke(t):
     w = world()
     pd = _env["pd"]
