@@ -81,6 +81,62 @@ static void test_every_name_and_default_kept(void **state)
     }
 }
 
+/* The connector guide's second half (Slack's .env through Bitbucket): the
+ * names an operator sets, the defaults it states (the redirect URIs on port
+ * 5080, the providers' endpoints) and which are secrets (never logged,
+ * never a default shown by --help).  Tests set most of these, so only this
+ * holds the defaults. */
+static void test_guide_names_defaults_and_secrets(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env, *def, *owner;
+        int secret;
+    } want[] = {
+        { "SLACK_CLIENT_ID", NULL, "slack", 0 },
+        { "SLACK_CLIENT_SECRET", NULL, "slack", 1 },
+        { "SLACK_SIGNING_SECRET", NULL, "slack", 1 },
+        { "GOOGLE_CHAT_CLIENT_ID", NULL, "google_chat", 0 },
+        { "GOOGLE_CHAT_CLIENT_SECRET", NULL, "google_chat", 1 },
+        { "GOOGLE_CHAT_SERVICE_ACCOUNT_KEY", NULL, "google_chat", 1 },
+        { "GOOGLE_CHAT_REDIRECT_URI", "http://localhost:5080/google-chat/callback", "google_chat", 0 },
+        { "NEXT_PUBLIC_ENABLE_CONFLUENCE", "false", "atlassian", 0 },
+        { "NEXT_PUBLIC_ENABLE_JIRA", "false", "atlassian", 0 },
+        { "ATLASSIAN_CLIENT_ID", NULL, "atlassian", 0 },
+        { "ATLASSIAN_CLIENT_SECRET", NULL, "atlassian", 1 },
+        { "NEXT_PUBLIC_ENABLE_PAGERDUTY_OAUTH", "false", "pagerduty", 0 },
+        { "PAGERDUTY_CLIENT_ID", NULL, "pagerduty", 0 },
+        { "PAGERDUTY_CLIENT_SECRET", NULL, "pagerduty", 1 },
+        { "PAGERDUTY_REDIRECT_URI", "http://localhost:5080/pagerduty/oauth/callback", "pagerduty", 0 },
+        { "AURORA_NEWRELIC_US_GRAPHQL_URL", "https://api.newrelic.com/graphql", "newrelic", 0 },
+        { "AURORA_NEWRELIC_EU_GRAPHQL_URL", "https://api.eu.newrelic.com/graphql", "newrelic", 0 },
+        { "SENTRY_US_BASE_URL", "https://sentry.io", "sentry", 0 },
+        { "SENTRY_EU_BASE_URL", "https://de.sentry.io", "sentry", 0 },
+        { "BB_OAUTH_CLIENT_ID", NULL, "bitbucket", 0 },
+        { "BB_OAUTH_CLIENT_SECRET", NULL, "bitbucket", 1 },
+        { "NEXT_PUBLIC_BACKEND_URL", "http://localhost:5080", "bitbucket", 0 },
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        const connector *c = connector_find(want[i].owner);
+        assert_non_null(c);
+        const config_def *d = NULL;
+        for (const config_def *p = c->settings; p && p->env && !d; p++)
+            if (!strcmp(p->env, want[i].env))
+                d = p;
+        if (!d)
+            fail_msg("%s is not declared by the %s connector", want[i].env, want[i].owner);
+        if (want[i].def) {
+            if (!d->def || strcmp(d->def, want[i].def))
+                fail_msg("%s defaults to %s, the guide says %s", want[i].env,
+                         d->def ? d->def : "(nothing)", want[i].def);
+        } else if (d->def) {
+            fail_msg("%s has a default (%s)", want[i].env, d->def);
+        }
+        if (d->secret != want[i].secret)
+            fail_msg("%s is%s a secret", want[i].env, d->secret ? "" : " not");
+    }
+}
+
 static void test_merged_once_no_duplicates(void **state)
 {
     (void)state;
@@ -189,6 +245,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_name_and_default_kept),
+        cmocka_unit_test(test_guide_names_defaults_and_secrets),
         cmocka_unit_test(test_merged_once_no_duplicates),
         cmocka_unit_test(test_loaded_with_ranges_and_help),
         cmocka_unit_test(test_guide_defaults_when_unset),
