@@ -150,7 +150,45 @@ static void login_route(worker_ctx *w, http_request *req, http_response *resp)
     free(url);
 }
 
-/* GET {api}/user with a fresh access token: account fields into md. */
+int bb_scope_missing(const kit_call_resp *r, char *need, size_t cap)
+{
+    if (cap)
+        need[0] = '\0';
+    if (r->status != 403)
+        return 0;
+    cJSON *j = kit_call_json(r);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+    const char *msg = api_json_str(e, "message");
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(e, "detail"), "required");
+    int yes = cJSON_IsArray(req) || (msg && strstr(msg, "privilege scope"));
+    const cJSON *first = cJSON_IsArray(req) ? cJSON_GetArrayItem(req, 0) : NULL;
+    if (yes && cJSON_IsString(first) && cap) {
+        /* a scope name: lower-case letters and ':' only, or nothing */
+        size_t n = strspn(first->valuestring, "abcdefghijklmnopqrstuvwxyz:");
+        if (n > 0 && n < cap && first->valuestring[n] == '\0')
+            snprintf(need, cap, "%s", first->valuestring);
+    }
+    cJSON_Delete(j);
+    return yes;
+}
+
+const char *bb_permission_name(const char *scope)
+{
+    static const char *const names[][2] = {
+        { "account", "Account (Read)" },          { "repository", "Repositories (Read)" },
+        { "pullrequest", "Pull requests (Read)" }, { "team", "Workspace membership (Read)" },
+    };
+    for (size_t i = 0; scope && i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(scope, names[i][0]))
+            return names[i][1];
+    return scope && *scope ? scope : "a permission";
+}
+
+/* GET {api}/user with a fresh access token: account fields into md.  0;
+ * 1 when the consumer lacks Account (Read), which the guide's consumer
+ * (Repositories and Pull requests, Read) does: the user is then not named
+ * (md and account untouched); or -1 with resp. */
 static int read_user(worker_ctx *w, const char *token, cJSON *md, char *account, size_t cap,
                      http_response *resp)
 {
@@ -166,6 +204,11 @@ static int read_user(worker_ctx *w, const char *token, cJSON *md, char *account,
     kit_call_resp r;
     int rc = kit_call(&q, &r);
     free(url);
+    char need[32];
+    if (rc != AUR_OK && bb_scope_missing(&r, need, sizeof(need))) {
+        kit_call_resp_free(&r);
+        return 1;
+    }
     if (rc != AUR_OK) {
         kit_call_error(&bb_api_errors, &r, "Reading the Bitbucket user", 0, NULL, resp);
         kit_call_resp_free(&r);
@@ -217,9 +260,13 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
         goto out;
     }
     md = cJSON_CreateObject();
-    char account[256];
-    if (read_user(w, at, md, account, sizeof(account), resp) < 0)
+    char account[256] = "";
+    int who = read_user(w, at, md, account, sizeof(account), resp);
+    if (who < 0)
         goto out;
+    if (who > 0)
+        log_info("bitbucket: the OAuth consumer has no Account (Read) permission: connected "
+                 "without the user's name");
     const char *scope = api_json_str(tok, "scopes") ? api_json_str(tok, "scopes") : api_json_str(tok, "scope");
     char err[64];
     cJSON_AddStringToObject(md, "auth", "oauth");
@@ -230,7 +277,8 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
         goto out;
     kit_cache_forget(&g_tokens, st.org_id, st.user_id);
     cache_access(st.org_id, st.user_id, tok);
-    log_info("bitbucket: user %s (org %s) connected Bitbucket as %s", st.user_id, st.org_id, account);
+    log_info("bitbucket: user %s (org %s) connected Bitbucket as %s", st.user_id, st.org_id,
+             account[0] ? account : "(not named: no Account permission)");
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "provider", BB_ID);
     cJSON_AddStringToObject(o, "account", account);

@@ -3,7 +3,10 @@
 #ifndef AURORA_BITBUCKET_H
 #define AURORA_BITBUCKET_H
 
+#include <stddef.h>
+
 #include "connector.h"
+#include "kit_call.h"
 
 struct cJSON;
 
@@ -18,5 +21,14 @@ const char *bb_api_base(const worker_ctx *w, http_response *resp);
  * when Bitbucket refuses the refresh token, 502/504 when it fails. */
 char *bb_access_token(worker_ctx *w, const auth_ctx *who, int force, http_response *resp);
 void bb_api_register(void);
+
+/* 1 when r is Bitbucket's 403 for a token without a scope the call needs
+ * ("Your credentials lack one or more required privilege scopes.", with
+ * error.detail.required): the first required scope into need ("" if not
+ * named).  0 for any other answer. */
+int bb_scope_missing(const kit_call_resp *r, char *need, size_t cap);
+/* The consumer permission (as Bitbucket's settings page names it) that
+ * grants scope: "Account (Read)" for account, … ; scope itself otherwise. */
+const char *bb_permission_name(const char *scope);
 
 #endif

@@ -57,6 +57,7 @@ static int bb_get(worker_ctx *w, const auth_ctx *who, const char *base, const ch
         kit_call_req q = { .provider = "Bitbucket", .base_url = base, .url = url, .bearer = *token,
                            .attempt_timeout_ms = bb_timeout_ms(w), .max_response = 8 * 1024 * 1024 };
         kit_call_resp r;
+        char need[32];
         int rc = kit_call(&q, &r);
         if (r.status == 401 && attempt == 0) {
             kit_call_resp_free(&r);
@@ -80,6 +81,18 @@ static int bb_get(worker_ctx *w, const auth_ctx *who, const char *base, const ch
         } else if (r.status == 401) {
             http_resp_error(resp, 401, "BITBUCKET_CREDENTIALS_EXPIRED",
                             "Bitbucket credentials expired: reconnect via the Connectors page");
+        } else if (bb_scope_missing(&r, need, sizeof(need))) {
+            /* the guide's consumer: Repositories and Pull requests (Read) */
+            if (!strcmp(need, "account"))
+                http_resp_error(resp, 403, "BITBUCKET_SCOPE_MISSING",
+                                "The Bitbucket OAuth consumer lacks the Account (Read) permission "
+                                "this needs: add it to the consumer and reconnect, or name the "
+                                "workspace (/bitbucket/repositories?workspace=<slug>)");
+            else
+                http_resp_error(resp, 403, "BITBUCKET_SCOPE_MISSING",
+                                "The Bitbucket OAuth consumer lacks the %s permission this needs "
+                                "(the guide's: Repositories (Read), Pull requests (Read)): add it "
+                                "to the consumer and reconnect", bb_permission_name(need));
         } else {
             kit_call_error(&bb_errors, &r, "Reading Bitbucket", 0, NULL, resp);
         }

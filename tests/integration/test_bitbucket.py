@@ -45,7 +45,8 @@ def world():
         _env["fx"] = fx
         _SUITE["world"] = w
     w = _SUITE["world"]
-    _env["fx"].config(client_id="bb-key", client_secret=SECRET, expires_in=7200, hostile_next=False)
+    _env["fx"].config(client_id="bb-key", client_secret=SECRET, expires_in=7200, hostile_next=False,
+                      scopes="account repository pullrequest")
     return w, _env["fx"]
 
 
@@ -162,6 +163,28 @@ def test_repositories_and_pull_requests(t):
        "one pull request")
     eq(w.get("/bitbucket/repositories/acme/svc-1/pullrequests/99", key=key).status, 404, "unknown PR")
     eq(w.get("/bitbucket/repositories?workspace=other", key=key).status, 404, "unknown workspace")
+
+
+@test
+def test_guides_permissions_suffice(t):
+    """The guide's consumer has Repositories (Read) and Pull requests (Read) only:
+    no Account permission, so Bitbucket refuses GET /user (and /workspaces) with
+    403.  The connection is still made; repositories and pull requests work; the
+    workspace list says which permission it needs."""
+    w, fx = world()
+    _, _, key = w.new_org()
+    fx.config(scopes="pullrequest repository")
+    connect(w, key)
+    st = w.get("/api/connectors/status", key=key).json["connectors"]["bitbucket"]
+    eq((st["connected"], st.get("scope")), (True, "pullrequest repository"), "connected (%r)" % st)
+    r = w.get("/bitbucket/repositories?workspace=acme", key=key)
+    eq((r.status, len(r.json.get("repositories", []))), (200, 5), "repositories (%r)" % r)
+    r = w.get("/bitbucket/repositories/acme/svc-1/pullrequests?state=OPEN", key=key)
+    eq((r.status, [p["id"] for p in r.json.get("pullrequests", [])]), (200, [1, 2, 3]), "pull requests (%r)" % r)
+    r = w.get("/bitbucket/workspaces", key=key)
+    eq((r.status, r.get("error_code")), (403, "BITBUCKET_SCOPE_MISSING"), "workspaces (%r)" % r)
+    contains(r.get("error"), "Account (Read)", "names the consumer permission")
+    contains(r.get("error"), "/bitbucket/repositories?workspace=", "and what works without it")
 
 
 @test
