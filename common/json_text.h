@@ -13,4 +13,10 @@
  * string (keys included; an escaped backslash before "u0000" is text). */
 int json_text_has_nul(const char *text, size_t len);
 
+/* Rewrites in place each \u0000 escape inside a string (keys included) as
+ * \ufffd, the same length: for text whose NULs stand for bytes no C string
+ * holds (command output), read as U+FFFD.  The number rewritten, or -1
+ * (text unchanged) if it holds a raw NUL byte. */
+int json_text_nul_to_replacement(char *text, size_t len);
+
 #endif

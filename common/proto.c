@@ -147,14 +147,30 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
     memset(m, 0, sizeof(*m));
     m->success = -1;
     m->return_code = -1;
-    /* A NUL would silently cut an argv element or an id (see json_text.h). */
+    /* A NUL would silently cut an argv element or an id (see json_text.h).
+     * Only a command_response may carry one, as \u0000 in its output or
+     * error: kubectl output may hold NUL bytes (`cat /proc/1/cmdline`) and
+     * the Python agent's json.dumps escapes them.  Each is read as U+FFFD,
+     * as the C agent sends them in that dialect; anything else is refused. */
+    char *nul_copy = NULL;
     if (json && json_text_has_nul(json, len)) {
-        set_err(err, errlen, "%s", "frame holds a NUL byte or a \\u0000 escape");
-        return -1;
+        nul_copy = malloc(len ? len : 1);
+        if (!nul_copy) {
+            set_err(err, errlen, "%s", "out of memory");
+            return -1;
+        }
+        memcpy(nul_copy, json, len);
+        if (json_text_nul_to_replacement(nul_copy, len) < 0) {
+            secret_free_n(nul_copy, len);
+            set_err(err, errlen, "%s", "frame holds a NUL byte or a \\u0000 escape");
+            return -1;
+        }
+        json = nul_copy;
     }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) {
+        secret_free_n(nul_copy, len);
         set_err(err, errlen, "%s", "frame is not valid JSON");
         return -1;
     }
@@ -172,6 +188,10 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "type");
     if (!cJSON_IsString(t) || !t->valuestring) {
         set_err(err, errlen, "%s", "message has no string 'type'");
+        goto out;
+    }
+    if (nul_copy && strcmp(t->valuestring, "command_response")) {
+        set_err(err, errlen, "%s", "frame holds a NUL byte or a \\u0000 escape");
         goto out;
     }
     m->type_name = strdup(t->valuestring);
@@ -349,6 +369,7 @@ out:
     if (rc < 0 || m->type == MSG_EXEC || m->type == MSG_KUBECTL_COMMAND)
         secret_json_wipe(root);
     cJSON_Delete(root);
+    secret_free_n(nul_copy, len); /* it may be any message: wiped like one */
     if (rc < 0)
         proto_msg_free(m);
     return rc;

@@ -202,6 +202,31 @@ def legacy_exec_args_as_one_string(t):
     eq(r.get("output"), text, "output")
 
 
+@test
+def legacy_output_with_nul_bytes_is_answered(t):
+    """kubectl output may hold NUL bytes (`kubectl exec … cat /proc/1/cmdline`);
+    the Python agent's json.dumps sends them as \\u0000.  Its command_response
+    keeps its meaning: the caller gets the output (each NUL as U+FFFD, as the C
+    agent sends it in this dialect) at once, not a 504 after the deadline."""
+    w, tok, a = legacy()
+    t0 = time.monotonic()
+    r = w.kubectl(tok["cluster_id"], command="get --raw /fixture/echo?text=a%00b%00c", timeout=20,
+                  http_timeout=60)
+    elapsed = time.monotonic() - t0
+    ev = a.wait_event(lambda e: e.get("event") == "response" and e.get("output_len") == 5, 3,
+                      "the agent's answer with the NUL bytes")
+    check(ev.get("success"), "the agent ran the command", ev)
+    eq(r.status, 200, "status (%r)" % r)
+    eq(r.get("return_code"), 0, "return_code")
+    eq(r.get("output"), "a\ufffdb\ufffdc", "output, each NUL as U+FFFD")
+    check(elapsed < 15, "answered when the agent answered, not at the deadline (%.1fs)" % elapsed)
+    # the same text in any other field of any other message is still refused
+    a.op(op="send", text='{"type":"command_response","command_id":"cmd-\\u0000","success":true}')
+    a.op(op="send", text='{"type":"heartbeat","cluster_id":"x\\u0000"}')
+    r = w.kubectl(tok["cluster_id"], command="get --raw /fixture/echo/after")
+    eq(r.get("output"), "after", "the tunnel still works (%r)" % r)
+
+
 @test(timeout=60)
 def legacy_concurrent_commands(t):
     from concurrent.futures import ThreadPoolExecutor

@@ -866,6 +866,43 @@ static void test_decode_nul_refused(void **state)
     proto_msg_free(&m);
 }
 
+/* The Python agent's json.dumps sends a NUL byte of kubectl's output as
+ * \u0000: a command_response keeps it, as U+FFFD (what the C agent sends
+ * there), in its output and error; any other message is still refused. */
+static void test_decode_nul_in_legacy_response(void **state)
+{
+    (void)state;
+    proto_msg m;
+    decode_ok("{\"type\":\"command_response\",\"command_id\":\"cmd-1\",\"success\":true,"
+              "\"output\":\"a\\u0000b\\u0000\",\"error\":\"\\u0000e\",\"return_code\":0}",
+              &m);
+    assert_int_equal(m.type, MSG_COMMAND_RESPONSE);
+    assert_string_equal(m.command_id, "cmd-1");
+    assert_string_equal(m.output, "a\xef\xbf\xbd" "b\xef\xbf\xbd");
+    assert_int_equal(m.output_len, 8);
+    assert_string_equal(m.error, "\xef\xbf\xbd" "e");
+    assert_int_equal(m.success, 1);
+    assert_int_equal(m.return_code, 0);
+    proto_msg_free(&m);
+    /* an escaped backslash before u0000 is text, next to a real escape */
+    decode_ok("{\"type\":\"command_response\",\"command_id\":\"c\","
+              "\"output\":\"\\\\u0000\\u0000\"}", &m);
+    assert_string_equal(m.output, "\\u0000\xef\xbf\xbd");
+    proto_msg_free(&m);
+    decode_fails("{\"type\":\"heartbeat\",\"cluster_id\":\"c\\u0000\"}", "NUL");
+    decode_fails("{\"type\":\"register\",\"cluster_id\":\"c\",\"agent_version\":\"\\u0000\"}",
+                 "NUL");
+    decode_fails("{\"type\":\"command_response\\u0000\",\"command_id\":\"c\"}", "NUL");
+    decode_fails("{\"type\":\"kubectl_command\",\"command_id\":\"c\",\"command\":\"get\\u0000\"}",
+                 "NUL");
+    decode_fails("{\"type\":\"command_response\",\"command_id\":\"c\",\"output\":\"\\u0000\"", "JSON");
+    char err[256];
+    static const char raw[] = "{\"type\":\"command_response\",\"command_id\":\"c\",\"output\":\"\\u0000\"\0}";
+    assert_int_equal(proto_decode(raw, sizeof(raw) - 1, &m, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "NUL"));
+    proto_msg_free(&m);
+}
+
 static void test_decode_exec_errors(void **state)
 {
     decode_fails("{\"type\":\"exec\",\"kind\":\"kubectl\",\"argv\":[]}", "id");
@@ -1058,6 +1095,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_nul_refused),
+        cmocka_unit_test(test_decode_nul_in_legacy_response),
         cmocka_unit_test(test_connected_v1),
         cmocka_unit_test(test_connected_v2),
         cmocka_unit_test(test_register),
