@@ -227,8 +227,10 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
     m->success = bool_field(root, "success");
     m->truncated = bool_field(root, "truncated") == 1;
     double d;
-    if (num_field(root, "return_code", &d) && d >= -1000000 && d <= 1000000)
+    if (num_field(root, "return_code", &d) && d >= -1000000 && d <= 1000000) {
         m->return_code = (int)d;
+        m->has_return_code = 1;
+    }
     if (num_field(root, "protocol", &d) && d >= 0 && d <= 1000)
         m->protocol = (int)d;
     if (num_field(root, "timeout", &d) && d > 0 && d < 1e7)

@@ -89,6 +89,7 @@ typedef struct {
     argv_t argv;         /* v2 exec */
     int success;         /* -1 if absent */
     int return_code;     /* -1 if absent */
+    int has_return_code; /* 1 if return_code was given (a legacy agent's may be -1) */
     int truncated;
     int protocol;        /* connected: 1 legacy, 2 v2; 0 if absent */
     uint32_t id;         /* v2 request id; 0 if absent */

@@ -1528,8 +1528,13 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
             if (!r)
                 break;
         }
+        /* The Python agent's return_code is subprocess's: -N for a kubectl
+         * killed by signal N, which the caller gets as a v2 agent reports
+         * it, 128 + N (not as a plain failure). */
         int rc = m.return_code;
-        if (rc < 0)
+        if (m.has_return_code && rc < 0 && rc >= -64)
+            rc = 128 - rc;
+        else if (rc < 0)
             rc = m.success == 1 ? 0 : 1;
         tunnel_result res = { .return_code = rc, .bytes = (int64_t)m.output_len,
                               .error = m.error ? m.error : "",

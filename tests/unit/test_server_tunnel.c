@@ -1592,6 +1592,50 @@ static void test_waiting_requests_move_across_dialects(void **state)
     tunnel_session_drop(legacy);
 }
 
+/* The deployed Python agent's command_response, as its json.dumps writes
+ * it: subprocess's return code is -N for a kubectl killed by signal N (the
+ * OOM killer, a pod shutdown), which the caller gets as the exit status a
+ * v2 agent reports for it, 128 + N, not as a plain failure (1); a timeout
+ * has no output and 124; error null on success; no return_code at all
+ * falls back to success. */
+static void test_legacy_return_codes(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *legacy = connect_as(fx, fx->hub, &m, 0, 0);
+    static const struct {
+        const char *tail; /* after "command_id": ... */
+        int rc;
+        const char *error_code;
+    } cases[] = {
+        { "\"success\": false, \"output\": \"\", \"error\": \"\", \"return_code\": -9}", 137, "" },
+        { "\"success\": false, \"output\": \"\", \"error\": \"\", \"return_code\": -15}", 143, "" },
+        { "\"success\": false, \"output\": \"\", \"error\": \"\", \"return_code\": -1}", 129, "" },
+        { "\"success\": false, \"error\": \"Command timed out after 5 seconds\", "
+          "\"return_code\": 124}", 124, EC_TIMEOUT },
+        { "\"success\": true, \"output\": \"ok\", \"error\": null, \"return_code\": 0}", 0, "" },
+        { "\"success\": false, \"output\": \"\", \"error\": \"x\", \"return_code\": 2}", 2, "" },
+        { "\"success\": false, \"error\": \"boom\"}", 1, "" },
+        { "\"success\": true, \"output\": \"ok\"}", 0, "" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sink_rec r = { 0 };
+        exec_ok(fx, &m, &r);
+        proto_msg cmd;
+        expect_type(legacy, MSG_KUBECTL_COMMAND, &cmd);
+        char f[512];
+        snprintf(f, sizeof(f), "{\"type\": \"command_response\", \"command_id\": \"%s\", %s",
+                 cmd.command_id, cases[i].tail);
+        proto_msg_free(&cmd);
+        tunnel_session_receive(legacy, f, strlen(f), 0);
+        assert_int_equal(r.ends, 1);
+        if (r.return_code != cases[i].rc)
+            fail_msg("case %zu: return code %d, want %d", i, r.return_code, cases[i].rc);
+        assert_string_equal(r.error_code, cases[i].error_code);
+    }
+    tunnel_session_drop(legacy);
+}
+
 /* Closing by token ends only that token's sessions. */
 static void test_close_by_token(void **state)
 {
@@ -1868,6 +1912,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drop_fails_only_its_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_on_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_request_meets_full_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_return_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_across_dialects, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reconnection_supersedes_dead_session, setup,
