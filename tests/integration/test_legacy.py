@@ -52,6 +52,25 @@ def legacy_connects_without_subprotocol(t):
 
 
 @test
+def legacy_register_before_connected(t):
+    """The Python agent sends register as soon as its socket opens, without
+    waiting for `connected` (the token is still being checked then): the
+    cluster must show up connected, with that agent_version, and take commands."""
+    w = legacy_world()
+    tok = w.create_token("it-legacy-early")
+    a = w.legacy_agent(tok["token"], ["--register-on-open", "--agent-version", "py-early-1"])
+    a.wait_event("connected", 30)
+    first = next(e for e in list(a.events) if e.get("event") in ("register", "connected"))
+    eq(first.get("event"), "register", "register went out before `connected` arrived")
+    conn = w.wait_connection(tok["cluster_id"])
+    wait_until(lambda: w.connection(tok["cluster_id"]).get("agent_version") == "py-early-1", 10,
+               0.05, "agent_version from the early register")
+    eq(conn.get("cluster_name"), "it-legacy-early", "cluster_name")
+    r = w.kubectl(tok["cluster_id"], command="get --raw /fixture/echo/early")
+    eq(r.get("output"), "early", "a command after an early register (%r)" % r)
+
+
+@test
 def legacy_heartbeat_ack(t):
     w, tok, a = legacy()
     n0 = sum(1 for e in list(a.events) if e.get("event") == "heartbeat_ack")
