@@ -83,6 +83,30 @@ def legacy_heartbeat_ack(t):
 
 
 @test
+def legacy_keepalive_ping_answered(t):
+    """The Python agent's websockets client pings every 20 s and drops the
+    connection when no pong comes within 10 s: each ping gets its pong, with
+    its payload, also while a command runs on the agent."""
+    w, tok, a = legacy()
+    data = "ka-" + rand_tag(6)
+    a.op(op="ping", data=data)
+    a.wait_event(lambda e: e.get("event") == "pong" and e.get("data") == data, 10, "the pong")
+    box = {}
+    import threading
+    th = threading.Thread(target=lambda: box.update(r=w.kubectl(
+        tok["cluster_id"], command="get --raw /fixture/sleep/2/" + rand_tag(4), timeout=30)))
+    th.start()
+    a.wait_event(lambda e: e.get("event") == "command" and "/fixture/sleep/" in e.get("command", ""),
+                 10, "the command to reach the agent")
+    data = "ka-" + rand_tag(6)
+    a.op(op="ping", data=data)
+    a.wait_event(lambda e: e.get("event") == "pong" and e.get("data") == data, 10,
+                 "the pong while a command runs")
+    th.join(30)
+    eq(box["r"].status, 200, "the command (%r)" % box["r"])
+
+
+@test
 def legacy_exec_command_string(t):
     w, tok, a = legacy()
     r = w.kubectl(tok["cluster_id"], command="get pods -n default")
