@@ -22,6 +22,7 @@
 #include "connectors/kit_webhook.h"
 #include "http.h"
 #include "router.h"
+#include "secret.h"
 #include "store.h"
 #include "timefmt.h"
 #include "token.h"
@@ -443,7 +444,9 @@ static int cmd_revoke_key(admin_call *c)
 
 /* ---- agent tokens -------------------------------------------------------------------------- */
 
-static int cmd_create_agent_token(admin_call *c)
+/* Records agent token tok (well formed) for --org/--user/--cluster-name
+ * [--expires-days]; prints it back only when print_token (a new one). */
+static int save_agent_token(admin_call *c, char tok[AGENT_TOKEN_LEN + 1], int print_token)
 {
     const char *org = val(c, "org"), *user = val(c, "user");
     const char *name = val(c, "cluster-name"), *days = val(c, "expires-days");
@@ -462,11 +465,9 @@ static int cmd_create_agent_token(admin_call *c)
         return failed(c, "no such user in organization %s: %s", org, user);
     if (r != STORE_OK)
         return failed(c, "%s", store_errmsg(st));
-    char tok[AGENT_TOKEN_LEN + 1], hash[65];
+    char hash[65];
     store_agent_token t;
     memset(&t, 0, sizeof(t));
-    if (token_new_agent(tok) < 0)
-        return failed(c, "random number generator failed");
     token_hash(tok, hash);
     snprintf(t.org_id, sizeof(t.org_id), "%s", org);
     snprintf(t.created_by, sizeof(t.created_by), "%s", user);
@@ -474,16 +475,52 @@ static int cmd_create_agent_token(admin_call *c)
     snprintf(t.cluster_name, sizeof(t.cluster_name), "%s", name);
     token_preview(tok, t.preview);
     t.expires_at = days ? (int64_t)time(NULL) + (int64_t)ndays * 86400 : 0;
-    if (store_agent_token_create(st, &t, hash) != STORE_OK) {
-        memset(tok, 0, sizeof(tok));
+    if (store_agent_token_create(st, &t, hash) != STORE_OK)
         return failed(c, "%s", store_errmsg(st));
-    }
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "token", tok);
+    if (print_token)
+        cJSON_AddStringToObject(o, "token", tok);
     cJSON_AddStringToObject(o, "token_id", t.id);
     cJSON_AddStringToObject(o, "cluster_id", t.cluster_id);
-    memset(tok, 0, sizeof(tok));
+    if (!print_token)
+        cJSON_AddBoolToObject(o, "imported", 1);
     return print_json(o);
+}
+
+static int cmd_create_agent_token(admin_call *c)
+{
+    char tok[AGENT_TOKEN_LEN + 1];
+    if (token_new_agent(tok) < 0)
+        return failed(c, "random number generator failed");
+    int rc = save_agent_token(c, tok, 1);
+    secret_wipe(tok, sizeof(tok));
+    return rc;
+}
+
+/* A token the existing service issued, which an agent already deployed
+ * holds: read from stdin (never the command line, where ps shows it),
+ * kept as its hash like one made here.  The agent then connects unchanged
+ * (DESIGN.md: deployed agents keep working against this server). */
+static int cmd_import_agent_token(admin_call *c)
+{
+    char line[AGENT_TOKEN_LEN + 64];
+    size_t n = fread(line, 1, sizeof(line) - 1, stdin);
+    line[n] = '\0';
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
+                     line[n - 1] == '\t'))
+        line[--n] = '\0';
+    int rc;
+    if (!token_agent_well_formed(line)) {
+        rc = failed(c, "stdin must hold one agent token: aurora_kubectl_ and 64 URL-safe "
+                       "characters (%zu bytes read)", n);
+    } else {
+        char tok[AGENT_TOKEN_LEN + 1];
+        memcpy(tok, line, AGENT_TOKEN_LEN + 1);
+        rc = save_agent_token(c, tok, 0);
+        secret_wipe(tok, sizeof(tok));
+    }
+    secret_wipe(line, sizeof(line));
+    return rc;
 }
 
 static int cmd_expire_token(admin_call *c)
@@ -824,6 +861,16 @@ static const admin_cmd commands[] = {
       cmd_revoke_key, { { "id", 1, 1 } } },
     { "create-agent-token", "--org ORG_ID --user USER_ID --cluster-name N [--expires-days D]",
       "a token for an agent (a new cluster)", NULL, cmd_create_agent_token,
+      { { "org", 1, 1 }, { "user", 1, 1 }, { "cluster-name", 1, 1 }, { "expires-days", 1, 0 } } },
+    { "import-agent-token",
+      "--org ORG_ID --user USER_ID --cluster-name N [--expires-days D] < TOKEN",
+      "record a token an agent already holds (the existing service's)",
+      "Reads the token (aurora_kubectl_ and 64 URL-safe characters) from stdin, so it\n"
+      "never goes on a command line, and keeps only its SHA-256, as for a token made\n"
+      "here.  An agent already deployed with it then connects unchanged, as cluster\n"
+      "cluster-<first 16 hex characters of SHA-256(token)>.  A token this server\n"
+      "already knows is refused.  The token is not printed.\n",
+      cmd_import_agent_token,
       { { "org", 1, 1 }, { "user", 1, 1 }, { "cluster-name", 1, 1 }, { "expires-days", 1, 0 } } },
     { "expire-token", "--id TOKEN_ID", "mark an agent token expired now",
       "The agent using it is refused at its next connection with \"token expired\" (a\n"

@@ -879,13 +879,13 @@ class World:
                         held.append(name)
         return held
 
-    def admin(self, *args, expect_ok=True):
+    def admin(self, *args, expect_ok=True, stdin=b""):
         self.generation += 1
         tag = "admin-%d" % self.generation
         sandir = os.path.join(self.dir, "san", tag)
         env = self.env(sandir)
         r = subprocess.run([SERVER_BIN, "admin"] + list(args), env=env, cwd=self.dir,
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=60, input=stdin)
         out = r.stdout.decode("utf-8", "replace")
         err = r.stderr.decode("utf-8", "replace")
         reports = sanitizer_reports(sandir)

@@ -26,8 +26,8 @@ from harness import (SERVER_BIN, World, _base_env, _san_env, check, contains, eq
 # Every admin command; `admin --help` must list exactly these.
 ADMIN_COMMANDS = ["bootstrap", "create-org", "list-orgs", "delete-org", "create-user",
                   "add-member", "list-users", "remove-user", "create-key", "list-keys",
-                  "revoke-key", "create-agent-token", "expire-token", "audit", "redact-audit",
-                  "redact-webhooks", "webhooks-retry", "routes"]
+                  "revoke-key", "create-agent-token", "import-agent-token", "expire-token", "audit",
+                  "redact-audit", "redact-webhooks", "webhooks-retry", "routes"]
 SECRETS_COMMANDS = ["migrate", "rotate-key", "put", "list", "delete"]
 RCA_COMMANDS = ["counts", "list", "watch"]
 

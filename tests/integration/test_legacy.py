@@ -5,6 +5,7 @@ served by the new server: connected → register → heartbeat/heartbeat_ack →
 kubectl_command/command_response round trips → revoke closes with 1008
 "Token revoked"."""
 
+import json
 import re
 import time
 
@@ -68,6 +69,41 @@ def legacy_register_before_connected(t):
     eq(conn.get("cluster_name"), "it-legacy-early", "cluster_name")
     r = w.kubectl(tok["cluster_id"], command="get --raw /fixture/echo/early")
     eq(r.get("output"), "early", "a command after an early register (%r)" % r)
+
+
+@test
+def legacy_agent_keeps_its_token_from_the_existing_service(t):
+    """An agent already deployed holds a token the existing service issued
+    (aurora_kubectl_ + secrets.token_urlsafe(48)); it must keep working here
+    unchanged: the operator imports the token (stdin, never argv), and the
+    agent connects as cluster-<sha256(token)[:16]> and takes commands."""
+    import base64
+    import hashlib
+    import os
+    w = legacy_world()
+    old = "aurora_kubectl_" + base64.urlsafe_b64encode(os.urandom(48)).decode().rstrip("=")
+    cid = "cluster-" + hashlib.sha256(old.encode()).hexdigest()[:16]
+    a = w.legacy_agent(old)
+    c = a.wait_close(30)
+    eq((c.get("code"), c.get("reason")), (1008, "Invalid token"), "before the import")
+    base = ["import-agent-token", "--org", w.org_id, "--user", w.user_id,
+            "--cluster-name", "it-legacy-imported"]
+    d = w.admin(*base, stdin=(old + "\n").encode())
+    eq(d.get("cluster_id"), cid, "cluster id of the imported token")
+    eq(d.get("imported"), True, "imported")
+    check("token" not in d and old not in json.dumps(d), "the token is not printed back", d)
+    a = w.legacy_agent(old, ["--register-on-open", "--agent-version", "python-agent-1.0.3"])
+    conn = a.wait_event("connected", 30)
+    eq((conn.get("cluster_id"), conn.get("cluster_name")), (cid, "it-legacy-imported"), "connected")
+    w.wait_connection(cid)
+    r = w.kubectl(cid, command="get --raw /fixture/echo/imported")
+    eq(r.get("output"), "imported", "a command on the imported token's agent (%r)" % r)
+    # the same token twice, a malformed one, none at all: refused, nothing recorded
+    for bad in (old, old[:-1], old + "A", "aurora_kubectl_" + "+" * 64, ""):
+        d = w.admin(*base, stdin=bad.encode(), expect_ok=False)
+        check(d.get("_rc") == 1, "import of %r must fail" % bad[:20], d)
+        check(old not in d.get("_stderr", ""), "the token is not echoed in the error", d)
+    eq(sum(1 for x in w.connections() if x.get("cluster_id") == cid), 1, "one cluster")
 
 
 @test
