@@ -55,14 +55,18 @@ def legacy_connects_without_subprotocol(t):
 @test
 def legacy_register_before_connected(t):
     """The Python agent sends register as soon as its socket opens, without
-    waiting for `connected` (the token is still being checked then): the
-    cluster must show up connected, with that agent_version, and take commands."""
+    waiting for `connected` (the token is still being checked then), and its
+    websockets client offers permessage-deflate: the cluster must show up
+    connected, with that agent_version, and take commands."""
     w = legacy_world()
     tok = w.create_token("it-legacy-early")
-    a = w.legacy_agent(tok["token"], ["--register-on-open", "--agent-version", "py-early-1"])
+    a = w.legacy_agent(tok["token"], ["--register-on-open", "--offer-deflate",
+                                      "--agent-version", "py-early-1"])
     a.wait_event("connected", 30)
     first = next(e for e in list(a.events) if e.get("event") in ("register", "connected"))
     eq(first.get("event"), "register", "register went out before `connected` arrived")
+    up = a.wait_event("upgrade", 5)
+    check(up.get("status") == 101, "upgrade with permessage-deflate offered", up)
     conn = w.wait_connection(tok["cluster_id"])
     wait_until(lambda: w.connection(tok["cluster_id"]).get("agent_version") == "py-early-1", 10,
                0.05, "agent_version from the early register")
