@@ -4,7 +4,8 @@
  * Invariants checked on every input:
  *  - proto_decode never crashes or leaks, whatever the bytes; on failure it
  *    says why and leaves nothing allocated; it accepts no frame in which a
- *    string was cut at a NUL (checked against an independent reading);
+ *    string was cut at a NUL (checked against an independent reading), and
+ *    a \u0000 escape only in a command_response, read as U+FFFD;
  *  - on success, a known message re-encoded with its encoder decodes to the
  *    same fields (encode -> decode round trip of what was understood), and
  *    the decoded values keep to the documented limits (ids never 0, argv
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
+#include "json_text.h"
 #include "proto.h"
 #include "utf8.h"
 
@@ -226,10 +228,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(err[0] != '\0', "proto_decode failed without a message");
         return 0;
     }
-    cJSON *tree = cJSON_ParseWithLength((const char *)data, size);
+    /* A \u0000 escape is accepted only in a command_response, read as
+     * U+FFFD: check the strings against that reading of the text. */
+    char *text = malloc(size ? size : 1);
+    if (!text)
+        abort();
+    memcpy(text, data, size);
+    if (json_text_has_nul(text, size)) {
+        FUZZ_CHECK(m.type == MSG_COMMAND_RESPONSE, "a frame with \\u0000 accepted as type %d",
+                   m.type);
+        FUZZ_CHECK(json_text_nul_to_replacement(text, size) > 0,
+                   "a frame with a raw NUL byte accepted");
+    }
+    cJSON *tree = cJSON_ParseWithLength(text, size);
     FUZZ_CHECK(tree != NULL, "proto_decode accepted what cJSON refuses");
-    fuzz_json_check_strings(tree, (const char *)data, size, "proto_decode");
+    fuzz_json_check_strings(tree, text, size, "proto_decode");
     cJSON_Delete(tree);
+    free(text);
     check_limits(&m);
     check_round_trip(&m);
     proto_msg_free(&m);
