@@ -747,6 +747,34 @@ def a_forwarded_cloud_exec_reaches_the_agent_with_its_credentials(t):
 
 
 @test(timeout=120)
+def a_legacy_agent_is_reached_through_another_replica(t):
+    """A deployed Python agent (legacy dialect) held by one replica serves a
+    command sent to another: the command text reaches it verbatim (what the
+    backend's tool sent), its command_response comes back, and a NUL in its
+    output (json.dumps' \\u0000) arrives as U+FFFD."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-legacy")
+    cid = tok["cluster_id"]
+    owner = f.replicas[1]
+    a = owner.legacy_agent(tok["token"], name="legacy-rep")
+    a.wait_event("connected", 30)
+    eq(f.owner_of(cid).name, owner.name, "the replica the legacy agent dialled holds it")
+    other = f.others(owner)[0]
+    text = "rep-legacy-" + secrets.token_hex(4)
+    cmd = "get --raw /fixture/echo?text=%s%%00x" % text
+    r = other.kubectl(cid, command=cmd, timeout=30)
+    eq(r.status, 200, "command through %s (%r)" % (other.name, r))
+    eq((r.get("return_code"), r.get("output")), (0, text + "\ufffdx"), "the legacy answer")
+    ev = a.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""), 5,
+                      "the kubectl_command at the agent")
+    eq(ev.get("command"), cmd, "the command text, verbatim through the forward")
+    r = other.internal({"user_id": other.user_id, "cluster_id": cid,
+                        "command": "kubectl get --raw /fixture/echo/%s" % text, "timeout": 30})
+    eq((r.status, r.get("output")), (200, text), "the backend's tool through %s (%r)"
+       % (other.name, r))
+
+
+@test(timeout=120)
 def forwarded_answers_match_the_owners(t):
     """A timeout, a failing command and a 404 cluster read the same through a
     forwarding replica as through the owner."""
