@@ -87,6 +87,7 @@ struct tunnel_session {
     int64_t instance_conn; /* register's "connection" (0: unknown) */
     int64_t connected_at;
     uint64_t picks;    /* commands routed here: breaks ties between replicas */
+    uint64_t ready_seq; /* order in which sessions became ready (hub-wide, from 1) */
     int registered_db; /* counted in the connections table */
     int registered_fleet; /* counted in the replicas' registry (registry.h) */
     time_t last_hb_db;
@@ -180,6 +181,7 @@ struct tunnel_hub {
     int conn_queued, conn_dropped;
     unsigned revocation_epoch;
     uint64_t legacy_seq;
+    uint64_t ready_seq;
     uint64_t req_seq; /* waiting requests' order, across the sessions they may move between */
     /* assembly slots of big messages (BIG_MESSAGE) and who waits for one */
     int big_free;
@@ -564,15 +566,29 @@ static char *legacy_join(const argv_t *a)
     return buf_detach(&b, NULL);
 }
 
+static int session_of(const tunnel_session *s, const char *org_id, const char *cluster_id)
+{
+    return s->state == SESS_READY && s->open && !strcmp(s->cluster_id, cluster_id) &&
+           !strcmp(s->org_id, org_id);
+}
+
 /* The ready session of org/cluster that runs a command of that kind next:
- * the least loaded, then the one picked least often.  NULL: none. */
+ * the least loaded, then the one picked least often.  Of the legacy
+ * sessions only the newest takes commands, as the existing server kept one
+ * connection per cluster, the newest: a Python agent (which names no
+ * instance, so is never superseded) that dialled again after its connection
+ * died without a word leaves that one ready until the idle timeout, and a
+ * command sent there would wait for its deadline.  NULL: none. */
 static tunnel_session *pick_session(tunnel_hub *h, const char *org_id, const char *cluster_id,
                                     int kubectl)
 {
-    tunnel_session *best = NULL;
+    tunnel_session *best = NULL, *newest_legacy = NULL;
     for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next)
-        if (s->state == SESS_READY && s->open && !strcmp(s->cluster_id, cluster_id) &&
-            !strcmp(s->org_id, org_id) && (kubectl || s->v2) &&
+        if (!s->v2 && session_of(s, org_id, cluster_id) &&
+            (!newest_legacy || s->ready_seq > newest_legacy->ready_seq))
+            newest_legacy = s;
+    for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next)
+        if (session_of(s, org_id, cluster_id) && (s->v2 || (kubectl && s == newest_legacy)) &&
             (!best || s->inflight + s->waiting < best->inflight + best->waiting ||
              (s->inflight + s->waiting == best->inflight + best->waiting && s->picks < best->picks)))
             best = s;
@@ -1075,6 +1091,7 @@ static void auth_done(void *arg)
     s->token_expires_at = j->tok.expires_at;
     free(j);
     s->state = SESS_READY;
+    s->ready_seq = ++s->hub->ready_seq;
     index_add(s);
     s->connected_at = (int64_t)time(NULL);
     registry_session_up(s->cluster_id); /* other replicas forward its commands here */

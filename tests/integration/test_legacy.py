@@ -362,6 +362,42 @@ def big_legacy_outputs_all_arrive_through_one_assembly_slot(t):
               "output of %s is what its agent printed" % tag, out[:40])
 
 
+@test(timeout=90)
+def legacy_reconnect_after_a_blip_takes_the_commands(t):
+    """A Python agent whose connection died without a word (a network blip,
+    a NAT timeout) dials again; the dead session stays until the idle
+    timeout (200 s).  The existing server kept one connection per cluster,
+    the newest: commands must go to the new connection, none hang on the
+    dead one until its deadline (504)."""
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+    w = legacy_world()
+    tok = w.create_token("it-legacy-blip")
+    cid = tok["cluster_id"]
+    old = w.legacy_agent(tok["token"], name="legacy-blip-old")
+    old.wait_event("connected", 30)
+    w.wait_connection(cid)
+    eq(w.kubectl(cid, command="get --raw /fixture/echo/warm").get("output"), "warm", "before")
+    old.proc.p.send_signal(signal.SIGSTOP)  # silent, its TCP connection still open
+    try:
+        new = w.legacy_agent(tok["token"], name="legacy-blip-new")
+        new.wait_event("connected", 30)
+        wait_until(lambda: (w.connection(cid) or {}).get("agents") == 2, 10, 0.05,
+                   "both connections counted")
+        texts = ["blip%02d-%s" % (i, rand_tag(4)) for i in range(6)]
+        run = lambda x: w.kubectl(cid, command="get --raw /fixture/echo/%s" % x,  # noqa: E731
+                                  timeout=3, http_timeout=30)
+        rs = [run(x) for x in texts[:2]]
+        with ThreadPoolExecutor(4) as ex:
+            rs += list(ex.map(run, texts[2:]))
+        bad = [(x, r.status, r.error_code) for x, r in zip(texts, rs)
+               if r.status != 200 or r.get("output") != x]
+        check(not bad, "%d of %d commands did not reach the new connection" % (len(bad), len(texts)),
+              *bad[:3])
+    finally:
+        old.proc.p.send_signal(signal.SIGCONT)
+
+
 @test(timeout=60)
 def legacy_revoke_closes_1008(t):
     w = legacy_world()

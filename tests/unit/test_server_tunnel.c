@@ -1592,6 +1592,48 @@ static void test_waiting_requests_move_across_dialects(void **state)
     tunnel_session_drop(legacy);
 }
 
+/* Of a cluster's legacy sessions only the newest takes commands (the
+ * existing server's one connection per cluster): an older one may be dead
+ * without a word, as a Python agent names no instance to supersede it.
+ * When the newest goes, the one before it takes them again; v2 sessions of
+ * the cluster share the load as before. */
+static void test_newest_legacy_session_takes_the_commands(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *old = connect_as(fx, fx->hub, &m, 0, 0);
+    tunnel_session *mid = connect_as(fx, fx->hub, &m, 0, 0);
+    tunnel_session *fresh = connect_as(fx, fx->hub, &m, 0, 0);
+    sink_rec r[8] = { { 0 } };
+    for (int i = 0; i < 4; i++) {
+        exec_ok(fx, &m, &r[i]);
+        expect_type(fresh, MSG_KUBECTL_COMMAND, NULL);
+    }
+    expect_no_frame(old);
+    expect_no_frame(mid);
+    tunnel_session_drop(fresh);
+    exec_ok(fx, &m, &r[4]);
+    proto_msg cmd;
+    expect_type(mid, MSG_KUBECTL_COMMAND, &cmd);
+    send_text(mid, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(r[4].ends, 1);
+    expect_no_frame(old);
+    /* a v2 session of the cluster: the least loaded of it and the newest legacy one */
+    tunnel_session *v2 = connect_as(fx, fx->hub, &m, 2, 0);
+    exec_ok(fx, &m, &r[5]);
+    assert_int_not_equal(sent_exec(v2), 0);
+    exec_ok(fx, &m, &r[6]);
+    expect_type(mid, MSG_KUBECTL_COMMAND, NULL);
+    expect_no_frame(old);
+    tunnel_session_drop(v2);
+    tunnel_session_drop(mid);
+    tunnel_session_drop(old);
+    assert_int_equal(r[0].ends + r[1].ends + r[2].ends + r[3].ends + r[4].ends + r[5].ends +
+                         r[6].ends,
+                     7);
+}
+
 /* The deployed Python agent's command_response, as its json.dumps writes
  * it: subprocess's return code is -N for a kubectl killed by signal N (the
  * OOM killer, a pod shutdown), which the caller gets as the exit status a
@@ -1913,6 +1955,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_on_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_request_meets_full_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_return_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newest_legacy_session_takes_the_commands, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_across_dialects, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reconnection_supersedes_dead_session, setup,
