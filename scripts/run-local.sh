@@ -6,13 +6,82 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=build/rel
-DATA=${AURORA_DATA_DIR:-$PWD/data}
-PORT=${AURORA_PORT:-5080}
+
+# The connector guide has users write their settings into .env ("set
+# SLACK_CLIENT_ID and SLACK_CLIENT_SECRET in .env and restart Aurora"), and
+# the server's own messages say the same: read it here (AURORA_ENV_FILE names
+# another file).  KEY=value lines as docker compose reads them: `#` comments,
+# an optional `export`, a value in single quotes taken as is, in double
+# quotes with \n \" \\ escapes, unquoted taken as is (a pasted JSON key
+# too).  A variable already in the environment wins.  The values go to the
+# server only (dotenv_apply), never to the agent (which stands for the
+# cluster) nor into any command line.
+declare -A DOTENV=() ENV0=()
+for k in $(compgen -e); do ENV0[$k]=1; done  # what the caller's environment sets
+ENV_FILE=${AURORA_ENV_FILE:-$PWD/.env}
+dotenv_fail() { echo "$ENV_FILE: $*" >&2; exit 1; }
+if [ -e "$ENV_FILE" ]; then
+  [ -f "$ENV_FILE" ] && [ -r "$ENV_FILE" ] || dotenv_fail "not a readable file"
+  # Its lines become the server's settings (its database, its secrets): a
+  # file others may write, or owned by another user, is not taken.
+  read -r mode owner < <(stat -L -c '%a %u' "$ENV_FILE")
+  if (( 8#$mode & 8#022 )) || { [ "$owner" != "$(id -u)" ] && [ "$owner" != 0 ]; }; then
+    dotenv_fail "writable by other users or owned by another user (mode $mode, uid $owner); chmod 600 it"
+  fi
+  n=0
+  while IFS= read -r line || [ -n "$line" ]; do
+    n=$((n + 1))
+    line=${line%$'\r'}
+    line=${line#"${line%%[![:space:]]*}"}
+    [ -z "$line" ] || [ "${line:0:1}" = "#" ] && continue
+    [[ $line =~ ^export[[:space:]]+(.*)$ ]] && line=${BASH_REMATCH[1]}
+    # (the line is never printed: it may hold a secret)
+    [[ $line =~ ^([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=[[:space:]]*(.*)$ ]] ||
+      dotenv_fail "line $n is not KEY=value"
+    key=${BASH_REMATCH[1]} val=${BASH_REMATCH[2]}
+    if [ "${val:0:1}" = "'" ]; then
+      [[ $val =~ ^\'([^\']*)\'[[:space:]]*(#.*)?$ ]] || dotenv_fail "line $n ($key): unterminated single quote"
+      val=${BASH_REMATCH[1]}
+    elif [ "${val:0:1}" = '"' ]; then
+      [[ $val =~ ^\"((\\.|[^\"\\])*)\"[[:space:]]*(#.*)?$ ]] || dotenv_fail "line $n ($key): unterminated double quote"
+      val=${BASH_REMATCH[1]} out=
+      while [ -n "$val" ]; do
+        c=${val:0:1} val=${val:1}
+        if [ "$c" = '\' ]; then
+          c=${val:0:1} val=${val:1}
+          case "$c" in n) c=$'\n' ;; t) c=$'\t' ;; r) c=$'\r' ;; '"' | '\') ;; *) c="\\$c" ;; esac
+        fi
+        out+=$c
+      done
+      val=$out
+    else
+      val=${val%"${val##*[![:space:]]}"}
+    fi
+    DOTENV[$key]=$val
+  done < "$ENV_FILE"
+fi
+# KEY's value from the environment, else from .env, else $2.
+setting() { if [ -n "${ENV0[$1]+x}" ]; then printf '%s' "${!1}"; else printf '%s' "${DOTENV[$1]-$2}"; fi; }
+# Exports .env's variables the caller's environment does not set (in the
+# subshell that runs the server: see server()); those this script exports
+# itself were read through setting() already.
+OWN=" AURORA_DATA_DIR AURORA_PORT FRONTEND_URL INTERNAL_API_SECRET "
+dotenv_apply() {
+  local k
+  for k in "${!DOTENV[@]}"; do
+    [ -n "${ENV0[$k]+x}" ] || [[ $OWN == *" $k "* ]] || export "$k=${DOTENV[$k]}"
+  done
+}
+server() ( dotenv_apply; exec "$BIN/aurora-server" "$@" )
+
+DATA=$(setting AURORA_DATA_DIR "$PWD/data")
+PORT=$(setting AURORA_PORT 5080)
 HEALTH_PORT=${AURORA_HEALTH_PORT:-8080}
 export AURORA_DATA_DIR=$DATA AURORA_PORT=$PORT
 # The web console is served by the server itself: OAuth callbacks and chat
 # links (FRONTEND_URL/connectors, FRONTEND_URL/incidents/<id>) land on it.
-export FRONTEND_URL=${FRONTEND_URL:-https://localhost:$PORT}
+FRONTEND_URL=$(setting FRONTEND_URL "https://localhost:$PORT")
+export FRONTEND_URL
 mkdir -p "$DATA"
 chmod 700 "$DATA"
 
@@ -20,7 +89,8 @@ chmod 700 "$DATA"
 if [ ! -s "$DATA/internal-api-secret" ]; then
   (umask 077; openssl rand -hex 32 > "$DATA/internal-api-secret")
 fi
-export INTERNAL_API_SECRET=${INTERNAL_API_SECRET:-$(cat "$DATA/internal-api-secret")}
+INTERNAL_API_SECRET=$(setting INTERNAL_API_SECRET "$(cat "$DATA/internal-api-secret")")
+export INTERNAL_API_SECRET
 
 pids=()
 cleanup() {
@@ -40,7 +110,7 @@ if curl -sk --max-time 2 -o /dev/null "https://localhost:$PORT/health" 2>/dev/nu
   exit 1
 fi
 
-"$BIN/aurora-server" serve &
+server serve &
 pids+=($!)
 
 CURL=(curl -sS --cacert "$DATA/tls/server.crt")
@@ -61,18 +131,18 @@ fi
 
 # Organization, admin user and API key: once.
 if [ ! -s "$DATA/admin-api-key" ]; then
-  out=$("$BIN/aurora-server" admin bootstrap)
+  out=$(server admin bootstrap)
   key=$(printf '%s' "$out" | sed -n 's/.*"api_key":"\([^"]*\)".*/\1/p')
   if [ -z "$key" ]; then
     # Bootstrapped by a run that stopped before saving its key (or the file
     # was removed): a new key for the organization's first admin.
     org=$(printf '%s' "$out" | sed -n 's/.*"org_id":"\([^"]*\)".*/\1/p')
     # (sed reads every line: quitting early could cut the command's output)
-    user=$("$BIN/aurora-server" admin list-users --org "$org" |
+    user=$(server admin list-users --org "$org" |
            sed -n '/"role":"admin"/s/.*"id":"\([^"]*\)".*/\1/p')
     user=${user%%$'\n'*}
     if [ -n "$user" ]; then
-      out=$("$BIN/aurora-server" admin create-key --org "$org" --user "$user" --name make-run)
+      out=$(server admin create-key --org "$org" --user "$user" --name make-run)
       key=$(printf '%s' "$out" | sed -n 's/.*"api_key":"\([^"]*\)".*/\1/p')
     fi
   fi

@@ -22,8 +22,10 @@ REL = os.path.join(ROOT, "build", "rel")
 
 class Run:
     def __init__(self, t, data, port, health, extra_env=None):
+        # (no .env of the checkout's: a developer's own would change the run)
         env = dict(os.environ, AURORA_DATA_DIR=data, AURORA_PORT=str(port),
-                   AURORA_HEALTH_PORT=str(health), AURORA_BIND="127.0.0.1")
+                   AURORA_HEALTH_PORT=str(health), AURORA_BIND="127.0.0.1",
+                   AURORA_ENV_FILE=os.path.join(t.tmp, "absent.env"))
         env.update(extra_env or {})
         self.log = os.path.join(t.tmp, "run-%d.log" % time.monotonic_ns())
         self.f = open(self.log, "wb")
@@ -287,6 +289,73 @@ def a_server_left_running_on_the_port_ends_the_run_with_a_reason(t):
     check("Aurora is running" not in text, "no banner for a run that is not running", text)
     check(first.p.poll() is None, "the first run goes on")
     contains(run_printed(printed_curl(banner)), '"return_code":0', "the first run still works")
+
+
+def write_env_file(t, text, mode=0o600):
+    path = os.path.join(t.tmp, "guide-%d.env" % time.monotonic_ns())
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
+
+
+@test(timeout=240)
+def the_guides_env_file_configures_the_server(t):
+    """The connector guide has users put settings in .env ("set SLACK_CLIENT_ID
+    and SLACK_CLIENT_SECRET in .env and restart Aurora", the server's own
+    message too): make run reads it, as docker compose would (comments,
+    `export`, quotes); the caller's environment wins over it; the server gets
+    its values, the agent none of them."""
+    check(os.access(os.path.join(REL, "aurora-server"), os.X_OK), "build/rel missing (make all)")
+    data = os.path.join(t.tmp, "data")
+    port = free_port()
+    secret = 'guide "secret" # kept'
+    env_file = write_env_file(t, "# Slack, as the guide says\n"
+                                 "export SLACK_CLIENT_ID=guide-client-4711\r\n"
+                                 "SLACK_CLIENT_SECRET=\"guide \\\"secret\\\" # kept\"  # a comment\n"
+                                 "\n"
+                                 "AURORA_PORT=1\n")
+    run = Run(t, data, port, free_port(), {"AURORA_ENV_FILE": env_file})
+    banner = run.wait_banner()
+    contains(run_printed(printed_curl(banner)), '"return_code":0',
+             "the environment's AURORA_PORT won over .env's")
+    key = open(os.path.join(data, "admin-api-key")).read().strip()
+    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                        "--cacert", os.path.join(data, "tls", "server.crt"), "-K", "-",
+                        "https://localhost:%d/slack/login" % port],
+                       input=('header = "Authorization: Bearer %s"\n' % key).encode(),
+                       capture_output=True, timeout=30)
+    status, location = (r.stdout.decode().split(" ", 1) + [""])[:2]
+    eq(status, "302", "Slack is configured from .env (%s)" % r.stderr.decode())
+    contains(location, "client_id=guide-client-4711", "the client id of .env")
+    mine = ("AURORA_DATA_DIR=%s\0" % data).encode()
+    agents = [pid for pid, cmd in procs_matching("aurora-agent") if mine in environ(pid)]
+    servers = [pid for pid, cmd in procs_matching("aurora-server serve") if mine in environ(pid)]
+    eq((len(agents), len(servers)), (1, 1), "the run's agent and server processes")
+    check(("SLACK_CLIENT_SECRET=%s\0" % secret).encode() in environ(servers[0]),
+          "the server has .env's secret, unquoted and unescaped")
+    check(b"SLACK_CLIENT" not in environ(agents[0]), "the agent got .env's Slack settings")
+
+
+@test(timeout=120)
+def a_bad_env_file_ends_the_run_with_a_reason(t):
+    """A .env others may write (its lines become the server's settings) or
+    with a line that is not KEY=value: the run stops before starting
+    anything, naming the file and the line, never printing the line (it may
+    hold a secret)."""
+    for text, mode, reason in (
+            ("A=1\nthis line holds hunter2-secret\n", 0o600, "line 2 is not KEY=value"),
+            ("B='hunter2-secret\n", 0o600, "line 1 (B): unterminated single quote"),
+            ("C=1\n", 0o620, "writable by other users")):
+        env_file = write_env_file(t, text, mode)
+        run = Run(t, os.path.join(t.tmp, "data"), free_port(), free_port(),
+                  {"AURORA_ENV_FILE": env_file})
+        wait_until(lambda: run.p.poll() is not None, 60, 0.1, "run-local.sh to give up")
+        check(run.p.returncode != 0, "non-zero exit")
+        out = run.text()
+        contains(out, "%s: %s" % (env_file, reason), "the reason is printed")
+        check("hunter2" not in out, "the line's text is printed", out)
+        check("Aurora is running" not in out, "no banner", out)
 
 
 @test(timeout=120)
