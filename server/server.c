@@ -588,7 +588,7 @@ int server_run(server_config *cfg)
     info.options |= LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
     const char *evl = server_setting(cfg, "AURORA_EVENT_LOOP");
     void *foreign[1] = { NULL };
-    if (!evl || !strcmp(evl, "libev")) {
+    if (!evl || !*evl || !strcmp(evl, "libev")) { /* "": the default, as for the other settings */
         g_loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
         if (g_loop) {
             ev_init(&g_round_timer, round_timer_cb);

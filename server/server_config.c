@@ -200,6 +200,13 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         snprintf(err, errlen, "AURORA_DB_SYNC must be 'full' or 'normal'");
         goto fail;
     }
+    /* Read by server.c only to pick the loop: a typo there quietly meant
+     * lws's O(connections) poll loop for a fleet sized for epoll. */
+    const char *loop = config_str(r, "AURORA_EVENT_LOOP");
+    if (loop && *loop && strcmp(loop, "libev") && strcmp(loop, "poll")) {
+        snprintf(err, errlen, "AURORA_EVENT_LOOP must be 'libev' or 'poll'");
+        goto fail;
+    }
     if (strcmp(c->env, "development") && strcmp(c->env, "production")) {
         snprintf(err, errlen, "AURORA_ENV must be 'development' or 'production'");
         goto fail;

@@ -409,6 +409,8 @@ def test_production_startup_check(t):
         ({"AURORA_ENV": "production", "INTERNAL_API_SECRET": "r" * 40, "AURORA_PLAIN_HTTP": "true"},
          "TLS is off (AURORA_PLAIN_HTTP=true)"),
         ({"AURORA_ENV": "staging", "INTERNAL_API_SECRET": "r" * 40}, "AURORA_ENV must be 'development' or 'production'"),
+        # (not production, but a typo there ran lws's poll loop without a word)
+        ({"AURORA_EVENT_LOOP": "epoll"}, "AURORA_EVENT_LOOP must be 'libev' or 'poll'"),
     ]
     for env, says in refused:
         data = os.path.join(t.tmp, "data-" + rand_tag(6))
