@@ -27,6 +27,7 @@ output can be held in the server deterministically."""
 
 import base64
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -38,7 +39,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import (NodePeer, RssSampler, check, contains, eq, kube_api, main,
+from harness import (NodePeer, RssSampler, check, contains, eq, kube_api, kube_fixture, main,
                      procs_matching, rand_tag, scripted_bytes, suite_world, test, tls_context,
                      wait_until)
 
@@ -610,17 +611,43 @@ def kill9_mid_command_leaves_an_interrupted_row(t):
     eq([r[1] for r in db_rows(w, tag)], ["interrupted"], "the interrupted row is unchanged")
 
 
-def drain_world(t, name, seconds):
-    """A world whose agent runs one sleeping command (its kubectl running):
-    (w, cluster id, tag, thread, result dict)."""
-    w = t.world(name)
+def release_held(tag):
+    """Ends the kube API fixture's /fixture/hold/<tag> request."""
+    c = http.client.HTTPConnection("127.0.0.1", kube_fixture()[1], timeout=30)
+    try:
+        c.request("GET", "/fixture/release/%s" % tag)
+        eq(c.getresponse().status, 200, "the kube API fixture released %s" % tag)
+    finally:
+        c.close()
+
+
+def drain_world(t, name):
+    """A world whose agent runs one command (its kubectl running) that the
+    kube API fixture holds until release_held(tag): (w, cluster id, tag,
+    thread, result dict).  The command ends when the test says, not after a
+    fixed time that a loaded machine can spend before the test asks what it
+    asks while the server drains (a 3 s sleep had ended, and the server
+    exited, before the late command of a slow test was sent).  The drain's
+    own deadline is out of the way for the same reason: these tests are
+    about the drain that ends with its command, or with a second signal."""
+    w = t.world(name, extra_env={"AURORA_SHUTDOWN_DRAIN_S": "300"})
     tok = w.create_token("it-" + name)
     w.start_agent(tok["token"])
     cid = tok["cluster_id"]
     w.wait_connection(cid)
     tag = name + "-" + rand_tag(4)
     t.defer(lambda: [os.kill(pid, 9) for pid, _ in procs_matching(tag)])
-    th, res = sleep_in_thread(w, cid, tag, seconds=seconds)
+    t.defer(lambda: release_held(tag))  # the shared fixture's request ends too
+    res = {}
+
+    def run():
+        try:
+            res["r"] = w.kubectl(cid, args=["get", "--raw", "/fixture/hold/%s" % tag],
+                                 timeout=120, http_timeout=150)
+        except Exception as e:  # noqa: BLE001
+            res["error"] = e
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
     wait_until(lambda: procs_matching(tag), 20, 0.05, "kubectl to run at the agent")
     return w, cid, tag, th, res
 
@@ -643,15 +670,17 @@ def sigterm_lets_the_running_command_finish(t):
     its output) before the agent sessions are closed, a new one is refused 503
     SERVER_SHUTTING_DOWN meanwhile (not audited: it never ran), and the server
     exits 0 once the command was answered, well within AURORA_SHUTDOWN_DRAIN_S
-    (10 s).  Before, the sessions were closed at once and the running command
-    failed with 503 SERVER_SHUTTING_DOWN."""
-    w, cid, tag, th, res = drain_world(t, "drain", 3)
+    (300 s here).  Before, the sessions were closed at once and the running
+    command failed with 503 SERVER_SHUTTING_DOWN."""
+    w, cid, tag, th, res = drain_world(t, "drain")
     w.server.p.send_signal(signal.SIGTERM)
     refused_while_draining(w, cid, tag)
+    check(th.is_alive() and not res, "the running command still runs while the server drains", res)
+    release_held(tag)
     th.join(30)
     check("r" in res, "the running command got an answer", res)
     eq(res["r"].status, 200, "the running command's status (%r)" % res["r"])
-    eq(res["r"].json["output"], "slept 3", "its output")
+    eq(res["r"].json["output"], "released %s" % tag, "its output")
     eq(res["r"].json["return_code"], 0, "its exit code")
     eq(w.server.p.wait(30), 0, "the server's exit status")
     log = w.server.log_text()
@@ -665,7 +694,7 @@ def a_second_sigterm_stops_the_drain(t):
     """A second signal while the server drains stops the wait: the running
     command fails with 503 SERVER_SHUTTING_DOWN as before the drain existed,
     and the server exits 0 without waiting for it."""
-    w, cid, tag, th, res = drain_world(t, "drain2", 60)
+    w, cid, tag, th, res = drain_world(t, "drain2")
     w.server.p.send_signal(signal.SIGTERM)
     refused_while_draining(w, cid, tag)
     w.server.p.send_signal(signal.SIGINT)
