@@ -317,6 +317,20 @@ def kube_fixture():
     return kc, _kube["port"]
 
 
+def release_held(tag):
+    """Ends the kube API fixture's `kubectl get --raw /fixture/hold/<tag>`
+    request (before or after it arrived): a command that runs until the
+    test has seen what it waits for, not for a fixed time."""
+    c = http.client.HTTPConnection("127.0.0.1", kube_fixture()[1], timeout=30)
+    try:
+        c.request("GET", "/fixture/release/%s" % tag)
+        r = c.getresponse()
+        r.read()
+        check(r.status == 200, "the kube API fixture did not release %s" % tag, r.status)
+    finally:
+        c.close()
+
+
 def _stop_kube_fixture():
     p = _kube.get("proc")
     if p and p.poll() is None:

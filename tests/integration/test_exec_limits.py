@@ -27,7 +27,6 @@ output can be held in the server deterministically."""
 
 import base64
 import hashlib
-import http.client
 import json
 import os
 import re
@@ -39,9 +38,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import (NodePeer, RssSampler, check, contains, eq, kube_api, kube_fixture, main,
-                     procs_matching, rand_tag, scripted_bytes, suite_world, test, tls_context,
-                     wait_until)
+from harness import (NodePeer, RssSampler, check, contains, eq, kube_api, main,
+                     procs_matching, rand_tag, release_held, scripted_bytes, suite_world, test,
+                     tls_context, wait_until)
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -609,16 +608,6 @@ def kill9_mid_command_leaves_an_interrupted_row(t):
     eq(rows2[0][3], len(tag2), "bytes of the new command")
     check(rows2[0][5] > 0, "the new row has ended", rows2)
     eq([r[1] for r in db_rows(w, tag)], ["interrupted"], "the interrupted row is unchanged")
-
-
-def release_held(tag):
-    """Ends the kube API fixture's /fixture/hold/<tag> request."""
-    c = http.client.HTTPConnection("127.0.0.1", kube_fixture()[1], timeout=30)
-    try:
-        c.request("GET", "/fixture/release/%s" % tag)
-        eq(c.getresponse().status, 200, "the kube API fixture released %s" % tag)
-    finally:
-        c.close()
 
 
 def drain_world(t, name):

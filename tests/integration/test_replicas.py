@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fleet_peers import Redis, deployment_pki, redis_cmd, replica_env
 from harness import (HTTPSConn, NODE, ROOT, Agent, NodePeer, Postgres, RssSampler, V2Agent, World,
-                     check, eq, free_port, kube_api, main, parse_sse_stream, suite_shared, test,
-                     wait_until, _base_env)
+                     check, eq, free_port, kube_api, main, parse_sse_stream, rand_tag, release_held,
+                     suite_shared, test, wait_until, _base_env)
 
 FORWARD_SECRET = secrets.token_hex(24)
 SIMULATED = int(os.environ.get("AURORA_TEST_SIMULATED_AGENTS", "1000"))
@@ -696,10 +696,14 @@ def per_cluster_limit_holds_across_replicas(t):
     ex = ThreadPoolExecutor(PER_CLUSTER_MAX)
     # The limit filled from the other replicas only (each holds fewer than the
     # limit on its own): only the owner's count can see them all.
-    # Held long enough for the checks below on a loaded machine.
-    futs = [ex.submit(lambda k=k: others[k % len(others)].kubectl(
-        cid, args=["get", "--raw", "/fixture/sleep/15/limit-%d" % k], timeout=45))
-        for k in range(PER_CLUSTER_MAX)]
+    # Held by the kube API fixture until the checks below are done (a 15 s
+    # sleep could end under a loaded machine's checks, freeing a slot).
+    tag = rand_tag(4)
+    holds = ["limit-%s-%d" % (tag, k) for k in range(PER_CLUSTER_MAX)]
+    t.defer(lambda: [release_held(h) for h in holds])
+    futs = [ex.submit(lambda h=h, k=k: others[k % len(others)].kubectl(
+        cid, args=["get", "--raw", "/fixture/hold/%s" % h], timeout=100))
+        for k, h in enumerate(holds)]
     agent = f.agents[cid]
     wait_until(lambda: agent_metric(agent, "aurora_agent_commands_in_flight") == PER_CLUSTER_MAX,
                20, 0.05, "%d commands in flight on the agent" % PER_CLUSTER_MAX)
@@ -707,6 +711,8 @@ def per_cluster_limit_holds_across_replicas(t):
         r = echo(via, cid, "one-too-many")
         eq(r.status, 429, "one command past the limit through %s (%r)" % (via.name, r))
         eq(r.get("error_code"), "CLUSTER_BUSY", "error code through %s" % via.name)
+    for h in holds:
+        release_held(h)
     for fu in futs:
         eq(fu.result(timeout=60).status, 200, "the commands within the limit")
     ex.shutdown()
