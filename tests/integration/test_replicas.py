@@ -888,10 +888,15 @@ def killed_replica_fails_its_inflight_and_its_agents_come_back(t):
     # and through the victim itself, plus short commands everywhere.
     ex = ThreadPoolExecutor(16)
     long_futs = []
+    # held by the kube API fixture until the owner's death was seen (a 20 s
+    # sleep could end first on a loaded machine, and answer 200)
+    tag = rand_tag(4)
+    holds = ["kill-%s-%d" % (tag, k) for k in range(4)]
+    t.defer(lambda: [release_held(h) for h in holds])
     for i in range(4):
         via = survivors[i % len(survivors)]
         long_futs.append((via, ex.submit(lambda v=via, k=i: (v.kubectl(
-            victims[0], args=["get", "--raw", "/fixture/sleep/20/kill-%d" % k], timeout=60),
+            victims[0], args=["get", "--raw", "/fixture/hold/%s" % holds[k]], timeout=60),
             time.monotonic()))))
     stop_load = threading.Event()
     short_results = []
@@ -922,6 +927,8 @@ def killed_replica_fails_its_inflight_and_its_agents_come_back(t):
         # grace).  30 s leaves a loaded machine seconds to schedule the survivor
         # and this client: 5 s measured the scheduler as much as the server.
         check(done - killed < 30, "the failure must be prompt (%.1fs)" % (done - killed))
+    for h in holds:  # their kubectl at the agent ends too
+        release_held(h)
     gone = sum(server_metrics(r).get('aurora_forward_commands_total{outcome="owner_gone"}', 0)
                for r in survivors)
     check(gone >= len(long_futs), "the survivors count the forwards whose owner died (%d)" % gone)
