@@ -21,6 +21,10 @@ import { World, waitFor, ROOT } from './world.mjs';
 import { test, run } from './runner.mjs';
 
 const TOKEN_RE = /^aurora_kubectl_[A-Za-z0-9_-]{64}$/;
+// The servers' provider timeout in the tests' own worlds (as the shared
+// world's, world.mjs): no test waits for one, and a fixture a loaded machine
+// delays must not turn into a 504 before the page's own 20 s wait is over.
+const PROVIDER_TIMEOUT_MS = '30000';
 const SHARED = {};
 const SESSION = /\/api\/console\/session$/;
 
@@ -585,7 +589,7 @@ test('aws_connect_with_the_trust_policy_shown_then_disconnect', async (t) => {
   await inOwnWorld(t, async (w) => {
     aws = await w.startAwsPeers();
     w.extraEnv = { AWS_ACCESS_KEY_ID: 'AKIAAURORASERVER0001', AWS_SECRET_ACCESS_KEY: `aurora-${crypto.randomBytes(8).toString('hex')}`,
-      AWS_DEFAULT_REGION: 'us-east-1', AWS_STS_ENDPOINT: `${aws.proxyUrl}/`, AURORA_PROVIDER_TIMEOUT_MS: '30000' };
+      AWS_DEFAULT_REGION: 'us-east-1', AWS_STS_ENDPOINT: `${aws.proxyUrl}/`, AURORA_PROVIDER_TIMEOUT_MS: PROVIDER_TIMEOUT_MS };
   }, async (w, page) => {
     t.allowHttp(/\/aws\/connect$/, 400); // the refused role, below
     await page.locator('[data-connector="aws"]').getByRole('button', { name: 'Manage' }).click();
@@ -692,7 +696,7 @@ test('api_key_connect_forms_reach_their_providers', async (t) => {
       const r = await fetch(`${bases[c.id]}/_fixture/config`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(c.config(c.creds)) });
       assert.ok(r.ok, `${c.id} fixture config: ${r.status}`);
     }
-    w.extraEnv = Object.assign({ AURORA_PROVIDER_TIMEOUT_MS: '10000' }, ...API_KEY_CONNECTORS.map((c) => c.env(bases[c.id])));
+    w.extraEnv = Object.assign({ AURORA_PROVIDER_TIMEOUT_MS: PROVIDER_TIMEOUT_MS }, ...API_KEY_CONNECTORS.map((c) => c.env(bases[c.id])));
   }, async (w, page) => {
     const names = (await w.request('GET', '/api/connectors/status')).json.connectors;
     for (const c of API_KEY_CONNECTORS) {
@@ -748,7 +752,7 @@ async function githubAppInstall(t, verify) {
     gh = await w.startFixture('github_api', ['node', path.join(ROOT, 'tests', 'fixtures', 'github_api.mjs')]);
     w.extraEnv = (x) => ({ GITHUB_APP_ID: APP_ID, GITHUB_APP_CLIENT_ID: CLIENT_ID, NEXT_PUBLIC_GITHUB_APP_SLUG: SLUG,
       GITHUB_APP_SETUP_URL: `${x.origin}/github/app/install/callback`, GH_BASE_URL: gh, GH_API_BASE_URL: `${gh}/api/v3/`,
-      GITHUB_APP_KEY_REFRESH_S: '1', AURORA_PROVIDER_TIMEOUT_MS: '10000',
+      GITHUB_APP_KEY_REFRESH_S: '1', AURORA_PROVIDER_TIMEOUT_MS: PROVIDER_TIMEOUT_MS,
       ...(verify ? { GITHUB_APP_CLIENT_SECRET: SECRET } : {}) });
   }, async (w, page) => {
     const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -821,7 +825,7 @@ test('slack_install_choose_channel_disconnect', async (t) => {
     w.extraEnv = (x) => ({ SLACK_CLIENT_ID: 'slack-browser', SLACK_CLIENT_SECRET: CLIENT_SECRET,
       SLACK_SIGNING_SECRET: crypto.randomBytes(16).toString('hex'), SLACK_REDIRECT_URI: `${x.origin}/slack/callback`,
       SLACK_AUTHORIZE_URL: `${sl}/oauth/v2/authorize`, SLACK_TOKEN_URL: `${sl}/oauth.v2.access`, SLACK_API_BASE_URL: sl,
-      AURORA_PROVIDER_TIMEOUT_MS: '10000' });
+      AURORA_PROVIDER_TIMEOUT_MS: PROVIDER_TIMEOUT_MS });
   }, async (w, page) => {
     const r = await fetch(`${sl}/_fixture/config`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({
       client_id: 'slack-browser', client_secret: CLIENT_SECRET, redirect_uri: `${w.origin}/slack/callback`,
@@ -920,7 +924,7 @@ test('oauth_popup_connects_reach_their_providers', async (t) => {
   const bases = {};
   await inOwnWorld(t, async (w) => {
     for (const c of POPUP_CONNECTORS) bases[c.id] = await w.startFixture(c.id, ['node', path.join(ROOT, 'tests', 'fixtures', c.script)]);
-    w.extraEnv = (x) => Object.assign({ AURORA_PROVIDER_TIMEOUT_MS: '10000' }, ...POPUP_CONNECTORS.map((c) => c.env(bases[c.id], x.origin, c.secret)));
+    w.extraEnv = (x) => Object.assign({ AURORA_PROVIDER_TIMEOUT_MS: PROVIDER_TIMEOUT_MS }, ...POPUP_CONNECTORS.map((c) => c.env(bases[c.id], x.origin, c.secret)));
   }, async (w, page) => {
     const names = (await w.request('GET', '/api/connectors/status')).json.connectors;
     for (const c of POPUP_CONNECTORS) {
@@ -970,7 +974,7 @@ test('azure_service_principal_then_microsoft_sign_in', async (t) => {
     await ctl(mgmt, '/_fixture/subscriptions', { tenant: TENANT, pages: [subs] });
     await ctl(mgmt, '/_fixture/subscriptions', { tenant: HOME, pages: [[{ subscriptionId: crypto.randomUUID(), displayName: 'home', state: 'Enabled' }]] });
     w.extraEnv = (x) => ({ AZURE_LOGIN_BASE: login, AZURE_MANAGEMENT_BASE: mgmt, AZURE_CLIENT_ID: APP, AZURE_CLIENT_SECRET: APP_SECRET,
-      AZURE_REDIRECT_URI: `${x.origin}/azure/callback`, AURORA_PROVIDER_TIMEOUT_MS: '10000' });
+      AZURE_REDIRECT_URI: `${x.origin}/azure/callback`, AURORA_PROVIDER_TIMEOUT_MS: PROVIDER_TIMEOUT_MS });
   }, async (w, page) => {
     await ctl(login, '/_fixture/config', { apps: { [APP]: { secret: APP_SECRET, redirect_uris: [`${w.origin}/azure/callback`] },
       [SP]: { secret: SP_SECRET, redirect_uris: [] } }, tenants: [TENANT, HOME], home_tenant: HOME });

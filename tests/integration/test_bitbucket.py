@@ -38,7 +38,9 @@ def world():
             "BITBUCKET_AUTHORIZE_URL": fx.base + "/site/oauth2/authorize",
             "BITBUCKET_TOKEN_URL": fx.base + "/site/oauth2/access_token",
             "BITBUCKET_API_BASE_URL": fx.base + "/2.0",
-            "AURORA_PROVIDER_TIMEOUT_MS": "5000",
+            # no test here waits for a provider timeout: ample, for a loaded
+            # machine (the side-by-side refreshes need both at Bitbucket within it)
+            "AURORA_PROVIDER_TIMEOUT_MS": "30000",
         })
         w.start()
         w.bootstrap()

@@ -44,7 +44,8 @@ def world():
             "ATLASSIAN_API_BASE_URL": prod.base,
             "NEXT_PUBLIC_ENABLE_CONFLUENCE": "true", "NEXT_PUBLIC_ENABLE_JIRA": "true",
             "ATLASSIAN_DC_ALLOW_LOOPBACK": "true",
-            "AURORA_PROVIDER_TIMEOUT_MS": "5000",
+            # no test here waits for a provider timeout: ample, for a loaded machine
+            "AURORA_PROVIDER_TIMEOUT_MS": "30000",
         })
         w.start()
         w.bootstrap()

@@ -51,7 +51,8 @@ def fixture_world(t=None, extra=None):
     fx = HttpFixture(t, "datadog-api-" + rand_tag(3), "datadog_api.mjs")
     fx.config(orgs=[], monitors=250, events=250)
     w = t.world("server-" + rand_tag(3), start=False)
-    w.extra_env.update({"AURORA_DATADOG_BASE_URL": fx.base, "AURORA_PROVIDER_TIMEOUT_MS": "10000"})
+    # no test here waits for a provider timeout: ample, for a loaded machine
+    w.extra_env.update({"AURORA_DATADOG_BASE_URL": fx.base, "AURORA_PROVIDER_TIMEOUT_MS": "30000"})
     w.extra_env.update(extra or {})
     w.start()
     w.bootstrap()

@@ -69,7 +69,9 @@ def make_world(t, name, fx, trap, extra=None):
     w.extra_env.update({
         "GITHUB_AUTH_MODE": "oauth", "GH_OAUTH_CLIENT_ID": CLIENT_ID, "GH_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
         "GH_BASE_URL": fx.base, "GH_API_BASE_URL": fx.base + "/api/v3",
-        "GITHUB_POLL_INTERVAL_S": "1", "FRONTEND_URL": FRONTEND, "AURORA_PROVIDER_TIMEOUT_MS": "5000",
+        "GITHUB_POLL_INTERVAL_S": "1", "FRONTEND_URL": FRONTEND,
+        # no test here waits for a provider timeout: ample, for a loaded machine
+        "AURORA_PROVIDER_TIMEOUT_MS": "30000",
         "http_proxy": proxy, "https_proxy": proxy, "HTTPS_PROXY": proxy, "ALL_PROXY": proxy,
     })
     w.extra_env.update(extra or {})

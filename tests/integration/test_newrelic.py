@@ -43,7 +43,8 @@ def fixture_world(t=None, extra=None):
     w = t.world("server-" + rand_tag(3), start=False)
     w.extra_env.update({"AURORA_NEWRELIC_US_GRAPHQL_URL": fx.base + "/us/graphql",
                         "AURORA_NEWRELIC_EU_GRAPHQL_URL": fx.base + "/eu/graphql",
-                        "AURORA_PROVIDER_TIMEOUT_MS": "10000"})
+                        # no test here waits for a provider timeout: ample, for a loaded machine
+                        "AURORA_PROVIDER_TIMEOUT_MS": "30000"})
     w.extra_env.update(extra or {})
     w.start()
     w.bootstrap()

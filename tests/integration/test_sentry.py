@@ -63,7 +63,8 @@ def world():
             "SENTRY_US_BASE_URL": _peer["url"],
             "SENTRY_EU_BASE_URL": _peer["url"] + "/eu/",
             "SENTRY_ALLOW_LOOPBACK": "true",
-            "AURORA_PROVIDER_TIMEOUT_MS": "5000",
+            # no test here waits for a provider timeout: ample, for a loaded machine
+            "AURORA_PROVIDER_TIMEOUT_MS": "30000",
         })
         w.start()
         w.bootstrap()

@@ -48,7 +48,8 @@ def world():
             "SLACK_API_BASE_URL": fx.base,
             "FRONTEND_URL": "https://aurora.example",
             "AURORA_CHAT_POLL_S": "1",
-            "AURORA_PROVIDER_TIMEOUT_MS": "5000",
+            # no test here waits for a provider timeout: ample, for a loaded machine
+            "AURORA_PROVIDER_TIMEOUT_MS": "30000",
         })
         w.start()
         w.bootstrap()
