@@ -180,6 +180,18 @@ def free_port():
     return p
 
 
+def refusing_port(t):
+    """A port on 127.0.0.1 that refuses connections for the rest of test t:
+    bound by this process and never listening, so that no program running
+    beside this one can start a server there meanwhile (a port free_port()
+    found free is only a guess: another program's server or fixture may
+    bind it before the connection the test expects to be refused)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    t.defer(s.close)
+    return s.getsockname()[1]
+
+
 def listens_on(pid, port):
     """Whether process pid holds a listening TCP socket on port (by the
     socket inodes of /proc/net/tcp{,6} and of its descriptors)."""

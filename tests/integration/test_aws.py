@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (V2Agent, FIXTURES, NODE, check, contains, eq, free_port, main, rand_tag,  # noqa: E402
-                     answered_beside, suite_world, test, wait_until)
+                     answered_beside, refusing_port, suite_world, test, wait_until)
 
 MOTO = shutil.which("moto_server") or "/root/.pyenv/shims/moto_server"
 AWS_CLI = shutil.which("aws") or "/root/.pyenv/shims/aws"
@@ -404,7 +404,7 @@ def test_sts_errors_timeouts_and_unreachable_keep_server_serving(t):
 
 @test
 def test_sts_unreachable(t):
-    dead = free_port()  # nothing listens there
+    dead = refusing_port(t)  # nothing listens there, nor will
     w = t.world(extra_env=server_env(AWS_STS_ENDPOINT="http://127.0.0.1:%d/" % dead))
     r = w.get("/aws/onboarding")
     eq(r.status, 502, "onboarding with STS unreachable (%r)" % r)

@@ -14,7 +14,8 @@ import grp
 import shutil
 import tempfile
 
-from harness import check, contains, eq, free_port, main, suite_world, test, wait_until
+from harness import (check, contains, eq, free_port, main, refusing_port, suite_world, test,
+                     wait_until)
 
 TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
 
@@ -125,7 +126,7 @@ def connect_through_proxy_with_basic_auth(t):
 @test(timeout=60)
 def no_proxy_goes_direct(t):
     w = suite_world()
-    dead = free_port()  # nothing listens there
+    dead = refusing_port(t)  # nothing listens there, nor will
     # HTTPS_PROXY, and lowercase http_proxy (which libwebsockets itself would read)
     tok, a = proxied_agent(w, t, "no-proxy", {"HTTPS_PROXY": "http://127.0.0.1:%d" % dead,
                                               "http_proxy": "http://127.0.0.1:%d" % dead,

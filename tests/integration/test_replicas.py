@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fleet_peers import Redis, deployment_pki, redis_cmd, replica_env
 from harness import (HTTPSConn, NODE, ROOT, Agent, NodePeer, Postgres, RssSampler, V2Agent, World,
-                     check, eq, free_port, kube_api, main, parse_sse_stream, rand_tag, release_held,
-                     suite_shared, test, wait_until, _base_env)
+                     check, eq, free_port, kube_api, main, parse_sse_stream, rand_tag, refusing_port,
+                     release_held, suite_shared, test, wait_until, _base_env)
 
 FORWARD_SECRET = secrets.token_hex(24)
 SIMULATED = int(os.environ.get("AURORA_TEST_SIMULATED_AGENTS", "1000"))
@@ -833,7 +833,7 @@ def forward_outcomes_tell_an_unreachable_owner_from_an_agent_gone(t):
                     "not_connected": before["not_connected"] + 1},
        "counted as the owner's answer, not as unreachable")
     redis_cmd(f.redis.port, "ZADD", key, "%.3f" % (time.time() + 60),
-              "ins_gone 127.0.0.1:%d" % free_port())
+              "ins_gone 127.0.0.1:%d" % refusing_port(t))
     r = echo(fwd, cid, "to-a-closed-port")
     redis_cmd(f.redis.port, "DEL", key)
     eq((r.status, r.get("error_code")), (503, "AGENT_NOT_CONNECTED"),
