@@ -34,9 +34,13 @@ from harness import (V2Agent, _SUITE, FIXTURES, NODE, T, World, answered_beside,
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 CLIENT_ID = "1234-aurora-test.apps.googleusercontent.com"
 CLIENT_SECRET = "GOCSPX-test-" + rand_tag(8)
-# The servers' provider timeout: long enough for the fixture's answers on a
-# loaded machine (1.5 s was not much); the hang test waits it out.
+# The provider timeout of the hung-provider test's own server, which waits
+# it out (1.5 s was not much for the fixture's answers on a loaded machine).
 TIMEOUT_MS = 5000
+# The suite server's: no other test waits for one, and a fixture call a
+# loaded machine delays past 5 s (a 10,000-project listing, an RS256 check
+# in Python) would be a 504 in an unrelated test.
+SUITE_TIMEOUT_MS = 30000
 SHARED = {}
 _TMP = tempfile.mkdtemp(prefix="aurora-gcp-")
 _PROCS = []
@@ -164,7 +168,7 @@ def world():
     w.extra_env.update({
         "GCP_TOKEN_URI_OVERRIDE": "http://127.0.0.1:%d/token" % port,
         "GCP_CRM_URL": "http://127.0.0.1:%d" % port,
-        "AURORA_PROVIDER_TIMEOUT_MS": str(TIMEOUT_MS),
+        "AURORA_PROVIDER_TIMEOUT_MS": str(SUITE_TIMEOUT_MS),
         "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET,
         "GCP_REDIRECT_URI": redirect,
         "GCP_AUTH_URL": oauth.issuer + "/authorize",
@@ -343,7 +347,11 @@ def refresh_failure_and_no_projects(t):
 
 @test
 def hung_provider_gives_a_clear_error_and_blocks_nothing_else(t):
-    w, _ = world()
+    # a server of its own, with the provider timeout this test waits for
+    port = fixture()
+    w = t.world("hung", extra_env={"GCP_TOKEN_URI_OVERRIDE": "http://127.0.0.1:%d/token" % port,
+                                   "GCP_CRM_URL": "http://127.0.0.1:%d" % port,
+                                   "AURORA_PROVIDER_TIMEOUT_MS": str(TIMEOUT_MS)})
     _, k = fresh_user(w)
     key, _, _ = make_key()
     # Hung far longer than the timeout, so that only the timeout can end it.
