@@ -51,8 +51,13 @@ trap 'exit 130' INT TERM
 # The Kubernetes API fixture, shared by every program.
 "$PY" tests/fixtures/kube_api.py --kubeconfig "$work/kubeconfig" >"$work/kube_port" 2>"$work/kube_api.log" &
 kube_pid=$!
-for _ in $(seq 100); do
+# until it prints its port, or exits: the parts of `make test` all start at
+# once (a fresh clone also builds the chart renderer then), and Python's
+# start-up there took 2 s on a core shared with three busy processes; 5 s
+# was the old bound.  60 s only ends a fixture that hangs.
+for _ in $(seq 1200); do
   [ -s "$work/kube_port" ] && break
+  kill -0 "$kube_pid" 2>/dev/null || break
   sleep 0.05
 done
 kube_port=$(head -n1 "$work/kube_port" 2>/dev/null)
