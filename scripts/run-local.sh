@@ -12,10 +12,10 @@ BIN=build/rel
 # the server's own messages say the same: read it here (AURORA_ENV_FILE names
 # another file).  KEY=value lines as docker compose reads them: `#` comments,
 # an optional `export`, a value in single quotes taken as is, in double
-# quotes with \n \" \\ escapes, unquoted taken as is (a pasted JSON key
-# too).  A variable already in the environment wins.  The values go to the
-# server only (dotenv_apply), never to the agent (which stands for the
-# cluster) nor into any command line.
+# quotes with \n \" \\ escapes, unquoted taken as is up to a blank and `#`
+# (a comment).  A variable already in the environment wins.  The values go
+# to the server only (dotenv_apply), never to the agent (which stands for
+# the cluster) nor into any command line.
 declare -A DOTENV=() ENV0=()
 for k in $(compgen -e); do ENV0[$k]=1; done  # what the caller's environment sets
 ENV_FILE=${AURORA_ENV_FILE:-$PWD/.env}
@@ -55,6 +55,9 @@ if [ -e "$ENV_FILE" ]; then
       done
       val=$out
     else
+      # unquoted: a blank then `#` starts a comment, as docker compose reads it
+      # (the guide's `GITHUB_AUTH_MODE=oauth # or hybrid …`); `a#b` stays
+      val=${val%%[[:space:]]#*}
       val=${val%"${val##*[![:space:]]}"}
     fi
     DOTENV[$key]=$val

@@ -337,6 +337,40 @@ def the_guides_env_file_configures_the_server(t):
     check(b"SLACK_CLIENT" not in environ(agents[0]), "the agent got .env's Slack settings")
 
 
+@test(timeout=240)
+def a_comment_after_an_unquoted_value_is_not_the_value(t):
+    """The guide's GitHub OAuth block, pasted into .env, holds
+    `GITHUB_AUTH_MODE=oauth # or hybrid if you also have an App`.  docker
+    compose ends an unquoted value at a blank followed by `#`; taken whole, the
+    server got "oauth # or hybrid …" and every GitHub route answered 500
+    GITHUB_AUTH_MODE_INVALID.  A `#` inside a value (no blank before it) stays."""
+    check(os.access(os.path.join(REL, "aurora-server"), os.X_OK), "build/rel missing (make all)")
+    data = os.path.join(t.tmp, "data")
+    port = free_port()
+    env_file = write_env_file(t, "GITHUB_AUTH_MODE=oauth # or hybrid if you also have an App\n"
+                                 "GH_OAUTH_CLIENT_ID=your-github-client-id\t# tab before it\n"
+                                 "GH_OAUTH_CLIENT_SECRET=pa#ss#word\n")
+    run = Run(t, data, port, free_port(), {"AURORA_ENV_FILE": env_file})
+    run.wait_banner()
+    mine = ("AURORA_DATA_DIR=%s\0" % data).encode()
+    servers = [pid for pid, cmd in procs_matching("aurora-server serve") if mine in environ(pid)]
+    eq(len(servers), 1, "the run's server process")
+    env = environ(servers[0])
+    for want in ("GITHUB_AUTH_MODE=oauth", "GH_OAUTH_CLIENT_ID=your-github-client-id",
+                 "GH_OAUTH_CLIENT_SECRET=pa#ss#word"):
+        check(("\0%s\0" % want).encode() in b"\0" + env, "the server has %s" % want)
+    key = open(os.path.join(data, "admin-api-key")).read().strip()
+    r = subprocess.run(["curl", "-sS", "--cacert", os.path.join(data, "tls", "server.crt"), "-K", "-",
+                        "https://localhost:%d/github/status" % port],
+                       input=('header = "Authorization: Bearer %s"\n' % key).encode(),
+                       capture_output=True, timeout=30)
+    try:
+        st = json.loads(r.stdout.decode())
+    except ValueError:
+        st = {}
+    eq(st.get("auth_mode"), "oauth", "GitHub's mode as .env sets it (%r)" % r.stdout[:300])
+
+
 @test(timeout=120)
 def a_bad_env_file_ends_the_run_with_a_reason(t):
     """A .env others may write (its lines become the server's settings) or
