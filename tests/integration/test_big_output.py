@@ -9,38 +9,38 @@ ended, beyond its flow-control window, malformed or oversized frames) gets a
 clear error while the server keeps serving.
 
 Functional checks only, never timings (bench/bigout_bench.py measures speed).
-Peers: build/asan/aurora-server; the real build/asan/aurora-agent running
-tests/fixtures/bigout_gen.py as its kubectl (log lines with binary runs);
-tests/fixtures/v2_rogue_output_agent.js, a v2 agent (node `ws`) that breaks
-the rules of docs/protocol.md on purpose."""
+Peers: build/asan/aurora-server; the real build/asan/aurora-agent running the
+real kubectl (`kubectl logs bigout-SEED --limit-bytes=N`, or `-f` for an
+endless log) against tests/fixtures/kube_api.py, whose pod log endpoint
+streams log lines with binary runs (kube_api.log_bytes() is what the tests
+compare against); tests/fixtures/v2_rogue_output_agent.js, a v2 agent (node
+`ws`) that breaks the rules of docs/protocol.md on purpose."""
 
 import base64
 import hashlib
 import json
 import os
 import socket
-import sys
 import time
+import urllib.request
 
-from harness import (FIXTURES, HTTPSConn, NodePeer, RssSampler, check, contains, eq, main,
-                     parse_sse_stream, rand_tag, test, vm_rss_kib, wait_until)
-
-sys.path.insert(0, FIXTURES)
-import bigout_gen  # noqa: E402  (the generator's own definition of its output)
+from harness import (HTTPSConn, NodePeer, RssSampler, check, contains, eq, kube_api,
+                     kube_fixture, main, parse_sse_stream, rand_tag, test, vm_rss_kib,
+                     wait_until)
 
 MIB = 1024 * 1024
-GEN = os.path.join(FIXTURES, "bigout_gen.py")
 # ASan keeps freed memory in a quarantine (256 MiB by default): a small one keeps
 # use-after-free detection and makes VmRSS follow what is live.
 SMALL_QUARANTINE = "quarantine_size_mb=4:thread_local_quarantine_size_kb=64"
 
 
 def gen_world(t, name, extra_env=None):
-    """A server of its own and a real agent whose kubectl is bigout_gen.py."""
+    """A server of its own and a real agent running the real kubectl against
+    the kube_api fixture (the harness's default), `logs` allowed."""
     w = t.world(name, extra_env=extra_env, asan_extra=SMALL_QUARANTINE)
     tok = w.create_token("it-%s-%s" % (name, rand_tag(3)))
     a = w.start_agent(tok["token"], extra_env={
-        "AURORA_KUBECTL_PATH": GEN, "AURORA_POLICY_MODE": "custom", "AURORA_POLICY_ALLOW": "logs",
+        "AURORA_POLICY_MODE": "custom", "AURORA_POLICY_ALLOW": "logs",
         "AURORA_MAX_OUTPUT": str(1 << 30)})
     w.wait_connection(tok["cluster_id"])
     return w, a, tok["cluster_id"]
@@ -91,8 +91,39 @@ def open_sse(w, cid, body):
     return conn, r
 
 
+def logs_args(n, seed):
+    """`kubectl logs` of the first n bytes of the fixture's endless log for seed."""
+    return ["logs", "bigout-" + seed, "--limit-bytes=%d" % n]
+
+
+def log_sent(pod):
+    """The bytes of pod's log the fixture has written to kubectl so far."""
+    _, port = kube_fixture()
+    with urllib.request.urlopen("http://127.0.0.1:%d/fixture/logstat/%s" % (port, pod),
+                                timeout=10) as r:
+        return json.loads(r.read())["sent"]
+
+
+def thread_wchans(pid):
+    """The distinct wchans of pid's threads, comma-separated (kubectl is a Go
+    program: the thread blocked writing stdout is seldom the main one)."""
+    seen = []
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return ""
+    for tid in tids:
+        try:
+            w = open("/proc/%d/task/%s/wchan" % (pid, tid)).read().strip()
+        except OSError:
+            continue
+        if w not in seen:
+            seen.append(w)
+    return ",".join(seen)
+
+
 def agent_children(agent):
-    """[(pid, comm, wchan)] of the agent's child processes (any of its threads)."""
+    """[(pid, comm, wchans)] of the agent's child processes (any of their threads)."""
     out = []
     pid = agent.proc.p.pid
     try:
@@ -107,7 +138,7 @@ def agent_children(agent):
         for k in kids:
             try:
                 out.append((int(k), open("/proc/%s/comm" % k).read().strip(),
-                            open("/proc/%s/wchan" % k).read().strip()))
+                            thread_wchans(int(k))))
             except OSError:
                 pass
     return out
@@ -123,9 +154,9 @@ def exec_usage(w):
 def binary_64mib_byte_exact(t):
     w, _, cid = gen_world(t, "exact")
     n, seed = 64 * MIB, "x" + rand_tag(4)
-    want = hashlib.sha256(bigout_gen.stream(n, seed)).hexdigest()
+    want = hashlib.sha256(kube_api.log_bytes(n, seed)).hexdigest()
     st = Stream()
-    status, _ = w.kubectl_sse(cid, {"args": ["logs", str(n), seed], "max_output": n,
+    status, _ = w.kubectl_sse(cid, {"args": logs_args(n, seed), "max_output": n,
                                     "timeout": 200}, st.on_event)
     eq(status, 200, "SSE status")
     check(not st.errors, "error events", st.errors)
@@ -146,20 +177,21 @@ def stalled_reader_pauses_the_command_and_memory_stays_flat(t):
     w, agent, cid = gen_world(t, "stall")
     # warm-up: first-use allocations (TLS, SQLite pages, audit) are not what is measured
     st = Stream()
-    w.kubectl_sse(cid, {"args": ["logs", str(2 * MIB), "warm"], "max_output": 2 * MIB},
+    w.kubectl_sse(cid, {"args": logs_args(2 * MIB, "warm"), "max_output": 2 * MIB},
                   st.on_event)
     eq(st.n, 2 * MIB, "warm-up bytes")
     n, seed = 160 * MIB, "s" + rand_tag(4)
-    want = hashlib.sha256(bigout_gen.stream(n, seed)).hexdigest()
+    want = hashlib.sha256(kube_api.log_bytes(n, seed)).hexdigest()
     base_server, base_agent = vm_rss_kib(w.server.pid), vm_rss_kib(agent.proc.p.pid)
     with RssSampler(w.server.pid) as srss, RssSampler(agent.proc.p.pid) as arss:
-        conn, r = open_sse(w, cid, {"args": ["logs", str(n), seed], "max_output": n,
+        conn, r = open_sse(w, cid, {"args": logs_args(n, seed), "max_output": n,
                                     "timeout": 250})
         # The client reads nothing more.  Flow control must stop the agent reading
-        # the generator's pipe: the generator ends up blocked writing it, and stays so.
+        # kubectl's pipe: kubectl ends up blocked writing it, and stays so (and
+        # so stops reading the log the fixture streams).
         blocked = {"since": None}
 
-        def generator_blocked():
+        def kubectl_blocked():
             kids = [k for k in agent_children(agent) if "pipe_write" in k[2]]
             if not kids:
                 blocked["since"] = None
@@ -168,7 +200,19 @@ def stalled_reader_pauses_the_command_and_memory_stays_flat(t):
                 blocked["since"] = time.monotonic()
             # blocked for a while on every look, not just caught between two writes
             return kids if time.monotonic() - blocked["since"] >= 2.0 else None
-        kids = wait_until(generator_blocked, 120, 0.05, "the generator blocked on its full pipe")
+        kids = wait_until(kubectl_blocked, 120, 0.05, "kubectl blocked on its full pipe")
+        # upstream too: the fixture's log stream stops, well short of its end
+        last = {"sent": None, "since": None}
+
+        def stream_stopped():
+            sent = log_sent("bigout-" + seed)
+            if sent != last["sent"]:
+                last.update(sent=sent, since=time.monotonic())
+                return None
+            return sent if time.monotonic() - last["since"] >= 1.0 else None
+        sent = wait_until(stream_stopped, 60, 0.1, "the fixture's log stream held by kubectl")
+        check(sent < n // 2, "the fixture wrote %d of %d bytes while the reader was stalled"
+              % (sent, n))
         stalled_peak_server, stalled_peak_agent = srss.peak, arss.peak
         # resume: the command finishes and the output is whole
         st = Stream()
@@ -176,9 +220,9 @@ def stalled_reader_pauses_the_command_and_memory_stays_flat(t):
         conn.close()
     grow_s = (stalled_peak_server - base_server) / 1024.0
     grow_a = (stalled_peak_agent - base_agent) / 1024.0
-    t.note("stalled: generator %s in %s; server VmRSS +%.1f MiB, agent +%.1f MiB while stalled; "
-           "whole run: server +%.1f MiB" % (kids[0][1], kids[0][2], grow_s, grow_a,
-                                            srss.growth_mib))
+    t.note("stalled: %s in %s, %.1f MiB of the log read; server VmRSS +%.1f MiB, agent "
+           "+%.1f MiB while stalled; whole run: server +%.1f MiB"
+           % (kids[0][1], kids[0][2], sent / MIB, grow_s, grow_a, srss.growth_mib))
     check(not st.errors, "error events", st.errors)
     check(st.result is not None, "a `result` event once the reader resumed")
     eq(st.result.get("return_code"), 0, "return_code")
@@ -222,7 +266,7 @@ def json_answer_to_a_client_not_reading_arrives_whole(t):
     connection takes the next request."""
     w, agent, cid = gen_world(t, "jsonstall")
     n, seed = 3 * MIB, "j" + rand_tag(4)
-    want = bigout_gen.stream(n, seed)
+    want = kube_api.log_bytes(n, seed)
     raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
     raw.settimeout(120)
@@ -235,22 +279,22 @@ def json_answer_to_a_client_not_reading_arrives_whole(t):
                    "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
                    "Content-Length: %d\r\n\r\n" % (cid, w.api_key, len(body))).encode() + body)
 
-    request(["logs", str(n), seed], n)
+    request(logs_args(n, seed), n)
 
     # The command has ended once its audit row has its outcome: the answer was
     # built and handed to the socket in that same callback.
     def ended():
         r = w.get("/api/audit?cluster_id=%s&limit=5" % cid)
         eq(r.status, 200, "GET /api/audit")
-        mine = [e for e in r.json["entries"] if seed in e["argv"]]
+        mine = [e for e in r.json["entries"] if "bigout-" + seed in e["argv"]]
         return mine if mine and all(e["outcome"] != "started" for e in mine) else None
     rows = wait_until(ended, 120, 0.05, "the command's audit row with its outcome")
     eq(rows[0]["outcome"], "ok", "outcome of %r" % rows)
     # the answer (~4 MiB of JSON) cannot all be in a 4 KiB window: the server holds
     # the rest, and still serves everyone else
-    other = w.kubectl(cid, args=["logs", "1000", "other"], max_output=1000)
+    other = w.kubectl(cid, args=logs_args(1000, "other"), max_output=1000)
     eq(other.status, 200, "another client's command while this one is not read")
-    eq(other.json["output"].encode(), bigout_gen.stream(1000, "other"), "the other output")
+    eq(other.json["output"].encode(), kube_api.log_bytes(1000, "other"), "the other output")
     status, body = read_http_response(s)
     eq(status, 200, "status of the answer read late")
     d = json.loads(body)
@@ -259,7 +303,7 @@ def json_answer_to_a_client_not_reading_arrives_whole(t):
     got = base64.b64decode(d["output_base64"]) if "output_base64" in d else d["output"].encode()
     eq(hashlib.sha256(got).hexdigest(), hashlib.sha256(want).hexdigest(), "output SHA-256")
     # keep-alive: the connection takes the next command
-    request(["logs", "500", "again"], 500)
+    request(logs_args(500, "again"), 500)
     status, body = read_http_response(s)
     eq(status, 200, "the next answer on the same connection")
     eq(json.loads(body)["bytes"], 500, "the next answer's bytes")
@@ -269,11 +313,12 @@ def json_answer_to_a_client_not_reading_arrives_whole(t):
 @test(timeout=180)
 def client_gone_mid_stream_kills_the_command(t):
     w, agent, cid = gen_world(t, "gone")
-    conn, r = open_sse(w, cid, {"args": ["logs", "-1", "forever"], "timeout": 150})
+    # -f: the fixture's log never ends, kubectl follows it until killed
+    conn, r = open_sse(w, cid, {"args": ["logs", "-f", "bigout-forever"], "timeout": 150})
     got = r.read1(256 * 1024)
     check(got.startswith(b"event: output"), "output arrives before the client leaves", got[:100])
-    kids = wait_until(lambda: [k for k in agent_children(agent) if k[1].startswith("python")] or None,
-                      30, 0.05, "the generator running under the agent")
+    kids = wait_until(lambda: [k for k in agent_children(agent) if k[1] == "kubectl"] or None,
+                      30, 0.05, "kubectl running under the agent")
     pid = kids[0][0]
     conn.raw_sock.shutdown(socket.SHUT_RDWR)  # the client goes away mid-stream
     r.close()
@@ -285,15 +330,15 @@ def client_gone_mid_stream_kills_the_command(t):
                 return f.read().rsplit(")", 1)[1].split()[0] == "Z" or None
         except OSError:
             return True
-    wait_until(gone, 60, 0.05, "the generator (pid %d) killed after the client left" % pid)
+    wait_until(gone, 60, 0.05, "kubectl (pid %d) killed after the client left" % pid)
     wait_until(lambda: exec_usage(w)["clusters"] == [] or None, 60, 0.1,
                "the command released its slot")
     wait_until(lambda: "cancelled" in agent.log() or None, 30, 0.1,
                "the agent logging the cancel")
     # the tunnel still serves
     st = Stream()
-    w.kubectl_sse(cid, {"args": ["logs", "1000", "after"]}, st.on_event)
-    eq(st.h.hexdigest(), hashlib.sha256(bigout_gen.stream(1000, "after")).hexdigest(),
+    w.kubectl_sse(cid, {"args": logs_args(1000, "after")}, st.on_event)
+    eq(st.h.hexdigest(), hashlib.sha256(kube_api.log_bytes(1000, "after")).hexdigest(),
        "a command after the disconnect")
 
 
