@@ -11,18 +11,18 @@ other test): `ws` refuses unmasked client frames, and the fixture parses every
 byte off the socket a second time, checking each frame against RFC 6455 5.2
 (FIN, no RSV bits, MASK with a fresh key, the shortest length encoding).
 
-Peers: build/asan/aurora-agent, node + `ws`, tests/fixtures/kubectl_pattern.sh
-as the agent's kubectl."""
+Peers: build/asan/aurora-agent, node + `ws`, the real kubectl as the agent's
+kubectl, against tests/fixtures/kube_api.py: `kubectl logs pattern-N` prints
+the fixture's pod log, N bytes of one fixed line repeated (ws_frame_peer.js
+builds the same bytes to compare)."""
 
 import os
 import secrets
 import subprocess
 import threading
 
-from harness import (AGENT_BIN, FIXTURES, NODE, NodePeer, _base_env, _san_env, check, eq,
-                     free_port, main, test)
-
-PATTERN = os.path.join(FIXTURES, "kubectl_pattern.sh")
+from harness import (AGENT_BIN, FIXTURES, KUBECTL, NODE, NodePeer, _base_env, _san_env, check,
+                     eq, free_port, kube_fixture, main, test)
 
 
 class FramePeer(NodePeer):
@@ -52,7 +52,8 @@ def run_agent(t, dialect):
         "AURORA_ALLOW_INSECURE_WS": "true",
         "AURORA_AGENT_TOKEN": token,
         "AURORA_HEALTH_PORT": str(free_port()),
-        "AURORA_KUBECTL_PATH": PATTERN,
+        "AURORA_KUBECTL_PATH": KUBECTL,
+        "KUBECONFIG": kube_fixture()[0],
         "AURORA_POLICY_MODE": "custom",
         "AURORA_POLICY_ALLOW": "logs",
         "AURORA_LOG_LEVEL": "info",
