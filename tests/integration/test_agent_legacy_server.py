@@ -13,16 +13,23 @@ response is encoded straight into its frame, never over
 AGENT_LEGACY_MAX_RESPONSE (10 MiB), and the cut is said in its error.
 
 The agent is the real build/asan/aurora-agent with a small ASan quarantine,
-so that its peak RSS (VmHWM) follows what was live."""
+so that its peak RSS (VmHWM) follows what was live.
+
+Peers: build/asan/aurora-agent; tests/fixtures/legacy_server.js (node + `ws`);
+the real kubectl as the agent's kubectl, against tests/fixtures/kube_api.py:
+`logs ctl-N` prints the pod log of N bytes of 0x01, `get --raw
+/fixture/gate/TAG` waits until the test asks /fixture/open/TAG, `get --raw
+/fixture/echo/T` prints T."""
 
 import json
 import os
 import secrets
 import subprocess
 import threading
+import urllib.request
 
-from harness import (AGENT_BIN, FIXTURES, NODE, NodePeer, _base_env, _san_env, check, eq,
-                     free_port, main, test)
+from harness import (AGENT_BIN, FIXTURES, KUBECTL, NODE, NodePeer, _base_env, _san_env, check,
+                     eq, free_port, kube_fixture, main, rand_tag, test)
 
 MIB = 1024 * 1024
 LEGACY_MAX = 10 * MIB
@@ -82,25 +89,14 @@ class LegacyServer(NodePeer):
 
 def start_agent(t, peer):
     d = os.path.join(t.tmp, "agent")
-    kubectl = os.path.join(t.tmp, "kubectl-legacy.sh")
-    with open(kubectl, "w") as f:
-        # `get ctl N`: N bytes of 0x01; `get wait FIFO`: waits for a line on
-        # FIFO (the test writes it), then prints "waited"; anything else echoes
-        # its arguments
-        f.write("#!/bin/sh\n"
-                "case \"$1 $2\" in\n"
-                "'get ctl') head -c \"$3\" /dev/zero | tr '\\0' '\\001' ;;\n"
-                "'get wait') read -r line < \"$3\"; echo waited ;;\n"
-                "*) echo \"$@\" ;;\n"
-                "esac\n")
-    os.chmod(kubectl, 0o755)
     env = _base_env(os.path.join(d, "home"))
     env.update({
         "NEXT_PUBLIC_WEBSOCKET_URL": "ws://127.0.0.1:%d/kubectl-agent" % peer.port,
         "AURORA_ALLOW_INSECURE_WS": "true",
         "AURORA_AGENT_TOKEN": "aurora_kubectl_" + secrets.token_hex(32),
         "AURORA_HEALTH_PORT": str(free_port()),
-        "AURORA_KUBECTL_PATH": kubectl,
+        "AURORA_KUBECTL_PATH": KUBECTL,
+        "KUBECONFIG": kube_fixture()[0],
         "AURORA_LOG_LEVEL": "info",
     })
     env.update(_san_env(os.path.join(d, "san")))
@@ -122,14 +118,13 @@ def control_byte_output_fits_one_legacy_message(t):
     eq(peer.wait(lambda e: e.get("event") == "connection", 1).get("protocol"), None,
        "the legacy dialect (no subprotocol)")
     base = vm_kib(agent.pid, "VmRSS")
-    flag = os.path.join(t.tmp, "release-the-waiting-command")
-    os.mkfifo(flag)
-    peer.command("waiting", "get wait %s" % flag)
+    gate = "legacy-" + rand_tag(4)
+    peer.command("waiting", "get --raw /fixture/gate/%s" % gate)
     for i in range(3):
-        peer.command("ctl-%d" % i, "get ctl %d" % (12 * MIB))
-    peer.command("small", "get pods small")
+        peer.command("ctl-%d" % i, "logs ctl-%d" % (12 * MIB))
+    peer.command("small", "get --raw /fixture/echo/small")
     small = peer.answer("small")
-    eq((small.get("success"), small.get("output_head")), (True, "get pods small\n"),
+    eq((small.get("success"), small.get("output_head")), (True, "small"),
        "a small command beside them (%r)" % small)
     for i in range(3):
         a = peer.answer("ctl-%d" % i)
@@ -148,13 +143,16 @@ def control_byte_output_fits_one_legacy_message(t):
     check((hwm - base) / 1024.0 < HWM_GROWTH_CEILING_MIB,
           "the agent's peak RSS grew by %.0f MiB (ceiling %d MiB)"
           % ((hwm - base) / 1024.0, HWM_GROWTH_CEILING_MIB))
-    with open(flag, "w") as f:  # opens once the command reads it: an event, no poll
-        f.write("go\n")
+    check(not peer.has(lambda e: e.get("command_id") == "waiting"),
+          "the waiting command is still waiting at its gate")
+    with urllib.request.urlopen("http://127.0.0.1:%d/fixture/open/%s"
+                                % (kube_fixture()[1], gate), timeout=10) as r:
+        eq(r.status, 200, "the gate opened")
     w = peer.answer("waiting")
-    eq((w.get("n"), w.get("output_head")), (1, "waited\n"),
+    eq((w.get("n"), w.get("output_head")), (1, "opened %s" % gate),
        "the command in flight answered on the same connection")
-    peer.command("after", "get pods after")
-    eq(peer.answer("after").get("output_head"), "get pods after\n", "a command afterwards")
+    peer.command("after", "get --raw /fixture/echo/after")
+    eq(peer.answer("after").get("output_head"), "after", "a command afterwards")
     check(not peer.has(lambda e: e.get("event") in ("close", "ws_error")),
           "the tunnel stayed up", [e for e in peer.events if e.get("event") != "answer"])
     check(agent.alive(), "the agent is running")
