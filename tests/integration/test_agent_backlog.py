@@ -17,7 +17,12 @@ build/asan/aurora-agent with a small ASan quarantine, so that VmRSS follows
 what is live.  Each test checks the agent's peak VmRSS against a fixed
 ceiling while the flood is held at the socket, then that it still serves:
 on the same connection once the server reads again, or, for a server that
-never does, on the next connection after the silence watchdog dropped it."""
+never does, on the next connection after the silence watchdog dropped it.
+
+Peers: build/asan/aurora-agent; tests/fixtures/deaf_server.js (node + `ws`);
+the real kubectl as the agent's kubectl, against tests/fixtures/kube_api.py:
+the legacy flood's `logs pattern-1048576` prints 1 MiB (the fixture's pod
+log), the probes' `get --raw /fixture/echo/probe` prints "probe"."""
 
 import json
 import os
@@ -27,8 +32,9 @@ import threading
 import time
 import urllib.request
 
-from harness import (AGENT_BIN, FIXTURES, NODE, NodePeer, RssSampler, _base_env, _san_env, check,
-                     eq, free_port, main, test, vm_rss_kib, wait_until)
+from harness import (AGENT_BIN, FIXTURES, KUBECTL, NODE, NodePeer, RssSampler, _base_env,
+                     _san_env, check, eq, free_port, kube_fixture, main, test, vm_rss_kib,
+                     wait_until)
 
 # ASan keeps freed memory in a quarantine: a small one keeps VmRSS close to
 # what is live (test_big_output.py does the same).
@@ -42,6 +48,8 @@ GROWTH_CEILING_MIB = 96
 # have made it hold ~2 GB of refusals; with it, it pauses after ~1,000.
 V2_FLOOD_BYTES = 24 << 20
 PROBE_ID = 1000000001
+PROBE_ARGV = ["get", "--raw", "/fixture/echo/probe"]  # prints "probe"
+LEGACY_COMMAND = "logs pattern-1048576"  # what deaf_server.js floods with: 1 MiB
 
 
 class DeafServer(NodePeer):
@@ -84,12 +92,6 @@ class DeafServer(NodePeer):
 def start_agent(t, peer, dialect, extra_env=None):
     token = "aurora_kubectl_" + secrets.token_hex(32)
     d = os.path.join(t.tmp, "agent-" + dialect)
-    kubectl = os.path.join(t.tmp, "kubectl-1mib.sh")
-    with open(kubectl, "w") as f:
-        # `get …` prints 1 MiB; anything else echoes its arguments
-        f.write("#!/bin/sh\ncase \"$1\" in get) head -c 1048576 /dev/zero | tr '\\0' x ;;"
-                " *) echo \"$@\" ;; esac\n")
-    os.chmod(kubectl, 0o755)
     env = _base_env(os.path.join(d, "home"))
     health_port = free_port()
     env.update({
@@ -97,7 +99,8 @@ def start_agent(t, peer, dialect, extra_env=None):
         "AURORA_ALLOW_INSECURE_WS": "true",
         "AURORA_AGENT_TOKEN": token,
         "AURORA_HEALTH_PORT": str(health_port),
-        "AURORA_KUBECTL_PATH": kubectl,
+        "AURORA_KUBECTL_PATH": KUBECTL,
+        "KUBECONFIG": kube_fixture()[0],
         "AURORA_LOG_LEVEL": "info",
     })
     env.update(extra_env or {})
@@ -184,10 +187,10 @@ def v2_flood_from_a_deaf_server_is_held_at_the_socket(t):
 
         peer.cmd(op="stop")
         peer.cmd(op="read")
-        peer.cmd(op="send", msg={"type": "exec", "id": PROBE_ID, "argv": ["version"]})
+        peer.cmd(op="send", msg={"type": "exec", "id": PROBE_ID, "argv": PROBE_ARGV})
         ans = peer.wait(lambda e: e.get("event") == "answer", 180, "the probe's exec_end")["msg"]
     eq(ans.get("return_code"), 0, "the probe ran (%r)" % ans)
-    eq(ans.get("bytes_out"), len("version\n"), "the probe's output")
+    eq(ans.get("bytes_out"), len("probe"), "the probe's output")
     rep = peer.report()
     eq(rep["n"], 1, "served on the same connection")
     eq(rep["exec_ends"], rep["execs"] + 1, "an exec_end for every exec sent (and the probe)")
@@ -219,7 +222,7 @@ def a_deaf_server_that_never_drains_is_dropped_as_silent(t):
         peer.wait(lambda e: e.get("event") == "register" and e.get("n") == 2, 30,
                   "the agent to register on a new connection")
         check_rss(t, rss, "flood held until the connection was dropped")
-    peer.cmd(op="send", msg={"type": "exec", "id": PROBE_ID, "argv": ["version"]})
+    peer.cmd(op="send", msg={"type": "exec", "id": PROBE_ID, "argv": PROBE_ARGV})
     ans = peer.wait(lambda e: e.get("event") == "answer", 60, "the probe's exec_end")
     paused, pauses = reading(agent)
     eq(paused, 0, "/metrics: the new connection reads (its probe was answered)")
@@ -257,7 +260,7 @@ def legacy_flood_from_a_deaf_server_is_held_at_the_socket(t):
         wait_until(lambda: peer.report()["responses"] >= total, 180, 0.2,
                    "a response to each of the %d commands" % total)
         peer.cmd(op="send", msg={"type": "kubectl_command", "command_id": "probe-1",
-                                 "command": "get pods", "timeout": 60})
+                                 "command": LEGACY_COMMAND, "timeout": 60})
         ans = peer.wait(lambda e: e.get("event") == "answer", 60, "the probe's response")["msg"]
     eq((ans.get("success"), ans.get("return_code")), (True, 0), "the probe ran (%r)" % ans)
     eq(ans.get("output_len"), 1 << 20, "the probe's whole output")
