@@ -1153,7 +1153,9 @@ static void test_allow_http_opt_in(void **state)
     const char *base = "http://192.0.2.1:8080/jira";
     kit_call_req q = { .provider = "Jira", .base_url = base,
                        .url = "http://192.0.2.1:8080/jira/rest/api/2/myself", .max_attempts = 1,
-                       .attempt_timeout_ms = 1000, .deadline_ms = 1000,
+                       /* (the refusal ends the call at once: the deadline
+                        * only bounds a broken build, on a loaded machine too) */
+                       .attempt_timeout_ms = 30000, .deadline_ms = 30000,
                        .allow_address = refuse_every_address };
     kit_call_resp r;
     assert_int_equal(kit_call(&q, &r), AUR_E_INVALID); /* no opt-in: refused before connecting */
