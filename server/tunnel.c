@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <libwebsockets.h>
+#include <math.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,7 +123,7 @@ struct tunnel_session {
     struct tunnel_req *reqs; /* started and waiting */
     int inflight;            /* started at the agent */
     int waiting;             /* queued here until the agent has a free slot */
-    int max_concurrent;      /* from register (v2); 0 = no limit known */
+    int max_concurrent;      /* from register (v2), 1 for a legacy agent; 0 = no limit known */
     uint32_t next_id;
     unsigned stray_frames; /* output frames for no running request: logged sparingly */
     unsigned bad_frames;   /* frames that do not decode: logged as sparingly */
@@ -146,6 +147,8 @@ struct tunnel_req {
     uint64_t seq;     /* FIFO order among waiting requests (hub-wide: kept when moved) */
     char *pending;    /* encoded exec, sent when a slot frees up */
     char *legacy_cmd; /* waiting kubectl: its command string, should it move to a legacy agent */
+    double asked_at;  /* mono_now() when its caller asked: a legacy command sent later gets
+                       * the time it has left (legacy_send_msg) */
     int full_queue;   /* requeue_waiting: the session it could move to holds this many waiting */
     struct tunnel_req *next;
     /* A request another replica runs (s NULL): its credit and cancel go there. */
@@ -214,6 +217,13 @@ static time_t mono_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec;
+}
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static unsigned cluster_bucket(const char *cluster_id)
@@ -433,6 +443,30 @@ static void req_unlink(tunnel_req *r)
 
 static int send_json(tunnel_session *s, char *json);
 
+/* A legacy agent runs its commands one at a time, each with the timeout its
+ * message gives from when it starts it, and cannot be told to stop one: a
+ * command that waited here is sent with the time its caller has left (whole
+ * seconds, at least 1), so the agent gives up on it (124) by the server's
+ * deadline instead of running on, busy, after its caller got a 504.  msg
+ * (the message with the full timeout) is kept when nothing is gained or
+ * memory is short. */
+static char *legacy_send_msg(tunnel_req *r, char *msg)
+{
+    double left = r->timeout - (mono_now() - r->asked_at);
+    if (!r->legacy_cmd || left > r->timeout - 1)
+        return msg;
+    double t = ceil(left);
+    if (t > r->timeout)
+        t = r->timeout;
+    if (t < 1)
+        t = 1;
+    char *again = proto_enc_kubectl_command(r->legacy_id, r->legacy_cmd, t);
+    if (!again)
+        return msg;
+    proto_free_secret(msg);
+    return again;
+}
+
 /* Starts waiting requests, oldest first, while the agent has free slots. */
 static void pump(tunnel_session *s)
 {
@@ -446,6 +480,8 @@ static void pump(tunnel_session *s)
             break;
         char *msg = oldest->pending;
         oldest->pending = NULL;
+        if (!s->v2)
+            msg = legacy_send_msg(oldest, msg);
         secret_free(oldest->legacy_cmd);
         oldest->legacy_cmd = NULL;
         oldest->started = 1;
@@ -614,9 +650,11 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
     r->sink = sink;
     r->ctx = ctx;
     r->timeout = p->timeout;
+    r->asked_at = mono_now();
     r->kubectl = kubectl;
     r->window = h->cfg->stream_window;
     char *msg;
+    char *cmd = NULL; /* a legacy agent's command string */
     if (best->v2) {
         do {
             r->id = ++best->next_id;
@@ -629,19 +667,21 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
          * into exactly this argv. */
         snprintf(r->legacy_id, sizeof(r->legacy_id), "cmd-%llu",
                  (unsigned long long)++h->legacy_seq);
-        char *cmd = p->legacy_command ? strdup(p->legacy_command) : legacy_join(p->argv);
+        cmd = p->legacy_command ? strdup(p->legacy_command) : legacy_join(p->argv);
         msg = cmd ? proto_enc_kubectl_command(r->legacy_id, cmd, p->timeout) : NULL;
-        secret_free(cmd); /* a --token=… in it: wiped like the message */
     }
     if (!msg) {
+        secret_free(cmd);
         free(r);
         snprintf(err, errlen, "cannot encode the command (out of memory or invalid environment)");
         return NULL;
     }
     if (best->max_concurrent && best->inflight >= best->max_concurrent) {
-        /* The agent refuses work beyond its limit: hold it here instead. */
+        /* The agent refuses work beyond its limit (a legacy one runs one
+         * command at a time): hold it here instead. */
         if (best->waiting >= MAX_WAITING_PER_SESSION) {
             proto_free_secret(msg);
+            secret_free(cmd);
             free(r);
             snprintf(err, errlen, "the agent for cluster %s has %d commands queued; retry later",
                      p->cluster_id, best->waiting);
@@ -649,7 +689,10 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
         }
         /* Never sent, it may move to another agent of the cluster if this
          * one goes (requeue_waiting), a legacy one too if it is kubectl. */
-        if (kubectl && best->v2) {
+        if (cmd) {
+            r->legacy_cmd = cmd; /* re-encoded when sent (legacy_send_msg) */
+            cmd = NULL;
+        } else if (kubectl) {
             r->legacy_cmd = p->legacy_command ? strdup(p->legacy_command) : legacy_join(p->argv);
             if (!r->legacy_cmd) {
                 proto_free_secret(msg);
@@ -663,6 +706,7 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
         best->waiting++;
         sm_agent_commands(0, 1);
     } else {
+        secret_free(cmd); /* a --token=… in it: wiped like the message */
         if (send_json_secret(best, msg) < 0) {
             free(r);
             snprintf(err, errlen, "the agent for cluster %s is not accepting commands",
@@ -756,8 +800,9 @@ static int req_reencode(tunnel_req *r, tunnel_session *to)
     uint32_t id = 0;
     char legacy_id[sizeof(r->legacy_id)] = "";
     if (to->v2) {
-        /* Only an exec message of the v2 dialect is moved (a legacy session
-         * never queues: it reports no max_concurrent).  It is ours, encoded
+        /* Only an exec message of the v2 dialect is moved (one held for a
+         * legacy session has no v2 encoding: it can move to another legacy
+         * session only).  It is ours, encoded
          * by proto_enc_exec_env, whose first fields are the type and the id:
          * the id is replaced, the rest (credentials included) copied. */
         char head[64];
@@ -1110,6 +1155,13 @@ static void auth_done(void *arg)
     }
     s->nearly = 0;
     s->early_bytes = 0;
+    /* The older legacy connections of the cluster take no more commands
+     * (pick_session): what they hold unsent moves here, not left to wait
+     * behind a connection that may be dead. */
+    if (!s->v2 && s->state == SESS_READY)
+        for (tunnel_session *o = bucket_of(s->hub, s->cluster_id); o; o = o->bucket_next)
+            if (o != s && !o->v2 && o->waiting && session_of(o, s->org_id, s->cluster_id))
+                requeue_waiting(o);
 }
 
 static void submit_auth(tunnel_session *s)
@@ -1283,6 +1335,10 @@ static tunnel_session *session_new(tunnel_hub *h, struct lws *wsi, int v2)
     s->wsi = wsi;
     s->open = 1;
     s->v2 = v2;
+    /* The Python agent reads its next message only once the command it runs
+     * has answered (agent.py message_loop): one at a time, the rest wait
+     * here, where their deadlines, moves and callers' giving up apply. */
+    s->max_concurrent = v2 ? 0 : 1;
     s->state = SESS_AUTHENTICATING;
     s->last_rx = mono_s();
     session_link(s);

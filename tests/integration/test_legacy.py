@@ -322,6 +322,56 @@ def legacy_concurrent_commands(t):
     check(not bad, "%d of 10 concurrent legacy commands got the wrong answer" % len(bad), *bad[:3])
 
 
+@test(timeout=90)
+def legacy_commands_go_one_at_a_time(t):
+    """The Python agent runs one command at a time (agent.py's message_loop
+    awaits each before it reads the next message), its timeout counting from
+    when it starts it, and cannot be told to stop one.  The server keeps one
+    command in flight per legacy connection and holds the others: one whose
+    time runs out while it waits gets its 504 and never reaches the agent
+    (nothing runs after its caller was told it failed), and one sent later
+    carries the time it has left, not its whole timeout."""
+    import threading
+    w = legacy_world()
+    tok = w.create_token("it-legacy-serial")
+    cid = tok["cluster_id"]
+    a = w.legacy_agent(tok["token"], name="legacy-serial")
+    a.wait_event("connected", 30)
+    w.wait_connection(cid)
+    box = {}
+
+    def run(key, command, timeout):
+        box[key] = w.kubectl(cid, command=command, timeout=timeout, http_timeout=60)
+
+    def start(key, command, timeout):
+        th = threading.Thread(target=run, args=(key, command, timeout))
+        th.start()
+        return th
+
+    first = "get --raw /fixture/sleep/6/" + rand_tag(4)
+    short, late = "short-" + rand_tag(4), "late-" + rand_tag(4)
+    ths = [start("first", first, 20)]
+    a.wait_event(lambda e: e.get("event") == "command" and e.get("command") == first, 30,
+                 "the first command at the agent")
+    # asked while the first runs: 1 s + the grace ends 2 s before it does
+    ths.append(start("short", "get --raw /fixture/echo/" + short, 1))
+    ths.append(start("late", "get --raw /fixture/echo/" + late, 30))
+    for th in ths:
+        th.join(60)
+    eq(box["first"].status, 200, "the running command (%r)" % box["first"])
+    eq(box["short"].status, 504, "the command whose time ran out while it waited (%r)" % box["short"])
+    eq(box["short"].error_code, "TIMEOUT", "its error_code")
+    eq(box["late"].get("output"), late, "the command that waited its turn (%r)" % box["late"])
+    queued = [e for e in list(a.events) if e.get("event") == "queued"]
+    check(not queued, "commands were sent to the agent while it ran another", *queued[:3])
+    cmds = [e for e in list(a.events) if e.get("event") == "command"]
+    check(not any(short in e.get("command", "") for e in cmds),
+          "the command that timed out at the server reached the agent", *cmds)
+    ev = next(e for e in cmds if late in e.get("command", ""))
+    check(15 <= ev.get("timeout", 0) < 30,
+          "the held command is sent with the time it has left (about 24 s of 30)", ev)
+
+
 @test(timeout=120)
 def big_legacy_outputs_all_arrive_through_one_assembly_slot(t):
     """Legacy agents answer with the whole output in one message: with

@@ -714,27 +714,38 @@ static void test_request_ids(void **state)
     tunnel_session *leg2 = connect_as(fx, fx->hub, &l, 0, 0);
     char ids[3][32];
     sink_rec lr[3] = { { 0 } };
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 3; i++)
         exec_ok(fx, &l, &lr[i]);
+    /* A legacy agent gets one command at a time, the next once it answered;
+     * the answer ends the right request, with its output, and only from the
+     * session it was sent to. */
+    const char out[] = "pod-a\n";
+    for (int i = 0; i < 3; i++) {
         proto_msg c;
-        if (!pop_msg(leg1, &c))
+        tunnel_session *at = leg1, *other = leg2;
+        if (!pop_msg(leg1, &c)) {
+            at = leg2;
+            other = leg1;
             assert_true(pop_msg(leg2, &c));
+        }
+        expect_no_frame(leg1);
+        expect_no_frame(leg2);
         assert_int_equal(c.type, MSG_KUBECTL_COMMAND);
         assert_string_equal(c.command, "get pods");
         snprintf(ids[i], sizeof(ids[i]), "%s", c.command_id);
+        send_text(other, proto_enc_command_response(ids[i], 1, out, strlen(out), "", 0));
+        assert_int_equal(lr[i].ends, 0);
+        send_text(at, proto_enc_command_response(ids[i], 1, out, strlen(out), "", 0));
+        assert_int_equal(lr[i].ends, 1);
+        assert_int_equal(lr[i].ndata, strlen(out));
+        assert_memory_equal(lr[i].data, out, strlen(out));
+        if (i < 2)
+            assert_int_equal(lr[i + 1].ends, 0);
         proto_msg_free(&c);
     }
     assert_string_equal(ids[0], "cmd-1");
     assert_string_equal(ids[1], "cmd-2");
     assert_string_equal(ids[2], "cmd-3");
-    /* The legacy answer ends the right request, with its output. */
-    const char out[] = "pod-a\n";
-    send_text(leg1, proto_enc_command_response("cmd-2", 1, out, strlen(out), "", 0));
-    send_text(leg2, proto_enc_command_response("cmd-2", 1, out, strlen(out), "", 0));
-    assert_int_equal(lr[1].ends, 1);
-    assert_int_equal(lr[1].ndata, strlen(out));
-    assert_memory_equal(lr[1].data, out, strlen(out));
-    assert_int_equal(lr[0].ends + lr[2].ends, 0);
     tunnel_session_drop(s);
     tunnel_session_drop(leg1);
     tunnel_session_drop(leg2);
@@ -1605,15 +1616,30 @@ static void test_newest_legacy_session_takes_the_commands(void **state)
     tunnel_session *mid = connect_as(fx, fx->hub, &m, 0, 0);
     tunnel_session *fresh = connect_as(fx, fx->hub, &m, 0, 0);
     sink_rec r[8] = { { 0 } };
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 4; i++)
         exec_ok(fx, &m, &r[i]);
-        expect_type(fresh, MSG_KUBECTL_COMMAND, NULL);
-    }
+    /* the newest only, and one at a time: the others wait at the server */
+    proto_msg cmd;
+    expect_type(fresh, MSG_KUBECTL_COMMAND, &cmd);
+    expect_no_frame(fresh);
     expect_no_frame(old);
     expect_no_frame(mid);
+    send_text(fresh, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(r[0].ends, 1);
+    expect_type(fresh, MSG_KUBECTL_COMMAND, NULL);
+    /* the one it runs fails with it; the two never sent move to the newest left */
     tunnel_session_drop(fresh);
+    assert_int_equal(r[1].ends, 1);
+    for (int i = 2; i < 4; i++) {
+        assert_int_equal(r[i].ends, 0);
+        expect_type(mid, MSG_KUBECTL_COMMAND, &cmd);
+        expect_no_frame(mid);
+        send_text(mid, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+        proto_msg_free(&cmd);
+        assert_int_equal(r[i].ends, 1);
+    }
     exec_ok(fx, &m, &r[4]);
-    proto_msg cmd;
     expect_type(mid, MSG_KUBECTL_COMMAND, &cmd);
     send_text(mid, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
     proto_msg_free(&cmd);
@@ -1632,6 +1658,37 @@ static void test_newest_legacy_session_takes_the_commands(void **state)
     assert_int_equal(r[0].ends + r[1].ends + r[2].ends + r[3].ends + r[4].ends + r[5].ends +
                          r[6].ends,
                      7);
+}
+
+/* A legacy agent gets one command at a time (the Python agent reads the next
+ * only once it answered); those waiting behind it move to a newer
+ * connection of the cluster, as the old one may be dead without a word. */
+static void test_held_legacy_commands_move_to_a_newer_connection(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *old = connect_as(fx, fx->hub, &m, 0, 0);
+    sink_rec r[3] = { { 0 } };
+    for (int i = 0; i < 3; i++)
+        exec_ok(fx, &m, &r[i]);
+    proto_msg cmd;
+    expect_type(old, MSG_KUBECTL_COMMAND, &cmd);
+    proto_msg_free(&cmd);
+    expect_no_frame(old);
+    tunnel_session *fresh = connect_as(fx, fx->hub, &m, 0, 0);
+    for (int i = 1; i < 3; i++) {
+        expect_type(fresh, MSG_KUBECTL_COMMAND, &cmd);
+        expect_no_frame(fresh);
+        send_text(fresh, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+        proto_msg_free(&cmd);
+        assert_int_equal(r[i].ends, 1);
+        assert_int_equal(r[i].return_code, 0);
+    }
+    expect_no_frame(old);
+    assert_int_equal(r[0].ends, 0); /* the old one's until it answers, ends or times out */
+    tunnel_session_drop(fresh);
+    tunnel_session_drop(old);
+    assert_int_equal(r[0].ends, 1);
 }
 
 /* The deployed Python agent's command_response, as its json.dumps writes
@@ -1955,6 +2012,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_on_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_request_meets_full_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_return_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_legacy_commands_move_to_a_newer_connection,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_newest_legacy_session_takes_the_commands, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_across_dialects, setup,
