@@ -119,6 +119,11 @@ typedef struct inbound {
     char reason[64];
     char instance[65]; /* a supersession: that agent process's older sessions */
     long long conn;
+    /* a legacy connection became ready (legacy 1) or ended (legacy 2) on the
+     * replica `from`, at legacy_ms */
+    int legacy;
+    long long legacy_ms;
+    char from[STORE_ID_LEN];
 } inbound;
 
 typedef struct {
@@ -247,6 +252,32 @@ void registry_publish_supersede(const char *org_id, const char *cluster_id,
         free(o);
         free(json);
         log_error("registry: out of memory; other replicas keep the older sessions of an agent "
+                  "of cluster %s", cluster_id);
+        return;
+    }
+    o->kind = OP_PUBLISH;
+    o->message = json;
+    push_op(o);
+}
+
+void registry_publish_legacy(const char *org_id, const char *cluster_id, long long ready_ms,
+                             int up)
+{
+    if (!R.enabled)
+        return;
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "from", R.instance);
+    cJSON_AddStringToObject(m, "org_id", org_id);
+    cJSON_AddStringToObject(m, "cluster_id", cluster_id);
+    cJSON_AddNumberToObject(m, "legacy_ready_ms", (double)ready_ms);
+    cJSON_AddBoolToObject(m, "legacy_up", up);
+    op *o = calloc(1, sizeof(*o));
+    char *json = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    if (!o || !json) {
+        free(o);
+        free(json);
+        log_error("registry: out of memory; other replicas do not hear of a legacy connection "
                   "of cluster %s", cluster_id);
         return;
     }
@@ -638,6 +669,28 @@ static void on_close_message(const char *json, size_t len)
     const char *reason = cJSON_GetStringValue(cJSON_GetObjectItem(m, "reason"));
     const char *agent = cJSON_GetStringValue(cJSON_GetObjectItem(m, "agent_instance"));
     const cJSON *conn = cJSON_GetObjectItem(m, "agent_connection");
+    const cJSON *lms = cJSON_GetObjectItem(m, "legacy_ready_ms");
+    if (lms) { /* a legacy connection up or down (registry_publish_legacy) */
+        const cJSON *up = cJSON_GetObjectItem(m, "legacy_up");
+        if (!from || !org || !cluster || !from[0] || !org[0] || !cluster[0] ||
+            strlen(from) >= STORE_ID_LEN || strlen(org) >= STORE_ID_LEN ||
+            strlen(cluster) >= STORE_CLUSTER_ID_LEN || !cJSON_IsNumber(lms) ||
+            !(lms->valuedouble > 0 && lms->valuedouble < 9e15) || !cJSON_IsBool(up)) {
+            log_warn("registry: malformed legacy connection message ignored");
+        } else if (strcmp(from, R.instance)) {
+            inbound *in = calloc(1, sizeof(*in));
+            if (in) {
+                snprintf(in->org_id, sizeof(in->org_id), "%s", org);
+                snprintf(in->cluster_id, sizeof(in->cluster_id), "%s", cluster);
+                snprintf(in->from, sizeof(in->from), "%s", from);
+                in->legacy = cJSON_IsTrue(up) ? 1 : 2;
+                in->legacy_ms = (long long)lms->valuedouble;
+                push_inbound(in);
+            }
+        }
+        cJSON_Delete(m);
+        return;
+    }
     if (agent) { /* a supersession (registry_publish_supersede) */
         if (!from || !org || !cluster || !org[0] || !cluster[0] || !agent[0] ||
             strlen(org) >= STORE_ID_LEN || strlen(cluster) >= STORE_CLUSTER_ID_LEN ||
@@ -716,6 +769,13 @@ void registry_deliver(struct tunnel_hub *tunnels)
             log_info("registry: Redis is back; re-checking the tokens of %zu session(s)",
                      tunnel_session_count(tunnels));
             tunnel_recheck_tokens(tunnels);
+            free(in);
+            in = next;
+            continue;
+        }
+        if (in->legacy) {
+            tunnel_legacy_elsewhere(tunnels, in->org_id, in->cluster_id, in->from, in->legacy_ms,
+                                    in->legacy == 1);
             free(in);
             in = next;
             continue;

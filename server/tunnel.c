@@ -89,6 +89,12 @@ struct tunnel_session {
     int64_t connected_at;
     uint64_t picks;    /* commands routed here: breaks ties between replicas */
     uint64_t ready_seq; /* order in which sessions became ready (hub-wide, from 1) */
+    /* A legacy session: when it became ready (wall clock, ms), and the newer
+     * legacy connection of its cluster on another replica it steps aside for
+     * while that one is up (outranked_ms 0: none; tunnel_legacy_elsewhere). */
+    int64_t ready_ms;
+    int64_t outranked_ms;
+    char outranked_by[STORE_ID_LEN];
     int registered_db; /* counted in the connections table */
     int registered_fleet; /* counted in the replicas' registry (registry.h) */
     time_t last_hb_db;
@@ -620,7 +626,7 @@ static tunnel_session *pick_session(tunnel_hub *h, const char *org_id, const cha
 {
     tunnel_session *best = NULL, *newest_legacy = NULL;
     for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next)
-        if (!s->v2 && session_of(s, org_id, cluster_id) &&
+        if (!s->v2 && !s->outranked_ms && session_of(s, org_id, cluster_id) &&
             (!newest_legacy || s->ready_seq > newest_legacy->ready_seq))
             newest_legacy = s;
     for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next)
@@ -898,6 +904,10 @@ static void requeue_waiting(tunnel_session *s)
                      "the agent for cluster %s has %d commands queued; retry later (the "
                      "command was never sent to an agent: it did not run)",
                      s->cluster_id, r->full_queue);
+        else if (s->state == SESS_READY) /* stepped aside (tunnel_legacy_elsewhere) */
+            snprintf(msg, sizeof(msg),
+                     "the agent for cluster %s connected again through another replica before "
+                     "the command was sent to it: the command did not run; retry", s->cluster_id);
         else
             snprintf(msg, sizeof(msg),
                      "the agent for cluster %s is not connected (its connection ended before "
@@ -1141,6 +1151,12 @@ static void auth_done(void *arg)
     s->connected_at = (int64_t)time(NULL);
     registry_session_up(s->cluster_id); /* other replicas forward its commands here */
     s->registered_fleet = 1;
+    if (!s->v2) { /* the newest legacy connection of the cluster, over every replica */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s->ready_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        registry_publish_legacy(s->org_id, s->cluster_id, s->ready_ms, 1);
+    }
     log_field lf[] = { LOG_STR("cluster", s->cluster_id), LOG_STR("cluster_name", s->cluster_name),
                        LOG_STR("org", s->org_id), LOG_STR("dialect", s->v2 ? "v2" : "legacy") };
     log_fields(LOG_INFO, "agent connected", lf, (int)(sizeof(lf) / sizeof(lf[0])));
@@ -1322,6 +1338,51 @@ int tunnel_close_superseded(tunnel_hub *h, const char *org_id, const char *clust
         s = next;
     }
     return n;
+}
+
+/* Whether the legacy connection that became ready at ms on replica `from`
+ * is newer than s (its wall-clock time, then the replicas' ids: every
+ * replica ranks two of them the same way). */
+static int legacy_newer(int64_t ms, const char *from, int64_t than_ms, const char *than_from)
+{
+    return ms > than_ms || (ms == than_ms && strcmp(from, than_from) > 0);
+}
+
+void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *cluster_id,
+                             const char *from, int64_t ready_ms, int up)
+{
+    for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next) {
+        if (s->v2 || !s->ready_ms || !session_of(s, org_id, cluster_id))
+            continue;
+        if (up) {
+            if (!legacy_newer(ready_ms, from, s->ready_ms, instance_id()) ||
+                (s->outranked_ms && !legacy_newer(ready_ms, from, s->outranked_ms,
+                                                  s->outranked_by)))
+                continue;
+            int was = s->outranked_ms != 0;
+            s->outranked_ms = ready_ms;
+            snprintf(s->outranked_by, sizeof(s->outranked_by), "%s", from);
+            if (was)
+                continue;
+            log_info("agent %s: a newer legacy connection of the cluster is up on another "
+                     "replica; this one takes no more commands", s->cluster_id);
+            if (s->registered_fleet)
+                registry_session_down(s->cluster_id);
+            s->registered_fleet = 0;
+            requeue_waiting(s);
+        } else if (s->outranked_ms == ready_ms && !strcmp(s->outranked_by, from)) {
+            /* The connection it stepped aside for ended: it takes commands
+             * again, and says so (any replica's newer one outranks it anew). */
+            s->outranked_ms = 0;
+            s->outranked_by[0] = '\0';
+            log_info("agent %s: the newer legacy connection on another replica ended; this "
+                     "one takes commands again", s->cluster_id);
+            if (!s->registered_fleet)
+                registry_session_up(s->cluster_id);
+            s->registered_fleet = 1;
+            registry_publish_legacy(s->org_id, s->cluster_id, s->ready_ms, 1);
+        }
+    }
 }
 
 /* ---- lws callbacks -------------------------------------------------------- */
@@ -1939,6 +2000,8 @@ static void session_closed(tunnel_session *s)
     if (s->registered_fleet)
         registry_session_down(s->cluster_id);
     s->registered_fleet = 0;
+    if (s->ready_ms) /* the replicas' older legacy connections it outranked take over */
+        registry_publish_legacy(s->org_id, s->cluster_id, s->ready_ms, 0);
     requeue_waiting(s); /* what it never sent moves on, or fails as not connected */
     while (s->reqs)
         req_fail(s->reqs, 502, EC_AGENT_DISCONNECTED, "agent disconnected mid-command");

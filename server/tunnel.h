@@ -135,6 +135,14 @@ int tunnel_close_sessions(tunnel_hub *h, const char *org_id, const char *cluster
 #define TUNNEL_REASON_SUPERSEDED "Superseded by a newer connection"
 int tunnel_close_superseded(tunnel_hub *h, const char *org_id, const char *cluster_id,
                             const char *instance, int64_t conn);
+/* Another replica (its instance id `from`) says a legacy connection of
+ * org/cluster became ready there at ready_ms (up 1) or ended (up 0).  Of a
+ * cluster's legacy connections only the newest takes commands, over every
+ * replica: this replica's older ones step aside while a newer one is up
+ * elsewhere (they take no command, the cluster is not registered for them,
+ * what they hold unsent moves on) and take commands again once it ended. */
+void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *cluster_id,
+                             const char *from, int64_t ready_ms, int up);
 /* Any session authenticating right now re-checks its token (revocation race). */
 void tunnel_note_revocation(tunnel_hub *h);
 /* Every ready session looks its token up again (on the pool) and closes if

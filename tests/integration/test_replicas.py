@@ -780,6 +780,52 @@ def a_legacy_agent_is_reached_through_another_replica(t):
        % (other.name, r))
 
 
+@test(timeout=150)
+def the_newest_legacy_connection_takes_the_commands_across_replicas(t):
+    """A Python agent names no instance: its connection that died without a
+    word stays on its replica until the idle timeout after it dialled again,
+    maybe to another replica.  The existing server kept one connection per
+    cluster, the newest: so must the fleet.  The replica holding the older
+    one stops taking the cluster's commands (it forwards them, and is no
+    longer registered for it), every replica routes to the newest, and the
+    older one takes commands again once the newer one ends."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-legacy-newest")
+    cid = tok["cluster_id"]
+    r_old, r_new, r_third = f.replicas[0], f.replicas[1], f.replicas[2]
+    old = r_old.legacy_agent(tok["token"], name="legacy-newest-old")
+    old.wait_event("connected", 30)
+    eq(f.owner_of(cid).name, r_old.name, "the replica the first connection dialled holds it")
+    eq(echo(r_third, cid, "warm").get("output"), "warm", "a command before")
+    old.proc.p.send_signal(signal.SIGSTOP)  # silent, its TCP connection still open
+    try:
+        new = r_new.legacy_agent(tok["token"], name="legacy-newest-new")
+        new.wait_event("connected", 30)
+        wait_until(lambda: set(f.redis.owners(cid).values()) == {r_new.addr}, 15, 0.05,
+                   "only the replica of the newest legacy connection registered")
+        texts = ["newest-%d-%s" % (i, secrets.token_hex(3)) for i in range(4)]
+        via = [r_old, r_third, r_old, r_third]
+        rs = [r.kubectl(cid, args=["get", "--raw", "/fixture/echo/%s" % x], timeout=3,
+                        http_timeout=60) for r, x in zip(via, texts)]
+        bad = [(r.name, x, res.status, res.error_code) for r, x, res in zip(via, texts, rs)
+               if res.status != 200 or res.get("output") != x]
+        check(not bad, "commands that missed the newest legacy connection", *bad)
+        got = [e.get("command", "") for e in list(new.events) if e.get("event") == "command"]
+        check(all(any(x in c for c in got) for x in texts), "all at the newest connection", got)
+    finally:
+        old.proc.p.send_signal(signal.SIGCONT)
+    # The newer one ends: the older one, alive again, takes the commands.
+    new.op(op="close", code=1000)
+    new.wait_event("close", 15)
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r_old.addr}, 15, 0.05,
+               "the older connection's replica registered again")
+    text = "after-" + secrets.token_hex(3)
+    r = echo(r_third, cid, text)
+    eq((r.status, r.get("output")), (200, text), "a command once the newer one ended (%r)" % r)
+    old.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""), 5,
+                   "the command at the older connection")
+
+
 @test(timeout=120)
 def forwarded_answers_match_the_owners(t):
     """A timeout, a failing command and a 404 cluster read the same through a

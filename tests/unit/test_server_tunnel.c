@@ -1691,6 +1691,47 @@ static void test_held_legacy_commands_move_to_a_newer_connection(void **state)
     assert_int_equal(r[0].ends, 1);
 }
 
+/* Of a cluster's legacy connections only the newest takes commands, over
+ * every replica: one here steps aside while another replica says a newer
+ * one is up there (older ones change nothing), what it holds unsent moves
+ * on (here: nowhere, so it fails as never sent), and it takes commands
+ * again once the newest it heard of ended, not when an older one did. */
+static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *l = connect_as(fx, fx->hub, &m, 0, 0);
+    int64_t now_ms = (int64_t)time(NULL) * 1000;
+    const char *org = m.t.org_id, *cid = m.t.cluster_id;
+    sink_rec r[4] = { { 0 } };
+    char err[256];
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-x", now_ms - 600000, 1);
+    exec_ok(fx, &m, &r[0]); /* an older one elsewhere: still this one */
+    proto_msg cmd;
+    expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
+    exec_ok(fx, &m, &r[1]); /* held behind it */
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", now_ms + 600000, 1);
+    assert_int_equal(r[1].ends, 1);
+    assert_int_equal(r[1].http_status, 503);
+    assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
+    /* what it runs is still answered */
+    send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(r[0].ends, 1);
+    assert_int_equal(r[0].return_code, 0);
+    /* a newer one still; the one before it ending changes nothing */
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", now_ms + 700000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", now_ms + 600000, 0);
+    assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
+    tunnel_legacy_elsewhere(fx->hub, "org-other", cid, "replica-z", now_ms + 700000, 0);
+    assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", now_ms + 700000, 0);
+    exec_ok(fx, &m, &r[3]);
+    expect_type(l, MSG_KUBECTL_COMMAND, NULL);
+    tunnel_session_drop(l);
+    assert_int_equal(r[3].ends, 1);
+}
+
 /* The deployed Python agent's command_response, as its json.dumps writes
  * it: subprocess's return code is -N for a kubectl killed by signal N (the
  * OOM killer, a pod shutdown), which the caller gets as the exit status a
@@ -2013,6 +2054,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_waiting_request_meets_full_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_return_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_held_legacy_commands_move_to_a_newer_connection,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_steps_aside_for_a_newer_one_elsewhere,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_newest_legacy_session_takes_the_commands, setup,
                                         teardown),
