@@ -1633,7 +1633,13 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
         }
         break;
     case MSG_HEARTBEAT:
-        send_json(s, proto_enc_heartbeat_ack());
+        /* Not to a legacy agent running a command: the Python agent reads
+         * nothing meanwhile (and drops acks unread), and its websockets
+         * client stops reading the socket past 16 unread frames, so its own
+         * keepalive pings lose their pongs and it drops the connection
+         * (1011) 10 s later: a command over 16 heartbeats long was lost. */
+        if (s->v2 || !s->inflight)
+            send_json(s, proto_enc_heartbeat_ack());
         if (s->registered_db && time(NULL) - s->last_hb_db >= HEARTBEAT_DB_EVERY_S) {
             s->last_hb_db = time(NULL);
             submit_conn(s, STORE_CONN_HEARTBEAT);

@@ -372,6 +372,36 @@ def legacy_commands_go_one_at_a_time(t):
           "the held command is sent with the time it has left (about 24 s of 30)", ev)
 
 
+@test(timeout=60)
+def legacy_no_heartbeat_ack_while_a_command_runs(t):
+    """The Python agent reads no message while it runs a command, and its
+    websockets client (14 and later) stops reading the socket once more than
+    16 frames wait unread (max_queue): its keepalive ping (every 20 s) then
+    gets no pong and it drops the connection 10 s later, losing the command.
+    A heartbeat_ack every 60 s would do that to any command running over
+    16 minutes: the server sends none while a command runs (the agent drops
+    them unread anyway), and acks heartbeats again once it answered."""
+    w = legacy_world()
+    tok = w.create_token("it-legacy-quiet")
+    a = w.legacy_agent(tok["token"], ["--heartbeat", "1"], name="legacy-quiet")
+    a.wait_event("connected", 30)
+    w.wait_connection(tok["cluster_id"])
+    tag = rand_tag(4)
+    r = w.kubectl(tok["cluster_id"], command="get --raw /fixture/sleep/4/" + tag, timeout=20)
+    eq(r.status, 200, "the command (%r)" % r)
+    a.wait_event("response", 5)
+    evs = list(a.events)
+    start = next(i for i, e in enumerate(evs) if e.get("event") == "command")
+    end = next(i for i, e in enumerate(evs) if e.get("event") == "response")
+    sent = [e for e in evs[start:end] if e.get("event") == "sent"]
+    acks = [e for e in evs[start:end] if e.get("event") == "heartbeat_ack"]
+    check(len(sent) >= 2, "the agent sent heartbeats while the command ran", evs[start:end])
+    check(not acks, "%d heartbeat_ack(s) sent to the agent while it ran a command" % len(acks))
+    n = len(evs)
+    wait_until(lambda: any(e.get("event") == "heartbeat_ack" for e in list(a.events)[n:]), 10,
+               0.05, "a heartbeat_ack once the command answered")
+
+
 @test(timeout=120)
 def big_legacy_outputs_all_arrive_through_one_assembly_slot(t):
     """Legacy agents answer with the whole output in one message: with
