@@ -120,7 +120,8 @@ typedef struct inbound {
     char instance[65]; /* a supersession: that agent process's older sessions */
     long long conn;
     /* a legacy connection became ready (legacy 1) or ended (legacy 2) on the
-     * replica `from`, at legacy_ms */
+     * replica `from`, at legacy_ms; or that replica missed such news and
+     * asks for every legacy connection again (legacy 3) */
     int legacy;
     long long legacy_ms;
     char from[STORE_ID_LEN];
@@ -279,6 +280,27 @@ void registry_publish_legacy(const char *org_id, const char *cluster_id, long lo
         free(json);
         log_error("registry: out of memory; other replicas do not hear of a legacy connection "
                   "of cluster %s", cluster_id);
+        return;
+    }
+    o->kind = OP_PUBLISH;
+    o->message = json;
+    push_op(o);
+}
+
+/* This replica was away from the subscription: what it knew of other
+ * replicas' legacy connections may be stale, they announce them again. */
+static void publish_legacy_resync(void)
+{
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "from", R.instance);
+    cJSON_AddBoolToObject(m, "legacy_resync", 1);
+    op *o = calloc(1, sizeof(*o));
+    char *json = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    if (!o || !json) {
+        free(o);
+        free(json);
+        log_error("registry: out of memory; legacy connections of other replicas not asked again");
         return;
     }
     o->kind = OP_PUBLISH;
@@ -670,6 +692,17 @@ static void on_close_message(const char *json, size_t len)
     const char *agent = cJSON_GetStringValue(cJSON_GetObjectItem(m, "agent_instance"));
     const cJSON *conn = cJSON_GetObjectItem(m, "agent_connection");
     const cJSON *lms = cJSON_GetObjectItem(m, "legacy_ready_ms");
+    if (cJSON_IsTrue(cJSON_GetObjectItem(m, "legacy_resync"))) {
+        if (from && from[0] && strcmp(from, R.instance)) {
+            inbound *in = calloc(1, sizeof(*in));
+            if (in) {
+                in->legacy = 3;
+                push_inbound(in);
+            }
+        }
+        cJSON_Delete(m);
+        return;
+    }
     if (lms) { /* a legacy connection up or down (registry_publish_legacy) */
         const cJSON *up = cJSON_GetObjectItem(m, "legacy_up");
         if (!from || !org || !cluster || !from[0] || !org[0] || !cluster[0] ||
@@ -765,10 +798,19 @@ void registry_deliver(struct tunnel_hub *tunnels)
     pthread_mutex_unlock(&R.mu);
     while (in) {
         inbound *next = in->next;
+        if (in->legacy == 3) { /* another replica asks (publish_legacy_resync) */
+            tunnel_legacy_resync(tunnels, 0);
+            free(in);
+            in = next;
+            continue;
+        }
         if (!in->cluster_id[0]) {
             log_info("registry: Redis is back; re-checking the tokens of %zu session(s)",
                      tunnel_session_count(tunnels));
             tunnel_recheck_tokens(tunnels);
+            /* what it heard of other replicas' legacy connections, too */
+            tunnel_legacy_resync(tunnels, 1);
+            publish_legacy_resync();
             free(in);
             in = next;
             continue;

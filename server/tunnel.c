@@ -1385,6 +1385,22 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
     }
 }
 
+void tunnel_legacy_resync(tunnel_hub *h, int forget)
+{
+    for (tunnel_session *s = h->sessions; s; s = s->next) {
+        if (s->v2 || !s->ready_ms || s->state != SESS_READY || !s->open)
+            continue;
+        if (forget && s->outranked_ms) {
+            s->outranked_ms = 0;
+            s->outranked_by[0] = '\0';
+            if (!s->registered_fleet)
+                registry_session_up(s->cluster_id);
+            s->registered_fleet = 1;
+        }
+        registry_publish_legacy(s->org_id, s->cluster_id, s->ready_ms, 1);
+    }
+}
+
 /* ---- lws callbacks -------------------------------------------------------- */
 
 static tunnel_session *session_new(tunnel_hub *h, struct lws *wsi, int v2)

@@ -143,6 +143,10 @@ int tunnel_close_superseded(tunnel_hub *h, const char *org_id, const char *clust
  * what they hold unsent moves on) and take commands again once it ended. */
 void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *cluster_id,
                              const char *from, int64_t ready_ms, int up);
+/* Every ready legacy session announces itself again (registry_publish_legacy),
+ * after forgetting what it stepped aside for when `forget` (this replica
+ * missed the other replicas' news while Redis was away). */
+void tunnel_legacy_resync(tunnel_hub *h, int forget);
 /* Any session authenticating right now re-checks its token (revocation race). */
 void tunnel_note_revocation(tunnel_hub *h);
 /* Every ready session looks its token up again (on the pool) and closes if

@@ -1727,9 +1727,21 @@ static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
     tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", now_ms + 700000, 0);
     exec_ok(fx, &m, &r[3]);
+    expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
+    send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(r[3].ends, 1);
+    /* Redis was away (its end may have been missed): forgotten on a resync
+     * of this replica's own, not on another's */
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-w", now_ms + 800000, 1);
+    tunnel_legacy_resync(fx->hub, 0);
+    assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
+    tunnel_legacy_resync(fx->hub, 1);
+    sink_rec last = { 0 };
+    exec_ok(fx, &m, &last);
     expect_type(l, MSG_KUBECTL_COMMAND, NULL);
     tunnel_session_drop(l);
-    assert_int_equal(r[3].ends, 1);
+    assert_int_equal(last.ends, 1);
 }
 
 /* The deployed Python agent's command_response, as its json.dumps writes
