@@ -1351,6 +1351,15 @@ static int legacy_newer(int64_t ms, const char *from, int64_t than_ms, const cha
 void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *cluster_id,
                              const char *from, int64_t ready_ms, int up)
 {
+    tunnel_session *newest = NULL; /* the one here that takes the commands */
+    for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next)
+        if (!s->v2 && s->ready_ms && !s->outranked_ms && session_of(s, org_id, cluster_id) &&
+            (!newest || s->ready_seq > newest->ready_seq))
+            newest = s;
+    /* An older one says it is up (it took over when a newer one ended, or
+     * its replica asked again): ours outranks it, it learns so. */
+    if (up && newest && legacy_newer(newest->ready_ms, instance_id(), ready_ms, from))
+        registry_publish_legacy(newest->org_id, newest->cluster_id, newest->ready_ms, 1);
     for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next) {
         if (s->v2 || !s->ready_ms || !session_of(s, org_id, cluster_id))
             continue;

@@ -827,6 +827,40 @@ def the_newest_legacy_connection_takes_the_commands_across_replicas(t):
 
 
 @test(timeout=120)
+def an_older_legacy_connection_learns_of_a_newer_one_when_it_takes_over(t):
+    """Two legacy connections of a cluster on one replica, an older one on
+    another: when the newest ends, the older one elsewhere takes over for a
+    moment and says so; the replica of the one in between (its own newest,
+    never announced again) answers, and the older one steps aside again."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-legacy-pair")
+    cid = tok["cluster_id"]
+    r_old, r_pair, r_third = f.replicas[0], f.replicas[1], f.replicas[2]
+    steps = "agent %s: a newer legacy connection of the cluster is up on another replica" % cid
+    mark = len(r_old.server.log_text())
+    old = r_old.legacy_agent(tok["token"], name="legacy-pair-old")
+    old.wait_event("connected", 30)
+    mid = r_pair.legacy_agent(tok["token"], name="legacy-pair-mid")
+    mid.wait_event("connected", 30)
+    new = r_pair.legacy_agent(tok["token"], name="legacy-pair-new")
+    new.wait_event("connected", 30)
+    wait_until(lambda: r_old.server.log_text()[mark:].count(steps) == 1, 15, 0.05,
+               "the older connection to step aside")
+    new.op(op="close", code=1000)
+    new.wait_event("close", 15)
+    wait_until(lambda: r_old.server.log_text()[mark:].count(steps) == 2, 15, 0.05,
+               "the older connection to step aside again, for the one in between")
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r_pair.addr}, 15, 0.05,
+               "only the replica of the newest connection left registered")
+    text = "pair-" + secrets.token_hex(3)
+    r = echo(r_third, cid, text)
+    eq((r.status, r.get("output")), (200, text), "a command through a third replica (%r)" % r)
+    mid.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""), 5,
+                   "the command at the newest connection left")
+    check(not old.has_event("command"), "the older connection got no command", old.events)
+
+
+@test(timeout=120)
 def forwarded_answers_match_the_owners(t):
     """A timeout, a failing command and a 404 cluster read the same through a
     forwarding replica as through the owner."""
