@@ -4,7 +4,8 @@
 // aurora-server (build/asan) and real aurora-agent processes on loopback.
 // Peers: tests/fixtures/gcp_fixture.py (Google's token endpoint and Cloud
 // Resource Manager), tests/fixtures/oauth_google.js (oauth2-mock-server playing
-// Google's OAuth), tests/fixtures/kubectl_stream.sh (stands in for kubectl),
+// Google's OAuth), tests/fixtures/kube_api.py (the Kubernetes API server the
+// agents' real kubectl talks to),
 // and for the AWS test a real moto_server behind tests/fixtures/aws_sts_proxy.py
 // with the real `aws` CLI.
 //
@@ -14,7 +15,6 @@
 // happen: every wait is for a selector, a state or an API answer, with a deadline.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { World, waitFor, ROOT } from './world.mjs';
@@ -324,26 +324,38 @@ test('add_cluster_token_shown_once_and_card_flips_live', async (t) => {
   await page.locator('[data-connector="kubernetes"] .state[data-state="Connected"]').waitFor();
 });
 
+// kube_api.py's log pods (the agent runs the real kubectl against it):
+// stream-TAG writes STREAM_HEAD of its STREAM_LINES lines, then the rest once
+// the test opens the gate TAG; pattern-N is N bytes of PATTERN_LINE.
+const STREAM_LINES = 6;
+const STREAM_HEAD = 3;
+const streamLine = (tag, i) => `stream ${tag} line ${i} of ${STREAM_LINES}\n`;
+const PATTERN_LINE = 'aurora frame test 0123456789\n';
+
 test('run_streams_output_and_shows_policy_refusal', async (t) => {
   assert.ok(SHARED.agent, 'needs the cluster of add_cluster_token_shown_once_and_card_flips_live');
   const page = await t.page();
   await page.goto(`${t.world.origin}/run?cluster=${SHARED.clusterId}`);
   await page.getByRole('heading', { level: 1, name: 'Run' }).waitFor();
   await page.waitForFunction((id) => document.querySelector('select[name="cluster"]').value === id, SHARED.clusterId);
-  await page.getByLabel('kubectl command').fill('get pods -n default');
+  const tag = `run-${crypto.randomBytes(4).toString('hex')}`;
+  const streamed = `logs -f stream-${tag}`;
+  await page.getByLabel('kubectl command').fill(streamed);
   await page.getByRole('button', { name: 'Run', exact: true }).click();
   const out = page.locator('#run-output');
   // the first lines arrive while the command is still running …
-  await out.getByText('web-1', { exact: false }).waitFor();
+  await out.getByText(streamLine(tag, STREAM_HEAD).trim()).waitFor();
   assert.equal(await page.locator('.run-state').getAttribute('data-state'), 'running', 'still running when the first lines show');
-  assert.ok(!(await out.textContent()).includes('web-2'), 'the rest has not been printed yet');
-  // … and the rest once the fixture is released
-  fs.writeFileSync(path.join(SHARED.agent.fixtureDir, 'release'), '');
-  await out.getByText('web-2', { exact: false }).waitFor();
+  assert.ok(!(await out.textContent()).includes(streamLine(tag, STREAM_HEAD + 1).trim()), 'the rest has not been written yet');
+  // … and the rest once the log's gate is open
+  await t.world.kubeFixture(`/fixture/open/${tag}`);
+  await out.getByText(streamLine(tag, STREAM_LINES).trim()).waitFor();
   await page.locator('.run-state[data-state="done"]').waitFor();
   const result = page.locator('[data-testid="run-result"]');
   await result.getByText('Succeeded').waitFor();
   assert.ok((await result.textContent()).includes('Exit code0'), await result.textContent());
+  const all = Array.from({ length: STREAM_LINES }, (_, i) => streamLine(tag, i + 1)).join('');
+  assert.equal(await out.textContent(), all, 'the whole log, once, in order');
 
   // a command the agent's policy (readonly) refuses
   await page.getByLabel('kubectl command').fill('delete pod web-1');
@@ -355,36 +367,49 @@ test('run_streams_output_and_shows_policy_refusal', async (t) => {
   assert.equal(await refusal.getAttribute('role'), 'alert');
   assert.equal(await out.textContent(), '', 'nothing ran, nothing printed');
 
-  // a large output: the page shows 8 MiB of it and says so
-  await page.getByLabel('kubectl command').fill('get big');
+  // a large output (9 MiB): the page shows 8 MiB of it, from the start, and says so
+  await page.getByLabel('kubectl command').fill(`logs pattern-${9 << 20}`);
   await page.getByRole('button', { name: 'Run', exact: true }).click();
   await page.locator('.run-state[data-state="done"]').waitFor({ timeout: 60000 });
   await page.getByText('Output beyond 8 MiB is not shown here.').waitFor();
-  const shown = await out.evaluate((el) => el.textContent.length);
-  assert.ok(shown > 7 * (1 << 20) && shown <= 8 * (1 << 20), `characters shown: ${shown}`);
+  const shown = await out.evaluate((el, line) => {
+    const s = el.textContent;
+    let bad = -1;
+    for (let i = 0; i < s.length && bad < 0; i += line.length) {
+      const piece = s.slice(i, i + line.length);
+      if (piece !== line.slice(0, piece.length)) bad = i;
+    }
+    return { length: s.length, bad };
+  }, PATTERN_LINE);
+  assert.ok(shown.length > 7 * (1 << 20) && shown.length <= 8 * (1 << 20), `characters shown: ${shown.length}`);
+  assert.equal(shown.bad, -1, `what is shown is the log's start (first difference at ${shown.bad})`);
   await result.getByText('Succeeded').waitFor();
 
-  // Stop cancels a running command
-  fs.rmSync(path.join(SHARED.agent.fixtureDir, 'release'));
-  await page.getByLabel('kubectl command').fill('get pods -n kube-system');
+  // Stop cancels a running command: kubectl is ended (its connection to the
+  // API server closes while the log waits for a gate never opened)
+  const stopTag = `stop-${crypto.randomBytes(4).toString('hex')}`;
+  const stopped = `logs -f stream-${stopTag}`;
+  await page.getByLabel('kubectl command').fill(stopped);
   await page.getByRole('button', { name: 'Run', exact: true }).click();
-  await out.getByText('web-1', { exact: false }).waitFor();
+  await out.getByText(streamLine(stopTag, STREAM_HEAD).trim()).waitFor();
   await page.getByRole('button', { name: 'Stop' }).click();
   await page.locator('.run-state[data-state="stopped"]').waitFor();
   await page.getByText('Stopped: the command was cancelled.').waitFor();
   const ended = await waitFor(async () => {
     const r = await t.world.request('GET', `/api/audit?cluster_id=${SHARED.clusterId}`);
-    const e = r.json.entries.find((x) => x.argv.join(' ') === 'kubectl get pods -n kube-system');
+    const e = r.json.entries.find((x) => x.argv.join(' ') === `kubectl ${stopped}`);
     return e && e.outcome !== 'started' ? e : null;
   }, 20000, 'the stopped command to end in the audit log');
   assert.ok(['client_gone', 'cancelled'].includes(ended.outcome), `stopped command outcome ${ended.outcome}`);
+  await waitFor(async () => (await t.world.kubeFixture(`/fixture/logstat/stream-${stopTag}`)).closed, 20000,
+    'the stopped kubectl to close its connection to the API server');
 
   // all three are in the audit log
   await page.getByRole('link', { name: 'Audit' }).click();
-  await page.locator('tr', { hasText: 'kubectl get pods -n kube-system' }).getByText(ended.outcome).waitFor();
+  await page.locator('tr', { hasText: `kubectl ${stopped}` }).getByText(ended.outcome).waitFor();
   await page.getByRole('heading', { level: 1, name: 'Audit' }).waitFor();
   await page.locator('tr', { hasText: 'kubectl delete pod web-1' }).getByText('policy_denied').waitFor();
-  await page.locator('tr', { hasText: 'kubectl get pods -n default' }).getByText('ok', { exact: true }).waitFor();
+  await page.locator('tr', { hasText: `kubectl ${streamed}` }).getByText('ok', { exact: true }).waitFor();
 });
 
 test('revoke_token_disconnects_the_agent', async (t) => {

@@ -3,7 +3,9 @@
 // its own data dir and a free port, bootstrapped with `admin bootstrap`;
 // aurora-agent processes; tests/fixtures/gcp_fixture.py (Google's token
 // endpoint + Cloud Resource Manager) and tests/fixtures/oauth_google.js
-// (oauth2-mock-server playing Google's OAuth); on request (startAwsPeers) a real
+// (oauth2-mock-server playing Google's OAuth); with the first agent,
+// tests/fixtures/kube_api.py (the Kubernetes API server the agents' real
+// kubectl talks to: there is none to install); on request (startAwsPeers) a real
 // moto_server with tests/fixtures/aws_sts_proxy.py in front of it (AWS STS and
 // IAM; the proxy evaluates the roles' trust policies, which moto does not).
 // Every process gets a
@@ -24,7 +26,8 @@ export const BUILD = path.resolve(ROOT, process.env.AURORA_BUILD_DIR || 'build/a
 export const SERVER_BIN = path.join(BUILD, 'aurora-server');
 export const AGENT_BIN = path.join(BUILD, 'aurora-agent');
 export const FIXTURES = path.join(ROOT, 'tests', 'fixtures');
-export const KUBECTL_FIXTURE = path.join(FIXTURES, 'kubectl_stream.sh');
+// the agents' kubectl: the real one (as tests/integration/harness.py's KUBECTL)
+export const KUBECTL = process.env.AURORA_TEST_KUBECTL || '/usr/bin/kubectl';
 const GOOGLE_TOKEN_URI = 'https://oauth2.googleapis.com/token';
 
 function ephemeralLow() {
@@ -350,6 +353,33 @@ export class World {
     });
   }
 
+  // tests/fixtures/kube_api.py, this world's own (its gates and log
+  // statistics are per process); sets kubeUrl and kubeconfig. It binds port 0
+  // itself and prints the port it got.
+  async startKubeApi() {
+    const dir = path.join(this.tmp, 'kube-api');
+    const kubeconfig = path.join(dir, 'kubeconfig');
+    const p = new Proc('kube_api', ['python3', path.join(FIXTURES, 'kube_api.py'), '--kubeconfig', kubeconfig],
+      baseEnv(path.join(dir, 'home')), dir, { pipeStdout: true });
+    p.killed = true; // stopped by SIGTERM on purpose: Python's default is status -15
+    this.procs.push(p);
+    const port = await new Promise((resolve, reject) => {
+      const rl = readline.createInterface({ input: p.p.stdout });
+      rl.once('line', (l) => (/^\d+$/.test(l.trim()) ? resolve(Number(l)) : reject(new Error(`kube_api: ${l}`))));
+      p.exit.then(() => reject(new Error(`kube_api exited: ${p.logTail()}`)));
+    });
+    this.kubeUrl = `http://127.0.0.1:${port}`;
+    this.kubeconfig = kubeconfig;
+  }
+
+  // GET on kube_api.py's control paths (/fixture/open/TAG, /fixture/logstat/POD)
+  async kubeFixture(p) {
+    const r = await fetch(`${this.kubeUrl}${p}`);
+    const text = await r.text();
+    if (!r.ok) throw new Error(`kube_api ${p}: ${r.status} ${text}`);
+    return r.headers.get('content-type')?.startsWith('application/json') ? JSON.parse(text) : text;
+  }
+
   async startOAuthMock() {
     const dir = path.join(this.tmp, 'oauth-mock');
     this.oauthClient = { id: '1234-aurora-browser.apps.googleusercontent.com', secret: `GOCSPX-browser-${crypto.randomBytes(6).toString('hex')}` };
@@ -452,6 +482,7 @@ export class World {
   }
 
   async startAgent(token, name, extraEnv = {}) {
+    if (!this.kubeUrl) await this.startKubeApi();
     const dir = path.join(this.tmp, name);
     let healthPort = await freePort();
     const env = {
@@ -460,8 +491,8 @@ export class World {
       AURORA_AGENT_TOKEN: token,
       AURORA_CA_FILE: this.ca,
       AURORA_HEALTH_PORT: String(healthPort),
-      AURORA_KUBECTL_PATH: KUBECTL_FIXTURE,
-      KUBECTL_FIXTURE_DIR: dir,
+      AURORA_KUBECTL_PATH: KUBECTL,
+      KUBECONFIG: this.kubeconfig,
       AURORA_LOG_LEVEL: 'info',
       ...extraEnv,
     };
@@ -470,7 +501,6 @@ export class World {
     for (let tries = 1; ; tries++) {
       const a = new Proc(name, [AGENT_BIN], env, dir);
       a.healthPort = healthPort;
-      a.fixtureDir = dir;
       this.procs.push(a);
       if (portIsOurs) {
         // it listens on its health port before it connects: that (its own
