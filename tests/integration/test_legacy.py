@@ -9,7 +9,7 @@ import json
 import re
 import time
 
-from harness import (check, contains, eq, main, rand_tag, suite_world, test,
+from harness import (check, contains, eq, kube_api, main, rand_tag, suite_world, test,
                      wait_until)
 
 STATE = {}
@@ -411,35 +411,30 @@ def big_legacy_outputs_all_arrive_through_one_assembly_slot(t):
     the connections that wait (no hang, nothing lost).  Whether a given run
     made one wait depends on timing; the turn-taking itself is asserted in
     test_server_tunnel.c: test_big_messages_take_turns."""
-    import os
     from concurrent.futures import ThreadPoolExecutor
     size = 3 * 1024 * 1024
     w = t.world("server-assembly", extra_env={"AURORA_LEGACY_MAX_FRAME": str(4 << 20),
                                               "AURORA_AGENT_ASSEMBLY_BUDGET": str(4 << 20),
                                               "AURORA_EXEC_MAX_OUTPUT_JSON": str(8 << 20),
                                               "AURORA_EXEC_DEFAULT_MAX_OUTPUT": str(8 << 20)})
-    # the agents' kubectl: prints `size` letters, the first naming its argument
-    prog = os.path.join(t.tmp, "bigout.sh")
-    with open(prog, "w") as f:
-        f.write("#!/bin/sh\nprintf '%%s' \"$1\"\nhead -c %d /dev/zero | tr '\\0' x\n"
-                % (size - 2))
-    os.chmod(prog, 0o755)
     cids = []
     for i in range(4):
         tok = w.create_token("big-%d" % i)
-        a = w.legacy_agent(tok["token"], ["--kubectl", prog], name="legacy-big-%d" % i)
+        a = w.legacy_agent(tok["token"], name="legacy-big-%d" % i)
         a.wait_event("connected", 20)
         w.wait_connection(tok["cluster_id"])
         cids.append(tok["cluster_id"])
-    jobs = [(cids[i % 4], "k%d" % i) for i in range(8)]
+    # the real kubectl: `size` bytes of log lines that each name the command
+    jobs = [(cids[i % 4], "k%d-%s" % (i, rand_tag(4))) for i in range(8)]
     with ThreadPoolExecutor(8) as ex:
-        rs = list(ex.map(lambda j: w.kubectl(j[0], command="%s" % j[1], http_timeout=90), jobs))
+        rs = list(ex.map(lambda j: w.kubectl(j[0], command="logs tagged-%s-%d" % (j[1], size),
+                                             http_timeout=90), jobs))
     for (cid, tag), r in zip(jobs, rs):
         eq(r.status, 200, "command %s on %s (%r)" % (tag, cid, r.json if r.status != 200 else ""))
         out = r.get("output", "")
         eq(len(out), size, "output length of %s" % tag)
-        check(out.startswith(tag + "x") and out.count("x") == size - 2,
-              "output of %s is what its agent printed" % tag, out[:40])
+        check(out.encode() == kube_api.tagged_bytes(tag, size),
+              "output of %s is its pod's log, byte for byte" % tag, out[:40])
 
 
 @test(timeout=90)
