@@ -153,6 +153,9 @@ struct tunnel_req {
     uint64_t seq;     /* FIFO order among waiting requests (hub-wide: kept when moved) */
     char *pending;    /* encoded exec, sent when a slot frees up */
     char *legacy_cmd; /* waiting kubectl: its command string, should it move to a legacy agent */
+    char *v2_exec;    /* waiting for a legacy agent: its v2 exec (id v2_exec_id), should it
+                       * move to a v2 agent */
+    uint32_t v2_exec_id;
     double asked_at;  /* mono_now() when its caller asked: a legacy command sent later gets
                        * the time it has left (legacy_send_msg) */
     int full_queue;   /* requeue_waiting: the session it could move to holds this many waiting */
@@ -444,6 +447,8 @@ static void req_unlink(tunnel_req *r)
      * message does: wiped the same way. */
     secret_free(r->legacy_cmd);
     r->legacy_cmd = NULL;
+    proto_free_secret(r->v2_exec);
+    r->v2_exec = NULL;
     lws_sul_cancel(&r->sul);
 }
 
@@ -490,6 +495,8 @@ static void pump(tunnel_session *s)
             msg = legacy_send_msg(oldest, msg);
         secret_free(oldest->legacy_cmd);
         oldest->legacy_cmd = NULL;
+        proto_free_secret(oldest->v2_exec);
+        oldest->v2_exec = NULL;
         oldest->started = 1;
         s->waiting--;
         s->inflight++;
@@ -698,6 +705,12 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
         if (cmd) {
             r->legacy_cmd = cmd; /* re-encoded when sent (legacy_send_msg) */
             cmd = NULL;
+            /* and its v2 form, should its agent go while a v2 one of the
+             * cluster is up (a Python agent replaced by the C one) */
+            int64_t hold = p->hold_output < r->window / 2 ? p->hold_output : r->window / 2;
+            r->v2_exec = proto_enc_exec_env(0, p->kind, p->program, p->argv, p->env, p->nenv,
+                                            p->timeout, p->max_output, hold > 0 ? hold : 0);
+            r->v2_exec_id = 0;
         } else if (kubectl) {
             r->legacy_cmd = p->legacy_command ? strdup(p->legacy_command) : legacy_join(p->argv);
             if (!r->legacy_cmd) {
@@ -807,23 +820,27 @@ static int req_reencode(tunnel_req *r, tunnel_session *to)
     char legacy_id[sizeof(r->legacy_id)] = "";
     if (to->v2) {
         /* Only an exec message of the v2 dialect is moved (one held for a
-         * legacy session has no v2 encoding: it can move to another legacy
-         * session only).  It is ours, encoded
-         * by proto_enc_exec_env, whose first fields are the type and the id:
-         * the id is replaced, the rest (credentials included) copied. */
+         * legacy session keeps its own in v2_exec: without it, out of
+         * memory, it can move to another legacy session only).  It is ours,
+         * encoded by proto_enc_exec_env, whose first fields are the type and
+         * the id: the id is replaced, the rest (credentials included) copied. */
         char head[64];
-        int n = snprintf(head, sizeof(head), "{\"type\":\"exec\",\"id\":%u,", r->id);
-        if (!r->s->v2 || !r->pending || strncmp(r->pending, head, (size_t)n))
+        const char *src = r->s->v2 ? r->pending : r->v2_exec;
+        int n = snprintf(head, sizeof(head), "{\"type\":\"exec\",\"id\":%u,",
+                         r->s->v2 ? r->id : r->v2_exec_id);
+        if (!src || strncmp(src, head, (size_t)n))
             return -1;
         do {
             id = ++to->next_id;
         } while (id == 0 || find_req_v2(to, id));
-        size_t rest = strlen(r->pending + n);
+        size_t rest = strlen(src + n);
         msg = malloc(sizeof(head) + rest + 1);
         if (!msg)
             return -1;
         int m = snprintf(msg, sizeof(head), "{\"type\":\"exec\",\"id\":%u,", id);
-        memcpy(msg + m, r->pending + n, rest + 1);
+        memcpy(msg + m, src + n, rest + 1);
+        proto_free_secret(r->v2_exec);
+        r->v2_exec = NULL;
     } else {
         if (!r->kubectl || !r->legacy_cmd)
             return -1;
@@ -833,6 +850,11 @@ static int req_reencode(tunnel_req *r, tunnel_session *to)
         if (!msg)
             return -1;
         to->hub->legacy_seq++;
+        if (r->s->v2 && !r->v2_exec) { /* kept, should it move on to a v2 agent again */
+            r->v2_exec = r->pending;
+            r->v2_exec_id = r->id;
+            r->pending = NULL;
+        }
     }
     proto_free_secret(r->pending);
     r->pending = msg;

@@ -1603,6 +1603,66 @@ static void test_waiting_requests_move_across_dialects(void **state)
     tunnel_session_drop(legacy);
 }
 
+/* Commands held for a busy legacy agent (one at a time) are not lost when
+ * its connection ends while a v2 agent of the cluster is up, as when the
+ * Python agent is replaced by the C one: they move to it (they failed with
+ * 503 "not connected" before, a legacy-held command having no v2 form). */
+static void test_held_legacy_commands_move_to_a_v2_agent(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *legacy = connect_as(fx, fx->hub, &m, 0, 0);
+    sink_rec run = { 0 }, held = { 0 };
+    exec_ok(fx, &m, &run);
+    exec_ok(fx, &m, &held);
+    expect_type(legacy, MSG_KUBECTL_COMMAND, NULL);
+    expect_no_frame(legacy);
+    tunnel_session *v2 = connect_as(fx, fx->hub, &m, 2, 4);
+    tunnel_session_drop(legacy);
+    assert_string_equal(run.error_code, EC_AGENT_DISCONNECTED);
+    assert_int_equal(held.ends, 0);
+    proto_msg x;
+    expect_type(v2, MSG_EXEC, &x);
+    assert_string_equal(x.kind, "kubectl");
+    assert_int_equal(x.argv.c, 2);
+    assert_string_equal(x.argv.v[0], "get");
+    assert_string_equal(x.argv.v[1], "pods");
+    uint32_t id = x.id;
+    proto_msg_free(&x);
+    expect_no_frame(v2);
+    send_text(v2, proto_enc_exec_end(id, 0, "", NULL, 0, 5, 0));
+    assert_int_equal(held.ends, 1);
+    assert_int_equal(held.failed, 0);
+    assert_int_equal(held.return_code, 0);
+    /* one held for a v2 agent, then for a legacy one, moves on to a v2 one */
+    sink_rec a = { 0 }, b = { 0 }, c = { 0 };
+    tunnel_session *v2b = connect_as(fx, fx->hub, &m, 2, 1);
+    tunnel_session_drop(v2);
+    exec_ok(fx, &m, &a);
+    exec_ok(fx, &m, &b);
+    assert_int_equal(sent_exec(v2b), 1);
+    expect_no_frame(v2b);
+    legacy = connect_as(fx, fx->hub, &m, 0, 0);
+    exec_ok(fx, &m, &c);
+    expect_type(legacy, MSG_KUBECTL_COMMAND, NULL);
+    tunnel_session_drop(v2b);
+    assert_string_equal(a.error_code, EC_AGENT_DISCONNECTED);
+    expect_no_frame(legacy); /* b waits behind c there */
+    tunnel_session *v2c = connect_as(fx, fx->hub, &m, 2, 4);
+    tunnel_session_drop(legacy);
+    assert_string_equal(c.error_code, EC_AGENT_DISCONNECTED);
+    assert_int_equal(b.ends, 0);
+    expect_type(v2c, MSG_EXEC, &x);
+    assert_string_equal(x.kind, "kubectl");
+    assert_int_equal(x.argv.c, 2);
+    id = x.id;
+    proto_msg_free(&x);
+    send_text(v2c, proto_enc_exec_end(id, 0, "", NULL, 0, 5, 0));
+    assert_int_equal(b.ends, 1);
+    assert_int_equal(b.failed, 0);
+    tunnel_session_drop(v2c);
+}
+
 /* Of a cluster's legacy sessions only the newest takes commands (the
  * existing server's one connection per cluster): an older one may be dead
  * without a word, as a Python agent names no instance to supersede it.
@@ -2065,6 +2125,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_on_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_request_meets_full_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_return_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_legacy_commands_move_to_a_v2_agent, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_held_legacy_commands_move_to_a_newer_connection,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_steps_aside_for_a_newer_one_elsewhere,
