@@ -693,10 +693,11 @@ static void on_close_message(const char *json, size_t len)
     const cJSON *conn = cJSON_GetObjectItem(m, "agent_connection");
     const cJSON *lms = cJSON_GetObjectItem(m, "legacy_ready_ms");
     if (cJSON_IsTrue(cJSON_GetObjectItem(m, "legacy_resync"))) {
-        if (from && from[0] && strcmp(from, R.instance)) {
+        if (from && from[0] && strlen(from) < STORE_ID_LEN && strcmp(from, R.instance)) {
             inbound *in = calloc(1, sizeof(*in));
             if (in) {
                 in->legacy = 3;
+                snprintf(in->from, sizeof(in->from), "%s", from);
                 push_inbound(in);
             }
         }
@@ -799,7 +800,7 @@ void registry_deliver(struct tunnel_hub *tunnels)
     while (in) {
         inbound *next = in->next;
         if (in->legacy == 3) { /* another replica asks (publish_legacy_resync) */
-            tunnel_legacy_resync(tunnels, 0);
+            tunnel_legacy_resync(tunnels, 1, in->from);
             free(in);
             in = next;
             continue;
@@ -808,9 +809,11 @@ void registry_deliver(struct tunnel_hub *tunnels)
             log_info("registry: Redis is back; re-checking the tokens of %zu session(s)",
                      tunnel_session_count(tunnels));
             tunnel_recheck_tokens(tunnels);
-            /* what it heard of other replicas' legacy connections, too */
-            tunnel_legacy_resync(tunnels, 1);
+            /* what it heard of other replicas' legacy connections, too; asked
+             * before its own are announced again, as the others forget what
+             * it announced before when asked */
             publish_legacy_resync();
+            tunnel_legacy_resync(tunnels, 1, NULL);
             free(in);
             in = next;
             continue;

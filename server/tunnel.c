@@ -1416,12 +1416,12 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
     }
 }
 
-void tunnel_legacy_resync(tunnel_hub *h, int forget)
+void tunnel_legacy_resync(tunnel_hub *h, int forget, const char *from)
 {
     for (tunnel_session *s = h->sessions; s; s = s->next) {
         if (s->v2 || !s->ready_ms || s->state != SESS_READY || !s->open)
             continue;
-        if (forget && s->outranked_ms) {
+        if (forget && s->outranked_ms && (!from || !strcmp(s->outranked_by, from))) {
             s->outranked_ms = 0;
             s->outranked_by[0] = '\0';
             if (!s->registered_fleet)

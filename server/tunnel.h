@@ -144,9 +144,12 @@ int tunnel_close_superseded(tunnel_hub *h, const char *org_id, const char *clust
 void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *cluster_id,
                              const char *from, int64_t ready_ms, int up);
 /* Every ready legacy session announces itself again (registry_publish_legacy),
- * after forgetting what it stepped aside for when `forget` (this replica
- * missed the other replicas' news while Redis was away). */
-void tunnel_legacy_resync(tunnel_hub *h, int forget);
+ * after forgetting what it stepped aside for when `forget`: all of it with
+ * `from` NULL (this replica missed the other replicas' news while Redis was
+ * away), else what replica `from` announced (it asks again, as it may have
+ * missed news, and announces again what it holds: what it said before, its
+ * connections' ends included, may never have reached us). */
+void tunnel_legacy_resync(tunnel_hub *h, int forget, const char *from);
 /* Any session authenticating right now re-checks its token (revocation race). */
 void tunnel_note_revocation(tunnel_hub *h);
 /* Every ready session looks its token up again (on the pool) and closes if

@@ -861,6 +861,38 @@ def an_older_legacy_connection_learns_of_a_newer_one_when_it_takes_over(t):
 
 
 @test(timeout=120)
+def a_replica_that_asks_again_is_forgotten_until_it_answers(t):
+    """A replica whose subscription came back asks every other to announce
+    its legacy connections again, and announces its own: what the others
+    heard of it before may be stale (the end of its connection, published on
+    a primary a failover was demoting, reached nobody), so they forget it.
+    Before, a connection that had stepped aside for a newer one there stayed
+    aside for as long as it lived, and the cluster took no command."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-legacy-resync")
+    cid = tok["cluster_id"]
+    r0, r_third = f.replicas[0], f.replicas[2]
+    a = r0.legacy_agent(tok["token"], name="legacy-resync")
+    a.wait_event("connected", 30)
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r0.addr}, 15, 0.05,
+               "the legacy connection's replica registered")
+    ghost = "ghost-" + secrets.token_hex(4)
+    # That replica says a newer connection of the cluster is up there ...
+    redis_cmd(f.redis.port, "PUBLISH", "aurora:close", json.dumps({
+        "from": ghost, "org_id": r0.org_id, "cluster_id": cid,
+        "legacy_ready_ms": int(time.time() * 1000) + 60000, "legacy_up": True}))
+    wait_until(lambda: not f.redis.owners(cid), 15, 0.05, "the older connection to step aside")
+    # ... then, subscribed again, asks again and announces nothing of it.
+    redis_cmd(f.redis.port, "PUBLISH", "aurora:close",
+              json.dumps({"from": ghost, "legacy_resync": True}))
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r0.addr}, 15, 0.05,
+               "the connection to take the cluster's commands again")
+    text = "resync-" + secrets.token_hex(3)
+    r = echo(r_third, cid, text)
+    eq((r.status, r.get("output")), (200, text), "a command through a third replica (%r)" % r)
+
+
+@test(timeout=120)
 def forwarded_answers_match_the_owners(t):
     """A timeout, a failing command and a 404 cluster read the same through a
     forwarding replica as through the owner."""

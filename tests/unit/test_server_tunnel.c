@@ -1792,11 +1792,22 @@ static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
     proto_msg_free(&cmd);
     assert_int_equal(r[3].ends, 1);
     /* Redis was away (its end may have been missed): forgotten on a resync
-     * of this replica's own, not on another's */
+     * of this replica's own, and when the replica that announced it asks
+     * again (it announces again what it still holds), not another's */
     tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-w", now_ms + 800000, 1);
-    tunnel_legacy_resync(fx->hub, 0);
+    tunnel_legacy_resync(fx->hub, 0, NULL);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
-    tunnel_legacy_resync(fx->hub, 1);
+    tunnel_legacy_resync(fx->hub, 1, "replica-v");
+    assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
+    tunnel_legacy_resync(fx->hub, 1, "replica-w");
+    exec_ok(fx, &m, &r[2]);
+    expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
+    send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(r[2].ends, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-w", now_ms + 800000, 1);
+    assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
+    tunnel_legacy_resync(fx->hub, 1, NULL);
     sink_rec last = { 0 };
     exec_ok(fx, &m, &last);
     expect_type(l, MSG_KUBECTL_COMMAND, NULL);
