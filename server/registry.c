@@ -109,6 +109,7 @@ typedef struct op {
     op_kind kind;
     char cluster_id[STORE_CLUSTER_ID_LEN];
     char *message; /* OP_PUBLISH: the JSON */
+    int legacy;    /* OP_PUBLISH of a legacy connection's news: announced again anyway */
 } op;
 
 typedef struct inbound {
@@ -284,6 +285,7 @@ void registry_publish_legacy(const char *org_id, const char *cluster_id, long lo
     }
     o->kind = OP_PUBLISH;
     o->message = json;
+    o->legacy = 1;
     push_op(o);
 }
 
@@ -596,6 +598,33 @@ static void apply_down(const char *cluster_id)
 
 static void keep_unsent(op *o)
 {
+    /* Full: a legacy connection's news gives way to a close (a revocation
+     * dropped here reaches no replica that kept Redis: nothing there
+     * re-checks), as every replica announces its legacy connections again,
+     * and forgets what this one said, once this one is back (publish_legacy_resync). */
+    if (R.nunsent >= MAX_QUEUED_CLOSES && o->legacy) {
+        free(o->message);
+        free(o);
+        return;
+    }
+    if (R.nunsent >= MAX_QUEUED_CLOSES) {
+        op *prev = NULL, *l = R.unsent;
+        while (l && !l->legacy) {
+            prev = l;
+            l = l->next;
+        }
+        if (l) {
+            if (prev)
+                prev->next = l->next;
+            else
+                R.unsent = l->next;
+            if (R.unsent_tail == l)
+                R.unsent_tail = prev;
+            R.nunsent--;
+            free(l->message);
+            free(l);
+        }
+    }
     if (R.nunsent >= MAX_QUEUED_CLOSES) {
         log_error("registry: Redis away and %d closes waiting; dropping one", MAX_QUEUED_CLOSES);
         free(o->message);

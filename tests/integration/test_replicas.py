@@ -1308,6 +1308,72 @@ def a_revocation_right_after_a_failover_reaches_the_new_primary(t):
     wait_until(lambda: not new.owners(cid), 20, 0.1, "the revoked session to end on its holder")
 
 
+@test(timeout=400)
+def legacy_announcements_never_crowd_out_a_revocation(t):
+    """A replica cut off from Redis keeps what it has to publish, up to 4096
+    messages: revocations, and now the news of every legacy connection that
+    opens or ends.  Agents that come and go fill that queue in minutes; a
+    revocation made there after it filled was dropped, and the replica
+    holding the token's session, which never lost Redis and so re-checks
+    nothing, kept it up.  Legacy news is made good by the announcements
+    every replica makes again when one comes back: it gives way, a revocation
+    does not."""
+    f = fleet(t)
+    proxy = SwitchingProxy(t, f.redis.port)
+    env = dict(f.env, AURORA_REDIS_URL="redis://127.0.0.1:%d/0" % proxy.port,
+               AURORA_WORKERS="2", AURORA_OUTBOUND_WORKERS="1")
+    cut = Replica(t, "server-cut", env, f.any.pki)
+    cut.org_id, cut.user_id, cut.api_key = f.any.org_id, f.any.user_id, f.any.api_key
+    tok = f.any.create_token("rep-crowd")
+    cid = tok["cluster_id"]
+    peer = NodePeer(f.front, tok["token"], t, "v2_agent.js", "v2-crowd")
+    peer.wait(lambda e: e.get("event") == "connected", 20, "connected")
+    f.owner_of(cid)
+    # 13 legacy clusters of 16 connections each, opened and closed 11 times:
+    # 4576 announcements for a queue of 4096.
+    tokfile = os.path.join(t.tmp, "crowd-tokens.jsonl")
+    with open(tokfile, "w") as fh:
+        for i in range(13):
+            lt = f.any.create_token("rep-crowd-legacy-%d" % i)
+            for _ in range(16):
+                fh.write(json.dumps({"token": lt["token"], "cluster_id": lt["cluster_id"]}) + "\n")
+    mark = len(cut.server.log_text())
+    proxy.upstream = free_port()  # nothing listens there: the replica cannot reconnect
+    for c in list(proxy.conns):
+        try:
+            c.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    wait_until(lambda: "registry: lost Redis" in cut.server.log_text()[mark:], 15, 0.05,
+               "the replica to lose Redis")
+    node = t.spawn("crowd-agents", [NODE, os.path.join(ROOT, "bench", "idle_agents.js"), "--url",
+                                    "wss://127.0.0.1:%d/kubectl-agent" % cut.port, "--ca", cut.ca,
+                                    "--tokens", tokfile, "--parallel", "16"],
+                   dict(os.environ), os.path.join(t.tmp, "crowd-agents.log"),
+                   os.path.join(t.tmp, "san-crowd"), stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE, cwd=ROOT)
+    node.tolerate_exit = True
+    for _ in range(11):
+        node.p.stdin.write(b"up 208\n")
+        node.p.stdin.flush()
+        up = json.loads(node.p.stdout.readline())
+        eq(up.get("open"), 208, "legacy agents connected (%r)" % up)
+        node.p.stdin.write(b"down\n")
+        node.p.stdin.flush()
+        json.loads(node.p.stdout.readline())
+    node.p.stdin.write(b"quit\n")
+    node.p.stdin.flush()
+    node.p.wait(30)
+    tokens = cut.get("/api/kubectl/tokens")
+    tid = [x for x in tokens.json.get("tokens", []) if x.get("cluster_id") == cid][0]["id"]
+    r = cut.revoke_token(tid)
+    eq(r.status, 200, "revoke through the replica cut off (%r)" % r)
+    proxy.upstream = f.redis.port
+    ev = peer.wait(lambda e: e.get("event") == "close", 30,
+                   "the revoked token's session, on another replica, to close")
+    eq(ev.get("code"), 1008, "close code")
+
+
 @test(timeout=300)
 def a_thousand_simulated_agents_spread_and_registered(t):
     """SIMULATED (1000) idle agents (bench/idle_agents.js, one node process) dial
