@@ -171,6 +171,83 @@ def request_id_generated_when_missing_or_unsafe(t):
        "a 128-character id kept")
 
 
+def strict_json_lines(raw, who):
+    """Every line of a JSON log as an object: UTF-8, one JSON object per line."""
+    out = []
+    for i, line in enumerate(raw.split(b"\n")):
+        if not line.strip():
+            continue
+        try:
+            o = json.loads(line.decode("utf-8"))
+        except ValueError as e:
+            raise AssertionError("%s log line %d is not strict JSON (%s): %r" % (who, i, e, line[:300]))
+        check(isinstance(o, dict) and "ts" in o and "level" in o and "msg" in o,
+              "%s log line %d is not a log record" % (who, i), line[:300])
+        out.append(o)
+    return out
+
+
+@test(timeout=120)
+def hostile_input_leaves_json_logs_strict_and_secret_free(t):
+    """What clients, tenants and agents send (quotes, backslashes, raw bytes, line
+    breaks, credentials in headers, queries and arguments) leaves every line of
+    the server's and the agent's JSON logs one strict JSON object, names no
+    credential, and the agent's /metrics passes promtool."""
+    w = world()
+    mark = "SEKRET%d" % os.getpid()
+    tok = w.create_token('q"uo\\te \u2028 \u00e9 <b>')
+    agent = w.start_agent(tok["token"], extra_env={"AURORA_LOG_FORMAT": "json"})
+    w.wait_connection(tok["cluster_id"])
+    cid = tok["cluster_id"]
+    r = w.kubectl(cid, ["get", "pods", "--token=" + mark, "-n", 'a"b\nc\u00ff'])
+    eq(r.status, 200, "refused flag answered (%r)" % r)
+    eq(w.kubectl(cid, ["version", "--client"]).status, 200, "kubectl through the agent")
+    hostile = [
+        ("GET", "/api/%ff%fe%22x?token=" + mark, {"Authorization": "Bearer " + mark}),
+        ("GET", "/api/x?a=%ff&a=" + mark, {}),
+        ("GET", "/api/clusters/%22%0a/kubectl?api_key=" + mark, {}),
+        ("GET", "/github/callback?code=%s&state=%s" % (mark, mark), {}),
+        ("GET", "/slack/callback?code=%s&state=%s%%0a%%ff" % (mark, mark), {}),
+        ("GET", "/api/me", {"X-Internal-Secret": mark + "\xff", "X-Org-ID": "o\xff\"",
+                            "X-User-ID": "u"}),
+        ("GET", "/api/me", {"X-Internal-Secret": w.secret, "X-Org-ID": 'o\xff"\\',
+                            "X-User-ID": "u\xfe"}),
+        ("GET", "/api/me", {"Authorization": "Bearer aur_" + mark, "X-Request-ID": 'a"b'}),
+        ("GET", "/api/me", {"Authorization": "Basic " + mark, "Cookie": "session=" + mark}),
+        ("POST", "/api/kubectl/tokens", {"X-Hub-Signature-256": "sha256=" + mark}),
+    ]
+    for method, path, hdrs in hostile:
+        r = w.request(method, path, b'{"cluster_name":"\xff\xfe"}' if method == "POST" else None,
+                      headers=dict(hdrs, **{"Content-Type": "application/json"}),
+                      auth="Authorization" not in hdrs)
+        check(400 <= r.status < 500, "%s %s refused (%r)" % (method, path, r))
+    rid = "obs-last-%d" % os.getpid()
+    w.get("/health", auth=False, headers={"X-Request-ID": rid + "x"})
+    w.get("/api/kubectl/connections", headers={"X-Request-ID": rid})
+    wait_access(w, rid)  # everything before it is written
+    wait_until(lambda: "refused by the readonly policy" in agent.log() and " ended " in agent.log(),
+               20, 0.05, "the agent's command lines")
+
+    st, body = agent.health("/metrics")
+    eq(st, 200, "agent /metrics")
+    check(shutil.which("promtool"), "promtool missing (scripts/install-deps.sh --test)")
+    p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
+                       timeout=30)
+    eq(p.returncode, 0, "promtool on the agent's /metrics (%s)" % (p.stdout + p.stderr).decode())
+    check(re.search(rb'^aurora_agent_commands_total\{kind="kubectl",result="success"\} [1-9]',
+                    body, re.M), "the agent counted its command", body[:2000])
+
+    for who, path in (("server", w.server.logpath), ("agent", agent.proc.logpath)):
+        with open(path, "rb") as f:
+            raw = f.read()
+        recs = strict_json_lines(raw, who)
+        check(len(recs) > 3, "%s logged" % who, raw[-500:])
+        check(mark.encode() not in raw and w.secret.encode() not in raw
+              and tok["token"].encode() not in raw,
+              "a credential in the %s log" % who,
+              [l[:300] for l in raw.split(b"\n") if mark.encode() in l or w.secret.encode() in l])
+
+
 @test
 def unauthorized_names_scheme_and_405_lists_methods(t):
     w = world()
