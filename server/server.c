@@ -10,7 +10,9 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,11 +373,44 @@ static void drain_commands(exec_ctx *x, int drain_s)
     }
 }
 
+/* lws writes some of its lines for a client's bad request before any code of
+ * ours sees it (an upgrade with a malformed Sec-WebSocket-Protocol: an error
+ * line, no access line): anyone could write error lines as fast as they
+ * connect.  At most LWS_LOG_LINES a window reach the log; the next line
+ * written says how many were left out. */
+#define LWS_LOG_LINES 10
+#define LWS_LOG_WINDOW_MS 1000
+static pthread_mutex_t g_lws_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t g_lws_log_window;
+static unsigned g_lws_log_lines, g_lws_log_left_out;
+
 static void lws_log_emit(int level, const char *line)
 {
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    unsigned left_out = 0;
+    pthread_mutex_lock(&g_lws_log_mu);
+    if (now - g_lws_log_window >= LWS_LOG_WINDOW_MS) {
+        g_lws_log_window = now;
+        g_lws_log_lines = 0;
+    }
+    int keep = g_lws_log_lines < LWS_LOG_LINES;
+    if (keep) {
+        g_lws_log_lines++;
+        left_out = g_lws_log_left_out;
+        g_lws_log_left_out = 0;
+    } else {
+        g_lws_log_left_out++;
+    }
+    pthread_mutex_unlock(&g_lws_log_mu);
+    if (!keep)
+        return;
+    if (left_out)
+        log_warn("lws: %u more line(s) left out (at most %d a second)", left_out, LWS_LOG_LINES);
     log_msg(level == LLL_ERR ? LOG_ERROR : LOG_WARN, "lws: %.*s", (int)n, line);
 }
 

@@ -12,8 +12,10 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
+import time
 
 from harness import check, contains, eq, main, suite_world, test, wait_until
 
@@ -246,6 +248,56 @@ def hostile_input_leaves_json_logs_strict_and_secret_free(t):
               and tok["token"].encode() not in raw,
               "a credential in the %s log" % who,
               [l[:300] for l in raw.split(b"\n") if mark.encode() in l or w.secret.encode() in l])
+
+
+def bad_upgrade(w):
+    """A WebSocket upgrade whose Sec-WebSocket-Protocol lws cannot parse: lws
+    refuses it and writes an error line of its own (no request, no access line)."""
+    ctx = ssl.create_default_context(cafile=w.ca)
+    ctx.check_hostname = False
+    with socket.create_connection(("127.0.0.1", w.port), timeout=15) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(b"GET /kubectl-agent HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: \"x\r\n\r\n")
+            try:
+                while s.recv(4096):
+                    pass
+            except (OSError, ssl.SSLError):
+                pass
+
+
+@test(timeout=120)
+def library_lines_from_clients_are_rate_limited(t):
+    """lws writes an error line for some bad requests before any of ours sees
+    them (no access line, no request id): anyone could write error lines as
+    fast as they connect, and page whoever alerts on errors.  At most 10 such
+    lines a second reach the log; the ones left out are counted on a later
+    line."""
+    w = world()
+    needle = "malformatted protocol list"
+    before = w.server.log_text().count(needle)
+    n = 60
+    t0 = time.monotonic()
+    ths = [threading.Thread(target=lambda: [bad_upgrade(w) for _ in range(n // 4)])
+           for _ in range(4)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    took = time.monotonic() - t0
+    eq(w.get("/health", auth=False).status, 200, "still serving")
+    got = w.server.log_text().count(needle) - before
+    check(got >= 1, "lws's line logged at all")
+    bound = 10 * (int(took) + 2)
+    check(got <= bound and got < n, "%d lws lines for %d bad upgrades in %.1f s (at most %d)"
+          % (got, n, took, bound))
+
+    def counted():
+        bad_upgrade(w)
+        return re.search(r"lws: (\d+) more line\(s\) left out", w.server.log_text())
+    m = wait_until(counted, 20, 0.2, "the lines left out to be counted")
+    check(int(m.group(1)) >= 1, "count of lines left out", m.group(0))
 
 
 @test
