@@ -907,7 +907,8 @@ int exec_start(http_txn *t, exec_spec *e)
     x->ctx = e->ctx;
     x->spec = e;
     x->started_ms = now_ms();
-    tunnel_exec_params p = { .org_id = e->org_id, .cluster_id = e->cluster_id, .kind = e->kind,
+    tunnel_exec_params p = { .org_id = e->org_id, .cluster_id = e->cluster_id,
+                             .user_id = e->user_id, .kind = e->kind,
                              .argv = &e->argv, .legacy_command = e->command,
                              .timeout = e->timeout, .max_output = e->max_output,
                              .hold_output = e->stream ? 0 : EXEC_HOLD_OUTPUT,

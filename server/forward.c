@@ -493,8 +493,11 @@ static char *encode_request(const tunnel_exec_params *p, const char *user_id)
     return s;
 }
 
-tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, const char *user_id,
-                         const tunnel_sink *sink, void *ctx, char *err, size_t errlen)
+/* forward_exec, or forward_held when adopt is not NULL: that request, not
+ * a new one, becomes the forward's (and is given back untouched on failure). */
+static tunnel_req *fwd_start(const char *owner_addr, const tunnel_exec_params *p,
+                             const char *user_id, const tunnel_sink *sink, void *ctx,
+                             tunnel_req *adopt, char *err, size_t errlen)
 {
     if (!F.ctx || !F.secret) {
         snprintf(err, errlen, "the agent for cluster %s is not connected", p->cluster_id);
@@ -543,7 +546,12 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
             memcpy(f->body + LWS_PRE, json, f->body_len);
         proto_free_secret(json);
     }
-    f->req = f->body ? tunnel_req_remote(sink, ctx, &fwd_ops, f) : NULL;
+    if (f->body && adopt) {
+        tunnel_req_set_remote(adopt, &fwd_ops, f);
+        f->req = adopt;
+    } else if (f->body) {
+        f->req = tunnel_req_remote(sink, ctx, &fwd_ops, f);
+    }
     if (!f->req) {
         fwd_free(f);
         snprintf(err, errlen, "out of memory");
@@ -583,9 +591,15 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
         snprintf(err, errlen, "the replica holding the agent of cluster %s (%s) cannot be reached",
                  p->cluster_id, owner_addr);
         /* Nobody was told yet: drop the request without its callbacks
-         * (fwd_abandon frees f once no connection is left). */
+         * (fwd_abandon frees f once no connection is left); one adopted is
+         * given back as it came. */
         f->failed_early = 1;
-        tunnel_req_abandon(f->req);
+        if (adopt) {
+            tunnel_req_set_remote(adopt, NULL, NULL);
+            fwd_abandon(f);
+        } else {
+            tunnel_req_abandon(f->req);
+        }
         return NULL;
     }
     lws_sul_schedule(F.ctx, 0, &f->sul, fwd_deadline,
@@ -595,6 +609,21 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
                          (lws_usec_t)CONNECT_DEADLINE_S * LWS_USEC_PER_SEC);
     log_info("exec on %s forwarded to the replica at %s", p->cluster_id, owner_addr);
     return f->req;
+}
+
+tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, const char *user_id,
+                         const tunnel_sink *sink, void *ctx, char *err, size_t errlen)
+{
+    return fwd_start(owner_addr, p, user_id, sink, ctx, NULL, err, errlen);
+}
+
+int forward_held(const char *owner_addr, const tunnel_exec_params *p, tunnel_req *r)
+{
+    char err[256] = "";
+    if (fwd_start(owner_addr, p, p->user_id, NULL, NULL, r, err, sizeof(err)))
+        return 0;
+    log_warn("a command held for cluster %s not forwarded: %s", p->cluster_id, err);
+    return -1;
 }
 
 /* ---- server side (owner) ------------------------------------------------------------------ */

@@ -46,6 +46,11 @@ void forward_register(void);
 tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, const char *user_id,
                          const tunnel_sink *sink, void *ctx, char *err, size_t errlen);
 
+/* Loop thread, a tunnel_forward_fn (tunnel.h): r, a request the tunnel hub
+ * held and never sent to an agent, runs at the replica at owner_addr as p,
+ * r's caller getting its output and end from there.  0, or -1 (r untouched). */
+int forward_held(const char *owner_addr, const tunnel_exec_params *p, tunnel_req *r);
+
 /* The lws protocol of the forward connections (server.c's protocol table). */
 #define FORWARD_PROTOCOL "aurora-forward"
 int forward_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

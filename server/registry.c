@@ -126,6 +126,7 @@ typedef struct inbound {
     int legacy;
     long long legacy_ms;
     char from[STORE_ID_LEN];
+    char addr[256]; /* legacy: that replica's AURORA_INTERNAL_ADDR ("": not said) */
 } inbound;
 
 typedef struct {
@@ -273,6 +274,9 @@ void registry_publish_legacy(const char *org_id, const char *cluster_id, long lo
     cJSON_AddStringToObject(m, "cluster_id", cluster_id);
     cJSON_AddNumberToObject(m, "legacy_ready_ms", (double)ready_ms);
     cJSON_AddBoolToObject(m, "legacy_up", up);
+    /* where a replica whose older connection steps aside forwards what it
+     * held unsent (tunnel_legacy_elsewhere) */
+    cJSON_AddStringToObject(m, "addr", R.addr);
     op *o = calloc(1, sizeof(*o));
     char *json = cJSON_PrintUnformatted(m);
     cJSON_Delete(m);
@@ -735,10 +739,12 @@ static void on_close_message(const char *json, size_t len)
     }
     if (lms) { /* a legacy connection up or down (registry_publish_legacy) */
         const cJSON *up = cJSON_GetObjectItem(m, "legacy_up");
+        const char *addr = cJSON_GetStringValue(cJSON_GetObjectItem(m, "addr"));
         if (!from || !org || !cluster || !from[0] || !org[0] || !cluster[0] ||
             strlen(from) >= STORE_ID_LEN || strlen(org) >= STORE_ID_LEN ||
             strlen(cluster) >= STORE_CLUSTER_ID_LEN || !cJSON_IsNumber(lms) ||
-            !(lms->valuedouble > 0 && lms->valuedouble < 9e15) || !cJSON_IsBool(up)) {
+            !(lms->valuedouble > 0 && lms->valuedouble < 9e15) || !cJSON_IsBool(up) ||
+            (addr && strlen(addr) >= sizeof(((inbound *)0)->addr))) {
             log_warn("registry: malformed legacy connection message ignored");
         } else if (strcmp(from, R.instance)) {
             inbound *in = calloc(1, sizeof(*in));
@@ -746,6 +752,7 @@ static void on_close_message(const char *json, size_t len)
                 snprintf(in->org_id, sizeof(in->org_id), "%s", org);
                 snprintf(in->cluster_id, sizeof(in->cluster_id), "%s", cluster);
                 snprintf(in->from, sizeof(in->from), "%s", from);
+                snprintf(in->addr, sizeof(in->addr), "%s", addr ? addr : "");
                 in->legacy = cJSON_IsTrue(up) ? 1 : 2;
                 in->legacy_ms = (long long)lms->valuedouble;
                 push_inbound(in);
@@ -848,8 +855,8 @@ void registry_deliver(struct tunnel_hub *tunnels)
             continue;
         }
         if (in->legacy) {
-            tunnel_legacy_elsewhere(tunnels, in->org_id, in->cluster_id, in->from, in->legacy_ms,
-                                    in->legacy == 1);
+            tunnel_legacy_elsewhere(tunnels, in->org_id, in->cluster_id, in->from, in->addr,
+                                    in->legacy_ms, in->legacy == 1);
             free(in);
             in = next;
             continue;

@@ -80,9 +80,10 @@ void registry_publish_supersede(const char *org_id, const char *cluster_id,
  * ready here at ready_ms (wall clock, ms: with this replica's instance id,
  * its rank) (up 1), or ended (up 0).  Of a cluster's legacy connections only
  * the newest takes commands, over every replica: each replica's older ones
- * step aside while a newer one is up elsewhere (tunnel_legacy_elsewhere).
- * Published on aurora:close without a token_id, which a replica without
- * this ignores as malformed. */
+ * step aside while a newer one is up elsewhere (tunnel_legacy_elsewhere),
+ * forwarding what they held unsent to this replica's AURORA_INTERNAL_ADDR,
+ * which the message names (`addr`).  Published on aurora:close without a
+ * token_id, which a replica without this ignores as malformed. */
 void registry_publish_legacy(const char *org_id, const char *cluster_id, long long ready_ms,
                              int up);
 /* Loop thread (LWS_CALLBACK_EVENT_WAIT_CANCELLED): closes the sessions that

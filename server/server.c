@@ -680,7 +680,8 @@ int server_run(server_config *cfg)
     sv.pool = workers_new(&wo, err, sizeof(err));
     if (sv.pool) {
         tunnel_hub_opts to = { .cfg = cfg, .lws = g_ctx, .pool = sv.pool,
-                               .deadline_grace = cfg->deadline_grace_s };
+                               .deadline_grace = cfg->deadline_grace_s,
+                               .forward = forward_held };
         sv.tunnels = tunnel_hub_new(&to);
         sv.exec = sv.tunnels ? exec_ctx_new(cfg, sv.tunnels, sv.pool) : NULL;
         if (!sv.exec)

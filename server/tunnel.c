@@ -95,6 +95,7 @@ struct tunnel_session {
     int64_t ready_ms;
     int64_t outranked_ms;
     char outranked_by[STORE_ID_LEN];
+    char outranked_addr[256]; /* that replica's internal address ("": it named none) */
     int registered_db; /* counted in the connections table */
     int registered_fleet; /* counted in the replicas' registry (registry.h) */
     time_t last_hb_db;
@@ -158,6 +159,7 @@ struct tunnel_req {
     uint32_t v2_exec_id;
     double asked_at;  /* mono_now() when its caller asked: a legacy command sent later gets
                        * the time it has left (legacy_send_msg) */
+    char user_id[STORE_ID_LEN]; /* waiting: who asked, should it be forwarded (req_forward) */
     int full_queue;   /* requeue_waiting: the session it could move to holds this many waiting */
     struct tunnel_req *next;
     /* A request another replica runs (s NULL): its credit and cancel go there. */
@@ -179,6 +181,7 @@ struct tunnel_hub {
     struct lws_context *ctx;
     workers *pool;
     double deadline_grace;
+    tunnel_forward_fn forward;
     tunnel_session *sessions;
     size_t nsessions;
     tunnel_session *buckets[CLUSTER_BUCKETS]; /* ready sessions by cluster id */
@@ -211,6 +214,7 @@ tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o)
     h->ctx = o->lws;
     h->pool = o->pool;
     h->deadline_grace = o->deadline_grace;
+    h->forward = o->forward;
     int64_t frame = o->cfg && o->cfg->legacy_max_frame > 0 ? o->cfg->legacy_max_frame : 1;
     int64_t slots = o->cfg ? o->cfg->assembly_budget / frame : 1;
     h->big_free = slots < 1 ? 1 : slots > 1000000 ? 1000000 : (int)slots;
@@ -708,9 +712,11 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
             /* and its v2 form, should its agent go while a v2 one of the
              * cluster is up (a Python agent replaced by the C one) */
             int64_t hold = p->hold_output < r->window / 2 ? p->hold_output : r->window / 2;
-            r->v2_exec = proto_enc_exec_env(0, p->kind, p->program, p->argv, p->env, p->nenv,
+            /* (its id, 1, is replaced when it is sent: a valid one, as
+             * req_forward decodes it) */
+            r->v2_exec = proto_enc_exec_env(1, p->kind, p->program, p->argv, p->env, p->nenv,
                                             p->timeout, p->max_output, hold > 0 ? hold : 0);
-            r->v2_exec_id = 0;
+            r->v2_exec_id = 1;
         } else if (kubectl) {
             r->legacy_cmd = p->legacy_command ? strdup(p->legacy_command) : legacy_join(p->argv);
             if (!r->legacy_cmd) {
@@ -721,6 +727,7 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
             }
         }
         r->pending = msg;
+        snprintf(r->user_id, sizeof(r->user_id), "%s", p->user_id ? p->user_id : "");
         r->seq = ++h->req_seq;
         best->waiting++;
         sm_agent_commands(0, 1);
@@ -754,6 +761,12 @@ tunnel_req *tunnel_req_remote(const tunnel_sink *sink, void *ctx, const tunnel_r
     r->rops = ops;
     r->rctx = rctx;
     return r;
+}
+
+void tunnel_req_set_remote(tunnel_req *r, const tunnel_remote_ops *ops, void *rctx)
+{
+    r->rops = ops;
+    r->rctx = ops ? rctx : NULL;
 }
 
 void tunnel_req_remote_data(tunnel_req *r, int channel, const unsigned char *p, size_t n)
@@ -869,6 +882,51 @@ static int req_older(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* r, held unsent by the legacy session s, which stepped aside for a newer
+ * legacy connection of its cluster on the replica at s->outranked_addr
+ * (tunnel_legacy_elsewhere): forwarded there (tunnel_hub_opts.forward), as
+ * exec_start forwards a command whose agent another replica holds, with
+ * the time its caller has left as its timeout.  It never reached an agent,
+ * so it runs there or nowhere; its caller gets its end from there, once.
+ * 0: r is a remote request now, out of s; -1: it stays in s (it fails as
+ * never run).  Runs no caller's callback. */
+static int req_forward(tunnel_req *r, tunnel_session *s)
+{
+    tunnel_hub *h = s->hub;
+    /* Whole seconds, as legacy_send_msg gives a legacy agent the time left
+     * (the replica there may hand it to one: the Python agent's timeout is
+     * an integer); less than one left, it is not worth a forward. */
+    double left = r->timeout - (mono_now() - r->asked_at);
+    if (!h->forward || s->v2 || !s->outranked_ms || !s->outranked_addr[0] || !r->kubectl ||
+        !r->v2_exec || left < 1)
+        return -1;
+    left = ceil(left) < r->timeout ? ceil(left) : r->timeout;
+    proto_msg m;
+    char err[160];
+    if (proto_decode(r->v2_exec, strlen(r->v2_exec), &m, err, sizeof(err)) < 0)
+        return -1;
+    int rc = -1;
+    if (m.type == MSG_EXEC) {
+        tunnel_exec_params p = { .org_id = s->org_id, .cluster_id = s->cluster_id,
+                                 .user_id = r->user_id[0] ? r->user_id : NULL,
+                                 .kind = PROTO_KIND_KUBECTL, .argv = &m.argv,
+                                 /* the caller's command string, or argv joined as the
+                                  * replica there would join it for its legacy agent */
+                                 .legacy_command = r->legacy_cmd, .timeout = left,
+                                 .max_output = m.max_output };
+        rc = h->forward(s->outranked_addr, &p, r);
+    }
+    proto_msg_free(&m);
+    if (rc < 0)
+        return -1;
+    req_unlink(r); /* out of s: its messages wiped, its deadline now the forward's */
+    r->s = NULL;
+    r->next = NULL;
+    log_info("agent %s: a command held for a connection that stepped aside forwarded to the "
+             "replica at %s", s->cluster_id, s->outranked_addr);
+    return 0;
+}
+
 /* s is gone: the requests it held waiting for a slot never reached its
  * agent, so nothing of them ran.  Each moves, oldest first, to the ready
  * session of the cluster that would take it now (an agent may hold several,
@@ -895,6 +953,8 @@ static void requeue_waiting(tunnel_session *s)
                 r->full_queue = to->waiting; /* it fails below, as a new command would */
                 continue;
             }
+            if (!to && req_forward(r, s) == 0)
+                continue; /* another replica's now */
             if (!to || req_reencode(r, to) < 0)
                 continue; /* it fails below */
             for (tunnel_req **pp = &s->reqs; *pp; pp = &(*pp)->next)
@@ -1371,7 +1431,7 @@ static int legacy_newer(int64_t ms, const char *from, int64_t than_ms, const cha
 }
 
 void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *cluster_id,
-                             const char *from, int64_t ready_ms, int up)
+                             const char *from, const char *addr, int64_t ready_ms, int up)
 {
     tunnel_session *newest = NULL; /* the one here that takes the commands */
     for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next)
@@ -1393,6 +1453,7 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
             int was = s->outranked_ms != 0;
             s->outranked_ms = ready_ms;
             snprintf(s->outranked_by, sizeof(s->outranked_by), "%s", from);
+            snprintf(s->outranked_addr, sizeof(s->outranked_addr), "%s", addr ? addr : "");
             if (was)
                 continue;
             log_info("agent %s: a newer legacy connection of the cluster is up on another "
@@ -1406,6 +1467,7 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
              * again, and says so (any replica's newer one outranks it anew). */
             s->outranked_ms = 0;
             s->outranked_by[0] = '\0';
+            s->outranked_addr[0] = '\0';
             log_info("agent %s: the newer legacy connection on another replica ended; this "
                      "one takes commands again", s->cluster_id);
             if (!s->registered_fleet)
@@ -1424,6 +1486,7 @@ void tunnel_legacy_resync(tunnel_hub *h, int forget, const char *from)
         if (forget && s->outranked_ms && (!from || !strcmp(s->outranked_by, from))) {
             s->outranked_ms = 0;
             s->outranked_by[0] = '\0';
+            s->outranked_addr[0] = '\0';
             if (!s->registered_fleet)
                 registry_session_up(s->cluster_id);
             s->registered_fleet = 1;

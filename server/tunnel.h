@@ -28,11 +28,23 @@ typedef struct tunnel_req tunnel_req;
  * The default of AURORA_EXEC_DEADLINE_GRACE_S. */
 #define TUNNEL_DEADLINE_GRACE_S 15
 
+struct tunnel_exec_params;
+/* How a hub has another replica run a command it held unsent (forward.c,
+ * forward_held): p at the replica at owner_addr, as r, which the hub has not
+ * sent to any agent: on success r is a remote request from then on
+ * (tunnel_req_set_remote; its output and end come from there), 0; -1 when
+ * the forward could not even start (r untouched, the hub's to fail). */
+typedef int (*tunnel_forward_fn)(const char *owner_addr, const struct tunnel_exec_params *p,
+                                 tunnel_req *r);
+
 typedef struct {
     const server_config *cfg; /* stream_window, agent_idle_timeout, legacy_max_frame */
     struct lws_context *lws;  /* the loop whose timers sessions and requests use */
     workers *pool;            /* token lookups, connection bookkeeping (not owned) */
     double deadline_grace;    /* seconds: AURORA_EXEC_DEADLINE_GRACE_S */
+    /* NULL: what a legacy session that steps aside holds unsent fails
+     * (503, did not run) when no session here can take it. */
+    tunnel_forward_fn forward;
 } tunnel_hub_opts;
 
 /* NULL when out of memory.  No session until the first connection. */
@@ -66,9 +78,10 @@ typedef struct {
     void (*on_end)(void *ctx, const tunnel_result *r);
 } tunnel_sink;
 
-typedef struct {
+typedef struct tunnel_exec_params {
     const char *org_id;
     const char *cluster_id;
+    const char *user_id; /* who asked (NULL: unknown): named to a replica it is forwarded to */
     const char *kind; /* "kubectl" or "cloud_exec" (v2 agents only) */
     const argv_t *argv;
     const char *legacy_command; /* sent verbatim to legacy agents when not NULL */
@@ -119,6 +132,9 @@ typedef struct {
 } tunnel_remote_ops;
 tunnel_req *tunnel_req_remote(const tunnel_sink *sink, void *ctx, const tunnel_remote_ops *ops,
                               void *rctx);
+/* The forwarder takes over r, a request handed to a tunnel_forward_fn, as
+ * if tunnel_req_remote had made it (ops NULL: it gives r back untouched). */
+void tunnel_req_set_remote(tunnel_req *r, const tunnel_remote_ops *ops, void *rctx);
 void tunnel_req_remote_data(tunnel_req *r, int channel, const unsigned char *p, size_t n);
 void tunnel_req_remote_end(tunnel_req *r, const tunnel_result *res);
 
@@ -135,14 +151,17 @@ int tunnel_close_sessions(tunnel_hub *h, const char *org_id, const char *cluster
 #define TUNNEL_REASON_SUPERSEDED "Superseded by a newer connection"
 int tunnel_close_superseded(tunnel_hub *h, const char *org_id, const char *cluster_id,
                             const char *instance, int64_t conn);
-/* Another replica (its instance id `from`) says a legacy connection of
- * org/cluster became ready there at ready_ms (up 1) or ended (up 0).  Of a
- * cluster's legacy connections only the newest takes commands, over every
- * replica: this replica's older ones step aside while a newer one is up
- * elsewhere (they take no command, the cluster is not registered for them,
- * what they hold unsent moves on) and take commands again once it ended. */
+/* Another replica (its instance id `from`, its internal address `addr`, ""
+ * when it named none) says a legacy connection of org/cluster became ready
+ * there at ready_ms (up 1) or ended (up 0).  Of a cluster's legacy
+ * connections only the newest takes commands, over every replica: this
+ * replica's older ones step aside while a newer one is up elsewhere (they
+ * take no command, the cluster is not registered for them, what they hold
+ * unsent moves to another session here, or is forwarded to `addr`
+ * (tunnel_hub_opts.forward), or fails as never run) and take commands again
+ * once it ended. */
 void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *cluster_id,
-                             const char *from, int64_t ready_ms, int up);
+                             const char *from, const char *addr, int64_t ready_ms, int up);
 /* Every ready legacy session announces itself again (registry_publish_legacy),
  * after forgetting what it stepped aside for when `forget`: all of it with
  * `from` NULL (this replica missed the other replicas' news while Redis was

@@ -826,6 +826,53 @@ def the_newest_legacy_connection_takes_the_commands_across_replicas(t):
                    "the command at the older connection")
 
 
+@test(timeout=150)
+def commands_held_for_a_legacy_connection_that_steps_aside_run_at_the_newer_one(t):
+    """A legacy connection runs one command at a time; the replica holds the
+    others.  When a newer legacy connection of the cluster comes up on another
+    replica, the older one steps aside: what it held unsent is forwarded to
+    that replica and runs at the newer connection (the caller's command text,
+    verbatim), not failed with 503 "did not run"; what it was running is
+    still answered."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-legacy-held")
+    cid = tok["cluster_id"]
+    r_old, r_new = f.replicas[0], f.replicas[1]
+    old = r_old.legacy_agent(tok["token"], name="legacy-held-old")
+    old.wait_event("connected", 30)
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r_old.addr}, 15, 0.05,
+               "the older connection's replica registered")
+    box = {}
+
+    def run(key, command):
+        box[key] = r_old.kubectl(cid, command=command, timeout=30, http_timeout=60)
+
+    slow = "get --raw /fixture/sleep/8/" + rand_tag(4)  # outlasts the newer connection's dial
+    text = "held-" + secrets.token_hex(4)
+    held = "get --raw /fixture/echo/" + text
+    th = [threading.Thread(target=run, args=("slow", slow))]
+    th[0].start()
+    old.wait_event(lambda e: e.get("event") == "command" and e.get("command") == slow, 30,
+                   "the first command at the older connection")
+    waiting0 = server_metrics(r_old).get("aurora_agent_commands_waiting", 0)
+    th.append(threading.Thread(target=run, args=("held", held)))
+    th[1].start()
+    wait_until(lambda: server_metrics(r_old).get("aurora_agent_commands_waiting", 0) > waiting0,
+               15, 0.05, "the second command held at %s" % r_old.name)
+    new = r_new.legacy_agent(tok["token"], name="legacy-held-new")
+    new.wait_event("connected", 30)
+    for x in th:
+        x.join(60)
+    eq(box["held"].status, 200, "the held command, forwarded to %s (%r)" % (r_new.name, box["held"]))
+    eq(box["held"].get("output"), text, "its output")
+    ev = new.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""),
+                        5, "the held command at the newer connection")
+    eq(ev.get("command"), held, "the command text, verbatim")
+    check(not any(text in (e.get("command") or "") for e in list(old.events)
+                  if e.get("event") == "command"), "the held command reached the older connection")
+    eq(box["slow"].status, 200, "the command the older connection ran (%r)" % box["slow"])
+
+
 @test(timeout=120)
 def an_older_legacy_connection_learns_of_a_newer_one_when_it_takes_over(t):
     """Two legacy connections of a cluster on one replica, an older one on

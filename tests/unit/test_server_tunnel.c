@@ -17,6 +17,7 @@
  * cluster, in order, or fails as not connected, or as queue full when the
  * other session's queue is), closing by token, early messages, oversized messages,
  * big messages' assembly slots (turns, shared across organizations),
+ * a legacy session that steps aside forwarding what it held (tunnel_hub_opts.forward),
  * shutdown, two hubs side by side, and a rogue agent's answers to requests
  * it was never sent (forged output, ends, legacy responses), and the text
  * of its unknown messages kept out of the log as sent. */
@@ -1765,12 +1766,12 @@ static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
     const char *org = m.t.org_id, *cid = m.t.cluster_id;
     sink_rec r[4] = { { 0 } };
     char err[256];
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-x", now_ms - 600000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-x", "", now_ms - 600000, 1);
     exec_ok(fx, &m, &r[0]); /* an older one elsewhere: still this one */
     proto_msg cmd;
     expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
     exec_ok(fx, &m, &r[1]); /* held behind it */
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", now_ms + 600000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
     assert_int_equal(r[1].ends, 1);
     assert_int_equal(r[1].http_status, 503);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
@@ -1780,12 +1781,12 @@ static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
     assert_int_equal(r[0].ends, 1);
     assert_int_equal(r[0].return_code, 0);
     /* a newer one still; the one before it ending changes nothing */
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", now_ms + 700000, 1);
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", now_ms + 600000, 0);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", "", now_ms + 700000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 0);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
-    tunnel_legacy_elsewhere(fx->hub, "org-other", cid, "replica-z", now_ms + 700000, 0);
+    tunnel_legacy_elsewhere(fx->hub, "org-other", cid, "replica-z", "", now_ms + 700000, 0);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", now_ms + 700000, 0);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", "", now_ms + 700000, 0);
     exec_ok(fx, &m, &r[3]);
     expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
     send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
@@ -1794,7 +1795,7 @@ static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
     /* Redis was away (its end may have been missed): forgotten on a resync
      * of this replica's own, and when the replica that announced it asks
      * again (it announces again what it still holds), not another's */
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-w", now_ms + 800000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-w", "", now_ms + 800000, 1);
     tunnel_legacy_resync(fx->hub, 0, NULL);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
     tunnel_legacy_resync(fx->hub, 1, "replica-v");
@@ -1805,7 +1806,7 @@ static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
     send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
     proto_msg_free(&cmd);
     assert_int_equal(r[2].ends, 1);
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-w", now_ms + 800000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-w", "", now_ms + 800000, 1);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
     tunnel_legacy_resync(fx->hub, 1, NULL);
     sink_rec last = { 0 };
@@ -1813,6 +1814,153 @@ static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
     expect_type(l, MSG_KUBECTL_COMMAND, NULL);
     tunnel_session_drop(l);
     assert_int_equal(last.ends, 1);
+}
+
+/* A forwarder standing in for forward.c's: it records what it was asked
+ * and takes the request over (or refuses it). */
+typedef struct {
+    int calls, refuse;
+    char addr[64], user[64], command[128], argv[128];
+    double timeout;
+    int64_t max_output;
+    tunnel_req *r[4]; /* taken over, in order */
+    int nr;
+    int consumed, abandoned;
+} fake_fwd;
+static fake_fwd g_fwd;
+
+static void fake_consumed(void *rctx, size_t n)
+{
+    (void)rctx;
+    g_fwd.consumed += (int)n;
+}
+
+static void fake_abandon(void *rctx)
+{
+    (void)rctx;
+    g_fwd.abandoned++;
+}
+
+static const tunnel_remote_ops g_fake_ops = { fake_consumed, fake_abandon };
+
+static int fake_forward(const char *addr, const tunnel_exec_params *p, tunnel_req *r)
+{
+    g_fwd.calls++;
+    if (g_fwd.refuse)
+        return -1;
+    snprintf(g_fwd.addr, sizeof(g_fwd.addr), "%s", addr);
+    snprintf(g_fwd.user, sizeof(g_fwd.user), "%s", p->user_id ? p->user_id : "");
+    snprintf(g_fwd.command, sizeof(g_fwd.command), "%s",
+             p->legacy_command ? p->legacy_command : "");
+    g_fwd.argv[0] = '\0';
+    for (int i = 0; i < p->argv->c; i++)
+        snprintf(g_fwd.argv + strlen(g_fwd.argv), sizeof(g_fwd.argv) - strlen(g_fwd.argv),
+                 "%s%s", i ? "|" : "", p->argv->v[i]);
+    g_fwd.timeout = p->timeout;
+    g_fwd.max_output = p->max_output;
+    assert_true(g_fwd.nr < 4);
+    g_fwd.r[g_fwd.nr++] = r;
+    tunnel_req_set_remote(r, &g_fake_ops, &g_fwd);
+    return 0;
+}
+
+/* What a legacy session that steps aside for a newer connection on another
+ * replica holds unsent, with no other session here to take it, is forwarded
+ * to that replica (its internal address, from the announcement) rather than
+ * failed as never run: the caller's argv and command string, its user, its
+ * max_output and the time it has left; its caller gets the end from there,
+ * once, and its deadline here no longer applies.  Without an address, or
+ * when the forward cannot start, it fails as before (503, did not run). */
+static int past(void *arg) { return now_ms() >= *(const int64_t *)arg; }
+
+static void test_stepping_aside_forwards_what_it_held(void **state)
+{
+    fixture *fx = *state;
+    memset(&g_fwd, 0, sizeof(g_fwd));
+    tunnel_hub_opts o = { .cfg = &fx->cfg, .lws = fx->lws, .pool = fx->pool,
+                          .deadline_grace = 0.05, .forward = fake_forward };
+    tunnel_hub *h = tunnel_hub_new(&o);
+    assert_non_null(h);
+    made_token m = new_token(fx, fx->org_id, 0);
+    const char *org = m.t.org_id, *cid = m.t.cluster_id;
+    static const char *const args[] = { "get", "pods", "-l", "app=a b" };
+    argv_t a = { 0 };
+    char aerr[64], err[256] = "";
+    assert_int_equal(argv_from_strings(args, 4, &a, aerr, sizeof(aerr)), 0);
+    tunnel_exec_params p = { .org_id = org, .cluster_id = cid, .user_id = "user-1",
+                             .kind = "kubectl", .argv = &a,
+                             .legacy_command = "get pods -l \"app=a b\"", .timeout = 30,
+                             .max_output = 4321 };
+    tunnel_session *l = connect_as(fx, h, &m, 0, 0);
+    sink_rec r0 = { 0 }, r1 = { 0 }, r2 = { 0 };
+    assert_non_null(tunnel_exec(h, &p, &g_sink, &r0, err, sizeof(err)));
+    assert_non_null(tunnel_exec(h, &p, &g_sink, &r1, err, sizeof(err)));
+    p.timeout = 1.5; /* forwarded, then its deadline here would fire: it must not */
+    assert_non_null(tunnel_exec(h, &p, &g_sink, &r2, err, sizeof(err)));
+    proto_msg cmd;
+    expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
+    expect_no_frame(l);
+    int64_t wall_ms = (int64_t)time(NULL) * 1000;
+    tunnel_legacy_elsewhere(h, org, cid, "replica-y", "10.0.0.7:5080", wall_ms + 600000, 1);
+    if (r1.ends || r2.ends)
+        fail_msg("held commands failed instead of being forwarded: %d %s: %s", r1.http_status,
+                 r1.error_code, r1.error);
+    assert_int_equal(g_fwd.calls, 2);
+    assert_int_equal(g_fwd.nr, 2);
+    assert_string_equal(g_fwd.addr, "10.0.0.7:5080");
+    assert_string_equal(g_fwd.user, "user-1");
+    assert_string_equal(g_fwd.command, "get pods -l \"app=a b\"");
+    assert_string_equal(g_fwd.argv, "get|pods|-l|app=a b");
+    assert_int_equal(g_fwd.max_output, 4321);
+    assert_true(g_fwd.timeout == 1 || g_fwd.timeout == 1.5); /* r2's: whole seconds left */
+    expect_no_frame(l);
+    /* r2's deadline here (1.5 s + grace) passes: only the forwarder ends it */
+    tunnel_req *fr1 = g_fwd.r[0], *fr2 = g_fwd.r[1];
+    int64_t later = now_ms() + 1800;
+    serve_until(fx, past, &later, "r2's deadline here to pass");
+    assert_int_equal(r2.ends, 0);
+    tunnel_req_consumed(fr2, 7);
+    assert_int_equal(g_fwd.consumed, 7);
+    tunnel_req_remote_data(fr2, PROTO_CHAN_STDOUT, (const unsigned char *)"pods", 4);
+    tunnel_result ok = { .return_code = 0, .error = "" };
+    tunnel_req_remote_end(fr2, &ok);
+    assert_int_equal(r2.ends, 1);
+    assert_int_equal(r2.failed, 0);
+    assert_int_equal(r2.ndata, 4);
+    assert_int_equal(r1.ends, 0); /* the first forwarded: its caller leaves */
+    tunnel_req_abandon(fr1);
+    assert_int_equal(g_fwd.abandoned, 1);
+    assert_int_equal(r1.ends, 0);
+    /* what it ran is still answered here */
+    send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(r0.ends, 1);
+    assert_int_equal(r0.return_code, 0);
+    tunnel_legacy_elsewhere(h, org, cid, "replica-y", "10.0.0.7:5080", wall_ms + 600000, 0);
+
+    /* no address named, or a forward that cannot start: 503, did not run */
+    for (int refuse = 0; refuse < 2; refuse++) {
+        sink_rec q0 = { 0 }, q1 = { 0 };
+        p.timeout = 30;
+        assert_non_null(tunnel_exec(h, &p, &g_sink, &q0, err, sizeof(err)));
+        assert_non_null(tunnel_exec(h, &p, &g_sink, &q1, err, sizeof(err)));
+        expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
+        g_fwd.refuse = refuse;
+        g_fwd.calls = 0;
+        tunnel_legacy_elsewhere(h, org, cid, "replica-z", refuse ? "10.0.0.8:5080" : "",
+                                wall_ms + 700000, 1);
+        assert_int_equal(g_fwd.calls, refuse);
+        assert_int_equal(q1.ends, 1);
+        assert_int_equal(q1.http_status, 503);
+        assert_string_equal(q1.error_code, EC_AGENT_NOT_CONNECTED);
+        send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+        proto_msg_free(&cmd);
+        assert_int_equal(q0.ends, 1);
+        tunnel_legacy_elsewhere(h, org, cid, "replica-z", "", wall_ms + 700000, 0);
+    }
+    argv_free(&a);
+    tunnel_session_drop(l);
+    tunnel_hub_free(h);
 }
 
 /* The deployed Python agent's command_response, as its json.dumps writes
@@ -2140,6 +2288,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_held_legacy_commands_move_to_a_newer_connection,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stepping_aside_forwards_what_it_held, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_legacy_steps_aside_for_a_newer_one_elsewhere,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_newest_legacy_session_takes_the_commands, setup,
