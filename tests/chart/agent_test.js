@@ -258,6 +258,9 @@ const RENDER_REJECTS = [
   ['a Landlock variable in agent.env', { agent: { env: { AURORA_SANDBOX_ALLOWED_PORTS: 'all' } } }, /agent\.env\.AURORA_SANDBOX_ALLOWED_PORTS is set by the chart/],
   ['AURORA_CLOUD_ENV in agent.extraEnv', { agent: { extraEnv: [{ name: 'AURORA_CLOUD_ENV', value: 'gcloud:A=b' }] } }, /agent\.extraEnv AURORA_CLOUD_ENV is set by the chart/],
   ['rbac.create bound to the namespace\'s default ServiceAccount (every pod in it would read the cluster)', { serviceAccount: { create: false } }, /rbac\.create binds the agent's ClusterRole to its ServiceAccount: with serviceAccount\.create false, name an existing account in serviceAccount\.name.*"default".*every pod of namespace aurora/],
+  // the agent needs the grace, then up to 10 s to cancel what still runs, send its results
+  // and close the tunnel (agent/tunnel.c SHUTDOWN_SLACK_MS) before the kubelet's SIGKILL
+  ['a termination grace period shorter than the agent\'s shutdown grace + 10 s', { agent: { shutdownGracePeriod: 60 } }, /agent\.terminationGracePeriodSeconds \(30\) must be at least agent\.shutdownGracePeriod \(60\) \+ 10/],
   ['rbac.create bound to "default" by name', { serviceAccount: { create: false, name: 'default' } }, /rbac\.create binds the agent's ClusterRole to its ServiceAccount/],
 ];
 for (const [what, override, re] of RENDER_REJECTS) {

@@ -204,6 +204,13 @@ with a message naming the value to set.
 {{- fail (printf "sandbox.uidRange %s has %d uids, fewer than agent.maxConcurrent (%d): every concurrent cloud command needs a uid of its own" $r (add1 (sub $hi $lo)) (int64 .Values.agent.maxConcurrent)) }}
 {{- end }}
 {{- end }}
+{{- /* After SIGTERM the agent lets running commands finish for shutdownGracePeriod, then
+       cancels what is left and takes up to 10 s more (agent/tunnel.c SHUTDOWN_SLACK_MS) to
+       send their results and close the tunnel: a SIGKILL before that loses those results. */}}
+{{- $grace := int64 .Values.agent.shutdownGracePeriod }}
+{{- if lt (int64 .Values.agent.terminationGracePeriodSeconds) (add $grace 10) }}
+{{- fail (printf "agent.terminationGracePeriodSeconds (%d) must be at least agent.shutdownGracePeriod (%d) + 10: after the grace the agent cancels the commands still running and needs up to 10 s to send their results and close the tunnel before the kubelet's SIGKILL" (int64 .Values.agent.terminationGracePeriodSeconds) $grace) }}
+{{- end }}
 {{- if and (eq .Values.agent.serviceAccountToken.mode "projected") (lt (int .Values.agent.serviceAccountToken.expirationSeconds) 600) }}
 {{- fail "agent.serviceAccountToken.expirationSeconds must be at least 600 (Kubernetes minimum)" }}
 {{- end }}
