@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -261,10 +262,23 @@ int agent_health_start(struct lws_context *ctx, const char *bind, int port, int 
     info.protocols = health_protocols;
     info.timeout_secs_ah_idle = HEADER_DEADLINE_S;
     info.keepalive_timeout = HEADER_DEADLINE_S;
-    if (bind && *bind && strcmp(bind, "0.0.0.0") && strcmp(bind, "::") && strcmp(bind, "*"))
+    /* 0.0.0.0 (the default), :: and * mean every address of both families, as
+     * the server's AURORA_BIND does: in an IPv6 single-stack cluster kubelet
+     * probes the pod's IPv6 address, and an IPv4-only listener failed every
+     * probe.  Only a host without IPv6 at all (ipv6.disable=1) gets IPv4 alone. */
+    int any = !bind || !*bind || !strcmp(bind, "0.0.0.0") || !strcmp(bind, "::") ||
+              !strcmp(bind, "*");
+    if (!any)
         info.iface = bind;
-    if (bind && strchr(bind, '.') && !strchr(bind, ':'))
+    if (any) {
+        int fd6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd6 < 0)
+            info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+        else
+            close(fd6);
+    } else if (strchr(bind, '.') && !strchr(bind, ':')) {
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    }
     struct lws_vhost *vh = lws_create_vhost(ctx, &info);
     if (!vh) {
         log_error("health: cannot listen on %s:%d", bind ? bind : "*", port);

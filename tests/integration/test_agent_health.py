@@ -23,6 +23,12 @@ connect_and_upgrades_are_closed_not_held — a CONNECT request (which lws turns
 into a raw socket), a WebSocket upgrade and an h2c upgrade are closed without a
 101 or any deadline to wait for (before: the first two were held open for good).
 
+default_bind_answers_ipv4_and_ipv6_probes — with the default bind (0.0.0.0, the
+chart's) /health is answered on ::1 as on 127.0.0.1: in an IPv6 single-stack
+cluster kubelet probes the pod's IPv6 address.  (Before: 0.0.0.0 made the
+listener IPv4-only, so there every liveness probe failed and the agent was
+restarted for ever, while the server's 0.0.0.0 takes both families.)
+
 Real peers: build/asan/aurora-server and aurora-agent."""
 
 import http.client
@@ -152,6 +158,19 @@ def connect_and_upgrades_are_closed_not_held(t):
         check(b" 101 " not in got, "%s: not switched" % what, got[:200])
         c.close()
     eq(get_from("127.0.0.8", a.health_port, "/health")[0], 200, "the address is served")
+
+
+@test(timeout=60)
+def default_bind_answers_ipv4_and_ipv6_probes(t):
+    a = agent("dual-stack")
+    eq(a.health("/health")[0], 200, "/health on 127.0.0.1")
+    c = http.client.HTTPConnection("::1", a.health_port, timeout=15)
+    try:
+        c.request("GET", "/health")
+        r = c.getresponse()
+        eq((r.status, r.read()), (200, b'{"status":"ok"}'), "/health on ::1 (a pod's IPv6 address)")
+    finally:
+        c.close()
 
 
 if __name__ == "__main__":
