@@ -620,7 +620,24 @@ test('NetworkPolicy: on with cloudExec (null follows it), or as set; ingress onl
   assert.deepStrictEqual(full.spec.ingress[0].ports.map((p) => p.port), [rf.values.agent.healthPort, rf.values.monitoring.metrics.port]);
   assert.deepStrictEqual(full.spec.ingress[0].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
   assert.deepStrictEqual(full.spec.egress[1].to[0].ipBlock.except, ['169.254.169.254/32', '10.0.0.10/32']);
+  assert.deepStrictEqual(full.spec.egress[2], { ports: [{ port: 6443, protocol: 'TCP' }] });
   mustFail(['values-minimal.yaml', writeValues('np-bad', { networkPolicy: { denyCidrs: ['metadata.internal'] } })], /denyCidrs/);
+});
+
+test('NetworkPolicy: the API server\'s ports open to every destination (Cilium matches no ipBlock for a kube-apiserver on the cluster\'s nodes)', () => {
+  // kubectl reaches the API server's endpoints (kubeadm, k3s, RKE2: a node's address, port
+  // 6443; managed clusters 443). Cilium, by default, selects no node address with an ipBlock,
+  // 0.0.0.0/0 included: without a rule that names no peer, every kubectl command timed out.
+  const np = one(mustRender(['values-minimal.yaml', writeValues('np-api', { cloudExec: { enabled: true } })]), 'NetworkPolicy');
+  assert.deepStrictEqual(np.spec.egress[2], { ports: [{ port: 443, protocol: 'TCP' }, { port: 6443, protocol: 'TCP' }] },
+    'a rule with ports and no peer: any destination on the API server\'s ports');
+  assert.strictEqual(np.spec.egress.length, 3);
+  // no metadata endpoint listens on those ports (plain HTTP on 80); the rest stays as it was
+  assert.ok(!np.spec.egress[2].ports.some((p) => p.port === 80));
+  const custom = one(mustRender(['values-minimal.yaml', writeValues('np-api-custom', { networkPolicy: { enabled: true, apiServerPorts: [16443] } })]), 'NetworkPolicy');
+  assert.deepStrictEqual(custom.spec.egress[2], { ports: [{ port: 16443, protocol: 'TCP' }] });
+  const none = one(mustRender(['values-minimal.yaml', writeValues('np-api-none', { networkPolicy: { enabled: true, apiServerPorts: [] } })]), 'NetworkPolicy');
+  assert.strictEqual(none.spec.egress.length, 2, 'apiServerPorts [] adds no rule');
 });
 
 test('Kubernetes 1.19 (no kube-root-ca.crt ConfigMap): the projected token is refused with what to do; automount renders', () => {
