@@ -15,6 +15,7 @@
 // happen: every wait is for a selector, a state or an API answer, with a deadline.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { World, waitFor, ROOT } from './world.mjs';
