@@ -154,6 +154,10 @@ static struct {
     /* A worker's lookup got no answer: the registry thread checks Redis at
      * once (lookups are skipped meanwhile) rather than at its next renewal. */
     atomic_int suspect;
+    /* The registry thread renewed the registrations: the loop renews the
+     * legacy connections' announcements too (tunnel_legacy_renew).  A flag,
+     * not a message: renewals the loop had no time for count as one. */
+    atomic_int renewed;
     /* The numeric address the registry thread last reached Redis at (under
      * mu): workers' lookups connect there and never resolve the host name,
      * since a blocking getaddrinfo would escape every lookup timeout. */
@@ -829,6 +833,8 @@ void registry_deliver(struct tunnel_hub *tunnels)
 {
     if (!R.enabled)
         return;
+    /* Taken first: what was heard before the renewal is applied before it. */
+    int renewed = atomic_exchange(&R.renewed, 0);
     pthread_mutex_lock(&R.mu);
     inbound *in = R.in;
     R.in = R.in_tail = NULL;
@@ -882,6 +888,8 @@ void registry_deliver(struct tunnel_hub *tunnels)
         free(in);
         in = next;
     }
+    if (renewed)
+        tunnel_legacy_renew(tunnels);
 }
 
 /* ---- the thread ---------------------------------------------------------------------- */
@@ -941,7 +949,10 @@ static void *thread_main(void *arg)
             break;
         check_suspect();
         if (R.cmd && mono_ms() >= next_renew) {
-            renew_all();
+            if (renew_all() == 0) { /* the loop's legacy announcements too */
+                atomic_store(&R.renewed, 1);
+                lws_cancel_service(R.lws);
+            }
             next_renew = mono_ms() + period_ms;
         }
         struct pollfd fds[2] = { { R.wake[0], POLLIN, 0 }, { R.sub ? R.sub->fd : -1, POLLIN, 0 } };
@@ -1168,6 +1179,7 @@ void registry_stop(void)
     secret_wipe(R.url.password, sizeof(R.url.password));
     R.m_up = R.m_held = R.m_closes = NULL; /* the registry may be reset after us */
     R.ever_connected = 0;
+    atomic_store(&R.renewed, 0);
     R.enabled = 0;
     R.stop = 0;
 }

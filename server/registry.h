@@ -83,11 +83,16 @@ void registry_publish_supersede(const char *org_id, const char *cluster_id,
  * step aside while a newer one is up elsewhere (tunnel_legacy_elsewhere),
  * forwarding what they held unsent to this replica's AURORA_INTERNAL_ADDR,
  * which the message names (`addr`).  Published on aurora:close without a
- * token_id, which a replica without this ignores as malformed. */
+ * token_id, which a replica without this ignores as malformed.  Each
+ * cluster's connection that takes commands on a replica is announced again
+ * at every renewal of its registrations (tunnel_legacy_renew): an end never
+ * published (a replica killed) lapses like a registration. */
 void registry_publish_legacy(const char *org_id, const char *cluster_id, long long ready_ms,
                              int up);
 /* Loop thread (LWS_CALLBACK_EVENT_WAIT_CANCELLED): closes the sessions that
- * other replicas' messages named. */
+ * other replicas' messages named, and after each renewal of the
+ * registrations renews the legacy connections' announcements
+ * (tunnel_legacy_renew). */
 void registry_deliver(struct tunnel_hub *tunnels);
 
 /* Worker thread: the internal address of another live replica holding

@@ -96,6 +96,9 @@ struct tunnel_session {
     int64_t outranked_ms;
     char outranked_by[STORE_ID_LEN];
     char outranked_addr[256]; /* that replica's internal address ("": it named none) */
+    /* this replica's registry renewals since that one was last announced: it
+     * takes commands again at TUNNEL_LEGACY_ASIDE_RENEWALS (tunnel_legacy_renew) */
+    int outranked_missed;
     int registered_db; /* counted in the connections table */
     int registered_fleet; /* counted in the replicas' registry (registry.h) */
     time_t last_hb_db;
@@ -1422,6 +1425,18 @@ int tunnel_close_superseded(tunnel_hub *h, const char *org_id, const char *clust
     return n;
 }
 
+/* s takes commands again: what it stepped aside for is gone. */
+static void legacy_take_over(tunnel_session *s)
+{
+    s->outranked_ms = 0;
+    s->outranked_by[0] = '\0';
+    s->outranked_addr[0] = '\0';
+    s->outranked_missed = 0;
+    if (!s->registered_fleet)
+        registry_session_up(s->cluster_id);
+    s->registered_fleet = 1;
+}
+
 /* Whether the legacy connection that became ready at ms on replica `from`
  * is newer than s (its wall-clock time, then the replicas' ids: every
  * replica ranks two of them the same way). */
@@ -1446,6 +1461,10 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
         if (s->v2 || !s->ready_ms || !session_of(s, org_id, cluster_id))
             continue;
         if (up) {
+            if (s->outranked_ms == ready_ms && !strcmp(s->outranked_by, from)) {
+                s->outranked_missed = 0; /* announced again: still up there */
+                continue;
+            }
             if (!legacy_newer(ready_ms, from, s->ready_ms, instance_id()) ||
                 (s->outranked_ms && !legacy_newer(ready_ms, from, s->outranked_ms,
                                                   s->outranked_by)))
@@ -1454,6 +1473,7 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
             s->outranked_ms = ready_ms;
             snprintf(s->outranked_by, sizeof(s->outranked_by), "%s", from);
             snprintf(s->outranked_addr, sizeof(s->outranked_addr), "%s", addr ? addr : "");
+            s->outranked_missed = 0;
             if (was)
                 continue;
             log_info("agent %s: a newer legacy connection of the cluster is up on another "
@@ -1465,16 +1485,38 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
         } else if (s->outranked_ms == ready_ms && !strcmp(s->outranked_by, from)) {
             /* The connection it stepped aside for ended: it takes commands
              * again, and says so (any replica's newer one outranks it anew). */
-            s->outranked_ms = 0;
-            s->outranked_by[0] = '\0';
-            s->outranked_addr[0] = '\0';
             log_info("agent %s: the newer legacy connection on another replica ended; this "
                      "one takes commands again", s->cluster_id);
-            if (!s->registered_fleet)
-                registry_session_up(s->cluster_id);
-            s->registered_fleet = 1;
+            legacy_take_over(s);
             registry_publish_legacy(s->org_id, s->cluster_id, s->ready_ms, 1);
         }
+    }
+}
+
+void tunnel_legacy_renew(tunnel_hub *h)
+{
+    for (tunnel_session *s = h->sessions; s; s = s->next) {
+        if (s->v2 || !s->ready_ms || s->state != SESS_READY || !s->open || !s->outranked_ms ||
+            ++s->outranked_missed < TUNNEL_LEGACY_ASIDE_RENEWALS)
+            continue;
+        log_info("agent %s: the newer legacy connection on another replica was not announced "
+                 "again for %d registry renewals (its replica died, or stopped without a "
+                 "word); this one takes commands again", s->cluster_id,
+                 TUNNEL_LEGACY_ASIDE_RENEWALS);
+        legacy_take_over(s); /* announced below, when it is the cluster's newest here */
+    }
+    /* The legacy connection of each cluster that takes its commands here,
+     * announced again: the older ones elsewhere stay aside while they hear it. */
+    for (tunnel_session *s = h->sessions; s; s = s->next) {
+        if (s->v2 || !s->ready_ms || s->outranked_ms || !session_of(s, s->org_id, s->cluster_id))
+            continue;
+        int newest = 1;
+        for (tunnel_session *o = bucket_of(h, s->cluster_id); o && newest; o = o->bucket_next)
+            if (o != s && !o->v2 && o->ready_ms && !o->outranked_ms &&
+                session_of(o, s->org_id, s->cluster_id) && o->ready_seq > s->ready_seq)
+                newest = 0;
+        if (newest)
+            registry_publish_legacy(s->org_id, s->cluster_id, s->ready_ms, 1);
     }
 }
 
@@ -1483,14 +1525,8 @@ void tunnel_legacy_resync(tunnel_hub *h, int forget, const char *from)
     for (tunnel_session *s = h->sessions; s; s = s->next) {
         if (s->v2 || !s->ready_ms || s->state != SESS_READY || !s->open)
             continue;
-        if (forget && s->outranked_ms && (!from || !strcmp(s->outranked_by, from))) {
-            s->outranked_ms = 0;
-            s->outranked_by[0] = '\0';
-            s->outranked_addr[0] = '\0';
-            if (!s->registered_fleet)
-                registry_session_up(s->cluster_id);
-            s->registered_fleet = 1;
-        }
+        if (forget && s->outranked_ms && (!from || !strcmp(s->outranked_by, from)))
+            legacy_take_over(s);
         registry_publish_legacy(s->org_id, s->cluster_id, s->ready_ms, 1);
     }
 }

@@ -159,9 +159,22 @@ int tunnel_close_superseded(tunnel_hub *h, const char *org_id, const char *clust
  * take no command, the cluster is not registered for them, what they hold
  * unsent moves to another session here, or is forwarded to `addr`
  * (tunnel_hub_opts.forward), or fails as never run) and take commands again
- * once it ended. */
+ * once it ended, or once it has not been announced again (up 1, the same
+ * ready_ms and replica) for TUNNEL_LEGACY_ASIDE_RENEWALS of this replica's
+ * registry renewals (tunnel_legacy_renew). */
 void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *cluster_id,
                              const char *from, const char *addr, int64_t ready_ms, int up);
+/* Stepping aside is a lease, as a registration is: its end may never be
+ * published (its replica was SIGKILLed or OOM-killed, its publish was lost),
+ * and the cluster's live agent would take no command for as long as it
+ * lived.  At each of its registry renewals (a third of
+ * AURORA_REGISTRY_LEASE_S, registry.h) a replica announces again the legacy
+ * connection of each cluster that takes its commands here, and a session
+ * stepped aside for a connection not announced again for this many of them
+ * (more than a lease of silence) takes commands again, registered, and
+ * announces itself. */
+#define TUNNEL_LEGACY_ASIDE_RENEWALS 4
+void tunnel_legacy_renew(tunnel_hub *h);
 /* Every ready legacy session announces itself again (registry_publish_legacy),
  * after forgetting what it stepped aside for when `forget`: all of it with
  * `from` NULL (this replica missed the other replicas' news while Redis was

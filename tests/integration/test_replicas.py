@@ -939,6 +939,47 @@ def a_replica_that_asks_again_is_forgotten_until_it_answers(t):
     eq((r.status, r.get("output")), (200, text), "a command through a third replica (%r)" % r)
 
 
+@test(timeout=150)
+def a_legacy_connection_aside_for_one_on_a_killed_replica_takes_commands_again(t):
+    """The replica holding a cluster's newest legacy connection is killed
+    (-9, an OOM kill) and that agent does not come back: nobody publishes the
+    connection's end.  The older connection on another replica, stepped aside
+    for it, takes the commands again once the killed replica has not
+    announced it again for a few renewals (a lease, as its registrations);
+    before, it stayed aside for as long as it lived and the cluster, whose
+    agent is up, took no command."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-legacy-killed")
+    cid = tok["cluster_id"]
+    r_old, r_new, r_third = f.replicas[0], f.replicas[1], f.replicas[2]
+    mark = len(r_old.server.log_text())
+    old = r_old.legacy_agent(tok["token"], name="legacy-killed-old")
+    old.wait_event("connected", 30)
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r_old.addr}, 15, 0.05,
+               "the older connection's replica registered")
+    new = r_new.legacy_agent(tok["token"], name="legacy-killed-new")
+    new.wait_event("connected", 30)
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r_new.addr}, 15, 0.05,
+               "the older connection to step aside")
+    r_new.kill9()
+    try:
+        new.wait_event("exit", 15, "the newer connection's agent to end with its replica")
+        killed = time.monotonic()
+        wait_until(lambda: set(f.redis.owners(cid).values()) == {r_old.addr}, 45, 0.1,
+                   "the older connection's replica to register the cluster again")
+        t.note("the older connection took over %.1f s after the kill (lease %d s)"
+               % (time.monotonic() - killed, LEASE))
+        check("agent %s: the newer legacy connection on another replica was not announced again"
+              % cid in r_old.server.log_text()[mark:], "the log says why it took over")
+        text = "killed-" + secrets.token_hex(3)
+        r = echo(r_third, cid, text)
+        eq((r.status, r.get("output")), (200, text), "a command through a third replica (%r)" % r)
+        old.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""),
+                       5, "the command at the older connection")
+    finally:
+        r_new.start()  # same port, same data dir, for the next tests
+
+
 @test(timeout=120)
 def forwarded_answers_match_the_owners(t):
     """A timeout, a failing command and a 404 cluster read the same through a

@@ -1816,6 +1816,54 @@ static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
     assert_int_equal(last.ends, 1);
 }
 
+/* Stepping aside lapses unless renewed: a replica SIGKILLed with the newer
+ * legacy connection never publishes its end, and the one here took no
+ * command for as long as it lived.  Each announcement of that connection
+ * again restarts the count of this replica's renewals; one that is not
+ * announced again for TUNNEL_LEGACY_ASIDE_RENEWALS of them is given up.  An
+ * announcement of another connection (older than the one it stepped aside
+ * for) renews nothing. */
+static void test_legacy_stepping_aside_lapses_unless_announced_again(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *l = connect_as(fx, fx->hub, &m, 0, 0);
+    int64_t now_ms = (int64_t)time(NULL) * 1000;
+    const char *org = m.t.org_id, *cid = m.t.cluster_id;
+    sink_rec r = { 0 };
+    char err[256];
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+    assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r, err, sizeof(err)));
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < TUNNEL_LEGACY_ASIDE_RENEWALS - 1; i++) {
+            tunnel_legacy_renew(fx->hub);
+            assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r, err, sizeof(err)));
+        }
+        if (round == 0) /* announced again */
+            tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+        else if (round == 1) /* a newer one: aside for that one, counted afresh */
+            tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", "", now_ms + 700000, 1);
+        else /* the older one says it is up: not what it stepped aside for */
+            tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+    }
+    tunnel_legacy_renew(fx->hub);
+    exec_ok(fx, &m, &r);
+    proto_msg cmd;
+    expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
+    send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(r.ends, 1);
+    assert_int_equal(r.return_code, 0);
+    /* taking commands, it counts nothing: renewals leave it so */
+    for (int i = 0; i < 2 * TUNNEL_LEGACY_ASIDE_RENEWALS; i++)
+        tunnel_legacy_renew(fx->hub);
+    sink_rec last = { 0 };
+    exec_ok(fx, &m, &last);
+    expect_type(l, MSG_KUBECTL_COMMAND, NULL);
+    tunnel_session_drop(l);
+    assert_int_equal(last.ends, 1);
+}
+
 /* A forwarder standing in for forward.c's: it records what it was asked
  * and takes the request over (or refuses it). */
 typedef struct {
@@ -2291,6 +2339,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stepping_aside_forwards_what_it_held, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_legacy_steps_aside_for_a_newer_one_elsewhere,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_stepping_aside_lapses_unless_announced_again,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_newest_legacy_session_takes_the_commands, setup,
                                         teardown),
