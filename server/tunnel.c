@@ -2181,6 +2181,15 @@ void tunnel_shutdown(tunnel_hub *h)
         while (s->reqs)
             req_fail(s->reqs, 503, EC_SERVER_SHUTTING_DOWN, "server is shutting down");
         start_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "Server shutting down");
+        /* A legacy connection's end, said now (session_closed says it once
+         * the connection is gone): one whose agent does not answer the close
+         * frame is gone after the registry has stopped (registry_stop), too
+         * late to reach the replicas whose older connections stepped aside
+         * for it, which then waited out the lapse (tunnel_legacy_renew). */
+        if (s->ready_ms) {
+            registry_publish_legacy(s->org_id, s->cluster_id, s->ready_ms, 0);
+            s->ready_ms = 0;
+        }
     }
 }
 

@@ -203,7 +203,8 @@ int tunnel_on_established(tunnel_hub *h, struct lws *wsi, struct tunnel_conn *c,
 int tunnel_on_receive(struct lws *wsi, struct tunnel_conn *c, const void *in, size_t len);
 int tunnel_on_writeable(struct lws *wsi, struct tunnel_conn *c);
 void tunnel_on_closed(struct lws *wsi, struct tunnel_conn *c);
-/* Server shutdown: fail all requests, close every session. */
+/* Server shutdown: fail all requests, close every session, and tell the
+ * other replicas its legacy connections ended (before registry_stop). */
 void tunnel_shutdown(tunnel_hub *h);
 
 /* ---- without a socket (unit tests) ---------------------------------------

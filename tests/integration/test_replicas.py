@@ -980,6 +980,47 @@ def a_legacy_connection_aside_for_one_on_a_killed_replica_takes_commands_again(t
         r_new.start()  # same port, same data dir, for the next tests
 
 
+@test(timeout=150)
+def a_replica_stopping_says_its_legacy_connections_ended(t):
+    """A replica stopped with SIGTERM says the legacy connections it still
+    holds ended, also one whose agent never answers the close frame (frozen
+    here): its connection outlived the registry, whose stop sent nothing
+    after it, and the older connection elsewhere that stepped aside for it
+    waited out the lapse of the announcements rather than taking over at
+    once."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-legacy-stop")
+    cid = tok["cluster_id"]
+    r_old, r_new, r_third = f.replicas[0], f.replicas[1], f.replicas[2]
+    ended = "agent %s: the newer legacy connection on another replica ended" % cid
+    lapsed = "agent %s: the newer legacy connection on another replica was not announced" % cid
+    mark = len(r_old.server.log_text())
+    old = r_old.legacy_agent(tok["token"], name="legacy-stop-old")
+    old.wait_event("connected", 30)
+    new = r_new.legacy_agent(tok["token"], name="legacy-stop-new")
+    new.wait_event("connected", 30)
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r_new.addr}, 15, 0.05,
+               "the older connection to step aside")
+    new.proc.p.send_signal(signal.SIGSTOP)  # answers no close frame
+    try:
+        eq(r_new.server.stop(), [], "%s stops cleanly" % r_new.name)
+        wait_until(lambda: ended in r_old.server.log_text()[mark:]
+                   or lapsed in r_old.server.log_text()[mark:], 45, 0.05,
+                   "the older connection to take the commands again")
+        check(lapsed not in r_old.server.log_text()[mark:],
+              "the older connection took over only once the announcements lapsed")
+    finally:
+        new.proc.p.send_signal(signal.SIGCONT)
+        r_new.start()  # same port, same data dir, for the next tests
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r_old.addr}, 15, 0.05,
+               "the older connection's replica registered again")
+    text = "stop-" + secrets.token_hex(3)
+    r = echo(r_third, cid, text)
+    eq((r.status, r.get("output")), (200, text), "a command through a third replica (%r)" % r)
+    old.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""), 5,
+                   "the command at the older connection")
+
+
 @test(timeout=120)
 def forwarded_answers_match_the_owners(t):
     """A timeout, a failing command and a 404 cluster read the same through a
