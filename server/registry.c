@@ -215,6 +215,26 @@ static void queue_cluster(op_kind k, const char *cluster_id)
 void registry_session_up(const char *cluster_id) { queue_cluster(OP_UP, cluster_id); }
 void registry_session_down(const char *cluster_id) { queue_cluster(OP_DOWN, cluster_id); }
 
+/* Queues message m (consumed) on aurora:close; `legacy`: news of a legacy
+ * connection (made again anyway, so the first to go when the queue kept
+ * while Redis is away is full).  Out of memory: `lost` is logged. */
+static void publish(cJSON *m, int legacy, const char *lost, const char *cluster_id)
+{
+    op *o = calloc(1, sizeof(*o));
+    char *json = m ? cJSON_PrintUnformatted(m) : NULL;
+    cJSON_Delete(m);
+    if (!o || !json) {
+        free(o);
+        free(json);
+        log_error("registry: out of memory; %s%s", lost, cluster_id ? cluster_id : "");
+        return;
+    }
+    o->kind = OP_PUBLISH;
+    o->message = json;
+    o->legacy = legacy;
+    push_op(o);
+}
+
 void registry_publish_close(const char *org_id, const char *cluster_id, const char *token_id,
                             const char *reason)
 {
@@ -226,19 +246,7 @@ void registry_publish_close(const char *org_id, const char *cluster_id, const ch
     cJSON_AddStringToObject(m, "cluster_id", cluster_id);
     cJSON_AddStringToObject(m, "token_id", token_id ? token_id : "");
     cJSON_AddStringToObject(m, "reason", reason);
-    op *o = calloc(1, sizeof(*o));
-    char *json = cJSON_PrintUnformatted(m);
-    cJSON_Delete(m);
-    if (!o || !json) {
-        free(o);
-        free(json);
-        log_error("registry: out of memory; the close of cluster %s reaches no other replica",
-                  cluster_id);
-        return;
-    }
-    o->kind = OP_PUBLISH;
-    o->message = json;
-    push_op(o);
+    publish(m, 0, "this close reaches no other replica: cluster ", cluster_id);
 }
 
 void registry_publish_supersede(const char *org_id, const char *cluster_id,
@@ -252,19 +260,7 @@ void registry_publish_supersede(const char *org_id, const char *cluster_id,
     cJSON_AddStringToObject(m, "cluster_id", cluster_id);
     cJSON_AddStringToObject(m, "agent_instance", instance);
     cJSON_AddNumberToObject(m, "agent_connection", (double)conn);
-    op *o = calloc(1, sizeof(*o));
-    char *json = cJSON_PrintUnformatted(m);
-    cJSON_Delete(m);
-    if (!o || !json) {
-        free(o);
-        free(json);
-        log_error("registry: out of memory; other replicas keep the older sessions of an agent "
-                  "of cluster %s", cluster_id);
-        return;
-    }
-    o->kind = OP_PUBLISH;
-    o->message = json;
-    push_op(o);
+    publish(m, 0, "other replicas keep the older sessions of an agent of cluster ", cluster_id);
 }
 
 void registry_publish_legacy(const char *org_id, const char *cluster_id, long long ready_ms,
@@ -281,20 +277,7 @@ void registry_publish_legacy(const char *org_id, const char *cluster_id, long lo
     /* where a replica whose older connection steps aside forwards what it
      * held unsent (tunnel_legacy_elsewhere) */
     cJSON_AddStringToObject(m, "addr", R.addr);
-    op *o = calloc(1, sizeof(*o));
-    char *json = cJSON_PrintUnformatted(m);
-    cJSON_Delete(m);
-    if (!o || !json) {
-        free(o);
-        free(json);
-        log_error("registry: out of memory; other replicas do not hear of a legacy connection "
-                  "of cluster %s", cluster_id);
-        return;
-    }
-    o->kind = OP_PUBLISH;
-    o->message = json;
-    o->legacy = 1;
-    push_op(o);
+    publish(m, 1, "other replicas do not hear of a legacy connection of cluster ", cluster_id);
 }
 
 /* This replica was away from the subscription: what it knew of other
@@ -304,18 +287,7 @@ static void publish_legacy_resync(void)
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "from", R.instance);
     cJSON_AddBoolToObject(m, "legacy_resync", 1);
-    op *o = calloc(1, sizeof(*o));
-    char *json = cJSON_PrintUnformatted(m);
-    cJSON_Delete(m);
-    if (!o || !json) {
-        free(o);
-        free(json);
-        log_error("registry: out of memory; legacy connections of other replicas not asked again");
-        return;
-    }
-    o->kind = OP_PUBLISH;
-    o->message = json;
-    push_op(o);
+    publish(m, 0, "legacy connections of other replicas not asked again", NULL);
 }
 
 static void push_recheck(void);
