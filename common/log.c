@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "utf8.h"
+
 static int g_level = LOG_INFO;
 static int g_json = 0;
 static char g_component[32] = "aurora";
@@ -50,18 +52,34 @@ int log_setup(const char *component, const char *level, const char *format)
 
 int log_enabled(enum log_level lvl) { return (int)lvl >= g_level; }
 
-/* Appends s JSON-escaped into out[*pos..cap). */
+/* Appends s JSON-escaped into out[*pos..cap), as valid UTF-8 whatever s
+ * holds: a byte that starts no well-formed character (a stray 0xff, a
+ * sequence a message's cut split) becomes \ufffd, and a character is
+ * copied whole or not at all.  Log pipelines (Loki, Elasticsearch, jq)
+ * drop or choke on a line that is not UTF-8. */
 static void json_escape_into(char *out, size_t cap, size_t *pos, const char *s)
 {
-    for (; *s && *pos + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
+    const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
+    while (p < end && *pos + 7 < cap) {
+        unsigned char c = *p;
         if (c == '"' || c == '\\') {
             out[(*pos)++] = '\\';
             out[(*pos)++] = (char)c;
+            p++;
         } else if (c < 0x20) {
             *pos += (size_t)snprintf(out + *pos, cap - *pos, "\\u%04x", c);
+            p++;
         } else {
-            out[(*pos)++] = (char)c;
+            size_t len = utf8_seq_len(p, (size_t)(end - p));
+            if (len == 0) {
+                memcpy(out + *pos, "\\ufffd", 6);
+                *pos += 6;
+                p++;
+            } else {
+                memcpy(out + *pos, p, len); /* at most 4 of the 7 bytes left */
+                *pos += len;
+                p += len;
+            }
         }
     }
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "utf8.h"
 
 /* Captures what the logger writes to stderr. */
 static int saved_fd = -1;
@@ -178,6 +179,49 @@ static void test_long_messages(void **state)
     free(big);
 }
 
+/* JSON lines are valid UTF-8 whatever the text holds: a stray byte, an
+ * overlong or cut sequence becomes U+FFFD, a valid character is kept, and a
+ * message cut at its buffer's end mid-character is not left with half of
+ * it (log pipelines drop or choke on lines that are not UTF-8). */
+static void test_json_stays_utf8(void **state)
+{
+    (void)state;
+    assert_int_equal(log_setup(NULL, "info", "json"), 0);
+    log_field f[] = { { .key = "peer", .str = "\xc0\xaf-\xe2\x82" } };
+    capture_start();
+    log_fields(LOG_INFO, "bad \xff ok caf\xc3\xa9 cut \xe2\x82", f, 1);
+    char *out = capture_end();
+    size_t n = strlen(out);
+    assert_true(n > 0 && out[n - 1] == '\n');
+    assert_true(utf8_valid(out, n));
+    cJSON *o = cJSON_Parse(out);
+    assert_non_null(o);
+    assert_string_equal(cJSON_GetObjectItem(o, "msg")->valuestring,
+                        "bad \xef\xbf\xbd ok caf\xc3\xa9 cut \xef\xbf\xbd\xef\xbf\xbd");
+    assert_string_equal(cJSON_GetObjectItem(o, "peer")->valuestring,
+                        "\xef\xbf\xbd\xef\xbf\xbd-\xef\xbf\xbd\xef\xbf\xbd");
+    cJSON_Delete(o);
+    free(out);
+
+    /* 3,000 two-byte characters after one ASCII byte: the message buffer
+     * (2,048) and the line (4,096) both end inside a character */
+    char big[1 + 3000 * 2 + 1];
+    big[0] = 'a';
+    for (int i = 0; i < 3000; i++)
+        memcpy(big + 1 + 2 * i, "\xc3\xa9", 2);
+    big[sizeof(big) - 1] = '\0';
+    capture_start();
+    log_info("%s", big);
+    out = capture_end();
+    n = strlen(out);
+    assert_int_equal(count_lines(out), 1);
+    assert_true(utf8_valid(out, n));
+    o = cJSON_Parse(out);
+    assert_non_null(o);
+    cJSON_Delete(o);
+    free(out);
+}
+
 /* Structured fields: JSON properties beside msg (numbers as numbers), or
  * key=value after the text message, quoted so that a value cannot forge
  * another field. */
@@ -238,6 +282,7 @@ int main(void)
         cmocka_unit_test_setup(test_text_format, setup),
         cmocka_unit_test_setup(test_json_format, setup),
         cmocka_unit_test_setup(test_long_messages, setup),
+        cmocka_unit_test_setup(test_json_stays_utf8, setup),
         cmocka_unit_test_setup(test_fields, setup),
     };
     return cmocka_run_group_tests_name("common_log", tests, NULL, NULL);
