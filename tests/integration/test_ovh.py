@@ -4,7 +4,8 @@
 Peers: two tests/fixtures/ovh_oauth.mjs (oauth2-mock-server from npm on OVH's
 /auth/oauth2/{authorize,token} paths, plus /1.0/me), one playing the EU
 region, one CA; US is left unconfigured.  Callbacks are HTTPS (OVH accepts
-nothing else): the server's own TLS listener.
+nothing else): the server's own TLS listener.  The hung-provider test has a
+server and an EU fixture of its own (a short provider timeout it waits out).
 """
 import json
 import os
@@ -21,10 +22,13 @@ from harness import (FIXTURES, NODE, SERVER_BIN, T, World, _SUITE, check, contai
                      answered_beside, https_request, main, rand_tag, sanitizer_reports, test,
                      wait_until)
 
-# The servers' provider timeout: long enough for the fixtures' answers on a
-# loaded machine, and for the checks made beside a hung call, which the hang
-# test then waits out.
+# The provider timeout of the hang test's own server: long enough for the
+# fixtures' answers on a loaded machine, and for the checks made beside a
+# hung call, which the test then waits out.
 PROVIDER_TIMEOUT_S = 6.0
+# The suite server's: no other test waits for one, and a fixture call a
+# loaded machine delays past 6 s would be a 504 in an unrelated test.
+SUITE_PROVIDER_TIMEOUT_S = 30.0
 
 EU_SECRET = "eu-secret-" + rand_tag(10)
 CA_SECRET = "ca-secret-" + rand_tag(10)
@@ -33,8 +37,10 @@ _peers = {}
 
 
 def ctl(which, path, body=None):
+    """which: "eu" or "ca" (the suite's fixtures), or a fixture's base URL."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(_peers[which] + path, data=data, method="POST" if data is not None else "GET",
+    req = urllib.request.Request(_peers.get(which, which) + path, data=data,
+                                 method="POST" if data is not None else "GET",
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read() or b"{}")
@@ -51,6 +57,19 @@ def _spawn(t, name):
     return "http://127.0.0.1:%d" % int(line.split()[1])
 
 
+def eu_env(w, eu):
+    """The EU region's settings of server `w`, with the fixture at `eu`."""
+    return {"OVH_EU_CLIENT_ID": "eu-client", "OVH_EU_CLIENT_SECRET": EU_SECRET,
+            "OVH_EU_REDIRECT_URI": "https://127.0.0.1:%d/ovh_api/ovh/oauth2/callback" % w.port,
+            "OVH_EU_AUTH_BASE": eu + "/auth", "OVH_EU_API_BASE": eu + "/1.0"}
+
+
+def eu_fixture_config(env, eu):
+    """Registers the EU client, and the callback of the server with `env`, at the fixture `eu`."""
+    ctl(eu, "/_fixture/config", {"client_id": "eu-client", "client_secret": EU_SECRET,
+                                 "redirect_uris": [env["OVH_EU_REDIRECT_URI"]], "nichandle": "eu12345-ovh"})
+
+
 def world():
     if _SUITE["world"] is None:
         if _SUITE["t"] is None:
@@ -61,24 +80,37 @@ def world():
         w = World(st, "suite-server", start=False)
         env = {
             "NEXT_PUBLIC_ENABLE_OVH": "true",
-            "OVH_EU_CLIENT_ID": "eu-client", "OVH_EU_CLIENT_SECRET": EU_SECRET,
-            "OVH_EU_REDIRECT_URI": "https://127.0.0.1:%d/ovh_api/ovh/oauth2/callback" % w.port,
-            "OVH_EU_AUTH_BASE": _peers["eu"] + "/auth", "OVH_EU_API_BASE": _peers["eu"] + "/1.0",
             "OVH_CA_CLIENT_ID": "ca-client", "OVH_CA_CLIENT_SECRET": CA_SECRET,
             "OVH_CA_REDIRECT_URI": "https://127.0.0.1:%d/ovh/oauth2/callback" % w.port,
             "OVH_CA_AUTH_BASE": _peers["ca"] + "/auth/", "OVH_CA_API_BASE": _peers["ca"] + "/1.0",
-            "AURORA_PROVIDER_TIMEOUT_MS": str(int(PROVIDER_TIMEOUT_S * 1000)),
+            "AURORA_PROVIDER_TIMEOUT_MS": str(int(SUITE_PROVIDER_TIMEOUT_S * 1000)),
             "CLIENT_ID": "gcp-client.apps.googleusercontent.com", "CLIENT_SECRET": "gcp-secret",
         }
+        env.update(eu_env(w, _peers["eu"]))
         w.extra_env.update(env)
         w.start()
         w.bootstrap()
-        ctl("eu", "/_fixture/config", {"client_id": "eu-client", "client_secret": EU_SECRET,
-                                       "redirect_uris": [env["OVH_EU_REDIRECT_URI"]], "nichandle": "eu12345-ovh"})
+        eu_fixture_config(env, "eu")
         ctl("ca", "/_fixture/config", {"client_id": "ca-client", "client_secret": CA_SECRET,
                                        "redirect_uris": [env["OVH_CA_REDIRECT_URI"]], "nichandle": "ca67890-ovh"})
         _SUITE["world"] = w
     return _SUITE["world"]
+
+
+def hang_world(t):
+    """A server of the test's own, with the short provider timeout the hang
+    test waits out, and an EU fixture of its own with that server's callback
+    registered (the hung request and the revoked refresh tokens stay there)."""
+    eu = _spawn(t, "ovh-eu-hang")
+    w = World(t, "server", start=False)
+    env = {"NEXT_PUBLIC_ENABLE_OVH": "true",
+           "AURORA_PROVIDER_TIMEOUT_MS": str(int(PROVIDER_TIMEOUT_S * 1000))}
+    env.update(eu_env(w, eu))
+    w.extra_env.update(env)
+    w.start()
+    w.bootstrap()
+    eu_fixture_config(env, eu)
+    return w, eu
 
 
 def status(w, key=None):
@@ -354,26 +386,27 @@ def test_callback_rejects_bad_states(t):
 
 @test(timeout=60)
 def test_provider_failures_and_server_keeps_serving(t):
-    w = world()
+    # a server of its own, with the provider timeout this test waits for
+    w, eu = hang_world(t)
     _, user, key = w.new_org()
     # /me refuses the new token -> nothing stored
     r = w.frontend_get("/ovh_api/ovh/oauth2/initiate?region=eu", key=key)
     cb = authorize(r.headers["location"])
     # /me is a GET made through the connector kit (kit_call): a 5xx is retried,
     # up to 4 attempts, so the fault must outlast them to reach the caller
-    ctl("eu", "/_fixture/fail", {"target": "me", "status": 500, "count": 4})
+    ctl(eu, "/_fixture/fail", {"target": "me", "status": 500, "count": 4})
     c = callback(w, cb)
     eq((c.status, c.error_code), (502, "OVH_ERROR"), "/me answers 500 (%r)" % c)
     eq(status(w, key).get("connected"), False, "connected after a failed callback")
     eq(secret_paths(w, user), [], "nothing stored after a failed callback")
     # one 503 from /me is retried: the connect goes through
-    ctl("eu", "/_fixture/fail", {"target": "me", "status": 503, "count": 1})
+    ctl(eu, "/_fixture/fail", {"target": "me", "status": 503, "count": 1})
     connect(w, key)
-    ctl("eu", "/_fixture/fail", {"target": "token", "status": 500})
+    ctl(eu, "/_fixture/fail", {"target": "token", "status": 500})
     r = w.post("/ovh_api/ovh/oauth2/refresh", key=key)
     eq((r.status, r.error_code), (502, "OVH_ERROR"), "token endpoint 500 (%r)" % r)
     contains(r.get("error"), "OVH", "error names the provider")
-    ctl("eu", "/_fixture/fail", {"target": "token", "hang": True})
+    ctl(eu, "/_fixture/fail", {"target": "token", "hang": True})
     res = {}
 
     def hung():
@@ -381,9 +414,9 @@ def test_provider_failures_and_server_keeps_serving(t):
         res["r"] = w.post("/ovh_api/ovh/oauth2/refresh", key=key, timeout=30)
         res["dt"] = time.monotonic() - t0
     th = threading.Thread(target=hung)
-    before = ctl("eu", "/_fixture/stats")["hung"]
+    before = ctl(eu, "/_fixture/stats")["hung"]
     th.start()
-    wait_until(lambda: ctl("eu", "/_fixture/stats")["hung"] > before, 10, 0.02,
+    wait_until(lambda: ctl(eu, "/_fixture/stats")["hung"] > before, 10, 0.02,
                "the refresh to reach the hung OVH token endpoint")
     # Not blocked by the hung call: answered beside it.
     for path in ("/api/connectors/status", "/health", "/api/kubectl/tokens"):
@@ -397,7 +430,7 @@ def test_provider_failures_and_server_keeps_serving(t):
     check(PROVIDER_TIMEOUT_S - 0.5 <= res["dt"] < 20.0,
           "timed out after AURORA_PROVIDER_TIMEOUT_MS (%.1fs)" % res["dt"])
     # the refresh token was revoked at OVH
-    ctl("eu", "/_fixture/revoke_refresh_tokens", {})
+    ctl(eu, "/_fixture/revoke_refresh_tokens", {})
     r = w.post("/ovh_api/ovh/oauth2/refresh", key=key)
     eq((r.status, r.error_code), (400, "OVH_GRANT_INVALID"), "revoked refresh token (%r)" % r)
     contains(r.get("error"), "invalid_grant", "error")
