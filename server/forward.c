@@ -4,10 +4,12 @@
 
 #include <cjson/cJSON.h>
 #include <arpa/inet.h>
+#include <math.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api_util.h"
 #include "buf.h"
@@ -19,6 +21,7 @@
 #include "registry.h"
 #include "router.h"
 #include "secret.h"
+#include "worker.h"
 
 #define FORWARD_PATH "/internal/forward/exec"
 #define SECRET_HEADER "x-aurora-forward-secret"
@@ -91,7 +94,9 @@ void forward_start(const server_config *cfg, struct lws_context *ctx)
     F.outcomes = prom_family(PROM_COUNTER, "aurora_forward_commands_total",
                                 "Commands this replica forwarded to the replica holding the "
                                 "agent, by how they ended (ok, failed, timeout, owner_gone, "
-                                "unreachable, not_connected, cancelled)",
+                                "unreachable, not_connected, cancelled; retried: the owner "
+                                "answered that it did not run and another replica, named "
+                                "since, was asked once more, its answer counted too)",
                                 1, labels, NULL, 0);
 }
 
@@ -102,8 +107,15 @@ typedef struct {
     struct lws *wsi;   /* NULL once closed */
     char host[256];
     int port;
-    unsigned char *body; /* LWS_PRE + JSON (carries cloud credentials: wiped) */
+    unsigned char *body; /* LWS_PRE + JSON (carries cloud credentials: wiped); kept
+                            until the end, for fwd_retry */
     size_t body_len, body_sent;
+    int sent_all;      /* the whole body was written */
+    int got_output;    /* the owner sent output: the command ran there */
+    int retried;       /* this is the one retry (fwd_retry): no other */
+    double deadline;   /* monotonic seconds: when the caller's timeout runs out */
+    char addr[280];    /* owner_addr as the registry gave it */
+    char cluster[160];
     int connecting;    /* inside lws_client_connect_via_info */
     int failed_early;  /* a connection error while connecting */
     int status;        /* the owner's HTTP status, 0 before it answered */
@@ -144,6 +156,34 @@ static void fwd_kill(fwd *f)
         lws_set_timeout(f->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int fwd_retry(fwd *f, tunnel_req *q, const tunnel_result *r);
+
+/* 1 when r says for certain that the command ran nowhere: the owner's
+ * AGENT_NOT_CONNECTED, with no output seen (exec_start's refusal, or in its
+ * stream requeue_waiting's for a command no agent was sent: its session
+ * stepped aside or ended first); its SERVER_SHUTTING_DOWN as the answer's
+ * status (admission's refusal: in a stream it may end a running command,
+ * tunnel_shutdown); or ours, the owner never reached (no status, the body
+ * not all written).  Any other end (a 502 mid-command, a timeout, a body
+ * sent and no answer) may follow a run: never retried. */
+static int fwd_did_not_run(const fwd *f, const tunnel_result *r)
+{
+    const char *code = r->error_code ? r->error_code : "";
+    if (!r->failed || f->got_output)
+        return 0;
+    if (!f->status)
+        return !f->sent_all && !strcmp(code, EC_AGENT_NOT_CONNECTED);
+    return !strcmp(code, EC_AGENT_NOT_CONNECTED) ||
+           (f->status == 503 && !strcmp(code, EC_SERVER_SHUTTING_DOWN));
+}
+
 static void fwd_end(fwd *f, const tunnel_result *r)
 {
     tunnel_req *q = f->req;
@@ -152,6 +192,9 @@ static void fwd_end(fwd *f, const tunnel_result *r)
     lws_sul_cancel(&f->connect_sul);
     if (!q)
         return;
+    if (!f->retried && f->body && fwd_did_not_run(f, r) && fwd_retry(f, q, r) == 0)
+        return; /* q's end comes from the retry (or, without one, this end) */
+    fwd_wipe_body(f);
     const char *code = r->error_code ? r->error_code : "";
     /* AGENT_NOT_CONNECTED is ours when the owner could not be reached (no
      * HTTP status from it), the owner's when its agent left before the
@@ -234,6 +277,10 @@ static void fwd_event(fwd *f, const char *event, const char *data)
         int chan = stream && !strcmp(stream, "stderr") ? PROTO_CHAN_STDERR : PROTO_CHAN_STDOUT;
         const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(d, "text"));
         const char *b64 = cJSON_GetStringValue(cJSON_GetObjectItem(d, "base64"));
+        if (!f->got_output) {
+            f->got_output = 1;
+            fwd_wipe_body(f); /* it ran there: no retry needs the credentials */
+        }
         if (text) {
             size_t n = strlen(text);
             f->outstanding += (int64_t)n;
@@ -344,7 +391,7 @@ static int fwd_write_body(struct lws *wsi, fwd *f)
         return -1;
     f->body_sent += n;
     if (last) {
-        fwd_wipe_body(f);
+        f->sent_all = 1; /* the body stays, wiped at the end, for fwd_retry */
         lws_client_http_body_pending(wsi, 0);
     } else {
         lws_callback_on_writable(wsi);
@@ -363,7 +410,7 @@ static void fwd_gone(struct lws *wsi, fwd *f, const char *why)
     }
     if (f->req) {
         char msg[640];
-        if (!f->status && f->body) { /* nothing reached the owner */
+        if (!f->status && !f->sent_all) { /* nothing reached the owner */
             snprintf(msg, sizeof(msg), "the replica holding the agent (%s:%d) cannot be reached: %s",
                      f->host, f->port, why);
             fwd_fail(f, 503, EC_AGENT_NOT_CONNECTED, msg);
@@ -408,7 +455,7 @@ int forward_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         return 0;
     }
     case LWS_CALLBACK_CLIENT_HTTP_WRITEABLE:
-        if (!f || !f->body)
+        if (!f || !f->body || f->sent_all)
             return 0;
         return fwd_write_body(wsi, f);
     case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
@@ -493,16 +540,10 @@ static char *encode_request(const tunnel_exec_params *p, const char *user_id)
     return s;
 }
 
-/* forward_exec, or forward_held when adopt is not NULL: that request, not
- * a new one, becomes the forward's (and is given back untouched on failure). */
-static tunnel_req *fwd_start(const char *owner_addr, const tunnel_exec_params *p,
-                             const char *user_id, const tunnel_sink *sink, void *ctx,
-                             tunnel_req *adopt, char *err, size_t errlen)
+/* A fwd for the replica at owner_addr, not connected, with no request yet;
+ * NULL with err. */
+static fwd *fwd_new(const char *owner_addr, const char *cluster_id, char *err, size_t errlen)
 {
-    if (!F.ctx || !F.secret) {
-        snprintf(err, errlen, "the agent for cluster %s is not connected", p->cluster_id);
-        return NULL;
-    }
     fwd *f = calloc(1, sizeof(*f));
     if (!f) {
         snprintf(err, errlen, "out of memory");
@@ -510,12 +551,15 @@ static tunnel_req *fwd_start(const char *owner_addr, const tunnel_exec_params *p
     }
     const char *colon = strrchr(owner_addr, ':');
     size_t hlen = colon ? (size_t)(colon - owner_addr) : 0;
-    if (!colon || !hlen || hlen >= sizeof(f->host) || atoi(colon + 1) <= 0) {
+    if (!colon || !hlen || hlen >= sizeof(f->host) || atoi(colon + 1) <= 0 ||
+        strlen(owner_addr) >= sizeof(f->addr) || strlen(cluster_id) >= sizeof(f->cluster)) {
         free(f);
         snprintf(err, errlen, "the replica holding cluster %s registered a bad address",
-                 p->cluster_id);
+                 cluster_id);
         return NULL;
     }
+    snprintf(f->addr, sizeof(f->addr), "%s", owner_addr);
+    snprintf(f->cluster, sizeof(f->cluster), "%s", cluster_id);
     /* The port is after the last ':' whatever the host: "10.0.0.5:5080",
      * "fd00::5:5080" (a pod IP as the downward API gives it) or
      * "[fd00::5]:5080"; lws takes an IPv6 literal without its brackets. */
@@ -534,29 +578,16 @@ static tunnel_req *fwd_start(const char *owner_addr, const tunnel_exec_params *p
         free(f);
         snprintf(err, errlen, "the replica holding cluster %s registered an address that is not "
                               "an IP address",
-                 p->cluster_id);
+                 cluster_id);
         return NULL;
     }
-    f->timeout = p->timeout;
-    char *json = encode_request(p, user_id);
-    if (json) {
-        f->body_len = strlen(json);
-        f->body = malloc(LWS_PRE + f->body_len);
-        if (f->body)
-            memcpy(f->body + LWS_PRE, json, f->body_len);
-        proto_free_secret(json);
-    }
-    if (f->body && adopt) {
-        tunnel_req_set_remote(adopt, &fwd_ops, f);
-        f->req = adopt;
-    } else if (f->body) {
-        f->req = tunnel_req_remote(sink, ctx, &fwd_ops, f);
-    }
-    if (!f->req) {
-        fwd_free(f);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
+    return f;
+}
+
+/* f, with its body and request (adopted: given back untouched on failure,
+ * see fwd_start), connects to its owner.  0; -1 with err, f gone. */
+static int fwd_connect(fwd *f, int adopted, char *err, size_t errlen)
+{
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof(i));
     i.context = F.ctx;
@@ -589,27 +620,226 @@ static tunnel_req *fwd_start(const char *owner_addr, const tunnel_exec_params *p
     f->connecting = 0;
     if (!wsi || f->failed_early) {
         snprintf(err, errlen, "the replica holding the agent of cluster %s (%s) cannot be reached",
-                 p->cluster_id, owner_addr);
+                 f->cluster, f->addr);
         /* Nobody was told yet: drop the request without its callbacks
          * (fwd_abandon frees f once no connection is left); one adopted is
          * given back as it came. */
         f->failed_early = 1;
-        if (adopt) {
-            tunnel_req_set_remote(adopt, NULL, NULL);
+        if (adopted) {
+            tunnel_req_set_remote(f->req, NULL, NULL);
             fwd_abandon(f);
         } else {
             tunnel_req_abandon(f->req);
         }
-        return NULL;
+        return -1;
     }
     lws_sul_schedule(F.ctx, 0, &f->sul, fwd_deadline,
-                     (lws_usec_t)((p->timeout + F.grace_s) * LWS_USEC_PER_SEC));
+                     (lws_usec_t)((f->timeout + F.grace_s) * LWS_USEC_PER_SEC));
     if (!f->connected)
         lws_sul_schedule(F.ctx, 0, &f->connect_sul, fwd_connect_deadline,
                          (lws_usec_t)CONNECT_DEADLINE_S * LWS_USEC_PER_SEC);
-    log_info("exec on %s forwarded to the replica at %s", p->cluster_id, owner_addr);
-    return f->req;
+    log_info("exec on %s forwarded to the replica at %s", f->cluster, f->addr);
+    return 0;
 }
+
+/* forward_exec, or forward_held when adopt is not NULL: that request, not
+ * a new one, becomes the forward's (and is given back untouched on failure). */
+static tunnel_req *fwd_start(const char *owner_addr, const tunnel_exec_params *p,
+                             const char *user_id, const tunnel_sink *sink, void *ctx,
+                             tunnel_req *adopt, char *err, size_t errlen)
+{
+    if (!F.ctx || !F.secret) {
+        snprintf(err, errlen, "the agent for cluster %s is not connected", p->cluster_id);
+        return NULL;
+    }
+    fwd *f = fwd_new(owner_addr, p->cluster_id, err, errlen);
+    if (!f)
+        return NULL;
+    f->timeout = p->timeout;
+    f->deadline = mono_s() + p->timeout;
+    char *json = encode_request(p, user_id);
+    if (json) {
+        f->body_len = strlen(json);
+        f->body = malloc(LWS_PRE + f->body_len);
+        if (f->body)
+            memcpy(f->body + LWS_PRE, json, f->body_len);
+        proto_free_secret(json);
+    }
+    if (f->body && adopt) {
+        tunnel_req_set_remote(adopt, &fwd_ops, f);
+        f->req = adopt;
+    } else if (f->body) {
+        f->req = tunnel_req_remote(sink, ctx, &fwd_ops, f);
+    }
+    if (!f->req) {
+        fwd_free(f);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    tunnel_req *r = f->req;
+    return fwd_connect(f, adopt != NULL, err, errlen) == 0 ? r : NULL;
+}
+
+/* ---- one retry (origin, loop thread; the lookup on a worker) ----------------------------- */
+
+/* A forward whose owner answered that the command did not run (or that
+ * could not reach it): the registry is asked again, and when it names
+ * another replica now the command goes there, once, with the time its
+ * caller has left.  Between two replicas that is the window where the
+ * cluster's session moved (a legacy one stepped aside for a newer one
+ * elsewhere, or dropped and came back on another replica) after the
+ * origin's lookup: the caller would get 503 though the cluster takes
+ * commands.  The request stays the caller's one tunnel_req, so its end,
+ * and the audit row written from it, come once. */
+typedef struct {
+    tunnel_req *req; /* NULL once its caller left */
+    unsigned char *body; /* f's: LWS_PRE + JSON, wiped */
+    size_t body_len;
+    double deadline;
+    char old_addr[280], cluster[160], addr[280];
+    int found;
+    tunnel_result first; /* what the caller gets when there is no retry */
+    char error[640], code[64];
+    int first_status;    /* the first owner's HTTP status (0: not reached) */
+} fwd_again;
+
+static void again_free(fwd_again *a)
+{
+    if (a->body) {
+        OPENSSL_cleanse(a->body, LWS_PRE + a->body_len);
+        free(a->body);
+    }
+    free(a);
+}
+
+static void again_consumed(void *rctx, size_t n)
+{
+    (void)rctx;
+    (void)n; /* no output before the retry */
+}
+
+static void again_abandon(void *rctx)
+{
+    fwd_again *a = rctx;
+    count_outcome("cancelled");
+    a->req = NULL; /* freed by tunnel_req_abandon; a by the lookup's end */
+}
+
+static const tunnel_remote_ops again_ops = { again_consumed, again_abandon };
+
+/* The first answer, as it would have been given without the retry. */
+static void again_give_up(fwd_again *a)
+{
+    const char *code = a->first.error_code ? a->first.error_code : "";
+    count_outcome(!strcmp(code, EC_AGENT_NOT_CONNECTED)
+                      ? (a->first_status ? "not_connected" : "unreachable")
+                      : "failed");
+    tunnel_req *q = a->req;
+    a->req = NULL;
+    tunnel_req_remote_end(q, &a->first);
+}
+
+static void again_lookup(worker_ctx *w, void *arg)
+{
+    (void)w;
+    fwd_again *a = arg;
+    a->found = registry_lookup(a->cluster, a->addr, sizeof(a->addr)) == 1;
+}
+
+static void again_looked_up(void *arg)
+{
+    fwd_again *a = arg;
+    if (!a->req) { /* the caller left meanwhile */
+        again_free(a);
+        return;
+    }
+    /* Whole seconds, as req_forward gives a held command (the replica there
+     * may hand it to a legacy agent, whose timeout is an integer). */
+    double left = a->deadline - mono_s();
+    if (!a->found || !strcmp(a->addr, a->old_addr) || left < 1) {
+        log_info("exec on %s: the replica at %s did not run it and no other holds the agent "
+                 "now%s",
+                 a->cluster, a->old_addr, a->found && left < 1 ? " in the time left" : "");
+        again_give_up(a);
+        again_free(a);
+        return;
+    }
+    left = ceil(left);
+    char err[256] = "";
+    fwd *f = fwd_new(a->addr, a->cluster, err, sizeof(err));
+    cJSON *o = f ? cJSON_ParseWithLength((const char *)a->body + LWS_PRE, a->body_len) : NULL;
+    char *json = NULL;
+    if (o) {
+        cJSON_ReplaceItemInObject(o, "timeout", cJSON_CreateNumber(left));
+        json = secret_json_print(o);
+        secret_json_free(o);
+    }
+    if (json) {
+        f->body_len = strlen(json);
+        f->body = malloc(LWS_PRE + f->body_len);
+        if (f->body)
+            memcpy(f->body + LWS_PRE, json, f->body_len);
+        proto_free_secret(json);
+    }
+    if (!f || !f->body) {
+        log_warn("exec on %s: not retried at the replica at %s: %s", a->cluster, a->addr,
+                 f ? "out of memory" : err);
+        if (f)
+            fwd_free(f);
+        again_give_up(a);
+        again_free(a);
+        return;
+    }
+    f->retried = 1;
+    f->timeout = left;
+    f->deadline = a->deadline;
+    tunnel_req_set_remote(a->req, &fwd_ops, f);
+    f->req = a->req;
+    log_info("exec on %s: the replica at %s did not run it; the replica at %s holds the agent "
+             "now: retried there",
+             a->cluster, a->old_addr, a->addr);
+    if (fwd_connect(f, 1, err, sizeof(err)) < 0) {
+        log_warn("exec on %s: %s", a->cluster, err);
+        again_give_up(a); /* f gave a->req back untouched */
+    } else {
+        count_outcome("retried"); /* the first attempt's; the retry counts its own */
+    }
+    again_free(a);
+}
+
+/* f's request q ended with r, which says it did not run: looked up again
+ * (fwd_again).  0: q is the retry's now (f done with it); -1: q is f's to end. */
+static int fwd_retry(fwd *f, tunnel_req *q, const tunnel_result *r)
+{
+    if (mono_s() + 1 > f->deadline)
+        return -1;
+    fwd_again *a = calloc(1, sizeof(*a));
+    if (!a)
+        return -1;
+    a->req = q;
+    a->deadline = f->deadline;
+    a->first_status = f->status;
+    snprintf(a->old_addr, sizeof(a->old_addr), "%s", f->addr);
+    snprintf(a->cluster, sizeof(a->cluster), "%s", f->cluster);
+    snprintf(a->error, sizeof(a->error), "%s", r->error ? r->error : "");
+    snprintf(a->code, sizeof(a->code), "%s", r->error_code ? r->error_code : "");
+    a->first = *r;
+    a->first.error = a->error;
+    a->first.error_code = a->code;
+    tunnel_req_set_remote(q, &again_ops, a);
+    if (workers_submit_pool(WORKER_POOL_STORE, again_lookup, again_looked_up, a) < 0) {
+        tunnel_req_set_remote(q, &fwd_ops, f);
+        free(a);
+        return -1;
+    }
+    /* The body moves to the retry (submitted: the worker reads only the
+     * cluster; the body is touched on the loop thread alone). */
+    a->body = f->body;
+    a->body_len = f->body_len;
+    f->body = NULL;
+    return 0;
+}
+
 
 tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, const char *user_id,
                          const tunnel_sink *sink, void *ctx, char *err, size_t errlen)

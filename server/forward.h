@@ -19,7 +19,11 @@
  * agent's credit back.  A caller that leaves closes the forward connection,
  * which cancels the command at the agent.  An owner that dies mid-command
  * fails it with 502 AGENT_DISCONNECTED; one that cannot be reached before
- * the command was sent gives 503 AGENT_NOT_CONNECTED.
+ * the command was sent gives 503 AGENT_NOT_CONNECTED.  An answer that proves
+ * the command ran nowhere (that, or the owner's own AGENT_NOT_CONNECTED: its
+ * session stepped aside or ended since the origin's lookup) is followed by
+ * one more lookup, and when the registry names another replica now, one
+ * retry there within the caller's time left (forward.c, fwd_retry).
  *
  * Why the same listener rather than a separate internal one: the replicas
  * already serve TLS (or sit behind a TLS-terminating proxy) on that port,

@@ -1085,6 +1085,75 @@ def forward_outcomes_tell_an_unreachable_owner_from_an_agent_gone(t):
 
 
 @test(timeout=120)
+def a_forward_that_did_not_run_is_retried_where_the_agent_is_now(t):
+    """The replica the origin's lookup named answers AGENT_NOT_CONNECTED (its
+    session stepped aside or dropped between the lookup and the forward: here
+    a registration naming a replica without the agent, gone by the time it
+    answers) while another replica holds the cluster's live session: the
+    origin looks the cluster up again and sends the command there, once, in
+    JSON and in SSE mode.  Before, the caller got the 503 although the
+    cluster took commands.  Each command is audited once, ok, by the origin."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-retry")
+    cid = tok["cluster_id"]
+    f.agent(tok["token"], "agent-retry")
+    owner = f.owner_of(cid)
+    origin, stale = f.others(owner)[:2]
+    key = "aurora:agents:" + cid
+    member = "ins_stepped_aside " + stale.addr
+
+    def retried():
+        return server_metrics(origin).get('aurora_forward_commands_total{outcome="retried"}', 0)
+
+    def through_a_stale_registration(send):
+        # Named first (the latest expiry), as a registration not yet removed.
+        redis_cmd(f.redis.port, "ZADD", key, "%.3f" % (time.time() + 300), member)
+        t.defer(lambda: redis_cmd(f.redis.port, "ZREM", key, member))
+        mark = len(origin.server.log_text())
+        # Frozen until the origin has forwarded to it and the registration
+        # is gone: then it answers that it does not hold the agent.
+        stale.server.p.send_signal(signal.SIGSTOP)
+        thawed = []
+
+        def thaw():
+            if not thawed:
+                thawed.append(1)
+                stale.server.p.send_signal(signal.SIGCONT)
+        t.defer(thaw)
+        ex = ThreadPoolExecutor(1)
+        fu = ex.submit(send)
+        wait_until(lambda: "exec on %s forwarded to the replica at %s" % (cid, stale.addr)
+                   in origin.server.log_text()[mark:], 15, 0.02, "the forward to the stale replica")
+        redis_cmd(f.redis.port, "ZREM", key, member)
+        thaw()
+        res = fu.result(timeout=90)
+        ex.shutdown()
+        log = origin.server.log_text()[mark:]
+        check("exec on %s: the replica at %s did not run it; the replica at %s holds the agent "
+              "now" % (cid, stale.addr, owner.addr) in log, "the origin logs the retry", log[-3000:])
+        return res
+
+    before = retried()
+    text = "retry-" + secrets.token_hex(3)
+    r = through_a_stale_registration(lambda: echo(origin, cid, text, http_timeout=90))
+    eq((r.status, r.get("output")), (200, text),
+       "the command, retried at the replica holding the agent (%r)" % r)
+    eq(retried(), before + 1, "counted as retried")
+    text = "retry-sse-" + secrets.token_hex(3)
+    status, events = through_a_stale_registration(
+        lambda: sse(origin, cid, {"args": ["get", "--raw", "/fixture/echo/%s" % text],
+                                  "timeout": 30}, timeout=90))
+    eq(status, 200, "SSE status")
+    eq([e for e, _ in events][-1], "result", "the stream ends with a result (%r)" % events)
+    eq("".join(d.get("text", "") for e, d in events if e == "output"), text, "its output")
+    eq(retried(), before + 2, "counted as retried")
+    q = "SELECT outcome FROM audit_log WHERE cluster_id = '%s'" % cid
+    wait_until(lambda: len(f.sql(q)) == 2 and all(o != "started" for (o,) in f.sql(q)), 20, 0.05,
+               "the audit rows to be completed")
+    eq(f.sql(q), [("ok",), ("ok",)], "one audit row per command, ok")
+
+
+@test(timeout=120)
 def client_disconnect_cancels_on_the_owner(t):
     f = fleet(t)
     tok = f.any.create_token("rep-cancel")
