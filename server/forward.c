@@ -642,6 +642,20 @@ static int fwd_connect(fwd *f, int adopted, char *err, size_t errlen)
     return 0;
 }
 
+/* f's request body: json (a message that may hold credentials, wiped and
+ * freed here) after LWS_PRE bytes of room; f->body stays NULL when json is
+ * NULL or memory is short. */
+static void fwd_set_body(fwd *f, char *json)
+{
+    if (!json)
+        return;
+    f->body_len = strlen(json);
+    f->body = malloc(LWS_PRE + f->body_len);
+    if (f->body)
+        memcpy(f->body + LWS_PRE, json, f->body_len);
+    proto_free_secret(json);
+}
+
 /* forward_exec, or forward_held when adopt is not NULL: that request, not
  * a new one, becomes the forward's (and is given back untouched on failure). */
 static tunnel_req *fwd_start(const char *owner_addr, const tunnel_exec_params *p,
@@ -658,13 +672,7 @@ static tunnel_req *fwd_start(const char *owner_addr, const tunnel_exec_params *p
     f->timeout = p->timeout;
     f->deadline = mono_s() + p->timeout;
     char *json = encode_request(p, user_id);
-    if (json) {
-        f->body_len = strlen(json);
-        f->body = malloc(LWS_PRE + f->body_len);
-        if (f->body)
-            memcpy(f->body + LWS_PRE, json, f->body_len);
-        proto_free_secret(json);
-    }
+    fwd_set_body(f, json);
     if (f->body && adopt) {
         tunnel_req_set_remote(adopt, &fwd_ops, f);
         f->req = adopt;
@@ -774,13 +782,7 @@ static void again_looked_up(void *arg)
         json = secret_json_print(o);
         secret_json_free(o);
     }
-    if (json) {
-        f->body_len = strlen(json);
-        f->body = malloc(LWS_PRE + f->body_len);
-        if (f->body)
-            memcpy(f->body + LWS_PRE, json, f->body_len);
-        proto_free_secret(json);
-    }
+    fwd_set_body(f, json);
     if (!f || !f->body) {
         log_warn("exec on %s: not retried at the replica at %s: %s", a->cluster, a->addr,
                  f ? "out of memory" : err);
