@@ -506,13 +506,16 @@ static int cmd_import_agent_token(admin_call *c)
     char line[AGENT_TOKEN_LEN + 64];
     size_t n = fread(line, 1, sizeof(line) - 1, stdin);
     line[n] = '\0';
+    /* more than one token's room: not one token (a second one, or a file
+     * given by mistake), refused rather than read in part */
+    int more = n == sizeof(line) - 1 && fgetc(stdin) != EOF;
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
                      line[n - 1] == '\t'))
         line[--n] = '\0';
     int rc;
-    if (!token_agent_well_formed(line)) {
+    if (more || !token_agent_well_formed(line)) {
         rc = failed(c, "stdin must hold one agent token: aurora_kubectl_ and 64 URL-safe "
-                       "characters (%zu bytes read)", n);
+                       "characters (%s%zu bytes read)", more ? "more than " : "", n);
     } else {
         char tok[AGENT_TOKEN_LEN + 1];
         memcpy(tok, line, AGENT_TOKEN_LEN + 1);

@@ -103,7 +103,11 @@ def legacy_agent_keeps_its_token_from_the_existing_service(t):
     r = w.kubectl(cid, command="get --raw /fixture/echo/imported")
     eq(r.get("output"), "imported", "a command on the imported token's agent (%r)" % r)
     # the same token twice, a malformed one, none at all: refused, nothing recorded
-    for bad in (old, old[:-1], old + "A", "aurora_kubectl_" + "+" * 64, ""):
+    # (a new well-formed token followed by more than a token's room of data:
+    # refused whole, not read in part)
+    fresh = "aurora_kubectl_" + base64.urlsafe_b64encode(os.urandom(48)).decode().rstrip("=")
+    for bad in (old, old[:-1], old + "A", "aurora_kubectl_" + "+" * 64, "",
+                fresh + " " * 100 + old):
         d = w.admin(*base, stdin=bad.encode(), expect_ok=False)
         check(d.get("_rc") == 1, "import of %r must fail" % bad[:20], d)
         check(old not in d.get("_stderr", ""), "the token is not echoed in the error", d)
