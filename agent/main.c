@@ -187,6 +187,8 @@ int main(int argc, char **argv)
         agent_config_free(&cfg);
         return 2;
     }
+    /* The tunnel's loop never waits for whoever reads stderr (log.h). */
+    log_never_block(1);
     log_info("%s starting, cluster %s, max_concurrent %d, timeout_max %ds, "
              "max_output %lld, policy %s",
              cfg.version, cfg.cluster_id, cfg.max_concurrent, cfg.command_timeout_max,

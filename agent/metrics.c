@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "log.h"
 #include "proto.h"
 
 static const char *const kind_names[MK__N] = {"kubectl", "cloud_exec", "other"};
@@ -256,6 +257,9 @@ char *metrics_render(size_t *len)
     head(&b, "aurora_agent_policy_denials_total", "counter",
          "Commands refused by the agent's command policy.");
     out(&b, "aurora_agent_policy_denials_total %llu\n", ld(&M.denials));
+    head(&b, "aurora_agent_log_lines_dropped_total", "counter",
+         "Log lines dropped because stderr's reader was not reading.");
+    out(&b, "aurora_agent_log_lines_dropped_total %llu\n", log_lines_dropped());
     head(&b, "aurora_agent_reading_paused", "gauge",
          "1 while the server is not reading what the agent sends and the agent has stopped "
          "reading requests until it does.");

@@ -1,10 +1,14 @@
 /* log.c — leveled one-line logging as text or JSON; see log.h. */
 #include "log.h"
 
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +20,14 @@ static int g_json = 0;
 static char g_component[32] = "aurora";
 
 static const char *level_names[] = { "debug", "info", "warn", "error" };
+
+/* log_never_block: a line stderr cannot take now is dropped and counted.
+ * g_write_mu orders the check and the write among our threads, so one
+ * thread's free pipe slot is not taken by another's line in between. */
+static int g_never_block;
+static pthread_mutex_t g_write_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long long g_dropped_unreported; /* under g_write_mu */
+static _Atomic unsigned long long g_dropped_total;
 
 int log_level_from_name(const char *name)
 {
@@ -109,7 +121,10 @@ static void text_value_into(char *out, size_t cap, size_t *pos, const char *s)
         out[(*pos)++] = '"';
 }
 
-static void emit(enum log_level lvl, char *msg, const log_field *fields, int nfields)
+/* Formats one line, '\n' included, into line[LOG_LINE_MAX]; returns its length. */
+enum { LOG_LINE_MAX = 4096 };
+static size_t format_line(char *line, enum log_level lvl, char *msg, const log_field *fields,
+                          int nfields)
 {
     /* A message is one line whatever it contains. */
     for (char *p = msg; *p; p++)
@@ -124,47 +139,113 @@ static void emit(enum log_level lvl, char *msg, const log_field *fields, int nfi
     size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
 
-    char line[4096];
+    const size_t cap = LOG_LINE_MAX;
     size_t pos = 0;
     if (g_json) {
-        pos = (size_t)snprintf(line, sizeof(line),
+        pos = (size_t)snprintf(line, cap,
                                "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"%s\",\"msg\":\"",
                                ts, level_names[lvl], g_component);
-        json_escape_into(line, sizeof(line) - 3, &pos, msg);
+        json_escape_into(line, cap - 3, &pos, msg);
         line[pos++] = '"';
-        for (int i = 0; i < nfields && pos + 64 < sizeof(line); i++) {
+        for (int i = 0; i < nfields && pos + 64 < cap; i++) {
             line[pos++] = ',';
             line[pos++] = '"';
-            json_escape_into(line, sizeof(line) - 32, &pos, fields[i].key);
+            json_escape_into(line, cap - 32, &pos, fields[i].key);
             line[pos++] = '"';
             line[pos++] = ':';
             if (fields[i].str) {
                 line[pos++] = '"';
-                json_escape_into(line, sizeof(line) - 3, &pos, fields[i].str);
+                json_escape_into(line, cap - 3, &pos, fields[i].str);
                 line[pos++] = '"';
             } else {
-                pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "%lld", fields[i].num);
+                pos += (size_t)snprintf(line + pos, cap - pos, "%lld", fields[i].num);
             }
         }
         line[pos++] = '}';
     } else {
-        pos = (size_t)snprintf(line, sizeof(line), "%s %-5s %s: %s", ts, level_names[lvl],
+        pos = (size_t)snprintf(line, cap, "%s %-5s %s: %s", ts, level_names[lvl],
                                g_component, msg);
-        if (pos > sizeof(line) - 2)
-            pos = sizeof(line) - 2;
-        for (int i = 0; i < nfields && pos + 64 < sizeof(line); i++) {
-            pos += (size_t)snprintf(line + pos, sizeof(line) - pos, " %s=", fields[i].key);
+        if (pos > cap - 2)
+            pos = cap - 2;
+        for (int i = 0; i < nfields && pos + 64 < cap; i++) {
+            pos += (size_t)snprintf(line + pos, cap - pos, " %s=", fields[i].key);
             if (fields[i].str)
-                text_value_into(line, sizeof(line) - 2, &pos, fields[i].str);
+                text_value_into(line, cap - 2, &pos, fields[i].str);
             else
-                pos += (size_t)snprintf(line + pos, sizeof(line) - pos, "%lld", fields[i].num);
+                pos += (size_t)snprintf(line + pos, cap - pos, "%lld", fields[i].num);
         }
-        if (pos > sizeof(line) - 2)
-            pos = sizeof(line) - 2;
+        if (pos > cap - 2)
+            pos = cap - 2;
     }
     line[pos++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, pos);
+    return pos;
+}
+
+/* Whether a line of at most LOG_LINE_MAX bytes goes to stderr without
+ * waiting.  A pipe (a container runtime, a shell pipeline) that shows
+ * POLLOUT has a free slot of one page, and a write of at most PIPE_BUF
+ * (one page) bytes fits in it whole; a regular file or /dev/null is
+ * always ready.  A reader that went away (POLLERR/POLLHUP) cannot block
+ * the write either: it fails, and the line is lost as it would be anyway.
+ * A reader that is only behind (a burst filled the pipe before it was
+ * scheduled) gets LOG_WAIT_MS; once such a wait ran out, lines are dropped
+ * without waiting until one gets through, so a reader that stopped costs
+ * the caller one wait, not one per line.  g_write_mu held. */
+enum { LOG_WAIT_MS = 10 };
+static int g_stalled;
+
+static int stderr_takes_a_line(void)
+{
+    struct pollfd p = { .fd = STDERR_FILENO, .events = POLLOUT };
+    int n;
+    do
+        n = poll(&p, 1, g_stalled ? 0 : LOG_WAIT_MS);
+    while (n < 0 && errno == EINTR);
+    g_stalled = !(n > 0 && (p.revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)));
+    return !g_stalled;
+}
+
+static void write_line(const char *line, size_t len)
+{
+    ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+}
+
+static void emit(enum log_level lvl, char *msg, const log_field *fields, int nfields)
+{
+    char line[LOG_LINE_MAX];
+    size_t len = format_line(line, lvl, msg, fields, nfields);
+    if (!g_never_block) {
+        write_line(line, len);
+        return;
+    }
+    pthread_mutex_lock(&g_write_mu);
+    int ok = stderr_takes_a_line();
+    if (ok && g_dropped_unreported) {
+        /* Before the next line that gets through: how many did not, so a
+         * reader sees the gap where it is. */
+        char note[160], report[LOG_LINE_MAX];
+        snprintf(note, sizeof(note), "%llu log line(s) dropped: stderr was not being read",
+                 g_dropped_unreported);
+        log_field f = LOG_NUM("dropped", g_dropped_unreported);
+        write_line(report, format_line(report, LOG_WARN, note, &f, 1));
+        g_dropped_unreported = 0;
+        ok = stderr_takes_a_line();
+    }
+    if (ok) {
+        write_line(line, len);
+    } else {
+        g_dropped_unreported++;
+        atomic_fetch_add_explicit(&g_dropped_total, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&g_write_mu);
+}
+
+void log_never_block(int on) { g_never_block = on; }
+
+unsigned long long log_lines_dropped(void)
+{
+    return atomic_load_explicit(&g_dropped_total, memory_order_relaxed);
 }
 
 void log_msg(enum log_level lvl, const char *fmt, ...)

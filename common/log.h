@@ -13,6 +13,18 @@ int log_level_from_name(const char *name);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int log_enabled(enum log_level lvl);
 
+/* on: a line stderr cannot take at once (a pipe whose reader stopped
+ * reading: a stalled container runtime, a terminal paused with Ctrl-S) is
+ * dropped and counted instead of stopping the calling thread, which in a
+ * server is its event loop.  A reader that is only behind gets up to 10 ms;
+ * once that ran out, lines are dropped at once until one gets through.  The
+ * next line that gets through is preceded by one saying how many were
+ * dropped.  For the long-running services; a
+ * command-line tool (off, the default) waits for its reader. */
+void log_never_block(int on);
+/* Lines dropped since the process started (for /metrics). */
+unsigned long long log_lines_dropped(void);
+
 /* A structured field of one log line: a string (str non-NULL) or a number.
  * In JSON the fields are properties of the line beside ts/level/msg, so a
  * log pipeline filters on them without parsing the message; in text they

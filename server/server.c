@@ -512,6 +512,8 @@ static int start_listeners(const server_config *cfg, const struct lws_context_cr
 int server_run(server_config *cfg)
 {
     char err[512];
+    /* The event loop never waits for whoever reads stderr (log.h). */
+    log_never_block(1);
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
     /* Only the default pair: files the operator named (in the environment
      * or the AURORA_CONFIG file) are theirs, never made up here. */

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "prom.h"
 #include "worker.h"
 
@@ -107,6 +108,15 @@ static void workers_collector(buf_t *out, void *arg)
                              NULL);
 }
 
+static void log_collector(buf_t *out, void *arg)
+{
+    (void)arg;
+    prom_write_header(out, "aurora_log_lines_dropped_total",
+                      "Log lines dropped because stderr's reader was not reading",
+                      "counter");
+    prom_write_sample(out, "aurora_log_lines_dropped_total", (double)log_lines_dropped(), NULL);
+}
+
 void server_metrics_watch_workers(struct workers *wp) { M.wp = wp; }
 
 void server_metrics_init(const char *version)
@@ -194,6 +204,7 @@ void server_metrics_init(const char *version)
     prom_add(M.audit_dropped, NULL, 0);
     prom_add_collector(process_collector, NULL);
     prom_add_collector(workers_collector, NULL);
+    prom_add_collector(log_collector, NULL);
     /* Last: sm_* calls test it to know the families exist. */
     prom_family_t *info = prom_family(PROM_GAUGE, "aurora_server_info",
                                          "Build of this server", 1, l_version, NULL, 0);

@@ -17,6 +17,7 @@
 
 #include "secret.h"
 #include "crypto.h"
+#include "log.h"
 
 uint64_t tls_ticket_epoch(int64_t now, int period_s)
 {
@@ -81,7 +82,7 @@ int tls_ticket_secret_load(const char *path, unsigned char secret[TLS_TICKET_SEC
     }
     struct stat sb;
     if (fstat(fd, &sb) == 0 && (sb.st_mode & 077))
-        fprintf(stderr, "warning: %s is readable by others: chmod 600 it\n", path);
+        log_warn("TLS ticket key file %s is readable by others: chmod 600 it", path);
     ssize_t n = read(fd, text, sizeof(text));
     close(fd);
     int ok = n >= 2 * TLS_TICKET_SECRET_LEN &&

@@ -598,7 +598,8 @@ def sanitizer_reports(sandir):
 class Proc:
     """A child process with its log file and sanitizer directory."""
 
-    def __init__(self, name, argv, env, logpath, sandir, cwd=None, stdin=None, stdout=None):
+    def __init__(self, name, argv, env, logpath, sandir, cwd=None, stdin=None, stdout=None,
+                 stderr=None):
         self.name = name
         self.argv = argv
         self.logpath = logpath
@@ -608,7 +609,8 @@ class Proc:
         self.checked = False
         self._log = open(logpath, "ab")
         self.p = subprocess.Popen(argv, env=env, cwd=cwd, stdin=stdin or subprocess.DEVNULL,
-                                  stdout=stdout or self._log, stderr=self._log,
+                                  stdout=stdout or self._log,
+                                  stderr=self._log if stderr is None else stderr,
                                   start_new_session=True)
         self.pid = self.p.pid
 
@@ -778,6 +780,7 @@ class World:
         self.extra_env = dict(extra_env or {})
         self.asan_extra = asan_extra
         self.server = None
+        self.stderr = None  # the server's stderr: its log file unless a test sets a descriptor
         self.generation = 0
         self.ctx = None
         self.org_id = self.user_id = self.api_key = None
@@ -815,7 +818,8 @@ class World:
             tag = "%s-%d" % (self.name, self.generation)
             sandir = os.path.join(self.dir, "san", tag)
             self.server = self.t.spawn(tag, [SERVER_BIN], self.env(sandir),
-                                       os.path.join(self.dir, tag + ".log"), sandir, cwd=self.dir)
+                                       os.path.join(self.dir, tag + ".log"), sandir, cwd=self.dir,
+                                       stderr=self.stderr)
             try:
                 self.wait_healthy(timeout)
             except AssertionError:
@@ -1089,10 +1093,13 @@ class World:
     def ws_url(self):
         return "wss://127.0.0.1:%d/kubectl-agent" % self.port
 
-    def start_agent(self, token, name=None, wait=True, extra_env=None, timeout=20, owner=None):
+    def start_agent(self, token, name=None, wait=True, extra_env=None, timeout=20, owner=None,
+                    stderr=None):
         """owner: the T whose teardown stops the agent (default: the running test;
-        pass world.t to keep it for the whole program)."""
-        a = Agent(self, token, name or "agent-%s" % cluster_id_for(token)[8:16], extra_env, owner)
+        pass world.t to keep it for the whole program).  stderr: a descriptor for
+        the agent's stderr instead of its log file."""
+        a = Agent(self, token, name or "agent-%s" % cluster_id_for(token)[8:16], extra_env, owner,
+                  stderr)
         if wait:
             a.wait_ready(timeout)
         return a
@@ -1116,7 +1123,7 @@ def _owner(world):
 class Agent:
     """build/asan/aurora-agent connected to a World."""
 
-    def __init__(self, world, token, name, extra_env=None, owner=None):
+    def __init__(self, world, token, name, extra_env=None, owner=None, stderr=None):
         check(os.access(AGENT_BIN, os.X_OK), "agent binary missing: %s" % AGENT_BIN)
         self.world = world
         self.token = token
@@ -1141,7 +1148,7 @@ class Agent:
         self._respawn = dict(owner=owner, name=name, env=env, dir=d, tries=1,
                              port_is_ours=env["AURORA_HEALTH_PORT"] == str(self.health_port))
         self.proc = owner.spawn(name, [AGENT_BIN], env, os.path.join(d, "agent.log"),
-                                  os.path.join(d, "san"), cwd=d)
+                                  os.path.join(d, "san"), cwd=d, stderr=stderr)
 
     def _on_another_port(self):
         """The agent exited because its health port (free_port's pick) was

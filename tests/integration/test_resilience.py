@@ -24,6 +24,16 @@ expires_at (Unix seconds, the column the server reads at authentication) a few
 seconds ahead, directly in the SQLite file, before the agent connects: the same
 value the API would have written, only sooner.
 
+a_log_reader_that_stops_reading_stalls_nothing — the server's and the agent's stderr
+are pipes of one page (F_SETPIPE_SZ 4096) that the test does not read, as a container
+runtime or a `| less` that stopped reading would leave them.  Requests are made until
+the server's /metrics counts dropped log lines (before the fix the first full pipe
+stopped the event loop in write(2) and the request timed out); then, with both pipes
+still full, /health, an API call, the agent's /ready and kubectl commands through the
+tunnel are answered, and the agent counts its own dropped lines.  Once the test reads
+the server's pipe again, the next lines come through, led by one saying how many were
+dropped, with the same number /metrics shows.
+
 revoked_session_of_a_peer_ignoring_close_is_dropped — a raw WebSocket client (stdlib
 only) that reads the server's close frame and neither answers it nor closes its end:
 after a revocation the server drops the TCP connection within its close grace (2 s)
@@ -33,6 +43,7 @@ Real peers: build/asan/aurora-server and aurora-agent, PostgreSQL, kubectl again
 the kube API fixture."""
 
 import base64
+import fcntl
 import glob
 import os
 import pwd
@@ -224,6 +235,107 @@ def expired_token_ends_its_live_session(t):
     wait_until(lambda: "agent connection rejected: Token expired" in w.server.log_text(),
                10 + MARGIN_S, 0.1, "the agent's reconnect to be refused")
     eq(w.connection(cid).get("connected"), False, "the connection stays disconnected")
+
+
+# ---------------------------------------------------------------------------
+# a peer that never reads: the log reader
+# ---------------------------------------------------------------------------
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, which Python 3.10+ has; spelled out for clarity
+
+
+def one_page_pipe(t):
+    """A pipe holding one page (the kernel's smallest): a few log lines fill it."""
+    r, w = os.pipe()
+    fcntl.fcntl(w, F_SETPIPE_SZ, 4096)
+    t.defer(lambda: os.close(r))
+    return r, w
+
+
+def counter(text, name):
+    vals = [float(ln.split()[1]) for ln in text.splitlines() if ln.startswith(name + " ")]
+    check(len(vals) == 1, "one %s sample in /metrics" % name, text[:2000])
+    return vals[0]
+
+
+@test(timeout=180)
+def a_log_reader_that_stops_reading_stalls_nothing(t):
+    srv_r, srv_w = one_page_pipe(t)
+    w = t.world(start=False)
+    w.stderr = srv_w
+    w.start()
+    w.bootstrap()
+    os.close(srv_w)  # the server holds the only writer
+
+    def dropped():
+        m = w.get("/metrics", auth=False, timeout=10)
+        eq(m.status, 200, "/metrics while stderr is full")
+        return counter(m.body.decode(), "aurora_log_lines_dropped_total")
+    # Each request writes an access line; a page holds a few dozen of them.
+    for i in range(400):
+        r, took = get_within(w, "/no-such-route-%d" % i)
+        eq(r.status, 404, "request %d while nothing reads the log" % i)
+        if i % 20 == 19 and dropped() > 0:
+            break
+    check(dropped() > 0, "the server counted dropped log lines")
+
+    agent_r, agent_w = one_page_pipe(t)
+    tok = w.create_token("log-stall")
+    cid = tok["cluster_id"]
+    agent = w.start_agent(tok["token"], stderr=agent_w)
+    os.close(agent_w)
+    w.wait_connection(cid)
+    # Two lines per command (started, ended): a page is full after a few dozen.
+    agent_dropped = 0
+    for i in range(60):
+        r = w.kubectl(cid, args=["get", "--raw", "/fixture/echo?text=stalled-log-%d" % i],
+                      http_timeout=30)
+        eq(r.status, 200, "command %d with both logs full (%r)" % (i, r))
+        eq(r.json.get("output"), "stalled-log-%d" % i, "command %d output" % i)
+        if i % 10 == 9:
+            st, body = agent.health("/metrics")
+            eq(st, 200, "agent /metrics while its stderr is full")
+            agent_dropped = counter(body.decode(), "aurora_agent_log_lines_dropped_total")
+            if agent_dropped > 0:
+                break
+    check(agent_dropped > 0, "the agent counted dropped log lines")
+    eq(agent.health("/ready")[0], 200, "agent /ready with its stderr full")
+    r, took = get_within(w, "/health")
+    eq(r.status, 200, "/health with the log full")
+    eq(w.get("/api/kubectl/tokens").status, 200, "an API call with the log full")
+
+    # Reading again: the gap is reported where it is, then lines flow.
+    before = dropped()  # nothing has read the pipe yet: all of these are unreported
+    seen = bytearray()
+    stop = threading.Event()
+
+    def drain():
+        while not stop.is_set():
+            try:
+                b = os.read(srv_r, 65536)
+            except OSError:
+                return
+            if not b:
+                return
+            seen.extend(b)
+    th = threading.Thread(target=drain, daemon=True)
+    th.start()
+    t.defer(stop.set)
+    tag = "after-the-stall"
+    wait_until(lambda: w.get("/no-such-route", auth=False, headers={"X-Request-ID": tag},
+                             timeout=10).status == 404
+               and tag.encode() in seen, 20, 0.2,
+               "a request's access line once the log is read again")
+    total = dropped()
+    text = seen.decode("utf-8", "replace")
+    reports = [int(ln.split("dropped=")[1].split()[0]) for ln in text.splitlines()
+               if "log line(s) dropped: stderr was not being read" in ln]
+    check(reports, "a line reports the dropped lines", text[-2000:])
+    check(reports[0] >= before, "the first report (%d) covers every line dropped before the "
+          "pipe was read (%d)" % (reports[0], before))
+    check(sum(reports) <= total, "reports (%r) within /metrics' total (%d)" % (reports, total))
+    check(text.index("log line(s) dropped") < text.index(tag),
+          "the report comes before the lines after it")
+    t.note("server dropped %d line(s) while stalled; agent %d" % (total, agent_dropped))
 
 
 # ---------------------------------------------------------------------------

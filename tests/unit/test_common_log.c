@@ -54,6 +54,71 @@ static size_t count_lines(const char *s)
     return n;
 }
 
+/* A reader that stopped reading: with log_never_block the call returns at
+ * once (alarm: a hang would kill the test, not pass it), the line is
+ * counted as dropped, and the first line after the pipe is read again is
+ * led by one that says how many were dropped. */
+static void test_never_block_drops_and_reports(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_true(fcntl(p[1], F_SETPIPE_SZ, 16384) >= 16384);
+    /* Fill it: writes that would block now fail instead, then blocking again. */
+    int fl = fcntl(p[1], F_GETFL);
+    assert_int_equal(fcntl(p[1], F_SETFL, fl | O_NONBLOCK), 0);
+    char fill[512];
+    memset(fill, 'x', sizeof(fill));
+    size_t filled = 0;
+    ssize_t w;
+    while ((w = write(p[1], fill, sizeof(fill))) > 0)
+        filled += (size_t)w;
+    assert_true(filled > 0);
+    assert_int_equal(fcntl(p[1], F_SETFL, fl), 0);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(p[1], STDERR_FILENO) >= 0);
+    close(p[1]);
+
+    unsigned long long before = log_lines_dropped();
+    log_never_block(1);
+    alarm(30);
+    log_info("lost one");
+    log_warn("lost two");
+    alarm(0);
+    assert_int_equal(log_lines_dropped() - before, 2);
+
+    /* Read what was there; the next line gets through after the report. */
+    char *got = calloc(1, 65536 + 1);
+    assert_non_null(got);
+    size_t n = 0;
+    while (n < filled) {
+        ssize_t r = read(p[0], got, 65536);
+        assert_true(r > 0);
+        n += (size_t)r;
+    }
+    log_info("after the gap");
+    log_info("and the next");
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    log_never_block(0);
+    assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+    ssize_t r = read(p[0], got, 65536);
+    close(p[0]);
+    assert_true(r > 0);
+    got[r] = '\0';
+    assert_int_equal(count_lines(got), 3);
+    const char *rep = strstr(got, "2 log line(s) dropped: stderr was not being read dropped=2\n");
+    const char *after = strstr(got, "after the gap");
+    assert_non_null(rep);
+    assert_non_null(after);
+    assert_true(rep < after);
+    assert_non_null(strstr(got, " warn  ut: 2 log line(s)"));
+    assert_null(strstr(got, "lost"));
+    assert_int_equal(log_lines_dropped() - before, 2);
+    free(got);
+}
+
 static int setup(void **state)
 {
     return log_setup("ut", "info", "text");
@@ -284,6 +349,7 @@ int main(void)
         cmocka_unit_test_setup(test_long_messages, setup),
         cmocka_unit_test_setup(test_json_stays_utf8, setup),
         cmocka_unit_test_setup(test_fields, setup),
+        cmocka_unit_test_setup(test_never_block_drops_and_reports, setup),
     };
     return cmocka_run_group_tests_name("common_log", tests, NULL, NULL);
 }
