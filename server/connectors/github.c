@@ -226,6 +226,19 @@ static void status_route(worker_ctx *w, http_request *req, http_response *resp)
                                 server_setting(w->cfg, "GITHUB_APP_WEBHOOK_SECRET")
                                     ? "GITHUB_APP_WEBHOOK_SECRET"
                                     : SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET);
+        /* Every secret that verifies deliveries: both the setting and the
+         * backend's do when both are set, so naming one would hide a stale
+         * copy that still verifies.  Names only, never a value. */
+        int differ = 0;
+        unsigned srcs = github_webhook_secret_sources(w, &differ);
+        cJSON *names = cJSON_AddArrayToObject(app, "webhook_secret_sources");
+        if (srcs & GITHUB_HOOK_SRC_SETTING)
+            cJSON_AddItemToArray(names, cJSON_CreateString("GITHUB_APP_WEBHOOK_SECRET"));
+        if (srcs & GITHUB_HOOK_SRC_BACKEND)
+            cJSON_AddItemToArray(names, cJSON_CreateString(SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET));
+        if (srcs & GITHUB_HOOK_SRC_PREVIOUS)
+            cJSON_AddItemToArray(names, cJSON_CreateString("GITHUB_APP_WEBHOOK_SECRET_PREVIOUS"));
+        cJSON_AddBoolToObject(app, "webhook_secrets_differ", differ);
         /* Whether an installation is checked on GitHub before it is bound. */
         unsigned char *cs = NULL;
         size_t clen = 0;

@@ -145,5 +145,13 @@ void github_webhook_register(void);
  * (it is bound now), and processes them; how many, -1 on a store error
  * (the webhook sweep retries). */
 int github_webhook_adopt(worker_ctx *w, int64_t installation_id);
+/* Which secrets verify deliveries now (GITHUB_HOOK_SRC_* bits: a value too
+ * long or empty is ignored; the backend's as last read, refreshed when due);
+ * *differ: 1 when GITHUB_APP_WEBHOOK_SECRET and the backend's are both set
+ * and differ.  Never a value.  Outbound pool (may read the backend). */
+#define GITHUB_HOOK_SRC_SETTING 1u  /* GITHUB_APP_WEBHOOK_SECRET */
+#define GITHUB_HOOK_SRC_BACKEND 2u  /* aurora/system/github-app/webhook-secret */
+#define GITHUB_HOOK_SRC_PREVIOUS 4u /* GITHUB_APP_WEBHOOK_SECRET_PREVIOUS */
+unsigned github_webhook_secret_sources(worker_ctx *w, int *differ);
 
 #endif

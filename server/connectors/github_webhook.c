@@ -34,7 +34,8 @@
  *
  * Secrets: GITHUB_APP_WEBHOOK_SECRET and the secrets backend's
  * aurora/system/github-app/webhook-secret (github_app.c, re-read on change),
- * either when both are set (webhook_keys);
+ * either when both are set (hook_secrets; GET /github/status names those
+ * that verify: github_webhook_secret_sources);
  * GITHUB_APP_WEBHOOK_SECRET_PREVIOUS, when set, is also accepted (the old
  * secret while a rotation is under way). */
 #include <cjson/cJSON.h>
@@ -70,18 +71,25 @@ static int differ_first(int differ)
     return differ ? !atomic_exchange(&said, 1) : (atomic_store(&said, 0), 0);
 }
 
-/* The secrets a delivery may be signed with: GITHUB_APP_WEBHOOK_SECRET and
- * the backend's aurora/system/github-app/webhook-secret, both when both are
+/* The secrets a delivery may be signed with, into out: GITHUB_APP_WEBHOOK_SECRET
+ * and the backend's aurora/system/github-app/webhook-secret, both when both are
  * set.  The guide has operators set both (Steps 3 and 4), and its
  * troubleshooting fixes failing deliveries by rewriting the backend's: with
- * the setting alone verifying, that fix changed nothing. */
-static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out,
-                        http_response *resp)
+ * the setting alone verifying, that fix changed nothing.  Then
+ * GITHUB_APP_WEBHOOK_SECRET_PREVIOUS when set.  *srcs gets the GITHUB_HOOK_SRC_*
+ * that verify, *differ whether the setting and the backend's are both set and
+ * differ; log: say what is ignored (deliveries, not the status).  Returns the
+ * backend's state. */
+static github_cred_state hook_secrets(worker_ctx *w, kit_wh_keys *out, unsigned *srcs,
+                                      int *differ, int log)
 {
-    (void)req;
+    *srcs = 0;
+    *differ = 0;
     const char *env = server_setting(w->cfg, "GITHUB_APP_WEBHOOK_SECRET");
     size_t elen = env ? strlen(env) : 0;
-    if (env && kit_wh_keys_add(out, env, elen) < 0)
+    if (env && kit_wh_keys_add(out, env, elen) == 0)
+        *srcs |= GITHUB_HOOK_SRC_SETTING;
+    else if (env && log)
         log_warn("github webhook: GITHUB_APP_WEBHOOK_SECRET is longer than %d bytes; ignored",
                  KIT_WH_SECRET_MAX);
     unsigned char *secret = NULL;
@@ -89,10 +97,14 @@ static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out
     github_cred_state st = github_app_webhook_secret_stored(w, &secret, &len);
     if (st == GITHUB_CRED_OK) {
         int same = env && elen == len && CRYPTO_memcmp(env, secret, len) == 0;
-        if (!same && kit_wh_keys_add(out, secret, len) < 0)
+        /* The same value verifies as the setting does. */
+        if (same ? (*srcs & GITHUB_HOOK_SRC_SETTING) != 0 : kit_wh_keys_add(out, secret, len) == 0)
+            *srcs |= GITHUB_HOOK_SRC_BACKEND;
+        else if (!same && log)
             log_warn("github webhook: the webhook secret is empty or longer than %d bytes; ignored",
                      KIT_WH_SECRET_MAX);
-        if (env && differ_first(!same))
+        *differ = env && !same;
+        if (log && env && differ_first(!same))
             log_warn("github webhook: GITHUB_APP_WEBHOOK_SECRET and "
                      SECRETS_PATH_GITHUB_APP_WEBHOOK_SECRET " differ: deliveries signed with "
                      "either are accepted; remove or fix the one that is not the App's");
@@ -100,10 +112,32 @@ static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out
     if (secret)
         secret_free_n(secret, len);
     const char *prev = server_setting(w->cfg, "GITHUB_APP_WEBHOOK_SECRET_PREVIOUS");
-    if (prev && *prev && kit_wh_keys_add(out, prev, strlen(prev)) < 0)
+    if (prev && *prev && kit_wh_keys_add(out, prev, strlen(prev)) == 0)
+        *srcs |= GITHUB_HOOK_SRC_PREVIOUS;
+    else if (prev && *prev && log)
         log_warn("github webhook: GITHUB_APP_WEBHOOK_SECRET_PREVIOUS is longer than %d bytes; "
                  "ignored", KIT_WH_SECRET_MAX);
-    if (!env && st == GITHUB_CRED_UNAVAILABLE) {
+    return st;
+}
+
+unsigned github_webhook_secret_sources(worker_ctx *w, int *differ)
+{
+    kit_wh_keys k;
+    memset(&k, 0, sizeof(k));
+    unsigned srcs;
+    hook_secrets(w, &k, &srcs, differ, 0);
+    OPENSSL_cleanse(&k, sizeof(k));
+    return srcs;
+}
+
+static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out,
+                        http_response *resp)
+{
+    (void)req;
+    unsigned srcs;
+    int differ;
+    github_cred_state st = hook_secrets(w, out, &srcs, &differ, 1);
+    if (!server_setting(w->cfg, "GITHUB_APP_WEBHOOK_SECRET") && st == GITHUB_CRED_UNAVAILABLE) {
         /* Not the sender's fault: a 503 makes GitHub's redelivery worth it.
          * Also when the previous secret is set: trying it alone would answer
          * deliveries signed with the current one 401, which GitHub drops.

@@ -588,6 +588,49 @@ def test_webhook_secret_from_env_or_secrets_backend(t):
     eq((app["webhook_secret"], app["webhook_secret_source"]), ("ok", "GITHUB_APP_WEBHOOK_SECRET"), "from the env")
 
 
+HOOK_PATH = "aurora/system/github-app/webhook-secret"
+
+
+@test
+def test_status_names_every_webhook_secret_that_verifies(t):
+    """With GITHUB_APP_WEBHOOK_SECRET set, the backend's copy verifies deliveries
+    too (test_github_webhooks.py), but the status named only the setting: a
+    stale backend copy that still verifies went unseen.  app.webhook_secret_sources
+    lists every secret that verifies, app.webhook_secrets_differ says when the
+    setting and the backend's differ; names only, never a value."""
+    world()  # the fixture and trap
+    env_secret = "whsec-env-" + rand_tag(16)
+    w = make_world(t, "hooksources", _env["fx"], _env["trap"], {"GITHUB_APP_WEBHOOK_SECRET": env_secret})
+    app = gh_status(w)["app"]
+    eq((app["webhook_secret_source"], app.get("webhook_secret_sources"), app.get("webhook_secrets_differ")),
+       ("GITHUB_APP_WEBHOOK_SECRET", ["GITHUB_APP_WEBHOOK_SECRET"], False), "the setting alone")
+    stale = "whsec-stale-" + rand_tag(16)
+    secret_put(w, HOOK_PATH, stale)
+    both = ["GITHUB_APP_WEBHOOK_SECRET", HOOK_PATH]
+    wait_until(lambda: gh_status(w)["app"].get("webhook_secret_sources") == both, 15,
+               what="the stale backend copy to be named as verifying")
+    r = w.get("/github/status")
+    eq((r.json["app"]["webhook_secret_source"], r.json["app"]["webhook_secrets_differ"]),
+       ("GITHUB_APP_WEBHOOK_SECRET", True), "the setting still named first; the two differ")
+    check(env_secret.encode() not in r.body and stale.encode() not in r.body, "no secret in the status")
+    # the backend's rewritten to the setting's value: both verify, no longer differ
+    secret_put(w, HOOK_PATH, env_secret)
+    wait_until(lambda: gh_status(w)["app"]["webhook_secrets_differ"] is False, 15,
+               what="the backend's copy to be re-read")
+    eq(gh_status(w)["app"]["webhook_secret_sources"], both, "the same value in both places")
+    # no setting: the backend's and the previous one being rotated out
+    prev = "whsec-prev-" + rand_tag(16)
+    wp = make_world(t, "hookprev", _env["fx"], _env["trap"], {"GITHUB_APP_WEBHOOK_SECRET_PREVIOUS": prev})
+    app = gh_status(wp)["app"]
+    eq((app["webhook_secret"], app["webhook_secret_source"], app["webhook_secret_sources"],
+        app["webhook_secrets_differ"]),
+       ("missing", HOOK_PATH, ["GITHUB_APP_WEBHOOK_SECRET_PREVIOUS"], False), "only the previous one verifies")
+    secret_put(wp, HOOK_PATH, "whsec-cur-" + rand_tag(16))
+    wait_until(lambda: gh_status(wp)["app"]["webhook_secret_sources"] == [HOOK_PATH, "GITHUB_APP_WEBHOOK_SECRET_PREVIOUS"],
+               15, what="the backend's secret to be named")
+    check(prev.encode() not in w.get("/github/status").body, "no secret in the status")
+
+
 @test
 def test_only_gh_api_base_url_is_contacted(t):
     # positive control: with the default GH_API_BASE_URL the trap sees api.github.com
