@@ -26,6 +26,14 @@ from harness import (FIXTURES, NODE, SERVER_BIN, T, World, _SUITE, check, contai
 # fixtures' answers on a loaded machine, and for the checks made beside a
 # hung call, which the test then waits out.
 PROVIDER_TIMEOUT_S = 6.0
+# The server's own limit when AURORA_PROVIDER_TIMEOUT_MS is unset (OVH's
+# timeout_ms, CONNECTOR_TIMEOUT_MS in server/connectors/connector.h).
+SERVER_DEFAULT_PROVIDER_TIMEOUT_S = 15.0
+# The hung call must be answered before this: halfway between the two, so a
+# loaded machine has 4.5 s beyond the configured limit, and a server that used
+# its default instead (15 s) fails by as much.
+HANG_ANSWERED_BY_S = (PROVIDER_TIMEOUT_S + SERVER_DEFAULT_PROVIDER_TIMEOUT_S) / 2
+assert min(SERVER_DEFAULT_PROVIDER_TIMEOUT_S - HANG_ANSWERED_BY_S, HANG_ANSWERED_BY_S - PROVIDER_TIMEOUT_S) >= 4
 # The suite server's: no other test waits for one, and a fixture call a
 # loaded machine delays past 6 s would be a 504 in an unrelated test.
 SUITE_PROVIDER_TIMEOUT_S = 30.0
@@ -427,8 +435,10 @@ def test_provider_failures_and_server_keeps_serving(t):
               % (path, dt))
     th.join(30)
     eq((res["r"].status, res["r"].error_code), (504, "OVH_TIMEOUT"), "OVH never answers (%r)" % res["r"])
-    check(PROVIDER_TIMEOUT_S - 0.5 <= res["dt"] < 20.0,
-          "timed out after AURORA_PROVIDER_TIMEOUT_MS (%.1fs)" % res["dt"])
+    # after the configured limit, well before the server's own default
+    check(PROVIDER_TIMEOUT_S - 0.5 <= res["dt"] < HANG_ANSWERED_BY_S,
+          "timed out after AURORA_PROVIDER_TIMEOUT_MS=%d, not the %.0f s default (%.1fs)"
+          % (PROVIDER_TIMEOUT_S * 1000, SERVER_DEFAULT_PROVIDER_TIMEOUT_S, res["dt"]))
     # the refresh token was revoked at OVH
     ctl(eu, "/_fixture/revoke_refresh_tokens", {})
     r = w.post("/ovh_api/ovh/oauth2/refresh", key=key)
