@@ -319,6 +319,10 @@ const SCHEMA_REJECTS = [
   ['HPA CPU target 0', { autoscaling: { targetCPUUtilizationPercentage: 0 } }, /targetCPUUtilizationPercentage/],
   ['ServiceMonitor interval "soon"', { serviceMonitor: { interval: 'soon' } }, /serviceMonitor\.interval/],
   ['persistence.size "lots"', { persistence: { size: 'lots' } }, /persistence\.size/],
+  ['tmpVolume.sizeLimit "64MB" (not a quantity)', { tmpVolume: { sizeLimit: '64MB' } }, /tmpVolume\.sizeLimit/],
+  ['tmpVolume.sizeLimit 64 (a number: bytes or Mi?)', { tmpVolume: { sizeLimit: 64 } }, /tmpVolume\.sizeLimit/],
+  ['tmpVolume.medium HugePages', { tmpVolume: { medium: 'HugePages' } }, /tmpVolume\.medium/],
+  ['an unknown tmpVolume key', { tmpVolume: { size: '1Gi' } }, /size/],
   ['readinessProbe.periodSeconds 0', { readinessProbe: { periodSeconds: 0 } }, /readinessProbe\.periodSeconds/],
 ];
 for (const [what, override, re] of SCHEMA_REJECTS) {
@@ -843,6 +847,17 @@ test('restricted pod security in every scenario: non-root, read-only root fs, dr
   // the chart's uid is the image's (Dockerfile.server)
   const docker = fs.readFileSync(path.join(ROOT, 'Dockerfile.server'), 'utf8');
   assert.match(docker, new RegExp(`USER ${defaults().podSecurityContext.runAsUser}:${defaults().podSecurityContext.runAsGroup}`));
+});
+
+test('/tmp: an emptyDir of tmpVolume.sizeLimit (64Mi by default) on tmpVolume.medium', () => {
+  const tmpOf = (r) => one(r, 'Deployment').spec.template.spec.volumes.find((v) => v.name === 'tmp');
+  const min = mustRender(['values-minimal.yaml']);
+  assert.ok(container(min).volumeMounts.some((m) => m.name === 'tmp' && m.mountPath === '/tmp' && !m.readOnly));
+  assert.deepStrictEqual(tmpOf(min).emptyDir, { sizeLimit: '64Mi' });
+  assert.strictEqual(defaults().tmpVolume.sizeLimit, '64Mi');
+  assert.deepStrictEqual(tmpOf(mustRender(['values-full.yaml'])).emptyDir, { medium: 'Memory', sizeLimit: '256Mi' });
+  // null: no limit of the chart's (the node's or, with Memory, the container's)
+  assert.deepStrictEqual(tmpOf(mustRender(['values-minimal.yaml', w('tmp-unlimited', { tmpVolume: { sizeLimit: null } })])).emptyDir, {});
 });
 
 test('PodDisruptionBudget (policy/v1) only when enabled: minAvailable from values-full, maxUnavailable 1 by default', () => {
