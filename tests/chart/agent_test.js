@@ -519,6 +519,10 @@ test('a writable /tmp (emptyDir) is HOME and TMPDIR', () => {
   assert.deepStrictEqual(vol.emptyDir, { sizeLimit: '512Mi' });
   const full = one(mustRender(['values-full.yaml']), 'Deployment').spec.template.spec.volumes.find((v) => v.name === 'tmp');
   assert.deepStrictEqual(full.emptyDir, { medium: 'Memory', sizeLimit: '1Gi' });
+  // null, the schema allows it: no limit of the chart's, and still an emptyDir (a bare
+  // `emptyDir:` would be a volume without a source)
+  const unlimited = mustRender(['values-minimal.yaml', writeValues('tmp-unlimited', { agent: { tmpVolume: { sizeLimit: null } } })]);
+  assert.deepStrictEqual(one(unlimited, 'Deployment').spec.template.spec.volumes.find((v) => v.name === 'tmp').emptyDir, {});
 });
 
 test('service account token: projected by default, 0440 (root and the agent\'s group, never other uids, never world), automount nowhere', () => {
