@@ -1,6 +1,8 @@
 /* log.c — leveled one-line logging as text or JSON; see log.h. */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -8,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <errno.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -181,28 +183,75 @@ static size_t format_line(char *line, enum log_level lvl, char *msg, const log_f
     return pos;
 }
 
-/* Whether a line of at most LOG_LINE_MAX bytes goes to stderr without
- * waiting.  A pipe (a container runtime, a shell pipeline) that shows
- * POLLOUT has a free slot of one page, and a write of at most PIPE_BUF
- * (one page) bytes fits in it whole; a regular file or /dev/null is
- * always ready.  A reader that went away (POLLERR/POLLHUP) cannot block
- * the write either: it fails, and the line is lost as it would be anyway.
+/* Writing without waiting.  A pipe on stderr (a container runtime, a shell
+ * pipeline) is written through a descriptor of our own opened on it with
+ * O_NONBLOCK (/proc/self/fd/2: a new open file description, so the flag
+ * touches nobody else's): a write of at most PIPE_BUF bytes then goes whole
+ * or fails with EAGAIN, even when another process sharing the pipe takes
+ * its last free slot first.  Anything else (a terminal, a socket, a file)
+ * is written when poll says it is writable; a regular file always is, and
+ * a socket with POLLOUT has far more room than a line.
  * A reader that is only behind (a burst filled the pipe before it was
  * scheduled) gets LOG_WAIT_MS; once such a wait ran out, lines are dropped
  * without waiting until one gets through, so a reader that stopped costs
  * the caller one wait, not one per line.  g_write_mu held. */
 enum { LOG_WAIT_MS = 10 };
 static int g_stalled;
+static int g_pipe_fd = -1; /* the non-blocking descriptor on stderr's pipe, if it is one */
 
-static int stderr_takes_a_line(void)
+static void open_pipe_fd(void)
+{
+    struct stat err, mine;
+    if (g_pipe_fd >= 0 || fstat(STDERR_FILENO, &err) != 0 || !S_ISFIFO(err.st_mode))
+        return;
+    int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) /* no /proc, or no reader left (ENXIO): poll's way */
+        return;
+    if (fstat(fd, &mine) != 0 || mine.st_dev != err.st_dev || mine.st_ino != err.st_ino) {
+        close(fd);
+        return;
+    }
+    g_pipe_fd = fd;
+}
+
+static int stderr_writable(int timeout_ms)
 {
     struct pollfd p = { .fd = STDERR_FILENO, .events = POLLOUT };
     int n;
     do
-        n = poll(&p, 1, g_stalled ? 0 : LOG_WAIT_MS);
+        n = poll(&p, 1, timeout_ms);
     while (n < 0 && errno == EINTR);
-    g_stalled = !(n > 0 && (p.revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)));
-    return !g_stalled;
+    /* A reader that went away (POLLERR/POLLHUP) cannot block the write
+     * either: it fails, and the line is lost as it would be anyway. */
+    return n > 0 && (p.revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL));
+}
+
+/* 1: written (or failed for good: not tried again); 0: it would wait. */
+static int write_now(const char *line, size_t len)
+{
+    ssize_t w;
+    if (g_pipe_fd >= 0) {
+        do
+            w = write(g_pipe_fd, line, len);
+        while (w < 0 && errno == EINTR);
+        return !(w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+    }
+    if (!stderr_writable(0))
+        return 0;
+    w = write(STDERR_FILENO, line, len);
+    (void)w;
+    return 1;
+}
+
+static int put_line(const char *line, size_t len)
+{
+    if (write_now(line, len) ||
+        (!g_stalled && stderr_writable(LOG_WAIT_MS) && write_now(line, len))) {
+        g_stalled = 0;
+        return 1;
+    }
+    g_stalled = 1;
+    return 0;
 }
 
 static void write_line(const char *line, size_t len)
@@ -220,28 +269,36 @@ static void emit(enum log_level lvl, char *msg, const log_field *fields, int nfi
         return;
     }
     pthread_mutex_lock(&g_write_mu);
-    int ok = stderr_takes_a_line();
-    if (ok && g_dropped_unreported) {
+    if (g_dropped_unreported) {
         /* Before the next line that gets through: how many did not, so a
          * reader sees the gap where it is. */
         char note[160], report[LOG_LINE_MAX];
         snprintf(note, sizeof(note), "%llu log line(s) dropped: stderr was not being read",
                  g_dropped_unreported);
         log_field f = LOG_NUM("dropped", g_dropped_unreported);
-        write_line(report, format_line(report, LOG_WARN, note, &f, 1));
-        g_dropped_unreported = 0;
-        ok = stderr_takes_a_line();
+        if (put_line(report, format_line(report, LOG_WARN, note, &f, 1)))
+            g_dropped_unreported = 0;
     }
-    if (ok) {
-        write_line(line, len);
-    } else {
+    if (g_dropped_unreported || !put_line(line, len)) {
         g_dropped_unreported++;
         atomic_fetch_add_explicit(&g_dropped_total, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&g_write_mu);
 }
 
-void log_never_block(int on) { g_never_block = on; }
+void log_never_block(int on)
+{
+    pthread_mutex_lock(&g_write_mu);
+    g_never_block = on;
+    if (on) {
+        open_pipe_fd();
+    } else if (g_pipe_fd >= 0) {
+        close(g_pipe_fd);
+        g_pipe_fd = -1;
+    }
+    pthread_mutex_unlock(&g_write_mu);
+}
+
 
 unsigned long long log_lines_dropped(void)
 {
