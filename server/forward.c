@@ -44,6 +44,7 @@ static struct {
     int64_t window;
     double grace_s; /* twice the tunnel's: the owner replica's own deadline answers first */
     prom_family_t *outcomes; /* aurora_forward_commands_total{outcome} */
+    tunnel_hub *tunnels; /* this replica's sessions: a retry may run there (again_here) */
 } F;
 
 static void count_outcome(const char *outcome)
@@ -71,9 +72,10 @@ forward_peer_mode forward_peer(const server_config *cfg, const char **file)
     return FORWARD_PEER_NONE;
 }
 
-void forward_start(const server_config *cfg, struct lws_context *ctx)
+void forward_start(const server_config *cfg, struct lws_context *ctx, tunnel_hub *tunnels)
 {
     F.ctx = ctx;
+    F.tunnels = tunnels;
     F.tls = !cfg->plain_http;
     const char *file;
     F.verify = forward_peer(cfg, &file) != FORWARD_PEER_NONE;
@@ -96,7 +98,9 @@ void forward_start(const server_config *cfg, struct lws_context *ctx)
                                 "agent, by how they ended (ok, failed, timeout, owner_gone, "
                                 "unreachable, not_connected, cancelled; retried: the owner "
                                 "answered that it did not run and another replica, named "
-                                "since, was asked once more, its answer counted too)",
+                                "since, was asked once more, its answer counted too; "
+                                "retried_here: the same, the agent now held by this replica, "
+                                "which ran it: no more counted here)",
                                 1, labels, NULL, 0);
 }
 
@@ -691,13 +695,16 @@ static tunnel_req *fwd_start(const char *owner_addr, const tunnel_exec_params *p
 /* ---- one retry (origin, loop thread; the lookup on a worker) ----------------------------- */
 
 /* A forward whose owner answered that the command did not run (or that
- * could not reach it): the registry is asked again, and when it names
- * another replica now the command goes there, once, with the time its
- * caller has left.  Between two replicas that is the window where the
- * cluster's session moved (a legacy one stepped aside for a newer one
- * elsewhere, or dropped and came back on another replica) after the
- * origin's lookup: the caller would get 503 though the cluster takes
- * commands.  The request stays the caller's one tunnel_req, so its end,
+ * could not reach it): the registry is asked again, and when this replica
+ * holds a session of the cluster that takes the command now (the agent
+ * reconnected here: the lookup skips our own registration), the command
+ * runs on it, as exec_start runs one whose agent is held here (again_here);
+ * else when the registry names another replica now the command goes there,
+ * once, with the time its caller has left.  Between two replicas that is
+ * the window where the cluster's session moved (a legacy one stepped aside
+ * for a newer one elsewhere, or dropped and came back on another replica,
+ * this one included) after the origin's lookup: the caller would get 503
+ * though the cluster takes commands.  The request stays the caller's one tunnel_req, so its end,
  * and the audit row written from it, come once. */
 typedef struct {
     tunnel_req *req; /* NULL once its caller left */
@@ -754,6 +761,60 @@ static void again_lookup(worker_ctx *w, void *arg)
     a->found = registry_lookup(a->cluster, a->addr, sizeof(a->addr)) == 1;
 }
 
+static int strings_of(const cJSON *arr, char ***out, int *n);
+static void free_strings(char **v, int n);
+
+/* a's command on a session of this replica, when one takes it (the same
+ * choice as tunnel_exec's for a command of its caller: v2, or the newest
+ * legacy session not stepped aside, for kubectl only; held while the agent
+ * has no free slot), within left seconds.  Its caller's request becomes
+ * that session's: the end, and the one audit row exec.c writes from it,
+ * come from there.  0: done (a->req is no longer ours); -1: a->req as it
+ * was.  The body's copies of the credentials are wiped here. */
+static int again_here(fwd_again *a, double left)
+{
+    if (!F.tunnels)
+        return -1;
+    cJSON *o = cJSON_ParseWithLength((const char *)a->body + LWS_PRE, a->body_len);
+    if (!o)
+        return -1;
+    const char *org = api_json_str(o, "org_id"), *kind = api_json_str(o, "kind");
+    const char *program = api_json_str(o, "program");
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(o, "max_output");
+    char **args = NULL, **env = NULL;
+    int nargs = 0, nenv = 0, rc = -1;
+    argv_t argv = { 0 };
+    char err[256] = "";
+    if (org && kind && cJSON_IsNumber(mo) &&
+        strings_of(cJSON_GetObjectItemCaseSensitive(o, "argv"), &args, &nargs) == 0 &&
+        argv_from_strings((const char *const *)args, nargs, &argv, err, sizeof(err)) == 0 &&
+        strings_of(cJSON_GetObjectItemCaseSensitive(o, "env"), &env, &nenv) == 0) {
+        const char *user = api_json_str(o, "user_id");
+        tunnel_exec_params p = { .org_id = org, .cluster_id = a->cluster,
+                                 .user_id = user && *user ? user : NULL, .kind = kind,
+                                 .argv = &argv, .legacy_command = api_json_str(o, "command"),
+                                 .timeout = left, .max_output = (int64_t)mo->valuedouble,
+                                 .program = program && *program ? program : NULL,
+                                 .env = (const char *const *)env, .nenv = nenv };
+        rc = tunnel_req_run_here(F.tunnels, a->req, &p, err, sizeof(err));
+        if (rc == -2)
+            log_warn("exec on %s: the replica at %s did not run it; not run here: %s", a->cluster,
+                     a->old_addr, err);
+    }
+    free_strings(args, nargs);
+    free_strings(env, nenv);
+    argv_free(&argv);
+    secret_json_free(o);
+    if (rc < 0)
+        return -1;
+    a->req = NULL; /* the session's now: again_abandon is no longer its */
+    log_info("exec on %s: the replica at %s did not run it; this replica holds the agent now: "
+             "run here",
+             a->cluster, a->old_addr);
+    count_outcome("retried_here"); /* the first attempt's; the run is this replica's own */
+    return 0;
+}
+
 static void again_looked_up(void *arg)
 {
     fwd_again *a = arg;
@@ -764,6 +825,10 @@ static void again_looked_up(void *arg)
     /* Whole seconds, as req_forward gives a held command (the replica there
      * may hand it to a legacy agent, whose timeout is an integer). */
     double left = a->deadline - mono_s();
+    if (left >= 1 && again_here(a, ceil(left)) == 0) {
+        again_free(a);
+        return;
+    }
     if (!a->found || !strcmp(a->addr, a->old_addr) || left < 1) {
         log_info("exec on %s: the replica at %s did not run it and no other holds the agent "
                  "now%s",

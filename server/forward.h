@@ -22,8 +22,11 @@
  * the command was sent gives 503 AGENT_NOT_CONNECTED.  An answer that proves
  * the command ran nowhere (that, or the owner's own AGENT_NOT_CONNECTED: its
  * session stepped aside or ended since the origin's lookup) is followed by
- * one more lookup, and when the registry names another replica now, one
- * retry there within the caller's time left (forward.c, fwd_retry).
+ * one more lookup, and one retry within the caller's time left: on this
+ * replica's own session of the cluster when one takes the command now (the
+ * agent reconnected here; the lookup skips this replica's registration),
+ * else at the replica the registry names now, if another (forward.c,
+ * fwd_retry, again_here).
  *
  * Why the same listener rather than a separate internal one: the replicas
  * already serve TLS (or sit behind a TLS-terminating proxy) on that port,
@@ -40,7 +43,7 @@
 #include "tunnel.h"
 
 /* Main thread, after registry_start: the client side's context and settings. */
-void forward_start(const server_config *cfg, struct lws_context *ctx);
+void forward_start(const server_config *cfg, struct lws_context *ctx, tunnel_hub *tunnels);
 /* Registers POST /internal/forward/exec (server start, beside the modules). */
 void forward_register(void);
 

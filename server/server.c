@@ -723,7 +723,7 @@ int server_run(server_config *cfg)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     conn_admission_start(g_ctx);
-    forward_start(cfg, g_ctx);
+    forward_start(cfg, g_ctx, sv.tunnels);
     instance_schedule(g_ctx, sv.pool);
     periodic_schedule(g_ctx, sv.pool); /* pollers (periodic.h) */
     log_info("aurora-server listening on %s://%s:%d (%s)", cfg->plain_http ? "http" : "https",

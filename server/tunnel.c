@@ -651,24 +651,14 @@ static tunnel_session *pick_session(tunnel_hub *h, const char *org_id, const cha
     return best;
 }
 
-tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel_sink *sink,
-                        void *ctx, char *err, size_t errlen)
+/* r (zeroed but for its sink and ctx) becomes p's request on best, the
+ * session pick_session gave: sent, or held until the agent has a free slot.
+ * 0; -1 with err, r holding nothing (the caller's to free or give back). */
+static int req_place(tunnel_hub *h, tunnel_session *best, tunnel_req *r,
+                     const tunnel_exec_params *p, int kubectl, char *err, size_t errlen)
 {
-    int kubectl = !p->kind || !strcmp(p->kind, PROTO_KIND_KUBECTL);
-    tunnel_session *best = pick_session(h, p->org_id, p->cluster_id, kubectl);
-    if (!best) {
-        snprintf(err, errlen, "the agent for cluster %s is not connected", p->cluster_id);
-        return NULL;
-    }
-    tunnel_req *r = calloc(1, sizeof(*r));
-    if (!r) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
     r->s = best;
     best->picks++;
-    r->sink = sink;
-    r->ctx = ctx;
     r->timeout = p->timeout;
     r->asked_at = mono_now();
     r->kubectl = kubectl;
@@ -692,9 +682,8 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
     }
     if (!msg) {
         secret_free(cmd);
-        free(r);
         snprintf(err, errlen, "cannot encode the command (out of memory or invalid environment)");
-        return NULL;
+        return -1;
     }
     if (best->max_concurrent && best->inflight >= best->max_concurrent) {
         /* The agent refuses work beyond its limit (a legacy one runs one
@@ -702,10 +691,9 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
         if (best->waiting >= MAX_WAITING_PER_SESSION) {
             proto_free_secret(msg);
             secret_free(cmd);
-            free(r);
             snprintf(err, errlen, "the agent for cluster %s has %d commands queued; retry later",
                      p->cluster_id, best->waiting);
-            return NULL;
+            return -1;
         }
         /* Never sent, it may move to another agent of the cluster if this
          * one goes (requeue_waiting), a legacy one too if it is kubectl. */
@@ -724,9 +712,8 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
             r->legacy_cmd = p->legacy_command ? strdup(p->legacy_command) : legacy_join(p->argv);
             if (!r->legacy_cmd) {
                 proto_free_secret(msg);
-                free(r);
                 snprintf(err, errlen, "out of memory");
-                return NULL;
+                return -1;
             }
         }
         r->pending = msg;
@@ -737,10 +724,9 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
     } else {
         secret_free(cmd); /* a --token=… in it: wiped like the message */
         if (send_json_secret(best, msg) < 0) {
-            free(r);
             snprintf(err, errlen, "the agent for cluster %s is not accepting commands",
                      p->cluster_id);
-            return NULL;
+            return -1;
         }
         r->started = 1;
         best->inflight++;
@@ -750,7 +736,52 @@ tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel
     best->reqs = r;
     lws_sul_schedule(h->ctx, 0, &r->sul, req_deadline,
                      (lws_usec_t)((p->timeout + h->deadline_grace) * LWS_USEC_PER_SEC));
+    return 0;
+}
+
+tunnel_req *tunnel_exec(tunnel_hub *h, const tunnel_exec_params *p, const tunnel_sink *sink,
+                        void *ctx, char *err, size_t errlen)
+{
+    int kubectl = !p->kind || !strcmp(p->kind, PROTO_KIND_KUBECTL);
+    tunnel_session *best = pick_session(h, p->org_id, p->cluster_id, kubectl);
+    if (!best) {
+        snprintf(err, errlen, "the agent for cluster %s is not connected", p->cluster_id);
+        return NULL;
+    }
+    tunnel_req *r = calloc(1, sizeof(*r));
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->sink = sink;
+    r->ctx = ctx;
+    if (req_place(h, best, r, p, kubectl, err, errlen) < 0) {
+        free(r);
+        return NULL;
+    }
     return r;
+}
+
+int tunnel_req_run_here(tunnel_hub *h, tunnel_req *r, const tunnel_exec_params *p, char *err,
+                        size_t errlen)
+{
+    int kubectl = !p->kind || !strcmp(p->kind, PROTO_KIND_KUBECTL);
+    tunnel_session *best = pick_session(h, p->org_id, p->cluster_id, kubectl);
+    if (!best) {
+        snprintf(err, errlen, "no session of cluster %s here takes it", p->cluster_id);
+        return -1;
+    }
+    /* A remote request nothing was sent for (it did not run): its caller's
+     * sink and context are all it holds. */
+    tunnel_req saved = *r;
+    memset(r, 0, sizeof(*r));
+    r->sink = saved.sink;
+    r->ctx = saved.ctx;
+    if (req_place(h, best, r, p, kubectl, err, errlen) < 0) {
+        *r = saved;
+        return -2;
+    }
+    return 0;
 }
 
 tunnel_req *tunnel_req_remote(const tunnel_sink *sink, void *ctx, const tunnel_remote_ops *ops,

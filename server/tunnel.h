@@ -137,6 +137,17 @@ tunnel_req *tunnel_req_remote(const tunnel_sink *sink, void *ctx, const tunnel_r
 void tunnel_req_set_remote(tunnel_req *r, const tunnel_remote_ops *ops, void *rctx);
 void tunnel_req_remote_data(tunnel_req *r, int channel, const unsigned char *p, size_t n);
 void tunnel_req_remote_end(tunnel_req *r, const tunnel_result *res);
+/* The other way: r, a remote request whose forwarder sent it nowhere that
+ * ran it (no output, no end given: forward.c's retry), becomes a local one
+ * on the session of org/cluster tunnel_exec would pick for p (the same
+ * rules: v2 or the newest legacy session not stepped aside, kubectl only
+ * for a legacy one, held while the agent has no free slot), with its
+ * caller's sink and context: its output and its one end come from there,
+ * its credit and abandon go there.  0; -1 when no session here takes it,
+ * -2 when the one that would cannot (its queue full, out of memory): both
+ * with err, r untouched (still the forwarder's). */
+int tunnel_req_run_here(tunnel_hub *h, tunnel_req *r, const tunnel_exec_params *p, char *err,
+                        size_t errlen);
 
 /* Closes (1008, reason) every session of org/cluster, or only those
  * authenticated with token_id when it is not NULL.  Returns how many. */

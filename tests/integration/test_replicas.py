@@ -1153,6 +1153,163 @@ def a_forward_that_did_not_run_is_retried_where_the_agent_is_now(t):
     eq(f.sql(q), [("ok",), ("ok",)], "one audit row per command, ok")
 
 
+@test(timeout=180)
+def a_retry_runs_here_when_the_agent_moved_to_the_forwarding_replica(t):
+    """The replica the origin forwarded to answers AGENT_NOT_CONNECTED (the
+    agent left it) while the agent has dialled again and the load balancer
+    picked the origin itself.  The registry then names no other replica (a
+    lookup skips the origin's own registration), so the retry must hand the
+    command to the origin's own session: the caller gets its output (200),
+    not the first answer's 503 -- for a v2 agent in JSON and SSE mode and
+    for a legacy (Python) agent.  Each command is audited once, ok, by the
+    origin, and counted as retried_here.
+
+    The replica the agent left is a stand-in serving the deployment's
+    certificate, which takes the forward and answers what a replica without
+    the agent answers, when the test says so: the forward stays in flight
+    (TLS done, request received) for as long as the agent takes to dial the
+    origin, which a frozen replica's 5 s connect deadline would not allow."""
+    import ssl
+    f = fleet(t)
+    origin = f.replicas[0]
+    srv = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    srv.load_cert_chain(f.pki["crt"], f.pki["key"])
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    t.defer(lsock.close)
+    left = "127.0.0.1:%d" % lsock.getsockname()[1]
+    forwards = []
+    arrived, answer = threading.Event(), threading.Event()
+    t.defer(answer.set)
+
+    def serve():
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            try:
+                s = srv.wrap_socket(c, server_side=True)
+                s.settimeout(90)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise OSError("closed before the request")
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                headers = {}
+                for line in head.decode().split("\r\n")[1:]:
+                    k, _, v = line.partition(":")
+                    headers[k.strip().lower()] = v.strip()
+                while len(body) < int(headers.get("content-length", "0")):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise OSError("closed mid-body")
+                    body += chunk
+                forwards.append((head.decode().split("\r\n")[0], headers, json.loads(body)))
+                arrived.set()
+                answer.wait(120)
+                msg = json.dumps({"error": "the agent for cluster %s is not connected"
+                                  % forwards[-1][2].get("cluster_id"),
+                                  "error_code": "AGENT_NOT_CONNECTED"}).encode()
+                s.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(msg), msg))
+                s.close()
+            except (OSError, ssl.SSLError, ValueError):
+                c.close()
+    threading.Thread(target=serve, daemon=True).start()
+
+    def here():
+        return server_metrics(origin).get('aurora_forward_commands_total{outcome="retried_here"}', 0)
+
+    def moved_here(cid, dial, send):
+        """send() to the origin, forwarded to the replica the agent left; the
+        agent dials the origin meanwhile; then that replica answers."""
+        key = "aurora:agents:" + cid
+        member = "ins_agent_left " + left
+        redis_cmd(f.redis.port, "ZADD", key, "%.3f" % (time.time() + 300), member)
+        t.defer(lambda: redis_cmd(f.redis.port, "ZREM", key, member))
+        arrived.clear()
+        answer.clear()
+        n = len(forwards)
+        mark = len(origin.server.log_text())
+        ex = ThreadPoolExecutor(1)
+        fu = ex.submit(send)
+        check(arrived.wait(30), "the origin forwarded the command to the replica the agent left")
+        eq(len(forwards), n + 1, "one forward")
+        line, headers, body = forwards[-1]
+        eq((line.split(" ")[:2], body.get("cluster_id")), (["POST", "/internal/forward/exec"], cid),
+           "the forward")
+        eq(headers.get("x-aurora-forward-secret"), FORWARD_SECRET, "the forward's secret")
+        agent = dial()
+        wait_until(lambda: origin.addr in f.redis.owners(cid).values(), 30, 0.05,
+                   "the origin to register the cluster's new session")
+        # The replica the agent left removes its registration, then answers.
+        redis_cmd(f.redis.port, "ZREM", key, member)
+        answer.set()
+        res = fu.result(timeout=120)
+        ex.shutdown()
+        eq(len(forwards), n + 1, "no second forward")
+        log = origin.server.log_text()[mark:]
+        return res, agent, lambda: check(
+            "exec on %s: the replica at %s did not run it; this replica holds the agent now: "
+            "run here" % (cid, left) in log, "the origin logs the retry here", log[-3000:])
+
+    before = here()
+    # a v2 agent, JSON
+    tok = f.any.create_token("rep-moved-here")
+    cid = tok["cluster_id"]
+    text = "here-" + secrets.token_hex(3)
+    r, _, logged = moved_here(cid, lambda: origin.start_agent(tok["token"], name="agent-moved-here"),
+                              lambda: echo(origin, cid, text, http_timeout=120))
+    eq((r.status, r.get("output"), r.get("return_code")), (200, text, 0),
+       "the command, run on the origin's own session (%r)" % r)
+    logged()
+    eq(here(), before + 1, "counted as retried_here")
+    clusters = [cid]
+    # a v2 agent, SSE
+    tok = f.any.create_token("rep-moved-here-sse")
+    cid = tok["cluster_id"]
+    text = "here-sse-" + secrets.token_hex(3)
+    (status, events), _, logged = moved_here(
+        cid, lambda: origin.start_agent(tok["token"], name="agent-moved-here-sse"),
+        lambda: sse(origin, cid, {"args": ["get", "--raw", "/fixture/echo/%s" % text],
+                                  "timeout": 30}, timeout=120))
+    eq(status, 200, "SSE status")
+    eq([e for e, _ in events][-1], "result", "the stream ends with a result (%r)" % events)
+    eq("".join(d.get("text", "") for e, d in events if e == "output"), text, "its output")
+    logged()
+    eq(here(), before + 2, "counted as retried_here")
+    clusters.append(cid)
+    # a legacy agent (one command at a time, the command text verbatim)
+    tok = f.any.create_token("rep-moved-here-legacy")
+    cid = tok["cluster_id"]
+    text = "here-legacy-" + secrets.token_hex(3)
+    cmd = "get --raw /fixture/echo/" + text
+
+    def legacy():
+        a = origin.legacy_agent(tok["token"], name="legacy-moved-here")
+        a.wait_event("connected", 30)
+        return a
+    r, a, logged = moved_here(cid, legacy, lambda: origin.kubectl(cid, command=cmd, timeout=30,
+                                                                  http_timeout=120))
+    eq((r.status, r.get("output")), (200, text), "the command, run on the origin's own legacy "
+       "session (%r)" % r)
+    logged()
+    ev = a.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""), 5,
+                      "the command at the legacy agent")
+    eq(ev.get("command"), cmd, "the command text, verbatim")
+    eq(here(), before + 3, "counted as retried_here")
+    clusters.append(cid)
+    q = ("SELECT outcome FROM audit_log WHERE cluster_id IN (%s)"
+         % ", ".join("'%s'" % c for c in clusters))
+    wait_until(lambda: len(f.sql(q)) == 3 and all(o != "started" for (o,) in f.sql(q)), 20, 0.05,
+               "the audit rows to be completed")
+    eq(f.sql(q), [("ok",)] * 3, "one audit row per command, ok")
+
+
 @test(timeout=120)
 def client_disconnect_cancels_on_the_owner(t):
     f = fleet(t)
