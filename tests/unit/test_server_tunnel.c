@@ -2011,6 +2011,94 @@ static void test_stepping_aside_forwards_what_it_held(void **state)
     tunnel_hub_free(h);
 }
 
+/* A forwarded command that did not run, whose agent has a session here now
+ * (forward.c's retry, again_here): the caller's remote request becomes that
+ * session's, under tunnel_exec's rules.  No session, a legacy one for
+ * cloud_exec, or a legacy one stepped aside for a newer one elsewhere take
+ * nothing (the request stays the forwarder's: its credit still goes there);
+ * a legacy one busy with a command holds it until that one is answered,
+ * then sends it; a v2 one runs it at once, credentials included, and the
+ * caller's credit and abandon go to that agent from then on. */
+static void test_remote_request_runs_here(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    const char *org = m.t.org_id, *cid = m.t.cluster_id;
+    memset(&g_fwd, 0, sizeof(g_fwd));
+    static const char *const args[] = { "get", "pods" };
+    static const char *const env[] = { "AWS_SECRET_ACCESS_KEY=s3cr3t" };
+    argv_t a = { 0 };
+    char err[256];
+    assert_int_equal(argv_from_strings(args, 2, &a, err, sizeof(err)), 0);
+    tunnel_exec_params kp = { .org_id = org, .cluster_id = cid, .kind = "kubectl", .argv = &a,
+                              .timeout = 7, .max_output = 1 << 20 };
+    tunnel_exec_params cp = kp;
+    cp.kind = "cloud_exec";
+    cp.program = "aws";
+    cp.env = env;
+    cp.nenv = 1;
+    sink_rec rec = { 0 };
+    tunnel_req *r = tunnel_req_remote(&g_sink, &rec, &g_fake_ops, &g_fwd);
+    assert_non_null(r);
+    assert_int_equal(tunnel_req_run_here(fx->hub, r, &kp, err, sizeof(err)), -1);
+    tunnel_req_consumed(r, 3); /* still the forwarder's */
+    assert_int_equal(g_fwd.consumed, 3);
+    tunnel_session *l = connect_as(fx, fx->hub, &m, 0, 0);
+    assert_int_equal(tunnel_req_run_here(fx->hub, r, &cp, err, sizeof(err)), -1);
+    int64_t now = (int64_t)time(NULL) * 1000;
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now + 600000, 1);
+    assert_int_equal(tunnel_req_run_here(fx->hub, r, &kp, err, sizeof(err)), -1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now + 600000, 0);
+    expect_no_frame(l);
+    /* the legacy session is busy: held, sent once it answered */
+    sink_rec first = { 0 };
+    exec_ok(fx, &m, &first);
+    proto_msg cmd;
+    expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
+    assert_int_equal(tunnel_req_run_here(fx->hub, r, &kp, err, sizeof(err)), 0);
+    expect_no_frame(l);
+    send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(first.ends, 1);
+    expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
+    assert_string_equal(cmd.command, "get pods");
+    assert_true(cmd.timeout >= 1 && cmd.timeout <= 7);
+    send_text(l, proto_enc_command_response(cmd.command_id, 1, "here", 4, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(rec.ends, 1);
+    assert_int_equal(rec.return_code, 0);
+    assert_int_equal(rec.ndata, 4);
+    assert_memory_equal(rec.data, "here", 4);
+    /* a v2 session: at once, with the credentials; credit and cancel to it */
+    tunnel_session *v = connect_as(fx, fx->hub, &m, 2, 0);
+    sink_rec rec2 = { 0 };
+    r = tunnel_req_remote(&g_sink, &rec2, &g_fake_ops, &g_fwd);
+    assert_non_null(r);
+    assert_int_equal(tunnel_req_run_here(fx->hub, r, &cp, err, sizeof(err)), 0);
+    proto_msg e;
+    expect_type(v, MSG_EXEC, &e);
+    assert_string_equal(e.kind, "cloud_exec");
+    assert_string_equal(e.program, "aws");
+    assert_int_equal(e.nenv, 1);
+    assert_string_equal(e.env[0], env[0]);
+    assert_int_equal(e.timeout, 7);
+    send_data(v, e.id, PROTO_CHAN_STDOUT, 600, 'a');
+    assert_int_equal(rec2.ndata, 600);
+    tunnel_req_consumed(r, 600);
+    expect_type(v, MSG_CREDIT, NULL);
+    tunnel_req_abandon(r);
+    expect_type(v, MSG_CANCEL, NULL);
+    send_exec_end(v, e.id, 0);
+    proto_msg_free(&e);
+    assert_int_equal(rec2.ends, 0); /* abandoned: no callback */
+    assert_int_equal(g_fwd.consumed, 3);
+    assert_int_equal(g_fwd.abandoned, 0);
+    expect_no_frame(l);
+    argv_free(&a);
+    tunnel_session_drop(v);
+    tunnel_session_drop(l);
+}
+
 /* The deployed Python agent's command_response, as its json.dumps writes
  * it: subprocess's return code is -N for a kubectl killed by signal N (the
  * OOM killer, a pod shutdown), which the caller gets as the exit status a
@@ -2338,6 +2426,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_stepping_aside_forwards_what_it_held, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_remote_request_runs_here, setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_steps_aside_for_a_newer_one_elsewhere,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_stepping_aside_lapses_unless_announced_again,
