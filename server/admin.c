@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api_audit.h"
 #include "auth.h"
@@ -503,19 +504,27 @@ static int cmd_create_agent_token(admin_call *c)
  * (DESIGN.md: deployed agents keep working against this server). */
 static int cmd_import_agent_token(admin_call *c)
 {
+    /* A terminal echoes the token as it is typed or pasted, and the read
+     * below waits for an end of file nobody knows to send: not read. */
+    if (isatty(STDIN_FILENO))
+        return failed(c, "stdin is a terminal: give the token on a pipe or from a file "
+                         "(< TOKEN_FILE), not typed (a terminal echoes it)");
     char line[AGENT_TOKEN_LEN + 64];
     size_t n = fread(line, 1, sizeof(line) - 1, stdin);
     line[n] = '\0';
     /* more than one token's room: not one token (a second one, or a file
-     * given by mistake), refused rather than read in part */
+     * given by mistake), refused rather than read in part; nor a NUL, which
+     * would hide what follows it from the check below */
     int more = n == sizeof(line) - 1 && fgetc(stdin) != EOF;
+    int nul = memchr(line, '\0', n) != NULL;
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
                      line[n - 1] == '\t'))
         line[--n] = '\0';
     int rc;
-    if (more || !token_agent_well_formed(line)) {
+    if (more || nul || !token_agent_well_formed(line)) {
         rc = failed(c, "stdin must hold one agent token: aurora_kubectl_ and 64 URL-safe "
-                       "characters (%s%zu bytes read)", more ? "more than " : "", n);
+                       "characters (%s%zu bytes read%s)", more ? "more than " : "", n,
+                    nul ? ", a NUL among them" : "");
     } else {
         char tok[AGENT_TOKEN_LEN + 1];
         memcpy(tok, line, AGENT_TOKEN_LEN + 1);
@@ -868,8 +877,9 @@ static const admin_cmd commands[] = {
     { "import-agent-token",
       "--org ORG_ID --user USER_ID --cluster-name N [--expires-days D] < TOKEN",
       "record a token an agent already holds (the existing service's)",
-      "Reads the token (aurora_kubectl_ and 64 URL-safe characters) from stdin, so it\n"
-      "never goes on a command line, and keeps only its SHA-256, as for a token made\n"
+      "Reads the token (aurora_kubectl_ and 64 URL-safe characters) from stdin, a\n"
+      "pipe or a file (a terminal, which would echo it, is refused), so it never\n"
+      "goes on a command line, and keeps only its SHA-256, as for a token made\n"
       "here.  An agent already deployed with it then connects unchanged, as cluster\n"
       "cluster-<first 16 hex characters of SHA-256(token)>.  A token this server\n"
       "already knows is refused.  The token is not printed.\n",

@@ -115,6 +115,50 @@ def legacy_agent_keeps_its_token_from_the_existing_service(t):
 
 
 @test
+def import_reads_one_token_from_a_pipe_not_a_nul_or_a_terminal(t):
+    """stdin must hold one token and nothing else: a NUL after it (a file of
+    NUL-separated values, a binary file) made the rest invisible and the token
+    was imported as if alone.  And a terminal on stdin echoed the token as it
+    was typed or pasted and then waited for an end of file nobody knew to
+    send: refused at once, saying to redirect it."""
+    import base64
+    import os
+    import pty
+    import subprocess
+    from harness import SERVER_BIN, sanitizer_reports
+    w = legacy_world()
+    base = ["import-agent-token", "--org", w.org_id, "--user", w.user_id,
+            "--cluster-name", "it-legacy-nul"]
+    tok = "aurora_kubectl_" + base64.urlsafe_b64encode(os.urandom(48)).decode().rstrip("=")
+    for bad in (tok.encode() + b"\0junk\n", tok.encode() + b"\0\n", b"\0" + tok.encode()):
+        d = w.admin(*base, stdin=bad, expect_ok=False)
+        check(d.get("_rc") == 1, "import of %r must fail" % bad[-8:], d)
+        check(tok not in d.get("_stderr", ""), "the token is not echoed in the error", d)
+    # the refusals recorded nothing: the token alone is imported now (a second
+    # import of a known token is refused)
+    eq(w.admin(*base, stdin=(tok + "\r\n").encode()).get("imported"), True, "the token alone")
+    # a terminal: refused without reading it
+    sandir = os.path.join(w.dir, "san", "import-tty")
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([SERVER_BIN, "admin"] + base, env=w.env(sandir), cwd=w.dir,
+                             stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise AssertionError("import-agent-token with a terminal on stdin still waits for it")
+    finally:
+        os.close(slave)
+        os.close(master)
+    check(not sanitizer_reports(sandir), "sanitizer report")
+    eq(p.returncode, 1, "refused (%r)" % err)
+    contains(err.decode(), "terminal", "says why")
+    eq(out, b"", "nothing printed")
+
+
+@test
 def legacy_heartbeat_ack(t):
     w, tok, a = legacy()
     n0 = sum(1 for e in list(a.events) if e.get("event") == "heartbeat_ack")
