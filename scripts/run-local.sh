@@ -23,8 +23,14 @@ dotenv_fail() { echo "$ENV_FILE: $*" >&2; exit 1; }
 if [ -e "$ENV_FILE" ]; then
   [ -f "$ENV_FILE" ] && [ -r "$ENV_FILE" ] || dotenv_fail "not a readable file"
   # Its lines become the server's settings (its database, its secrets): a
-  # file others may write, or owned by another user, is not taken.
-  read -r mode owner < <(stat -L -c '%a %u' "$ENV_FILE")
+  # file others may write, or owned by another user, is not taken.  Opened
+  # once, on fd 3, and the checks made on what was opened: the name may
+  # change hands between a check of it and a read of it (a directory others
+  # may write).
+  exec 3<"$ENV_FILE" || dotenv_fail "cannot be opened"
+  [ -f /dev/fd/3 ] || dotenv_fail "not a readable file"
+  read -r mode owner < <(stat -L -c '%a %u' /dev/fd/3) || true
+  [ -n "${mode:-}" ] && [ -n "${owner:-}" ] || dotenv_fail "cannot be examined (stat)"
   if (( 8#$mode & 8#022 )) || { [ "$owner" != "$(id -u)" ] && [ "$owner" != 0 ]; }; then
     dotenv_fail "writable by other users or owned by another user (mode $mode, uid $owner); chmod 600 it"
   fi
@@ -61,7 +67,8 @@ if [ -e "$ENV_FILE" ]; then
       val=${val%"${val##*[![:space:]]}"}
     fi
     DOTENV[$key]=$val
-  done < "$ENV_FILE"
+  done <&3
+  exec 3<&-
 fi
 # KEY's value from the environment, else from .env, else $2.
 setting() { if [ -n "${ENV0[$1]+x}" ]; then printf '%s' "${!1}"; else printf '%s' "${DOTENV[$1]-$2}"; fi; }

@@ -393,6 +393,38 @@ def a_bad_env_file_ends_the_run_with_a_reason(t):
 
 
 @test(timeout=120)
+def the_env_file_read_is_the_one_checked(t):
+    """The owner and mode checks were made on the file's name, and the lines
+    then read from the name again: whoever may write the directory (a shared
+    checkout, AURORA_ENV_FILE in /tmp) could put a file of their own there in
+    between, and its lines became the server's settings (LD_PRELOAD among
+    them).  The file is opened once, and what is checked is what is read.
+    The swap is made deterministic with a `stat` ahead in PATH that renames
+    another user's stand-in (mode 666) over the name when the check runs."""
+    import shutil
+    env_file = write_env_file(t, "A=1\nthe checked file's line 2\n")
+    swap = write_env_file(t, "A=1\nB=2\nthe swapped-in file's line 3\n", 0o666)
+    real = shutil.which("stat")
+    check(real, "no stat in PATH")
+    fake = os.path.join(t.tmp, "fakebin-%d" % time.monotonic_ns())
+    os.mkdir(fake)
+    with open(os.path.join(fake, "stat"), "w") as f:
+        # (the answer is the real one, for the file the check named; the name
+        # changes hands right after)
+        f.write("#!/bin/sh\nout=$('%s' \"$@\"); rc=$?\n[ -e '%s' ] && mv -f '%s' '%s'\n"
+                "printf '%%s\\n' \"$out\"\nexit $rc\n" % (real, swap, swap, env_file))
+    os.chmod(os.path.join(fake, "stat"), 0o755)
+    run = Run(t, os.path.join(t.tmp, "data"), free_port(), free_port(),
+              {"AURORA_ENV_FILE": env_file, "PATH": fake + os.pathsep + os.environ["PATH"]})
+    wait_until(lambda: run.p.poll() is not None, 60, 0.1, "run-local.sh to give up")
+    check(not os.path.exists(swap), "the stand-in was swapped in during the check")
+    out = run.text()
+    check(run.p.returncode != 0, "non-zero exit", out)
+    contains(out, "%s: line 2 is not KEY=value" % env_file, "the checked file's lines are read")
+    check("line 3" not in out, "the swapped-in file was read", out)
+
+
+@test(timeout=120)
 def a_port_that_is_taken_ends_the_run_with_a_reason(t):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
