@@ -338,6 +338,31 @@ def the_guides_env_file_configures_the_server(t):
 
 
 @test(timeout=240)
+def a_compose_env_file_naming_shell_variables_still_runs(t):
+    """Compose .env files often set UID and GID (for the containers' user).
+    bash holds UID read-only, and exporting it killed the server's subshell
+    ("UID: readonly variable"): make run ended with the server failed to
+    start.  BIN named the directory of the program the script runs, so a
+    .env with BIN=… ran something else.  UID is left out with a note; BIN
+    and the script's other names reach the server as plain settings."""
+    check(os.access(os.path.join(REL, "aurora-server"), os.X_OK), "build/rel missing (make all)")
+    data = os.path.join(t.tmp, "data")
+    env_file = write_env_file(t, "UID=4242\nGID=4242\nBIN=/nonexistent\nOWN=\n"
+                                 "SLACK_CLIENT_ID=after-the-shell-names\n")
+    run = Run(t, data, free_port(), free_port(), {"AURORA_ENV_FILE": env_file})
+    banner = run.wait_banner()
+    contains(banner, "%s: UID is read-only in the shell; not passed to the server" % env_file,
+             "the note on UID")
+    mine = ("AURORA_DATA_DIR=%s\0" % data).encode()
+    servers = [pid for pid, cmd in procs_matching("aurora-server serve") if mine in environ(pid)]
+    eq(len(servers), 1, "the run's server process")
+    env = b"\0" + environ(servers[0])
+    for want in ("GID=4242", "BIN=/nonexistent", "SLACK_CLIENT_ID=after-the-shell-names"):
+        check(("\0%s\0" % want).encode() in env, "the server has %s" % want)
+    check(b"\0UID=4242\0" not in env, "UID is not passed")
+
+
+@test(timeout=240)
 def a_comment_after_an_unquoted_value_is_not_the_value(t):
     """The guide's GitHub OAuth block, pasted into .env, holds
     `GITHUB_AUTH_MODE=oauth # or hybrid if you also have an App`.  docker
