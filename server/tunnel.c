@@ -1512,7 +1512,6 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
             if (s->registered_fleet)
                 registry_session_down(s->cluster_id);
             s->registered_fleet = 0;
-            requeue_waiting(s);
         } else if (s->outranked_ms == ready_ms && !strcmp(s->outranked_by, from)) {
             /* The connection it stepped aside for ended: it takes commands
              * again, and says so (any replica's newer one outranks it anew). */
@@ -1522,6 +1521,14 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
             registry_publish_legacy(s->org_id, s->cluster_id, s->ready_ms, 1);
         }
     }
+    /* What those that stepped aside hold unsent moves on, once every one
+     * that steps aside has: moved while an older one here was still to
+     * step aside, it went to that one (the newest left taking commands),
+     * a connection its agent may have left without a word. */
+    if (up)
+        for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next)
+            if (!s->v2 && s->outranked_ms && s->waiting && session_of(s, org_id, cluster_id))
+                requeue_waiting(s);
 }
 
 void tunnel_legacy_renew(tunnel_hub *h)

@@ -2099,6 +2099,51 @@ static void test_remote_request_runs_here(void **state)
     tunnel_session_drop(l);
 }
 
+/* Two legacy connections of the cluster here, both older than one another
+ * replica announces: the newer one here runs a command with one held
+ * behind it, the older one (a connection its agent left without a word)
+ * is idle.  Both step aside; what the newer one held goes to the replica
+ * announcing the newest, never to the older connection here, which was
+ * stepping aside too (the held command ran there, or waited there for its
+ * deadline on a dead connection). */
+static void test_stepping_aside_skips_an_older_one_here(void **state)
+{
+    fixture *fx = *state;
+    memset(&g_fwd, 0, sizeof(g_fwd));
+    tunnel_hub_opts o = { .cfg = &fx->cfg, .lws = fx->lws, .pool = fx->pool,
+                          .deadline_grace = 0.05, .forward = fake_forward };
+    tunnel_hub *h = tunnel_hub_new(&o);
+    assert_non_null(h);
+    made_token m = new_token(fx, fx->org_id, 0);
+    const char *org = m.t.org_id, *cid = m.t.cluster_id;
+    tunnel_session *old = connect_as(fx, h, &m, 0, 0);
+    tunnel_session *fresh = connect_as(fx, h, &m, 0, 0);
+    sink_rec r0 = { 0 }, r1 = { 0 };
+    char err[256] = "";
+    assert_non_null(exec_ex(h, org, cid, "kubectl", 30, &r0, err, sizeof(err)));
+    assert_non_null(exec_ex(h, org, cid, "kubectl", 30, &r1, err, sizeof(err)));
+    proto_msg cmd;
+    expect_type(fresh, MSG_KUBECTL_COMMAND, &cmd);
+    expect_no_frame(fresh);
+    expect_no_frame(old);
+    int64_t wall_ms = (int64_t)time(NULL) * 1000;
+    tunnel_legacy_elsewhere(h, org, cid, "replica-y", "10.0.0.7:5080", wall_ms + 600000, 1);
+    expect_no_frame(old);
+    assert_int_equal(g_fwd.nr, 1);
+    assert_string_equal(g_fwd.addr, "10.0.0.7:5080");
+    assert_int_equal(r1.ends, 0);
+    tunnel_result ok = { .return_code = 0, .error = "" };
+    tunnel_req_remote_end(g_fwd.r[0], &ok);
+    assert_int_equal(r1.ends, 1);
+    assert_int_equal(r1.failed, 0);
+    send_text(fresh, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(r0.ends, 1);
+    tunnel_session_drop(fresh);
+    tunnel_session_drop(old);
+    tunnel_hub_free(h);
+}
+
 /* The deployed Python agent's command_response, as its json.dumps writes
  * it: subprocess's return code is -N for a kubectl killed by signal N (the
  * OOM killer, a pod shutdown), which the caller gets as the exit status a
@@ -2427,6 +2472,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stepping_aside_forwards_what_it_held, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_remote_request_runs_here, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stepping_aside_skips_an_older_one_here, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_legacy_steps_aside_for_a_newer_one_elsewhere,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_stepping_aside_lapses_unless_announced_again,
