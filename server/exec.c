@@ -915,10 +915,12 @@ int exec_start(http_txn *t, exec_spec *e)
                              .program = e->program[0] ? e->program : NULL,
                              .env = (const char *const *)e->env, .nenv = e->nenv };
     char err[256];
-    if (strcmp(e->kind, "kubectl") != 0 &&
+    /* Only legacy agents are connected here: they run kubectl and nothing
+     * else.  Another replica the registry names may hold a v2 agent of the
+     * cluster (the C agent replacing the Python one): it decides there. */
+    if (strcmp(e->kind, "kubectl") != 0 && !e->owner_addr[0] &&
         tunnel_cluster_supports(x->ctx->tunnels, e->org_id, e->cluster_id, e->kind) ==
             TUNNEL_UNSUPPORTED) {
-        /* Only legacy agents are connected: they run kubectl and nothing else. */
         audit_submit(e, "agent_unsupported", -1, 0, 0);
         http_resp_error(http_txn_response(t), 409, "AGENT_UNSUPPORTED",
                         "the agent of cluster %s is too old to run %s commands; upgrade it to the "

@@ -18,18 +18,21 @@ deadline."""
 import atexit
 import base64
 import hashlib
+import http.client
 import json
 import os
 import secrets
 import socket
 import signal
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from fleet_peers import Redis, deployment_pki, redis_cmd, replica_env
-from harness import (HTTPSConn, NODE, ROOT, Agent, NodePeer, Postgres, RssSampler, V2Agent, World,
+from harness import (FIXTURES, HTTPSConn, NODE, ROOT, Agent, NodePeer, Postgres, RssSampler, V2Agent, World,
                      check, eq, free_port, kube_api, main, parse_sse_stream, rand_tag, refusing_port,
                      release_held, suite_shared, test, wait_until, _base_env)
 
@@ -118,6 +121,21 @@ class Front:
         return "wss://127.0.0.1:%d/kubectl-agent" % self.port
 
 
+def gcp_fixture():
+    """The port of tests/fixtures/gcp_fixture.py (Google's token endpoint and
+    projects.list), started once: a GCP service account connects through it."""
+    p = subprocess.Popen([sys.executable, os.path.join(FIXTURES, "gcp_fixture.py")],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def stop():
+        p.terminate()
+        p.wait(10)
+    atexit.register(stop)
+    line = p.stdout.readline()
+    check(line.strip().isdigit(), "gcp_fixture did not print its port", line)
+    return int(line)
+
+
 class Fleet:
     def __init__(self, t, n=3):
         self.t = t
@@ -127,6 +145,9 @@ class Fleet:
         atexit.register(self.pg.destroy)
         self.redis = Redis(t)
         self.env = replica_env(self.pg, self.redis, FORWARD_SECRET, LEASE)
+        self.gcp_port = gcp_fixture()
+        self.env.update({"GCP_TOKEN_URI_OVERRIDE": "http://127.0.0.1:%d/token" % self.gcp_port,
+                         "GCP_CRM_URL": "http://127.0.0.1:%d" % self.gcp_port})
         self.env.update({
             # Small enough for per_cluster_limit_holds_across_replicas to fill,
             # large enough for the other tests' loads.
@@ -778,6 +799,72 @@ def a_legacy_agent_is_reached_through_another_replica(t):
                         "command": "kubectl get --raw /fixture/echo/%s" % text, "timeout": 30})
     eq((r.status, r.get("output")), (200, text), "the backend's tool through %s (%r)"
        % (other.name, r))
+
+
+def gcp_user(f, r):
+    """A new user of the fleet's org with a GCP service account connected
+    through replica r (whose secrets backend keeps its key): its API key."""
+    _, k = r.new_user()
+    d = tempfile.mkdtemp(dir=f.t.tmp)
+    priv, pub = os.path.join(d, "k.pem"), os.path.join(d, "pub.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                    "-out", priv], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", priv, "-pubout", "-out", pub], check=True,
+                   capture_output=True)
+    email = "aurora-%s@proj-alpha.iam.gserviceaccount.com" % rand_tag(3)
+    aud = "https://oauth2.googleapis.com/token"
+    key = {"type": "service_account", "project_id": "proj-alpha", "private_key_id": rand_tag(20),
+           "private_key": open(priv).read(), "client_email": email, "client_id": "1" + rand_tag(10),
+           "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": aud}
+    c = http.client.HTTPConnection("127.0.0.1", f.gcp_port, timeout=10)
+    c.request("POST", "/_control", json.dumps({"pubkeys": {email: open(pub).read()},
+                                               "expected_aud": aud}),
+              {"Content-Type": "application/json"})
+    eq(c.getresponse().status, 200, "the GCP fixture takes the key")
+    c.close()
+    res = r.post("/gcp/service-account", key, key=k)
+    eq(res.status, 200, "the service account connects (%r)" % res)
+    return k
+
+
+@test(timeout=150)
+def a_cloud_exec_beside_a_legacy_connection_reaches_the_v2_agent_elsewhere(t):
+    """A cluster's Python agent (legacy: kubectl only) on one replica, its C
+    agent (v2) on another, as while the one replaces the other: a cloud_exec
+    sent to the replica holding the legacy connection goes to the v2 agent
+    through the other replica, not 409 AGENT_UNSUPPORTED because the one
+    connection of the cluster that replica holds cannot run it."""
+    f = fleet(t)
+    r_legacy, r_v2 = f.replicas[0], f.replicas[1]
+    k = gcp_user(f, r_legacy)
+    tok = r_legacy.create_token("rep-cloud-beside-legacy", key=k)
+    cid = tok["cluster_id"]
+    old = r_legacy.legacy_agent(tok["token"], name="legacy-beside-v2")
+    old.wait_event("connected", 30)
+    peer = V2Agent(r_v2, tok["token"], t)
+    peer.wait(lambda e: e.get("event") == "connected", 20, "connected")
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r_legacy.addr, r_v2.addr}, 15, 0.05,
+               "both replicas registered for the cluster")
+    r = r_legacy.post("/api/cloud_exec", {"provider": "gcp", "cluster_id": cid,
+                                          "command": "projects list"}, key=k)
+    eq(r.status, 200, "cloud_exec through %s (%r)" % (r_legacy.name, r))
+    ex = peer.wait_execs(1)[0]
+    eq((ex.get("kind"), ex.get("program")), ("cloud_exec", "gcloud"), "at the v2 agent")
+    check(not old.has_event("command"), "the legacy agent received nothing")
+    # legacy connections only, on both: still 409, from the replica holding the newest
+    tok2 = r_legacy.create_token("rep-cloud-legacy-only", key=k)
+    cid2 = tok2["cluster_id"]
+    a0 = r_legacy.legacy_agent(tok2["token"], name="legacy-only-0")
+    a0.wait_event("connected", 30)
+    a1 = r_v2.legacy_agent(tok2["token"], name="legacy-only-1")
+    a1.wait_event("connected", 30)
+    wait_until(lambda: set(f.redis.owners(cid2).values()) == {r_v2.addr}, 15, 0.05,
+               "only the replica of the newest legacy connection registered")
+    r = r_legacy.post("/api/cloud_exec", {"provider": "gcp", "cluster_id": cid2,
+                                          "command": "projects list"}, key=k)
+    eq((r.status, r.error_code), (409, "AGENT_UNSUPPORTED"), "legacy agents only (%r)" % r)
+    check(not a0.has_event("command") and not a1.has_event("command"),
+          "no legacy agent received anything")
 
 
 @test(timeout=150)
