@@ -89,7 +89,8 @@ struct tunnel_session {
     int64_t connected_at;
     uint64_t picks;    /* commands routed here: breaks ties between replicas */
     uint64_t ready_seq; /* order in which sessions became ready (hub-wide, from 1) */
-    /* A legacy session: when it became ready (wall clock, ms), and the newer
+    /* A legacy session: when it became ready (wall clock, ms; after the
+     * one before it here, even with the clock stepped back), and the newer
      * legacy connection of its cluster on another replica it steps aside for
      * while that one is up (outranked_ms 0: none; tunnel_legacy_elsewhere). */
     int64_t ready_ms;
@@ -185,6 +186,8 @@ struct tunnel_hub {
     workers *pool;
     double deadline_grace;
     tunnel_forward_fn forward;
+    int64_t (*wall_ms)(void);
+    int64_t last_ready_ms; /* the latest legacy session's ready_ms (auth_done) */
     tunnel_session *sessions;
     size_t nsessions;
     tunnel_session *buckets[CLUSTER_BUCKETS]; /* ready sessions by cluster id */
@@ -218,6 +221,7 @@ tunnel_hub *tunnel_hub_new(const tunnel_hub_opts *o)
     h->pool = o->pool;
     h->deadline_grace = o->deadline_grace;
     h->forward = o->forward;
+    h->wall_ms = o->wall_ms;
     int64_t frame = o->cfg && o->cfg->legacy_max_frame > 0 ? o->cfg->legacy_max_frame : 1;
     int64_t slots = o->cfg ? o->cfg->assembly_budget / frame : 1;
     h->big_free = slots < 1 ? 1 : slots > 1000000 ? 1000000 : (int)slots;
@@ -1270,7 +1274,15 @@ static void auth_done(void *arg)
     if (!s->v2) { /* the newest legacy connection of the cluster, over every replica */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        s->ready_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        int64_t now = s->hub->wall_ms ? s->hub->wall_ms()
+                                      : (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        /* Later than every one before it here, whatever the wall clock
+         * did (NTP or an operator stepping it back): the replicas rank by
+         * this time what this one ranks by ready_seq, and a connection
+         * elsewhere made between two of ours by its time outranked the
+         * newer one here but not the older, which took the commands. */
+        s->ready_ms = now > s->hub->last_ready_ms ? now : s->hub->last_ready_ms + 1;
+        s->hub->last_ready_ms = s->ready_ms;
         registry_publish_legacy(s->org_id, s->cluster_id, s->ready_ms, 1);
     }
     log_field lf[] = { LOG_STR("cluster", s->cluster_id), LOG_STR("cluster_name", s->cluster_name),

@@ -2144,6 +2144,47 @@ static void test_stepping_aside_skips_an_older_one_here(void **state)
     tunnel_hub_free(h);
 }
 
+/* A wall clock the test steps (a legacy session's ready time is read from
+ * the wall clock, which NTP or an operator may step back). */
+static int64_t g_wall_ms;
+static int64_t fake_wall_ms(void) { return g_wall_ms; }
+
+/* The wall clock stepped back between two legacy connections of a cluster
+ * here: the newer one still ranks newer, here and for the other replicas.
+ * Ranked by its earlier wall-clock time, a connection another replica
+ * announced as made in between outranked the newer one but not the older:
+ * the newer one stepped aside and the older one, maybe dead without a
+ * word, took the cluster's commands. */
+static void test_legacy_rank_survives_a_clock_stepped_back(void **state)
+{
+    fixture *fx = *state;
+    tunnel_hub_opts o = { .cfg = &fx->cfg, .lws = fx->lws, .pool = fx->pool,
+                          .deadline_grace = 0.05, .wall_ms = fake_wall_ms };
+    tunnel_hub *h = tunnel_hub_new(&o);
+    assert_non_null(h);
+    made_token m = new_token(fx, fx->org_id, 0);
+    const char *org = m.t.org_id, *cid = m.t.cluster_id;
+    g_wall_ms = (int64_t)time(NULL) * 1000;
+    tunnel_session *old = connect_as(fx, h, &m, 0, 0);
+    g_wall_ms -= 60000; /* stepped back a minute */
+    tunnel_session *fresh = connect_as(fx, h, &m, 0, 0);
+    /* another replica's, made between the two by its own clock */
+    tunnel_legacy_elsewhere(h, org, cid, "replica-y", "", g_wall_ms + 30000, 1);
+    sink_rec r = { 0 };
+    char err[256] = "";
+    assert_non_null(exec_ex(h, org, cid, "kubectl", 30, &r, err, sizeof(err)));
+    expect_no_frame(old);
+    proto_msg cmd;
+    expect_type(fresh, MSG_KUBECTL_COMMAND, &cmd);
+    send_text(fresh, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(r.ends, 1);
+    assert_int_equal(r.return_code, 0);
+    tunnel_session_drop(fresh);
+    tunnel_session_drop(old);
+    tunnel_hub_free(h);
+}
+
 /* The deployed Python agent's command_response, as its json.dumps writes
  * it: subprocess's return code is -N for a kubectl killed by signal N (the
  * OOM killer, a pod shutdown), which the caller gets as the exit status a
@@ -2473,6 +2514,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_remote_request_runs_here, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stepping_aside_skips_an_older_one_here, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_rank_survives_a_clock_stepped_back, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_legacy_steps_aside_for_a_newer_one_elsewhere,
                                         setup, teardown),
