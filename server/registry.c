@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -172,6 +173,7 @@ static struct {
     size_t nunsent;
     prom_family_t *m_up, *m_held, *m_closes;
     int ever_connected; /* the thread's: a connect after this one is a reconnect */
+    int sub_ping;       /* the thread's: a PING on the subscription awaits its pong */
 } R = { .wake = { -1, -1 }, .mu = PTHREAD_MUTEX_INITIALIZER };
 
 int registry_enabled(void) { return R.enabled; }
@@ -468,6 +470,46 @@ static int subscribe(void)
     /* The subscription is read only when poll says so; a read past then
      * would wait for a message. */
     redisSetTimeout(R.sub, ms_tv(IO_TIMEOUT_MS));
+    R.sub_ping = 0;
+    return 0;
+}
+
+/* At each renewal: the subscription answered the PING of the renewal
+ * before (read_subscription), and is asked again.  Nothing else is ever
+ * sent on it, and Redis says nothing of a subscriber whose connection went
+ * silent (a NAT, conntrack or load balancer dropped the flow without a
+ * word) while the other connection keeps the registrations: without this
+ * the replica heard no revocation, supersession or legacy connection
+ * again for as long as it lived.  -1: dropped (reconnected, and what was
+ * missed re-checked, push_recheck). */
+static void read_subscription(void);
+
+static int check_subscription(void)
+{
+    if (!R.sub)
+        return -1;
+    /* what came while this thread was busy elsewhere first */
+    struct pollfd pf = { R.sub->fd, POLLIN, 0 };
+    if (R.sub_ping && poll(&pf, 1, 0) > 0) {
+        read_subscription();
+        if (!R.sub)
+            return -1;
+    }
+    if (R.sub_ping) {
+        drop_connections("the subscription did not answer a PING within a renewal");
+        return -1;
+    }
+    int done = 0;
+    if (redisAppendCommand(R.sub, "PING") != REDIS_OK) {
+        drop_connections(R.sub->errstr[0] ? R.sub->errstr : "PING on the subscription");
+        return -1;
+    }
+    while (!done)
+        if (redisBufferWrite(R.sub, &done) != REDIS_OK) {
+            drop_connections(R.sub->errstr[0] ? R.sub->errstr : "PING on the subscription");
+            return -1;
+        }
+    R.sub_ping = 1;
     return 0;
 }
 
@@ -797,6 +839,11 @@ static void read_subscription(void)
             r->element[0]->type == REDIS_REPLY_STRING && !strcmp(r->element[0]->str, "message") &&
             r->element[2]->type == REDIS_REPLY_STRING)
             on_close_message(r->element[2]->str, r->element[2]->len);
+        else if ((r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+                  r->element[0]->type == REDIS_REPLY_STRING &&
+                  !strcasecmp(r->element[0]->str, "pong")) ||
+                 (r->type == REDIS_REPLY_STATUS && !strcasecmp(r->str, "PONG")))
+            R.sub_ping = 0; /* check_subscription's answer */
         freeReplyObject(r);
     }
 }
@@ -921,7 +968,8 @@ static void *thread_main(void *arg)
             break;
         check_suspect();
         if (R.cmd && mono_ms() >= next_renew) {
-            if (renew_all() == 0) { /* the loop's legacy announcements too */
+            /* renewed: the loop's legacy announcements too */
+            if (check_subscription() == 0 && renew_all() == 0) {
                 atomic_store(&R.renewed, 1);
                 lws_cancel_service(R.lws);
             }

@@ -1657,6 +1657,90 @@ class SwitchingProxy:
             c.close()
 
 
+class FreezingProxy(SwitchingProxy):
+    """A SwitchingProxy that can go silent on the connections that subscribed
+    (a NAT, conntrack or load balancer that dropped an idle flow without a
+    word): what either end sends on them then reaches nobody, and neither
+    end is told.  Connections made later pass."""
+
+    def __init__(self, t, upstream):
+        self.subscribed = set()  # the client sockets that sent SUBSCRIBE
+        self.frozen = set()
+        super().__init__(t, upstream)
+
+    def freeze_subscriptions(self):
+        self.frozen |= self.subscribed
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+            except OSError:
+                c.close()
+                continue
+            u.settimeout(None)
+            self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump_freezable, args=(a, b, c),
+                                 daemon=True).start()
+
+    def _pump_freezable(self, a, b, client):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                if a is client and b"SUBSCRIBE" in d.upper():
+                    self.subscribed.add(client)
+                if client not in self.frozen:
+                    b.sendall(d)
+        except OSError:
+            pass
+        if client in self.frozen:
+            return  # silent: neither end learns
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+@test(timeout=150)
+def a_subscription_gone_silent_is_noticed_and_revocations_reach_the_holder(t):
+    """The connection a replica's registry subscribed on goes silent (its
+    flow dropped between the replica and Redis without a word), while its
+    other connection keeps the registrations: pub/sub says nothing of a
+    subscriber that no longer hears, and the replica never learned it, so a
+    token revoked through another replica kept its session there for good.
+    The registry checks its subscription at each renewal; one that does not
+    answer is connected again, and the sessions' tokens are looked up anew
+    (the revoked one closes)."""
+    f = fleet(t)
+    proxy = FreezingProxy(t, f.redis.port)
+    env = dict(f.env, AURORA_REDIS_URL="redis://127.0.0.1:%d/0" % proxy.port,
+               AURORA_WORKERS="2", AURORA_OUTBOUND_WORKERS="1")
+    holder = Replica(t, "server-silent-sub", env, f.any.pki)
+    holder.org_id, holder.user_id, holder.api_key = f.any.org_id, f.any.user_id, f.any.api_key
+    via = f.replicas[1]
+    tok = holder.create_token("rep-silent-sub")
+    cid = tok["cluster_id"]
+    Agent(holder, tok["token"], "agent-silent-sub", owner=t).wait_ready(30)
+    wait_until(lambda: holder.addr in f.redis.owners(cid).values(), 15, 0.05,
+               "the holder to register the cluster")
+    wait_until(lambda: proxy.subscribed, 15, 0.05, "the holder's subscription through the proxy")
+    proxy.freeze_subscriptions()
+    tid = [x for x in via.get("/api/kubectl/tokens").json.get("tokens", [])
+           if x.get("cluster_id") == cid][0]["id"]
+    eq(via.revoke_token(tid).status, 200, "revoke through another replica")
+    wait_until(lambda: holder.addr not in f.redis.owners(cid).values(), 8 * LEASE, 0.1,
+               "the revoked session to end on its holder")
+    check("subscription" in holder.server.log_text(), "the holder logs why it connected again")
+
+
 @test(timeout=180)
 def a_redis_failover_is_followed(t):
     """Redis fails over: the service's address now leads to the new primary,
