@@ -546,6 +546,21 @@ static char *encode_request(const tunnel_exec_params *p, const char *user_id)
 
 /* A fwd for the replica at owner_addr, not connected, with no request yet;
  * NULL with err. */
+/* 1-65535 written in decimal digits only, else -1: atoi took "70000" (lws
+ * then dialled it modulo 65536), "+80" and "80x". */
+static int port_of(const char *s)
+{
+    long v = 0;
+    if (!*s || strlen(s) > 5)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v >= 1 && v <= 65535 ? (int)v : -1;
+}
+
 static fwd *fwd_new(const char *owner_addr, const char *cluster_id, char *err, size_t errlen)
 {
     fwd *f = calloc(1, sizeof(*f));
@@ -555,7 +570,7 @@ static fwd *fwd_new(const char *owner_addr, const char *cluster_id, char *err, s
     }
     const char *colon = strrchr(owner_addr, ':');
     size_t hlen = colon ? (size_t)(colon - owner_addr) : 0;
-    if (!colon || !hlen || hlen >= sizeof(f->host) || atoi(colon + 1) <= 0 ||
+    if (!colon || !hlen || hlen >= sizeof(f->host) || port_of(colon + 1) <= 0 ||
         strlen(owner_addr) >= sizeof(f->addr) || strlen(cluster_id) >= sizeof(f->cluster)) {
         free(f);
         snprintf(err, errlen, "the replica holding cluster %s registered a bad address",
@@ -573,7 +588,7 @@ static fwd *fwd_new(const char *owner_addr, const char *cluster_id, char *err, s
         hlen -= 2;
     }
     memcpy(f->host, host, hlen);
-    f->port = atoi(colon + 1);
+    f->port = port_of(colon + 1);
     /* An IP literal only: lws resolves a name on the event loop, so a name
      * planted in Redis whose DNS never answers would stall every agent and
      * request of this replica. */

@@ -663,6 +663,18 @@ def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
     eq(r.status, 503, "an owner address that is a name (%r)" % r)
     eq(f.any.get("/health", auth=False).status, 200, "still serving")
     redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
+    # A port beyond 65535 (or not only digits) is not an address either: one
+    # 65536 above the listener's would be dialled modulo 65536, at the listener.
+    port = lsock.getsockname()[1]
+    for bad in ("127.0.0.1:%d" % (port + 65536), "127.0.0.1:+%d" % port, "127.0.0.1:%dx" % port):
+        redis_cmd(f.redis.port, "ZADD", "aurora:agents:" + cid, "%.3f" % (time.time() + 60),
+                  "ins_badport " + bad)
+        accepted.clear()
+        r = echo(f.any, cid, "to-a-bad-port")
+        eq(r.status, 503, "an owner address %s (%r)" % (bad, r))
+        check("registered a bad address" in (r.get("error") or ""), "the error for %s (%r)" % (bad, r))
+        check(not accepted.is_set(), "the listener was dialled for %s" % bad)
+        redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
 
 
 @test(timeout=120)
