@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "api_audit.h"
+#include "api_util.h"
 #include "auth.h"
 #include "argv_redact.h"
 #include "cli.h"
@@ -457,6 +458,11 @@ static int save_agent_token(admin_call *c, char tok[AGENT_TOKEN_LEN + 1], int pr
         return cli_usage_error(c->name,
                                "--expires-days must be a whole number from 1 to 3650, not '%s'",
                                days);
+    /* The API's rule for the name (api_tokens.c), not a silent cut at the
+     * column's size: it is shown in the console and the connections list. */
+    char why[128];
+    if (api_check_chars(name, "--cluster-name", 1, 100, why, sizeof(why)) < 0)
+        return cli_usage_error(c->name, "%s", why);
     store_t *st = admin_store(c);
     if (!st)
         return c->rc;
