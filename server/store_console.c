@@ -41,6 +41,19 @@ int store_console_session_create(store_t *s, const char *id_hash, const store_co
         check_text(s, "key_id", c->key_id, STORE_ID_LEN, 0) ||
         check_text(s, "csrf_token", c->csrf_token, STORE_CSRF_LEN, 1))
         return STORE_ERR;
+    /* At most STORE_CONSOLE_SESSIONS_MAX per key (or backend user and
+     * org): the least recently used beyond the newest MAX - 1 end before
+     * this one starts, so the new session is never the one dropped. */
+    db_param t[] = { p_text(c->org_id), p_text(c->user_id), p_text(c->key_id),
+                     p_text(c->org_id), p_text(c->user_id), p_text(c->key_id),
+                     DB_P_INT(STORE_CONSOLE_SESSIONS_MAX - 1) };
+    if (run_exec(s, "ending the oldest console sessions of the key",
+                 "DELETE FROM console_sessions WHERE org_id = ? AND user_id = ? AND key_id = ?"
+                 " AND id_hash NOT IN (SELECT id_hash FROM console_sessions WHERE org_id = ?"
+                 " AND user_id = ? AND key_id = ?"
+                 " ORDER BY last_seen_at DESC, created_at DESC, id_hash LIMIT ?)",
+                 t, 7, NULL))
+        return STORE_ERR;
     db_param p[] = { p_text(id_hash),           p_text(c->org_id),         p_text(c->user_id),
                      p_text(c->key_id),         p_text(c->csrf_token),     DB_P_INT(c->created_at),
                      DB_P_INT(c->last_seen_at), DB_P_INT(c->expires_at) };

@@ -19,6 +19,9 @@
 #include "store.h"
 
 #define STORE_CSRF_LEN 64
+/* Sessions one API key (a backend session: one user in one org) may hold;
+ * a sign-in past that ends the least recently used one. */
+#define STORE_CONSOLE_SESSIONS_MAX 20
 
 typedef struct {
     char org_id[STORE_ID_LEN];
@@ -30,7 +33,10 @@ typedef struct {
     int64_t expires_at;
 } store_console_session;
 
-/* Inserts the session whose id hashes to id_hash (SHA-256 hex). */
+/* Inserts the session whose id hashes to id_hash (SHA-256 hex), first
+ * ending the least recently used sessions of the same key (or backend
+ * user and org) beyond STORE_CONSOLE_SESSIONS_MAX - 1: signing in again
+ * and again without the cookie cannot grow the table. */
 int store_console_session_create(store_t *s, const char *id_hash, const store_console_session *c);
 /* The live session of id_hash at `now` (idle: the idle timeout, seconds),
  * marked used at now (last_seen_at, returned so).  NOT_FOUND when there is

@@ -452,6 +452,41 @@ static void test_store_delete(void **state)
     assert_int_equal(store_console_session_use(f->s, h2, T0 + 1, IDLE, &c), STORE_OK);
 }
 
+/* Signing in again and again with one key (no cookie sent back) must not
+ * grow the table: past STORE_CONSOLE_SESSIONS_MAX live sessions of the same
+ * key, a new one ends the least recently used; the backend's sessions of
+ * the same user are counted apart. */
+static void test_store_sessions_per_key_are_capped(void **state)
+{
+    fixture *f = *state;
+    enum { EXTRA = 5, N = STORE_CONSOLE_SESSIONS_MAX + EXTRA };
+    static char h[N][65];
+    char hb[65];
+    new_session(f, "", T0, hb, NULL);
+    for (int i = 0; i < N; i++)
+        new_session(f, f->key_id, T0 + i, h[i], NULL);
+    store_console_session c;
+    int64_t now = T0 + N;
+    for (int i = 0; i < EXTRA; i++)
+        assert_int_equal(store_console_session_peek(f->s, h[i], now, IDLE, &c), STORE_NOT_FOUND);
+    for (int i = EXTRA; i < N; i++)
+        assert_int_equal(store_console_session_peek(f->s, h[i], now, IDLE, &c), STORE_OK);
+    assert_int_equal(store_console_session_peek(f->s, hb, now, IDLE, &c), STORE_OK);
+    /* the one used last stays when the next sign-in comes */
+    assert_int_equal(store_console_session_use(f->s, h[EXTRA], now, IDLE, &c), STORE_OK);
+    char fresh[65];
+    new_session(f, f->key_id, now, fresh, NULL);
+    assert_int_equal(store_console_session_peek(f->s, h[EXTRA], now, IDLE, &c), STORE_OK);
+    assert_int_equal(store_console_session_peek(f->s, h[EXTRA + 1], now, IDLE, &c),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_peek(f->s, fresh, now, IDLE, &c), STORE_OK);
+    /* the backend's sessions of the user have their own cap */
+    for (int i = 0; i < STORE_CONSOLE_SESSIONS_MAX; i++)
+        new_session(f, "", now + 1, h[i], NULL);
+    assert_int_equal(store_console_session_peek(f->s, hb, now + 1, IDLE, &c), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_peek(f->s, fresh, now + 1, IDLE, &c), STORE_OK);
+}
+
 static void test_store_revoked_key_ends_sessions(void **state)
 {
     fixture *f = *state;
@@ -612,6 +647,7 @@ int main(void)
         BOTH(test_store_session_life),
         BOTH(test_store_absolute_expiry),
         BOTH(test_store_delete),
+        BOTH(test_store_sessions_per_key_are_capped),
         BOTH(test_store_revoked_key_ends_sessions),
         BOTH(test_store_key_of_another_org),
         BOTH(test_store_removed_user_ends_sessions),
