@@ -86,7 +86,11 @@ function safeNext(next) {
   } catch (e) {
     return fallback;
   }
-  if (u.origin !== location.origin || u.pathname === '/signin' || u.pathname.startsWith('/signin/')) {
+  // A path that begins '//' ('/.//evil.example' resolves to it) would be read
+  // by history.replaceState as another host: refused there with a
+  // SecurityError, which left the page stuck on sign-in.
+  if (u.origin !== location.origin || u.pathname.startsWith('//') ||
+      u.pathname === '/signin' || u.pathname.startsWith('/signin/')) {
     return fallback;
   }
   return u.pathname + u.search + u.hash;
