@@ -3350,9 +3350,14 @@ int store_user_remove(store_t *s, const char *org_id, const char *user_id, int *
              user_id, (long long)connectors, org_id);
         return abandon(s, STORE_CONFLICT);
     }
-    /* Keys first: they name the account (foreign key). */
+    /* Keys first: they name the account (foreign key).  The user's OAuth
+     * flows go too: a callback still to come (a console flow carries no
+     * credentials to refuse) would store a connector for a removed user,
+     * which no removal could delete again. */
     if (run_exec(s, "deleting the user's api keys",
                  "DELETE FROM api_keys WHERE org_id = ? AND user_id = ?", p, 2, &keys) ||
+        run_exec(s, "deleting the user's OAuth states",
+                 "DELETE FROM oauth_states WHERE org_id = ? AND user_id = ?", p, 2, NULL) ||
         run_exec(s, "deleting membership", "DELETE FROM org_members WHERE org_id = ? AND user_id = ?",
                  p, 2, &members) ||
         run_exec(s, "deleting user", "DELETE FROM users WHERE org_id = ? AND id = ?", p, 2, &users))

@@ -3603,8 +3603,22 @@ static void test_user_remove(void **state)
     assert_int_equal(store_user_get(s, a.id, ua.id, &u), STORE_OK);
     assert_int_equal(store_connector_delete(s, a.id, ua.id, "gcp"), STORE_OK);
 
+    /* An OAuth flow the user started (a console session, a key) and has not
+     * finished: its callback must not store a connector for a removed user
+     * (it would outlive them, and no removal could delete it again). */
+    char sh[65], sk[65];
+    state_hash_of("flow-of-removed-user", sh);
+    state_hash_of("flow-of-kept-user", sk);
+    store_oauth_state fl = state_for(a.id, ua.id, "gcp", (int64_t)time(NULL) + 600);
+    assert_int_equal(store_oauth_state_create(s, sh, &fl), STORE_OK);
+    fl = state_for(a.id, keep.id, "gcp", (int64_t)time(NULL) + 600);
+    assert_int_equal(store_oauth_state_create(s, sk, &fl), STORE_OK);
+
     /* Removed: keys gone (lookups refuse them), account and membership gone. */
     assert_int_equal(store_user_remove(s, a.id, ua.id, &keys), STORE_OK);
+    store_oauth_state taken;
+    assert_int_equal(store_oauth_state_consume(s, sh, (int64_t)time(NULL), &taken), STORE_NOT_FOUND);
+    assert_int_equal(store_oauth_state_consume(s, sk, (int64_t)time(NULL), &taken), STORE_OK);
     assert_int_equal(keys, 2);
     assert_int_equal(store_api_key_lookup(s, h1, &got), STORE_NOT_FOUND);
     assert_int_equal(store_api_key_lookup(s, h2, &got), STORE_NOT_FOUND);
