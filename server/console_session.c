@@ -192,12 +192,15 @@ static void session_body(const worker_ctx *w, const store_console_session *c, in
 /* One slot of the peer's failed sign-ins for this minute (its address, or
  * its IPv6 /64): taken after a wrong API key, or before a backend-secret
  * sign-in, which gives it back when it succeeds.  0 (taken: *window set), or -1 with 429/503. */
-static int signin_slot(worker_ctx *w, const http_request *req, char *key, size_t cap,
-                       int64_t *window, http_response *resp)
+static int signin_slot(worker_ctx *w, const http_request *req, int by_key, char *key,
+                       size_t cap, int64_t *window, http_response *resp)
 {
     char bucket[80];
     console_peer_bucket(req->peer, bucket, sizeof(bucket));
-    snprintf(key, cap, CONSOLE_SIGNIN_RATE_PREFIX "%s", bucket);
+    /* The backend's attempts count apart: behind one ingress every client
+     * shares an address, and wrong API keys from anyone must not make the
+     * trusted backend's sign-ins 429. */
+    snprintf(key, cap, CONSOLE_SIGNIN_RATE_PREFIX "%s%s", by_key ? "" : "backend/", bucket);
     int64_t limit = server_setting_int(w->cfg, "AURORA_CONSOLE_SIGNIN_LIMIT");
     if (api_rate_take(w, key, limit, SIGNIN_WINDOW_S, "failed sign-ins from this address",
                       window, resp) == 0)
@@ -302,13 +305,13 @@ static void session_create(worker_ctx *w, http_request *req, http_response *resp
         if (signin_identity(w, req, &a, resp) < 0) {
             /* A store failure (503) is not the caller's failed attempt. */
             if (resp->status != 503)
-                (void)signin_slot(w, req, rate_key, sizeof(rate_key), &window, resp);
+                (void)signin_slot(w, req, 1, rate_key, sizeof(rate_key), &window, resp);
             log_warn("console sign-in from %s failed (%d)", req->peer, resp->status);
             return;
         }
     } else {
         /* The backend's secret: slot first, as before any shared-secret check. */
-        if (signin_slot(w, req, rate_key, sizeof(rate_key), &window, resp) < 0)
+        if (signin_slot(w, req, 0, rate_key, sizeof(rate_key), &window, resp) < 0)
             return;
         if (signin_identity(w, req, &a, resp) < 0) {
             log_warn("console sign-in from %s failed (%d)", req->peer, resp->status);
