@@ -1543,20 +1543,10 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
                 requeue_waiting(s);
 }
 
-void tunnel_legacy_renew(tunnel_hub *h)
+/* The legacy connection of each cluster that takes its commands here,
+ * announced (again): the older ones elsewhere stay aside while they hear it. */
+static void legacy_announce_takers(tunnel_hub *h)
 {
-    for (tunnel_session *s = h->sessions; s; s = s->next) {
-        if (s->v2 || !s->ready_ms || s->state != SESS_READY || !s->open || !s->outranked_ms ||
-            ++s->outranked_missed < TUNNEL_LEGACY_ASIDE_RENEWALS)
-            continue;
-        log_info("agent %s: the newer legacy connection on another replica was not announced "
-                 "again for %d registry renewals (its replica died, or stopped without a "
-                 "word); this one takes commands again", s->cluster_id,
-                 TUNNEL_LEGACY_ASIDE_RENEWALS);
-        legacy_take_over(s); /* announced below, when it is the cluster's newest here */
-    }
-    /* The legacy connection of each cluster that takes its commands here,
-     * announced again: the older ones elsewhere stay aside while they hear it. */
     for (tunnel_session *s = h->sessions; s; s = s->next) {
         if (s->v2 || !s->ready_ms || s->outranked_ms || !session_of(s, s->org_id, s->cluster_id))
             continue;
@@ -1570,15 +1560,32 @@ void tunnel_legacy_renew(tunnel_hub *h)
     }
 }
 
-void tunnel_legacy_resync(tunnel_hub *h, int forget, const char *from)
+void tunnel_legacy_renew(tunnel_hub *h)
 {
     for (tunnel_session *s = h->sessions; s; s = s->next) {
-        if (s->v2 || !s->ready_ms || s->state != SESS_READY || !s->open)
+        if (s->v2 || !s->ready_ms || s->state != SESS_READY || !s->open || !s->outranked_ms ||
+            ++s->outranked_missed < TUNNEL_LEGACY_ASIDE_RENEWALS)
             continue;
-        if (forget && s->outranked_ms && (!from || !strcmp(s->outranked_by, from)))
-            legacy_take_over(s);
-        registry_publish_legacy(s->org_id, s->cluster_id, s->ready_ms, 1);
+        log_info("agent %s: the newer legacy connection on another replica was not announced "
+                 "again for %d registry renewals (its replica died, or stopped without a "
+                 "word); this one takes commands again", s->cluster_id,
+                 TUNNEL_LEGACY_ASIDE_RENEWALS);
+        legacy_take_over(s); /* announced below, when it is the cluster's newest here */
     }
+    legacy_announce_takers(h);
+}
+
+void tunnel_legacy_resync(tunnel_hub *h, int forget, const char *from)
+{
+    for (tunnel_session *s = h->sessions; s; s = s->next)
+        if (forget && !s->v2 && s->ready_ms && s->state == SESS_READY && s->open &&
+            s->outranked_ms && (!from || !strcmp(s->outranked_by, from)))
+            legacy_take_over(s);
+    /* The answer is what a renewal announces: announced too, a connection
+     * that still steps aside, or an older one beside the newest here, made
+     * the asking replica's older ones step aside for it, forwarding what
+     * they held here, where no session takes it. */
+    legacy_announce_takers(h);
 }
 
 /* ---- lws callbacks -------------------------------------------------------- */

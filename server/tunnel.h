@@ -189,12 +189,14 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
  * announces itself. */
 #define TUNNEL_LEGACY_ASIDE_RENEWALS 4
 void tunnel_legacy_renew(tunnel_hub *h);
-/* Every ready legacy session announces itself again (registry_publish_legacy),
- * after forgetting what it stepped aside for when `forget`: all of it with
- * `from` NULL (this replica missed the other replicas' news while Redis was
- * away), else what replica `from` announced (it asks again, as it may have
- * missed news, and announces again what it holds: what it said before, its
- * connections' ends included, may never have reached us). */
+/* The legacy session of each cluster that takes its commands here announces
+ * itself again (registry_publish_legacy), as at a renewal (one that steps
+ * aside, or an older one beside it, does not: the asking replica would step
+ * aside for it), after forgetting what they stepped aside for when `forget`:
+ * all of it with `from` NULL (this replica missed the other replicas' news
+ * while Redis was away), else what replica `from` announced (it asks again,
+ * as it may have missed news, and announces again what it holds: what it
+ * said before, its connections' ends included, may never have reached us). */
 void tunnel_legacy_resync(tunnel_hub *h, int forget, const char *from);
 /* Any session authenticating right now re-checks its token (revocation race). */
 void tunnel_note_revocation(tunnel_hub *h);

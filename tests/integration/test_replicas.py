@@ -31,7 +31,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from fleet_peers import Redis, deployment_pki, redis_cmd, replica_env
+from fleet_peers import Redis, _resp, deployment_pki, redis_cmd, replica_env
 from harness import (FIXTURES, HTTPSConn, NODE, ROOT, Agent, NodePeer, Postgres, RssSampler, V2Agent, World,
                      check, eq, free_port, kube_api, main, parse_sse_stream, rand_tag, refusing_port,
                      release_held, suite_shared, test, wait_until, _base_env)
@@ -1036,6 +1036,92 @@ def a_replica_that_asks_again_is_forgotten_until_it_answers(t):
     text = "resync-" + secrets.token_hex(3)
     r = echo(r_third, cid, text)
     eq((r.status, r.get("output")), (200, text), "a command through a third replica (%r)" % r)
+
+
+class CloseChannel:
+    """A subscriber to aurora:close: every message the replicas publish there,
+    decoded, in the order Redis delivered them."""
+
+    def __init__(self, t, port):
+        self.messages = []
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.s.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$12\r\naurora:close\r\n")
+        self.f = self.s.makefile("rb")
+        eq(_resp(self.f)[0], "subscribe", "SUBSCRIBE answered")
+        self.s.settimeout(None)
+        threading.Thread(target=self._read, daemon=True).start()
+        t.defer(self.close)
+
+    def _read(self):
+        try:
+            while True:
+                m = _resp(self.f)
+                if isinstance(m, list) and len(m) == 3 and m[0] == "message":
+                    self.messages.append(json.loads(m[2]))
+        except (OSError, ValueError, AssertionError):
+            pass
+
+    def close(self):
+        try:
+            self.s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.s.close()
+
+    def legacy(self, addr, cid, since=0):
+        """The ready times a replica (its internal address) announced up for cluster cid."""
+        return [m["legacy_ready_ms"] for m in self.messages[since:]
+                if m.get("addr") == addr and m.get("cluster_id") == cid and m.get("legacy_up")]
+
+
+@test(timeout=150)
+def a_resync_answer_announces_only_the_connections_that_take_commands(t):
+    """A replica asked to announce its legacy connections again (another one's
+    subscription came back) answers as its renewals do: the connection of
+    each cluster that takes the commands there.  Before, it announced every
+    one it held, one that had stepped aside for a newer one elsewhere and an
+    older one beside the newest there, and the asking replica could step
+    aside for a connection that takes no command, forwarding what it held
+    there."""
+    f = fleet(t)
+    ch = CloseChannel(t, f.redis.port)
+    r0, r1 = f.replicas[0], f.replicas[1]
+    # cluster 1: its older connection on r0 stepped aside for a newer one on r1
+    tok1 = f.any.create_token("rep-legacy-answer-aside")
+    cid1 = tok1["cluster_id"]
+    aside = r0.legacy_agent(tok1["token"], name="legacy-answer-aside")
+    aside.wait_event("connected", 30)
+    wait_until(lambda: ch.legacy(r0.addr, cid1), 15, 0.05, "r0's connection announced")
+    newer = r1.legacy_agent(tok1["token"], name="legacy-answer-newer")
+    newer.wait_event("connected", 30)
+    wait_until(lambda: set(f.redis.owners(cid1).values()) == {r1.addr}, 15, 0.05,
+               "the older connection to step aside")
+    # cluster 2: two connections on r0, the newer takes the commands
+    tok2 = f.any.create_token("rep-legacy-answer-pair")
+    cid2 = tok2["cluster_id"]
+    first = r0.legacy_agent(tok2["token"], name="legacy-answer-first")
+    first.wait_event("connected", 30)
+    first_ms = wait_until(lambda: ch.legacy(r0.addr, cid2), 15, 0.05, "the first announced")[0]
+    second = r0.legacy_agent(tok2["token"], name="legacy-answer-second")
+    second.wait_event("connected", 30)
+    second_ms = wait_until(lambda: [x for x in ch.legacy(r0.addr, cid2) if x != first_ms], 15,
+                           0.05, "the second announced")[0]
+    mark = len(ch.messages)
+    redis_cmd(f.redis.port, "PUBLISH", "aurora:close",
+              json.dumps({"from": "ghost-" + secrets.token_hex(4), "legacy_resync": True}))
+    # r0 publishes in order: its answer, then a renewal at least, are in.
+    wait_until(lambda: len(ch.legacy(r0.addr, cid2, mark)) >= 3, 6 * LEASE, 0.05,
+               "r0's answer and its next renewal")
+    eq(ch.legacy(r0.addr, cid1, mark), [], "announced by r0 for the cluster it stepped aside for")
+    check(first_ms not in ch.legacy(r0.addr, cid2, mark),
+          "r0 announced the older of its two connections", ch.legacy(r0.addr, cid2, mark))
+    check(set(ch.legacy(r0.addr, cid2, mark)) == {second_ms}, "r0 announced its newest",
+          ch.legacy(r0.addr, cid2, mark))
+    text = "answer-" + secrets.token_hex(3)
+    r = echo(f.replicas[2], cid1, text)
+    eq((r.status, r.get("output")), (200, text), "a command through a third replica (%r)" % r)
+    newer.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""), 5,
+                     "the command at the newest connection")
 
 
 @test(timeout=150)
