@@ -155,9 +155,11 @@ static struct {
     /* A worker's lookup got no answer: the registry thread checks Redis at
      * once (lookups are skipped meanwhile) rather than at its next renewal. */
     atomic_int suspect;
-    /* The registry thread renewed the registrations: the loop renews the
-     * legacy connections' announcements too (tunnel_legacy_renew).  A flag,
-     * not a message: renewals the loop had no time for count as one. */
+    /* The registry thread renewed the registrations (1), or a renewal's
+     * time came while Redis was away (2): the loop renews the legacy
+     * connections' announcements too, or with Redis away only counts the
+     * renewal (tunnel_legacy_renew).  A flag, not a message: renewals the
+     * loop had no time for count as one. */
     atomic_int renewed;
     /* The numeric address the registry thread last reached Redis at (under
      * mu): workers' lookups connect there and never resolve the host name,
@@ -908,7 +910,7 @@ void registry_deliver(struct tunnel_hub *tunnels)
         in = next;
     }
     if (renewed)
-        tunnel_legacy_renew(tunnels);
+        tunnel_legacy_renew(tunnels, renewed == 2);
 }
 
 /* ---- the thread ---------------------------------------------------------------------- */
@@ -946,8 +948,8 @@ static void *thread_main(void *arg)
 {
     (void)arg;
     int backoff = BACKOFF_MIN_MS;
-    int64_t next_try = 0, next_renew = 0;
     int period_ms = R.lease * 1000 / 3;
+    int64_t next_try = 0, next_renew = mono_ms() + period_ms;
     for (;;) {
         pthread_mutex_lock(&R.mu);
         int stop = R.stop;
@@ -967,16 +969,24 @@ static void *thread_main(void *arg)
         if (stop)
             break;
         check_suspect();
-        if (R.cmd && mono_ms() >= next_renew) {
-            /* renewed: the loop's legacy announcements too */
-            if (check_subscription() == 0 && renew_all() == 0) {
+        if (mono_ms() >= next_renew) {
+            /* renewed: the loop's legacy announcements too.  Redis away,
+             * the renewal's time still counts there: a legacy connection
+             * stepped aside for one on another replica hears nothing of it
+             * and takes commands again once the lease ran out, as each
+             * replica serves the agents it holds (it stepped aside for good
+             * and its replica answered 503 for the whole outage). */
+            if (!R.cmd) {
+                atomic_store(&R.renewed, 2);
+                lws_cancel_service(R.lws);
+            } else if (check_subscription() == 0 && renew_all() == 0) {
                 atomic_store(&R.renewed, 1);
                 lws_cancel_service(R.lws);
             }
             next_renew = mono_ms() + period_ms;
         }
         struct pollfd fds[2] = { { R.wake[0], POLLIN, 0 }, { R.sub ? R.sub->fd : -1, POLLIN, 0 } };
-        int64_t until = R.cmd ? next_renew : next_try;
+        int64_t until = R.cmd || next_renew < next_try ? next_renew : next_try;
         int64_t wait = until - mono_ms();
         if (wait < 0)
             wait = 0;

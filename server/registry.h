@@ -92,7 +92,8 @@ void registry_publish_legacy(const char *org_id, const char *cluster_id, long lo
 /* Loop thread (LWS_CALLBACK_EVENT_WAIT_CANCELLED): closes the sessions that
  * other replicas' messages named, and after each renewal of the
  * registrations renews the legacy connections' announcements
- * (tunnel_legacy_renew). */
+ * (tunnel_legacy_renew; with Redis away a renewal's time counts there all
+ * the same, announcing nothing). */
 void registry_deliver(struct tunnel_hub *tunnels);
 
 /* Worker thread: the internal address of another live replica holding

@@ -1560,19 +1560,28 @@ static void legacy_announce_takers(tunnel_hub *h)
     }
 }
 
-void tunnel_legacy_renew(tunnel_hub *h)
+void tunnel_legacy_renew(tunnel_hub *h, int redis_away)
 {
     for (tunnel_session *s = h->sessions; s; s = s->next) {
         if (s->v2 || !s->ready_ms || s->state != SESS_READY || !s->open || !s->outranked_ms ||
             ++s->outranked_missed < TUNNEL_LEGACY_ASIDE_RENEWALS)
             continue;
-        log_info("agent %s: the newer legacy connection on another replica was not announced "
-                 "again for %d registry renewals (its replica died, or stopped without a "
-                 "word); this one takes commands again", s->cluster_id,
-                 TUNNEL_LEGACY_ASIDE_RENEWALS);
+        if (redis_away)
+            log_info("agent %s: no word of the newer legacy connection on another replica for "
+                     "%d registry renewals, Redis away; this one takes commands again (each "
+                     "replica serves the agents it holds until Redis is back)",
+                     s->cluster_id, TUNNEL_LEGACY_ASIDE_RENEWALS);
+        else
+            log_info("agent %s: the newer legacy connection on another replica was not "
+                     "announced again for %d registry renewals (its replica died, or stopped "
+                     "without a word); this one takes commands again", s->cluster_id,
+                     TUNNEL_LEGACY_ASIDE_RENEWALS);
         legacy_take_over(s); /* announced below, when it is the cluster's newest here */
     }
-    legacy_announce_takers(h);
+    /* Redis away: nothing announced (queued, it would reach the others long
+     * stale); once it is back every replica announces again (resync). */
+    if (!redis_away)
+        legacy_announce_takers(h);
 }
 
 void tunnel_legacy_resync(tunnel_hub *h, int forget, const char *from)

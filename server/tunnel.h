@@ -188,7 +188,12 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
  * (more than a lease of silence) takes commands again, registered, and
  * announces itself. */
 #define TUNNEL_LEGACY_ASIDE_RENEWALS 4
-void tunnel_legacy_renew(tunnel_hub *h);
+/* redis_away: the renewal's time came while Redis was away.  It counts all
+ * the same (no replica hears another then: each serves the agents it holds,
+ * and a session stepped aside for good answered 503 for the whole outage);
+ * nothing is announced, as every replica announces again once it is back
+ * (tunnel_legacy_resync). */
+void tunnel_legacy_renew(tunnel_hub *h, int redis_away);
 /* The legacy session of each cluster that takes its commands here announces
  * itself again (registry_publish_legacy), as at a renewal (one that steps
  * aside, or an older one beside it, does not: the asking replica would step

@@ -1671,6 +1671,77 @@ def redis_restart_brings_registrations_back(t):
     wait_until(lambda: not f.redis.owners(cid), 10, 0.05, "the revoked session to be gone")
 
 
+@test(timeout=180)
+def a_legacy_connection_aside_serves_its_replica_while_redis_is_away(t):
+    """Redis away, no replica hears another: each serves the agents it holds
+    (docs/api.md).  A legacy connection that stepped aside for a newer one on
+    another replica heard nothing more, and with no renewal while Redis was
+    away its stepping aside never lapsed: every command reaching its replica
+    got 503 for the whole outage although the cluster's agent was connected
+    there.  It takes them again once the lease has run out, as when the
+    other replica dies; once Redis is back it steps aside again."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-legacy-outage")
+    cid = tok["cluster_id"]
+    r_old, r_new, r_third = f.replicas[0], f.replicas[1], f.replicas[2]
+    lapsed = "agent %s: no word of the newer legacy connection on another replica" % cid
+    old = r_old.legacy_agent(tok["token"], name="legacy-outage-old")
+    old.wait_event("connected", 30)
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r_old.addr}, 15, 0.05,
+               "the older connection's replica registered")
+    new = r_new.legacy_agent(tok["token"], name="legacy-outage-new")
+    new.wait_event("connected", 30)
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r_new.addr}, 15, 0.05,
+               "the older connection to step aside")
+    r = echo(r_old, cid, "aside")
+    eq((r.status, r.get("output")), (200, "aside"), "forwarded while Redis is up (%r)" % r)
+    mark = len(r_old.server.log_text())
+    f.redis.stop()
+    try:
+        wait_until(lambda: "registry: lost Redis" in r_old.server.log_text()[mark:], 15, 0.05,
+                   "the replica to lose Redis")
+        stopped = time.monotonic()
+        text = "outage-" + secrets.token_hex(3)
+        seen = []
+
+        def served():
+            seen.append(echo(r_old, cid, text))
+            return seen[-1].status == 200
+        try:
+            wait_until(served, 8 * LEASE, 0.5, "a command on the older one's replica to run, "
+                       "Redis away")
+        except AssertionError as e:
+            raise AssertionError("%s; it answered %s" % (
+                e, sorted({(x.status, x.error_code) for x in seen})))
+        t.note("it took commands again %.1f s into the outage (lease %d s)"
+               % (time.monotonic() - stopped, LEASE))
+        eq(seen[-1].get("output"), text, "its output")
+        check({x.status for x in seen[:-1]} <= {503}, "answers before it took them",
+              [(x.status, x.error_code) for x in seen])
+        check(lapsed in r_old.server.log_text()[mark:], "the log says why it took commands")
+        old.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""),
+                       5, "the command at the older connection")
+        text = "outage-new-" + secrets.token_hex(3)
+        r = echo(r_new, cid, text)
+        eq((r.status, r.get("output")), (200, text), "the newer one's replica serves it (%r)" % r)
+    finally:
+        back = len(r_old.server.log_text())
+        f.redis.start()
+    # Redis back: the replicas announce again, the older one steps aside.
+    steps = "agent %s: a newer legacy connection of the cluster is up on another replica" % cid
+    wait_until(lambda: steps in r_old.server.log_text()[back:], 30, 0.1,
+               "the older connection to step aside again once Redis is back")
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r_new.addr}, 30, 0.1,
+               "only the newer connection's replica registered again")
+    text = "back-" + secrets.token_hex(3)
+    r = echo(r_old, cid, text)
+    eq((r.status, r.get("output")), (200, text), "a command on the older one's replica (%r)" % r)
+    new.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""), 5,
+                   "the command at the newer connection")
+    check(not any(text in (e.get("command") or "") for e in list(old.events)
+                  if e.get("event") == "command"), "it reached the older connection")
+
+
 @test(timeout=120)
 def a_stalled_redis_delays_one_lookup_not_every_command(t):
     """Redis stops answering (SIGSTOP: the kernel still takes connections).

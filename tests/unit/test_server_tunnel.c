@@ -1836,7 +1836,7 @@ static void test_legacy_stepping_aside_lapses_unless_announced_again(void **stat
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r, err, sizeof(err)));
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < TUNNEL_LEGACY_ASIDE_RENEWALS - 1; i++) {
-            tunnel_legacy_renew(fx->hub);
+            tunnel_legacy_renew(fx->hub, 0);
             assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r, err, sizeof(err)));
         }
         if (round == 0) /* announced again */
@@ -1846,7 +1846,7 @@ static void test_legacy_stepping_aside_lapses_unless_announced_again(void **stat
         else /* the older one says it is up: not what it stepped aside for */
             tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
     }
-    tunnel_legacy_renew(fx->hub);
+    tunnel_legacy_renew(fx->hub, 0);
     exec_ok(fx, &m, &r);
     proto_msg cmd;
     expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
@@ -1856,12 +1856,47 @@ static void test_legacy_stepping_aside_lapses_unless_announced_again(void **stat
     assert_int_equal(r.return_code, 0);
     /* taking commands, it counts nothing: renewals leave it so */
     for (int i = 0; i < 2 * TUNNEL_LEGACY_ASIDE_RENEWALS; i++)
-        tunnel_legacy_renew(fx->hub);
+        tunnel_legacy_renew(fx->hub, 0);
     sink_rec last = { 0 };
     exec_ok(fx, &m, &last);
     expect_type(l, MSG_KUBECTL_COMMAND, NULL);
     tunnel_session_drop(l);
     assert_int_equal(last.ends, 1);
+}
+
+/* Redis away, no replica hears another: the renewals' time still counts
+ * (registry.c), and a session stepped aside takes commands again once the
+ * lease ran out, as each replica serves the agents it holds (it stayed
+ * aside for the whole outage); an announcement heard before Redis went
+ * restarts the count as ever, and once Redis is back it steps aside again. */
+static void test_legacy_stepping_aside_lapses_with_redis_away(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *l = connect_as(fx, fx->hub, &m, 0, 0);
+    int64_t now_ms = (int64_t)time(NULL) * 1000;
+    const char *org = m.t.org_id, *cid = m.t.cluster_id;
+    sink_rec r = { 0 };
+    char err[256];
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+    tunnel_legacy_renew(fx->hub, 0);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+    for (int i = 0; i < TUNNEL_LEGACY_ASIDE_RENEWALS - 1; i++) {
+        tunnel_legacy_renew(fx->hub, 1);
+        assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r, err, sizeof(err)));
+    }
+    tunnel_legacy_renew(fx->hub, 1);
+    exec_ok(fx, &m, &r);
+    proto_msg cmd;
+    expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
+    send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(r.ends, 1);
+    assert_int_equal(r.return_code, 0);
+    tunnel_legacy_resync(fx->hub, 1, NULL);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+    assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r, err, sizeof(err)));
+    tunnel_session_drop(l);
 }
 
 /* A forwarder standing in for forward.c's: it records what it was asked
@@ -2521,6 +2556,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_stepping_aside_lapses_unless_announced_again,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_stepping_aside_lapses_with_redis_away, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_newest_legacy_session_takes_the_commands, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_across_dialects, setup,
