@@ -675,7 +675,11 @@ def test_cloud_exec_signed_in_user_refreshes_and_reports_revocation(t):
         check("sign in again" not in r.get("error", ""), "a 500 does not ask to sign in again", r.get("error"))
         eq(az(w, key, cid).status, 200, "cloud_exec after the 500")
         ctl("login", "/_fixture/revoke_refresh_tokens", {})
-        k = len(a.execs())
+        # the three commands that ran (two, then one after the 500) are all
+        # recorded by the agent before counting: its record arrives apart
+        # from the answer
+        k = len(a.wait_execs(3))
+        eq(k, 3, "commands the agent ran")
         r = az(w, key, cid)
         eq((r.status, r.error_code), (400, "AZURE_GRANT_INVALID"), "revoked sign-in (%r)" % r)
         contains(r.get("error"), "sign in again", "error tells what to do")
