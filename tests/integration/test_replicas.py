@@ -1802,18 +1802,24 @@ class SwitchingProxy:
             u.settimeout(None)
             self.conns += [c, u]
             for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pump, args=(a, b, c), daemon=True).start()
 
-    @staticmethod
-    def _pump(a, b):
+    def _passes(self, data, sender, client):
+        """Whether data read from sender goes on (FreezingProxy drops it)."""
+        return True
+
+    def _pump(self, a, b, client):
         try:
             while True:
                 d = a.recv(65536)
                 if not d:
                     break
-                b.sendall(d)
+                if self._passes(d, a, client):
+                    b.sendall(d)
         except OSError:
             pass
+        if not self._passes(b"", a, client):
+            return  # silent: neither end learns
         for s in (a, b):
             try:
                 s.shutdown(socket.SHUT_RDWR)
@@ -1840,42 +1846,10 @@ class FreezingProxy(SwitchingProxy):
     def freeze_subscriptions(self):
         self.frozen |= self.subscribed
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                u = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
-            except OSError:
-                c.close()
-                continue
-            u.settimeout(None)
-            self.conns += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pump_freezable, args=(a, b, c),
-                                 daemon=True).start()
-
-    def _pump_freezable(self, a, b, client):
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    break
-                if a is client and b"SUBSCRIBE" in d.upper():
-                    self.subscribed.add(client)
-                if client not in self.frozen:
-                    b.sendall(d)
-        except OSError:
-            pass
-        if client in self.frozen:
-            return  # silent: neither end learns
-        for x in (a, b):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def _passes(self, data, sender, client):
+        if sender is client and b"SUBSCRIBE" in data.upper():
+            self.subscribed.add(client)
+        return client not in self.frozen
 
 
 @test(timeout=150)
