@@ -734,6 +734,18 @@ static void push_recheck(void)
         log_error("registry: out of memory; tokens revoked while Redis was away not re-checked");
 }
 
+/* A message for the loop about org's cluster (NULL: out of memory, the
+ * message is lost as if Redis had dropped it). */
+static inbound *inbound_about(const char *org, const char *cluster)
+{
+    inbound *in = calloc(1, sizeof(*in));
+    if (in) {
+        snprintf(in->org_id, sizeof(in->org_id), "%s", org);
+        snprintf(in->cluster_id, sizeof(in->cluster_id), "%s", cluster);
+    }
+    return in;
+}
+
 static void on_close_message(const char *json, size_t len)
 {
     cJSON *m = cJSON_ParseWithLength(json, len);
@@ -767,10 +779,8 @@ static void on_close_message(const char *json, size_t len)
             (addr && strlen(addr) >= sizeof(((inbound *)0)->addr))) {
             log_warn("registry: malformed legacy connection message ignored");
         } else if (strcmp(from, R.instance)) {
-            inbound *in = calloc(1, sizeof(*in));
+            inbound *in = inbound_about(org, cluster);
             if (in) {
-                snprintf(in->org_id, sizeof(in->org_id), "%s", org);
-                snprintf(in->cluster_id, sizeof(in->cluster_id), "%s", cluster);
                 snprintf(in->from, sizeof(in->from), "%s", from);
                 snprintf(in->addr, sizeof(in->addr), "%s", addr ? addr : "");
                 in->legacy = cJSON_IsTrue(up) ? 1 : 2;
@@ -787,10 +797,8 @@ static void on_close_message(const char *json, size_t len)
             strlen(agent) > 64 || !cJSON_IsNumber(conn)) {
             log_warn("registry: malformed supersession message ignored");
         } else if (strcmp(from, R.instance)) {
-            inbound *in = calloc(1, sizeof(*in));
+            inbound *in = inbound_about(org, cluster);
             if (in) {
-                snprintf(in->org_id, sizeof(in->org_id), "%s", org);
-                snprintf(in->cluster_id, sizeof(in->cluster_id), "%s", cluster);
                 snprintf(in->instance, sizeof(in->instance), "%s", agent);
                 in->conn = conn->valuedouble >= 0 && conn->valuedouble < 9e15
                                ? (long long)conn->valuedouble
@@ -812,10 +820,8 @@ static void on_close_message(const char *json, size_t len)
         cJSON_Delete(m);
         return;
     }
-    inbound *in = calloc(1, sizeof(*in));
+    inbound *in = inbound_about(org, cluster);
     if (in) {
-        snprintf(in->org_id, sizeof(in->org_id), "%s", org);
-        snprintf(in->cluster_id, sizeof(in->cluster_id), "%s", cluster);
         snprintf(in->token_id, sizeof(in->token_id), "%s", token);
         snprintf(in->reason, sizeof(in->reason), "%s", reason);
         push_inbound(in);
