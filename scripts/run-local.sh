@@ -76,9 +76,9 @@ setting() { if [ -n "${ENV0[$1]+x}" ]; then printf '%s' "${!1}"; else printf '%s
 # subshell that runs the server: see server()); those this script exports
 # itself were read through setting() already.
 # A name bash holds read-only (UID, EUID, PPID…: compose files often set
-# UID) cannot be exported from here; it is left out, with a note.  The
-# program comes in as an argument, so a .env naming one of this script's
-# own variables (BIN=…) cannot change what runs.
+# UID) cannot be exported from here; it is left out, with a note.  server()
+# names its program before exporting anything, so a .env naming one of this
+# script's own variables (BIN=…) cannot change what runs.
 OWN=" AURORA_DATA_DIR AURORA_PORT FRONTEND_URL INTERNAL_API_SECRET "
 dotenv_apply() {
   local k flags
@@ -93,7 +93,7 @@ dotenv_apply() {
     export "$k=${DOTENV[$k]}"
   done
 }
-server() ( dotenv_apply; exec "$@" )
+server() ( set -- "$BIN/aurora-server" "$@"; dotenv_apply; exec "$@" )
 
 DATA=$(setting AURORA_DATA_DIR "$PWD/data")
 PORT=$(setting AURORA_PORT 5080)
@@ -131,7 +131,7 @@ if curl -sk --max-time 2 -o /dev/null "https://localhost:$PORT/health" 2>/dev/nu
   exit 1
 fi
 
-server "$BIN/aurora-server" serve &
+server serve &
 pids+=($!)
 
 CURL=(curl -sS --cacert "$DATA/tls/server.crt")
@@ -152,18 +152,18 @@ fi
 
 # Organization, admin user and API key: once.
 if [ ! -s "$DATA/admin-api-key" ]; then
-  out=$(server "$BIN/aurora-server" admin bootstrap)
+  out=$(server admin bootstrap)
   key=$(printf '%s' "$out" | sed -n 's/.*"api_key":"\([^"]*\)".*/\1/p')
   if [ -z "$key" ]; then
     # Bootstrapped by a run that stopped before saving its key (or the file
     # was removed): a new key for the organization's first admin.
     org=$(printf '%s' "$out" | sed -n 's/.*"org_id":"\([^"]*\)".*/\1/p')
     # (sed reads every line: quitting early could cut the command's output)
-    user=$(server "$BIN/aurora-server" admin list-users --org "$org" |
+    user=$(server admin list-users --org "$org" |
            sed -n '/"role":"admin"/s/.*"id":"\([^"]*\)".*/\1/p')
     user=${user%%$'\n'*}
     if [ -n "$user" ]; then
-      out=$(server "$BIN/aurora-server" admin create-key --org "$org" --user "$user" --name make-run)
+      out=$(server admin create-key --org "$org" --user "$user" --name make-run)
       key=$(printf '%s' "$out" | sed -n 's/.*"api_key":"\([^"]*\)".*/\1/p')
     fi
   fi
