@@ -2037,10 +2037,21 @@ def legacy_announcements_never_crowd_out_a_revocation(t):
     tid = [x for x in tokens.json.get("tokens", []) if x.get("cluster_id") == cid][0]["id"]
     r = cut.revoke_token(tid)
     eq(r.status, 200, "revoke through the replica cut off (%r)" % r)
+    heard = CloseChannel(t, f.redis.port)
     proxy.upstream = f.redis.port
     ev = peer.wait(lambda e: e.get("event") == "close", 30,
                    "the revoked token's session, on another replica, to close")
     eq(ev.get("code"), 1008, "close code")
+    # The revocation, queued last, is published first: the queued legacy
+    # news (all stale by now) went ahead of it and held it back for 4095
+    # round trips, over 30 s on a loaded machine (found when this test
+    # failed under load).
+    wait_until(lambda: any(m.get("token_id") == tid for m in heard.messages), 15, 0.05,
+               "the revocation on aurora:close")
+    order = [("close" if m.get("token_id") == tid else "news") for m in heard.messages
+             if m.get("token_id") == tid or (m.get("addr") == cut.addr and "legacy_up" in m)]
+    eq(order[0], "close", "the first of the cut replica's queued messages published "
+       "(%d of its legacy news heard in all)" % order.count("news"))
 
 
 @test(timeout=300)
