@@ -151,6 +151,10 @@ static struct {
     pthread_mutex_t mu;
     op *ops, *ops_tail;      /* loop -> thread */
     inbound *in, *in_tail;   /* thread -> loop */
+    size_t nin;              /* in R.in, at most REGISTRY_MAX_INBOUND */
+    /* Messages dropped with R.in full since the loop last took it: the
+     * loop re-checks everything once it does (registry_deliver). */
+    unsigned long long in_dropped;
     int stop;
     atomic_int connected;
     /* A worker's lookup got no answer: the registry thread checks Redis at
@@ -174,7 +178,7 @@ static struct {
     size_t nheld, capheld;
     op *unsent, *unsent_tail; /* publishes waiting for Redis */
     size_t nunsent;
-    prom_family_t *m_up, *m_held, *m_closes;
+    prom_family_t *m_up, *m_held, *m_closes, *m_dropped;
     int ever_connected; /* the thread's: a connect after this one is a reconnect */
     int sub_ping;       /* the thread's: a PING on the subscription awaits its pong */
 } R = { .wake = { -1, -1 }, .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -747,25 +751,48 @@ static void apply_ops(void)
 
 /* ---- inbound closes (registry thread -> loop) ------------------------------------- */
 
-static void push_inbound(inbound *in)
+/* Queues in for the loop; with REGISTRY_MAX_INBOUND already waiting
+ * (always_keep 0), drops it instead, and the loop re-checks everything once
+ * it has taken what waits: a close, supersession or legacy news dropped
+ * here is lost as if Redis had dropped it, and made up for as after a
+ * reconnection.  A burst costs at least REGISTRY_MAX_INBOUND messages, so a
+ * flood buys one re-check per that many. */
+static void queue_inbound(inbound *in, int always_keep)
 {
     pthread_mutex_lock(&R.mu);
+    if (R.nin >= REGISTRY_MAX_INBOUND && !always_keep) {
+        int first = R.in_dropped++ == 0;
+        pthread_mutex_unlock(&R.mu);
+        free(in);
+        prom_add(R.m_dropped, NULL, 1);
+        if (first) /* once a burst: the loop says how many when it catches up */
+            log_warn("registry: %d messages from Redis wait for the event loop; dropping what "
+                     "comes until it takes them, then re-checking every session's token and "
+                     "asking the replicas for their legacy connections again",
+                     REGISTRY_MAX_INBOUND);
+        return;
+    }
     if (R.in_tail)
         R.in_tail->next = in;
     else
         R.in = in;
     R.in_tail = in;
+    R.nin++;
     pthread_mutex_unlock(&R.mu);
     lws_cancel_service(R.lws);
 }
 
+static void push_inbound(inbound *in) { queue_inbound(in, 0); }
+
 /* Subscribed again after losing Redis: pub/sub kept nothing of what was
- * published meanwhile, so every session held looks its token up again. */
+ * published meanwhile, so every session held looks its token up again.
+ * Kept whatever waits: dropped, the replica would miss what was published
+ * while it was away. */
 static void push_recheck(void)
 {
     inbound *in = calloc(1, sizeof(*in));
     if (in)
-        push_inbound(in);
+        queue_inbound(in, 1);
     else
         log_error("registry: out of memory; tokens revoked while Redis was away not re-checked");
 }
@@ -892,6 +919,21 @@ static void read_subscription(void)
     }
 }
 
+/* Loop thread: what this replica may have missed on aurora:close (Redis was
+ * away, or messages were dropped, queue_inbound) is made up for: every
+ * session held looks its token up again (revocations, deletions), one
+ * authenticating now too, and what it heard of other replicas' legacy
+ * connections is asked again, before its own are announced again, as the
+ * others forget what it announced before when asked.  A supersession missed
+ * is not: the older session waits for its idle timeout. */
+static void recheck_all(struct tunnel_hub *tunnels)
+{
+    tunnel_note_revocation(tunnels);
+    tunnel_recheck_tokens(tunnels);
+    publish_legacy_resync();
+    tunnel_legacy_resync(tunnels, 1, NULL);
+}
+
 void registry_deliver(struct tunnel_hub *tunnels)
 {
     if (!R.enabled)
@@ -901,6 +943,9 @@ void registry_deliver(struct tunnel_hub *tunnels)
     pthread_mutex_lock(&R.mu);
     inbound *in = R.in;
     R.in = R.in_tail = NULL;
+    R.nin = 0;
+    unsigned long long dropped = R.in_dropped;
+    R.in_dropped = 0;
     pthread_mutex_unlock(&R.mu);
     while (in) {
         inbound *next = in->next;
@@ -913,12 +958,7 @@ void registry_deliver(struct tunnel_hub *tunnels)
         if (!in->cluster_id[0]) {
             log_info("registry: Redis is back; re-checking the tokens of %zu session(s)",
                      tunnel_session_count(tunnels));
-            tunnel_recheck_tokens(tunnels);
-            /* what it heard of other replicas' legacy connections, too; asked
-             * before its own are announced again, as the others forget what
-             * it announced before when asked */
-            publish_legacy_resync();
-            tunnel_legacy_resync(tunnels, 1, NULL);
+            recheck_all(tunnels);
             free(in);
             in = next;
             continue;
@@ -950,6 +990,14 @@ void registry_deliver(struct tunnel_hub *tunnels)
                      in->cluster_id, in->reason);
         free(in);
         in = next;
+    }
+    /* After what was heard before the drops: the replicas' answers to the
+     * resync asked here come after it. */
+    if (dropped) {
+        log_warn("registry: %llu message(s) from Redis dropped while the event loop was behind; "
+                 "re-checking the tokens of %zu session(s) and the legacy connections",
+                 dropped, tunnel_session_count(tunnels));
+        recheck_all(tunnels);
     }
     if (renewed)
         tunnel_legacy_renew(tunnels, renewed == 2);
@@ -1180,6 +1228,12 @@ int registry_start(const server_config *cfg, struct lws_context *ctx, char *err,
     R.m_closes = prom_family(PROM_COUNTER, "aurora_registry_closes_received_total",
                                 "Revocations and deletions other replicas published", 0, NULL,
                                 NULL, 0);
+    R.m_dropped = prom_family(PROM_COUNTER, "aurora_registry_messages_dropped_total",
+                                 "Messages from other replicas dropped, as many as the registry "
+                                 "keeps already waited for the event loop; each burst is "
+                                 "followed by a re-check of every session's token and of the "
+                                 "legacy connections",
+                                 0, NULL, NULL, 0);
     if (pipe2(R.wake, O_NONBLOCK | O_CLOEXEC) < 0) {
         snprintf(err, errlen, "registry: pipe: %s", strerror(errno));
         return -1;
@@ -1241,6 +1295,8 @@ void registry_stop(void)
         R.in = n;
     }
     R.in_tail = NULL;
+    R.nin = 0;
+    R.in_dropped = 0;
     free(R.held);
     R.held = NULL;
     R.nheld = R.capheld = 0;
@@ -1249,7 +1305,7 @@ void registry_stop(void)
             close(R.wake[i]);
     R.wake[0] = R.wake[1] = -1;
     secret_wipe(R.url.password, sizeof(R.url.password));
-    R.m_up = R.m_held = R.m_closes = NULL; /* the registry may be reset after us */
+    R.m_up = R.m_held = R.m_closes = R.m_dropped = NULL; /* the registry may be reset after us */
     R.ever_connected = 0;
     atomic_store(&R.renewed, 0);
     R.enabled = 0;

@@ -89,6 +89,19 @@ void registry_publish_supersede(const char *org_id, const char *cluster_id,
  * published (a replica killed) lapses like a registration. */
 void registry_publish_legacy(const char *org_id, const char *cluster_id, long long ready_ms,
                              int up);
+/* Messages heard on aurora:close that wait for the event loop
+ * (registry_deliver), at most: about 21 MiB, 656 bytes each.  A fleet of
+ * 10,000 agents announces at most one legacy connection per cluster in a
+ * renewal or in the answers to a resync: three such bursts fit while the
+ * loop is busy elsewhere.  Past it, a replica (or anyone who may publish)
+ * flooding the channel, or a loop that stalls, would grow the server
+ * without limit: what comes is dropped, counted
+ * (aurora_registry_messages_dropped_total), logged once a burst, and made
+ * up for once the loop has taken what waits, as after a reconnection to
+ * Redis: every session's token looked up again, every replica asked to
+ * announce its legacy connections again. */
+#define REGISTRY_MAX_INBOUND 32768
+
 /* Loop thread (LWS_CALLBACK_EVENT_WAIT_CANCELLED): closes the sessions that
  * other replicas' messages named, and after each renewal of the
  * registrations renews the legacy connections' announcements

@@ -2,6 +2,7 @@
  * (registry_parse_url): what is accepted, and every malformed form refused
  * with a reason rather than half-read.  The registry itself (Redis, leases,
  * pub/sub) is tested against a real redis-server in
+ * tests/unit/test_server_registry_redis.c and
  * tests/integration/test_replicas.py. */
 #include <setjmp.h>
 #include <stdarg.h>

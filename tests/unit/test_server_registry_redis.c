@@ -1,0 +1,470 @@
+/* test_server_registry_redis.c — the registry (server/registry.c) against a
+ * real redis-server started here, with the test as the event loop: it
+ * delivers what the registry thread heard (registry_deliver) only when it
+ * chooses, so a loop held back while another replica floods aurora:close
+ * is not a race to win but the test's own doing.  The tunnel hub it
+ * delivers to has socketless sessions whose tokens live in a real SQLite
+ * store, looked up on a real worker pool (as in test_server_tunnel.c).
+ *
+ * Covered: the queue from the registry thread to the loop is bounded
+ * (REGISTRY_MAX_INBOUND): a flood past it is dropped, counted in
+ * aurora_registry_messages_dropped_total and logged once, its memory stays
+ * bounded, and a revocation dropped in the flood still closes its session
+ * (the re-check the loop makes once it catches up). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <hiredis/hiredis.h>
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__SANITIZE_ADDRESS__)
+#define WITH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WITH_ASAN 1
+#endif
+#endif
+#if WITH_ASAN
+#include <sanitizer/allocator_interface.h>
+#else
+#include <malloc.h>
+#endif
+
+#include "buf.h"
+#include "log.h"
+#include "proc_harness.h"
+#include "prom.h"
+#include "proto.h"
+#include "registry.h"
+#include "server_config.h"
+#include "store.h"
+#include "token.h"
+#include "tunnel.h" /* server/tunnel.h: -Iserver comes first */
+#include "worker.h"
+
+#define WAIT_MS 30000
+
+/* ---- fixture: redis-server, a store, a hub, its pool, its loop, the registry ----- */
+
+typedef struct {
+    char dir[64];
+    char url[160];
+    int redis_port, port_fd;
+    pid_t redis;
+    server_config cfg;
+    store_t *st;
+    char org_id[STORE_ID_LEN], user_id[STORE_ID_LEN];
+    struct lws_context *lws;
+    workers *pool;
+    tunnel_hub *hub;
+    lws_sorted_usec_list_t tick;
+    int deliver; /* 0: the loop is held back, what the registry heard waits */
+} fixture;
+
+static int loop_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
+{
+    if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
+        fixture *fx = lws_context_user(lws_get_context(wsi));
+        if (fx) {
+            workers_drain_completions(fx->pool);
+            if (fx->deliver) /* as server.c does */
+                registry_deliver(fx->hub);
+        }
+        return 0;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols g_protocols[] = {
+    { "test", loop_callback, 0, 0, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static void wake_loop(void *ctx) { lws_cancel_service(ctx); }
+
+static redisContext *redis_conn(const fixture *fx)
+{
+    struct timeval tv = { 15, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", fx->redis_port, tv);
+    if (!c || c->err)
+        fail_msg("cannot reach redis-server: %s", c ? c->errstr : "out of memory");
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+static int redis_answers(const fixture *fx)
+{
+    struct timeval tv = { 1, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", fx->redis_port, tv);
+    int ok = 0;
+    if (c && !c->err) {
+        redisReply *r = redisCommand(c, "PING");
+        ok = r && r->type == REDIS_REPLY_STATUS;
+        if (r)
+            freeReplyObject(r);
+    }
+    if (c)
+        redisFree(c);
+    return ok;
+}
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    snprintf(fx->dir, sizeof(fx->dir), "/tmp/aurora-registry-XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    /* Held (SO_REUSEADDR, never listening) until teardown: another test
+     * binary running beside this one does not pick it meanwhile. */
+    fx->redis_port = ph_hold_port(0, &fx->port_fd, 1);
+    assert_true(fx->redis_port > 0);
+    char port[16], log_path[128];
+    snprintf(port, sizeof(port), "%d", fx->redis_port);
+    snprintf(log_path, sizeof(log_path), "%s/redis.log", fx->dir);
+    /* No output-buffer limit for subscribers: the flood is read at the
+     * registry thread's pace, never cut by Redis (which would make the
+     * registry reconnect, another path). */
+    const char *argv[] = { "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--dir", fx->dir, "--client-output-buffer-limit",
+                           "pubsub 0 0 0", NULL };
+    ph_opts po = { .log_path = log_path };
+    fx->redis = ph_spawn(argv, &po, NULL);
+    assert_true(fx->redis > 0);
+    long long end = ph_now_ms() + WAIT_MS;
+    while (!redis_answers(fx) && ph_now_ms() < end)
+        ph_sleep_ms(20);
+    assert_true(redis_answers(fx));
+
+    snprintf(fx->url, sizeof(fx->url), "sqlite://%s/t.db", fx->dir);
+    char redis_url[64];
+    snprintf(redis_url, sizeof(redis_url), "redis://127.0.0.1:%d/0", fx->redis_port);
+    setenv("DATABASE_URL", fx->url, 1);
+    setenv("AURORA_DATA_DIR", fx->dir, 1);
+    setenv("AURORA_REDIS_URL", redis_url, 1);
+    setenv("AURORA_INTERNAL_ADDR", "127.0.0.1:1", 1);
+    setenv("AURORA_INTERNAL_FORWARD_SECRET", "0123456789abcdef0123456789abcdef", 1);
+    setenv("AURORA_WORKERS", "1", 1);
+    unsetenv("AURORA_CONFIG");
+    char err[256] = "";
+    if (server_config_load(&fx->cfg, err, sizeof(err)) != 0)
+        fail_msg("server_config_load: %s", err);
+    if (store_open(fx->url, &fx->st, err, sizeof(err)) != STORE_OK)
+        fail_msg("store_open: %s", err);
+    store_org o;
+    assert_int_equal(store_org_create(fx->st, "acme", &o), STORE_OK);
+    snprintf(fx->org_id, sizeof(fx->org_id), "%s", o.id);
+    store_user u;
+    assert_int_equal(store_user_create(fx->st, fx->org_id, "a@example.com", "admin", &u), STORE_OK);
+    snprintf(fx->user_id, sizeof(fx->user_id), "%s", u.id);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = g_protocols;
+    info.user = fx;
+    fx->lws = lws_create_context(&info);
+    assert_non_null(fx->lws);
+    workers_opts wo = { .cfg = &fx->cfg, .notify = wake_loop, .notify_arg = fx->lws };
+    fx->pool = workers_new(&wo, err, sizeof(err));
+    if (!fx->pool)
+        fail_msg("workers_new: %s", err);
+    tunnel_hub_opts ho = { .cfg = &fx->cfg, .lws = fx->lws, .pool = fx->pool,
+                           .deadline_grace = 0.05 };
+    fx->hub = tunnel_hub_new(&ho);
+    assert_non_null(fx->hub);
+    assert_int_equal(workers_start(fx->pool, NULL, fx->hub, err, sizeof(err)), 0);
+    if (registry_start(&fx->cfg, fx->lws, err, sizeof(err)) != 0)
+        fail_msg("registry_start: %s", err);
+    end = ph_now_ms() + WAIT_MS;
+    while (!registry_connected() && ph_now_ms() < end)
+        ph_sleep_ms(10);
+    assert_true(registry_connected());
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    registry_stop();
+    workers_stop(fx->pool);
+    tunnel_hub_free(fx->hub);
+    lws_context_destroy(fx->lws);
+    workers_free(fx->pool);
+    store_close(fx->st);
+    server_config_free(&fx->cfg);
+    ph_stop(fx->redis, SIGTERM, 10000);
+    close(fx->port_fd);
+    ph_rmtree(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static void tick(lws_sorted_usec_list_t *sul)
+{
+    fixture *fx = lws_container_of(sul, fixture, tick);
+    lws_sul_schedule(fx->lws, 0, &fx->tick, tick, 10 * LWS_US_PER_MS);
+}
+
+/* Runs the loop until pred holds; fails after WAIT_MS. */
+static void serve_until(fixture *fx, int (*pred)(void *), void *arg, const char *what)
+{
+    long long end = ph_now_ms() + WAIT_MS;
+    lws_sul_schedule(fx->lws, 0, &fx->tick, tick, 10 * LWS_US_PER_MS);
+    while (!pred(arg) && ph_now_ms() < end)
+        lws_service(fx->lws, 0);
+    lws_sul_cancel(&fx->tick);
+    if (!pred(arg))
+        fail_msg("waited %d ms in vain for %s", WAIT_MS, what);
+}
+
+/* ---- tokens, sessions, metrics -------------------------------------------------------- */
+
+typedef struct {
+    char token[AGENT_TOKEN_LEN + 1];
+    char bearer[AGENT_TOKEN_LEN + 8];
+    store_agent_token t;
+} made_token;
+
+static made_token new_token(fixture *fx)
+{
+    made_token m;
+    memset(&m, 0, sizeof(m));
+    assert_int_equal(token_new_agent(m.token), 0);
+    snprintf(m.bearer, sizeof(m.bearer), "Bearer %s", m.token);
+    char hash[65];
+    token_hash(m.token, hash);
+    snprintf(m.t.org_id, sizeof(m.t.org_id), "%s", fx->org_id);
+    snprintf(m.t.created_by, sizeof(m.t.created_by), "%s", fx->user_id);
+    token_cluster_id(m.token, m.t.cluster_id);
+    snprintf(m.t.cluster_name, sizeof(m.t.cluster_name), "name-%s", m.t.cluster_id);
+    token_preview(m.token, m.t.preview);
+    if (store_agent_token_create(fx->st, &m.t, hash) != STORE_OK)
+        fail_msg("agent_token_create: %s", store_errmsg(fx->st));
+    return m;
+}
+
+static int settled(void *arg)
+{
+    tunnel_session *s = arg;
+    return tunnel_session_ready(s) || tunnel_session_close_code(s, NULL);
+}
+
+static int closed(void *arg) { return tunnel_session_close_code(arg, NULL) != 0; }
+
+/* A v2 session of m's token, ready. */
+static tunnel_session *connect_v2(fixture *fx, const made_token *m)
+{
+    tunnel_session *s = tunnel_session_connect(fx->hub, 1, m->bearer, m->t.cluster_id);
+    assert_non_null(s);
+    serve_until(fx, settled, s, "authentication");
+    assert_true(tunnel_session_ready(s));
+    return s;
+}
+
+/* A sample of the server's /metrics (0 when it has none yet). */
+static double metric(const char *name)
+{
+    buf_t b;
+    buf_init(&b);
+    assert_int_equal(prom_render(&b), 0);
+    double v = 0;
+    size_t n = strlen(name);
+    for (const char *p = buf_head(&b); p && *p;) {
+        const char *eol = strchr(p, '\n');
+        if (!strncmp(p, name, n) && p[n] == ' ')
+            v = strtod(p + n + 1, NULL);
+        p = eol ? eol + 1 : NULL;
+    }
+    buf_free(&b);
+    return v;
+}
+
+static size_t allocated_bytes(void)
+{
+#if WITH_ASAN
+    return __sanitizer_get_current_allocated_bytes();
+#else
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks;
+#endif
+}
+
+/* ---- the flood --------------------------------------------------------------------- */
+
+#define DROPPED "aurora_registry_messages_dropped_total"
+#define RECEIVED "aurora_registry_closes_received_total"
+
+/* What a replica publishes when a token is revoked (registry_publish_close). */
+static void append_close(redisContext *c, const char *org, const char *cluster,
+                         const char *token_id)
+{
+    char m[512];
+    snprintf(m, sizeof(m),
+             "{\"from\":\"replica-flood\",\"org_id\":\"%s\",\"cluster_id\":\"%s\","
+             "\"token_id\":\"%s\",\"reason\":\"Token revoked\"}",
+             org, cluster, token_id);
+    assert_int_equal(redisAppendCommand(c, "PUBLISH aurora:close %s", m), REDIS_OK);
+}
+
+static void read_replies(redisContext *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK)
+            fail_msg("PUBLISH: %s", c->errstr);
+        freeReplyObject(r);
+    }
+}
+
+typedef struct {
+    fixture *fx;
+    const made_token *victim;
+    double dropped0, dropped;
+    size_t grew; /* bytes allocated while the flood waited for the loop */
+} flood;
+
+#define FLOOD_BEFORE (REGISTRY_MAX_INBOUND + 500) /* the victim's close comes after these */
+#define FLOOD_AFTER 1000
+
+static void publish_flood(void *arg)
+{
+    flood *fl = arg;
+    redisContext *c = redis_conn(fl->fx);
+    size_t before = allocated_bytes();
+    /* Closes of clusters this replica does not hold, as a replica flooding
+     * the channel (or many revocations at once) sends them. */
+    for (int i = 0; i < FLOOD_BEFORE; i += 1000) {
+        int n = FLOOD_BEFORE - i < 1000 ? FLOOD_BEFORE - i : 1000;
+        for (int k = 0; k < n; k++) {
+            char cluster[32];
+            snprintf(cluster, sizeof(cluster), "flood%08d", i + k);
+            append_close(c, "org-elsewhere", cluster, "");
+        }
+        read_replies(c, n);
+    }
+    /* The victim's token revoked on another replica: in the store first, then
+     * published, as api_tokens.c does. */
+    assert_int_equal(store_agent_token_revoke(fl->fx->st, fl->fx->org_id, fl->victim->t.id,
+                                              time(NULL)),
+                     STORE_OK);
+    append_close(c, fl->fx->org_id, fl->victim->t.cluster_id, fl->victim->t.id);
+    for (int k = 0; k < FLOOD_AFTER; k++)
+        append_close(c, "org-elsewhere", "flood-after", "");
+    read_replies(c, FLOOD_AFTER + 1);
+    redisFree(c);
+    /* Until the registry thread has read every message: all past the cap
+     * dropped. */
+    double want = fl->dropped0 + (FLOOD_BEFORE + 1 + FLOOD_AFTER - REGISTRY_MAX_INBOUND);
+    long long end = ph_now_ms() + WAIT_MS;
+    while (metric(DROPPED) < want && ph_now_ms() < end)
+        ph_sleep_ms(20);
+    fl->dropped = metric(DROPPED) - fl->dropped0; /* checked once fd 2 is back */
+    size_t after = allocated_bytes();
+    fl->grew = after > before ? after - before : 0;
+}
+
+/* counts[i]: the lines of fd 2 that contain needles[i] while fn(arg) runs. */
+static void stderr_lines_with(const char *const needles[], int counts[], int n,
+                             void (*fn)(void *), void *arg)
+{
+    char path[] = "/tmp/aurora-registry-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    fn(arg);
+    fflush(stderr);
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+    close(fd);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[2048];
+    for (int i = 0; i < n; i++)
+        counts[i] = 0;
+    while (fgets(line, sizeof(line), f))
+        for (int i = 0; i < n; i++)
+            counts[i] += strstr(line, needles[i]) != NULL;
+    fclose(f);
+    unlink(path);
+}
+
+typedef struct {
+    fixture *fx;
+    tunnel_session *s;
+} catch_up;
+
+static void release_loop(void *arg)
+{
+    catch_up *cu = arg;
+    cu->fx->deliver = 1;
+    registry_deliver(cu->fx->hub); /* the wake-up it missed */
+    serve_until(cu->fx, closed, cu->s, "the revoked session to close");
+}
+
+/* Another replica floods aurora:close while this one's loop is held back:
+ * what waits for the loop stops at REGISTRY_MAX_INBOUND, the rest is
+ * dropped and counted, the registry says so once, and the revocation that
+ * was dropped among them still closes its session, by the re-check the
+ * loop makes once it has taken what waited.  Unbounded, the queue took
+ * every message (memory without limit) and nothing was counted. */
+static void test_a_flood_is_bounded_and_a_revocation_in_it_honoured(void **state)
+{
+    fixture *fx = *state;
+    made_token victim = new_token(fx), bystander = new_token(fx);
+    tunnel_session *s = connect_v2(fx, &victim);
+    tunnel_session *other = connect_v2(fx, &bystander);
+    double received0 = metric(RECEIVED);
+    flood fl = { .fx = fx, .victim = &victim, .dropped0 = metric(DROPPED) };
+
+    log_setup("test", "info", "text"); /* the suite runs at "error" */
+    static const char *const flood_lines[] = { "wait for the event loop; dropping" };
+    int during[1];
+    stderr_lines_with(flood_lines, during, 1, publish_flood, &fl);
+    /* every message past the cap, the revocation among them */
+    assert_int_equal((long long)fl.dropped, FLOOD_BEFORE + 1 + FLOOD_AFTER - REGISTRY_MAX_INBOUND);
+    assert_int_equal(during[0], 1); /* once for the whole burst */
+    assert_true(tunnel_session_ready(s)); /* nothing delivered yet */
+    /* Bounded: what waits costs what REGISTRY_MAX_INBOUND messages cost
+     * (656 bytes each, 21 MiB), not what the flood (34,269) would. */
+    print_message("%zu bytes held for %d messages waiting\n", fl.grew, REGISTRY_MAX_INBOUND);
+    assert_true(fl.grew < (size_t)REGISTRY_MAX_INBOUND * 1024);
+
+    static const char *const catch_up_lines[] = { "dropped while the event loop was behind",
+                                                  "no longer valid (Token revoked)" };
+    int after[2];
+    catch_up cu = { fx, s };
+    stderr_lines_with(catch_up_lines, after, 2, release_loop, &cu);
+    log_setup("test", "error", "text");
+    assert_int_equal(after[0], 1);
+    assert_int_equal(after[1], 1); /* the re-check closed it, the close itself was dropped */
+    const char *why = NULL;
+    assert_int_equal(tunnel_session_close_code(s, &why), PROTO_CLOSE_POLICY);
+    assert_string_equal(why, PROTO_REASON_REVOKED);
+    assert_true(tunnel_session_ready(other)); /* its token is valid */
+    /* Exactly the messages kept were delivered. */
+    assert_int_equal((long long)(metric(RECEIVED) - received0), REGISTRY_MAX_INBOUND);
+    tunnel_session_drop(s);
+    tunnel_session_drop(other);
+}
+
+int main(void)
+{
+    log_setup("test", "error", "text");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_a_flood_is_bounded_and_a_revocation_in_it_honoured,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
