@@ -179,9 +179,17 @@ static struct {
     op *unsent, *unsent_tail; /* publishes waiting for Redis */
     size_t nunsent;
     prom_family_t *m_up, *m_held, *m_closes, *m_dropped;
+    int64_t skew_ms;    /* AURORA_REGISTRY_TEST_CLOCK_SKEW_MS (registry_clock_ms) */
     int ever_connected; /* the thread's: a connect after this one is a reconnect */
     int sub_ping;       /* the thread's: a PING on the subscription awaits its pong */
 } R = { .wake = { -1, -1 }, .mu = PTHREAD_MUTEX_INITIALIZER };
+
+int64_t registry_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + R.skew_ms;
+}
 
 int registry_enabled(void) { return R.enabled; }
 const char *registry_self_addr(void) { return R.enabled ? R.addr : ""; }
@@ -1179,6 +1187,7 @@ int registry_lookup(const char *cluster_id, char *addr, size_t cap)
 
 int registry_start(const server_config *cfg, struct lws_context *ctx, char *err, size_t errlen)
 {
+    R.skew_ms = server_setting_int(cfg, "AURORA_REGISTRY_TEST_CLOCK_SKEW_MS");
     const char *url = server_setting(cfg, "AURORA_REDIS_URL");
     if (!url)
         return 0;
@@ -1307,6 +1316,7 @@ void registry_stop(void)
     secret_wipe(R.url.password, sizeof(R.url.password));
     R.m_up = R.m_held = R.m_closes = R.m_dropped = NULL; /* the registry may be reset after us */
     R.ever_connected = 0;
+    R.skew_ms = 0;
     atomic_store(&R.renewed, 0);
     R.enabled = 0;
     R.stop = 0;

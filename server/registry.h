@@ -30,6 +30,7 @@
 #define AURORA_REGISTRY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "server_config.h"
 
@@ -89,6 +90,12 @@ void registry_publish_supersede(const char *org_id, const char *cluster_id,
  * published (a replica killed) lapses like a registration. */
 void registry_publish_legacy(const char *org_id, const char *cluster_id, long long ready_ms,
                              int up);
+/* Loop thread: the clock a legacy connection's ready time is read from
+ * (registry_publish_legacy's ready_ms, tunnel_hub_opts.wall_ms): ms since
+ * the epoch, this host's wall clock, offset by
+ * AURORA_REGISTRY_TEST_CLOCK_SKEW_MS (tests: a host whose clock is off). */
+int64_t registry_clock_ms(void);
+
 /* Messages heard on aurora:close that wait for the event loop
  * (registry_deliver), at most: about 21 MiB, 656 bytes each.  A fleet of
  * 10,000 agents announces at most one legacy connection per cluster in a

@@ -683,7 +683,7 @@ int server_run(server_config *cfg)
     if (sv.pool) {
         tunnel_hub_opts to = { .cfg = cfg, .lws = g_ctx, .pool = sv.pool,
                                .deadline_grace = cfg->deadline_grace_s,
-                               .forward = forward_held };
+                               .forward = forward_held, .wall_ms = registry_clock_ms };
         sv.tunnels = tunnel_hub_new(&to);
         sv.exec = sv.tunnels ? exec_ctx_new(cfg, sv.tunnels, sv.pool) : NULL;
         if (!sv.exec)

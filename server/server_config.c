@@ -53,6 +53,7 @@ static const config_def server_defs[] = {
     { "AURORA_INTERNAL_ADDR", "cluster.internal_addr", CFG_STRING, NULL, "IP:port at which the other replicas reach this one's listener (the pod IP and AURORA_PORT; a name is refused); required with AURORA_REDIS_URL", 0 },
     { "AURORA_INTERNAL_FORWARD_SECRET", "cluster.forward_secret", CFG_STRING, NULL, "per-deployment secret (at least 32 characters) that a replica presents when it forwards a command to the replica holding the cluster's agent; required with AURORA_REDIS_URL", 1 },
     { "AURORA_REGISTRY_LEASE_S", "cluster.registry_lease_s", CFG_INT, "30", "lifetime of an agent session's registration in Redis, renewed every third of it (s); a replica that dies is forgotten after this", 0, 2, 3600 },
+    { "AURORA_REGISTRY_TEST_CLOCK_SKEW_MS", "cluster.test_clock_skew_ms", CFG_INT, "0", "tests: added to this replica's wall clock where it ranks legacy connections (registry_clock_ms), as a host whose clock runs ahead (or, negative, behind) would read it (ms)", 0, -86400000, 86400000 },
     { "AURORA_STREAM_WINDOW", "tunnel.window", CFG_INT, "262144", "per-command flow-control window (bytes)", 0 },
     { "AURORA_TOKEN_RATE_LIMIT", "tokens.rate_limit_per_hour", CFG_INT, "20", "agent tokens a user may create per hour", 0 },
     { "AURORA_TOKEN_RATE_LIMIT_PER_MINUTE", "tokens.rate_limit_per_minute", CFG_INT, "5", "agent tokens a user may create per minute", 0 },
