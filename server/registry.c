@@ -37,6 +37,10 @@
 #define LOOKUP_TIMEOUT_MS 500  /* a worker's lookup: a command waits on it */
 #define MAX_QUEUED_CLOSES 4096 /* publishes kept while Redis is away */
 #define FLUSH_BATCH 256        /* of those, published per round trip */
+/* A reading of Redis's clock whose round trip took longer is not as good as
+ * the one kept (registry_clock_ms is off by up to half the round trip);
+ * the first one after a connection is taken whatever it took. */
+#define CLOCK_SAMPLE_MAX_RTT_US 100000
 
 /* ---- URL ------------------------------------------------------------------------ */
 
@@ -180,12 +184,32 @@ static struct {
     size_t nunsent;
     prom_family_t *m_up, *m_held, *m_closes, *m_dropped;
     int64_t skew_ms;    /* AURORA_REGISTRY_TEST_CLOCK_SKEW_MS (registry_clock_ms) */
+    /* Redis's clock (TIME, µs since the epoch) minus this host's monotonic
+     * clock (µs), as the registry thread last read it (sample_clock), once
+     * clock_known: registry_clock_ms reads the clock every replica shares. */
+    atomic_llong clock_off_us;
+    atomic_int clock_known;
+    int time_refused; /* the thread's: TIME refused, said once */
     int ever_connected; /* the thread's: a connect after this one is a reconnect */
     int sub_ping;       /* the thread's: a PING on the subscription awaits its pong */
 } R = { .wake = { -1, -1 }, .mu = PTHREAD_MUTEX_INITIALIZER };
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Redis's clock carried forward on this host's monotonic one: every replica
+ * reads the same clock (to within half a round trip to Redis), whatever its
+ * own wall clock says, and a step of the wall clock changes nothing.  Before
+ * Redis was first reached (or where it refuses TIME), this host's wall
+ * clock. */
 int64_t registry_clock_ms(void)
 {
+    if (atomic_load(&R.clock_known))
+        return (mono_us() + (int64_t)atomic_load(&R.clock_off_us)) / 1000;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + R.skew_ms;
@@ -561,6 +585,43 @@ static redisContext *open_resolving(char *why, size_t whylen)
     return c;
 }
 
+/* Reads Redis's clock (TIME) for registry_clock_ms, at each connection and
+ * renewal: the legacy connections of a cluster are ranked across replicas
+ * by when each became ready, and read from each replica's own wall clock,
+ * one whose clock ran ahead outranked the newer connections of the others
+ * for as long as it did.  -1: the connection dropped.  A Redis that refuses
+ * TIME (renamed away) leaves the clock as it was, said once. */
+static int sample_clock(int first)
+{
+    int64_t t0 = mono_us();
+    redisReply *r = redisCommand(R.cmd, "TIME");
+    int64_t t1 = mono_us();
+    if (!r) {
+        drop_connections(R.cmd->errstr[0] ? R.cmd->errstr : "no answer to TIME");
+        return -1;
+    }
+    long long sec = 0, usec = -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
+        sec = strtoll(r->element[0]->str, NULL, 10);
+        usec = strtoll(r->element[1]->str, NULL, 10);
+    }
+    if (sec > 0 && sec < 9000000000LL && usec >= 0 && usec < 1000000) {
+        if (first || t1 - t0 <= CLOCK_SAMPLE_MAX_RTT_US || !atomic_load(&R.clock_known)) {
+            /* Redis read its clock somewhere in [t0, t1]: the middle. */
+            atomic_store(&R.clock_off_us, sec * 1000000 + usec - (t0 + (t1 - t0) / 2));
+            atomic_store(&R.clock_known, 1);
+        }
+    } else if (!R.time_refused) {
+        R.time_refused = 1;
+        log_warn("registry: Redis does not tell its time (TIME: %.100s); legacy connections "
+                 "are ranked by this host's clock, which must agree with the other replicas'",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected answer");
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
 static int try_connect(void)
 {
     char why[256];
@@ -573,7 +634,7 @@ static int try_connect(void)
         R.cmd = NULL;
         return -1;
     }
-    if (subscribe() < 0 || renew_all() < 0)
+    if (subscribe() < 0 || renew_all() < 0 || sample_clock(1) < 0)
         return -1;
     atomic_store(&R.connected, 1);
     prom_set(R.m_up, NULL, 1);
@@ -1077,7 +1138,7 @@ static void *thread_main(void *arg)
             if (!R.cmd) {
                 atomic_store(&R.renewed, 2);
                 lws_cancel_service(R.lws);
-            } else if (check_subscription() == 0 && renew_all() == 0) {
+            } else if (check_subscription() == 0 && renew_all() == 0 && sample_clock(0) == 0) {
                 atomic_store(&R.renewed, 1);
                 lws_cancel_service(R.lws);
             }
@@ -1317,6 +1378,9 @@ void registry_stop(void)
     R.m_up = R.m_held = R.m_closes = R.m_dropped = NULL; /* the registry may be reset after us */
     R.ever_connected = 0;
     R.skew_ms = 0;
+    atomic_store(&R.clock_known, 0);
+    atomic_store(&R.clock_off_us, 0);
+    R.time_refused = 0;
     atomic_store(&R.renewed, 0);
     R.enabled = 0;
     R.stop = 0;

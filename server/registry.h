@@ -78,7 +78,7 @@ void registry_publish_close(const char *org_id, const char *cluster_id, const ch
 void registry_publish_supersede(const char *org_id, const char *cluster_id,
                                 const char *instance, long long conn);
 /* Loop thread: a legacy connection (the Python agent) of org/cluster became
- * ready here at ready_ms (wall clock, ms: with this replica's instance id,
+ * ready here at ready_ms (registry_clock_ms: with this replica's instance id,
  * its rank) (up 1), or ended (up 0).  Of a cluster's legacy connections only
  * the newest takes commands, over every replica: each replica's older ones
  * step aside while a newer one is up elsewhere (tunnel_legacy_elsewhere),
@@ -91,9 +91,15 @@ void registry_publish_supersede(const char *org_id, const char *cluster_id,
 void registry_publish_legacy(const char *org_id, const char *cluster_id, long long ready_ms,
                              int up);
 /* Loop thread: the clock a legacy connection's ready time is read from
- * (registry_publish_legacy's ready_ms, tunnel_hub_opts.wall_ms): ms since
- * the epoch, this host's wall clock, offset by
- * AURORA_REGISTRY_TEST_CLOCK_SKEW_MS (tests: a host whose clock is off). */
+ * (registry_publish_legacy's ready_ms, tunnel_hub_opts.wall_ms), ms since
+ * the epoch: Redis's (TIME, read by the registry thread at each connection
+ * and renewal, carried forward on this host's monotonic clock), the one
+ * every replica shares, so that a replica whose clock runs ahead does not
+ * outrank the newer connections of the others.  Before Redis was first
+ * reached, where it refuses TIME, and with one replica: this host's wall
+ * clock, offset by AURORA_REGISTRY_TEST_CLOCK_SKEW_MS (tests: a host whose
+ * clock is off).  The message is the same as before: a replica of an
+ * earlier version ranks by its wall clock, as it did. */
 int64_t registry_clock_ms(void);
 
 /* Messages heard on aurora:close that wait for the event loop

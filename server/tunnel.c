@@ -89,7 +89,7 @@ struct tunnel_session {
     int64_t connected_at;
     uint64_t picks;    /* commands routed here: breaks ties between replicas */
     uint64_t ready_seq; /* order in which sessions became ready (hub-wide, from 1) */
-    /* A legacy session: when it became ready (wall clock, ms; after the
+    /* A legacy session: when it became ready (tunnel_hub_opts.wall_ms; after the
      * one before it here, even with the clock stepped back), and the newer
      * legacy connection of its cluster on another replica it steps aside for
      * while that one is up (outranked_ms 0: none; tunnel_legacy_elsewhere). */

@@ -45,8 +45,9 @@ typedef struct {
     /* NULL: what a legacy session that steps aside holds unsent fails
      * (503, did not run) when no session here can take it. */
     tunnel_forward_fn forward;
-    /* NULL: CLOCK_REALTIME in ms, what a legacy session's ready time is
-     * read from (tests step it back). */
+    /* What a legacy session's ready time is read from, in ms (the server:
+     * registry_clock_ms, the clock the replicas share; tests step it
+     * back); NULL: CLOCK_REALTIME. */
     int64_t (*wall_ms)(void);
 } tunnel_hub_opts;
 

@@ -1206,6 +1206,48 @@ def a_replica_stopping_says_its_legacy_connections_ended(t):
                    "the command at the older connection")
 
 
+@test(timeout=180)
+def a_replica_whose_clock_runs_ahead_does_not_outrank_a_newer_legacy_connection(t):
+    """Legacy connections of a cluster are ranked across replicas by when each
+    became ready.  Read from each replica's own wall clock, one whose clock
+    ran ahead (here by ten minutes: AURORA_REGISTRY_TEST_CLOCK_SKEW_MS, as
+    such a host reads its clock) outranked every connection the others made
+    meanwhile: the cluster's newest connection stepped aside for an older one
+    there, which took the commands, maybe over a connection its agent had
+    left without a word.  Read from Redis's clock (TIME, as each registry
+    last measured it), every replica ranks by one clock and the newest
+    connection takes the commands."""
+    f = fleet(t)
+    ch = CloseChannel(t, f.redis.port)
+    r_ahead, r_new, r_third = f.replicas[0], f.replicas[1], f.replicas[2]
+    eq(r_ahead.server.stop(), [], "%s stops cleanly" % r_ahead.name)
+    r_ahead.extra_env["AURORA_REGISTRY_TEST_CLOCK_SKEW_MS"] = str(10 * 60 * 1000)
+    try:
+        r_ahead.start()
+        wait_until(lambda: server_metrics(r_ahead).get("aurora_registry_redis_connected") == 1,
+                   30, 0.05, "%s to reach Redis" % r_ahead.name)
+        tok = f.any.create_token("rep-legacy-clock-ahead")
+        cid = tok["cluster_id"]
+        old = r_ahead.legacy_agent(tok["token"], name="legacy-clock-old")
+        old.wait_event("connected", 30)
+        wait_until(lambda: ch.legacy(r_ahead.addr, cid), 15, 0.05, "the older connection announced")
+        new = r_new.legacy_agent(tok["token"], name="legacy-clock-new")
+        new.wait_event("connected", 30)
+        wait_until(lambda: ch.legacy(r_new.addr, cid), 15, 0.05, "the newer connection announced")
+        wait_until(lambda: set(f.redis.owners(cid).values()) == {r_new.addr}, 15, 0.05,
+                   "only the replica of the newest legacy connection registered")
+        text = "clock-" + secrets.token_hex(3)
+        r = echo(r_third, cid, text)
+        eq((r.status, r.get("output")), (200, text), "a command through a third replica (%r)" % r)
+        new.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""),
+                       5, "the command at the newest connection")
+        check(not old.has_event("command"), "the older connection got no command", old.events)
+    finally:
+        eq(r_ahead.server.stop(), [], "%s stops cleanly" % r_ahead.name)
+        del r_ahead.extra_env["AURORA_REGISTRY_TEST_CLOCK_SKEW_MS"]
+        r_ahead.start()  # same port, same data dir, its own clock, for the next tests
+
+
 @test(timeout=120)
 def forwarded_answers_match_the_owners(t):
     """A timeout, a failing command and a 404 cluster read the same through a

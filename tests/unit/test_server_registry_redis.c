@@ -10,7 +10,8 @@
  * (REGISTRY_MAX_INBOUND): a flood past it is dropped, counted in
  * aurora_registry_messages_dropped_total and logged once, its memory stays
  * bounded, and a revocation dropped in the flood still closes its session
- * (the re-check the loop makes once it catches up). */
+ * (the re-check the loop makes once it catches up); the clock legacy
+ * connections are ranked by is Redis's, whatever this host's says. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -189,6 +190,18 @@ static int setup(void **state)
     assert_true(registry_connected());
     *state = fx;
     return 0;
+}
+
+/* This host's clock an hour ahead, as the registry would read it. */
+#define SKEW_MS 3600000
+static int setup_clock_ahead(void **state)
+{
+    char v[32];
+    snprintf(v, sizeof(v), "%d", SKEW_MS);
+    setenv("AURORA_REGISTRY_TEST_CLOCK_SKEW_MS", v, 1);
+    int rc = setup(state);
+    unsetenv("AURORA_REGISTRY_TEST_CLOCK_SKEW_MS");
+    return rc;
 }
 
 static int teardown(void **state)
@@ -459,12 +472,48 @@ static void test_a_flood_is_bounded_and_a_revocation_in_it_honoured(void **state
     tunnel_session_drop(other);
 }
 
+/* Redis's clock (TIME), ms since the epoch. */
+static int64_t redis_time_ms(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "TIME");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    int64_t ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
+                 strtoll(r->element[1]->str, NULL, 10) / 1000;
+    freeReplyObject(r);
+    return ms;
+}
+
+/* A legacy connection's ready time, which ranks it against those of the
+ * other replicas, is read from Redis's clock, the one they share: with this
+ * host's clock an hour ahead it is still Redis's time (to within the round
+ * trips; the hour was the ranking before).  Without Redis, the host's. */
+static void test_legacy_rank_clock_is_redis_s(void **state)
+{
+    fixture *fx = *state;
+    redisContext *c = redis_conn(fx);
+    int64_t before = registry_clock_ms(), redis = redis_time_ms(c), after = registry_clock_ms();
+    redisFree(c);
+    print_message("registry %lld .. %lld, Redis %lld\n", (long long)before, (long long)after,
+                  (long long)redis);
+    /* a second either way: a loaded machine's round trips, not the hour */
+    assert_true(before <= redis + 1000);
+    assert_true(after >= redis - 1000);
+    assert_true(after - before < 1000);
+    registry_stop(); /* one replica: its own clock, the test's hour ahead gone with it */
+    int64_t wall = (int64_t)time(NULL) * 1000;
+    assert_true(registry_clock_ms() >= wall - 1000 && registry_clock_ms() <= wall + 2000);
+}
+
 int main(void)
 {
     log_setup("test", "error", "text");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_a_flood_is_bounded_and_a_revocation_in_it_honoured,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_rank_clock_is_redis_s, setup_clock_ahead,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
