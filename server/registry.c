@@ -1304,6 +1304,7 @@ int registry_start(const server_config *cfg, struct lws_context *ctx, char *err,
                                  "followed by a re-check of every session's token and of the "
                                  "legacy connections",
                                  0, NULL, NULL, 0);
+    prom_add(R.m_dropped, NULL, 0); /* shown at 0: series appear on first use */
     if (pipe2(R.wake, O_NONBLOCK | O_CLOEXEC) < 0) {
         snprintf(err, errlen, "registry: pipe: %s", strerror(errno));
         return -1;

@@ -311,6 +311,10 @@ def any_replica_reaches_any_cluster(t):
         m = server_metrics(r)
         eq(m.get("aurora_registry_redis_connected"), 1.0, "%s: Redis connected gauge" % r.name)
         check(m.get("aurora_registry_clusters_held", 0) >= 1, "%s holds a cluster" % r.name, m)
+        # bounded queue of Redis messages (test_server_registry_redis.c): nothing
+        # dropped in a fleet's ordinary traffic
+        eq(m.get("aurora_registry_messages_dropped_total"), 0.0,
+           "%s: Redis messages dropped" % r.name)
         fwd_ok += m.get('aurora_forward_commands_total{outcome="ok"}', 0)
     check(fwd_ok >= forwarded, "forwarded commands counted (%d of %d)" % (fwd_ok, forwarded))
     from harness import https_request
