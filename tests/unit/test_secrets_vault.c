@@ -24,6 +24,7 @@
 #include "proc_harness.h"
 #include "secrets.h"
 #include "stalled_secrets.h"
+#include "stderr_capture.h"
 
 #define ROOT_TOKEN "root-token-for-tests"
 #define K8S_ROLE "aurora-server"
@@ -535,25 +536,25 @@ static void advance(long seconds)
     fixture_post("/_fixture/clock", body);
 }
 
+typedef struct {
+    secrets_t *s;
+    long delay;
+} maintain_call;
+
+static void run_maintain(void *arg)
+{
+    maintain_call *c = arg;
+    c->delay = secrets_maintain(c->s);
+}
+
 /* Runs secrets_maintain(s) with stderr (the log) captured: *delay its
  * answer, the count of log lines holding each of needle1 and needle2. */
 static void maintain_logged(secrets_t *s, long *delay, const char *needle1, int *n1,
                             const char *needle2, int *n2)
 {
-    char path[] = "/tmp/aurora-vault-log-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    fflush(stderr);
-    int saved = dup(2);
-    assert_true(saved >= 0);
-    assert_int_equal(dup2(fd, 2), 2);
-    *delay = secrets_maintain(s);
-    fflush(stderr);
-    assert_int_equal(dup2(saved, 2), 2);
-    close(saved);
-    close(fd);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
+    maintain_call c = { .s = s };
+    FILE *f = stderr_capture(run_maintain, &c);
+    *delay = c.delay;
     char line[2048];
     *n1 = 0;
     if (n2)
@@ -566,7 +567,6 @@ static void maintain_logged(secrets_t *s, long *delay, const char *needle1, int 
         assert_null(strstr(line, ROOT_TOKEN)); /* never the token */
     }
     fclose(f);
-    unlink(path);
 }
 
 /* A renewable VAULT_TOKEN with a TTL is renewed once half of it is spent,

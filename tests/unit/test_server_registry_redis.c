@@ -49,6 +49,7 @@
 #include "token.h"
 #include "tunnel.h" /* server/tunnel.h: -Iserver comes first */
 #include "worker.h"
+#include "stderr_capture.h"
 
 #define WAIT_MS 30000
 
@@ -389,20 +390,7 @@ static void publish_flood(void *arg)
 static void stderr_lines_with(const char *const needles[], int counts[], int n,
                              void (*fn)(void *), void *arg)
 {
-    char path[] = "/tmp/aurora-registry-log-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    fflush(stderr);
-    int saved = dup(2);
-    assert_true(saved >= 0);
-    assert_int_equal(dup2(fd, 2), 2);
-    fn(arg);
-    fflush(stderr);
-    assert_int_equal(dup2(saved, 2), 2);
-    close(saved);
-    close(fd);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
+    FILE *f = stderr_capture(fn, arg);
     char line[2048];
     for (int i = 0; i < n; i++)
         counts[i] = 0;
@@ -410,7 +398,6 @@ static void stderr_lines_with(const char *const needles[], int counts[], int n,
         for (int i = 0; i < n; i++)
             counts[i] += strstr(line, needles[i]) != NULL;
     fclose(f);
-    unlink(path);
 }
 
 typedef struct {

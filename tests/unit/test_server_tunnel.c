@@ -55,6 +55,7 @@
 #include "utf8.h"
 #include "tunnel.h" /* server/tunnel.h: -Iserver comes first */
 #include "worker.h"
+#include "stderr_capture.h"
 
 #define WAIT_MS 20000
 #define WINDOW 1000
@@ -998,26 +999,12 @@ static void test_legacy_response_abandoned_mid_output(void **state)
 /* Lines of fd 2 that contain needle while fn(arg) runs. */
 static int stderr_lines_with(const char *needle, void (*fn)(void *), void *arg)
 {
-    char path[] = "/tmp/aurora-tunnel-log-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    fflush(stderr);
-    int saved = dup(2);
-    assert_true(saved >= 0);
-    assert_int_equal(dup2(fd, 2), 2);
-    fn(arg);
-    fflush(stderr);
-    assert_int_equal(dup2(saved, 2), 2);
-    close(saved);
-    close(fd);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
+    FILE *f = stderr_capture(fn, arg);
     char line[1024];
     int n = 0;
     while (fgets(line, sizeof(line), f))
         n += strstr(line, needle) != NULL;
     fclose(f);
-    unlink(path);
     return n;
 }
 
