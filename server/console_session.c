@@ -159,9 +159,18 @@ int console_session_authenticate(worker_ctx *w, const http_request *req, auth_ct
     explicit_bzero(id, sizeof(id));
     store_console_session c;
     char hash[65];
-    if (live_session(w, req, &c, hash, "UNAUTHORIZED", !background_request(req), resp) != STORE_OK ||
+    if (live_session(w, req, &c, hash, "UNAUTHORIZED", 0, resp) != STORE_OK ||
         csrf_check(w, req, &c, resp) < 0)
         return -1;
+    /* Use only once the CSRF check passed: a write another site's page
+     * makes the browser send (refused above) must not keep the session
+     * alive past its idle timeout. */
+    if (!background_request(req) &&
+        store_console_session_mark_used(w->store, hash, (int64_t)time(NULL), idle_s(w), &c) ==
+            STORE_ERR) {
+        api_store_error(w, resp);
+        return -1;
+    }
     snprintf(a->org_id, sizeof(a->org_id), "%s", c.org_id);
     snprintf(a->user_id, sizeof(a->user_id), "%s", c.user_id);
     snprintf(a->key_id, sizeof(a->key_id), "%s", c.key_id);
@@ -383,7 +392,8 @@ static void session_delete(worker_ctx *w, http_request *req, http_response *resp
     if (k == CONSOLE_COOKIE_FOUND) {
         explicit_bzero(id, sizeof(id));
         store_console_session c;
-        int rc = live_session(w, req, &c, hash, "NO_SESSION", 1, resp);
+        /* not marked used: a refused sign-out (CSRF) is no use either */
+        int rc = live_session(w, req, &c, hash, "NO_SESSION", 0, resp);
         if (rc == STORE_ERR)
             return;
         if (rc == STORE_OK && csrf_check(w, req, &c, resp) < 0)

@@ -24,7 +24,8 @@
  * no session cookie (a untouched); 1 with a filled (org, user, key id,
  * session = 1) when it carries a live session and, for a method other than
  * GET/HEAD/OPTIONS, passes the CSRF check; -1 with resp filled otherwise
- * (400 malformed cookie, 401 no such live session, 403 CSRF_FAILED, 503). */
+ * (400 malformed cookie, 401 no such live session, 403 CSRF_FAILED, 503).  Only a request that passes counts as use of the
+ * session (pushes its idle timeout back), and not a timer's refresh. */
 int console_session_authenticate(worker_ctx *w, const http_request *req, auth_ctx *a,
                                  http_response *resp);
 

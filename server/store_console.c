@@ -83,22 +83,38 @@ int store_console_session_peek(store_t *s, const char *id_hash, int64_t now, int
     return one_row(s, &r, session_row, out);
 }
 
+int store_console_session_mark_used(store_t *s, const char *id_hash, int64_t now, int64_t idle,
+                                    store_console_session *c)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!c)
+        return serr(s, "store_console_session_mark_used: missing argument");
+    if (check_hash(s, "session id hash", id_hash))
+        return STORE_ERR;
+    if (c->last_seen_at >= now)
+        return STORE_OK;
+    /* Used now: the idle timeout counts from here.  At most one write per
+     * session and second, however many requests the page makes; a row that
+     * expired since it was read is not brought back. */
+    db_param u[] = { DB_P_INT(now), p_text(id_hash), DB_P_INT(now), DB_P_INT(now - idle),
+                     DB_P_INT(now) };
+    if (run_exec(s, "marking console session used",
+                 "UPDATE console_sessions SET last_seen_at = ? WHERE id_hash = ?"
+                 " AND last_seen_at < ? AND last_seen_at > ? AND expires_at > ?",
+                 u, 5, NULL))
+        return STORE_ERR;
+    c->last_seen_at = now;
+    return STORE_OK;
+}
+
 int store_console_session_use(store_t *s, const char *id_hash, int64_t now, int64_t idle,
                               store_console_session *out)
 {
     int rc = store_console_session_peek(s, id_hash, now, idle, out);
-    if (rc != STORE_OK || out->last_seen_at >= now)
+    if (rc != STORE_OK)
         return rc;
-    /* Used now: the idle timeout counts from here.  At most one write per
-     * session and second, however many requests the page makes. */
-    db_param u[] = { DB_P_INT(now), p_text(id_hash), DB_P_INT(now) };
-    if (run_exec(s, "marking console session used",
-                 "UPDATE console_sessions SET last_seen_at = ? WHERE id_hash = ?"
-                 " AND last_seen_at < ?",
-                 u, 3, NULL))
-        return STORE_ERR;
-    out->last_seen_at = now;
-    return STORE_OK;
+    return store_console_session_mark_used(s, id_hash, now, idle, out);
 }
 
 int store_console_session_delete(store_t *s, const char *id_hash)

@@ -47,6 +47,12 @@ int store_console_session_use(store_t *s, const char *id_hash, int64_t now, int6
  * refresh: the idle timeout measures what the person does). */
 int store_console_session_peek(store_t *s, const char *id_hash, int64_t now, int64_t idle,
                                store_console_session *out);
+/* Marks the session c (as peek returned it) used at now, c->last_seen_at
+ * too: the second half of _use, for a caller that first checks what the
+ * request may do with it (a refused write is no use).  A session that
+ * ended since it was read is left ended. */
+int store_console_session_mark_used(store_t *s, const char *id_hash, int64_t now, int64_t idle,
+                                    store_console_session *c);
 /* Deletes the row (sign-out); NOT_FOUND when there was none. */
 int store_console_session_delete(store_t *s, const char *id_hash);
 /* Deletes every session that can no longer be used at now: expired,

@@ -303,6 +303,45 @@ def timer_refreshes_do_not_keep_a_session_alive(t):
 
 
 @test(timeout=90)
+def refused_writes_do_not_keep_a_session_alive(t):
+    """A write refused for a missing or wrong CSRF token (what another
+    site's page can make the browser send) is not use: it pushed the idle
+    timeout back, so such a page kept a forgotten session alive (found in
+    review).  A refused sign-out neither."""
+    # 10 s: room for many refused writes before the deadline on a loaded machine
+    w = t.world(extra_env={"AURORA_CONSOLE_SESSION_IDLE": "10"})
+    s = Session(w)
+    before = token_names(w)
+    deadline = epoch(s.resp.get("idle_expires_at"))
+    refused = 0
+    # the last one is sent 3 s before the deadline, as in
+    # timer_refreshes_do_not_keep_a_session_alive: one the server reads after
+    # the deadline is refused as 401, rightly, and is not what is tested here
+    while time.time() < deadline - 3:
+        kw = [dict(csrf=False), dict(csrf=secrets.token_urlsafe(32)),
+              dict(origin="https://evil.example")][refused % 3]
+        r = s.req("POST", "/api/kubectl/tokens", {"cluster_name": "refused"}, **kw)
+        eq((r.status, r.error_code), (403, "CSRF_FAILED"), "a refused write: %r" % r)
+        r = s.req("DELETE", SESSION, csrf=False)
+        eq((r.status, r.error_code), (403, "CSRF_FAILED"), "a refused sign-out: %r" % r)
+        refused += 1
+        time.sleep(0.2)  # the pace of a page's requests, not a wait for an event
+    check(refused >= 5, "refused %d writes before the deadline" % refused)
+    eq(token_names(w), before, "no refused write created anything")
+    wait_until(lambda: time.time() >= deadline + 0.1, 30, 0.05, "the idle deadline")
+    me = s.me()
+    eq((me.status, me.error_code), (401, "UNAUTHORIZED"), "idle despite the refused writes: %r" % me)
+    # a write that passes is use, as before
+    s2 = Session(w)
+    first = epoch(s2.resp.get("idle_expires_at"))
+    wait_until(lambda: time.time() >= first - 6, 30, 0.05, "four seconds into the new session")
+    r = s2.req("POST", "/api/kubectl/tokens", {"cluster_name": "used-" + secrets.token_hex(3)})
+    eq(r.status, 201, "an accepted write: %r" % r)
+    wait_until(lambda: time.time() >= first + 0.1, 30, 0.05, "the first idle deadline")
+    eq(s2.me().status, 200, "the accepted write moved the deadline")
+
+
+@test(timeout=90)
 def absolute_ttl_ends_a_used_session(t):
     w = t.world(extra_env={"AURORA_CONSOLE_SESSION_TTL": "4"})
     s = Session(w)

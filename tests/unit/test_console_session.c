@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "console_cookie.h"
@@ -547,6 +548,29 @@ static void test_store_removed_user_ends_sessions(void **state)
     assert_int_equal(store_console_session_use(f->s, hb, T0 + 1, IDLE, &c), STORE_NOT_FOUND);
 }
 
+/* Marking a session used once its request passed its checks does not
+ * bring back one that ended meanwhile. */
+static void test_store_mark_used_keeps_ended_sessions_ended(void **state)
+{
+    fixture *f = *state;
+    char h[65];
+    new_session(f, f->key_id, T0, h, NULL);
+    store_console_session c;
+    assert_int_equal(store_console_session_peek(f->s, h, T0 + 5, IDLE, &c), STORE_OK);
+    assert_int_equal(c.last_seen_at, T0);
+    /* peek marks nothing */
+    assert_int_equal(store_console_session_peek(f->s, h, T0 + IDLE, IDLE, &c), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_peek(f->s, h, T0 + IDLE - 1, IDLE, &c), STORE_OK);
+    assert_int_equal(store_console_session_mark_used(f->s, h, T0 + 10, IDLE, &c), STORE_OK);
+    assert_int_equal(c.last_seen_at, T0 + 10);
+    assert_int_equal(store_console_session_peek(f->s, h, T0 + 10 + IDLE - 1, IDLE, &c), STORE_OK);
+    /* read alive, ended (idle) before the mark: stays ended */
+    assert_int_equal(store_console_session_mark_used(f->s, h, T0 + 10 + IDLE, IDLE, &c), STORE_OK);
+    assert_int_equal(store_console_session_peek(f->s, h, T0 + 10 + IDLE, IDLE, &c),
+                     STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_mark_used(f->s, "not-a-hash", T0, IDLE, &c), STORE_ERR);
+}
+
 static void test_store_prune(void **state)
 {
     fixture *f = *state;
@@ -651,6 +675,7 @@ int main(void)
         BOTH(test_store_revoked_key_ends_sessions),
         BOTH(test_store_key_of_another_org),
         BOTH(test_store_removed_user_ends_sessions),
+        BOTH(test_store_mark_used_keeps_ended_sessions_ended),
         BOTH(test_store_prune),
         BOTH(test_store_bad_input),
         BOTH(test_store_signin_counters_forgotten),
