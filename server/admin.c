@@ -843,11 +843,12 @@ static const admin_cmd commands[] = {
     { "list-orgs", "", "every organization, oldest first (one JSON object a line)", NULL,
       cmd_list_orgs, { { NULL, 0, 0 } } },
     { "delete-org", "--id ORG_ID", "delete an organization that holds nothing but accounts",
-      "Deletes the organization with its users, memberships, API keys, settings and\n"
-      "pending OAuth states.  Refused while it has clusters (agent tokens, even\n"
-      "revoked ones) or any other data (connectors, incidents, webhook deliveries,\n"
-      "audit rows, GitHub installations): those keep their history.  The trusted\n"
-      "backend provisions an organization again when it names it again.\n",
+      "Deletes the organization with its users, memberships, API keys, settings,\n"
+      "pending OAuth states and console sessions.  Refused while it has clusters\n"
+      "(agent tokens, even revoked ones) or any other data (connectors, incidents,\n"
+      "webhook deliveries, audit rows, GitHub installations): those keep their\n"
+      "history.  The trusted backend provisions an organization again when it\n"
+      "names it again (without the old one's sessions).\n",
       cmd_delete_org, { { "id", 1, 1 } } },
     { "create-user", "--org ORG_ID --email E [--role admin|member] [--with-key]",
       "a user who can hold API keys",
@@ -863,10 +864,11 @@ static const admin_cmd commands[] = {
       "backend named have none (null).\n",
       cmd_list_users, { { "org", 1, 1 } } },
     { "remove-user", "--org ORG_ID --user USER_ID", "remove a user and delete its API keys",
-      "Deletes the user's membership, its account and its API keys (the next call\n"
-      "with one of them is answered 401).  Refused while the user has connectors\n"
-      "(their credentials are in the secrets backend: disconnect them first).  A\n"
-      "user the trusted backend names is provisioned again on its next request.\n",
+      "Deletes the user's membership, its account, its API keys (the next call\n"
+      "with one of them is answered 401), its console sessions and its pending\n"
+      "OAuth states.  Refused while the user has connectors (their credentials\n"
+      "are in the secrets backend: disconnect them first).  A user the trusted\n"
+      "backend names is provisioned again on its next request.\n",
       cmd_remove_user, { { "org", 1, 1 }, { "user", 1, 1 } } },
     { "create-key", "--org ORG_ID --user USER_ID [--name N]", "an API key acting as that user",
       NULL, cmd_create_key, { { "org", 1, 1 }, { "user", 1, 1 }, { "name", 1, 0 } } },

@@ -3353,11 +3353,15 @@ int store_user_remove(store_t *s, const char *org_id, const char *user_id, int *
     /* Keys first: they name the account (foreign key).  The user's OAuth
      * flows go too: a callback still to come (a console flow carries no
      * credentials to refuse) would store a connector for a removed user,
-     * which no removal could delete again. */
+     * which no removal could delete again.  So do their console sessions:
+     * a backend session asks only for the membership, which the backend
+     * makes again the next time it names the user. */
     if (run_exec(s, "deleting the user's api keys",
                  "DELETE FROM api_keys WHERE org_id = ? AND user_id = ?", p, 2, &keys) ||
         run_exec(s, "deleting the user's OAuth states",
                  "DELETE FROM oauth_states WHERE org_id = ? AND user_id = ?", p, 2, NULL) ||
+        run_exec(s, "deleting the user's console sessions",
+                 "DELETE FROM console_sessions WHERE org_id = ? AND user_id = ?", p, 2, NULL) ||
         run_exec(s, "deleting membership", "DELETE FROM org_members WHERE org_id = ? AND user_id = ?",
                  p, 2, &members) ||
         run_exec(s, "deleting user", "DELETE FROM users WHERE org_id = ? AND id = ?", p, 2, &users))
@@ -3402,10 +3406,14 @@ int store_org_delete(store_t *s, const char *org_id)
              org_id, (long long)tokens, (long long)connections);
         return abandon(s, STORE_CONFLICT);
     }
+    /* console_sessions has no foreign key to orgs: its rows would outlive
+     * the organization, and a backend session (backed by a membership
+     * alone) would come back to life when the backend provisions an
+     * organization of the same id again (found in review). */
     static const char *const owned[] = {
-        "DELETE FROM api_keys WHERE org_id = ?",   "DELETE FROM org_members WHERE org_id = ?",
-        "DELETE FROM users WHERE org_id = ?",      "DELETE FROM org_settings WHERE org_id = ?",
-        "DELETE FROM oauth_states WHERE org_id = ?",
+        "DELETE FROM api_keys WHERE org_id = ?",     "DELETE FROM org_members WHERE org_id = ?",
+        "DELETE FROM users WHERE org_id = ?",        "DELETE FROM org_settings WHERE org_id = ?",
+        "DELETE FROM oauth_states WHERE org_id = ?", "DELETE FROM console_sessions WHERE org_id = ?",
     };
     for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
         if (run_exec(s, "deleting the organization's accounts", owned[i], p, 1, NULL) != STORE_OK)

@@ -702,14 +702,18 @@ int store_api_key_get(store_t *s, const char *id, store_api_key *out);
  * included, oldest first; *out malloc'd (free()). */
 int store_api_key_list(store_t *s, const char *org_id, store_api_key **out, size_t *n);
 /* Removes user_id from org_id in one transaction: its API keys (deleted:
- * the next call with one is refused), its account (users row) and its
- * membership.  *keys_deleted (may be NULL) gets how many keys went.
+ * the next call with one is refused), its account (users row), its
+ * membership, its unfinished OAuth states and its console sessions (a
+ * backend session would come back to life if the backend named the user
+ * again).  *keys_deleted (may be NULL) gets how many keys went.
  * NOT_FOUND when the org has neither account nor member of that id;
  * CONFLICT (nothing changed, store_errmsg says why) while the user has
  * connector rows in the org, whose credentials are in the secrets backend. */
 int store_user_remove(store_t *s, const char *org_id, const char *user_id, int *keys_deleted);
-/* Deletes org_id with its accounts, memberships, API keys, settings and
- * OAuth states, in one transaction.  CONFLICT (nothing changed, store_errmsg
+/* Deletes org_id with its accounts, memberships, API keys, settings,
+ * OAuth states and console sessions, in one transaction (an organization
+ * made again with the same id, as the backend provisions it, starts with
+ * none of them).  CONFLICT (nothing changed, store_errmsg
  * says why) while it has clusters (agent tokens, revoked ones included, or
  * connection rows) or any other row that names it (connectors, incidents,
  * webhook deliveries, audit rows, …: the foreign keys refuse).  NOT_FOUND

@@ -380,6 +380,39 @@ def revoked_key_ends_its_sessions(t):
 
 
 @test
+def a_deleted_org_named_again_starts_without_sessions(t):
+    """The backend provisions whatever organization and user it names: an
+    organization deleted and named again with the same id (a user removed
+    and named again) came back with the old backend console sessions alive
+    until the next prune (found in review)."""
+    w = sw()
+    org, user = "org-reborn-%s" % secrets.token_hex(3), "user-reborn-%s" % secrets.token_hex(3)
+    backend = {"X-Internal-Secret": w.secret, "X-User-ID": user, "X-Org-ID": org}
+    s = Session(w, headers=backend)
+    eq(s.me().status, 200, "a backend session")
+    w.admin("delete-org", "--id", org)
+    eq(s.me().status, 401, "ended with the organization")
+    r = raw(w, "GET", "/api/me", headers=backend)
+    eq((r.status, r.get("org_id")), (200, org), "the backend names the organization again: %r" % r)
+    me = s.me()
+    eq((me.status, me.error_code), (401, "UNAUTHORIZED"), "the old session stays ended: %r" % me)
+    eq(s.req("GET", SESSION, csrf=False).status, 401, "GET session says so")
+    # the same for a user removed from an organization and named again
+    s = Session(w, headers=backend)
+    eq(s.me().status, 200, "a new backend session")
+    w.admin("remove-user", "--org", org, "--user", user)
+    eq(raw(w, "GET", "/api/me", headers=backend).status, 200, "the user named again")
+    me = s.me()
+    eq((me.status, me.error_code), (401, "UNAUTHORIZED"), "the removed user's session stays ended")
+    # an organization's deletion leaves other organizations' sessions be
+    keep = Session(w)
+    other = "org-gone-%s" % secrets.token_hex(3)
+    Session(w, headers=dict(backend, **{"X-Org-ID": other}))
+    w.admin("delete-org", "--id", other)
+    eq(keep.me().status, 200, "another organization's session lives on")
+
+
+@test
 def another_tenants_session_reaches_nothing_here(t):
     w = sw()
     org_b, user_b, key_b = w.new_org()

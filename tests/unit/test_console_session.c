@@ -9,7 +9,9 @@
  *    (pg_harness.h): only the hash is stored, expiry (absolute and idle),
  *    use marks the session, sign-out, a revoked or deleted key or a removed
  *    member ends the session, the prune deletes exactly the dead rows, and
- *    old sign-in counters are forgotten. */
+ *    old sign-in counters are forgotten; a deleted organization (or
+ *    removed user) named again by the backend does not bring its sessions
+ *    back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -548,6 +550,57 @@ static void test_store_removed_user_ends_sessions(void **state)
     assert_int_equal(store_console_session_use(f->s, hb, T0 + 1, IDLE, &c), STORE_NOT_FOUND);
 }
 
+/* A backend session (no key: the membership alone backs it) of a removed
+ * user must not come back when the backend names the user again: the
+ * removal deletes it (it came back until the next prune). */
+static void test_store_removed_user_named_again_stays_out(void **state)
+{
+    fixture *f = *state;
+    char hb[65];
+    new_session(f, "", T0, hb, NULL);
+    assert_int_equal(store_user_remove(f->s, f->org, f->user, NULL), STORE_OK);
+    assert_int_equal(store_identity_provision(f->s, f->org, f->user, "backend", NULL), STORE_OK);
+    store_console_session c;
+    assert_int_equal(store_console_session_peek(f->s, hb, T0 + 1, IDLE, &c), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_delete(f->s, hb), STORE_NOT_FOUND);
+}
+
+/* An organization deleted and made again with the same id (the backend
+ * provisions whatever X-Org-ID it names) starts without sessions: the old
+ * backend session came back to life with the new membership until the
+ * next prune (found in review).  Other organizations' sessions stay. */
+static void test_store_deleted_org_ends_its_sessions(void **state)
+{
+    fixture *f = *state;
+    char h[65], hb[65], other[65];
+    new_session(f, f->key_id, T0, h, NULL);
+    new_session(f, "", T0, hb, NULL);
+    /* another org's backend session, of the same user id */
+    assert_int_equal(store_identity_provision(f->s, "org-other", f->user, "backend", NULL),
+                     STORE_OK);
+    char id[CONSOLE_SESSION_ID_LEN + 1];
+    assert_int_equal(console_random_token(id), 0);
+    crypto_sha256_hex(id, strlen(id), other);
+    store_console_session c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.org_id, sizeof(c.org_id), "org-other");
+    snprintf(c.user_id, sizeof(c.user_id), "%s", f->user);
+    strcpy(c.csrf_token, "t");
+    c.created_at = c.last_seen_at = T0;
+    c.expires_at = T0 + TTL;
+    assert_int_equal(store_console_session_create(f->s, other, &c), STORE_OK);
+
+    assert_int_equal(store_org_delete(f->s, f->org), STORE_OK);
+    assert_int_equal(store_identity_provision(f->s, f->org, f->user, "backend", NULL), STORE_OK);
+    assert_int_equal(store_console_session_peek(f->s, hb, T0 + 1, IDLE, &c), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_peek(f->s, h, T0 + 1, IDLE, &c), STORE_NOT_FOUND);
+    /* gone with the organization, not left for the prune */
+    assert_int_equal(store_console_session_delete(f->s, hb), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_delete(f->s, h), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_peek(f->s, other, T0 + 1, IDLE, &c), STORE_OK);
+    assert_string_equal(c.org_id, "org-other");
+}
+
 /* Marking a session used once its request passed its checks does not
  * bring back one that ended meanwhile. */
 static void test_store_mark_used_keeps_ended_sessions_ended(void **state)
@@ -675,6 +728,8 @@ int main(void)
         BOTH(test_store_revoked_key_ends_sessions),
         BOTH(test_store_key_of_another_org),
         BOTH(test_store_removed_user_ends_sessions),
+        BOTH(test_store_removed_user_named_again_stays_out),
+        BOTH(test_store_deleted_org_ends_its_sessions),
         BOTH(test_store_mark_used_keeps_ended_sessions_ended),
         BOTH(test_store_prune),
         BOTH(test_store_bad_input),

@@ -35,6 +35,7 @@
 #include "pg_harness.h"
 #include "argv_redact.h"
 #include "store.h"
+#include "store_console.h"
 #include "token.h"
 
 /* The PostgreSQL server shared by every postgres/… test (group setup), and
@@ -3649,6 +3650,18 @@ static void test_org_delete(void **state)
     make_key(s, a.id, ua.id, "one", h, &k);
     assert_int_equal(store_identity_provision(s, a.id, "backend-user", "backend", NULL), STORE_OK);
     assert_int_equal(store_org_setting_create(s, a.id, "aws_external_id", "x"), STORE_OK);
+    /* the backend user's console session (the membership alone backs it) */
+    char sh[65];
+    state_hash_of("console-session-of-a", sh);
+    store_console_session cs;
+    memset(&cs, 0, sizeof(cs));
+    snprintf(cs.org_id, sizeof(cs.org_id), "%s", a.id);
+    snprintf(cs.user_id, sizeof(cs.user_id), "backend-user");
+    snprintf(cs.csrf_token, sizeof(cs.csrf_token), "t");
+    int64_t now = (int64_t)time(NULL);
+    cs.created_at = cs.last_seen_at = now;
+    cs.expires_at = now + 3600;
+    assert_int_equal(store_console_session_create(s, sh, &cs), STORE_OK);
 
     assert_int_equal(store_org_delete(s, "org_nope"), STORE_NOT_FOUND);
 
@@ -3664,6 +3677,12 @@ static void test_org_delete(void **state)
     char v[16];
     assert_int_equal(store_org_setting_get(s, a.id, "aws_external_id", v, sizeof(v)),
                      STORE_NOT_FOUND);
+    /* its console sessions too: the backend naming the organization and
+     * user again (a new membership) brought the old session back */
+    assert_int_equal(store_identity_provision(s, a.id, "backend-user", "backend", NULL), STORE_OK);
+    assert_int_equal(store_console_session_peek(s, sh, now + 1, 1800, &cs), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_delete(s, sh), STORE_NOT_FOUND);
+    assert_int_equal(store_org_delete(s, a.id), STORE_OK);
 
     /* A cluster (even a revoked token) keeps the org, and says so. */
     store_user ub = new_user(s, b.id, "b@example.com");
