@@ -877,7 +877,9 @@ static const admin_cmd commands[] = {
       "revoked_at (null while the key works).\n",
       cmd_list_keys, { { "org", 1, 0 } } },
     { "revoke-key", "--id KEY_ID", "revoke an API key (the next call with it is 401)",
-      "Revoking a revoked key again succeeds and keeps the first revocation time.\n",
+      "Its console sessions end, and the OAuth flows they started and did not\n"
+      "finish are deleted.  Revoking a revoked key again succeeds and keeps the\n"
+      "first revocation time.\n",
       cmd_revoke_key, { { "id", 1, 1 } } },
     { "create-agent-token", "--org ORG_ID --user USER_ID --cluster-name N [--expires-days D]",
       "a token for an agent (a new cluster)", NULL, cmd_create_agent_token,

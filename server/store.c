@@ -547,15 +547,37 @@ static int revoke_by_id(store_t *s, const char *table_sql, const char *org_id, c
     return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
 }
 
+static int abandon(store_t *s, int rc);
+static int commit(store_t *s, const char *what);
+
 int store_api_key_revoke(store_t *s, const char *org_id, const char *id, int64_t now)
 {
     if (!s)
         return STORE_ERR;
-    return revoke_by_id(s,
-                        "UPDATE api_keys SET revoked_at ="
-                        " CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END"
-                        " WHERE org_id = ? AND id = ?",
-                        org_id, id, now);
+    if (!org_id || !id)
+        return serr(s, "revoke: missing argument");
+    if (run_exec(s, "beginning key revocation", "BEGIN", NULL, 0, NULL) != STORE_OK)
+        return STORE_ERR;
+    int rc = revoke_by_id(s,
+                          "UPDATE api_keys SET revoked_at ="
+                          " CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END"
+                          " WHERE org_id = ? AND id = ?",
+                          org_id, id, now);
+    if (rc != STORE_OK)
+        return abandon(s, rc);
+    /* The flows its console sessions started and did not finish go with
+     * it: their callback carries no credentials to refuse (oauth.c checks
+     * the session too; this leaves nothing behind to check).  The sessions
+     * themselves end by the lookup, and the prune deletes them. */
+    db_param p[] = { p_text(id), p_text(org_id) };
+    if (run_exec(s, "deleting the key's console OAuth states",
+                 "DELETE FROM oauth_states WHERE used_at = 0 AND console_session IN"
+                 " (SELECT c.id_hash FROM console_sessions c JOIN api_keys k"
+                 " ON k.org_id = c.org_id AND k.user_id = c.user_id AND k.id = c.key_id"
+                 " WHERE k.id = ? AND k.org_id = ?)",
+                 p, 2, NULL) != STORE_OK)
+        return abandon(s, STORE_ERR);
+    return commit(s, "committing key revocation");
 }
 
 /* ---- agent tokens ------------------------------------------------------------------------ */
@@ -1987,6 +2009,7 @@ int store_oauth_state_create(store_t *s, const char *state_hash, const store_oau
         check_field(s, "extra", st->extra, sizeof(st->extra), 0) ||
         (st->browser_hash[0] && check_hash(s, "browser_hash", st->browser_hash)) ||
         check_field(s, "started_via", st->started_via, sizeof(st->started_via), 0) ||
+        (st->console_session[0] && check_hash(s, "console_session", st->console_session)) ||
         check_time(s, "expires_at", st->expires_at))
         return STORE_ERR;
     int64_t now = (int64_t)time(NULL);
@@ -1997,12 +2020,12 @@ int store_oauth_state_create(store_t *s, const char *state_hash, const store_oau
     db_param p[] = { p_text(state_hash),      p_text(st->org_id),   p_text(st->user_id),
                      p_text(st->provider),    p_text(st->redirect_uri), p_text(st->extra),
                      DB_P_INT(now),           DB_P_INT(st->expires_at), p_text(st->browser_hash),
-                     p_text(st->started_via) };
+                     p_text(st->started_via), p_text(st->console_session) };
     int rc = run_exec(s, "creating OAuth state",
                       "INSERT INTO oauth_states (state_hash, org_id, user_id, provider,"
                       " redirect_uri, extra, created_at, expires_at, used_at, browser_hash,"
-                      " started_via) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                      p, 10, NULL);
+                      " started_via, console_session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                      p, 11, NULL);
     if (rc == STORE_CONFLICT)
         return on_constraint(s, st->org_id, "this OAuth state exists");
     return rc;
@@ -2018,7 +2041,9 @@ static int oauth_state_row(store_t *s, const db_result *r, size_t i, void *out)
         cell_str(s, r, i, 4, o->extra, sizeof(o->extra), "state extra") ||
         cell_i64(s, r, i, 5, &o->expires_at, "state expires_at") ||
         cell_str(s, r, i, 6, o->browser_hash, sizeof(o->browser_hash), "state browser_hash") ||
-        cell_str(s, r, i, 7, o->started_via, sizeof(o->started_via), "state started_via"))
+        cell_str(s, r, i, 7, o->started_via, sizeof(o->started_via), "state started_via") ||
+        cell_str(s, r, i, 8, o->console_session, sizeof(o->console_session),
+                 "state console_session"))
         return STORE_ERR;
     return STORE_OK;
 }
@@ -2048,7 +2073,8 @@ int store_oauth_state_consume(store_t *s, const char *state_hash, int64_t now,
     db_param pq[] = { p_text(state_hash) };
     if (run_query(s, "reading OAuth state",
                   "SELECT org_id, user_id, provider, redirect_uri, extra, expires_at,"
-                  " browser_hash, started_via FROM oauth_states WHERE state_hash = ?",
+                  " browser_hash, started_via, console_session FROM oauth_states"
+                  " WHERE state_hash = ?",
                   pq, 1, &r))
         return STORE_ERR;
     return one_row(s, &r, oauth_state_row, out);

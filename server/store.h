@@ -121,6 +121,9 @@ int store_api_key_create(store_t *s, const char *org_id, const char *user_id, co
                          const char *key_hash, const char *preview, store_api_key *out);
 /* Finds a key that is not revoked.  NOT_FOUND otherwise. */
 int store_api_key_lookup(store_t *s, const char *key_hash, store_api_key *out);
+/* Revokes the key and, in the same transaction, deletes the unfinished
+ * OAuth states its console sessions started (their callback carries no
+ * credentials to refuse).  NOT_FOUND outside the org. */
 int store_api_key_revoke(store_t *s, const char *org_id, const char *id, int64_t now);
 
 /* ---- agent tokens (only the SHA-256 hex of the token is stored) ---------- */
@@ -292,6 +295,10 @@ typedef struct {
     char extra[512];
     char browser_hash[65]; /* SHA-256 hex of the browser binding's nonce; "" unbound */
     char started_via[16];  /* "session", "internal", "api_key" ("" before migration 16) */
+    /* SHA-256 hex of the id of the console session that started the flow
+     * (its console_sessions key); "" for a flow started otherwise and for
+     * states made before migration 20 */
+    char console_session[65];
     int64_t expires_at;
 } store_oauth_state;
 

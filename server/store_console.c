@@ -117,6 +117,16 @@ int store_console_session_use(store_t *s, const char *id_hash, int64_t now, int6
     return store_console_session_mark_used(s, id_hash, now, idle, out);
 }
 
+/* Ends a failed transaction; the error already in s->err is kept. */
+static int rollback(store_t *s, int rc)
+{
+    char keep[sizeof(s->err)];
+    memcpy(keep, s->err, sizeof(keep));
+    (void)s->eng->exec(s->db, "ROLLBACK", NULL, 0, NULL);
+    memcpy(s->err, keep, sizeof(keep));
+    return rc;
+}
+
 int store_console_session_delete(store_t *s, const char *id_hash)
 {
     if (!s)
@@ -125,9 +135,16 @@ int store_console_session_delete(store_t *s, const char *id_hash)
         return STORE_ERR;
     int64_t changes = 0;
     db_param p[] = { p_text(id_hash) };
-    if (run_exec(s, "deleting console session", "DELETE FROM console_sessions WHERE id_hash = ?", p,
-                 1, &changes))
+    /* One transaction: a callback never finds the session gone and its
+     * flow still waiting (its state would finish the flow, oauth.c). */
+    if (run_exec(s, "beginning sign-out", "BEGIN", NULL, 0, NULL))
         return STORE_ERR;
+    if (run_exec(s, "deleting the session's OAuth states",
+                 "DELETE FROM oauth_states WHERE console_session = ? AND used_at = 0", p, 1, NULL) ||
+        run_exec(s, "deleting console session", "DELETE FROM console_sessions WHERE id_hash = ?", p,
+                 1, &changes) ||
+        run_exec(s, "committing sign-out", "COMMIT", NULL, 0, NULL))
+        return rollback(s, STORE_ERR);
     return changes > 0 ? STORE_OK : STORE_NOT_FOUND;
 }
 

@@ -53,7 +53,10 @@ int store_console_session_peek(store_t *s, const char *id_hash, int64_t now, int
  * ended since it was read is left ended. */
 int store_console_session_mark_used(store_t *s, const char *id_hash, int64_t now, int64_t idle,
                                     store_console_session *c);
-/* Deletes the row (sign-out); NOT_FOUND when there was none. */
+/* Deletes the row (sign-out) and, in the same transaction, the unfinished
+ * OAuth states the session started (store_oauth_state.console_session):
+ * their callback carries no credentials to refuse.  NOT_FOUND when there
+ * was no such session. */
 int store_console_session_delete(store_t *s, const char *id_hash);
 /* Deletes every session that can no longer be used at now: expired,
  * idle for `idle` seconds, or whose key or membership is gone.

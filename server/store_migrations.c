@@ -579,6 +579,29 @@ static const char *const m19_webhook_due_idx[] = {
     NULL,
 };
 
+/* Console sessions and the OAuth flows they start (found in review):
+ *  - oauth_states.console_session: the SHA-256 hex of the id of the console
+ *    session that started the flow (its console_sessions key, never the id
+ *    itself); '' for a flow started otherwise (an API key, the trusted
+ *    frontend) and for the states made before.  The callback of such a
+ *    flow finishes it only while that session lives (connectors/oauth.c),
+ *    and sign-out and key revocation delete its unfinished states, through
+ *    oauth_states_session_idx;
+ *  - console_sessions_key_idx: the sessions-per-key cap
+ *    (store_console_session_create) read the whole table at each sign-in;
+ *  - backend sessions whose membership is gone: an organization or member
+ *    removed by an older build left them, and they came back to life when
+ *    the backend named the organization and user again (the removals now
+ *    delete them in their transaction). */
+static const char *const m20_console_session_flows[] = {
+    "ALTER TABLE oauth_states ADD COLUMN console_session TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX oauth_states_session_idx ON oauth_states (console_session)",
+    "CREATE INDEX console_sessions_key_idx ON console_sessions (org_id, user_id, key_id)",
+    "DELETE FROM console_sessions WHERE key_id = '' AND NOT EXISTS (SELECT 1 FROM org_members m"
+    " WHERE m.org_id = console_sessions.org_id AND m.user_id = console_sessions.user_id)",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -600,6 +623,7 @@ static const migration migrations[] = {
     { 17, m17_connectors_by_kind },
     { 18, m18_webhook_next_attempt },
     { 19, m19_webhook_due_idx },
+    { 20, m20_console_session_flows },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

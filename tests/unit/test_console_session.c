@@ -9,15 +9,17 @@
  *    (pg_harness.h): only the hash is stored, expiry (absolute and idle),
  *    use marks the session, sign-out, a revoked or deleted key or a removed
  *    member ends the session, the prune deletes exactly the dead rows, and
- *    old sign-in counters are forgotten; a deleted organization (or
- *    removed user) named again by the backend does not bring its sessions
- *    back. */
+ *    old sign-in counters are forgotten; sign-out and revocation delete the
+ *    OAuth flows the session started and did not finish; a deleted
+ *    organization (or removed user) named again by the backend does not
+ *    bring its sessions back; the per-key cap reads an index. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -601,6 +603,108 @@ static void test_store_deleted_org_ends_its_sessions(void **state)
     assert_string_equal(c.org_id, "org-other");
 }
 
+/* A state of the fixture's user started from console session `session`
+ * ("" : not from the console); hash gets the state's hash. */
+static void new_flow(fixture *f, const char *session, char hash[65])
+{
+    char v[CONSOLE_SESSION_ID_LEN + 1];
+    assert_int_equal(console_random_token(v), 0);
+    crypto_sha256_hex(v, strlen(v), hash);
+    store_oauth_state st;
+    memset(&st, 0, sizeof(st));
+    snprintf(st.org_id, sizeof(st.org_id), "%s", f->org);
+    snprintf(st.user_id, sizeof(st.user_id), "%s", f->user);
+    snprintf(st.provider, sizeof(st.provider), "gcp");
+    snprintf(st.started_via, sizeof(st.started_via), "%s", session[0] ? "session" : "api_key");
+    snprintf(st.console_session, sizeof(st.console_session), "%s", session);
+    st.expires_at = (int64_t)time(NULL) + 600;
+    assert_int_equal(store_oauth_state_create(f->s, hash, &st), STORE_OK);
+}
+
+/* STORE_OK when the flow of state hash h can still be finished (consumes it). */
+static int take_flow(fixture *f, const char *h, store_oauth_state *got)
+{
+    return store_oauth_state_consume(f->s, h, (int64_t)time(NULL), got);
+}
+
+/* Sign-out deletes, with the session, the flows it started and did not
+ * finish: their callback carries no credentials to refuse. */
+static void test_store_sign_out_ends_its_flows(void **state)
+{
+    fixture *f = *state;
+    char h[65], h2[65], mine[65], spent[65], others[65], keyed[65];
+    new_session(f, f->key_id, T0, h, NULL);
+    new_session(f, f->key_id, T0, h2, NULL);
+    new_flow(f, h, mine);
+    new_flow(f, h, spent);
+    new_flow(f, h2, others);
+    new_flow(f, "", keyed);
+    store_oauth_state got;
+    assert_int_equal(take_flow(f, spent, &got), STORE_OK); /* finished before the sign-out */
+    assert_string_equal(got.console_session, h);
+    assert_string_equal(got.started_via, "session");
+    assert_int_equal(store_console_session_delete(f->s, h), STORE_OK);
+    int64_t used = 0, exp = 0;
+    assert_int_equal(store_oauth_state_status(f->s, mine, &used, &exp), STORE_NOT_FOUND);
+    assert_int_equal(take_flow(f, mine, &got), STORE_NOT_FOUND);
+    /* a finished flow stays what it was ("already used") */
+    assert_int_equal(store_oauth_state_status(f->s, spent, &used, &exp), STORE_OK);
+    assert_true(used > 0);
+    /* another session's flow and a flow started with the key are not its */
+    assert_int_equal(take_flow(f, others, &got), STORE_OK);
+    assert_string_equal(got.console_session, h2);
+    assert_int_equal(take_flow(f, keyed, &got), STORE_OK);
+    assert_string_equal(got.console_session, "");
+    /* a hash that is not one is refused, not stored */
+    store_oauth_state bad;
+    memset(&bad, 0, sizeof(bad));
+    snprintf(bad.org_id, sizeof(bad.org_id), "%s", f->org);
+    snprintf(bad.user_id, sizeof(bad.user_id), "%s", f->user);
+    snprintf(bad.provider, sizeof(bad.provider), "gcp");
+    snprintf(bad.console_session, sizeof(bad.console_session), "not-a-hash");
+    bad.expires_at = (int64_t)time(NULL) + 600;
+    char bh[65];
+    crypto_sha256_hex("bad", 3, bh);
+    assert_int_equal(store_oauth_state_create(f->s, bh, &bad), STORE_ERR);
+}
+
+/* Revoking a key deletes, in its transaction, the unfinished flows its
+ * console sessions started; a backend session's flows of the same user,
+ * another key's, and the flows started with the key itself stay. */
+static void test_store_revoked_key_ends_its_flows(void **state)
+{
+    fixture *f = *state;
+    char key[API_KEY_LEN + 1], kh[65], preview[TOKEN_PREVIEW_LEN];
+    assert_int_equal(token_new_api_key(key), 0);
+    token_hash(key, kh);
+    token_preview(key, preview);
+    store_api_key k2;
+    assert_int_equal(store_api_key_create(f->s, f->org, f->user, "second", kh, preview, &k2),
+                     STORE_OK);
+    char h[65], hb[65], hk2[65], a[65], b[65], c2[65], keyed[65];
+    new_session(f, f->key_id, T0, h, NULL);
+    new_session(f, "", T0, hb, NULL);
+    new_session(f, k2.id, T0, hk2, NULL);
+    new_flow(f, h, a);
+    new_flow(f, hb, b);
+    new_flow(f, hk2, c2);
+    new_flow(f, "", keyed);
+    assert_int_equal(store_api_key_revoke(f->s, f->org, f->key_id, T0 + 1), STORE_OK);
+    store_oauth_state got;
+    assert_int_equal(take_flow(f, a, &got), STORE_NOT_FOUND);
+    int64_t used = 0, exp = 0;
+    assert_int_equal(store_oauth_state_status(f->s, a, &used, &exp), STORE_NOT_FOUND);
+    assert_int_equal(take_flow(f, b, &got), STORE_OK);
+    assert_int_equal(take_flow(f, c2, &got), STORE_OK);
+    assert_int_equal(take_flow(f, keyed, &got), STORE_OK);
+    /* revoking again, or a key of another org: the answers they had */
+    assert_int_equal(store_api_key_revoke(f->s, f->org, f->key_id, T0 + 2), STORE_OK);
+    assert_int_equal(store_api_key_revoke(f->s, "org_nope", k2.id, T0 + 2), STORE_NOT_FOUND);
+    /* no transaction left open: the store still writes */
+    new_flow(f, hk2, a);
+    assert_int_equal(take_flow(f, a, &got), STORE_OK);
+}
+
 /* Marking a session used once its request passed its checks does not
  * bring back one that ended meanwhile. */
 static void test_store_mark_used_keeps_ended_sessions_ended(void **state)
@@ -622,6 +726,52 @@ static void test_store_mark_used_keeps_ended_sessions_ended(void **state)
     assert_int_equal(store_console_session_peek(f->s, h, T0 + 10 + IDLE, IDLE, &c),
                      STORE_NOT_FOUND);
     assert_int_equal(store_console_session_mark_used(f->s, "not-a-hash", T0, IDLE, &c), STORE_ERR);
+}
+
+/* The per-key cap's DELETE (store_console_session_create) reads the
+ * sessions of one key through console_sessions_key_idx, not the table. */
+static void test_store_sessions_per_key_index(void **state)
+{
+    fixture *f = *state;
+    if (store_place_is_pg(&f->at)) {
+        /* PostgreSQL's planner may prefer a scan of a table this small: the
+         * index is there, on those columns */
+        long long n = -1;
+        assert_int_equal(pg_sql(&g_pg, f->at.db,
+                                "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema()"
+                                " AND tablename = 'console_sessions'"
+                                " AND indexname = 'console_sessions_key_idx'"
+                                " AND indexdef LIKE '%(org_id, user_id, key_id)'",
+                                &n),
+                         0);
+        assert_int_equal(n, 1);
+        return;
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "%s/store.db", f->at.dir);
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h,
+                                        "EXPLAIN QUERY PLAN DELETE FROM console_sessions"
+                                        " WHERE org_id = 'o' AND user_id = 'u' AND key_id = 'k'"
+                                        " AND id_hash NOT IN (SELECT id_hash FROM console_sessions"
+                                        " WHERE org_id = 'o' AND user_id = 'u' AND key_id = 'k'"
+                                        " ORDER BY last_seen_at DESC, created_at DESC, id_hash"
+                                        " LIMIT 19)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    int indexed = 0, scans = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *detail = (const char *)sqlite3_column_text(st, 3);
+        print_message("cap plan: %s\n", detail ? detail : "");
+        indexed += detail && strstr(detail, "console_sessions_key_idx") != NULL;
+        scans += detail && !strncmp(detail, "SCAN", 4) && !strstr(detail, "INDEX");
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    assert_int_equal(indexed, 2); /* the DELETE and its subquery */
+    assert_int_equal(scans, 0);
 }
 
 static void test_store_prune(void **state)
@@ -730,7 +880,10 @@ int main(void)
         BOTH(test_store_removed_user_ends_sessions),
         BOTH(test_store_removed_user_named_again_stays_out),
         BOTH(test_store_deleted_org_ends_its_sessions),
+        BOTH(test_store_sign_out_ends_its_flows),
+        BOTH(test_store_revoked_key_ends_its_flows),
         BOTH(test_store_mark_used_keeps_ended_sessions_ended),
+        BOTH(test_store_sessions_per_key_index),
         BOTH(test_store_prune),
         BOTH(test_store_bad_input),
         BOTH(test_store_signin_counters_forgotten),

@@ -43,7 +43,7 @@
 #define STORE_PLACE_DB "aurora_test"
 #include "store_place.h" /* g_pg and the group setup; this file places its own fixtures */
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 19
+#define SCHEMA_LATEST 20
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
@@ -1939,7 +1939,7 @@ static void test_webhook_upgrade_from_v17(void **state)
     raw_exec(f, "ALTER TABLE webhook_deliveries DROP COLUMN next_attempt_at");
     raw_exec(f, "CREATE INDEX webhook_deliveries_open_idx ON webhook_deliveries (connector, status)"
                 " WHERE status IN ('received', 'processing', 'failed', 'unassigned')");
-    raw_exec(f, "DELETE FROM schema_migrations WHERE version >= 18");
+    raw_exec(f, "DELETE FROM schema_migrations WHERE version IN (18, 19)");
     static const struct {
         const char *id, *status;
         int attempts;
@@ -2532,6 +2532,53 @@ static void *racer(void *p)
     }
     store_close(s);
     return NULL;
+}
+
+/* A database of a build before migration 20: its OAuth states name no
+ * console session (the callback treats them as before), and the backend
+ * sessions whose membership an older build removed are deleted, so the
+ * backend naming that organization and user again brings none back. */
+static void test_console_upgrade_from_v19(void **state)
+{
+    fixture *f = *state;
+    store_org o = new_org(f->s, "console-upgrade");
+    store_user u = new_user(f->s, o.id, "u@example.com");
+    int64_t now = (int64_t)time(NULL);
+    char live[65], orphan[65], st_hash[65];
+    state_hash_of("session-live", live);
+    state_hash_of("session-orphan", orphan);
+    state_hash_of("flow-before-20", st_hash);
+    store_console_session c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.org_id, sizeof(c.org_id), "%s", o.id);
+    snprintf(c.user_id, sizeof(c.user_id), "%s", u.id);
+    snprintf(c.csrf_token, sizeof(c.csrf_token), "t");
+    c.created_at = c.last_seen_at = now;
+    c.expires_at = now + 3600;
+    assert_int_equal(store_console_session_create(f->s, live, &c), STORE_OK);
+    /* an organization an older build deleted, sessions left behind */
+    snprintf(c.org_id, sizeof(c.org_id), "org-deleted-before");
+    assert_int_equal(store_console_session_create(f->s, orphan, &c), STORE_OK);
+    store_oauth_state st = state_for(o.id, u.id, "gcp", now + 600);
+    snprintf(st.started_via, sizeof(st.started_via), "session");
+    assert_int_equal(store_oauth_state_create(f->s, st_hash, &st), STORE_OK);
+    store_close(f->s);
+    f->s = NULL;
+    raw_exec(f, "DROP INDEX console_sessions_key_idx");
+    raw_exec(f, "DROP INDEX oauth_states_session_idx");
+    raw_exec(f, "ALTER TABLE oauth_states DROP COLUMN console_session");
+    raw_exec(f, "DELETE FROM schema_migrations WHERE version = 20");
+    f->s = open_ok(f->url);
+    assert_int_equal(store_schema_version(f->s), SCHEMA_LATEST);
+    assert_int_equal(store_identity_provision(f->s, "org-deleted-before", u.id, "backend", NULL),
+                     STORE_OK);
+    assert_int_equal(store_console_session_peek(f->s, orphan, now + 1, 1800, &c), STORE_NOT_FOUND);
+    assert_int_equal(store_console_session_peek(f->s, live, now + 1, 1800, &c), STORE_OK);
+    store_oauth_state got;
+    assert_int_equal(store_oauth_state_consume(f->s, st_hash, now, &got), STORE_OK);
+    assert_string_equal(got.console_session, "");
+    assert_string_equal(got.started_via, "session");
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM oauth_states WHERE console_session = ''"), 1);
 }
 
 static void test_oauth_state_race(void **state)
@@ -3763,6 +3810,7 @@ int main(void)
         BOTH(test_oauth_states),
         BOTH(test_org_settings),
         DURABLE(test_oauth_state_race),
+        DURABLE(test_console_upgrade_from_v19),
         cmocka_unit_test(test_migrations_reopen),
         cmocka_unit_test(test_relative_url),
         cmocka_unit_test(test_open_errors),
