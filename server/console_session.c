@@ -174,8 +174,21 @@ int console_session_authenticate(worker_ctx *w, const http_request *req, auth_ct
     snprintf(a->org_id, sizeof(a->org_id), "%s", c.org_id);
     snprintf(a->user_id, sizeof(a->user_id), "%s", c.user_id);
     snprintf(a->key_id, sizeof(a->key_id), "%s", c.key_id);
+    snprintf(a->session_hash, sizeof(a->session_hash), "%s", hash);
     a->session = 1;
     return 1;
+}
+
+int console_session_live(worker_ctx *w, const char *id_hash, const char *org_id,
+                         const char *user_id, http_response *resp)
+{
+    store_console_session c;
+    int rc = store_console_session_peek(w->store, id_hash, (int64_t)time(NULL), idle_s(w), &c);
+    if (rc == STORE_ERR) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    return rc == STORE_OK && !strcmp(c.org_id, org_id) && !strcmp(c.user_id, user_id);
 }
 
 /* ---- the three routes ---------------------------------------------------------------------- */

@@ -22,12 +22,21 @@
 
 /* auth.c, for a request without an Authorization header: 0 when it carries
  * no session cookie (a untouched); 1 with a filled (org, user, key id,
- * session = 1) when it carries a live session and, for a method other than
- * GET/HEAD/OPTIONS, passes the CSRF check; -1 with resp filled otherwise
- * (400 malformed cookie, 401 no such live session, 403 CSRF_FAILED, 503).  Only a request that passes counts as use of the
+ * session = 1, session_hash) when it carries a live session and, for a
+ * method other than GET/HEAD/OPTIONS, passes the CSRF check; -1 with resp
+ * filled otherwise (400 malformed cookie, 401 no such live session, 403
+ * CSRF_FAILED, 503).  Only a request that passes counts as use of the
  * session (pushes its idle timeout back), and not a timer's refresh. */
 int console_session_authenticate(worker_ctx *w, const http_request *req, auth_ctx *a,
                                  http_response *resp);
+
+/* Whether the session whose id hashes to id_hash (auth_ctx.session_hash)
+ * still lives now and speaks for org_id/user_id: not signed out, not past
+ * its TTL or idle timeout, its API key not revoked nor deleted (a backend
+ * session: the user still a member).  Not marked used.  1 or 0, or -1 with
+ * a 503 in resp. */
+int console_session_live(worker_ctx *w, const char *id_hash, const char *org_id,
+                         const char *user_id, http_response *resp);
 
 void console_session_register(void);
 

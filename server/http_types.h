@@ -33,6 +33,9 @@ typedef struct {
     int authenticated;
     int internal; /* trusted backend via X-Internal-Secret */
     int session;  /* web console session cookie (console_session.h) */
+    /* session: the SHA-256 hex of its id (its key in the store, never the
+     * id), so what it starts (an OAuth flow) can end with it */
+    char session_hash[65];
     char org_id[STORE_ID_LEN];
     char user_id[STORE_ID_LEN];
     char key_id[STORE_ID_LEN];

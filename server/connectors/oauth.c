@@ -131,6 +131,9 @@ int oauth_state_new_pkce(worker_ctx *w, const auth_ctx *who, const char *provide
     }
     snprintf(st.started_via, sizeof(st.started_via), "%s",
              who->session ? "session" : who->internal ? "internal" : "api_key");
+    /* ...and which session: the flow ends with it (state_session_ended). */
+    if (who->session)
+        snprintf(st.console_session, sizeof(st.console_session), "%s", who->session_hash);
     /* The browser itself asked (console session): tie the flow to it. */
     char nonce[CONSOLE_SESSION_ID_LEN + 1] = "";
     if (who->session) {
@@ -246,6 +249,34 @@ static int binding_refused(worker_ctx *w, const http_request *req, const char *p
     return 1;
 }
 
+/* A flow started from a console session finishes only while that session
+ * lives.  The callback is a provider's redirect that carries no Aurora
+ * credentials, so without this a flow started before sign-out, the idle
+ * timeout, the key's revocation or the user's removal still stored the
+ * connector and its secret for whoever holds the provider's URL (found in
+ * review).  Sign-out and revocation also delete the session's unfinished
+ * states (store); this covers the rest (idle, TTL) and any state left
+ * behind.  States made before migration 20 name no session.  1 when
+ * refused (resp filled), -1 on a store error (resp filled), else 0. */
+static int state_session_ended(worker_ctx *w, const char *provider, const store_oauth_state *st,
+                               http_response *resp)
+{
+    if (!st->console_session[0])
+        return 0;
+    int live = console_session_live(w, st->console_session, st->org_id, st->user_id, resp);
+    if (live < 0)
+        return -1;
+    if (live)
+        return 0;
+    log_warn("OAuth callback for %s refused: user %s of %s started the flow from a console session"
+             " that has ended",
+             provider, st->user_id, st->org_id);
+    bad_state(resp, "OAuth flow was started from a console session that has ended (signed out,"
+                    " timed out, its API key revoked or its user removed): sign in to the console"
+                    " again and start the connection again");
+    return 1;
+}
+
 int oauth_state_take(worker_ctx *w, const http_request *req, const char *provider,
                      oauth_state_info *out, http_response *resp)
 {
@@ -287,7 +318,8 @@ int oauth_state_take_any(worker_ctx *w, const http_request *req, const char *con
             return -1;
         }
         if (rc == STORE_NOT_FOUND)
-            return bad_state(resp, "OAuth state is unknown; start the connection again");
+            return bad_state(resp, "OAuth state is unknown (or the console session that started"
+                                   " it has ended); start the connection again");
         if (used_at)
             return bad_state(resp, "OAuth state was already used; start the connection again");
         return bad_state(resp, "OAuth state has expired; start the connection again");
@@ -300,7 +332,8 @@ int oauth_state_take_any(worker_ctx *w, const http_request *req, const char *con
         log_warn("OAuth callback for %s with a state issued to another user", provider);
         return bad_state(resp, "OAuth state was issued to another user");
     }
-    if (binding_refused(w, req, provider, hash, &st, resp))
+    if (binding_refused(w, req, provider, hash, &st, resp) ||
+        state_session_ended(w, provider, &st, resp) != 0)
         return -1;
     snprintf(out->org_id, sizeof(out->org_id), "%s", st.org_id);
     snprintf(out->user_id, sizeof(out->user_id), "%s", st.user_id);
@@ -308,6 +341,7 @@ int oauth_state_take_any(worker_ctx *w, const http_request *req, const char *con
     snprintf(out->redirect_uri, sizeof(out->redirect_uri), "%s", st.redirect_uri);
     snprintf(out->extra, sizeof(out->extra), "%s", st.extra);
     snprintf(out->started_via, sizeof(out->started_via), "%s", st.started_via);
+    snprintf(out->console_session, sizeof(out->console_session), "%s", st.console_session);
     return 0;
 }
 
@@ -318,6 +352,8 @@ void oauth_state_who(const oauth_state_info *st, auth_ctx *who)
     snprintf(who->user_id, sizeof(who->user_id), "%s", st->user_id);
     who->session = !strcmp(st->started_via, "session");
     who->internal = !strcmp(st->started_via, "internal");
+    /* the same session: the follow-on flow ends with it too */
+    snprintf(who->session_hash, sizeof(who->session_hash), "%s", st->console_session);
     /* "api_key" (or a state from before migration 16): neither, so the
      * follow-on flow is refused at a callback without the user's credentials
      * as its first part was. */

@@ -20,6 +20,7 @@ typedef struct {
     char redirect_uri[512];
     char extra[512]; /* provider data, e.g. the OVH region */
     char started_via[16]; /* "session", "internal", "api_key" (how the flow was started) */
+    char console_session[65]; /* the starting console session's hash, or "" (store.h) */
 } oauth_state_info;
 
 /* Creates a state for `who` (stored only as a hash).  out gets 43 URL-safe
@@ -38,9 +39,11 @@ int oauth_state_new_pkce(worker_ctx *w, const auth_ctx *who, const char *provide
  * and the masked value its row kept; 0, or -1 if malformed. */
 int oauth_pkce_unmask(const char *state, const char *masked, char verifier[64]);
 /* Consumes a state from a callback: missing, malformed, unknown, reused,
- * expired, issued for another provider, or (when the callback is itself
- * authenticated) for another user -> -1 with a 400 in resp that says which
- * without revealing anything.  Single use even under concurrent callbacks. */
+ * expired, issued for another provider, (when the callback is itself
+ * authenticated) for another user, not bound to this browser
+ * (oauth_binding.h), or started from a console session that has ended
+ * since -> -1 with a 400 in resp that says which without revealing
+ * anything.  Single use even under concurrent callbacks. */
 int oauth_state_take(worker_ctx *w, const http_request *req, const char *provider,
                      oauth_state_info *out, http_response *resp);
 /* The same for a callback that ends flows of several providers (GitHub's
@@ -50,7 +53,8 @@ int oauth_state_take_any(worker_ctx *w, const http_request *req, const char *con
                          oauth_state_info *out, http_response *resp);
 /* The caller a follow-on flow of st is started for (oauth_state_new): the same
  * user, started the same way, so it is held to the same binding (a console
- * flow gets a cookie of its own in the browser that finished st). */
+ * flow gets a cookie of its own in the browser that finished st, and ends
+ * with the same console session). */
 void oauth_state_who(const oauth_state_info *st, auth_ctx *who);
 /* For a callback route registered ROUTE_PUBLIC (the provider redirects a
  * browser there): when the request carries credentials anyway (API key or

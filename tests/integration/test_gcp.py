@@ -632,6 +632,56 @@ def oauth_from_the_console_is_tied_to_its_browser(t):
 
 
 @test
+def oauth_from_the_console_ends_with_its_session(t):
+    """A flow started from a console session finishes only while that
+    session lives: the provider's redirect carries no credentials, so a flow
+    started before sign-out or before the key was revoked still stored the
+    connector and its secret (found in review).  Refused, nothing stored;
+    a flow started with the key, or by the frontend, is unchanged."""
+    w, oauth = world()
+    uid, k = fresh_user(w)
+    r = w.request("POST", "/api/console/session", {"api_key": k}, auth=False)
+    eq(r.status, 201, "console sign-in (%r)" % r)
+    sid = re.match(r"__Host-aurora_session=([A-Za-z0-9_-]{43});", r.headers["set-cookie"]).group(1)
+    session, csrf = "__Host-aurora_session=" + sid, r.get("csrf_token")
+    loc, binding = console_login(w, session)
+    back = follow_authorize(loc)
+    # a second flow of the same browser, and one the frontend started: not the session's
+    loc2, binding2 = console_login(w, session)
+    back2 = follow_authorize(loc2)
+    floc, _ = start_login(w, k)
+    fback = follow_authorize(floc)
+    r = w.request("DELETE", "/api/console/session", auth=False,
+                  headers={"Cookie": session, "X-CSRF-Token": csrf})
+    eq(r.status, 204, "sign-out (%r)" % r)
+    r = https_get(w, back, headers={"Cookie": "%s; %s" % (session, binding)})
+    eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "after sign-out (%r)" % r)
+    contains(r.get("error"), "console session", "says why")
+    r = https_get(w, back2, headers={"Cookie": binding2})
+    eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "the other flow too (%r)" % r)
+    eq(gcp_connected(w, k), False, "nothing stored")
+    r = https_get(w, fback)
+    eq(r.status, 302, "the frontend's flow is not the session's (%r)" % r)
+    eq(gcp_connected(w, k), True, "connected by the frontend's flow")
+
+    # revoked: the flows of that key's sessions end with it
+    uid, k = fresh_user(w)
+    r = w.request("POST", "/api/console/session", {"api_key": k}, auth=False)
+    eq(r.status, 201, "console sign-in (%r)" % r)
+    key_id = r.get("key_id")
+    session = "__Host-aurora_session=" + re.match(
+        r"__Host-aurora_session=([A-Za-z0-9_-]{43});", r.headers["set-cookie"]).group(1)
+    loc, binding = console_login(w, session)
+    back = follow_authorize(loc)
+    w.admin("revoke-key", "--id", key_id)
+    r = https_get(w, back, headers={"Cookie": binding})
+    eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "after revocation (%r)" % r)
+    contains(r.get("error"), "console session", "says why")
+    k2 = w.admin("create-key", "--org", w.org_id, "--user", uid)["api_key"]
+    eq(gcp_connected(w, k2), False, "nothing stored for the user")
+
+
+@test
 def oauth_started_with_an_api_key_needs_the_key_at_the_callback(t):
     """The bypass of the browser binding: a console user starts the flow with
     their API key instead of the cookie (no browser is tied to it) and hands

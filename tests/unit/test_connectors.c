@@ -24,11 +24,14 @@
 #include <unistd.h>
 
 #include "connector.h"
+#include "console_cookie.h"
 #include "crypto.h"
 #include "http_client.h"
 #include "jwt.h"
 #include "oauth.h"
+#include "server_config.h"
 #include "store.h"
+#include "store_console.h"
 
 /* ---- http_client ------------------------------------------------------------------ */
 
@@ -418,11 +421,14 @@ static const char *resp_header(const http_response *r, const char *name)
     return NULL;
 }
 
-/* A state started from a console session; cookie gets "name=nonce". */
-static void new_bound_state(oauth_fx *f, const store_user *u, char out[64], char cookie[128])
+/* A state started from the console session whose id hashes to session
+ * ("": none recorded); cookie gets "name=nonce". */
+static void new_session_state(oauth_fx *f, const store_user *u, const char *session, char out[64],
+                              char cookie[128])
 {
     auth_ctx a = who_of(f, u);
     a.session = 1;
+    snprintf(a.session_hash, sizeof(a.session_hash), "%s", session);
     http_response resp;
     memset(&resp, 0, sizeof(resp));
     assert_int_equal(oauth_state_new(&f->w, &a, "gcp", "http://localhost:5080/callback", NULL, out,
@@ -442,6 +448,11 @@ static void new_bound_state(oauth_fx *f, const store_user *u, char out[64], char
     assert_memory_equal(cookie + 20, h, 16);
     assert_null(strstr(cookie, out));
     resp_free(&resp);
+}
+
+static void new_bound_state(oauth_fx *f, const store_user *u, char out[64], char cookie[128])
+{
+    new_session_state(f, u, "", out, cookie);
 }
 
 static int take_with_cookie(oauth_fx *f, const char *s, const char *cookie, char *msg, size_t cap,
@@ -620,6 +631,120 @@ static void test_oauth_state_take_any_and_follow_on(void **state)
     assert_non_null(strstr(msg, "started with an API key"));
 }
 
+/* A backend console session of u (no key: the membership backs it) last
+ * used at `seen`; hash gets the SHA-256 hex of its id. */
+static void console_session_of(oauth_fx *f, const store_user *u, int64_t seen, char hash[65])
+{
+    char id[CONSOLE_SESSION_ID_LEN + 1];
+    assert_int_equal(console_random_token(id), 0);
+    crypto_sha256_hex(id, strlen(id), hash);
+    store_console_session c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.org_id, sizeof(c.org_id), "%s", f->org.id);
+    snprintf(c.user_id, sizeof(c.user_id), "%s", u->id);
+    snprintf(c.csrf_token, sizeof(c.csrf_token), "t");
+    c.created_at = c.last_seen_at = seen;
+    c.expires_at = seen + 3600;
+    assert_int_equal(store_console_session_create(f->st, hash, &c), STORE_OK);
+}
+
+/* A flow started from a console session finishes only while that session
+ * lives: the provider's redirect carries no credentials, and a flow begun
+ * before sign-out, the idle timeout, the key's revocation or the user's
+ * removal still stored the connector (found in review).  The session is
+ * recorded by its hash; a follow-on flow ends with the same session; a
+ * callback with the user's credentials does not revive an ended one. */
+static void test_oauth_state_ends_with_its_console_session(void **state)
+{
+    oauth_fx *f = *state;
+    setenv("AURORA_CONSOLE_SESSION_IDLE", "60", 1);
+    server_config cfg;
+    char err[256];
+    assert_int_equal(server_config_load(&cfg, err, sizeof(err)), 0);
+    unsetenv("AURORA_CONSOLE_SESSION_IDLE");
+    f->w.cfg = &cfg;
+    int64_t now = (int64_t)time(NULL);
+    char sid[65], s1[64], c1[128], msg[512], sc[256], q[128];
+
+    /* live: the flow goes on; the state names the session, never its id */
+    console_session_of(f, &f->u1, now, sid);
+    new_session_state(f, &f->u1, sid, s1, c1);
+    char h[65];
+    crypto_sha256_hex(s1, strlen(s1), h);
+    oauth_state_info info;
+    auth_ctx k = who_of(f, &f->u1);
+    k.internal = 0;
+    snprintf(q, sizeof(q), "state=%s", s1);
+    assert_int_equal(take(f, q, &k, "gcp", &info, msg, sizeof(msg)), 0);
+    assert_string_equal(info.console_session, sid);
+    assert_string_equal(info.started_via, "session");
+
+    /* signed out: the unfinished flow went with the session */
+    new_session_state(f, &f->u1, sid, s1, c1);
+    assert_int_equal(store_console_session_delete(f->st, sid), STORE_OK);
+    assert_int_equal(take_with_cookie(f, s1, c1, msg, sizeof(msg), sc, sizeof(sc)), -1);
+    assert_non_null(strstr(msg, "unknown"));
+    assert_non_null(strstr(msg, "console session"));
+
+    /* idle past AURORA_CONSOLE_SESSION_IDLE: refused in its own browser,
+     * and with the user's credentials; the state is spent */
+    console_session_of(f, &f->u1, now - 61, sid);
+    new_session_state(f, &f->u1, sid, s1, c1);
+    assert_int_equal(take_with_cookie(f, s1, c1, msg, sizeof(msg), sc, sizeof(sc)), -1);
+    assert_non_null(strstr(msg, "started from a console session that has ended"));
+    assert_non_null(strstr(sc, "Max-Age=0")); /* the flow's cookie is cleared */
+    assert_int_equal(take_with_cookie(f, s1, c1, msg, sizeof(msg), sc, sizeof(sc)), -1);
+    assert_non_null(strstr(msg, "already used"));
+    new_session_state(f, &f->u1, sid, s1, c1);
+    snprintf(q, sizeof(q), "state=%s", s1);
+    assert_int_equal(take(f, q, &k, "gcp", &info, msg, sizeof(msg)), -1);
+    assert_non_null(strstr(msg, "has ended"));
+
+    /* a session of another user of the org does not stand for this one */
+    char other[65];
+    console_session_of(f, &f->u2, now, other);
+    new_session_state(f, &f->u1, other, s1, c1);
+    assert_int_equal(take_with_cookie(f, s1, c1, msg, sizeof(msg), sc, sizeof(sc)), -1);
+    assert_non_null(strstr(msg, "has ended"));
+
+    /* the follow-on flow (GitHub's installer check) carries the session on,
+     * and ends with it: here the per-key cap ended it, which deletes no
+     * state, so the callback's own check is what refuses */
+    console_session_of(f, &f->u1, now, sid);
+    new_session_state(f, &f->u1, sid, s1, c1);
+    assert_int_equal(take_with_cookie(f, s1, c1, msg, sizeof(msg), sc, sizeof(sc)), 0);
+    new_session_state(f, &f->u1, sid, s1, c1);
+    snprintf(q, sizeof(q), "state=%s", s1);
+    assert_int_equal(take(f, q, &k, "gcp", &info, msg, sizeof(msg)), 0);
+    auth_ctx next;
+    oauth_state_who(&info, &next);
+    assert_true(next.session);
+    assert_string_equal(next.session_hash, sid);
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(oauth_state_new(&f->w, &next, "gcp", "http://localhost:5080/callback", NULL, s1,
+                                     &resp),
+                     0);
+    const char *set = resp_header(&resp, "set-cookie");
+    assert_non_null(set);
+    snprintf(c1, sizeof(c1), "%.*s", (int)strcspn(set, ";"), set);
+    resp_free(&resp);
+    for (int i = 0; i < STORE_CONSOLE_SESSIONS_MAX; i++) {
+        char newer[65];
+        console_session_of(f, &f->u1, now + 1, newer);
+    }
+    store_console_session gone;
+    assert_int_equal(store_console_session_peek(f->st, sid, now + 1, 60, &gone), STORE_NOT_FOUND);
+    assert_int_equal(take_with_cookie(f, s1, c1, msg, sizeof(msg), sc, sizeof(sc)), -1);
+    assert_non_null(strstr(msg, "has ended"));
+
+    /* a state of an older build names no session: as before */
+    new_bound_state(f, &f->u1, s1, c1);
+    assert_int_equal(take_with_cookie(f, s1, c1, msg, sizeof(msg), sc, sizeof(sc)), 0);
+    f->w.cfg = NULL;
+    server_config_free(&cfg);
+}
+
 /* ---- cloud_creds ---------------------------------------------------------------------- */
 
 static void test_cloud_creds(void **state)
@@ -671,6 +796,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_oauth_state, oauth_setup, oauth_teardown),
         cmocka_unit_test_setup_teardown(test_oauth_state_browser_binding, oauth_setup, oauth_teardown),
         cmocka_unit_test_setup_teardown(test_oauth_state_take_any_and_follow_on, oauth_setup,
+                                        oauth_teardown),
+        cmocka_unit_test_setup_teardown(test_oauth_state_ends_with_its_console_session, oauth_setup,
                                         oauth_teardown),
         cmocka_unit_test(test_cloud_creds),
     };
