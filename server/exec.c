@@ -344,6 +344,11 @@ static const char *outcome_of(const tunnel_result *r)
              /* queued for its agent, which went before sending it: it never ran */
              : r->error_code && !strcmp(r->error_code, EC_AGENT_NOT_CONNECTED) ? "agent_not_connected"
              : r->error_code && !strcmp(r->error_code, EC_CLUSTER_BUSY) ? "cluster_busy"
+             /* the server's shutdown closed the session: the agent had it (it may
+              * have run, as for a server that died under it), or it was still
+              * queued here (it did not run) */
+             : r->error_code && !strcmp(r->error_code, EC_COMMAND_INTERRUPTED) ? "interrupted"
+             : r->error_code && !strcmp(r->error_code, EC_SERVER_SHUTTING_DOWN) ? "server_shutting_down"
              : "failed";
     if (r->error_code && !strcmp(r->error_code, EC_TIMEOUT))
         return "timeout";

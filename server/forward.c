@@ -96,6 +96,7 @@ void forward_start(const server_config *cfg, struct lws_context *ctx, tunnel_hub
     F.outcomes = prom_family(PROM_COUNTER, "aurora_forward_commands_total",
                                 "Commands this replica forwarded to the replica holding the "
                                 "agent, by how they ended (ok, failed, timeout, owner_gone, "
+                                "interrupted: the owner's shutdown cut it, "
                                 "unreachable, not_connected, cancelled; retried: the owner "
                                 "answered that it did not run and another replica, named "
                                 "since, was asked once more, its answer counted too; "
@@ -173,10 +174,13 @@ static int fwd_retry(fwd *f, tunnel_req *q, const tunnel_result *r);
  * AGENT_NOT_CONNECTED, with no output seen (exec_start's refusal, or in its
  * stream requeue_waiting's for a command no agent was sent: its session
  * stepped aside or ended first); its SERVER_SHUTTING_DOWN as the answer's
- * status (admission's refusal: in a stream it may end a running command,
- * tunnel_shutdown); or ours, the owner never reached (no status, the body
- * not all written).  Any other end (a 502 mid-command, a timeout, a body
- * sent and no answer) may follow a run: never retried. */
+ * status (admission's refusal); or ours, the owner never reached (no
+ * status, the body not all written).  Any other end (a 502 mid-command, the
+ * owner's shutdown cutting it, COMMAND_INTERRUPTED, a timeout, a body sent
+ * and no answer) may follow a run: never retried.  In a stream a
+ * SERVER_SHUTTING_DOWN now says the owner still held it unsent
+ * (tunnel_shutdown), but an owner of an earlier version, met during a
+ * rollout, ended a running command with it too: not retried either. */
 static int fwd_did_not_run(const fwd *f, const tunnel_result *r)
 {
     const char *code = r->error_code ? r->error_code : "";
@@ -208,6 +212,7 @@ static void fwd_end(fwd *f, const tunnel_result *r)
                   : !strcmp(code, EC_AGENT_NOT_CONNECTED)    ? (f->status ? "not_connected"
                                                                           : "unreachable")
                   : !strcmp(code, EC_TIMEOUT)                ? "timeout"
+                  : !strcmp(code, EC_COMMAND_INTERRUPTED)    ? "interrupted"
                                                              : "failed");
     tunnel_req_remote_end(q, r);
 }

@@ -18,7 +18,8 @@
  * has not taken what it was given, the owner's unsent output then holds the
  * agent's credit back.  A caller that leaves closes the forward connection,
  * which cancels the command at the agent.  An owner that dies mid-command
- * fails it with 502 AGENT_DISCONNECTED; one that cannot be reached before
+ * fails it with 502 AGENT_DISCONNECTED, one whose shutdown cuts it with its
+ * 502 COMMAND_INTERRUPTED (both may have run); one that cannot be reached before
  * the command was sent gives 503 AGENT_NOT_CONNECTED.  An answer that proves
  * the command ran nowhere (that, or the owner's own AGENT_NOT_CONNECTED: its
  * session stepped aside or ended since the origin's lookup) is followed by

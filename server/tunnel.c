@@ -2244,9 +2244,23 @@ void tunnel_shutdown(tunnel_hub *h)
     lws_sul_cancel(&h->sweep_sul);
     h->sweeping = 0;
     for (tunnel_session *s = h->sessions; s; s = s->next) {
-        while (s->reqs)
-            req_fail(s->reqs, 503, EC_SERVER_SHUTTING_DOWN, "server is shutting down");
+        /* Closing first: a request that ends frees its slot, and pump would
+         * send the next queued one to the agent, which must stay unsent. */
         start_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "Server shutting down");
+        while (s->reqs) {
+            /* Whether the command may have run is what its caller needs to
+             * know: a retry of one the agent had could run it twice. */
+            if (s->reqs->started)
+                req_fail(s->reqs, 502, EC_COMMAND_INTERRUPTED,
+                         "the server shut down while the agent ran the command (it waits for "
+                         "running commands up to AURORA_SHUTDOWN_DRAIN_S, or until a second "
+                         "signal): the command may have run; check before retrying it");
+            else
+                req_fail(s->reqs, 503, EC_SERVER_SHUTTING_DOWN,
+                         "the server is shutting down: the command was still queued for a free "
+                         "slot of its agent and was not run; retry it (another replica, or this "
+                         "one once restarted, takes it)");
+        }
         /* A legacy connection's end, said now (session_closed says it once
          * the connection is gone): one whose agent does not answer the close
          * frame is gone after the registry has stopped (registry_stop), too

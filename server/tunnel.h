@@ -73,7 +73,8 @@ typedef struct {
     int64_t bytes;
     const char *error;      /* agent's or server's message ("" if none) */
     const char *error_code; /* NULL, agent codes (proto.h) or AGENT_DISCONNECTED / TIMEOUT /
-                               AGENT_NOT_CONNECTED (queued, never sent: it did not run) */
+                               AGENT_NOT_CONNECTED (queued, never sent: it did not run) /
+                               COMMAND_INTERRUPTED / SERVER_SHUTTING_DOWN (tunnel_shutdown) */
 } tunnel_result;
 
 typedef struct {
@@ -112,7 +113,12 @@ int tunnel_cluster_supports(tunnel_hub *h, const char *org_id, const char *clust
 #define EC_AGENT_NOT_CONNECTED "AGENT_NOT_CONNECTED"
 #define EC_AGENT_DISCONNECTED "AGENT_DISCONNECTED"
 #define EC_AGENT_PROTOCOL "AGENT_PROTOCOL_ERROR" /* e.g. output beyond the window */
-#define EC_SERVER_SHUTTING_DOWN "SERVER_SHUTTING_DOWN" /* 503: stopping (exec_ctx_drain) */
+/* 503: stopping (exec_ctx_drain); the command was not run (refused, or still
+ * queued at the server when the sessions closed: tunnel_shutdown) */
+#define EC_SERVER_SHUTTING_DOWN "SERVER_SHUTTING_DOWN"
+/* 502: the agent had the command when the server's shutdown closed its
+ * session (tunnel_shutdown): it may have run, as with AGENT_DISCONNECTED */
+#define EC_COMMAND_INTERRUPTED "COMMAND_INTERRUPTED"
 
 /* Sends the command to a ready session of that cluster (the least loaded if
  * several, then the one picked least often).  NULL when none is connected
@@ -225,8 +231,11 @@ int tunnel_on_established(tunnel_hub *h, struct lws *wsi, struct tunnel_conn *c,
 int tunnel_on_receive(struct lws *wsi, struct tunnel_conn *c, const void *in, size_t len);
 int tunnel_on_writeable(struct lws *wsi, struct tunnel_conn *c);
 void tunnel_on_closed(struct lws *wsi, struct tunnel_conn *c);
-/* Server shutdown: fail all requests, close every session, and tell the
- * other replicas its legacy connections ended (before registry_stop). */
+/* Server shutdown: close every session, fail its requests, and tell the
+ * other replicas its legacy connections ended (before registry_stop).  A
+ * request its agent was sent fails 502 COMMAND_INTERRUPTED (it may have run:
+ * its caller must not simply retry it), one still queued here for a free
+ * slot 503 SERVER_SHUTTING_DOWN (it did not run: a retry is safe). */
 void tunnel_shutdown(tunnel_hub *h);
 
 /* ---- without a socket (unit tests) ---------------------------------------

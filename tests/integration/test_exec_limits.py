@@ -678,22 +678,76 @@ def sigterm_lets_the_running_command_finish(t):
     eq(db_rows(w, "late-" + tag), [], "no row for the refused command")
 
 
-@test(timeout=120)
+@test(timeout=150)
 def a_second_sigterm_stops_the_drain(t):
-    """A second signal while the server drains stops the wait: the running
-    command fails with 503 SERVER_SHUTTING_DOWN as before the drain existed,
-    and the server exits 0 without waiting for it."""
-    w, cid, tag, th, res = drain_world(t, "drain2")
+    """A second signal while the server drains stops the wait, and the server
+    exits 0 without waiting for the commands still running.  Their callers
+    are told whether the command may have run: the two its agent ran fail
+    with 502 COMMAND_INTERRUPTED (JSON, and a stream's end event), audited
+    as interrupted; the one still queued at the server for the agent's
+    slots was never sent: 503 SERVER_SHUTTING_DOWN, audited as
+    server_shutting_down.  Before, all three were 503 SERVER_SHUTTING_DOWN,
+    which tells a caller to retry: a retry could run a command twice."""
+    w = t.world("drain2", extra_env={"AURORA_SHUTDOWN_DRAIN_S": "300"})
+    tok = w.create_token("it-drain2")
+    w.start_agent(tok["token"], extra_env={"AURORA_MAX_CONCURRENT": "2"})
+    cid = tok["cluster_id"]
+    w.wait_connection(cid)
+    tag = "drain2-" + rand_tag(4)
+    cut, streamed, queued = tag + "-json", tag + "-sse", tag + "-queued"
+    t.defer(lambda: [os.kill(pid, 9) for pid, _ in procs_matching(tag)])
+    for held in (cut, streamed, queued):
+        t.defer(lambda h=held: release_held(h))
+    res, events = {}, []
+
+    def run(key, held):
+        try:
+            res[key] = w.kubectl(cid, args=["get", "--raw", "/fixture/hold/%s" % held],
+                                 timeout=120, http_timeout=150)
+        except Exception as e:  # noqa: BLE001
+            res[key + "-error"] = e
+
+    def stream():
+        try:
+            res["sse"] = w.kubectl_sse(cid, {"args": ["get", "--raw", "/fixture/hold/%s" % streamed],
+                                             "timeout": 120},
+                                       lambda ev, data: events.append((ev, json.loads(data))) and False,
+                                       timeout=150)
+        except Exception as e:  # noqa: BLE001
+            res["sse-error"] = e
+    threads = [threading.Thread(target=run, args=("json", cut), daemon=True),
+               threading.Thread(target=stream, daemon=True)]
+    for th in threads:
+        th.start()
+    wait_until(lambda: procs_matching(cut) and procs_matching(streamed), 20, 0.05,
+               "both commands to run at the agent")
+    threads.append(threading.Thread(target=run, args=("queued", queued), daemon=True))
+    threads[-1].start()
+    wait_until(lambda: [x.get("queued") for x in (w.connection(cid) or {}).get("sessions", [])] == [1],
+               20, 0.05, "the third command to wait at the server for a free slot")
     w.server.p.send_signal(signal.SIGTERM)
-    refused_while_draining(w, cid, tag)
+    wait_until(lambda: "draining 3 running command" in w.server.log_text(), 10, 0.02,
+               "the server to log that it drains its commands")
     w.server.p.send_signal(signal.SIGINT)
     eq(w.server.p.wait(20), 0, "the server's exit status")
-    contains(w.server.log_text(), "second signal, 1 command(s) not waited for",
+    contains(w.server.log_text(), "second signal, 3 command(s) not waited for",
              "the server says it did not wait")
-    th.join(30)
-    check("r" in res, "the running command got an answer", res)
-    eq(res["r"].status, 503, "the running command's status (%r)" % res["r"])
-    eq(res["r"].error_code, "SERVER_SHUTTING_DOWN", "its error code")
+    for th in threads:
+        th.join(30)
+    check("json" in res and "queued" in res and "sse" in res, "every caller got an answer", res)
+    r = res["json"]
+    eq((r.status, r.error_code), (502, "COMMAND_INTERRUPTED"), "the running command (%r)" % r)
+    contains(r.json["error"], "may have run", "its message")
+    eq(res["sse"][0], 200, "the stream's status")
+    eq(events[-1][0], "error", "the stream ends with an error event (%r)" % events)
+    eq((events[-1][1].get("http_status"), events[-1][1].get("error_code")),
+       (502, "COMMAND_INTERRUPTED"), "the stream's end event")
+    r = res["queued"]
+    eq((r.status, r.error_code), (503, "SERVER_SHUTTING_DOWN"), "the queued command (%r)" % r)
+    contains(r.json["error"], "was not run", "its message")
+    eq([r[1] for r in db_rows(w, cut)], ["interrupted"], "the running command's audit row")
+    eq([r[1] for r in db_rows(w, streamed)], ["interrupted"], "the stream's audit row")
+    eq([r[1] for r in db_rows(w, queued)], ["server_shutting_down"], "the queued command's audit row")
 
 
 def hold_write_lock(t, w):

@@ -1541,6 +1541,94 @@ def a_retry_runs_here_when_the_agent_moved_to_the_forwarding_replica(t):
     eq(f.sql(q), [("ok",)] * 3, "one audit row per command, ok")
 
 
+def forwarded_and_held(t, f, origin, cid, tag):
+    """A JSON and an SSE command sent to origin for cluster cid, each held by
+    the kube API fixture (tag-json, tag-sse) until the test's end: their
+    results, filled in by threads (joined by the returned wait())."""
+    res = {}
+    holds = [tag + "-json", tag + "-sse"]
+    t.defer(lambda: [release_held(h) for h in holds])
+
+    def run_json():
+        try:
+            res["json"] = origin.kubectl(cid, args=["get", "--raw", "/fixture/hold/%s" % holds[0]],
+                                         timeout=60, http_timeout=120)
+        except Exception as e:  # noqa: BLE001
+            res["json-error"] = e
+
+    def run_sse():
+        try:
+            res["sse"] = sse(origin, cid, {"args": ["get", "--raw", "/fixture/hold/%s" % holds[1]],
+                                           "timeout": 60}, timeout=120)
+        except Exception as e:  # noqa: BLE001
+            res["sse-error"] = e
+    threads = [threading.Thread(target=run_json, daemon=True),
+               threading.Thread(target=run_sse, daemon=True)]
+    for th in threads:
+        th.start()
+
+    def wait():
+        for th in threads:
+            th.join(60)
+        check("json" in res and "sse" in res, "both callers got an answer", res)
+        return res
+    return wait
+
+
+def cut_answers(res, what):
+    """Both answers of forwarded_and_held say the command may have run."""
+    r = res["json"]
+    eq((r.status, r.get("error_code")), (502, "COMMAND_INTERRUPTED"), "%s: JSON (%r)" % (what, r))
+    check("may have run" in r.get("error", ""), "%s: the message says it may have run" % what, r)
+    status, events = res["sse"]
+    eq(status, 200, "%s: SSE status" % what)
+    eq(events[-1][0], "error", "%s: the stream ends with an error event (%r)" % (what, events))
+    eq((events[-1][1].get("http_status"), events[-1][1].get("error_code")),
+       (502, "COMMAND_INTERRUPTED"), "%s: the stream's end event" % what)
+
+
+@test(timeout=180)
+def a_command_cut_by_the_owners_shutdown_may_have_run(t):
+    """The replica holding a cluster's agent stops (SIGTERM, then a second
+    signal ends its drain) while its agent runs two commands another replica
+    forwarded: that replica's callers get 502 COMMAND_INTERRUPTED (JSON, and
+    the stream's end event), which it does not retry (the command may have
+    run), and its audit rows say interrupted.  Before, the owner ended them
+    with 503 SERVER_SHUTTING_DOWN, the answer of a command that did not run."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-owner-stop")
+    cid = tok["cluster_id"]
+    a = f.agent(tok["token"], "agent-owner-stop")
+    owner = f.owner_of(cid)
+    origin = f.others(owner)[0]
+
+    def counted(outcome):
+        return server_metrics(origin).get('aurora_forward_commands_total{outcome="%s"}' % outcome, 0)
+    before = {k: counted(k) for k in ("interrupted", "retried", "retried_here")}
+    mark = len(origin.server.log_text())
+    wait = forwarded_and_held(t, f, origin, cid, "owner-stop-" + rand_tag(4))
+    wait_until(lambda: agent_metric(a, "aurora_agent_commands_in_flight") == 2, 20, 0.05,
+               "both commands to run at the agent")
+    owner.server.p.send_signal(signal.SIGTERM)
+    try:
+        wait_until(lambda: "draining 2 running command" in owner.server.log_text(), 15, 0.02,
+                   "the owner to drain its two commands")
+        owner.server.p.send_signal(signal.SIGINT)
+        eq(owner.server.p.wait(30), 0, "the owner's exit status")
+        res = wait()
+    finally:
+        eq(owner.server.stop(), [], "%s stopped cleanly" % owner.name)
+        owner.start()  # same port, same data dir, for the next tests
+    cut_answers(res, "cut by the owner's shutdown")
+    eq({k: counted(k) for k in before},
+       dict(before, interrupted=before["interrupted"] + 2), "counted as interrupted, not retried")
+    check("did not run it" not in origin.server.log_text()[mark:], "no retry logged")
+    q = "SELECT outcome FROM audit_log WHERE cluster_id = '%s'" % cid
+    wait_until(lambda: len(f.sql(q)) == 2 and all(o != "started" for (o,) in f.sql(q)), 20, 0.05,
+               "the audit rows to be completed")
+    eq(f.sql(q), [("interrupted",), ("interrupted",)], "the forwarding replica's audit rows")
+
+
 @test(timeout=120)
 def client_disconnect_cancels_on_the_owner(t):
     f = fleet(t)

@@ -2297,6 +2297,10 @@ static void test_oversized_message(void **state)
     expect_closed(ls, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
 }
 
+/* The server's shutdown tells a command its agent had from one it never
+ * got: 502 COMMAND_INTERRUPTED (it may have run: a caller that retries it
+ * may run it twice) against 503 SERVER_SHUTTING_DOWN (still queued here for
+ * a free slot: it did not run, and is not sent when the slot frees). */
 static void test_shutdown(void **state)
 {
     fixture *fx = *state;
@@ -2304,11 +2308,19 @@ static void test_shutdown(void **state)
     tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 1);
     sink_rec r1 = { 0 }, r2 = { 0 };
     exec_ok(fx, &m, &r1);
-    exec_ok(fx, &m, &r2);
+    assert_int_not_equal(sent_exec(s), 0);
+    exec_ok(fx, &m, &r2); /* the agent's one slot is taken: held here */
+    expect_no_frame(s);
     tunnel_shutdown(fx->hub);
-    assert_int_equal(r1.ends + r2.ends, 2);
-    assert_int_equal(r1.http_status, 503);
+    assert_int_equal(r1.ends, 1);
+    assert_int_equal(r1.http_status, 502);
+    assert_string_equal(r1.error_code, "COMMAND_INTERRUPTED");
+    assert_non_null(strstr(r1.error, "may have run"));
+    assert_int_equal(r2.ends, 1);
+    assert_int_equal(r2.http_status, 503);
     assert_string_equal(r2.error_code, "SERVER_SHUTTING_DOWN");
+    assert_non_null(strstr(r2.error, "was not run"));
+    expect_no_frame(s);
     expect_closed(s, LWS_CLOSE_STATUS_GOINGAWAY, "Server shutting down");
 }
 
