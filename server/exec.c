@@ -75,6 +75,7 @@ struct exec_ctx {
     int flush_armed;         /* loop thread only */
     _Atomic int flush_queued;
     _Atomic int draining; /* exec_ctx_drain: new commands are refused */
+    int64_t answers; /* loop thread: answers not yet written whole (answer_hold) */
 };
 
 typedef struct {
@@ -171,7 +172,7 @@ int64_t exec_ctx_busy(exec_ctx *x)
 {
     exec_usage u;
     exec_limits_usage(x->limits, "", &u, NULL, 0, NULL);
-    return u.server_commands + (u.server_bytes > 0);
+    return u.server_commands + x->answers;
 }
 
 void exec_spec_free(exec_spec *e)
@@ -431,6 +432,42 @@ static void run_free(exec_run *x)
     free(x);
 }
 
+/* A command's answer handed to its client's connection (a JSON body, the
+ * end of a stream) is the command's until the connection has written its
+ * last byte or the client is gone (the txn's end, http_txn_hold): the
+ * command's slot is released when it ends, and a server that drains
+ * (exec_ctx_busy) stopped with a stream's end still queued for a client
+ * that reads slowly, cutting it.  A JSON answer is also charged to the
+ * output budgets (json_hold_answer). */
+typedef struct {
+    exec_ctx *x;
+    exec_budget budget;
+} answer_hold;
+
+static void answer_release(void *arg)
+{
+    answer_hold *a = arg;
+    exec_limits_release(&a->budget);
+    a->x->answers--;
+    free(a);
+}
+
+/* x's answer, now in t, counted until t ends; NULL when out of memory (not
+ * counted: a server that drains may cut it). */
+static answer_hold *hold_answer(exec_run *x, http_txn *t)
+{
+    answer_hold *a = calloc(1, sizeof(*a));
+    if (!a) {
+        log_error("exec on %s for org %s: answer not counted (out of memory)",
+                  x->spec->cluster_id, x->spec->org_id);
+        return NULL;
+    }
+    a->x = x->ctx;
+    a->x->answers++;
+    http_txn_hold(t, answer_release, a);
+    return a;
+}
+
 /* ---- JSON mode ------------------------------------------------------------------ */
 
 /* Makes room in c for n more bytes (len + n never exceeds max_output: the
@@ -508,6 +545,7 @@ static void json_fail_budget(exec_run *x, int which)
                         (long long)(org ? u.org_bytes : u.server_bytes),
                         (long long)(org ? u.org_budget : u.server_budget),
                         org ? "AURORA_EXEC_ORG_OUTPUT_BUDGET" : "AURORA_EXEC_OUTPUT_BUDGET");
+        hold_answer(x, t);
         http_txn_respond(t);
     }
     run_free(x);
@@ -541,12 +579,6 @@ static void json_on_data(void *ctx, int channel, const unsigned char *p, size_t 
         tunnel_req_consumed(x->req, n);
 }
 
-static void answer_release(void *arg)
-{
-    exec_limits_release(arg);
-    free(arg);
-}
-
 /* The answer built from the capture (JSON escapes make up to 6 bytes of one,
  * plus output_base64) stays in memory until the client has taken it, maybe
  * long after the command and its capture are gone: it is charged, at its
@@ -559,14 +591,9 @@ static void answer_release(void *arg)
 static void json_hold_answer(exec_run *x, http_txn *t)
 {
     const buf_t *body = &http_txn_response(t)->body;
-    exec_budget *b = calloc(1, sizeof(*b));
-    if (!b) {
-        log_error("exec on %s for org %s: answer of %zu bytes not counted (out of memory)",
-                  x->spec->cluster_id, x->spec->org_id, body->cap);
-        return;
-    }
-    exec_limits_charge(x->ctx->limits, b, x->spec->org_id, (int64_t)body->cap);
-    http_txn_hold(t, answer_release, b);
+    answer_hold *a = hold_answer(x, t);
+    if (a)
+        exec_limits_charge(x->ctx->limits, &a->budget, x->spec->org_id, (int64_t)body->cap);
 }
 
 static void json_on_end(void *ctx, const tunnel_result *r)
@@ -693,6 +720,7 @@ static void sse_finish(exec_run *x)
                          : x->final_failed ? "event: error\ndata: {}\n\n"
                                            : "event: result\ndata: {}\n\n";
         http_txn_stream_write(t, ev, strlen(ev));
+        hold_answer(x, t); /* what the stream still holds, its end included */
         http_txn_detach(t);
         http_txn_stream_end(t);
     }
@@ -748,6 +776,7 @@ static void sse_fail_budget(exec_run *x, int which)
         if (o)
             cJSON_AddNumberToObject(o, "http_status", r.http_status);
         sse_event(t, "error", o);
+        hold_answer(x, t);
         http_txn_detach(t);
         http_txn_stream_end(t);
     }

@@ -44,9 +44,10 @@ void exec_ctx_free(exec_ctx *x);
 void exec_ctx_drain(exec_ctx *x);
 /* 1 once exec_ctx_drain was called (any thread). */
 int exec_ctx_draining(const exec_ctx *x);
-/* Commands admitted and not ended, plus 1 while output held for a caller
- * (an answer not yet taken) remains: the server keeps serving until this is
- * 0 or AURORA_SHUTDOWN_DRAIN_S passes. */
+/* Loop thread: commands admitted and not ended, plus their answers not yet
+ * written whole to their clients' connections (a JSON body, what a stream
+ * still holds, its end event included): the server keeps serving until this
+ * is 0 or AURORA_SHUTDOWN_DRAIN_S passes. */
 int64_t exec_ctx_busy(exec_ctx *x);
 exec_limits *exec_ctx_limits(exec_ctx *x);
 

@@ -334,10 +334,12 @@ static void on_signal(int sig)
 }
 
 /* At the first SIGTERM: new commands are refused (503 SERVER_SHUTTING_DOWN)
- * while the loop keeps serving those already running, and their answers,
- * for at most drain_s seconds or until a second signal; the agent sessions
- * are closed only after, so a rollout of the server does not cut the
- * commands it happens to be running. */
+ * while the loop keeps serving those already running, and their answers
+ * until the client's connection has written their last byte (a slow reader
+ * otherwise lost the end of a stream as the server stopped), for at most
+ * drain_s seconds or until a second signal; the agent sessions are closed
+ * only after, so a rollout of the server does not cut the commands it
+ * happens to be running. */
 static void drain_commands(exec_ctx *x, int drain_s)
 {
     exec_ctx_drain(x);

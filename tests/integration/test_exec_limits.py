@@ -27,6 +27,7 @@ output can be held in the server deterministically."""
 
 import base64
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -748,6 +749,105 @@ def a_second_sigterm_stops_the_drain(t):
     eq([r[1] for r in db_rows(w, cut)], ["interrupted"], "the running command's audit row")
     eq([r[1] for r in db_rows(w, streamed)], ["interrupted"], "the stream's audit row")
     eq([r[1] for r in db_rows(w, queued)], ["server_shutting_down"], "the queued command's audit row")
+
+
+class SlowReader:
+    """A caller on a connection with a small receive buffer (4 KiB asked) and
+    small segments (536 bytes, as over a link with a small MTU; the server's
+    kernel sizes its send buffer from them), so what it has not read waits
+    at the server, in its own buffers, not in the kernels': it sends a
+    command, reads the answer's head and then nothing until read_slowly()."""
+
+    def __init__(self, w, cid, body, stream):
+        sock = socket.socket()
+        # before connect: they are the connection's window and MSS
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+        sock.settimeout(60)
+        sock.connect(("127.0.0.1", w.port))
+        self.conn = http.client.HTTPSConnection("127.0.0.1", w.port, context=w.ctx, timeout=60)
+        self.conn.sock = w.ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+        headers = {"Authorization": "Bearer %s" % w.api_key, "Content-Type": "application/json"}
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        self.conn.request("POST", "/api/clusters/%s/kubectl" % cid, body=json.dumps(body).encode(),
+                          headers=headers)
+        self.resp = self.conn.getresponse()
+
+    def read_slowly(self):
+        """The whole body, at most 8 KiB at a time, 10 ms apart: the pace of
+        a slow client, not a wait for something to happen.  Raises when the
+        server cut it (http.client's IncompleteRead)."""
+        got = []
+        while True:
+            chunk = self.resp.read1(8192)
+            if not chunk:
+                break
+            got.append(chunk)
+            time.sleep(0.01)
+        self.conn.close()
+        return b"".join(got)
+
+
+def a_slow_reader_during_the_drain(t, name, stream, n, check_body):
+    """A command whose answer (n bytes of output) its caller reads slowly,
+    from after the server's SIGTERM only: the drain waits for its last byte,
+    so the caller gets the answer whole (check_body(body, output)), and the
+    server then stops on its own, the drain over."""
+    w = t.world(name, extra_env={"AURORA_SHUTDOWN_DRAIN_S": "300"})
+    tok = w.create_token("it-" + name)
+    w.start_agent(tok["token"])
+    cid = tok["cluster_id"]
+    w.wait_connection(cid)
+    tag = name + "-" + rand_tag(4)
+    c = SlowReader(w, cid, {"args": ["logs", "tagged-%s-%d" % (tag, n)], "timeout": 60}, stream)
+    # the answer has begun: the command runs (a stream), or has ended and
+    # its answer waits for the caller (JSON)
+    eq(c.resp.status, 200, "the answer's status")
+    w.server.p.send_signal(signal.SIGTERM)
+    wait_until(lambda: "draining 1 running command" in w.server.log_text(), 10, 0.02,
+               "the server to drain the unread answer")
+    check_body(c.read_slowly(), kube_api.tagged_bytes(tag, n))
+    eq(w.server.p.wait(30), 0, "the server's exit status")
+    contains(w.server.log_text(), "the running commands have ended",
+             "the server stopped once the answer was written, not at the drain's end")
+
+
+@test(timeout=120)
+def a_slow_reader_gets_a_whole_stream_before_the_server_stops(t):
+    """An SSE stream's end (its last output and the result event, up to some
+    100 KiB that wait in the stream for a client that reads slowly) reaches
+    the caller before the server stops.  Before, the drain ended with the
+    command (its slot), the stream's tail still queued: the caller lost it
+    (the connection closed mid-chunk, IncompleteRead)."""
+    def body_ok(body, want):
+        events = []
+        buf = body.replace(b"\r\n", b"\n")
+        for block in buf.split(b"\n\n"):
+            ev, data = None, None
+            for line in block.split(b"\n"):
+                if line.startswith(b"event: "):
+                    ev = line[7:].decode()
+                elif line.startswith(b"data: "):
+                    data = json.loads(line[6:])
+            if ev:
+                events.append((ev, data))
+        eq(events[-1][0], "result", "the stream's last event (%r)" % (events[-1:],))
+        got = "".join(d.get("text", "") for e, d in events if e == "output").encode()
+        eq((len(got), got == want), (len(want), True), "the output streamed whole")
+    a_slow_reader_during_the_drain(t, "slowsse", True, 300 * KIB, body_ok)
+
+
+@test(timeout=120)
+def a_slow_reader_gets_a_whole_json_answer_before_the_server_stops(t):
+    """The same for a JSON answer, larger than what the kernels' buffers
+    take (its end waits in the server's): it counts for the drain until its
+    connection has written it (before, as the output budgets' charge)."""
+    def body_ok(body, want):
+        r = json.loads(body)
+        eq((len(r["output"]), r["output"].encode() == want), (len(want), True),
+           "the output whole")
+    a_slow_reader_during_the_drain(t, "slowjson", False, 2 * MIB, body_ok)
 
 
 def hold_write_lock(t, w):
