@@ -45,6 +45,10 @@ static struct {
     double grace_s; /* twice the tunnel's: the owner replica's own deadline answers first */
     prom_family_t *outcomes; /* aurora_forward_commands_total{outcome} */
     tunnel_hub *tunnels; /* this replica's sessions: a retry may run there (again_here) */
+    /* Every forward and retry lookup alive (loop thread): forward_shutdown
+     * ends those whose caller still waits. */
+    struct fwd *fwds;
+    struct fwd_again *agains;
 } F;
 
 static void count_outcome(const char *outcome)
@@ -107,7 +111,7 @@ void forward_start(const server_config *cfg, struct lws_context *ctx, tunnel_hub
 
 /* ---- client side (origin, loop thread) ------------------------------------------------ */
 
-typedef struct {
+typedef struct fwd {
     tunnel_req *req;   /* NULL once ended or abandoned */
     struct lws *wsi;   /* NULL once closed */
     char host[256];
@@ -131,6 +135,7 @@ typedef struct {
     int connected;     /* TCP and TLS done: the request is being sent */
     lws_sorted_usec_list_t sul; /* deadline */
     lws_sorted_usec_list_t connect_sul; /* CONNECT_DEADLINE_S */
+    struct fwd *prev, *next; /* F.fwds */
 } fwd;
 
 static void fwd_consumed(void *rctx, size_t n);
@@ -148,6 +153,12 @@ static void fwd_wipe_body(fwd *f)
 
 static void fwd_free(fwd *f)
 {
+    if (f->prev)
+        f->prev->next = f->next;
+    else if (F.fwds == f)
+        F.fwds = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
     lws_sul_cancel(&f->sul);
     lws_sul_cancel(&f->connect_sul);
     fwd_wipe_body(f);
@@ -605,6 +616,10 @@ static fwd *fwd_new(const char *owner_addr, const char *cluster_id, char *err, s
                  cluster_id);
         return NULL;
     }
+    f->next = F.fwds; /* freed with fwd_free from here on */
+    if (F.fwds)
+        F.fwds->prev = f;
+    F.fwds = f;
     return f;
 }
 
@@ -726,8 +741,8 @@ static tunnel_req *fwd_start(const char *owner_addr, const tunnel_exec_params *p
  * this one included) after the origin's lookup: the caller would get 503
  * though the cluster takes commands.  The request stays the caller's one tunnel_req, so its end,
  * and the audit row written from it, come once. */
-typedef struct {
-    tunnel_req *req; /* NULL once its caller left */
+typedef struct fwd_again {
+    tunnel_req *req; /* NULL once its caller left (or was answered: forward_shutdown) */
     unsigned char *body; /* f's: LWS_PRE + JSON, wiped */
     size_t body_len;
     double deadline;
@@ -736,10 +751,17 @@ typedef struct {
     tunnel_result first; /* what the caller gets when there is no retry */
     char error[640], code[64];
     int first_status;    /* the first owner's HTTP status (0: not reached) */
+    struct fwd_again *prev, *next; /* F.agains, once submitted */
 } fwd_again;
 
 static void again_free(fwd_again *a)
 {
+    if (a->prev)
+        a->prev->next = a->next;
+    else if (F.agains == a)
+        F.agains = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
     if (a->body) {
         OPENSSL_cleanse(a->body, LWS_PRE + a->body_len);
         free(a->body);
@@ -919,6 +941,10 @@ static int fwd_retry(fwd *f, tunnel_req *q, const tunnel_result *r)
         free(a);
         return -1;
     }
+    a->next = F.agains;
+    if (F.agains)
+        F.agains->prev = a;
+    F.agains = a;
     /* The body moves to the retry (submitted: the worker reads only the
      * cluster; the body is touched on the loop thread alone). */
     a->body = f->body;
@@ -941,6 +967,45 @@ int forward_held(const char *owner_addr, const tunnel_exec_params *p, tunnel_req
         return 0;
     log_warn("a command held for cluster %s not forwarded: %s", p->cluster_id, err);
     return -1;
+}
+
+void forward_shutdown(void)
+{
+    /* Their callers are answered now, while the loop still runs: at the
+     * context's end their connections and ours close in no set order, and
+     * a caller then got no answer, or AGENT_DISCONNECTED, and its audit row
+     * stayed "started" (the last flush of ends had gone). */
+    for (fwd *f = F.fwds, *next; f; f = next) {
+        next = f->next;
+        if (!f->req)
+            continue;
+        f->retried = 1; /* no retry now */
+        if (!f->status && !f->sent_all)
+            fwd_fail(f, 503, EC_SERVER_SHUTTING_DOWN,
+                     "the server is shutting down: the command had not reached the replica holding "
+                     "the agent and was not run; retry it");
+        else /* closing the connection cancels it there, maybe too late */
+            fwd_fail(f, 502, EC_COMMAND_INTERRUPTED,
+                     "the server shut down while the replica holding the agent ran the command (it "
+                     "waits for running commands up to AURORA_SHUTDOWN_DRAIN_S, or until a second "
+                     "signal): the command may have run; check before retrying it");
+        fwd_kill(f);
+    }
+    for (fwd_again *a = F.agains; a; a = a->next) {
+        if (!a->req)
+            continue;
+        /* The replica it was sent to did not run it, and it was not sent
+         * again: it ran nowhere.  The lookup's end frees a. */
+        tunnel_result r = { .failed = 1, .http_status = 503, .return_code = -1,
+                            .error_code = EC_SERVER_SHUTTING_DOWN,
+                            .error = "the server is shutting down: the command was not run (the "
+                                     "replica it was sent to did not run it, and it was not sent "
+                                     "again); retry it" };
+        tunnel_req *q = a->req;
+        a->req = NULL;
+        count_outcome("failed");
+        tunnel_req_remote_end(q, &r);
+    }
 }
 
 /* ---- server side (owner) ------------------------------------------------------------------ */

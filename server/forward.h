@@ -59,6 +59,13 @@ tunnel_req *forward_exec(const char *owner_addr, const tunnel_exec_params *p, co
  * r's caller getting its output and end from there.  0, or -1 (r untouched). */
 int forward_held(const char *owner_addr, const tunnel_exec_params *p, tunnel_req *r);
 
+/* Loop thread, server shutdown, after tunnel_shutdown: what this replica
+ * forwarded and its caller still waits for ends now, as tunnel_shutdown ends
+ * a local command: 502 COMMAND_INTERRUPTED once the owner may have it (its
+ * connection is closed, which cancels it there), else 503
+ * SERVER_SHUTTING_DOWN (it did not run); no retry starts. */
+void forward_shutdown(void);
+
 /* The lws protocol of the forward connections (server.c's protocol table). */
 #define FORWARD_PROTOCOL "aurora-forward"
 int forward_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

@@ -740,8 +740,11 @@ int server_run(server_config *cfg)
     drain_commands(sv.exec, cfg->shutdown_drain_s);
     log_info("shutting down: closing %zu agent session(s)", tunnel_session_count(sv.tunnels));
     tunnel_shutdown(sv.tunnels);
-    /* Let the close frames go out, bounded. */
-    for (int i = 0; i < 50 && tunnel_session_count(sv.tunnels); i++)
+    forward_shutdown(); /* and what this replica forwarded to another */
+    /* Let the close frames go out, and the answers of the commands just cut
+     * (their callers learn that they may have run), bounded: the drain's
+     * time is over. */
+    for (int i = 0; i < 50 && (tunnel_session_count(sv.tunnels) || exec_ctx_busy(sv.exec)); i++)
         service_round(20);
     periodic_stop();
     exec_ctx_flush_audit(sv.exec); /* the ends still waiting for a start */

@@ -1629,6 +1629,43 @@ def a_command_cut_by_the_owners_shutdown_may_have_run(t):
     eq(f.sql(q), [("interrupted",), ("interrupted",)], "the forwarding replica's audit rows")
 
 
+@test(timeout=180)
+def a_forwarding_replicas_shutdown_cuts_what_it_forwarded(t):
+    """The replica a caller reached stops (SIGTERM, then a second signal ends
+    its drain) while the replica holding the agent runs two commands it
+    forwarded: its callers get 502 COMMAND_INTERRUPTED before it exits (JSON,
+    and the stream's end event), its audit rows say interrupted, and the
+    commands are cancelled at the agent.  Before, the callers' connections
+    and the forwards closed in no set order as the server stopped: a caller
+    got no answer (or AGENT_DISCONNECTED), and its audit row stayed
+    "started"."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-origin-stop")
+    cid = tok["cluster_id"]
+    a = f.agent(tok["token"], "agent-origin-stop")
+    owner = f.owner_of(cid)
+    origin = f.others(owner)[0]
+    wait = forwarded_and_held(t, f, origin, cid, "origin-stop-" + rand_tag(4))
+    wait_until(lambda: agent_metric(a, "aurora_agent_commands_in_flight") == 2, 20, 0.05,
+               "both commands to run at the agent")
+    q = "SELECT outcome FROM audit_log WHERE cluster_id = '%s'" % cid
+    origin.server.p.send_signal(signal.SIGTERM)
+    try:
+        wait_until(lambda: "draining 2 running command" in origin.server.log_text(), 15, 0.02,
+                   "the forwarding replica to drain its two commands")
+        origin.server.p.send_signal(signal.SIGINT)
+        eq(origin.server.p.wait(30), 0, "the forwarding replica's exit status")
+        res = wait()
+        # written before it exited: read while it is down
+        eq(f.sql(q), [("interrupted",), ("interrupted",)], "its audit rows")
+    finally:
+        eq(origin.server.stop(), [], "%s stopped cleanly" % origin.name)
+        origin.start()  # same port, same data dir, for the next tests
+    cut_answers(res, "cut by the forwarding replica's shutdown")
+    wait_until(lambda: agent_metric(a, "aurora_agent_commands_in_flight") == 0, 20, 0.05,
+               "the agent to cancel both commands")
+
+
 @test(timeout=120)
 def client_disconnect_cancels_on_the_owner(t):
     f = fleet(t)
