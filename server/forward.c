@@ -49,6 +49,10 @@ static struct {
      * ends those whose caller still waits. */
     struct fwd *fwds;
     struct fwd_again *agains;
+    /* what the owner's route accepts of a forwarded command (forward_in):
+     * a retry run here reads the body with the same limits (again_here) */
+    double max_timeout;
+    int64_t max_output;
 } F;
 
 static void count_outcome(const char *outcome)
@@ -96,6 +100,8 @@ void forward_start(const server_config *cfg, struct lws_context *ctx, tunnel_hub
     F.secret = server_setting(cfg, "AURORA_INTERNAL_FORWARD_SECRET");
     F.window = cfg->stream_window > 0 ? cfg->stream_window : 262144;
     F.grace_s = 2.0 * (cfg->deadline_grace_s > 0 ? cfg->deadline_grace_s : TUNNEL_DEADLINE_GRACE_S);
+    F.max_timeout = cfg->max_timeout;
+    F.max_output = cfg->max_output_stream;
     static const char *const labels[] = { "outcome" };
     F.outcomes = prom_family(PROM_COUNTER, "aurora_forward_commands_total",
                                 "Commands this replica forwarded to the replica holding the "
@@ -803,8 +809,88 @@ static void again_lookup(worker_ctx *w, void *arg)
     a->found = registry_lookup(a->cluster, a->addr, sizeof(a->addr)) == 1;
 }
 
-static int strings_of(const cJSON *arr, char ***out, int *n);
-static void free_strings(char **v, int n);
+/* ---- forwarded bodies ---------------------------------------------------------------------- */
+
+static int str_into(const cJSON *o, const char *key, char *out, size_t cap, int required)
+{
+    const char *v = api_json_str(o, key);
+    if (!v)
+        return required ? -1 : 0;
+    if (strlen(v) >= cap)
+        return -1;
+    snprintf(out, cap, "%s", v);
+    return 0;
+}
+
+/* The strings of a JSON array, copied (NULL-terminated list in *out). */
+static int strings_of(const cJSON *arr, char ***out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!arr || cJSON_IsNull(arr))
+        return 0;
+    if (!cJSON_IsArray(arr))
+        return -1;
+    int count = cJSON_GetArraySize(arr);
+    char **v = calloc((size_t)count + 1, sizeof(*v));
+    if (!v)
+        return -1;
+    for (int i = 0; i < count; i++) {
+        const char *s = cJSON_GetStringValue(cJSON_GetArrayItem(arr, i));
+        if (!s || !(v[i] = strdup(s))) {
+            for (int j = 0; j < i; j++)
+                secret_free(v[j]);
+            free(v);
+            return -1;
+        }
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static void free_strings(char **v, int n)
+{
+    for (int i = 0; v && i < n; i++)
+        secret_free(v[i]);
+    free(v);
+}
+
+/* A forwarded command's body (encode_request's JSON) into e: its org, user,
+ * cluster, kind ("kubectl" or "cloud_exec"), program, argv, command, env,
+ * timeout (in (0, max_timeout]) and max_output (in [1, max_output]).  The
+ * owner's route (forward_in) and a retry run on this replica (again_here)
+ * read it alike.  0; -1 when a field is missing, of the wrong type, too long
+ * or out of range (why: what is wrong with the argv, when it is that, else
+ * untouched), e then partly filled: exec_spec_free frees and wipes it. */
+static int body_command(const cJSON *body, double max_timeout, int64_t max_output, exec_spec *e,
+                        char *why, size_t whylen)
+{
+    char **argv = NULL;
+    int argc = 0;
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(body, "timeout");
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(body, "max_output");
+    const char *command = api_json_str(body, "command");
+    int rc = -1;
+    if (!str_into(body, "org_id", e->org_id, sizeof(e->org_id), 1) &&
+        !str_into(body, "user_id", e->user_id, sizeof(e->user_id), 0) &&
+        !str_into(body, "cluster_id", e->cluster_id, sizeof(e->cluster_id), 1) &&
+        !str_into(body, "kind", e->kind, sizeof(e->kind), 1) &&
+        !str_into(body, "program", e->program, sizeof(e->program), 0) &&
+        (!strcmp(e->kind, "kubectl") || !strcmp(e->kind, "cloud_exec")) && cJSON_IsNumber(to) &&
+        to->valuedouble > 0 && to->valuedouble <= max_timeout && cJSON_IsNumber(mo) &&
+        mo->valuedouble >= 1 && mo->valuedouble <= (double)max_output &&
+        strings_of(cJSON_GetObjectItemCaseSensitive(body, "argv"), &argv, &argc) == 0 &&
+        argv_from_strings((const char *const *)argv, argc, &e->argv, why, whylen) == 0 &&
+        strings_of(cJSON_GetObjectItemCaseSensitive(body, "env"), &e->env, &e->nenv) == 0 &&
+        (!command || (e->command = strdup(command)))) {
+        e->timeout = to->valuedouble;
+        e->max_output = (int64_t)mo->valuedouble;
+        rc = 0;
+    }
+    free_strings(argv, argc);
+    return rc;
+}
 
 /* a's command on a session of this replica, when one takes it (the same
  * choice as tunnel_exec's for a command of its caller: v2, or the newest
@@ -818,34 +904,22 @@ static int again_here(fwd_again *a, double left)
     if (!F.tunnels)
         return -1;
     cJSON *o = cJSON_ParseWithLength((const char *)a->body + LWS_PRE, a->body_len);
-    if (!o)
-        return -1;
-    const char *org = api_json_str(o, "org_id"), *kind = api_json_str(o, "kind");
-    const char *program = api_json_str(o, "program");
-    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(o, "max_output");
-    char **args = NULL, **env = NULL;
-    int nargs = 0, nenv = 0, rc = -1;
-    argv_t argv = { 0 };
+    exec_spec *e = o ? calloc(1, sizeof(*e)) : NULL;
+    int rc = -1;
     char err[256] = "";
-    if (org && kind && cJSON_IsNumber(mo) &&
-        strings_of(cJSON_GetObjectItemCaseSensitive(o, "argv"), &args, &nargs) == 0 &&
-        argv_from_strings((const char *const *)args, nargs, &argv, err, sizeof(err)) == 0 &&
-        strings_of(cJSON_GetObjectItemCaseSensitive(o, "env"), &env, &nenv) == 0) {
-        const char *user = api_json_str(o, "user_id");
-        tunnel_exec_params p = { .org_id = org, .cluster_id = a->cluster,
-                                 .user_id = user && *user ? user : NULL, .kind = kind,
-                                 .argv = &argv, .legacy_command = api_json_str(o, "command"),
-                                 .timeout = left, .max_output = (int64_t)mo->valuedouble,
-                                 .program = program && *program ? program : NULL,
-                                 .env = (const char *const *)env, .nenv = nenv };
+    if (e && body_command(o, F.max_timeout, F.max_output, e, err, sizeof(err)) == 0) {
+        tunnel_exec_params p = { .org_id = e->org_id, .cluster_id = a->cluster,
+                                 .user_id = e->user_id[0] ? e->user_id : NULL, .kind = e->kind,
+                                 .argv = &e->argv, .legacy_command = e->command,
+                                 .timeout = left, .max_output = e->max_output,
+                                 .program = e->program[0] ? e->program : NULL,
+                                 .env = (const char *const *)e->env, .nenv = e->nenv };
         rc = tunnel_req_run_here(F.tunnels, a->req, &p, err, sizeof(err));
         if (rc == -2)
             log_warn("exec on %s: the replica at %s did not run it; not run here: %s", a->cluster,
                      a->old_addr, err);
     }
-    free_strings(args, nargs);
-    free_strings(env, nenv);
-    argv_free(&argv);
+    exec_spec_free(e); /* its copies of the credentials and the command line wiped */
     secret_json_free(o);
     if (rc < 0)
         return -1;
@@ -1022,51 +1096,6 @@ static int secret_ok(const char *given)
     return crypto_ct_equal(a, sizeof(a), b, sizeof(b));
 }
 
-static int str_into(const cJSON *o, const char *key, char *out, size_t cap, int required)
-{
-    const char *v = api_json_str(o, key);
-    if (!v)
-        return required ? -1 : 0;
-    if (strlen(v) >= cap)
-        return -1;
-    snprintf(out, cap, "%s", v);
-    return 0;
-}
-
-/* The strings of a JSON array, copied (NULL-terminated list in *out). */
-static int strings_of(const cJSON *arr, char ***out, int *n)
-{
-    *out = NULL;
-    *n = 0;
-    if (!arr || cJSON_IsNull(arr))
-        return 0;
-    if (!cJSON_IsArray(arr))
-        return -1;
-    int count = cJSON_GetArraySize(arr);
-    char **v = calloc((size_t)count + 1, sizeof(*v));
-    if (!v)
-        return -1;
-    for (int i = 0; i < count; i++) {
-        const char *s = cJSON_GetStringValue(cJSON_GetArrayItem(arr, i));
-        if (!s || !(v[i] = strdup(s))) {
-            for (int j = 0; j < i; j++)
-                secret_free(v[j]);
-            free(v);
-            return -1;
-        }
-    }
-    *out = v;
-    *n = count;
-    return 0;
-}
-
-static void free_strings(char **v, int n)
-{
-    for (int i = 0; v && i < n; i++)
-        secret_free(v[i]);
-    free(v);
-}
-
 /* POST /internal/forward/exec: another replica's command for an agent held
  * here.  It was authenticated, validated, admitted and audited there. */
 static void forward_in(worker_ctx *w, http_request *req, http_response *resp)
@@ -1085,34 +1114,15 @@ static void forward_in(worker_ctx *w, http_request *req, http_response *resp)
     if (!body)
         return;
     exec_spec *e = calloc(1, sizeof(*e));
-    char **argv = NULL;
-    int argc = 0;
-    const cJSON *to = cJSON_GetObjectItemCaseSensitive(body, "timeout");
-    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(body, "max_output");
-    const char *command = api_json_str(body, "command");
     char why[160] = "";
-    if (!e || str_into(body, "org_id", e->org_id, sizeof(e->org_id), 1) ||
-        str_into(body, "user_id", e->user_id, sizeof(e->user_id), 0) ||
-        str_into(body, "cluster_id", e->cluster_id, sizeof(e->cluster_id), 1) ||
-        str_into(body, "kind", e->kind, sizeof(e->kind), 1) ||
-        str_into(body, "program", e->program, sizeof(e->program), 0) ||
-        (strcmp(e->kind, "kubectl") && strcmp(e->kind, "cloud_exec")) || !cJSON_IsNumber(to) ||
-        to->valuedouble <= 0 || to->valuedouble > w->cfg->max_timeout || !cJSON_IsNumber(mo) ||
-        mo->valuedouble < 1 || mo->valuedouble > (double)w->cfg->max_output_stream ||
-        strings_of(cJSON_GetObjectItemCaseSensitive(body, "argv"), &argv, &argc) < 0 ||
-        argv_from_strings((const char *const *)argv, argc, &e->argv, why, sizeof(why)) < 0 ||
-        strings_of(cJSON_GetObjectItemCaseSensitive(body, "env"), &e->env, &e->nenv) < 0 ||
-        (command && !(e->command = strdup(command)))) {
+    if (!e || body_command(body, w->cfg->max_timeout, w->cfg->max_output_stream, e, why,
+                           sizeof(why)) < 0) {
         http_resp_error(resp, 400, "BAD_REQUEST", "malformed forwarded command%s%s",
                         why[0] ? ": " : "", why);
-        free_strings(argv, argc);
         exec_spec_free(e);
         secret_json_free(body);
         return;
     }
-    free_strings(argv, argc);
-    e->timeout = to->valuedouble;
-    e->max_output = (int64_t)mo->valuedouble;
     /* The body's copies of the credentials and the command line go with it. */
     secret_json_free(body);
     e->stream = 1;    /* streamed back as it comes, whatever the caller asked */
