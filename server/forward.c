@@ -757,6 +757,12 @@ typedef struct fwd_again {
     tunnel_result first; /* what the caller gets when there is no retry */
     char error[640], code[64];
     int first_status;    /* the first owner's HTTP status (0: not reached) */
+    /* This replica's session of the cluster would take it but refused it
+     * (its queue full): what a local command gets then (exec_start's 503
+     * AGENT_NOT_CONNECTED and the tunnel's message), given instead of the
+     * first answer when no other replica runs it. */
+    int refused_here;
+    char here_error[256];
     struct fwd_again *prev, *next; /* F.agains, once submitted */
 } fwd_again;
 
@@ -790,16 +796,20 @@ static void again_abandon(void *rctx)
 
 static const tunnel_remote_ops again_ops = { again_consumed, again_abandon };
 
-/* The first answer, as it would have been given without the retry. */
+/* The first answer, as it would have been given without the retry; or,
+ * when this replica's session refused it, that refusal: it is the caller's
+ * answer now (the first one named a replica the agent has left). */
 static void again_give_up(fwd_again *a)
 {
     const char *code = a->first.error_code ? a->first.error_code : "";
     count_outcome(!strcmp(code, EC_AGENT_NOT_CONNECTED)
                       ? (a->first_status ? "not_connected" : "unreachable")
                       : "failed");
+    tunnel_result here = { .failed = 1, .http_status = 503, .return_code = -1,
+                           .error = a->here_error, .error_code = EC_AGENT_NOT_CONNECTED };
     tunnel_req *q = a->req;
     a->req = NULL;
-    tunnel_req_remote_end(q, &a->first);
+    tunnel_req_remote_end(q, a->refused_here ? &here : &a->first);
 }
 
 static void again_lookup(worker_ctx *w, void *arg)
@@ -898,7 +908,9 @@ static int body_command(const cJSON *body, double max_timeout, int64_t max_outpu
  * has no free slot), within left seconds.  Its caller's request becomes
  * that session's: the end, and the one audit row exec.c writes from it,
  * come from there.  0: done (a->req is no longer ours); -1: a->req as it
- * was.  The body's copies of the credentials are wiped here. */
+ * was, and when a session here would take it but refused it (its queue
+ * full), a->refused_here with its reason.  The body's copies of the
+ * credentials are wiped here. */
 static int again_here(fwd_again *a, double left)
 {
     if (!F.tunnels)
@@ -915,9 +927,12 @@ static int again_here(fwd_again *a, double left)
                                  .program = e->program[0] ? e->program : NULL,
                                  .env = (const char *const *)e->env, .nenv = e->nenv };
         rc = tunnel_req_run_here(F.tunnels, a->req, &p, err, sizeof(err));
-        if (rc == -2)
+        if (rc == -2) {
             log_warn("exec on %s: the replica at %s did not run it; not run here: %s", a->cluster,
                      a->old_addr, err);
+            a->refused_here = 1;
+            snprintf(a->here_error, sizeof(a->here_error), "%s", err);
+        }
     }
     exec_spec_free(e); /* its copies of the credentials and the command line wiped */
     secret_json_free(o);

@@ -3,7 +3,10 @@
  * not run it (503 AGENT_NOT_CONNECTED: the agent left it) while the agent
  * now has a session on this replica, so the command runs on that session
  * (again_here), from the forwarded body (the same parser as the owner's
- * route); with no session here the first answer stands.
+ * route).  When that session would take it but cannot (its queue is full),
+ * the caller gets that refusal, as a local command would (exec_start's 503
+ * AGENT_NOT_CONNECTED with the tunnel's "commands queued" message), not the
+ * first replica's answer, which names an agent that has left it.
  *
  * The first replica is a socket of the test answering that 503 over plain
  * HTTP; the session has no socket (tunnel.h); there is no Redis, so the
@@ -37,6 +40,7 @@
 #include "worker.h"
 
 #define WAIT_MS 20000
+#define MAX_WAITING 4096 /* tunnel.c's MAX_WAITING_PER_SESSION */
 #define OWNER_SAYS "the stand-in replica does not hold the agent of this cluster"
 
 static int64_t now_ms(void)
@@ -423,6 +427,42 @@ static void test_retry_runs_here(void **state)
     assert_int_equal(rec.return_code, 0);
 }
 
+static void discard_end(void *ctx, const tunnel_result *res)
+{
+    (void)ctx;
+    (void)res;
+}
+
+static const tunnel_sink g_discard = { rec_data, discard_end };
+
+/* The session here has the most commands queued a session holds: it
+ * refuses the retry, and that refusal (what a local command gets then) is
+ * the caller's answer, not the first replica's. */
+static void test_a_full_queue_here_is_the_callers_answer(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx);
+    connect_v2(fx, &m, 1);
+    argv_t a = { 0 };
+    tunnel_exec_params p = params_of(&m, &a);
+    char err[256] = "";
+    for (int i = 0; i <= MAX_WAITING; i++) /* one running, the rest queued */
+        if (!tunnel_exec(fx->hub, &p, &g_discard, NULL, err, sizeof(err)))
+            fail_msg("command %d not queued: %s", i, err);
+    assert_null(tunnel_exec(fx->hub, &p, &g_discard, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "4096 commands queued")); /* what a local command gets */
+    stand_in o;
+    stand_in_start(&o);
+    sink_rec rec = { 0 };
+    forward_and_wait(fx, &o, &p, &rec);
+    argv_free(&a);
+    assert_int_equal(rec.failed, 1);
+    assert_int_equal(rec.http_status, 503);
+    assert_string_equal(rec.error_code, EC_AGENT_NOT_CONNECTED);
+    if (!strstr(rec.error, "4096 commands queued"))
+        fail_msg("the caller got \"%s\", not the refusal of the session here", rec.error);
+}
+
 /* No session here: the first replica's answer stands. */
 static void test_no_session_here_gives_the_first_answer(void **state)
 {
@@ -446,6 +486,8 @@ int main(void)
     lws_set_log_level(LLL_ERR, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_retry_runs_here, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_full_queue_here_is_the_callers_answer, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_no_session_here_gives_the_first_answer, setup,
                                         teardown),
     };
