@@ -56,14 +56,20 @@ void access_log_request(const http_request *req, const char *route, int status, 
         LOG_STR("org", req->auth.org_id[0] ? req->auth.org_id : "-"),
         LOG_STR("request_id", req->request_id),
         LOG_STR("peer", req->peer),
+        /* Past a trusted proxy (client_addr.h) the socket peer is the proxy:
+         * the client it forwarded for, when it is someone else. */
+        LOG_STR("client", http_client(req)),
     };
+    int n = (int)(sizeof(f) / sizeof(f[0]));
+    if (!strcmp(http_client(req), req->peer))
+        n--;
     /* Probes and scrapes come every few seconds from every kubelet and
      * Prometheus: they log at debug unless they fail. */
     int quiet = status < 400 && (!strcmp(route, "/health") || !strcmp(route, "/ready") ||
                                  !strcmp(route, "/metrics"));
     if (quiet && !log_enabled(LOG_DEBUG))
         return;
-    log_fields(quiet ? LOG_DEBUG : LOG_INFO, "request", f, (int)(sizeof(f) / sizeof(f[0])));
+    log_fields(quiet ? LOG_DEBUG : LOG_INFO, "request", f, n);
 }
 
 void access_log_register(void) { http_capture_header("x-request-id"); }

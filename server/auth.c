@@ -114,7 +114,8 @@ int auth_authenticate(worker_ctx *w, http_request *req, int internal_only, http_
     if (secret) {
         const char *want = w->cfg->internal_secret;
         if (!want || !*want || !secret_matches(secret, want)) {
-            log_warn("rejected request with a wrong X-Internal-Secret from %s", req->peer);
+            log_warn("rejected request with a wrong X-Internal-Secret from %s",
+                     http_client(req));
             http_resp_error(resp, 401, "UNAUTHORIZED", "invalid internal secret");
             return -1;
         }

@@ -128,13 +128,14 @@ static int csrf_check(const worker_ctx *w, const http_request *req, const store_
     if (is_safe_method(req->method))
         return 0;
     if (!console_csrf_matches(http_header_get(req, "x-csrf-token"), c->csrf_token)) {
-        log_warn("refused a console write from %s: missing or wrong X-CSRF-Token", req->peer);
+        log_warn("refused a console write from %s: missing or wrong X-CSRF-Token",
+                 http_client(req));
         http_resp_error(resp, 403, "CSRF_FAILED",
                         "a write with the console session must carry its X-CSRF-Token");
         return -1;
     }
     if (!origin_ok(w, req)) {
-        log_warn("refused a console write from %s: Origin is not this server", req->peer);
+        log_warn("refused a console write from %s: Origin is not this server", http_client(req));
         http_resp_error(resp, 403, "CSRF_FAILED", "the request's Origin is not this server");
         return -1;
     }
@@ -211,25 +212,26 @@ static void session_body(const worker_ctx *w, const store_console_session *c, in
     http_resp_add_header(resp, "cache-control", "no-store");
 }
 
-/* One slot of the peer's failed sign-ins for this minute (its address, or
- * its IPv6 /64): taken after a wrong API key, or before a backend-secret
+/* One slot of the client's failed sign-ins for this minute (its address, or
+ * its IPv6 /64; past a trusted proxy, the client it forwarded for:
+ * client_addr.h): taken after a wrong API key, or before a backend-secret
  * sign-in, which gives it back when it succeeds.  0 (taken: *window set), or -1 with 429/503. */
 static int signin_slot(worker_ctx *w, const http_request *req, int by_key, char *key,
                        size_t cap, int64_t *window, http_response *resp)
 {
     char bucket[80];
-    console_peer_bucket(req->peer, bucket, sizeof(bucket));
-    /* The backend's attempts count apart: behind one ingress every client
-     * shares an address, and wrong API keys from anyone must not make the
-     * trusted backend's sign-ins 429. */
+    console_peer_bucket(http_client(req), bucket, sizeof(bucket));
+    /* The backend's attempts count apart: behind a proxy not listed in
+     * AURORA_TRUSTED_PROXIES every client shares its address, and wrong API
+     * keys from anyone must not make the trusted backend's sign-ins 429. */
     snprintf(key, cap, CONSOLE_SIGNIN_RATE_PREFIX "%s%s", by_key ? "" : "backend/", bucket);
     int64_t limit = server_setting_int(w->cfg, "AURORA_CONSOLE_SIGNIN_LIMIT");
     if (api_rate_take(w, key, limit, SIGNIN_WINDOW_S, "failed sign-ins from this address",
                       window, resp) == 0)
         return 0;
     if (resp->status == 429)
-        log_warn("console sign-in from %s refused: %lld failed attempts this minute", req->peer,
-                 (long long)limit);
+        log_warn("console sign-in from %s refused: %lld failed attempts this minute",
+                 http_client(req), (long long)limit);
     return -1;
 }
 
@@ -274,7 +276,7 @@ static int signin_request_ok(const worker_ctx *w, const http_request *req, int a
     const char *site = http_header_get(req, "sec-fetch-site");
     if (!origin_ok(w, req) ||
         (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)) {
-        log_warn("refused a console sign-in from %s: sent from another site", req->peer);
+        log_warn("refused a console sign-in from %s: sent from another site", http_client(req));
         http_resp_error(resp, 403, "CSRF_FAILED",
                         "a console sign-in must come from this server's own pages");
         return -1;
@@ -328,7 +330,7 @@ static void session_create(worker_ctx *w, http_request *req, http_response *resp
             /* A store failure (503) is not the caller's failed attempt. */
             if (resp->status != 503)
                 (void)signin_slot(w, req, 1, rate_key, sizeof(rate_key), &window, resp);
-            log_warn("console sign-in from %s failed (%d)", req->peer, resp->status);
+            log_warn("console sign-in from %s failed (%d)", http_client(req), resp->status);
             return;
         }
     } else {
@@ -336,7 +338,7 @@ static void session_create(worker_ctx *w, http_request *req, http_response *resp
         if (signin_slot(w, req, 0, rate_key, sizeof(rate_key), &window, resp) < 0)
             return;
         if (signin_identity(w, req, &a, resp) < 0) {
-            log_warn("console sign-in from %s failed (%d)", req->peer, resp->status);
+            log_warn("console sign-in from %s failed (%d)", http_client(req), resp->status);
             return; /* the slot stays taken: a failed attempt */
         }
         if (store_rate_give_back(w->store, rate_key, window) != STORE_OK)
@@ -367,7 +369,7 @@ static void session_create(worker_ctx *w, http_request *req, http_response *resp
     console_set_cookie(cookie, sizeof(cookie), id, ttl_s(w), console_cookie_secure(w));
     explicit_bzero(id, sizeof(id));
     log_info("console session started for user %s in org %s from %s", c.user_id, c.org_id,
-             req->peer);
+             http_client(req));
     session_body(w, &c, 201, resp);
     http_resp_add_header(resp, "set-cookie", cookie);
     explicit_bzero(cookie, sizeof(cookie));

@@ -13,7 +13,8 @@
  * browser sends Origin, come from this server's origin.  Sessions end after
  * AURORA_CONSOLE_SESSION_TTL, after AURORA_CONSOLE_SESSION_IDLE unused, on
  * sign-out, and when their API key is revoked.  Failed sign-ins are limited
- * per peer address (AURORA_CONSOLE_SIGNIN_LIMIT a minute, 429 beyond). */
+ * per client address (AURORA_CONSOLE_SIGNIN_LIMIT a minute, 429 beyond; past
+ * a trusted proxy the client it forwarded for: client_addr.h). */
 #ifndef AURORA_CONSOLE_SESSION_H
 #define AURORA_CONSOLE_SESSION_H
 

@@ -1120,6 +1120,8 @@ static void forward_in(worker_ctx *w, http_request *req, http_response *resp)
         return;
     }
     if (!secret_ok(http_header_get(req, SECRET_HEADER))) {
+        /* the socket peer: replicas reach each other directly, never
+         * through a proxy whose X-Forwarded-For would mean anything */
         log_warn("forwarded command from %s refused: wrong or missing forward secret", req->peer);
         http_resp_error(resp, 401, "UNAUTHORIZED", "a forwarded command needs the deployment's "
                                                    "forward secret");

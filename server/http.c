@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "access_log.h"
+#include "client_addr.h"
 #include "console_static.h"
 #include "log.h"
 #include "router.h"
@@ -176,14 +177,40 @@ int http_capture_header(const char *name)
     return 0;
 }
 
+/* AURORA_TRUSTED_PROXIES, parsed (read on the loop thread only, set before
+ * the listeners start). */
+static client_addr_trust g_trust;
+
+int http_set_trusted_proxies(const char *spec)
+{
+    char err[256];
+    client_addr_trust t;
+    if (client_addr_trust_parse(spec, &t, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    client_addr_trust_free(&g_trust);
+    g_trust = t;
+    if (t.n)
+        log_info("requests from %zu trusted proxy network(s) (AURORA_TRUSTED_PROXIES) are "
+                 "attributed to their X-Forwarded-For client", t.n);
+    return 0;
+}
+
 void http_module_cleanup(void)
 {
+    client_addr_trust_free(&g_trust);
     for (int i = 0; i < g_ncaptured; i++)
         free(g_captured[i]);
     g_ncaptured = 0;
 }
 
 /* ---- request accessors ---------------------------------------------------- */
+
+const char *http_client(const http_request *r)
+{
+    return r->client[0] ? r->client : r->peer;
+}
 
 const char *http_header_get(const http_request *r, const char *name)
 {
@@ -428,6 +455,23 @@ static int copy_headers(struct lws *wsi, http_request *r)
     explicit_bzero(val, HEADER_VALUE_MAX); /* held the last header copied */
     free(val);
     return rc;
+}
+
+/* Whom the request is from (client_addr.h).  X-Forwarded-For is read only
+ * from a trusted peer; lws keeps each repeated line as one more fragment and
+ * lws_hdr_copy joins them with commas, in order: one list, as RFC 9110 reads
+ * repeated list headers.  A value longer than the walk reads is not copied. */
+static void resolve_client(struct lws *wsi, http_request *r)
+{
+    char xff[CLIENT_ADDR_XFF_MAX + 1];
+    const char *v = NULL;
+    if (client_addr_trusted(&g_trust, r->peer)) {
+        int len = lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR);
+        if (len > 0 && len <= CLIENT_ADDR_XFF_MAX &&
+            lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR) >= 0)
+            v = xff;
+    }
+    client_addr_resolve(&g_trust, r->peer, v, r->client, sizeof(r->client));
 }
 
 static http_method method_of(int m)
@@ -788,12 +832,13 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
     t->req.method = method_of(m);
     t->req.path = strdup(uri ? uri : "/");
     lws_get_peer_simple(wsi, t->req.peer, sizeof(t->req.peer));
+    resolve_client(wsi, &t->req);
     long long clen = 0;
     char why[160];
     const char *bad = check_framing(wsi, &clen, why, sizeof(why));
     if (bad) {
         access_request_id(&t->req); /* headers not read: a fresh id */
-        log_warn("refused request from %s: %s", t->req.peer, why);
+        log_warn("refused request from %s: %s", http_client(&t->req), why);
         t->close_after = 1;
         http_resp_error(&t->resp, 400, bad, "%s", why);
         respond_now(t);
@@ -824,7 +869,7 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
         snprintf(why, sizeof(why), "malformed request line (a CR or LF, encoded or not, in "
                                    "the path or query, or no HTTP/1.x version)");
     if (cut || check_target(wsi, &t->req, why, sizeof(why)) < 0) {
-        log_warn("refused request from %s: %s", t->req.peer, why);
+        log_warn("refused request from %s: %s", http_client(&t->req), why);
         http_resp_error(&t->resp, 400, "BAD_REQUEST", "%s", why);
         /* A body stays unread; a cut request line leaves lws reading the
          * request as HTTP/1.0, whose connection it closes. */
@@ -897,7 +942,7 @@ int http_on_body_done(struct lws *wsi, struct http_conn *c)
             return 0;
         }
         log_warn("closing the connection of %s: request pipelined behind a body, "
-                 "not supported", t ? t->req.peer : "a client");
+                 "not supported", t ? http_client(&t->req) : "a client");
         return -1;
     }
     if (t->state != TXN_RECEIVING)
@@ -1259,7 +1304,8 @@ static int stream_added(http_txn *t)
 {
     if (buf_pending(&t->out) > STREAM_MAX_PENDING) {
         log_error("closing the stream of %s: %zu bytes wait for the client, more than the %d "
-                  "a stream may hold", t->req.peer, buf_pending(&t->out), STREAM_MAX_PENDING);
+                  "a stream may hold", http_client(&t->req), buf_pending(&t->out),
+                  STREAM_MAX_PENDING);
         buf_free(&t->out);
         lws_set_timeout(t->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return -1;

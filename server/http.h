@@ -21,6 +21,10 @@ struct cJSON;
 /* Header value by lowercase name, NULL if absent. */
 const char *http_header_get(const http_request *r, const char *name);
 const char *http_param(const http_request *r, const char *name);
+/* Whom the request is from, for logs and per-client limits: req->client,
+ * or the socket peer when nothing resolved it (a request built in code).
+ * Never for a right: those look at req->peer. */
+const char *http_client(const http_request *r);
 /* URL-decoded query argument into out; 1 if found. */
 int http_query_get(const http_request *r, const char *name, char *out, size_t cap);
 const char *http_method_name(http_method m);
@@ -112,6 +116,9 @@ void http_on_closed(struct lws *wsi, struct http_conn *c);
 /* Headers captured beyond the standard ones (lowercase, e.g. "x-hub-signature-256"). */
 int http_capture_header(const char *name);
 void http_set_limits(int64_t max_body);
+/* AURORA_TRUSTED_PROXIES (client_addr.h): whose X-Forwarded-For names the
+ * client.  0, or -1 (logged) when the list does not parse. */
+int http_set_trusted_proxies(const char *spec);
 /* AURORA_HTTP_SEND_TIMEOUT_S: how long a client with bytes of an answer
  * waiting may go without taking any before its connection is closed. */
 void http_set_send_timeout(int seconds);

@@ -54,7 +54,9 @@ typedef struct {
     const char *param_names[HTTP_MAX_PARAMS];
     char *params[HTTP_MAX_PARAMS];
     int nparams;
-    char peer[64];
+    char peer[64];   /* the socket peer: what connected (loopback and allow-list checks) */
+    char client[64]; /* whom the request is from: the peer, or past a trusted proxy the
+                        X-Forwarded-For client (client_addr.h); names, never grants */
     char request_id[HTTP_REQUEST_ID_MAX + 1]; /* access_log.h; returned as X-Request-ID */
     auth_ctx auth;
 } http_request;

@@ -192,7 +192,7 @@ static void claim_route(worker_ctx *w, http_request *req, http_response *resp)
         return;
     }
     if (cJSON_GetArraySize(jobs) > 0)
-        log_info("rca: %d job(s) claimed by %s", cJSON_GetArraySize(jobs), req->peer);
+        log_info("rca: %d job(s) claimed by %s", cJSON_GetArraySize(jobs), http_client(req));
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "jobs", jobs);
     http_resp_json(resp, 200, o);

@@ -552,6 +552,9 @@ int server_run(server_config *cfg)
     /* a client must keep taking what it is sent (answers, streams): what is
      * held for one that stops is released when this runs out */
     http_set_send_timeout((int)server_setting_int(cfg, "AURORA_HTTP_SEND_TIMEOUT_S"));
+    /* whose X-Forwarded-For names the client (validated at load: cannot fail) */
+    if (http_set_trusted_proxies(server_setting(cfg, "AURORA_TRUSTED_PROXIES")) < 0)
+        return 1;
     router_reset();
     modules_register_all();
 

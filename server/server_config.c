@@ -1,6 +1,7 @@
 /* server_config.c — settings table, resolution and the production check. */
 #include "server_config.h"
 
+#include "client_addr.h"
 #include "connector.h"
 
 #include <stdio.h>
@@ -31,6 +32,7 @@ static const config_def server_defs[] = {
     { "AURORA_MAX_BODY", "server.max_body", CFG_INT, "1048576", "largest accepted HTTP request body (bytes)", 0 },
     { "AURORA_WEBHOOK_CLAIM_LEASE_S", "webhooks.claim_lease_s", CFG_INT, "300", "a webhook delivery claimed for processing longer ago than this is taken to belong to a process that died and is processed again (s); processing is idempotent, so a short lease costs only repeated work", 0, 5, 86400 },
     { "AURORA_WEBHOOK_UNASSIGNED_RETENTION_DAYS", "webhooks.unassigned_retention_days", CFG_INT, "30", "a webhook delivery whose tenant is still unknown after this long (a GitHub ping, an installation never bound, a Slack workspace never connected) is deleted (days; checked by each connector's sweep; 0 keeps them forever)", 0, 0, 36500 },
+    { "AURORA_TRUSTED_PROXIES", "server.trusted_proxies", CFG_STRING, NULL, "comma-separated IPv4/IPv6 addresses or CIDRs of the reverse proxies in front of this server (ingress controller, load balancer; 127.0.0.1 for a tunnel such as ngrok on this host): a request whose socket peer is one of them is attributed to the X-Forwarded-For entry its proxies appended (read right to left, past the trusted ones), for the console's sign-in limit and the logs, never for a right; default: nothing trusted (the socket peer is the client)", 0 },
     { "AURORA_PUBLIC_URL", "server.public_url", CFG_STRING, NULL, "public base URL of this server (https://aurora.example.com): the webhook URLs connectors show to users (default: built from the request's Host)", 0 },
     { "AURORA_LEGACY_MAX_FRAME", "tunnel.legacy_max_frame", CFG_INT, "33554432", "largest frame from a legacy agent (bytes)", 0 },
     { "AURORA_AGENT_ASSEMBLY_BUDGET", "tunnel.assembly_budget", CFG_INT, "268435456", "bytes of agent messages larger than 1 MiB (legacy outputs arrive as one message) assembled at once: budget / AURORA_LEGACY_MAX_FRAME messages at a time (at least one); the others' connections stop being read until one ends", 0 },
@@ -106,7 +108,7 @@ static const config_def server_defs[] = {
     /* web console sessions (console_session.h) */
     { "AURORA_CONSOLE_SESSION_TTL", "console.session_ttl", CFG_INT, "28800", "a web console session ends this long after sign-in, used or not (s)", 0, 1, 2592000 },
     { "AURORA_CONSOLE_SESSION_IDLE", "console.session_idle", CFG_INT, "1800", "a web console session not used for this long ends (s)", 0, 1, 2592000 },
-    { "AURORA_CONSOLE_SIGNIN_LIMIT", "console.signin_limit", CFG_INT, "10", "failed console sign-ins one peer address may make per minute; more get 429", 0, 1, 100000 },
+    { "AURORA_CONSOLE_SIGNIN_LIMIT", "console.signin_limit", CFG_INT, "10", "failed console sign-ins one client address (the socket peer, or past AURORA_TRUSTED_PROXIES the X-Forwarded-For client) may make per minute; more get 429", 0, 1, 100000 },
     { "AURORA_OAUTH_STATE_TTL", "connectors.oauth_state_ttl", CFG_INT, "600", "lifetime of an OAuth state value (s)", 0 },
     { "AURORA_OAUTH_REQUIRE_BOUND_CALLBACK", "connectors.oauth_require_bound_callback", CFG_BOOL, "false", "also refuse OAuth callbacks of flows the frontend started (X-Internal-Secret) unless they carry the user's credentials (console flows are always tied to their browser, API-key flows to their key): closes login CSRF once the frontend forwards callbacks with the user's identity", 0 },
 };
@@ -239,6 +241,13 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         !in_range(err, errlen, "AURORA_DB_CONNECT_TIMEOUT_MS", config_int(r, "AURORA_DB_CONNECT_TIMEOUT_MS"), 100, 600000) ||
         !in_range(err, errlen, "AURORA_OAUTH_STATE_TTL", config_int(r, "AURORA_OAUTH_STATE_TTL"), 1, 86400))
         goto fail;
+
+    /* A typo in the proxies' list would quietly attribute every request to
+     * its proxy (or trust the wrong host): refused at start, entry named. */
+    client_addr_trust trust;
+    if (client_addr_trust_parse(config_str(r, "AURORA_TRUSTED_PROXIES"), &trust, err, errlen) < 0)
+        goto fail;
+    client_addr_trust_free(&trust);
 
     /* Each connector's own judgement of its settings (connector.check_settings). */
     for (size_t i = 0; i < connector_count(); i++) {

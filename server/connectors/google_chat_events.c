@@ -84,7 +84,7 @@ static const char *audience_claimed(const cJSON *claims, char urls[2][GCHAT_AUD_
 static void refuse(const http_request *req, http_response *resp, int status, const char *code,
                    const char *why, const char *aud)
 {
-    log_warn("google_chat: event from %s refused: %s", req->peer, why);
+    log_warn("google_chat: event from %s refused: %s", http_client(req), why);
     if (status == 401)
         http_resp_error(resp, 401, code,
                         "Event verification failed (%s): ensure the Chat app's Authentication "

@@ -326,7 +326,7 @@ static void refuse(http_response *resp, int status, const char *code, const char
 {
     /* A refused delivery is worth a line (a misconfigured secret shows up
      * as a stream of these); never the signature or the body. */
-    log_warn("webhook %s from %s refused: %s", s->connector, req->peer, code);
+    log_warn("webhook %s from %s refused: %s", s->connector, http_client(req), code);
     http_resp_error(resp, status, code, "%s", msg);
 }
 
