@@ -521,9 +521,12 @@ def brute_force_is_rate_limited(t):
             Session(w)
         statuses = []
         # at most 5 failures fit in one minute; 12 attempts cross at most one
-        # minute boundary, so one of them must be refused
+        # minute boundary, so one of them must be refused.  Each claims another
+        # client in X-Forwarded-For: from a peer not in AURORA_TRUSTED_PROXIES
+        # (none here) the header is the client's own word, and buys nothing
         for _ in range(12):
-            r = raw(w, "POST", SESSION, {"api_key": "aurora_key_" + secrets.token_urlsafe(32)})
+            r = raw(w, "POST", SESSION, {"api_key": "aurora_key_" + secrets.token_urlsafe(32)},
+                    {"X-Forwarded-For": random_v4()})
             statuses.append(r.status)
             if r.status == 429:
                 break
@@ -546,6 +549,51 @@ def brute_force_is_rate_limited(t):
                                            "X-Org-ID": "org-rl-%s" % secrets.token_hex(3)})
         eq(b.status, 201, "the backend signs in while the address is limited for keys: %r" % b)
     # the window is per minute: "still refused" holds only inside one
+    within_one_window(60, run)
+
+
+def random_v4():
+    """An address of the benchmarking range (198.18.0.0/15), fresh for each run."""
+    return "198.18.%d.%d" % (secrets.randbelow(256), 1 + secrets.randbelow(254))
+
+
+@test(timeout=120)
+def forwarded_clients_have_their_own_signin_limit(t):
+    """Behind a proxy on this host (ngrok, an ingress) every request's socket
+    peer is 127.0.0.1: with it in AURORA_TRUSTED_PROXIES, each client its
+    X-Forwarded-For names has its own failed sign-ins (the default 10 a
+    minute), and a limited client does not make anyone else's sign-in 429."""
+    w = t.world(extra_env={"AURORA_TRUSTED_PROXIES": "127.0.0.1/32"})
+
+    def wrong_key(client):
+        return raw(w, "POST", SESSION, {"api_key": "aurora_key_" + secrets.token_urlsafe(32)},
+                   {"X-Forwarded-For": client})
+
+    def run():
+        a, b = random_v4(), random_v4()
+        while b == a:
+            b = random_v4()
+        statuses = [wrong_key(a).status for _ in range(10)]
+        eq(statuses, [401] * 10, "ten failed sign-ins from client A")
+        r = wrong_key(a)
+        eq((r.status, r.error_code), (429, "RATE_LIMITED"), "A's eleventh is refused")
+        # the client the proxy appended, not what the client wrote left of it
+        r = wrong_key("%s, %s" % (b, a))
+        eq(r.status, 429, "A claiming to forward for B is still A")
+        r = wrong_key(b)
+        eq(r.status, 401, "B's wrong key is judged, not 429: %r" % r)
+        r = raw(w, "POST", SESSION, {"api_key": w.api_key}, {"X-Forwarded-For": b})
+        eq(r.status, 201, "B signs in while A is limited: %r" % r)
+        # the proxy's own address is a bucket of its own too: requests that
+        # name no client are not charged to A
+        r = raw(w, "POST", SESSION, {"api_key": "aurora_key_" + secrets.token_urlsafe(32)})
+        eq(r.status, 401, "a request without X-Forwarded-For is the proxy's, not A's")
+        r = wrong_key(a)
+        eq(r.status, 429, "A is still limited")
+        # the log lines name the client, not the proxy
+        log = w.server.log_text()
+        contains(log, "console sign-in from %s refused: 10 failed attempts this minute" % a,
+                 "the refusal names client A")
     within_one_window(60, run)
 
 

@@ -7,11 +7,16 @@ differently.  Every case ends with the server still serving, on the same
 connection when the answer allows it."""
 
 import json
+import os
+import re
+import secrets
 import socket
 import ssl
+import subprocess
 import time
 
-from harness import check, eq, main, parse_head, suite_user, suite_world, test
+from harness import (SERVER_BIN, _base_env, check, contains, eq, main, parse_head, suite_user,
+                     suite_world, test, wait_until)
 
 STATE = {}
 
@@ -397,6 +402,104 @@ def favicon_is_the_consoles_icon(t):
     eq(icon.status, 200, "GET /favicon.ico")
     check(icon.body and icon.body == same.body, "the same bytes as /console/favicon.svg")
     eq(w.get("/favicon.png", auth=False).status, 404, "no other name at the root")
+
+# ---------------------------------------------------------------------------
+# X-Forwarded-For: whom a request is from behind a proxy (AURORA_TRUSTED_PROXIES)
+# ---------------------------------------------------------------------------
+def access_fields(w, rid):
+    """The fields of the text access-log line of the request sent with
+    X-Request-ID rid."""
+    def find():
+        for ln in w.server.log_text().splitlines():
+            if " request method=" in ln and ("request_id=%s " % rid) in ln + " ":
+                return dict(re.findall(r"(\w+)=(\S+)", ln.split(" request ", 1)[1]))
+        return None
+    return wait_until(find, 15, 0.05, "the access log line of request %s" % rid)
+
+
+def forwarded(w, key, *xff_lines, want=200):
+    """GET /api/me with these X-Forwarded-For lines (each one header line, as
+    written): the access log's fields for it."""
+    rid = "xff-" + secrets.token_hex(8)
+    c = Conn(w)
+    try:
+        c.send(get_head("/api/me", key, ("X-Request-ID: " + rid,) +
+                        tuple("X-Forwarded-For: " + v for v in xff_lines)))
+        r = c.response()
+        check(r is not None, "an answer with X-Forwarded-For %r" % (xff_lines,))
+        eq(r[0], want, "status with X-Forwarded-For %r (%r)" % (xff_lines, r[2][:200]))
+    finally:
+        c.close()
+    return access_fields(w, rid)
+
+
+@test
+def forwarded_for_ignored_from_an_untrusted_peer(t):
+    """With AURORA_TRUSTED_PROXIES unset (the default), X-Forwarded-For is the
+    client's own word: the access log names the socket peer alone."""
+    w = world()
+    f = forwarded(w, STATE["key"], "203.0.113.9")
+    check(f.get("peer", "").endswith("127.0.0.1"), "peer= is the socket peer", f)
+    check("client" not in f, "no client= from an untrusted peer's header", f)
+    f = forwarded(w, STATE["key"], "203.0.113.9", "198.51.100.1")
+    check("client" not in f, "nor from several lines", f)
+
+
+@test(timeout=90)
+def forwarded_client_named_behind_a_trusted_proxy(t):
+    """With 127.0.0.1/32 trusted, the access log keeps the socket peer in peer=
+    and adds the client in client=: the right-most untrusted entry of
+    X-Forwarded-For, its header lines read as one list in order."""
+    w = t.world(extra_env={"AURORA_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1/32"})
+    k = w.api_key
+    f = forwarded(w, k, "198.51.100.1, 203.0.113.9")
+    eq(f.get("client"), "203.0.113.9", "the entry the proxy appended, not the client's own (%r)" % f)
+    check(f.get("peer", "").endswith("127.0.0.1"), "peer= stays the socket peer", f)
+    eq(forwarded(w, k, "203.0.113.9, 10.1.2.3").get("client"), "203.0.113.9",
+       "a trusted proxy's entry is skipped")
+    eq(forwarded(w, k, "[2001:db8::1]:443").get("client"), "2001:db8::1", "an IPv6 client")
+    # repeated lines: lws joins them in order (the first pair tells the order
+    # from "the first line only", the second from "the last line only")
+    eq(forwarded(w, k, "203.0.113.7", "203.0.113.8, 127.0.0.1").get("client"), "203.0.113.8",
+       "two lines, the client on the second")
+    eq(forwarded(w, k, "203.0.113.7", "127.0.0.1").get("client"), "203.0.113.7",
+       "two lines, the client on the first")
+    # nothing usable: the socket peer, and the request served as ever
+    for lines in (("",), ("203.0.113.9, bogus",), ("unknown",), ("10.0.0.1, 127.0.0.1",),
+                  ("203.0.113.9, " * 400 + "203.0.113.10",), ()):
+        f = forwarded(w, k, *lines)
+        check("client" not in f, "no client= for X-Forwarded-For %.60r" % (lines,), f)
+    # the log lines that name a requester name the client
+    rid = secrets.token_hex(4)
+    r = w.request("GET", "/api/me", auth=False,
+                  headers={"X-Internal-Secret": "wrong-" + rid, "X-User-ID": "u-" + rid,
+                           "X-Org-ID": "o-" + rid, "X-Forwarded-For": "203.0.113.77"})
+    eq(r.status, 401, "a wrong backend secret")
+    wait_until(lambda: "wrong X-Internal-Secret from 203.0.113.77" in w.server.log_text(), 15,
+               0.05, "the refusal logged with the client's address")
+
+
+@test(timeout=90)
+def bad_trusted_proxies_refuse_to_start(t):
+    """A typo in AURORA_TRUSTED_PROXIES would attribute every request to its
+    proxy, or trust a host nobody meant: the server exits 2, the entry named."""
+    for value, named in (("10.0.0.0/8,proxy.internal", '"proxy.internal"'),
+                         ("10.0.0.1/8", "the network is 10.0.0.0/8"),
+                         ("127.0.0.1/33", '"127.0.0.1/33"'),
+                         ("2001:db8::/129", '"2001:db8::/129"')):
+        d = os.path.join(t.tmp, "badproxies-%s" % secrets.token_hex(3))
+        os.makedirs(d)
+        env = _base_env(os.path.join(d, "home"))
+        env.update({"AURORA_DATA_DIR": os.path.join(d, "data"), "AURORA_PORT": "0",
+                    "AURORA_BIND": "127.0.0.1", "AURORA_TRUSTED_PROXIES": value,
+                    "ASAN_OPTIONS": "detect_leaks=0"})
+        r = subprocess.run([SERVER_BIN, "serve"], env=env, cwd=d, capture_output=True, timeout=30)
+        err = r.stderr.decode("utf-8", "replace")
+        eq(r.returncode, 2, "exit status with AURORA_TRUSTED_PROXIES=%s (stderr %r)"
+           % (value, err[-300:]))
+        contains(err, "AURORA_TRUSTED_PROXIES", "the error names the setting")
+        contains(err, named, "the error names the entry")
+
 
 if __name__ == "__main__":
     main()

@@ -8,12 +8,13 @@ and query over https (307); anything else sent in plain text is refused
 hostile plain input leaves the server serving over TLS.  Raw sockets, exact
 bytes: the answers are read as a browser would get them."""
 
+import re
 import socket
 import ssl
 import time
 import urllib.parse
 
-from harness import check, eq, main, parse_responses, suite_user, suite_world, test
+from harness import check, eq, main, parse_responses, suite_user, suite_world, test, wait_until
 
 STATE = {}
 
@@ -285,6 +286,24 @@ def connect_requests_are_closed_not_held(t):
         s.close()
     check(not got.startswith(b"HTTP/1.1 200"), "a CONNECT over TLS is not tunnelled", got[:200])
     eq(w.get("/health", auth=False).status, 200, "still serving")
+
+
+@test(timeout=90)
+def a_local_tunnel_with_trusted_proxies(t):
+    """`make run` + `ngrok http 5080` with AURORA_TRUSTED_PROXIES=127.0.0.1: the
+    log names the browser's address from X-Forwarded-For, while what a request
+    may do is still judged by the socket peer: the tunnel's request is served
+    in plain text because the peer is loopback, whatever client it names."""
+    w = t.world(extra_env={"AURORA_TRUSTED_PROXIES": "127.0.0.1"})
+    tunnel = "abc123.ngrok-free.app"
+    status, hdrs, body, _closed = plain(w, request(
+        "GET", "/api/me", tunnel, ["X-Forwarded-Proto: https", "X-Forwarded-For: 203.0.113.7",
+                                   "Authorization: Bearer %s" % w.api_key, "Connection: close"]))
+    eq(status, 200, "served through the tunnel, not redirected (%r %r)"
+       % (hdrs.get("location"), body[:200]))
+    wait_until(lambda: re.search(r" request method=GET route=/api/me .*peer=\S*127\.0\.0\.1 "
+                                 r"client=203\.0\.113\.7", w.server.log_text()), 15, 0.05,
+               "the access log line naming the tunnel's client")
 
 
 if __name__ == "__main__":
