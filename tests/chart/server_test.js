@@ -86,7 +86,7 @@ const MANAGED = {
   AWS_SM_STS_ENDPOINT: 'secretsBackend.aws.stsEndpoint', AWS_ROLE_ARN: 'secretsBackend.aws.roleArn',
   AWS_WEB_IDENTITY_TOKEN_FILE: 'the chart',
   AURORA_INTERNAL_ADDR: 'the chart', AURORA_INTERNAL_PORT: 'internalPort', POD_IP: 'the chart',
-  AURORA_SHUTDOWN_DRAIN_S: 'lifecycle.shutdownDrainSeconds',
+  AURORA_SHUTDOWN_DRAIN_S: 'lifecycle.shutdownDrainSeconds', AURORA_TRUSTED_PROXIES: 'trustedProxies',
 };
 
 // ------------------------------------------------------------------ validation
@@ -324,6 +324,12 @@ const SCHEMA_REJECTS = [
   ['tmpVolume.medium HugePages', { tmpVolume: { medium: 'HugePages' } }, /tmpVolume\.medium/],
   ['an unknown tmpVolume key', { tmpVolume: { size: '1Gi' } }, /size/],
   ['readinessProbe.periodSeconds 0', { readinessProbe: { periodSeconds: 0 } }, /readinessProbe\.periodSeconds/],
+  ['trustedProxies as one string (a list of entries)', { trustedProxies: '10.0.0.0/8,127.0.0.1' }, /trustedProxies/],
+  ['a trustedProxies entry that is a name', { trustedProxies: ['ingress-nginx.ingress'] }, /trustedProxies/],
+  ['a trustedProxies IPv4 prefix of 33', { trustedProxies: ['10.0.0.0/33'] }, /trustedProxies/],
+  ['a trustedProxies IPv6 prefix of 129', { trustedProxies: ['fd00::/129'] }, /trustedProxies/],
+  ['a trustedProxies entry with two addresses', { trustedProxies: ['10.0.0.1,10.0.0.2'] }, /trustedProxies/],
+  ['AURORA_TRUSTED_PROXIES in config (set from trustedProxies)', { config: { AURORA_TRUSTED_PROXIES: '10.0.0.0/8' } }, /config\.AURORA_TRUSTED_PROXIES/],
 ];
 for (const [what, override, re] of SCHEMA_REJECTS) {
   test(`server values schema rejects ${what} (ajv and the renderer)`, () => {
@@ -948,6 +954,19 @@ test('rollouts: a preStop sleep before SIGTERM (the kubelet\'s sleep from 1.30, 
   const noDrain = mustRender(['values-minimal.yaml', w('drain-off', { lifecycle: { shutdownDrainSeconds: 0 }, terminationGracePeriodSeconds: 20 })]);
   assert.strictEqual(envValue(container(noDrain), 'AURORA_SHUTDOWN_DRAIN_S'), '0');
   assert.strictEqual(one(noDrain, 'Deployment').spec.template.spec.terminationGracePeriodSeconds, 20);
+});
+
+test('trustedProxies: none by default (no AURORA_TRUSTED_PROXIES), a list renders as the comma-separated setting', () => {
+  assert.deepStrictEqual(defaults().trustedProxies, []);
+  assert.ok(!('AURORA_TRUSTED_PROXIES' in envMap(container(mustRender(['values-minimal.yaml'])))));
+  assert.doesNotMatch(fs.readFileSync(path.join(ROOT, 'server', 'server_config.c'), 'utf8'),
+    /\{ "AURORA_TRUSTED_PROXIES", "[a-z_.]+", CFG_STRING, "/, 'the server trusts nothing by default either');
+  const list = ['10.0.0.0/8', '192.168.1.7', 'fd00:10::/64', '::ffff:10.0.0.0/104'];
+  const v = { trustedProxies: list };
+  assert.deepStrictEqual(valuesErrors(mergeInto(mergeInto(defaults(), valuesFile('values-minimal.yaml')), v)), []);
+  const r = mustRender(['values-minimal.yaml', w('trusted-proxies', v)]);
+  assert.strictEqual(envValue(container(r), 'AURORA_TRUSTED_PROXIES'), list.join(','));
+  assert.ok(!('AURORA_TRUSTED_PROXIES' in one(r, 'ConfigMap').data), 'an env entry, not in the ConfigMap');
 });
 
 test('labels and names: app: aurora-server and app.kubernetes.io/* on every object, selectors match, overrides apply', () => {

@@ -123,6 +123,7 @@ AWS_WEB_IDENTITY_TOKEN_FILE: the chart (IRSA's projected token)
 AURORA_INTERNAL_ADDR: the chart (the pod IP and internalPort)
 AURORA_INTERNAL_PORT: internalPort
 AURORA_SHUTDOWN_DRAIN_S: lifecycle.shutdownDrainSeconds
+AURORA_TRUSTED_PROXIES: trustedProxies
 POD_IP: the chart (status.podIP, for AURORA_INTERNAL_ADDR)
 {{- end }}
 
