@@ -37,6 +37,7 @@
 #define LOOKUP_TIMEOUT_MS 500  /* a worker's lookup: a command waits on it */
 #define MAX_QUEUED_CLOSES 4096 /* publishes kept while Redis is away */
 #define FLUSH_BATCH 256        /* of those, published per round trip */
+#define PUBLISH_RETRY_MS 1000  /* after Redis refused one (flush_unsent) */
 /* A reading of Redis's clock whose round trip took longer is not as good as
  * the one kept (registry_clock_ms is off by up to half the round trip);
  * the first one after a connection is taken whatever it took. */
@@ -190,6 +191,8 @@ static struct {
     atomic_llong clock_off_us;
     atomic_int clock_known;
     int time_refused; /* the thread's: TIME refused, said once */
+    int publish_refused; /* the thread's: PUBLISH refused, said until one is taken */
+    int64_t publish_retry_us; /* the thread's: not sent again before (mono_us; 0: now) */
     int ever_connected; /* the thread's: a connect after this one is a reconnect */
     int sub_ping;       /* the thread's: a PING on the subscription awaits its pong */
 } R = { .wake = { -1, -1 }, .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -636,6 +639,7 @@ static int try_connect(void)
     }
     if (subscribe() < 0 || renew_all() < 0 || sample_clock(1) < 0)
         return -1;
+    R.publish_retry_us = 0; /* what Redis refused goes again at once */
     atomic_store(&R.connected, 1);
     prom_set(R.m_up, NULL, 1);
     if (R.ever_connected)
@@ -770,24 +774,36 @@ static void flush_unsent(void)
      * replicas listen once they followed it: until this registry's next
      * renewal asks ROLE (a third of the lease later), every close published
      * was spent there.  Asked first, the closes wait for the reconnection. */
-    if (!R.unsent || !R.cmd || check_role() < 0)
+    if (!R.unsent || !R.cmd || mono_us() < R.publish_retry_us || check_role() < 0)
         return;
     closes_first();
     /* Pipelined, FLUSH_BATCH at a time: one round trip per batch, not per
-     * message.  A message leaves the queue once Redis has answered it; one
+     * message.  A message leaves the queue once Redis has published it; one
      * sent whose answer was lost goes again after the reconnection (a close
-     * or an announcement heard twice changes nothing). */
+     * or an announcement heard twice changes nothing).  One Redis answered
+     * with an error (ACLs refusing PUBLISH, NOAUTH after a password change,
+     * BUSY under a script) reached nobody: it stays, with every one after it
+     * (in their order; their answers are still read, the connection's
+     * replies in step), and goes again PUBLISH_RETRY_MS later (thread_main
+     * wakes for it), or at once after a reconnection.  Counted as sent, a
+     * revocation was lost and the token's session stayed up on the replica
+     * holding it. */
     while (R.unsent && R.cmd) {
         int n = 0;
         for (op *o = R.unsent; o && n < FLUSH_BATCH; o = o->next, n++)
             redisAppendCommand(R.cmd, "PUBLISH %s %s", CLOSE_CHANNEL, o->message);
+        char refused[128] = "";
         for (int i = 0; i < n; i++) {
             redisReply *r = NULL;
             if (redisGetReply(R.cmd, (void **)&r) != REDIS_OK) {
                 drop_connections(R.cmd->errstr);
                 return;
             }
+            if (r->type == REDIS_REPLY_ERROR && !refused[0])
+                snprintf(refused, sizeof(refused), "%s", r->str ? r->str : "an error");
             freeReplyObject(r);
+            if (refused[0])
+                continue; /* kept, this one and the rest */
             op *o = R.unsent;
             R.unsent = o->next;
             if (!R.unsent)
@@ -796,6 +812,19 @@ static void flush_unsent(void)
             free(o->message);
             free(o);
         }
+        if (refused[0]) {
+            if (!R.publish_refused)
+                log_warn("registry: Redis refused to publish (%.100s); %zu message(s) kept, sent "
+                         "again until it takes them",
+                         refused, R.nunsent);
+            R.publish_refused = 1;
+            R.publish_retry_us = mono_us() + PUBLISH_RETRY_MS * 1000;
+            return;
+        }
+        if (R.publish_refused)
+            log_info("registry: Redis publishes again");
+        R.publish_refused = 0;
+        R.publish_retry_us = 0;
     }
 }
 
@@ -1146,6 +1175,8 @@ static void *thread_main(void *arg)
         }
         struct pollfd fds[2] = { { R.wake[0], POLLIN, 0 }, { R.sub ? R.sub->fd : -1, POLLIN, 0 } };
         int64_t until = R.cmd || next_renew < next_try ? next_renew : next_try;
+        if (R.cmd && R.unsent && R.publish_retry_us && R.publish_retry_us / 1000 < until)
+            until = R.publish_retry_us / 1000 + 1; /* flush_unsent's retry */
         int64_t wait = until - mono_ms();
         if (wait < 0)
             wait = 0;
@@ -1382,6 +1413,8 @@ void registry_stop(void)
     atomic_store(&R.clock_known, 0);
     atomic_store(&R.clock_off_us, 0);
     R.time_refused = 0;
+    R.publish_refused = 0;
+    R.publish_retry_us = 0;
     atomic_store(&R.renewed, 0);
     R.enabled = 0;
     R.stop = 0;

@@ -11,7 +11,8 @@
  * aurora_registry_messages_dropped_total and logged once, its memory stays
  * bounded, and a revocation dropped in the flood still closes its session
  * (the re-check the loop makes once it catches up); the clock legacy
- * connections are ranked by is Redis's, whatever this host's says. */
+ * connections are ranked by is Redis's, whatever this host's says; a close
+ * Redis refuses to publish is kept and sent again, in its order. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -493,6 +494,79 @@ static void test_legacy_rank_clock_is_redis_s(void **state)
     assert_true(registry_clock_ms() >= wall - 1000 && registry_clock_ms() <= wall + 2000);
 }
 
+/* Redis's answer to a command on c, which must not be an error. */
+static void redis_ok(redisContext *c, const char *cmd)
+{
+    redisReply *r = redisCommand(c, cmd);
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        fail_msg("%s: %s", cmd, r ? r->str : c->errstr);
+    freeReplyObject(r);
+}
+
+/* The commands Redis refused by its ACLs so far (ACL LOG). */
+static int acl_denials(void *arg)
+{
+    redisContext *c = arg;
+    redisReply *r = redisCommand(c, "ACL LOG");
+    int n = r && r->type == REDIS_REPLY_ARRAY ? (int)r->elements : 0;
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+/* The cluster named by the next message heard on aurora:close from this
+ * replica (the registry's instance), within WAIT_MS. */
+static void next_close_heard(redisContext *sub, char *cluster, size_t cap)
+{
+    for (;;) {
+        redisReply *r = NULL;
+        if (redisGetReply(sub, (void **)&r) != REDIS_OK)
+            fail_msg("nothing heard on aurora:close: %s", sub->errstr);
+        const char *m = r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+                                r->element[2]->type == REDIS_REPLY_STRING
+                            ? r->element[2]->str
+                            : "";
+        const char *k = strstr(m, "\"cluster_id\":\"");
+        int ours = k && strstr(m, "\"reason\":\"Token revoked\"");
+        if (ours) {
+            k += strlen("\"cluster_id\":\"");
+            size_t n = strcspn(k, "\"");
+            snprintf(cluster, cap, "%.*s", (int)(n < cap ? n : cap - 1), k);
+        }
+        freeReplyObject(r);
+        if (ours)
+            return;
+    }
+}
+
+/* A close Redis answers with an error (here its ACLs refusing PUBLISH, as
+ * an operator's rule, a NOAUTH after a password change or a BUSY script
+ * would) reached no replica: it stays queued and goes once Redis takes
+ * it, in its order.  Counted as sent, the revocation was lost: the token's
+ * session stayed up on the replica holding it. */
+static void test_a_refused_publish_is_kept_and_sent_again(void **state)
+{
+    fixture *fx = *state;
+    redisContext *admin = redis_conn(fx), *sub = redis_conn(fx);
+    redis_ok(sub, "SUBSCRIBE aurora:close");
+    redis_ok(admin, "ACL LOG RESET");
+    redis_ok(admin, "ACL SETUSER default -publish");
+    registry_publish_close(fx->org_id, "refused-close", "token-a", "Token revoked");
+    long long end = ph_now_ms() + WAIT_MS;
+    while (acl_denials(admin) == 0 && ph_now_ms() < end)
+        ph_sleep_ms(20);
+    assert_true(acl_denials(admin) > 0); /* the registry's PUBLISH, refused */
+    redis_ok(admin, "ACL SETUSER default +publish");
+    registry_publish_close(fx->org_id, "later-close", "token-b", "Token revoked");
+    char cluster[64];
+    next_close_heard(sub, cluster, sizeof(cluster));
+    assert_string_equal(cluster, "refused-close");
+    next_close_heard(sub, cluster, sizeof(cluster));
+    assert_string_equal(cluster, "later-close");
+    redisFree(sub);
+    redisFree(admin);
+}
+
 int main(void)
 {
     log_setup("test", "error", "text");
@@ -500,6 +574,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_flood_is_bounded_and_a_revocation_in_it_honoured,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_rank_clock_is_redis_s, setup_clock_ahead,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_refused_publish_is_kept_and_sent_again, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
