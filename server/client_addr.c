@@ -175,7 +175,12 @@ static int parse_xff_entry(const char *s, size_t len, client_addr_net *a)
         if (after && (close[1] != ':' || after < 2 || after > 6 ||
                       strspn(close + 2, "0123456789") < after - 1))
             return -1;
-        return parse_ip(s + 1, (size_t)(close - s) - 1, a) == 0 && a->v6 ? 0 : -1;
+        /* Brackets hold an IPv6 literal ("[1.2.3.4]" is no spelling of
+         * anything), an IPv4-mapped one included: a dual-stack proxy writes
+         * its IPv4 clients so, and they are the IPv4 client (parse_ip), not
+         * a reason to fall back to the proxy's own address. */
+        size_t inner = (size_t)(close - s) - 1;
+        return memchr(s + 1, ':', inner) && parse_ip(s + 1, inner, a) == 0 ? 0 : -1;
     }
     const char *colon = memchr(s, ':', len);
     if (colon && !memchr(colon + 1, ':', len - (size_t)(colon - s) - 1)) { /* IPv4:port */

@@ -170,6 +170,11 @@ static void test_walk_right_to_left(void **state)
     resolves(p, "127.0.0.1", "203.0.113.9:51234", "203.0.113.9", 1);
     resolves(p, "127.0.0.1", "[2001:db8::1]:443", "2001:db8::1", 1);
     resolves(p, "127.0.0.1", "[2001:db8::1]", "2001:db8::1", 1);
+    /* a dual-stack proxy's IPv4 client, bracketed: the same client as
+     * its plain IPv4 spelling, not the proxy's shared address */
+    resolves(p, "127.0.0.1", "[::ffff:203.0.113.9]:51234", "203.0.113.9", 1);
+    resolves(p, "127.0.0.1", "[::FFFF:203.0.113.9]", "203.0.113.9", 1);
+    resolves(p, "127.0.0.1", "198.51.100.1, [::ffff:10.1.2.3]:80", "198.51.100.1", 1);
     /* two header lines, joined as lws joins them */
     resolves(p, "127.0.0.1", "198.51.100.1,203.0.113.9", "203.0.113.9", 1);
     /* malformed entries left of the client are never read */
