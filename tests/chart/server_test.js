@@ -329,6 +329,11 @@ const SCHEMA_REJECTS = [
   ['a trustedProxies IPv4 prefix of 33', { trustedProxies: ['10.0.0.0/33'] }, /trustedProxies/],
   ['a trustedProxies IPv6 prefix of 129', { trustedProxies: ['fd00::/129'] }, /trustedProxies/],
   ['a trustedProxies entry with two addresses', { trustedProxies: ['10.0.0.1,10.0.0.2'] }, /trustedProxies/],
+  // what the server refuses at start (a crash loop), not a schema that lets it through
+  ['a trustedProxies entry with a port', { trustedProxies: ['10.0.0.1:8080'] }, /trustedProxies/],
+  ['a trustedProxies IPv6 entry with a port', { trustedProxies: ['[fd00::1]:8080'] }, /trustedProxies/],
+  ['a trustedProxies IPv6 entry of nine groups', { trustedProxies: ['1:2:3:4:5:6:7:8:9'] }, /trustedProxies/],
+  ['a trustedProxies IPv6 entry with a zone', { trustedProxies: ['fe80::1%eth0'] }, /trustedProxies/],
   ['AURORA_TRUSTED_PROXIES in config (set from trustedProxies)', { config: { AURORA_TRUSTED_PROXIES: '10.0.0.0/8' } }, /config\.AURORA_TRUSTED_PROXIES/],
 ];
 for (const [what, override, re] of SCHEMA_REJECTS) {
