@@ -134,6 +134,7 @@ typedef struct inbound {
     long long legacy_ms;
     char from[STORE_ID_LEN];
     char addr[256]; /* legacy: that replica's AURORA_INTERNAL_ADDR ("": not said) */
+    long long renew_ms; /* legacy: that replica's renewal period (0: not said) */
 } inbound;
 
 typedef struct {
@@ -259,6 +260,22 @@ static void queue_cluster(op_kind k, const char *cluster_id)
 void registry_session_up(const char *cluster_id) { queue_cluster(OP_UP, cluster_id); }
 void registry_session_down(const char *cluster_id) { queue_cluster(OP_DOWN, cluster_id); }
 
+/* A renewal of the registrations every third of the lease. */
+static int renew_period_ms(void) { return R.lease * 1000 / 3; }
+
+int registry_aside_renewals(long long their_ms, long long own_ms)
+{
+    if (own_ms < REGISTRY_MIN_PERIOD_MS)
+        own_ms = REGISTRY_MIN_PERIOD_MS;
+    if (their_ms < REGISTRY_MIN_PERIOD_MS)
+        their_ms = REGISTRY_MIN_PERIOD_MS;
+    if (their_ms > REGISTRY_MAX_PERIOD_MS)
+        their_ms = REGISTRY_MAX_PERIOD_MS;
+    /* the least n whose n - 1 renewals of ours span its lease: (n - 1) * own >= lease */
+    long long lease = (long long)(TUNNEL_LEGACY_ASIDE_RENEWALS - 1) * their_ms;
+    return (int)((lease + own_ms - 1) / own_ms) + 1;
+}
+
 /* Queues message m (consumed) on aurora:close; `legacy`: news of a legacy
  * connection (made again anyway, so the first to go when the queue kept
  * while Redis is away is full).  Out of memory: `lost` is logged. */
@@ -321,6 +338,8 @@ void registry_publish_legacy(const char *org_id, const char *cluster_id, long lo
     /* where a replica whose older connection steps aside forwards what it
      * held unsent (tunnel_legacy_elsewhere) */
     cJSON_AddStringToObject(m, "addr", R.addr);
+    /* how often it is announced again: the others give it up by it */
+    cJSON_AddNumberToObject(m, "renew_ms", renew_period_ms());
     publish(m, 1, "other replicas do not hear of a legacy connection of cluster ", cluster_id);
 }
 
@@ -946,6 +965,13 @@ static void on_close_message(const char *json, size_t len)
                 snprintf(in->addr, sizeof(in->addr), "%s", addr ? addr : "");
                 in->legacy = cJSON_IsTrue(up) ? 1 : 2;
                 in->legacy_ms = (long long)lms->valuedouble;
+                /* anything but a period in range counts as not said, or as
+                 * the bound (registry_aside_renewals) */
+                const cJSON *period = cJSON_GetObjectItem(m, "renew_ms");
+                if (cJSON_IsNumber(period) && period->valuedouble >= 1)
+                    in->renew_ms = period->valuedouble < REGISTRY_MAX_PERIOD_MS
+                                       ? (long long)period->valuedouble
+                                       : REGISTRY_MAX_PERIOD_MS;
                 push_inbound(in);
             }
         }
@@ -1063,7 +1089,10 @@ void registry_deliver(struct tunnel_hub *tunnels)
         }
         if (in->legacy) {
             tunnel_legacy_elsewhere(tunnels, in->org_id, in->cluster_id, in->from, in->addr,
-                                    in->legacy_ms, in->legacy == 1);
+                                    in->legacy_ms, in->legacy == 1,
+                                    registry_aside_renewals(in->renew_ms ? in->renew_ms
+                                                                         : renew_period_ms(),
+                                                            renew_period_ms()));
             free(in);
             in = next;
             continue;
@@ -1136,7 +1165,7 @@ static void *thread_main(void *arg)
 {
     (void)arg;
     int backoff = BACKOFF_MIN_MS;
-    int period_ms = R.lease * 1000 / 3;
+    int period_ms = renew_period_ms();
     int64_t next_try = 0, next_renew = mono_ms() + period_ms;
     for (;;) {
         pthread_mutex_lock(&R.mu);

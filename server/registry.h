@@ -90,6 +90,22 @@ void registry_publish_supersede(const char *org_id, const char *cluster_id,
  * published (a replica killed) lapses like a registration. */
 void registry_publish_legacy(const char *org_id, const char *cluster_id, long long ready_ms,
                              int up);
+/* The message also names the announcer's renewal period (`renew_ms`, a
+ * third of its AURORA_REGISTRY_LEASE_S), as the replicas need not share the
+ * setting: a session stepped aside takes commands again after this many of
+ * its own replica's renewals without the announcement, their_ms and own_ms
+ * the announcer's period and ours.  Enough for a silence of at least
+ * TUNNEL_LEGACY_ASIDE_RENEWALS - 1 of the announcer's periods (its lease),
+ * as with equal periods (TUNNEL_LEGACY_ASIDE_RENEWALS of ours then): counted
+ * in ours, a replica renewing less often was given up while it still
+ * announced, and two legacy connections of the cluster took commands.
+ * their_ms is bounded by the periods the setting allows (2 s to 3600 s
+ * leases): a peer naming a longer one keeps a session aside for an hour at
+ * most; a message without it (a replica of an earlier version) counts as
+ * our own period, as then. */
+int registry_aside_renewals(long long their_ms, long long own_ms);
+#define REGISTRY_MIN_PERIOD_MS (2 * 1000 / 3)
+#define REGISTRY_MAX_PERIOD_MS (3600 * 1000 / 3)
 /* Loop thread: the clock a legacy connection's ready time is read from
  * (registry_publish_legacy's ready_ms, tunnel_hub_opts.wall_ms), ms since
  * the epoch: Redis's (TIME, read by the registry thread at each connection

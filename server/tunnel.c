@@ -98,8 +98,12 @@ struct tunnel_session {
     char outranked_by[STORE_ID_LEN];
     char outranked_addr[256]; /* that replica's internal address ("": it named none) */
     /* this replica's registry renewals since that one was last announced: it
-     * takes commands again at TUNNEL_LEGACY_ASIDE_RENEWALS (tunnel_legacy_renew) */
+     * takes commands again at outranked_renewals (tunnel_legacy_renew), set by
+     * the last announcement from the announcer's renewal period: counted in
+     * ours, a replica renewing less often than this one was given up while
+     * it still announced, and two connections of the cluster took commands */
     int outranked_missed;
+    int outranked_renewals;
     int registered_db; /* counted in the connections table */
     int registered_fleet; /* counted in the replicas' registry (registry.h) */
     time_t last_hb_db;
@@ -1475,6 +1479,7 @@ static void legacy_take_over(tunnel_session *s)
     s->outranked_by[0] = '\0';
     s->outranked_addr[0] = '\0';
     s->outranked_missed = 0;
+    s->outranked_renewals = 0;
     if (!s->registered_fleet)
         registry_session_up(s->cluster_id);
     s->registered_fleet = 1;
@@ -1489,8 +1494,11 @@ static int legacy_newer(int64_t ms, const char *from, int64_t than_ms, const cha
 }
 
 void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *cluster_id,
-                             const char *from, const char *addr, int64_t ready_ms, int up)
+                             const char *from, const char *addr, int64_t ready_ms, int up,
+                             int renewals)
 {
+    if (renewals < 1)
+        renewals = TUNNEL_LEGACY_ASIDE_RENEWALS;
     tunnel_session *newest = NULL; /* the one here that takes the commands */
     for (tunnel_session *s = bucket_of(h, cluster_id); s; s = s->bucket_next)
         if (!s->v2 && s->ready_ms && !s->outranked_ms && session_of(s, org_id, cluster_id) &&
@@ -1506,6 +1514,7 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
         if (up) {
             if (s->outranked_ms == ready_ms && !strcmp(s->outranked_by, from)) {
                 s->outranked_missed = 0; /* announced again: still up there */
+                s->outranked_renewals = renewals;
                 continue;
             }
             if (!legacy_newer(ready_ms, from, s->ready_ms, instance_id()) ||
@@ -1517,6 +1526,7 @@ void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *clus
             snprintf(s->outranked_by, sizeof(s->outranked_by), "%s", from);
             snprintf(s->outranked_addr, sizeof(s->outranked_addr), "%s", addr ? addr : "");
             s->outranked_missed = 0;
+            s->outranked_renewals = renewals;
             if (was)
                 continue;
             log_info("agent %s: a newer legacy connection of the cluster is up on another "
@@ -1564,18 +1574,18 @@ void tunnel_legacy_renew(tunnel_hub *h, int redis_away)
 {
     for (tunnel_session *s = h->sessions; s; s = s->next) {
         if (s->v2 || !s->ready_ms || s->state != SESS_READY || !s->open || !s->outranked_ms ||
-            ++s->outranked_missed < TUNNEL_LEGACY_ASIDE_RENEWALS)
+            ++s->outranked_missed < s->outranked_renewals)
             continue;
         if (redis_away)
             log_info("agent %s: no word of the newer legacy connection on another replica for "
                      "%d registry renewals, Redis away; this one takes commands again (each "
                      "replica serves the agents it holds until Redis is back)",
-                     s->cluster_id, TUNNEL_LEGACY_ASIDE_RENEWALS);
+                     s->cluster_id, s->outranked_missed);
         else
             log_info("agent %s: the newer legacy connection on another replica was not "
                      "announced again for %d registry renewals (its replica died, or stopped "
                      "without a word); this one takes commands again", s->cluster_id,
-                     TUNNEL_LEGACY_ASIDE_RENEWALS);
+                     s->outranked_missed);
         legacy_take_over(s); /* announced below, when it is the cluster's newest here */
     }
     /* Redis away: nothing announced (queued, it would reach the others long

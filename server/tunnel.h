@@ -181,19 +181,23 @@ int tunnel_close_superseded(tunnel_hub *h, const char *org_id, const char *clust
  * unsent moves to another session here, or is forwarded to `addr`
  * (tunnel_hub_opts.forward), or fails as never run) and take commands again
  * once it ended, or once it has not been announced again (up 1, the same
- * ready_ms and replica) for TUNNEL_LEGACY_ASIDE_RENEWALS of this replica's
- * registry renewals (tunnel_legacy_renew). */
+ * ready_ms and replica) for `renewals` of this replica's registry renewals
+ * (tunnel_legacy_renew; registry_aside_renewals: the announcer's renewal
+ * period may differ from ours, TUNNEL_LEGACY_ASIDE_RENEWALS when they match).
+ * Each announcement again sets it anew. */
 void tunnel_legacy_elsewhere(tunnel_hub *h, const char *org_id, const char *cluster_id,
-                             const char *from, const char *addr, int64_t ready_ms, int up);
+                             const char *from, const char *addr, int64_t ready_ms, int up,
+                             int renewals);
 /* Stepping aside is a lease, as a registration is: its end may never be
  * published (its replica was SIGKILLed or OOM-killed, its publish was lost),
  * and the cluster's live agent would take no command for as long as it
  * lived.  At each of its registry renewals (a third of
  * AURORA_REGISTRY_LEASE_S, registry.h) a replica announces again the legacy
  * connection of each cluster that takes its commands here, and a session
- * stepped aside for a connection not announced again for this many of them
- * (more than a lease of silence) takes commands again, registered, and
- * announces itself. */
+ * stepped aside for a connection not announced again for this many of the
+ * announcer's renewals (more than its lease of silence) takes commands
+ * again, registered, and announces itself.  Counted in this replica's
+ * renewals, scaled when the announcer's period differs (registry.h). */
 #define TUNNEL_LEGACY_ASIDE_RENEWALS 4
 /* redis_away: the renewal's time came while Redis was away.  It counts all
  * the same (no replica hears another then: each serves the agents it holds,

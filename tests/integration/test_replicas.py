@@ -1169,6 +1169,60 @@ def a_legacy_connection_aside_for_one_on_a_killed_replica_takes_commands_again(t
         r_new.start()  # same port, same data dir, for the next tests
 
 
+@test(timeout=300)
+def replicas_with_different_leases_agree_on_the_newest_legacy_connection(t):
+    """Replicas need not share AURORA_REGISTRY_LEASE_S (a rolling change of
+    it, a replica set otherwise).  The newer legacy connection of a cluster
+    is on a replica with a longer lease, which announces it again every third
+    of that lease; the older one, stepped aside on a replica with a shorter
+    lease, counted the announcer's silence in its own renewals and took
+    commands again after 4 of them, while the newer one was alive and
+    announced: two connections of the cluster took commands.  It stays aside
+    as long as it hears the announcements, and still takes over within 4 of
+    the announcer's periods once that replica is killed."""
+    f = fleet(t)
+    ch = CloseChannel(t, f.redis.port)
+    long_lease = 45  # announced every 15 s; the fleet's 8 s lease renews every 2.7 s
+    env = dict(f.env, AURORA_WORKERS="2", AURORA_OUTBOUND_WORKERS="1")  # the store's connections
+    short = Replica(t, "server-ls", dict(env, AURORA_REGISTRY_LEASE_S=str(LEASE)), f.pki)
+    long_ = Replica(t, "server-ll", dict(env, AURORA_REGISTRY_LEASE_S=str(long_lease)), f.pki)
+    for r in (short, long_):
+        r.org_id, r.user_id, r.api_key = f.any.org_id, f.any.user_id, f.any.api_key
+    tok = short.create_token("rep-legacy-leases")
+    cid = tok["cluster_id"]
+    took = "agent %s: the newer legacy connection on another replica was not announced again" % cid
+    mark = len(short.server.log_text())
+    old = short.legacy_agent(tok["token"], name="legacy-leases-old")
+    old.wait_event("connected", 30)
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {short.addr}, 15, 0.05,
+               "the older connection's replica registered")
+    new = long_.legacy_agent(tok["token"], name="legacy-leases-new")
+    new.wait_event("connected", 30)
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {long_.addr}, 15, 0.05,
+               "the older connection to step aside")
+    since = len(ch.messages)
+    # Two announcements again: between them a whole period of the announcer
+    # (15 s), more than 4 of the short-lease replica's renewals (10.7 s).
+    wait_until(lambda: len(ch.legacy(long_.addr, cid, since)) >= 2, 2 * long_lease / 3 + 30, 0.1,
+               "%s to announce the newer connection again twice" % long_.name)
+    check(took not in short.server.log_text()[mark:],
+          "the older connection took commands again while the newer one was announced")
+    eq(set(f.redis.owners(cid).values()), {long_.addr}, "only the newer connection's replica registered")
+    long_.kill9()
+    new.wait_event("exit", 15, "the newer connection's agent to end with its replica")
+    killed = time.monotonic()
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {short.addr}, 4 * long_lease / 3 + 15,
+               0.1, "the older connection's replica to register the cluster again")
+    t.note("the older connection took over %.1f s after the kill (announcer's lease %d s)"
+           % (time.monotonic() - killed, long_lease))
+    check(took in short.server.log_text()[mark:], "the log says why it took over")
+    text = "leases-" + secrets.token_hex(3)
+    r = echo(f.replicas[2], cid, text)
+    eq((r.status, r.get("output")), (200, text), "a command through a third replica (%r)" % r)
+    old.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""), 5,
+                   "the command at the older connection")
+
+
 @test(timeout=150)
 def a_replica_stopping_says_its_legacy_connections_ended(t):
     """A replica stopped with SIGTERM says the legacy connections it still

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "registry.h"
+#include "tunnel.h"
 
 static void accepts_the_documented_forms(void **state)
 {
@@ -80,12 +81,48 @@ static void disabled_without_redis(void **state)
     registry_stop();
 }
 
+/* Replicas need not share AURORA_REGISTRY_LEASE_S: a session stepped aside
+ * waits out the announcer's lease, counted in its own replica's renewals.
+ * Equal periods give TUNNEL_LEGACY_ASIDE_RENEWALS, as before; a longer
+ * announcer's period more of ours (4 of ours, 10.7 s, lapsed a 30 s
+ * replica that announces every 10 s), a shorter one fewer; a period out of
+ * the setting's range counts as its bound. */
+static void aside_renewals_follow_the_announcers_period(void **state)
+{
+    (void)state;
+    assert_int_equal(registry_aside_renewals(10000, 10000), TUNNEL_LEGACY_ASIDE_RENEWALS);
+    assert_int_equal(registry_aside_renewals(2666, 2666), TUNNEL_LEGACY_ASIDE_RENEWALS);
+    /* lease 30 s announcing, lease 8 s counting: 12 of ours span 32 s > 30 s */
+    assert_int_equal(registry_aside_renewals(10000, 2666), 13);
+    /* lease 8 s announcing, lease 30 s counting: 1 of ours spans 10 s > 8 s */
+    assert_int_equal(registry_aside_renewals(2666, 10000), 2);
+    for (long long their = 1; their <= 4000000; their = their * 3 + 7) {
+        for (long long own = REGISTRY_MIN_PERIOD_MS; own <= REGISTRY_MAX_PERIOD_MS; own *= 5) {
+            int n = registry_aside_renewals(their, own);
+            long long bounded = their < REGISTRY_MIN_PERIOD_MS   ? REGISTRY_MIN_PERIOD_MS
+                                : their > REGISTRY_MAX_PERIOD_MS ? REGISTRY_MAX_PERIOD_MS
+                                                                 : their;
+            /* the silence n of ours span is at least its lease, not a renewal more */
+            if ((n - 1) * own < (TUNNEL_LEGACY_ASIDE_RENEWALS - 1) * bounded ||
+                (n - 2) * own >= (TUNNEL_LEGACY_ASIDE_RENEWALS - 1) * bounded)
+                fail_msg("their %lld ms, own %lld ms: %d renewals", their, own, n);
+        }
+    }
+    /* a hostile or broken peer keeps a session aside for an hour at most */
+    assert_int_equal(registry_aside_renewals(1000000000000LL, REGISTRY_MIN_PERIOD_MS),
+                     registry_aside_renewals(REGISTRY_MAX_PERIOD_MS, REGISTRY_MIN_PERIOD_MS));
+    assert_true((long long)registry_aside_renewals(1000000000000LL, REGISTRY_MIN_PERIOD_MS) *
+                    REGISTRY_MIN_PERIOD_MS <= 3600 * 1000 + 2 * REGISTRY_MIN_PERIOD_MS);
+    assert_int_equal(registry_aside_renewals(-5, 10000), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(accepts_the_documented_forms),
         cmocka_unit_test(refuses_malformed_urls),
         cmocka_unit_test(disabled_without_redis),
+        cmocka_unit_test(aside_renewals_follow_the_announcers_period),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

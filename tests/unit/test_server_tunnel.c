@@ -1753,12 +1753,12 @@ static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
     const char *org = m.t.org_id, *cid = m.t.cluster_id;
     sink_rec r[4] = { { 0 } };
     char err[256];
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-x", "", now_ms - 600000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-x", "", now_ms - 600000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     exec_ok(fx, &m, &r[0]); /* an older one elsewhere: still this one */
     proto_msg cmd;
     expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
     exec_ok(fx, &m, &r[1]); /* held behind it */
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     assert_int_equal(r[1].ends, 1);
     assert_int_equal(r[1].http_status, 503);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
@@ -1768,12 +1768,12 @@ static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
     assert_int_equal(r[0].ends, 1);
     assert_int_equal(r[0].return_code, 0);
     /* a newer one still; the one before it ending changes nothing */
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", "", now_ms + 700000, 1);
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 0);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", "", now_ms + 700000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 0, TUNNEL_LEGACY_ASIDE_RENEWALS);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
-    tunnel_legacy_elsewhere(fx->hub, "org-other", cid, "replica-z", "", now_ms + 700000, 0);
+    tunnel_legacy_elsewhere(fx->hub, "org-other", cid, "replica-z", "", now_ms + 700000, 0, TUNNEL_LEGACY_ASIDE_RENEWALS);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", "", now_ms + 700000, 0);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", "", now_ms + 700000, 0, TUNNEL_LEGACY_ASIDE_RENEWALS);
     exec_ok(fx, &m, &r[3]);
     expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
     send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
@@ -1782,7 +1782,7 @@ static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
     /* Redis was away (its end may have been missed): forgotten on a resync
      * of this replica's own, and when the replica that announced it asks
      * again (it announces again what it still holds), not another's */
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-w", "", now_ms + 800000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-w", "", now_ms + 800000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     tunnel_legacy_resync(fx->hub, 0, NULL);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
     tunnel_legacy_resync(fx->hub, 1, "replica-v");
@@ -1793,7 +1793,7 @@ static void test_legacy_steps_aside_for_a_newer_one_elsewhere(void **state)
     send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
     proto_msg_free(&cmd);
     assert_int_equal(r[2].ends, 1);
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-w", "", now_ms + 800000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-w", "", now_ms + 800000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r[2], err, sizeof(err)));
     tunnel_legacy_resync(fx->hub, 1, NULL);
     sink_rec last = { 0 };
@@ -1819,7 +1819,7 @@ static void test_legacy_stepping_aside_lapses_unless_announced_again(void **stat
     const char *org = m.t.org_id, *cid = m.t.cluster_id;
     sink_rec r = { 0 };
     char err[256];
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r, err, sizeof(err)));
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < TUNNEL_LEGACY_ASIDE_RENEWALS - 1; i++) {
@@ -1827,11 +1827,11 @@ static void test_legacy_stepping_aside_lapses_unless_announced_again(void **stat
             assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r, err, sizeof(err)));
         }
         if (round == 0) /* announced again */
-            tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+            tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
         else if (round == 1) /* a newer one: aside for that one, counted afresh */
-            tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", "", now_ms + 700000, 1);
+            tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-z", "", now_ms + 700000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
         else /* the older one says it is up: not what it stepped aside for */
-            tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+            tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     }
     tunnel_legacy_renew(fx->hub, 0);
     exec_ok(fx, &m, &r);
@@ -1851,6 +1851,45 @@ static void test_legacy_stepping_aside_lapses_unless_announced_again(void **stat
     assert_int_equal(last.ends, 1);
 }
 
+/* The announcer renews less often than this replica (a longer
+ * AURORA_REGISTRY_LEASE_S): the count of this replica's renewals it waits
+ * is the one its announcement set (registry_aside_renewals), renewed by
+ * each announcement, not TUNNEL_LEGACY_ASIDE_RENEWALS, which gave it up
+ * while its announcements still came, and two connections of the cluster
+ * took commands. */
+static void test_legacy_stepping_aside_waits_the_announcers_renewals(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *l = connect_as(fx, fx->hub, &m, 0, 0);
+    int64_t now_ms = (int64_t)time(NULL) * 1000;
+    const char *org = m.t.org_id, *cid = m.t.cluster_id;
+    sink_rec r = { 0 };
+    char err[256];
+    const int slow = 3 * TUNNEL_LEGACY_ASIDE_RENEWALS + 1;
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1, slow);
+    for (int i = 0; i < slow - 1; i++) {
+        tunnel_legacy_renew(fx->hub, 0);
+        assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r, err, sizeof(err)));
+    }
+    /* announced again, by then renewing as often as this replica */
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1,
+                            TUNNEL_LEGACY_ASIDE_RENEWALS);
+    for (int i = 0; i < TUNNEL_LEGACY_ASIDE_RENEWALS - 1; i++) {
+        tunnel_legacy_renew(fx->hub, 0);
+        assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r, err, sizeof(err)));
+    }
+    tunnel_legacy_renew(fx->hub, 0);
+    exec_ok(fx, &m, &r);
+    proto_msg cmd;
+    expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
+    send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
+    proto_msg_free(&cmd);
+    assert_int_equal(r.ends, 1);
+    assert_int_equal(r.return_code, 0);
+    tunnel_session_drop(l);
+}
+
 /* Redis away, no replica hears another: the renewals' time still counts
  * (registry.c), and a session stepped aside takes commands again once the
  * lease ran out, as each replica serves the agents it holds (it stayed
@@ -1865,9 +1904,9 @@ static void test_legacy_stepping_aside_lapses_with_redis_away(void **state)
     const char *org = m.t.org_id, *cid = m.t.cluster_id;
     sink_rec r = { 0 };
     char err[256];
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     tunnel_legacy_renew(fx->hub, 0);
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     for (int i = 0; i < TUNNEL_LEGACY_ASIDE_RENEWALS - 1; i++) {
         tunnel_legacy_renew(fx->hub, 1);
         assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r, err, sizeof(err)));
@@ -1881,7 +1920,7 @@ static void test_legacy_stepping_aside_lapses_with_redis_away(void **state)
     assert_int_equal(r.ends, 1);
     assert_int_equal(r.return_code, 0);
     tunnel_legacy_resync(fx->hub, 1, NULL);
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now_ms + 600000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     assert_null(exec_ex(fx->hub, org, cid, "kubectl", 30, &r, err, sizeof(err)));
     tunnel_session_drop(l);
 }
@@ -1971,7 +2010,7 @@ static void test_stepping_aside_forwards_what_it_held(void **state)
     expect_type(l, MSG_KUBECTL_COMMAND, &cmd);
     expect_no_frame(l);
     int64_t wall_ms = (int64_t)time(NULL) * 1000;
-    tunnel_legacy_elsewhere(h, org, cid, "replica-y", "10.0.0.7:5080", wall_ms + 600000, 1);
+    tunnel_legacy_elsewhere(h, org, cid, "replica-y", "10.0.0.7:5080", wall_ms + 600000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     if (r1.ends || r2.ends)
         fail_msg("held commands failed instead of being forwarded: %d %s: %s", r1.http_status,
                  r1.error_code, r1.error);
@@ -2006,7 +2045,7 @@ static void test_stepping_aside_forwards_what_it_held(void **state)
     proto_msg_free(&cmd);
     assert_int_equal(r0.ends, 1);
     assert_int_equal(r0.return_code, 0);
-    tunnel_legacy_elsewhere(h, org, cid, "replica-y", "10.0.0.7:5080", wall_ms + 600000, 0);
+    tunnel_legacy_elsewhere(h, org, cid, "replica-y", "10.0.0.7:5080", wall_ms + 600000, 0, TUNNEL_LEGACY_ASIDE_RENEWALS);
 
     /* no address named, or a forward that cannot start: 503, did not run */
     for (int refuse = 0; refuse < 2; refuse++) {
@@ -2018,7 +2057,7 @@ static void test_stepping_aside_forwards_what_it_held(void **state)
         g_fwd.refuse = refuse;
         g_fwd.calls = 0;
         tunnel_legacy_elsewhere(h, org, cid, "replica-z", refuse ? "10.0.0.8:5080" : "",
-                                wall_ms + 700000, 1);
+                                wall_ms + 700000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
         assert_int_equal(g_fwd.calls, refuse);
         assert_int_equal(q1.ends, 1);
         assert_int_equal(q1.http_status, 503);
@@ -2026,7 +2065,7 @@ static void test_stepping_aside_forwards_what_it_held(void **state)
         send_text(l, proto_enc_command_response(cmd.command_id, 1, "ok", 2, "", 0));
         proto_msg_free(&cmd);
         assert_int_equal(q0.ends, 1);
-        tunnel_legacy_elsewhere(h, org, cid, "replica-z", "", wall_ms + 700000, 0);
+        tunnel_legacy_elsewhere(h, org, cid, "replica-z", "", wall_ms + 700000, 0, TUNNEL_LEGACY_ASIDE_RENEWALS);
     }
     argv_free(&a);
     tunnel_session_drop(l);
@@ -2068,9 +2107,9 @@ static void test_remote_request_runs_here(void **state)
     tunnel_session *l = connect_as(fx, fx->hub, &m, 0, 0);
     assert_int_equal(tunnel_req_run_here(fx->hub, r, &cp, err, sizeof(err)), -1);
     int64_t now = (int64_t)time(NULL) * 1000;
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now + 600000, 1);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now + 600000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     assert_int_equal(tunnel_req_run_here(fx->hub, r, &kp, err, sizeof(err)), -1);
-    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now + 600000, 0);
+    tunnel_legacy_elsewhere(fx->hub, org, cid, "replica-y", "", now + 600000, 0, TUNNEL_LEGACY_ASIDE_RENEWALS);
     expect_no_frame(l);
     /* the legacy session is busy: held, sent once it answered */
     sink_rec first = { 0 };
@@ -2149,7 +2188,7 @@ static void test_stepping_aside_skips_an_older_one_here(void **state)
     expect_no_frame(fresh);
     expect_no_frame(old);
     int64_t wall_ms = (int64_t)time(NULL) * 1000;
-    tunnel_legacy_elsewhere(h, org, cid, "replica-y", "10.0.0.7:5080", wall_ms + 600000, 1);
+    tunnel_legacy_elsewhere(h, org, cid, "replica-y", "10.0.0.7:5080", wall_ms + 600000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     expect_no_frame(old);
     assert_int_equal(g_fwd.nr, 1);
     assert_string_equal(g_fwd.addr, "10.0.0.7:5080");
@@ -2191,7 +2230,7 @@ static void test_legacy_rank_survives_a_clock_stepped_back(void **state)
     g_wall_ms -= 60000; /* stepped back a minute */
     tunnel_session *fresh = connect_as(fx, h, &m, 0, 0);
     /* another replica's, made between the two by its own clock */
-    tunnel_legacy_elsewhere(h, org, cid, "replica-y", "", g_wall_ms + 30000, 1);
+    tunnel_legacy_elsewhere(h, org, cid, "replica-y", "", g_wall_ms + 30000, 1, TUNNEL_LEGACY_ASIDE_RENEWALS);
     sink_rec r = { 0 };
     char err[256] = "";
     assert_non_null(exec_ex(h, org, cid, "kubectl", 30, &r, err, sizeof(err)));
@@ -2554,6 +2593,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_legacy_steps_aside_for_a_newer_one_elsewhere,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_stepping_aside_lapses_unless_announced_again,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_stepping_aside_waits_the_announcers_renewals,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_stepping_aside_lapses_with_redis_away, setup,
                                         teardown),
