@@ -458,8 +458,13 @@ static void append_register(const char *cluster_id, double expires)
     char score[32];
     snprintf(score, sizeof(score), "%.3f", expires);
     redisAppendCommand(R.cmd, "ZADD %s %s %s", key, score, R.member);
-    /* The key outlives its members by a lease at most: nothing to clean. */
-    redisAppendCommand(R.cmd, "EXPIRE %s %d", key, 2 * R.lease);
+    /* The key outlives its members: nothing to clean.  Every holder sets
+     * its time to live, so it must outlast the longest lease any replica may
+     * have, not ours: set to two of ours by a replica with a short lease,
+     * the key went with it and took a live registration of a replica
+     * renewing less often (a lease over six times ours) along, until that
+     * one's next renewal, and the cluster took no forwarded command. */
+    redisAppendCommand(R.cmd, "EXPIRE %s %d", key, 2 * REGISTRY_MAX_LEASE_S);
 }
 
 /* 0 while R.cmd leads to a primary.  After a failover the old primary,

@@ -12,7 +12,9 @@
  * that dies stops renewing: its registrations lapse, its agents connect to
  * another replica, which registers them with a later lapse time.  A request
  * for a cluster held elsewhere is forwarded (forward.h) to the member with
- * the latest lapse time: the replica that renewed last.
+ * the latest lapse time: the replica that renewed last, when the replicas
+ * share AURORA_REGISTRY_LEASE_S (they need not; the key lives for two of the
+ * longest leases the setting allows, whoever set it last).
  *
  * Token revocations and connection deletions are published on the channel
  * aurora:close; every replica closes the sessions it holds of that
@@ -104,8 +106,12 @@ void registry_publish_legacy(const char *org_id, const char *cluster_id, long lo
  * most; a message without it (a replica of an earlier version) counts as
  * our own period, as then. */
 int registry_aside_renewals(long long their_ms, long long own_ms);
-#define REGISTRY_MIN_PERIOD_MS (2 * 1000 / 3)
-#define REGISTRY_MAX_PERIOD_MS (3600 * 1000 / 3)
+/* The leases AURORA_REGISTRY_LEASE_S allows (server_config.c), and their
+ * renewal periods. */
+#define REGISTRY_MIN_LEASE_S 2
+#define REGISTRY_MAX_LEASE_S 3600
+#define REGISTRY_MIN_PERIOD_MS (REGISTRY_MIN_LEASE_S * 1000 / 3)
+#define REGISTRY_MAX_PERIOD_MS (REGISTRY_MAX_LEASE_S * 1000 / 3)
 /* Loop thread: the clock a legacy connection's ready time is read from
  * (registry_publish_legacy's ready_ms, tunnel_hub_opts.wall_ms), ms since
  * the epoch: Redis's (TIME, read by the registry thread at each connection

@@ -1224,6 +1224,45 @@ def replicas_with_different_leases_agree_on_the_newest_legacy_connection(t):
 
 
 @test(timeout=150)
+def a_short_lease_never_expires_the_registration_of_a_longer_one(t):
+    """Every replica holding a cluster sets its key's time to live.  Set to
+    two of its own leases by a replica with a short one, the key outlived
+    that replica's registration but not the one of a replica with a longer
+    lease (over six times as long), which went with the key until its next
+    renewal: lookups found nobody for a cluster whose agent was connected.
+    Two agent pods of one cluster, on replicas with 2 s and 600 s leases;
+    the short lease's pod leaves."""
+    f = fleet(t)
+    env = dict(f.env, AURORA_WORKERS="2", AURORA_OUTBOUND_WORKERS="1")  # the store's connections
+    short = Replica(t, "server-ks", dict(env, AURORA_REGISTRY_LEASE_S="2"), f.pki)
+    long_ = Replica(t, "server-kl", dict(env, AURORA_REGISTRY_LEASE_S="600"), f.pki)
+    for r in (short, long_):
+        r.org_id, r.user_id, r.api_key = f.any.org_id, f.any.user_id, f.any.api_key
+    tok = long_.create_token("rep-key-ttl")
+    cid = tok["cluster_id"]
+    key = "aurora:agents:" + cid
+    Agent(long_, tok["token"], "agent-ttl-long", owner=t).wait_ready(30)
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {long_.addr}, 15, 0.05,
+               "%s to register the cluster" % long_.name)
+    leaving = Agent(short, tok["token"], "agent-ttl-short", owner=t)
+    leaving.wait_ready(30)
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {long_.addr, short.addr}, 15, 0.05,
+               "%s to register it too" % short.name)
+    leaving.proc.stop()
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {long_.addr}, 15, 0.05,
+               "%s to remove its registration" % short.name)
+    lapses = max(float(s) for m, s in zip(*[iter(redis_cmd(f.redis.port, "ZRANGE", key, "0", "-1",
+                                                           "WITHSCORES"))] * 2)
+                 if m.endswith(" " + long_.addr))
+    ttl = redis_cmd(f.redis.port, "TTL", key)
+    check(ttl >= lapses - time.time(), "the key expires in %s s, before the registration of %s "
+          "(in %.0f s)" % (ttl, long_.name, lapses - time.time()))
+    text = "ttl-" + secrets.token_hex(3)
+    r = echo(f.replicas[2], cid, text)
+    eq((r.status, r.get("output")), (200, text), "a command through a third replica (%r)" % r)
+
+
+@test(timeout=150)
 def a_replica_stopping_says_its_legacy_connections_ended(t):
     """A replica stopped with SIGTERM says the legacy connections it still
     holds ended, also one whose agent never answers the close frame (frozen
