@@ -1182,9 +1182,12 @@ def replicas_with_different_leases_agree_on_the_newest_legacy_connection(t):
     the announcer's periods once that replica is killed."""
     f = fleet(t)
     ch = CloseChannel(t, f.redis.port)
-    long_lease = 45  # announced every 15 s; the fleet's 8 s lease renews every 2.7 s
+    # announced every 5 s; the short lease renews every second, so 4 of its
+    # renewals pass between two announcements (the leases are short to keep
+    # the test short: 8 s and 45 s made it 78 s)
+    short_lease, long_lease = 3, 15
     env = dict(f.env, AURORA_WORKERS="2", AURORA_OUTBOUND_WORKERS="1")  # the store's connections
-    short = Replica(t, "server-ls", dict(env, AURORA_REGISTRY_LEASE_S=str(LEASE)), f.pki)
+    short = Replica(t, "server-ls", dict(env, AURORA_REGISTRY_LEASE_S=str(short_lease)), f.pki)
     long_ = Replica(t, "server-ll", dict(env, AURORA_REGISTRY_LEASE_S=str(long_lease)), f.pki)
     for r in (short, long_):
         r.org_id, r.user_id, r.api_key = f.any.org_id, f.any.user_id, f.any.api_key
@@ -1202,7 +1205,7 @@ def replicas_with_different_leases_agree_on_the_newest_legacy_connection(t):
                "the older connection to step aside")
     since = len(ch.messages)
     # Two announcements again: between them a whole period of the announcer
-    # (15 s), more than 4 of the short-lease replica's renewals (10.7 s).
+    # (5 s), more than 4 of the short-lease replica's renewals (4 s).
     wait_until(lambda: len(ch.legacy(long_.addr, cid, since)) >= 2, 2 * long_lease / 3 + 30, 0.1,
                "%s to announce the newer connection again twice" % long_.name)
     check(took not in short.server.log_text()[mark:],
