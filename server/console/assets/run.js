@@ -14,6 +14,8 @@ function b64bytes(b64) {
 
 // The page shows at most this much of a command's output (characters).
 const MAX_SHOWN = 8 << 20;
+// Output is laid out in blocks of about this many characters (see write()).
+const BLOCK_CHARS = 32 << 10;
 
 function isPolicyRefusal(r) {
   return r && (r.error_code === 'POLICY_DENIED' ||
@@ -82,16 +84,36 @@ export function render(main, _params, query) {
     let cut = false;
     // Output is added once per animation frame, consecutive chunks of one
     // stream into one text node: thousands of small chunks must not cost a
-    // layout each.
+    // layout each. It goes into blocks of about BLOCK_CHARS characters, each
+    // ended at a line end: the browser then lays out only the block that grew,
+    // where one text node holding megabytes was laid out whole on every frame
+    // (a 9 MiB log froze the page for seconds).
     let pending = [];
     let frame = 0;
+    let block = null;
+    let blockChars = 0;
+    const write = (cls, text) => {
+      while (text) {
+        if (!block) { block = h('span', { class: 'block' }); out.append(block); blockChars = 0; }
+        const hardEnd = 2 * BLOCK_CHARS - blockChars;
+        let take = text.length;
+        if (blockChars + take >= BLOCK_CHARS) {
+          const nl = text.indexOf('\n', Math.max(0, BLOCK_CHARS - blockChars - 1));
+          take = nl >= 0 && nl < hardEnd ? nl + 1 : Math.min(take, hardEnd);
+        }
+        const piece = text.slice(0, take);
+        text = text.slice(take);
+        const last = block.lastChild;
+        if (last && last.className === cls) last.firstChild.appendData(piece);
+        else block.append(h('span', { class: cls }, piece));
+        blockChars += piece.length;
+        // a line longer than two blocks is cut where the second one ends
+        if ((blockChars >= BLOCK_CHARS && piece.endsWith('\n')) || blockChars >= 2 * BLOCK_CHARS) block = null;
+      }
+    };
     const paint = () => {
       frame = 0;
-      for (const [cls, text] of pending) {
-        const last = out.lastChild;
-        if (last && last.className === cls) last.firstChild.appendData(text);
-        else out.append(h('span', { class: cls }, text));
-      }
+      for (const [cls, text] of pending) write(cls, text);
       pending = [];
       out.scrollTop = out.scrollHeight;
     };
