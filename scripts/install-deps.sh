@@ -17,14 +17,15 @@ PKGS=(
 # start (PostgreSQL, Redis, haproxy, tinyproxy, the Azure CLI; promtool from
 # prometheus checks /metrics); the chart renderer's Go packages; the
 # libFuzzer targets (tests/fuzz/), built with clang, whose runtime is in
-# libclang-rt-14-dev; `stress-ng --cpu N` keeps every CPU busy while
+# libclang-rt-14-dev, and linked with lld (faster than GNU ld on the ~90
+# sanitizer binaries); `stress-ng --cpu N` keeps every CPU busy while
 # `make test` runs, to check the tests hold on a loaded machine; chromium is
 # the browser tests/browser/ drives headless through playwright-core (npm).
 TEST_PKGS=(
   libcmocka-dev python3 psmisc strace
   postgresql redis-server haproxy prometheus tinyproxy azure-cli
   golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev golang-github-xeipuuv-gojsonschema-dev
-  clang libclang-rt-14-dev stress-ng chromium
+  clang libclang-rt-14-dev lld stress-ng chromium
 )
 [ "${1:-}" = "--test" ] && PKGS+=("${TEST_PKGS[@]}")
 
