@@ -7,8 +7,19 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# Scratch files go to a tmpfs when there is a roomy one (/dev/shm with 8 GiB
+# free): the servers' SQLite files and test databases are written and synced
+# thousands of times, and on ext4 that journal work was ~7% of the
+# integration tests' CPU (633 -> 591 CPU seconds alone), where the suite is
+# CPU-bound.  The directory is world-writable and sticky like /tmp: tests
+# run PostgreSQL as "postgres" and sandboxed commands as other users.
+scratch=""
+if [ -z "${AURORA_TEST_KEEP_TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] &&
+   [ "$(df -P -k /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')" -ge $((8 << 20)) ] 2>/dev/null; then
+  scratch=$(mktemp -d /dev/shm/aurora-test.XXXXXX) && chmod 1777 "$scratch" && export TMPDIR="$scratch"
+fi
 work=$(mktemp -d -t aurora-all.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work" ${scratch:+"$scratch"}' EXIT
 
 shopt -s nullglob
 units=(build/asan/tests/test_*)
@@ -48,7 +59,7 @@ stop_parts() {
     kill "${pids[@]}" 2>/dev/null
     wait
   fi
-  rm -rf "$work"
+  rm -rf "$work" ${scratch:+"$scratch"}
 }
 trap stop_parts EXIT
 trap 'exit 130' INT TERM
@@ -75,5 +86,10 @@ for part in unit integration chart browser fuzz; do
   total_pass=$((total_pass + p))
   total_fail=$((total_fail + f))
 done
+if [ "$total_fail" -ne 0 ] && [ -n "$scratch" ]; then
+  # the temp dirs failed tests keep (their logs) are in it
+  echo "run-all: scratch files kept in $scratch"
+  scratch=""
+fi
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]
