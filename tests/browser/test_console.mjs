@@ -388,13 +388,21 @@ test('run_streams_output_and_shows_policy_refusal', async (t) => {
     // the output is laid out in blocks, each ended at a line end, so the page
     // lays out only the block that grew
     const blocks = Array.from(el.children, (b) => b.textContent);
+    // blocks never painted (content-visibility) still give the scroll bar
+    // about the height of their lines
+    let lines = 0;
+    for (let at = s.indexOf('\n'); at >= 0; at = s.indexOf('\n', at + 1)) lines++;
+    const lineHeight = parseFloat(getComputedStyle(el).lineHeight);
     return { length: s.length, bad, blocks: blocks.length, longest: Math.max(...blocks.map((b) => b.length)),
-      cutLines: blocks.slice(0, -1).filter((b) => !b.endsWith('\n')).length };
+      cutLines: blocks.slice(0, -1).filter((b) => !b.endsWith('\n')).length,
+      height: el.scrollHeight, linesHeight: lines * lineHeight };
   }, PATTERN_LINE);
   assert.ok(shown.length > 7 * (1 << 20) && shown.length <= 8 * (1 << 20), `characters shown: ${shown.length}`);
   assert.equal(shown.bad, -1, `what is shown is the log's start (first difference at ${shown.bad})`);
   assert.ok(shown.blocks >= 128 && shown.longest <= 64 * 1024, `${shown.blocks} blocks, the longest ${shown.longest} characters`);
   assert.equal(shown.cutLines, 0, 'no line is cut between two blocks');
+  assert.ok(shown.height > 0.8 * shown.linesHeight && shown.height < 1.25 * shown.linesHeight,
+    `the output's scroll height ${shown.height} px, its lines ${shown.linesHeight} px`);
   await result.getByText('Succeeded').waitFor();
 
   // Stop cancels a running command: kubectl is ended (its connection to the

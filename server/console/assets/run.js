@@ -92,9 +92,17 @@ export function render(main, _params, query) {
     let frame = 0;
     let block = null;
     let blockChars = 0;
+    let blockLines = 0;
+    // A block off screen that was never painted is as tall as this guess
+    // (its lines at the page's line height) rather than a fixed placeholder,
+    // so the scroll bar fits the whole output.
+    const closeBlock = () => {
+      block.style.containIntrinsicSize = `auto ${Math.max(1, blockLines) * 1.5}em`;
+      block = null;
+    };
     const write = (cls, text) => {
       while (text) {
-        if (!block) { block = h('span', { class: 'block' }); out.append(block); blockChars = 0; }
+        if (!block) { block = h('span', { class: 'block' }); out.append(block); blockChars = 0; blockLines = 0; }
         const hardEnd = 2 * BLOCK_CHARS - blockChars;
         let take = text.length;
         if (blockChars + take >= BLOCK_CHARS) {
@@ -107,8 +115,9 @@ export function render(main, _params, query) {
         if (last && last.className === cls) last.firstChild.appendData(piece);
         else block.append(h('span', { class: cls }, piece));
         blockChars += piece.length;
+        for (let at = piece.indexOf('\n'); at >= 0; at = piece.indexOf('\n', at + 1)) blockLines++;
         // a line longer than two blocks is cut where the second one ends
-        if ((blockChars >= BLOCK_CHARS && piece.endsWith('\n')) || blockChars >= 2 * BLOCK_CHARS) block = null;
+        if ((blockChars >= BLOCK_CHARS && piece.endsWith('\n')) || blockChars >= 2 * BLOCK_CHARS) closeBlock();
       }
     };
     const paint = () => {
