@@ -180,7 +180,10 @@ def stalled_reader_pauses_the_command_and_memory_stays_flat(t):
     w.kubectl_sse(cid, {"args": logs_args(2 * MIB, "warm"), "max_output": 2 * MIB},
                   st.on_event)
     eq(st.n, 2 * MIB, "warm-up bytes")
-    n, seed = 160 * MIB, "s" + rand_tag(4)
+    # 48 MiB: about 7 MiB of it is read while the reader is stalled (the
+    # kernel's socket and pipe buffers on the way), well under the half the
+    # check allows; 160 MiB made the same check at three times the CPU.
+    n, seed = 48 * MIB, "s" + rand_tag(4)
     want = hashlib.sha256(kube_api.log_bytes(n, seed)).hexdigest()
     base_server, base_agent = vm_rss_kib(w.server.pid), vm_rss_kib(agent.proc.p.pid)
     with RssSampler(w.server.pid) as srss, RssSampler(agent.proc.p.pid) as arss:
@@ -230,7 +233,7 @@ def stalled_reader_pauses_the_command_and_memory_stays_flat(t):
     eq(st.result.get("bytes"), n, "result.bytes")
     eq(st.h.hexdigest(), want, "SHA-256 after resuming")
     # Generous bounds (ASan build): without flow control the server would hold most of
-    # the 160 MiB; with it, one window (256 KiB) plus its SSE encoding and the socket
+    # the 48 MiB; with it, one window (256 KiB) plus its SSE encoding and the socket
     # buffers of the kernel (not in VmRSS).
     check(grow_s < 24, "server VmRSS grew %.1f MiB while the reader was stalled" % grow_s)
     check(grow_a < 24, "agent VmRSS grew %.1f MiB while the reader was stalled" % grow_a)
