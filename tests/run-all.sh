@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# Scratch files go to a tmpfs when there is a roomy one (/dev/shm with 8 GiB
+# Scratch files go to a tmpfs when there is a roomy one (/dev/shm with 2 GiB
 # free): the servers' SQLite files and test databases are written and synced
 # thousands of times, and on ext4 that journal work was ~7% of the
 # integration tests' CPU (633 -> 591 CPU seconds alone), where the suite is
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 # run PostgreSQL as "postgres" and sandboxed commands as other users.
 scratch=""
 if [ -z "${AURORA_TEST_KEEP_TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] &&
-   [ "$(df -P -k /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')" -ge $((8 << 20)) ] 2>/dev/null; then
+   [ "$(df -P -k /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')" -ge $((2 << 20)) ] 2>/dev/null; then
   scratch=$(mktemp -d /dev/shm/aurora-test.XXXXXX) && chmod 1777 "$scratch" && export TMPDIR="$scratch"
 fi
 work=$(mktemp -d -t aurora-all.XXXXXX)
