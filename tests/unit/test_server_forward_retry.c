@@ -39,16 +39,11 @@
 #include "tunnel.h"
 #include "worker.h"
 
+#include "hub_loop.h"
+
 #define WAIT_MS 20000
 #define MAX_WAITING 4096 /* tunnel.c's MAX_WAITING_PER_SESSION */
 #define OWNER_SAYS "the stand-in replica does not hold the agent of this cluster"
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 typedef struct {
     char dir[64];
@@ -59,7 +54,6 @@ typedef struct {
     struct lws_context *lws;
     workers *pool;
     tunnel_hub *hub;
-    lws_sorted_usec_list_t tick;
 } fixture;
 
 /* forward.c's lookup of the retry runs on the pool server.c gives
@@ -172,55 +166,18 @@ static int teardown(void **state)
     return 0;
 }
 
-static void tick(lws_sorted_usec_list_t *sul)
-{
-    fixture *fx = lws_container_of(sul, fixture, tick);
-    lws_sul_schedule(fx->lws, 0, &fx->tick, tick, 10 * LWS_US_PER_MS);
-}
-
 /* Runs the loop (timers, the pool's completions, the forward's connection)
  * until pred holds; fails after WAIT_MS. */
 static void serve_until(fixture *fx, int (*pred)(void *), void *arg, const char *what)
 {
-    int64_t end = now_ms() + WAIT_MS;
-    lws_sul_schedule(fx->lws, 0, &fx->tick, tick, 10 * LWS_US_PER_MS);
-    while (!pred(arg) && now_ms() < end)
-        lws_service(fx->lws, 0);
-    lws_sul_cancel(&fx->tick);
-    if (!pred(arg))
-        fail_msg("waited %d ms in vain for %s", WAIT_MS, what);
+    hub_serve_until(fx->lws, pred, arg, WAIT_MS, what);
 }
 
 /* ---- the cluster's session here ------------------------------------------------------ */
 
-typedef struct {
-    char token[AGENT_TOKEN_LEN + 1];
-    char bearer[AGENT_TOKEN_LEN + 8];
-    store_agent_token t;
-} made_token;
-
 static made_token new_token(fixture *fx)
 {
-    made_token m;
-    memset(&m, 0, sizeof(m));
-    assert_int_equal(token_new_agent(m.token), 0);
-    snprintf(m.bearer, sizeof(m.bearer), "Bearer %s", m.token);
-    char hash[65];
-    token_hash(m.token, hash);
-    snprintf(m.t.org_id, sizeof(m.t.org_id), "%s", fx->org_id);
-    snprintf(m.t.created_by, sizeof(m.t.created_by), "%s", fx->user_id);
-    token_cluster_id(m.token, m.t.cluster_id);
-    snprintf(m.t.cluster_name, sizeof(m.t.cluster_name), "name-%s", m.t.cluster_id);
-    token_preview(m.token, m.t.preview);
-    if (store_agent_token_create(fx->st, &m.t, hash) != STORE_OK)
-        fail_msg("agent_token_create: %s", store_errmsg(fx->st));
-    return m;
-}
-
-static int settled(void *arg)
-{
-    tunnel_session *s = arg;
-    return tunnel_session_ready(s) || tunnel_session_close_code(s, NULL);
+    return hub_new_token(fx->st, fx->org_id, fx->user_id, 0);
 }
 
 /* The next text frame the server queued for s, decoded (1), or 0 if none. */
@@ -250,7 +207,7 @@ static tunnel_session *connect_v2(fixture *fx, const made_token *m, int max_conc
 {
     tunnel_session *s = tunnel_session_connect(fx->hub, 1, m->bearer, m->t.cluster_id);
     assert_non_null(s);
-    serve_until(fx, settled, s, "authentication");
+    serve_until(fx, hub_session_settled, s, "authentication");
     assert_true(tunnel_session_ready(s));
     proto_msg c;
     assert_true(pop_msg(s, &c));

@@ -55,18 +55,12 @@
 #include "utf8.h"
 #include "tunnel.h" /* server/tunnel.h: -Iserver comes first */
 #include "worker.h"
+#include "hub_loop.h"
 #include "stderr_capture.h"
 
 #define WAIT_MS 20000
 #define WINDOW 1000
 #define ORG_NAME "acme"
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- fixture: a hub, its pool, its loop, a store -------------------------------- */
 
@@ -79,7 +73,6 @@ typedef struct {
     struct lws_context *lws;
     workers *pool;
     tunnel_hub *hub;
-    lws_sorted_usec_list_t tick; /* bounds each wait of serve_until */
 } fixture;
 
 static int loop_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -171,59 +164,18 @@ static int teardown(void **state)
     return 0;
 }
 
-/* lws runs ripe timers (a deadline, a token expiry) at the start of a
- * service call, then waits for the next event: this tick bounds that wait,
- * so that serve_until sees what a timer did within 10 ms. */
-static void tick(lws_sorted_usec_list_t *sul)
-{
-    fixture *fx = lws_container_of(sul, fixture, tick);
-    lws_sul_schedule(fx->lws, 0, &fx->tick, tick, 10 * LWS_US_PER_MS);
-}
-
 /* Runs the loop (timers, pool completions) until pred holds; fails after
  * WAIT_MS. */
 static void serve_until(fixture *fx, int (*pred)(void *), void *arg, const char *what)
 {
-    int64_t end = now_ms() + WAIT_MS;
-    lws_sul_schedule(fx->lws, 0, &fx->tick, tick, 10 * LWS_US_PER_MS);
-    while (!pred(arg) && now_ms() < end)
-        lws_service(fx->lws, 0);
-    lws_sul_cancel(&fx->tick);
-    if (!pred(arg))
-        fail_msg("waited %d ms in vain for %s", WAIT_MS, what);
+    hub_serve_until(fx->lws, pred, arg, WAIT_MS, what);
 }
 
 /* ---- tokens and sessions ----------------------------------------------------------- */
 
-typedef struct {
-    char token[AGENT_TOKEN_LEN + 1];
-    char bearer[AGENT_TOKEN_LEN + 8];
-    store_agent_token t;
-} made_token;
-
 static made_token new_token(fixture *fx, const char *org_id, int64_t expires_at)
 {
-    made_token m;
-    memset(&m, 0, sizeof(m));
-    assert_int_equal(token_new_agent(m.token), 0);
-    snprintf(m.bearer, sizeof(m.bearer), "Bearer %s", m.token);
-    char hash[65];
-    token_hash(m.token, hash);
-    snprintf(m.t.org_id, sizeof(m.t.org_id), "%s", org_id);
-    snprintf(m.t.created_by, sizeof(m.t.created_by), "%s", fx->user_id);
-    token_cluster_id(m.token, m.t.cluster_id);
-    snprintf(m.t.cluster_name, sizeof(m.t.cluster_name), "name-%s", m.t.cluster_id);
-    token_preview(m.token, m.t.preview);
-    m.t.expires_at = expires_at;
-    if (store_agent_token_create(fx->st, &m.t, hash) != STORE_OK)
-        fail_msg("agent_token_create: %s", store_errmsg(fx->st));
-    return m;
-}
-
-static int settled(void *arg)
-{
-    tunnel_session *s = arg;
-    return tunnel_session_ready(s) || tunnel_session_close_code(s, NULL);
+    return hub_new_token(fx->st, org_id, fx->user_id, expires_at);
 }
 
 /* The next text frame the server queued for s, decoded (1), or 0 if none. */
@@ -278,7 +230,7 @@ static tunnel_session *connect_as(fixture *fx, tunnel_hub *h, const made_token *
 {
     tunnel_session *s = tunnel_session_connect(h, v2, m->bearer, m->t.cluster_id);
     assert_non_null(s);
-    serve_until(fx, settled, s, "authentication");
+    serve_until(fx, hub_session_settled, s, "authentication");
     if (!tunnel_session_ready(s))
         return s;
     proto_msg c;
@@ -424,7 +376,7 @@ static void test_authentication(void **state)
     expect_closed(b, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
     tunnel_session_drop(b);
     b = tunnel_session_connect(fx->hub, 2, good.bearer, "cluster-0000000000000000");
-    serve_until(fx, settled, b, "authentication");
+    serve_until(fx, hub_session_settled, b, "authentication");
     expect_closed(b, PROTO_CLOSE_POLICY, PROTO_REASON_INVALID);
     tunnel_session_drop(b);
     made_token revoked = new_token(fx, fx->org_id, 0);
@@ -485,14 +437,14 @@ static void test_revocation_during_lookup(void **state)
     made_token m = new_token(fx, fx->org_id, 0);
     tunnel_session *s = tunnel_session_connect(fx->hub, 2, m.bearer, m.t.cluster_id);
     /* The lookup ran (valid token); its completion waits for the loop. */
-    int64_t end = now_ms() + WAIT_MS;
-    while (!worker_idle(fx->pool) && now_ms() < end)
+    int64_t end = hub_loop_now_ms() + WAIT_MS;
+    while (!worker_idle(fx->pool) && hub_loop_now_ms() < end)
         sched_yield();
     assert_true(worker_idle(fx->pool));
     assert_false(tunnel_session_ready(s));
     assert_int_equal(store_agent_token_revoke(fx->st, fx->org_id, m.t.id, time(NULL)), STORE_OK);
     tunnel_note_revocation(fx->hub);
-    serve_until(fx, settled, s, "authentication");
+    serve_until(fx, hub_session_settled, s, "authentication");
     expect_closed(s, PROTO_CLOSE_POLICY, PROTO_REASON_REVOKED);
 }
 
@@ -520,7 +472,7 @@ static void test_early_messages(void **state)
     send_data(s, 1, PROTO_CHAN_STDOUT, 4, 'x');
     send_text(s, proto_enc_register(m.t.cluster_id, "7.7.7", 2, 1));
     send_text(s, proto_enc_heartbeat(m.t.cluster_id));
-    serve_until(fx, settled, s, "authentication");
+    serve_until(fx, hub_session_settled, s, "authentication");
     assert_true(tunnel_session_ready(s));
     expect_type(s, MSG_CONNECTED, NULL);
     expect_type(s, MSG_HEARTBEAT_ACK, NULL);
@@ -563,7 +515,7 @@ static void test_early_bytes_bounded(void **state)
         assert_false(tunnel_session_ready(s));
         tunnel_session_receive(s, big, early_max + 1, 0);
         expect_closed(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
-        serve_until(fx, settled, s, "the lookup to end");
+        serve_until(fx, hub_session_settled, s, "the lookup to end");
         assert_false(tunnel_session_ready(s));
         tunnel_session_drop(s);
         /* messages adding up past it: closed at the one that crosses */
@@ -574,7 +526,7 @@ static void test_early_bytes_bounded(void **state)
         assert_int_equal(tunnel_session_close_code(s, NULL), 0);
         tunnel_session_receive(s, big, early_max / 4 + 1, 0);
         expect_closed(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "Message too big");
-        serve_until(fx, settled, s, "the lookup to end");
+        serve_until(fx, hub_session_settled, s, "the lookup to end");
         tunnel_session_drop(s);
     }
     /* once authenticated, the dialect's own limit applies again: a
@@ -1144,7 +1096,7 @@ static void test_hostile_register_fields(void **state)
     serve_until(fx, row_connected, &one, "the first session's row");
 
     tunnel_session *b = tunnel_session_connect(fx->hub, 2, m.bearer, m.t.cluster_id);
-    serve_until(fx, settled, b, "authentication");
+    serve_until(fx, hub_session_settled, b, "authentication");
     expect_type(b, MSG_CONNECTED, NULL);
     /* 61 bytes, then a 3-byte character that the 63-byte field cuts */
     char version[128];
@@ -1980,7 +1932,7 @@ static int fake_forward(const char *addr, const tunnel_exec_params *p, tunnel_re
  * max_output and the time it has left; its caller gets the end from there,
  * once, and its deadline here no longer applies.  Without an address, or
  * when the forward cannot start, it fails as before (503, did not run). */
-static int past(void *arg) { return now_ms() >= *(const int64_t *)arg; }
+static int past(void *arg) { return hub_loop_now_ms() >= *(const int64_t *)arg; }
 
 static void test_stepping_aside_forwards_what_it_held(void **state)
 {
@@ -2025,7 +1977,7 @@ static void test_stepping_aside_forwards_what_it_held(void **state)
     expect_no_frame(l);
     /* r2's deadline here (1.5 s + grace) passes: only the forwarder ends it */
     tunnel_req *fr1 = g_fwd.r[0], *fr2 = g_fwd.r[1];
-    int64_t later = now_ms() + 1800;
+    int64_t later = hub_loop_now_ms() + 1800;
     serve_until(fx, past, &later, "r2's deadline here to pass");
     assert_int_equal(r2.ends, 0);
     tunnel_req_consumed(fr2, 7);
