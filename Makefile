@@ -29,6 +29,12 @@ ASAN_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(ASAN_SAN) \
               $(CSTD) $(WARN) $(INCS) $(PKG_CFLAGS) -MMD -MP
 
+# The unit tests' own files (tests/unit/, tests/tools/) are glue around the
+# code under test, which keeps -O1 in its libraries: compiled at -O0 they take
+# a third of the time (4 of them: 10.6 s at -O1, 3.2 s at -O0), about 40 of
+# the build's ~270 CPU seconds, and run no slower that a test can tell.
+ASAN_TEST_FLAGS := $(patsubst -O1,-O0,$(ASAN_FLAGS))
+
 COMMON_SRC := $(wildcard common/*.c)
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c server/connectors/*.c))
 AGENT_SRC  := $(filter-out agent/main.c,$(wildcard agent/*.c))
@@ -76,7 +82,7 @@ build/%/.flags: FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(FLAGS_$*)' | cmp -s - $@ || echo '$(FLAGS_$*)' >$@
 FLAGS_rel  = $(CC) $(REL_FLAGS)
-FLAGS_asan = $(ASAN_CC) $(ASAN_FLAGS)
+FLAGS_asan = $(ASAN_CC) $(ASAN_FLAGS) tests: $(ASAN_TEST_FLAGS)
 
 build/rel/%.o: %.c build/rel/.flags
 	@mkdir -p $(dir $@)
@@ -85,6 +91,14 @@ build/rel/%.o: %.c build/rel/.flags
 build/asan/%.o: %.c build/asan/.flags
 	@mkdir -p $(dir $@)
 	$(ASAN_CC) $(ASAN_FLAGS) -c $< -o $@
+
+build/asan/tests/unit/%.o: tests/unit/%.c build/asan/.flags
+	@mkdir -p $(dir $@)
+	$(ASAN_CC) $(ASAN_TEST_FLAGS) -c $< -o $@
+
+build/asan/tests/tools/%.o: tests/tools/%.c build/asan/.flags
+	@mkdir -p $(dir $@)
+	$(ASAN_CC) $(ASAN_TEST_FLAGS) -c $< -o $@
 
 # ---- libraries and binaries, per variant ------------------------------------
 # $(call variant,dir,object dir,link flags,linker)
