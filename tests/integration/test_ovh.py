@@ -333,7 +333,15 @@ def test_disconnect_during_a_refresh_leaves_no_token(t):
         if tb:
             tb.join(60)
     eq((res["delete"].status, res["delete"].get("deleted")), (200, True), "disconnect (%r)" % res["delete"])
-    eq(res["refresh"].status, 200, "the refresh that was under way (%r)" % res["refresh"])
+    # The refresh ends its grant (OVH's answer, the rotated token stored)
+    # before it saves the connection's new expiry; the waiting disconnect may
+    # delete the row in between.  Both answers are right: 200 with the access
+    # token, or 404 "not connected" when the disconnect came first (a full
+    # run under load took that branch).  What matters is below: nothing left.
+    rr = res["refresh"]
+    check(rr.status == 200 and rr.json.get("refreshed") is True or
+          (rr.status, rr.error_code) == (404, "MISSING_CONNECTOR"),
+          "the refresh that was under way: 200 or 404 MISSING_CONNECTOR (%r)" % rr)
     eq(secret_paths(w, user), [], "no secret left after the disconnect")
     eq(status(w, key).get("connected"), False, "status after the disconnect")
     r = w.post("/ovh_api/ovh/oauth2/refresh", key=key)
