@@ -22,6 +22,12 @@ cd "$(dirname "$0")/.."
 BUILD="${AURORA_BUILD_DIR:-build/asan}"
 PROG_TIMEOUT="${INTEGRATION_PROG_TIMEOUT:-600}"
 JOBS="${INTEGRATION_JOBS:-4}"
+# Once the files INTEGRATION_ALONE_WHEN names all exist (run-all.sh: the other
+# four parts have ended), up to INTEGRATION_JOBS_ALONE programs run at a time:
+# in `make test` the last ~140 s were this part alone, and with 4 programs, many
+# of them waiting on timers (idle sessions, leases), the machine was 55-90% busy.
+JOBS_ALONE="${INTEGRATION_JOBS_ALONE:-$JOBS}"
+ALONE_WHEN="${INTEGRATION_ALONE_WHEN:-}"
 PY="${PYTHON:-python3}"
 export PYTHONDONTWRITEBYTECODE=1
 
@@ -123,10 +129,23 @@ report() {  # index: prints the program's output and adds its counts to the tota
   total_fail=$((total_fail + f))
 }
 
+slots() {  # how many programs may run now
+  local f
+  if [ -n "$ALONE_WHEN" ]; then
+    for f in $ALONE_WHEN; do [ -e "$f" ] || { echo "$JOBS"; return; }; done
+    echo "$JOBS_ALONE"
+    [ -e "$work/alone" ] ||
+      echo "run-integration: alone from ${SECONDS} s on; up to $JOBS_ALONE programs at a time" >"$work/alone"
+  else
+    echo "$JOBS"
+  fi
+}
+
 next=0   # position in order of the next program to start
 shown=0  # index of the next program to print
 while [ "$shown" -lt "$n" ]; do
-  while [ "${#running[@]}" -lt "$JOBS" ] && [ "$next" -lt "$n" ]; do
+  jobs_now=$(slots)
+  while [ "${#running[@]}" -lt "$jobs_now" ] && [ "$next" -lt "$n" ]; do
     i=${order[$next]}
     next=$((next + 1))
     started[$i]=$SECONDS
@@ -158,5 +177,6 @@ if ! kill -0 "$kube_pid" 2>/dev/null; then
   total_fail=$((total_fail + 1))
 fi
 
+[ -e "$work/alone" ] && cat "$work/alone"
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]
