@@ -31,8 +31,9 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(ASAN_SA
 
 # The unit tests' own files (tests/unit/, tests/tools/) are glue around the
 # code under test, which keeps -O1 in its libraries: compiled at -O0 they take
-# a third of the time (4 of them: 10.6 s at -O1, 3.2 s at -O0), about 40 of
-# the build's ~270 CPU seconds, and run no slower that a test can tell.
+# a third of the time (4 of them: 10.6 s at -O1, 3.2 s at -O0): the sanitizer
+# binaries plus unit tests went from 186 to 126 CPU seconds, and the unit
+# tests' own CPU time did not change measurably (97 s).
 ASAN_TEST_FLAGS := $(patsubst -O1,-O0,$(ASAN_FLAGS))
 
 COMMON_SRC := $(wildcard common/*.c)
