@@ -10,6 +10,8 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -192,7 +194,11 @@ static const char *write_tmp(const char *name, const char *content)
 {
     static char path[160];
     if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof(tmpdir), "/tmp/agent-net-XXXXXX");
+        /* $TMPDIR as the suite sets it (tests/run-all.sh), else /tmp */
+        const char *base = getenv("TMPDIR");
+        if (!base || !*base || strlen(base) > sizeof(tmpdir) - sizeof("/agent-net-XXXXXX"))
+            base = "/tmp";
+        snprintf(tmpdir, sizeof(tmpdir), "%s/agent-net-XXXXXX", base);
         assert_non_null(mkdtemp(tmpdir));
     }
     snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
@@ -859,18 +865,29 @@ static void test_metrics_render(void **state)
     free(t);
 }
 
+/* Removes every file write_tmp made, by listing the directory: a list of
+ * names kept here missed resolv-short.conf, so each run left its directory
+ * behind. */
 static int cleanup(void **state)
 {
-    static const char *const files[] = {"hosts", "hosts-empty", "aliases", "resolv.conf",
-                                        "resolv-slow.conf", "resolv-ndots2.conf"};
     if (!tmpdir[0])
         return 0;
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        char path[160];
-        snprintf(path, sizeof(path), "%s/%s", tmpdir, files[i]);
-        unlink(path);
+    DIR *d = opendir(tmpdir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            char path[160];
+            snprintf(path, sizeof(path), "%s/%s", tmpdir, e->d_name);
+            unlink(path);
+        }
+        closedir(d);
     }
-    rmdir(tmpdir);
+    if (rmdir(tmpdir) != 0) {
+        fprintf(stderr, "cleanup: rmdir %s: %s\n", tmpdir, strerror(errno));
+        return -1; /* the group's teardown fails: something was left */
+    }
     return 0;
 }
 
