@@ -40,7 +40,12 @@ report() {  # index: prints the binary's output and adds its counts to the total
   pass=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test(s)\..*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
   fail=$(sed -n 's/^\[  FAILED  \] \([0-9][0-9]*\) test(s), listed below.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
   skip=$(sed -n 's/^\[  SKIPPED \] \([0-9][0-9]*\) test(s), listed below.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
-  fail=$((fail + skip))
+  # a group's setup or teardown that fails (cmocka: "[  FAILED  ] GROUP
+  # TEARDOWN", then "[  ERROR   ] <group>") leaves the exit status 0 and the
+  # PASSED count whole: counted here, one failure each
+  local group
+  group=$(grep -c '^\[  FAILED  \] GROUP \(SETUP\|TEARDOWN\)' "$log")
+  fail=$((fail + skip + group))
   if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
     if [ "$rc" -eq 124 ]; then
       echo "run-unit: $bin timed out after ${UNIT_TIMEOUT}s"
