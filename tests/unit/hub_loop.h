@@ -77,7 +77,7 @@ static inline made_token hub_new_token(store_t *st, const char *org_id, const ch
     return m;
 }
 
-/* serve_until's condition: the session is ready or has been closed. */
+/* hub_serve_until's condition: the session is ready or has been closed. */
 static inline int hub_session_settled(void *arg)
 {
     tunnel_session *s = arg;
