@@ -1,6 +1,6 @@
 /* test_sse_output.c — SSE `output` events (server/sse_output.c): the bytes come
  * back exactly (text when valid UTF-8 without NUL — the rule of utf8_valid —
- * else base64), the data line never holds a raw line break, and the 8-bytes-
+ * else base64), the data line never holds a raw line break, and the 16-bytes-
  * at-a-time scan agrees with the byte-by-byte rule on every alignment.  The
  * events are read back with cJSON and the base64 decoder, not with the code
  * under test. */
@@ -121,6 +121,28 @@ static void test_random_agrees_with_utf8_valid(void **state)
     assert_true(bins > 500);
 }
 
+/* Each byte that needs care, and the printable bytes at the edges of the
+ * ranges the scan tests (0x20, '!', '#', '[', ']', '~', 0x7f), at every
+ * offset of a line longer than two 16-byte blocks, and at its very end:
+ * the block scan must stop for the first kind and never for the second. */
+static void test_every_byte_class_at_every_offset(void **state)
+{
+    (void)state;
+    static const struct { const char *s; size_t n; int text; } marks[] = {
+        {"\x01", 1, 1}, {"\x1f", 1, 1}, {"\"", 1, 1}, {"\\", 1, 1}, {"\n", 1, 1},
+        {"\xc3\xa9", 2, 1}, {"\xef\xbf\xbd", 3, 1}, {"\x80", 1, 0}, {"\xff", 1, 0},
+        {"", 1, 0} /* NUL */, {" ", 1, 1}, {"!", 1, 1}, {"#", 1, 1}, {"[", 1, 1},
+        {"]", 1, 1}, {"~", 1, 1}, {"\x7f", 1, 1},
+    };
+    unsigned char line[48];
+    for (size_t m = 0; m < sizeof(marks) / sizeof(*marks); m++)
+        for (size_t at = 0; at + marks[m].n <= sizeof(line); at++) {
+            memset(line, 'a', sizeof(line));
+            memcpy(line + at, marks[m].s, marks[m].n);
+            assert_int_equal(check_event(PROTO_CHAN_STDOUT, line, sizeof(line)), marks[m].text);
+        }
+}
+
 /* Decodes every output event of b (one channel) into out; counts base64 events. */
 static size_t decode_all(const buf_t *b, unsigned char *out, size_t cap, int *b64_events)
 {
@@ -205,6 +227,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixed_cases),
         cmocka_unit_test(test_random_agrees_with_utf8_valid),
+        cmocka_unit_test(test_every_byte_class_at_every_offset),
         cmocka_unit_test(chunked_stream_keeps_characters_whole),
     };
     return cmocka_run_group_tests_name("sse_output", tests, NULL, NULL);
