@@ -64,6 +64,7 @@ typedef struct {
     size_t rx_len;
     int64_t next_connect_ms; /* when A_IDLE; -1: not scheduled */
     int64_t next_hb_ms;
+    int64_t hb_sent_ms; /* the heartbeat still waiting for its ack; 0: none */
     int64_t connected_at_ms;
     agent_backoff bo;
     SSL_SESSION *tls_session; /* the last ticket the server gave, offered on reconnect */
@@ -87,9 +88,17 @@ static struct {
 } opt = {.v2 = 1, .heartbeat_s = 30, .connect_rate = 0, .duration_s = 0, .report_s = 1,
          .procs = 1, .resume = 1};
 
+/* Heartbeat acks by how long they took: bucket k holds those under 2^k ms,
+ * the last one everything slower. */
+#define HB_BUCKETS 16
+
 typedef struct {
     long connected, connecting, handshake_failures, closes, commands;
     long heartbeats, heartbeat_acks;
+    /* a heartbeat still without its ack when the next one was due: what the
+     * agent's own silence timer (three intervals) would start to count */
+    long heartbeats_unanswered;
+    long hb_ack_ms[HB_BUCKETS];
     long silent_ends; /* connections that ended with no error or close callback */
     long max_connected;
     long full_handshakes, resumed_handshakes; /* TLS: a session ticket offered and taken */
@@ -241,6 +250,7 @@ static void on_gone(sim_agent *a, int handshake_failed)
     int64_t up_ms = was_up ? now - a->connected_at_ms : 0;
     a->state = A_IDLE;
     a->wsi = NULL;
+    a->hb_sent_ms = 0; /* lost with the connection: `closes` counts it */
     outq_free(a);
     free(a->rx);
     a->rx = NULL;
@@ -284,6 +294,7 @@ static void handle_text(sim_agent *a, const char *data, size_t len)
             a->v2 = 1;
         a->state = A_CONNECTED;
         a->connected_at_ms = now_ms();
+        a->hb_sent_ms = 0;
         a->next_hb_ms = a->connected_at_ms + (int64_t)opt.heartbeat_s * 1000;
         st->connecting--;
         st->connected++;
@@ -302,6 +313,14 @@ static void handle_text(sim_agent *a, const char *data, size_t len)
         break;
     case MSG_HEARTBEAT_ACK:
         st->heartbeat_acks++;
+        if (a->hb_sent_ms) {
+            int64_t took = now_ms() - a->hb_sent_ms;
+            int k = 0;
+            while (k < HB_BUCKETS - 1 && took >= ((int64_t)1 << k))
+                k++;
+            st->hb_ack_ms[k]++;
+            a->hb_sent_ms = 0;
+        }
         break;
     default: /* credit, cancel (the answer is already sent) */
         break;
@@ -532,10 +551,17 @@ static pid_t *kids; /* --procs: the children */
 
 static void print_report(double t, const swarm_stats *s, double cpu)
 {
+    char hist[HB_BUCKETS * 21 + 1];
+    size_t used = 0;
+    for (int k = 0; k < HB_BUCKETS; k++)
+        used += (size_t)snprintf(hist + used, sizeof(hist) - used, "%s%ld", k ? "," : "",
+                                 s->hb_ack_ms[k]);
     printf("t=%.1f connected=%ld connecting=%ld handshake_failures=%ld closes=%ld commands=%ld "
-           "resumed=%ld full=%ld heartbeats=%ld heartbeat_acks=%ld cpu_s=%.2f\n",
+           "resumed=%ld full=%ld heartbeats=%ld heartbeat_acks=%ld heartbeats_unanswered=%ld "
+           "hb_ack_ms=%s cpu_s=%.2f\n",
            t, s->connected, s->connecting, s->handshake_failures, s->closes, s->commands,
-           s->resumed_handshakes, s->full_handshakes, s->heartbeats, s->heartbeat_acks, cpu);
+           s->resumed_handshakes, s->full_handshakes, s->heartbeats, s->heartbeat_acks,
+           s->heartbeats_unanswered, hist, cpu);
     fflush(stdout);
 }
 
@@ -557,8 +583,11 @@ static void tick(lws_sorted_usec_list_t *sul)
             !stop_req)
             connect_agent(a);
         else if (a->state == A_CONNECTED && now >= a->next_hb_ms) {
+            if (a->hb_sent_ms) /* the last one went a whole interval unanswered */
+                st->heartbeats_unanswered++;
             push_text(a, proto_enc_heartbeat(a->cluster_id));
             st->heartbeats++;
+            a->hb_sent_ms = now;
             a->next_hb_ms = now + (int64_t)opt.heartbeat_s * 1000;
         }
     }
@@ -789,11 +818,12 @@ static void print_summary(const swarm_stats *s, long rss_now, double cpu_s)
     long peak = s->max_connected > 0 ? s->max_connected : 1;
     printf("summary agents=%d dialect=%s reconnect=%s procs=%d max_connected=%ld "
            "all_connected_s=%.2f handshake_failures=%ld closes=%ld commands=%ld heartbeats=%ld "
-           "heartbeat_acks=%ld silent_ends=%ld full_handshakes=%ld resumed_handshakes=%ld tickets=%ld "
+           "heartbeat_acks=%ld heartbeats_unanswered=%ld silent_ends=%ld full_handshakes=%ld "
+           "resumed_handshakes=%ld tickets=%ld "
            "swarm_rss_kib=%ld swarm_rss_per_agent_kib=%.1f swarm_cpu_s=%.2f\n",
            nagents, opt.v2 ? "v2" : "legacy", opt.fixed_ms ? "fixed" : "backoff", opt.procs,
            s->max_connected, s->all_connected_s, s->handshake_failures, s->closes, s->commands,
-           s->heartbeats, s->heartbeat_acks, s->silent_ends, s->full_handshakes,
+           s->heartbeats, s->heartbeat_acks, s->heartbeats_unanswered, s->silent_ends, s->full_handshakes,
            s->resumed_handshakes, s->tickets, rss_now, (double)(rss_all - s->rss_base_kib) / (double)peak,
            cpu_s);
     fflush(stdout);
@@ -932,6 +962,9 @@ static int run_procs(void)
             sum.commands += c->commands;
             sum.heartbeats += c->heartbeats;
             sum.heartbeat_acks += c->heartbeat_acks;
+            sum.heartbeats_unanswered += c->heartbeats_unanswered;
+            for (int k = 0; k < HB_BUCKETS; k++)
+                sum.hb_ack_ms[k] += c->hb_ack_ms[k];
             sum.silent_ends += c->silent_ends;
             sum.full_handshakes += c->full_handshakes;
             sum.resumed_handshakes += c->resumed_handshakes;
