@@ -12,6 +12,9 @@
  * agent is a TLS connection plus the small struct below: the server, not the
  * client, is what a bench measures.  Every --report-interval seconds one line
  *   t=<s> connected=<n> connecting=<n> handshake_failures=<n> closes=<n> commands=<n>
+ *   resumed=<n> full=<n> heartbeats=<n> heartbeat_acks=<n> heartbeats_unanswered=<n>
+ *   hb_ack_ms=<n>,<n>,... (acks under 1, 2, 4, ... ms; the last: slower, or late:
+ *   the answer to a heartbeat that was no longer the latest) cpu_s=<s>
  * goes to stdout, then a summary line at the end (--duration, SIGINT, SIGTERM).
  */
 #include <errno.h>
@@ -64,7 +67,12 @@ typedef struct {
     size_t rx_len;
     int64_t next_connect_ms; /* when A_IDLE; -1: not scheduled */
     int64_t next_hb_ms;
-    int64_t hb_sent_ms; /* the heartbeat still waiting for its ack; 0: none */
+    /* Heartbeats sent and acks received on this connection (acks come in
+     * order), and when the latest heartbeat went: an ack is timed only when
+     * it answers the latest one, so a late ack is never taken for the
+     * answer to the heartbeat after it. */
+    long hb_sent, hb_acked;
+    int64_t hb_sent_ms;
     int64_t connected_at_ms;
     agent_backoff bo;
     SSL_SESSION *tls_session; /* the last ticket the server gave, offered on reconnect */
@@ -250,7 +258,7 @@ static void on_gone(sim_agent *a, int handshake_failed)
     int64_t up_ms = was_up ? now - a->connected_at_ms : 0;
     a->state = A_IDLE;
     a->wsi = NULL;
-    a->hb_sent_ms = 0; /* lost with the connection: `closes` counts it */
+    a->hb_sent = a->hb_acked = 0; /* lost with the connection: `closes` counts it */
     outq_free(a);
     free(a->rx);
     a->rx = NULL;
@@ -294,7 +302,7 @@ static void handle_text(sim_agent *a, const char *data, size_t len)
             a->v2 = 1;
         a->state = A_CONNECTED;
         a->connected_at_ms = now_ms();
-        a->hb_sent_ms = 0;
+        a->hb_sent = a->hb_acked = 0;
         a->next_hb_ms = a->connected_at_ms + (int64_t)opt.heartbeat_s * 1000;
         st->connecting--;
         st->connected++;
@@ -313,13 +321,15 @@ static void handle_text(sim_agent *a, const char *data, size_t len)
         break;
     case MSG_HEARTBEAT_ACK:
         st->heartbeat_acks++;
-        if (a->hb_sent_ms) {
-            int64_t took = now_ms() - a->hb_sent_ms;
-            int k = 0;
-            while (k < HB_BUCKETS - 1 && took >= ((int64_t)1 << k))
-                k++;
+        if (a->hb_acked < a->hb_sent) {
+            int k = HB_BUCKETS - 1; /* an earlier one's: later than the interval */
+            if (++a->hb_acked == a->hb_sent) {
+                int64_t took = now_ms() - a->hb_sent_ms;
+                k = 0;
+                while (k < HB_BUCKETS - 1 && took >= ((int64_t)1 << k))
+                    k++;
+            }
             st->hb_ack_ms[k]++;
-            a->hb_sent_ms = 0;
         }
         break;
     default: /* credit, cancel (the answer is already sent) */
@@ -583,10 +593,11 @@ static void tick(lws_sorted_usec_list_t *sul)
             !stop_req)
             connect_agent(a);
         else if (a->state == A_CONNECTED && now >= a->next_hb_ms) {
-            if (a->hb_sent_ms) /* the last one went a whole interval unanswered */
+            if (a->hb_acked < a->hb_sent) /* the last one went a whole interval unanswered */
                 st->heartbeats_unanswered++;
             push_text(a, proto_enc_heartbeat(a->cluster_id));
             st->heartbeats++;
+            a->hb_sent++;
             a->hb_sent_ms = now;
             a->next_hb_ms = now + (int64_t)opt.heartbeat_s * 1000;
         }
