@@ -603,9 +603,10 @@ int server_run(server_config *cfg)
     /* lws reads a connection into this one per-thread buffer, at most
      * pt_serv_buf_size at a time.  Its 4 KiB default cut every 16 KiB TLS
      * record from an agent into four SSL_reads, each a loop pass through
-     * lws's parser and tunnel.c; one record per read needs 16 KiB + LWS_PRE
-     * (the protocols' rx_buffer_size).  One buffer per service thread: the
-     * 10,000th agent costs nothing more. */
+     * lws's parser and tunnel.c.  lws caps a WebSocket read at the
+     * protocol's rx_buffer_size (16 KiB) + LWS_PRE and an HTTP read at this
+     * size less LWS_PRE: either way a whole record now.  One buffer per
+     * service thread: the 10,000th agent costs nothing more. */
     info.pt_serv_buf_size = 16384 + LWS_PRE;
     info.max_http_header_data = 16384;
     info.max_http_header_pool = 1024;
