@@ -97,7 +97,8 @@ static struct {
          .procs = 1, .resume = 1};
 
 /* Heartbeat acks by how long they took: bucket k holds those under 2^k ms,
- * the last one everything slower. */
+ * the last one everything slower and every late one (the answer to a
+ * heartbeat that was no longer the latest). */
 #define HB_BUCKETS 16
 
 typedef struct {
