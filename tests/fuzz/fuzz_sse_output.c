@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "crypto.h"
 #include "fuzz_util.h"
 #include "proto.h"
 #include "sse_output.h"
@@ -38,17 +39,6 @@ typedef struct {
     unsigned char bytes[MAX_OUT + 3];
     size_t n;
 } event;
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Reads a JSON string's body at *p (after its opening quote) up to its
  * closing quote, strictly, into out (at most cap bytes); fails otherwise. */
@@ -79,7 +69,7 @@ static void read_string(const char **p, const char *end, unsigned char *out, siz
                 FUZZ_CHECK(end - s >= 4, "\\u escape cut");
                 int v = 0;
                 for (int k = 0; k < 4; k++) {
-                    int h = hexval(s[k]);
+                    int h = crypto_hex_digit((unsigned char)s[k]);
                     FUZZ_CHECK(h >= 0, "\\u escape not hex");
                     v = v * 16 + h;
                 }
