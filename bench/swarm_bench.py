@@ -113,6 +113,13 @@ def ack_bounds(before, after):
     return quantile(0.50), quantile(0.99), bound(slowest)
 
 
+def ms(b):
+    """An ack_bounds bound as text."""
+    if b is None:
+        return "-"
+    return "< %d ms" % b if b != math.inf else ">= %d ms" % 2 ** 14
+
+
 class Swarm:
     """The aurora-swarm process; its report lines are collected with the
     monotonic time they arrived."""
@@ -415,11 +422,6 @@ def main():
                 ended = (hb2["closes"] - hb0["closes"]
                          + hb2["handshake_failures"] - hb0["handshake_failures"])
                 p50_ack, p99_ack, max_ack = ack_bounds(hb0, hb2)
-
-                def ms(b):
-                    if b is None:
-                        return "-"
-                    return "< %d ms" % b if b != math.inf else ">= %d ms" % 2 ** 14
                 print("  server RSS idle / with agents %7d / %d KiB  (+%.1f KiB per agent)"
                       % (rss0, rss1, (rss1 - rss0) / AGENTS))
                 print("  heartbeats in %.0f s with all connected: %d sent, %d acknowledged "
