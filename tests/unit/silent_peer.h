@@ -41,38 +41,44 @@ static inline int silent_peer_wait_connection(silent_peer *p, int ms)
     return poll(&pf, 1, ms) == 1;
 }
 
-/* Accepts every connection made so far and answers each with `response`
- * once its request headers have arrived (a client that already gave up
- * gets it too, harmlessly: no SIGPIPE).  The wait for the headers is as
+/* Answers one accepted connection c with `response` once its request
+ * headers have arrived (a client that already gave up gets it too,
+ * harmlessly: no SIGPIPE), then closes it.  The wait for the headers is as
  * long as the tests' other waits: a client thread on a loaded machine may
  * send its request seconds after the kernel completed its connection (5 s
  * was a guess at that).  A client that gave up has sent them already, or
- * its closed end ends the wait.  The number of connections. */
+ * its closed end ends the wait. */
+static inline void silent_peer_answer(int c, const char *response)
+{
+    char buf[8192];
+    size_t got = 0;
+    struct pollfd pf = { .fd = c, .events = POLLIN };
+    while (got < sizeof(buf) - 1 && poll(&pf, 1, 20000) == 1) {
+        ssize_t r = read(c, buf + got, sizeof(buf) - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        buf[got] = '\0';
+        /* the end of the headers, or not HTTP at all (a TLS ClientHello) */
+        if (strstr(buf, "\r\n\r\n") || buf[0] < 'A' || buf[0] > 'Z')
+            break;
+    }
+    for (size_t off = 0, total = strlen(response); off < total;) {
+        ssize_t w = send(c, response + off, total - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    close(c);
+}
+
+/* Accepts every connection made so far and answers each with `response`
+ * (silent_peer_answer).  The number of connections. */
 static inline int silent_peer_answer_all(silent_peer *p, const char *response)
 {
     int n = 0;
-    for (int c; (c = accept(p->fd, NULL, NULL)) >= 0; n++) {
-        char buf[8192];
-        size_t got = 0;
-        struct pollfd pf = { .fd = c, .events = POLLIN };
-        while (got < sizeof(buf) - 1 && poll(&pf, 1, 20000) == 1) {
-            ssize_t r = read(c, buf + got, sizeof(buf) - 1 - got);
-            if (r <= 0)
-                break;
-            got += (size_t)r;
-            buf[got] = '\0';
-            /* the end of the headers, or not HTTP at all (a TLS ClientHello) */
-            if (strstr(buf, "\r\n\r\n") || buf[0] < 'A' || buf[0] > 'Z')
-                break;
-        }
-        for (size_t off = 0, total = strlen(response); off < total;) {
-            ssize_t w = send(c, response + off, total - off, MSG_NOSIGNAL);
-            if (w <= 0)
-                break;
-            off += (size_t)w;
-        }
-        close(c);
-    }
+    for (int c; (c = accept(p->fd, NULL, NULL)) >= 0; n++)
+        silent_peer_answer(c, response);
     return n;
 }
 

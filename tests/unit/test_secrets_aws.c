@@ -903,7 +903,10 @@ static void test_web_identity_sts_silent(void **state)
     close(fd);
 }
 
-/* Answers every connection to a silent_peer with *response until stop. */
+/* Answers every connection to a silent_peer with *response until stop.
+ * The answer is chosen after each accept, not once per batch: a batch
+ * begun before the test switches the answer may still be accepting when
+ * the next callers connect (CI once saw a caller get the old answer). */
 typedef struct {
     silent_peer *peer;
     const char *_Atomic response;
@@ -913,9 +916,12 @@ typedef struct {
 static void *canned_main(void *p)
 {
     canned_server *c = p;
-    while (!atomic_load(&c->stop))
-        if (silent_peer_wait_connection(c->peer, 20))
-            silent_peer_answer_all(c->peer, atomic_load(&c->response));
+    while (!atomic_load(&c->stop)) {
+        if (!silent_peer_wait_connection(c->peer, 20))
+            continue;
+        for (int conn; (conn = accept(c->peer->fd, NULL, NULL)) >= 0;)
+            silent_peer_answer(conn, atomic_load(&c->response));
+    }
     return NULL;
 }
 
