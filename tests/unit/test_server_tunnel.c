@@ -225,10 +225,23 @@ static void send_text(tunnel_session *s, char *json)
 /* Connects with the token's headers and waits for the outcome: a ready
  * session (its `connected` consumed, register sent with max_concurrent) or
  * a closed one. */
-static tunnel_session *connect_as(fixture *fx, tunnel_hub *h, const made_token *m, int v2,
-                                  int max_concurrent)
+static int worker_idle(void *arg) { return workers_backlog(arg) == 0; }
+
+/* Waits until the store workers have nothing queued or running: a session's
+ * token lookup has run and its completion waits for the loop. */
+static void wait_workers_idle(fixture *fx)
 {
-    tunnel_session *s = tunnel_session_connect(h, v2, m->bearer, m->t.cluster_id);
+    int64_t end = hub_loop_now_ms() + WAIT_MS;
+    while (!worker_idle(fx->pool) && hub_loop_now_ms() < end)
+        sched_yield();
+    assert_true(worker_idle(fx->pool));
+}
+
+/* The rest of connect_as for a session already started with
+ * tunnel_session_connect: its authentication, then register. */
+static tunnel_session *finish_connect(fixture *fx, tunnel_session *s, const made_token *m,
+                                      int v2, int max_concurrent)
+{
     assert_non_null(s);
     serve_until(fx, hub_session_settled, s, "authentication");
     if (!tunnel_session_ready(s))
@@ -242,6 +255,13 @@ static tunnel_session *connect_as(fixture *fx, tunnel_hub *h, const made_token *
     proto_msg_free(&c);
     send_text(s, proto_enc_register(m->t.cluster_id, "9.9.9", v2 ? 2 : 1, max_concurrent));
     return s;
+}
+
+static tunnel_session *connect_as(fixture *fx, tunnel_hub *h, const made_token *m, int v2,
+                                  int max_concurrent)
+{
+    return finish_connect(fx, tunnel_session_connect(h, v2, m->bearer, m->t.cluster_id), m, v2,
+                          max_concurrent);
 }
 
 static void expect_closed(tunnel_session *s, int code, const char *reason)
@@ -427,8 +447,6 @@ static void test_token_expiry_ends_session(void **state)
     assert_true(tunnel_session_ready(f));
 }
 
-static int worker_idle(void *arg) { return workers_backlog(arg) == 0; }
-
 /* A token revoked while its lookup was under way: the session authenticating
  * looks again and is refused, though the lookup itself found it valid. */
 static void test_revocation_during_lookup(void **state)
@@ -437,10 +455,7 @@ static void test_revocation_during_lookup(void **state)
     made_token m = new_token(fx, fx->org_id, 0);
     tunnel_session *s = tunnel_session_connect(fx->hub, 2, m.bearer, m.t.cluster_id);
     /* The lookup ran (valid token); its completion waits for the loop. */
-    int64_t end = hub_loop_now_ms() + WAIT_MS;
-    while (!worker_idle(fx->pool) && hub_loop_now_ms() < end)
-        sched_yield();
-    assert_true(worker_idle(fx->pool));
+    wait_workers_idle(fx);
     assert_false(tunnel_session_ready(s));
     assert_int_equal(store_agent_token_revoke(fx->st, fx->org_id, m.t.id, time(NULL)), STORE_OK);
     tunnel_note_revocation(fx->hub);
@@ -1333,16 +1348,23 @@ static void test_waiting_requests_move_on_drop(void **state)
     fixture *fx = *state;
     made_token m = new_token(fx, fx->org_id, 0);
     tunnel_session *a = connect_as(fx, fx->hub, &m, 2, 1);
+    /* b's token lookup runs now, before rt's short deadline starts: a
+     * lookup queued behind a's connection row (an fsync) on a loaded
+     * machine took longer than that deadline, which then ended rt before
+     * the drop.  b is not ready until the loop takes the lookup's result. */
+    tunnel_session *b = tunnel_session_connect(fx->hub, 2, m.bearer, m.t.cluster_id);
+    wait_workers_idle(fx);
+    assert_false(tunnel_session_ready(b));
     sink_rec r0 = { 0 }, r1 = { 0 }, r2 = { 0 }, r3 = { 0 }, r4 = { 0 }, rt = { 0 };
     char err[256] = "";
     exec_ok(fx, &m, &r0);                  /* a: running */
     exec_ok(fx, &m, &r1);                  /* a: waiting */
     exec_ok(fx, &m, &r2);                  /* a: waiting */
-    assert_non_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 0.3, &rt, err,
+    assert_non_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 1.0, &rt, err,
                             sizeof(err))); /* a: waiting, a short deadline */
     assert_int_equal(sent_exec(a), 1);
     expect_no_frame(a);
-    tunnel_session *b = connect_as(fx, fx->hub, &m, 2, 1);
+    finish_connect(fx, b, &m, 2, 1);
     exec_ok(fx, &m, &r3); /* b: the least loaded, running */
     exec_ok(fx, &m, &r4); /* b: waiting, newer than a's */
     assert_int_equal(sent_exec(b), 1);
