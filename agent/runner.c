@@ -1322,10 +1322,13 @@ static void *pool_main(void *arg)
         if (rc == ETIMEDOUT && !runner->queue)
             break;
     }
+    /* Closed before the count drops: whoever waits for the pool to shrink
+     * (a test counting open descriptors) sees the thread's fd gone too.  No
+     * job refers to it any more (j->efd is reset when a job ends). */
+    close(efd);
     runner->pool_threads--;
     pthread_cond_broadcast(&runner->changed);
     pthread_mutex_unlock(&runner->mu);
-    close(efd);
     return NULL;
 }
 
