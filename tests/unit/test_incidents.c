@@ -1033,6 +1033,10 @@ static void *race_main(void *p)
 static void test_concurrent_same_fingerprint(void **state)
 {
     fixture *f = *state;
+    /* Each racer's handle waits up to a minute for the write lock, not the
+     * default 5 s: the last of them waits for every other's commit and
+     * fsync, however slow the disk the other tests share. */
+    db_set_limits(60000, 0);
     pthread_barrier_t go;
     pthread_barrier_init(&go, NULL, RACERS);
     racer r[RACERS];
@@ -1045,6 +1049,7 @@ static void test_concurrent_same_fingerprint(void **state)
      * test, and a racer still running would write into its dead frame. */
     for (int i = 0; i < RACERS; i++)
         pthread_join(th[i], NULL);
+    db_set_limits(0, 0);
     int created = 0, attached = 0;
     for (int i = 0; i < RACERS; i++) {
         if (r[i].rc != 0)
@@ -1096,11 +1101,12 @@ static void test_pg_org_lock_scope(void **state)
     d.verified = 1;
     assert_int_equal(store_webhook_insert(f->s, &d, "{}", 2, 0), STORE_OK);
 
-    /* 300 ms for the waiter only, whose calls are to time out: the handles
+    /* 1.5 s for the waiter only, whose calls are to time out: the handles
      * opened for the calls that must succeed (the fixture's, the checks',
      * the holder's) keep the usual limits, as a PostgreSQL round trip on a
-     * loaded machine may take longer than that. */
-    db_set_limits(300, 0); /* for the handle opened next */
+     * loaded machine may take longer than that.  Not less: the waiter's own
+     * store_open (its ~20 statements) must succeed under it. */
+    db_set_limits(1500, 0); /* for the handle opened next */
     store_t *waiter = open_store(f->at.url);
     db_set_limits(0, 0);
     worker_ctx w = { .store = waiter };
