@@ -9,8 +9,8 @@ import json
 import re
 import time
 
-from harness import (check, contains, eq, kube_api, main, rand_tag, suite_world, test,
-                     wait_until)
+from harness import (check, contains, eq, kube_api, main, rand_tag, release_held, suite_world,
+                     test, wait_until)
 
 STATE = {}
 
@@ -396,14 +396,22 @@ def legacy_commands_go_one_at_a_time(t):
         th.start()
         return th
 
-    first = "get --raw /fixture/sleep/6/" + rand_tag(4)
+    # The first command runs until the short one has had its answer (the
+    # kube API fixture holds it), not for a fixed time: a loaded machine
+    # that was slow to ask the short one made it outlast a 6 s first.
+    hold = rand_tag(8)
+    t.defer(lambda: release_held(hold))  # ends it even if a check below fails
+    first = "get --raw /fixture/hold/" + hold
     short, late = "short-" + rand_tag(4), "late-" + rand_tag(4)
-    ths = [start("first", first, 20)]
+    ths = [start("first", first, 40)]
     a.wait_event(lambda e: e.get("event") == "command" and e.get("command") == first, 30,
                  "the first command at the agent")
-    # asked while the first runs: 1 s + the grace ends 2 s before it does
+    # asked while the first runs: its 1 s + the grace end while it still does
     ths.append(start("short", "get --raw /fixture/echo/" + short, 1))
     ths.append(start("late", "get --raw /fixture/echo/" + late, 30))
+    ths[1].join(30)
+    check("short" in box, "the short command never ended")
+    release_held(hold)
     for th in ths:
         th.join(60)
     eq(box["first"].status, 200, "the running command (%r)" % box["first"])
@@ -508,8 +516,11 @@ def legacy_reconnect_after_a_blip_takes_the_commands(t):
         wait_until(lambda: (w.connection(cid) or {}).get("agents") == 2, 10, 0.05,
                    "both connections counted")
         texts = ["blip%02d-%s" % (i, rand_tag(4)) for i in range(6)]
+        # 15 s, not 3: four at once queue on a legacy connection (one
+        # command at a time), and one sent late gets what is left of its
+        # timeout, which slow kubectl starts on a loaded machine used up.
         run = lambda x: w.kubectl(cid, command="get --raw /fixture/echo/%s" % x,  # noqa: E731
-                                  timeout=3, http_timeout=30)
+                                  timeout=15, http_timeout=60)
         rs = [run(x) for x in texts[:2]]
         with ThreadPoolExecutor(4) as ex:
             rs += list(ex.map(run, texts[2:]))
