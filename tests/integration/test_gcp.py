@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.parse
 
-from harness import (V2Agent, _SUITE, FIXTURES, NODE, T, World, answered_beside, check, contains, eq,
+from harness import (V2Agent, _SUITE, FIXTURES, NODE, T, World, check, contains, eq,
                      main, rand_tag, test, wait_until)
 
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -369,16 +369,25 @@ def hung_provider_gives_a_clear_error_and_blocks_nothing_else(t):
         th.start()
         wait_until(lambda: fx_state()["token_requests"] > before, 10, 0.02,
                    "the token request to reach the hung provider")
-        worst = 0.0
-        for _ in range(8):
+        # Only a request that ends while the hung call is still in flight
+        # shows it is answered beside it, in less than half the timeout (one
+        # queued behind it ends after it): the loop stops once the hung call
+        # has ended, and the one request that ended after it is not judged (a
+        # loaded machine may have slowed it past a second just then).
+        worst, judged = 0.0, 0
+        while judged < 8 and th.is_alive():
             t0 = time.monotonic()
             r = w.get("/api/kubectl/tokens", key=k)
             took = time.monotonic() - t0
-            worst = max(worst, took)
+            in_flight = th.is_alive()
             eq(r.status, 200, "tokens while the provider hangs")
-            check(answered_beside(th, took, TIMEOUT_MS / 1000.0),
-                  "GET /api/kubectl/tokens took %.2fs while a provider hung" % took)
+            if in_flight:
+                judged += 1
+                worst = max(worst, took)
+                check(took < TIMEOUT_MS / 2000.0,
+                      "GET /api/kubectl/tokens took %.2fs while a provider hung" % took)
             time.sleep(0.05)
+        check(judged, "no GET ended while the provider hung")
         th.join(30)
     finally:
         fx_mode(token_mode="ok")
