@@ -14,7 +14,6 @@ Data Center identity endpoints (Confluence /rest/api/user/current, Jira
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (FIXTURES, SERVER_BIN, T, World, _SUITE, HttpFixture, check, contains, eq,  # noqa: E402
-                     https_request, main, rand_tag, sanitizer_reports, suite_shared, test,
+                     https_request, main, rand_tag, refusing_port, sanitizer_reports, suite_shared, test,
                      wait_until)
 
 CLIENT_SECRET = "atl-client-secret-" + rand_tag(8)
@@ -611,10 +610,9 @@ def test_pat_connect(t):
     r = dc_connect(w, key3, "jira", fx.base + "/not-atlassian", JIRA_PAT, allow_http=True)
     eq((r.status, r.error_code), (400, "ATLASSIAN_NOT_FOUND"), "no Jira REST API there (%r)" % r)
     # unreachable, too slow, failing: distinct answers
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    closed = s.getsockname()[1]
-    s.close()
+    # bound and never listening for the test's length: a port merely closed
+    # again could be taken by another program's server meanwhile
+    closed = refusing_port(t)
     r = dc_connect(w, key3, "jira", "http://127.0.0.1:%d" % closed, JIRA_PAT, allow_http=True)
     eq((r.status, r.error_code), (502, "ATLASSIAN_UNREACHABLE"), "unreachable (%r)" % r)
     reset(fx, w, dc_delay_ms=14000)
