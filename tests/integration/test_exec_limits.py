@@ -866,11 +866,15 @@ def hold_write_lock(t, w):
     return release
 
 
-def a_command_running(t, name, env, **sleep_kw):
-    """A world (statement deadline 500 ms, env added) whose agent runs one
-    sleeping command with its "started" row written: (w, cluster id, the
-    command's tag, its thread, its result dict)."""
-    w = t.world(name, extra_env=dict({"AURORA_DB_STATEMENT_TIMEOUT_MS": "500"}, **env))
+def a_command_running(t, name, env, held=False):
+    """A world (statement deadline 2 s, env added) whose agent runs one
+    command with its "started" row written, a 60 s sleep or (held) one the
+    kube API fixture holds until release_held(tag): (w, cluster id, the
+    command's tag, its thread, its result dict).  The deadline is what the
+    held write lock makes the store's calls run out of; 500 ms was short
+    enough for the set-up's own writes to run out of it behind a slow fsync
+    on a loaded machine."""
+    w = t.world(name, extra_env=dict({"AURORA_DB_STATEMENT_TIMEOUT_MS": "2000"}, **env))
     tok = w.create_token("it-" + name)
     w.start_agent(tok["token"])
     cid = tok["cluster_id"]
@@ -878,7 +882,20 @@ def a_command_running(t, name, env, **sleep_kw):
     eq(audit_end_counters(w), (0, 0), "nothing retried or dropped yet")
     tag = name + "-" + rand_tag(4)
     t.defer(lambda: [os.kill(pid, 9) for pid, _ in procs_matching(tag)])
-    th, res = sleep_in_thread(w, cid, tag, **sleep_kw)
+    if held:
+        t.defer(lambda: release_held(tag))  # the shared fixture's request ends too
+        res = {}
+
+        def run():
+            try:
+                res["r"] = w.kubectl(cid, args=["get", "--raw", "/fixture/hold/%s" % tag],
+                                     timeout=120, http_timeout=150)
+            except Exception as e:  # noqa: BLE001
+                res["error"] = e
+        th = threading.Thread(target=run, daemon=True)
+        th.start()
+    else:
+        th, res = sleep_in_thread(w, cid, tag)
     wait_until(lambda: [r[1] for r in db_rows(w, tag)] == ["started"], 20, 0.05, "a started row")
     wait_until(lambda: procs_matching(tag), 20, 0.05, "kubectl to run at the agent")
     return w, cid, tag, th, res
@@ -892,8 +909,11 @@ def an_end_the_store_failed_is_written_once_it_is_back(t):
     written once the store answers again: no other command comes to carry
     it, the periodic retry does.  It used to be logged and let go, the row
     saying "started" for as long as the server lived."""
-    w, cid, tag, th, res = a_command_running(t, "end-kept", {}, seconds=5)
+    w, cid, tag, th, res = a_command_running(t, "end-kept", {}, held=True)
     release = hold_write_lock(t, w)
+    # The command ends once the lock is held, not after a fixed 5 s that a
+    # loaded machine could spend before the lock was taken (its end written).
+    release_held(tag)
     th.join(60)
     check("r" in res and res["r"].status == 200, "the command answered", res)
     wait_until(lambda: audit_end_counters(w)[0] >= 1, 20, 0.05, "the end to fail and be kept")
