@@ -908,7 +908,10 @@ def the_newest_legacy_connection_takes_the_commands_across_replicas(t):
                    "only the replica of the newest legacy connection registered")
         texts = ["newest-%d-%s" % (i, secrets.token_hex(3)) for i in range(4)]
         via = [r_old, r_third, r_old, r_third]
-        rs = [r.kubectl(cid, args=["get", "--raw", "/fixture/echo/%s" % x], timeout=3,
+        # 15 s, not 3: the timeout reaches the legacy agent's kubectl as a
+        # hard kill, and a kubectl start on a loaded machine used up 3 s; a
+        # command sent to the stopped older connection still fails (504).
+        rs = [r.kubectl(cid, args=["get", "--raw", "/fixture/echo/%s" % x], timeout=15,
                         http_timeout=60) for r, x in zip(via, texts)]
         bad = [(r.name, x, res.status, res.error_code) for r, x, res in zip(via, texts, rs)
                if res.status != 200 or res.get("output") != x]
