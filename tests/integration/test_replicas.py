@@ -951,9 +951,15 @@ def commands_held_for_a_legacy_connection_that_steps_aside_run_at_the_newer_one(
     box = {}
 
     def run(key, command):
-        box[key] = r_old.kubectl(cid, command=command, timeout=30, http_timeout=60)
+        box[key] = r_old.kubectl(cid, command=command, timeout=60, http_timeout=90)
 
-    slow = "get --raw /fixture/sleep/8/" + rand_tag(4)  # outlasts the newer connection's dial
+    # The first command runs until the older connection has stepped aside
+    # (the kube API fixture holds it), not for a fixed 8 s: metrics polls,
+    # the newer agent's start and the Redis announcement on a loaded
+    # machine outlasted it, and the held command then ran at the older one.
+    hold = rand_tag(8)
+    t.defer(lambda: release_held(hold))  # ends it even if a check below fails
+    slow = "get --raw /fixture/hold/" + hold
     text = "held-" + secrets.token_hex(4)
     held = "get --raw /fixture/echo/" + text
     th = [threading.Thread(target=run, args=("slow", slow))]
@@ -967,8 +973,13 @@ def commands_held_for_a_legacy_connection_that_steps_aside_run_at_the_newer_one(
                15, 0.05, "the second command held at %s" % r_old.name)
     new = r_new.legacy_agent(tok["token"], name="legacy-held-new")
     new.wait_event("connected", 30)
+    # r_old removes its registration in the same loop pass as it forwards
+    # what it held (tunnel_legacy_elsewhere): the first command may end now.
+    wait_until(lambda: set(f.redis.owners(cid).values()) == {r_new.addr}, 30, 0.05,
+               "the older connection to step aside")
+    release_held(hold)
     for x in th:
-        x.join(60)
+        x.join(90)
     eq(box["held"].status, 200, "the held command, forwarded to %s (%r)" % (r_new.name, box["held"]))
     eq(box["held"].get("output"), text, "its output")
     ev = new.wait_event(lambda e: e.get("event") == "command" and text in (e.get("command") or ""),
