@@ -413,12 +413,14 @@ def revocation_on_one_replica_closes_the_session_on_another(t):
     t0 = time.monotonic()
     r = other.revoke_token(tid)
     eq(r.status, 200, "revoke through %s (%r)" % (other.name, r))
-    ev = peer.wait(lambda e: e.get("event") == "close", 10, "the agent's session to close")
+    # Without the message the owner would never learn it (nothing re-checks
+    # a token while Redis stays up): the close at all proves it, so no time
+    # bound on it; 30 s for the revoke, PostgreSQL, PUBLISH, the owner's
+    # loop and the agent on a loaded machine.
+    ev = peer.wait(lambda e: e.get("event") == "close", 30, "the agent's session to close")
     took = time.monotonic() - t0
     eq(ev.get("code"), 1008, "close code")
     check("revoked" in (ev.get("reason") or "").lower(), "close reason names the revocation", ev)
-    # (without the message the owner would never learn it: nothing re-checks)
-    check(took < 8, "revocation must reach the owner at once (%.2fs)" % took)
     t.note("revoked on %s, closed on %s in %.0f ms" % (other.name, owner.name, took * 1000))
     wait_until(lambda: not f.redis.owners(cid), 10, 0.05, "the registration to go")
     # Deleting the connection on another replica closes every session of the cluster.
@@ -431,7 +433,7 @@ def revocation_on_one_replica_closes_the_session_on_another(t):
     f.any.wait_connection(cid2, "active", timeout=15)
     r = other2.delete("/api/kubectl/connections/%s" % cid2)
     eq(r.status, 200, "delete the connection through %s (%r)" % (other2.name, r))
-    ev = peer2.wait(lambda e: e.get("event") == "close", 10, "the deleted cluster's session to close")
+    ev = peer2.wait(lambda e: e.get("event") == "close", 30, "the deleted cluster's session to close")
     eq(ev.get("code"), 1008, "close code after the deletion")
     wait_until(lambda: not f.redis.owners(cid2), 10, 0.05, "the deleted cluster's registration to go")
 
