@@ -1292,7 +1292,16 @@ def a_replica_stopping_says_its_legacy_connections_ended(t):
     f = fleet(t)
     tok = f.any.create_token("rep-legacy-stop")
     cid = tok["cluster_id"]
-    r_old, r_new, r_third = f.replicas[0], f.replicas[1], f.replicas[2]
+    r_old, r_third = f.replicas[0], f.replicas[2]
+    # The newer connection's replica is the test's own, with a 30 s lease
+    # (announcing every 10 s): the older one's replica waits ~13 of its
+    # renewals for the lapse, ~30 s, not 4 of a fleet replica's (~8-11 s
+    # from the last announcement), so a stop held up on a loaded machine
+    # cannot let the lapse come first.  Without the end said at shutdown
+    # the lapse still comes within the 45 s waited below.
+    env = dict(f.env, AURORA_WORKERS="2", AURORA_OUTBOUND_WORKERS="1")  # the store's connections
+    r_new = Replica(t, "server-stop", dict(env, AURORA_REGISTRY_LEASE_S="30"), f.pki)
+    r_new.org_id, r_new.user_id, r_new.api_key = f.any.org_id, f.any.user_id, f.any.api_key
     ended = "agent %s: the newer legacy connection on another replica ended" % cid
     lapsed = "agent %s: the newer legacy connection on another replica was not announced" % cid
     mark = len(r_old.server.log_text())
@@ -1312,7 +1321,6 @@ def a_replica_stopping_says_its_legacy_connections_ended(t):
               "the older connection took over only once the announcements lapsed")
     finally:
         new.proc.p.send_signal(signal.SIGCONT)
-        r_new.start()  # same port, same data dir, for the next tests
     wait_until(lambda: set(f.redis.owners(cid).values()) == {r_old.addr}, 15, 0.05,
                "the older connection's replica registered again")
     text = "stop-" + secrets.token_hex(3)
