@@ -1068,7 +1068,11 @@ class World:
                 return c
         return None
 
-    def wait_connection(self, cluster_id, status="active", timeout=10, key=None):
+    def wait_connection(self, cluster_id, status="active", timeout=30, key=None):
+        # 30 s, as for any Node peer (NodePeer, LegacyAgent.wait_event): called
+        # just after spawning one, it covers Node's start, the TLS handshake,
+        # the register and its store write on a loaded machine; it returns as
+        # soon as the connection is there
         def ok():
             c = self.connection(cluster_id, key)
             return c if c and c.get("status") == status else None
