@@ -157,8 +157,10 @@ def pending_cap_refuses_before_tls(t):
               "(closed=%s, %d bytes)" % (i + 4, closed, len(data)))
     refused_before_tls(w.port)
     eq(ops_health(ops), 200, "/health on the operations port while the main port refuses")
-    # each refusal is logged (the first within a second or so)
-    wait_until(lambda: "connection admission: refused" in w.server.log_text(), 15, 0.1,
+    # each refusal is logged, in a summary at most every 10 s counted from
+    # the server's first admission tick (server/conn_admission.c): the first
+    # line may come some 10 s after the refusals, later on a loaded machine
+    wait_until(lambda: "connection admission: refused" in w.server.log_text(), 60, 0.1,
                "the refusals in the server log")
     # the slot holders are dropped at the handshake timeout; the one that
     # never reads got the server's handshake messages first
@@ -245,9 +247,10 @@ def accept_rate_refuses_the_excess_before_tls(t):
             return False
     wait_until(served, 30, 0.2, "a TLS client served once the bucket refills")
     if refused:  # (20 connections taking over 18 s on a stalled machine: all admitted, rightly)
+        # (logged at most every 10 s from the first tick: up to some 10 s late)
         wait_until(lambda: re.search(r"\+ [1-9][0-9]* \(over the accept rate\)",
                                      w.server.log_text()),
-                   15, 0.1, "the rate refusals in the server log")
+                   60, 0.1, "the rate refusals in the server log")
 
 
 @test(timeout=180)
