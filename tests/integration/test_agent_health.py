@@ -78,6 +78,19 @@ def answer(s, timeout):
         return None
 
 
+def closed_by_peer(s):
+    """Whether the agent has already closed s (not waiting for it)."""
+    s.setblocking(False)
+    try:
+        return s.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        s.settimeout(15)
+
+
 def agent(name):
     w = suite_world()
     tok = w.create_token("health-" + name)
@@ -108,18 +121,36 @@ def idle_connections_from_one_address_leave_probes_answered(t):
 @test(timeout=90)
 def one_address_holds_at_most_eight_connections(t):
     a = agent("per-addr")
-    held = [idle_conn("127.0.0.3", a.health_port) for _ in range(PER_ADDR_MAX)]
-    try:
-        extra = idle_conn("127.0.0.3", a.health_port)
-        extra.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        eq(answer(extra, 15), b"", "the ninth connection from one address: closed, unanswered")
-        extra.close()
-        eq(get_from("127.0.0.4", a.health_port, "/health")[0], 200, "another address is served")
-    finally:
-        for s in held:
-            s.close()
+    # The eight are dropped at the header deadline, 3 s after the agent took
+    # them: a ninth it takes only after that (the test or the agent stalled
+    # on a loaded machine) is served, rightly.  Then the eight are closed by
+    # the time its answer is read, and the round is done again (at most
+    # three, each from an address of its own); an answer while they are all
+    # still open fails the test.
+    for source in ("127.0.0.3", "127.0.0.13", "127.0.0.23"):
+        held = [idle_conn(source, a.health_port) for _ in range(PER_ADDR_MAX)]
+        extra = idle_conn(source, a.health_port)
+        try:
+            extra.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            extra.settimeout(15)
+            try:
+                got = extra.recv(4096)
+            except ConnectionResetError:
+                got = b""
+            except socket.timeout:
+                got = None  # neither answered nor closed
+            if got and any(closed_by_peer(s) for s in held) and source != "127.0.0.23":
+                t.note("%s: the eight were dropped before the ninth was taken; again" % source)
+                continue
+            eq(got, b"", "the ninth connection from one address: closed, unanswered")
+            eq(get_from("127.0.0.4", a.health_port, "/health")[0], 200, "another address is served")
+            break
+        finally:
+            extra.close()
+            for s in held:
+                s.close()
     # the agent sees the eight go when it next reads them, maybe after this accept
-    wait_until(lambda: get_from("127.0.0.3", a.health_port, "/health")[0] == 200, 15, 0.05,
+    wait_until(lambda: get_from(source, a.health_port, "/health")[0] == 200, 15, 0.05,
                "the address to be served again once its connections are gone")
 
 
