@@ -154,17 +154,24 @@ def one_address_holds_at_most_eight_connections(t):
                "the address to be served again once its connections are gone")
 
 
-@test(timeout=60)
+@test(timeout=90)
 def stalled_requests_are_dropped_at_the_header_deadline(t):
     a = agent("deadline")
-    silent = idle_conn("127.0.0.5", a.health_port)
-    half = idle_conn("127.0.0.5", a.health_port)
-    half.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.")
-    # the deadline is 3 s; lws's own drop after 10 s would time these out
-    eq(answer(silent, 8), b"", "a connection that sends nothing is closed, unanswered")
-    eq(answer(half, 8), b"", "half a request is closed, unanswered")
-    silent.close()
-    half.close()
+    # The deadline is 3 s; lws's own drop after 10 s would time these out.
+    # So would an agent stalled some 5 s on a loaded machine: a round that
+    # times out is done again (at most three); an answer fails at once.
+    for attempt in range(3):
+        silent = idle_conn("127.0.0.5", a.health_port)
+        half = idle_conn("127.0.0.5", a.health_port)
+        half.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.")
+        got = (answer(silent, 8), answer(half, 8))
+        silent.close()
+        half.close()
+        if None not in got or any(got) or attempt == 2:
+            break
+        t.note("round %d: not closed within 8 s; again" % (attempt + 1))
+    eq(got[0], b"", "a connection that sends nothing is closed, unanswered")
+    eq(got[1], b"", "half a request is closed, unanswered")
     eq(get_from("127.0.0.5", a.health_port, "/health")[0], 200, "the address is served")
 
 
