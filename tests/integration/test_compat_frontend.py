@@ -235,7 +235,7 @@ def connect_agent(w, session, token, cluster_id):
     """A legacy agent (the deployed Python agent's dialect) for token; waits until
     the frontend's session sees its connection active."""
     a = w.legacy_agent(token, ["--heartbeat", "1", "--agent-version", AGENT_VERSION])
-    a.wait_event("connected", 15)
+    a.wait_event("connected", 30)  # Node's start, TLS and the register, on a loaded machine
     wait_status(w, session, cluster_id, "active")
     return a
 
@@ -668,7 +668,7 @@ def status_polling_with_token(t):
     eq(json.loads(a["backend"]["text"]).get("connections"), [], "?token= before the agent connects")
     eq(a["route"]["body"], {"connected": False}, "the page keeps polling")
     agent = w.legacy_agent(tok, ["--heartbeat", "1", "--agent-version", AGENT_VERSION])
-    agent.wait_event("connected", 15)
+    agent.wait_event("connected", 30)  # as in connect_agent
     def says_connected():
         x = fe.status(s, tok)
         return x if x["route"]["body"].get("connected") is True else None
