@@ -812,12 +812,18 @@ print("own-key-differs", os.environ.get("AWS_ACCESS_KEY_ID") != key)
 print("other-key-in-env", any(key in v for v in os.environ.values()))
 """
 
+# Holds until the test, done with command B, puts "release" in its HOME (at
+# most 50 s, inside the default 60 s timeout): a fixed sleep (8 s) could
+# end before B ran on a loaded machine, and B's refusals then say nothing.
 HOLDER = r"""
 import os, sys, time
-open(os.path.join(os.environ["HOME"], "secret"), "w").write("top secret of A")
-print("READY", os.environ["HOME"], os.getpid(), os.environ["AWS_ACCESS_KEY_ID"],
+home = os.environ["HOME"]
+open(os.path.join(home, "secret"), "w").write("top secret of A")
+print("READY", home, os.getpid(), os.environ["AWS_ACCESS_KEY_ID"],
       os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_SESSION_TOKEN"], flush=True)
-time.sleep(8)
+end = time.monotonic() + 50
+while not os.path.exists(os.path.join(home, "release")) and time.monotonic() < end:
+    time.sleep(0.1)
 print("done", flush=True)
 """
 
@@ -853,6 +859,9 @@ def concurrent_commands_cannot_see_each_others_files_or_credentials(t):
     _, home_a, pid_a, akid_a, secret_a, token_a = seen["ready"].split()[:6]
     check(os.path.isdir(home_a), "A's HOME exists while A runs", home_a)
     r = cloud_exec(key_b, provider="aws", cluster_id=cid, args=["-c", PEEK, home_a, pid_a, akid_a])
+    # A's HOME goes when A ends: still there, A ran all through B
+    check(os.path.isdir(home_a), "A still runs once B has ended", home_a)
+    open(os.path.join(home_a, "release"), "w").close()
     eq((r.status, r.get("return_code")), (200, 0), "command B (%r)" % r)
     out = r.get("output")
     check("LEAK" not in out, "command B reached command A", out)
