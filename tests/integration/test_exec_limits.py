@@ -550,18 +550,30 @@ def concurrent_large_outputs_with_the_real_agent(t):
 # ---------------------------------------------------------------------------
 # audit rows across a crash
 # ---------------------------------------------------------------------------
-def sleep_in_thread(w, cid, tag, seconds=60):
+def kubectl_in_thread(w, cid, path, timeout, http_timeout):
+    """`kubectl get --raw path` through the tunnel on a thread of its own:
+    (the thread, the dict its result or exception goes to)."""
     res = {}
 
     def run():
         try:
-            res["r"] = w.kubectl(cid, args=["get", "--raw", "/fixture/sleep/%d/%s" % (seconds, tag)],
-                                 timeout=seconds + 30, http_timeout=seconds + 40)
+            res["r"] = w.kubectl(cid, args=["get", "--raw", path], timeout=timeout,
+                                 http_timeout=http_timeout)
         except Exception as e:  # noqa: BLE001  (the server is killed under it)
             res["error"] = e
     th = threading.Thread(target=run, daemon=True)
     th.start()
     return th, res
+
+
+def sleep_in_thread(w, cid, tag, seconds=60):
+    return kubectl_in_thread(w, cid, "/fixture/sleep/%d/%s" % (seconds, tag), seconds + 30,
+                             seconds + 40)
+
+
+def held_in_thread(w, cid, tag):
+    """A command the kube API fixture holds until release_held(tag)."""
+    return kubectl_in_thread(w, cid, "/fixture/hold/%s" % tag, 120, 150)
 
 
 @test(timeout=120)
@@ -628,16 +640,7 @@ def drain_world(t, name):
     tag = name + "-" + rand_tag(4)
     t.defer(lambda: [os.kill(pid, 9) for pid, _ in procs_matching(tag)])
     t.defer(lambda: release_held(tag))  # the shared fixture's request ends too
-    res = {}
-
-    def run():
-        try:
-            res["r"] = w.kubectl(cid, args=["get", "--raw", "/fixture/hold/%s" % tag],
-                                 timeout=120, http_timeout=150)
-        except Exception as e:  # noqa: BLE001
-            res["error"] = e
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
+    th, res = held_in_thread(w, cid, tag)
     wait_until(lambda: procs_matching(tag), 20, 0.05, "kubectl to run at the agent")
     return w, cid, tag, th, res
 
@@ -884,16 +887,7 @@ def a_command_running(t, name, env, held=False):
     t.defer(lambda: [os.kill(pid, 9) for pid, _ in procs_matching(tag)])
     if held:
         t.defer(lambda: release_held(tag))  # the shared fixture's request ends too
-        res = {}
-
-        def run():
-            try:
-                res["r"] = w.kubectl(cid, args=["get", "--raw", "/fixture/hold/%s" % tag],
-                                     timeout=120, http_timeout=150)
-            except Exception as e:  # noqa: BLE001
-                res["error"] = e
-        th = threading.Thread(target=run, daemon=True)
-        th.start()
+        th, res = held_in_thread(w, cid, tag)
     else:
         th, res = sleep_in_thread(w, cid, tag)
     wait_until(lambda: [r[1] for r in db_rows(w, tag)] == ["started"], 20, 0.05, "a started row")
