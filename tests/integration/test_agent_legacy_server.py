@@ -117,13 +117,13 @@ def control_byte_output_fits_one_legacy_message(t):
     eq(peer.wait(lambda e: e.get("event") == "connection", 1).get("protocol"), None,
        "the legacy dialect (no subprotocol)")
     base = vm_kib(agent.pid, "VmRSS")
-    gate = "legacy-" + rand_tag(4)
-    t.defer(lambda: release_held(gate))  # the shared fixture's request ends too
+    hold = "legacy-" + rand_tag(4)
+    t.defer(lambda: release_held(hold))  # the shared fixture's request ends too
     # The agent ends a command at its "timeout": this one must outlive the
     # three 12 MiB commands, their JSON under ASan and the checks below,
     # however slow the machine (60 s was not always enough): up to the
-    # test's own 180 s.  The fixture's hold waits 300 s (its gate, 120 s).
-    peer.command("waiting", "get --raw /fixture/hold/%s" % gate, timeout=170)
+    # test's own 180 s.  A hold waits 300 s at the fixture (its gate gave up at 120 s).
+    peer.command("waiting", "get --raw /fixture/hold/%s" % hold, timeout=170)
     for i in range(3):
         peer.command("ctl-%d" % i, "logs ctl-%d" % (12 * MIB))
     peer.command("small", "get --raw /fixture/echo/small")
@@ -148,10 +148,10 @@ def control_byte_output_fits_one_legacy_message(t):
           "the agent's peak RSS grew by %.0f MiB (ceiling %d MiB)"
           % ((hwm - base) / 1024.0, HWM_GROWTH_CEILING_MIB))
     check(not peer.has(lambda e: e.get("command_id") == "waiting"),
-          "the waiting command is still waiting at its gate")
-    release_held(gate)
+          "the waiting command is still held at the fixture")
+    release_held(hold)
     w = peer.answer("waiting")
-    eq((w.get("n"), w.get("output_head")), (1, "released %s" % gate),
+    eq((w.get("n"), w.get("output_head")), (1, "released %s" % hold),
        "the command in flight answered on the same connection")
     peer.command("after", "get --raw /fixture/echo/after")
     eq(peer.answer("after").get("output_head"), "after", "a command afterwards")

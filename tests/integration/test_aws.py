@@ -130,7 +130,7 @@ def server_env(**over):
     return env
 
 
-# Of the server that tests a hung STS (no call on it must succeed): long enough
+# Of the server that tests a hung STS (no provider call on it must succeed): long enough
 # for the checks made while the hung call waits, on a loaded machine.
 PROVIDER_TIMEOUT_MS = "6000"
 

@@ -1034,7 +1034,10 @@ def a_replica_never_closes_a_live_replicas_rows(t):
     a.wait_connection(cid)
     tag = "replica-" + rand_tag(4)
     t.defer(lambda: [os.kill(pid, 9) for pid, _ in procs_matching(tag)])
-    th, res = sleep_in_thread(a, cid, tag)
+    # held, not a fixed sleep: the row must still say "started" when A is
+    # killed, B's start and two of its sweeps (10 s and more) later
+    t.defer(lambda: release_held(tag))
+    th, res = held_in_thread(a, cid, tag)
     wait_until(lambda: [r[1] for r in db_rows(a, tag)] == ["started"], 20, 0.05, "a started row")
 
     # replica B shares A's database (same host: it could test A's pid, and must find it alive)

@@ -426,8 +426,10 @@ def a_quiet_stream_is_not_dropped(t):
                            SEND_TIMEOUT_S + 60, "the never-reading caller %d to be dropped" % i)
             threading.Thread(target=later, daemon=True).start()
         return False
-    status, _ = w.kubectl_sse(tok["cluster_id"], {"args": ["emit", "1000", seed, "hold"]},
-                              on_event)
+    # 120 s, not the default 60: the quiet time is two send timeouts one
+    # after the other, plus the never-reading callers' start-ups
+    status, _ = w.kubectl_sse(tok["cluster_id"],
+                              {"args": ["emit", "1000", seed, "hold"], "timeout": 120}, on_event)
     eq(status, 200, "SSE status")
     for sleeper in state.get("sleepers", []):
         sleeper.s.close()

@@ -425,7 +425,7 @@ def legacy_commands_go_one_at_a_time(t):
           "the command that timed out at the server reached the agent", *cmds)
     ev = next(e for e in cmds if late in e.get("command", ""))
     check(15 <= ev.get("timeout", 0) < 30,
-          "the held command is sent with the time it has left (about 24 s of 30)", ev)
+          "the held command is sent with the time it has left (about 26 s of 30)", ev)
 
 
 @test(timeout=60)

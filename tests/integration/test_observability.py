@@ -254,21 +254,30 @@ def bad_upgrade(w, together=None):
     """A WebSocket upgrade whose Sec-WebSocket-Protocol lws cannot parse: lws
     refuses it and writes an error line of its own (no request, no access line).
     together: a threading.Barrier passed once the TLS handshake is done, so
-    that the requests of several reach the server at once."""
+    that the requests of several reach the server at once.  Whether the
+    request was sent: a connection that waited at the barrier longer than the
+    server's handshake timeout (10 s, a very loaded machine) was dropped, and
+    logs nothing."""
     ctx = ssl.create_default_context(cafile=w.ca)
     ctx.check_hostname = False
     with socket.create_connection(("127.0.0.1", w.port), timeout=15) as raw:
         with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
             if together:
                 together.wait()
-            s.sendall(b"GET /kubectl-agent HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
-                      b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: \"x\r\n\r\n")
+            try:
+                s.sendall(b"GET /kubectl-agent HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                          b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: \"x\r\n\r\n")
+            except (OSError, ssl.SSLError):
+                if not together:
+                    raise
+                return False
             try:
                 while s.recv(4096):
                     pass
             except (OSError, ssl.SSLError):
                 pass
+            return True
 
 
 @test(timeout=120)
@@ -288,11 +297,12 @@ def library_lines_from_clients_are_rate_limited(t):
     # lines within under 2 s span at most 3 windows of 10: 10 left out.
     n = 40
     together = threading.Barrier(n, timeout=60)
-    errors = []
+    errors, sent = [], []
 
     def one():
         try:
-            bad_upgrade(w, together)
+            if bad_upgrade(w, together):
+                sent.append(1)
         except Exception as e:  # noqa: BLE001 (reported below)
             together.abort()
             errors.append(e)
@@ -308,8 +318,8 @@ def library_lines_from_clients_are_rate_limited(t):
     got = w.server.log_text().count(needle) - before
     check(got >= 1, "lws's line logged at all")
     bound = 10 * (int(took) + 2)
-    check(got <= bound and got < n, "%d lws lines for %d bad upgrades in %.1f s (at most %d)"
-          % (got, n, took, bound))
+    check(got <= bound and got < len(sent), "%d lws lines for %d bad upgrades in %.1f s (at most %d)"
+          % (got, len(sent), took, bound))
 
     def counted():
         bad_upgrade(w)
