@@ -89,6 +89,26 @@ for part in unit integration chart browser fuzz; do
   total_pass=$((total_pass + p))
   total_fail=$((total_fail + f))
 done
+if [ "$total_fail" -ne 0 ]; then
+  # What failed, by name, again at the end: each part prints every program's
+  # output whole, so a failure's own lines may be thousands of lines up, and
+  # a log cut to its head and tail (CI's report) lost the second of two.
+  for part in unit integration chart browser fuzz; do
+    awk -v part="$part" '
+      /^== / { prog = $2 ": "; next }
+      /^\[  FAILED  \] / && !/test\(s\)/ {
+        key = prog $4
+        if (!(key in seen)) { seen[key] = 1; print "run-all: " part " failed: " key }
+        next
+      }
+      /^FAIL / { name = substr($0, 6); sub(/^- /, "", name); print "run-all: " part " failed: " prog name; next }
+      /^-- [^ ]*: failed / { name = $2; sub(/:$/, "", name); print "run-all: " part " failed: " name; next }
+      /^run-(unit|integration): / && /timed out|exited with status|without a summary|reported no tests|not an executable|no such test|died/ {
+        print "run-all: " part ": " substr($0, index($0, " ") + 1)
+      }
+    ' "$work/$part"
+  done
+fi
 if [ "$total_fail" -ne 0 ] && [ -n "$scratch" ]; then
   # the temp dirs failed tests keep (their logs) are in it
   echo "run-all: scratch files kept in $scratch"
