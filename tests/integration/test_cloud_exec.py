@@ -812,18 +812,21 @@ print("own-key-differs", os.environ.get("AWS_ACCESS_KEY_ID") != key)
 print("other-key-in-env", any(key in v for v in os.environ.values()))
 """
 
-# Holds until the test, done with command B, puts "release" in its HOME (at
-# most 50 s, inside the default 60 s timeout): a fixed sleep (8 s) could
-# end before B ran on a loaded machine, and B's refusals then say nothing.
+# Holds until the test, done with command B, writes a byte to the "release"
+# FIFO in its HOME (or the default 60 s timeout ends it): a fixed sleep (8 s)
+# could end before B ran on a loaded machine, and B's refusals then say
+# nothing.  The FIFO is open (read-write: no wait for a writer) before READY,
+# so the test's non-blocking write always finds its reader.
 HOLDER = r"""
-import os, sys, time
+import os
 home = os.environ["HOME"]
 open(os.path.join(home, "secret"), "w").write("top secret of A")
+release = os.path.join(home, "release")
+os.mkfifo(release)
+fd = os.open(release, os.O_RDWR)
 print("READY", home, os.getpid(), os.environ["AWS_ACCESS_KEY_ID"],
       os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_SESSION_TOKEN"], flush=True)
-end = time.monotonic() + 50
-while not os.path.exists(os.path.join(home, "release")) and time.monotonic() < end:
-    time.sleep(0.1)
+os.read(fd, 1)
 print("done", flush=True)
 """
 
@@ -860,9 +863,13 @@ def concurrent_commands_cannot_see_each_others_files_or_credentials(t):
 
     def release_a():  # also when a check below fails: A must not outlive the test
         try:
-            open(os.path.join(home_a, "release"), "w").close()
+            fd = os.open(os.path.join(home_a, "release"), os.O_WRONLY | os.O_NONBLOCK)
         except OSError:
-            pass  # A has ended (its HOME is gone)
+            return  # A has ended (its HOME, and the FIFO, are gone)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
     t.defer(release_a)
     check(os.path.isdir(home_a), "A's HOME exists while A runs", home_a)
     r = cloud_exec(key_b, provider="aws", cluster_id=cid, args=["-c", PEEK, home_a, pid_a, akid_a])
