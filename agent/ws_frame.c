@@ -56,28 +56,10 @@ void ws_frame_mask(unsigned char *p, size_t n, const unsigned char key[4])
         p[i] ^= key[i & 3];
 }
 
-/* Keys come from OpenSSL's generator in blocks of 64: one call per 64
- * frames.  Only the loop thread writes frames; the pool is per thread all the
- * same, so no lock is needed if that ever changes. */
-static int next_key(unsigned char key[4])
-{
-    static _Thread_local unsigned char pool[256];
-    static _Thread_local size_t used = sizeof(pool);
-    if (used == sizeof(pool)) {
-        if (crypto_random(pool, sizeof(pool)) != 0)
-            return -1;
-        used = 0;
-    }
-    memcpy(key, pool + used, 4);
-    explicit_bzero(pool + used, 4); /* a key is never handed out twice */
-    used += 4;
-    return 0;
-}
-
 size_t ws_frame_encode(unsigned char *dst, const unsigned char *payload, size_t len, int opcode)
 {
     unsigned char key[4];
-    if (next_key(key) != 0)
+    if (crypto_random_public(key, sizeof(key)) != 0)
         return 0;
     size_t head = ws_frame_head_len(len);
     memcpy(dst + head, payload, len);
@@ -89,7 +71,7 @@ size_t ws_frame_encode(unsigned char *dst, const unsigned char *payload, size_t 
 int ws_frame_write(struct lws *wsi, unsigned char *payload, size_t len, int opcode)
 {
     unsigned char key[4];
-    if (len > (size_t)INT32_MAX - WS_FRAME_HEAD_MAX || next_key(key) != 0)
+    if (len > (size_t)INT32_MAX - WS_FRAME_HEAD_MAX || crypto_random_public(key, sizeof(key)) != 0)
         return -1;
     size_t head = ws_frame_head(payload, len, opcode, key);
     ws_frame_mask(payload, len, key);

@@ -8,6 +8,11 @@
 
 /* Cryptographically secure random bytes; 0 on success. */
 int crypto_random(void *buf, size_t n);
+/* The same generator's bytes taken from a pool per thread, for what is not
+ * secret once made: identifiers, retry jitter, WebSocket mask keys.  Never
+ * for keys, tokens, nonces or anything that must stay unknown: those take
+ * crypto_random.  0 on success. */
+int crypto_random_public(void *buf, size_t n);
 /* out gets 64 lowercase hex chars + NUL. */
 void crypto_sha256_hex(const void *data, size_t n, char out[65]);
 void crypto_sha256(const void *data, size_t n, unsigned char out[32]);

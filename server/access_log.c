@@ -32,7 +32,7 @@ void access_request_id(http_request *req)
         return;
     }
     unsigned char raw[16];
-    if (crypto_random(raw, sizeof(raw)) != 0)
+    if (crypto_random_public(raw, sizeof(raw)) != 0)
         memset(raw, 0, sizeof(raw)); /* never fails on Linux; an id of zeros still logs */
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < sizeof(raw); i++) {

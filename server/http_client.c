@@ -644,7 +644,7 @@ long http_client_backoff_ms(int attempt)
 {
     long base = 100L << (attempt > 5 ? 5 : attempt - 1);
     unsigned short r = 0;
-    (void)crypto_random(&r, sizeof(r));
+    (void)crypto_random_public(&r, sizeof(r));
     return base / 2 + (long)(r % (unsigned)(base / 2 + 1)); /* [base/2, base] */
 }
 

@@ -71,7 +71,7 @@ int64_t store_next_seq(void)
 static int audit_id(int64_t *id)
 {
     uint16_t r;
-    if (crypto_random(&r, sizeof(r)) != 0)
+    if (crypto_random_public(&r, sizeof(r)) != 0)
         return -1;
     int64_t seq = next_seq();
     if (seq > (INT64_MAX - 1023) / 1024) /* a clock centuries ahead */

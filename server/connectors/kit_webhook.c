@@ -846,7 +846,7 @@ int64_t kit_webhook_retry_delay(int attempt)
     if (d > KIT_WH_RETRY_MAX_S)
         d = KIT_WH_RETRY_MAX_S;
     uint32_t r = 0;
-    if (crypto_random(&r, sizeof(r)) != 0)
+    if (crypto_random_public(&r, sizeof(r)) != 0)
         r = (uint32_t)time(NULL); /* jitter only: any value will do */
     return d + (int64_t)(r % (uint32_t)(d / 4 + 1));
 }

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "crypto.h"
@@ -209,6 +211,69 @@ static void test_hex_random(void **state)
     assert_memory_not_equal(a, b, 32);
     assert_memory_not_equal(a, zero, 32);
     assert_int_equal(crypto_random(a, 0), 0);
+}
+
+static int cmp16(const void *a, const void *b) { return memcmp(a, b, 16); }
+
+/* Pooled bytes: no id repeats across refills of the pool, and a draw larger
+ * than the pool's share still works. */
+static void test_random_public_unique(void **state)
+{
+    (void)state;
+    enum { N = 300 }; /* 16 bytes each: the 256-byte pool is refilled ~19 times */
+    static unsigned char ids[N][16];
+    unsigned char zero[16] = { 0 };
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(crypto_random_public(ids[i], 16), 0);
+        assert_memory_not_equal(ids[i], zero, 16);
+    }
+    qsort(ids, N, 16, cmp16);
+    for (int i = 1; i < N; i++)
+        assert_memory_not_equal(ids[i - 1], ids[i], 16);
+
+    unsigned char odd[3][5]; /* draws that do not divide the pool */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(crypto_random_public(odd[i], 5), 0);
+    assert_memory_not_equal(odd[0], odd[1], 5);
+    assert_memory_not_equal(odd[1], odd[2], 5);
+    unsigned char big[1000] = { 0 }, zbig[1000] = { 0 };
+    assert_int_equal(crypto_random_public(big, sizeof(big)), 0);
+    assert_memory_not_equal(big, zbig, sizeof(big));
+    assert_int_equal(crypto_random_public(big, 0), 0);
+}
+
+/* A forked child and its parent, whose pool was filled before the fork, draw
+ * different bytes next: without a refill in the child both would take the
+ * same bytes of the same pool (the same request id in two processes). */
+static void test_random_public_after_fork(void **state)
+{
+    (void)state;
+    unsigned char first[16], parent[16], child[16];
+    assert_int_equal(crypto_random_public(first, sizeof(first)), 0); /* the pool is full now */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        unsigned char mine[16];
+        int ok = crypto_random_public(mine, sizeof(mine)) == 0 &&
+                 write(fds[1], mine, sizeof(mine)) == (ssize_t)sizeof(mine);
+        _exit(ok ? 0 : 1);
+    }
+    close(fds[1]);
+    assert_int_equal(crypto_random_public(parent, sizeof(parent)), 0);
+    size_t got = 0;
+    while (got < sizeof(child)) {
+        ssize_t r = read(fds[0], child + got, sizeof(child) - got);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_memory_not_equal(parent, child, sizeof(parent));
+    assert_memory_not_equal(first, child, sizeof(first));
 }
 
 /* ---- utf8 --------------------------------------------------------------- */
@@ -586,6 +651,8 @@ int main(void)
         cmocka_unit_test(test_ct_equal),
         cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_hex_random),
+        cmocka_unit_test(test_random_public_unique),
+        cmocka_unit_test(test_random_public_after_fork),
         cmocka_unit_test(test_utf8_valid),
         cmocka_unit_test(test_utf8_sanitize),
         cmocka_unit_test(test_utf8_complete_prefix),
