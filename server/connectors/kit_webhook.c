@@ -695,8 +695,14 @@ static void handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request 
     if (spec->adopt_key)
         adopt_key_of(spec, &d, json, d.adopt_key);
     /* Only a verified body may name its tenant: under an unsigned policy a
-     * forged one would otherwise land in (and be processed for) any org. */
-    int resolvable = !d.org_id[0] && spec->resolve_org && d.verified;
+     * forged one would otherwise land in (and be processed for) any org.
+     * The exception is a KIT_WH_UNSIGNED spec that declares resolve_org:
+     * its rows are authenticated another way (Google Chat: the bearer check
+     * in keys), which adoption already relies on; without the lookups here,
+     * above all the one after the commit, a binding that raced this intake
+     * left the row unassigned until a restart's adoption pass. */
+    int resolvable = !d.org_id[0] && spec->resolve_org &&
+                     (d.verified || spec->policy == KIT_WH_UNSIGNED);
     if (resolvable) {
         char org[STORE_ID_LEN] = "";
         int r = spec->resolve_org(w, &d, json, org);

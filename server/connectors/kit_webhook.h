@@ -160,7 +160,9 @@ struct kit_webhook_spec {
                  http_response *resp);
     /* resolve_org (optional): when keys left org_id empty, the tenant of a
      * verified delivery (e.g. GitHub: the installation id in the body →
-     * org); json is the parsed body, NULL when it is not JSON.  Return STORE_OK with org_id filled, STORE_NOT_FOUND when not
+     * org), or of any delivery of a KIT_WH_UNSIGNED spec (whose rows must
+     * then be authenticated another way, in keys: adoption assigns them
+     * too); json is the parsed body, NULL when it is not JSON.  Return STORE_OK with org_id filled, STORE_NOT_FOUND when not
      * known yet, < 0 on error.  Not known (or an error): the delivery is
      * stored WITHOUT an organization rather than dropped — it is the
      * provider's only copy once we answer 2xx — and kit_webhook_adopt_key()

@@ -1599,6 +1599,35 @@ static void test_binding_during_intake(void **state)
     assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, 1700000001), 1);
 }
 
+/* The same race for an unsigned spec whose rows are authenticated another
+ * way (Google Chat: Google's bearer token, checked in keys; stored
+ * verified = 0).  Adoption already assigns such rows, so intake must ask
+ * too, after the commit: otherwise an ADDED_TO_SPACE racing the connect
+ * that binds its space stayed unassigned until a restart (then pruned). */
+static void test_binding_during_unsigned_intake(void **state)
+{
+    fx *f = *state;
+    set_secrets(NULL, NULL, NULL);
+    kit_webhook_spec spec = github_spec();
+    spec.connector = "chatlike";
+    spec.policy = KIT_WH_UNSIGNED;
+    spec.signature_header = NULL;
+    spec.signature_prefix = NULL;
+    g_install_known = 0;
+    g_bind_at_call = 2; /* bound after intake's first lookup */
+    call c;
+    gh_call(&c, GH_INSTALL_BODY, NULL, "racing-unsigned-1");
+    run_call(&c, &spec, 1700000000);
+    assert_int_equal(c.resp.status, 200);
+    free_call(&c);
+    char where[160];
+    snprintf(where, sizeof(where),
+             "org_id = '%s' AND delivery_id = 'racing-unsigned-1' AND status = 'received'",
+             f->org.id);
+    assert_int_equal(committed_rows(f, where), 1);
+    assert_int_equal(kit_webhook_process_open(&f->w, &spec, 10, 1700000001), 1);
+}
+
 /* More deliveries of one tenant than an adoption takes at once, and rows
  * stored before adopt keys existed: kit_webhook_maintain finishes both. */
 static void test_adopt_batches_and_backfill(void **state)
@@ -2208,6 +2237,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_worker_result_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_tenant_kept_then_adopted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binding_during_intake, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_binding_during_unsigned_intake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt_batches_and_backfill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slack_workspace_adopted_behind_others, setup,
                                         teardown),
