@@ -1305,10 +1305,13 @@ void kit_webhook_get_event_ex(worker_ctx *w, const char *connector, kit_wh_annot
         return;
     }
     cJSON *o = delivery_json(&d, annotate);
-    cJSON *payload = cJSON_ParseWithLength(d.body, d.body_len);
+    /* cJSON takes bytes that are not UTF-8 inside strings and prints them
+     * back raw: such a body goes out as base64, or the answer is not JSON. */
+    int text = utf8_valid(d.body, d.body_len);
+    cJSON *payload = text ? cJSON_ParseWithLength(d.body, d.body_len) : NULL;
     if (payload) {
         cJSON_AddItemToObject(o, "payload", payload);
-    } else if (utf8_valid(d.body, d.body_len)) {
+    } else if (text) {
         cJSON_AddStringToObject(o, "payload_text", d.body);
     } else {
         char *b64 = crypto_base64(d.body, d.body_len);

@@ -35,6 +35,7 @@
 #include "kit_webhook.h"
 #include "server_config.h"
 #include "store.h"
+#include "utf8.h"
 
 /* ---- documented and precomputed vectors ---------------------------------------- */
 
@@ -1845,6 +1846,41 @@ static void test_events_api(void **state)
     }
 }
 
+/* A JSON body with bytes that are not UTF-8 inside a string (cJSON parses
+ * it; anyone who knows an unsigned per-user URL can send one) is shown as
+ * payload_base64: handing it back as "payload" wrote those bytes raw into
+ * the answer, which is then not JSON any client's UTF-8 decoder reads. */
+static void test_event_with_invalid_utf8_read_back(void **state)
+{
+    fx *f = *state;
+    kit_webhook_spec spec = { .connector = "rawjson", .policy = KIT_WH_UNSIGNED,
+                              .require_json_object = 1 };
+    const char body[] = "{\"title\":\"caf\xe9 \xff\xfe\"}";
+    call c;
+    init_call(&c, body, sizeof(body) - 1);
+    run_call(&c, &spec, 1700000000);
+    assert_int_equal(c.resp.status, 200);
+    char id[STORE_ID_LEN];
+    snprintf(id, sizeof(id), "%s", resp_str(&c, "id"));
+    free_call(&c);
+    assert_int_equal(store_webhook_set_org(f->st, id, f->org.id), STORE_OK);
+    get_call(&c, f->org.id, "");
+    kit_webhook_get_event(&f->w, "rawjson", id, &c.req, &c.resp);
+    assert_int_equal(c.resp.status, 200);
+    assert_true(utf8_valid(buf_head(&c.resp.body), buf_pending(&c.resp.body)));
+    c.json = cJSON_ParseWithLength(buf_head(&c.resp.body), buf_pending(&c.resp.body));
+    assert_null(cJSON_GetObjectItem(c.json, "payload"));
+    size_t n = 0;
+    const char *b64 = resp_str(&c, "payload_base64");
+    assert_non_null(b64);
+    unsigned char *raw = crypto_base64_decode(b64, strlen(b64), &n);
+    assert_non_null(raw);
+    assert_int_equal(n, sizeof(body) - 1);
+    assert_memory_equal(raw, body, n);
+    free(raw);
+    free_call(&c);
+}
+
 /* ---- declarations ------------------------------------------------------------------------ */
 
 static void test_spec_checks(void **state)
@@ -2242,6 +2278,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slack_workspace_adopted_behind_others, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_events_api, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_with_invalid_utf8_read_back, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_spec_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_sequence_sqlite, setup, teardown),
     };
