@@ -31,6 +31,7 @@
 #define DELIVERY_ID_MAX 128
 #define EVENT_MAX 127
 #define TIMESTAMP_DIGITS_MAX 12
+#define KIT_WH_EXACT_INT 9007199254740992LL /* 2^53: integers a double holds exactly */
 #define LIST_DEFAULT 20
 #define LIST_MAX 100
 #define DEFAULT_NOT_CONFIGURED "Webhook signing secret not configured"
@@ -426,8 +427,13 @@ static int json_scalar(const cJSON *root, const char *path, char *out, size_t ca
         /* a value that did not fit is reported as too long by the caller */
         return strlen(it->valuestring) < cap ? 1 : -1;
     }
+    /* A number only while a double holds it exactly (|v| < 2^53): past
+     * that, cJSON's double is the nearest one, so distinct ids (Datadog's
+     * 19-digit $ID left unquoted: 1024 apart) read as one and a new
+     * delivery was answered as a duplicate of another.  Such an id is
+     * absent: the body's digest stands in. */
     int64_t v;
-    if (api_json_int64(it, &v)) {
+    if (api_json_int64(it, &v) && v > -KIT_WH_EXACT_INT && v < KIT_WH_EXACT_INT) {
         snprintf(out, cap, "%" PRId64, v);
         return 1;
     }

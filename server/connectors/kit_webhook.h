@@ -118,9 +118,10 @@ struct kit_webhook_spec {
 
     /* ---- identification ------------------------------------------------------------
      * Read after the signature is verified.  The delivery id from a header,
-     * else from the JSON body (dotted path, e.g. "event.id"), else a SHA-256
-     * of the body ("sha256:<hex>": an identical body is the same delivery).
-     * Printable ASCII, at most 128 bytes; anything else is a 400. */
+     * else from the JSON body (dotted path, e.g. "event.id": a string, or an
+     * integer below 2^53 in magnitude, which a double holds exactly), else a
+     * SHA-256 of the body ("sha256:<hex>": an identical body is the same
+     * delivery).  Printable ASCII, at most 128 bytes; anything else is a 400. */
     const char *delivery_id_header;
     const char *delivery_id_json;
     const char *event_header;

@@ -1846,6 +1846,35 @@ static void test_events_api(void **state)
     }
 }
 
+/* A delivery id that is a JSON number past 2^53 (Datadog's $ID, 19 digits,
+ * in a payload template that leaves it unquoted) is not read as a double:
+ * ids 1024 apart rounded to one value, and the second delivery was answered
+ * as a duplicate and never stored.  The body's digest is its id instead. */
+static void test_numeric_delivery_id_beyond_double(void **state)
+{
+    fx *f = *state;
+    kit_webhook_spec spec = { .connector = "numid", .policy = KIT_WH_UNSIGNED,
+                              .delivery_id_json = "id", .require_json_object = 1 };
+    const char *bodies[] = { "{\"id\":7349581375928374823,\"title\":\"disk full\"}",
+                             "{\"id\":7349581375928374824,\"title\":\"cpu high\"}",
+                             "{\"id\":9007199254740993,\"title\":\"a\"}",
+                             "{\"id\":9007199254740992,\"title\":\"b\"}" };
+    call c;
+    for (size_t i = 0; i < 4; i++) {
+        init_call(&c, bodies[i], strlen(bodies[i]));
+        run_call(&c, &spec, 1700000000);
+        assert_int_equal(c.resp.status, 200);
+        assert_false(resp_bool(&c, "duplicate"));
+        free_call(&c);
+    }
+    assert_int_equal(committed_rows(f, "connector = 'numid'"), 4);
+    /* an id a double holds exactly is still the provider's */
+    init_call(&c, "{\"id\":9007199254740991}", 23);
+    run_call(&c, &spec, 1700000000);
+    free_call(&c);
+    assert_int_equal(committed_rows(f, "delivery_id = '9007199254740991'"), 1);
+}
+
 /* A JSON body with bytes that are not UTF-8 inside a string (cJSON parses
  * it; anyone who knows an unsigned per-user URL can send one) is shown as
  * payload_base64: handing it back as "payload" wrote those bytes raw into
@@ -2278,6 +2307,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slack_workspace_adopted_behind_others, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_events_api, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_numeric_delivery_id_beyond_double, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_event_with_invalid_utf8_read_back, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_spec_checks, setup, teardown),
