@@ -22,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "outq.h"
+#include "peer_text.h"
 #include "proto.h"
 #include "sandbox.h"
 #include "secret.h"
@@ -43,6 +44,7 @@ typedef struct job {
     uint64_t gen;
     uint32_t id;          /* v2; 0 for legacy */
     char *command_id;     /* legacy; NULL for v2 */
+    char shown_id[80];    /* legacy: command_id for log lines (the server's text: peer_text.h) */
     int kind;             /* MK_KUBECTL or MK_CLOUD_EXEC (metrics.h) */
     argv_t argv;          /* argv[0] = program (cloud_exec: its absolute path) */
     char **env;           /* cloud_exec: the server's NAME=value (credentials), wiped once
@@ -1000,15 +1002,15 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
             proto_command_response_into((char *)agent_frame_data(f), cap, j->command_id, success,
                                         out, outlen, errtext, errlen, note, force, rc, NULL);
         if (cut)
-            log_warn("command %s: output cut to fit one %lld-byte legacy response", j->command_id,
+            log_warn("command %s: output cut to fit one %lld-byte legacy response", j->shown_id,
                      (long long)AGENT_LEGACY_MAX_RESPONSE);
         /* the response is all that is kept while it waits for room */
         buf_free(&st->cap[0]);
         buf_free(&st->cap[1]);
         if (!f || push_when_room(j, f) != 0)
-            log_warn("command %s: response not delivered (connection gone)", j->command_id);
+            log_warn("command %s: response not delivered (connection gone)", j->shown_id);
         log_info("command %s ended return_code=%d%s%s bytes=%lld duration_ms=%lld",
-                 j->command_id, rc, code ? " error_code=" : "", code ? code : "",
+                 j->shown_id, rc, code ? " error_code=" : "", code ? code : "",
                  (long long)st->sent, (long long)duration);
         return;
     }
@@ -1060,7 +1062,7 @@ static void job_main(job *j)
     j->child = st->pid;
     pthread_mutex_unlock(&runner->mu);
     if (j->command_id)
-        log_info("command %s started pid=%d verb=%s timeout=%ds", j->command_id, (int)st->pid,
+        log_info("command %s started pid=%d verb=%s timeout=%ds", j->shown_id, (int)st->pid,
                  verb_of(j), j->timeout_s);
     else if (st->sb)
         log_info("exec id=%u started cloud_exec program=%s pid=%d uid=%u verb=%s argc=%d "
@@ -1074,7 +1076,7 @@ static void job_main(job *j)
 
     char label[160];
     if (j->command_id)
-        snprintf(label, sizeof(label), "command %.120s", j->command_id);
+        snprintf(label, sizeof(label), "command %s", j->shown_id);
     else
         snprintf(label, sizeof(label), "exec id=%u", j->id);
     int64_t deadline = t0 + j->timeout_ms;
@@ -1412,6 +1414,8 @@ static agent_run_result start_job(agent_runner *runner, uint64_t gen, uint32_t i
     j->efd = -1; /* until a pool thread takes it */
     if (command_id && !(j->command_id = strdup(command_id)))
         goto fail;
+    if (command_id)
+        agent_peer_text(j->shown_id, sizeof(j->shown_id), command_id);
     j->kind = kind;
     j->profile = profile;
     if (nenv > 0) {

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "outq.h"
+#include "peer_text.h"
 #include "policy.h"
 #include "proto.h"
 #include "proxy.h"
@@ -523,8 +524,9 @@ static void handle_exec(agent_tunnel *t, proto_msg *m)
         return;
     }
     if (m->kind && strcmp(m->kind, "kubectl") != 0) { /* absent kind means kubectl */
-        char err[128];
-        snprintf(err, sizeof(err), "unsupported kind \"%.60s\"", m->kind ? m->kind : "");
+        char err[128], kind[64];
+        snprintf(err, sizeof(err), "unsupported kind \"%s\"",
+                 agent_peer_text(kind, sizeof(kind), m->kind));
         if (refusal_logged(t))
             log_warn("exec id=%u refused: %s (%u refusals on this connection)", m->id, err,
                      t->refused);
@@ -550,6 +552,8 @@ static void handle_exec(agent_tunnel *t, proto_msg *m)
 static void handle_legacy(agent_tunnel *t, proto_msg *m)
 {
     const char *cid = m->command_id ? m->command_id : "";
+    char shown[80]; /* for log lines; the response echoes cid as sent */
+    agent_peer_text(shown, sizeof(shown), cid);
     char err[256];
     argv_t a;
     memset(&a, 0, sizeof(a));
@@ -557,7 +561,7 @@ static void handle_legacy(agent_tunnel *t, proto_msg *m)
         if (!m->command)
             snprintf(err, sizeof(err), "missing command");
         if (refusal_logged(t))
-            log_warn("command %s refused: %s (%u refusals on this connection)", cid, err,
+            log_warn("command %s refused: %s (%u refusals on this connection)", shown, err,
                      t->refused);
         reply_legacy(t, cid, err, 1);
         metrics_command(MK_KUBECTL, MR_BAD_REQUEST, -1);
@@ -570,7 +574,7 @@ static void handle_legacy(agent_tunnel *t, proto_msg *m)
         snprintf(msg, sizeof(msg), "%s: %s", EC_POLICY_DENIED, d.reason);
         if (refusal_logged(t))
             log_warn("command %s refused by the %s policy: %s (%u refusals on this connection)",
-                     cid, agent_policy_mode_name(t->cfg->policy.mode), d.reason, t->refused);
+                     shown, agent_policy_mode_name(t->cfg->policy.mode), d.reason, t->refused);
         metrics_policy_denial();
         metrics_command(MK_KUBECTL, MR_POLICY_DENIED, -1);
         reply_legacy(t, cid, msg, POLICY_DENIED_RC);
@@ -580,7 +584,7 @@ static void handle_legacy(agent_tunnel *t, proto_msg *m)
     agent_run_result r = agent_runner_legacy(t->runner, t->gen, cid, &a, m->timeout);
     if (r == RUN_BUSY) {
         if (refusal_logged(t))
-            log_warn("command %s refused: agent busy (%u refusals on this connection)", cid,
+            log_warn("command %s refused: agent busy (%u refusals on this connection)", shown,
                      t->refused);
         metrics_command(MK_KUBECTL, MR_BUSY, -1);
         reply_legacy(t, cid, "agent busy: too many commands running", 1);
@@ -640,14 +644,15 @@ static void handle_connected(agent_tunnel *t, proto_msg *m, struct lws *wsi)
         t->v2 = 1;
     if (m->window > 0)
         t->window = m->window;
+    char id[80], name[128];
     log_info("tunnel: connected as %s (%s), dialect %s, window %lld",
-             m->cluster_id ? m->cluster_id : t->cfg->cluster_id,
-             m->cluster_name ? m->cluster_name : "unnamed", t->v2 ? "v2" : "legacy",
-             (long long)t->window);
+             agent_peer_text(id, sizeof(id), m->cluster_id ? m->cluster_id : t->cfg->cluster_id),
+             m->cluster_name ? agent_peer_text(name, sizeof(name), m->cluster_name) : "unnamed",
+             t->v2 ? "v2" : "legacy", (long long)t->window);
     /* A rotated token keeps its cluster's first id on the server; the
      * agent still names itself by its own token in the handshake. */
     if (m->cluster_id && strcmp(m->cluster_id, t->cfg->cluster_id) != 0)
-        log_info("tunnel: this token was issued for cluster %s (its own id is %s)", m->cluster_id,
+        log_info("tunnel: this token was issued for cluster %s (its own id is %s)", id,
                  t->cfg->cluster_id);
     send_control(t, encode_register(t));
     metrics_connected();
@@ -717,9 +722,11 @@ static void handle_text(agent_tunnel *t, struct lws *wsi, const char *data, size
         handle_legacy(t, &m);
         break;
     default:
-        if (log_sparingly(&t->ignored))
-            log_info("tunnel: ignoring message of type \"%.60s\" (%u messages ignored on this "
-                     "connection)", m.type_name ? m.type_name : "?", t->ignored);
+        if (log_sparingly(&t->ignored)) {
+            char type[64];
+            log_info("tunnel: ignoring message of type \"%s\" (%u messages ignored on this "
+                     "connection)", agent_peer_text(type, sizeof(type), m.type_name), t->ignored);
+        }
         break;
     }
     proto_msg_free(&m);

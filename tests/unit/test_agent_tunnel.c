@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "agent_config.h"
+#include "stderr_capture.h"
 #include "log.h"
 #include "metrics.h"
 #include "outq.h"
@@ -669,6 +670,74 @@ static void two_tunnels_coexist(void **state)
     fixture_free(b);
 }
 
+
+/* Text a server chose (a legacy command id, the cluster's id and name in
+ * `connected`, an exec's kind, an unknown message type) reaches the
+ * agent's log lines: a compromised or buggy server must not put terminal
+ * escape sequences (ESC, BEL, the C1 CSI U+009B) or invalid UTF-8 into the
+ * text log an operator reads with `kubectl logs` in a terminal.  The legacy
+ * responses still echo the command ids' control characters as sent. */
+#define HOSTILE "x\\u001b]0;owned\\u0007\\u009b2J\\u001b[31m\xff"
+/* what the ids come back with: the control characters as sent (the 0xff is
+ * repaired to U+FFFD in a response that the command's output fills) */
+#define HOSTILE_CTL "x\x1b]0;owned\x07\xc2\x9b" "2J\x1b[31m"
+
+static int responses_2(fixture *fx, uint32_t unused)
+{
+    (void)unused;
+    return count_type(fx, MSG_COMMAND_RESPONSE) >= 2 && agent_runner_active(fx->r) == 0;
+}
+
+static void say_hostile_things(void *arg)
+{
+    fixture *fx = arg;
+    say(fx, "{\"type\":\"connected\",\"protocol\":2,\"cluster_id\":\"" HOSTILE
+            "\",\"cluster_name\":\"" HOSTILE "\"}");
+    say(fx, "{\"type\":\"kubectl_command\",\"command_id\":\"" HOSTILE
+            "\",\"command\":\"get pods\",\"timeout\":10}");
+    say(fx, "{\"type\":\"kubectl_command\",\"command_id\":\"" HOSTILE "-2"
+            "\",\"command\":\"delete ns x\"}");
+    say(fx, "{\"type\":\"exec\",\"id\":7,\"kind\":\"" HOSTILE "\",\"argv\":[\"get\"]}");
+    say(fx, "{\"type\":\"" HOSTILE "\"}");
+    pump_until(fx, responses_2, 0);
+}
+
+static void server_text_is_escaped_in_logs(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(NULL);
+    log_setup("agent", "debug", "text");
+    FILE *f = stderr_capture(say_hostile_things, fx);
+    log_setup("agent", "error", "text");
+    char line[8192];
+    int lines = 0, connected = 0, started = 0, refused = 0, kind = 0, type = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lines++;
+        connected += strstr(line, "connected as") != NULL;
+        started += strstr(line, "started pid=") != NULL;
+        refused += strstr(line, "refused by the") != NULL;
+        kind += strstr(line, "unsupported kind") != NULL;
+        type += strstr(line, "ignoring message of type") != NULL;
+        if (strchr(line, '\x1b') || strchr(line, '\x07') || strstr(line, "\xc2\x9b"))
+            fail_msg("a log line holds the server's control characters: %s", line);
+        for (const unsigned char *c = (const unsigned char *)line; *c; c++)
+            if (*c >= 0x80)
+                fail_msg("a log line holds a byte outside ASCII: %s", line);
+    }
+    fclose(f);
+    assert_true(lines > 0);
+    assert_true(connected >= 1 && started >= 1 && refused >= 1 && kind >= 1 && type >= 1);
+    /* the answers name the server's ids exactly */
+    int exact = 0;
+    for (int i = 0; i < fx->nmsgs; i++)
+        if (fx->msgs[i].m.type == MSG_COMMAND_RESPONSE &&
+            !strncmp(fx->msgs[i].m.command_id, HOSTILE_CTL, strlen(HOSTILE_CTL)))
+            exact++;
+    assert_int_equal(exact, 2);
+    assert_non_null(find_end(fx, 7));
+    fixture_free(fx);
+}
+
 static int setup(void **state)
 {
     log_setup("agent", "error", "text");
@@ -710,6 +779,7 @@ int main(void)
         cmocka_unit_test(two_tunnels_coexist),
         cmocka_unit_test(refusals_past_the_control_cap_pause_reading),
         cmocka_unit_test(legacy_refusals_past_the_data_cap_pause_reading),
+        cmocka_unit_test(server_text_is_escaped_in_logs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
