@@ -258,6 +258,33 @@ char *agent_cloud_path(const agent_cloud *c, const char *program)
     return lookup(c->search_path, program); /* installed since start? */
 }
 
+/* Does the argument a name the (lower-case ASCII) word w, read as the CLIs
+ * read command words?  az reads them case-insensitively, with Python's
+ * str.lower() (knack's _rudimentary_get_command): `az account
+ * GET-ACCESS-TOKEN` runs get-access-token, and so does a KELVIN SIGN
+ * (U+212A, the one character outside ASCII that str.lower() makes an ASCII
+ * letter) in place of its 'k'.  gcloud and aws refuse those spellings, so
+ * folding them for every CLI refuses nothing they would run. */
+static int word_is(const char *a, const char *w)
+{
+    for (;;) {
+        unsigned char c = (unsigned char)*a;
+        if (c == 0xe2 && (unsigned char)a[1] == 0x84 && (unsigned char)a[2] == 0xaa) {
+            c = 'k';
+            a += 3;
+        } else {
+            if (c >= 'A' && c <= 'Z')
+                c = (unsigned char)(c - 'A' + 'a');
+            a++;
+        }
+        if (c != (unsigned char)*w)
+            return 0;
+        if (!c)
+            return 1;
+        w++;
+    }
+}
+
 /* The printer of cli whose words appear, in order, among the positional
  * arguments (not necessarily adjacent: a global option's value may sit
  * between service and operation, `aws eks --region r get-token`), or NULL.
@@ -274,7 +301,7 @@ static const char *printer_match(const cloud_cli *cli, int argc, const char *con
             w[nw++] = t;
         int j = 0;
         for (int i = 0; nw && i < argc && j < nw; i++)
-            if (argv[i][0] != '-' && !strcmp(argv[i], w[j]))
+            if (argv[i][0] != '-' && word_is(argv[i], w[j]))
                 j++;
         if (nw && j == nw)
             return cli->printers[k];

@@ -735,6 +735,22 @@ static void cloud_policy_programs_and_printers(void **state)
         assert_int_equal(agent_cloud_check(&c, "az", 4, az_sas[i], NULL, 0, &d), 0);
         assert_non_null(strstr(d.reason, "print the command's credentials"));
     }
+    /* az reads its command words case-insensitively, with Python's
+     * str.lower(), which makes the KELVIN SIGN (U+212A) a 'k' (knack's
+     * _rudimentary_get_command; az 2.45 ran each of these, found in review) */
+    const char *az_case[][3] = { {"account", "GET-ACCESS-TOKEN", "--output=json"},
+                                 {"ACCOUNT", "Get-Access-Token", "--output=json"},
+                                 {"account", "get-access-to\xe2\x84\xaa" "en", "-o=json"},
+                                 {"ACR", "Login", "--expose-token"},
+                                 {"storage", "blob", "Generate-SAS"} };
+    for (size_t i = 0; i < sizeof(az_case) / sizeof(az_case[0]); i++) {
+        assert_int_equal(agent_cloud_check(&c, "az", 3, az_case[i], NULL, 0, &d), 0);
+        assert_non_null(strstr(d.reason, "print the command's credentials"));
+    }
+    /* another non-ASCII letter is not folded (an 'e' with an accent names
+     * no az command) */
+    const char *az4[] = {"account", "get-acc\xc3\xa9ss-token"};
+    assert_int_equal(agent_cloud_check(&c, "az", 2, az4, NULL, 0, &d), 1);
     const char *az3[] = {"storage", "blob", "list", "--container-name=c"};
     assert_int_equal(agent_cloud_check(&c, "az", 4, az3, NULL, 0, &d), 1);
     const char *az2[] = {"acr", "list"};
