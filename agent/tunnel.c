@@ -288,8 +288,14 @@ static void connect_to(agent_tunnel *t, const char *ip)
     i.alpn = "http/1.1";
     i.pwsi = &t->wsi;
     i.opaque_user_data = t;
+    /* A 3xx answer to the upgrade is a failed attempt, never followed:
+     * libwebsockets would open the Location, any host, and send it the
+     * handshake headers again (the token in Authorization).  The tunnel
+     * endpoint never redirects an agent; an ingress or a single sign-on
+     * gate in front of it that does must not get the token sent on. */
+    i.ssl_connection = LCCSCF_HTTP_NO_FOLLOW_REDIRECT;
     if (c->secure) {
-        i.ssl_connection = LCCSCF_USE_SSL;
+        i.ssl_connection |= LCCSCF_USE_SSL;
         if (c->tls_skip_verify)
             i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
                                 LCCSCF_ALLOW_INSECURE | LCCSCF_ALLOW_EXPIRED;

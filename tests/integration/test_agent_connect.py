@@ -12,7 +12,9 @@ holding a pointer to the freed connection, which a SIGTERM then used.
 
 The server here is a few lines of Python on a loopback port (plain ws://):
 it holds the first connection open without a word, then answers the next
-one's upgrade; the agent is the real build/asan/aurora-agent."""
+one's upgrade; the agent is the real build/asan/aurora-agent.  A second
+test has it answer the upgrade with a redirect to another host, which the
+agent followed with its token until a review found it."""
 
 import base64
 import hashlib
@@ -93,13 +95,65 @@ class MuteThenAnswering:
                 c.close()
 
 
-def start_agent(t, port):
+class Redirecting:
+    """Listens on host (loopback): every request is recorded and, with
+    `location`, answered with a 302 to it; without, never answered."""
+
+    def __init__(self, host, location=None):
+        self.location = location
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self.conns = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head:
+                d = c.recv(4096)
+                if not d:
+                    return
+                head += d
+            with self.lock:
+                self.requests.append(head)
+            if self.location:
+                c.sendall(b"HTTP/1.1 302 Found\r\nLocation: " + self.location.encode() +
+                          b"\r\nContent-Length: 0\r\n\r\n")
+        except OSError:
+            return
+
+    def count(self):
+        with self.lock:
+            return len(self.requests)
+
+    def close(self):
+        self.sock.close()
+        with self.lock:
+            for c in self.conns:
+                c.close()
+
+
+def start_agent(t, port, token=None):
     d = os.path.join(t.tmp, "agent")
     env = _base_env(os.path.join(d, "home"))
     env.update({
         "NEXT_PUBLIC_WEBSOCKET_URL": "ws://127.0.0.1:%d/kubectl-agent" % port,
         "AURORA_ALLOW_INSECURE_WS": "true",
-        "AURORA_AGENT_TOKEN": "aurora_kubectl_" + secrets.token_hex(32),
+        "AURORA_AGENT_TOKEN": token or "aurora_kubectl_" + secrets.token_hex(32),
         "AURORA_HEALTH_PORT": "0",
         "AURORA_RECONNECT_INTERVAL": "1",
         "AURORA_RECONNECT_MAX": "2",
@@ -131,6 +185,32 @@ def an_unanswered_handshake_is_retried(t):
                "the next attempt to connect")
     # (the server thread counts its 101 after sending it: the agent may log first)
     wait_until(lambda: srv.upgraded >= 1, 10, 0.05, "the server to count its 101")
+    check(agent.alive(), "the agent is running")
+
+
+@test(timeout=90)
+def a_redirected_handshake_is_not_followed(t):
+    """Whatever stands in front of the tunnel endpoint (an ingress rule, a
+    single sign-on gate, a compromised server) answers the upgrade with a
+    302 to another host: libwebsockets followed it and sent that host the
+    handshake again, the agent's token in Authorization (found in review).
+    The redirect is now a failed attempt, retried at the configured URL;
+    the other host hears nothing."""
+    elsewhere = Redirecting("127.0.0.2")
+    t.defer(elsewhere.close)
+    front = Redirecting("127.0.0.1", "ws://127.0.0.2:%d/kubectl-agent" % elsewhere.port)
+    t.defer(front.close)
+    token = "aurora_kubectl_" + secrets.token_hex(32)
+    agent = start_agent(t, front.port, token)
+    # two attempts at the configured URL: the first one's redirect is done with
+    # (followed before the fix: the other host got the token at once)
+    wait_until(lambda: front.count() >= 2, 45, 0.05, "a second attempt at the configured URL")
+    with elsewhere.lock:
+        seen = list(elsewhere.requests)
+    check(not seen, "the redirect target got the agent's request%s" %
+          (" with its token" if any(token.encode() in r for r in seen) else ""), seen[:1])
+    contains(agent.log_text(), "ws upgrade response not 101", "the agent says the attempt failed")
+    check(token not in agent.log_text(), "the token in the agent's log")
     check(agent.alive(), "the agent is running")
 
 
