@@ -410,8 +410,18 @@ int http_request_add_header(http_request *r, const char *name, const char *value
     return 0;
 }
 
+/* Whether a copied value of len bytes holds a NUL: lws keeps one inside a
+ * header value, and as a C string the value ends there ("Bearer
+ * <key>\0<anything>" was read as the key alone) where a proxy reads all of
+ * it.  RFC 9110 5.5: reject it.  (A bare CR lws drops, a LF ends the line.) */
+static int value_cut(const char *val, int len)
+{
+    return strlen(val) != (size_t)len;
+}
+
 /* Copies every standard header lws parsed plus the registered custom ones,
- * an empty one included (an empty X-Org-ID is malformed, not absent). */
+ * an empty one included (an empty X-Org-ID is malformed, not absent).
+ * 0, -1 (out of memory), or -2 when a value holds a NUL. */
 static int copy_headers(struct lws *wsi, http_request *r)
 {
     char *val = malloc(HEADER_VALUE_MAX);
@@ -422,22 +432,24 @@ static int copy_headers(struct lws *wsi, http_request *r)
         const unsigned char *nm = lws_token_to_string((enum lws_token_indexes)tok);
         if (!nm || !*nm || nm[0] == ':' || tok == WSI_TOKEN_HTTP_URI_ARGS)
             continue;
-        int len = lws_hdr_total_length(wsi, (enum lws_token_indexes)tok);
-        if (len <= 0)
-            continue;
-        if (len >= HEADER_VALUE_MAX ||
-            lws_hdr_copy(wsi, val, HEADER_VALUE_MAX, (enum lws_token_indexes)tok) < 0) {
-            rc = -1;
-            break;
-        }
         char name[64];
         snprintf(name, sizeof(name), "%s", (const char *)nm);
         size_t nl = strlen(name);
         if (nl && name[nl - 1] == ':')
             name[nl - 1] = '\0';
         if (!name[0] || strchr(name, ' '))
-            continue; /* method tokens like "get " are not headers */
-        rc = http_request_add_header(r, name, val);
+            continue; /* method tokens like "get " are not headers (check_target reads them) */
+        int len = lws_hdr_total_length(wsi, (enum lws_token_indexes)tok);
+        if (len <= 0)
+            continue;
+        int got = len < HEADER_VALUE_MAX
+                      ? lws_hdr_copy(wsi, val, HEADER_VALUE_MAX, (enum lws_token_indexes)tok)
+                      : -1;
+        if (got < 0) {
+            rc = -1;
+            break;
+        }
+        rc = value_cut(val, got) ? -2 : http_request_add_header(r, name, val);
     }
     for (int i = 0; i < g_ncaptured && rc == 0; i++) {
         char cname[CAPTURED_NAME_MAX + 2];
@@ -446,11 +458,14 @@ static int copy_headers(struct lws *wsi, http_request *r)
         int len = lws_hdr_custom_length(wsi, cname, nlen);
         if (len < 0)
             continue;
-        if (len >= HEADER_VALUE_MAX || lws_hdr_custom_copy(wsi, val, HEADER_VALUE_MAX, cname, nlen) < 0) {
+        int got = len < HEADER_VALUE_MAX
+                      ? lws_hdr_custom_copy(wsi, val, HEADER_VALUE_MAX, cname, nlen)
+                      : -1;
+        if (got < 0) {
             rc = -1;
             break;
         }
-        rc = http_request_add_header(r, g_captured[i], val);
+        rc = value_cut(val, got) ? -2 : http_request_add_header(r, g_captured[i], val);
     }
     explicit_bzero(val, HEADER_VALUE_MAX); /* held the last header copied */
     free(val);
@@ -844,7 +859,19 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
         respond_now(t);
         return 0;
     }
-    if (!t->req.path || copy_query(wsi, &t->req) < 0 || copy_headers(wsi, &t->req) < 0) {
+    int hdrs = t->req.path && copy_query(wsi, &t->req) == 0 ? copy_headers(wsi, &t->req) : -1;
+    if (hdrs == -2) {
+        /* What a proxy made of the rest of the request is unknown: closed after. */
+        access_request_id(&t->req);
+        log_warn("refused request from %s: a header value holds a NUL byte",
+                 http_client(&t->req));
+        t->close_after = 1;
+        http_resp_error(&t->resp, 400, "BAD_REQUEST",
+                        "header values must not contain NUL");
+        respond_now(t);
+        return 0;
+    }
+    if (hdrs < 0) {
         t->close_after = 1;
         http_resp_error(&t->resp, 500, "INTERNAL", "out of memory");
         respond_now(t);

@@ -706,6 +706,33 @@ def http_duplicate_singular_headers(t):
     still_serving(w, "duplicate headers")
 
 
+@test
+def http_header_values_with_nul(t):
+    """libwebsockets keeps a NUL inside a header value; as a C string
+    "Bearer <key>\\0<anything>" was read as the key alone (201), where a proxy reads
+    the whole line.  RFC 9110 5.5: such a request is refused, and the connection
+    closed (what a proxy made of the rest is unknown)."""
+    w = world()
+    uid, key = w.new_user()
+    body = json.dumps({"cluster_name": "nul-" + rand_tag(4)}).encode()
+    cl = "Content-Length: %d" % len(body)
+    lines = ["POST /api/kubectl/tokens HTTP/1.1", "Host: 127.0.0.1",
+             "Content-Type: application/json", cl]
+    cases = [
+        ("NUL after the API key", lines + ["Authorization: Bearer %s\x00junk" % key]),
+        ("NUL in a captured header (X-Request-ID)",
+         lines + ["Authorization: Bearer %s" % key, "X-Request-ID: abc\x00def"]),
+        ("NUL in a standard header (User-Agent)",
+         lines + ["Authorization: Bearer %s" % key, "User-Agent: a\x00b"]),
+    ]
+    for what, hdrs in cases:
+        expect_refused_framing(w, what, "\r\n".join(hdrs), body, "BAD_REQUEST", key)
+    r = w.get("/api/kubectl/tokens", key=key)
+    names = [x.get("cluster_name") for x in r.json.get("tokens", [])]
+    check(not any(n.startswith("nul-") for n in names), "a refused request made a token", names)
+    still_serving(w, "header values with NUL")
+
+
 # ---------------------------------------------------------------------------
 # identity headers: X-Cluster-ID, X-Org-ID
 # ---------------------------------------------------------------------------
