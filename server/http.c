@@ -21,6 +21,7 @@
 #include "server_metrics.h"
 #include "worker.h"
 #include "json_text.h"
+#include "utf8.h"
 
 #define WRITE_CHUNK (32 * 1024)
 /* A streamed answer's write: one HTTP/1.1 chunk, "<hex>\r\n<data>\r\n", of
@@ -290,11 +291,21 @@ void http_resp_error(http_response *resp, int status, const char *code, const ch
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Messages quote what the client sent (a path, a route parameter) as
+     * lws %-decoded it: "%FF" would put a byte that is not UTF-8 into the
+     * JSON text, which a strict reader refuses whole (RFC 8259 8.1). */
+    char *clean = NULL;
+    const char *text = msg;
+    if (!utf8_valid(msg, strlen(msg))) {
+        clean = utf8_sanitize(msg, strlen(msg), NULL);
+        text = clean ? clean : "(message not valid UTF-8)";
+    }
     cJSON *o = cJSON_CreateObject();
     if (o) {
-        cJSON_AddStringToObject(o, "error", msg);
+        cJSON_AddStringToObject(o, "error", text);
         cJSON_AddStringToObject(o, "error_code", code);
     }
+    free(clean);
     http_resp_json(resp, status, o);
 }
 

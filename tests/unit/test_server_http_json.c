@@ -1,7 +1,8 @@
 /* test_server_http_json.c — request bodies as JSON (server/http.c:
  * http_json_body, json_text_has_nul): a NUL inside a string, raw or as
  * \u0000, is refused instead of silently cutting the string; nothing may
- * follow the object. */
+ * follow the object.  Error answers (http_resp_error) are UTF-8 JSON
+ * whatever bytes they quote. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 
 #include "http.h"
 #include "json_text.h"
+#include "utf8.h"
 
 /* Parses text (len bytes) as a request body; the cJSON tree or NULL, and the
  * response's status in *status (0 when untouched). */
@@ -100,12 +102,41 @@ static void test_one_object_only(void **state)
     cJSON_Delete(o);
 }
 
+/* An error message quoting what the client sent (lws %-decodes the path:
+ * "/x/%FF" holds the byte 0xFF) is still UTF-8 JSON: a byte that is not
+ * UTF-8 there made the whole answer unreadable to a strict parser. */
+static void test_error_quoting_bytes_that_are_not_utf8(void **state)
+{
+    (void)state;
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    http_resp_error(&resp, 404, "CLUSTER_NOT_FOUND", "cluster %s not found", "c-\xff\xfe(\xc3");
+    assert_int_equal(resp.status, 404);
+    assert_true(utf8_valid(buf_head(&resp.body), buf_pending(&resp.body)));
+    cJSON *o = cJSON_ParseWithLength(buf_head(&resp.body), buf_pending(&resp.body));
+    assert_non_null(o);
+    assert_string_equal(cJSON_GetObjectItem(o, "error")->valuestring,
+                        "cluster c-\xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd not found");
+    assert_string_equal(cJSON_GetObjectItem(o, "error_code")->valuestring, "CLUSTER_NOT_FOUND");
+    cJSON_Delete(o);
+    buf_free(&resp.body);
+    /* valid text (non-ASCII too) goes as it is */
+    memset(&resp, 0, sizeof(resp));
+    http_resp_error(&resp, 400, "BAD_REQUEST", "name %s", "caf\xc3\xa9");
+    o = cJSON_ParseWithLength(buf_head(&resp.body), buf_pending(&resp.body));
+    assert_non_null(o);
+    assert_string_equal(cJSON_GetObjectItem(o, "error")->valuestring, "name caf\xc3\xa9");
+    cJSON_Delete(o);
+    buf_free(&resp.body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nul_escape_refused),
         cmocka_unit_test(test_text_that_only_looks_like_nul_accepted),
         cmocka_unit_test(test_one_object_only),
+        cmocka_unit_test(test_error_quoting_bytes_that_are_not_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
