@@ -20,6 +20,7 @@
 #include "secret.h"
 #include "server_metrics.h"
 #include "worker.h"
+#include "json_members.h"
 #include "json_text.h"
 #include "utf8.h"
 
@@ -348,6 +349,21 @@ cJSON *http_json_body(const http_request *req, http_response *resp)
     if (!o || !cJSON_IsObject(o) || end != text + len) {
         cJSON_Delete(o);
         http_resp_error(resp, 400, "BAD_REQUEST", "request body is not a valid JSON object");
+        return NULL;
+    }
+    /* cJSON's lookups find a repeated member's first value, most other
+     * readers its last: a proxy in front would see another command than
+     * the one run (json_members.h). */
+    char name[64];
+    int rep = json_repeated_member(o, name, sizeof(name));
+    if (rep != 0) {
+        cJSON_Delete(o);
+        if (rep < 0)
+            http_resp_error(resp, 500, "INTERNAL", "out of memory");
+        else
+            http_resp_error(resp, 400, "BAD_REQUEST",
+                            "request body: member \"%s\" appears more than once in one object",
+                            name);
         return NULL;
     }
     return o;

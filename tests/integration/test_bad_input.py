@@ -848,5 +848,41 @@ def json_nul_refused(t):
     still_serving(w, "NUL inside JSON strings")
 
 
+
+@test
+def json_repeated_member_refused(t):
+    """A member named twice: cJSON reads the first, a proxy in Python or Go the
+    last, so the command a policy proxy saw was not the one run."""
+    w = world()
+    uid, key = w.new_user()
+    cid = STATE["tok"]["cluster_id"]
+    kpath = "/api/clusters/%s/kubectl" % cid
+    cases = (
+        (kpath, '{"args": ["get", "--raw", "/fixture/echo/first"], '
+                '"args": ["get", "--raw", "/fixture/echo/last"]}', "kubectl args twice"),
+        (kpath, '{"command": "get --raw /fixture/echo/first", '
+                '"command": "get --raw /fixture/echo/last"}', "kubectl command twice"),
+        ("/api/cloud_exec", '{"provider": "aws", "provider": "gcp", "command": "sts get-caller-identity"}',
+         "cloud_exec provider twice"),
+        ("/api/kubectl/tokens", '{"cluster_name": "first", "notes": {"a": 1, "a": 2}}',
+         "a token's nested object with a member twice"),
+    )
+    for path, body, what in cases:
+        r = w.post(path, body, key=key)
+        eq(r.status, 400, "%s (%r)" % (what, r))
+        is_error_body(r, "BAD_REQUEST")
+        contains(r.get("error"), "appears more than once", "%s: the error says why" % what)
+    r = w.internal('{"user_id": "%s", "cluster_id": "%s", "timeout": 10, "command": "version --client", '
+                   '"command": "get --raw /fixture/echo/x"}' % (w.user_id, cid))
+    eq(r.status, 400, "internal execute with command twice (%r)" % r)
+    r = w.get("/api/kubectl/tokens", key=key)
+    names = [x.get("cluster_name") for x in r.json.get("tokens", [])]
+    check("first" not in names, "a token was created from a body with a repeated member", names)
+    # the same names in different objects, or differing in case, are distinct members
+    r = w.post(kpath, '{"args": ["get", "--raw", "/fixture/echo/ok"], "Args": 1}', key=key)
+    check(r.status != 400 or "appears more than once" not in (r.get("error") or ""),
+          "names differing in case are distinct (%r)" % r)
+    still_serving(w, "repeated JSON members")
+
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 /* test_server_http_json.c — request bodies as JSON (server/http.c:
  * http_json_body, json_text_has_nul): a NUL inside a string, raw or as
  * \u0000, is refused instead of silently cutting the string; nothing may
- * follow the object.  Error answers (http_resp_error) are UTF-8 JSON
+ * follow the object; no object names a member twice.  Error answers (http_resp_error) are UTF-8 JSON
  * whatever bytes they quote. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,6 +131,54 @@ static void test_error_quoting_bytes_that_are_not_utf8(void **state)
     buf_free(&resp.body);
 }
 
+/* A member named twice in one object is refused at any depth: cJSON reads
+ * the first, most readers the last (json_members.h).  Names are compared as
+ * JSON compares them, after escapes; case and different objects do not count. */
+static void test_repeated_member_refused(void **state)
+{
+    (void)state;
+    REFUSED("{\"command\": \"get pods\", \"command\": \"delete ns prod\"}");
+    REFUSED("{\"a\": 1, \"b\": {\"x\": 1, \"x\": 2}}");
+    REFUSED("{\"a\": [1, {\"y\": 1, \"z\": 2, \"y\": 3}]}");
+    REFUSED("{\"a\": 1, \"\\u0061\": 2}"); /* "a" escaped is "a" */
+
+    /* past the pairwise size: a repeat among many members, first or last */
+    char big[64 * 1024];
+    size_t o = 0;
+    o += (size_t)snprintf(big + o, sizeof(big) - o, "{");
+    for (int i = 0; i < 2000; i++)
+        o += (size_t)snprintf(big + o, sizeof(big) - o, "\"k%d\": %d,", i, i);
+    size_t open_len = o;
+    o += (size_t)snprintf(big + o, sizeof(big) - o, "\"k0\": 0}");
+    expect_refused(big, o);
+    o = open_len;
+    o += (size_t)snprintf(big + o, sizeof(big) - o, "\"k1999x\": 0}");
+    int status;
+    cJSON *ok = parse(big, o, &status); /* 2001 distinct names */
+    assert_non_null(ok);
+    assert_int_equal(status, 0);
+    cJSON_Delete(ok);
+
+    const char *t = "{\"a\": 1, \"A\": 2, \"b\": {\"a\": 3}, \"c\": [{\"a\": 4}, {\"a\": 5}]}";
+    ok = parse(t, strlen(t), &status);
+    assert_non_null(ok);
+    assert_int_equal(status, 0);
+    cJSON_Delete(ok);
+
+    /* the answer names the member */
+    http_request req;
+    http_response resp;
+    memset(&req, 0, sizeof(req));
+    memset(&resp, 0, sizeof(resp));
+    const char *dup = "{\"argv\": [], \"argv\": [\"x\"]}";
+    assert_int_equal(buf_append(&req.body, dup, strlen(dup)), 0);
+    assert_null(http_json_body(&req, &resp));
+    static const char want[] = "member \\\"argv\\\" appears more than once";
+    assert_non_null(memmem(buf_head(&resp.body), buf_pending(&resp.body), want, sizeof(want) - 1));
+    buf_free(&req.body);
+    buf_free(&resp.body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -137,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_text_that_only_looks_like_nul_accepted),
         cmocka_unit_test(test_one_object_only),
         cmocka_unit_test(test_error_quoting_bytes_that_are_not_utf8),
+        cmocka_unit_test(test_repeated_member_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
