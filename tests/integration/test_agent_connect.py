@@ -28,20 +28,17 @@ from harness import AGENT_BIN, _base_env, _san_env, check, contains, main, test,
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-class MuteThenAnswering:
-    """Listens on loopback.  The first `mute` connections are held open and
-    never answered; the ones after get a 101 (no subprotocol: the legacy
-    dialect) and nothing more."""
+class HeadServer:
+    """Listens on host (loopback) and reads each connection's request head,
+    recorded in `requests`; what then is answered is answer()'s."""
 
-    def __init__(self, mute=1):
-        self.mute = mute
+    def __init__(self, host="127.0.0.1"):
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.conns = []
         self.requests = []
-        self.upgraded = 0
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -64,10 +61,33 @@ class MuteThenAnswering:
                 if not d:
                     return
                 head += d
+            with self.lock:
+                self.requests.append(head)
+            self.answer(c, n, head)
         except OSError:
             return
+
+    def answer(self, c, n, head):
+        """Connection number n (from 1) sent head; nothing answered here."""
+
+    def close(self):
+        self.sock.close()
         with self.lock:
-            self.requests.append(head)
+            for c in self.conns:
+                c.close()
+
+
+class MuteThenAnswering(HeadServer):
+    """The first `mute` connections are held open and never answered; the
+    ones after get a 101 (no subprotocol: the legacy dialect) and nothing
+    more."""
+
+    def __init__(self, mute=1):
+        self.mute = mute
+        self.upgraded = 0
+        super().__init__()
+
+    def answer(self, c, n, head):
         if n <= self.mute:
             return  # held open, never answered
         key = b""
@@ -76,11 +96,8 @@ class MuteThenAnswering:
             if name.strip().lower() == b"sec-websocket-key":
                 key = value.strip()
         accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
-        try:
-            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-        except OSError:
-            return
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
         with self.lock:
             self.upgraded += 1
 
@@ -88,63 +105,23 @@ class MuteThenAnswering:
         with self.lock:
             return len(self.conns)
 
-    def close(self):
-        self.sock.close()
-        with self.lock:
-            for c in self.conns:
-                c.close()
 
-
-class Redirecting:
-    """Listens on host (loopback): every request is recorded and, with
-    `location`, answered with a 302 to it; without, never answered."""
+class Redirecting(HeadServer):
+    """Every request is answered, with `location`, by a 302 to it; without,
+    never answered."""
 
     def __init__(self, host, location=None):
         self.location = location
-        self.sock = socket.socket()
-        self.sock.bind((host, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.requests = []
-        self.conns = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(host)
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        head = b""
-        try:
-            while b"\r\n\r\n" not in head:
-                d = c.recv(4096)
-                if not d:
-                    return
-                head += d
-            with self.lock:
-                self.requests.append(head)
-            if self.location:
-                c.sendall(b"HTTP/1.1 302 Found\r\nLocation: " + self.location.encode() +
-                          b"\r\nContent-Length: 0\r\n\r\n")
-        except OSError:
-            return
+    def answer(self, c, n, head):
+        if self.location:
+            c.sendall(b"HTTP/1.1 302 Found\r\nLocation: " + self.location.encode() +
+                      b"\r\nContent-Length: 0\r\n\r\n")
 
     def count(self):
         with self.lock:
             return len(self.requests)
-
-    def close(self):
-        self.sock.close()
-        with self.lock:
-            for c in self.conns:
-                c.close()
 
 
 def start_agent(t, port, token=None):
