@@ -121,12 +121,27 @@ static int oauth_client(const worker_ctx *w, kit_oauth_client *c, char *redirect
     return -1;
 }
 
-static void cache_access(const char *org, const char *user, const cJSON *tok)
+/* The access token's cache key: the connection's key_id (kit_cache.h), new
+ * at every connect, so that a token of a grant replaced through another
+ * replica (whose connect forgets only its own cache) is never found for the
+ * new one.  Rows made before key_id: their updated_at.  0 or -1. */
+static int access_key(char *key, size_t cap, const char *org, const char *user, const cJSON *md,
+                      int64_t updated_at)
+{
+    const char *id = api_json_str(md, KIT_CACHE_KEY_ID);
+    char rest[80];
+    if (id && *id)
+        snprintf(rest, sizeof(rest), "access\nk:%.48s", id);
+    else
+        snprintf(rest, sizeof(rest), "access\n%lld", (long long)updated_at);
+    return kit_cache_key(key, cap, org, user, rest);
+}
+
+static void cache_access(const char *key, const cJSON *tok)
 {
     int64_t now = (int64_t)time(NULL), exp = 0;
-    char key[2 * STORE_ID_LEN + 16];
     char *at = kit_oauth_access_token(tok, BB_TOKEN_MAX, now, &exp);
-    if (at && kit_cache_key(key, sizeof(key), org, user, "access") == 0)
+    if (at)
         kit_cache_put(&g_tokens, key, at, exp, now);
     secret_free(at);
 }
@@ -272,11 +287,17 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
     cJSON_AddStringToObject(md, "auth", "oauth");
     if (scope && api_check_text(scope, "scope", 1, 512, err, sizeof(err)) == 0)
         cJSON_AddStringToObject(md, "scope", scope);
+    char key[2 * STORE_ID_LEN + 80];
+    if (kit_cache_add_key_id(md) < 0 ||
+        access_key(key, sizeof(key), st.org_id, st.user_id, md, 0) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "cannot generate the connection's cache key");
+        goto out;
+    }
     kit_field f = { BB_FIELD_REFRESH, rt };
     if (kit_connect_store(w, st.org_id, st.user_id, BB_ID, account, &f, 1, md, resp) < 0)
         goto out;
     kit_cache_forget(&g_tokens, st.org_id, st.user_id);
-    cache_access(st.org_id, st.user_id, tok);
+    cache_access(key, tok);
     log_info("bitbucket: user %s (org %s) connected Bitbucket as %s", st.user_id, st.org_id,
              account[0] ? account : "(not named: no Account permission)");
     cJSON *o = cJSON_CreateObject();
@@ -305,34 +326,33 @@ static int refused_grant(const http_response *r)
 
 char *bb_access_token(worker_ctx *w, const auth_ctx *who, int force, http_response *resp)
 {
-    char key[2 * STORE_ID_LEN + 16];
-    if (kit_cache_key(key, sizeof(key), who->org_id, who->user_id, "access") < 0) {
-        http_resp_error(resp, 500, "INTERNAL", "cache key too long");
-        return NULL;
-    }
-    int64_t exp = 0;
-    char *at = force ? NULL : kit_cache_get(&g_tokens, key, (int64_t)time(NULL), &exp);
-    if (at)
-        return at;
+    /* The row first, even with a cached token: a disconnect or reconnect
+     * through another replica shows there, not in this replica's cache. */
     store_connector row;
     cJSON *md = NULL;
+    char *at = NULL;
     if (connector_require_user(who, resp) < 0 ||
         kit_row_load(w, who, BB_ID, &row, &md, MSG_NOT_CONNECTED, resp) < 0)
         return NULL;
+    char key[2 * STORE_ID_LEN + 80];
+    int64_t exp = 0;
+    if (access_key(key, sizeof(key), who->org_id, who->user_id, md, row.updated_at) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "cache key too long");
+        goto out;
+    }
+    if (!force && (at = kit_cache_get(&g_tokens, key, (int64_t)time(NULL), &exp)))
+        goto out;
     kit_oauth_client c;
     char redirect[600];
     if (oauth_client(w, &c, redirect, sizeof(redirect), resp) < 0)
         goto out;
-    /* a refresh that finished while this request loaded the row is as good */
-    if (!force)
-        at = kit_cache_get(&g_tokens, key, (int64_t)time(NULL), &exp);
     if (!at) {
         http_response scratch;
         memset(&scratch, 0, sizeof(scratch));
         cJSON *tok = kit_oauth_refresh(w, &c, row.secret_ref, NULL, "Bitbucket token refresh failed",
                                        "BITBUCKET_CREDENTIALS_EXPIRED", MSG_EXPIRED, &scratch);
         if (tok) {
-            cache_access(who->org_id, who->user_id, tok);
+            cache_access(key, tok);
             /* from the answer, not the cache: a token about to expire is
              * not cached, and still good for this one call */
             at = kit_oauth_access_token(tok, BB_TOKEN_MAX, (int64_t)time(NULL), &exp);

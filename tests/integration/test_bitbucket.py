@@ -294,5 +294,44 @@ def test_bad_input_and_disconnect(t):
     serving(w)
 
 
+@test
+def test_disconnect_and_reconnect_through_another_replica(t):
+    """A connection removed or replaced through another replica (same store
+    and secrets) must not live on in this replica's token cache.  The access
+    token was cached under the org and user alone and taken from the cache
+    before the connection row was read: after a disconnect on the other
+    replica this one went on reading the user's repositories with the old
+    grant for up to the token's two hours, and after a reconnect it used
+    the old grant for the new connection (found in review)."""
+    w, fx = world()
+    _, _, key = w.new_org()
+    connect(w, key)
+    eq(w.get("/bitbucket/workspaces", key=key).status, 200, "a read caches the access token")
+    r2 = World(t, "replica", start=False)
+    r2.data, r2.secret = w.data, w.secret
+    r2.extra_env.update(w.extra_env)
+    r2.extra_env["NEXT_PUBLIC_BACKEND_URL"] = "https://127.0.0.1:%d" % r2.port
+    r2.start()
+    r = r2.request("DELETE", "/api/connectors/bitbucket", key=key)
+    eq(r.status, 200, "disconnect on the other replica (%r)" % r)
+    n0 = len(fx.stats()["api"])
+    r = w.get("/bitbucket/workspaces", key=key)
+    eq(r.status, 404, "this replica after the other's disconnect (%r)" % r)
+    eq(len(fx.stats()["api"]), n0, "nothing sent to Bitbucket for a removed connection")
+    # a new grant through the other replica: this one uses it, not a cached token of the old
+    eq(w.get("/bitbucket/workspaces", key=key).status, 404, "still not connected")
+    connect(w, key)
+    eq(w.get("/bitbucket/workspaces", key=key).status, 200, "a read caches the first grant's token")
+    old = fx.stats()["api"][-1].get("token")
+    r = r2.frontend_get("/bitbucket/login", key=key)
+    eq(r.status, 302, "login on the other replica (%r)" % r)
+    c = callback(r2, authorize(r.headers["location"]))
+    eq(c.status, 302, "reconnect on the other replica (%r)" % c)
+    eq(w.get("/bitbucket/workspaces", key=key).status, 200, "a read after the reconnect")
+    new = fx.stats()["api"][-1].get("token")
+    check(old and new and new != old, "this replica reads with the new grant's token", (old, new))
+    serving(w)
+
+
 if __name__ == "__main__":
     main()
