@@ -432,12 +432,25 @@ static void login_route(worker_ctx *w, http_request *req, http_response *resp)
     free(url);
 }
 
-static void cache_access(const char *org, const char *user, const cJSON *tok)
+/* The access token's cache key: the connection's key_id (kit_cache.h), new
+ * at every OAuth connect, so that a token of a grant replaced through
+ * another replica (whose callback forgets only its own cache) is never found
+ * for the new one.  0, or -1 (no key_id, or too long). */
+static int access_key(char *key, size_t cap, const char *org, const char *user, const cJSON *md)
+{
+    const char *id = api_json_str(md, KIT_CACHE_KEY_ID);
+    char rest[80];
+    if (!id || !*id)
+        return -1;
+    snprintf(rest, sizeof(rest), "access\nk:%.48s", id);
+    return kit_cache_key(key, cap, org, user, rest);
+}
+
+static void cache_access(const char *key, const cJSON *tok)
 {
     int64_t now = (int64_t)time(NULL), exp = 0;
-    char key[2 * STORE_ID_LEN + 16];
     char *at = kit_oauth_access_token(tok, PD_TOKEN_MAX, now, &exp);
-    if (at && kit_cache_key(key, sizeof(key), org, user, "access") == 0)
+    if (at)
         kit_cache_put(&g_tokens, key, at, exp, now);
     secret_free(at);
 }
@@ -483,11 +496,17 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
     int64_t ei = kit_oauth_expires_in(tok);
     if (ei)
         cJSON_AddNumberToObject(md, "access_token_expires_at", (double)((int64_t)time(NULL) + ei));
+    char key[2 * STORE_ID_LEN + 80];
+    if (kit_cache_add_key_id(md) < 0 ||
+        access_key(key, sizeof(key), st.org_id, st.user_id, md) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "cannot generate the connection's cache key");
+        goto out;
+    }
     if (save_connection(w, st.org_id, st.user_id, PD_FIELD_REFRESH, rt, NULL, account, md,
                         resp) < 0)
         goto out;
     kit_cache_forget(&g_tokens, st.org_id, st.user_id);
-    cache_access(st.org_id, st.user_id, tok);
+    cache_access(key, tok);
     log_info("pagerduty: user %s (org %s) connected PagerDuty by OAuth", st.user_id, st.org_id);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "provider", PD_ID);
@@ -507,9 +526,12 @@ out:
 static char *oauth_access(worker_ctx *w, const auth_ctx *who, store_connector *row, cJSON *md,
                           int force, http_response *resp)
 {
-    char key[2 * STORE_ID_LEN + 16];
+    char key[2 * STORE_ID_LEN + 80];
     int64_t now = (int64_t)time(NULL), exp = 0;
-    if (kit_cache_key(key, sizeof(key), who->org_id, who->user_id, "access") < 0) {
+    /* A row made before key_id gets one here; it is saved with the
+     * refreshed token's expiry, below (a cached token cannot be under it). */
+    if ((!api_json_str(md, KIT_CACHE_KEY_ID) && kit_cache_add_key_id(md) < 0) ||
+        access_key(key, sizeof(key), who->org_id, who->user_id, md) < 0) {
         http_resp_error(resp, 500, "INTERNAL", "cache key too long");
         return NULL;
     }

@@ -958,5 +958,37 @@ def test_postgres_concurrent_triggers_one_incident(t):
     serving(w)
 
 
+@test
+def test_oauth_reconnect_through_another_replica(t):
+    """A reconnect through another replica (same store and secrets) replaces
+    the grant this replica's token cache holds an access token of.  The
+    cache was keyed on the org and user alone: this replica went on calling
+    PagerDuty with the replaced grant's token until it neared expiry, only
+    the replica that took the callback forgot its cache (found in review)."""
+    w = world()
+    pd = _env["pd"]
+    _, _, key = w.new_org()
+    eq(callback(w, authorize(w.frontend_get("/pagerduty/oauth/login", key=key).headers["location"])).status,
+       302, "connected")
+    eq(w.get("/pagerduty/services", key=key).status, 200, "a read caches the first grant's token")
+    first = pd.stats()["api"][-1]["token"]
+    r2 = World(t, "replica", start=False)
+    r2.data, r2.secret = w.data, w.secret
+    r2.extra_env.update(w.extra_env)
+    r2.start()
+    r = r2.frontend_get("/pagerduty/oauth/login", key=key)
+    eq(r.status, 302, "login on the other replica (%r)" % r)
+    u = urllib.parse.urlsplit(authorize(r.headers["location"]))
+    c = https_request(r2.port, r2.ctx, "GET", u.path + "?" + u.query)
+    eq(c.status, 302, "reconnect through the other replica (%r)" % c)
+    eq(r2.get("/pagerduty/services", key=key).status, 200, "the other replica reads")
+    second = pd.stats()["api"][-1]["token"]
+    check(first and second and first != second, "a new grant's token", (first, second))
+    r = w.get("/pagerduty/services", key=key)
+    eq(r.status, 200, "this replica after the reconnect (%r)" % r)
+    check(pd.stats()["api"][-1]["token"] not in (None, first), "not the replaced grant's token",
+          pd.stats()["api"][-1])
+
+
 if __name__ == "__main__":
     main()
