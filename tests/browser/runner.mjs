@@ -36,6 +36,7 @@ class T {
     this.shared = shared;
     this.pages = [];
     this.contexts = [];
+    this.browsers = [];  // launched by launchBrowser, closed with the test
     this.problems = [];
     this.allowed = [];   // [{re, status}]
     this.notes = [];
@@ -46,10 +47,26 @@ class T {
 
   note(msg) { this.notes.push(msg); }
 
+  // A second chromium with other switches than the shared one, closed with
+  // the test: playwright starts chromium with --disable-back-forward-cache,
+  // and a reader's browser has that cache, so a test of what it keeps uses
+  // launchBrowser({ ignoreDefaultArgs: ['--disable-back-forward-cache'] }).
+  async launchBrowser(opts = {}) {
+    const b = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [],
+      ...opts,
+    });
+    this.browsers.push(b);
+    return b;
+  }
+
   // A browser context; `shared: true` is the signed-in context every test
-  // uses, whose CSP reports go to the test running at the time.
-  async context(opts = {}, { shared = false } = {}) {
-    const ctx = await this.browser.newContext({
+  // uses, whose CSP reports go to the test running at the time; `browser`:
+  // one the test launched itself (launchBrowser), watched the same way.
+  async context(opts = {}, { shared = false, browser = this.browser } = {}) {
+    const ctx = await browser.newContext({
       ignoreHTTPSErrors: true, // the server's self-signed certificate
       viewport: opts.viewport || { width: 1280, height: 900 },
       permissions: ['clipboard-read', 'clipboard-write'],
@@ -118,6 +135,7 @@ class T {
   async close() {
     for (const p of this.pages) if (!p.isClosed() && p.context() === this.shared.ctx) await p.close().catch(() => {});
     for (const c of this.contexts) await c.close().catch(() => {});
+    for (const b of this.browsers) await b.close().catch(() => {});
   }
 }
 

@@ -328,6 +328,52 @@ test('add_cluster_token_shown_once_and_card_flips_live', async (t) => {
   await page.locator('[data-connector="kubernetes"] .state[data-state="Connected"]').waitFor();
 });
 
+test('back_forward_cache_keeps_no_token_or_typed_secret', async (t) => {
+  // A reader's browser keeps a page it leaves in its back/forward cache and
+  // shows it again as it was on Back: the token shown once, a secret typed
+  // into a form, the data of a session that ended meanwhile. The page must
+  // drop them when it is hidden and draw itself anew from the API when shown.
+  const browser = await t.launchBrowser({ ignoreDefaultArgs: ['--disable-back-forward-cache'] });
+  const ctx = await t.context({ storageState: await SHARED.storage() }, { browser });
+  const page = await t.page(ctx);
+  await page.addInitScript(() => {
+    window.addEventListener('pageshow', (e) => { if (e.persisted) window.__auroraRestored = true; });
+  });
+  await page.goto(`${t.world.origin}/clusters?add=1`);
+  await page.getByLabel('Cluster name').fill('bfcache-check');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  const panel = page.locator('.token-panel');
+  await panel.waitFor();
+  const token = (await panel.locator('[data-testid="agent-token"] code').textContent()).trim();
+  assert.match(token, TOKEN_RE);
+  const clusterId = await panel.getAttribute('data-cluster-id');
+  try {
+    await page.goto(`${t.world.origin}/console/favicon.svg`);
+    await page.goBack({ waitUntil: 'commit' }); // a restored page fires no load event
+    await page.waitForFunction(() => window.__auroraRestored === true, null, { timeout: 10000 })
+      .catch(() => { throw new Error('the page did not come back from the back/forward cache: the test proves nothing'); });
+    await page.locator(`tr[data-cluster-id="${clusterId}"]`).waitFor();
+    assert.equal(await page.getByText(token).count(), 0, 'the token came back with the cached page');
+    assert.equal(await page.locator('.token-panel').count(), 0, 'the token panel came back');
+
+    // a secret typed into a connector's form and left there
+    await page.goto(`${t.world.origin}/connectors`);
+    await page.locator('[data-connector="netdata"]').getByRole('button', { name: 'Manage' }).click();
+    const typed = `typed-secret-${Date.now()}`;
+    await page.getByRole('dialog').getByLabel('API token').fill(typed);
+    await page.evaluate(() => { window.__auroraRestored = false; });
+    await page.goto(`${t.world.origin}/console/favicon.svg`);
+    await page.goBack({ waitUntil: 'commit' }); // a restored page fires no load event
+    await page.waitForFunction(() => window.__auroraRestored === true, null, { timeout: 10000 });
+    await page.getByRole('heading', { level: 1, name: 'Connectors' }).waitFor();
+    await page.locator('[data-connector="netdata"]').waitFor();
+    const left = await page.evaluate((v) => [...document.querySelectorAll('input')].filter((i) => i.value === v).length, typed);
+    assert.equal(left, 0, 'the typed secret came back with the cached page');
+  } finally {
+    await t.world.request('DELETE', `/api/kubectl/connections/${clusterId}`);
+  }
+});
+
 // kube_api.py's log pods (the agent runs the real kubectl against it):
 // stream-TAG writes STREAM_HEAD of its STREAM_LINES lines, then the rest once
 // the test opens the gate TAG; pattern-N is N bytes of PATTERN_LINE.

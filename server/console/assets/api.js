@@ -87,7 +87,7 @@ export async function loadSession() {
   try {
     return keep(await api('GET', '/api/console/session', undefined, { noAuthRedirect: true }));
   } catch (e) {
-    if (e.status === 401) return null;
+    if (e.status === 401) { keep({}); return null; }
     throw e;
   }
 }

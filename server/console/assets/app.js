@@ -192,6 +192,21 @@ function oauthPopupLanded() {
   return true;
 }
 
+// Leaving the page (another site, a file, a reload) lets the browser keep
+// this document in its back/forward cache and show it again, as it was, on
+// Back: an agent token shown once, a secret typed into a form, the data of a
+// session that has ended since. So the page drops what it shows as it is
+// hidden, and when it is shown again it asks the server for the session
+// afresh and draws the page anew.
+window.addEventListener('pagehide', (ev) => {
+  if (!ev.persisted) return;
+  if (cleanup) { try { cleanup(); } catch (_) { /* page already gone */ } cleanup = null; }
+  clear(main);
+});
+window.addEventListener('pageshow', (ev) => {
+  if (ev.persisted) boot();
+});
+
 async function boot() {
   if (oauthPopupLanded()) return;
   try {
