@@ -139,6 +139,34 @@ test('session_end_sends_every_tab_to_sign_in', async (t) => {
   await b.getByRole('heading', { level: 1, name: 'Kubernetes' }).waitFor();
 });
 
+test('a_failed_sign_out_does_not_say_signed_out', async (t) => {
+  // On a shared computer the reader signs out and walks away: if the server
+  // did not end the session (store down, a proxy's 502, the network), the
+  // page must not show the sign-in page as if it had, while the cookie still
+  // opens the console to whoever sits down next.
+  const ctx = await t.context();
+  const page = await t.page(ctx);
+  t.allowHttp(SESSION, 401);
+  t.allowHttp(SESSION, 503);
+  await signIn(page, t.world);
+  await page.route(SESSION, (route) => (route.request().method() === 'DELETE'
+    ? route.fulfill({ status: 503, contentType: 'application/json',
+      body: JSON.stringify({ error: 'database unavailable', error_code: 'STORE_UNAVAILABLE' }) })
+    : route.continue()));
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('alert').filter({ hasText: 'still signed in' }).waitFor();
+  assert.equal(await page.getByRole('heading', { name: 'Sign in to Aurora' }).count(), 0, 'no sign-in page while the session lives');
+  assert.ok(await page.getByRole('button', { name: 'Sign out' }).isVisible(), 'Sign out can be tried again');
+  const live = await page.evaluate(async () => (await fetch('/api/console/session')).status);
+  assert.equal(live, 200, 'the session is indeed still live');
+  // once the server answers, signing out works from the same page
+  await page.unroute(SESSION);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in to Aurora' }).waitFor();
+  const gone = await page.evaluate(async () => (await fetch('/api/console/session')).status);
+  assert.equal(gone, 401, 'the session ended');
+});
+
 test('sign_in_next_stays_on_this_origin', async (t) => {
   // ?next= comes from a link anyone can craft: after signing in the console
   // goes there only when it stays on this origin (as the browser resolves it)

@@ -161,8 +161,23 @@ document.addEventListener('click', (ev) => {
 });
 window.addEventListener('popstate', route);
 
-document.getElementById('signout').addEventListener('click', async () => {
-  try { await signOut(); } catch (_) { /* the cookie is cleared server-side or already gone */ }
+let signOutError = null;
+document.getElementById('signout').addEventListener('click', async (ev) => {
+  const btn = ev.currentTarget;
+  if (signOutError) { signOutError.remove(); signOutError = null; }
+  btn.disabled = true;
+  try {
+    await signOut();
+  } catch (e) {
+    // The session may well be alive: showing the sign-in page now would let
+    // the reader walk away from a console the next person can open.
+    signOutError = errorBox(e, 'Sign-out failed: you are still signed in. Try again.');
+    main.prepend(signOutError);
+    announce('Sign-out failed: you are still signed in');
+    return;
+  } finally {
+    btn.disabled = false;
+  }
   setChrome(false);
   navigate('/signin', { replace: true });
   announce('Signed out');
