@@ -362,11 +362,13 @@ test('back_forward_cache_keeps_no_token_or_typed_secret', async (t) => {
   // into a form, the data of a session that ended meanwhile. The page must
   // drop them when it is hidden and draw itself anew from the API when shown.
   const browser = await t.launchBrowser({ ignoreDefaultArgs: ['--disable-back-forward-cache'] });
-  const ctx = await t.context({ storageState: await SHARED.storage() }, { browser });
+  const ctx = await t.context({}, { browser });
   const page = await t.page(ctx);
+  t.allowHttp(SESSION, 401);
   await page.addInitScript(() => {
     window.addEventListener('pageshow', (e) => { if (e.persisted) window.__auroraRestored = true; });
   });
+  await signIn(page, t.world); // a session of its own: this test ends it
   await page.goto(`${t.world.origin}/clusters?add=1`);
   await page.getByLabel('Cluster name').fill('bfcache-check');
   await page.getByRole('button', { name: 'Create token' }).click();
@@ -397,6 +399,24 @@ test('back_forward_cache_keeps_no_token_or_typed_secret', async (t) => {
     await page.locator('[data-connector="netdata"]').waitFor();
     const left = await page.evaluate((v) => [...document.querySelectorAll('input')].filter((i) => i.value === v).length, typed);
     assert.equal(left, 0, 'the typed secret came back with the cached page');
+
+    // the session ends while the reader is elsewhere: Back shows sign-in,
+    // not the audit log as it was
+    await page.goto(`${t.world.origin}/audit`);
+    await page.getByRole('heading', { level: 1, name: 'Audit' }).waitFor();
+    await page.locator('main .loading').first().waitFor({ state: 'detached' });
+    await page.evaluate(() => { window.__auroraRestored = false; });
+    await page.goto(`${t.world.origin}/console/favicon.svg`);
+    const other = await t.page(ctx);
+    await other.goto(`${t.world.origin}/console/favicon.svg`);
+    assert.equal(await other.evaluate(async () => {
+      const s = await (await fetch('/api/console/session')).json();
+      return (await fetch('/api/console/session', { method: 'DELETE', headers: { 'X-CSRF-Token': s.csrf_token } })).status;
+    }), 204);
+    await page.goBack({ waitUntil: 'commit' });
+    await page.waitForFunction(() => window.__auroraRestored === true, null, { timeout: 10000 });
+    await page.getByRole('heading', { name: 'Sign in to Aurora' }).waitFor();
+    assert.equal(await page.getByRole('heading', { level: 1, name: 'Audit' }).count(), 0, 'the audit log came back after the session ended');
   } finally {
     await t.world.request('DELETE', `/api/kubectl/connections/${clusterId}`);
   }
