@@ -379,7 +379,9 @@ static void session_get(worker_ctx *w, http_request *req, http_response *resp)
 {
     store_console_session c;
     char hash[65];
-    if (live_session(w, req, &c, hash, "NO_SESSION", 1, resp) != STORE_OK)
+    /* The console's check at the session's end (X-Aurora-Poll) must not be
+     * what keeps an unattended session alive. */
+    if (live_session(w, req, &c, hash, "NO_SESSION", !background_request(req), resp) != STORE_OK)
         return;
     session_body(w, &c, 200, resp);
 }

@@ -422,6 +422,24 @@ test('back_forward_cache_keeps_no_token_or_typed_secret', async (t) => {
   }
 });
 
+test('an_unattended_page_leaves_when_its_session_ends', async (t) => {
+  // The Run, Audit and Incidents pages make no request of their own once
+  // drawn: left open, they kept showing command output and audit rows after
+  // the session's idle timeout, to whoever came to the unattended screen.
+  // At the session's end as the server gave it, the page asks (a check that
+  // is not use) and goes to sign-in.
+  await inOwnWorld(t, async (w) => { w.extraEnv = { AURORA_CONSOLE_SESSION_IDLE: '6' }; }, async (w, page) => {
+    await page.goto(`${w.origin}/audit`);
+    await page.getByRole('heading', { level: 1, name: 'Audit' }).waitFor();
+    await page.locator('main .loading').first().waitFor({ state: 'detached' });
+    const shown = Date.now();
+    await page.getByText('Your session ended. Sign in again.').waitFor({ timeout: 30000 });
+    assert.equal(await page.getByRole('heading', { level: 1, name: 'Audit' }).count(), 0, 'the audit log is gone');
+    await page.waitForURL(/\/signin\?next=%2Faudit&reason=expired/);
+    t.note(`left ${((Date.now() - shown) / 1000).toFixed(1)} s after the page was drawn (idle timeout 6 s)`);
+  });
+}, { timeout: 120000 });
+
 // kube_api.py's log pods (the agent runs the real kubectl against it):
 // stream-TAG writes STREAM_HEAD of its STREAM_LINES lines, then the rest once
 // the test opens the gate TAG; pattern-N is N bytes of PATTERN_LINE.

@@ -273,8 +273,9 @@ def idle_timeout_ends_an_unused_session(t):
 
 @test(timeout=90)
 def timer_refreshes_do_not_keep_a_session_alive(t):
-    """The console's timer-driven refreshes (X-Aurora-Poll: 1) are served
-    but are not use: an open tab that only polls reaches the idle timeout."""
+    """The console's timer-driven refreshes (X-Aurora-Poll: 1), its check of
+    GET /api/console/session among them, are served but are not use: an
+    open tab that only polls reaches the idle timeout."""
     # 10 s: some 6 s of refreshes, then 3 s with none before the deadline
     w = t.world(extra_env={"AURORA_CONSOLE_SESSION_IDLE": "10"})
     s = Session(w)
@@ -288,6 +289,10 @@ def timer_refreshes_do_not_keep_a_session_alive(t):
         r = s.req("GET", "/api/kubectl/connections", csrf=False, origin=False,
                   extra={"X-Aurora-Poll": "1"})
         eq(r.status, 200, "a timer's refresh is served: %r" % r)
+        # the console's check of the session itself, at its end: not use either
+        r = s.req("GET", SESSION, csrf=False, origin=False, extra={"X-Aurora-Poll": "1"})
+        eq(r.status, 200, "the session check is served: %r" % r)
+        eq(epoch(r.get("idle_expires_at")), deadline, "the check did not move the idle deadline")
         polls, last = polls + 1, sent
         time.sleep(0.2)  # the pace of a page's timer, not a wait for an event
     # What shows it is when the last one was sent, not how many there were

@@ -13,7 +13,7 @@ export class ApiError extends Error {
   }
 }
 
-export const session = { csrf: null, user_id: null, org_id: null, expires_at: null };
+export const session = { csrf: null, user_id: null, org_id: null, expires_at: null, idle_expires_at: null };
 
 // Called when any request answers 401: the session ended (expired, signed out
 // elsewhere, API key revoked). app.js sends the reader to the sign-in page.
@@ -80,6 +80,7 @@ function keep(s) {
   session.user_id = s.user_id || null;
   session.org_id = s.org_id || null;
   session.expires_at = s.expires_at || null;
+  session.idle_expires_at = s.idle_expires_at || null;
   return s;
 }
 
@@ -90,6 +91,12 @@ export async function loadSession() {
     if (e.status === 401) { keep({}); return null; }
     throw e;
   }
+}
+
+// The session's state again, as a timer asks for it (X-Aurora-Poll: not
+// use); a session that ended answers 401, which sends the page to sign-in.
+export async function checkSession() {
+  return keep(await api('GET', '/api/console/session', undefined, { background: true }));
 }
 
 export async function signIn(apiKey) {

@@ -2,7 +2,7 @@
 // history-API router. Every page lives in its own module and exports
 // render(main, params, query) → optional cleanup function (timers, streams).
 import { h, clear, field, errorBox, announce } from './dom.js';
-import { loadSession, signIn, signOut, session, setUnauthorizedHandler } from './api.js';
+import { loadSession, checkSession, signIn, signOut, session, setUnauthorizedHandler } from './api.js';
 import * as connectors from './connectors.js';
 import * as clusters from './clusters.js';
 import * as run from './run.js';
@@ -50,6 +50,7 @@ async function route() {
     renderSignIn(query.get('next'), query.get('reason'));
     return;
   }
+  watchSession();
   const r = routes.find((x) => x.re.test(path));
   for (const a of document.querySelectorAll('[data-nav]')) {
     if (r && a.dataset.nav === r.nav) a.setAttribute('aria-current', 'page');
@@ -71,6 +72,37 @@ async function route() {
     main.append(errorBox(e, 'This page failed to load.'));
   }
   focusHeading();
+}
+
+// The Run, Audit and Incidents pages make no request once drawn: left open,
+// they would show command output and audit rows after the session ended
+// (idle timeout, TTL, signed out elsewhere, key revoked) to whoever comes to
+// the unattended screen. So at the session's end as the server last gave it,
+// and at least every CHECK_MAX_MS, the page asks the server (X-Aurora-Poll:
+// the check is not use); an ended session answers 401 and the page goes to
+// sign-in. A clock running ahead of the server's would find the session
+// alive at each check: the wait then doubles instead of asking again and again.
+const CHECK_MIN_MS = 5000;
+const CHECK_MAX_MS = 5 * 60 * 1000;
+let sessionTimer = 0;
+let lastWait = { end: NaN, ms: 0 };
+function watchSession(afterCheck = false) {
+  clearTimeout(sessionTimer);
+  if (!session.csrf) return;
+  const end = Math.min(Date.parse(session.expires_at), Date.parse(session.idle_expires_at));
+  let ms = Number.isNaN(end) ? CHECK_MAX_MS : end - Date.now() + 1000;
+  if (afterCheck && end === lastWait.end) ms = Math.max(ms, 2 * lastWait.ms);
+  ms = Math.min(CHECK_MAX_MS, Math.max(CHECK_MIN_MS, ms));
+  lastWait = { end, ms };
+  sessionTimer = setTimeout(async () => {
+    if (!session.csrf) return;
+    try {
+      await checkSession();
+    } catch (e) {
+      if (e.status === 401) return; // the page is on sign-in already
+    }
+    watchSession(true);
+  }, ms);
 }
 
 // Where to go after signing in: ?next= is whatever a link put there, so it
