@@ -373,12 +373,25 @@ static void add_text(cJSON *o, const char *key, const char *p, size_t n)
 
 static const char *capture_head(const capture *c) { return c->data ? c->data : ""; }
 
+/* The agent's error text kept in a result.  A legacy agent's is its
+ * command's whole stderr (up to AURORA_LEGACY_MAX_FRAME), a v2 agent's up to
+ * a control message (1 MiB), and neither max_output nor a budget counts it:
+ * JSON-escaped (up to 6 bytes of one) in an SSE result event it outgrew
+ * what a stream may hold (2 MiB, http.c), so the stream was closed and the
+ * caller never got its result, and until then the event sat uncounted.
+ * 6 times this, plus what a stream holds of output, stays under 2 MiB. */
+#define AGENT_ERROR_MAX (256 * 1024)
+
 static cJSON *result_json(exec_run *x, const tunnel_result *r, int with_output)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
-    int truncated = x->truncated || r->truncated;
+    size_t elen = r->error ? strlen(r->error) : 0;
+    int error_cut = elen > AGENT_ERROR_MAX;
+    if (error_cut) /* between characters */
+        elen = utf8_complete_prefix(r->error, AGENT_ERROR_MAX);
+    int truncated = x->truncated || r->truncated || error_cut;
     const char *code = r->error_code;
     if (!code && truncated)
         code = EC_OUTPUT_LIMIT;
@@ -394,8 +407,8 @@ static cJSON *result_json(exec_run *x, const tunnel_result *r, int with_output)
     }
     /* error: the agent's/server's message, then the command's stderr. */
     buf_t e = BUF_INIT;
-    if (r->error && *r->error)
-        buf_append_str(&e, r->error);
+    if (elen)
+        buf_append(&e, r->error, elen);
     if (with_output && x->err.len) {
         if (buf_pending(&e))
             buf_append(&e, "\n", 1);

@@ -110,11 +110,14 @@ class Legacy:
         self.a.proc.p.stdin.write((json.dumps(op) + "\n").encode())
         self.a.proc.p.stdin.flush()
 
-    def answer(self, command_id, output):
+    def answer(self, command_id, output, error=None):
         path = os.path.join(self.t.tmp, "resp-%s.json" % command_id)
+        resp = {"type": "command_response", "command_id": command_id, "success": True,
+                "return_code": 0, "output": output}
+        if error is not None:
+            resp["error"] = error
         with open(path, "w") as f:
-            json.dump({"type": "command_response", "command_id": command_id, "success": True,
-                       "return_code": 0, "output": output}, f)
+            json.dump(resp, f)
         n0 = self._acks()
         self.op(op="send_file", path=path)
         self.op(op="heartbeat")
@@ -273,6 +276,56 @@ def legacy_output_streams_exactly_as_the_caller_reads(t):
     check(st.events > 1, "a legacy answer goes out in several events (%d)" % st.events)
     eq(st.result.get("bytes"), len(text.encode("utf-8")), "result.bytes")
     wait_idle(w, "a legacy stream read to its end")
+
+
+@test(timeout=120)
+def legacy_error_text_is_bounded(t):
+    """A legacy agent's `error` is its command's whole stderr, up to
+    AURORA_LEGACY_MAX_FRAME, and no max_output or budget counted it: 512 KiB
+    of 0x01 became a 3 MiB result event, more than a stream may hold, so the
+    stream was closed and the caller never got its result (and the event sat
+    uncounted until then).  It is cut to 256 KiB at a character boundary,
+    marked truncated, in both modes."""
+    w = world()
+    lg = Legacy(t, w)
+    err = "\u00e9" + "\x01" * (512 * KIB)
+    st = Stream()
+    done = {}
+
+    def run():
+        done["status"] = w.kubectl_sse(lg.cid, {"args": ["get", "sse-err"]}, st.on_event)[0]
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    lg.answer(lg.next_command(), "out", error=err)
+    th.join(60)
+    check(not th.is_alive(), "the stream ended")
+    eq(done.get("status"), 200, "SSE status")
+    check(not st.errors, "no error event", st.errors)
+    check(st.result is not None, "a result event ends the stream (got %d output bytes)"
+          % len(st.out))
+    e = st.result.get("error", "")
+    check(0 < len(e.encode("utf-8")) <= 256 * KIB, "the error cut to 256 KiB (%d bytes)"
+          % len(e.encode("utf-8")))
+    check(err.startswith(e), "the error's head, whole characters")
+    eq(st.result.get("truncated"), True, "result.truncated")
+    eq(st.result.get("error_code"), "OUTPUT_LIMIT", "result.error_code")
+    eq(bytes(st.out), b"out", "the output")
+    # JSON mode, cut inside the 2-byte character: the cut keeps it whole or drops it
+    err2 = "a" + "\u00e9" * (256 * KIB)
+    res = {}
+    th = threading.Thread(target=lambda: res.setdefault(
+        "r", w.kubectl(lg.cid, ["get", "json-err"])), daemon=True)
+    th.start()
+    lg.answer(lg.next_command(), "out", error=err2)
+    th.join(60)
+    r = res.get("r")
+    check(r is not None and r.status == 200, "the JSON answer", r)
+    e = r.json["error"]
+    check(0 < len(e.encode("utf-8")) <= 256 * KIB and err2.startswith(e),
+          "the error cut to 256 KiB of whole characters (%d bytes)" % len(e.encode("utf-8")))
+    eq(r.json["truncated"], True, "truncated")
+    eq(r.json["output"], "out", "output")
+    wait_idle(w, "two answers with long errors")
 
 
 @test(timeout=180)
