@@ -505,9 +505,18 @@ static void pump(tunnel_session *s)
         if (!oldest)
             break;
         char *msg = oldest->pending;
-        oldest->pending = NULL;
         if (!s->v2)
             msg = legacy_send_msg(oldest, msg);
+        oldest->pending = msg;
+        /* Queued, or it stays waiting, never sent: an agent that does not
+         * read (its queue overflowed, the session closes) never got it, so
+         * it moves to another session of the cluster or fails as never run
+         * (requeue_waiting), not as "disconnected mid-command" (it may have
+         * run: check before retrying). */
+        if (!msg || enqueue_ex(s, msg, strlen(msg), 0, 1) < 0)
+            break;
+        proto_free_secret(msg);
+        oldest->pending = NULL;
         secret_free(oldest->legacy_cmd);
         oldest->legacy_cmd = NULL;
         proto_free_secret(oldest->v2_exec);
@@ -516,7 +525,6 @@ static void pump(tunnel_session *s)
         s->waiting--;
         s->inflight++;
         sm_agent_commands(1, -1);
-        send_json_secret(s, msg);
     }
 }
 

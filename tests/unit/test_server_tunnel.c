@@ -15,7 +15,7 @@
  * cancel sent for started requests only), dropping a session (only its
  * requests fail; what it never sent moves to another session of the
  * cluster, in order, or fails as not connected, or as queue full when the
- * other session's queue is), closing by token, early messages, oversized messages,
+ * other session's queue is, or when its own full send queue refused it), closing by token, early messages, oversized messages,
  * big messages' assembly slots (turns, shared across organizations),
  * a legacy session that steps aside forwarding what it held (tunnel_hub_opts.forward),
  * shutdown, two hubs side by side, and a rogue agent's answers to requests
@@ -1238,6 +1238,56 @@ static void test_send_queue_bounded_in_memory(void **state)
         fail_msg("the queue of a session that never reads held %zu bytes (%d heartbeats)", grew,
                  sent);
     tunnel_session_drop(s);
+}
+
+/* A waiting request that its agent's full send queue cannot take (the agent
+ * does not read; the session closes with "Send queue overflow") was never
+ * sent: it moves to another session of the cluster, never reported as
+ * disconnected mid-command (which says it may have run). */
+static void test_waiting_request_not_sent_to_a_full_queue(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *a = connect_as(fx, fx->hub, &m, 2, 1);
+    sink_rec r0 = { 0 }, r1 = { 0 };
+    exec_ok(fx, &m, &r0); /* a: running */
+    exec_ok(fx, &m, &r1); /* a: waiting for its one slot */
+    assert_int_equal(sent_exec(a), 1);
+    /* a reads nothing: heartbeat_acks fill its queue to within less than
+     * one ack of the cap (8 MiB of what each frame allocates: its header,
+     * LWS_PRE, the payload), where an exec frame no longer fits */
+    struct frame_like {
+        void *next;
+        int binary, secret;
+        size_t len;
+        unsigned char data[];
+    };
+    char *ack = proto_enc_heartbeat_ack();
+    char *hb = proto_enc_heartbeat(m.t.cluster_id);
+    assert_non_null(ack);
+    assert_non_null(hb);
+    size_t cost = sizeof(struct frame_like) + LWS_PRE + strlen(ack);
+    size_t acks = (size_t)8 * 1024 * 1024 / cost;
+    for (size_t i = 0; i < acks; i++)
+        tunnel_session_receive(a, hb, strlen(hb), 0);
+    free(ack);
+    free(hb);
+    assert_true(tunnel_session_ready(a)); /* full, not over */
+    tunnel_session *b = connect_as(fx, fx->hub, &m, 2, 4);
+    send_exec_end(a, 1, 0); /* a's slot frees: r1's frame does not fit */
+    assert_int_equal(r0.ends, 1);
+    expect_closed(a, PROTO_CLOSE_POLICY, "Send queue overflow");
+    assert_int_equal(r1.ends, 0);
+    tunnel_session_drop(a);
+    if (r1.ends)
+        fail_msg("the request a full queue never took ended: %d %s (%s)", r1.http_status,
+                 r1.error_code, r1.error);
+    uint32_t id = sent_exec(b); /* moved, and sent there */
+    assert_true(id > 0);
+    send_exec_end(b, id, 0);
+    assert_int_equal(r1.ends, 1);
+    assert_int_equal(r1.failed, 0);
+    tunnel_session_drop(b);
 }
 
 static int ended(void *arg) { return ((sink_rec *)arg)->ends > 0; }
@@ -2548,6 +2598,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_peer_text_escaped_in_logs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_end_error_code_is_a_code, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_queue_bounded_in_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_request_not_sent_to_a_full_queue, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_fails_only_its_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_requests_move_on_drop, setup, teardown),
