@@ -138,7 +138,8 @@ struct tunnel_session {
     struct tunnel_req *reqs; /* started and waiting */
     int inflight;            /* started at the agent */
     int waiting;             /* queued here until the agent has a free slot */
-    int max_concurrent;      /* from register (v2), 1 for a legacy agent; 0 = no limit known */
+    int max_concurrent;      /* from register (v2; 1 until then), 1 for a legacy agent; 0 = no
+                              * limit known */
     uint32_t next_id;
     unsigned stray_frames; /* output frames for no running request: logged sparingly */
     unsigned bad_frames;   /* frames that do not decode: logged as sparingly */
@@ -1628,8 +1629,12 @@ static tunnel_session *session_new(tunnel_hub *h, struct lws *wsi, int v2)
     s->v2 = v2;
     /* The Python agent reads its next message only once the command it runs
      * has answered (agent.py message_loop): one at a time, the rest wait
-     * here, where their deadlines, moves and callers' giving up apply. */
-    s->max_concurrent = v2 ? 0 : 1;
+     * here, where their deadlines, moves and callers' giving up apply.  A v2
+     * agent names its limit in register, sent once it has our `connected`:
+     * until then one at a time too, as a burst sent meanwhile (a session is
+     * picked as soon as it is ready, the least loaded of its cluster) ended
+     * past its limit as AGENT_BUSY instead of waiting here. */
+    s->max_concurrent = 1;
     s->state = SESS_AUTHENTICATING;
     s->last_rx = mono_s();
     session_link(s);
@@ -1831,8 +1836,11 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
             s->policy_json = m.policy_json;
             m.policy_json = NULL;
         }
-        if (s->v2 && m.max_concurrent > 0)
+        /* the first register names the limit (0: none), a later one may
+         * only change it; what waited for it is sent */
+        if (s->v2 && (m.max_concurrent > 0 || !s->registers))
             s->max_concurrent = m.max_concurrent;
+        pump(s);
         /* once per connection from an agent; one that repeats it is
          * logged as sparingly as bad frames (each would be a line) */
         if (log_sparingly(&s->registers)) {

@@ -11,9 +11,10 @@
  * too many sessions of one cluster), a token expiring under a live session, the registry (lookup by org+cluster,
  * kind support, least loaded, ties by picks, describe), per-session request
  * ids and the hub-wide legacy ids, the credit window, queueing above the
- * agent's max_concurrent (FIFO, abandon, the queue cap), deadlines (504,
- * cancel sent for started requests only), dropping a session (only its
- * requests fail; what it never sent moves to another session of the
+ * agent's max_concurrent (FIFO, abandon, the queue cap; one at a time
+ * until register), deadlines (504, cancel sent for started requests only),
+ * dropping a session (only its requests fail; what it never sent moves to
+ * another session of the
  * cluster, in order, or fails as not connected, or as queue full when the
  * other session's queue is, or when its own full send queue refused it), closing by token, early messages, oversized messages,
  * big messages' assembly slots (turns, shared across organizations),
@@ -832,6 +833,39 @@ static void test_queue_above_max_concurrent(void **state)
             fail_msg("request %d: %d ends, %s", i, many[i].ends, many[i].error_code);
     assert_int_equal(many[CAP + 1].ends, 0);
     free(many);
+}
+
+/* A v2 agent names its limit in register, which it sends once it has read
+ * `connected`: commands picked for its session meanwhile go one at a time,
+ * the rest wait for the register (not sent past the agent's limit, where it
+ * ends them as AGENT_BUSY); a register without a limit lifts it. */
+static void test_one_at_a_time_until_register(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    for (int round = 0; round < 2; round++) {
+        tunnel_session *s = tunnel_session_connect(fx->hub, 2, m.bearer, m.t.cluster_id);
+        serve_until(fx, hub_session_settled, s, "authentication");
+        assert_true(tunnel_session_ready(s));
+        expect_type(s, MSG_CONNECTED, NULL);
+        sink_rec r[3] = { { 0 } };
+        for (int i = 0; i < 3; i++)
+            exec_ok(fx, &m, &r[i]);
+        assert_int_equal(sent_exec(s), 1);
+        expect_no_frame(s);
+        /* round 0: a limit of 2, one more goes; round 1: none, both go */
+        send_text(s, proto_enc_register(m.t.cluster_id, "9.9.9", 2, round ? 0 : 2));
+        assert_int_equal(sent_exec(s), 2);
+        if (round) {
+            assert_int_equal(sent_exec(s), 3);
+        } else {
+            expect_no_frame(s);
+            send_exec_end(s, 1, 0);
+            assert_int_equal(sent_exec(s), 3);
+        }
+        expect_no_frame(s);
+        tunnel_session_drop(s);
+    }
 }
 
 /* A sink that gives its request up from inside on_data, as exec.c does when
@@ -2598,6 +2632,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_peer_text_escaped_in_logs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_end_error_code_is_a_code, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_queue_bounded_in_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_at_a_time_until_register, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_request_not_sent_to_a_full_queue, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
