@@ -1444,8 +1444,11 @@ static void test_waiting_requests_move_on_drop(void **state)
     exec_ok(fx, &m, &r0);                  /* a: running */
     exec_ok(fx, &m, &r1);                  /* a: waiting */
     exec_ok(fx, &m, &r2);                  /* a: waiting */
-    assert_non_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 1.0, &rt, err,
-                            sizeof(err))); /* a: waiting, a short deadline */
+    /* a: waiting, a short deadline; 3 s, not 1: b's authentication below
+     * serves the loop until b settles, which on a loaded machine can take
+     * long enough to end rt before the drop */
+    assert_non_null(exec_ex(fx->hub, m.t.org_id, m.t.cluster_id, "kubectl", 3.0, &rt, err,
+                            sizeof(err)));
     assert_int_equal(sent_exec(a), 1);
     expect_no_frame(a);
     finish_connect(fx, b, &m, 2, 1);
