@@ -128,13 +128,7 @@ static int oauth_client(const worker_ctx *w, kit_oauth_client *c, char *redirect
 static int access_key(char *key, size_t cap, const char *org, const char *user, const cJSON *md,
                       int64_t updated_at)
 {
-    const char *id = api_json_str(md, KIT_CACHE_KEY_ID);
-    char rest[80];
-    if (id && *id)
-        snprintf(rest, sizeof(rest), "access\nk:%.48s", id);
-    else
-        snprintf(rest, sizeof(rest), "access\n%lld", (long long)updated_at);
-    return kit_cache_key(key, cap, org, user, rest);
+    return kit_cache_conn_key(key, cap, org, user, "access\n", md, updated_at);
 }
 
 static void cache_access(const char *key, const cJSON *tok)

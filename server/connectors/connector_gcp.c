@@ -158,13 +158,7 @@ static kit_cache g_tokens = KIT_CACHE_INIT(1024);
 static void version_key(char *out, size_t cap, const char *org, const char *user,
                         const cJSON *meta, int64_t updated_at)
 {
-    const char *id = api_json_str(meta, META_KEY_ID);
-    char v[64];
-    if (id && *id)
-        snprintf(v, sizeof(v), "k:%.48s", id);
-    else
-        snprintf(v, sizeof(v), "%lld", (long long)updated_at);
-    kit_cache_key(out, cap, org, user, v);
+    kit_cache_conn_key(out, cap, org, user, "", meta, updated_at);
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */

@@ -68,6 +68,20 @@ int kit_cache_key(char *out, size_t cap, const char *org, const char *user, cons
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
+int kit_cache_conn_key(char *out, size_t cap, const char *org, const char *user,
+                       const char *what, const cJSON *md, int64_t updated_at)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(md, KIT_CACHE_KEY_ID);
+    char rest[128];
+    if (cJSON_IsString(id) && id->valuestring[0])
+        snprintf(rest, sizeof(rest), "%.48sk:%.48s", what, id->valuestring);
+    else if (updated_at >= 0)
+        snprintf(rest, sizeof(rest), "%.48s%lld", what, (long long)updated_at);
+    else
+        return -1;
+    return kit_cache_key(out, cap, org, user, rest);
+}
+
 int64_t kit_cache_margin(int64_t expires_at, int64_t now, int64_t max_margin)
 {
     int64_t life = expires_at > now ? expires_at - now : 0;

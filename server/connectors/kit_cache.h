@@ -43,6 +43,11 @@ int kit_cache_add_key_id(struct cJSON *md);
 
 /* "<org>\n<user>\n<rest>" into out; 0, or -1 if it does not fit. */
 int kit_cache_key(char *out, size_t cap, const char *org, const char *user, const char *rest);
+/* The key of what a connection (its metadata md) caches under `what`:
+ * "<what>k:<key_id>", or for a row made before key_id "<what><updated_at>";
+ * updated_at < 0: such a row has no key (-1).  0, or -1. */
+int kit_cache_conn_key(char *out, size_t cap, const char *org, const char *user,
+                       const char *what, const struct cJSON *md, int64_t updated_at);
 /* The margin of a value stored at `now` that expires at expires_at, at most
  * max_margin: min(max_margin, max(lifetime / 10, KIT_CACHE_MIN_MARGIN)). */
 int64_t kit_cache_margin(int64_t expires_at, int64_t now, int64_t max_margin);

@@ -438,12 +438,7 @@ static void login_route(worker_ctx *w, http_request *req, http_response *resp)
  * for the new one.  0, or -1 (no key_id, or too long). */
 static int access_key(char *key, size_t cap, const char *org, const char *user, const cJSON *md)
 {
-    const char *id = api_json_str(md, KIT_CACHE_KEY_ID);
-    char rest[80];
-    if (!id || !*id)
-        return -1;
-    snprintf(rest, sizeof(rest), "access\nk:%.48s", id);
-    return kit_cache_key(key, cap, org, user, rest);
+    return kit_cache_conn_key(key, cap, org, user, "access\n", md, -1);
 }
 
 static void cache_access(const char *key, const cJSON *tok)
