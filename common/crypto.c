@@ -190,3 +190,11 @@ int crypto_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
         return 0;
     return CRYPTO_memcmp(a, b, alen) == 0;
 }
+
+int crypto_secret_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    unsigned char da[32], db[32];
+    crypto_sha256(a, alen, da);
+    crypto_sha256(b, blen, db);
+    return CRYPTO_memcmp(da, db, sizeof(da)) == 0;
+}

@@ -28,5 +28,9 @@ char *crypto_base64(const void *in, size_t n);
 unsigned char *crypto_base64_decode(const char *in, size_t inlen, size_t *outlen);
 /* 1 if equal; time depends only on the lengths. */
 int crypto_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+/* 1 if equal; compares SHA-256 digests, so the time taken tells nothing about
+ * either value, not even its length.  For a secret a caller presents against
+ * the one kept (API keys, bearer tokens, CSRF tokens). */
+int crypto_secret_equal(const void *a, size_t alen, const void *b, size_t blen);
 
 #endif

@@ -218,7 +218,7 @@ static int wh_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out, htt
     if (rc == 1) {
         const char *authz = http_header_get(req, "authorization");
         const char *tok = authz && !strncasecmp(authz, "Bearer ", 7) ? authz + 7 : NULL;
-        int ok = tok && crypto_ct_equal(tok, strlen(tok), sec, len);
+        int ok = tok && crypto_secret_equal(tok, strlen(tok), sec, len);
         secrets_free(sec, len);
         if (!ok) {
             http_resp_error(resp, 401, tok ? "INVALID_WEBHOOK_TOKEN" : "MISSING_WEBHOOK_TOKEN",

@@ -161,6 +161,21 @@ static void test_base64_decode_rejects(void **state)
     free(d);
 }
 
+/* The secret comparison: equal values only, whatever the lengths; a prefix,
+ * an extension or a value that differs after a NUL is not the secret. */
+static void test_secret_equal(void **state)
+{
+    (void)state;
+    assert_true(crypto_secret_equal("tok-123", 7, "tok-123", 7));
+    assert_false(crypto_secret_equal("tok-12", 6, "tok-123", 7));
+    assert_false(crypto_secret_equal("tok-1234", 8, "tok-123", 7));
+    assert_false(crypto_secret_equal("tok-124", 7, "tok-123", 7));
+    assert_false(crypto_secret_equal("", 0, "tok-123", 7));
+    assert_true(crypto_secret_equal("", 0, "", 0));
+    assert_false(crypto_secret_equal("a\0b", 3, "a\0c", 3));
+    assert_false(crypto_secret_equal("a\0", 2, "a", 1));
+}
+
 static void test_ct_equal(void **state)
 {
     assert_true(crypto_ct_equal("abc", 3, "abc", 3));
@@ -649,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_base64url_outcap),
         cmocka_unit_test(test_base64_decode_rejects),
         cmocka_unit_test(test_ct_equal),
+        cmocka_unit_test(test_secret_equal),
         cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_hex_random),
         cmocka_unit_test(test_random_public_unique),
