@@ -733,14 +733,15 @@ int http_query_check(const char *query, size_t len, char *why, size_t whylen)
 
 /* 0 when the request line was read whole: lws ends it at a decoded CR or LF
  * ("%0A"), reads what follows as a header line (one the client hid in the
- * URL from any proxy) and never sees the HTTP version. */
+ * URL from any proxy) and never sees the HTTP version.  1 for an HTTP/1.1
+ * request, 0 for HTTP/1.0. */
 static int check_version(struct lws *wsi)
 {
     char v[16];
     if (fragment_exists(wsi, WSI_TOKEN_HTTP, 1) ||
         lws_hdr_copy_fragment(wsi, v, sizeof(v), WSI_TOKEN_HTTP, 0) < 0)
         return -1;
-    return strcmp(v, "HTTP/1.1") && strcmp(v, "HTTP/1.0") ? -1 : 0;
+    return !strcmp(v, "HTTP/1.1") ? 1 : !strcmp(v, "HTTP/1.0") ? 0 : -1;
 }
 
 /* 0 when the decoded path and query mean one thing; otherwise -1 with why. */
@@ -918,16 +919,24 @@ int http_on_request(struct lws *wsi, struct http_conn *c, const char *uri)
     if (!header_count(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) &&
         (t->req.method == HTTP_POST || t->req.method == HTTP_PUT || t->req.method == HTTP_PATCH))
         t->close_after = 1;
-    int cut = check_version(wsi) < 0;
+    int version = check_version(wsi);
+    int cut = version < 0;
     if (cut)
         snprintf(why, sizeof(why), "malformed request line (a CR or LF, encoded or not, in "
                                    "the path or query, or no HTTP/1.x version)");
-    if (cut || check_target(wsi, &t->req, why, sizeof(why)) < 0) {
+    /* RFC 9112 section 3.2: an HTTP/1.1 request without Host is answered 400.
+     * A proxy in front chooses its route by Host; one that forwards such a
+     * request (or fills in a default) and a server that serves it may then
+     * disagree on which site was asked for. */
+    int no_host = version == 1 && !header_count(wsi, WSI_TOKEN_HOST);
+    if (no_host)
+        snprintf(why, sizeof(why), "an HTTP/1.1 request must carry a Host header");
+    if (cut || no_host || check_target(wsi, &t->req, why, sizeof(why)) < 0) {
         log_warn("refused request from %s: %s", http_client(&t->req), why);
         http_resp_error(&t->resp, 400, "BAD_REQUEST", "%s", why);
         /* A body stays unread; a cut request line leaves lws reading the
          * request as HTTP/1.0, whose connection it closes. */
-        if (clen > 0 || cut)
+        if (clen > 0 || cut || no_host)
             t->close_after = 1;
         respond_now(t);
         return 0;

@@ -733,6 +733,31 @@ def http_header_values_with_nul(t):
     still_serving(w, "header values with NUL")
 
 
+@test
+def http11_request_without_host(t):
+    """RFC 9112 3.2: an HTTP/1.1 request without Host is answered 400.  A proxy
+    routes by Host; one that passes such a request on (or fills in its own
+    default) and a server that serves it can disagree on which site was asked
+    for.  It was served.  HTTP/1.0 has no Host and is still served."""
+    w = world()
+    uid, key = w.new_user()
+    body = json.dumps({"cluster_name": "nohost-" + rand_tag(4)}).encode()
+    head = "\r\n".join(["POST /api/kubectl/tokens HTTP/1.1", "Authorization: Bearer %s" % key,
+                         "Content-Type: application/json", "Content-Length: %d" % len(body)])
+    expect_refused_framing(w, "HTTP/1.1 without Host", head, body, "BAD_REQUEST", key)
+    got, _ = raw_exchange(w, b"GET /health HTTP/1.1\r\n\r\n")
+    resps = parse_responses(got)
+    check(resps and resps[0][0] == 400, "a GET without Host: 400", got[:300])
+    check(b"must carry a Host header" in resps[0][2], "the answer says why", resps[0][2])
+    got, _ = raw_exchange(w, b"GET /health HTTP/1.0\r\n\r\n")
+    resps = parse_responses(got)
+    check(resps and resps[0][0] == 200, "HTTP/1.0 without Host is served", got[:300])
+    r = w.get("/api/kubectl/tokens", key=key)
+    names = [x.get("cluster_name") for x in r.json.get("tokens", [])]
+    check(not any(n.startswith("nohost-") for n in names), "a refused request made a token", names)
+    still_serving(w, "HTTP/1.1 without Host")
+
+
 # ---------------------------------------------------------------------------
 # identity headers: X-Cluster-ID, X-Org-ID
 # ---------------------------------------------------------------------------
