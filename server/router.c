@@ -7,6 +7,7 @@
 #include "auth.h"
 #include "http.h"
 #include "log.h"
+#include "outbound_share.h"
 
 #define MAX_ROUTES 256
 #define MAX_SEGS 12
@@ -226,12 +227,38 @@ const route *router_match(http_request *req, http_response *resp, router_view v)
     return found;
 }
 
+/* The handler of an authenticated request on the outbound pool, within its
+ * organization's share of the pool (outbound_share.h). */
+static void run_within_share(worker_ctx *w, const route *found, http_request *req,
+                             http_response *resp)
+{
+    int limit = outbound_share_limit(w->cfg->outbound_workers, w->cfg->outbound_per_org);
+    int held = outbound_share_take(req->auth.org_id, limit);
+    if (held == 0) {
+        http_resp_error(resp, 429, "OUTBOUND_BUSY",
+                        "this organization already has %d provider calls running on this "
+                        "server (AURORA_OUTBOUND_PER_ORG); retry shortly",
+                        limit);
+        http_resp_add_header(resp, "retry-after", "1");
+        return;
+    }
+    found->handler(w, req, resp);
+    if (held > 0)
+        outbound_share_release(req->auth.org_id);
+}
+
 void router_run(worker_ctx *w, const route *found, http_request *req, http_response *resp)
 {
-    if (found->auth == ROUTE_PUBLIC ||
-        auth_authenticate(w, req, found->auth == ROUTE_AUTH_INTERNAL, resp) == 0) {
+    if (found->auth == ROUTE_PUBLIC) {
         found->handler(w, req, resp);
         return; /* (the request is logged by access_log.c once answered) */
+    }
+    if (auth_authenticate(w, req, found->auth == ROUTE_AUTH_INTERNAL, resp) == 0) {
+        if (w && w->cfg && found->pool == WORKER_POOL_OUTBOUND)
+            run_within_share(w, found, req, resp);
+        else
+            found->handler(w, req, resp);
+        return;
     }
     /* RFC 9110 15.5.2: a 401 names the scheme it wants.  Only for the
      * credentials the router checks: a webhook refusing a signature (its

@@ -29,6 +29,7 @@ static const config_def server_defs[] = {
     { "FRONTEND_URL", "frontend_url", CFG_STRING, "http://localhost:3000", "user-facing Aurora URL", 0 },
     { "AURORA_WORKERS", "server.workers", CFG_INT, "4", "worker threads for state-store work", 0 },
     { "AURORA_OUTBOUND_WORKERS", "server.outbound_workers", CFG_INT, "8", "worker threads for calls to providers (OAuth, token exchange)", 0 },
+    { "AURORA_OUTBOUND_PER_ORG", "server.outbound_per_org", CFG_INT, "0", "outbound worker threads one organization's authenticated requests may hold at once; more are answered 429 OUTBOUND_BUSY, so that one organization's slow provider calls cannot hold every thread (0: half of AURORA_OUTBOUND_WORKERS rounded up, no limit under 4 threads)", 0 },
     { "AURORA_MAX_BODY", "server.max_body", CFG_INT, "1048576", "largest accepted HTTP request body (bytes)", 0 },
     { "AURORA_WEBHOOK_CLAIM_LEASE_S", "webhooks.claim_lease_s", CFG_INT, "300", "a webhook delivery claimed for processing longer ago than this is taken to belong to a process that died and is processed again (s); processing is idempotent, so a short lease costs only repeated work", 0, 5, 86400 },
     { "AURORA_WEBHOOK_UNASSIGNED_RETENTION_DAYS", "webhooks.unassigned_retention_days", CFG_INT, "30", "a webhook delivery whose tenant is still unknown after this long (a GitHub ping, an installation never bound, a Slack workspace never connected) is deleted (days; checked by each connector's sweep; 0 keeps them forever)", 0, 0, 36500 },
@@ -156,6 +157,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
     c->frontend_url = config_str(r, "FRONTEND_URL");
     c->workers = (int)config_int(r, "AURORA_WORKERS");
     c->outbound_workers = (int)config_int(r, "AURORA_OUTBOUND_WORKERS");
+    c->outbound_per_org = (int)config_int(r, "AURORA_OUTBOUND_PER_ORG");
     c->max_body = config_int(r, "AURORA_MAX_BODY");
     c->legacy_max_frame = config_int(r, "AURORA_LEGACY_MAX_FRAME");
     c->assembly_budget = config_int(r, "AURORA_AGENT_ASSEMBLY_BUDGET");
@@ -219,6 +221,7 @@ int server_config_load(server_config *c, char *err, size_t errlen)
         !in_range(err, errlen, "AURORA_INTERNAL_PORT", c->internal_port, 0, 65535) ||
         !in_range(err, errlen, "AURORA_WORKERS", c->workers, 1, 256) ||
         !in_range(err, errlen, "AURORA_OUTBOUND_WORKERS", c->outbound_workers, 1, 256) ||
+        !in_range(err, errlen, "AURORA_OUTBOUND_PER_ORG", c->outbound_per_org, 0, 256) ||
         !in_range(err, errlen, "AURORA_MAX_BODY", c->max_body, 1024, 1 << 30) ||
         !in_range(err, errlen, "AURORA_LEGACY_MAX_FRAME", c->legacy_max_frame, 65536, 1 << 30) ||
         !in_range(err, errlen, "AURORA_AGENT_ASSEMBLY_BUDGET", c->assembly_budget, 65536, 1LL << 40) ||

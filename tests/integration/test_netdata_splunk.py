@@ -752,6 +752,92 @@ def test_splunk_searches_bounded_per_org_and_in_all(t):
         eq(search(w, key, {"query": "index=main"}).status, 200, "once they ended")
 
 
+class SilentInstance:
+    """A Splunk instance that takes every connection and answers nothing until
+    released: each connect to it holds an outbound worker until then."""
+
+    def __init__(self):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(64)
+        self.port = self.s.getsockname()[1]
+        self.conns, self.lock, self.released = [], threading.Lock(), False
+        self.th = threading.Thread(target=self._accept, daemon=True)
+        self.th.start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.released:  # a retry accepted while released: refused too
+                    c.close()
+                    return
+                self.conns.append(c)
+
+    def accepted(self):
+        with self.lock:
+            return len(self.conns)
+
+    def release(self):
+        """Stops listening and closes every connection: each waiting connect
+        then fails at once, and a retry finds the port refusing."""
+        with self.lock:
+            self.released = True
+            try:  # wakes the thread blocked in accept(); close alone would not
+                self.s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.s.close()
+            for c in self.conns:
+                c.close()
+            self.conns = []
+
+    close = release
+
+
+@test
+def test_one_org_holds_at_most_its_share_of_the_outbound_pool(t):
+    """Provider calls share the outbound workers (8 here).  One organization's
+    slow calls held them all, and every other organization's connects queued
+    behind them.  Now an organization's authenticated requests hold at most
+    half the pool (AURORA_OUTBOUND_PER_ORG, automatic: 4); a fifth is answered
+    429 OUTBOUND_BUSY at once, and another organization is still served."""
+    w = world()
+    _, _, key_a = w.new_org()
+    _, _, key_b = w.new_org()
+    silent = SilentInstance()
+    t.defer(silent.close)
+    url = "http://127.0.0.1:%d" % silent.port
+    answers = []
+
+    def connect(key):
+        answers.append(sp_connect(w, key, url=url))
+
+    held = [threading.Thread(target=connect, args=(key_a,)) for _ in range(4)]
+    for th in held:
+        th.start()
+    wait_until(lambda: silent.accepted() >= 4, 30, what="four connects waiting on the instance")
+    r = sp_connect(w, key_a, url=url)
+    eq(r.status, 429, "a fifth call of the same organization (%r)" % r)
+    eq(r.error_code, "OUTBOUND_BUSY", "code")
+    contains(r.get("error"), "AURORA_OUTBOUND_PER_ORG", "names the setting")
+    eq(r.headers.get("retry-after"), "1", "Retry-After")
+    other = threading.Thread(target=connect, args=(key_b,))
+    other.start()
+    wait_until(lambda: silent.accepted() >= 5, 30,
+               what="another organization's connect reaching the instance meanwhile")
+    silent.release()
+    for th in held + [other]:
+        th.join(60)
+    eq(len(answers), 5, "every held connect answered")
+    check(all(a.status == 502 for a in answers), "the held connects ended as the instance closed",
+          [(a.status, a.error_code) for a in answers])
+    eq(sp_connect(w, key_a).status, 200, "the organization's share is whole again")
+
+
 @test
 def test_splunk_search_refused_by_splunk(t):
     w = world()
