@@ -515,7 +515,7 @@ static char *value_body(const char *id_field, const char *path, const char *toke
     if (o && cJSON_AddStringToObject(o, id_field, path) &&
         cJSON_AddStringToObject(o, "ClientRequestToken", token) &&
         (item = cJSON_AddStringToObject(o, text ? "SecretString" : "SecretBinary", value)))
-        body = cJSON_PrintUnformatted(o);
+        body = secret_json_print(o); /* cJSON's printer frees outgrown copies unwiped */
     if (item && item->valuestring)
         OPENSSL_cleanse(item->valuestring, strlen(item->valuestring));
     cJSON_Delete(o);

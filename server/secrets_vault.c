@@ -328,7 +328,7 @@ static int k8s_login(vault_t *v, char *err, size_t errlen)
     char *text = NULL;
     if (body && cJSON_AddStringToObject(body, "role", v->role) &&
         cJSON_AddStringToObject(body, "jwt", jwt))
-        text = cJSON_PrintUnformatted(body);
+        text = secret_json_print(body); /* no outgrown copies of the JWT left freed */
     /* The JWT is a credential: wiped from every copy made here. */
     cJSON *jw = cJSON_GetObjectItemCaseSensitive(body, "jwt");
     if (jw && jw->valuestring)
@@ -458,11 +458,15 @@ static int token_self(vault_t *v, const char *method, const char *what, cJSON **
     if (rc != SECRETS_OK)
         return rc;
     *out = cJSON_ParseWithLength(r.body, r.len);
-    /* renew-self's answer names the token again (auth.client_token) */
+    /* Both answers name the token again: renew-self's auth.client_token,
+     * lookup-self's data.id.  Wiped here, as the callers free the tree. */
     cJSON *auth = cJSON_GetObjectItemCaseSensitive(*out, "auth");
     cJSON *ct = cJSON_GetObjectItemCaseSensitive(auth, "client_token");
     if (cJSON_IsString(ct))
         OPENSSL_cleanse(ct->valuestring, strlen(ct->valuestring));
+    cJSON *id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(*out, "data"), "id");
+    if (cJSON_IsString(id))
+        OPENSSL_cleanse(id->valuestring, strlen(id->valuestring));
     OPENSSL_cleanse(r.body, r.len);
     http_client_resp_free(&r);
     if (!*out) {
@@ -629,7 +633,7 @@ static int vault_put(void *impl, const char *path, const unsigned char *val, siz
         cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "data");
         item = cJSON_AddStringToObject(d, "value", value);
         if (item && (text || cJSON_AddStringToObject(d, "encoding", "base64")))
-            body = cJSON_PrintUnformatted(root);
+            body = secret_json_print(root); /* cJSON's printer frees outgrown copies unwiped */
     }
     if (item && item->valuestring)
         OPENSSL_cleanse(item->valuestring, strlen(item->valuestring));

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "free_watch.h"
 #include "moto_harness.h"
 #include "secrets.h"
 #include "secrets_config.h"
@@ -245,6 +246,29 @@ static void test_roundtrip_signed(void **state)
 /* The guide: `aws secretsmanager create-secret --name … --secret-string
  * file:///abs/key.pem` — the backend reads back exactly the file's bytes;
  * and put-secret-value file:// for an update. */
+/* The request body holding a value written is wiped before it is freed,
+ * and so is every copy of it cJSON's printer outgrew on the way (libcurl's
+ * own buffers are its residual, docs/security.md). */
+static void test_values_leave_no_copy_in_freed_memory(void **state)
+{
+    (void)state;
+    secrets_config c = cfg(NULL);
+    secrets_t *s = open_ok(&c);
+    static const char marker[] = "aws-value-marker-5d2b";
+    char val[4096];
+    free_watch_value(val, sizeof(val), marker);
+    assert_true(free_watch_arm_skipping(marker, "libcurl"));
+    put_ok(s, "aurora/wipe/1", val, strlen(val)); /* created */
+    put_ok(s, "aurora/wipe/1", val, strlen(val)); /* updated */
+    int put_hits = free_watch_disarm();
+    assert_true(free_watch_arm_skipping(marker, "libcurl"));
+    expect_secret(s, "aurora/wipe/1", val, strlen(val));
+    int get_hits = free_watch_disarm();
+    secrets_close(s);
+    if (put_hits || get_hits)
+        fail_msg("freed unwiped: %d blocks with the value written, %d read", put_hits, get_hits);
+}
+
 static void test_guide_file_pem(void **state)
 {
     (void)state;
@@ -1033,6 +1057,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_signed),
         cmocka_unit_test(test_guide_file_pem),
+        cmocka_unit_test(test_values_leave_no_copy_in_freed_memory),
         cmocka_unit_test(test_denied),
         cmocka_unit_test(test_throttling_and_server_errors),
         cmocka_unit_test(test_down_and_config),

@@ -25,6 +25,7 @@
 #include "secrets.h"
 #include "stalled_secrets.h"
 #include "stderr_capture.h"
+#include "free_watch.h"
 
 #define ROOT_TOKEN "root-token-for-tests"
 #define K8S_ROLE "aurora-server"
@@ -605,6 +606,40 @@ static void test_static_token_renewed_before_it_expires(void **state)
     secrets_close(s);
 }
 
+/* Every copy of a value written or read, and of the token, is wiped before
+ * it is freed: the request body holding the value (cJSON's printer grows
+ * its buffer by realloc, freeing the outgrown copies as they are) and the
+ * token's lookup-self answer, which names the token (data.id). */
+static void test_values_and_token_leave_no_copy_in_freed_memory(void **state)
+{
+    (void)state;
+    fixture_post("/_fixture/token", "{\"ttl\":100,\"renewable\":true,\"max_ttl\":100000}");
+    secrets_config c = token_cfg();
+    secrets_t *s = open_ok(&c);
+    static const char marker[] = "vault-value-marker-7c1e";
+    char val[4096];
+    free_watch_value(val, sizeof(val), marker);
+    assert_true(free_watch_arm_skipping(marker, "libcurl"));
+    put_ok(s, "aurora/w/1", val, strlen(val));
+    int put_hits = free_watch_disarm();
+    assert_true(free_watch_arm_skipping(marker, "libcurl"));
+    expect_secret(s, "aurora/w/1", val, strlen(val));
+    int get_hits = free_watch_disarm();
+    assert_true(free_watch_arm_skipping(ROOT_TOKEN, "libcurl"));
+    long d = secrets_maintain(s);
+    int token_hits = free_watch_disarm();
+    assert_true(d > 0);
+    advance(d + 1);
+    assert_true(free_watch_arm_skipping(ROOT_TOKEN, "libcurl"));
+    d = secrets_maintain(s); /* looked up and renewed */
+    int renew_hits = free_watch_disarm();
+    assert_int_equal(stat_of("renewals"), 1);
+    secrets_close(s);
+    if (put_hits || get_hits || token_hits || renew_hits)
+        fail_msg("freed unwiped: %d blocks with the value written, %d read, %d with the token "
+                 "(lookup), %d (renewal)", put_hits, get_hits, token_hits, renew_hits);
+}
+
 /* What no renewal can extend is logged with the time it ends: a token that
  * is not renewable (never renew-self), one that reached its maximum TTL.
  * A token without a TTL (a root token) needs nothing; Kubernetes auth logs
@@ -906,6 +941,7 @@ int main(void)
         cmocka_unit_test_setup(test_kubernetes_lease_expiry, setup),
         cmocka_unit_test_setup(test_static_token_renewed_before_it_expires, setup),
         cmocka_unit_test_setup(test_static_token_that_will_expire_is_logged, setup),
+        cmocka_unit_test_setup(test_values_and_token_leave_no_copy_in_freed_memory, setup),
         cmocka_unit_test_setup(test_denied_and_not_found, setup),
         cmocka_unit_test_setup(test_server_errors_retried, setup),
         cmocka_unit_test_setup(test_down_backend, setup),
