@@ -331,28 +331,40 @@ static int http_fetch(const char *url, long timeout_ms, char **body, size_t *len
     return 0;
 }
 
-/* Fetches the set (lock held: concurrent verifiers wait for this one fetch
- * rather than each asking the publisher).  0 or -1 with err. */
+/* Fetches the set, the lock released meanwhile (a publisher that hangs
+ * until the timeout must not hold every verifier behind it: they take the
+ * known keys, or wait on cv for this fetch's outcome, see key_for).  Called
+ * and returns with the lock held.  0 or -1 with err. */
 static int fetch_locked(jwt_certs *set, const jwt_verify_opts *o, char *err, size_t errlen)
 {
     char *body = NULL, cc[512] = "";
     size_t len = 0;
     set->attempted_at = o->now;
     set->fetches++;
+    set->fetching = 1;
+    pthread_mutex_unlock(&set->mu);
     jwt_certs_fetch_fn fn = o->fetch ? o->fetch : http_fetch;
-    if (fn(o->certs_url, o->timeout_ms > 0 ? o->timeout_ms : 10000, &body, &len, cc, sizeof(cc),
-           err, errlen) < 0)
-        return -1;
-    struct jwt_cert_key *keys;
-    size_t n;
-    int rc = parse_doc(body, len, &keys, &n, err, errlen);
-    free(body);
-    if (rc < 0)
-        return -1;
-    set_replace_locked(set, keys, n, o->certs_url);
-    set->fetched_at = o->now;
-    set->expires_at = o->now + jwt_cache_max_age(cc);
-    return 0;
+    struct jwt_cert_key *keys = NULL;
+    size_t n = 0;
+    int rc = fn(o->certs_url, o->timeout_ms > 0 ? o->timeout_ms : 10000, &body, &len, cc,
+                sizeof(cc), err, errlen);
+    if (rc == 0) {
+        rc = parse_doc(body, len, &keys, &n, err, errlen);
+        free(body);
+    }
+    pthread_mutex_lock(&set->mu);
+    /* set->url is still o->certs_url: key_for changes it only between fetches */
+    if (rc == 0) {
+        set_replace_locked(set, keys, n, o->certs_url);
+        set->fetched_at = o->now;
+        set->expires_at = o->now + jwt_cache_max_age(cc);
+    }
+    set->fetching = 0;
+    set->ended++;
+    set->last_failed = rc < 0;
+    snprintf(set->last_err, sizeof(set->last_err), "%s", rc < 0 ? err : "");
+    pthread_cond_broadcast(&set->cv);
+    return rc < 0 ? -1 : 0;
 }
 
 static EVP_PKEY *find_locked(const jwt_certs *set, const char *kid)
@@ -370,26 +382,44 @@ static EVP_PKEY *key_for(jwt_certs *set, const char *kid, const jwt_verify_opts 
 {
     int refetch = o->refetch_min_s > 0 ? o->refetch_min_s : JWT_CERTS_DEFAULT_REFETCH_S;
     pthread_mutex_lock(&set->mu);
-    if (strcmp(set->url, o->certs_url) != 0) { /* the setting changed: nothing carries over */
+    /* the setting changed: nothing carries over (once a fetch of the old URL ended) */
+    while (set->fetching && strcmp(set->url, o->certs_url) != 0)
+        pthread_cond_wait(&set->cv, &set->mu);
+    if (strcmp(set->url, o->certs_url) != 0) {
         set_replace_locked(set, NULL, 0, o->certs_url);
         set->expires_at = set->fetched_at = set->attempted_at = 0;
     }
-    int fetched = 0, failed = 0;
+    int failed = 0;
     char ferr[256] = "";
-    /* Expired or never fetched: fetch (a failure is retried a second later at
-     * the earliest, whatever the traffic). */
-    if ((set->nkeys == 0 || o->now >= set->expires_at) &&
-        (set->attempted_at == 0 || o->now - set->attempted_at >= 1)) {
-        fetched = 1;
-        failed = fetch_locked(set, o, ferr, sizeof(ferr)) < 0;
-    }
-    EVP_PKEY *k = find_locked(set, kid);
-    /* Unknown kid: the publisher may have rotated; ask again, at most once
-     * per interval. */
-    if (!k && !fetched && o->now - set->attempted_at >= refetch) {
-        fetched = 1;
-        failed = fetch_locked(set, o, ferr, sizeof(ferr)) < 0;
+    unsigned long ended = set->ended;
+    EVP_PKEY *k;
+    for (int fetched = 0;;) {
         k = find_locked(set, kid);
+        /* Expired or never fetched: fetch (a failure is retried a second
+         * later at the earliest, whatever the traffic).  Unknown kid: the
+         * publisher may have rotated; ask again, at most once per interval. */
+        int want = ((set->nkeys == 0 || o->now >= set->expires_at) &&
+                    (set->attempted_at == 0 || o->now - set->attempted_at >= 1)) ||
+                   (!k && o->now - set->attempted_at >= refetch);
+        if (fetched || !want)
+            break;
+        if (set->fetching) {
+            /* another verifier is fetching: a known key serves meanwhile
+             * (as it would if that fetch failed); else its outcome */
+            if (k && set->nkeys > 0 && o->now < set->expires_at + JWT_CERTS_STALE_S)
+                break;
+            while (set->fetching)
+                pthread_cond_wait(&set->cv, &set->mu);
+            if (set->ended != ended) {
+                failed = set->last_failed;
+                snprintf(ferr, sizeof(ferr), "%s", set->last_err);
+                k = find_locked(set, kid);
+                break;
+            }
+            continue;
+        }
+        fetched = 1;
+        failed = fetch_locked(set, o, ferr, sizeof(ferr)) < 0;
     }
     int usable = set->nkeys > 0 && o->now < set->expires_at + JWT_CERTS_STALE_S;
     if (k && usable)

@@ -21,7 +21,10 @@
  * [JWT_CERTS_MIN_AGE_S, JWT_CERTS_MAX_AGE_S]; an unknown kid fetches the set
  * again at most once per refetch interval (a stream of forged kids cannot
  * make us hammer the publisher); a set that cannot be fetched again keeps
- * serving its known keys up to JWT_CERTS_STALE_S past expiry.
+ * serving its known keys up to JWT_CERTS_STALE_S past expiry.  One fetch
+ * at a time, made without the lock: while it runs, a token whose key is
+ * known is verified at once, and one with no usable key waits for that
+ * fetch and takes its outcome instead of fetching again.
  *
  * Blocking (a fetch): worker threads only. */
 #ifndef AURORA_JWT_VERIFY_H
@@ -49,6 +52,7 @@ struct jwt_cert_key;
 /* One cached certificate set (static storage, JWT_CERTS_INIT). */
 typedef struct jwt_certs {
     pthread_mutex_t mu;
+    pthread_cond_t cv;    /* a fetch ended */
     struct jwt_cert_key *keys;
     size_t nkeys;
     char url[1024];       /* where keys came from: another URL starts afresh */
@@ -56,9 +60,14 @@ typedef struct jwt_certs {
     int64_t fetched_at;   /* last successful fetch */
     int64_t attempted_at; /* last fetch attempt (success or not) */
     unsigned long fetches; /* attempts so far (tests, logs) */
+    int fetching;          /* a fetch is under way (made without mu) */
+    unsigned long ended;   /* fetches ended so far */
+    int last_failed;       /* the last fetch failed: last_err says why */
+    char last_err[256];
 } jwt_certs;
 
-#define JWT_CERTS_INIT { PTHREAD_MUTEX_INITIALIZER, NULL, 0, "", 0, 0, 0, 0 }
+#define JWT_CERTS_INIT                                                                             \
+    { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, "", 0, 0, 0, 0, 0, 0, 0, "" }
 
 /* How the set is fetched: the body (malloc'd, NUL-terminated) and the
  * Cache-Control header ("" when none).  0, or -1 with one line in err. */

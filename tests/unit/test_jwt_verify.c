@@ -20,7 +20,10 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -405,6 +408,118 @@ static void test_bad_certificate_sets(void **state)
     jwt_certs_clear(&set);
 }
 
+/* ---- a publisher that hangs until the test lets it answer ------------------------------ */
+
+static pthread_mutex_t g_gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_gate_cv = PTHREAD_COND_INITIALIZER;
+static int g_gate_in;   /* fetches that reached the publisher */
+static int g_gate_open; /* the publisher may answer (it fails: it is down) */
+
+static int gate_fetch(const char *url, long timeout_ms, char **body, size_t *len, char *cc,
+                      size_t cc_cap, char *err, size_t errlen)
+{
+    (void)url, (void)timeout_ms, (void)body, (void)len, (void)cc, (void)cc_cap;
+    pthread_mutex_lock(&g_gate_mu);
+    g_fetches++;
+    g_gate_in++;
+    pthread_cond_broadcast(&g_gate_cv);
+    while (!g_gate_open)
+        pthread_cond_wait(&g_gate_cv, &g_gate_mu);
+    pthread_mutex_unlock(&g_gate_mu);
+    snprintf(err, errlen, "publisher timed out");
+    return -1;
+}
+
+typedef struct {
+    jwt_certs *set;
+    int64_t now;
+    jwt_verify_result r;
+    int done;
+} gate_call;
+
+static void *gate_verify(void *arg)
+{
+    gate_call *c = arg;
+    char err[256];
+    jwt_verify_opts o = opts(c->now);
+    o.fetch = gate_fetch;
+    jwt_verify_result r = jwt_verify_rs256(c->set, V_VALID, &o, NULL, err, sizeof(err));
+    pthread_mutex_lock(&g_gate_mu);
+    c->r = r;
+    c->done = 1;
+    pthread_cond_broadcast(&g_gate_cv);
+    pthread_mutex_unlock(&g_gate_mu);
+    return NULL;
+}
+
+/* Waits (at most 5 s) until pred holds; 1 if it does.  g_gate_mu held. */
+static int gate_wait(const int *flag, int at_least)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    while (*flag < at_least)
+        if (pthread_cond_timedwait(&g_gate_cv, &g_gate_mu, &until) == ETIMEDOUT)
+            return *flag >= at_least;
+    return 1;
+}
+
+/* a verifies at now_a and hangs in the fetch; then b verifies at now_b;
+ * the fetch fails once b has answered (at most 5 s later) or, when
+ * b_may_wait, at once.  1 if b answered while a's fetch still hung. */
+static int two_verifiers(jwt_certs *set, gate_call *a, int64_t now_a, gate_call *b,
+                         int64_t now_b, int b_may_wait)
+{
+    *a = (gate_call){ set, now_a, JWT_OK, 0 };
+    *b = (gate_call){ set, now_b, JWT_OK, 0 };
+    g_gate_in = 0;
+    g_gate_open = 0;
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, gate_verify, a), 0);
+    pthread_mutex_lock(&g_gate_mu);
+    assert_true(gate_wait(&g_gate_in, 1));
+    pthread_mutex_unlock(&g_gate_mu);
+    assert_int_equal(pthread_create(&tb, NULL, gate_verify, b), 0);
+    pthread_mutex_lock(&g_gate_mu);
+    int b_answered = !b_may_wait && gate_wait(&b->done, 1);
+    g_gate_open = 1;
+    pthread_cond_broadcast(&g_gate_cv);
+    pthread_mutex_unlock(&g_gate_mu);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    return b_answered;
+}
+
+/* A publisher that hangs (Google unreachable, the fetch runs to its
+ * timeout): one fetch at a time for everybody.  The verifiers behind it
+ * took their turn at the lock and each fetched again (N queued events: N
+ * timeouts end to end, every one holding an outbound worker); while it
+ * runs, known keys keep serving; one with no key takes its outcome. */
+static void test_one_fetch_while_the_publisher_hangs(void **state)
+{
+    (void)state;
+    jwt_certs set = JWT_CERTS_INIT;
+    gate_call a, b;
+    g_cc = "max-age=100";
+    assert_int_equal(verify(&set, V_VALID, T0), JWT_OK);
+    assert_int_equal(g_fetches, 1);
+    /* expired: the first verifier fetches and hangs; a second one, five
+     * seconds later, is answered with the known key */
+    assert_true(two_verifiers(&set, &a, T0 + 200, &b, T0 + 205, 0)); /* not held behind it */
+    assert_int_equal(g_fetches, 2); /* and it did not fetch again after it */
+    assert_int_equal(a.r, JWT_OK);
+    assert_int_equal(b.r, JWT_OK);
+    jwt_certs_clear(&set);
+
+    /* no key at all: the second waits for the fetch under way and takes its
+     * failure */
+    two_verifiers(&set, &a, T0, &b, T0 + 5, 1);
+    assert_int_equal(a.r, JWT_CERTS_UNAVAILABLE);
+    assert_int_equal(b.r, JWT_CERTS_UNAVAILABLE);
+    g_cc = "";
+    jwt_certs_clear(&set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +530,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_kid_refetch_is_rate_limited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_age_and_stale_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_certificate_sets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_fetch_while_the_publisher_hangs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
