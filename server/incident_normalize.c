@@ -133,6 +133,11 @@ long incident_text_copy(const char *src, char *out, size_t cap, int keep_newline
     out[0] = '\0';
     if (!src)
         return 0;
+    /* Leading blanks and control characters all end up trimmed: skip them
+     * before the window below, or a long run of them would leave nothing
+     * of a title that does have text. */
+    while (*src && ((unsigned char)*src <= 0x20 || *src == 0x7f))
+        src++;
     size_t slen = strlen(src);
     /* Only as much input as can end up in out (U+FFFD is 3 bytes for 1). */
     size_t take = slen < cap * 2 ? slen : cap * 2;

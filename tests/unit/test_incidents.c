@@ -1239,6 +1239,38 @@ static void test_text_bounds(void **state)
     free(title);
 }
 
+/* A title (or message) behind a long run of blanks and control characters
+ * passes the check (it has visible text) and must still be kept: the copy
+ * looked at a prefix twice the cap and found only blanks there, so the
+ * ingest failed as if the store were down and the webhook was retried for
+ * ever (and a Grafana group's later alerts never got in). */
+static void test_text_after_long_blank_run(void **state)
+{
+    fixture *f = *state;
+    size_t lead = 4 * (INC_TITLE_MAX + 1), mlead = 4 * (INC_MESSAGE_MAX + 1);
+    char *title = malloc(lead + 16), *msg = malloc(mlead + 16);
+    assert_non_null(title);
+    assert_non_null(msg);
+    for (size_t i = 0; i < lead; i++)
+        title[i] = i % 3 ? ' ' : '\x01';
+    snprintf(title + lead, 16, "Disk full");
+    memset(msg, '\n', mlead);
+    snprintf(msg + mlead, 16, "on /var");
+    incident_alert a = plain_alert("whd_blank", 0, "fp-blank", ALERT_FIRING);
+    a.title = title;
+    a.message = msg;
+    incident_outcome o;
+    ingest_ok(f, &a, &o);
+    assert_int_equal(o.result, INGEST_CREATED);
+    char v[64];
+    sql_text(f, "SELECT title FROM incidents WHERE id = ?", o.incident_id, v, sizeof(v));
+    assert_string_equal(v, "Disk full");
+    sql_text(f, "SELECT message FROM incident_alerts WHERE id = ?", o.alert_id, v, sizeof(v));
+    assert_string_equal(v, "on /var");
+    free(title);
+    free(msg);
+}
+
 /* ---- pure functions ------------------------------------------------------------------ */
 
 static void test_severity_normalize(void **state)
@@ -1375,6 +1407,7 @@ int main(void)
         BOTH(test_concurrent_same_fingerprint),
         BOTH(test_invalid_input),
         BOTH(test_text_bounds),
+        BOTH(test_text_after_long_blank_run),
         { "postgres/test_pg_org_lock_scope", test_pg_org_lock_scope, setup_pg, teardown, NULL },
     };
     return cmocka_run_group_tests_name("incidents", tests, store_place_group_setup,
