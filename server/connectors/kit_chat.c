@@ -211,10 +211,17 @@ static void deliver(worker_ctx *w, store_chat_msg *row, int max_attempts)
      * a row that named its thread keeps it. */
     if (row->incident_id[0] && !row->thread[0]) {
         char ch[CHAT_REF_MAX + 1], th[CHAT_REF_MAX + 1];
-        if (store_chat_thread_get(w->store, row->org_id, row->connector, row->incident_id, ch,
-                                  th) == STORE_OK) {
+        int rc = store_chat_thread_get(w->store, row->org_id, row->connector, row->incident_id,
+                                       ch, th);
+        if (rc == STORE_OK) {
             memcpy(row->channel, ch, sizeof(ch));
             memcpy(row->thread, th, sizeof(th));
+        } else if (rc != STORE_NOT_FOUND) {
+            /* Not knowing the thread is not "no thread": sent now, the
+             * message would start a new one in the channel for good. */
+            (void)store_chat_retry(w->store, row->id, row->attempts, backoff_s(row->attempts),
+                                   "state store unavailable", now, max_attempts, NULL);
+            return;
         }
     }
     kit_chat_kind kind = kind_of(row->kind);

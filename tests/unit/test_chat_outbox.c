@@ -394,6 +394,17 @@ static kit_chat_send_result rec_send(worker_ctx *w, const kit_chat_message *m,
 
 static const kit_chat_spec g_rec_spec = { .connector = "recchat", .send = rec_send };
 
+/* Queues the investigation's reply to the incident (one chat: one row). */
+static void reply_root_cause(fixture *f, const char *incident_id)
+{
+    int queued = 0;
+    char err[256];
+    assert_int_equal(kit_chat_reply(&f->w, f->org, incident_id, NULL, NULL, NULL,
+                                    "Root cause found", &queued, err, sizeof(err)),
+                     AUR_OK);
+    assert_int_equal(queued, 1);
+}
+
 static void test_drain_sends_in_thread(void **state)
 {
     fixture *f = *state;
@@ -412,12 +423,7 @@ static void test_drain_sends_in_thread(void **state)
 
     incident_outcome o = alert(f, "fp-1", ALERT_FIRING);
     (void)alert(f, "fp-1", ALERT_RESOLVED);
-    int queued = 0;
-    char err[256];
-    assert_int_equal(kit_chat_reply(&f->w, f->org, o.incident_id, NULL, NULL, NULL,
-                                    "Root cause found", &queued, err, sizeof(err)),
-                     AUR_OK);
-    assert_int_equal(queued, 1);
+    reply_root_cause(f, o.incident_id);
     g_rec.next[0] = KIT_CHAT_SENT;
     g_rec.next[1] = KIT_CHAT_SENT;
     g_rec.next[2] = KIT_CHAT_SENT;
@@ -439,16 +445,24 @@ static void test_drain_sends_in_thread(void **state)
     f->w.cfg = NULL;
 }
 
-static void test_drain_retry_and_drop(void **state)
+/* The recording connector connected, one incident, and a first drain run
+ * whose send answers first (one call). */
+static incident_outcome rec_first_drain(fixture *f, kit_chat_send_result first)
 {
-    fixture *f = *state;
     memset(&g_rec, 0, sizeof(g_rec));
     assert_int_equal(kit_chat_register(&g_rec_spec), 0);
     connect_chat(f, "recchat");
     incident_outcome o = alert(f, "fp-1", ALERT_FIRING);
-    g_rec.next[0] = KIT_CHAT_RETRY;
+    g_rec.next[0] = first;
     (void)kit_chat_drain(&f->w);
     assert_int_equal(g_rec.calls, 1);
+    return o;
+}
+
+static void test_drain_retry_and_drop(void **state)
+{
+    fixture *f = *state;
+    incident_outcome o = rec_first_drain(f, KIT_CHAT_RETRY);
     store_chat_msg *m;
     assert_int_equal(list(f, "pending", o.incident_id, &m), 1);
     assert_int_equal(m[0].attempts, 1);
@@ -489,6 +503,50 @@ static void test_drain_retry_and_drop(void **state)
     assert_int_equal(count(f, "dropped", NULL), 1);
 }
 
+/* One statement on the store's database, beside the store (db.h). */
+static void sql_exec(fixture *f, const char *sql)
+{
+    const db_engine *eng = db_engine_for(f->at.url);
+    assert_non_null(eng);
+    db_t *db = NULL;
+    char err[256];
+    assert_int_equal(eng->open(f->at.url, &db, err, sizeof(err)), DB_OK);
+    if (eng->exec(db, sql, NULL, 0, NULL) != DB_OK)
+        fail_msg("%s: %s", sql, eng->errmsg(db));
+    eng->close(db);
+}
+
+/* The incident's thread cannot be read for a moment (a statement timeout
+ * on a busy database): the reply waits and is sent later in the thread.
+ * It was sent at once with no thread, i.e. as a new top-level message in
+ * the channel, and recorded as sent: never in its thread again. */
+static void test_thread_read_failure_retries_not_top_level(void **state)
+{
+    fixture *f = *state;
+    incident_outcome o = rec_first_drain(f, KIT_CHAT_SENT); /* started thread ts-0 */
+    reply_root_cause(f, o.incident_id);
+    g_rec.next[1] = KIT_CHAT_SENT;
+    g_rec.next[2] = KIT_CHAT_SENT;
+    sql_exec(f, "ALTER TABLE chat_threads RENAME TO chat_threads_away");
+    (void)kit_chat_drain(&f->w);
+    if (g_rec.calls > 1)
+        fail_msg("the reply was sent while its thread could not be read (thread \"%s\")",
+                 g_rec.threads[1]);
+    store_chat_msg *m;
+    assert_int_equal(list(f, "pending", o.incident_id, &m), 1);
+    assert_int_equal(m[0].attempts, 1);
+    assert_string_equal(m[0].last_error, "state store unavailable");
+    store_chat_msgs_free(m, 1);
+    /* the store answers again: the retry goes into the thread */
+    sql_exec(f, "ALTER TABLE chat_threads_away RENAME TO chat_threads");
+    sql_exec(f, "UPDATE chat_outbox SET next_attempt_at = 0 WHERE status = 'pending'");
+    (void)kit_chat_drain(&f->w);
+    assert_int_equal(g_rec.calls, 2);
+    assert_string_equal(g_rec.kinds[1], "2"); /* REPLY */
+    assert_string_equal(g_rec.threads[1], "ts-0");
+    assert_int_equal(count(f, "sent", o.incident_id), 2);
+}
+
 #define BOTH(t)                                                                                    \
     { "file/" #t, t, setup_file, teardown, NULL }, { "postgres/" #t, t, setup_pg, teardown, NULL }
 
@@ -504,6 +562,7 @@ int main(void)
         BOTH(test_replies_and_cap),
         BOTH(test_drain_sends_in_thread),
         BOTH(test_drain_retry_and_drop),
+        BOTH(test_thread_read_failure_retries_not_top_level),
     };
     return cmocka_run_group_tests_name("chat_outbox", tests, store_place_group_setup,
                                        store_place_group_teardown);
