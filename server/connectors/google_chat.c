@@ -198,21 +198,30 @@ int gchat_org_connection(worker_ctx *w, const char *org, store_connector *row, c
     return kit_org_row(w, org, GCHAT_ID, has_space, row, md);
 }
 
-static void cache_user_token(const char *org, const char *user, const cJSON *tok)
+/* The user token's cache key: the connection's key_id (kit_cache.h), new at
+ * every connect, so that a token of a grant replaced through another replica
+ * (whose callback forgets only its own cache) is never found for the new
+ * one.  Rows made before key_id: their updated_at.  0 or -1. */
+static int user_token_key(char *key, size_t cap, const char *org, const char *user,
+                          const cJSON *md, int64_t updated_at)
+{
+    return kit_cache_conn_key(key, cap, org, user, "access\n", md, updated_at);
+}
+
+static void cache_user_token(const char *key, const cJSON *tok)
 {
     int64_t now = (int64_t)time(NULL), exp = 0;
-    char key[2 * STORE_ID_LEN + 16];
     char *at = kit_oauth_access_token(tok, GCHAT_TOKEN_MAX, now, &exp);
-    if (at && kit_cache_key(key, sizeof(key), org, user, "access") == 0)
+    if (at)
         kit_cache_put(&g_user_tokens, key, at, exp, now);
     secret_free(at);
 }
 
-char *gchat_user_token(worker_ctx *w, store_connector *row, http_response *resp)
+char *gchat_user_token(worker_ctx *w, store_connector *row, const cJSON *md, http_response *resp)
 {
-    char key[2 * STORE_ID_LEN + 16];
+    char key[2 * STORE_ID_LEN + 80];
     int64_t now = (int64_t)time(NULL);
-    if (kit_cache_key(key, sizeof(key), row->org_id, row->user_id, "access") < 0) {
+    if (user_token_key(key, sizeof(key), row->org_id, row->user_id, md, row->updated_at) < 0) {
         http_resp_error(resp, 500, "INTERNAL", "cache key too long");
         return NULL;
     }
@@ -345,6 +354,12 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
             cJSON_AddStringToObject(md, "app_member_error", err);
         }
     }
+    char key[2 * STORE_ID_LEN + 80];
+    if (kit_cache_add_key_id(md) < 0 ||
+        user_token_key(key, sizeof(key), st.org_id, st.user_id, md, 0) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "cannot generate the connection's cache key");
+        goto out;
+    }
     cJSON *shown = cJSON_CreateObject();
     cJSON_AddStringToObject(shown, "provider", GCHAT_ID);
     cJSON_AddStringToObject(shown, "account", account);
@@ -354,7 +369,7 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
     if (kit_oauth_finish(w, &cb, GCHAT_ID, GCHAT_FIELD_REFRESH, account, tok, md, shown, resp) < 0)
         goto out;
     gchat_forget_tokens(st.org_id, st.user_id);
-    cache_user_token(st.org_id, st.user_id, tok);
+    cache_user_token(key, tok);
     log_info("google_chat: user %s (org %s) connected Google Chat, space %s", st.user_id,
              st.org_id, space);
     gchat_events_adopt(w, space); /* events that arrived before the space was bound */

@@ -44,9 +44,11 @@ int gchat_space_org(worker_ctx *w, const char *space, char org[STORE_ID_LEN],
 /* The organization's active connection that has a space (*md: its
  * metadata object): STORE_OK, STORE_NOT_FOUND, or < 0. */
 int gchat_org_connection(worker_ctx *w, const char *org, store_connector *row, struct cJSON **md);
-/* The user's OAuth access token for a connection row (cached, else a
- * refresh grant).  Malloc'd (secret_free it) or NULL with resp. */
-char *gchat_user_token(worker_ctx *w, store_connector *row, http_response *resp);
+/* The user's OAuth access token for a connection row just read (md: its
+ * metadata; cached under the row's key_id, else a refresh grant).  Malloc'd
+ * (secret_free it) or NULL with resp. */
+char *gchat_user_token(worker_ctx *w, store_connector *row, const struct cJSON *md,
+                       http_response *resp);
 
 #define GCHAT_EVENTS_PATH "/google-chat/events"
 #define GCHAT_AUD_MAX 1024

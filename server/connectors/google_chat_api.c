@@ -512,7 +512,7 @@ static kit_chat_send_result gchat_send(worker_ctx *w, const kit_chat_message *m,
     } else {
         http_response scratch;
         memset(&scratch, 0, sizeof(scratch));
-        token = gchat_user_token(w, &row, &scratch);
+        token = gchat_user_token(w, &row, md, &scratch);
         if (!token) {
             cJSON *e = buf_pending(&scratch.body) ? cJSON_ParseWithLength(buf_head(&scratch.body),
                                                                 buf_pending(&scratch.body))

@@ -716,15 +716,28 @@ def test_reply_cannot_reach_another_organizations_space(t):
         check(all(x["body"].get("text") != "leak" for x in messages(g, sp)), "nothing posted in " + sp)
 
 
+def user_world():
+    """A server without the service account key (messages as the user, on
+    their OAuth token) and its own Google, for the suite."""
+    if "user_world" not in _env:
+        if _SUITE["t"] is None:
+            _SUITE["t"] = T(_SUITE["root"], "suite")
+        st = _SUITE["t"]
+        g = HttpFixture(st, "google-user", "google_chat_api.mjs")
+        w = World(st, "user-server", start=False)
+        env = fixture_env(g, w, sa_key=False)
+        env["AURORA_CHAT_POLL_S"] = "1"
+        w.extra_env.update(env)
+        w.start()
+        w.bootstrap()
+        configure(g, env)
+        _env["user_world"] = (w, g)
+    return _env["user_world"]
+
+
 @test
 def test_without_service_account_messages_as_user(t):
-    g = HttpFixture(t, "google-user", "google_chat_api.mjs")
-    w = t.world(start=False)
-    env = fixture_env(g, w, sa_key=False)
-    w.extra_env.update(env)
-    w.start()
-    w.bootstrap()
-    configure(g, env)
+    w, g = user_world()
     org, user, key, space = connected_org_g(w, g)
     st = status(w, key)
     eq((st.get("identity"), st.get("warning"), st.get("hint")),
@@ -737,6 +750,33 @@ def test_without_service_account_messages_as_user(t):
     eq((m["auth"], "cardsV2" in m["body"]), ("user", False), "user token, text only")
     eq(m["markup"], "MARKUP_SYNTAX_CHAT", "the text (and its <url|label> link) read in Chat's syntax")
     contains(m["body"]["text"], "<%s/incidents/%s|View Investigation>" % (FRONTEND, inc), "link in the text")
+
+
+@test
+def test_user_token_after_reconnect_through_another_replica(t):
+    """A reconnect through another replica (same store and secrets) replaces
+    the grant whose access token this replica's cache holds.  The cache was
+    keyed on the org and user alone and only the replica that took the
+    callback forgot it: this one went on posting with the replaced grant's
+    token for up to its hour (found in review)."""
+    w, g = user_world()
+    org, user, key, space = connected_org_g(w, g)
+    intake(w, org, "fp-" + rand_tag(6))
+    first = wait_messages(g, space, 1, "a message with the first grant's token")[0]["token"]
+    r2 = World(t, "replica", start=False)
+    r2.data, r2.secret = w.data, w.secret
+    r2.extra_env.update(w.extra_env)
+    r2.start()
+    r = r2.frontend_get("/google-chat/login", key=key)
+    eq(r.status, 302, "login on the other replica (%r)" % r)
+    u = urllib.parse.urlsplit(authorize(r.headers["location"]))
+    c = https_request(r2.port, r2.ctx, "GET", u.path + "?" + u.query)
+    eq((c.status, c.get("space_name")), (302, space), "reconnect through the other replica (%r)" % c)
+    eq(r2.server.stop(), [], "clean stop of the other replica (this one sends what follows)")
+    intake(w, org, "fp-" + rand_tag(6), title="Second incident", service="payments")
+    m = wait_messages(g, space, 2, "the second message")[1]
+    eq(m["auth"], "user", "sent as the user")
+    check(m["token"] not in (None, first), "not the replaced grant's token", m)
 
 
 @test(timeout=120)
