@@ -114,11 +114,15 @@ static const kit_call_errors atl_api_errors = {
  * of at most ATL_REFRESH_MARGIN_S (see kit_cache_margin). */
 static kit_cache g_tokens = KIT_CACHE_INIT(1024);
 
+/* A cache key (access_key): org, user and the grant's key_id. */
+#define ATL_KEY_MAX (2 * STORE_ID_LEN + 80)
+
 /* Refreshes are serialized per (org, user) by a striped lock; each stripe
- * remembers its last refresh so a waiter can use it instead of rotating again. */
+ * remembers its last refresh (by cache key) so a waiter can use it instead
+ * of rotating again. */
 typedef struct {
     pthread_mutex_t mu;
-    char key[2 * STORE_ID_LEN + 16];
+    char key[ATL_KEY_MAX];
     int64_t done_ms;
 } refresh_stripe;
 static refresh_stripe g_stripes[ATL_STRIPES];
@@ -130,10 +134,14 @@ static void stripes_init(void)
         pthread_mutex_init(&g_stripes[i].mu, NULL);
 }
 
-/* The stripe that serializes the refreshes (and grant writes) of one cache key. */
-static refresh_stripe *stripe_of(const char *key)
+/* The stripe that serializes the refreshes (and grant writes) of who's
+ * grants: by org and user, not by cache key, so that a reconnect waits for a
+ * refresh of the grant it replaces. */
+static refresh_stripe *stripe_of(const auth_ctx *who)
 {
     pthread_once(&g_stripes_once, stripes_init);
+    char key[2 * STORE_ID_LEN + 4] = "";
+    (void)kit_cache_key(key, sizeof(key), who->org_id, who->user_id, "");
     uint32_t h = 2166136261u; /* FNV-1a */
     for (const char *k = key; *k; k++)
         h = (h ^ (unsigned char)*k) * 16777619u;
@@ -245,9 +253,36 @@ static void cache_put(const char *key, const char *at, int64_t exp, int64_t now)
     kit_cache_put_margin(&g_tokens, key, at, exp, ATL_REFRESH_MARGIN_S, now);
 }
 
-static int token_key(const auth_ctx *who, char *key, size_t cap)
+/* The access token's cache key: the grant row's key_id (kit_cache.h), new
+ * at every connect, so that a token of a grant replaced through another
+ * replica (whose callback forgets only its own cache) is never found for the
+ * new one.  Rows made before key_id: their updated_at (they get a key_id at
+ * their next refresh).  0 or -1. */
+static int access_key(char *key, size_t cap, const auth_ctx *who, const cJSON *md,
+                      int64_t updated_at)
 {
-    return kit_cache_key(key, cap, who->org_id, who->user_id, "access");
+    return kit_cache_conn_key(key, cap, who->org_id, who->user_id, "access\n", md, updated_at);
+}
+
+/* who's Cloud grant row and its metadata: 0, or -1 with resp (401 expired
+ * when it is gone). */
+static int load_grant(worker_ctx *w, const auth_ctx *who, atl_product p, store_connector *row,
+                      cJSON **md, http_response *resp)
+{
+    char msg[128];
+    snprintf(msg, sizeof(msg), "%s is not connected", atl_product_name(p));
+    http_response scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    int rc = kit_row_load(w, who, ATL_ID, row, md, msg, &scratch);
+    int status = scratch.status;
+    buf_free(&scratch.body);
+    if (rc < 0) {
+        if (status == 404)
+            expired(p, "the Atlassian Cloud grant is gone", resp);
+        else
+            api_store_error(w, resp);
+    }
+    return rc;
 }
 
 /* A token request at ATLASSIAN_TOKEN_URL (form, client_secret_post).  The
@@ -298,29 +333,20 @@ static int missing_secret(const http_response *r)
 }
 
 /* The refresh of who's grant (the lock held).  The access token (secret_free
- * it) and *exp, or NULL with resp. */
+ * it), *exp and the cache key of the grant refreshed into key (ATL_KEY_MAX:
+ * the row read here, which a reconnect may have replaced since the caller's),
+ * or NULL with resp. */
 static char *refresh_grant(worker_ctx *w, const auth_ctx *who, atl_product p, int64_t *exp,
-                           http_response *resp)
+                           char *key, http_response *resp)
 {
     kit_oauth_client c;
     if (oauth_client(w, NULL, &c, resp) < 0)
         return NULL;
     store_connector row;
     cJSON *md;
-    char msg[128];
-    snprintf(msg, sizeof(msg), "%s is not connected", atl_product_name(p));
-    http_response scratch;
-    memset(&scratch, 0, sizeof(scratch));
-    int rc = kit_row_load(w, who, ATL_ID, &row, &md, msg, &scratch);
-    int status = scratch.status;
-    buf_free(&scratch.body);
-    if (rc < 0) {
-        if (status == 404)
-            expired(p, "the Atlassian Cloud grant is gone", resp);
-        else
-            api_store_error(w, resp);
+    if (load_grant(w, who, p, &row, &md, resp) < 0)
         return NULL;
-    }
+    http_response scratch;
     char *at = NULL;
     /* The kit's refresh: one per grant in this process, a retry with the
      * stored token when another replica rotated it meanwhile, the rotated
@@ -367,10 +393,18 @@ static char *refresh_grant(worker_ctx *w, const auth_ctx *who, atl_product p, in
     }
     cJSON_DeleteItemFromObjectCaseSensitive(md, "access_token_expires_at");
     cJSON_AddNumberToObject(md, "access_token_expires_at", (double)*exp);
+    /* A row made before key_id gets one, saved with the expiry. */
+    int added = !api_json_str(md, KIT_CACHE_KEY_ID) && kit_cache_add_key_id(md) == 0;
     memset(&scratch, 0, sizeof(scratch));
-    if (kit_row_save_meta(w, &row, md, &scratch) < 0)
+    if (kit_row_save_meta(w, &row, md, &scratch) < 0) {
         log_warn("atlassian: saving the token expiry of user %s failed", who->user_id);
+        if (added) /* not stored: the row's key is still its updated_at */
+            cJSON_DeleteItemFromObjectCaseSensitive(md, KIT_CACHE_KEY_ID);
+    }
     buf_free(&scratch.body);
+    char k[ATL_KEY_MAX];
+    if (access_key(k, sizeof(k), who, md, row.updated_at) == 0)
+        memcpy(key, k, sizeof(k));
 out:
     secret_json_free(tok);
     cJSON_Delete(md);
@@ -384,9 +418,18 @@ out:
 static char *cloud_access(worker_ctx *w, const auth_ctx *who, atl_product p, int force,
                           int64_t *exp, int *rotated, http_response *resp)
 {
-    char key[2 * STORE_ID_LEN + 16];
+    char key[ATL_KEY_MAX];
     *rotated = 0;
-    if (token_key(who, key, sizeof(key)) < 0) {
+    /* The grant's row first, even with a cached token: a reconnect or a
+     * disconnect through another replica shows there, not in this cache. */
+    store_connector row;
+    cJSON *md;
+    if (load_grant(w, who, p, &row, &md, resp) < 0)
+        return NULL;
+    int keyed = access_key(key, sizeof(key), who, md, row.updated_at);
+    cJSON_Delete(md);
+    store_connector_free(&row);
+    if (keyed < 0) {
         http_resp_error(resp, 500, "INTERNAL", "cache key too long");
         return NULL;
     }
@@ -394,7 +437,7 @@ static char *cloud_access(worker_ctx *w, const auth_ctx *who, atl_product p, int
     char *at = force ? NULL : kit_cache_get(&g_tokens, key, now, exp);
     if (at)
         return at;
-    refresh_stripe *s = stripe_of(key);
+    refresh_stripe *s = stripe_of(who);
     int64_t asked = mono_ms();
     pthread_mutex_lock(&s->mu);
     /* Another request's refresh ended while this one waited: its token is
@@ -403,7 +446,7 @@ static char *cloud_access(worker_ctx *w, const auth_ctx *who, atl_product p, int
     if (!force || recent)
         at = kit_cache_get(&g_tokens, key, (int64_t)time(NULL), exp);
     if (!at) {
-        at = refresh_grant(w, who, p, exp, resp);
+        at = refresh_grant(w, who, p, exp, key, resp);
         if (at) {
             cache_put(key, at, *exp, (int64_t)time(NULL));
             snprintf(s->key, sizeof(s->key), "%s", key);
@@ -889,14 +932,14 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
     auth_ctx who = { .authenticated = 1 };
     snprintf(who.org_id, sizeof(who.org_id), "%s", st.org_id);
     snprintf(who.user_id, sizeof(who.user_id), "%s", st.user_id);
-    char key[2 * STORE_ID_LEN + 16];
-    if (token_key(&who, key, sizeof(key)) < 0) {
-        http_resp_error(resp, 500, "INTERNAL", "cache key too long");
+    char key[ATL_KEY_MAX];
+    if (kit_cache_add_key_id(gmd) < 0 || access_key(key, sizeof(key), &who, gmd, 0) < 0) {
+        http_resp_error(resp, 500, "INTERNAL", "cannot generate the connection's cache key");
         goto out;
     }
     /* Under the refresh lock: a refresh of the previous grant in flight
      * would otherwise store its rotated token over this grant's. */
-    refresh_stripe *stripe = stripe_of(key);
+    refresh_stripe *stripe = stripe_of(&who);
     pthread_mutex_lock(&stripe->mu);
     kit_field f = { ATL_FIELD_REFRESH, rt };
     int stored = kit_connect_store(w, st.org_id, st.user_id, ATL_ID, api_json_str(site, "url"), &f,

@@ -275,5 +275,38 @@ def test_pat_revoked_is_expired(t):
     contains(r.get("error"), "Jira credentials expired", "the guide's message")
 
 
+@test
+def test_cloud_reconnect_and_disconnect_through_another_replica(t):
+    """A grant replaced or removed through another replica (same store and
+    secrets) must not live on in this replica's token cache.  The Cloud
+    access token was cached under the org and user alone and only the
+    replica that took the callback forgot it: after a reconnect there this
+    one went on reading Confluence and Jira with the replaced grant's token
+    for up to its hour (found in review)."""
+    w, prod = world()
+    _, _, key = w.new_org()
+    cloud_connect(w, key)
+    url = prod.base + "/cloudsite/wiki/spaces/OPS/pages/123456/Disk+full+runbook"
+    eq(page(w, key, url=url).status, 200, "a read caches the first grant's token")
+    first = calls(prod, "/ex/confluence/")[-1]["token"]
+    r2 = World(t, "replica", start=False)
+    r2.data, r2.secret = w.data, w.secret
+    r2.extra_env.update(w.extra_env)
+    r2.start()
+    cloud_connect(r2, key)
+    for what, get, prefix in (("Confluence", lambda: page(w, key, url=url), "/ex/confluence/"),
+                              ("Jira", lambda: w.get("/jira/issue/OPS-2", key=key), "/ex/jira/")):
+        r = get()
+        eq(r.status, 200, "%s on this replica after the reconnect (%r)" % (what, r))
+        got = calls(prod, prefix)[-1]["token"]
+        check(got not in (None, first), "%s: not the replaced grant's token" % what, got)
+    r = r2.request("DELETE", "/api/connectors/atlassian", key=key)
+    eq(r.status, 200, "disconnect through the other replica (%r)" % r)
+    n0 = len(prod.stats()["calls"])
+    r = page(w, key, url=url)
+    eq(r.status, 404, "this replica after the other's disconnect (%r)" % r)
+    eq(len(prod.stats()["calls"]), n0, "nothing sent to Atlassian for a removed connection")
+
+
 if __name__ == "__main__":
     main()
