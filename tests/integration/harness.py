@@ -900,6 +900,17 @@ class World:
     def kill9(self):
         self.server.kill9()
 
+    def replica(self, t, name="replica", start=True):
+        """Another server of this deployment: this one's data dir (store and
+        local secrets) and internal secret, its settings, its own port; owned
+        by t (the test), started unless start=False."""
+        r = World(t, name, start=False)
+        r.data, r.secret = self.data, self.secret
+        r.extra_env.update(self.extra_env)
+        if start:
+            r.start()
+        return r
+
     def restart(self, timeout=20):
         """Starts the server again on the same port and data dir."""
         return self.start(timeout)

@@ -715,10 +715,7 @@ def test_a_token_of_the_replaced_sign_in_is_not_cached_for_the_new_one(t):
         tok_x = a.wait_execs(1)[-1]["env"]["AZURE_ACCESS_TOKEN"]
         eq(claims_of(tok_x)["preferred_username"], alice, "the first command ran as")
         # bob signs in through the other replica (same store and secrets)
-        r2 = World(t, "replica", start=False)
-        r2.data, r2.secret = w.data, w.secret
-        r2.extra_env.update(w.extra_env)
-        r2.start()
+        r2 = w.replica(t)
         ctl("login", "/_fixture/config", {"user": bob})
         r = r2.frontend_get("/azure/login", key=key)
         eq(r.status, 302, "GET /azure/login on the other replica (%r)" % r)

@@ -307,9 +307,7 @@ def test_disconnect_and_reconnect_through_another_replica(t):
     _, _, key = w.new_org()
     connect(w, key)
     eq(w.get("/bitbucket/workspaces", key=key).status, 200, "a read caches the access token")
-    r2 = World(t, "replica", start=False)
-    r2.data, r2.secret = w.data, w.secret
-    r2.extra_env.update(w.extra_env)
+    r2 = w.replica(t, start=False)
     r2.extra_env["NEXT_PUBLIC_BACKEND_URL"] = "https://127.0.0.1:%d" % r2.port
     r2.start()
     r = r2.request("DELETE", "/api/connectors/bitbucket", key=key)

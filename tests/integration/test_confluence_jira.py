@@ -289,10 +289,7 @@ def test_cloud_reconnect_and_disconnect_through_another_replica(t):
     url = prod.base + "/cloudsite/wiki/spaces/OPS/pages/123456/Disk+full+runbook"
     eq(page(w, key, url=url).status, 200, "a read caches the first grant's token")
     first = calls(prod, "/ex/confluence/")[-1]["token"]
-    r2 = World(t, "replica", start=False)
-    r2.data, r2.secret = w.data, w.secret
-    r2.extra_env.update(w.extra_env)
-    r2.start()
+    r2 = w.replica(t)
     cloud_connect(r2, key)
     for what, get, prefix in (("Confluence", lambda: page(w, key, url=url), "/ex/confluence/"),
                               ("Jira", lambda: w.get("/jira/issue/OPS-2", key=key), "/ex/jira/")):

@@ -763,10 +763,7 @@ def test_user_token_after_reconnect_through_another_replica(t):
     org, user, key, space = connected_org_g(w, g)
     intake(w, org, "fp-" + rand_tag(6))
     first = wait_messages(g, space, 1, "a message with the first grant's token")[0]["token"]
-    r2 = World(t, "replica", start=False)
-    r2.data, r2.secret = w.data, w.secret
-    r2.extra_env.update(w.extra_env)
-    r2.start()
+    r2 = w.replica(t)
     r = r2.frontend_get("/google-chat/login", key=key)
     eq(r.status, 302, "login on the other replica (%r)" % r)
     u = urllib.parse.urlsplit(authorize(r.headers["location"]))

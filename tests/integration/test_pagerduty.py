@@ -972,10 +972,7 @@ def test_oauth_reconnect_through_another_replica(t):
        302, "connected")
     eq(w.get("/pagerduty/services", key=key).status, 200, "a read caches the first grant's token")
     first = pd.stats()["api"][-1]["token"]
-    r2 = World(t, "replica", start=False)
-    r2.data, r2.secret = w.data, w.secret
-    r2.extra_env.update(w.extra_env)
-    r2.start()
+    r2 = w.replica(t)
     r = r2.frontend_get("/pagerduty/oauth/login", key=key)
     eq(r.status, 302, "login on the other replica (%r)" % r)
     u = urllib.parse.urlsplit(authorize(r.headers["location"]))
