@@ -7,7 +7,6 @@
 #include "auth.h"
 #include "http.h"
 #include "log.h"
-#include "outbound_share.h"
 
 #define MAX_ROUTES 256
 #define MAX_SEGS 12
@@ -228,23 +227,15 @@ const route *router_match(http_request *req, http_response *resp, router_view v)
 }
 
 /* The handler of an authenticated request on the outbound pool, within its
- * organization's share of the pool (outbound_share.h). */
+ * organization's share of the pool (worker.h: a job over it is parked and
+ * runs again from the start, authenticated again, once a place frees). */
 static void run_within_share(worker_ctx *w, const route *found, http_request *req,
                              http_response *resp)
 {
-    int limit = outbound_share_limit(w->cfg->outbound_workers, w->cfg->outbound_per_org);
-    int held = outbound_share_take(req->auth.org_id, limit);
-    if (held == 0) {
-        http_resp_error(resp, 429, "OUTBOUND_BUSY",
-                        "this organization already has %d provider calls running on this "
-                        "server (AURORA_OUTBOUND_PER_ORG); retry shortly",
-                        limit);
-        http_resp_add_header(resp, "retry-after", "1");
-        return;
-    }
+    int limit = workers_share_limit(w->cfg->outbound_workers, w->cfg->outbound_per_org);
+    if (!workers_share_enter(w, req->auth.org_id, limit))
+        return; /* parked */
     found->handler(w, req, resp);
-    if (held > 0)
-        outbound_share_release(req->auth.org_id);
 }
 
 void router_run(worker_ctx *w, const route *found, http_request *req, http_response *resp)

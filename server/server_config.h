@@ -28,7 +28,7 @@ typedef struct {
     const char *frontend_url;
     int workers;
     int outbound_workers;
-    int outbound_per_org; /* AURORA_OUTBOUND_PER_ORG: 0 automatic (outbound_share.h) */
+    int outbound_per_org; /* AURORA_OUTBOUND_PER_ORG: 0 automatic (worker.h) */
     int64_t max_body;
     int64_t legacy_max_frame;
     int64_t assembly_budget; /* big agent messages assembled at once (tunnel.c) */

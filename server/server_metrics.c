@@ -106,6 +106,13 @@ static void workers_collector(buf_t *out, void *arg)
         prom_write_sample(out, "aurora_worker_queue_depth",
                              (double)workers_queued(M.wp, (worker_pool)p), "pool", names[p],
                              NULL);
+    prom_write_header(out, "aurora_worker_jobs_parked",
+                      "Jobs waiting, off the threads, for a place of their organization "
+                      "(AURORA_OUTBOUND_PER_ORG), by pool",
+                      "gauge");
+    for (int p = 0; p < WORKER_POOLS; p++)
+        prom_write_sample(out, "aurora_worker_jobs_parked",
+                          (double)workers_parked(M.wp, (worker_pool)p), "pool", names[p], NULL);
 }
 
 static void log_collector(buf_t *out, void *arg)

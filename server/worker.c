@@ -16,10 +16,13 @@
 
 #include "log.h"
 
+struct share_row;
+
 typedef struct job {
     job_run_fn run;
     job_done_fn done;
     void *arg;
+    struct share_row *place; /* the tenant place it holds (workers_share_enter) */
     struct job *next;
 } job;
 
@@ -27,6 +30,21 @@ typedef struct {
     job *head, *tail;
     size_t n;
 } job_list;
+
+/* One tenant's places on one pool, and its jobs parked until one frees.  A
+ * freed place with a job parked is handed to that job (queued first), so a
+ * row with parked jobs always holds a place; a job is parked only once its
+ * run has returned, and a place freed meanwhile is kept for it (handoff).
+ * A row lives while it holds a place or a job is on its way to it. */
+typedef struct share_row {
+    worker_pool pool;
+    char key[STORE_ID_LEN];
+    int held;     /* places taken, handed on or kept for a job being parked */
+    int parking;  /* jobs told to park whose run has not returned yet */
+    int handoff;  /* places freed for those jobs (counted in held) */
+    job_list parked;
+    struct share_row *next;
+} share_row;
 
 struct worker_thread;
 
@@ -41,6 +59,8 @@ struct workers {
     idle_stack idle[WORKER_POOLS];
     job_list todo[WORKER_POOLS], finished;
     size_t running;
+    share_row *shares;            /* tenants holding places (workers_share_enter) */
+    size_t parked[WORKER_POOLS];  /* jobs parked in those rows, per pool */
     int started; /* every thread runs: submit accepts jobs */
     int stopping;
     struct worker_thread *threads;
@@ -58,6 +78,8 @@ typedef struct worker_thread {
     pthread_t id;
     pthread_cond_t cv; /* signalled by whoever takes it off the idle stack */
     int idle; /* on wp->idle[pool] */
+    job *cur;        /* the job its run is running */
+    share_row *park; /* set by workers_share_enter: park cur there once run returns */
 } worker_thread;
 
 static void list_push(job_list *l, job *j)
@@ -68,6 +90,15 @@ static void list_push(job_list *l, job *j)
     else
         l->head = j;
     l->tail = j;
+    l->n++;
+}
+
+static void list_push_front(job_list *l, job *j)
+{
+    j->next = l->head;
+    l->head = j;
+    if (!l->tail)
+        l->tail = j;
     l->n++;
 }
 
@@ -116,6 +147,109 @@ static void idle_wake_one(workers *wp, worker_pool pool)
     pthread_cond_signal(&t->cv);
 }
 
+/* ---- tenant shares (worker.h) ---------------------------------------------------- */
+
+int workers_share_limit(int threads, int setting)
+{
+    if (setting > 0)
+        return setting;
+    return threads < 4 ? 0 : (threads + 1) / 2;
+}
+
+/* With wp->mu held. */
+static share_row *share_find(workers *wp, worker_pool pool, const char *key)
+{
+    for (share_row *r = wp->shares; r; r = r->next)
+        if (r->pool == pool && !strcmp(r->key, key))
+            return r;
+    return NULL;
+}
+
+/* With wp->mu held: j's run returned, give back its place.  A job parked
+ * under the row takes it over and goes first in the queue. */
+static void share_leave(workers *wp, job *j)
+{
+    share_row *r = j->place;
+    j->place = NULL;
+    job *next = list_pop(&r->parked);
+    if (next) {
+        wp->parked[r->pool]--;
+        next->place = r;
+        list_push_front(&wp->todo[r->pool], next);
+        idle_wake_one(wp, r->pool);
+        return;
+    }
+    if (r->parking > r->handoff) { /* kept for a job whose run is returning */
+        r->handoff++;
+        return;
+    }
+    if (--r->held > 0)
+        return;
+    for (share_row **pp = &wp->shares; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    free(r);
+}
+
+int workers_share_enter(worker_ctx *w, const char *key, int limit)
+{
+    worker_thread *t = w->thread;
+    workers *wp = t ? t->wp : NULL;
+    job *j = t ? t->cur : NULL;
+    if (!j || limit <= 0 || !key || !*key || strlen(key) >= STORE_ID_LEN)
+        return 1;
+    int run = 1;
+    pthread_mutex_lock(&wp->mu);
+    if (j->place || wp->stopping) {
+        /* handed a freed place while parked, or draining: run */
+    } else {
+        share_row *r = share_find(wp, w->pool, key);
+        if (!r && (r = calloc(1, sizeof(*r)))) {
+            r->pool = w->pool;
+            memcpy(r->key, key, strlen(key) + 1);
+            r->next = wp->shares;
+            wp->shares = r;
+        }
+        if (!r) {
+            /* out of memory: run uncounted rather than refuse */
+        } else if (r->held < limit) {
+            r->held++;
+            j->place = r;
+        } else {
+            r->parking++;
+            t->park = r;
+            run = 0;
+        }
+    }
+    pthread_mutex_unlock(&wp->mu);
+    return run;
+}
+
+void workers_share_count(workers *wp, worker_pool pool, const char *key, int *held,
+                         size_t *parked)
+{
+    pthread_mutex_lock(&wp->mu);
+    share_row *r = share_find(wp, pool, key);
+    *held = r ? r->held : 0;
+    *parked = r ? r->parked.n : 0;
+    pthread_mutex_unlock(&wp->mu);
+}
+
+/* With wp->mu held, stopping: every parked job goes back to its queue, to
+ * run uncounted (workers_share_enter admits all while stopping). */
+static void share_unpark_all(workers *wp)
+{
+    for (share_row *r = wp->shares; r; r = r->next) {
+        job *j;
+        while ((j = list_pop(&r->parked))) {
+            wp->parked[r->pool]--;
+            list_push(&wp->todo[r->pool], j);
+        }
+    }
+}
+
 static void *worker_main(void *p)
 {
     worker_thread *t = p;
@@ -138,18 +272,39 @@ static void *worker_main(void *p)
         if (!j)
             break; /* stopping and nothing left */
         wp->running++;
+        t->cur = j;
         pthread_mutex_unlock(&wp->mu);
         j->run(w, j->arg);
+        pthread_mutex_lock(&wp->mu);
+        t->cur = NULL;
+        wp->running--;
+        if (t->park) {
+            /* its tenant is at its limit: it waits in the row, not here
+             * (or takes the place freed while its run returned) */
+            share_row *r = t->park;
+            t->park = NULL;
+            r->parking--;
+            if (r->handoff > 0) {
+                r->handoff--;
+                j->place = r;
+                list_push_front(&wp->todo[w->pool], j);
+                idle_wake_one(wp, w->pool);
+            } else if (wp->stopping) {
+                list_push(&wp->todo[w->pool], j);
+            } else {
+                list_push(&r->parked, j);
+                wp->parked[w->pool]++;
+            }
+            continue;
+        }
+        if (j->place)
+            share_leave(wp, j);
         if (!j->done) {
             /* Nothing to run on the loop (an audit flush): waking it would
              * only cost an eventfd write and a loop pass per command. */
             free(j);
-            pthread_mutex_lock(&wp->mu);
-            wp->running--;
             continue;
         }
-        pthread_mutex_lock(&wp->mu);
-        wp->running--;
         /* The loop takes the whole list when woken: a push onto a list that
          * is not empty has its wake-up coming already. */
         int wake = !wp->finished.head;
@@ -197,6 +352,7 @@ workers *workers_new(const workers_opts *o, char *err, size_t errlen)
     for (int i = 0; i < n; i++) {
         worker_ctx *w = &wp->threads[i].ctx;
         wp->threads[i].wp = wp;
+        w->thread = &wp->threads[i];
         w->cfg = cfg;
         w->secrets = o->secrets;
         w->index = i;
@@ -246,7 +402,7 @@ int workers_submit(workers *wp, worker_pool pool, job_run_fn run, job_done_fn do
     j->done = done;
     j->arg = arg;
     pthread_mutex_lock(&wp->mu);
-    if (!wp->started || wp->stopping || wp->todo[pool].n >= WORKER_QUEUE_MAX) {
+    if (!wp->started || wp->stopping || wp->todo[pool].n + wp->parked[pool] >= WORKER_QUEUE_MAX) {
         pthread_mutex_unlock(&wp->mu);
         free(j);
         return -1;
@@ -278,7 +434,7 @@ size_t workers_backlog(workers *wp)
     pthread_mutex_lock(&wp->mu);
     size_t n = wp->running;
     for (int p = 0; p < WORKER_POOLS; p++)
-        n += wp->todo[p].n;
+        n += wp->todo[p].n + wp->parked[p];
     pthread_mutex_unlock(&wp->mu);
     return n;
 }
@@ -287,6 +443,7 @@ void workers_stop(workers *wp)
 {
     pthread_mutex_lock(&wp->mu);
     wp->stopping = 1;
+    share_unpark_all(wp);
     for (int i = 0; i < wp->nstarted; i++)
         pthread_cond_signal(&wp->threads[i].cv);
     pthread_mutex_unlock(&wp->mu);
@@ -307,28 +464,43 @@ void workers_free(workers *wp)
         pthread_cond_destroy(&wp->threads[i].cv);
     for (int p = 0; p < WORKER_POOLS; p++)
         free(wp->idle[p].t);
+    while (wp->shares) { /* none once every job ran; a pool never started */
+        share_row *r = wp->shares;
+        wp->shares = r->next;
+        free(r);
+    }
     pthread_mutex_destroy(&wp->mu);
     free(wp->threads);
     free(wp);
 }
 
-/* One pool's count read under the lock: its queue, or its idle stack. */
-static size_t pool_count(workers *wp, worker_pool pool, int idle)
+enum { COUNT_QUEUED, COUNT_IDLE, COUNT_PARKED };
+
+/* One pool's count read under the lock: its queue, its idle stack, or its
+ * parked jobs. */
+static size_t pool_count(workers *wp, worker_pool pool, int what)
 {
     if (!wp || pool < 0 || pool >= WORKER_POOLS)
         return 0;
     pthread_mutex_lock(&wp->mu);
-    size_t n = idle ? (size_t)wp->idle[pool].n : wp->todo[pool].n;
+    size_t n = what == COUNT_IDLE     ? (size_t)wp->idle[pool].n
+               : what == COUNT_PARKED ? wp->parked[pool]
+                                      : wp->todo[pool].n;
     pthread_mutex_unlock(&wp->mu);
     return n;
 }
 
 size_t workers_queued(workers *wp, worker_pool pool)
 {
-    return pool_count(wp, pool, 0);
+    return pool_count(wp, pool, COUNT_QUEUED);
+}
+
+size_t workers_parked(workers *wp, worker_pool pool)
+{
+    return pool_count(wp, pool, COUNT_PARKED);
 }
 
 int workers_idle(workers *wp, worker_pool pool)
 {
-    return (int)pool_count(wp, pool, 1);
+    return (int)pool_count(wp, pool, COUNT_IDLE);
 }

@@ -51,6 +51,7 @@ typedef struct {
                                    hands it to the on_loop callback it schedules */
     int index;
     worker_pool pool;
+    struct worker_thread *thread; /* the pool's thread it belongs to; NULL outside a pool */
 } worker_ctx;
 
 typedef void (*job_run_fn)(worker_ctx *w, void *arg);
@@ -86,12 +87,38 @@ void workers_drain_completions(workers *wp);
 void workers_stop(workers *wp);
 /* Stops (if not done yet), closes the stores and frees the pool. */
 void workers_free(workers *wp);
-/* Jobs queued or running (diagnostics). */
+/* Jobs queued, parked or running (diagnostics; drain waits for none). */
 size_t workers_backlog(workers *wp);
 /* Jobs waiting in one pool's queue (not yet running): /metrics. */
 size_t workers_queued(workers *wp, worker_pool pool);
+/* Jobs of one pool parked until their tenant's place frees: /metrics. */
+size_t workers_parked(workers *wp, worker_pool pool);
 /* Threads of one pool waiting for a job (tests: which one a job goes to). */
 int workers_idle(workers *wp, worker_pool pool);
+
+/* ---- a tenant's share of a pool ---------------------------------------------------
+ *
+ * The outbound workers run every organization's provider calls, each of which
+ * may wait seconds, up to its timeout: one organization's handful of slow
+ * calls held every thread, and everyone else's requests queued behind them.
+ * A job that learns its tenant (after authentication) asks for a place under
+ * it; a tenant at its limit has the job parked: it leaves the thread, holds
+ * nothing but its queue entry, and runs again from the start (authenticated
+ * again) as soon as one of that tenant's places frees, ahead of the queue.
+ * Other tenants' jobs take the freed threads meanwhile.  Nothing is refused:
+ * a tenant's burst waits its turn, as in the queue it came from.
+ *
+ * Worker thread, inside a job's run.  1: the job holds a place under key until
+ * its run returns (also when nothing is counted: limit <= 0, no key, a key of
+ * STORE_ID_LEN or more, or the pool stopping).  0: the job is parked; its run
+ * must return at once, answering nothing. */
+int workers_share_enter(worker_ctx *w, const char *key, int limit);
+/* Places key holds in pool, and its jobs parked (tests, diagnostics). */
+void workers_share_count(workers *wp, worker_pool pool, const char *key, int *held,
+                         size_t *parked);
+/* The limit for a pool of `threads` when the setting is `setting` (0:
+ * automatic, half the pool rounded up; under 4 threads, none).  0: none. */
+int workers_share_limit(int threads, int setting);
 
 /* http.c's dispatch, which names no pool set (that file is being changed on
  * another branch): submits to the running server's pools.  Defined in

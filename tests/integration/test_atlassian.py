@@ -93,6 +93,10 @@ def patient_world():
         w = World(st, "patient-server", start=False)
         w.extra_env.update(fixture_env(fx, w))
         w.extra_env["AURORA_PROVIDER_TIMEOUT_MS"] = "60000"
+        # test_concurrent_refresh_rotates_once has six refreshes of one
+        # organization meet at the server's refresh lock: all six on threads
+        # at once, not four and two parked behind them (worker.h's share)
+        w.extra_env["AURORA_OUTBOUND_PER_ORG"] = "8"
         w.start()
         w.bootstrap()
         return w, fx

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import socket
 import sqlite3
 import ssl
@@ -798,44 +799,56 @@ class SilentInstance:
     close = release
 
 
+def outbound_parked(w):
+    r = w.get("/metrics", auth=False)  # answered on the event loop, whatever the workers do
+    eq(r.status, 200, "GET /metrics (%r)" % r)
+    m = re.search(r'^aurora_worker_jobs_parked\{pool="outbound"\} (\d+)', r.body.decode(), re.M)
+    check(m, "the outbound pool's parked jobs in /metrics", r.body[:400])
+    return int(m.group(1))
+
+
 @test
 def test_one_org_holds_at_most_its_share_of_the_outbound_pool(t):
     """Provider calls share the outbound workers (8 here).  One organization's
     slow calls held them all, and every other organization's connects queued
     behind them.  Now an organization's authenticated requests hold at most
-    half the pool (AURORA_OUTBOUND_PER_ORG, automatic: 4); a fifth is answered
-    429 OUTBOUND_BUSY at once, and another organization is still served."""
+    half the pool (AURORA_OUTBOUND_PER_ORG, automatic: 4); a fifth waits off
+    the threads (parked) while another organization's connect runs, and runs
+    itself once one of the four ends: nothing is refused."""
     w = world()
     _, _, key_a = w.new_org()
     _, _, key_b = w.new_org()
     silent = SilentInstance()
     t.defer(silent.close)
     url = "http://127.0.0.1:%d" % silent.port
-    answers = []
+    answers = {}
 
-    def connect(key):
-        answers.append(sp_connect(w, key, url=url))
+    def connect(name, key):
+        answers[name] = sp_connect(w, key, url=url)
 
-    held = [threading.Thread(target=connect, args=(key_a,)) for _ in range(4)]
-    for th in held:
+    def start(name, key):
+        th = threading.Thread(target=connect, args=(name, key))
         th.start()
+        return th
+
+    held = [start("a%d" % i, key_a) for i in range(4)]
     wait_until(lambda: silent.accepted() >= 4, 30, what="four connects waiting on the instance")
-    r = sp_connect(w, key_a, url=url)
-    eq(r.status, 429, "a fifth call of the same organization (%r)" % r)
-    eq(r.error_code, "OUTBOUND_BUSY", "code")
-    contains(r.get("error"), "AURORA_OUTBOUND_PER_ORG", "names the setting")
-    eq(r.headers.get("retry-after"), "1", "Retry-After")
-    other = threading.Thread(target=connect, args=(key_b,))
-    other.start()
+    fifth = start("a-fifth", key_a)
+    wait_until(lambda: outbound_parked(w) == 1, 30, what="the fifth connect parked")
+    other = start("b", key_b)
     wait_until(lambda: silent.accepted() >= 5, 30,
                what="another organization's connect reaching the instance meanwhile")
+    eq(silent.accepted(), 5, "connections while the fifth is parked (it never left the server)")
+    eq(outbound_parked(w), 1, "still parked")
     silent.release()
-    for th in held + [other]:
+    for th in held + [fifth, other]:
         th.join(60)
-    eq(len(answers), 5, "every held connect answered")
-    check(all(a.status == 502 for a in answers), "the held connects ended as the instance closed",
-          [(a.status, a.error_code) for a in answers])
-    eq(sp_connect(w, key_a).status, 200, "the organization's share is whole again")
+    eq(sorted(answers), ["a-fifth", "a0", "a1", "a2", "a3", "b"], "every connect answered")
+    check(all(a.status == 502 for a in answers.values()),
+          "each ended as the instance closed (the fifth ran, found it refusing: never 429)",
+          sorted((k, a.status, a.error_code) for k, a in answers.items()))
+    eq(outbound_parked(w), 0, "nothing parked at the end")
+    eq(sp_connect(w, key_a).status, 200, "the organization connects as before")
 
 
 @test

@@ -9,7 +9,10 @@
  * two pool sets side by side; a store that cannot be opened; a job goes to
  * the thread that went idle last; completions wake the loop once until it
  * drains them, with the pool's lock released; store workers are refused
- * the secrets backend, outbound workers are not. */
+ * the secrets backend, outbound workers are not; a tenant's share of a pool
+ * (its jobs past the limit parked off the threads, another tenant's run
+ * meanwhile, each parked job run once when a place frees, a stop runs the
+ * parked ones). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -51,6 +54,7 @@ typedef struct {
     int done;
     int bad; /* a job or done() saw something it should not have */
     int probe_lock; /* notify checks the pool's lock is free */
+    int active, active_max; /* gated share jobs past workers_share_enter, the most at once */
     pthread_t loop_thread;
 } fixture;
 
@@ -62,6 +66,10 @@ typedef struct {
     int runs, dones;
     int ran_on; /* worker_ctx.index of the thread that ran it */
     pthread_t done_on;
+    const char *share_key; /* workers_share_enter first, with share_limit */
+    int share_limit;
+    int parks; /* times it was parked */
+    int count_active; /* counted in fx->active while it runs */
 } job_rec;
 
 static void *backlog_main(void *arg)
@@ -103,7 +111,15 @@ static void job_run(worker_ctx *w, void *arg)
 {
     job_rec *j = arg;
     fixture *fx = j->fx;
+    if (j->share_key && !workers_share_enter(w, j->share_key, j->share_limit)) {
+        pthread_mutex_lock(&fx->mu);
+        j->parks++;
+        pthread_mutex_unlock(&fx->mu);
+        return;
+    }
     pthread_mutex_lock(&fx->mu);
+    if (j->count_active && ++fx->active > fx->active_max)
+        fx->active_max = fx->active;
     if (pthread_equal(pthread_self(), fx->loop_thread) || !w->store || w->pool != j->pool ||
         w->cfg != &fx->cfg)
         fx->bad++;
@@ -117,6 +133,8 @@ static void job_run(worker_ctx *w, void *arg)
     j->runs++;
     j->ran_on = w->index;
     fx->ran[w->pool]++;
+    if (j->count_active)
+        fx->active--;
     pthread_mutex_unlock(&fx->mu);
 }
 
@@ -676,6 +694,173 @@ static void test_store_workers_never_call_secrets(void **state)
     assert_int_equal(ph_rmtree(dir), 0);
 }
 
+/* Until key has `parked` jobs parked in pool (parking notifies nobody: polled,
+ * to a deadline). */
+static void wait_parked(fixture *fx, const char *key, size_t parked)
+{
+    int64_t end = now_ms() + WAIT_MS;
+    for (;;) {
+        int held;
+        size_t n;
+        workers_share_count(fx->wp, WORKER_POOL_OUTBOUND, key, &held, &n);
+        if (n == parked)
+            return;
+        if (now_ms() > end)
+            fail_msg("%zu of %zu jobs of %s parked after %d ms", n, parked, key, WAIT_MS);
+        sched_yield();
+    }
+}
+
+static void test_share_automatic_limit(void **state)
+{
+    (void)state;
+    assert_int_equal(workers_share_limit(8, 0), 4);
+    assert_int_equal(workers_share_limit(7, 0), 4);
+    assert_int_equal(workers_share_limit(4, 0), 2);
+    assert_int_equal(workers_share_limit(3, 0), 0); /* too few to divide */
+    assert_int_equal(workers_share_limit(8, 6), 6); /* the setting wins */
+    assert_int_equal(workers_share_limit(1, 1), 1);
+}
+
+/* One tenant's burst on four threads with a share of two: two run, the rest
+ * wait parked (off the threads), another tenant's job runs meanwhile, and
+ * once the gate opens every job runs exactly once, never more than two of
+ * the tenant at a time, each done() once; nothing is left held. */
+static void test_share_parks_the_tenant_past_its_limit(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(1, 4);
+    fixture_start(fx, NULL, NULL);
+    enum { N = 6 };
+    job_rec a[N];
+    for (int i = 0; i < N; i++) {
+        a[i] = (job_rec){ .fx = fx, .gated = 1, .pool = WORKER_POOL_OUTBOUND,
+                          .share_key = "org-a", .share_limit = 2, .count_active = 1 };
+        assert_int_equal(workers_submit(fx->wp, WORKER_POOL_OUTBOUND, job_run, job_done, &a[i]),
+                         0);
+    }
+    wait_inside(fx, 2);
+    wait_parked(fx, "org-a", N - 2);
+    int held;
+    size_t parked;
+    workers_share_count(fx->wp, WORKER_POOL_OUTBOUND, "org-a", &held, &parked);
+    assert_int_equal(held, 2);
+    assert_int_equal(workers_backlog(fx->wp), N); /* two running, four parked */
+    /* another tenant is served while the first one's jobs are held */
+    job_rec b = { .fx = fx, .pool = WORKER_POOL_OUTBOUND, .share_key = "org-b", .share_limit = 2 };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_OUTBOUND, job_run, job_done, &b), 0);
+    loop_until(fx, rec_done, &b);
+    assert_int_equal(b.runs, 1);
+    assert_int_equal(b.parks, 0);
+    pthread_mutex_lock(&fx->mu);
+    assert_int_equal(fx->inside, 2);
+    pthread_mutex_unlock(&fx->mu);
+    open_gate(fx);
+    int n = N + 1;
+    loop_until(fx, done_reaches, &n);
+    int parked_jobs = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a[i].runs, 1);
+        assert_int_equal(a[i].dones, 1);
+        parked_jobs += a[i].parks > 0;
+    }
+    assert_int_equal(parked_jobs, N - 2);
+    assert_int_equal(fx->active_max, 2);
+    assert_int_equal(fx->bad, 0);
+    workers_share_count(fx->wp, WORKER_POOL_OUTBOUND, "org-a", &held, &parked);
+    assert_int_equal(held, 0);
+    assert_int_equal(parked, 0);
+    assert_int_equal(workers_backlog(fx->wp), 0);
+    fixture_free(fx);
+}
+
+/* Many short jobs of one tenant with a share of one on four threads, and
+ * another tenant's beside them: places freed while a job is on its way to
+ * park are kept for it, so no job is stranded (each runs once, within the
+ * deadline) and never two of the tenant run at once. */
+static void test_share_burst_of_short_jobs(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(1, 4);
+    fixture_start(fx, NULL, NULL);
+    enum { N = 400 };
+    job_rec *a = calloc(N, sizeof(*a));
+    assert_non_null(a);
+    for (int i = 0; i < N; i++) {
+        int mine = i % 4 != 3;
+        a[i] = (job_rec){ .fx = fx, .pool = WORKER_POOL_OUTBOUND,
+                          .share_key = mine ? "org-a" : "org-b", .share_limit = mine ? 1 : 2,
+                          .count_active = mine };
+        assert_int_equal(workers_submit(fx->wp, WORKER_POOL_OUTBOUND, job_run, job_done, &a[i]),
+                         0);
+    }
+    int n = N;
+    loop_until(fx, done_reaches, &n);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a[i].runs, 1);
+        assert_int_equal(a[i].dones, 1);
+    }
+    assert_int_equal(fx->active_max, 1);
+    assert_int_equal(fx->bad, 0);
+    int held;
+    size_t parked;
+    workers_share_count(fx->wp, WORKER_POOL_OUTBOUND, "org-a", &held, &parked);
+    assert_int_equal(held + (int)parked, 0);
+    assert_int_equal(workers_backlog(fx->wp), 0);
+    free(a);
+    fixture_free(fx);
+}
+
+static void *stop_main(void *arg)
+{
+    workers_stop(arg);
+    return NULL;
+}
+
+/* A stop does not strand parked jobs: they run (uncounted) beside the job
+ * that still holds the tenant's only place, and every done() comes. */
+static void test_share_stop_runs_parked_jobs(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(1, 2);
+    fixture_start(fx, NULL, NULL);
+    job_rec held = { .fx = fx, .gated = 1, .pool = WORKER_POOL_OUTBOUND, .share_key = "org-a",
+                     .share_limit = 1 };
+    assert_int_equal(workers_submit(fx->wp, WORKER_POOL_OUTBOUND, job_run, job_done, &held), 0);
+    wait_inside(fx, 1);
+    enum { N = 3 };
+    job_rec a[N];
+    for (int i = 0; i < N; i++) {
+        a[i] = (job_rec){ .fx = fx, .pool = WORKER_POOL_OUTBOUND, .share_key = "org-a",
+                          .share_limit = 1 };
+        assert_int_equal(workers_submit(fx->wp, WORKER_POOL_OUTBOUND, job_run, job_done, &a[i]),
+                         0);
+    }
+    wait_parked(fx, "org-a", N);
+    pthread_t stopper;
+    assert_int_equal(pthread_create(&stopper, NULL, stop_main, fx->wp), 0);
+    /* the parked jobs run on the other thread while the first is held */
+    int64_t end = now_ms() + WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&fx->mu);
+        int ran = a[0].runs + a[1].runs + a[2].runs;
+        pthread_mutex_unlock(&fx->mu);
+        if (ran == N)
+            break;
+        if (now_ms() > end)
+            fail_msg("%d of %d parked jobs ran after the stop began", ran, N);
+        sched_yield();
+    }
+    open_gate(fx);
+    pthread_join(stopper, NULL);
+    workers_drain_completions(fx->wp);
+    assert_int_equal(held.dones, 1);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(a[i].dones, 1);
+    assert_int_equal(fx->bad, 0);
+    fixture_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -690,6 +875,10 @@ int main(void)
         cmocka_unit_test(test_two_sets_apart),
         cmocka_unit_test(test_store_cannot_open),
         cmocka_unit_test(test_store_workers_never_call_secrets),
+        cmocka_unit_test(test_share_automatic_limit),
+        cmocka_unit_test(test_share_parks_the_tenant_past_its_limit),
+        cmocka_unit_test(test_share_burst_of_short_jobs),
+        cmocka_unit_test(test_share_stop_runs_parked_jobs),
     };
     return cmocka_run_group_tests_name("server_worker", tests, NULL, NULL);
 }
