@@ -249,7 +249,7 @@ typedef struct {
     char connector[32];
     char account[256];    /* what was connected: SA email, role ARN, tenant, … */
     char secret_ref[512];
-    char status[16];      /* "active", "disabled" */
+    char status[16];      /* "active", "disabled", "needs_reconnect" */
     char *metadata_json;  /* malloc'd; "{}" when empty */
     int64_t created_at;
     int64_t updated_at;

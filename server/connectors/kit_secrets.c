@@ -186,6 +186,74 @@ int kit_secrets_delete_connection(worker_ctx *w, const auth_ctx *who, const char
 
 /* ---- credential connect ------------------------------------------------------------ */
 
+/* A row whose secrets a failed reconnect could not put back: not active
+ * (kit_row_load, kit_status and the pollers see it as not connected) until
+ * the user connects again. */
+#define STATUS_RECONNECT "needs_reconnect"
+
+/* What one field's path held before the connect wrote it. */
+typedef struct {
+    char path[SECRETS_MAX_PATH + 1];
+    unsigned char *val; /* NULL: nothing was there */
+    size_t len;
+} prior_value;
+
+/* 1 if path holds what p says it held before (after a write that failed:
+ * a remote backend may have applied it before the error). */
+static int still_prior(worker_ctx *w, const prior_value *p)
+{
+    unsigned char *v = NULL;
+    size_t len = 0;
+    char err[512];
+    int rc = secrets_get(w->secrets, p->path, &v, &len, err, sizeof(err));
+    int same = p->val ? rc == SECRETS_OK && len == p->len && !memcmp(v, p->val, len)
+                      : rc == SECRETS_NOT_FOUND;
+    if (v)
+        secrets_free(v, len);
+    return same;
+}
+
+/* Puts back what the first n fields' paths held (deletes what was not
+ * there).  A path the old row references that cannot be put back leaves
+ * that connection a mix of old and new fields: the row is marked
+ * STATUS_RECONNECT and resp says so.  Anything else left over lies in the
+ * connection's folder, swept by its next connect or its disconnect. */
+static void undo_connect(worker_ctx *w, const auth_ctx *who, const char *conn,
+                         const prior_value *prior, size_t n, store_connector *old, int have_old,
+                         http_response *resp)
+{
+    char **refd = NULL, err[512];
+    size_t nrefd = 0;
+    int lost = 0;
+    if (have_old)
+        row_paths(old, who, conn, &refd, &nrefd);
+    for (size_t i = 0; i < n; i++) {
+        int rc = prior[i].val ? secrets_put(w->secrets, prior[i].path, prior[i].val, prior[i].len,
+                                            err, sizeof(err))
+                              : secrets_delete(w->secrets, prior[i].path, err, sizeof(err));
+        if (rc == SECRETS_OK || (!prior[i].val && rc == SECRETS_NOT_FOUND) ||
+            still_prior(w, &prior[i]))
+            continue;
+        log_error("%s: a failed connect could not put back %s: %s", conn, prior[i].path, err);
+        for (size_t k = 0; k < nrefd && !lost; k++)
+            lost = !strcmp(refd[k], prior[i].path);
+    }
+    secrets_list_free(refd, nrefd);
+    if (!lost)
+        return;
+    snprintf(old->status, sizeof(old->status), STATUS_RECONNECT);
+    if (store_connector_upsert(w->store, old) != STORE_OK)
+        log_error("%s: connection of user %s (org %s) holds a mix of old and new secrets and "
+                  "could not be marked %s: %s", conn, who->user_id, who->org_id, STATUS_RECONNECT,
+                  store_errmsg(w->store));
+    else
+        log_warn("%s: connection of user %s (org %s) marked %s: its previous secrets could not "
+                 "be put back", conn, who->user_id, who->org_id, STATUS_RECONNECT);
+    http_resp_error(resp, 503, "SECRETS_UNAVAILABLE",
+                    "secrets backend error: the previous connection could not be kept, connect "
+                    "again when the backend is back");
+}
+
 int kit_connect_store(worker_ctx *w, const char *org, const char *user, const char *conn,
                       const char *account, const kit_field *fields, size_t nfields,
                       const cJSON *md, http_response *resp)
@@ -197,11 +265,11 @@ int kit_connect_store(worker_ctx *w, const char *org, const char *user, const ch
     cJSON *stored = md ? cJSON_Duplicate(md, 1) : cJSON_CreateObject();
     cJSON *refs = stored ? cJSON_AddObjectToObject(stored, KEY_REFS) : NULL;
     char **keep = calloc(nfields + 1, sizeof(char *));
-    char **list = NULL;
-    size_t nkeep = 0, n = 0;
+    prior_value *prior = calloc(nfields + 1, sizeof(*prior));
+    size_t nkeep = 0, written = 0;
     int ret = -1;
     kit_oauth_pause *paused = NULL;
-    if (!refs || !keep) {
+    if (!refs || !keep || !prior) {
         http_resp_error(resp, 500, "INTERNAL", "out of memory");
         goto out;
     }
@@ -211,9 +279,31 @@ int kit_connect_store(worker_ctx *w, const char *org, const char *user, const ch
      * (same secret path), leaving the new connection on the old grant. */
     if (have_old && old.secret_ref[0])
         paused = kit_oauth_refresh_pause(NULL, old.secret_ref, conn);
+    /* The fields go to the paths the previous connection's are at: what
+     * they hold is read first, to be put back if a write or the row fails
+     * (a reconnect is all or nothing: never the new api-key beside the old
+     * app-key).  A read that fails ends the connect before any write. */
+    if (nfields > 0 && connector_secrets_ready(w, resp) < 0)
+        goto out;
+    for (size_t i = 0; i < nfields; i++) {
+        char err[512];
+        if (secrets_user_path(prior[i].path, sizeof(prior[i].path), org, user, conn,
+                              fields[i].field) < 0) {
+            http_resp_error(resp, 400, "BAD_REQUEST", "invalid organization or user id");
+            goto out;
+        }
+        int rc = have_old ? secrets_get(w->secrets, prior[i].path, &prior[i].val, &prior[i].len,
+                                        err, sizeof(err))
+                          : SECRETS_NOT_FOUND;
+        if (rc != SECRETS_OK && rc != SECRETS_NOT_FOUND) {
+            connector_secrets_error(rc, err, resp);
+            goto out;
+        }
+    }
     for (size_t i = 0; i < nfields; i++) {
         char ref[REF_MAX], be[32];
         const char *path;
+        written = i + 1; /* a failed write may have landed all the same */
         if (kit_secret_put(w, org, user, conn, fields[i].field, fields[i].value, ref, sizeof(ref),
                            resp) < 0)
             goto out;
@@ -223,11 +313,6 @@ int kit_connect_store(worker_ctx *w, const char *org, const char *user, const ch
         if (secrets_ref_parse(ref, be, sizeof(be), &path) == 0 && (keep[nkeep] = strdup(path)))
             nkeep++;
     }
-    /* One credential at a time: what the connection stored before goes. */
-    if (w->secrets && (nfields > 0 || (have_old && old.secret_ref[0])) &&
-        (connection_paths(w, &who, conn, have_old ? &old : NULL, &list, &n, resp) < 0 ||
-                       delete_paths(w, list, n, keep, nkeep, resp) < 0))
-        goto out;
     snprintf(row.org_id, sizeof(row.org_id), "%s", org);
     snprintf(row.user_id, sizeof(row.user_id), "%s", user);
     snprintf(row.connector, sizeof(row.connector), "%s", conn);
@@ -239,16 +324,38 @@ int kit_connect_store(worker_ctx *w, const char *org, const char *user, const ch
         goto out;
     }
     row.metadata_json = text; /* freed with row */
-    if (store_connector_upsert(w->store, &row) != STORE_OK)
+    if (store_connector_upsert(w->store, &row) != STORE_OK) {
         api_store_error(w, resp);
-    else
-        ret = 0;
+        goto out;
+    }
+    ret = 0;
+    /* One credential at a time: what the connection stored before goes,
+     * once the row names the new one (deleting first would break the old
+     * connection if the row could not be written).  Best effort: what stays
+     * lies in the connection's folder, deleted by its next connect or its
+     * disconnect. */
+    char **list = NULL;
+    size_t n = 0;
+    http_response scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    if (w->secrets && (nfields > 0 || (have_old && old.secret_ref[0])) &&
+        (connection_paths(w, &who, conn, have_old ? &old : NULL, &list, &n, &scratch) < 0 ||
+         delete_paths(w, list, n, keep, nkeep, &scratch) < 0))
+        log_warn("%s: the previous secrets of user %s (org %s) stay until the next connect or "
+                 "disconnect", conn, user, org);
+    buf_free(&scratch.body);
+    secrets_list_free(list, n);
 out:
+    if (ret < 0 && written > 0)
+        undo_connect(w, &who, conn, prior, written, &old, have_old, resp);
     kit_oauth_refresh_resume(paused);
     for (size_t i = 0; i < nkeep; i++)
         free(keep[i]);
     free(keep);
-    secrets_list_free(list, n);
+    for (size_t i = 0; prior && i < nfields; i++)
+        if (prior[i].val)
+            secrets_free(prior[i].val, prior[i].len);
+    free(prior);
     cJSON_Delete(stored);
     store_connector_free(&old);
     store_connector_free(&row);

@@ -47,12 +47,17 @@ int kit_secret_replace(worker_ctx *w, const char *ref, const char *value, char *
 
 /* An API-key / credential connect, after the provider accepted the
  * credential (validate first, store after): every field is written to the
- * secrets backend, every other secret of the connection is deleted (one
- * credential at a time: a client secret replaces a refresh token and the
- * reverse), and the row is written with `account`, metadata md (copied;
- * "secret_refs" added) and the first field's reference.  nfields may be 0
- * (a connection that stores no secret, e.g. an assumed IAM role).  0, or -1
- * with resp filled. */
+ * secrets backend, the row is written with `account`, metadata md (copied;
+ * "secret_refs" added) and the first field's reference, then every other
+ * secret of the connection is deleted (one credential at a time: a client
+ * secret replaces a refresh token and the reverse; best effort, what stays
+ * goes with the next connect or the disconnect).  All or nothing: when a
+ * write or the row fails, what the fields' paths held before is put back
+ * (read before the first write), so a reconnect leaves the previous
+ * connection whole; if that cannot be done for a path its row references,
+ * the row is marked "needs_reconnect" (not active) and the 503 says so.
+ * nfields may be 0 (a connection that stores no secret, e.g. an assumed
+ * IAM role).  0, or -1 with resp filled. */
 int kit_connect_store(worker_ctx *w, const char *org, const char *user, const char *conn,
                       const char *account, const kit_field *fields, size_t nfields,
                       const struct cJSON *md, http_response *resp);

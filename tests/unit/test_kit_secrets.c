@@ -3,7 +3,9 @@
  * store: org-scoped paths (one user id in two organizations keeps two sets
  * of secrets), references only in the database, one credential at a time,
  * rows written before the paths became org-scoped still readable and
- * deleted, nothing outside the connection's folder deleted. */
+ * deleted, nothing outside the connection's folder deleted, a reconnect that
+ * the backend fails half way leaves the previous connection whole (or marks
+ * it needs_reconnect, never a silent mix of old and new fields). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +276,163 @@ static void test_replace_and_rows(void **state)
     store_connector_free(&row);
 }
 
+/* ---- a backend that fails some writes ------------------------------------------- */
+
+/* Runs sql on the local backend's own SQLite file, beside the handle the
+ * kit uses: triggers that refuse chosen writes are how a test makes "the
+ * second put fails" happen (RAISE gives the kit a backend error, 503). */
+static void backend_sql(fx *f, const char *sql)
+{
+    char db[128];
+    sqlite3 *h = NULL;
+    snprintf(db, sizeof(db), "%s/secrets.db", f->dir);
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(h, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : "?");
+    sqlite3_close(h);
+}
+
+/* A two-field connect (Datadog's api-key + app-key); returns the status
+ * (200 on success). */
+static int connect2(fx *f, const char *user, const char *account, const char *f1, const char *v1,
+                    const char *f2, const char *v2)
+{
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    cJSON *md = cJSON_CreateObject();
+    cJSON_AddStringToObject(md, "site", account);
+    kit_field fl[2] = { { f1, v1 }, { f2, v2 } };
+    int rc = kit_connect_store(&f->w, f->a.id, user, "demo", account, fl, 2, md, &resp);
+    int status = rc == 0 ? 200 : resp.status;
+    assert_true(rc == 0 || status >= 400);
+    buf_free(&resp.body);
+    cJSON_Delete(md);
+    return status;
+}
+
+/* The value the row's metadata secret_refs names for field. */
+static void expect_field(fx *f, const store_connector *row, const char *field, const char *want)
+{
+    cJSON *md = cJSON_Parse(row->metadata_json);
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(md, "secret_refs"), field);
+    assert_true(cJSON_IsString(ref));
+    char be[32];
+    const char *path = NULL;
+    assert_int_equal(secrets_ref_parse(ref->valuestring, be, sizeof(be), &path), 0);
+    expect_secret(f, path, want);
+    cJSON_Delete(md);
+}
+
+/* The reconnect of the tests below: new keys, new account. */
+static int reconnect_new(fx *f, const char *user)
+{
+    return connect2(f, user, "new.site", "api-key", "new-api-key-2", "app-key", "new-app-key-2");
+}
+
+/* user's row is that new connection, whole and active. */
+static void expect_new(fx *f, const char *user)
+{
+    store_connector row;
+    assert_int_equal(store_connector_get(f->st, f->a.id, user, "demo", &row), STORE_OK);
+    assert_string_equal(row.status, "active");
+    assert_string_equal(row.account, "new.site");
+    expect_field(f, &row, "api-key", "new-api-key-2");
+    expect_field(f, &row, "app-key", "new-app-key-2");
+    store_connector_free(&row);
+}
+
+/* The backend refuses every write over the app-key (not the first one). */
+#define REFUSE_APP_UPDATE                                                                       \
+    "CREATE TRIGGER refuse_app BEFORE UPDATE ON secrets WHEN OLD.path LIKE '%/demo/app-key'"  \
+    " BEGIN SELECT RAISE(ABORT, 'injected: backend gone'); END;"
+
+/* Re-connecting with new keys while the backend refuses the second write
+ * (a Vault that goes away mid-request): 503, and the previous connection
+ * is exactly as it was — its row and both its keys — not the new api-key
+ * beside the old app-key. */
+static void test_reconnect_second_put_fails_keeps_old(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(connect2(f, "usr_5", "old.site", "api-key", "old-api", "app-key", "old-app"),
+                     200);
+    backend_sql(f, REFUSE_APP_UPDATE);
+    assert_int_equal(reconnect_new(f, "usr_5"), 503);
+    store_connector row;
+    assert_int_equal(store_connector_get(f->st, f->a.id, "usr_5", "demo", &row), STORE_OK);
+    assert_string_equal(row.status, "active");
+    assert_string_equal(row.account, "old.site");
+    expect_field(f, &row, "api-key", "old-api");
+    expect_field(f, &row, "app-key", "old-app");
+    store_connector_free(&row);
+    /* the backend back: the reconnect goes through whole */
+    backend_sql(f, "DROP TRIGGER refuse_app;");
+    assert_int_equal(reconnect_new(f, "usr_5"), 200);
+    expect_new(f, "usr_5");
+}
+
+/* The same, and putting the first key back fails too: the connection can
+ * no longer be what it was, so it says so (status needs_reconnect, not
+ * connected) instead of pairing the new api-key with the old app-key. */
+static void test_reconnect_unrestorable_marks_row(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(connect2(f, "usr_6", "old.site", "api-key", "old-api", "app-key", "old-app"),
+                     200);
+    /* the app-key write fails; so does writing "old-api" (7 bytes, 16 of
+     * GCM tag) back over the new api-key */
+    backend_sql(f, REFUSE_APP_UPDATE
+                   "CREATE TRIGGER refuse_restore BEFORE UPDATE ON secrets"
+                   " WHEN OLD.path LIKE '%/demo/api-key' AND length(NEW.ciphertext) = 7 + 16"
+                   " BEGIN SELECT RAISE(ABORT, 'injected: backend gone'); END;");
+    assert_int_equal(reconnect_new(f, "usr_6"), 503);
+    store_connector row;
+    assert_int_equal(store_connector_get(f->st, f->a.id, "usr_6", "demo", &row), STORE_OK);
+    assert_string_equal(row.status, "needs_reconnect");
+    store_connector_free(&row);
+    auth_ctx w6 = who(f->a.id, "usr_6");
+    cJSON *md;
+    http_response resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(kit_row_load(&f->w, &w6, "demo", &row, &md, "demo is not connected", &resp),
+                     -1);
+    assert_int_equal(resp.status, 404);
+    buf_free(&resp.body);
+    cJSON *out = cJSON_CreateObject();
+    assert_int_equal(kit_status(&f->w, &w6, "demo", NULL, out, &row, &md), 1);
+    char *text = cJSON_PrintUnformatted(out);
+    assert_non_null(strstr(text, "\"connected\":false"));
+    assert_non_null(strstr(text, "\"status\":\"needs_reconnect\""));
+    free(text);
+    cJSON_Delete(out);
+    cJSON_Delete(md);
+    store_connector_free(&row);
+    /* connecting again mends it */
+    backend_sql(f, "DROP TRIGGER refuse_app; DROP TRIGGER refuse_restore;");
+    assert_int_equal(reconnect_new(f, "usr_6"), 200);
+    expect_new(f, "usr_6");
+}
+
+/* A first connect that fails half way leaves no row and no secret. */
+static void test_first_connect_fails_leaves_nothing(void **state)
+{
+    fx *f = *state;
+    backend_sql(f, "CREATE TRIGGER refuse_app BEFORE INSERT ON secrets"
+                   " WHEN NEW.path LIKE '%/demo/app-key'"
+                   " BEGIN SELECT RAISE(ABORT, 'injected: backend gone'); END;");
+    assert_int_equal(connect2(f, "usr_7", "a.site", "api-key", "api", "app-key", "app"), 503);
+    store_connector row;
+    assert_int_equal(store_connector_get(f->st, f->a.id, "usr_7", "demo", &row), STORE_NOT_FOUND);
+    char prefix[SECRETS_MAX_PATH + 1], err[256];
+    secrets_user_prefix(prefix, sizeof(prefix), f->a.id, "usr_7", "demo");
+    char **paths;
+    size_t n;
+    assert_int_equal(secrets_list(f->sec, prefix, &paths, &n, err, sizeof(err)), SECRETS_OK);
+    assert_int_equal(n, 0);
+    secrets_list_free(paths, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +441,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_credential_at_a_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_and_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_second_put_fails_keeps_old, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_unrestorable_marks_row, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_connect_fails_leaves_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
