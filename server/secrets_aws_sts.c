@@ -10,7 +10,8 @@
  * ErrorResponse/Error/{Code, Message}.  5xx, throttling and
  * IDPCommunicationError (STS could not reach the cluster's OIDC issuer) are
  * retried with backoff.  The token and the form holding it are wiped after
- * the call; an STS message that would echo the token is dropped.
+ * the call; an STS message that quotes any 16 characters of the token is
+ * dropped.
  */
 #include "secrets_aws_sts.h"
 
@@ -55,6 +56,45 @@ static void xml_field(const char *body, const char *tag, char *out, size_t cap)
         return;
     a += strlen(open);
     snprintf(out, cap, "%.*s", (int)(b - a), a);
+}
+
+/* The pieces of the token an error message may not quote: any run of this
+ * many of its characters (fewer say nothing about it; more would let a cut
+ * or partial echo through). */
+#define TOKEN_PIECE 16
+/* STS's messages are a sentence; one longer is dropped unread (the search
+ * below is quadratic). */
+#define MESSAGE_SEARCH_MAX 2048
+
+/* Whether text[0..n) holds the token or any TOKEN_PIECE characters of it.
+ * STS may quote the token it refused, whole or in part, and a JWT's first
+ * ~200 characters are its header and claims (issuer, namespace, service
+ * account): searched in the whole message, before it is cut for the error. */
+static int quotes_token(const char *text, size_t n, const char *tok)
+{
+    size_t tl = strlen(tok);
+    if (tl <= TOKEN_PIECE)
+        return memmem(text, n, tok, tl) != NULL;
+    for (size_t i = 0; i + TOKEN_PIECE <= n; i++)
+        if (memmem(tok, tl, text + i, TOKEN_PIECE))
+            return 1;
+    return 0;
+}
+
+/* The <Message> of an STS error body into out (cut to cap), "" when absent,
+ * longer than MESSAGE_SEARCH_MAX, or quoting the token. */
+static void sts_message(const char *body, const char *tok, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *a = body ? strstr(body, "<Message>") : NULL;
+    const char *b = a ? strstr(a, "</Message>") : NULL;
+    if (!a || !b)
+        return;
+    a += strlen("<Message>");
+    size_t n = (size_t)(b - a);
+    if (n > MESSAGE_SEARCH_MAX || quotes_token(a, n, tok))
+        return;
+    snprintf(out, cap, "%.*s", (int)n, a);
 }
 
 /* application/x-www-form-urlencoded value: unreserved characters kept. */
@@ -232,11 +272,10 @@ int aws_sts_assume_web_identity(const aws_web_identity *w, aws_creds *out, time_
         }
         char code[96], message[200];
         xml_field(r.body, "Code", code, sizeof(code));
-        xml_field(r.body, "Message", message, sizeof(message));
+        sts_message(r.body, tok, message, sizeof(message));
         http_client_resp_free(&r);
-        size_t tl = strlen(tok);
-        if (strstr(message, tok) || (tl > 16 && strstr(message, tok + tl - 16)))
-            message[0] = '\0';
+        if (quotes_token(code, strlen(code), tok))
+            code[0] = '\0';
         for (char *p = message; *p; p++)
             if ((unsigned char)*p < 0x20 || *p == 0x7f)
                 *p = ' ';

@@ -175,7 +175,7 @@ static void proxy_fault_says(int status, const char *type, int count, const char
                              const char *message)
 {
     CURL *c = curl_easy_init();
-    char url[128], body[512];
+    char url[128], body[4096];
     snprintf(url, sizeof(url), "%s/_fixture/fail", proxy_endpoint);
     snprintf(body, sizeof(body), "{\"status\":%d,\"type\":\"%s\",\"count\":%d%s%s%s%s%s%s}",
              status, type, count, target ? ",\"target\":\"" : "", target ? target : "",
@@ -730,6 +730,61 @@ static void test_web_identity_errors(void **state)
     assert_non_null(strstr(err, "AWS_ROLE_SESSION_NAME"));
 }
 
+/* No piece of a token (16 characters or more) in text. */
+static void assert_no_piece_of(const char *text, const char *tok)
+{
+    size_t tl = strlen(tok);
+    for (size_t i = 0; i + 16 <= tl; i++)
+        if (memmem(text, strlen(text), tok + i, 16))
+            fail_msg("\"%s\" quotes the token's characters %zu..%zu", text, i, i + 15);
+}
+
+/* STS quoting the web-identity token it refused (a real service-account
+ * JWT: hundreds of characters, its start the header and claims), whole or a
+ * piece of it: no part of it reaches the error (and so the logs), however
+ * long the message. */
+static void test_web_identity_sts_message_quoting_the_token(void **state)
+{
+    (void)state;
+    secrets_config c = wcfg();
+    /* header.claims.signature, as the kubelet writes it (no newline). */
+    char jwt[1200];
+    int n = snprintf(jwt, sizeof(jwt), "eyJhbGciOiJSUzI1NiIsImtpZCI6InNlY3JldHMtdGVzdCJ9.");
+    for (int i = 0; n < 900; i++)
+        n += snprintf(jwt + n, sizeof(jwt) - (size_t)n, "eyJpc3MiOiJodHRwczovL29pZGMuZWtz%02d", i);
+    snprintf(jwt + n, sizeof(jwt) - (size_t)n, ".c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWduYXR1cmU");
+    write_token(TOKEN_FILE, jwt);
+    sts_setup("[\"eks-token-ok\"]", -1);
+    secrets_t *s = open_ok(&c);
+    char msg[1400], err[512];
+    unsigned char *got = NULL;
+    size_t len = 0;
+    const char *shapes[] = { "Token %s is not valid", /* the whole token */
+                             "Invalid token: %.60s",   /* its start: header and claims */
+                             "bad claims in %.40s" };  /* a piece from the start */
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        snprintf(msg, sizeof(msg), shapes[i], jwt);
+        proxy_fault_says(400, "InvalidIdentityToken", 1, "sts.AssumeRoleWithWebIdentity", msg);
+        assert_int_equal(secrets_get(s, "aurora/err/jwt", &got, &len, err, sizeof(err)),
+                         SECRETS_E_DENIED);
+        assert_non_null(strstr(err, "InvalidIdentityToken"));
+        assert_no_piece_of(err, jwt);
+    }
+    /* A piece from the middle of the token, after the first 200 characters. */
+    snprintf(msg, sizeof(msg), "signature check failed near %.32s", jwt + 400);
+    proxy_fault_says(400, "InvalidIdentityToken", 1, "sts.AssumeRoleWithWebIdentity", msg);
+    assert_int_equal(secrets_get(s, "aurora/err/jwt", &got, &len, err, sizeof(err)),
+                     SECRETS_E_DENIED);
+    assert_no_piece_of(err, jwt);
+    /* A message that quotes nothing of it is still passed on. */
+    proxy_fault_says(400, "InvalidIdentityToken", 1, "sts.AssumeRoleWithWebIdentity",
+                     "Incorrect token audience");
+    assert_int_equal(secrets_get(s, "aurora/err/jwt", &got, &len, err, sizeof(err)),
+                     SECRETS_E_DENIED);
+    assert_non_null(strstr(err, "Incorrect token audience"));
+    secrets_close(s);
+}
+
 /* Static keys win when both are configured (the SDK chain's order). */
 static void test_static_keys_first(void **state)
 {
@@ -1066,6 +1121,7 @@ int main(void)
         cmocka_unit_test(test_web_identity_roundtrip),
         cmocka_unit_test(test_web_identity_rotation_and_expiry),
         cmocka_unit_test(test_web_identity_errors),
+        cmocka_unit_test(test_web_identity_sts_message_quoting_the_token),
         cmocka_unit_test(test_static_keys_first),
         cmocka_unit_test(test_web_identity_settings),
         cmocka_unit_test(test_web_identity_threads),
