@@ -319,8 +319,20 @@ int secrets_put(secrets_t *s, const char *path, const void *val, size_t len, cha
     if (rc == SECRETS_OK)
         return SECRETS_OK;
     /* A backend's answer is passed on only if it does not quote the value
-     * (a validation message echoing its input would leak it). */
-    if (len >= 4 && memmem(detail, strlen(detail), val, len < 16 ? len : 16))
+     * (a validation message echoing its input would leak it).  Vault's and
+     * AWS's text comes with its control characters turned into spaces:
+     * the value's start is looked for as it is and turned the same way (a
+     * JSON key's `{\n  "type"` is quoted as `{   "type"`). */
+    size_t head = len < 16 ? len : 16;
+    char shown[16];
+    for (size_t i = 0; i < head; i++) {
+        unsigned char b = ((const unsigned char *)val)[i];
+        shown[i] = b < 0x20 || b == 0x7f ? ' ' : (char)b;
+    }
+    int quoted = len >= 4 && (memmem(detail, strlen(detail), val, head) ||
+                              memmem(detail, strlen(detail), shown, head));
+    secret_wipe(shown, sizeof(shown));
+    if (quoted)
         snprintf(detail, sizeof(detail), "%s (the backend's message is withheld: it quoted the "
                                          "value)", secrets_strerror(rc));
     return fail(s, rc, "put", path, detail, err, errlen);

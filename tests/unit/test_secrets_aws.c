@@ -367,6 +367,29 @@ static void test_throttling_and_server_errors(void **state)
     secrets_close(s);
 }
 
+/* AWS's (and Vault's) error text reaches secrets_put with its control
+ * characters turned into spaces: a value that has some in its first 16
+ * bytes (a service-account key's JSON, `{\n  "type": ...`), quoted by the
+ * backend, is withheld all the same. */
+static void test_put_error_quoting_a_multiline_value(void **state)
+{
+    (void)state;
+    secrets_config c = cfg(proxy_endpoint);
+    secrets_t *s = open_ok(&c);
+    const char *value = "{\n  \"type\": \"service_account\",\n  \"project_id\": \"p\"\n}\n";
+    /* The message as AWS's JSON carries it (the proxy's control body is JSON too). */
+    proxy_fault_says(400, "ValidationException", 1, "secretsmanager.PutSecretValue",
+                     "Invalid SecretString: {\\n  \\\"type\\\": \\\"service_account\\\",\\n  "
+                     "\\\"project_id\\\": \\\"p\\\"\\n}");
+    char err[512] = "";
+    assert_int_not_equal(secrets_put(s, "aurora/quote/sa", value, strlen(value), err, sizeof(err)),
+                         SECRETS_OK);
+    if (strstr(err, "service_account") || !strstr(err, "withheld"))
+        fail_msg("the backend's message quoting the value was passed on: %s", err);
+    assert_non_null(strstr(err, "aurora/quote/sa"));
+    secrets_close(s);
+}
+
 static void test_down_and_config(void **state)
 {
     (void)state;
@@ -1115,6 +1138,7 @@ int main(void)
         cmocka_unit_test(test_values_leave_no_copy_in_freed_memory),
         cmocka_unit_test(test_denied),
         cmocka_unit_test(test_throttling_and_server_errors),
+        cmocka_unit_test(test_put_error_quoting_a_multiline_value),
         cmocka_unit_test(test_down_and_config),
         cmocka_unit_test(test_list_pages),
         cmocka_unit_test(test_write_after_delete_waits_for_the_deletion),
