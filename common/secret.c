@@ -98,3 +98,44 @@ char *secret_json_print(const cJSON *tree)
     }
     return NULL;
 }
+
+/* The string at keys in tree, NULL if none. */
+static const char *string_at(const cJSON *tree, const char *const keys[])
+{
+    for (size_t i = 0; tree && keys[i]; i++)
+        tree = cJSON_GetObjectItemCaseSensitive(tree, keys[i]);
+    return cJSON_IsString(tree) ? tree->valuestring : NULL;
+}
+
+int secret_json_string_has_nul(const char *text, size_t len, const char *const keys[],
+                               size_t *full)
+{
+    *full = 0;
+    if (!text || !memmem(text, len, "\\u0000", 6))
+        return 0; /* the usual case: no NUL anywhere, nothing parsed again */
+    /* Parsed again with every "\u0000" escape read as "\u0001" (one byte
+     * either way): the value holds a NUL iff it comes out longer. */
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return 1; /* cannot tell: not returned cut */
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (copy[i] != '\\')
+            continue;
+        if (copy[i + 1] == 'u' && i + 5 < len && !memcmp(copy + i + 2, "0000", 4))
+            copy[i + 5] = '1';
+        i++; /* the escaped character: "\\u0000" is a backslash and text */
+    }
+    cJSON *as_is = cJSON_ParseWithLength(text, len), *turned = cJSON_ParseWithLength(copy, len);
+    const char *a = string_at(as_is, keys), *b = string_at(turned, keys);
+    int nul = a && b && strlen(a) != strlen(b);
+    if (nul) {
+        *full = strlen(b);
+        secret_wipe((char *)a, *full); /* past its NUL too */
+    }
+    secret_json_free(as_is);
+    secret_json_free(turned);
+    secret_free_n(copy, len + 1);
+    return nul;
+}

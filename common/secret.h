@@ -27,5 +27,13 @@ void secret_json_free(struct cJSON *tree);
  * (release it with secret_free; the tree is still the caller's to wipe).
  * NULL on OOM or a NULL tree. */
 char *secret_json_print(const struct cJSON *tree);
+/* Whether the string at the member path keys (NULL-ended: {"data", "value",
+ * NULL}) of the JSON text text[0..len) holds a NUL.  cJSON decodes a
+ * "\u0000" into one and its valuestring then ends there: a caller taking
+ * strlen of it would return the value silently cut (and wipe only its
+ * start).  0 when there is no such string; 1 with *full set to the string's
+ * whole decoded length (what the caller's copy holds, to wipe). */
+int secret_json_string_has_nul(const char *text, size_t len, const char *const keys[],
+                               size_t *full);
 
 #endif

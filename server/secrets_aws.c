@@ -620,9 +620,15 @@ static int aws_get(void *impl, const char *path, unsigned char **val, size_t *le
     cJSON *j = cJSON_ParseWithLength(r.body, r.len);
     cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "SecretString");
     cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "SecretBinary");
+    static const char *const string_at[] = { "SecretString", NULL };
     unsigned char *out = NULL;
-    size_t n = 0;
-    if (cJSON_IsString(s)) {
+    size_t n = 0, full = 0;
+    if (cJSON_IsString(s) && secret_json_string_has_nul(r.body, r.len, string_at, &full)) {
+        /* cJSON's string ends at the NUL: what follows would be lost. */
+        say(err, errlen, "SecretString holds a NUL character (\\u0000), which cannot be "
+                         "returned whole (store such a value as SecretBinary)");
+        rc = SECRETS_E_OTHER;
+    } else if (cJSON_IsString(s)) {
         n = strlen(s->valuestring);
         if ((out = malloc(n + 1)))
             memcpy(out, s->valuestring, n + 1);
@@ -651,7 +657,7 @@ static int aws_get(void *impl, const char *path, unsigned char **val, size_t *le
         *len = n;
     }
     if (cJSON_IsString(s))
-        OPENSSL_cleanse(s->valuestring, strlen(s->valuestring));
+        OPENSSL_cleanse(s->valuestring, full ? full : strlen(s->valuestring));
     if (cJSON_IsString(b))
         OPENSSL_cleanse(b->valuestring, strlen(b->valuestring));
     cJSON_Delete(j);

@@ -683,6 +683,8 @@ static int vault_get(void *impl, const char *path, unsigned char **val, size_t *
     cJSON *data = cJSON_GetObjectItemCaseSensitive(outer, "data");
     cJSON *value = cJSON_GetObjectItemCaseSensitive(data, "value");
     cJSON *enc = cJSON_GetObjectItemCaseSensitive(data, "encoding");
+    static const char *const value_at[] = { "data", "data", "value", NULL };
+    size_t full = 0;
     if (!j || !cJSON_IsObject(outer)) {
         say(err, errlen, "unexpected answer from Vault");
         rc = SECRETS_E_OTHER;
@@ -693,6 +695,12 @@ static int vault_get(void *impl, const char *path, unsigned char **val, size_t *
     } else if (!cJSON_IsString(value)) {
         say(err, errlen, "the secret has no string field \"value\" (write it with "
                          "`vault kv put <path> value=@file`)");
+        rc = SECRETS_E_OTHER;
+    } else if (secret_json_string_has_nul(r.body, r.len, value_at, &full)) {
+        /* cJSON's string ends at the NUL: what follows would be lost. */
+        say(err, errlen, "field \"value\" holds a NUL character (\\u0000), which cannot be "
+                         "returned whole (write it with `vault kv put <path> value=<base64> "
+                         "encoding=base64`)");
         rc = SECRETS_E_OTHER;
     } else if (cJSON_IsString(enc) && !strcmp(enc->valuestring, "base64")) {
         size_t n = 0;
@@ -727,7 +735,7 @@ static int vault_get(void *impl, const char *path, unsigned char **val, size_t *
         }
     }
     if (cJSON_IsString(value))
-        OPENSSL_cleanse(value->valuestring, strlen(value->valuestring));
+        OPENSSL_cleanse(value->valuestring, full ? full : strlen(value->valuestring));
     cJSON_Delete(j);
     http_client_resp_free(&r);
     return rc;

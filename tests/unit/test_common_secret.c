@@ -120,6 +120,25 @@ static void test_json_print_same_text(void **state)
     assert_null(secret_json_print(NULL));
 }
 
+/* A NUL decoded into the string at a member path is found; "\\u0000" (a
+ * backslash and text), another member's NUL, or no such member are not. */
+static void test_json_string_has_nul(void **state)
+{
+    (void)state;
+    static const char *const at[] = { "data", "value", NULL };
+    size_t full = 7;
+    const char *t = "{\"data\":{\"value\":\"ab\\u0000cd\"}}";
+    assert_int_equal(secret_json_string_has_nul(t, strlen(t), at, &full), 1);
+    assert_int_equal(full, 5);
+    t = "{\"data\":{\"value\":\"ab\\\\u0000cd\",\"note\":\"\\u0000\"}}";
+    assert_int_equal(secret_json_string_has_nul(t, strlen(t), at, &full), 0);
+    assert_int_equal(full, 0);
+    t = "{\"data\":{\"other\":\"\\u0000\"}}";
+    assert_int_equal(secret_json_string_has_nul(t, strlen(t), at, &full), 0);
+    t = "{\"data\":{\"value\":\"plain\"}}";
+    assert_int_equal(secret_json_string_has_nul(t, strlen(t), at, &full), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -128,6 +147,7 @@ int main(void)
         cmocka_unit_test(test_json_tree_wiped),
         cmocka_unit_test(test_json_root_string),
         cmocka_unit_test(test_json_print_same_text),
+        cmocka_unit_test(test_json_string_has_nul),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

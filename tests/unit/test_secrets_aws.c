@@ -367,6 +367,28 @@ static void test_throttling_and_server_errors(void **state)
     secrets_close(s);
 }
 
+/* A SecretString written outside Aurora with a NUL in it (the aws CLI
+ * sends it as `\u0000`): refused with an error that says so, never
+ * returned cut at the NUL. */
+static void test_value_with_a_nul_is_not_cut(void **state)
+{
+    (void)state;
+    char path[128], arg[160];
+    snprintf(path, sizeof(path), "%s/with-nul", DIR_);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite("head\0tail", 1, 9, f), 9);
+    fclose(f);
+    snprintf(arg, sizeof(arg), "file://%s", path);
+    const char *create[] = { "create-secret", "--name", "aurora/nul/a", "--secret-string", arg,
+                             NULL };
+    assert_int_equal(aws_cli(create), 0);
+    secrets_config c = cfg(NULL);
+    secrets_t *s = open_ok(&c);
+    expect_get_error(s, "aurora/nul/a", SECRETS_E_OTHER, "NUL");
+    secrets_close(s);
+}
+
 /* AWS's (and Vault's) error text reaches secrets_put with its control
  * characters turned into spaces: a value that has some in its first 16
  * bytes (a service-account key's JSON, `{\n  "type": ...`), quoted by the
@@ -1135,6 +1157,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_signed),
         cmocka_unit_test(test_guide_file_pem),
+        cmocka_unit_test(test_value_with_a_nul_is_not_cut),
         cmocka_unit_test(test_values_leave_no_copy_in_freed_memory),
         cmocka_unit_test(test_denied),
         cmocka_unit_test(test_throttling_and_server_errors),

@@ -355,6 +355,27 @@ static void test_guide_paths_written_by_cli(void **state)
     secrets_close(s);
 }
 
+/* A value written outside Aurora with a NUL in it (`\u0000` in Vault's
+ * JSON): refused with an error that says so, never returned cut at the
+ * NUL. */
+static void test_value_with_a_nul_is_not_cut(void **state)
+{
+    (void)state;
+    assert_int_equal(raw_call("POST", "/v1/aurora/data/system/nul", ROOT_TOKEN,
+                              "{\"data\":{\"value\":\"head\\u0000tail\"}}", NULL),
+                     200);
+    /* A "\\u0000" is text, not a NUL; another field's NUL is not the value's. */
+    assert_int_equal(raw_call("POST", "/v1/aurora/data/system/not-nul", ROOT_TOKEN,
+                              "{\"data\":{\"value\":\"a\\\\u0000b\",\"note\":\"x\\u0000y\"}}",
+                              NULL),
+                     200);
+    secrets_config c = token_cfg();
+    secrets_t *s = open_ok(&c);
+    expect_get_error(s, "aurora/system/nul", SECRETS_E_OTHER, "NUL");
+    expect_secret(s, "aurora/system/not-nul", "a\\u0000b", 8);
+    secrets_close(s);
+}
+
 static void test_mount_and_prefix(void **state)
 {
     (void)state;
@@ -934,6 +955,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_token_auth_roundtrip, setup),
         cmocka_unit_test_setup(test_guide_paths_written_by_cli, setup),
+        cmocka_unit_test_setup(test_value_with_a_nul_is_not_cut, setup),
         cmocka_unit_test_setup(test_mount_and_prefix, setup),
         cmocka_unit_test_setup(test_kubernetes_auth, setup),
         cmocka_unit_test_setup(test_revoked_token_one_login_for_all_holders, setup),
