@@ -84,6 +84,12 @@ typedef struct db_engine {
 extern const db_engine db_engine_sqlite;
 extern const db_engine db_engine_postgres;
 
+/* A SQLite file (the state store, the local secrets store) made private
+ * before SQLite opens it: created 0600 if it does not exist, an existing
+ * file of ours loses the group and other bits (logged).  0, or -1 with err
+ * set. */
+int db_sqlite_private_file(const char *path, char *err, size_t errlen);
+
 /* Picks the engine for a url (NULL if none). */
 const db_engine *db_engine_for(const char *url);
 void db_result_free(db_result *r);

@@ -465,7 +465,7 @@ static void sqlite_close(db_t *db);
  * descriptor of a file drops every POSIX lock this process holds on it,
  * and SQLite's other connections to the database hold theirs in this
  * process (their transactions would silently lose their locks). */
-static int ensure_private_file(const char *path, char *err, size_t errlen)
+int db_sqlite_private_file(const char *path, char *err, size_t errlen)
 {
     struct stat st;
     if (lstat(path, &st) != 0) {
@@ -514,7 +514,7 @@ static int sqlite_open(const char *url, db_t **out, char *err, size_t errlen)
      * create it under the umask (0644 with the usual 022, readable by every
      * local user when the data directory already existed with 0755).  SQLite
      * gives its -wal and -shm files the main file's mode. */
-    if (!memory && ensure_private_file(path, err, errlen) != 0) {
+    if (!memory && db_sqlite_private_file(path, err, errlen) != 0) {
         free(db);
         return DB_E_CONN;
     }

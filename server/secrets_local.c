@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "crypto.h"
+#include "db.h"
 #include "secret.h"
 
 #define KEY_LEN SECRETS_MASTER_KEY_LEN
@@ -475,13 +476,21 @@ static int sync_key(local_t *l, char *err, size_t errlen)
 static int open_store(local_t *l, char *err, size_t errlen)
 {
     /* Created 0600 before SQLite sees it (SQLite would use 0644 under the
-     * usual umask); the -wal and -shm files inherit the mode. */
-    int fd = open(l->db_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        say(err, errlen, "cannot open local store %s: %s", l->db_path, strerror(errno));
+     * usual umask); the -wal and -shm files inherit the mode.  An existing
+     * store readable by others (an older version's, one copied in) is made
+     * 0600, as aurora.db is; and no descriptor of an existing file is
+     * opened and closed here, which would drop the POSIX locks another
+     * connection of this process holds on it. */
+    char why[384];
+    struct stat st;
+    if (db_sqlite_private_file(l->db_path, why, sizeof(why)) != 0) {
+        say(err, errlen, "cannot open local store: %s", why);
         return SECRETS_E_OTHER;
     }
-    close(fd);
+    if (lstat(l->db_path, &st) == 0 && S_ISLNK(st.st_mode)) { /* as O_NOFOLLOW refused it */
+        say(err, errlen, "cannot open local store %s: %s", l->db_path, strerror(ELOOP));
+        return SECRETS_E_OTHER;
+    }
     int rc = sqlite3_open_v2(l->db_path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
                              NULL);
     if (rc != SQLITE_OK)

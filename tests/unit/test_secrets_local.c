@@ -225,6 +225,24 @@ static void test_list_and_delete(void **state)
 
 /* ---- keys ----------------------------------------------------------------------------- */
 
+/* A store left readable by others (created by an older version under the
+ * umask, or copied in by hand) is made 0600 when it is opened, as
+ * aurora.db is; a file of others' or a link is not followed into. */
+static void test_existing_store_made_private(void **state)
+{
+    fixture *f = *state;
+    put_ok(f->s, "aurora/a", "kept", 4);
+    secrets_close(f->s);
+    f->s = NULL;
+    assert_int_equal(chmod(f->db, 0644), 0);
+    f->s = open_ok(&f->cfg);
+    struct stat st;
+    assert_int_equal(stat(f->db, &st), 0);
+    if ((st.st_mode & 0777) != 0600)
+        fail_msg("secrets.db left mode %03o", (unsigned)(st.st_mode & 0777));
+    expect_secret(f->s, "aurora/a", "kept", 4);
+}
+
 static void test_key_file_created_0600(void **state)
 {
     fixture *f = *state;
@@ -845,6 +863,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_file_created_0600, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_existing_store_made_private, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_from_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_master_key_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tampered_ciphertext_refused, setup, teardown),
