@@ -252,15 +252,25 @@ static int cmd_rotate(const secrets_cmd *c, const server_config *cfg, const char
 
 /* Whole file or stdin, verbatim (a PEM keeps every newline).  One byte more
  * than the limit is read so an oversized input is refused, not cut. */
-static unsigned char *read_input(FILE *f, size_t *len)
+/* The whole input, or NULL with *ioerr set (0: out of memory): a read
+ * error partway is not the end of the value, and a cut value must not be
+ * stored. */
+static unsigned char *read_input(FILE *f, size_t *len, int *ioerr)
 {
     size_t cap = SECRETS_MAX_VALUE + 1, n = 0;
     unsigned char *buf = malloc(cap);
+    *ioerr = 0;
     if (!buf)
         return NULL;
     size_t got;
+    errno = 0;
     while (n < cap && (got = fread(buf + n, 1, cap - n, f)) > 0)
         n += got;
+    if (ferror(f)) {
+        *ioerr = errno ? errno : EIO;
+        secrets_free(buf, cap);
+        return NULL;
+    }
     *len = n;
     return buf;
 }
@@ -284,11 +294,16 @@ static int cmd_put(const secrets_cmd *c, const server_config *cfg, const char *c
         return 1;
     }
     size_t len = 0;
-    unsigned char *value = read_input(f, &len);
+    int ioerr = 0;
+    unsigned char *value = read_input(f, &len, &ioerr);
     if (file)
         fclose(f);
     if (!value) {
-        fprintf(stderr, "aurora-server secrets put: out of memory\n");
+        if (ioerr)
+            fprintf(stderr, "aurora-server secrets put: cannot read %s: %s (nothing stored)\n",
+                    file ? file : "stdin", strerror(ioerr));
+        else
+            fprintf(stderr, "aurora-server secrets put: out of memory\n");
         return 1;
     }
     secrets_t *s = open_backend(cfg, NULL);

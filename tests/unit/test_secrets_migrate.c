@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -405,6 +406,56 @@ static void test_cli(void **state)
     server_config_free(&cfg);
 }
 
+/* A stdin that gives some bytes, then fails (a pipe whose writer died
+ * mid-way shows up as EOF, but a terminal or a device read can fail). */
+static ssize_t failing_read(void *cookie, char *buf, size_t size)
+{
+    int *calls = cookie;
+    if ((*calls)++ == 0) {
+        size_t n = size < 8 ? size : 8;
+        memcpy(buf, "partial-", n);
+        return (ssize_t)n;
+    }
+    errno = EIO;
+    return -1;
+}
+
+/* `secrets put --stdin` whose input fails partway: exit 1 naming the read
+ * error, nothing stored (it stored the bytes read so far, as if at EOF). */
+static void test_cli_put_read_error(void **state)
+{
+    (void)state;
+    char data[128];
+    snprintf(data, sizeof(data), "%s/cli-read-error", DIR_);
+    set_env(data);
+    server_config cfg;
+    char err[512];
+    if (server_config_load(&cfg, err, sizeof(err)) < 0)
+        fail_msg("config: %s", err);
+    int calls = 0;
+    FILE *in = fopencookie(&calls, "r", (cookie_io_functions_t){ .read = failing_read });
+    assert_non_null(in);
+    FILE *saved = stdin;
+    stdin = in;
+    const char *put[] = { "put", "aurora/system/half", "--stdin", NULL };
+    char *errs = NULL;
+    int rc = run_cli2(&cfg, put, NULL, &errs);
+    stdin = saved;
+    fclose(in);
+    assert_int_equal(rc, 1);
+    if (!errs || !strstr(errs, "Input/output error"))
+        fail_msg("stderr: %s", errs ? errs : "(none)");
+    free(errs);
+    secrets_config lc = all_backends("local", data);
+    secrets_t *local = open_ok(&lc);
+    unsigned char *got = NULL;
+    size_t len = 0;
+    assert_int_equal(secrets_get(local, "aurora/system/half", &got, &len, err, sizeof(err)),
+                     SECRETS_NOT_FOUND);
+    secrets_close(local);
+    server_config_free(&cfg);
+}
+
 /* ---- the state database holds references only --------------------------------------------- */
 
 /* True if any file whose name starts with base (the db, -wal, -shm) holds
@@ -572,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_migrate_local_vault_aws),
         cmocka_unit_test(test_migrate_partial_failure),
         cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_cli_put_read_error),
         cmocka_unit_test(test_state_db_holds_references_only),
         cmocka_unit_test(test_backend_down_store_unaffected),
     };
