@@ -115,7 +115,7 @@ static int print_new(store_t *st, const char *status, int64_t *after, long limit
             cJSON *o = rca_job_json(&jobs[i], NULL);
             rc = !o || print_line(o) < 0 ? 1 : 0;
             cJSON_Delete(o);
-            *after = jobs[i].created_seq;
+            *after = jobs[i].list_seq;
             printed++;
         }
         store_rca_jobs_free(jobs, n);

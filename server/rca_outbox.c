@@ -343,7 +343,7 @@ static void list_route(worker_ctx *w, http_request *req, http_response *resp)
     int64_t last = after;
     for (size_t i = 0; i < n; i++) {
         cJSON_AddItemToArray(arr, rca_job_json(&jobs[i], NULL));
-        last = jobs[i].created_seq;
+        last = jobs[i].list_seq;
     }
     /* The cursor of the next page (or of the next poll: jobs created later). */
     char cursor[24];

@@ -602,6 +602,20 @@ static const char *const m20_console_session_flows[] = {
     NULL,
 };
 
+/* The RCA list cursor (store_rca.c, number_new): list_seq is a number given
+ * to a job after its ingest transaction committed, by one numberer at a
+ * time, so numbers are committed in increasing order and a watcher's
+ * `after` cursor can never pass a job that is still to appear.  created_seq
+ * was taken before the commit: on PostgreSQL two ingests committing out of
+ * order made a watcher skip the smaller one.  NULL until numbered (rows of
+ * older builds too: numbered at the first list). */
+static const char *const m21_rca_list_seq[] = {
+    "ALTER TABLE rca_jobs ADD COLUMN list_seq BIGINT",
+    "CREATE UNIQUE INDEX rca_jobs_list_idx ON rca_jobs (list_seq)",
+    "CREATE INDEX rca_jobs_unlisted_idx ON rca_jobs (created_seq) WHERE list_seq IS NULL",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -624,6 +638,7 @@ static const migration migrations[] = {
     { 18, m18_webhook_next_attempt },
     { 19, m19_webhook_due_idx },
     { 20, m20_console_session_flows },
+    { 21, m21_rca_list_seq },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -6,7 +6,8 @@
 
 #define RCA_COLS                                                                                   \
     "id, org_id, incident_id, source_type, status, attempts, next_attempt_at, lease_until,"      \
-    " created_at, claimed_at, acked_at, created_seq, last_error, payload"
+    " created_at, claimed_at, acked_at, created_seq, last_error, payload,"                         \
+    " COALESCE(list_seq, 0)"
 #define RCA_LIST_MAX 1000
 
 static const char *const rca_statuses[4] = { "pending", "claimed", "done", "dead" };
@@ -44,6 +45,8 @@ static int job_row(store_t *s, const db_result *r, size_t i, void *out)
         cell_i64(s, r, i, 10, &j->acked_at, "acked_at") ||
         cell_i64(s, r, i, 11, &j->created_seq, "created_seq") ||
         cell_str(s, r, i, 12, j->last_error, sizeof(j->last_error), "last_error"))
+        return STORE_ERR;
+    if (cell_i64(s, r, i, 14, &j->list_seq, "list_seq"))
         return STORE_ERR;
     const char *p = db_cell(r, i, 13);
     j->payload = strdup(p ? p : "{}");
@@ -341,6 +344,86 @@ int store_rca_get(store_t *s, const char *id, store_rca_job *out)
     return STORE_OK;
 }
 
+/* ---- the list cursor ---------------------------------------------------------------- */
+
+#define RCA_NUMBER_BATCH 1000
+/* PostgreSQL advisory lock of the numberer: "rcal" in ASCII. */
+#define RCA_NUMBER_LOCK "1919115628"
+
+/* Between BEGIN and COMMIT of number_new(): the next committed but
+ * unnumbered jobs (creation order) get list numbers above every number
+ * given so far. */
+static int number_locked(store_t *s)
+{
+    db_result r;
+    if (!strcmp(s->eng->name, "postgres")) {
+        if (run_query(s, "locking the rca numberer",
+                      "SELECT pg_advisory_xact_lock(" RCA_NUMBER_LOCK ")", NULL, 0,
+                      &r) != STORE_OK)
+            return STORE_ERR;
+        db_result_free(&r);
+    }
+    /* Read under the lock: every number committed by an earlier numberer. */
+    int64_t last = 0;
+    if (run_query(s, "reading the last rca list number",
+                  "SELECT COALESCE(MAX(list_seq), 0) FROM rca_jobs", NULL, 0, &r) != STORE_OK)
+        return STORE_ERR;
+    int rc = r.nrows == 1 ? cell_i64(s, &r, 0, 0, &last, "list_seq") : serr(s, "no max list_seq");
+    db_result_free(&r);
+    if (rc != STORE_OK)
+        return STORE_ERR;
+    db_param lim[] = { DB_P_INT(RCA_NUMBER_BATCH) };
+    if (run_query(s, "selecting unnumbered rca jobs",
+                  "SELECT id, created_seq FROM rca_jobs WHERE list_seq IS NULL"
+                  " ORDER BY created_seq, id LIMIT ?",
+                  lim, 1, &r) != STORE_OK)
+        return STORE_ERR;
+    for (size_t i = 0; i < r.nrows && rc == STORE_OK; i++) {
+        int64_t seq = 0;
+        rc = cell_i64(s, &r, i, 1, &seq, "created_seq");
+        /* At least created_seq: a cursor of an older build (a created_seq)
+         * still finds every job created after it. */
+        int64_t next = seq > last ? seq : last + 1;
+        db_param u[] = { DB_P_INT(next), p_text(db_cell(&r, i, 0)) };
+        if (rc == STORE_OK)
+            rc = run_exec(s, "numbering rca job",
+                          "UPDATE rca_jobs SET list_seq = ? WHERE id = ? AND list_seq IS NULL", u,
+                          2, NULL);
+        last = next;
+    }
+    db_result_free(&r);
+    return rc;
+}
+
+/* Numbers the jobs committed since the last call.  A job's created_seq is
+ * taken before its transaction commits, so on PostgreSQL a job with a
+ * smaller created_seq can become visible after a larger one was listed: a
+ * cursor on created_seq skipped it for good.  Numbers given here are given
+ * only to committed rows, one numberer at a time (PostgreSQL: an advisory
+ * lock taken before reading; SQLite: BEGIN IMMEDIATE, one writer), each
+ * above the last: they become visible in increasing order, so no job can
+ * appear below a cursor already handed out.  Claims do not use them. */
+static int number_new(store_t *s)
+{
+    db_result r;
+    if (run_query(s, "looking for unnumbered rca jobs",
+                  "SELECT id FROM rca_jobs WHERE list_seq IS NULL LIMIT 1", NULL, 0,
+                  &r) != STORE_OK)
+        return STORE_ERR;
+    size_t any = r.nrows;
+    db_result_free(&r);
+    if (!any) /* the usual poll: nothing to write */
+        return STORE_OK;
+    if (run_exec(s, "beginning rca numbering", "BEGIN", NULL, 0, NULL) != STORE_OK)
+        return STORE_ERR;
+    if (number_locked(s) != STORE_OK ||
+        run_exec(s, "committing rca numbering", "COMMIT", NULL, 0, NULL) != STORE_OK) {
+        rollback(s);
+        return STORE_ERR;
+    }
+    return STORE_OK;
+}
+
 int store_rca_list(store_t *s, const char *status, int64_t after_seq, int limit,
                    store_rca_job **out, size_t *n)
 {
@@ -359,12 +442,14 @@ int store_rca_list(store_t *s, const char *status, int64_t after_seq, int limit,
         if (!known)
             return serr(s, "rca: unknown job status");
     }
+    if (number_new(s) != STORE_OK)
+        return STORE_ERR;
     db_param p[] = { DB_P_INT(after_seq), p_text(status ? status : ""),
                      p_text(status ? status : ""), DB_P_INT(limit) };
     db_result r;
     if (run_query(s, "listing rca jobs",
-                  "SELECT " RCA_COLS " FROM rca_jobs WHERE created_seq > ?"
-                  " AND (? = '' OR status = ?) ORDER BY created_seq LIMIT ?",
+                  "SELECT " RCA_COLS " FROM rca_jobs WHERE list_seq > ?"
+                  " AND (? = '' OR status = ?) ORDER BY list_seq LIMIT ?",
                   p, 4, &r) != STORE_OK)
         return STORE_ERR;
     return job_rows(s, &r, out, n);

@@ -31,6 +31,7 @@ typedef struct {
     int64_t lease_until;
     int64_t created_at, claimed_at, acked_at;
     int64_t created_seq;
+    int64_t list_seq; /* the list cursor (store_rca_list); 0 until numbered */
     char last_error[RCA_ERROR_MAX + 1];
     char *payload; /* JSON text, malloc'd */
 } store_rca_job;
@@ -64,8 +65,10 @@ int store_rca_nack(store_t *s, const char *id, const char *claim_hash, const cha
                    int64_t *next_attempt_at);
 /* One job (payload included). */
 int store_rca_get(store_t *s, const char *id, store_rca_job *out);
-/* Jobs created after after_seq (0: from the start), oldest first, with
- * status (NULL: any), at most limit (1..1000). */
+/* Jobs listed after the cursor after_seq (a job's list_seq; 0: from the
+ * start), in list order (commit order), with status (NULL: any), at most
+ * limit (1..1000).  Numbers the jobs committed since the last call first:
+ * a job never appears below a cursor already handed out. */
 int store_rca_list(store_t *s, const char *status, int64_t after_seq, int limit,
                    store_rca_job **out, size_t *n);
 /* Jobs per status: pending, claimed, done, dead. */

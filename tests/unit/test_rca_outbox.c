@@ -394,7 +394,7 @@ static void test_list_and_json(void **state)
     size_t n;
     assert_int_equal(store_rca_list(f->s, "pending", 0, 2, &jobs, &n), STORE_OK);
     assert_int_equal(n, 2);
-    int64_t after = jobs[1].created_seq;
+    int64_t after = jobs[1].list_seq;
     cJSON *o = rca_job_json(&jobs[0], "rcl_x");
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "claim_token")->valuestring, "rcl_x");
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "status")->valuestring, "pending");
@@ -427,6 +427,85 @@ static void test_list_and_json(void **state)
                      STORE_ERR);
 }
 
+/* The list cursor of a job (GET /internal/rca/jobs?after=, rca watch). */
+static int64_t cursor_of(const store_rca_job *j)
+{
+    return j->list_seq;
+}
+
+/* A raw handle of the fixture's database, for a transaction held open. */
+static db_t *raw_open(fixture *f, const db_engine **eng)
+{
+    *eng = db_engine_for(f->at.url);
+    assert_non_null(*eng);
+    db_t *db = NULL;
+    char err[256];
+    if ((*eng)->open(f->at.url, &db, err, sizeof(err)) != DB_OK)
+        fail_msg("open: %s", err);
+    return db;
+}
+
+static void raw_exec(const db_engine *eng, db_t *db, const char *sql, const db_param *p, size_t n)
+{
+    if (eng->exec(db, sql, p, n, NULL) != DB_OK)
+        fail_msg("%s: %s", sql, eng->errmsg(db));
+}
+
+/* Two ingest transactions commit out of order: the one that took the
+ * smaller created_seq commits last.  A watcher that listed in between (and
+ * moved its cursor past the first commit) must still get the late one.
+ * The jobs are re-inserted by hand, as create_incident() does (sequence
+ * number taken inside the transaction), each on its own connection. */
+static void test_list_cursor_out_of_order_commit(void **state)
+{
+    fixture *f = *state;
+    make_jobs(f, 2);
+    store_rca_job *jobs;
+    size_t n;
+    assert_int_equal(store_rca_list(f->s, NULL, 0, 10, &jobs, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    char inc[2][STORE_ID_LEN];
+    memcpy(inc[0], jobs[0].incident_id, STORE_ID_LEN);
+    memcpy(inc[1], jobs[1].incident_id, STORE_ID_LEN);
+    int64_t base = jobs[1].created_seq;
+    store_rca_jobs_free(jobs, n);
+    const db_engine *eng;
+    db_t *a = raw_open(f, &eng), *b = raw_open(f, &eng);
+    raw_exec(eng, a, "DELETE FROM rca_jobs", NULL, 0);
+    static const char ins[] =
+        "INSERT INTO rca_jobs (id, org_id, incident_id, source_type, status, attempts,"
+        " next_attempt_at, created_at, created_seq, payload) VALUES"
+        " (?, ?, ?, 'sentry', 'pending', 0, ?, ?, ?, '{}')";
+    /* A takes the smaller number, B the larger; B commits first. */
+    db_param pa[] = { DB_P_TEXT("rca_late"), DB_P_TEXT(f->org), DB_P_TEXT(inc[0]),
+                      DB_P_INT(T0), DB_P_INT(T0), DB_P_INT(base + 10) };
+    db_param pb[] = { DB_P_TEXT("rca_early"), DB_P_TEXT(f->org), DB_P_TEXT(inc[1]),
+                      DB_P_INT(T0), DB_P_INT(T0), DB_P_INT(base + 20) };
+    raw_exec(eng, a, "BEGIN", NULL, 0);
+    raw_exec(eng, a, ins, pa, 6);
+    raw_exec(eng, b, "BEGIN", NULL, 0);
+    raw_exec(eng, b, ins, pb, 6);
+    raw_exec(eng, b, "COMMIT", NULL, 0);
+
+    /* The watcher polls while A is still open: B only, and the cursor moves. */
+    int64_t after = 0;
+    assert_int_equal(store_rca_list(f->s, NULL, after, 10, &jobs, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(jobs[0].id, "rca_early");
+    after = cursor_of(&jobs[0]);
+    store_rca_jobs_free(jobs, n);
+
+    raw_exec(eng, a, "COMMIT", NULL, 0);
+    eng->close(a);
+    eng->close(b);
+    /* The next poll gets A, committed after that cursor was handed out. */
+    assert_int_equal(store_rca_list(f->s, NULL, after, 10, &jobs, &n), STORE_OK);
+    if (n != 1)
+        fail_msg("the job committed late was skipped by the cursor (%zu jobs after it)", n);
+    assert_string_equal(jobs[0].id, "rca_late");
+    store_rca_jobs_free(jobs, n);
+}
+
 #define BOTH(t)                                                                                    \
     { "file/" #t, t, setup_file, teardown, NULL }, { "postgres/" #t, t, setup_pg, teardown, NULL }
 
@@ -436,6 +515,8 @@ int main(void)
         BOTH(test_claim_ack),          BOTH(test_backoff_and_dead),
         BOTH(test_lease_expiry),       BOTH(test_restart_keeps_jobs),
         BOTH(test_concurrent_claimers), BOTH(test_list_and_json),
+        { "postgres/test_list_cursor_out_of_order_commit", test_list_cursor_out_of_order_commit,
+          setup_pg, teardown, NULL },
     };
     return cmocka_run_group_tests_name("rca_outbox", tests, store_place_group_setup,
                                        store_place_group_teardown);

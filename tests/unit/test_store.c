@@ -43,7 +43,7 @@
 #define STORE_PLACE_DB "aurora_test"
 #include "store_place.h" /* g_pg and the group setup; this file places its own fixtures */
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 20
+#define SCHEMA_LATEST 21
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
