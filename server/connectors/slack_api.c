@@ -372,6 +372,11 @@ static char *post_body(const kit_chat_message *m, const char *channel)
     cJSON_AddStringToObject(sec, "type", "section");
     cJSON *t = cJSON_AddObjectToObject(sec, "text");
     cJSON_AddStringToObject(t, "type", "mrkdwn");
+    /* Escaping stops Slack's markup, not its auto-parsing: without verbatim
+     * a bare URL of the alert's text becomes a link (and is unfurled),
+     * #channel names and some mentions are resolved.  The only link is the
+     * button. */
+    cJSON_AddTrueToObject(t, "verbatim");
     if (m->kind == KIT_CHAT_OPENED) {
         char full[KIT_CHAT_TEXT_MAX + 4200];
         snprintf(full, sizeof(full), "%s%s%s", line, text && *text ? "\n" : "", text ? text : "");

@@ -493,7 +493,7 @@ def test_alert_fields_cannot_ping_or_link(t):
     a = {"source": "grafana", "delivery_id": "sl-%s" % rand_tag(10), "index": 0,
          "fingerprint": "fp-" + rand_tag(), "state": "firing", "title": "<!channel> checkout down",
          "service": "<!here> <@U0BOSS> <https://evil.example|aurora.example>",
-         "severity": "critical", "message": "<!everyone> see <https://evil.example|the runbook>",
+         "severity": "critical", "message": "<!everyone> see <https://evil.example|the runbook> or https://bare.evil.example/x #general",
          "occurred_at": "2026-11-02T10:00:00Z"}
     r = internal(w, "POST", "/internal/incidents/alerts", org, a)
     check(r.status in (200, 201), "alert intake (%r)" % r)
@@ -503,6 +503,13 @@ def test_alert_fields_cannot_ping_or_link(t):
     for bad in ("<!channel>", "<!here>", "<!everyone>", "<@U0BOSS>", "<https://evil.example|"):
         check(bad not in shown, "%s is not Slack markup in the post" % bad, shown)
     contains(p["text"], "&lt;!here&gt; &lt;@U0BOSS&gt;", "the service shown, escaped")
+    # Escaping covers Slack's markup, not its auto-parsing: a text object
+    # that is not verbatim has bare URLs (the summary's) made links and
+    # channel names and some mentions resolved.  Every one from alert text.
+    contains(shown, "https://bare.evil.example/x", "the bare URL is in the post")
+    texts = [b["text"] for b in p["blocks"] if b.get("type") == "section"]
+    check(texts and all(o.get("type") != "mrkdwn" or o.get("verbatim") is True for o in texts),
+          "every mrkdwn text object is verbatim (no auto-links, no parsed mentions)", p["blocks"])
 
 
 @test(timeout=120)
