@@ -106,6 +106,20 @@ static void rollback(store_t *s)
 
 /* A channel or thread reference: printable ASCII without spaces (it goes
  * into provider requests and log lines). */
+static int ref_chars_ok(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] <= 0x20 || v[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
+int store_chat_ref_ok(const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+    return n <= CHAT_REF_MAX && ref_chars_ok(v ? v : "", n);
+}
+
 static int check_ref(store_t *s, const char *field, const char *v, int required)
 {
     if (!v)
@@ -115,9 +129,8 @@ static int check_ref(store_t *s, const char *field, const char *v, int required)
         return serr(s, "%s is empty", field);
     if (n > CHAT_REF_MAX)
         return serr(s, "%s too long (max %d bytes)", field, CHAT_REF_MAX);
-    for (size_t i = 0; i < n; i++)
-        if (v[i] <= 0x20 || v[i] >= 0x7f)
-            return serr(s, "%s must be printable ASCII without spaces", field);
+    if (!ref_chars_ok(v, n))
+        return serr(s, "%s must be printable ASCII without spaces", field);
     return STORE_OK;
 }
 

@@ -96,6 +96,9 @@ int store_chat_claim(store_t *s, int64_t now, int64_t lease_s, int max_attempts,
  *        (dead set to 1). */
 int store_chat_sent(store_t *s, const char *id, int attempts, const char *channel,
                     const char *thread, int64_t now);
+/* 1 if v ("" or NULL too) can be stored as a channel or thread reference:
+ * at most CHAT_REF_MAX bytes of printable ASCII without spaces. */
+int store_chat_ref_ok(const char *v);
 int store_chat_retry(store_t *s, const char *id, int attempts, int64_t delay_s, const char *error,
                      int64_t now, int max_attempts, int *dead);
 int store_chat_drop(store_t *s, const char *id, int attempts, const char *error, int64_t now);

@@ -253,9 +253,24 @@ static void deliver(worker_ctx *w, store_chat_msg *row, int max_attempts)
     now = (int64_t)time(NULL);
     int rc;
     if (r == KIT_CHAT_SENT) {
-        rc = store_chat_sent(w->store, row->id, row->attempts, out.channel[0] ? out.channel
-                                                                               : row->channel,
-                             out.thread[0] ? out.thread : row->thread, now);
+        const char *ch = out.channel[0] ? out.channel : row->channel;
+        const char *th = out.thread[0] ? out.thread : row->thread;
+        /* The message is in the channel: a reference the store refuses (the
+         * provider's, not ours to trust) must not leave the row claimed, or
+         * it is sent again at every lease's end.  Kept without it: sent, and
+         * the incident's next messages start a thread of their own. */
+        if (!store_chat_ref_ok(ch)) {
+            log_warn("chat: %s message %s: the provider's channel reference cannot be stored;"
+                     " recorded as sent without a thread", row->connector, row->id);
+            ch = store_chat_ref_ok(row->channel) ? row->channel : "";
+            th = ""; /* a thread is nothing without its channel */
+        }
+        if (th[0] && !store_chat_ref_ok(th)) {
+            log_warn("chat: %s message %s: the provider's thread reference cannot be stored;"
+                     " recorded as sent without a thread", row->connector, row->id);
+            th = "";
+        }
+        rc = store_chat_sent(w->store, row->id, row->attempts, ch, th, now);
         log_info("chat: %s %s message %s sent", row->connector, row->kind, row->id);
     } else if (r == KIT_CHAT_RETRY) {
         int64_t delay = out.retry_after_s > 0 ? out.retry_after_s : backoff_s(row->attempts);

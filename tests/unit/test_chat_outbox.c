@@ -362,6 +362,7 @@ typedef struct {
     char texts[8][128];
     char links[8][128];
     kit_chat_send_result next[8];
+    const char *answer_thread[8]; /* the provider's thread of a sent message, if set */
 } recorder;
 
 static recorder g_rec;
@@ -379,7 +380,9 @@ static kit_chat_send_result rec_send(worker_ctx *w, const kit_chat_message *m,
     kit_chat_send_result r = g_rec.next[i];
     if (r == KIT_CHAT_SENT) {
         snprintf(out->channel, sizeof(out->channel), "C01");
-        if (m->thread[0])
+        if (g_rec.answer_thread[i])
+            snprintf(out->thread, sizeof(out->thread), "%s", g_rec.answer_thread[i]);
+        else if (m->thread[0])
             snprintf(out->thread, sizeof(out->thread), "%s", m->thread);
         else
             snprintf(out->thread, sizeof(out->thread), "ts-%d", i);
@@ -547,6 +550,37 @@ static void test_thread_read_failure_retries_not_top_level(void **state)
     assert_int_equal(count(f, "sent", o.incident_id), 2);
 }
 
+/* The provider answers a sent message with a thread reference the store
+ * cannot keep (a space, non-ASCII): the message was delivered, so it is
+ * recorded as sent without a thread.  It stayed claimed, and was sent again
+ * at each lease's end up to the attempt limit: duplicates in the channel. */
+static void test_sent_with_unstorable_thread_not_resent(void **state)
+{
+    fixture *f = *state;
+    memset(&g_rec, 0, sizeof(g_rec));
+    assert_int_equal(kit_chat_register(&g_rec_spec), 0);
+    connect_chat(f, "recchat");
+    incident_outcome o = alert(f, "fp-1", ALERT_FIRING);
+    g_rec.next[0] = KIT_CHAT_SENT;
+    g_rec.answer_thread[0] = "1700000000.000100 x\xc3\xa9";
+    (void)kit_chat_drain(&f->w);
+    assert_int_equal(g_rec.calls, 1);
+    store_chat_msg *m;
+    size_t n = list(f, NULL, o.incident_id, &m);
+    assert_int_equal(n, 1);
+    if (strcmp(m[0].status, "sent"))
+        fail_msg("a delivered message is %s, to be sent again", m[0].status);
+    assert_string_equal(m[0].thread, "");
+    assert_string_equal(m[0].channel, "C01");
+    store_chat_msgs_free(m, n);
+    /* nothing left to claim, however late */
+    store_chat_msg *due = NULL;
+    assert_int_equal(store_chat_claim(f->s, (int64_t)time(NULL) + 86400, 120, 8, 1, &due, &n),
+                     STORE_OK);
+    assert_int_equal(n, 0);
+    store_chat_msgs_free(due, n);
+}
+
 #define BOTH(t)                                                                                    \
     { "file/" #t, t, setup_file, teardown, NULL }, { "postgres/" #t, t, setup_pg, teardown, NULL }
 
@@ -563,6 +597,7 @@ int main(void)
         BOTH(test_drain_sends_in_thread),
         BOTH(test_drain_retry_and_drop),
         BOTH(test_thread_read_failure_retries_not_top_level),
+        BOTH(test_sent_with_unstorable_thread_not_resent),
     };
     return cmocka_run_group_tests_name("chat_outbox", tests, store_place_group_setup,
                                        store_place_group_teardown);
