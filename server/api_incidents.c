@@ -126,6 +126,7 @@ static int parse_list_query(http_request *req, store_incident_filter *f, char *s
         return -1;
     if (r && time_parse_rfc3339(v, &f->until) < 0)
         return bad(resp, "until must be an RFC 3339 time (2026-12-02T15:04:05Z)");
+    f->has_until = r; /* until=1970-01-01T00:00:00Z is 0, and a bound */
     if (f->since < 0 || f->until < 0)
         return bad(resp, "since and until must not be before 1970");
     if (r && f->until < f->since)

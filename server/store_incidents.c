@@ -585,7 +585,7 @@ int store_incident_list(store_t *s, const char *org_id, const store_incident_fil
         return STORE_ERR;
     if (limit < 1 || limit > INC_LIST_MAX)
         return serr(s, "incident list limit out of range");
-    int64_t until = f->until > 0 ? f->until : INT64_MAX;
+    int64_t until = f->has_until ? f->until : INT64_MAX;
     db_param p[] = {
         p_text(org_id),          p_text(status),          p_text(status),
         p_text(source),          p_text(source),          DB_P_INT(f->since),

@@ -118,6 +118,7 @@ typedef struct {
     const char *status;
     const char *source;
     int64_t since, until; /* started_at within [since, until] */
+    int has_until;        /* until is a bound (0 is 1970, not "none") */
     int has_cursor;
     int64_t cursor_at, cursor_seq;
 } store_incident_filter;

@@ -167,6 +167,8 @@ def test_list_filters_and_cursor(t):
     q = "?since=2026-11-02T00:00:00Z&until=2026-11-04T10:00:00Z"
     eq([x["id"] for x in incidents(w, key, q)["incidents"]], [ids[3], ids[2], ids[1]],
        "time window")
+    # until the epoch is a bound like any other (it was taken as "no bound")
+    eq(incidents(w, key, "?until=1970-01-01T00:00:00Z")["incidents"], [], "until 1970: none")
     r = w.post("/api/incidents/%s/resolve" % ids[0], key=key)
     eq((r.status, r.json["status"]), (200, "resolved"), "resolve (%r)" % r)
     eq([x["id"] for x in incidents(w, key, "?status=resolved")["incidents"]], [ids[0]],
