@@ -1542,6 +1542,29 @@ class NodePeer:
 
 
 
+def scrape(w):
+    """The server's /metrics text (answered on the event loop, whatever the
+    workers do)."""
+    r = w.get("/metrics", auth=False)
+    eq(r.status, 200, "GET /metrics status")
+    contains(r.headers.get("content-type", ""), "text/plain", "metrics content type")
+    return r.body.decode()
+
+
+def sample(text, name, **labels):
+    """The value of one sample, or None."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(m.group(4))
+    return None
+
+
 class HostTrap:
     """A listener standing for every host but a test's fixture (point
     HTTPS_PROXY/HTTP_PROXY at it): records the first line of whatever

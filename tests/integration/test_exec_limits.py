@@ -40,8 +40,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from harness import (NodePeer, RssSampler, check, contains, eq, kube_api, main,
-                     procs_matching, rand_tag, release_held, scripted_bytes, suite_world, test,
-                     tls_context, wait_until)
+                     procs_matching, rand_tag, release_held, sample, scrape, scripted_bytes,
+                     suite_world, test, tls_context, wait_until)
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -969,11 +969,9 @@ def audit_end_counters(w):
 
 
 def store_queue_depth(w):
-    r = w.get("/metrics", auth=False)  # answered on the event loop, whatever the workers do
-    eq(r.status, 200, "GET /metrics (%r)" % r)
-    m = re.search(r'^aurora_worker_queue_depth\{pool="store"\} (\d+)', r.body.decode(), re.M)
-    check(m, "the store pool's queue depth in /metrics", r.body[:400])
-    return int(m.group(1))
+    v = sample(scrape(w), "aurora_worker_queue_depth", pool="store")
+    check(v is not None, "the store pool's queue depth in /metrics")
+    return int(v)
 
 
 @test(timeout=90)

@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import socket
 import sqlite3
 import ssl
@@ -32,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (FIXTURES, NODE, SERVER_BIN, T, _SUITE, HttpFixture, check, contains, eq,  # noqa: E402
-                     main, rand_tag, sanitizer_reports, test, wait_until)
+                     main, rand_tag, sample, sanitizer_reports, scrape, test, wait_until)
 
 ND_TOKEN = "ndc." + rand_tag(24)
 SP_TOKEN = "eyJraWQiOiJzcGx1bmsiLCJhbGciOiJIUzUxMiJ9." + rand_tag(30)
@@ -800,11 +799,9 @@ class SilentInstance:
 
 
 def outbound_parked(w):
-    r = w.get("/metrics", auth=False)  # answered on the event loop, whatever the workers do
-    eq(r.status, 200, "GET /metrics (%r)" % r)
-    m = re.search(r'^aurora_worker_jobs_parked\{pool="outbound"\} (\d+)', r.body.decode(), re.M)
-    check(m, "the outbound pool's parked jobs in /metrics", r.body[:400])
-    return int(m.group(1))
+    v = sample(scrape(w), "aurora_worker_jobs_parked", pool="outbound")
+    check(v is not None, "the outbound pool's parked jobs in /metrics")
+    return int(v)
 
 
 @test

@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 
-from harness import check, contains, eq, main, suite_world, test, wait_until
+from harness import check, contains, eq, main, sample, scrape, suite_world, test, wait_until
 
 JSON_LOG = {"AURORA_LOG_FORMAT": "json"}
 
@@ -46,27 +46,6 @@ def wait_access(w, request_id, timeout=15):
                 return r
         return None
     return wait_until(find, timeout, 0.05, "access log line for request %s" % request_id)
-
-
-def scrape(w):
-    r = w.get("/metrics", auth=False)
-    eq(r.status, 200, "GET /metrics status")
-    contains(r.headers.get("content-type", ""), "text/plain", "metrics content type")
-    return r.body.decode()
-
-
-def sample(text, name, **labels):
-    """The value of one sample, or None."""
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
-        if not m or m.group(1) != name:
-            continue
-        got = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        if all(got.get(k) == v for k, v in labels.items()):
-            return float(m.group(4))
-    return None
 
 
 @test
