@@ -2013,10 +2013,30 @@ int store_oauth_state_create(store_t *s, const char *state_hash, const store_oau
         check_time(s, "expires_at", st->expires_at))
         return STORE_ERR;
     int64_t now = (int64_t)time(NULL);
-    /* Housekeeping first (best effort): long-expired states serve nobody. */
-    db_param pd[] = { DB_P_INT(now - OAUTH_STATE_KEEP_EXPIRED) };
-    (void)run_exec(s, "removing old OAuth states", "DELETE FROM oauth_states WHERE expires_at < ?",
-                   pd, 1, NULL);
+    /* Housekeeping first (best effort): long-expired states serve nobody.
+     * The periodic task does the same when no state is made. */
+    (void)store_oauth_state_prune(s, now, NULL);
+    /* At most STORE_OAUTH_STATES_PER_USER per user: any member with an API
+     * key makes one per call of a login route, and a callback spends it
+     * without deleting it, so each row stayed its TTL plus a day however
+     * many there were (found in review).  The user's rows beyond the
+     * newest MAX - 1 go first, those still under way kept ahead of spent
+     * and expired ones, in the transaction of the INSERT: a refused INSERT
+     * drops nothing, and the new state is never the one dropped.  One
+     * user's range of oauth_states_user_idx (migration 22). */
+    if (run_exec(s, "beginning OAuth state", "BEGIN", NULL, 0, NULL) != STORE_OK)
+        return STORE_ERR;
+    db_param pc[] = { p_text(st->org_id), p_text(st->user_id), p_text(st->org_id),
+                      p_text(st->user_id), DB_P_INT(now),
+                      DB_P_INT(STORE_OAUTH_STATES_PER_USER - 1) };
+    if (run_exec(s, "dropping the user's oldest OAuth states",
+                 "DELETE FROM oauth_states WHERE org_id = ? AND user_id = ?"
+                 " AND state_hash NOT IN (SELECT state_hash FROM oauth_states"
+                 " WHERE org_id = ? AND user_id = ?"
+                 " ORDER BY CASE WHEN used_at = 0 AND expires_at > ? THEN 0 ELSE 1 END,"
+                 " created_at DESC, expires_at DESC, state_hash LIMIT ?)",
+                 pc, 6, NULL) != STORE_OK)
+        return abandon(s, STORE_ERR);
     db_param p[] = { p_text(state_hash),      p_text(st->org_id),   p_text(st->user_id),
                      p_text(st->provider),    p_text(st->redirect_uri), p_text(st->extra),
                      DB_P_INT(now),           DB_P_INT(st->expires_at), p_text(st->browser_hash),
@@ -2026,9 +2046,24 @@ int store_oauth_state_create(store_t *s, const char *state_hash, const store_oau
                       " redirect_uri, extra, created_at, expires_at, used_at, browser_hash,"
                       " started_via, console_session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
                       p, 11, NULL);
-    if (rc == STORE_CONFLICT)
-        return on_constraint(s, st->org_id, "this OAuth state exists");
-    return rc;
+    if (rc != STORE_OK) {
+        /* asked outside the failed transaction */
+        (void)abandon(s, rc);
+        return rc == STORE_CONFLICT ? on_constraint(s, st->org_id, "this OAuth state exists") : rc;
+    }
+    return commit(s, "committing OAuth state");
+}
+
+int store_oauth_state_prune(store_t *s, int64_t now, int64_t *deleted)
+{
+    if (!s)
+        return STORE_ERR;
+    if (deleted)
+        *deleted = 0;
+    /* kept a day past expiry so that a late callback hears "expired" */
+    db_param p[] = { DB_P_INT(now_or_clock(now) - OAUTH_STATE_KEEP_EXPIRED) };
+    return run_exec(s, "removing old OAuth states", "DELETE FROM oauth_states WHERE expires_at < ?",
+                    p, 1, deleted);
 }
 
 static int oauth_state_row(store_t *s, const db_result *r, size_t i, void *out)

@@ -302,6 +302,13 @@ typedef struct {
     int64_t expires_at;
 } store_oauth_state;
 
+/* A user (org_id, user_id) holds at most this many states, across providers:
+ * making one past it first drops the user's oldest spent or expired ones,
+ * then (every one still under way) the oldest unfinished one, in the same
+ * transaction, so opening many tabs never locks the user out (the oldest
+ * tab's callback then says "unknown").  Oldest: by creation second, then
+ * expiry (states made in one second are in no further order). */
+#define STORE_OAUTH_STATES_PER_USER 32
 int store_oauth_state_create(store_t *s, const char *state_hash, const store_oauth_state *st);
 /* Atomically marks the state used and returns it; NOT_FOUND when unknown,
  * already used, or expired at `now`. */
@@ -313,6 +320,9 @@ int store_oauth_state_status(store_t *s, const char *state_hash, int64_t *used_a
                              int64_t *expires_at);
 /* Operator/test override: sets expires_at of a state. */
 int store_oauth_state_set_expiry(store_t *s, const char *state_hash, int64_t expires_at);
+/* The periodic task: deletes states a day past their expiry (kept that long
+ * so a late callback is told "expired", not "unknown"); *deleted may be NULL. */
+int store_oauth_state_prune(store_t *s, int64_t now, int64_t *deleted);
 
 /* ---- per-organization settings (e.g. the AWS External ID) ------------------ */
 /* NOT_FOUND if unset; STORE_ERR (never a cut value) if it does not fit cap. */

@@ -616,6 +616,14 @@ static const char *const m21_rca_list_seq[] = {
     NULL,
 };
 
+/* The per-user cap of OAuth states (store_oauth_state_create, found in
+ * review): its DELETE reads one user's rows, not the whole table, at each
+ * login. */
+static const char *const m22_oauth_states_per_user[] = {
+    "CREATE INDEX oauth_states_user_idx ON oauth_states (org_id, user_id)",
+    NULL,
+};
+
 /* Append only; versions strictly increasing. */
 static const migration migrations[] = {
     { 1, m1_initial },
@@ -639,6 +647,7 @@ static const migration migrations[] = {
     { 19, m19_webhook_due_idx },
     { 20, m20_console_session_flows },
     { 21, m21_rca_list_seq },
+    { 22, m22_oauth_states_per_user },
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

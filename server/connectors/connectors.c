@@ -20,6 +20,8 @@
 #include "kit_oauth.h"
 #include "kit_secrets.h"
 #include "log.h"
+#include "oauth.h"
+#include "periodic.h"
 #include "router.h"
 #include "secrets.h"
 #include "secret.h"
@@ -316,4 +318,7 @@ void connectors_register(void)
     for (size_t i = 0; i < N_CONNECTORS; i++)
         if (g_connectors[i]->register_routes)
             g_connectors[i]->register_routes();
+    /* Expired OAuth states went only when someone made a new one. */
+    if (periodic_add("oauth-state-prune", WORKER_POOL_STORE, 60, oauth_state_prune_task) < 0)
+        log_error("cannot register the OAuth state prune");
 }

@@ -366,6 +366,18 @@ int oauth_callback_auth(worker_ctx *w, http_request *req, http_response *resp)
     return auth_authenticate(w, req, 0, resp);
 }
 
+#define OAUTH_PRUNE_EVERY_S 600
+
+long oauth_state_prune_task(worker_ctx *w)
+{
+    int64_t n = 0;
+    if (store_oauth_state_prune(w->store, (int64_t)time(NULL), &n) != STORE_OK)
+        log_error("pruning OAuth states failed: %s", store_errmsg(w->store));
+    else if (n > 0)
+        log_info("OAuth states: %lld expired state(s) deleted", (long long)n);
+    return OAUTH_PRUNE_EVERY_S;
+}
+
 /* ---- token endpoint -------------------------------------------------------------------- */
 
 cJSON *oauth_token_post(worker_ctx *w, const char *token_url, const char *const *form,

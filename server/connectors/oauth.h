@@ -61,6 +61,10 @@ void oauth_state_who(const oauth_state_info *st, auth_ctx *who);
  * internal secret), authenticate them so oauth_state_take can check the
  * user.  0 (authenticated or no credentials), -1 with a 401 in resp. */
 int oauth_callback_auth(worker_ctx *w, http_request *req, http_response *resp);
+/* The periodic task (connectors_register): deletes states a day past their
+ * expiry, so the table shrinks when nobody starts a flow too; returns the
+ * seconds until the next run. */
+long oauth_state_prune_task(worker_ctx *w);
 
 /* ---- token endpoint (outbound pool only: these block) ----------------------- */
 

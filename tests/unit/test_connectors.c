@@ -414,6 +414,44 @@ static void test_oauth_state(void **state)
     buf_free(&resp.body);
 }
 
+/* A user who opens more login tabs than the per-user cap is never locked
+ * out: the newest flows finish, the oldest is told to start again; and the
+ * periodic task deletes states a day past their expiry without waiting for
+ * someone to make a new one. */
+static void test_oauth_states_capped_and_pruned(void **state)
+{
+    oauth_fx *f = *state;
+    enum { N = STORE_OAUTH_STATES_PER_USER + 1 };
+    static char s[N][64];
+    char q[128], msg[512], h[65];
+    oauth_state_info info;
+    for (int i = 0; i < N; i++) {
+        new_state(f, &f->u1, i % 2 ? "gcp" : "azure", s[i]);
+        /* the first is the oldest even when every one was made in the
+         * same second (the store orders by creation, then expiry) */
+        if (i == 0) {
+            crypto_sha256_hex(s[0], strlen(s[0]), h);
+            assert_int_equal(store_oauth_state_set_expiry(f->st, h, (int64_t)time(NULL) + 60),
+                             STORE_OK);
+        }
+    }
+    snprintf(q, sizeof(q), "state=%s", s[N - 1]);
+    assert_int_equal(take(f, q, NULL, (N - 1) % 2 ? "gcp" : "azure", &info, msg, sizeof(msg)), 0);
+    snprintf(q, sizeof(q), "state=%s", s[0]);
+    assert_int_equal(take(f, q, NULL, "azure", &info, msg, sizeof(msg)), -1);
+    assert_non_null(strstr(msg, "start the connection again"));
+
+    crypto_sha256_hex(s[1], strlen(s[1]), h);
+    assert_int_equal(store_oauth_state_set_expiry(f->st, h, (int64_t)time(NULL) - 86400 - 60),
+                     STORE_OK);
+    long next = oauth_state_prune_task(&f->w);
+    assert_true(next > 0 && next <= 3600);
+    int64_t used, exp;
+    assert_int_equal(store_oauth_state_status(f->st, h, &used, &exp), STORE_NOT_FOUND);
+    crypto_sha256_hex(s[2], strlen(s[2]), h);
+    assert_int_equal(store_oauth_state_status(f->st, h, &used, &exp), STORE_OK);
+}
+
 /* A flow a console session starts is tied to that browser: the login
  * answer sets a cookie named after the state, holding a nonce whose hash
  * the state row keeps; the callback without that cookie (the victim's
@@ -800,6 +838,8 @@ int main(void)
         cmocka_unit_test(test_jwt_rs256),
         cmocka_unit_test(test_sa_key_parse),
         cmocka_unit_test_setup_teardown(test_oauth_state, oauth_setup, oauth_teardown),
+        cmocka_unit_test_setup_teardown(test_oauth_states_capped_and_pruned, oauth_setup,
+                                        oauth_teardown),
         cmocka_unit_test_setup_teardown(test_oauth_state_browser_binding, oauth_setup, oauth_teardown),
         cmocka_unit_test_setup_teardown(test_oauth_state_take_any_and_follow_on, oauth_setup,
                                         oauth_teardown),

@@ -43,7 +43,7 @@
 #define STORE_PLACE_DB "aurora_test"
 #include "store_place.h" /* g_pg and the group setup; this file places its own fixtures */
 /* The newest migration (server/store_migrations.c). */
-#define SCHEMA_LATEST 21
+#define SCHEMA_LATEST 22
 
 /* ---- fixtures ---------------------------------------------------------------- */
 
@@ -2473,6 +2473,103 @@ static void test_oauth_states(void **state)
     assert_int_equal(store_oauth_state_create(f->s, h4, &st), STORE_ERR);
 }
 
+/* Any member with an API key makes a state per call of a login route
+ * (/gcp/login, /github/login…), and a callback marks it used without
+ * deleting it: each row stayed its TTL plus a day, however many were made
+ * (found in review).  A user keeps at most STORE_OAUTH_STATES_PER_USER;
+ * a new one drops the user's oldest spent or expired ones first, then the
+ * oldest unfinished, never another user's, never the new one. */
+static void test_oauth_states_per_user_are_capped(void **state)
+{
+    fixture *f = *state;
+    enum { CAP = STORE_OAUTH_STATES_PER_USER, EXTRA = 5, N = CAP + EXTRA };
+    store_org o = new_org(f->s, "oauth-cap");
+    store_user u = new_user(f->s, o.id, "cap@x"), v = new_user(f->s, o.id, "other@x");
+    int64_t now = (int64_t)time(NULL);
+    static char h[N][65];
+    char hv[65], raw[32];
+    state_hash_of("cap-other-user", hv);
+    store_oauth_state st = state_for(o.id, v.id, "slack", now + 600);
+    assert_int_equal(store_oauth_state_create(f->s, hv, &st), STORE_OK);
+    for (int i = 0; i < N; i++) {
+        snprintf(raw, sizeof(raw), "cap-%d", i);
+        state_hash_of(raw, h[i]);
+        st = state_for(o.id, u.id, i % 2 ? "gcp" : "github", now + 600 + i);
+        assert_int_equal(store_oauth_state_create(f->s, h[i], &st), STORE_OK);
+    }
+    char q[256];
+    snprintf(q, sizeof(q), "SELECT COUNT(*) FROM oauth_states WHERE org_id = '%s' AND user_id = '%s'",
+             o.id, u.id);
+    assert_int_equal(raw_int(f, q), CAP);
+    int64_t used = -1, exp = -1;
+    for (int i = 0; i < EXTRA; i++)
+        assert_int_equal(store_oauth_state_status(f->s, h[i], &used, &exp), STORE_NOT_FOUND);
+    store_oauth_state got;
+    for (int i = EXTRA; i < N; i++)
+        assert_int_equal(store_oauth_state_status(f->s, h[i], &used, &exp), STORE_OK);
+    /* the other user's state is not the first user's to drop */
+    assert_int_equal(store_oauth_state_consume(f->s, hv, now, &got), STORE_OK);
+
+    /* spent rows go before unfinished ones: a user who makes and spends
+     * states in a loop cannot push out a flow still under way either */
+    assert_int_equal(store_oauth_state_consume(f->s, h[N - 1], now, &got), STORE_OK);
+    char fresh[65];
+    state_hash_of("cap-fresh", fresh);
+    st = state_for(o.id, u.id, "gcp", now + 700);
+    assert_int_equal(store_oauth_state_create(f->s, fresh, &st), STORE_OK);
+    assert_int_equal(raw_int(f, q), CAP);
+    assert_int_equal(store_oauth_state_status(f->s, h[N - 1], &used, &exp), STORE_NOT_FOUND);
+    assert_int_equal(store_oauth_state_status(f->s, h[EXTRA], &used, &exp), STORE_OK);
+    for (int i = 0; i < 3 * CAP; i++) {
+        snprintf(raw, sizeof(raw), "cap-loop-%d", i);
+        char hl[65];
+        state_hash_of(raw, hl);
+        st = state_for(o.id, u.id, "gcp", now + 800);
+        assert_int_equal(store_oauth_state_create(f->s, hl, &st), STORE_OK);
+        assert_int_equal(store_oauth_state_consume(f->s, hl, now, &got), STORE_OK);
+    }
+    assert_int_equal(raw_int(f, q), CAP);
+    assert_int_equal(store_oauth_state_consume(f->s, fresh, now, &got), STORE_OK);
+    assert_int_equal(store_oauth_state_consume(f->s, h[EXTRA + 1], now, &got), STORE_OK);
+    /* at the cap with every state unfinished, the oldest went */
+    assert_int_equal(store_oauth_state_status(f->s, h[EXTRA], &used, &exp), STORE_NOT_FOUND);
+    /* a refused create drops nothing: one transaction */
+    st = state_for(o.id, u.id, "gcp", now + 900);
+    assert_int_equal(store_oauth_state_create(f->s, h[EXTRA + 2], &st), STORE_CONFLICT);
+    assert_int_equal(raw_int(f, q), CAP);
+    assert_int_equal(store_oauth_state_consume(f->s, h[EXTRA + 2], now, &got), STORE_OK);
+}
+
+/* Expired states are deleted by the periodic prune a day after their
+ * expiry, not only when someone makes a new state. */
+static void test_oauth_state_prune(void **state)
+{
+    fixture *f = *state;
+    store_org o = new_org(f->s, "oauth-prune");
+    store_user u = new_user(f->s, o.id, "p@x");
+    int64_t now = (int64_t)time(NULL);
+    char old[65], recent[65], live[65];
+    state_hash_of("prune-old", old);
+    state_hash_of("prune-recent", recent);
+    state_hash_of("prune-live", live);
+    store_oauth_state st = state_for(o.id, u.id, "gcp", now + 600);
+    assert_int_equal(store_oauth_state_create(f->s, old, &st), STORE_OK);
+    assert_int_equal(store_oauth_state_create(f->s, recent, &st), STORE_OK);
+    assert_int_equal(store_oauth_state_create(f->s, live, &st), STORE_OK);
+    assert_int_equal(store_oauth_state_set_expiry(f->s, old, now - 86400 - 1), STORE_OK);
+    assert_int_equal(store_oauth_state_set_expiry(f->s, recent, now - 60), STORE_OK);
+    int64_t n = -1;
+    assert_int_equal(store_oauth_state_prune(f->s, now, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    int64_t used = -1, exp = -1;
+    assert_int_equal(store_oauth_state_status(f->s, old, &used, &exp), STORE_NOT_FOUND);
+    /* kept a day past its expiry: its callback still says "expired" */
+    assert_int_equal(store_oauth_state_status(f->s, recent, &used, &exp), STORE_OK);
+    assert_int_equal(store_oauth_state_status(f->s, live, &used, &exp), STORE_OK);
+    assert_int_equal(store_oauth_state_prune(f->s, now, &n), STORE_OK);
+    assert_int_equal(n, 0);
+}
+
 static void test_org_settings(void **state)
 {
     fixture *f = *state;
@@ -2585,13 +2682,14 @@ static void test_oauth_state_race(void **state)
 {
     fixture *f = *state;
     store_org o = new_org(f->s, "race");
-    store_user u = new_user(f->s, o.id, "r@x");
+    /* two users: one may hold only STORE_OAUTH_STATES_PER_USER states */
+    store_user u[2] = { new_user(f->s, o.id, "r@x"), new_user(f->s, o.id, "s@x") };
     char hashes[RACE_STATES][65];
     for (int i = 0; i < RACE_STATES; i++) {
         char raw[32];
         snprintf(raw, sizeof(raw), "race-%d", i);
         state_hash_of(raw, hashes[i]);
-        store_oauth_state st = state_for(o.id, u.id, "gcp", (int64_t)time(NULL) + 600);
+        store_oauth_state st = state_for(o.id, u[i % 2].id, "gcp", (int64_t)time(NULL) + 600);
         assert_int_equal(store_oauth_state_create(f->s, hashes[i], &st), STORE_OK);
     }
     _Atomic int go = 0;
@@ -3808,6 +3906,8 @@ int main(void)
         DURABLE(test_webhook_sweep_reads_open_rows_only),
         DURABLE(test_webhook_upgrade_from_v17),
         BOTH(test_oauth_states),
+        DURABLE(test_oauth_states_per_user_are_capped),
+        BOTH(test_oauth_state_prune),
         BOTH(test_org_settings),
         DURABLE(test_oauth_state_race),
         DURABLE(test_console_upgrade_from_v19),
