@@ -24,6 +24,7 @@
 #include "crypto.h"
 #include "jwt.h"
 #include "kit_call.h"
+#include "kit_oauth.h"
 #include "log.h"
 #include "secret.h"
 #include "secrets.h"
@@ -499,17 +500,6 @@ static token_entry *entry_for(int64_t id)
     return victim;
 }
 
-static int token_chars_ok(const char *t)
-{
-    size_t n = strlen(t);
-    if (n == 0 || n > TOKEN_MAX_LEN)
-        return 0;
-    for (; *t; t++)
-        if (*t <= 0x20 || *t >= 0x7f)
-            return 0; /* it goes into a header */
-    return 1;
-}
-
 static int mint(worker_ctx *w, int64_t id, char **token, int64_t *expires_at, github_result *res)
 {
     char err[256] = "", api[512], url[640];
@@ -542,7 +532,7 @@ static int mint(worker_ctx *w, int64_t id, char **token, int64_t *expires_at, gi
     const char *t = j ? api_json_str(j, "token") : NULL;
     const char *exp = j ? api_json_str(j, "expires_at") : NULL;
     int64_t e = exp ? github_parse_time(exp) : -1;
-    if (!t || !token_chars_ok(t) || e <= 0 || !(*token = strdup(t))) {
+    if (!kit_oauth_token_ok(t, TOKEN_MAX_LEN) || e <= 0 || !(*token = strdup(t))) {
         secret_json_free(j);
         snprintf(res->err, sizeof(res->err),
                  "GitHub answered the token request without a usable token and expires_at");

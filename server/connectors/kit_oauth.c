@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,24 @@ cJSON *kit_oauth_token_post(const char *url, const char *const *form, const char
         snprintf(res->err, sizeof(res->err), "token endpoint answer is not a JSON object");
         res->code = AUR_E_INTERNAL;
         return NULL;
+    }
+    /* Every flow's tokens come through here, also those a connector reads
+     * itself (refresh tokens, Slack's, Azure's, GCP's): a token that could
+     * put CR/LF or other bytes into a later Authorization header, or into
+     * the stored secret, is no answer.  The token is never in the message. */
+    static const char *const names[] = { "access_token", "refresh_token" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *t = api_json_str(j, names[i]);
+        /* "" is as absent: each connector decides about a missing token */
+        if (t && *t && !kit_oauth_token_ok(t, SIZE_MAX)) {
+            snprintf(res->err, sizeof(res->err),
+                     "token endpoint answered with a %s that is not a usable token (bytes other"
+                     " than printable ASCII without blanks)",
+                     names[i]);
+            res->code = AUR_E_UNAVAILABLE;
+            secret_json_free(j);
+            return NULL;
+        }
     }
     return j;
 }
@@ -688,10 +707,21 @@ int64_t kit_oauth_expires_in(const cJSON *tok)
                : 0;
 }
 
+int kit_oauth_token_ok(const char *t, size_t max_len)
+{
+    if (!t || !*t)
+        return 0;
+    size_t n = 0;
+    for (; t[n]; n++)
+        if (n >= max_len || (unsigned char)t[n] <= 0x20 || (unsigned char)t[n] >= 0x7f)
+            return 0; /* it goes into a header */
+    return 1;
+}
+
 char *kit_oauth_access_token(const cJSON *tok, size_t max_len, int64_t now, int64_t *expires_at)
 {
     const char *at = api_json_str(tok, "access_token");
-    if (!at || !*at || strlen(at) > max_len)
+    if (!kit_oauth_token_ok(at, max_len))
         return NULL;
     int64_t secs = kit_oauth_expires_in(tok);
     *expires_at = now + (secs ? secs : 3600);

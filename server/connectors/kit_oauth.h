@@ -162,9 +162,17 @@ kit_oauth_pause *kit_oauth_refresh_pause(worker_ctx *w, const char *secret_ref,
                                          const char *conn);
 void kit_oauth_refresh_resume(kit_oauth_pause *p); /* NULL: nothing */
 
+/* 1 when t is a token fit for an "Authorization: Bearer" header: 1 to
+ * max_len bytes, each printable ASCII other than the blank (0x21-0x7e),
+ * else 0 (NULL too).  Wider than RFC 6750's b64token on purpose: it keeps
+ * out what could end or split a header (CR, LF, NUL, blanks, controls,
+ * non-ASCII) and refuses no provider's format (Google ya29. and 1//,
+ * Slack xox?-, JWTs of Atlassian and Azure, PagerDuty pdus+_, GitHub). */
+int kit_oauth_token_ok(const char *t, size_t max_len);
 /* The access token of a token answer (malloc'd copy, secret_free it) and
  * its expiry (now + expires_in; 3600 s when absent or absurd, at most a
- * week).  NULL when there is none or it is longer than max_len. */
+ * week).  NULL when there is none, it is longer than max_len or it is
+ * not kit_oauth_token_ok. */
 /* The answer's expires_in in seconds when it is a sane lifetime (0 < s <=
  * 7 days), a JSON number or a string of digits ("3599", as Azure AD v1 and
  * ADFS send it), else 0 (absent, negative, absurd, not a plain number). */

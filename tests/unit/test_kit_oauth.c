@@ -945,6 +945,79 @@ static void test_access_token_expiry(void **state)
     cJSON_Delete(j);
 }
 
+/* A token goes into later "Authorization: Bearer" headers: a hostile or
+ * broken token endpoint must not get CR/LF (a header of its choosing),
+ * blanks or other bytes into them (found in review: anything up to the
+ * length limit was taken, where github_app.c already refused them).  What
+ * real providers issue passes. */
+static void test_tokens_must_be_header_safe(void **state)
+{
+    fx *f = *state;
+    int64_t exp;
+    static const char *const good[] = {
+        "ya29.a0AfB_byC-9xYz_1234567890abcdefGHIJ-kl~", /* Google */
+        "1//0gLr-refresh_Token-Google",                  /* Google refresh */
+        "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx", /* Slack */
+        "xoxe.xoxp-1-Mi0yLTEyMzQ1Njc4OTA",                /* Slack rotating */
+        "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIn0.c2ln-bmF0_dXJl", /* JWT */
+        "pdus+_0XBPWQQ_5cfd64a0-1f2b-4c3d-9e8f-0123456789ab", /* PagerDuty */
+        "gho_16C7e42F292c6912E7710c838347Ae178B4a",      /* GitHub */
+        "Q1w2E3r4T5y6U7i8O9p0/+aZ==",                    /* base64 with padding */
+        "EU.ext-1.a1b2c3d4e5f6",                         /* OVH */
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        assert_true(kit_oauth_token_ok(good[i], 128));
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "access_token", good[i]);
+        char *t = kit_oauth_access_token(j, 128, 1000, &exp);
+        assert_non_null(t);
+        assert_string_equal(t, good[i]);
+        free(t);
+        cJSON_Delete(j);
+    }
+    static const char *const bad[] = {
+        "a\r\nX-Injected: 1", "a\nb", "a\rb", "a b", "a\tb", " a", "a\x7f", "t\xc3\xb6ken",
+        "a\x01", "",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_false(kit_oauth_token_ok(bad[i], 128));
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "access_token", bad[i]);
+        assert_null(kit_oauth_access_token(j, 128, 1000, &exp));
+        cJSON_Delete(j);
+    }
+    assert_false(kit_oauth_token_ok(NULL, 128));
+    assert_false(kit_oauth_token_ok("abcd", 3));
+    /* the token endpoint's answer: every flow's access and refresh tokens
+     * (also those a connector reads itself) come through here */
+    static const char *const answers[] = {
+        "{\"access_token\":\"a\\r\\nX-Injected: 1\",\"token_type\":\"Bearer\"}",
+        "{\"access_token\":\"good\",\"refresh_token\":\"r\\nx\"}",
+        "{\"access_token\":\"g\\u00f6od\"}",
+        "{\"access_token\":\"good\",\"refresh_token\":\"has space\"}",
+    };
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        script(&f->prov, 200, answers[i]);
+        const char *form[] = { "grant_type", "client_credentials", NULL };
+        oauth_result r;
+        assert_null(kit_oauth_token_post(f->token_url, form, NULL, 2000, &r));
+        assert_int_equal(r.code, AUR_E_UNAVAILABLE);
+        assert_non_null(strstr(r.err, "not a usable token"));
+        assert_null(strstr(r.err, "good"));
+        http_response resp;
+        memset(&resp, 0, sizeof(resp));
+        kit_oauth_error(&f->c, &r, "Demo login failed", &resp);
+        assert_int_equal(resp.status, 502);
+        buf_free(&resp.body);
+    }
+    script(&f->prov, 200, "{\"access_token\":\"ya29.ok\",\"refresh_token\":\"1//ok\"}");
+    const char *form[] = { "grant_type", "client_credentials", NULL };
+    oauth_result r;
+    cJSON *j = kit_oauth_token_post(f->token_url, form, NULL, 2000, &r);
+    assert_non_null(j);
+    secret_json_free(j);
+}
+
 /* RFC 7009 revocation: the token and its hint; a refusal reported. */
 static void test_revoke(void **state)
 {
@@ -980,6 +1053,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reconnect_during_refresh_keeps_the_new_grant, setup,
                                         teardown),
         cmocka_unit_test(test_access_token_expiry),
+        cmocka_unit_test_setup_teardown(test_tokens_must_be_header_safe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
