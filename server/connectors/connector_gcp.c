@@ -735,6 +735,21 @@ static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
     tok = kit_oauth_exchange(w, &c, &cb, "GCP token exchange failed", resp);
     if (!tok)
         goto out;
+    /* Google's consent screen lets the user untick scopes and still grants
+     * the rest: without cloud-platform the connection was stored as
+     * connected and every command then failed with 403 (found in review).
+     * Checked when the flow asked for it (GCP_OAUTH_SCOPES may ask for
+     * another); nothing is stored. */
+    if (kit_oauth_scope_listed(c.scope, SCOPE_CLOUD) &&
+        !kit_oauth_scope_granted(tok, SCOPE_CLOUD)) {
+        log_warn("gcp: OAuth grant for user %s (org %s) lacks the cloud-platform scope",
+                 cb.st.user_id, cb.st.org_id);
+        http_resp_error(resp, 400, "GCP_SCOPE_NOT_GRANTED",
+                        "Cloud Platform access was not granted: every GCP command needs it. "
+                        "Connect again and, on Google's consent screen, allow Aurora to see, edit, "
+                        "configure and delete your Google Cloud data (" SCOPE_CLOUD ")");
+        goto out;
+    }
     const char *refresh = api_json_str(tok, "refresh_token");
     const char *access = api_json_str(tok, "access_token");
     if (!refresh || !*refresh) {

@@ -718,6 +718,29 @@ int kit_oauth_token_ok(const char *t, size_t max_len)
     return 1;
 }
 
+int kit_oauth_scope_listed(const char *list, const char *scope)
+{
+    size_t n = scope ? strlen(scope) : 0;
+    if (!list || !n)
+        return 0;
+    for (const char *p = list; *p;) {
+        size_t w = strcspn(p, " ");
+        if (w == n && !memcmp(p, scope, n))
+            return 1;
+        p += w;
+        p += strspn(p, " ");
+    }
+    return 0;
+}
+
+int kit_oauth_scope_granted(const cJSON *tok, const char *scope)
+{
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(tok, "scope");
+    if (!sc)
+        return 1;
+    return cJSON_IsString(sc) && kit_oauth_scope_listed(sc->valuestring, scope);
+}
+
 char *kit_oauth_access_token(const cJSON *tok, size_t max_len, int64_t now, int64_t *expires_at)
 {
     const char *at = api_json_str(tok, "access_token");

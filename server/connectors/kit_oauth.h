@@ -169,6 +169,13 @@ void kit_oauth_refresh_resume(kit_oauth_pause *p); /* NULL: nothing */
  * non-ASCII) and refuses no provider's format (Google ya29. and 1//,
  * Slack xox?-, JWTs of Atlassian and Azure, PagerDuty pdus+_, GitHub). */
 int kit_oauth_token_ok(const char *t, size_t max_len);
+/* 1 when scope is one of the space-separated words of list (NULL: 0). */
+int kit_oauth_scope_listed(const char *list, const char *scope);
+/* 1 when a token answer grants scope: its "scope" lists it, or it has no
+ * "scope" (RFC 6749 5.1: then the grant is what was asked).  Providers
+ * with granular consent (Google) let the user untick a scope and still
+ * answer 200 with the rest. */
+int kit_oauth_scope_granted(const struct cJSON *tok, const char *scope);
 /* The access token of a token answer (malloc'd copy, secret_free it) and
  * its expiry (now + expires_in; 3600 s when absent or absurd, at most a
  * week).  NULL when there is none, it is longer than max_len or it is

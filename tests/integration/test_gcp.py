@@ -557,6 +557,31 @@ def oauth_redirect_uri_mismatch(t):
     contains(r.get("error"), SHARED["redirect"], "names the URI to register")
 
 
+@test
+def oauth_without_the_cloud_platform_scope_is_refused(t):
+    """Google lets the user untick scopes on the consent screen: a grant without
+    cloud-platform was stored as connected, and every command then failed 403."""
+    w, oauth = world()
+    _, k = fresh_user(w)
+    n_ev = len(oauth.events)
+    oauth.op(op="untick", scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    try:
+        loc, _ = start_login(w, k)
+        r = https_get(w, follow_authorize(loc))
+    finally:
+        oauth.op(op="untick", scopes=[])
+    eq((r.status, r.error_code), (400, "GCP_SCOPE_NOT_GRANTED"), "scope unticked (%r)" % r)
+    contains(r.get("error"), "Cloud Platform", "tells the user what to grant")
+    contains(r.get("error"), "https://www.googleapis.com/auth/cloud-platform", "names the scope")
+    tok = oauth.wait_event(lambda e: e.get("event") == "token" and e.get("status") == 200,
+                           "the code exchange", n_ev)
+    s = w.get("/api/connectors/status", key=k).json["connectors"]["gcp"]
+    eq(s["connected"], False, "nothing stored")
+    check(tok["refresh_token"].encode() not in r.body, "refresh token not in the answer")
+    # secrets_never_leak looks for it in the logs and the database
+    SHARED.setdefault("oauth_secrets", []).extend([tok["refresh_token"], tok["access_token"]])
+
+
 def console_cookie(w, k):
     """Signs a browser in to the console with key k: its Cookie header."""
     r = w.request("POST", "/api/console/session", {"api_key": k}, auth=False)

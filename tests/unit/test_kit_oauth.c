@@ -1018,6 +1018,40 @@ static void test_tokens_must_be_header_safe(void **state)
     secret_json_free(j);
 }
 
+/* Granular consent (Google): the answer's scope is what the user left
+ * ticked; no "scope" means what was asked (RFC 6749 5.1). */
+static void test_scope_granted(void **state)
+{
+    (void)state;
+    const char *cp = "https://www.googleapis.com/auth/cloud-platform";
+    assert_true(kit_oauth_scope_listed("openid email https://www.googleapis.com/auth/cloud-platform",
+                                       cp));
+    assert_true(kit_oauth_scope_listed("  a   b ", "b"));
+    assert_false(kit_oauth_scope_listed("https://www.googleapis.com/auth/cloud-platform.read-only",
+                                        cp));
+    assert_false(kit_oauth_scope_listed("x-https://www.googleapis.com/auth/cloud-platform", cp));
+    assert_false(kit_oauth_scope_listed("", cp));
+    assert_false(kit_oauth_scope_listed(NULL, cp));
+    assert_false(kit_oauth_scope_listed("a", ""));
+    static const struct {
+        const char *doc;
+        int granted;
+    } cases[] = {
+        { "{\"scope\":\"openid https://www.googleapis.com/auth/cloud-platform email\"}", 1 },
+        { "{\"access_token\":\"a\"}", 1 },
+        { "{\"scope\":\"openid email\"}", 0 },
+        { "{\"scope\":\"\"}", 0 },
+        { "{\"scope\":null}", 0 },
+        { "{\"scope\":[\"https://www.googleapis.com/auth/cloud-platform\"]}", 0 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cJSON *j = cJSON_Parse(cases[i].doc);
+        assert_non_null(j);
+        assert_int_equal(kit_oauth_scope_granted(j, cp), cases[i].granted);
+        cJSON_Delete(j);
+    }
+}
+
 /* RFC 7009 revocation: the token and its hint; a refusal reported. */
 static void test_revoke(void **state)
 {
@@ -1054,6 +1088,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test(test_access_token_expiry),
         cmocka_unit_test_setup_teardown(test_tokens_must_be_header_safe, setup, teardown),
+        cmocka_unit_test(test_scope_granted),
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
