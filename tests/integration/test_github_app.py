@@ -113,6 +113,10 @@ def world():
         priv, pub = keypair(st, "app")
         w = make_world(st, "suite-server", fx, trap, {
             "GITHUB_MAX_REPO_PAGES": "3",
+            # test_repositories_token_cached_across_concurrent_calls has eight
+            # listings of one organization meet at GitHub: all on threads at
+            # once, not four and four parked behind them (worker.h's share)
+            "AURORA_OUTBOUND_PER_ORG": "8",
             # GCP's OAuth login, for a state of another provider
             "CLIENT_ID": "gcp-client.apps.googleusercontent.com", "CLIENT_SECRET": "gcp-" + rand_tag(8)},
             start=False)
