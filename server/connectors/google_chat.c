@@ -256,6 +256,38 @@ void gchat_forget_tokens(const char *org, const char *user)
 
 /* ---- OAuth -------------------------------------------------------------------------------- */
 
+#define CHAT_SCOPE_PREFIX "https://www.googleapis.com/auth/chat."
+
+/* 1 when the grant lacks a Google Chat scope the flow asked for (asked: the
+ * space-separated GOOGLE_CHAT_OAUTH_SCOPE), with their names in missing.
+ * Google's consent screen lets the user untick scopes and still grants the
+ * rest: without chat.spaces.create or chat.memberships.app the setup
+ * failed later with a bare 502, and without chat.messages.create every
+ * message sent as the user failed after the connection was stored. */
+static int chat_scopes_missing(const char *asked, const cJSON *tok, char *missing, size_t cap)
+{
+    size_t used = 0;
+    missing[0] = '\0';
+    for (const char *p = asked ? asked : ""; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, " ");
+        char word[256];
+        if (n > 0 && n < sizeof(word)) {
+            memcpy(word, p, n);
+            word[n] = '\0';
+            if (!strncmp(word, CHAT_SCOPE_PREFIX, strlen(CHAT_SCOPE_PREFIX)) &&
+                !kit_oauth_scope_granted(tok, word)) {
+                int w = snprintf(missing + used, cap - used, "%s%s", used ? ", " : "", word);
+                if (w > 0 && (size_t)w < cap - used)
+                    used += (size_t)w;
+            }
+        }
+        p += n;
+    }
+    return missing[0] != '\0';
+}
+
 static void login_route(worker_ctx *w, http_request *req, http_response *resp)
 {
     if (connector_require_user(&req->auth, resp) < 0)
@@ -310,6 +342,16 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
     tok = kit_oauth_exchange(w, &c, &cb, "Google Chat authorization could not be completed", resp);
     if (!tok)
         goto out;
+    char missing[512];
+    if (chat_scopes_missing(c.scope, tok, missing, sizeof(missing))) {
+        log_warn("google_chat: OAuth grant for user %s (org %s) lacks scopes it asked for",
+                 st.user_id, st.org_id);
+        http_resp_error(resp, 400, "GOOGLE_CHAT_SCOPE_NOT_GRANTED",
+                        "Google Chat access was not fully granted (missing: %s). Connect again "
+                        "and, on Google's consent screen, allow every Google Chat permission",
+                        missing);
+        goto out;
+    }
     int64_t exp = 0;
     at = kit_oauth_access_token(tok, GCHAT_TOKEN_MAX, (int64_t)time(NULL), &exp);
     const char *rt = api_json_str(tok, "refresh_token");

@@ -330,6 +330,35 @@ def test_oauth_denied_and_forged_callbacks(t):
     serving(w)
 
 
+@test
+def test_oauth_without_every_chat_scope_is_refused(t):
+    """Google lets the user untick scopes on the consent screen and still
+    grants the rest.  Without chat.spaces.create or chat.memberships.app the
+    setup failed later with a bare 502; without chat.messages.create the
+    connection was stored and every message sent as the user failed.  Now the
+    callback names what is missing and stores nothing; granting all connects."""
+    w = world()
+    g = _env["g"]
+    org, _, key = w.new_org()
+    g.config(workspace="ws-" + org)  # each organization is its own Google Workspace
+    for gone in (["https://www.googleapis.com/auth/chat.messages.create"],
+                 ["https://www.googleapis.com/auth/chat.spaces.create",
+                  "https://www.googleapis.com/auth/chat.memberships.app"]):
+        g.config(untick=gone)
+        try:
+            r = w.frontend_get("/google-chat/login", key=key)
+            eq(r.status, 302, "login (%r)" % r)
+            c = callback(w, authorize(r.headers["location"]))
+        finally:
+            g.config(untick=[])
+        eq((c.status, c.error_code), (400, "GOOGLE_CHAT_SCOPE_NOT_GRANTED"), "unticked %s (%r)" % (gone, c))
+        for s in gone:
+            contains(c.get("error"), s, "the message names what is missing")
+        eq(status(w, key).get("connected"), False, "nothing connected")
+    eq(connect(w, key).status, 302, "every scope granted: connected")
+    eq(status(w, key).get("connected"), True, "connected")
+
+
 # ---------------------------------------------------------------------------
 # events
 # ---------------------------------------------------------------------------
