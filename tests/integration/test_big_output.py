@@ -247,16 +247,17 @@ def read_http_response(s):
         chunk = s.recv(65536)
         check(chunk, "the connection closed before the headers", data[:200])
         data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
+    head, rest = data.split(b"\r\n\r\n", 1)
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     length = [int(x.split(":", 1)[1]) for x in lines[1:] if x.lower().startswith("content-length:")]
     eq(len(length), 1, "Content-Length headers in %r" % lines)
+    body = bytearray(rest)
     while len(body) < length[0]:
         chunk = s.recv(1 << 20)
         check(chunk, "the connection closed %d bytes into the body" % len(body))
         body += chunk
-    return status, body[:length[0]]
+    return status, bytes(body[:length[0]])
 
 
 @test(timeout=180)
@@ -298,6 +299,11 @@ def json_answer_to_a_client_not_reading_arrives_whole(t):
     other = w.kubectl(cid, args=logs_args(1000, "other"), max_output=1000)
     eq(other.status, 200, "another client's command while this one is not read")
     eq(other.json["output"].encode(), kube_api.log_bytes(1000, "other"), "the other output")
+    # Now the client reads, with a buffer of a reader that keeps up: through
+    # a 4 KiB window each 4 KiB waited for this process to be scheduled, and
+    # beside the suite's other programs the ~4 MiB took a minute (64 KiB
+    # windows: the scale was fixed at 0 by the small buffer at connect).
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     status, body = read_http_response(s)
     eq(status, 200, "status of the answer read late")
     d = json.loads(body)
