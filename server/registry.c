@@ -363,12 +363,14 @@ static struct timeval ms_tv(int ms)
     return tv;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
+/* Registrations are scored, looked up and trimmed on the clock the
+ * replicas share (registry_clock_ms: Redis's once it was reached), not on
+ * each host's own: read from a clock a lease or more ahead, a replica's
+ * registrations outlived it by as much, every other replica's looked
+ * lapsed to its lookups (their clusters' commands found nobody) and its
+ * renewals trimmed them from the clusters it held too; from one behind,
+ * its own were born lapsed. */
+static double now_s(void) { return (double)registry_clock_ms() / 1000.0; }
 
 /* A connected, authenticated context on the configured database at host (a
  * numeric address from a worker: no name to resolve), or NULL. */
@@ -613,8 +615,9 @@ static redisContext *open_resolving(char *why, size_t whylen)
 }
 
 /* Reads Redis's clock (TIME) for registry_clock_ms, at each connection and
- * renewal: the legacy connections of a cluster are ranked across replicas
- * by when each became ready, and read from each replica's own wall clock,
+ * renewal: registrations expire on it (now_s), and the legacy connections
+ * of a cluster are ranked across replicas by when each became ready, and
+ * read from each replica's own wall clock,
  * one whose clock ran ahead outranked the newer connections of the others
  * for as long as it did.  -1: the connection dropped.  A Redis that refuses
  * TIME (renamed away) leaves the clock as it was, said once. */
@@ -661,7 +664,8 @@ static int try_connect(void)
         R.cmd = NULL;
         return -1;
     }
-    if (subscribe() < 0 || renew_all() < 0 || sample_clock(1) < 0)
+    /* the clock first: the registrations are scored on it (now_s) */
+    if (subscribe() < 0 || sample_clock(1) < 0 || renew_all() < 0)
         return -1;
     R.publish_retry_us = 0; /* what Redis refused goes again at once */
     atomic_store(&R.connected, 1);

@@ -112,9 +112,9 @@ int registry_aside_renewals(long long their_ms, long long own_ms);
 #define REGISTRY_MAX_LEASE_S 3600
 #define REGISTRY_MIN_PERIOD_MS (REGISTRY_MIN_LEASE_S * 1000 / 3)
 #define REGISTRY_MAX_PERIOD_MS (REGISTRY_MAX_LEASE_S * 1000 / 3)
-/* Loop thread: the clock a legacy connection's ready time is read from
- * (registry_publish_legacy's ready_ms, tunnel_hub_opts.wall_ms), ms since
- * the epoch: Redis's (TIME, read by the registry thread at each connection
+/* Any thread: the clock a legacy connection's ready time is read from
+ * (registry_publish_legacy's ready_ms, tunnel_hub_opts.wall_ms), and the
+ * registrations' expiry times, ms since the epoch: Redis's (TIME, read by the registry thread at each connection
  * and renewal, carried forward on this host's monotonic clock), the one
  * every replica shares, so that a replica whose clock runs ahead does not
  * outrank the newer connections of the others.  Before Redis was first

@@ -458,6 +458,105 @@ static void test_legacy_rank_clock_is_redis_s(void **state)
     assert_true(registry_clock_ms() >= wall - 1000 && registry_clock_ms() <= wall + 2000);
 }
 
+/* This host's clock an hour ahead, and renewals every second (a 3 s lease). */
+static int setup_clock_ahead_short_lease(void **state)
+{
+    setenv("AURORA_REGISTRY_LEASE_S", "3", 1);
+    int rc = setup_clock_ahead(state);
+    unsetenv("AURORA_REGISTRY_LEASE_S");
+    return rc;
+}
+
+/* The members of key and their scores (ms), at most cap. */
+static int zmembers(redisContext *c, const char *key, char names[][96], int64_t *scores, int cap)
+{
+    redisReply *r = redisCommand(c, "ZRANGE %s 0 -1 WITHSCORES", key);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    int n = 0;
+    for (size_t i = 0; i + 1 < r->elements && n < cap; i += 2, n++) {
+        snprintf(names[n], 96, "%s", r->element[i]->str);
+        scores[n] = (int64_t)(strtod(r->element[i + 1]->str, NULL) * 1000);
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+typedef struct {
+    fixture *fx;
+    redisContext *c;
+    char key[96];
+    int64_t after_ms; /* a registration of ours scored past this */
+} renewal_wait;
+
+/* Our registration (the member that is not "other-replica …") renewed:
+ * scored past w->after_ms. */
+static int renewed_past(void *arg)
+{
+    renewal_wait *w = arg;
+    char names[8][96];
+    int64_t scores[8];
+    int n = zmembers(w->c, w->key, names, scores, 8);
+    for (int i = 0; i < n; i++)
+        if (strncmp(names[i], "other-replica ", 14) && scores[i] > w->after_ms)
+            return 1;
+    return 0;
+}
+
+/* Registrations are scored, looked up and trimmed on Redis's clock, the
+ * one every replica shares, not on this host's: with it an hour ahead, a
+ * registration here lived an hour longer than its lease (a dead replica
+ * kept attracting its clusters' commands), another replica's live one
+ * looked lapsed (its clusters' commands found nobody, 503), and each
+ * renewal here removed the other replicas' live registrations of the
+ * clusters this one holds too. */
+static void test_registrations_are_on_redis_s_clock(void **state)
+{
+    fixture *fx = *state;
+    redisContext *c = redis_conn(fx);
+    made_token m = new_token(fx);
+    tunnel_session *s = connect_v2(fx, &m);
+    (void)s;
+    renewal_wait w = { .fx = fx, .c = c, .after_ms = 0 };
+    snprintf(w.key, sizeof(w.key), "aurora:agents:%s", m.t.cluster_id);
+    serve_until(fx, renewed_past, &w, "the cluster's registration");
+    char names[8][96];
+    int64_t scores[8];
+    int64_t redis = redis_time_ms(c);
+    int n = zmembers(c, w.key, names, scores, 8);
+    assert_int_equal(n, 1);
+    print_message("registered until %lld, Redis now %lld\n", (long long)scores[0],
+                  (long long)redis);
+    /* the 3 s lease from Redis's now (a second for the round trips), not
+     * from an hour ahead */
+    assert_true(scores[0] <= redis + 3000 + 1000);
+
+    /* Another replica's registrations, live for ten minutes by Redis's
+     * clock: one of a cluster held here too, one of a cluster only it holds. */
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "%.3f", (double)(redis + 600000) / 1000.0);
+    redisReply *r = redisCommand(c, "ZADD %s %s %s", w.key, cmd, "other-replica 127.0.0.2:5081");
+    assert_non_null(r);
+    freeReplyObject(r);
+    r = redisCommand(c, "ZADD aurora:agents:cluster-elsewhere %s %s", cmd,
+                     "other-replica 127.0.0.2:5081");
+    assert_non_null(r);
+    freeReplyObject(r);
+    char addr[280];
+    assert_int_equal(registry_lookup("cluster-elsewhere", addr, sizeof(addr)), 1);
+    assert_string_equal(addr, "127.0.0.2:5081");
+
+    /* A renewal here (every second) trims lapsed members only. */
+    w.after_ms = scores[0];
+    serve_until(fx, renewed_past, &w, "a renewal of the registration");
+    n = zmembers(c, w.key, names, scores, 8);
+    int others = 0;
+    for (int i = 0; i < n; i++)
+        others += !strcmp(names[i], "other-replica 127.0.0.2:5081");
+    assert_int_equal(others, 1);
+    redisFree(c);
+}
+
 /* Redis's answer to a command on c, which must not be an error. */
 static void redis_ok(redisContext *c, const char *cmd)
 {
@@ -539,6 +638,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_legacy_rank_clock_is_redis_s, setup_clock_ahead,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_registrations_are_on_redis_s_clock,
+                                        setup_clock_ahead_short_lease, teardown),
         cmocka_unit_test_setup_teardown(test_a_refused_publish_is_kept_and_sent_again, setup,
                                         teardown),
     };
