@@ -3,7 +3,6 @@
 #include "forward.h"
 
 #include <cjson/cJSON.h>
-#include <arpa/inet.h>
 #include <math.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -568,21 +567,6 @@ static char *encode_request(const tunnel_exec_params *p, const char *user_id)
 
 /* A fwd for the replica at owner_addr, not connected, with no request yet;
  * NULL with err. */
-/* 1-65535 written in decimal digits only, else -1: atoi took "70000" (lws
- * then dialled it modulo 65536), "+80" and "80x". */
-static int port_of(const char *s)
-{
-    long v = 0;
-    if (!*s || strlen(s) > 5)
-        return -1;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return -1;
-        v = v * 10 + (*s - '0');
-    }
-    return v >= 1 && v <= 65535 ? (int)v : -1;
-}
-
 static fwd *fwd_new(const char *owner_addr, const char *cluster_id, char *err, size_t errlen)
 {
     fwd *f = calloc(1, sizeof(*f));
@@ -590,38 +574,22 @@ static fwd *fwd_new(const char *owner_addr, const char *cluster_id, char *err, s
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    const char *colon = strrchr(owner_addr, ':');
-    size_t hlen = colon ? (size_t)(colon - owner_addr) : 0;
-    if (!colon || !hlen || hlen >= sizeof(f->host) || port_of(colon + 1) <= 0 ||
-        strlen(owner_addr) >= sizeof(f->addr) || strlen(cluster_id) >= sizeof(f->cluster)) {
+    /* An IP literal with a port of digits (registry_parse_addr): a name
+     * would be resolved on the event loop, "70000" dialled modulo 65536. */
+    int rc = strlen(owner_addr) >= sizeof(f->addr) || strlen(cluster_id) >= sizeof(f->cluster)
+                 ? -1
+                 : registry_parse_addr(owner_addr, f->host, sizeof(f->host), &f->port);
+    if (rc < 0) {
         free(f);
-        snprintf(err, errlen, "the replica holding cluster %s registered a bad address",
+        snprintf(err, errlen,
+                 rc == -2 ? "the replica holding cluster %s registered an address that is not "
+                            "an IP address"
+                          : "the replica holding cluster %s registered a bad address",
                  cluster_id);
         return NULL;
     }
     snprintf(f->addr, sizeof(f->addr), "%s", owner_addr);
     snprintf(f->cluster, sizeof(f->cluster), "%s", cluster_id);
-    /* The port is after the last ':' whatever the host: "10.0.0.5:5080",
-     * "fd00::5:5080" (a pod IP as the downward API gives it) or
-     * "[fd00::5]:5080"; lws takes an IPv6 literal without its brackets. */
-    const char *host = owner_addr;
-    if (hlen > 2 && host[0] == '[' && host[hlen - 1] == ']') {
-        host++;
-        hlen -= 2;
-    }
-    memcpy(f->host, host, hlen);
-    f->port = port_of(colon + 1);
-    /* An IP literal only: lws resolves a name on the event loop, so a name
-     * planted in Redis whose DNS never answers would stall every agent and
-     * request of this replica. */
-    unsigned char ip[16];
-    if (inet_pton(AF_INET, f->host, ip) != 1 && inet_pton(AF_INET6, f->host, ip) != 1) {
-        free(f);
-        snprintf(err, errlen, "the replica holding cluster %s registered an address that is not "
-                              "an IP address",
-                 cluster_id);
-        return NULL;
-    }
     f->next = F.fwds; /* freed with fwd_free from here on */
     if (F.fwds)
         F.fwds->prev = f;

@@ -107,6 +107,48 @@ int registry_parse_url(const char *url, registry_redis_url *o, char *why, size_t
     return 0;
 }
 
+/* 1-65535 written in decimal digits only, else -1: atoi took "70000" (lws
+ * then dialled it modulo 65536), "+80", "80x" and "80\n". */
+static int port_of(const char *s)
+{
+    long v = 0;
+    if (!*s || strlen(s) > 5)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v >= 1 && v <= 65535 ? (int)v : -1;
+}
+
+int registry_parse_addr(const char *addr, char *host, size_t hostcap, int *port)
+{
+    /* The port is after the last ':' whatever the host. */
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    size_t hlen = colon ? (size_t)(colon - addr) : 0;
+    int p = colon ? port_of(colon + 1) : -1;
+    if (!hlen || p < 0 || !hostcap)
+        return -1;
+    const char *h = addr;
+    if (hlen > 2 && h[0] == '[' && h[hlen - 1] == ']') { /* lws takes it without them */
+        h++;
+        hlen -= 2;
+    }
+    if (hlen >= hostcap)
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    /* An IP literal only: lws resolves a name on the event loop, so a name
+     * whose DNS never answers would stall every agent and request of the
+     * replica dialling it. */
+    unsigned char ip[16];
+    if (inet_pton(AF_INET, host, ip) != 1 && inet_pton(AF_INET6, host, ip) != 1)
+        return -2;
+    *port = p;
+    return 0;
+}
+
 /* ---- state ------------------------------------------------------------------------ */
 
 typedef enum { OP_UP, OP_DOWN, OP_PUBLISH } op_kind;
@@ -1327,19 +1369,13 @@ int registry_start(const server_config *cfg, struct lws_context *ctx, char *err,
         return -1;
     }
     const char *addr = server_setting(cfg, "AURORA_INTERNAL_ADDR");
-    const char *colon = addr ? strrchr(addr, ':') : NULL;
-    /* An IP literal (the pod IP), as forward.c accepts: peers never resolve
-     * a name on their event loop. */
-    char host[64] = "";
-    unsigned char ip[16];
-    size_t hlen = colon ? (size_t)(colon - addr) : 0;
-    if (hlen > 2 && addr[0] == '[' && addr[hlen - 1] == ']')
-        snprintf(host, sizeof(host), "%.*s", (int)(hlen - 2), addr + 1);
-    else if (hlen && hlen < sizeof(host))
-        snprintf(host, sizeof(host), "%.*s", (int)hlen, addr);
-    if (!addr || !colon || colon == addr || atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535 ||
-        strlen(addr) >= sizeof(R.addr) || strchr(addr, ' ') ||
-        (inet_pton(AF_INET, host, ip) != 1 && inet_pton(AF_INET6, host, ip) != 1)) {
+    /* What the other replicas dial (forward.c reads it the same way): read
+     * with atoi, "5081x" or a trailing newline started the server, and every
+     * command forwarded here failed at the others as a bad address. */
+    char host[64];
+    int port;
+    if (!addr || strlen(addr) >= sizeof(R.addr) ||
+        registry_parse_addr(addr, host, sizeof(host), &port) < 0) {
         snprintf(err, errlen, "AURORA_INTERNAL_ADDR must be IP:port (the pod IP and port), the "
                               "address the other replicas reach this one at, when "
                               "AURORA_REDIS_URL is set");

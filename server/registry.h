@@ -50,6 +50,13 @@ typedef struct {
 } registry_redis_url;
 int registry_parse_url(const char *url, registry_redis_url *out, char *why, size_t whylen);
 
+/* A replica's address as registered (AURORA_INTERNAL_ADDR) and dialled
+ * (forward.c): "IPv4:port", "IPv6:port" (a pod IP as the downward API
+ * gives it) or "[IPv6]:port", the port 1-65535 in decimal digits only.
+ * host (without brackets, hostcap bytes) and *port; 0, -1 when it is not
+ * HOST:PORT of that form, -2 when the host is not an IP literal. */
+int registry_parse_addr(const char *addr, char *host, size_t hostcap, int *port);
+
 /* Main thread, once the lws context exists and the instance id is known:
  * validates the settings (AURORA_INTERNAL_ADDR and a forward secret are
  * required with AURORA_REDIS_URL) and starts the registry thread.  0 (also

@@ -11,9 +11,11 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "registry.h"
+#include "server_config.h"
 #include "tunnel.h"
 
 static void accepts_the_documented_forms(void **state)
@@ -81,6 +83,51 @@ static void disabled_without_redis(void **state)
     registry_stop();
 }
 
+/* registry_start with AURORA_INTERNAL_ADDR set to addr: 0 or -1 (err). */
+static int start_with_addr(const char *addr, char *err, size_t errlen)
+{
+    setenv("DATABASE_URL", "sqlite:///tmp/aurora-registry-unit-unused.db", 1);
+    setenv("AURORA_REDIS_URL", "redis://127.0.0.1:1/0", 1);
+    setenv("AURORA_INTERNAL_FORWARD_SECRET", "0123456789abcdef0123456789abcdef", 1);
+    setenv("AURORA_INTERNAL_ADDR", addr, 1);
+    unsetenv("AURORA_CONFIG");
+    server_config cfg;
+    char why[256] = "";
+    if (server_config_load(&cfg, why, sizeof(why)) != 0)
+        fail_msg("server_config_load(%s): %s", addr, why);
+    err[0] = '\0';
+    int rc = registry_start(&cfg, NULL, err, errlen);
+    registry_stop();
+    server_config_free(&cfg);
+    unsetenv("AURORA_REDIS_URL");
+    unsetenv("AURORA_INTERNAL_ADDR");
+    unsetenv("AURORA_INTERNAL_FORWARD_SECRET");
+    return rc;
+}
+
+/* The address this replica registers is the one every other replica dials
+ * (forward.c): its port must be what they accept, 1-65535 in digits only.
+ * Read with atoi, "5081x", "+5081" or a trailing newline (a value written
+ * from a file) started the server, and every command another replica
+ * forwarded here failed with "registered a bad address". */
+static void internal_addr_port_is_what_peers_dial(void **state)
+{
+    (void)state;
+    const char *bad[] = { "127.0.0.1:5081x", "127.0.0.1:+5081", "127.0.0.1:5081\n",
+                          "127.0.0.1:5081/", "[::1]:5081 ", "127.0.0.1:0x50", "127.0.0.1:-1",
+                          "127.0.0.1:65536", "127.0.0.1:", "127.0.0.1" };
+    const char *good[] = { "127.0.0.1:5081", "[::1]:5081", "fd00::5:5081", "10.0.0.5:65535" };
+    char err[256];
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (start_with_addr(good[i], err, sizeof(err)) != 0)
+            fail_msg("AURORA_INTERNAL_ADDR \"%s\" refused: %s", good[i], err);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = start_with_addr(bad[i], err, sizeof(err));
+        if (rc == 0 || !strstr(err, "AURORA_INTERNAL_ADDR"))
+            fail_msg("AURORA_INTERNAL_ADDR \"%s\": %d (%s)", bad[i], rc, err);
+    }
+}
+
 /* Replicas need not share AURORA_REGISTRY_LEASE_S: a session stepped aside
  * waits out the announcer's lease, counted in its own replica's renewals.
  * Equal periods give TUNNEL_LEGACY_ASIDE_RENEWALS, as before; a longer
@@ -122,6 +169,7 @@ int main(void)
         cmocka_unit_test(accepts_the_documented_forms),
         cmocka_unit_test(refuses_malformed_urls),
         cmocka_unit_test(disabled_without_redis),
+        cmocka_unit_test(internal_addr_port_is_what_peers_dial),
         cmocka_unit_test(aside_renewals_follow_the_announcers_period),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
