@@ -308,27 +308,29 @@ static char *assignments_and_urls(const char *arg, size_t len)
     return argv_splice_finish(&s, len);
 }
 
+/* A rule's result (NULL: nothing changed) becomes the text the next rule
+ * reads; the one it replaces is wiped.  Returns that text. */
+static const char *next_rule(char **now, char *result, const char *text)
+{
+    if (!result)
+        return text;
+    if (*now)
+        OPENSSL_cleanse(*now, strlen(*now));
+    free(*now);
+    *now = result;
+    return result;
+}
+
 /* Every rule over one argument's text, each over the previous one's result;
  * secret_data: the command reads or writes a Secret. */
 static char *embedded(const char *arg, int secret_data)
 {
     char *now = assignments_and_urls(arg, strlen(arg));
     const char *text = now ? now : arg;
-    char *values = argv_redact_values(text, strlen(text), secret_data || argv_names_secret(text));
-    if (values) {
-        if (now)
-            OPENSSL_cleanse(now, strlen(now));
-        free(now);
-        now = values;
-        text = now;
-    }
-    char *shell = argv_redact_shell(text, strlen(text));
-    if (shell) {
-        if (now)
-            OPENSSL_cleanse(now, strlen(now));
-        free(now);
-        now = shell;
-    }
+    text = next_rule(&now, argv_redact_values(text, strlen(text),
+                                              secret_data || argv_names_secret(text)), text);
+    text = next_rule(&now, argv_redact_sql(text, strlen(text)), text);
+    next_rule(&now, argv_redact_shell(text, strlen(text)), text);
     return now;
 }
 

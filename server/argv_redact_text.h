@@ -2,6 +2,7 @@
  * that read inside one argument's text, shared by its files:
  *   argv_redact.c         flags, assignments, URL passwords, a command's own
  *   argv_redact_values.c  keyed values: JSON members, YAML and header lines
+ *                         and a database statement's password literal
  *   argv_redact_inner.c   the options of programs a command runs
  *                         (kubectl exec … -- mysql -p…, sh -c "curl -u …")
  * Every rule replaces text with ARGV_REDACTED and never reads that text as
@@ -63,6 +64,13 @@ char *argv_splice_finish(argv_splice *s, size_t len);
  * "stringData" (and "data" when secret_data: the command reads or writes a
  * Secret).  malloc'd, or NULL when nothing changes. */
 char *argv_redact_values(const char *arg, size_t len, int secret_data);
+
+/* A password a database statement sets (psql -c "ALTER USER app PASSWORD
+ * '…'", mysql -e "… IDENTIFIED BY '…'", SET PASSWORD FOR u = '…', cqlsh's
+ * WITH PASSWORD = '…'): the text of the string literal after PASSWORD or
+ * IDENTIFIED … BY, its quotes kept (argv_redact_values.c).  malloc'd, or
+ * NULL when nothing changes. */
+char *argv_redact_sql(const char *arg, size_t len);
 
 /* Whether an argument is, or holds, a Secret (kubectl get secret, secrets/x,
  * "kind":"Secret"): its "data" values are credentials. */

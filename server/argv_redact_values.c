@@ -584,6 +584,118 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
     return argv_splice_finish(&s, len);
 }
 
+/* ---- passwords set by a database statement ---------------------------------------------------- */
+
+/* Whether the word a[i, e) is kw (case ignored). */
+static int sql_is(const char *a, size_t i, size_t e, const char *kw)
+{
+    return is(a + i, e - i, kw);
+}
+
+/* The end of the word of name characters starting at i. */
+static size_t word_end(const char *a, size_t len, size_t i)
+{
+    while (i < len && argv_name_char(a[i]))
+        i++;
+    return i;
+}
+
+/* The quoted parts and name characters of a user written after FOR
+ * ('app'@'%', app@localhost, "u"): where they end. */
+static size_t sql_user(const char *a, size_t len, size_t i)
+{
+    while (i < len) {
+        if (a[i] == '\'' || a[i] == '"' || a[i] == '`') {
+            const char *c = memchr(a + i + 1, a[i], len - i - 1);
+            i = c ? (size_t)(c - a) + 1 : len;
+        } else if (argv_name_char(a[i]) || a[i] == '@' || a[i] == '%' || argv_blank(a[i])) {
+            i++;
+        } else {
+            break;
+        }
+    }
+    return i;
+}
+
+/* The string literal after PASSWORD or IDENTIFIED … BY, from i (just past
+ * the keyword): [= ] [PASSWORD] [(] then '…', "…", E'…' or, in a line
+ * inside "…", \"…\".  A quote doubled inside ('S3''cret') or escaped by a
+ * backslash (MySQL) does not end it; one never closed runs to the end.
+ * Cuts its text, the quotes stay (a shell line holding the statement
+ * splits the same way again); returns where the caller goes on. */
+static size_t sql_literal(argv_splice *s, const char *a, size_t len, size_t i, int after_password)
+{
+    i = skip_blank(a, len, i);
+    if (after_password && i < len && word_end(a, len, i) > i &&
+        sql_is(a, i, word_end(a, len, i), "for")) { /* SET PASSWORD FOR 'app'@'%' = … */
+        i = sql_user(a, len, word_end(a, len, i));
+        if (i >= len || a[i] != '=')
+            return i;
+    }
+    if (i < len && a[i] == '=')
+        i = skip_blank(a, len, i + 1);
+    size_t w = word_end(a, len, i);
+    if (w > i && sql_is(a, i, w, "password")) /* = PASSWORD('…'), BY PASSWORD '*hash' */
+        i = skip_blank(a, len, w);
+    if (i < len && a[i] == '(')
+        i = skip_blank(a, len, i + 1);
+    if (i + 1 < len && (a[i] == 'E' || a[i] == 'e') && a[i + 1] == '\'')
+        i++;
+    int esc = i + 1 < len && a[i] == '\\' && a[i + 1] == '"';
+    if (i >= len || (!esc && a[i] != '\'' && a[i] != '"'))
+        return i;
+    char q = esc ? '"' : a[i];
+    size_t open = i + (esc ? 2 : 1), k = open;
+    while (k < len) {
+        if (esc && a[k] == '\\' && k + 1 < len && a[k + 1] == '"')
+            break;
+        if (!esc && a[k] == q) {
+            if (k + 1 < len && a[k + 1] == q) {
+                k += 2;
+                continue;
+            }
+            break;
+        }
+        k += a[k] == '\\' && k + 1 < len ? 2 : 1;
+    }
+    if (k > open && !already(a + open, k - open))
+        argv_splice_cut(s, open, k);
+    return k;
+}
+
+char *argv_redact_sql(const char *arg, size_t len)
+{
+    argv_splice s;
+    argv_splice_init(&s, arg);
+    int identified = 0; /* IDENTIFIED seen: its BY comes before the literal */
+    for (size_t i = 0; i < len;) {
+        if (arg[i] == ';')
+            identified = 0;
+        if (!argv_name_char(arg[i]) || (i > 0 && argv_name_char(arg[i - 1]))) {
+            i++;
+            continue;
+        }
+        size_t e = word_end(arg, len, i);
+        /* a keyword stands between blanks ("password": "…" is a JSON key,
+         * password: … a YAML one, read by the rules above) */
+        int keyword = (i == 0 || argv_blank(arg[i - 1]) || arg[i - 1] == '(' || arg[i - 1] == '"') &&
+                      e < len && (argv_blank(arg[e]) || arg[e] == '=' || arg[e] == '(');
+        if (!keyword) {
+            i = e;
+        } else if (sql_is(arg, i, e, "password")) {
+            i = sql_literal(&s, arg, len, e, 1);
+        } else if (identified && sql_is(arg, i, e, "by")) {
+            identified = 0;
+            i = sql_literal(&s, arg, len, e, 0);
+        } else {
+            if (sql_is(arg, i, e, "identified"))
+                identified = 1;
+            i = e;
+        }
+    }
+    return argv_splice_finish(&s, len);
+}
+
 /* "kind": "Secret" (JSON) or kind: Secret (YAML) at p, read backwards from
  * the start of "Secret". */
 static int kind_before(const char *arg, const char *p)

@@ -839,6 +839,40 @@ static void test_long_line_of_names(void **state)
     free(arg);
 }
 
+/* A password set by a database statement (psql -c, mysql -e, cqlsh -e, a
+ * shell line running one): the string literal after PASSWORD or
+ * IDENTIFIED … BY, which no flag or name=value announces. */
+static void test_sql_password_literals(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[\"kubectl\",\"exec\",\"pg-0\",\"--\",\"psql\",\"-c\",\"ALTER USER app WITH PASSWORD 'S3cret'\"]",
+          "[\"kubectl\",\"exec\",\"pg-0\",\"--\",\"psql\",\"-c\",\"ALTER USER app WITH PASSWORD '[REDACTED]'\"]" },
+        { "[\"kubectl\",\"exec\",\"pg-0\",\"--\",\"psql\",\"-c\",\"create role r login encrypted password 'S3''cret';\"]",
+          "[\"kubectl\",\"exec\",\"pg-0\",\"--\",\"psql\",\"-c\",\"create role r login encrypted password '[REDACTED]';\"]" },
+        { "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-e\",\"ALTER USER 'app'@'%' IDENTIFIED BY 'S3cret'; FLUSH PRIVILEGES\"]",
+          "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-e\",\"ALTER USER 'app'@'%' IDENTIFIED BY '[REDACTED]'; FLUSH PRIVILEGES\"]" },
+        { "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-e\",\"CREATE USER u IDENTIFIED WITH mysql_native_password BY \\\"S3cret\\\"\"]",
+          "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-e\",\"CREATE USER u IDENTIFIED WITH mysql_native_password BY \\\"[REDACTED]\\\"\"]" },
+        { "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-e\",\"SET PASSWORD FOR 'app'@'%' = 'S3cret'\"]",
+          "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-e\",\"SET PASSWORD FOR 'app'@'%' = '[REDACTED]'\"]" },
+        { "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-e\",\"SET PASSWORD = PASSWORD('S3cret')\"]",
+          "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-e\",\"SET PASSWORD = PASSWORD('[REDACTED]')\"]" },
+        { "[\"kubectl\",\"exec\",\"c-0\",\"--\",\"cqlsh\",\"-e\",\"CREATE ROLE r WITH PASSWORD = 'S3cret' AND LOGIN = true\"]",
+          "[\"kubectl\",\"exec\",\"c-0\",\"--\",\"cqlsh\",\"-e\",\"CREATE ROLE r WITH PASSWORD = '[REDACTED]' AND LOGIN = true\"]" },
+        /* inside a shell line, the statement in its own quotes */
+        { "[\"kubectl\",\"exec\",\"pg-0\",\"--\",\"sh\",\"-c\",\"psql -U postgres -c \\\"ALTER USER app PASSWORD 'S3cret'\\\" && echo ok\"]",
+          "[\"kubectl\",\"exec\",\"pg-0\",\"--\",\"sh\",\"-c\",\"psql -U postgres -c \\\"ALTER USER app PASSWORD '[REDACTED]'\\\" && echo ok\"]" },
+    };
+    check_rows(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[\"kubectl\",\"exec\",\"pg-0\",\"--\",\"psql\",\"-c\",\"ALTER USER app PASSWORD NULL\"]",
+        "[\"kubectl\",\"exec\",\"pg-0\",\"--\",\"psql\",\"-c\",\"SELECT rolpassword FROM pg_authid WHERE rolname = 'app'\"]",
+        "[\"kubectl\",\"exec\",\"db-0\",\"--\",\"mysql\",\"-e\",\"SELECT user FROM mysql.user ORDER BY 'user'\"]",
+    };
+    check_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -858,6 +892,7 @@ int main(void)
         cmocka_unit_test(test_review_regressions),
         cmocka_unit_test(test_long_line_of_names),
         cmocka_unit_test(test_hidden_words_and_late_names),
+        cmocka_unit_test(test_sql_password_literals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
