@@ -290,6 +290,10 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
         size_t eol = v;
         while (eol < limit && !line_break(a, eol, limit) && a[eol] != quote &&
                !(flow && (a[eol] == ',' || a[eol] == '}'))) {
+            if (word && a[eol] == '\\' && eol + 1 < limit && a[eol + 1] != quote) {
+                eol += 2; /* Bearer\ S3cret: an escaped blank is the word's */
+                continue;
+            }
             if (word && (argv_blank(a[eol]) || (a[eol] && strchr(";|&()`", a[eol]))))
                 break; /* the end of the shell word */
             if (word && (a[eol] == '\'' || a[eol] == '"')) { /* a part of it quoted */

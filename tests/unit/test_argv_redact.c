@@ -873,6 +873,20 @@ static void test_sql_password_literals(void **state)
     check_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
+/* curl's header value as the shell writes it in one word: a blank escaped
+ * by a backslash (-H Authorization:Bearer\ S3cret) is part of the word. */
+static void test_header_words_as_curl_reads_them(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -H Authorization:Bearer\\\\ S3cret http://x/\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -H Authorization:Bearer\\\\ [REDACTED] http://x/\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -H X-Api-Key:S3\\\\ cret http://x/\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -H X-Api-Key:[REDACTED] http://x/\"]" },
+    };
+    check_rows(rows, sizeof(rows) / sizeof(rows[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -893,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_long_line_of_names),
         cmocka_unit_test(test_hidden_words_and_late_names),
         cmocka_unit_test(test_sql_password_literals),
+        cmocka_unit_test(test_header_words_as_curl_reads_them),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
