@@ -265,6 +265,13 @@ static size_t header_lines(argv_splice *s, const char *a, size_t from, size_t to
                 continue;
             }
         }
+        /* "-HAuthorization: Bearer …" (curl's -H with its header in one
+         * argument or quoted part): the header's name is after the -H */
+        if (!tight && n > 3 && a[i] == '-' && a[i + 1] == 'H' && word_start(a, i) &&
+            (auth_name(a + i + 2, n - 2) || cookie_name(a + i + 2, n - 2))) {
+            i += 2;
+            n -= 2;
+        }
         int auth = auth_name(a + i, n), cookie = cookie_name(a + i, n);
         if (tight && !auth && !cookie && !ends_in_credential(a + i, n)) {
             i = e;

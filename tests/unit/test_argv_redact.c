@@ -874,7 +874,9 @@ static void test_sql_password_literals(void **state)
 }
 
 /* curl's header value as the shell writes it in one word: a blank escaped
- * by a backslash (-H Authorization:Bearer\ S3cret) is part of the word. */
+ * by a backslash (-H Authorization:Bearer\ S3cret) is part of the word;
+ * the header written against -H in one argument (-HAuthorization: …) is
+ * curl's -H too. */
 static void test_header_words_as_curl_reads_them(void **state)
 {
     (void)state;
@@ -883,6 +885,12 @@ static void test_header_words_as_curl_reads_them(void **state)
           "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -H Authorization:Bearer\\\\ [REDACTED] http://x/\"]" },
         { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -H X-Api-Key:S3\\\\ cret http://x/\"]",
           "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl -H X-Api-Key:[REDACTED] http://x/\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"curl\",\"-HAuthorization: Bearer S3cret\",\"http://x/\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"curl\",\"-HAuthorization: Bearer [REDACTED]\",\"http://x/\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"curl\",\"-HCookie: session=S3cret\",\"http://x/\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"curl\",\"-HCookie: [REDACTED]\",\"http://x/\"]" },
+        { "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl \\\"-HProxy-Authorization: Basic UzNjcmV0\\\" http://x/\"]",
+          "[\"kubectl\",\"exec\",\"a\",\"--\",\"sh\",\"-c\",\"curl \\\"-HProxy-Authorization: Basic [REDACTED]\\\" http://x/\"]" },
     };
     check_rows(rows, sizeof(rows) / sizeof(rows[0]));
 }
