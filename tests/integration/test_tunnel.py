@@ -17,8 +17,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from harness import (TOKEN_RE, RssSampler, check, cluster_id_for, contains, eq, https_request,
-                     kube_api, main, procs_matching, rand_tag, suite_world, test, tls_context,
-                     wait_until)
+                     kube_api, main, procs_matching, rand_tag, sample, scrape, suite_world, test,
+                     tls_context, wait_until)
 
 MIB = 1024 * 1024
 SHARED = {}
@@ -394,18 +394,6 @@ def revoke_closes_tunnel(t):
     check(not_active(), "the revoked agent must not get back in")
 
 
-def metric_sample(text, name, **labels):
-    """The value of one Prometheus sample in a /metrics text, or None."""
-    for line in text.splitlines():
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
-        if not m or m.group(1) != name:
-            continue
-        got = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        if all(got.get(k) == v for k, v in labels.items()):
-            return float(m.group(4))
-    return None
-
-
 @test(timeout=90)
 def silent_agent_dropped_counts_as_idle_timeout(t):
     """An agent silent for AURORA_AGENT_IDLE_TIMEOUT is dropped by the server:
@@ -416,23 +404,18 @@ def silent_agent_dropped_counts_as_idle_timeout(t):
     a = w.legacy_agent(tok["token"], args=["--heartbeat", "0"])  # registers, then says nothing
     a.wait_event("connected", 30)
     w.wait_connection(tok["cluster_id"])
-
-    def metrics():
-        r = w.get("/metrics", auth=False)
-        eq(r.status, 200, "GET /metrics (%r)" % r)
-        return r.body.decode()
     c = a.wait_close(40)
     t.note("silent agent closed: %r" % c)
 
     def counted():
-        m = metrics()
-        return (metric_sample(m, "aurora_agent_sessions_closed_total", dialect="legacy",
-                              reason="idle_timeout") or 0) >= 1 and \
-            metric_sample(m, "aurora_agents_connected", dialect="legacy") == 0
+        m = scrape(w)
+        return (sample(m, "aurora_agent_sessions_closed_total", dialect="legacy",
+                       reason="idle_timeout") or 0) >= 1 and \
+            sample(m, "aurora_agents_connected", dialect="legacy") == 0
     wait_until(counted, 15, 0.1, "the idle drop counted as idle_timeout")
-    m = metrics()
-    eq(metric_sample(m, "aurora_agent_sessions_closed_total", dialect="legacy",
-                     reason="agent_closed"), None, "not counted as closed by the agent")
+    m = scrape(w)
+    eq(sample(m, "aurora_agent_sessions_closed_total", dialect="legacy",
+              reason="agent_closed"), None, "not counted as closed by the agent")
 
 
 @test(timeout=60)
