@@ -15,6 +15,7 @@
 struct secrets {
     const secrets_backend *be;
     void *impl;
+    size_t list_max; /* the most paths one listing returns */
 };
 
 /* A new backend is one line here. */
@@ -193,6 +194,7 @@ int secrets_open(const secrets_config *cfg, secrets_t **out, char *err, size_t e
     }
     char detail[384] = "";
     s->be = be;
+    s->list_max = cfg->list_max_paths ? cfg->list_max_paths : SECRETS_LIST_MAX_PATHS;
     int rc = be->open(cfg, &s->impl, detail, sizeof(detail));
     if (rc != SECRETS_OK) {
         say(err, errlen, "secrets backend %s: %s", be->name, detail);
@@ -401,6 +403,8 @@ typedef struct {
     size_t plen;
     char **v;
     size_t n, cap;
+    size_t max;   /* the most paths kept (duplicates count: removed only at the end) */
+    int too_many; /* stopped at max */
 } collector;
 
 static int collect(void *ctx, const char *path)
@@ -409,6 +413,12 @@ static int collect(void *ctx, const char *path)
     /* Backends list folders; only real, valid paths under the prefix count. */
     if (strncmp(path, c->prefix, c->plen) != 0 || !secrets_path_valid(path))
         return 0;
+    if (c->n >= c->max) {
+        /* A backend answering without end (a huge mount, a hostile one):
+         * memory stays bounded, and the backend stops at this -1. */
+        c->too_many = 1;
+        return -1;
+    }
     if (c->n == c->cap) {
         size_t ncap = c->cap ? c->cap * 2 : 32;
         char **nv = realloc(c->v, ncap * sizeof(char *));
@@ -460,12 +470,18 @@ int secrets_list(secrets_t *s, const char *prefix, char ***paths, size_t *n, cha
     int forbidden = check_thread(s, "list", prefix, err, errlen);
     if (forbidden != SECRETS_OK)
         return forbidden;
-    collector c = { .prefix = prefix, .plen = strlen(prefix) };
+    collector c = { .prefix = prefix, .plen = strlen(prefix), .max = s->list_max };
     char detail[384] = "";
     int rc;
     double t0 = sm_now();
     rc = s->be->list(s->impl, be_prefix, collect, &c, detail, sizeof(detail));
     record_call(s, "list", t0, rc);
+    if (c.too_many) {
+        /* The backend took the collector's -1 for out of memory. */
+        snprintf(detail, sizeof(detail), "listing stopped: more than %zu paths (the most one "
+                                         "listing returns)", c.max);
+        rc = SECRETS_E_OTHER;
+    }
     if (rc != SECRETS_OK) {
         secrets_list_free(c.v, c.n);
         return fail(s, rc, "list", be_prefix, detail, err, errlen);

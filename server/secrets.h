@@ -87,9 +87,21 @@ typedef struct {
     const char *aws_sts_endpoint;            /* AWS_SM_STS_ENDPOINT; default https://sts.<region>.amazonaws.com */
     /* every network request; 0 = SECRETS_DEFAULT_TIMEOUT_MS */
     long timeout_ms;
+    /* The most paths one secrets_list returns; 0 = SECRETS_LIST_MAX_PATHS.
+     * A listing that would return more fails (SECRETS_E_OTHER, "listing
+     * stopped: …") rather than holding its thread and memory for as long as
+     * a huge or hostile tree lasts; Vault's LIST walk is bounded by it too
+     * (secrets_vault.c: at most this many LIST requests, 4 times as many
+     * names read). */
+    size_t list_max_paths;
 } secrets_config;
 
 #define SECRETS_DEFAULT_TIMEOUT_MS 10000
+/* Whole-store listings (the operator CLI's list and migrate): ~26 MB of
+ * paths at most. */
+#define SECRETS_LIST_MAX_PATHS 100000
+/* The server only ever lists one connection's folder (a few fields). */
+#define SECRETS_LIST_MAX_PATHS_SERVER 1000
 
 typedef struct secrets secrets_t;
 
@@ -177,7 +189,8 @@ typedef struct {
     int (*del)(void *impl, const char *path, char *err, size_t errlen);
     /* Calls add(ctx, path) for candidate paths under prefix (duplicates and
      * paths outside the prefix are tolerated: the caller filters); add
-     * returns -1 on out of memory, which the backend passes on. */
+     * returns -1 on out of memory or once the listing holds
+     * cfg->list_max_paths paths, and the backend then stops and fails. */
     int (*list)(void *impl, const char *prefix, int (*add)(void *ctx, const char *path),
                 void *ctx, char *err, size_t errlen);
     /* Optional upkeep of the backend's credentials (Vault: renews a static

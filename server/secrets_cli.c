@@ -63,6 +63,9 @@ static secrets_t *open_backend(const server_config *cfg, const char *backend)
     secrets_config_from_server(cfg, &sc);
     if (backend)
         sc.backend = backend;
+    /* list and migrate walk the whole store: the bound of whole-store
+     * listings, not the server's per-connection one. */
+    sc.list_max_paths = SECRETS_LIST_MAX_PATHS;
     secrets_t *s = NULL;
     char err[512];
     if (secrets_open(&sc, &s, err, sizeof(err)) != SECRETS_OK) {

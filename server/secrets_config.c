@@ -29,4 +29,8 @@ void secrets_config_from_server(const server_config *c, secrets_config *out)
     out->aws_sts_endpoint = c->aws_sm_sts_endpoint;
     int64_t ms = server_setting_int(c, "AURORA_SECRETS_TIMEOUT_MS");
     out->timeout_ms = ms > 0 ? (long)ms : SECRETS_DEFAULT_TIMEOUT_MS;
+    /* The server lists one connection's folder at a time, on a worker the
+     * other routes share: a bound sized for that (the CLI's whole-store
+     * listings take the default, secrets_cli.c). */
+    out->list_max_paths = SECRETS_LIST_MAX_PATHS_SERVER;
 }

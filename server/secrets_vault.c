@@ -69,6 +69,7 @@ typedef struct {
     char token[2048];
     time_t token_expiry; /* 0: does not expire (or unknown) */
     long timeout_ms;
+    size_t list_max; /* a listing's bound (secrets_config.list_max_paths; list_dir) */
     breaker *breaker; /* fails calls fast while Vault does not answer (breaker.h) */
     /* Kubernetes logins tried so far (read without the lock by a caller about
      * to wait for one) and how the last one ended: callers that queued behind
@@ -174,6 +175,7 @@ static int vault_open(const secrets_config *cfg, void **impl, char *err, size_t 
         snprintf(v->prefix, sizeof(v->prefix), "%s%s", prefix, prefix[0] ? "/" : "");
         snprintf(v->cacert, sizeof(v->cacert), "%s", cfg->vault_cacert ? cfg->vault_cacert : "");
         v->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : SECRETS_DEFAULT_TIMEOUT_MS;
+        v->list_max = cfg->list_max_paths ? cfg->list_max_paths : SECRETS_LIST_MAX_PATHS;
         /* Shared by every handle on this address; a probe may take one
          * timeout and the retries' backoff. */
         char label[600];
@@ -760,11 +762,16 @@ typedef struct {
     vault_t *v;
     int (*add)(void *, const char *);
     void *ctx;
-    size_t count;
+    size_t requests, max_requests; /* LIST requests made, and allowed */
+    size_t keys, max_keys;         /* names read (folders and filtered ones too), and allowed */
 } lister;
 
 /* LISTs the folder dir ("" or "a/b/") and everything below it whose name
- * starts with partial (only filtered at the top level). */
+ * starts with partial (only filtered at the top level).  The walk is
+ * bounded in depth, in requests and in names read, whatever Vault answers:
+ * a tree that is merely wide (thousands of folders, each request well
+ * within the timeout) would otherwise hold the calling worker, and the
+ * memory of every name, for as long as Vault keeps answering. */
 static int list_dir(lister *ls, const char *dir, const char *partial, int depth, char *err,
                     size_t errlen)
 {
@@ -772,6 +779,12 @@ static int list_dir(lister *ls, const char *dir, const char *partial, int depth,
         say(err, errlen, "folders nested too deep under %s", dir);
         return SECRETS_E_OTHER;
     }
+    if (ls->requests >= ls->max_requests) {
+        say(err, errlen, "listing stopped: more than %zu LIST requests (folders) needed, at %s",
+            ls->max_requests, dir);
+        return SECRETS_E_OTHER;
+    }
+    ls->requests++;
     http_client_resp r;
     int rc = kv_call(ls->v, "LIST", "metadata", dir, NULL, 0, &r, err, errlen);
     if (rc == SECRETS_NOT_FOUND) /* an empty folder does not exist in Vault */
@@ -785,6 +798,13 @@ static int list_dir(lister *ls, const char *dir, const char *partial, int depth,
     if (!cJSON_IsArray(keys)) {
         cJSON_Delete(j);
         say(err, errlen, "unexpected LIST answer from Vault");
+        return SECRETS_E_OTHER;
+    }
+    ls->keys += (size_t)cJSON_GetArraySize(keys);
+    if (ls->keys > ls->max_keys) {
+        cJSON_Delete(j);
+        say(err, errlen, "listing stopped: more than %zu names in Vault's LIST answers, at %s",
+            ls->max_keys, dir);
         return SECRETS_E_OTHER;
     }
     size_t plen = strlen(ls->v->prefix);
@@ -832,7 +852,12 @@ static int vault_list(void *impl, const char *prefix, int (*add)(void *, const c
     memcpy(dir, inside, dlen);
     dir[dlen] = '\0';
     snprintf(partial, sizeof(partial), "%s", inside + dlen);
-    lister ls = { .v = v, .add = add, .ctx = ctx };
+    /* Every folder in Vault holds at least one secret (an empty one does
+     * not exist), so a listing within its bound of paths needs no more
+     * requests than that, except for long chains of single folders; the
+     * names read are its paths, its folders and what partial filters out. */
+    lister ls = { .v = v, .add = add, .ctx = ctx, .max_requests = v->list_max,
+                  .max_keys = 4 * v->list_max };
     return list_dir(&ls, dir, partial, 0, err, errlen);
 }
 

@@ -223,6 +223,33 @@ static void test_list_and_delete(void **state)
     secrets_list_free(l, n);
 }
 
+/* A listing holds at most list_max_paths paths, whatever the backend: over
+ * it, a clear error and nothing returned (the Vault walk's own bounds are in
+ * test_secrets_vault.c). */
+static void test_listing_is_bounded(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < 5; i++) {
+        char p[64];
+        snprintf(p, sizeof(p), "aurora/many/s%d", i);
+        put_ok(f->s, p, "v", 1);
+    }
+    secrets_config c = f->cfg;
+    c.list_max_paths = 3;
+    secrets_t *s = open_ok(&c);
+    char **l = NULL, err[512] = "";
+    size_t n = 0;
+    assert_int_equal(secrets_list(s, "aurora/many/", &l, &n, err, sizeof(err)), SECRETS_E_OTHER);
+    assert_null(l);
+    assert_int_equal(n, 0);
+    if (!strstr(err, "listing stopped: more than 3 paths") || !strstr(err, "local"))
+        fail_msg("%s", err);
+    assert_int_equal(secrets_list(s, "aurora/many/s1", &l, &n, err, sizeof(err)), SECRETS_OK);
+    assert_int_equal(n, 1);
+    secrets_list_free(l, n);
+    secrets_close(s);
+}
+
 /* ---- keys ----------------------------------------------------------------------------- */
 
 /* A store left readable by others (created by an older version under the
@@ -862,6 +889,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_and_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listing_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_file_created_0600, setup, teardown),
         cmocka_unit_test_setup_teardown(test_existing_store_made_private, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_from_environment, setup, teardown),

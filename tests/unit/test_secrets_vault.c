@@ -784,6 +784,73 @@ static void test_server_errors_retried(void **state)
     secrets_close(s);
 }
 
+/* A made-up tree the fixture answers LISTs under aurora/<prefix> with
+ * (vault_fixture.py /_fixture/tree). */
+static void fake_tree(const char *prefix, int fanout, int depth, int leaves)
+{
+    char body[160];
+    snprintf(body, sizeof(body), "{\"prefix\":\"%s\",\"fanout\":%d,\"depth\":%d,\"leaves\":%d}",
+             prefix, fanout, depth, leaves);
+    assert_int_equal(raw_call("POST", "/_fixture/tree", NULL, body, NULL), 200);
+}
+
+static void expect_list_stopped(secrets_t *s, const char *prefix, const char *needle)
+{
+    char **l = NULL, err[512] = "";
+    size_t n = 0;
+    int rc = secrets_list(s, prefix, &l, &n, err, sizeof(err));
+    if (rc != SECRETS_E_OTHER || !strstr(err, "listing stopped") || !strstr(err, needle))
+        fail_msg("list %s: rc %d, %zu paths (%s)", prefix, rc, n, err);
+    assert_null(l);
+    assert_non_null(strstr(err, "vault"));
+    secrets_list_free(l, n);
+}
+
+/* A Vault (or a mount others write to) with a huge tree: one listing stops
+ * at its bound, in requests and in names, with a clear error, instead of
+ * walking all of it on the caller's worker.  Counted at the fixture. */
+static void test_listing_is_bounded(void **state)
+{
+    (void)state;
+    secrets_config c = token_cfg();
+    c.list_max_paths = 100;
+    secrets_t *s = open_ok(&c);
+
+    /* Folders only, 10 per folder, 3 deep: 1111 LISTs and not one path
+     * (only the bound on requests sees it). */
+    fake_tree("wide/", 10, 3, 0);
+    int before = stat_of("requests");
+    expect_list_stopped(s, "aurora/wide/", "");
+    int made = stat_of("requests") - before;
+    if (made > 100)
+        fail_msg("%d LIST requests for one listing bounded to 100 paths", made);
+
+    /* One folder of 5000 names: stopped at the first answer. */
+    fake_tree("flat/", 0, 0, 5000);
+    before = stat_of("requests");
+    expect_list_stopped(s, "aurora/flat/", "names");
+    assert_int_equal(stat_of("requests") - before, 1);
+
+    /* 10 folders of 20 secrets each: within the requests' bound, over the
+     * paths' (the collector's, every backend's). */
+    fake_tree("many/", 10, 1, 20);
+    expect_list_stopped(s, "aurora/many/", "more than 100 paths");
+
+    /* Within the bound: listed as before. */
+    for (int i = 0; i < 3; i++) {
+        char p[64];
+        snprintf(p, sizeof(p), "aurora/small/s%d", i);
+        put_ok(s, p, "v", 1);
+    }
+    char **l = NULL, err[512];
+    size_t n = 0;
+    assert_int_equal(secrets_list(s, "aurora/small/", &l, &n, err, sizeof(err)), SECRETS_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(l[2], "aurora/small/s2");
+    secrets_list_free(l, n);
+    secrets_close(s);
+}
+
 /* Vault down: clear and quick errors; the same handle works again once it
  * is back (nothing to reconfigure, nothing lost). */
 static void test_down_backend(void **state)
@@ -966,6 +1033,7 @@ int main(void)
         cmocka_unit_test_setup(test_values_and_token_leave_no_copy_in_freed_memory, setup),
         cmocka_unit_test_setup(test_denied_and_not_found, setup),
         cmocka_unit_test_setup(test_server_errors_retried, setup),
+        cmocka_unit_test_setup(test_listing_is_bounded, setup),
         cmocka_unit_test_setup(test_down_backend, setup),
         cmocka_unit_test_setup(test_timeout, setup),
         cmocka_unit_test(test_stalled_vault_fails_fast),
