@@ -5,9 +5,13 @@
 #include "server_metrics.h"
 #include "log.h"
 #include "secret.h"
+#include "crypto.h"
+#include "utf8.h"
 
+#include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +299,132 @@ static void record_call(const secrets_t *s, const char *op, double t0, int rc)
     sm_secrets_call(s->be->name, op, sm_now() - t0, rc == SECRETS_OK || rc == SECRETS_NOT_FOUND);
 }
 
+/* ---- values quoted in a backend's message -------------------------------------- */
+
+/* How much of a value a message must quote to be withheld: 16 bytes (of a
+ * token, a key, a password) are worth stealing, and ordinary prose of a
+ * backend's message never matches 16 bytes of a credential by chance.
+ * Shorter values are looked for whole (from 4 bytes on). */
+#define QUOTE_WINDOW 16
+#define QUOTE_MAX_MESSAGE 512 /* the messages searched: the backends' detail, < 384 */
+
+/* Vault's and AWS's text reaches the message with its control characters
+ * turned into spaces (a JSON key's `{\n  "type"` quoted as `{   "type"`):
+ * both sides are compared so. */
+static unsigned char quote_norm(unsigned char b)
+{
+    return b < 0x20 || b == 0x7f ? ' ' : b;
+}
+
+/* Whether msg holds any QUOTE_WINDOW consecutive bytes of v (as they are, or
+ * with control characters turned), wherever in v they are: the hashes of
+ * msg's windows go into a small table and one rolling hash walks v, so a
+ * 64 KiB value costs one pass over it, not one search of msg per offset. */
+static int quotes_window(const char *msg, size_t mlen, const unsigned char *v, size_t n)
+{
+    if (n < 4 || mlen < (n < QUOTE_WINDOW ? n : QUOTE_WINDOW))
+        return 0;
+    if (mlen > QUOTE_MAX_MESSAGE)
+        mlen = QUOTE_MAX_MESSAGE;
+    if (n < QUOTE_WINDOW) {
+        for (size_t i = 0; i + n <= mlen; i++) {
+            size_t k = 0;
+            while (k < n && quote_norm((unsigned char)msg[i + k]) == quote_norm(v[k]))
+                k++;
+            if (k == n)
+                return 1;
+        }
+        return 0;
+    }
+    enum { SLOTS = 1024 }; /* a power of two, over twice the windows of a message */
+    uint64_t hash[SLOTS];
+    uint16_t at[SLOTS]; /* the window's offset + 1; 0: empty */
+    memset(at, 0, sizeof(at));
+    const uint64_t B = 1099511628211u; /* FNV's prime: odd, so B^W is too */
+    uint64_t bw = 1, h = 0;
+    for (size_t i = 0; i < QUOTE_WINDOW; i++)
+        bw *= B;
+    for (size_t i = 0; i < mlen; i++) {
+        h = h * B + quote_norm((unsigned char)msg[i]);
+        if (i >= QUOTE_WINDOW)
+            h -= bw * quote_norm((unsigned char)msg[i - QUOTE_WINDOW]);
+        if (i + 1 >= QUOTE_WINDOW) {
+            size_t slot = (size_t)(h ^ (h >> 29)) & (SLOTS - 1);
+            while (at[slot])
+                slot = (slot + 1) & (SLOTS - 1);
+            hash[slot] = h;
+            at[slot] = (uint16_t)(i + 2 - QUOTE_WINDOW);
+        }
+    }
+    int hit = 0;
+    h = 0;
+    for (size_t i = 0; i < n && !hit; i++) {
+        h = h * B + quote_norm(v[i]);
+        if (i >= QUOTE_WINDOW)
+            h -= bw * quote_norm(v[i - QUOTE_WINDOW]);
+        if (i + 1 < QUOTE_WINDOW)
+            continue;
+        const unsigned char *w = v + i + 1 - QUOTE_WINDOW;
+        for (size_t slot = (size_t)(h ^ (h >> 29)) & (SLOTS - 1); at[slot] && !hit;
+             slot = (slot + 1) & (SLOTS - 1)) {
+            if (hash[slot] != h)
+                continue;
+            const char *m = msg + at[slot] - 1;
+            size_t k = 0;
+            while (k < QUOTE_WINDOW && quote_norm((unsigned char)m[k]) == quote_norm(w[k]))
+                k++;
+            hit = k == QUOTE_WINDOW;
+        }
+    }
+    secret_wipe(&h, sizeof(h)); /* a hash of the value's last window */
+    return hit;
+}
+
+/* Whether msg quotes the value: as it is (a message that decoded what it
+ * quotes), or as the request carried it, which a backend quoting its raw
+ * input shows: a text value JSON-escaped (`"` and `\` escaped, control
+ * characters as \n or \u00XX: a value with one every few bytes has no
+ * 16 bytes in common with the escaped text), other bytes base64-encoded
+ * (the Vault and AWS backends send them so). */
+static int quotes_value(const char *msg, const void *val, size_t len)
+{
+    size_t mlen = strlen(msg);
+    const unsigned char *v = val;
+    if (quotes_window(msg, mlen, v, len))
+        return 1;
+    int hit = 0;
+    if (utf8_valid(val, len)) {
+        int escaped = 0;
+        for (size_t i = 0; i < len && !escaped; i++)
+            escaped = v[i] < 0x20 || v[i] == '"' || v[i] == '\\' || v[i] == 0x7f;
+        if (!escaped)
+            return 0;
+        /* A copy to NUL-terminate it for cJSON (utf8_valid refuses NUL). */
+        char *copy = malloc(len + 1);
+        cJSON *str = NULL;
+        char *text = NULL;
+        if (copy) {
+            memcpy(copy, val, len);
+            copy[len] = '\0';
+            str = cJSON_CreateString(copy);
+            text = secret_json_print(str); /* "…" */
+        }
+        /* Out of memory: withheld, as nothing tells it does not quote it. */
+        hit = !text || quotes_window(msg, mlen, (const unsigned char *)text + 1,
+                                     strlen(text) - 2);
+        if (str && str->valuestring)
+            secret_wipe(str->valuestring, strlen(str->valuestring));
+        cJSON_Delete(str);
+        secret_free(text);
+        secret_free_n(copy, copy ? len + 1 : 0);
+    } else {
+        char *b64 = crypto_base64(val, len);
+        hit = !b64 || quotes_window(msg, mlen, (const unsigned char *)b64, strlen(b64));
+        secret_free(b64);
+    }
+    return hit;
+}
+
 int secrets_put(secrets_t *s, const char *path, const void *val, size_t len, char *err,
                 size_t errlen)
 {
@@ -321,20 +451,8 @@ int secrets_put(secrets_t *s, const char *path, const void *val, size_t len, cha
     if (rc == SECRETS_OK)
         return SECRETS_OK;
     /* A backend's answer is passed on only if it does not quote the value
-     * (a validation message echoing its input would leak it).  Vault's and
-     * AWS's text comes with its control characters turned into spaces:
-     * the value's start is looked for as it is and turned the same way (a
-     * JSON key's `{\n  "type"` is quoted as `{   "type"`). */
-    size_t head = len < 16 ? len : 16;
-    char shown[16];
-    for (size_t i = 0; i < head; i++) {
-        unsigned char b = ((const unsigned char *)val)[i];
-        shown[i] = b < 0x20 || b == 0x7f ? ' ' : (char)b;
-    }
-    int quoted = len >= 4 && (memmem(detail, strlen(detail), val, head) ||
-                              memmem(detail, strlen(detail), shown, head));
-    secret_wipe(shown, sizeof(shown));
-    if (quoted)
+     * (a validation message echoing its input would leak it). */
+    if (quotes_value(detail, val, len))
         snprintf(detail, sizeof(detail), "%s (the backend's message is withheld: it quoted the "
                                          "value)", secrets_strerror(rc));
     return fail(s, rc, "put", path, detail, err, errlen);

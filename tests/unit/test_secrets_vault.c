@@ -784,6 +784,83 @@ static void test_server_errors_retried(void **state)
     secrets_close(s);
 }
 
+/* The fixture's next write fails 400 with message + (echo) the slice
+ * [start, start+len) of the request body as sent. */
+static void fail_next_write(const char *message, int start, int len)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "status", 400);
+    cJSON_AddStringToObject(o, "match", "/v1/aurora/data/");
+    cJSON_AddStringToObject(o, "message", message);
+    if (len) {
+        cJSON *e = cJSON_AddArrayToObject(o, "echo");
+        cJSON_AddItemToArray(e, cJSON_CreateNumber(start));
+        cJSON_AddItemToArray(e, cJSON_CreateNumber(len));
+    }
+    char *body = cJSON_PrintUnformatted(o);
+    assert_int_equal(raw_call("POST", "/_fixture/fail", NULL, body, NULL), 200);
+    free(body);
+    cJSON_Delete(o);
+}
+
+/* secrets_put fails; its error names the path, and holds `shown` (the
+ * backend's message passed on) or else says it was withheld. */
+static void expect_put_error(secrets_t *s, const char *path, const void *v, size_t n,
+                             const char *shown)
+{
+    char err[512] = "";
+    assert_int_not_equal(secrets_put(s, path, v, n, err, sizeof(err)), SECRETS_OK);
+    assert_non_null(strstr(err, path));
+    if (shown ? !strstr(err, shown) || strstr(err, "withheld") : !strstr(err, "withheld"))
+        fail_msg("put %s: \"%s\" (wanted %s)", path, err, shown ? shown : "withheld");
+}
+
+/* Offset of the value in the body vault_put sends: {"data":{"value":"… */
+#define VALUE_AT 18
+
+/* A message quoting any part of the value is withheld, not only one that
+ * quotes its first 16 bytes: its middle as decoded text, its JSON-escaped
+ * form as the request carried it, a binary value's base64. */
+static void test_put_error_quoting_any_part_of_the_value(void **state)
+{
+    (void)state;
+    secrets_config c = token_cfg();
+    secrets_t *s = open_ok(&c);
+
+    /* The middle of a PEM, quoted as Vault would after decoding it. */
+    char mid[48];
+    snprintf(mid, sizeof(mid), "invalid value: %.30s", PEM + 100);
+    fail_next_write(mid, 0, 0);
+    expect_put_error(s, "aurora/q/pem", PEM, strlen(PEM), NULL);
+
+    /* Its last 16 bytes, newlines turned into spaces. */
+    char tail[48] = "bad: ";
+    strncat(tail, PEM + strlen(PEM) - 16, 16);
+    for (char *p = tail; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    fail_next_write(tail, 0, 0);
+    expect_put_error(s, "aurora/q/tail", PEM, strlen(PEM), NULL);
+
+    /* A JSON value (a quote every few bytes), echoed as sent: escaped. */
+    const char *json = "{\"a\":\"k1\",\"b\":\"k2\",\"c\":\"k3\",\"d\":\"k4\",\"e\":\"k5\"}";
+    fail_next_write("cannot parse: ", VALUE_AT + 10, 40);
+    expect_put_error(s, "aurora/q/json", json, strlen(json), NULL);
+
+    /* Bytes that are not UTF-8 travel base64-encoded: echoed so. */
+    unsigned char bin[64];
+    for (size_t i = 0; i < sizeof(bin); i++)
+        bin[i] = (unsigned char)(0x80 + i * 7);
+    fail_next_write("cannot parse: ", VALUE_AT + 8, 40);
+    expect_put_error(s, "aurora/q/bin", bin, sizeof(bin), NULL);
+
+    /* A message that quotes none of it is passed on, also when it shares
+     * short runs with the value ("-----" and "KEY" of the PEM). */
+    fail_next_write("-----BEGIN-KEY----- is no data provided", 0, 0);
+    expect_put_error(s, "aurora/q/plain", PEM, strlen(PEM), "no data provided");
+    secrets_close(s);
+}
+
 /* A made-up tree the fixture answers LISTs under aurora/<prefix> with
  * (vault_fixture.py /_fixture/tree). */
 static void fake_tree(const char *prefix, int fanout, int depth, int leaves)
@@ -1034,6 +1111,7 @@ int main(void)
         cmocka_unit_test_setup(test_denied_and_not_found, setup),
         cmocka_unit_test_setup(test_server_errors_retried, setup),
         cmocka_unit_test_setup(test_listing_is_bounded, setup),
+        cmocka_unit_test_setup(test_put_error_quoting_any_part_of_the_value, setup),
         cmocka_unit_test_setup(test_down_backend, setup),
         cmocka_unit_test_setup(test_timeout, setup),
         cmocka_unit_test(test_stalled_vault_fails_fast),
