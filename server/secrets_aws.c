@@ -241,14 +241,23 @@ static void xml_field(const char *body, const char *tag, char *out, size_t cap)
     snprintf(out, cap, "%.*s", (int)(b - a), a);
 }
 
+/* The endpoint's text goes into errors, and from there into the log: its
+ * type as much as its message, a line break in either would start a log
+ * line of the endpoint's choosing. */
+static void printable(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = ' ';
+}
+
 static void parse_error(const http_client_resp *r, aws_error *e)
 {
     if (r->body && r->body[0] == '<') {
         xml_field(r->body, "Code", e->type, sizeof(e->type));
         xml_field(r->body, "Message", e->message, sizeof(e->message));
-        for (char *p = e->message; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                *p = ' ';
+        printable(e->type);
+        printable(e->message);
         return;
     }
     cJSON *j = r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL;
@@ -260,9 +269,8 @@ static void parse_error(const http_client_resp *r, aws_error *e)
     const char *hash = strrchr(type, '#'); /* "com.amazonaws…#ThrottlingException" */
     snprintf(e->type, sizeof(e->type), "%s", hash ? hash + 1 : type);
     snprintf(e->message, sizeof(e->message), "%s", cJSON_IsString(m) ? m->valuestring : "");
-    for (char *p = e->message; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = ' ';
+    printable(e->type);
+    printable(e->message);
     cJSON_Delete(j);
 }
 

@@ -412,6 +412,28 @@ static void test_put_error_quoting_a_multiline_value(void **state)
     secrets_close(s);
 }
 
+/* An endpoint's error type is its text too: a line break in it would start
+ * a line of its own choosing in the log the error goes to (AWS's message
+ * was already made printable, its type was not). */
+static void test_error_type_made_printable(void **state)
+{
+    (void)state;
+    secrets_config c = cfg(proxy_endpoint);
+    secrets_t *s = open_ok(&c);
+    proxy_fault_says(400, "Bad\\n2026-01-01T00:00:00Z error aurora: forged\\u001b[2J", 1,
+                     "secretsmanager.GetSecretValue", "a message\\nwith a break");
+    unsigned char *v = NULL;
+    size_t n = 0;
+    char err[512] = "";
+    assert_int_equal(secrets_get(s, "aurora/printable/x", &v, &n, err, sizeof(err)),
+                     SECRETS_E_OTHER);
+    assert_non_null(strstr(err, "forged"));
+    for (const char *p = err; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            fail_msg("control character 0x%02x in \"%s\"", (unsigned char)*p, err);
+    secrets_close(s);
+}
+
 static void test_down_and_config(void **state)
 {
     (void)state;
@@ -1162,6 +1184,7 @@ int main(void)
         cmocka_unit_test(test_denied),
         cmocka_unit_test(test_throttling_and_server_errors),
         cmocka_unit_test(test_put_error_quoting_a_multiline_value),
+        cmocka_unit_test(test_error_type_made_printable),
         cmocka_unit_test(test_down_and_config),
         cmocka_unit_test(test_list_pages),
         cmocka_unit_test(test_write_after_delete_waits_for_the_deletion),
