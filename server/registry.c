@@ -28,6 +28,7 @@
 #include "secret.h"
 #include "store.h"
 #include "tunnel.h"
+#include "utf8.h"
 
 #define KEY_PREFIX "aurora:agents:"
 #define CLOSE_CHANNEL "aurora:close"
@@ -977,6 +978,30 @@ static inbound *inbound_about(const char *org, const char *cluster)
     return in;
 }
 
+/* src into dst (cap bytes, NUL included) as UTF-8: cut before the
+ * character that does not fit, never inside it, and every byte that starts
+ * no well-formed character replaced by U+FFFD (a replica's message is
+ * parsed by cJSON, which passes any byte on).  The reason goes to the agent
+ * in the WebSocket close frame, whose reason must be UTF-8 (RFC 6455 7.4.1:
+ * an agent may fail the connection on one that is not), and to the log;
+ * snprintf kept the first bytes of a character cut at the 63rd byte. */
+static void copy_utf8(char *dst, size_t cap, const char *src)
+{
+    const unsigned char *p = (const unsigned char *)src;
+    size_t n = strlen(src), o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq_len(p + i, n - i);
+        const char *c = l ? src + i : "\xEF\xBF\xBD";
+        size_t cl = l ? l : 3;
+        if (o + cl >= cap)
+            break;
+        memcpy(dst + o, c, cl);
+        o += cl;
+        i += l ? l : 1;
+    }
+    dst[o] = '\0';
+}
+
 static void on_close_message(const char *json, size_t len)
 {
     cJSON *m = cJSON_ParseWithLength(json, len);
@@ -1061,7 +1086,7 @@ static void on_close_message(const char *json, size_t len)
     inbound *in = inbound_about(org, cluster);
     if (in) {
         snprintf(in->token_id, sizeof(in->token_id), "%s", token);
-        snprintf(in->reason, sizeof(in->reason), "%s", reason);
+        copy_utf8(in->reason, sizeof(in->reason), reason);
         push_inbound(in);
     }
     cJSON_Delete(m);

@@ -12,7 +12,8 @@
  * bounded, and a revocation dropped in the flood still closes its session
  * (the re-check the loop makes once it catches up); the clock legacy
  * connections are ranked by is Redis's, whatever this host's says; a close
- * Redis refuses to publish is kept and sent again, in its order. */
+ * Redis refuses to publish is kept and sent again, in its order; the reason
+ * of a close heard is kept as UTF-8, cut on a character boundary. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -49,6 +50,7 @@
 #include "store.h"
 #include "token.h"
 #include "tunnel.h" /* server/tunnel.h: -Iserver comes first */
+#include "utf8.h"
 #include "worker.h"
 
 #include "hub_loop.h"
@@ -630,6 +632,63 @@ static void test_a_refused_publish_is_kept_and_sent_again(void **state)
     redisFree(admin);
 }
 
+/* A close another replica published with reason (len bytes, raw: what a
+ * replica of another version, or anyone who may publish, could send) for
+ * m's token; the session it closes here, and the reason it was closed with. */
+static const char *closed_with(fixture *fx, const made_token *m, const char *reason, size_t len)
+{
+    tunnel_session *s = connect_v2(fx, m);
+    char head[512];
+    snprintf(head, sizeof(head),
+             "{\"from\":\"replica-other\",\"org_id\":\"%s\",\"cluster_id\":\"%s\","
+             "\"token_id\":\"%s\",\"reason\":\"",
+             fx->org_id, m->t.cluster_id, m->t.id);
+    char msg[1024];
+    size_t n = strlen(head);
+    assert_true(n + len + 2 < sizeof(msg));
+    memcpy(msg, head, n);
+    memcpy(msg + n, reason, len);
+    memcpy(msg + n + len, "\"}", 2);
+    redisContext *c = redis_conn(fx);
+    redisReply *r = redisCommand(c, "PUBLISH aurora:close %b", msg, n + len + 2);
+    assert_non_null(r);
+    freeReplyObject(r);
+    redisFree(c);
+    fx->deliver = 1;
+    serve_until(fx, closed, s, "the session to close on the other replica's word");
+    const char *why = NULL;
+    assert_int_equal(tunnel_session_close_code(s, &why), PROTO_CLOSE_POLICY);
+    static char kept[128];
+    snprintf(kept, sizeof(kept), "%s", why);
+    tunnel_session_drop(s);
+    return kept;
+}
+
+/* The reason of a close heard on aurora:close goes to the agent in the
+ * WebSocket close frame, whose reason must be UTF-8 (RFC 6455 7.4: an
+ * agent may fail the connection on one that is not), and to the log.  Cut
+ * to its 63 bytes with snprintf, a reason whose 63rd byte fell inside a
+ * character kept half of it; one that was not UTF-8 at all went on as it
+ * came.  Now cut before the character, and what is not UTF-8 replaced. */
+static void test_a_close_reason_is_cut_on_a_character_boundary(void **state)
+{
+    fixture *fx = *state;
+    char reason[80];
+    memset(reason, 'a', 62);
+    memcpy(reason + 62, "\xE2\x82\xAC", 3); /* U+20AC across the 63-byte cut */
+    made_token m = new_token(fx);
+    const char *why = closed_with(fx, &m, reason, 65);
+    assert_true(utf8_valid(why, strlen(why)));
+    assert_int_equal(strlen(why), 62);
+    assert_memory_equal(why, reason, 62);
+
+    /* short enough, but not UTF-8: a stray byte, and a lead byte cut short */
+    made_token m2 = new_token(fx);
+    why = closed_with(fx, &m2, "Token \xFF revoked \xE2\x82", 18);
+    assert_true(utf8_valid(why, strlen(why)));
+    assert_string_equal(why, "Token \xEF\xBF\xBD revoked \xEF\xBF\xBD\xEF\xBF\xBD");
+}
+
 int main(void)
 {
     log_setup("test", "error", "text");
@@ -642,6 +701,8 @@ int main(void)
                                         setup_clock_ahead_short_lease, teardown),
         cmocka_unit_test_setup_teardown(test_a_refused_publish_is_kept_and_sent_again, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_close_reason_is_cut_on_a_character_boundary,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
