@@ -398,6 +398,59 @@ static void publish_legacy_resync(void)
 
 static void push_recheck(void);
 
+/* ---- answers to other replicas' resyncs (loop thread) ------------------------------ */
+
+/* REGISTRY_RESYNC_ANSWER_MS between two announcements of every legacy
+ * connection here made for the replicas that ask (registry.h). */
+static struct {
+    tunnel_hub *hub;         /* the loop's, as registry_deliver last gave it */
+    int64_t last_ms;         /* mono ms of the last announcement (0: none yet) */
+    int pending;             /* a request waits for the next one (sul scheduled) */
+    lws_sorted_usec_list_t sul;
+} A;
+
+static int64_t mono_ms(void);
+
+/* Every legacy connection that takes commands here was just announced (a
+ * resync's answer, a renewal's, this replica's own resync): what waited
+ * is answered. */
+static void resync_answered(void)
+{
+    A.last_ms = mono_ms();
+    if (A.pending) {
+        A.pending = 0;
+        lws_sul_cancel(&A.sul);
+    }
+}
+
+static void resync_answer_due(lws_sorted_usec_list_t *sul)
+{
+    (void)sul;
+    if (!A.pending || !A.hub)
+        return;
+    A.pending = 0;
+    tunnel_legacy_resync(A.hub, 0, NULL);
+    A.last_ms = mono_ms();
+}
+
+/* A replica asks (publish_legacy_resync): what it said before is forgotten
+ * now; the announcement at once, or with the others that come before the
+ * period since the last one is over. */
+static void resync_asked(tunnel_hub *h, const char *from)
+{
+    tunnel_legacy_forget(h, from);
+    int64_t now = mono_ms(), due = A.last_ms + REGISTRY_RESYNC_ANSWER_MS;
+    if (!A.last_ms || now >= due) {
+        tunnel_legacy_resync(h, 0, NULL);
+        resync_answered();
+        return;
+    }
+    if (A.pending)
+        return;
+    A.pending = 1;
+    lws_sul_schedule(R.lws, 0, &A.sul, resync_answer_due, (lws_usec_t)(due - now) * LWS_US_PER_MS);
+}
+
 /* ---- Redis connection (registry thread) ------------------------------------------ */
 
 static struct timeval ms_tv(int ms)
@@ -1132,12 +1185,14 @@ static void recheck_all(struct tunnel_hub *tunnels)
     tunnel_recheck_tokens(tunnels);
     publish_legacy_resync();
     tunnel_legacy_resync(tunnels, 1, NULL);
+    resync_answered();
 }
 
 void registry_deliver(struct tunnel_hub *tunnels)
 {
     if (!R.enabled)
         return;
+    A.hub = tunnels;
     /* Taken first: what was heard before the renewal is applied before it. */
     int renewed = atomic_exchange(&R.renewed, 0);
     pthread_mutex_lock(&R.mu);
@@ -1150,7 +1205,7 @@ void registry_deliver(struct tunnel_hub *tunnels)
     while (in) {
         inbound *next = in->next;
         if (in->legacy == 3) { /* another replica asks (publish_legacy_resync) */
-            tunnel_legacy_resync(tunnels, 1, in->from);
+            resync_asked(tunnels, in->from);
             free(in);
             in = next;
             continue;
@@ -1202,8 +1257,11 @@ void registry_deliver(struct tunnel_hub *tunnels)
                  dropped, tunnel_session_count(tunnels));
         recheck_all(tunnels);
     }
-    if (renewed)
+    if (renewed) {
         tunnel_legacy_renew(tunnels, renewed == 2);
+        if (renewed == 1) /* announced, after every request taken above */
+            resync_answered();
+    }
 }
 
 /* ---- the thread ---------------------------------------------------------------------- */
@@ -1515,6 +1573,10 @@ void registry_stop(void)
     R.publish_refused = 0;
     R.publish_retry_us = 0;
     atomic_store(&R.renewed, 0);
+    /* a coalesced answer not given: the context may go with us */
+    if (A.pending)
+        lws_sul_cancel(&A.sul);
+    memset(&A, 0, sizeof(A));
     R.enabled = 0;
     R.stop = 0;
 }

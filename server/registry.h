@@ -144,6 +144,19 @@ int64_t registry_clock_ms(void);
  * announce its legacy connections again. */
 #define REGISTRY_MAX_INBOUND 32768
 
+/* Another replica's legacy_resync (it was away from aurora:close) is
+ * answered by announcing every legacy connection that takes commands here:
+ * one message per cluster.  Anyone who may publish on the channel can ask,
+ * in a loop, under as many names as it likes: answered each time, every
+ * replica turned each small request into its whole set of announcements.
+ * What a request forgets (what this replica heard from the asker) is done
+ * at once; the answer, at most once per this many ms: the first request at
+ * once, those that come within the period together at its end (each is
+ * answered by announcements made after it came, as a replica back from an
+ * outage needs).  A renewal's announcements, and this replica's own
+ * resync, answer what waits too. */
+#define REGISTRY_RESYNC_ANSWER_MS 2000
+
 /* Loop thread (LWS_CALLBACK_EVENT_WAIT_CANCELLED): closes the sessions that
  * other replicas' messages named, and after each renewal of the
  * registrations renews the legacy connections' announcements

@@ -1603,12 +1603,18 @@ void tunnel_legacy_renew(tunnel_hub *h, int redis_away)
         legacy_announce_takers(h);
 }
 
-void tunnel_legacy_resync(tunnel_hub *h, int forget, const char *from)
+void tunnel_legacy_forget(tunnel_hub *h, const char *from)
 {
     for (tunnel_session *s = h->sessions; s; s = s->next)
-        if (forget && !s->v2 && s->ready_ms && s->state == SESS_READY && s->open &&
-            s->outranked_ms && (!from || !strcmp(s->outranked_by, from)))
+        if (!s->v2 && s->ready_ms && s->state == SESS_READY && s->open && s->outranked_ms &&
+            (!from || !strcmp(s->outranked_by, from)))
             legacy_take_over(s);
+}
+
+void tunnel_legacy_resync(tunnel_hub *h, int forget, const char *from)
+{
+    if (forget)
+        tunnel_legacy_forget(h, from);
     /* The answer is what a renewal announces: announced too, a connection
      * that still steps aside, or an older one beside the newest here, made
      * the asking replica's older ones step aside for it, forwarding what

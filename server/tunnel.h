@@ -214,6 +214,11 @@ void tunnel_legacy_renew(tunnel_hub *h, int redis_away);
  * as it may have missed news, and announces again what it holds: what it
  * said before, its connections' ends included, may never have reached us). */
 void tunnel_legacy_resync(tunnel_hub *h, int forget, const char *from);
+/* Only the forgetting of tunnel_legacy_resync: what those sessions stepped
+ * aside for is forgotten (they take commands again, unannounced), the
+ * announcement left to the caller (registry.c coalesces the answers to
+ * other replicas' requests, which anyone who may publish can send). */
+void tunnel_legacy_forget(tunnel_hub *h, const char *from);
 /* Any session authenticating right now re-checks its token (revocation race). */
 void tunnel_note_revocation(tunnel_hub *h);
 /* Every ready session looks its token up again (on the pool) and closes if

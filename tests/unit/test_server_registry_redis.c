@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -689,6 +690,127 @@ static void test_a_close_reason_is_cut_on_a_character_boundary(void **state)
     assert_string_equal(why, "Token \xEF\xBF\xBD revoked \xEF\xBF\xBD\xEF\xBF\xBD");
 }
 
+/* Renewals an hour apart (AURORA_REGISTRY_LEASE_S 3600): none announces
+ * this replica's legacy connections again while a test counts its answers. */
+static int setup_long_lease(void **state)
+{
+    setenv("AURORA_REGISTRY_LEASE_S", "3600", 1);
+    int rc = setup(state);
+    unsetenv("AURORA_REGISTRY_LEASE_S");
+    return rc;
+}
+
+/* What a subscriber to aurora:close heard so far: the announcements of
+ * cid's legacy connection up, and whether the close naming `marker` came. */
+typedef struct {
+    fixture *fx;
+    redisContext *sub;
+    const char *cid, *marker;
+    int announced, marked;
+} heard;
+
+/* Reads what sub holds without waiting (the loop is served meanwhile). */
+static void hear(heard *h)
+{
+    struct pollfd pf = { h->sub->fd, POLLIN, 0 };
+    if (poll(&pf, 1, 0) > 0 && redisBufferRead(h->sub) != REDIS_OK)
+        fail_msg("aurora:close subscription: %s", h->sub->errstr);
+    for (;;) {
+        redisReply *r = NULL;
+        if (redisGetReplyFromReader(h->sub, (void **)&r) != REDIS_OK)
+            fail_msg("aurora:close subscription: %s", h->sub->errstr);
+        if (!r)
+            return;
+        const char *m = r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+                                r->element[2]->type == REDIS_REPLY_STRING
+                            ? r->element[2]->str
+                            : "";
+        if (strstr(m, h->cid) && strstr(m, "\"legacy_up\":true"))
+            h->announced++;
+        if (strstr(m, h->marker))
+            h->marked = 1;
+        freeReplyObject(r);
+    }
+}
+
+static int heard_marker(void *arg)
+{
+    heard *h = arg;
+    hear(h);
+    return h->marked;
+}
+
+static int heard_announced(void *arg)
+{
+    heard *h = arg;
+    hear(h);
+    return h->announced > 0;
+}
+
+/* A close of this replica's own, published after what it published before
+ * (one thread publishes, in order): once heard, so is everything before. */
+static void mark_and_wait(fixture *fx, heard *h, const char *marker)
+{
+    h->marker = marker;
+    h->marked = 0;
+    registry_publish_close(fx->org_id, marker, "", "Token revoked");
+    serve_until(fx, heard_marker, h, "this replica's marker on aurora:close");
+}
+
+/* Every legacy_resync heard made this replica announce each of its legacy
+ * connections again, at once: a replica (or anyone who may publish on
+ * aurora:close) sending them in a loop, each from a new name, had every
+ * replica publish its whole set of legacy connections per message, and a
+ * fleet of 10,000 agents turned each small message into thousands.  Now
+ * answered at most once per REGISTRY_RESYNC_ANSWER_MS: the first at once,
+ * those within it together at its end (each request is still answered by an
+ * announcement made after it came: a replica back from a Redis outage is
+ * not left without the others' connections). */
+static void test_resync_requests_are_answered_together(void **state)
+{
+    fixture *fx = *state;
+    redisContext *sub = redis_conn(fx);
+    redis_ok(sub, "SUBSCRIBE aurora:close");
+    made_token legacy = new_token(fx), victim = new_token(fx);
+    heard h = { .fx = fx, .sub = sub, .cid = legacy.t.cluster_id, .marker = "\x01" };
+    fx->deliver = 1;
+    tunnel_session *l = tunnel_session_connect(fx->hub, 0, legacy.bearer, legacy.t.cluster_id);
+    assert_non_null(l);
+    serve_until(fx, hub_session_settled, l, "the legacy connection's authentication");
+    assert_true(tunnel_session_ready(l));
+    serve_until(fx, heard_announced, &h, "the legacy connection announced");
+    tunnel_session *v = connect_v2(fx, &victim);
+
+    /* 200 requests from as many names, then a close this replica acts on:
+     * once its session is closed, every request before it was heard. */
+    enum { ASKS = 200 };
+    redisContext *c = redis_conn(fx);
+    for (int i = 0; i < ASKS; i++) {
+        char m[128];
+        snprintf(m, sizeof(m), "{\"from\":\"asker-%d\",\"legacy_resync\":true}", i);
+        assert_int_equal(redisAppendCommand(c, "PUBLISH aurora:close %s", m), REDIS_OK);
+    }
+    append_close(c, fx->org_id, victim.t.cluster_id, victim.t.id);
+    read_replies(c, ASKS + 1);
+    redisFree(c);
+    int64_t asked = ph_now_ms();
+    serve_until(fx, closed, v, "the close after the requests");
+    h.announced = 0;
+    mark_and_wait(fx, &h, "marker-after-requests");
+    print_message("%d announcement(s) for %d requests\n", h.announced, ASKS);
+    assert_int_equal(h.announced, 1); /* the first, at once */
+
+    /* the rest, answered together once the period since the first is over */
+    h.announced = 0;
+    serve_until(fx, heard_announced, &h, "the requests' common answer");
+    assert_true(ph_now_ms() - asked >= REGISTRY_RESYNC_ANSWER_MS / 2);
+    mark_and_wait(fx, &h, "marker-after-answer");
+    assert_int_equal(h.announced, 1);
+    tunnel_session_drop(v);
+    tunnel_session_drop(l);
+    redisFree(sub);
+}
+
 int main(void)
 {
     log_setup("test", "error", "text");
@@ -703,6 +825,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_close_reason_is_cut_on_a_character_boundary,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resync_requests_are_answered_together,
+                                        setup_long_lease, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
