@@ -389,7 +389,14 @@ static void fwd_error_body(fwd *f)
     const char *code = cJSON_GetStringValue(cJSON_GetObjectItem(d, "error_code"));
     const char *msg = cJSON_GetStringValue(cJSON_GetObjectItem(d, "error"));
     char text[128];
-    if (f->status == 401 || f->status == 403 || f->status == 404 || !code) {
+    if (f->status >= 300 && f->status < 400) {
+        log_error("forward to %s:%d answered with a redirect (HTTP %d), not followed: "
+                  "AURORA_INTERNAL_ADDR must name the replica's own listener", f->host, f->port,
+                  f->status);
+        snprintf(text, sizeof(text), "the replica holding the agent refused the forwarded "
+                                     "command (HTTP %d)", f->status);
+        fwd_fail(f, 502, "FORWARD_REFUSED", text);
+    } else if (f->status == 401 || f->status == 403 || f->status == 404 || !code) {
         /* A configuration problem between replicas, not the caller's. */
         log_error("forward to %s:%d refused with HTTP %d (%s): check that every replica has "
                   "the same AURORA_INTERNAL_FORWARD_SECRET and AURORA_REDIS_URL",
@@ -628,6 +635,12 @@ static int fwd_connect(fwd *f, int adopted, char *err, size_t errlen)
         i.ssl_connection = LCCSCF_USE_SSL | LCCSCF_ALLOW_SELFSIGNED |
                            LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK | LCCSCF_ALLOW_INSECURE |
                            LCCSCF_ALLOW_EXPIRED;
+    /* One request, to the address the registry named: lws follows a 3xx by
+     * default, asking for the headers again, and the secret and the command
+     * (its credentials) went wherever Location said, a host name resolved
+     * on the loop.  A redirect is the owner's answer: a refusal
+     * (fwd_error_body). */
+    i.ssl_connection |= LCCSCF_HTTP_NO_FOLLOW_REDIRECT;
     f->connecting = 1;
     struct lws *wsi = lws_client_connect_via_info(&i);
     f->connecting = 0;

@@ -683,6 +683,93 @@ def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
         redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
 
 
+class TLSPeer:
+    """A TLS listener showing the deployment's own certificate (what a replica,
+    or whatever holds its key, presents).  `accepted` counts the connections,
+    `received` holds the bytes each sent, kept as they come; a request's head
+    and body (content-length) read, it is answered with `answer`."""
+
+    def __init__(self, t, pki, answer):
+        import ssl
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(pki["crt"], pki["key"])
+        self.answer = answer
+        self.accepted = 0
+        self.received = []
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(8)
+        self.port = self.lsock.getsockname()[1]
+        t.defer(self.lsock.close)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import ssl
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self.received.append(b"")
+            i = len(self.received) - 1
+            try:
+                s = self.ctx.wrap_socket(c, server_side=True)
+                s.settimeout(10)
+                while b"\r\n\r\n" not in self.received[i]:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    self.received[i] += chunk
+                head, _, body = self.received[i].partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    k, _, v = line.partition(b":")
+                    if k.strip().lower() == b"content-length":
+                        length = int(v.strip())
+                while len(body) < length:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    body += chunk
+                    self.received[i] += chunk
+                s.sendall(self.answer)
+                s.close()
+            except (OSError, ssl.SSLError, ValueError):
+                c.close()
+
+
+@test(timeout=200)
+def a_redirecting_owner_sends_the_secret_and_command_nowhere_else(t):
+    """The address a registration names answers the forwarded command with a
+    redirect (a replica's listener behind something that redirects, or
+    whatever holds the deployment's key there).  libwebsockets' client follows
+    3xx by default, and asked for its headers again: the forward secret and
+    the command (its cloud credentials) went to wherever Location named.  A
+    forward is one request to the address the registry named: the redirect is
+    a refusal (502), and nothing reaches its target."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-redirect")
+    cid = tok["cluster_id"]
+    target = TLSPeer(t, f.pki, b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n"
+                               b"connection: close\r\n\r\n")
+    t.defer(lambda: redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid))
+    for code in (301, 302, 303, 307, 308):
+        location = "https://127.0.0.1:%d/internal/forward/exec" % target.port
+        redirector = TLSPeer(t, f.pki, ("HTTP/1.1 %d Moved\r\nlocation: %s\r\ncontent-length: 0\r\n"
+                                        "connection: close\r\n\r\n" % (code, location)).encode())
+        redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
+        redis_cmd(f.redis.port, "ZADD", "aurora:agents:" + cid, "%.3f" % (time.time() + 60),
+                  "ins_redirect 127.0.0.1:%d" % redirector.port)
+        r = echo(f.any, cid, "to-the-redirector-%d" % code, http_timeout=60)
+        eq(redirector.accepted, 1, "the registered address dialled once (%d)" % code)
+        check(FORWARD_SECRET.encode() in redirector.received[0], "the registered address was "
+              "sent the forward (%d)" % code)
+        eq((target.accepted, target.received), (0, []),
+           "nothing reached the redirect's target (%d)" % code)
+        eq(r.status, 502, "a forward answered with %d (%r)" % (code, r))
+
+
 @test(timeout=120)
 def a_registered_owner_that_never_answers_fails_the_command_fast(t):
     """The replica a registration names is frozen (SIGSTOP, a hung node) or its
