@@ -1057,6 +1057,11 @@ static void copy_utf8(char *dst, size_t cap, const char *src)
 
 static void on_close_message(const char *json, size_t len)
 {
+    if (len > REGISTRY_MAX_MESSAGE) {
+        log_warn("registry: a message of %zu bytes on " CLOSE_CHANNEL " ignored (at most %d)",
+                 len, REGISTRY_MAX_MESSAGE);
+        return;
+    }
     cJSON *m = cJSON_ParseWithLength(json, len);
     const char *from = cJSON_GetStringValue(cJSON_GetObjectItem(m, "from"));
     const char *org = cJSON_GetStringValue(cJSON_GetObjectItem(m, "org_id"));

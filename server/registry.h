@@ -143,6 +143,11 @@ int64_t registry_clock_ms(void);
  * Redis: every session's token looked up again, every replica asked to
  * announce its legacy connections again. */
 #define REGISTRY_MAX_INBOUND 32768
+/* A message on aurora:close longer than this is ignored unparsed: a
+ * replica's are under 1 KiB, and parsed, a JSON array of small numbers
+ * costs a cJSON node (64 bytes and more) per two bytes, hundreds of MiB on
+ * every replica for one message Redis lets through to its subscribers. */
+#define REGISTRY_MAX_MESSAGE 16384
 
 /* Another replica's legacy_resync (it was away from aurora:close) is
  * answered by announcing every legacy connection that takes commands here:

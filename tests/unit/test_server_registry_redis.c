@@ -22,6 +22,8 @@
 
 #include <hiredis/hiredis.h>
 #include <poll.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
 #include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,6 +270,32 @@ static double metric(const char *name)
     }
     buf_free(&b);
     return v;
+}
+
+/* Bytes allocated, on every thread, while `counting` (what was freed
+ * meanwhile not taken off): how much a message made the registry allocate
+ * at its peak is at most this.  Under ASan, malloc hooks installed in main
+ * before any thread; elsewhere the high-water mark of the resident set. */
+static atomic_llong g_alloc_total;
+static atomic_int g_counting;
+#if WITH_ASAN
+static void count_malloc(const volatile void *p, size_t n)
+{
+    (void)p;
+    if (atomic_load_explicit(&g_counting, memory_order_relaxed))
+        atomic_fetch_add_explicit(&g_alloc_total, (long long)n, memory_order_relaxed);
+}
+static void count_free(const volatile void *p) { (void)p; }
+#endif
+static long long allocated_total(void)
+{
+#if WITH_ASAN
+    return atomic_load(&g_alloc_total);
+#else
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (long long)ru.ru_maxrss * 1024;
+#endif
 }
 
 static size_t allocated_bytes(void)
@@ -811,8 +839,53 @@ static void test_resync_requests_are_answered_together(void **state)
     redisFree(sub);
 }
 
+/* A message on aurora:close far larger than any replica publishes (under
+ * 1 KiB): a JSON array of 4 MiB, "[0,0,0,…]", two bytes per element.
+ * Parsed, each element cost a cJSON node (64 bytes and more): hundreds of
+ * MiB on every replica's registry thread for one PUBLISH that Redis's
+ * default subscriber limit (32 MiB) lets through, and a few such made
+ * every replica's memory run out at once.  Now ignored unparsed past
+ * REGISTRY_MAX_MESSAGE: what it costs is what hiredis holds to read it. */
+static void test_an_oversized_message_is_not_parsed(void **state)
+{
+    fixture *fx = *state;
+    made_token victim = new_token(fx);
+    tunnel_session *v = connect_v2(fx, &victim);
+    fx->deliver = 1;
+    enum { BIG = 4 * 1024 * 1024 };
+    char *big = malloc(BIG);
+    assert_non_null(big);
+    big[0] = '[';
+    for (size_t i = 1; i + 1 < BIG; i += 2) {
+        big[i] = '0';
+        big[i + 1] = ',';
+    }
+    big[BIG - 2] = '0';
+    big[BIG - 1] = ']';
+    redisContext *c = redis_conn(fx);
+    assert_int_equal(redisAppendCommand(c, "PUBLISH aurora:close %b", big, (size_t)BIG), REDIS_OK);
+    free(big);
+    /* then a close this replica acts on: once done, the big one was read */
+    append_close(c, fx->org_id, victim.t.cluster_id, victim.t.id);
+    long long before = allocated_total();
+    atomic_store(&g_counting, 1);
+    read_replies(c, 2);
+    serve_until(fx, closed, v, "the close after the big message");
+    atomic_store(&g_counting, 0);
+    long long grew = allocated_total() - before;
+    redisFree(c);
+    print_message("%lld bytes allocated for a message of %d\n", grew, BIG);
+    /* hiredis's buffer as it grows and its reply's copy: some 4 to 5 times
+     * the message; parsed, 30 times and more */
+    assert_true(grew < 12LL * BIG);
+    tunnel_session_drop(v);
+}
+
 int main(void)
 {
+#if WITH_ASAN
+    __sanitizer_install_malloc_and_free_hooks(count_malloc, count_free);
+#endif
     log_setup("test", "error", "text");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_a_flood_is_bounded_and_a_revocation_in_it_honoured,
@@ -827,6 +900,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_resync_requests_are_answered_together,
                                         setup_long_lease, teardown),
+        cmocka_unit_test_setup_teardown(test_an_oversized_message_is_not_parsed, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
