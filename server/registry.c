@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,6 +240,8 @@ static struct {
     int64_t publish_retry_us; /* the thread's: not sent again before (mono_us; 0: now) */
     int ever_connected; /* the thread's: a connect after this one is a reconnect */
     int sub_ping;       /* the thread's: a PING on the subscription awaits its pong */
+    int64_t ignored_quiet_until; /* the thread's: mono ms; ignored messages said once a minute */
+    unsigned long long ignored_unsaid; /* the thread's: ignored since, not said */
 } R = { .wake = { -1, -1 }, .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static int64_t mono_us(void)
@@ -1031,6 +1034,34 @@ static inbound *inbound_about(const char *org, const char *cluster)
     return in;
 }
 
+/* A message heard on aurora:close is ignored (what: why, printf-style).
+ * Said at most once a minute, the next line counting those not said: a
+ * line per message was a line on every replica per PUBLISH, in a loop as
+ * fast as whoever may publish likes, to the log pipeline they share. */
+#define IGNORED_QUIET_MS 60000
+static void ignored_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void ignored_message(const char *fmt, ...)
+{
+    int64_t now = mono_ms();
+    if (R.ignored_quiet_until && now < R.ignored_quiet_until) {
+        R.ignored_unsaid++;
+        return;
+    }
+    char what[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (R.ignored_unsaid)
+        log_warn("registry: %s ignored, and %llu other message(s) on " CLOSE_CHANNEL
+                 " ignored in the last minute",
+                 what, R.ignored_unsaid);
+    else
+        log_warn("registry: %s ignored (said once a minute at most)", what);
+    R.ignored_unsaid = 0;
+    R.ignored_quiet_until = now + IGNORED_QUIET_MS;
+}
+
 /* src into dst (cap bytes, NUL included) as UTF-8: cut before the
  * character that does not fit, never inside it, and every byte that starts
  * no well-formed character replaced by U+FFFD (a replica's message is
@@ -1058,8 +1089,8 @@ static void copy_utf8(char *dst, size_t cap, const char *src)
 static void on_close_message(const char *json, size_t len)
 {
     if (len > REGISTRY_MAX_MESSAGE) {
-        log_warn("registry: a message of %zu bytes on " CLOSE_CHANNEL " ignored (at most %d)",
-                 len, REGISTRY_MAX_MESSAGE);
+        ignored_message("a message of %zu bytes on " CLOSE_CHANNEL " (at most %d)", len,
+                        REGISTRY_MAX_MESSAGE);
         return;
     }
     cJSON *m = cJSON_ParseWithLength(json, len);
@@ -1091,7 +1122,7 @@ static void on_close_message(const char *json, size_t len)
             strlen(cluster) >= STORE_CLUSTER_ID_LEN || !cJSON_IsNumber(lms) ||
             !(lms->valuedouble > 0 && lms->valuedouble < 9e15) || !cJSON_IsBool(up) ||
             (addr && strlen(addr) >= sizeof(((inbound *)0)->addr))) {
-            log_warn("registry: malformed legacy connection message ignored");
+            ignored_message("a malformed legacy connection message");
         } else if (strcmp(from, R.instance)) {
             inbound *in = inbound_about(org, cluster);
             if (in) {
@@ -1116,7 +1147,7 @@ static void on_close_message(const char *json, size_t len)
         if (!from || !org || !cluster || !org[0] || !cluster[0] || !agent[0] ||
             strlen(org) >= STORE_ID_LEN || strlen(cluster) >= STORE_CLUSTER_ID_LEN ||
             strlen(agent) > 64 || !cJSON_IsNumber(conn)) {
-            log_warn("registry: malformed supersession message ignored");
+            ignored_message("a malformed supersession message");
         } else if (strcmp(from, R.instance)) {
             inbound *in = inbound_about(org, cluster);
             if (in) {
@@ -1133,7 +1164,7 @@ static void on_close_message(const char *json, size_t len)
     if (!from || !org || !cluster || !token || !reason || !org[0] || !cluster[0] ||
         strlen(org) >= STORE_ID_LEN || strlen(cluster) >= STORE_CLUSTER_ID_LEN ||
         strlen(token) >= STORE_ID_LEN) {
-        log_warn("registry: malformed close message ignored");
+        ignored_message("a malformed close message");
         cJSON_Delete(m);
         return;
     }
@@ -1575,6 +1606,8 @@ void registry_stop(void)
     atomic_store(&R.clock_known, 0);
     atomic_store(&R.clock_off_us, 0);
     R.time_refused = 0;
+    R.ignored_quiet_until = 0;
+    R.ignored_unsaid = 0;
     R.publish_refused = 0;
     R.publish_retry_us = 0;
     atomic_store(&R.renewed, 0);

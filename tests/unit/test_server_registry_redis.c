@@ -881,6 +881,54 @@ static void test_an_oversized_message_is_not_parsed(void **state)
     tunnel_session_drop(v);
 }
 
+typedef struct {
+    fixture *fx;
+    tunnel_session *victim;
+    const made_token *m;
+} junk_run;
+
+#define JUNK 500
+
+static void publish_junk(void *arg)
+{
+    junk_run *j = arg;
+    redisContext *c = redis_conn(j->fx);
+    for (int i = 0; i < JUNK; i++) {
+        const char *m = i % 3 == 0   ? "{\"from\":\"x\",\"legacy_ready_ms\":\"soon\"}"
+                        : i % 3 == 1 ? "{\"from\":\"x\",\"agent_instance\":\"a\"}"
+                                     : "not json";
+        assert_int_equal(redisAppendCommand(c, "PUBLISH aurora:close %s", m), REDIS_OK);
+    }
+    static char big[REGISTRY_MAX_MESSAGE + 1];
+    memset(big, ' ', sizeof(big));
+    assert_int_equal(redisAppendCommand(c, "PUBLISH aurora:close %b", big, sizeof(big)), REDIS_OK);
+    append_close(c, j->fx->org_id, j->m->t.cluster_id, j->m->t.id);
+    read_replies(c, JUNK + 2);
+    redisFree(c);
+    serve_until(j->fx, closed, j->victim, "the close after the junk");
+}
+
+/* Each malformed or oversized message heard was logged, one line each: one
+ * PUBLISH in a loop wrote as many lines on every replica, to the log
+ * pipeline every replica shares, without limit.  Said once a minute now,
+ * the next line counting those not said. */
+static void test_ignored_messages_are_logged_once_a_minute(void **state)
+{
+    fixture *fx = *state;
+    made_token victim = new_token(fx);
+    tunnel_session *v = connect_v2(fx, &victim);
+    fx->deliver = 1;
+    junk_run j = { fx, v, &victim };
+    log_setup("test", "info", "text");
+    static const char *const lines[] = { "ignored" };
+    int n[1];
+    stderr_lines_with(lines, n, 1, publish_junk, &j);
+    log_setup("test", "error", "text");
+    print_message("%d line(s) for %d ignored messages\n", n[0], JUNK + 1);
+    assert_int_equal(n[0], 1);
+    tunnel_session_drop(v);
+}
+
 int main(void)
 {
 #if WITH_ASAN
@@ -901,6 +949,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resync_requests_are_answered_together,
                                         setup_long_lease, teardown),
         cmocka_unit_test_setup_teardown(test_an_oversized_message_is_not_parsed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ignored_messages_are_logged_once_a_minute, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
