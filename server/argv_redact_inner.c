@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 
@@ -35,15 +36,29 @@ typedef struct {
     opt_value value;
 } inner_opt;
 
+/* A credential at a position: the nth word that is no option (nor an
+ * option's value) counted from a word of the command. */
+typedef struct {
+    const char *after;  /* the word the count starts from (redis-cli AUTH); NULL: the
+                         * program's name, or its subcommand when it has subs */
+    int nth;            /* 0: no rule */
+    int rest;           /* every word after the nth too (AUTH [user] password) */
+    const char *prefix; /* only a word starting with one of these, cut after it
+                         * (ACL SETUSER bob on >password) */
+    const char *when;   /* short options that must all have been given (htpasswd -b) */
+    const char *unless; /* short options none of which was given (htpasswd -n) */
+} inner_position;
+
 typedef struct {
     const char *const *names;
-    const char *subs[3];       /* options count only after one of these words (docker login) */
+    const char *subs[4];       /* options count only after one of these words (docker login) */
     inner_opt opts[12];
-    int positional;            /* the n-th word after the subcommand that is no option */
+    inner_position pos[6];     /* positional credentials (vault login <token>) */
     const char *valued[16];    /* options that take the next word, for counting positions */
     int pairs;                 /* a word with '=' is a key=value pair, not the position (vault) */
     const char *bundle;        /* short options without a value, which may be bundled before
                                 * a credential's: curl -fsSu user:pw, ldapsearch -xw pw */
+    int nocase;                /* the words of pos are the program's commands, in any case */
 } inner_program;
 
 static const char *const mysql_names[] = {
@@ -80,60 +95,70 @@ static const char *const rabbit_names[] = { "rabbitmqctl", NULL };
 #define LDAP_FLAGS_WITHOUT_VALUE "AcCILMnNQrtuvVWxZ"
 
 static const inner_program programs[] = {
-    { mysql_names, { NULL }, { { "-p", FORM_ATTACHED, VALUE_WHOLE } }, 0, { NULL } },
-    { redis_names, { NULL },
-      { { "-a", FORM_SHORT, VALUE_WHOLE }, { "--pass", FORM_LONG, VALUE_WHOLE } }, 0, { NULL } },
-    { curl_names, { NULL },
-      { { "-u", FORM_SHORT, VALUE_USERPASS },
-        { "--user", FORM_LONG, VALUE_USERPASS },
-        { "-U", FORM_SHORT, VALUE_USERPASS },
-        { "--proxy-user", FORM_LONG, VALUE_USERPASS },
-        { "-E", FORM_SHORT, VALUE_USERPASS }, /* certificate:passphrase */
-        { "--cert", FORM_LONG, VALUE_USERPASS },
-        { "--oauth2-bearer", FORM_LONG, VALUE_WHOLE },
-        { "-b", FORM_SHORT, VALUE_COOKIE },
-        { "--cookie", FORM_LONG, VALUE_COOKIE },
-        { "--pass", FORM_LONG, VALUE_WHOLE } },
-      0, { NULL }, .bundle = CURL_FLAGS_WITHOUT_VALUE },
-    { mongo_names, { NULL }, { { "-p", FORM_SHORT, VALUE_OPTIONAL } }, 0, { NULL } },
-    { sshpass_names, { NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
-    { openssl_names, { NULL },
-      { { "-pass", FORM_LONG, VALUE_WHOLE },
-        { "-passin", FORM_LONG, VALUE_WHOLE },
-        { "-passout", FORM_LONG, VALUE_WHOLE },
-        { "-password", FORM_LONG, VALUE_WHOLE },
-        { "-k", FORM_LONG, VALUE_WHOLE } },
-      0, { NULL } },
-    { influx_names, { NULL },
-      { { "-password", FORM_LONG, VALUE_WHOLE }, { "-t", FORM_LONG, VALUE_WHOLE } }, 0,
-      { NULL } },
-    { registry_names, { "login", NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
-    { skopeo_names, { NULL },
-      { { "--creds", FORM_LONG, VALUE_USERPASS },
-        { "--src-creds", FORM_LONG, VALUE_USERPASS },
-        { "--dest-creds", FORM_LONG, VALUE_USERPASS } },
-      0, { NULL } },
-    { etcd_names, { NULL }, { { "--user", FORM_LONG, VALUE_USERPASS } }, 0, { NULL } },
-    { ldap_names, { NULL }, { { "-w", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL },
+    { .names = mysql_names, .opts = { { "-p", FORM_ATTACHED, VALUE_WHOLE } } },
+    /* the client's -a and --pass; AUTH [user] password (HELLO 3 AUTH …,
+     * MIGRATE … AUTH2 user password), CONFIG SET requirepass|masterauth
+     * <password>, ACL SETUSER name … >password (<password removes one,
+     * #sha256 sets its hash) */
+    { .names = redis_names,
+      .opts = { { "-a", FORM_SHORT, VALUE_WHOLE }, { "--pass", FORM_LONG, VALUE_WHOLE } },
+      .pos = { { "auth", 1, 1, NULL, NULL, NULL },
+               { "auth2", 1, 1, NULL, NULL, NULL },
+               { "requirepass", 1, 0, NULL, NULL, NULL },
+               { "masterauth", 1, 0, NULL, NULL, NULL },
+               { "setuser", 1, 1, "<>#", NULL, NULL } },
+      .valued = { "-h", "-p", "-s", "-n", "-u", "--user", "-r", "-i", "-d", NULL },
+      .nocase = 1 },
+    { .names = curl_names,
+      .opts = { { "-u", FORM_SHORT, VALUE_USERPASS },
+                { "--user", FORM_LONG, VALUE_USERPASS },
+                { "-U", FORM_SHORT, VALUE_USERPASS },
+                { "--proxy-user", FORM_LONG, VALUE_USERPASS },
+                { "-E", FORM_SHORT, VALUE_USERPASS }, /* certificate:passphrase */
+                { "--cert", FORM_LONG, VALUE_USERPASS },
+                { "--oauth2-bearer", FORM_LONG, VALUE_WHOLE },
+                { "-b", FORM_SHORT, VALUE_COOKIE },
+                { "--cookie", FORM_LONG, VALUE_COOKIE },
+                { "--pass", FORM_LONG, VALUE_WHOLE } },
+      .bundle = CURL_FLAGS_WITHOUT_VALUE },
+    { .names = mongo_names, .opts = { { "-p", FORM_SHORT, VALUE_OPTIONAL } } },
+    { .names = sshpass_names, .opts = { { "-p", FORM_SHORT, VALUE_WHOLE } } },
+    { .names = openssl_names,
+      .opts = { { "-pass", FORM_LONG, VALUE_WHOLE },
+                { "-passin", FORM_LONG, VALUE_WHOLE },
+                { "-passout", FORM_LONG, VALUE_WHOLE },
+                { "-password", FORM_LONG, VALUE_WHOLE },
+                { "-k", FORM_LONG, VALUE_WHOLE } } },
+    { .names = influx_names,
+      .opts = { { "-password", FORM_LONG, VALUE_WHOLE }, { "-t", FORM_LONG, VALUE_WHOLE } } },
+    { .names = registry_names, .subs = { "login", NULL },
+      .opts = { { "-p", FORM_SHORT, VALUE_WHOLE } } },
+    { .names = skopeo_names,
+      .opts = { { "--creds", FORM_LONG, VALUE_USERPASS },
+                { "--src-creds", FORM_LONG, VALUE_USERPASS },
+                { "--dest-creds", FORM_LONG, VALUE_USERPASS } } },
+    { .names = etcd_names, .opts = { { "--user", FORM_LONG, VALUE_USERPASS } } },
+    { .names = ldap_names, .opts = { { "-w", FORM_SHORT, VALUE_WHOLE } },
       .bundle = LDAP_FLAGS_WITHOUT_VALUE },
-    { ldappasswd_names, { NULL },
-      { { "-w", FORM_SHORT, VALUE_WHOLE },
-        { "-s", FORM_SHORT, VALUE_WHOLE },
-        { "-a", FORM_SHORT, VALUE_WHOLE } },
-      0, { NULL }, .bundle = LDAP_FLAGS_WITHOUT_VALUE },
-    { mssql_names, { NULL }, { { "-P", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
-    { cqlsh_names, { NULL }, { { "-p", FORM_SHORT, VALUE_WHOLE } }, 0, { NULL } },
+    { .names = ldappasswd_names,
+      .opts = { { "-w", FORM_SHORT, VALUE_WHOLE },
+                { "-s", FORM_SHORT, VALUE_WHOLE },
+                { "-a", FORM_SHORT, VALUE_WHOLE } },
+      .bundle = LDAP_FLAGS_WITHOUT_VALUE },
+    { .names = mssql_names, .opts = { { "-P", FORM_SHORT, VALUE_WHOLE } } },
+    { .names = cqlsh_names, .opts = { { "-p", FORM_SHORT, VALUE_WHOLE } } },
     /* vault login <token>: the first word after login that is no option and
      * no method=… pair */
-    { vault_names, { "login", NULL }, { { NULL, 0, 0 } }, 1,
-      { "-address", "-namespace", "-method", "-path", "-ca-cert", "-ca-path", "-client-cert",
-        "-client-key", "-tls-server-name", "-header", "-mfa", "-wrap-ttl", "-format", "-field",
-        NULL },
-      1 },
-    /* rabbitmqctl add_user <name> <password>, change_password <name> <password> */
-    { rabbit_names, { "add_user", "change_password", NULL }, { { NULL, 0, 0 } }, 2,
-      { "-n", "--node", "-t", "--timeout", NULL } },
-    { NULL, { NULL }, { { NULL, 0, 0 } }, 0, { NULL } },
+    { .names = vault_names, .subs = { "login", NULL }, .pos = { { NULL, 1, 0, NULL, NULL, NULL } },
+      .valued = { "-address", "-namespace", "-method", "-path", "-ca-cert", "-ca-path",
+                  "-client-cert", "-client-key", "-tls-server-name", "-header", "-mfa",
+                  "-wrap-ttl", "-format", "-field", NULL },
+      .pairs = 1 },
+    /* rabbitmqctl add_user|change_password|authenticate_user <name> <password> */
+    { .names = rabbit_names, .subs = { "add_user", "change_password", "authenticate_user", NULL },
+      .pos = { { NULL, 2, 0, NULL, NULL, NULL } },
+      .valued = { "-n", "--node", "-t", "--timeout", NULL } },
+    { .names = NULL },
 };
 
 /* The program a word names, or -1: its base name, quotes and an option's
@@ -160,6 +185,60 @@ static int program_named(const char *w, size_t n)
 static int word_is(const char *w, size_t n, const char *word)
 {
     return strlen(word) == n && !memcmp(w, word, n);
+}
+
+/* The bit of a short option's letter in argv_inner.letters, 0 for others. */
+static unsigned long long letter_bit(char c)
+{
+    if (c >= 'a' && c <= 'z')
+        return 1ull << (c - 'a');
+    if (c >= 'A' && c <= 'Z')
+        return 1ull << (26 + c - 'A');
+    return 0;
+}
+
+/* Whether each of letters was given (given: 1) or none was (given: 0). */
+static int letters_are(unsigned long long seen, const char *letters, int given)
+{
+    for (; letters && *letters; letters++)
+        if (((seen & letter_bit(*letters)) != 0) != given)
+            return 0;
+    return 1;
+}
+
+/* Whether a word that is no option is a positional credential of p; *keep
+ * as value_keep's.  Counts it (after_sub) and notes the word a rule counts
+ * from (AUTH). */
+static argv_inner_verdict positional(argv_inner *st, const inner_program *p, const char *w,
+                                     size_t n, size_t *keep)
+{
+    st->after_sub++;
+    for (int r = 0; r < (int)(sizeof(p->pos) / sizeof(p->pos[0])) && p->pos[r].nth; r++) {
+        const inner_position *ps = &p->pos[r];
+        if ((ps->after ? st->anchor != r : st->anchor >= 0) ||
+            !(st->after_sub == ps->nth || (ps->rest && st->after_sub > ps->nth)) ||
+            !letters_are(st->letters, ps->when, 1) || !letters_are(st->letters, ps->unless, 0))
+            continue;
+        if ((p->pairs && memchr(w, '=', n)) ||
+            (n == 1 && w[0] == '-') || /* vault login -: the token is read from stdin */
+            (n == strlen(ARGV_REDACTED) && !memcmp(w, ARGV_REDACTED, n)))
+            return ARGV_INNER_NONE;
+        if (ps->prefix) {
+            if (n < 2 || !strchr(ps->prefix, w[0]) || !w[0] ||
+                (n - 1 == strlen(ARGV_REDACTED) && !memcmp(w + 1, ARGV_REDACTED, n - 1)))
+                continue;
+            *keep = 1;
+        }
+        return ARGV_INNER_CUT;
+    }
+    /* a word the count starts from again (redis-cli … AUTH, CONFIG SET requirepass) */
+    for (int r = 0; r < (int)(sizeof(p->pos) / sizeof(p->pos[0])) && p->pos[r].nth; r++)
+        if (p->pos[r].after && strlen(p->pos[r].after) == n &&
+            !(p->nocase ? strncasecmp(w, p->pos[r].after, n) : memcmp(w, p->pos[r].after, n))) {
+            st->anchor = r;
+            st->after_sub = 0;
+        }
+    return ARGV_INNER_NONE;
 }
 
 /* Whether a value word (read as `value`) holds a credential to cut; *keep
@@ -231,6 +310,8 @@ static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t 
         st->program = named;
         st->after_sub = programs[named].subs[0] ? -1 : 0;
         st->skip = 0;
+        st->anchor = -1;
+        st->letters = 0;
         return ARGV_INNER_NONE;
     }
     if (st->program < 0)
@@ -247,8 +328,13 @@ static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t 
         const char *ow = p->pairs && n > 2 && w[1] == '-' ? w + 1 : w;
         size_t on = n - (size_t)(ow - w);
         for (size_t v = 0; p->valued[v]; v++)
-            if (word_is(ow, on, p->valued[v]))
+            if (word_is(ow, on, p->valued[v]) ||
+                (w[1] != '-' && n > 2 && strlen(p->valued[v]) == 2 &&
+                 p->valued[v][1] == w[n - 1])) /* last of bundled letters: -bC 10 */
                 st->skip = 1; /* its value is not a position */
+        if (w[1] != '-') /* the letters given, for a position's conditions (-nb) */
+            for (size_t k = 1; k < n && w[k] != '='; k++)
+                st->letters |= letter_bit(w[k]);
         for (size_t o = 0; o < sizeof(p->opts) / sizeof(p->opts[0]) && p->opts[o].flag; o++) {
             const inner_opt *opt = &p->opts[o];
             size_t fl = strlen(opt->flag);
@@ -280,11 +366,7 @@ static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t 
         st->skip = 0;
         return ARGV_INNER_NONE;
     }
-    if (p->positional && ++st->after_sub == p->positional && !(p->pairs && memchr(w, '=', n)) &&
-        !(n == 1 && w[0] == '-') && /* vault login -: the token is read from stdin */
-        !(n == strlen(ARGV_REDACTED) && !memcmp(w, ARGV_REDACTED, n)))
-        return ARGV_INNER_CUT; /* keep 0: the whole word */
-    return ARGV_INNER_NONE;
+    return positional(st, p, w, n, keep);
 }
 
 argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size_t *keep,

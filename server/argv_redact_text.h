@@ -81,15 +81,18 @@ int argv_names_secret(const char *arg);
 /* Where a word sequence is: which program's options the words are (mysql,
  * curl, redis-cli, …; none until a word names one), whether the previous
  * word was an option whose value is a credential, and how far a positional
- * credential (vault login <token>) is. */
+ * credential (vault login <token>, redis-cli AUTH <password>) is. */
 typedef struct {
     int program;   /* index into the rule's table, -1: none */
-    int after_sub; /* words that are not options since the program's subcommand, -1: not seen */
+    int after_sub; /* words that are not options since the program's subcommand or the
+                    * word a position counts from, -1: not seen */
     int pending;   /* 1 + how to read this word as the previous option's value, 0: none */
     int skip;      /* this word is the value of an option that is no credential */
+    int anchor;    /* the program's position rule whose word was seen (AUTH), -1: none */
+    unsigned long long letters; /* the short options given (htpasswd -b), a bit each */
 } argv_inner;
 
-#define ARGV_INNER_INIT { -1, -1, 0, 0 }
+#define ARGV_INNER_INIT { -1, -1, 0, 0, -1, 0 }
 
 typedef enum {
     ARGV_INNER_NONE = 0, /* keep the word */

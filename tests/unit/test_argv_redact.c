@@ -46,6 +46,39 @@ static void check_kept(const char *const *keep, size_t n)
     }
 }
 
+/* check_rows over rows written with ` for each JSON quote (the tests
+ * below hold shell lines, whose own quotes stay as they are). */
+static char *unticked(const char *t)
+{
+    char *s = strdup(t);
+    assert_non_null(s);
+    for (char *c = s; *c; c++)
+        if (*c == '`')
+            *c = '"';
+    return s;
+}
+
+static void check_ticked(const row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *in = unticked(rows[i].in), *out = unticked(rows[i].out);
+        const row r = { in, out };
+        check_rows(&r, 1);
+        free(in);
+        free(out);
+    }
+}
+
+static void check_ticked_kept(const char *const *keep, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *in = unticked(keep[i]);
+        const char *one[] = { in };
+        check_kept(one, 1);
+        free(in);
+    }
+}
+
 static argv_redact of(const char *program, const char *arg, char *shown)
 {
     shown[0] = '\0';
@@ -895,6 +928,37 @@ static void test_header_words_as_curl_reads_them(void **state)
     check_rows(rows, sizeof(rows) / sizeof(rows[0]));
 }
 
+/* redis-cli's commands that carry a password: AUTH [user] password (and
+ * HELLO … AUTH, MIGRATE … AUTH2), CONFIG SET requirepass|masterauth, ACL
+ * SETUSER's >password (found in review: only -a and --pass were read). */
+static void test_redis_commands_with_a_password(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`AUTH`,`S3cret`]",
+          "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`AUTH`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`-h`,`redis`,`auth`,`default`,`S3cret`]",
+          "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`-h`,`redis`,`auth`,`[REDACTED]`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`-a`,`S3cret`,`CONFIG`,`SET`,`requirepass`,`S3cret`]",
+          "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`-a`,`[REDACTED]`,`CONFIG`,`SET`,`requirepass`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`r`,`--`,`valkey-cli`,`config`,`set`,`masterauth`,`S3cret`]",
+          "[`kubectl`,`exec`,`r`,`--`,`valkey-cli`,`config`,`set`,`masterauth`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`HELLO`,`3`,`AUTH`,`u`,`S3cret`]",
+          "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`HELLO`,`3`,`AUTH`,`[REDACTED]`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`ACL`,`SETUSER`,`bob`,`on`,`>S3cret`,`~*`,`+@all`]",
+          "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`ACL`,`SETUSER`,`bob`,`on`,`>[REDACTED]`,`~*`,`+@all`]" },
+        { "[`kubectl`,`exec`,`r`,`--`,`sh`,`-c`,`redis-cli AUTH S3cret; redis-cli CONFIG SET requirepass 'S3 cret' && redis-cli ping`]",
+          "[`kubectl`,`exec`,`r`,`--`,`sh`,`-c`,`redis-cli AUTH [REDACTED]; redis-cli CONFIG SET requirepass '[REDACTED]' && redis-cli ping`]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`CONFIG`,`GET`,`requirepass`]",
+        "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`ACL`,`SETUSER`,`bob`,`on`,`~*`]",
+        "[`kubectl`,`exec`,`r`,`--`,`sh`,`-c`,`redis-cli CONFIG GET maxmemory; echo AUTH x`]",
+    };
+    check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -916,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_hidden_words_and_late_names),
         cmocka_unit_test(test_sql_password_literals),
         cmocka_unit_test(test_header_words_as_curl_reads_them),
+        cmocka_unit_test(test_redis_commands_with_a_password),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
