@@ -87,6 +87,7 @@ static const char *const mssql_names[] = { "sqlcmd", "bcp", "osql", NULL };
 static const char *const cqlsh_names[] = { "cqlsh", NULL };
 static const char *const vault_names[] = { "vault", "bao", NULL };
 static const char *const rabbit_names[] = { "rabbitmqctl", NULL };
+static const char *const htpasswd_names[] = { "htpasswd", NULL };
 
 /* curl's and OpenLDAP's short options that take no value (their manuals;
  * ldapdelete's and ldapmodrdn's -r too): any of them may come before a
@@ -158,6 +159,11 @@ static const inner_program programs[] = {
     { .names = rabbit_names, .subs = { "add_user", "change_password", "authenticate_user", NULL },
       .pos = { { NULL, 2, 0, NULL, NULL, NULL } },
       .valued = { "-n", "--node", "-t", "--timeout", NULL } },
+    /* htpasswd -b file user password, htpasswd -nb user password (-C cost
+     * and -r rounds take a value) */
+    { .names = htpasswd_names,
+      .pos = { { NULL, 3, 0, NULL, "b", "n" }, { NULL, 2, 0, NULL, "bn", NULL } },
+      .valued = { "-C", "-r", NULL } },
     { .names = NULL },
 };
 

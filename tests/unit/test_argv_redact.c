@@ -959,6 +959,32 @@ static void test_redis_commands_with_a_password(void **state)
     check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
+/* htpasswd -b takes the password as its last word: after the file and the
+ * user, or after the user alone with -n (found in review). */
+static void test_htpasswd_batch_password(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[`kubectl`,`exec`,`w`,`--`,`htpasswd`,`-b`,`/etc/nginx/.htpasswd`,`admin`,`S3cret`]",
+          "[`kubectl`,`exec`,`w`,`--`,`htpasswd`,`-b`,`/etc/nginx/.htpasswd`,`admin`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`w`,`--`,`htpasswd`,`-cbB`,`-C`,`12`,`/f`,`admin`,`S3cret`]",
+          "[`kubectl`,`exec`,`w`,`--`,`htpasswd`,`-cbB`,`-C`,`12`,`/f`,`admin`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`w`,`--`,`htpasswd`,`-nbBC`,`10`,`admin`,`S3cret`]",
+          "[`kubectl`,`exec`,`w`,`--`,`htpasswd`,`-nbBC`,`10`,`admin`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`w`,`--`,`htpasswd`,`-n`,`-b`,`admin`,`S3cret`]",
+          "[`kubectl`,`exec`,`w`,`--`,`htpasswd`,`-n`,`-b`,`admin`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`w`,`--`,`sh`,`-c`,`htpasswd -cb /f admin 'S3 cret' && nginx -s reload`]",
+          "[`kubectl`,`exec`,`w`,`--`,`sh`,`-c`,`htpasswd -cb /f admin '[REDACTED]' && nginx -s reload`]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = { /* no -b: htpasswd asks */
+        "[`kubectl`,`exec`,`w`,`--`,`htpasswd`,`-c`,`/f`,`admin`]",
+        "[`kubectl`,`exec`,`w`,`--`,`htpasswd`,`-D`,`/f`,`admin`]",
+        "[`kubectl`,`exec`,`w`,`--`,`htpasswd`,`-nB`,`admin`]",
+    };
+    check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -981,6 +1007,7 @@ int main(void)
         cmocka_unit_test(test_sql_password_literals),
         cmocka_unit_test(test_header_words_as_curl_reads_them),
         cmocka_unit_test(test_redis_commands_with_a_password),
+        cmocka_unit_test(test_htpasswd_batch_password),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
