@@ -88,6 +88,7 @@ static const char *const cqlsh_names[] = { "cqlsh", NULL };
 static const char *const vault_names[] = { "vault", "bao", NULL };
 static const char *const rabbit_names[] = { "rabbitmqctl", NULL };
 static const char *const htpasswd_names[] = { "htpasswd", NULL };
+static const char *const keytool_names[] = { "keytool", NULL };
 
 /* curl's and OpenLDAP's short options that take no value (their manuals;
  * ldapdelete's and ldapmodrdn's -r too): any of them may come before a
@@ -164,6 +165,16 @@ static const inner_program programs[] = {
     { .names = htpasswd_names,
       .pos = { { NULL, 3, 0, NULL, "b", "n" }, { NULL, 2, 0, NULL, "bn", NULL } },
       .valued = { "-C", "-r", NULL } },
+    /* keytool: the password itself after each; -storepass:env NAME and
+     * -storepass:file PATH are other options (no '=' form: none matches) */
+    { .names = keytool_names,
+      .opts = { { "-storepass", FORM_LONG, VALUE_WHOLE },
+                { "-keypass", FORM_LONG, VALUE_WHOLE },
+                { "-srcstorepass", FORM_LONG, VALUE_WHOLE },
+                { "-deststorepass", FORM_LONG, VALUE_WHOLE },
+                { "-srckeypass", FORM_LONG, VALUE_WHOLE },
+                { "-destkeypass", FORM_LONG, VALUE_WHOLE },
+                { "-new", FORM_LONG, VALUE_WHOLE } } }, /* -storepasswd, -keypasswd */
     { .names = NULL },
 };
 

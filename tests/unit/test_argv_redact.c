@@ -985,6 +985,29 @@ static void test_htpasswd_batch_password(void **state)
     check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
+/* keytool's password options (found in review: no rule read keytool);
+ * -storepass:env NAME and :file PATH name where the password is. */
+static void test_keytool_passwords(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[`kubectl`,`exec`,`k`,`--`,`keytool`,`-genkeypair`,`-keystore`,`k.jks`,`-storepass`,`S3cret`,`-keypass`,`S3cret`]",
+          "[`kubectl`,`exec`,`k`,`--`,`keytool`,`-genkeypair`,`-keystore`,`k.jks`,`-storepass`,`[REDACTED]`,`-keypass`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`k`,`--`,`keytool`,`-importkeystore`,`-srcstorepass`,`S3cret`,`-deststorepass`,`S3cret`,`-srckeypass`,`S3cret`,`-destkeypass`,`S3cret`]",
+          "[`kubectl`,`exec`,`k`,`--`,`keytool`,`-importkeystore`,`-srcstorepass`,`[REDACTED]`,`-deststorepass`,`[REDACTED]`,`-srckeypass`,`[REDACTED]`,`-destkeypass`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`k`,`--`,`keytool`,`-storepasswd`,`-new`,`S3cret`,`-storepass`,`S3cret`]",
+          "[`kubectl`,`exec`,`k`,`--`,`keytool`,`-storepasswd`,`-new`,`[REDACTED]`,`-storepass`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`k`,`--`,`sh`,`-c`,`keytool -list -keystore k.jks -storepass S3cret | grep x`]",
+          "[`kubectl`,`exec`,`k`,`--`,`sh`,`-c`,`keytool -list -keystore k.jks -storepass [REDACTED] | grep x`]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[`kubectl`,`exec`,`k`,`--`,`keytool`,`-list`,`-storepass:env`,`KS_PW`,`-keypass:file`,`/run/pw`]",
+        "[`kubectl`,`exec`,`k`,`--`,`keytool`,`-list`,`-keystore`,`k.jks`]",
+    };
+    check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1008,6 +1031,7 @@ int main(void)
         cmocka_unit_test(test_header_words_as_curl_reads_them),
         cmocka_unit_test(test_redis_commands_with_a_password),
         cmocka_unit_test(test_htpasswd_batch_password),
+        cmocka_unit_test(test_keytool_passwords),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
