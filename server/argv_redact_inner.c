@@ -57,16 +57,18 @@ typedef struct {
     const char *valued[16];    /* options that take the next word, for counting positions */
     int pairs;                 /* a word with '=' is a key=value pair, not the position (vault) */
     const char *bundle;        /* short options without a value, which may be bundled before
-                                * a credential's: curl -fsSu user:pw, ldapsearch -xw pw */
+                                * a credential's (curl -fsSu user:pw, ldapsearch -xw pw) or
+                                * one of valued (htpasswd -bC 10) */
     int nocase;                /* the words of pos are the program's commands, in any case */
 } inner_program;
 
 static const char *const mysql_names[] = {
-    "mysql",        "mysqldump",     "mysqladmin",     "mysqlcheck",   "mysqlimport",
-    "mysqlshow",    "mysqlslap",     "mysqlpump",      "mysqlbinlog",  "mysqlsh",
-    "mariadb",      "mariadb-dump",  "mariadb-admin",  "mariadb-check", "mariadb-import",
-    "mariadb-show", "mariadb-binlog", "mariadb-slap",  NULL
+    "mysql",        "mysqldump",     "mysqlcheck",     "mysqlimport",   "mysqlshow",
+    "mysqlslap",    "mysqlpump",     "mysqlbinlog",    "mysqlsh",       "mariadb",
+    "mariadb-dump", "mariadb-check", "mariadb-import", "mariadb-show",  "mariadb-binlog",
+    "mariadb-slap", NULL
 };
+static const char *const mysqladmin_names[] = { "mysqladmin", "mariadb-admin", NULL };
 static const char *const redis_names[] = { "redis-cli", "valkey-cli", "keydb-cli", NULL };
 static const char *const curl_names[] = { "curl", NULL };
 static const char *const mongo_names[] = { "mongo",       "mongosh",   "mongodump", "mongorestore",
@@ -98,6 +100,11 @@ static const char *const keytool_names[] = { "keytool", NULL };
 
 static const inner_program programs[] = {
     { .names = mysql_names, .opts = { { "-p", FORM_ATTACHED, VALUE_WHOLE } } },
+    /* mysqladmin … password <new password> (its commands in any case) */
+    { .names = mysqladmin_names, .opts = { { "-p", FORM_ATTACHED, VALUE_WHOLE } },
+      .pos = { { "password", 1, 0, NULL, NULL, NULL } },
+      .valued = { "-h", "-u", "-P", "-S", "--host", "--user", "--port", "--socket", NULL },
+      .nocase = 1 },
     /* the client's -a and --pass; AUTH [user] password (HELLO 3 AUTH …,
      * MIGRATE … AUTH2 user password), CONFIG SET requirepass|masterauth
      * <password>, ACL SETUSER name … >password (<password removes one,
@@ -164,7 +171,7 @@ static const inner_program programs[] = {
      * and -r rounds take a value) */
     { .names = htpasswd_names,
       .pos = { { NULL, 3, 0, NULL, "b", "n" }, { NULL, 2, 0, NULL, "bn", NULL } },
-      .valued = { "-C", "-r", NULL } },
+      .valued = { "-C", "-r", NULL }, .bundle = "bcnimBd25spDvi" },
     /* keytool: the password itself after each; -storepass:env NAME and
      * -storepass:file PATH are other options (no '=' form: none matches) */
     { .names = keytool_names,
@@ -344,10 +351,16 @@ static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t 
         /* Go's flag package (vault) reads --flag as -flag */
         const char *ow = p->pairs && n > 2 && w[1] == '-' ? w + 1 : w;
         size_t on = n - (size_t)(ow - w);
+        /* options without a value bundled before one with (htpasswd -bC 10):
+         * only when every letter before the last is such an option, so
+         * that -uroot's "t" or -pS3cretu's "u" is no option */
+        size_t b = 1;
+        while (p->bundle && b < n - 1 && w[b] && strchr(p->bundle, w[b]))
+            b++;
+        int bundled_last = p->bundle && n > 2 && b == n - 1;
         for (size_t v = 0; p->valued[v]; v++)
             if (word_is(ow, on, p->valued[v]) ||
-                (w[1] != '-' && n > 2 && strlen(p->valued[v]) == 2 &&
-                 p->valued[v][1] == w[n - 1])) /* last of bundled letters: -bC 10 */
+                (bundled_last && strlen(p->valued[v]) == 2 && p->valued[v][1] == w[n - 1]))
                 st->skip = 1; /* its value is not a position */
         if (w[1] != '-') /* the letters given, for a position's conditions (-nb) */
             for (size_t k = 1; k < n && w[k] != '='; k++)

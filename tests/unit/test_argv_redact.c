@@ -1008,6 +1008,32 @@ static void test_keytool_passwords(void **state)
     check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
+/* mysqladmin's password command sets a new password from its next word
+ * (found in review: only -p… was cut); -p and --password= were already. */
+static void test_mysqladmin_password_command(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[`kubectl`,`exec`,`db`,`--`,`mysqladmin`,`-uroot`,`-pS3cret`,`password`,`S3cret`]",
+          "[`kubectl`,`exec`,`db`,`--`,`mysqladmin`,`-uroot`,`-p[REDACTED]`,`password`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`db`,`--`,`mariadb-admin`,`--password=S3cret`,`-h`,`db`,`PASSWORD`,`S3cret`]",
+          "[`kubectl`,`exec`,`db`,`--`,`mariadb-admin`,`--password=[REDACTED]`,`-h`,`db`,`PASSWORD`,`[REDACTED]`]" },
+        /* a value's last letter is no option taking the next word (-u, -h) */
+        { "[`kubectl`,`exec`,`db`,`--`,`mysqladmin`,`-ujoh`,`password`,`S3cret`]",
+          "[`kubectl`,`exec`,`db`,`--`,`mysqladmin`,`-ujoh`,`password`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`-aS3cretp`,`AUTH`,`S3cret`]",
+          "[`kubectl`,`exec`,`r`,`--`,`redis-cli`,`-a[REDACTED]`,`AUTH`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`db`,`--`,`sh`,`-c`,`mysqladmin -uroot password 'S3 cret'; echo done`]",
+          "[`kubectl`,`exec`,`db`,`--`,`sh`,`-c`,`mysqladmin -uroot password '[REDACTED]'; echo done`]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[`kubectl`,`exec`,`db`,`--`,`mysqladmin`,`-uroot`,`-p`,`status`]",
+        "[`kubectl`,`exec`,`db`,`--`,`mysql`,`password`,`-e`,`select 1`]", /* mysql's database */
+    };
+    check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1032,6 +1058,7 @@ int main(void)
         cmocka_unit_test(test_redis_commands_with_a_password),
         cmocka_unit_test(test_htpasswd_batch_password),
         cmocka_unit_test(test_keytool_passwords),
+        cmocka_unit_test(test_mysqladmin_password_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
