@@ -265,6 +265,19 @@ char *argv_splice_finish(argv_splice *s, size_t len)
     return buf_detach(&s->out, NULL);
 }
 
+/* Whether the scheme before the "://" at arg[i] is ssh's (ssh, git+ssh,
+ * svn+ssh, ssh+git) or sftp's. */
+static int ssh_scheme(const char *arg, size_t i)
+{
+    size_t b = i;
+    while (b > 0 && (argv_name_char(arg[b - 1]) || arg[b - 1] == '+'))
+        b--;
+    size_t n = i - b;
+    const char *sc = arg + b;
+    return (n >= 3 && !strncasecmp(sc + n - 3, "ssh", 3) && (n == 3 || sc[n - 4] == '+')) ||
+           (n >= 4 && !strncasecmp(sc, "ssh+", 4)) || (n == 4 && !strncasecmp(sc, "sftp", 4));
+}
+
 /* Assignments and URL passwords (the first rule of argv_redact_embedded). */
 static char *assignments_and_urls(const char *arg, size_t len)
 {
@@ -281,12 +294,22 @@ static char *assignments_and_urls(const char *arg, size_t len)
      * first delimiter: passwords hold '@', '#', '/' and '?' (a DATABASE_URL
      * with an unencoded password), and a few bytes more redacted in an odd
      * URL cost less than part of a password shown.  Each span is read once. */
+    /* User info without a password (https://TOKEN@github.com/…: a personal
+     * access token as the user, which git, helm and curl send as Basic
+     * credentials) goes whole, up to an '@' before the path, query or
+     * fragment; and so does TOKEN:x-oauth-basic (GitHub's placeholder for
+     * the password).  Not for ssh (ssh://git@host, sftp://me@host): there
+     * the user is a login name, the credential a key.  The user of any
+     * other scheme goes too (postgres://app@db: a name, over-redacted). */
     size_t i = next_scheme(arg, 0, cut);
     while (i < cut) {
-        size_t host = i + 3, next = next_scheme(arg, host, cut), colon = 0, at = 0;
+        size_t host = i + 3, next = next_scheme(arg, host, cut), colon = 0, at = 0, plain_at = 0;
+        int in_authority = 1;
         for (size_t k = host; k < next && arg[k] != ' ' && arg[k] != '\t'; k++) {
             if (arg[k] == '/' && !colon)
                 break;
+            if ((arg[k] == '?' || arg[k] == '#') && !colon)
+                in_authority = 0; /* https://h?u=a@b: no user info */
             if (arg[k] == ':' && !colon) {
                 size_t d = k + 1;
                 while (d < next && arg[d] >= '0' && arg[d] <= '9')
@@ -297,10 +320,22 @@ static char *assignments_and_urls(const char *arg, size_t len)
             }
             if (arg[k] == '@' && colon)
                 at = k;
+            else if (arg[k] == '@' && in_authority)
+                plain_at = k;
         }
-        if (colon && at > colon + 1 &&
-            !(at - colon - 1 == red && !memcmp(arg + colon + 1, ARGV_REDACTED, red)))
-            argv_splice_cut(&s, colon + 1, at);
+        size_t from = 0, to = 0;
+        if (colon && at > colon + 1) {
+            from = colon + 1;
+            to = at;
+            static const char oauth_basic[] = "x-oauth-basic";
+            if (at - from == sizeof(oauth_basic) - 1 && !memcmp(arg + from, oauth_basic, at - from))
+                from = host; /* TOKEN:x-oauth-basic: the token is the user */
+        } else if (!colon && plain_at > host && !ssh_scheme(arg, i)) {
+            from = host;
+            to = plain_at;
+        }
+        if (to > from && !(to - from == red && !memcmp(arg + from, ARGV_REDACTED, red)))
+            argv_splice_cut(&s, from, to);
         i = next;
     }
     if (cut < len)

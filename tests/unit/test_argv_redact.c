@@ -1034,6 +1034,53 @@ static void test_mysqladmin_password_command(void **state)
     check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
+/* A URL whose user info is a token alone (https://TOKEN@github.com/…, a
+ * PAT for git, helm, curl) or a token before GitHub's x-oauth-basic: the
+ * whole user info goes (found in review: only a password after ':' was
+ * cut).  ssh's user is a login name and stays. */
+static void test_url_user_info_tokens(void **state)
+{
+    (void)state;
+    struct { const char *in, *out; } red[] = {
+        { "https://ghp_S3cret@github.com/o/r.git", "https://" ARGV_REDACTED "@github.com/o/r.git" },
+        { "https://S3cret:x-oauth-basic@github.com/o/r", "https://" ARGV_REDACTED "@github.com/o/r" },
+        { "git+https://S3cret@dev.azure.com/org/p/_git/r", "git+https://" ARGV_REDACTED "@dev.azure.com/org/p/_git/r" },
+        { "redis://S3cret@cache:6379/0", "redis://" ARGV_REDACTED "@cache:6379/0" },
+        { "https://S3cret@h", "https://" ARGV_REDACTED "@h" },
+        { "https://S3cret@h?x=1", "https://" ARGV_REDACTED "@h?x=1" },
+        { "--repo=https://S3cret@h/r", "--repo=https://" ARGV_REDACTED "@h/r" },
+        { "a https://S3cret@h/x b", "a https://" ARGV_REDACTED "@h/x b" },
+        { "https://S3cret@h/x,https://u:S3cret@k/y", "https://" ARGV_REDACTED "@h/x,https://u:" ARGV_REDACTED "@k/y" },
+    };
+    for (size_t i = 0; i < sizeof(red) / sizeof(red[0]); i++) {
+        char *o = argv_redact_embedded(red[i].in);
+        if (!o)
+            fail_msg("kept: %s", red[i].in);
+        if (strcmp(o, red[i].out))
+            fail_msg("%s\n  became %s\n  wanted %s", red[i].in, o, red[i].out);
+        assert_null(argv_redact_embedded(o));
+        free(o);
+    }
+    const row rows[] = {
+        { "[`kubectl`,`exec`,`a`,`--`,`git`,`clone`,`https://S3cret@github.com/o/r.git`]",
+          "[`kubectl`,`exec`,`a`,`--`,`git`,`clone`,`https://[REDACTED]@github.com/o/r.git`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`git clone https://S3cret@github.com/o/r.git /src && cd /src`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`git clone https://[REDACTED]@github.com/o/r.git /src && cd /src`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`curl 'https://S3cret@h/x'`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`curl 'https://[REDACTED]@h/x'`]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = { "ssh://git@github.com/o/r.git", "git+ssh://git@h:22/r", "sftp://me@h/x",
+                           "https://h/a@b", "https://h:8443/x@y", "https://h?u=a@b",
+                           "https://h#a@b", "https://@h/", "x@y", "https://" ARGV_REDACTED "@h",
+                           "git@github.com:o/r.git", "" };
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+        char *o = argv_redact_embedded(keep[i]);
+        if (o)
+            fail_msg("redacted: %s -> %s", keep[i], o);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1059,6 +1106,7 @@ int main(void)
         cmocka_unit_test(test_htpasswd_batch_password),
         cmocka_unit_test(test_keytool_passwords),
         cmocka_unit_test(test_mysqladmin_password_command),
+        cmocka_unit_test(test_url_user_info_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
