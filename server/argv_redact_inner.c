@@ -28,6 +28,9 @@ typedef enum {
     VALUE_USERPASS, /* user:password: what follows the first ':' (curl -u) */
     VALUE_COOKIE,   /* name=value cookies (curl -b); a file name when it has no '=' */
     VALUE_OPTIONAL, /* the value, unless the next word is an option: mongosh -p prompts */
+    VALUE_BASIC,    /* user:password as VALUE_USERPASS, but KEY: (an empty password) is a
+                     * key as the user (curl -u sk_live_…:, Stripe's and Mailgun's way) */
+    VALUE_PROXY,    /* [user[:password]@]host[:port]: the user info as a URL's (curl -x) */
 } opt_value;
 
 typedef struct {
@@ -52,7 +55,7 @@ typedef struct {
 typedef struct {
     const char *const *names;
     const char *subs[4];       /* options count only after one of these words (docker login) */
-    inner_opt opts[12];
+    inner_opt opts[14];
     inner_position pos[6];     /* positional credentials (vault login <token>) */
     const char *valued[16];    /* options that take the next word, for counting positions */
     int pairs;                 /* a word with '=' is a key=value pair, not the position (vault) */
@@ -119,10 +122,12 @@ static const inner_program programs[] = {
       .valued = { "-h", "-p", "-s", "-n", "-u", "--user", "-r", "-i", "-d", NULL },
       .nocase = 1 },
     { .names = curl_names,
-      .opts = { { "-u", FORM_SHORT, VALUE_USERPASS },
-                { "--user", FORM_LONG, VALUE_USERPASS },
-                { "-U", FORM_SHORT, VALUE_USERPASS },
-                { "--proxy-user", FORM_LONG, VALUE_USERPASS },
+      .opts = { { "-u", FORM_SHORT, VALUE_BASIC },
+                { "--user", FORM_LONG, VALUE_BASIC },
+                { "-U", FORM_SHORT, VALUE_BASIC },
+                { "--proxy-user", FORM_LONG, VALUE_BASIC },
+                { "-x", FORM_SHORT, VALUE_PROXY },
+                { "--proxy", FORM_LONG, VALUE_PROXY },
                 { "-E", FORM_SHORT, VALUE_USERPASS }, /* certificate:passphrase */
                 { "--cert", FORM_LONG, VALUE_USERPASS },
                 { "--oauth2-bearer", FORM_LONG, VALUE_WHOLE },
@@ -266,14 +271,30 @@ static argv_inner_verdict positional(argv_inner *st, const inner_program *p, con
 }
 
 /* Whether a value word (read as `value`) holds a credential to cut; *keep
- * is how many of its bytes stay (the user of user:password). */
-static int value_keep(int value, const char *w, size_t n, size_t *keep)
+ * is how many of its bytes stay before it (the user of user:password),
+ * *tail how many after it (the ':' of KEY:, the @host of a proxy). */
+static int value_keep(int value, const char *w, size_t n, size_t *keep, size_t *tail)
 {
-    if (value == VALUE_USERPASS) {
+    *tail = 0;
+    if (value == VALUE_USERPASS || value == VALUE_BASIC) {
         const char *colon = memchr(w, ':', n);
         if (!colon)
             return 0; /* a user alone: the program asks for the password */
         *keep = (size_t)(colon + 1 - w);
+        if (value == VALUE_BASIC && *keep == n) { /* KEY: */
+            *keep = 0;
+            *tail = 1;
+        }
+    } else if (value == VALUE_PROXY) {
+        const char *at = NULL;
+        for (const char *c = w; c < w + n; c++)
+            if (*c == '@')
+                at = c;
+        if (!at || memmem(w, n, "://", 3))
+            return 0; /* no user info, or a URL: the URL rule reads it */
+        const char *colon = memchr(w, ':', (size_t)(at - w));
+        *keep = colon ? (size_t)(colon + 1 - w) : 0;
+        *tail = n - (size_t)(at - w);
     } else if (value == VALUE_COOKIE) {
         if (!memchr(w, '=', n))
             return 0; /* a cookie file */
@@ -281,7 +302,7 @@ static int value_keep(int value, const char *w, size_t n, size_t *keep)
     } else {
         *keep = 0;
     }
-    size_t rest = n - *keep;
+    size_t rest = n - *keep - *tail;
     return rest && !(rest == strlen(ARGV_REDACTED) && !memcmp(w + *keep, ARGV_REDACTED, rest));
 }
 
@@ -295,7 +316,7 @@ static int separator(const char *w, size_t n)
  * user:pw, -su user:pw, ldapsearch -xwS3cret): the letters before it must
  * all be options without a value, else one of them takes the rest. */
 static argv_inner_verdict bundled(argv_inner *st, const inner_program *p, const char *w, size_t n,
-                                  size_t *keep)
+                                  size_t *keep, size_t *tail)
 {
     if (!p->bundle || n < 3 || w[1] == '-')
         return ARGV_INNER_NONE;
@@ -313,7 +334,7 @@ static argv_inner_verdict bundled(argv_inner *st, const inner_program *p, const 
             return ARGV_INNER_NONE;
         }
         size_t v = 0;
-        if (!value_keep((int)opt->value, w + k + 1, n - k - 1, &v))
+        if (!value_keep((int)opt->value, w + k + 1, n - k - 1, &v, tail))
             return ARGV_INNER_NONE;
         *keep = k + 1 + v;
         return ARGV_INNER_CUT;
@@ -321,13 +342,14 @@ static argv_inner_verdict bundled(argv_inner *st, const inner_program *p, const 
     return ARGV_INNER_NONE;
 }
 
-static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t *keep)
+static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t *keep,
+                                size_t *tail)
 {
     if (st->pending) { /* the value of the option before */
         int value = st->pending - 1;
         st->pending = 0;
         if (!(value == VALUE_OPTIONAL && n > 1 && w[0] == '-'))
-            return value_keep(value, w, n, keep) ? ARGV_INNER_CUT : ARGV_INNER_NONE;
+            return value_keep(value, w, n, keep, tail) ? ARGV_INNER_CUT : ARGV_INNER_NONE;
     }
     int named = program_named(w, n);
     if (named >= 0) {
@@ -385,12 +407,12 @@ static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t 
                 at = fl + 1; /* -a=S3cret */
             }
             size_t k = 0;
-            if (!value_keep((int)opt->value, w + at, n - at, &k))
+            if (!value_keep((int)opt->value, w + at, n - at, &k, tail))
                 return ARGV_INNER_NONE;
             *keep = at + k;
             return ARGV_INNER_CUT;
         }
-        return bundled(st, p, w, n, keep);
+        return bundled(st, p, w, n, keep, tail);
     }
     if (st->skip) {
         st->skip = 0;
@@ -416,10 +438,11 @@ argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size
     else if (m >= 4 && w[0] == '\\' && w[1] == '"' && w[m - 2] == '\\' && w[m - 1] == '"' &&
              !memchr(w + 2, '"', m - 4))
         q = 2;
+    size_t tail = 0;
     *keep = 0;
-    argv_inner_verdict v = m ? judge(st, w + q, m - 2 * q, keep) : ARGV_INNER_NONE;
+    argv_inner_verdict v = m ? judge(st, w + q, m - 2 * q, keep, &tail) : ARGV_INNER_NONE;
     *keep += q;
-    *end = m - q;
+    *end = m - q - (v == ARGV_INNER_CUT ? tail : 0);
     if (separator(w, n)) {
         st->program = -1;
         st->pending = 0;

@@ -1081,6 +1081,37 @@ static void test_url_user_info_tokens(void **state)
     }
 }
 
+/* curl -u KEY: (an API key as the user with an empty password: Stripe,
+ * Mailgun, …; found in review: the user was kept as a name) and a proxy's
+ * user:password@ without a scheme. */
+static void test_curl_key_as_user(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[`kubectl`,`exec`,`a`,`--`,`curl`,`-u`,`sk_live_S3cret:`,`https://api.stripe.com/v1/charges`]",
+          "[`kubectl`,`exec`,`a`,`--`,`curl`,`-u`,`[REDACTED]:`,`https://api.stripe.com/v1/charges`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`curl`,`-usk_S3cret:`,`https://h`]",
+          "[`kubectl`,`exec`,`a`,`--`,`curl`,`-u[REDACTED]:`,`https://h`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`curl`,`--user`,`S3cret:`,`https://h`]",
+          "[`kubectl`,`exec`,`a`,`--`,`curl`,`--user`,`[REDACTED]:`,`https://h`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`curl`,`-sSu`,`S3cret:`,`https://h`]",
+          "[`kubectl`,`exec`,`a`,`--`,`curl`,`-sSu`,`[REDACTED]:`,`https://h`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`curl -u 'S3cret:' https://h; curl --user=S3cret: https://h`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`curl -u '[REDACTED]:' https://h; curl --user=[REDACTED]: https://h`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`curl`,`-x`,`u:S3cret@proxy:3128`,`https://h`]",
+          "[`kubectl`,`exec`,`a`,`--`,`curl`,`-x`,`u:[REDACTED]@proxy:3128`,`https://h`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`curl`,`--proxy`,`S3cret@proxy:3128`,`https://h`]",
+          "[`kubectl`,`exec`,`a`,`--`,`curl`,`--proxy`,`[REDACTED]@proxy:3128`,`https://h`]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[`kubectl`,`exec`,`a`,`--`,`curl`,`-u`,`admin`,`https://h`]",
+        "[`kubectl`,`exec`,`a`,`--`,`curl`,`-x`,`proxy:3128`,`https://h`]",
+        "[`kubectl`,`exec`,`a`,`--`,`curl`,`-u`,`:`,`--negotiate`,`https://h`]",
+    };
+    check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1107,6 +1138,7 @@ int main(void)
         cmocka_unit_test(test_keytool_passwords),
         cmocka_unit_test(test_mysqladmin_password_command),
         cmocka_unit_test(test_url_user_info_tokens),
+        cmocka_unit_test(test_curl_key_as_user),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
