@@ -46,7 +46,7 @@ static const char *const secret_suffixes[] = { "password",      "secret",       
                                                "access-key",    "storage-key",     "workspace-key",
                                                "sse-c-key",     "primary-key",     "secondary-key",
                                                "api-key",       "shared-key",      "master-key",
-                                               NULL };
+                                               "secret-binary", NULL };
 
 static int secret_suffix(const char *name, size_t n)
 {
@@ -448,6 +448,7 @@ static const struct {
     { "az", { "keyvault", "secret", "set", NULL }, "value", NULL, 0 }, /* the secret itself */
     { "az", { "containerapp", NULL }, "secrets", "-s", 1 },            /* name=value pairs */
     { "aws", { "ssm", "put-parameter", NULL }, "value", NULL, 0 },     /* SecureString or not */
+    { "aws", { "kms", "encrypt", NULL }, "plaintext", NULL, 0 },       /* what is kept secret */
     { NULL, { NULL }, NULL, NULL, 0 },
 };
 
@@ -515,6 +516,98 @@ static int replace_item(cJSON *a, int i, const char *text)
     return now && cJSON_ReplaceItemInArray(a, i, now) ? 1 : (cJSON_Delete(now), 0);
 }
 
+/* aws reads a parameter's value from a file when it starts so (the flag's
+ * value is then a name, kept). */
+static int aws_paramfile(const char *program, const char *value)
+{
+    return !strcmp(program, "aws") &&
+           (!strncmp(value, "file://", 7) || !strncmp(value, "fileb://", 8));
+}
+
+/* A JSON member's PascalCase name as aws's flag (SecretBinary:
+ * "--secret-binary", DBInstanceIdentifier: "--db-instance-identifier"),
+ * into out (cap bytes); 0 when it does not fit. */
+static int aws_flag_of(const char *key, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (cap < 3)
+        return 0;
+    out[o++] = '-';
+    out[o++] = '-';
+    for (size_t i = 0; key[i]; i++) {
+        char c = key[i];
+        int up = c >= 'A' && c <= 'Z';
+        if (up && i > 0 &&
+            (!(key[i - 1] >= 'A' && key[i - 1] <= 'Z') ||
+             (key[i + 1] >= 'a' && key[i + 1] <= 'z'))) {
+            if (o + 1 >= cap)
+                return 0;
+            out[o++] = '-';
+        }
+        if (o + 1 >= cap)
+            return 0;
+        out[o++] = up ? (char)(c - 'A' + 'a') : c;
+    }
+    out[o] = '\0';
+    return 1;
+}
+
+static void wipe_json(cJSON *j)
+{
+    for (cJSON *c = j; c; c = c->next) {
+        if (cJSON_IsString(c) && c->valuestring)
+            OPENSSL_cleanse(c->valuestring, strlen(c->valuestring));
+        wipe_json(c->child);
+    }
+}
+
+/* aws --cli-input-json '{…}': the command's parameters as the members of
+ * one object, named as its flags in PascalCase ("SecretBinary",
+ * put-parameter's "Value"); a member whose flag carries a credential
+ * (argv_redact_arg, the command's own flag) has its value replaced.
+ * malloc'd JSON (printed unformatted) when one was, else NULL: text that
+ * is no JSON object is left to the keyed-value rule. */
+static char *aws_input_json(const char *own_flag, const char *json)
+{
+    cJSON *o = cJSON_Parse(json);
+    if (!cJSON_IsObject(o)) {
+        wipe_json(o);
+        cJSON_Delete(o);
+        return NULL;
+    }
+    int changed = 0, failed = 0;
+    for (cJSON *m = o->child; m; m = m->next) {
+        char flag[ARGV_REDACT_SHOWN_MAX], shown[ARGV_REDACT_SHOWN_MAX];
+        if (!m->string || !aws_flag_of(m->string, flag, sizeof(flag)) ||
+            (cJSON_IsString(m) && !strcmp(m->valuestring, ARGV_REDACTED)))
+            continue;
+        if (argv_redact_arg("aws", flag, shown, sizeof(shown)) != ARGV_REDACT_NEXT &&
+            command_flag(own_flag, NULL, 1, flag, shown, sizeof(shown)) != ARGV_REDACT_NEXT)
+            continue;
+        cJSON *r = cJSON_CreateString(ARGV_REDACTED);
+        if (r) /* the member's name is its own (cJSON's allocator is malloc) */
+            r->string = strdup(m->string);
+        if (!r || !r->string) {
+            cJSON_Delete(r);
+            failed = 1;
+            break;
+        }
+        wipe_json(m->child);
+        if (cJSON_IsString(m) && m->valuestring)
+            OPENSSL_cleanse(m->valuestring, strlen(m->valuestring));
+        cJSON_ReplaceItemViaPointer(o, m, r);
+        m = r;
+        changed = 1;
+    }
+    char *out = changed && !failed ? cJSON_PrintUnformatted(o) : NULL;
+    /* fail closed: a member to cut could not be, or the text not printed */
+    if (failed || (changed && !out))
+        out = strdup(ARGV_REDACTED);
+    wipe_json(o);
+    cJSON_Delete(o);
+    return out;
+}
+
 /* One pass over the arguments; the number of items replaced. */
 static int redact_once(cJSON *argv, const char *program)
 {
@@ -550,7 +643,8 @@ static int redact_once(cJSON *argv, const char *program)
     argv_inner inner = ARGV_INNER_INIT;
     /* 0: judge the argument; 1: the previous one was a flag, this is its
      * value; 2: values of a flag that takes every argument up to an option */
-    int values = 0;
+    int values = 0, input_json = 0; /* the previous argument was aws's --cli-input-json */
+    int aws = !strcmp(program, "aws");
     for (int i = 1; i < n; i++) {
         const cJSON *it = cJSON_GetArrayItem(argv, i);
         if (!cJSON_IsString(it) || !it->valuestring) {
@@ -569,7 +663,7 @@ static int redact_once(cJSON *argv, const char *program)
         if (values || i == value_at) {
             if (values == 1)
                 values = 0;
-            if (strcmp(it->valuestring, ARGV_REDACTED))
+            if (strcmp(it->valuestring, ARGV_REDACTED) && !aws_paramfile(program, it->valuestring))
                 replaced += replace_item(argv, i, ARGV_REDACTED);
             continue;
         }
@@ -583,8 +677,35 @@ static int redact_once(cJSON *argv, const char *program)
         }
         if (r == ARGV_REDACT_NEXT)
             values = many ? 2 : 1;
+        const char *eq = strchr(it->valuestring, '=');
+        if (r == ARGV_REDACT_INLINE && eq && aws_paramfile(program, eq + 1))
+            r = ARGV_REDACT_NONE; /* --secret-binary=fileb://k.bin names a file */
         /* what is kept of the argument (a flag's name too) may still hold one */
         const char *kept = r == ARGV_REDACT_INLINE ? shown : it->valuestring;
+        char *input = NULL;
+        if (aws && r == ARGV_REDACT_NONE) {
+            static const char opt[] = "--cli-input-json";
+            if (input_json)
+                input = aws_input_json(own_flag, kept);
+            else if (!strncmp(kept, opt, sizeof(opt) - 1) && kept[sizeof(opt) - 1] == '=') {
+                char *json = aws_input_json(own_flag, kept + sizeof(opt));
+                if (json) {
+                    size_t jl = strlen(json);
+                    input = malloc(sizeof(opt) + jl + 1);
+                    if (input)
+                        snprintf(input, sizeof(opt) + jl + 1, "%s=%s", opt, json);
+                    else
+                        input = strdup(ARGV_REDACTED); /* fail closed */
+                    OPENSSL_cleanse(json, jl);
+                    free(json);
+                }
+            }
+            input_json = !strcmp(kept, opt);
+            if (input)
+                kept = input;
+        } else {
+            input_json = 0;
+        }
         char *own = NULL;
         if (inner_cut && r != ARGV_REDACT_INLINE) { /* -pS3cret of mysql: "-p" stays */
             argv_splice sp;
@@ -601,6 +722,9 @@ static int redact_once(cJSON *argv, const char *program)
             replaced += replace_item(argv, i, kept);
         free(text);
         free(own);
+        if (input)
+            OPENSSL_cleanse(input, strlen(input));
+        free(input);
     }
     return replaced;
 }

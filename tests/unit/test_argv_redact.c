@@ -1112,6 +1112,39 @@ static void test_curl_key_as_user(void **state)
     check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
+/* aws: --secret-binary, kms encrypt's --plaintext, and the same parameters
+ * written as --cli-input-json's members (SecretBinary, a put-parameter's
+ * Value; found in review).  A file:// input is a name. */
+static void test_aws_binary_and_input_json(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[`aws`,`secretsmanager`,`put-secret-value`,`--secret-id`,`x`,`--secret-binary`,`S3cret`]",
+          "[`aws`,`secretsmanager`,`put-secret-value`,`--secret-id`,`x`,`--secret-binary`,`[REDACTED]`]" },
+        { "[`aws`,`secretsmanager`,`put-secret-value`,`--secret-binary=S3cret`,`--secret-string=S3cret`]",
+          "[`aws`,`secretsmanager`,`put-secret-value`,`--secret-binary=[REDACTED]`,`--secret-string=[REDACTED]`]" },
+        { "[`aws`,`kms`,`encrypt`,`--key-id`,`alias/k`,`--plaintext`,`S3cret`]",
+          "[`aws`,`kms`,`encrypt`,`--key-id`,`alias/k`,`--plaintext`,`[REDACTED]`]" },
+        { "[`aws`,`ssm`,`put-parameter`,`--cli-input-json`,`{\\`Name\\`: \\`/db/pw\\`, \\`Value\\`: \\`S3cret\\`, \\`Type\\`: \\`SecureString\\`}`]",
+          "[`aws`,`ssm`,`put-parameter`,`--cli-input-json`,`{\\`Name\\`:\\`/db/pw\\`,\\`Value\\`:\\`[REDACTED]\\`,\\`Type\\`:\\`SecureString\\`}`]" },
+        { "[`aws`,`rds`,`create-db-instance`,`--cli-input-json={\\`DBInstanceIdentifier\\`:\\`d\\`,\\`MasterUserPassword\\`:\\`S3cret\\`}`]",
+          "[`aws`,`rds`,`create-db-instance`,`--cli-input-json={\\`DBInstanceIdentifier\\`:\\`d\\`,\\`MasterUserPassword\\`:\\`[REDACTED]\\`}`]" },
+        { "[`aws`,`kms`,`encrypt`,`--cli-input-json`,`{\\`KeyId\\`:\\`k\\`,\\`Plaintext\\`:\\`S3cret\\`}`]",
+          "[`aws`,`kms`,`encrypt`,`--cli-input-json`,`{\\`KeyId\\`:\\`k\\`,\\`Plaintext\\`:\\`[REDACTED]\\`}`]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[`aws`,`secretsmanager`,`create-secret`,`--name`,`x`,`--cli-input-json`,`file://in.json`]",
+        "[`aws`,`ssm`,`get-parameter`,`--cli-input-json`,`{\\`Name\\`:\\`/db/pw\\`}`]",
+        "[`aws`,`ec2`,`create-tags`,`--cli-input-json`,`{\\`Tags\\`:[{\\`Key\\`:\\`a\\`,\\`Value\\`:\\`b\\`}]}`]",
+        "[`aws`,`kms`,`decrypt`,`--ciphertext-blob`,`fileb://c`]",
+        "[`aws`,`secretsmanager`,`put-secret-value`,`--secret-binary`,`fileb://k.bin`]",
+        "[`aws`,`secretsmanager`,`put-secret-value`,`--secret-string=file://s.json`]",
+        "[`aws`,`kms`,`encrypt`,`--plaintext`,`fileb://p.bin`]",
+    };
+    check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1139,6 +1172,7 @@ int main(void)
         cmocka_unit_test(test_mysqladmin_password_command),
         cmocka_unit_test(test_url_user_info_tokens),
         cmocka_unit_test(test_curl_key_as_user),
+        cmocka_unit_test(test_aws_binary_and_input_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
