@@ -29,6 +29,40 @@ static int session_row(store_t *s, const db_result *r, size_t i, void *out)
     return STORE_OK;
 }
 
+/* Ends a failed transaction; the error already in s->err is kept. */
+static int rollback(store_t *s, int rc)
+{
+    char keep[sizeof(s->err)];
+    memcpy(keep, s->err, sizeof(keep));
+    (void)s->eng->exec(s->db, "ROLLBACK", NULL, 0, NULL);
+    memcpy(s->err, keep, sizeof(keep));
+    return rc;
+}
+
+/* Serializes the sign-ins of one key (or backend user and org) until the
+ * transaction ends.  SQLite: the store's BEGIN is BEGIN IMMEDIATE, one
+ * writer at a time already.  PostgreSQL (READ COMMITTED): without a lock two
+ * sign-ins each trim to MAX - 1 rows, neither seeing the other's uncommitted
+ * insert, and both insert; a transaction-scoped advisory lock on the key's
+ * name orders them, and the second one's DELETE (a new snapshot, taken after
+ * the lock) sees the first one's row.  An advisory lock, not a row lock: a
+ * backend session has no row of its own to lock, and the key's row is
+ * revocation's.  Different keys hashing alike only wait for each other. */
+static int lock_session_owner(store_t *s, const store_console_session *c)
+{
+    if (strcmp(s->eng->name, "postgres") != 0)
+        return STORE_OK;
+    char owner[3 * STORE_ID_LEN + 32];
+    snprintf(owner, sizeof(owner), "console_sessions/%s/%s/%s", c->org_id, c->user_id, c->key_id);
+    db_param p[] = { p_text(owner) };
+    db_result r;
+    if (run_query(s, "locking the key's console sessions",
+                  "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", p, 1, &r))
+        return STORE_ERR;
+    db_result_free(&r);
+    return STORE_OK;
+}
+
 int store_console_session_create(store_t *s, const char *id_hash, const store_console_session *c)
 {
     if (!s)
@@ -43,7 +77,14 @@ int store_console_session_create(store_t *s, const char *id_hash, const store_co
         return STORE_ERR;
     /* At most STORE_CONSOLE_SESSIONS_MAX per key (or backend user and
      * org): the least recently used beyond the newest MAX - 1 end before
-     * this one starts, so the new session is never the one dropped. */
+     * this one starts, so the new session is never the one dropped.  The
+     * trim and the insert are one transaction under the key's lock: as two
+     * statements, concurrent sign-ins each trimmed to MAX - 1 and then all
+     * inserted, past the cap (found in review). */
+    if (run_exec(s, "beginning console sign-in", "BEGIN", NULL, 0, NULL))
+        return STORE_ERR;
+    if (lock_session_owner(s, c))
+        return rollback(s, STORE_ERR);
     db_param t[] = { p_text(c->org_id), p_text(c->user_id), p_text(c->key_id),
                      p_text(c->org_id), p_text(c->user_id), p_text(c->key_id),
                      DB_P_INT(STORE_CONSOLE_SESSIONS_MAX - 1) };
@@ -53,14 +94,19 @@ int store_console_session_create(store_t *s, const char *id_hash, const store_co
                  " AND user_id = ? AND key_id = ?"
                  " ORDER BY last_seen_at DESC, created_at DESC, id_hash LIMIT ?)",
                  t, 7, NULL))
-        return STORE_ERR;
+        return rollback(s, STORE_ERR);
     db_param p[] = { p_text(id_hash),           p_text(c->org_id),         p_text(c->user_id),
                      p_text(c->key_id),         p_text(c->csrf_token),     DB_P_INT(c->created_at),
                      DB_P_INT(c->last_seen_at), DB_P_INT(c->expires_at) };
-    return run_exec(s, "creating console session",
-                    "INSERT INTO console_sessions (id_hash, " SESSION_COLS
-                    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    p, 8, NULL);
+    int rc = run_exec(s, "creating console session",
+                      "INSERT INTO console_sessions (id_hash, " SESSION_COLS
+                      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      p, 8, NULL);
+    if (rc != STORE_OK)
+        return rollback(s, rc);
+    if (run_exec(s, "committing console sign-in", "COMMIT", NULL, 0, NULL))
+        return rollback(s, STORE_ERR);
+    return STORE_OK;
 }
 
 int store_console_session_peek(store_t *s, const char *id_hash, int64_t now, int64_t idle,
@@ -115,16 +161,6 @@ int store_console_session_use(store_t *s, const char *id_hash, int64_t now, int6
     if (rc != STORE_OK)
         return rc;
     return store_console_session_mark_used(s, id_hash, now, idle, out);
-}
-
-/* Ends a failed transaction; the error already in s->err is kept. */
-static int rollback(store_t *s, int rc)
-{
-    char keep[sizeof(s->err)];
-    memcpy(keep, s->err, sizeof(keep));
-    (void)s->eng->exec(s->db, "ROLLBACK", NULL, 0, NULL);
-    memcpy(s->err, keep, sizeof(keep));
-    return rc;
 }
 
 int store_console_session_delete(store_t *s, const char *id_hash)

@@ -36,7 +36,9 @@ typedef struct {
 /* Inserts the session whose id hashes to id_hash (SHA-256 hex), first
  * ending the least recently used sessions of the same key (or backend
  * user and org) beyond STORE_CONSOLE_SESSIONS_MAX - 1: signing in again
- * and again without the cookie cannot grow the table. */
+ * and again without the cookie cannot grow the table.  One transaction
+ * (PostgreSQL: under a lock on the key), so concurrent sign-ins of one key
+ * cannot get past the cap either. */
 int store_console_session_create(store_t *s, const char *id_hash, const store_console_session *c);
 /* The live session of id_hash at `now` (idle: the idle timeout, seconds),
  * marked used at now (last_seen_at, returned so).  NOT_FOUND when there is

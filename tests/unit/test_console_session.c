@@ -12,13 +12,15 @@
  *    old sign-in counters are forgotten; sign-out and revocation delete the
  *    OAuth flows the session started and did not finish; a deleted
  *    organization (or removed user) named again by the backend does not
- *    bring its sessions back; the per-key cap reads an index. */
+ *    bring its sessions back; the per-key cap reads an index and holds
+ *    under concurrent sign-ins. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -492,6 +494,105 @@ static void test_store_sessions_per_key_are_capped(void **state)
     assert_int_equal(store_console_session_peek(f->s, fresh, now + 1, IDLE, &c), STORE_OK);
 }
 
+/* Sign-ins of one key at the same moment (two replicas, two workers) must
+ * not get past the cap between one's trimming and its insert: each racer
+ * has its own store handle, all start together, and after every round the
+ * key holds at most STORE_CONSOLE_SESSIONS_MAX rows. */
+enum { RACERS = 4, RACE_ROUNDS = 30 };
+
+typedef struct {
+    fixture *f;
+    store_t *s;
+    pthread_barrier_t *start;
+    int64_t at;
+    int rc;
+} racer;
+
+static void *race_sign_in(void *arg)
+{
+    racer *r = arg;
+    char id[CONSOLE_SESSION_ID_LEN + 1], hash[65];
+    store_console_session c;
+    memset(&c, 0, sizeof(c));
+    r->rc = STORE_ERR;
+    if (console_random_token(id) < 0 || console_random_token(c.csrf_token) < 0)
+        return NULL;
+    crypto_sha256_hex(id, strlen(id), hash);
+    snprintf(c.org_id, sizeof(c.org_id), "%s", r->f->org);
+    snprintf(c.user_id, sizeof(c.user_id), "%s", r->f->user);
+    snprintf(c.key_id, sizeof(c.key_id), "%s", r->f->key_id);
+    c.created_at = c.last_seen_at = r->at;
+    c.expires_at = r->at + TTL;
+    pthread_barrier_wait(r->start);
+    r->rc = store_console_session_create(r->s, hash, &c);
+    return NULL;
+}
+
+static long long key_rows(fixture *f)
+{
+    long long n = -1;
+    if (store_place_is_pg(&f->at)) {
+        char sql[160];
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM console_sessions WHERE key_id = '%s'",
+                 f->key_id);
+        assert_int_equal(pg_sql(&g_pg, f->at.db, sql, &n), 0);
+        return n;
+    }
+    char path[96];
+    snprintf(path, sizeof(path), "%s/store.db", f->at.dir);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT COUNT(*) FROM console_sessions WHERE key_id = ?",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, f->key_id, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void test_store_session_cap_holds_under_concurrent_sign_ins(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < STORE_CONSOLE_SESSIONS_MAX; i++) {
+        char h[65];
+        new_session(f, f->key_id, T0, h, NULL);
+    }
+    racer r[RACERS];
+    pthread_barrier_t start;
+    for (int i = 0; i < RACERS; i++) {
+        char err[256] = "";
+        r[i].f = f;
+        r[i].start = &start;
+        if (store_open(f->at.url, &r[i].s, err, sizeof(err)) != STORE_OK)
+            fail_msg("store_open: %s", err);
+    }
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        pthread_t th[RACERS];
+        assert_int_equal(pthread_barrier_init(&start, NULL, RACERS), 0);
+        for (int i = 0; i < RACERS; i++) {
+            r[i].at = T0 + 1 + round;
+            assert_int_equal(pthread_create(&th[i], NULL, race_sign_in, &r[i]), 0);
+        }
+        for (int i = 0; i < RACERS; i++) {
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+            if (r[i].rc != STORE_OK)
+                fail_msg("round %d: a racing sign-in failed: %s", round, store_errmsg(r[i].s));
+        }
+        pthread_barrier_destroy(&start);
+        long long n = key_rows(f);
+        if (n != STORE_CONSOLE_SESSIONS_MAX)
+            fail_msg("round %d: the key holds %lld sessions (cap %d)", round, n,
+                     STORE_CONSOLE_SESSIONS_MAX);
+    }
+    for (int i = 0; i < RACERS; i++)
+        store_close(r[i].s);
+}
+
 static void test_store_revoked_key_ends_sessions(void **state)
 {
     fixture *f = *state;
@@ -875,6 +976,7 @@ int main(void)
         BOTH(test_store_absolute_expiry),
         BOTH(test_store_delete),
         BOTH(test_store_sessions_per_key_are_capped),
+        BOTH(test_store_session_cap_holds_under_concurrent_sign_ins),
         BOTH(test_store_revoked_key_ends_sessions),
         BOTH(test_store_key_of_another_org),
         BOTH(test_store_removed_user_ends_sessions),
