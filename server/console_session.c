@@ -215,7 +215,7 @@ static void session_body(const worker_ctx *w, const store_console_session *c, in
 /* One slot of the client's failed sign-ins for this minute (its address, or
  * its IPv6 /64; past a trusted proxy, the client it forwarded for:
  * client_addr.h): taken after a wrong API key, or before a backend-secret
- * sign-in, which gives it back when it succeeds.  0 (taken: *window set), or -1 with 429/503. */
+ * sign-in, which gives it back when it succeeds or the store fails.  0 (taken: *window set), or -1 with 429/503. */
 static int signin_slot(worker_ctx *w, const http_request *req, int by_key, char *key,
                        size_t cap, int64_t *window, http_response *resp)
 {
@@ -328,7 +328,7 @@ static void session_create(worker_ctx *w, http_request *req, http_response *resp
          * answer about the key. */
         if (signin_identity(w, req, &a, resp) < 0) {
             /* A store failure (503) is not the caller's failed attempt. */
-            if (resp->status != 503)
+            if (resp->status < 500)
                 (void)signin_slot(w, req, 1, rate_key, sizeof(rate_key), &window, resp);
             log_warn("console sign-in from %s failed (%d)", http_client(req), resp->status);
             return;
@@ -337,13 +337,20 @@ static void session_create(worker_ctx *w, http_request *req, http_response *resp
         /* The backend's secret: slot first, as before any shared-secret check. */
         if (signin_slot(w, req, 0, rate_key, sizeof(rate_key), &window, resp) < 0)
             return;
-        if (signin_identity(w, req, &a, resp) < 0) {
-            log_warn("console sign-in from %s failed (%d)", http_client(req), resp->status);
-            return; /* the slot stays taken: a failed attempt */
-        }
-        if (store_rate_give_back(w->store, rate_key, window) != STORE_OK)
+        int ok = signin_identity(w, req, &a, resp) == 0;
+        /* The slot stays taken only for the caller's failed attempt (a
+         * wrong secret, a malformed header): a store failure (503) is not
+         * one, and kept, a failing store used the backend's limit up and
+         * its sign-ins stayed 429 after the store came back (found in
+         * review). */
+        if ((ok || resp->status >= 500) &&
+            store_rate_give_back(w->store, rate_key, window) != STORE_OK)
             log_error("console sign-in: giving the rate-limit slot back failed: %s",
                       store_errmsg(w->store));
+        if (!ok) {
+            log_warn("console sign-in from %s failed (%d)", http_client(req), resp->status);
+            return;
+        }
     }
     if (end_previous_session(w, req, resp) < 0)
         return;

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import sqlite3
 import time
 
 from harness import (ROOT, Postgres, check, contains, eq, https_request, main, suite_world, test,
@@ -563,6 +564,42 @@ def brute_force_is_rate_limited(t):
                                            "X-Org-ID": "org-rl-%s" % secrets.token_hex(3)})
         eq(b.status, 201, "the backend signs in while the address is limited for keys: %r" % b)
     # the window is per minute: "still refused" holds only inside one
+    within_one_window(60, run)
+
+
+@test(timeout=90)
+def store_failures_keep_no_signin_slot(t):
+    """A backend sign-in takes its rate-limit slot before the secret is
+    checked and gives it back when it succeeds; one that fails because the
+    store does (503, here a trigger refusing the new organization's row) is
+    no failed attempt of the caller's either: it gave its slot back too.
+    Kept, three such 503s used up a limit of 2 and the backend's next
+    sign-in was 429."""
+    w = t.world(extra_env={"AURORA_CONSOLE_SIGNIN_LIMIT": "2"})
+    con = sqlite3.connect(os.path.join(w.data, "aurora.db"), timeout=10)
+    with con:
+        con.execute("CREATE TRIGGER refuse_boom BEFORE INSERT ON orgs WHEN NEW.id LIKE 'org-boom-%'"
+                    " BEGIN SELECT RAISE(ABORT, 'the store refuses'); END")
+    con.close()
+
+    def backend(org):
+        return raw(w, "POST", SESSION, None, {"X-Internal-Secret": w.secret,
+                                              "X-User-ID": "user-%s" % secrets.token_hex(3),
+                                              "X-Org-ID": org})
+
+    def run():
+        for i in range(3):
+            r = backend("org-boom-%s" % secrets.token_hex(3))
+            eq((r.status, r.error_code), (503, "STORE_UNAVAILABLE"),
+               "sign-in %d while the store fails: %r" % (i + 1, r))
+            check("set-cookie" not in r.headers, "no cookie when the store failed")
+        r = backend("org-fine-%s" % secrets.token_hex(3))
+        eq(r.status, 201, "the backend signs in once the store works again: %r" % r)
+        # wrong secrets still count: the limit of 2 is there
+        for _ in range(2):
+            eq(raw(w, "POST", SESSION, None, {"X-Internal-Secret": "wrong", "X-User-ID": "u"}).status,
+               401, "a wrong secret")
+        eq(backend("org-fine-%s" % secrets.token_hex(3)).status, 429, "past the limit")
     within_one_window(60, run)
 
 
