@@ -114,12 +114,38 @@ const char *console_content_type(const char *name)
     return "application/octet-stream";
 }
 
-static void security_headers(http_response *resp)
+/* Cross-Origin-Opener-Policy: a console page opened by another site's page
+ * is put in a browsing context group of its own, so the opener's window
+ * reference goes dead (it could otherwise navigate the signed-in console
+ * to a look-alike later, or count its frames).  "same-origin-allow-popups",
+ * not "same-origin": the console's own OAuth popups go through this
+ * server's login route and the provider's pages (no COOP), and under
+ * "same-origin" the console lost the popup at once (the refusal of a login
+ * route is read from it).  The page the popup lands on
+ * (/connectors?provider=…) is served without COOP: with it the popup,
+ * back from the provider, would be cut off from the console that opened
+ * it.  That page hands its result to a console opener and closes, or
+ * moves itself to /connectors (which has COOP) when no console page opened
+ * it (app.js), so no other site's window keeps a hold there either. */
+static int oauth_landing(const http_request *req)
+{
+    char v[8] = "";
+    /* app.js's test exactly: the path as the callback redirects to it and
+     * a non-empty provider. */
+    return !strcmp(req->path, "/connectors") && http_query_get(req, "provider", v, sizeof(v)) == 1 &&
+           v[0] != '\0';
+}
+
+static void security_headers(http_response *resp, int coop)
 {
     http_resp_add_header(resp, "content-security-policy", CONSOLE_CSP);
     http_resp_add_header(resp, "x-content-type-options", "nosniff");
     http_resp_add_header(resp, "x-frame-options", "DENY");
     http_resp_add_header(resp, "referrer-policy", "same-origin");
+    /* No other site's page loads these as a script, style or image. */
+    http_resp_add_header(resp, "cross-origin-resource-policy", "same-origin");
+    if (coop)
+        http_resp_add_header(resp, "cross-origin-opener-policy", "same-origin-allow-popups");
 }
 
 /* Does If-None-Match (a list of entity tags, or "*") name etag? */
@@ -143,12 +169,12 @@ static int etag_listed(const char *inm, const char *etag)
     return 0;
 }
 
-static void serve_asset(const http_request *req, http_response *resp, int idx)
+static void serve_asset(const http_request *req, http_response *resp, int idx, int coop)
 {
     const console_asset *a = &console_assets[idx];
     pthread_once(&g_etags_once, etags_compute);
     buf_reset(&resp->body);
-    security_headers(resp);
+    security_headers(resp, coop);
     /* No long caching: the names carry no version, so a browser asks again
      * and gets a 304 while the file is unchanged. */
     http_resp_add_header(resp, "cache-control", "no-cache");
@@ -189,9 +215,9 @@ int console_static_serve(const http_request *req, http_response *resp)
     }
     if (idx < 0) {
         http_resp_error(resp, 404, "NOT_FOUND", "no such console file");
-        security_headers(resp);
+        security_headers(resp, 1);
         return 1;
     }
-    serve_asset(req, resp, idx);
+    serve_asset(req, resp, idx, !oauth_landing(req));
     return 1;
 }

@@ -67,7 +67,9 @@ typedef struct http_response {
     int status;
     const char *content_type; /* static string */
     buf_t body;
-    http_header extra[6];
+    /* Room for the console's answers: six security headers, cache-control
+     * and the ETag (a seventh header was dropped without a word). */
+    http_header extra[10];
     int nextra;
     /* Deferred command execution (exec.c runs it on the loop). */
     struct exec_spec *exec;

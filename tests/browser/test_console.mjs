@@ -1276,6 +1276,37 @@ test('crafted_popup_result_links_show_no_text_of_theirs', async (t) => {
   assert.equal(await page.getByText(spoof, { exact: false }).count(), 0);
 });
 
+test('another_sites_window_keeps_no_hold_on_the_console', async (t) => {
+  // A page of another site that opens the console (window.open) must not
+  // keep a live reference to it: with one it could later navigate the
+  // signed-in console to a look-alike sign-in page. The same server reached
+  // as localhost is another origin (and site) than 127.0.0.1.
+  const hostile = await t.page();
+  await hostile.goto(`${t.world.origin.replace('127.0.0.1', 'localhost')}/health`);
+  const open = async (path) => {
+    const [w] = await Promise.all([hostile.waitForEvent('popup'),
+      hostile.evaluate((u) => { window.__console = window.open(u); }, `${t.world.origin}${path}`)]);
+    return w;
+  };
+  for (const [path, heading] of [['/connectors', 'Connectors'], ['/clusters', 'Kubernetes']]) {
+    const w = await open(path);
+    await w.getByRole('heading', { level: 1, name: heading }).waitFor();
+    assert.equal(await w.evaluate(() => window.opener === null), true, `${path}: the console has no opener`);
+    assert.equal(await hostile.evaluate(() => window.__console.closed), true, `${path}: the opener's reference is dead`);
+    await w.close();
+  }
+  // where an OAuth popup lands (served without the policy, so that the
+  // console's own popups keep their opener): opened by another site, it
+  // moves to /connectors, which has it, and still says what it landed with
+  const w = await open('/connectors?provider=github&status=requested');
+  await w.locator('#connectors-banner')
+    .getByText('github: installation requested; an owner must approve it', { exact: true }).waitFor();
+  assert.equal(new URL(w.url()).pathname + new URL(w.url()).search, '/connectors', 'moved to /connectors');
+  assert.equal(await w.evaluate(() => window.opener === null), true, 'landing: the console has no opener');
+  assert.equal(await hostile.evaluate(() => window.__console.closed), true, "landing: the opener's reference is dead");
+  await w.close();
+});
+
 // WCAG 2.x contrast of two sRGB colours
 function contrast(fg, bg) {
   const lum = ([r, g, b]) => {

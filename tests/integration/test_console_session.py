@@ -650,11 +650,17 @@ def forwarded_clients_have_their_own_signin_limit(t):
 
 # ---- the pages ------------------------------------------------------------------------------------
 
-def check_console_headers(r, what):
+def check_console_headers(r, what, landing=False):
     eq(r.headers.get("content-security-policy"), CSP, "%s: CSP" % what)
     eq(r.headers.get("x-content-type-options"), "nosniff", "%s: nosniff" % what)
     eq(r.headers.get("x-frame-options"), "DENY", "%s: framing" % what)
     eq(r.headers.get("referrer-policy"), "same-origin", "%s: referrer policy" % what)
+    eq(r.headers.get("cross-origin-resource-policy"), "same-origin", "%s: CORP" % what)
+    # a window that opened the console (another site's page) keeps no hold on it
+    # (navigating it elsewhere later, counting its frames); popups the console
+    # opens itself (OAuth) stay its own
+    eq(r.headers.get("cross-origin-opener-policy"),
+       None if landing else "same-origin-allow-popups", "%s: COOP" % what)
 
 
 @test
@@ -662,13 +668,18 @@ def pages_and_assets(t):
     w = sw()
     for path in ("/", "/connectors", "/clusters", "/clusters/cluster-0123456789abcdef", "/run",
                  "/audit", "/incidents", "/incidents/inc_0123", "/signin",
-                 "/connectors?provider=gcp&status=success", "/connectors/", "/clusters/c-1/"):
+                 "/connectors?provider=gcp&status=success", "/connectors/?provider=gcp",
+                 "/connectors?provider=&status=x",
+                 "/connectors/", "/clusters/c-1/", "/clusters?provider=gcp"):
         r = raw(w, "GET", path)
         eq(r.status, 200, "GET %s" % path)
         eq(r.body, INDEX, "GET %s answers index.html" % path)
         eq(r.headers.get("content-type"), "text/html; charset=utf-8", "%s: type" % path)
         eq(r.headers.get("cache-control"), "no-cache", "%s: revalidated" % path)
-        check_console_headers(r, path)
+        # where an OAuth popup lands: no COOP, or the popup, back from the
+        # provider, would lose the console that opened it (its page then
+        # moves itself to /connectors when no console page opened it)
+        check_console_headers(r, path, landing=bool(re.match(r"^/connectors\?provider=[^&]", path)))
     r = raw(w, "GET", "/console/app.js")
     eq((r.status, r.body), (200, APP_JS), "app.js")
     eq(r.headers.get("content-type"), "text/javascript; charset=utf-8", "app.js type")

@@ -225,12 +225,26 @@ setUnauthorizedHandler(() => {
 });
 
 // An OAuth popup comes back to FRONTEND_URL/connectors?provider=X&status=Y:
-// hand the result to the window that opened it and close, before anything
-// else (it needs no session of its own).
+// hand the result to the console window that opened it and close, before
+// anything else (it needs no session of its own). That URL is the one page
+// the server sends without Cross-Origin-Opener-Policy (with it, the popup
+// back from the provider would be cut off from its opener), so when no
+// page of this console opened this window (a link, the blocked-popup
+// fallback, another site's window.open) it moves to /connectors, which has
+// the policy: whatever opened it then loses its hold on this window. The
+// result goes along in this tab's sessionStorage.
+const OAUTH_RESULT_KEY = 'aurora-oauth-result';
 function oauthPopupLanded() {
   const q = new URLSearchParams(location.search);
-  if (location.pathname !== '/connectors' || !q.get('provider') || !window.opener || window.opener.closed) return false;
+  if (location.pathname !== '/connectors' || !q.get('provider')) return false;
   const result = { provider: q.get('provider'), status: q.get('status') };
+  let consoleOpener = false;
+  try { consoleOpener = !!window.opener && !window.opener.closed && window.opener.location.origin === location.origin; } catch (_) { consoleOpener = false; }
+  if (!consoleOpener) {
+    try { sessionStorage.setItem(OAUTH_RESULT_KEY, JSON.stringify(result)); } catch (_) { /* no banner then */ }
+    location.replace('/connectors');
+    return true;
+  }
   try { window.opener.postMessage({ aurora_oauth: result }, location.origin); } catch (_) { return false; }
   clear(main);
   const said = connectors.popupResultText(result);

@@ -66,8 +66,21 @@ const WEBHOOK_POLL_MS = 2000;
 let statusCache = {};
 let clusterCount = { total: 0, connected: 0 };
 
+// The result an OAuth landing without a console opener left for this tab
+// as it moved here (app.js), read once.
+function landedResult() {
+  try {
+    const v = sessionStorage.getItem('aurora-oauth-result');
+    if (v === null) return null;
+    sessionStorage.removeItem('aurora-oauth-result');
+    const r = JSON.parse(v);
+    return r && typeof r === 'object' ? r : null;
+  } catch (_) { return null; }
+}
+
 export function render(main, _params, query) {
-  const popupResult = query.get('provider') ? { provider: query.get('provider'), status: query.get('status') } : null;
+  const landed = landedResult();
+  const popupResult = query.get('provider') ? { provider: query.get('provider'), status: query.get('status') } : landed;
   const banner = h('div', { id: 'connectors-banner' });
   const grid = h('div', { class: 'groups' }, h('p', { class: 'loading' }, 'Loading connectors…'));
   main.append(
@@ -77,7 +90,7 @@ export function render(main, _params, query) {
   if (popupResult) {
     const said = popupResultText(popupResult);
     if (said) banner.append(h('div', { class: `alert ${said.ok ? 'alert-ok' : 'alert-info'}`, role: 'status' }, said.text));
-    history.replaceState(null, '', '/connectors');
+    if (location.search) history.replaceState(null, '', '/connectors');
   }
   let alive = true;
   // background: a timer's refresh, not the reader's (X-Aurora-Poll)
