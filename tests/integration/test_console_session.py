@@ -223,6 +223,22 @@ def signing_in_again_ends_the_previous_session(t):
     eq((me.status, me.error_code), (401, "UNAUTHORIZED"), "the old session is gone: %r" % me)
     r = raw(w, "GET", "/api/me", headers={"Cookie": "__Host-aurora_session=%s" % new_sid})
     eq(r.status, 200, "the new one works")
+    # Another tab of that browser still holds the old session's CSRF token
+    # and now sends the new cookie: its writes are refused (fail closed,
+    # nothing written) until it reads the session again (a reload, or its
+    # periodic session check), which gives it the new token (docs/console.md)
+    tab = Session.__new__(Session)
+    tab.w, tab.sid, tab.csrf = w, new_sid, old.csrf
+    before = token_names(w)
+    r = tab.req("POST", "/api/kubectl/tokens", {"cluster_name": "stale-" + secrets.token_hex(3)})
+    eq((r.status, r.error_code), (403, "CSRF_FAILED"), "a write with the old tab's token: %r" % r)
+    eq(token_names(w), before, "nothing written")
+    g = tab.req("GET", SESSION, csrf=False, origin=False)
+    eq(g.status, 200, "the tab reads the session again")
+    check(g.get("csrf_token") != old.csrf, "and gets the new session's token")
+    tab.csrf = g.get("csrf_token")
+    r = tab.req("POST", "/api/kubectl/tokens", {"cluster_name": "fresh-" + secrets.token_hex(3)})
+    eq(r.status, 201, "then its writes go through: %r" % r)
 
 
 @test
