@@ -46,7 +46,9 @@ work=$(mktemp -d -t aurora-integration.XXXXXX)
 kube_pid=""
 declare -A running=()  # pid of a program's `timeout` -> its index in progs
 cleanup() {
-  for pid in "${!running[@]}"; do kill "$pid" 2>/dev/null; done
+  # each pid is GNU time's (or timeout's): its child, timeout, passes the
+  # signal on to the program
+  for pid in "${!running[@]}"; do pkill -TERM -P "$pid" 2>/dev/null; kill "$pid" 2>/dev/null; done
   for pid in "${!running[@]}"; do wait "$pid" 2>/dev/null; done
   if [ -n "$kube_pid" ]; then kill "$kube_pid" 2>/dev/null; wait "$kube_pid" 2>/dev/null; fi
   rm -rf "$work"
@@ -109,7 +111,10 @@ report() {  # index: prints the program's output and adds its counts to the tota
     return
   fi
   local out="$work/$i.out" rc=${rcs[$i]}
-  echo "== $prog (${took[$i]}s)"
+  local cpu
+  cpu=$(awk 'NF == 2 && $1 ~ /^[0-9.]+$/ { c = $1 + $2 } END { if (c != "") printf "%.0f", c }' \
+    "$work/$i.rusage" 2>/dev/null)
+  echo "== $prog (${took[$i]}s${cpu:+, $cpu CPU-s})"
   cat "$out"
   echo "${took[$i]}" >"$secs_dir/$(basename "$prog")" 2>/dev/null
   local summary
@@ -150,7 +155,14 @@ while [ "$shown" -lt "$n" ]; do
     next=$((next + 1))
     started[$i]=$SECONDS
     if [ ! -f "${progs[$i]}" ]; then rcs[$i]=1; continue; fi
-    timeout -k 10 "$PROG_TIMEOUT" "$PY" -u "${progs[$i]}" >"$work/$i.out" 2>&1 &
+    # the CPU it and everything it waited for used (user + system), where
+    # GNU time is installed: what the suite's wall time on 2 cores is made of
+    if [ -x /usr/bin/time ]; then
+      /usr/bin/time -f '%U %S' -o "$work/$i.rusage" \
+        timeout -k 10 "$PROG_TIMEOUT" "$PY" -u "${progs[$i]}" >"$work/$i.out" 2>&1 &
+    else
+      timeout -k 10 "$PROG_TIMEOUT" "$PY" -u "${progs[$i]}" >"$work/$i.out" 2>&1 &
+    fi
     running[$!]=$i
   done
   while [ "$shown" -lt "$n" ] && [ -n "${rcs[$shown]+x}" ]; do
