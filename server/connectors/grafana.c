@@ -37,9 +37,14 @@
  * secret in the secrets backend (aurora/orgs/<org>/users/<user>/grafana/
  * webhook-secret); from then on every delivery must carry Grafana's HMAC
  * Signature (contact point > Optional settings > HMAC Signature: that
- * secret, the default header X-Grafana-Alerting-Signature, no timestamp
- * header), checked by the kit in constant time, 401 otherwise.  DELETE
- * /grafana/signing-secret goes back to unsigned; the generic DELETE
+ * secret, the header X-Grafana-Alerting-Signature), checked by the kit in
+ * constant time, 401 otherwise.  With the contact point's Timestamp Header
+ * set to X-Grafana-Alerting-Timestamp, Grafana signs "<unix seconds>:<body>"
+ * and sends the seconds in that header: the kit then checks that signature
+ * and a ±5 minute window, so a captured delivery cannot be replayed later.
+ * {"require_timestamp": true} with the secret refuses deliveries signed
+ * over the body alone (what a capture from before the header was set is).
+ * DELETE /grafana/signing-secret goes back to unsigned; the generic DELETE
  * /api/connectors/grafana deletes it with the connection's other secrets. */
 #include "grafana.h"
 
@@ -73,6 +78,11 @@
 #define MAX_ORGS_SHOWN 8
 #define SECRET_FIELD "webhook-secret"
 #define SECRET_MIN 16 /* bytes of a signing secret: at least 128 bits of a random string */
+/* The contact point's Timestamp Header to set: headers are captured by name at
+ * start-up (http_capture_header), so the name is fixed, not the user's choice. */
+#define TIMESTAMP_HEADER "X-Grafana-Alerting-Timestamp"
+#define META_TS_REQUIRED "timestamp_required"
+#define REPLAY_WINDOW_S 300
 #define MSG_DISCONNECTED                                                                           \
     "The Grafana connection of this user is disconnected in Aurora: alerts are rejected until "   \
     "it is reconnected (Reconnect in Aurora, or POST /grafana/reconnect); the contact point "     \
@@ -480,9 +490,11 @@ static int add_signing_secret(worker_ctx *w, const kit_tenant *t, kit_wh_keys *o
     }
     char ref[sizeof(row.secret_ref)];
     snprintf(ref, sizeof(ref), "%s", row.secret_ref);
+    int require_ts = meta_time(row.metadata_json, META_TS_REQUIRED) > 0;
     store_connector_free(&row);
     if (!ref[0])
         return 0;
+    out->require_timestamp = require_ts;
     unsigned char *val = NULL;
     size_t len = 0;
     /* A reference whose secret is gone: refuse (503) rather than accept
@@ -632,12 +644,17 @@ static int webhook_process(worker_ctx *w, const store_webhook_delivery *d, char 
 static const kit_webhook_spec grafana_webhook = {
     .connector = GF_ID,
     /* The per-user URL is the credential (guide: no API key); a user who set
-     * a signing secret gets Grafana's HMAC checked: hex HMAC-SHA256 of the
-     * raw body in X-Grafana-Alerting-Signature (the contact point's default
-     * header, no timestamp header). */
+     * a signing secret gets Grafana's HMAC checked: hex HMAC-SHA256 in
+     * X-Grafana-Alerting-Signature of the raw body, or, when the contact
+     * point's Timestamp Header is set, of "<seconds>:<body>" (grafana/alerting
+     * http/hmac.go) with the seconds within the replay window. */
     .policy = KIT_WH_SIGNED_IF_CONFIGURED,
     .signature_header = "x-grafana-alerting-signature",
     .encoding = KIT_WH_HEX,
+    .signed_template = "{ts}:{body}",
+    .timestamp_header = "x-grafana-alerting-timestamp",
+    .timestamp_optional = 1,
+    .replay_window_s = REPLAY_WINDOW_S,
     .event_json = "status", /* "firing" / "resolved": the group's status */
     .content_type = "application/json",
     .require_json_object = 1,
@@ -697,7 +714,13 @@ static void add_status(worker_ctx *w, const auth_ctx *who, const http_request *r
     time_json_add(out, "connected_at", have ? meta_time(row.metadata_json, "connected_at") : 0);
     time_json_add(out, "disconnected_at",
                   have && !active ? meta_time(row.metadata_json, "disconnected_at") : 0);
-    cJSON_AddBoolToObject(out, "signing_secret_configured", have && row.secret_ref[0]);
+    int signed_ = have && row.secret_ref[0];
+    cJSON_AddBoolToObject(out, "signing_secret_configured", signed_);
+    /* What to put in the contact point's Timestamp Header, and whether a
+     * delivery without it is refused. */
+    cJSON_AddStringToObject(out, "timestamp_header", TIMESTAMP_HEADER);
+    cJSON_AddBoolToObject(out, META_TS_REQUIRED,
+                          signed_ && meta_time(row.metadata_json, META_TS_REQUIRED) > 0);
     if (have)
         store_connector_free(&row);
     int64_t count = 0, last = 0;
@@ -777,8 +800,9 @@ static void reconnect_route(worker_ctx *w, http_request *req, http_response *res
 }
 
 /* Writes the row (active when new) with the given secret reference ("" to
- * clear), keeping its status and history. */
-static int row_set_ref(worker_ctx *w, const auth_ctx *who, const char *ref)
+ * clear) and whether deliveries must be timestamped, keeping its status and
+ * history. */
+static int row_set_ref(worker_ctx *w, const auth_ctx *who, const char *ref, int require_ts)
 {
     store_connector row;
     int rc = store_connector_get(w->store, who->org_id, who->user_id, GF_ID, &row);
@@ -793,13 +817,34 @@ static int row_set_ref(worker_ctx *w, const auth_ctx *who, const char *ref)
         store_connector_get(w->store, who->org_id, who->user_id, GF_ID, &row) != STORE_OK)
         return -1;
     snprintf(row.secret_ref, sizeof(row.secret_ref), "%s", ref);
+    cJSON *meta = cJSON_Parse(row.metadata_json ? row.metadata_json : "{}");
+    if (!cJSON_IsObject(meta)) {
+        cJSON_Delete(meta);
+        meta = cJSON_CreateObject();
+    }
+    char *text = NULL;
+    if (meta) {
+        cJSON_DeleteItemFromObjectCaseSensitive(meta, META_TS_REQUIRED);
+        if (require_ts)
+            cJSON_AddNumberToObject(meta, META_TS_REQUIRED, 1);
+        text = cJSON_PrintUnformatted(meta);
+        cJSON_Delete(meta);
+    }
+    if (!text) {
+        store_connector_free(&row);
+        return -1;
+    }
+    free(row.metadata_json);
+    row.metadata_json = text;
     rc = store_connector_upsert(w->store, &row);
     store_connector_free(&row);
     return rc == STORE_OK ? 0 : -1;
 }
 
-/* POST /grafana/signing-secret {"secret": "…"}: the secret the user also set
- * under the contact point's HMAC Signature settings. */
+/* POST /grafana/signing-secret {"secret": "…", "require_timestamp": bool}:
+ * the secret the user also set under the contact point's HMAC Signature
+ * settings; require_timestamp (default false) once its Timestamp Header is
+ * set too. */
 static void secret_put_route(worker_ctx *w, http_request *req, http_response *resp)
 {
     if (connector_require_user(&req->auth, resp) < 0 || connector_secrets_ready(w, resp) < 0)
@@ -819,13 +864,22 @@ static void secret_put_route(worker_ctx *w, http_request *req, http_response *re
                         SECRET_MIN, KIT_WH_SECRET_MAX);
         return;
     }
+    const cJSON *req_ts = cJSON_GetObjectItemCaseSensitive(body, "require_timestamp");
+    if (req_ts && !cJSON_IsBool(req_ts)) {
+        cJSON_Delete(body);
+        http_resp_error(resp, 400, "INVALID_SECRET",
+                        "require_timestamp must be true or false (true once the contact "
+                        "point's Timestamp Header is " TIMESTAMP_HEADER ")");
+        return;
+    }
+    int require_ts = cJSON_IsTrue(req_ts);
     char ref[512];
     int rc = kit_secret_put(w, req->auth.org_id, req->auth.user_id, GF_ID, SECRET_FIELD, secret,
                             ref, sizeof(ref), resp);
     cJSON_Delete(body); /* cJSON_Delete frees the copy of the secret (not wiped: cJSON's) */
     if (rc < 0)
         return;
-    if (row_set_ref(w, &req->auth, ref) < 0) {
+    if (row_set_ref(w, &req->auth, ref, require_ts) < 0) {
         api_store_error(w, resp);
         return;
     }
@@ -854,7 +908,7 @@ static void secret_delete_route(worker_ctx *w, http_request *req, http_response 
         store_connector_free(&row);
         if (rc < 0)
             return;
-        if (row_set_ref(w, &req->auth, "") < 0) {
+        if (row_set_ref(w, &req->auth, "", 0) < 0) {
             api_store_error(w, resp);
             return;
         }

@@ -103,6 +103,9 @@ static int spec_check(const kit_webhook_spec *s, const char **why)
         *why = "signed_template uses {ts} but no timestamp is declared";
     else if (s->signed_template && strstr(s->signed_template, "{id}") && !s->delivery_id_header)
         *why = "signed_template uses {id} but no delivery_id_header is declared";
+    else if (s->timestamp_optional &&
+             (!s->timestamp_header || !s->signed_template || !strstr(s->signed_template, "{ts}")))
+        *why = "timestamp_optional needs timestamp_header and {ts} in signed_template";
     else if (s->replay_window_s < 0)
         *why = "replay_window_s is negative";
     else if (s->process_pool != WORKER_POOL_STORE && s->process_pool != WORKER_POOL_OUTBOUND)
@@ -241,17 +244,17 @@ static void parse_sig_header(const kit_webhook_spec *s, const char *v, sig_heade
     }
 }
 
-/* The signed string: the body itself, or the template filled in. */
-static int signed_string(const kit_webhook_spec *s, const char *body, size_t len, const char *ts,
+/* The signed string: the body itself (tmpl NULL), or the template filled in. */
+static int signed_string(const char *tmpl, const char *body, size_t len, const char *ts,
                          size_t ts_len, const char *id, buf_t *out, const char **data,
                          size_t *n)
 {
-    if (!s->signed_template) {
+    if (!tmpl) {
         *data = body;
         *n = len;
         return 0;
     }
-    for (const char *p = s->signed_template; *p;) {
+    for (const char *p = tmpl; *p;) {
         int rc = 0;
         if (strncmp(p, "{body}", 6) == 0) {
             rc = buf_append(out, body, len);
@@ -360,7 +363,15 @@ static int verify(const kit_webhook_spec *s, const kit_wh_keys *k, const http_re
         ts = sh.ts;
         ts_len = sh.ts_len;
     }
-    if (s->timestamp_header || s->timestamp_item) {
+    const char *tmpl = s->signed_template;
+    int timed = s->timestamp_header || s->timestamp_item;
+    if (s->timestamp_optional && !ts && !k->require_timestamp) {
+        /* Not sent (an empty header is sent, and malformed): the sender
+         * signs the body alone. */
+        timed = 0;
+        tmpl = NULL;
+    }
+    if (timed) {
         int64_t t = parse_ts(ts, ts_len);
         int64_t window = s->replay_window_s > 0 ? s->replay_window_s : KIT_WH_DEFAULT_WINDOW_S;
         if (t < 0) {
@@ -382,7 +393,7 @@ static int verify(const kit_webhook_spec *s, const kit_wh_keys *k, const http_re
     buf_t tmp = BUF_INIT;
     const char *data;
     size_t n;
-    if (signed_string(s, buf_head(&req->body), buf_pending(&req->body), ts, ts_len, id, &tmp,
+    if (signed_string(tmpl, buf_head(&req->body), buf_pending(&req->body), ts, ts_len, id, &tmp,
                       &data, &n) < 0) {
         buf_free(&tmp);
         http_resp_error(resp, 500, "INTERNAL", "out of memory");

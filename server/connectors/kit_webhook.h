@@ -71,6 +71,10 @@ typedef struct {
     char org_id[STORE_ID_LEN];            /* "" when the URL does not tell */
     char tenant_key[STORE_WEBHOOK_KEY_LEN]; /* idempotency scope: "" for a global endpoint,
                                              else e.g. the user id of a per-user URL */
+    /* A spec with timestamp_optional: this tenant's deliveries must carry the
+     * timestamp (the tenant said its sender always signs one), so one signed
+     * over the body alone (a capture from before, replayable forever) is a 401. */
+    int require_timestamp;
 } kit_wh_keys;
 
 /* Adds a valid secret (rotation: call once per secret).  -1 when the table is
@@ -115,6 +119,15 @@ struct kit_webhook_spec {
     const char *timestamp_header;
     const char *timestamp_item;
     int replay_window_s;
+    /* The provider signs a timestamp only when its sender is configured to
+     * (Grafana's contact point "Timestamp Header"): with timestamp_header
+     * present, signed_template and the window apply; with it absent, the
+     * signed string is the raw body and there is no window, unless keys set
+     * require_timestamp (then a 401).  Needs timestamp_header and a
+     * signed_template with {ts}.  Stripping the header from a timestamped
+     * delivery does not escape the window: its signature covers the
+     * timestamp, so it no longer verifies over the body alone. */
+    int timestamp_optional;
 
     /* ---- identification ------------------------------------------------------------
      * Read after the signature is verified.  The delivery id from a header,

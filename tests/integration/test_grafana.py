@@ -775,6 +775,85 @@ def optional_signing_secret(t):
     eq(r.status, 200, "the same URL works after Reconnect")
 
 
+def grafana_sign_ts(secret, ts, body):
+    """Grafana's scheme with the contact point's Timestamp Header set (grafana/alerting,
+    http/hmac.go; docs "Configure webhook notifications", HMAC signature): hex
+    HMAC-SHA256 of timestamp + ":" + body, the timestamp (Unix seconds) sent in that
+    header.  Python's hmac, not the server's code."""
+    import hashlib
+    import hmac
+    return hmac.new(secret.encode(), str(ts).encode() + b":" + body, hashlib.sha256).hexdigest()
+
+
+@test
+def signed_with_timestamp_header(t):
+    """The contact point's HMAC Signature with Timestamp Header X-Grafana-Alerting-Timestamp:
+    the signature covers the timestamp, which must be within 5 minutes of the server's
+    clock, so a captured delivery cannot be replayed later; with require_timestamp a
+    delivery signed over the body alone is refused too."""
+    w = world()
+    g = Tenant(w)
+    secret = "gf-" + secrets.token_urlsafe(24)
+    r = g.api("POST", "/grafana/signing-secret", {"secret": secret})
+    eq((r.status, r.get("timestamp_header"), r.get("timestamp_required")),
+       (200, "X-Grafana-Alerting-Timestamp", False), "secret set, timestamp optional")
+    base = g.deliveries()
+
+    def send(body, ts, sig):
+        data = json.dumps(body).encode()
+        h = {"Content-Type": "application/json", "X-Grafana-Alerting-Signature": sig(data)}
+        if ts is not None:
+            h["X-Grafana-Alerting-Timestamp"] = str(ts)
+        return https_request(w.port, w.ctx, "POST", "/grafana/alerts/webhook/%s" % g.user,
+                             data, h)
+
+    def fresh():
+        return payload([alert("firing", "Stamped", fingerprint(), service="ts-%s" % rand_tag(4))])
+    body = fresh()
+    t0 = now()
+    for ts, code, what in ((t0 - 600, "STALE_TIMESTAMP", "ten minutes old"),
+                           (t0 + 600, "STALE_TIMESTAMP", "ten minutes ahead"),
+                           ("17e8", "MISSING_TIMESTAMP", "not digits"),
+                           ("", "MISSING_TIMESTAMP", "empty")):
+        r = send(body, ts, lambda d, ts=ts: grafana_sign_ts(secret, ts, d))
+        eq((r.status, r.error_code), (401, code), "timestamp %s" % what)
+    r = send(body, t0, lambda d: grafana_sign(secret, d))
+    eq((r.status, r.error_code), (401, "INVALID_SIGNATURE"), "timestamp not in the signature")
+    r = send(body, t0 + 1, lambda d: grafana_sign_ts(secret, t0, d))
+    eq((r.status, r.error_code), (401, "INVALID_SIGNATURE"), "timestamp changed after signing")
+    r = send(body, t0, lambda d: grafana_sign_ts("another-secret-of-enough-length", t0, d))
+    eq((r.status, r.error_code), (401, "INVALID_SIGNATURE"), "wrong secret")
+    eq(g.deliveries(), base, "nothing stored by refused deliveries")
+
+    r = send(body, t0, lambda d: grafana_sign_ts(secret, t0, d))
+    eq(r.status, 200, "timestamped delivery accepted")
+    ev = g.wait_processed(r.get("id"))
+    eq(ev.get("verified"), True, "stored as verified")
+    r = send(body, now(), lambda d: grafana_sign_ts(secret, now(), d))
+    eq((r.status, r.get("duplicate")), (200, True), "the same body again is a duplicate")
+    # Without the header Grafana signs the body alone: still accepted while optional.
+    r = send(fresh(), None, lambda d: grafana_sign(secret, d))
+    eq(r.status, 200, "body-only signature accepted while the timestamp is optional")
+
+    # Required: a body-only signature (a capture from before) is refused.
+    r = g.api("POST", "/grafana/signing-secret", {"secret": secret, "require_timestamp": True})
+    eq((r.status, r.get("timestamp_required")), (200, True), "timestamp required")
+    eq(g.status()["timestamp_required"], True, "status says so")
+    n = g.deliveries()
+    r = send(fresh(), None, lambda d: grafana_sign(secret, d))
+    eq((r.status, r.error_code), (401, "MISSING_TIMESTAMP"), "body-only signature refused")
+    eq(g.deliveries(), n, "nothing stored")
+    r = send(fresh(), now(), lambda d: grafana_sign_ts(secret, now(), d))
+    eq(r.status, 200, "timestamped delivery accepted when required")
+    r = g.api("POST", "/grafana/signing-secret", {"secret": secret, "require_timestamp": "yes"})
+    eq((r.status, r.error_code), (400, "INVALID_SECRET"), "require_timestamp must be a boolean")
+    # Setting the secret again without the flag makes it optional again.
+    r = g.api("POST", "/grafana/signing-secret", {"secret": secret})
+    eq((r.status, r.get("timestamp_required")), (200, False), "optional again")
+    r = g.api("DELETE", "/grafana/signing-secret")
+    eq((r.status, r.get("timestamp_required")), (200, False), "no secret, nothing required")
+
+
 # ---------------------------------------------------------------------------
 # crash recovery: nothing acknowledged is lost, nothing processed twice
 # ---------------------------------------------------------------------------

@@ -512,6 +512,89 @@ static void test_slack_documented_vector_and_replay_window(void **state)
     assert_int_equal(committed_rows(f, NULL), 1);
 }
 
+/* Grafana's HMAC with an optional Timestamp Header (grafana/alerting
+ * http/hmac.go: hex HMAC-SHA256 of "<seconds>:<body>" when the contact point
+ * names a timestamp header, of the body alone otherwise).  Vectors computed
+ * with Python's hmac module. */
+#define GF_SECRET "gf-secret-0123456789"
+#define GF_BODY "{\"alerts\":[]}"
+#define GF_SIG_TS "87e84330a9e1e61a875d5e014573befd35ae740987b5d3878206e941135af7c5"
+#define GF_SIG_BODY "69834ba480e3ef511f8f105da51fccd9659dabeed0e66abc424b212dc59215f8"
+static int g_require_ts;
+static int keys_require_ts(worker_ctx *w, const http_request *req, kit_wh_keys *out,
+                           http_response *resp)
+{
+    out->require_timestamp = g_require_ts;
+    return keys_static(w, req, out, resp);
+}
+
+static void gf_call(call *c, const char *sig, const char *ts)
+{
+    init_call(c, GF_BODY, strlen(GF_BODY));
+    add_header(c, "x-grafana-alerting-signature", sig);
+    if (ts)
+        add_header(c, "x-grafana-alerting-timestamp", ts);
+}
+
+static void test_optional_timestamp(void **state)
+{
+    fx *f = *state;
+    set_secrets(GF_SECRET, NULL, NULL);
+    kit_webhook_spec spec = {
+        .connector = "grafana",
+        .policy = KIT_WH_SIGNED,
+        .signature_header = "x-grafana-alerting-signature",
+        .encoding = KIT_WH_HEX,
+        .signed_template = "{ts}:{body}",
+        .timestamp_header = "x-grafana-alerting-timestamp",
+        .timestamp_optional = 1,
+        .replay_window_s = 300,
+        .keys = keys_require_ts,
+    };
+    const int64_t ts = 1700000000;
+    g_require_ts = 0;
+    call c;
+    /* timestamped: the window applies and the signature covers the seconds */
+    gf_call(&c, GF_SIG_TS, "1700000000");
+    expect_refused(f, &c, &spec, ts + 301, 401, "STALE_TIMESTAMP");
+    gf_call(&c, GF_SIG_TS, "1700000000");
+    expect_refused(f, &c, &spec, ts - 301, 401, "STALE_TIMESTAMP");
+    gf_call(&c, GF_SIG_TS, "1700000001");
+    expect_refused(f, &c, &spec, ts, 401, "INVALID_SIGNATURE");
+    gf_call(&c, GF_SIG_TS, "");
+    expect_refused(f, &c, &spec, ts, 401, "MISSING_TIMESTAMP");
+    /* the header stripped from a timestamped delivery: no longer verifies */
+    gf_call(&c, GF_SIG_TS, NULL);
+    expect_refused(f, &c, &spec, ts + 3600, 401, "INVALID_SIGNATURE");
+    /* a body-only signature with a timestamp added: refused */
+    gf_call(&c, GF_SIG_BODY, "1700000000");
+    expect_refused(f, &c, &spec, ts, 401, "INVALID_SIGNATURE");
+    gf_call(&c, GF_SIG_TS, "1700000000");
+    run_call(&c, &spec, ts + 299);
+    assert_int_equal(c.resp.status, 200);
+    assert_false(resp_bool(&c, "duplicate"));
+    free_call(&c);
+    /* no timestamp header: the body alone, no window */
+    gf_call(&c, GF_SIG_BODY, NULL);
+    run_call(&c, &spec, ts + 86400);
+    assert_int_equal(c.resp.status, 200);
+    assert_true(resp_bool(&c, "duplicate")); /* the same bytes: one delivery */
+    free_call(&c);
+    /* the tenant requires it: the body-only signature is refused */
+    g_require_ts = 1;
+    gf_call(&c, GF_SIG_BODY, NULL);
+    expect_refused(f, &c, &spec, ts, 401, "MISSING_TIMESTAMP");
+    gf_call(&c, GF_SIG_TS, "1700000000");
+    run_call(&c, &spec, ts);
+    assert_int_equal(c.resp.status, 200);
+    free_call(&c);
+    g_require_ts = 0;
+    assert_int_equal(committed_rows(f, "connector = 'grafana'"), 1);
+    /* a spec declaring it without a timestamped template is refused */
+    spec.signed_template = NULL;
+    assert_int_equal(kit_webhook_register(&spec), -1);
+}
+
 static void test_rotation_and_signature_lists(void **state)
 {
     fx *f = *state;
@@ -2280,6 +2363,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_github_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slack_documented_vector_and_replay_window, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_optional_timestamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_and_signature_lists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stripe_like_and_base64, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size_caps, setup, teardown),
