@@ -286,7 +286,8 @@ SOURCES = [
 
 def server_env(fixtures):
     env = {"AURORA_TOKEN_RATE_LIMIT_PER_MINUTE": "100000", "SLACK_SIGNING_SECRET": SLACK_SIGNING,
-           "GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE": "1000000"}
+           "GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE": "1000000",
+           "GRAFANA_WEBHOOK_ALERTS_PER_MINUTE": "1000000"}
     for name, fx in fixtures.items():
         if name == "pagerduty":
             env["PAGERDUTY_API_BASE_URL"] = fx.base

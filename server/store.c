@@ -807,6 +807,36 @@ int store_rate_give_back(store_t *s, const char *key, int64_t window_start)
                     p, 2, NULL);
 }
 
+int store_rate_take_n(store_t *s, const char *key, int64_t window_start, int64_t limit,
+                      int64_t n, int64_t forget_before, int *allowed)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!key || !allowed || limit < 1 || n < 1)
+        return serr(s, "store_rate_take_n: missing argument");
+    *allowed = 0;
+    if (n > limit)
+        return STORE_OK; /* the INSERT below would take them into an empty window */
+    db_param pf[] = { p_text(key), DB_P_INT(forget_before) };
+    if (run_exec(s, "forgetting old rate-limit windows",
+                 "DELETE FROM rate_counters WHERE rate_key = ? AND window_start < ?", pf, 2,
+                 NULL) != STORE_OK)
+        return STORE_ERR;
+    int64_t changes = 0;
+    /* As store_rate_take: the WHERE is re-checked under the row's lock, so
+     * concurrent takers never exceed the limit together. */
+    db_param p[] = { p_text(key), DB_P_INT(window_start), DB_P_INT(n), DB_P_INT(n),
+                     DB_P_INT(n), DB_P_INT(limit) };
+    if (run_exec(s, "taking rate-limit slots",
+                 "INSERT INTO rate_counters (rate_key, window_start, hits) VALUES (?, ?, ?)"
+                 " ON CONFLICT (rate_key, window_start) DO UPDATE SET hits = rate_counters.hits + ?"
+                 " WHERE rate_counters.hits + ? <= ?",
+                 p, 6, &changes) != STORE_OK)
+        return STORE_ERR;
+    *allowed = changes > 0;
+    return STORE_OK;
+}
+
 /* ---- cluster connections -------------------------------------------------------------------- */
 
 #define CONN_COLS                                                                                  \

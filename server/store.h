@@ -168,6 +168,10 @@ int store_rate_take(store_t *s, const char *key, int64_t window_start, int64_t l
                     int64_t forget_before, int *allowed);
 /* Gives a taken slot back (a later check of the same request refused). */
 int store_rate_give_back(store_t *s, const char *key, int64_t window_start);
+/* store_rate_take for a request that costs n slots (1 <= n): all n are taken
+ * if they fit under `limit` (n > limit never does), else none. */
+int store_rate_take_n(store_t *s, const char *key, int64_t window_start, int64_t limit,
+                      int64_t n, int64_t forget_before, int *allowed);
 
 /* Operator override (admin subcommand, tests): sets expires_at of a token in any org. */
 int store_agent_token_set_expiry(store_t *s, const char *id, int64_t expires_at);

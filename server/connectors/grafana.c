@@ -460,18 +460,58 @@ static int64_t meta_time(const char *meta_json, const char *key)
 /* ---- intake callbacks ------------------------------------------------------------------------ */
 
 /* 1 when the user's deliveries of this minute are over the limit (429 in
- * resp), -1 on a store failure (503 in resp), else 0 (one slot taken). */
-static int rate_limited(worker_ctx *w, const kit_tenant *t, http_response *resp)
+ * resp), -1 on a store failure (503 in resp), else 0 (one slot taken; its
+ * window in *window, 0 when no limit applies). */
+static int rate_limited(worker_ctx *w, const kit_tenant *t, http_response *resp,
+                        int64_t *window)
 {
+    *window = 0;
     int64_t limit = server_setting_int(w->cfg, "GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE");
     if (limit <= 0)
         return 0;
     char key[2 * STORE_ID_LEN + 32];
     snprintf(key, sizeof(key), "grafana-webhook:%s:%s", t->org_id, t->user_id);
     if (api_rate_take(w, key, limit, RATE_WINDOW_S, "Grafana webhook deliveries for this user",
-                      NULL, resp) == 0)
+                      window, resp) == 0)
         return 0;
     return resp->status == 429 ? 1 : -1;
+}
+
+/* The work a delivery makes is per alert, not per delivery: each of up to
+ * GRAFANA_MAX_ALERTS is one store transaction on a store worker and may
+ * open an incident with its RCA job (1000 alerts with distinct services:
+ * 1000 incidents and jobs, ~7 s of one of the 4 store workers on a 2-core
+ * test machine).  Counted per delivery only, one URL at 120 deliveries a
+ * minute opened 120,000 incidents a minute and held every store worker.
+ * So the alerts of the user's deliveries are counted too: 1 when this
+ * delivery's would go over GRAFANA_WEBHOOK_ALERTS_PER_MINUTE (429 in resp),
+ * -1 on a store failure (503), else 0 (its alerts taken). */
+static int alerts_limited(worker_ctx *w, const kit_tenant *t, const cJSON *json,
+                          http_response *resp)
+{
+    int64_t limit = server_setting_int(w->cfg, "GRAFANA_WEBHOOK_ALERTS_PER_MINUTE");
+    int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(json, "alerts"));
+    if (limit <= 0 || n <= 0)
+        return 0;
+    char key[2 * STORE_ID_LEN + 32];
+    snprintf(key, sizeof(key), "grafana-alerts:%s:%s", t->org_id, t->user_id);
+    int64_t now = (int64_t)time(NULL), start = now - now % RATE_WINDOW_S;
+    int allowed = 0;
+    if (store_rate_take_n(w->store, key, start, limit, n, start - RATE_WINDOW_S, &allowed) !=
+        STORE_OK) {
+        api_store_error(w, resp);
+        return -1;
+    }
+    if (allowed)
+        return 0;
+    char retry[24];
+    snprintf(retry, sizeof(retry), "%lld", (long long)(start + RATE_WINDOW_S - now));
+    http_resp_error(resp, 429, "RATE_LIMITED",
+                    "too many Grafana alerts for this user (limit %lld alerts per minute, this "
+                    "delivery has %d; GRAFANA_WEBHOOK_ALERTS_PER_MINUTE); retry in %s s",
+                    (long long)limit, n, retry);
+    http_resp_add_header(resp, "retry-after", retry);
+    return 1;
 }
 
 /* The user's optional signing secret (POST /grafana/signing-secret): when set,
@@ -559,8 +599,18 @@ static int webhook_check(worker_ctx *w, const http_request *req, const cJSON *js
     }
     /* Counted after the signature (the kit verified it before check): forged
      * posts cannot spend a signing user's allowance. */
-    if (rate_limited(w, &t, resp))
+    int64_t window = 0;
+    if (rate_limited(w, &t, resp, &window))
         return -1;
+    if (alerts_limited(w, &t, json, resp)) {
+        /* Not let in: the delivery's slot is given back, so a refused big
+         * delivery does not also spend the small ones' allowance. */
+        char key[2 * STORE_ID_LEN + 32];
+        snprintf(key, sizeof(key), "grafana-webhook:%s:%s", t.org_id, t.user_id);
+        if (window && store_rate_give_back(w->store, key, window) != STORE_OK)
+            log_warn("grafana: giving back a delivery slot: %s", store_errmsg(w->store));
+        return -1;
+    }
     if (!t.has_row) {
         if (row_put(w, t.org_id, t.user_id, "active", NULL, NULL) < 0) {
             api_store_error(w, resp);
@@ -993,6 +1043,7 @@ static void grafana_register(void)
 static const config_def grafana_settings[] = {
     { "GRAFANA_WEBHOOK_MAX_BODY", "grafana.webhook_max_body", CFG_INT, "1048576", "Grafana connector: largest webhook body accepted (bytes; AURORA_MAX_BODY still applies)", 0, 1024, 67108864 },
     { "GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE", "grafana.webhook_rate_limit_per_minute", CFG_INT, "120", "Grafana connector: webhook deliveries accepted per user and minute (more get 429 with Retry-After)", 0, 1, 1000000 },
+    { "GRAFANA_WEBHOOK_ALERTS_PER_MINUTE", "grafana.webhook_alerts_per_minute", CFG_INT, "2000", "Grafana connector: alerts (elements of alerts[]) accepted per user and minute, counted over its deliveries: each may open an incident and an RCA job (a delivery that would go over gets 429 with Retry-After; at least 1000, the most one delivery may hold)", 0, 1000, 1000000 },
     { NULL },
 };
 

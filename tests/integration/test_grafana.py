@@ -708,6 +708,41 @@ def put_method_and_truncated_alerts(t):
                what="the truncation is logged")
 
 
+@test(timeout=240)
+def alerts_per_minute_bound_big_deliveries(t):
+    """A delivery may hold up to 1000 alerts, each a store transaction and possibly a new
+    incident with its RCA job (about 7 s of one of the 4 store workers on the test
+    machine): counted per delivery, the 120 deliveries a minute of one URL opened
+    120,000 incidents and RCA jobs and kept every store worker busy.  The alerts are
+    counted too (GRAFANA_WEBHOOK_ALERTS_PER_MINUTE, default 2000): the third full-size
+    delivery of a minute is refused 429 with Retry-After, nothing stored, and another
+    user's budget is untouched."""
+    w = t.world("flood", extra_env={"GRAFANA_WEBHOOK_MAX_BODY": "1048576"})
+
+    def big(tag):
+        return {"receiver": "aurora", "status": "firing", "version": "1",
+                "alerts": [{"status": "firing", "fingerprint": "%s%05d" % (tag, i),
+                            "labels": {"alertname": "Flood", "service": "svc-%s-%d" % (tag, i)}}
+                           for i in range(1000)]}
+
+    def run():
+        g, other = Tenant(w), Tenant(w)
+        for n in range(2):
+            r = g.send(big("a%d%s" % (n, rand_tag(4))))
+            eq(r.status, 200, "full-size delivery %d within the budget" % (n + 1))
+        before = g.deliveries()
+        r = g.send(big("b" + rand_tag(4)))
+        eq((r.status, r.error_code), (429, "RATE_LIMITED"), "the third one is over the budget")
+        check(0 < int(r.headers.get("retry-after", "0")) <= 60, "Retry-After", r.headers)
+        check("alerts" in (r.get("error") or ""), "the answer says alerts are counted", r.json)
+        r = g.send(payload([alert("firing", "Small", fingerprint(), service="small")]))
+        eq(r.status, 429, "even a one-alert delivery waits for the next minute")
+        eq(g.deliveries(), before, "nothing stored by the refused deliveries")
+        r = other.send(big("c" + rand_tag(4)))
+        eq(r.status, 200, "another user has a budget of its own")
+    within_one_window(60, run)
+
+
 # ---------------------------------------------------------------------------
 # optional HMAC signature (Grafana's contact point > HMAC Signature)
 # ---------------------------------------------------------------------------
