@@ -37,7 +37,8 @@
  * secret in the secrets backend (aurora/orgs/<org>/users/<user>/grafana/
  * webhook-secret); from then on every delivery must carry Grafana's HMAC
  * Signature (contact point > Optional settings > HMAC Signature: that
- * secret, the header X-Grafana-Alerting-Signature), checked by the kit in
+ * secret, the header X-Grafana-Alerting-Signature, or Grafana's
+ * X-Grafana-Alert-Signature when that field is left empty), checked by the kit in
  * constant time, 401 otherwise.  With the contact point's Timestamp Header
  * set to X-Grafana-Alerting-Timestamp, Grafana signs "<unix seconds>:<body>"
  * and sends the seconds in that header: the kit then checks that signature
@@ -700,6 +701,10 @@ static const kit_webhook_spec grafana_webhook = {
      * http/hmac.go) with the seconds within the replay window. */
     .policy = KIT_WH_SIGNED_IF_CONFIGURED,
     .signature_header = "x-grafana-alerting-signature",
+    /* What Grafana sends when the contact point's Header field is left empty
+     * (its form shows the name above as a placeholder only): grafana/alerting
+     * http/hmac.go, defaultHeaderName. */
+    .signature_header_alt = "x-grafana-alert-signature",
     .encoding = KIT_WH_HEX,
     .signed_template = "{ts}:{body}",
     .timestamp_header = "x-grafana-alerting-timestamp",

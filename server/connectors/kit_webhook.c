@@ -89,7 +89,8 @@ static int spec_check(const kit_webhook_spec *s, const char **why)
     *why = NULL;
     if (!s->connector || !*s->connector || strlen(s->connector) >= STORE_WEBHOOK_CONNECTOR_LEN)
         *why = "connector id missing or too long";
-    else if (!header_name_ok(s->signature_header) || !header_name_ok(s->timestamp_header) ||
+    else if (!header_name_ok(s->signature_header) || !header_name_ok(s->signature_header_alt) ||
+             !header_name_ok(s->timestamp_header) ||
              !header_name_ok(s->delivery_id_header) || !header_name_ok(s->event_header))
         *why = "header names must be lowercase [a-z0-9-]";
     else if (s->policy != KIT_WH_UNSIGNED && (!s->signature_header || !s->keys))
@@ -160,8 +161,9 @@ int kit_webhook_register(const kit_webhook_spec *spec)
         log_error("webhook kit: %s: more than %d webhook specs", spec->connector, KIT_WH_MAX_SPECS);
         return -1;
     }
-    const char *headers[] = { spec->signature_header, spec->timestamp_header,
-                              spec->delivery_id_header, spec->event_header };
+    const char *headers[] = { spec->signature_header, spec->signature_header_alt,
+                              spec->timestamp_header, spec->delivery_id_header,
+                              spec->event_header };
     for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++)
         if (headers[i] && http_capture_header(headers[i]) < 0) {
             log_error("webhook kit: %s: cannot capture header %s (table full)", spec->connector,
@@ -347,6 +349,8 @@ static int verify(const kit_webhook_spec *s, const kit_wh_keys *k, const http_re
         return -1;
     }
     const char *hv = http_header_get(req, s->signature_header);
+    if ((!hv || !*hv) && s->signature_header_alt)
+        hv = http_header_get(req, s->signature_header_alt);
     if (!hv || !*hv) {
         refuse(resp, 401, "MISSING_SIGNATURE", "Missing webhook signature header", s, req);
         return -1;

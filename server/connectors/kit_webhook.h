@@ -103,6 +103,10 @@ struct kit_webhook_spec {
      * spaces trimmed, must start with signature_prefix ("sha256=", "v0=",
      * "v1=", NULL: none); items with another prefix are ignored. */
     const char *signature_header;
+    /* Another header the signature may come in, read when signature_header
+     * is absent (Grafana: its code's default when the contact point leaves
+     * the header field empty is not the name its form shows); NULL: none. */
+    const char *signature_header_alt;
     const char *signature_prefix;
     char signature_separator;
     kit_wh_encoding encoding;

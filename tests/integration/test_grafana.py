@@ -889,6 +889,38 @@ def signed_with_timestamp_header(t):
     eq((r.status, r.get("timestamp_required")), (200, False), "no secret, nothing required")
 
 
+@test
+def signature_in_grafanas_default_header(t):
+    """The contact point's HMAC "Header" field shows X-Grafana-Alerting-Signature as a
+    placeholder only: left empty, Grafana signs into X-Grafana-Alert-Signature
+    (grafana/alerting http/hmac.go, defaultHeaderName).  Such a user's deliveries are
+    verified, not refused forever as unsigned; a wrong signature there is still 401."""
+    w = world()
+    g = Tenant(w)
+    secret = "gf-" + secrets.token_urlsafe(24)
+    eq(g.api("POST", "/grafana/signing-secret", {"secret": secret}).status, 200, "secret set")
+
+    def send(body, sig, ts=None):
+        data = json.dumps(body).encode()
+        h = {"Content-Type": "application/json", "X-Grafana-Alert-Signature": sig(data)}
+        if ts is not None:
+            h["X-Grafana-Alerting-Timestamp"] = str(ts)
+        return https_request(w.port, w.ctx, "POST", "/grafana/alerts/webhook/%s" % g.user,
+                             data, h)
+    base = g.deliveries()
+    body = payload([alert("firing", "DefaultHeader", fingerprint(), service="dh")])
+    r = send(body, lambda d: grafana_sign("another-secret-of-enough-length", d))
+    eq((r.status, r.error_code), (401, "INVALID_SIGNATURE"), "wrong secret in that header")
+    eq(g.deliveries(), base, "nothing stored")
+    r = send(body, lambda d: grafana_sign(secret, d))
+    eq(r.status, 200, "signed in Grafana's default header: accepted")
+    eq(g.wait_processed(r.get("id")).get("verified"), True, "stored as verified")
+    ts = now()
+    r = send(payload([alert("firing", "DefaultHeaderTs", fingerprint(), service="dh2")]),
+             lambda d: grafana_sign_ts(secret, ts, d), ts)
+    eq(r.status, 200, "with a timestamp too")
+
+
 # ---------------------------------------------------------------------------
 # crash recovery: nothing acknowledged is lost, nothing processed twice
 # ---------------------------------------------------------------------------
