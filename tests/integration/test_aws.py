@@ -439,7 +439,9 @@ def cloud_exec(w, key, cid, **body):
     return w.post("/api/cloud_exec", body, key=key)
 
 
-@test
+# Two real `aws` CLI runs and a role made with a third: each ~1 CPU-s
+# alone, and past 60 s twice with the machine's load at 15-20.
+@test(timeout=150)
 def test_cloud_exec_hands_the_agent_assumed_role_credentials(t):
     w = world()
     key, user, arn, cid, a = exec_setup(t, w)
@@ -537,7 +539,9 @@ def test_cloud_exec_endpoint_url_from_the_operator_list(t):
         eq((r.status, r.error_code), (403, "AWS_ENDPOINT_NOT_ALLOWED"), "%s (%r)" % (url, r))
 
 
-@test
+# Two real `aws` CLI runs and a role made with a third: each ~1 CPU-s
+# alone, and past 60 s twice with the machine's load at 15-20.
+@test(timeout=150)
 def test_cloud_exec_refreshes_credentials_before_expiry(t):
     w = world()
     # credentials that live 4 minutes (under the 5-minute margin) are still
