@@ -11,6 +11,8 @@
 #include <libwebsockets.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -23,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crypto.h"
 #include "instance.h"
 #include "log.h"
 #include "prom.h"
@@ -151,6 +154,79 @@ int registry_parse_addr(const char *addr, char *host, size_t hostcap, int *port)
     return 0;
 }
 
+/* ---- seals (registry.h) ---------------------------------------------------------------- */
+
+#define SEAL_LABEL "aurora-registry-v1"
+#define SEAL_HEAD ",\"sig\":\""
+#define SEAL_LEN (sizeof(SEAL_HEAD) - 1 + 64 + 2) /* ,"sig":"<64 hex>"} */
+
+int registry_seal_key(const char *secret, unsigned char key[32])
+{
+    /* Its own key, not the secret itself: a MAC of these messages is never
+     * a value that means anything to forward.c, which checks the secret. */
+    unsigned int n = 32;
+    return secret && HMAC(EVP_sha256(), secret, (int)strlen(secret),
+                          (const unsigned char *)SEAL_LABEL, sizeof(SEAL_LABEL) - 1, key, &n) &&
+                   n == 32
+               ? 0
+               : -1;
+}
+
+static int seal_mac(const unsigned char key[32], const char *msg, size_t len,
+                    unsigned char mac[32])
+{
+    unsigned int n = 32;
+    return HMAC(EVP_sha256(), key, 32, (const unsigned char *)msg, len, mac, &n) && n == 32
+               ? 0
+               : -1;
+}
+
+char *registry_seal(const unsigned char key[32], const char *json, long long ts_ms,
+                    unsigned long long seq)
+{
+    size_t n = json ? strlen(json) : 0;
+    if (n < 2 || json[0] != '{' || json[n - 1] != '}')
+        return NULL;
+    size_t cap = n + 64 + SEAL_LEN;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    int k = snprintf(out, cap, "%.*s%s\"ts\":%lld,\"seq\":%llu", (int)(n - 1), json,
+                     n > 2 ? "," : "", ts_ms, seq);
+    unsigned char mac[32];
+    if (k < 0 || (size_t)k + SEAL_LEN >= cap || seal_mac(key, out, (size_t)k, mac) < 0) {
+        free(out);
+        return NULL;
+    }
+    memcpy(out + k, SEAL_HEAD, sizeof(SEAL_HEAD) - 1);
+    k += (int)sizeof(SEAL_HEAD) - 1;
+    crypto_hex(mac, sizeof(mac), out + k);
+    k += 64;
+    memcpy(out + k, "\"}", 3);
+    return out;
+}
+
+int registry_unseal(const unsigned char key[32], const char *msg, size_t len)
+{
+    if (len < SEAL_LEN + 2)
+        return 0;
+    const char *seal = msg + len - SEAL_LEN;
+    if (memcmp(seal, SEAL_HEAD, sizeof(SEAL_HEAD) - 1) || msg[len - 2] != '"' ||
+        msg[len - 1] != '}')
+        return 0;
+    const char *hex = seal + sizeof(SEAL_HEAD) - 1;
+    unsigned char want[32], mac[32];
+    for (int i = 0; i < 32; i++) {
+        int hi = crypto_hex_digit(hex[2 * i]), lo = crypto_hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        want[i] = (unsigned char)(hi << 4 | lo);
+    }
+    if (seal_mac(key, msg, (size_t)(seal - msg), mac) < 0)
+        return -1;
+    return crypto_ct_equal(mac, sizeof(mac), want, sizeof(want)) ? 1 : -1;
+}
+
 /* ---- state ------------------------------------------------------------------------ */
 
 typedef enum { OP_UP, OP_DOWN, OP_PUBLISH } op_kind;
@@ -179,7 +255,22 @@ typedef struct inbound {
     char from[STORE_ID_LEN];
     char addr[256]; /* legacy: that replica's AURORA_INTERNAL_ADDR ("": not said) */
     long long renew_ms; /* legacy: that replica's renewal period (0: not said) */
+    /* with cluster_id "": a re-check because a sealed message came stamped
+     * outside the window (0: because Redis is back) */
+    int stale;
 } inbound;
+
+/* A sender whose seals were taken: the last seq taken from it. */
+typedef struct {
+    char from[STORE_ID_LEN];
+    unsigned long long seq;
+    int64_t heard_ms; /* mono ms */
+} sender;
+/* Senders remembered; beyond, the one heard from longest ago is forgotten
+ * (any message of it replayed is then dropped as stale, once its window has
+ * passed).  Only sealed messages make one: a replica restarted is a new
+ * sender (a new instance id), so this is the replicas of the last minute. */
+#define MAX_SENDERS 256
 
 typedef struct {
     char cluster_id[STORE_CLUSTER_ID_LEN];
@@ -228,7 +319,13 @@ static struct {
     size_t nheld, capheld;
     op *unsent, *unsent_tail; /* publishes waiting for Redis */
     size_t nunsent;
-    prom_family_t *m_up, *m_held, *m_closes, *m_dropped;
+    prom_family_t *m_up, *m_held, *m_closes, *m_dropped, *m_rejected;
+    unsigned char seal_key[32]; /* registry_seal_key of the forward secret */
+    int accept_unsigned;        /* AURORA_REGISTRY_ACCEPT_UNSIGNED */
+    unsigned long long seq;     /* the thread's: the last seq sealed */
+    sender senders[MAX_SENDERS]; /* the thread's */
+    size_t nsenders;
+    int64_t stale_quiet_until; /* the thread's: mono ms; a stale message re-checks once a window */
     int64_t skew_ms;    /* AURORA_REGISTRY_TEST_CLOCK_SKEW_MS (registry_clock_ms) */
     /* Redis's clock (TIME, µs since the epoch) minus this host's monotonic
      * clock (µs), as the registry thread last read it (sample_clock), once
@@ -916,9 +1013,24 @@ static void flush_unsent(void)
      * revocation was lost and the token's session stayed up on the replica
      * holding it. */
     while (R.unsent && R.cmd) {
+        /* Sealed as it is sent, not as it was queued: a message kept while
+         * Redis was away is stamped when it goes, within the receivers'
+         * window, and one sent again gets a seq above the first try's. */
         int n = 0;
-        for (op *o = R.unsent; o && n < FLUSH_BATCH; o = o->next, n++)
-            redisAppendCommand(R.cmd, "PUBLISH %s %s", CLOSE_CHANNEL, o->message);
+        for (op *o = R.unsent; o && n < FLUSH_BATCH; o = o->next, n++) {
+            char *sealed = registry_seal(R.seal_key, o->message, (long long)registry_clock_ms(),
+                                         ++R.seq);
+            if (!sealed)
+                break; /* out of memory: what is appended goes, the rest waits */
+            redisAppendCommand(R.cmd, "PUBLISH %s %s", CLOSE_CHANNEL, sealed);
+            free(sealed);
+        }
+        if (!n) {
+            log_error("registry: out of memory sealing a message; %zu kept, sent again later",
+                      R.nunsent);
+            R.publish_retry_us = mono_us() + PUBLISH_RETRY_MS * 1000;
+            return;
+        }
         char refused[128] = "";
         for (int i = 0; i < n; i++) {
             redisReply *r = NULL;
@@ -1047,7 +1159,7 @@ static void ignored_message(const char *fmt, ...)
         R.ignored_unsaid++;
         return;
     }
-    char what[200];
+    char what[320];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
@@ -1086,6 +1198,139 @@ static void copy_utf8(char *dst, size_t cap, const char *src)
     dst[o] = '\0';
 }
 
+/* A message on aurora:close dropped for its seal (registry.h): counted by
+ * why, and said as ignored messages are. */
+static void rejected(const char *why)
+{
+    const char *v[] = { why };
+    prom_add(R.m_rejected, v, 1);
+}
+
+/* 1 when seq is above the last one taken from `from` (then it is the last),
+ * 0 when it is not: the message was heard before. */
+static int fresh_seq(const char *from, unsigned long long seq)
+{
+    int64_t now = mono_ms();
+    sender *slot = NULL;
+    for (size_t i = 0; i < R.nsenders; i++) {
+        sender *x = &R.senders[i];
+        if (!strcmp(x->from, from)) {
+            if (seq <= x->seq)
+                return 0;
+            x->seq = seq;
+            x->heard_ms = now;
+            return 1;
+        }
+        /* Silent for two windows: whatever it sealed is stale by now. */
+        if (now - x->heard_ms > 2 * REGISTRY_SEAL_WINDOW_MS && !slot)
+            slot = x;
+    }
+    if (!slot && R.nsenders < MAX_SENDERS)
+        slot = &R.senders[R.nsenders++];
+    if (!slot) { /* the one heard from longest ago */
+        slot = &R.senders[0];
+        for (size_t i = 1; i < R.nsenders; i++)
+            if (R.senders[i].heard_ms < slot->heard_ms)
+                slot = &R.senders[i];
+    }
+    snprintf(slot->from, sizeof(slot->from), "%s", from);
+    slot->seq = seq;
+    slot->heard_ms = now;
+    return 1;
+}
+
+/* A genuine seal stamped outside the window: a replay, or a message that
+ * took that long to come (Redis or this thread stalled; a clock read off,
+ * as where Redis refuses TIME).  Dropped, as it may be a replay; a
+ * revocation among such is still honoured by a re-check of every session's
+ * token and of the legacy connections, once a window at most (replayed in
+ * a loop, old messages buy that and no more). */
+static void stale_recheck(void)
+{
+    int64_t now = mono_ms();
+    if (R.stale_quiet_until && now < R.stale_quiet_until)
+        return;
+    R.stale_quiet_until = now + REGISTRY_SEAL_WINDOW_MS;
+    inbound *in = calloc(1, sizeof(*in));
+    if (!in) {
+        log_error("registry: out of memory; a stale message's re-check not made");
+        return;
+    }
+    in->stale = 1;
+    queue_inbound(in, 1);
+}
+
+/* 1 when the message (len bytes) may be acted upon, *out its parse (NULL:
+ * not JSON, taken unsigned: said as malformed by the caller); 0 when it is
+ * dropped for its seal (registry.h) or is this replica's own.  Unparsed
+ * unless the seal holds or unsigned messages are taken: a forgery costs a
+ * MAC, not a parse. */
+static int sealed_message(const char *json, size_t len, cJSON **out)
+{
+    *out = NULL;
+    int sealed = registry_unseal(R.seal_key, json, len);
+    if (sealed == 0) {
+        /* a "sig" anywhere but where the seal goes is a seal that fails */
+        int sig = memmem(json, len, "\"sig\"", 5) != NULL;
+        if (!sig && !R.accept_unsigned) {
+            rejected("unsigned");
+            ignored_message("an unsigned message on " CLOSE_CHANNEL " (not a replica, or one of "
+                            "a version that does not sign: AURORA_REGISTRY_ACCEPT_UNSIGNED takes "
+                            "them during a rolling upgrade)");
+            return 0;
+        }
+        if (R.accept_unsigned) {
+            cJSON *m = cJSON_ParseWithLength(json, len);
+            if (!cJSON_GetObjectItem(m, "sig")) {
+                *out = m; /* a replica of the version before the seals */
+                return 1;
+            }
+            cJSON_Delete(m);
+        }
+        sealed = -1;
+    }
+    if (sealed < 0) {
+        rejected("bad_signature");
+        ignored_message("a message on " CLOSE_CHANNEL " whose signature does not verify (not a "
+                        "replica, or one with another AURORA_INTERNAL_FORWARD_SECRET)");
+        return 0;
+    }
+    cJSON *m = cJSON_ParseWithLength(json, len);
+    const char *from = cJSON_GetStringValue(cJSON_GetObjectItem(m, "from"));
+    const cJSON *ts = cJSON_GetObjectItem(m, "ts"), *seq = cJSON_GetObjectItem(m, "seq");
+    if (!from || strlen(from) >= STORE_ID_LEN || !cJSON_IsNumber(ts) || !cJSON_IsNumber(seq) ||
+        !(seq->valuedouble >= 1 && seq->valuedouble < 9e15) ||
+        !(ts->valuedouble > 0 && ts->valuedouble < 9e15)) {
+        ignored_message("a sealed message on " CLOSE_CHANNEL " without its sender, time or "
+                        "sequence");
+        cJSON_Delete(m);
+        return 0;
+    }
+    if (!strcmp(from, R.instance)) { /* ours: done here already */
+        cJSON_Delete(m);
+        return 0;
+    }
+    long long skew = (long long)ts->valuedouble - (long long)registry_clock_ms();
+    if (skew > REGISTRY_SEAL_WINDOW_MS || skew < -REGISTRY_SEAL_WINDOW_MS) {
+        rejected("stale");
+        ignored_message("a message of replica %.40s stamped %lld ms from this replica's clock "
+                        "(a replay, or a clock off; at most %d)",
+                        from, skew, REGISTRY_SEAL_WINDOW_MS);
+        stale_recheck();
+        cJSON_Delete(m);
+        return 0;
+    }
+    if (!fresh_seq(from, (unsigned long long)seq->valuedouble)) {
+        rejected("replayed");
+        ignored_message("a message of replica %.40s heard before (sequence %.0f: a replay)",
+                        from, seq->valuedouble);
+        cJSON_Delete(m);
+        return 0;
+    }
+    *out = m;
+    return 1;
+}
+
 static void on_close_message(const char *json, size_t len)
 {
     if (len > REGISTRY_MAX_MESSAGE) {
@@ -1093,7 +1338,9 @@ static void on_close_message(const char *json, size_t len)
                         REGISTRY_MAX_MESSAGE);
         return;
     }
-    cJSON *m = cJSON_ParseWithLength(json, len);
+    cJSON *m;
+    if (!sealed_message(json, len, &m))
+        return; /* said and counted */
     const char *from = cJSON_GetStringValue(cJSON_GetObjectItem(m, "from"));
     const char *org = cJSON_GetStringValue(cJSON_GetObjectItem(m, "org_id"));
     const char *cluster = cJSON_GetStringValue(cJSON_GetObjectItem(m, "cluster_id"));
@@ -1247,8 +1494,14 @@ void registry_deliver(struct tunnel_hub *tunnels)
             continue;
         }
         if (!in->cluster_id[0]) {
-            log_info("registry: Redis is back; re-checking the tokens of %zu session(s)",
-                     tunnel_session_count(tunnels));
+            if (in->stale)
+                log_warn("registry: a replica's message came stamped outside %d ms (a replay, "
+                         "or one held up); re-checking the tokens of %zu session(s) and the "
+                         "legacy connections",
+                         REGISTRY_SEAL_WINDOW_MS, tunnel_session_count(tunnels));
+            else
+                log_info("registry: Redis is back; re-checking the tokens of %zu session(s)",
+                         tunnel_session_count(tunnels));
             recheck_all(tunnels);
             free(in);
             in = next;
@@ -1506,6 +1759,22 @@ int registry_start(const server_config *cfg, struct lws_context *ctx, char *err,
                               "on every replica) is required when AURORA_REDIS_URL is set");
         return -1;
     }
+    if (registry_seal_key(secret, R.seal_key) < 0) {
+        snprintf(err, errlen, "registry: cannot derive the key of its messages");
+        return -1;
+    }
+    R.accept_unsigned = config_bool(&cfg->raw, "AURORA_REGISTRY_ACCEPT_UNSIGNED");
+    if (R.accept_unsigned)
+        log_warn("AURORA_REGISTRY_ACCEPT_UNSIGNED: unsigned messages on " CLOSE_CHANNEL " are "
+                 "taken, as from replicas of a version that does not sign them; anyone who may "
+                 "publish on Redis can close any cluster's tunnel: unset it once every replica "
+                 "runs this version");
+    /* Above every seq this sender may have sealed before under the same id
+     * (an instance id that could not be registered is ""): µs since the
+     * epoch, counted on from there. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    R.seq = (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000;
     snprintf(R.addr, sizeof(R.addr), "%s", addr);
     snprintf(R.instance, sizeof(R.instance), "%s", instance_id());
     snprintf(R.member, sizeof(R.member), "%s %s", R.instance, R.addr);
@@ -1529,6 +1798,18 @@ int registry_start(const server_config *cfg, struct lws_context *ctx, char *err,
                                  "legacy connections",
                                  0, NULL, NULL, 0);
     prom_add(R.m_dropped, NULL, 0); /* shown at 0: series appear on first use */
+    static const char *const why_label[] = { "why" };
+    R.m_rejected = prom_family(PROM_COUNTER, "aurora_registry_messages_rejected_total",
+                               "Messages on aurora:close dropped for their seal (the key derived "
+                               "from AURORA_INTERNAL_FORWARD_SECRET), by why: unsigned, "
+                               "bad_signature, stale (stamped outside the window), replayed "
+                               "(heard before)",
+                               1, why_label, NULL, 0);
+    static const char *const whys[] = { "unsigned", "bad_signature", "stale", "replayed" };
+    for (size_t i = 0; i < sizeof(whys) / sizeof(whys[0]); i++) {
+        const char *v[] = { whys[i] };
+        prom_add(R.m_rejected, v, 0);
+    }
     if (pipe2(R.wake, O_NONBLOCK | O_CLOEXEC) < 0) {
         snprintf(err, errlen, "registry: pipe: %s", strerror(errno));
         return -1;
@@ -1600,7 +1881,13 @@ void registry_stop(void)
             close(R.wake[i]);
     R.wake[0] = R.wake[1] = -1;
     secret_wipe(R.url.password, sizeof(R.url.password));
-    R.m_up = R.m_held = R.m_closes = R.m_dropped = NULL; /* the registry may be reset after us */
+    R.m_up = R.m_held = R.m_closes = R.m_dropped = R.m_rejected = NULL; /* the registry may be
+                                                                         reset after us */
+    secret_wipe(R.seal_key, sizeof(R.seal_key));
+    R.accept_unsigned = 0;
+    R.seq = 0;
+    R.nsenders = 0;
+    R.stale_quiet_until = 0;
     R.ever_connected = 0;
     R.skew_ms = 0;
     atomic_store(&R.clock_known, 0);

@@ -17,8 +17,9 @@
  * longest leases the setting allows, whoever set it last).
  *
  * Token revocations and connection deletions are published on the channel
- * aurora:close; every replica closes the sessions it holds of that
- * cluster/token, at once.
+ * aurora:close, sealed with a key derived from the forward secret
+ * (registry_seal, below); every replica closes the sessions it holds of
+ * that cluster/token, at once.
  *
  * All Redis traffic of the loop's callers runs on one thread of its own:
  * registry_session_up/down and registry_publish_close only queue, so Redis
@@ -148,6 +149,44 @@ int64_t registry_clock_ms(void);
  * costs a cJSON node (64 bytes and more) per two bytes, hundreds of MiB on
  * every replica for one message Redis lets through to its subscribers. */
 #define REGISTRY_MAX_MESSAGE 16384
+
+/* Every message on aurora:close is sealed by the replica that publishes
+ * it, as it publishes it (registry thread): the JSON object gets
+ *
+ *     "ts":  ms since the epoch on registry_clock_ms (Redis's clock),
+ *     "seq": a number that only goes up for each sender ("from"),
+ *
+ * and then, last, `,"sig":"<64 hex>"}`: HMAC-SHA256, under the key
+ * HMAC-SHA256(AURORA_INTERNAL_FORWARD_SECRET, "aurora-registry-v1"), of
+ * every byte of the message before `,"sig"`.  Anyone who may PUBLISH on
+ * the Redis the replicas share (another application using it, a client
+ * holding its password but not the replicas' secret) otherwise closed any
+ * cluster's tunnel, superseded any agent and put any legacy connection
+ * aside for a lease, on every replica.  A receiver drops, counts
+ * (aurora_registry_messages_rejected_total{why}) and logs (once a minute)
+ * a message
+ *   - without a seal (why="unsigned"; taken as before with
+ *     AURORA_REGISTRY_ACCEPT_UNSIGNED, for a rolling upgrade from a version
+ *     that does not seal: a replica of that version ignores the new fields),
+ *   - whose seal does not verify (why="bad_signature": another secret, or
+ *     a message changed after it was sealed),
+ *   - stamped further than REGISTRY_SEAL_WINDOW_MS from its own clock
+ *     (why="stale": a message heard before, published again later; the
+ *     receiver then re-checks every session's token and the legacy
+ *     connections, at most once a window, as a late revocation may be
+ *     genuine),
+ *   - whose seq is not above the last one taken from its sender
+ *     (why="replayed": the same message again within the window). */
+#define REGISTRY_SEAL_WINDOW_MS 30000
+/* The key of the seals, from the forward secret; 0, or -1. */
+int registry_seal_key(const char *secret, unsigned char key[32]);
+/* json (a JSON object, "{...}") sealed with ts_ms and seq under key;
+ * malloc'd, NULL when out of memory or json is not an object. */
+char *registry_seal(const unsigned char key[32], const char *json, long long ts_ms,
+                    unsigned long long seq);
+/* 1 when msg (len bytes) ends in a seal that verifies over what precedes
+ * it, 0 when it ends in none, -1 when it ends in one that does not. */
+int registry_unseal(const unsigned char key[32], const char *msg, size_t len);
 
 /* Another replica's legacy_resync (it was away from aurora:close) is
  * answered by announcing every legacy connection that takes commands here:

@@ -18,6 +18,7 @@ deadline."""
 import atexit
 import base64
 import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -43,6 +44,23 @@ MIB = 1024 * 1024
 # tests' 30 s waits, and a live one whose registry thread waits seconds for a
 # CPU (renewal every third of it) keeps its registrations.
 LEASE = 8
+
+_SEAL_SEQ = [int(time.time() * 1e6)]
+
+
+def publish_sealed(port, message, secret=FORWARD_SECRET):
+    """PUBLISHes message (a dict) on aurora:close as a replica holding secret
+    does (docs/security.md, row "messages between replicas"): "ts" (ms on
+    Redis's clock) and a "seq" that only goes up added, then last "sig", the
+    hex HMAC-SHA256 under HMAC-SHA256(secret, "aurora-registry-v1") of every
+    byte before ',"sig"'.  Written here from that text, not from the C."""
+    sec, usec = redis_cmd(port, "TIME")
+    _SEAL_SEQ[0] += 1
+    body = json.dumps(message, separators=(",", ":"))[:-1]
+    body += ',"ts":%d,"seq":%d' % (int(sec) * 1000 + int(usec) // 1000, _SEAL_SEQ[0])
+    key = hmac.new(secret.encode(), b"aurora-registry-v1", hashlib.sha256).digest()
+    sig = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    return redis_cmd(port, "PUBLISH", "aurora:close", body + ',"sig":"%s"}' % sig)
 
 
 # ---------------------------------------------------------------------------
@@ -436,6 +454,40 @@ def revocation_on_one_replica_closes_the_session_on_another(t):
     ev = peer2.wait(lambda e: e.get("event") == "close", 30, "the deleted cluster's session to close")
     eq(ev.get("code"), 1008, "close code after the deletion")
     wait_until(lambda: not f.redis.owners(cid2), 10, 0.05, "the deleted cluster's registration to go")
+
+
+@test(timeout=120)
+def a_forged_message_on_the_channel_closes_nothing(t):
+    """Anyone who may PUBLISH on the replicas' Redis (another application
+    sharing it, a client with its password but not the replicas' secret)
+    wrote on aurora:close what a replica writes, and every replica acted on
+    it: the cluster's tunnel closed, its agent superseded, its legacy
+    connection put aside.  Now each message is sealed with a key derived
+    from AURORA_INTERNAL_FORWARD_SECRET: unsealed, or sealed under another
+    secret, it is dropped and counted on every replica."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-forged")
+    cid = tok["cluster_id"]
+    peer = NodePeer(f.front, tok["token"], t, "v2_agent.js", "v2-forged")
+    peer.wait(lambda e: e.get("event") == "connected", 20, "connected")
+    owner = f.owner_of(cid)
+    name = 'aurora_registry_messages_rejected_total{why="%s"}'
+    before = server_metrics(owner)
+    close = {"from": "forger", "org_id": owner.org_id, "cluster_id": cid, "token_id": "",
+             "reason": "Token revoked"}
+    redis_cmd(f.redis.port, "PUBLISH", "aurora:close", json.dumps(close))
+    publish_sealed(f.redis.port, close, secret=secrets.token_hex(24))
+
+    def heard():
+        m = server_metrics(owner)
+        return (m.get(name % "unsigned", 0) > before.get(name % "unsigned", 0) and
+                m.get(name % "bad_signature", 0) > before.get(name % "bad_signature", 0))
+    wait_until(heard, 15, 0.1, "the owner to drop both messages")
+    check(not [e for e in peer.events if e.get("event") == "close"],
+          "the agent's session closed on a forged message", peer.events)
+    r = f.others(owner)[0].kubectl(cid, args=["get", "pods"], timeout=30)
+    eq((r.status, r.get("output")), (200, "ran kubectl 2 args\n"),
+       "a command after the forgeries, run by the agent (%r)" % r)
 
 
 @test(timeout=120)
@@ -1131,13 +1183,12 @@ def a_replica_that_asks_again_is_forgotten_until_it_answers(t):
                "the legacy connection's replica registered")
     ghost = "ghost-" + secrets.token_hex(4)
     # That replica says a newer connection of the cluster is up there ...
-    redis_cmd(f.redis.port, "PUBLISH", "aurora:close", json.dumps({
+    publish_sealed(f.redis.port, {
         "from": ghost, "org_id": r0.org_id, "cluster_id": cid,
-        "legacy_ready_ms": int(time.time() * 1000) + 60000, "legacy_up": True}))
+        "legacy_ready_ms": int(time.time() * 1000) + 60000, "legacy_up": True})
     wait_until(lambda: not f.redis.owners(cid), 15, 0.05, "the older connection to step aside")
     # ... then, subscribed again, asks again and announces nothing of it.
-    redis_cmd(f.redis.port, "PUBLISH", "aurora:close",
-              json.dumps({"from": ghost, "legacy_resync": True}))
+    publish_sealed(f.redis.port, {"from": ghost, "legacy_resync": True})
     wait_until(lambda: set(f.redis.owners(cid).values()) == {r0.addr}, 15, 0.05,
                "the connection to take the cluster's commands again")
     text = "resync-" + secrets.token_hex(3)
@@ -1214,8 +1265,7 @@ def a_resync_answer_announces_only_the_connections_that_take_commands(t):
     second_ms = wait_until(lambda: [x for x in ch.legacy(r0.addr, cid2) if x != first_ms], 15,
                            0.05, "the second announced")[0]
     mark = len(ch.messages)
-    redis_cmd(f.redis.port, "PUBLISH", "aurora:close",
-              json.dumps({"from": "ghost-" + secrets.token_hex(4), "legacy_resync": True}))
+    publish_sealed(f.redis.port, {"from": "ghost-" + secrets.token_hex(4), "legacy_resync": True})
     # r0 publishes in order: its answer, then a renewal at least, are in.
     wait_until(lambda: len(ch.legacy(r0.addr, cid2, mark)) >= 3, 6 * LEASE, 0.05,
                "r0's answer and its next renewal")

@@ -163,6 +163,50 @@ static void aside_renewals_follow_the_announcers_period(void **state)
     assert_int_equal(registry_aside_renewals(-5, 10000), 2);
 }
 
+/* A message sealed as docs/security.md says (the vector made with
+ * Python's hmac, not with this code), and every change to it refused. */
+static void seals_are_the_documented_hmac(void **state)
+{
+    (void)state;
+    unsigned char key[32];
+    assert_int_equal(registry_seal_key("0123456789abcdef0123456789abcdef", key), 0);
+    static const char want[] =
+        "{\"from\":\"ins_a\",\"legacy_resync\":true,\"ts\":1700000000000,\"seq\":42,\"sig\":"
+        "\"d0c5e382c30dea0348b9b6053abc62aba3ab836cc349e30d59e63fe94d39c51f\"}";
+    char *m = registry_seal(key, "{\"from\":\"ins_a\",\"legacy_resync\":true}", 1700000000000LL,
+                            42);
+    assert_non_null(m);
+    assert_string_equal(m, want);
+    size_t n = strlen(m);
+    assert_int_equal(registry_unseal(key, m, n), 1);
+    /* any byte changed, the seal's own included */
+    for (size_t i = 0; i < n; i++) {
+        char was = m[i];
+        m[i] = (char)(was == 'a' ? 'b' : 'a');
+        int r = registry_unseal(key, m, n);
+        if (r == 1)
+            fail_msg("byte %zu changed, the seal still holds", i);
+        m[i] = was;
+    }
+    /* cut, or nothing where the seal goes: not sealed */
+    assert_int_equal(registry_unseal(key, m, n - 1), 0);
+    assert_int_equal(registry_unseal(key, "{\"from\":\"x\"}", 12), 0);
+    assert_int_equal(registry_unseal(key, "", 0), 0);
+    /* another secret's key */
+    unsigned char other[32];
+    assert_int_equal(registry_seal_key("another-secret-0123456789abcdef01", other), 0);
+    assert_int_equal(registry_unseal(other, m, n), -1);
+    free(m);
+    /* an empty object, and what is not one */
+    m = registry_seal(key, "{}", 1, 1);
+    assert_non_null(m);
+    assert_true(!strncmp(m, "{\"ts\":1,\"seq\":1,\"sig\":\"", 23));
+    assert_int_equal(registry_unseal(key, m, strlen(m)), 1);
+    free(m);
+    assert_null(registry_seal(key, "[1]", 1, 1));
+    assert_null(registry_seal(key, "{", 1, 1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -171,6 +215,7 @@ int main(void)
         cmocka_unit_test(disabled_without_redis),
         cmocka_unit_test(internal_addr_port_is_what_peers_dial),
         cmocka_unit_test(aside_renewals_follow_the_announcers_period),
+        cmocka_unit_test(seals_are_the_documented_hmac),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,8 @@
 #include <cmocka.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
@@ -60,6 +62,8 @@
 #include "stderr_capture.h"
 
 #define WAIT_MS 30000
+/* AURORA_INTERNAL_FORWARD_SECRET of every replica here */
+#define SECRET "0123456789abcdef0123456789abcdef"
 
 /* ---- fixture: redis-server, a store, a hub, its pool, its loop, the registry ----- */
 
@@ -159,7 +163,7 @@ static int setup(void **state)
     setenv("AURORA_DATA_DIR", fx->dir, 1);
     setenv("AURORA_REDIS_URL", redis_url, 1);
     setenv("AURORA_INTERNAL_ADDR", "127.0.0.1:1", 1);
-    setenv("AURORA_INTERNAL_FORWARD_SECRET", "0123456789abcdef0123456789abcdef", 1);
+    setenv("AURORA_INTERNAL_FORWARD_SECRET", SECRET, 1);
     setenv("AURORA_WORKERS", "1", 1);
     unsetenv("AURORA_CONFIG");
     char err[256] = "";
@@ -272,6 +276,80 @@ static double metric(const char *name)
     return v;
 }
 
+/* ---- what another replica publishes: sealed -------------------------------------------- */
+
+/* Redis's clock (TIME), ms since the epoch. */
+static int64_t redis_time_ms(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "TIME");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    int64_t ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
+                 strtoll(r->element[1]->str, NULL, 10) / 1000;
+    freeReplyObject(r);
+    return ms;
+}
+
+/* Redis's clock now. */
+static int64_t redis_now_ms(const fixture *fx)
+{
+    redisContext *c = redis_conn(fx);
+    int64_t ms = redis_time_ms(c);
+    redisFree(c);
+    return ms;
+}
+
+/* The sequence numbers "other replicas" of this test process stamp: one
+ * counter for all, so each sender's only go up. */
+static unsigned long long g_seq = 1;
+
+/* json (a JSON object) as a replica holding `secret` publishes it, written
+ * here from the format docs/security.md gives rather than with the
+ * registry's own code: `"ts"` (ms, Redis's clock) and `"seq"` added, then
+ * `"sig"`, the hex HMAC-SHA256, under HMAC-SHA256(secret,
+ * "aurora-registry-v1"), of every byte before `,"sig"`.  malloc'd. */
+static char *sealed(const char *secret, const char *json, int64_t ts_ms, unsigned long long seq)
+{
+    size_t n = strlen(json);
+    assert_true(n >= 2 && json[0] == '{' && json[n - 1] == '}');
+    size_t cap = n + 200;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    int k = snprintf(out, cap, "%.*s%s\"ts\":%lld,\"seq\":%llu", (int)(n - 1), json,
+                     n > 2 ? "," : "", (long long)ts_ms, seq);
+    unsigned char key[32], mac[32];
+    unsigned int kl = sizeof(key), ml = sizeof(mac);
+    static const char label[] = "aurora-registry-v1";
+    assert_non_null(HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)label,
+                         sizeof(label) - 1, key, &kl));
+    assert_non_null(HMAC(EVP_sha256(), key, sizeof(key), (const unsigned char *)out, (size_t)k,
+                         mac, &ml));
+    k += snprintf(out + k, cap - (size_t)k, ",\"sig\":\"");
+    for (int i = 0; i < 32; i++)
+        k += snprintf(out + k, cap - (size_t)k, "%02x", mac[i]);
+    snprintf(out + k, cap - (size_t)k, "\"}");
+    return out;
+}
+
+/* Appends a PUBLISH on aurora:close of json sealed now (ts_ms) under SECRET. */
+static void append_sealed(redisContext *c, const char *json, int64_t ts_ms)
+{
+    char *m = sealed(SECRET, json, ts_ms, g_seq++);
+    assert_int_equal(redisAppendCommand(c, "PUBLISH aurora:close %s", m), REDIS_OK);
+    free(m);
+}
+
+/* Publishes m (len bytes) as it is on aurora:close. */
+static void publish_raw(const fixture *fx, const char *m, size_t len)
+{
+    redisContext *c = redis_conn(fx);
+    redisReply *r = redisCommand(c, "PUBLISH aurora:close %b", m, len);
+    assert_non_null(r);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
 /* Bytes allocated, on every thread, while `counting` (what was freed
  * meanwhile not taken off): how much a message made the registry allocate
  * at its peak is at most this.  Under ASan, malloc hooks installed in main
@@ -313,16 +391,31 @@ static size_t allocated_bytes(void)
 #define DROPPED "aurora_registry_messages_dropped_total"
 #define RECEIVED "aurora_registry_closes_received_total"
 
-/* What a replica publishes when a token is revoked (registry_publish_close). */
-static void append_close(redisContext *c, const char *org, const char *cluster,
-                         const char *token_id)
+/* What a replica publishes when a token is revoked (registry_publish_close),
+ * unsealed. */
+static void close_json(char *m, size_t cap, const char *org, const char *cluster,
+                       const char *token_id)
 {
-    char m[512];
-    snprintf(m, sizeof(m),
+    snprintf(m, cap,
              "{\"from\":\"replica-flood\",\"org_id\":\"%s\",\"cluster_id\":\"%s\","
              "\"token_id\":\"%s\",\"reason\":\"Token revoked\"}",
              org, cluster, token_id);
-    assert_int_equal(redisAppendCommand(c, "PUBLISH aurora:close %s", m), REDIS_OK);
+}
+
+/* ... sealed, stamped by Redis's clock, read again a second after it last
+ * was (on a connection of its own: c has replies pending). */
+static void append_close(const fixture *fx, redisContext *c, const char *org,
+                         const char *cluster, const char *token_id)
+{
+    static int64_t now_ms;
+    static long long read_at;
+    if (ph_now_ms() - read_at >= 1000) {
+        now_ms = redis_now_ms(fx);
+        read_at = ph_now_ms();
+    }
+    char m[512];
+    close_json(m, sizeof(m), org, cluster, token_id);
+    append_sealed(c, m, now_ms);
 }
 
 static void read_replies(redisContext *c, int n)
@@ -357,7 +450,7 @@ static void publish_flood(void *arg)
         for (int k = 0; k < n; k++) {
             char cluster[32];
             snprintf(cluster, sizeof(cluster), "flood%08d", i + k);
-            append_close(c, "org-elsewhere", cluster, "");
+            append_close(fl->fx, c, "org-elsewhere", cluster, "");
         }
         read_replies(c, n);
     }
@@ -366,9 +459,9 @@ static void publish_flood(void *arg)
     assert_int_equal(store_agent_token_revoke(fl->fx->st, fl->fx->org_id, fl->victim->t.id,
                                               time(NULL)),
                      STORE_OK);
-    append_close(c, fl->fx->org_id, fl->victim->t.cluster_id, fl->victim->t.id);
+    append_close(fl->fx, c, fl->fx->org_id, fl->victim->t.cluster_id, fl->victim->t.id);
     for (int k = 0; k < FLOOD_AFTER; k++)
-        append_close(c, "org-elsewhere", "flood-after", "");
+        append_close(fl->fx, c, "org-elsewhere", "flood-after", "");
     read_replies(c, FLOOD_AFTER + 1);
     redisFree(c);
     /* Until the registry thread has read every message: all past the cap
@@ -453,19 +546,6 @@ static void test_a_flood_is_bounded_and_a_revocation_in_it_honoured(void **state
     assert_int_equal((long long)(metric(RECEIVED) - received0), REGISTRY_MAX_INBOUND);
     tunnel_session_drop(s);
     tunnel_session_drop(other);
-}
-
-/* Redis's clock (TIME), ms since the epoch. */
-static int64_t redis_time_ms(redisContext *c)
-{
-    redisReply *r = redisCommand(c, "TIME");
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    assert_int_equal(r->elements, 2);
-    int64_t ms = strtoll(r->element[0]->str, NULL, 10) * 1000 +
-                 strtoll(r->element[1]->str, NULL, 10) / 1000;
-    freeReplyObject(r);
-    return ms;
 }
 
 /* A legacy connection's ready time, which ranks it against those of the
@@ -677,12 +757,10 @@ static const char *closed_with(fixture *fx, const made_token *m, const char *rea
     assert_true(n + len + 2 < sizeof(msg));
     memcpy(msg, head, n);
     memcpy(msg + n, reason, len);
-    memcpy(msg + n + len, "\"}", 2);
-    redisContext *c = redis_conn(fx);
-    redisReply *r = redisCommand(c, "PUBLISH aurora:close %b", msg, n + len + 2);
-    assert_non_null(r);
-    freeReplyObject(r);
-    redisFree(c);
+    memcpy(msg + n + len, "\"}", 3);
+    char *sm = sealed(SECRET, msg, redis_now_ms(fx), g_seq++);
+    publish_raw(fx, sm, strlen(sm));
+    free(sm);
     fx->deliver = 1;
     serve_until(fx, closed, s, "the session to close on the other replica's word");
     const char *why = NULL;
@@ -813,12 +891,13 @@ static void test_resync_requests_are_answered_together(void **state)
      * once its session is closed, every request before it was heard. */
     enum { ASKS = 200 };
     redisContext *c = redis_conn(fx);
+    int64_t now_ms = redis_now_ms(fx);
     for (int i = 0; i < ASKS; i++) {
         char m[128];
         snprintf(m, sizeof(m), "{\"from\":\"asker-%d\",\"legacy_resync\":true}", i);
-        assert_int_equal(redisAppendCommand(c, "PUBLISH aurora:close %s", m), REDIS_OK);
+        append_sealed(c, m, now_ms);
     }
-    append_close(c, fx->org_id, victim.t.cluster_id, victim.t.id);
+    append_close(fx, c, fx->org_id, victim.t.cluster_id, victim.t.id);
     read_replies(c, ASKS + 1);
     redisFree(c);
     int64_t asked = ph_now_ms();
@@ -866,7 +945,7 @@ static void test_an_oversized_message_is_not_parsed(void **state)
     assert_int_equal(redisAppendCommand(c, "PUBLISH aurora:close %b", big, (size_t)BIG), REDIS_OK);
     free(big);
     /* then a close this replica acts on: once done, the big one was read */
-    append_close(c, fx->org_id, victim.t.cluster_id, victim.t.id);
+    append_close(fx, c, fx->org_id, victim.t.cluster_id, victim.t.id);
     long long before = allocated_total();
     atomic_store(&g_counting, 1);
     read_replies(c, 2);
@@ -893,16 +972,21 @@ static void publish_junk(void *arg)
 {
     junk_run *j = arg;
     redisContext *c = redis_conn(j->fx);
+    int64_t now_ms = redis_now_ms(j->fx);
     for (int i = 0; i < JUNK; i++) {
+        /* sealed, malformed as a replica's message; and not even JSON */
         const char *m = i % 3 == 0   ? "{\"from\":\"x\",\"legacy_ready_ms\":\"soon\"}"
                         : i % 3 == 1 ? "{\"from\":\"x\",\"agent_instance\":\"a\"}"
                                      : "not json";
-        assert_int_equal(redisAppendCommand(c, "PUBLISH aurora:close %s", m), REDIS_OK);
+        if (m[0] == '{')
+            append_sealed(c, m, now_ms);
+        else
+            assert_int_equal(redisAppendCommand(c, "PUBLISH aurora:close %s", m), REDIS_OK);
     }
     static char big[REGISTRY_MAX_MESSAGE + 1];
     memset(big, ' ', sizeof(big));
     assert_int_equal(redisAppendCommand(c, "PUBLISH aurora:close %b", big, sizeof(big)), REDIS_OK);
-    append_close(c, j->fx->org_id, j->m->t.cluster_id, j->m->t.id);
+    append_close(j->fx, c, j->fx->org_id, j->m->t.cluster_id, j->m->t.id);
     read_replies(c, JUNK + 2);
     redisFree(c);
     serve_until(j->fx, closed, j->victim, "the close after the junk");
@@ -929,6 +1013,169 @@ static void test_ignored_messages_are_logged_once_a_minute(void **state)
     tunnel_session_drop(v);
 }
 
+/* ---- the channel is authenticated ------------------------------------------------------ */
+
+#define REJECTED(why) "aurora_registry_messages_rejected_total{why=\"" why "\"}"
+
+/* m's session, and a bystander's whose close, sealed and published after
+ * whatever a test published first, tells that all of it was heard. */
+typedef struct {
+    made_token m, marker;
+    tunnel_session *s, *mark;
+} forged_run;
+
+static void forged_setup(fixture *fx, forged_run *r)
+{
+    r->m = new_token(fx);
+    r->marker = new_token(fx);
+    r->s = connect_v2(fx, &r->m);
+    r->mark = connect_v2(fx, &r->marker);
+    fx->deliver = 1;
+}
+
+/* Publishes the marker's close, sealed, and serves the loop until it
+ * closed: what was published before it was heard and handled. */
+static void forged_settle(fixture *fx, forged_run *r)
+{
+    char m[512];
+    close_json(m, sizeof(m), fx->org_id, r->marker.t.cluster_id, r->marker.t.id);
+    char *sm = sealed(SECRET, m, redis_now_ms(fx), g_seq++);
+    publish_raw(fx, sm, strlen(sm));
+    free(sm);
+    serve_until(fx, closed, r->mark, "the marker's close");
+    tunnel_session_drop(r->mark);
+}
+
+/* Anyone who may PUBLISH on the Redis the replicas share (another
+ * application using it, a client holding its password but not the
+ * replicas' secret) wrote a close there, as a replica does, and every
+ * replica closed that cluster's tunnel: the channel was not
+ * authenticated.  Now a message must be sealed with the replicas' secret;
+ * one that is not is dropped and counted. */
+static void test_a_forged_close_closes_nothing(void **state)
+{
+    fixture *fx = *state;
+    forged_run r;
+    forged_setup(fx, &r);
+    double unsigned0 = metric(REJECTED("unsigned"));
+    char m[512];
+    close_json(m, sizeof(m), fx->org_id, r.m.t.cluster_id, "");
+    publish_raw(fx, m, strlen(m));
+    /* a supersession and a legacy connection's news, forged alike */
+    snprintf(m, sizeof(m),
+             "{\"from\":\"forger\",\"org_id\":\"%s\",\"cluster_id\":\"%s\","
+             "\"agent_instance\":\"x\",\"agent_connection\":9}",
+             fx->org_id, r.m.t.cluster_id);
+    publish_raw(fx, m, strlen(m));
+    forged_settle(fx, &r);
+    assert_true(tunnel_session_ready(r.s));
+    assert_int_equal((long long)(metric(REJECTED("unsigned")) - unsigned0), 2);
+    tunnel_session_drop(r.s);
+}
+
+/* Sealed, but under another secret (a replica of another deployment
+ * sharing the Redis, or a forger guessing): dropped as a forgery; and a
+ * seal whose message was changed after it was made, likewise. */
+static void test_a_close_sealed_under_another_secret_closes_nothing(void **state)
+{
+    fixture *fx = *state;
+    forged_run r;
+    forged_setup(fx, &r);
+    double bad0 = metric(REJECTED("bad_signature"));
+    char m[512];
+    close_json(m, sizeof(m), fx->org_id, r.m.t.cluster_id, "");
+    char *sm = sealed("another-deployment-s-secret-0123456789", m, redis_now_ms(fx), g_seq++);
+    publish_raw(fx, sm, strlen(sm));
+    free(sm);
+    /* the right secret, another cluster's close, its cluster id changed
+     * to this one's after the seal was made */
+    made_token decoy = new_token(fx);
+    assert_int_equal(strlen(decoy.t.cluster_id), strlen(r.m.t.cluster_id));
+    close_json(m, sizeof(m), fx->org_id, decoy.t.cluster_id, "");
+    sm = sealed(SECRET, m, redis_now_ms(fx), g_seq++);
+    char *at = strstr(sm, decoy.t.cluster_id);
+    assert_non_null(at);
+    memcpy(at, r.m.t.cluster_id, strlen(r.m.t.cluster_id));
+    publish_raw(fx, sm, strlen(sm));
+    free(sm);
+    forged_settle(fx, &r);
+    assert_true(tunnel_session_ready(r.s));
+    assert_int_equal((long long)(metric(REJECTED("bad_signature")) - bad0), 2);
+    tunnel_session_drop(r.s);
+}
+
+/* A replica's genuine message captured on the channel (anyone who may
+ * SUBSCRIBE hears them) and published again: later than the window
+ * (REGISTRY_SEAL_WINDOW_MS) it is dropped as stale; within it, the very
+ * same bytes a second time are dropped as replayed (each sender's sequence
+ * only goes up).  A close replayed in a loop closed the cluster's new
+ * sessions as fast as its agent made them; a legacy connection's news,
+ * replayed, kept the cluster's live connection aside for a lease. */
+static void test_a_replayed_close_closes_nothing(void **state)
+{
+    fixture *fx = *state;
+    forged_run r;
+    forged_setup(fx, &r);
+    double stale0 = metric(REJECTED("stale")), replayed0 = metric(REJECTED("replayed"));
+    char m[512];
+    close_json(m, sizeof(m), fx->org_id, r.m.t.cluster_id, "");
+    int64_t now = redis_now_ms(fx);
+    /* stamped before the window, and as far after it */
+    char *old = sealed(SECRET, m, now - REGISTRY_SEAL_WINDOW_MS - 5000, g_seq++);
+    publish_raw(fx, old, strlen(old));
+    free(old);
+    char *ahead = sealed(SECRET, m, now + REGISTRY_SEAL_WINDOW_MS + 5000, g_seq++);
+    publish_raw(fx, ahead, strlen(ahead));
+    free(ahead);
+    /* genuine and fresh: it closes the session, once */
+    char *fresh = sealed(SECRET, m, now, g_seq++);
+    publish_raw(fx, fresh, strlen(fresh));
+    serve_until(fx, closed, r.s, "the genuine close");
+    tunnel_session_drop(r.s);
+    assert_int_equal((long long)(metric(REJECTED("stale")) - stale0), 2);
+    /* the agent connects again; the same message, replayed */
+    tunnel_session *again = connect_v2(fx, &r.m);
+    publish_raw(fx, fresh, strlen(fresh));
+    free(fresh);
+    forged_settle(fx, &r);
+    assert_true(tunnel_session_ready(again));
+    assert_int_equal((long long)(metric(REJECTED("replayed")) - replayed0), 1);
+    tunnel_session_drop(again);
+}
+
+/* A rolling upgrade from a version that does not seal: with
+ * AURORA_REGISTRY_ACCEPT_UNSIGNED the replicas of the new version take an
+ * unsealed message as before (the old ones' closes still reach them), but
+ * never one whose seal does not verify. */
+static int setup_accept_unsigned(void **state)
+{
+    setenv("AURORA_REGISTRY_ACCEPT_UNSIGNED", "true", 1);
+    int rc = setup(state);
+    unsetenv("AURORA_REGISTRY_ACCEPT_UNSIGNED");
+    return rc;
+}
+
+static void test_unsigned_messages_are_taken_only_when_accepted(void **state)
+{
+    fixture *fx = *state;
+    forged_run r;
+    forged_setup(fx, &r);
+    made_token other = new_token(fx);
+    tunnel_session *o = connect_v2(fx, &other);
+    char m[512];
+    close_json(m, sizeof(m), fx->org_id, other.t.cluster_id, "");
+    char *sm = sealed("another-deployment-s-secret-0123456789", m, redis_now_ms(fx), g_seq++);
+    publish_raw(fx, sm, strlen(sm));
+    free(sm);
+    close_json(m, sizeof(m), fx->org_id, r.m.t.cluster_id, "");
+    publish_raw(fx, m, strlen(m)); /* a replica of the previous version */
+    serve_until(fx, closed, r.s, "the unsigned close, accepted");
+    forged_settle(fx, &r);
+    assert_true(tunnel_session_ready(o));
+    tunnel_session_drop(r.s);
+    tunnel_session_drop(o);
+}
+
 int main(void)
 {
 #if WITH_ASAN
@@ -952,6 +1199,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ignored_messages_are_logged_once_a_minute, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_forged_close_closes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_close_sealed_under_another_secret_closes_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_replayed_close_closes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsigned_messages_are_taken_only_when_accepted,
+                                        setup_accept_unsigned, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
