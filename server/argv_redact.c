@@ -46,7 +46,7 @@ static const char *const secret_suffixes[] = { "password",      "secret",       
                                                "access-key",    "storage-key",     "workspace-key",
                                                "sse-c-key",     "primary-key",     "secondary-key",
                                                "api-key",       "shared-key",      "master-key",
-                                               "secret-binary", NULL };
+                                               "secret-binary",  "secret-key", NULL };
 
 static int secret_suffix(const char *name, size_t n)
 {

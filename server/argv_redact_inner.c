@@ -31,6 +31,9 @@ typedef enum {
     VALUE_BASIC,    /* user:password as VALUE_USERPASS, but KEY: (an empty password) is a
                      * key as the user (curl -u sk_live_…:, Stripe's and Mailgun's way) */
     VALUE_PROXY,    /* [user[:password]@]host[:port]: the user info as a URL's (curl -x) */
+    VALUE_SAMBA,    /* [domain\\]user[%password]: what follows the first '%' (smbclient -U) */
+    VALUE_ORACLE,   /* user/password[@connect]: from the first '/' to the last '@' before a
+                     * blank (sqlplus app/pw@//h:1521/svc); "/", "/nolog", @script are none */
 } opt_value;
 
 typedef struct {
@@ -50,6 +53,7 @@ typedef struct {
                          * (ACL SETUSER bob on >password) */
     const char *when;   /* short options that must all have been given (htpasswd -b) */
     const char *unless; /* short options none of which was given (htpasswd -n) */
+    opt_value value;    /* how the word holds it (sqlplus user/password@db); 0: whole */
 } inner_position;
 
 typedef struct {
@@ -57,7 +61,7 @@ typedef struct {
     const char *subs[4];       /* options count only after one of these words (docker login) */
     inner_opt opts[14];
     inner_position pos[6];     /* positional credentials (vault login <token>) */
-    const char *valued[16];    /* options that take the next word, for counting positions */
+    const char *valued[28];    /* options that take the next word, for counting positions */
     int pairs;                 /* a word with '=' is a key=value pair, not the position (vault) */
     const char *bundle;        /* short options without a value, which may be bundled before
                                 * a credential's (curl -fsSu user:pw, ldapsearch -xw pw) or
@@ -94,6 +98,18 @@ static const char *const vault_names[] = { "vault", "bao", NULL };
 static const char *const rabbit_names[] = { "rabbitmqctl", NULL };
 static const char *const htpasswd_names[] = { "htpasswd", NULL };
 static const char *const keytool_names[] = { "keytool", NULL };
+static const char *const rabbitadmin_names[] = { "rabbitmqadmin", "cypher-shell", NULL };
+static const char *const smbclient_names[] = { "smbclient", NULL };
+static const char *const samba_names[] = { "rpcclient", "smbcacls", "smbcquotas", "smbtree",
+                                           "smbget",    "smbspool", NULL };
+static const char *const oracle_names[] = { "sqlplus", "expdp", "impdp", "sqlldr", "dgmgrl",
+                                            NULL };
+static const char *const mc_names[] = { "mc", "mcli", NULL };
+static const char *const zip_names[] = { "zip", NULL };
+static const char *const unzip_names[] = { "unzip", NULL };
+static const char *const sevenzip_names[] = { "7z", "7za", "7zr", "7zz", NULL };
+static const char *const rar_names[] = { "rar", "unrar", NULL };
+static const char *const neo4j_names[] = { "neo4j-admin", NULL };
 
 /* curl's and OpenLDAP's short options that take no value (their manuals;
  * ldapdelete's and ldapmodrdn's -r too): any of them may come before a
@@ -187,6 +203,45 @@ static const inner_program programs[] = {
                 { "-srckeypass", FORM_LONG, VALUE_WHOLE },
                 { "-destkeypass", FORM_LONG, VALUE_WHOLE },
                 { "-new", FORM_LONG, VALUE_WHOLE } } }, /* -storepasswd, -keypasswd */
+    /* rabbitmqadmin -p, cypher-shell -p (--password is every CLI's) */
+    { .names = rabbitadmin_names, .opts = { { "-p", FORM_SHORT, VALUE_WHOLE } } },
+    /* smbclient -U [domain\]user%password, and its password as the word
+     * after the service (smbclient //srv/share <password>) */
+    { .names = smbclient_names,
+      .opts = { { "-U", FORM_SHORT, VALUE_SAMBA }, { "--user", FORM_LONG, VALUE_SAMBA } },
+      .pos = { { NULL, 2, 0, NULL, NULL, NULL, VALUE_WHOLE } },
+      .valued = { "-W", "-c", "-I", "-p", "-D", "-T", "-n", "-i", "-O", "-s", "-l", "-A", "-M",
+                  "-L", "-d", "-m", "-t", "-b", "-R", "--workgroup", "--command", "--directory",
+                  "--port", "--authentication-file", "--configfile", "--ip-address",
+                  "--message", NULL } },
+    { .names = samba_names,
+      .opts = { { "-U", FORM_SHORT, VALUE_SAMBA }, { "--user", FORM_LONG, VALUE_SAMBA } } },
+    /* sqlplus [-S] user/password@db [@script]: the first word that is no
+     * option (-M and -R take one) */
+    { .names = oracle_names, .pos = { { NULL, 1, 0, NULL, NULL, NULL, VALUE_ORACLE } },
+      .valued = { "-M", "-MARKUP", "-R", "-C", NULL } },
+    /* mc alias set NAME URL ACCESS SECRET, mc config host add NAME URL
+     * ACCESS SECRET, mc admin user add ALIAS USER PASSWORD: the fifth word
+     * after alias, host or admin (mc admin config set ALIAS k=v …'s fifth
+     * word goes too) */
+    { .names = mc_names, .subs = { "alias", "host", "admin", NULL },
+      .pos = { { NULL, 5, 0, NULL, NULL, NULL, VALUE_WHOLE } },
+      .valued = { "--api", "--path", "--config-dir", "-C", NULL } },
+    /* zip -P password (zip -rP pw: its options without a value bundled) */
+    { .names = zip_names, .opts = { { "-P", FORM_SHORT, VALUE_WHOLE } },
+      .bundle = "0123456789ADFJLRSTXcdefgjklmoqruvwyz" },
+    { .names = unzip_names, .opts = { { "-P", FORM_SHORT, VALUE_WHOLE } },
+      .bundle = "acfhjlnopqtuvxzCKLMVWX" },
+    /* 7z -p<password> (a bare -p asks; its switches in any case), rar's
+     * -p<password> and -hp<password> */
+    { .names = sevenzip_names,
+      .opts = { { "-p", FORM_ATTACHED, VALUE_WHOLE }, { "-P", FORM_ATTACHED, VALUE_WHOLE } } },
+    { .names = rar_names,
+      .opts = { { "-p", FORM_ATTACHED, VALUE_WHOLE }, { "-hp", FORM_ATTACHED, VALUE_WHOLE } } },
+    /* neo4j-admin [dbms] set-initial-password <password> */
+    { .names = neo4j_names, .pos = { { "set-initial-password", 1, 0, NULL, NULL, NULL,
+                                       VALUE_WHOLE } },
+      .valued = { "--additional-config", NULL } },
     { .names = NULL },
 };
 
@@ -238,8 +293,10 @@ static int letters_are(unsigned long long seen, const char *letters, int given)
 /* Whether a word that is no option is a positional credential of p; *keep
  * as value_keep's.  Counts it (after_sub) and notes the word a rule counts
  * from (AUTH). */
+static int value_keep(int value, const char *w, size_t n, size_t *keep, size_t *tail);
+
 static argv_inner_verdict positional(argv_inner *st, const inner_program *p, const char *w,
-                                     size_t n, size_t *keep)
+                                     size_t n, size_t *keep, size_t *tail)
 {
     st->after_sub++;
     for (int r = 0; r < (int)(sizeof(p->pos) / sizeof(p->pos[0])) && p->pos[r].nth; r++) {
@@ -258,6 +315,9 @@ static argv_inner_verdict positional(argv_inner *st, const inner_program *p, con
                 continue;
             *keep = 1;
         }
+        if (ps->value != VALUE_WHOLE) /* sqlplus app/pw@db: the user and the @db stay */
+            return value_keep((int)ps->value, w, n, keep, tail) ? ARGV_INNER_CUT
+                                                                 : ARGV_INNER_NONE;
         return ARGV_INNER_CUT;
     }
     /* a word the count starts from again (redis-cli … AUTH, CONFIG SET requirepass) */
@@ -295,6 +355,26 @@ static int value_keep(int value, const char *w, size_t n, size_t *keep, size_t *
         const char *colon = memchr(w, ':', (size_t)(at - w));
         *keep = colon ? (size_t)(colon + 1 - w) : 0;
         *tail = n - (size_t)(at - w);
+    } else if (value == VALUE_SAMBA) {
+        const char *pc = memchr(w, '%', n);
+        if (!pc)
+            return 0; /* a user alone: the program asks */
+        *keep = (size_t)(pc + 1 - w);
+    } else if (value == VALUE_ORACLE) {
+        const char *slash = memchr(w, '/', n);
+        if (!slash || slash == w || memchr(w, '@', (size_t)(slash - w)))
+            return 0; /* "/", /nolog, @/path/script.sql, user@db (it asks) */
+        for (const char *c = w; c < slash; c++)
+            if (argv_blank(*c))
+                return 0;
+        size_t stop = (size_t)(slash - w) + 1, at = 0;
+        while (stop < n && !argv_blank(w[stop])) {
+            if (w[stop] == '@')
+                at = stop;
+            stop++;
+        }
+        *keep = (size_t)(slash + 1 - w);
+        *tail = n - (at ? at : stop);
     } else if (value == VALUE_COOKIE) {
         if (!memchr(w, '=', n))
             return 0; /* a cookie file */
@@ -384,6 +464,15 @@ static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t 
             if (word_is(ow, on, p->valued[v]) ||
                 (bundled_last && strlen(p->valued[v]) == 2 && p->valued[v][1] == w[n - 1]))
                 st->skip = 1; /* its value is not a position */
+        /* a flag every CLI's rule knows (--password, --secret-key) takes the
+         * next word, which its rule cuts: no position either */
+        char flag[128], shown[ARGV_REDACT_SHOWN_MAX];
+        if (w[1] == '-' && n < sizeof(flag)) {
+            memcpy(flag, w, n);
+            flag[n] = '\0';
+            if (argv_redact_arg("", flag, shown, sizeof(shown)) == ARGV_REDACT_NEXT)
+                st->skip = 1;
+        }
         if (w[1] != '-') /* the letters given, for a position's conditions (-nb) */
             for (size_t k = 1; k < n && w[k] != '='; k++)
                 st->letters |= letter_bit(w[k]);
@@ -418,7 +507,7 @@ static argv_inner_verdict judge(argv_inner *st, const char *w, size_t n, size_t 
         st->skip = 0;
         return ARGV_INNER_NONE;
     }
-    return positional(st, p, w, n, keep);
+    return positional(st, p, w, n, keep, tail);
 }
 
 argv_inner_verdict argv_inner_word(argv_inner *st, const char *w, size_t n, size_t *keep,

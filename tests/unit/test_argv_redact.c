@@ -1145,6 +1145,77 @@ static void test_aws_binary_and_input_json(void **state)
     check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
+/* Programs whose options or words carry a password under names no other
+ * rule knows (found in review: rabbitmqadmin -p, cypher-shell -p,
+ * smbclient -U user%pass, sqlplus user/pass@db, mc alias set … <secret>,
+ * zip -P, 7z -p…, neo4j-admin set-initial-password were kept). */
+static void test_more_programs_with_passwords(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[`kubectl`,`exec`,`q`,`--`,`rabbitmqadmin`,`-u`,`admin`,`-p`,`S3cret`,`list`,`queues`]",
+          "[`kubectl`,`exec`,`q`,`--`,`rabbitmqadmin`,`-u`,`admin`,`-p`,`[REDACTED]`,`list`,`queues`]" },
+        { "[`kubectl`,`exec`,`q`,`--`,`rabbitmqadmin`,`-pS3cret`,`--password=S3cret`]",
+          "[`kubectl`,`exec`,`q`,`--`,`rabbitmqadmin`,`-p[REDACTED]`,`--password=[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`n`,`--`,`cypher-shell`,`-u`,`neo4j`,`-p`,`S3cret`,`RETURN 1`]",
+          "[`kubectl`,`exec`,`n`,`--`,`cypher-shell`,`-u`,`neo4j`,`-p`,`[REDACTED]`,`RETURN 1`]" },
+        { "[`kubectl`,`exec`,`s`,`--`,`smbclient`,`//srv/share`,`-U`,`admin%S3cret`,`-c`,`ls`]",
+          "[`kubectl`,`exec`,`s`,`--`,`smbclient`,`//srv/share`,`-U`,`admin%[REDACTED]`,`-c`,`ls`]" },
+        { "[`kubectl`,`exec`,`s`,`--`,`smbclient`,`-UCORP\\\\admin%S3cret`,`--user=admin%S3cret`,`//srv/s`]",
+          "[`kubectl`,`exec`,`s`,`--`,`smbclient`,`-UCORP\\\\admin%[REDACTED]`,`--user=admin%[REDACTED]`,`//srv/s`]" },
+        { "[`kubectl`,`exec`,`s`,`--`,`smbclient`,`-W`,`CORP`,`//srv/share`,`S3cret`,`-U`,`admin`]",
+          "[`kubectl`,`exec`,`s`,`--`,`smbclient`,`-W`,`CORP`,`//srv/share`,`[REDACTED]`,`-U`,`admin`]" },
+        { "[`kubectl`,`exec`,`s`,`--`,`rpcclient`,`-U`,`admin%S3cret`,`srv`,`--password`,`S3cret`]",
+          "[`kubectl`,`exec`,`s`,`--`,`rpcclient`,`-U`,`admin%[REDACTED]`,`srv`,`--password`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`o`,`--`,`sqlplus`,`app/S3cret@db`,`@x.sql`]",
+          "[`kubectl`,`exec`,`o`,`--`,`sqlplus`,`app/[REDACTED]@db`,`@x.sql`]" },
+        { "[`kubectl`,`exec`,`o`,`--`,`sqlplus`,`-S`,`-M`,`HTML ON`,`app/S3cret@//h:1521/svc`]",
+          "[`kubectl`,`exec`,`o`,`--`,`sqlplus`,`-S`,`-M`,`HTML ON`,`app/[REDACTED]@//h:1521/svc`]" },
+        { "[`kubectl`,`exec`,`o`,`--`,`sqlplus`,`sys/S3cret as sysdba`]",
+          "[`kubectl`,`exec`,`o`,`--`,`sqlplus`,`sys/[REDACTED] as sysdba`]" },
+        { "[`kubectl`,`exec`,`o`,`--`,`sh`,`-c`,`sqlplus -s app/S3cret@db <<< 'select 1 from dual;'`]",
+          "[`kubectl`,`exec`,`o`,`--`,`sh`,`-c`,`sqlplus -s app/[REDACTED]@db <<< 'select 1 from dual;'`]" },
+        { "[`kubectl`,`exec`,`o`,`--`,`expdp`,`system/S3cret@pdb`,`schemas=app`]",
+          "[`kubectl`,`exec`,`o`,`--`,`expdp`,`system/[REDACTED]@pdb`,`schemas=app`]" },
+        { "[`kubectl`,`exec`,`m`,`--`,`mc`,`alias`,`set`,`minio`,`http://minio:9000`,`admin`,`S3cret`]",
+          "[`kubectl`,`exec`,`m`,`--`,`mc`,`alias`,`set`,`minio`,`http://minio:9000`,`admin`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`m`,`--`,`mc`,`config`,`host`,`add`,`m`,`http://m:9000`,`AK`,`S3cret`,`--api`,`S3v4`]",
+          "[`kubectl`,`exec`,`m`,`--`,`mc`,`config`,`host`,`add`,`m`,`http://m:9000`,`AK`,`[REDACTED]`,`--api`,`S3v4`]" },
+        { "[`kubectl`,`exec`,`m`,`--`,`mc`,`admin`,`user`,`add`,`m`,`bob`,`S3cret`]",
+          "[`kubectl`,`exec`,`m`,`--`,`mc`,`admin`,`user`,`add`,`m`,`bob`,`[REDACTED]`]" },
+        /* over-redacted: the fifth word after admin is the user's name here */
+        { "[`kubectl`,`exec`,`m`,`--`,`mc`,`admin`,`user`,`svcacct`,`add`,`--secret-key`,`S3cret`,`m`,`bob`]",
+          "[`kubectl`,`exec`,`m`,`--`,`mc`,`admin`,`user`,`svcacct`,`add`,`--secret-key`,`[REDACTED]`,`m`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`z`,`--`,`zip`,`-P`,`S3cret`,`out.zip`,`f`]",
+          "[`kubectl`,`exec`,`z`,`--`,`zip`,`-P`,`[REDACTED]`,`out.zip`,`f`]" },
+        { "[`kubectl`,`exec`,`z`,`--`,`sh`,`-c`,`zip -rqP S3cret out.zip d && unzip -P S3cret -o out.zip; zip --password S3cret o.zip f`]",
+          "[`kubectl`,`exec`,`z`,`--`,`sh`,`-c`,`zip -rqP [REDACTED] out.zip d && unzip -P [REDACTED] -o out.zip; zip --password [REDACTED] o.zip f`]" },
+        { "[`kubectl`,`exec`,`z`,`--`,`7z`,`a`,`-pS3cret`,`-mhe=on`,`a.7z`,`d`]",
+          "[`kubectl`,`exec`,`z`,`--`,`7z`,`a`,`-p[REDACTED]`,`-mhe=on`,`a.7z`,`d`]" },
+        { "[`kubectl`,`exec`,`z`,`--`,`sh`,`-c`,`7za x -PS3cret a.7z; unrar x -pS3cret r.rar; rar a -hpS3cret r.rar d`]",
+          "[`kubectl`,`exec`,`z`,`--`,`sh`,`-c`,`7za x -P[REDACTED] a.7z; unrar x -p[REDACTED] r.rar; rar a -hp[REDACTED] r.rar d`]" },
+        { "[`kubectl`,`exec`,`n`,`--`,`neo4j-admin`,`set-initial-password`,`S3cret`]",
+          "[`kubectl`,`exec`,`n`,`--`,`neo4j-admin`,`set-initial-password`,`[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`n`,`--`,`neo4j-admin`,`dbms`,`set-initial-password`,`--require-password-change`,`S3cret`]",
+          "[`kubectl`,`exec`,`n`,`--`,`neo4j-admin`,`dbms`,`set-initial-password`,`--require-password-change`,`[REDACTED]`]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[`kubectl`,`exec`,`s`,`--`,`smbclient`,`-U`,`admin`,`//srv/share`]", /* it asks */
+        "[`kubectl`,`exec`,`s`,`--`,`smbclient`,`-L`,`srv`,`-N`]",
+        "[`kubectl`,`exec`,`o`,`--`,`sqlplus`,`/`,`as`,`sysdba`]",
+        "[`kubectl`,`exec`,`o`,`--`,`sqlplus`,`-S`,`/nolog`,`@/opt/x.sql`]",
+        "[`kubectl`,`exec`,`o`,`--`,`sqlplus`,`app@db`]",
+        "[`kubectl`,`exec`,`m`,`--`,`mc`,`alias`,`set`,`m`,`http://m:9000`]",
+        "[`kubectl`,`exec`,`m`,`--`,`mc`,`cp`,`-r`,`a/b`,`m/bucket/c/d`]",
+        "[`kubectl`,`exec`,`m`,`--`,`mc`,`alias`,`rm`,`m`]",
+        "[`kubectl`,`exec`,`z`,`--`,`zip`,`-r`,`-e`,`out.zip`,`d`]",
+        "[`kubectl`,`exec`,`z`,`--`,`7z`,`x`,`-o/out`,`-y`,`a.7z`]",
+        "[`kubectl`,`exec`,`n`,`--`,`neo4j-admin`,`database`,`dump`,`neo4j`]",
+    };
+    check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1173,6 +1244,7 @@ int main(void)
         cmocka_unit_test(test_url_user_info_tokens),
         cmocka_unit_test(test_curl_key_as_user),
         cmocka_unit_test(test_aws_binary_and_input_json),
+        cmocka_unit_test(test_more_programs_with_passwords),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
