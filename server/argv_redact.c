@@ -364,6 +364,7 @@ static char *embedded(const char *arg, int secret_data)
     const char *text = now ? now : arg;
     text = next_rule(&now, argv_redact_values(text, strlen(text),
                                               secret_data || argv_names_secret(text)), text);
+    text = next_rule(&now, argv_redact_js(text, strlen(text)), text);
     text = next_rule(&now, argv_redact_sql(text, strlen(text)), text);
     next_rule(&now, argv_redact_shell(text, strlen(text)), text);
     return now;

@@ -37,7 +37,8 @@ argv_redact argv_redact_arg(const char *program, const char *arg, char *shown, s
  * GITHUB_TOKEN=…, API_KEY=…: `kubectl set env`, `kubectl exec … -- env`,
  * --env=, --set-env-vars=, --settings), to the end of the argument (the
  * pairs after it go too); the password of a URL's user info
- * (postgres://user:[REDACTED]@host); keyed values, a database statement's
+ * (postgres://user:[REDACTED]@host); keyed values, passwords in script
+ * code (mongosh's {pwd:'…'}, db.auth('u', '…')), a database statement's
  * password literal and the options of programs run inside the argument
  * (argv_redact_text.h).  malloc'd; NULL when nothing changes. */
 char *argv_redact_embedded(const char *arg);

@@ -72,6 +72,14 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data);
  * NULL when nothing changes. */
 char *argv_redact_sql(const char *arg, size_t len);
 
+/* Passwords in script code (argv_redact_values.c): the string value of an
+ * object's unquoted key naming a credential (mongosh --eval
+ * "db.createUser({user:'u', pwd:'…'})"), and the second argument of
+ * db.auth('u', '…'), changeUserPassword('u', '…'), Python's auth=('u', '…')
+ * and HTTPBasicAuth('u', '…'); the quotes stay.  malloc'd, or NULL when
+ * nothing changes. */
+char *argv_redact_js(const char *arg, size_t len);
+
 /* Whether an argument is, or holds, a Secret (kubectl get secret, secrets/x,
  * "kind":"Secret"): its "data" values are credentials. */
 int argv_names_secret(const char *arg);

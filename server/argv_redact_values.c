@@ -595,6 +595,118 @@ char *argv_redact_values(const char *arg, size_t len, int secret_data)
     return argv_splice_finish(&s, len);
 }
 
+/* ---- passwords in script code -------------------------------------------------------------------- */
+
+/* A string literal opening at a[i]: '…', "…", `…`, or \"…\" (a line inside
+ * "…": sh -c "mongosh --eval \"db.auth(…)\""); a backslash escapes what
+ * follows it.  *open is its text's first byte, *close its closing quote
+ * (len when it is never closed). */
+static int js_string(const char *a, size_t len, size_t i, size_t *open, size_t *close)
+{
+    if (i + 1 < len && a[i] == '\\' && a[i + 1] == '"') {
+        size_t k = i + 2;
+        while (k < len && !(a[k] == '\\' && k + 1 < len && a[k + 1] == '"'))
+            k += a[k] == '\\' && k + 1 < len ? 2 : 1;
+        *open = i + 2;
+        *close = k < len ? k : len;
+        return 1;
+    }
+    if (i >= len || (a[i] != '\'' && a[i] != '"' && a[i] != '`'))
+        return 0;
+    size_t k = i + 1;
+    while (k < len && a[k] != a[i])
+        k += a[k] == '\\' && k + 1 < len ? 2 : 1;
+    *open = i + 1;
+    *close = k < len ? k : len;
+    return 1;
+}
+
+/* Past a string literal's closing quote (two bytes for \"). */
+static size_t js_past(const char *a, size_t len, size_t close)
+{
+    if (close >= len)
+        return len;
+    return a[close] == '\\' ? close + 2 : close + 1;
+}
+
+static int js_ident_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '$';
+}
+
+/* Calls whose second argument is a password: mongosh's db.auth('u', '…')
+ * and db.changeUserPassword('u', '…'), Python's auth=('u', '…') (requests)
+ * and HTTPBasicAuth('u', '…'). */
+static int password_call(const char *k, size_t n)
+{
+    return is(k, n, "auth") || is(k, n, "changeUserPassword") || is(k, n, "HTTPBasicAuth") ||
+           is(k, n, "HTTPDigestAuth") || is(k, n, "BasicAuth");
+}
+
+/* Where a call's first argument ends, from i (after its '('): past a
+ * string literal or a plain expression up to ','; len when it is another
+ * form (an object: db.auth({user, pwd}) is read as one). */
+static size_t first_argument_end(const char *a, size_t len, size_t i)
+{
+    size_t open, close;
+    if (js_string(a, len, i, &open, &close))
+        return js_past(a, len, close);
+    while (i < len && a[i] != ',' && a[i] != ')' && a[i] != '(' && a[i] != '{' && a[i] != '[' &&
+           a[i] != ';' && a[i] != '\'' && a[i] != '"')
+        i++;
+    return i;
+}
+
+char *argv_redact_js(const char *arg, size_t len)
+{
+    if (!memchr(arg, '(', len) && !memchr(arg, ':', len))
+        return NULL;
+    argv_splice s;
+    argv_splice_init(&s, arg);
+    for (size_t i = 0; i < len;) {
+        if (!js_ident_char(arg[i]) || (i > 0 && js_ident_char(arg[i - 1]))) {
+            i++;
+            continue;
+        }
+        size_t e = i;
+        while (e < len && js_ident_char(arg[e]))
+            e++;
+        size_t n = e - i, k = skip_blank(arg, len, e), open = 0, close = 0;
+        if (k < len && arg[k] == ':' && !(k + 1 < len && arg[k + 1] == ':')) {
+            /* {user:'u', pwd:'…'}: an object's unquoted key, after '{' or ',' */
+            size_t b = i;
+            while (b > 0 && argv_blank(arg[b - 1]))
+                b--;
+            size_t v = skip_blank(arg, len, k + 1);
+            if (b > 0 && (arg[b - 1] == '{' || arg[b - 1] == ',') &&
+                argv_credential_name(arg + i, n) && !reference_key(arg + i, n) &&
+                js_string(arg, len, v, &open, &close)) {
+                if (close > open && !already(arg + open, close - open))
+                    argv_splice_cut(&s, open, close);
+                i = js_past(arg, len, close);
+                continue;
+            }
+        } else if (password_call(arg + i, n)) {
+            if (k < len && arg[k] == '=' && is(arg + i, n, "auth"))
+                k = skip_blank(arg, len, k + 1); /* auth=('u', '…') */
+            if (k < len && arg[k] == '(') {
+                size_t c = skip_blank(arg, len, first_argument_end(arg, len,
+                                                                   skip_blank(arg, len, k + 1)));
+                if (c < len && arg[c] == ',' &&
+                    js_string(arg, len, skip_blank(arg, len, c + 1), &open, &close)) {
+                    if (close > open && !already(arg + open, close - open))
+                        argv_splice_cut(&s, open, close);
+                    i = js_past(arg, len, close);
+                    continue;
+                }
+            }
+        }
+        i = e;
+    }
+    return argv_splice_finish(&s, len);
+}
+
 /* ---- passwords set by a database statement ---------------------------------------------------- */
 
 /* Whether the word a[i, e) is kw (case ignored). */

@@ -1216,6 +1216,40 @@ static void test_more_programs_with_passwords(void **state)
     check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
+/* JavaScript in mongosh --eval (and Python's auth tuples): an object's
+ * unquoted key naming a password, written without a blank ({pwd:'…'}),
+ * and the password argument of db.auth('u','…') and
+ * changeUserPassword('u','…') (found in review: all were kept). */
+static void test_javascript_passwords(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`db.createUser({user:'u',pwd:'S3cret',roles:['root']})`]",
+          "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`db.createUser({user:'u',pwd:'[REDACTED]',roles:['root']})`]" },
+        { "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`db.createUser({user:\\`u\\`, pwd :\\`S3,cret\\`})`]",
+          "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`db.createUser({user:\\`u\\`, pwd :\\`[REDACTED]\\`})`]" },
+        { "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`db.getSiblingDB('admin').changeUserPassword('u', 'S3cret')`]",
+          "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`db.getSiblingDB('admin').changeUserPassword('u', '[REDACTED]')`]" },
+        { "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`db.auth(\\`admin\\`,\\`S3cret\\`); db.stats()`]",
+          "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`db.auth(\\`admin\\`,\\`[REDACTED]\\`); db.stats()`]" },
+        { "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`db.updateUser('u',{pwd:'S3cret'})`]",
+          "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`db.updateUser('u',{pwd:'[REDACTED]'})`]" },
+        { "[`kubectl`,`exec`,`m`,`--`,`sh`,`-c`,`mongosh --eval \\`db.auth('a','S3cret'); db.createUser({user:'b',pwd:'S3cret'})\\``]",
+          "[`kubectl`,`exec`,`m`,`--`,`sh`,`-c`,`mongosh --eval \\`db.auth('a','[REDACTED]'); db.createUser({user:'b',pwd:'[REDACTED]'})\\``]" },
+        { "[`kubectl`,`exec`,`m`,`--`,`sh`,`-c`,`mongosh --eval \\`db.auth(\\\\\\`a\\\\\\`,\\\\\\`S3cret\\\\\\`)\\``]",
+          "[`kubectl`,`exec`,`m`,`--`,`sh`,`-c`,`mongosh --eval \\`db.auth(\\\\\\`a\\\\\\`,\\\\\\`[REDACTED]\\\\\\`)\\``]" },
+        { "[`kubectl`,`exec`,`p`,`--`,`python3`,`-c`,`import requests; requests.get(u, auth=('api', 'S3cret'))`]",
+          "[`kubectl`,`exec`,`p`,`--`,`python3`,`-c`,`import requests; requests.get(u, auth=('api', '[REDACTED]'))`]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`db.auth(cfg.user, cfg.pwd); db.createUser({user:'u',pwd:passwordPrompt()})`]",
+        "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`db.getUsers({filter:{user:'u'}, showCredentials:false})`]",
+        "[`kubectl`,`exec`,`m`,`--`,`mongosh`,`--eval`,`oauth('a','b'); x.author('a','b')`]",
+    };
+    check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1245,6 +1279,7 @@ int main(void)
         cmocka_unit_test(test_curl_key_as_user),
         cmocka_unit_test(test_aws_binary_and_input_json),
         cmocka_unit_test(test_more_programs_with_passwords),
+        cmocka_unit_test(test_javascript_passwords),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
