@@ -343,6 +343,90 @@ static char *assignments_and_urls(const char *arg, size_t len)
     return argv_splice_finish(&s, len);
 }
 
+/* Well-known URLs whose path holds a credential: the secret of a Slack
+ * incoming webhook (hooks.slack.com/services/T…/B…/SECRET, also its
+ * workflow and trigger forms), a Discord webhook's token
+ * (discord.com/api[/v10]/webhooks/ID/TOKEN, discordapp.com, ptb., canary.)
+ * and a Telegram bot's token (api.telegram.org/botTOKEN/method, /file/bot…).
+ * `skip` path segments after the prefix stay (the workspace, channel and
+ * webhook ids), the next one goes; `version`: a v<digits>/ segment may
+ * come before "webhooks/". */
+static const struct {
+    const char *prefix, *then;
+    int skip, version;
+} url_path_secrets[] = {
+    { "hooks.slack.com/services/", "", 2, 0 },
+    { "hooks.slack.com/workflows/", "", 3, 0 },
+    { "hooks.slack.com/triggers/", "", 2, 0 },
+    { "discord.com/api/", "webhooks/", 1, 1 },
+    { "discordapp.com/api/", "webhooks/", 1, 1 },
+    { "api.telegram.org/bot", "", 0, 0 },
+    { "api.telegram.org/file/bot", "", 0, 0 },
+    { NULL, NULL, 0, 0 },
+};
+
+/* Whether a[i] ends a URL path's segment: the next segment, a query or
+ * fragment, or what ends the URL in a line (blanks, quotes, a shell's or
+ * JSON's punctuation). */
+static int segment_end(char c)
+{
+    return c == '/' || c == '?' || c == '#' || argv_blank(c) || (c && strchr("'\"`\\;|&()<>,{}[]", c));
+}
+
+static char *url_path_secret_cuts(const char *arg, size_t len)
+{
+    argv_splice s;
+    argv_splice_init(&s, arg);
+    size_t red = strlen(ARGV_REDACTED);
+    for (size_t i = 0; i < len; i++) {
+        /* a host name starts after a byte that is no name's: "//", a quote,
+         * a blank (a URL without its scheme, as curl takes one) */
+        if (i > 0 && argv_name_char(arg[i - 1]))
+            continue;
+        for (size_t u = 0; url_path_secrets[u].prefix; u++) {
+            size_t pl = strlen(url_path_secrets[u].prefix), k = i + pl;
+            /* ptb.discord.com, canary.discord.com */
+            if (!strncasecmp(arg + i, "ptb.", 4) || !strncasecmp(arg + i, "canary.", 7))
+                k += arg[i] == 'p' || arg[i] == 'P' ? 4 : 7;
+            if (k > len || strncasecmp(arg + k - pl, url_path_secrets[u].prefix, pl))
+                continue;
+            if (url_path_secrets[u].version && k + 1 < len && arg[k] == 'v' && arg[k + 1] >= '0' &&
+                arg[k + 1] <= '9') {
+                k++;
+                while (k < len && arg[k] >= '0' && arg[k] <= '9')
+                    k++;
+                if (k >= len || arg[k] != '/')
+                    continue;
+                k++;
+            }
+            size_t tl = strlen(url_path_secrets[u].then);
+            if (len - k < tl || strncmp(arg + k, url_path_secrets[u].then, tl))
+                continue;
+            k += tl;
+            int skipped = 0;
+            while (skipped < url_path_secrets[u].skip) {
+                size_t e = k;
+                while (e < len && !segment_end(arg[e]))
+                    e++;
+                if (e == k || e >= len || arg[e] != '/')
+                    break;
+                k = e + 1;
+                skipped++;
+            }
+            if (skipped < url_path_secrets[u].skip)
+                continue;
+            size_t e = k;
+            while (e < len && !segment_end(arg[e]))
+                e++;
+            if (e > k && !(e - k == red && !memcmp(arg + k, ARGV_REDACTED, red)))
+                argv_splice_cut(&s, k, e);
+            i = e;
+            break;
+        }
+    }
+    return argv_splice_finish(&s, len);
+}
+
 /* A rule's result (NULL: nothing changed) becomes the text the next rule
  * reads; the one it replaces is wiped.  Returns that text. */
 static const char *next_rule(char **now, char *result, const char *text)
@@ -362,6 +446,7 @@ static char *embedded(const char *arg, int secret_data)
 {
     char *now = assignments_and_urls(arg, strlen(arg));
     const char *text = now ? now : arg;
+    text = next_rule(&now, url_path_secret_cuts(text, strlen(text)), text);
     text = next_rule(&now, argv_redact_values(text, strlen(text),
                                               secret_data || argv_names_secret(text)), text);
     text = next_rule(&now, argv_redact_js(text, strlen(text)), text);

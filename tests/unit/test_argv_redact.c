@@ -1250,6 +1250,38 @@ static void test_javascript_passwords(void **state)
     check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
+/* A credential in a URL's path: the secret of a Slack or Discord webhook
+ * and a Telegram bot's token (found in review: the URL rule read only the
+ * user info). */
+static void test_secrets_in_url_paths(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[`kubectl`,`exec`,`a`,`--`,`curl`,`-d`,`{}`,`https://hooks.slack.com/services/T0A1/B0B2/S3cretXyZ`]",
+          "[`kubectl`,`exec`,`a`,`--`,`curl`,`-d`,`{}`,`https://hooks.slack.com/services/T0A1/B0B2/[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`curl -d @m.json 'https://hooks.slack.com/triggers/T0A1/123/S3cret'; echo ok`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`curl -d @m.json 'https://hooks.slack.com/triggers/T0A1/123/[REDACTED]'; echo ok`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`curl`,`HTTPS://Hooks.Slack.com/workflows/T1/A2/345/S3cret`]",
+          "[`kubectl`,`exec`,`a`,`--`,`curl`,`HTTPS://Hooks.Slack.com/workflows/T1/A2/345/[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`curl`,`https://discord.com/api/webhooks/1234/S3cret?wait=true`]",
+          "[`kubectl`,`exec`,`a`,`--`,`curl`,`https://discord.com/api/webhooks/1234/[REDACTED]?wait=true`]" },
+        { "[`kubectl`,`set`,`env`,`deploy/a`,`HOOK=https://ptb.discordapp.com/api/v10/webhooks/1234/S3cret/slack`]",
+          "[`kubectl`,`set`,`env`,`deploy/a`,`HOOK=https://ptb.discordapp.com/api/v10/webhooks/1234/[REDACTED]/slack`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`curl`,`https://api.telegram.org/bot12345:S3cret/sendMessage?chat_id=1`]",
+          "[`kubectl`,`exec`,`a`,`--`,`curl`,`https://api.telegram.org/bot[REDACTED]/sendMessage?chat_id=1`]" },
+        { "[`kubectl`,`patch`,`cm`,`c`,`-p`,`{\\`data\\`:{\\`url\\`:\\`https://api.telegram.org/file/bot1:S3cret/photos/a.jpg\\`}}`]",
+          "[`kubectl`,`patch`,`cm`,`c`,`-p`,`{\\`data\\`:{\\`url\\`:\\`https://api.telegram.org/file/bot[REDACTED]/photos/a.jpg\\`}}`]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[`kubectl`,`exec`,`a`,`--`,`curl`,`https://hooks.slack.com/`]",
+        "[`kubectl`,`exec`,`a`,`--`,`curl`,`https://discord.com/api/v10/users/@me`]",
+        "[`kubectl`,`exec`,`a`,`--`,`curl`,`https://api.telegram.org/`]",
+        "[`kubectl`,`exec`,`a`,`--`,`curl`,`https://slack.com/api/chat.postMessage`]",
+    };
+    check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1280,6 +1312,7 @@ int main(void)
         cmocka_unit_test(test_aws_binary_and_input_json),
         cmocka_unit_test(test_more_programs_with_passwords),
         cmocka_unit_test(test_javascript_passwords),
+        cmocka_unit_test(test_secrets_in_url_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
