@@ -203,6 +203,13 @@ static size_t assignment_value(const char *arg, size_t len)
         if (!argv_credential_name(name, (size_t)(eq - name)))
             continue;
         size_t at = (size_t)(eq + 1 - arg);
+        /* --from-file=password=/dev/stdin names where the value is read
+         * from: the rule of the line's pipe reads what is written there */
+        static const char dev_stdin[] = "/dev/stdin";
+        size_t dl = sizeof(dev_stdin) - 1;
+        if (len - at >= dl && !memcmp(arg + at, dev_stdin, dl) &&
+            (at + dl == len || argv_blank(arg[at + dl]) || strchr("'\";|&)", arg[at + dl])))
+            continue;
         return strcmp(arg + at, ARGV_REDACTED) ? at : len;
     }
     return len;

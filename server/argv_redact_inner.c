@@ -726,6 +726,262 @@ static void nested_lines(argv_splice *s, const char *a, size_t start, size_t end
     }
 }
 
+/* ---- a password written to a program's stdin ---- */
+
+/* The words of one command in a shell line, as far as they are kept. */
+#define CMD_WORDS 64
+typedef struct {
+    size_t start[CMD_WORDS], n[CMD_WORDS];
+    int count;
+} cmd_words;
+
+/* Where the words whose text is a password start (echo's and printf's data
+ * piped into chpasswd, a here-string's word). */
+#define STDIN_MARKS 128
+typedef struct {
+    size_t at[STDIN_MARKS];
+    int count;
+} stdin_marks;
+
+static void mark_word(stdin_marks *m, size_t at)
+{
+    if (m->count < STDIN_MARKS)
+        m->at[m->count++] = at;
+}
+
+static int marked(const stdin_marks *m, size_t at)
+{
+    for (int k = 0; k < m->count; k++)
+        if (m->at[k] == at)
+            return 1;
+    return 0;
+}
+
+/* Bytes of quoting around a word quoted whole: 1 for '…' and "…", 2 for
+ * \"…\" (in a line inside "…"), 0 otherwise. */
+static size_t whole_quote(const char *w, size_t n)
+{
+    if (n >= 2 && (w[0] == '"' || w[0] == '\'') && w[n - 1] == w[0] && !memchr(w + 1, w[0], n - 2))
+        return 1;
+    if (n >= 4 && w[0] == '\\' && w[1] == '"' && w[n - 2] == '\\' && w[n - 1] == '"' &&
+        !memchr(w + 2, '"', n - 4))
+        return 2;
+    return 0;
+}
+
+/* Whether word k of c is `name` (its quotes and directory dropped). */
+static int cmd_is(const char *a, const cmd_words *c, int k, const char *name)
+{
+    const char *w = a + c->start[k];
+    size_t n = c->n[k], q = whole_quote(w, n);
+    w += q;
+    n -= 2 * q;
+    for (size_t i = n; i > 0; i--)
+        if (w[i - 1] == '/') {
+            n -= i;
+            w += i;
+            break;
+        }
+    return word_is(w, n, name);
+}
+
+static int cmd_has(const char *a, const cmd_words *c, int from, const char *word)
+{
+    for (int k = from; k < c->count; k++)
+        if (word_is(a + c->start[k], c->n[k], word))
+            return 1;
+    return 0;
+}
+
+/* Whether a word sets a variable (A=1 before a command). */
+static int assignment_word(const char *w, size_t n)
+{
+    size_t k = 0;
+    while (k < n && (argv_name_char(w[k]) && w[k] != '-' && w[k] != '.'))
+        k++;
+    return k > 0 && k < n && w[k] == '=';
+}
+
+/* The index of the program a command runs: past assignments and the
+ * wrappers that hand it their stdin (env, nohup, exec, sudo [options]);
+ * *sudo_stdin: sudo -S reads its own password from stdin. */
+static int command_program(const char *a, const cmd_words *c, int *sudo_stdin)
+{
+    static const char *const wrappers[] = { "env", "nohup", "exec", "command", "builtin", "time",
+                                            "sudo", "doas", NULL };
+    *sudo_stdin = 0;
+    int k = 0;
+    for (;;) {
+        while (k < c->count && assignment_word(a + c->start[k], c->n[k]))
+            k++;
+        int wrapper = 0;
+        for (const char *const *w = wrappers; k < c->count && *w; w++)
+            if (cmd_is(a, c, k, *w))
+                wrapper = 1;
+        if (!wrapper)
+            return k;
+        int sudo = cmd_is(a, c, k, "sudo");
+        for (k++; k < c->count && c->n[k] > 1 && a[c->start[k]] == '-'; k++) {
+            const char *o = a + c->start[k];
+            size_t n = c->n[k];
+            if (sudo && (word_is(o, n, "--stdin") || (o[1] != '-' && memchr(o, 'S', n))))
+                *sudo_stdin = 1;
+            /* sudo's and doas's options that take the next word */
+            if (n == 2 && strchr("ugpCDhrtUT", o[1]))
+                k++;
+        }
+    }
+}
+
+/* Whether a command reads a password (or a secret) from its stdin:
+ * chpasswd, passwd, cryptsetup, …; an option --password-stdin (docker,
+ * podman, helm, oras login), sudo -S, vault login -, openssl's -pass*
+ * stdin, gpg --passphrase-fd 0, and a command naming a Secret that reads
+ * a file from stdin (kubectl create secret … --from-file=k=/dev/stdin,
+ * docker secret create name -). */
+static int reads_password(const char *a, const cmd_words *c)
+{
+    static const char *const always[] = { "chpasswd", "chgpasswd", "passwd", "smbpasswd",
+                                          "cryptsetup", "newusers", NULL };
+    int sudo_stdin = 0, p = command_program(a, c, &sudo_stdin);
+    if (sudo_stdin)
+        return 1;
+    if (p >= c->count)
+        return 0;
+    for (const char *const *name = always; *name; name++)
+        if (cmd_is(a, c, p, *name))
+            return 1;
+    int secret = 0, dash = 0;
+    for (int k = p + 1; k < c->count; k++) {
+        const char *w = a + c->start[k];
+        size_t n = c->n[k];
+        if (n > 8 && w[0] == '-' && w[1] == '-' && !memcmp(w + n - 6, "-stdin", 6) &&
+            argv_credential_name(w + 2, n - 8))
+            return 1; /* --password-stdin, --passphrase-stdin */
+        char word[64];
+        if (n < sizeof(word)) {
+            memcpy(word, w, n);
+            word[n] = '\0';
+            secret |= argv_names_secret(word);
+        }
+        dash |= word_is(w, n, "-") || memmem(w, n, "/dev/stdin", 10) != NULL;
+    }
+    if (secret && dash)
+        return 1;
+    if ((cmd_is(a, c, p, "vault") || cmd_is(a, c, p, "bao")) && cmd_has(a, c, p + 1, "login") &&
+        cmd_has(a, c, p + 1, "-"))
+        return 1;
+    if (cmd_is(a, c, p, "openssl") && (cmd_has(a, c, p + 1, "stdin") || cmd_has(a, c, p + 1, "fd:0")))
+        return 1;
+    if (cmd_is(a, c, p, "htpasswd") && cmd_has(a, c, p + 1, "-i"))
+        return 1;
+    if (cmd_is(a, c, p, "gpg") || cmd_is(a, c, p, "gpg2"))
+        for (int k = p + 1; k + 1 < c->count; k++)
+            if (word_is(a + c->start[k], c->n[k], "--passphrase-fd") &&
+                word_is(a + c->start[k + 1], c->n[k + 1], "0"))
+                return 1;
+    if (cmd_is(a, c, p, "sshpass")) { /* without -p, -f, -d or -e it reads stdin */
+        for (int k = p + 1; k < c->count; k++) {
+            const char *w = a + c->start[k];
+            if (c->n[k] >= 2 && w[0] == '-' && strchr("pfde", w[1]))
+                return 0;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* The data words of an echo or printf that feeds a pipe: echo's words
+ * after its options; printf's arguments, and its format too unless it
+ * has a conversion and arguments follow it (printf '%s' pw). */
+static void mark_feeder(const char *a, const cmd_words *c, stdin_marks *m)
+{
+    int sudo_stdin = 0, p = command_program(a, c, &sudo_stdin), k = p + 1;
+    if (p >= c->count)
+        return;
+    if (cmd_is(a, c, p, "echo")) {
+        while (k < c->count && c->n[k] > 1 && a[c->start[k]] == '-' &&
+               strspn(a + c->start[k] + 1, "neE") >= c->n[k] - 1)
+            k++;
+    } else if (cmd_is(a, c, p, "printf")) {
+        if (k < c->count && word_is(a + c->start[k], c->n[k], "-v"))
+            k += 2;
+        if (k < c->count && word_is(a + c->start[k], c->n[k], "--"))
+            k++;
+        if (k + 1 < c->count && memchr(a + c->start[k], '%', c->n[k]))
+            k++; /* the format: a template, the arguments are the data */
+    } else {
+        return;
+    }
+    for (; k < c->count; k++)
+        mark_word(m, c->start[k]);
+}
+
+/* A here-string's word (chpasswd <<< 'root:…', <<<pw). */
+static void mark_here_strings(const char *a, const cmd_words *c, stdin_marks *m)
+{
+    for (int k = 0; k < c->count; k++) {
+        const char *w = a + c->start[k];
+        if (c->n[k] >= 3 && !memcmp(w, "<<<", 3)) {
+            if (c->n[k] > 3)
+                mark_word(m, c->start[k]);
+            else if (k + 1 < c->count)
+                mark_word(m, c->start[k + 1]);
+        }
+    }
+}
+
+/* The words of a shell line that are a password written to a program's
+ * stdin: echo/printf's data piped into one that reads a password there
+ * (echo root:pw | chpasswd, printf '%s' pw | docker login
+ * --password-stdin), and here-strings given to one. */
+static void stdin_passwords(const char *a, size_t len, int esc, stdin_marks *m)
+{
+    cmd_words prev = { .count = 0 }, cur = { .count = 0 };
+    int piped = 0; /* prev's output is cur's input */
+    size_t i = 0;
+    for (;;) {
+        int ends = 0, pipe = 0, op = 0;
+        if (i >= len) {
+            ends = 1;
+        } else {
+            char eb = escaped_blank(a, i, len, esc);
+            if (argv_blank(a[i]) || eb) {
+                ends = a[i] == '\n' || eb == 'n';
+                i += eb ? 2 : 1;
+            } else if (shell_operator(a, i, i, len)) {
+                ends = op = 1;
+                /* a pipe, not || nor |& */
+                pipe = a[i] == '|' && !(i + 1 < len && (a[i + 1] == '|' || a[i + 1] == '&')) &&
+                       !(i > 0 && a[i - 1] == '|');
+                i++;
+            } else {
+                size_t start = i;
+                i = scan_word(a, start, len, esc, NULL);
+                if (cur.count < CMD_WORDS) {
+                    cur.start[cur.count] = start;
+                    cur.n[cur.count++] = i - start;
+                }
+                continue;
+            }
+        }
+        if (ends && cur.count) {
+            if (reads_password(a, &cur)) {
+                if (piped)
+                    mark_feeder(a, &prev, m);
+                mark_here_strings(a, &cur, m);
+            }
+            prev = cur;
+            cur.count = 0;
+            piped = pipe;
+        } else if (op) {
+            piped = 0; /* echo x; | … is no pipe; a newline after | is (echo x |\n chpasswd) */
+        }
+        if (i >= len)
+            return;
+    }
+}
+
 static char *redact_line(const char *arg, size_t len, int depth, int esc)
 {
     if (depth > SHELL_NESTING)
@@ -735,6 +991,8 @@ static char *redact_line(const char *arg, size_t len, int depth, int esc)
         i++;
     if (i == len)
         return NULL; /* one word: not a command line */
+    stdin_marks stdin_pw = { .count = 0 };
+    stdin_passwords(arg, len, esc, &stdin_pw);
     argv_splice s;
     argv_splice_init(&s, arg);
     argv_words ws = ARGV_WORDS_INIT;
@@ -754,7 +1012,15 @@ static char *redact_line(const char *arg, size_t len, int depth, int esc)
         size_t start = i;
         i = scan_word(arg, start, len, esc, NULL);
         size_t keep = 0, end = 0;
-        if (argv_words_next(&ws, arg + start, i - start, &keep, &end) == ARGV_INNER_CUT)
+        argv_inner_verdict v = argv_words_next(&ws, arg + start, i - start, &keep, &end);
+        if (marked(&stdin_pw, start)) { /* written to a program's stdin: the whole word */
+            keep = i - start >= 3 && !memcmp(arg + start, "<<<", 3) ? 3 : 0;
+            size_t q = whole_quote(arg + start + keep, i - start - keep);
+            end = i - start - q;
+            keep += q;
+            v = end > keep ? ARGV_INNER_CUT : ARGV_INNER_NONE;
+        }
+        if (v == ARGV_INNER_CUT)
             cut_word(&s, arg, start, i - start, keep, end, esc);
         else
             nested_lines(&s, arg, start, i, depth, esc);

@@ -1282,6 +1282,45 @@ static void test_secrets_in_url_paths(void **state)
     check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
+/* A password echoed into a program that reads one from its stdin, in a
+ * shell line (found in review: echo root:… | chpasswd kept it). */
+static void test_passwords_piped_to_stdin(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo root:S3cret | chpasswd`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo [REDACTED] | chpasswd`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo 'S3cret' | passwd --stdin app && echo done`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo '[REDACTED]' | passwd --stdin app && echo done`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`bash`,`-c`,`echo -e \\`S3cret\\\\nS3cret\\` | passwd app`]",
+          "[`kubectl`,`exec`,`a`,`--`,`bash`,`-c`,`echo -e \\`[REDACTED]\\` | passwd app`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`printf '%s' S3cret | docker login -u u --password-stdin reg.io`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`printf '%s' [REDACTED] | docker login -u u --password-stdin reg.io`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`printf 'S3cret\\\\n' |sudo -S -u root apt-get update`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`printf '[REDACTED]' |sudo -S -u root apt-get update`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`cd /x; echo -n S3cret|helm registry login r.io -u u --password-stdin`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`cd /x; echo -n [REDACTED]|helm registry login r.io -u u --password-stdin`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo S3cret | sudo chpasswd; echo s.S3cret | vault login -`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo [REDACTED] | sudo chpasswd; echo [REDACTED] | vault login -`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`bash`,`-c`,`chpasswd <<< 'root:S3cret'; passwd --stdin u <<<S3cret`]",
+          "[`kubectl`,`exec`,`a`,`--`,`bash`,`-c`,`chpasswd <<< '[REDACTED]'; passwd --stdin u <<<[REDACTED]`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo -n S3cret | kubectl create secret generic db --from-file=password=/dev/stdin`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo -n [REDACTED] | kubectl create secret generic db --from-file=password=/dev/stdin`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo S3cret | docker secret create db_pw -`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo [REDACTED] | docker secret create db_pw -`]" },
+        { "[`gcloud`,`compute`,`ssh`,`vm`,`--command`,`sudo sh -c \\`echo root:S3cret | chpasswd\\``]",
+          "[`gcloud`,`compute`,`ssh`,`vm`,`--command`,`sudo sh -c \\`echo [REDACTED] | chpasswd\\``]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo hello | grep passwd`]",
+        "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo x || chpasswd; cat f | chpasswd`]",
+        "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo a | tee /dev/stdin; echo b | docker login -u u -p`]",
+        "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`echo x; chpasswd`]",
+    };
+    check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1313,6 +1352,7 @@ int main(void)
         cmocka_unit_test(test_more_programs_with_passwords),
         cmocka_unit_test(test_javascript_passwords),
         cmocka_unit_test(test_secrets_in_url_paths),
+        cmocka_unit_test(test_passwords_piped_to_stdin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
