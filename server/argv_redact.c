@@ -215,6 +215,63 @@ static size_t assignment_value(const char *arg, size_t len)
     return len;
 }
 
+/* A byte of a list item's path (env[0].name): a name's or an index's. */
+static int pair_char(char c)
+{
+    return argv_name_char(c) || c == '[' || c == ']';
+}
+
+/* Whether text holds "<prefix>.name=V" or "<prefix>.key=V" (the path
+ * starting a pair: at the text's start or after ',', '=', a blank or a
+ * quote) where V names a credential (DB_PASSWORD, API_KEY). */
+static int names_credential(const char *t, const char *prefix, size_t pl)
+{
+    for (const char *p = t; (p = strstr(p, prefix)); p++) {
+        if (p > t && pair_char(p[-1]))
+            continue;
+        const char *d = p + pl;
+        size_t kl = !strncasecmp(d, ".name=", 6) ? 5 : !strncasecmp(d, ".key=", 5) ? 4 : 0;
+        if (!kl)
+            continue;
+        const char *v = d + kl + 1;
+        size_t vn = 0;
+        while (v[vn] && v[vn] != ',' && !argv_blank(v[vn]) && v[vn] != '\'' && v[vn] != '"')
+            vn++;
+        if (vn && argv_credential_name(v, vn))
+            return 1;
+    }
+    return 0;
+}
+
+/* helm --set env[0].name=DB_PASSWORD,env[0].value=S3cret: where the value
+ * of a "<path>.value=" whose sibling "<path>.name=" (or ".key=") names a
+ * credential starts, the sibling in this argument or in one of ctx (the
+ * other arguments: --set a.name=TOKEN --set a.value=…); len when there is
+ * none.  The value runs to the end of the argument, as an assignment's. */
+static size_t sibling_value(const char *arg, size_t len, const cJSON *ctx)
+{
+    for (const char *p = arg; (p = strchr(p, '.')); p++) {
+        if (strncasecmp(p + 1, "value=", 6))
+            continue;
+        const char *b = p;
+        while (b > arg && pair_char(b[-1]))
+            b--;
+        size_t pl = (size_t)(p - b), at = (size_t)(p + 7 - arg);
+        if (!pl || pl > 256 || !strcmp(arg + at, ARGV_REDACTED))
+            continue;
+        char prefix[257];
+        memcpy(prefix, b, pl);
+        prefix[pl] = '\0';
+        int named = names_credential(arg, prefix, pl);
+        for (const cJSON *it = ctx ? ctx->child : NULL; it && !named; it = it->next)
+            if (cJSON_IsString(it) && it->valuestring)
+                named = names_credential(it->valuestring, prefix, pl);
+        if (named)
+            return at;
+    }
+    return len;
+}
+
 /* The next "://" at or after i and before end, or end. */
 static size_t next_scheme(const char *arg, size_t i, size_t end)
 {
@@ -286,9 +343,11 @@ static int ssh_scheme(const char *arg, size_t i)
 }
 
 /* Assignments and URL passwords (the first rule of argv_redact_embedded). */
-static char *assignments_and_urls(const char *arg, size_t len)
+static char *assignments_and_urls(const char *arg, size_t len, const cJSON *ctx)
 {
-    size_t cut = assignment_value(arg, len);
+    size_t cut = assignment_value(arg, len), sib = sibling_value(arg, cut, ctx);
+    if (sib < cut)
+        cut = sib;
     if (cut == len && !strstr(arg, "://"))
         return NULL; /* the common case, without an allocation */
     size_t red = strlen(ARGV_REDACTED);
@@ -448,10 +507,11 @@ static const char *next_rule(char **now, char *result, const char *text)
 }
 
 /* Every rule over one argument's text, each over the previous one's result;
- * secret_data: the command reads or writes a Secret. */
-static char *embedded(const char *arg, int secret_data)
+ * secret_data: the command reads or writes a Secret; ctx: the argv whose
+ * argument it is (a sibling naming a value, sibling_value), or NULL. */
+static char *embedded(const char *arg, int secret_data, const cJSON *ctx)
 {
-    char *now = assignments_and_urls(arg, strlen(arg));
+    char *now = assignments_and_urls(arg, strlen(arg), ctx);
     const char *text = now ? now : arg;
     text = next_rule(&now, url_path_secret_cuts(text, strlen(text)), text);
     text = next_rule(&now, argv_redact_values(text, strlen(text),
@@ -464,7 +524,7 @@ static char *embedded(const char *arg, int secret_data)
 
 char *argv_redact_embedded(const char *arg)
 {
-    return embedded(arg, 0);
+    return embedded(arg, 0, NULL);
 }
 
 /* ---- one command's own credentials ------------------------------------------------------------ */
@@ -808,7 +868,7 @@ static int redact_once(cJSON *argv, const char *program)
             if (own)
                 kept = own;
         }
-        char *text = embedded(kept, secret_data);
+        char *text = embedded(kept, secret_data, argv);
         if (text)
             kept = text;
         if (strcmp(it->valuestring, kept))

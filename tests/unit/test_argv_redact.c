@@ -1321,6 +1321,30 @@ static void test_passwords_piped_to_stdin(void **state)
     check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
+/* helm --set list items: the value of an item whose sibling name says
+ * credential (env[0].name=DB_PASSWORD,env[0].value=…), in the same or
+ * another argument (found in review: it was kept). */
+static void test_values_named_by_a_sibling(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[`helm`,`upgrade`,`api`,`./chart`,`--set`,`env[0].name=DB_PASSWORD,env[0].value=S3cret,replicas=2`]",
+          "[`helm`,`upgrade`,`api`,`./chart`,`--set`,`env[0].name=DB_PASSWORD,env[0].value=[REDACTED]`]" },
+        { "[`helm`,`install`,`api`,`c`,`--set`,`env[1].value=S3cret,env[1].name=API_KEY`]",
+          "[`helm`,`install`,`api`,`c`,`--set`,`env[1].value=[REDACTED]`]" },
+        { "[`helm`,`install`,`api`,`c`,`--set`,`extraEnv[0].name=TOKEN`,`--set-string`,`extraEnv[0].value=S3cret`,`--set`,`extraEnv[1].value=info`]",
+          "[`helm`,`install`,`api`,`c`,`--set`,`extraEnv[0].name=TOKEN`,`--set-string`,`extraEnv[0].value=[REDACTED]`,`--set`,`extraEnv[1].value=info`]" },
+        { "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`helm upgrade a c --set secrets[0].key=password --set secrets[0].value=S3cret`]",
+          "[`kubectl`,`exec`,`a`,`--`,`sh`,`-c`,`helm upgrade a c --set secrets[0].key=password --set secrets[0].value=[REDACTED]`]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[`helm`,`upgrade`,`api`,`c`,`--set`,`env[0].name=LOG_LEVEL,env[0].value=debug`]",
+        "[`helm`,`upgrade`,`api`,`c`,`--set`,`env[0].name=TOKEN`,`--set`,`env[1].value=debug`]",
+    };
+    check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1353,6 +1377,7 @@ int main(void)
         cmocka_unit_test(test_javascript_passwords),
         cmocka_unit_test(test_secrets_in_url_paths),
         cmocka_unit_test(test_passwords_piped_to_stdin),
+        cmocka_unit_test(test_values_named_by_a_sibling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
