@@ -720,6 +720,147 @@ static void wipe_json(cJSON *j)
  * (argv_redact_arg, the command's own flag) has its value replaced.
  * malloc'd JSON (printed unformatted) when one was, else NULL: text that
  * is no JSON object is left to the keyed-value rule. */
+/* Whether the member `key` (n bytes) of aws's --cli-input-json or -yaml
+ * is a parameter whose flag carries a credential. */
+static int aws_secret_member(const char *own_flag, const char *key, size_t n)
+{
+    char name[ARGV_REDACT_SHOWN_MAX], flag[ARGV_REDACT_SHOWN_MAX], shown[ARGV_REDACT_SHOWN_MAX];
+    if (!n || n >= sizeof(name))
+        return 0;
+    memcpy(name, key, n);
+    name[n] = '\0';
+    return aws_flag_of(name, flag, sizeof(flag)) &&
+           (argv_redact_arg("aws", flag, shown, sizeof(shown)) == ARGV_REDACT_NEXT ||
+            command_flag(own_flag, NULL, 1, flag, shown, sizeof(shown)) == ARGV_REDACT_NEXT);
+}
+
+/* The end of a YAML flow value starting at i (Value: 'S3,cret', …): the
+ * ',' or '}' closing it at its own depth, quotes and nested brackets
+ * read. */
+static size_t yaml_flow_end(const char *t, size_t len, size_t i)
+{
+    int depth = 0;
+    for (; i < len; i++) {
+        char c = t[i];
+        if (c == '\'' || c == '"') {
+            const char *q = memchr(t + i + 1, c, len - i - 1);
+            i = q ? (size_t)(q - t) : len - 1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if ((c == '}' || c == ']') && depth) {
+            depth--;
+        } else if (!depth && (c == ',' || c == '}' || c == ']')) {
+            return i;
+        }
+    }
+    return len;
+}
+
+/* aws --cli-input-yaml's text: the value of each top-level member whose
+ * flag carries a credential (aws_secret_member) is cut; in block style a
+ * line "Key: value" at the first column, with the lines indented under it
+ * (a block scalar, a nested value) or its sequence's items; in flow style
+ * ({Name: x, Value: y}) up to the ',' or '}' that ends it.  malloc'd, or
+ * NULL when nothing changes. */
+static char *aws_input_yaml(const char *own_flag, const char *t)
+{
+    size_t len = strlen(t), red = strlen(ARGV_REDACTED), i = 0;
+    argv_splice s;
+    argv_splice_init(&s, t);
+    while (i < len && argv_blank(t[i]))
+        i++;
+    if (i < len && t[i] == '{') { /* flow style */
+        for (i++; i < len;) {
+            while (i < len && (argv_blank(t[i]) || t[i] == ','))
+                i++;
+            size_t k = i;
+            char q = k < len && (t[k] == '\'' || t[k] == '"') ? t[k] : 0;
+            if (q)
+                k++;
+            size_t ks = k;
+            while (k < len && argv_name_char(t[k]))
+                k++;
+            size_t ke = k;
+            if (q && k < len && t[k] == q)
+                k++;
+            if (k >= len || t[k] != ':')
+                break; /* not a mapping this rule reads */
+            size_t v = k + 1;
+            while (v < len && argv_blank(t[v]))
+                v++;
+            size_t e = yaml_flow_end(t, len, v), ve = e;
+            while (ve > v && argv_blank(t[ve - 1]))
+                ve--;
+            if (ve > v && aws_secret_member(own_flag, t + ks, ke - ks) &&
+                !(ve - v == red && !memcmp(t + v, ARGV_REDACTED, red)))
+                argv_splice_cut(&s, v, ve);
+            if (e >= len || t[e] != ',')
+                break;
+            i = e + 1;
+        }
+        return argv_splice_finish(&s, len);
+    }
+    for (i = 0; i < len;) { /* block style: one line at a time */
+        size_t eol = i;
+        while (eol < len && t[eol] != '\n')
+            eol++;
+        size_t k = i;
+        while (k < eol && argv_name_char(t[k]))
+            k++;
+        if (k > i && k < eol && t[k] == ':' && (k + 1 == eol || argv_blank(t[k + 1])) &&
+            aws_secret_member(own_flag, t + i, k - i)) {
+            size_t v = k + 1;
+            while (v < eol && argv_blank(t[v]))
+                v++;
+            size_t end = eol;
+            /* the lines under it: indented, or its sequence's items */
+            while (end < len) {
+                size_t next = end + 1;
+                if (next >= len || !(argv_blank(t[next]) || t[next] == '-'))
+                    break;
+                end = next;
+                while (end < len && t[end] != '\n')
+                    end++;
+            }
+            while (end > v && argv_blank(t[end - 1]))
+                end--;
+            if (end > v && !(end - v == red && !memcmp(t + v, ARGV_REDACTED, red)))
+                argv_splice_cut(&s, v, end);
+            eol = end;
+            while (eol < len && t[eol] != '\n')
+                eol++;
+        }
+        i = eol + 1;
+    }
+    return argv_splice_finish(&s, len);
+}
+
+/* aws --cli-input-json or --cli-input-yaml's text: a JSON object's members
+ * (aws_input_json), else YAML's (aws --cli-input-yaml, or a prefix such as
+ * --cli-input that aws v1 reads as JSON and v2 would refuse). */
+static char *aws_input_json(const char *own_flag, const char *json);
+
+static char *aws_input(const char *own_flag, const char *text)
+{
+    cJSON *o = cJSON_Parse(text);
+    int object = cJSON_IsObject(o);
+    wipe_json(o);
+    cJSON_Delete(o);
+    return object ? aws_input_json(own_flag, text) : aws_input_yaml(own_flag, text);
+}
+
+/* The length of the option in arg when it is --cli-input-json or
+ * --cli-input-yaml or a prefix of them aws's argparse takes (from
+ * "--cli-i"; aws-cli 1.45 sends --cli-input-js's and --cli-input's
+ * members), else 0. */
+static size_t aws_input_option(const char *arg)
+{
+    size_t n = strcspn(arg, "=");
+    if (n < 7 || n > 16)
+        return 0;
+    return !strncmp(arg, "--cli-input-json", n) || !strncmp(arg, "--cli-input-yaml", n) ? n : 0;
+}
+
 static char *aws_input_json(const char *own_flag, const char *json)
 {
     cJSON *o = cJSON_Parse(json);
@@ -796,7 +937,7 @@ static int redact_once(cJSON *argv, const char *program)
     argv_inner inner = ARGV_INNER_INIT;
     /* 0: judge the argument; 1: the previous one was a flag, this is its
      * value; 2: values of a flag that takes every argument up to an option */
-    int values = 0, input_json = 0; /* the previous argument was aws's --cli-input-json */
+    int values = 0, input_json = 0; /* the previous argument was aws's --cli-input-json/-yaml */
     int aws = !strcmp(program, "aws");
     for (int i = 1; i < n; i++) {
         const cJSON *it = cJSON_GetArrayItem(argv, i);
@@ -837,23 +978,23 @@ static int redact_once(cJSON *argv, const char *program)
         const char *kept = r == ARGV_REDACT_INLINE ? shown : it->valuestring;
         char *input = NULL;
         if (aws && r == ARGV_REDACT_NONE) {
-            static const char opt[] = "--cli-input-json";
-            if (input_json)
-                input = aws_input_json(own_flag, kept);
-            else if (!strncmp(kept, opt, sizeof(opt) - 1) && kept[sizeof(opt) - 1] == '=') {
-                char *json = aws_input_json(own_flag, kept + sizeof(opt));
+            size_t on = aws_input_option(kept);
+            if (input_json) {
+                input = aws_input(own_flag, kept);
+            } else if (on && kept[on] == '=') {
+                char *json = aws_input(own_flag, kept + on + 1);
                 if (json) {
                     size_t jl = strlen(json);
-                    input = malloc(sizeof(opt) + jl + 1);
+                    input = malloc(on + jl + 2);
                     if (input)
-                        snprintf(input, sizeof(opt) + jl + 1, "%s=%s", opt, json);
+                        snprintf(input, on + jl + 2, "%.*s=%s", (int)on, kept, json);
                     else
                         input = strdup(ARGV_REDACTED); /* fail closed */
                     OPENSSL_cleanse(json, jl);
                     free(json);
                 }
             }
-            input_json = !strcmp(kept, opt);
+            input_json = on && !kept[on];
             if (input)
                 kept = input;
         } else {

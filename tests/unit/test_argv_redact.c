@@ -1345,6 +1345,37 @@ static void test_values_named_by_a_sibling(void **state)
     check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
 }
 
+/* aws --cli-input-yaml, and the prefixes of --cli-input-json that aws's
+ * argparse takes (aws-cli 1.45: --cli-input-js and --cli-input send the
+ * JSON's members; found in review: both were read only as keyed values,
+ * so a put-parameter's Value stayed). */
+static void test_aws_input_yaml_and_prefixes(void **state)
+{
+    (void)state;
+    const row rows[] = {
+        { "[`aws`,`ssm`,`put-parameter`,`--name`,`x`,`--cli-input-js`,`{\\`Value\\`:\\`S3cret\\`}`]",
+          "[`aws`,`ssm`,`put-parameter`,`--name`,`x`,`--cli-input-js`,`{\\`Value\\`:\\`[REDACTED]\\`}`]" },
+        { "[`aws`,`ssm`,`put-parameter`,`--cli-input={\\`Name\\`:\\`x\\`,\\`Value\\`:\\`S3cret\\`}`]",
+          "[`aws`,`ssm`,`put-parameter`,`--cli-input={\\`Name\\`:\\`x\\`,\\`Value\\`:\\`[REDACTED]\\`}`]" },
+        { "[`aws`,`ssm`,`put-parameter`,`--cli-input-yaml`,`Name: /db/pw\\nValue: S3cret\\nType: SecureString\\n`]",
+          "[`aws`,`ssm`,`put-parameter`,`--cli-input-yaml`,`Name: /db/pw\\nValue: [REDACTED]\\nType: SecureString\\n`]" },
+        { "[`aws`,`ssm`,`put-parameter`,`--cli-input-y`,`Value: |\\n  S3cret\\n  more\\nName: x`]",
+          "[`aws`,`ssm`,`put-parameter`,`--cli-input-y`,`Value: [REDACTED]\\nName: x`]" },
+        { "[`aws`,`ssm`,`put-parameter`,`--cli-input-yaml={Name: x, Value: 'S3,cret', Type: String}`]",
+          "[`aws`,`ssm`,`put-parameter`,`--cli-input-yaml={Name: x, Value: [REDACTED], Type: String}`]" },
+        { "[`aws`,`kms`,`encrypt`,`--cli-input-yaml`,`KeyId: k\\nPlaintext:\\n  S3cret`]",
+          "[`aws`,`kms`,`encrypt`,`--cli-input-yaml`,`KeyId: k\\nPlaintext:[REDACTED]`]" },
+    };
+    check_ticked(rows, sizeof(rows) / sizeof(rows[0]));
+    const char *keep[] = {
+        "[`aws`,`ssm`,`put-parameter`,`--cli-input-yaml`,`file://in.yaml`]",
+        "[`aws`,`ssm`,`get-parameter`,`--cli-input-yaml`,`Name: /db/pw\\nWithDecryption: true`]",
+        "[`aws`,`ec2`,`describe-instances`,`--cli-input-yaml`,`Filters:\\n- Name: tag:Value\\n  Values: [a]`]",
+        "[`aws`,`ssm`,`put-parameter`,`--cli-read-timeout`,`5`,`--cli-input-j`,`{\\`Name\\`:\\`x\\`}`]",
+    };
+    check_ticked_kept(keep, sizeof(keep) / sizeof(keep[0]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1378,6 +1409,7 @@ int main(void)
         cmocka_unit_test(test_secrets_in_url_paths),
         cmocka_unit_test(test_passwords_piped_to_stdin),
         cmocka_unit_test(test_values_named_by_a_sibling),
+        cmocka_unit_test(test_aws_input_yaml_and_prefixes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
