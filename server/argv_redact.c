@@ -449,12 +449,20 @@ static char *url_path_secret_cuts(const char *arg, size_t len)
          * a blank (a URL without its scheme, as curl takes one) */
         if (i > 0 && argv_name_char(arg[i - 1]))
             continue;
+        /* ptb.discord.com, canary.discord.com */
+        size_t host = i;
+        char c = (char)(arg[i] | 0x20);
+        if (c == 'p' && !strncasecmp(arg + i, "ptb.", 4))
+            host += 4;
+        else if (c == 'c' && !strncasecmp(arg + i, "canary.", 7))
+            host += 7;
+        c = (char)(arg[host] | 0x20);
+        if (c != 'h' && c != 'd' && c != 'a')
+            continue; /* no prefix starts so: most bytes stop here */
         for (size_t u = 0; url_path_secrets[u].prefix; u++) {
-            size_t pl = strlen(url_path_secrets[u].prefix), k = i + pl;
-            /* ptb.discord.com, canary.discord.com */
-            if (!strncasecmp(arg + i, "ptb.", 4) || !strncasecmp(arg + i, "canary.", 7))
-                k += arg[i] == 'p' || arg[i] == 'P' ? 4 : 7;
-            if (k > len || strncasecmp(arg + k - pl, url_path_secrets[u].prefix, pl))
+            size_t pl = strlen(url_path_secrets[u].prefix), k = host + pl;
+            if (url_path_secrets[u].prefix[0] != c || k > len ||
+                strncasecmp(arg + host, url_path_secrets[u].prefix, pl))
                 continue;
             if (url_path_secrets[u].version && k + 1 < len && arg[k] == 'v' && arg[k + 1] >= '0' &&
                 arg[k + 1] <= '9') {
