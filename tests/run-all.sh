@@ -33,7 +33,13 @@ pids=()
 part() { # name command...
   local name=$1
   shift
-  "$@" >"$work/$name" 2>&1
+  # the part's CPU (user + system, its programs included) where GNU time
+  # is installed: on 2 cores the suite's wall time is mostly CPU
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -f '%U %S' -o "$work/$name.rusage" "$@" >"$work/$name" 2>&1
+  else
+    "$@" >"$work/$name" 2>&1
+  fi
   local rc=$?
   echo "$SECONDS" >"$work/$name.secs"
   return $rc
@@ -58,7 +64,12 @@ pids+=($!)
 stop_parts() {
   if [ ${#pids[@]} -gt 0 ]; then
     local p
-    for p in "${pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null; done # the part's script
+    local c
+    for p in "${pids[@]}"; do
+      # the part's script, and GNU time between it and the subshell
+      for c in $(pgrep -P "$p" 2>/dev/null); do pkill -TERM -P "$c" 2>/dev/null; done
+      pkill -TERM -P "$p" 2>/dev/null
+    done
     kill "${pids[@]}" 2>/dev/null
     wait
   fi
@@ -85,7 +96,9 @@ for part in unit integration chart browser fuzz; do
   fi
   p=${summary%% passed*}
   f=${summary#*passed, }; f=${f%% failed}
-  echo "run-all: $part: $summary (done after $(cat "$work/$part.secs" 2>/dev/null || echo '?') s)"
+  cpu=$(awk 'NF == 2 && $1 ~ /^[0-9.]+$/ { c = $1 + $2 } END { if (c != "") printf ", %.0f CPU-s", c }' \
+    "$work/$part.rusage" 2>/dev/null)
+  echo "run-all: $part: $summary (done after $(cat "$work/$part.secs" 2>/dev/null || echo '?') s$cpu)"
   total_pass=$((total_pass + p))
   total_fail=$((total_fail + f))
 done
