@@ -107,13 +107,40 @@ static const char *const config_all[] = {
     "get-contexts", "get-users", "rename-context", "set", "set-cluster", "set-context",
     "set-credentials", "unset", "use-context", "view", NULL};
 static const char *const set_all[] = {"env", "image", "resources", "selector", "serviceaccount",
-                                      "subject", NULL};
+                                      "sa", "subject", NULL};
 static const char *const create_all[] = {
     "clusterrole", "clusterrolebinding", "configmap", "cm", "cronjob", "cj", "deployment",
     "deploy", "ingress", "ing", "job", "namespace", "ns", "poddisruptionbudget", "pdb",
     "priorityclass", "pc", "quota", "resourcequota", "role", "rolebinding", "secret", "service",
     "svc", "serviceaccount", "sa", "token", NULL};
 static const char *const none[] = {NULL};
+
+/* Subcommands kubectl (cobra) also runs under another name: `create cm` is
+ * `create configmap`, `set sa` is `set serviceaccount`.  Lists are matched
+ * on the command's own name, so that a deny entry cannot be passed by
+ * sending an alias (and an entry may be written with one). */
+typedef struct {
+    const char *group, *alias, *name;
+} sub_alias;
+static const sub_alias sub_aliases[] = {
+    {"create", "cm", "configmap"},         {"create", "cj", "cronjob"},
+    {"create", "deploy", "deployment"},    {"create", "ing", "ingress"},
+    {"create", "ns", "namespace"},         {"create", "pdb", "poddisruptionbudget"},
+    {"create", "pc", "priorityclass"},     {"create", "resourcequota", "quota"},
+    {"create", "svc", "service"},          {"create", "sa", "serviceaccount"},
+    {"set", "sa", "serviceaccount"},       {"top", "nodes", "node"},
+    {"top", "no", "node"},                 {"top", "pods", "pod"},
+    {"top", "po", "pod"},
+};
+
+/* the name of group's subcommand sub, whichever of its names sub is */
+static const char *sub_name(const char *group, const char *sub)
+{
+    for (size_t i = 0; i < sizeof(sub_aliases) / sizeof(sub_aliases[0]); i++)
+        if (!strcmp(sub_aliases[i].group, group) && !strcmp(sub_aliases[i].alias, sub))
+            return sub_aliases[i].name;
+    return sub;
+}
 
 static const verb_info verbs[] = {
     /* read */
@@ -351,6 +378,18 @@ static int check_entries(char **l, int n, const char *what, char *err, size_t er
                      sp + 1, verb);
             return -1;
         }
+        const char *name = sub_name(verb, sp + 1);
+        if (name != sp + 1) {
+            size_t need = strlen(verb) + 1 + strlen(name) + 1;
+            char *e = malloc(need);
+            if (!e) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            snprintf(e, need, "%s %s", verb, name);
+            free(l[i]);
+            l[i] = e;
+        }
     }
     return 0;
 }
@@ -489,6 +528,7 @@ typedef struct {
     const char *verb;       /* NULL: none */
     const verb_info *vi;    /* NULL: not a built-in (plugin) */
     const char *sub;        /* groups: the subcommand, NULL if none / unknown */
+    const char *sub_name;   /* and its own name when sub is an alias (sub_name()) */
     int sub_state;          /* PARSE_OK, PARSE_NONE, PARSE_BAD (undeterminable) */
     char label[80];         /* "verb" or "verb sub", printable */
 } parsed_cmd;
@@ -635,7 +675,7 @@ static int entry_matches(const char *entry, const parsed_cmd *pc, int for_deny)
         return 1;
     if (pc->sub_state == PARSE_BAD)
         return for_deny;
-    return pc->sub && !strcmp(pc->sub, sp + 1);
+    return pc->sub_name && !strcmp(pc->sub_name, sp + 1);
 }
 
 /* readonly's verb rule (not its flag rules) */
@@ -695,8 +735,10 @@ int agent_policy_check(const agent_policy *p, int argc, const char *const *argv,
         int j = i + 1;
         int s = next_word(argc, argv, &j, &why);
         pc.sub_state = s;
-        if (s == PARSE_OK && valid_word(argv[j]))
+        if (s == PARSE_OK && valid_word(argv[j])) {
             pc.sub = argv[j];
+            pc.sub_name = sub_name(pc.verb, pc.sub);
+        }
         else if (s == PARSE_OK)
             pc.sub_state = PARSE_BAD;
     }

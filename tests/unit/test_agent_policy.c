@@ -367,6 +367,60 @@ static void test_deny_wins(void **state)
     agent_policy_free(&p);
 }
 
+/* kubectl (cobra) runs a subcommand by any of its aliases: `create cm` is
+ * `create configmap`, `set sa` is `set serviceaccount`.  A list entry names
+ * the command, whichever spelling the server sends (or the entry uses). */
+static void test_subcommand_aliases(void **state)
+{
+    agent_policy p;
+    char err[256];
+    agent_policy_decision d;
+    assert_int_equal(agent_policy_init(&p, "readwrite", NULL,
+                                       "create configmap, create deployment, set serviceaccount,"
+                                       "create ns",
+                                       err, sizeof(err)), 0);
+    static const char *const refused[][4] = {
+        {"create", "cm", "x", NULL},          {"create", "configmap", "x", NULL},
+        {"create", "deploy", "x", NULL},      {"-n", "a", "create", "deploy"},
+        {"set", "sa", "deploy/x", "robot"},   {"set", "serviceaccount", "deploy/x", "robot"},
+        {"create", "namespace", "x", NULL},   {"create", "ns", "x", NULL},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        int n = refused[i][3] ? 4 : 3;
+        if (agent_policy_check(&p, n, refused[i], &d) != 0)
+            fail_msg("%s %s %s allowed despite the deny list", refused[i][0], refused[i][1],
+                     refused[i][2]);
+        assert_non_null(strstr(d.reason, "deny list"));
+    }
+    const char *const sec[] = {"create", "secret", "generic", "x"};
+    assert_int_equal(agent_policy_check(&p, 4, sec, &d), 1);
+    agent_policy_free(&p);
+
+    /* an allow entry covers the aliases too, and an entry may use one */
+    assert_int_equal(agent_policy_init(&p, "custom", "create configmap, set sa, top no", NULL, err,
+                                       sizeof(err)), 0);
+    const char *const cm[] = {"create", "cm", "x"};
+    assert_int_equal(agent_policy_check(&p, 3, cm, &d), 1);
+    const char *const sa[] = {"set", "serviceaccount", "deploy/x", "robot"};
+    assert_int_equal(agent_policy_check(&p, 4, sa, &d), 1);
+    const char *const tn[] = {"top", "nodes"};
+    assert_int_equal(agent_policy_check(&p, 2, tn, &d), 1);
+    const char *const tp[] = {"top", "pods"};
+    assert_int_equal(agent_policy_check(&p, 2, tp, &d), 0);
+    const char *const dep[] = {"create", "deploy", "x"};
+    assert_int_equal(agent_policy_check(&p, 3, dep, &d), 0);
+    agent_policy_free(&p);
+
+    /* readonly's deny list too: `top pods` is `top pod` */
+    assert_int_equal(agent_policy_init(&p, "readonly", NULL, "top pod", err, sizeof(err)), 0);
+    assert_int_equal(agent_policy_check(&p, 2, tp, &d), 0);
+    assert_non_null(strstr(d.reason, "deny list"));
+    const char *const tpo[] = {"top", "po", "-A"};
+    assert_int_equal(agent_policy_check(&p, 3, tpo, &d), 0);
+    assert_int_equal(agent_policy_check(&p, 2, tn, &d), 1);
+    agent_policy_free(&p);
+}
+
 static void test_custom_empty_allows_nothing(void **state)
 {
     agent_policy p;
@@ -442,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_empty_and_null),
         cmocka_unit_test(test_verb_label),
         cmocka_unit_test(test_deny_wins),
+        cmocka_unit_test(test_subcommand_aliases),
         cmocka_unit_test(test_custom_empty_allows_nothing),
         cmocka_unit_test(test_init_errors),
         cmocka_unit_test(test_init_normalises),
