@@ -620,6 +620,13 @@ int secrets_list(secrets_t *s, const char *prefix, char ***paths, size_t *n, cha
     return SECRETS_OK;
 }
 
+void secrets_printable(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = ' ';
+}
+
 char *secrets_read_token_file(const char *path, size_t max, size_t *cap, const char **why)
 {
     *cap = max + 2; /* one more than max tells "too large" apart, and the NUL */

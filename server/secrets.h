@@ -169,6 +169,13 @@ void secrets_forbid_on_this_thread(const char *kind);
 
 /* ---- for backend implementations ------------------------------------------ */
 
+/* Turns every control character of s (C0 and DEL) into a space, in place.
+ * What a remote backend answers (an error code or message, a name, a time)
+ * goes into errors and from there into the log: a line break in it would
+ * start a log line of the endpoint's choosing, an escape sequence would
+ * reach the operator's terminal. */
+void secrets_printable(char *s);
+
 /* Reads a credential file that the kubelet keeps fresh (a projected
  * service-account token: Vault's Kubernetes auth, AWS web identity), read
  * anew on every use because it rotates.  Trailing white space is dropped.

@@ -242,22 +242,14 @@ static void xml_field(const char *body, const char *tag, char *out, size_t cap)
 }
 
 /* The endpoint's text goes into errors, and from there into the log: its
- * type as much as its message, a line break in either would start a log
- * line of the endpoint's choosing. */
-static void printable(char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = ' ';
-}
-
+ * type as much as its message is made printable (secrets_printable). */
 static void parse_error(const http_client_resp *r, aws_error *e)
 {
     if (r->body && r->body[0] == '<') {
         xml_field(r->body, "Code", e->type, sizeof(e->type));
         xml_field(r->body, "Message", e->message, sizeof(e->message));
-        printable(e->type);
-        printable(e->message);
+        secrets_printable(e->type);
+        secrets_printable(e->message);
         return;
     }
     cJSON *j = r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL;
@@ -269,8 +261,8 @@ static void parse_error(const http_client_resp *r, aws_error *e)
     const char *hash = strrchr(type, '#'); /* "com.amazonaws…#ThrottlingException" */
     snprintf(e->type, sizeof(e->type), "%s", hash ? hash + 1 : type);
     snprintf(e->message, sizeof(e->message), "%s", cJSON_IsString(m) ? m->valuestring : "");
-    printable(e->type);
-    printable(e->message);
+    secrets_printable(e->type);
+    secrets_printable(e->message);
     cJSON_Delete(j);
 }
 

@@ -11,7 +11,8 @@
  * IDPCommunicationError (STS could not reach the cluster's OIDC issuer) are
  * retried with backoff.  The token and the form holding it are wiped after
  * the call; an STS message that quotes any 16 characters of the token is
- * dropped.
+ * dropped, and the Code and Message of an error are made printable
+ * (secrets_printable: they reach the log).
  */
 #include "secrets_aws_sts.h"
 
@@ -276,9 +277,10 @@ int aws_sts_assume_web_identity(const aws_web_identity *w, aws_creds *out, time_
         http_client_resp_free(&r);
         if (quotes_token(code, strlen(code), tok))
             code[0] = '\0';
-        for (char *p = message; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                *p = ' ';
+        /* Both go into the error, and from there into the log: STS's text,
+         * its Code as much as its Message. */
+        secrets_printable(code);
+        secrets_printable(message);
         int retry = sts_retryable(r.status, code);
         rc = retry ? SECRETS_E_UNAVAILABLE : sts_denied(r.status, code) ? SECRETS_E_DENIED : SECRETS_E_OTHER;
         say(err, errlen,

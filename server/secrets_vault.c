@@ -236,10 +236,7 @@ static void describe(const http_client_resp *r, char *err, size_t errlen)
         }
     }
     cJSON_Delete(j);
-    /* Printable only: the answer comes from the network. */
-    for (char *p = msg; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = ' ';
+    secrets_printable(msg); /* the answer comes from the network */
     say(err, errlen, "Vault answered HTTP %ld%s%s", r->status, msg[0] ? ": " : "", msg);
 }
 
@@ -492,9 +489,7 @@ static void warn_expiry(vault_t *v, const cJSON *expire_time, double ttl, const 
     const char *vt = cJSON_GetStringValue(expire_time);
     if (vt && strlen(vt) < sizeof(when)) {
         snprintf(when, sizeof(when), "%s", vt);
-        for (char *p = when; *p; p++) /* Vault's text: printable only */
-            if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                *p = ' ';
+        secrets_printable(when); /* Vault's text */
         if (!strcmp(when, v->warned_at))
             return;
     } else {

@@ -852,6 +852,32 @@ static void test_web_identity_sts_message_quoting_the_token(void **state)
     secrets_close(s);
 }
 
+/* STS's error Code, like Secrets Manager's error type, reaches the error of
+ * the call and from there the log: a line break or a terminal escape in it
+ * (a hostile or broken endpoint) must not start a log line of its choosing. */
+static void test_web_identity_sts_code_made_printable(void **state)
+{
+    (void)state;
+    secrets_config c = wcfg();
+    write_token(TOKEN_FILE, "eks-token-ok");
+    sts_setup("[\"eks-token-ok\"]", -1);
+    secrets_t *s = open_ok(&c);
+    proxy_fault_says(400, "Bad\\n2026-01-01T00:00:00Z error aurora: forged\\u001b[2J\\u007f", 1,
+                     "sts.AssumeRoleWithWebIdentity", "a message\\rwith a break");
+    unsigned char *v = NULL;
+    size_t n = 0;
+    char err[512] = "";
+    assert_int_equal(secrets_get(s, "aurora/err/sts-code", &v, &n, err, sizeof(err)),
+                     SECRETS_E_OTHER);
+    assert_null(v);
+    assert_non_null(strstr(err, "forged")); /* passed on, made printable */
+    assert_non_null(strstr(err, "with a break"));
+    for (const char *p = err; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            fail_msg("control character 0x%02x in \"%s\"", (unsigned char)*p, err);
+    secrets_close(s);
+}
+
 /* Static keys win when both are configured (the SDK chain's order). */
 static void test_static_keys_first(void **state)
 {
@@ -1192,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_web_identity_rotation_and_expiry),
         cmocka_unit_test(test_web_identity_errors),
         cmocka_unit_test(test_web_identity_sts_message_quoting_the_token),
+        cmocka_unit_test(test_web_identity_sts_code_made_printable),
         cmocka_unit_test(test_static_keys_first),
         cmocka_unit_test(test_web_identity_settings),
         cmocka_unit_test(test_web_identity_threads),
