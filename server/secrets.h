@@ -92,7 +92,9 @@ typedef struct {
      * stopped: …") rather than holding its thread and memory for as long as
      * a huge or hostile tree lasts; Vault's LIST walk is bounded by it too
      * (secrets_vault.c: at most this many LIST requests, 4 times as many
-     * names read). */
+     * names read, and a deadline of one timeout_ms for every 1000 of these
+     * paths, three at least: a Vault answering each LIST slowly fails it
+     * SECRETS_E_UNAVAILABLE, "listing stopped: not done within N ms"). */
     size_t list_max_paths;
 } secrets_config;
 

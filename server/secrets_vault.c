@@ -56,6 +56,15 @@
 #define UPKEEP_MAX_S 3600   /* ... and at least this often */
 #define UPKEEP_RETRY_S 30   /* after a lookup or renewal Vault did not answer */
 #define UPKEEP_REFUSED_S 600 /* after Vault refused the token its own lookup */
+/* A whole listing's deadline, in per-request timeouts: one for every
+ * LIST_PATHS_PER_TIMEOUT paths the listing may hold, at least
+ * LIST_MIN_TIMEOUTS (the server's bound of 1000 paths: 3 timeouts, 30 s by
+ * default; the operator CLI's whole-store 100000: 100).  A LIST answers in
+ * milliseconds, so a listing within its bound ends long before; without it
+ * a Vault answering each LIST just under the timeout held the worker for
+ * one timeout per folder (secrets.h: list_max_paths). */
+#define LIST_MIN_TIMEOUTS 3
+#define LIST_PATHS_PER_TIMEOUT 1000
 
 typedef struct {
     pthread_mutex_t mu; /* guards token and token_expiry */
@@ -92,6 +101,14 @@ static void say(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+/* The monotonic clock in ms: deadlines that a wall-clock jump does not move. */
+static long long mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* Copies s without leading/trailing slashes into out. */
@@ -254,10 +271,12 @@ static int map_status(long status)
 }
 
 /* One request with retries of what may pass (429, 5xx, transport).
- * SECRETS_OK with *resp filled for 2xx; the body is released otherwise. */
+ * SECRETS_OK with *resp filled for 2xx; the body is released otherwise.
+ * deadline (mono_ms; 0: none) ends the attempts and the backoff between
+ * them early: each attempt waits at most what is left of it. */
 static int send_with_retries(vault_t *v, const char *method, const char *url, const char *token,
-                             const char *body, size_t body_len, http_client_resp *resp, char *err,
-                             size_t errlen)
+                             const char *body, size_t body_len, long long deadline,
+                             http_client_resp *resp, char *err, size_t errlen)
 {
     char tokhdr[2100];
     const char *hdrs[3] = { "Content-Type: application/json", NULL, NULL };
@@ -281,12 +300,29 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
         return SECRETS_E_UNAVAILABLE;
     }
     for (int attempt = 1; attempt <= VAULT_ATTEMPTS; attempt++) {
-        if (attempt > 1)
-            http_client_sleep_ms(http_client_backoff_ms(attempt - 1));
+        if (attempt > 1) {
+            long pause = http_client_backoff_ms(attempt - 1);
+            if (deadline && mono_ms() + pause >= deadline)
+                break; /* err holds the last attempt's failure */
+            http_client_sleep_ms(pause);
+        }
+        req.timeout_ms = v->timeout_ms;
+        if (deadline) {
+            long long left = deadline - mono_ms();
+            if (left <= 0) {
+                say(err, errlen, "Vault at %s: no time left for the request", v->addr);
+                break;
+            }
+            if (left < req.timeout_ms)
+                req.timeout_ms = (long)left;
+        }
         if (http_client_do(&req, resp) < 0) {
             say(err, errlen, "Vault at %s unreachable: %s", v->addr, resp->err);
             rc = SECRETS_E_UNAVAILABLE;
-            unreached |= resp->unreached;
+            /* A wait cut short by the deadline says nothing of whether Vault
+             * answers: the breaker is not told it does not. */
+            if (!(resp->code == AUR_E_TIMEOUT && req.timeout_ms < v->timeout_ms))
+                unreached |= resp->unreached;
             if (resp->code == AUR_E_TIMEOUT)
                 break;
             continue;
@@ -342,7 +378,7 @@ static int k8s_login(vault_t *v, char *err, size_t errlen)
     snprintf(url, sizeof(url), "%s/v1/auth/kubernetes/login", v->addr);
     http_client_resp r;
     char detail[300];
-    int rc = send_with_retries(v, "POST", url, NULL, text, strlen(text), &r, detail,
+    int rc = send_with_retries(v, "POST", url, NULL, text, strlen(text), 0, &r, detail,
                                sizeof(detail));
     secret_free(text);
     if (rc != SECRETS_OK) {
@@ -406,9 +442,11 @@ static int current_token(vault_t *v, char *tok, size_t cap, unsigned *gen, const
     return rc;
 }
 
-/* An authenticated KV call on /v1/<mount>/<kind>/<inside path>. */
+/* An authenticated KV call on /v1/<mount>/<kind>/<inside path>; deadline as
+ * send_with_retries'. */
 static int kv_call(vault_t *v, const char *method, const char *kind, const char *inside,
-                   const char *body, size_t body_len, http_client_resp *resp, char *err, size_t errlen)
+                   const char *body, size_t body_len, long long deadline, http_client_resp *resp,
+                   char *err, size_t errlen)
 {
     char url[1200], tok[2048];
     int n = snprintf(url, sizeof(url), "%s/v1/%s/%s/%s", v->addr, v->mount, kind, inside);
@@ -420,14 +458,15 @@ static int kv_call(vault_t *v, const char *method, const char *kind, const char 
     int rc = current_token(v, tok, sizeof(tok), &gen, NULL, err, errlen);
     int sent = rc == SECRETS_OK; /* else the login itself failed: nothing to refresh */
     if (sent)
-        rc = send_with_retries(v, method, url, tok, body, body_len, resp, err, errlen);
+        rc = send_with_retries(v, method, url, tok, body, body_len, deadline, resp, err, errlen);
     /* A Kubernetes-auth token may have been revoked or expired early: one
      * fresh login, one more try. */
     if (sent && rc == SECRETS_E_DENIED && v->k8s) {
         char e2[300];
         unsigned refused = gen;
         if (current_token(v, tok, sizeof(tok), &gen, &refused, e2, sizeof(e2)) == SECRETS_OK)
-            rc = send_with_retries(v, method, url, tok, body, body_len, resp, err, errlen);
+            rc = send_with_retries(v, method, url, tok, body, body_len, deadline, resp, err,
+                                   errlen);
     }
     OPENSSL_cleanse(tok, sizeof(tok));
     return rc;
@@ -451,7 +490,8 @@ static int token_self(vault_t *v, const char *method, const char *what, cJSON **
     pthread_mutex_unlock(&v->mu);
     http_client_resp r;
     const char *body = strcmp(method, "GET") ? "{}" : NULL;
-    int rc = send_with_retries(v, method, url, tok, body, body ? strlen(body) : 0, &r, err, errlen);
+    int rc = send_with_retries(v, method, url, tok, body, body ? strlen(body) : 0, 0, &r, err,
+                               errlen);
     OPENSSL_cleanse(tok, sizeof(tok));
     *out = NULL;
     if (rc != SECRETS_OK)
@@ -646,7 +686,7 @@ static int vault_put(void *impl, const char *path, const unsigned char *val, siz
     }
     http_client_resp r;
     size_t blen = strlen(body);
-    int rc = kv_call(v, "POST", "data", inside, body, blen, &r, err, errlen);
+    int rc = kv_call(v, "POST", "data", inside, body, blen, 0, &r, err, errlen);
     secret_free_n(body, blen);
     if (rc == SECRETS_OK)
         http_client_resp_free(&r);
@@ -668,7 +708,7 @@ static int vault_get(void *impl, const char *path, unsigned char **val, size_t *
         return SECRETS_E_INVALID;
     }
     http_client_resp r;
-    int rc = kv_call(v, "GET", "data", inside, NULL, 0, &r, err, errlen);
+    int rc = kv_call(v, "GET", "data", inside, NULL, 0, 0, &r, err, errlen);
     if (rc != SECRETS_OK) {
         if (rc == SECRETS_NOT_FOUND)
             say(err, errlen, "no secret at this path (never written, or its latest version "
@@ -747,7 +787,7 @@ static int vault_del(void *impl, const char *path, char *err, size_t errlen)
         return SECRETS_E_INVALID;
     }
     http_client_resp r;
-    int rc = kv_call(v, "DELETE", "metadata", inside, NULL, 0, &r, err, errlen);
+    int rc = kv_call(v, "DELETE", "metadata", inside, NULL, 0, 0, &r, err, errlen);
     if (rc == SECRETS_OK)
         http_client_resp_free(&r);
     return rc;
@@ -759,14 +799,27 @@ typedef struct {
     void *ctx;
     size_t requests, max_requests; /* LIST requests made, and allowed */
     size_t keys, max_keys;         /* names read (folders and filtered ones too), and allowed */
+    long long deadline;            /* mono_ms by which the whole listing ends */
+    long deadline_ms;              /* ... as a duration, for the error */
 } lister;
+
+/* The listing's error once its deadline has passed. */
+static int list_late(const lister *ls, const char *dir, char *err, size_t errlen)
+{
+    say(err, errlen,
+        "listing stopped: not done within %ld ms (%zu LIST requests made; Vault answers slowly), "
+        "at %s",
+        ls->deadline_ms, ls->requests, dir);
+    return SECRETS_E_UNAVAILABLE;
+}
 
 /* LISTs the folder dir ("" or "a/b/") and everything below it whose name
  * starts with partial (only filtered at the top level).  The walk is
- * bounded in depth, in requests and in names read, whatever Vault answers:
- * a tree that is merely wide (thousands of folders, each request well
- * within the timeout) would otherwise hold the calling worker, and the
- * memory of every name, for as long as Vault keeps answering. */
+ * bounded in depth, in requests, in names read and in time, whatever Vault
+ * answers: a tree that is merely wide (thousands of folders, each request
+ * well within the timeout) or a Vault answering each LIST slowly would
+ * otherwise hold the calling worker, and the memory of every name, for as
+ * long as Vault keeps answering. */
 static int list_dir(lister *ls, const char *dir, const char *partial, int depth, char *err,
                     size_t errlen)
 {
@@ -779,13 +832,17 @@ static int list_dir(lister *ls, const char *dir, const char *partial, int depth,
             ls->max_requests, dir);
         return SECRETS_E_OTHER;
     }
+    if (mono_ms() >= ls->deadline)
+        return list_late(ls, dir, err, errlen);
     ls->requests++;
     http_client_resp r;
-    int rc = kv_call(ls->v, "LIST", "metadata", dir, NULL, 0, &r, err, errlen);
+    int rc = kv_call(ls->v, "LIST", "metadata", dir, NULL, 0, ls->deadline, &r, err, errlen);
     if (rc == SECRETS_NOT_FOUND) /* an empty folder does not exist in Vault */
         return SECRETS_OK;
     if (rc != SECRETS_OK)
-        return rc;
+        return rc == SECRETS_E_UNAVAILABLE && mono_ms() >= ls->deadline
+                   ? list_late(ls, dir, err, errlen)
+                   : rc;
     cJSON *j = cJSON_ParseWithLength(r.body, r.len);
     http_client_resp_free(&r);
     cJSON *keys = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "data"),
@@ -851,8 +908,12 @@ static int vault_list(void *impl, const char *prefix, int (*add)(void *, const c
      * not exist), so a listing within its bound of paths needs no more
      * requests than that, except for long chains of single folders; the
      * names read are its paths, its folders and what partial filters out. */
+    size_t timeouts = v->list_max / LIST_PATHS_PER_TIMEOUT;
+    if (timeouts < LIST_MIN_TIMEOUTS)
+        timeouts = LIST_MIN_TIMEOUTS;
     lister ls = { .v = v, .add = add, .ctx = ctx, .max_requests = v->list_max,
-                  .max_keys = 4 * v->list_max };
+                  .max_keys = 4 * v->list_max, .deadline_ms = (long)timeouts * v->timeout_ms };
+    ls.deadline = mono_ms() + ls.deadline_ms;
     return list_dir(&ls, dir, partial, 0, err, errlen);
 }
 

@@ -928,6 +928,48 @@ static void test_listing_is_bounded(void **state)
     secrets_close(s);
 }
 
+/* A Vault answering every LIST slowly, each well within the per-request
+ * timeout: the whole listing has a deadline (3 timeouts for the server's
+ * bound of 1000 paths), so it cannot hold the calling worker for one
+ * timeout per folder.  Counted at the fixture, not timed: each answer takes
+ * at least 0.3 s, so no more LISTs than fit in the deadline were made. */
+static void test_listing_has_a_deadline(void **state)
+{
+    (void)state;
+    secrets_config c = token_cfg();
+    c.timeout_ms = 1500;
+    c.list_max_paths = SECRETS_LIST_MAX_PATHS_SERVER;
+    secrets_t *s = open_ok(&c);
+    fake_tree("slow/", 30, 1, 1); /* 31 folders: 9.3 s of answers at 0.3 s each */
+    assert_int_equal(raw_call("POST", "/_fixture/delay", NULL, "{\"seconds\":0.3,\"count\":1000}",
+                              NULL),
+                     200);
+    int before = stat_of("requests");
+    char **l = NULL, err[512] = "";
+    size_t n = 0;
+    int rc = secrets_list(s, "aurora/slow/", &l, &n, err, sizeof(err));
+    if (rc != SECRETS_E_UNAVAILABLE || !strstr(err, "listing stopped") ||
+        !strstr(err, "not done within 4500 ms"))
+        fail_msg("list: rc %d, %zu paths (%s)", rc, n, err);
+    assert_null(l);
+    int made = stat_of("requests") - before;
+    if (made > 4500 / 300 + 1)
+        fail_msg("%d LIST requests of 0.3 s each within a 4.5 s deadline", made);
+    secrets_list_free(l, n);
+
+    /* Vault answering at its usual speed again: the same handle lists the
+     * whole tree (the deadline is per listing). */
+    assert_int_equal(raw_call("POST", "/_fixture/delay", NULL, "{\"seconds\":0,\"count\":0}",
+                              NULL),
+                     200);
+    rc = secrets_list(s, "aurora/slow/", &l, &n, err, sizeof(err));
+    if (rc != SECRETS_OK)
+        fail_msg("list: rc %d (%s)", rc, err);
+    assert_int_equal(n, 31);
+    secrets_list_free(l, n);
+    secrets_close(s);
+}
+
 /* Vault down: clear and quick errors; the same handle works again once it
  * is back (nothing to reconfigure, nothing lost). */
 static void test_down_backend(void **state)
@@ -1111,6 +1153,7 @@ int main(void)
         cmocka_unit_test_setup(test_denied_and_not_found, setup),
         cmocka_unit_test_setup(test_server_errors_retried, setup),
         cmocka_unit_test_setup(test_listing_is_bounded, setup),
+        cmocka_unit_test_setup(test_listing_has_a_deadline, setup),
         cmocka_unit_test_setup(test_put_error_quoting_any_part_of_the_value, setup),
         cmocka_unit_test_setup(test_down_backend, setup),
         cmocka_unit_test_setup(test_timeout, setup),
