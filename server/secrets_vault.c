@@ -801,7 +801,32 @@ typedef struct {
     size_t keys, max_keys;         /* names read (folders and filtered ones too), and allowed */
     long long deadline;            /* mono_ms by which the whole listing ends */
     long deadline_ms;              /* ... as a duration, for the error */
+    size_t skipped;                /* names no secret path may hold (name_ok) */
 } lister;
+
+/* Whether a name of Vault's LIST answer is one Aurora could have written:
+ * one segment of the characters a secret path may hold (secrets.c:
+ * secrets_path_valid), a folder's with one '/' at its end, not "." or "..".
+ * A folder's name goes into the next LIST's URL: as it came, a '?' or '#'
+ * set that request's query or cut its path, a '%' sent an escape Vault
+ * decodes ("%2e%2e" into ".."), "./" listed the same folder again (curl
+ * drops the dot segment) down to the depth bound, a '/' inside skipped a
+ * level, and a control character reached the request line. */
+static int name_ok(const char *k)
+{
+    size_t n = strlen(k);
+    if (n && k[n - 1] == '/')
+        n--;
+    if (n == 0 || (n == 1 && k[0] == '.') || (n == 2 && k[0] == '.' && k[1] == '.'))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = k[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '+' || c == '=' || c == '.' || c == '@' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
 
 /* The listing's error once its deadline has passed. */
 static int list_late(const lister *ls, const char *dir, char *err, size_t errlen)
@@ -865,9 +890,16 @@ static int list_dir(lister *ls, const char *dir, const char *partial, int depth,
     {
         if (!cJSON_IsString(k) || strncmp(k->valuestring, partial, strlen(partial)) != 0)
             continue;
+        /* Skipped, not refused: no path Aurora reads is in or under it,
+         * and the rest of the folder (someone else's data in the mount
+         * too) still lists. */
+        if (!name_ok(k->valuestring)) {
+            ls->skipped++;
+            continue;
+        }
         char child[700];
         int n = snprintf(child, sizeof(child), "%s%s", dir, k->valuestring);
-        if (n < 0 || (size_t)n >= sizeof(child) || strstr(k->valuestring, ".."))
+        if (n < 0 || (size_t)n >= sizeof(child))
             continue;
         size_t klen = strlen(k->valuestring);
         if (klen && k->valuestring[klen - 1] == '/') {
@@ -914,7 +946,11 @@ static int vault_list(void *impl, const char *prefix, int (*add)(void *, const c
     lister ls = { .v = v, .add = add, .ctx = ctx, .max_requests = v->list_max,
                   .max_keys = 4 * v->list_max, .deadline_ms = (long)timeouts * v->timeout_ms };
     ls.deadline = mono_ms() + ls.deadline_ms;
-    return list_dir(&ls, dir, partial, 0, err, errlen);
+    int rc = list_dir(&ls, dir, partial, 0, err, errlen);
+    if (ls.skipped) /* not the names themselves: Vault's text, of any length */
+        log_warn("secrets: Vault at %s: listing %s: %zu names no secret path may hold were skipped",
+                 v->addr, prefix, ls.skipped);
+    return rc;
 }
 
 const secrets_backend secrets_backend_vault = {

@@ -970,6 +970,66 @@ static void test_listing_has_a_deadline(void **state)
     secrets_close(s);
 }
 
+/* The request lines the fixture has seen (method and target, undecoded),
+ * from the index `from` on, joined by '\n' into out. */
+static int seen_since(int from, char *out, size_t cap)
+{
+    cJSON *j = NULL;
+    assert_int_equal(raw_call("GET", "/_fixture/seen", NULL, NULL, &j), 200);
+    cJSON *seen = cJSON_GetObjectItem(j, "seen");
+    int n = cJSON_GetArraySize(seen);
+    size_t o = 0;
+    out[0] = '\0';
+    for (int i = from; i < n; i++) {
+        int w = snprintf(out + o, cap - o, "%s%s", o ? "\n" : "",
+                         cJSON_GetArrayItem(seen, i)->valuestring);
+        assert_true(w > 0 && (size_t)w < cap - o);
+        o += (size_t)w;
+    }
+    cJSON_Delete(j);
+    return n;
+}
+
+/* A hostile Vault (or someone else's data in the mount) answering a LIST
+ * with names no secret path may hold: each folder name went into the next
+ * LIST's URL as it came, so "x?list=true&y/" set that request's query,
+ * "%2e%2e/" sent an encoded dot segment that Vault decodes into "..", "./"
+ * listed the same folder again (curl drops the dot segment) down to the
+ * depth bound, "f#/" cut the path at a fragment, "a/b/" skipped a level and
+ * a control character went into the request line.  Such names are skipped:
+ * only the folders Aurora could have written are listed, at the fixture
+ * nothing but their two LISTs. */
+static void test_listing_skips_hostile_names(void **state)
+{
+    (void)state;
+    secrets_config c = token_cfg();
+    secrets_t *s = open_ok(&c);
+    put_ok(s, "aurora/hostile/ok", "v", 1);
+    put_ok(s, "aurora/hostile/good/k", "v", 1);
+    assert_int_equal(raw_call("POST", "/_fixture/names", NULL,
+                              "{\"dir\":\"hostile/\",\"keys\":[\"ok\",\"good/\","
+                              "\"x?list=true&y/\",\"%2e%2e/\",\"./\",\"../\",\"f#/\","
+                              "\"a/b/\",\"c\\u0001d/\",\"e\\r\\nX-Injected: 1/\","
+                              "\"p%2fq/\",\"leaf?list=true\",\"\",\"/\",\"//\"]}",
+                              NULL),
+                     200);
+    char seen[8192];
+    int from = seen_since(0, seen, sizeof(seen));
+    char **l = NULL, err[512] = "";
+    size_t n = 0;
+    int rc = secrets_list(s, "aurora/hostile/", &l, &n, err, sizeof(err));
+    seen_since(from, seen, sizeof(seen));
+    if (rc != SECRETS_OK)
+        fail_msg("list: rc %d (%s); requests:\n%s", rc, err, seen);
+    if (strcmp(seen, "LIST /v1/aurora/metadata/hostile/\nLIST /v1/aurora/metadata/hostile/good/"))
+        fail_msg("the listing made these requests:\n%s", seen);
+    assert_int_equal(n, 2);
+    assert_string_equal(l[0], "aurora/hostile/good/k");
+    assert_string_equal(l[1], "aurora/hostile/ok");
+    secrets_list_free(l, n);
+    secrets_close(s);
+}
+
 /* Vault down: clear and quick errors; the same handle works again once it
  * is back (nothing to reconfigure, nothing lost). */
 static void test_down_backend(void **state)
@@ -1154,6 +1214,7 @@ int main(void)
         cmocka_unit_test_setup(test_server_errors_retried, setup),
         cmocka_unit_test_setup(test_listing_is_bounded, setup),
         cmocka_unit_test_setup(test_listing_has_a_deadline, setup),
+        cmocka_unit_test_setup(test_listing_skips_hostile_names, setup),
         cmocka_unit_test_setup(test_put_error_quoting_any_part_of_the_value, setup),
         cmocka_unit_test_setup(test_down_backend, setup),
         cmocka_unit_test_setup(test_timeout, setup),
