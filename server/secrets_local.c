@@ -175,10 +175,16 @@ static int write_key_file(const char *path, const unsigned char key[KEY_LEN], in
     return rc;
 }
 
-/* Reads the key file.  SECRETS_NOT_FOUND if it does not exist. */
+/* Reads the key file.  SECRETS_NOT_FOUND if it does not exist.
+ * O_NONBLOCK: a FIFO (or a device) planted at the path would otherwise hold
+ * the open until a writer comes, the server hung at start with nothing
+ * logged; it is refused by the fstat below instead (a regular file reads
+ * as ever).  Symbolic links are followed: an operator's
+ * AURORA_MASTER_KEY_FILE on a Kubernetes Secret volume is one (the kubelet's
+ * `..data` links), and the checks apply to the file they lead to. */
 static int read_key_file(const char *path, unsigned char key[KEY_LEN], char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         if (errno == ENOENT)
             return SECRETS_NOT_FOUND;

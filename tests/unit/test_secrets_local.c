@@ -10,8 +10,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -757,6 +760,55 @@ static void test_open_errors(void **state)
     secrets_close(s);
 }
 
+typedef struct {
+    secrets_config cfg;
+    secrets_t *s;
+    int rc;
+    char err[512];
+} open_call;
+
+static void *open_in_thread(void *arg)
+{
+    open_call *o = arg;
+    o->rc = secrets_open(&o->cfg, &o->s, o->err, sizeof(o->err));
+    return NULL;
+}
+
+/* A FIFO planted where the master key file is (0600, as a key file must
+ * be): the open of the key file waited for a writer, and the server hung at
+ * start with nothing in its log.  It is refused at once as not a regular
+ * file.  The open runs on a thread waited for with a deadline; should it
+ * hang, the test opens the FIFO's other end itself to free it, then fails. */
+static void test_key_file_fifo_refused(void **state)
+{
+    fixture *f = *state;
+    char fifo[160];
+    snprintf(fifo, sizeof(fifo), "%s/fifo.key", f->dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    open_call o = { .cfg = f->cfg, .rc = -100 };
+    o.cfg.master_key_file = fifo;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, open_in_thread, &o), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20;
+    int hung = pthread_timedjoin_np(t, NULL, &until) == ETIMEDOUT;
+    if (hung) {
+        int w = open(fifo, O_WRONLY | O_NONBLOCK); /* the blocked reader's writer */
+        if (w >= 0)
+            close(w);
+        pthread_join(t, NULL);
+    }
+    if (o.s)
+        secrets_close(o.s);
+    if (hung)
+        fail_msg("secrets_open waited on a FIFO as the master key file (then: rc %d, %s)", o.rc,
+                 o.err);
+    assert_int_equal(o.rc, SECRETS_E_INVALID);
+    if (!strstr(o.err, "not a regular file") || !strstr(o.err, fifo))
+        fail_msg("error \"%s\"", o.err);
+}
+
 /* ---- references and paths ---------------------------------------------------------------------------- */
 
 static void test_refs_and_user_paths(void **state)
@@ -902,6 +954,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotation_beside_running_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_file_fifo_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refs_and_user_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_share_a_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forbidden_thread_refused, setup, teardown),
