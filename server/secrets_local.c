@@ -64,6 +64,18 @@ static void say(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Text of the store (a key id, a path) as an error may quote it: at most
+ * cap - 1 bytes, printable (secrets_printable).  The store is a file another
+ * process may have written; its text goes into errors, and from there into
+ * the log or the CLI's output, where a line break would start a line of
+ * its choosing. */
+static const char *stored_text(const char *in, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", in ? in : "(none)");
+    secrets_printable(out);
+    return out;
+}
+
 /* ---- master key ------------------------------------------------------------------ */
 
 static void key_id_of(const unsigned char key[KEY_LEN], char out[KEY_ID_HEX + 1])
@@ -470,10 +482,11 @@ static int sync_key(local_t *l, char *err, size_t errlen)
             return rc;
     }
     if (strcmp(expected, l->key_id) != 0) {
+        char shown[sizeof(expected)];
         say(err, errlen,
             "wrong master key: the local store %s is encrypted with key %s, the configured key "
             "is %s (check AURORA_MASTER_KEY / AURORA_MASTER_KEY_FILE)",
-            l->db_path, expected, l->key_id);
+            l->db_path, stored_text(expected, shown, sizeof(shown)), l->key_id);
         return SECRETS_E_INTEGRITY;
     }
     return SECRETS_OK;
@@ -700,8 +713,9 @@ static int read_row(local_t *l, const char *path, unsigned char **val, size_t *l
         const unsigned char *ct = sqlite3_column_blob(st, 2);
         int ctlen = sqlite3_column_bytes(st, 2);
         if (!kid || strcmp(kid, l->key_id) != 0) {
-            say(err, errlen, "stored under master key %.16s, the configured key is %s",
-                kid ? kid : "(none)", l->key_id);
+            char shown[KEY_ID_HEX + 1];
+            say(err, errlen, "stored under master key %s, the configured key is %s",
+                stored_text(kid, shown, sizeof(shown)), l->key_id);
             if (other_key)
                 *other_key = 1;
             rc = SECRETS_E_INTEGRITY;
@@ -844,7 +858,9 @@ static int reencrypt_all(local_t *l, const unsigned char *k2, const char *id2, s
         char e[256];
         rc = read_row(l, paths[i], &pt, &len, NULL, e, sizeof(e));
         if (rc != SECRETS_OK) {
-            say(err, errlen, "%s: %s (nothing was rotated)", paths[i], e);
+            char shown[SECRETS_MAX_PATH + 1];
+            say(err, errlen, "%s: %s (nothing was rotated)",
+                stored_text(paths[i], shown, sizeof(shown)), e);
             break;
         }
         if (seal(k2, id2, paths[i], pt, len, nonce, &ct) != 0) {

@@ -414,6 +414,52 @@ static void test_tampered_ciphertext_refused(void **state)
     expect_secret(f->s, "aurora/t/a", "alpha-again", 11);
 }
 
+static void assert_printable(const char *err)
+{
+    for (const char *p = err; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            fail_msg("control character 0x%02x in \"%s\"", (unsigned char)*p, err);
+}
+
+/* The store's text that errors quote (a row's key id, the store's key id,
+ * a row's path at a rotation) comes from a file another process may have
+ * written: a line break in it would start a log line (or a line of the
+ * CLI's output) of its choosing, an escape reach the terminal.  Quoted
+ * printable. */
+static void test_stored_text_made_printable(void **state)
+{
+    fixture *f = *state;
+    put_ok(f->s, "aurora/kid/a", "alpha", 5);
+    sql(f->db, "UPDATE secrets SET key_id = 'ab' || char(10) || '2026 forged' || char(27) || '[2J'"
+               " WHERE path = 'aurora/kid/a'");
+    char err[512] = "";
+    unsigned char *v = NULL;
+    size_t n = 0;
+    assert_int_equal(secrets_get(f->s, "aurora/kid/a", &v, &n, err, sizeof(err)),
+                     SECRETS_E_INTEGRITY);
+    assert_non_null(strstr(err, "forged"));
+    assert_printable(err);
+
+    /* A rotation stops at a row it cannot read, naming its path. */
+    sql(f->db, "DELETE FROM secrets");
+    put_ok(f->s, "aurora/kid/b", "bravo", 5);
+    sql(f->db, "UPDATE secrets SET path = 'aurora/kid/b' || char(13) || char(10) || 'forged'");
+    assert_int_not_equal(secrets_local_rotate_key(f->s, NULL, NULL, NULL, err, sizeof(err)),
+                         SECRETS_OK);
+    assert_non_null(strstr(err, "forged"));
+    assert_printable(err);
+
+    /* The store's own key id, quoted when it is not the configured key's. */
+    secrets_close(f->s);
+    f->s = NULL;
+    sql(f->db, "UPDATE meta SET v = 'zz' || char(10) || 'forged' WHERE k = 'key_id'");
+    secrets_t *s = NULL;
+    assert_int_equal(secrets_open(&f->cfg, &s, err, sizeof(err)), SECRETS_E_INTEGRITY);
+    assert_null(s);
+    assert_non_null(strstr(err, "forged"));
+    assert_printable(err);
+}
+
 static void write_file(const char *path, const void *data, size_t n)
 {
     FILE *fp = fopen(path, "wb");
@@ -947,6 +993,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_from_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_master_key_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tampered_ciphertext_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stored_text_made_printable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupted_store_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_env_key_and_failure, setup, teardown),
