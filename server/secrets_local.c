@@ -842,7 +842,15 @@ static int reencrypt_all(local_t *l, const unsigned char *k2, const char *id2, s
             paths = np;
             cap = ncap;
         }
-        if (!(paths[n] = strdup((const char *)sqlite3_column_text(sel, 0)))) {
+        /* SQLite lets a TEXT PRIMARY KEY be NULL: such a row is damage
+         * (or tampering), and stops the rotation as a row that fails to
+         * read does. */
+        const char *p = (const char *)sqlite3_column_text(sel, 0);
+        if (!p) {
+            rc = SECRETS_E_INTEGRITY;
+            break;
+        }
+        if (!(paths[n] = strdup(p))) {
             rc = SECRETS_E_OTHER;
             break;
         }
@@ -850,6 +858,9 @@ static int reencrypt_all(local_t *l, const unsigned char *k2, const char *id2, s
     }
     if (rc == SECRETS_OK && src != SQLITE_DONE)
         rc = db_fail(l, src, "rotate", err, errlen);
+    else if (rc == SECRETS_E_INTEGRITY)
+        say(err, errlen, "local store %s holds a row without a path (damaged); nothing was rotated",
+            l->db_path);
     else if (rc != SECRETS_OK)
         say(err, errlen, "out of memory");
     for (size_t i = 0; rc == SECRETS_OK && i < n; i++) {

@@ -460,6 +460,23 @@ static void test_stored_text_made_printable(void **state)
     assert_printable(err);
 }
 
+/* A row without a path (SQLite lets a TEXT PRIMARY KEY be NULL): a
+ * damaged or tampered store.  The rotation stops at it with an error, as
+ * at any row it cannot read, instead of crashing on it. */
+static void test_rotation_stops_at_a_row_without_a_path(void **state)
+{
+    fixture *f = *state;
+    put_ok(f->s, "aurora/np/a", "alpha", 5);
+    sql(f->db, "INSERT INTO secrets (path, key_id, nonce, ciphertext, updated_at)"
+               " SELECT NULL, key_id, nonce, ciphertext, updated_at FROM secrets");
+    char err[512] = "";
+    assert_int_equal(secrets_local_rotate_key(f->s, NULL, NULL, NULL, err, sizeof(err)),
+                     SECRETS_E_INTEGRITY);
+    if (!strstr(err, "without a path") || !strstr(err, "nothing was rotated"))
+        fail_msg("error \"%s\"", err);
+    expect_secret(f->s, "aurora/np/a", "alpha", 5);
+}
+
 static void write_file(const char *path, const void *data, size_t n)
 {
     FILE *fp = fopen(path, "wb");
@@ -994,6 +1011,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_master_key_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tampered_ciphertext_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stored_text_made_printable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_stops_at_a_row_without_a_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupted_store_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_env_key_and_failure, setup, teardown),
