@@ -27,6 +27,7 @@ struct route {
 
 static route g_routes[MAX_ROUTES];
 static int g_nroutes;
+static route_tenant_fn g_public_tenant; /* router_set_public_tenant */
 
 static int split(char *s, char **segs, int max)
 {
@@ -129,8 +130,11 @@ void router_foreach(route_visit fn, void *arg)
         fn(g_routes[i].method, g_routes[i].pattern, g_routes[i].auth, arg);
 }
 
+void router_set_public_tenant(route_tenant_fn fn) { g_public_tenant = fn; }
+
 void router_reset(void)
 {
+    g_public_tenant = NULL;
     for (int i = 0; i < g_nroutes; i++) {
         free(g_routes[i].pattern);
         free(g_routes[i].work);
@@ -226,29 +230,45 @@ const route *router_match(http_request *req, http_response *resp, router_view v)
     return found;
 }
 
-/* The handler of an authenticated request on the outbound pool, within its
- * organization's share of the pool (worker.h: a job over it is parked and
- * runs again from the start, authenticated again, once a place frees). */
-static void run_within_share(worker_ctx *w, const route *found, http_request *req,
-                             http_response *resp)
+/* A place under org's share of the outbound pool (worker.h): 1 to run the
+ * handler, 0 when the job is parked (it runs again from the start, once one
+ * of org's places frees: authenticated or resolved again). */
+static int share_place(worker_ctx *w, const char *org)
 {
     int limit = workers_share_limit(w->cfg->outbound_workers, w->cfg->outbound_per_org);
-    if (!workers_share_enter(w, req->auth.org_id, limit))
-        return; /* parked */
-    found->handler(w, req, resp);
+    return workers_share_enter(w, org, limit);
+}
+
+/* A public request on the outbound pool that names its organization (an
+ * OAuth callback's state) takes a place under it first: callbacks carry no
+ * API key, and one organization's users finishing flows against a token
+ * endpoint that never answers held every outbound worker.  Nothing is
+ * resolved without a limit (no store read for nothing). */
+static int public_share_place(worker_ctx *w, const http_request *req)
+{
+    if (!g_public_tenant ||
+        workers_share_limit(w->cfg->outbound_workers, w->cfg->outbound_per_org) <= 0)
+        return 1;
+    char org[STORE_ID_LEN];
+    if (!g_public_tenant(w, req, org))
+        return 1; /* none named: runs uncounted, as before */
+    return share_place(w, org);
 }
 
 void router_run(worker_ctx *w, const route *found, http_request *req, http_response *resp)
 {
+    int outbound = w && w->cfg && found->pool == WORKER_POOL_OUTBOUND;
     if (found->auth == ROUTE_PUBLIC) {
+        if (outbound && !public_share_place(w, req))
+            return; /* parked */
         found->handler(w, req, resp);
         return; /* (the request is logged by access_log.c once answered) */
     }
     if (auth_authenticate(w, req, found->auth == ROUTE_AUTH_INTERNAL, resp) == 0) {
-        if (w && w->cfg && found->pool == WORKER_POOL_OUTBOUND)
-            run_within_share(w, found, req, resp);
-        else
-            found->handler(w, req, resp);
+        /* within its organization's share of the pool */
+        if (outbound && !share_place(w, req->auth.org_id))
+            return; /* parked */
+        found->handler(w, req, resp);
         return;
     }
     /* RFC 9110 15.5.2: a 401 names the scheme it wants.  Only for the

@@ -51,6 +51,20 @@ int router_on_loop(const route *r);
  * then run the handler (or fill 401). */
 void router_run(worker_ctx *w, const route *r, http_request *req, http_response *resp);
 
+/* The organization a public request on the outbound pool is for, when the
+ * request itself names it (an OAuth callback's state: oauth.h,
+ * oauth_callback_org): 1 with org filled, else 0.  Read before the handler
+ * runs, so it must consume nothing: a job parked over its organization's
+ * share runs again from the start, resolved again. */
+typedef int (*route_tenant_fn)(worker_ctx *w, const http_request *req, char org[STORE_ID_LEN]);
+/* Installs the resolver (NULL: none; router_reset clears it).  router_run
+ * then has such a request take a place under that organization's share of
+ * the outbound pool (AURORA_OUTBOUND_PER_ORG) before its handler, as an
+ * authenticated request does; one it names no organization for runs
+ * uncounted (webhooks: their only slow call is the operator's secrets
+ * backend, and the path's user is not proven before the signature is). */
+void router_set_public_tenant(route_tenant_fn fn);
+
 /* Operations routes (/health, /ready, /metrics): with AURORA_OPS_PORT they
  * answer only on that listener, and only they answer there. */
 void router_set_ops(const char *pattern);

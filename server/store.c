@@ -2169,6 +2169,30 @@ int store_oauth_state_status(store_t *s, const char *state_hash, int64_t *used_a
     return rc;
 }
 
+int store_oauth_state_org(store_t *s, const char *state_hash, int64_t now,
+                          char org_id[STORE_ID_LEN])
+{
+    if (!s)
+        return STORE_ERR;
+    if (!org_id)
+        return serr(s, "store_oauth_state_org: missing argument");
+    org_id[0] = '\0';
+    if (check_hash(s, "state_hash", state_hash))
+        return STORE_ERR;
+    db_result r;
+    db_param p[] = { p_text(state_hash), DB_P_INT(now_or_clock(now)) };
+    if (run_query(s, "reading OAuth state",
+                  "SELECT org_id FROM oauth_states WHERE state_hash = ? AND used_at = 0"
+                  " AND expires_at > ?",
+                  p, 2, &r))
+        return STORE_ERR;
+    int rc = STORE_NOT_FOUND;
+    if (r.nrows > 0)
+        rc = cell_str(s, &r, 0, 0, org_id, STORE_ID_LEN, "state org_id") ? STORE_ERR : STORE_OK;
+    db_result_free(&r);
+    return rc;
+}
+
 int store_oauth_state_set_expiry(store_t *s, const char *state_hash, int64_t expires_at)
 {
     if (!s)

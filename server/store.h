@@ -322,6 +322,12 @@ int store_oauth_state_consume(store_t *s, const char *state_hash, int64_t now,
  * used_at (0 = never used) and expires_at, or NOT_FOUND for an unknown state. */
 int store_oauth_state_status(store_t *s, const char *state_hash, int64_t *used_at,
                              int64_t *expires_at);
+/* The organization of a state still to be used (unused, unexpired at
+ * `now`), read without consuming it: OK with org_id, NOT_FOUND otherwise.
+ * A callback counts under that organization's share of the outbound pool
+ * before it takes the state (router.h: router_set_public_tenant). */
+int store_oauth_state_org(store_t *s, const char *state_hash, int64_t now,
+                          char org_id[STORE_ID_LEN]);
 /* Operator/test override: sets expires_at of a state. */
 int store_oauth_state_set_expiry(store_t *s, const char *state_hash, int64_t expires_at);
 /* The periodic task: deletes states a day past their expiry (kept that long

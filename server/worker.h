@@ -101,10 +101,13 @@ int workers_idle(workers *wp, worker_pool pool);
  * The outbound workers run every organization's provider calls, each of which
  * may wait seconds, up to its timeout: one organization's handful of slow
  * calls held every thread, and everyone else's requests queued behind them.
- * A job that learns its tenant (after authentication) asks for a place under
- * it; a tenant at its limit has the job parked: it leaves the thread, holds
- * nothing but its queue entry, and runs again from the start (authenticated
- * again) as soon as one of that tenant's places frees, ahead of the queue.
+ * A job that learns its tenant (after authentication, or from the flow an
+ * OAuth callback's state names: router.h, router_set_public_tenant) asks
+ * for a place under it; a tenant at its limit has the job parked: it leaves
+ * the thread, holds nothing but its queue entry, and runs again from the
+ * start (authenticated or resolved again: what it did before asking must
+ * be safe to do twice) as soon as one of that tenant's places frees, ahead
+ * of the queue.
  * Other tenants' jobs take the freed threads meanwhile.  Nothing is refused:
  * a tenant's burst waits its turn, as in the queue it came from.
  *

@@ -318,6 +318,11 @@ void connectors_register(void)
     for (size_t i = 0; i < N_CONNECTORS; i++)
         if (g_connectors[i]->register_routes)
             g_connectors[i]->register_routes();
+    /* OAuth callbacks (no API key: the browser comes back from the provider)
+     * count under the organization of the flow their state names, before
+     * the code exchange: one organization's callbacks to a token endpoint
+     * that hangs cannot hold every outbound worker. */
+    router_set_public_tenant(oauth_callback_org);
     /* Expired OAuth states went only when someone made a new one. */
     if (periodic_add("oauth-state-prune", WORKER_POOL_STORE, 60, oauth_state_prune_task) < 0)
         log_error("cannot register the OAuth state prune");

@@ -366,6 +366,20 @@ int oauth_callback_auth(worker_ctx *w, http_request *req, http_response *resp)
     return auth_authenticate(w, req, 0, resp);
 }
 
+int oauth_callback_org(worker_ctx *w, const http_request *req, char org[STORE_ID_LEN])
+{
+    char state[128] = "", hash[65];
+    org[0] = '\0';
+    if (!w || !w->store || !http_query_get(req, "state", state, sizeof(state)) ||
+        !state_well_formed(state))
+        return 0;
+    crypto_sha256_hex(state, strlen(state), hash);
+    OPENSSL_cleanse(state, sizeof(state));
+    /* A store error counts nothing: oauth_state_take meets it too and
+     * answers it at once. */
+    return store_oauth_state_org(w->store, hash, (int64_t)time(NULL), org) == STORE_OK && org[0];
+}
+
 #define OAUTH_PRUNE_EVERY_S 600
 
 long oauth_state_prune_task(worker_ctx *w)

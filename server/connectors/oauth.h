@@ -61,6 +61,14 @@ void oauth_state_who(const oauth_state_info *st, auth_ctx *who);
  * internal secret), authenticate them so oauth_state_take can check the
  * user.  0 (authenticated or no credentials), -1 with a 401 in resp. */
 int oauth_callback_auth(worker_ctx *w, http_request *req, http_response *resp);
+/* The organization whose flow a public request's `state` names, read
+ * without taking the state (router_set_public_tenant, installed by
+ * connectors_register): a callback then counts under that organization's
+ * share of the outbound pool before its code exchange, which may wait on a
+ * provider that never answers (a self-hosted base URL).  1 with org filled
+ * for a well-formed state of a flow still to finish; 0 otherwise (no state,
+ * or unknown, used, expired: the callback fails at once, holding no place). */
+int oauth_callback_org(worker_ctx *w, const http_request *req, char org[STORE_ID_LEN]);
 /* The periodic task (connectors_register): deletes states a day past their
  * expiry, so the table shrinks when nobody starts a flow too; returns the
  * seconds until the next run. */

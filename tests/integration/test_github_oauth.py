@@ -18,8 +18,10 @@ that records any connection, so a call that leaves GH_API_BASE_URL is seen.
 """
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -27,7 +29,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (SERVER_BIN, T, _SUITE, HostTrap, HttpFixture, check, contains, eq,  # noqa: E402
-                     https_request, main, rand_tag, sanitizer_reports, test, wait_until)
+                     https_request, main, rand_tag, sample, sanitizer_reports, scrape, test,
+                     wait_until)
 
 CLIENT_ID = "Ov23liAuroraTest"
 CLIENT_SECRET = "gh-oauth-secret-" + rand_tag(10)
@@ -437,6 +440,123 @@ def test_disconnect_revokes_and_deletes(t):
     eq((r.status, r.error_code), (404, "MISSING_CONNECTOR"), "no poll state left (%r)" % r)
     no_secrets_anywhere(w, token)
     no_foreign_hosts()
+
+
+class SilentGitHub:
+    """A GitHub (GH_BASE_URL) that takes every connection and answers nothing
+    until released: each code exchange sent to it holds an outbound worker
+    until then (a self-hosted provider whose token endpoint hangs)."""
+
+    def __init__(self):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(64)
+        self.port = self.s.getsockname()[1]
+        self.conns, self.lock, self.released = [], threading.Lock(), False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.released:
+                    c.close()
+                    return
+                self.conns.append(c)
+
+    def accepted(self):
+        with self.lock:
+            return len(self.conns)
+
+    def release(self):
+        """Stops listening and closes every connection: each waiting exchange
+        fails at once, and a later one finds the port refusing."""
+        with self.lock:
+            if self.released:
+                return
+            self.released = True
+            try:  # wakes the thread blocked in accept(); close alone would not
+                self.s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.s.close()
+            for c in self.conns:
+                c.close()
+            self.conns = []
+
+
+def outbound_parked(w):
+    v = sample(scrape(w), "aurora_worker_jobs_parked", pool="outbound")
+    check(v is not None, "the outbound pool's parked jobs in /metrics")
+    return int(v)
+
+
+@test(timeout=120)
+def test_one_org_callbacks_hold_at_most_its_share_of_the_outbound_pool(t):
+    """OAuth callbacks carry no API key (the browser comes back from the
+    provider), so they were not counted in their organization's share of the
+    outbound pool: one organization's users finishing flows against a
+    provider whose token endpoint hangs (GH_BASE_URL is a setting) held every
+    outbound thread, and every other organization's provider calls queued
+    behind them.  Now a callback whose state is live counts under the state's
+    organization before its code exchange: with 4 outbound workers (share 2),
+    two of four callbacks wait at the token endpoint and two are parked,
+    their states not consumed yet; another organization's login and callback
+    run meanwhile, and a callback with an unknown state still fails at once.
+    Once the endpoint closes, each parked callback runs and exchanges its own
+    state's code (refused by the closed port, never "state already used")."""
+    world()
+    silent = SilentGitHub()
+    t.defer(silent.release)
+    base = "http://127.0.0.1:%d" % silent.port
+    w = make_world(t, "silent-token", _env["fx"], _env["trap"], {
+        "GH_BASE_URL": base, "GH_API_BASE_URL": base + "/api/v3", "AURORA_OUTBOUND_WORKERS": "4"})
+    _, _, key_a = w.new_org()
+    _, _, key_b = w.new_org()
+    states = [state_of(login_url(w, key_a)) for _ in range(4)]
+    answers = {}
+
+    def finish(name, state):
+        answers[name] = callback(w, "code=code-%s&state=%s" % (name, state))
+
+    def start(name, state):
+        th = threading.Thread(target=finish, args=(name, state))
+        th.start()
+        return th
+
+    held = [start("a%d" % i, s) for i, s in enumerate(states)]
+    wait_until(lambda: silent.accepted() + outbound_parked(w) >= 4, 30,
+               what="the four callbacks exchanging their code or parked")
+    # another organization is served meanwhile (on the outbound pool too),
+    # not after the provider's timeout (30 s here)
+    try:
+        r = w.request("GET", "/github/login", auth=False, headers=w.as_frontend(key_b), timeout=10)
+    except socket.timeout:
+        raise AssertionError("another organization's login waited behind the callbacks "
+                             "(%d exchanges held, %d parked)" % (silent.accepted(), outbound_parked(w)))
+    eq(r.status, 302, "another organization's login (%r)" % r)
+    eq((silent.accepted(), outbound_parked(w)), (2, 2), "exchanges held, callbacks parked")
+    other = start("b", state_of(r.headers["location"]))
+    wait_until(lambda: silent.accepted() >= 3, 30,
+               what="another organization's callback reaching the token endpoint meanwhile")
+    # no place for a state that names no live flow: it fails at once
+    r = callback(w, "code=x&state=" + "A" * 43)
+    eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "unknown state (%r)" % r)
+    eq(outbound_parked(w), 2, "still parked (the unknown state was not)")
+    silent.release()
+    for th in held + [other]:
+        th.join(60)
+    eq(sorted(answers), ["a0", "a1", "a2", "a3", "b"], "every callback answered")
+    codes = sorted((k, a.status, a.error_code) for k, a in answers.items())
+    check(all(a.status == 502 for a in answers.values()),
+          "each exchange ended as the endpoint closed (the parked ones ran their own exchange)",
+          codes)
+    eq(outbound_parked(w), 0, "nothing parked at the end")
+    r = callback(w, "code=x&state=" + states[0])
+    eq((r.status, r.error_code), (400, "OAUTH_STATE_INVALID"), "each state used once (%r)" % r)
 
 
 if __name__ == "__main__":

@@ -2432,6 +2432,14 @@ static void test_oauth_states(void **state)
     assert_int_equal(store_oauth_state_status(f->s, h, &used, &exp), STORE_OK);
     assert_int_equal(used, 0);
     assert_int_equal(exp, now + 600);
+    /* its organization, read without taking it (a callback's share of the
+     * outbound pool, entered before the state is taken): twice, then taken */
+    char org[STORE_ID_LEN];
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(store_oauth_state_org(f->s, h, now, org), STORE_OK);
+        assert_string_equal(org, o.id);
+    }
+    assert_int_equal(store_oauth_state_org(f->s, h, now + 600, org), STORE_NOT_FOUND);
 
     assert_int_equal(store_oauth_state_consume(f->s, h, now, &got), STORE_OK);
     assert_string_equal(got.org_id, o.id);
@@ -2442,6 +2450,7 @@ static void test_oauth_states(void **state)
     assert_int_equal(got.expires_at, now + 600);
     /* single use */
     assert_int_equal(store_oauth_state_consume(f->s, h, now, &got), STORE_NOT_FOUND);
+    assert_int_equal(store_oauth_state_org(f->s, h, now, org), STORE_NOT_FOUND); /* used */
     assert_int_equal(store_oauth_state_status(f->s, h, &used, &exp), STORE_OK);
     assert_int_equal(used, now);
 
@@ -2460,10 +2469,13 @@ static void test_oauth_states(void **state)
     /* unknown */
     assert_int_equal(store_oauth_state_consume(f->s, h3, now, &got), STORE_NOT_FOUND);
     assert_int_equal(store_oauth_state_status(f->s, h3, &used, &exp), STORE_NOT_FOUND);
+    assert_int_equal(store_oauth_state_org(f->s, h3, now, org), STORE_NOT_FOUND);
+    assert_string_equal(org, "");
 
     /* only hashes are accepted: a raw state is refused before any SQL */
     assert_int_equal(store_oauth_state_create(f->s, "state-one", &st), STORE_ERR);
     assert_int_equal(store_oauth_state_consume(f->s, "state-one", now, &got), STORE_ERR);
+    assert_int_equal(store_oauth_state_org(f->s, "state-one", now, org), STORE_ERR);
     /* a missing org */
     char h4[65];
     state_hash_of("state-four", h4);
