@@ -767,31 +767,7 @@ int store_agent_token_revoke_cluster(store_t *s, const char *org_id, const char 
 int store_rate_take(store_t *s, const char *key, int64_t window_start, int64_t limit,
                     int64_t forget_before, int *allowed)
 {
-    if (!s)
-        return STORE_ERR;
-    if (!key || !allowed || limit < 1)
-        return serr(s, "store_rate_take: missing argument");
-    *allowed = 0;
-    /* Old windows first: a failure after the slot is taken would report an
-     * error for a slot the caller could then never give back. */
-    db_param pf[] = { p_text(key), DB_P_INT(forget_before) };
-    if (run_exec(s, "forgetting old rate-limit windows",
-                 "DELETE FROM rate_counters WHERE rate_key = ? AND window_start < ?", pf, 2,
-                 NULL) != STORE_OK)
-        return STORE_ERR;
-    int64_t changes = 0;
-    /* The WHERE of DO UPDATE is re-checked under the row's lock (PostgreSQL)
-     * or the database's write lock (SQLite): two takers of the last slot
-     * cannot both see room. */
-    db_param p[] = { p_text(key), DB_P_INT(window_start), DB_P_INT(limit) };
-    if (run_exec(s, "taking a rate-limit slot",
-                 "INSERT INTO rate_counters (rate_key, window_start, hits) VALUES (?, ?, 1)"
-                 " ON CONFLICT (rate_key, window_start) DO UPDATE SET hits = rate_counters.hits + 1"
-                 " WHERE rate_counters.hits < ?",
-                 p, 3, &changes) != STORE_OK)
-        return STORE_ERR;
-    *allowed = changes > 0;
-    return STORE_OK;
+    return store_rate_take_n(s, key, window_start, limit, 1, forget_before, allowed);
 }
 
 int store_rate_give_back(store_t *s, const char *key, int64_t window_start)
@@ -817,14 +793,18 @@ int store_rate_take_n(store_t *s, const char *key, int64_t window_start, int64_t
     *allowed = 0;
     if (n > limit)
         return STORE_OK; /* the INSERT below would take them into an empty window */
+    /* Old windows first: a failure after the slots are taken would report an
+     * error for slots the caller could then never give back. */
     db_param pf[] = { p_text(key), DB_P_INT(forget_before) };
     if (run_exec(s, "forgetting old rate-limit windows",
                  "DELETE FROM rate_counters WHERE rate_key = ? AND window_start < ?", pf, 2,
                  NULL) != STORE_OK)
         return STORE_ERR;
     int64_t changes = 0;
-    /* As store_rate_take: the WHERE is re-checked under the row's lock, so
-     * concurrent takers never exceed the limit together. */
+    /* The WHERE of DO UPDATE is re-checked under the row's lock (PostgreSQL)
+     * or the database's write lock (SQLite): concurrent takers never exceed
+     * the limit together, and two takers of the last slot cannot both see
+     * room. */
     db_param p[] = { p_text(key), DB_P_INT(window_start), DB_P_INT(n), DB_P_INT(n),
                      DB_P_INT(n), DB_P_INT(limit) };
     if (run_exec(s, "taking rate-limit slots",
