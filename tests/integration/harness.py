@@ -212,6 +212,53 @@ def refusing_port(t):
     return s.getsockname()[1]
 
 
+class SilentPeer:
+    """A provider (a Splunk instance, a self-hosted GitHub's token endpoint)
+    that takes every connection on 127.0.0.1 and answers nothing until
+    released: each call the server sends it holds an outbound worker until
+    then."""
+
+    def __init__(self):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(64)
+        self.port = self.s.getsockname()[1]
+        self.conns, self.lock, self.released = [], threading.Lock(), False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.released:  # a retry accepted while released: refused too
+                    c.close()
+                    return
+                self.conns.append(c)
+
+    def accepted(self):
+        with self.lock:
+            return len(self.conns)
+
+    def release(self):
+        """Stops listening and closes every connection: each waiting call
+        then fails at once, and a later one finds the port refusing."""
+        with self.lock:
+            if self.released:
+                return
+            self.released = True
+            try:  # wakes the thread blocked in accept(); close alone would not
+                self.s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.s.close()
+            for c in self.conns:
+                c.close()
+            self.conns = []
+
+
 def listens_on(pid, port):
     """Whether process pid holds a listening TCP socket on port (by the
     socket inodes of /proc/net/tcp{,6} and of its descriptors)."""

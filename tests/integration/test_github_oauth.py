@@ -28,8 +28,8 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SERVER_BIN, T, _SUITE, HostTrap, HttpFixture, check, contains, eq,  # noqa: E402
-                     https_request, main, rand_tag, sample, sanitizer_reports, scrape, test,
+from harness import (SERVER_BIN, T, _SUITE, HostTrap, HttpFixture, SilentPeer, check,  # noqa: E402
+                     contains, eq, https_request, main, rand_tag, sample, sanitizer_reports, scrape, test,
                      wait_until)
 
 CLIENT_ID = "Ov23liAuroraTest"
@@ -442,52 +442,6 @@ def test_disconnect_revokes_and_deletes(t):
     no_foreign_hosts()
 
 
-class SilentGitHub:
-    """A GitHub (GH_BASE_URL) that takes every connection and answers nothing
-    until released: each code exchange sent to it holds an outbound worker
-    until then (a self-hosted provider whose token endpoint hangs)."""
-
-    def __init__(self):
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.s.bind(("127.0.0.1", 0))
-        self.s.listen(64)
-        self.port = self.s.getsockname()[1]
-        self.conns, self.lock, self.released = [], threading.Lock(), False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.s.accept()
-            except OSError:
-                return
-            with self.lock:
-                if self.released:
-                    c.close()
-                    return
-                self.conns.append(c)
-
-    def accepted(self):
-        with self.lock:
-            return len(self.conns)
-
-    def release(self):
-        """Stops listening and closes every connection: each waiting exchange
-        fails at once, and a later one finds the port refusing."""
-        with self.lock:
-            if self.released:
-                return
-            self.released = True
-            try:  # wakes the thread blocked in accept(); close alone would not
-                self.s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.s.close()
-            for c in self.conns:
-                c.close()
-            self.conns = []
-
-
 def outbound_parked(w):
     v = sample(scrape(w), "aurora_worker_jobs_parked", pool="outbound")
     check(v is not None, "the outbound pool's parked jobs in /metrics")
@@ -509,7 +463,7 @@ def test_one_org_callbacks_hold_at_most_its_share_of_the_outbound_pool(t):
     Once the endpoint closes, each parked callback runs and exchanges its own
     state's code (refused by the closed port, never "state already used")."""
     world()
-    silent = SilentGitHub()
+    silent = SilentPeer()
     t.defer(silent.release)
     base = "http://127.0.0.1:%d" % silent.port
     w = make_world(t, "silent-token", _env["fx"], _env["trap"], {

@@ -30,8 +30,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FIXTURES, NODE, SERVER_BIN, T, _SUITE, HttpFixture, check, contains, eq,  # noqa: E402
-                     main, rand_tag, sample, sanitizer_reports, scrape, test, wait_until)
+from harness import (FIXTURES, NODE, SERVER_BIN, T, _SUITE, HttpFixture, SilentPeer, check,  # noqa: E402
+                     contains, eq, main, rand_tag, sample, sanitizer_reports, scrape, test, wait_until)
 
 ND_TOKEN = "ndc." + rand_tag(24)
 SP_TOKEN = "eyJraWQiOiJzcGx1bmsiLCJhbGciOiJIUzUxMiJ9." + rand_tag(30)
@@ -752,52 +752,6 @@ def test_splunk_searches_bounded_per_org_and_in_all(t):
         eq(search(w, key, {"query": "index=main"}).status, 200, "once they ended")
 
 
-class SilentInstance:
-    """A Splunk instance that takes every connection and answers nothing until
-    released: each connect to it holds an outbound worker until then."""
-
-    def __init__(self):
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.s.bind(("127.0.0.1", 0))
-        self.s.listen(64)
-        self.port = self.s.getsockname()[1]
-        self.conns, self.lock, self.released = [], threading.Lock(), False
-        self.th = threading.Thread(target=self._accept, daemon=True)
-        self.th.start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.s.accept()
-            except OSError:
-                return
-            with self.lock:
-                if self.released:  # a retry accepted while released: refused too
-                    c.close()
-                    return
-                self.conns.append(c)
-
-    def accepted(self):
-        with self.lock:
-            return len(self.conns)
-
-    def release(self):
-        """Stops listening and closes every connection: each waiting connect
-        then fails at once, and a retry finds the port refusing."""
-        with self.lock:
-            self.released = True
-            try:  # wakes the thread blocked in accept(); close alone would not
-                self.s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.s.close()
-            for c in self.conns:
-                c.close()
-            self.conns = []
-
-    close = release
-
-
 def outbound_parked(w):
     v = sample(scrape(w), "aurora_worker_jobs_parked", pool="outbound")
     check(v is not None, "the outbound pool's parked jobs in /metrics")
@@ -815,8 +769,8 @@ def test_one_org_holds_at_most_its_share_of_the_outbound_pool(t):
     w = world()
     _, _, key_a = w.new_org()
     _, _, key_b = w.new_org()
-    silent = SilentInstance()
-    t.defer(silent.close)
+    silent = SilentPeer()
+    t.defer(silent.release)
     url = "http://127.0.0.1:%d" % silent.port
     answers = {}
 
