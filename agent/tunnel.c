@@ -259,17 +259,67 @@ static void on_disconnect(agent_tunnel *t, const char *why)
     schedule_connect(t, delay);
 }
 
+/* ---- a server named by an IPv6 literal, over TLS ---------------------------
+ * libwebsockets 4.1 takes the TLS name (the SNI and the certificate's name
+ * check) from the Host header, cut at its first ':'.  For an IPv6 literal
+ * the Host header RFC 3986/9110 ask for, "[::1]:8443", gives "[", and the
+ * bare "::1" sent before gave "": an empty name, which OpenSSL takes as "no
+ * name to check", so any certificate the CA signed was accepted.  At the
+ * start of each handshake (before the ClientHello is written) the
+ * connection's SNI is cleared (RFC 6066: an IP literal is never sent as SNI)
+ * and the certificate is checked against the address (its IP SAN).  The
+ * name lws set ("[", which nothing matches) is dropped only once the
+ * address check is in place: should that fail, so does the handshake. */
+static int g_tunnel_ex_idx = -1;
+static void (*g_info_next)(const SSL *, int, int);
+
+static void tls_name_on_info(const SSL *cssl, int where, int ret)
+{
+    SSL *ssl = (SSL *)cssl;
+    if (where & SSL_CB_HANDSHAKE_START) {
+        const agent_tunnel *t = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), g_tunnel_ex_idx);
+        if (t && strchr(t->cfg->host, ':')) {
+            SSL_set_tlsext_host_name(ssl, NULL);
+            if (!t->cfg->tls_skip_verify) {
+                X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+                if (X509_VERIFY_PARAM_set1_ip_asc(vp, t->cfg->host) == 1)
+                    X509_VERIFY_PARAM_set1_host(vp, NULL, 0);
+            }
+        }
+    }
+    if (g_info_next)
+        g_info_next(cssl, where, ret);
+}
+
+/* After tls_resume_attach: its info callback is called on from ours. */
+static void tls_name_attach(SSL_CTX *ctx, agent_tunnel *t)
+{
+    if (g_tunnel_ex_idx < 0)
+        g_tunnel_ex_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    SSL_CTX_set_ex_data(ctx, g_tunnel_ex_idx, t);
+    void (*cur)(const SSL *, int, int) = SSL_CTX_get_info_callback(ctx);
+    if (cur != tls_name_on_info) {
+        g_info_next = cur;
+        SSL_CTX_set_info_callback(ctx, tls_name_on_info);
+    }
+}
+
 /* Opens the WebSocket to ip (the server's address, or the proxy's when one is
  * used: the proxy then resolves the server's name itself). */
 static void connect_to(agent_tunnel *t, const char *ip)
 {
     const agent_config *c = t->cfg;
-    char hosthdr[300];
-    int default_port = c->port == (c->secure ? 443 : 80);
-    if (default_port || strchr(c->host, ':'))
-        snprintf(hosthdr, sizeof(hosthdr), "%s", c->host);
+    /* The host as a URI writes it: an IPv6 literal (the only host holding a
+     * ':', agent_config) in brackets, in Host, in the proxy's CONNECT line
+     * (lws writes i.address there) and in the log. */
+    int v6 = strchr(c->host, ':') != NULL;
+    char authority[300];
+    snprintf(authority, sizeof(authority), "%s%s%s", v6 ? "[" : "", c->host, v6 ? "]" : "");
+    char hosthdr[310];
+    if (c->port == (c->secure ? 443 : 80))
+        snprintf(hosthdr, sizeof(hosthdr), "%s", authority);
     else
-        snprintf(hosthdr, sizeof(hosthdr), "%s:%d", c->host, c->port);
+        snprintf(hosthdr, sizeof(hosthdr), "%s:%d", authority, c->port);
 
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof(i));
@@ -277,8 +327,9 @@ static void connect_to(agent_tunnel *t, const char *ip)
     i.vhost = t->vh;
     /* The numeric address goes to the socket (no name lookup inside lws, so
      * no NSS in a static binary); the name stays in Host, SNI and the
-     * certificate check (lws takes those from i.host). */
-    i.address = t->proxy.use ? c->host : ip;
+     * certificate check (lws takes those from i.host; an IPv6 literal's
+     * are set by tls_name_on_info). */
+    i.address = t->proxy.use ? authority : ip;
     i.port = c->port;
     i.path = c->path;
     i.host = hosthdr;
@@ -315,12 +366,12 @@ static void connect_to(agent_tunnel *t, const char *ip)
             return;
         }
         log_info("tunnel: connecting to %s://%s:%d%s through the proxy %s (%s)",
-                 c->secure ? "wss" : "ws", c->host, c->port, c->path, t->proxy.display, ip);
+                 c->secure ? "wss" : "ws", authority, c->port, c->path, t->proxy.display, ip);
     } else if (strcmp(ip, c->host)) {
-        log_info("tunnel: connecting to %s://%s:%d%s (%s)", c->secure ? "wss" : "ws", c->host,
+        log_info("tunnel: connecting to %s://%s:%d%s (%s)", c->secure ? "wss" : "ws", authority,
                  c->port, c->path, ip);
     } else {
-        log_info("tunnel: connecting to %s://%s:%d%s", c->secure ? "wss" : "ws", c->host,
+        log_info("tunnel: connecting to %s://%s:%d%s", c->secure ? "wss" : "ws", authority,
                  c->port, c->path);
     }
     metrics_state_set(MS_CONNECTING);
@@ -1042,6 +1093,7 @@ static int tunnel_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
         /* an idle tunnel keeps no 34 KiB of TLS record buffers */
         SSL_CTX_set_mode((SSL_CTX *)user, SSL_MODE_RELEASE_BUFFERS);
         tls_resume_attach((SSL_CTX *)user); /* reconnections resume the session */
+        tls_name_attach((SSL_CTX *)user, t);
         if (t->cfg->ca_file || !t->cfg->secure || t->cfg->tls_skip_verify)
             return 0;
         if (agent_ca_store_load_system(user, desc, sizeof(desc)) != 0)

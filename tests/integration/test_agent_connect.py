@@ -21,6 +21,8 @@ import hashlib
 import os
 import secrets
 import socket
+import ssl
+import subprocess
 import threading
 
 from harness import AGENT_BIN, _base_env, _san_env, check, contains, main, test, wait_until
@@ -32,8 +34,10 @@ class HeadServer:
     """Listens on host (loopback) and reads each connection's request head,
     recorded in `requests`; what then is answered is answer()'s."""
 
-    def __init__(self, host="127.0.0.1"):
-        self.sock = socket.socket()
+    def __init__(self, host="127.0.0.1", tls=None):
+        self.tls = tls  # an ssl.SSLContext: the connections speak TLS
+        self.handshakes_failed = 0
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.bind((host, 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
@@ -55,6 +59,15 @@ class HeadServer:
 
     def _serve(self, c, n):
         head = b""
+        if self.tls:
+            try:
+                c = self.tls.wrap_socket(c, server_side=True)
+            except OSError:  # the client refused the certificate, or hung up
+                with self.lock:
+                    self.handshakes_failed += 1
+                return
+            with self.lock:
+                self.conns.append(c)
         try:
             while b"\r\n\r\n" not in head:
                 d = c.recv(4096)
@@ -124,11 +137,11 @@ class Redirecting(HeadServer):
             return len(self.requests)
 
 
-def start_agent(t, port, token=None):
-    d = os.path.join(t.tmp, "agent")
+def start_agent(t, port, token=None, url=None, extra=None, name="agent"):
+    d = os.path.join(t.tmp, name)
     env = _base_env(os.path.join(d, "home"))
     env.update({
-        "NEXT_PUBLIC_WEBSOCKET_URL": "ws://127.0.0.1:%d/kubectl-agent" % port,
+        "NEXT_PUBLIC_WEBSOCKET_URL": url or "ws://127.0.0.1:%d/kubectl-agent" % port,
         "AURORA_ALLOW_INSECURE_WS": "true",
         "AURORA_AGENT_TOKEN": token or "aurora_kubectl_" + secrets.token_hex(32),
         "AURORA_HEALTH_PORT": "0",
@@ -136,8 +149,9 @@ def start_agent(t, port, token=None):
         "AURORA_RECONNECT_MAX": "2",
         "AURORA_CLOUD_EXEC": "disabled",
     })
+    env.update(extra or {})
     env.update(_san_env(os.path.join(d, "san")))
-    return t.spawn("agent", [AGENT_BIN], env, os.path.join(d, "agent.log"),
+    return t.spawn(name, [AGENT_BIN], env, os.path.join(d, "agent.log"),
                    os.path.join(d, "san"), cwd=d)
 
 
@@ -189,6 +203,113 @@ def a_redirected_handshake_is_not_followed(t):
     contains(agent.log_text(), "ws upgrade response not 101", "the agent says the attempt failed")
     check(token not in agent.log_text(), "the token in the agent's log")
     check(agent.alive(), "the agent is running")
+
+
+def host_header(head):
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "host":
+            return value.strip()
+    return None
+
+
+def tls_server(t, name, san, host="::1"):
+    """A TLS HeadServer on host (::1) whose self-signed certificate (also the
+    agent's AURORA_CA_FILE: trusted) names `san` only; the SNI each client
+    sent is recorded in `sni` (None: no SNI)."""
+    d = os.path.join(t.tmp, name)
+    os.makedirs(d, exist_ok=True)
+    key, crt = os.path.join(d, "server.key"), os.path.join(d, "server.crt")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
+                        "-days", "2", "-subj", "/CN=aurora-test", "-addext",
+                        "subjectAltName=%s" % san], capture_output=True)
+    check(r.returncode == 0, "openssl req failed", r.stderr.decode())
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    sni = []
+    ctx.sni_callback = lambda sock, server_name, c: sni.append(server_name)
+    srv = HeadServer(host, tls=ctx)
+    srv.sni = sni
+    srv.ca = crt
+    t.defer(srv.close)
+    return srv
+
+
+@test(timeout=60)
+def an_ipv6_literal_host_header_has_brackets_and_port(t):
+    """wss://[::1]:8443/…: RFC 3986/9110 want Host: [::1]:8443.  The agent
+    sent the bare address, "::1", without brackets and without the port (it
+    left the port out whenever the host held a ':'): an ingress or a proxy
+    routing on Host got a name it cannot parse."""
+    srv = HeadServer("::1")
+    t.defer(srv.close)
+    start_agent(t, srv.port, url="ws://[::1]:%d/kubectl-agent" % srv.port)
+    wait_until(lambda: len(srv.requests) >= 1, 30, 0.05, "the agent's upgrade request")
+    got = host_header(srv.requests[0])
+    check(got == "[::1]:%d" % srv.port, "Host header of an IPv6-literal URL", got)
+
+
+@test(timeout=90)
+def an_ipv6_literal_server_certificate_must_name_the_address(t):
+    """wss://[::1]:port/…: the server certificate must carry the IP address
+    ::1 (libwebsockets takes the certificate check's name from the Host
+    header, cut at its first ':': for "::1" an empty name, which switched
+    the check off; for "[::1]:port" it would be "[").  A certificate the CA
+    signed for another address is refused before any request is sent; one
+    naming ::1 is accepted, and no SNI is sent (RFC 6066: no IP literals)."""
+    wrong = tls_server(t, "wrong", "IP:127.0.0.1,DNS:aurora-test")
+    agent = start_agent(t, wrong.port, url="wss://[::1]:%d/kubectl-agent" % wrong.port,
+                        extra={"AURORA_CA_FILE": wrong.ca})
+    wait_until(lambda: wrong.handshakes_failed >= 2 or wrong.requests, 45, 0.05,
+               "two refused TLS handshakes")
+    contains(agent.log_text(), "IP address mismatch", "the agent says why it refused the certificate")
+    check(not wrong.requests, "the agent sent its upgrade (and token) to a server whose "
+          "certificate does not name ::1", wrong.requests[:1])
+    check(agent.alive(), "the agent is running")
+    problems = agent.stop()
+    check(not problems, "the first agent's exit", problems)
+
+    right = tls_server(t, "right", "IP:::1")
+    start_agent(t, right.port, url="wss://[::1]:%d/kubectl-agent" % right.port,
+                extra={"AURORA_CA_FILE": right.ca}, name="agent2")
+    wait_until(lambda: len(right.requests) >= 1, 30, 0.05,
+               "the agent's upgrade over TLS to a certificate naming ::1")
+    check(host_header(right.requests[0]) == "[::1]:%d" % right.port, "Host header over TLS",
+          host_header(right.requests[0]))
+    check(right.sni and all(s is None for s in right.sni), "SNI sent for an IP literal",
+          right.sni)
+
+
+@test(timeout=60)
+def a_named_server_keeps_its_sni_and_name_check(t):
+    """The IPv6-literal handling leaves a named server as it was: SNI and
+    the certificate check carry the name, without the port; the Host header
+    carries name and port."""
+    srv = tls_server(t, "named", "DNS:localhost", host="127.0.0.1")
+    start_agent(t, srv.port, url="wss://localhost:%d/kubectl-agent" % srv.port,
+                extra={"AURORA_CA_FILE": srv.ca})
+    wait_until(lambda: len(srv.requests) >= 1, 30, 0.05, "the agent's upgrade over TLS")
+    check(host_header(srv.requests[0]) == "localhost:%d" % srv.port, "Host header",
+          host_header(srv.requests[0]))
+    check(srv.sni[:1] == ["localhost"], "SNI of a named server", srv.sni)
+
+
+@test(timeout=60)
+def an_ipv6_literal_is_bracketed_in_the_proxy_connect(t):
+    """Through an egress proxy, libwebsockets writes the CONNECT line from
+    the server's host as the agent gives it: "CONNECT ::1:8443", which no
+    proxy can split into address and port; "[::1]:8443" is the authority
+    RFC 9110 asks for.  The proxy here records the CONNECT and answers
+    nothing."""
+    px = HeadServer("127.0.0.1")
+    t.defer(px.close)
+    start_agent(t, px.port, url="wss://[::1]:8443/kubectl-agent",
+                extra={"HTTPS_PROXY": "http://127.0.0.1:%d" % px.port,
+                       "NO_PROXY": "", "no_proxy": ""})
+    wait_until(lambda: len(px.requests) >= 1, 30, 0.05, "the agent's CONNECT")
+    line = px.requests[0].decode("latin-1").split("\r\n")[0]
+    check(line == "CONNECT [::1]:8443 HTTP/1.1", "the CONNECT line", line)
 
 
 if __name__ == "__main__":
