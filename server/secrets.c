@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct secrets {
     const secrets_backend *be;
@@ -515,6 +516,36 @@ int secrets_delete(secrets_t *s, const char *path, char *err, size_t errlen)
 }
 
 /* ---- listing ------------------------------------------------------------------- */
+
+long long secrets_mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+long secrets_list_deadline_ms(long timeout_ms, size_t list_max)
+{
+    size_t timeouts = list_max / SECRETS_LIST_PATHS_PER_TIMEOUT;
+    if (timeouts < SECRETS_LIST_MIN_TIMEOUTS)
+        timeouts = SECRETS_LIST_MIN_TIMEOUTS;
+    return (long)timeouts * timeout_ms;
+}
+
+long secrets_attempt_timeout_ms(long long deadline, long timeout_ms)
+{
+    if (!deadline)
+        return timeout_ms;
+    long long left = deadline - secrets_mono_ms();
+    if (left <= 0)
+        return 0;
+    return left < timeout_ms ? (long)left : timeout_ms;
+}
+
+int secrets_pause_fits(long long deadline, long pause_ms)
+{
+    return !deadline || secrets_mono_ms() + pause_ms < deadline;
+}
 
 typedef struct {
     const char *prefix;

@@ -92,9 +92,10 @@ typedef struct {
      * stopped: …") rather than holding its thread and memory for as long as
      * a huge or hostile tree lasts; Vault's LIST walk is bounded by it too
      * (secrets_vault.c: at most this many LIST requests, 4 times as many
-     * names read, and a deadline of one timeout_ms for every 1000 of these
-     * paths, three at least: a Vault answering each LIST slowly fails it
-     * SECRETS_E_UNAVAILABLE, "listing stopped: not done within N ms"). */
+     * names read).  It also sets a remote listing's deadline
+     * (secrets_list_deadline_ms: Vault's LIST walk, AWS's ListSecrets
+     * pages): a backend answering each request slowly fails it
+     * SECRETS_E_UNAVAILABLE, "listing stopped: not done within N ms". */
     size_t list_max_paths;
 } secrets_config;
 
@@ -185,6 +186,33 @@ void secrets_printable(char *s);
  * NULL when the file cannot be read, is empty or longer than max; *why
  * then says which ("unreadable", "empty", "too large", "out of memory"). */
 char *secrets_read_token_file(const char *path, size_t max, size_t *cap, const char **why);
+
+/* The monotonic clock in ms: deadlines that a wall-clock jump does not move. */
+long long secrets_mono_ms(void);
+
+/* A whole listing's deadline, in ms from its start: one per-request
+ * timeout for every SECRETS_LIST_PATHS_PER_TIMEOUT paths the listing may
+ * hold (list_max: secrets_config.list_max_paths), at least
+ * SECRETS_LIST_MIN_TIMEOUTS (the server's bound of 1000 paths: 3 timeouts,
+ * 30 s by default; the operator CLI's whole-store 100000: 100).  A remote
+ * listing is one request after the other (Vault's LIST per folder, AWS's
+ * ListSecrets per page): each answers in milliseconds, so a listing within
+ * its bound ends long before, while an endpoint answering each one just
+ * under the timeout would hold the calling worker for one timeout per
+ * request, up to the bound's number of requests. */
+#define SECRETS_LIST_MIN_TIMEOUTS 3
+#define SECRETS_LIST_PATHS_PER_TIMEOUT 1000
+long secrets_list_deadline_ms(long timeout_ms, size_t list_max);
+
+/* How long one attempt of a request may wait: timeout_ms, cut to what is
+ * left before deadline (secrets_mono_ms; 0: no deadline); 0 once it has
+ * passed.  A wait so cut that times out says nothing of whether the
+ * endpoint answers: the backends do not report it to their breaker. */
+long secrets_attempt_timeout_ms(long long deadline, long timeout_ms);
+
+/* 1 if a pause of pause_ms before a retry leaves time for the retry before
+ * deadline (0: no deadline, always). */
+int secrets_pause_fits(long long deadline, long pause_ms);
 
 typedef struct {
     const char *name;

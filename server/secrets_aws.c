@@ -17,8 +17,11 @@
  * one put carries the same ClientRequestToken, so a retried write is applied
  * once.  A name AWS is still deleting (ForceDeleteWithoutRecovery works in
  * the background: "marked for deletion") is waited for before a write, up to
- * DELETION_WAITS times, and reads as not found.  The error type (__type) and AWS's message are passed on: they name
- * the secret and the denied action, never the value.
+ * DELETION_WAITS times, and reads as not found.  A listing (ListSecrets,
+ * page after page) has a deadline as a whole (secrets_list_deadline_ms),
+ * each page's wait and retries cut to what is left of it.  The error type
+ * (__type) and AWS's message are passed on: they name the secret and the
+ * denied action, never the value.
  *
  * Credentials: static keys (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
  * [/ AWS_SESSION_TOKEN]) when set; else web identity, the AWS SDKs' chain
@@ -63,6 +66,7 @@ typedef struct {
     char endpoint[512];
     char sigv4[128]; /* "aws:amz:<region>:secretsmanager" */
     long timeout_ms;
+    size_t list_max;  /* a listing's bound (secrets_config.list_max_paths): sets its deadline */
     int web_identity; /* 0: static keys in creds, never changed after open */
     /* web identity */
     char role_arn[2048];
@@ -210,6 +214,7 @@ static int aws_open(const secrets_config *cfg, void **impl, char *err, size_t er
         return SECRETS_E_INVALID;
     }
     a->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : SECRETS_DEFAULT_TIMEOUT_MS;
+    a->list_max = cfg->list_max_paths ? cfg->list_max_paths : SECRETS_LIST_MAX_PATHS;
     /* Shared by every handle on this endpoint; a probe may take one timeout
      * and the retries' backoff. */
     char label[600];
@@ -382,9 +387,12 @@ static int creds_refused(const char *type)
 }
 
 /* One action, with retries, signed with the credentials *c.  SECRETS_OK with
- * *resp filled on HTTP 200; otherwise e gets AWS's error type. */
+ * *resp filled on HTTP 200; otherwise e gets AWS's error type.  deadline
+ * (secrets_mono_ms; 0: none) ends the attempts and the backoff between them
+ * early: each attempt waits at most what is left of it. */
 static int call_with(aws_t *a, const aws_creds *c, const char *action, const char *body,
-                     http_client_resp *resp, aws_error *e, char *err, size_t errlen)
+                     long long deadline, http_client_resp *resp, aws_error *e, char *err,
+                     size_t errlen)
 {
     char target[96], tokhdr[2100];
     snprintf(target, sizeof(target), "X-Amz-Target: secretsmanager.%s", action);
@@ -413,12 +421,25 @@ static int call_with(aws_t *a, const aws_creds *c, const char *action, const cha
     }
     for (int attempt = 1; attempt <= AWS_ATTEMPTS; attempt++) {
         memset(e, 0, sizeof(*e));
-        if (attempt > 1)
-            http_client_sleep_ms(http_client_backoff_ms(attempt - 1));
+        if (attempt > 1) {
+            long pause = http_client_backoff_ms(attempt - 1);
+            if (!secrets_pause_fits(deadline, pause))
+                break; /* err holds the last attempt's failure */
+            http_client_sleep_ms(pause);
+        }
+        req.timeout_ms = secrets_attempt_timeout_ms(deadline, a->timeout_ms);
+        if (req.timeout_ms <= 0) {
+            say(err, errlen, "AWS Secrets Manager at %s: no time left for the request",
+                a->endpoint);
+            break;
+        }
         if (http_client_do(&req, resp) < 0) {
             say(err, errlen, "AWS Secrets Manager at %s unreachable: %s", a->endpoint, resp->err);
             rc = SECRETS_E_UNAVAILABLE;
-            unreached |= resp->unreached;
+            /* A wait cut short by the deadline says nothing of whether the
+             * endpoint answers: the breaker is not told it does not. */
+            if (!(resp->code == AUR_E_TIMEOUT && req.timeout_ms < a->timeout_ms))
+                unreached |= resp->unreached;
             if (resp->code == AUR_E_TIMEOUT) /* one timeout is the most a caller waits */
                 break;
             continue;
@@ -455,9 +476,10 @@ static int call_with(aws_t *a, const aws_creds *c, const char *action, const cha
 
 /* One action: credentials taken (or refreshed) for it, and with web
  * identity refreshed once more when AWS refuses them as expired or
- * unknown. */
-static int call(aws_t *a, const char *action, const char *body, http_client_resp *resp, aws_error *e,
-                char *err, size_t errlen)
+ * unknown; deadline as call_with's (a refresh from STS is not cut to it:
+ * it is shared with the other callers waiting for it). */
+static int call(aws_t *a, const char *action, const char *body, long long deadline,
+                http_client_resp *resp, aws_error *e, char *err, size_t errlen)
 {
     aws_error local;
     if (!e)
@@ -467,12 +489,12 @@ static int call(aws_t *a, const char *action, const char *body, http_client_resp
     creds_ticket t = { 0, 0 };
     int rc = creds_get(a, &c, &t, NULL, err, errlen);
     if (rc == SECRETS_OK)
-        rc = call_with(a, &c, action, body, resp, e, err, errlen);
+        rc = call_with(a, &c, action, body, deadline, resp, e, err, errlen);
     if (rc == SECRETS_E_DENIED && a->web_identity && creds_refused(e->type)) {
         creds_ticket refused = t;
         rc = creds_get(a, &c, &t, &refused, err, errlen);
         if (rc == SECRETS_OK)
-            rc = call_with(a, &c, action, body, resp, e, err, errlen);
+            rc = call_with(a, &c, action, body, deadline, resp, e, err, errlen);
     }
     OPENSSL_cleanse(&c, sizeof(c));
     return rc;
@@ -561,7 +583,7 @@ static int aws_put(void *impl, const char *path, const unsigned char *val, size_
         }
         http_client_resp r;
         aws_error e;
-        int rc = call(a, "PutSecretValue", body, &r, &e, err, errlen);
+        int rc = call(a, "PutSecretValue", body, 0, &r, &e, err, errlen);
         free_body(body);
         if (rc == SECRETS_OK) {
             http_client_resp_free(&r);
@@ -579,7 +601,7 @@ static int aws_put(void *impl, const char *path, const unsigned char *val, size_
             say(err, errlen, "out of memory");
             return SECRETS_E_OTHER;
         }
-        rc = call(a, "CreateSecret", body, &r, &e, err, errlen);
+        rc = call(a, "CreateSecret", body, 0, &r, &e, err, errlen);
         free_body(body);
         if (rc == SECRETS_OK) {
             http_client_resp_free(&r);
@@ -610,7 +632,7 @@ static int aws_get(void *impl, const char *path, unsigned char **val, size_t *le
     }
     http_client_resp r;
     aws_error e;
-    int rc = call(a, "GetSecretValue", body, &r, &e, err, errlen);
+    int rc = call(a, "GetSecretValue", body, 0, &r, &e, err, errlen);
     free(body);
     /* Deleted, or scheduled for deletion: nothing to read. */
     if (rc != SECRETS_OK && deletion_pending(&e))
@@ -681,19 +703,39 @@ static int aws_del(void *impl, const char *path, char *err, size_t errlen)
         return SECRETS_E_OTHER;
     }
     http_client_resp r;
-    int rc = call(a, "DeleteSecret", body, &r, NULL, err, errlen);
+    int rc = call(a, "DeleteSecret", body, 0, &r, NULL, err, errlen);
     free(body);
     if (rc == SECRETS_OK)
         http_client_resp_free(&r);
     return rc;
 }
 
+/* The listing's error once its deadline has passed. */
+static int list_late(long deadline_ms, int pages, char *err, size_t errlen)
+{
+    say(err, errlen,
+        "listing stopped: not done within %ld ms (%d ListSecrets pages requested; AWS answers "
+        "slowly)",
+        deadline_ms, pages);
+    return SECRETS_E_UNAVAILABLE;
+}
+
+/* ListSecrets page after page, bounded in pages (LIST_PAGES_MAX), in paths
+ * (add's -1) and in time, whatever the endpoint answers: one answering
+ * each page just under the timeout would otherwise hold the calling worker
+ * for one timeout per page (secrets_list_deadline_ms). */
 static int aws_list(void *impl, const char *prefix, int (*add)(void *, const char *), void *ctx,
                     char *err, size_t errlen)
 {
     aws_t *a = impl;
     char *next = NULL;
+    long deadline_ms = secrets_list_deadline_ms(a->timeout_ms, a->list_max);
+    long long deadline = secrets_mono_ms() + deadline_ms;
     for (int page = 0; page < LIST_PAGES_MAX; page++) {
+        if (secrets_mono_ms() >= deadline) {
+            free(next);
+            return list_late(deadline_ms, page, err, errlen);
+        }
         cJSON *req = cJSON_CreateObject();
         cJSON *filters = NULL, *f = NULL, *vals = NULL;
         char *body = NULL;
@@ -725,10 +767,12 @@ static int aws_list(void *impl, const char *prefix, int (*add)(void *, const cha
             return SECRETS_E_OTHER;
         }
         http_client_resp r;
-        int rc = call(a, "ListSecrets", body, &r, NULL, err, errlen);
+        int rc = call(a, "ListSecrets", body, deadline, &r, NULL, err, errlen);
         free(body);
         if (rc != SECRETS_OK)
-            return rc;
+            return rc == SECRETS_E_UNAVAILABLE && secrets_mono_ms() >= deadline
+                       ? list_late(deadline_ms, page + 1, err, errlen)
+                       : rc;
         cJSON *j = cJSON_ParseWithLength(r.body, r.len);
         http_client_resp_free(&r);
         cJSON *list = cJSON_GetObjectItemCaseSensitive(j, "SecretList");

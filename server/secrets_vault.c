@@ -56,15 +56,6 @@
 #define UPKEEP_MAX_S 3600   /* ... and at least this often */
 #define UPKEEP_RETRY_S 30   /* after a lookup or renewal Vault did not answer */
 #define UPKEEP_REFUSED_S 600 /* after Vault refused the token its own lookup */
-/* A whole listing's deadline, in per-request timeouts: one for every
- * LIST_PATHS_PER_TIMEOUT paths the listing may hold, at least
- * LIST_MIN_TIMEOUTS (the server's bound of 1000 paths: 3 timeouts, 30 s by
- * default; the operator CLI's whole-store 100000: 100).  A LIST answers in
- * milliseconds, so a listing within its bound ends long before; without it
- * a Vault answering each LIST just under the timeout held the worker for
- * one timeout per folder (secrets.h: list_max_paths). */
-#define LIST_MIN_TIMEOUTS 3
-#define LIST_PATHS_PER_TIMEOUT 1000
 
 typedef struct {
     pthread_mutex_t mu; /* guards token and token_expiry */
@@ -101,14 +92,6 @@ static void say(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-/* The monotonic clock in ms: deadlines that a wall-clock jump does not move. */
-static long long mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* Copies s without leading/trailing slashes into out. */
@@ -272,7 +255,7 @@ static int map_status(long status)
 
 /* One request with retries of what may pass (429, 5xx, transport).
  * SECRETS_OK with *resp filled for 2xx; the body is released otherwise.
- * deadline (mono_ms; 0: none) ends the attempts and the backoff between
+ * deadline (secrets_mono_ms; 0: none) ends the attempts and the backoff between
  * them early: each attempt waits at most what is left of it. */
 static int send_with_retries(vault_t *v, const char *method, const char *url, const char *token,
                              const char *body, size_t body_len, long long deadline,
@@ -302,19 +285,14 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
     for (int attempt = 1; attempt <= VAULT_ATTEMPTS; attempt++) {
         if (attempt > 1) {
             long pause = http_client_backoff_ms(attempt - 1);
-            if (deadline && mono_ms() + pause >= deadline)
+            if (!secrets_pause_fits(deadline, pause))
                 break; /* err holds the last attempt's failure */
             http_client_sleep_ms(pause);
         }
-        req.timeout_ms = v->timeout_ms;
-        if (deadline) {
-            long long left = deadline - mono_ms();
-            if (left <= 0) {
-                say(err, errlen, "Vault at %s: no time left for the request", v->addr);
-                break;
-            }
-            if (left < req.timeout_ms)
-                req.timeout_ms = (long)left;
+        req.timeout_ms = secrets_attempt_timeout_ms(deadline, v->timeout_ms);
+        if (req.timeout_ms <= 0) {
+            say(err, errlen, "Vault at %s: no time left for the request", v->addr);
+            break;
         }
         if (http_client_do(&req, resp) < 0) {
             say(err, errlen, "Vault at %s unreachable: %s", v->addr, resp->err);
@@ -799,7 +777,7 @@ typedef struct {
     void *ctx;
     size_t requests, max_requests; /* LIST requests made, and allowed */
     size_t keys, max_keys;         /* names read (folders and filtered ones too), and allowed */
-    long long deadline;            /* mono_ms by which the whole listing ends */
+    long long deadline;            /* secrets_mono_ms by which the whole listing ends */
     long deadline_ms;              /* ... as a duration, for the error */
     size_t skipped;                /* names no secret path may hold (name_ok) */
 } lister;
@@ -857,7 +835,7 @@ static int list_dir(lister *ls, const char *dir, const char *partial, int depth,
             ls->max_requests, dir);
         return SECRETS_E_OTHER;
     }
-    if (mono_ms() >= ls->deadline)
+    if (secrets_mono_ms() >= ls->deadline)
         return list_late(ls, dir, err, errlen);
     ls->requests++;
     http_client_resp r;
@@ -865,7 +843,7 @@ static int list_dir(lister *ls, const char *dir, const char *partial, int depth,
     if (rc == SECRETS_NOT_FOUND) /* an empty folder does not exist in Vault */
         return SECRETS_OK;
     if (rc != SECRETS_OK)
-        return rc == SECRETS_E_UNAVAILABLE && mono_ms() >= ls->deadline
+        return rc == SECRETS_E_UNAVAILABLE && secrets_mono_ms() >= ls->deadline
                    ? list_late(ls, dir, err, errlen)
                    : rc;
     cJSON *j = cJSON_ParseWithLength(r.body, r.len);
@@ -940,12 +918,10 @@ static int vault_list(void *impl, const char *prefix, int (*add)(void *, const c
      * not exist), so a listing within its bound of paths needs no more
      * requests than that, except for long chains of single folders; the
      * names read are its paths, its folders and what partial filters out. */
-    size_t timeouts = v->list_max / LIST_PATHS_PER_TIMEOUT;
-    if (timeouts < LIST_MIN_TIMEOUTS)
-        timeouts = LIST_MIN_TIMEOUTS;
     lister ls = { .v = v, .add = add, .ctx = ctx, .max_requests = v->list_max,
-                  .max_keys = 4 * v->list_max, .deadline_ms = (long)timeouts * v->timeout_ms };
-    ls.deadline = mono_ms() + ls.deadline_ms;
+                  .max_keys = 4 * v->list_max,
+                  .deadline_ms = secrets_list_deadline_ms(v->timeout_ms, v->list_max) };
+    ls.deadline = secrets_mono_ms() + ls.deadline_ms;
     int rc = list_dir(&ls, dir, partial, 0, err, errlen);
     if (ls.skipped) /* not the names themselves: Vault's text, of any length */
         log_warn("secrets: Vault at %s: listing %s: %zu names no secret path may hold were skipped",

@@ -1200,6 +1200,70 @@ static void test_stalled_endpoint_fails_fast(void **state)
     silent_peer_close(&peer);
 }
 
+/* A count from the proxy's /_fixture/stats. */
+static int proxy_stat(const char *name)
+{
+    char *t = http_text("GET", "/_fixture/stats", NULL);
+    cJSON *j = cJSON_Parse(t);
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(j, name);
+    assert_true(cJSON_IsNumber(v));
+    int n = v->valueint;
+    cJSON_Delete(j);
+    free(t);
+    return n;
+}
+
+/* The proxy's made-up listing (aws_fault_proxy.py: /_fixture/list). */
+static void made_up_listing(int pages, double delay)
+{
+    char body[128];
+    snprintf(body, sizeof(body), "{\"pages\":%d,\"delay\":%g,\"prefix\":\"aurora/slow/\"}",
+             pages, delay);
+    free(http_text("POST", "/_fixture/list", body));
+}
+
+/* An endpoint answering every ListSecrets page slowly, each well within the
+ * per-request timeout: the whole listing has a deadline (3 timeouts for the
+ * server's bound of 1000 paths), so it cannot hold the calling worker for
+ * one timeout per page (up to 1000 of them).  Counted at the proxy, not
+ * timed: each page takes at least 0.3 s, so no more pages than fit in the
+ * deadline were asked for. */
+static void test_listing_has_a_deadline(void **state)
+{
+    (void)state;
+    secrets_config c = cfg(proxy_endpoint);
+    c.timeout_ms = 1500;
+    c.list_max_paths = SECRETS_LIST_MAX_PATHS_SERVER;
+    secrets_t *s = open_ok(&c);
+    made_up_listing(31, 0.3); /* 31 pages: 9.3 s of answers at 0.3 s each */
+    int before = proxy_stat("list_pages");
+    char **l = NULL, err[512] = "";
+    size_t n = 0;
+    int rc = secrets_list(s, "aurora/slow/", &l, &n, err, sizeof(err));
+    int asked = proxy_stat("list_pages") - before;
+    made_up_listing(0, 0); /* ListSecrets back to moto for the other tests, whatever follows */
+    if (rc != SECRETS_E_UNAVAILABLE || !strstr(err, "listing stopped") ||
+        !strstr(err, "not done within 4500 ms"))
+        fail_msg("list: rc %d, %zu paths, %d pages asked for (%s)", rc, n, asked, err);
+    assert_null(l);
+    if (asked > 4500 / 300 + 1)
+        fail_msg("%d pages of 0.3 s each within a 4.5 s deadline", asked);
+    secrets_list_free(l, n);
+
+    /* The endpoint answering at its usual speed again: the same handle
+     * lists every page (the deadline is per listing, and the wait it cut
+     * short did not open the endpoint's breaker). */
+    made_up_listing(31, 0);
+    rc = secrets_list(s, "aurora/slow/", &l, &n, err, sizeof(err));
+    made_up_listing(0, 0);
+    if (rc != SECRETS_OK)
+        fail_msg("list: rc %d (%s)", rc, err);
+    assert_int_equal(n, 31);
+    assert_string_equal(l[30], "aurora/slow/030");
+    secrets_list_free(l, n);
+    secrets_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1213,6 +1277,7 @@ int main(void)
         cmocka_unit_test(test_error_type_made_printable),
         cmocka_unit_test(test_down_and_config),
         cmocka_unit_test(test_list_pages),
+        cmocka_unit_test(test_listing_has_a_deadline),
         cmocka_unit_test(test_write_after_delete_waits_for_the_deletion),
         cmocka_unit_test(test_web_identity_roundtrip),
         cmocka_unit_test(test_web_identity_rotation_and_expiry),
