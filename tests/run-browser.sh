@@ -20,8 +20,9 @@ if [ -n "$missing" ]; then
 fi
 rm -rf build/browser-failures
 export AURORA_BUILD_DIR="$BUILD" AURORA_CHROMIUM="$CHROMIUM"
-# 600 s: only a hang guard.  The part ends after ~200 s idle; beside
-# other work (load 15-24) it passed 420 s twice while every page still worked.
+# 600 s: only a hang guard.  In an idle `make test` the part ends after
+# ~300 s (308 s on 2026-12-07); beside other work (load 15-24) it passed
+# 420 s twice while every page still worked.
 timeout -k 10 "${BROWSER_TIMEOUT:-600}" node tests/browser/test_console.mjs "$@" 2>&1
 rc=$?
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
