@@ -1,6 +1,8 @@
 /* agent_config.c — the aurora-agent settings table, loading and validation. */
 #include "agent_config.h"
 
+#include <arpa/inet.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,7 +181,8 @@ static int parse_url(agent_config *ac, const char *url, char *err, size_t errlen
         return -1;
     }
     const char *host_start = p, *host_end;
-    if (*p == '[') { /* IPv6 literal */
+    int bracketed = *p == '[';
+    if (bracketed) { /* IPv6 literal */
         const char *rb = strchr(p, ']');
         if (!rb) {
             snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL: unterminated [IPv6] host");
@@ -206,6 +209,17 @@ static int parse_url(agent_config *ac, const char *url, char *err, size_t errlen
             snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL: invalid character in host");
             return -1;
         }
+    }
+    /* Brackets hold an IPv6 address and nothing else (RFC 3986): the tunnel
+     * takes a host with a ':' for one (its Host header, SNI and certificate
+     * check), so "[example.com]" would be a name in brackets and a zone id
+     * ("[fe80::1%25eth0]") would fail every handshake later. */
+    struct in6_addr v6;
+    if (bracketed && inet_pton(AF_INET6, ac->host, &v6) != 1) {
+        snprintf(err, errlen, "NEXT_PUBLIC_WEBSOCKET_URL: [%.60s] must hold an IPv6 address "
+                              "(no zone id; a name or IPv4 address goes without brackets)",
+                 ac->host);
+        return -1;
     }
     ac->port = ac->secure ? 443 : 80;
     if (*p == ':') {

@@ -200,5 +200,22 @@ def bad_sandbox_settings_stop_the_agent(t):
         a.proc.killed = True  # exited on purpose
 
 
+@test(timeout=60)
+def a_bracketed_host_must_be_an_ipv6_address(t):
+    """URL brackets hold an IPv6 address and nothing else (RFC 3986).
+    wss://[example.com]/ was taken as the name example.com, and a zone id
+    made every handshake fail later with an IP mismatch: both are refused at
+    start, with what was wrong."""
+    w = suite_world()
+    tok = w.create_token("cfg-bad-brackets")
+    for url in ("wss://[example.com]:8443/kubectl-agent", "wss://[fe80::1%25eth0]/kubectl-agent",
+                "wss://[127.0.0.1]/kubectl-agent"):
+        a = w.start_agent(tok["token"], name="bad-brackets", wait=False,
+                          extra_env={"NEXT_PUBLIC_WEBSOCKET_URL": url})
+        wait_until(lambda: not a.proc.alive(), 15, what="the agent to exit on %s" % url)
+        eq(a.proc.p.returncode, 2, "exit status on %s" % url)
+        contains(a.log(), "must hold an IPv6 address", "the error for %s" % url)
+        a.proc.killed = True  # exited on purpose
+
 if __name__ == "__main__":
     main()
