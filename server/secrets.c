@@ -2,6 +2,7 @@
  * and size validation, error messages that name backend and path (and never
  * the value), sorted de-duplicated listings, wiping of returned values. */
 #include "secrets.h"
+#include "http_client.h"
 #include "server_metrics.h"
 #include "log.h"
 #include "secret.h"
@@ -545,6 +546,19 @@ long secrets_attempt_timeout_ms(long long deadline, long timeout_ms)
 int secrets_pause_fits(long long deadline, long pause_ms)
 {
     return !deadline || secrets_mono_ms() + pause_ms < deadline;
+}
+
+int secrets_next_attempt(int attempt, long long deadline, long per_request_ms, long *timeout_ms)
+{
+    *timeout_ms = 0;
+    if (attempt > 1) {
+        long pause = http_client_backoff_ms(attempt - 1);
+        if (!secrets_pause_fits(deadline, pause))
+            return 0;
+        http_client_sleep_ms(pause);
+    }
+    *timeout_ms = secrets_attempt_timeout_ms(deadline, per_request_ms);
+    return *timeout_ms > 0 ? 1 : -1;
 }
 
 typedef struct {

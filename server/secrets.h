@@ -214,6 +214,15 @@ long secrets_attempt_timeout_ms(long long deadline, long timeout_ms);
  * deadline (0: no deadline, always). */
 int secrets_pause_fits(long long deadline, long pause_ms);
 
+/* Before attempt number `attempt` (from 1) of a backend's request bounded by
+ * deadline (0: none): after a failed attempt, sleeps the retry's backoff.
+ * 1: make the attempt, waiting at most *timeout_ms (per_request_ms cut to
+ * the deadline); 0: the backoff would not leave time for it (the caller's
+ * error still says the last attempt's failure); -1: no time is left for a
+ * request at all.  The Vault and AWS backends share it, so both cut their
+ * retries to a listing's deadline the same way. */
+int secrets_next_attempt(int attempt, long long deadline, long per_request_ms, long *timeout_ms);
+
 typedef struct {
     const char *name;
     int (*open)(const secrets_config *cfg, void **impl, char *err, size_t errlen);

@@ -421,14 +421,10 @@ static int call_with(aws_t *a, const aws_creds *c, const char *action, const cha
     }
     for (int attempt = 1; attempt <= AWS_ATTEMPTS; attempt++) {
         memset(e, 0, sizeof(*e));
-        if (attempt > 1) {
-            long pause = http_client_backoff_ms(attempt - 1);
-            if (!secrets_pause_fits(deadline, pause))
-                break; /* err holds the last attempt's failure */
-            http_client_sleep_ms(pause);
-        }
-        req.timeout_ms = secrets_attempt_timeout_ms(deadline, a->timeout_ms);
-        if (req.timeout_ms <= 0) {
+        int next = secrets_next_attempt(attempt, deadline, a->timeout_ms, &req.timeout_ms);
+        if (next == 0)
+            break; /* err holds the last attempt's failure */
+        if (next < 0) {
             say(err, errlen, "AWS Secrets Manager at %s: no time left for the request",
                 a->endpoint);
             break;

@@ -283,14 +283,10 @@ static int send_with_retries(vault_t *v, const char *method, const char *url, co
         return SECRETS_E_UNAVAILABLE;
     }
     for (int attempt = 1; attempt <= VAULT_ATTEMPTS; attempt++) {
-        if (attempt > 1) {
-            long pause = http_client_backoff_ms(attempt - 1);
-            if (!secrets_pause_fits(deadline, pause))
-                break; /* err holds the last attempt's failure */
-            http_client_sleep_ms(pause);
-        }
-        req.timeout_ms = secrets_attempt_timeout_ms(deadline, v->timeout_ms);
-        if (req.timeout_ms <= 0) {
+        int next = secrets_next_attempt(attempt, deadline, v->timeout_ms, &req.timeout_ms);
+        if (next == 0)
+            break; /* err holds the last attempt's failure */
+        if (next < 0) {
             say(err, errlen, "Vault at %s: no time left for the request", v->addr);
             break;
         }
