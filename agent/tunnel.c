@@ -74,7 +74,8 @@ struct agent_tunnel {
     lws_sorted_usec_list_t sul_connect, sul_tick;
     buf_t rx;
     int rx_binary, rx_skip;
-    int close_1009;          /* oversized message: close from WRITEABLE */
+    int close_1009;          /* oversized message: nothing more read is acted on, close
+                              * from WRITEABLE (end_for_1009) */
     int rx_paused;           /* reading stopped: the outgoing queue is backlogged */
     int64_t last_drain;      /* while paused: frames last written (the server reads) */
     unsigned pauses;         /* this connection's, for log_sparingly */
@@ -1026,12 +1027,45 @@ static void rx_wipe(agent_tunnel *t)
     buf_reset(&t->rx);
 }
 
-static int on_receive(agent_tunnel *t, struct lws *wsi, const void *in, size_t len)
+/* A message over the control limit: the server misbehaves, or the stream
+ * lost its framing and what follows is no longer the messages it seems to
+ * be.  The connection is over from here, not from when its close is done
+ * (the next WRITEABLE, which a peer that does not read can put off until
+ * the silence watchdog): lws 4.1 delivers the rest of its read buffer first,
+ * requests the server wrote right behind the message among it.  So nothing
+ * read from now on is acted on (rx_fragment), no command starts and nothing
+ * more is answered (on_writeable sends the close, nothing queued).  Commands
+ * already running for this connection are stopped now, as the connection's
+ * end would (agent_runner_drop: killed, no answer): their output can no
+ * longer reach the server, and they were asked for on a stream now known to
+ * be broken, so letting them run on only does work in the cluster that no
+ * one sees.  Its queued answers go too; the next connection starts clean
+ * (new_session). */
+static void end_for_1009(agent_tunnel *t)
 {
+    t->close_1009 = 1;
+    agent_runner_drop(t->runner, t->gen);
+    agent_outq_reset(t->outq, 0);
+}
+
+/* One fragment of a message from the server (first / final: its place in
+ * the message; binary: the message's opcode), from RECEIVE or a unit test
+ * (wsi NULL). */
+static void rx_fragment(agent_tunnel *t, struct lws *wsi, void *in, size_t len, int first,
+                        int final, int binary)
+{
+    if (t->close_1009) {
+        /* Decided to close (end_for_1009): whatever follows in the stream,
+         * in this read or the next, is dropped unread, and wiped (it may
+         * carry credentials).  last_rx is not renewed: a peer that streams
+         * on rather than take the close is dropped as silent. */
+        explicit_bzero(in, len);
+        return;
+    }
     t->last_rx = now_ms();
-    if (lws_is_first_fragment(wsi)) {
+    if (first) {
         rx_wipe(t);
-        t->rx_binary = lws_frame_is_binary(wsi);
+        t->rx_binary = binary;
         t->rx_skip = 0;
     }
     if (!t->rx_binary && !t->rx_skip) {
@@ -1043,9 +1077,10 @@ static int on_receive(agent_tunnel *t, struct lws *wsi, const void *in, size_t l
                      PROTO_MAX_CONTROL);
             rx_wipe(t);
             t->rx_skip = 1;
-            t->close_1009 = 1;
-            lws_callback_on_writable(wsi);
-            return 0;
+            end_for_1009(t);
+            if (wsi)
+                lws_callback_on_writable(wsi);
+            return;
         }
         if (buf_append(&t->rx, in, len) != 0) {
             log_error("tunnel: out of memory receiving a message; dropped");
@@ -1053,10 +1088,10 @@ static int on_receive(agent_tunnel *t, struct lws *wsi, const void *in, size_t l
             t->rx_skip = 1;
         }
         /* the text may carry cloud_exec credentials: keep one copy only */
-        explicit_bzero((void *)in, len);
+        explicit_bzero(in, len);
     }
-    if (!lws_is_final_fragment(wsi))
-        return 0;
+    if (!final)
+        return;
     if (t->rx_binary) {
         if (log_sparingly(&t->ignored))
             log_info("tunnel: binary frame from the server ignored (%u messages ignored on this "
@@ -1066,6 +1101,12 @@ static int on_receive(agent_tunnel *t, struct lws *wsi, const void *in, size_t l
     }
     rx_wipe(t);
     rx_flow_update(t); /* the answers to this message may have filled the queue */
+}
+
+static int on_receive(agent_tunnel *t, struct lws *wsi, void *in, size_t len)
+{
+    rx_fragment(t, wsi, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
+                lws_frame_is_binary(wsi));
     return 0;
 }
 
@@ -1356,4 +1397,10 @@ void agent_tunnel_after_write(agent_tunnel *t)
 int agent_tunnel_rx_paused(agent_tunnel *t)
 {
     return t->rx_paused;
+}
+
+void agent_tunnel_receive(agent_tunnel *t, void *data, size_t len, int first, int final,
+                          int binary)
+{
+    rx_fragment(t, NULL, data, len, first, final, binary);
 }

@@ -45,10 +45,15 @@ void agent_tunnel_free(agent_tunnel *t);
  * reading if the queue is backlogged as after a received message;
  * after_write decides again as a write pass does once it took frames off
  * the queue (reading resumes when it has drained); rx_paused says whether
- * the connection is being read (0) or not (1). */
+ * the connection is being read (0) or not (1); receive takes one fragment
+ * of a message as the connection's RECEIVE callback does (first / final:
+ * its place in the message, binary: the message's opcode; data is wiped
+ * once read, as received text is). */
 uint64_t agent_tunnel_begin_session(agent_tunnel *t);
 void agent_tunnel_handle_message(agent_tunnel *t, const char *data, size_t len);
 void agent_tunnel_after_write(agent_tunnel *t);
 int agent_tunnel_rx_paused(agent_tunnel *t);
+void agent_tunnel_receive(agent_tunnel *t, void *data, size_t len, int first, int final,
+                          int binary);
 
 #endif

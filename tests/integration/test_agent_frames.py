@@ -14,7 +14,16 @@ byte off the socket a second time, checking each frame against RFC 6455 5.2
 Peers: build/asan/aurora-agent, node + `ws`, the real kubectl as the agent's
 kubectl, against tests/fixtures/kube_api.py: `kubectl logs pattern-N` prints
 the fixture's pod log, N bytes of one fixed line repeated (ws_frame_peer.js
-builds the same bytes to compare)."""
+builds the same bytes to compare).
+
+oversized_message_stops_requests_behind_it: what the agent reads, rather
+than writes.  tests/fixtures/ws_oversize_peer.js sends, in one socket write,
+while a command runs, a text message over the agent's 1 MiB control limit and
+two requests (exec and kubectl_command), then holds the connection open without
+answering the agent's close.  The agent's kubectl is a script that records
+each start in a file: nothing read after the oversized message may start,
+the running command is stopped, nothing is answered on that
+connection, and the next connection runs commands as usual."""
 
 import os
 import secrets
@@ -26,15 +35,15 @@ from harness import (AGENT_BIN, FIXTURES, KUBECTL, NODE, NodePeer, _base_env, _s
 
 
 class FramePeer(NodePeer):
-    """ws_frame_peer.js on its own port (no World: it is the server)."""
+    """ws_frame_peer.js (or script) on its own port (no World: it is the server)."""
 
-    def __init__(self, owner, dialect):  # pylint: disable=super-init-not-called
+    def __init__(self, owner, dialect, script="ws_frame_peer.js"):  # pylint: disable=super-init-not-called
         self.events = []
         self.cv = threading.Condition()
         d = os.path.join(owner.tmp, "peer-" + dialect)
         os.makedirs(d, exist_ok=True)
         self.proc = owner.spawn("peer-" + dialect,
-                                [NODE, os.path.join(FIXTURES, "ws_frame_peer.js"), "--dialect", dialect],
+                                [NODE, os.path.join(FIXTURES, script), "--dialect", dialect],
                                 dict(os.environ), os.path.join(d, "peer.log"), os.path.join(d, "san"),
                                 cwd=os.path.dirname(FIXTURES), stdout=subprocess.PIPE)
         self.proc.tolerate_exit = True
@@ -115,6 +124,76 @@ def legacy_frames_read_by_ws(t):
     check(f["lengths"]["l7"] + f["lengths"]["l16"] > 0 and f["lengths"]["l64"] > 0,
           "16-bit and 64-bit lengths seen", f)
     check(f["max_len"] > 70000, "the longest frame holds the 70,000-byte answer", f)
+
+
+# The agent's kubectl for the oversized-message test: each start goes to
+# kubectl-calls.log beside the script; `get slow` then waits for a signal
+# and logs it (a command still running when the agent stops it).
+STARTS_LOGGING_KUBECTL = """#!/bin/sh
+log="${0%/*}/kubectl-calls.log"
+printf 'start %s\\n' "$*" >> "$log"
+if [ "$2" = slow ]; then
+  echo running
+  trap 'printf "term %s\\n" "$*" >> "$log"; exit 143' TERM
+  sleep 120 & wait $!
+  printf 'end %s\\n' "$*" >> "$log"
+fi
+echo ok
+"""
+
+
+def kubectl_starts(klog):
+    """The lines STARTS_LOGGING_KUBECTL wrote so far."""
+    if not os.path.exists(klog):
+        return []
+    with open(klog) as f:
+        return f.read().splitlines()
+
+
+@test(timeout=120)
+def oversized_message_stops_requests_behind_it(t):
+    peer = FramePeer(t, "v2", "ws_oversize_peer.js")
+    port = peer.wait(lambda e: e.get("event") == "listening", 20, "the peer listening")["port"]
+    kpath = os.path.join(t.tmp, "kubectl")
+    with open(kpath, "w") as f:
+        f.write(STARTS_LOGGING_KUBECTL)
+    os.chmod(kpath, 0o755)
+    klog = os.path.join(t.tmp, "kubectl-calls.log")
+    d = os.path.join(t.tmp, "agent-oversize")
+    env = _base_env(os.path.join(d, "home"))
+    env.update({
+        "NEXT_PUBLIC_WEBSOCKET_URL": "ws://127.0.0.1:%d/kubectl-agent" % port,
+        "AURORA_ALLOW_INSECURE_WS": "true",
+        "AURORA_AGENT_TOKEN": "aurora_kubectl_" + secrets.token_hex(32),
+        "AURORA_HEALTH_PORT": str(free_port()),
+        "AURORA_KUBECTL_PATH": kpath,
+        "AURORA_POLICY_MODE": "custom",
+        "AURORA_POLICY_ALLOW": "get",
+        "AURORA_RECONNECT_INTERVAL": "1",
+        "AURORA_LOG_LEVEL": "info",
+    })
+    env.update(_san_env(os.path.join(d, "san")))
+    t.spawn("agent-oversize", [AGENT_BIN], env, os.path.join(d, "agent.log"),
+            os.path.join(d, "san"), cwd=d)
+    peer.wait(lambda e: e.get("event") == "burst", 30, "the oversized message sent")
+    peer.wait(lambda e: e.get("event") in ("done", "failed", "ws_error"), 60,
+              "the second connection's command")
+    eq([e for e in peer.events if e.get("event") in ("failed", "ws_error")], [], "peer errors")
+    closes = [e for e in peer.events if e.get("event") == "agent_close" and e.get("conn") == 1]
+    eq([c.get("code") for c in closes], [1009], "connection 1 closed by the agent with 1009")
+    eq([e for e in peer.events if e.get("event") == "answer"], [],
+       "nothing sent on connection 1 after the oversized message")
+    run = next(e for e in peer.events if e.get("event") == "exec")
+    eq(run["end"].get("return_code"), 0, "the second connection's command ran")
+    eq(run["stdout"], "ok\n", "its output")
+    eq(kubectl_starts(klog), ["start get slow", "term get slow", "start get second-connection"],
+       "kubectl starts: none for the requests read after the oversized message, the "
+       "running command stopped")
+    # the agent's own account: a request that started at all is logged, even
+    # one killed before its kubectl wrote a line
+    with open(os.path.join(d, "agent.log"), errors="replace") as f:
+        started = [line for line in f if " started pid=" in line]
+    eq(len(started), 2, "commands the agent started (slow, then second-connection): %r" % started)
 
 
 if __name__ == "__main__":

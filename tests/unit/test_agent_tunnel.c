@@ -5,8 +5,9 @@
  * sent on `connected` (content, once), dispatch of exec / credit / cancel /
  * kubectl_command to a real runner (a fake kubectl script), the policy and
  * cloud_exec refusals, busy, malformed and unknown messages, a reconnect's
- * new generation, two tunnels side by side, and reading paused while the
- * outgoing queue is backlogged.  The connection itself
+ * new generation, two tunnels side by side, reading paused while the
+ * outgoing queue is backlogged, and a message over the control limit ending
+ * what the connection may still do (fragments through agent_tunnel_receive).  The connection itself
  * (lws, TLS, reconnects, shutdown) is covered by tests/integration against
  * the real server. */
 #include <setjmp.h>
@@ -499,6 +500,73 @@ static void duplicate_exec_refused_running_command_untouched(void **state)
     fixture_free(fx);
 }
 
+/* Fragments as the connection's RECEIVE callback gets them; text is wiped
+ * once read, so each goes from its own copy. */
+static void receive(fixture *fx, const char *data, size_t len, int first, int final, int binary)
+{
+    char *copy = malloc(len ? len : 1);
+    assert_non_null(copy);
+    memcpy(copy, data, len);
+    agent_tunnel_receive(fx->t, copy, len, first, final, binary);
+    free(copy);
+}
+
+static void receive_text(fixture *fx, const char *json)
+{
+    receive(fx, json, strlen(json), 1, 1, 0);
+}
+
+/* A message over the control limit means the server misbehaves or the
+ * stream lost its framing: the agent closes with 1009, and nothing read on
+ * that connection from then on (here in the same pass, as when the requests
+ * follow in the same TCP segment) is acted on: no command starts, nothing is
+ * answered, the command already running is stopped without an answer.  The
+ * next connection starts clean. */
+static void oversized_message_ends_the_connection(void **state)
+{
+    const char *env[] = {"AURORA_MAX_CONCURRENT=4", NULL};
+    fixture *fx = fixture_new(env);
+    say(fx, "{\"type\":\"connected\",\"protocol\":2}");
+    say(fx, "{\"type\":\"exec\",\"id\":1,\"argv\":[\"get\",\"slow\"],\"timeout\":30}");
+    drain(fx);
+    assert_int_equal(agent_runner_active(fx->r), 1);
+    forget_messages(fx);
+
+    /* 1 MiB + 64 KiB in 64 KiB fragments (lws's receive buffer) */
+    enum { CHUNK = 65536 };
+    char *big = malloc(CHUNK);
+    assert_non_null(big);
+    memset(big, 'x', CHUNK);
+    for (size_t got = 0; got <= PROTO_MAX_CONTROL; got += CHUNK)
+        receive(fx, big, CHUNK, got == 0, got + CHUNK > PROTO_MAX_CONTROL, 0);
+    free(big);
+    receive_text(fx, "{\"type\":\"exec\",\"id\":2,\"argv\":[\"get\",\"pods\"]}");
+    receive_text(fx, "{\"type\":\"kubectl_command\",\"command_id\":\"c1\","
+                     "\"command\":\"kubectl get ns\"}");
+    receive_text(fx, "{\"type\":\"exec\",\"id\":3,\"argv\":[\"delete\",\"pod\",\"x\"]}");
+    receive_text(fx, "{\"type\":\"connected\",\"protocol\":2}");
+    receive(fx, "\x01\x00\x00\x00\x02" "data", 9, 1, 1, 1);
+    drain(fx);
+    assert_int_equal(fx->nmsgs, 0); /* a refusal (id 3) would be queued by now */
+
+    pump_until(fx, idle, 0); /* the running command stopped */
+    drain(fx);
+    assert_int_equal(fx->nmsgs, 0);        /* no exec_end, no refusal, no register */
+    for (int id = 1; id <= 3; id++)
+        assert_int_equal(fx->datalen[id], 0);
+    assert_int_equal(agent_runner_active(fx->r), 0);
+
+    /* the next connection is read and served again */
+    fx->gen = agent_tunnel_begin_session(fx->t);
+    receive_text(fx, "{\"type\":\"connected\",\"protocol\":2}");
+    receive_text(fx, "{\"type\":\"exec\",\"id\":2,\"argv\":[\"get\",\"pods\"]}");
+    const proto_msg *m = wait_end(fx, 2);
+    assert_int_equal(m->return_code, 0);
+    assert_string_equal(fx->data[2], "get pods\n");
+    assert_non_null(find_type(fx, MSG_REGISTER));
+    fixture_free(fx);
+}
+
 static void legacy_kubectl_command(void **state)
 {
     fixture *fx = fixture_new(NULL);
@@ -775,6 +843,7 @@ int main(void)
         cmocka_unit_test(busy_and_cancel),
         cmocka_unit_test(duplicate_exec_refused_running_command_untouched),
         cmocka_unit_test(legacy_kubectl_command),
+        cmocka_unit_test(oversized_message_ends_the_connection),
         cmocka_unit_test(new_session_starts_clean),
         cmocka_unit_test(two_tunnels_coexist),
         cmocka_unit_test(refusals_past_the_control_cap_pause_reading),
