@@ -17,8 +17,8 @@
  *   GET /callback?code&state            state check, code exchange, refresh
  *                                       token to the secrets backend
  *   (the flow is the connector kit's, kit_oauth.h: PKCE S256, which Google
- *   supports, and on DELETE /api/connectors/gcp the grant is revoked at
- *   GCP_REVOKE_URL)
+ *   supports, and on DELETE /api/connectors/gcp, or a callback refused
+ *   after the code exchange, the grant is revoked at GCP_REVOKE_URL)
  * cloud_exec (program gcloud): prepare() picks the project (per-call
  * override → root → the key's project_id; a disabled one is refused with
  * GCP_PROJECT_DISABLED), mints an access token (cached per user until five
@@ -81,7 +81,7 @@ static const config_def gcp_settings[] = {
     { "GCP_ALLOWED_TOKEN_HOSTS", "gcp.allowed_token_hosts", CFG_STRING, "oauth2.googleapis.com,accounts.google.com", "hosts a service account key's token_uri may name (https only)", 0 },
     { "GCP_TOKEN_URI_OVERRIDE", "gcp.token_uri_override", CFG_STRING, NULL, "tests: replaces every service account key's token_uri", 0 },
     { "GCP_CLOUDSDK_ENDPOINT_OVERRIDES", "gcp.cloudsdk_endpoint_overrides", CFG_STRING, NULL, "tests: name=url,… passed to gcloud as CLOUDSDK_API_ENDPOINT_OVERRIDES_<NAME>", 0 },
-    { "GCP_REVOKE_URL", "gcp.revoke_url", CFG_STRING, "https://oauth2.googleapis.com/revoke", "GCP OAuth revocation endpoint: a disconnect revokes the grant there", 0 },
+    { "GCP_REVOKE_URL", "gcp.revoke_url", CFG_STRING, "https://oauth2.googleapis.com/revoke", "GCP OAuth revocation endpoint: a disconnect, and a sign-in refused after the code exchange, revoke the grant there", 0 },
     { NULL },
 };
 
@@ -725,6 +725,7 @@ static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
         return;
     cJSON *tok = NULL, *meta = NULL;
     store_connector row = { 0 };
+    int connected = 0;
     if (!c.client_id || !c.client_secret) {
         http_resp_error(resp, 503, "OAUTH_NOT_CONFIGURED",
                         "GCP OAuth is not configured: set CLIENT_ID and CLIENT_SECRET");
@@ -796,9 +797,13 @@ static void gcp_callback(worker_ctx *w, http_request *req, http_response *resp)
     if (kit_oauth_finish(w, &cb, GCP_ID, FIELD_REFRESH, account, tok, meta,
                          projects_view(&row, meta), resp) < 0)
         goto out;
+    connected = 1;
     kit_cache_forget(&g_tokens, cb.st.org_id, cb.st.user_id);
     log_info("gcp: OAuth connection for user %s (org %s)", cb.st.user_id, cb.st.org_id);
 out:
+    /* refused after Google issued tokens: not left valid there */
+    if (!connected)
+        kit_oauth_revoke_refused(w, &c, &cb.st, tok);
     kit_oauth_callback_wipe(&cb);
     secret_json_free(tok);
     cJSON_Delete(meta);

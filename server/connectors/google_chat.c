@@ -19,6 +19,7 @@
  *   POST /google-chat/events        google_chat_events.c
  *   GET  /api/google_chat/events[/{id}]  stored events (kit read API)
  * Disconnect: DELETE /api/connectors/google_chat (the grant revoked first).
+ * A callback refused after the code exchange revokes its grant too.
  *
  * Google's OAuth 2.0 for web server apps (developers.google.com/identity/
  * protocols/oauth2/web-server): access_type=offline and prompt=consent so a
@@ -63,7 +64,8 @@ static const config_def gchat_settings[] = {
       "https://oauth2.googleapis.com/token", "Google Chat connector: Google's OAuth token endpoint", 0 },
     { "GOOGLE_CHAT_REVOKE_URL", "google_chat.revoke_url", CFG_STRING,
       "https://oauth2.googleapis.com/revoke",
-      "Google Chat connector: revocation endpoint used on disconnect (empty: none)", 0 },
+      "Google Chat connector: revocation endpoint used on disconnect and when a sign-in is "
+      "refused after the code exchange (empty: none)", 0 },
     { "GOOGLE_CHAT_API_BASE_URL", "google_chat.api_base_url", CFG_STRING,
       "https://chat.googleapis.com", "Google Chat connector: Chat API base URL", 0 },
     { "GOOGLE_CHAT_SERVICE_ACCOUNT_KEY", NULL, CFG_STRING, NULL,
@@ -332,6 +334,7 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
         return;
     cJSON *tok = NULL, *md = NULL, *claims = NULL;
     char *at = NULL;
+    int connected = 0;
     if (!configured) {
         (void)oauth_client(w, &c, resp);
         goto out;
@@ -410,12 +413,16 @@ static void callback_route(worker_ctx *w, http_request *req, http_response *resp
         cJSON_AddStringToObject(shown, "space_display_name", api_json_str(md, "space_display_name"));
     if (kit_oauth_finish(w, &cb, GCHAT_ID, GCHAT_FIELD_REFRESH, account, tok, md, shown, resp) < 0)
         goto out;
+    connected = 1;
     gchat_forget_tokens(st.org_id, st.user_id);
     cache_user_token(key, tok);
     log_info("google_chat: user %s (org %s) connected Google Chat, space %s", st.user_id,
              st.org_id, space);
     gchat_events_adopt(w, space); /* events that arrived before the space was bound */
 out:
+    /* refused after Google issued tokens: not left valid there */
+    if (!connected)
+        kit_oauth_revoke_refused(w, &c, &cb.st, tok);
     kit_oauth_callback_wipe(&cb);
     secret_free(at);
     cJSON_Delete(claims);

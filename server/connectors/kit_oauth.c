@@ -15,6 +15,7 @@
 #include "connector.h"
 #include "crypto.h"
 #include "http_client.h"
+#include "jwt.h"
 #include "kit_call.h"
 #include "kit_secrets.h"
 #include "log.h"
@@ -766,6 +767,57 @@ int kit_oauth_revoke(const kit_oauth_client *c, const char *token, const char *h
     }
     secret_json_free(j);
     return 0;
+}
+
+/* 1 when st's user already has an OAuth connection of c->provider whose
+ * account could be the one tok was issued to (the id_token's email or sub;
+ * a token that names none could be anyone's). */
+static int grant_in_use(worker_ctx *w, const kit_oauth_client *c, const oauth_state_info *st,
+                        const cJSON *tok)
+{
+    store_connector row;
+    if (!w->store || store_connector_get(w->store, st->org_id, st->user_id, c->provider, &row) !=
+                         STORE_OK)
+        return 0;
+    cJSON *md = cJSON_Parse(row.metadata_json ? row.metadata_json : "{}");
+    const char *auth = api_json_str(md, "auth");
+    int in_use = 0;
+    if (auth && !strcmp(auth, "oauth")) {
+        cJSON *claims = jwt_unverified_claims(api_json_str(tok, "id_token"));
+        const char *email = api_json_str(claims, "email"), *sub = api_json_str(claims, "sub");
+        const char *who = email && *email ? email : sub && *sub ? sub : NULL;
+        in_use = !who || !strcmp(row.account, who);
+        cJSON_Delete(claims);
+    }
+    cJSON_Delete(md);
+    store_connector_free(&row);
+    return in_use;
+}
+
+void kit_oauth_revoke_refused(worker_ctx *w, const kit_oauth_client *c,
+                              const oauth_state_info *st, const cJSON *tok)
+{
+    const char *rt = api_json_str(tok, "refresh_token");
+    const char *at = api_json_str(tok, "access_token");
+    int refresh = rt && *rt;
+    const char *token = refresh ? rt : at;
+    if (!tok || !c->revoke_url || !token || !*token)
+        return;
+    if (grant_in_use(w, c, st, tok)) {
+        log_info("%s: refused grant of user %s (org %s) not revoked: it is the grant of the "
+                 "connection in place", c->provider, st->user_id, st->org_id);
+        return;
+    }
+    kit_oauth_client bounded = *c;
+    if (bounded.timeout_ms <= 0 || bounded.timeout_ms > KIT_OAUTH_REFUSED_REVOKE_MS)
+        bounded.timeout_ms = KIT_OAUTH_REFUSED_REVOKE_MS;
+    if (kit_oauth_revoke(&bounded, token, refresh ? "refresh_token" : "access_token") == 0)
+        log_info("%s: refused grant of user %s (org %s) revoked at the provider", c->provider,
+                 st->user_id, st->org_id);
+    else
+        log_warn("%s: could not revoke the refused grant of user %s (org %s): it stays valid at "
+                 "the provider until the user removes Aurora's access there", c->provider,
+                 st->user_id, st->org_id);
 }
 
 void kit_oauth_connected(worker_ctx *w, http_response *resp, const char *conn, cJSON *o)

@@ -191,6 +191,21 @@ char *kit_oauth_access_token(const struct cJSON *tok, size_t max_len, int64_t no
  * provider accepted it (2xx), else -1 (logged; never fatal to a disconnect). */
 int kit_oauth_revoke(const kit_oauth_client *c, const char *token, const char *hint);
 
+/* A callback that got tokens (tok, the code exchange's answer; NULL:
+ * nothing to do) and then refused the connection (a scope not granted, no
+ * refresh token, a setup step or the store failing): dropping the tokens
+ * here would leave the grant valid at the provider while the user is told
+ * "refused".  The refresh token (else the access token) is revoked at
+ * c->revoke_url, waiting KIT_OAUTH_REFUSED_REVOKE_MS at most, since the
+ * refusal is answered after it.  Not when st's user already holds an OAuth
+ * connection of c->provider for the same account (the id_token's email or
+ * sub; unknown counts as the same): Google keeps one grant per account and
+ * client, so the revocation would end the connection in place too.  A
+ * failure is logged; the caller's answer stays what it was.  Outbound pool. */
+#define KIT_OAUTH_REFUSED_REVOKE_MS 5000
+void kit_oauth_revoke_refused(worker_ctx *w, const kit_oauth_client *c,
+                              const oauth_state_info *st, const struct cJSON *tok);
+
 /* A failed token request as resp (see kit_oauth_errors). */
 void kit_oauth_error(const kit_oauth_client *c, const oauth_result *r, const char *what,
                      http_response *resp);

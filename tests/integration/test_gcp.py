@@ -582,6 +582,80 @@ def oauth_without_the_cloud_platform_scope_is_refused(t):
     SHARED.setdefault("oauth_secrets", []).extend([tok["refresh_token"], tok["access_token"]])
 
 
+def refused_callback(w, oauth, k, n_ev, **ops):
+    """A sign-in that ends refused while the mock is set by ops (restored
+    after): the callback's answer and the token answer Google gave."""
+    for op, v in ops.items():
+        oauth.op(op=op, **v)
+    try:
+        loc, _ = start_login(w, k)
+        r = https_get(w, follow_authorize(loc))
+    finally:
+        oauth.op(op="untick", scopes=[])
+        oauth.op(op="omit_refresh", on=False)
+        oauth.op(op="revoke_status", status=200)
+    issued = oauth.wait_event(lambda e: e.get("event") == "token" and e.get("status") == 200
+                              and e.get("grant_type") == "authorization_code", "the code exchange", n_ev)
+    SHARED.setdefault("oauth_secrets", []).extend(
+        x for x in (issued.get("refresh_token"), issued.get("access_token")) if x)
+    return r, issued
+
+
+@test
+def oauth_refused_grant_is_revoked_at_google(t):
+    """A callback that refuses the connection after the code exchange (a scope
+    unticked, no refresh token) dropped the tokens here while the grant stayed
+    live at Google: the user saw "refused" and Aurora still held access.  The
+    grant is now revoked at GCP_REVOKE_URL with the token Google issued; a
+    revocation that fails is logged and the user's answer stays the same.  A
+    refused reconnect of the account already connected keeps the grant: at
+    Google it is the connection's own, which a revocation would end."""
+    w, oauth = world()
+    uid, k = fresh_user(w)
+    cloud = ["https://www.googleapis.com/auth/cloud-platform"]
+    n_ev = len(oauth.events)
+    r, issued = refused_callback(w, oauth, k, n_ev, untick={"scopes": cloud})
+    eq((r.status, r.error_code), (400, "GCP_SCOPE_NOT_GRANTED"), "scope unticked (%r)" % r)
+    rev = oauth.wait_event(lambda e: e.get("event") == "revoke", "the refused grant's revocation", n_ev)
+    eq((rev["token"], rev["token_type_hint"]), (issued["refresh_token"], "refresh_token"),
+       "the refresh token Google issued is revoked")
+    # no refresh token: the access token is what names the grant
+    n_ev = len(oauth.events)
+    r, issued = refused_callback(w, oauth, k, n_ev, omit_refresh={"on": True})
+    eq((r.status, r.error_code), (502, "OAUTH_EXCHANGE_FAILED"), "no refresh token (%r)" % r)
+    check(issued.get("refresh_token") is None, "the mock left the refresh token out", issued)
+    rev = oauth.wait_event(lambda e: e.get("event") == "revoke", "the access token's revocation", n_ev)
+    eq((rev["token"], rev["token_type_hint"]), (issued["access_token"], "access_token"),
+       "the access token Google issued is revoked")
+    # the revocation endpoint fails: logged, the answer unchanged
+    n_ev = len(oauth.events)
+    r, issued = refused_callback(w, oauth, k, n_ev, untick={"scopes": cloud},
+                                 revoke_status={"status": 503})
+    eq((r.status, r.error_code), (400, "GCP_SCOPE_NOT_GRANTED"), "revocation failing (%r)" % r)
+    rev = oauth.wait_event(lambda e: e.get("event") == "revoke", "the failed revocation", n_ev)
+    eq((rev["token"], rev["status"]), (issued["refresh_token"], 503), "revocation attempted")
+    wait_until(lambda: "could not revoke the refused grant" in w.server.log_text(), 10, 0.05,
+               "the failed revocation logged")
+    eq(w.get("/api/connectors/status", key=k).json["connectors"]["gcp"]["connected"], False,
+       "nothing connected")
+    # connected, then a refused reconnect of the same Google account: no revocation
+    n_ev = len(oauth.events)
+    loc, _ = start_login(w, k)
+    eq(https_get(w, follow_authorize(loc)).status, 302, "connect")
+    first = oauth.wait_event(lambda e: e.get("event") == "token" and e.get("status") == 200
+                             and e.get("grant_type") == "authorization_code", "the code exchange", n_ev)
+    SHARED["oauth_secrets"].extend([first["refresh_token"], first["access_token"]])
+    n_ev = len(oauth.events)
+    r, _ = refused_callback(w, oauth, k, n_ev, untick={"scopes": cloud})
+    eq((r.status, r.error_code), (400, "GCP_SCOPE_NOT_GRANTED"), "refused reconnect (%r)" % r)
+    eq(w.get("/api/connectors/status", key=k).json["connectors"]["gcp"]["connected"], True,
+       "the connection in place stays")
+    eq(w.delete("/api/connectors/gcp", key=k).status, 200, "disconnect")
+    rev = oauth.wait_event(lambda e: e.get("event") == "revoke", "a revocation", n_ev)
+    eq(rev["token"], first["refresh_token"],
+       "the first revocation after the refused reconnect is the disconnect's")
+
+
 def console_cookie(w, k):
     """Signs a browser in to the console with key k: its Cookie header."""
     r = w.request("POST", "/api/console/session", {"api_key": k}, auth=False)

@@ -359,6 +359,73 @@ def test_oauth_without_every_chat_scope_is_refused(t):
     eq(status(w, key).get("connected"), True, "connected")
 
 
+def refused_setup(w, g, key, **fixture_cfg):
+    """A setup sign-in that ends refused after Google issued tokens: the
+    callback's answer, how long it took, and the tokens issued."""
+    n = len(g.stats()["issued"])
+    g.config(**fixture_cfg)
+    try:
+        r = w.frontend_get("/google-chat/login", key=key)
+        eq(r.status, 302, "login (%r)" % r)
+        loc = authorize(r.headers["location"])
+        t0 = time.monotonic()
+        c = callback(w, loc)
+        took = time.monotonic() - t0
+    finally:
+        g.config(untick=[])
+    issued = g.stats()["issued"]
+    eq(len(issued), n + 1, "Google issued tokens")
+    return c, took, issued[-1]
+
+
+@test
+def test_refused_setup_revokes_the_grant(t):
+    """A callback that refused the setup after the code exchange (a Chat scope
+    unticked, the space's name taken in the Workspace) dropped the tokens here
+    while they stayed valid at Google.  The grant is now revoked at
+    GOOGLE_CHAT_REVOKE_URL with the refresh token Google issued; a revocation
+    endpoint that fails or hangs delays the answer a few seconds at most and
+    does not change it."""
+    w = world()
+    g = _env["g"]
+    org, _, key = w.new_org()
+    g.config(workspace="ws-" + org)
+    n_rev = len(g.stats()["revocations"])
+    c, _, issued = refused_setup(w, g, key,
+                                 untick=["https://www.googleapis.com/auth/chat.messages.create"])
+    eq((c.status, c.error_code), (400, "GOOGLE_CHAT_SCOPE_NOT_GRANTED"), "scope unticked (%r)" % c)
+    revs = g.stats()["revocations"][n_rev:]
+    eq(revs, [{"token": issued["refresh_token"], "token_type_hint": "refresh_token"}],
+       "the refused grant's refresh token revoked")
+    # the space's display name is taken in this Workspace: refused after the exchange
+    org2, _, key2 = w.new_org()
+    g.config(workspace="ws-" + org)  # org's Workspace, where the name is not taken yet
+    eq(connect(w, key).status, 302, "org connects, its space made")
+    n_rev = len(g.stats()["revocations"])
+    c, _, issued = refused_setup(w, g, key2)
+    eq((c.status, c.error_code), (409, "GOOGLE_CHAT_SPACE_EXISTS"), "name taken (%r)" % c)
+    eq(g.stats()["revocations"][n_rev:],
+       [{"token": issued["refresh_token"], "token_type_hint": "refresh_token"}],
+       "the refused grant revoked")
+    eq(status(w, key2).get("connected"), False, "nothing connected")
+    # Google's revocation endpoint fails, then hangs past the provider timeout (30 s)
+    _, _, key3 = w.new_org()
+    g.config(workspace="ws-" + org)
+    for fault, what in (({"status": 503}, "fails"), ({"hang_ms": 25000}, "hangs")):
+        g.ctl("/_fixture/fail", dict(target="revoke", count=1, **fault))
+        n_rev = len(g.stats()["revocations"])
+        c, took, issued = refused_setup(w, g, key3)
+        eq((c.status, c.error_code), (409, "GOOGLE_CHAT_SPACE_EXISTS"),
+           "the answer while revocation %s (%r)" % (what, c))
+        eq([x["token"] for x in g.stats()["revocations"][n_rev:]], [issued["refresh_token"]],
+           "revocation tried while it %s" % what)
+        check(took < 15, "revocation that %s held the answer %.1f s" % (what, took))
+    g.ctl("/_fixture/clear")
+    wait_until(lambda: w.server.log_text().count("could not revoke the refused grant") >= 2, 10, 0.05,
+               "both failed revocations logged")
+    serving(w)
+
+
 # ---------------------------------------------------------------------------
 # events
 # ---------------------------------------------------------------------------
