@@ -20,6 +20,7 @@
 #include "api_util.h"
 #include "crypto.h"
 #include "log.h"
+#include "periodic.h"
 #include "router.h"
 #include "timefmt.h"
 
@@ -381,8 +382,28 @@ static void get_route(worker_ctx *w, http_request *req, http_response *resp)
     http_resp_json(resp, 200, o);
 }
 
+/* Jobs written without a list number by an older build (it numbered them
+ * when listing; rows from before the upgrade, or of an older replica during
+ * a rolling one) are not listed until numbered: numbered here, at start and
+ * then every minute, so that the list routes only read.  A run that finds
+ * none writes nothing. */
+#define RCA_NUMBER_EVERY_S 60
+
+static long number_task(worker_ctx *w)
+{
+    size_t n = 0;
+    if (store_rca_number_unlisted(w->store, &n) != STORE_OK)
+        log_warn("rca: numbering jobs of an older build failed: %s", store_errmsg(w->store));
+    else if (n)
+        log_info("rca: %zu job(s) written by an older build numbered for the list", n);
+    /* a full batch: more may be waiting */
+    return n >= RCA_NUMBER_BATCH ? 1 : RCA_NUMBER_EVERY_S;
+}
+
 void rca_outbox_register_routes(void)
 {
+    if (periodic_add("rca-number", WORKER_POOL_STORE, 0, number_task) < 0)
+        log_error("rca: cannot schedule the numbering of older builds' jobs");
     router_add(HTTP_POST, "/internal/rca/jobs/claim", ROUTE_AUTH_INTERNAL, claim_route);
     router_add(HTTP_POST, "/internal/rca/jobs/{id}/ack", ROUTE_AUTH_INTERNAL, ack_route);
     router_add(HTTP_POST, "/internal/rca/jobs/{id}/nack", ROUTE_AUTH_INTERNAL, nack_route);

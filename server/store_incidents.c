@@ -13,6 +13,7 @@
 
 #include "store_chat.h"
 #include "store_internal.h"
+#include "store_rca.h"
 #include "token.h"
 
 /* The org's row, locked until the transaction ends (PostgreSQL); SQLite's
@@ -272,10 +273,12 @@ static int severity_rank(const char *sev)
     return 0;
 }
 
+/* *seq: the created_seq of the incident and its job. */
 static int create_incident(store_t *s, const store_alert_in *a, const store_incident_new *n,
-                           const char *alert_id)
+                           const char *alert_id, int64_t *seq_out)
 {
     int64_t seq = next_seq();
+    *seq_out = seq;
     db_param p[] = {
         p_text(n->incident_id), p_text(a->org_id),      p_text(a->source),
         p_text(a->source_alert_id ? a->source_alert_id : ""), p_text(alert_id),
@@ -452,9 +455,10 @@ static int resolved_instance(store_t *s, const store_alert_in *a, const char *al
     return found;
 }
 
-/* Everything between BEGIN and COMMIT. */
+/* Everything between BEGIN and COMMIT but the job's list number; *job_seq:
+ * the created_seq of the job of an incident it created. */
 static int ingest_locked(store_t *s, const store_alert_in *a, int64_t window_s,
-                         const store_incident_new *n, store_ingest_out *out)
+                         const store_incident_new *n, store_ingest_out *out, int64_t *job_seq)
 {
     int rc = lock_org(s, a->org_id);
     if (rc != STORE_OK)
@@ -488,7 +492,7 @@ static int ingest_locked(store_t *s, const store_alert_in *a, int64_t window_s,
             out->result = STORE_INGEST_UNMATCHED;
             return STORE_OK;
         }
-        if (create_incident(s, a, n, alert_id) != STORE_OK)
+        if (create_incident(s, a, n, alert_id, job_seq) != STORE_OK)
             return STORE_ERR;
         memset(&c, 0, sizeof(c));
         c.found = 1;
@@ -522,14 +526,20 @@ int store_incident_ingest(store_t *s, const store_alert_in *a, int64_t window_s,
         window_s = 0;
     if (run_exec(s, "beginning ingest", "BEGIN", NULL, 0, NULL) != STORE_OK)
         return STORE_ERR;
-    int rc = ingest_locked(s, a, window_s, n, out);
+    int64_t job_seq = 0;
+    int rc = ingest_locked(s, a, window_s, n, out, &job_seq);
     if (rc != STORE_OK || out->result == STORE_INGEST_DUPLICATE) {
         rollback(s); /* a duplicate wrote nothing worth keeping */
         if (rc != STORE_OK)
             memset(out, 0, sizeof(*out));
         return rc;
     }
-    if (run_exec(s, "committing ingest", "COMMIT", NULL, 0, NULL) != STORE_OK) {
+    /* The job's list number, the last statement before COMMIT: the
+     * numberer is held from here until the commit, by every organization's
+     * ingests (store_rca.h), so for as short a time as can be. */
+    if ((out->result == STORE_INGEST_CREATED &&
+         store_rca_number_job(s, n->rca_job_id, job_seq) != STORE_OK) ||
+        run_exec(s, "committing ingest", "COMMIT", NULL, 0, NULL) != STORE_OK) {
         rollback(s);
         memset(out, 0, sizeof(*out));
         return STORE_ERR;

@@ -602,13 +602,14 @@ static const char *const m20_console_session_flows[] = {
     NULL,
 };
 
-/* The RCA list cursor (store_rca.c, number_new): list_seq is a number given
- * to a job after its ingest transaction committed, by one numberer at a
- * time, so numbers are committed in increasing order and a watcher's
+/* The RCA list cursor (store_rca.c, numberer_take): list_seq is a number given
+ * to a job by one numberer at a time, held until the numbering transaction
+ * commits, so numbers are committed in increasing order and a watcher's
  * `after` cursor can never pass a job that is still to appear.  created_seq
  * was taken before the commit: on PostgreSQL two ingests committing out of
  * order made a watcher skip the smaller one.  NULL until numbered (rows of
- * older builds too: numbered at the first list). */
+ * older builds: numbered by the periodic task rca-number, rca_outbox.c;
+ * a job of this build is numbered by its ingest transaction). */
 static const char *const m21_rca_list_seq[] = {
     "ALTER TABLE rca_jobs ADD COLUMN list_seq BIGINT",
     "CREATE UNIQUE INDEX rca_jobs_list_idx ON rca_jobs (list_seq)",

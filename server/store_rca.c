@@ -346,14 +346,24 @@ int store_rca_get(store_t *s, const char *id, store_rca_job *out)
 
 /* ---- the list cursor ---------------------------------------------------------------- */
 
-#define RCA_NUMBER_BATCH 1000
 /* PostgreSQL advisory lock of the numberer: "rcal" in ASCII. */
 #define RCA_NUMBER_LOCK "1919115628"
 
-/* Between BEGIN and COMMIT of number_new(): the next committed but
- * unnumbered jobs (creation order) get list numbers above every number
- * given so far. */
-static int number_locked(store_t *s)
+/* Why a list number and not created_seq: a job's created_seq is taken
+ * before its transaction commits, so on PostgreSQL a job with a smaller
+ * created_seq can become visible after a larger one was listed, and a
+ * cursor on created_seq skipped it for good.  List numbers are given only
+ * by a transaction that holds the numberer until it commits (PostgreSQL: a
+ * transaction-scoped advisory lock taken before reading the last number;
+ * SQLite: BEGIN IMMEDIATE, one writer), each above the last: they become
+ * visible in increasing order, so no job can appear below a cursor already
+ * handed out.  The list itself only reads (it numbered the jobs committed
+ * since the last list, a write on every poll that found one).  Claims do
+ * not use them. */
+
+/* Takes the numberer (PostgreSQL) and reads the last number given: every
+ * number committed by an earlier holder.  Inside a transaction. */
+static int numberer_take(store_t *s, int64_t *last)
 {
     db_result r;
     if (!strcmp(s->eng->name, "postgres")) {
@@ -363,48 +373,74 @@ static int number_locked(store_t *s)
             return STORE_ERR;
         db_result_free(&r);
     }
-    /* Read under the lock: every number committed by an earlier numberer. */
-    int64_t last = 0;
+    *last = 0;
     if (run_query(s, "reading the last rca list number",
                   "SELECT COALESCE(MAX(list_seq), 0) FROM rca_jobs", NULL, 0, &r) != STORE_OK)
         return STORE_ERR;
-    int rc = r.nrows == 1 ? cell_i64(s, &r, 0, 0, &last, "list_seq") : serr(s, "no max list_seq");
+    int rc = r.nrows == 1 ? cell_i64(s, &r, 0, 0, last, "list_seq") : serr(s, "no max list_seq");
     db_result_free(&r);
-    if (rc != STORE_OK)
+    return rc;
+}
+
+/* The number after last for a job of created_seq seq: at least seq, so
+ * that a cursor of an older build (a created_seq) still finds every job
+ * created after it. */
+static int64_t number_after(int64_t last, int64_t seq)
+{
+    return seq > last ? seq : last + 1;
+}
+
+static int number_one(store_t *s, const char *id, int64_t number)
+{
+    db_param u[] = { DB_P_INT(number), p_text(id) };
+    return run_exec(s, "numbering rca job",
+                    "UPDATE rca_jobs SET list_seq = ? WHERE id = ? AND list_seq IS NULL", u, 2,
+                    NULL);
+}
+
+int store_rca_number_job(store_t *s, const char *id, int64_t created_seq)
+{
+    int64_t last = 0;
+    if (numberer_take(s, &last) != STORE_OK)
+        return STORE_ERR;
+    return number_one(s, id, number_after(last, created_seq));
+}
+
+/* Between BEGIN and COMMIT of store_rca_number_unlisted(): the oldest
+ * unnumbered jobs (creation order) get numbers above every number given. */
+static int number_locked(store_t *s, size_t *numbered)
+{
+    int64_t last = 0;
+    if (numberer_take(s, &last) != STORE_OK)
         return STORE_ERR;
     db_param lim[] = { DB_P_INT(RCA_NUMBER_BATCH) };
+    db_result r;
     if (run_query(s, "selecting unnumbered rca jobs",
                   "SELECT id, created_seq FROM rca_jobs WHERE list_seq IS NULL"
                   " ORDER BY created_seq, id LIMIT ?",
                   lim, 1, &r) != STORE_OK)
         return STORE_ERR;
+    int rc = STORE_OK;
     for (size_t i = 0; i < r.nrows && rc == STORE_OK; i++) {
         int64_t seq = 0;
         rc = cell_i64(s, &r, i, 1, &seq, "created_seq");
-        /* At least created_seq: a cursor of an older build (a created_seq)
-         * still finds every job created after it. */
-        int64_t next = seq > last ? seq : last + 1;
-        db_param u[] = { DB_P_INT(next), p_text(db_cell(&r, i, 0)) };
+        int64_t next = number_after(last, seq);
         if (rc == STORE_OK)
-            rc = run_exec(s, "numbering rca job",
-                          "UPDATE rca_jobs SET list_seq = ? WHERE id = ? AND list_seq IS NULL", u,
-                          2, NULL);
+            rc = number_one(s, db_cell(&r, i, 0), next);
         last = next;
     }
+    *numbered = rc == STORE_OK ? r.nrows : 0;
     db_result_free(&r);
     return rc;
 }
 
-/* Numbers the jobs committed since the last call.  A job's created_seq is
- * taken before its transaction commits, so on PostgreSQL a job with a
- * smaller created_seq can become visible after a larger one was listed: a
- * cursor on created_seq skipped it for good.  Numbers given here are given
- * only to committed rows, one numberer at a time (PostgreSQL: an advisory
- * lock taken before reading; SQLite: BEGIN IMMEDIATE, one writer), each
- * above the last: they become visible in increasing order, so no job can
- * appear below a cursor already handed out.  Claims do not use them. */
-static int number_new(store_t *s)
+int store_rca_number_unlisted(store_t *s, size_t *numbered)
 {
+    size_t done = 0;
+    if (numbered)
+        *numbered = 0;
+    if (!s)
+        return STORE_ERR;
     db_result r;
     if (run_query(s, "looking for unnumbered rca jobs",
                   "SELECT id FROM rca_jobs WHERE list_seq IS NULL LIMIT 1", NULL, 0,
@@ -412,15 +448,17 @@ static int number_new(store_t *s)
         return STORE_ERR;
     size_t any = r.nrows;
     db_result_free(&r);
-    if (!any) /* the usual poll: nothing to write */
+    if (!any) /* the usual run: nothing to write */
         return STORE_OK;
     if (run_exec(s, "beginning rca numbering", "BEGIN", NULL, 0, NULL) != STORE_OK)
         return STORE_ERR;
-    if (number_locked(s) != STORE_OK ||
+    if (number_locked(s, &done) != STORE_OK ||
         run_exec(s, "committing rca numbering", "COMMIT", NULL, 0, NULL) != STORE_OK) {
         rollback(s);
         return STORE_ERR;
     }
+    if (numbered)
+        *numbered = done;
     return STORE_OK;
 }
 
@@ -442,8 +480,6 @@ int store_rca_list(store_t *s, const char *status, int64_t after_seq, int limit,
         if (!known)
             return serr(s, "rca: unknown job status");
     }
-    if (number_new(s) != STORE_OK)
-        return STORE_ERR;
     db_param p[] = { DB_P_INT(after_seq), p_text(status ? status : ""),
                      p_text(status ? status : ""), DB_P_INT(limit) };
     db_result r;

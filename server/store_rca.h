@@ -67,10 +67,24 @@ int store_rca_nack(store_t *s, const char *id, const char *claim_hash, const cha
 int store_rca_get(store_t *s, const char *id, store_rca_job *out);
 /* Jobs listed after the cursor after_seq (a job's list_seq; 0: from the
  * start), in list order (commit order), with status (NULL: any), at most
- * limit (1..1000).  Numbers the jobs committed since the last call first:
- * a job never appears below a cursor already handed out. */
+ * limit (1..1000).  Reads only: a job is numbered by the transaction that
+ * writes it (store_rca_number_job), so it never appears below a cursor
+ * already handed out; a job not numbered yet is not listed. */
 int store_rca_list(store_t *s, const char *status, int64_t after_seq, int limit,
                    store_rca_job **out, size_t *n);
+/* Inside the transaction that inserted job id (of created_seq), as its last
+ * statement before COMMIT: gives it its list number, above every number
+ * given and at least created_seq.  The numberer stays held until that
+ * transaction ends (PostgreSQL: an advisory lock; SQLite: the one writer),
+ * so numbers become visible in increasing order. */
+int store_rca_number_job(store_t *s, const char *id, int64_t created_seq);
+/* Numbers up to RCA_NUMBER_BATCH jobs that have no list number (written
+ * by an older build, which numbered them when listing: rows from before an
+ * upgrade, or of an older replica during one), oldest first, as
+ * store_rca_number_job would have; *numbered (may be NULL): how many.
+ * Writes nothing when there are none.  The periodic task rca-number runs it. */
+#define RCA_NUMBER_BATCH 1000
+int store_rca_number_unlisted(store_t *s, size_t *numbered);
 /* Jobs per status: pending, claimed, done, dead. */
 int store_rca_counts(store_t *s, int64_t counts[4]);
 void store_rca_job_free(store_rca_job *j);

@@ -23,6 +23,7 @@
 #include "pg_harness.h"
 #include "rca_outbox.h"
 #include "store.h"
+#include "store_internal.h"
 #include "store_rca.h"
 
 #define STORE_PLACE_DB "aurora_rca"
@@ -433,59 +434,68 @@ static int64_t cursor_of(const store_rca_job *j)
     return j->list_seq;
 }
 
-/* A raw handle of the fixture's database, for a transaction held open. */
-static db_t *raw_open(fixture *f, const db_engine **eng)
+/* The store's own connection refuses writes from now on (a read-only
+ * replica or database): SQLite's query_only, PostgreSQL's read-only
+ * transactions. */
+static void refuse_writes(fixture *f)
 {
-    *eng = db_engine_for(f->at.url);
-    assert_non_null(*eng);
-    db_t *db = NULL;
-    char err[256];
-    if ((*eng)->open(f->at.url, &db, err, sizeof(err)) != DB_OK)
-        fail_msg("open: %s", err);
-    return db;
+    const char *sql = strcmp(f->s->eng->name, "postgres") ? "PRAGMA query_only = ON"
+                                                          : "SET default_transaction_read_only = on";
+    if (f->s->eng->exec(f->s->db, sql, NULL, 0, NULL) != DB_OK)
+        fail_msg("%s: %s", sql, f->s->eng->errmsg(f->s->db));
 }
 
-static void raw_exec(const db_engine *eng, db_t *db, const char *sql, const db_param *p, size_t n)
+static void store_sql(store_t *s, const char *sql, const db_param *p, size_t n)
 {
-    if (eng->exec(db, sql, p, n, NULL) != DB_OK)
-        fail_msg("%s: %s", sql, eng->errmsg(db));
+    if (s->eng->exec(s->db, sql, p, n, NULL) != DB_OK)
+        fail_msg("%s: %s", sql, s->eng->errmsg(s->db));
 }
+
+/* n new jobs, as the list gives them (free with store_rca_jobs_free). */
+static store_rca_job *made_and_listed(fixture *f, size_t n)
+{
+    make_jobs(f, (int)n);
+    store_rca_job *jobs;
+    size_t got;
+    assert_int_equal(store_rca_list(f->s, NULL, 0, 10, &jobs, &got), STORE_OK);
+    assert_int_equal(got, n);
+    return jobs;
+}
+
+static const char INSERT_JOB[] =
+    "INSERT INTO rca_jobs (id, org_id, incident_id, source_type, status, attempts,"
+    " next_attempt_at, created_at, created_seq, payload) VALUES"
+    " (?, ?, ?, 'sentry', 'pending', 0, ?, ?, ?, '{}')";
 
 /* Two ingest transactions commit out of order: the one that took the
  * smaller created_seq commits last.  A watcher that listed in between (and
  * moved its cursor past the first commit) must still get the late one.
- * The jobs are re-inserted by hand, as create_incident() does (sequence
- * number taken inside the transaction), each on its own connection. */
+ * Each job is written as store_incident_ingest() writes it (sequence
+ * number taken inside the transaction, the list number its last statement
+ * before COMMIT), each on a store connection of its own. */
 static void test_list_cursor_out_of_order_commit(void **state)
 {
     fixture *f = *state;
-    make_jobs(f, 2);
-    store_rca_job *jobs;
-    size_t n;
-    assert_int_equal(store_rca_list(f->s, NULL, 0, 10, &jobs, &n), STORE_OK);
-    assert_int_equal(n, 2);
+    size_t n = 2;
+    store_rca_job *jobs = made_and_listed(f, n);
     char inc[2][STORE_ID_LEN];
     memcpy(inc[0], jobs[0].incident_id, STORE_ID_LEN);
     memcpy(inc[1], jobs[1].incident_id, STORE_ID_LEN);
     int64_t base = jobs[1].created_seq;
     store_rca_jobs_free(jobs, n);
-    const db_engine *eng;
-    db_t *a = raw_open(f, &eng), *b = raw_open(f, &eng);
-    raw_exec(eng, a, "DELETE FROM rca_jobs", NULL, 0);
-    static const char ins[] =
-        "INSERT INTO rca_jobs (id, org_id, incident_id, source_type, status, attempts,"
-        " next_attempt_at, created_at, created_seq, payload) VALUES"
-        " (?, ?, ?, 'sentry', 'pending', 0, ?, ?, ?, '{}')";
+    store_t *a = open_store(f->at.url), *b = open_store(f->at.url);
+    store_sql(a, "DELETE FROM rca_jobs", NULL, 0);
     /* A takes the smaller number, B the larger; B commits first. */
     db_param pa[] = { DB_P_TEXT("rca_late"), DB_P_TEXT(f->org), DB_P_TEXT(inc[0]),
                       DB_P_INT(T0), DB_P_INT(T0), DB_P_INT(base + 10) };
     db_param pb[] = { DB_P_TEXT("rca_early"), DB_P_TEXT(f->org), DB_P_TEXT(inc[1]),
                       DB_P_INT(T0), DB_P_INT(T0), DB_P_INT(base + 20) };
-    raw_exec(eng, a, "BEGIN", NULL, 0);
-    raw_exec(eng, a, ins, pa, 6);
-    raw_exec(eng, b, "BEGIN", NULL, 0);
-    raw_exec(eng, b, ins, pb, 6);
-    raw_exec(eng, b, "COMMIT", NULL, 0);
+    store_sql(a, "BEGIN", NULL, 0);
+    store_sql(a, INSERT_JOB, pa, 6);
+    store_sql(b, "BEGIN", NULL, 0);
+    store_sql(b, INSERT_JOB, pb, 6);
+    assert_int_equal(store_rca_number_job(b, "rca_early", base + 20), STORE_OK);
+    store_sql(b, "COMMIT", NULL, 0);
 
     /* The watcher polls while A is still open: B only, and the cursor moves. */
     int64_t after = 0;
@@ -495,14 +505,93 @@ static void test_list_cursor_out_of_order_commit(void **state)
     after = cursor_of(&jobs[0]);
     store_rca_jobs_free(jobs, n);
 
-    raw_exec(eng, a, "COMMIT", NULL, 0);
-    eng->close(a);
-    eng->close(b);
+    assert_int_equal(store_rca_number_job(a, "rca_late", base + 10), STORE_OK);
+    store_sql(a, "COMMIT", NULL, 0);
+    store_close(a);
+    store_close(b);
     /* The next poll gets A, committed after that cursor was handed out. */
     assert_int_equal(store_rca_list(f->s, NULL, after, 10, &jobs, &n), STORE_OK);
     if (n != 1)
         fail_msg("the job committed late was skipped by the cursor (%zu jobs after it)", n);
     assert_string_equal(jobs[0].id, "rca_late");
+    store_rca_jobs_free(jobs, n);
+}
+
+/* Jobs an older build wrote without a list number (it numbered them when
+ * listing) are not listed until the periodic numbering gives them the
+ * numbers that build would have: after the numbered ones, oldest first, at
+ * least their created_seq. */
+static void test_jobs_of_an_older_build_numbered_by_the_task(void **state)
+{
+    fixture *f = *state;
+    size_t n = 3;
+    store_rca_job *jobs = made_and_listed(f, n);
+    /* the first stays as this build numbered it; the other two as an older
+     * build wrote them: no number */
+    int64_t last = jobs[0].list_seq, base = jobs[2].created_seq;
+    char first[STORE_ID_LEN], inc[2][STORE_ID_LEN];
+    memcpy(first, jobs[0].id, STORE_ID_LEN);
+    memcpy(inc[0], jobs[1].incident_id, STORE_ID_LEN);
+    memcpy(inc[1], jobs[2].incident_id, STORE_ID_LEN);
+    db_param pd[] = { DB_P_TEXT(first) };
+    store_sql(f->s, "DELETE FROM rca_jobs WHERE id <> ?", pd, 1);
+    store_rca_jobs_free(jobs, n);
+    db_param p0[] = { DB_P_TEXT("rca_old0"), DB_P_TEXT(f->org), DB_P_TEXT(inc[0]),
+                      DB_P_INT(T0), DB_P_INT(T0), DB_P_INT(1) };
+    db_param p1[] = { DB_P_TEXT("rca_old1"), DB_P_TEXT(f->org), DB_P_TEXT(inc[1]),
+                      DB_P_INT(T0), DB_P_INT(T0), DB_P_INT(base + 1000) };
+    store_sql(f->s, INSERT_JOB, p1, 6);
+    store_sql(f->s, INSERT_JOB, p0, 6);
+    /* not listed yet, and the list still writes nothing */
+    refuse_writes(f);
+    assert_int_equal(store_rca_list(f->s, NULL, 0, 10, &jobs, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(jobs[0].id, first);
+    store_rca_jobs_free(jobs, n);
+    store_close(f->s); /* the task runs on a connection that may write */
+    f->s = f->w.store = open_store(f->at.url);
+    size_t numbered = 0;
+    assert_int_equal(store_rca_number_unlisted(f->s, &numbered), STORE_OK);
+    assert_int_equal(numbered, 2);
+    assert_int_equal(store_rca_list(f->s, NULL, last, 10, &jobs, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    /* oldest first; above the last number, at least the job's created_seq */
+    assert_string_equal(jobs[0].id, "rca_old0");
+    assert_int_equal(jobs[0].list_seq, last + 1);
+    assert_string_equal(jobs[1].id, "rca_old1");
+    assert_int_equal(jobs[1].list_seq, base + 1000);
+    store_rca_jobs_free(jobs, n);
+    assert_int_equal(store_rca_number_unlisted(f->s, &numbered), STORE_OK);
+    assert_int_equal(numbered, 0);
+}
+
+/* GET /internal/rca/jobs and `rca watch` are reads: the list numbered the
+ * jobs not yet numbered first, a write transaction (the write lock, a
+ * failure on a read-only database, a reader causing writes).  Jobs are
+ * numbered where they are written; the list runs on a connection that
+ * refuses writes, and the numbers still follow creation. */
+static void test_list_writes_nothing(void **state)
+{
+    fixture *f = *state;
+    make_jobs(f, 3);
+    refuse_writes(f);
+    store_rca_job *jobs;
+    size_t n;
+    if (store_rca_list(f->s, NULL, 0, 10, &jobs, &n) != STORE_OK)
+        fail_msg("listing on a connection that refuses writes: %s", store_errmsg(f->s));
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        /* at least created_seq: a cursor of an older build still works */
+        assert_true(jobs[i].list_seq >= jobs[i].created_seq);
+        if (i > 0) {
+            assert_true(jobs[i].list_seq > jobs[i - 1].list_seq);
+            assert_true(jobs[i].created_seq > jobs[i - 1].created_seq);
+        }
+    }
+    int64_t after = jobs[0].list_seq;
+    store_rca_jobs_free(jobs, n);
+    assert_int_equal(store_rca_list(f->s, "pending", after, 10, &jobs, &n), STORE_OK);
+    assert_int_equal(n, 2);
     store_rca_jobs_free(jobs, n);
 }
 
@@ -515,6 +604,7 @@ int main(void)
         BOTH(test_claim_ack),          BOTH(test_backoff_and_dead),
         BOTH(test_lease_expiry),       BOTH(test_restart_keeps_jobs),
         BOTH(test_concurrent_claimers), BOTH(test_list_and_json),
+        BOTH(test_list_writes_nothing), BOTH(test_jobs_of_an_older_build_numbered_by_the_task),
         { "postgres/test_list_cursor_out_of_order_commit", test_list_cursor_out_of_order_commit,
           setup_pg, teardown, NULL },
     };
