@@ -24,7 +24,8 @@
  * 413) → the user's signing secret, if any (the kit checks the HMAC: 401) →
  * Grafana's shape (400) → per-user rate limit, counted only for deliveries
  * that passed the signature (GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE, 429 with
- * Retry-After) → connect on first delivery → the kit
+ * Retry-After) → the organization's alert budget
+ * (GRAFANA_WEBHOOK_ALERTS_PER_MINUTE, 429) → connect on first delivery → the kit
  * commits the raw body → 200 → processing: one incident_ingest() per element
  * of alerts[], in order (grafana.h says how each field is mapped).
  *
@@ -484,9 +485,12 @@ static int rate_limited(worker_ctx *w, const kit_tenant *t, http_response *resp,
  * 1000 incidents and jobs, ~7 s of one of the 4 store workers on a 2-core
  * test machine).  Counted per delivery only, one URL at 120 deliveries a
  * minute opened 120,000 incidents a minute and held every store worker.
- * So the alerts of the user's deliveries are counted too: 1 when this
- * delivery's would go over GRAFANA_WEBHOOK_ALERTS_PER_MINUTE (429 in resp),
- * -1 on a store failure (503), else 0 (its alerts taken). */
+ * So the alerts are counted too, per organization: incidents and RCA jobs
+ * are the organization's, and a budget per user (the URL names one) gave
+ * an organization of k members, or whoever holds k members' URLs, k
+ * budgets.  1 when this delivery's alerts would go over
+ * GRAFANA_WEBHOOK_ALERTS_PER_MINUTE (429 in resp), -1 on a store failure
+ * (503), else 0 (its alerts taken). */
 static int alerts_limited(worker_ctx *w, const kit_tenant *t, const cJSON *json,
                           http_response *resp)
 {
@@ -495,7 +499,7 @@ static int alerts_limited(worker_ctx *w, const kit_tenant *t, const cJSON *json,
     if (limit <= 0 || n <= 0)
         return 0;
     char key[2 * STORE_ID_LEN + 32];
-    snprintf(key, sizeof(key), "grafana-alerts:%s:%s", t->org_id, t->user_id);
+    snprintf(key, sizeof(key), "grafana-alerts:%s", t->org_id);
     int64_t now = (int64_t)time(NULL), start = now - now % RATE_WINDOW_S;
     int allowed = 0;
     if (store_rate_take_n(w->store, key, start, limit, n, start - RATE_WINDOW_S, &allowed) !=
@@ -508,8 +512,9 @@ static int alerts_limited(worker_ctx *w, const kit_tenant *t, const cJSON *json,
     char retry[24];
     snprintf(retry, sizeof(retry), "%lld", (long long)(start + RATE_WINDOW_S - now));
     http_resp_error(resp, 429, "RATE_LIMITED",
-                    "too many Grafana alerts for this user (limit %lld alerts per minute, this "
-                    "delivery has %d; GRAFANA_WEBHOOK_ALERTS_PER_MINUTE); retry in %s s",
+                    "too many Grafana alerts for this organization (limit %lld alerts per minute "
+                    "over its members' webhook URLs, this delivery has %d; "
+                    "GRAFANA_WEBHOOK_ALERTS_PER_MINUTE); retry in %s s",
                     (long long)limit, n, retry);
     http_resp_add_header(resp, "retry-after", retry);
     return 1;
@@ -1048,7 +1053,7 @@ static void grafana_register(void)
 static const config_def grafana_settings[] = {
     { "GRAFANA_WEBHOOK_MAX_BODY", "grafana.webhook_max_body", CFG_INT, "1048576", "Grafana connector: largest webhook body accepted (bytes; AURORA_MAX_BODY still applies)", 0, 1024, 67108864 },
     { "GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE", "grafana.webhook_rate_limit_per_minute", CFG_INT, "120", "Grafana connector: webhook deliveries accepted per user and minute (more get 429 with Retry-After)", 0, 1, 1000000 },
-    { "GRAFANA_WEBHOOK_ALERTS_PER_MINUTE", "grafana.webhook_alerts_per_minute", CFG_INT, "2000", "Grafana connector: alerts (elements of alerts[]) accepted per user and minute, counted over its deliveries: each may open an incident and an RCA job (a delivery that would go over gets 429 with Retry-After; at least 1000, the most one delivery may hold)", 0, 1000, 1000000 },
+    { "GRAFANA_WEBHOOK_ALERTS_PER_MINUTE", "grafana.webhook_alerts_per_minute", CFG_INT, "2000", "Grafana connector: alerts (elements of alerts[]) accepted per organization and minute, counted over the deliveries to all its members' webhook URLs: each may open an incident and an RCA job (a delivery that would go over gets 429 with Retry-After; at least 1000, the most one delivery may hold)", 0, 1000, 1000000 },
     { NULL },
 };
 

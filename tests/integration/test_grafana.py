@@ -739,7 +739,44 @@ def alerts_per_minute_bound_big_deliveries(t):
         eq(r.status, 429, "even a one-alert delivery waits for the next minute")
         eq(g.deliveries(), before, "nothing stored by the refused deliveries")
         r = other.send(big("c" + rand_tag(4)))
-        eq(r.status, 200, "another user has a budget of its own")
+        eq(r.status, 200, "another organization has a budget of its own")
+    within_one_window(60, run)
+
+
+def many(n, tag, service):
+    """One delivery of n firing alerts of one service (distinct fingerprints)."""
+    return {"receiver": "aurora", "status": "firing", "version": "1",
+            "alerts": [{"status": "firing", "fingerprint": "%s%05d" % (tag, i),
+                        "labels": {"alertname": "Many", "service": service}}
+                       for i in range(n)]}
+
+
+@test(timeout=240)
+def alerts_budget_is_per_organization(t):
+    """Incidents and RCA jobs are the organization's: the alert budget
+    (GRAFANA_WEBHOOK_ALERTS_PER_MINUTE) is the organization's too.  Kept per user (the
+    URL names a user), an organization of k members, or anyone holding k members'
+    URLs, got k budgets (found in review)."""
+    w = t.world("orgbudget", extra_env={"GRAFANA_WEBHOOK_MAX_BODY": "1048576",
+                                        "GRAFANA_WEBHOOK_ALERTS_PER_MINUTE": "1000"})
+
+    def run():
+        a = Tenant(w)
+        b = Tenant(w, org=a.org)  # another member of the same organization
+        stranger = Tenant(w)      # another organization
+        eq(a.send(many(600, "a" + rand_tag(4), "one")).status, 200, "600 alerts through a's URL")
+        before = b.deliveries()
+        r = b.send(many(600, "b" + rand_tag(4), "one"))
+        eq((r.status, r.error_code), (429, "RATE_LIMITED"),
+           "600 more through another member's URL: over the organization's 1000")
+        check("organization" in (r.get("error") or ""), "the answer names the organization",
+              r.json)
+        check(0 < int(r.headers.get("retry-after", "0")) <= 60, "Retry-After", r.headers)
+        eq(b.deliveries(), before, "nothing stored")
+        eq(b.send(many(400, "c" + rand_tag(4), "one")).status, 200,
+           "what is left of the organization's budget is usable by any member")
+        eq(stranger.send(many(600, "d" + rand_tag(4), "two")).status, 200,
+           "another organization's budget is untouched")
     within_one_window(60, run)
 
 
