@@ -772,15 +772,20 @@ int store_rate_take(store_t *s, const char *key, int64_t window_start, int64_t l
 
 int store_rate_give_back(store_t *s, const char *key, int64_t window_start)
 {
+    return store_rate_give_back_n(s, key, window_start, 1);
+}
+
+int store_rate_give_back_n(store_t *s, const char *key, int64_t window_start, int64_t n)
+{
     if (!s)
         return STORE_ERR;
-    if (!key)
-        return serr(s, "store_rate_give_back: missing argument");
-    db_param p[] = { p_text(key), DB_P_INT(window_start) };
-    return run_exec(s, "giving back a rate-limit slot",
-                    "UPDATE rate_counters SET hits = hits - 1"
+    if (!key || n < 1)
+        return serr(s, "store_rate_give_back_n: missing argument");
+    db_param p[] = { DB_P_INT(n), DB_P_INT(n), p_text(key), DB_P_INT(window_start) };
+    return run_exec(s, "giving back rate-limit slots",
+                    "UPDATE rate_counters SET hits = CASE WHEN hits > ? THEN hits - ? ELSE 0 END"
                     " WHERE rate_key = ? AND window_start = ? AND hits > 0",
-                    p, 2, NULL);
+                    p, 4, NULL);
 }
 
 int store_rate_take_n(store_t *s, const char *key, int64_t window_start, int64_t limit,
@@ -2740,6 +2745,24 @@ int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body
     d->received_at = prev.received_at;
     d->received_seq = prev.received_seq;
     return STORE_CONFLICT;
+}
+
+int store_webhook_find(store_t *s, const char *connector, const char *tenant_key,
+                       const char *delivery_id, store_webhook_delivery *out)
+{
+    if (!s)
+        return STORE_ERR;
+    if (!connector || !tenant_key || !delivery_id || !out)
+        return serr(s, "store_webhook_find: missing argument");
+    memset(out, 0, sizeof(*out));
+    db_result r;
+    db_param p[] = { p_text(connector), p_text(tenant_key), p_text(delivery_id) };
+    if (run_query(s, "reading webhook delivery",
+                  "SELECT " WEBHOOK_COLS " FROM webhook_deliveries"
+                  " WHERE connector = ? AND tenant_key = ? AND delivery_id = ?",
+                  p, 3, &r) != STORE_OK)
+        return STORE_ERR;
+    return one_row(s, &r, webhook_row, out);
 }
 
 int store_webhook_get(store_t *s, const char *org_id, const char *connector, const char *id,

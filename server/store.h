@@ -168,6 +168,9 @@ int store_rate_take(store_t *s, const char *key, int64_t window_start, int64_t l
                     int64_t forget_before, int *allowed);
 /* Gives a taken slot back (a later check of the same request refused). */
 int store_rate_give_back(store_t *s, const char *key, int64_t window_start);
+/* Gives n taken slots back (a request that took n and then was not
+ * served); the count never goes below 0. */
+int store_rate_give_back_n(store_t *s, const char *key, int64_t window_start, int64_t n);
 /* store_rate_take for a request that costs n slots (1 <= n): all n are taken
  * if they fit under `limit` (n > limit never does), else none. */
 int store_rate_take_n(store_t *s, const char *key, int64_t window_start, int64_t limit,
@@ -388,6 +391,11 @@ typedef struct {
  * organization. */
 int store_webhook_insert(store_t *s, store_webhook_delivery *d, const void *body, size_t len,
                          int unassigned_status);
+/* The delivery stored under (connector, tenant_key, delivery_id), without
+ * its body: what store_webhook_insert would answer CONFLICT for (the
+ * body_key of a unique_body spec aside).  NOT_FOUND when there is none. */
+int store_webhook_find(store_t *s, const char *connector, const char *tenant_key,
+                       const char *delivery_id, store_webhook_delivery *out);
 /* One delivery with its body.  org_id scopes it ("" not allowed); NULL org_id
  * is for the kit's own processing (any tenant, unassigned included). */
 int store_webhook_get(store_t *s, const char *org_id, const char *connector, const char *id,

@@ -25,12 +25,14 @@
  * Grafana's shape (400) → per-user rate limit, counted only for deliveries
  * that passed the signature (GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE, 429 with
  * Retry-After) → the organization's alert budget
- * (GRAFANA_WEBHOOK_ALERTS_PER_MINUTE, 429) → connect on first delivery → the kit
+ * (GRAFANA_WEBHOOK_ALERTS_PER_MINUTE, 429), not taken by a redelivery (the
+ * kit's admit) → connect on first delivery → the kit
  * commits the raw body → 200 → processing: one incident_ingest() per element
  * of alerts[], in order (grafana.h says how each field is mapped).
  *
  * Grafana sends no delivery id: the kit keys a delivery on the SHA-256 of its
- * body, so a retried or replayed body is a duplicate (200, nothing stored).
+ * body, so a retried or replayed body is a duplicate (200, nothing stored,
+ * no alert budget taken).
  * A repeat notification of an unchanged group is the same bytes and is
  * likewise not counted twice.
  *
@@ -490,15 +492,16 @@ static int rate_limited(worker_ctx *w, const kit_tenant *t, http_response *resp,
  * an organization of k members, or whoever holds k members' URLs, k
  * budgets.  1 when this delivery's alerts would go over
  * GRAFANA_WEBHOOK_ALERTS_PER_MINUTE (429 in resp), -1 on a store failure
- * (503), else 0 (its alerts taken). */
+ * (503), else 0 (its alerts taken, and named in *cost: the kit gives them
+ * back if the commit stores nothing). */
 static int alerts_limited(worker_ctx *w, const kit_tenant *t, const cJSON *json,
-                          http_response *resp)
+                          kit_wh_cost *cost, http_response *resp)
 {
     int64_t limit = server_setting_int(w->cfg, "GRAFANA_WEBHOOK_ALERTS_PER_MINUTE");
     int n = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(json, "alerts"));
     if (limit <= 0 || n <= 0)
         return 0;
-    char key[2 * STORE_ID_LEN + 32];
+    char key[sizeof(cost->key)];
     snprintf(key, sizeof(key), "grafana-alerts:%s", t->org_id);
     int64_t now = (int64_t)time(NULL), start = now - now % RATE_WINDOW_S;
     int allowed = 0;
@@ -507,8 +510,12 @@ static int alerts_limited(worker_ctx *w, const kit_tenant *t, const cJSON *json,
         api_store_error(w, resp);
         return -1;
     }
-    if (allowed)
+    if (allowed) {
+        memcpy(cost->key, key, sizeof(cost->key));
+        cost->window_start = start;
+        cost->n = n;
         return 0;
+    }
     char retry[24];
     snprintf(retry, sizeof(retry), "%lld", (long long)(start + RATE_WINDOW_S - now));
     http_resp_error(resp, 429, "RATE_LIMITED",
@@ -585,16 +592,30 @@ static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out
     return 0;
 }
 
-/* Grafana's shape, then "Aurora auto-connects when it receives the test
- * webhook": the first accepted delivery creates the user's active row. */
+/* Grafana's shape. */
 static int webhook_check(worker_ctx *w, const http_request *req, const cJSON *json,
                          http_response *resp)
 {
+    (void)w;
+    (void)req;
     char why[256];
     if (grafana_payload_check(json, why, sizeof(why)) < 0) {
         http_resp_error(resp, 400, "INVALID_GRAFANA_PAYLOAD", "%s", why);
         return -1;
     }
+    return 0;
+}
+
+/* The limits, then "Aurora auto-connects when it receives the test
+ * webhook": the first accepted delivery creates the user's active row.  A
+ * redelivery (Grafana retrying a notification already stored) counts as a
+ * delivery but takes no alerts: it stores nothing and opens nothing, and
+ * must be acknowledged even once the organization's budget is spent. */
+static int webhook_admit(worker_ctx *w, const http_request *req, const cJSON *json,
+                         const store_webhook_delivery *d, int redelivery, kit_wh_cost *cost,
+                         http_response *resp)
+{
+    (void)d;
     kit_tenant t;
     if (kit_tenant_resolve(w, GF_ID, req, http_param(req, "user_id"), KIT_TENANT_MEMBER, NULL,
                            &t, resp) < 0)
@@ -603,12 +624,12 @@ static int webhook_check(worker_ctx *w, const http_request *req, const cJSON *js
         http_resp_error(resp, 403, "GRAFANA_DISCONNECTED", "%s", MSG_DISCONNECTED);
         return -1;
     }
-    /* Counted after the signature (the kit verified it before check): forged
+    /* Counted after the signature (the kit verified it before admit): forged
      * posts cannot spend a signing user's allowance. */
     int64_t window = 0;
     if (rate_limited(w, &t, resp, &window))
         return -1;
-    if (alerts_limited(w, &t, json, resp)) {
+    if (!redelivery && alerts_limited(w, &t, json, cost, resp)) {
         /* Not let in: the delivery's slot is given back, so a refused big
          * delivery does not also spend the small ones' allowance. */
         char key[2 * STORE_ID_LEN + 32];
@@ -720,6 +741,7 @@ static const kit_webhook_spec grafana_webhook = {
     .require_json_object = 1,
     .keys = webhook_keys,
     .check = webhook_check,
+    .admit = webhook_admit,
     .process = webhook_process,
 };
 

@@ -633,6 +633,38 @@ static void scope_delivery_id(const char *org_id, store_webhook_delivery *d)
     snprintf(d->delivery_id, sizeof(d->delivery_id), "org:%s", hex);
 }
 
+/* 1 when the insert of d would find its delivery already stored for d's
+ * tenant (CONFLICT: acknowledged as a duplicate), 0 when not, -1 on a store
+ * failure.  The same rule as handle_at's insert: a row of the same user id
+ * in another organization does not count, that organization's copy is
+ * stored under the org-scoped id.  (A unique_body spec's same bytes under a
+ * fresh id are found by the insert only: admit's cost is given back then.) */
+static int already_stored(worker_ctx *w, const store_webhook_delivery *d)
+{
+    store_webhook_delivery prev;
+    int rc = store_webhook_find(w->store, d->connector, d->tenant_key, d->delivery_id, &prev);
+    if (rc == STORE_NOT_FOUND)
+        return 0;
+    if (rc != STORE_OK)
+        return -1;
+    if (!d->tenant_key[0] || !d->org_id[0] || !strcmp(prev.org_id, d->org_id))
+        return 1;
+    store_webhook_delivery scoped;
+    memcpy(scoped.delivery_id, d->delivery_id, sizeof(scoped.delivery_id));
+    scope_delivery_id(d->org_id, &scoped);
+    rc = store_webhook_find(w->store, d->connector, d->tenant_key, scoped.delivery_id, &prev);
+    return rc == STORE_OK ? 1 : rc == STORE_NOT_FOUND ? 0 : -1;
+}
+
+/* What admit took for a delivery the commit did not store goes back. */
+static void give_back(worker_ctx *w, const kit_webhook_spec *spec, const kit_wh_cost *cost)
+{
+    if (cost->n > 0 && cost->key[0] &&
+        store_rate_give_back_n(w->store, cost->key, cost->window_start, cost->n) != STORE_OK)
+        log_warn("webhook %s: giving back what a delivery not stored took: %s", spec->connector,
+                 store_errmsg(w->store));
+}
+
 /* The spec's adopt_key for a body, "" unless it is a usable key. */
 static void adopt_key_of(const kit_webhook_spec *spec, const store_webhook_delivery *d,
                          const cJSON *json, char key[STORE_WEBHOOK_KEY_LEN])
@@ -747,6 +779,24 @@ static void handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request 
         len = strlen(scrubbed);
     }
 
+    /* The connector's budgets, told whether this is a redelivery: a retry
+     * of a stored delivery is acknowledged below without costing what a
+     * new one does. */
+    kit_wh_cost cost;
+    memset(&cost, 0, sizeof(cost));
+    if (spec->admit) {
+        int again = already_stored(w, &d);
+        if (again < 0 || spec->admit(w, req, json, &d, again, &cost, resp) < 0) {
+            if (again < 0)
+                api_store_error(w, resp);
+            else if (resp->status < 400)
+                http_resp_error(resp, 503, "WEBHOOK_UNAVAILABLE", "webhook endpoint unavailable");
+            cJSON_Delete(json);
+            secret_free(scrubbed);
+            return;
+        }
+    }
+
     /* The commit that makes the 2xx true: store_webhook_insert is one
      * autocommit INSERT, and it returns only once the engine reported the
      * COMMIT done (SQLite: sqlite3_step finished the WAL commit, fsynced
@@ -768,6 +818,7 @@ static void handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request 
         d.id[0] = 0;
         rc = store_webhook_insert(w->store, &d, body, len, !spec->process_unassigned);
         if (rc == STORE_CONFLICT && strcmp(d.org_id, want_org)) {
+            give_back(w, spec, &cost);
             cJSON_Delete(json);
             secret_free(scrubbed);
             api_store_error(w, resp);
@@ -775,6 +826,8 @@ static void handle_at(worker_ctx *w, const kit_webhook_spec *spec, http_request 
         }
     }
     secret_free(scrubbed);
+    if (rc != STORE_OK) /* nothing stored: a duplicate, an unknown tenant, a store failure */
+        give_back(w, spec, &cost);
     if (rc == STORE_NOT_FOUND) {
         /* keys/resolve_org named an organization that does not exist */
         cJSON_Delete(json);

@@ -9,6 +9,7 @@
  *   size cap → tenant and secrets → signature (HMAC-SHA256 over the RAW body
  *   bytes as received, constant-time compare, any of several secrets during
  *   rotation) → replay window → delivery id / event → connector's shape check
+ *   → connector's admission (budgets; told whether it is a redelivery)
  *   → COMMIT to the store → 2xx → processing, after the commit, off the
  *   request's worker.
  *
@@ -80,6 +81,15 @@ typedef struct {
 /* Adds a valid secret (rotation: call once per secret).  -1 when the table is
  * full, the secret is empty or longer than KIT_WH_SECRET_MAX. */
 int kit_wh_keys_add(kit_wh_keys *k, const void *secret, size_t len);
+
+/* What a spec's admit took from a store rate limit (store_rate_take_n) for
+ * a new delivery: the kit gives it back (store_rate_give_back_n) when the
+ * delivery is not stored after all.  n 0: nothing taken. */
+typedef struct {
+    char key[2 * STORE_ID_LEN + 64];
+    int64_t window_start;
+    int64_t n;
+} kit_wh_cost;
 
 /* Processing outcomes. */
 enum { KIT_WH_PROCESSED = 0, KIT_WH_IGNORED = 1, KIT_WH_FAILED = -1 };
@@ -175,6 +185,21 @@ struct kit_webhook_spec {
      * with a 4xx in resp refuses it (nothing stored).  json is the parsed
      * body or NULL when it is not JSON. */
     int (*check)(worker_ctx *w, const http_request *req, const struct cJSON *json,
+                 http_response *resp);
+    /* admit (optional): the last word before the commit, once the delivery's
+     * id and tenant are known (d: org_id, tenant_key, delivery_id, …).
+     * redelivery is 1 when that id is already stored for the tenant: the
+     * kit then answers 2xx "duplicate" and stores nothing, so what only a
+     * NEW delivery costs (Grafana: its alerts, from the organization's
+     * per-minute budget) must not be taken — a provider's retry would spend
+     * it again, and be refused once it is spent instead of acknowledged.
+     * Return 0, with what was taken for a new delivery in *cost (zeroed by
+     * the kit), or -1 with a 4xx/5xx in resp (nothing stored).  When the
+     * commit then stores nothing (a concurrent copy committed first, the
+     * same body under a unique_body spec, a store failure), the kit gives
+     * *cost back. */
+    int (*admit)(worker_ctx *w, const http_request *req, const struct cJSON *json,
+                 const store_webhook_delivery *d, int redelivery, kit_wh_cost *cost,
                  http_response *resp);
     /* resolve_org (optional): when keys left org_id empty, the tenant of a
      * verified delivery (e.g. GitHub: the installation id in the body →

@@ -780,6 +780,34 @@ def alerts_budget_is_per_organization(t):
     within_one_window(60, run)
 
 
+@test(timeout=240)
+def duplicate_delivery_spends_no_alert_budget(t):
+    """Grafana retries a notification it got no answer for: the same bytes again, a
+    duplicate the kit acknowledges (200, "duplicate": true) and stores nothing for.
+    It spent the alert budget again, and once the budget was spent the retry of an
+    already stored delivery got 429 instead of its acknowledgement (found in review)."""
+    w = t.world("dupbudget", extra_env={"GRAFANA_WEBHOOK_MAX_BODY": "1048576",
+                                        "GRAFANA_WEBHOOK_ALERTS_PER_MINUTE": "1000"})
+
+    def run():
+        g = Tenant(w)
+        first = many(600, "a" + rand_tag(4), "one")
+        r1 = g.send(first)
+        eq((r1.status, r1.get("duplicate")), (200, False), "600 alerts")
+        r = g.send(first)
+        eq((r.status, r.get("duplicate"), r.get("id")), (200, True, r1.get("id")),
+           "Grafana's retry of the same delivery: acknowledged as a duplicate")
+        eq(g.send(many(400, "b" + rand_tag(4), "one")).status, 200,
+           "the duplicate took nothing: 400 more fit in the 1000")
+        r = g.send(many(1, "c" + rand_tag(4), "one"))
+        eq((r.status, r.error_code), (429, "RATE_LIMITED"), "and then the budget is spent")
+        r = g.send(first)
+        eq((r.status, r.get("duplicate")), (200, True),
+           "a retry is still acknowledged once the budget is spent")
+        eq(g.deliveries(), 2, "stored once each")
+    within_one_window(60, run)
+
+
 # ---------------------------------------------------------------------------
 # optional HMAC signature (Grafana's contact point > HMAC Signature)
 # ---------------------------------------------------------------------------

@@ -131,14 +131,11 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Rows committed, seen from another connection. */
-static int committed_rows(const fx *f, const char *where)
+/* One integer read with sql from another connection: what is committed. */
+static int committed_int(const fx *f, const char *sql)
 {
     sqlite3 *h;
     assert_int_equal(sqlite3_open_v2(f->path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    char sql[256];
-    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM webhook_deliveries%s%s", where ? " WHERE " : "",
-             where ? where : "");
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -146,6 +143,15 @@ static int committed_rows(const fx *f, const char *where)
     sqlite3_finalize(st);
     sqlite3_close(h);
     return n;
+}
+
+/* Rows committed, seen from another connection. */
+static int committed_rows(const fx *f, const char *where)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM webhook_deliveries%s%s", where ? " WHERE " : "",
+             where ? where : "");
+    return committed_int(f, sql);
 }
 
 /* n deliveries without an organization, written in one transaction through
@@ -818,16 +824,24 @@ static int keys_same_user(worker_ctx *w, const http_request *req, kit_wh_keys *o
     return 0;
 }
 
+/* Posts body to user's URL; the status and (on a 200) duplicate flag expected. */
+static void post_user(const kit_webhook_spec *spec, const char *user, const char *body,
+                      int status, int dup)
+{
+    call c;
+    user_call(&c, user, body, NULL);
+    run_call(&c, spec, 1700000000);
+    assert_int_equal(c.resp.status, status);
+    if (status == 200)
+        assert_int_equal(resp_bool(&c, "duplicate"), dup);
+    free_call(&c);
+}
+
 static void post_same(fx *f, const kit_webhook_spec *spec, int org2, const char *body, int dup)
 {
     (void)f;
     g_same_org2 = org2;
-    call c;
-    user_call(&c, "same", body, NULL);
-    run_call(&c, spec, 1700000000);
-    assert_int_equal(c.resp.status, 200);
-    assert_int_equal(resp_bool(&c, "duplicate"), dup);
-    free_call(&c);
+    post_user(spec, "same", body, 200, dup);
 }
 
 /* The same delivery id (a provider's, or a body digest) for the same user id
@@ -915,6 +929,118 @@ static void test_per_user_tenants(void **state)
     run_call(&c, &spec, 1700000000);
     assert_int_equal(c.resp.status, 200);
     free_call(&c);
+}
+
+/* ---- admission: what only a new delivery costs ---------------------------------------- */
+
+/* admit: a budget "budget:<org>:<tenant>" of 6 per window, 3 per new delivery; what
+ * it was told is recorded.  g_admit_race: the same delivery is committed
+ * meanwhile (a concurrent copy of the request, on another worker or
+ * replica, got past the same check first). */
+static int g_admit_calls, g_admit_redelivery, g_admit_race;
+static int admit_budget(worker_ctx *w, const http_request *req, const cJSON *json,
+                        const store_webhook_delivery *d, int redelivery, kit_wh_cost *cost,
+                        http_response *resp)
+{
+    (void)json;
+    g_admit_calls++;
+    g_admit_redelivery = redelivery;
+    assert_int_equal(cost->n, 0);
+    if (redelivery)
+        return 0;
+    char key[sizeof(cost->key)];
+    snprintf(key, sizeof(key), "budget:%s:%s", d->org_id, d->tenant_key);
+    int ok = 0;
+    assert_int_equal(store_rate_take_n(w->store, key, 600, 6, 3, 0, &ok), STORE_OK);
+    if (!ok) {
+        http_resp_error(resp, 429, "RATE_LIMITED", "budget spent");
+        return -1;
+    }
+    memcpy(cost->key, key, sizeof(key));
+    cost->window_start = 600;
+    cost->n = 3;
+    if (g_admit_race) {
+        store_webhook_delivery copy = *d;
+        assert_int_equal(store_webhook_insert(w->store, &copy, buf_head(&req->body),
+                                              buf_pending(&req->body), 0),
+                         STORE_OK);
+    }
+    return 0;
+}
+
+static int budget_used(const fx *f, const char *org_id, const char *tenant)
+{
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+             "SELECT COALESCE(SUM(hits), 0) FROM rate_counters WHERE rate_key = 'budget:%s:%s'",
+             org_id, tenant);
+    return committed_int(f, sql);
+}
+
+/* Posts body to user's URL: status, duplicate flag and whether admit was
+ * told it is a redelivery, as expected. */
+static void post_admit(const kit_webhook_spec *spec, const char *user, const char *body,
+                       int status, int dup, int told_redelivery)
+{
+    int before = g_admit_calls;
+    post_user(spec, user, body, status, dup);
+    assert_int_equal(g_admit_calls, before + 1);
+    assert_int_equal(g_admit_redelivery, told_redelivery);
+}
+
+/* A provider's retry of a stored delivery (Grafana: the same bytes) is
+ * acknowledged as a duplicate: admit is told so and takes nothing, also
+ * once the budget is spent; a copy that raced past the lookup gets what it
+ * took given back when the commit finds the row. */
+static void test_admit_told_redelivery(void **state)
+{
+    fx *f = *state;
+    kit_webhook_spec spec = {
+        .connector = "grafana",
+        .policy = KIT_WH_UNSIGNED,
+        .keys = keys_per_user,
+        .require_json_object = 1,
+        .admit = admit_budget,
+    };
+    g_admit_calls = g_admit_race = 0;
+    post_admit(&spec, "u1", "{\"a\":1}", 200, 0, 0);
+    assert_int_equal(budget_used(f, f->org.id, "u1"), 3);
+    post_admit(&spec, "u1", "{\"a\":1}", 200, 1, 1);
+    assert_int_equal(budget_used(f, f->org.id, "u1"), 3);
+    /* another tenant's same bytes are its own new delivery */
+    post_admit(&spec, "u2", "{\"a\":1}", 200, 0, 0);
+    assert_int_equal(budget_used(f, f->org2.id, "u2"), 3);
+
+    /* the race: a copy committed between the lookup and the insert */
+    g_admit_race = 1;
+    post_admit(&spec, "u1", "{\"a\":2}", 200, 1, 0);
+    g_admit_race = 0;
+    assert_int_equal(budget_used(f, f->org.id, "u1"), 3);
+    char where[160];
+    snprintf(where, sizeof(where), "org_id = '%s' AND tenant_key = 'u1'", f->org.id);
+    assert_int_equal(committed_rows(f, where), 2);
+
+    /* spent: a new delivery is refused, nothing stored; a retry still acknowledged */
+    post_admit(&spec, "u1", "{\"a\":3}", 200, 0, 0);
+    assert_int_equal(budget_used(f, f->org.id, "u1"), 6);
+    post_admit(&spec, "u1", "{\"a\":4}", 429, 0, 0);
+    assert_int_equal(committed_rows(f, where), 3);
+    post_admit(&spec, "u1", "{\"a\":1}", 200, 1, 1);
+    post_admit(&spec, "u1", "{\"a\":2}", 200, 1, 1);
+    assert_int_equal(budget_used(f, f->org.id, "u1"), 6);
+
+    /* one user id in two organizations: the other org's row is not this
+     * org's delivery (stored under the org-scoped id), whose retry is */
+    kit_webhook_spec same = spec;
+    same.keys = keys_same_user;
+    g_same_org2 = 0;
+    post_admit(&same, "same", "{\"b\":1}", 200, 0, 0);
+    g_same_org2 = 1;
+    post_admit(&same, "same", "{\"b\":1}", 200, 0, 0);
+    post_admit(&same, "same", "{\"b\":1}", 200, 1, 1);
+    assert_int_equal(budget_used(f, f->org.id, "same"), 3);
+    assert_int_equal(budget_used(f, f->org2.id, "same"), 3);
+    assert_int_equal(committed_rows(f, "tenant_key = 'same'"), 2);
 }
 
 /* ---- persistence ----------------------------------------------------------------------- */
@@ -2372,6 +2498,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_same_user_two_orgs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shape_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_redelivery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admit_told_redelivery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binary_body_kept_byte_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_fields_not_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_fields_redacted_in_older_rows, setup,

@@ -403,6 +403,21 @@ static void test_rate_counters(void **state)
     assert_int_equal(store_rate_take(s, "k", 600, 3, 0, &ok), STORE_OK);
     assert_int_equal(ok, 1); /* window 600 was deleted: a new row */
     assert_int_equal(store_rate_take(s, "k", 600, 0, 0, &ok), STORE_ERR); /* limit < 1 */
+
+    /* n slots taken and given back at once (a delivery's alerts); never below 0 */
+    assert_int_equal(store_rate_take_n(s, "n", 600, 10, 7, 540, &ok), STORE_OK);
+    assert_int_equal(ok, 1);
+    assert_int_equal(store_rate_take_n(s, "n", 600, 10, 7, 540, &ok), STORE_OK);
+    assert_int_equal(ok, 0);
+    assert_int_equal(store_rate_give_back_n(s, "n", 600, 7), STORE_OK);
+    assert_int_equal(store_rate_take_n(s, "n", 600, 10, 10, 540, &ok), STORE_OK);
+    assert_int_equal(ok, 1); /* all 10 free again */
+    assert_int_equal(store_rate_give_back_n(s, "n", 600, 25), STORE_OK);
+    assert_int_equal(store_rate_take_n(s, "n", 600, 10, 11, 540, &ok), STORE_OK);
+    assert_int_equal(ok, 0); /* not 15 free: the count stopped at 0 */
+    assert_int_equal(store_rate_take_n(s, "n", 600, 10, 10, 540, &ok), STORE_OK);
+    assert_int_equal(ok, 1);
+    assert_int_equal(store_rate_give_back_n(s, "n", 600, 0), STORE_ERR); /* n < 1 */
 }
 
 /* ---- API keys ------------------------------------------------------------------------ */
@@ -1822,6 +1837,17 @@ static void test_webhook_tenant_stats(void **state)
     assert_int_equal(store_webhook_tenant_stats(f->s, b.id, "grafana", "u2", &n, &last), STORE_OK);
     assert_int_equal(n, 0);
     assert_int_equal(store_webhook_tenant_stats(f->s, "", "grafana", "u1", &n, &last), STORE_ERR);
+
+    /* store_webhook_find: the row a redelivery would conflict with, by its
+     * (connector, tenant_key, delivery_id) only */
+    store_webhook_delivery got;
+    assert_int_equal(store_webhook_find(f->s, "grafana", "u1", "d4", &got), STORE_OK);
+    assert_string_equal(got.org_id, b.id);
+    assert_string_equal(got.status, "received");
+    assert_null(got.body);
+    assert_int_equal(store_webhook_find(f->s, "grafana", "u2", "d1", &got), STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_find(f->s, "datadog", "u1", "d1", &got), STORE_NOT_FOUND);
+    assert_int_equal(store_webhook_find(f->s, "grafana", "u1", NULL, &got), STORE_ERR);
 }
 
 /* One delivery of org_id stored through the store; its id in id. */
