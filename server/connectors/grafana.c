@@ -20,8 +20,10 @@
  *   GET  /api/grafana/events[/{event_id}]  the organization's stored deliveries
  *
  * Intake order (worker thread): tenant (kit_tenant_resolve, a member without
- * a row will do) → disconnected? 403 → size cap (GRAFANA_WEBHOOK_MAX_BODY,
- * 413) → the user's signing secret, if any (the kit checks the HMAC: 401) →
+ * a row will do; 400 for a malformed id, 404 unknown, both before anything
+ * else is read) → size cap (GRAFANA_WEBHOOK_MAX_BODY, 413) → the user's
+ * signing secret, if any (the kit checks the HMAC: 401) → disconnected? 403
+ * (with a secret, only once the signature verified) →
  * Grafana's shape (400) → per-user rate limit, counted only for deliveries
  * that passed the signature (GRAFANA_WEBHOOK_RATE_LIMIT_PER_MINUTE, 429 with
  * Retry-After) → the organization's alert budget
@@ -574,10 +576,6 @@ static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out
     if (kit_tenant_resolve(w, GF_ID, req, http_param(req, "user_id"), KIT_TENANT_MEMBER, NULL,
                            &t, resp) < 0)
         return -1;
-    if (t.has_row && !t.connected) {
-        http_resp_error(resp, 403, "GRAFANA_DISCONNECTED", "%s", MSG_DISCONNECTED);
-        return -1;
-    }
     int64_t cap = server_setting_int(w->cfg, "GRAFANA_WEBHOOK_MAX_BODY");
     if (cap > 0 && (int64_t)req->body.len > cap) {
         http_resp_error(resp, 413, "PAYLOAD_TOO_LARGE",
@@ -587,6 +585,13 @@ static int webhook_keys(worker_ctx *w, const http_request *req, kit_wh_keys *out
     }
     if (t.has_row && add_signing_secret(w, &t, out, resp) < 0)
         return -1;
+    /* Disconnected: refused here only when the URL is the credential (no
+     * secret).  With a secret only a delivery the kit verified is told so
+     * (admit refuses it): a forged one gets the same 401 as for any user. */
+    if (t.has_row && !t.connected && out->nsecrets == 0) {
+        http_resp_error(resp, 403, "GRAFANA_DISCONNECTED", "%s", MSG_DISCONNECTED);
+        return -1;
+    }
     snprintf(out->org_id, sizeof(out->org_id), "%s", t.org_id);
     snprintf(out->tenant_key, sizeof(out->tenant_key), "%s", t.user_id);
     return 0;
@@ -620,7 +625,9 @@ static int webhook_admit(worker_ctx *w, const http_request *req, const cJSON *js
     if (kit_tenant_resolve(w, GF_ID, req, http_param(req, "user_id"), KIT_TENANT_MEMBER, NULL,
                            &t, resp) < 0)
         return -1;
-    if (t.has_row && !t.connected) { /* disconnected since keys ran */
+    /* Disconnected since keys ran, or a signing user's (keys left that to
+     * after the signature). */
+    if (t.has_row && !t.connected) {
         http_resp_error(resp, 403, "GRAFANA_DISCONNECTED", "%s", MSG_DISCONNECTED);
         return -1;
     }

@@ -566,6 +566,47 @@ def user_id_refused_before_any_work(t):
 
 
 @test
+def other_orgs_user_wrong_signature_tells_nothing_more(t):
+    """Someone of another organization (or anyone) names a user who set a signing
+    secret, with a wrong or no signature: 401, the same answer whatever that user's
+    organization and connection state, naming neither.  A disconnected user's 403
+    GRAFANA_DISCONNECTED was answered before the signature check, so a forged request
+    learned that state (found in review); it is now told only to a delivery the
+    signature verifies.  (That the user id exists is what the guide implies: its URL
+    is the credential when no secret is set.)"""
+    w = world()
+    victim, mine = Tenant(w), Tenant(w)
+    secret = "gf-" + secrets.token_urlsafe(24)
+    for g in (victim, mine):
+        eq(g.api("POST", "/grafana/signing-secret", {"secret": secret + g.user}).status, 200,
+           "secret set")
+    eq(victim.api("POST", "/grafana/disconnect").status, 200, "the victim disconnects")
+    body = json.dumps(payload([alert("firing", "Probe", fingerprint(), service="p")])).encode()
+
+    def post(g, sig):
+        h = {"Content-Type": "application/json"}
+        if sig is not None:
+            h["X-Grafana-Alerting-Signature"] = sig
+        return https_request(w.port, w.ctx, "POST", "/grafana/alerts/webhook/%s" % g.user,
+                             body, h)
+    for sig, code in ((grafana_sign("not-the-secret-of-anyone", body), "INVALID_SIGNATURE"),
+                      (None, "MISSING_SIGNATURE")):
+        got = post(victim, sig)
+        eq((got.status, got.error_code), (401, code), "victim, %s" % code)
+        ref = post(mine, sig)
+        eq((got.status, got.json, got.headers.get("retry-after")),
+           (ref.status, ref.json, ref.headers.get("retry-after")),
+           "the same answer as for a connected user of another organization")
+        text = json.dumps(got.json)
+        check(victim.org not in text and "disconnect" not in text.lower(),
+              "names neither the organization nor the connection state", got.json)
+    r = post(victim, grafana_sign(secret + victim.user, body))
+    eq((r.status, r.error_code), (403, "GRAFANA_DISCONNECTED"),
+       "the signature's holder is told the connection is disconnected")
+    eq((victim.deliveries(), mine.deliveries()), (0, 0), "nothing stored")
+
+
+@test
 def user_in_several_orgs_and_other_org(t):
     w = world()
     a = Tenant(w)
