@@ -160,16 +160,22 @@ int registry_parse_addr(const char *addr, char *host, size_t hostcap, int *port)
 #define SEAL_HEAD ",\"sig\":\""
 #define SEAL_LEN (sizeof(SEAL_HEAD) - 1 + 64 + 2) /* ,"sig":"<64 hex>"} */
 
+/* HMAC-SHA256(secret, label): a key of its own for each use of the secret. */
+static int derive_key(const char *secret, const char *label, unsigned char key[32])
+{
+    unsigned int n = 32;
+    return secret && HMAC(EVP_sha256(), secret, (int)strlen(secret),
+                          (const unsigned char *)label, strlen(label), key, &n) &&
+                   n == 32
+               ? 0
+               : -1;
+}
+
 int registry_seal_key(const char *secret, unsigned char key[32])
 {
     /* Its own key, not the secret itself: a MAC of these messages is never
      * a value that means anything to forward.c, which checks the secret. */
-    unsigned int n = 32;
-    return secret && HMAC(EVP_sha256(), secret, (int)strlen(secret),
-                          (const unsigned char *)SEAL_LABEL, sizeof(SEAL_LABEL) - 1, key, &n) &&
-                   n == 32
-               ? 0
-               : -1;
+    return derive_key(secret, SEAL_LABEL, key);
 }
 
 static int seal_mac(const unsigned char key[32], const char *msg, size_t len,
@@ -227,6 +233,90 @@ int registry_unseal(const unsigned char key[32], const char *msg, size_t len)
     return crypto_ct_equal(mac, sizeof(mac), want, sizeof(want)) ? 1 : -1;
 }
 
+/* ---- sealed registrations (registry.h) ------------------------------------------------ */
+
+#define REG_LABEL "aurora-registration-v1"
+
+int registry_member_key(const char *secret, unsigned char key[32])
+{
+    return derive_key(secret, REG_LABEL, key);
+}
+
+/* The MAC of "<cluster_id>\n<instance> <addr> <expires_ms>" (head: the
+ * member's first three fields, headlen bytes). */
+static int member_mac(const unsigned char key[32], const char *cluster_id, const char *head,
+                      size_t headlen, unsigned char mac[32])
+{
+    char text[STORE_CLUSTER_ID_LEN + REGISTRY_MEMBER_MAX + 2];
+    size_t cl = strlen(cluster_id);
+    if (cl + 1 + headlen > sizeof(text))
+        return -1;
+    memcpy(text, cluster_id, cl);
+    text[cl] = '\n';
+    memcpy(text + cl + 1, head, headlen);
+    return seal_mac(key, text, cl + 1 + headlen, mac);
+}
+
+int registry_seal_member(const unsigned char key[32], const char *cluster_id,
+                         const char *instance, const char *addr, long long expires_ms, char *out,
+                         size_t cap)
+{
+    int k = snprintf(out, cap, "%s %s %lld ", instance, addr, expires_ms);
+    unsigned char mac[32];
+    if (k < 0 || (size_t)k + 65 > cap || strchr(instance, ' ') || strchr(addr, ' ') ||
+        member_mac(key, cluster_id, out, (size_t)k - 1, mac) < 0)
+        return -1;
+    crypto_hex(mac, sizeof(mac), out + k);
+    out[k + 64] = '\0';
+    return 0;
+}
+
+int registry_open_member(const unsigned char key[32], const char *cluster_id, const char *member,
+                         char *instance, size_t icap, char *addr, size_t acap,
+                         long long *expires_ms)
+{
+    const char *f[4];
+    size_t len[4];
+    int n = 0;
+    for (const char *p = member; n < 4;) {
+        const char *sp = strchr(p, ' ');
+        f[n] = p;
+        len[n++] = sp ? (size_t)(sp - p) : strlen(p);
+        if (!sp)
+            break;
+        p = sp + 1;
+    }
+    if (n < 2 || len[0] >= icap || len[1] >= acap ||
+        (n == 4 && f[3] + len[3] != member + strlen(member)))
+        return -1; /* not a registration of any version */
+    memcpy(instance, f[0], len[0]);
+    instance[len[0]] = '\0';
+    memcpy(addr, f[1], len[1]);
+    addr[len[1]] = '\0';
+    if (n == 2)
+        return 0; /* "<instance> <addr>": a version before the seals */
+    if (n != 4 || len[2] == 0 || len[2] > 15 || len[3] != 64)
+        return -1;
+    long long exp = 0;
+    for (size_t i = 0; i < len[2]; i++) {
+        if (f[2][i] < '0' || f[2][i] > '9')
+            return -1;
+        exp = exp * 10 + (f[2][i] - '0');
+    }
+    unsigned char want[32], mac[32];
+    for (int i = 0; i < 32; i++) {
+        int hi = crypto_hex_digit(f[3][2 * i]), lo = crypto_hex_digit(f[3][2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -2;
+        want[i] = (unsigned char)(hi << 4 | lo);
+    }
+    if (member_mac(key, cluster_id, member, (size_t)(f[3] - 1 - member), mac) < 0 ||
+        !crypto_ct_equal(mac, sizeof(mac), want, sizeof(want)))
+        return -2;
+    *expires_ms = exp;
+    return 1;
+}
+
 /* ---- state ------------------------------------------------------------------------ */
 
 typedef enum { OP_UP, OP_DOWN, OP_PUBLISH } op_kind;
@@ -275,6 +365,9 @@ typedef struct {
 typedef struct {
     char cluster_id[STORE_CLUSTER_ID_LEN];
     int sessions;
+    /* its sealed registration as last written ("": none yet): a renewal
+     * writes a new one (the expiry is sealed in it) and removes this */
+    char member[REGISTRY_MEMBER_MAX];
 } held;
 
 /* Process-wide like instance.c: one registry per server process. */
@@ -282,7 +375,9 @@ static struct {
     int enabled;
     registry_redis_url url;
     char addr[256];   /* AURORA_INTERNAL_ADDR */
-    char member[STORE_ID_LEN + 260]; /* "<instance_id> <addr>" */
+    /* "<instance_id> <addr>": the registration of a version before the
+     * seals, written beside the sealed one with AURORA_REGISTRY_ACCEPT_UNSIGNED */
+    char member[STORE_ID_LEN + 260];
     char instance[STORE_ID_LEN];
     int lease;
     struct lws_context *lws;
@@ -319,8 +414,11 @@ static struct {
     size_t nheld, capheld;
     op *unsent, *unsent_tail; /* publishes waiting for Redis */
     size_t nunsent;
-    prom_family_t *m_up, *m_held, *m_closes, *m_dropped, *m_rejected;
+    prom_family_t *m_up, *m_held, *m_closes, *m_dropped, *m_rejected, *m_reg_rejected;
     unsigned char seal_key[32]; /* registry_seal_key of the forward secret */
+    unsigned char member_key[32]; /* registry_member_key of it */
+    atomic_llong reg_quiet_until; /* mono ms: a rejected registration said once a minute */
+    atomic_ullong reg_unsaid;     /* rejected since, not said */
     int accept_unsigned;        /* AURORA_REGISTRY_ACCEPT_UNSIGNED */
     unsigned long long seq;     /* the thread's: the last seq sealed */
     sender senders[MAX_SENDERS]; /* the thread's */
@@ -566,7 +664,7 @@ static struct timeval ms_tv(int ms)
  * lapsed to its lookups (their clusters' commands found nobody) and its
  * renewals trimmed them from the clusters it held too; from one behind,
  * its own were born lapsed. */
-static double now_s(void) { return (double)registry_clock_ms() / 1000.0; }
+static long long reg_now_ms(void) { return (long long)registry_clock_ms(); }
 
 /* A connected, authenticated context on the configured database at host (a
  * numeric address from a worker: no name to resolve), or NULL. */
@@ -649,13 +747,42 @@ static int run_pipeline(int n)
     return 0;
 }
 
-static void append_register(const char *cluster_id, double expires)
+/* A Redis score: ms as seconds with three decimals, written exactly. */
+static void score_of(long long ms, char *out, size_t cap)
+{
+    snprintf(out, cap, "%lld.%03lld", ms / 1000, ms % 1000);
+}
+
+/* h registered (again) until expires_ms: its sealed member, the one it
+ * replaces removed (the expiry is in the seal, so each renewal is a new
+ * member; one left behind by a lost connection lapses by its seal).  The
+ * number of commands appended. */
+static int append_register(held *h, long long expires_ms)
 {
     char key[sizeof(KEY_PREFIX) + STORE_CLUSTER_ID_LEN];
-    snprintf(key, sizeof(key), KEY_PREFIX "%s", cluster_id);
-    char score[32];
-    snprintf(score, sizeof(score), "%.3f", expires);
-    redisAppendCommand(R.cmd, "ZADD %s %s %s", key, score, R.member);
+    snprintf(key, sizeof(key), KEY_PREFIX "%s", h->cluster_id);
+    char score[32], member[REGISTRY_MEMBER_MAX];
+    score_of(expires_ms, score, sizeof(score));
+    int n = 0;
+    if (registry_seal_member(R.member_key, h->cluster_id, R.instance, R.addr, expires_ms, member,
+                             sizeof(member)) == 0) {
+        redisAppendCommand(R.cmd, "ZADD %s %s %s", key, score, member);
+        n++;
+        if (h->member[0] && strcmp(h->member, member)) {
+            redisAppendCommand(R.cmd, "ZREM %s %s", key, h->member);
+            n++;
+        }
+        snprintf(h->member, sizeof(h->member), "%s", member);
+    }
+    /* During a rolling upgrade, the form a replica of the version before
+     * the seals reads: it takes the first member it meets, in the order of
+     * the scores, for the address, so this one goes a millisecond above
+     * the sealed one, which it cannot read. */
+    if (R.accept_unsigned) {
+        score_of(expires_ms + 1, score, sizeof(score));
+        redisAppendCommand(R.cmd, "ZADD %s %s %s", key, score, R.member);
+        n++;
+    }
     /* The key outlives its members: nothing to clean.  Every holder sets
      * its time to live, so it must outlast the longest lease any replica may
      * have, not ours: set to two of ours by a replica with a short lease,
@@ -663,6 +790,18 @@ static void append_register(const char *cluster_id, double expires)
      * renewing less often (a lease over six times ours) along, until that
      * one's next renewal, and the cluster took no forwarded command. */
     redisAppendCommand(R.cmd, "EXPIRE %s %d", key, 2 * REGISTRY_MAX_LEASE_S);
+    return n + 1;
+}
+
+/* h's registrations removed (its last session ended, or the replica
+ * stops): the sealed one and the unsigned form.  Commands appended. */
+static int append_unregister(held *h)
+{
+    redisAppendCommand(R.cmd, "ZREM " KEY_PREFIX "%s %s", h->cluster_id, R.member);
+    if (!h->member[0])
+        return 1;
+    redisAppendCommand(R.cmd, "ZREM " KEY_PREFIX "%s %s", h->cluster_id, h->member);
+    return 2;
 }
 
 /* 0 while R.cmd leads to a primary.  After a failover the old primary,
@@ -699,16 +838,15 @@ static int renew_all(void)
 {
     if (!R.cmd || check_role() < 0)
         return -1;
-    double now = now_s(), expires = now + R.lease;
+    long long now = reg_now_ms(), expires = now + R.lease * 1000LL;
+    char upto[40] = "(";
+    score_of(now, upto + 1, sizeof(upto) - 1);
     int n = 0;
     for (size_t i = 0; i < R.nheld; i++) {
-        append_register(R.held[i].cluster_id, expires);
-        char key[sizeof(KEY_PREFIX) + STORE_CLUSTER_ID_LEN];
-        snprintf(key, sizeof(key), KEY_PREFIX "%s", R.held[i].cluster_id);
-        char upto[32];
-        snprintf(upto, sizeof(upto), "(%.3f", now);
-        redisAppendCommand(R.cmd, "ZREMRANGEBYSCORE %s -inf %s", key, upto);
-        n += 3;
+        n += append_register(&R.held[i], expires);
+        redisAppendCommand(R.cmd, "ZREMRANGEBYSCORE " KEY_PREFIX "%s -inf %s",
+                           R.held[i].cluster_id, upto);
+        n++;
         /* Bounded batches: a thousand clusters make one round trip per 300. */
         if (n >= 900) {
             if (run_pipeline(n) < 0)
@@ -904,10 +1042,9 @@ static void apply_up(const char *cluster_id)
     h = &R.held[R.nheld++];
     snprintf(h->cluster_id, sizeof(h->cluster_id), "%s", cluster_id);
     h->sessions = 1;
-    if (R.cmd) {
-        append_register(cluster_id, now_s() + R.lease);
-        run_pipeline(2);
-    }
+    h->member[0] = '\0';
+    if (R.cmd)
+        run_pipeline(append_register(h, reg_now_ms() + R.lease * 1000LL));
 }
 
 static void apply_down(const char *cluster_id)
@@ -915,11 +1052,10 @@ static void apply_down(const char *cluster_id)
     held *h = find_held(cluster_id);
     if (!h || --h->sessions > 0)
         return;
+    int n = R.cmd ? append_unregister(h) : 0;
     *h = R.held[--R.nheld];
-    if (R.cmd) {
-        redisAppendCommand(R.cmd, "ZREM " KEY_PREFIX "%s %s", cluster_id, R.member);
-        run_pipeline(1);
-    }
+    if (n)
+        run_pipeline(n);
 }
 
 static void keep_unsent(op *o)
@@ -1641,15 +1777,40 @@ static void *thread_main(void *arg)
     }
     /* Stopping: the sessions closed, their downs applied; what is left. */
     if (R.cmd) {
+        int n = 0;
         for (size_t i = 0; i < R.nheld; i++)
-            redisAppendCommand(R.cmd, "ZREM " KEY_PREFIX "%s %s", R.held[i].cluster_id, R.member);
-        run_pipeline((int)R.nheld);
+            n += append_unregister(&R.held[i]);
+        run_pipeline(n);
     }
     drop_connections("stopping");
     return NULL;
 }
 
 /* ---- lookups (worker threads) --------------------------------------------------------- */
+
+/* A registration a lookup passed over for its seal: counted by why
+ * (unsigned: none, or not a registration at all; bad_signature), and
+ * logged once a minute at most, as each command of the cluster meets it. */
+static void member_rejected(const char *cluster_id, const char *why)
+{
+    const char *v[] = { why };
+    prom_add(R.m_reg_rejected, v, 1);
+    long long now = mono_ms(), until = atomic_load(&R.reg_quiet_until);
+    if ((until && now < until) ||
+        !atomic_compare_exchange_strong(&R.reg_quiet_until, &until, now + IGNORED_QUIET_MS)) {
+        atomic_fetch_add(&R.reg_unsaid, 1);
+        return;
+    }
+    unsigned long long unsaid = atomic_exchange(&R.reg_unsaid, 0);
+    log_warn("registry: a registration of cluster %s ignored: %s (not a replica, or one with "
+             "another AURORA_INTERNAL_FORWARD_SECRET%s); %llu other(s) in the last minute",
+             cluster_id, !strcmp(why, "unsigned") ? "not signed" : "its signature does not verify",
+             !strcmp(why, "unsigned") ? " or of a version that does not sign: "
+                                        "AURORA_REGISTRY_ACCEPT_UNSIGNED takes them during a "
+                                        "rolling upgrade"
+                                      : "",
+             unsaid);
+}
 
 static void free_lookup_conn(void *c) { redisFree(c); }
 
@@ -1672,8 +1833,12 @@ int registry_lookup(const char *cluster_id, char *addr, size_t cap)
         return 0;
     if (!atomic_load(&R.connected))
         return -1; /* Redis away: do not make every command wait for a timeout */
-    char now[32];
-    snprintf(now, sizeof(now), "%.3f", now_s());
+    /* Registrations live at most the longest lease from now (a minute more
+     * for the replicas' clocks): one scored beyond is no replica's. */
+    long long now = reg_now_ms();
+    char lo[32], hi[32];
+    score_of(now, lo, sizeof(lo));
+    score_of(now + REGISTRY_MAX_LEASE_S * 1000LL + 60000, hi, sizeof(hi));
     redisReply *r = NULL;
     /* A kept connection may have died with a Redis restart: one fresh try. */
     for (int attempt = 0; attempt < 2 && !r; attempt++) {
@@ -1694,8 +1859,8 @@ int registry_lookup(const char *cluster_id, char *addr, size_t cap)
             }
             pthread_setspecific(R.lookup_key, c);
         }
-        r = redisCommand(c, "ZREVRANGEBYSCORE " KEY_PREFIX "%s +inf %s LIMIT 0 4", cluster_id,
-                         now);
+        r = redisCommand(c, "ZREVRANGEBYSCORE " KEY_PREFIX "%s %s %s WITHSCORES LIMIT 0 %d",
+                         cluster_id, hi, lo, REGISTRY_LOOKUP_SCAN);
         if (!r) {
             if (attempt)
                 log_warn("registry: lookup of cluster %s failed: %s", cluster_id, c->errstr);
@@ -1707,20 +1872,32 @@ int registry_lookup(const char *cluster_id, char *addr, size_t cap)
         lookup_unanswered();
         return -1;
     }
+    /* The member that lapses last, of another replica, among those whose
+     * seal holds: by the expiry sealed in it, not its score, which anyone
+     * who may write to Redis can change. */
+    long long best = 0;
     int found = 0;
-    if (r->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < r->elements && !found; i++) {
-            redisReply *e = r->element[i];
-            if (e->type != REDIS_REPLY_STRING)
-                continue;
-            const char *sp = strchr(e->str, ' ');
-            if (!sp || ((size_t)(sp - e->str) == strlen(R.instance) &&
-                        !strncmp(e->str, R.instance, strlen(R.instance))))
-                continue; /* ours (about to be removed): not another replica */
-            if (strlen(sp + 1) < cap) {
-                snprintf(addr, cap, "%s", sp + 1);
-                found = 1;
-            }
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        redisReply *e = r->element[i], *sc = r->element[i + 1];
+        if (e->type != REDIS_REPLY_STRING || sc->type != REDIS_REPLY_STRING)
+            continue;
+        char inst[STORE_ID_LEN], a[256];
+        long long exp = 0;
+        int rc = registry_open_member(R.member_key, cluster_id, e->str, inst, sizeof(inst), a,
+                                      sizeof(a), &exp);
+        if (rc >= 0 && !strcmp(inst, R.instance))
+            continue; /* ours (about to be removed): not another replica */
+        if (rc < 0 || (rc == 0 && !R.accept_unsigned)) {
+            /* a seal that does not verify, or none: anyone's who may write to Redis */
+            member_rejected(cluster_id, rc == -2 ? "bad_signature" : "unsigned");
+            continue;
+        }
+        if (rc == 0) /* a replica of the version before the seals: its score */
+            exp = (long long)(strtod(sc->str, NULL) * 1000);
+        if (exp > now && exp > best && strlen(a) < cap) {
+            best = exp;
+            snprintf(addr, cap, "%s", a);
+            found = 1;
         }
     }
     freeReplyObject(r);
@@ -1763,12 +1940,17 @@ int registry_start(const server_config *cfg, struct lws_context *ctx, char *err,
         snprintf(err, errlen, "registry: cannot derive the key of its messages");
         return -1;
     }
+    if (registry_member_key(secret, R.member_key) < 0) {
+        snprintf(err, errlen, "registry: cannot derive the key of its registrations");
+        return -1;
+    }
     R.accept_unsigned = config_bool(&cfg->raw, "AURORA_REGISTRY_ACCEPT_UNSIGNED");
     if (R.accept_unsigned)
-        log_warn("AURORA_REGISTRY_ACCEPT_UNSIGNED: unsigned messages on " CLOSE_CHANNEL " are "
-                 "taken, as from replicas of a version that does not sign them; anyone who may "
-                 "publish on Redis can close any cluster's tunnel: unset it once every replica "
-                 "runs this version");
+        log_warn("AURORA_REGISTRY_ACCEPT_UNSIGNED: unsigned messages on " CLOSE_CHANNEL " and "
+                 "unsigned registrations are taken, as from replicas of a version that does not "
+                 "sign them, and this replica registers unsigned too, for them; anyone who may "
+                 "write to Redis can close any cluster's tunnel and divert its commands: unset "
+                 "it once every replica runs this version");
     /* Above every seq this sender may have sealed before under the same id
      * (an instance id that could not be registered is ""): µs since the
      * epoch, counted on from there. */
@@ -1805,6 +1987,15 @@ int registry_start(const server_config *cfg, struct lws_context *ctx, char *err,
                                "bad_signature, stale (stamped outside the window), replayed "
                                "(heard before)",
                                1, why_label, NULL, 0);
+    R.m_reg_rejected = prom_family(PROM_COUNTER, "aurora_registry_registrations_rejected_total",
+                                   "Registrations (aurora:agents:*) a lookup passed over for their "
+                                   "seal (the key derived from AURORA_INTERNAL_FORWARD_SECRET), "
+                                   "by why: unsigned, bad_signature; once per lookup that met one",
+                                   1, why_label, NULL, 0);
+    for (int i = 0; i < 2; i++) {
+        const char *v[] = { i ? "bad_signature" : "unsigned" };
+        prom_add(R.m_reg_rejected, v, 0);
+    }
     static const char *const whys[] = { "unsigned", "bad_signature", "stale", "replayed" };
     for (size_t i = 0; i < sizeof(whys) / sizeof(whys[0]); i++) {
         const char *v[] = { whys[i] };
@@ -1881,9 +2072,12 @@ void registry_stop(void)
             close(R.wake[i]);
     R.wake[0] = R.wake[1] = -1;
     secret_wipe(R.url.password, sizeof(R.url.password));
-    R.m_up = R.m_held = R.m_closes = R.m_dropped = R.m_rejected = NULL; /* the registry may be
-                                                                         reset after us */
+    /* the metrics' registry may be reset after us */
+    R.m_up = R.m_held = R.m_closes = R.m_dropped = R.m_rejected = R.m_reg_rejected = NULL;
     secret_wipe(R.seal_key, sizeof(R.seal_key));
+    secret_wipe(R.member_key, sizeof(R.member_key));
+    atomic_store(&R.reg_quiet_until, 0);
+    atomic_store(&R.reg_unsaid, 0);
     R.accept_unsigned = 0;
     R.seq = 0;
     R.nsenders = 0;

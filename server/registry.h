@@ -4,8 +4,10 @@
  * as GitLab's KAS does.  Each replica registers every cluster whose agent it
  * holds under
  *
- *     aurora:agents:<cluster_id>   sorted set, member "<instance_id> <addr>",
- *                                  score = when the registration lapses (unix s)
+ *     aurora:agents:<cluster_id>   sorted set, member
+ *                                  "<instance_id> <addr> <expires_ms> <sig>",
+ *                                  score = when the registration lapses (unix s),
+ *                                  sealed (registry_seal_member, below)
  *
  * with a lease (AURORA_REGISTRY_LEASE_S) renewed by heartbeat every third of
  * it, and removes it when its last session of the cluster ends.  A replica
@@ -187,6 +189,52 @@ char *registry_seal(const unsigned char key[32], const char *json, long long ts_
 /* 1 when msg (len bytes) ends in a seal that verifies over what precedes
  * it, 0 when it ends in none, -1 when it ends in one that does not. */
 int registry_unseal(const unsigned char key[32], const char *msg, size_t len);
+
+/* Every registration is sealed by the replica that writes it: <sig> is the
+ * hex HMAC-SHA256, under the key
+ * HMAC-SHA256(AURORA_INTERNAL_FORWARD_SECRET, "aurora-registration-v1"), of
+ *
+ *     "<cluster_id>\n<instance_id> <addr> <expires_ms>"
+ *
+ * (the key's cluster, then the member's first three fields): everything a
+ * lookup trusts.  Anyone who may write to Redis without the replicas'
+ * secret otherwise planted an address for any cluster, scored to outrank
+ * its holder, and every replica sent the cluster's commands there, where
+ * they failed (the forwarding client's trust store refused the peer)
+ * instead of running on the replica holding the agent.  A key of its own
+ * (another label than the messages'): a seal of one kind is never taken
+ * for the other, whatever either text becomes.  The expiry is in the
+ * seal, so a renewal writes a new member and removes the one before;
+ * lookups rank by it, not by the score, which anyone may change (a dead
+ * replica's registration scored up, a lapsed one scored live).  A lookup
+ * passes over, counts (aurora_registry_registrations_rejected_total{why})
+ * and logs (once a minute) a member that is not sealed (why="unsigned";
+ * "<instance_id> <addr>", the form of a version before the seals, is taken
+ * as before with AURORA_REGISTRY_ACCEPT_UNSIGNED, with which this replica
+ * also writes that form, a millisecond above its sealed one, since such a
+ * replica takes the first member it meets for the address) or whose seal
+ * does not verify (why="bad_signature": another secret, another cluster's
+ * member copied here, a field changed). */
+#define REGISTRY_MEMBER_MAX 416 /* instance (64), addr (255), expiry, seal, spaces */
+/* Members a lookup reads, latest first, within the longest lease from now:
+ * planted ones beyond these crowd the holder out (a denial, as a DEL of the
+ * key is, never a diversion). */
+#define REGISTRY_LOOKUP_SCAN 64
+/* The key of the registrations' seals, from the forward secret; 0, or -1. */
+int registry_member_key(const char *secret, unsigned char key[32]);
+/* The sealed member of instance at addr for cluster_id until expires_ms,
+ * into out (cap bytes); 0, or -1 when it does not fit or a field holds a
+ * space. */
+int registry_seal_member(const unsigned char key[32], const char *cluster_id,
+                         const char *instance, const char *addr, long long expires_ms, char *out,
+                         size_t cap);
+/* member of cluster_id's key read: 1 sealed and verified (instance, addr,
+ * *expires_ms filled), 0 "<instance_id> <addr>" (unsigned: instance, addr
+ * filled), -1 neither form (or a field too long), -2 a seal that does not
+ * verify. */
+int registry_open_member(const unsigned char key[32], const char *cluster_id, const char *member,
+                         char *instance, size_t icap, char *addr, size_t acap,
+                         long long *expires_ms);
 
 /* Another replica's legacy_resync (it was away from aurora:close) is
  * answered by announcing every legacy connection that takes commands here:

@@ -82,11 +82,13 @@ class Redis:
         self.proc.p.wait(20)
 
     def owners(self, cluster_id):
-        """{instance_id: addr} of the live registrations of cluster_id."""
+        """{instance_id: addr} of the live registrations of cluster_id (each
+        member "<instance_id> <addr> <expires_ms> <seal>", or without the last
+        two as a replica of a version before the seals wrote it)."""
         out = {}
         now = "%.3f" % time.time()
         for m in redis_cmd(self.port, "ZRANGEBYSCORE", "aurora:agents:" + cluster_id, now, "+inf") or []:
-            inst, _, addr = m.partition(" ")
+            inst, addr = (m.split(" ") + [""])[:2]
             out[inst] = addr
         return out
 

@@ -63,6 +63,26 @@ def publish_sealed(port, message, secret=FORWARD_SECRET):
     return redis_cmd(port, "PUBLISH", "aurora:close", body + ',"sig":"%s"}' % sig)
 
 
+def sealed_member(cid, instance, addr, expires_ms, secret=FORWARD_SECRET):
+    """A registration of cluster cid as a replica holding secret writes it
+    (docs/security.md, row "rogue replica"): "<instance> <addr> <expires_ms>
+    <sig>", sig the hex HMAC-SHA256 under HMAC-SHA256(secret,
+    "aurora-registration-v1") of "<cid>\n<instance> <addr> <expires_ms>".
+    Written here from that text, not from the C."""
+    head = "%s %s %d" % (instance, addr, expires_ms)
+    key = hmac.new(secret.encode(), b"aurora-registration-v1", hashlib.sha256).digest()
+    return head + " " + hmac.new(key, ("%s\n%s" % (cid, head)).encode(), hashlib.sha256).hexdigest()
+
+
+def register_sealed(port, cid, instance, addr, lapses, secret=FORWARD_SECRET):
+    """Registers addr for cluster cid until `lapses` (unix s), sealed as a
+    replica holding secret does; the member written."""
+    ms = int(lapses * 1000)
+    m = sealed_member(cid, instance, addr, ms, secret)
+    redis_cmd(port, "ZADD", "aurora:agents:" + cid, "%d.%03d" % (ms // 1000, ms % 1000), m)
+    return m
+
+
 # ---------------------------------------------------------------------------
 # Redis: a minimal RESP client (the test reads what the replicas wrote)
 # ---------------------------------------------------------------------------
@@ -656,11 +676,14 @@ def ws_upgrade_status(port, ctx, tok, proto):
 
 @test(timeout=60)
 def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
-    """Whoever can write to Redis registers an address for a cluster: a TLS
-    listener with a certificate of its own.  The forwarding replica verifies the
-    peer against the deployment's certificate (AURORA_TLS_CERT shared by the
-    replicas), so the handshake fails and no HTTP byte (the forward secret, the
-    command) reaches the impostor; the caller gets a clear 503."""
+    """A registration names an address where something else than a replica
+    listens: a TLS listener with a certificate of its own.  Sealed here (a
+    replica's registration, live while its pod IP went to another pod; an
+    unsealed one is not even dialled: a_registration_planted_without_the_secret_
+    diverts_nothing).  The forwarding replica verifies the peer against the
+    deployment's certificate (AURORA_TLS_CERT shared by the replicas), so the
+    handshake fails and no HTTP byte (the forward secret, the command) reaches
+    the impostor; the caller gets a clear 503."""
     import socket
     import ssl
     import threading
@@ -703,8 +726,7 @@ def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
                 c.close()
     threading.Thread(target=serve, daemon=True).start()
     rogue = "127.0.0.1:%d" % lsock.getsockname()[1]
-    redis_cmd(f.redis.port, "ZADD", "aurora:agents:" + cid, "%.3f" % (time.time() + 60),
-              "ins_rogue " + rogue)
+    register_sealed(f.redis.port, cid, "ins_rogue", rogue, time.time() + 60)
     for name, server_ctx in (("self-signed", self_signed), ("same issuer", same_issuer)):
         ctx["current"] = server_ctx
         accepted.clear()
@@ -715,8 +737,7 @@ def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
     redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
     # A host name instead of an IP: refused before any resolution (a name whose
     # DNS never answers would stall the forwarding replica's event loop).
-    redis_cmd(f.redis.port, "ZADD", "aurora:agents:" + cid, "%.3f" % (time.time() + 60),
-              "ins_named unresolvable.invalid:5080")
+    register_sealed(f.redis.port, cid, "ins_named", "unresolvable.invalid:5080", time.time() + 60)
     r = echo(f.any, cid, "to-a-name")
     eq(r.status, 503, "an owner address that is a name (%r)" % r)
     eq(f.any.get("/health", auth=False).status, 200, "still serving")
@@ -725,14 +746,56 @@ def an_address_planted_in_redis_gets_neither_secret_nor_command(t):
     # 65536 above the listener's would be dialled modulo 65536, at the listener.
     port = lsock.getsockname()[1]
     for bad in ("127.0.0.1:%d" % (port + 65536), "127.0.0.1:+%d" % port, "127.0.0.1:%dx" % port):
-        redis_cmd(f.redis.port, "ZADD", "aurora:agents:" + cid, "%.3f" % (time.time() + 60),
-                  "ins_badport " + bad)
+        register_sealed(f.redis.port, cid, "ins_badport", bad, time.time() + 60)
         accepted.clear()
         r = echo(f.any, cid, "to-a-bad-port")
         eq(r.status, 503, "an owner address %s (%r)" % (bad, r))
         check("registered a bad address" in (r.get("error") or ""), "the error for %s (%r)" % (bad, r))
         check(not accepted.is_set(), "the listener was dialled for %s" % bad)
         redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
+
+
+@test(timeout=90)
+def a_registration_planted_without_the_secret_diverts_nothing(t):
+    """Whoever can write to Redis without the replicas' secret registers a
+    cluster whose agent a replica holds, at an address of theirs and scored to
+    outrank the holder: unsigned, sealed under another secret, and a member
+    the replicas sealed for another cluster, copied into this one's key.  Every
+    replica sent the cluster's commands to the planted address (where the
+    trust store refused it: 503) instead of the holder.  Now a lookup passes
+    over what its seal does not vouch for (counted): the commands run at the
+    holder, and nothing dials the planted address."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-planted")
+    cid = tok["cluster_id"]
+    f.agent(tok["token"], "agent-planted")
+    owner = f.owner_of(cid)
+    # holding the deployment's key, even: what the trust store cannot stop
+    peer = TLSPeer(t, f.pki, b"HTTP/1.1 503 Planted\r\ncontent-length: 0\r\n\r\n")
+    rogue = "127.0.0.1:%d" % peer.port
+    key = "aurora:agents:" + cid
+    later = time.time() + 600
+    planted = ["ins_rogue " + rogue,
+               sealed_member(cid, "ins_rogue2", rogue, int(later * 1000), secret="x" * 48),
+               sealed_member("cluster-elsewhere", "ins_rogue3", rogue, int(later * 1000))]
+    for m in planted:
+        redis_cmd(f.redis.port, "ZADD", key, "%.3f" % later, m)
+    t.defer(lambda: [redis_cmd(f.redis.port, "ZREM", key, m) for m in planted])
+
+    def rejected(r):
+        m = server_metrics(r)
+        return {w: m.get('aurora_registry_registrations_rejected_total{why="%s"}' % w, 0)
+                for w in ("unsigned", "bad_signature")}
+    for r in f.others(owner):
+        before = rejected(r)
+        text = "past-the-planted-" + secrets.token_hex(3)
+        res = echo(r, cid, text)
+        eq((res.status, res.get("output")), (200, text),
+           "a command through %s ran at the holder (%r)" % (r.name, res))
+        after = rejected(r)
+        eq((after["unsigned"] - before["unsigned"], after["bad_signature"] - before["bad_signature"]),
+           (1, 2), "the planted registrations counted by %s" % r.name)
+    eq(peer.accepted, 0, "connections to the planted address")
 
 
 class TLSPeer:
@@ -811,8 +874,8 @@ def a_redirecting_owner_sends_the_secret_and_command_nowhere_else(t):
         redirector = TLSPeer(t, f.pki, ("HTTP/1.1 %d Moved\r\nlocation: %s\r\ncontent-length: 0\r\n"
                                         "connection: close\r\n\r\n" % (code, location)).encode())
         redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid)
-        redis_cmd(f.redis.port, "ZADD", "aurora:agents:" + cid, "%.3f" % (time.time() + 60),
-                  "ins_redirect 127.0.0.1:%d" % redirector.port)
+        register_sealed(f.redis.port, cid, "ins_redirect", "127.0.0.1:%d" % redirector.port,
+                        time.time() + 60)
         r = echo(f.any, cid, "to-the-redirector-%d" % code, http_timeout=60)
         eq(redirector.accepted, 1, "the registered address dialled once (%d)" % code)
         check(FORWARD_SECRET.encode() in redirector.received[0], "the registered address was "
@@ -838,8 +901,7 @@ def a_registered_owner_that_never_answers_fails_the_command_fast(t):
     lsock.listen(64)  # connections complete in the kernel; nothing ever answers
     t.defer(lsock.close)
     frozen = "127.0.0.1:%d" % lsock.getsockname()[1]
-    redis_cmd(f.redis.port, "ZADD", "aurora:agents:" + cid, "%.3f" % (time.time() + 300),
-              "ins_frozen " + frozen)
+    register_sealed(f.redis.port, cid, "ins_frozen", frozen, time.time() + 300)
     t.defer(lambda: redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid))
     ex = ThreadPoolExecutor(3)
 
@@ -1409,7 +1471,7 @@ def a_short_lease_never_expires_the_registration_of_a_longer_one(t):
                "%s to remove its registration" % short.name)
     lapses = max(float(s) for m, s in zip(*[iter(redis_cmd(f.redis.port, "ZRANGE", key, "0", "-1",
                                                            "WITHSCORES"))] * 2)
-                 if m.endswith(" " + long_.addr))
+                 if m.split(" ")[1] == long_.addr)
     ttl = redis_cmd(f.redis.port, "TTL", key)
     check(ttl >= lapses - time.time(), "the key expires in %s s, before the registration of %s "
           "(in %.0f s)" % (ttl, long_.name, lapses - time.time()))
@@ -1553,7 +1615,7 @@ def forward_outcomes_tell_an_unreachable_owner_from_an_agent_gone(t):
         return {k: m.get('aurora_forward_commands_total{outcome="%s"}' % k, 0)
                 for k in ("unreachable", "not_connected")}
     before = outcomes()
-    redis_cmd(f.redis.port, "ZADD", key, "%.3f" % (time.time() + 60), "ins_stale " + stale.addr)
+    register_sealed(f.redis.port, cid, "ins_stale", stale.addr, time.time() + 60)
     r = echo(fwd, cid, "to-a-replica-without-the-agent")
     redis_cmd(f.redis.port, "DEL", key)
     eq((r.status, r.get("error_code")), (503, "AGENT_NOT_CONNECTED"),
@@ -1561,8 +1623,7 @@ def forward_outcomes_tell_an_unreachable_owner_from_an_agent_gone(t):
     eq(outcomes(), {"unreachable": before["unreachable"],
                     "not_connected": before["not_connected"] + 1},
        "counted as the owner's answer, not as unreachable")
-    redis_cmd(f.redis.port, "ZADD", key, "%.3f" % (time.time() + 60),
-              "ins_gone 127.0.0.1:%d" % refusing_port(t))
+    register_sealed(f.redis.port, cid, "ins_gone", "127.0.0.1:%d" % refusing_port(t), time.time() + 60)
     r = echo(fwd, cid, "to-a-closed-port")
     redis_cmd(f.redis.port, "DEL", key)
     eq((r.status, r.get("error_code")), (503, "AGENT_NOT_CONNECTED"),
@@ -1588,14 +1649,13 @@ def a_forward_that_did_not_run_is_retried_where_the_agent_is_now(t):
     owner = f.owner_of(cid)
     origin, stale = f.others(owner)[:2]
     key = "aurora:agents:" + cid
-    member = "ins_stepped_aside " + stale.addr
 
     def retried():
         return server_metrics(origin).get('aurora_forward_commands_total{outcome="retried"}', 0)
 
     def through_a_stale_registration(send):
         # Named first (the latest expiry), as a registration not yet removed.
-        redis_cmd(f.redis.port, "ZADD", key, "%.3f" % (time.time() + 300), member)
+        member = register_sealed(f.redis.port, cid, "ins_stepped_aside", stale.addr, time.time() + 300)
         t.defer(lambda: redis_cmd(f.redis.port, "ZREM", key, member))
         mark = len(origin.server.log_text())
         # Frozen until the origin has forwarded to it and the registration
@@ -1716,8 +1776,7 @@ def a_retry_runs_here_when_the_agent_moved_to_the_forwarding_replica(t):
         """send() to the origin, forwarded to the replica the agent left; the
         agent dials the origin meanwhile; then that replica answers."""
         key = "aurora:agents:" + cid
-        member = "ins_agent_left " + left
-        redis_cmd(f.redis.port, "ZADD", key, "%.3f" % (time.time() + 300), member)
+        member = register_sealed(f.redis.port, cid, "ins_agent_left", left, time.time() + 300)
         t.defer(lambda: redis_cmd(f.redis.port, "ZREM", key, member))
         arrived.clear()
         answer.clear()
@@ -2523,7 +2582,7 @@ def a_thousand_simulated_agents_spread_and_registered(t):
     members = wait_until(registered, 60, 0.2, "every simulated agent registered once")
     per = {}
     for m in members:
-        addr = m[0].partition(" ")[2]
+        addr = m[0].split(" ")[1]
         per[addr] = per.get(addr, 0) + 1
     t.note("registrations per replica: %s" % {f.by_addr(a).name: n for a, n in sorted(per.items())})
     eq(sum(per.values()), SIMULATED, "registrations")

@@ -207,6 +207,84 @@ static void seals_are_the_documented_hmac(void **state)
     assert_null(registry_seal(key, "{", 1, 1));
 }
 
+/* A registration's seal is the documented HMAC (registry.h; the vector
+ * made with Python's hmac), bound to every field and to its cluster; what
+ * is not a registration of either form is refused, whatever it holds. */
+static void registrations_are_sealed_as_documented(void **state)
+{
+    (void)state;
+    unsigned char key[32];
+    assert_int_equal(registry_member_key("0123456789abcdef0123456789abcdef", key), 0);
+    char m[REGISTRY_MEMBER_MAX];
+    assert_int_equal(registry_seal_member(key, "cl_a", "ins_a", "10.0.0.5:5081", 1700000030000LL,
+                                          m, sizeof(m)),
+                     0);
+    assert_string_equal(m, "ins_a 10.0.0.5:5081 1700000030000 "
+                           "4b0848e9e436a8bf6c3f66058a8edbb3068ae41621d45801601ab0062d4fd8a8");
+    char inst[65], addr[256];
+    long long exp = 0;
+    assert_int_equal(registry_open_member(key, "cl_a", m, inst, sizeof(inst), addr, sizeof(addr),
+                                          &exp),
+                     1);
+    assert_string_equal(inst, "ins_a");
+    assert_string_equal(addr, "10.0.0.5:5081");
+    assert_int_equal(exp, 1700000030000LL);
+    /* another cluster's key, another secret */
+    assert_int_equal(registry_open_member(key, "cl_b", m, inst, sizeof(inst), addr, sizeof(addr),
+                                          &exp),
+                     -2);
+    unsigned char other[32];
+    assert_int_equal(registry_member_key("another-secret-0123456789abcdef01", other), 0);
+    assert_int_equal(registry_open_member(other, "cl_a", m, inst, sizeof(inst), addr,
+                                          sizeof(addr), &exp),
+                     -2);
+    /* not the messages' key: a seal of one kind is never the other's */
+    unsigned char msg_key[32];
+    assert_int_equal(registry_seal_key("0123456789abcdef0123456789abcdef", msg_key), 0);
+    assert_true(memcmp(msg_key, key, sizeof(key)) != 0);
+    /* any byte changed (a space included: then it is not a registration) */
+    size_t n = strlen(m);
+    for (size_t i = 0; i < n; i++) {
+        char was = m[i];
+        m[i] = (char)(was == '1' ? '2' : '1');
+        if (registry_open_member(key, "cl_a", m, inst, sizeof(inst), addr, sizeof(addr), &exp) ==
+            1)
+            fail_msg("byte %zu changed, the seal still holds", i);
+        m[i] = was;
+    }
+    /* the form before the seals; and what is neither */
+    assert_int_equal(registry_open_member(key, "cl_a", "ins_b 10.0.0.6:5081", inst, sizeof(inst),
+                                          addr, sizeof(addr), &exp),
+                     0);
+    assert_string_equal(addr, "10.0.0.6:5081");
+    static const char *const bad[] = {
+        "",
+        "ins_b",
+        "ins_b 10.0.0.6:5081 1700000030000",
+        "ins_b 10.0.0.6:5081 1700000030000 abcd",
+        "ins_b 10.0.0.6:5081 17000x0030000 "
+        "4b0848e9e436a8bf6c3f66058a8edbb3068ae41621d45801601ab0062d4fd8a8",
+        "ins_b 10.0.0.6:5081 1700000030000 "
+        "4b0848e9e436a8bf6c3f66058a8edbb3068ae41621d45801601ab0062d4fd8a8 extra",
+        "ins_b 10.0.0.6:5081 9999999999999999 "
+        "4b0848e9e436a8bf6c3f66058a8edbb3068ae41621d45801601ab0062d4fd8a8",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (registry_open_member(key, "cl_a", bad[i], inst, sizeof(inst), addr, sizeof(addr),
+                                 &exp) >= 0)
+            fail_msg("taken: '%s'", bad[i]);
+    /* a non-hex seal, an instance too long for its buffer */
+    char nonhex[REGISTRY_MEMBER_MAX];
+    snprintf(nonhex, sizeof(nonhex), "%.*sg", (int)n - 1, m);
+    assert_int_equal(registry_open_member(key, "cl_a", nonhex, inst, sizeof(inst), addr,
+                                          sizeof(addr), &exp),
+                     -2);
+    assert_int_equal(registry_open_member(key, "cl_a", m, inst, 5, addr, sizeof(addr), &exp), -1);
+    /* a field with a space cannot be sealed */
+    assert_int_equal(registry_seal_member(key, "cl_a", "ins a", "10.0.0.5:5081", 1, m, sizeof(m)),
+                     -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -216,6 +294,7 @@ int main(void)
         cmocka_unit_test(internal_addr_port_is_what_peers_dial),
         cmocka_unit_test(aside_renewals_follow_the_announcers_period),
         cmocka_unit_test(seals_are_the_documented_hmac),
+        cmocka_unit_test(registrations_are_sealed_as_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

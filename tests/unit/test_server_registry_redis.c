@@ -13,7 +13,8 @@
  * (the re-check the loop makes once it catches up); the clock legacy
  * connections are ranked by is Redis's, whatever this host's says; a close
  * Redis refuses to publish is kept and sent again, in its order; the reason
- * of a close heard is kept as UTF-8, cut on a character boundary. */
+ * of a close heard is kept as UTF-8, cut on a character boundary; messages
+ * and registrations not sealed with the replicas' secret are not acted on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -578,15 +579,19 @@ static int setup_clock_ahead_short_lease(void **state)
     return rc;
 }
 
+static void sealed_member(const char *secret, const char *cluster, const char *instance,
+                          const char *addr, int64_t expires_ms, char *out, size_t cap);
+static void zadd(redisContext *c, const char *cluster, int64_t score_ms, const char *member);
+
 /* The members of key and their scores (ms), at most cap. */
-static int zmembers(redisContext *c, const char *key, char names[][96], int64_t *scores, int cap)
+static int zmembers(redisContext *c, const char *key, char names[][256], int64_t *scores, int cap)
 {
     redisReply *r = redisCommand(c, "ZRANGE %s 0 -1 WITHSCORES", key);
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     int n = 0;
     for (size_t i = 0; i + 1 < r->elements && n < cap; i += 2, n++) {
-        snprintf(names[n], 96, "%s", r->element[i]->str);
+        snprintf(names[n], 256, "%s", r->element[i]->str);
         scores[n] = (int64_t)(strtod(r->element[i + 1]->str, NULL) * 1000);
     }
     freeReplyObject(r);
@@ -605,7 +610,7 @@ typedef struct {
 static int renewed_past(void *arg)
 {
     renewal_wait *w = arg;
-    char names[8][96];
+    char names[8][256];
     int64_t scores[8];
     int n = zmembers(w->c, w->key, names, scores, 8);
     for (int i = 0; i < n; i++)
@@ -631,7 +636,7 @@ static void test_registrations_are_on_redis_s_clock(void **state)
     renewal_wait w = { .fx = fx, .c = c, .after_ms = 0 };
     snprintf(w.key, sizeof(w.key), "aurora:agents:%s", m.t.cluster_id);
     serve_until(fx, renewed_past, &w, "the cluster's registration");
-    char names[8][96];
+    char names[8][256];
     int64_t scores[8];
     int64_t redis = redis_time_ms(c);
     int n = zmembers(c, w.key, names, scores, 8);
@@ -644,15 +649,13 @@ static void test_registrations_are_on_redis_s_clock(void **state)
 
     /* Another replica's registrations, live for ten minutes by Redis's
      * clock: one of a cluster held here too, one of a cluster only it holds. */
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "%.3f", (double)(redis + 600000) / 1000.0);
-    redisReply *r = redisCommand(c, "ZADD %s %s %s", w.key, cmd, "other-replica 127.0.0.2:5081");
-    assert_non_null(r);
-    freeReplyObject(r);
-    r = redisCommand(c, "ZADD aurora:agents:cluster-elsewhere %s %s", cmd,
-                     "other-replica 127.0.0.2:5081");
-    assert_non_null(r);
-    freeReplyObject(r);
+    char here[512], elsewhere[512];
+    sealed_member(SECRET, m.t.cluster_id, "other-replica", "127.0.0.2:5081", redis + 600000, here,
+                  sizeof(here));
+    zadd(c, m.t.cluster_id, redis + 600000, here);
+    sealed_member(SECRET, "cluster-elsewhere", "other-replica", "127.0.0.2:5081", redis + 600000,
+                  elsewhere, sizeof(elsewhere));
+    zadd(c, "cluster-elsewhere", redis + 600000, elsewhere);
     char addr[280];
     assert_int_equal(registry_lookup("cluster-elsewhere", addr, sizeof(addr)), 1);
     assert_string_equal(addr, "127.0.0.2:5081");
@@ -663,7 +666,7 @@ static void test_registrations_are_on_redis_s_clock(void **state)
     n = zmembers(c, w.key, names, scores, 8);
     int others = 0;
     for (int i = 0; i < n; i++)
-        others += !strcmp(names[i], "other-replica 127.0.0.2:5081");
+        others += !strcmp(names[i], here);
     assert_int_equal(others, 1);
     redisFree(c);
 }
@@ -1176,6 +1179,165 @@ static void test_unsigned_messages_are_taken_only_when_accepted(void **state)
     tunnel_session_drop(o);
 }
 
+/* ---- the registrations are sealed ------------------------------------------------------- */
+
+#define REG_REJECTED(why) "aurora_registry_registrations_rejected_total{why=\"" why "\"}"
+
+/* A registration as a replica holding secret writes it (registry.h): the
+ * member "<instance> <addr> <expires_ms> <sig>", sig the hex HMAC-SHA256
+ * under HMAC-SHA256(secret, "aurora-registration-v1") of
+ * "<cluster_id>\n<instance> <addr> <expires_ms>".  Written here from that
+ * text, not from the C. */
+static void sealed_member(const char *secret, const char *cluster, const char *instance,
+                          const char *addr, int64_t expires_ms, char *out, size_t cap)
+{
+    char text[512];
+    int n = snprintf(text, sizeof(text), "%s\n%s %s %lld", cluster, instance, addr,
+                     (long long)expires_ms);
+    assert_true(n > 0 && (size_t)n < sizeof(text));
+    unsigned char key[32], mac[32];
+    unsigned int kl = sizeof(key), ml = sizeof(mac);
+    static const char label[] = "aurora-registration-v1";
+    assert_non_null(HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)label,
+                         sizeof(label) - 1, key, &kl));
+    assert_non_null(HMAC(EVP_sha256(), key, sizeof(key), (const unsigned char *)text, (size_t)n,
+                         mac, &ml));
+    int k = snprintf(out, cap, "%s %s %lld ", instance, addr, (long long)expires_ms);
+    assert_true(k > 0 && (size_t)k + 65 <= cap);
+    for (int i = 0; i < 32; i++)
+        k += snprintf(out + k, cap - (size_t)k, "%02x", mac[i]);
+}
+
+/* ZADD aurora:agents:<cluster> <score_ms as seconds> <member>. */
+static void zadd(redisContext *c, const char *cluster, int64_t score_ms, const char *member)
+{
+    char key[96], score[32];
+    snprintf(key, sizeof(key), "aurora:agents:%s", cluster);
+    snprintf(score, sizeof(score), "%.3f", (double)score_ms / 1000.0);
+    redisReply *r = redisCommand(c, "ZADD %s %s %s", key, score, member);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+}
+
+/* A registration of cid sealed under another deployment's secret, scored
+ * to outrank anything registered for a minute from now. */
+static void plant_other_secret(redisContext *c, const char *cid, int64_t now)
+{
+    char m[512];
+    sealed_member("another-deployment-s-secret-0123456789", cid, "rogue2", "127.0.0.8:6666",
+                  now + 500000, m, sizeof(m));
+    zadd(c, cid, now + 500000, m);
+}
+
+/* Whoever can write to the Redis the replicas share, without their
+ * secret, plants a registration of a cluster (an address of theirs,
+ * scored to outrank the real holder's): every replica sent the cluster's
+ * commands there, and they failed 503 (the trust store refused the peer)
+ * instead of running on the replica that holds the agent.  Now a lookup
+ * takes only registrations sealed with the replicas' secret, bound to
+ * their cluster and their expiry: the unsigned one, one sealed under
+ * another secret, a genuine one of another cluster copied here and a
+ * genuine one whose sealed expiry passed (scored again to look live) are
+ * passed over and counted; the genuine one is used; with only planted
+ * ones the cluster has no holder. */
+static void test_a_planted_registration_neither_diverts_nor_blocks(void **state)
+{
+    fixture *fx = *state;
+    redisContext *c = redis_conn(fx);
+    int64_t now = redis_time_ms(c);
+    const char *cid = "cluster-planted";
+    char m[512];
+    sealed_member(SECRET, cid, "replica-genuine", "127.0.0.2:5081", now + 60000, m, sizeof(m));
+    zadd(c, cid, now + 60000, m);
+    double unsigned0 = metric(REG_REJECTED("unsigned")),
+           bad0 = metric(REG_REJECTED("bad_signature"));
+    zadd(c, cid, now + 600000, "rogue 127.0.0.9:6666");
+    plant_other_secret(c, cid, now);
+    sealed_member(SECRET, "cluster-other", "replica-other", "127.0.0.7:6666", now + 400000, m,
+                  sizeof(m));
+    zadd(c, cid, now + 400000, m);
+    sealed_member(SECRET, cid, "replica-gone", "127.0.0.6:6666", now - 10000, m, sizeof(m));
+    zadd(c, cid, now + 300000, m); /* lapsed by its seal, scored to look live */
+    char addr[280];
+    assert_int_equal(registry_lookup(cid, addr, sizeof(addr)), 1);
+    assert_string_equal(addr, "127.0.0.2:5081");
+    assert_int_equal((long long)(metric(REG_REJECTED("unsigned")) - unsigned0), 1);
+    assert_int_equal((long long)(metric(REG_REJECTED("bad_signature")) - bad0), 2);
+    /* only what was planted: nobody holds the cluster */
+    sealed_member(SECRET, cid, "replica-genuine", "127.0.0.2:5081", now + 60000, m, sizeof(m));
+    redisReply *r = redisCommand(c, "ZREM aurora:agents:%s %s", cid, m);
+    assert_non_null(r);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    assert_int_equal(registry_lookup(cid, addr, sizeof(addr)), 0);
+    redisFree(c);
+}
+
+/* This replica's own registration, as the others read it: one member,
+ * sealed as documented (the test's HMAC, not the registry's), scored at
+ * its sealed expiry; no unsigned member beside it. */
+static void test_own_registration_is_sealed(void **state)
+{
+    fixture *fx = *state;
+    redisContext *c = redis_conn(fx);
+    made_token mt = new_token(fx);
+    tunnel_session *s = connect_v2(fx, &mt);
+    renewal_wait w = { .fx = fx, .c = c, .after_ms = 0 };
+    snprintf(w.key, sizeof(w.key), "aurora:agents:%s", mt.t.cluster_id);
+    serve_until(fx, renewed_past, &w, "the cluster's registration");
+    char names[8][256];
+    int64_t scores[8];
+    int n = zmembers(c, w.key, names, scores, 8);
+    assert_int_equal(n, 1);
+    char inst[128], addr[280], want[512];
+    long long exp = 0;
+    const char *sp = strchr(names[0], ' '); /* the instance may be "" (none registered) */
+    assert_non_null(sp);
+    snprintf(inst, sizeof(inst), "%.*s", (int)(sp - names[0]), names[0]);
+    assert_int_equal(sscanf(sp + 1, "%279s %lld", addr, &exp), 2);
+    sealed_member(SECRET, mt.t.cluster_id, inst, addr, exp, want, sizeof(want));
+    assert_string_equal(names[0], want);
+    assert_true(scores[0] == exp || scores[0] == exp - 1); /* the score: seconds, 3 decimals */
+    tunnel_session_drop(s);
+    redisFree(c);
+}
+
+/* A rolling upgrade from a version that does not seal its registrations:
+ * with AURORA_REGISTRY_ACCEPT_UNSIGNED a lookup takes an unsigned one (an
+ * old replica's), never one whose seal does not verify; and this replica
+ * registers the unsigned form too, ranked above its sealed one, as a
+ * replica of the old version takes the first member it meets for the
+ * address. */
+static void test_unsigned_registrations_are_taken_only_when_accepted(void **state)
+{
+    fixture *fx = *state;
+    redisContext *c = redis_conn(fx);
+    int64_t now = redis_time_ms(c);
+    const char *cid = "cluster-old";
+    zadd(c, cid, now + 60000, "old-replica 127.0.0.3:5081");
+    plant_other_secret(c, cid, now);
+    char addr[280];
+    assert_int_equal(registry_lookup(cid, addr, sizeof(addr)), 1);
+    assert_string_equal(addr, "127.0.0.3:5081");
+
+    made_token mt = new_token(fx);
+    tunnel_session *s = connect_v2(fx, &mt);
+    renewal_wait w = { .fx = fx, .c = c, .after_ms = 0 };
+    snprintf(w.key, sizeof(w.key), "aurora:agents:%s", mt.t.cluster_id);
+    serve_until(fx, renewed_past, &w, "the cluster's registration");
+    redisReply *r = redisCommand(c, "ZREVRANGE %s 0 -1", w.key);
+    assert_non_null(r);
+    assert_int_equal(r->elements, 2);
+    const char *first = r->element[0]->str, *sp = strchr(first, ' ');
+    assert_non_null(sp);
+    assert_null(strchr(sp + 1, ' ')); /* "<instance> <addr>", as the old version reads it */
+    assert_int_equal(strncmp(r->element[1]->str, first, strlen(first)), 0);
+    freeReplyObject(r);
+    tunnel_session_drop(s);
+    redisFree(c);
+}
+
 int main(void)
 {
 #if WITH_ASAN
@@ -1204,6 +1366,11 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_replayed_close_closes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsigned_messages_are_taken_only_when_accepted,
+                                        setup_accept_unsigned, teardown),
+        cmocka_unit_test_setup_teardown(test_a_planted_registration_neither_diverts_nor_blocks,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_own_registration_is_sealed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsigned_registrations_are_taken_only_when_accepted,
                                         setup_accept_unsigned, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
