@@ -54,6 +54,30 @@ static struct {
     int64_t max_output;
 } F;
 
+/* What a replica gives a failed command's caller, wherever it ends: the
+ * tunnel's 502 (AGENT_DISCONNECTED, AGENT_PROTOCOL_ERROR,
+ * COMMAND_INTERRUPTED), 503 (AGENT_NOT_CONNECTED, SERVER_SHUTTING_DOWN) and
+ * 504 (TIMEOUT) (tunnel.c, and fwd_fail here); exec.c's 429 and 503 output
+ * budgets, and before a stream its 409 AGENT_UNSUPPORTED, 429
+ * CLUSTER_BUSY, 500 INTERNAL and 503 AUDIT_UNAVAILABLE; the owner's route's
+ * 400 BAD_REQUEST and http.c's 400 and 413 BODY_TOO_LARGE (passed on by
+ * fwd_error_body, and in an owner's stream when it forwarded a held command
+ * on to a third replica).  The owner's answer is another replica's word,
+ * or whatever holds the deployment's key and secret at the address
+ * registered: a status outside these (101, a 3xx without Location, 999,
+ * a negative one) went into the caller's answer as it came. */
+static int status_a_replica_gives(int status)
+{
+    switch (status) {
+    case 400: case 409: case 413: case 429: case 500: case 502: case 503: case 504:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+#define EC_FORWARD_BAD_STATUS "FORWARD_BAD_STATUS"
+
 static void count_outcome(const char *outcome)
 {
     const char *v[] = { outcome };
@@ -288,6 +312,21 @@ static void fwd_connect_deadline(lws_sorted_usec_list_t *sul)
     fwd_kill(f);
 }
 
+/* The owner answered with a status no replica gives (status_a_replica_gives):
+ * the caller's answer is 502, and the forwarding replica's log says whom. */
+static void fwd_bad_status(fwd *f, double status)
+{
+    log_warn("forward to %s:%d answered with HTTP status %.0f, which no replica gives for a "
+             "command: answered 502 " EC_FORWARD_BAD_STATUS " (a replica of another version, or "
+             "not a replica: whatever holds the deployment's key and forward secret there)",
+             f->host, f->port, status);
+    char text[160];
+    snprintf(text, sizeof(text), "the replica holding the agent answered with HTTP status %.0f, "
+                                 "which no replica gives",
+             status);
+    fwd_fail(f, 502, EC_FORWARD_BAD_STATUS, text);
+}
+
 /* One SSE event of the owner's stream. */
 static void fwd_event(fwd *f, const char *event, const char *data)
 {
@@ -325,12 +364,20 @@ static void fwd_event(fwd *f, const char *event, const char *data)
     if (!strcmp(event, "result") || !strcmp(event, "error")) {
         int failed = !strcmp(event, "error");
         const cJSON *hs = cJSON_GetObjectItem(d, "http_status");
+        /* a result's is never read (exec.c answers it 200); an error's
+         * must be one a replica gives */
+        if (failed && cJSON_IsNumber(hs) &&
+            (hs->valuedouble != (double)hs->valueint || !status_a_replica_gives(hs->valueint))) {
+            fwd_bad_status(f, hs->valuedouble);
+            cJSON_Delete(d);
+            return;
+        }
         const cJSON *rc = cJSON_GetObjectItem(d, "return_code");
         const cJSON *dur = cJSON_GetObjectItem(d, "duration_ms");
         const cJSON *bytes = cJSON_GetObjectItem(d, "bytes");
         tunnel_result r = {
             .failed = failed,
-            .http_status = cJSON_IsNumber(hs) ? hs->valueint : failed ? 502 : 200,
+            .http_status = !failed ? 200 : cJSON_IsNumber(hs) ? hs->valueint : 502,
             .return_code = cJSON_IsNumber(rc) ? rc->valueint : -1,
             .truncated = cJSON_IsTrue(cJSON_GetObjectItem(d, "truncated")),
             .duration_ms = cJSON_IsNumber(dur) ? (int64_t)dur->valuedouble : 0,
@@ -404,6 +451,8 @@ static void fwd_error_body(fwd *f)
         snprintf(text, sizeof(text), "the replica holding the agent refused the forwarded "
                                      "command (HTTP %d)", f->status);
         fwd_fail(f, 502, "FORWARD_REFUSED", text);
+    } else if (!status_a_replica_gives(f->status)) {
+        fwd_bad_status(f, f->status);
     } else {
         fwd_fail(f, f->status, code, msg ? msg : "");
     }

@@ -885,6 +885,54 @@ def a_redirecting_owner_sends_the_secret_and_command_nowhere_else(t):
         eq(r.status, 502, "a forward answered with %d (%r)" % (code, r))
 
 
+@test(timeout=200)
+def a_forged_status_from_the_owner_becomes_502(t):
+    """The replica a registration names (or whatever holds the deployment's key
+    and secret there) answers a forwarded command with a status no replica
+    gives: in the stream's error event (`http_status`) or on its status line
+    with an error body.  It was put in the caller's answer as it came: 101,
+    302 without a Location, 999, -1, a failure answered 200.  What a replica
+    gives for a failed command (tunnel.c, exec.c, forward.c: 400, 409, 413,
+    429, 500, 502, 503, 504) passes; anything else is 502 FORWARD_BAD_STATUS,
+    logged."""
+    f = fleet(t)
+    tok = f.any.create_token("rep-forged-status")
+    cid = tok["cluster_id"]
+    owner = TLSPeer(t, f.pki, b"")
+    register_sealed(f.redis.port, cid, "ins_forger", "127.0.0.1:%d" % owner.port, time.time() + 120)
+    t.defer(lambda: redis_cmd(f.redis.port, "DEL", "aurora:agents:" + cid))
+
+    def event(status):
+        data = json.dumps({"success": False, "return_code": -1, "error": "forged",
+                           "error_code": "TIMEOUT", "http_status": status})
+        return ("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+                "event: error\ndata: %s\n\n" % data).encode()
+
+    def status_line(status):
+        body = json.dumps({"error": "forged", "error_code": "CLUSTER_BUSY"})
+        return ("HTTP/1.1 %d Forged\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                "connection: close\r\n\r\n%s" % (status, len(body), body)).encode()
+    cases = [("event", s, event(s), 502) for s in (101, 302, 999, -1, 200, 0)]
+    cases += [("event", 504, event(504), 504), ("event", 429, event(429), 429)]
+    cases += [("status line", s, status_line(s), 502) for s in (999, 418, 600)]
+    cases += [("status line", 429, status_line(429), 429)]
+    for how, status, answer, want in cases:
+        owner.answer = answer
+        mark = len(f.any.server.log_text())
+        r = echo(f.any, cid, "forged-%d" % status, http_timeout=30)
+        eq(r.status, want, "the owner's %s said %d (%r)" % (how, status, r))
+        if want == 502:
+            eq(r.get("error_code"), "FORWARD_BAD_STATUS", "error_code for %s %d (%r)" % (how, status, r))
+            check("HTTP status %d" % status in f.any.server.log_text()[mark:],
+                  "the forged status %d logged" % status)
+    # a streaming caller reads the same in its error event
+    owner.answer = event(999)
+    status, events = sse(f.any, cid, {"args": ["get", "--raw", "/fixture/echo/x"]}, timeout=30)
+    eq(status, 200, "the stream opened")
+    eq([(e, d.get("http_status"), d.get("error_code")) for e, d in events if e == "error"],
+       [("error", 502, "FORWARD_BAD_STATUS")], "the stream's error event (%r)" % events)
+
+
 @test(timeout=120)
 def a_registered_owner_that_never_answers_fails_the_command_fast(t):
     """The replica a registration names is frozen (SIGSTOP, a hung node) or its
