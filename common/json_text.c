@@ -50,3 +50,22 @@ int json_text_nul_to_replacement(char *text, size_t len)
     }
     return n;
 }
+
+size_t json_text_values(const char *text, size_t len)
+{
+    size_t n = 1;
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (!in_string) {
+            in_string = c == '"';
+            n += c == ',' || c == '[' || c == '{';
+            continue;
+        }
+        if (c == '"')
+            in_string = 0;
+        else if (c == '\\')
+            i++; /* the escaped character, which may be a quote or a backslash */
+    }
+    return n;
+}

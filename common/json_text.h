@@ -19,4 +19,10 @@ int json_text_has_nul(const char *text, size_t len);
  * (text unchanged) if it holds a raw NUL byte. */
 int json_text_nul_to_replacement(char *text, size_t len);
 
+/* An upper bound on the values (objects, arrays, strings, numbers,
+ * literals) a parser builds from text: one, plus one per ',', '[' and '{'
+ * outside strings.  A parser spends a node on each (cJSON: 64 bytes), many
+ * times the text of "0,": a frame's size alone does not bound its tree. */
+size_t json_text_values(const char *text, size_t len);
+
 #endif

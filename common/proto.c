@@ -152,6 +152,15 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
      * error: kubectl output may hold NUL bytes (`cat /proc/1/cmdline`) and
      * the Python agent's json.dumps escapes them.  Each is read as U+FFFD,
      * as the C agent sends them in that dialect; anything else is refused. */
+    /* Counted before cJSON builds its tree: a node per value, 64 bytes for
+     * the two of "0,", made a legacy agent's 32 MiB frame a 1.2 GB tree,
+     * parsed for seconds on the server's event loop.  Every message of the
+     * protocol holds a few hundred values at most (an exec's 256 arguments
+     * and 32 variables, a register's policy of 2 x 128 entries). */
+    if (json && json_text_values(json, len) > PROTO_MAX_VALUES) {
+        set_err(err, errlen, "%s", "frame holds more values than any message of the protocol");
+        return -1;
+    }
     char *nul_copy = NULL;
     if (json && json_text_has_nul(json, len)) {
         nul_copy = malloc(len ? len : 1);

@@ -27,6 +27,9 @@
 #define PROTO_MAX_CHUNK (32 * 1024)
 #define PROTO_DEFAULT_WINDOW (256 * 1024)
 #define PROTO_MAX_CONTROL (1024 * 1024) /* largest v2 JSON control message */
+/* most values (objects, arrays, strings, numbers, literals) one JSON message
+ * may hold: see proto_decode */
+#define PROTO_MAX_VALUES 4096
 /* exec "env" (cloud_exec credentials): at most PROTO_MAX_ENV variables,
  * names [A-Z0-9_] (not starting with a digit, at most PROTO_MAX_ENV_NAME
  * bytes), values strings of at most PROTO_MAX_ENV_VALUE bytes. */

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1016,6 +1017,102 @@ static void test_decode_length_bounded(void **state)
     assert_int_equal(decode_exact(s, 10, &m, err, sizeof(err)), -1);
 }
 
+/* cJSON's allocations while a frame is decoded: the bytes it holds at its
+ * peak (ASan's malloc_usable_size tells each block's size). */
+static size_t cj_now, cj_peak;
+static void *cj_malloc(size_t n)
+{
+    void *p = malloc(n);
+    if (p && (cj_now += malloc_usable_size(p)) > cj_peak)
+        cj_peak = cj_now;
+    return p;
+}
+static void cj_free(void *p)
+{
+    if (p)
+        cj_now -= malloc_usable_size(p);
+    free(p);
+}
+
+/* A frame of len bytes: a message of type with a member "x" that is an
+ * array of zeros ("0,0,0,…"), the cheapest text per parsed value. */
+static char *frame_of_zeros(const char *type, size_t len, size_t *out_len)
+{
+    char *s = malloc(len + 64);
+    assert_non_null(s);
+    size_t o = (size_t)snprintf(s, 64, "{\"type\":\"%s\",\"command_id\":\"c\",\"x\":[0", type);
+    while (o + 3 <= len) {
+        s[o++] = ',';
+        s[o++] = '0';
+    }
+    s[o++] = ']';
+    s[o++] = '}';
+    *out_len = o;
+    return s;
+}
+
+/* An authenticated agent (or a rogue one) sends a message of many tiny
+ * values: cJSON spends a 64-byte node on each, 36 times the text, so a
+ * legacy agent's 32 MiB frame (AURORA_LEGACY_MAX_FRAME) made the server
+ * allocate 1.2 GB and parse for seconds on its event loop.  Such a frame is
+ * refused before it is parsed; the messages of the protocol are far below
+ * the bound, and a big output in a string costs its own size only. */
+static void test_decode_values_bounded(void **state)
+{
+    (void)state;
+    cJSON_Hooks hooks = { cj_malloc, cj_free };
+    cJSON_InitHooks(&hooks);
+    proto_msg m;
+    char err[160] = "";
+    size_t len;
+    char *s = frame_of_zeros("command_response", 4 * 1024 * 1024, &len);
+    cj_now = cj_peak = 0;
+    int rc = proto_decode(s, len, &m, err, sizeof(err));
+    size_t peak = cj_peak;
+    if (rc == 0)
+        proto_msg_free(&m);
+    free(s);
+    if (peak > len)
+        fail_msg("decoding a %zu-byte frame of zeros held %zu bytes of cJSON nodes", len, peak);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err, "values"));
+    /* the same on a v2 session's control message, at its 1 MiB limit */
+    s = frame_of_zeros("exec_end", PROTO_MAX_CONTROL, &len);
+    assert_int_equal(decode_exact(s, len, &m, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "values"));
+    free(s);
+    /* up to the bound it decodes; commas, brackets and braces inside
+     * strings are text, not values */
+    s = frame_of_zeros("heartbeat", 2 * (PROTO_MAX_VALUES - 8), &len);
+    decode_ok(s, &m);
+    proto_msg_free(&m);
+    free(s);
+    /* an escaped quote does not end the string: what follows is text */
+    s = malloc(2 * PROTO_MAX_VALUES + 64);
+    assert_non_null(s);
+    len = (size_t)snprintf(s, 64, "{\"type\":\"heartbeat\",\"x\":\"\\\"");
+    memset(s + len, ',', 2 * PROTO_MAX_VALUES);
+    len += 2 * PROTO_MAX_VALUES;
+    len += (size_t)snprintf(s + len, 64, "\"}");
+    assert_int_equal(decode_exact(s, len, &m, err, sizeof(err)), 0);
+    proto_msg_free(&m);
+    free(s);
+    size_t big = 4 * 1024 * 1024;
+    s = malloc(big + 128);
+    assert_non_null(s);
+    len = (size_t)snprintf(s, 128, "{\"type\":\"command_response\",\"command_id\":\"c\",\"output\":\"");
+    for (size_t i = 0; i < big; i++)
+        s[len++] = ",[{"[i % 3];
+    len += (size_t)snprintf(s + len, 128, "\",\"return_code\":0}");
+    cj_now = cj_peak = 0;
+    assert_int_equal(decode_exact(s, len, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.output_len, big);
+    assert_true(cj_peak < 2 * big); /* the string itself, not a node per byte */
+    proto_msg_free(&m);
+    free(s);
+    cJSON_InitHooks(NULL);
+}
+
 static void test_data_frames(void **state)
 {
     const uint32_t ids[] = { 1, 0x01020304u, 0xFFFFFFFFu, 256, 0x80000000u };
@@ -1118,6 +1215,7 @@ int main(void)
         cmocka_unit_test(test_unknown_type),
         cmocka_unit_test(test_decode_ill_typed_optional_fields),
         cmocka_unit_test(test_decode_length_bounded),
+        cmocka_unit_test(test_decode_values_bounded),
         cmocka_unit_test(test_data_frames),
         cmocka_unit_test(test_data_frame_errors),
         cmocka_unit_test(test_encoders_escape),
