@@ -1932,8 +1932,13 @@ static void process_message(tunnel_session *s, const char *p, size_t n)
             log_debug("agent %s: exec_end for unknown request %u dropped", s->cluster_id, m.id);
             break;
         }
+        /* The agent times the process, but its word reaches the audit row
+         * and the server-wide duration histogram: it cannot have run the
+         * command longer than the server has waited since it was asked. */
+        int64_t waited_ms = (int64_t)ceil((mono_now() - r->asked_at) * 1000.0);
+        int64_t duration_ms = m.duration_ms < waited_ms ? m.duration_ms : waited_ms;
         tunnel_result res = { .return_code = m.return_code, .truncated = m.truncated,
-                              .duration_ms = m.duration_ms, .bytes = r->received,
+                              .duration_ms = duration_ms, .bytes = r->received,
                               .error = m.error ? m.error : "",
                               .error_code = error_code_ok(m.error_code) ? m.error_code : NULL };
         req_finish(r, &res);

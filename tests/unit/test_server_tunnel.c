@@ -278,6 +278,7 @@ static void expect_closed(tunnel_session *s, int code, const char *reason)
 typedef struct {
     int ends;
     int failed, http_status, return_code;
+    int64_t duration_ms;
     char error_code[64];
     char error[256];
     char data[4096];
@@ -303,6 +304,7 @@ static void rec_end(void *ctx, const tunnel_result *res)
     r->failed = res->failed;
     r->http_status = res->http_status;
     r->return_code = res->return_code;
+    r->duration_ms = res->duration_ms;
     snprintf(r->error_code, sizeof(r->error_code), "%s", res->error_code ? res->error_code : "");
     snprintf(r->error, sizeof(r->error), "%s", res->error ? res->error : "");
 }
@@ -1228,6 +1230,47 @@ static void test_exec_end_error_code_is_a_code(void **state)
         assert_string_equal(r.error_code, cases[i].seen);
     }
     free(big);
+    assert_true(tunnel_session_ready(s));
+    tunnel_session_drop(s);
+}
+
+/* A command's duration is the agent's word (it times the process), but it
+ * reaches the audit row, the caller's answer and the server-wide histogram
+ * of command durations (every tenant's p99): a rogue agent claiming 9e15 ms
+ * (285,000 years) for a command it answered at once skewed them all.  The
+ * agent cannot have run a command longer than the server has waited for it:
+ * the duration is capped by that. */
+static void test_exec_end_duration_bounded_by_the_wait(void **state)
+{
+    fixture *fx = *state;
+    made_token m = new_token(fx, fx->org_id, 0);
+    tunnel_session *s = connect_as(fx, fx->hub, &m, 2, 4);
+    int64_t claims[] = { 8999999999999999LL, 86400000, 1000 };
+    for (size_t i = 0; i < sizeof(claims) / sizeof(claims[0]); i++) {
+        sink_rec r = { 0 };
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        exec_ok(fx, &m, &r);
+        uint32_t id = sent_exec(s);
+        assert_true(id > 0);
+        send_text(s, proto_enc_exec_end(id, 0, "", NULL, 0, claims[i], 0));
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t waited_ms = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000 +
+                            (t1.tv_nsec - t0.tv_nsec) / 1000000 + 1;
+        assert_int_equal(r.ends, 1);
+        if (r.duration_ms < 0 || r.duration_ms > waited_ms)
+            fail_msg("claimed %lld ms, passed on %lld ms after a wait of %lld ms",
+                     (long long)claims[i], (long long)r.duration_ms, (long long)waited_ms);
+    }
+    /* what the agent measured within the wait is passed on as it is */
+    sink_rec r = { 0 };
+    exec_ok(fx, &m, &r);
+    uint32_t id = sent_exec(s);
+    struct timespec pause = { 0, 30 * 1000000 };
+    nanosleep(&pause, NULL); /* the command "runs" 30 ms at least */
+    send_text(s, proto_enc_exec_end(id, 0, "", NULL, 0, 20, 0));
+    assert_int_equal(r.ends, 1);
+    assert_int_equal(r.duration_ms, 20);
     assert_true(tunnel_session_ready(s));
     tunnel_session_drop(s);
 }
@@ -2633,6 +2676,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_frames_logged_sparingly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_register_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_text_escaped_in_logs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_end_duration_bounded_by_the_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_end_error_code_is_a_code, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_queue_bounded_in_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_at_a_time_until_register, setup, teardown),
