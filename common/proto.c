@@ -220,10 +220,17 @@ int proto_decode(const char *json, size_t len, proto_msg *m, char *err, size_t e
     m->kind = dup_field(root, "kind");
     const cJSON *pol = cJSON_GetObjectItemCaseSensitive(root, "policy");
     if (cJSON_IsObject(pol)) {
-        m->policy_json = cJSON_PrintUnformatted(pol);
-        if (m->policy_json && strlen(m->policy_json) > 4096) {
-            free(m->policy_json);
-            m->policy_json = NULL;
+        /* Printed into a bounded buffer, not whole and then measured: a
+         * raw control byte of a string prints as six ("\u0001"), so a
+         * legacy agent's 32 MiB register made a 192 MiB text (and cJSON's
+         * doubling buffers about 600 MB) to be thrown away.  cJSON asks for
+         * a few bytes more than it writes (its manual: 5). */
+        char printed[PROTO_MAX_POLICY + 6];
+        if (cJSON_PrintPreallocated((cJSON *)pol, printed, (int)sizeof(printed), 0) &&
+            strlen(printed) <= PROTO_MAX_POLICY) {
+            m->policy_json = strdup(printed);
+            if (!m->policy_json)
+                goto oom;
         }
     }
     const cJSON *out = cJSON_GetObjectItemCaseSensitive(root, "output");

@@ -30,6 +30,8 @@
 /* most values (objects, arrays, strings, numbers, literals) one JSON message
  * may hold: see proto_decode */
 #define PROTO_MAX_VALUES 4096
+/* a register's "policy", printed as JSON: larger, it is not kept */
+#define PROTO_MAX_POLICY 4096
 /* exec "env" (cloud_exec credentials): at most PROTO_MAX_ENV variables,
  * names [A-Z0-9_] (not starting with a digit, at most PROTO_MAX_ENV_NAME
  * bytes), values strings of at most PROTO_MAX_ENV_VALUE bytes. */

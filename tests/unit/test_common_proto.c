@@ -1113,6 +1113,56 @@ static void test_decode_values_bounded(void **state)
     cJSON_InitHooks(NULL);
 }
 
+/* A register's policy is kept as printed JSON of at most 4 KiB; it was
+ * printed whole before its size was checked, and printing turns each raw
+ * control byte of a string into six ("\u0001"): a legacy agent's 32 MiB
+ * register with such a policy made the server hold 637 MB and spend 2.7 s
+ * on its event loop.  It is printed into a 4 KiB buffer instead, and
+ * dropped when it does not fit. */
+static void test_register_policy_printed_within_its_bound(void **state)
+{
+    (void)state;
+    cJSON_Hooks hooks = { cj_malloc, cj_free };
+    cJSON_InitHooks(&hooks);
+    size_t big = 4 * 1024 * 1024;
+    char *s = malloc(big + 128);
+    assert_non_null(s);
+    size_t len = (size_t)snprintf(s, 128, "{\"type\":\"register\",\"policy\":{\"mode\":\"");
+    memset(s + len, 0x01, big);
+    len += big;
+    len += (size_t)snprintf(s + len, 128, "\"}}");
+    proto_msg m;
+    char err[160] = "";
+    cj_now = cj_peak = 0;
+    assert_int_equal(decode_exact(s, len, &m, err, sizeof(err)), 0);
+    size_t peak = cj_peak;
+    assert_int_equal(m.type, MSG_REGISTER);
+    assert_null(m.policy_json);
+    proto_msg_free(&m);
+    free(s);
+    cJSON_InitHooks(NULL);
+    if (peak > 2 * big) /* the tree's copy of the string, not six of it */
+        fail_msg("decoding a %zu-byte register held %zu bytes in cJSON", len, peak);
+    /* a policy of exactly 4096 bytes printed is kept, one byte more is not */
+    for (int extra = 0; extra <= 1; extra++) {
+        char frame[8192];
+        char mode[4096];
+        size_t mlen = 4096 - strlen("{\"mode\":\"\"}") + (size_t)extra;
+        memset(mode, 'r', mlen);
+        mode[mlen] = '\0';
+        snprintf(frame, sizeof(frame), "{\"type\":\"register\",\"policy\":{\"mode\":\"%s\"}}",
+                 mode);
+        decode_ok(frame, &m);
+        if (extra) {
+            assert_null(m.policy_json);
+        } else {
+            assert_non_null(m.policy_json);
+            assert_int_equal(strlen(m.policy_json), 4096);
+        }
+        proto_msg_free(&m);
+    }
+}
+
 static void test_data_frames(void **state)
 {
     const uint32_t ids[] = { 1, 0x01020304u, 0xFFFFFFFFu, 256, 0x80000000u };
@@ -1216,6 +1266,7 @@ int main(void)
         cmocka_unit_test(test_decode_ill_typed_optional_fields),
         cmocka_unit_test(test_decode_length_bounded),
         cmocka_unit_test(test_decode_values_bounded),
+        cmocka_unit_test(test_register_policy_printed_within_its_bound),
         cmocka_unit_test(test_data_frames),
         cmocka_unit_test(test_data_frame_errors),
         cmocka_unit_test(test_encoders_escape),
