@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cloud_paths.h"
 #include "log.h"
 #include "proto.h"
 #include "sandbox.h"
@@ -380,6 +381,14 @@ int agent_cloud_check(const agent_cloud *c, const char *program, int argc,
                  "%s %s is not allowed by the agent: it would print the command's credentials",
                  program, pr);
         return 0;
+    }
+    for (int i = 0; i < argc; i++) {
+        char why[200];
+        if (cloud_arg_names_process_files(argv[i], why, sizeof(why))) {
+            snprintf(d->reason, sizeof(d->reason),
+                     "%s: argument %d is not allowed by the agent: it %s", program, i + 1, why);
+            return 0;
+        }
     }
     d->allowed = 1;
     return 1;

@@ -25,7 +25,9 @@
  * another value — the server may repeat the operator's value, nothing more;
  * and the commands whose whole purpose is to print the injected credentials
  * (each plug-in's printers: gcloud auth print-access-token, aws configure
- * export-credentials, az account get-access-token, …).  A listed program that
+ * export-credentials, az account get-access-token, …), and an argument that
+ * names the command's own process files, where its credentials are
+ * (cloud_paths.h: /proc, /dev, `file://` paths with '$').  A listed program that
  * is not installed fails with SPAWN_FAILED. */
 #ifndef AURORA_AGENT_CLOUD_H
 #define AURORA_AGENT_CLOUD_H

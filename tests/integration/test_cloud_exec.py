@@ -1006,6 +1006,48 @@ def cloud_commands_cannot_read_the_service_account_token(t):
 
 
 @test(timeout=150)
+def cloud_commands_cannot_print_their_own_environment(t):
+    """aws reads every argument value `file://…` as a file (awscli paramfile), after
+    expanding `$NAME` and `~` in its path, and quotes the file (or the path it could
+    not open) in its error: `--cli-input-json file:///proc/self/environ` printed the
+    command's environment, `file:///x$AWS_SECRET_ACCESS_KEY` the secret itself, to
+    the caller, who may not see the role's credentials (the printers are refused for
+    that reason).  `s3 cp /proc/self/environ s3://…` ran too (an empty object: aws
+    sizes the file by stat, 0 in procfs; an uploader that streams would copy it).
+    The agent refuses an argument naming a path below /proc or /dev, and a
+    `file://` path with `$`, `~` or not absolute, before anything runs."""
+    _, cid = agent("real")
+    key, _, _ = aws_user("a")
+    bucket = "env-" + rand_tag(6).lower()
+    aws_admin("s3api", "create-bucket", "--bucket", bucket)
+    base = ["sts", "get-caller-identity", "--output", "json", "--endpoint-url", moto()]
+    for args in (base + ["--cli-input-json", "file:///proc/self/environ"],
+                 base + ["--cli-input-json=file:///proc/self/../self/environ"],
+                 base + ["--cli-input-json", "file://../../../../../../../../proc/self/environ"],
+                 base + ["--cli-input-json", "file:///nonexistent-$AWS_SECRET_ACCESS_KEY"],
+                 base + ["--cli-input-json", "fileb:///nonexistent-${AWS_SESSION_TOKEN}"],
+                 ["s3", "cp", "/proc/self/environ", "s3://%s/env" % bucket, "--endpoint-url", moto()],
+                 ["s3", "cp", "//proc//thread-self/environ", "s3://%s/env2" % bucket,
+                  "--endpoint-url", moto()]):
+        r = cloud_exec(key, provider="aws", cluster_id=cid, args=args)
+        out = (r.get("output") or "") + (r.get("error") or "")
+        for leak in ("AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=", "/nonexistent-"):
+            check(leak not in out.replace("$AWS_SECRET_ACCESS_KEY", "").replace("${AWS_SESSION_TOKEN}", ""),
+                  "%r printed the command's environment" % args[-2:], out[:600])
+        eq((r.status, r.get("error_code")), (200, "POLICY_DENIED"), "%r (%r)" % (args[-2:], r))
+    listed = aws_admin("s3api", "list-objects-v2", "--bucket", bucket)
+    eq(listed.get("Contents", []), [], "the environment was uploaded")
+    # an ordinary file and an s3 path that merely contains "proc" still work
+    r = cloud_exec(key, provider="aws", cluster_id=cid,
+                   args=base + ["--cli-input-json", "file://" + os.path.join(pod_fs(), "pub", "input.json")])
+    eq((r.status, r.get("return_code")), (200, 0), "with a readable input file (%r)" % r)
+    r = cloud_exec(key, provider="aws", cluster_id=cid,
+                   args=["s3", "ls", "s3://%s/proc/x" % bucket, "--endpoint-url", moto()])
+    eq((r.status, r.get("error_code")), (200, None), "an s3 key with proc in it (%r)" % r)
+    base_is_empty()
+
+
+@test(timeout=150)
 def cloud_commands_cannot_reach_a_local_port_standing_in_for_the_api_server(t):
     """Issue 8 item 1: `az rest --url http://<apiserver>/… --headers Authorization=…`
     sent arbitrary requests from the pod.  TCP connect is limited to port 443 and

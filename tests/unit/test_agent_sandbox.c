@@ -510,14 +510,21 @@ static const struct {
     {"gcloud", "LC_ALL", 0},
 };
 
+/* The three CLIs, each "installed" as /bin/true. */
+static void three_clis(agent_cloud *c)
+{
+    char err[300];
+    assert_int_equal(agent_cloud_init(c, NULL, "gcloud=/bin/true,aws=/bin/true,az=/bin/true",
+                                      NULL, NULL, err, sizeof(err)),
+                     0);
+}
+
 static void server_env_is_an_allowlist_per_cli(void **state)
 {
     (void)state;
     agent_cloud c;
     char err[300];
-    assert_int_equal(agent_cloud_init(&c, NULL, "gcloud=/bin/true,aws=/bin/true,az=/bin/true",
-                                      NULL, NULL, err, sizeof(err)),
-                     0);
+    three_clis(&c);
     agent_policy_decision d;
     const char *argv[] = {"projects", "list"};
     for (size_t i = 0; i < sizeof(SERVER_ENV) / sizeof(SERVER_ENV[0]); i++) {
@@ -567,6 +574,75 @@ static void server_env_is_an_allowlist_per_cli(void **state)
 
 /* Endpoints and proxies come from the operator (AURORA_CLOUD_ENV): they
  * reach that CLI's commands; the server may repeat a value, not change it. */
+/* Arguments naming the command's own process files: its environment holds
+ * the injected credentials, and the CLIs quote or upload what such an
+ * argument names (cloud_paths.h).  1: refused. */
+static const struct {
+    const char *cli, *arg;
+    int refused;
+} PROCESS_FILES[] = {
+    {"aws", "file:///proc/self/environ", 1},
+    {"aws", "fileb:///proc/self/environ", 1},
+    {"aws", "FILE:///proc/self/environ", 1},
+    {"aws", "--cli-input-json=file:///proc/self/environ", 1},
+    {"aws", "file:///proc/../proc/self/environ", 1},
+    {"aws", "file:///usr/../proc/thread-self/environ", 1},
+    {"aws", "file:////proc//self//environ", 1},
+    {"aws", "file:///./proc/1/environ", 1},
+    {"aws", "file://../../../../../../proc/self/environ", 1},
+    {"aws", "file://~/../../../../proc/self/environ", 1},
+    {"aws", "file://~root/../proc/self/environ", 1},
+    {"aws", "file:///dev/stdin", 1},
+    {"aws", "file:///dev/fd/0", 1},
+    {"aws", "file:///x$AWS_SECRET_ACCESS_KEY", 1},
+    {"aws", "fileb:///x${AWS_SESSION_TOKEN}", 1},
+    {"aws", "file://$HOME/x.json", 1},
+    {"aws", "Name=a,Values@=file:///proc/self/environ", 1},
+    {"aws", "/proc/self/environ", 1}, /* s3 cp <local> s3://… */
+    {"aws", "../../../../proc/self/environ", 1},
+    {"aws", "/proc", 1},
+    {"gcloud", "--metadata-from-file=startup-script=/proc/self/environ", 1},
+    {"gcloud", "a=/etc/hosts,b=/proc/self/environ", 1},
+    {"az", "@/proc/self/environ", 1},
+    {"az", "/dev/fd/3", 1},
+    /* what a command names legitimately, "proc" and "dev" elsewhere in it */
+    {"aws", "file:///etc/aurora/input.json", 0},
+    {"aws", "file://input.json", 0},
+    {"aws", "fileb:///usr/share/doc/x.zip", 0},
+    {"aws", "s3://proc/self/environ", 0},
+    {"aws", "s3://bucket/proc/self/environ", 0},
+    {"aws", "/usr/proc/x", 0},
+    {"aws", "/procfs", 0},
+    {"aws", "/device", 0},
+    {"aws", "proc/self/environ", 0}, /* below HOME */
+    {"aws", "Reservations[?Name=='$x']", 0},
+    {"gcloud", "projects/p/locations/l/devices/dev", 0},
+    {"az", "/subscriptions/s/resourceGroups/dev", 0},
+};
+
+static void arguments_naming_process_files_are_refused(void **state)
+{
+    (void)state;
+    agent_cloud c;
+    three_clis(&c);
+    agent_policy_decision d;
+    for (size_t i = 0; i < sizeof(PROCESS_FILES) / sizeof(PROCESS_FILES[0]); i++) {
+        const char *argv[] = {"sts", "get-caller-identity", "--cli-input-json",
+                              PROCESS_FILES[i].arg};
+        int got = agent_cloud_check(&c, PROCESS_FILES[i].cli, 4, argv, NULL, 0, &d);
+        if (got == PROCESS_FILES[i].refused)
+            fail_msg("%s %s: the agent %s it (%s)", PROCESS_FILES[i].cli, PROCESS_FILES[i].arg,
+                     got ? "allows" : "refuses", d.reason);
+        if (!got) {
+            /* the reason says which argument, never quotes it */
+            assert_non_null(strstr(d.reason, "argument 4"));
+            if (strlen(PROCESS_FILES[i].arg) > 5) /* "/proc" is in every reason */
+                assert_null(strstr(d.reason, PROCESS_FILES[i].arg));
+        }
+    }
+    agent_cloud_free(&c);
+}
+
 static void operator_env_per_cli(void **state)
 {
     (void)state;
@@ -1968,6 +2044,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(env_is_allowlist_plus_injected),
         cmocka_unit_test(server_env_is_an_allowlist_per_cli),
+        cmocka_unit_test(arguments_naming_process_files_are_refused),
         cmocka_unit_test(operator_env_per_cli),
         cmocka_unit_test(cloud_policy_programs_and_printers),
         cmocka_unit_test(dir_is_private_and_removed),

@@ -1,0 +1,92 @@
+/* cloud_paths.c — arguments naming the command's own process files (see
+ * cloud_paths.h). */
+#include "cloud_paths.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* The root-level names refused: procfs (environ, and every fd of the
+ * process) and /dev (/dev/fd, /dev/stdin: links into /proc/self). */
+static int top_refused(const char *c, size_t n)
+{
+    return (n == 4 && !memcmp(c, "proc", 4)) || (n == 3 && !memcmp(c, "dev", 3));
+}
+
+/* Walks the path p[0..n) component by component as the kernel resolves it
+ * (symlinks aside: none under the read-only paths leads into /proc as a
+ * directory).  A relative path starts one level below an unknown root, so a
+ * ".." above its start may be the root: a name pushed there is checked. */
+static int path_reaches(const char *p, size_t n)
+{
+    size_t i = 0;
+    int depth = 1;
+    if (n && p[0] == '/')
+        depth = 0;
+    else if (n && p[0] == '~') /* ~ or ~user: HOME or another home, one level down */
+        while (i < n && p[i] != '/')
+            i++;
+    while (i < n) {
+        while (i < n && p[i] == '/')
+            i++;
+        size_t s = i;
+        while (i < n && p[i] != '/')
+            i++;
+        size_t len = i - s;
+        if (len == 0 || (len == 1 && p[s] == '.'))
+            continue;
+        if (len == 2 && p[s] == '.' && p[s + 1] == '.') {
+            if (depth > 0)
+                depth--;
+            continue;
+        }
+        if (depth == 0 && top_refused(p + s, len))
+            return 1;
+        depth++;
+    }
+    return 0;
+}
+
+/* A candidate path starting at p: up to the end of the argument, and up to
+ * the next ',' (a list element: `key=/proc/self/environ,other=…`). */
+static int candidate_reaches(const char *p)
+{
+    if (p[0] != '/' && p[0] != '.' && p[0] != '~')
+        return 0;
+    return path_reaches(p, strlen(p)) || path_reaches(p, strcspn(p, ","));
+}
+
+int cloud_arg_names_process_files(const char *arg, char *why, size_t whylen)
+{
+    static const char *const schemes[] = {"file://", "fileb://", NULL};
+    for (const char *q = arg; *q; q++) {
+        if (q == arg || q[-1] == '=' || q[-1] == ',' || q[-1] == '@') {
+            if (candidate_reaches(q)) {
+                snprintf(why, whylen,
+                         "names a path below /proc or /dev (the command's own process files: "
+                         "its environment holds its credentials)");
+                return 1;
+            }
+        }
+        for (int s = 0; schemes[s]; s++) {
+            size_t sl = strlen(schemes[s]);
+            if (strncasecmp(q, schemes[s], sl))
+                continue;
+            const char *path = q + sl;
+            if (strchr(path, '$')) {
+                snprintf(why, whylen,
+                         "holds a %s path with '$' (aws expands it from the command's "
+                         "environment, which holds its credentials, and quotes the result)",
+                         schemes[s]);
+                return 1;
+            }
+            if (candidate_reaches(path)) {
+                snprintf(why, whylen,
+                         "names a path below /proc or /dev (the command's own process files: "
+                         "its environment holds its credentials)");
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
