@@ -961,7 +961,12 @@ static void deliver(run_state *st, int end, int spawn_failed, const char *spawn_
                     end == END_DROP ? MR_DROPPED : metrics_result_of(code, rc),
                     spawn_failed ? -1 : duration);
     if (end == END_DROP) {
-        log_info("exec id=%u dropped with its connection (return_code=%d)", j->id, rc);
+        /* a legacy command has no numeric id (j->id is 0): it goes by the
+         * server's command_id, as on its `started` line */
+        if (j->command_id)
+            log_info("command %s dropped with its connection (return_code=%d)", j->shown_id, rc);
+        else
+            log_info("exec id=%u dropped with its connection (return_code=%d)", j->id, rc);
         return;
     }
     if (j->command_id) {
@@ -1050,7 +1055,10 @@ static void job_main(job *j)
     buf_init(&st->cap[1]);
 
     if (spawn_child(st, err, sizeof(err)) != 0) {
-        log_warn("exec %s%u: %s", j->command_id ? "legacy " : "id=", j->id, err);
+        if (j->command_id)
+            log_warn("command %s: %s", j->shown_id, err);
+        else
+            log_warn("exec id=%u: %s", j->id, err);
         pthread_mutex_lock(&runner->mu);
         if (j->request == REQ_DROP)
             end = END_DROP;

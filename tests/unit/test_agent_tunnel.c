@@ -806,6 +806,77 @@ static void server_text_is_escaped_in_logs(void **state)
     fixture_free(fx);
 }
 
+/* A legacy command and a v2 exec, both running when their connections go. */
+static void drop_running_commands(void *arg)
+{
+    fixture *fx = arg;
+    say(fx, "{\"type\":\"connected\"}");
+    say(fx, "{\"type\":\"kubectl_command\",\"command_id\":\"c-gone\","
+            "\"command\":\"kubectl get slow\",\"timeout\":30}");
+    drain(fx);
+    assert_int_equal(agent_runner_active(fx->r), 1);
+    agent_runner_drop(fx->r, fx->gen);
+    pump_until(fx, idle, 0);
+    fx->gen = agent_tunnel_begin_session(fx->t);
+    say(fx, "{\"type\":\"connected\",\"protocol\":2}");
+    say(fx, "{\"type\":\"exec\",\"id\":5,\"argv\":[\"get\",\"slow\"],\"timeout\":30}");
+    drain(fx);
+    assert_int_equal(agent_runner_active(fx->r), 1);
+    agent_runner_drop(fx->r, fx->gen);
+    pump_until(fx, idle, 0);
+}
+
+static void run_legacy_without_kubectl(void *arg)
+{
+    fixture *fx = arg;
+    say(fx, "{\"type\":\"connected\"}");
+    say(fx, "{\"type\":\"kubectl_command\",\"command_id\":\"c-nobin\","
+            "\"command\":\"kubectl get pods\",\"timeout\":30}");
+    pump_until(fx, has_response, 1);
+}
+
+/* The operator finds a dropped command by the id its dialect gives it: a
+ * legacy command has no numeric id (it was logged as `exec id=0`), only
+ * the server's command_id, as on its `started` line. */
+static void dropped_commands_are_logged_by_their_ids(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new(NULL);
+    log_setup("agent", "info", "text");
+    FILE *f = stderr_capture(drop_running_commands, fx);
+    log_setup("agent", "error", "text");
+    char line[8192];
+    int legacy = 0, v2 = 0, nameless = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (!strstr(line, "dropped with its connection"))
+            continue;
+        legacy += strstr(line, "command c-gone dropped with its connection") != NULL;
+        v2 += strstr(line, "exec id=5 dropped with its connection") != NULL;
+        nameless += strstr(line, "id=0 ") != NULL;
+    }
+    fclose(f);
+    assert_int_equal(nameless, 0);
+    assert_int_equal(legacy, 1);
+    assert_int_equal(v2, 1);
+    fixture_free(fx);
+
+    /* and one whose kubectl cannot start */
+    const char *env[] = {"AURORA_KUBECTL_PATH=/nonexistent/kubectl", NULL};
+    fx = fixture_new(env);
+    log_setup("agent", "info", "text");
+    f = stderr_capture(run_legacy_without_kubectl, fx);
+    log_setup("agent", "error", "text");
+    legacy = nameless = 0;
+    while (fgets(line, sizeof(line), f)) {
+        legacy += strstr(line, "command c-nobin: ") != NULL;
+        nameless += strstr(line, " 0: ") != NULL || strstr(line, "id=0") != NULL;
+    }
+    fclose(f);
+    assert_int_equal(nameless, 0);
+    assert_int_equal(legacy, 1);
+    fixture_free(fx);
+}
+
 static int setup(void **state)
 {
     log_setup("agent", "error", "text");
@@ -849,6 +920,7 @@ int main(void)
         cmocka_unit_test(refusals_past_the_control_cap_pause_reading),
         cmocka_unit_test(legacy_refusals_past_the_data_cap_pause_reading),
         cmocka_unit_test(server_text_is_escaped_in_logs),
+        cmocka_unit_test(dropped_commands_are_logged_by_their_ids),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
