@@ -1184,7 +1184,12 @@ static int tunnel_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
             return 0;
         return on_receive(t, wsi, in, len);
     case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-        t->last_rx = now_ms();
+        /* After end_for_1009 a pong is no more hearing from the server than
+         * a message is (rx_fragment): a peer that never reads, so that the
+         * close cannot be written, and sends pongs (unsolicited ones are
+         * allowed) would otherwise hold the connection open for ever. */
+        if (wsi == t->wsi && !t->close_1009)
+            t->last_rx = now_ms();
         return 0;
     case LWS_CALLBACK_CLIENT_WRITEABLE:
         return on_writeable(t, wsi);

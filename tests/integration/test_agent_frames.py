@@ -23,27 +23,33 @@ two requests (exec and kubectl_command), then holds the connection open without
 answering the agent's close.  The agent's kubectl is a script that records
 each start in a file: nothing read after the oversized message may start,
 the running command is stopped, nothing is answered on that
-connection, and the next connection runs commands as usual."""
+connection, and the next connection runs commands as usual.
+oversized_message_then_junk_from_a_deaf_peer_is_dropped_as_silent: the same
+peer with --deaf reads nothing once the agent's socket is full, so the close
+cannot be written, and streams junk (pongs among it): the silence watchdog
+must still drop it."""
 
 import os
 import secrets
+import signal
 import subprocess
 import threading
+import time
 
 from harness import (AGENT_BIN, FIXTURES, KUBECTL, NODE, NodePeer, _base_env, _san_env, check,
-                     eq, free_port, kube_fixture, main, test)
+                     eq, free_port, kube_fixture, main, test, wait_until)
 
 
 class FramePeer(NodePeer):
     """ws_frame_peer.js (or script) on its own port (no World: it is the server)."""
 
-    def __init__(self, owner, dialect, script="ws_frame_peer.js"):  # pylint: disable=super-init-not-called
+    def __init__(self, owner, dialect, script="ws_frame_peer.js", args=()):  # pylint: disable=super-init-not-called
         self.events = []
         self.cv = threading.Condition()
         d = os.path.join(owner.tmp, "peer-" + dialect)
         os.makedirs(d, exist_ok=True)
         self.proc = owner.spawn("peer-" + dialect,
-                                [NODE, os.path.join(FIXTURES, script), "--dialect", dialect],
+                                [NODE, os.path.join(FIXTURES, script), "--dialect", dialect] + list(args),
                                 dict(os.environ), os.path.join(d, "peer.log"), os.path.join(d, "san"),
                                 cwd=os.path.dirname(FIXTURES), stdout=subprocess.PIPE)
         self.proc.tolerate_exit = True
@@ -126,13 +132,19 @@ def legacy_frames_read_by_ws(t):
     check(f["max_len"] > 70000, "the longest frame holds the 70,000-byte answer", f)
 
 
-# The agent's kubectl for the oversized-message test: each start goes to
-# kubectl-calls.log beside the script; `get slow` then waits for a signal
-# and logs it (a command still running when the agent stops it).
+# The agent's kubectl for the oversized-message tests: each start goes to
+# kubectl-calls.log beside the script; `get flood` writes as many bytes as
+# flood-bytes beside it says and logs it; `get slow` and `get flood` then
+# wait for a signal and log it (a command still running when the agent
+# stops it).
 STARTS_LOGGING_KUBECTL = """#!/bin/sh
 log="${0%/*}/kubectl-calls.log"
 printf 'start %s\\n' "$*" >> "$log"
-if [ "$2" = slow ]; then
+if [ "$2" = flood ]; then
+  head -c "$(cat "${0%/*}/flood-bytes")" /dev/zero
+  printf 'printed %s\\n' "$*" >> "$log"
+fi
+if [ "$2" = slow ] || [ "$2" = flood ]; then
   echo running
   trap 'printf "term %s\\n" "$*" >> "$log"; exit 143' TERM
   sleep 120 & wait $!
@@ -150,9 +162,9 @@ def kubectl_starts(klog):
         return f.read().splitlines()
 
 
-@test(timeout=120)
-def oversized_message_stops_requests_behind_it(t):
-    peer = FramePeer(t, "v2", "ws_oversize_peer.js")
+def start_oversize_agent(t, peer, settings=None):
+    """The agent against ws_oversize_peer.js, its kubectl STARTS_LOGGING_KUBECTL;
+    (its directory, the kubectl's log)."""
     port = peer.wait(lambda e: e.get("event") == "listening", 20, "the peer listening")["port"]
     kpath = os.path.join(t.tmp, "kubectl")
     with open(kpath, "w") as f:
@@ -172,9 +184,17 @@ def oversized_message_stops_requests_behind_it(t):
         "AURORA_RECONNECT_INTERVAL": "1",
         "AURORA_LOG_LEVEL": "info",
     })
+    env.update(settings or {})
     env.update(_san_env(os.path.join(d, "san")))
     t.spawn("agent-oversize", [AGENT_BIN], env, os.path.join(d, "agent.log"),
             os.path.join(d, "san"), cwd=d)
+    return d, klog
+
+
+@test(timeout=120)
+def oversized_message_stops_requests_behind_it(t):
+    peer = FramePeer(t, "v2", "ws_oversize_peer.js")
+    d, klog = start_oversize_agent(t, peer)
     peer.wait(lambda e: e.get("event") == "burst", 30, "the oversized message sent")
     peer.wait(lambda e: e.get("event") in ("done", "failed", "ws_error"), 60,
               "the second connection's command")
@@ -195,6 +215,75 @@ def oversized_message_stops_requests_behind_it(t):
         started = [line for line in f if " started pid=" in line]
     eq(len(started), 2, "commands the agent started (slow, then second-connection): %r" % started)
 
+
+def tcp_wmem_max():
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        return int(f.read().split()[2])
+
+
+def send_queue_to(port):
+    """Bytes the established loopback connection to port holds unacknowledged
+    on the connecting side (tx_queue in /proc/net/tcp), or 0."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[2].endswith(":%04X" % port) and fields[3] == "01":
+                return int(fields[4].split(":")[0], 16)
+    return 0
+
+
+@test(timeout=120)
+def oversized_message_then_junk_from_a_deaf_peer_is_dropped_as_silent(t):
+    # The peer stops reading while the agent's command writes to it 1 MB
+    # more than a socket can hold (tcp_wmem's maximum; the rest waits in the
+    # agent's queue, under its 4 MiB cap, so the agent still reads).  Once
+    # the agent's socket holds at least half that maximum unsent, the peer
+    # sends the oversized message, then text, binary and pong frames every
+    # 50 ms.  The agent's 1009 close cannot be written, so only the silence
+    # watchdog can end the connection: nothing read after the decision is
+    # hearing from the server (a pong included), the silence counts from
+    # the last request (exec id 1), and with heartbeats every second the
+    # connection goes within 3 s and a tick; the agent reconnects and
+    # serves.  (Linux may still grow the agent's send buffer while the peer
+    # probes a zero window, about 1 run in 5: the close is then written and
+    # the connection ends at once, which is noted.)
+    peer = FramePeer(t, "v2", "ws_oversize_peer.js", ["--deaf"])
+    full = tcp_wmem_max()
+    with open(os.path.join(t.tmp, "flood-bytes"), "w") as f:
+        f.write(str(full + 1000000))
+    d, klog = start_oversize_agent(t, peer, {"AURORA_HEARTBEAT_INTERVAL": "1"})
+    port = next(e for e in peer.events if e.get("event") == "listening")["port"]
+    wait_until(lambda: "printed get flood" in kubectl_starts(klog), 30,
+               what="the command's output written")
+    wait_until(lambda: send_queue_to(port) >= full // 2, 30,
+               what="the agent's socket full (tcp_wmem max %d)" % full)
+    peer.proc.p.send_signal(signal.SIGUSR1)
+    peer.wait(lambda e: e.get("event") == "burst", 30, "the oversized message sent")
+    sent = time.monotonic()
+    peer.wait(lambda e: e.get("event") == "gone" and e.get("conn") == 1, 30,
+              "the agent to drop the connection that streams junk")
+    took = time.monotonic() - sent
+    check(took < 5, "dropped within the silence window (%.1fs)" % took)
+    peer.wait(lambda e: e.get("event") in ("done", "failed", "ws_error"), 60,
+              "the second connection's command")
+    eq([e for e in peer.events if e.get("event") in ("failed", "ws_error")], [], "peer errors")
+    run = next(e for e in peer.events if e.get("event") == "exec")
+    eq(run["end"].get("return_code"), 0, "the second connection's command ran")
+    eq(kubectl_starts(klog), ["start get flood", "printed get flood", "term get flood",
+                              "start get second-connection"],
+       "kubectl starts: none for what was read after the oversized message")
+    with open(os.path.join(d, "agent.log"), errors="replace") as f:
+        log = f.read()
+    check("closing with 1009" in log, "the agent read the oversized message", log[-3000:])
+    junk = next(e for e in peer.events if e.get("event") == "junk")
+    if "nothing heard from the server for 3s; reconnecting" in log:
+        check(junk["frames"] >= 10, "the peer was still writing when it was dropped", junk)
+    else:
+        check("connection closed; reconnecting" in log, "the connection ended", log[-3000:])
+        t.note("the agent's socket took its close frame after all: the connection ended "
+               "with it, not by the silence watchdog")
+    check("wait for the server to read them" not in log,
+          "the agent was still reading (not paused by its backlog)", log[-3000:])
 
 if __name__ == "__main__":
     main()
