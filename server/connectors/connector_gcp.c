@@ -865,12 +865,29 @@ static void gcp_disconnecting(worker_ctx *w, const auth_ctx *who, const store_co
  *                                     goes there (checked with gcloud 528)
  *   --flags-file                      refused: flags read from a file are
  *                                     not checked
+ *   compute ssh, scp, config-ssh,     refused, with their flags --ssh-flag,
+ *   connect-to-serial-port, diagnose  --scp-flag, --ssh-key-file,
+ *   routes, tpus tpu-vm|queued-       --strict-host-key-checking, --plain,
+ *   resources ssh|scp, cloud-shell    --ssh-config-file (every command):
+ *   ssh|scp, app instances ssh|scp,   they run a local ssh/scp client, and
+ *   workstations ssh (any release     its options (--ssh-flag, or anything
+ *   track)                            after `--`: -oProxyCommand=…) run a
+ *                                     local command in the sandbox with the
+ *                                     token in its environment; config-ssh
+ *                                     writes ssh configs.  A remote shell
+ *                                     (keys pushed into project metadata,
+ *                                     no terminal) is not what cloud_exec
+ *                                     is for, so the commands go, not only
+ *                                     the flags (gcloud 528's surface)
  * gcloud accepts no abbreviated flags ("--proj=x" is an error: checked with
  * gcloud 528).  The value flags below are gcloud's global flags and those of
  * the projects commands, so that their values are not taken for project
  * ids; after any other flag written as `--flag value`, the value is checked
  * as if it were a project (use `--flag=value`). */
 #define WHY_GCP_IDENTITY "the GCP connector chooses the identity commands run as"
+#define WHY_GCP_SSH                                                                      \
+    "it runs a local ssh or scp client, whose options can run any local command with the " \
+    "connection's token; cloud_exec runs cloud API commands, not remote shells"
 static const cloud_flag gcloud_flags[] = {
     { .name = "--project", .kind = CLOUD_FLAG_SELECT, .dest = "project", .primary = 1 },
     { .name = "--billing-project", .kind = CLOUD_FLAG_SELECT, .dest = "billing project" },
@@ -889,6 +906,13 @@ static const cloud_flag gcloud_flags[] = {
       .why = "a named configuration could hold another account or project" },
     { .name = "--flags-file", .kind = CLOUD_FLAG_REFUSE,
       .why = "flags read from a file cannot be checked; give them in the command" },
+    /* the ssh commands' (refused below too): wherever they stand */
+    { .name = "--ssh-flag", .kind = CLOUD_FLAG_REFUSE, .why = WHY_GCP_SSH },
+    { .name = "--scp-flag", .kind = CLOUD_FLAG_REFUSE, .why = WHY_GCP_SSH },
+    { .name = "--ssh-key-file", .kind = CLOUD_FLAG_REFUSE, .why = WHY_GCP_SSH },
+    { .name = "--strict-host-key-checking", .kind = CLOUD_FLAG_REFUSE, .why = WHY_GCP_SSH },
+    { .name = "--plain", .kind = CLOUD_FLAG_REFUSE, .why = WHY_GCP_SSH },
+    { .name = "--ssh-config-file", .kind = CLOUD_FLAG_REFUSE, .why = WHY_GCP_SSH },
     /* gcloud-wide flags that take a value */
     { .name = "--flatten" }, { .name = "--format" }, { .name = "--verbosity" },
     { .name = "--trace-token" }, { .name = "--filter" }, { .name = "--limit" },
@@ -909,6 +933,21 @@ static const cloud_flag gcloud_flags[] = {
 static const cloud_cmd gcloud_cmds[] = {
     { .words = "auth login", .why = WHY_GCP_IDENTITY },
     { .words = "auth activate-service-account", .why = WHY_GCP_IDENTITY },
+    /* matched wherever they stand among the positionals: alpha/beta too */
+    { .words = "compute ssh", .why = WHY_GCP_SSH },
+    { .words = "compute scp", .why = WHY_GCP_SSH },
+    { .words = "compute config-ssh", .why = WHY_GCP_SSH },
+    { .words = "compute connect-to-serial-port", .why = WHY_GCP_SSH },
+    { .words = "diagnose routes", .why = WHY_GCP_SSH },
+    { .words = "tpu-vm ssh", .why = WHY_GCP_SSH },
+    { .words = "tpu-vm scp", .why = WHY_GCP_SSH },
+    { .words = "queued-resources ssh", .why = WHY_GCP_SSH },
+    { .words = "queued-resources scp", .why = WHY_GCP_SSH },
+    { .words = "cloud-shell ssh", .why = WHY_GCP_SSH },
+    { .words = "cloud-shell scp", .why = WHY_GCP_SSH },
+    { .words = "app instances ssh", .why = WHY_GCP_SSH },
+    { .words = "app instances scp", .why = WHY_GCP_SSH },
+    { .words = "workstations ssh", .why = WHY_GCP_SSH },
     { .words = "projects add-iam-policy-binding", .kind = CLOUD_CMD_SELECT, .dest = "project" },
     { .words = "projects delete", .kind = CLOUD_CMD_SELECT, .dest = "project" },
     { .words = "projects describe", .kind = CLOUD_CMD_SELECT, .dest = "project" },

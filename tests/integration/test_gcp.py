@@ -1016,6 +1016,10 @@ def cloud_exec_checks_every_project_selector_in_argv(t):
             (["ai", "endpoints", "describe", "projects/proj-alpha/locations/evil.example?/endpoints/e"], 403,
              "CLOUD_ARG_REFUSED"),
             (["compute", "zones", "list", "--project"], 400, "BAD_REQUEST"),
+            # a local ssh client whose options run a local command with the token
+            (["compute", "ssh", "vm", "--ssh-flag=-oProxyCommand=sh -c id"], 403, "CLOUD_ARG_REFUSED"),
+            (["beta", "compute", "ssh", "vm", "--", "-oProxyCommand=sh -c id"], 403, "CLOUD_ARG_REFUSED"),
+            (["compute", "tpus", "tpu-vm", "scp", "f", "t:f"], 403, "CLOUD_ARG_REFUSED"),
         ]
         for args, status, code in refused:
             r = run(args)
@@ -1040,7 +1044,8 @@ def cloud_exec_checks_every_project_selector_in_argv(t):
             (["compute", "instances", "create", "vm", "--image-project=debian-cloud", "--format=json"], None),
             (["projects", "list", "--filter=lifecycleState:ACTIVE"], None),
             (["ai", "endpoints", "list", "--region=us-central1"], None),
-            (["compute", "ssh", "vm", "--", "--project=proj-beta"], None),
+            (["dataproc", "jobs", "submit", "pyspark", "job.py", "--cluster=c", "--",
+              "--project=proj-beta"], None),
         ]
         for args, want in ok:
             r = run(args)
@@ -1049,8 +1054,9 @@ def cloud_exec_checks_every_project_selector_in_argv(t):
             n = len(a.execs())
             if want:
                 eq(ex["argv"], want, "argv")
-        eq(a.execs()[-1]["argv"], ["compute", "ssh", "vm", "--project=proj-alpha", "--", "--project=proj-beta"],
-           "--project injected before the remote command's --")
+        eq(a.execs()[-1]["argv"], ["dataproc", "jobs", "submit", "pyspark", "job.py", "--cluster=c",
+                                   "--project=proj-alpha", "--", "--project=proj-beta"],
+           "--project injected before the job's --")
         eq(w.get("/health").status, 200, "server still serving")
     finally:
         w.post("/gcp/projects/proj-beta/enable", key=k)

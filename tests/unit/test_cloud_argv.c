@@ -194,8 +194,45 @@ static const row rows[] = {
     { "gcp", "compute instances describe "
              "https://www.googleapis.com/compute/v1/projects/p/zones/z/instances/i?alt=json",
       "E:project=p", NULL },
-    /* after `--`, arguments are the remote command's */
-    { "gcp", "compute ssh vm -- --project=other", "", NULL },
+    /* after `--`, arguments are positionals (in ssh, the ssh client's) */
+    { "gcp", "compute instances list -- --project=other", "", NULL },
+    /* the commands that run a local ssh/scp client: its options (--ssh-flag,
+     * or `-- SSH_ARGS`) run a local command, e.g. -oProxyCommand=…, in the
+     * sandbox with the connection's token in its environment; every release
+     * track (gcloud 528 surface: compute/ssh.py, scp.py, config_ssh.py, …) */
+    { "gcp", "compute ssh vm --zone z --ssh-flag=-oProxyCommand=sh", "!CLOUD_ARG_REFUSED",
+      "--ssh-flag" },
+    { "gcp", "compute ssh vm --zone z -- -oProxyCommand=sh", "!CLOUD_ARG_REFUSED", "compute ssh" },
+    { "gcp", "compute ssh vm --command=uptime", "!CLOUD_ARG_REFUSED", "remote shell" },
+    { "gcp", "beta compute ssh vm", "!CLOUD_ARG_REFUSED", "compute ssh" },
+    { "gcp", "--project=p alpha compute ssh vm", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "compute --verbosity=debug ssh vm", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "compute scp --scp-flag=-oProxyCommand=sh f vm:f", "!CLOUD_ARG_REFUSED",
+      "--scp-flag" },
+    { "gcp", "compute scp vm:/etc/passwd .", "!CLOUD_ARG_REFUSED", "compute scp" },
+    { "gcp", "beta compute config-ssh --ssh-config-file=f", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "compute config-ssh", "!CLOUD_ARG_REFUSED", "compute config-ssh" },
+    { "gcp", "compute connect-to-serial-port vm", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "beta compute diagnose routes vm", "!CLOUD_ARG_REFUSED", "diagnose routes" },
+    { "gcp", "compute tpus tpu-vm ssh t --zone z", "!CLOUD_ARG_REFUSED", "tpu-vm ssh" },
+    { "gcp", "alpha compute tpus tpu-vm scp f t:f", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "compute tpus queued-resources ssh q", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "compute tpus queued-resources scp f q:f", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "cloud-shell ssh --command=id", "!CLOUD_ARG_REFUSED", "cloud-shell ssh" },
+    { "gcp", "beta cloud-shell scp localhost:f cloudshell:f", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "app instances ssh i --service s --version v", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "app instances scp f i:f", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "workstations ssh w", "!CLOUD_ARG_REFUSED", "workstations ssh" },
+    /* and their flags wherever they stand, in any spelling */
+    { "gcp", "compute instances list --ssh-flag -oProxyCommand=sh", "!CLOUD_ARG_REFUSED",
+      "--ssh-flag" },
+    { "gcp", "--plain compute instances list", "!CLOUD_ARG_REFUSED", "--plain" },
+    { "gcp", "compute instances list --ssh-key-file=k", "!CLOUD_ARG_REFUSED", NULL },
+    { "gcp", "compute instances list --strict-host-key-checking=no", "!CLOUD_ARG_REFUSED", NULL },
+    /* the API commands stay: listing instances, their SSH keys, an IAP tunnel's */
+    { "gcp", "compute instances describe ssh --zone z", "", NULL },
+    { "gcp", "compute os-login ssh-keys list", "", NULL },
+    { "gcp", "compute instances get-serial-port-output vm", "", NULL },
 
     /* ---- az ---- */
     { "azure", "group list", "", NULL },
