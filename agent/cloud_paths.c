@@ -6,21 +6,25 @@
 #include <string.h>
 #include <strings.h>
 
-/* The root-level names refused: procfs (environ, and every fd of the
- * process) and /dev (/dev/fd, /dev/stdin: links into /proc/self). */
-static int top_refused(const char *c, size_t n)
+static int is_name(const char *c, size_t n, const char *name)
 {
-    return (n == 4 && !memcmp(c, "proc", 4)) || (n == 3 && !memcmp(c, "dev", 3));
+    return n == strlen(name) && !memcmp(c, name, n);
 }
 
 /* Walks the path p[0..n) component by component as the kernel resolves it
  * (symlinks aside: none under the read-only paths leads into /proc as a
  * directory).  A relative path starts one level below an unknown root, so a
- * ".." above its start may be the root: a name pushed there is checked. */
+ * ".." above its start may be the root: a name pushed there is checked.
+ * Refused: anything below /proc (environ, and every fd of the process), and
+ * below /dev (/dev/fd, /dev/stdin: links into /proc/self) except /dev/shm,
+ * a tmpfs of plain files where the agent's TMPDIR, and with it the command's
+ * own directory and the files it names, may well be (refusing it refused
+ * every command naming its own input file there). */
 static int path_reaches(const char *p, size_t n)
 {
     size_t i = 0;
     int depth = 1;
+    int below_dev = 0; /* the root's child walked through is "dev" */
     if (n && p[0] == '/')
         depth = 0;
     else if (n && p[0] == '~') /* ~ or ~user: HOME or another home, one level down */
@@ -40,8 +44,13 @@ static int path_reaches(const char *p, size_t n)
                 depth--;
             continue;
         }
-        if (depth == 0 && top_refused(p + s, len))
+        if (depth == 0) {
+            if (is_name(p + s, len, "proc"))
+                return 1;
+            below_dev = is_name(p + s, len, "dev");
+        } else if (depth == 1 && below_dev && !is_name(p + s, len, "shm")) {
             return 1;
+        }
         depth++;
     }
     return 0;

@@ -605,6 +605,10 @@ static const struct {
     {"gcloud", "a=/etc/hosts,b=/proc/self/environ", 1},
     {"az", "@/proc/self/environ", 1},
     {"az", "/dev/fd/3", 1},
+    {"aws", "file:///dev/shm/../fd/0", 1},
+    {"aws", "file:///dev/shm/../../proc/self/environ", 1},
+    {"aws", "file:///dev/./stdin", 1},
+    {"aws", "file://../../dev/fd/0", 1},
     /* what a command names legitimately, "proc" and "dev" elsewhere in it */
     {"aws", "file:///etc/aurora/input.json", 0},
     {"aws", "file://input.json", 0},
@@ -614,6 +618,10 @@ static const struct {
     {"aws", "/usr/proc/x", 0},
     {"aws", "/procfs", 0},
     {"aws", "/device", 0},
+    /* a tmpfs of plain files, where the agent's TMPDIR (the command's own
+     * directory) may be */
+    {"aws", "file:///dev/shm/aurora-test.x/cloud-1/input.json", 0},
+    {"aws", "/dev/shm/aurora-agent/cloud-7/out.txt", 0},
     {"aws", "proc/self/environ", 0}, /* below HOME */
     {"aws", "Reservations[?Name=='$x']", 0},
     {"gcloud", "projects/p/locations/l/devices/dev", 0},
