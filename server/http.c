@@ -341,6 +341,13 @@ cJSON *http_json_body(const http_request *req, http_response *resp)
                         "request body: JSON strings must not contain NUL (\\u0000)");
         return NULL;
     }
+    /* Counted before parsing: the tree, not the text, is what a body of
+     * many tiny values ([0,0,...]) makes expensive. */
+    if (json_text_values(text, len) > HTTP_JSON_MAX_VALUES) {
+        http_resp_error(resp, 400, "BAD_REQUEST",
+                        "request body holds more than %d JSON values", HTTP_JSON_MAX_VALUES);
+        return NULL;
+    }
     const char *end = NULL;
     cJSON *o = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     /* One object and nothing after it but white space. */

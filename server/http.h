@@ -51,9 +51,16 @@ void http_resp_error(http_response *resp, int status, const char *code, const ch
     __attribute__((format(printf, 4, 5)));
 int http_resp_add_header(http_response *resp, const char *name, const char *value);
 
+/* The most JSON values (objects, arrays, members' values, elements) a
+ * request body may hold: cJSON spends a 64-byte node on each, 36 times the
+ * text of "0,", and no API body holds more than a few hundred. */
+#define HTTP_JSON_MAX_VALUES 16384
+
 /* Parses the request body as one JSON object (nothing but white space after
  * it); on failure fills resp with 400.  A string (key or value) holding NUL,
- * raw or as \u0000, is refused: as a C string it would be silently cut. */
+ * raw or as \u0000, is refused: as a C string it would be silently cut.  A
+ * body of more than HTTP_JSON_MAX_VALUES values is refused before it is
+ * parsed. */
 struct cJSON *http_json_body(const http_request *req, http_response *resp);
 
 /* The operations listener (AURORA_OPS_PORT), NULL when there is none:

@@ -179,6 +179,51 @@ static void test_repeated_member_refused(void **state)
     buf_free(&resp.body);
 }
 
+/* A body's parse tree costs cJSON a 64-byte node per value, 36 times the
+ * text of "0,": a 1 MiB body of [0,0,...] built a 36 MiB tree.  No API
+ * body holds more than a few hundred values; HTTP_JSON_MAX_VALUES bound
+ * them before anything is parsed. */
+static void test_bodies_of_too_many_values_refused(void **state)
+{
+    (void)state;
+    for (int extra = 0; extra <= 1; extra++) {
+        /* {"a":[0,0,...]}: the object, the array and n zeros */
+        size_t n = HTTP_JSON_MAX_VALUES - 2 + (size_t)extra;
+        size_t len = 6 + 2 * n + 1;
+        char *t = malloc(len + 1);
+        assert_non_null(t);
+        memcpy(t, "{\"a\":[", 6);
+        for (size_t i = 0; i < n; i++)
+            memcpy(t + 6 + 2 * i, i + 1 < n ? "0," : "0]", 2);
+        t[len - 1] = '}';
+        t[len] = 0;
+        int status;
+        cJSON *o = parse(t, len, &status);
+        if (extra) {
+            assert_null(o);
+            assert_int_equal(status, 400);
+        } else {
+            assert_non_null(o);
+            assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(o, "a")), (int)n);
+            cJSON_Delete(o);
+        }
+        free(t);
+    }
+    /* many values inside strings are one value each */
+    size_t len = 4 * 1024 * 1024;
+    char *t = malloc(len + 1);
+    assert_non_null(t);
+    memcpy(t, "{\"a\":\"", 6);
+    memset(t + 6, ',', len - 8);
+    memcpy(t + len - 2, "\"}", 2);
+    t[len] = 0;
+    int status;
+    cJSON *o = parse(t, len, &status);
+    assert_non_null(o);
+    cJSON_Delete(o);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_one_object_only),
         cmocka_unit_test(test_error_quoting_bytes_that_are_not_utf8),
         cmocka_unit_test(test_repeated_member_refused),
+        cmocka_unit_test(test_bodies_of_too_many_values_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
