@@ -327,6 +327,16 @@ static void fwd_bad_status(fwd *f, double status)
     fwd_fail(f, 502, EC_FORWARD_BAD_STATUS, text);
 }
 
+/* A count (ms, bytes) from the owner's answer: 0 (not given) unless a number in
+ * 0..9e15 (proto.c's bound).  A double outside int64_t's range cast to it
+ * is undefined behaviour, and 1e300 is a valid JSON number. */
+static int64_t owner_count(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9e15
+               ? (int64_t)v->valuedouble
+               : 0;
+}
+
 /* One SSE event of the owner's stream. */
 static void fwd_event(fwd *f, const char *event, const char *data)
 {
@@ -380,8 +390,8 @@ static void fwd_event(fwd *f, const char *event, const char *data)
             .http_status = !failed ? 200 : cJSON_IsNumber(hs) ? hs->valueint : 502,
             .return_code = cJSON_IsNumber(rc) ? rc->valueint : -1,
             .truncated = cJSON_IsTrue(cJSON_GetObjectItem(d, "truncated")),
-            .duration_ms = cJSON_IsNumber(dur) ? (int64_t)dur->valuedouble : 0,
-            .bytes = cJSON_IsNumber(bytes) ? (int64_t)bytes->valuedouble : 0,
+            .duration_ms = owner_count(dur),
+            .bytes = owner_count(bytes),
             .error = cJSON_GetStringValue(cJSON_GetObjectItem(d, "error")),
             .error_code = cJSON_GetStringValue(cJSON_GetObjectItem(d, "error_code")),
         };

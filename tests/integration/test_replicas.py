@@ -925,6 +925,15 @@ def a_forged_status_from_the_owner_becomes_502(t):
             eq(r.get("error_code"), "FORWARD_BAD_STATUS", "error_code for %s %d (%r)" % (how, status, r))
             check("HTTP status %d" % status in f.any.server.log_text()[mark:],
                   "the forged status %d logged" % status)
+    # counts out of int64_t's range (a double cast to it is undefined
+    # behaviour: UBSan stopped the forwarding replica) or negative are not
+    # taken: the forwarding replica's own count stands (well under the 30 s)
+    data = json.dumps({"success": True, "return_code": 0, "duration_ms": 1e300, "bytes": -5})
+    owner.answer = ("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+                    "event: result\ndata: %s\n\n" % data).encode()
+    r = echo(f.any, cid, "forged-counts", http_timeout=30)
+    eq((r.status, r.get("bytes")), (200, 0), "a result naming 1e300 ms and -5 bytes (%r)" % r)
+    check(0 <= r.get("duration_ms") < 30000, "the duration is the forwarder's own (%r)" % r)
     # a streaming caller reads the same in its error event
     owner.answer = event(999)
     status, events = sse(f.any, cid, {"args": ["get", "--raw", "/fixture/echo/x"]}, timeout=30)
